@@ -1,0 +1,204 @@
+/**
+ * The errors a pool adds to a job's own error type. Each is a `Schema.TaggedError`, so it can be
+ * matched with `Effect.catchTag`, encoded, and sent across a thread or process boundary unchanged.
+ *
+ * A job's own failure `E` reaches its awaiter as it is; a defect stays a defect with its `Cause`.
+ * These errors describe what the pool itself did to the job.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * The queue was full and the pool's overflow policy is `"fail"`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, overflow: "fail" })
+ *   return yield* pool.run(Effect.succeed(1)).pipe(
+ *     Effect.catchTag("QueueFull", (e) => Effect.succeed(-e.capacity))
+ *   )
+ * })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
+  capacity: Schema.Number
+}) {
+  override get message(): string {
+    return `the pool's queue is full (capacity ${this.capacity})`
+  }
+}
+
+/**
+ * The job was queued and then dropped by the `"dropOldest"` or `"dropNewest"` overflow policy.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PoolError } from "effect-workpool"
+ *
+ * const onDrop = Effect.catchTag("JobDropped", (e: PoolError.JobDropped) => Effect.log(`job ${e.jobId} dropped`))
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class JobDropped extends Schema.TaggedError<JobDropped>()("JobDropped", {
+  jobId: Schema.Number,
+  policy: Schema.Literals(["dropOldest", "dropNewest"])
+}) {
+  override get message(): string {
+    return `job ${this.jobId} was dropped by the ${this.policy} overflow policy`
+  }
+}
+
+/**
+ * The job passed its deadline. `phase: "running"` counts from the job's start (`timeout`);
+ * `phase: "queued"` counts from its submission while it was still waiting (`queueTimeout`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 2, timeout: "1 second" })
+ *   return yield* pool.run(Effect.never).pipe(
+ *     Effect.catchTag("JobTimeout", (e) => Effect.succeed(`job ${e.jobId} timed out after ${e.millis} ms`))
+ *   )
+ * })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class JobTimeout extends Schema.TaggedError<JobTimeout>()("JobTimeout", {
+  jobId: Schema.Number,
+  millis: Schema.Number,
+  phase: Schema.Literals(["queued", "running"])
+}) {
+  override get message(): string {
+    return `job ${this.jobId} timed out after ${this.millis} ms while ${this.phase}`
+  }
+}
+
+/**
+ * The pool is shutting down or has shut down. `phase` says where the job was: `"admission"` (it was
+ * never admitted), `"queued"` (admitted, never started) or `"running"` (interrupted at the shutdown
+ * deadline, or by `shutdownNow`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1 })
+ *   yield* pool.shutdown
+ *   return yield* Effect.flip(pool.run(Effect.succeed(1))) // PoolShutdown { phase: "admission" }
+ * })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolShutdown extends Schema.TaggedError<PoolShutdown>()("PoolShutdown", {
+  phase: Schema.Literals(["admission", "queued", "running"])
+}) {
+  override get message(): string {
+    return `the pool is shut down (job ${this.phase === "admission" ? "not admitted" : `was ${this.phase}`})`
+  }
+}
+
+/**
+ * The worker that ran the job died (a worker thread that crashed or ran out of memory). Only the
+ * jobs that were on that worker fail; the pool replaces the worker.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "effect-workpool"
+ *
+ * const error = new PoolError.WorkerCrashed({ jobId: 7, reason: "exit code 1" })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCrashed", {
+  jobId: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `the worker running job ${this.jobId} crashed: ${this.reason}`
+  }
+}
+
+/**
+ * A pool option is invalid. `field` names the option, `value` shows what was given (as text) and
+ * `reason` says what was expected.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = WorkPool.make({ concurrency: 0 }).pipe(
+ *   Effect.catchTag("InvalidPoolConfig", (e) => Effect.die(e.message)) // "concurrency: ... got 0"
+ * )
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidPoolConfig extends Schema.TaggedError<InvalidPoolConfig>()("InvalidPoolConfig", {
+  field: Schema.String,
+  value: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid pool option ${this.field}: ${this.reason}, got ${this.value}`
+  }
+}
+
+/**
+ * A per-job option (`priority`, `timeout`, `queueTimeout`) is invalid; the job was not admitted.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1 })
+ *   return yield* Effect.flip(pool.run(Effect.void, { priority: Number.NaN })) // field: "priority"
+ * })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("InvalidJobOptions", {
+  field: Schema.String,
+  value: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid job option ${this.field}: ${this.reason}, got ${this.value}`
+  }
+}
+
+/**
+ * Every error the pool can add to a job submitted with `run`, `submit` or `runAll`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type JobError = QueueFull | JobDropped | JobTimeout | PoolShutdown | InvalidJobOptions
+
+/**
+ * Every error of this library.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolError = JobError | WorkerCrashed | InvalidPoolConfig

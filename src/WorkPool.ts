@@ -1,0 +1,696 @@
+/**
+ * The in-process pool: worker fibers for I/O-bound work, with a bounded priority queue, typed errors,
+ * per-job timeouts, cancellation and graceful shutdown, all tied to a `Scope`.
+ *
+ * A job is any `Effect`. Many kinds of job share one pool and keep their own result and error
+ * types: `pool.run(job)` has the type `Effect<A, E | JobError, R>`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * class Thumbnails extends WorkPool.Service<Thumbnails>()("app/Thumbnails", {
+ *   concurrency: 8,
+ *   capacity: 1024,
+ *   timeout: "30 seconds"
+ * }) {}
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* Thumbnails
+ *   const one = yield* pool.run(Effect.succeed("thumb.png"), { priority: 10 })
+ *   const all = yield* pool.runAll(["a", "b"].map((name) => Effect.succeed(`${name}.png`)))
+ *   return [one, ...all]
+ * }).pipe(Effect.provide(Thumbnails.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, type Duration, Effect, Exit, Layer, Option, Stream } from "effect"
+import type * as Scope from "effect/Scope"
+import { dual } from "effect/Function"
+import {
+  InvalidJobOptions,
+  InvalidPoolConfig,
+  type JobError,
+  type PoolShutdown,
+  type QueueFull
+} from "./PoolError.ts"
+import * as config from "./internal/config.ts"
+import { fiberExecutor } from "./internal/fiberExecutor.ts"
+import { DONE, type Job as JobRecord, PENDING, QUEUED, RUNNING, Scheduler } from "./internal/scheduler.ts"
+
+/**
+ * What happens when a job is submitted to a full queue.
+ *
+ * - `"suspend"` (default): the submitter waits for room (backpressure).
+ * - `"fail"`: the submission fails at once with `QueueFull`.
+ * - `"dropNewest"`: the new job is dropped; its awaiter gets `JobDropped`.
+ * - `"dropOldest"`: the job that has waited longest is dropped (its awaiter gets `JobDropped`) and
+ *   the new one is queued.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
+
+/**
+ * Options of a pool. Only `concurrency` is required.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const options: WorkPool.Options = {
+ *   concurrency: 8,          // worker fibers
+ *   capacity: 1024,          // waiting jobs (default 1024; Infinity for unbounded)
+ *   overflow: "suspend",     // or "fail" | "dropNewest" | "dropOldest"
+ *   timeout: "30 seconds",   // per job, from its start (default: none)
+ *   queueTimeout: "1 minute",// per job, from its submission while queued (default: none)
+ *   aging: "1 second",       // a waiting job gains 1 priority level per second (default: none)
+ *   shutdownTimeout: "10 seconds" // graceful shutdown deadline (default 30 seconds)
+ * }
+ * ```
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<W = void, EW = never, RW = never> {
+  /** How many jobs run at once: the number of workers. A whole number ≥ 1. */
+  readonly concurrency: number
+  /** How many jobs may wait in the queue. A whole number ≥ 0 or `Infinity`; default 1024. */
+  readonly capacity?: number | undefined
+  /** What a full queue does to a new submission; default `"suspend"`. */
+  readonly overflow?: Overflow | undefined
+  /** Deadline of each job, counted from its start; default none. Jobs can override it. */
+  readonly timeout?: Duration.Input | undefined
+  /** Deadline of each job while it waits, counted from its submission; default none. */
+  readonly queueTimeout?: Duration.Input | undefined
+  /**
+   * Aging: each `aging` of waiting raises a queued job by one priority level, so that a job of
+   * priority `p` is passed by a job of priority `q > p` only if that job came less than
+   * `(q - p) × aging` after it. Default: none (strict priority).
+   */
+  readonly aging?: Duration.Input | undefined
+  /** How long a graceful shutdown waits for queued and running jobs; default 30 seconds. */
+  readonly shutdownTimeout?: Duration.Input | undefined
+  /** Start with dispatch paused (jobs are queued until `resume`); default false. */
+  readonly paused?: boolean | undefined
+  /**
+   * A resource per worker, such as a connection: acquired when a worker starts, released (its
+   * scope closed) when the worker stops, and handed to the jobs that worker runs when a job is
+   * written as a function `(resource) => Effect`.
+   */
+  readonly resource?: ((workerId: number) => Effect.Effect<W, EW, RW | Scope.Scope>) | undefined
+}
+
+/**
+ * Options of one job.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobOptions {
+  /** Higher runs first; FIFO within a priority. Any finite number; default 0. */
+  readonly priority?: number | undefined
+  /** Overrides the pool's `timeout` for this job (`Infinity` for none). */
+  readonly timeout?: Duration.Input | undefined
+  /** Overrides the pool's `queueTimeout` for this job (`Infinity` for none). */
+  readonly queueTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A job: an `Effect`, or a function of the worker's resource (see `Options.resource`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Job<A, E, R, W = void> = Effect.Effect<A, E, R> | ((resource: W) => Effect.Effect<A, E, R>)
+
+/**
+ * Where a submitted job is: waiting for room, queued, running, or how it ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type JobStatus =
+  | "waiting"
+  | "queued"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "defect"
+  | "timedOut"
+  | "interrupted"
+  | "dropped"
+  | "rejected"
+
+/**
+ * A job submitted with `submit`. It runs under the pool's scope, not its submitter's: it goes on
+ * when the submitter ends, and stops when the pool shuts down.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 2 })
+ *   const handle = yield* pool.submit(Effect.succeed(42))
+ *   const status = yield* handle.status // "succeeded", "running", "queued", ...
+ *   return yield* handle.await // 42
+ * })
+ * ```
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobHandle<A, E> {
+  readonly id: number
+  /** Waits for the job's result: its success, its own error, a pool error, or its defect. */
+  readonly await: Effect.Effect<A, E | JobError>
+  /** Removes the job if it is still waiting or queued, interrupts it if running, and waits until it stopped. */
+  readonly interrupt: Effect.Effect<void>
+  readonly status: Effect.Effect<JobStatus>
+}
+
+/**
+ * A job that never started, returned by `shutdownNow` so it can be run elsewhere. Its awaiters got
+ * `PoolShutdown`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface UnstartedJob {
+  readonly id: number
+  readonly priority: number
+  /** The job, with its submitter's services already provided. */
+  readonly effect: Effect.Effect<unknown, unknown>
+}
+
+/**
+ * A snapshot of a pool, from `stats` or the `changes` stream.
+ *
+ * Every submitted job ends exactly once, so at any time `submitted = waiting + queued + running +
+ * succeeded + failed + defects + timedOut + interrupted + dropped`.
+ * `rejected` counts submissions refused before admission (`QueueFull`, `PoolShutdown`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolStats {
+  readonly state: "running" | "paused" | "draining" | "stopped"
+  /** The target number of workers (`concurrency`, or the last `resize`). */
+  readonly concurrency: number
+  /** Live workers; differs from `concurrency` while a resize is under way. */
+  readonly workers: number
+  readonly running: number
+  readonly queued: number
+  /** Queued jobs per priority, highest first. */
+  readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
+  /** Submitters suspended by backpressure (overflow `"suspend"`), not yet admitted. */
+  readonly waiting: number
+  readonly submitted: number
+  readonly succeeded: number
+  readonly failed: number
+  readonly defects: number
+  readonly timedOut: number
+  readonly interrupted: number
+  readonly dropped: number
+  readonly rejected: number
+  /** Busy worker time over available worker time since the pool started, 0 to 1. */
+  readonly utilisation: number
+  /** Mean time from submission to start, of the jobs that started. */
+  readonly meanWaitMillis: number
+  /** Mean time from start to stop, of the jobs that stopped. */
+  readonly meanRunMillis: number
+}
+
+/**
+ * A pool of worker fibers. Get one with `make` (scoped) or as a service with `Service` / `layer`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkPool<W = void, EW = never> {
+  /**
+   * Runs a job and waits for its result. Interrupting the caller removes the job if it is queued,
+   * or interrupts it (running its finalizers) if it is running.
+   */
+  readonly run: <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions) => Effect.Effect<A, E | JobError, R>
+  /**
+   * Submits a job and returns its handle once it is admitted (after waiting for room with overflow
+   * `"suspend"`). The job runs under the pool's scope.
+   */
+  readonly submit: <A, E, R>(
+    job: Job<A, E, R, W>,
+    options?: JobOptions
+  ) => Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R>
+  /**
+   * Runs many jobs through the pool and returns their results in input order. The first failure
+   * interrupts the others and is returned once they have stopped. To keep every outcome, map the
+   * jobs with `Effect.result` or `Effect.exit` first.
+   */
+  readonly runAll: <A, E, R>(
+    jobs: Iterable<Job<A, E, R, W>>,
+    options?: JobOptions
+  ) => Effect.Effect<Array<A>, E | JobError, R>
+  readonly stats: Effect.Effect<PoolStats>
+  /** The current stats, then new stats after every change (coalesced), ending when the pool has stopped. */
+  readonly changes: Stream.Stream<PoolStats>
+  /** Changes the number of workers. Growing starts work at once; shrinking lets running jobs finish. */
+  readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig | EW>
+  /** Stops dispatching queued jobs; running jobs go on. */
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  /** Waits until nothing is queued, running or waiting for room. */
+  readonly awaitIdle: Effect.Effect<void>
+  /**
+   * Graceful shutdown: stops admitting (new submissions fail with `PoolShutdown`), lets queued and
+   * running jobs finish within `shutdownTimeout`, then interrupts the rest; waits until done.
+   * Closing the pool's scope does this. Idempotent.
+   */
+  readonly shutdown: Effect.Effect<void>
+  /**
+   * Immediate shutdown: interrupts running jobs and returns the jobs that never started (their
+   * awaiters get `PoolShutdown`); waits until every job has stopped. Idempotent: later calls return
+   * an empty array.
+   */
+  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedJob>>
+  /** Waits until the pool has shut down. */
+  readonly awaitTermination: Effect.Effect<void>
+}
+
+const DEFAULT_CAPACITY = 1024
+const DEFAULT_SHUTDOWN_TIMEOUT = 30_000
+
+const toInvalidPoolConfig = (error: unknown) => {
+  if (error instanceof config.OptionError) return new InvalidPoolConfig(error.invalid)
+  throw error
+}
+
+const validatePoolOptions = (options: Options<any, any, any>) =>
+  Effect.try({
+    try: () => {
+      if (typeof options !== "object" || options === null) {
+        throw new config.OptionError({ field: "options", value: String(options), reason: "expected an object" })
+      }
+      return {
+        concurrency: config.positiveInteger("concurrency", options.concurrency),
+        capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),
+        overflow: options.overflow === undefined
+          ? "suspend" as const
+          : config.oneOf("overflow", options.overflow, ["suspend", "fail", "dropNewest", "dropOldest"]),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        queueTimeout: options.queueTimeout === undefined
+          ? 0
+          : config.millis("queueTimeout", options.queueTimeout, "deadline"),
+        aging: options.aging === undefined ? 0 : config.millis("aging", options.aging, "positiveFinite"),
+        shutdownTimeout: options.shutdownTimeout === undefined
+          ? DEFAULT_SHUTDOWN_TIMEOUT
+          : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
+        paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+        resource: options.resource === undefined || typeof options.resource === "function"
+          ? options.resource
+          : config.oneOf("resource", options.resource, [])
+      }
+    },
+    catch: toInvalidPoolConfig
+  })
+
+/** Per-job options, checked without allocating when there are none. */
+interface CheckedJobOptions {
+  readonly priority: number
+  readonly timeout: number
+  readonly queueTimeout: number
+}
+
+const checkJobOptions = (
+  scheduler: Scheduler<any>,
+  options: JobOptions | undefined
+): CheckedJobOptions | InvalidJobOptions => {
+  const defaults = scheduler.config
+  if (options === undefined) return defaults.jobDefaults
+  try {
+    return {
+      priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+      timeout: options.timeout === undefined ? defaults.timeout : config.millis("timeout", options.timeout, "deadline"),
+      queueTimeout: options.queueTimeout === undefined
+        ? defaults.queueTimeout
+        : config.millis("queueTimeout", options.queueTimeout, "deadline")
+    }
+  } catch (error) {
+    if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
+    throw error
+  }
+}
+
+const statusOf = (job: JobRecord): JobStatus => {
+  switch (job.state) {
+    case PENDING:
+      return "waiting"
+    case QUEUED:
+      return "queued"
+    case RUNNING:
+      return "running"
+    default:
+      return job.outcome === "defects" ? "defect" : job.outcome ?? "interrupted"
+  }
+}
+
+const awaitJob = (job: JobRecord): Effect.Effect<any, any> =>
+  Effect.callback((resume) => {
+    if (job.exit !== undefined) return resume(job.exit)
+    job.addListener(resume)
+    return Effect.sync(() => job.removeListener(resume))
+  })
+
+const makeHandle = (job: JobRecord): JobHandle<any, any> => ({
+  id: job.id,
+  await: awaitJob(job),
+  interrupt: Effect.suspend(() => job.scheduler.cancel(job)),
+  status: Effect.sync(() => statusOf(job))
+})
+
+const snapshot = (scheduler: Scheduler<any>): PoolStats => {
+  const ended = scheduler.ended
+  const stopped = scheduler.started - scheduler.busy
+  return {
+    state: scheduler.state === "running" && scheduler.paused ? "paused" : scheduler.state,
+    concurrency: scheduler.target,
+    workers: scheduler.workers.size,
+    running: scheduler.busy,
+    queued: scheduler.queue.size,
+    queuedByPriority: scheduler.queue.countByPriority(),
+    waiting: scheduler.waitingCount,
+    submitted: scheduler.submitted,
+    succeeded: ended.succeeded,
+    failed: ended.failed,
+    defects: ended.defects,
+    timedOut: ended.timedOut,
+    interrupted: ended.interrupted,
+    dropped: ended.dropped,
+    rejected: scheduler.rejected,
+    utilisation: scheduler.utilisation(),
+    meanWaitMillis: scheduler.started === 0 ? 0 : scheduler.totalWaitMillis / scheduler.started,
+    meanRunMillis: stopped === 0 ? 0 : scheduler.totalRunMillis / stopped
+  }
+}
+
+/**
+ * Makes a pool whose lifetime is the current `Scope`. Closing the scope shuts it down gracefully
+ * (see `shutdown`); afterwards no fiber of the pool is alive and no awaiter is left waiting.
+ *
+ * Fails with `InvalidPoolConfig`, naming the field, when an option is invalid, and with the
+ * resource's error when a worker's resource cannot be acquired.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 4, timeout: "5 seconds" })
+ *   const fast = yield* pool.run(Effect.succeed("high"), { priority: 10 })
+ *   const handle = yield* pool.submit(Effect.log("in the background"))
+ *   yield* handle.await
+ *   return fast
+ * }))
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <W = void, EW = never, RW = never>(
+  options: Options<W, EW, RW>
+): Effect.Effect<WorkPool<W, EW>, InvalidPoolConfig | EW, Scope.Scope | RW> =>
+  Effect.gen(function*() {
+    const checked = yield* validatePoolOptions(options)
+    const context = yield* Effect.context<RW>()
+    const clock = yield* Clock.Clock
+    const resource = checked.resource
+    const scheduler = new Scheduler<W>(
+      {
+        ...checked,
+        jobDefaults: { priority: 0, timeout: checked.timeout, queueTimeout: checked.queueTimeout },
+        acquireWorker: resource === undefined ? undefined : (worker) =>
+          Effect.provideContext(resource(worker.id), context as Context.Context<any>)
+      },
+      context as Context.Context<never>,
+      () => clock.currentTimeMillisUnsafe()
+    )
+    scheduler.executor = fiberExecutor(scheduler)
+    yield* Effect.addFinalizer(() => scheduler.shutdown())
+    yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
+    return makePool<W, EW>(scheduler)
+  })
+
+const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
+  const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
+    Effect.withFiber((fiber) => {
+      const checked = checkJobOptions(scheduler, options)
+      if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+      const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
+      return Effect.callback<A, E | JobError, R>((resume) => {
+        record.listeners = resume as any
+        scheduler.admit(record, checked.queueTimeout, undefined)
+        return Effect.suspend(() => scheduler.cancel(record))
+      })
+    })
+
+  const submit = <A, E, R>(
+    job: Job<A, E, R, W>,
+    options?: JobOptions
+  ): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R> =>
+    Effect.withFiber<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R>((fiber) => {
+      const checked = checkJobOptions(scheduler, options)
+      if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+      const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
+      const admitted = (): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown> =>
+        record.outcome === "rejected" ? (record.exit as Exit.Exit<never, QueueFull | PoolShutdown>) :
+        Effect.succeed(makeHandle(record))
+      let wake: (() => void) | undefined
+      if (scheduler.admit(record, checked.queueTimeout, () => wake?.())) return admitted()
+      return Effect.callback<JobHandle<A, E>, QueueFull | PoolShutdown>((resume) => {
+        if (record.state !== PENDING) return resume(admitted())
+        wake = () => resume(admitted())
+        return Effect.sync(() => {
+          if (record.state === PENDING) scheduler.settle(record, Exit.interrupt(), "interrupted")
+        })
+      })
+    })
+
+  const runAll = <A, E, R>(
+    jobs: Iterable<Job<A, E, R, W>>,
+    options?: JobOptions
+  ): Effect.Effect<Array<A>, E | JobError, R> =>
+    Effect.withFiber((fiber) => {
+      const checked = checkJobOptions(scheduler, options)
+      if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+      const items = Array.from(jobs)
+      const count = items.length
+      if (count === 0) return Effect.succeed([])
+      const context = fiber.context
+      return Effect.callback<Array<A>, E | JobError, R>((resume) => {
+        const results = new Array<A>(count)
+        const submitted: Array<JobRecord> = []
+        let next = 0
+        let unsettled = count
+        let failure: Exit.Exit<never, any> | undefined
+        const settled = () => {
+          if (--unsettled === 0) resume(failure ?? Exit.succeed(results))
+        }
+        const stopAll = () => {
+          for (const job of submitted) if (job.state !== DONE) scheduler.cancel(job)
+        }
+        const feed = (): void => {
+          while (next < count && failure === undefined) {
+            const index = next++
+            const record = scheduler.makeJob(items[index]!, context, checked.priority, checked.timeout)
+            submitted.push(record)
+            record.listeners = (exit: Exit.Exit<any, any>) => {
+              if (Exit.isSuccess(exit)) results[index] = exit.value
+              else if (failure === undefined) {
+                failure = exit as Exit.Exit<never, any>
+                stopAll()
+              }
+              settled()
+            }
+            if (!scheduler.admit(record, checked.queueTimeout, feed)) return
+          }
+          if (failure !== undefined && next < count) {
+            // never submitted: nothing to wait for
+            unsettled -= count - next - 1
+            next = count
+            settled()
+          }
+        }
+        feed()
+        return Effect.suspend(() => {
+          failure ??= Exit.interrupt()
+          next = count
+          return Effect.forEach(submitted, (job) => scheduler.cancel(job), { discard: true })
+        })
+      })
+    })
+
+  const changes: Stream.Stream<PoolStats> = Stream.paginate(-1, (seen: number) => {
+    const emit = Effect.sync(() => {
+      const version = scheduler.version
+      const stats = snapshot(scheduler)
+      const done = stats.state === "stopped"
+      return [[stats], done ? Option.none<number>() : Option.some(version)] as const
+    })
+    if (seen < 0) return emit
+    return scheduler.waitUntil(() => scheduler.version !== seen).pipe(
+      Effect.andThen(Effect.yieldNow),
+      Effect.andThen(emit)
+    )
+  })
+
+  const resize = (concurrency: number): Effect.Effect<void, InvalidPoolConfig | EW> =>
+    Effect.suspend((): Effect.Effect<void, InvalidPoolConfig | EW> => {
+      let target: number
+      try {
+        target = config.positiveInteger("concurrency", concurrency)
+      } catch (error) {
+        return Effect.fail(toInvalidPoolConfig(error))
+      }
+      if (scheduler.state !== "running") return Effect.void
+      const grow = target - scheduler.workers.size
+      scheduler.target = target
+      scheduler.retireIdle()
+      scheduler.changed()
+      return grow > 0 ? scheduler.addWorkers(grow) as Effect.Effect<void, EW> : Effect.void
+    })
+
+  const setPaused = (paused: boolean) =>
+    Effect.sync(() => {
+      if (scheduler.paused === paused) return
+      scheduler.paused = paused
+      scheduler.changed()
+      if (!paused) scheduler.pump()
+    })
+
+  return {
+    run,
+    submit,
+    runAll,
+    stats: Effect.sync(() => snapshot(scheduler)),
+    changes,
+    resize,
+    pause: setPaused(true),
+    resume: setPaused(false),
+    awaitIdle: scheduler.waitUntil(() => scheduler.isIdle()),
+    shutdown: scheduler.shutdown(),
+    shutdownNow: Effect.map(scheduler.shutdownNow(), (jobs) =>
+      jobs.map((job): UnstartedJob => ({
+        id: job.id,
+        priority: job.priority,
+        effect: Effect.provideContext(
+          typeof job.effect === "function" ? Effect.suspend(() => (job.effect as any)(undefined)) : job.effect,
+          job.context
+        ) as Effect.Effect<unknown, unknown>
+      }))),
+    awaitTermination: scheduler.awaitTermination()
+  }
+}
+
+/**
+ * A layer that makes the pool for `tag` and shuts it down when the layer is released.
+ *
+ * @example
+ * ```ts
+ * import { Context } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * class Mailer extends Context.Service<Mailer, WorkPool.WorkPool>()("app/Mailer") {}
+ * const MailerLive = WorkPool.layer(Mailer, { concurrency: 4, timeout: "10 seconds" })
+ * ```
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, W = void, EW = never, RW = never>(
+  tag: Context.Key<I, WorkPool<W, EW>>,
+  options: Options<W, EW, RW>
+): Layer.Layer<I, InvalidPoolConfig | EW, RW> => Layer.effect(tag, make(options))
+
+/**
+ * Declares a pool as a service class with a `layer`, in one line, the way an app defines its other
+ * services.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * class Crawler extends WorkPool.Service<Crawler>()("app/Crawler", { concurrency: 16 }) {}
+ *
+ * const fetchAll = (urls: ReadonlyArray<string>) =>
+ *   Effect.gen(function* () {
+ *     const pool = yield* Crawler
+ *     return yield* pool.runAll(urls.map((url) => Effect.succeed(url.length)))
+ *   })
+ *
+ * const main = fetchAll(["https://a.test", "https://b.test"]).pipe(Effect.provide(Crawler.layer))
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Service = <Self>() =>
+<const Id extends string, W = void, EW = never, RW = never>(
+  id: Id,
+  options: Options<W, EW, RW>
+): Context.ServiceClass<Self, Id, WorkPool<W, EW>> & {
+  readonly layer: Layer.Layer<Self, InvalidPoolConfig | EW, RW>
+} => {
+  const Key = Context.Service<Self, WorkPool<W, EW>>()(id)
+  return Object.assign(Key, { layer: layer(Key as any, options) }) as any
+}
+
+/**
+ * Runs every element of a stream through the pool as a job, emitting the results in input order,
+ * or in completion order with `unordered: true`. `buffer` (default: twice the pool's concurrency
+ * when the stream is built) bounds how many elements are in the pool at once.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 4 })
+ *   return yield* Stream.range(1, 10).pipe(
+ *     WorkPool.mapStream(pool, (n) => Effect.succeed(n * n)),
+ *     Stream.runCollect
+ *   )
+ * })
+ * ```
+ * @since 0.1.0
+ * @category combinators
+ */
+export const mapStream: {
+  <In, A, E2, R2, W = void, EW = never>(
+    pool: WorkPool<W, EW>,
+    f: (input: In) => Job<A, E2, R2, W>,
+    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+  ): <E, R>(self: Stream.Stream<In, E, R>) => Stream.Stream<A, E | E2 | JobError, R | R2>
+  <In, E, R, A, E2, R2, W = void, EW = never>(
+    self: Stream.Stream<In, E, R>,
+    pool: WorkPool<W, EW>,
+    f: (input: In) => Job<A, E2, R2, W>,
+    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+  ): Stream.Stream<A, E | E2 | JobError, R | R2>
+} = dual(
+  (args) => Stream.isStream(args[0]),
+  <In, E, R, A, E2, R2, W, EW>(
+    self: Stream.Stream<In, E, R>,
+    pool: WorkPool<W, EW>,
+    f: (input: In) => Job<A, E2, R2, W>,
+    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+  ): Stream.Stream<A, E | E2 | JobError, R | R2> =>
+    Stream.unwrap(Effect.map(pool.stats, (stats) =>
+      Stream.mapEffect(self, (input: In) => pool.run(f(input), options), {
+        concurrency: options?.buffer ?? Math.max(2, stats.concurrency * 2),
+        unordered: options?.unordered ?? false
+      })))
+)
+

@@ -1,0 +1,93 @@
+/**
+ * Validation of pool and job options. Every check names the field, shows the value and says what
+ * was expected, so a bad option never turns into a hang or a silent default.
+ *
+ * @internal
+ */
+import { Duration, Option } from "effect"
+
+export interface Invalid {
+  readonly field: string
+  readonly value: string
+  readonly reason: string
+}
+
+const show = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
+    return String(value)
+  }
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+export class OptionError {
+  readonly invalid: Invalid
+  constructor(invalid: Invalid) {
+    this.invalid = invalid
+  }
+}
+
+const fail = (field: string, value: unknown, reason: string): never => {
+  throw new OptionError({ field, value: show(value), reason })
+}
+
+export const positiveInteger = (field: string, value: unknown): number => {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    fail(field, value, "expected a whole number of at least 1")
+  }
+  return value as number
+}
+
+/** A whole number ≥ 0, or Infinity. */
+export const capacity = (field: string, value: unknown): number => {
+  if (typeof value !== "number" || !(value === Infinity || (Number.isInteger(value) && value >= 0))) {
+    fail(field, value, "expected a whole number of at least 0, or Infinity")
+  }
+  return value as number
+}
+
+export const finiteNumber = (field: string, value: unknown): number => {
+  if (typeof value !== "number" || !Number.isFinite(value)) fail(field, value, "expected a finite number")
+  return value as number
+}
+
+export const oneOf = <const T extends string>(field: string, value: unknown, choices: ReadonlyArray<T>): T => {
+  if (!choices.includes(value as T)) fail(field, value, `expected one of ${choices.map(show).join(", ")}`)
+  return value as T
+}
+
+export const boolean = (field: string, value: unknown): boolean => {
+  if (typeof value !== "boolean") fail(field, value, "expected true or false")
+  return value as boolean
+}
+
+/**
+ * A duration in milliseconds. `positive` durations are deadlines, where 0 would mean "fail at once":
+ * Infinity stands for "no deadline" and is returned as 0.
+ */
+export const millis = (
+  field: string,
+  value: unknown,
+  kind: "deadline" | "nonNegative" | "positiveFinite"
+): number => {
+  const duration = typeof value === "number" && Number.isNaN(value)
+    ? undefined
+    : Option.getOrUndefined(Duration.fromInput(value as Duration.Input))
+  if (duration === undefined) fail(field, value, "expected a duration such as \"5 seconds\" or a number of milliseconds")
+  const ms = Duration.toMillis(duration!)
+  if (Number.isNaN(ms) || ms < 0) fail(field, value, "expected a duration of at least 0")
+  switch (kind) {
+    case "deadline":
+      if (ms === 0) fail(field, value, "expected a duration above 0 (use Infinity for none)")
+      return ms === Infinity ? 0 : ms
+    case "positiveFinite":
+      if (ms === 0 || ms === Infinity) fail(field, value, "expected a finite duration above 0")
+      return ms
+    case "nonNegative":
+      return ms
+  }
+}

@@ -1,0 +1,144 @@
+import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
+
+/**
+ * What the queue needs of an entry. `score` orders entries (higher first), `seq` breaks ties
+ * (lower first, so FIFO within a score). With aging the scheduler sets
+ * `score = priority - enqueuedAt / agingMillis`: a waiting job gains one priority level per
+ * `agingMillis`, and since every queued job ages at the same rate the order between two jobs never
+ * changes while they wait. So aging needs no re-sorting and every operation stays O(log lanes).
+ *
+ * @internal
+ */
+export interface QueueEntry {
+  readonly priority: number
+  readonly seq: number
+  score: number
+  inQueue: boolean
+}
+
+/**
+ * All entries of one priority, in FIFO order. Within a lane a later entry never outranks an earlier
+ * one, so the lane's head is its best entry and the lanes' heap only has to compare heads.
+ * Removed entries are left in place (`inQueue = false`) and skipped or swept later.
+ */
+class Lane<T extends QueueEntry> implements HeapItem {
+  heapIndex = -1
+  items: Array<T | undefined> = []
+  head = 0
+  live = 0
+  dead = 0
+  readonly priority: number
+  constructor(priority: number) {
+    this.priority = priority
+  }
+
+  first(): T {
+    return this.items[this.head]!
+  }
+
+  /** Drops the head and any removed entries behind it. */
+  advance(): void {
+    const items = this.items
+    items[this.head++] = undefined
+    while (this.head < items.length && !items[this.head]!.inQueue) {
+      items[this.head++] = undefined
+      this.dead--
+    }
+    if (this.head >= 1024 && this.head * 2 >= items.length) {
+      items.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  sweep(): void {
+    const kept: Array<T | undefined> = []
+    for (let i = this.head; i < this.items.length; i++) {
+      const entry = this.items[i]!
+      if (entry.inQueue) kept.push(entry)
+    }
+    this.items = kept
+    this.head = 0
+    this.dead = 0
+  }
+}
+
+const laneBefore = <T extends QueueEntry>(a: Lane<T>, b: Lane<T>): boolean => {
+  const x = a.first()
+  const y = b.first()
+  return x.score > y.score || (x.score === y.score && x.seq < y.seq)
+}
+
+/**
+ * A priority queue: highest score first, FIFO within a score. push and pop cost O(1) when the
+ * entry's lane already exists and O(log lanes) otherwise; remove costs O(log lanes) amortised.
+ *
+ * @internal
+ */
+export class PriorityQueue<T extends QueueEntry> {
+  private readonly lanes = new Map<number, Lane<T>>()
+  private readonly heap = new IndexedHeap<Lane<T>>(laneBefore)
+  size = 0
+
+  push(entry: T): void {
+    let lane = this.lanes.get(entry.priority)
+    if (lane === undefined) {
+      lane = new Lane(entry.priority)
+      this.lanes.set(entry.priority, lane)
+    }
+    entry.inQueue = true
+    lane.items.push(entry)
+    this.size++
+    if (++lane.live === 1) this.heap.push(lane)
+  }
+
+  peek(): T | undefined {
+    return this.heap.peek()?.first()
+  }
+
+  pop(): T | undefined {
+    const lane = this.heap.peek()
+    if (lane === undefined) return undefined
+    const entry = lane.first()
+    this.take(lane, entry)
+    return entry
+  }
+
+  remove(entry: T): void {
+    if (!entry.inQueue) return
+    const lane = this.lanes.get(entry.priority)!
+    if (lane.first() === entry) return this.take(lane, entry)
+    entry.inQueue = false
+    this.size--
+    lane.live--
+    if (++lane.dead > 64 && lane.dead > lane.live) lane.sweep()
+  }
+
+  /** The entry that was pushed first (lowest `seq`), scanning one head per distinct priority. */
+  oldest(): T | undefined {
+    let oldest: T | undefined
+    for (const lane of this.heap.items) {
+      const head = lane.first()
+      if (oldest === undefined || head.seq < oldest.seq) oldest = head
+    }
+    return oldest
+  }
+
+  /** Live entries per priority, highest priority first. */
+  countByPriority(): Array<{ readonly priority: number; readonly count: number }> {
+    const counts: Array<{ priority: number; count: number }> = []
+    for (const lane of this.lanes.values()) counts.push({ priority: lane.priority, count: lane.live })
+    return counts.sort((a, b) => b.priority - a.priority)
+  }
+
+  private take(lane: Lane<T>, entry: T): void {
+    entry.inQueue = false
+    this.size--
+    lane.advance()
+    if (--lane.live === 0) {
+      this.heap.remove(lane)
+      this.lanes.delete(lane.priority)
+    } else {
+      this.heap.update(lane)
+    }
+  }
+}

@@ -1,0 +1,698 @@
+/**
+ * The one scheduler behind every pool: admission, the bounded priority queue, dispatch to worker
+ * slots, deadlines, cancellation, shutdown and accounting. It is a synchronous state machine driven by
+ * callbacks (a job's fiber ending, a timer firing, an awaiter being interrupted), so the path from
+ * submit to result allocates one record per job and no Promise, no Deferred and no extra fiber.
+ *
+ * How a job runs is the executor's business (`Executor`): a fiber in this process, a worker thread,
+ * a durable claim. The executor only starts a job on a worker and reports when it has stopped.
+ *
+ * @internal
+ */
+import { Cause, Context, Effect, Exit, Fiber, Scope } from "effect"
+import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
+import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
+import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
+
+export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
+
+export interface SchedulerConfig<W> {
+  readonly jobDefaults: { readonly priority: number; readonly timeout: number; readonly queueTimeout: number }
+  readonly concurrency: number
+  readonly capacity: number
+  readonly overflow: Overflow
+  /** Milliseconds from start; 0 means none. */
+  readonly timeout: number
+  /** Milliseconds from submission while queued; 0 means none. */
+  readonly queueTimeout: number
+  /** Milliseconds of waiting that raise a job by one priority level; 0 means no aging. */
+  readonly aging: number
+  readonly shutdownTimeout: number
+  readonly paused: boolean
+  readonly acquireWorker: ((worker: Worker<W>) => Effect.Effect<W, unknown, Scope.Scope>) | undefined
+}
+
+/** A slot that runs one job at a time, with its optional per-worker resource. */
+export class Worker<W> {
+  resource: W = undefined as W
+  scope: Scope.Closeable | undefined = undefined
+  job: Job | undefined = undefined
+  readonly id: number
+  constructor(id: number) {
+    this.id = id
+  }
+}
+
+export interface Executor {
+  /** Starts `job` on `worker` and calls `scheduler.jobStopped(job, exit)` once it has stopped. */
+  start(job: Job, worker: Worker<any>): void
+  /** Asks a running job to stop; `jobStopped` follows. */
+  interrupt(job: Job): void
+  /** Waits until a job asked to stop has stopped. */
+  awaitStopped(job: Job): Effect.Effect<void>
+}
+
+export const PENDING = 0
+export const QUEUED = 1
+export const RUNNING = 2
+export const DONE = 3
+
+export type Outcome = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "dropped"
+
+type Listener = (exit: Exit.Exit<any, any>) => void
+
+class Deadline implements HeapItem {
+  heapIndex = -1
+  at: number
+  phase: "queued" | "running"
+  readonly job: Job
+  constructor(at: number, phase: "queued" | "running", job: Job) {
+    this.at = at
+    this.phase = phase
+    this.job = job
+  }
+}
+
+const deadlineBefore = (a: Deadline, b: Deadline) => a.at < b.at
+
+/**
+ * One submitted job. The public `JobHandle` is this object, so `submit` allocates nothing more.
+ */
+export class Job implements QueueEntry {
+  score: number
+  inQueue = false
+  state = PENDING
+  submittedAt = 0
+  startedAt = 0
+  worker: Worker<any> | undefined = undefined
+  fiber: Fiber.Fiber<any, any> | undefined = undefined
+  deadline: Deadline | undefined = undefined
+  exit: Exit.Exit<any, any> | undefined = undefined
+  listeners: Listener | Array<Listener> | undefined = undefined
+  /** Why the pool stopped the job, so its fiber's interruption can be reported as such. */
+  stopReason: PoolShutdown | undefined = undefined
+  outcome: Outcome | "rejected" | undefined = undefined
+  /** While waiting for room: resumes the submitter once the job is admitted or has ended. */
+  onAdmitted: (() => void) | undefined = undefined
+  readonly scheduler: Scheduler<any>
+  readonly seq: number
+  readonly effect: Effect.Effect<any, any, any> | ((resource: any) => Effect.Effect<any, any, any>)
+  readonly context: Context.Context<never>
+  readonly priority: number
+  /** Milliseconds from start; 0 means none. */
+  readonly timeout: number
+  constructor(
+    scheduler: Scheduler<any>,
+    seq: number,
+    effect: Effect.Effect<any, any, any> | ((resource: any) => Effect.Effect<any, any, any>),
+    context: Context.Context<never>,
+    priority: number,
+    timeout: number
+  ) {
+    this.scheduler = scheduler
+    this.seq = seq
+    this.effect = effect
+    this.context = context
+    this.priority = priority
+    this.timeout = timeout
+    this.score = priority
+  }
+
+  get id(): number {
+    return this.seq
+  }
+
+  addListener(listener: Listener): void {
+    const current = this.listeners
+    if (current === undefined) this.listeners = listener
+    else if (typeof current === "function") this.listeners = [current, listener]
+    else current.push(listener)
+  }
+
+  removeListener(listener: Listener): void {
+    const current = this.listeners
+    if (current === listener) this.listeners = undefined
+    else if (Array.isArray(current)) {
+      const index = current.indexOf(listener)
+      if (index >= 0) current.splice(index, 1)
+    }
+  }
+}
+
+export type PoolState = "running" | "draining" | "stopped"
+
+interface StateWaiter {
+  readonly ready: () => boolean
+  readonly resume: () => void
+}
+
+export class Scheduler<W> {
+  readonly queue = new PriorityQueue<Job>()
+  private readonly deadlines = new IndexedHeap<Deadline>(deadlineBefore)
+  /** Submitters waiting for room (overflow "suspend"), FIFO; ended ones are skipped. */
+  private readonly waiting: Array<Job | undefined> = []
+  private waitingHead = 0
+  waitingCount = 0
+  readonly workers = new Set<Worker<W>>()
+  private readonly free: Array<Worker<W>> = []
+  private nextWorkerId = 0
+  target: number
+  busy = 0
+  paused: boolean
+  state: PoolState = "running"
+  private pumping = false
+  private pumpAgain = false
+  private nextSeq = 0
+  /** Bumped on every change of state that `stats` shows. */
+  version = 0
+  private stateWaiters: Array<StateWaiter> = []
+  /** Fibers of the pool's own upkeep (worker retirement, the shutdown drain). */
+  private readonly upkeep = new Set<Fiber.Fiber<any, any>>()
+  private timer: Fiber.Fiber<void> | undefined = undefined
+  private timerAt = Infinity
+  readonly epoch: number
+
+  // accounting
+  submitted = 0
+  rejected = 0
+  readonly ended: Record<Outcome, number> = {
+    succeeded: 0,
+    failed: 0,
+    defects: 0,
+    timedOut: 0,
+    interrupted: 0,
+    dropped: 0
+  }
+  started = 0
+  totalWaitMillis = 0
+  totalRunMillis = 0
+  private busyArea = 0
+  private capacityArea = 0
+  private areaAt: number
+
+  executor!: Executor
+
+  readonly config: SchedulerConfig<W>
+  /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
+  readonly context: Context.Context<never>
+  private readonly now: () => number
+  constructor(config: SchedulerConfig<W>, context: Context.Context<never>, now: () => number) {
+    this.config = config
+    this.context = context
+    this.now = now
+    this.target = config.concurrency
+    this.paused = config.paused
+    this.epoch = now()
+    this.areaAt = this.epoch
+  }
+
+  // ---------------------------------------------------------------------------
+  // workers
+
+  /** Brings the number of workers to `target`, acquiring resources for new ones. */
+  addWorkers(count: number): Effect.Effect<void, unknown> {
+    const acquire = this.config.acquireWorker
+    if (acquire === undefined) {
+      return Effect.sync(() => {
+        for (let i = 0; i < count; i++) this.workerReady(new Worker<W>(this.nextWorkerId++))
+        this.pump()
+      })
+    }
+    return Effect.forEach(
+      Array.from({ length: count }, () => new Worker<W>(this.nextWorkerId++)),
+      (worker) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen({ self: this }, function*() {
+            const scope = yield* Scope.make()
+            const exit = yield* Effect.exit(restore(acquire(worker).pipe(Scope.provide(scope))))
+            if (Exit.isFailure(exit)) {
+              yield* Scope.close(scope, exit)
+              return yield* exit
+            }
+            worker.scope = scope
+            worker.resource = exit.value
+            if (this.state !== "running" || this.workers.size >= this.target) {
+              yield* Scope.close(scope, Exit.void)
+              return
+            }
+            this.workerReady(worker)
+            this.pump()
+          })
+        ),
+      { discard: true }
+    )
+  }
+
+  private workerReady(worker: Worker<W>): void {
+    this.trackArea()
+    this.workers.add(worker)
+    this.free.push(worker)
+    this.changed()
+  }
+
+  /** Retires idle workers above `target`; busy ones retire when their job stops. */
+  retireIdle(): void {
+    while (this.workers.size > this.target && this.free.length > 0) this.retire(this.free.pop()!)
+  }
+
+  private retire(worker: Worker<W>): void {
+    this.trackArea()
+    this.workers.delete(worker)
+    const scope = worker.scope
+    if (scope !== undefined) this.upkeepFork(Scope.close(scope, Exit.void))
+    this.changed()
+  }
+
+  private upkeepFork(effect: Effect.Effect<unknown>): void {
+    const fiber = Effect.runForkWith(this.context)(effect)
+    if (fiber.pollUnsafe() !== undefined) return
+    this.upkeep.add(fiber)
+    fiber.addObserver(() => {
+      this.upkeep.delete(fiber)
+      this.changed()
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+  // admission
+
+  makeJob(
+    effect: Job["effect"],
+    context: Context.Context<never>,
+    priority: number,
+    timeout: number
+  ): Job {
+    return new Job(this, ++this.nextSeq, effect, context, priority, timeout)
+  }
+
+  /**
+   * Admits a job. Returns true if the job was admitted (running, queued, or already ended by a
+   * drop), false if it waits for room (`onAdmitted` is called once it is in). A rejected job ends
+   * at once with its error, delivered to its listeners.
+   */
+  admit(job: Job, queueTimeout: number, onAdmitted: (() => void) | undefined): boolean {
+    this.submitted++
+    const now = this.now()
+    job.submittedAt = now
+    if (this.state !== "running") {
+      this.reject(job, new PoolShutdown({ phase: "admission" }))
+      return true
+    }
+    if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
+    if (!this.pumping && !this.paused && this.free.length > 0 && this.queue.size === 0) {
+      this.start(job, this.free.pop()!, now)
+      return true
+    }
+    if (this.waitingCount === 0 && this.hasRoom()) {
+      this.enqueue(job, now)
+      this.pump()
+      return true
+    }
+    switch (this.config.overflow) {
+      case "suspend": {
+        job.onAdmitted = onAdmitted
+        this.waiting.push(job)
+        this.waitingCount++
+        this.changed()
+        return false
+      }
+      case "fail": {
+        this.reject(job, new QueueFull({ capacity: this.config.capacity }))
+        return true
+      }
+      case "dropNewest": {
+        this.settle(job, Exit.fail(new JobDropped({ jobId: job.id, policy: "dropNewest" })), "dropped")
+        return true
+      }
+      case "dropOldest": {
+        const oldest = this.queue.oldest()
+        if (oldest === undefined) {
+          this.settle(job, Exit.fail(new JobDropped({ jobId: job.id, policy: "dropOldest" })), "dropped")
+        } else {
+          this.settle(oldest, Exit.fail(new JobDropped({ jobId: oldest.id, policy: "dropOldest" })), "dropped")
+          this.enqueue(job, now)
+          this.pump()
+        }
+        return true
+      }
+    }
+  }
+
+  /** Room in the queue, or (capacity 0) a free worker that will take the job at once. */
+  private hasRoom(): boolean {
+    return this.queue.size < this.config.capacity || (!this.paused && this.queue.size < this.free.length)
+  }
+
+  private reject(job: Job, error: PoolShutdown | QueueFull): void {
+    this.submitted--
+    this.rejected++
+    job.state = DONE
+    job.outcome = "rejected"
+    job.exit = Exit.fail(error)
+    this.notify(job, job.exit)
+    this.changed()
+  }
+
+  private enqueue(job: Job, now: number): void {
+    job.state = QUEUED
+    const aging = this.config.aging
+    if (aging > 0) job.score = job.priority - (now - this.epoch) / aging
+    this.queue.push(job)
+    this.changed()
+  }
+
+  /** Moves waiting submitters into the queue while there is room. */
+  private admitWaiting(): void {
+    while (this.waitingCount > 0 && this.hasRoom()) {
+      const job = this.waiting[this.waitingHead]
+      if (job === undefined) throw new Error("effect-workpool: waiting submitters miscounted")
+      this.waiting[this.waitingHead++] = undefined
+      if (this.waitingHead === this.waiting.length) {
+        this.waiting.length = 0
+        this.waitingHead = 0
+      }
+      if (job.state !== PENDING) continue
+      this.waitingCount--
+      this.enqueue(job, this.now())
+      this.wakeSubmitter(job)
+    }
+  }
+
+  private wakeSubmitter(job: Job): void {
+    const onAdmitted = job.onAdmitted
+    if (onAdmitted === undefined) return
+    job.onAdmitted = undefined
+    onAdmitted()
+  }
+
+  // ---------------------------------------------------------------------------
+  // dispatch
+
+  pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true
+      return
+    }
+    this.pumping = true
+    try {
+      do {
+        this.pumpAgain = false
+        while (!this.paused && this.free.length > 0) {
+          const job = this.queue.pop()
+          if (job === undefined) break
+          this.start(job, this.free.pop()!, this.now())
+        }
+        if (this.waitingCount > 0 && this.hasRoom()) {
+          this.admitWaiting()
+          this.pumpAgain = true
+        }
+      } while (this.pumpAgain)
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  private start(job: Job, worker: Worker<W>, now: number): void {
+    this.trackArea(now)
+    job.state = RUNNING
+    job.startedAt = now
+    job.worker = worker
+    worker.job = job
+    this.busy++
+    this.started++
+    this.totalWaitMillis += now - job.submittedAt
+    if (job.timeout > 0) this.setDeadline(job, now + job.timeout, "running")
+    else if (job.deadline !== undefined) this.clearDeadline(job)
+    this.changed()
+    this.executor.start(job, worker)
+  }
+
+  /** Called by the executor once a job has stopped, however it ended. */
+  jobStopped(job: Job, exit: Exit.Exit<any, any>): void {
+    const worker = job.worker!
+    const now = this.now()
+    this.trackArea(now)
+    job.fiber = undefined
+    job.worker = undefined
+    worker.job = undefined
+    this.busy--
+    this.totalRunMillis += now - job.startedAt
+    if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
+    else this.free.push(worker)
+    if (job.state !== DONE) {
+      if (job.stopReason !== undefined) this.settle(job, Exit.fail(job.stopReason), "interrupted")
+      else this.settle(job, exit, outcomeOf(exit))
+    }
+    this.changed()
+    this.pump()
+  }
+
+  /** Ends a job exactly once: accounting, then its listeners. */
+  settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome): void {
+    if (job.state === DONE) return
+    const wasWaiting = job.state === PENDING
+    if (job.state === QUEUED) this.queue.remove(job)
+    // a waiting job stays in `waiting` and is skipped there
+    else if (wasWaiting) this.waitingCount--
+    if (job.deadline !== undefined) this.clearDeadline(job)
+    job.state = DONE
+    job.outcome = outcome
+    job.exit = exit
+    this.ended[outcome]++
+    this.changed()
+    this.notify(job, exit)
+    if (wasWaiting) this.wakeSubmitter(job)
+    if (this.waitingCount > 0) this.pump()
+  }
+
+  private notify(job: Job, exit: Exit.Exit<any, any>): void {
+    const listeners = job.listeners
+    if (listeners === undefined) return
+    job.listeners = undefined
+    if (typeof listeners === "function") listeners(exit)
+    else for (const listener of listeners) listener(exit)
+  }
+
+  // ---------------------------------------------------------------------------
+  // cancellation
+
+  /**
+   * Stops a job for its caller: removed if waiting or queued, interrupted if running. The returned
+   * effect waits until a running job has stopped (its finalizers have run).
+   */
+  cancel(job: Job): Effect.Effect<void> {
+    switch (job.state) {
+      case PENDING:
+      case QUEUED: {
+        this.settle(job, Exit.interrupt(), "interrupted")
+        return Effect.void
+      }
+      case RUNNING: {
+        this.executor.interrupt(job)
+        return this.executor.awaitStopped(job)
+      }
+      default: {
+        return job.fiber === undefined ? Effect.void : this.executor.awaitStopped(job)
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // deadlines
+
+  private setDeadline(job: Job, at: number, phase: "queued" | "running"): void {
+    const deadline = job.deadline
+    if (deadline === undefined) {
+      job.deadline = new Deadline(at, phase, job)
+      this.deadlines.push(job.deadline)
+    } else {
+      deadline.at = at
+      deadline.phase = phase
+      this.deadlines.update(deadline)
+    }
+    if (at < this.timerAt) this.armTimer()
+  }
+
+  private clearDeadline(job: Job): void {
+    this.deadlines.remove(job.deadline!)
+    job.deadline = undefined
+  }
+
+  private armTimer(): void {
+    const next = this.deadlines.peek()
+    if (this.timer !== undefined) {
+      if (next !== undefined && next.at >= this.timerAt) return
+      const timer = this.timer
+      this.timer = undefined
+      timer.interruptUnsafe()
+    }
+    if (next === undefined) {
+      this.timerAt = Infinity
+      return
+    }
+    this.timerAt = next.at
+    const timer = Effect.runForkWith(this.context)(Effect.sleep(Math.max(0, next.at - this.now())))
+    this.timer = timer
+    timer.addObserver((exit) => {
+      if (this.timer !== timer || Exit.isFailure(exit)) return
+      this.timer = undefined
+      this.timerAt = Infinity
+      this.expireDeadlines()
+    })
+  }
+
+  private expireDeadlines(): void {
+    const now = this.now()
+    let deadline: Deadline | undefined
+    while ((deadline = this.deadlines.peek()) !== undefined && deadline.at <= now) {
+      const job = deadline.job
+      this.clearDeadline(job)
+      const millis = deadline.phase === "queued" ? deadline.at - job.submittedAt : job.timeout
+      this.settle(job, Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase })), "timedOut")
+      if (job.fiber !== undefined) this.executor.interrupt(job)
+    }
+    this.armTimer()
+  }
+
+  // ---------------------------------------------------------------------------
+  // state, waiting and shutdown
+
+  isIdle(): boolean {
+    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0
+  }
+
+  changed(): void {
+    this.version++
+    if (this.stateWaiters.length === 0) return
+    const waiters = this.stateWaiters
+    this.stateWaiters = []
+    for (const waiter of waiters) {
+      if (waiter.ready()) waiter.resume()
+      else this.stateWaiters.push(waiter)
+    }
+  }
+
+  /** Waits until `ready()` holds, checked after every change. */
+  waitUntil(ready: () => boolean): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (ready()) return resume(Effect.void)
+      const waiter: StateWaiter = { ready, resume: () => resume(Effect.void) }
+      this.stateWaiters.push(waiter)
+      return Effect.sync(() => {
+        const index = this.stateWaiters.indexOf(waiter)
+        if (index >= 0) this.stateWaiters.splice(index, 1)
+      })
+    })
+  }
+
+  /** Starts a graceful shutdown (once) and waits for it to end. */
+  shutdown(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.state === "running") {
+        this.state = "draining"
+        this.paused = false
+        this.rejectWaiting()
+        this.changed()
+        this.pump()
+        this.upkeepFork(
+          Effect.timeoutOption(this.waitUntil(() => this.isIdle()), this.config.shutdownTimeout).pipe(
+            Effect.andThen(Effect.sync(() => {
+              this.stopNow()
+            }))
+          )
+        )
+      }
+      return this.awaitTermination()
+    })
+  }
+
+  awaitTermination(): Effect.Effect<void> {
+    return this.waitUntil(() => this.state === "stopped" && this.upkeep.size === 0)
+  }
+
+  /**
+   * Immediate shutdown: the never-started jobs end with `PoolShutdown` and are returned, running jobs
+   * are interrupted; then the workers' resources are released.
+   */
+  shutdownNow(): Effect.Effect<Array<Job>> {
+    return Effect.suspend(() => {
+      const unstarted = this.state === "stopped" ? [] : this.stopNow()
+      return Effect.as(this.awaitTermination(), unstarted)
+    })
+  }
+
+  private rejectWaiting(): void {
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const job = this.waiting[i]!
+      if (job.state === PENDING) {
+        // never admitted: counted as rejected, like any submission after shutdown
+        this.waitingCount--
+        this.reject(job, new PoolShutdown({ phase: "admission" }))
+        this.wakeSubmitter(job)
+      }
+    }
+    this.waiting.length = 0
+    this.waitingHead = 0
+  }
+
+  private stopping = false
+
+  private stopNow(): Array<Job> {
+    if (this.stopping) return []
+    this.stopping = true
+    this.state = "draining"
+    this.rejectWaiting()
+    const unstarted: Array<Job> = []
+    let job: Job | undefined
+    while ((job = this.queue.peek()) !== undefined) {
+      unstarted.push(job)
+      this.settle(job, Exit.fail(new PoolShutdown({ phase: "queued" })), "interrupted")
+    }
+    const shutdown = new PoolShutdown({ phase: "running" })
+    for (const worker of Array.from(this.workers)) {
+      const running = worker.job
+      if (running === undefined || running.fiber === undefined) continue
+      running.stopReason = shutdown
+      this.executor.interrupt(running)
+    }
+    this.upkeepFork(
+      this.waitUntil(() => this.busy === 0).pipe(
+        Effect.andThen(Effect.sync(() => {
+          this.state = "stopped"
+          this.target = 0
+          this.retireIdle()
+          this.timer?.interruptUnsafe()
+          this.timer = undefined
+          this.changed()
+        }))
+      )
+    )
+    return unstarted
+  }
+
+  // ---------------------------------------------------------------------------
+  // stats
+
+  trackArea(now: number = this.now()): void {
+    const elapsed = now - this.areaAt
+    if (elapsed > 0) {
+      this.busyArea += this.busy * elapsed
+      this.capacityArea += this.workers.size * elapsed
+      this.areaAt = now
+    }
+  }
+
+  utilisation(): number {
+    this.trackArea()
+    return this.capacityArea === 0 ? (this.workers.size === 0 ? 0 : this.busy / this.workers.size) :
+      this.busyArea / this.capacityArea
+  }
+}
+
+export const outcomeOf = (exit: Exit.Exit<any, any>): Outcome => {
+  if (Exit.isSuccess(exit)) return "succeeded"
+  const cause = exit.cause
+  if (Cause.hasDies(cause)) return "defects"
+  if (Cause.hasFails(cause)) return "failed"
+  return "interrupted"
+}
