@@ -38,7 +38,7 @@ import {
 } from "./PoolError.ts"
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
-import { DONE, type Job as JobRecord, PENDING, QUEUED, RUNNING, Scheduler } from "./internal/scheduler.ts"
+import { DONE, type Job as JobRecord, NEW, QUEUED, RUNNING, Scheduler, WAITING } from "./internal/scheduler.ts"
 
 /**
  * What happens when a job is submitted to a full queue.
@@ -346,7 +346,8 @@ const checkJobOptions = (
 
 const statusOf = (job: JobRecord): JobStatus => {
   switch (job.state) {
-    case PENDING:
+    case NEW:
+    case WAITING:
       return "waiting"
     case QUEUED:
       return "queued"
@@ -470,10 +471,10 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       let wake: (() => void) | undefined
       if (scheduler.admit(record, checked.queueTimeout, () => wake?.())) return admitted()
       return Effect.callback<JobHandle<A, E>, QueueFull | PoolShutdown>((resume) => {
-        if (record.state !== PENDING) return resume(admitted())
+        if (record.state !== WAITING) return resume(admitted())
         wake = () => resume(admitted())
         return Effect.sync(() => {
-          if (record.state === PENDING) scheduler.settle(record, Exit.interrupt(), "interrupted")
+          if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
         })
       })
     })

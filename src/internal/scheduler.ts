@@ -52,10 +52,13 @@ export interface Executor {
   awaitStopped(job: Job): Effect.Effect<void>
 }
 
-export const PENDING = 0
-export const QUEUED = 1
-export const RUNNING = 2
-export const DONE = 3
+/** Made, not yet submitted. */
+export const NEW = 0
+/** Waiting for room in the queue (overflow "suspend"). */
+export const WAITING = 1
+export const QUEUED = 2
+export const RUNNING = 3
+export const DONE = 4
 
 export type Outcome = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "dropped"
 
@@ -81,7 +84,7 @@ const deadlineBefore = (a: Deadline, b: Deadline) => a.at < b.at
 export class Job implements QueueEntry {
   score: number
   inQueue = false
-  state = PENDING
+  state = NEW
   submittedAt = 0
   startedAt = 0
   worker: Worker<any> | undefined = undefined
@@ -310,6 +313,7 @@ export class Scheduler<W> {
     }
     switch (this.config.overflow) {
       case "suspend": {
+        job.state = WAITING
         job.onAdmitted = onAdmitted
         this.waiting.push(job)
         this.waitingCount++
@@ -371,7 +375,7 @@ export class Scheduler<W> {
         this.waiting.length = 0
         this.waitingHead = 0
       }
-      if (job.state !== PENDING) continue
+      if (job.state !== WAITING) continue
       this.waitingCount--
       this.enqueue(job, this.now())
       this.wakeSubmitter(job)
@@ -450,7 +454,7 @@ export class Scheduler<W> {
   /** Ends a job exactly once: accounting, then its listeners. */
   settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome): void {
     if (job.state === DONE) return
-    const wasWaiting = job.state === PENDING
+    const wasWaiting = job.state === WAITING
     if (job.state === QUEUED) this.queue.remove(job)
     // a waiting job stays in `waiting` and is skipped there
     else if (wasWaiting) this.waitingCount--
@@ -482,7 +486,7 @@ export class Scheduler<W> {
    */
   cancel(job: Job): Effect.Effect<void> {
     switch (job.state) {
-      case PENDING:
+      case WAITING:
       case QUEUED: {
         this.settle(job, Exit.interrupt(), "interrupted")
         return Effect.void
@@ -624,7 +628,7 @@ export class Scheduler<W> {
   private rejectWaiting(): void {
     for (let i = this.waitingHead; i < this.waiting.length; i++) {
       const job = this.waiting[i]!
-      if (job.state === PENDING) {
+      if (job.state === WAITING) {
         // never admitted: counted as rejected, like any submission after shutdown
         this.waitingCount--
         this.reject(job, new PoolShutdown({ phase: "admission" }))
