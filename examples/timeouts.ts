@@ -29,11 +29,11 @@ const work = (millis: number) =>
     Effect.onInterrupt(() => Effect.sync(() => interruptedJobs++))
   )
 
-// Turns a JobTimeout into a line of text, so the outcomes can be printed side by side. Every other
-// error stays in the error channel: `catchTag` removes only "JobTimeout" from the type.
-const describe = <E>(name: string, job: Effect.Effect<string, E | PoolError.JobTimeout>) =>
+// Turns a JobTimeout into a line of text, so the outcomes can be printed side by side. The other
+// pool errors stay in the error channel: `catchTag` removes only "JobTimeout" from the type.
+const describe = (name: string, job: Effect.Effect<string, PoolError.JobError>) =>
   job.pipe(
-    Effect.catchTag("JobTimeout", (e: PoolError.JobTimeout) =>
+    Effect.catchTag("JobTimeout", (e) =>
       Effect.succeed(`timed out while ${e.phase} (limit ${e.millis} ms)`)),
     Effect.map((outcome) => `${name.padEnd(7)} ${outcome}`)
   )
