@@ -1,0 +1,188 @@
+/**
+ * Background processing behind a web server.
+ *
+ * The usual shape: a request should not wait for slow work (sending mail, rendering a report), so
+ * the handler puts a job on a queue, answers `202 Accepted` with a job id at once, and the client
+ * asks for the job's status later. The Go version needs a job queue, a dispatcher goroutine, a
+ * ready-pool of worker channels and a `Stop` that waits on two WaitGroups.
+ *
+ * Here:
+ *   POST /jobs      {"task": "report", "millis": 500, "fail"?: true, "priority"?: 10}
+ *                   -> 202 {"id": 1, "status": "queued", "location": "/jobs/1"}
+ *                   -> 503 while shutting down, 429 when the queue is full, 400 for a bad body
+ *   GET  /jobs/:id  -> 200 {"id": 1, "status": "running" | "succeeded" | ..., "result"?: ...}
+ *
+ * Shutdown is graceful by construction. `NodeRuntime.runMain` turns SIGTERM/SIGINT into an
+ * interruption of `main`, which releases the app's layers in reverse order: first the HTTP server
+ * stops accepting connections, then the job registry asks the pool to shut down, which lets the
+ * queued and running jobs finish (within `shutdownTimeout`) before the process exits.
+ *
+ * Run:  node examples/web-server.ts              (PORT=3000 by default, listens on 127.0.0.1)
+ * Try:  curl -s -XPOST localhost:3000/jobs -d '{"task":"report","millis":3000}'
+ *       curl -s localhost:3000/jobs/1
+ *       then Ctrl-C (or kill -TERM) while the job runs: the server waits for it, then exits.
+ */
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { createServer } from "node:http"
+import { type PoolError, WorkPool } from "../src/index.ts"
+
+// --- the pool and the jobs ----------------------------------------------------------------------
+
+/** The background pool: two jobs at a time, 100 waiting at most, 10 s to drain on shutdown. */
+export class Background extends WorkPool.Service<Background>()("app/Background", {
+  concurrency: 2,
+  capacity: 100,
+  overflow: "fail", // a full queue answers 429 at once instead of holding the request open
+  timeout: "1 minute",
+  shutdownTimeout: "10 seconds"
+}) {}
+
+/** The body of POST /jobs, checked by a schema: a bad request never reaches the pool. */
+export const JobRequest = Schema.Struct({
+  task: Schema.String,
+  millis: Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 60_000 })),
+  fail: Schema.optional(Schema.Boolean),
+  priority: Schema.optional(Schema.Number.check(Schema.isFinite()))
+})
+export type JobRequest = typeof JobRequest.Type
+
+export class TaskFailed extends Schema.TaggedError<TaskFailed>()("TaskFailed", { task: Schema.String }) {
+  override get message() {
+    return `task ${this.task} failed`
+  }
+}
+
+/** The work itself; a stand-in for rendering a report or sending a batch of mail. */
+const perform = (request: JobRequest) =>
+  Effect.gen(function*() {
+    yield* Effect.sleep(Duration.millis(request.millis))
+    if (request.fail === true) return yield* new TaskFailed({ task: request.task })
+    return { task: request.task, tookMillis: request.millis }
+  })
+
+interface Entry {
+  readonly handle: WorkPool.JobHandle<unknown, unknown>
+  result?: unknown
+  error?: string
+}
+
+export interface JobView {
+  readonly id: number
+  readonly status: WorkPool.JobStatus
+  readonly result?: unknown
+  readonly error?: string
+}
+
+/**
+ * The registry of submitted jobs, so that GET /jobs/:id can find them. (A real service would expire
+ * old entries, or keep them in a database; this one keeps them for the life of the process.)
+ */
+export class Jobs extends Context.Service<Jobs, {
+  readonly submit: (
+    request: JobRequest
+  ) => Effect.Effect<number, PoolError.QueueFull | PoolError.PoolShutdown | PoolError.InvalidJobOptions>
+  readonly view: (id: number) => Effect.Effect<Option.Option<JobView>>
+}>()("app/Jobs") {
+  static readonly layer = Layer.effect(Jobs, Effect.gen(function*() {
+    const pool = yield* Background
+    const entries = new Map<number, Entry>()
+
+    // This layer is built after the pool's, so it is released before it. Shutting the pool down
+    // here (it is idempotent; the pool's own layer would do it next anyway) lets us log the drain.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const before = yield* pool.stats
+        yield* Effect.log(`shutting down: draining ${before.running} running and ${before.queued} queued jobs`)
+        yield* pool.shutdown
+        const after = yield* pool.stats
+        yield* Effect.log(`drained: ${after.succeeded} succeeded, ${after.failed} failed, ${after.interrupted} interrupted`)
+      })
+    )
+
+    return Jobs.of({
+      submit: (request) =>
+        Effect.gen(function*() {
+          // `submit` returns as soon as the job is queued; the job runs under the pool's scope, so
+          // it goes on after this request has been answered.
+          const entry: { handle?: Entry["handle"]; result?: unknown; error?: string } = {}
+          const job = perform(request).pipe(
+            Effect.tap((result) => Effect.sync(() => entry.result = result)),
+            Effect.tapError((error) => Effect.sync(() => entry.error = error.message))
+          )
+          const handle = yield* pool.submit(job, { priority: request.priority ?? 0 })
+          entry.handle = handle
+          entries.set(handle.id, entry as Entry)
+          return handle.id
+        }),
+      view: (id) =>
+        Effect.gen(function*() {
+          const entry = entries.get(id)
+          if (entry === undefined) return Option.none()
+          const status = yield* entry.handle.status
+          return Option.some({
+            id,
+            status,
+            ...(entry.result !== undefined ? { result: entry.result } : {}),
+            ...(entry.error !== undefined ? { error: entry.error } : {})
+          })
+        })
+    })
+  }))
+}
+
+// --- HTTP -------------------------------------------------------------------------------------------
+
+const postJob = HttpRouter.route("POST", "/jobs", Effect.gen(function*() {
+  const request = yield* HttpServerRequest.schemaBodyJson(JobRequest)
+  const id = yield* (yield* Jobs).submit(request)
+  return HttpServerResponse.jsonUnsafe({ id, status: "queued", location: `/jobs/${id}` }, { status: 202 })
+}).pipe(
+  // Each way a submission can be refused becomes its own HTTP answer.
+  Effect.catchTags({
+    SchemaError: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
+    InvalidJobOptions: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
+    QueueFull: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 429 })),
+    PoolShutdown: () => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: "shutting down" }, { status: 503 }))
+  })
+))
+
+const getJob = HttpRouter.route("GET", "/jobs/:id", Effect.gen(function*() {
+  const { id } = yield* HttpRouter.params
+  const view = yield* (yield* Jobs).view(Number(id))
+  return Option.match(view, {
+    onNone: () => HttpServerResponse.jsonUnsafe({ error: `no job ${id}` }, { status: 404 }),
+    onSome: (job) => HttpServerResponse.jsonUnsafe(job)
+  })
+}))
+
+export interface ServerOptions {
+  readonly port: number
+  /** Loopback by default: this example is not meant to be reachable from other machines. */
+  readonly host?: string | undefined
+  readonly logRequests?: boolean | undefined
+}
+
+/**
+ * The whole app as one layer: HTTP server, job registry, pool. `provideMerge` keeps `Jobs` and
+ * `Background` in the output so that a test can look at them, and the server (its address is in
+ * `HttpServer.HttpServer`; port 0 picks a free port).
+ */
+export const makeApp = (options: ServerOptions) =>
+  HttpRouter.serve(HttpRouter.addAll([postJob, getJob]), {
+    disableLogger: options.logRequests === false,
+    disableListenLog: options.logRequests === false
+  }).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" })),
+    Layer.provideMerge(Jobs.layer),
+    Layer.provideMerge(Background.layer)
+  )
+
+// `Layer.launch` builds the app and waits forever; SIGTERM/SIGINT interrupts it and the layers are
+// released as described at the top.
+if (import.meta.main) {
+  NodeRuntime.runMain(
+    Effect.flatMap(Config.Int("PORT").pipe(Config.withDefault(3000)), (port) => Layer.launch(makeApp({ port })))
+  )
+}
