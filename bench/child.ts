@@ -1,0 +1,65 @@
+/**
+ * Runs one contestant of one scenario once, in a process of its own: untimed warm-up runs at a small
+ * size, then one timed run at the real size. Prints one JSON line on stdout, the last thing it does:
+ * { scenario, contestant, ms, jobs, checksumOk, why?, heapBytesPerJob? }
+ *
+ * Usage: node --expose-gc bench/child.ts <scenario file> <contestant name> <full|quick>
+ */
+import { performance } from "node:perf_hooks"
+import { pathToFileURL } from "node:url"
+import { type Scenario, type Size, Tally } from "./common.ts"
+
+export interface ChildResult {
+  readonly scenario: string
+  readonly contestant: string
+  readonly ms: number
+  readonly jobs: number
+  readonly checksumOk: boolean
+  readonly why?: string
+  readonly heapBytesPerJob?: number
+}
+
+const [file, name, mode] = process.argv.slice(2)
+if (file === undefined || name === undefined || (mode !== "full" && mode !== "quick")) {
+  throw new Error("usage: child.ts <scenario file> <contestant> <full|quick>")
+}
+const { scenario } = (await import(pathToFileURL(file).href)) as { scenario: Scenario }
+const contestant = scenario.contestants.find((c) => c.name === name)
+if (contestant === undefined) throw new Error(`no contestant "${name}" in scenario ${scenario.id}`)
+
+/** Sets up, runs and tears down once; only `run` is inside the clock. */
+const once = async (size: Size) => {
+  const tally = scenario.tally?.(size) ?? new Tally(size.jobs)
+  const trial = await contestant.setup(size, tally)
+  const t0 = performance.now()
+  const outcome = await trial.run()
+  const ms = outcome.ms ?? performance.now() - t0
+  await trial.teardown?.()
+  return { ms, outcome, check: tally.verify(outcome.observed) }
+}
+
+// Warm-up: lets the JIT compile the hot paths of this contestant, and must be right too.
+// Quick mode (a smoke test) warms up once, at a quarter of its own size at most.
+const size = scenario.sizes[mode]
+const warmup = mode === "full"
+  ? scenario.sizes.warmup
+  : { ...scenario.sizes.warmup, jobs: Math.min(scenario.sizes.warmup.jobs, Math.ceil(size.jobs / 4)) }
+for (let i = 0; i < (mode === "full" ? 2 : 1); i++) {
+  const { check } = await once(warmup)
+  if (!check.ok) throw new Error(`warm-up checksum wrong: ${check.why}`)
+}
+globalThis.gc?.()
+
+const { ms, outcome, check } = await once(size)
+const result: ChildResult = {
+  scenario: scenario.id,
+  contestant: name,
+  ms,
+  jobs: size.jobs,
+  checksumOk: check.ok,
+  ...(check.why === undefined ? {} : { why: check.why }),
+  ...(outcome.heapBytesPerJob === undefined ? {} : { heapBytesPerJob: outcome.heapBytesPerJob })
+}
+process.stdout.write(JSON.stringify(result) + "\n")
+// Do not wait for stray timers or handles of a contestant: the measurement is done.
+process.exit(0)

@@ -1,0 +1,127 @@
+/**
+ * Scenario 1, overhead: many trivial jobs, so that the time is the queue's own cost per job.
+ * Every contestant submits all jobs, then awaits all results.
+ */
+import { Effect } from "effect"
+import fastq from "fastq"
+import pLimit from "p-limit"
+import PQueue from "p-queue"
+import { type Contestant, makePool, type Scenario, type Size, type Tally } from "../common.ts"
+
+const CONCURRENCY = 8
+
+/** The Promise-returning job every Promise-based contestant gets. */
+const promiseJob = (tally: Tally, i: number) => async () => tally.job(i)
+
+const sum = (results: ReadonlyArray<number>) => {
+  let s = 0
+  for (const r of results) s += r
+  return s
+}
+
+/** Ours, submit all then await all: a handle per job, awaited in order. */
+const ours = (name: string, job: (tally: Tally, i: number) => Effect.Effect<number>): Contestant => ({
+  name,
+  library: "effect-workpool",
+  setup: async ({ jobs }: Size, tally) => {
+    const { pool, teardown } = await makePool({ concurrency: CONCURRENCY, capacity: Infinity })
+    const program = Effect.gen(function*() {
+      const handles = new Array<Effect.Effect<number, unknown>>(jobs)
+      for (let i = 0; i < jobs; i++) handles[i] = (yield* pool.submit(job(tally, i))).await
+      let s = 0
+      for (const h of handles) s += yield* h
+      return s
+    })
+    return { run: async () => ({ observed: await Effect.runPromise(program) }), teardown }
+  }
+})
+
+export const scenario: Scenario = {
+  id: "1",
+  title: "Overhead: trivial jobs",
+  description: `Trivial jobs (a counter and an integer hash), concurrency ${CONCURRENCY}: submit all, then await all. ` +
+    "The anchors get a Promise-returning job (`async () => job(i)`).",
+  sizes: { full: { jobs: 200_000 }, quick: { jobs: 20_000 }, warmup: { jobs: 20_000 } },
+  metrics: ["jobsPerSec"],
+  contestants: [
+    {
+      name: "p-queue",
+      library: "p-queue",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const queue = new PQueue({ concurrency: CONCURRENCY })
+        return {
+          run: async () => {
+            const results = new Array<Promise<number>>(jobs)
+            for (let i = 0; i < jobs; i++) results[i] = queue.add(promiseJob(tally, i))
+            return { observed: sum(await Promise.all(results)) }
+          }
+        }
+      }
+    },
+    {
+      name: "fastq (promise API)",
+      library: "fastq",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const queue = fastq.promise(async (i: number) => tally.job(i), CONCURRENCY)
+        return {
+          run: async () => {
+            const results = new Array<Promise<number>>(jobs)
+            for (let i = 0; i < jobs; i++) results[i] = queue.push(i)
+            return { observed: sum(await Promise.all(results)) }
+          }
+        }
+      }
+    },
+    {
+      name: "p-limit",
+      library: "p-limit",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const limit = pLimit(CONCURRENCY)
+        return {
+          run: async () => {
+            const results = new Array<Promise<number>>(jobs)
+            for (let i = 0; i < jobs; i++) results[i] = limit(promiseJob(tally, i))
+            return { observed: sum(await Promise.all(results)) }
+          }
+        }
+      }
+    },
+    {
+      name: "Effect.forEach",
+      library: "effect",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const ids = Array.from({ length: jobs }, (_, i) => i)
+        const program = Effect.forEach(ids, (i) => Effect.sync(() => tally.job(i)), { concurrency: CONCURRENCY })
+        return { run: async () => ({ observed: sum(await Effect.runPromise(program)) }) }
+      }
+    },
+    ours("ours: Effect.sync job", (tally, i) => Effect.sync(() => tally.job(i))),
+    ours("ours: Effect.promise job", (tally, i) => Effect.promise(promiseJob(tally, i))),
+    {
+      name: "ours: pool.runAll (Effect.sync)",
+      library: "effect-workpool",
+      setup: async ({ jobs }, tally) => {
+        const { pool, teardown } = await makePool({ concurrency: CONCURRENCY, capacity: Infinity })
+        const program = Effect.suspend(() =>
+          pool.runAll(Array.from({ length: jobs }, (_, i) => Effect.sync(() => tally.job(i))))
+        )
+        return { run: async () => ({ observed: sum(await Effect.runPromise(program)) }), teardown }
+      }
+    }
+  ],
+  targets: [
+    { label: "ours (native job) ≥ 3× fastq", metric: "jobsPerSec", contestant: "ours: Effect.sync job", anchor: "fastq (promise API)", atLeast: 3 },
+    { label: "ours (native job) ≥ 0.5× Effect.forEach", metric: "jobsPerSec", contestant: "ours: Effect.sync job", anchor: "Effect.forEach", atLeast: 0.5 },
+    { label: "ours (Promise job) ≥ 2× p-queue", metric: "jobsPerSec", contestant: "ours: Effect.promise job", anchor: "p-queue", atLeast: 2 }
+  ],
+  notes: [
+    "Our pool runs with `capacity: Infinity`, so every submit is admitted at once and the run really is \"submit all, then await all\".",
+    "`pool.runAll` is the bulk form of the same work: it is shown for information and has no target.",
+    "fastq is measured through its promise API (`fastq.promise`), the form that hands back a result per job like the others. " +
+      "Its callback API with a synchronous worker never queues anything (each job completes inside `push`), so it measures no queue."
+  ]
+}
