@@ -500,7 +500,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
           if (--unsettled === 0) resume(failure ?? Exit.succeed(results))
         }
         const stopAll = () => {
-          for (const job of submitted) if (job.state !== DONE) scheduler.cancel(job)
+          scheduler.cancelAll(submitted)
         }
         const feed = (): void => {
           while (next < count && failure === undefined) {
@@ -528,7 +528,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
         return Effect.suspend(() => {
           failure ??= Exit.interrupt()
           next = count
-          return Effect.forEach(submitted, (job) => scheduler.cancel(job), { discard: true })
+          return scheduler.cancelAll(submitted)
         })
       })
     })

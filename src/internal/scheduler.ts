@@ -501,6 +501,17 @@ export class Scheduler<W> {
     }
   }
 
+  /**
+   * Cancels many jobs: the ones not started first, so that a slot freed by an interrupted job is
+   * not handed to another job of the same batch.
+   */
+  cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
+    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED) this.cancel(job)
+    const stopping: Array<Effect.Effect<void>> = []
+    for (const job of jobs) if (job.fiber !== undefined) stopping.push(this.cancel(job))
+    return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
+  }
+
   // ---------------------------------------------------------------------------
   // deadlines
 

@@ -1,0 +1,155 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { WorkPool } from "../src/index.ts"
+import { makeGauge, settle } from "./helpers.ts"
+
+describe("submit", () => {
+  it.effect("a handle reports status and awaits the result", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const first = yield* pool.submit(Effect.as(Effect.sleep("1 second"), "first"))
+      const second = yield* pool.submit(Effect.succeed("second"))
+      assert.notStrictEqual(first.id, second.id)
+      assert.deepStrictEqual([yield* first.status, yield* second.status], ["running", "queued"])
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual([yield* first.await, yield* second.await], ["first", "second"])
+      assert.deepStrictEqual([yield* first.status, yield* second.status], ["succeeded", "succeeded"])
+      // awaiting twice, from two fibers, gives the same result
+      assert.deepStrictEqual(yield* Effect.all([first.await, first.await], { concurrency: 2 }), ["first", "first"])
+    }))
+
+  it.effect("the job lives under the pool's scope, not the submitter's", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const submitter = yield* Effect.forkChild(pool.submit(Effect.as(Effect.sleep("1 second"), "outlived")))
+      const handle = yield* Fiber.join(submitter)
+      yield* Effect.scoped(Effect.void) // the submitter and any scope of it are gone
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* handle.await, "outlived")
+    }))
+
+  it.effect("interrupt stops a running job and its awaiters see an interruption", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const finalized = yield* Deferred.make<void>()
+      const handle = yield* pool.submit(Effect.never.pipe(Effect.ensuring(Deferred.succeed(finalized, undefined))))
+      const waiter = yield* Effect.forkChild(Effect.exit(handle.await))
+      yield* settle
+      yield* handle.interrupt
+      assert.isTrue(yield* Deferred.isDone(finalized))
+      assert.strictEqual(yield* handle.status, "interrupted")
+      const exit = yield* Fiber.join(waiter)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
+      yield* handle.interrupt // idempotent
+      assert.strictEqual((yield* pool.stats).interrupted, 1)
+    }))
+
+  it.effect("interrupting a queued handle removes it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, paused: true })
+      const handle = yield* pool.submit(Effect.succeed(1))
+      yield* handle.interrupt
+      assert.strictEqual(yield* handle.status, "interrupted")
+      assert.strictEqual((yield* pool.stats).queued, 0)
+    }))
+})
+
+describe("runAll", () => {
+  it.effect("returns results in input order, bounded by the pool", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 3 })
+      const gauge = yield* makeGauge
+      // later jobs finish first
+      const jobs = Array.from({ length: 10 }, (_, i) => gauge.track(Effect.as(Effect.sleep(`${10 - i} seconds`), i)))
+      const fiber = yield* Effect.forkChild(pool.runAll(jobs))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      assert.strictEqual((yield* gauge.get).peak, 3)
+    }))
+
+  it.effect("more jobs than the queue holds go through with backpressure", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, capacity: 3 })
+      const results = yield* pool.runAll(Array.from({ length: 100 }, (_, i) => Effect.succeed(i)))
+      assert.deepStrictEqual(results, Array.from({ length: 100 }, (_, i) => i))
+    }))
+
+  it.effect("the first failure interrupts the other jobs and is returned once they stopped", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, capacity: 2 })
+      let finalized = 0
+      let started = 0
+      const slow = Effect.sleep("1 hour").pipe(
+        Effect.ensuring(Effect.sync(() => finalized++)),
+        Effect.tap(() => Effect.sync(() => started++))
+      )
+      const jobs = [slow, Effect.fail("boom" as const).pipe(Effect.delay("1 second")), slow, slow, slow, slow]
+      const fiber = yield* Effect.forkChild(Effect.flip(pool.runAll(jobs)))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(fiber), "boom")
+      // the running slow jobs were interrupted (finalizers ran), the others never started
+      assert.strictEqual(started, 0)
+      assert.strictEqual(finalized, 2)
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.running, stats.queued, stats.waiting], [0, 0, 0])
+    }))
+
+  it.effect("interrupting the caller stops every job it submitted", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, capacity: 2 })
+      let finalized = 0
+      const jobs = Array.from({ length: 10 }, () => Effect.never.pipe(Effect.ensuring(Effect.sync(() => finalized++))))
+      const fiber = yield* Effect.forkChild(pool.runAll(jobs))
+      yield* settle
+      assert.deepStrictEqual([(yield* pool.stats).running, (yield* pool.stats).queued], [2, 2])
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(finalized, 2)
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.running, stats.queued, stats.waiting, stats.interrupted], [0, 0, 0, 5])
+    }))
+
+  it.effect("an empty list gives an empty array", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      assert.deepStrictEqual(yield* pool.runAll(new Array<Effect.Effect<number>>()), [])
+    }))
+})
+
+describe("mapStream", () => {
+  it.effect("runs each element as a job, in input order", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 3 })
+      const gauge = yield* makeGauge
+      const fiber = yield* Effect.forkChild(
+        Stream.range(1, 12).pipe(
+          WorkPool.mapStream(pool, (n) => gauge.track(Effect.as(Effect.sleep(`${13 - n} seconds`), n * n))),
+          Stream.runCollect
+        )
+      )
+      for (let i = 0; i < 60; i++) yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), Array.from({ length: 12 }, (_, i) => (i + 1) * (i + 1)))
+      assert.strictEqual((yield* gauge.get).peak, 3)
+    }))
+
+  it.effect("unordered emits in completion order", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 3 })
+      const fiber = yield* Effect.forkChild(
+        Stream.make(3, 1, 2).pipe(
+          WorkPool.mapStream(pool, (n) => Effect.as(Effect.sleep(`${n} seconds`), n), { unordered: true }),
+          Stream.runCollect
+        )
+      )
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), [1, 2, 3])
+    }))
+
+  it.effect("data-first form", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const out = yield* Stream.runCollect(WorkPool.mapStream(Stream.make(1, 2), pool, (n) => Effect.succeed(-n)))
+      assert.deepStrictEqual(out, [-1, -2])
+    }))
+})
