@@ -41,7 +41,7 @@ const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 // `Random` is a service, so a test could make these words deterministic with a seeded Random.
 const randomWord = Effect.gen(function*() {
   let word = ""
-  for (let i = 0; i < 8; i++) word += letters[yield* Random.nextIntBetween(0, letters.length)]
+  for (let i = 0; i < 8; i++) word += letters[yield* Random.nextIntBetween(0, letters.length - 1)] // inclusive bounds
   return word
 })
 
