@@ -432,8 +432,7 @@ export const make = <W = void, EW = never, RW = never>(
       {
         ...checked,
         jobDefaults: { priority: 0, timeout: checked.timeout, queueTimeout: checked.queueTimeout },
-        acquireWorker: resource === undefined ? undefined : (worker) =>
-          Effect.provideContext(resource(worker.id), context as Context.Context<any>)
+        acquireWorker: resource === undefined ? undefined : (worker) => resource(worker.id) as Effect.Effect<W, unknown, Scope.Scope>
       },
       context as Context.Context<never>,
       () => clock.currentTimeMillisUnsafe()

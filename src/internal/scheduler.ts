@@ -227,7 +227,9 @@ export class Scheduler<W> {
         Effect.uninterruptibleMask((restore) =>
           Effect.gen({ self: this }, function*() {
             const scope = yield* Scope.make()
-            const exit = yield* Effect.exit(restore(acquire(worker).pipe(Scope.provide(scope))))
+            // with the services of the place where the pool was made, and the worker's own scope
+            const acquiring = acquire(worker).pipe(Scope.provide(scope), Effect.provideContext(this.context))
+            const exit = yield* Effect.exit(restore(acquiring))
             if (Exit.isFailure(exit)) {
               yield* Scope.close(scope, exit)
               return yield* exit

@@ -1,0 +1,77 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { WorkPool } from "../src/index.ts"
+import { settle } from "./helpers.ts"
+
+/** A fake connection per worker, recording its lifecycle. */
+const connections = () => {
+  const log: Array<string> = []
+  const resource = (workerId: number) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        log.push(`open ${workerId}`)
+        return { workerId, query: (sql: string) => Effect.succeed(`${sql} on connection ${workerId}`) }
+      }),
+      () => Effect.sync(() => void log.push(`close ${workerId}`))
+    )
+  return { log, resource }
+}
+
+describe("per-worker resource", () => {
+  it.effect("is acquired when a worker starts, handed to its jobs, released when the pool stops", () =>
+    Effect.gen(function*() {
+      const { log, resource } = connections()
+      const scope = yield* Scope.make()
+      const pool = yield* WorkPool.make({ concurrency: 2, resource }).pipe(Scope.provide(scope))
+      assert.deepStrictEqual(log, ["open 0", "open 1"])
+      const results = yield* pool.runAll(
+        Array.from({ length: 4 }, () => (conn: { query: (s: string) => Effect.Effect<string> }) => conn.query("select 1"))
+      )
+      assert.isTrue(results.every((r) => /^select 1 on connection [01]$/.test(r)))
+      // two jobs at once hold different connections
+      const held = yield* Effect.forkChild(pool.runAll([
+        (c: { workerId: number }) => Effect.as(Effect.sleep("1 second"), c.workerId),
+        (c: { workerId: number }) => Effect.as(Effect.sleep("1 second"), c.workerId)
+      ]))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual((yield* Fiber.join(held)).sort(), [0, 1])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(log.slice(2).sort(), ["close 0", "close 1"])
+    }))
+
+  it.effect("resize acquires for new workers and releases retired ones once their job ends", () =>
+    Effect.gen(function*() {
+      const { log, resource } = connections()
+      const pool = yield* WorkPool.make({ concurrency: 1, resource })
+      yield* pool.resize(3)
+      assert.deepStrictEqual(log, ["open 0", "open 1", "open 2"])
+      const busy = yield* pool.submit(Effect.sleep("1 second"))
+      yield* pool.resize(1)
+      yield* settle
+      // two idle workers retire at once; the busy one keeps its connection until its job ends
+      assert.strictEqual(log.filter((l) => l.startsWith("close")).length, 2)
+      yield* TestClock.adjust("1 second")
+      yield* busy.await
+      yield* settle
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.workers, log.filter((l) => l.startsWith("close")).length], [1, 2])
+    }))
+
+  it.effect("a resource that cannot be acquired fails make with its error", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        WorkPool.make({ concurrency: 2, resource: (id) => id === 1 ? Effect.fail("no connection" as const) : Effect.succeed(id) })
+      )
+      assert.strictEqual(error, "no connection")
+    }))
+
+  it.effect("the resource may use the services of the place where the pool is made", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({
+        concurrency: 1,
+        resource: () => Effect.map(Effect.clockWith((clock) => Effect.succeed(clock.currentTimeMillisUnsafe())), (t) => t)
+      })
+      assert.strictEqual(yield* pool.run((openedAt: number) => Effect.succeed(openedAt)), 0)
+    }))
+})
