@@ -12,7 +12,7 @@
  * Run: node examples/progress.ts   (JOBS=1000 for a longer run)
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Config, Console, Effect, Fiber, Random, Schema, Stream } from "effect"
+import { Config, Console, Deferred, Effect, Fiber, Random, Schema, Stream } from "effect"
 import { WorkPool } from "../src/index.ts"
 
 class ThumbnailFailed extends Schema.TaggedError<ThumbnailFailed>()("ThumbnailFailed", { image: Schema.Number }) {}
@@ -38,6 +38,9 @@ const program = Effect.gen(function*() {
   const total = yield* Config.Int("JOBS").pipe(Config.withDefault(200))
   const pool = yield* WorkPool.make({ concurrency: 8 })
 
+  // Set by the reporter once it has printed its first line (see below).
+  const watching = yield* Deferred.make<void>()
+
   // The reporter: one line per 10% step. `changesWith` drops snapshots that fall in the same step,
   // and `takeUntil` ends the stream at the snapshot where every job has finished.
   const reporter = pool.changes.pipe(
@@ -48,11 +51,13 @@ const program = Effect.gen(function*() {
       const percent = String(Math.floor((done / total) * 100)).padStart(3)
       return Console.log(
         `${bar(done / total)} ${percent}% ${done}/${total} done | ${s.running} running, ${s.queued} queued, ${s.failed} failed`
-      )
+      ).pipe(Effect.andThen(Deferred.succeed(watching, undefined)))
     })
   )
-  // Start watching before submitting. The first element is the current state, so nothing is missed.
+  // A forked fiber starts "soon", not at once. Waiting until the reporter has printed the current
+  // state (0 done) before submitting anything makes its first line 0% on every run.
   const reporting = yield* Effect.forkChild(reporter)
+  yield* Deferred.await(watching)
 
   // Run every job through the pool. `Effect.result` is applied outside `pool.run`, so the pool sees
   // (and counts) the failures, and one failure does not stop the others.

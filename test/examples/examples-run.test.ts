@@ -66,7 +66,7 @@ describe.concurrent("examples run and exit 0", () => {
       "1. interrupted the caller of runAll",
       "still running: 0, still queued: 0",
       "2. shutdownNow returned",
-      "2 x shutdown while running",
+      "x shutdown while running",
       "a new job is refused: PoolShutdown (admission)",
       "all cancelled work stopped"
     ], { JOBS: "12" }))
