@@ -17,7 +17,7 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Config, Console, Effect, Fiber, Stream } from "effect"
-import { type PoolError, WorkPool } from "../src/index.ts"
+import { WorkPool } from "../src/index.ts"
 
 // A job that takes a while and has something to clean up. `ensuring` runs whether the job
 // finishes, fails or is interrupted, so the counters show exactly what happened to each job.
@@ -67,7 +67,7 @@ const shutdownNowAndSalvage = Effect.gen(function*() {
   const outcomes = yield* Effect.forEach(handles, (handle) =>
     handle.await.pipe(
       Effect.as("done"),
-      Effect.catchTag("PoolShutdown", (e: PoolError.PoolShutdown) => Effect.succeed(`shutdown while ${e.phase}`))
+      Effect.catchTag("PoolShutdown", (e) => Effect.succeed(`shutdown while ${e.phase}`))
     ))
   const tally = new Map<string, number>()
   for (const outcome of outcomes) tally.set(outcome, (tally.get(outcome) ?? 0) + 1)

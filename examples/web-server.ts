@@ -23,7 +23,7 @@
  *       then Ctrl-C (or kill -TERM) while the job runs: the server waits for it, then exits.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
 import { type PoolError, WorkPool } from "../src/index.ts"
@@ -62,12 +62,6 @@ const perform = (request: JobRequest) =>
     return { task: request.task, tookMillis: request.millis }
   })
 
-interface Entry {
-  readonly handle: WorkPool.JobHandle<unknown, unknown>
-  result?: unknown
-  error?: string
-}
-
 export interface JobView {
   readonly id: number
   readonly status: WorkPool.JobStatus
@@ -87,7 +81,8 @@ export class Jobs extends Context.Service<Jobs, {
 }>()("app/Jobs") {
   static readonly layer = Layer.effect(Jobs, Effect.gen(function*() {
     const pool = yield* Background
-    const entries = new Map<number, Entry>()
+    // The handles keep their job's types: JobHandle<{ task, tookMillis }, TaskFailed>.
+    const handles = new Map<number, WorkPool.JobHandle<Effect.Success<ReturnType<typeof perform>>, TaskFailed>>()
 
     // This layer is built after the pool's, so it is released before it. Shutting the pool down
     // here (it is idempotent; the pool's own layer would do it next anyway) lets us log the drain.
@@ -102,31 +97,28 @@ export class Jobs extends Context.Service<Jobs, {
     )
 
     return Jobs.of({
+      // `submit` returns as soon as the job is queued. The job runs under the pool's scope, so it
+      // goes on after this request has been answered (and is not cut short when it is).
       submit: (request) =>
-        Effect.gen(function*() {
-          // `submit` returns as soon as the job is queued; the job runs under the pool's scope, so
-          // it goes on after this request has been answered.
-          const entry: { handle?: Entry["handle"]; result?: unknown; error?: string } = {}
-          const job = perform(request).pipe(
-            Effect.tap((result) => Effect.sync(() => entry.result = result)),
-            Effect.tapError((error) => Effect.sync(() => entry.error = error.message))
-          )
-          const handle = yield* pool.submit(job, { priority: request.priority ?? 0 })
-          entry.handle = handle
-          entries.set(handle.id, entry as Entry)
+        Effect.map(pool.submit(perform(request), { priority: request.priority ?? 0 }), (handle) => {
+          handles.set(handle.id, handle)
           return handle.id
         }),
       view: (id) =>
         Effect.gen(function*() {
-          const entry = entries.get(id)
-          if (entry === undefined) return Option.none()
-          const status = yield* entry.handle.status
-          return Option.some({
-            id,
-            status,
-            ...(entry.result !== undefined ? { result: entry.result } : {}),
-            ...(entry.error !== undefined ? { error: entry.error } : {})
+          const handle = handles.get(id)
+          if (handle === undefined) return Option.none()
+          const status = yield* handle.status
+          if (status === "waiting" || status === "queued" || status === "running") return Option.some({ id, status })
+          // The job has ended, so awaiting it returns at once, with its result or its error: a typed
+          // one (TaskFailed, JobTimeout, PoolShutdown...) or, for a defect, the first line of its cause.
+          const exit = yield* Effect.exit(handle.await)
+          if (Exit.isSuccess(exit)) return Option.some({ id, status, result: exit.value })
+          const error = Option.match(Cause.findErrorOption(exit.cause), {
+            onSome: (e) => e.message,
+            onNone: () => Cause.pretty(exit.cause).split("\n")[0] ?? "unknown"
           })
+          return Option.some({ id, status, error })
         })
     })
   }))
