@@ -5,10 +5,10 @@
  * and `select`s between its result and `ctx.Done()`. When the timeout wins, the work goroutine is
  * simply abandoned: it keeps running (and holding whatever it holds) until it finishes by itself.
  *
- * Here the pool owns the deadline. When a job passes it, the job is interrupted (its finalizers
- * run, so the connection or file it held is released), its worker is free at once, and the awaiter
- * gets a typed `JobTimeout` error, saying how long the limit was and whether the job was running or
- * still waiting in the queue.
+ * Here the pool owns the deadline. When a job passes it, the awaiter gets a typed `JobTimeout`
+ * error at once (saying how long the limit was, and whether the job was running or still waiting in
+ * the queue), and the job is interrupted: its finalizers run, so the connection or file it held is
+ * released, and then its worker moves on to the next job. Nothing is left running in the dark.
  *
  *  - `timeout` (per pool, overridable per job) counts from the moment the job starts.
  *  - `queueTimeout` counts from submission while the job waits: a job that could not even start in
