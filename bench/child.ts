@@ -38,6 +38,15 @@ const once = async (size: Size) => {
   return { ms, outcome, check: tally.verify(outcome.observed) }
 }
 
+// A crash or a wrong warm-up checksum is reported on the same JSON line, with exit code 1.
+process.on("uncaughtException", (error) => {
+  process.stdout.write(JSON.stringify({ scenario: scenario.id, contestant: name, error: String(error?.stack ?? error) }) + "\n")
+  process.exit(1)
+})
+process.on("unhandledRejection", (error) => {
+  throw error
+})
+
 // Warm-up: lets the JIT compile the hot paths of this contestant, and must be right too.
 // Quick mode (a smoke test) warms up once, at a quarter of its own size at most.
 const size = scenario.sizes[mode]

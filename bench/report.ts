@@ -154,7 +154,8 @@ const metricTable = (s: ScenarioSummary, metric: Metric): string => {
     const name = r.ours ? `**${r.contestant}**` : r.anchor ? `${r.contestant} (anchor)` : r.contestant
     const st = r.stats[metric]
     if (r.failed !== undefined || st === undefined) {
-      lines.push(`| ${name} | FAILED | ${r.failed ?? "no value"} | ${anchors.map(() => "").join(" | ")} |`)
+      const why = (r.failed ?? "no value").replace(/\|/g, "/")
+      lines.push(`| ${name} | FAILED | ${why} |${anchors.map(() => " |").join("")}`)
       continue
     }
     const ratios = anchors.map((a) => fmtRatio(st.median / (a.stats[metric]?.median ?? NaN)))

@@ -89,11 +89,13 @@ const runChild = (file: string, scenario: Scenario, contestant: string, rep: num
     { cwd: root, encoding: "utf8", timeout: childTimeoutMs, maxBuffer: 16 * 2 ** 20 }
   )
   const line = child.stdout?.split("\n").filter((l) => l.startsWith("{")).at(-1)
-  if (child.status !== 0 || line === undefined) {
-    const why = child.error?.message ?? `exit ${child.status ?? child.signal}: ${(child.stderr ?? "").trim().split("\n").slice(-3).join(" | ")}`
+  const result = line === undefined ? undefined : (JSON.parse(line) as ChildResult & { error?: string })
+  if (child.status !== 0 || result === undefined || result.error !== undefined) {
+    const why = result?.error?.split("\n")[0] ?? child.error?.message ??
+      `exit ${child.status ?? child.signal}: ${(child.stderr ?? "").trim().split("\n").slice(-3).join(" / ")}`
     return { scenario: scenario.id, contestant, rep, error: why }
   }
-  return { ...(JSON.parse(line) as ChildResult), rep }
+  return { ...result, rep }
 }
 
 for (let rep = 0; rep < reps; rep++) {

@@ -34,7 +34,7 @@ export const scenario: Scenario = {
   sizes: {
     full: { jobs: 10_000, sleepMs: 1 },
     quick: { jobs: 2_000, sleepMs: 1 },
-    warmup: { jobs: 1_000, sleepMs: 1 }
+    warmup: { jobs: 3_000, sleepMs: 1 }
   },
   metrics: ["ms"],
   contestants: [

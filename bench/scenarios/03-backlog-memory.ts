@@ -38,7 +38,7 @@ export const scenario: Scenario = {
   description: "Concurrency 1, unbounded queue. One job blocks on a gate; then every other job is submitted and kept " +
     "(handle or promise). Heap bytes per queued job = heapUsed after a full GC with the backlog queued, minus before, " +
     "over the number of jobs. Then the gate opens and the drain (all results awaited) is timed.",
-  sizes: { full: { jobs: 1_000_000 }, quick: { jobs: 100_000 }, warmup: { jobs: 100_000 } },
+  sizes: { full: { jobs: 1_000_000 }, quick: { jobs: 50_000 }, warmup: { jobs: 100_000 } },
   metrics: ["heapBytesPerJob", "drainJobsPerSec"],
   nodeFlags: ["--max-old-space-size=4096"],
   contestants: [

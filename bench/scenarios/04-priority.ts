@@ -28,7 +28,7 @@ export const scenario: Scenario = {
   title: "Priority under load",
   description: `Jobs with random priorities 0–${LEVELS - 1} (seeded PRNG, same sequence for all), concurrency 1, all ` +
     "submitted while paused, then started; submission plus drain is timed. p-queue is the only anchor with priorities.",
-  sizes: { full: { jobs: 100_000 }, quick: { jobs: 20_000 }, warmup: { jobs: 20_000 } },
+  sizes: { full: { jobs: 100_000 }, quick: { jobs: 10_000 }, warmup: { jobs: 20_000 } },
   metrics: ["jobsPerSec"],
   tally: (size) => new Tally(size.jobs, priorities(size.jobs)),
   contestants: [
