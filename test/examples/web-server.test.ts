@@ -4,14 +4,17 @@
  * sleeping a fixed time, and nothing asserts on timing, so a slow machine only makes it slower.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
+import { Context, Effect, Exit, Layer, References, Schedule, Scope } from "effect"
 import { HttpServer } from "effect/http"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Jobs, type JobView, makeApp } from "../../examples/web-server.ts"
 
-const TestApp = makeApp({ port: 0, host: "127.0.0.1", logRequests: false })
+// The app logs its drain at shutdown; keep the test output quiet.
+const TestApp = makeApp({ port: 0, host: "127.0.0.1", logRequests: false }).pipe(
+  Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
+)
 
 const baseUrl = (app: Context.Context<HttpServer.HttpServer>) =>
   HttpServer.formatAddress(Context.get(app, HttpServer.HttpServer).address)
