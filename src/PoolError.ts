@@ -136,6 +136,51 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
 }
 
 /**
+ * A worker thread could not be started: it failed or exited before it was ready, on every try of
+ * the pool's start schedule.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "effect-workpool"
+ *
+ * const error = new PoolError.WorkerStartFailed({ attempts: 3, reason: "SyntaxError: ..." })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerStartFailed extends Schema.TaggedError<WorkerStartFailed>()("WorkerStartFailed", {
+  attempts: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `a worker thread failed to start (${this.attempts} attempts): ${this.reason}`
+  }
+}
+
+/**
+ * A thread task's payload, success or failure did not encode or decode against its task's Schema.
+ * The task fails; the thread goes on serving.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "effect-workpool"
+ *
+ * const error = new PoolError.TaskCodecError({ task: "Resize", part: "payload", issue: "Expected number" })
+ * ```
+ * @since 0.1.0
+ * @category errors
+ */
+export class TaskCodecError extends Schema.TaggedError<TaskCodecError>()("TaskCodecError", {
+  task: Schema.String,
+  part: Schema.Literals(["payload", "success", "failure", "handler"]),
+  issue: Schema.String
+}) {
+  override get message(): string {
+    return `task ${this.task}: its ${this.part} does not match its schema: ${this.issue}`
+  }
+}
+
+/**
  * A pool option is invalid. `field` names the option, `value` shows what was given (as text) and
  * `reason` says what was expected.
  *
@@ -201,4 +246,4 @@ export type JobError = QueueFull | JobDropped | JobTimeout | PoolShutdown | Inva
  * @since 0.1.0
  * @category models
  */
-export type PoolError = JobError | WorkerCrashed | InvalidPoolConfig
+export type PoolError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodecError | InvalidPoolConfig

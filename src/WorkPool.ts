@@ -120,12 +120,15 @@ export interface JobOptions {
 }
 
 /**
- * A job: an `Effect`, or a function of the worker's resource (see `Options.resource`).
+ * A job: an `Effect`, or a function of the worker's resource (see `Options.resource`) and of the
+ * job's id, called when the job starts.
  *
  * @since 0.1.0
  * @category models
  */
-export type Job<A, E, R, W = void> = Effect.Effect<A, E, R> | ((resource: W) => Effect.Effect<A, E, R>)
+export type Job<A, E, R, W = void> =
+  | Effect.Effect<A, E, R>
+  | ((resource: W, jobId: number) => Effect.Effect<A, E, R>)
 
 /**
  * Where a submitted job is: waiting for room, queued, running, or how it ended.

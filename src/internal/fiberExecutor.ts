@@ -14,7 +14,7 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => ({
     let effect: Effect.Effect<any, any, any>
     if (typeof job.effect === "function") {
       try {
-        effect = job.effect(worker.resource)
+        effect = job.effect(worker.resource, job.id)
       } catch (defect) {
         effect = Effect.die(defect)
       }

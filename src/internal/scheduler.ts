@@ -99,7 +99,7 @@ export class Job implements QueueEntry {
   onAdmitted: (() => void) | undefined = undefined
   readonly scheduler: Scheduler<any>
   readonly seq: number
-  readonly effect: Effect.Effect<any, any, any> | ((resource: any) => Effect.Effect<any, any, any>)
+  readonly effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>)
   readonly context: Context.Context<never>
   readonly priority: number
   /** Milliseconds from start; 0 means none. */
@@ -107,7 +107,7 @@ export class Job implements QueueEntry {
   constructor(
     scheduler: Scheduler<any>,
     seq: number,
-    effect: Effect.Effect<any, any, any> | ((resource: any) => Effect.Effect<any, any, any>),
+    effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>),
     context: Context.Context<never>,
     priority: number,
     timeout: number
@@ -244,7 +244,8 @@ export class Scheduler<W> {
             this.pump()
           })
         ),
-      { discard: true }
+      // resources such as worker threads take a while to start: start them together
+      { discard: true, concurrency: "unbounded" }
     )
   }
 

@@ -1,0 +1,99 @@
+/**
+ * A task that runs on a worker thread: a name and the Schemas of its payload, its success and its
+ * failure. The same definition is imported by both sides: the main thread encodes the payload and
+ * decodes the outcome, the worker thread decodes the payload and encodes the outcome. So a failure
+ * comes back as an instance of its own class, with its fields, and `instanceof` works.
+ *
+ * @since 0.1.0
+ */
+import { type Effect, Schema } from "effect"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Task<Name extends string, P, PE, S, SE, F, FE> {
+  readonly name: Name
+  readonly payload: Schema.Codec<P, PE>
+  readonly success: Schema.Codec<S, SE>
+  readonly failure: Schema.Codec<F, FE>
+}
+
+/**
+ * Any task, for APIs that accept every task.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Task<any, any, any, any, any, any, any>
+
+/** @since 0.1.0 @category type-level */
+export type Payload<T extends Any> = T extends Task<any, infer P, any, any, any, any, any> ? P : never
+/** @since 0.1.0 @category type-level */
+export type Success<T extends Any> = T extends Task<any, any, any, infer S, any, any, any> ? S : never
+/** @since 0.1.0 @category type-level */
+export type Failure<T extends Any> = T extends Task<any, any, any, any, any, infer F, any> ? F : never
+
+/**
+ * Defines a task. `failure` defaults to `Schema.Never` (the task cannot fail, only die).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * export class EmptyInput extends Schema.TaggedError<EmptyInput>()("EmptyInput", {}) {}
+ *
+ * export const Hash = Task.make("Hash", {
+ *   payload: Schema.Struct({ input: Schema.String, rounds: Schema.Number }),
+ *   success: Schema.String,
+ *   failure: EmptyInput
+ * })
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <const Name extends string, P, PE, S, SE, F = never, FE = never>(
+  name: Name,
+  schemas: {
+    readonly payload: Schema.Codec<P, PE>
+    readonly success: Schema.Codec<S, SE>
+    readonly failure?: Schema.Codec<F, FE> | undefined
+  }
+): Task<Name, P, PE, S, SE, F, FE> => ({
+  name,
+  payload: schemas.payload,
+  success: schemas.success,
+  failure: (schemas.failure ?? Schema.Never) as Schema.Codec<F, FE>
+})
+
+/**
+ * A task's implementation on the worker thread, made with `handle`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler<R> {
+  readonly task: Any
+  readonly run: (payload: unknown) => Effect.Effect<unknown, unknown, R>
+}
+
+/**
+ * Implements a task, for `ThreadWorker.serve` in the worker entry file.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const squareHandler = Task.handle(Square, (n) => Effect.succeed(n * n))
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const handle = <T extends Any, R = never>(
+  task: T,
+  run: (payload: Payload<T>) => Effect.Effect<Success<T>, Failure<T>, R>
+): Handler<R> => ({ task, run: run as Handler<R>["run"] })
+

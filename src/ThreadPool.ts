@@ -1,0 +1,284 @@
+/**
+ * A pool of worker threads for CPU-bound work, behind the same scheduler as `WorkPool`: bounded
+ * priority queue, overflow policies, timeouts, cancellation, stats and shutdown work the same way.
+ *
+ * Tasks are defined once with `Task.make` (a name and Schemas) and implemented in a worker entry
+ * file with `ThreadWorker.serve`. A task's failure comes back decoded, as an instance of its own
+ * class; a defect in the thread comes back as a defect with its message and stack.
+ *
+ * What threads add to the contract:
+ * - a task that does not stop within `cancelGrace` of being cancelled or timing out (say, a
+ *   synchronous loop) has its thread terminated; the thread is replaced and the pool keeps its size;
+ * - a thread that crashes (an uncaught exception, `process.exit`, running out of memory under
+ *   `resourceLimits`) fails only its own in-flight tasks, with `WorkerCrashed`, and is replaced;
+ * - a thread that cannot start is tried again per `startSchedule`, then fails with
+ *   `WorkerStartFailed` (at `make`, or for the tasks that needed it).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ThreadPool } from "effect-workpool"
+ * import { Hash } from "./tasks.ts"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool = yield* ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url), threads: 4 })
+ *   return yield* pool.run(Hash, { input: "hello", rounds: 1000 }, { timeout: "5 seconds" })
+ * }))
+ * ```
+ * @since 0.1.0
+ */
+import { Effect, Schedule, Schema } from "effect"
+import type * as Duration from "effect/Duration"
+import type * as Scope from "effect/Scope"
+import { availableParallelism } from "node:os"
+import type { ResourceLimits, TransferListItem } from "node:worker_threads"
+import * as config from "./internal/config.ts"
+import { type Reply, Threads } from "./internal/threads.ts"
+import {
+  InvalidPoolConfig,
+  type InvalidJobOptions,
+  type JobError,
+  type PoolShutdown,
+  type QueueFull,
+  TaskCodecError,
+  WorkerCrashed,
+  type WorkerStartFailed
+} from "./PoolError.ts"
+import type * as Task from "./Task.ts"
+import * as WorkPool from "./WorkPool.ts"
+
+/**
+ * Options of a thread pool. Only `worker` is required. The queue options (`capacity`, `overflow`,
+ * `timeout`, `queueTimeout`, `aging`, `shutdownTimeout`, `paused`) mean what they mean for
+ * `WorkPool`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Omit<WorkPool.Options, "concurrency" | "resource"> {
+  /** The worker entry file, which calls `ThreadWorker.serve`. */
+  readonly worker: URL | string
+  /** How many threads; default the machine's available parallelism. */
+  readonly threads?: number | undefined
+  /** Tasks in flight per thread; default 1. With more, a thread terminated for one task fails the others. */
+  readonly tasksPerThread?: number | undefined
+  /** How long a cancelled or timed-out task may take to stop before its thread is terminated; default 1 second. */
+  readonly cancelGrace?: Duration.Input | undefined
+  /** Threads idle this long are stopped and started again on demand; default never. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** When a thread fails to start, how to try again; default `Schedule.recurs(2)` (3 attempts). */
+  readonly startSchedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /** Passed to each `Worker` (heap limits): a thread over them crashes alone. */
+  readonly resourceLimits?: ResourceLimits | undefined
+  /** Passed to each `Worker` as `workerData`. */
+  readonly workerData?: unknown
+}
+
+/**
+ * Options of one thread task: the job options, and objects to move to the thread without copying.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TaskOptions extends WorkPool.JobOptions {
+  /** `ArrayBuffer`s (or other transferables) in the payload to move rather than copy. */
+  readonly transfer?: ReadonlyArray<TransferListItem> | undefined
+}
+
+/**
+ * The errors of a thread task besides its own failure.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodecError
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ThreadPool {
+  /** Runs a task on a thread and waits for its decoded result. */
+  readonly run: <T extends Task.Any>(
+    task: T,
+    payload: Task.Payload<T>,
+    options?: TaskOptions
+  ) => Effect.Effect<Task.Success<T>, Task.Failure<T> | TaskError>
+  /** Submits a task; the handle's `await` gives its result. */
+  readonly submit: <T extends Task.Any>(
+    task: T,
+    payload: Task.Payload<T>,
+    options?: TaskOptions
+  ) => Effect.Effect<
+    WorkPool.JobHandle<Task.Success<T>, Task.Failure<T> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
+    QueueFull | PoolShutdown | InvalidJobOptions
+  >
+  /** Runs a task for each payload; results in input order; the first failure stops the rest. */
+  readonly runAll: <T extends Task.Any>(
+    task: T,
+    payloads: Iterable<Task.Payload<T>>,
+    options?: WorkPool.JobOptions
+  ) => Effect.Effect<Array<Task.Success<T>>, Task.Failure<T> | TaskError>
+  /** Live threads (started and not exited). */
+  readonly threads: Effect.Effect<number>
+  /** Changes the number of threads. */
+  readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
+  readonly stats: Effect.Effect<WorkPool.PoolStats>
+  readonly changes: WorkPool.WorkPool["changes"]
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  readonly awaitIdle: Effect.Effect<void>
+  readonly shutdown: Effect.Effect<void>
+  readonly shutdownNow: Effect.Effect<ReadonlyArray<WorkPool.UnstartedJob>>
+  readonly awaitTermination: Effect.Effect<void>
+}
+
+const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
+  const error = new Error(reply.message)
+  error.name = reply.name
+  if (reply.stack !== undefined) error.stack = reply.stack
+  return error
+}
+
+const decodeReply = <T extends Task.Any>(
+  task: T,
+  reply: Reply,
+  jobId: number
+): Effect.Effect<Task.Success<T>, Task.Failure<T> | WorkerCrashed | TaskCodecError> => {
+  const codecError = (part: "success" | "failure") => (error: unknown) =>
+    new TaskCodecError({ task: task.name, part, issue: Schema.isSchemaError(error) ? error.message : String(error) })
+  switch (reply._) {
+    case "success":
+      return Effect.mapError(Schema.decodeUnknownEffect(task.success)(reply.value), codecError("success"))
+    case "failure":
+      return Effect.flatMap(
+        Effect.mapError(Schema.decodeUnknownEffect(task.failure)(reply.error), codecError("failure")),
+        (error) => Effect.fail(error as Task.Failure<T>)
+      )
+    case "defect":
+      return Effect.die(rebuildDefect(reply))
+    case "interrupted":
+      return Effect.interrupt
+    case "codec":
+      return Effect.fail(new TaskCodecError({ task: task.name, part: reply.part, issue: reply.issue }))
+    case "crashed":
+      return Effect.fail(new WorkerCrashed({ jobId, reason: reply.reason }))
+  }
+}
+
+/**
+ * Makes a thread pool whose lifetime is the current `Scope`: its threads are started (all of them,
+ * at once), and when the scope closes the pool shuts down gracefully and every thread is
+ * terminated; afterwards no thread of the pool is alive.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ThreadPool } from "effect-workpool"
+ * import { Resize } from "./tasks.ts"
+ *
+ * const thumbnails = (images: ReadonlyArray<Uint8Array>) =>
+ *   Effect.scoped(Effect.gen(function* () {
+ *     const pool = yield* ThreadPool.make({
+ *       worker: new URL("./worker.ts", import.meta.url),
+ *       timeout: "10 seconds",
+ *       resourceLimits: { maxOldGenerationSizeMb: 256 }
+ *     })
+ *     return yield* pool.runAll(Resize, images.map((image) => ({ image, width: 128 })))
+ *   }))
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<ThreadPool, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const checked = yield* Effect.try({
+      try: () => {
+        const entry = options.worker
+        if (!(entry instanceof URL) && typeof entry !== "string") {
+          throw new config.OptionError({ field: "worker", value: String(entry), reason: "expected a URL or a path" })
+        }
+        return {
+          entry,
+          threads: options.threads === undefined
+            ? availableParallelism()
+            : config.positiveInteger("threads", options.threads),
+          tasksPerThread: options.tasksPerThread === undefined
+            ? 1
+            : config.positiveInteger("tasksPerThread", options.tasksPerThread),
+          cancelGrace: options.cancelGrace === undefined
+            ? 1000
+            : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
+          idleTimeout: options.idleTimeout === undefined
+            ? 0
+            : config.millis("idleTimeout", options.idleTimeout, "positiveFinite")
+        }
+      },
+      catch: (error) => {
+        if (error instanceof config.OptionError) return new InvalidPoolConfig(error.invalid)
+        throw error
+      }
+    })
+    const context = yield* Effect.context<never>()
+    const threads = new Threads({
+      entry: checked.entry,
+      tasksPerThread: checked.tasksPerThread,
+      cancelGrace: checked.cancelGrace,
+      idleTimeout: checked.idleTimeout,
+      startSchedule: options.startSchedule ?? Schedule.recurs(2),
+      resourceLimits: options.resourceLimits,
+      workerData: options.workerData
+    }, context)
+    // added first, so it runs last: after the pool has shut down and released its slots
+    yield* Effect.addFinalizer(() => threads.close())
+    const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
+    const pool = yield* WorkPool.make<number, WorkerStartFailed>({
+      ...queue,
+      concurrency: checked.threads * checked.tasksPerThread,
+      resource: () => Effect.acquireRelease(threads.allocate(), (index) => threads.release(index))
+    })
+
+    const job = <T extends Task.Any>(task: T, payload: Task.Payload<T>, transfer: ReadonlyArray<TransferListItem>) =>
+    (index: number, jobId: number) =>
+      Effect.gen(function*() {
+        const encoded = yield* Effect.mapError(
+          Schema.encodeUnknownEffect(task.payload)(payload),
+          (error) => new TaskCodecError({ task: task.name, part: "payload", issue: error.message })
+        )
+        const thread = yield* threads.get(index)
+        const reply = yield* threads.call(thread, task.name, encoded, transfer)
+        return yield* decodeReply(task, reply, jobId)
+      })
+
+    const noTransfer: ReadonlyArray<TransferListItem> = []
+    return {
+      run: (task, payload, options) => pool.run(job(task, payload, options?.transfer ?? noTransfer), options),
+      submit: (task, payload, options) => pool.submit(job(task, payload, options?.transfer ?? noTransfer), options),
+      runAll: (task, payloads, options) =>
+        pool.runAll(Array.from(payloads, (payload) => job(task, payload, noTransfer)), options),
+      threads: Effect.sync(() => threads.live),
+      resize: (n) =>
+        Effect.suspend(() => {
+          try {
+            return pool.resize(config.positiveInteger("threads", n) * checked.tasksPerThread)
+          } catch (error) {
+            if (error instanceof config.OptionError) return Effect.fail(new InvalidPoolConfig(error.invalid))
+            throw error
+          }
+        }),
+      stats: pool.stats,
+      changes: pool.changes,
+      pause: pool.pause,
+      resume: pool.resume,
+      awaitIdle: pool.awaitIdle,
+      shutdown: Effect.andThen(pool.shutdown, threads.close()),
+      shutdownNow: Effect.suspend(() => {
+        threads.closing()
+        return Effect.tap(pool.shutdownNow, () => threads.close())
+      }),
+      awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
+    } satisfies ThreadPool
+  })
+

@@ -1,0 +1,286 @@
+/**
+ * The worker threads behind a `ThreadPool`: starting them (with a retry schedule), sending tasks,
+ * cancelling them, terminating a thread that does not stop, noticing a thread that died, and
+ * replacing it.
+ *
+ * This uses `node:worker_threads` directly rather than `effect/workers`: the pool must terminate one
+ * chosen thread at once (a task in a synchronous loop never reads its cancel message), read its exit
+ * code and `resourceLimits` errors, and send transfer lists, none of which Effect's worker layer
+ * exposes.
+ *
+ * @internal
+ */
+import { Context, Effect, Exit, Fiber, Schedule } from "effect"
+import { Worker as NodeWorker, type ResourceLimits, type TransferListItem } from "node:worker_threads"
+import { WorkerStartFailed } from "../PoolError.ts"
+import type { FromThread, Outcome, ToThread } from "./protocol.ts"
+
+export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
+
+export interface ThreadsConfig {
+  readonly entry: URL | string
+  readonly tasksPerThread: number
+  readonly cancelGrace: number
+  /** 0: threads are never retired for being idle. */
+  readonly idleTimeout: number
+  readonly startSchedule: Schedule.Schedule<unknown, unknown>
+  readonly resourceLimits: ResourceLimits | undefined
+  readonly workerData: unknown
+}
+
+class Thread {
+  readonly worker: NodeWorker
+  readonly index: number
+  readonly inflight = new Map<number, (reply: Reply) => void>()
+  nextId = 0
+  /** Set when the pool stops the thread on purpose; the reason its tasks are given. */
+  stopping: string | undefined = undefined
+  /** The last error the thread reported before it exited. */
+  error: string | undefined = undefined
+  exited = false
+  readonly exitWaiters: Array<() => void> = []
+  idleTimer: Fiber.Fiber<void> | undefined = undefined
+  constructor(worker: NodeWorker, index: number) {
+    this.worker = worker
+    this.index = index
+  }
+}
+
+const describe = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+
+export class Threads {
+  private readonly config: ThreadsConfig
+  private readonly context: Context.Context<never>
+  /** Live (or starting) thread per index. */
+  private readonly threads: Array<Thread | undefined> = []
+  /** Slots of the pool assigned to each index. */
+  private readonly slots: Array<number> = []
+  /** A start under way per index, shared by every caller that needs that thread. */
+  private readonly starting: Array<Fiber.Fiber<Thread, WorkerStartFailed> | undefined> = []
+  private readonly upkeep = new Set<Fiber.Fiber<unknown, unknown>>()
+  /** Every thread spawned and not yet exited, ready or not. */
+  private readonly alive = new Set<Thread>()
+  private closed = false
+
+  get live(): number {
+    return this.alive.size
+  }
+
+  constructor(config: ThreadsConfig, context: Context.Context<never>) {
+    this.config = config
+    this.context = context
+  }
+
+  /** Assigns a pool slot to a thread, starting the thread if it is new. */
+  allocate(): Effect.Effect<number, WorkerStartFailed> {
+    return Effect.suspend(() => {
+      let index = this.slots.findIndex((n) => n > 0 && n < this.config.tasksPerThread)
+      if (index < 0) index = this.slots.findIndex((n) => n === 0)
+      if (index < 0) index = this.slots.push(0) - 1
+      this.slots[index]!++
+      return this.get(index).pipe(
+        Effect.as(index),
+        Effect.onError(() => this.release(index))
+      )
+    })
+  }
+
+  /** Gives a slot back; a thread with no slot left is stopped. */
+  release(index: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (--this.slots[index]! > 0) return Effect.void
+      this.starting[index]?.interruptUnsafe()
+      const thread = this.threads[index]
+      return thread === undefined ? Effect.void : this.stop(thread, "the pool shrank")
+    })
+  }
+
+  /** The thread at `index`, started again if it retired or died. */
+  get(index: number): Effect.Effect<Thread, WorkerStartFailed> {
+    return Effect.suspend(() => {
+      const thread = this.threads[index]
+      if (thread !== undefined) return Effect.succeed(thread)
+      let starting = this.starting[index]
+      if (starting === undefined) {
+        starting = Effect.runForkWith(this.context)(this.start(index))
+        this.starting[index] = starting
+        starting.addObserver(() => {
+          if (this.starting[index] === starting) this.starting[index] = undefined
+        })
+      }
+      return Fiber.join(starting)
+    })
+  }
+
+  private start(index: number): Effect.Effect<Thread, WorkerStartFailed> {
+    let attempts = 0
+    return Effect.suspend(() => {
+      attempts++
+      return this.spawn(index)
+    }).pipe(
+      Effect.retry(this.config.startSchedule),
+      Effect.mapError((reason) => new WorkerStartFailed({ attempts, reason })),
+      Effect.tap((thread) =>
+        Effect.sync(() => {
+          if (this.closed || this.slots[index] === 0) {
+            void thread.worker.terminate()
+            return
+          }
+          this.threads[index] = thread
+          this.armIdle(thread)
+        })
+      )
+    )
+  }
+
+  /** Starts one thread and waits for its "ready"; fails with the reason it did not get there. */
+  private spawn(index: number): Effect.Effect<Thread, string> {
+    return Effect.callback<Thread, string>((resume) => {
+      let worker: NodeWorker
+      try {
+        worker = new NodeWorker(this.config.entry, {
+          workerData: this.config.workerData,
+          ...(this.config.resourceLimits ? { resourceLimits: this.config.resourceLimits } : {})
+        })
+      } catch (error) {
+        return resume(Effect.fail(describe(error)))
+      }
+      const thread = new Thread(worker, index)
+      this.alive.add(thread)
+      let ready = false
+      worker.on("message", (message: FromThread) => {
+        switch (message._) {
+          case "ready": {
+            ready = true
+            return resume(Effect.succeed(thread))
+          }
+          case "fatal": {
+            thread.error = message.message
+            return
+          }
+          case "done": {
+            const reply = thread.inflight.get(message.id)
+            if (reply === undefined) return
+            thread.inflight.delete(message.id)
+            reply(message.outcome)
+            if (thread.inflight.size === 0) this.armIdle(thread)
+          }
+        }
+      })
+      worker.on("error", (error) => {
+        thread.error = describe(error)
+      })
+      worker.on("exit", (code) => {
+        this.alive.delete(thread)
+        thread.exited = true
+        const reason = thread.stopping ?? thread.error ?? `the thread exited with code ${code}`
+        if (!ready) resume(Effect.fail(reason))
+        else this.died(thread, reason)
+        for (const waiter of thread.exitWaiters.splice(0)) waiter()
+      })
+      return Effect.promise(() => worker.terminate())
+    })
+  }
+
+  /** A ready thread is gone: its tasks fail with its reason, and it is replaced if still needed. */
+  private died(thread: Thread, reason: string): void {
+    thread.idleTimer?.interruptUnsafe()
+    const replies = Array.from(thread.inflight.values())
+    thread.inflight.clear()
+    for (const reply of replies) reply({ _: "crashed", reason })
+    // a thread retired for being idle was already taken out, and is started again on demand
+    if (this.threads[thread.index] !== thread) return
+    this.threads[thread.index] = undefined
+    if (!this.closed && this.slots[thread.index]! > 0) {
+      // keep the pool at full strength: replace it now rather than on the next task
+      const fiber = Effect.runForkWith(this.context)(Effect.ignore(this.get(thread.index)))
+      this.upkeep.add(fiber)
+      fiber.addObserver(() => this.upkeep.delete(fiber))
+    }
+  }
+
+  /** Stops a thread on purpose and waits until it has exited. */
+  stop(thread: Thread, reason: string): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (thread.exited) return resume(Effect.void)
+      thread.stopping ??= reason
+      thread.exitWaiters.push(() => resume(Effect.void))
+      void thread.worker.terminate()
+    })
+  }
+
+  private armIdle(thread: Thread): void {
+    const idle = this.config.idleTimeout
+    if (idle === 0 || thread.exited) return
+    thread.idleTimer?.interruptUnsafe()
+    const timer = Effect.runForkWith(this.context)(Effect.sleep(idle))
+    thread.idleTimer = timer
+    timer.addObserver((exit) => {
+      if (thread.idleTimer !== timer) return
+      thread.idleTimer = undefined
+      if (Exit.isSuccess(exit) && thread.inflight.size === 0 && this.threads[thread.index] === thread) {
+        this.threads[thread.index] = undefined
+        thread.stopping = `idle for ${idle} ms`
+        void thread.worker.terminate()
+      }
+    })
+  }
+
+  /**
+   * Runs one task on a thread. If the caller is interrupted, the thread is asked to cancel the task;
+   * a thread that has not confirmed within the grace period is terminated (and replaced).
+   */
+  call(thread: Thread, task: string, payload: unknown, transfer: ReadonlyArray<TransferListItem>): Effect.Effect<Reply> {
+    return Effect.callback<Reply>((resume) => {
+      if (thread.exited) return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? "the thread exited" }))
+      const id = thread.nextId++
+      thread.idleTimer?.interruptUnsafe()
+      thread.idleTimer = undefined
+      thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
+      try {
+        thread.worker.postMessage({ _: "run", id, task, payload } satisfies ToThread, transfer as Array<TransferListItem>)
+      } catch (error) {
+        thread.inflight.delete(id)
+        return resume(Effect.succeed({ _: "codec", part: "payload", issue: describe(error) }))
+      }
+      return Effect.suspend(() => {
+        if (!thread.inflight.has(id)) return Effect.void
+        const confirmed = Effect.callback<void>((stopped) => {
+          thread.inflight.set(id, () => stopped(Effect.void))
+          thread.worker.postMessage({ _: "cancel", id } satisfies ToThread)
+        })
+        const grace = this.config.cancelGrace
+        return Effect.timeoutOption(confirmed, grace).pipe(
+          Effect.flatMap((done) =>
+            done._tag === "Some"
+              ? Effect.void
+              : this.stop(thread, `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`)
+          )
+        )
+      })
+    })
+  }
+
+  /** From now on, a thread that dies is not replaced. */
+  closing(): void {
+    this.closed = true
+  }
+
+  /** Stops every thread, started or starting, and waits until each has exited. */
+  close(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.closed = true
+      const upkeep = Array.from(this.upkeep, (fiber) => Fiber.interrupt(fiber))
+      const starting = this.starting.filter((f) => f !== undefined).map((fiber) => Fiber.interrupt(fiber))
+      return Effect.all([...upkeep, ...starting], { discard: true, concurrency: "unbounded" }).pipe(
+        Effect.andThen(Effect.suspend(() =>
+          Effect.all(Array.from(this.alive, (thread) => this.stop(thread, "the pool shut down")), {
+            discard: true,
+            concurrency: "unbounded"
+          })
+        ))
+      )
+    })
+  }
+}
