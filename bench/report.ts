@@ -206,6 +206,9 @@ export const renderMarkdown = (report: Report): string => {
       "Raw numbers: [bench/results/latest.json](../bench/results/latest.json).",
     "Absolute numbers drift from run to run and from machine to machine. Quote the ratios: they compare contestants " +
       "measured in the same run, on the same machine, interleaved.",
+    "## How to run",
+    "`npm run bench` (the full run that wrote this page; about 6 minutes on 2 cores), `npm run bench -- --quick` (under a minute), " +
+      "`npm run bench -- --only=1,4 --reps=3` (some scenarios; writes bench/results/partial.json only).",
     "## How it is measured",
     [
       "- Each measurement runs in a fresh child process (`node --expose-gc bench/child.ts`), so one library's garbage and JIT state never touch another's.",
