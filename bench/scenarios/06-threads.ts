@@ -1,5 +1,5 @@
 /**
- * Scenario 6 needs worker threads, which the library does not have yet (ThreadPool). Until then it
+ * Scenario 6 needs worker threads (src/ThreadPool.ts). Until it is written it
  * is listed as "not yet measured". To add it, replace `pending` with contestants: ours on threads,
  * and piscina, tinypool, poolifier and workerpool as anchors (install them then, pinned exact).
  */
@@ -13,5 +13,5 @@ export const scenario: Scenario = {
   metrics: ["jobsPerSec"],
   contestants: [],
   targets: [],
-  pending: "not yet measured: needs the worker-thread pool (ThreadPool), which does not exist yet"
+  pending: "not yet measured: the thread scenarios are added once the worker-thread pool (src/ThreadPool.ts) and the thread-pool anchors are wired into the bench"
 }
