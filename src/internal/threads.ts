@@ -233,7 +233,9 @@ export class Threads {
    */
   call(thread: Thread, task: string, payload: unknown, transfer: ReadonlyArray<TransferListItem>): Effect.Effect<Reply> {
     return Effect.callback<Reply>((resume) => {
-      if (thread.exited) return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? "the thread exited" }))
+      if (thread.exited) {
+        return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" }))
+      }
       const id = thread.nextId++
       thread.idleTimer?.interruptUnsafe()
       thread.idleTimer = undefined
