@@ -598,27 +598,33 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
 }
 
 /**
- * A layer that makes the pool for `tag` and shuts it down when the layer is released.
+ * A layer that makes the pool for `tag` and shuts it down when the layer is released. The options
+ * may be an `Effect`, for example read from `Config` when the layer is built.
  *
  * @example
  * ```ts
- * import { Context } from "effect"
+ * import { Config, Context, Effect } from "effect"
  * import { WorkPool } from "effect-workpool"
  *
  * class Mailer extends Context.Service<Mailer, WorkPool.WorkPool>()("app/Mailer") {}
  * const MailerLive = WorkPool.layer(Mailer, { concurrency: 4, timeout: "10 seconds" })
+ * const MailerFromConfig = WorkPool.layer(
+ *   Mailer,
+ *   Effect.map(Config.number("MAILER_CONCURRENCY"), (concurrency) => ({ concurrency }))
+ * )
  * ```
  * @since 0.1.0
  * @category layers
  */
-export const layer = <I, W = void, EW = never, RW = never>(
+export const layer = <I, W = void, EW = never, RW = never, EO = never, RO = never>(
   tag: Context.Key<I, WorkPool<W, EW>>,
-  options: Options<W, EW, RW>
-): Layer.Layer<I, InvalidPoolConfig | EW, RW> => Layer.effect(tag, make(options))
+  options: Options<W, EW, RW> | Effect.Effect<Options<W, EW, RW>, EO, RO>
+): Layer.Layer<I, InvalidPoolConfig | EW | EO, RW | RO> =>
+  Layer.effect(tag, Effect.isEffect(options) ? Effect.flatMap(options, make) : make(options))
 
 /**
  * Declares a pool as a service class with a `layer`, in one line, the way an app defines its other
- * services.
+ * services. The options may be an `Effect` (say, read from `Config`), run when the layer is built.
  *
  * @example
  * ```ts
@@ -639,11 +645,11 @@ export const layer = <I, W = void, EW = never, RW = never>(
  * @category constructors
  */
 export const Service = <Self>() =>
-<const Id extends string, W = void, EW = never, RW = never>(
+<const Id extends string, W = void, EW = never, RW = never, EO = never, RO = never>(
   id: Id,
-  options: Options<W, EW, RW>
+  options: Options<W, EW, RW> | Effect.Effect<Options<W, EW, RW>, EO, RO>
 ): Context.ServiceClass<Self, Id, WorkPool<W, EW>> & {
-  readonly layer: Layer.Layer<Self, InvalidPoolConfig | EW, RW>
+  readonly layer: Layer.Layer<Self, InvalidPoolConfig | EW | EO, RW | RO>
 } => {
   const Key = Context.Service<Self, WorkPool<W, EW>>()(id)
   return Object.assign(Key, { layer: layer(Key as any, options) }) as any

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Config, ConfigProvider, Effect } from "effect"
 import { PoolError, WorkPool } from "../src/index.ts"
 
 const invalid = (options: unknown) =>
@@ -59,5 +59,29 @@ describe("options", () => {
         paused: false
       })
       assert.strictEqual(yield* pool.run(Effect.succeed("ok")), "ok")
+    }))
+})
+
+describe("options from an Effect", () => {
+  class Jobs extends WorkPool.Service<Jobs>()(
+    "test/Jobs",
+    Effect.gen(function*() {
+      return { concurrency: yield* Config.Int("JOBS_CONCURRENCY") }
+    })
+  ) {}
+  const concurrencyWith = (value: unknown) =>
+    Effect.gen(function*() {
+      const pool = yield* Jobs
+      return (yield* pool.stats).concurrency
+    }).pipe(
+      Effect.provide(Jobs.layer),
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ JOBS_CONCURRENCY: value })))
+    )
+
+  it.effect("a layer can read its options when it is built", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* concurrencyWith(3), 3)
+      const error = yield* Effect.flip(concurrencyWith(0))
+      assert.strictEqual(error._tag, "InvalidPoolConfig")
     }))
 })
