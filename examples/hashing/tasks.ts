@@ -1,0 +1,28 @@
+/**
+ * The hashing example's task, imported by both sides: `main.ts` sends it, `worker.ts` serves it.
+ *
+ * The work itself, `hashWord`, lives here too, so that the main thread can run exactly the same
+ * code for the reference timing.
+ */
+import { Schema } from "effect"
+import { createHash } from "node:crypto"
+import { Task } from "../../src/index.ts"
+
+/** Hashes one word `rounds` times over and returns the last digest, in hex. */
+export const HashWord = Task.make("HashWord", {
+  payload: Schema.Struct({
+    word: Schema.String,
+    rounds: Schema.Int.check(Schema.isGreaterThan(0))
+  }),
+  success: Schema.String
+})
+
+/**
+ * sha256(word), then sha256 of that digest, `rounds` times in all: pure CPU work with no way to
+ * skip ahead, and a result that depends only on its input.
+ */
+export const hashWord = (word: string, rounds: number): string => {
+  let digest = createHash("sha256").update(word).digest()
+  for (let i = 1; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  return digest.toString("hex")
+}
