@@ -4,7 +4,8 @@
  * The articles' classic program hashes random words with a pool of workers. In Go the workers are
  * goroutines spread over every core; in Node a fiber pool (`WorkPool`) runs on the one main
  * thread, so it speeds up waiting (I/O) but not computing. Here the hashing is real CPU work (many
- * rounds of sha256 per word), and it runs three times over the same words:
+ * rounds of sha256 per word, in plain JavaScript: see sha256.ts for why not node:crypto), and it
+ * runs three times over the same words:
  *
  *   1. on the main thread, a plain loop, for reference;
  *   2. on a `ThreadPool` of 1 thread;
@@ -29,7 +30,7 @@ import { HashWord, hashWord } from "./tasks.ts"
 
 const settings = Config.all({
   jobs: Config.Int("JOBS").pipe(Config.withDefault(48)),
-  rounds: Config.Int("ROUNDS").pipe(Config.withDefault(25_000)),
+  rounds: Config.Int("ROUNDS").pipe(Config.withDefault(50_000)),
   threads: Config.Int("THREADS").pipe(Config.withDefault(Math.max(2, availableParallelism()))),
   seed: Config.Int("SEED").pipe(Config.withDefault(1))
 })
@@ -50,6 +51,13 @@ const randomWords = (count: number, seed: number): Array<string> => {
     for (let i = 0; i < 8; i++) word += letters[Math.floor(next() * letters.length)]
     return word
   })
+}
+
+/** The same chain with node:crypto, to check sha256.ts against. */
+const hashWordWithNodeCrypto = (word: string, rounds: number): string => {
+  let digest = createHash("sha256").update(word).digest()
+  for (let i = 1; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  return digest.toString("hex")
 }
 
 const checksum = (digests: ReadonlyArray<string>): string =>
@@ -85,6 +93,13 @@ const program = Effect.gen(function*() {
   yield* Console.log(
     `hashing ${jobs} random words, ${rounds} rounds of sha256 each, on a machine with ${availableParallelism()} cores`
   )
+
+  for (const word of ["", "abc", payloads[0]?.word ?? "x"]) {
+    if (hashWord(word, 3) !== hashWordWithNodeCrypto(word, 3)) {
+      return yield* Effect.die(new Error(`sha256.ts disagrees with node:crypto on ${JSON.stringify(word)}`))
+    }
+  }
+  yield* Console.log("sha256.ts agrees with node:crypto")
 
   const [elapsed, digests] = yield* Effect.timed(Effect.sync(() => payloads.map((p) => hashWord(p.word, p.rounds))))
   const main: Run = { label: "main thread", seconds: Duration.toMillis(elapsed) / 1000, checksum: checksum(digests) }

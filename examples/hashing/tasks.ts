@@ -5,8 +5,8 @@
  * code for the reference timing.
  */
 import { Schema } from "effect"
-import { createHash } from "node:crypto"
 import { Task } from "../../src/index.ts"
+import { sha256 } from "./sha256.ts"
 
 /** Hashes one word `rounds` times over and returns the last digest, in hex. */
 export const HashWord = Task.make("HashWord", {
@@ -17,12 +17,15 @@ export const HashWord = Task.make("HashWord", {
   success: Schema.String
 })
 
+const utf8 = new TextEncoder()
+
 /**
  * sha256(word), then sha256 of that digest, `rounds` times in all: pure CPU work with no way to
  * skip ahead, and a result that depends only on its input.
  */
 export const hashWord = (word: string, rounds: number): string => {
-  let digest = createHash("sha256").update(word).digest()
-  for (let i = 1; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
-  return digest.toString("hex")
+  const digest = new Uint8Array(32)
+  sha256(utf8.encode(word), digest)
+  for (let i = 1; i < rounds; i++) sha256(digest, digest)
+  return Buffer.from(digest).toString("hex")
 }

@@ -6,8 +6,11 @@
  * machine makes this slower, not flaky. The web server has its own test (web-server.test.ts).
  */
 import { describe, expect, it } from "@effect/vitest"
+import { decode } from "jpeg-js"
 import { execFile } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 // Node 24 runs the .ts files directly; vitest itself may run on an older node.
@@ -110,6 +113,42 @@ describe.concurrent("examples run and exit 0", () => {
       PAGES: "2000",
       WORKERS: "20"
     }))
+
+  it("thumbnails: 4 photos and a broken file on 2 threads", async () => {
+    const out = mkdtempSync(join(tmpdir(), "effect-workpool-thumbnails-test-"))
+    try {
+      const output = await expectRun("thumbnails/main", [
+        "2 threads ready",
+        "made 4 sample photos",
+        "✗ corrupt.jpg  NotAJpeg: SOI not found",
+        `4 thumbnails written to ${join(out, "thumbs")}, 1 failed, in `,
+        "transfer: 5 of 5 source buffers were moved to the threads, not copied"
+      ], { IMAGES: "4", THREADS: "2", OUT: out })
+      expect(output.match(/^✓ photo-0\d\.jpg {2}\d+×\d+ \(\d+ KB\) → \d+×\d+/gm)).toHaveLength(4)
+      // the files on disk are real JPEGs of the promised size: every fourth photo is a portrait
+      const sizes = ["photo-01.jpg", "photo-02.jpg", "photo-03.jpg", "photo-04.jpg"].map((name) => {
+        const image = decode(readFileSync(join(out, "thumbs", name)), { useTArray: true })
+        return [image.width, image.height]
+      })
+      expect(sizes).toEqual([[200, 160], [200, 160], [200, 160], [160, 200]])
+      expect(decode(readFileSync(join(out, "photos", "photo-04.jpg")), { useTArray: true }).width).toBe(800)
+    } finally {
+      rmSync(out, { recursive: true, force: true })
+    }
+  })
+
+  it("hashing: main thread, 1 thread and 2 threads agree", async () => {
+    const output = await expectRun("hashing/main", [
+      "hashing 8 random words, 2000 rounds of sha256 each",
+      "sha256.ts agrees with node:crypto",
+      // seeded words: the same settings give the same checksum on every run and every machine
+      "checksums match: a5d66329ef32cddf"
+    ], { JOBS: "8", ROUNDS: "2000", THREADS: "2" })
+    expect(output).toMatch(/^main thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
+    expect(output).toMatch(/^1 thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
+    expect(output).toMatch(/^2 threads +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
+    expect(output).toMatch(/^speedup of 2 threads over 1 thread: \d+\.\d\dx$/m)
+  })
 
   it("demo", () =>
     expectRun("demo", ["pool up: 4 workers", "summary", "pool accounting: 60 submitted = 60 finished"], { JOBS: "60" }))
