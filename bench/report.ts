@@ -242,7 +242,8 @@ export const renderChart = (s: ScenarioSummary): string | undefined => {
   if (s.pending !== undefined || metric === undefined) return undefined
   const info = metricInfo[metric]
   const rows = s.rows
-  const labelWidth = 250
+  // room for the longest label (bold at 13 px is about 7.6 px per character)
+  const labelWidth = Math.max(160, Math.ceil(Math.max(...rows.map((r) => r.contestant.length)) * 7.6) + 16)
   const barWidth = 380
   const rowHeight = 26
   const top = 46
