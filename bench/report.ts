@@ -167,7 +167,7 @@ const metricTable = (s: ScenarioSummary, metric: Metric): string => {
 
 const targetTable = (rows: ReadonlyArray<{ scenario?: string; target: TargetResult }>): string => {
   const withScenario = rows.some((r) => r.scenario !== undefined)
-  const head = [...(withScenario ? ["scenario"] : []), "target", "bound", "measured (medians)", "target"]
+  const head = [...(withScenario ? ["scenario"] : []), "target", "bound", "measured (medians)", "met / missed"]
   const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`]
   for (const { scenario, target } of rows) {
     const verdict = target.met === undefined ? "**not measured**" : target.met ? "met" : "**missed**"
