@@ -38,7 +38,8 @@ import {
 } from "./PoolError.ts"
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
-import { DONE, type Job as JobRecord, NEW, QUEUED, RUNNING, Scheduler, WAITING } from "./internal/scheduler.ts"
+import * as Internal from "./internal/scheduler.ts"
+import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.ts"
 
 /**
  * What happens when a job is submitted to a full queue.
@@ -136,17 +137,7 @@ export type Job<A, E, R, W = void> =
  * @since 0.1.0
  * @category models
  */
-export type JobStatus =
-  | "waiting"
-  | "queued"
-  | "running"
-  | "succeeded"
-  | "failed"
-  | "defect"
-  | "timedOut"
-  | "interrupted"
-  | "dropped"
-  | "rejected"
+export type JobStatus = Internal.JobStatus
 
 /**
  * A job submitted with `submit`. It runs under the pool's scope, not its submitter's: it goes on
@@ -347,33 +338,9 @@ const checkJobOptions = (
   }
 }
 
-const statusOf = (job: JobRecord): JobStatus => {
-  switch (job.state) {
-    case NEW:
-    case WAITING:
-      return "waiting"
-    case QUEUED:
-      return "queued"
-    case RUNNING:
-      return "running"
-    default:
-      return job.outcome === "defects" ? "defect" : job.outcome ?? "interrupted"
-  }
-}
-
-const awaitJob = (job: JobRecord): Effect.Effect<any, any> =>
-  Effect.callback((resume) => {
-    if (job.exit !== undefined) return resume(job.exit)
-    job.addListener(resume)
-    return Effect.sync(() => job.removeListener(resume))
-  })
-
-const makeHandle = (job: JobRecord): JobHandle<any, any> => ({
-  id: job.id,
-  await: awaitJob(job),
-  interrupt: Effect.suspend(() => job.scheduler.cancel(job)),
-  status: Effect.sync(() => statusOf(job))
-})
+/** A submitted job's handle, or the reason it was refused. */
+const admitted = <A, E>(job: JobRecord): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown> =>
+  job.ending === "rejected" ? (job.exit as Exit.Exit<never, QueueFull | PoolShutdown>) : Effect.succeed(job as any)
 
 const snapshot = (scheduler: Scheduler<any>): PoolStats => {
   const ended = scheduler.ended
@@ -452,9 +419,12 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       const checked = checkJobOptions(scheduler, options)
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
+      scheduler.admit(record, checked.queueTimeout, undefined)
+      // a job that ended at once (a free worker, a synchronous job) costs no callback
+      if (record.exit !== undefined) return record.exit
       return Effect.callback<A, E | JobError, R>((resume) => {
-        record.listeners = resume as any
-        scheduler.admit(record, checked.queueTimeout, undefined)
+        if (record.exit !== undefined) return resume(record.exit)
+        record.addListener(resume as any)
         return Effect.suspend(() => scheduler.cancel(record))
       })
     })
@@ -467,14 +437,10 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       const checked = checkJobOptions(scheduler, options)
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
-      const admitted = (): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown> =>
-        record.outcome === "rejected" ? (record.exit as Exit.Exit<never, QueueFull | PoolShutdown>) :
-        Effect.succeed(makeHandle(record))
-      let wake: (() => void) | undefined
-      if (scheduler.admit(record, checked.queueTimeout, () => wake?.())) return admitted()
+      if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
       return Effect.callback<JobHandle<A, E>, QueueFull | PoolShutdown>((resume) => {
-        if (record.state !== WAITING) return resume(admitted())
-        wake = () => resume(admitted())
+        if (record.state !== WAITING) return resume(admitted(record))
+        scheduler.whenAdmitted(record, () => resume(admitted(record)))
         return Effect.sync(() => {
           if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
         })
@@ -509,14 +475,14 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
             const index = next++
             const record = scheduler.makeJob(items[index]!, context, checked.priority, checked.timeout)
             submitted.push(record)
-            record.listeners = (exit: Exit.Exit<any, any>) => {
+            record.addListener((exit: Exit.Exit<any, any>) => {
               if (Exit.isSuccess(exit)) results[index] = exit.value
               else if (failure === undefined) {
                 failure = exit as Exit.Exit<never, any>
                 stopAll()
               }
               settled()
-            }
+            })
             if (!scheduler.admit(record, checked.queueTimeout, feed)) return
           }
           if (failure !== undefined && next < count) {

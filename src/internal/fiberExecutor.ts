@@ -5,25 +5,28 @@
  *
  * @internal
  */
-import { type Context, Effect, Fiber } from "effect"
+import { type Context, Effect, Exit, Fiber } from "effect"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
 
 export const fiberExecutor = (scheduler: Scheduler<any>): Executor => ({
   start(job: Job, worker: Worker<any>): void {
-    // the job's requirements are in job.context, its submitter's services
     let effect: Effect.Effect<any, any, any>
     if (typeof job.effect === "function") {
       try {
         effect = job.effect(worker.resource, job.id)
       } catch (defect) {
-        effect = Effect.die(defect)
+        effect = Exit.die(defect)
       }
     } else {
       effect = job.effect
     }
+    // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
+    if (Exit.isExit(effect)) return scheduler.jobStopped(job, worker, effect)
     const fiber = Effect.runForkWith(job.context as Context.Context<any>)(effect)
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
     job.fiber = fiber
-    fiber.addObserver((exit) => scheduler.jobStopped(job, exit))
+    fiber.addObserver((exit) => scheduler.jobStopped(job, worker, exit))
   },
   interrupt(job: Job): void {
     job.fiber?.interruptUnsafe()

@@ -12,14 +12,15 @@ import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 export interface QueueEntry {
   readonly priority: number
   readonly seq: number
-  score: number
-  inQueue: boolean
+  readonly score: number
+  /** Owned by the caller: false once the entry is taken out (set before calling `remove`). */
+  readonly inQueue: boolean
 }
 
 /**
  * All entries of one priority, in FIFO order. Within a lane a later entry never outranks an earlier
  * one, so the lane's head is its best entry and the lanes' heap only has to compare heads.
- * Removed entries are left in place (`inQueue = false`) and skipped or swept later.
+ * Removed entries are left in place (their `inQueue` is false) and skipped or swept later.
  */
 class Lane<T extends QueueEntry> implements HeapItem {
   heapIndex = -1
@@ -85,7 +86,6 @@ export class PriorityQueue<T extends QueueEntry> {
       lane = new Lane(entry.priority)
       this.lanes.set(entry.priority, lane)
     }
-    entry.inQueue = true
     lane.items.push(entry)
     this.size++
     if (++lane.live === 1) this.heap.push(lane)
@@ -103,11 +103,10 @@ export class PriorityQueue<T extends QueueEntry> {
     return entry
   }
 
+  /** Removes an entry that is in the queue; the caller has already made its `inQueue` false. */
   remove(entry: T): void {
-    if (!entry.inQueue) return
     const lane = this.lanes.get(entry.priority)!
     if (lane.first() === entry) return this.take(lane, entry)
-    entry.inQueue = false
     this.size--
     lane.live--
     if (++lane.dead > 64 && lane.dead > lane.live) lane.sweep()
@@ -130,8 +129,7 @@ export class PriorityQueue<T extends QueueEntry> {
     return counts.sort((a, b) => b.priority - a.priority)
   }
 
-  private take(lane: Lane<T>, entry: T): void {
-    entry.inQueue = false
+  private take(lane: Lane<T>, _entry: T): void {
     this.size--
     lane.advance()
     if (--lane.live === 0) {

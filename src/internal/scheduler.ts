@@ -44,7 +44,10 @@ export class Worker<W> {
 }
 
 export interface Executor {
-  /** Starts `job` on `worker` and calls `scheduler.jobStopped(job, exit)` once it has stopped. */
+  /**
+   * Starts `job` on `worker` and calls `scheduler.jobStopped(job, worker, exit)` once it has
+   * stopped, possibly before `start` returns.
+   */
   start(job: Job, worker: Worker<any>): void
   /** Asks a running job to stop; `jobStopped` follows. */
   interrupt(job: Job): void
@@ -58,9 +61,24 @@ export const NEW = 0
 export const WAITING = 1
 export const QUEUED = 2
 export const RUNNING = 3
+/** Ended: `state = DONE + the index of its ending in ENDINGS`. */
 export const DONE = 4
 
 export type Outcome = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "dropped"
+export const ENDINGS = ["succeeded", "failed", "defects", "timedOut", "interrupted", "dropped", "rejected"] as const
+export type Ending = typeof ENDINGS[number]
+
+export type JobStatus =
+  | "waiting"
+  | "queued"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "defect"
+  | "timedOut"
+  | "interrupted"
+  | "dropped"
+  | "rejected"
 
 type Listener = (exit: Exit.Exit<any, any>) => void
 
@@ -79,62 +97,105 @@ class Deadline implements HeapItem {
 const deadlineBefore = (a: Deadline, b: Deadline) => a.at < b.at
 
 /**
- * One submitted job. The public `JobHandle` is this object, so `submit` allocates nothing more.
+ * One submitted job, kept small: it is what a queued job costs. The public `JobHandle` is this
+ * object too (its members are getters on the prototype), so `submit` allocates nothing more.
  */
 export class Job implements QueueEntry {
-  score: number
-  inQueue = false
-  state = NEW
-  submittedAt = 0
-  startedAt = 0
-  worker: Worker<any> | undefined = undefined
-  fiber: Fiber.Fiber<any, any> | undefined = undefined
-  deadline: Deadline | undefined = undefined
-  exit: Exit.Exit<any, any> | undefined = undefined
-  listeners: Listener | Array<Listener> | undefined = undefined
-  /** Why the pool stopped the job, so its fiber's interruption can be reported as such. */
-  stopReason: PoolShutdown | undefined = undefined
-  outcome: Outcome | "rejected" | undefined = undefined
-  /** While waiting for room: resumes the submitter once the job is admitted or has ended. */
-  onAdmitted: (() => void) | undefined = undefined
-  readonly scheduler: Scheduler<any>
+  /** On the prototype of each pool's own Job class: 8 bytes less per queued job. */
+  declare readonly scheduler: Scheduler<any>
   readonly seq: number
   readonly effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>)
   readonly context: Context.Context<never>
   readonly priority: number
   /** Milliseconds from start; 0 means none. */
   readonly timeout: number
+  state = NEW
+  /** When it was submitted while it waits; when it started while it runs. */
+  time = 0
+  fiber: Fiber.Fiber<any, any> | undefined = undefined
+  deadline: Deadline | undefined = undefined
+  /** Its awaiters until it ends, then its Exit: one field for both, to keep the record small. */
+  result: Listener | Array<Listener> | Exit.Exit<any, any> | undefined = undefined
   constructor(
-    scheduler: Scheduler<any>,
     seq: number,
     effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>),
     context: Context.Context<never>,
     priority: number,
     timeout: number
   ) {
-    this.scheduler = scheduler
     this.seq = seq
     this.effect = effect
     this.context = context
     this.priority = priority
     this.timeout = timeout
-    this.score = priority
   }
 
   get id(): number {
     return this.seq
   }
 
+  get inQueue(): boolean {
+    return this.state === QUEUED
+  }
+
+  /** With aging, a job gains one level per `aging` ms since its submission. */
+  get score(): number {
+    const aging = this.scheduler.config.aging
+    return aging > 0 ? this.priority - (this.time - this.scheduler.epoch) / aging : this.priority
+  }
+
+  get exit(): Exit.Exit<any, any> | undefined {
+    return this.state >= DONE ? this.result as Exit.Exit<any, any> : undefined
+  }
+
+  get ending(): Ending | undefined {
+    return this.state >= DONE ? ENDINGS[this.state - DONE] : undefined
+  }
+
+  // --- the JobHandle members
+
+  /** The job's result; once it has ended, its Exit itself (an Exit is an Effect). */
+  get await(): Effect.Effect<any, any> {
+    return this.exit ?? Effect.callback((resume) => {
+      if (this.exit !== undefined) return resume(this.exit)
+      this.addListener(resume)
+      return Effect.sync(() => this.removeListener(resume))
+    })
+  }
+
+  get interrupt(): Effect.Effect<void> {
+    return Effect.suspend(() => this.scheduler.cancel(this))
+  }
+
+  get status(): Effect.Effect<JobStatus> {
+    return Effect.sync(() => {
+      switch (this.state) {
+        case NEW:
+        case WAITING:
+          return "waiting"
+        case QUEUED:
+          return "queued"
+        case RUNNING:
+          return "running"
+        default: {
+          const ending = ENDINGS[this.state - DONE]!
+          return ending === "defects" ? "defect" : ending
+        }
+      }
+    })
+  }
+
   addListener(listener: Listener): void {
-    const current = this.listeners
-    if (current === undefined) this.listeners = listener
-    else if (typeof current === "function") this.listeners = [current, listener]
+    const current = this.result as Listener | Array<Listener> | undefined
+    if (current === undefined) this.result = listener
+    else if (typeof current === "function") this.result = [current, listener]
     else current.push(listener)
   }
 
   removeListener(listener: Listener): void {
-    const current = this.listeners
-    if (current === listener) this.listeners = undefined
+    if (this.state >= DONE) return
+    const current = this.result as Listener | Array<Listener> | undefined
+    if (current === listener) this.result = undefined
     else if (Array.isArray(current)) {
       const index = current.indexOf(listener)
       if (index >= 0) current.splice(index, 1)
@@ -156,6 +217,8 @@ export class Scheduler<W> {
   private readonly waiting: Array<Job | undefined> = []
   private waitingHead = 0
   waitingCount = 0
+  /** Submitters to resume when their waiting job is admitted or ends. */
+  private readonly onAdmitted = new Map<Job, () => void>()
   readonly workers = new Set<Worker<W>>()
   private readonly free: Array<Worker<W>> = []
   private nextWorkerId = 0
@@ -195,6 +258,7 @@ export class Scheduler<W> {
 
   executor!: Executor
 
+  private readonly Job: typeof Job
   readonly config: SchedulerConfig<W>
   /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
   readonly context: Context.Context<never>
@@ -203,6 +267,9 @@ export class Scheduler<W> {
     this.config = config
     this.context = context
     this.now = now
+    const PoolJob = class extends Job {}
+    Object.defineProperty(PoolJob.prototype, "scheduler", { value: this })
+    this.Job = PoolJob
     this.target = config.concurrency
     this.paused = config.paused
     this.epoch = now()
@@ -288,7 +355,7 @@ export class Scheduler<W> {
     priority: number,
     timeout: number
   ): Job {
-    return new Job(this, ++this.nextSeq, effect, context, priority, timeout)
+    return new this.Job(++this.nextSeq, effect, context, priority, timeout)
   }
 
   /**
@@ -299,7 +366,7 @@ export class Scheduler<W> {
   admit(job: Job, queueTimeout: number, onAdmitted: (() => void) | undefined): boolean {
     this.submitted++
     const now = this.now()
-    job.submittedAt = now
+    job.time = now
     if (this.state !== "running") {
       this.reject(job, new PoolShutdown({ phase: "admission" }))
       return true
@@ -310,14 +377,14 @@ export class Scheduler<W> {
       return true
     }
     if (this.waitingCount === 0 && this.hasRoom()) {
-      this.enqueue(job, now)
+      this.enqueue(job)
       this.pump()
       return true
     }
     switch (this.config.overflow) {
       case "suspend": {
         job.state = WAITING
-        job.onAdmitted = onAdmitted
+        if (onAdmitted !== undefined) this.onAdmitted.set(job, onAdmitted)
         this.waiting.push(job)
         this.waitingCount++
         this.changed()
@@ -337,7 +404,7 @@ export class Scheduler<W> {
           this.settle(job, Exit.fail(new JobDropped({ jobId: job.id, policy: "dropOldest" })), "dropped")
         } else {
           this.settle(oldest, Exit.fail(new JobDropped({ jobId: oldest.id, policy: "dropOldest" })), "dropped")
-          this.enqueue(job, now)
+          this.enqueue(job)
           this.pump()
         }
         return true
@@ -353,17 +420,16 @@ export class Scheduler<W> {
   private reject(job: Job, error: PoolShutdown | QueueFull): void {
     this.submitted--
     this.rejected++
-    job.state = DONE
-    job.outcome = "rejected"
-    job.exit = Exit.fail(error)
-    this.notify(job, job.exit)
+    const listeners = job.result as Listener | Array<Listener> | undefined
+    const exit = Exit.fail(error)
+    job.state = DONE + ENDINGS.indexOf("rejected")
+    job.result = exit
+    notify(listeners, exit)
     this.changed()
   }
 
-  private enqueue(job: Job, now: number): void {
+  private enqueue(job: Job): void {
     job.state = QUEUED
-    const aging = this.config.aging
-    if (aging > 0) job.score = job.priority - (now - this.epoch) / aging
     this.queue.push(job)
     this.changed()
   }
@@ -380,15 +446,20 @@ export class Scheduler<W> {
       }
       if (job.state !== WAITING) continue
       this.waitingCount--
-      this.enqueue(job, this.now())
+      this.enqueue(job)
       this.wakeSubmitter(job)
     }
   }
 
+  /** Resumes a submitter once its waiting job is admitted or has ended. */
+  whenAdmitted(job: Job, onAdmitted: () => void): void {
+    this.onAdmitted.set(job, onAdmitted)
+  }
+
   private wakeSubmitter(job: Job): void {
-    const onAdmitted = job.onAdmitted
+    const onAdmitted = this.onAdmitted.get(job)
     if (onAdmitted === undefined) return
-    job.onAdmitted = undefined
+    this.onAdmitted.delete(job)
     onAdmitted()
   }
 
@@ -404,10 +475,13 @@ export class Scheduler<W> {
     try {
       do {
         this.pumpAgain = false
-        while (!this.paused && this.free.length > 0) {
-          const job = this.queue.pop()
-          if (job === undefined) break
-          this.start(job, this.free.pop()!, this.now())
+        if (!this.paused && this.free.length > 0 && this.queue.size > 0) {
+          const now = this.now()
+          while (!this.paused && this.free.length > 0) {
+            const job = this.queue.pop()
+            if (job === undefined) break
+            this.start(job, this.free.pop()!, now)
+          }
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
           this.admitWaiting()
@@ -421,13 +495,12 @@ export class Scheduler<W> {
 
   private start(job: Job, worker: Worker<W>, now: number): void {
     this.trackArea(now)
+    this.totalWaitMillis += now - job.time
     job.state = RUNNING
-    job.startedAt = now
-    job.worker = worker
+    job.time = now
     worker.job = job
     this.busy++
     this.started++
-    this.totalWaitMillis += now - job.submittedAt
     if (job.timeout > 0) this.setDeadline(job, now + job.timeout, "running")
     else if (job.deadline !== undefined) this.clearDeadline(job)
     this.changed()
@@ -435,20 +508,22 @@ export class Scheduler<W> {
   }
 
   /** Called by the executor once a job has stopped, however it ended. */
-  jobStopped(job: Job, exit: Exit.Exit<any, any>): void {
-    const worker = job.worker!
+  jobStopped(job: Job, worker: Worker<W>, exit: Exit.Exit<any, any>): void {
     const now = this.now()
     this.trackArea(now)
     job.fiber = undefined
-    job.worker = undefined
     worker.job = undefined
     this.busy--
-    this.totalRunMillis += now - job.startedAt
+    this.totalRunMillis += now - job.time
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
-    if (job.state !== DONE) {
-      if (job.stopReason !== undefined) this.settle(job, Exit.fail(job.stopReason), "interrupted")
-      else this.settle(job, exit, outcomeOf(exit))
+    if (job.state < DONE) {
+      const outcome = outcomeOf(exit)
+      if (this.stopping && outcome === "interrupted") {
+        this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted")
+      } else {
+        this.settle(job, exit, outcome)
+      }
     }
     this.changed()
     this.pump()
@@ -456,28 +531,21 @@ export class Scheduler<W> {
 
   /** Ends a job exactly once: accounting, then its listeners. */
   settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome): void {
-    if (job.state === DONE) return
-    const wasWaiting = job.state === WAITING
-    if (job.state === QUEUED) this.queue.remove(job)
+    const state = job.state
+    if (state >= DONE) return
+    const listeners = job.result as Listener | Array<Listener> | undefined
+    job.state = DONE + ENDINGS.indexOf(outcome)
+    job.result = exit
+    // the queue sees the job as gone (`inQueue` is false) before it removes it
+    if (state === QUEUED) this.queue.remove(job)
     // a waiting job stays in `waiting` and is skipped there
-    else if (wasWaiting) this.waitingCount--
+    else if (state === WAITING) this.waitingCount--
     if (job.deadline !== undefined) this.clearDeadline(job)
-    job.state = DONE
-    job.outcome = outcome
-    job.exit = exit
     this.ended[outcome]++
     this.changed()
-    this.notify(job, exit)
-    if (wasWaiting) this.wakeSubmitter(job)
+    notify(listeners, exit)
+    if (state === WAITING) this.wakeSubmitter(job)
     if (this.waitingCount > 0) this.pump()
-  }
-
-  private notify(job: Job, exit: Exit.Exit<any, any>): void {
-    const listeners = job.listeners
-    if (listeners === undefined) return
-    job.listeners = undefined
-    if (typeof listeners === "function") listeners(exit)
-    else for (const listener of listeners) listener(exit)
   }
 
   // ---------------------------------------------------------------------------
@@ -565,7 +633,7 @@ export class Scheduler<W> {
     while ((deadline = this.deadlines.peek()) !== undefined && deadline.at <= now) {
       const job = deadline.job
       this.clearDeadline(job)
-      const millis = deadline.phase === "queued" ? deadline.at - job.submittedAt : job.timeout
+      const millis = deadline.phase === "queued" ? deadline.at - job.time : job.timeout
       this.settle(job, Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase })), "timedOut")
       if (job.fiber !== undefined) this.executor.interrupt(job)
     }
@@ -666,12 +734,10 @@ export class Scheduler<W> {
       unstarted.push(job)
       this.settle(job, Exit.fail(new PoolShutdown({ phase: "queued" })), "interrupted")
     }
-    const shutdown = new PoolShutdown({ phase: "running" })
+    // jobStopped reports the running jobs interrupted from here on as PoolShutdown
     for (const worker of Array.from(this.workers)) {
       const running = worker.job
-      if (running === undefined || running.fiber === undefined) continue
-      running.stopReason = shutdown
-      this.executor.interrupt(running)
+      if (running !== undefined && running.fiber !== undefined) this.executor.interrupt(running)
     }
     this.upkeepFork(
       this.waitUntil(() => this.busy === 0).pipe(
@@ -705,6 +771,12 @@ export class Scheduler<W> {
     return this.capacityArea === 0 ? (this.workers.size === 0 ? 0 : this.busy / this.workers.size) :
       this.busyArea / this.capacityArea
   }
+}
+
+const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Exit<any, any>): void => {
+  if (listeners === undefined) return
+  if (typeof listeners === "function") listeners(exit)
+  else for (const listener of listeners) listener(exit)
 }
 
 export const outcomeOf = (exit: Exit.Exit<any, any>): Outcome => {
