@@ -8,7 +8,7 @@
  */
 import { Cause, Context, Effect, Exit, type Fiber, Layer, Schema, Scope } from "effect"
 import { parentPort } from "node:worker_threads"
-import type { FromThread, Outcome, ToThread } from "./internal/protocol.ts"
+import { type Batch, type FromThread, type Outcome, Outbox, type ToThread, unbatch } from "./internal/protocol.ts"
 import type * as Task from "./Task.ts"
 
 const issueOf = (error: unknown): string => (Schema.isSchemaError(error) ? error.message : String(error))
@@ -48,7 +48,8 @@ export const serve = <R = never, E = never>(
 ): void => {
   const port = parentPort
   if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
-  const post = (message: FromThread) => port.postMessage(message)
+  const outbox = new Outbox<FromThread>((message, transfer) => port.postMessage(message, transfer))
+  const post = (message: FromThread) => outbox.send(message)
   const byName = new Map(handlers.map((h) => [h.task.name, h]))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
@@ -92,10 +93,11 @@ export const serve = <R = never, E = never>(
   }
 
   const start = (context: Context.Context<R>) => {
-    port.on("message", (message: ToThread) => {
-      if (message._ === "run") runTask(context, message.id, message.task, message.payload)
-      else running.get(message.id)?.interruptUnsafe()
-    })
+    port.on("message", (batch: Batch<ToThread>) =>
+      unbatch(batch, (message) => {
+        if (message._ === "run") runTask(context, message.id, message.task, message.payload)
+        else running.get(message.id)?.interruptUnsafe()
+      }))
     post({ _: "ready" })
   }
 
@@ -103,7 +105,8 @@ export const serve = <R = never, E = never>(
   const scope = Scope.makeUnsafe()
   Effect.runPromiseExit(Layer.buildWithScope(layer, scope)).then((exit) => {
     if (Exit.isSuccess(exit)) return start(exit.value)
-    post({ _: "fatal", message: Cause.pretty(exit.cause) })
+    // sent at once, not batched: the thread exits right after
+    port.postMessage({ _: "fatal", message: Cause.pretty(exit.cause) } satisfies FromThread)
     process.exit(1)
   })
 }

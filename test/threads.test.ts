@@ -130,6 +130,15 @@ describe("ThreadPool", () => {
       assert.strictEqual(copied.byteLength, 8)
     }))
 
+  it.live("tasks dispatched together reach a thread in one message", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, tasksPerThread: 8 })
+      const before = Atomics.load(counters, 15)
+      const results = yield* pool.runAll(Echo, ["a", "b", "c", "d", "e", "f", "g", "h"])
+      assert.deepStrictEqual(results, ["echo a", "echo b", "echo c", "echo d", "echo e", "echo f", "echo g", "echo h"])
+      assert.isAtMost(Atomics.load(counters, 15) - before, 2, "8 tasks in at most 2 messages")
+    }))
+
   it.live("priority and the bounded queue work as in the fiber pool", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, capacity: 1, overflow: "fail" })

@@ -3,10 +3,72 @@
  *
  * @internal
  */
+import type { TransferListItem } from "node:worker_threads"
 
 export type ToThread =
   | { readonly _: "run"; readonly id: number; readonly task: string; readonly payload: unknown }
   | { readonly _: "cancel"; readonly id: number }
+
+/**
+ * What goes over the port: one message, or the messages of one tick together, since a
+ * `postMessage` costs far more than its payload for small tasks.
+ */
+export type Batch<M> = M | { readonly _: "batch"; readonly messages: ReadonlyArray<M> }
+
+/** Queues messages and posts them together at the end of the current tick. */
+export class Outbox<M> {
+  private messages: Array<M> = []
+  private transfers: Array<ReadonlyArray<TransferListItem>> = []
+  private failures: Array<((issue: string) => void) | undefined> = []
+  private scheduled = false
+  private readonly post: (message: Batch<M>, transfer: Array<TransferListItem>) => void
+  constructor(post: (message: Batch<M>, transfer: Array<TransferListItem>) => void) {
+    this.post = post
+  }
+
+  /** `onFailure` hears why this message could not be sent (say, a payload that cannot be cloned). */
+  send(
+    message: M,
+    transfer: ReadonlyArray<TransferListItem> = [],
+    onFailure?: (issue: string) => void
+  ): void {
+    this.messages.push(message)
+    this.transfers.push(transfer)
+    this.failures.push(onFailure)
+    if (this.scheduled) return
+    this.scheduled = true
+    queueMicrotask(() => this.flush())
+  }
+
+  flush(): void {
+    this.scheduled = false
+    const { failures, messages, transfers } = this
+    if (messages.length === 0) return
+    this.messages = []
+    this.transfers = []
+    this.failures = []
+    try {
+      this.post(messages.length === 1 ? messages[0]! : { _: "batch", messages }, transfers.flat())
+    } catch {
+      // find the message that cannot be sent, and send the others
+      for (let i = 0; i < messages.length; i++) {
+        try {
+          this.post(messages[i]!, [...transfers[i]!])
+        } catch (error) {
+          failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+        }
+      }
+    }
+  }
+}
+
+export const unbatch = <M>(message: Batch<M>, handle: (message: M) => void): void => {
+  if (typeof message === "object" && message !== null && (message as { _: string })._ === "batch") {
+    for (const m of (message as { messages: ReadonlyArray<M> }).messages) handle(m)
+  } else {
+    handle(message as M)
+  }
+}
 
 export type Outcome =
   | { readonly _: "success"; readonly value: unknown }

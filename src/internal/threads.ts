@@ -13,7 +13,7 @@
 import { Context, Effect, Exit, Fiber, Schedule } from "effect"
 import { Worker as NodeWorker, type ResourceLimits, type TransferListItem } from "node:worker_threads"
 import { WorkerStartFailed } from "../PoolError.ts"
-import type { FromThread, Outcome, ToThread } from "./protocol.ts"
+import { type Batch, type FromThread, type Outcome, Outbox, type ToThread, unbatch } from "./protocol.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
 
@@ -40,9 +40,13 @@ class Thread {
   exited = false
   readonly exitWaiters: Array<() => void> = []
   idleTimer: Fiber.Fiber<void> | undefined = undefined
+  readonly outbox: Outbox<ToThread>
   constructor(worker: NodeWorker, index: number) {
     this.worker = worker
     this.index = index
+    this.outbox = new Outbox((message, transfer) => {
+      if (!this.exited) worker.postMessage(message, transfer)
+    })
   }
 }
 
@@ -149,7 +153,7 @@ export class Threads {
       const thread = new Thread(worker, index)
       this.alive.add(thread)
       let ready = false
-      worker.on("message", (message: FromThread) => {
+      worker.on("message", (batch: Batch<FromThread>) => unbatch(batch, (message) => {
         switch (message._) {
           case "ready": {
             ready = true
@@ -167,7 +171,7 @@ export class Threads {
             if (thread.inflight.size === 0) this.armIdle(thread)
           }
         }
-      })
+      }))
       worker.on("error", (error) => {
         thread.error = describe(error)
       })
@@ -240,17 +244,15 @@ export class Threads {
       thread.idleTimer?.interruptUnsafe()
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
-      try {
-        thread.worker.postMessage({ _: "run", id, task, payload } satisfies ToThread, transfer as Array<TransferListItem>)
-      } catch (error) {
+      thread.outbox.send({ _: "run", id, task, payload }, transfer, (issue) => {
         thread.inflight.delete(id)
-        return resume(Effect.succeed({ _: "codec", part: "payload", issue: describe(error) }))
-      }
+        resume(Effect.succeed({ _: "codec", part: "payload", issue }))
+      })
       return Effect.suspend(() => {
         if (!thread.inflight.has(id)) return Effect.void
         const confirmed = Effect.callback<void>((stopped) => {
           thread.inflight.set(id, () => stopped(Effect.void))
-          thread.worker.postMessage({ _: "cancel", id } satisfies ToThread)
+          thread.outbox.send({ _: "cancel", id })
         })
         const grace = this.config.cancelGrace
         return Effect.timeoutOption(confirmed, grace).pipe(
