@@ -11,8 +11,9 @@
  *   2. on a `ThreadPool` of 1 thread;
  *   3. on a `ThreadPool` of N threads (N = available parallelism, at least 2).
  *
- * It prints the wall time of each, the speedup of N threads over 1, and a checksum of all the
- * digests, which must be the same for the three runs (and, for the same settings, on every run:
+ * It prints the wall time of each, the longest time the main thread's event loop could not run
+ * (what a server in this process would have made its callers wait), the speedup of N threads over
+ * 1, and a checksum of all the digests, which must be the same for the three runs (and, for the same settings, on every run:
  * the words come from a seeded generator). Starting the threads is not timed: a pool is made first
  * and then given the work.
  *
@@ -25,6 +26,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Config, Console, Duration, Effect } from "effect"
 import { createHash } from "node:crypto"
 import { availableParallelism } from "node:os"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { ThreadPool } from "../../src/index.ts"
 import { HashWord, hashWord } from "./tasks.ts"
 
@@ -66,11 +68,33 @@ const checksum = (digests: ReadonlyArray<string>): string =>
 interface Run {
   readonly label: string
   readonly seconds: number
+  /** The longest the main thread's event loop went without a turn, in ms. */
+  readonly stall: number
   readonly checksum: string
 }
 
+/** Times the hashing of every word, and watches the main thread's event loop meanwhile. */
+const measure = (label: string, hashAll: Effect.Effect<ReadonlyArray<string>, unknown>) =>
+  Effect.gen(function*() {
+    const loop = monitorEventLoopDelay({ resolution: 10 })
+    loop.enable()
+    yield* Effect.sleep("30 millis") // the monitor's first tick sets its baseline
+    const [elapsed, digests] = yield* Effect.timed(hashAll)
+    yield* Effect.sleep("30 millis") // let the loop turn, so a stall that just ended is recorded
+    loop.disable()
+    return {
+      label,
+      seconds: Duration.toMillis(elapsed) / 1000,
+      stall: loop.max / 1e6,
+      checksum: checksum(digests)
+    } satisfies Run
+  })
+
 const report = (run: Run) =>
-  Console.log(`${run.label.padEnd(12)} ${run.seconds.toFixed(2).padStart(6)} s   checksum ${run.checksum}`)
+  Console.log(
+    `${run.label.padEnd(12)} ${run.seconds.toFixed(2).padStart(6)} s   checksum ${run.checksum}` +
+      `   longest event-loop stall ${Math.round(run.stall)} ms`
+  )
 
 const worker = new URL("./worker.ts", import.meta.url)
 
@@ -79,12 +103,7 @@ const onThreads = (threads: number, payloads: ReadonlyArray<typeof HashWord.payl
   Effect.scoped(Effect.gen(function*() {
     // make waits until every thread has loaded worker.ts and said it is ready
     const pool = yield* ThreadPool.make({ worker, threads })
-    const [elapsed, digests] = yield* Effect.timed(pool.runAll(HashWord, payloads))
-    return {
-      label: threads === 1 ? "1 thread" : `${threads} threads`,
-      seconds: Duration.toMillis(elapsed) / 1000,
-      checksum: checksum(digests)
-    } satisfies Run
+    return yield* measure(threads === 1 ? "1 thread" : `${threads} threads`, pool.runAll(HashWord, payloads))
   })) // closing the scope shuts the pool down and terminates its threads
 
 const program = Effect.gen(function*() {
@@ -101,8 +120,8 @@ const program = Effect.gen(function*() {
   }
   yield* Console.log("sha256.ts agrees with node:crypto")
 
-  const [elapsed, digests] = yield* Effect.timed(Effect.sync(() => payloads.map((p) => hashWord(p.word, p.rounds))))
-  const main: Run = { label: "main thread", seconds: Duration.toMillis(elapsed) / 1000, checksum: checksum(digests) }
+  // a plain loop: while it runs, nothing else in this process does (no timer, no request)
+  const main = yield* measure("main thread", Effect.sync(() => payloads.map((p) => hashWord(p.word, p.rounds))))
   yield* report(main)
   const one = yield* onThreads(1, payloads)
   yield* report(one)

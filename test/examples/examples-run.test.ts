@@ -144,9 +144,9 @@ describe.concurrent("examples run and exit 0", () => {
       // seeded words: the same settings give the same checksum on every run and every machine
       "checksums match: a5d66329ef32cddf"
     ], { JOBS: "8", ROUNDS: "2000", THREADS: "2" })
-    expect(output).toMatch(/^main thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
-    expect(output).toMatch(/^1 thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
-    expect(output).toMatch(/^2 threads +\d+\.\d\d s {3}checksum a5d66329ef32cddf$/m)
+    expect(output).toMatch(/^main thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf {3}longest event-loop stall \d+ ms$/m)
+    expect(output).toMatch(/^1 thread +\d+\.\d\d s {3}checksum a5d66329ef32cddf {3}longest event-loop stall \d+ ms$/m)
+    expect(output).toMatch(/^2 threads +\d+\.\d\d s {3}checksum a5d66329ef32cddf {3}longest event-loop stall \d+ ms$/m)
     expect(output).toMatch(/^speedup of 2 threads over 1 thread: \d+\.\d\dx$/m)
   })
 
