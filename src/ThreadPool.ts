@@ -35,7 +35,7 @@ import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
 import {
-  InvalidPoolConfig,
+  type InvalidPoolConfig,
   type InvalidJobOptions,
   type JobError,
   type PoolShutdown,
@@ -194,31 +194,23 @@ export const make = (
   options: Options
 ): Effect.Effect<ThreadPool, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
   Effect.gen(function*() {
-    const checked = yield* Effect.try({
-      try: () => {
-        const entry = options.worker
-        if (!(entry instanceof URL) && typeof entry !== "string") {
-          throw new config.OptionError({ field: "worker", value: String(entry), reason: "expected a URL or a path" })
-        }
-        return {
-          entry,
-          threads: options.threads === undefined
-            ? availableParallelism()
-            : config.positiveInteger("threads", options.threads),
-          tasksPerThread: options.tasksPerThread === undefined
-            ? 1
-            : config.positiveInteger("tasksPerThread", options.tasksPerThread),
-          cancelGrace: options.cancelGrace === undefined
-            ? 1000
-            : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
-          idleTimeout: options.idleTimeout === undefined
-            ? 0
-            : config.millis("idleTimeout", options.idleTimeout, "positiveFinite")
-        }
-      },
-      catch: (error) => {
-        if (error instanceof config.OptionError) return new InvalidPoolConfig(error.invalid)
-        throw error
+    const checked = yield* config.checkPoolOptions(() => {
+      const entry = options.worker
+      if (!(entry instanceof URL) && typeof entry !== "string") config.fail("worker", entry, "expected a URL or a path")
+      return {
+        entry,
+        threads: options.threads === undefined
+          ? availableParallelism()
+          : config.positiveInteger("threads", options.threads),
+        tasksPerThread: options.tasksPerThread === undefined
+          ? 1
+          : config.positiveInteger("tasksPerThread", options.tasksPerThread),
+        cancelGrace: options.cancelGrace === undefined
+          ? 1000
+          : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
+        idleTimeout: options.idleTimeout === undefined
+          ? 0
+          : config.millis("idleTimeout", options.idleTimeout, "positiveFinite")
       }
     })
     const context = yield* Effect.context<never>()
@@ -260,14 +252,10 @@ export const make = (
         pool.runAll(Array.from(payloads, (payload) => job(task, payload, noTransfer)), options),
       threads: Effect.sync(() => threads.live),
       resize: (n) =>
-        Effect.suspend(() => {
-          try {
-            return pool.resize(config.positiveInteger("threads", n) * checked.tasksPerThread)
-          } catch (error) {
-            if (error instanceof config.OptionError) return Effect.fail(new InvalidPoolConfig(error.invalid))
-            throw error
-          }
-        }),
+        Effect.flatMap(
+          config.checkPoolOptions(() => config.positiveInteger("threads", n)),
+          (threads) => pool.resize(threads * checked.tasksPerThread)
+        ),
       stats: pool.stats,
       changes: pool.changes,
       pause: pool.pause,

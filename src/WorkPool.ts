@@ -277,38 +277,28 @@ export interface WorkPool<W = void, EW = never> {
 const DEFAULT_CAPACITY = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = 30_000
 
-const toInvalidPoolConfig = (error: unknown) => {
-  if (error instanceof config.OptionError) return new InvalidPoolConfig(error.invalid)
-  throw error
-}
-
 const validatePoolOptions = (options: Options<any, any, any>) =>
-  Effect.try({
-    try: () => {
-      if (typeof options !== "object" || options === null) {
-        throw new config.OptionError({ field: "options", value: String(options), reason: "expected an object" })
-      }
-      return {
-        concurrency: config.positiveInteger("concurrency", options.concurrency),
-        capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),
-        overflow: options.overflow === undefined
-          ? "suspend" as const
-          : config.oneOf("overflow", options.overflow, ["suspend", "fail", "dropNewest", "dropOldest"]),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
-        queueTimeout: options.queueTimeout === undefined
-          ? 0
-          : config.millis("queueTimeout", options.queueTimeout, "deadline"),
-        aging: options.aging === undefined ? 0 : config.millis("aging", options.aging, "positiveFinite"),
-        shutdownTimeout: options.shutdownTimeout === undefined
-          ? DEFAULT_SHUTDOWN_TIMEOUT
-          : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
-        paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
-        resource: options.resource === undefined || typeof options.resource === "function"
-          ? options.resource
-          : config.oneOf("resource", options.resource, [])
-      }
-    },
-    catch: toInvalidPoolConfig
+  config.checkPoolOptions(() => {
+    if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
+    return {
+      concurrency: config.positiveInteger("concurrency", options.concurrency),
+      capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),
+      overflow: options.overflow === undefined
+        ? "suspend" as const
+        : config.oneOf("overflow", options.overflow, ["suspend", "fail", "dropNewest", "dropOldest"]),
+      timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+      queueTimeout: options.queueTimeout === undefined
+        ? 0
+        : config.millis("queueTimeout", options.queueTimeout, "deadline"),
+      aging: options.aging === undefined ? 0 : config.millis("aging", options.aging, "positiveFinite"),
+      shutdownTimeout: options.shutdownTimeout === undefined
+        ? DEFAULT_SHUTDOWN_TIMEOUT
+        : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
+      paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+      resource: options.resource === undefined || typeof options.resource === "function"
+        ? options.resource
+        : config.fail("resource", options.resource, "expected a function (workerId) => Effect")
+    }
   })
 
 /** Per-job options, checked without allocating when there are none. */
@@ -516,13 +506,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   })
 
   const resize = (concurrency: number): Effect.Effect<void, InvalidPoolConfig | EW> =>
-    Effect.suspend((): Effect.Effect<void, InvalidPoolConfig | EW> => {
-      let target: number
-      try {
-        target = config.positiveInteger("concurrency", concurrency)
-      } catch (error) {
-        return Effect.fail(toInvalidPoolConfig(error))
-      }
+    Effect.flatMap(config.checkPoolOptions(() => config.positiveInteger("concurrency", concurrency)), (target) => {
       if (scheduler.state !== "running") return Effect.void
       const grow = target - scheduler.workers.size
       scheduler.target = target

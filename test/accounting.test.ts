@@ -2,14 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-
-/** mulberry32: a small seeded PRNG, so a failure can be replayed. */
-const prng = (seed: number) => () => {
-  seed = (seed + 0x6D2B79F5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+import { prng } from "./helpers.ts"
 
 type Seen = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "rejected"
 

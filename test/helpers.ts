@@ -13,3 +13,24 @@ export const makeGauge = Effect.gen(function*() {
 export const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
+
+/** mulberry32: a small seeded PRNG, so that a failing random test can be replayed. */
+export const prng = (seed: number) => () => {
+  seed = (seed + 0x6D2B79F5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+/**
+ * Waits, in real time, until a condition holds. Thread exits and restarts are real events, so
+ * thread tests poll for their effect rather than sleep a guessed time.
+ */
+export const waitFor = (check: Effect.Effect<boolean>, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 3000; i++) {
+      if (yield* check) return
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    }
+    throw new Error(`timed out waiting until ${what}`)
+  })

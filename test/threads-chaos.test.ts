@@ -3,22 +3,7 @@ import { Cause, Effect, Exit, Fiber } from "effect"
 import { execFile } from "node:child_process"
 import { PoolError, ThreadPool } from "../src/index.ts"
 import { Crash, Die, Echo, Fail, Sleep, Spin } from "./fixtures/tasks.ts"
-
-const prng = (seed: number) => () => {
-  seed = (seed + 0x6D2B79F5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
-
-const waitFor = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 3000; i++) {
-      if (yield* check) return
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-    }
-    assert.fail(`timed out waiting until ${what}`)
-  })
+import { prng, waitFor } from "./helpers.ts"
 
 type Seen = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "crashed"
 

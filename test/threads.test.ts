@@ -3,21 +3,9 @@ import { Cause, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, ThreadPool } from "../src/index.ts"
 import { BadResult, Bytes, Crash, Die, Echo, Fail, HashFailed, Sleep, Spin, ThreadId, Unserved } from "./fixtures/tasks.ts"
+import { waitFor } from "./helpers.ts"
 
 const worker = new URL("./fixtures/worker.ts", import.meta.url)
-
-/**
- * Waits, in real time, until a condition on the pool holds: thread exits and restarts are real
- * events, so tests poll for their effect rather than sleep a guessed time.
- */
-const waitFor = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 1000; i++) {
-      if (yield* check) return
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-    }
-    assert.fail(`timed out waiting until ${what}`)
-  })
 
 const makePool = (options: Partial<ThreadPool.Options> = {}) =>
   Effect.gen(function*() {

@@ -4,7 +4,8 @@
  *
  * @internal
  */
-import { Duration, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
+import { InvalidPoolConfig } from "../PoolError.ts"
 
 export interface Invalid {
   readonly field: string
@@ -31,7 +32,7 @@ export class OptionError {
   }
 }
 
-const fail = (field: string, value: unknown, reason: string): never => {
+export const fail = (field: string, value: unknown, reason: string): never => {
   throw new OptionError({ field, value: show(value), reason })
 }
 
@@ -91,3 +92,13 @@ export const millis = (
       return ms
   }
 }
+
+/** Runs pool option checks; a failed check becomes `InvalidPoolConfig`. */
+export const checkPoolOptions = <A>(check: () => A): Effect.Effect<A, InvalidPoolConfig> =>
+  Effect.try({
+    try: check,
+    catch: (error) => {
+      if (error instanceof OptionError) return new InvalidPoolConfig(error.invalid)
+      throw error
+    }
+  })
