@@ -235,6 +235,14 @@ export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("
 /**
  * Every error the pool can add to a job submitted with `run`, `submit` or `runAll`.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { PoolError } from "effect-workpool"
+ *
+ * const orNull = <A, E>(job: Effect.Effect<A, E | PoolError.JobError>) =>
+ *   job.pipe(Effect.catchTags({ QueueFull: () => Effect.succeed(null), JobTimeout: () => Effect.succeed(null) }))
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -243,6 +251,12 @@ export type JobError = QueueFull | JobDropped | JobTimeout | PoolShutdown | Inva
 /**
  * Every error of this library.
  *
+ * @example
+ * ```ts
+ * import type { PoolError } from "effect-workpool"
+ *
+ * const describe = (error: PoolError.PoolError): string => `${error._tag}: ${error.message}`
+ * ```
  * @since 0.1.0
  * @category models
  */

@@ -9,6 +9,16 @@
 import { type Effect, Schema } from "effect"
 
 /**
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * const Parse: Task.Task<"Parse", string, string, number, number, never, never> = Task.make("Parse", {
+ *   payload: Schema.String,
+ *   success: Schema.Number
+ * })
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -22,16 +32,62 @@ export interface Task<Name extends string, P, PE, S, SE, F, FE> {
 /**
  * Any task, for APIs that accept every task.
  *
+ * @example
+ * ```ts
+ * import type { Task } from "effect-workpool"
+ *
+ * const names = (tasks: ReadonlyArray<Task.Any>) => tasks.map((task) => task.name)
+ * ```
  * @since 0.1.0
  * @category models
  */
 export type Any = Task<any, any, any, any, any, any, any>
 
-/** @since 0.1.0 @category type-level */
+/**
+ * The payload type of a task, as the caller passes it.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const input: Task.Payload<typeof Square> = 7
+ * ```
+ * @since 0.1.0
+ * @category type-level
+ */
 export type Payload<T extends Any> = T extends Task<any, infer P, any, any, any, any, any> ? P : never
-/** @since 0.1.0 @category type-level */
+/**
+ * The success type of a task, as its caller receives it.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const output: Task.Success<typeof Square> = 49
+ * ```
+ * @since 0.1.0
+ * @category type-level
+ */
 export type Success<T extends Any> = T extends Task<any, any, any, infer S, any, any, any> ? S : never
-/** @since 0.1.0 @category type-level */
+/**
+ * The failure type of a task, decoded back into its class.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * class Negative extends Schema.TaggedError<Negative>()("Negative", {}) {}
+ * const Root = Task.make("Root", { payload: Schema.Number, success: Schema.Number, failure: Negative })
+ * const failure: Task.Failure<typeof Root> = new Negative()
+ * ```
+ * @since 0.1.0
+ * @category type-level
+ */
 export type Failure<T extends Any> = T extends Task<any, any, any, any, any, infer F, any> ? F : never
 
 /**
@@ -70,6 +126,14 @@ export const make = <const Name extends string, P, PE, S, SE, F = never, FE = ne
 /**
  * A task's implementation on the worker thread, made with `handle`.
  *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Task } from "effect-workpool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const handlers: ReadonlyArray<Task.Handler<never>> = [Task.handle(Square, (n) => Effect.succeed(n * n))]
+ * ```
  * @since 0.1.0
  * @category models
  */

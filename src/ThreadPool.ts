@@ -52,6 +52,18 @@ import * as WorkPool from "./WorkPool.ts"
  * `timeout`, `queueTimeout`, `aging`, `shutdownTimeout`, `paused`) mean what they mean for
  * `WorkPool`.
  *
+ * @example
+ * ```ts
+ * import type { ThreadPool } from "effect-workpool"
+ *
+ * const options: ThreadPool.Options = {
+ *   worker: new URL("./worker.ts", import.meta.url),
+ *   threads: 4,
+ *   timeout: "10 seconds",
+ *   cancelGrace: "500 millis",
+ *   resourceLimits: { maxOldGenerationSizeMb: 256 }
+ * }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -77,6 +89,13 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
 /**
  * Options of one thread task: the job options, and objects to move to the thread without copying.
  *
+ * @example
+ * ```ts
+ * import type { ThreadPool } from "effect-workpool"
+ *
+ * const image = new ArrayBuffer(1024)
+ * const options: ThreadPool.TaskOptions = { priority: 5, timeout: "2 seconds", transfer: [image] }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -88,12 +107,32 @@ export interface TaskOptions extends WorkPool.JobOptions {
 /**
  * The errors of a thread task besides its own failure.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { ThreadPool } from "effect-workpool"
+ *
+ * const retryCrashes = <A, E>(task: Effect.Effect<A, E | ThreadPool.TaskError>) =>
+ *   Effect.retry(task, { while: (e) => (e as { _tag?: string })._tag === "WorkerCrashed", times: 2 })
+ * ```
  * @since 0.1.0
  * @category models
  */
 export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodecError
 
 /**
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ThreadPool } from "effect-workpool"
+ * import { Hash } from "./tasks.ts"
+ *
+ * const digests = (inputs: ReadonlyArray<string>) =>
+ *   Effect.scoped(Effect.gen(function* () {
+ *     const pool: ThreadPool.ThreadPool = yield* ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url) })
+ *     return yield* pool.runAll(Hash, inputs.map((input) => ({ input, rounds: 1000 })))
+ *   }))
+ * ```
  * @since 0.1.0
  * @category models
  */

@@ -50,6 +50,13 @@ import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.
  * - `"dropOldest"`: the job that has waited longest is dropped (its awaiter gets `JobDropped`) and
  *   the new one is queued.
  *
+ * @example
+ * ```ts
+ * import { WorkPool } from "effect-workpool"
+ *
+ * // keep the freshest 100 readings; older ones are dropped when the queue is full
+ * const readings = WorkPool.make({ concurrency: 2, capacity: 100, overflow: "dropOldest" })
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -108,6 +115,12 @@ export interface Options<W = void, EW = never, RW = never> {
 /**
  * Options of one job.
  *
+ * @example
+ * ```ts
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const urgent: WorkPool.JobOptions = { priority: 100, timeout: "500 millis", queueTimeout: "2 seconds" }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -124,6 +137,15 @@ export interface JobOptions {
  * A job: an `Effect`, or a function of the worker's resource (see `Options.resource`) and of the
  * job's id, called when the job starts.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const plain: WorkPool.Job<number, never, never> = Effect.succeed(1)
+ * const withConnection: WorkPool.Job<string, never, never, { query: (sql: string) => Effect.Effect<string> }> =
+ *   (conn, jobId) => conn.query(`select ${jobId}`)
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -134,6 +156,13 @@ export type Job<A, E, R, W = void> =
 /**
  * Where a submitted job is: waiting for room, queued, running, or how it ended.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const isFinished = (status: WorkPool.JobStatus) => !["waiting", "queued", "running"].includes(status)
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -171,6 +200,15 @@ export interface JobHandle<A, E> {
  * A job that never started, returned by `shutdownNow` so it can be run elsewhere. Its awaiters got
  * `PoolShutdown`.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const handOver = (from: WorkPool.WorkPool, to: WorkPool.WorkPool) =>
+ *   Effect.flatMap(from.shutdownNow, (unstarted) =>
+ *     Effect.forEach(unstarted, (job: WorkPool.UnstartedJob) => to.submit(job.effect, { priority: job.priority })))
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -188,6 +226,15 @@ export interface UnstartedJob {
  * succeeded + failed + defects + timedOut + interrupted + dropped`.
  * `rejected` counts submissions refused before admission (`QueueFull`, `PoolShutdown`).
  *
+ * @example
+ * ```ts
+ * import { Console, Effect, Stream } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const report = (pool: WorkPool.WorkPool) =>
+ *   Stream.runForEach(pool.changes, (s: WorkPool.PoolStats) =>
+ *     Console.log(`${s.running}/${s.workers} busy, ${s.queued} queued, ${(s.utilisation * 100).toFixed(0)}% used`))
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -222,6 +269,18 @@ export interface PoolStats {
 /**
  * A pool of worker fibers. Get one with `make` (scoped) or as a service with `Service` / `layer`.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool: WorkPool.WorkPool = yield* WorkPool.make({ concurrency: 4 })
+ *   const handle = yield* pool.submit(Effect.succeed("done"))
+ *   yield* pool.awaitIdle
+ *   return yield* handle.await
+ * }))
+ * ```
  * @since 0.1.0
  * @category models
  */
