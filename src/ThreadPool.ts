@@ -168,8 +168,39 @@ export interface ThreadPool {
   readonly resume: Effect.Effect<void>
   readonly awaitIdle: Effect.Effect<void>
   readonly shutdown: Effect.Effect<void>
-  readonly shutdownNow: Effect.Effect<ReadonlyArray<WorkPool.UnstartedJob>>
+  /** Immediate shutdown; returns the tasks that never started, with their payloads. */
+  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedTask>>
   readonly awaitTermination: Effect.Effect<void>
+}
+
+/**
+ * A task that never started, returned by `shutdownNow` so that it can be run elsewhere. Its
+ * awaiters got `PoolShutdown`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { ThreadPool } from "effect-workpool"
+ *
+ * const handOver = (from: ThreadPool.ThreadPool, to: ThreadPool.ThreadPool) =>
+ *   Effect.flatMap(from.shutdownNow, (unstarted) =>
+ *     Effect.forEach(unstarted, (t: ThreadPool.UnstartedTask) => to.submit(t.task, t.payload, { priority: t.priority })))
+ * ```
+ * @since 0.1.0
+ * @category models
+ */
+export interface UnstartedTask {
+  readonly id: number
+  readonly priority: number
+  readonly task: Task.Any
+  readonly payload: unknown
+}
+
+/** The pool's job for one task; it carries its task and payload for `shutdownNow`. */
+interface TaskJob {
+  (index: number, jobId: number): Effect.Effect<any, any>
+  readonly task: Task.Any
+  readonly payload: unknown
 }
 
 const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
@@ -264,6 +295,7 @@ export const make = (
     }, context)
     // added first, so it runs last: after the pool has shut down and released its slots
     yield* Effect.addFinalizer(() => threads.close())
+    threads.target = checked.threads
     const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
@@ -272,16 +304,20 @@ export const make = (
     })
 
     const job = <T extends Task.Any>(task: T, payload: Task.Payload<T>, transfer: ReadonlyArray<TransferListItem>) =>
-    (index: number, jobId: number) =>
-      Effect.gen(function*() {
-        const encoded = yield* Effect.mapError(
-          Schema.encodeUnknownEffect(task.payload)(payload),
-          (error) => new TaskCodecError({ task: task.name, part: "payload", issue: error.message })
-        )
-        const thread = yield* threads.get(index)
-        const reply = yield* threads.call(thread, task.name, encoded, transfer)
-        return yield* decodeReply(task, reply, jobId)
-      })
+      Object.assign(
+        // the slot only bounds how many tasks run; the thread is chosen when the task starts
+        (_slot: number, jobId: number) =>
+          Effect.gen(function*() {
+            const encoded = yield* Effect.mapError(
+              Schema.encodeUnknownEffect(task.payload)(payload),
+              (error) => new TaskCodecError({ task: task.name, part: "payload", issue: error.message })
+            )
+            const thread = yield* threads.get(threads.pick())
+            const reply = yield* threads.call(thread, task.name, encoded, transfer)
+            return yield* decodeReply(task, reply, jobId)
+          }),
+        { task, payload }
+      )
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
     return {
@@ -293,7 +329,10 @@ export const make = (
       resize: (n) =>
         Effect.flatMap(
           config.checkPoolOptions(() => config.positiveInteger("threads", n)),
-          (threads) => pool.resize(threads * checked.tasksPerThread)
+          (n) => {
+            threads.target = n
+            return pool.resize(n * checked.tasksPerThread)
+          }
         ),
       stats: pool.stats,
       changes: pool.changes,
@@ -303,7 +342,15 @@ export const make = (
       shutdown: Effect.andThen(pool.shutdown, threads.close()),
       shutdownNow: Effect.suspend(() => {
         threads.closing()
-        return Effect.tap(pool.shutdownNow, () => threads.close())
+        return pool.shutdownNow.pipe(
+          Effect.tap(() => threads.close()),
+          Effect.map((jobs) =>
+            jobs.map((unstarted): UnstartedTask => {
+              const { payload, task } = unstarted.job as TaskJob
+              return { id: unstarted.id, priority: unstarted.priority, task, payload }
+            })
+          )
+        )
       }),
       awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
     } satisfies ThreadPool

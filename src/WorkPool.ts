@@ -215,8 +215,14 @@ export interface JobHandle<A, E> {
 export interface UnstartedJob {
   readonly id: number
   readonly priority: number
-  /** The job, with its submitter's services already provided. */
+  /**
+   * The job, with its submitter's services already provided. A job written as a function of its
+   * worker's resource cannot run without one: its `effect` dies saying so; resubmit `job` to a
+   * pool with the same kind of resource instead.
+   */
   readonly effect: Effect.Effect<unknown, unknown>
+  /** The job as it was submitted. */
+  readonly job: Job<unknown, unknown, any, any>
 }
 
 /**
@@ -597,10 +603,10 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       jobs.map((job): UnstartedJob => ({
         id: job.id,
         priority: job.priority,
-        effect: Effect.provideContext(
-          typeof job.effect === "function" ? Effect.suspend(() => (job.effect as any)(undefined)) : job.effect,
-          job.context
-        ) as Effect.Effect<unknown, unknown>
+        effect: typeof job.effect === "function"
+          ? Effect.die(new Error(`job ${job.id} needs its pool's worker resource: resubmit UnstartedJob.job to such a pool`))
+          : Effect.provideContext(job.effect, job.context) as Effect.Effect<unknown, unknown>,
+        job: job.effect
       }))),
     awaitTermination: scheduler.awaitTermination()
   }

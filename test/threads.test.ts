@@ -198,3 +198,40 @@ describe("ThreadPool", () => {
       }
     }))
 })
+
+describe("ThreadPool dispatch", () => {
+  it.live("a task queued behind a crash runs on the replacement thread", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const crashing = yield* pool.submit(Crash, "exit")
+      const queued = yield* pool.submit(Echo, "queued behind the crash")
+      const crash = yield* Effect.flip(crashing.await)
+      assert.strictEqual(crash._tag, "WorkerCrashed")
+      assert.strictEqual(yield* queued.await, "echo queued behind the crash")
+    }))
+
+  it.live("with several tasks per thread, tasks spread over the threads first", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 2, tasksPerThread: 2 })
+      for (let round = 0; round < 5; round++) {
+        const [a, b] = yield* Effect.all([
+          pool.run(Sleep, { millis: 100, mark: 7 }).pipe(Effect.andThen(pool.run(ThreadId, 0))),
+          pool.run(ThreadId, 0),
+          pool.run(ThreadId, 0)
+        ], { concurrency: "unbounded" }).pipe(Effect.map(([, x, y]) => [x, y] as const))
+        assert.notStrictEqual(a, b, "two tasks at once go to two threads")
+      }
+    }))
+
+  it.live("shutdownNow returns the unstarted tasks with their payloads, to run elsewhere", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      yield* pool.submit(Spin, 1)
+      yield* pool.submit(Echo, "later", { priority: 3 })
+      const unstarted = yield* pool.shutdownNow
+      assert.deepStrictEqual(unstarted.map((t) => [t.task.name, t.payload, t.priority]), [["Echo", "later", 3]])
+      const { pool: other } = yield* makePool({ threads: 1 })
+      const [first] = unstarted
+      assert.strictEqual(yield* other.run(first!.task, first!.payload), "echo later")
+    }))
+})

@@ -66,6 +66,8 @@ export class Threads {
   /** Every thread spawned and not yet exited, ready or not. */
   private readonly alive = new Set<Thread>()
   private closed = false
+  /** How many threads the pool wants; slots are spread over them evenly. */
+  target = 0
 
   get live(): number {
     return this.alive.size
@@ -79,15 +81,42 @@ export class Threads {
   /** Assigns a pool slot to a thread, starting the thread if it is new. */
   allocate(): Effect.Effect<number, WorkerStartFailed> {
     return Effect.suspend(() => {
-      let index = this.slots.findIndex((n) => n > 0 && n < this.config.tasksPerThread)
-      if (index < 0) index = this.slots.findIndex((n) => n === 0)
-      if (index < 0) index = this.slots.push(0) - 1
+      // the least loaded of the wanted threads, so that tasks spread over threads before doubling up
+      let index = -1
+      for (let i = 0; i < Math.max(this.target, 1); i++) {
+        if (index < 0 || (this.slots[i] ?? 0) < this.slots[index]!) index = i
+        this.slots[i] ??= 0
+      }
+      if (this.slots[index]! >= this.config.tasksPerThread) {
+        index = this.slots.findIndex((n) => n < this.config.tasksPerThread)
+        if (index < 0) index = this.slots.push(0) - 1
+      }
       this.slots[index]!++
       return this.get(index).pipe(
         Effect.as(index),
         Effect.onError(() => this.release(index))
       )
     })
+  }
+
+  /**
+   * The thread for the next task: the one with the fewest tasks in flight, a running thread before
+   * one that must be started. The pool never runs more tasks than threads × tasksPerThread, so the
+   * least loaded thread always has room.
+   */
+  pick(): number {
+    let best = -1
+    let bestLoad = Infinity
+    for (let i = 0; i < this.slots.length; i++) {
+      if (this.slots[i] === 0) continue
+      const thread = this.threads[i]
+      const load = thread === undefined ? 0.5 : thread.inflight.size
+      if (load < bestLoad) {
+        best = i
+        bestLoad = load
+      }
+    }
+    return best
   }
 
   /** Gives a slot back; a thread with no slot left is stopped. */
@@ -104,7 +133,8 @@ export class Threads {
   get(index: number): Effect.Effect<Thread, WorkerStartFailed> {
     return Effect.suspend(() => {
       const thread = this.threads[index]
-      if (thread !== undefined) return Effect.succeed(thread)
+      if (thread !== undefined && !thread.exited && thread.stopping === undefined) return Effect.succeed(thread)
+      if (thread !== undefined) this.threads[index] = undefined
       let starting = this.starting[index]
       if (starting === undefined) {
         starting = Effect.runForkWith(this.context)(this.start(index))
@@ -190,18 +220,20 @@ export class Threads {
   /** A ready thread is gone: its tasks fail with its reason, and it is replaced if still needed. */
   private died(thread: Thread, reason: string): void {
     thread.idleTimer?.interruptUnsafe()
+    // take it out before telling its tasks: their slots are reused at once, and must not get it
+    // (a thread retired for being idle was already taken out, and is started again on demand)
+    if (this.threads[thread.index] === thread) {
+      this.threads[thread.index] = undefined
+      if (!this.closed && this.slots[thread.index]! > 0) {
+        // keep the pool at full strength: replace it now rather than on the next task
+        const fiber = Effect.runForkWith(this.context)(Effect.ignore(this.get(thread.index)))
+        this.upkeep.add(fiber)
+        fiber.addObserver(() => this.upkeep.delete(fiber))
+      }
+    }
     const replies = Array.from(thread.inflight.values())
     thread.inflight.clear()
     for (const reply of replies) reply({ _: "crashed", reason })
-    // a thread retired for being idle was already taken out, and is started again on demand
-    if (this.threads[thread.index] !== thread) return
-    this.threads[thread.index] = undefined
-    if (!this.closed && this.slots[thread.index]! > 0) {
-      // keep the pool at full strength: replace it now rather than on the next task
-      const fiber = Effect.runForkWith(this.context)(Effect.ignore(this.get(thread.index)))
-      this.upkeep.add(fiber)
-      fiber.addObserver(() => this.upkeep.delete(fiber))
-    }
   }
 
   /** Stops a thread on purpose and waits until it has exited. */
