@@ -7,7 +7,8 @@
  */
 import { performance } from "node:perf_hooks"
 import { pathToFileURL } from "node:url"
-import { type Scenario, type Size, Tally } from "./common.ts"
+import type { Scenario, Size } from "./common.ts"
+import { Tally } from "./tally.ts"
 
 export interface ChildResult {
   readonly scenario: string
@@ -48,12 +49,13 @@ process.on("unhandledRejection", (error) => {
 })
 
 // Warm-up: lets the JIT compile the hot paths of this contestant, and must be right too.
-// Quick mode (a smoke test) warms up once, at a quarter of its own size at most.
+// Quick mode (a smoke test) warms up once (or as the scenario says), at a quarter of its own size at most.
 const size = scenario.sizes[mode]
 const warmup = mode === "full"
   ? scenario.sizes.warmup
   : { ...scenario.sizes.warmup, jobs: Math.min(scenario.sizes.warmup.jobs, Math.ceil(size.jobs / 4)) }
-for (let i = 0; i < (mode === "full" ? 2 : 1); i++) {
+const warmups = mode === "full" ? 2 : (scenario.quick?.warmups ?? 1)
+for (let i = 0; i < warmups; i++) {
   const { check } = await once(warmup)
   if (!check.ok) throw new Error(`warm-up checksum wrong: ${check.why}`)
 }

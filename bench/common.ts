@@ -6,6 +6,11 @@
 import { Effect, Exit, Scope } from "effect"
 import { setTimeout as sleepPromise } from "node:timers/promises"
 import { WorkPool } from "../src/index.ts"
+import type { Tally } from "./tally.ts"
+
+// The checksums live in tally.ts, which imports nothing: a child whose contestant needs no Effect
+// (the thread scenarios' anchors) then does not load it.
+export { ResultTally, Tally, work } from "./tally.ts"
 
 /** How big one run is. Scenarios read the fields they need. */
 export interface Size {
@@ -39,13 +44,14 @@ export interface Contestant {
 }
 
 /** Which number of a measurement a table shows, and which way is better. */
-export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec"
+export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
   ms: { label: "wall ms", higherIsBetter: false, digits: 1 },
   heapBytesPerJob: { label: "heap bytes per queued job", higherIsBetter: false, digits: 0 },
-  drainJobsPerSec: { label: "drain jobs/s", higherIsBetter: true, digits: 0 }
+  drainJobsPerSec: { label: "drain jobs/s", higherIsBetter: true, digits: 0 },
+  usPerJob: { label: "µs per task", higherIsBetter: false, digits: 1 }
 }
 
 /**
@@ -78,62 +84,14 @@ export interface Scenario {
   readonly tally?: (size: Size) => Tally
   /** Extra report lines computed from the medians of this run (scenario 7's speedup). */
   readonly summary?: (median: (contestant: string, metric: Metric) => number) => ReadonlyArray<string>
-  /** A scenario that cannot be measured yet (the thread scenarios): listed, not run. */
+  /** A scenario that cannot be measured yet: listed, not run. */
   readonly pending?: string
-}
-
-/** A cheap integer hash, so that a job's result depends on which job it was. */
-export const work = (i: number): number => Math.imul(i ^ 0x5bd1e995, 0x27d4eb2d) >>> 0
-
-/**
- * The checksum. Every job calls `job(i)` exactly once: it counts the run of job `i` and returns
- * `work(i)`. `verify` then checks that each job ran once (none lost, none duplicated) and that the
- * results the contestant handed back add up to the expected sum (no result lost or mixed up).
- * Given the jobs' priorities it also keeps the start order and checks it: non-increasing priority,
- * FIFO (increasing job number) within a priority.
- */
-export class Tally {
-  readonly n: number
-  readonly ran: Uint8Array
-  readonly priorities: ArrayLike<number> | undefined
-  readonly order: Int32Array | undefined
-  private started = 0
-  constructor(n: number, priorities?: ArrayLike<number>) {
-    this.n = n
-    this.ran = new Uint8Array(n)
-    this.priorities = priorities
-    this.order = priorities === undefined ? undefined : new Int32Array(n)
-  }
-
-  readonly job = (i: number): number => {
-    this.ran[i]!++
-    if (this.order !== undefined) this.order[this.started] = i
-    this.started++
-    return work(i)
-  }
-
-  verify(observed: number): { ok: boolean; why?: string } {
-    if (this.started !== this.n) return { ok: false, why: `${this.started} job runs for ${this.n} jobs` }
-    let expected = 0
-    for (let i = 0; i < this.n; i++) {
-      if (this.ran[i] !== 1) return { ok: false, why: `job ${i} ran ${this.ran[i]} times` }
-      expected += work(i)
-    }
-    if (observed !== expected) return { ok: false, why: `result sum ${observed}, expected ${expected}` }
-    const { order, priorities } = this
-    if (order !== undefined && priorities !== undefined) {
-      for (let k = 1; k < this.n; k++) {
-        const a = order[k - 1]!
-        const b = order[k]!
-        const pa = priorities[a]!
-        const pb = priorities[b]!
-        if (pb > pa || (pb === pa && b < a)) {
-          return { ok: false, why: `start ${k}: job ${b} (priority ${pb}) after job ${a} (priority ${pa})` }
-        }
-      }
-    }
-    return { ok: true }
-  }
+  /**
+   * In --quick mode only: repetitions of this scenario (default: the run's) and untimed warm-up
+   * runs per child (default 1). The thread scenarios start threads for every run and take fewer,
+   * so that the smoke test stays under a minute.
+   */
+  readonly quick?: { readonly reps?: number; readonly warmups?: number }
 }
 
 /** mulberry32: a tiny seeded PRNG, so every contestant gets the same priority sequence. */

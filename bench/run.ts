@@ -9,7 +9,7 @@
  * machine spreads over all contestants instead of landing on one.
  *
  * A full, unfiltered run writes bench/results/latest.json, docs/benchmarks.md and docs/charts/*.svg.
- * --quick (the CI smoke test: smaller sizes, 3 repetitions) and --only write
+ * --quick (the CI smoke test: smaller sizes, 3 repetitions, fewer for the thread scenarios) and --only write
  * bench/results/quick.json or partial.json and leave the docs alone. The exit code is 1 if any
  * checksum was wrong or any child crashed; timings are never asserted.
  */
@@ -99,7 +99,9 @@ const machine = {
 const childPath = path.join(here, "child.ts")
 const compileCache = path.join(os.tmpdir(), "effect-workpool-bench-compile-cache")
 const measurements: Array<Measurement> = []
-const total = reps * runnable.reduce((n, s) => n + s.scenario.contestants.length, 0)
+/** Repetitions of a scenario: --quick lets a scenario take fewer (the thread scenarios). */
+const repsOf = (scenario: Scenario) => (quick ? Math.min(reps, scenario.quick?.reps ?? reps) : reps)
+const total = runnable.reduce((n, s) => n + repsOf(s.scenario) * s.scenario.contestants.length, 0)
 const started = Date.now()
 console.error(`bench: ${mode}, ${reps} repetitions, ${total} measurements, each in its own process`)
 
@@ -123,6 +125,7 @@ const runChild = (file: string, scenario: Scenario, contestant: string, rep: num
 
 for (let rep = 0; rep < reps; rep++) {
   for (const { file, scenario } of runnable) {
+    if (rep >= repsOf(scenario)) continue
     const n = scenario.contestants.length
     for (let k = 0; k < n; k++) {
       const contestant = scenario.contestants[(k + rep) % n]!

@@ -1,17 +1,157 @@
 /**
- * Scenario 5 needs worker threads (src/ThreadPool.ts). Until it is written it
- * is listed as "not yet measured". To add it, replace `pending` with contestants: ours on threads,
- * and piscina, tinypool, poolifier and workerpool as anchors (install them then, pinned exact).
+ * Scenario 5, CPU on threads: jobs of about half a millisecond of CPU each on a pool of 2 threads.
+ * The yardsticks are the same function in a loop on the main thread (what the threads must beat),
+ * a hand-written `worker_threads` floor (what a pool can at best do with 2 threads), and the
+ * thread-pool libraries. Every contestant submits all jobs, then awaits all results.
+ *
+ * Setup (untimed) starts the pool, waits until every thread has answered (see `awaitThreads` in
+ * bench/threads.ts) and runs a few jobs through it, so the timed part has warm threads.
  */
-import type { Scenario } from "../common.ts"
+import type { Effect } from "effect"
+import type { Contestant, Scenario } from "../common.ts"
+import { ResultTally, type Tally } from "../tally.ts"
+import { Floor, type OpenPool, ours, piscina, poolifier, THREADS, tinypool, workerpool } from "../threads.ts"
+import { cpu, expectedCpu } from "../workers/cpu.ts"
+
+/** Jobs run through a new pool before the timed part, so its threads have compiled the loop. */
+const PRIME = 4 * THREADS
+
+const MAIN = "main thread alone"
+const FLOOR = "floor: raw worker_threads"
+const OURS = "ours: ThreadPool"
+const PISCINA = "piscina"
+const TINYPOOL = "tinypool"
+const WORKERPOOL = "workerpool"
+const POOLIFIER = "poolifier (FixedThreadPool)"
+
+const results = (tally: Tally): ResultTally => {
+  if (!(tally instanceof ResultTally)) throw new Error("scenario 5 needs a ResultTally")
+  return tally
+}
+
+/** A Promise-based pool: `run` for every job at once, then await them all. */
+const library = (name: string, lib: string, open: OpenPool): Contestant => ({
+  name,
+  library: lib,
+  anchor: true,
+  setup: async ({ jobs }, tally) => {
+    const t = results(tally)
+    const pool = await open("cpu")
+    await Promise.all(Array.from({ length: PRIME }, (_, i) => pool.run(i)))
+    return {
+      run: async () => {
+        const pending = new Array<Promise<number>>(jobs)
+        for (let i = 0; i < jobs; i++) pending[i] = pool.run(i)
+        const values = await Promise.all(pending)
+        let observed = 0
+        for (let i = 0; i < jobs; i++) observed += t.done(i, values[i]!)
+        return { observed }
+      },
+      teardown: () => pool.close()
+    }
+  }
+})
 
 export const scenario: Scenario = {
   id: "5",
-  title: "Worker threads (scenario 5 of the issue)",
-  description: "One of the two thread scenarios of the issue (its exact jobs are defined there), with piscina, tinypool, poolifier and workerpool as anchors.",
-  sizes: { full: { jobs: 0 }, quick: { jobs: 0 }, warmup: { jobs: 0 } },
+  title: "CPU on threads",
+  description: `Jobs of about 0.5 ms of CPU each (a 420,000-step integer loop, the same function for everyone) on a pool of ${THREADS} threads: ` +
+    "submit all, then await all. The main thread alone runs the same function in a loop; the floor is hand-written on " +
+    `\`worker_threads\` (${THREADS} raw Workers, a job number out, a number back, every job sent at once to the threads in turn). ` +
+    "A ratio to the main thread is the speedup.",
+  sizes: { full: { jobs: 2_000 }, quick: { jobs: 200 }, warmup: { jobs: 500 } },
   metrics: ["jobsPerSec"],
-  contestants: [],
-  targets: [],
-  pending: "not yet measured: the thread scenarios are added once the worker-thread pool (src/ThreadPool.ts) and the thread-pool anchors are wired into the bench"
+  tally: ({ jobs }) => new ResultTally(jobs, expectedCpu),
+  // every run starts its own threads and warms them (PRIME jobs): the smoke test does one repetition, no warm-up run
+  quick: { reps: 1, warmups: 0 },
+  contestants: [
+    {
+      name: MAIN,
+      library: "node",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const t = results(tally)
+        return {
+          run: async () => {
+            let observed = 0
+            for (let i = 0; i < jobs; i++) observed += t.done(i, cpu(i))
+            return { observed }
+          }
+        }
+      }
+    },
+    {
+      name: FLOOR,
+      library: "node",
+      anchor: true,
+      setup: async ({ jobs }, tally) => {
+        const t = results(tally)
+        const floor = await Floor.open("cpu")
+        // every job sent at once, to the threads in turn; each thread answers in order
+        const push = (n: number, done: (i: number, result: number) => void) =>
+          new Promise<void>((resolve) => {
+            let finished = 0
+            floor.onResult = (i, result) => {
+              done(i, result)
+              if (++finished === n) resolve()
+            }
+            for (let i = 0; i < n; i++) floor.send(i % THREADS, i)
+          })
+        await push(PRIME, () => {})
+        return {
+          run: async () => {
+            let observed = 0
+            await push(jobs, (i, result) => {
+              observed += t.done(i, result)
+            })
+            return { observed }
+          },
+          teardown: () => floor.close()
+        }
+      }
+    },
+    library(PISCINA, "piscina", piscina),
+    library(TINYPOOL, "tinypool", tinypool),
+    library(WORKERPOOL, "workerpool", workerpool),
+    library(POOLIFIER, "poolifier", poolifier),
+    {
+      name: OURS,
+      library: "effect-workpool",
+      setup: async ({ jobs }, tally) => {
+        const t = results(tally)
+        // imported here, so that the other contestants' children do not load Effect
+        const { Effect } = await import("effect")
+        const { Cpu } = await import("../workers/ours-tasks.ts")
+        const { close, pool } = await ours()
+        await Effect.runPromise(pool.runAll(Cpu, Array.from({ length: PRIME }, (_, i) => i)))
+        const program = Effect.gen(function*() {
+          const handles = new Array<Effect.Effect<number, unknown>>(jobs)
+          for (let i = 0; i < jobs; i++) handles[i] = (yield* pool.submit(Cpu, i)).await
+          let observed = 0
+          for (let i = 0; i < jobs; i++) observed += t.done(i, yield* handles[i]!)
+          return observed
+        })
+        return { run: async () => ({ observed: await Effect.runPromise(program) }), teardown: close }
+      }
+    }
+  ],
+  targets: [
+    { label: "ours' speedup ≥ 0.95× the floor's", metric: "jobsPerSec", contestant: OURS, anchor: FLOOR, atLeast: 0.95 },
+    { label: "ours' speedup ≥ piscina's", metric: "jobsPerSec", contestant: OURS, anchor: PISCINA, atLeast: 1 },
+    { label: "ours' speedup ≥ tinypool's", metric: "jobsPerSec", contestant: OURS, anchor: TINYPOOL, atLeast: 1 },
+    { label: "ours' speedup ≥ workerpool's", metric: "jobsPerSec", contestant: OURS, anchor: WORKERPOOL, atLeast: 1 },
+    { label: "ours' speedup ≥ poolifier's", metric: "jobsPerSec", contestant: OURS, anchor: POOLIFIER, atLeast: 1 }
+  ],
+  summary: (median) => {
+    const main = median(MAIN, "jobsPerSec")
+    const speedups = [OURS, FLOOR, PISCINA, TINYPOOL, WORKERPOOL, POOLIFIER]
+      .map((c) => `${c} **${(median(c, "jobsPerSec") / main).toFixed(2)}×**`)
+    return [`Speedup over the main thread alone (median over median; ${THREADS} threads, so at most ${THREADS}×): ${speedups.join(", ")}.`]
+  },
+  notes: [
+    `The machine has 2 cores, shared: ${THREADS} threads busy on the loop compete with the main thread (which sends and ` +
+      "receives every job) and with anything else running, so no contestant reaches 2×.",
+    "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",
+    "The checksum checks every job's result against the loop's closed form (the loop is an affine map, so its end value can be computed in a few steps)."
+  ]
 }

@@ -1,0 +1,11 @@
+/** Our worker entry file: serves the three tasks, each the plain function of cpu.ts. */
+import { Effect } from "effect"
+import { Task, ThreadWorker } from "../../src/index.ts"
+import { cpu, noop, probe } from "./cpu.ts"
+import { Cpu, Noop, Probe } from "./ours-tasks.ts"
+
+ThreadWorker.serve([
+  Task.handle(Cpu, (i) => Effect.sync(() => cpu(i))),
+  Task.handle(Noop, (i) => Effect.succeed(noop(i))),
+  Task.handle(Probe, () => Effect.sync(probe))
+])
