@@ -209,17 +209,20 @@ export const renderMarkdown = (report: Report): string => {
     "Absolute numbers drift from run to run and from machine to machine. Quote the ratios: they compare contestants " +
       "measured in the same run, on the same machine, interleaved.",
     "## How to run",
-    "`npm run bench` (the full run that wrote this page; about 6 minutes on 2 cores), `npm run bench -- --quick` (under a minute), " +
+    `\`npm run bench\` (the full run that wrote this page; about ${Math.round(report.seconds / 60)} minutes on 2 cores), \`npm run bench -- --quick\` (under a minute), ` +
       "`npm run bench -- --only=1,4 --reps=3` (some scenarios; writes bench/results/partial.json only).",
     "## How it is measured",
     [
       "- Each measurement runs in a fresh child process (`node --expose-gc bench/child.ts`), so one library's garbage and JIT state never touch another's.",
       `- ${report.reps} repetitions per contestant, interleaved (repetition 1 of every contestant of every scenario, then repetition 2, ...), ` +
         "with the contestant order rotated each repetition.",
-      "- Each child does two untimed warm-up runs at a smaller size, then one timed run. Creating and tearing down a pool or queue is not timed.",
+      "- Each child does two untimed warm-up runs at a smaller size, then one timed run. Creating and tearing down a pool or queue is not timed; " +
+        "for the thread scenarios neither is starting the threads: setup waits until every thread has answered, then runs some tasks through them.",
       "- Every run, warm-ups included, checks a checksum: each job must run exactly once and the results handed back must add up to the expected sum " +
-        "(scenario 4 also checks the start order). A wrong checksum or a crash fails the whole run (exit code 1).",
-      "- `npm run bench -- --quick` is the smoke test CI runs: smaller sizes, 3 repetitions, every checksum checked, no timing asserted. " +
+        "(scenario 4 also checks the start order; scenarios 5 and 6 check each task's result against its expected value). " +
+        "A wrong checksum or a crash fails the whole run (exit code 1).",
+      "- `npm run bench -- --quick` is the smoke test CI runs: smaller sizes, 3 repetitions (1, with no warm-up run, for the thread scenarios), " +
+        "every checksum checked, no timing asserted. " +
         "It writes bench/results/quick.json and leaves this page alone.",
       "- A scenario is one file in bench/scenarios/; the runner picks up every file there."
     ].join("\n"),

@@ -11,7 +11,7 @@ import type { Effect } from "effect"
 import type { Contestant, Scenario } from "../common.ts"
 import { ResultTally, type Tally } from "../tally.ts"
 import { Floor, type OpenPool, ours, piscina, poolifier, THREADS, tinypool, workerpool } from "../threads.ts"
-import { cpu, expectedCpu } from "../workers/cpu.ts"
+import { cpu, expectedCpu, STEPS } from "../workers/cpu.ts"
 
 /** Jobs run through a new pool before the timed part, so its threads have compiled the loop. */
 const PRIME = 4 * THREADS
@@ -55,7 +55,8 @@ const library = (name: string, lib: string, open: OpenPool): Contestant => ({
 export const scenario: Scenario = {
   id: "5",
   title: "CPU on threads",
-  description: `Jobs of about 0.5 ms of CPU each (a 420,000-step integer loop, the same function for everyone) on a pool of ${THREADS} threads: ` +
+  description: `Jobs of about 0.5 ms of CPU each (${STEPS.toLocaleString("en-US")} steps of xorshift32, the same function for everyone, ` +
+    `bench/workers/cpu.ts) on a pool of ${THREADS} threads: ` +
     "submit all, then await all. The main thread alone runs the same function in a loop; the floor is hand-written on " +
     `\`worker_threads\` (${THREADS} raw Workers, a job number out, a number back, every job sent at once to the threads in turn). ` +
     "A ratio to the main thread is the speedup.",
@@ -152,6 +153,8 @@ export const scenario: Scenario = {
     `The machine has 2 cores, shared: ${THREADS} threads busy on the loop compete with the main thread (which sends and ` +
       "receives every job) and with anything else running, so no contestant reaches 2×.",
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",
-    "The checksum checks every job's result against the loop's closed form (the loop is an affine map, so its end value can be computed in a few steps)."
+    "The checksum checks every job's result against the loop's closed form (xorshift is linear over the bits, so the whole loop is one 32×32 bit matrix).",
+    `Setup, untimed, starts the pool, waits until each thread has answered a probe, and runs ${PRIME} jobs through it. ` +
+      "Ours is submit all, then await the handles in order, like the others' `Promise.all`."
   ]
 }
