@@ -251,6 +251,11 @@ export interface PoolStats {
   /** Live workers; differs from `concurrency` while a resize is under way. */
   readonly workers: number
   readonly running: number
+  /**
+   * Jobs that timed out (their awaiters have `JobTimeout`) but are still stopping: each keeps its
+   * worker until its finalizers have run, so that no more than `concurrency` jobs are ever at work.
+   */
+  readonly stopping: number
   readonly queued: number
   /** Queued jobs per priority, highest first. */
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
@@ -404,7 +409,8 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     state: scheduler.state === "running" && scheduler.paused ? "paused" : scheduler.state,
     concurrency: scheduler.target,
     workers: scheduler.workers.size,
-    running: scheduler.busy,
+    running: scheduler.busy - scheduler.stoppingJobs,
+    stopping: scheduler.stoppingJobs,
     queued: scheduler.queue.size,
     queuedByPriority: scheduler.queue.countByPriority(),
     waiting: scheduler.waitingCount,
@@ -474,13 +480,12 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       const checked = checkJobOptions(scheduler, options)
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
-      scheduler.admit(record, checked.queueTimeout, undefined)
-      // a job that ended at once (a free worker, a synchronous job) costs no callback
-      if (record.exit !== undefined) return record.exit
+      // admitted inside the callback, so that an interruption at any point after admission
+      // reaches the job; a job that ends during admission resumes the caller at once
       return Effect.callback<A, E | JobError, R>((resume) => {
-        if (record.exit !== undefined) return resume(record.exit)
         record.addListener(resume as any)
-        return Effect.suspend(() => scheduler.cancel(record))
+        scheduler.admit(record, checked.queueTimeout, undefined)
+        if (record.exit === undefined) return Effect.suspend(() => scheduler.cancel(record))
       })
     })
 

@@ -86,6 +86,19 @@ describe("timeouts", () => {
       assert.strictEqual((yield* pool.stats).waiting, 0)
     }))
 
+  it.effect("a submit suspended by backpressure resumes with a handle when its queue timeout passes", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, shutdownTimeout: 0 })
+      yield* pool.submit(Effect.sleep("1 hour"))
+      const submitter = yield* Effect.forkChild(pool.submit(Effect.void, { queueTimeout: "1 second" }))
+      yield* settle
+      assert.isUndefined(submitter.pollUnsafe())
+      yield* TestClock.adjust("1 second")
+      const handle = yield* Fiber.join(submitter)
+      assert.strictEqual(yield* handle.status, "timedOut")
+      assert.strictEqual((yield* Effect.flip(handle.await))._tag, "JobTimeout")
+    }))
+
   it.effect("many deadlines, added out of order, fire in order", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 10 })

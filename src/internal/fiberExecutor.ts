@@ -8,31 +8,46 @@
 import { type Context, Effect, Exit, Fiber } from "effect"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
 
-export const fiberExecutor = (scheduler: Scheduler<any>): Executor => ({
-  start(job: Job, worker: Worker<any>): void {
-    let effect: Effect.Effect<any, any, any>
-    if (typeof job.effect === "function") {
-      try {
-        effect = job.effect(worker.resource, job.id)
-      } catch (defect) {
-        effect = Exit.die(defect)
+export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
+  /**
+   * Jobs asked to stop while their fiber was being started: a job's first synchronous steps can
+   * make its own caller cancel it (say, by completing something the caller waits for).
+   */
+  const interruptedWhileStarting = new Set<Job>()
+  return {
+    start(job: Job, worker: Worker<any>): void {
+      let effect: Effect.Effect<any, any, any>
+      if (typeof job.effect === "function") {
+        try {
+          effect = job.effect(worker.resource, job.id)
+        } catch (defect) {
+          effect = Exit.die(defect)
+        }
+      } else {
+        effect = job.effect
       }
-    } else {
-      effect = job.effect
+      // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
+      if (Exit.isExit(effect)) {
+        if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
+        return scheduler.jobStopped(job, worker, effect)
+      }
+      const fiber = Effect.runForkWith(job.context as Context.Context<any>)(effect)
+      if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
+      const exit = fiber.pollUnsafe()
+      if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
+      job.fiber = fiber
+      fiber.addObserver((exit) => scheduler.jobStopped(job, worker, exit))
+    },
+    interrupt(job: Job): void {
+      if (job.fiber !== undefined) job.fiber.interruptUnsafe()
+      else interruptedWhileStarting.add(job)
+    },
+    awaitStopped(job: Job): Effect.Effect<void> {
+      // looked up when run: a job asked to stop while starting has its fiber by then
+      return Effect.suspend(() => {
+        const fiber = job.fiber
+        return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
+      })
     }
-    // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-    if (Exit.isExit(effect)) return scheduler.jobStopped(job, worker, effect)
-    const fiber = Effect.runForkWith(job.context as Context.Context<any>)(effect)
-    const exit = fiber.pollUnsafe()
-    if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
-    job.fiber = fiber
-    fiber.addObserver((exit) => scheduler.jobStopped(job, worker, exit))
-  },
-  interrupt(job: Job): void {
-    job.fiber?.interruptUnsafe()
-  },
-  awaitStopped(job: Job): Effect.Effect<void> {
-    const fiber = job.fiber
-    return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
   }
-})
+}

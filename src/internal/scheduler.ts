@@ -224,6 +224,8 @@ export class Scheduler<W> {
   private nextWorkerId = 0
   target: number
   busy = 0
+  /** Jobs that ended for their awaiter (a timeout) but are still stopping on their worker. */
+  stoppingJobs = 0
   paused: boolean
   state: PoolState = "running"
   private pumping = false
@@ -372,7 +374,7 @@ export class Scheduler<W> {
       return true
     }
     if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
-    if (!this.pumping && !this.paused && this.free.length > 0 && this.queue.size === 0) {
+    if (!this.pumping && !this.paused && this.free.length > 0 && this.queue.size === 0 && this.waitingCount === 0) {
       this.start(job, this.free.pop()!, now)
       return true
     }
@@ -403,8 +405,9 @@ export class Scheduler<W> {
         if (oldest === undefined) {
           this.settle(job, Exit.fail(new JobDropped({ jobId: job.id, policy: "dropOldest" })), "dropped")
         } else {
-          this.settle(oldest, Exit.fail(new JobDropped({ jobId: oldest.id, policy: "dropOldest" })), "dropped")
+          // the new job takes the place first: the dropped job's awaiter may submit again at once
           this.enqueue(job)
+          this.settle(oldest, Exit.fail(new JobDropped({ jobId: oldest.id, policy: "dropOldest" })), "dropped")
           this.pump()
         }
         return true
@@ -418,14 +421,19 @@ export class Scheduler<W> {
   }
 
   private reject(job: Job, error: PoolShutdown | QueueFull): void {
+    notify(this.markRejected(job, error), job.result as Exit.Exit<never, unknown>)
+    this.changed()
+  }
+
+  /** Ends a refused job without telling anyone yet; returns its listeners. */
+  private markRejected(job: Job, error: PoolShutdown | QueueFull): Listener | Array<Listener> | undefined {
     this.submitted--
     this.rejected++
     const listeners = job.result as Listener | Array<Listener> | undefined
-    const exit = Exit.fail(error)
     job.state = DONE + ENDINGS.indexOf("rejected")
-    job.result = exit
-    notify(listeners, exit)
-    this.changed()
+    job.result = Exit.fail(error)
+    if (job.deadline !== undefined) this.clearDeadline(job)
+    return listeners
   }
 
   private enqueue(job: Job): void {
@@ -517,9 +525,10 @@ export class Scheduler<W> {
     this.totalRunMillis += now - job.time
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
-    if (job.state < DONE) {
+    if (job.state >= DONE) this.stoppingJobs--
+    else {
       const outcome = outcomeOf(exit)
-      if (this.stopping && outcome === "interrupted") {
+      if (this.stoppingPool && outcome === "interrupted") {
         this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted")
       } else {
         this.settle(job, exit, outcome)
@@ -579,7 +588,7 @@ export class Scheduler<W> {
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
     for (const job of jobs) if (job.state === WAITING || job.state === QUEUED) this.cancel(job)
     const stopping: Array<Effect.Effect<void>> = []
-    for (const job of jobs) if (job.fiber !== undefined) stopping.push(this.cancel(job))
+    for (const job of jobs) if (job.state === RUNNING || job.fiber !== undefined) stopping.push(this.cancel(job))
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
   }
 
@@ -605,6 +614,7 @@ export class Scheduler<W> {
   }
 
   private armTimer(): void {
+    if (this.state === "stopped") return
     const next = this.deadlines.peek()
     if (this.timer !== undefined) {
       if (next !== undefined && next.at >= this.timerAt) return
@@ -634,8 +644,13 @@ export class Scheduler<W> {
       const job = deadline.job
       this.clearDeadline(job)
       const millis = deadline.phase === "queued" ? deadline.at - job.time : job.timeout
+      const running = job.state === RUNNING
       this.settle(job, Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase })), "timedOut")
-      if (job.fiber !== undefined) this.executor.interrupt(job)
+      if (running) {
+        // ended for its awaiter; it keeps its slot until it has stopped (its finalizers ran)
+        this.stoppingJobs++
+        this.executor.interrupt(job)
+      }
     }
     this.armTimer()
   }
@@ -707,37 +722,44 @@ export class Scheduler<W> {
     })
   }
 
+  /**
+   * Refuses every waiting submitter (they were never admitted: counted as rejected). All of them
+   * are ended before anyone is told, since a listener may act on the pool at once.
+   */
   private rejectWaiting(): void {
-    for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      const job = this.waiting[i]!
-      if (job.state === WAITING) {
-        // never admitted: counted as rejected, like any submission after shutdown
-        this.waitingCount--
-        this.reject(job, new PoolShutdown({ phase: "admission" }))
-        this.wakeSubmitter(job)
-      }
-    }
+    const waiting = this.waiting.splice(this.waitingHead).filter((job): job is Job => job !== undefined && job.state === WAITING)
     this.waiting.length = 0
     this.waitingHead = 0
+    this.waitingCount = 0
+    const refused = new PoolShutdown({ phase: "admission" })
+    const listeners = waiting.map((job) => this.markRejected(job, refused))
+    this.changed()
+    for (let i = 0; i < waiting.length; i++) {
+      notify(listeners[i], waiting[i]!.result as Exit.Exit<never, unknown>)
+      this.wakeSubmitter(waiting[i]!)
+    }
   }
 
-  private stopping = false
+  /** Set by an immediate shutdown: running jobs interrupted from then on end with PoolShutdown. */
+  private stoppingPool = false
 
   private stopNow(): Array<Job> {
-    if (this.stopping) return []
-    this.stopping = true
+    if (this.stoppingPool) return []
+    this.stoppingPool = true
     this.state = "draining"
     this.rejectWaiting()
+    // take every queued job out before telling anyone: a listener may cancel other queued jobs
     const unstarted: Array<Job> = []
     let job: Job | undefined
-    while ((job = this.queue.peek()) !== undefined) {
+    while ((job = this.queue.pop()) !== undefined) {
+      job.state = NEW // out of the queue, not yet ended
       unstarted.push(job)
-      this.settle(job, Exit.fail(new PoolShutdown({ phase: "queued" })), "interrupted")
     }
+    for (const job of unstarted) this.settle(job, Exit.fail(new PoolShutdown({ phase: "queued" })), "interrupted")
     // jobStopped reports the running jobs interrupted from here on as PoolShutdown
     for (const worker of Array.from(this.workers)) {
       const running = worker.job
-      if (running !== undefined && running.fiber !== undefined) this.executor.interrupt(running)
+      if (running !== undefined) this.executor.interrupt(running)
     }
     this.upkeepFork(
       this.waitUntil(() => this.busy === 0).pipe(

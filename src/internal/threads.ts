@@ -38,6 +38,8 @@ class Thread {
   /** The last error the thread reported before it exited. */
   error: string | undefined = undefined
   exited = false
+  /** Its slots were given back while it still had work: it stops once idle. */
+  retiring = false
   readonly exitWaiters: Array<() => void> = []
   idleTimer: Fiber.Fiber<void> | undefined = undefined
   readonly outbox: Outbox<ToThread>
@@ -92,6 +94,8 @@ export class Threads {
         if (index < 0) index = this.slots.push(0) - 1
       }
       this.slots[index]!++
+      const thread = this.threads[index]
+      if (thread !== undefined) thread.retiring = false
       return this.get(index).pipe(
         Effect.as(index),
         Effect.onError(() => this.release(index))
@@ -123,9 +127,15 @@ export class Threads {
   release(index: number): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (--this.slots[index]! > 0) return Effect.void
-      this.starting[index]?.interruptUnsafe()
       const thread = this.threads[index]
-      return thread === undefined ? Effect.void : this.stop(thread, "the pool shrank")
+      // a start under way finishes (a task may be waiting for it); that thread retires once idle
+      if (thread === undefined) return Effect.void
+      // shrinking lets running tasks finish
+      if (thread.inflight.size > 0) {
+        thread.retiring = true
+        return Effect.void
+      }
+      return this.stop(thread, "the pool shrank")
     })
   }
 
@@ -157,12 +167,18 @@ export class Threads {
       Effect.mapError((reason) => new WorkerStartFailed({ attempts, reason })),
       Effect.tap((thread) =>
         Effect.sync(() => {
-          if (this.closed || this.slots[index] === 0) {
+          if (this.closed) {
             void thread.worker.terminate()
             return
           }
           this.threads[index] = thread
-          this.armIdle(thread)
+          if (this.slots[index] === 0) {
+            // not wanted any more: it serves the tasks that waited for it, then stops
+            thread.retiring = true
+            queueMicrotask(() => this.retireIfIdle(thread))
+          } else {
+            this.armIdle(thread)
+          }
         })
       )
     )
@@ -198,7 +214,10 @@ export class Threads {
             if (reply === undefined) return
             thread.inflight.delete(message.id)
             reply(message.outcome)
-            if (thread.inflight.size === 0) this.armIdle(thread)
+            if (thread.inflight.size === 0) {
+              if (thread.retiring) this.retireIfIdle(thread)
+              else this.armIdle(thread)
+            }
           }
         }
       }))
@@ -244,6 +263,12 @@ export class Threads {
       thread.exitWaiters.push(() => resume(Effect.void))
       void thread.worker.terminate()
     })
+  }
+
+  private retireIfIdle(thread: Thread): void {
+    if (!thread.retiring || thread.inflight.size > 0 || thread.exited) return
+    thread.stopping ??= "the pool shrank"
+    void thread.worker.terminate()
   }
 
   private armIdle(thread: Thread): void {
