@@ -151,7 +151,10 @@ export const scenario: Scenario = {
   },
   notes: [
     `The machine has 2 cores, shared: ${THREADS} threads busy on the loop compete with the main thread (which sends and ` +
-      "receives every job) and with anything else running, so no contestant reaches 2×.",
+      "receives every job) and with anything else running, so no contestant reaches 2×; the hypervisor also took up to 45% of the " +
+      "CPU time (steal) while this was measured, so the thread rows vary far more than the main thread's (min–max).",
+    "A pool that hands a thread its next job only when the last one is back leaves the thread idle for a round trip per job " +
+      "(a wake-up on each side); the floor sends every job at once, so its threads never wait.",
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",
     "The checksum checks every job's result against the loop's closed form (xorshift is linear over the bits, so the whole loop is one 32×32 bit matrix).",
     `Setup, untimed, starts the pool, waits until each thread has answered a probe, and runs ${PRIME} jobs through it. ` +
