@@ -151,8 +151,8 @@ export const scenario: Scenario = {
   },
   notes: [
     `The machine has 2 cores, shared: ${THREADS} threads busy on the loop compete with the main thread (which sends and ` +
-      "receives every job) and with anything else running, so no contestant reaches 2×; the hypervisor also took up to 45% of the " +
-      "CPU time (steal) while this was measured, so the thread rows vary far more than the main thread's (min–max).",
+      "receives every job) and with anything else running, so no contestant reaches 2×. The hypervisor takes CPU time too " +
+      "(steal up to 45% was seen while this scenario was written), so thread rows can vary more than the main thread's (min–max).",
     "A pool that hands a thread its next job only when the last one is back leaves the thread idle for a round trip per job " +
       "(a wake-up on each side); the floor sends every job at once, so its threads never wait.",
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",

@@ -182,9 +182,9 @@ export const scenario: Scenario = {
       "so piscina can beat the hand-written floor one at a time: the floor is the least code, not the fastest wake-up.",
     "The floor sends job numbers to the threads in turn and reads the results in order per thread: no ids, no queue, no promise per task.",
     "One at a time is the noisiest number here: most of a round trip is the time the machine takes to wake a sleeping thread, " +
-      "and on this shared virtual machine that changed several-fold from one child to the next with the load of its neighbours " +
-      "(see the min–max column: the same contestant's runs differ by 3–10×). Read its verdict as weak; all at once keeps the threads " +
-      "busier and varies less.",
+      "which on this shared virtual machine changes with the load of its neighbours. In one full run the same contestant's runs " +
+      "differed by 3–10×, and a busy process elsewhere on the machine cut the floor's round trip from about 300 µs to 30 µs. " +
+      "Read the min–max column before the verdict; all at once keeps the threads busier and varies less.",
     `Setup, untimed, starts the pool, waits until each thread has answered a probe, and runs ${PRIME.toLocaleString("en-US")} tasks ` +
       "through it the same way as the timed run."
   ]
