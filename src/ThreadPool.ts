@@ -27,7 +27,7 @@
  * ```
  * @since 0.1.0
  */
-import { Effect, Schedule, Schema } from "effect"
+import { Cause, Effect, Exit, Schedule, Schema } from "effect"
 import type * as Duration from "effect/Duration"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
@@ -210,21 +210,51 @@ const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
   return error
 }
 
+/** A task's codecs, built once per task: every call goes through them. */
+interface Codecs {
+  readonly encodePayload: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  readonly decodeSuccess: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  readonly decodeFailure: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+}
+
+const codecsByTask = new WeakMap<Task.Any, Codecs>()
+
+const codecsOf = (task: Task.Any): Codecs => {
+  let codecs = codecsByTask.get(task)
+  if (codecs === undefined) {
+    codecs = {
+      encodePayload: Schema.encodeUnknownExit(task.payload),
+      decodeSuccess: Schema.decodeUnknownExit(task.success),
+      decodeFailure: Schema.decodeUnknownExit(task.failure)
+    }
+    codecsByTask.set(task, codecs)
+  }
+  return codecs
+}
+
+const issueOf = (exit: Exit.Failure<unknown, Schema.SchemaError>): string => {
+  const error = Cause.squash(exit.cause)
+  return Schema.isSchemaError(error) ? error.message : String(error)
+}
+
 const decodeReply = <T extends Task.Any>(
   task: T,
   reply: Reply,
   jobId: number
 ): Effect.Effect<Task.Success<T>, Task.Failure<T> | WorkerCrashed | TaskCodecError> => {
-  const codecError = (part: "success" | "failure") => (error: unknown) =>
-    new TaskCodecError({ task: task.name, part, issue: Schema.isSchemaError(error) ? error.message : String(error) })
   switch (reply._) {
-    case "success":
-      return Effect.mapError(Schema.decodeUnknownEffect(task.success)(reply.value), codecError("success"))
-    case "failure":
-      return Effect.flatMap(
-        Effect.mapError(Schema.decodeUnknownEffect(task.failure)(reply.error), codecError("failure")),
-        (error) => Effect.fail(error as Task.Failure<T>)
-      )
+    case "success": {
+      const decoded = codecsOf(task).decodeSuccess(reply.value)
+      return Exit.isSuccess(decoded)
+        ? decoded as Exit.Exit<Task.Success<T>>
+        : Effect.fail(new TaskCodecError({ task: task.name, part: "success", issue: issueOf(decoded) }))
+    }
+    case "failure": {
+      const decoded = codecsOf(task).decodeFailure(reply.error)
+      return Exit.isSuccess(decoded)
+        ? Effect.fail(decoded.value as Task.Failure<T>)
+        : Effect.fail(new TaskCodecError({ task: task.name, part: "failure", issue: issueOf(decoded) }))
+    }
     case "defect":
       return Effect.die(rebuildDefect(reply))
     case "interrupted":
@@ -307,14 +337,15 @@ export const make = (
       Object.assign(
         // the slot only bounds how many tasks run; the thread is chosen when the task starts
         (_slot: number, jobId: number) =>
-          Effect.gen(function*() {
-            const encoded = yield* Effect.mapError(
-              Schema.encodeUnknownEffect(task.payload)(payload),
-              (error) => new TaskCodecError({ task: task.name, part: "payload", issue: error.message })
+          Effect.suspend(() => {
+            const encoded = codecsOf(task).encodePayload(payload)
+            if (Exit.isFailure(encoded)) {
+              return Effect.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) }))
+            }
+            return threads.get(threads.pick()).pipe(
+              Effect.flatMap((thread) => threads.call(thread, task.name, encoded.value, transfer)),
+              Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )
-            const thread = yield* threads.get(threads.pick())
-            const reply = yield* threads.call(thread, task.name, encoded, transfer)
-            return yield* decodeReply(task, reply, jobId)
           }),
         { task, payload }
       )

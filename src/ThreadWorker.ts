@@ -50,45 +50,53 @@ export const serve = <R = never, E = never>(
   if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
   const outbox = new Outbox<FromThread>((message, transfer) => port.postMessage(message, transfer))
   const post = (message: FromThread) => outbox.send(message)
-  const byName = new Map(handlers.map((h) => [h.task.name, h]))
+  // codecs built once per task: a task's payload and outcome go through them on every call
+  const byName = new Map(handlers.map((handler) => [handler.task.name, {
+    run: handler.run,
+    decodePayload: Schema.decodeUnknownExit(handler.task.payload),
+    encodeSuccess: Schema.encodeUnknownExit(handler.task.success),
+    encodeFailure: Schema.encodeUnknownExit(handler.task.failure)
+  }]))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
   const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown) => {
-    const handler = byName.get(name)
-    if (handler === undefined) {
+    const served = byName.get(name)
+    if (served === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
     }
-    const task = handler.task
-    const program: Effect.Effect<Outcome, never, R> = Schema.decodeUnknownEffect(task.payload)(payload).pipe(
-      Effect.matchEffect({
-        onFailure: (error) => Effect.succeed<Outcome>({ _: "codec", part: "payload", issue: issueOf(error) }),
-        onSuccess: (decoded) =>
-          handler.run(decoded).pipe(
-            Effect.matchEffect({
-              onSuccess: (value) =>
-                Schema.encodeUnknownEffect(task.success)(value).pipe(
-                  Effect.map((encoded): Outcome => ({ _: "success", value: encoded })),
-                  Effect.catch((error) => Effect.succeed<Outcome>({ _: "codec", part: "success", issue: issueOf(error) }))
-                ),
-              onFailure: (error) =>
-                Schema.encodeUnknownEffect(task.failure)(error).pipe(
-                  Effect.map((encoded): Outcome => ({ _: "failure", error: encoded })),
-                  Effect.catch((e) => Effect.succeed<Outcome>({ _: "codec", part: "failure", issue: issueOf(e) }))
-                )
-            })
-          )
-      })
-    ) as Effect.Effect<Outcome, never, R>
-    const fiber = Effect.runForkWith(context)(program)
+    const decoded = served.decodePayload(payload)
+    if (Exit.isFailure(decoded)) {
+      return post({ _: "done", id, outcome: { _: "codec", part: "payload", issue: issueOf(Cause.squash(decoded.cause)) } })
+    }
+    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Outcome => {
+      if (Exit.isSuccess(exit)) {
+        const encoded = served.encodeSuccess(exit.value)
+        return Exit.isSuccess(encoded)
+          ? { _: "success", value: encoded.value }
+          : { _: "codec", part: "success", issue: issueOf(Cause.squash(encoded.cause)) }
+      }
+      if (Cause.hasInterruptsOnly(exit.cause)) return { _: "interrupted" }
+      if (Cause.hasDies(exit.cause)) return defectOf(exit.cause)
+      const error = Cause.findErrorOption(exit.cause)
+      if (error._tag === "None") return defectOf(exit.cause)
+      const encoded = served.encodeFailure(error.value)
+      return Exit.isSuccess(encoded)
+        ? { _: "failure", error: encoded.value }
+        : { _: "codec", part: "failure", issue: issueOf(Cause.squash(encoded.cause)) }
+    }
+    let effect: Effect.Effect<unknown, unknown, R>
+    try {
+      effect = served.run(decoded.value)
+    } catch (defect) {
+      effect = Effect.die(defect)
+    }
+    const fiber = Effect.runForkWith(context)(effect)
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return post({ _: "done", id, outcome: outcomeOf(exit) })
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)
-      const outcome: Outcome = Exit.isSuccess(exit)
-        ? exit.value
-        : Cause.hasInterruptsOnly(exit.cause)
-        ? { _: "interrupted" }
-        : defectOf(exit.cause)
-      post({ _: "done", id, outcome })
+      post({ _: "done", id, outcome: outcomeOf(exit) })
     })
   }
 
