@@ -342,7 +342,7 @@ export const make = (
             if (Exit.isFailure(encoded)) {
               return Effect.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) }))
             }
-            return threads.get(threads.pick()).pipe(
+            return threads.take().pipe(
               Effect.flatMap((thread) => threads.call(thread, task.name, encoded.value, transfer)),
               Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )

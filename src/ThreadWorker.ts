@@ -59,6 +59,11 @@ export const serve = <R = never, E = never>(
   }]))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
+  /** Sends a task's outcome; one that cannot be cloned (a function, say) fails the task instead. */
+  const reply = (id: number, outcome: Outcome) =>
+    outbox.send({ _: "done", id, outcome }, [], (issue) =>
+      post({ _: "done", id, outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue } }))
+
   const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown) => {
     const served = byName.get(name)
     if (served === undefined) {
@@ -92,11 +97,11 @@ export const serve = <R = never, E = never>(
     }
     const fiber = Effect.runForkWith(context)(effect)
     const exit = fiber.pollUnsafe()
-    if (exit !== undefined) return post({ _: "done", id, outcome: outcomeOf(exit) })
+    if (exit !== undefined) return reply(id, outcomeOf(exit))
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)
-      post({ _: "done", id, outcome: outcomeOf(exit) })
+      reply(id, outcomeOf(exit))
     })
   }
 

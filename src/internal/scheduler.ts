@@ -644,12 +644,20 @@ export class Scheduler<W> {
       const job = deadline.job
       this.clearDeadline(job)
       const millis = deadline.phase === "queued" ? deadline.at - job.time : job.timeout
-      const running = job.state === RUNNING
-      this.settle(job, Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase })), "timedOut")
-      if (running) {
-        // ended for its awaiter; it keeps its slot until it has stopped (its finalizers ran)
+      const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase }))
+      if (job.state === RUNNING) {
+        // ended for its awaiter, counted as stopping and asked to stop before anyone is told: an
+        // awaiter that reacts at once must see the pool as it is
+        const listeners = job.result as Listener | Array<Listener> | undefined
+        job.state = DONE + ENDINGS.indexOf("timedOut")
+        job.result = exit
+        this.ended.timedOut++
         this.stoppingJobs++
         this.executor.interrupt(job)
+        this.changed()
+        notify(listeners, exit)
+      } else {
+        this.settle(job, exit, "timedOut")
       }
     }
     this.armTimer()

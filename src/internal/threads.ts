@@ -42,6 +42,8 @@ class Thread {
   retiring = false
   readonly exitWaiters: Array<() => void> = []
   idleTimer: Fiber.Fiber<void> | undefined = undefined
+  /** Tasks cancelled and not yet confirmed: the thread may be terminated soon. */
+  cancelling = 0
   readonly outbox: Outbox<ToThread>
   constructor(worker: NodeWorker, index: number) {
     this.worker = worker
@@ -64,6 +66,8 @@ export class Threads {
   private readonly slots: Array<number> = []
   /** A start under way per index, shared by every caller that needs that thread. */
   private readonly starting: Array<Fiber.Fiber<Thread, WorkerStartFailed> | undefined> = []
+  /** Tasks waiting for the thread at each index to start. */
+  private readonly waiting: Array<number> = []
   private readonly upkeep = new Set<Fiber.Fiber<unknown, unknown>>()
   /** Every thread spawned and not yet exited, ready or not. */
   private readonly alive = new Set<Thread>()
@@ -114,7 +118,13 @@ export class Threads {
     for (let i = 0; i < this.slots.length; i++) {
       if (this.slots[i] === 0) continue
       const thread = this.threads[i]
-      const load = thread === undefined ? 0.5 : thread.inflight.size
+      // a thread being started counts the tasks waiting for it; one with an unconfirmed cancel may
+      // be terminated soon, so it is taken only when nothing else is left
+      const load = thread === undefined || thread.stopping !== undefined
+        ? 0.5 + (this.waiting[i] ?? 0)
+        : thread.cancelling > 0
+        ? 1e9 + thread.inflight.size
+        : thread.inflight.size
       if (load < bestLoad) {
         best = i
         bestLoad = load
@@ -123,9 +133,31 @@ export class Threads {
     return best
   }
 
-  /** Gives a slot back; a thread with no slot left is stopped. */
-  release(index: number): Effect.Effect<void> {
+  /** The thread for a task that starts now, started first if need be. */
+  take(): Effect.Effect<Thread, WorkerStartFailed> {
     return Effect.suspend(() => {
+      const index = this.pick()
+      const thread = this.threads[index]
+      if (thread !== undefined && !thread.exited && thread.stopping === undefined) return Effect.succeed(thread)
+      this.waiting[index] = (this.waiting[index] ?? 0) + 1
+      return Effect.ensuring(
+        this.get(index),
+        Effect.sync(() => {
+          this.waiting[index]!--
+        })
+      )
+    })
+  }
+
+  /** Gives a slot back; a thread with no slot left is stopped. */
+  release(_index: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      // slots are not bound to threads (see pick): take it from the thread with the fewest, so
+      // that threads empty one by one
+      let index = -1
+      for (let i = 0; i < this.slots.length; i++) {
+        if (this.slots[i]! > 0 && (index < 0 || this.slots[i]! <= this.slots[index]!)) index = i
+      }
       if (--this.slots[index]! > 0) return Effect.void
       const thread = this.threads[index]
       // a start under way finishes (a task may be waiting for it); that thread retires once idle
@@ -210,14 +242,7 @@ export class Threads {
             return
           }
           case "done": {
-            const reply = thread.inflight.get(message.id)
-            if (reply === undefined) return
-            thread.inflight.delete(message.id)
-            reply(message.outcome)
-            if (thread.inflight.size === 0) {
-              if (thread.retiring) this.retireIfIdle(thread)
-              else this.armIdle(thread)
-            }
+            this.settle(thread, message.id, message.outcome)
           }
         }
       }))
@@ -234,6 +259,18 @@ export class Threads {
       })
       return Effect.promise(() => worker.terminate())
     })
+  }
+
+  /** A task on a thread has ended: whoever waits for it hears how; an idle thread may retire. */
+  private settle(thread: Thread, id: number, outcome: Outcome): void {
+    const reply = thread.inflight.get(id)
+    if (reply === undefined) return
+    thread.inflight.delete(id)
+    reply(outcome)
+    if (thread.inflight.size === 0) {
+      if (thread.retiring) this.retireIfIdle(thread)
+      else this.armIdle(thread)
+    }
   }
 
   /** A ready thread is gone: its tasks fail with its reason, and it is replaced if still needed. */
@@ -301,14 +338,16 @@ export class Threads {
       thread.idleTimer?.interruptUnsafe()
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
-      thread.outbox.send({ _: "run", id, task, payload }, transfer, (issue) => {
-        thread.inflight.delete(id)
-        resume(Effect.succeed({ _: "codec", part: "payload", issue }))
-      })
+      thread.outbox.send({ _: "run", id, task, payload }, transfer, (issue) =>
+        this.settle(thread, id, { _: "codec", part: "payload", issue }))
       return Effect.suspend(() => {
         if (!thread.inflight.has(id)) return Effect.void
         const confirmed = Effect.callback<void>((stopped) => {
-          thread.inflight.set(id, () => stopped(Effect.void))
+          thread.cancelling++
+          thread.inflight.set(id, () => {
+            thread.cancelling--
+            stopped(Effect.void)
+          })
           thread.outbox.send({ _: "cancel", id })
         })
         const grace = this.config.cancelGrace
