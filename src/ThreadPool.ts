@@ -158,7 +158,7 @@ export interface ThreadPool {
     payloads: Iterable<Task.Payload<T>>,
     options?: WorkPool.JobOptions
   ) => Effect.Effect<Array<Task.Success<T>>, Task.Failure<T> | TaskError>
-  /** Live threads (started and not exited). */
+  /** Threads alive: started and not exited, including those still starting or being terminated. */
   readonly threads: Effect.Effect<number>
   /** Changes the number of threads. */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
