@@ -582,7 +582,13 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       scheduler.target = target
       scheduler.retireIdle()
       scheduler.changed()
-      return grow > 0 ? scheduler.addWorkers(grow) as Effect.Effect<void, EW> : Effect.void
+      if (grow <= 0) return Effect.void
+      // a worker whose resource could not be acquired is not counted on: the target is what runs
+      return Effect.tapError(scheduler.addWorkers(grow) as Effect.Effect<void, EW>, () =>
+        Effect.sync(() => {
+          if (scheduler.target === target) scheduler.target = scheduler.workers.size
+          scheduler.changed()
+        }))
     })
 
   const setPaused = (paused: boolean) =>

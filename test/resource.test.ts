@@ -75,3 +75,19 @@ describe("per-worker resource", () => {
       assert.strictEqual(yield* pool.run((openedAt: number) => Effect.succeed(openedAt)), 0)
     }))
 })
+
+describe("per-worker resource failures", () => {
+  it.effect("a resize whose resources cannot be acquired fails and leaves the pool at the size it has", () =>
+    Effect.gen(function*() {
+      let opened = 0
+      const pool = yield* WorkPool.make({
+        concurrency: 1,
+        resource: (id) => (opened++ >= 2 ? Effect.fail(`no connection for worker ${id}` as const) : Effect.succeed(id))
+      })
+      const error = yield* Effect.flip(pool.resize(4))
+      assert.include(error as string, "no connection")
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.concurrency, stats.workers)
+      assert.isAtMost(stats.workers, 2)
+    }))
+})
