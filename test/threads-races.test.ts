@@ -6,18 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { PoolError, ThreadPool } from "../src/index.ts"
+import { PoolError } from "../src/index.ts"
 import { Echo, Passthrough, Peers, Sleep, Spin, ThreadId, Uncloneable } from "./fixtures/tasks.ts"
+import { makePool } from "./fixtures/pool.ts"
 import { waitFor } from "./helpers.ts"
 
-const worker = new URL("./fixtures/worker.ts", import.meta.url)
-
-const makePool = (options: Partial<ThreadPool.Options> = {}) =>
-  Effect.gen(function*() {
-    const counters = new SharedArrayBuffer(16 * 4)
-    const pool = yield* ThreadPool.make({ worker, threads: 2, workerData: { counters }, ...options })
-    return { pool, counters: new Int32Array(counters) }
-  })
 
 describe("ThreadPool races and corner cases", () => {
   // ThreadWorker posts "done" through an Outbox with no onFailure: a result that encodes but cannot

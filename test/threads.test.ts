@@ -3,16 +3,9 @@ import { Cause, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, ThreadPool } from "../src/index.ts"
 import { BadResult, Bytes, Crash, Die, Echo, Fail, HashFailed, Sleep, Spin, ThreadId, Unserved } from "./fixtures/tasks.ts"
+import { makePool, worker } from "./fixtures/pool.ts"
 import { waitFor } from "./helpers.ts"
 
-const worker = new URL("./fixtures/worker.ts", import.meta.url)
-
-const makePool = (options: Partial<ThreadPool.Options> = {}) =>
-  Effect.gen(function*() {
-    const counters = new SharedArrayBuffer(16 * 4)
-    const pool = yield* ThreadPool.make({ worker, threads: 2, workerData: { counters }, ...options })
-    return { pool, counters: new Int32Array(counters) }
-  })
 
 describe("ThreadPool", () => {
   it.live("runs tasks on threads with typed outcomes across the boundary", () =>
