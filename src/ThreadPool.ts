@@ -80,6 +80,8 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly idleTimeout?: Duration.Input | undefined
   /** When a thread fails to start, how to try again; default `Schedule.recurs(2)` (3 attempts). */
   readonly startSchedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /** How long a thread may take to start and report ready before the attempt fails; default 30 seconds. */
+  readonly startTimeout?: Duration.Input | undefined
   /** Passed to each `Worker` (heap limits): a thread over them crashes alone. */
   readonly resourceLimits?: ResourceLimits | undefined
   /** Passed to each `Worker` as `workerData`. */
@@ -308,6 +310,9 @@ export const make = (
         cancelGrace: options.cancelGrace === undefined
           ? 1000
           : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
+        startTimeout: options.startTimeout === undefined
+          ? 30_000
+          : config.millis("startTimeout", options.startTimeout, "deadline"),
         idleTimeout: options.idleTimeout === undefined
           ? 0
           : config.millis("idleTimeout", options.idleTimeout, "positiveFinite")
@@ -320,13 +325,14 @@ export const make = (
       cancelGrace: checked.cancelGrace,
       idleTimeout: checked.idleTimeout,
       startSchedule: options.startSchedule ?? Schedule.recurs(2),
+      startTimeout: checked.startTimeout,
       resourceLimits: options.resourceLimits,
       workerData: options.workerData
     }, context)
     // added first, so it runs last: after the pool has shut down and released its slots
     yield* Effect.addFinalizer(() => threads.close())
     threads.target = checked.threads
-    const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
+    const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, startTimeout: _st, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
       concurrency: checked.threads * checked.tasksPerThread,

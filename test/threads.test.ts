@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, ThreadPool } from "../src/index.ts"
 import { BadResult, Bytes, Crash, Die, Echo, Fail, HashFailed, Sleep, Spin, ThreadId, Unserved } from "./fixtures/tasks.ts"
@@ -81,6 +81,21 @@ describe("ThreadPool", () => {
       assert.instanceOf(error, PoolError.WorkerStartFailed)
       assert.strictEqual((error as PoolError.WorkerStartFailed).attempts, 3)
       assert.include((error as PoolError.WorkerStartFailed).reason, "this worker cannot start")
+    }))
+
+  it.live("a worker that never reports ready fails the start after startTimeout, per attempt", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        ThreadPool.make({
+          worker: new URL("./fixtures/never-ready-worker.ts", import.meta.url),
+          threads: 1,
+          startTimeout: "300 millis",
+          startSchedule: Schedule.recurs(1)
+        })
+      )
+      assert.instanceOf(error, PoolError.WorkerStartFailed)
+      assert.strictEqual((error as PoolError.WorkerStartFailed).attempts, 2)
+      assert.include((error as PoolError.WorkerStartFailed).reason, "did not report ready within 300 ms")
     }))
 
   it.live("a payload or result that does not match its schema fails that task; the thread survives", () =>
@@ -184,7 +199,8 @@ describe("ThreadPool", () => {
         [{ threads: 0 }, "threads"],
         [{ tasksPerThread: 1.5 }, "tasksPerThread"],
         [{ cancelGrace: -1 }, "cancelGrace"],
-        [{ idleTimeout: 0 }, "idleTimeout"]
+        [{ idleTimeout: 0 }, "idleTimeout"],
+        [{ startTimeout: Number.NaN }, "startTimeout"]
       ] as const) {
         const error = yield* Effect.flip(ThreadPool.make({ worker, ...options }))
         assert.strictEqual(error._tag === "InvalidPoolConfig" && error.field, field)

@@ -24,6 +24,8 @@ export interface ThreadsConfig {
   /** 0: threads are never retired for being idle. */
   readonly idleTimeout: number
   readonly startSchedule: Schedule.Schedule<unknown, unknown>
+  /** Milliseconds a thread may take to report ready; 0 means no limit. */
+  readonly startTimeout: number
   readonly resourceLimits: ResourceLimits | undefined
   readonly workerData: unknown
 }
@@ -193,7 +195,14 @@ export class Threads {
     let attempts = 0
     return Effect.suspend(() => {
       attempts++
-      return this.spawn(index)
+      const timeout = this.config.startTimeout
+      // a thread that never reports ready (its layer build hangs, say) counts as a failed start
+      return timeout === 0 ? this.spawn(index) : this.spawn(index).pipe(
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () => Effect.fail(`the thread did not report ready within ${timeout} ms`)
+        })
+      )
     }).pipe(
       Effect.retry(this.config.startSchedule),
       Effect.mapError((reason) => new WorkerStartFailed({ attempts, reason })),
