@@ -64,9 +64,11 @@ export const RUNNING = 3
 /** Ended: `state = DONE + the index of its ending in ENDINGS`. */
 export const DONE = 4
 
-export type Outcome = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "dropped"
 export const ENDINGS = ["succeeded", "failed", "defects", "timedOut", "interrupted", "dropped", "rejected"] as const
 export type Ending = typeof ENDINGS[number]
+/** How an admitted job ends (`rejected` is for submissions refused before admission). */
+export type Outcome = Exclude<Ending, "rejected">
+const ENDING_INDEX = Object.fromEntries(ENDINGS.map((ending, index) => [ending, index])) as Record<Ending, number>
 
 export type JobStatus =
   | "waiting"
@@ -183,6 +185,14 @@ export class Job implements QueueEntry {
         }
       }
     })
+  }
+
+  /** Records how the job ended and returns the listeners to tell: the caller tells them last. */
+  end(exit: Exit.Exit<any, any>, ending: Ending): Listener | Array<Listener> | undefined {
+    const listeners = this.result as Listener | Array<Listener> | undefined
+    this.state = DONE + ENDING_INDEX[ending]
+    this.result = exit
+    return listeners
   }
 
   addListener(listener: Listener): void {
@@ -429,9 +439,7 @@ export class Scheduler<W> {
   private markRejected(job: Job, error: PoolShutdown | QueueFull): Listener | Array<Listener> | undefined {
     this.submitted--
     this.rejected++
-    const listeners = job.result as Listener | Array<Listener> | undefined
-    job.state = DONE + ENDINGS.indexOf("rejected")
-    job.result = Exit.fail(error)
+    const listeners = job.end(Exit.fail(error), "rejected")
     if (job.deadline !== undefined) this.clearDeadline(job)
     return listeners
   }
@@ -542,9 +550,7 @@ export class Scheduler<W> {
   settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome): void {
     const state = job.state
     if (state >= DONE) return
-    const listeners = job.result as Listener | Array<Listener> | undefined
-    job.state = DONE + ENDINGS.indexOf(outcome)
-    job.result = exit
+    const listeners = job.end(exit, outcome)
     // the queue sees the job as gone (`inQueue` is false) before it removes it
     if (state === QUEUED) this.queue.remove(job)
     // a waiting job stays in `waiting` and is skipped there
@@ -648,9 +654,7 @@ export class Scheduler<W> {
       if (job.state === RUNNING) {
         // ended for its awaiter, counted as stopping and asked to stop before anyone is told: an
         // awaiter that reacts at once must see the pool as it is
-        const listeners = job.result as Listener | Array<Listener> | undefined
-        job.state = DONE + ENDINGS.indexOf("timedOut")
-        job.result = exit
+        const listeners = job.end(exit, "timedOut")
         this.ended.timedOut++
         this.stoppingJobs++
         this.executor.interrupt(job)
