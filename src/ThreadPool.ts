@@ -138,7 +138,12 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
  * @since 0.1.0
  * @category models
  */
-export interface ThreadPool {
+export interface ThreadPool extends
+  Pick<
+    WorkPool.WorkPool,
+    "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "shutdown" | "awaitTermination"
+  >
+{
   /** Runs a task on a thread and waits for its decoded result. */
   readonly run: <T extends Task.Any>(
     task: T,
@@ -164,15 +169,8 @@ export interface ThreadPool {
   readonly threads: Effect.Effect<number>
   /** Changes the number of threads. */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
-  readonly stats: Effect.Effect<WorkPool.PoolStats>
-  readonly changes: WorkPool.WorkPool["changes"]
-  readonly pause: Effect.Effect<void>
-  readonly resume: Effect.Effect<void>
-  readonly awaitIdle: Effect.Effect<void>
-  readonly shutdown: Effect.Effect<void>
   /** Immediate shutdown; returns the tasks that never started, with their payloads. */
   readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedTask>>
-  readonly awaitTermination: Effect.Effect<void>
 }
 
 /**
