@@ -32,6 +32,10 @@ const countingClock = Effect.gen(function*() {
   return { clock, state }
 })
 
+/** A job that signals `started`, then runs until it is interrupted; `onStop` runs as it stops. */
+const signalsThenHangs = (started: Deferred.Deferred<void>, onStop: () => void) =>
+  Deferred.succeed(started, undefined).pipe(Effect.andThen(Effect.never), Effect.ensuring(Effect.sync(onStop)))
+
 describe("reentrancy and races: admission and the queue", () => {
   it.effect("capacity 0: a submitter that loops on run does not starve a suspended submitter", () =>
     Effect.gen(function*() {
@@ -75,10 +79,7 @@ describe("reentrancy and races: cancellation", () => {
       let finalized = false
       // queued now; started by the pump when the blocker ends
       const caller = yield* Effect.forkChild(
-        pool.run(Deferred.succeed(started, undefined).pipe(
-          Effect.andThen(Effect.never),
-          Effect.ensuring(Effect.sync(() => (finalized = true)))
-        ))
+        pool.run(signalsThenHangs(started, () => (finalized = true)))
       )
       yield* settle
       // interrupts the caller as soon as the job has signalled that it started
@@ -110,10 +111,7 @@ describe("reentrancy and races: cancellation", () => {
       const started = yield* Deferred.make<void>()
       let finalized = false
       const caller = yield* Effect.forkChild(
-        pool.run(Deferred.succeed(started, undefined).pipe(
-          Effect.andThen(Effect.never),
-          Effect.ensuring(Effect.sync(() => (finalized = true)))
-        ))
+        pool.run(signalsThenHangs(started, () => (finalized = true)))
       )
       // resumed while the caller is still inside `run`, admitting its job
       yield* Deferred.await(started)
