@@ -236,7 +236,7 @@ const program = Effect.gen(function*() {
   for (const kind of kinds) row(kind, cells(outcomes.filter((o) => o.kind === kind)))
   row("total", cells(outcomes))
   console.log(
-    `\nutilisation ${(stats.utilisation * 100).toFixed(0)}% | mean wait ${stats.meanWaitMillis.toFixed(0)} ms | ` +
+    `\nutilization ${(stats.utilization * 100).toFixed(0)}% | mean wait ${stats.meanWaitMillis.toFixed(0)} ms | ` +
       `mean run ${stats.meanRunMillis.toFixed(0)} ms | ${((Date.now() - started) / 1000).toFixed(1)} s | ` +
       `pool accounting: ${stats.submitted} submitted = ${finished(stats)} finished`
   )

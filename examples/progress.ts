@@ -71,7 +71,7 @@ const program = Effect.gen(function*() {
   const stats = yield* pool.stats
   yield* Console.log(
     `done: ${results.filter((r) => r._tag === "Success").length} thumbnails, ${stats.failed} failures, ` +
-      `utilisation ${(stats.utilisation * 100).toFixed(0)}%, mean run ${stats.meanRunMillis.toFixed(1)} ms, ` +
+      `utilization ${(stats.utilization * 100).toFixed(0)}%, mean run ${stats.meanRunMillis.toFixed(1)} ms, ` +
       `mean wait ${stats.meanWaitMillis.toFixed(1)} ms`
   )
 })

@@ -239,7 +239,7 @@ export interface UnstartedJob {
  *
  * const report = (pool: WorkPool.WorkPool) =>
  *   Stream.runForEach(pool.changes, (s: WorkPool.PoolStats) =>
- *     Console.log(`${s.running}/${s.workers} busy, ${s.queued} queued, ${(s.utilisation * 100).toFixed(0)}% used`))
+ *     Console.log(`${s.running}/${s.workers} busy, ${s.queued} queued, ${(s.utilization * 100).toFixed(0)}% used`))
  * ```
  * @since 0.1.0
  * @category models
@@ -270,7 +270,7 @@ export interface PoolStats {
   readonly dropped: number
   readonly rejected: number
   /** Busy worker time over available worker time since the pool started, 0 to 1. */
-  readonly utilisation: number
+  readonly utilization: number
   /** Mean time from submission to start, of the jobs that started. */
   readonly meanWaitMillis: number
   /** Mean time from start to stop, of the jobs that stopped. */
@@ -422,7 +422,7 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     interrupted: ended.interrupted,
     dropped: ended.dropped,
     rejected: scheduler.rejected,
-    utilisation: scheduler.utilisation(),
+    utilization: scheduler.utilization(),
     meanWaitMillis: scheduler.started === 0 ? 0 : scheduler.totalWaitMillis / scheduler.started,
     meanRunMillis: stopped === 0 ? 0 : scheduler.totalRunMillis / stopped
   }

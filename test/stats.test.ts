@@ -56,15 +56,15 @@ describe("stats", () => {
       )
     }))
 
-  it.effect("utilisation, mean wait and mean run time come from the pool's clock", () =>
+  it.effect("utilization, mean wait and mean run time come from the pool's clock", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 2 })
-      // one worker busy for 10 s, the other idle: 50% utilisation
+      // one worker busy for 10 s, the other idle: 50% utilization
       const one = yield* pool.submit(Effect.sleep("10 seconds"))
       yield* TestClock.adjust("10 seconds")
       yield* one.await
       let stats = yield* pool.stats
-      assert.closeTo(stats.utilisation, 0.5, 1e-9)
+      assert.closeTo(stats.utilization, 0.5, 1e-9)
       assert.strictEqual(stats.meanRunMillis, 10_000)
       assert.strictEqual(stats.meanWaitMillis, 0)
       // three jobs on two workers: the third waits 4 s
@@ -76,7 +76,7 @@ describe("stats", () => {
       assert.strictEqual(stats.meanWaitMillis, 1_000) // (0 + 0 + 0 + 4000) / 4 started jobs
       assert.strictEqual(stats.meanRunMillis, (10_000 + 3 * 4_000) / 4)
       // busy: 10 + 12 worker-seconds over 2 workers × 18 s
-      assert.closeTo(stats.utilisation, 22 / 36, 1e-9)
+      assert.closeTo(stats.utilization, 22 / 36, 1e-9)
     }))
 
   it.effect("changes emits the current stats, then coalesced updates, and ends when the pool stops", () =>

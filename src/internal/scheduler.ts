@@ -800,7 +800,7 @@ export class Scheduler<W> {
     }
   }
 
-  utilisation(): number {
+  utilization(): number {
     this.trackArea()
     return this.capacityArea === 0 ? (this.workers.size === 0 ? 0 : this.busy / this.workers.size) :
       this.busyArea / this.capacityArea
