@@ -97,7 +97,12 @@ export interface Options<W = void, EW = never, RW = never> {
   /**
    * Aging: each `aging` of waiting raises a queued job by one priority level, so that a job of
    * priority `p` is passed by a job of priority `q > p` only if that job came less than
-   * `(q - p) × aging` after it. Default: none (strict priority).
+   * `(q - p) × aging` after it (one that came exactly that much later runs after it: FIFO).
+   * Default: none (strict priority).
+   *
+   * The rule holds exactly for whole-number priorities (and halves, quarters, ...) as long as
+   * `|priority| × aging` stays below 2^53 ms (with `aging: "1 second"`, priorities within ±9 × 10^12);
+   * for other fractions such as 0.1, to within the rounding of `priority × aging`.
    */
   readonly aging?: Duration.Input | undefined
   /** How long a graceful shutdown waits for queued and running jobs; default 30 seconds. */

@@ -3,9 +3,10 @@ import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 /**
  * What the queue needs of an entry. `score` orders entries (higher first), `seq` breaks ties
  * (lower first, so FIFO within a score). With aging the scheduler sets
- * `score = priority - enqueuedAt / agingMillis`: a waiting job gains one priority level per
- * `agingMillis`, and since every queued job ages at the same rate the order between two jobs never
- * changes while they wait. So aging needs no re-sorting and every operation stays O(log lanes).
+ * `score = priority × agingMillis - enqueuedAt` (in milliseconds, exact at boundaries: see
+ * `Job.score`): a waiting job gains one priority level per `agingMillis`, and since every queued
+ * job ages at the same rate the order between two jobs never changes while they wait. So aging
+ * needs no re-sorting and every operation stays O(log lanes).
  *
  * @internal
  */

@@ -140,10 +140,16 @@ export class Job implements QueueEntry {
     return this.state === QUEUED
   }
 
-  /** With aging, a job gains one level per `aging` ms since its submission. */
+  /**
+   * With aging, a job gains one level per `aging` ms since its submission. The score is kept in
+   * milliseconds (`priority × aging − submittedAt`) rather than levels (`priority − submittedAt /
+   * aging`): clock times are whole milliseconds, so two scores are equal exactly when the later job
+   * came exactly `(q − p) × aging` after the earlier one, and the tie goes to the earlier (FIFO), as
+   * the rule in `Options.aging` says. A division would round there (3 − 2.3 > 1 − 0.3).
+   */
   get score(): number {
     const aging = this.scheduler.config.aging
-    return aging > 0 ? this.priority - (this.time - this.scheduler.epoch) / aging : this.priority
+    return aging > 0 ? this.priority * aging - (this.time - this.scheduler.epoch) : this.priority
   }
 
   get exit(): Exit.Exit<any, any> | undefined {
