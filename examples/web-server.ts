@@ -76,7 +76,7 @@ export interface JobView {
 export class Jobs extends Context.Service<Jobs, {
   readonly submit: (
     request: JobRequest
-  ) => Effect.Effect<number, PoolError.QueueFull | PoolError.PoolShutdown | PoolError.InvalidJobOptions>
+  ) => Effect.Effect<number, PoolError.AdmissionError>
   readonly view: (id: number) => Effect.Effect<Option.Option<JobView>>
 }>()("app/Jobs") {
   static readonly layer = Layer.effect(Jobs, Effect.gen(function*() {

@@ -233,6 +233,72 @@ export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("
 }
 
 /**
+ * What was submitted as a job is neither an `Effect` nor a function `(resource, jobId) => Effect`
+ * (a Promise, a number, `undefined`: possible from JavaScript, or through a cast). The job was not
+ * admitted. `field` is `"job"`, or `"jobs[i]"` for the `i`-th job given to `runAll`, in which case
+ * none of that batch was submitted.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1 })
+ *   const fromJavaScript: any = Promise.resolve(1)
+ *   return yield* Effect.flip(pool.run(fromJavaScript)) // InvalidJob { field: "job", value: "a Promise" }
+ * })
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidJob extends Schema.TaggedError<InvalidJob>()("InvalidJob", {
+  field: Schema.String,
+  value: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid ${this.field}: ${this.reason}, got ${this.value}`
+  }
+}
+
+/**
+ * The errors a submission can fail with before its job is admitted: a full queue (overflow
+ * `"fail"`), a pool that is shutting down, an invalid job or invalid job options.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { PoolError, WorkPool } from "effect-workpool"
+ *
+ * const trySubmit = <A, E>(pool: WorkPool.WorkPool, job: Effect.Effect<A, E>) =>
+ *   pool.submit(job).pipe(Effect.catch((e: PoolError.AdmissionError) => Effect.succeed(e._tag)))
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type AdmissionError = QueueFull | PoolShutdown | InvalidJobOptions | InvalidJob
+
+/**
+ * The errors the pool can give a job after admitting it: dropped by the overflow policy, timed out,
+ * or stopped by a shutdown. It is what `JobHandle.await` adds to the job's own error.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { PoolError, WorkPool } from "effect-workpool"
+ *
+ * const orNull = <A, E>(handle: WorkPool.JobHandle<A, E>) =>
+ *   handle.await.pipe(
+ *     Effect.catchTags({ JobDropped: () => Effect.succeed(null), JobTimeout: () => Effect.succeed(null) })
+ *   )
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type AdmittedJobError = JobDropped | JobTimeout | PoolShutdown
+
+/**
  * Every error the pool can add to a job submitted with `run`, `submit` or `runAll`.
  *
  * @example
@@ -246,7 +312,7 @@ export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("
  * @since 0.1.0
  * @category models
  */
-export type JobError = QueueFull | JobDropped | JobTimeout | PoolShutdown | InvalidJobOptions
+export type JobError = AdmissionError | AdmittedJobError
 
 /**
  * Every error of this library.
@@ -261,3 +327,52 @@ export type JobError = QueueFull | JobDropped | JobTimeout | PoolShutdown | Inva
  * @category models
  */
 export type PoolError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodecError | InvalidPoolConfig
+
+const errors = [
+  QueueFull,
+  JobDropped,
+  JobTimeout,
+  PoolShutdown,
+  InvalidJobOptions,
+  InvalidJob,
+  WorkerCrashed,
+  WorkerStartFailed,
+  TaskCodecError,
+  InvalidPoolConfig
+] as const
+
+const jobErrors = [QueueFull, JobDropped, JobTimeout, PoolShutdown, InvalidJobOptions, InvalidJob] as const
+
+/**
+ * Whether a value is one of this library's errors (by class, not by `_tag`: a job's own error
+ * tagged `"QueueFull"` is not one).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PoolError } from "effect-workpool"
+ *
+ * // retry the job's own failures, not what the pool did to it
+ * const retryOwnFailures = <A, E>(job: Effect.Effect<A, E>) =>
+ *   Effect.retry(job, { times: 3, while: (e) => !PoolError.isPoolError(e) })
+ * ```
+ * @since 0.2.0
+ * @category guards
+ */
+export const isPoolError = (u: unknown): u is PoolError => errors.some((error) => u instanceof error)
+
+/**
+ * Whether a value is one of the errors the pool adds to a job (`JobError`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PoolError } from "effect-workpool"
+ *
+ * const describe = (error: unknown) =>
+ *   PoolError.isJobError(error) ? `the pool: ${error._tag}` : `the job: ${String(error)}`
+ * ```
+ * @since 0.2.0
+ * @category guards
+ */
+export const isJobError = (u: unknown): u is JobError => jobErrors.some((error) => u instanceof error)

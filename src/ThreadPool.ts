@@ -35,11 +35,9 @@ import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
 import {
+  type AdmissionError,
   type InvalidPoolConfig,
-  type InvalidJobOptions,
   type JobError,
-  type PoolShutdown,
-  type QueueFull,
   TaskCodecError,
   WorkerCrashed,
   type WorkerStartFailed
@@ -157,7 +155,7 @@ export interface ThreadPool extends
     options?: TaskOptions
   ) => Effect.Effect<
     WorkPool.JobHandle<Task.Success<T>, Task.Failure<T> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
-    QueueFull | PoolShutdown | InvalidJobOptions
+    AdmissionError
   >
   /** Runs a task for each payload; results in input order; the first failure stops the rest. */
   readonly runAll: <T extends Task.Any>(

@@ -30,14 +30,16 @@ import { Clock, Context, type Duration, Effect, Exit, Layer, Option, Stream } fr
 import type * as Scope from "effect/Scope"
 import { dual } from "effect/Function"
 import {
+  type AdmissionError,
+  type AdmittedJobError,
+  type InvalidJob,
   InvalidJobOptions,
   InvalidPoolConfig,
-  type JobError,
-  type PoolShutdown,
-  type QueueFull
+  type JobError
 } from "./PoolError.ts"
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
+import * as JobKind from "./internal/job.ts"
 import * as Internal from "./internal/scheduler.ts"
 import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.ts"
 
@@ -194,8 +196,11 @@ export type JobStatus = Internal.JobStatus
  */
 export interface JobHandle<A, E> {
   readonly id: number
-  /** Waits for the job's result: its success, its own error, a pool error, or its defect. */
-  readonly await: Effect.Effect<A, E | JobError>
+  /**
+   * Waits for the job's result: its success, its own error, what the pool did to it once admitted
+   * (`JobDropped`, `JobTimeout`, `PoolShutdown`), or its defect.
+   */
+  readonly await: Effect.Effect<A, E | AdmittedJobError>
   /** Removes the job if it is still waiting or queued, interrupts it if running, and waits until it stopped. */
   readonly interrupt: Effect.Effect<void>
   readonly status: Effect.Effect<JobStatus>
@@ -313,7 +318,7 @@ export interface WorkPool<W = void, EW = never> {
   readonly submit: <A, E, R>(
     job: Job<A, E, R, W>,
     options?: JobOptions
-  ) => Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R>
+  ) => Effect.Effect<JobHandle<A, E>, AdmissionError, R>
   /**
    * Runs many jobs through the pool and returns their results in input order. The first failure
    * interrupts the others and is returned once they have stopped. To keep every outcome, map the
@@ -403,9 +408,29 @@ const checkJobOptions = (
   }
 }
 
+/** A refusal before admission, as an Exit: the caller returns it as it is. */
+class Failure {
+  readonly exit: Exit.Exit<never, InvalidJob | InvalidJobOptions>
+  constructor(error: InvalidJob | InvalidJobOptions) {
+    this.exit = Exit.fail(error)
+  }
+}
+
+/** Checks a submitted job and its options: what `run` and `submit` do before making its record. */
+const checkSubmission = (
+  scheduler: Scheduler<any>,
+  job: unknown,
+  options: JobOptions | undefined
+): CheckedJobOptions | Failure => {
+  const invalid = JobKind.check(job, "job")
+  if (invalid !== undefined) return new Failure(invalid)
+  const checked = checkJobOptions(scheduler, options)
+  return checked instanceof InvalidJobOptions ? new Failure(checked) : checked
+}
+
 /** A submitted job's handle, or the reason it was refused. */
-const admitted = <A, E>(job: JobRecord): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown> =>
-  job.ending === "rejected" ? (job.exit as Exit.Exit<never, QueueFull | PoolShutdown>) : Effect.succeed(job as any)
+const admitted = <A, E>(job: JobRecord): Effect.Effect<JobHandle<A, E>, AdmissionError> =>
+  job.ending === "rejected" ? (job.exit as Exit.Exit<never, AdmissionError>) : Effect.succeed(job as any)
 
 const snapshot = (scheduler: Scheduler<any>): PoolStats => {
   const ended = scheduler.ended
@@ -482,8 +507,8 @@ export const make = <W = void, EW = never, RW = never>(
 const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
     Effect.withFiber((fiber) => {
-      const checked = checkJobOptions(scheduler, options)
-      if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+      const checked = checkSubmission(scheduler, job, options)
+      if (checked instanceof Failure) return checked.exit
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
       // admitted inside the callback, so that an interruption at any point after admission
       // reaches the job; a job that ends during admission resumes the caller at once
@@ -497,13 +522,13 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   const submit = <A, E, R>(
     job: Job<A, E, R, W>,
     options?: JobOptions
-  ): Effect.Effect<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R> =>
-    Effect.withFiber<JobHandle<A, E>, QueueFull | PoolShutdown | InvalidJobOptions, R>((fiber) => {
-      const checked = checkJobOptions(scheduler, options)
-      if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+  ): Effect.Effect<JobHandle<A, E>, AdmissionError, R> =>
+    Effect.withFiber<JobHandle<A, E>, AdmissionError, R>((fiber) => {
+      const checked = checkSubmission(scheduler, job, options)
+      if (checked instanceof Failure) return checked.exit
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
       if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
-      return Effect.callback<JobHandle<A, E>, QueueFull | PoolShutdown>((resume) => {
+      return Effect.callback<JobHandle<A, E>, AdmissionError>((resume) => {
         if (record.state !== WAITING) return resume(admitted(record))
         scheduler.whenAdmitted(record, () => resume(admitted(record)))
         return Effect.sync(() => {
@@ -521,6 +546,11 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
       const items = Array.from(jobs)
       const count = items.length
+      // the whole batch is checked first: a bad job submits none of it
+      for (let i = 0; i < count; i++) {
+        const invalid = JobKind.check(items[i], `jobs[${i}]`)
+        if (invalid !== undefined) return Effect.fail(invalid)
+      }
       if (count === 0) return Effect.succeed([])
       const context = fiber.context
       return Effect.callback<Array<A>, E | JobError, R>((resume) => {
@@ -619,7 +649,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
       jobs.map((job): UnstartedJob => ({
         id: job.id,
         priority: job.priority,
-        effect: typeof job.effect === "function"
+        effect: JobKind.isFunction(job.effect)
           ? Effect.die(new Error(`job ${job.id} needs its pool's worker resource: resubmit UnstartedJob.job to such a pool`))
           : Effect.provideContext(job.effect, job.context) as Effect.Effect<unknown, unknown>,
         job: job.effect

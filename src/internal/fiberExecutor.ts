@@ -6,6 +6,7 @@
  * @internal
  */
 import { type Context, Effect, Exit, Fiber } from "effect"
+import { isFunction, notAnEffect } from "./job.ts"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
 
 export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
@@ -17,9 +18,10 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
   return {
     start(job: Job, worker: Worker<any>): void {
       let effect: Effect.Effect<any, any, any>
-      if (typeof job.effect === "function") {
+      if (isFunction(job.effect)) {
         try {
           effect = job.effect(worker.resource, job.id)
+          if (!Effect.isEffect(effect)) effect = Exit.die(notAnEffect(job.id, effect))
         } catch (defect) {
           effect = Exit.die(defect)
         }

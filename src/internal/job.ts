@@ -1,0 +1,43 @@
+/**
+ * What a job is: an `Effect`, or a function `(resource, jobId) => Effect` called when it starts.
+ * The two are told apart by `Effect.isEffect` first, never by `typeof === "function"` alone: in
+ * Effect 4 a `Context.Service` key (a class) and a `Context.Reference` are functions that are also
+ * Effects, and must run as the Effects they are.
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import { InvalidJob } from "../PoolError.ts"
+
+export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
+
+/** Whether a (valid) job is the function form. */
+export const isFunction = (job: Effect.Effect<any, any, any> | JobFunction): job is JobFunction =>
+  !Effect.isEffect(job)
+
+const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
+
+/** The error for a value submitted as a job that is neither form, or undefined if it is a job. */
+export const check = (job: unknown, field: string): InvalidJob | undefined =>
+  typeof job === "function" || Effect.isEffect(job)
+    ? undefined
+    : new InvalidJob({ field, value: show(job), reason: EXPECTED })
+
+/** The defect of a function job whose function returned something else than an Effect. */
+export const notAnEffect = (jobId: number, returned: unknown): Error =>
+  new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
+
+const show = (value: unknown): string => {
+  if (value === null || typeof value !== "object") {
+    return typeof value === "string" ? JSON.stringify(value) : String(value)
+  }
+  if (typeof (value as { then?: unknown }).then === "function") return "a Promise"
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value)
+  } catch {
+    // cyclic, or a BigInt inside: the class name says enough
+  }
+  if (text === undefined || text === "{}") return `an object (${value.constructor?.name ?? "no prototype"})`
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
