@@ -288,9 +288,10 @@ export type AdmissionError = QueueFull | PoolShutdown | InvalidJobOptions | Inva
  * import { Effect } from "effect"
  * import type { PoolError, WorkPool } from "effect-workpool"
  *
- * const orNull = <A, E>(handle: WorkPool.JobHandle<A, E>) =>
+ * // after admission, only these three can happen: no QueueFull to handle here
+ * const orNull = (handle: WorkPool.JobHandle<string, never>) =>
  *   handle.await.pipe(
- *     Effect.catchTags({ JobDropped: () => Effect.succeed(null), JobTimeout: () => Effect.succeed(null) })
+ *     Effect.catch((e: PoolError.AdmittedJobError) => Effect.succeed(e._tag === "PoolShutdown" ? null : e.message))
  *   )
  * ```
  * @since 0.2.0

@@ -27,12 +27,15 @@
  * ```
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, Schedule, Schema } from "effect"
+import { Cause, type Context, Effect, Exit, type Layer, Schedule, Schema, Stream } from "effect"
 import type * as Duration from "effect/Duration"
+import { dual } from "effect/Function"
+import { hasProperty } from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
+import * as Pools from "./internal/service.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
 import {
   type AdmissionError,
@@ -44,6 +47,34 @@ import {
 } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import * as WorkPool from "./WorkPool.ts"
+
+/**
+ * Marks a value as a `ThreadPool` (see `isThreadPool`).
+ *
+ * @example
+ * ```ts
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
+ *
+ * const looksLikeAThreadPool = (u: object) => ThreadPool.TypeId in u
+ * ```
+ * @since 0.2.0
+ * @category type ids
+ */
+export const TypeId = "~effect-workpool/ThreadPool" as const
+
+/**
+ * The type of `TypeId`.
+ *
+ * @example
+ * ```ts
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
+ *
+ * const id: ThreadPool.TypeId = "~effect-workpool/ThreadPool"
+ * ```
+ * @since 0.2.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
 
 /**
  * Options of a thread pool. Only `worker` is required. The queue options (`capacity`, `overflow`,
@@ -136,44 +167,46 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
  * @since 0.1.0
  * @category models
  */
-export interface ThreadPool extends
+export interface ThreadPool<T extends Task.Any = Task.Any> extends
   Pick<
     WorkPool.WorkPool,
     "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "shutdown" | "awaitTermination"
   >
 {
+  readonly [TypeId]: TypeId
   /** Runs a task on a thread and waits for its decoded result. */
-  readonly run: <T extends Task.Any>(
-    task: T,
-    payload: Task.Payload<T>,
+  readonly run: <U extends T>(
+    task: U,
+    payload: Task.Payload<U>,
     options?: TaskOptions
-  ) => Effect.Effect<Task.Success<T>, Task.Failure<T> | TaskError>
+  ) => Effect.Effect<Task.Success<U>, Task.Failure<U> | TaskError>
   /** Submits a task; the handle's `await` gives its result. */
-  readonly submit: <T extends Task.Any>(
-    task: T,
-    payload: Task.Payload<T>,
+  readonly submit: <U extends T>(
+    task: U,
+    payload: Task.Payload<U>,
     options?: TaskOptions
   ) => Effect.Effect<
-    WorkPool.JobHandle<Task.Success<T>, Task.Failure<T> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
+    WorkPool.JobHandle<Task.Success<U>, Task.Failure<U> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
     AdmissionError
   >
   /** Runs a task for each payload; results in input order; the first failure stops the rest. */
-  readonly runAll: <T extends Task.Any>(
-    task: T,
-    payloads: Iterable<Task.Payload<T>>,
+  readonly runAll: <U extends T>(
+    task: U,
+    payloads: Iterable<Task.Payload<U>>,
     options?: WorkPool.JobOptions
-  ) => Effect.Effect<Array<Task.Success<T>>, Task.Failure<T> | TaskError>
+  ) => Effect.Effect<Array<Task.Success<U>>, Task.Failure<U> | TaskError>
   /** Threads alive: started and not exited, including those still starting or being terminated. */
   readonly threads: Effect.Effect<number>
   /** Changes the number of threads. */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
   /** Immediate shutdown; returns the tasks that never started, with their payloads. */
-  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedTask>>
+  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedTask<T>>>
 }
 
 /**
  * A task that never started, returned by `shutdownNow` so that it can be run elsewhere. Its
- * awaiters got `PoolShutdown`.
+ * awaiters got `PoolShutdown`. For a pool of several tasks (`ThreadPool<typeof A | typeof B>`) it
+ * is a union with one member per task, each with that task's payload type.
  *
  * @example
  * ```ts
@@ -187,12 +220,13 @@ export interface ThreadPool extends
  * @since 0.1.0
  * @category models
  */
-export interface UnstartedTask {
-  readonly id: number
-  readonly priority: number
-  readonly task: Task.Any
-  readonly payload: unknown
-}
+export type UnstartedTask<T extends Task.Any = Task.Any> = T extends Task.Any ? {
+    readonly id: number
+    readonly priority: number
+    readonly task: T
+    readonly payload: Task.Payload<T>
+  }
+  : never
 
 /** The pool's job for one task; it carries its task and payload for `shutdownNow`. */
 interface TaskJob {
@@ -288,9 +322,9 @@ const decodeReply = <T extends Task.Any>(
  * @since 0.1.0
  * @category constructors
  */
-export const make = (
+export const make = <T extends Task.Any = Task.Any>(
   options: Options
-): Effect.Effect<ThreadPool, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
+): Effect.Effect<ThreadPool<T>, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const checked = yield* config.checkPoolOptions(() => {
       const entry = options.worker
@@ -335,7 +369,7 @@ export const make = (
       resource: () => Effect.acquireRelease(threads.allocate(), (index) => threads.release(index))
     })
 
-    const job = <T extends Task.Any>(task: T, payload: Task.Payload<T>, transfer: ReadonlyArray<TransferListItem>) =>
+    const job = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
       Object.assign(
         // the slot only bounds how many tasks run; the thread is chosen when the task starts
         (_slot: number, jobId: number) =>
@@ -354,6 +388,7 @@ export const make = (
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
     return {
+      [TypeId]: TypeId,
       run: (task, payload, options) => pool.run(job(task, payload, options?.transfer ?? noTransfer), options),
       submit: (task, payload, options) => pool.submit(job(task, payload, options?.transfer ?? noTransfer), options),
       runAll: (task, payloads, options) =>
@@ -378,14 +413,137 @@ export const make = (
         return pool.shutdownNow.pipe(
           Effect.tap(() => threads.close()),
           Effect.map((jobs) =>
-            jobs.map((unstarted): UnstartedTask => {
+            jobs.map((unstarted) => {
               const { payload, task } = unstarted.job as TaskJob
-              return { id: unstarted.id, priority: unstarted.priority, task, payload }
+              return { id: unstarted.id, priority: unstarted.priority, task, payload } as UnstartedTask<T>
             })
           )
         )
       }),
       awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
-    } satisfies ThreadPool
+    } satisfies ThreadPool<T>
   })
 
+/**
+ * Whether a value is a `ThreadPool`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
+ *
+ * const describe = (pool: unknown) => ThreadPool.isThreadPool(pool) ? pool.threads : Effect.succeed(0)
+ * ```
+ * @since 0.2.0
+ * @category guards
+ */
+export const isThreadPool = (u: unknown): u is ThreadPool<Task.Any> => hasProperty(u, TypeId)
+
+/**
+ * A layer that makes the thread pool for `tag` and shuts it down (terminating its threads) when the
+ * layer is released. The options may be an `Effect`, for example read from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Config, Context, Effect } from "effect"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
+ * import type { Hash } from "./tasks.ts"
+ *
+ * class Hasher extends Context.Service<Hasher, ThreadPool.ThreadPool<typeof Hash>>()("app/Hasher") {}
+ * const worker = new URL("./worker.ts", import.meta.url)
+ * const HasherLive = ThreadPool.layer(Hasher, { worker, threads: 4 })
+ * const HasherFromConfig = ThreadPool.layer(
+ *   Hasher,
+ *   Effect.map(Config.Int("HASH_THREADS"), (threads) => ({ worker, threads }))
+ * )
+ * ```
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = <I, T extends Task.Any = Task.Any, EO = never, RO = never>(
+  tag: Context.Key<I, ThreadPool<T>>,
+  options: Options | Effect.Effect<Options, EO, RO>
+): Layer.Layer<I, InvalidPoolConfig | WorkerStartFailed | EO, RO> => Pools.layer(tag, options, make<T>)
+
+/**
+ * Declares a thread pool as a service class with a `layer`, the way `WorkPool.Service` does. The
+ * second type parameter lists the pool's tasks (default: any task).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
+ * import { Hash } from "./tasks.ts"
+ *
+ * class Hasher extends ThreadPool.Service<Hasher, typeof Hash>()("app/Hasher", {
+ *   worker: new URL("./worker.ts", import.meta.url),
+ *   threads: 4
+ * }) {}
+ *
+ * const digest = (input: string) =>
+ *   Effect.gen(function* () {
+ *     const pool = yield* Hasher
+ *     return yield* pool.run(Hash, { input, rounds: 1000 })
+ *   }).pipe(Effect.provide(Hasher.layer))
+ * ```
+ * @since 0.2.0
+ * @category constructors
+ */
+export const Service = <Self, T extends Task.Any = Task.Any>() =>
+<const Id extends string, EO = never, RO = never>(
+  id: Id,
+  options: Options | Effect.Effect<Options, EO, RO>
+): Context.ServiceClass<Self, Id, ThreadPool<T>> & {
+  readonly layer: Layer.Layer<Self, InvalidPoolConfig | WorkerStartFailed | EO, RO>
+} => Pools.service<Self, ThreadPool<T>, Options, InvalidPoolConfig | WorkerStartFailed, Scope.Scope, EO, RO>(
+  id,
+  options,
+  make<T>
+) as any
+
+/**
+ * Runs `task` on a thread for every element of a stream of payloads, emitting the results in input
+ * order, or in completion order with `unordered: true`. `buffer` (default: twice the pool's
+ * concurrency, `threads × tasksPerThread`, when the stream is built) bounds how many elements are
+ * in the pool at once.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
+ * import { Hash } from "./tasks.ts"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool = yield* ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url) })
+ *   return yield* Stream.make("a", "b", "c").pipe(
+ *     Stream.map((input) => ({ input, rounds: 1000 })),
+ *     ThreadPool.mapStream(pool, Hash, { unordered: true }),
+ *     Stream.runCollect
+ *   )
+ * }))
+ * ```
+ * @since 0.2.0
+ * @category combinators
+ */
+export const mapStream: {
+  <T extends Task.Any, U extends T>(
+    pool: ThreadPool<T>,
+    task: U,
+    options?: WorkPool.MapStreamOptions
+  ): <E, R>(self: Stream.Stream<Task.Payload<U>, E, R>) => Stream.Stream<Task.Success<U>, E | Task.Failure<U> | TaskError, R>
+  <E, R, T extends Task.Any, U extends T>(
+    self: Stream.Stream<Task.Payload<U>, E, R>,
+    pool: ThreadPool<T>,
+    task: U,
+    options?: WorkPool.MapStreamOptions
+  ): Stream.Stream<Task.Success<U>, E | Task.Failure<U> | TaskError, R>
+} = dual(
+  (args) => Stream.isStream(args[0]),
+  <E, R, T extends Task.Any, U extends T>(
+    self: Stream.Stream<Task.Payload<U>, E, R>,
+    pool: ThreadPool<T>,
+    task: U,
+    options?: WorkPool.MapStreamOptions
+  ): Stream.Stream<Task.Success<U>, E | Task.Failure<U> | TaskError, R> =>
+    Pools.mapStream(self, pool.stats, (payload: Task.Payload<U>) => pool.run(task, payload, options), options)
+)

@@ -29,6 +29,7 @@
 import { Clock, Context, type Duration, Effect, Exit, Layer, Option, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { dual } from "effect/Function"
+import { hasProperty } from "effect/Predicate"
 import {
   type AdmissionError,
   type AdmittedJobError,
@@ -40,8 +41,37 @@ import {
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
 import * as JobKind from "./internal/job.ts"
+import * as Pools from "./internal/service.ts"
 import * as Internal from "./internal/scheduler.ts"
 import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.ts"
+
+/**
+ * Marks a value as a `WorkPool` (see `isWorkPool`).
+ *
+ * @example
+ * ```ts
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const looksLikeAPool = (u: object) => WorkPool.TypeId in u
+ * ```
+ * @since 0.2.0
+ * @category type ids
+ */
+export const TypeId = "~effect-workpool/WorkPool" as const
+
+/**
+ * The type of `TypeId`.
+ *
+ * @example
+ * ```ts
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const id: WorkPool.TypeId = "~effect-workpool/WorkPool"
+ * ```
+ * @since 0.2.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
 
 /**
  * What happens when a job is submitted to a full queue.
@@ -222,7 +252,7 @@ export interface JobHandle<A, E> {
  * @since 0.1.0
  * @category models
  */
-export interface UnstartedJob {
+export interface UnstartedJob<W = void> {
   readonly id: number
   readonly priority: number
   /**
@@ -231,8 +261,8 @@ export interface UnstartedJob {
    * pool with the same kind of resource instead.
    */
   readonly effect: Effect.Effect<unknown, unknown>
-  /** The job as it was submitted. */
-  readonly job: Job<unknown, unknown, any, any>
+  /** The job as it was submitted: an Effect, or a function of a `W` resource. */
+  readonly job: Job<unknown, unknown, any, W>
 }
 
 /**
@@ -306,6 +336,7 @@ export interface PoolStats {
  * @category models
  */
 export interface WorkPool<W = void, EW = never> {
+  readonly [TypeId]: TypeId
   /**
    * Runs a job and waits for its result. Interrupting the caller removes the job if it is queued,
    * or interrupts it (running its finalizers) if it is running.
@@ -349,7 +380,7 @@ export interface WorkPool<W = void, EW = never> {
    * awaiters get `PoolShutdown`); waits until every job has stopped. Idempotent: later calls return
    * an empty array.
    */
-  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedJob>>
+  readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedJob<W>>>
   /** Waits until the pool has shut down. */
   readonly awaitTermination: Effect.Effect<void>
 }
@@ -635,6 +666,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     })
 
   return {
+    [TypeId]: TypeId,
     run,
     submit,
     runAll,
@@ -646,7 +678,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     awaitIdle: scheduler.waitUntil(() => scheduler.isIdle()),
     shutdown: scheduler.shutdown(),
     shutdownNow: Effect.map(scheduler.shutdownNow(), (jobs) =>
-      jobs.map((job): UnstartedJob => ({
+      jobs.map((job): UnstartedJob<W> => ({
         id: job.id,
         priority: job.priority,
         effect: JobKind.isFunction(job.effect)
@@ -681,7 +713,7 @@ export const layer = <I, W = void, EW = never, RW = never, EO = never, RO = neve
   tag: Context.Key<I, WorkPool<W, EW>>,
   options: Options<W, EW, RW> | Effect.Effect<Options<W, EW, RW>, EO, RO>
 ): Layer.Layer<I, InvalidPoolConfig | EW | EO, RW | RO> =>
-  Layer.effect(tag, Effect.isEffect(options) ? Effect.flatMap(options, make) : make(options))
+  Pools.layer(tag, options, make<W, EW, RW>)
 
 /**
  * Declares a pool as a service class with a `layer`, in one line, the way an app defines its other
@@ -711,10 +743,12 @@ export const Service = <Self>() =>
   options: Options<W, EW, RW> | Effect.Effect<Options<W, EW, RW>, EO, RO>
 ): Context.ServiceClass<Self, Id, WorkPool<W, EW>> & {
   readonly layer: Layer.Layer<Self, InvalidPoolConfig | EW | EO, RW | RO>
-} => {
-  const Key = Context.Service<Self, WorkPool<W, EW>>()(id)
-  return Object.assign(Key, { layer: layer(Key as any, options) }) as any
-}
+} =>
+  Pools.service<Self, WorkPool<W, EW>, Options<W, EW, RW>, InvalidPoolConfig | EW, Scope.Scope | RW, EO, RO>(
+    id,
+    options,
+    make
+  ) as any
 
 /**
  * Runs every element of a stream through the pool as a job, emitting the results in input order,
@@ -741,13 +775,13 @@ export const mapStream: {
   <In, A, E2, R2, W = void, EW = never>(
     pool: WorkPool<W, EW>,
     f: (input: In) => Job<A, E2, R2, W>,
-    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+    options?: MapStreamOptions
   ): <E, R>(self: Stream.Stream<In, E, R>) => Stream.Stream<A, E | E2 | JobError, R | R2>
   <In, E, R, A, E2, R2, W = void, EW = never>(
     self: Stream.Stream<In, E, R>,
     pool: WorkPool<W, EW>,
     f: (input: In) => Job<A, E2, R2, W>,
-    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+    options?: MapStreamOptions
   ): Stream.Stream<A, E | E2 | JobError, R | R2>
 } = dual(
   (args) => Stream.isStream(args[0]),
@@ -755,12 +789,45 @@ export const mapStream: {
     self: Stream.Stream<In, E, R>,
     pool: WorkPool<W, EW>,
     f: (input: In) => Job<A, E2, R2, W>,
-    options?: JobOptions & { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined }
+    options?: MapStreamOptions
   ): Stream.Stream<A, E | E2 | JobError, R | R2> =>
-    Stream.unwrap(Effect.map(pool.stats, (stats) =>
-      Stream.mapEffect(self, (input: In) => pool.run(f(input), options), {
-        concurrency: options?.buffer ?? Math.max(2, stats.concurrency * 2),
-        unordered: options?.unordered ?? false
-      })))
+    Pools.mapStream(self, pool.stats, (input: In) => pool.run(f(input), options), options)
 )
+
+/**
+ * Options of `mapStream`: the options of each job, and how the stream goes through the pool.
+ *
+ * @example
+ * ```ts
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const options: WorkPool.MapStreamOptions = { priority: 1, unordered: true, buffer: 64 }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface MapStreamOptions extends JobOptions {
+  /** Emit results in completion order rather than input order; default false. */
+  readonly unordered?: boolean | undefined
+  /** How many elements may be in the pool at once; default twice the pool's concurrency. */
+  readonly buffer?: number | undefined
+}
+
+/**
+ * Whether a value is a `WorkPool`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1 })
+ *   return WorkPool.isWorkPool(pool) && !WorkPool.isWorkPool({ run: () => {} }) // true
+ * }))
+ * ```
+ * @since 0.2.0
+ * @category guards
+ */
+export const isWorkPool = (u: unknown): u is WorkPool<unknown, unknown> => hasProperty(u, TypeId)
 

@@ -1,0 +1,43 @@
+/**
+ * What makes a pool an Effect service, written once for every kind of pool: a layer from options or
+ * from an Effect of options (say, read from `Config`), a service class that carries its layer, and
+ * a stream combinator that runs each element through the pool.
+ *
+ * @internal
+ */
+import { Context, Effect, Layer, Stream } from "effect"
+import type * as Scope from "effect/Scope"
+
+/** Makes the pool for `tag` from options given as they are or as an Effect run when the layer is built. */
+export const layer = <I, P, O, E, R, EO, RO>(
+  tag: Context.Key<I, P>,
+  options: O | Effect.Effect<O, EO, RO>,
+  make: (options: O) => Effect.Effect<P, E, R>
+): Layer.Layer<I, E | EO, Exclude<R, Scope.Scope> | RO> =>
+  Layer.effect(tag, Effect.isEffect(options) ? Effect.flatMap(options, make) : make(options as O))
+
+/** A `Context.Service` key for a pool, with the pool's layer as its `layer`. */
+export const service = <Self, P, O, E, R, EO, RO>(
+  id: string,
+  options: O | Effect.Effect<O, EO, RO>,
+  make: (options: O) => Effect.Effect<P, E, R>
+) => {
+  const Key = Context.Service<Self, P>()(id)
+  return Object.assign(Key, { layer: layer(Key as Context.Key<Self, P>, options, make) })
+}
+
+/**
+ * Runs each element of a stream through `run`, at most `buffer` at once (default: twice the pool's
+ * concurrency when the stream is built), in input order unless `unordered`.
+ */
+export const mapStream = <In, E, R, A, E2, R2>(
+  self: Stream.Stream<In, E, R>,
+  stats: Effect.Effect<{ readonly concurrency: number }>,
+  run: (input: In) => Effect.Effect<A, E2, R2>,
+  options: { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined } | undefined
+): Stream.Stream<A, E | E2, R | R2> =>
+  Stream.unwrap(Effect.map(stats, (stats) =>
+    Stream.mapEffect(self, run, {
+      concurrency: options?.buffer ?? Math.max(2, stats.concurrency * 2),
+      unordered: options?.unordered ?? false
+    })))
