@@ -439,25 +439,12 @@ const checkJobOptions = (
   }
 }
 
-/** A refusal before admission, as an Exit: the caller returns it as it is. */
-class Failure {
-  readonly exit: Exit.Exit<never, InvalidJob | InvalidJobOptions>
-  constructor(error: InvalidJob | InvalidJobOptions) {
-    this.exit = Exit.fail(error)
-  }
-}
-
 /** Checks a submitted job and its options: what `run` and `submit` do before making its record. */
 const checkSubmission = (
   scheduler: Scheduler<any>,
   job: unknown,
   options: JobOptions | undefined
-): CheckedJobOptions | Failure => {
-  const invalid = JobKind.check(job, "job")
-  if (invalid !== undefined) return new Failure(invalid)
-  const checked = checkJobOptions(scheduler, options)
-  return checked instanceof InvalidJobOptions ? new Failure(checked) : checked
-}
+): CheckedJobOptions | InvalidJob | InvalidJobOptions => JobKind.check(job, "job") ?? checkJobOptions(scheduler, options)
 
 /** A submitted job's handle, or the reason it was refused. */
 const admitted = <A, E>(job: JobRecord): Effect.Effect<JobHandle<A, E>, AdmissionError> =>
@@ -539,7 +526,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
     Effect.withFiber((fiber) => {
       const checked = checkSubmission(scheduler, job, options)
-      if (checked instanceof Failure) return checked.exit
+      if ("_tag" in checked) return Effect.fail(checked)
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
       // admitted inside the callback, so that an interruption at any point after admission
       // reaches the job; a job that ends during admission resumes the caller at once
@@ -556,7 +543,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   ): Effect.Effect<JobHandle<A, E>, AdmissionError, R> =>
     Effect.withFiber<JobHandle<A, E>, AdmissionError, R>((fiber) => {
       const checked = checkSubmission(scheduler, job, options)
-      if (checked instanceof Failure) return checked.exit
+      if ("_tag" in checked) return Effect.fail(checked)
       const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
       if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
       return Effect.callback<JobHandle<A, E>, AdmissionError>((resume) => {
