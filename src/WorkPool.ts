@@ -132,9 +132,10 @@ export interface Options<W = void, EW = never, RW = never> {
    * `(q - p) × aging` after it (one that came exactly that much later runs after it: FIFO).
    * Default: none (strict priority).
    *
-   * The rule holds exactly for whole-number priorities (and halves, quarters, ...) as long as
-   * `|priority| × aging` stays below 2^53 ms (with `aging: "1 second"`, priorities within ±9 × 10^12);
-   * for other fractions such as 0.1, to within the rounding of `priority × aging`.
+   * The rule holds exactly for whole-number priorities (and halves, quarters, ...) and an `aging` of
+   * whole milliseconds, as long as `|priority| × aging` stays below 2^53 ms (with `aging: "1 second"`,
+   * priorities within ±9 × 10^12); otherwise (a priority of 0.1, an aging of 1.3 ms) to within the
+   * rounding of `priority × aging`.
    */
   readonly aging?: Duration.Input | undefined
   /** How long a graceful shutdown waits for queued and running jobs; default 30 seconds. */
