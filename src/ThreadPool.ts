@@ -152,6 +152,10 @@ export interface TaskOptions extends WorkPool.JobOptions {
 export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodecError
 
 /**
+ * A pool of worker threads. `T` is the union of the tasks it takes (default: any task); given to
+ * `make` (`ThreadPool.make<typeof Hash | typeof Resize>(...)`), it refuses other tasks at compile
+ * time and types what `shutdownNow` hands back.
+ *
  * @example
  * ```ts
  * import { Effect } from "effect"
