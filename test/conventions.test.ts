@@ -4,7 +4,7 @@ import * as PoolError from "../src/PoolError.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import * as WorkPool from "../src/WorkPool.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
-import { Echo, Sleep } from "./fixtures/tasks.ts"
+import { Die, Echo, Sleep } from "./fixtures/tasks.ts"
 
 /** Compiles only when X and Y are the same type: `npm test` typechecks this file. */
 type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
@@ -98,6 +98,10 @@ describe("precise types", () => {
           readonly payload: { readonly millis: number; readonly mark: number }
         }
       sameType<typeof unstarted[number], Expected>(true)
+      // a task outside the pool's union does not typecheck (never run: the check is tsc's)
+      const _other = () =>
+        // @ts-expect-error: Die is not one of this pool's tasks
+        pool.run(Die, "x")
       assert.deepStrictEqual(unstarted.map((t) => [t.task.name, t.payload]), [["Echo", "a"], ["Sleep", { millis: 1, mark: 0 }]])
     }))
 })
