@@ -36,11 +36,15 @@ import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
 import * as Pools from "./internal/service.ts"
+import * as threadOptions from "./internal/threadOptions.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
+import { transferIssue } from "./internal/transfer.ts"
 import {
   type AdmissionError,
   type InvalidPoolConfig,
+  InvalidJobOptions,
   type JobError,
+  PoolShutdown,
   TaskCodecError,
   WorkerCrashed,
   type WorkerStartFailed
@@ -239,6 +243,13 @@ interface TaskJob {
   readonly payload: unknown
 }
 
+/** The bad transfer list, or the bad item in it, as text. */
+const showTransfer = (transfer: unknown, field: string): string => {
+  const item = field === "transfer" ? transfer : (transfer as ReadonlyArray<unknown>)[Number(field.slice(9, -1))]
+  if (typeof item === "object" && item !== null) return Object.prototype.toString.call(item).slice(8, -1)
+  return typeof item === "string" ? JSON.stringify(item) : String(item)
+}
+
 const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
   const error = new Error(reply.message)
   error.name = reply.name
@@ -331,6 +342,7 @@ export const make = <T extends Task.Any = Task.Any>(
 ): Effect.Effect<ThreadPool<T>, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const checked = yield* config.checkPoolOptions(() => {
+      if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
       const entry = options.worker
       if (!(entry instanceof URL) && typeof entry !== "string") config.fail("worker", entry, "expected a URL or a path")
       return {
@@ -349,7 +361,14 @@ export const make = <T extends Task.Any = Task.Any>(
           : config.millis("startTimeout", options.startTimeout, "deadline"),
         idleTimeout: options.idleTimeout === undefined
           ? 0
-          : config.millis("idleTimeout", options.idleTimeout, "positiveFinite")
+          : config.millis("idleTimeout", options.idleTimeout, "positiveFinite"),
+        startSchedule: options.startSchedule === undefined
+          ? Schedule.recurs(2)
+          : threadOptions.startSchedule(options.startSchedule),
+        resourceLimits: options.resourceLimits === undefined
+          ? undefined
+          : threadOptions.resourceLimits(options.resourceLimits),
+        workerData: threadOptions.workerData(options.workerData)
       }
     })
     const context = yield* Effect.context<never>()
@@ -358,10 +377,10 @@ export const make = <T extends Task.Any = Task.Any>(
       tasksPerThread: checked.tasksPerThread,
       cancelGrace: checked.cancelGrace,
       idleTimeout: checked.idleTimeout,
-      startSchedule: options.startSchedule ?? Schedule.recurs(2),
+      startSchedule: checked.startSchedule,
       startTimeout: checked.startTimeout,
-      resourceLimits: options.resourceLimits,
-      workerData: options.workerData
+      resourceLimits: checked.resourceLimits,
+      workerData: checked.workerData
     }, context)
     // added first, so it runs last: after the pool has shut down and released its slots
     yield* Effect.addFinalizer(() => threads.close())
@@ -370,8 +389,16 @@ export const make = <T extends Task.Any = Task.Any>(
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
       concurrency: checked.threads * checked.tasksPerThread,
-      resource: () => Effect.acquireRelease(threads.allocate(), (index) => threads.release(index))
-    })
+      // the slot is taken (and its release registered) at once; the wait for its thread stays
+      // interruptible, so that make under a timeout stops at once
+      resource: () =>
+        Effect.acquireRelease(threads.assign(), (index) => threads.release(index)).pipe(
+          Effect.flatMap((index) => threads.ready(index))
+        )
+    }).pipe(
+      // a make that fails or is interrupted leaves no thread behind, even while its scope stays open
+      Effect.onError(() => threads.close())
+    )
 
     const job = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
       Object.assign(
@@ -383,6 +410,9 @@ export const make = <T extends Task.Any = Task.Any>(
               return Effect.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) }))
             }
             return threads.take().pipe(
+              // the pool shut down while the task waited for its thread: the pool is stopping the
+              // task, and gives its awaiter PoolShutdown
+              Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.interrupt),
               Effect.flatMap((thread) => threads.call(thread, task.name, encoded.value, transfer)),
               Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )
@@ -391,10 +421,29 @@ export const make = <T extends Task.Any = Task.Any>(
       )
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
+    /** The task's transfer list, or what is wrong with it. */
+    const transferOf = (options: TaskOptions | undefined): ReadonlyArray<TransferListItem> | InvalidJobOptions => {
+      // options that are not an object are the job options' check to report
+      if (typeof options !== "object" || options === null || options.transfer === undefined) return noTransfer
+      const issue = transferIssue(options.transfer)
+      return issue === undefined
+        ? options.transfer
+        : new InvalidJobOptions({ field: issue.field, value: showTransfer(options.transfer, issue.field), reason: issue.reason })
+    }
     return {
       [TypeId]: TypeId,
-      run: (task, payload, options) => pool.run(job(task, payload, options?.transfer ?? noTransfer), options),
-      submit: (task, payload, options) => pool.submit(job(task, payload, options?.transfer ?? noTransfer), options),
+      run: (task, payload, options) => {
+        const transfer = transferOf(options)
+        return transfer instanceof InvalidJobOptions
+          ? Effect.fail(transfer)
+          : pool.run(job(task, payload, transfer), options)
+      },
+      submit: (task, payload, options) => {
+        const transfer = transferOf(options)
+        return transfer instanceof InvalidJobOptions
+          ? Effect.fail(transfer)
+          : pool.submit(job(task, payload, transfer), options)
+      },
       runAll: (task, payloads, options) =>
         pool.runAll(Array.from(payloads, (payload) => job(task, payload, noTransfer)), options),
       threads: Effect.sync(() => threads.live),

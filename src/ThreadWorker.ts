@@ -6,19 +6,58 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Effect, Exit, type Fiber, Layer, Schema, Scope } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { inspect } from "node:util"
 import { parentPort } from "node:worker_threads"
-import { type Batch, type FromThread, type Outcome, Outbox, type ToThread, unbatch } from "./internal/protocol.ts"
+import { envelope, type FromThread, open, type Outcome, Outbox, type ToThread } from "./internal/protocol.ts"
 import type * as Task from "./Task.ts"
 
-const issueOf = (error: unknown): string => (Schema.isSchemaError(error) ? error.message : String(error))
-
-const defectOf = (cause: Cause.Cause<unknown>): Outcome => {
-  const defect = Cause.squash(cause)
-  if (defect instanceof Error) {
-    return { _: "defect", name: defect.name, message: defect.message, stack: defect.stack }
+/**
+ * Reads part of a thrown value. User code can throw anything (an object without prototype, an
+ * `Error` whose getters throw, a Proxy whose every trap throws): reading it must not throw in turn,
+ * or the thread would die instead of failing the task.
+ */
+const attempt = <A>(read: () => A, otherwise: A): A => {
+  try {
+    return read()
+  } catch {
+    return otherwise
   }
-  return { _: "defect", name: "Error", message: String(defect), stack: undefined }
+}
+
+/** The best text available for any value. */
+const describe = (value: unknown): string =>
+  typeof value === "string"
+    ? value
+    : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
+
+/** An error thrown while reading a value, in one line. */
+const brief = (error: unknown): string =>
+  attempt(() => (error instanceof Error ? `${error.name}: ${error.message}` : describe(error)), "an unreadable value")
+
+const issueOf = (error: unknown): string =>
+  attempt(() => (Schema.isSchemaError(error) ? error.message : describe(error)), "the value could not be described")
+
+const defectOf = (defect: unknown): Outcome => {
+  if (!attempt(() => defect instanceof Error, false)) {
+    return { _: "defect", name: "Error", message: describe(defect), stack: undefined }
+  }
+  const error = defect as Error
+  let message: string
+  try {
+    const read: unknown = error.message
+    message = typeof read === "string" ? read : describe(read)
+  } catch (thrown) {
+    message = `(its message could not be read: ${brief(thrown)})`
+  }
+  const name = attempt(() => error.name, undefined)
+  const stack = attempt(() => error.stack, undefined)
+  return {
+    _: "defect",
+    name: typeof name === "string" ? name : "Error",
+    message,
+    stack: typeof stack === "string" ? stack : undefined
+  }
 }
 
 /**
@@ -49,6 +88,7 @@ export const serve = <R = never, E = never>(
   const port = parentPort
   if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
   const outbox = new Outbox<FromThread>((message, transfer) => port.postMessage(message, transfer))
+  const scope = Scope.makeUnsafe()
   const post = (message: FromThread) => outbox.send(message)
   // codecs built once per task: a task's payload and outcome go through them on every call
   const byName = new Map(handlers.map((handler) => [handler.task.name, {
@@ -81,13 +121,21 @@ export const serve = <R = never, E = never>(
           : { _: "codec", part: "success", issue: issueOf(Cause.squash(encoded.cause)) }
       }
       if (Cause.hasInterruptsOnly(exit.cause)) return { _: "interrupted" }
-      if (Cause.hasDies(exit.cause)) return defectOf(exit.cause)
+      if (Cause.hasDies(exit.cause)) return defectOf(Cause.squash(exit.cause))
       const error = Cause.findErrorOption(exit.cause)
-      if (error._tag === "None") return defectOf(exit.cause)
+      if (error._tag === "None") return defectOf(Cause.squash(exit.cause))
       const encoded = served.encodeFailure(error.value)
       return Exit.isSuccess(encoded)
         ? { _: "failure", error: encoded.value }
         : { _: "codec", part: "failure", issue: issueOf(Cause.squash(encoded.cause)) }
+    }
+    // encoding an odd value (a Proxy, say) may throw: that is the task's defect, not the thread's
+    const safeOutcomeOf = (exit: Exit.Exit<unknown, unknown>): Outcome => {
+      try {
+        return outcomeOf(exit)
+      } catch (defect) {
+        return defectOf(defect)
+      }
     }
     let effect: Effect.Effect<unknown, unknown, R>
     try {
@@ -97,29 +145,50 @@ export const serve = <R = never, E = never>(
     }
     const fiber = Effect.runForkWith(context)(effect)
     const exit = fiber.pollUnsafe()
-    if (exit !== undefined) return reply(id, outcomeOf(exit))
+    if (exit !== undefined) return reply(id, safeOutcomeOf(exit))
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)
-      reply(id, outcomeOf(exit))
+      reply(id, safeOutcomeOf(exit))
     })
   }
 
+  let closing = false
+  /**
+   * Asked by the pool (at shutdown, on a shrink, after idleTimeout): interrupts what still runs,
+   * releases the layer, then exits. The pool terminates the thread if this takes longer than its
+   * grace period.
+   */
+  const close = () => {
+    if (closing) return
+    closing = true
+    const exit = () => {
+      outbox.flush()
+      process.exit(0)
+    }
+    Effect.runPromise(
+      Effect.andThen(Fiber.interruptAll(Array.from(running.values())), Scope.close(scope, Exit.void))
+    ).then(exit, exit)
+  }
+
   const start = (context: Context.Context<R>) => {
-    port.on("message", (batch: Batch<ToThread>) =>
-      unbatch(batch, (message) => {
+    // a message without the pool's envelope was posted by someone else: it is not for us
+    port.on("message", (data: unknown) => {
+      for (const message of open<ToThread>(data) ?? []) {
         if (message._ === "run") runTask(context, message.id, message.task, message.payload)
-        else running.get(message.id)?.interruptUnsafe()
-      }))
+        else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
+        else close()
+      }
+    })
     post({ _: "ready" })
   }
 
   if (layer === undefined) return start(Context.empty() as Context.Context<R>)
-  const scope = Scope.makeUnsafe()
   Effect.runPromiseExit(Layer.buildWithScope(layer, scope)).then((exit) => {
     if (Exit.isSuccess(exit)) return start(exit.value)
     // sent at once, not batched: the thread exits right after
-    port.postMessage({ _: "fatal", message: Cause.pretty(exit.cause) } satisfies FromThread)
+    const message = attempt(() => Cause.pretty(exit.cause), "the layer failed to build")
+    port.postMessage(envelope<FromThread>([{ _: "fatal", message }]))
     process.exit(1)
   })
 }

@@ -8,12 +8,26 @@ import type { TransferListItem } from "node:worker_threads"
 export type ToThread =
   | { readonly _: "run"; readonly id: number; readonly task: string; readonly payload: unknown }
   | { readonly _: "cancel"; readonly id: number }
+  /** Stop: interrupt what still runs, release the thread's layer, then exit. */
+  | { readonly _: "close" }
 
 /**
- * What goes over the port: one message, or the messages of one tick together, since a
- * `postMessage` costs far more than its payload for small tasks.
+ * What goes over the port: the messages of one tick together (a `postMessage` costs far more than
+ * its payload for small tasks), under a key of the pool's own. User code in a worker can post on
+ * the same port; a message without this key is not the pool's, and is never read as one.
  */
-export type Batch<M> = M | { readonly _: "batch"; readonly messages: ReadonlyArray<M> }
+export interface Envelope<M> {
+  readonly "effect-workpool": ReadonlyArray<M>
+}
+
+export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => ({ "effect-workpool": messages })
+
+/** The pool's messages in `data`, or undefined when `data` is not one of the pool's envelopes. */
+export const open = <M>(data: unknown): ReadonlyArray<M> | undefined => {
+  if (typeof data !== "object" || data === null) return undefined
+  const messages = (data as Partial<Envelope<M>>)["effect-workpool"]
+  return Array.isArray(messages) ? messages : undefined
+}
 
 /** Queues messages and posts them together at the end of the current tick. */
 export class Outbox<M> {
@@ -21,8 +35,8 @@ export class Outbox<M> {
   private transfers: Array<ReadonlyArray<TransferListItem>> = []
   private failures: Array<((issue: string) => void) | undefined> = []
   private scheduled = false
-  private readonly post: (message: Batch<M>, transfer: Array<TransferListItem>) => void
-  constructor(post: (message: Batch<M>, transfer: Array<TransferListItem>) => void) {
+  private readonly post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void
+  constructor(post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void) {
     this.post = post
   }
 
@@ -48,25 +62,17 @@ export class Outbox<M> {
     this.transfers = []
     this.failures = []
     try {
-      this.post(messages.length === 1 ? messages[0]! : { _: "batch", messages }, transfers.flat())
+      this.post(envelope(messages), transfers.flat())
     } catch {
       // find the message that cannot be sent, and send the others
       for (let i = 0; i < messages.length; i++) {
         try {
-          this.post(messages[i]!, [...transfers[i]!])
+          this.post(envelope([messages[i]!]), [...transfers[i]!])
         } catch (error) {
           failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
         }
       }
     }
-  }
-}
-
-export const unbatch = <M>(message: Batch<M>, handle: (message: M) => void): void => {
-  if (typeof message === "object" && message !== null && (message as { _: string })._ === "batch") {
-    for (const m of (message as { messages: ReadonlyArray<M> }).messages) handle(m)
-  } else {
-    handle(message as M)
   }
 }
 

@@ -10,10 +10,12 @@
  *
  * @internal
  */
-import { Context, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Schedule } from "effect"
+import { inspect } from "node:util"
 import { Worker as NodeWorker, type ResourceLimits, type TransferListItem } from "node:worker_threads"
-import { WorkerStartFailed } from "../PoolError.ts"
-import { type Batch, type FromThread, type Outcome, Outbox, type ToThread, unbatch } from "./protocol.ts"
+import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
+import { type FromThread, open, type Outcome, Outbox, type ToThread } from "./protocol.ts"
+import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
 
@@ -40,6 +42,8 @@ class Thread {
   /** The last error the thread reported before it exited. */
   error: string | undefined = undefined
   exited = false
+  /** It reported ready: it can be asked to close, rather than terminated. */
+  ready = false
   /** Its slots were given back while it still had work: it stops once idle. */
   retiring = false
   readonly exitWaiters: Array<() => void> = []
@@ -67,7 +71,7 @@ export class Threads {
   /** Slots of the pool assigned to each index. */
   private readonly slots: Array<number> = []
   /** A start under way per index, shared by every caller that needs that thread. */
-  private readonly starting: Array<Fiber.Fiber<Thread, WorkerStartFailed> | undefined> = []
+  private readonly starting: Array<Fiber.Fiber<Thread, WorkerStartFailed | PoolShutdown> | undefined> = []
   /** Tasks waiting for the thread at each index to start. */
   private readonly waiting: Array<number> = []
   private readonly upkeep = new Set<Fiber.Fiber<unknown, unknown>>()
@@ -86,9 +90,12 @@ export class Threads {
     this.context = context
   }
 
-  /** Assigns a pool slot to a thread, starting the thread if it is new. */
-  allocate(): Effect.Effect<number, WorkerStartFailed> {
-    return Effect.suspend(() => {
+  /**
+   * Assigns a pool slot to a thread (at once: the caller registers its release), without waiting
+   * for the thread; `ready` waits for it.
+   */
+  assign(): Effect.Effect<number> {
+    return Effect.sync(() => {
       // the least loaded of the wanted threads, so that tasks spread over threads before doubling up
       let index = -1
       for (let i = 0; i < Math.max(this.target, 1); i++) {
@@ -102,11 +109,20 @@ export class Threads {
       this.slots[index]!++
       const thread = this.threads[index]
       if (thread !== undefined) thread.retiring = false
-      return this.get(index).pipe(
-        Effect.as(index),
-        Effect.onError(() => this.release(index))
-      )
+      return index
     })
+  }
+
+  /**
+   * Waits until the thread for a slot has started. Interruptible: a caller that gives up (`make`
+   * under a timeout) stops waiting at once. A start cut short by the pool's shutdown is not an
+   * error of the caller (a `resize` under way): the slot is simply never used.
+   */
+  ready(index: number): Effect.Effect<number, WorkerStartFailed> {
+    return this.get(index).pipe(
+      Effect.as(index),
+      Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.succeed(index))
+    )
   }
 
   /**
@@ -136,7 +152,7 @@ export class Threads {
   }
 
   /** The thread for a task that starts now, started first if need be. */
-  take(): Effect.Effect<Thread, WorkerStartFailed> {
+  take(): Effect.Effect<Thread, WorkerStartFailed | PoolShutdown> {
     return Effect.suspend(() => {
       const index = this.pick()
       const thread = this.threads[index]
@@ -169,16 +185,17 @@ export class Threads {
         thread.retiring = true
         return Effect.void
       }
-      return this.stop(thread, "the pool shrank")
+      return this.stop(thread, "the pool shrank", "ask")
     })
   }
 
   /** The thread at `index`, started again if it retired or died. */
-  get(index: number): Effect.Effect<Thread, WorkerStartFailed> {
+  get(index: number): Effect.Effect<Thread, WorkerStartFailed | PoolShutdown> {
     return Effect.suspend(() => {
       const thread = this.threads[index]
       if (thread !== undefined && !thread.exited && thread.stopping === undefined) return Effect.succeed(thread)
       if (thread !== undefined) this.threads[index] = undefined
+      if (this.closed) return Effect.fail(new PoolShutdown({ phase: "running" }))
       let starting = this.starting[index]
       if (starting === undefined) {
         starting = Effect.runForkWith(this.context)(this.start(index))
@@ -187,11 +204,15 @@ export class Threads {
           if (this.starting[index] === starting) this.starting[index] = undefined
         })
       }
-      return Fiber.join(starting)
+      // the start is shared, and interrupted only by the pool's shutdown
+      return Effect.flatMap(Fiber.await(starting), (exit) =>
+        Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+          ? Effect.fail(new PoolShutdown({ phase: "running" }))
+          : exit)
     })
   }
 
-  private start(index: number): Effect.Effect<Thread, WorkerStartFailed> {
+  private start(index: number): Effect.Effect<Thread, WorkerStartFailed | PoolShutdown> {
     let attempts = 0
     return Effect.suspend(() => {
       attempts++
@@ -207,10 +228,12 @@ export class Threads {
       Effect.retry(this.config.startSchedule),
       Effect.mapError((reason) => new WorkerStartFailed({ attempts, reason })),
       Effect.tap((thread) =>
-        Effect.sync(() => {
+        Effect.suspend(() => {
           if (this.closed) {
-            void thread.worker.terminate()
-            return
+            return Effect.andThen(
+              this.stop(thread, "the pool shut down", "terminate"),
+              Effect.fail(new PoolShutdown({ phase: "running" }))
+            )
           }
           this.threads[index] = thread
           if (this.slots[index] === 0) {
@@ -220,6 +243,7 @@ export class Threads {
           } else {
             this.armIdle(thread)
           }
+          return Effect.void
         })
       )
     )
@@ -240,21 +264,27 @@ export class Threads {
       const thread = new Thread(worker, index)
       this.alive.add(thread)
       let ready = false
-      worker.on("message", (batch: Batch<FromThread>) => unbatch(batch, (message) => {
-        switch (message._) {
-          case "ready": {
-            ready = true
-            return resume(Effect.succeed(thread))
-          }
-          case "fatal": {
-            thread.error = message.message
-            return
-          }
-          case "done": {
-            this.settle(thread, message.id, message.outcome)
+      worker.on("message", (data: unknown) => {
+        const messages = open<FromThread>(data)
+        if (messages === undefined) return this.stray(thread, data)
+        for (const message of messages) {
+          switch (message._) {
+            case "ready": {
+              ready = true
+              thread.ready = true
+              resume(Effect.succeed(thread))
+              break
+            }
+            case "fatal": {
+              thread.error = message.message
+              break
+            }
+            case "done": {
+              this.settle(thread, message.id, message.outcome)
+            }
           }
         }
-      }))
+      })
       worker.on("error", (error) => {
         thread.error = describe(error)
       })
@@ -268,6 +298,18 @@ export class Threads {
       })
       return Effect.promise(() => worker.terminate())
     })
+  }
+
+  /**
+   * User code in the thread posted on its `parentPort`: not the pool's, so not a reply to anything.
+   * Ignored (logged at debug level): it must neither crash the pool nor end a task.
+   */
+  private stray(thread: Thread, data: unknown): void {
+    Effect.runForkWith(this.context)(Effect.logDebug(
+      `ThreadPool: ignored a message from thread ${thread.index} that is not the pool's: ${
+        inspect(data, { depth: 1, maxStringLength: 200, maxArrayLength: 10 })
+      }`
+    ))
   }
 
   /** A task on a thread has ended: whoever waits for it hears how; an idle thread may retire. */
@@ -301,20 +343,39 @@ export class Threads {
     for (const reply of replies) reply({ _: "crashed", reason })
   }
 
-  /** Stops a thread on purpose and waits until it has exited. */
-  stop(thread: Thread, reason: string): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
+  /**
+   * Stops a thread on purpose and waits until it has exited. `"ask"` lets a ready thread close on
+   * its own (its running tasks are interrupted and its layer is released) within `cancelGrace`,
+   * and terminates it after that; `"terminate"` terminates it at once.
+   */
+  stop(thread: Thread, reason: string, how: "ask" | "terminate"): Effect.Effect<void> {
+    const grace = this.config.cancelGrace
+    const ask = how === "ask" && thread.ready && grace > 0
+    const exited = Effect.callback<void>((resume) => {
       if (thread.exited) return resume(Effect.void)
       thread.stopping ??= reason
       thread.exitWaiters.push(() => resume(Effect.void))
-      void thread.worker.terminate()
+      if (ask) thread.outbox.send({ _: "close" })
+      else void thread.worker.terminate()
     })
+    if (!ask) return exited
+    return Effect.flatMap(
+      Effect.timeoutOption(exited, grace),
+      (done) => done._tag === "Some" ? Effect.void : this.stop(thread, reason, "terminate")
+    )
+  }
+
+  /** Stops a thread in the background, for a caller that cannot wait (a timer, a reply). */
+  private retire(thread: Thread, reason: string): void {
+    thread.stopping ??= reason
+    const fiber = Effect.runForkWith(this.context)(this.stop(thread, reason, "ask"))
+    this.upkeep.add(fiber)
+    fiber.addObserver(() => this.upkeep.delete(fiber))
   }
 
   private retireIfIdle(thread: Thread): void {
     if (!thread.retiring || thread.inflight.size > 0 || thread.exited) return
-    thread.stopping ??= "the pool shrank"
-    void thread.worker.terminate()
+    this.retire(thread, "the pool shrank")
   }
 
   private armIdle(thread: Thread): void {
@@ -328,8 +389,7 @@ export class Threads {
       thread.idleTimer = undefined
       if (Exit.isSuccess(exit) && thread.inflight.size === 0 && this.threads[thread.index] === thread) {
         this.threads[thread.index] = undefined
-        thread.stopping = `idle for ${idle} ms`
-        void thread.worker.terminate()
+        this.retire(thread, `idle for ${idle} ms`)
       }
     })
   }
@@ -343,12 +403,21 @@ export class Threads {
       if (thread.exited) {
         return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" }))
       }
+      // a buffer may have been moved by another task since this one was submitted
+      const badTransfer = transferIssue(transfer)
+      if (badTransfer !== undefined) {
+        return resume(Effect.succeed({ _: "codec", part: "payload", issue: `${badTransfer.field}: ${badTransfer.reason}` }))
+      }
       const id = thread.nextId++
       thread.idleTimer?.interruptUnsafe()
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
       thread.outbox.send({ _: "run", id, task, payload }, transfer, (issue) =>
-        this.settle(thread, id, { _: "codec", part: "payload", issue }))
+        this.settle(thread, id, {
+          _: "codec",
+          part: "payload",
+          issue: transfer.length === 0 ? issue : `the payload or its transfer list could not be sent: ${issue}`
+        }))
       return Effect.suspend(() => {
         if (!thread.inflight.has(id)) return Effect.void
         const confirmed = Effect.callback<void>((stopped) => {
@@ -364,7 +433,11 @@ export class Threads {
           Effect.flatMap((done) =>
             done._tag === "Some"
               ? Effect.void
-              : this.stop(thread, `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`)
+              : this.stop(
+                thread,
+                `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`,
+                "terminate"
+              )
           )
         )
       })
@@ -376,7 +449,10 @@ export class Threads {
     this.closed = true
   }
 
-  /** Stops every thread, started or starting, and waits until each has exited. */
+  /**
+   * Stops every thread, started or starting, and waits until each has exited: a ready thread is
+   * asked to close (releasing its layer) and terminated if it has not within `cancelGrace`.
+   */
   close(): Effect.Effect<void> {
     return Effect.suspend(() => {
       this.closed = true
@@ -384,7 +460,7 @@ export class Threads {
       const starting = this.starting.filter((f) => f !== undefined).map((fiber) => Fiber.interrupt(fiber))
       return Effect.all([...upkeep, ...starting], { discard: true, concurrency: "unbounded" }).pipe(
         Effect.andThen(Effect.suspend(() =>
-          Effect.all(Array.from(this.alive, (thread) => this.stop(thread, "the pool shut down")), {
+          Effect.all(Array.from(this.alive, (thread) => this.stop(thread, "the pool shut down", "ask")), {
             discard: true,
             concurrency: "unbounded"
           })

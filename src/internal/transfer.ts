@@ -1,0 +1,36 @@
+/**
+ * Checks a task's transfer list before it is handed to `postMessage`, whose own errors do not say
+ * which item is wrong, or come out of the batch as "transfers[i] is not iterable".
+ *
+ * @internal
+ */
+
+export interface TransferIssue {
+  readonly field: string
+  readonly reason: string
+}
+
+const EXPECTED = "expected an array of ArrayBuffers, MessagePorts or other transferable objects"
+
+/** What is wrong with a transfer list, or undefined if nothing is. */
+export const transferIssue = (transfer: unknown): TransferIssue | undefined => {
+  if (!Array.isArray(transfer)) return { field: "transfer", reason: EXPECTED }
+  const seen = new Set<unknown>()
+  for (let i = 0; i < transfer.length; i++) {
+    const item: unknown = transfer[i]
+    const field = `transfer[${i}]`
+    if (typeof item !== "object" || item === null) {
+      return { field, reason: "expected a transferable object (an ArrayBuffer, a MessagePort...)" }
+    }
+    if (ArrayBuffer.isView(item)) {
+      return { field, reason: `a ${item.constructor.name} is a view, not a transferable object: transfer its .buffer` }
+    }
+    if (seen.has(item)) return { field, reason: "the same object appears twice in the transfer list" }
+    seen.add(item)
+    // `detached` is ES2024, newer than the lib this compiles against
+    if (item instanceof ArrayBuffer && (item as { readonly detached?: boolean }).detached === true) {
+      return { field, reason: "the ArrayBuffer is detached: it was already transferred (by an earlier task?)" }
+    }
+  }
+  return undefined
+}

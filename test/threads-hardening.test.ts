@@ -1,0 +1,294 @@
+/**
+ * Faults in user code, bad options and shutdown races on a thread pool: none may crash the
+ * process, hang a caller or leave a thread (or a thread's resource) behind.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, Schedule } from "effect"
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { PoolError, ThreadPool } from "../src/index.ts"
+import { makePool, worker } from "./fixtures/pool.ts"
+import { Echo, Sleep, Spin, Stray, Throw } from "./fixtures/tasks.ts"
+import { waitFor } from "./helpers.ts"
+
+/** The worker threads of this process that are alive, as the OS sees them (Linux names them). */
+const osThreads = (): number =>
+  readdirSync("/proc/self/task").filter((task) => {
+    try {
+      return readFileSync(`/proc/self/task/${task}/comm`, "utf8").trim() === "WorkerThread"
+    } catch {
+      return false // the thread exited while we looked
+    }
+  }).length
+
+const invalidField = <A, E>(effect: Effect.Effect<A, E, any>) =>
+  Effect.map(Effect.flip(effect), (error) => {
+    const e = error as { _tag?: string; field?: string }
+    return e._tag === "InvalidPoolConfig" || e._tag === "InvalidJobOptions" ? `${e._tag} ${e.field}` : String(error)
+  })
+
+describe("ThreadPool: user code in the thread", () => {
+  for (const kind of ["null", "undefined", "string", "forged", "batch"] as const) {
+    it.live(`a message user code posts on parentPort (${kind}) is ignored`, () =>
+      Effect.gen(function*() {
+        const { pool } = yield* makePool({ threads: 1 })
+        assert.strictEqual(yield* pool.run(Stray, kind), 1)
+        assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+        assert.strictEqual(yield* pool.threads, 1)
+      }))
+  }
+
+  for (const kind of ["nullProto", "badMessage", "badName", "proxy", "revoked", "symbol"] as const) {
+    it.live(`an odd thrown value (${kind}) comes back as a defect; the thread survives`, () =>
+      Effect.gen(function*() {
+        const { pool } = yield* makePool({ threads: 1 })
+        const exit = yield* Effect.exit(pool.run(Throw, kind, { timeout: "20 seconds" }))
+        assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), String(exit))
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) as Error : undefined
+        assert.instanceOf(defect, Error)
+        assert.isNotEmpty(defect!.message)
+        if (kind === "nullProto") assert.include(defect!.message, "no prototype")
+        if (kind === "badMessage") assert.include(defect!.message, "the message getter throws")
+        if (kind === "badName") assert.strictEqual(defect!.message, "a message")
+        if (kind === "symbol") assert.include(defect!.message, "Symbol(thrown)")
+        if (kind === "revoked") assert.include(defect!.message, "Revoked Proxy")
+        assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+        assert.strictEqual(yield* pool.threads, 1)
+      }))
+  }
+
+  it.live("a typed failure its Schema rejects, even a Proxy, fails the task with TaskCodecError; the thread survives", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const error = yield* Effect.flip(pool.run(Throw, "failProxy"))
+      assert.deepStrictEqual([error._tag, (error as PoolError.TaskCodecError).part], ["TaskCodecError", "failure"])
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
+})
+
+describe("ThreadPool options", () => {
+  it.live("resourceLimits Node cannot honour fail with InvalidPoolConfig instead of aborting the process", () =>
+    Effect.gen(function*() {
+      for (const [resourceLimits, field] of [
+        [{ maxOldGenerationSizeMb: 1 }, "resourceLimits.maxOldGenerationSizeMb"],
+        [{ maxOldGenerationSizeMb: -1 }, "resourceLimits.maxOldGenerationSizeMb"],
+        [{ maxOldGenerationSizeMb: 2 }, "resourceLimits.maxOldGenerationSizeMb"],
+        [{ maxOldGenerationSizeMb: Number.NaN }, "resourceLimits.maxOldGenerationSizeMb"],
+        [{ maxYoungGenerationSizeMb: -1 }, "resourceLimits.maxYoungGenerationSizeMb"],
+        [{ codeRangeSizeMb: "8" }, "resourceLimits.codeRangeSizeMb"],
+        [{ stackSizeMb: -1 }, "resourceLimits.stackSizeMb"],
+        [{ stackSizeMb: 0.1 }, "resourceLimits.stackSizeMb"],
+        [{ maxOldGenSizeMb: 64 }, "resourceLimits.maxOldGenSizeMb"],
+        [64, "resourceLimits"],
+        ["64 MB", "resourceLimits"],
+        [null, "resourceLimits"]
+      ] as const) {
+        const got = yield* invalidField(ThreadPool.make({ worker, threads: 1, resourceLimits: resourceLimits as any }))
+        assert.strictEqual(got, `InvalidPoolConfig ${field}`, JSON.stringify(resourceLimits))
+      }
+      // the smallest accepted heap starts (and the thread, too small for effect, fails alone)
+      const small = yield* Effect.exit(ThreadPool.make({
+        worker,
+        threads: 1,
+        startSchedule: Schedule.recurs(0),
+        resourceLimits: { maxOldGenerationSizeMb: 4, stackSizeMb: 0.5 }
+      }))
+      assert.isTrue(Exit.isFailure(small))
+      assert.strictEqual(Exit.isFailure(small) && Cause.squash(small.cause) instanceof PoolError.WorkerStartFailed, true)
+    }), 60_000)
+
+  it.live("a startSchedule that is not a Schedule fails with InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      for (const startSchedule of ["8", {}, 1.5, () => 1, null]) {
+        const got = yield* invalidField(ThreadPool.make({ worker, threads: 1, startSchedule: startSchedule as any }))
+        assert.strictEqual(got, "InvalidPoolConfig startSchedule", String(startSchedule))
+      }
+    }))
+
+  it.live("options that are not an object, and workerData that cannot be cloned, fail with InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* invalidField(ThreadPool.make(undefined as any)), "InvalidPoolConfig options")
+      assert.strictEqual(yield* invalidField(ThreadPool.make(null as any)), "InvalidPoolConfig options")
+      const counters = new SharedArrayBuffer(16)
+      const got = yield* invalidField(ThreadPool.make({
+        worker: new URL("./fixtures/never-ready-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { counters, callback: () => 1 }
+      }))
+      assert.strictEqual(got, "InvalidPoolConfig workerData")
+      assert.strictEqual(Atomics.load(new Int32Array(counters), 0), 0, "no thread was started")
+    }))
+
+  it.live("a transfer list that is not a list of transferable objects fails with InvalidJobOptions naming it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const buffer = new ArrayBuffer(8)
+      for (const [transfer, field] of [
+        ["", "transfer"],
+        [null, "transfer"],
+        [5, "transfer"],
+        [[42], "transfer[0]"],
+        [[buffer, null], "transfer[1]"],
+        [[new Uint8Array(buffer)], "transfer[0]"],
+        [[buffer, buffer], "transfer[1]"]
+      ] as const) {
+        const got = yield* invalidField(pool.run(Echo, "x", { transfer: transfer as any }))
+        assert.strictEqual(got, `InvalidJobOptions ${field}`, String(transfer))
+        const submitted = yield* invalidField(pool.submit(Echo, "x", { transfer: transfer as any }))
+        assert.strictEqual(submitted, `InvalidJobOptions ${field}`, String(transfer))
+      }
+      const view = yield* Effect.flip(pool.run(Echo, "x", { transfer: [new Uint8Array(buffer)] as any }))
+      assert.include(view.message, "its .buffer")
+      assert.strictEqual(buffer.byteLength, 8, "nothing was moved")
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
+
+  it.live("a buffer moved by an earlier task fails the next one with a message about the transfer list", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, paused: true })
+      const buffer = new ArrayBuffer(8)
+      // both are accepted while queued; the first moves the buffer, so the second cannot
+      const first = yield* pool.submit(Echo, "a", { transfer: [buffer] })
+      const second = yield* pool.submit(Echo, "b", { transfer: [buffer] })
+      yield* pool.resume
+      assert.strictEqual(yield* first.await, "echo a")
+      const error = yield* Effect.flip(second.await)
+      assert.strictEqual(error._tag, "TaskCodecError")
+      assert.match(error.message, /transfer\[0\].*detached/)
+      // and right away: a detached buffer is refused at submission
+      const refused = yield* Effect.flip(pool.run(Echo, "c", { transfer: [buffer] }))
+      assert.strictEqual((refused as PoolError.InvalidJobOptions).field, "transfer[0]")
+      assert.include(refused.message, "detached")
+    }))
+})
+
+describe("ThreadPool start and shutdown", () => {
+  it.live.runIf(process.platform === "linux")(
+    "make under a timeout stops starting threads at once and leaves none behind",
+    () =>
+      Effect.gen(function*() {
+        const before = osThreads()
+        const counters = new SharedArrayBuffer(16)
+        const started = Date.now()
+        const exit = yield* Effect.exit(Effect.scoped(
+          ThreadPool.make({
+            worker: new URL("./fixtures/never-ready-worker.ts", import.meta.url),
+            threads: 2,
+            workerData: { counters }
+          }).pipe(Effect.timeout("500 millis"))
+        ))
+        // the default startTimeout is 30 s, and three attempts: the timeout must cut that short
+        assert.isBelow(Date.now() - started, 10_000)
+        assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause)?.constructor.name === "TimeoutError", String(exit))
+        assert.isAbove(Atomics.load(new Int32Array(counters), 0), 0, "threads were being started")
+        assert.strictEqual(osThreads(), before, "no thread is left")
+      }),
+    30_000
+  )
+
+  it.live.runIf(process.platform === "linux")(
+    "make under a timeout leaves no thread behind even when its scope stays open",
+    () =>
+      Effect.gen(function*() {
+        const before = osThreads()
+        const timedOut = yield* Effect.flip(
+          ThreadPool.make({ worker: new URL("./fixtures/never-ready-worker.ts", import.meta.url), threads: 2 }).pipe(
+            Effect.timeout("500 millis")
+          )
+        )
+        assert.strictEqual(timedOut.constructor.name, "TimeoutError")
+        assert.strictEqual(osThreads(), before, "no thread is left")
+      }),
+    30_000
+  )
+
+  for (const how of ["shutdown", "shutdownNow"] as const) {
+    it.live(`a resize in flight when the pool shuts down (${how}) ends as done, not interrupted`, () =>
+      Effect.gen(function*() {
+        const { pool } = yield* makePool({ threads: 1 })
+        const resize = yield* Effect.forkChild(pool.resize(3))
+        yield* waitFor(Effect.map(pool.threads, (n) => n > 1), "the new threads are starting")
+        yield* pool[how]
+        const exit = yield* Fiber.await(resize)
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+        assert.strictEqual(yield* pool.threads, 0)
+      }))
+  }
+})
+
+describe("ThreadPool: a thread's own layer is released", () => {
+  const logOf = () => {
+    const log = join(mkdtempSync(join(tmpdir(), "workpool-layer-")), "log")
+    const lines = () => {
+      try {
+        return readFileSync(log, "utf8").split("\n").filter((line) => line !== "").map((line) => line.split(" ")[0])
+      } catch {
+        return []
+      }
+    }
+    const count = (what: string) => lines().filter((line) => line === what).length
+    return { log, count }
+  }
+  const layerWorker = new URL("./fixtures/layer-worker.ts", import.meta.url)
+
+  it.live("at graceful shutdown every thread closes its layer before it exits", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, workerData: { log } })
+      assert.deepStrictEqual(yield* pool.runAll(Echo, ["a", "b"]), ["echo a", "echo b"])
+      yield* pool.shutdown
+      assert.strictEqual(yield* pool.threads, 0)
+      assert.deepStrictEqual([count("open"), count("close")], [2, 2])
+    }))
+
+  it.live("when the scope closes, every thread closes its layer", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, workerData: { log } })
+        yield* pool.run(Echo, "a")
+      }))
+      assert.deepStrictEqual([count("open"), count("close")], [2, 2])
+    }))
+
+  it.live("shutdownNow interrupts the running tasks, then every thread closes its layer", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, workerData: { log } })
+      const running = yield* pool.submit(Sleep, { millis: 60_000, mark: 0 })
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the task runs")
+      yield* pool.shutdownNow
+      assert.strictEqual((yield* Effect.flip(running.await))._tag, "PoolShutdown")
+      assert.strictEqual(yield* pool.threads, 0)
+      assert.deepStrictEqual([count("open"), count("close")], [2, 2])
+    }))
+
+  it.live("a thread that does not stop within cancelGrace is terminated (its layer is not released)", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, cancelGrace: "200 millis", workerData: { log } })
+      yield* pool.submit(Spin, 1)
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the task runs")
+      yield* pool.shutdownNow
+      assert.strictEqual(yield* pool.threads, 0)
+      assert.deepStrictEqual([count("open"), count("close")], [2, 1])
+    }))
+
+  it.live("a thread retired by a shrink closes its layer", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 3, workerData: { log } })
+      yield* pool.resize(2)
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool shrinks to 2 threads")
+      assert.deepStrictEqual([count("open"), count("close")], [3, 1])
+    }))
+
+  it.live("a thread retired for idleness closes its layer", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, idleTimeout: "200 millis", workerData: { log } })
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 0), "idle threads retire")
+      assert.deepStrictEqual([count("open"), count("close")], [2, 2])
+    }))
+})
