@@ -107,17 +107,23 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly threads?: number | undefined
   /** Tasks in flight per thread; default 1. With more, a thread terminated for one task fails the others. */
   readonly tasksPerThread?: number | undefined
-  /** How long a cancelled or timed-out task may take to stop before its thread is terminated; default 1 second. */
+  /**
+   * How long a cancelled or timed-out task may take to stop before its thread is terminated, and how
+   * long a thread asked to close may take to release its layer; default 1 second.
+   */
   readonly cancelGrace?: Duration.Input | undefined
   /** Threads idle this long are stopped and started again on demand; default never. */
   readonly idleTimeout?: Duration.Input | undefined
-  /** When a thread fails to start, how to try again; default `Schedule.recurs(2)` (3 attempts). */
+  /** When a thread fails to start, how to try again (a `Schedule`); default `Schedule.recurs(2)` (3 attempts). */
   readonly startSchedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** How long a thread may take to start and report ready before the attempt fails; default 30 seconds. */
   readonly startTimeout?: Duration.Input | undefined
-  /** Passed to each `Worker` (heap limits): a thread over them crashes alone. */
+  /**
+   * Passed to each `Worker` (heap limits): a thread over them crashes alone. `maxOldGenerationSizeMb`
+   * must be at least 4 and `stackSizeMb` at least 0.5: below those Node aborts the whole process.
+   */
   readonly resourceLimits?: ResourceLimits | undefined
-  /** Passed to each `Worker` as `workerData`. */
+  /** Passed to each `Worker` as `workerData`; it must be structured-cloneable. */
   readonly workerData?: unknown
 }
 
@@ -315,8 +321,9 @@ const decodeReply = <T extends Task.Any>(
 
 /**
  * Makes a thread pool whose lifetime is the current `Scope`: its threads are started (all of them,
- * at once), and when the scope closes the pool shuts down gracefully and every thread is
- * terminated; afterwards no thread of the pool is alive.
+ * at once; interrupting `make` stops that and terminates them), and when the scope closes the pool
+ * shuts down gracefully and every thread is asked to close, releasing its layer, and terminated if
+ * it has not within `cancelGrace`; afterwards no thread of the pool is alive.
  *
  * @example
  * ```ts

@@ -63,8 +63,10 @@ const defectOf = (defect: unknown): Outcome => {
 /**
  * Serves tasks on this worker thread until the pool closes it. `layer` provides the services the
  * handlers need, built once per thread (a per-thread resource, such as a connection or a loaded
- * model). If the layer fails to build, the thread reports it and exits, and the pool's start
- * schedule decides whether to try again.
+ * model), and released when the pool closes the thread (at shutdown, on a shrink, when idle). If
+ * the layer fails to build, the thread reports it and exits, and the pool's start schedule decides
+ * whether to try again. A handler may throw any value: the task fails with a defect, and the thread
+ * goes on. Messages that other code in the thread posts on `parentPort` are ignored by the pool.
  *
  * @example
  * ```ts
