@@ -175,13 +175,12 @@ export const serve = <R = never, E = never>(
 
   const start = (context: Context.Context<R>) => {
     // a message without the pool's envelope was posted by someone else: it is not for us
-    port.on("message", (data: unknown) => {
-      for (const message of open<ToThread>(data) ?? []) {
-        if (message._ === "run") runTask(context, message.id, message.task, message.payload)
-        else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
-        else close()
-      }
-    })
+    const handle = (message: ToThread) => {
+      if (message._ === "run") runTask(context, message.id, message.task, message.payload)
+      else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
+      else close()
+    }
+    port.on("message", (data: unknown) => open(data, handle))
     post({ _: "ready" })
   }
 

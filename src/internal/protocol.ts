@@ -12,21 +12,30 @@ export type ToThread =
   | { readonly _: "close" }
 
 /**
- * What goes over the port: the messages of one tick together (a `postMessage` costs far more than
- * its payload for small tasks), under a key of the pool's own. User code in a worker can post on
- * the same port; a message without this key is not the pool's, and is never read as one.
+ * What goes over the port: one message, or the messages of one tick together (a `postMessage`
+ * costs far more than its payload for small tasks), under a key of the pool's own. User code in a
+ * worker can post on the same port; a message without this key is not the pool's, and is never read
+ * as one.
  */
 export interface Envelope<M> {
-  readonly "effect-workpool": ReadonlyArray<M>
+  readonly "effect-workpool": M | ReadonlyArray<M>
 }
 
-export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => ({ "effect-workpool": messages })
+export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => ({
+  "effect-workpool": messages.length === 1 ? messages[0]! : messages
+})
 
-/** The pool's messages in `data`, or undefined when `data` is not one of the pool's envelopes. */
-export const open = <M>(data: unknown): ReadonlyArray<M> | undefined => {
-  if (typeof data !== "object" || data === null) return undefined
-  const messages = (data as Partial<Envelope<M>>)["effect-workpool"]
-  return Array.isArray(messages) ? messages : undefined
+/**
+ * Hands each of the pool's messages in `data` to `handle`; false when `data` is not one of the
+ * pool's envelopes.
+ */
+export const open = <M>(data: unknown, handle: (message: M) => void): boolean => {
+  if (typeof data !== "object" || data === null) return false
+  const content = (data as Partial<Envelope<M>>)["effect-workpool"]
+  if (typeof content !== "object" || content === null) return false
+  if (Array.isArray(content)) for (const message of content) handle(message)
+  else handle(content as M)
+  return true
 }
 
 /** Queues messages and posts them together at the end of the current tick. */

@@ -264,26 +264,24 @@ export class Threads {
       const thread = new Thread(worker, index)
       this.alive.add(thread)
       let ready = false
-      worker.on("message", (data: unknown) => {
-        const messages = open<FromThread>(data)
-        if (messages === undefined) return this.stray(thread, data)
-        for (const message of messages) {
-          switch (message._) {
-            case "ready": {
-              ready = true
-              thread.ready = true
-              resume(Effect.succeed(thread))
-              break
-            }
-            case "fatal": {
-              thread.error = message.message
-              break
-            }
-            case "done": {
-              this.settle(thread, message.id, message.outcome)
-            }
+      const handle = (message: FromThread) => {
+        switch (message._) {
+          case "ready": {
+            ready = true
+            thread.ready = true
+            return resume(Effect.succeed(thread))
+          }
+          case "fatal": {
+            thread.error = message.message
+            return
+          }
+          case "done": {
+            this.settle(thread, message.id, message.outcome)
           }
         }
+      }
+      worker.on("message", (data: unknown) => {
+        if (!open(data, handle)) this.stray(thread, data)
       })
       worker.on("error", (error) => {
         thread.error = describe(error)
@@ -404,7 +402,7 @@ export class Threads {
         return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" }))
       }
       // a buffer may have been moved by another task since this one was submitted
-      const badTransfer = transferIssue(transfer)
+      const badTransfer = transfer.length === 0 ? undefined : transferIssue(transfer)
       if (badTransfer !== undefined) {
         return resume(Effect.succeed({ _: "codec", part: "payload", issue: `${badTransfer.field}: ${badTransfer.reason}` }))
       }

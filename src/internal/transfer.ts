@@ -15,6 +15,7 @@ const EXPECTED = "expected an array of ArrayBuffers, MessagePorts or other trans
 /** What is wrong with a transfer list, or undefined if nothing is. */
 export const transferIssue = (transfer: unknown): TransferIssue | undefined => {
   if (!Array.isArray(transfer)) return { field: "transfer", reason: EXPECTED }
+  if (transfer.length === 0) return undefined
   const seen = new Set<unknown>()
   for (let i = 0; i < transfer.length; i++) {
     const item: unknown = transfer[i]
