@@ -60,8 +60,14 @@ class Thread {
   }
 }
 
-const describe = (error: unknown): string =>
-  error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+/** An error of a thread in one line; whatever the thread threw, describing it must not throw here. */
+const describe = (error: unknown): string => {
+  try {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  } catch {
+    return inspect(error, { depth: 1 })
+  }
+}
 
 export class Threads {
   private readonly config: ThreadsConfig
@@ -231,7 +237,8 @@ export class Threads {
         Effect.suspend(() => {
           if (this.closed) {
             return Effect.andThen(
-              this.stop(thread, "the pool shut down", "terminate"),
+              // it built its layer: let it release it
+              this.stop(thread, "the pool shut down", "ask"),
               Effect.fail(new PoolShutdown({ phase: "running" }))
             )
           }
