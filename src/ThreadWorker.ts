@@ -145,6 +145,9 @@ export const serve = <R = never, E = never>(
     } catch (defect) {
       effect = Effect.die(defect)
     }
+    if (!Effect.isEffect(effect)) {
+      effect = Effect.die(new TypeError(`the handler of task ${name} returned ${describe(effect)}, not an Effect`))
+    }
     const fiber = Effect.runForkWith(context)(effect)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) return reply(id, safeOutcomeOf(exit))

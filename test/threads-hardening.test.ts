@@ -9,7 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PoolError, ThreadPool } from "../src/index.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
-import { Echo, Sleep, Spin, Stray, Throw } from "./fixtures/tasks.ts"
+import { Echo, NotAnEffect, Sleep, Spin, Stray, Throw } from "./fixtures/tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 /** The worker threads of this process that are alive, as the OS sees them (Linux names them). */
@@ -57,6 +57,17 @@ describe("ThreadPool: user code in the thread", () => {
         assert.strictEqual(yield* pool.threads, 1)
       }))
   }
+
+  it.live("a handler that returns something other than an Effect fails its task with a defect naming the problem", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const exit = yield* Effect.exit(pool.run(NotAnEffect, 1))
+      const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) as Error : undefined
+      assert.instanceOf(defect, Error)
+      assert.include(defect!.message, "the handler of task NotAnEffect returned Promise")
+      assert.include(defect!.message, "not an Effect")
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
 
   it.live("a typed failure its Schema rejects, even a Proxy, fails the task with TaskCodecError; the thread survives", () =>
     Effect.gen(function*() {
