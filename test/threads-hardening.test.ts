@@ -287,6 +287,17 @@ describe("ThreadPool: a thread's own layer is released", () => {
       assert.strictEqual(count("open"), 1)
     }))
 
+  it.live("a thread whose layer release hangs is terminated after cancelGrace", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      // long enough for a loaded machine to start the release, which then hangs
+      const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 1, cancelGrace: "3 seconds", workerData: { log, hang: true } })
+      yield* pool.run(Echo, "a")
+      yield* pool.shutdown
+      assert.strictEqual(yield* pool.threads, 0)
+      assert.deepStrictEqual([count("closing"), count("close")], [1, 0])
+    }))
+
   it.live("a thread retired by a shrink closes its layer", () =>
     Effect.gen(function*() {
       const { count, log } = logOf()
