@@ -211,9 +211,15 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
   ) => Effect.Effect<Array<Task.Success<U>>, Task.Failure<U> | TaskError>
   /** Threads alive: started and not exited, including those still starting or being terminated. */
   readonly threads: Effect.Effect<number>
-  /** Changes the number of threads. */
+  /**
+   * Changes the number of threads: new ones are started (and waited for), retired ones close. A
+   * resize still starting threads when the pool shuts down ends as done.
+   */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
-  /** Immediate shutdown; returns the tasks that never started, with their payloads. */
+  /**
+   * Immediate shutdown; returns the tasks that never started, with their payloads. Running tasks are
+   * interrupted, then every thread is asked to close (releasing its layer) as at `shutdown`.
+   */
   readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedTask<T>>>
 }
 

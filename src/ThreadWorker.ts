@@ -177,12 +177,12 @@ export const serve = <R = never, E = never>(
   }
 
   const start = (context: Context.Context<R>) => {
-    // a message without the pool's envelope was posted by someone else: it is not for us
     const handle = (message: ToThread) => {
       if (message._ === "run") runTask(context, message.id, message.task, message.payload)
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
       else close()
     }
+    // a message without the pool's envelope was posted by someone else: it is not for us
     port.on("message", (data: unknown) => open(data, handle))
     post({ _: "ready" })
   }
