@@ -3,7 +3,7 @@
  * process, hang a caller or leave a thread (or a thread's resource) behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Effect, Exit, Fiber, Logger, References, Schedule } from "effect"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -38,6 +38,21 @@ describe("ThreadPool: user code in the thread", () => {
         assert.strictEqual(yield* pool.threads, 1)
       }))
   }
+
+  it.live("a stray message is logged at debug level, with what it was", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(`${options.logLevel} ${String(options.message)}`)
+      })
+      const { pool } = yield* makePool({ threads: 1 }).pipe(
+        Effect.provide(Logger.layer([collector])),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+      assert.strictEqual(yield* pool.run(Stray, "string"), 1)
+      yield* waitFor(Effect.sync(() => logged.length > 0), "the stray message is logged")
+      assert.match(logged[0]!, /^Debug .*not the pool's.*hello from user code/)
+    }))
 
   for (const kind of ["nullProto", "badMessage", "badName", "proxy", "revoked", "symbol"] as const) {
     it.live(`an odd thrown value (${kind}) comes back as a defect; the thread survives`, () =>
