@@ -15,7 +15,7 @@
  * Shutdown is graceful by construction. `NodeRuntime.runMain` turns SIGTERM/SIGINT into an
  * interruption of `main`, which releases the app's layers in reverse order: first the HTTP server
  * stops accepting connections, then the job registry asks the pool to shut down, which lets the
- * queued and running jobs finish (within `shutdownTimeout`) before the process exits.
+ * queued and running jobs finish (within `shutdownTimeout`) before the process exits, with code 0.
  *
  * Run:  node examples/web-server.ts              (PORT=3000 by default, listens on 127.0.0.1)
  * Try:  curl -s -XPOST localhost:3000/jobs -d '{"task":"report","millis":3000}'
@@ -23,7 +23,7 @@
  *       then Ctrl-C (or kill -TERM) while the job runs: the server waits for it, then exits.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Runtime, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
 import { type PoolError, WorkPool } from "../src/index.ts"
@@ -171,10 +171,21 @@ export const makeApp = (options: ServerOptions) =>
     Layer.provideMerge(Background.layer)
   )
 
+/**
+ * The exit code. `Layer.launch` never ends by itself, so an exit made of interruptions only is
+ * runMain answering SIGTERM/SIGINT, and it comes here after every layer has been released: the
+ * jobs have drained. That is the clean stop an orchestrator asks for, so it exits 0; runMain's
+ * default would say 130 ("killed by a signal"). A failure (the port is taken, a finalizer died)
+ * keeps the default code.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+
 // `Layer.launch` builds the app and waits forever; SIGTERM/SIGINT interrupts it and the layers are
 // released as described at the top.
 if (import.meta.main) {
   NodeRuntime.runMain(
-    Effect.flatMap(Config.Int("PORT").pipe(Config.withDefault(3000)), (port) => Layer.launch(makeApp({ port })))
+    Effect.flatMap(Config.Int("PORT").pipe(Config.withDefault(3000)), (port) => Layer.launch(makeApp({ port }))),
+    { teardown }
   )
 }
