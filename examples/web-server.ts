@@ -9,13 +9,15 @@
  * Here:
  *   POST /jobs      {"task": "report", "millis": 500, "fail"?: true, "priority"?: 10}
  *                   -> 202 {"id": 1, "status": "queued", "location": "/jobs/1"}
- *                   -> 503 while shutting down, 429 when the queue is full, 400 for a bad body
+ *                   -> 503 while shutting down, 429 when the queue is full, 400 for a bad body,
+ *                      413 for a body over 64 KiB
  *   GET  /jobs/:id  -> 200 {"id": 1, "status": "running" | "succeeded" | ..., "result"?: ...}
  *
  * Shutdown is graceful by construction. `NodeRuntime.runMain` turns SIGTERM/SIGINT into an
- * interruption of `main`, which releases the app's layers in reverse order: first the HTTP server
- * stops accepting connections, then the job registry asks the pool to shut down, which lets the
- * queued and running jobs finish (within `shutdownTimeout`) before the process exits, with code 0.
+ * interruption of `main`, which releases the app's layers in reverse order. The first one released
+ * asks the pool to shut down: the queued and running jobs finish (within `shutdownTimeout`) while
+ * the HTTP server still answers, `503` (with `Connection: close`) to new jobs and `200` to status
+ * requests. Then the server stops, and the process exits with code 0.
  *
  * Run:  node examples/web-server.ts              (PORT=3000 by default, listens on 127.0.0.1)
  * Try:  curl -s -XPOST localhost:3000/jobs -d '{"task":"report","millis":3000}'
@@ -23,7 +25,7 @@
  *       then Ctrl-C (or kill -TERM) while the job runs: the server waits for it, then exits.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Runtime, Schema } from "effect"
+import { ByteSize, Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Runtime, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
 import { type PoolError, WorkPool } from "../src/index.ts"
@@ -84,17 +86,6 @@ export class Jobs extends Context.Service<Jobs, {
     // The handles keep their job's types: JobHandle<{ task, tookMillis }, TaskFailed>.
     const handles = new Map<number, WorkPool.JobHandle<Effect.Success<ReturnType<typeof perform>>, TaskFailed>>()
 
-    // This layer is built after the pool's, so it is released before it. Shutting the pool down
-    // here (it is idempotent; the pool's own layer would do it next anyway) lets us log the drain.
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        const before = yield* pool.stats
-        yield* Effect.log(`shutting down: draining ${before.running} running and ${before.queued} queued jobs`)
-        yield* pool.shutdown
-        const after = yield* pool.stats
-        yield* Effect.log(`drained: ${after.succeeded} succeeded, ${after.failed} failed, ${after.interrupted} interrupted`)
-      })
-    )
 
     return Jobs.of({
       // `submit` returns as soon as the job is queued. The job runs under the pool's scope, so it
@@ -124,7 +115,29 @@ export class Jobs extends Context.Service<Jobs, {
   }))
 }
 
+/**
+ * Drains the pool when the app stops. The app builds this layer last, so it is released first, while
+ * the HTTP server still runs: during the drain, new jobs are refused by the pool (`PoolShutdown`,
+ * answered 503) and clients can still follow the accepted ones. (The pool's own layer would shut it
+ * down too, but only after the server had gone, and without these logs.)
+ */
+const drainOnShutdown = Layer.effectDiscard(Effect.gen(function*() {
+  const pool = yield* Background
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const before = yield* pool.stats
+      yield* Effect.log(`shutting down: draining ${before.running} running and ${before.queued} queued jobs`)
+      yield* pool.shutdown
+      const after = yield* pool.stats
+      yield* Effect.log(`drained: ${after.succeeded} succeeded, ${after.failed} failed, ${after.interrupted} interrupted`)
+    })
+  )
+}))
+
 // --- HTTP -------------------------------------------------------------------------------------------
+
+/** The largest request body read: a job request is a few dozen bytes; 64 KiB is generous. */
+export const maxBodyBytes = 64 * 1024
 
 const postJob = HttpRouter.route("POST", "/jobs", Effect.gen(function*() {
   const request = yield* HttpServerRequest.schemaBodyJson(JobRequest)
@@ -133,10 +146,25 @@ const postJob = HttpRouter.route("POST", "/jobs", Effect.gen(function*() {
 }).pipe(
   // Each way a submission can be refused becomes its own HTTP answer.
   Effect.catchTags({
+    // The body reader stops at `maxBodyBytes` (see `makeApp`). `Connection: close` spares the
+    // client the upload of the rest, and us reading it.
+    HttpServerError: (e) =>
+      e.reason._tag === "RequestParseError" && e.reason.reason === "BodyTooLarge"
+        ? Effect.succeed(HttpServerResponse.jsonUnsafe({ error: `request body larger than ${maxBodyBytes} bytes` }, {
+          status: 413,
+          headers: { connection: "close" }
+        }))
+        : Effect.fail(e),
     SchemaError: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
     InvalidJobOptions: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
     QueueFull: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 429 })),
-    PoolShutdown: () => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: "shutting down" }, { status: 503 }))
+    // The server is draining and stops once the accepted jobs are done (10 s at most): the client
+    // should retry elsewhere or later, on a new connection, since this one is about to close.
+    PoolShutdown: () =>
+      Effect.succeed(HttpServerResponse.jsonUnsafe({ error: "shutting down" }, {
+        status: 503,
+        headers: { connection: "close", "retry-after": "10" }
+      }))
   })
 ))
 
@@ -157,15 +185,20 @@ export interface ServerOptions {
 }
 
 /**
- * The whole app as one layer: HTTP server, job registry, pool. `provideMerge` keeps `Jobs` and
- * `Background` in the output so that a test can look at them, and the server (its address is in
- * `HttpServer.HttpServer`; port 0 picks a free port).
+ * The whole app as one layer: pool, job registry, HTTP server, drain; built in that order and
+ * released in the reverse one. `provideMerge` keeps `Jobs` and `Background` in the output so that a
+ * test can look at them, and the server (its address is in `HttpServer.HttpServer`; port 0 picks a
+ * free port).
  */
 export const makeApp = (options: ServerOptions) =>
-  HttpRouter.serve(HttpRouter.addAll([postJob, getJob]), {
-    disableLogger: options.logRequests === false,
-    disableListenLog: options.logRequests === false
-  }).pipe(
+  drainOnShutdown.pipe(
+    Layer.provideMerge(HttpRouter.serve(HttpRouter.addAll([postJob, getJob]), {
+      disableLogger: options.logRequests === false,
+      disableListenLog: options.logRequests === false
+    })),
+    // Request bodies are read up to this size, then refused (413): a client cannot make the
+    // server buffer (or keep, in a job) an upload of any size.
+    Layer.provide(Layer.succeed(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBodyBytes))),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" })),
     Layer.provideMerge(Jobs.layer),
     Layer.provideMerge(Background.layer)

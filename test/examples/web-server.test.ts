@@ -9,7 +9,7 @@ import { HttpServer } from "effect/http"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { Jobs, type JobView, makeApp } from "../../examples/web-server.ts"
+import { Jobs, type JobView, makeApp, maxBodyBytes } from "../../examples/web-server.ts"
 
 // The app logs its drain at shutdown; keep the test output quiet.
 const TestApp = makeApp({ port: 0, host: "127.0.0.1", logRequests: false }).pipe(
@@ -66,6 +66,31 @@ describe("web-server", () => {
       assert.strictEqual((yield* get(base, 999_999)).status, 404)
     }))
 
+  it.live("a body over the size limit is refused with 413 and a reason; one exactly at the limit is accepted", () =>
+    Effect.gen(function*() {
+      const base = baseUrl(yield* Layer.build(TestApp))
+      // JSON may end in whitespace, so padding makes a valid request of any size.
+      const sized = (bytes: number) => {
+        const json = JSON.stringify({ task: "padded", millis: 0 })
+        return json + " ".repeat(bytes - json.length)
+      }
+      const send = (body: string) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${base}/jobs`, { method: "POST", body })
+          return { status: response.status, connection: response.headers.get("connection"), body: await response.json() }
+        })
+
+      assert.strictEqual((yield* send(sized(maxBodyBytes))).status, 202)
+      for (const bytes of [maxBodyBytes + 1, 10 * 1024 * 1024]) {
+        const refused = yield* send(sized(bytes))
+        assert.deepStrictEqual(refused, {
+          status: 413,
+          connection: "close", // the rest of a large upload is not waited for
+          body: { error: `request body larger than ${maxBodyBytes} bytes` }
+        })
+      }
+    }))
+
   it.live("shutting the app down drains running and queued jobs before it completes", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
@@ -93,34 +118,50 @@ describe("web-server", () => {
 })
 
 // The real program, as a child process: start it, give it a job, send SIGTERM while the job runs,
-// and check that it waited for the job before exiting.
+// and check that it refuses new work with 503 while it waits for the job, then exits 0.
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const script = fileURLToPath(new URL("../../examples/web-server.ts", import.meta.url))
 
 describe("web-server as a program", () => {
-  it("drains a running job on SIGTERM, then exits 0", async () => {
+  it("on SIGTERM it answers 503 to new jobs while it drains the accepted one, then exits 0", async () => {
     const child = spawn(node, [script], { env: { ...process.env, PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] })
     let output = ""
     child.stdout.on("data", (chunk) => output += chunk)
     child.stderr.on("data", (chunk) => output += chunk)
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-    try {
-      const base = await new Promise<string>((resolve, reject) => {
+    // Resolves with the first match of `pattern` in the program's output, as soon as it is printed.
+    const printed = (pattern: RegExp) =>
+      new Promise<RegExpExecArray>((resolve, reject) => {
         const check = () => {
-          const match = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
-          if (match) resolve(match[1]!)
+          const match = pattern.exec(output)
+          if (match) resolve(match)
         }
+        check()
         child.stdout.on("data", check)
-        child.on("exit", () => reject(new Error(`server exited early:\n${output}`)))
+        child.on("exit", () => reject(new Error(`exited before printing ${pattern}:\n${output}`)))
       })
-      const accepted = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "t", millis: 300 }) })
+    try {
+      const base = (await printed(/Listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
+      const accepted = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "t", millis: 3000 }) })
+      assert.strictEqual(accepted.status, 202)
       const { id } = await accepted.json() as { id: number }
-      while ((await (await fetch(`${base}/jobs/${id}`)).json() as JobView).status !== "running") {
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
+
+      // The job was accepted, so it is running (two workers, nothing else queued) when SIGTERM comes.
       child.kill("SIGTERM")
+      await printed(/shutting down: draining 1 running and 0 queued jobs/)
+
+      // While it drains (the job has seconds to go; these two requests take milliseconds) the server
+      // still answers: new work is refused with a 503 that tells the client to go elsewhere...
+      const refused = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "late", millis: 0 }) })
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.headers.get("connection"), "close")
+      assert.isNotNull(refused.headers.get("retry-after"))
+      assert.deepStrictEqual(await refused.json(), { error: "shutting down" })
+      // ...and the status of accepted jobs can still be read.
+      const status = await fetch(`${base}/jobs/${id}`)
+      assert.strictEqual((await status.json() as JobView).status, "running")
+
       const code = await exited
-      assert.include(output, "shutting down: draining 1 running and 0 queued jobs")
       assert.include(output, "drained: 1 succeeded, 0 failed, 0 interrupted")
       assert.strictEqual(code, 0) // a complete drain is a clean exit, not "killed by a signal" (130)
     } finally {
