@@ -15,7 +15,7 @@
  *
  * Run: node examples/cancellation.ts   (JOBS=40 for more jobs)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Effect, Fiber, Stream } from "effect"
 import { WorkPool } from "../src/index.ts"
 

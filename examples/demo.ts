@@ -12,7 +12,7 @@
  *
  * Run: npm start   (or: node examples/demo.ts; JOBS=100 for a shorter run)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Config, Effect, Exit, Fiber, Schedule, Schema, Stream } from "effect"
 import { WorkPool } from "../src/index.ts"
 

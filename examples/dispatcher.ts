@@ -12,7 +12,7 @@
  *
  * Run: node examples/dispatcher.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Data, Effect, Schema } from "effect"
 import { WorkPool } from "../src/index.ts"
 

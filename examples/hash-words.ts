@@ -14,7 +14,7 @@
  *   DEBUG=true node examples/hash-words.ts # one line per job, like the article's DEBUG flag
  *   JOBS=200 WORK_MS=50 node examples/hash-words.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Effect, Random } from "effect"
 import { WorkPool } from "../src/index.ts"
 

@@ -12,7 +12,7 @@
  *
  * Run: node examples/layered-app.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Context, Duration, Effect, Layer, Schema } from "effect"
 import { type PoolError, WorkPool } from "../src/index.ts"
 

@@ -11,7 +11,7 @@
  *
  * Run: node examples/priority.ts   (JOBS=30 for a shorter high-priority stream)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Effect } from "effect"
 import { WorkPool } from "../src/index.ts"
 

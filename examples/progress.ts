@@ -11,7 +11,7 @@
  *
  * Run: node examples/progress.ts   (JOBS=1000 for a longer run)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Deferred, Effect, Fiber, Random, Schema, Stream } from "effect"
 import { WorkPool } from "../src/index.ts"
 

@@ -11,7 +11,7 @@
  *
  * Run: node examples/results-and-errors.ts   (JOBS=50 for more jobs)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Config, Console, Effect, Exit, Option, Result, Schema } from "effect"
 import { WorkPool } from "../src/index.ts"
 

@@ -15,7 +15,7 @@
  *
  * Run: node examples/scraper.ts   (PAGES=20000 by default, WORKERS=50)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Effect, Result, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -25,12 +25,12 @@ import { WorkPool } from "../src/index.ts"
 
 // --- the site to scrape: a local server, started and stopped with the program --------------------
 
-/** Every page links to nothing and says its number; every 1000th page is a server error. */
+/** Every page links to nothing and says its number; every 100th page is a server error. */
 const localSite = Effect.acquireRelease(
   Effect.callback<{ readonly origin: string; readonly close: () => void }>((resume) => {
     const server = createServer((request, response) => {
       const page = Number(request.url?.split("/").pop())
-      if (page % 1000 === 999) {
+      if (page % 100 === 99) {
         response.writeHead(500).end("oops")
         return
       }

@@ -16,7 +16,7 @@
  *
  * Run: node examples/timeouts.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Duration, Effect } from "effect"
 import { type PoolError, WorkPool } from "../src/index.ts"
 

@@ -24,7 +24,8 @@
  *       curl -s localhost:3000/jobs/1
  *       then Ctrl-C (or kill -TERM) while the job runs: the server waits for it, then exits.
  */
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ByteSize, Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Runtime, Schema } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"

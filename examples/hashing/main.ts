@@ -22,7 +22,7 @@
  *   JOBS=16 ROUNDS=2000 node examples/hashing/main.ts   # a quick run
  *   THREADS=8 node examples/hashing/main.ts             # N (default: available parallelism, at least 2)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Duration, Effect } from "effect"
 import { createHash } from "node:crypto"
 import { availableParallelism } from "node:os"

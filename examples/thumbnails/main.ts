@@ -8,8 +8,8 @@
  * encodes the thumbnail, with jpeg-js (a pure-JavaScript codec: no native addon to build).
  *
  * What it does:
- *   1. makes IMAGES sample photos (1000×800 landscapes, every fourth 800×1000), drawn and encoded
- *      on the pool too, and writes them to OUT/photos, with one file that is not a JPEG at all;
+ *   1. makes IMAGES sample photos (PHOTO×(0.8 PHOTO) landscapes, every fourth one a portrait; PHOTO
+ *      is 1000 by default), drawn and encoded on the pool too, and writes them to OUT/photos, with one file that is not a JPEG at all;
  *   2. reads each file and sends its bytes to a thread as a transferred `ArrayBuffer` (moved, not
  *      copied: the main thread's buffer is detached), gets the thumbnail back and writes it to
  *      OUT/thumbs; the broken file fails with its own typed error, `NotAJpeg`, and the rest go on.
@@ -20,9 +20,11 @@
  *   node examples/thumbnails/main.ts
  *   IMAGES=40 THREADS=4 node examples/thumbnails/main.ts
  *   OUT=/tmp/thumbs SIZE=320 node examples/thumbnails/main.ts   # output folder, thumbnail size
+ *   PHOTO=2000 node examples/thumbnails/main.ts                  # longest side of the sample photos
  * (OUT defaults to a new folder in the system's temp directory; the program prints it.)
  */
-import { NodeFileSystem, NodeRuntime } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Duration, Effect, FileSystem, Option, Result } from "effect"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
@@ -33,6 +35,7 @@ const settings = Config.all({
   images: Config.Int("IMAGES").pipe(Config.withDefault(12)),
   threads: Config.Int("THREADS").pipe(Config.withDefault(availableParallelism())),
   maxSide: Config.Int("SIZE").pipe(Config.withDefault(200)),
+  photoSide: Config.Int("PHOTO").pipe(Config.withDefault(1000)),
   out: Config.option(Config.String("OUT"))
 })
 
@@ -50,7 +53,7 @@ const ownBuffer = (bytes: Uint8Array): ArrayBuffer =>
     : bytes.slice().buffer
 
 const program = Effect.gen(function*() {
-  const { images, maxSide, out: outOption, threads } = yield* settings
+  const { images, maxSide, out: outOption, photoSide, threads } = yield* settings
   const fs = yield* FileSystem.FileSystem
   const out = Option.isSome(outOption)
     ? outOption.value
@@ -72,9 +75,10 @@ const program = Effect.gen(function*() {
   // 1. Sample photos, drawn and encoded on the threads; runAll keeps the input order.
   const specs = Array.from({ length: images }, (_, i) => {
     const portrait = i % 4 === 3
+    const shortSide = Math.round(photoSide * 0.8)
     return {
       name: `photo-${String(i + 1).padStart(2, "0")}.jpg`,
-      payload: { width: portrait ? 800 : 1000, height: portrait ? 1000 : 800, seed: i + 1 }
+      payload: { width: portrait ? shortSide : photoSide, height: portrait ? photoSide : shortSide, seed: i + 1 }
     }
   })
   const [madeIn, jpegs] = yield* Effect.timed(pool.runAll(MakePhoto, specs.map((spec) => spec.payload)))

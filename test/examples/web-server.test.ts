@@ -123,8 +123,13 @@ const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : p
 const script = fileURLToPath(new URL("../../examples/web-server.ts", import.meta.url))
 
 describe("web-server as a program", () => {
-  it("on SIGTERM it answers 503 to new jobs while it drains the accepted one, then exits 0", async () => {
+  // Starting a node process is CPU work, slow on a busy machine: a generous limit, as in examples-run.
+  it("on SIGTERM it answers 503 to new jobs while it drains the accepted one, then exits 0", { timeout: 90_000 }, async ({ onTestFinished }) => {
     const child = spawn(node, [script], { env: { ...process.env, PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] })
+    // Also when the test times out: no server is left running.
+    onTestFinished(() => {
+      if (child.exitCode === null) child.kill("SIGKILL")
+    })
     let output = ""
     child.stdout.on("data", (chunk) => output += chunk)
     child.stderr.on("data", (chunk) => output += chunk)
@@ -140,32 +145,28 @@ describe("web-server as a program", () => {
         child.stdout.on("data", check)
         child.on("exit", () => reject(new Error(`exited before printing ${pattern}:\n${output}`)))
       })
-    try {
-      const base = (await printed(/Listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
-      const accepted = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "t", millis: 3000 }) })
-      assert.strictEqual(accepted.status, 202)
-      const { id } = await accepted.json() as { id: number }
+    const base = (await printed(/Listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
+    const accepted = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "t", millis: 3000 }) })
+    assert.strictEqual(accepted.status, 202)
+    const { id } = await accepted.json() as { id: number }
 
-      // The job was accepted, so it is running (two workers, nothing else queued) when SIGTERM comes.
-      child.kill("SIGTERM")
-      await printed(/shutting down: draining 1 running and 0 queued jobs/)
+    // The job was accepted, so it is running (two workers, nothing else queued) when SIGTERM comes.
+    child.kill("SIGTERM")
+    await printed(/shutting down: draining 1 running and 0 queued jobs/)
 
-      // While it drains (the job has seconds to go; these two requests take milliseconds) the server
-      // still answers: new work is refused with a 503 that tells the client to go elsewhere...
-      const refused = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "late", millis: 0 }) })
-      assert.strictEqual(refused.status, 503)
-      assert.strictEqual(refused.headers.get("connection"), "close")
-      assert.isNotNull(refused.headers.get("retry-after"))
-      assert.deepStrictEqual(await refused.json(), { error: "shutting down" })
-      // ...and the status of accepted jobs can still be read.
-      const status = await fetch(`${base}/jobs/${id}`)
-      assert.strictEqual((await status.json() as JobView).status, "running")
+    // While it drains (the job has seconds to go; these two requests take milliseconds) the server
+    // still answers: new work is refused with a 503 that tells the client to go elsewhere...
+    const refused = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "late", millis: 0 }) })
+    assert.strictEqual(refused.status, 503)
+    assert.strictEqual(refused.headers.get("connection"), "close")
+    assert.isNotNull(refused.headers.get("retry-after"))
+    assert.deepStrictEqual(await refused.json(), { error: "shutting down" })
+    // ...and the status of accepted jobs can still be read.
+    const status = await fetch(`${base}/jobs/${id}`)
+    assert.strictEqual((await status.json() as JobView).status, "running")
 
-      const code = await exited
-      assert.include(output, "drained: 1 succeeded, 0 failed, 0 interrupted")
-      assert.strictEqual(code, 0) // a complete drain is a clean exit, not "killed by a signal" (130)
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL")
-    }
+    const code = await exited
+    assert.include(output, "drained: 1 succeeded, 0 failed, 0 interrupted")
+    assert.strictEqual(code, 0) // a complete drain is a clean exit, not "killed by a signal" (130)
   })
 })
