@@ -87,7 +87,6 @@ export class Jobs extends Context.Service<Jobs, {
     // The handles keep their job's types: JobHandle<{ task, tookMillis }, TaskFailed>.
     const handles = new Map<number, WorkPool.JobHandle<Effect.Success<ReturnType<typeof perform>>, TaskFailed>>()
 
-
     return Jobs.of({
       // `submit` returns as soon as the job is queued. The job runs under the pool's scope, so it
       // goes on after this request has been answered (and is not cut short when it is).
