@@ -31,7 +31,8 @@ const get = (base: string, id: number) =>
     return { status: response.status, body: await response.json() as JobView }
   })
 
-// Polls until the job reaches `wanted`; the test's own timeout bounds the wait.
+// Polls until the job reaches `wanted`; the test's own timeout bounds the wait. Only for an end
+// state: a job can pass through "running" between two polls, and then this would never return.
 const waitForStatus = (base: string, id: number, wanted: string) =>
   get(base, id).pipe(Effect.repeat({ until: (r) => r.body.status === wanted, schedule: Schedule.spaced("10 millis") }))
 
@@ -98,10 +99,9 @@ describe("web-server", () => {
       const base = baseUrl(app)
       const jobs = Context.get(app, Jobs)
 
-      // Two workers: the first two jobs run, the third waits in the queue.
+      // Two workers: the first two jobs start as they are admitted, the third waits in the queue.
       const ids: Array<number> = []
       for (const task of ["a", "b", "c"]) ids.push((yield* post(base, { task, millis: 200 })).body.id)
-      yield* waitForStatus(base, ids[0]!, "running")
 
       // What SIGTERM does to the real program: release the app's layers.
       yield* Scope.close(scope, Exit.void)
