@@ -91,3 +91,78 @@ describe("per-worker resource failures", () => {
       assert.isAtMost(stats.workers, 2)
     }))
 })
+
+describe("resource acquisitions and shutdown", () => {
+  /**
+   * A connection that takes 100 ms to open. `interruptibleOpen`: the wait is interruptible (a
+   * connect that can be abandoned); otherwise the whole acquisition is uninterruptible, so a
+   * shutdown must wait for it and then release it.
+   */
+  const slowConnections = (interruptibleOpen: boolean) => {
+    const log: Array<string> = []
+    const open = (id: number) => Effect.sync(() => void log.push(`open ${id}`))
+    const close = (id: number) => Effect.sync(() => void log.push(`close ${id}`))
+    const resource = (id: number) =>
+      interruptibleOpen
+        ? Effect.andThen(Effect.sleep("100 millis"), Effect.acquireRelease(open(id), () => close(id)))
+        : Effect.acquireRelease(Effect.andThen(Effect.sleep("100 millis"), open(id)), () => close(id))
+    /** Every connection opened has been closed. */
+    const allClosed = () => {
+      const opened = log.filter((l) => l.startsWith("open")).map((l) => l.slice(5)).sort()
+      const closed = log.filter((l) => l.startsWith("close")).map((l) => l.slice(6)).sort()
+      return assert.deepStrictEqual(closed, opened, `log: ${log.join(", ")}`)
+    }
+    return { log, resource, allClosed }
+  }
+
+  for (const interruptibleOpen of [true, false]) {
+    for (const how of ["shutdownNow", "shutdown"] as const) {
+      it.effect(
+        `${how} and scope close with a resize in flight leave no acquisition behind (${
+          interruptibleOpen ? "interruptible" : "uninterruptible"
+        } acquire)`,
+        () =>
+          Effect.gen(function*() {
+            const { allClosed, log, resource } = slowConnections(interruptibleOpen)
+            const scope = yield* Scope.make()
+            const making = yield* Effect.forkChild(WorkPool.make({ concurrency: 1, resource }).pipe(Scope.provide(scope)))
+            yield* TestClock.adjust("100 millis")
+            const pool = yield* Fiber.join(making)
+            const resizing = yield* Effect.forkChild(Effect.exit(pool.resize(8)))
+            yield* TestClock.adjust("50 millis")
+            assert.deepStrictEqual(log, ["open 0"])
+            // the log as it is at the moment the close returns
+            let atClose: Array<string> | undefined
+            const closing = yield* Effect.forkChild(
+              pool[how].pipe(Effect.andThen(Scope.close(scope, Exit.void)), Effect.andThen(Effect.sync(() => atClose = [...log])))
+            )
+            yield* TestClock.adjust("1 second")
+            yield* settle
+            yield* Fiber.join(closing)
+            // every acquisition released or never completed, and nothing of the pool ran afterwards
+            assert.deepStrictEqual(log, atClose)
+            allClosed()
+            // the resize caller got a defined outcome: done, not a bare interruption
+            assert.deepStrictEqual(yield* Fiber.join(resizing), Exit.void)
+            assert.strictEqual((yield* pool.stats).workers, 0)
+          })
+      )
+    }
+  }
+
+  it.effect("interrupting a resize interrupts its acquisitions and releases what they opened", () =>
+    Effect.gen(function*() {
+      const { log, resource } = slowConnections(false)
+      const making = yield* Effect.forkChild(WorkPool.make({ concurrency: 1, resource }))
+      yield* TestClock.adjust("100 millis")
+      const pool = yield* Fiber.join(making)
+      const resizing = yield* Effect.forkChild(pool.resize(3))
+      yield* TestClock.adjust("50 millis")
+      const interrupting = yield* Effect.forkChild(Fiber.interrupt(resizing))
+      yield* TestClock.adjust("50 millis")
+      yield* Fiber.join(interrupting)
+      // the two new connections opened (uninterruptibly) and were closed again; worker 0 is kept
+      assert.deepStrictEqual(log.filter((l) => l !== "open 0").sort(), ["close 1", "close 2", "open 1", "open 2"])
+      assert.deepStrictEqual((yield* pool.stats).workers, 1)
+    }))
+})

@@ -250,8 +250,10 @@ export class Scheduler<W> {
   /** Bumped on every change of state that `stats` shows. */
   version = 0
   private stateWaiters: Array<StateWaiter> = []
-  /** Fibers of the pool's own upkeep (worker retirement, the shutdown drain). */
+  /** Fibers of the pool's own upkeep (resource acquisition, worker retirement, the shutdown drain). */
   private readonly upkeep = new Set<Fiber.Fiber<any, any>>()
+  /** The upkeep fibers acquiring a worker's resource. */
+  private readonly acquiring = new Set<Fiber.Fiber<void, unknown>>()
   private timer: Fiber.Fiber<void> | undefined = undefined
   private timerAt = Infinity
   readonly epoch: number
@@ -297,7 +299,12 @@ export class Scheduler<W> {
   // ---------------------------------------------------------------------------
   // workers
 
-  /** Brings the number of workers to `target`, acquiring resources for new ones. */
+  /**
+   * Adds `count` workers, acquiring resources for them. Each acquisition runs in a fiber of the
+   * pool's own, so that a shutdown can interrupt it and wait for it (nothing of the pool outlives
+   * its shutdown); the caller waits for them, and its interruption interrupts them. An acquisition
+   * stopped by a shutdown is not a failure: the caller is done, as with a resize after shutdown.
+   */
   addWorkers(count: number): Effect.Effect<void, unknown> {
     const acquire = this.config.acquireWorker
     if (acquire === undefined) {
@@ -309,29 +316,50 @@ export class Scheduler<W> {
     return Effect.forEach(
       Array.from({ length: count }, () => new Worker<W>(this.nextWorkerId++)),
       (worker) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.gen({ self: this }, function*() {
-            const scope = yield* Scope.make()
-            // with the services of the place where the pool was made, and the worker's own scope
-            const acquiring = acquire(worker).pipe(Scope.provide(scope), Effect.provideContext(this.context))
-            const exit = yield* Effect.exit(restore(acquiring))
-            if (Exit.isFailure(exit)) {
-              yield* Scope.close(scope, exit)
-              return yield* exit
-            }
-            worker.scope = scope
-            worker.resource = exit.value
-            if (this.state !== "running" || this.workers.size >= this.target) {
-              yield* Scope.close(scope, Exit.void)
-              return
-            }
-            this.workerReady(worker)
-            this.pump()
-          })
-        ),
+        Effect.suspend(() => {
+          if (this.state !== "running") return Effect.void
+          const fiber = this.acquireWorker(acquire, worker)
+          return Effect.onInterrupt(Fiber.await(fiber), () => Fiber.interrupt(fiber)).pipe(
+            Effect.flatMap((exit) =>
+              Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) && this.state !== "running" ? Effect.void : exit
+            )
+          )
+        }),
       // resources such as worker threads take a while to start: start them together
       { discard: true, concurrency: "unbounded" }
     )
+  }
+
+  /** Forks the acquisition of a worker's resource; the worker joins the pool if it is still wanted. */
+  private acquireWorker(
+    acquire: (worker: Worker<W>) => Effect.Effect<W, unknown, Scope.Scope>,
+    worker: Worker<W>
+  ): Fiber.Fiber<void, unknown> {
+    const fiber = this.upkeepFork(Effect.uninterruptibleMask((restore) =>
+      Effect.gen({ self: this }, function*() {
+        const scope = yield* Scope.make()
+        const exit = yield* Effect.exit(restore(Scope.provide(acquire(worker), scope)))
+        if (Exit.isFailure(exit)) {
+          yield* Scope.close(scope, exit)
+          return yield* Effect.failCause(exit.cause)
+        }
+        if (this.state !== "running" || this.workers.size >= this.target) return yield* Scope.close(scope, Exit.void)
+        worker.scope = scope
+        worker.resource = exit.value
+        this.workerReady(worker)
+        this.pump()
+      })
+    ))
+    if (fiber.pollUnsafe() === undefined) {
+      this.acquiring.add(fiber)
+      fiber.addObserver(() => this.acquiring.delete(fiber))
+    }
+    return fiber
+  }
+
+  /** Stops every acquisition in flight: a stopping pool takes no new worker. */
+  private interruptAcquisitions(): void {
+    for (const fiber of this.acquiring) fiber.interruptUnsafe()
   }
 
   private workerReady(worker: Worker<W>): void {
@@ -354,14 +382,15 @@ export class Scheduler<W> {
     this.changed()
   }
 
-  private upkeepFork(effect: Effect.Effect<unknown>): void {
+  private upkeepFork<A, E>(effect: Effect.Effect<A, E>): Fiber.Fiber<A, E> {
     const fiber = Effect.runForkWith(this.context)(effect)
-    if (fiber.pollUnsafe() !== undefined) return
+    if (fiber.pollUnsafe() !== undefined) return fiber
     this.upkeep.add(fiber)
     fiber.addObserver(() => {
       this.upkeep.delete(fiber)
       this.changed()
     })
+    return fiber
   }
 
   // ---------------------------------------------------------------------------
@@ -710,6 +739,7 @@ export class Scheduler<W> {
       if (this.state === "running") {
         this.state = "draining"
         this.paused = false
+        this.interruptAcquisitions()
         this.rejectWaiting()
         this.changed()
         this.pump()
@@ -765,6 +795,7 @@ export class Scheduler<W> {
     if (this.stoppingPool) return []
     this.stoppingPool = true
     this.state = "draining"
+    this.interruptAcquisitions()
     this.rejectWaiting()
     // take every queued job out before telling anyone: a listener may cancel other queued jobs
     const unstarted: Array<Job> = []
