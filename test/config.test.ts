@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Config, ConfigProvider, Effect } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 
 const invalid = (options: unknown) =>
   Effect.flip(WorkPool.make(options as WorkPool.Options)).pipe(
@@ -83,5 +85,87 @@ describe("options from an Effect", () => {
       assert.strictEqual(yield* concurrencyWith(3), 3)
       const error = yield* Effect.flip(concurrencyWith(0))
       assert.strictEqual(error._tag, "InvalidPoolConfig")
+    }))
+})
+
+describe("durations", () => {
+  // Duration.fromInput reads any object as a DurationObject and adds up the fields it knows, so
+  // `{}` or `{ millis: 5000 }` would be 0 ms
+  const bad: ReadonlyArray<readonly [string, unknown]> = [
+    ["an empty object", {}],
+    ["an object with an unknown unit", { millis: 5000 }],
+    ["an object with a known and an unknown unit", { seconds: 1, milis: 500 }],
+    ["an object whose unit is a string", { seconds: "5" }],
+    ["an object whose unit is NaN", { seconds: Number.NaN }],
+    ["an object with only undefined units", { seconds: undefined }],
+    ["a Date", new Date(5000)],
+    ["a one-element tuple", [5]],
+    ["a tuple with NaN", [Number.NaN, 0]],
+    ["a tuple of strings", ["1", "0"]],
+    ["null", null],
+    ["true", true],
+    ["a function", () => 5000],
+    ["a string without a unit", "5000"]
+  ]
+  const fields = ["timeout", "queueTimeout", "aging", "shutdownTimeout"] as const
+  for (const field of fields) {
+    for (const [name, value] of bad) {
+      it.effect(`${field}: ${name} is not a duration`, () =>
+        Effect.gen(function*() {
+          const error = yield* invalid({ concurrency: 1, [field]: value })
+          assert.strictEqual(error.field, field)
+          // not a duration at all, rather than a duration of 0
+          assert.include(error.reason, "{ seconds: 5 }")
+        }))
+    }
+  }
+
+  for (const field of ["timeout", "queueTimeout"] as const) {
+    it.effect(`job option ${field}: objects that are not durations are refused`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1 })
+        for (const [, value] of bad) {
+          const error = yield* Effect.flip(pool.run(Effect.void, { [field]: value } as WorkPool.JobOptions))
+          assert.instanceOf(error, PoolError.InvalidJobOptions)
+          assert.strictEqual((error as PoolError.InvalidJobOptions).field, field)
+          assert.include((error as PoolError.InvalidJobOptions).reason, "{ seconds: 5 }")
+        }
+      }))
+  }
+
+  for (const field of ["cancelGrace", "idleTimeout", "startTimeout"] as const) {
+    it.effect(`ThreadPool ${field}: objects that are not durations are refused before any thread starts`, () =>
+      Effect.gen(function*() {
+        for (const [, value] of bad) {
+          const error = yield* Effect.flip(
+            ThreadPool.make({ worker: new URL("./fixtures/worker.ts", import.meta.url), threads: 1, [field]: value })
+          )
+          assert.instanceOf(error, PoolError.InvalidPoolConfig)
+          assert.strictEqual((error as PoolError.InvalidPoolConfig).field, field)
+          assert.include((error as PoolError.InvalidPoolConfig).reason, "{ seconds: 5 }")
+        }
+      }))
+  }
+
+  it.effect("every form of Duration.Input that Effect documents is accepted, with its value", () =>
+    Effect.gen(function*() {
+      const forms: ReadonlyArray<Duration.Input> = [
+        1000,
+        1_000_000_000n,
+        "1 second",
+        Duration.seconds(1),
+        [1, 0],
+        [0, 1e9],
+        { seconds: 1 },
+        { milliseconds: 500, microseconds: 500_000 },
+        { minutes: 1, seconds: -59 }
+      ]
+      for (const timeout of forms) {
+        const pool = yield* WorkPool.make({ concurrency: 1, timeout })
+        const running = yield* Effect.forkChild(Effect.flip(pool.run(Effect.never)))
+        yield* TestClock.adjust("1 second")
+        const error = yield* Fiber.join(running)
+        assert.deepStrictEqual(error, new PoolError.JobTimeout({ jobId: 1, millis: 1000, phase: "running" }), String(timeout))
+      }
     }))
 })

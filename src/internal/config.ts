@@ -66,6 +66,46 @@ export const boolean = (field: string, value: unknown): boolean => {
   return value as boolean
 }
 
+const DURATION_UNITS = new Set(["weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds"])
+
+const isDurationNumber = (n: unknown): n is number => typeof n === "number" && !Number.isNaN(n)
+
+/**
+ * Whether `value` is one of the forms of `Duration.Input`. `Duration.fromInput` alone is not
+ * enough: it reads any other object as a `DurationObject` and adds up the units it knows, so `{}`,
+ * `{ millis: 5000 }` or a `Date` would be 0 ms, `{ seconds: "5" }` would be coerced, and a tuple
+ * holding NaN would be 0.
+ */
+const isDurationInput = (value: unknown): boolean => {
+  switch (typeof value) {
+    case "number":
+      return !Number.isNaN(value)
+    case "bigint":
+    case "string":
+      return true // a string is parsed by Duration.fromInput
+    case "object": {
+      if (value === null) return false
+      if (Duration.isDuration(value)) return true
+      if (Array.isArray(value)) return value.length === 2 && value.every(isDurationNumber)
+      const proto = Object.getPrototypeOf(value)
+      if (proto !== Object.prototype && proto !== null) return false
+      let units = 0
+      for (const [unit, amount] of Object.entries(value)) {
+        if (!DURATION_UNITS.has(unit)) return false
+        if (amount === undefined) continue
+        if (!isDurationNumber(amount)) return false
+        units++
+      }
+      return units > 0
+    }
+    default:
+      return false
+  }
+}
+
+const NOT_A_DURATION = "expected a duration: milliseconds, a string such as \"5 seconds\", a Duration, " +
+  "[seconds, nanos], bigint nanoseconds or units such as { seconds: 5 }"
+
 /**
  * A duration in milliseconds. `positive` durations are deadlines, where 0 would mean "fail at once":
  * Infinity stands for "no deadline" and is returned as 0.
@@ -75,10 +115,8 @@ export const millis = (
   value: unknown,
   kind: "deadline" | "nonNegative" | "positiveFinite"
 ): number => {
-  const duration = typeof value === "number" && Number.isNaN(value)
-    ? undefined
-    : Option.getOrUndefined(Duration.fromInput(value as Duration.Input))
-  if (duration === undefined) fail(field, value, "expected a duration such as \"5 seconds\" or a number of milliseconds")
+  const duration = isDurationInput(value) ? Option.getOrUndefined(Duration.fromInput(value as Duration.Input)) : undefined
+  if (duration === undefined) fail(field, value, NOT_A_DURATION)
   const ms = Duration.toMillis(duration!)
   if (Number.isNaN(ms) || ms < 0) fail(field, value, "expected a duration of at least 0")
   switch (kind) {
