@@ -103,9 +103,15 @@ export type TypeId = typeof TypeId
 export interface Options extends Omit<WorkPool.Options, "concurrency" | "resource"> {
   /** The worker entry file, which calls `ThreadWorker.serve`. */
   readonly worker: URL | string
-  /** How many threads; default the machine's available parallelism. */
+  /**
+   * How many threads, at most 1024 (and `threads × tasksPerThread` at most 100,000); default the
+   * machine's available parallelism.
+   */
   readonly threads?: number | undefined
-  /** Tasks in flight per thread; default 1. With more, a thread terminated for one task fails the others. */
+  /**
+   * Tasks in flight per thread, at most 1024; default 1. With more, a thread terminated for one task
+   * fails the others.
+   */
   readonly tasksPerThread?: number | undefined
   /**
    * How long a cancelled or timed-out task may take to stop before its thread is terminated, and how
@@ -358,14 +364,15 @@ export const make = <T extends Task.Any = Task.Any>(
       if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
       const entry = options.worker
       if (!(entry instanceof URL) && typeof entry !== "string") config.fail("worker", entry, "expected a URL or a path")
+      const tasksPerThread = options.tasksPerThread === undefined
+        ? 1
+        : config.positiveInteger("tasksPerThread", options.tasksPerThread, config.MAX_TASKS_PER_THREAD)
       return {
         entry,
         threads: options.threads === undefined
-          ? availableParallelism()
-          : config.positiveInteger("threads", options.threads),
-        tasksPerThread: options.tasksPerThread === undefined
-          ? 1
-          : config.positiveInteger("tasksPerThread", options.tasksPerThread),
+          ? Math.min(availableParallelism(), config.maxThreads(tasksPerThread))
+          : config.threads(options.threads, tasksPerThread),
+        tasksPerThread,
         cancelGrace: options.cancelGrace === undefined
           ? 1000
           : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
@@ -462,7 +469,7 @@ export const make = <T extends Task.Any = Task.Any>(
       threads: Effect.sync(() => threads.live),
       resize: (n) =>
         Effect.flatMap(
-          config.checkPoolOptions(() => config.positiveInteger("threads", n)),
+          config.checkPoolOptions(() => config.threads(n, checked.tasksPerThread)),
           (n) => {
             threads.target = n
             return pool.resize(n * checked.tasksPerThread)

@@ -116,7 +116,7 @@ export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
  * @category models
  */
 export interface Options<W = void, EW = never, RW = never> {
-  /** How many jobs run at once: the number of workers. A whole number ≥ 1. */
+  /** How many jobs run at once: the number of workers. A whole number from 1 to 100,000. */
   readonly concurrency: number
   /** How many jobs may wait in the queue. A whole number ≥ 0 or `Infinity`; default 1024. */
   readonly capacity?: number | undefined
@@ -363,7 +363,11 @@ export interface WorkPool<W = void, EW = never> {
   readonly stats: Effect.Effect<PoolStats>
   /** The current stats, then new stats after every change (coalesced), ending when the pool has stopped. */
   readonly changes: Stream.Stream<PoolStats>
-  /** Changes the number of workers. Growing starts work at once; shrinking lets running jobs finish. */
+  /**
+   * Changes the number of workers (1 to 100,000). Growing starts work at once; shrinking lets
+   * running jobs finish. A shutdown during a resize stops the resources being acquired for it,
+   * and the resize is then done.
+   */
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig | EW>
   /** Stops dispatching queued jobs; running jobs go on. */
   readonly pause: Effect.Effect<void>
@@ -393,7 +397,7 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
   config.checkPoolOptions(() => {
     if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
     return {
-      concurrency: config.positiveInteger("concurrency", options.concurrency),
+      concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
       capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),
       overflow: options.overflow === undefined
         ? "suspend" as const
@@ -630,7 +634,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   })
 
   const resize = (concurrency: number): Effect.Effect<void, InvalidPoolConfig | EW> =>
-    Effect.flatMap(config.checkPoolOptions(() => config.positiveInteger("concurrency", concurrency)), (target) => {
+    Effect.flatMap(config.checkPoolOptions(() => config.positiveInteger("concurrency", concurrency, config.MAX_CONCURRENCY)), (target) => {
       if (scheduler.state !== "running") return Effect.void
       const grow = target - scheduler.workers.size
       scheduler.target = target

@@ -3,6 +3,7 @@ import { Config, ConfigProvider, Duration, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
+import { makePool, worker } from "./fixtures/pool.ts"
 
 const invalid = (options: unknown) =>
   Effect.flip(WorkPool.make(options as WorkPool.Options)).pipe(
@@ -45,7 +46,7 @@ describe("options", () => {
   it.effect("the error shows the value and what was expected", () =>
     Effect.gen(function*() {
       const error = yield* invalid({ concurrency: 0 })
-      assert.strictEqual(error.message, "invalid pool option concurrency: expected a whole number of at least 1, got 0")
+      assert.strictEqual(error.message, "invalid pool option concurrency: expected a whole number from 1 to 100000, got 0")
     }))
 
   it.effect("good options are accepted, including Infinity where it means none", () =>
@@ -167,5 +168,71 @@ describe("durations", () => {
         const error = yield* Fiber.join(running)
         assert.deepStrictEqual(error, new PoolError.JobTimeout({ jobId: 1, millis: 1000, phase: "running" }), String(timeout))
       }
+    }))
+})
+
+describe("upper bounds on counts", () => {
+  // past these, a pool would block the event loop for seconds building workers, then die
+  const huge = [100_001, 1e9, 2 ** 53, Infinity]
+
+  it.effect("concurrency is at most 100000, at make and at resize; the pool keeps its size", () =>
+    Effect.gen(function*() {
+      for (const concurrency of huge) {
+        const error = yield* invalid({ concurrency })
+        assert.strictEqual(error.field, "concurrency")
+        assert.strictEqual(error.reason, "expected a whole number from 1 to 100000")
+      }
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      for (const concurrency of huge) {
+        const error = yield* Effect.flip(pool.resize(concurrency))
+        assert.deepStrictEqual(
+          [error._tag, error.field, error.value],
+          ["InvalidPoolConfig", "concurrency", String(concurrency)]
+        )
+      }
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.concurrency, stats.workers], [2, 2])
+      // the bound itself is fine, and quick to reach
+      yield* pool.resize(100_000)
+      assert.strictEqual((yield* pool.stats).workers, 100_000)
+      yield* pool.resize(1)
+      assert.strictEqual((yield* pool.stats).workers, 1)
+    }))
+
+  it.effect("threads and tasksPerThread are at most 1024, and their product at most 100000", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Partial<ThreadPool.Options>, string, string]> = [
+        [{ threads: 1025 }, "threads", "expected a whole number from 1 to 1024"],
+        [{ threads: 2 ** 53 }, "threads", "expected a whole number from 1 to 1024"],
+        [{ tasksPerThread: 1025 }, "tasksPerThread", "expected a whole number from 1 to 1024"],
+        [{ tasksPerThread: 2 ** 53 }, "tasksPerThread", "expected a whole number from 1 to 1024"],
+        [
+          { threads: 98, tasksPerThread: 1024 },
+          "threads",
+          "expected a whole number from 1 to 97 (threads × tasksPerThread is at most 100000)"
+        ]
+      ]
+      for (const [options, field, reason] of cases) {
+        // refused before any thread starts
+        const error = yield* Effect.flip(ThreadPool.make({ worker, threads: 1, ...options }))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig)
+        const invalid = error as PoolError.InvalidPoolConfig
+        assert.deepStrictEqual([invalid.field, invalid.reason], [field, reason], JSON.stringify(options))
+      }
+    }))
+
+  it.live("ThreadPool.resize refuses more threads than the bound and keeps its threads", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 200 })
+      for (const [threads, reason] of [
+        [1e9, "expected a whole number from 1 to 500 (threads × tasksPerThread is at most 100000)"],
+        [2 ** 53, "expected a whole number from 1 to 500 (threads × tasksPerThread is at most 100000)"],
+        [501, "expected a whole number from 1 to 500 (threads × tasksPerThread is at most 100000)"]
+      ] as const) {
+        const error = yield* Effect.flip(pool.resize(threads))
+        assert.deepStrictEqual([error._tag, error._tag === "InvalidPoolConfig" && error.field, error._tag === "InvalidPoolConfig" && error.reason], ["InvalidPoolConfig", "threads", reason])
+      }
+      assert.strictEqual(yield* pool.threads, 1)
+      assert.strictEqual((yield* pool.stats).concurrency, 200)
     }))
 })
