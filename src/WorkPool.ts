@@ -431,6 +431,7 @@ const checkJobOptions = (
   const defaults = scheduler.config
   if (options === undefined) return defaults.jobDefaults
   try {
+    config.object("options", options)
     return {
       priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
       timeout: options.timeout === undefined ? defaults.timeout : config.millis("timeout", options.timeout, "deadline"),
@@ -516,7 +517,7 @@ export const make = <W = void, EW = never, RW = never>(
       {
         ...checked,
         jobDefaults: { priority: 0, timeout: checked.timeout, queueTimeout: checked.queueTimeout },
-        acquireWorker: resource === undefined ? undefined : (worker) => resource(worker.id) as Effect.Effect<W, unknown, Scope.Scope>
+        acquireWorker: resource === undefined ? undefined : (worker) => acquired(resource(worker.id))
       },
       context as Context.Context<never>,
       () => clock.currentTimeMillisUnsafe()
@@ -526,6 +527,12 @@ export const make = <W = void, EW = never, RW = never>(
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
     return makePool<W, EW>(scheduler)
   })
+
+/** What a `resource` function returned, checked: from JavaScript it may be anything. */
+const acquired = <W>(effect: unknown): Effect.Effect<W, unknown, Scope.Scope> =>
+  Effect.isEffect(effect) ? effect as Effect.Effect<W, unknown, Scope.Scope> : Effect.fail(
+    config.invalidPoolConfig("resource", effect, "expected the function to return an Effect (of the worker's resource)")
+  )
 
 const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>

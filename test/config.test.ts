@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Config, ConfigProvider, Duration, Effect, Fiber } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -234,5 +234,73 @@ describe("upper bounds on counts", () => {
       }
       assert.strictEqual(yield* pool.threads, 1)
       assert.strictEqual((yield* pool.stats).concurrency, 200)
+    }))
+})
+
+describe("job options", () => {
+  const notObjects: ReadonlyArray<unknown> = [null, 42, "x", true, [], () => ({})]
+
+  it.effect("options that are not an object fail with InvalidJobOptions in run, submit, runAll and mapStream", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      for (const options of notObjects) {
+        const bad = options as WorkPool.JobOptions
+        const errors = [
+          yield* Effect.flip(pool.run(Effect.succeed(1), bad)),
+          yield* Effect.flip(pool.submit(Effect.succeed(1), bad)),
+          yield* Effect.flip(pool.runAll([Effect.succeed(1)], bad)),
+          // even for an empty stream: the options are checked when it starts
+          yield* Effect.flip(Stream.runCollect(WorkPool.mapStream(Stream.empty, pool, Effect.succeed, bad)))
+        ]
+        for (const error of errors) {
+          assert.instanceOf(error, PoolError.InvalidJobOptions, String(options))
+          assert.strictEqual((error as PoolError.InvalidJobOptions).field, "options")
+          assert.strictEqual((error as PoolError.InvalidJobOptions).reason, "expected an object")
+        }
+      }
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.submitted, stats.rejected], [0, 0], "nothing was submitted")
+    }))
+
+  it.effect("mapStream checks its own options: buffer and unordered", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      for (const [options, field] of [
+        [{ buffer: 0 }, "buffer"],
+        [{ buffer: 1.5 }, "buffer"],
+        [{ buffer: Number.NaN }, "buffer"],
+        [{ buffer: "8" }, "buffer"],
+        [{ unordered: "yes" }, "unordered"],
+        [{ priority: Number.NaN }, "priority"],
+        [{ timeout: {} }, "timeout"]
+      ] as const) {
+        const error = yield* Effect.flip(
+          Stream.runCollect(WorkPool.mapStream(Stream.make(1, 2), pool, Effect.succeed, options as any))
+        )
+        assert.instanceOf(error, PoolError.InvalidJobOptions, JSON.stringify(options))
+        assert.strictEqual((error as PoolError.InvalidJobOptions).field, field)
+      }
+      assert.strictEqual((yield* pool.stats).submitted, 0, "refused before any element ran")
+      const squares = yield* Stream.runCollect(
+        WorkPool.mapStream(Stream.make(1, 2, 3), pool, (n) => Effect.succeed(n * n), { buffer: 2, unordered: false })
+      )
+      assert.deepStrictEqual(Array.from(squares), [1, 4, 9])
+    }))
+
+  it.live("ThreadPool run, submit and runAll refuse options that are not an object", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const { Echo } = yield* Effect.promise(() => import("./fixtures/tasks.ts"))
+      for (const options of [null, 42, "x"]) {
+        const bad = options as any
+        for (const error of [
+          yield* Effect.flip(pool.run(Echo, "a", bad)),
+          yield* Effect.flip(pool.submit(Echo, "a", bad)),
+          yield* Effect.flip(pool.runAll(Echo, ["a"], bad))
+        ]) {
+          assert.strictEqual(error._tag, "InvalidJobOptions", String(options))
+          assert.strictEqual(error._tag === "InvalidJobOptions" && error.field, "options")
+        }
+      }
     }))
 })

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { WorkPool } from "../src/index.ts"
+import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
 
 /** A fake connection per worker, recording its lifecycle. */
@@ -77,6 +77,30 @@ describe("per-worker resource", () => {
 })
 
 describe("per-worker resource failures", () => {
+  it.effect("a resource function that does not return an Effect fails make and resize with InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      const notEffect = (() => 1) as unknown as (id: number) => Effect.Effect<number>
+      const atMake = yield* Effect.flip(WorkPool.make({ concurrency: 2, resource: notEffect }))
+      assert.instanceOf(atMake, PoolError.InvalidPoolConfig)
+      assert.deepStrictEqual(
+        [atMake.field, atMake.value, atMake.reason],
+        ["resource", "1", "expected the function to return an Effect (of the worker's resource)"]
+      )
+      // only some workers' resources are bad: found when the pool grows
+      const sometimes = ((id: number) => id < 1 ? Effect.succeed(id) : Promise.resolve(id)) as unknown as (
+        id: number
+      ) => Effect.Effect<number>
+      const pool = yield* WorkPool.make({ concurrency: 1, resource: sometimes })
+      const atResize = yield* Effect.flip(pool.resize(3))
+      assert.instanceOf(atResize, PoolError.InvalidPoolConfig)
+      assert.deepStrictEqual(
+        [(atResize as PoolError.InvalidPoolConfig).field, (atResize as PoolError.InvalidPoolConfig).value],
+        ["resource", "a Promise"]
+      )
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.concurrency, stats.workers], [1, 1])
+    }))
+
   it.effect("a resize whose resources cannot be acquired fails and leaves the pool at the size it has", () =>
     Effect.gen(function*() {
       let opened = 0

@@ -18,6 +18,11 @@ const show = (value: unknown): string => {
   if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
     return String(value)
   }
+  if (typeof value === "bigint") return `${value}n`
+  if (typeof value === "function") return `a function ${value.name || "(anonymous)"}`
+  // JSON would show a Promise or a class instance as "{}"
+  const name = Array.isArray(value) ? undefined : (value as object).constructor?.name
+  if (name !== undefined && name !== "Object") return `a ${name}`
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
@@ -49,6 +54,10 @@ export const MAX_THREADS = 1024
 export const MAX_TASKS_PER_THREAD = 1024
 
 /** A whole number from 1 to `max`; `why` says where a bound below the plain one comes from. */
+export const object = (field: string, value: unknown): void => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(field, value, "expected an object")
+}
+
 export const positiveInteger = (field: string, value: unknown, max: number, why?: string): number => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
     const expected = max === Infinity ? "a whole number of at least 1" : `a whole number from 1 to ${max}`
@@ -155,6 +164,9 @@ export const millis = (
       return ms
   }
 }
+
+export const invalidPoolConfig = (field: string, value: unknown, reason: string): InvalidPoolConfig =>
+  new InvalidPoolConfig({ field, value: show(value), reason })
 
 /** Runs pool option checks; a failed check becomes `InvalidPoolConfig`. */
 export const checkPoolOptions = <A>(check: () => A): Effect.Effect<A, InvalidPoolConfig> =>

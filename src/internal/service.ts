@@ -7,6 +7,8 @@
  */
 import { Context, Effect, Layer, Stream } from "effect"
 import type * as Scope from "effect/Scope"
+import { InvalidJobOptions } from "../PoolError.ts"
+import * as config from "./config.ts"
 
 /** Makes the pool for `tag` from options given as they are or as an Effect run when the layer is built. */
 export const layer = <I, P, O, E, R, EO, RO>(
@@ -26,6 +28,32 @@ export const service = <Self, P, O, E, R, EO, RO>(
   return Object.assign(Key, { layer: layer(Key as Context.Key<Self, P>, options, make) })
 }
 
+interface StreamOptions {
+  readonly unordered?: boolean | undefined
+  readonly buffer?: number | undefined
+}
+
+/**
+ * The options of `mapStream` that are its own. The job options in them are checked by `run` for
+ * each element; their shape is checked here too, so that an empty stream refuses them as well.
+ */
+const checkStreamOptions = (
+  options: StreamOptions | undefined
+): { readonly unordered: boolean; readonly buffer: number | undefined } | InvalidJobOptions => {
+  if (options === undefined) return { unordered: false, buffer: undefined }
+  try {
+    config.object("options", options)
+    return {
+      unordered: options.unordered === undefined ? false : config.boolean("unordered", options.unordered),
+      // Stream.mapEffect allocates nothing per unit of buffer: no upper bound needed
+      buffer: options.buffer === undefined ? undefined : config.positiveInteger("buffer", options.buffer, Infinity)
+    }
+  } catch (error) {
+    if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
+    throw error
+  }
+}
+
 /**
  * Runs each element of a stream through `run`, at most `buffer` at once (default: twice the pool's
  * concurrency when the stream is built), in input order unless `unordered`.
@@ -34,10 +62,13 @@ export const mapStream = <In, E, R, A, E2, R2>(
   self: Stream.Stream<In, E, R>,
   stats: Effect.Effect<{ readonly concurrency: number }>,
   run: (input: In) => Effect.Effect<A, E2, R2>,
-  options: { readonly unordered?: boolean | undefined; readonly buffer?: number | undefined } | undefined
-): Stream.Stream<A, E | E2, R | R2> =>
-  Stream.unwrap(Effect.map(stats, (stats) =>
-    Stream.mapEffect(self, run, {
-      concurrency: options?.buffer ?? Math.max(2, stats.concurrency * 2),
-      unordered: options?.unordered ?? false
-    })))
+  options: StreamOptions | undefined
+): Stream.Stream<A, E | E2 | InvalidJobOptions, R | R2> =>
+  Stream.unwrap(Effect.map(stats, (stats): Stream.Stream<A, E | E2 | InvalidJobOptions, R | R2> => {
+    const checked = checkStreamOptions(options)
+    if (checked instanceof InvalidJobOptions) return Stream.fail(checked)
+    return Stream.mapEffect(self, run, {
+      concurrency: checked.buffer ?? Math.max(2, stats.concurrency * 2),
+      unordered: checked.unordered
+    })
+  }))
