@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-import { settle } from "./helpers.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { settle, waitFor } from "./helpers.ts"
 
 class Greeting extends Context.Service<Greeting, { readonly word: string }>()("test/shutdown/Greeting") {}
 
@@ -207,5 +208,28 @@ describe("no leaks", () => {
       assert.strictEqual((yield* pool.stats).state, "stopped")
       const exit = yield* Effect.exit(pool.run(Effect.void))
       assert.isTrue(Exit.isFailure(exit) && Cause.hasFails(exit.cause))
+    }))
+})
+
+describe("shutdown during a ThreadPool resize", () => {
+  it.live("stops the thread starts of the resize instead of waiting for them; the resize is done", () =>
+    Effect.gen(function*() {
+      const started = new Int32Array(new SharedArrayBuffer(4))
+      const scope = yield* Scope.make()
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/ready-once-worker.ts", import.meta.url),
+        threads: 1,
+        // without the fix, the close would wait this long for the second thread to report ready
+        startTimeout: "10 minutes",
+        workerData: { started: started.buffer }
+      }).pipe(Scope.provide(scope))
+      const resizing = yield* Effect.forkChild(Effect.exit(pool.resize(2)))
+      yield* waitFor(Effect.sync(() => Atomics.load(started, 0) === 2), "the second thread is starting")
+      // a close is uninterruptible: wait for it from outside
+      const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+      const closed = yield* Effect.timeoutOption(Fiber.await(closing), "20 seconds")
+      assert.isTrue(closed._tag === "Some", "the close returned without waiting for the thread start")
+      assert.deepStrictEqual(yield* Fiber.join(resizing), Exit.void)
+      assert.strictEqual(yield* pool.threads, 0)
     }))
 })
