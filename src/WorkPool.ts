@@ -145,7 +145,9 @@ export interface Options<W = void, EW = never, RW = never> {
   /**
    * A resource per worker, such as a connection: acquired when a worker starts, released (its
    * scope closed) when the worker stops, and handed to the jobs that worker runs when a job is
-   * written as a function `(resource) => Effect`.
+   * written as a function `(resource) => Effect`. A shutdown interrupts the acquisitions still in
+   * flight (waits for one that cannot be interrupted) and releases what they acquired before it
+   * returns.
    */
   readonly resource?: ((workerId: number) => Effect.Effect<W, EW, RW | Scope.Scope>) | undefined
 }
