@@ -287,7 +287,7 @@ describe("job options", () => {
       assert.deepStrictEqual(Array.from(squares), [1, 4, 9])
     }))
 
-  it.live("ThreadPool run, submit and runAll refuse options that are not an object", () =>
+  it.live("ThreadPool run, submit, runAll and mapStream refuse options that are not an object", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1 })
       const { Echo } = yield* Effect.promise(() => import("./fixtures/tasks.ts"))
@@ -296,7 +296,8 @@ describe("job options", () => {
         for (const error of [
           yield* Effect.flip(pool.run(Echo, "a", bad)),
           yield* Effect.flip(pool.submit(Echo, "a", bad)),
-          yield* Effect.flip(pool.runAll(Echo, ["a"], bad))
+          yield* Effect.flip(pool.runAll(Echo, ["a"], bad)),
+          yield* Effect.flip(Stream.runCollect(ThreadPool.mapStream(Stream.empty, pool, Echo, bad)))
         ]) {
           assert.strictEqual(error._tag, "InvalidJobOptions", String(options))
           assert.strictEqual(error._tag === "InvalidJobOptions" && error.field, "options")
