@@ -8,7 +8,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises"
 import { Worker } from "node:worker_threads"
-import type { ThreadPool } from "../src/index.ts"
+import type * as ThreadPool from "../src/ThreadPool.ts"
 
 /** Threads per pool, for every contestant. */
 export const THREADS = 2
@@ -157,7 +157,7 @@ export const ours = async (
   options: Partial<ThreadPool.Options> = {}
 ): Promise<{ pool: ThreadPool.ThreadPool; close: () => Promise<void> }> => {
   const { Effect, Exit, Scope } = await import("effect")
-  const { ThreadPool } = await import("../src/index.ts")
+  const ThreadPool = await import("../src/ThreadPool.ts")
   const scope = Effect.runSync(Scope.make())
   // make returns once every thread has started and said it is ready
   const pool = await Effect.runPromise(

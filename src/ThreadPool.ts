@@ -17,7 +17,7 @@
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { ThreadPool } from "effect-workpool"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
  * import { Hash } from "./tasks.ts"
  *
  * const program = Effect.scoped(Effect.gen(function* () {
@@ -87,7 +87,7 @@ export type TypeId = typeof TypeId
  *
  * @example
  * ```ts
- * import type { ThreadPool } from "effect-workpool"
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
  *
  * const options: ThreadPool.Options = {
  *   worker: new URL("./worker.ts", import.meta.url),
@@ -138,7 +138,7 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
  *
  * @example
  * ```ts
- * import type { ThreadPool } from "effect-workpool"
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
  *
  * const image = new ArrayBuffer(1024)
  * const options: ThreadPool.TaskOptions = { priority: 5, timeout: "2 seconds", transfer: [image] }
@@ -157,7 +157,7 @@ export interface TaskOptions extends WorkPool.JobOptions {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import type { ThreadPool } from "effect-workpool"
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
  *
  * const retryCrashes = <A, E>(task: Effect.Effect<A, E | ThreadPool.TaskError>) =>
  *   Effect.retry(task, { while: (e) => (e as { _tag?: string })._tag === "WorkerCrashed", times: 2 })
@@ -175,7 +175,7 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { ThreadPool } from "effect-workpool"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
  * import { Hash } from "./tasks.ts"
  *
  * const digests = (inputs: ReadonlyArray<string>) =>
@@ -237,7 +237,7 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import type { ThreadPool } from "effect-workpool"
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
  *
  * const handOver = (from: ThreadPool.ThreadPool, to: ThreadPool.ThreadPool) =>
  *   Effect.flatMap(from.shutdownNow, (unstarted) =>
@@ -340,7 +340,7 @@ const decodeReply = <T extends Task.Any>(
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { ThreadPool } from "effect-workpool"
+ * import * as ThreadPool from "effect-workpool/ThreadPool"
  * import { Resize } from "./tasks.ts"
  *
  * const thumbnails = (images: ReadonlyArray<Uint8Array>) =>

@@ -73,7 +73,8 @@ const defectOf = (defect: unknown): Outcome => {
  * // worker.ts, loaded by ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url) })
  * import { Effect } from "effect"
  * import { createHash } from "node:crypto"
- * import { Task, ThreadWorker } from "effect-workpool"
+ * import { Task } from "effect-workpool"
+ * import * as ThreadWorker from "effect-workpool/ThreadWorker"
  * import { Hash } from "./tasks.ts"
  *
  * ThreadWorker.serve([

@@ -1,14 +1,17 @@
 /**
  * effect-workpool: a worker pool and job queue for Effect.
  *
+ * The root entry is platform-neutral (no Node.js module is loaded through it):
  * - `WorkPool`: worker fibers, for I/O-bound jobs (any `Effect`).
- * - `ThreadPool`: worker threads, for CPU-bound tasks defined with `Task` and served by `ThreadWorker`.
- * - `PoolError`: the tagged errors both add to a job's own error type.
+ * - `Task`: the schema-described tasks a `ThreadPool` runs.
+ * - `PoolError`: the tagged errors both pools add to a job's own error type.
+ *
+ * The worker-thread pool needs Node.js and has its own entries:
+ * `effect-workpool/ThreadPool` (the pool, on the main thread) and `effect-workpool/ThreadWorker`
+ * (the worker entry file's side).
  *
  * @since 0.1.0
  */
 export * as PoolError from "./PoolError.ts"
 export * as Task from "./Task.ts"
-export * as ThreadPool from "./ThreadPool.ts"
-export * as ThreadWorker from "./ThreadWorker.ts"
 export * as WorkPool from "./WorkPool.ts"

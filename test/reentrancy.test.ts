@@ -8,7 +8,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { ThreadPool, WorkPool } from "../src/index.ts"
+import { WorkPool } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 import { Sleep } from "./fixtures/tasks.ts"
 import { settle, waitFor } from "./helpers.ts"
 

@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import { execFile } from "node:child_process"
-import { PoolError, ThreadPool } from "../src/index.ts"
+import { PoolError } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 import { Crash, Die, Echo, Fail, Sleep, Spin } from "./fixtures/tasks.ts"
 import { prng, waitFor } from "./helpers.ts"
 

@@ -1,6 +1,7 @@
 /** Our worker entry file: serves the three tasks, each the plain function of cpu.ts. */
 import { Effect } from "effect"
-import { Task, ThreadWorker } from "../../src/index.ts"
+import { Task } from "../../src/index.ts"
+import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { cpu, noop, probe } from "./cpu.ts"
 import { Cpu, Noop, Probe } from "./ours-tasks.ts"
 

@@ -27,7 +27,7 @@ import { Config, Console, Duration, Effect } from "effect"
 import { createHash } from "node:crypto"
 import { availableParallelism } from "node:os"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { ThreadPool } from "../../src/index.ts"
+import * as ThreadPool from "../../src/ThreadPool.ts"
 import { HashWord, hashWord } from "./tasks.ts"
 
 const settings = Config.all({

@@ -4,7 +4,8 @@
  * point: the main thread is not.
  */
 import { Effect } from "effect"
-import { Task, ThreadWorker } from "../../src/index.ts"
+import { Task } from "../../src/index.ts"
+import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { HashWord, hashWord } from "./tasks.ts"
 
 ThreadWorker.serve([

@@ -28,7 +28,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Duration, Effect, FileSystem, Option, Result } from "effect"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
-import { ThreadPool } from "../../src/index.ts"
+import * as ThreadPool from "../../src/ThreadPool.ts"
 import { MakePhoto, Thumbnail } from "./tasks.ts"
 
 const settings = Config.all({

@@ -6,7 +6,8 @@
 import { Effect } from "effect"
 import { decode, encode } from "jpeg-js"
 import { threadId } from "node:worker_threads"
-import { Task, ThreadWorker } from "../../src/index.ts"
+import { Task } from "../../src/index.ts"
+import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { MakePhoto, NotAJpeg, Thumbnail } from "./tasks.ts"
 
 /** RGBA pixels, 4 bytes each, row by row: what jpeg-js decodes to and encodes from. */
