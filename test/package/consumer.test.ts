@@ -1,0 +1,158 @@
+/**
+ * The package as a consumer gets it: `npm pack` (its prepack builds dist/), the tarball installed
+ * next to `effect` in a scratch project outside the repository, then the consumer's own files from
+ * test/package/consumer/ are run, typechecked and bundled there. Nothing here imports src/: what is
+ * tested is what npm would publish.
+ *
+ * Each check is a test of its own, so a failure names the runtime, the resolution mode or the
+ * bundle that broke, with the program's output. Child processes are awaited, never timed.
+ */
+import * as esbuild from "esbuild"
+import { execFile } from "node:child_process"
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as vm from "node:vm"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const repo = fileURLToPath(new URL("../..", import.meta.url))
+const bin = (name: string) => join(repo, "node_modules", ".bin", name)
+const node24 = bin("node")
+const node20 = "/usr/bin/node" // the machine's own Node, 20 on this project's machines
+const versionOf = (name: string) =>
+  (JSON.parse(readFileSync(join(repo, "node_modules", name, "package.json"), "utf8")) as { version: string }).version
+
+// What the consumer's programs print when all is as it should be (see consumer/*.mjs).
+const WORKPOOL_OK = `workpool ok {"order":["high","mid","low"],"results":["LOW","HIGH","MID"],` +
+  `"overflow":"QueueFull true","sameModules":true,"task":"Echo"}`
+const THREADS_OK = `threads ok {"squares":[1,4,9],"failure":"Negative -1","internals":"ERR_PACKAGE_PATH_NOT_EXPORTED"}`
+
+// npm's scripts export npm_config_local_prefix and friends: an npm started with them would
+// install into this repository instead of the scratch project.
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("npm_")))
+
+/** Runs a command to its end; resolves with its exit code (or signal) and everything it printed. */
+const run = (file: string, args: ReadonlyArray<string>, cwd: string) =>
+  new Promise<{ code: number | string; output: string }>((resolve) => {
+    execFile(file, args, { cwd, env: cleanEnv, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : (error.code ?? error.signal ?? "failed to start")
+      resolve({ code, output: `${stdout}${stderr}${error !== null && error.code === "ENOENT" ? error.message : ""}` })
+    })
+  })
+
+/** Runs a command that must succeed, and returns its output; otherwise fails with what it printed. */
+const succeed = async (what: string, file: string, args: ReadonlyArray<string>, cwd: string) => {
+  const { code, output } = await run(file, args, cwd)
+  if (code !== 0) throw new Error(`${what} exited with ${code}:\n${output}`)
+  return output
+}
+
+const INSTALL_TIMEOUT = 600_000 // npm pack and npm install are I/O: generous, never tight
+const CHECK_TIMEOUT = 180_000
+
+describe("the packed package in a consumer's project", () => {
+  let project = ""
+
+  beforeAll(async () => {
+    project = mkdtempSync(join(tmpdir(), "effect-workpool-consumer-"))
+    await succeed("npm pack (prepack builds dist/)", "npm", ["pack", "--pack-destination", project], repo)
+    const tarball = readdirSync(project).find((file) => file.endsWith(".tgz"))
+    if (tarball === undefined) throw new Error(`npm pack left no tarball in ${project}`)
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }))
+    cpSync(fileURLToPath(new URL("consumer", import.meta.url)), project, { recursive: true })
+    await succeed("npm install of the tarball", "npm", [
+      "install",
+      "--prefer-offline",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      `./${tarball}`,
+      `effect@${versionOf("effect")}`,
+      `@types/node@${versionOf("@types/node")}`
+    ], project)
+  }, INSTALL_TIMEOUT)
+
+  afterAll(() => {
+    if (project !== "") rmSync(project, { recursive: true, force: true })
+  })
+
+  describe("plain JavaScript (.mjs)", () => {
+    it("WorkPool on Node 24", { timeout: CHECK_TIMEOUT }, async () => {
+      expect(await succeed("node --version", node24, ["--version"], project)).toMatch(/^v24\./)
+      expect(await succeed("workpool.mjs on Node 24", node24, ["workpool.mjs"], project)).toContain(WORKPOOL_OK)
+    })
+
+    it("WorkPool on the machine's Node 20", { timeout: CHECK_TIMEOUT }, async () => {
+      expect(await succeed(`${node20} --version`, node20, ["--version"], project)).toMatch(/^v20\./)
+      expect(await succeed("workpool.mjs on Node 20", node20, ["workpool.mjs"], project)).toContain(WORKPOOL_OK)
+    })
+
+    it("ThreadPool with the consumer's own worker file, on Node 24", { timeout: CHECK_TIMEOUT }, async () => {
+      expect(await succeed("threads.mjs on Node 24", node24, ["threads.mjs"], project)).toContain(THREADS_OK)
+    })
+
+    it("ThreadPool with the consumer's own worker file, on Node 20", { timeout: CHECK_TIMEOUT }, async () => {
+      expect(await succeed("threads.mjs on Node 20", node20, ["threads.mjs"], project)).toContain(THREADS_OK)
+    })
+  })
+
+  // consumer/tsconfig.strict.json: strict, noImplicitReturns, exactOptionalPropertyTypes,
+  // noUncheckedIndexedAccess, noUnusedLocals and more, with skipLibCheck off
+  describe("TypeScript, strict flags, skipLibCheck off", () => {
+    for (const config of ["nodenext", "bundler", "browser"]) {
+      it(`typechecks with tsconfig.${config}.json`, { timeout: CHECK_TIMEOUT }, async () => {
+        await succeed(`tsc -p tsconfig.${config}.json`, bin("tsc"), ["-p", `tsconfig.${config}.json`], project)
+      })
+    }
+  })
+
+  describe("esbuild bundles", () => {
+    const bundle = (entry: string, platform: "node" | "browser") =>
+      esbuild.build({
+        absWorkingDir: project,
+        entryPoints: [entry],
+        bundle: true,
+        platform,
+        format: platform === "node" ? "esm" : "iife",
+        write: false,
+        logLevel: "silent"
+      }).then((result) => result.outputFiles[0]!.text)
+
+    it("for node: builds and runs", { timeout: CHECK_TIMEOUT }, async () => {
+      writeFileSync(join(project, "bundle-node.mjs"), await bundle("workpool.mjs", "node"))
+      expect(await succeed("the node bundle", node24, ["bundle-node.mjs"], project)).toContain(WORKPOOL_OK)
+    })
+
+    it("for the browser: builds without Node's modules and runs without Node's globals", {
+      timeout: CHECK_TIMEOUT
+    }, async () => {
+      // the check can fail: the thread pool needs node:os and node:worker_threads
+      await expect(bundle("threads.mjs", "browser")).rejects.toThrow(/Could not resolve "node:/)
+
+      const code = await bundle("workpool.mjs", "browser")
+      // A context with a browser's timers, TextEncoder/TextDecoder and console, and nothing of Node's.
+      const printed = new Promise<string>((resolve) => {
+        const print = (...args: ReadonlyArray<unknown>) => {
+          const line = args.map(String).join(" ")
+          if (line.startsWith("workpool ")) resolve(line)
+        }
+        const context = vm.createContext({
+          // a browser's setTimeout returns a number, not Node's Timeout object
+          setTimeout: (handler: () => void, ms?: number) => Number(setTimeout(handler, ms)),
+          clearTimeout,
+          queueMicrotask,
+          TextEncoder,
+          TextDecoder,
+          console: { log: print, info: print, warn: print, error: print, debug: print }
+        })
+        expect(vm.runInContext(
+          "[typeof process, typeof require, typeof Buffer, typeof global, typeof setImmediate].join()",
+          context
+        )).toBe("undefined,undefined,undefined,undefined,undefined")
+        vm.runInContext(code, context, { filename: "bundle-browser.js" })
+      })
+      expect(await printed).toBe(WORKPOOL_OK)
+    })
+  })
+})
