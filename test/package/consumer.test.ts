@@ -48,6 +48,9 @@ const succeed = async (what: string, file: string, args: ReadonlyArray<string>, 
   return output
 }
 
+// TypeScript 7 is the project's own; consumers still on 5.x get the same declarations
+const TYPESCRIPT_5 = "5.9.3"
+
 const INSTALL_TIMEOUT = 600_000 // npm pack and npm install are I/O: generous, never tight
 const CHECK_TIMEOUT = 180_000
 
@@ -69,7 +72,8 @@ describe("the packed package in a consumer's project", () => {
       "--loglevel=error",
       `./${tarball}`,
       `effect@${versionOf("effect")}`,
-      `@types/node@${versionOf("@types/node")}`
+      `@types/node@${versionOf("@types/node")}`,
+      `typescript@${TYPESCRIPT_5}`
     ], project)
   }, INSTALL_TIMEOUT)
 
@@ -101,10 +105,16 @@ describe("the packed package in a consumer's project", () => {
   // noUncheckedIndexedAccess, noUnusedLocals and more, with skipLibCheck off
   describe("TypeScript, strict flags, skipLibCheck off", () => {
     for (const config of ["nodenext", "bundler", "browser"]) {
-      it(`typechecks with tsconfig.${config}.json`, { timeout: CHECK_TIMEOUT }, async () => {
-        await succeed(`tsc -p tsconfig.${config}.json`, bin("tsc"), ["-p", `tsconfig.${config}.json`], project)
+      it(`typechecks with TypeScript 7 and tsconfig.${config}.json`, { timeout: CHECK_TIMEOUT }, async () => {
+        await succeed(`tsc 7 -p tsconfig.${config}.json`, bin("tsc"), ["-p", `tsconfig.${config}.json`], project)
       })
     }
+
+    it(`typechecks with TypeScript ${TYPESCRIPT_5} and tsconfig.nodenext.json`, { timeout: CHECK_TIMEOUT }, async () => {
+      const tsc5 = join(project, "node_modules", ".bin", "tsc")
+      expect(await succeed("tsc --version", tsc5, ["--version"], project)).toContain(`Version ${TYPESCRIPT_5}`)
+      await succeed(`tsc ${TYPESCRIPT_5} -p tsconfig.nodenext.json`, tsc5, ["-p", "tsconfig.nodenext.json"], project)
+    })
   })
 
   describe("esbuild bundles", () => {
