@@ -34,18 +34,32 @@ const THREADS_OK = `threads ok {"squares":[1,4,9],"failure":"Negative -1","inter
 // install into this repository instead of the scratch project.
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("npm_")))
 
-/** Runs a command to its end; resolves with its exit code (or signal) and everything it printed. */
-const run = (file: string, args: ReadonlyArray<string>, cwd: string) =>
+const INSTALL_TIMEOUT = 600_000 // npm pack and npm install are I/O: generous, never tight
+const CHECK_TIMEOUT = 180_000
+const TEST_TIMEOUT = CHECK_TIMEOUT + 30_000
+
+/**
+ * Runs a command to its end; resolves with its exit code (or signal) and everything it printed. The
+ * deadline only keeps a hung child (a browser, say) from outliving its test.
+ */
+const run = (file: string, args: ReadonlyArray<string>, cwd: string, timeout: number) =>
   new Promise<{ code: number | string; output: string }>((resolve) => {
-    execFile(file, args, { cwd, env: cleanEnv, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const options = { cwd, env: cleanEnv, maxBuffer: 64 * 1024 * 1024, timeout, killSignal: "SIGKILL" as const }
+    execFile(file, args, options, (error, stdout, stderr) => {
       const code = error === null ? 0 : (error.code ?? error.signal ?? "failed to start")
       resolve({ code, output: `${stdout}${stderr}${error !== null && error.code === "ENOENT" ? error.message : ""}` })
     })
   })
 
 /** Runs a command that must succeed, and returns its output; otherwise fails with what it printed. */
-const succeed = async (what: string, file: string, args: ReadonlyArray<string>, cwd: string) => {
-  const { code, output } = await run(file, args, cwd)
+const succeed = async (
+  what: string,
+  file: string,
+  args: ReadonlyArray<string>,
+  cwd: string,
+  timeout = CHECK_TIMEOUT
+) => {
+  const { code, output } = await run(file, args, cwd, timeout)
   if (code !== 0) throw new Error(`${what} exited with ${code}:\n${output}`)
   return output
 }
@@ -77,15 +91,13 @@ const BROWSER_PAGE = `<!doctype html>
 </body></html>
 `
 
-const INSTALL_TIMEOUT = 600_000 // npm pack and npm install are I/O: generous, never tight
-const CHECK_TIMEOUT = 180_000
-
 describe("the packed package in a consumer's project", () => {
   let project = ""
 
   beforeAll(async () => {
     project = mkdtempSync(join(tmpdir(), "effect-workpool-consumer-"))
-    await succeed("npm pack (prepack builds dist/)", "npm", ["pack", "--pack-destination", project], repo)
+    const pack = ["pack", "--pack-destination", project]
+    await succeed("npm pack (prepack builds dist/)", "npm", pack, repo, INSTALL_TIMEOUT)
     const tarball = readdirSync(project).find((file) => file.endsWith(".tgz"))
     if (tarball === undefined) throw new Error(`npm pack left no tarball in ${project}`)
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }))
@@ -100,29 +112,29 @@ describe("the packed package in a consumer's project", () => {
       `effect@${versionOf("effect")}`,
       `@types/node@${versionOf("@types/node")}`,
       `typescript@${TYPESCRIPT_5}`
-    ], project)
-  }, INSTALL_TIMEOUT)
+    ], project, INSTALL_TIMEOUT)
+  }, 2 * INSTALL_TIMEOUT + 30_000)
 
   afterAll(() => {
     if (project !== "") rmSync(project, { recursive: true, force: true })
   })
 
   describe("plain JavaScript (.mjs)", () => {
-    it("WorkPool on Node 24", { timeout: CHECK_TIMEOUT }, async () => {
+    it("WorkPool on Node 24", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed("node --version", node24, ["--version"], project)).toMatch(/^v24\./)
       expect(await succeed("workpool.mjs on Node 24", node24, ["workpool.mjs"], project)).toContain(WORKPOOL_OK)
     })
 
-    it("WorkPool on the machine's Node 20", { timeout: CHECK_TIMEOUT }, async () => {
+    it("WorkPool on the machine's Node 20", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed(`${node20} --version`, node20, ["--version"], project)).toMatch(/^v20\./)
       expect(await succeed("workpool.mjs on Node 20", node20, ["workpool.mjs"], project)).toContain(WORKPOOL_OK)
     })
 
-    it("ThreadPool with the consumer's own worker file, on Node 24", { timeout: CHECK_TIMEOUT }, async () => {
+    it("ThreadPool with the consumer's own worker file, on Node 24", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed("threads.mjs on Node 24", node24, ["threads.mjs"], project)).toContain(THREADS_OK)
     })
 
-    it("ThreadPool with the consumer's own worker file, on Node 20", { timeout: CHECK_TIMEOUT }, async () => {
+    it("ThreadPool with the consumer's own worker file, on Node 20", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed("threads.mjs on Node 20", node20, ["threads.mjs"], project)).toContain(THREADS_OK)
     })
   })
@@ -131,12 +143,12 @@ describe("the packed package in a consumer's project", () => {
   // noUncheckedIndexedAccess, noUnusedLocals and more, with skipLibCheck off
   describe("TypeScript, strict flags, skipLibCheck off", () => {
     for (const config of ["nodenext", "bundler", "browser"]) {
-      it(`typechecks with TypeScript 7 and tsconfig.${config}.json`, { timeout: CHECK_TIMEOUT }, async () => {
+      it(`typechecks with TypeScript 7 and tsconfig.${config}.json`, { timeout: TEST_TIMEOUT }, async () => {
         await succeed(`tsc 7 -p tsconfig.${config}.json`, bin("tsc"), ["-p", `tsconfig.${config}.json`], project)
       })
     }
 
-    it(`typechecks with TypeScript ${TYPESCRIPT_5} and tsconfig.nodenext.json`, { timeout: CHECK_TIMEOUT }, async () => {
+    it(`typechecks with TypeScript ${TYPESCRIPT_5} and tsconfig.nodenext.json`, { timeout: TEST_TIMEOUT }, async () => {
       const tsc5 = join(project, "node_modules", ".bin", "tsc")
       expect(await succeed("tsc --version", tsc5, ["--version"], project)).toContain(`Version ${TYPESCRIPT_5}`)
       await succeed(`tsc ${TYPESCRIPT_5} -p tsconfig.nodenext.json`, tsc5, ["-p", "tsconfig.nodenext.json"], project)
@@ -155,7 +167,7 @@ describe("the packed package in a consumer's project", () => {
         logLevel: "silent"
       }).then((result) => result.outputFiles[0]!.text)
 
-    it("for node: builds and runs", { timeout: CHECK_TIMEOUT }, async () => {
+    it("for node: builds and runs", { timeout: TEST_TIMEOUT }, async () => {
       writeFileSync(join(project, "bundle-node.mjs"), await bundle("workpool.mjs", "node"))
       expect(await succeed("the node bundle", node24, ["bundle-node.mjs"], project)).toContain(WORKPOOL_OK)
     })
@@ -163,13 +175,13 @@ describe("the packed package in a consumer's project", () => {
     let browserBundle: Promise<string> | undefined
     const bundleForBrowser = () => (browserBundle ??= bundle("workpool.mjs", "browser"))
 
-    it("for the browser: builds without Node's modules", { timeout: CHECK_TIMEOUT }, async () => {
+    it("for the browser: builds without Node's modules", { timeout: TEST_TIMEOUT }, async () => {
       // the check can fail: the thread pool needs node:os and node:worker_threads
       await expect(bundle("threads.mjs", "browser")).rejects.toThrow(/Could not resolve "node:/)
       expect(await bundleForBrowser()).toContain("WorkPool")
     })
 
-    it("for the browser: runs in a node:vm context without Node's globals", { timeout: CHECK_TIMEOUT }, async () => {
+    it("for the browser: runs in a node:vm context without Node's globals", { timeout: TEST_TIMEOUT }, async () => {
       const code = await bundleForBrowser()
       // A context with a browser's timers, TextEncoder/TextDecoder and console, and nothing of Node's.
       const printed = new Promise<string>((resolve) => {
@@ -198,7 +210,7 @@ describe("the packed package in a consumer's project", () => {
     // .ci/run installs Debian's chromium, so CI always runs this; elsewhere it runs where chromium is
     it.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
       `for the browser: runs in headless Chromium (${CHROMIUM})`,
-      { timeout: CHECK_TIMEOUT },
+      { timeout: TEST_TIMEOUT },
       async () => {
         writeFileSync(join(project, "bundle-browser.js"), await bundleForBrowser())
         writeFileSync(join(project, "index.html"), BROWSER_PAGE)
