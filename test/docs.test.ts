@@ -1,0 +1,112 @@
+/**
+ * The docs compile: every ```ts block of README.md, docs/*.md and examples/README.md, and every
+ * `@example` in the JSDoc of the public modules (src/*.ts), typechecked with the project's strict
+ * flags as a user would import them (`effect-workpool`, `effect-workpool/ThreadPool`, ...). A block
+ * that does not compile fails here with the file and line of the block.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { type Block, format, jsdocExamples, markdownBlocks, type Problem, typecheck } from "./docs/snippets.ts"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const context = fileURLToPath(new URL("./docs/context", import.meta.url))
+const read = (file: string) => readFileSync(join(root, file), "utf8")
+
+const pages = [
+  "README.md",
+  "examples/README.md",
+  ...readdirSync(join(root, "docs")).filter((file) => file.endsWith(".md")).map((file) => `docs/${file}`)
+]
+const modules = readdirSync(join(root, "src")).filter((file) => file.endsWith(".ts")).map((file) => `src/${file}`)
+
+const collect = () => {
+  const markdown = pages.flatMap((page) => markdownBlocks(page, read(page)))
+  const problems: Array<Problem> = []
+  const examples: Array<Block> = []
+  for (const module of modules) {
+    const found = jsdocExamples(module, read(module))
+    examples.push(...found.blocks)
+    problems.push(...found.problems)
+  }
+  return { markdown, examples, problems }
+}
+
+describe("docs", () => {
+  it("every TypeScript block and JSDoc @example compiles", async () => {
+    const { examples, markdown, problems } = collect()
+    // a change to the extraction that finds nothing, or much less, must not pass as "all compile"
+    expect(examples.length).toBeGreaterThanOrEqual(41)
+    expect(markdown.length).toBeGreaterThanOrEqual(12)
+    for (const module of ["src/WorkPool.ts", "src/PoolError.ts", "src/ThreadPool.ts", "src/ThreadWorker.ts", "src/Task.ts"]) {
+      expect(examples.some((block) => block.source === module), `examples in ${module}`).toBe(true)
+    }
+    problems.push(...await typecheck([...markdown, ...examples], { root, context }))
+    expect(format(problems), `${problems.length} problems in the docs`).toBe("")
+  }, 180_000)
+})
+
+describe("the docs check itself", () => {
+  const page = [
+    "# A page", // 1
+    "", // 2
+    "```ts", // 3
+    "import { Effect } from \"effect\"", // 4
+    "export const ok = Effect.succeed(1)", // 5
+    "```", // 6
+    "", // 7
+    "```sh", // 8
+    "npm test", // 9
+    "```", // 10
+    "", // 11
+    "  ```typescript", // 12
+    "  const n: number = \"not a number\"", // 13
+    "  ```" // 14
+  ].join("\n")
+
+  const module = [
+    "/**", // 1
+    " * Doubles.", // 2
+    " *", // 3
+    " * @example", // 4
+    " * ```ts", // 5
+    " * import { WorkPool } from \"effect-workpool\"", // 6
+    " *", // 7
+    " * const pool = WorkPool.make({ concurrency: \"four\" })", // 8
+    " * ```", // 9
+    " */", // 10
+    "export const double = (n: number) => n * 2", // 11
+    "/**", // 12
+    " * @example", // 13
+    " * const notFenced = 1", // 14
+    " */" // 15
+  ].join("\n")
+
+  it("finds the ts blocks of a page and the line of their first line of code", () => {
+    const blocks = markdownBlocks("page.md", page)
+    expect(blocks.map((block) => [block.line, block.code])).toEqual([
+      [4, "import { Effect } from \"effect\"\nexport const ok = Effect.succeed(1)"],
+      [13, "const n: number = \"not a number\""]
+    ])
+  })
+
+  it("finds the @example blocks of a module, and reports an @example it cannot check", () => {
+    const { blocks, problems } = jsdocExamples("src/Double.ts", module)
+    expect(blocks.map((block) => [block.line, block.code])).toEqual([
+      [6, "import { WorkPool } from \"effect-workpool\"\n\nconst pool = WorkPool.make({ concurrency: \"four\" })"]
+    ])
+    expect(problems).toEqual([{ at: "src/Double.ts:13", message: "an @example must start with a ```ts fence on the next line" }])
+  })
+
+  it("reports a block that does not compile at its file, line and column", async () => {
+    const blocks = [...markdownBlocks("page.md", page), ...jsdocExamples("src/Double.ts", module).blocks]
+    const problems = await typecheck(blocks, { root, context })
+    expect(problems.map((problem) => problem.at)).toEqual(["page.md:13:9", "src/Double.ts:8:33"])
+    expect(problems[0]!.message).toContain("TS2322")
+  }, 180_000)
+
+  it("refuses to check nothing", async () => {
+    await expect(typecheck([], { root, context })).rejects.toThrow("no code blocks")
+  })
+})

@@ -1,0 +1,253 @@
+/**
+ * Typechecks the code in the docs: every ```ts block of the Markdown pages and every `@example` in
+ * the JSDoc of the public modules. Each block becomes one file in a scratch folder outside git; one
+ * run of the project's `tsc` checks them all, with the project's own strict flags, and each error is
+ * mapped back to the page or source file and line the reader sees.
+ *
+ * Conventions a block can rely on (see test/docs/context/):
+ * - `effect-workpool` and `effect-workpool/X` resolve to `src/index.ts` and `src/X.ts`, as the
+ *   package's `exports` do for a user.
+ * - The blocks of one page share a folder, so a block whose first line is a `// name.ts` comment is
+ *   saved as `name.ts` and the other blocks of that page can import it (`./tasks.ts`).
+ * - `context/*.ts` stand for the reader's own modules (`./tasks.ts`, `./images.ts`) when a page does
+ *   not define them, and `context/globals.d.ts` declares the reader's own values that fragments use
+ *   (`resize`, `image`, ...). Everything else a block uses, it defines or imports itself.
+ */
+import { execFile } from "node:child_process"
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, relative, resolve } from "node:path"
+
+/** A block of code and, for each of its lines, where that line is in its source file. */
+export interface Block {
+  /** The file it comes from, relative to the project root (`README.md`, `src/WorkPool.ts`). */
+  readonly source: string
+  /** 1-based line of the block's first line of code in `source`. */
+  readonly line: number
+  readonly code: string
+  /** Per line of `code`: its line in `source` and how many characters were cut before it. */
+  readonly origins: ReadonlyArray<{ readonly line: number; readonly indent: number }>
+}
+
+/** A type error, located in the docs' source file when it is inside a block. */
+export interface Problem {
+  /** `README.md:42:7`, or the path tsc gave for an error outside any block. */
+  readonly at: string
+  readonly message: string
+}
+
+const FENCE_OPEN = /^(\s*)```(ts|typescript)\s*$/
+const FENCE_ANY = /^\s*```/
+
+/** The ```ts and ```typescript blocks of a Markdown page. */
+export const markdownBlocks = (source: string, text: string): Array<Block> => {
+  const lines = text.split("\n")
+  const blocks: Array<Block> = []
+  for (let i = 0; i < lines.length; i++) {
+    const open = FENCE_OPEN.exec(lines[i]!)
+    if (open === null) continue
+    const indent = open[1]!.length
+    const origins: Array<{ line: number; indent: number }> = []
+    const code: Array<string> = []
+    let j = i + 1
+    for (; j < lines.length && !FENCE_ANY.test(lines[j]!); j++) {
+      const cut = Math.min(indent, lines[j]!.length - lines[j]!.trimStart().length)
+      code.push(lines[j]!.slice(cut))
+      origins.push({ line: j + 1, indent: cut })
+    }
+    if (j === lines.length) throw new Error(`${source}:${i + 1}: a \`\`\`ts block that is never closed`)
+    blocks.push({ source, line: i + 2, code: code.join("\n"), origins })
+    i = j
+  }
+  return blocks
+}
+
+const COMMENT_LINE = /^(\s*\*\s?)(.*)$/
+
+/**
+ * The `@example` blocks of the JSDoc comments of a TypeScript file. Every `@example` must be
+ * followed by a ```ts fence: an example in any other form would be skipped silently, so it is an
+ * error instead.
+ */
+export const jsdocExamples = (source: string, text: string): { blocks: Array<Block>; problems: Array<Problem> } => {
+  const lines = text.split("\n")
+  const blocks: Array<Block> = []
+  const problems: Array<Problem> = []
+  let inComment = false
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!
+    if (!inComment) {
+      if (/^\s*\/\*\*/.test(line) && !line.includes("*/")) inComment = true
+      continue
+    }
+    if (line.includes("*/")) {
+      inComment = false
+      if (line.includes("@example")) problems.push({ at: `${source}:${i + 1}`, message: "@example on the comment's last line" })
+      continue
+    }
+    if (!/@example\b/.test(line)) continue
+    const fence = lines[i + 1] === undefined ? null : COMMENT_LINE.exec(lines[i + 1]!)
+    if (fence === null || !/^```(ts|typescript)\s*$/.test(fence[2]!)) {
+      problems.push({ at: `${source}:${i + 1}`, message: "an @example must start with a ```ts fence on the next line" })
+      continue
+    }
+    const origins: Array<{ line: number; indent: number }> = []
+    const code: Array<string> = []
+    let j = i + 2
+    for (; j < lines.length; j++) {
+      const content = COMMENT_LINE.exec(lines[j]!)
+      if (content === null || lines[j]!.includes("*/")) break
+      if (/^```\s*$/.test(content[2]!)) break
+      code.push(content[2]!)
+      origins.push({ line: j + 1, indent: content[1]!.length })
+    }
+    const closed = COMMENT_LINE.exec(lines[j] ?? "")
+    if (closed === null || !/^```\s*$/.test(closed[2]!)) {
+      problems.push({ at: `${source}:${i + 2}`, message: "an @example's ```ts fence is never closed inside its comment" })
+      continue
+    }
+    blocks.push({ source, line: i + 3, code: code.join("\n"), origins })
+    i = j
+  }
+  return { blocks, problems }
+}
+
+/** `// tasks.ts: ...` on a block's first line names the file the block is saved as. */
+const namedFile = (block: Block): string | undefined => /^\/\/\s*([\w.-]+\.ts)\b/.exec(block.code)?.[1]
+
+const folderOf = (source: string) => source.replace(/[^\w.-]+/g, "_")
+
+const ERROR_LINE = /^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$/
+
+export interface CheckOptions {
+  /** The project root: its tsconfig.json, src/ and node_modules/. */
+  readonly root: string
+  /** The folder of files the blocks may assume (globals.d.ts, stand-ins for the reader's modules). */
+  readonly context: string
+}
+
+/**
+ * Typechecks the blocks in one run of tsc, and returns the problems found (none when they all
+ * compile). Fails if given no blocks: a check of nothing must not pass.
+ */
+export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOptions): Promise<Array<Problem>> => {
+  if (blocks.length === 0) throw new Error("no code blocks to typecheck: the extraction found nothing")
+  const problems: Array<Problem> = []
+  for (const block of blocks) {
+    const internal = /["']effect-workpool\/internal\b/.exec(block.code)
+    if (internal !== null) {
+      problems.push({ at: `${block.source}:${block.line}`, message: "docs must not import effect-workpool/internal/*: it is not exported" })
+    }
+  }
+
+  const scratch = mkdtempSync(join(tmpdir(), "effect-workpool-docs-"))
+  try {
+    // the scratch folder is outside the project, so it borrows the project's node_modules
+    symlinkSync(join(options.root, "node_modules"), join(scratch, "node_modules"), "dir")
+    writeFileSync(join(scratch, "package.json"), JSON.stringify({ type: "module", private: true }))
+    const files = new Map<string, Block>()
+    const copies = new Map<string, string>()
+    const folders = new Map<string, Set<string>>()
+    for (const block of blocks) {
+      const folder = folderOf(block.source)
+      const names = folders.get(folder) ?? new Set<string>()
+      folders.set(folder, names)
+      let name = namedFile(block) ?? `line-${block.line}.ts`
+      if (names.has(name)) {
+        problems.push({ at: `${block.source}:${block.line}`, message: `a second block named ${name} on this page` })
+        name = `line-${block.line}.ts`
+      }
+      names.add(name)
+      mkdirSync(join(scratch, folder), { recursive: true })
+      writeFileSync(join(scratch, folder, name), block.code + "\n")
+      files.set(resolve(scratch, folder, name), block)
+    }
+    // stand-ins for the reader's own modules, where a page does not write them itself
+    const contextFiles = readdirSync(options.context)
+    for (const [folder, names] of folders) {
+      for (const file of contextFiles) {
+        if (file.endsWith(".d.ts") || !file.endsWith(".ts") || names.has(file)) continue
+        copyFileSync(join(options.context, file), join(scratch, folder, file))
+        copies.set(resolve(scratch, folder, file), join(options.context, file))
+      }
+    }
+    for (const file of contextFiles) {
+      if (!file.endsWith(".d.ts")) continue
+      copyFileSync(join(options.context, file), join(scratch, file))
+      copies.set(resolve(scratch, file), join(options.context, file))
+    }
+
+    const project = JSON.parse(readFileSync(join(options.root, "tsconfig.json"), "utf8")) as {
+      compilerOptions: Record<string, unknown>
+    }
+    writeFileSync(
+      join(scratch, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          ...project.compilerOptions,
+          noEmit: true,
+          // blocks declare the same names (`program`, `pool`): each file is its own module
+          moduleDetection: "force",
+          paths: {
+            "effect-workpool": [join(options.root, "src/index.ts")],
+            "effect-workpool/*": [join(options.root, "src/*.ts")]
+          }
+        },
+        include: ["**/*.ts"],
+        exclude: ["node_modules"]
+      }, null, 2)
+    )
+
+    const tsc = join(options.root, "node_modules/typescript/bin/tsc")
+    const output = await new Promise<string>((done) =>
+      execFile(process.execPath, [tsc, "-p", scratch, "--pretty", "false"], { cwd: scratch, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+        // exit code 0 with no output, or 1/2 with diagnostics; anything else is a crash worth seeing
+        done(error !== null && stdout.trim() === "" ? `tsc failed: ${error.message}\n${stderr}` : stdout + stderr)
+      })
+    )
+    let last: { at: string; message: string } | undefined
+    for (const line of output.split("\n")) {
+      const match = ERROR_LINE.exec(line)
+      if (match !== null) {
+        const [, file, row, column, code, message] = match
+        last = { at: locate(files, copies, resolve(scratch, file!), Number(row), Number(column), options.root), message: `${code} ${message}` }
+        problems.push(last)
+      } else if (line.trim() !== "") {
+        if (last !== undefined && /^\s/.test(line)) last.message += `\n${line}`
+        else problems.push(last = { at: "tsc", message: line })
+      }
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+  return problems.sort(byPlace)
+}
+
+/** In the order of the file, line and column they point at. */
+const byPlace = (a: Problem, b: Problem): number => {
+  const [fileA = "", ...restA] = a.at.split(":")
+  const [fileB = "", ...restB] = b.at.split(":")
+  if (fileA !== fileB) return fileA < fileB ? -1 : 1
+  const numbers = (rest: Array<string>) => rest.map(Number)
+  const [lineA = 0, columnA = 0] = numbers(restA)
+  const [lineB = 0, columnB = 0] = numbers(restB)
+  return lineA - lineB || columnA - columnB
+}
+
+const locate = (
+  files: Map<string, Block>,
+  copies: Map<string, string>,
+  file: string,
+  row: number,
+  column: number,
+  root: string
+): string => {
+  const block = files.get(file)
+  if (block === undefined) return `${relative(root, copies.get(file) ?? file)}:${row}:${column}`
+  const origin = block.origins[row - 1]
+  return origin === undefined ? `${block.source}:${block.line}` : `${block.source}:${origin.line}:${column + origin.indent}`
+}
+
+/** Problems as the lines a failing test prints. */
+export const format = (problems: ReadonlyArray<Problem>): string =>
+  problems.map((problem) => `${problem.at}: ${problem.message}`).join("\n")
