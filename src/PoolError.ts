@@ -41,9 +41,14 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { PoolError } from "effect-workpool"
+ * import { WorkPool } from "effect-workpool"
  *
- * const onDrop = Effect.catchTag("JobDropped", (e: PoolError.JobDropped) => Effect.log(`job ${e.jobId} dropped`))
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, overflow: "dropOldest" })
+ *   return yield* pool.run(Effect.succeed("reading")).pipe(
+ *     Effect.catchTag("JobDropped", (e) => Effect.succeed(`job ${e.jobId} dropped by ${e.policy}`))
+ *   )
+ * })
  * ```
  * @since 0.1.0
  * @category errors
@@ -307,7 +312,7 @@ export type AdmittedJobError = JobDropped | JobTimeout | PoolShutdown
  * import { Effect } from "effect"
  * import type { PoolError } from "effect-workpool"
  *
- * const orNull = <A, E>(job: Effect.Effect<A, E | PoolError.JobError>) =>
+ * const orNull = <A>(job: Effect.Effect<A, PoolError.JobError>) =>
  *   job.pipe(Effect.catchTags({ QueueFull: () => Effect.succeed(null), JobTimeout: () => Effect.succeed(null) }))
  * ```
  * @since 0.1.0

@@ -704,7 +704,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
  * const MailerLive = WorkPool.layer(Mailer, { concurrency: 4, timeout: "10 seconds" })
  * const MailerFromConfig = WorkPool.layer(
  *   Mailer,
- *   Effect.map(Config.number("MAILER_CONCURRENCY"), (concurrency) => ({ concurrency }))
+ *   Effect.map(Config.Int("MAILER_CONCURRENCY"), (concurrency) => ({ concurrency }))
  * )
  * ```
  * @since 0.1.0
