@@ -26,9 +26,15 @@ const collect = () => {
   const problems: Array<Problem> = []
   const examples: Array<Block> = []
   for (const module of modules) {
-    const found = jsdocExamples(module, read(module))
+    const text = read(module)
+    const found = jsdocExamples(module, text)
     examples.push(...found.blocks)
     problems.push(...found.problems)
+    // each @example is either checked or reported: none is skipped because the parser missed it
+    const written = text.match(/@example\b/g)?.length ?? 0
+    if (found.blocks.length + found.problems.length !== written) {
+      problems.push({ at: module, message: `${written} @example tags, ${found.blocks.length} found as \`\`\`ts blocks` })
+    }
   }
   return { markdown, examples, problems }
 }
@@ -38,7 +44,7 @@ describe("docs", () => {
     const { examples, markdown, problems } = collect()
     // a change to the extraction that finds nothing, or much less, must not pass as "all compile"
     expect(examples.length).toBeGreaterThanOrEqual(41)
-    expect(markdown.length).toBeGreaterThanOrEqual(12)
+    expect(markdown.length).toBeGreaterThanOrEqual(14)
     for (const module of ["src/WorkPool.ts", "src/PoolError.ts", "src/ThreadPool.ts", "src/ThreadWorker.ts", "src/Task.ts"]) {
       expect(examples.some((block) => block.source === module), `examples in ${module}`).toBe(true)
     }
