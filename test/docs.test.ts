@@ -1,5 +1,5 @@
 /**
- * The docs compile: every ```ts block of README.md, docs/*.md and examples/README.md, and every
+ * The docs compile: every ```ts block of the Markdown pages (*.md, docs/*.md, examples/*.md), and every
  * `@example` in the JSDoc of the public modules (src/*.ts), typechecked with the project's strict
  * flags as a user would import them (`effect-workpool`, `effect-workpool/ThreadPool`, ...). A block
  * that does not compile fails here with the file and line of the block.
@@ -14,11 +14,10 @@ const root = fileURLToPath(new URL("..", import.meta.url))
 const context = fileURLToPath(new URL("./docs/context", import.meta.url))
 const read = (file: string) => readFileSync(join(root, file), "utf8")
 
-const pages = [
-  "README.md",
-  "examples/README.md",
-  ...readdirSync(join(root, "docs")).filter((file) => file.endsWith(".md")).map((file) => `docs/${file}`)
-]
+const markdownIn = (folder: string) =>
+  readdirSync(join(root, folder)).filter((file) => file.endsWith(".md")).map((file) => join(folder, file))
+// README.md, CHANGELOG.md, ...; docs/; examples/README.md
+const pages = [...markdownIn("."), ...markdownIn("docs"), ...markdownIn("examples")]
 const modules = readdirSync(join(root, "src")).filter((file) => file.endsWith(".ts")).map((file) => `src/${file}`)
 
 const collect = () => {
@@ -108,7 +107,7 @@ describe("the docs check itself", () => {
   it("reports a block that does not compile at its file, line and column", async () => {
     const blocks = [...markdownBlocks("page.md", page), ...jsdocExamples("src/Double.ts", module).blocks]
     const problems = await typecheck(blocks, { root, context })
-    expect(problems.map((problem) => problem.at)).toEqual(["page.md:13:9", "src/Double.ts:8:33"])
+    expect(problems.map((problem) => problem.at), format(problems)).toEqual(["page.md:13:9", "src/Double.ts:8:33"])
     expect(problems[0]!.message).toContain("TS2322")
   }, 180_000)
 

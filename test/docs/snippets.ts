@@ -14,9 +14,9 @@
  *   (`resize`, `image`, ...). Everything else a block uses, it defines or imports itself.
  */
 import { execFile } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, relative, resolve } from "node:path"
+import { isAbsolute, join, relative, resolve } from "node:path"
 
 /** A block of code and, for each of its lines, where that line is in its source file. */
 export interface Block {
@@ -200,15 +200,26 @@ export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOpti
 
     const tsc = join(options.root, "node_modules/typescript/bin/tsc")
     const output = await new Promise<string>((done) =>
-      execFile(process.execPath, [tsc, "-p", scratch, "--pretty", "false"], { cwd: scratch, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-        // exit code 0 with no output, or 1/2 with diagnostics; anything else is a crash worth seeing
-        done(error !== null && stdout.trim() === "" ? `tsc failed: ${error.message}\n${stderr}` : stdout + stderr)
-      })
+      execFile(
+        process.execPath,
+        // --listFiles: a block that tsc did not read would otherwise pass for one that compiles
+        [tsc, "-p", scratch, "--pretty", "false", "--listFiles"],
+        { cwd: scratch, maxBuffer: 64 << 20 },
+        (error, stdout, stderr) => {
+          // exit code 0, or 1/2 with diagnostics; anything else is a crash worth seeing
+          done(error !== null && !stdout.split("\n").some((line) => ERROR_LINE.test(line)) ? `tsc failed: ${error.message}\n${stdout}${stderr}` : stdout + stderr)
+        }
+      )
     )
+    const read = new Set<string>()
     let last: { at: string; message: string } | undefined
     for (const line of output.split("\n")) {
       const match = ERROR_LINE.exec(line)
-      if (match !== null) {
+      if (match === null && files.has(resolve(scratch, line.trim()))) {
+        read.add(resolve(scratch, line.trim()))
+      } else if (match === null && isAbsolute(line) && existsSync(line)) {
+        continue // a library file tsc read
+      } else if (match !== null) {
         const [, file, row, column, code, message] = match
         last = { at: locate(files, copies, resolve(scratch, file!), Number(row), Number(column), options.root), message: `${code} ${message}` }
         problems.push(last)
@@ -216,6 +227,9 @@ export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOpti
         if (last !== undefined && /^\s/.test(line)) last.message += `\n${line}`
         else problems.push(last = { at: "tsc", message: line })
       }
+    }
+    for (const [file, block] of files) {
+      if (!read.has(file)) problems.push({ at: `${block.source}:${block.line}`, message: "tsc did not read this block" })
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true })
