@@ -67,7 +67,12 @@ describe("the docs check itself", () => {
     "", // 11
     "  ```typescript", // 12
     "  const n: number = \"not a number\"", // 13
-    "  ```" // 14
+    "  ```", // 14
+    "", // 15
+    "```ts", // 16
+    "const xs: Array<number> = [1]", // 17
+    "export const first: number = xs[0] // an error under the project's noUncheckedIndexedAccess", // 18
+    "```" // 19
   ].join("\n")
 
   const module = [
@@ -92,7 +97,8 @@ describe("the docs check itself", () => {
     const blocks = markdownBlocks("page.md", page)
     expect(blocks.map((block) => [block.line, block.code])).toEqual([
       [4, "import { Effect } from \"effect\"\nexport const ok = Effect.succeed(1)"],
-      [13, "const n: number = \"not a number\""]
+      [13, "const n: number = \"not a number\""],
+      [17, "const xs: Array<number> = [1]\nexport const first: number = xs[0] // an error under the project's noUncheckedIndexedAccess"]
     ])
   })
 
@@ -104,10 +110,10 @@ describe("the docs check itself", () => {
     expect(problems).toEqual([{ at: "src/Double.ts:13", message: "an @example must start with a ```ts fence on the next line" }])
   })
 
-  it("reports a block that does not compile at its file, line and column", async () => {
+  it("reports a block that does not compile, under the project's strict flags, at its file, line and column", async () => {
     const blocks = [...markdownBlocks("page.md", page), ...jsdocExamples("src/Double.ts", module).blocks]
     const problems = await typecheck(blocks, { root, context })
-    expect(problems.map((problem) => problem.at), format(problems)).toEqual(["page.md:13:9", "src/Double.ts:8:33"])
+    expect(problems.map((problem) => problem.at), format(problems)).toEqual(["page.md:13:9", "page.md:18:14", "src/Double.ts:8:33"])
     expect(problems[0]!.message).toContain("TS2322")
   }, 180_000)
 

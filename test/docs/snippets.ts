@@ -14,7 +14,7 @@
  *   (`resize`, `image`, ...). Everything else a block uses, it defines or imports itself.
  */
 import { execFile } from "node:child_process"
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { isAbsolute, join, relative, resolve } from "node:path"
 
@@ -177,14 +177,12 @@ export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOpti
       copies.set(resolve(scratch, file), join(options.context, file))
     }
 
-    const project = JSON.parse(readFileSync(join(options.root, "tsconfig.json"), "utf8")) as {
-      compilerOptions: Record<string, unknown>
-    }
     writeFileSync(
       join(scratch, "tsconfig.json"),
       JSON.stringify({
+        // the project's own flags, strict ones included
+        extends: join(options.root, "tsconfig.json"),
         compilerOptions: {
-          ...project.compilerOptions,
           noEmit: true,
           // blocks declare the same names (`program`, `pool`): each file is its own module
           moduleDetection: "force",
