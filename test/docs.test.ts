@@ -29,10 +29,15 @@ const collect = () => {
     const found = jsdocExamples(module, text)
     examples.push(...found.blocks)
     problems.push(...found.problems)
-    // each @example is either checked or reported: none is skipped because the parser missed it
-    const written = text.match(/@example\b/g)?.length ?? 0
-    if (found.blocks.length + found.problems.length !== written) {
-      problems.push({ at: module, message: `${written} @example tags, ${found.blocks.length} found as \`\`\`ts blocks` })
+    // each @example and each ```ts fence is either checked or reported: none is skipped because
+    // the parser missed it
+    const tags = text.match(/@example\b/g)?.length ?? 0
+    const fences = text.match(/```(ts|typescript)\b/g)?.length ?? 0
+    if (found.blocks.length + found.problems.length !== tags || found.blocks.length !== fences) {
+      problems.push({
+        at: module,
+        message: `${tags} @example tags and ${fences} \`\`\`ts fences, but ${found.blocks.length} examples found`
+      })
     }
   }
   return { markdown, examples, problems }
