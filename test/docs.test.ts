@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { type Block, format, jsdocExamples, markdownBlocks, type Problem, typecheck } from "./docs/snippets.ts"
+import { type Block, exportsWithoutExample, format, jsdocExamples, markdownBlocks, type Problem, typecheck } from "./docs/snippets.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const context = fileURLToPath(new URL("./docs/context", import.meta.url))
@@ -28,7 +28,7 @@ const collect = () => {
     const text = read(module)
     const found = jsdocExamples(module, text)
     examples.push(...found.blocks)
-    problems.push(...found.problems)
+    problems.push(...found.problems, ...exportsWithoutExample(module, text))
     // each @example and each ```ts fence is either checked or reported: none is skipped because
     // the parser missed it
     const tags = text.match(/@example\b/g)?.length ?? 0
@@ -113,6 +113,22 @@ describe("the docs check itself", () => {
       [6, "import { WorkPool } from \"effect-workpool\"\n\nconst pool = WorkPool.make({ concurrency: \"four\" })"]
     ])
     expect(problems).toEqual([{ at: "src/Double.ts:13", message: "an @example must start with a ```ts fence on the next line" }])
+  })
+
+  it("reports a public export without an @example", () => {
+    const text = [
+      ...module.split("\n"), // 1-15: double has an @example
+      "", // 16
+      "// not a JSDoc", // 17
+      "export const triple = (n: number) => n * 3", // 18
+      "", // 19
+      "/** No example. */", // 20
+      "export type N = number" // 21
+    ]
+    expect(exportsWithoutExample("src/Double.ts", text.join("\n"))).toEqual([
+      { at: "src/Double.ts:18", message: "the export triple has no JSDoc @example" },
+      { at: "src/Double.ts:21", message: "the export N has no JSDoc @example" }
+    ])
   })
 
   it("reports a block that does not compile, under the project's strict flags, at its file, line and column", async () => {

@@ -112,6 +112,32 @@ export const jsdocExamples = (source: string, text: string): { blocks: Array<Blo
   return { blocks, problems }
 }
 
+const EXPORT = /^export (?:declare )?(?:abstract )?(?:const|let|class|interface|type|function) (\w+)/
+
+/**
+ * The exports of a module whose JSDoc has no `@example` (or that have no JSDoc): the project asks
+ * for one on every public export, and this check keeps it so.
+ */
+export const exportsWithoutExample = (source: string, text: string): Array<Problem> => {
+  const lines = text.split("\n")
+  const problems: Array<Problem> = []
+  lines.forEach((line, i) => {
+    const name = EXPORT.exec(line)?.[1]
+    if (name === undefined) return
+    let end = i - 1
+    while (end >= 0 && lines[end]!.trim() === "") end--
+    let start = end
+    if (end >= 0 && lines[end]!.trim().endsWith("*/")) {
+      while (start >= 0 && !lines[start]!.includes("/**")) start--
+    }
+    const doc = start < 0 || end < 0 ? "" : lines.slice(start, end + 1).join("\n")
+    if (!doc.includes("/**") || !/@example\b/.test(doc)) {
+      problems.push({ at: `${source}:${i + 1}`, message: `the export ${name} has no JSDoc @example` })
+    }
+  })
+  return problems
+}
+
 /** `// tasks.ts: ...` on a block's first line names the file the block is saved as. */
 const namedFile = (block: Block): string | undefined => /^\/\/\s*([\w.-]+\.ts)\b/.exec(block.code)?.[1]
 
