@@ -2,7 +2,8 @@
  * The docs compile: every ```ts block of the Markdown pages (*.md, docs/*.md, examples/*.md), and every
  * `@example` in the JSDoc of the public modules (src/*.ts), typechecked with the project's strict
  * flags as a user would import them (`effect-workpool`, `effect-workpool/ThreadPool`, ...). A block
- * that does not compile fails here with the file and line of the block.
+ * that does not compile fails here with the file and line of the block; so does a public export
+ * without an `@example`.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { readdirSync, readFileSync } from "node:fs"
