@@ -139,6 +139,22 @@ describe("the docs check itself", () => {
     expect(problems[0]!.message).toContain("TS2322")
   }, 180_000)
 
+  it("lets a doc import only what package.json exports", async () => {
+    const page = [
+      "```ts", // 1
+      "import * as WorkPool from \"effect-workpool/WorkPool\"", // 2: the module's own entry
+      "import * as ThreadPool from \"effect-workpool/ThreadPool\"", // 3
+      "import { Scheduler } from \"effect-workpool/internal/scheduler\"", // 4: not exported
+      "import { ThreadWorker } from \"effect-workpool\"", // 5: not in the platform-neutral root
+      "```"
+    ].join("\n")
+    const problems = await typecheck(markdownBlocks("imports.md", page), { root, context })
+    expect(problems.map((problem) => `${problem.at} ${problem.message.slice(0, 6)}`), format(problems)).toEqual([
+      "imports.md:4:27 TS2307",
+      "imports.md:5:10 TS2305"
+    ])
+  }, 180_000)
+
   it("refuses to check nothing", async () => {
     await expect(typecheck([], { root, context })).rejects.toThrow("no code blocks")
   })

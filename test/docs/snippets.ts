@@ -5,8 +5,9 @@
  * mapped back to the page or source file and line the reader sees.
  *
  * Conventions a block can rely on (see test/docs/context/):
- * - `effect-workpool` and `effect-workpool/X` resolve to `src/index.ts` and `src/X.ts`, as the
- *   package's `exports` do for a user.
+ * - `effect-workpool` and its subpaths resolve as the `exports` of package.json say, to the source
+ *   of each built file (`./dist/WorkPool.d.ts` is read as `src/WorkPool.ts`): a doc can import only
+ *   what a user can.
  * - The blocks of one page share a folder, so a block whose first line is a `// name.ts` comment is
  *   saved as `name.ts` and the other blocks of that page can import it (`./tasks.ts`).
  * - `context/*.ts` stand for the reader's own modules (`./tasks.ts`, `./images.ts`) when a page does
@@ -14,7 +15,7 @@
  *   (`resize`, `image`, ...). Everything else a block uses, it defines or imports itself.
  */
 import { execFile } from "node:child_process"
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { isAbsolute, join, relative, resolve } from "node:path"
 
@@ -159,12 +160,7 @@ export interface CheckOptions {
 export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOptions): Promise<Array<Problem>> => {
   if (blocks.length === 0) throw new Error("no code blocks to typecheck: the extraction found nothing")
   const problems: Array<Problem> = []
-  for (const block of blocks) {
-    const internal = /["']effect-workpool\/internal\b/.exec(block.code)
-    if (internal !== null) {
-      problems.push({ at: `${block.source}:${block.line}`, message: "docs must not import effect-workpool/internal/*: it is not exported" })
-    }
-  }
+  const paths = exportedPaths(options.root)
 
   const scratch = mkdtempSync(join(tmpdir(), "effect-workpool-docs-"))
   try {
@@ -212,10 +208,7 @@ export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOpti
           noEmit: true,
           // blocks declare the same names (`program`, `pool`): each file is its own module
           moduleDetection: "force",
-          paths: {
-            "effect-workpool": [join(options.root, "src/index.ts")],
-            "effect-workpool/*": [join(options.root, "src/*.ts")]
-          }
+          paths
         },
         include: ["**/*.ts"],
         exclude: ["node_modules"]
@@ -259,6 +252,28 @@ export const typecheck = async (blocks: ReadonlyArray<Block>, options: CheckOpti
     rmSync(scratch, { recursive: true, force: true })
   }
   return problems.sort(byPlace)
+}
+
+/**
+ * The package's entries, as `paths` from each import name to the source of the file it exports:
+ * `effect-workpool/WorkPool` → `<root>/src/WorkPool.ts`. Built files are read as their sources, so
+ * the docs are checked without a build.
+ */
+const exportedPaths = (root: string): Record<string, Array<string>> => {
+  const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+    name: string
+    exports: string | Record<string, string | { types?: string; default?: string }>
+  }
+  const entries = typeof manifest.exports === "string" ? { ".": manifest.exports } : manifest.exports
+  const paths: Record<string, Array<string>> = {}
+  for (const [key, target] of Object.entries(entries)) {
+    const file = typeof target === "string" ? target : target.types ?? target.default
+    if (file === undefined || !/\.(d\.ts|js|ts)$/.test(file)) continue // ./package.json
+    const source = file.replace(/^\.\/dist\//, "./src/").replace(/(\.d\.ts|\.js)$/, ".ts")
+    if (!existsSync(join(root, source))) throw new Error(`package.json exports ${key} as ${file}, but ${source} does not exist`)
+    paths[key === "." ? manifest.name : `${manifest.name}/${key.slice(2)}`] = [join(root, source)]
+  }
+  return paths
 }
 
 /** In the order of the file, line and column they point at. */
