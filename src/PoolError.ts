@@ -163,8 +163,10 @@ export class WorkerStartFailed extends Schema.TaggedError<WorkerStartFailed>()("
 }
 
 /**
- * A thread task's payload, success or failure did not encode or decode against its task's Schema.
- * The task fails; the thread goes on serving.
+ * A thread task's payload, success or failure did not encode or decode against its task's Schema,
+ * or (part `"reply"`) the message carrying its success or failure could not be deserialized on the
+ * main thread (a value nested too deep for its stack, say). The task fails; the thread goes on
+ * serving.
  *
  * @example
  * ```ts
@@ -177,11 +179,13 @@ export class WorkerStartFailed extends Schema.TaggedError<WorkerStartFailed>()("
  */
 export class TaskCodecError extends Schema.TaggedError<TaskCodecError>()("TaskCodecError", {
   task: Schema.String,
-  part: Schema.Literals(["payload", "success", "failure", "handler"]),
+  part: Schema.Literals(["payload", "success", "failure", "handler", "reply"]),
   issue: Schema.String
 }) {
   override get message(): string {
-    return `task ${this.task}: its ${this.part} does not match its schema: ${this.issue}`
+    return this.part === "reply"
+      ? `task ${this.task}: its reply could not be deserialized on the main thread: ${this.issue}`
+      : `task ${this.task}: its ${this.part} does not match its schema: ${this.issue}`
   }
 }
 

@@ -39,9 +39,11 @@ import * as Pools from "./internal/service.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
+import * as job from "./internal/job.ts"
 import {
   type AdmissionError,
   type InvalidPoolConfig,
+  InvalidJob,
   InvalidJobOptions,
   type JobError,
   PoolShutdown,
@@ -284,6 +286,29 @@ interface Codecs {
 
 const codecsByTask = new WeakMap<Task.Any, Codecs>()
 
+const NOT_A_TASK = "expected a Task made with Task.make (a name, and payload, success and failure Schemas)"
+
+/**
+ * What is given as a task, checked before anything is submitted: from JavaScript it can be anything,
+ * and would otherwise fail only when its codecs are built, as a defect.
+ */
+const checkTask = (task: unknown): InvalidJob | undefined => {
+  if (typeof task !== "object" || task === null) {
+    return new InvalidJob({ field: "task", value: job.show(task), reason: NOT_A_TASK })
+  }
+  const { name } = task as Partial<Task.Any>
+  if (typeof name !== "string") {
+    return new InvalidJob({ field: "task", value: job.show(task), reason: `${NOT_A_TASK}: its name is not a string` })
+  }
+  if (codecsByTask.has(task as Task.Any)) return undefined
+  for (const part of ["payload", "success", "failure"] as const) {
+    if (!Schema.isSchema((task as Partial<Task.Any>)[part])) {
+      return new InvalidJob({ field: "task", value: `task ${JSON.stringify(name)}`, reason: `${NOT_A_TASK}: its ${part} is not a Schema` })
+    }
+  }
+  return undefined
+}
+
 const codecsOf = (task: Task.Any): Codecs => {
   let codecs = codecsByTask.get(task)
   if (codecs === undefined) {
@@ -362,8 +387,7 @@ export const make = <T extends Task.Any = Task.Any>(
   Effect.gen(function*() {
     const checked = yield* config.checkPoolOptions(() => {
       if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
-      const entry = options.worker
-      if (!(entry instanceof URL) && typeof entry !== "string") config.fail("worker", entry, "expected a URL or a path")
+      const entry = threadOptions.entry(options.worker)
       const tasksPerThread = options.tasksPerThread === undefined
         ? 1
         : config.positiveInteger("tasksPerThread", options.tasksPerThread, config.MAX_TASKS_PER_THREAD)
@@ -420,7 +444,7 @@ export const make = <T extends Task.Any = Task.Any>(
       Effect.onError(() => threads.close())
     )
 
-    const job = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
+    const taskJob = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
       Object.assign(
         // the slot only bounds how many tasks run; the thread is chosen when the task starts
         (_slot: number, jobId: number) =>
@@ -453,19 +477,23 @@ export const make = <T extends Task.Any = Task.Any>(
     return {
       [TypeId]: TypeId,
       run: (task, payload, options) => {
-        const transfer = transferOf(options)
-        return transfer instanceof InvalidJobOptions
-          ? Effect.fail(transfer)
-          : pool.run(job(task, payload, transfer), options)
+        const invalid = checkTask(task) ?? transferOf(options)
+        return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
+          ? Effect.fail(invalid)
+          : pool.run(taskJob(task, payload, invalid), options)
       },
       submit: (task, payload, options) => {
-        const transfer = transferOf(options)
-        return transfer instanceof InvalidJobOptions
-          ? Effect.fail(transfer)
-          : pool.submit(job(task, payload, transfer), options)
+        const invalid = checkTask(task) ?? transferOf(options)
+        return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
+          ? Effect.fail(invalid)
+          : pool.submit(taskJob(task, payload, invalid), options)
       },
-      runAll: (task, payloads, options) =>
-        pool.runAll(Array.from(payloads, (payload) => job(task, payload, noTransfer)), options),
+      runAll: (task, payloads, options) => {
+        const invalid = checkTask(task)
+        return invalid !== undefined
+          ? Effect.fail(invalid)
+          : pool.runAll(Array.from(payloads, (payload) => taskJob(task, payload, noTransfer)), options)
+      },
       threads: Effect.sync(() => threads.live),
       resize: (n) =>
         Effect.flatMap(

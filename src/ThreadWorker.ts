@@ -181,6 +181,8 @@ export const serve = <R = never, E = never>(
     const handle = (message: ToThread) => {
       if (message._ === "run") runTask(context, message.id, message.task, message.payload)
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
+      // after the replies already sent: the pool tells from this which of them it lost
+      else if (message._ === "sync") post({ _: "synced", running: Array.from(running.keys()) })
       else close()
     }
     // a message without the pool's envelope was posted by someone else: it is not for us

@@ -27,7 +27,8 @@ export const check = (job: unknown, field: string): InvalidJob | undefined =>
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
   new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
 
-const show = (value: unknown): string => {
+/** A value given where a job (or a task) was expected, in a few words. */
+export const show = (value: unknown): string => {
   if (value === null || typeof value !== "object") {
     return typeof value === "string" ? JSON.stringify(value) : String(value)
   }

@@ -10,6 +10,8 @@ export type ToThread =
   | { readonly _: "cancel"; readonly id: number }
   /** Stop: interrupt what still runs, release the thread's layer, then exit. */
   | { readonly _: "close" }
+  /** Which tasks do you still run? (A message from the thread was lost: see `synced`.) */
+  | { readonly _: "sync" }
 
 /**
  * What goes over the port: one message, or the messages of one tick together (a `postMessage`
@@ -90,9 +92,11 @@ export type Outcome =
   | { readonly _: "failure"; readonly error: unknown }
   | { readonly _: "defect"; readonly name: string; readonly message: string; readonly stack: string | undefined }
   | { readonly _: "interrupted" }
-  | { readonly _: "codec"; readonly part: "payload" | "success" | "failure" | "handler"; readonly issue: string }
+  | { readonly _: "codec"; readonly part: "payload" | "success" | "failure" | "handler" | "reply"; readonly issue: string }
 
 export type FromThread =
   | { readonly _: "ready" }
   | { readonly _: "fatal"; readonly message: string }
   | { readonly _: "done"; readonly id: number; readonly outcome: Outcome }
+  /** The ids of the tasks running on the thread when it read a `sync`. */
+  | { readonly _: "synced"; readonly running: ReadonlyArray<number> }

@@ -1,14 +1,54 @@
 /**
  * Checks of the options only a thread pool has: what is handed to each `Worker`, and the start
  * schedule. A bad value here would otherwise surface far from its cause: `resourceLimits` too small
- * abort the whole process, an uncloneable `workerData` fails every start attempt, and a start
- * schedule that is not a `Schedule` retries forever.
+ * or too large abort the whole process, an uncloneable `workerData` or a worker file that does not
+ * exist fails every start attempt, and a start schedule that is not a `Schedule` retries forever.
  *
  * @internal
  */
 import { Schedule } from "effect"
+import { createRequire } from "node:module"
+import { isAbsolute, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
 import type { ResourceLimits } from "node:worker_threads"
 import * as config from "./config.ts"
+
+const require = createRequire(import.meta.url)
+
+/**
+ * The worker entry. Node resolves a path the way `require` resolves its main module (so
+ * `./worker` finds `./worker.js`), and fails only once the thread runs, in every start attempt:
+ * a file that cannot be found is reported here, before any thread starts. A `data:` URL has nothing
+ * to check.
+ */
+export const entry = (value: unknown): URL | string => {
+  if (typeof value === "string") {
+    if (!isAbsolute(value) && !/^\.\.?[\\/]/.test(value)) {
+      config.fail("worker", value, "expected an absolute path, a relative path starting with ./ or ../, or a URL")
+    }
+    found(resolve(value), value)
+    return value
+  }
+  if (!(value instanceof URL)) return config.fail("worker", value, "expected a URL or a path")
+  if (value.protocol === "data:") return value
+  if (value.protocol !== "file:") config.fail("worker", value.href, "expected a file: or data: URL")
+  let path: string
+  try {
+    path = fileURLToPath(value)
+  } catch (error) {
+    return config.fail("worker", value.href, `expected a file: URL of this machine (${error instanceof Error ? error.message : String(error)})`)
+  }
+  found(path, value.href)
+  return value
+}
+
+const found = (path: string, shown: string): void => {
+  try {
+    require.resolve(path)
+  } catch {
+    config.fail("worker", shown, `expected a worker file, but ${path} does not exist (nor with a .js, .ts, .json or /index extension)`)
+  }
+}
 
 /**
  * The smallest `maxOldGenerationSizeMb` accepted. Node 24 aborts the whole process (V8 "Fatal
@@ -24,11 +64,39 @@ export const MIN_OLD_GENERATION_MB = 4
  */
 export const MIN_STACK_MB = 0.5
 
-const LIMITS: Record<keyof ResourceLimits, { readonly min: number; readonly above: string }> = {
-  maxOldGenerationSizeMb: { min: MIN_OLD_GENERATION_MB, above: `at least ${MIN_OLD_GENERATION_MB} (smaller heaps abort the process)` },
-  maxYoungGenerationSizeMb: { min: 0, above: "at least 0" },
-  codeRangeSizeMb: { min: 0, above: "at least 0" },
-  stackSizeMb: { min: MIN_STACK_MB, above: `at least ${MIN_STACK_MB} (smaller stacks crash the process)` }
+/**
+ * The largest `stackSizeMb` and `codeRangeSizeMb` accepted. Both are reserved for every thread when
+ * it is created. Measured on Node 24.21 (Linux x64, 24 GB): a stack of 64 GB makes `new Worker`
+ * throw (ERR_WORKER_INIT_FAILED EAGAIN), one of 1e15 MB crashes the whole process (SIGSEGV), and a
+ * code range of 2^28 MB aborts it (V8 "Failed to reserve virtual memory for CodeRange"). V8 uses at
+ * most 128 MB of code range on 64-bit platforms, and a stack of a gigabyte is far beyond any
+ * recursion a task needs.
+ */
+export const MAX_RESERVED_MB = 1024
+
+interface Bound {
+  readonly min: number
+  readonly max: number
+  readonly expected: string
+}
+
+const LIMITS: Record<keyof ResourceLimits, Bound> = {
+  maxOldGenerationSizeMb: {
+    min: MIN_OLD_GENERATION_MB,
+    max: Infinity,
+    expected: `at least ${MIN_OLD_GENERATION_MB} (smaller heaps abort the process)`
+  },
+  maxYoungGenerationSizeMb: { min: 0, max: Infinity, expected: "at least 0" },
+  codeRangeSizeMb: {
+    min: 0,
+    max: MAX_RESERVED_MB,
+    expected: `from 0 to ${MAX_RESERVED_MB} (larger ones abort the process)`
+  },
+  stackSizeMb: {
+    min: MIN_STACK_MB,
+    max: MAX_RESERVED_MB,
+    expected: `from ${MIN_STACK_MB} to ${MAX_RESERVED_MB} (smaller stacks crash the process, larger ones cannot be reserved)`
+  }
 }
 
 export const resourceLimits = (value: unknown): ResourceLimits => {
@@ -40,8 +108,8 @@ export const resourceLimits = (value: unknown): ResourceLimits => {
     const bound = LIMITS[key as keyof ResourceLimits]
     if (bound === undefined) config.fail(field, limit, `expected one of ${Object.keys(LIMITS).join(", ")}`)
     if (limit === undefined) continue
-    if (typeof limit !== "number" || !Number.isFinite(limit) || limit < bound.min) {
-      config.fail(field, limit, `expected a number of megabytes, ${bound.above}`)
+    if (typeof limit !== "number" || !Number.isFinite(limit) || limit < bound.min || limit > bound.max) {
+      config.fail(field, limit, `expected a number of megabytes, ${bound.expected}`)
     }
   }
   return value as ResourceLimits

@@ -50,6 +50,8 @@ class Thread {
   idleTimer: Fiber.Fiber<void> | undefined = undefined
   /** Tasks cancelled and not yet confirmed: the thread may be terminated soon. */
   cancelling = 0
+  /** Messages that could not be deserialized, each waiting for the thread to say what it still runs. */
+  readonly syncs: Array<{ readonly before: number; readonly issue: string }> = []
   readonly outbox: Outbox<ToThread>
   constructor(worker: NodeWorker, index: number) {
     this.worker = worker
@@ -57,6 +59,29 @@ class Thread {
     this.outbox = new Outbox((message, transfer) => {
       if (!this.exited) worker.postMessage(message, transfer)
     })
+  }
+}
+
+/**
+ * Whether the `Worker` constructor threw because of its arguments: trying again with the same
+ * arguments fails the same way, so the start schedule is not consulted. A failure to create the
+ * thread itself (ERR_WORKER_INIT_FAILED, EAGAIN when the OS has no thread or memory to give now) may
+ * pass, and is retried.
+ */
+export const unrecoverable = (error: unknown): boolean => {
+  if (typeof error !== "object" || error === null) return false
+  if ((error as { readonly name?: unknown }).name === "DataCloneError") return true
+  const code = (error as { readonly code?: unknown }).code
+  return typeof code === "string" &&
+    (code.startsWith("ERR_INVALID_ARG_") || code === "ERR_OUT_OF_RANGE" || code === "ERR_WORKER_PATH" ||
+      code === "ERR_INVALID_URL_SCHEME" || code.startsWith("ERR_INVALID_FILE_URL_"))
+}
+
+/** A start attempt that failed for a reason trying again cannot change. */
+class Unrecoverable {
+  readonly reason: string
+  constructor(reason: string) {
+    this.reason = reason
   }
 }
 
@@ -231,8 +256,10 @@ export class Threads {
         })
       )
     }).pipe(
-      Effect.retry(this.config.startSchedule),
-      Effect.mapError((reason) => new WorkerStartFailed({ attempts, reason })),
+      Effect.retry({ schedule: this.config.startSchedule, while: (failure) => !(failure instanceof Unrecoverable) }),
+      Effect.mapError((failure) =>
+        new WorkerStartFailed({ attempts, reason: failure instanceof Unrecoverable ? failure.reason : failure })
+      ),
       Effect.tap((thread) =>
         Effect.suspend(() => {
           if (this.closed) {
@@ -257,8 +284,8 @@ export class Threads {
   }
 
   /** Starts one thread and waits for its "ready"; fails with the reason it did not get there. */
-  private spawn(index: number): Effect.Effect<Thread, string> {
-    return Effect.callback<Thread, string>((resume) => {
+  private spawn(index: number): Effect.Effect<Thread, string | Unrecoverable> {
+    return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       let worker: NodeWorker
       try {
         worker = new NodeWorker(this.config.entry, {
@@ -266,7 +293,7 @@ export class Threads {
           ...(this.config.resourceLimits ? { resourceLimits: this.config.resourceLimits } : {})
         })
       } catch (error) {
-        return resume(Effect.fail(describe(error)))
+        return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
       const thread = new Thread(worker, index)
       this.alive.add(thread)
@@ -283,13 +310,17 @@ export class Threads {
             return
           }
           case "done": {
-            this.settle(thread, message.id, message.outcome)
+            return this.settle(thread, message.id, message.outcome)
+          }
+          case "synced": {
+            return this.synced(thread, message.running)
           }
         }
       }
       worker.on("message", (data: unknown) => {
         if (!open(data, handle)) this.stray(thread, data)
       })
+      worker.on("messageerror", (error) => this.unreadable(thread, error))
       worker.on("error", (error) => {
         thread.error = describe(error)
       })
@@ -315,6 +346,34 @@ export class Threads {
         inspect(data, { depth: 1, maxStringLength: 200, maxArrayLength: 10 })
       }`
     ))
+  }
+
+  /**
+   * A message from the thread could not be deserialized here (the Worker's `messageerror`: a reply
+   * nested too deep for the main thread's stack, say). What it said is lost with it, even whether it
+   * was the pool's. So the thread is asked which tasks it still runs: a task sent to it before now
+   * that it no longer runs, and that has had no answer by the time it replies (messages keep their
+   * order), was answered in the lost message. The thread itself is fine, and goes on.
+   */
+  private unreadable(thread: Thread, error: unknown): void {
+    const issue = describe(error)
+    Effect.runForkWith(this.context)(
+      Effect.logDebug(`ThreadPool: a message from thread ${thread.index} could not be deserialized: ${issue}`)
+    )
+    // before ready, no task is on the thread (a lost "ready" ends as a start timeout)
+    if (!thread.ready || thread.exited) return
+    thread.syncs.push({ before: thread.nextId, issue })
+    thread.outbox.send({ _: "sync" })
+  }
+
+  /** The thread's answer to a sync: the tasks it still runs. */
+  private synced(thread: Thread, running: ReadonlyArray<number>): void {
+    const sync = thread.syncs.shift()
+    if (sync === undefined) return
+    const still = new Set(running)
+    for (const id of Array.from(thread.inflight.keys())) {
+      if (id < sync.before && !still.has(id)) this.settle(thread, id, { _: "codec", part: "reply", issue: sync.issue })
+    }
   }
 
   /** A task on a thread has ended: whoever waits for it hears how; an idle thread may retire. */

@@ -1,0 +1,166 @@
+/**
+ * Edges of a thread pool found after its hardening: a reply the main thread cannot deserialize,
+ * something that is not a task given where a task is expected, and a worker that can never be
+ * constructed. None may hang a caller, crash the process or be retried for nothing.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, Stream } from "effect"
+import { Worker } from "node:worker_threads"
+import { PoolError } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { unrecoverable } from "../src/internal/threads.ts"
+import { makePool, worker } from "./fixtures/pool.ts"
+import { Deep, Echo, Sleep, Stray, ThreadId } from "./fixtures/tasks.ts"
+import { waitFor } from "./helpers.ts"
+
+// The thread gets a stack large enough to send an array nested 100,000 deep; the main thread (1 MB,
+// or 4 MB if vitest runs the file in a thread) cannot read it back: the Worker emits `messageerror`.
+const bigStack = { resourceLimits: { stackSizeMb: 64 } } as const
+const DEEP = 100_000
+
+describe("ThreadPool: a message the main thread cannot deserialize", () => {
+  it.live("fails its task promptly with TaskCodecError (part reply); the same thread goes on", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, ...bigStack })
+      const thread = yield* pool.run(ThreadId, 0)
+      // before: the task waited forever (no timeout is set); the test's own limit turns that into a failure
+      const error = yield* Effect.flip(pool.run(Deep, DEEP).pipe(Effect.timeout("20 seconds")))
+      assert.instanceOf(error, PoolError.TaskCodecError, String(error))
+      const codec = error as PoolError.TaskCodecError
+      assert.deepStrictEqual([codec.task, codec.part], ["Deep", "reply"])
+      assert.match(codec.message, /task Deep: its reply could not be deserialized on the main thread: RangeError/)
+      assert.strictEqual(yield* pool.run(ThreadId, 0), thread, "the thread was not replaced")
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.running, stats.failed], [0, 1])
+    }))
+
+  it.live("fails only the task whose reply was lost, not another task running on the same thread", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
+      const sleeping = yield* pool.submit(Sleep, { millis: 500, mark: 0 })
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
+      const error = yield* Effect.flip(pool.run(Deep, DEEP).pipe(Effect.timeout("20 seconds")))
+      assert.strictEqual((error as PoolError.TaskCodecError).part, "reply", String(error))
+      assert.strictEqual(yield* sleeping.await, 500)
+    }))
+
+  it.live("a message of user code the main thread cannot deserialize fails no task", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
+      const sleeping = yield* pool.submit(Sleep, { millis: 300, mark: 0 })
+      assert.strictEqual(yield* pool.run(Stray, "deep").pipe(Effect.timeout("20 seconds")), 1)
+      assert.strictEqual(yield* sleeping.await, 300)
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
+})
+
+describe("ThreadPool: something that is not a task", () => {
+  const notTasks: ReadonlyArray<readonly [unknown, string, string]> = [
+    [undefined, "undefined", "Task.make"],
+    [null, "null", "Task.make"],
+    ["Echo", "\"Echo\"", "Task.make"],
+    [42, "42", "Task.make"],
+    [{}, "an object (Object)", "its name is not a string"],
+    [{ name: "Echo" }, "task \"Echo\"", "its payload is not a Schema"],
+    [{ name: "Echo", payload: Schema.String, success: Schema.String, failure: "never" }, "task \"Echo\"", "its failure is not a Schema"]
+  ]
+
+  it.live("run, submit, runAll and mapStream fail with InvalidJob naming the task, and nothing is submitted", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      for (const [task, shown, reason] of notTasks) {
+        const bad = task as typeof Echo
+        const errors = [
+          yield* Effect.flip(pool.run(bad, "x")),
+          yield* Effect.flip(pool.submit(bad, "x")),
+          yield* Effect.flip(pool.runAll(bad, ["x", "y"])),
+          yield* Effect.flip(Stream.runCollect(ThreadPool.mapStream(Stream.make("x"), pool, bad)))
+        ]
+        for (const error of errors) {
+          assert.instanceOf(error, PoolError.InvalidJob, `${shown}: ${String(error)}`)
+          const invalid = error as PoolError.InvalidJob
+          assert.strictEqual(invalid.field, "task")
+          assert.include(invalid.value, shown)
+          assert.include(invalid.reason, "expected a Task made with Task.make")
+          assert.include(invalid.reason, reason)
+        }
+      }
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.submitted, stats.failed, stats.running], [0, 0, 0])
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
+})
+
+describe("ThreadPool: a worker that can never be constructed", () => {
+  const invalidWorker = (options: ThreadPool.Options) =>
+    Effect.map(Effect.flip(ThreadPool.make(options)), (error) => {
+      const e = error as { _tag?: string; field?: string }
+      return `${e._tag} ${e.field}`
+    })
+
+  it.live("a file that does not exist, a bare or non-file path fail make with InvalidPoolConfig naming worker", () =>
+    Effect.gen(function*() {
+      const counters = new SharedArrayBuffer(16)
+      for (const entry of [
+        new URL("./fixtures/no-such-worker.ts", import.meta.url),
+        "./test/fixtures/no-such-worker.ts",
+        "/no/such/dir/worker.ts",
+        "test/fixtures/worker.ts",
+        new URL("https://example.com/worker.js"),
+        new URL("./fixtures/", import.meta.url),
+        42 as unknown as string
+      ]) {
+        const got = yield* invalidWorker({ worker: entry, threads: 1, workerData: { counters } })
+        assert.strictEqual(got, "InvalidPoolConfig worker", String(entry))
+      }
+      const error = yield* Effect.flip(ThreadPool.make({ worker: "./test/fixtures/no-such-worker.ts", threads: 1 }))
+      assert.include(error.message, "no-such-worker.ts")
+      assert.include(error.message, "does not exist")
+      // an existing file, given as a relative path or without its extension, is accepted
+      const pool = yield* ThreadPool.make({ worker: "./test/fixtures/worker.ts", threads: 1 })
+      assert.strictEqual(yield* pool.run(Echo, "x"), "echo x")
+    }))
+
+  it.live("resourceLimits so large that Node cannot create the thread (or crashes) fail with InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      for (const [resourceLimits, field] of [
+        [{ stackSizeMb: 1e15 }, "resourceLimits.stackSizeMb"], // SIGSEGV of the whole process
+        [{ stackSizeMb: 1e6 }, "resourceLimits.stackSizeMb"], // new Worker throws ERR_WORKER_INIT_FAILED
+        [{ stackSizeMb: 2048 }, "resourceLimits.stackSizeMb"],
+        [{ codeRangeSizeMb: 2 ** 28 }, "resourceLimits.codeRangeSizeMb"], // V8 aborts the process
+        [{ codeRangeSizeMb: 2048 }, "resourceLimits.codeRangeSizeMb"]
+      ] as const) {
+        const got = yield* invalidWorker({ worker, threads: 1, resourceLimits })
+        assert.strictEqual(got, `InvalidPoolConfig ${field}`, JSON.stringify(resourceLimits))
+      }
+      // the largest accepted values start
+      const pool = yield* ThreadPool.make({ worker, threads: 1, resourceLimits: { stackSizeMb: 1024, codeRangeSizeMb: 1024 } })
+      assert.strictEqual(yield* pool.run(Echo, "x"), "echo x")
+    }), 60_000)
+
+  it("a validation error thrown by the Worker constructor is unrecoverable; a failure to create a thread is not", () => {
+    const thrown = (make: () => unknown): unknown => {
+      try {
+        const worker = make() as Worker
+        void worker.terminate()
+        return undefined
+      } catch (error) {
+        return error
+      }
+    }
+    assert.isTrue(unrecoverable(thrown(() => new Worker(42 as unknown as string))), "ERR_INVALID_ARG_TYPE")
+    assert.isTrue(unrecoverable(thrown(() => new Worker("worker.ts"))), "ERR_WORKER_PATH")
+    assert.isTrue(unrecoverable(thrown(() => new Worker(new URL("https://example.com/w.js")))), "ERR_INVALID_URL_SCHEME")
+    assert.isTrue(unrecoverable(thrown(() => new Worker(worker, { env: 42 as unknown as NodeJS.Dict<string> }))), "ERR_INVALID_ARG_TYPE")
+    assert.isTrue(unrecoverable(thrown(() => new Worker(worker, { workerData: () => 1 }))), "DataCloneError")
+    const outOfRange = Object.assign(new RangeError("too big"), { code: "ERR_OUT_OF_RANGE" })
+    assert.isTrue(unrecoverable(outOfRange))
+    // EAGAIN: the OS refused a thread now (too many threads, no memory): it may work later
+    const initFailed = Object.assign(new Error("EAGAIN"), { code: "ERR_WORKER_INIT_FAILED" })
+    assert.isFalse(unrecoverable(initFailed))
+    assert.isFalse(unrecoverable(new Error("anything else")))
+    assert.isFalse(unrecoverable("a string"))
+  })
+
+})
