@@ -12,7 +12,10 @@
  * - a thread that crashes (an uncaught exception, `process.exit`, running out of memory under
  *   `resourceLimits`) fails only its own in-flight tasks, with `WorkerCrashed`, and is replaced;
  * - a thread that cannot start is tried again per `startSchedule`, then fails with
- *   `WorkerStartFailed` (at `make`, or for the tasks that needed it).
+ *   `WorkerStartFailed` (at `make`, or for the tasks that needed it); a worker file that does not
+ *   exist is refused by `make` with `InvalidPoolConfig`;
+ * - a reply the main thread cannot deserialize fails its task with `TaskCodecError`, and the thread
+ *   goes on.
  *
  * @example
  * ```ts
@@ -103,7 +106,11 @@ export type TypeId = typeof TypeId
  * @category models
  */
 export interface Options extends Omit<WorkPool.Options, "concurrency" | "resource"> {
-  /** The worker entry file, which calls `ThreadWorker.serve`. */
+  /**
+   * The worker entry file, which calls `ThreadWorker.serve`: a path (absolute, or relative to the
+   * current directory starting with `./` or `../`), a `file:` or a `data:` URL. A file that does not
+   * exist fails `make` with `InvalidPoolConfig`, before any thread starts.
+   */
   readonly worker: URL | string
   /**
    * How many threads, at most 1024 (and `threads × tasksPerThread` at most 100,000); default the
@@ -129,6 +136,7 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   /**
    * Passed to each `Worker` (heap limits): a thread over them crashes alone. `maxOldGenerationSizeMb`
    * must be at least 4 and `stackSizeMb` at least 0.5: below those Node aborts the whole process.
+   * `stackSizeMb` and `codeRangeSizeMb` are at most 1024: far larger ones crash or abort it too.
    */
   readonly resourceLimits?: ResourceLimits | undefined
   /** Passed to each `Worker` as `workerData`; it must be structured-cloneable. */
@@ -154,7 +162,9 @@ export interface TaskOptions extends WorkPool.JobOptions {
 }
 
 /**
- * The errors of a thread task besides its own failure.
+ * The errors of a thread task besides its own failure. Through `JobError` it includes `InvalidJob`
+ * (what was given as the task is not a `Task`, possible from JavaScript) and `InvalidJobOptions`;
+ * `TaskCodecError` includes a reply the main thread could not deserialize (part `"reply"`).
  *
  * @example
  * ```ts
@@ -276,6 +286,12 @@ const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
   if (reply.stack !== undefined) error.stack = reply.stack
   return error
 }
+
+/** `runAll`'s payloads, from JavaScript: anything without an iterator would throw in `Array.from`. */
+const checkPayloads = (payloads: unknown): InvalidJob | undefined =>
+  typeof (payloads as { readonly [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === "function"
+    ? undefined
+    : new InvalidJob({ field: "payloads", value: job.show(payloads), reason: "expected an iterable of payloads (an array, say)" })
 
 /** A task's codecs, built once per task: every call goes through them. */
 interface Codecs {
@@ -488,12 +504,13 @@ export const make = <T extends Task.Any = Task.Any>(
           ? Effect.fail(invalid)
           : pool.submit(taskJob(task, payload, invalid), options)
       },
-      runAll: (task, payloads, options) => {
-        const invalid = checkTask(task)
-        return invalid !== undefined
-          ? Effect.fail(invalid)
-          : pool.runAll(Array.from(payloads, (payload) => taskJob(task, payload, noTransfer)), options)
-      },
+      runAll: (task, payloads, options) =>
+        Effect.suspend(() => {
+          const invalid = checkTask(task) ?? checkPayloads(payloads)
+          return invalid !== undefined
+            ? Effect.fail(invalid)
+            : pool.runAll(Array.from(payloads, (payload) => taskJob(task, payload, noTransfer)), options)
+        }),
       threads: Effect.sync(() => threads.live),
       resize: (n) =>
         Effect.flatMap(

@@ -90,6 +90,18 @@ describe("ThreadPool: something that is not a task", () => {
       assert.deepStrictEqual([stats.submitted, stats.failed, stats.running], [0, 0, 0])
       assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
     }))
+
+  it.live("runAll with payloads that are not iterable fails with InvalidJob naming them (it threw at the call)", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      for (const payloads of [undefined, null, 42, { length: 1 }]) {
+        const error = yield* Effect.flip(Effect.suspend(() => pool.runAll(Echo, payloads as unknown as Iterable<string>)))
+        assert.instanceOf(error, PoolError.InvalidJob, String(error))
+        assert.strictEqual((error as PoolError.InvalidJob).field, "payloads")
+      }
+      assert.deepStrictEqual(yield* pool.runAll(Echo, new Set(["a"])), ["echo a"])
+      assert.strictEqual((yield* pool.stats).submitted, 1)
+    }))
 })
 
 describe("ThreadPool: a worker that can never be constructed", () => {
