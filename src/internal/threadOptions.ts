@@ -68,9 +68,9 @@ export const MIN_STACK_MB = 0.5
  * The largest `stackSizeMb` and `codeRangeSizeMb` accepted. Both are reserved for every thread when
  * it is created. Measured on Node 24.21 (Linux x64, 24 GB): a stack of 64 GB makes `new Worker`
  * throw (ERR_WORKER_INIT_FAILED EAGAIN), one of 1e15 MB crashes the whole process (SIGSEGV), and a
- * code range of 2^28 MB aborts it (V8 "Failed to reserve virtual memory for CodeRange"). V8 uses at
- * most 128 MB of code range on 64-bit platforms, and a stack of a gigabyte is far beyond any
- * recursion a task needs.
+ * code range of 2^28 MB aborts it (V8 "Failed to reserve virtual memory for CodeRange"). A
+ * gigabyte is far above what a thread uses: a worker's default stack is 4 MB, and a code range of 0
+ * (the default) lets V8 choose.
  */
 export const MAX_RESERVED_MB = 1024
 
