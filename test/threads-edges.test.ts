@@ -4,7 +4,7 @@
  * constructed. None may hang a caller, crash the process or be retried for nothing.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Schedule, Schema, Stream } from "effect"
 import { Worker } from "node:worker_threads"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -38,20 +38,27 @@ describe("ThreadPool: a message the main thread cannot deserialize", () => {
   it.live("fails only the task whose reply was lost, not another task running on the same thread", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
-      const sleeping = yield* pool.submit(Sleep, { millis: 500, mark: 0 })
+      // it sleeps until interrupted, so it is surely running when the reply of Deep is lost
+      const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
       yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
       const error = yield* Effect.flip(pool.run(Deep, DEEP).pipe(Effect.timeout("20 seconds")))
       assert.strictEqual((error as PoolError.TaskCodecError).part, "reply", String(error))
-      assert.strictEqual(yield* sleeping.await, 500)
+      assert.strictEqual(yield* sleeping.status, "running")
+      assert.deepStrictEqual([(yield* pool.stats).running, (yield* pool.stats).failed], [1, 1])
+      yield* sleeping.interrupt
     }))
 
   it.live("a message of user code the main thread cannot deserialize fails no task", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
-      const sleeping = yield* pool.submit(Sleep, { millis: 300, mark: 0 })
+      const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
       assert.strictEqual(yield* pool.run(Stray, "deep").pipe(Effect.timeout("20 seconds")), 1)
-      assert.strictEqual(yield* sleeping.await, 300)
+      // the thread answered the pool's question, and no task was taken for the lost message's
       assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+      assert.strictEqual(yield* sleeping.status, "running")
+      assert.strictEqual((yield* pool.stats).failed, 0)
+      yield* sleeping.interrupt
     }))
 })
 
@@ -150,6 +157,24 @@ describe("ThreadPool: a worker that can never be constructed", () => {
       const pool = yield* ThreadPool.make({ worker, threads: 1, resourceLimits: { stackSizeMb: 1024, codeRangeSizeMb: 1024 } })
       assert.strictEqual(yield* pool.run(Echo, "x"), "echo x")
     }), 60_000)
+
+  it.live("a Worker constructor that throws because of its arguments is not retried", () =>
+    Effect.gen(function*() {
+      // workerData that clones when make checks it, and not when the Worker is constructed: the only
+      // way past make's checks to a DataCloneError thrown by Node's own constructor
+      let reads = 0
+      const workerData = {
+        get value() {
+          return ++reads === 1 ? 1 : () => 1
+        }
+      }
+      const error = yield* Effect.flip(ThreadPool.make({ worker, threads: 1, workerData, startSchedule: Schedule.recurs(5) }))
+      assert.instanceOf(error, PoolError.WorkerStartFailed, String(error))
+      const failed = error as PoolError.WorkerStartFailed
+      assert.strictEqual(failed.attempts, 1, "not retried per startSchedule")
+      assert.include(failed.reason, "DataCloneError")
+      assert.strictEqual(reads, 2, "the constructor ran once")
+    }))
 
   it("a validation error thrown by the Worker constructor is unrecoverable; a failure to create a thread is not", () => {
     const thrown = (make: () => unknown): unknown => {
