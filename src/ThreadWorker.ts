@@ -104,8 +104,11 @@ export const serve = <R = never, E = never>(
 
   /** Sends a task's outcome; one that cannot be cloned (a function, say) fails the task instead. */
   const reply = (id: number, outcome: Outcome) =>
-    outbox.send({ _: "done", id, outcome }, [], (issue) =>
-      post({ _: "done", id, outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue } }))
+    outbox.send({ _: "done", id, outcome }, [], (issue) => ({
+      _: "done",
+      id,
+      outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue }
+    }))
 
   const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown) => {
     const served = byName.get(name)

@@ -44,18 +44,21 @@ export const open = <M>(data: unknown, handle: (message: M) => void): boolean =>
 export class Outbox<M> {
   private messages: Array<M> = []
   private transfers: Array<ReadonlyArray<TransferListItem>> = []
-  private failures: Array<((issue: string) => void) | undefined> = []
+  private failures: Array<((issue: string) => M | void) | undefined> = []
   private scheduled = false
   private readonly post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void
   constructor(post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void) {
     this.post = post
   }
 
-  /** `onFailure` hears why this message could not be sent (say, a payload that cannot be cloned). */
+  /**
+   * `onFailure` hears why this message could not be sent (say, a payload that cannot be cloned), and
+   * may return a message to send in its place, in its order (the pool's sync relies on the order).
+   */
   send(
     message: M,
     transfer: ReadonlyArray<TransferListItem> = [],
-    onFailure?: (issue: string) => void
+    onFailure?: (issue: string) => M | void
   ): void {
     this.messages.push(message)
     this.transfers.push(transfer)
@@ -80,7 +83,8 @@ export class Outbox<M> {
         try {
           this.post(envelope([messages[i]!]), [...transfers[i]!])
         } catch (error) {
-          failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+          const instead = failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+          if (instead !== undefined) this.post(envelope([instead]), [])
         }
       }
     }
