@@ -165,8 +165,8 @@ export class WorkerStartFailed extends Schema.TaggedError<WorkerStartFailed>()("
 /**
  * A thread task's payload, success or failure did not encode or decode against its task's Schema,
  * or (part `"reply"`) the message carrying its success or failure could not be deserialized on the
- * main thread (a value nested too deep for its stack, say). The task fails; the thread goes on
- * serving.
+ * main thread (a value nested too deep for its stack, say); a payload the thread could not
+ * deserialize is part `"payload"`. The task fails; the thread goes on serving.
  *
  * @example
  * ```ts

@@ -185,11 +185,14 @@ export const serve = <R = never, E = never>(
       if (message._ === "run") runTask(context, message.id, message.task, message.payload)
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
       // after the replies already sent: the pool tells from this which of them it lost
-      else if (message._ === "sync") post({ _: "synced", running: Array.from(running.keys()) })
+      else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })
       else close()
     }
     // a message without the pool's envelope was posted by someone else: it is not for us
     port.on("message", (data: unknown) => open(data, handle))
+    // a message from the pool this thread cannot deserialize (a payload nested deeper than this
+    // thread's stack): the pool finds out which tasks it carried and fails them
+    port.on("messageerror", (error: unknown) => post({ _: "unreadable", issue: brief(error) }))
     post({ _: "ready" })
   }
 

@@ -10,7 +10,7 @@ import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { unrecoverable } from "../src/internal/threads.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
-import { Deep, Echo, Sleep, Stray, ThreadId } from "./fixtures/tasks.ts"
+import { Deep, Echo, Passthrough, Sleep, Stray, ThreadId } from "./fixtures/tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 // The thread gets a stack large enough to send an array nested 100,000 deep; the main thread (1 MB,
@@ -59,6 +59,29 @@ describe("ThreadPool: a message the main thread cannot deserialize", () => {
       assert.strictEqual(yield* sleeping.status, "running")
       assert.strictEqual((yield* pool.stats).failed, 0)
       yield* sleeping.interrupt
+    }))
+})
+
+describe("ThreadPool: a message the thread cannot deserialize", () => {
+  it.live("fails its task promptly with TaskCodecError (part payload); the same thread goes on", () =>
+    Effect.gen(function*() {
+      // the main thread (1 MB of stack, or 4 MB) sends an array nested 2,500 deep; a thread with half
+      // a megabyte cannot read it
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, resourceLimits: { stackSizeMb: 0.5 } })
+      const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
+      // a round trip after it: the sleep has reached the thread (messages sent in one tick travel
+      // together, and would be lost together)
+      const thread = yield* pool.run(ThreadId, 0)
+      let value: unknown = 0
+      for (let i = 0; i < 2500; i++) value = [value]
+      const error = yield* Effect.flip(pool.run(Passthrough, { value, ok: true }).pipe(Effect.timeout("20 seconds")))
+      assert.instanceOf(error, PoolError.TaskCodecError, String(error))
+      const codec = error as PoolError.TaskCodecError
+      assert.deepStrictEqual([codec.task, codec.part], ["Passthrough", "payload"])
+      assert.match(codec.issue, /the thread could not deserialize the message carrying it: RangeError/)
+      assert.strictEqual(yield* sleeping.status, "running")
+      yield* sleeping.interrupt
+      assert.strictEqual(yield* pool.run(ThreadId, 0), thread, "the thread was not replaced")
     }))
 })
 

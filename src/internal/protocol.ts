@@ -10,8 +10,8 @@ export type ToThread =
   | { readonly _: "cancel"; readonly id: number }
   /** Stop: interrupt what still runs, release the thread's layer, then exit. */
   | { readonly _: "close" }
-  /** Which tasks do you still run? (A message from the thread was lost: see `synced`.) */
-  | { readonly _: "sync" }
+  /** Which tasks do you still run? (A message between the threads was lost: see `synced`.) */
+  | { readonly _: "sync"; readonly n: number }
 
 /**
  * What goes over the port: one message, or the messages of one tick together (a `postMessage`
@@ -102,5 +102,7 @@ export type FromThread =
   | { readonly _: "ready" }
   | { readonly _: "fatal"; readonly message: string }
   | { readonly _: "done"; readonly id: number; readonly outcome: Outcome }
-  /** The ids of the tasks running on the thread when it read a `sync`. */
-  | { readonly _: "synced"; readonly running: ReadonlyArray<number> }
+  /** The ids of the tasks running on the thread when it read sync `n`. */
+  | { readonly _: "synced"; readonly n: number; readonly running: ReadonlyArray<number> }
+  /** The thread could not deserialize a message from the main thread (its `messageerror`). */
+  | { readonly _: "unreadable"; readonly issue: string }

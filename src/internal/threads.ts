@@ -32,6 +32,14 @@ export interface ThreadsConfig {
   readonly workerData: unknown
 }
 
+/** A lost message: the tasks sent before it that the thread no longer runs, unanswered, were in it. */
+interface Sync {
+  readonly n: number
+  readonly before: number
+  readonly part: "reply" | "payload"
+  readonly issue: string
+}
+
 class Thread {
   readonly worker: NodeWorker
   readonly index: number
@@ -51,7 +59,8 @@ class Thread {
   /** Tasks cancelled and not yet confirmed: the thread may be terminated soon. */
   cancelling = 0
   /** Messages that could not be deserialized, each waiting for the thread to say what it still runs. */
-  readonly syncs: Array<{ readonly before: number; readonly issue: string }> = []
+  readonly syncs: Array<Sync> = []
+  syncCount = 0
   readonly outbox: Outbox<ToThread>
   constructor(worker: NodeWorker, index: number) {
     this.worker = worker
@@ -313,14 +322,23 @@ export class Threads {
             return this.settle(thread, message.id, message.outcome)
           }
           case "synced": {
-            return this.synced(thread, message.running)
+            return this.synced(thread, message.n, message.running)
+          }
+          case "unreadable": {
+            return this.lost(thread, "payload", `the thread could not deserialize the message carrying it: ${message.issue}`)
           }
         }
       }
       worker.on("message", (data: unknown) => {
         if (!open(data, handle)) this.stray(thread, data)
       })
-      worker.on("messageerror", (error) => this.unreadable(thread, error))
+      worker.on("messageerror", (error) => {
+        const issue = describe(error)
+        Effect.runForkWith(this.context)(
+          Effect.logDebug(`ThreadPool: a message from thread ${thread.index} could not be deserialized: ${issue}`)
+        )
+        this.lost(thread, "reply", issue)
+      })
       worker.on("error", (error) => {
         thread.error = describe(error)
       })
@@ -349,30 +367,32 @@ export class Threads {
   }
 
   /**
-   * A message from the thread could not be deserialized here (the Worker's `messageerror`: a reply
-   * nested too deep for the main thread's stack, say). What it said is lost with it, even whether it
-   * was the pool's. So the thread is asked which tasks it still runs: a task sent to it before now
-   * that it no longer runs, and that has had no answer by the time it replies (messages keep their
-   * order), was answered in the lost message. The thread itself is fine, and goes on.
+   * A message between the threads could not be deserialized (a `messageerror`: a value nested
+   * deeper than the receiving thread's stack, say), here (`"reply"`) or in the thread
+   * (`"payload"`). What it said is lost with it, even whether it was the pool's. So the thread is
+   * asked which tasks it still runs: a task sent to it before now that it no longer runs, and that
+   * has had no answer by the time it replies (messages keep their order), was in the lost message.
+   * The thread itself is fine, and goes on.
    */
-  private unreadable(thread: Thread, error: unknown): void {
-    const issue = describe(error)
-    Effect.runForkWith(this.context)(
-      Effect.logDebug(`ThreadPool: a message from thread ${thread.index} could not be deserialized: ${issue}`)
-    )
+  private lost(thread: Thread, part: Sync["part"], issue: string): void {
     // before ready, no task is on the thread (a lost "ready" ends as a start timeout)
     if (!thread.ready || thread.exited) return
-    thread.syncs.push({ before: thread.nextId, issue })
-    thread.outbox.send({ _: "sync" })
+    const n = thread.syncCount++
+    thread.syncs.push({ n, before: thread.nextId, part, issue })
+    thread.outbox.send({ _: "sync", n })
   }
 
-  /** The thread's answer to a sync: the tasks it still runs. */
-  private synced(thread: Thread, running: ReadonlyArray<number>): void {
-    const sync = thread.syncs.shift()
-    if (sync === undefined) return
+  /**
+   * The thread's answer to sync `n`: the tasks it still runs. It answers for earlier syncs too,
+   * whose question or answer may have been lost in turn.
+   */
+  private synced(thread: Thread, n: number, running: ReadonlyArray<number>): void {
     const still = new Set(running)
-    for (const id of Array.from(thread.inflight.keys())) {
-      if (id < sync.before && !still.has(id)) this.settle(thread, id, { _: "codec", part: "reply", issue: sync.issue })
+    while (thread.syncs.length > 0 && thread.syncs[0]!.n <= n) {
+      const sync = thread.syncs.shift()!
+      for (const id of Array.from(thread.inflight.keys())) {
+        if (id < sync.before && !still.has(id)) this.settle(thread, id, { _: "codec", part: sync.part, issue: sync.issue })
+      }
     }
   }
 
