@@ -14,8 +14,8 @@
  * - a thread that cannot start is tried again per `startSchedule`, then fails with
  *   `WorkerStartFailed` (at `make`, or for the tasks that needed it); a worker file that does not
  *   exist is refused by `make` with `InvalidPoolConfig`;
- * - a reply the main thread cannot deserialize fails its task with `TaskCodecError`, and the thread
- *   goes on.
+ * - a reply or a payload the other side cannot deserialize fails its task with `TaskCodecError`,
+ *   and the thread goes on.
  *
  * @example
  * ```ts
@@ -38,11 +38,11 @@ import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
+import * as job from "./internal/job.ts"
 import * as Pools from "./internal/service.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
 import { type Reply, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
-import * as job from "./internal/job.ts"
 import {
   type AdmissionError,
   type InvalidPoolConfig,
@@ -164,7 +164,8 @@ export interface TaskOptions extends WorkPool.JobOptions {
 /**
  * The errors of a thread task besides its own failure. Through `JobError` it includes `InvalidJob`
  * (what was given as the task is not a `Task`, possible from JavaScript) and `InvalidJobOptions`;
- * `TaskCodecError` includes a reply the main thread could not deserialize (part `"reply"`).
+ * `TaskCodecError` includes a reply the main thread could not deserialize (part `"reply"`) and a
+ * payload the thread could not (part `"payload"`).
  *
  * @example
  * ```ts

@@ -46,7 +46,7 @@ const found = (path: string, shown: string): void => {
   try {
     require.resolve(path)
   } catch {
-    config.fail("worker", shown, `expected a worker file, but ${path} does not exist (nor with a .js, .ts, .json or /index extension)`)
+    config.fail("worker", shown, `expected a worker file, but ${path} does not exist (resolved as Node resolves a worker's entry)`)
   }
 }
 
