@@ -288,12 +288,6 @@ const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
   return error
 }
 
-/** `runAll`'s payloads, from JavaScript: anything without an iterator would throw in `Array.from`. */
-const checkPayloads = (payloads: unknown): InvalidJob | undefined =>
-  typeof (payloads as { readonly [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === "function"
-    ? undefined
-    : new InvalidJob({ field: "payloads", value: job.show(payloads), reason: "expected an iterable of payloads (an array, say)" })
-
 /** A task's codecs, built once per task: every call goes through them. */
 interface Codecs {
   readonly encodePayload: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
@@ -507,7 +501,7 @@ export const make = <T extends Task.Any = Task.Any>(
       },
       runAll: (task, payloads, options) =>
         Effect.suspend(() => {
-          const invalid = checkTask(task) ?? checkPayloads(payloads)
+          const invalid = checkTask(task) ?? job.checkIterable(payloads, "payloads", "payloads")
           return invalid !== undefined
             ? Effect.fail(invalid)
             : pool.runAll(Array.from(payloads, (payload) => taskJob(task, payload, noTransfer)), options)

@@ -576,6 +576,8 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     Effect.withFiber((fiber) => {
       const checked = checkJobOptions(scheduler, options)
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
+      const notIterable = JobKind.checkIterable(jobs, "jobs", "jobs")
+      if (notIterable !== undefined) return Effect.fail(notIterable)
       const items = Array.from(jobs)
       const count = items.length
       // the whole batch is checked first: a bad job submits none of it

@@ -48,6 +48,18 @@ describe("what a job is", () => {
 })
 
 describe("a job that is not an Effect (from JavaScript)", () => {
+  it.effect("runAll with jobs that are not iterable fails with InvalidJob naming them (it died in Array.from)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      for (const jobs of [undefined, null, 42, { length: 1 }]) {
+        const error = yield* Effect.flip(pool.runAll(jobs as unknown as Iterable<Effect.Effect<number>>))
+        assert.instanceOf(error, PoolError.InvalidJob, String(error))
+        assert.strictEqual((error as PoolError.InvalidJob).field, "jobs")
+      }
+      assert.deepStrictEqual(yield* pool.runAll(new Set([Effect.succeed(1)])), [1])
+      assert.strictEqual((yield* pool.stats).submitted, 1)
+    }))
+
   const notJobs: ReadonlyArray<[string, unknown]> = [
     ["a Promise", Promise.resolve(1)],
     ["a number", 42],

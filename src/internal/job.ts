@@ -23,6 +23,12 @@ export const check = (job: unknown, field: string): InvalidJob | undefined =>
     ? undefined
     : new InvalidJob({ field, value: show(job), reason: EXPECTED })
 
+/** The error for a batch (`runAll`'s jobs or payloads) that is not iterable: `Array.from` would throw. */
+export const checkIterable = (value: unknown, field: string, what: string): InvalidJob | undefined =>
+  typeof (value as { readonly [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === "function"
+    ? undefined
+    : new InvalidJob({ field, value: show(value), reason: `expected an iterable of ${what} (an array, say)` })
+
 /** The defect of a function job whose function returned something else than an Effect. */
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
   new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
