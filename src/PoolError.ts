@@ -64,7 +64,8 @@ export class JobDropped extends Schema.TaggedError<JobDropped>()("JobDropped", {
 
 /**
  * The job passed its deadline. `phase: "running"` counts from the job's start (`timeout`);
- * `phase: "queued"` counts from its submission while it was still waiting (`queueTimeout`).
+ * `phase: "queued"` counts from its submission while it was still waiting (`queueTimeout`), or from
+ * its return to the queue after a failed attempt (see `retry`).
  *
  * @example
  * ```ts
@@ -93,8 +94,8 @@ export class JobTimeout extends Schema.TaggedError<JobTimeout>()("JobTimeout", {
 
 /**
  * The pool is shutting down or has shut down. `phase` says where the job was: `"admission"` (it was
- * never admitted), `"queued"` (admitted, never started) or `"running"` (interrupted at the shutdown
- * deadline, or by `shutdownNow`).
+ * never admitted), `"queued"` (admitted, never started), `"retrying"` (waiting for its retry after a
+ * failed attempt) or `"running"` (interrupted at the shutdown deadline, or by `shutdownNow`).
  *
  * @example
  * ```ts
@@ -111,7 +112,7 @@ export class JobTimeout extends Schema.TaggedError<JobTimeout>()("JobTimeout", {
  * @category errors
  */
 export class PoolShutdown extends Schema.TaggedError<PoolShutdown>()("PoolShutdown", {
-  phase: Schema.Literals(["admission", "queued", "running"])
+  phase: Schema.Literals(["admission", "queued", "retrying", "running"])
 }) {
   override get message(): string {
     return `the pool is shut down (job ${this.phase === "admission" ? "not admitted" : `was ${this.phase}`})`

@@ -26,7 +26,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, type Duration, Effect, Exit, Layer, Option, Stream } from "effect"
+import { type Cause, Clock, Context, type Duration, Effect, Exit, Layer, Option, type Schedule, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { dual } from "effect/Function"
 import { hasProperty } from "effect/Predicate"
@@ -42,6 +42,7 @@ import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
 import * as JobKind from "./internal/job.ts"
 import * as Pools from "./internal/service.ts"
+import * as Retries from "./internal/retry.ts"
 import * as Internal from "./internal/scheduler.ts"
 import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.ts"
 
@@ -99,7 +100,7 @@ export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import { Schedule } from "effect"
  * import type { WorkPool } from "effect-workpool"
  *
  * const options: WorkPool.Options = {
@@ -109,6 +110,7 @@ export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
  *   timeout: "30 seconds",   // per job, from its start (default: none)
  *   queueTimeout: "1 minute",// per job, from its submission while queued (default: none)
  *   aging: "1 second",       // a waiting job gains 1 priority level per second (default: none)
+ *   retry: { schedule: Schedule.exponential("100 millis"), times: 5 }, // failed attempts (default: none)
  *   shutdownTimeout: "10 seconds" // graceful shutdown deadline (default 30 seconds)
  * }
  * ```
@@ -138,6 +140,8 @@ export interface Options<W = void, EW = never, RW = never> {
    * rounding of `priority × aging`.
    */
   readonly aging?: Duration.Input | undefined
+  /** How a failed attempt of a job is retried (see `Retry`); default: never. Jobs can override it. */
+  readonly retry?: Retry | undefined
   /** How long a graceful shutdown waits for queued and running jobs; default 30 seconds. */
   readonly shutdownTimeout?: Duration.Input | undefined
   /** Start with dispatch paused (jobs are queued until `resume`); default false. */
@@ -171,7 +175,56 @@ export interface JobOptions {
   readonly timeout?: Duration.Input | undefined
   /** Overrides the pool's `queueTimeout` for this job (`Infinity` for none). */
   readonly queueTimeout?: Duration.Input | undefined
+  /** Overrides the pool's `retry` for this job (`{ times: 0 }` for none). */
+  readonly retry?: Retry | undefined
 }
+
+/**
+ * How failed attempts of a job are retried: a `Schedule` of the delays, or, in the style of
+ * `Effect.retry`, `{ schedule?, times?, while? }`:
+ * - `schedule`: the delay before each retry; it stops the retries when it ends. Without one a retry
+ *   is due at once.
+ * - `times`: at most this many retries (so `times + 1` attempts).
+ * - `while(error, cause)`: retry only while it returns true. `error` is what the attempt failed
+ *   with (`Cause.squash`): the job's typed error, `JobTimeout` for an attempt that passed its
+ *   `timeout`, `WorkerCrashed` on threads, or the defect itself; `cause` tells a defect apart
+ *   (`(_, cause) => !Cause.hasDies(cause)` retries typed failures only).
+ *
+ * A typed failure, a defect and a timed-out attempt are retried; an interruption (cancellation,
+ * shutdown, the job's own) never is, nor is a job that ended in the queue (`queueTimeout`, a drop).
+ * The schedule's input is the error, and it steps synchronously, with the pool's Clock and Random:
+ * the built-in schedules all do.
+ *
+ * Between attempts the job waits on no worker: the pool's own timer puts it back in the queue when
+ * its delay has passed, at its priority, aging (and `queueTimeout`) counted from then. Its awaiters
+ * see only the last attempt's outcome; `JobHandle.attempt` and the stats `retrying` and `retried`
+ * show the attempts. A thread pool sends the task's payload again for each attempt.
+ *
+ * @example
+ * ```ts
+ * import { Cause, Effect, Schedule } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   // every job: up to 5 retries, 100 ms, 200 ms, 400 ms ... apart
+ *   const pool = yield* WorkPool.make({
+ *     concurrency: 4,
+ *     retry: { schedule: Schedule.exponential("100 millis"), times: 5 }
+ *   })
+ *   // this one: typed failures only, 3 retries at once
+ *   return yield* pool.run(Effect.fail("busy"), { retry: { times: 3, while: (_, cause) => !Cause.hasDies(cause) } })
+ * }))
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type Retry =
+  | Schedule.Schedule<unknown, unknown>
+  | {
+    readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
+    readonly times?: number | undefined
+    readonly while?: ((error: unknown, cause: Cause.Cause<unknown>) => boolean) | undefined
+  }
 
 /**
  * A job: an `Effect`, or a function of the worker's resource (see `Options.resource`) and of the
@@ -237,11 +290,16 @@ export interface JobHandle<A, E> {
   /** Removes the job if it is still waiting or queued, interrupts it if running, and waits until it stopped. */
   readonly interrupt: Effect.Effect<void>
   readonly status: Effect.Effect<JobStatus>
+  /**
+   * Which attempt the job is on: 1, then one more each time a failed attempt is retried (see
+   * `Retry`). A job waiting for its retry is on its next attempt.
+   */
+  readonly attempt: Effect.Effect<number>
 }
 
 /**
- * A job that never started, returned by `shutdownNow` so it can be run elsewhere. Its awaiters got
- * `PoolShutdown`.
+ * A job that was not running, returned by `shutdownNow` so it can be run elsewhere: it never
+ * started, or it was waiting for a retry. Its awaiters got `PoolShutdown`.
  *
  * @example
  * ```ts
@@ -271,8 +329,8 @@ export interface UnstartedJob<W = void> {
 /**
  * A snapshot of a pool, from `stats` or the `changes` stream.
  *
- * Every submitted job ends exactly once, so at any time `submitted = waiting + queued + running +
- * succeeded + failed + defects + timedOut + interrupted + dropped`.
+ * Every submitted job ends exactly once, so at any time `submitted = waiting + queued + retrying +
+ * running + succeeded + failed + defects + timedOut + interrupted + dropped`.
  * `rejected` counts submissions refused before admission (`QueueFull`, `PoolShutdown`).
  *
  * @example
@@ -304,6 +362,10 @@ export interface PoolStats {
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
   /** Submitters suspended by backpressure (overflow `"suspend"`), not yet admitted. */
   readonly waiting: number
+  /** Jobs waiting for a retry after a failed attempt (see `Retry`); they hold no worker. */
+  readonly retrying: number
+  /** Failed attempts that were retried, since the pool started. */
+  readonly retried: number
   readonly submitted: number
   readonly succeeded: number
   readonly failed: number
@@ -314,9 +376,9 @@ export interface PoolStats {
   readonly rejected: number
   /** Busy worker time over available worker time since the pool started, 0 to 1. */
   readonly utilization: number
-  /** Mean time from submission to start, of the jobs that started. */
+  /** Mean time from submission (or return to the queue, for a retry) to start, of the attempts that started. */
   readonly meanWaitMillis: number
-  /** Mean time from start to stop, of the jobs that stopped. */
+  /** Mean time from start to stop, of the attempts that stopped. */
   readonly meanRunMillis: number
 }
 
@@ -374,18 +436,20 @@ export interface WorkPool<W = void, EW = never> {
   /** Stops dispatching queued jobs; running jobs go on. */
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
-  /** Waits until nothing is queued, running or waiting for room. */
+  /** Waits until nothing is queued, running, waiting for room or waiting for a retry. */
   readonly awaitIdle: Effect.Effect<void>
   /**
    * Graceful shutdown: stops admitting (new submissions fail with `PoolShutdown`), lets queued and
-   * running jobs finish within `shutdownTimeout`, then interrupts the rest; waits until done.
+   * running jobs finish within `shutdownTimeout`, then interrupts the rest; waits until done. Jobs
+   * waiting for a retry are drained too: retried when due, and ended with `PoolShutdown` if the
+   * deadline comes first.
    * Closing the pool's scope does this. Idempotent.
    */
   readonly shutdown: Effect.Effect<void>
   /**
-   * Immediate shutdown: interrupts running jobs and returns the jobs that never started (their
-   * awaiters get `PoolShutdown`); waits until every job has stopped. Idempotent: later calls return
-   * an empty array.
+   * Immediate shutdown: interrupts running jobs and returns the jobs that were not running (never
+   * started, or waiting for a retry; their awaiters get `PoolShutdown`); waits until every job has
+   * stopped. Nothing is retried from then on. Idempotent: later calls return an empty array.
    */
   readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedJob<W>>>
   /** Waits until the pool has shut down. */
@@ -413,6 +477,7 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
         ? DEFAULT_SHUTDOWN_TIMEOUT
         : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
       paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+      retry: options.retry === undefined ? undefined : Retries.policy("retry", options.retry),
       resource: options.resource === undefined || typeof options.resource === "function"
         ? options.resource
         : config.fail("resource", options.resource, "expected a function (workerId) => Effect")
@@ -424,6 +489,7 @@ interface CheckedJobOptions {
   readonly priority: number
   readonly timeout: number
   readonly queueTimeout: number
+  readonly retry: Retries.Policy | undefined
 }
 
 const checkJobOptions = (
@@ -439,7 +505,8 @@ const checkJobOptions = (
       timeout: options.timeout === undefined ? defaults.timeout : config.millis("timeout", options.timeout, "deadline"),
       queueTimeout: options.queueTimeout === undefined
         ? defaults.queueTimeout
-        : config.millis("queueTimeout", options.queueTimeout, "deadline")
+        : config.millis("queueTimeout", options.queueTimeout, "deadline"),
+      retry: options.retry === undefined ? defaults.jobDefaults.retry : Retries.policy("retry", options.retry)
     }
   } catch (error) {
     if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
@@ -453,6 +520,18 @@ const checkSubmission = (
   job: unknown,
   options: JobOptions | undefined
 ): CheckedJobOptions | InvalidJob | InvalidJobOptions => JobKind.check(job, "job") ?? checkJobOptions(scheduler, options)
+
+/** A job's record; one with a retry policy gets its retry state. */
+const makeRecord = (
+  scheduler: Scheduler<any>,
+  job: JobRecord["effect"],
+  context: Context.Context<never>,
+  checked: CheckedJobOptions
+): JobRecord => {
+  const record = scheduler.makeJob(job, context, checked.priority, checked.timeout)
+  if (checked.retry !== undefined) record.retry = new Retries.Attempts(checked.retry, checked.queueTimeout)
+  return record
+}
 
 /** A submitted job's handle, or the reason it was refused. */
 const admitted = <A, E>(job: JobRecord): Effect.Effect<JobHandle<A, E>, AdmissionError> =>
@@ -470,6 +549,8 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     queued: scheduler.queue.size,
     queuedByPriority: scheduler.queue.countByPriority(),
     waiting: scheduler.waitingCount,
+    retrying: scheduler.retrying.size,
+    retried: scheduler.retried,
     submitted: scheduler.submitted,
     succeeded: ended.succeeded,
     failed: ended.failed,
@@ -518,7 +599,7 @@ export const make = <W = void, EW = never, RW = never>(
     const scheduler = new Scheduler<W>(
       {
         ...checked,
-        jobDefaults: { priority: 0, timeout: checked.timeout, queueTimeout: checked.queueTimeout },
+        jobDefaults: { priority: 0, timeout: checked.timeout, queueTimeout: checked.queueTimeout, retry: checked.retry },
         acquireWorker: resource === undefined ? undefined : (worker) => acquired(resource(worker.id))
       },
       context as Context.Context<never>,
@@ -541,7 +622,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     Effect.withFiber((fiber) => {
       const checked = checkSubmission(scheduler, job, options)
       if ("_tag" in checked) return Effect.fail(checked)
-      const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
+      const record = makeRecord(scheduler, job, fiber.context, checked)
       // admitted inside the callback, so that an interruption at any point after admission
       // reaches the job; a job that ends during admission resumes the caller at once
       return Effect.callback<A, E | JobError, R>((resume) => {
@@ -558,7 +639,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     Effect.withFiber<JobHandle<A, E>, AdmissionError, R>((fiber) => {
       const checked = checkSubmission(scheduler, job, options)
       if ("_tag" in checked) return Effect.fail(checked)
-      const record = scheduler.makeJob(job, fiber.context, checked.priority, checked.timeout)
+      const record = makeRecord(scheduler, job, fiber.context, checked)
       if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
       return Effect.callback<JobHandle<A, E>, AdmissionError>((resume) => {
         if (record.state !== WAITING) return resume(admitted(record))
@@ -602,7 +683,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
         const feed = (): void => {
           while (next < count && failure === undefined) {
             const index = next++
-            const record = scheduler.makeJob(items[index]!, context, checked.priority, checked.timeout)
+            const record = makeRecord(scheduler, items[index]!, context, checked)
             submitted.push(record)
             record.addListener((exit: Exit.Exit<any, any>) => {
               if (Exit.isSuccess(exit)) results[index] = exit.value

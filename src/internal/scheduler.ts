@@ -13,11 +13,17 @@ import { Cause, Context, Effect, Exit, Fiber, Scope } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
+import * as Retry from "./retry.ts"
 
 export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
 
 export interface SchedulerConfig<W> {
-  readonly jobDefaults: { readonly priority: number; readonly timeout: number; readonly queueTimeout: number }
+  readonly jobDefaults: {
+    readonly priority: number
+    readonly timeout: number
+    readonly queueTimeout: number
+    readonly retry: Retry.Policy | undefined
+  }
   readonly concurrency: number
   readonly capacity: number
   readonly overflow: Overflow
@@ -61,8 +67,10 @@ export const NEW = 0
 export const WAITING = 1
 export const QUEUED = 2
 export const RUNNING = 3
+/** An attempt failed: waiting for its retry (see retry.ts), on no worker. */
+export const RETRYING = 4
 /** Ended: `state = DONE + the index of its ending in ENDINGS`. */
-export const DONE = 4
+export const DONE = 5
 
 export const ENDINGS = ["succeeded", "failed", "defects", "timedOut", "interrupted", "dropped", "rejected"] as const
 export type Ending = typeof ENDINGS[number]
@@ -74,6 +82,7 @@ export type JobStatus =
   | "waiting"
   | "queued"
   | "running"
+  | "retrying"
   | "succeeded"
   | "failed"
   | "defect"
@@ -84,12 +93,15 @@ export type JobStatus =
 
 type Listener = (exit: Exit.Exit<any, any>) => void
 
+/** What a deadline ends: a wait in the queue, an attempt, or (`retry`) the wait for a retry. */
+type Phase = "queued" | "running" | "retry"
+
 class Deadline implements HeapItem {
   heapIndex = -1
   at: number
-  phase: "queued" | "running"
+  phase: Phase
   readonly job: Job
-  constructor(at: number, phase: "queued" | "running", job: Job) {
+  constructor(at: number, phase: Phase, job: Job) {
     this.at = at
     this.phase = phase
     this.job = job
@@ -118,6 +130,11 @@ export class Job implements QueueEntry {
   deadline: Deadline | undefined = undefined
   /** Its awaiters until it ends, then its Exit: one field for both, to keep the record small. */
   result: Listener | Array<Listener> | Exit.Exit<any, any> | undefined = undefined
+  /**
+   * Its retry state, for a job submitted with a retry policy. Undefined on the prototype, so that a
+   * job without one costs nothing more.
+   */
+  declare retry: Retry.Attempts | undefined
   constructor(
     seq: number,
     effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>),
@@ -134,6 +151,11 @@ export class Job implements QueueEntry {
 
   get id(): number {
     return this.seq
+  }
+
+  /** Which attempt the job is on: 1, then one more each time a failed attempt is retried. */
+  get attempt(): Effect.Effect<number> {
+    return Effect.sync(() => this.retry === undefined ? 1 : this.retry.retries + 1)
   }
 
   get inQueue(): boolean {
@@ -185,6 +207,8 @@ export class Job implements QueueEntry {
           return "queued"
         case RUNNING:
           return "running"
+        case RETRYING:
+          return "retrying"
         default: {
           const ending = ENDINGS[this.state - DONE]!
           return ending === "defects" ? "defect" : ending
@@ -219,6 +243,9 @@ export class Job implements QueueEntry {
   }
 }
 
+// writable: a job with a retry policy gets its own
+Object.defineProperty(Job.prototype, "retry", { value: undefined, writable: true })
+
 export type PoolState = "running" | "draining" | "stopped"
 
 interface StateWaiter {
@@ -242,6 +269,10 @@ export class Scheduler<W> {
   busy = 0
   /** Jobs that ended for their awaiter (a timeout) but are still stopping on their worker. */
   stoppingJobs = 0
+  /** Jobs waiting for a retry: on no worker, each with a deadline of phase "retry". */
+  readonly retrying = new Set<Job>()
+  /** Failed attempts that were retried. */
+  retried = 0
   paused: boolean
   state: PoolState = "running"
   private pumping = false
@@ -569,16 +600,56 @@ export class Scheduler<W> {
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
     if (job.state >= DONE) this.stoppingJobs--
-    else {
-      const outcome = outcomeOf(exit)
-      if (this.stoppingPool && outcome === "interrupted") {
-        this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted")
-      } else {
-        this.settle(job, exit, outcome)
-      }
-    }
+    else if (job.retry === undefined) this.settleStopped(job, exit)
+    else this.attemptStopped(job, job.retry, exit)
     this.changed()
     this.pump()
+  }
+
+  private settleStopped(job: Job, exit: Exit.Exit<any, any>): void {
+    const outcome = outcomeOf(exit)
+    if (this.stoppingPool && outcome === "interrupted") {
+      this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted")
+    } else {
+      this.settle(job, exit, outcome)
+    }
+  }
+
+  /**
+   * An attempt of a job with a retry policy stopped: the job waits for its retry, or ends as any
+   * job would. An immediate shutdown retries nothing (nothing would run it).
+   */
+  private attemptStopped(job: Job, retry: Retry.Attempts, exit: Exit.Exit<any, any>): void {
+    const timedOut = retry.timedOut
+    if (timedOut !== undefined) {
+      // timed out at its deadline, where its retry was decided
+      retry.timedOut = undefined
+      if (this.stoppingPool) this.settle(job, timedOut, "timedOut")
+      else this.retryAfter(job, retry, retry.delay)
+      return
+    }
+    const delay = this.stoppingPool ? undefined : Retry.next(retry, exit, this.now(), this.context)
+    if (typeof delay === "number") this.retryAfter(job, retry, delay)
+    else this.settleStopped(job, delay ?? exit)
+  }
+
+  private retryAfter(job: Job, retry: Retry.Attempts, delay: number): void {
+    job.state = RETRYING
+    retry.retries++
+    this.retried++
+    this.retrying.add(job)
+    this.setDeadline(job, this.now() + delay, "retry")
+    this.changed()
+  }
+
+  /** A retry is due: the job goes back to the queue at its priority, aging from now. */
+  private retryDue(job: Job): void {
+    this.retrying.delete(job)
+    const now = this.now()
+    job.time = now
+    const queueTimeout = job.retry!.queueTimeout
+    if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
+    this.enqueue(job)
   }
 
   /** Ends a job exactly once: accounting, then its listeners. */
@@ -590,6 +661,7 @@ export class Scheduler<W> {
     if (state === QUEUED) this.queue.remove(job)
     // a waiting job stays in `waiting` and is skipped there
     else if (state === WAITING) this.waitingCount--
+    else if (state === RETRYING) this.retrying.delete(job)
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.ended[outcome]++
     this.changed()
@@ -608,11 +680,14 @@ export class Scheduler<W> {
   cancel(job: Job): Effect.Effect<void> {
     switch (job.state) {
       case WAITING:
-      case QUEUED: {
+      case QUEUED:
+      case RETRYING: {
         this.settle(job, Exit.interrupt(), "interrupted")
         return Effect.void
       }
       case RUNNING: {
+        // a timed-out attempt still stopping is not retried: it ends interrupted
+        if (job.retry !== undefined) job.retry.timedOut = undefined
         this.executor.interrupt(job)
         return this.executor.awaitStopped(job)
       }
@@ -627,7 +702,7 @@ export class Scheduler<W> {
    * not handed to another job of the same batch.
    */
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
-    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED) this.cancel(job)
+    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED || job.state === RETRYING) this.cancel(job)
     const stopping: Array<Effect.Effect<void>> = []
     for (const job of jobs) if (job.state === RUNNING || job.fiber !== undefined) stopping.push(this.cancel(job))
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
@@ -636,7 +711,7 @@ export class Scheduler<W> {
   // ---------------------------------------------------------------------------
   // deadlines
 
-  private setDeadline(job: Job, at: number, phase: "queued" | "running"): void {
+  private setDeadline(job: Job, at: number, phase: Phase): void {
     const deadline = job.deadline
     if (deadline === undefined) {
       job.deadline = new Deadline(at, phase, job)
@@ -681,11 +756,19 @@ export class Scheduler<W> {
   private expireDeadlines(): void {
     const now = this.now()
     let deadline: Deadline | undefined
+    let retries = false
     while ((deadline = this.deadlines.peek()) !== undefined && deadline.at <= now) {
       const job = deadline.job
+      const phase = deadline.phase
       this.clearDeadline(job)
-      const millis = deadline.phase === "queued" ? deadline.at - job.time : job.timeout
-      const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase: deadline.phase }))
+      if (phase === "retry") {
+        this.retryDue(job)
+        retries = true
+        continue
+      }
+      const millis = phase === "queued" ? deadline.at - job.time : job.timeout
+      const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
+      if (job.state === RUNNING && job.retry !== undefined && this.retryTimedOut(job, job.retry, exit, now)) continue
       if (job.state === RUNNING) {
         // ended for its awaiter, counted as stopping and asked to stop before anyone is told: an
         // awaiter that reacts at once must see the pool as it is
@@ -699,14 +782,29 @@ export class Scheduler<W> {
         this.settle(job, exit, "timedOut")
       }
     }
+    if (retries) this.pump()
     this.armTimer()
+  }
+
+  /**
+   * A timed-out attempt of a job with a retry policy: if it is to be retried, it is asked to stop
+   * and keeps its worker (counted as running) until it has; `attemptStopped` then retries it.
+   */
+  private retryTimedOut(job: Job, retry: Retry.Attempts, exit: Exit.Failure<never, JobTimeout>, now: number): boolean {
+    if (this.stoppingPool) return false
+    const delay = Retry.next(retry, exit, now, this.context)
+    if (typeof delay !== "number") return false
+    retry.timedOut = exit
+    retry.delay = delay
+    this.executor.interrupt(job)
+    return true
   }
 
   // ---------------------------------------------------------------------------
   // state, waiting and shutdown
 
   isIdle(): boolean {
-    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0
+    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0 && this.retrying.size === 0
   }
 
   changed(): void {
@@ -804,7 +902,17 @@ export class Scheduler<W> {
       job.state = NEW // out of the queue, not yet ended
       unstarted.push(job)
     }
-    for (const job of unstarted) this.settle(job, Exit.fail(new PoolShutdown({ phase: "queued" })), "interrupted")
+    const queued = unstarted.length
+    // jobs waiting for a retry are not running either: returned with them
+    for (const retrying of this.retrying) {
+      retrying.state = NEW
+      unstarted.push(retrying)
+    }
+    this.retrying.clear()
+    for (let i = 0; i < unstarted.length; i++) {
+      const phase = i < queued ? "queued" : "retrying"
+      this.settle(unstarted[i]!, Exit.fail(new PoolShutdown({ phase })), "interrupted")
+    }
     // jobStopped reports the running jobs interrupted from here on as PoolShutdown
     for (const worker of Array.from(this.workers)) {
       const running = worker.job
