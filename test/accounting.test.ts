@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { prng } from "./helpers.ts"
@@ -20,7 +20,7 @@ const classify = (exit: Exit.Exit<unknown, unknown>): Seen => {
 }
 
 describe("accounting under chaos", () => {
-  it.effect("10,000 random jobs each end exactly once and the counts add up", () =>
+  it.effect("10,000 random jobs, some of them retried, each end exactly once and the counts add up", () =>
     Effect.gen(function*() {
       const random = prng(20261122)
       const pool = yield* WorkPool.make({
@@ -63,8 +63,18 @@ describe("accounting under chaos", () => {
               )
             )
             awaiters.push(submitter)
-          } else {
+          } else if (r < 0.95) {
             awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(Effect.succeed("sync"), { priority }))))
+          } else {
+            // fails its first 0 to 3 attempts (a defect or its error), of 3 at most
+            const failures = Math.floor(random() * 4)
+            let attempts = 0
+            const flaky = Effect.andThen(
+              work,
+              Effect.suspend(() => ++attempts > failures ? Effect.succeed("ok") : attempts % 2 ? Effect.fail("no") : Effect.die("bug"))
+            )
+            const retry = { schedule: Schedule.spaced(`${Math.floor(random() * 40)} millis`), times: 2 }
+            awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(flaky, { priority, retry }))))
           }
         }
         yield* Effect.yieldNow
@@ -77,6 +87,12 @@ describe("accounting under chaos", () => {
         }
         if (step % 7 === 0) yield* pool.resize(4 + Math.floor(random() * 16))
         yield* TestClock.adjust("10 millis")
+        const s = yield* pool.stats
+        assert.strictEqual(
+          s.submitted,
+          s.waiting + s.queued + s.retrying + s.running + s.succeeded + s.failed + s.defects + s.timedOut +
+            s.interrupted + s.dropped
+        )
       }
       for (const caller of callerInterrupts) yield* Fiber.interrupt(caller)
       // shut down while work is still queued and running
@@ -102,7 +118,8 @@ describe("accounting under chaos", () => {
       const stats = yield* pool.stats
       if (process.env.DEBUG_ACCOUNTING) console.log(seen, stats)
       assert.strictEqual(stats.state, "stopped")
-      assert.deepStrictEqual([stats.running, stats.queued, stats.waiting, stats.workers], [0, 0, 0, 0])
+      assert.deepStrictEqual([stats.running, stats.queued, stats.waiting, stats.retrying, stats.workers], [0, 0, 0, 0, 0])
+      assert.isAbove(stats.retried, 0)
       // what the awaiters saw is what the pool counted: no job ended twice or not at all
       assert.deepStrictEqual(
         {

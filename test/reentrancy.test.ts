@@ -6,7 +6,7 @@
  * for the TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -140,14 +140,16 @@ describe("reentrancy and races: timeouts", () => {
       assert.strictEqual((yield* pool.stats).stopping, 0)
     }))
 
-  it.effect("stats: submitted = waiting + queued + running + endings, also while a timed-out job stops", () =>
+  it.effect("stats: submitted = waiting + queued + retrying + running + endings, also while a timed-out job stops", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "1 second", shutdownTimeout: 0 })
+      const pool = yield* WorkPool.make({ concurrency: 2, timeout: "1 second", shutdownTimeout: 0 })
       yield* pool.submit(Effect.never.pipe(Effect.ensuring(Effect.sleep("10 seconds"))))
+      yield* pool.submit(Effect.fail("busy"), { retry: Schedule.spaced("1 minute") })
       yield* TestClock.adjust("1 second")
       const s = yield* pool.stats
       yield* TestClock.adjust("10 seconds") // let the cleanup end, so that the pool can close
-      const total = s.waiting + s.queued + s.running + s.succeeded + s.failed + s.defects + s.timedOut +
+      assert.deepStrictEqual([s.stopping, s.retrying], [1, 1])
+      const total = s.waiting + s.queued + s.retrying + s.running + s.succeeded + s.failed + s.defects + s.timedOut +
         s.interrupted + s.dropped
       assert.strictEqual(total, s.submitted)
     }))

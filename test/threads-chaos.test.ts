@@ -3,7 +3,7 @@ import { Cause, Effect, Exit, Fiber } from "effect"
 import { execFile } from "node:child_process"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Crash, Die, Echo, Fail, Sleep, Spin } from "./fixtures/tasks.ts"
+import { Crash, Die, Echo, Fail, Flaky, Sleep, Spin } from "./fixtures/tasks.ts"
 import { prng, waitFor } from "./helpers.ts"
 
 type Seen = "succeeded" | "failed" | "defects" | "timedOut" | "interrupted" | "crashed"
@@ -25,8 +25,11 @@ describe("ThreadPool under chaos", () => {
       const toInterrupt: Array<Fiber.Fiber<Exit.Exit<unknown, unknown>>> = []
       for (let i = 0; i < 2000; i++) {
         const r = random()
-        const run: Effect.Effect<unknown, unknown> = r < 0.6
+        const run: Effect.Effect<unknown, unknown> = r < 0.55
           ? pool.run(Echo, `${i}`)
+          : r < 0.6
+          // a task retried once: whether it succeeds depends on which thread each attempt lands on
+          ? pool.run(Flaky, { key: `${i}`, failures: i % 3 }, { retry: { times: 1 } })
           : r < 0.75
           ? pool.run(Fail, `${i}`)
           : r < 0.85
@@ -74,7 +77,8 @@ describe("ThreadPool under chaos", () => {
         [seen.succeeded, seen.failed + seen.crashed, seen.defects, seen.timedOut, seen.interrupted]
       )
       assert.strictEqual(stats.submitted, 2000)
-      assert.deepStrictEqual([stats.running, stats.queued], [0, 0])
+      assert.deepStrictEqual([stats.running, stats.queued, stats.retrying], [0, 0, 0])
+      assert.isAbove(stats.retried, 0)
       for (const kind of ["succeeded", "failed", "defects", "timedOut", "interrupted", "crashed"] as const) {
         assert.isAbove(seen[kind], 0, kind)
       }
