@@ -157,7 +157,10 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
  * @category models
  */
 export interface TaskOptions extends WorkPool.JobOptions {
-  /** `ArrayBuffer`s (or other transferables) in the payload to move rather than copy. */
+  /**
+   * `ArrayBuffer`s (or other transferables) in the payload to move rather than copy. Not for a task
+   * that may be retried (see `WorkPool.Retry`): each attempt sends the payload again.
+   */
   readonly transfer?: ReadonlyArray<TransferListItem> | undefined
 }
 
@@ -273,6 +276,10 @@ interface TaskJob {
   readonly task: Task.Any
   readonly payload: unknown
 }
+
+/** Whether a `retry` option (checked by the pool) allows a retry at all. */
+const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
+  retry !== undefined && (Schedule.isSchedule(retry) || (retry as { readonly times?: unknown }).times !== 0)
 
 /** The bad transfer list, or the bad item in it, as text. */
 const showTransfer = (transfer: unknown, field: string): string => {
@@ -477,13 +484,23 @@ export const make = <T extends Task.Any = Task.Any>(
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
     /** The task's transfer list, or what is wrong with it. */
-    const transferOf = (options: TaskOptions | undefined): ReadonlyArray<TransferListItem> | InvalidJobOptions => {
+    const transferOf = (task: TaskOptions | undefined): ReadonlyArray<TransferListItem> | InvalidJobOptions => {
       // options that are not an object are the job options' check to report
-      if (typeof options !== "object" || options === null || options.transfer === undefined) return noTransfer
-      const issue = transferIssue(options.transfer)
-      return issue === undefined
-        ? options.transfer
-        : new InvalidJobOptions({ field: issue.field, value: showTransfer(options.transfer, issue.field), reason: issue.reason })
+      if (typeof task !== "object" || task === null || task.transfer === undefined) return noTransfer
+      const issue = transferIssue(task.transfer)
+      if (issue !== undefined) {
+        return new InvalidJobOptions({ field: issue.field, value: showTransfer(task.transfer, issue.field), reason: issue.reason })
+      }
+      // a retry sends the payload again, but a moved buffer is gone from this thread after the first send
+      if (task.transfer.length > 0 && mayRetry(task.retry === undefined ? options.retry : task.retry)) {
+        return new InvalidJobOptions({
+          field: "transfer",
+          value: showTransfer(task.transfer, "transfer"),
+          reason: "a task that may be retried is sent again, but a moved buffer is gone after the first send: " +
+            "leave out transfer (copy it) or retry (retry: { times: 0 })"
+        })
+      }
+      return task.transfer
     }
     return {
       [TypeId]: TypeId,

@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { delayOf, policy } from "../src/internal/retry.ts"
-import { Flaky } from "./fixtures/tasks.ts"
+import { Bytes, Flaky } from "./fixtures/tasks.ts"
 import { worker } from "./fixtures/pool.ts"
 import { settle } from "./helpers.ts"
 
@@ -365,5 +365,21 @@ describe("retries on threads", () => {
       assert.deepStrictEqual([error._tag, (error as { code?: number }).code], ["HashFailed", 2])
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.succeeded, stats.failed, stats.retried], [1, 1, 3])
+    })))
+
+  it.live("a task that moves buffers (transfer) cannot be retried: refused before anything is moved", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker, threads: 1, retry: { times: 2 } })
+      const buffer = new ArrayBuffer(8)
+      const refused = (options: ThreadPool.TaskOptions) => Effect.flip(pool.run(Bytes, { buffer }, options))
+      for (const options of [{ transfer: [buffer] }, { transfer: [buffer], retry: Schedule.spaced("1 second") }]) {
+        const error = yield* refused(options)
+        assert.instanceOf(error, PoolError.InvalidJobOptions)
+        assert.strictEqual((error as PoolError.InvalidJobOptions).field, "transfer")
+        assert.include((error as PoolError.InvalidJobOptions).reason, "retr")
+        assert.strictEqual(buffer.byteLength, 8, "nothing was moved")
+      }
+      assert.strictEqual(yield* pool.run(Bytes, { buffer }, { transfer: [buffer], retry: { times: 0 } }), 8)
+      assert.strictEqual(buffer.byteLength, 0, "moved")
     })))
 })
