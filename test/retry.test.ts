@@ -203,6 +203,13 @@ describe("retries", () => {
       yield* Fiber.interrupt(caller)
       assert.strictEqual((yield* pool.stats).retrying, 0)
       yield* pool.awaitIdle
+      // and a running attempt, interrupted, is not retried
+      let runs = 0
+      const running = yield* pool.submit(Effect.sync(() => ++runs).pipe(Effect.andThen(Effect.never)), { retry: { times: 3 } })
+      yield* settle
+      yield* running.interrupt
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual([runs, yield* running.status], [1, "interrupted"])
     }))
 
   it.effect("a cancelled job whose attempt timed out is not retried", () =>
@@ -223,6 +230,27 @@ describe("retries", () => {
       assert.strictEqual(yield* handle.status, "interrupted")
       yield* TestClock.adjust("10 seconds")
       assert.strictEqual(attempts, 1)
+    }))
+
+  it.effect("an attempt that timed out and is still stopping when shutdownNow comes ends with its JobTimeout", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "1 second" })
+      let attempts = 0
+      const slowToStop = Effect.sync(() => ++attempts).pipe(
+        Effect.andThen(Effect.never),
+        Effect.onInterrupt(() => Effect.sleep("1 second"))
+      )
+      const handle = yield* pool.submit(slowToStop, { retry: { times: 3 } })
+      yield* TestClock.adjust("1 second")
+      const stopping = yield* Effect.forkChild(pool.shutdownNow)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(stopping), [])
+      assert.deepStrictEqual(
+        yield* Effect.flip(handle.await),
+        new PoolError.JobTimeout({ jobId: handle.id, millis: 1000, phase: "running" })
+      )
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([attempts, stats.timedOut, stats.retried, stats.retrying], [1, 1, 0, 0])
     }))
 
   it.effect("graceful shutdown drains retries: one due before the deadline runs, one due after ends with PoolShutdown", () =>
@@ -263,19 +291,20 @@ describe("retries", () => {
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, aging: "1 second" })
       const order: Array<string> = []
+      // priority 0; fails at 0 ms, back in the queue at 1,000 ms
       const a = yield* pool.submit(
         Effect.suspend(() => (order.push("a"), order.length === 1 ? Effect.fail("busy") : Effect.void)),
         { retry: Schedule.spaced("1 second") }
       )
       yield* settle
       const blocker = yield* pool.submit(Effect.sleep("2 seconds"))
-      yield* TestClock.adjust("500 millis")
-      const b = yield* pool.submit(Effect.sync(() => void order.push("b")))
-      yield* TestClock.adjust("500 millis")
-      // a is back in the queue, behind b, which came before a's return
-      const stats = yield* pool.stats
-      assert.deepStrictEqual([stats.queued, stats.retrying], [2, 0])
       yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* a.status, "queued")
+      yield* TestClock.adjust("500 millis")
+      // priority 1, 500 ms after a's return (less than one aging step): it passes a. Had a aged
+      // from its submission (or its first start) at 0 ms, b would come 1,500 ms after it and not pass.
+      const b = yield* pool.submit(Effect.sync(() => void order.push("b")), { priority: 1 })
+      yield* TestClock.adjust("500 millis")
       yield* blocker.await
       yield* a.await
       yield* b.await
