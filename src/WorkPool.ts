@@ -247,14 +247,15 @@ export type Job<A, E, R, W = void> =
   | ((resource: W, jobId: number) => Effect.Effect<A, E, R>)
 
 /**
- * Where a submitted job is: waiting for room, queued, running, or how it ended.
+ * Where a submitted job is: waiting for room, queued, running, waiting for a retry (`"retrying"`), or
+ * how it ended.
  *
  * @example
  * ```ts
  * import { Effect } from "effect"
  * import type { WorkPool } from "effect-workpool"
  *
- * const isFinished = (status: WorkPool.JobStatus) => !["waiting", "queued", "running"].includes(status)
+ * const isFinished = (status: WorkPool.JobStatus) => !["waiting", "queued", "running", "retrying"].includes(status)
  * ```
  * @since 0.1.0
  * @category models
