@@ -152,6 +152,35 @@ describe("retries", () => {
       assert.strictEqual((yield* pool.stats).defects, 1)
     }))
 
+  it.effect("a schedule that cannot step synchronously ends the job with its failure and a defect saying so", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      // its delay comes from an Effect that sleeps: not synchronous
+      const slow = Schedule.spaced("1 second").pipe(Schedule.addDelay(() => Effect.as(Effect.sleep("1 millis"), "1 second")))
+      const exit = yield* Effect.exit(pool.run(Effect.fail("busy"), { retry: slow }))
+      assert.isTrue(Exit.isFailure(exit))
+      const cause = (exit as Exit.Failure<unknown, unknown>).cause
+      assert.strictEqual(Option.getOrUndefined(Cause.findErrorOption(cause)), "busy")
+      assert.include(Cause.pretty(cause), "retry policy failed")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.defects, stats.retried, stats.retrying], [1, 0, 0])
+    }))
+
+  it("delayOf replays a policy from an attempt count: the same delays in every process", () => {
+    const cause = Cause.fail("busy")
+    const exponential = policy("retry", { schedule: Schedule.exponential("1 second"), times: 3 })
+    assert.deepStrictEqual([1, 2, 3, 4].map((n) => delayOf(exponential, n, cause)), [1000, 2000, 4000, undefined])
+    // a schedule that ends gives up there; without one, a retry is due at once
+    assert.deepStrictEqual([1, 2, 3].map((n) => delayOf(policy("retry", Schedule.recurs(2)), n, cause)), [0, 0, undefined])
+    assert.deepStrictEqual(delayOf(policy("retry", { times: 1 }), 1, cause), 0)
+    // while sees the error and the cause
+    const typedOnly = policy("retry", { while: (_: unknown, c: Cause.Cause<unknown>) => !Cause.hasDies(c) })
+    assert.deepStrictEqual([delayOf(typedOnly, 1, cause), delayOf(typedOnly, 1, Cause.die("bug"))], [0, undefined])
+    // elapsed time is the sum of the delays before: a schedule bounded in time gives up at the same attempt
+    const within = policy("retry", Schedule.spaced("1 second").pipe(Schedule.upTo({ duration: "2500 millis" })))
+    assert.deepStrictEqual([1, 2, 3, 4].map((n) => delayOf(within, n, cause)), [1000, 1000, 1000, undefined])
+  })
+
   it.effect("a timed-out attempt is retried once it has stopped; the last one ends at its deadline", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, timeout: "1 second" })
