@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { delayOf, policy } from "../src/internal/retry.ts"
-import { Bytes, Flaky } from "./fixtures/tasks.ts"
+import { Bytes, Crash, Flaky } from "./fixtures/tasks.ts"
 import { worker } from "./fixtures/pool.ts"
 import { settle } from "./helpers.ts"
 
@@ -94,6 +94,14 @@ describe("retries", () => {
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.failed, stats.retried], [2, 3])
       assertIdentity(stats)
+    }))
+
+  it.effect("runAll: a job that fails and is retried is not the batch's first failure", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, retry: Schedule.spaced("1 second") })
+      const all = yield* Effect.forkChild(pool.runAll([flaky(2), Effect.as(Effect.sleep("1500 millis"), "slow")]))
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(yield* Fiber.join(all), ["ok after 3", "slow"])
     }))
 
   it.effect("a job's retry overrides the pool's, and { times: 0 } turns it off", () =>
@@ -423,6 +431,10 @@ describe("retries on threads", () => {
       assert.deepStrictEqual([error._tag, (error as { code?: number }).code], ["HashFailed", 2])
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.succeeded, stats.failed, stats.retried], [1, 1, 3])
+      // a thread that crashes fails its task with WorkerCrashed: a failed attempt, retried on the new thread
+      const crashed = yield* Effect.flip(pool.run(Crash, "exit", { retry: { times: 1 } }))
+      assert.strictEqual(crashed._tag, "WorkerCrashed")
+      assert.strictEqual((yield* pool.stats).retried, 4)
     })))
 
   it.live("a task that moves buffers (transfer) cannot be retried: refused before anything is moved", () =>
