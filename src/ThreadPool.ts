@@ -281,13 +281,6 @@ interface TaskJob {
 const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
   retry !== undefined && (Schedule.isSchedule(retry) || (retry as { readonly times?: unknown }).times !== 0)
 
-/** The bad transfer list, or the bad item in it, as text. */
-const showTransfer = (transfer: unknown, field: string): string => {
-  const item = field === "transfer" ? transfer : (transfer as ReadonlyArray<unknown>)[Number(field.slice(9, -1))]
-  if (typeof item === "object" && item !== null) return Object.prototype.toString.call(item).slice(8, -1)
-  return typeof item === "string" ? JSON.stringify(item) : String(item)
-}
-
 const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
   const error = new Error(reply.message)
   error.name = reply.name
@@ -312,11 +305,11 @@ const NOT_A_TASK = "expected a Task made with Task.make (a name, and payload, su
  */
 const checkTask = (task: unknown): InvalidJob | undefined => {
   if (typeof task !== "object" || task === null) {
-    return new InvalidJob({ field: "task", value: job.show(task), reason: NOT_A_TASK })
+    return new InvalidJob({ field: "task", value: config.show(task), reason: NOT_A_TASK })
   }
   const { name } = task as Partial<Task.Any>
   if (typeof name !== "string") {
-    return new InvalidJob({ field: "task", value: job.show(task), reason: `${NOT_A_TASK}: its name is not a string` })
+    return new InvalidJob({ field: "task", value: config.show(task), reason: `${NOT_A_TASK}: its name is not a string` })
   }
   if (codecsByTask.has(task as Task.Any)) return undefined
   for (const part of ["payload", "success", "failure"] as const) {
@@ -489,13 +482,13 @@ export const make = <T extends Task.Any = Task.Any>(
       if (typeof task !== "object" || task === null || task.transfer === undefined) return noTransfer
       const issue = transferIssue(task.transfer)
       if (issue !== undefined) {
-        return new InvalidJobOptions({ field: issue.field, value: showTransfer(task.transfer, issue.field), reason: issue.reason })
+        return new InvalidJobOptions({ field: issue.field, value: config.show(issue.value), reason: issue.reason })
       }
       // a retry sends the payload again, but a moved buffer is gone from this thread after the first send
       if (task.transfer.length > 0 && mayRetry(task.retry === undefined ? options.retry : task.retry)) {
         return new InvalidJobOptions({
           field: "transfer",
-          value: showTransfer(task.transfer, "transfer"),
+          value: config.show(task.transfer),
           reason: "a task that may be retried is sent again, but a moved buffer is gone after the first send: " +
             "leave out transfer (copy it) or retry (retry: { times: 0 })"
         })

@@ -305,3 +305,61 @@ describe("job options", () => {
       }
     }))
 })
+
+describe("how an error shows the value it refused", () => {
+  class Point {
+    readonly x = 1
+  }
+
+  it.effect("the same way in InvalidPoolConfig, InvalidJobOptions and InvalidJob: a class instance by its class", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const point = new Point() as any
+      const job: Effect.Effect<void> = point
+      const errors: ReadonlyArray<{ readonly value: string }> = [
+        yield* invalid({ concurrency: point }),
+        yield* Effect.flip(pool.run(Effect.void, { priority: point })),
+        yield* Effect.flip(pool.run(job)),
+        yield* Effect.flip(pool.runAll([job]))
+      ] as ReadonlyArray<any>
+      assert.deepStrictEqual(errors.map((error) => error.value), [
+        "a Point",
+        "a Point",
+        "a Point",
+        "a Point"
+      ])
+    }))
+
+  it.effect("a long value is cut short, in every error", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const long = "x".repeat(10_000)
+      const job: Effect.Effect<void> = { long } as any
+      const errors: ReadonlyArray<{ readonly _tag: string; readonly value: string }> = [
+        yield* invalid({ concurrency: long }),
+        yield* Effect.flip(pool.run(Effect.void, { priority: long as any })),
+        yield* Effect.flip(pool.run(job))
+      ] as ReadonlyArray<any>
+      for (const error of errors) {
+        assert.isAtMost(error.value.length, 80, error._tag)
+        assert.isTrue(error.value.endsWith("..."), error._tag)
+      }
+    }))
+
+  it.live("ThreadPool: a bad item of a transfer list is shown as any other value", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const { Echo } = yield* Effect.promise(() => import("./fixtures/tasks.ts"))
+      const error = yield* Effect.flip(pool.run(Echo, "a", { transfer: [new Uint8Array(4)] as any }))
+      assert.strictEqual(error._tag, "InvalidJobOptions")
+      assert.deepStrictEqual(
+        error._tag === "InvalidJobOptions" ? [error.field, error.value] : [],
+        ["transfer[0]", "a Uint8Array"]
+      )
+      const buffer = new ArrayBuffer(4)
+      const twice = yield* Effect.flip(pool.run(Echo, "a", { transfer: [buffer, buffer] }))
+      assert.strictEqual(twice._tag === "InvalidJobOptions" && twice.value, "an ArrayBuffer")
+      const notAList = yield* Effect.flip(pool.run(Echo, "a", { transfer: "x" as any }))
+      assert.strictEqual(notAList._tag === "InvalidJobOptions" && notAList.value, "\"x\"")
+    }))
+})

@@ -13,20 +13,28 @@ export interface Invalid {
   readonly reason: string
 }
 
-const show = (value: unknown): string => {
+/** How every error of a check shows the value it refused: briefly, and never by throwing. */
+export const show = (value: unknown): string => {
+  const text = describe(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
+const describe = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)
   if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
     return String(value)
   }
   if (typeof value === "bigint") return `${value}n`
+  if (typeof value === "symbol") return value.toString()
   if (typeof value === "function") return `a function ${value.name || "(anonymous)"}`
   // JSON would show a Promise or a class instance as "{}"
   const name = Array.isArray(value) ? undefined : (value as object).constructor?.name
-  if (name !== undefined && name !== "Object") return `a ${name}`
+  if (name !== undefined && name !== "Object") return `${/^[aeio]/i.test(name) ? "an" : "a"} ${name}`
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
-    return String(value)
+    // cyclic, or a BigInt inside
+    return Array.isArray(value) ? "an array" : "an object"
   }
 }
 

@@ -8,6 +8,7 @@
  */
 import { Effect } from "effect"
 import { InvalidJob } from "../PoolError.ts"
+import { show } from "./config.ts"
 
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
@@ -32,19 +33,3 @@ export const checkIterable = (value: unknown, field: string, what: string): Inva
 /** The defect of a function job whose function returned something else than an Effect. */
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
   new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
-
-/** A value given where a job (or a task) was expected, in a few words. */
-export const show = (value: unknown): string => {
-  if (value === null || typeof value !== "object") {
-    return typeof value === "string" ? JSON.stringify(value) : String(value)
-  }
-  if (typeof (value as { then?: unknown }).then === "function") return "a Promise"
-  let text: string | undefined
-  try {
-    text = JSON.stringify(value)
-  } catch {
-    // cyclic, or a BigInt inside: the class name says enough
-  }
-  if (text === undefined || text === "{}") return `an object (${value.constructor?.name ?? "no prototype"})`
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text
-}

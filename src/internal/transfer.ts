@@ -7,6 +7,8 @@
 
 export interface TransferIssue {
   readonly field: string
+  /** The list, or the item in it, that is wrong. */
+  readonly value: unknown
   readonly reason: string
 }
 
@@ -14,23 +16,23 @@ const EXPECTED = "expected an array of ArrayBuffers, MessagePorts or other trans
 
 /** What is wrong with a transfer list, or undefined if nothing is. */
 export const transferIssue = (transfer: unknown): TransferIssue | undefined => {
-  if (!Array.isArray(transfer)) return { field: "transfer", reason: EXPECTED }
+  if (!Array.isArray(transfer)) return { field: "transfer", value: transfer, reason: EXPECTED }
   if (transfer.length === 0) return undefined
   const seen = new Set<unknown>()
   for (let i = 0; i < transfer.length; i++) {
     const item: unknown = transfer[i]
     const field = `transfer[${i}]`
     if (typeof item !== "object" || item === null) {
-      return { field, reason: "expected a transferable object (an ArrayBuffer, a MessagePort...)" }
+      return { field, value: item, reason: "expected a transferable object (an ArrayBuffer, a MessagePort...)" }
     }
     if (ArrayBuffer.isView(item)) {
-      return { field, reason: `a ${item.constructor.name} is a view, not a transferable object: transfer its .buffer` }
+      return { field, value: item, reason: `a ${item.constructor.name} is a view, not a transferable object: transfer its .buffer` }
     }
-    if (seen.has(item)) return { field, reason: "the same object appears twice in the transfer list" }
+    if (seen.has(item)) return { field, value: item, reason: "the same object appears twice in the transfer list" }
     seen.add(item)
     // `detached` is ES2024, newer than the lib this compiles against
     if (item instanceof ArrayBuffer && (item as { readonly detached?: boolean }).detached === true) {
-      return { field, reason: "the ArrayBuffer is detached: it was already transferred (by an earlier task?)" }
+      return { field, value: item, reason: "the ArrayBuffer is detached: it was already transferred (by an earlier task?)" }
     }
   }
   return undefined
