@@ -363,3 +363,23 @@ describe("how an error shows the value it refused", () => {
       assert.strictEqual(notAList._tag === "InvalidJobOptions" && notAList.value, "\"x\"")
     }))
 })
+
+describe("a refused value that cannot be read", () => {
+  it.effect("is still refused with its typed error (a Proxy whose every read throws)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const hostile = new Proxy({}, {
+        get: () => {
+          throw new Error("no reading")
+        }
+      }) as any
+      const job: Effect.Effect<void> = hostile
+      const errors: ReadonlyArray<{ readonly _tag: string; readonly value: string }> = [
+        yield* invalid({ concurrency: hostile }),
+        yield* Effect.flip(pool.run(Effect.void, { priority: hostile })),
+        yield* Effect.flip(pool.run(job))
+      ] as ReadonlyArray<any>
+      assert.deepStrictEqual(errors.map((error) => error._tag), ["InvalidPoolConfig", "InvalidJobOptions", "InvalidJob"])
+      for (const error of errors) assert.isString(error.value)
+    }))
+})

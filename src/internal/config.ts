@@ -15,7 +15,13 @@ export interface Invalid {
 
 /** How every error of a check shows the value it refused: briefly, and never by throwing. */
 export const show = (value: unknown): string => {
-  const text = describe(value)
+  let text: string
+  try {
+    text = describe(value)
+  } catch {
+    // a Proxy or a getter that throws: the error must still be made
+    text = `a value that cannot be read (${typeof value})`
+  }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
