@@ -397,7 +397,7 @@ export const make = <T extends Task.Any = Task.Any>(
 ): Effect.Effect<ThreadPool<T>, InvalidPoolConfig | WorkerStartFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const checked = yield* config.checkPoolOptions(() => {
-      if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
+      config.object("options", options)
       const entry = threadOptions.entry(options.worker)
       const tasksPerThread = options.tasksPerThread === undefined
         ? 1

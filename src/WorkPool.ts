@@ -462,7 +462,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT = 30_000
 
 const validatePoolOptions = (options: Options<any, any, any>) =>
   config.checkPoolOptions(() => {
-    if (typeof options !== "object" || options === null) config.fail("options", options, "expected an object")
+    config.object("options", options)
     return {
       concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
       capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),

@@ -383,3 +383,21 @@ describe("a refused value that cannot be read", () => {
       for (const error of errors) assert.isString(error.value)
     }))
 })
+
+describe("pool options that are not an object", () => {
+  it.effect("fail WorkPool.make and ThreadPool.make with InvalidPoolConfig naming options, as job options do", () =>
+    Effect.gen(function*() {
+      for (const options of [null, 42, "x", [], [{ concurrency: 1 }]]) {
+        const fromWorkPool = yield* invalid(options)
+        const fromThreadPool = yield* Effect.flip(Effect.scoped(ThreadPool.make(options as any)))
+        for (const error of [fromWorkPool, fromThreadPool]) {
+          assert.strictEqual(error._tag, "InvalidPoolConfig", JSON.stringify(options))
+          assert.deepStrictEqual(
+            error._tag === "InvalidPoolConfig" ? [error.field, error.reason] : [],
+            ["options", "expected an object"],
+            JSON.stringify(options)
+          )
+        }
+      }
+    }))
+})
