@@ -67,11 +67,12 @@ export const MAX_CONCURRENCY = 100_000
 export const MAX_THREADS = 1024
 export const MAX_TASKS_PER_THREAD = 1024
 
-/** A whole number from 1 to `max`; `why` says where a bound below the plain one comes from. */
+/** An object: not null, not an array, not a function. */
 export const object = (field: string, value: unknown): void => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) fail(field, value, "expected an object")
 }
 
+/** A whole number from 1 to `max`; `why` says where a bound below the plain one comes from. */
 export const positiveInteger = (field: string, value: unknown, max: number, why?: string): number => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
     const expected = max === Infinity ? "a whole number of at least 1" : `a whole number from 1 to ${max}`
