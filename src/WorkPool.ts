@@ -499,7 +499,7 @@ const checkJobOptions = (
 ): CheckedJobOptions | InvalidJobOptions => {
   const defaults = scheduler.config
   if (options === undefined) return defaults.jobDefaults
-  try {
+  return config.checkJobOptions(() => {
     config.object("options", options)
     return {
       priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
@@ -509,10 +509,7 @@ const checkJobOptions = (
         : config.millis("queueTimeout", options.queueTimeout, "deadline"),
       retry: options.retry === undefined ? defaults.jobDefaults.retry : Retries.policy("retry", options.retry)
     }
-  } catch (error) {
-    if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
-    throw error
-  }
+  })
 }
 
 /** Checks a submitted job and its options: what `run` and `submit` do before making its record. */

@@ -5,7 +5,7 @@
  * @internal
  */
 import { Duration, Effect, Option } from "effect"
-import { InvalidPoolConfig } from "../PoolError.ts"
+import { InvalidJobOptions, InvalidPoolConfig } from "../PoolError.ts"
 
 export interface Invalid {
   readonly field: string
@@ -192,3 +192,16 @@ export const checkPoolOptions = <A>(check: () => A): Effect.Effect<A, InvalidPoo
       throw error
     }
   })
+
+/**
+ * Runs job option checks; a failed check is returned as `InvalidJobOptions`. Not an Effect: `run`
+ * and `submit` check options on their fast path.
+ */
+export const checkJobOptions = <A>(check: () => A): A | InvalidJobOptions => {
+  try {
+    return check()
+  } catch (error) {
+    if (error instanceof OptionError) return new InvalidJobOptions(error.invalid)
+    throw error
+  }
+}

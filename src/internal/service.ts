@@ -41,17 +41,14 @@ const checkStreamOptions = (
   options: StreamOptions | undefined
 ): { readonly unordered: boolean; readonly buffer: number | undefined } | InvalidJobOptions => {
   if (options === undefined) return { unordered: false, buffer: undefined }
-  try {
+  return config.checkJobOptions(() => {
     config.object("options", options)
     return {
       unordered: options.unordered === undefined ? false : config.boolean("unordered", options.unordered),
       // Stream.mapEffect allocates nothing per unit of buffer: no upper bound needed
       buffer: options.buffer === undefined ? undefined : config.positiveInteger("buffer", options.buffer, Infinity)
     }
-  } catch (error) {
-    if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
-    throw error
-  }
+  })
 }
 
 /**
