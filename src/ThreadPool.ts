@@ -173,10 +173,11 @@ export interface TaskOptions extends WorkPool.JobOptions {
  * @example
  * ```ts
  * import { Effect } from "effect"
+ * import { PoolError } from "effect-workpool"
  * import type * as ThreadPool from "effect-workpool/ThreadPool"
  *
  * const retryCrashes = <A, E>(task: Effect.Effect<A, E | ThreadPool.TaskError>) =>
- *   Effect.retry(task, { while: (e) => (e as { _tag?: string })._tag === "WorkerCrashed", times: 2 })
+ *   Effect.retry(task, { while: (e) => e instanceof PoolError.WorkerCrashed, times: 2 })
  * ```
  * @since 0.1.0
  * @category models
@@ -563,8 +564,9 @@ export const make = <T extends Task.Any = Task.Any>(
 export const isThreadPool = (u: unknown): u is ThreadPool<Task.Any> => hasProperty(u, TypeId)
 
 /**
- * A layer that makes the thread pool for `tag` and shuts it down (terminating its threads) when the
- * layer is released. The options may be an `Effect`, for example read from `Config`.
+ * A layer that makes the thread pool for `tag` and shuts it down gracefully when the layer is
+ * released (every thread is asked to close, releasing its own layer, as at `make`'s scope close).
+ * The options may be an `Effect`, for example read from `Config`.
  *
  * @example
  * ```ts
