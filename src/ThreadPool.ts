@@ -135,8 +135,10 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly startTimeout?: Duration.Input | undefined
   /**
    * Passed to each `Worker` (heap limits): a thread over them crashes alone. `maxOldGenerationSizeMb`
-   * must be at least 4 and `stackSizeMb` at least 0.5: below those Node aborts the whole process.
-   * `stackSizeMb` and `codeRangeSizeMb` are at most 1024: far larger ones crash or abort it too.
+   * must be at least 4 and `stackSizeMb` at least 0.5: Node aborts the whole process below about 2.5
+   * and 0.25 (measured on Node 24.21; the bounds keep a margin), and a thread that loads effect needs
+   * about 24 MB of old generation to start. `stackSizeMb` and `codeRangeSizeMb` are at most 1024: far
+   * larger ones crash or abort it too.
    */
   readonly resourceLimits?: ResourceLimits | undefined
   /** Passed to each `Worker` as `workerData`; it must be structured-cloneable. */
