@@ -91,7 +91,7 @@ describe("ThreadPool: something that is not a task", () => {
     [null, "null", "Task.make"],
     ["Echo", "\"Echo\"", "Task.make"],
     [42, "42", "Task.make"],
-    [{}, "an object (Object)", "its name is not a string"],
+    [{}, "{}", "its name is not a string"],
     [{ name: "Echo" }, "task \"Echo\"", "its payload is not a Schema"],
     [{ name: "Echo", payload: Schema.String, success: Schema.String, failure: "never" }, "task \"Echo\"", "its failure is not a Schema"]
   ]
