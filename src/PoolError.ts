@@ -217,7 +217,9 @@ export class InvalidPoolConfig extends Schema.TaggedError<InvalidPoolConfig>()("
 }
 
 /**
- * A per-job option (`priority`, `timeout`, `queueTimeout`) is invalid; the job was not admitted.
+ * A per-job option is invalid (`priority`, `timeout`, `queueTimeout`, a thread task's `transfer`,
+ * `mapStream`'s `unordered` and `buffer`), or the options are not an object (`field: "options"`); the
+ * job was not admitted.
  *
  * @example
  * ```ts
