@@ -247,8 +247,10 @@ export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("
 /**
  * What was submitted as a job is neither an `Effect` nor a function `(resource, jobId) => Effect`
  * (a Promise, a number, `undefined`: possible from JavaScript, or through a cast). The job was not
- * admitted. `field` is `"job"`, or `"jobs[i]"` for the `i`-th job given to `runAll`, in which case
- * none of that batch was submitted.
+ * admitted. `field` is `"job"`; `"jobs[i]"` for the `i`-th job given to `runAll`, or `"jobs"` when
+ * they are not iterable, in which case none of that batch was submitted. A `ThreadPool` gives
+ * `"task"` for something that is not a `Task`, and `"payloads"` for `runAll`'s payloads that are not
+ * iterable.
  *
  * @example
  * ```ts
