@@ -9,6 +9,9 @@
 import { type Effect, Schema } from "effect"
 
 /**
+ * A task: its name (unique among the tasks a worker file serves) and the Schemas of its payload,
+ * success and failure, with their decoded and encoded types. Made with `make`.
+ *
  * @example
  * ```ts
  * import { Schema } from "effect"
