@@ -127,11 +127,14 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
    * long a thread asked to close may take to release its layer; default 1 second.
    */
   readonly cancelGrace?: Duration.Input | undefined
-  /** Threads idle this long are stopped and started again on demand; default never. */
+  /** Threads idle this long are stopped and started again on demand; default never (`Infinity`). */
   readonly idleTimeout?: Duration.Input | undefined
   /** When a thread fails to start, how to try again (a `Schedule`); default `Schedule.recurs(2)` (3 attempts). */
   readonly startSchedule?: Schedule.Schedule<unknown, unknown> | undefined
-  /** How long a thread may take to start and report ready before the attempt fails; default 30 seconds. */
+  /**
+   * How long a thread may take to start and report ready before the attempt fails; default 30
+   * seconds, `Infinity` for no limit.
+   */
   readonly startTimeout?: Duration.Input | undefined
   /**
    * Passed to each `Worker` (heap limits): a thread over them crashes alone. `maxOldGenerationSizeMb`
@@ -416,10 +419,10 @@ export const make = <T extends Task.Any = Task.Any>(
           : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
         startTimeout: options.startTimeout === undefined
           ? 30_000
-          : config.millis("startTimeout", options.startTimeout, "deadline"),
+          : config.millis("startTimeout", options.startTimeout, "positive"),
         idleTimeout: options.idleTimeout === undefined
           ? 0
-          : config.millis("idleTimeout", options.idleTimeout, "positiveFinite"),
+          : config.millis("idleTimeout", options.idleTimeout, "positive"),
         startSchedule: options.startSchedule === undefined
           ? Schedule.recurs(2)
           : threadOptions.startSchedule(options.startSchedule),

@@ -132,7 +132,7 @@ export interface Options<W = void, EW = never, RW = never> {
    * Aging: each `aging` of waiting raises a queued job by one priority level, so that a job of
    * priority `p` is passed by a job of priority `q > p` only if that job came less than
    * `(q - p) × aging` after it (one that came exactly that much later runs after it: FIFO).
-   * Default: none (strict priority).
+   * Default: none (strict priority), which `Infinity` also means.
    *
    * The rule holds exactly for whole-number priorities (and halves, quarters, ...) and an `aging` of
    * whole milliseconds, as long as `|priority| × aging` stays below 2^53 ms (with `aging: "1 second"`,
@@ -469,11 +469,11 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
       overflow: options.overflow === undefined
         ? "suspend" as const
         : config.oneOf("overflow", options.overflow, ["suspend", "fail", "dropNewest", "dropOldest"]),
-      timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+      timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
       queueTimeout: options.queueTimeout === undefined
         ? 0
-        : config.millis("queueTimeout", options.queueTimeout, "deadline"),
-      aging: options.aging === undefined ? 0 : config.millis("aging", options.aging, "positiveFinite"),
+        : config.millis("queueTimeout", options.queueTimeout, "positive"),
+      aging: options.aging === undefined ? 0 : config.millis("aging", options.aging, "positive"),
       shutdownTimeout: options.shutdownTimeout === undefined
         ? DEFAULT_SHUTDOWN_TIMEOUT
         : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
@@ -503,10 +503,10 @@ const checkJobOptions = (
     config.object("options", options)
     return {
       priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
-      timeout: options.timeout === undefined ? defaults.timeout : config.millis("timeout", options.timeout, "deadline"),
+      timeout: options.timeout === undefined ? defaults.timeout : config.millis("timeout", options.timeout, "positive"),
       queueTimeout: options.queueTimeout === undefined
         ? defaults.queueTimeout
-        : config.millis("queueTimeout", options.queueTimeout, "deadline"),
+        : config.millis("queueTimeout", options.queueTimeout, "positive"),
       retry: options.retry === undefined ? defaults.jobDefaults.retry : Retries.policy("retry", options.retry)
     }
   })

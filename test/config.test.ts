@@ -27,7 +27,7 @@ describe("options", () => {
     ["negative timeout", { concurrency: 1, timeout: -5 }, "timeout"],
     ["unparsable timeout", { concurrency: 1, timeout: "soon" }, "timeout"],
     ["NaN queue timeout", { concurrency: 1, queueTimeout: Number.NaN }, "queueTimeout"],
-    ["infinite aging", { concurrency: 1, aging: Infinity }, "aging"],
+    ["negative aging", { concurrency: 1, aging: -1 }, "aging"],
     ["zero aging", { concurrency: 1, aging: "0 millis" }, "aging"],
     ["negative shutdown timeout", { concurrency: 1, shutdownTimeout: -1 }, "shutdownTimeout"],
     ["non-boolean paused", { concurrency: 1, paused: "yes" }, "paused"],
@@ -399,5 +399,34 @@ describe("pool options that are not an object", () => {
           )
         }
       }
+    }))
+})
+
+describe("Infinity for none", () => {
+  it.effect("aging: Infinity is no aging (strict priority), as timeout: Infinity is no timeout", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, aging: Infinity, paused: true })
+      const order: Array<string> = []
+      const old = yield* pool.submit(Effect.sync(() => order.push("old, priority 0")))
+      yield* TestClock.adjust("1 day")
+      const urgent = yield* pool.submit(Effect.sync(() => order.push("new, priority 1")), { priority: 1 })
+      yield* pool.resume
+      yield* old.await
+      yield* urgent.await
+      assert.deepStrictEqual(order, ["new, priority 1", "old, priority 0"])
+    }))
+
+  it.live("idleTimeout: Infinity keeps idle threads, as the default does", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, idleTimeout: Infinity })
+      const { Echo } = yield* Effect.promise(() => import("./fixtures/tasks.ts"))
+      assert.strictEqual(yield* pool.run(Echo, "a"), "echo a")
+      assert.strictEqual(yield* pool.threads, 1)
+    }))
+
+  it.effect("0 is refused where it would mean 'at once', with the hint to use Infinity", () =>
+    Effect.gen(function*() {
+      const error = yield* invalid({ concurrency: 1, aging: 0 })
+      assert.deepStrictEqual([error.field, error.reason], ["aging", "expected a duration above 0 (use Infinity for none)"])
     }))
 })

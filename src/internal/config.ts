@@ -156,28 +156,18 @@ const NOT_A_DURATION = "expected a duration: milliseconds, a string such as \"5 
   "[seconds, nanos], bigint nanoseconds or units such as { seconds: 5 }"
 
 /**
- * A duration in milliseconds. `positive` durations are deadlines, where 0 would mean "fail at once":
- * Infinity stands for "no deadline" and is returned as 0.
+ * A duration in milliseconds. A `positive` one (a deadline, aging, idleness) would mean "at once" at
+ * 0, so 0 is refused and Infinity stands for "none", returned as 0 (the default of every such
+ * option); a `nonNegative` one (a grace period, the shutdown deadline) may be 0 or Infinity as it is.
  */
-export const millis = (
-  field: string,
-  value: unknown,
-  kind: "deadline" | "nonNegative" | "positiveFinite"
-): number => {
+export const millis = (field: string, value: unknown, kind: "positive" | "nonNegative"): number => {
   const duration = isDurationInput(value) ? Option.getOrUndefined(Duration.fromInput(value as Duration.Input)) : undefined
   if (duration === undefined) fail(field, value, NOT_A_DURATION)
   const ms = Duration.toMillis(duration!)
   if (Number.isNaN(ms) || ms < 0) fail(field, value, "expected a duration of at least 0")
-  switch (kind) {
-    case "deadline":
-      if (ms === 0) fail(field, value, "expected a duration above 0 (use Infinity for none)")
-      return ms === Infinity ? 0 : ms
-    case "positiveFinite":
-      if (ms === 0 || ms === Infinity) fail(field, value, "expected a finite duration above 0")
-      return ms
-    case "nonNegative":
-      return ms
-  }
+  if (kind === "nonNegative") return ms
+  if (ms === 0) fail(field, value, "expected a duration above 0 (use Infinity for none)")
+  return ms === Infinity ? 0 : ms
 }
 
 export const invalidPoolConfig = (field: string, value: unknown, reason: string): InvalidPoolConfig =>
