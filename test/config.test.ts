@@ -330,6 +330,12 @@ describe("how an error shows the value it refused", () => {
       ])
     }))
 
+  it.effect("an array by its items, each as a value of its own", () =>
+    Effect.gen(function*() {
+      const error = yield* invalid({ concurrency: [new Point(), 1, "x", [2]] })
+      assert.strictEqual(error.value, "[a Point, 1, \"x\", [2]]")
+    }))
+
   it.effect("a long value is cut short, in every error", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1 })

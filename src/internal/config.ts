@@ -25,7 +25,8 @@ export const show = (value: unknown): string => {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
-const describe = (value: unknown): string => {
+/** `nested`: an item of an array, whose own arrays are written as JSON (a cyclic one cannot loop). */
+const describe = (value: unknown, nested = false): string => {
   if (typeof value === "string") return JSON.stringify(value)
   if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
     return String(value)
@@ -33,7 +34,11 @@ const describe = (value: unknown): string => {
   if (typeof value === "bigint") return `${value}n`
   if (typeof value === "symbol") return value.toString()
   if (typeof value === "function") return `a function ${value.name || "(anonymous)"}`
-  // JSON would show a Promise or a class instance as "{}"
+  // JSON would show a Promise or a class instance as "{}", in an array too
+  if (Array.isArray(value) && !nested) {
+    const items = value.slice(0, 10).map((item) => describe(item, true))
+    return `[${items.join(", ")}${value.length > 10 ? ", ..." : ""}]`
+  }
   const name = Array.isArray(value) ? undefined : (value as object).constructor?.name
   if (name !== undefined && name !== "Object") return `${/^[aeio]/i.test(name) ? "an" : "a"} ${name}`
   try {
