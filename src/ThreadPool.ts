@@ -212,7 +212,7 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
 export interface ThreadPool<T extends Task.Any = Task.Any> extends
   Pick<
     WorkPool.WorkPool,
-    "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "shutdown" | "awaitTermination"
+    "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination"
   >
 {
   readonly [TypeId]: TypeId
@@ -244,6 +244,12 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
    * resize still starting threads when the pool shuts down ends as done.
    */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
+  /**
+   * Graceful shutdown, as `WorkPool`'s (queued and running tasks finish within `shutdownTimeout`),
+   * then every thread is asked to close, releasing its layer, and terminated if it has not within
+   * `cancelGrace`; waits until no thread is alive. Closing the pool's scope does this. Idempotent.
+   */
+  readonly shutdown: Effect.Effect<void>
   /**
    * Immediate shutdown; returns the tasks that never started, with their payloads. Running tasks are
    * interrupted, then every thread is asked to close (releasing its layer) as at `shutdown`.
