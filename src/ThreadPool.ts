@@ -240,8 +240,9 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
   /** Threads alive: started and not exited, including those still starting or being terminated. */
   readonly threads: Effect.Effect<number>
   /**
-   * Changes the number of threads: new ones are started (and waited for), retired ones close. A
-   * resize still starting threads when the pool shuts down ends as done.
+   * Changes the number of threads (1 to 1024, and `threads × tasksPerThread` at most 100,000, as at
+   * `make`): new ones are started (and waited for), retired ones close. A resize still starting
+   * threads when the pool shuts down ends as done.
    */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
   /**
