@@ -30,7 +30,7 @@
  * ```
  * @since 0.1.0
  */
-import { Cause, type Context, Effect, Exit, type Layer, Schedule, Schema, Stream } from "effect"
+import { Cause, Context, Effect, Exit, type Fiber, type Layer, Schedule, Schema, Stream, Tracer } from "effect"
 import type * as Duration from "effect/Duration"
 import { dual } from "effect/Function"
 import { hasProperty } from "effect/Predicate"
@@ -39,9 +39,10 @@ import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
 import * as job from "./internal/job.ts"
+import * as JobContexts from "./internal/jobContext.ts"
 import * as Pools from "./internal/service.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
-import { type Reply, Threads } from "./internal/threads.ts"
+import { type Reply, type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
 import {
   type AdmissionError,
@@ -212,7 +213,7 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
 export interface ThreadPool<T extends Task.Any = Task.Any> extends
   Pick<
     WorkPool.WorkPool,
-    "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination"
+    "name" | "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination"
   >
 {
   readonly [TypeId]: TypeId
@@ -381,6 +382,25 @@ const decodeReply = <T extends Task.Any>(
 }
 
 /**
+ * What the thread needs of the job running the task: its id and attempt, the span to run under
+ * (the job's `workpool.job` span, or its submitter's), and where its progress reports go.
+ */
+const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
+  const job = fiber.getRef(JobContexts.JobContext)
+  const span = Context.getOption(fiber.context, Tracer.ParentSpan)
+  return {
+    pool: job.pool,
+    id: job.id,
+    attempt: job.attempt,
+    trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled] : undefined,
+    progress: JobContexts.reporterOf(job)
+  }
+}
+
+/** Thread pools made in this process, for their default names. */
+let poolCount = 0
+
+/**
  * Makes a thread pool whose lifetime is the current `Scope`: its threads are started (all of them,
  * at once; interrupting `make` stops that and terminates them), and when the scope closes the pool
  * shuts down gracefully and every thread is asked to close, releasing its layer, and terminated if
@@ -456,6 +476,7 @@ export const make = <T extends Task.Any = Task.Any>(
     const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, startTimeout: _st, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
+      name: queue.name === undefined ? `threadpool-${++poolCount}` : queue.name,
       concurrency: checked.threads * checked.tasksPerThread,
       // the slot is taken (and its release registered) at once; the wait for its thread stays
       // interruptible, so that make under a timeout stops at once
@@ -481,7 +502,9 @@ export const make = <T extends Task.Any = Task.Any>(
               // the pool shut down while the task waited for its thread: the pool is stopping the
               // task, and gives its awaiter PoolShutdown
               Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.interrupt),
-              Effect.flatMap((thread) => threads.call(thread, task.name, encoded.value, transfer)),
+              Effect.flatMap((thread) =>
+                Effect.withFiber((fiber) => threads.call(thread, task.name, encoded.value, transfer, taskJobOf(fiber)))
+              ),
               Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )
           }),
@@ -538,6 +561,7 @@ export const make = <T extends Task.Any = Task.Any>(
             return pool.resize(n * checked.tasksPerThread)
           }
         ),
+      name: pool.name,
       stats: pool.stats,
       changes: pool.changes,
       pause: pool.pause,

@@ -6,9 +6,10 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, References, Schema, Scope, Tracer } from "effect"
 import { inspect } from "node:util"
 import { parentPort } from "node:worker_threads"
+import { JobContext } from "./internal/jobContext.ts"
 import { envelope, type FromThread, open, type Outcome, Outbox, type ToThread } from "./internal/protocol.ts"
 import type * as Task from "./Task.ts"
 
@@ -60,6 +61,9 @@ const defectOf = (defect: unknown): Outcome => {
   }
 }
 
+/** Milliseconds between two progress messages of a thread. */
+const PROGRESS_INTERVAL = 50
+
 /**
  * Serves tasks on this worker thread until the pool closes it. `layer` provides the services the
  * handlers need, built once per thread (a per-thread resource, such as a connection or a loaded
@@ -102,13 +106,55 @@ export const serve = <R = never, E = never>(
   }]))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
+  // Progress: the latest value per task, sent at most once per PROGRESS_INTERVAL for all tasks
+  // together, so that a task reporting in a hot loop costs the main thread one message per interval.
+  const pendingProgress = new Map<number, unknown>()
+  let progressTimer: ReturnType<typeof setTimeout> | undefined
+  let progressSentAt = 0
+  const sendProgress = (id: number, value: unknown) =>
+    // a value that cannot be cloned is not forwarded; the task goes on
+    outbox.send({ _: "progress", id, value }, [], () => {})
+  const flushProgress = () => {
+    progressTimer = undefined
+    progressSentAt = Date.now()
+    for (const [id, value] of pendingProgress) sendProgress(id, value)
+    pendingProgress.clear()
+  }
+  const reportProgress = (id: number, value: unknown) => {
+    // (a report after the task's reply, from a fiber it left behind, is ignored by the pool)
+    pendingProgress.set(id, value)
+    progressTimer ??= setTimeout(flushProgress, Math.max(0, progressSentAt + PROGRESS_INTERVAL - Date.now()))
+  }
+
+  /** The task's context: its JobContext, its job id among the log annotations, its caller's span as parent. */
+  const taskContext = (context: Context.Context<R>, message: Extract<ToThread, { _: "run" }>): Context.Context<R> => {
+    const id = message.id
+    let taskContext = Context.add(context, JobContext, {
+      pool: message.pool,
+      id: message.job,
+      attempt: message.attempt,
+      progress: (value: unknown) => Effect.sync(() => reportProgress(id, value))
+    })
+    const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
+    taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: message.job })
+    if (message.trace === undefined) return taskContext
+    const [traceId, spanId, sampled] = message.trace
+    return Context.add(taskContext, Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId, sampled }))
+  }
+
   /** Sends a task's outcome; one that cannot be cloned (a function, say) fails the task instead. */
-  const reply = (id: number, outcome: Outcome) =>
+  const reply = (id: number, outcome: Outcome) => {
+    // its last progress goes first
+    if (pendingProgress.has(id)) {
+      sendProgress(id, pendingProgress.get(id))
+      pendingProgress.delete(id)
+    }
     outbox.send({ _: "done", id, outcome }, [], (issue) => ({
       _: "done",
       id,
       outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue }
     }))
+  }
 
   const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown) => {
     const served = byName.get(name)
@@ -172,6 +218,7 @@ export const serve = <R = never, E = never>(
     if (closing) return
     closing = true
     const exit = () => {
+      flushProgress()
       outbox.flush()
       process.exit(0)
     }
@@ -182,7 +229,7 @@ export const serve = <R = never, E = never>(
 
   const start = (context: Context.Context<R>) => {
     const handle = (message: ToThread) => {
-      if (message._ === "run") runTask(context, message.id, message.task, message.payload)
+      if (message._ === "run") runTask(taskContext(context, message), message.id, message.task, message.payload)
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
       // after the replies already sent: the pool tells from this which of them it lost
       else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })

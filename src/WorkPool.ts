@@ -41,6 +41,8 @@ import {
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
 import * as JobKind from "./internal/job.ts"
+import * as JobContexts from "./internal/jobContext.ts"
+import * as Metrics from "./internal/metrics.ts"
 import * as Pools from "./internal/service.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Internal from "./internal/scheduler.ts"
@@ -120,6 +122,14 @@ export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
 export interface Options<W = void, EW = never, RW = never> {
   /** How many jobs run at once: the number of workers. A whole number from 1 to 100,000. */
   readonly concurrency: number
+  /**
+   * The pool's name: the `pool` attribute of its metrics and spans, and `JobContext.pool`. A
+   * non-empty string; default `"workpool-1"`, `"workpool-2"`, ... Give each live pool its own: a pool
+   * named like another replaces that one's metric series.
+   */
+  readonly name?: string | undefined
+  /** Publish the pool's `Metric`s (see the README's Metrics section); default true. */
+  readonly metrics?: boolean | undefined
   /** How many jobs may wait in the queue. A whole number ≥ 0 or `Infinity`; default 1024. */
   readonly capacity?: number | undefined
   /** What a full queue does to a new submission; default `"suspend"`. */
@@ -296,6 +306,13 @@ export interface JobHandle<A, E> {
    * `Retry`). A job waiting for its retry is on its next attempt.
    */
   readonly attempt: Effect.Effect<number>
+  /** The latest value the job reported with `JobContext`'s `progress`, if any. */
+  readonly progress: Effect.Effect<Option.Option<unknown>>
+  /**
+   * The latest progress (if any), then each newer report, ending when the job ends. Coalesced: a
+   * slow reader sees the latest value, not a backlog.
+   */
+  readonly progressChanges: Stream.Stream<unknown>
 }
 
 /**
@@ -403,6 +420,8 @@ export interface PoolStats {
  */
 export interface WorkPool<W = void, EW = never> {
   readonly [TypeId]: TypeId
+  /** The pool's name (see `Options.name`). */
+  readonly name: string
   /**
    * Runs a job and waits for its result. Interrupting the caller removes the job if it is queued,
    * or interrupts it (running its finalizers) if it is running.
@@ -458,6 +477,8 @@ export interface WorkPool<W = void, EW = never> {
 }
 
 const DEFAULT_CAPACITY = 1024
+/** Pools made in this process, for their default names. */
+let poolCount = 0
 const DEFAULT_SHUTDOWN_TIMEOUT = 30_000
 
 const validatePoolOptions = (options: Options<any, any, any>) =>
@@ -478,6 +499,8 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
         ? DEFAULT_SHUTDOWN_TIMEOUT
         : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
       paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+      name: options.name === undefined ? `workpool-${++poolCount}` : config.name("name", options.name),
+      metrics: options.metrics === undefined ? true : config.boolean("metrics", options.metrics),
       retry: options.retry === undefined ? undefined : Retries.policy("retry", options.retry),
       resource: options.resource === undefined || typeof options.resource === "function"
         ? options.resource
@@ -604,6 +627,13 @@ export const make = <W = void, EW = never, RW = never>(
       () => clock.currentTimeMillisUnsafe()
     )
     scheduler.executor = fiberExecutor(scheduler)
+    if (checked.metrics) {
+      const recorded = new Metrics.PoolMetrics()
+      scheduler.observer = recorded
+      const unregister = Metrics.register(checked.name, scheduler, recorded, context as Context.Context<never>)
+      // added before the shutdown finalizer, so it runs after it: the last counts stay readable until then
+      yield* Effect.addFinalizer(() => Effect.sync(unregister))
+    }
     yield* Effect.addFinalizer(() => scheduler.shutdown())
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
     return makePool<W, EW>(scheduler)
@@ -749,6 +779,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
 
   return {
     [TypeId]: TypeId,
+    name: scheduler.config.name,
     run,
     submit,
     runAll,
@@ -913,3 +944,57 @@ export interface MapStreamOptions extends JobOptions {
  */
 export const isWorkPool = (u: unknown): u is WorkPool<unknown, unknown> => hasProperty(u, TypeId)
 
+
+/**
+ * What a job knows about itself while it runs: its pool's name, its id, its attempt, and
+ * `progress(value)` to report how far along it is (its handle's `progress` and `progressChanges`
+ * show the latest value). Every job of a `WorkPool` or `ThreadPool` has it (a thread pool's task
+ * reads it in its thread; its reports are forwarded, coalesced). Outside a pool it reads
+ * `{ pool: "", id: 0, attempt: 0 }` and `progress` does nothing, so a job also runs on its own.
+ *
+ * A job also runs with the log annotation `jobId`, and, when a tracer is installed, under a span
+ * `workpool.job` (child of its submitter's span) with the attributes `workpool.pool`,
+ * `workpool.job.id`, `workpool.job.priority`, `workpool.job.attempt`, `workpool.job.wait_ms`,
+ * `workpool.task` (threads) and `workpool.job.ending`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const resizeAll = (files: ReadonlyArray<string>) =>
+ *   Effect.gen(function* () {
+ *     const job = yield* WorkPool.JobContext
+ *     for (let i = 0; i < files.length; i++) {
+ *       yield* Effect.log(`file ${files[i]}`) // annotated with jobId
+ *       yield* job.progress({ done: i + 1, of: files.length })
+ *     }
+ *   })
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   const pool = yield* WorkPool.make({ concurrency: 2, name: "images" })
+ *   const handle = yield* pool.submit(resizeAll(["a.png", "b.png"]))
+ *   yield* Stream.runForEach(handle.progressChanges, (p) => Effect.log("progress", p))
+ *   return yield* handle.progress // Option.some({ done: 2, of: 2 })
+ * }))
+ * ```
+ * @since 0.2.0
+ * @category context
+ */
+export const JobContext: Context.Reference<JobContext> = JobContexts.JobContext
+
+/**
+ * The value of `JobContext`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ *
+ * const halfway = (job: WorkPool.JobContext) => job.progress(0.5)
+ * const job = Effect.flatMap(WorkPool.JobContext, halfway)
+ * ```
+ * @since 0.2.0
+ * @category context
+ */
+export interface JobContext extends JobContexts.JobInfo {}

@@ -67,9 +67,11 @@ describe("run", () => {
         }
       })
       yield* pool.run(Effect.void.pipe(Effect.withSpan("job"))).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
-      const [request, jobSpan] = spans
-      assert.deepStrictEqual(spans.map((s) => s.name), ["request", "job"])
-      assert.strictEqual(Option.getOrThrow(jobSpan!.parent).spanId, request!.spanId)
+      // the pool's own span for the job sits between the caller's and the job's
+      const [request, poolSpan, jobSpan] = spans
+      assert.deepStrictEqual(spans.map((s) => s.name), ["request", "workpool.job", "job"])
+      assert.strictEqual(Option.getOrThrow(poolSpan!.parent).spanId, request!.spanId)
+      assert.strictEqual(Option.getOrThrow(jobSpan!.parent).spanId, poolSpan!.spanId)
     }))
 
   it.effect("interrupting the caller removes a queued job", () =>

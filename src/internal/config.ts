@@ -120,6 +120,12 @@ export const boolean = (field: string, value: unknown): boolean => {
   return value as boolean
 }
 
+/** A non-empty string, such as a pool's name. */
+export const name = (field: string, value: unknown): string => {
+  if (typeof value !== "string" || value.length === 0) fail(field, value, "expected a non-empty string")
+  return value as string
+}
+
 const DURATION_UNITS = new Set(["weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds"])
 
 const isDurationNumber = (n: unknown): n is number => typeof n === "number" && !Number.isNaN(n)

@@ -7,6 +7,7 @@
  */
 import { type Context, Effect, Exit, Fiber } from "effect"
 import { isFunction, notAnEffect } from "./job.ts"
+import * as JobContext from "./jobContext.ts"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
 
 export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
@@ -15,8 +16,18 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
    * make its own caller cancel it (say, by completing something the caller waits for).
    */
   const interruptedWhileStarting = new Set<Job>()
+  // most jobs come from a few submitters: whether their context traces is looked up once each
+  let lastContext: Context.Context<never> | undefined
+  let lastTraced = false
+  const isTraced = (context: Context.Context<never>): boolean => {
+    if (context !== lastContext) {
+      lastContext = context
+      lastTraced = JobContext.isTraced(context)
+    }
+    return lastTraced
+  }
   return {
-    start(job: Job, worker: Worker<any>): void {
+    start(job: Job, worker: Worker<any>, waitMillis: number): void {
       let effect: Effect.Effect<any, any, any>
       if (isFunction(job.effect)) {
         try {
@@ -28,12 +39,13 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       } else {
         effect = job.effect
       }
+      if (isTraced(job.context)) effect = JobContext.traced(job, effect, waitMillis)
       // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-      if (Exit.isExit(effect)) {
+      else if (Exit.isExit(effect)) {
         if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
         return scheduler.jobStopped(job, worker, effect)
       }
-      const fiber = Effect.runForkWith(job.context as Context.Context<any>)(effect)
+      const fiber = Effect.runForkWith(JobContext.contextOf(job) as Context.Context<any>)(effect)
       if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
       const exit = fiber.pollUnsafe()
       if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)

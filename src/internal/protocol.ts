@@ -6,7 +6,18 @@
 import type { TransferListItem } from "node:worker_threads"
 
 export type ToThread =
-  | { readonly _: "run"; readonly id: number; readonly task: string; readonly payload: unknown }
+  | {
+    readonly _: "run"
+    readonly id: number
+    readonly task: string
+    readonly payload: unknown
+    /** The pool's name, the job's id in it and its attempt, for the thread's `JobContext`. */
+    readonly pool: string
+    readonly job: number
+    readonly attempt: number
+    /** The span the task runs under on the thread: trace id, span id, sampled. */
+    readonly trace: readonly [string, string, boolean] | undefined
+  }
   | { readonly _: "cancel"; readonly id: number }
   /** Stop: interrupt what still runs, release the thread's layer, then exit. */
   | { readonly _: "close" }
@@ -102,6 +113,8 @@ export type FromThread =
   | { readonly _: "ready" }
   | { readonly _: "fatal"; readonly message: string }
   | { readonly _: "done"; readonly id: number; readonly outcome: Outcome }
+  /** The latest progress a task reported (coalesced on the thread: see ThreadWorker). */
+  | { readonly _: "progress"; readonly id: number; readonly value: unknown }
   /** The ids of the tasks running on the thread when it read sync `n`. */
   | { readonly _: "synced"; readonly n: number; readonly running: ReadonlyArray<number> }
   /** The thread could not deserialize a message from the main thread (its `messageerror`). */

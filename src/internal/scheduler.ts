@@ -9,15 +9,18 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Fiber, Scope } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
+import { Progress } from "./progress.ts"
 import * as Retry from "./retry.ts"
 
 export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
 
 export interface SchedulerConfig<W> {
+  /** The pool's name, for its metrics, spans and JobContext. */
+  readonly name: string
   readonly jobDefaults: {
     readonly priority: number
     readonly timeout: number
@@ -52,14 +55,25 @@ export class Worker<W> {
 export interface Executor {
   /**
    * Starts `job` on `worker` and calls `scheduler.jobStopped(job, worker, exit)` once it has
-   * stopped, possibly before `start` returns.
+   * stopped, possibly before `start` returns. `waitMillis`: how long this attempt waited.
    */
-  start(job: Job, worker: Worker<any>): void
+  start(job: Job, worker: Worker<any>, waitMillis: number): void
   /** Asks a running job to stop; `jobStopped` follows. */
   interrupt(job: Job): void
   /** Waits until a job asked to stop has stopped. */
   awaitStopped(job: Job): Effect.Effect<void>
 }
+
+/**
+ * Hears every attempt start and stop, with its wait and run time: how metrics plug in
+ * (internal/metrics.ts) without the scheduler knowing about them.
+ */
+export interface Observer {
+  started(job: Job, waitMillis: number): void
+  stopped(job: Job, runMillis: number): void
+}
+
+const unobserved: Observer = { started() {}, stopped() {} }
 
 /** Made, not yet submitted. */
 export const NEW = 0
@@ -135,6 +149,8 @@ export class Job implements QueueEntry {
    * job without one costs nothing more.
    */
   declare retry: Retry.Attempts | undefined
+  /** Its progress, once reported or watched (undefined on the prototype, like `retry`). */
+  declare progressState: Progress | undefined
   constructor(
     seq: number,
     effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>),
@@ -156,6 +172,28 @@ export class Job implements QueueEntry {
   /** Which attempt the job is on: 1, then one more each time a failed attempt is retried. */
   get attempt(): Effect.Effect<number> {
     return Effect.sync(() => this.retry === undefined ? 1 : this.retry.retries + 1)
+  }
+
+  /** The latest progress the job reported (see `JobContext`), if any. */
+  get progress(): Effect.Effect<Option.Option<unknown>> {
+    return Effect.sync(() => this.progressState === undefined ? Option.none() : this.progressState.latest())
+  }
+
+  /** The latest progress, then each newer report (coalesced), ending when the job ends. */
+  get progressChanges(): Stream.Stream<unknown> {
+    return Stream.unwrap(Effect.sync(() => this.watchProgress().changes()))
+  }
+
+  reportProgress(value: unknown): void {
+    if (this.state < DONE) this.watchProgress().report(value)
+  }
+
+  private watchProgress(): Progress {
+    if (this.progressState === undefined) {
+      this.progressState = new Progress()
+      if (this.state >= DONE) this.progressState.end()
+    }
+    return this.progressState
   }
 
   get inQueue(): boolean {
@@ -222,6 +260,7 @@ export class Job implements QueueEntry {
     const listeners = this.result as Listener | Array<Listener> | undefined
     this.state = DONE + ENDING_INDEX[ending]
     this.result = exit
+    if (this.progressState !== undefined) this.progressState.end()
     return listeners
   }
 
@@ -245,6 +284,7 @@ export class Job implements QueueEntry {
 
 // writable: a job with a retry policy gets its own
 Object.defineProperty(Job.prototype, "retry", { value: undefined, writable: true })
+Object.defineProperty(Job.prototype, "progressState", { value: undefined, writable: true })
 
 export type PoolState = "running" | "draining" | "stopped"
 
@@ -308,6 +348,7 @@ export class Scheduler<W> {
   private areaAt: number
 
   executor!: Executor
+  observer: Observer = unobserved
 
   private readonly Job: typeof Job
   readonly config: SchedulerConfig<W>
@@ -577,7 +618,9 @@ export class Scheduler<W> {
 
   private start(job: Job, worker: Worker<W>, now: number): void {
     this.trackArea(now)
-    this.totalWaitMillis += now - job.time
+    const wait = now - job.time
+    this.totalWaitMillis += wait
+    this.observer.started(job, wait)
     job.state = RUNNING
     job.time = now
     worker.job = job
@@ -586,7 +629,7 @@ export class Scheduler<W> {
     if (job.timeout > 0) this.setDeadline(job, now + job.timeout, "running")
     else if (job.deadline !== undefined) this.clearDeadline(job)
     this.changed()
-    this.executor.start(job, worker)
+    this.executor.start(job, worker, wait)
   }
 
   /** Called by the executor once a job has stopped, however it ended. */
@@ -596,7 +639,9 @@ export class Scheduler<W> {
     job.fiber = undefined
     worker.job = undefined
     this.busy--
-    this.totalRunMillis += now - job.time
+    const run = now - job.time
+    this.totalRunMillis += run
+    this.observer.stopped(job, run)
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
     if (job.state >= DONE) this.stoppingJobs--

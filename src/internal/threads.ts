@@ -44,6 +44,8 @@ class Thread {
   readonly worker: NodeWorker
   readonly index: number
   readonly inflight = new Map<number, (reply: Reply) => void>()
+  /** Where each task's progress reports go. */
+  readonly progress = new Map<number, (value: unknown) => void>()
   nextId = 0
   /** Set when the pool stops the thread on purpose; the reason its tasks are given. */
   stopping: string | undefined = undefined
@@ -101,6 +103,15 @@ const describe = (error: unknown): string => {
   } catch {
     return inspect(error, { depth: 1 })
   }
+}
+
+/** The job a task runs for: its id, attempt, span and where its progress goes. */
+export interface TaskJob {
+  readonly pool: string
+  readonly id: number
+  readonly attempt: number
+  readonly trace: readonly [traceId: string, spanId: string, sampled: boolean] | undefined
+  readonly progress: (value: unknown) => void
 }
 
 export class Threads {
@@ -321,6 +332,9 @@ export class Threads {
           case "done": {
             return this.settle(thread, message.id, message.outcome)
           }
+          case "progress": {
+            return thread.progress.get(message.id)?.(message.value)
+          }
           case "synced": {
             return this.synced(thread, message.n, message.running)
           }
@@ -401,6 +415,7 @@ export class Threads {
     const reply = thread.inflight.get(id)
     if (reply === undefined) return
     thread.inflight.delete(id)
+    thread.progress.delete(id)
     reply(outcome)
     if (thread.inflight.size === 0) {
       if (thread.retiring) this.retireIfIdle(thread)
@@ -482,7 +497,13 @@ export class Threads {
    * Runs one task on a thread. If the caller is interrupted, the thread is asked to cancel the task;
    * a thread that has not confirmed within the grace period is terminated (and replaced).
    */
-  call(thread: Thread, task: string, payload: unknown, transfer: ReadonlyArray<TransferListItem>): Effect.Effect<Reply> {
+  call(
+    thread: Thread,
+    task: string,
+    payload: unknown,
+    transfer: ReadonlyArray<TransferListItem>,
+    job: TaskJob
+  ): Effect.Effect<Reply> {
     return Effect.callback<Reply>((resume) => {
       if (thread.exited) {
         return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" }))
@@ -496,7 +517,17 @@ export class Threads {
       thread.idleTimer?.interruptUnsafe()
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
-      thread.outbox.send({ _: "run", id, task, payload }, transfer, (issue) =>
+      thread.progress.set(id, job.progress)
+      thread.outbox.send({
+        _: "run",
+        id,
+        task,
+        payload,
+        pool: job.pool,
+        job: job.id,
+        attempt: job.attempt,
+        trace: job.trace
+      }, transfer, (issue) =>
         this.settle(thread, id, {
           _: "codec",
           part: "payload",

@@ -1,0 +1,88 @@
+/**
+ * What every job runs with, whatever its executor: the `JobContext` (its id, attempt and a way to
+ * report progress), a log annotation with its id and, when a tracer is installed, a span of its
+ * own (`workpool.job`) whose parent is its submitter's span.
+ *
+ * @internal
+ */
+import { Context, Effect, Exit, References, Tracer } from "effect"
+import { isFunction } from "./job.ts"
+import { DONE, type Job, outcomeOf } from "./scheduler.ts"
+
+/** See `WorkPool.JobContext`. */
+export interface JobInfo {
+  /** The name of the pool running the job; "" outside a pool. */
+  readonly pool: string
+  /** The job's id in its pool; 0 outside a pool. */
+  readonly id: number
+  /** 1, then one more per retry; 0 outside a pool. */
+  readonly attempt: number
+  /** Reports how far along the job is; the handle's `progress` and `progressChanges` show it. */
+  readonly progress: (value: unknown) => Effect.Effect<void>
+}
+
+const outside: JobInfo = { pool: "", id: 0, attempt: 0, progress: () => Effect.void }
+
+export const JobContext: Context.Reference<JobInfo> = Context.Reference<JobInfo>("effect-workpool/JobContext", {
+  defaultValue: () => outside
+})
+
+class InPool implements JobInfo {
+  readonly job: Job
+  readonly attempt: number
+  constructor(job: Job, attempt: number) {
+    this.job = job
+    this.attempt = attempt
+  }
+  get pool(): string {
+    return this.job.scheduler.config.name
+  }
+  get id(): number {
+    return this.job.id
+  }
+  // a field, so that `const { progress } = yield* JobContext` works
+  readonly progress = (value: unknown): Effect.Effect<void> => Effect.sync(() => this.job.reportProgress(value))
+}
+
+/** Reports progress for the job of `info` without an Effect: how a thread's reports arrive. */
+export const reporterOf = (info: JobInfo): (value: unknown) => void =>
+  info instanceof InPool ? (value) => info.job.reportProgress(value) : () => {}
+
+export const attemptOf = (job: Job): number => job.retry === undefined ? 1 : job.retry.retries + 1
+
+/** The job's own context: its submitter's, with its `JobContext` and its id among the log annotations. */
+export const contextOf = (job: Job): Context.Context<never> => {
+  const context = Context.add(job.context, JobContext, new InPool(job, attemptOf(job)))
+  const annotations = Context.get(context, References.CurrentLogAnnotations)
+  return Context.add(context, References.CurrentLogAnnotations, { ...annotations, jobId: job.id })
+}
+
+/** Whether spans made in `context` go anywhere: a tracer other than the native one, enabled. */
+export const isTraced = (context: Context.Context<never>): boolean =>
+  Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer && Context.get(context, References.TracerEnabled)
+
+/** The name of the task a thread pool's job runs (ThreadPool marks its jobs with it). */
+const taskName = (job: Job): string | undefined =>
+  isFunction(job.effect) ? (job.effect as { readonly task?: { readonly name?: string } }).task?.name : undefined
+
+const endingOf = (job: Job, exit: Exit.Exit<unknown, unknown>): string => {
+  const ending = job.state >= DONE ? job.ending! : outcomeOf(exit)
+  return ending === "defects" ? "defect" : ending
+}
+
+/** Runs one attempt of `job` under a `workpool.job` span, child of the submitter's span. */
+export const traced = <A, E, R>(job: Job, effect: Effect.Effect<A, E, R>, waitMillis: number): Effect.Effect<A, E, R> => {
+  const attributes: Record<string, unknown> = {
+    "workpool.pool": job.scheduler.config.name,
+    "workpool.job.id": job.id,
+    "workpool.job.priority": job.priority,
+    "workpool.job.attempt": attemptOf(job),
+    "workpool.job.wait_ms": waitMillis
+  }
+  const task = taskName(job)
+  if (task !== undefined) attributes["workpool.task"] = task
+  return effect.pipe(
+    Effect.onExit((exit) => Effect.annotateCurrentSpan("workpool.job.ending", endingOf(job, exit))),
+    Effect.withSpan("workpool.job", { attributes })
+  )
+}

@@ -1,0 +1,124 @@
+/**
+ * A pool's Effect `Metric`s. Everything the scheduler already counts (endings, queue depth, running
+ * jobs, workers, utilization) is read when the metrics are read (`Metric.registerUnsafe`), so it
+ * costs a job nothing; only the wait and run times are recorded per job, into histograms kept here
+ * (two array increments per job, no registry lookup).
+ *
+ * Every series carries the attribute `pool` (the pool's name) and those of
+ * `Metric.CurrentMetricAttributes` where the pool was made, and lives in that context's
+ * `Metric.MetricRegistry` until the pool's scope closes.
+ *
+ * @internal
+ */
+import { type Context, Metric } from "effect"
+import type { Job, Observer, Scheduler } from "./scheduler.ts"
+
+/** Milliseconds: 1, 2, 4, ... 65,536 (about a minute), then Infinity. */
+export const BOUNDARIES: ReadonlyArray<number> = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
+
+/** The last finite boundary; the bucket after it is Infinity's. */
+const OVERFLOW = BOUNDARIES.length - 1
+const LAST = BOUNDARIES[OVERFLOW - 1]!
+
+/** A histogram's state, counted here and read by `Metric`'s snapshot. */
+class Histogram {
+  private readonly counts = new Float64Array(BOUNDARIES.length)
+  count = 0
+  sum = 0
+  min = Number.MAX_VALUE
+  max = -Number.MAX_VALUE
+
+  record(millis: number): void {
+    // boundaries double: the bucket is the bit length of the whole milliseconds (0 and 1 share ≤ 1)
+    const bucket = millis <= 1 ? 0 : millis > LAST ? OVERFLOW : 32 - Math.clz32(Math.ceil(millis) - 1)
+    this.counts[bucket]!++
+    this.count++
+    this.sum += millis
+    if (millis < this.min) this.min = millis
+    if (millis > this.max) this.max = millis
+  }
+
+  state(): Metric.HistogramState {
+    const buckets: Array<[number, number]> = []
+    let cumulated = 0
+    for (let i = 0; i < BOUNDARIES.length; i++) {
+      cumulated += this.counts[i]!
+      buckets.push([BOUNDARIES[i]!, cumulated])
+    }
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+  }
+}
+
+/** Records the wait and run time of every attempt: the scheduler's `Observer`. */
+export class PoolMetrics implements Observer {
+  readonly wait = new Histogram()
+  readonly run = new Histogram()
+  started(_job: Job, waitMillis: number): void {
+    this.wait.record(waitMillis)
+  }
+  stopped(_job: Job, runMillis: number): void {
+    this.run.record(runMillis)
+  }
+}
+
+const ENDED = [
+  ["succeeded", "succeeded"],
+  ["failed", "failed"],
+  ["defect", "defects"],
+  ["timedOut", "timedOut"],
+  ["interrupted", "interrupted"],
+  ["dropped", "dropped"]
+] as const
+
+const hooks = <S>(get: () => S): Metric.Metric.Hooks<any, S> => ({ get, update: () => {}, modify: () => {} })
+
+/**
+ * Registers the pool's series in the registry of `context`; returns the function that removes them.
+ */
+export const register = (
+  name: string,
+  scheduler: Scheduler<any>,
+  recorded: PoolMetrics,
+  context: Context.Context<never>
+): () => void => {
+  const pool = { pool: name }
+  const registrations: Array<Metric.Registration> = []
+  const counter = (id: string, description: string, attributes: Metric.Metric.AttributeSet, get: () => number) =>
+    registrations.push(Metric.registerUnsafe(
+      Metric.counter(id, { description, attributes: { ...pool, ...attributes } }),
+      context,
+      hooks(() => ({ count: get(), incremental: true }))
+    ))
+  const gauge = (id: string, description: string, get: () => number) =>
+    registrations.push(Metric.registerUnsafe(
+      Metric.gauge(id, { description, attributes: pool }),
+      context,
+      hooks(() => ({ value: get() }))
+    ))
+  const histogram = (id: string, description: string, state: Histogram) =>
+    registrations.push(Metric.registerUnsafe(
+      Metric.histogram(id, { description, attributes: pool, boundaries: BOUNDARIES }),
+      context,
+      hooks(() => state.state())
+    ))
+  counter("workpool_jobs_submitted", "Jobs admitted to the pool", {}, () => scheduler.submitted)
+  counter("workpool_jobs_rejected", "Submissions refused before admission (QueueFull, PoolShutdown)", {}, () =>
+    scheduler.rejected)
+  for (const [ending, field] of ENDED) {
+    counter("workpool_jobs_ended", "Jobs that ended, by ending", { ending }, () => scheduler.ended[field])
+  }
+  counter("workpool_jobs_started", "Attempts started", {}, () => scheduler.started)
+  counter("workpool_jobs_retried", "Failed attempts that were retried", {}, () => scheduler.retried)
+  gauge("workpool_jobs_queued", "Jobs in the queue", () => scheduler.queue.size)
+  gauge("workpool_jobs_waiting", "Submitters waiting for room in the queue", () => scheduler.waitingCount)
+  gauge("workpool_jobs_running", "Jobs running (including timed-out ones still stopping)", () => scheduler.busy)
+  gauge("workpool_jobs_retrying", "Jobs waiting for a retry", () => scheduler.retrying.size)
+  gauge("workpool_workers", "Live workers", () => scheduler.workers.size)
+  gauge("workpool_utilization", "Busy worker time over available worker time since the pool started, 0 to 1", () =>
+    scheduler.utilization())
+  histogram("workpool_job_wait_ms", "Time from submission (or return for a retry) to start, per attempt", recorded.wait)
+  histogram("workpool_job_run_ms", "Time from start to stop, per attempt", recorded.run)
+  return () => {
+    for (const registration of registrations) registration.remove()
+  }
+}

@@ -1,0 +1,283 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Metric, Option, References, Schedule, Scope, Stream, Tracer } from "effect"
+import { TestClock } from "effect/testing"
+import { PoolError, WorkPool } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Count, Inspect } from "./fixtures/observe-tasks.ts"
+import { settle } from "./helpers.ts"
+
+const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
+
+/** Runs `effect` with a registry of its own, so that pools of other tests do not show. */
+const withRegistry = <A, E, R>(effect: (registry: Metric.MetricRegistry) => Effect.Effect<A, E, R>) => {
+  const registry: Metric.MetricRegistry = new Map()
+  return Effect.provideService(effect(registry), Metric.MetricRegistry, registry)
+}
+
+/** The state of the series `id` of pool `pool` (and `ending`, for the endings counter). */
+const series = (id: string, pool: string, attributes: Record<string, string> = {}) =>
+  Effect.map(Metric.snapshot, (snapshots) => {
+    const found = snapshots.filter((s) =>
+      s.id === id && s.attributes?.pool === pool &&
+      Object.entries(attributes).every(([key, value]) => s.attributes?.[key] === value)
+    )
+    assert.strictEqual(found.length, 1, `one series ${id} for ${pool} ${JSON.stringify(attributes)}`)
+    return found[0]!.state as any
+  })
+
+/** A tracer that keeps every span it makes. */
+const recordingTracer = () => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = Tracer.nativeTracer.span(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}
+
+describe("metrics", () => {
+  it.effect("every pool publishes its counts, gauges and wait/run histograms, labelled with its name", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, name: "mail" })
+        assert.strictEqual(pool.name, "mail")
+        const gate = yield* Deferred.make<void>()
+        // two run for 100 ms, one waits for them (100 ms), then runs 300 ms
+        const slow = Effect.andThen(Effect.sleep("100 millis"), Effect.void)
+        yield* pool.submit(slow)
+        yield* pool.submit(slow)
+        const third = yield* pool.submit(Effect.andThen(Effect.sleep("300 millis"), Deferred.await(gate)))
+        yield* pool.submit(Effect.fail("no"), { priority: 1 })
+        yield* settle
+        assert.strictEqual((yield* series("workpool_jobs_queued", "mail")).value, 2)
+        assert.strictEqual((yield* series("workpool_jobs_running", "mail")).value, 2)
+        assert.strictEqual((yield* series("workpool_workers", "mail")).value, 2)
+        yield* TestClock.adjust("100 millis")
+        yield* settle
+        yield* TestClock.adjust("300 millis")
+        yield* Deferred.succeed(gate, undefined)
+        yield* third.await
+        assert.strictEqual((yield* series("workpool_jobs_submitted", "mail")).count, 4)
+        assert.strictEqual((yield* series("workpool_jobs_ended", "mail", { ending: "succeeded" })).count, 3)
+        assert.strictEqual((yield* series("workpool_jobs_ended", "mail", { ending: "failed" })).count, 1)
+        assert.strictEqual((yield* series("workpool_jobs_ended", "mail", { ending: "timedOut" })).count, 0)
+        assert.strictEqual((yield* series("workpool_jobs_queued", "mail")).value, 0)
+        const wait: Metric.HistogramState = yield* series("workpool_job_wait_ms", "mail")
+        const run: Metric.HistogramState = yield* series("workpool_job_run_ms", "mail")
+        assert.deepStrictEqual([wait.count, wait.min, wait.max, wait.sum], [4, 0, 100, 200])
+        assert.deepStrictEqual([run.count, run.min, run.max, run.sum], [4, 0, 300, 500])
+        // cumulative buckets: ≤ 1 ms, ..., ≤ 128 ms (the 100 ms runs), ..., ≤ 512 ms (the 300 ms one)
+        const bucket = (state: Metric.HistogramState, le: number) => state.buckets.find(([b]) => b === le)![1]
+        assert.deepStrictEqual([bucket(run, 1), bucket(run, 64), bucket(run, 128), bucket(run, 256), bucket(run, 512)], [1, 1, 3, 3, 4])
+        assert.deepStrictEqual([bucket(wait, 1), bucket(wait, 128)], [2, 4])
+        const utilization = (yield* series("workpool_utilization", "mail")).value
+        assert.strictEqual(utilization, (yield* pool.stats).utilization)
+        assert.isAbove(utilization, 0)
+      })
+    ))
+
+  it.effect("retries, rejections and waiting or retrying jobs are counted", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, overflow: "fail", name: "r" })
+        const handle = yield* pool.submit(Effect.fail("again"), { retry: { times: 1, schedule: Schedule.spaced("1 second") } })
+        yield* settle
+        assert.strictEqual((yield* series("workpool_jobs_retrying", "r")).value, 1)
+        assert.strictEqual((yield* series("workpool_jobs_retried", "r")).count, 1)
+        yield* pool.submit(Effect.never)
+        yield* Effect.flip(pool.submit(Effect.void))
+        assert.strictEqual((yield* series("workpool_jobs_rejected", "r")).count, 1)
+        yield* TestClock.adjust("1 second")
+        yield* pool.shutdownNow
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(handle.await)))
+      })
+    ))
+
+  it.effect("the series go when the pool's scope closes; metrics: false publishes none", () =>
+    withRegistry((registry) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        yield* Scope.provide(WorkPool.make({ concurrency: 1, name: "short" }), scope)
+        assert.isAbove(registry.size, 0)
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(registry.size, 0)
+        yield* WorkPool.make({ concurrency: 1, metrics: false })
+        assert.strictEqual(registry.size, 0)
+      })
+    ))
+
+  it.effect("pools get distinct default names; a bad name or metrics option is InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      const a = yield* WorkPool.make({ concurrency: 1 })
+      const b = yield* WorkPool.make({ concurrency: 1 })
+      assert.match(a.name, /^workpool-\d+$/)
+      assert.notStrictEqual(a.name, b.name)
+      for (const [field, value] of [["name", ""], ["name", 7], ["metrics", "yes"]] as const) {
+        const error = yield* Effect.flip(WorkPool.make({ concurrency: 1, [field]: value } as any))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig)
+        assert.strictEqual((error as PoolError.InvalidPoolConfig).field, field)
+      }
+    }))
+})
+
+describe("a span per job", () => {
+  it.effect("a job runs under workpool.job, child of its submitter's span, with its attributes and ending", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "traced", timeout: "1 second" })
+      const blocker = yield* pool.submit(Effect.sleep("50 millis"))
+      const inner = pool.run(Effect.withSpan(Effect.succeed(1), "inner"), { priority: 3 }).pipe(
+        Effect.withSpan("request"),
+        Effect.withTracer(tracer),
+        Effect.forkChild
+      )
+      const fiber = yield* inner
+      const slow = yield* Effect.forkChild(
+        Effect.withTracer(Effect.exit(pool.run(Effect.never)), tracer)
+      )
+      yield* settle
+      yield* TestClock.adjust("50 millis")
+      yield* blocker.await
+      assert.strictEqual(yield* Fiber.join(fiber), 1)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(slow)
+      const byName = (name: string) => spans.filter((s) => s.name === name)
+      const [request] = byName("request")
+      const [job, timedOut] = byName("workpool.job")
+      const [innerSpan] = byName("inner")
+      assert.strictEqual(Option.getOrThrow(job!.parent).spanId, request!.spanId)
+      assert.strictEqual(job!.traceId, request!.traceId)
+      assert.strictEqual(Option.getOrThrow(innerSpan!.parent).spanId, job!.spanId)
+      assert.deepStrictEqual(Object.fromEntries(job!.attributes), {
+        "workpool.pool": "traced",
+        "workpool.job.id": 2,
+        "workpool.job.priority": 3,
+        "workpool.job.attempt": 1,
+        "workpool.job.wait_ms": 50,
+        "workpool.job.ending": "succeeded"
+      })
+      assert.strictEqual(job!.status._tag, "Ended")
+      assert.strictEqual(timedOut!.attributes.get("workpool.job.ending"), "timedOut")
+    }))
+
+  it.effect("every attempt has its span; every job has its id among the log annotations", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      let tries = 0
+      const flaky = Effect.suspend(() => ++tries < 2 ? Effect.fail("once") : Effect.succeed(tries))
+      yield* Effect.withTracer(pool.run(flaky, { retry: { times: 2 } }), tracer)
+      assert.deepStrictEqual(
+        spans.map((s) => [s.attributes.get("workpool.job.attempt"), s.attributes.get("workpool.job.ending")]),
+        [[1, "failed"], [2, "succeeded"]]
+      )
+      const annotations = yield* pool.run(References.CurrentLogAnnotations)
+      const handle = yield* pool.submit(Effect.void)
+      assert.strictEqual(annotations.jobId, handle.id - 1)
+    }))
+})
+
+describe("JobContext and progress", () => {
+  it.effect("a job knows its pool, id and attempt; outside a pool progress does nothing", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "ctx" })
+      let tries = 0
+      const job = Effect.flatMap(WorkPool.JobContext, (ctx) =>
+        ++tries < 2 ? Effect.fail("retry me") : Effect.succeed([ctx.pool, ctx.id, ctx.attempt] as const))
+      const handle = yield* pool.submit(job, { retry: { times: 1 } })
+      assert.deepStrictEqual(yield* handle.await, ["ctx", handle.id, 2])
+      const outside = yield* WorkPool.JobContext
+      assert.deepStrictEqual([outside.pool, outside.id, outside.attempt], ["", 0, 0])
+      yield* outside.progress(1)
+    }))
+
+  it.effect("the handle shows the latest progress, and progressChanges ends when the job ends", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const job = Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        yield* progress(0.25)
+        yield* Effect.sleep("1 second")
+        yield* progress(0.5)
+        yield* progress(0.75) // read together with 0.5: the reader sees the latest
+        yield* Effect.sleep("1 second")
+        yield* progress(1)
+        return "done"
+      })
+      const handle = yield* pool.submit(job)
+      assert.deepStrictEqual(yield* handle.progress, Option.some(0.25))
+      const seen = yield* Effect.forkChild(Stream.runCollect(handle.progressChanges))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(yield* handle.progress, Option.some(0.75))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* handle.await, "done")
+      assert.deepStrictEqual(Array.from(yield* Fiber.join(seen)), [0.25, 0.75, 1])
+      // after the end: the last value, and a stream that ends at once
+      assert.deepStrictEqual(yield* handle.progress, Option.some(1))
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(handle.progressChanges)), [1])
+      const quiet = yield* pool.submit(Effect.void)
+      yield* quiet.await
+      assert.deepStrictEqual(yield* quiet.progress, Option.none())
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(quiet.progressChanges)), [])
+    }))
+
+  it.effect("a reader sees the latest value, not a backlog: a job reporting in a loop is coalesced", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      const job = Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        yield* Deferred.await(gate)
+        for (let i = 1; i <= 10_000; i++) yield* progress(i)
+      })
+      const handle = yield* pool.submit(job)
+      const seen = yield* Effect.forkChild(Stream.runCollect(handle.progressChanges))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      const values = Array.from(yield* Fiber.join(seen))
+      assert.strictEqual(values.at(-1), 10_000)
+      assert.isBelow(values.length, 100)
+    }))
+})
+
+describe("threads: the trace and progress cross into the thread", () => {
+  it.live("a task runs under its job's span, its own spans carry the trace, and it knows its job", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* ThreadPool.make({ worker, threads: 1, name: "cpu" })
+      const seen = yield* pool.run(Inspect, 1).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
+      const [request] = spans.filter((s) => s.name === "request")
+      const [job] = spans.filter((s) => s.name === "workpool.job")
+      assert.strictEqual(job!.attributes.get("workpool.task"), "Inspect")
+      assert.strictEqual(Option.getOrThrow(job!.parent).spanId, request!.spanId)
+      assert.deepStrictEqual(
+        [seen.parentTraceId, seen.parentSpanId, seen.childTraceId, seen.childParentSpanId],
+        [request!.traceId, job!.spanId, request!.traceId, job!.spanId]
+      )
+      assert.deepStrictEqual([seen.pool, seen.jobId, seen.attempt, seen.annotatedJobId], ["cpu", 1, 1, 1])
+      // without a tracer, the task still runs under its submitter's span
+      const plain = yield* Effect.withSpan(Effect.zip(pool.run(Inspect, 2), Effect.currentSpan), "plain")
+      assert.deepStrictEqual([plain[0].parentSpanId, plain[0].parentTraceId], [plain[1].spanId, plain[1].traceId])
+    })))
+
+  it.live("a task's progress reaches its handle, coalesced on the thread, its last value before its result", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker, threads: 1 })
+      assert.match(pool.name, /^threadpool-\d+$/)
+      const started = Date.now()
+      const handle = yield* pool.submit(Count, 20_000)
+      const values = Array.from(yield* Stream.runCollect(handle.progressChanges)) as Array<number>
+      assert.strictEqual(yield* handle.await, 20_000)
+      const elapsed = Date.now() - started
+      assert.deepStrictEqual(yield* handle.progress, Option.some(20_000))
+      assert.strictEqual(values.at(-1), 20_000)
+      // increasing, and at most one message per 50 ms (and the last value, sent with the result)
+      assert.isTrue(values.every((v, i) => i === 0 || v > values[i - 1]!))
+      assert.isAtMost(values.length, Math.floor(elapsed / 50) + 2, `${values.length} values in ${elapsed} ms`)
+    })))
+})
