@@ -1,7 +1,9 @@
 /**
  * The in-process executor: each job runs in its own fiber, started synchronously with its
- * submitter's services (Clock, tracer, current span as parent), and owned by the pool rather than
- * by the submitter, so that `submit`ted jobs outlive their caller and shutdown can stop them.
+ * submitter's services (Clock, tracer, current span as parent) plus its own (jobContext.ts: its
+ * JobContext, its jobId log annotation, its span when a tracer is installed), and owned by the pool
+ * rather than by the submitter, so that `submit`ted jobs outlive their caller and shutdown can stop
+ * them.
  *
  * @internal
  */
@@ -16,6 +18,7 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
    * make its own caller cancel it (say, by completing something the caller waits for).
    */
   const interruptedWhileStarting = new Set<Job>()
+  const contextOf = JobContext.makeContextOf()
   // most jobs come from a few submitters: whether their context traces is looked up once each
   let lastContext: Context.Context<never> | undefined
   let lastTraced = false
@@ -45,7 +48,7 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
         if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
         return scheduler.jobStopped(job, worker, effect)
       }
-      const fiber = Effect.runForkWith(JobContext.contextOf(job) as Context.Context<any>)(effect)
+      const fiber = Effect.runForkWith(contextOf(job) as Context.Context<any>)(effect)
       if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
       const exit = fiber.pollUnsafe()
       if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
