@@ -949,7 +949,8 @@ export const isWorkPool = (u: unknown): u is WorkPool<unknown, unknown> => hasPr
  * What a job knows about itself while it runs: its pool's name, its id, its attempt, and
  * `progress(value)` to report how far along it is (its handle's `progress` and `progressChanges`
  * show the latest value). Every job of a `WorkPool` or `ThreadPool` has it (a thread pool's task
- * reads it in its thread; its reports are forwarded, coalesced). Outside a pool it reads
+ * reads it in its thread; its reports are forwarded, at most one message per 50 ms with the latest
+ * value, which must be structured-cloneable: one that is not is not forwarded). Outside a pool it reads
  * `{ pool: "", id: 0, attempt: 0 }` and `progress` does nothing, so a job also runs on its own.
  *
  * A job also runs with the log annotation `jobId`, and, when a tracer is installed, under a span
