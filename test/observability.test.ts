@@ -79,6 +79,31 @@ describe("metrics", () => {
       })
     ))
 
+  it.effect("queued jobs per priority: a series per priority a read found queued, from the next read on", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "p", paused: true })
+        const byPriority = (priority: string) =>
+          Effect.map(Metric.snapshot, (all) =>
+            all.filter((s) => s.id === "workpool_jobs_queued_by_priority" && s.attributes?.pool === "p" && s.attributes?.priority === priority)
+              .map((s) => (s.state as Metric.GaugeState<number>).value))
+        yield* pool.submit(Effect.void, { priority: 5 })
+        yield* pool.submit(Effect.void, { priority: 5 })
+        yield* pool.submit(Effect.void, { priority: -1 })
+        assert.deepStrictEqual(yield* byPriority("5"), []) // the first read finds them
+        assert.deepStrictEqual([yield* byPriority("5"), yield* byPriority("-1")], [[2], [1]])
+        yield* pool.resume
+        yield* pool.awaitIdle
+        assert.deepStrictEqual([yield* byPriority("5"), yield* byPriority("-1")], [[0], [0]])
+        // at most 32 series, whatever the priorities
+        yield* pool.pause
+        for (let i = 0; i < 100; i++) yield* pool.submit(Effect.void, { priority: i })
+        yield* Metric.snapshot
+        const series = (yield* Metric.snapshot).filter((s) => s.id === "workpool_jobs_queued_by_priority")
+        assert.strictEqual(series.length, 32)
+      })
+    ))
+
   it.effect("retries, rejections and waiting or retrying jobs are counted", () =>
     withRegistry(() =>
       Effect.gen(function*() {

@@ -70,6 +70,9 @@ const ENDED = [
   ["dropped", "dropped"]
 ] as const
 
+/** At most this many `workpool_jobs_queued_by_priority` series per pool. */
+export const MAX_PRIORITY_SERIES = 32
+
 const hooks = <S>(get: () => S): Metric.Metric.Hooks<any, S> => ({ get, update: () => {}, modify: () => {} })
 
 /**
@@ -109,7 +112,28 @@ export const register = (
   }
   counter("workpool_jobs_started", "Attempts started", {}, () => scheduler.started)
   counter("workpool_jobs_retried", "Failed attempts that were retried", {}, () => scheduler.retried)
-  gauge("workpool_jobs_queued", "Jobs in the queue", () => scheduler.queue.size)
+  // A series per priority, registered when a read finds that priority queued (a job pays nothing);
+  // new ones show from the next read. Capped: priorities are any numbers, series are not free.
+  const priorities = new Set<number>()
+  const byPriority = () => {
+    for (const { priority } of scheduler.queue.countByPriority()) {
+      if (priorities.size >= MAX_PRIORITY_SERIES) return
+      if (priorities.has(priority)) continue
+      priorities.add(priority)
+      registrations.push(Metric.registerUnsafe(
+        Metric.gauge("workpool_jobs_queued_by_priority", {
+          description: "Jobs in the queue, by priority",
+          attributes: { ...pool, priority: String(priority) }
+        }),
+        context,
+        hooks(() => ({ value: scheduler.queue.countOf(priority) }))
+      ))
+    }
+  }
+  gauge("workpool_jobs_queued", "Jobs in the queue", () => {
+    if (scheduler.queue.size > 0 && priorities.size < MAX_PRIORITY_SERIES) byPriority()
+    return scheduler.queue.size
+  })
   gauge("workpool_jobs_waiting", "Submitters waiting for room in the queue", () => scheduler.waitingCount)
   gauge("workpool_jobs_running", "Jobs running (including timed-out ones still stopping)", () => scheduler.busy)
   gauge("workpool_jobs_retrying", "Jobs waiting for a retry", () => scheduler.retrying.size)

@@ -124,6 +124,11 @@ export class PriorityQueue<T extends QueueEntry> {
   }
 
   /** Live entries per priority, highest priority first. */
+  /** Queued jobs of one priority. */
+  countOf(priority: number): number {
+    return this.lanes.get(priority)?.live ?? 0
+  }
+
   countByPriority(): Array<{ readonly priority: number; readonly count: number }> {
     const counts: Array<{ priority: number; count: number }> = []
     for (const lane of this.lanes.values()) counts.push({ priority: lane.priority, count: lane.live })
