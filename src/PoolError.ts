@@ -356,11 +356,51 @@ const errors = [
   InvalidPoolConfig
 ] as const
 
-const jobErrors = [QueueFull, JobDropped, JobTimeout, PoolShutdown, InvalidJobOptions, InvalidJob] as const
+/**
+ * Marks the library's errors, on their prototypes: the guards test it rather than `instanceof`, so
+ * that an error made by a second copy of the package (two versions installed side by side) is
+ * still recognized, as `WorkPool.isWorkPool` recognizes pools by their type id.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "effect-workpool"
+ *
+ * const fromThisLibrary = (u: object) => PoolError.TypeId in u
+ * ```
+ * @since 0.2.0
+ * @category symbols
+ */
+export const TypeId = "~effect-workpool/PoolError" as const
 
 /**
- * Whether a value is one of this library's errors (by class, not by `_tag`: a job's own error
- * tagged `"QueueFull"` is not one).
+ * The type of `TypeId`.
+ *
+ * @example
+ * ```ts
+ * import type { PoolError } from "effect-workpool"
+ *
+ * const id: PoolError.TypeId = "~effect-workpool/PoolError"
+ * ```
+ * @since 0.2.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
+
+for (const error of errors) Object.defineProperty(error.prototype, TypeId, { value: TypeId })
+
+const JOB_ERROR_TAGS: ReadonlySet<string> = new Set<JobError["_tag"]>([
+  "QueueFull",
+  "JobDropped",
+  "JobTimeout",
+  "PoolShutdown",
+  "InvalidJobOptions",
+  "InvalidJob"
+])
+
+/**
+ * Whether a value is one of this library's errors, by its `TypeId`, not by `_tag` (a job's own error
+ * tagged `"QueueFull"` is not one), and not by `instanceof` (an error from a second copy of the
+ * package is one).
  *
  * @example
  * ```ts
@@ -374,7 +414,8 @@ const jobErrors = [QueueFull, JobDropped, JobTimeout, PoolShutdown, InvalidJobOp
  * @since 0.2.0
  * @category guards
  */
-export const isPoolError = (u: unknown): u is PoolError => errors.some((error) => u instanceof error)
+export const isPoolError = (u: unknown): u is PoolError =>
+  typeof u === "object" && u !== null && (u as { readonly [TypeId]?: unknown })[TypeId] === TypeId
 
 /**
  * Whether a value is one of the errors the pool adds to a job (`JobError`).
@@ -390,4 +431,4 @@ export const isPoolError = (u: unknown): u is PoolError => errors.some((error) =
  * @since 0.2.0
  * @category guards
  */
-export const isJobError = (u: unknown): u is JobError => jobErrors.some((error) => u instanceof error)
+export const isJobError = (u: unknown): u is JobError => isPoolError(u) && JOB_ERROR_TAGS.has(u._tag)

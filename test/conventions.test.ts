@@ -1,4 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { Config, ConfigProvider, Context, Effect, Layer, Schema, Stream } from "effect"
 import * as PoolError from "../src/PoolError.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -29,7 +32,27 @@ describe("type guards", () => {
       assert.isFalse(WorkPool.isWorkPool(pool))
     }))
 
-  it("isPoolError and isJobError recognize the library's errors by class, not by tag", () => {
+  it("isPoolError and isJobError recognize an error made by a second copy of the package", async () => {
+    // a real second module instance: the same source at another path, as two installed versions are
+    const scratch = fileURLToPath(new URL("../.scratch/", import.meta.url))
+    fs.mkdirSync(scratch, { recursive: true })
+    const dir = fs.mkdtempSync(path.join(scratch, "copy-"))
+    try {
+      fs.copyFileSync(fileURLToPath(new URL("../src/PoolError.ts", import.meta.url)), path.join(dir, "PoolError.ts"))
+      const copy: typeof PoolError = await import(pathToFileURL(path.join(dir, "PoolError.ts")).href)
+      assert.notStrictEqual(copy.QueueFull, PoolError.QueueFull)
+      const full = new copy.QueueFull({ capacity: 1 })
+      assert.isFalse(full instanceof PoolError.QueueFull)
+      assert.isTrue(PoolError.isPoolError(full))
+      assert.isTrue(PoolError.isJobError(full))
+      assert.isTrue(PoolError.isPoolError(new copy.WorkerCrashed({ jobId: 1, reason: "x" })))
+      assert.isFalse(PoolError.isJobError(new copy.WorkerCrashed({ jobId: 1, reason: "x" })))
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("isPoolError and isJobError recognize the library's errors by type id, not by tag", () => {
     const jobErrors = [
       new PoolError.QueueFull({ capacity: 1 }),
       new PoolError.JobDropped({ jobId: 1, policy: "dropOldest" }),
