@@ -161,7 +161,8 @@ export interface Options<W = void, EW = never, RW = never> {
    * scope closed) when the worker stops, and handed to the jobs that worker runs when a job is
    * written as a function `(resource) => Effect`. A shutdown interrupts the acquisitions still in
    * flight (waits for one that cannot be interrupted) and releases what they acquired before it
-   * returns.
+   * returns. A release that fails or dies is logged at error level with its cause (no caller
+   * awaits it) and does not stop the pool.
    */
   readonly resource?: ((workerId: number) => Effect.Effect<W, EW, RW | Scope.Scope>) | undefined
 }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Logger, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
@@ -188,5 +188,42 @@ describe("resource acquisitions and shutdown", () => {
       // the two new connections opened (uninterruptibly) and were closed again; worker 0 is kept
       assert.deepStrictEqual(log.filter((l) => l !== "open 0").sort(), ["close 1", "close 2", "open 1", "open 2"])
       assert.deepStrictEqual((yield* pool.stats).workers, 1)
+    }))
+})
+
+describe("a resource whose release fails", () => {
+  /** Loggers see the pool's upkeep fibers: they run with the services of the place the pool is made. */
+  const collectLogs = () => {
+    const logged: Array<string> = []
+    const logger = Logger.make((options) => {
+      logged.push(`${options.logLevel} ${String(options.message)} ${Cause.pretty(options.cause)}`)
+    })
+    return { logged, layer: Logger.layer([logger]) }
+  }
+  const dying = (workerId: number) =>
+    Effect.acquireRelease(Effect.succeed(workerId), (id) => Effect.die(new Error(`release of connection ${id} died`)))
+
+  it.effect("on a shrink, the defect is logged at error level with the worker's id, and the pool goes on", () =>
+    Effect.gen(function*() {
+      const { layer, logged } = collectLogs()
+      const pool = yield* WorkPool.make({ concurrency: 2, resource: dying }).pipe(Effect.provide(layer))
+      yield* pool.resize(1)
+      yield* settle
+      assert.strictEqual(logged.length, 1, logged.join("\n"))
+      assert.match(logged[0]!, /^Error .*worker 1.*release of connection 1 died/s)
+      assert.strictEqual(yield* pool.run((id: number) => Effect.succeed(id)), 0)
+    }))
+
+  it.effect("at shutdown, each worker's defect is logged", () =>
+    Effect.gen(function*() {
+      const { layer, logged } = collectLogs()
+      const scope = yield* Scope.make()
+      yield* WorkPool.make({ concurrency: 2, resource: dying }).pipe(Effect.provide(layer), Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(
+        logged.map((line) => /release of connection (\d) died/.exec(line)?.[1]).sort(),
+        ["0", "1"],
+        logged.join("\n")
+      )
     }))
 })

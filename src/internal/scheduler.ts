@@ -450,7 +450,7 @@ export class Scheduler<W> {
     this.trackArea()
     this.workers.delete(worker)
     const scope = worker.scope
-    if (scope !== undefined) this.upkeepFork(Scope.close(scope, Exit.void))
+    if (scope !== undefined) this.upkeepFork(release(worker.id, scope))
     this.changed()
   }
 
@@ -996,6 +996,17 @@ export class Scheduler<W> {
       this.busyArea / this.capacityArea
   }
 }
+
+/**
+ * Releases a retired worker's resource. Nobody awaits a release (a shrink returns at once, and a
+ * shutdown has no one to hand a defect to), so a release that fails or dies is logged, with its
+ * cause, rather than lost with its upkeep fiber.
+ */
+const release = (workerId: number, scope: Scope.Closeable): Effect.Effect<void> =>
+  Effect.catchCause(
+    Scope.close(scope, Exit.void),
+    (cause) => Effect.logError(`worker ${workerId}: releasing its resource failed`, cause)
+  )
 
 const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Exit<any, any>): void => {
   if (listeners === undefined) return
