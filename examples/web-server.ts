@@ -199,7 +199,14 @@ export const makeApp = (options: ServerOptions) =>
     // Request bodies are read up to this size, then refused (413): a client cannot make the
     // server buffer (or keep, in a job) an upload of any size.
     Layer.provide(Layer.succeed(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBodyBytes))),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" })),
+    // The server stops after the drain, when a request still in flight is a status read or a 503:
+    // it gets a second, then its connection is closed. (The default, 20 s, lets one stalled upload
+    // keep the process past an orchestrator's grace period, 30 s by default, after a 10 s drain.)
+    Layer.provideMerge(NodeHttpServer.layer(createServer, {
+      port: options.port,
+      host: options.host ?? "127.0.0.1",
+      gracefulShutdownTimeout: Duration.seconds(1)
+    })),
     Layer.provideMerge(Jobs.layer),
     Layer.provideMerge(Background.layer)
   )

@@ -6,8 +6,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, References, Schedule, Scope } from "effect"
 import { HttpServer } from "effect/http"
+import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
+import { connect } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Jobs, type JobView, makeApp, maxBodyBytes } from "../../examples/web-server.ts"
 
@@ -114,6 +116,41 @@ describe("web-server", () => {
       // And the server no longer accepts connections.
       const refused = yield* Effect.promise(() => fetch(`${base}/jobs/${ids[0]}`).then(() => false, () => true))
       assert.isTrue(refused)
+    }))
+})
+
+describe("web-server shutdown and slow clients", () => {
+  // A client that sent its headers and part of its body, and then stalls, must not hold the
+  // process for the HTTP server's default grace (20 s) after the drain: added to the drain's 10 s,
+  // that is the 30 s after which an orchestrator sends SIGKILL. Timed on the TestClock: the test
+  // counts how much clock time the close needs, waiting for real events between steps.
+  it.effect("a request whose body never completes delays the stop by at most a few seconds", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const app = yield* Layer.buildWithScope(TestApp, scope)
+      const { port } = new URL(baseUrl(app))
+      const socket = connect(Number(port), "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      // With `Expect: 100-continue` the server answers "100 Continue" when the handler starts
+      // reading the body: from then on the request is in flight on the server.
+      yield* Effect.callback<void>((resume) => {
+        socket.on("data", (chunk) => {
+          if (String(chunk).startsWith("HTTP/1.1 100")) resume(Effect.void)
+        })
+        socket.write("POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          "Content-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+      })
+      socket.write("{\"task\":")
+
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      let clockMillis = 0
+      while (closing.pollUnsafe() === undefined && clockMillis < 30_000) {
+        yield* TestClock.adjust("100 millis")
+        clockMillis += 100
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+      }
+      assert.isDefined(closing.pollUnsafe(), "the app did not stop within 30 s of clock time")
+      assert.isAtMost(clockMillis, 3_000)
     }))
 })
 
