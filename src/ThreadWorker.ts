@@ -32,6 +32,17 @@ const describe = (value: unknown): string =>
     ? value
     : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
 
+/**
+ * Why a layer failed, for the main thread. Not `Cause.pretty`: it throws on a revoked Proxy or an
+ * unreadable message and shows a Symbol as "Error: null". Each value is read as a defect is.
+ */
+const layerFailure = (cause: Cause.Cause<unknown>): string =>
+  cause.reasons.map((reason) => {
+    if (Cause.isInterruptReason(reason)) return "interrupted"
+    const outcome = defectOf(Cause.isFailReason(reason) ? reason.error : reason.defect)
+    return outcome._ === "defect" ? outcome.stack ?? `${outcome.name}: ${outcome.message}` : "the layer failed to build"
+  }).join("\n") || "the layer failed to build"
+
 /** An error thrown while reading a value, in one line. */
 const brief = (error: unknown): string =>
   attempt(() => (error instanceof Error ? `${error.name}: ${error.message}` : describe(error)), "an unreadable value")
@@ -247,7 +258,7 @@ export const serve = <R = never, E = never>(
   Effect.runPromiseExit(Layer.buildWithScope(layer, scope)).then((exit) => {
     if (Exit.isSuccess(exit)) return start(exit.value)
     // sent at once, not batched: the thread exits right after
-    const message = attempt(() => Cause.pretty(exit.cause), "the layer failed to build")
+    const message = layerFailure(exit.cause)
     port.postMessage(envelope<FromThread>([{ _: "fatal", message }]))
     process.exit(1)
   })

@@ -74,6 +74,30 @@ describe("ThreadPool: user code in the thread", () => {
       }))
   }
 
+  // The thread reports why its layer failed; the reason must say what the value was, whatever it is.
+  for (
+    const [kind, die, shown] of [
+      ["error", false, "Error: no database"],
+      ["symbol", false, "Symbol(no database)"],
+      ["symbol", true, "Symbol(no database)"],
+      ["nullProto", true, "no database"],
+      ["revoked", false, "Revoked Proxy"],
+      ["badMessage", true, "the message getter throws"]
+    ] as const
+  ) {
+    it.live(`a layer that ${die ? "dies" : "fails"} with an odd value (${kind}): WorkerStartFailed says what it was`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(ThreadPool.make({
+          worker: new URL("./fixtures/failing-layer-worker.ts", import.meta.url),
+          threads: 1,
+          workerData: { kind, die },
+          startSchedule: Schedule.recurs(0)
+        }))
+        assert.instanceOf(error, PoolError.WorkerStartFailed)
+        assert.include((error as PoolError.WorkerStartFailed).reason, shown)
+      }))
+  }
+
   it.live("a handler that returns something other than an Effect fails its task with a defect naming the problem", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1 })
