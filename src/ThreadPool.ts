@@ -533,18 +533,21 @@ export const make = <T extends Task.Any = Task.Any>(
     }
     return {
       [TypeId]: TypeId,
-      run: (task, payload, options) => {
-        const invalid = checkTask(task) ?? transferOf(options)
-        return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
-          ? Effect.fail(invalid)
-          : pool.run(taskJob(task, payload, invalid), options)
-      },
-      submit: (task, payload, options) => {
-        const invalid = checkTask(task) ?? transferOf(options)
-        return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
-          ? Effect.fail(invalid)
-          : pool.submit(taskJob(task, payload, invalid), options)
-      },
+      // suspended: the task and options are read (and may throw) when the Effect runs, not when it is built
+      run: (task, payload, options) =>
+        Effect.suspend(() => {
+          const invalid = checkTask(task) ?? transferOf(options)
+          return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
+            ? Effect.fail(invalid)
+            : pool.run(taskJob(task, payload, invalid), options)
+        }),
+      submit: (task, payload, options) =>
+        Effect.suspend(() => {
+          const invalid = checkTask(task) ?? transferOf(options)
+          return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
+            ? Effect.fail(invalid)
+            : pool.submit(taskJob(task, payload, invalid), options)
+        }),
       runAll: (task, payloads, options) =>
         Effect.suspend(() => {
           const invalid = checkTask(task) ?? job.checkIterable(payloads, "payloads", "payloads")

@@ -119,6 +119,26 @@ describe("ThreadPool: user code in the thread", () => {
 })
 
 describe("ThreadPool options", () => {
+  // Building an Effect runs nothing: user code that throws (a getter, a Proxy trap) must throw
+  // when the Effect runs, as a defect, and not out of the call that builds it (as WorkPool does).
+  it.live("run and submit read their options when they run: a getter that throws is a defect, not a throw at the call", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      const options = {
+        get transfer(): Array<ArrayBuffer> {
+          throw new Error("the transfer getter throws")
+        }
+      }
+      const built = Effect.try(() => [pool.run(Echo, "a", options), pool.submit(Echo, "a", options)] as const)
+      const [run, submit] = yield* Effect.orDie(built)
+      for (const effect of [run, submit] as const) {
+        const exit = yield* Effect.exit(effect as Effect.Effect<unknown, unknown>)
+        assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), String(exit))
+        assert.include(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : ""), "the transfer getter throws")
+      }
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    }))
+
   it.live("resourceLimits Node cannot honour fail with InvalidPoolConfig instead of aborting the process", () =>
     Effect.gen(function*() {
       for (const [resourceLimits, field] of [
