@@ -230,3 +230,28 @@ describe("reentrancy and races: threads", () => {
       assert.isTrue(Exit.isSuccess(exit), `the running task was killed: ${String(exit)}`)
     }), 30_000)
 })
+
+describe("a job that shuts its own pool down (README, Lifetime)", () => {
+  it.effect("pool.shutdown inside a job waits for that job: it ends when shutdownTimeout interrupts it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, shutdownTimeout: "5 seconds" })
+      const job = yield* Effect.forkChild(Effect.exit(pool.run(Effect.as(pool.shutdown, "after shutdown"))))
+      yield* settle
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(job.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const exit = yield* Fiber.join(job)
+      assert.isTrue(Exit.isFailure(exit) && String(exit).includes("PoolShutdown"), String(exit))
+    }))
+
+  it.effect("a job that forks the shutdown returns, and the pool drains and stops", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: "5 seconds" })
+      const other = yield* pool.submit(Effect.as(Effect.sleep("1 second"), "other"))
+      assert.strictEqual(yield* pool.run(Effect.as(Effect.forkDetach(pool.shutdown), "pill")), "pill")
+      yield* TestClock.adjust("1 second")
+      yield* pool.awaitTermination
+      assert.strictEqual(yield* other.await, "other")
+      assert.strictEqual((yield* pool.stats).state, "stopped")
+    }))
+})
