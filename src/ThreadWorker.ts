@@ -228,14 +228,15 @@ export const serve = <R = never, E = never>(
   const close = () => {
     if (closing) return
     closing = true
-    const exit = () => {
+    Effect.runPromiseExit(
+      Effect.andThen(Fiber.interruptAll(Array.from(running.values())), Scope.close(scope, Exit.void))
+    ).then((closed) => {
+      // nobody in this thread can hear that the release failed: the pool logs it
+      if (Exit.isFailure(closed)) outbox.send({ _: "fatal", message: layerFailure(closed.cause) })
       flushProgress()
       outbox.flush()
       process.exit(0)
-    }
-    Effect.runPromise(
-      Effect.andThen(Fiber.interruptAll(Array.from(running.values())), Scope.close(scope, Exit.void))
-    ).then(exit, exit)
+    })
   }
 
   const start = (context: Context.Context<R>) => {

@@ -311,6 +311,28 @@ describe("ThreadPool: a thread's own layer is released", () => {
       assert.deepStrictEqual([count("open"), count("close")], [2, 2])
     }))
 
+  it.live("a layer whose release dies in the thread is logged on the main thread at error level", () =>
+    Effect.gen(function*() {
+      const { count, log } = logOf()
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(`${options.logLevel} ${String(options.message)}`)
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({
+          worker: layerWorker,
+          threads: 1,
+          cancelGrace: "10 seconds",
+          workerData: { log, releaseDies: true }
+        })
+        yield* pool.run(Echo, "a")
+      })).pipe(Effect.provide(Logger.layer([collector])))
+      assert.strictEqual(count("close"), 1)
+      const errors = logged.filter((line) => line.startsWith("Error"))
+      assert.strictEqual(errors.length, 1, logged.join("\n"))
+      assert.include(errors[0], "the connection would not close")
+    }))
+
   it.live("when the scope closes, every thread closes its layer", () =>
     Effect.gen(function*() {
       const { count, log } = logOf()

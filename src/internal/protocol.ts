@@ -111,6 +111,7 @@ export type Outcome =
 
 export type FromThread =
   | { readonly _: "ready" }
+  /** The layer failed to build (the thread exits), or, from a ready thread, to be released at close. */
   | { readonly _: "fatal"; readonly message: string }
   | { readonly _: "done"; readonly id: number; readonly outcome: Outcome }
   /** The latest progress a task reported (coalesced on the thread: see ThreadWorker). */

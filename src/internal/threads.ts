@@ -327,6 +327,12 @@ export class Threads {
           }
           case "fatal": {
             thread.error = message.message
+            // from a ready thread, it is its layer's release that failed as it closed
+            if (ready) {
+              Effect.runForkWith(this.context)(
+                Effect.logError(`ThreadPool: thread ${thread.index} could not release its layer: ${message.message}`)
+              )
+            }
             return
           }
           case "done": {
