@@ -65,8 +65,23 @@ describe("a job that is not an Effect (from JavaScript)", () => {
     ["a number", 42],
     ["null", null],
     ["undefined", undefined],
-    ["a plain object", { _tag: "Success", value: 1 }]
+    ["a plain object", { _tag: "Success", value: 1 }],
+    // a function that cannot be called: it died with "Class constructor cannot be invoked without 'new'"
+    ["a class that is not an Effect", class NotAJob {}]
   ]
+
+  it.effect("a class is shown by its name, not its source", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      class NotAJob {
+        method() {
+          return "a long body the message should not carry"
+        }
+      }
+      const error = yield* Effect.flip(pool.run(NotAJob as unknown as Effect.Effect<number>))
+      assert.instanceOf(error, PoolError.InvalidJob)
+      assert.strictEqual((error as PoolError.InvalidJob).value, "class NotAJob")
+    }))
 
   for (const [what, value] of notJobs) {
     it.effect(`${what} fails run, submit, runAll and mapStream with InvalidJob, and is not counted`, () =>

@@ -25,6 +25,15 @@ export const show = (value: unknown): string => {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
+/** Whether a function is a class (only a class's own source starts with `class`). */
+export const isClass = (f: Function): boolean => {
+  try {
+    return /^class\b/.test(Function.prototype.toString.call(f))
+  } catch {
+    return false // a Proxy of a function
+  }
+}
+
 /** `nested`: an item of an array, whose own arrays are written as JSON (a cyclic one cannot loop). */
 const describe = (value: unknown, nested = false): string => {
   if (typeof value === "string") return JSON.stringify(value)
@@ -33,7 +42,7 @@ const describe = (value: unknown, nested = false): string => {
   }
   if (typeof value === "bigint") return `${value}n`
   if (typeof value === "symbol") return value.toString()
-  if (typeof value === "function") return `a function ${value.name || "(anonymous)"}`
+  if (typeof value === "function") return `${isClass(value) ? "class" : "a function"} ${value.name || "(anonymous)"}`
   // JSON would show a Promise or a class instance as "{}", in an array too
   if (Array.isArray(value) && !nested) {
     const items = value.slice(0, 10).map((item) => describe(item, true))

@@ -8,7 +8,7 @@
  */
 import { Effect } from "effect"
 import { InvalidJob } from "../PoolError.ts"
-import { show } from "./config.ts"
+import { isClass, show } from "./config.ts"
 
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
@@ -18,9 +18,13 @@ export const isFunction = (job: Effect.Effect<any, any, any> | JobFunction): job
 
 const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
 
-/** The error for a value submitted as a job that is neither form, or undefined if it is a job. */
+/**
+ * The error for a value submitted as a job that is neither form, or undefined if it is a job. A
+ * class that is not an Effect is not the function form: it would die with "Class constructor cannot
+ * be invoked without 'new'" when the job starts.
+ */
 export const check = (job: unknown, field: string): InvalidJob | undefined =>
-  typeof job === "function" || Effect.isEffect(job)
+  Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
     ? undefined
     : new InvalidJob({ field, value: show(job), reason: EXPECTED })
 
