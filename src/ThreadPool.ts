@@ -125,7 +125,8 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly tasksPerThread?: number | undefined
   /**
    * How long a cancelled or timed-out task may take to stop before its thread is terminated, and how
-   * long a thread asked to close may take to release its layer; default 1 second.
+   * long a thread asked to close may take to release its layer; default 1 second. Finite: a thread
+   * stuck in a loop must be terminated at some point, or the pool's shutdown would never end.
    */
   readonly cancelGrace?: Duration.Input | undefined
   /** Threads idle this long are stopped and started again on demand; default never (`Infinity`). */
@@ -443,7 +444,7 @@ export const make = <T extends Task.Any = Task.Any>(
         tasksPerThread,
         cancelGrace: options.cancelGrace === undefined
           ? 1000
-          : config.millis("cancelGrace", options.cancelGrace, "nonNegative"),
+          : config.millis("cancelGrace", options.cancelGrace, "nonNegativeFinite"),
         startTimeout: options.startTimeout === undefined
           ? 30_000
           : config.millis("startTimeout", options.startTimeout, "positive"),

@@ -3,7 +3,7 @@
  * process, hang a caller or leave a thread (or a thread's resource) behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Logger, References, Schedule } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Logger, References, Schedule } from "effect"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -168,6 +168,17 @@ describe("ThreadPool options", () => {
       assert.isTrue(Exit.isFailure(small))
       assert.strictEqual(Exit.isFailure(small) && Cause.squash(small.cause) instanceof PoolError.WorkerStartFailed, true)
     }), 60_000)
+
+  // An infinite grace would never terminate a thread stuck in a synchronous loop: its pool's
+  // shutdown (even shutdownNow, even under Effect.timeout, since closing a scope is not
+  // interruptible) would wait forever.
+  it.live("an infinite cancelGrace fails with InvalidPoolConfig", () =>
+    Effect.gen(function*() {
+      for (const cancelGrace of [Infinity, "Infinity", Duration.infinity] as Array<Duration.Input>) {
+        const got = yield* invalidField(ThreadPool.make({ worker, threads: 1, cancelGrace }))
+        assert.strictEqual(got, "InvalidPoolConfig cancelGrace", String(cancelGrace))
+      }
+    }))
 
   it.live("a startSchedule that is not a Schedule fails with InvalidPoolConfig", () =>
     Effect.gen(function*() {

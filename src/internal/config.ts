@@ -178,14 +178,16 @@ const NOT_A_DURATION = "expected a duration: milliseconds, a string such as \"5 
 /**
  * A duration in milliseconds. A `positive` one (a deadline, aging, idleness) would mean "at once" at
  * 0, so 0 is refused and Infinity stands for "none", returned as 0 (the default of every such
- * option); a `nonNegative` one (a grace period, the shutdown deadline) may be 0 or Infinity as it is.
+ * option); a `nonNegative` one (the shutdown deadline) may be 0 or Infinity as it is; a
+ * `nonNegativeFinite` one (a thread's cancelGrace, after which it is terminated) may not be Infinity.
  */
-export const millis = (field: string, value: unknown, kind: "positive" | "nonNegative"): number => {
+export const millis = (field: string, value: unknown, kind: "positive" | "nonNegative" | "nonNegativeFinite"): number => {
   const duration = isDurationInput(value) ? Option.getOrUndefined(Duration.fromInput(value as Duration.Input)) : undefined
   if (duration === undefined) fail(field, value, NOT_A_DURATION)
   const ms = Duration.toMillis(duration!)
   if (Number.isNaN(ms) || ms < 0) fail(field, value, "expected a duration of at least 0")
-  if (kind === "nonNegative") return ms
+  if (kind === "nonNegativeFinite" && ms === Infinity) fail(field, value, "expected a finite duration of at least 0")
+  if (kind !== "positive") return ms
   if (ms === 0) fail(field, value, "expected a duration above 0 (use Infinity for none)")
   return ms === Infinity ? 0 : ms
 }
