@@ -130,6 +130,11 @@ const drainOnShutdown = Layer.effectDiscard(Effect.gen(function*() {
       yield* pool.shutdown
       const after = yield* pool.stats
       yield* Effect.log(`drained: ${after.succeeded} succeeded, ${after.failed} failed, ${after.interrupted} interrupted`)
+      // jobs still at work when shutdownTimeout passed were interrupted: accepted work was lost
+      const cut = after.interrupted - before.interrupted
+      if (cut > 0) {
+        yield* Effect.logWarning(`drain incomplete: ${cut} job${cut === 1 ? " was" : "s were"} interrupted at the shutdown deadline`)
+      }
     })
   )
 }))
@@ -214,7 +219,8 @@ export const makeApp = (options: ServerOptions) =>
 /**
  * The exit code. `Layer.launch` never ends by itself, so an exit made of interruptions only is
  * runMain answering SIGTERM/SIGINT, and it comes here after every layer has been released: the
- * jobs have drained. That is the clean stop an orchestrator asks for, so it exits 0; runMain's
+ * drain is over (complete, or cut at `shutdownTimeout`, which the drain logs as a warning). That is
+ * the stop an orchestrator asks for, so it exits 0; runMain's
  * default would say 130 ("killed by a signal"). A failure (the port is taken, a finalizer died)
  * keeps the default code.
  */

@@ -4,7 +4,7 @@
  * sleeping a fixed time, and nothing asserts on timing, so a slow machine only makes it slower.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, References, Schedule, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Logger, References, Schedule, Scope } from "effect"
 import { HttpServer } from "effect/http"
 import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
@@ -151,6 +151,33 @@ describe("web-server shutdown and slow clients", () => {
       }
       assert.isDefined(closing.pollUnsafe(), "the app did not stop within 30 s of clock time")
       assert.isAtMost(clockMillis, 3_000)
+    }))
+})
+
+describe("web-server drain cut short", () => {
+  // Background's shutdownTimeout is 10 s: a job accepted before the drain and still running after it
+  // is interrupted. That is work lost, and the log must say so above the INFO level.
+  it.effect("a job interrupted by the drain's deadline is reported at warning level", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => void logged.push(`${options.logLevel} ${String(options.message)}`))
+      const scope = yield* Scope.make()
+      const app = yield* Layer.buildWithScope(TestApp.pipe(Layer.provide(Logger.layer([collector]))), scope)
+      const accepted = yield* post(baseUrl(app), { task: "long", millis: 60_000 })
+      assert.strictEqual(accepted.status, 202)
+      const jobs = Context.get(app, Jobs)
+      const status = Effect.map(jobs.view(accepted.body.id), (view) => view._tag === "Some" ? view.value.status : "missing")
+      while ((yield* status) !== "running") yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      while (closing.pollUnsafe() === undefined) {
+        yield* TestClock.adjust("1 second")
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+      }
+      assert.strictEqual(yield* status, "interrupted")
+      const warnings = logged.filter((line) => line.startsWith("Warn"))
+      assert.strictEqual(warnings.length, 1, logged.join("\n"))
+      assert.match(warnings[0]!, /1 job .*interrupted/)
     }))
 })
 
