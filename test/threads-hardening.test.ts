@@ -98,6 +98,25 @@ describe("ThreadPool: user code in the thread", () => {
       }))
   }
 
+  // The pool replaces a thread that exits on its own, even with no task on it: an operator must
+  // be able to see that this happens (a thread that keeps exiting is a crash loop).
+  it.live("a thread that exits while idle is replaced, and its exit is logged at warning level", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => void logged.push(`${options.logLevel} ${String(options.message)}`))
+      const started = new SharedArrayBuffer(4)
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/exits-once-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { started }
+      }).pipe(Effect.provide(Logger.layer([collector])))
+      yield* waitFor(Effect.sync(() => Atomics.load(new Int32Array(started), 0) === 2), "the thread is replaced")
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+      const warnings = logged.filter((line) => line.startsWith("Warn"))
+      assert.strictEqual(warnings.length, 1, logged.join("\n"))
+      assert.match(warnings[0]!, /thread 0 exited .*code 1/)
+    }))
+
   it.live("a handler that returns something other than an Effect fails its task with a defect naming the problem", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1 })

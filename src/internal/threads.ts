@@ -432,6 +432,12 @@ export class Threads {
   /** A ready thread is gone: its tasks fail with its reason, and it is replaced if still needed. */
   private died(thread: Thread, reason: string): void {
     thread.idleTimer?.interruptUnsafe()
+    if (thread.stopping === undefined && thread.inflight.size === 0) {
+      // no task hears of it, and a thread that keeps exiting would be replaced over and over unseen
+      Effect.runForkWith(this.context)(
+        Effect.logWarning(`ThreadPool: thread ${thread.index} exited with no task on it (${reason}); it is replaced`)
+      )
+    }
     // take it out before telling its tasks: their slots are reused at once, and must not get it
     // (a thread retired for being idle was already taken out, and is started again on demand)
     if (this.threads[thread.index] === thread) {
