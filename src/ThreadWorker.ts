@@ -33,6 +33,28 @@ const describe = (value: unknown): string =>
     : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
 
 /**
+ * The arguments of `serve`, checked: from JavaScript they may be anything, and the thread's start
+ * fails with this message (in `WorkerStartFailed`) rather than with a TypeError from inside.
+ */
+const checkServe = (handlers: unknown, layer: unknown): void => {
+  const fail = (problem: string): never => {
+    throw new TypeError(`ThreadWorker.serve: ${problem}`)
+  }
+  if (!Array.isArray(handlers)) fail(`expected an array of handlers made with Task.handle, got ${describe(handlers)}`)
+  const seen = new Map<string, number>()
+  ;(handlers as Array<unknown>).forEach((handler, i) => {
+    const { run, task } = (typeof handler === "object" && handler !== null ? handler : {}) as Partial<Task.Handler<never>>
+    if (typeof run !== "function" || typeof task?.name !== "string") {
+      fail(`handlers[${i}]: expected a handler made with Task.handle(task, (payload) => Effect), got ${describe(handler)}`)
+    }
+    const before = seen.get(task!.name)
+    if (before !== undefined) fail(`two handlers for task ${task!.name} (handlers[${before}] and handlers[${i}])`)
+    seen.set(task!.name, i)
+  })
+  if (layer !== undefined && !Layer.isLayer(layer)) fail(`expected a Layer for the handlers' services, got ${describe(layer)}`)
+}
+
+/**
  * Why a layer failed, for the main thread. Not `Cause.pretty`: it throws on a revoked Proxy or an
  * unreadable message and shows a Symbol as "Error: null". Each value is read as a defect is.
  */
@@ -105,6 +127,7 @@ export const serve = <R = never, E = never>(
 ): void => {
   const port = parentPort
   if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  checkServe(handlers, layer)
   const outbox = new Outbox<FromThread>((message, transfer) => port.postMessage(message, transfer))
   const scope = Scope.makeUnsafe()
   const post = (message: FromThread) => outbox.send(message)

@@ -117,6 +117,40 @@ describe("ThreadPool: user code in the thread", () => {
       assert.match(warnings[0]!, /thread 0 exited .*code 1/)
     }))
 
+  // serve runs when the worker file is loaded: a wrong call (from JavaScript) fails the thread's
+  // start, and WorkerStartFailed must say what was wrong, not an internal TypeError.
+  for (
+    const [mode, shown] of [
+      ["duplicate", "two handlers for task Echo (handlers[0] and handlers[1])"],
+      ["notArray", "expected an array of handlers made with Task.handle, got null"],
+      ["notHandler", "handlers[1]: expected a handler made with Task.handle"],
+      ["runNotFunction", "handlers[0]: expected a handler made with Task.handle"],
+      ["notLayer", "expected a Layer for the handlers' services, got 42"]
+    ] as const
+  ) {
+    it.live(`ThreadWorker.serve called wrongly (${mode}) fails the start with a reason that says so`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(ThreadPool.make({
+          worker: new URL("./fixtures/bad-serve-worker.ts", import.meta.url),
+          threads: 1,
+          workerData: { mode },
+          startSchedule: Schedule.recurs(0)
+        }))
+        assert.instanceOf(error, PoolError.WorkerStartFailed)
+        assert.include((error as PoolError.WorkerStartFailed).reason, shown)
+      }))
+  }
+
+  it.live("ThreadWorker.serve with a Layer serves", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/bad-serve-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { mode: "fine" }
+      })
+      assert.strictEqual(yield* pool.run(Echo, "a"), "echo a")
+    }))
+
   it.live("a handler that returns something other than an Effect fails its task with a defect naming the problem", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1 })
