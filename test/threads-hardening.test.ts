@@ -233,6 +233,17 @@ describe("ThreadPool options", () => {
       }
     }))
 
+  it.live("a worker path that is a directory is reported as a directory, not as missing", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "workpool-dir-"))
+      for (const worker of [dir, new URL(`file://${dir}/`)]) {
+        const error = yield* Effect.flip(ThreadPool.make({ worker, threads: 1 }))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig)
+        assert.include(error.message, "is a directory")
+        assert.notInclude(error.message, "does not exist")
+      }
+    }))
+
   it.live("a startSchedule that is not a Schedule fails with InvalidPoolConfig", () =>
     Effect.gen(function*() {
       for (const startSchedule of ["8", {}, 1.5, () => 1, null]) {

@@ -7,6 +7,7 @@
  * @internal
  */
 import { Schedule } from "effect"
+import { statSync } from "node:fs"
 import { createRequire } from "node:module"
 import { isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -46,7 +47,16 @@ const found = (path: string, shown: string): void => {
   try {
     require.resolve(path)
   } catch {
-    config.fail("worker", shown, `expected a worker file, but ${path} does not exist (resolved as Node resolves a worker's entry)`)
+    const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
+    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry)`)
+  }
+}
+
+const isDirectory = (path: string): boolean => {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
   }
 }
 
