@@ -30,7 +30,7 @@ const invalidField = <A, E>(effect: Effect.Effect<A, E, any>) =>
   })
 
 describe("ThreadPool: user code in the thread", () => {
-  for (const kind of ["null", "undefined", "string", "forged", "batch"] as const) {
+  for (const kind of ["null", "undefined", "string", "forged", "batch", "envelopeOfNull", "envelopeOfJunk", "malformed"] as const) {
     it.live(`a message user code posts on parentPort (${kind}) is ignored`, () =>
       Effect.gen(function*() {
         const { pool } = yield* makePool({ threads: 1 })

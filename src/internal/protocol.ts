@@ -46,8 +46,11 @@ export const open = <M>(data: unknown, handle: (message: M) => void): boolean =>
   if (typeof data !== "object" || data === null) return false
   const content = (data as Partial<Envelope<M>>)["effect-workpool"]
   if (typeof content !== "object" || content === null) return false
-  if (Array.isArray(content)) for (const message of content) handle(message)
-  else handle(content as M)
+  // the envelope's key is no secret: user code in a thread can post one with anything inside, and
+  // what is not a message object must not reach a handler that reads `message._`
+  if (Array.isArray(content)) {
+    for (const message of content) if (typeof message === "object" && message !== null) handle(message)
+  } else handle(content as M)
   return true
 }
 
@@ -120,3 +123,52 @@ export type FromThread =
   | { readonly _: "synced"; readonly n: number; readonly running: ReadonlyArray<number> }
   /** The thread could not deserialize a message from the main thread (its `messageerror`). */
   | { readonly _: "unreadable"; readonly issue: string }
+
+const CODEC_PARTS: ReadonlySet<unknown> = new Set(["payload", "success", "failure", "handler", "reply"])
+
+const isOutcome = (o: unknown): o is Outcome => {
+  if (typeof o !== "object" || o === null) return false
+  const outcome = o as Record<string, unknown>
+  switch (outcome._) {
+    case "success":
+      return "value" in outcome
+    case "failure":
+      return "error" in outcome
+    case "defect":
+      return typeof outcome.name === "string" && typeof outcome.message === "string" &&
+        (outcome.stack === undefined || typeof outcome.stack === "string")
+    case "interrupted":
+      return true
+    case "codec":
+      return CODEC_PARTS.has(outcome.part) && typeof outcome.issue === "string"
+    default:
+      return false
+  }
+}
+
+/**
+ * Whether a message in the pool's envelope has the fields the main thread reads. The envelope's key
+ * is no secret: user code in a thread can post one, and what it holds must not crash the main thread
+ * (a `running` that is not an array) or end a task with an outcome the pool cannot read.
+ */
+export const isFromThread = (m: unknown): m is FromThread => {
+  if (typeof m !== "object" || m === null) return false
+  const message = m as Record<string, unknown>
+  switch (message._) {
+    case "ready":
+      return true
+    case "fatal":
+      return typeof message.message === "string"
+    case "done":
+      return typeof message.id === "number" && isOutcome(message.outcome)
+    case "progress":
+      return typeof message.id === "number" && "value" in message
+    case "synced":
+      return typeof message.n === "number" && Array.isArray(message.running) &&
+        message.running.every((id) => typeof id === "number")
+    case "unreadable":
+      return typeof message.issue === "string"
+    default:
+      return false
+  }
+}

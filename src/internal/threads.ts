@@ -14,7 +14,7 @@ import { Cause, Context, Effect, Exit, Fiber, Schedule } from "effect"
 import { inspect } from "node:util"
 import { Worker as NodeWorker, type ResourceLimits, type TransferListItem } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
-import { type FromThread, open, type Outcome, Outbox, type ToThread } from "./protocol.ts"
+import { type FromThread, isFromThread, open, type Outcome, Outbox, type ToThread } from "./protocol.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
@@ -319,6 +319,7 @@ export class Threads {
       this.alive.add(thread)
       let ready = false
       const handle = (message: FromThread) => {
+        if (!isFromThread(message)) return this.stray(thread, message)
         switch (message._) {
           case "ready": {
             ready = true
