@@ -32,6 +32,9 @@ const describe = (value: unknown): string =>
     ? value
     : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
 
+/** Whether `serve` was called in this thread. */
+let served = false
+
 /**
  * The arguments of `serve`, checked: from JavaScript they may be anything, and the thread's start
  * fails with this message (in `WorkerStartFailed`) rather than with a TypeError from inside.
@@ -127,7 +130,15 @@ export const serve = <R = never, E = never>(
 ): void => {
   const port = parentPort
   if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  if (served) {
+    // a second server on the same port would answer every task too. The first one's "ready" is
+    // already on its way: exit before it is sent, so that the start fails with this reason
+    const message = "ThreadWorker.serve: called twice in one thread: serve every task with one call"
+    port.postMessage(envelope<FromThread>([{ _: "fatal", message }]))
+    process.exit(1)
+  }
   checkServe(handlers, layer)
+  served = true
   const outbox = new Outbox<FromThread>((message, transfer) => port.postMessage(message, transfer))
   const scope = Scope.makeUnsafe()
   const post = (message: FromThread) => outbox.send(message)

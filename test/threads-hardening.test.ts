@@ -125,7 +125,9 @@ describe("ThreadPool: user code in the thread", () => {
       ["notArray", "expected an array of handlers made with Task.handle, got null"],
       ["notHandler", "handlers[1]: expected a handler made with Task.handle"],
       ["runNotFunction", "handlers[0]: expected a handler made with Task.handle"],
-      ["notLayer", "expected a Layer for the handlers' services, got 42"]
+      ["notLayer", "expected a Layer for the handlers' services, got 42"],
+      // two servers on one port would both answer every task
+      ["twice", "called twice in one thread"]
     ] as const
   ) {
     it.live(`ThreadWorker.serve called wrongly (${mode}) fails the start with a reason that says so`, () =>
