@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Config, ConfigProvider, Duration, Effect, Fiber, Stream } from "effect"
+import { Config, ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -80,6 +80,28 @@ describe("options from an Effect", () => {
       Effect.provide(Jobs.layer),
       Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ JOBS_CONCURRENCY: value })))
     )
+
+  // Declaring a service runs nothing (it is often a class at a module's top level): options that
+  // throw when read make the layer fail when it is built, not the declaration.
+  it.effect("options that throw when read (a Proxy) fail the layer when built, not the declaration", () =>
+    Effect.gen(function*() {
+      const hostile = new Proxy({}, {
+        has: () => {
+          throw new Error("no reading")
+        },
+        get: () => {
+          throw new Error("no reading")
+        }
+      }) as any
+      const declared = yield* Effect.orDie(Effect.try(() => [
+        WorkPool.Service<unknown>()("test/Hostile", hostile).layer,
+        ThreadPool.Service<unknown>()("test/HostileThreads", hostile).layer
+      ] as const))
+      for (const layer of declared) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(layer as Layer.Layer<unknown, unknown>)))
+        assert.isTrue(Exit.isFailure(exit), String(exit))
+      }
+    }))
 
   it.effect("a layer can read its options when it is built", () =>
     Effect.gen(function*() {

@@ -16,7 +16,8 @@ export const layer = <I, P, O, E, R, EO, RO>(
   options: O | Effect.Effect<O, EO, RO>,
   make: (options: O) => Effect.Effect<P, E, R>
 ): Layer.Layer<I, E | EO, Exclude<R, Scope.Scope> | RO> =>
-  Layer.effect(tag, Effect.isEffect(options) ? Effect.flatMap(options, make) : make(options as O))
+  // suspended: reading the options (a Proxy's trap may throw) waits until the layer is built
+  Layer.effect(tag, Effect.suspend(() => Effect.isEffect(options) ? Effect.flatMap(options, make) : make(options as O)))
 
 /** A `Context.Service` key for a pool, with the pool's layer as its `layer`. */
 export const service = <Self, P, O, E, R, EO, RO>(
