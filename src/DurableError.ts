@@ -1,0 +1,126 @@
+/**
+ * The errors of durable jobs (`JobQueue`, `JobStore`) that in-process pools do not have: a store
+ * that failed, a job id that is not in the store, a job cancelled from any process, an attempt
+ * that ran past its timeout, and an attempt whose consumer died (its lease expired).
+ *
+ * Each is a `Schema.TaggedError`: the ones that end a job are stored with it, as part of its
+ * encoded `Exit`, and come back as instances of their class in whichever process awaits the job.
+ *
+ * @since 0.2.0
+ */
+import { Schema } from "effect"
+
+/**
+ * The job store failed: the SQLite file could not be opened or is corrupt, a statement failed, the
+ * store's schema is newer than this code. `operation` names what was being done.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const stats = JobQueue.stats("mail").pipe(
+ *   Effect.catchTag("StoreError", (e) => Effect.logError(`store: ${e.operation}: ${e.reason}`))
+ * )
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  operation: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `job store: ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/**
+ * No job has this id in the store: it never existed, or it was purged.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const statusOrNull = (id: string) =>
+ *   JobQueue.status(id).pipe(Effect.catchTag("JobNotFound", () => Effect.succeed(null)))
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class JobNotFound extends Schema.TaggedError<JobNotFound>()("JobNotFound", {
+  id: Schema.String
+}) {
+  override get message(): string {
+    return `no job ${this.id} in the store`
+  }
+}
+
+/**
+ * The job was cancelled (by `JobQueue.cancel`, from any process) before it finished.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ * const result = (id: string) =>
+ *   JobQueue.await(Ping, id).pipe(Effect.catchTag("JobCancelled", () => Effect.succeed("cancelled")))
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class JobCancelled extends Schema.TaggedError<JobCancelled>()("JobCancelled", {
+  id: Schema.String
+}) {
+  override get message(): string {
+    return `job ${this.id} was cancelled`
+  }
+}
+
+/**
+ * An attempt of a durable job ran longer than its `timeout`, counted from the attempt's start on
+ * the consumer's clock. It counts as a failed attempt (retried while attempts remain).
+ *
+ * @example
+ * ```ts
+ * import { DurableError } from "effect-workpool"
+ *
+ * const error = new DurableError.AttemptTimeout({ id: "3f2a…", attempt: 1, millis: 30_000 })
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class AttemptTimeout extends Schema.TaggedError<AttemptTimeout>()("AttemptTimeout", {
+  id: Schema.String,
+  attempt: Schema.Number,
+  millis: Schema.Number
+}) {
+  override get message(): string {
+    return `job ${this.id}: attempt ${this.attempt} timed out after ${this.millis} ms`
+  }
+}
+
+/**
+ * The consumer running an attempt stopped renewing its lease (it died, or was stopped past its
+ * lease), and a reaper took the job back. It counts as a failed attempt.
+ *
+ * @example
+ * ```ts
+ * import { DurableError } from "effect-workpool"
+ *
+ * const error = new DurableError.LeaseExpired({ id: "3f2a…", attempt: 2 })
+ * ```
+ * @since 0.2.0
+ * @category errors
+ */
+export class LeaseExpired extends Schema.TaggedError<LeaseExpired>()("LeaseExpired", {
+  id: Schema.String,
+  attempt: Schema.Number
+}) {
+  override get message(): string {
+    return `job ${this.id}: the consumer of attempt ${this.attempt} stopped renewing its lease`
+  }
+}

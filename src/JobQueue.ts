@@ -1,0 +1,677 @@
+/**
+ * Durable jobs: a queue kept in a store (`JobStore`: an SQLite file, or memory for tests) that
+ * survives restarts and is shared by any number of processes. Producers `enqueue` a `Task` with its
+ * payload; consumers (`consume`) claim and run them on a pool with the same handlers
+ * (`Task.handle`) the thread pool uses. Any process can follow a job by its id: `status`, `await`
+ * (the typed result, decoded from the stored `Exit`), `cancel`.
+ *
+ * Delivery is at least once: a consumer that dies mid-job loses its lease and another consumer runs
+ * the job again, so handlers should be idempotent (see docs/durable.md).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as JobStore from "effect-workpool/JobStore"
+ *
+ * const SendEmail = Task.make("SendEmail", { payload: Schema.Struct({ to: Schema.String }), success: Schema.String })
+ *
+ * const program = Effect.scoped(Effect.gen(function* () {
+ *   yield* JobQueue.consume({
+ *     queues: ["mail"],
+ *     handlers: [Task.handle(SendEmail, ({ to }) => Effect.succeed(`sent to ${to}`))],
+ *     concurrency: 4
+ *   })
+ *   const job = yield* JobQueue.enqueue(SendEmail, { to: "ada@example.com" }, { queue: "mail", priority: 5 })
+ *   return yield* job.await // "sent to ada@example.com", from this process or any other
+ * })).pipe(Effect.provide(JobStore.sqlite({ filename: "jobs.db" })))
+ * ```
+ *
+ * @since 0.2.0
+ */
+import { Effect, type Duration, Schedule } from "effect"
+import type * as Scope from "effect/Scope"
+import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
+import { JobNotFound, type StoreError } from "./DurableError.ts"
+import { InvalidJobOptions, type InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
+import type * as Task from "./Task.ts"
+import type * as WorkPool from "./WorkPool.ts"
+import * as config from "./internal/config.ts"
+import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
+import { FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+
+/**
+ * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
+ * before a retry); `dead` ended in failure (out of attempts, or not retryable) and can be redriven.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const isFinal = (state: JobQueue.JobState) => state === "succeeded" || state === "dead" || state === "cancelled"
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type JobState = "queued" | "delayed" | "running" | "succeeded" | "dead" | "cancelled"
+
+/**
+ * A durable job as the store has it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const describe = (id: string) =>
+ *   Effect.map(JobQueue.status(id), (job: JobQueue.JobInfo) => `${job.task} ${job.state}, attempt ${job.attempts}/${job.maxAttempts}`)
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobInfo {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly state: JobState
+  readonly priority: number
+  readonly dedupKey: string | undefined
+  /** Attempts started; one given back by a consumer's shutdown does not count. */
+  readonly attempts: number
+  readonly maxAttempts: number
+  readonly createdAt: Date
+  /** When it may run (next): its delay, or its retry's. */
+  readonly visibleAt: Date
+  readonly startedAt: Date | undefined
+  readonly finishedAt: Date | undefined
+  /** A cancel was asked for while it ran; its consumer stops it within a heartbeat. */
+  readonly cancelRequested: boolean
+}
+
+/**
+ * Options of `enqueue`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const options: JobQueue.EnqueueOptions = {
+ *   queue: "mail",          // default "default"
+ *   priority: 5,            // higher first; FIFO within a priority
+ *   delay: "10 minutes",    // or runAt: a Date
+ *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
+ *   timeout: "30 seconds",  // per attempt, from its start
+ *   maxAttempts: 5          // default 3
+ * }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface EnqueueOptions {
+  readonly queue?: string | undefined
+  readonly priority?: number | undefined
+  readonly delay?: Duration.Input | undefined
+  readonly runAt?: Date | undefined
+  readonly dedupKey?: string | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly maxAttempts?: number | undefined
+}
+
+/**
+ * What `await` can fail with besides the task's own error: a codec error, a timed-out last attempt,
+ * a dead consumer's expired lease, a cancel, an unknown id, the store.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const tagOf = (error: JobQueue.AwaitError) => error._tag
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type AwaitError = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled | JobNotFound | StoreError
+
+/**
+ * A durable job, by its id: valid in every process that shares the store.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ * const program = Effect.gen(function* () {
+ *   const job: JobQueue.JobHandle<number, never> = yield* JobQueue.enqueue(Resize, "cat.png")
+ *   yield* Effect.log(`queued ${job.id}${job.created ? "" : " (already queued)"}`)
+ *   return yield* job.await
+ * })
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobHandle<S, F> {
+  readonly id: string
+  /** False when `dedupKey` matched an unfinished job: this is that job. */
+  readonly created: boolean
+  readonly await: Effect.Effect<S, F | AwaitError, JobStore>
+  readonly status: Effect.Effect<JobInfo, JobNotFound | StoreError, JobStore>
+  readonly cancel: Effect.Effect<CancelResult, JobNotFound | StoreError, JobStore>
+}
+
+/**
+ * What `cancel` did: `"cancelled"` (it was queued, and is now cancelled), `"requested"` (it is
+ * running: its consumer stops it within a heartbeat), `"finished"` (too late: it had ended).
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const done = (result: JobQueue.CancelResult) => result !== "requested"
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type CancelResult = "cancelled" | "requested" | "finished"
+
+const DEFAULT_QUEUE = "default"
+const DEFAULT_MAX_ATTEMPTS = 3
+/** How often `await` looks at the store for other processes' changes. */
+const AWAIT_POLL = 250
+
+const invalid = <A>(check: () => A): Effect.Effect<A, InvalidJobOptions> =>
+  Effect.try({
+    try: check,
+    catch: (error) => {
+      if (error instanceof config.OptionError) return new InvalidJobOptions(error.invalid)
+      throw error
+    }
+  })
+
+const name = (field: string, value: unknown): string => {
+  if (typeof value !== "string" || value.length === 0) config.fail(field, value, "expected a non-empty string")
+  return value as string
+}
+
+const toInfo = (row: JobRow, now: number): JobInfo => ({
+  id: row.id,
+  queue: row.queue,
+  task: row.task,
+  state: row.state === "queued" && row.visibleAt > now ? "delayed" : row.state,
+  priority: row.priority,
+  dedupKey: row.dedupKey ?? undefined,
+  attempts: row.attempts,
+  maxAttempts: row.maxAttempts,
+  createdAt: new Date(row.createdAt),
+  visibleAt: new Date(row.visibleAt),
+  startedAt: row.startedAt === null ? undefined : new Date(row.startedAt),
+  finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
+  cancelRequested: row.cancelRequested
+})
+
+const getRow = (store: JobStore["Service"], id: string) =>
+  Effect.flatMap(store.get(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row))
+
+/**
+ * Adds a job to the store. Fails with `InvalidJobOptions` (naming the field) for a bad option and
+ * with `TaskCodecError` when the payload does not encode with the task's Schema: nothing is stored.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Welcome = Task.make("Welcome", { payload: Schema.Struct({ userId: Schema.Number }), success: Schema.Void })
+ * const signUp = (userId: number) =>
+ *   JobQueue.enqueue(Welcome, { userId }, { queue: "mail", delay: "10 minutes", dedupKey: `welcome:${userId}` })
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const enqueue = <T extends Task.Any>(
+  task: T,
+  payload: Task.Payload<T>,
+  options: EnqueueOptions = {}
+): Effect.Effect<
+  JobHandle<Task.Success<T>, Task.Failure<T>>,
+  InvalidJobOptions | TaskCodecError | StoreError,
+  JobStore
+> =>
+  Effect.gen(function*() {
+    const checked = yield* invalid(() => {
+      config.object("options", options)
+      if (options.delay !== undefined && options.runAt !== undefined) {
+        config.fail("runAt", options.runAt, "expected either delay or runAt, not both")
+      }
+      if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
+        config.fail("runAt", options.runAt, "expected a valid Date")
+      }
+      return {
+        queue: options.queue === undefined ? DEFAULT_QUEUE : name("queue", options.queue),
+        priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+        delay: options.delay === undefined ? 0 : config.millis("delay", options.delay, "nonNegative"),
+        dedupKey: options.dedupKey === undefined ? null : name("dedupKey", options.dedupKey),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        maxAttempts: options.maxAttempts === undefined
+          ? DEFAULT_MAX_ATTEMPTS
+          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
+      }
+    })
+    if (checked.delay === Infinity) {
+      return yield* invalid(() => config.fail("delay", options.delay, "expected a finite duration"))
+    }
+    const encoded = yield* encodePayload(task, payload)
+    const store = yield* JobStore
+    const { id, created } = yield* store.enqueue({
+      id: crypto.randomUUID(),
+      task: task.name,
+      payload: encoded,
+      ...checked,
+      runAt: options.runAt?.getTime()
+    })
+    return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
+  })
+
+const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S, F> => ({
+  id,
+  created,
+  await: awaitJob(task, id) as Effect.Effect<S, F | AwaitError, JobStore>,
+  status: status(id),
+  cancel: cancel(id)
+})
+
+/**
+ * A handle on a job by its id, for a process that did not enqueue it.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ * const job = JobQueue.handleOf(Resize, "0b8e6a8c-5f0e-4a8e-9a51-2f1c3f9a7d11")
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const handleOf = <T extends Task.Any>(task: T, id: string): JobHandle<Task.Success<T>, Task.Failure<T>> =>
+  handle(task, id, false)
+
+/**
+ * Where a job is, from any process.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const status = (id: string): Effect.Effect<JobInfo, JobNotFound | StoreError, JobStore> =>
+  Effect.gen(function*() {
+    const store = yield* JobStore
+    const row = yield* getRow(store, id)
+    return toInfo(row, yield* store.now)
+  })
+
+const awaitJob = <S, F>(task: Task.Any, id: string): Effect.Effect<S, F | AwaitError, JobStore> =>
+  Effect.gen(function*() {
+    const store = yield* JobStore
+    while (true) {
+      const row = yield* getRow(store, id)
+      if (FINAL_STATES.includes(row.state)) {
+        if (row.task !== task.name) {
+          return yield* Effect.die(new Error(`job ${id} is a ${row.task} job, awaited as ${task.name}`))
+        }
+        return yield* (yield* decodeExit<S, F>(task, row))
+      }
+      yield* store.wait(AWAIT_POLL)
+    }
+  })
+
+/**
+ * Waits for a job's result, from any process: its success, its own typed failure (decoded back into
+ * its class), or why the queue ended it. A defect comes back as an `Error` with the original's
+ * name, message and stack.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ * const bytes = (id: string) => JobQueue.await(Resize, id)
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export { awaitJob as await }
+
+/**
+ * Cancels a job from any process: a queued job is cancelled at once; a running one is interrupted
+ * by its consumer within a heartbeat (its finalizers run) and ends cancelled.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const stop = (id: string) => JobQueue.cancel(id) // "cancelled" | "requested" | "finished"
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | StoreError, JobStore> =>
+  JobStore.use((store) =>
+    Effect.flatMap(store.cancel(id), (result) =>
+      result === "missing" ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(result)))
+
+/**
+ * Jobs, oldest first, by queue and state.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const deadLetters = JobQueue.list({ queue: "mail", state: "dead", limit: 50 })
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const list = (
+  filter: {
+    readonly queue?: string | undefined
+    readonly state?: JobState | ReadonlyArray<JobState> | undefined
+    readonly limit?: number | undefined
+  } = {}
+): Effect.Effect<ReadonlyArray<JobInfo>, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.gen(function*() {
+    const checked = yield* invalid(() => {
+      config.object("filter", filter)
+      const states = filter.state === undefined ? undefined : (typeof filter.state === "string" ? [filter.state] : filter.state)
+      const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
+      states?.forEach((state, i) => config.oneOf(`state[${i}]`, state, all))
+      return {
+        queue: filter.queue === undefined ? undefined : name("queue", filter.queue),
+        states,
+        limit: filter.limit === undefined ? 100 : config.positiveInteger("limit", filter.limit, 100_000)
+      }
+    })
+    const store = yield* JobStore
+    const stored = checked.states?.map((state): State => state === "delayed" ? "queued" : state)
+    // delayed and queued share a stored state: fetch both, tell them apart by time
+    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: checked.states === undefined ? checked.limit : 100_000 })
+    const now = yield* store.now
+    const infos = rows.map((row) => toInfo(row, now))
+    return checked.states === undefined ? infos : infos.filter((info) => checked.states!.includes(info.state)).slice(0, checked.limit)
+  })
+
+/**
+ * Puts a dead job back in its queue with its attempts reset. Fails with `JobNotFound` for an unknown
+ * id; returns false for a job that is not dead.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const redriveAll = Effect.flatMap(JobQueue.list({ state: "dead" }), (jobs) =>
+ *   Effect.forEach(jobs, (job) => JobQueue.redrive(job.id)))
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const redrive = (id: string): Effect.Effect<boolean, JobNotFound | StoreError, JobStore> =>
+  JobStore.use((store) =>
+    Effect.flatMap(getRow(store, id), () => store.redrive(id)))
+
+/**
+ * Deletes finished jobs (by default every final state) that finished more than `olderThan` ago.
+ * Returns how many.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const nightly = JobQueue.purge({ olderThan: "7 days", states: ["succeeded", "cancelled"] })
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const purge = (options: {
+  readonly olderThan: Duration.Input
+  readonly states?: ReadonlyArray<"succeeded" | "dead" | "cancelled"> | undefined
+}): Effect.Effect<number, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.gen(function*() {
+    const checked = yield* invalid(() => {
+      config.object("options", options)
+      const states = options.states ?? FINAL_STATES
+      states.forEach((state, i) => config.oneOf(`states[${i}]`, state, FINAL_STATES))
+      return { olderThan: config.millis("olderThan", options.olderThan, "nonNegative"), states }
+    })
+    const store = yield* JobStore
+    return yield* store.purge((yield* store.now) - checked.olderThan, checked.states)
+  })
+
+const configure = (queue: string, settings: { readonly paused?: boolean; readonly aging?: number }) =>
+  Effect.flatMap(invalid(() => name("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
+
+/**
+ * Stops every consumer from claiming jobs of a queue (running jobs go on), until `resume`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const maintenance = <A, E, R>(work: Effect.Effect<A, E, R>) =>
+ *   Effect.acquireUseRelease(JobQueue.pause("mail"), () => work, () => Effect.orDie(JobQueue.resume("mail")))
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const pause = (queue: string): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  configure(queue, { paused: true })
+
+/**
+ * Lets consumers claim jobs of a paused queue again.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const reopen = JobQueue.resume("mail")
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  configure(queue, { paused: false })
+
+/**
+ * Sets a queue's aging: each `aging` of waiting raises a job by one priority level, the rule of
+ * `WorkPool`'s `aging`. The order is a static key computed when a job enters the queue, so the
+ * setting applies to jobs enqueued (or retried) after it; set it once, before producing.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const setup = JobQueue.setAging("reports", "1 minute")
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(invalid(() => config.millis("aging", aging, "nonNegative")), (millis) =>
+    millis === Infinity
+      ? invalid(() => config.fail("aging", aging, "expected a finite duration"))
+      : configure(queue, { aging: millis }))
+
+/**
+ * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, and the
+ * queued ones by priority.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const backlog = Effect.map(JobQueue.stats("mail"), (s: JobQueue.QueueStats) => s.waiting + s.delayed)
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const stats = (queue: string): Effect.Effect<QueueStats, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(invalid(() => name("queue", queue)), (queue) => JobStore.use((store) => store.counts(queue)))
+
+/**
+ * A queue's counts, from `stats`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const unfinished = (s: JobQueue.QueueStats) => s.waiting + s.delayed + s.running
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export type QueueStats = QueueCounts
+
+/**
+ * Options of `consume`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schedule, Schema } from "effect"
+ * import { type JobQueue, Task } from "effect-workpool"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ * const options: JobQueue.ConsumeOptions<never> = {
+ *   queues: ["default"],
+ *   handlers: [Task.handle(Ping, (s) => Effect.succeed(s))],
+ *   concurrency: 8,
+ *   timeout: "1 minute",                       // per attempt, unless the job has its own
+ *   retry: Schedule.exponential("1 second"),   // delay before each retry (attempts are per job)
+ *   lease: "30 seconds",                       // renewed every lease / 3; a dead consumer's jobs come back after it
+ *   poll: "1 second",                          // how often to look for other processes' jobs
+ *   shutdownTimeout: "30 seconds"
+ * }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface ConsumeOptions<R> {
+  /** The queues to claim from; default `["default"]`. */
+  readonly queues?: ReadonlyArray<string> | undefined
+  /** One per task; only jobs of these tasks are claimed. */
+  readonly handlers: ReadonlyArray<Task.Handler<R>>
+  readonly concurrency: number
+  readonly timeout?: Duration.Input | undefined
+  /** The delay before each retry, replayed from the job's stored attempt count; default exponential from 1 second. */
+  readonly retry?: Schedule.Schedule<unknown, unknown> | undefined
+  readonly lease?: Duration.Input | undefined
+  readonly poll?: Duration.Input | undefined
+  readonly shutdownTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A running consumer: the members of `WorkPool` that make sense for claimed jobs.
+ *
+ * @example
+ * ```ts
+ * import { Console, Effect, Stream } from "effect"
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const watch = (consumer: JobQueue.Consumer) =>
+ *   Stream.runForEach(consumer.changes, (s) => Console.log(`${s.running} running, ${s.succeeded} done`))
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface Consumer {
+  /** The consumer's own pool stats (its jobs, not the queue's: see `JobQueue.stats`). */
+  readonly stats: Effect.Effect<WorkPool.PoolStats>
+  readonly changes: WorkPool.WorkPool["changes"]
+  /** Stops claiming; running jobs go on. */
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig>
+  /**
+   * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
+   * gives them back to the queue without counting the attempt. Closing the scope does this.
+   */
+  readonly shutdown: Effect.Effect<void>
+  /** Interrupts running jobs at once and gives them back without counting the attempt. */
+  readonly shutdownNow: Effect.Effect<void>
+  readonly awaitTermination: Effect.Effect<void>
+}
+
+/**
+ * Starts a consumer in the current scope: it claims jobs of `queues` whose task has a handler, as
+ * slots of its pool free up, and runs them with the caller's services.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as JobStore from "effect-workpool/JobStore"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ * const worker = Effect.scoped(Effect.gen(function* () {
+ *   const consumer = yield* JobQueue.consume({
+ *     queues: ["images"],
+ *     handlers: [Task.handle(Resize, (file) => Effect.succeed(file.length))],
+ *     concurrency: 4
+ *   })
+ *   return yield* consumer.awaitTermination
+ * })).pipe(Effect.provide(JobStore.sqlite({ filename: "jobs.db" })))
+ * ```
+ * @since 0.2.0
+ * @category consumer
+ */
+export const consume = <R = never>(
+  options: ConsumeOptions<R>
+): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | R> =>
+  Effect.flatMap(
+    config.checkPoolOptions(() => {
+      config.object("options", options)
+      const queues = options.queues ?? [DEFAULT_QUEUE]
+      if (!Array.isArray(queues) || queues.length === 0) config.fail("queues", queues, "expected a non-empty array of queue names")
+      queues.forEach((queue, i) => name(`queues[${i}]`, queue))
+      if (!Array.isArray(options.handlers) || options.handlers.length === 0) {
+        config.fail("handlers", options.handlers, "expected a non-empty array of Task.handle(...)")
+      }
+      const seen = new Set<string>()
+      options.handlers.forEach((handler, i) => {
+        if (typeof handler?.run !== "function" || typeof handler.task?.name !== "string") {
+          config.fail(`handlers[${i}]`, handler, "expected Task.handle(task, run)")
+        }
+        if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
+        seen.add(handler.task.name)
+      })
+      if (options.retry !== undefined && !Schedule.isSchedule(options.retry)) {
+        config.fail("retry", options.retry, "expected a Schedule, such as Schedule.exponential(\"1 second\")")
+      }
+      const lease = options.lease === undefined ? 30_000 : config.millis("lease", options.lease, "positiveFinite")
+      if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
+      return {
+        queues,
+        handlers: options.handlers,
+        concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        retry: options.retry ?? Schedule.exponential("1 second"),
+        shutdownTimeout: options.shutdownTimeout === undefined
+          ? 30_000
+          : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
+        lease,
+        poll: options.poll === undefined ? 1000 : config.millis("poll", options.poll, "positiveFinite")
+      } satisfies ConsumerImpl.ConsumerConfig<R>
+    }),
+    ConsumerImpl.make
+  )

@@ -1,0 +1,268 @@
+/**
+ * A durable consumer: the in-process pool (`WorkPool`, capacity 0) fed by a claim loop that claims
+ * only when a slot is free, so it never holds a lease on a job it has not started. Around it:
+ *
+ * - a heartbeat that renews the leases of the running claims every `lease / 3`, and interrupts a
+ *   job whose claim is lost (reaped, so another consumer may run it) or whose cancel was asked for;
+ * - settles fenced by the claim's token: a stale consumer's settle writes nothing;
+ * - a reaper that takes back jobs whose consumer stopped renewing (killed, frozen);
+ * - retries replayed from the stored attempt count, so every consumer computes the same delay.
+ *
+ * Timeouts, concurrency, stats, pause, resize and shutdown are the pool's own.
+ *
+ * @internal
+ */
+import { Cause, Deferred, Effect, Exit, Fiber, Schedule } from "effect"
+import type * as Scope from "effect/Scope"
+import { AttemptTimeout } from "../../DurableError.ts"
+import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
+import type * as Task from "../../Task.ts"
+import * as WorkPool from "../../WorkPool.ts"
+import type { Claim, Settlement, Store } from "../store/model.ts"
+import { JobStore } from "../store/model.ts"
+import { makeSignal } from "../store/signal.ts"
+import { decodePayload, encodeExit } from "./exit.ts"
+import * as Retry from "./retry.ts"
+
+export interface ConsumerConfig<R> {
+  readonly queues: ReadonlyArray<string>
+  readonly handlers: ReadonlyArray<Task.Handler<R>>
+  readonly concurrency: number
+  /** Per attempt, ms; 0 for none (a job's own timeout wins). */
+  readonly timeout: number
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly shutdownTimeout: number
+  readonly lease: number
+  readonly poll: number
+}
+
+export interface Consumer {
+  readonly stats: Effect.Effect<WorkPool.PoolStats>
+  readonly changes: WorkPool.WorkPool["changes"]
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  readonly resize: WorkPool.WorkPool["resize"]
+  readonly shutdown: Effect.Effect<void>
+  readonly shutdownNow: Effect.Effect<void>
+  readonly awaitTermination: Effect.Effect<void>
+}
+
+interface Running {
+  readonly claim: Claim
+  readonly task: Task.Any
+  handle: WorkPool.JobHandle<unknown, unknown> | undefined
+  /** Why this consumer interrupted it, if it did. */
+  reason: "cancel" | "lost" | undefined
+  /** Completed when the attempt's fiber has stopped (its finalizers have run). */
+  readonly stopped: Deferred.Deferred<void>
+}
+
+/** Tries a store step a few times: a settle that never lands is taken back by a reaper later. */
+const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number) =>
+  Effect.retry(effect, { schedule: Schedule.spaced(Math.max(1, Math.floor(lease / 10))), times: 5 })
+
+export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, never, JobStore | Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const store = yield* JobStore
+    const context = yield* Effect.context<R>()
+    const handlers = new Map(config.handlers.map((handler) => [handler.task.name, handler]))
+    const tasks = Array.from(handlers.keys())
+    const pool = yield* Effect.orDie(WorkPool.make({
+      concurrency: config.concurrency,
+      capacity: 0,
+      overflow: "fail",
+      shutdownTimeout: config.shutdownTimeout
+    }))
+    const running = new Map<string, Running>()
+    const settlers = new Set<Fiber.Fiber<void>>()
+    const wake = makeSignal()
+    const terminated = yield* Deferred.make<void>()
+    let target = config.concurrency
+    let paused = false
+    let claiming = true
+    let stopping: Effect.Effect<void> | undefined
+    const backoff = Retry.delays(config.retry, 32, undefined)
+
+    const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
+      Effect.runForkWith(context)(effect)
+
+    // --- an attempt
+
+    const attempt = (entry: Running) => {
+      const handler = handlers.get(entry.task.name)!
+      return decodePayload(entry.task, entry.claim.job.payload).pipe(
+        Effect.flatMap((payload) => handler.run(payload)),
+        Effect.ensuring(Deferred.done(entry.stopped, Exit.void))
+      )
+    }
+
+    const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
+      const job = entry.claim.job
+      if (entry.reason === "lost") return Effect.void.pipe(Effect.as(undefined))
+      if (entry.reason === "cancel") return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
+      if (Exit.isSuccess(exit)) {
+        return Effect.map(encodeExit(entry.task, exit), (text): Settlement => ({
+          _tag: "Final",
+          state: text.includes("\"_tag\":\"Error\"") ? "dead" : "succeeded",
+          exit: text
+        }))
+      }
+      let cause = exit.cause
+      const error = Cause.findErrorOption(cause)
+      if (error._tag === "Some" && error.value instanceof PoolShutdown) return Effect.succeed({ _tag: "Release" })
+      if (error._tag === "None" && !Cause.hasDies(cause)) return Effect.succeed({ _tag: "Release" })
+      if (error._tag === "Some" && error.value instanceof JobTimeout) {
+        cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
+      }
+      const final = error._tag === "Some" && error.value instanceof TaskCodecError
+      return Effect.map(encodeExit(entry.task, Exit.failCause(cause)), (text): Settlement => {
+        if (final || job.attempts >= job.maxAttempts) return { _tag: "Final", state: "dead", exit: text }
+        const delay = Retry.delayOf(config.retry, job.attempts, Cause.squash(cause))
+        return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }
+      })
+    }
+
+    const settle = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
+      settlementOf(entry, exit).pipe(
+        Effect.flatMap((settlement) =>
+          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease))
+        ),
+        Effect.catchCause((cause) => Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause)),
+        Effect.ensuring(Effect.sync(() => {
+          running.delete(entry.claim.token)
+          wake.notify()
+        }))
+      )
+
+    /** Starts a claimed job on a free slot; gives it back if the pool cannot take it. */
+    const start = (claim: Claim) =>
+      Effect.gen(function*() {
+        const entry: Running = {
+          claim,
+          task: handlers.get(claim.job.task)!.task,
+          handle: undefined,
+          reason: undefined,
+          stopped: Deferred.makeUnsafe<void>()
+        }
+        running.set(claim.token, entry)
+        const timeout = claim.job.timeout > 0 ? claim.job.timeout : config.timeout > 0 ? config.timeout : Infinity
+        const submitted = yield* Effect.exit(pool.submit(attempt(entry), { timeout }))
+        if (Exit.isFailure(submitted)) {
+          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease))
+          running.delete(claim.token)
+          return
+        }
+        const handle = submitted.value
+        entry.handle = handle
+        const settler = fork(
+          Effect.exit(handle.await).pipe(
+            Effect.tap(() => Deferred.await(entry.stopped)),
+            Effect.flatMap((exit) => settle(entry, exit))
+          )
+        )
+        settlers.add(settler)
+        settler.addObserver(() => settlers.delete(settler))
+      })
+
+    // --- the loops
+
+    const claimLoop = Effect.gen(function*() {
+      while (claiming) {
+        const free = paused ? 0 : target - running.size
+        if (free <= 0) {
+          yield* wake.wait(config.poll)
+          continue
+        }
+        // claimed and registered as one step: an interruption between the two would strand claims
+        const claimed = yield* Effect.uninterruptible(
+          store.claim({ queues: config.queues, tasks, limit: free, lease: config.lease }).pipe(
+            Effect.tap((claims) => Effect.forEach(claims, start, { discard: true }))
+          )
+        ).pipe(Effect.catchCause((cause) =>
+          Effect.as(Effect.logWarning("effect-workpool: claiming durable jobs failed", cause), [])
+        ))
+        if (claimed.length === 0) yield* Effect.raceFirst(store.wait(config.poll), wake.wait(config.poll))
+      }
+    })
+
+    const interrupt = (entry: Running, reason: "cancel" | "lost") => {
+      entry.reason ??= reason
+      const handle = entry.handle
+      if (handle !== undefined) fork(Effect.asVoid(handle.interrupt))
+    }
+
+    const heartbeatLoop = Effect.gen(function*() {
+      let renewedAt = yield* store.now
+      while (true) {
+        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 3)))
+        const tokens = Array.from(running.keys())
+        const now = yield* store.now
+        if (tokens.length === 0) {
+          renewedAt = now
+          continue
+        }
+        const beat = yield* Effect.result(store.heartbeat(tokens, config.lease))
+        if (beat._tag === "Success") {
+          renewedAt = now
+          for (const token of beat.success.lost) {
+            const entry = running.get(token)
+            if (entry !== undefined) interrupt(entry, "lost")
+          }
+          for (const token of beat.success.cancelled) {
+            const entry = running.get(token)
+            if (entry !== undefined) interrupt(entry, "cancel")
+          }
+        } else if (now - renewedAt >= config.lease) {
+          // the leases may have expired: another consumer may be running these jobs
+          for (const entry of running.values()) interrupt(entry, "lost")
+        }
+      }
+    })
+
+    const reaperLoop = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.ignore(store.reap(backoff))
+        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
+      }
+    })
+
+    const claimer = fork(claimLoop)
+    const heart = fork(heartbeatLoop)
+    const reaper = fork(reaperLoop)
+
+    const stop = (now: boolean): Effect.Effect<void> =>
+      stopping ??= Effect.gen(function*() {
+        claiming = false
+        wake.notify()
+        yield* Fiber.interrupt(claimer)
+        if (now) yield* pool.shutdownNow
+        else yield* pool.shutdown
+        while (settlers.size > 0) yield* Fiber.await(settlers.values().next().value!)
+        yield* Fiber.interrupt(reaper)
+        yield* Fiber.interrupt(heart)
+        yield* Deferred.done(terminated, Exit.void)
+      }).pipe(Effect.cached, Effect.runSync)
+
+    yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
+
+    return {
+      stats: pool.stats,
+      changes: pool.changes,
+      pause: Effect.andThen(Effect.sync(() => {
+        paused = true
+      }), pool.pause),
+      resume: Effect.andThen(pool.resume, Effect.sync(() => {
+        paused = false
+        wake.notify()
+      })),
+      resize: (concurrency) =>
+        Effect.tap(pool.resize(concurrency), () =>
+          Effect.sync(() => {
+            target = concurrency
+            wake.notify()
+          })),
+      shutdown: Effect.suspend(() => stop(false)),
+      shutdownNow: Effect.suspend(() => stop(true)),
+      awaitTermination: Deferred.await(terminated)
+    } satisfies Consumer
+  })

@@ -1,0 +1,283 @@
+/**
+ * The memory store: one process, no persistence, time from the Effect `Clock` (so `TestClock`
+ * drives delays, leases and retries). It exists to test the durable semantics deterministically;
+ * every other store must behave the same (the conformance suite runs on each).
+ *
+ * @internal
+ */
+import { Clock, Effect } from "effect"
+import {
+  type Claim,
+  type ClaimRequest,
+  FINAL_STATES,
+  type Heartbeat,
+  type JobRow,
+  type NewJob,
+  type QueueCounts,
+  rank,
+  type Settlement,
+  type State,
+  type Store
+} from "./model.ts"
+import { makeSignal } from "./signal.ts"
+
+interface Row {
+  job: JobRow
+  readonly seq: number
+  rank: number
+  token: string | null
+  leaseUntil: number
+}
+
+export const make: Effect.Effect<Store> = Effect.gen(function*() {
+  const clock = yield* Clock.Clock
+  const time = () => clock.currentTimeMillisUnsafe()
+  const rows = new Map<string, Row>()
+  const byToken = new Map<string, Row>()
+  const queues = new Map<string, { paused: boolean; aging: number }>()
+  const signal = makeSignal()
+  let seq = 0
+
+  const queueOf = (name: string) => {
+    let queue = queues.get(name)
+    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0 })
+    return queue
+  }
+  const update = (row: Row, patch: Partial<JobRow>) => {
+    row.job = { ...row.job, ...patch }
+  }
+  const endLease = (row: Row) => {
+    if (row.token !== null) byToken.delete(row.token)
+    row.token = null
+  }
+  const changed = <A>(a: A): A => {
+    signal.notify()
+    return a
+  }
+
+  const enqueue = (job: NewJob) =>
+    Effect.sync(() => {
+      if (job.dedupKey !== null) {
+        for (const row of rows.values()) {
+          const other = row.job
+          if (
+            other.queue === job.queue && other.dedupKey === job.dedupKey &&
+            (other.state === "queued" || other.state === "running")
+          ) return { id: other.id, created: false }
+        }
+      }
+      const now = time()
+      const visibleAt = job.runAt ?? now + job.delay
+      const row: Row = {
+        job: {
+          id: job.id,
+          queue: job.queue,
+          task: job.task,
+          payload: job.payload,
+          priority: job.priority,
+          dedupKey: job.dedupKey,
+          state: "queued",
+          attempts: 0,
+          maxAttempts: job.maxAttempts,
+          timeout: job.timeout,
+          createdAt: now,
+          visibleAt,
+          startedAt: null,
+          finishedAt: null,
+          cancelRequested: false,
+          exit: null
+        },
+        seq: ++seq,
+        rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),
+        token: null,
+        leaseUntil: 0
+      }
+      rows.set(job.id, row)
+      return changed({ id: job.id, created: true })
+    })
+
+  const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
+    Effect.sync(() => {
+      const out: Array<JobRow> = []
+      for (const row of rows.values()) {
+        if (out.length >= filter.limit) break
+        if (filter.queue !== undefined && row.job.queue !== filter.queue) continue
+        if (filter.states !== undefined && !filter.states.includes(row.job.state)) continue
+        out.push(row.job)
+      }
+      return out
+    })
+
+  const cancel = (id: string) =>
+    Effect.sync(() => {
+      const row = rows.get(id)
+      if (row === undefined) return "missing" as const
+      switch (row.job.state) {
+        case "queued": {
+          update(row, { state: "cancelled", finishedAt: time(), exit: null })
+          return changed("cancelled" as const)
+        }
+        case "running": {
+          update(row, { cancelRequested: true })
+          return changed("requested" as const)
+        }
+        default:
+          return "finished" as const
+      }
+    })
+
+  const redrive = (id: string) =>
+    Effect.sync(() => {
+      const row = rows.get(id)
+      if (row === undefined || row.job.state !== "dead") return false
+      const now = time()
+      update(row, { state: "queued", attempts: 0, visibleAt: now, finishedAt: null, cancelRequested: false })
+      row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, now)
+      return changed(true)
+    })
+
+  const purge = (before: number, states: ReadonlyArray<State>) =>
+    Effect.sync(() => {
+      let count = 0
+      for (const [id, row] of rows) {
+        const job = row.job
+        if (FINAL_STATES.includes(job.state) && states.includes(job.state) && (job.finishedAt ?? 0) < before) {
+          rows.delete(id)
+          count++
+        }
+      }
+      return changed(count)
+    })
+
+  const configure = (name: string, settings: { paused?: boolean | undefined; aging?: number | undefined }) =>
+    Effect.sync(() => {
+      const queue = queueOf(name)
+      if (settings.paused !== undefined) queue.paused = settings.paused
+      if (settings.aging !== undefined) queue.aging = settings.aging
+      changed(undefined)
+    })
+
+  const counts = (name: string) =>
+    Effect.sync((): QueueCounts => {
+      const now = time()
+      const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+      const byPriority = new Map<number, number>()
+      for (const { job } of rows.values()) {
+        if (job.queue !== name) continue
+        if (job.state === "queued") {
+          if (job.visibleAt <= now) tally.waiting++
+          else tally.delayed++
+          byPriority.set(job.priority, (byPriority.get(job.priority) ?? 0) + 1)
+        } else tally[job.state]++
+      }
+      return {
+        queue: name,
+        paused: queueOf(name).paused,
+        ...tally,
+        queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
+          .sort((a, b) => b.priority - a.priority)
+      }
+    })
+
+  const claim = (request: ClaimRequest) =>
+    Effect.sync((): ReadonlyArray<Claim> => {
+      const now = time()
+      const candidates: Array<Row> = []
+      for (const row of rows.values()) {
+        const job = row.job
+        if (
+          job.state === "queued" && job.visibleAt <= now && request.queues.includes(job.queue) &&
+          request.tasks.includes(job.task) && !queueOf(job.queue).paused
+        ) candidates.push(row)
+      }
+      candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+      const claims = candidates.slice(0, request.limit).map((row): Claim => {
+        const token = crypto.randomUUID()
+        update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
+        row.token = token
+        row.leaseUntil = now + request.lease
+        byToken.set(token, row)
+        return { job: row.job, token }
+      })
+      return claims.length === 0 ? claims : changed(claims)
+    })
+
+  const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
+    Effect.sync((): Heartbeat => {
+      const now = time()
+      const lost: Array<string> = []
+      const cancelled: Array<string> = []
+      for (const token of tokens) {
+        const row = byToken.get(token)
+        if (row === undefined) lost.push(token)
+        else {
+          row.leaseUntil = now + lease
+          if (row.job.cancelRequested) cancelled.push(token)
+        }
+      }
+      return { lost, cancelled }
+    })
+
+  const settle = (token: string, settlement: Settlement) =>
+    Effect.sync(() => {
+      const row = byToken.get(token)
+      if (row === undefined) return false
+      endLease(row)
+      const now = time()
+      switch (settlement._tag) {
+        case "Final": {
+          update(row, { state: settlement.state, exit: settlement.exit, finishedAt: now, cancelRequested: false })
+          break
+        }
+        case "Retry": {
+          const visibleAt = now + settlement.delay
+          update(row, { state: "queued", exit: settlement.exit, visibleAt })
+          row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, visibleAt)
+          break
+        }
+        case "Release": {
+          // back where it was in the queue: its rank is kept
+          update(row, { state: "queued", attempts: row.job.attempts - 1 })
+          break
+        }
+      }
+      return changed(true)
+    })
+
+  const reap = (backoff: ReadonlyArray<number>) =>
+    Effect.sync(() => {
+      const now = time()
+      let count = 0
+      for (const row of rows.values()) {
+        if (row.job.state !== "running" || row.leaseUntil >= now) continue
+        endLease(row)
+        count++
+        const job = row.job
+        if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now })
+        else if (job.attempts >= job.maxAttempts) update(row, { state: "dead", exit: null, finishedAt: now })
+        else {
+          const visibleAt = now + (backoff[Math.min(job.attempts, backoff.length) - 1] ?? 0)
+          update(row, { state: "queued", exit: null, visibleAt })
+          row.rank = rank(job.priority, queueOf(job.queue).aging, visibleAt)
+        }
+      }
+      return count === 0 ? count : changed(count)
+    })
+
+  return {
+    enqueue,
+    get: (id) => Effect.sync(() => rows.get(id)?.job),
+    list,
+    cancel,
+    redrive,
+    purge,
+    configure,
+    counts,
+    claim,
+    heartbeat,
+    settle,
+    reap,
+    wait: signal.wait,
+    now: Effect.sync(time)
+  }
+})

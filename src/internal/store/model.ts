@@ -1,0 +1,171 @@
+/**
+ * The job store's interface: what every store (memory, SQLite, later Postgres and Redis) must do.
+ * Each operation is one atomic step on the store, chosen so that a Postgres store can write it as
+ * one statement (a CTE with `FOR UPDATE SKIP LOCKED` for `claim`, an `UPDATE ... WHERE
+ * lease_token = $1` for the fenced ones) and a Redis store as one Lua script. Time is the store's
+ * own (`now` is never passed in): a delayed job is visible at the store's time, not the producer's.
+ *
+ * Everything else (Schemas, retries, timeouts, the consumer's scheduling) is above this line, in
+ * `src/internal/durable/`, written once for every store.
+ *
+ * @internal
+ */
+import { Context, type Effect } from "effect"
+import type { StoreError } from "../../DurableError.ts"
+
+/** Where a job is. `queued` includes delayed jobs (`visibleAt` in the future). */
+export type State = "queued" | "running" | "succeeded" | "dead" | "cancelled"
+
+export const FINAL_STATES: ReadonlyArray<State> = ["succeeded", "dead", "cancelled"]
+export const STATES: ReadonlyArray<State> = ["queued", "running", "succeeded", "dead", "cancelled"]
+
+export interface JobRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  /** The payload encoded by the task's Schema, as JSON text. */
+  readonly payload: string
+  readonly priority: number
+  readonly dedupKey: string | null
+  readonly state: State
+  /** Attempts started (a claim counts one; a claim given back by a shutdown does not). */
+  readonly attempts: number
+  readonly maxAttempts: number
+  /** Milliseconds per attempt; 0 means the consumer's default. */
+  readonly timeout: number
+  readonly createdAt: number
+  /** When it may be claimed (store time, ms). */
+  readonly visibleAt: number
+  readonly startedAt: number | null
+  readonly finishedAt: number | null
+  readonly cancelRequested: boolean
+  /**
+   * The encoded `Exit` (JSON text): the result once final, the last failure while it is retried.
+   * Null for a job cancelled (its result is `JobCancelled`) or dead by an expired lease
+   * (`LeaseExpired`): the store writes those without knowing the encoding.
+   */
+  readonly exit: string | null
+}
+
+export interface NewJob {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly payload: string
+  readonly priority: number
+  readonly dedupKey: string | null
+  readonly maxAttempts: number
+  readonly timeout: number
+  /** Milliseconds from now (store time) until it may be claimed. */
+  readonly delay: number
+  /** An absolute time (ms since the epoch) instead of `delay`. */
+  readonly runAt: number | undefined
+}
+
+/** A claimed job: the row as claimed, and the token that fences every later step of this attempt. */
+export interface Claim {
+  readonly job: JobRow
+  readonly token: string
+}
+
+export interface ClaimRequest {
+  readonly queues: ReadonlyArray<string>
+  /** Only jobs of these tasks (the consumer's handlers). */
+  readonly tasks: ReadonlyArray<string>
+  readonly limit: number
+  readonly lease: number
+}
+
+/** How an attempt ends, written only if the claim's token still holds the job. */
+export type Settlement =
+  /** Final: succeeded, dead (out of attempts, or not retryable) or cancelled. */
+  | { readonly _tag: "Final"; readonly state: "succeeded" | "dead" | "cancelled"; readonly exit: string | null }
+  /** Failed, to be retried after `delay` ms; `exit` is the failure, kept as the job's last error. */
+  | { readonly _tag: "Retry"; readonly delay: number; readonly exit: string }
+  /** Given back unstarted-as-it-were: a shutdown interrupted it. The attempt does not count. */
+  | { readonly _tag: "Release" }
+
+export interface Heartbeat {
+  /** Tokens whose job is no longer this claim's (reaped, settled elsewhere, purged). */
+  readonly lost: ReadonlyArray<string>
+  /** Tokens whose job was asked to stop by `cancel`. */
+  readonly cancelled: ReadonlyArray<string>
+}
+
+export interface QueueCounts {
+  readonly queue: string
+  readonly paused: boolean
+  /** Visible now, waiting for a consumer. */
+  readonly waiting: number
+  /** Queued with a `visibleAt` in the future (delayed, or waiting for a retry). */
+  readonly delayed: number
+  readonly running: number
+  readonly succeeded: number
+  readonly dead: number
+  readonly cancelled: number
+  /** Waiting and delayed jobs per priority, highest first. */
+  readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
+}
+
+export interface ListFilter {
+  readonly queue: string | undefined
+  readonly states: ReadonlyArray<State> | undefined
+  readonly limit: number
+}
+
+export interface Store {
+  /** Adds a job, or returns the unfinished job of the same queue with the same dedup key. */
+  readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
+  readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
+  /** Oldest first. */
+  readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<JobRow>, StoreError>
+  /**
+   * A queued job becomes cancelled at once (`exit` stored); a running one is marked, and its
+   * consumer's next heartbeat stops it.
+   */
+  readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
+  /** A dead job goes back to the queue with its attempts reset; false if it is not dead. */
+  readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
+  /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
+  readonly purge: (before: number, states: ReadonlyArray<State>) => Effect.Effect<number, StoreError>
+  readonly configure: (
+    queue: string,
+    settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }
+  ) => Effect.Effect<void, StoreError>
+  readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
+  /**
+   * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
+   * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms.
+   */
+  readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<Claim>, StoreError>
+  /** Extends the leases of these claims by `lease` ms from now; says which are lost or cancelled. */
+  readonly heartbeat: (tokens: ReadonlyArray<string>, lease: number) => Effect.Effect<Heartbeat, StoreError>
+  /** Ends an attempt; false (nothing written) if the token no longer holds the job. */
+  readonly settle: (token: string, settlement: Settlement) => Effect.Effect<boolean, StoreError>
+  /**
+   * Takes back running jobs whose lease expired: to the queue after `backoff[attempts - 1]` ms (the
+   * last entry for later attempts), dead (exit null: its lease expired) when no attempt is left, or
+   * cancelled if it was being cancelled. Returns how many.
+   */
+  readonly reap: (backoff: ReadonlyArray<number>) => Effect.Effect<number, StoreError>
+  /**
+   * Waits until this store instance sees a change made through it (in this process), or `millis`
+   * pass: other processes' changes are seen by polling.
+   */
+  readonly wait: (millis: number) => Effect.Effect<void>
+  /** The store's time. */
+  readonly now: Effect.Effect<number>
+}
+
+/**
+ * The store service. Its layers are in `src/JobStore.ts`.
+ */
+export class JobStore extends Context.Service<JobStore, Store>()("effect-workpool/JobStore") {}
+
+/**
+ * The static sort key of a job, the same order as the in-process scheduler's: higher first, FIFO
+ * within equal keys. With aging, a job gains one priority level per `aging` ms since it became
+ * visible, which is `priority × aging − visibleAt`: the key never changes while it waits.
+ */
+export const rank = (priority: number, aging: number, visibleAt: number): number =>
+  aging > 0 ? priority * aging - visibleAt : priority

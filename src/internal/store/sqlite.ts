@@ -1,0 +1,423 @@
+/**
+ * The SQLite store, on `node:sqlite` (synchronous, in-process). Several processes share one file:
+ * WAL mode lets readers go on while one writes, a busy timeout makes a writer wait for the lock
+ * instead of failing, and every write is a `BEGIN IMMEDIATE` transaction, so it takes the write
+ * lock before reading (a deferred transaction that reads then writes can fail with SQLITE_BUSY
+ * without waiting, when another process wrote in between). Each operation runs synchronously to
+ * its end, so fibers of one process never interleave inside a transaction.
+ *
+ * Time is this machine's clock (every process on the file shares it), read through the Effect
+ * `Clock`.
+ *
+ * @internal
+ */
+import { Clock, Effect } from "effect"
+import { DatabaseSync, type SQLInputValue } from "node:sqlite"
+import { StoreError } from "../../DurableError.ts"
+import * as config from "../config.ts"
+import type { Claim, ClaimRequest, JobRow, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import { makeSignal } from "./signal.ts"
+
+/** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
+const MIGRATIONS: ReadonlyArray<string> = [
+  `CREATE TABLE wp_job (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    queue TEXT NOT NULL,
+    task TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    priority REAL NOT NULL,
+    rank REAL NOT NULL,
+    dedup_key TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    lease_token TEXT,
+    lease_until INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    exit TEXT
+  );
+  CREATE INDEX wp_job_ready ON wp_job (queue, rank DESC, seq) WHERE state = 'queued';
+  CREATE INDEX wp_job_running ON wp_job (lease_until) WHERE state = 'running';
+  CREATE UNIQUE INDEX wp_job_token ON wp_job (lease_token) WHERE lease_token IS NOT NULL;
+  CREATE UNIQUE INDEX wp_job_dedup ON wp_job (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running');
+  CREATE INDEX wp_job_finished ON wp_job (finished_at) WHERE finished_at IS NOT NULL;
+  CREATE TABLE wp_queue (
+    name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    aging_ms REAL NOT NULL DEFAULT 0
+  );`
+]
+
+export interface Config {
+  readonly filename: string
+  readonly busyTimeout: number
+}
+
+export const options = (options: { readonly filename: string; readonly busyTimeout?: unknown }) =>
+  Effect.mapError(
+    config.checkPoolOptions((): Config => {
+      config.object("options", options)
+      if (typeof options.filename !== "string" || options.filename.length === 0) {
+        config.fail("filename", options.filename, "expected a file name")
+      }
+      return {
+        filename: options.filename,
+        busyTimeout: options.busyTimeout === undefined ? 5000 : config.millis("busyTimeout", options.busyTimeout, "positiveFinite")
+      }
+    }),
+    (error) => new StoreError({ operation: "open", reason: error.message })
+  )
+
+const reasonOf = (error: unknown) => error instanceof Error ? error.message : String(error)
+
+/** The rank of a job entering the queue at `visible`: an SQL expression (see model.rank). */
+const RANK = (visible: string) =>
+  `(CASE WHEN COALESCE((SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue), 0) > 0
+    THEN priority * (SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue) - (${visible})
+    ELSE priority END)`
+
+interface SqlRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly payload: string
+  readonly priority: number
+  readonly dedup_key: string | null
+  readonly state: State
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly timeout_ms: number
+  readonly created_at: number
+  readonly visible_at: number
+  readonly started_at: number | null
+  readonly finished_at: number | null
+  readonly cancel_requested: number
+  readonly exit: string | null
+  readonly lease_token: string | null
+}
+
+const toRow = (row: SqlRow): JobRow => ({
+  id: row.id,
+  queue: row.queue,
+  task: row.task,
+  payload: row.payload,
+  priority: row.priority,
+  dedupKey: row.dedup_key,
+  state: row.state,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  timeout: row.timeout_ms,
+  createdAt: row.created_at,
+  visibleAt: row.visible_at,
+  startedAt: row.started_at,
+  finishedAt: row.finished_at,
+  cancelRequested: row.cancel_requested !== 0,
+  exit: row.exit
+})
+
+export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effect/Scope").Scope> =>
+  Effect.gen(function*() {
+    const clock = yield* Clock.Clock
+    const time = () => clock.currentTimeMillisUnsafe()
+    const db = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => new DatabaseSync(cfg.filename, { timeout: cfg.busyTimeout }),
+        catch: (error) => new StoreError({ operation: "open", reason: `${cfg.filename}: ${reasonOf(error)}` })
+      }),
+      (db) => Effect.sync(() => db.close())
+    )
+    const signal = makeSignal()
+
+    const all = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<SqlRow>
+    const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
+
+    /** Runs `body` in a write transaction; a change wakes this process's waiters. */
+    const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
+      Effect.try({
+        try: () => {
+          db.exec("BEGIN IMMEDIATE")
+          try {
+            const result = body()
+            db.exec("COMMIT")
+            signal.notify()
+            return result
+          } catch (error) {
+            if (db.isTransaction) db.exec("ROLLBACK")
+            throw error
+          }
+        },
+        catch: (error) => new StoreError({ operation, reason: reasonOf(error) })
+      })
+    const read = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
+      Effect.try({ try: body, catch: (error) => new StoreError({ operation, reason: reasonOf(error) }) })
+
+    // --- open: WAL, then the migrations, in one write transaction
+    yield* read("open", () => {
+      db.exec("PRAGMA journal_mode = WAL")
+      db.exec("PRAGMA synchronous = NORMAL")
+    })
+    yield* write("migrate", () => {
+      db.exec("CREATE TABLE IF NOT EXISTS wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      const found = db.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string } | undefined
+      const version = found === undefined ? 0 : Number(found.value)
+      if (!(Number.isInteger(version) && version >= 0 && version <= MIGRATIONS.length)) {
+        throw new Error(
+          `${cfg.filename} has schema version ${found?.value}, this code knows versions up to ${MIGRATIONS.length}: upgrade effect-workpool`
+        )
+      }
+      for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!)
+      run(
+        "INSERT INTO wp_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        String(MIGRATIONS.length)
+      )
+    })
+
+    const enqueue = (job: NewJob) =>
+      write("enqueue", () => {
+        if (job.dedupKey !== null) {
+          const found = all(
+            "SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')",
+            job.queue,
+            job.dedupKey
+          )
+          if (found.length > 0) return { id: found[0]!.id, created: false }
+        }
+        const now = time()
+        const visible = job.runAt ?? now + job.delay
+        run(
+          `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
+            created_at, visible_at)
+           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?)`,
+          job.id,
+          job.queue,
+          job.task,
+          job.payload,
+          job.priority,
+          job.dedupKey,
+          job.maxAttempts,
+          job.timeout,
+          now,
+          visible
+        )
+        run(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`, job.id)
+        return { id: job.id, created: true }
+      })
+
+    const get = (id: string) =>
+      read("get", () => {
+        const rows = all("SELECT * FROM wp_job WHERE id = ?", id)
+        return rows.length === 0 ? undefined : toRow(rows[0]!)
+      })
+
+    const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
+      read("list", () => {
+        const where: Array<string> = []
+        const params: Array<SQLInputValue> = []
+        if (filter.queue !== undefined) {
+          where.push("queue = ?")
+          params.push(filter.queue)
+        }
+        if (filter.states !== undefined) {
+          where.push("state IN (SELECT value FROM json_each(?))")
+          params.push(JSON.stringify(filter.states))
+        }
+        params.push(filter.limit)
+        return all(
+          `SELECT * FROM wp_job ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq LIMIT ?`,
+          ...params
+        ).map(toRow)
+      })
+
+    const cancel = (id: string) =>
+      write("cancel", () => {
+        const rows = all("SELECT state FROM wp_job WHERE id = ?", id)
+        if (rows.length === 0) return "missing" as const
+        switch (rows[0]!.state) {
+          case "queued": {
+            run("UPDATE wp_job SET state = 'cancelled', finished_at = ?, exit = NULL WHERE id = ?", time(), id)
+            return "cancelled" as const
+          }
+          case "running": {
+            run("UPDATE wp_job SET cancel_requested = 1 WHERE id = ?", id)
+            return "requested" as const
+          }
+          default:
+            return "finished" as const
+        }
+      })
+
+    const redrive = (id: string) =>
+      write("redrive", () => {
+        const now = time()
+        const changed = run(
+          `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, finished_at = NULL, cancel_requested = 0,
+             rank = ${RANK("?")}
+           WHERE id = ? AND state = 'dead'`,
+          now,
+          now,
+          id
+        )
+        return Number(changed.changes) > 0
+      })
+
+    const purge = (before: number, states: ReadonlyArray<State>) =>
+      write("purge", () =>
+        Number(
+          run(
+            `DELETE FROM wp_job WHERE state IN ('succeeded', 'dead', 'cancelled')
+               AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
+            JSON.stringify(states),
+            before
+          ).changes
+        ))
+
+    const configure = (queue: string, settings: { paused?: boolean | undefined; aging?: number | undefined }) =>
+      write("configure", () => {
+        run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
+        if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
+        if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
+      })
+
+    const counts = (queue: string) =>
+      read("stats", (): QueueCounts => {
+        const now = time()
+        const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+        const byState = db.prepare(
+          `SELECT state, (state = 'queued' AND visible_at > ?) AS delayed, COUNT(*) AS n FROM wp_job WHERE queue = ?
+           GROUP BY state, delayed`
+        ).all(now, queue) as Array<{ state: State; delayed: number; n: number }>
+        for (const { delayed, n, state } of byState) {
+          if (state === "queued") tally[delayed ? "delayed" : "waiting"] += n
+          else tally[state] += n
+        }
+        const byPriority = db.prepare(
+          "SELECT priority, COUNT(*) AS count FROM wp_job WHERE queue = ? AND state = 'queued' GROUP BY priority ORDER BY priority DESC"
+        ).all(queue) as Array<{ priority: number; count: number }>
+        const paused = db.prepare("SELECT paused FROM wp_queue WHERE name = ?").get(queue) as { paused: number } | undefined
+        return {
+          queue,
+          paused: paused !== undefined && paused.paused !== 0,
+          ...tally,
+          queuedByPriority: byPriority.map(({ count, priority }) => ({ priority, count }))
+        }
+      })
+
+    const claim = (request: ClaimRequest) =>
+      write("claim", (): ReadonlyArray<Claim> => {
+        const now = time()
+        const rows = all(
+          `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
+             lease_token = lower(hex(randomblob(16))), lease_until = ?
+           WHERE seq IN (
+             SELECT j.seq FROM wp_job j
+             WHERE j.state = 'queued' AND j.visible_at <= ?
+               AND j.queue IN (SELECT value FROM json_each(?))
+               AND j.task IN (SELECT value FROM json_each(?))
+               AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
+             ORDER BY j.rank DESC, j.seq
+             LIMIT ?
+           )
+           RETURNING *`,
+          now,
+          now + request.lease,
+          now,
+          JSON.stringify(request.queues),
+          JSON.stringify(request.tasks),
+          request.limit
+        )
+        return rows.map((row) => ({ job: toRow(row), token: row.lease_token! }))
+      })
+
+    const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
+      write("heartbeat", () => {
+        const alive = db.prepare(
+          `UPDATE wp_job SET lease_until = ? WHERE state = 'running' AND lease_token IN (SELECT value FROM json_each(?))
+           RETURNING lease_token, cancel_requested`
+        ).all(time() + lease, JSON.stringify(tokens)) as Array<{ lease_token: string; cancel_requested: number }>
+        const found = new Set(alive.map((row) => row.lease_token))
+        return {
+          lost: tokens.filter((token) => !found.has(token)),
+          cancelled: alive.filter((row) => row.cancel_requested !== 0).map((row) => row.lease_token)
+        }
+      })
+
+    const settle = (token: string, settlement: Settlement) =>
+      write("settle", () => {
+        const now = time()
+        const fence = "WHERE lease_token = ? AND state = 'running'"
+        const lease = "lease_token = NULL, lease_until = NULL"
+        switch (settlement._tag) {
+          case "Final":
+            return Number(
+              run(
+                `UPDATE wp_job SET state = ?, exit = ?, finished_at = ?, cancel_requested = 0, ${lease} ${fence}`,
+                settlement.state,
+                settlement.exit,
+                now,
+                token
+              ).changes
+            ) > 0
+          case "Retry":
+            return Number(
+              run(
+                `UPDATE wp_job SET state = 'queued', exit = ?, visible_at = ?, rank = ${RANK("?")}, ${lease} ${fence}`,
+                settlement.exit,
+                now + settlement.delay,
+                now + settlement.delay,
+                token
+              ).changes
+            ) > 0
+          case "Release":
+            return Number(run(`UPDATE wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}`, token).changes) > 0
+        }
+      })
+
+    const reap = (backoff: ReadonlyArray<number>) =>
+      write("reap", () => {
+        const now = time()
+        const delay = `COALESCE(json_extract(?, '$[' || (MIN(attempts, ${backoff.length}) - 1) || ']'), 0)`
+        const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
+        return Number(
+          run(
+            `UPDATE wp_job SET
+               state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+               exit = NULL,
+               finished_at = CASE WHEN ${out} THEN ? ELSE NULL END,
+               visible_at = CASE WHEN ${out} THEN visible_at ELSE ? + ${delay} END,
+               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`? + ${delay}`)} END,
+               lease_token = NULL, lease_until = NULL
+             WHERE state = 'running' AND lease_until < ?`,
+            now,
+            now,
+            JSON.stringify(backoff),
+            now,
+            JSON.stringify(backoff),
+            now
+          ).changes
+        )
+      })
+
+    return {
+      enqueue,
+      get,
+      list,
+      cancel,
+      redrive,
+      purge,
+      configure,
+      counts,
+      claim,
+      heartbeat,
+      settle,
+      reap,
+      wait: signal.wait,
+      now: Effect.sync(time)
+    }
+  })

@@ -1,0 +1,451 @@
+/**
+ * The durable semantics, written once and run on every store (memory, SQLite) under TestClock:
+ * the stores take their time from the Effect Clock, so leases, delays, retries and timeouts are
+ * driven by `TestClock.adjust` and nothing waits for real time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import * as DurableError from "../../src/DurableError.ts"
+import * as JobQueue from "../../src/JobQueue.ts"
+import * as JobStore from "../../src/JobStore.ts"
+import type { Store } from "../../src/internal/store/model.ts"
+import { TaskCodecError } from "../../src/PoolError.ts"
+import * as Task from "../../src/Task.ts"
+import * as WorkPool from "../../src/WorkPool.ts"
+import { settle } from "../helpers.ts"
+
+export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
+export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
+/** Same name as Echo, another payload: what an old producer might have stored. */
+const EchoOld = Task.make("Echo", { payload: Schema.Struct({ n: Schema.String }), success: Schema.Number, failure: Boom })
+
+const LEASE = 3000
+const options = {
+  concurrency: 2,
+  lease: LEASE,
+  poll: "1 second",
+  retry: Schedule.exponential("1 second") as Schedule.Schedule<unknown, unknown>
+} as const
+
+/** Lets the clock run `millis`, in steps, so that every timer on the way fires in order. */
+const tick = (millis: number, step = 100) =>
+  Effect.gen(function*() {
+    for (let t = 0; t < millis; t += step) {
+      yield* TestClock.adjust(Math.min(step, millis - t))
+      yield* settle
+    }
+    yield* settle
+  })
+
+/** A store whose heartbeats can be frozen (a SIGSTOPped process) and whose claims are recorded. */
+const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
+  const frozen = { value: false }
+  const tokens: Array<string> = []
+  const wrapped = Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (store): Store => ({
+      ...store,
+      claim: (request) =>
+        Effect.tap(store.claim(request), (claims) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
+      heartbeat: (ts, lease) => frozen.value ? Effect.succeed({ lost: [], cancelled: [] }) : store.heartbeat(ts, lease)
+    }))
+  ).pipe(Layer.provide(layer))
+  return { frozen, tokens, layer: wrapped }
+}
+
+const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
+
+export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  describe(`durable jobs on ${name}`, () => {
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
+      Effect.provide(effect, makeLayer())
+
+    it.effect("a job's typed result, failure and defect reach its awaiter, decoded from the store", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            n === 1 ? Effect.fail(new Boom({ n })) : n === 2 ? Effect.die(new RangeError("too far")) : Effect.succeed(n * 10))]
+        })
+        const ok = yield* JobQueue.enqueue(Echo, { n: 4 })
+        const failed = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        const died = yield* JobQueue.enqueue(Echo, { n: 2 }, { maxAttempts: 1 })
+        assert.strictEqual(yield* ok.await, 40)
+        const failure = yield* Effect.flip(failed.await)
+        assert.instanceOf(failure, Boom)
+        assert.strictEqual((failure as Boom).n, 1)
+        const defect = yield* Effect.exit(died.await)
+        assert.isTrue(Exit.isFailure(defect) && Cause.hasDies(defect.cause))
+        const error = Exit.isFailure(defect) ? Cause.squash(defect.cause) as Error : undefined
+        assert.strictEqual(error?.name, "RangeError")
+        assert.strictEqual(error?.message, "too far")
+        assert.deepStrictEqual(
+          [yield* stateOf(ok.id), yield* stateOf(failed.id), yield* stateOf(died.id)],
+          ["succeeded", "dead", "dead"]
+        )
+        // any process can await by id, with the task's Schemas
+        assert.strictEqual(yield* JobQueue.await(Echo, ok.id), 40)
+      })))
+
+    it.effect("1. a job whose consumer stops renewing its lease is reaped and run again; the zombie is interrupted and its settle changes nothing", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const runs = yield* Ref.make<Array<string>>([])
+          yield* JobQueue.consume({
+            ...options,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.gen(function*() {
+                const attempt = (yield* Ref.get(runs)).length + 1
+                yield* Ref.update(runs, (r) => [...r, `start ${attempt}`])
+                if (attempt === 1) {
+                  return yield* Effect.never.pipe(Effect.onInterrupt(() => Ref.update(runs, (r) => [...r, "zombie interrupted"])))
+                }
+                return n + attempt
+              }))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 100 })
+          yield* tick(100)
+          assert.deepStrictEqual(yield* Ref.get(runs), ["start 1"])
+          const zombieToken = store.tokens[0]!
+          // the process freezes: no heartbeat; its lease expires and a reaper takes the job back
+          store.frozen.value = true
+          yield* tick(LEASE + LEASE / 2 + 1000)
+          store.frozen.value = false
+          yield* tick(LEASE)
+          assert.strictEqual(yield* job.await, 102)
+          const runsNow = yield* Ref.get(runs)
+          assert.include(runsNow, "zombie interrupted")
+          assert.include(runsNow, "start 2")
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.attempts, 2)
+          // the zombie's token no longer holds the job: its settle writes nothing
+          const raw = yield* JobStore.JobStore
+          assert.isFalse(yield* raw.settle(zombieToken, { _tag: "Final", state: "dead", exit: null }))
+          assert.strictEqual(yield* stateOf(job.id), "succeeded")
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a dead consumer's job is taken back by another consumer's reaper (the attempt counts)", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 2 })
+        // a consumer claims it and dies (kill -9): nobody renews, nobody settles
+        const [claim] = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        assert.strictEqual(claim?.job.id, job.id)
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* tick(LEASE - 500)
+        assert.strictEqual(yield* stateOf(job.id), "running")
+        yield* tick(LEASE + 2000)
+        assert.strictEqual(yield* job.await, 1)
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
+      })))
+
+    it.effect("1. out of attempts, a reaped job is dead with LeaseExpired", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        yield* TestClock.adjust(LEASE + 1)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const error = yield* Effect.flip(job.await)
+        assert.instanceOf(error, DurableError.LeaseExpired)
+        assert.deepStrictEqual((yield* JobQueue.list({ state: "dead" })).map((j) => j.id), [job.id])
+      })))
+
+    it.effect("2. a failed attempt is retried after the schedule's delay for its stored attempt count", () =>
+      provide(Effect.gen(function*() {
+        const starts = yield* Ref.make<Array<number>>([])
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+              const count = (yield* Ref.updateAndGet(starts, (s) => [...s, now])).length
+              return count < 3 ? yield* Effect.fail(new Boom({ n })) : n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 7 }, { maxAttempts: 5 })
+        yield* tick(500)
+        assert.strictEqual(yield* stateOf(job.id), "delayed")
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 1)
+        yield* tick(5000)
+        assert.strictEqual(yield* job.await, 7)
+        const [a, b, c] = yield* Ref.get(starts)
+        // exponential from 1 s: 1 s after attempt 1, 2 s after attempt 2 (claimed within a poll)
+        assert.isTrue(b! - a! >= 1000 && b! - a! < 1000 + 1000 + 200, `first retry after ${b! - a!} ms`)
+        assert.isTrue(c! - b! >= 2000 && c! - b! < 2000 + 1000 + 200, `second retry after ${c! - b!} ms`)
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 3)
+      })))
+
+    it.effect("2/8. a graceful shutdown past its deadline gives the running job back without counting the attempt", () =>
+      provide(Effect.gen(function*() {
+        const finalized = yield* Ref.make(0)
+        const job = yield* Effect.scoped(Effect.gen(function*() {
+          const consumer = yield* JobQueue.consume({
+            ...options,
+            shutdownTimeout: "1 second",
+            handlers: [Task.handle(Echo, () => Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+          yield* tick(100)
+          assert.strictEqual(yield* stateOf(job.id), "running")
+          const stopping = yield* Effect.forkChild(consumer.shutdown)
+          yield* tick(1500)
+          yield* Fiber.join(stopping)
+          return job
+        }))
+        assert.strictEqual(yield* Ref.get(finalized), 1)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+        // another consumer finishes it, on its one and only counted attempt
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n + 1))] })
+        yield* tick(100)
+        assert.strictEqual(yield* job.await, 2)
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 1)
+      })))
+
+    it.effect("8. a graceful shutdown lets running jobs finish and claims nothing more", () =>
+      provide(Effect.gen(function*() {
+        const [first, second] = yield* Effect.scoped(Effect.gen(function*() {
+          const consumer = yield* JobQueue.consume({
+            ...options,
+            concurrency: 1,
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep("2 seconds"), n))]
+          })
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const second = yield* JobQueue.enqueue(Echo, { n: 2 })
+          yield* tick(100)
+          const stopping = yield* Effect.forkChild(consumer.shutdown)
+          yield* tick(2500)
+          yield* Fiber.join(stopping)
+          return [first, second] as const
+        }))
+        assert.deepStrictEqual([yield* stateOf(first.id), yield* stateOf(second.id)], ["succeeded", "queued"])
+      })))
+
+    it.effect("8. shutdownNow gives running jobs back at once", () =>
+      provide(Effect.gen(function*() {
+        const consumer = yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, () => Effect.never)] })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(100)
+        yield* consumer.shutdownNow
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+      })))
+
+    it.effect("3. a delayed job becomes visible at its time on the store's clock", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        const job = yield* JobQueue.enqueue(Echo, { n: 3 }, { delay: "1 minute" })
+        yield* tick(59_000, 1000)
+        assert.strictEqual(yield* stateOf(job.id), "delayed")
+        assert.strictEqual((yield* JobQueue.stats("default")).delayed, 1)
+        yield* tick(2000)
+        assert.strictEqual(yield* job.await, 3)
+      })))
+
+    it.effect("3. dead letters keep the last failure, are listed, and redrive runs them again", () =>
+      provide(Effect.gen(function*() {
+        const healthy = yield* Ref.make(false)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.get(healthy), (ok) => ok ? Effect.succeed(n) : Effect.fail(new Boom({ n }))))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 9 }, { maxAttempts: 2 })
+        yield* tick(3000)
+        assert.strictEqual(yield* stateOf(job.id), "dead")
+        assert.instanceOf(yield* Effect.flip(job.await), Boom)
+        assert.deepStrictEqual((yield* JobQueue.list({ state: "dead" })).map((j) => j.id), [job.id])
+        yield* Ref.set(healthy, true)
+        assert.isTrue(yield* JobQueue.redrive(job.id))
+        assert.isFalse(yield* JobQueue.redrive(job.id))
+        yield* tick(100)
+        assert.strictEqual(yield* job.await, 9)
+      })))
+
+    it.effect("3. an undecodable payload goes straight to the dead letters with TaskCodecError", () =>
+      provide(Effect.gen(function*() {
+        const ran = yield* Ref.make(0)
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(ran, (x) => x + 1), n))] })
+        const job = yield* JobQueue.enqueue(EchoOld, { n: "not a number" }, { maxAttempts: 5 })
+        yield* tick(100)
+        const error = yield* Effect.flip(JobQueue.await(Echo, job.id))
+        assert.instanceOf(error, TaskCodecError)
+        assert.strictEqual((error as TaskCodecError).part, "payload")
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, yield* Ref.get(ran)], ["dead", 1, 0])
+      })))
+
+    it.effect("4. a dedup key returns the unfinished job's handle; after it finished, a new job", () =>
+      provide(Effect.gen(function*() {
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" })
+        const again = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })
+        const otherQueue = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k", queue: "other" })
+        assert.deepStrictEqual([again.id, again.created, first.created], [first.id, false, true])
+        assert.notStrictEqual(otherQueue.id, first.id)
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        assert.strictEqual(yield* again.await, 1)
+        const later = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "k" })
+        assert.isTrue(later.created)
+        assert.strictEqual(yield* later.await, 4)
+      })))
+
+    it.effect("5. priority order is the in-process scheduler's: higher first, FIFO within a priority", () =>
+      provide(Effect.gen(function*() {
+        const priorities = [1, 5, 3, 5, 0, 3]
+        yield* JobQueue.pause("default")
+        for (const [i, priority] of priorities.entries()) yield* JobQueue.enqueue(Echo, { n: i }, { priority })
+        const order = yield* Ref.make<Array<number>>([])
+        yield* JobQueue.consume({
+          ...options,
+          concurrency: 1,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(order, (o) => [...o, n]), n))]
+        })
+        yield* JobQueue.resume("default")
+        yield* tick(1500)
+        const inProcess = yield* inProcessOrder(priorities.map((priority) => ({ priority, at: 0 })), 0)
+        assert.deepStrictEqual(yield* Ref.get(order), inProcess)
+        assert.deepStrictEqual(inProcess, [1, 3, 2, 5, 0, 4])
+      })))
+
+    it.effect("5. aging in the store gives the in-process order, ties FIFO", () =>
+      provide(Effect.gen(function*() {
+        // (priority, enqueued at ms): with 1 s aging, the low one waited 3 s and the high ones
+        // are 2 levels up: the one 2 s later ties (FIFO: after), the one 3 s later loses
+        const jobs = [{ priority: 0, at: 0 }, { priority: 2, at: 2000 }, { priority: 2, at: 3000 }, { priority: 5, at: 3000 }]
+        yield* JobQueue.setAging("default", "1 second")
+        yield* JobQueue.pause("default")
+        let now = 0
+        for (const [i, job] of jobs.entries()) {
+          yield* TestClock.adjust(job.at - now)
+          now = job.at
+          yield* JobQueue.enqueue(Echo, { n: i }, { priority: job.priority })
+        }
+        const order = yield* Ref.make<Array<number>>([])
+        yield* JobQueue.consume({
+          ...options,
+          concurrency: 1,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(order, (o) => [...o, n]), n))]
+        })
+        yield* JobQueue.resume("default")
+        yield* tick(1500)
+        const inProcess = yield* inProcessOrder(jobs, 1000)
+        assert.deepStrictEqual(yield* Ref.get(order), inProcess)
+        assert.deepStrictEqual(inProcess, [3, 0, 1, 2])
+      })))
+
+    it.effect("6. an attempt that outlives its timeout is interrupted (finalizers run) and fails with AttemptTimeout", () =>
+      provide(Effect.gen(function*() {
+        const finalized = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, () => Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { timeout: "5 seconds", maxAttempts: 1 })
+        yield* tick(4900)
+        assert.strictEqual(yield* stateOf(job.id), "running")
+        yield* tick(300)
+        const error = yield* Effect.flip(job.await)
+        assert.instanceOf(error, DurableError.AttemptTimeout)
+        assert.deepStrictEqual([(error as DurableError.AttemptTimeout).millis, yield* Ref.get(finalized)], [5000, 1])
+      })))
+
+    it.effect("7. cancel: a queued job at once; a running one within a heartbeat, its finalizers run", () =>
+      provide(Effect.gen(function*() {
+        const finalized = yield* Ref.make(0)
+        const queued = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+        assert.strictEqual(yield* JobQueue.cancel(queued.id), "cancelled")
+        assert.instanceOf(yield* Effect.flip(queued.await), DurableError.JobCancelled)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, () => Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))))]
+        })
+        const running = yield* JobQueue.enqueue(Echo, { n: 2 })
+        yield* tick(100)
+        assert.strictEqual(yield* running.cancel, "requested")
+        yield* tick(LEASE / 3 + 100)
+        assert.instanceOf(yield* Effect.flip(running.await), DurableError.JobCancelled)
+        assert.strictEqual(yield* Ref.get(finalized), 1)
+        assert.strictEqual(yield* running.cancel, "finished")
+        assert.instanceOf(yield* Effect.flip(JobQueue.cancel("nope")), DurableError.JobNotFound)
+      })))
+
+    it.effect("10. stats per queue from the store, and the consumer's own pool stats", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { priority: 2 })
+        yield* JobQueue.enqueue(Echo, { n: 2 }, { priority: 2, delay: "1 hour" })
+        yield* JobQueue.enqueue(Echo, { n: 3 }, { priority: 1, maxAttempts: 1 })
+        yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "elsewhere" })
+        let stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual(
+          [stats.waiting, stats.delayed, stats.running, stats.queuedByPriority],
+          [2, 1, 0, [{ priority: 2, count: 2 }, { priority: 1, count: 1 }]]
+        )
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) => n === 3 ? Effect.fail(new Boom({ n })) : Effect.succeed(n))]
+        })
+        yield* tick(100)
+        stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual([stats.waiting, stats.delayed, stats.succeeded, stats.dead], [0, 1, 1, 1])
+        const own = yield* consumer.stats
+        assert.deepStrictEqual([own.succeeded, own.failed], [1, 1])
+        assert.strictEqual((yield* JobQueue.purge({ olderThan: 0 })), 2)
+        assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 0)
+      })))
+
+    it.effect("a paused consumer claims nothing; resumed, it goes on", () =>
+      provide(Effect.gen(function*() {
+        const consumer = yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* consumer.pause
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(3000)
+        assert.strictEqual(yield* stateOf(job.id), "queued")
+        yield* consumer.resume
+        yield* tick(100)
+        assert.strictEqual(yield* job.await, 1)
+      })))
+
+    it.effect("11. bad options fail with a typed error naming the field; nothing is stored", () =>
+      provide(Effect.gen(function*() {
+        const bad = [
+          [{ priority: Number.NaN }, "priority"],
+          [{ delay: "soon" }, "delay"],
+          [{ maxAttempts: 0 }, "maxAttempts"],
+          [{ queue: "" }, "queue"],
+          [{ runAt: new Date(Number.NaN) }, "runAt"],
+          [{ timeout: 0 }, "timeout"]
+        ] as const
+        for (const [opts, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, opts as JobQueue.EnqueueOptions))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as { field: string }).field, field)
+        }
+        const codec = yield* Effect.flip(JobQueue.enqueue(Echo, { n: "x" } as never))
+        assert.instanceOf(codec, TaskCodecError)
+        assert.strictEqual((yield* JobQueue.list()).length, 0)
+        const config = yield* Effect.flip(JobQueue.consume({ handlers: [], concurrency: 1 }))
+        assert.strictEqual(config.field, "handlers")
+        const lease = yield* Effect.flip(JobQueue.consume({ ...options, lease: 0, handlers: [Task.handle(Echo, () => Effect.succeed(1))] }))
+        assert.strictEqual(lease.field, "lease")
+      })))
+  })
+
+/** The order in which the in-process scheduler starts the same jobs (priority, submitted at ms). */
+const inProcessOrder = (jobs: ReadonlyArray<{ priority: number; at: number }>, aging: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const pool = yield* WorkPool.make({ concurrency: 1, paused: true, ...(aging > 0 ? { aging } : {}) })
+    const order: Array<number> = []
+    let now = 0
+    for (const [i, job] of jobs.entries()) {
+      yield* TestClock.adjust(job.at - now)
+      now = job.at
+      yield* pool.submit(Effect.sync(() => order.push(i)), { priority: job.priority })
+    }
+    yield* pool.resume
+    yield* pool.awaitIdle
+    return order
+  }))
