@@ -142,6 +142,27 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
       })))
 
+    it.effect("1. settles and heartbeats are fenced by the claim's token: a stale claim writes nothing", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const claim = (limit = 1) => store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE })
+        const [stale] = yield* claim()
+        yield* TestClock.adjust(LEASE + 1)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const [fresh] = yield* claim()
+        assert.strictEqual(fresh?.job.attempts, 2)
+        assert.notStrictEqual(fresh?.token, stale?.token)
+        const exit = JSON.stringify({ _tag: "Success", value: 1 })
+        assert.isFalse(yield* store.settle(stale!.token, { _tag: "Final", state: "succeeded", exit }))
+        assert.isFalse(yield* store.settle(stale!.token, { _tag: "Release" }))
+        assert.deepStrictEqual(yield* store.heartbeat([stale!.token, fresh!.token], LEASE), { lost: [stale!.token], cancelled: [] })
+        assert.strictEqual(yield* stateOf(job.id), "running")
+        assert.isTrue(yield* store.settle(fresh!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 2 }) }))
+        assert.isFalse(yield* store.settle(fresh!.token, { _tag: "Final", state: "dead", exit }))
+        assert.strictEqual(yield* JobQueue.await(Echo, job.id), 2)
+      })))
+
     it.effect("1. out of attempts, a reaped job is dead with LeaseExpired", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
