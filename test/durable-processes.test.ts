@@ -1,0 +1,132 @@
+/**
+ * Durable jobs across real processes on one SQLite file: consumers are node children (see
+ * fixtures/durable-consumer.ts), one is killed with SIGKILL mid-run. Every wait is for an event (a
+ * line from a child, a child's exit, a state in the store), under one overall deadline.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const fixture = new URL("./fixtures/durable-consumer.ts", import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), "wp-durable-processes-"))
+const children: Array<ChildProcess> = []
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  rmSync(dir, { recursive: true, force: true })
+})
+
+interface Consumer {
+  readonly child: ChildProcess
+  /** Job numbers in the order this process started them. */
+  readonly started: Array<number>
+  readonly exited: Promise<void>
+  stderr: string
+}
+
+/** Calls `check` on every line of output until it returns true. */
+const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boolean, what: string, millis = 60_000) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`timed out waiting until ${what}; stderr: ${consumers.map((c) => c.stderr).join("\n")}`))
+    }, millis)
+    const onLine = () => {
+      if (check()) {
+        cleanup()
+        resolve()
+      }
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      for (const c of consumers) c.child.stdout!.off("data", onLine)
+    }
+    for (const c of consumers) c.child.stdout!.on("data", onLine)
+    onLine()
+  })
+
+const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number): Consumer => {
+  const child = spawn(node, [fixture, file, String(concurrency), String(lease), String(jobMillis)], {
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  children.push(child)
+  const consumer: Consumer = {
+    child,
+    started: [],
+    exited: new Promise((resolve) => child.on("exit", () => resolve())),
+    stderr: ""
+  }
+  let buffered = ""
+  // registered first: every later listener sees the lines already parsed
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString()
+    const lines = buffered.split("\n")
+    buffered = lines.pop()!
+    for (const line of lines) if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
+  })
+  child.stderr!.on("data", (chunk: Buffer) => {
+    consumer.stderr += chunk.toString()
+  })
+  return consumer
+}
+
+describe("durable jobs across processes (SQLite)", () => {
+  it("kill -9 of one of 4 consumers mid-run: every job finishes, 0 lost, duplicates only of the killed one's jobs in flight", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "kill.db")
+    const JOBS = 300
+    const LEASE = 3000
+    const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const ids = await runtime.runPromise(
+        Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
+          Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
+      )
+      const consumers = [0, 1, 2, 3].map(() => startConsumer(file, 4, LEASE, 60))
+      const [victim, ...survivors] = consumers as [Consumer, ...Array<Consumer>]
+      // kill it once it is well into its share, with jobs in flight
+      await waitUntil(consumers, () => victim.started.length >= 12, "the victim has started 12 jobs")
+      victim.child.kill("SIGKILL")
+      await victim.exited
+      // what the victim held when it died: running jobs whose last start was the victim's
+      const running = await runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS }))
+      const lastStarter = new Map<number, Consumer>()
+      const byId = new Map(ids.map((id, n) => [id, n]))
+      for (const c of consumers) for (const n of c.started) lastStarter.set(n, c)
+      const inFlight = new Set(running.map((job) => byId.get(job.id)!).filter((n) => lastStarter.get(n) === victim))
+      assert.isAbove(inFlight.size, 0, "the victim had jobs in flight")
+      // every job reaches a final state
+      const deadline = Date.now() + 100_000
+      let stats = await runtime.runPromise(JobQueue.stats("default"))
+      while (stats.succeeded + stats.dead + stats.cancelled < JOBS) {
+        if (Date.now() > deadline) throw new Error(`not finished: ${JSON.stringify(stats)}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        stats = await runtime.runPromise(JobQueue.stats("default"))
+      }
+      assert.strictEqual(stats.succeeded, JOBS, "0 lost, none dead")
+      const results = await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id)))
+      assert.deepStrictEqual(results, ids.map((_, n) => n))
+      // duplicates: jobs started more than once, all of them the victim's in flight
+      const starts = new Map<number, number>()
+      for (const c of consumers) for (const n of c.started) starts.set(n, (starts.get(n) ?? 0) + 1)
+      const duplicates = Array.from(starts).filter(([, count]) => count > 1).map(([n]) => n)
+      assert.strictEqual(starts.size, JOBS)
+      for (const n of duplicates) assert.isTrue(inFlight.has(n), `job ${n} ran twice but was not in flight in the killed process`)
+      assert.isAtMost(duplicates.length, inFlight.size)
+      if (process.env.DURABLE_DEBUG) console.log({ inFlight: inFlight.size, duplicates: duplicates.length })
+      // the survivors shut down gracefully on SIGTERM (runMain's exit code for an interrupted main: 130)
+      for (const c of survivors) c.child.kill("SIGTERM")
+      await Promise.all(survivors.map((c) => c.exited))
+      for (const c of survivors) assert.deepStrictEqual([c.child.exitCode, c.stderr], [130, ""])
+    } finally {
+      await runtime.dispose()
+    }
+  })
+})
