@@ -22,8 +22,8 @@
  *     handlers: [Task.handle(SendEmail, ({ to }) => Effect.succeed(`sent to ${to}`))],
  *     concurrency: 4
  *   })
- *   const job = yield* JobQueue.enqueue(SendEmail, { to: "ada@example.com" }, { queue: "mail", priority: 5 })
- *   return yield* job.await // "sent to ada@example.com", from this process or any other
+ *   const job = yield* JobQueue.enqueue(SendEmail, { to: "ada@mail.test" }, { queue: "mail", priority: 5 })
+ *   return yield* job.await // "sent to ada@mail.test", from this process or any other
  * })).pipe(Effect.provide(JobStore.sqlite({ filename: "jobs.db" })))
  * ```
  *
@@ -277,7 +277,7 @@ export const enqueue = <T extends Task.Any>(
 const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S, F> => ({
   id,
   created,
-  await: awaitJob(task, id) as Effect.Effect<S, F | AwaitError, JobStore>,
+  await: awaitJob(task, id) as Effect.Effect<any, any, JobStore>,
   status: status(id),
   cancel: cancel(id)
 })
@@ -319,7 +319,10 @@ export const status = (id: string): Effect.Effect<JobInfo, JobNotFound | StoreEr
     return toInfo(row, yield* store.now)
   })
 
-const awaitJob = <S, F>(task: Task.Any, id: string): Effect.Effect<S, F | AwaitError, JobStore> =>
+const awaitJob = <T extends Task.Any>(
+  task: T,
+  id: string
+): Effect.Effect<Task.Success<T>, Task.Failure<T> | AwaitError, JobStore> =>
   Effect.gen(function*() {
     const store = yield* JobStore
     while (true) {
@@ -328,7 +331,7 @@ const awaitJob = <S, F>(task: Task.Any, id: string): Effect.Effect<S, F | AwaitE
         if (row.task !== task.name) {
           return yield* Effect.die(new Error(`job ${id} is a ${row.task} job, awaited as ${task.name}`))
         }
-        return yield* (yield* decodeExit<S, F>(task, row))
+        return yield* (yield* decodeExit<Task.Success<T>, Task.Failure<T>>(task, row))
       }
       yield* store.wait(AWAIT_POLL)
     }
