@@ -1,12 +1,95 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { conformance } from "./durable/conformance.ts"
+import * as Task from "../src/Task.ts"
+import { conformance, Echo } from "./durable/conformance.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
 let n = 0
+const fresh = () => path.join(dir, `jobs-${++n}.db`)
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-conformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
+conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
+
+describe("the SQLite store", () => {
+  it.live("jobs survive a restart: queued, delayed and claimed-but-unfinished ones all finish after it", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const layer = () => JobStore.sqlite({ filename, busyTimeout: 1000 })
+      const ids = yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const a = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const b = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 second" })
+        const c = yield* JobQueue.enqueue(Echo, { n: 3 })
+        // c is claimed by a consumer that then dies with the process
+        yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 10 })
+        return [a.id, b.id, c.id]
+      }).pipe(Effect.provide(layer()))
+      const results = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))],
+          concurrency: 2,
+          lease: 30,
+          poll: 5
+        })
+        return yield* Effect.forEach(ids, (id) => JobQueue.await(Echo, id))
+      }).pipe(Effect.scoped, Effect.provide(layer()), Effect.timeout("20 seconds"))
+      assert.deepStrictEqual(results, [2, 4, 6])
+    }), { timeout: 30_000 })
+
+  it.live("a file that is not a database fails with StoreError naming it; nothing crashes", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      fs.writeFileSync(filename, "this is not an SQLite database, just text long enough to have a header".repeat(20))
+      const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
+      assert.instanceOf(error, StoreError)
+      assert.match(error.message, /not a database/)
+    }))
+
+  it.live("a file from a newer schema version is refused, not migrated down", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
+      const db = new DatabaseSync(filename)
+      db.exec("UPDATE wp_meta SET value = '99' WHERE key = 'schema_version'")
+      db.close()
+      const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
+      assert.instanceOf(error, StoreError)
+      assert.strictEqual((error as StoreError).operation, "migrate")
+      assert.match(error.message, /schema version 99.*up to 1/)
+    }))
+
+  it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.stats("default") // created
+        const other = new DatabaseSync(filename)
+        other.exec("BEGIN IMMEDIATE")
+        const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }))
+        assert.instanceOf(error, StoreError)
+        assert.strictEqual((error as StoreError).operation, "enqueue")
+        assert.match(error.message, /locked|busy/)
+        other.exec("ROLLBACK")
+        other.close()
+        assert.strictEqual((yield* JobQueue.list()).length, 0)
+        yield* JobQueue.enqueue(Echo, { n: 1 })
+        assert.strictEqual((yield* JobQueue.list()).length, 1)
+      }).pipe(Effect.provide(JobStore.sqlite({ filename, busyTimeout: 50 })))
+    }))
+
+  it.live("bad options fail with StoreError naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename: "" })))
+      assert.match(error.message, /filename/)
+      const timeout = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename: fresh(), busyTimeout: -1 })))
+      assert.match(timeout.message, /busyTimeout/)
+    }))
+})
