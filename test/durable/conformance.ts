@@ -88,6 +88,18 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* JobQueue.await(Echo, ok.id), 40)
       })))
 
+    it.effect("a success whose encoded value looks like a stored error is still a success", () =>
+      provide(Effect.gen(function*() {
+        const Tagged = Task.make("Tagged", {
+          payload: Schema.Number,
+          success: Schema.Struct({ _tag: Schema.String, error: Schema.Number })
+        })
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Tagged, (n) => Effect.succeed({ _tag: "Error", error: n }))] })
+        const job = yield* JobQueue.enqueue(Tagged, 1)
+        assert.deepStrictEqual(yield* job.await, { _tag: "Error", error: 1 })
+        assert.strictEqual(yield* stateOf(job.id), "succeeded")
+      })))
+
     it.effect("1. a job whose consumer stops renewing its lease is reaped and run again; the zombie is interrupted and its settle changes nothing", () =>
       Effect.gen(function*() {
         const store = spy(makeLayer())

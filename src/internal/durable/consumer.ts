@@ -98,16 +98,20 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
       const job = entry.claim.job
-      if (entry.reason === "lost") return Effect.void.pipe(Effect.as(undefined))
-      if (entry.reason === "cancel") return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
+      // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
+      if (entry.reason === "lost") return Effect.succeed(undefined)
       if (Exit.isSuccess(exit)) {
-        return Effect.map(encodeExit(entry.task, exit), (text): Settlement => ({
+        // it finished before a cancel reached it: its result stands
+        return Effect.map(encodeExit(entry.task, exit), ({ ok, text }): Settlement => ({
           _tag: "Final",
-          state: text.includes("\"_tag\":\"Error\"") ? "dead" : "succeeded",
+          state: ok ? "succeeded" : "dead",
           exit: text
         }))
       }
       let cause = exit.cause
+      if (entry.reason === "cancel" && Cause.hasInterrupts(cause)) {
+        return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
+      }
       const error = Cause.findErrorOption(cause)
       if (error._tag === "Some" && error.value instanceof PoolShutdown) return Effect.succeed({ _tag: "Release" })
       if (error._tag === "None" && !Cause.hasDies(cause)) return Effect.succeed({ _tag: "Release" })
@@ -115,7 +119,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
       }
       const final = error._tag === "Some" && error.value instanceof TaskCodecError
-      return Effect.map(encodeExit(entry.task, Exit.failCause(cause)), (text): Settlement => {
+      return Effect.map(encodeExit(entry.task, Exit.failCause(cause)), ({ text }): Settlement => {
         if (final || job.attempts >= job.maxAttempts) return { _tag: "Final", state: "dead", exit: text }
         const delay = Retry.delayOf(config.retry, job.attempts, Cause.squash(cause))
         return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }

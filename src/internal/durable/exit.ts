@@ -73,9 +73,13 @@ const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] =
 
 /**
  * Encodes an attempt's Exit. A failure is the task's own error unless it is one of the machine's;
- * one that its Schema cannot encode is stored as a `TaskCodecError` (part "failure").
+ * one that its Schema cannot encode is stored as a `TaskCodecError` (part "failure"), as is a
+ * success its Schema cannot encode (part "success": `ok` is then false).
  */
-export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): Effect.Effect<string> => {
+export const encodeExit = (
+  task: Task.Any,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<{ readonly text: string; readonly ok: boolean }> => {
   const stored: Effect.Effect<Stored> = Exit.isSuccess(exit)
     ? Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
       Effect.map((value): Stored => ({ _tag: "Success", value })),
@@ -95,7 +99,7 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
           defect: defectOf(Result.getOrElse(Cause.findDefect(cause), () => new Error("interrupted")))
         })
     })
-  return Effect.map(stored, (value) => JSON.stringify(value))
+  return Effect.map(stored, (value) => ({ text: JSON.stringify(value), ok: value._tag === "Success" }))
 }
 
 const machine = (error: TaskCodecError | AttemptTimeout): Effect.Effect<Stored> =>
