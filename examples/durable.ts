@@ -1,0 +1,106 @@
+/**
+ * Durable jobs on an SQLite file: jobs outlive the process that enqueued them, and any number of
+ * consumer processes on the machine share the work.
+ *
+ * Two terminals (the same file):
+ *   DB=jobs.db node examples/durable.ts consume          # as many of these as you like
+ *   DB=jobs.db node examples/durable.ts produce 20       # enqueues 20 jobs and waits for their results
+ *
+ * With no argument it does both in one process, on a fresh temporary file: two consumers (each with
+ * its own connection, as two processes would have) and a producer, then prints the queue's stats.
+ * Kill a consumer with Ctrl-C (or kill -9) while jobs run: its jobs come back after its lease and
+ * another consumer finishes them.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Console, Effect, Layer, Schedule, Schema } from "effect"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { JobQueue, Task } from "../src/index.ts"
+import * as JobStore from "../src/JobStore.ts"
+
+// --- the task: shared by producers and consumers (in an app, its own module) ---------------------
+
+class Bounced extends Schema.TaggedError<Bounced>()("Bounced", { to: Schema.String }) {}
+
+const SendEmail = Task.make("SendEmail", {
+  payload: Schema.Struct({ to: Schema.String, subject: Schema.String }),
+  success: Schema.Struct({ messageId: Schema.String }),
+  failure: Bounced
+})
+
+// --- the consumer side --------------------------------------------------------------------------
+
+const attempts = new Map<string, number>()
+
+/** Sends an email: flaky addresses fail their first attempt, `nobody@` always bounces. */
+const send = ({ subject, to }: { readonly to: string; readonly subject: string }) =>
+  Effect.gen(function*() {
+    const attempt = (attempts.get(to) ?? 0) + 1
+    attempts.set(to, attempt)
+    yield* Effect.sleep("50 millis")
+    if (to.startsWith("nobody@") || (to.startsWith("flaky") && attempt === 1)) return yield* Effect.fail(new Bounced({ to }))
+    return { messageId: `<${subject.length}.${to}>` }
+  })
+
+const consumer = (name: string) =>
+  JobQueue.consume({
+    queues: ["mail"],
+    handlers: [Task.handle(SendEmail, send)],
+    concurrency: 4,
+    retry: Schedule.exponential("200 millis"),
+    lease: "5 seconds",
+    poll: "200 millis"
+  }).pipe(Effect.tap(() => Console.log(`${name}: consuming queue "mail"`)))
+
+// --- the producer side --------------------------------------------------------------------------
+
+const produce = (count: number) =>
+  Effect.gen(function*() {
+    const jobs = yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => {
+      const to = i === 3 ? "nobody@example.org" : i % 4 === 1 ? `flaky${i}@example.org` : `user${i}@example.org`
+      return JobQueue.enqueue(SendEmail, { to, subject: `hello ${i}` }, {
+        queue: "mail",
+        priority: i % 5 === 0 ? 10 : 0,
+        maxAttempts: 3,
+        dedupKey: `hello:${to}`
+      })
+    })
+    // the same email again: the dedup key returns the job already queued
+    const again = yield* JobQueue.enqueue(SendEmail, { to: "user0@example.org", subject: "hello 0" }, {
+      queue: "mail",
+      dedupKey: "hello:user0@example.org"
+    })
+    yield* Console.log(`enqueued ${count} jobs; enqueuing the first again gave the same job: ${again.id === jobs[0]!.id}`)
+    const outcomes = yield* Effect.forEach(jobs, (job) =>
+      job.await.pipe(
+        Effect.map(() => "sent"),
+        Effect.catchTag("Bounced", () => Effect.succeed("bounced"))
+      ), { concurrency: "unbounded" })
+    const sent = outcomes.filter((o) => o === "sent").length
+    yield* Console.log(`${sent} sent, ${count - sent} bounced (dead letters: ${(yield* JobQueue.list({ queue: "mail", state: "dead" })).length})`)
+    const stats = yield* JobQueue.stats("mail")
+    yield* Console.log(`queue "mail": ${stats.succeeded} succeeded, ${stats.dead} dead, ${stats.waiting + stats.delayed} waiting`)
+  })
+
+// --- main ----------------------------------------------------------------------------------------
+
+const [role = "both", countArg = "12"] = process.argv.slice(2)
+const filename = process.env.DB ?? join(mkdtempSync(join(tmpdir(), "durable-example-")), "jobs.db")
+const store = JobStore.sqlite({ filename })
+
+const main = role === "consume"
+  ? Effect.scoped(Effect.andThen(consumer(`consumer ${process.pid}`), Effect.never)).pipe(Effect.provide(store))
+  : role === "produce"
+  ? produce(Number(countArg)).pipe(Effect.provide(store))
+  : Effect.scoped(Effect.gen(function*() {
+    // two consumers with a connection each, as two processes would have; each connection is
+    // built in this scope, so that it stays open as long as its consumer runs
+    for (const name of ["consumer A", "consumer B"]) {
+      const connection = yield* Layer.build(Layer.fresh(store))
+      yield* Effect.provide(consumer(name), connection)
+    }
+    yield* Effect.provide(produce(Number(countArg)), store)
+  }))
+
+NodeRuntime.runMain(main)

@@ -1,0 +1,62 @@
+/**
+ * examples/durable.ts: in one process (two consumers and a producer on one SQLite file), and as
+ * two processes, the way its header says to run it in two terminals. Waits for output and exits,
+ * never for time.
+ */
+import { execFile, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, describe, expect, it } from "vitest"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const script = fileURLToPath(new URL("../../examples/durable.ts", import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), "durable-example-test-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  new Promise<{ code: number | string; output: string }>((resolve) => {
+    execFile(node, [script, ...args], { env: { ...process.env, ...env }, timeout: 80_000 }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : (error.code ?? error.signal ?? -1) as number | string, output: stdout + stderr }))
+  })
+
+const summary = [
+  "enqueued 12 jobs; enqueuing the first again gave the same job: true",
+  "11 sent, 1 bounced (dead letters: 1)",
+  "queue \"mail\": 11 succeeded, 1 dead, 0 waiting"
+]
+
+describe("examples/durable.ts", { timeout: 90_000 }, () => {
+  it("in one process: two consumers and a producer share a file", async () => {
+    const { code, output } = await run([])
+    expect({ code, output }).toMatchObject({ code: 0 })
+    for (const line of ["consumer A: consuming queue \"mail\"", "consumer B: consuming queue \"mail\"", ...summary]) {
+      expect(output).toContain(line)
+    }
+  })
+
+  it("in two processes: a consumer process does the jobs of a producer process", async () => {
+    const DB = join(dir, "two.db")
+    const consumer = spawn(node, [script, "consume"], { env: { ...process.env, DB }, stdio: ["ignore", "pipe", "pipe"] })
+    let consumerOutput = ""
+    const ready = new Promise<void>((resolve) =>
+      consumer.stdout.on("data", (chunk: Buffer) => {
+        consumerOutput += chunk.toString()
+        if (consumerOutput.includes("consuming queue")) resolve()
+      })
+    )
+    consumer.stderr.on("data", (chunk: Buffer) => (consumerOutput += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => consumer.on("exit", (code) => resolve(code)))
+    try {
+      await ready
+      const { code, output } = await run(["produce", "12"], { DB })
+      expect({ code, output }).toMatchObject({ code: 0 })
+      for (const line of summary) expect(output).toContain(line)
+    } finally {
+      consumer.kill("SIGTERM")
+    }
+    // runMain's exit code for a main interrupted by SIGTERM, after the consumer's graceful shutdown
+    expect([await exited, consumerOutput]).toEqual([130, expect.stringContaining("consuming queue")])
+  })
+})
