@@ -26,6 +26,8 @@ interface Consumer {
   readonly child: ChildProcess
   /** Job numbers in the order this process started them. */
   readonly started: Array<number>
+  /** Every line it printed. */
+  readonly lines: Array<string>
   readonly exited: Promise<void>
   stderr: string
 }
@@ -59,6 +61,7 @@ const startConsumer = (file: string, concurrency: number, lease: number, jobMill
   const consumer: Consumer = {
     child,
     started: [],
+    lines: [],
     exited: new Promise((resolve) => child.on("exit", () => resolve())),
     stderr: ""
   }
@@ -68,7 +71,10 @@ const startConsumer = (file: string, concurrency: number, lease: number, jobMill
     buffered += chunk.toString()
     const lines = buffered.split("\n")
     buffered = lines.pop()!
-    for (const line of lines) if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
+    for (const line of lines) {
+      consumer.lines.push(line)
+      if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
+    }
   })
   child.stderr!.on("data", (chunk: Buffer) => {
     consumer.stderr += chunk.toString()
@@ -125,6 +131,34 @@ describe("durable jobs across processes (SQLite)", () => {
       for (const c of survivors) c.child.kill("SIGTERM")
       await Promise.all(survivors.map((c) => c.exited))
       for (const c of survivors) assert.deepStrictEqual([c.child.exitCode, c.stderr], [130, ""])
+    } finally {
+      await runtime.dispose()
+    }
+  })
+
+  it("a consumer frozen (SIGSTOP) past its lease: another consumer runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "zombie.db")
+    const LEASE = 1500
+    const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
+      // the zombie's attempt would take a minute; the other consumer's takes 50 ms
+      const zombie = startConsumer(file, 1, LEASE, 60_000)
+      await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
+      zombie.child.kill("SIGSTOP")
+      const other = startConsumer(file, 1, LEASE, 50)
+      await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
+      zombie.child.kill("SIGCONT")
+      await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie interrupted its attempt")
+      assert.notInclude(zombie.lines, "done 7")
+      const info = await runtime.runPromise(JobQueue.status(job.id))
+      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
+      for (const c of [zombie, other]) c.child.kill("SIGTERM")
+      await Promise.all([zombie.exited, other.exited])
+      for (const c of [zombie, other]) assert.deepStrictEqual([c.child.exitCode, c.stderr], [130, ""])
     } finally {
       await runtime.dispose()
     }
