@@ -53,8 +53,8 @@ const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boolean, wha
     onLine()
   })
 
-const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number): Consumer => {
-  const child = spawn(node, [fixture, file, String(concurrency), String(lease), String(jobMillis)], {
+const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = ""): Consumer => {
+  const child = spawn(node, [fixture, file, String(concurrency), String(lease), String(jobMillis), mode], {
     stdio: ["ignore", "pipe", "pipe"]
   })
   children.push(child)
@@ -62,7 +62,7 @@ const startConsumer = (file: string, concurrency: number, lease: number, jobMill
     child,
     started: [],
     lines: [],
-    exited: new Promise((resolve) => child.on("exit", () => resolve())),
+    exited: new Promise((resolve) => child.on("close", () => resolve())), // after its output
     stderr: ""
   }
   let buffered = ""
@@ -131,6 +131,31 @@ describe("durable jobs across processes (SQLite)", () => {
       for (const c of survivors) c.child.kill("SIGTERM")
       await Promise.all(survivors.map((c) => c.exited))
       for (const c of survivors) assert.deepStrictEqual([c.child.exitCode, c.stderr], [130, ""])
+    } finally {
+      await runtime.dispose()
+    }
+  })
+
+  it("killed between a job's success and its acknowledgement: the job runs exactly once more, elsewhere, and its result is stored", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "ack.db")
+    const LEASE = 1500
+    const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 3 }, { maxAttempts: 5 }))
+      const dying = startConsumer(file, 1, LEASE, 10, "die-at-settle")
+      await dying.exited
+      assert.deepStrictEqual([dying.child.signalCode, dying.lines.filter((l) => l !== "ready")], ["SIGKILL", ["start 3", "done 3"]])
+      assert.strictEqual((await runtime.runPromise(JobQueue.status(job.id))).state, "running")
+      const other = startConsumer(file, 1, LEASE, 10)
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 3)
+      const info = await runtime.runPromise(JobQueue.status(job.id))
+      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
+      assert.deepStrictEqual(other.started, [3])
+      other.child.kill("SIGTERM")
+      await other.exited
+      assert.deepStrictEqual([other.child.exitCode, other.stderr], [130, ""])
     } finally {
       await runtime.dispose()
     }
