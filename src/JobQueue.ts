@@ -415,7 +415,8 @@ export const list = (
 
 /**
  * Puts a dead job back in its queue with its attempts reset. Fails with `JobNotFound` for an unknown
- * id; returns false for a job that is not dead.
+ * id; returns false for a job that is not dead, or whose dedup key an unfinished job of its queue
+ * holds (one job per key at a time).
  *
  * @example
  * ```ts

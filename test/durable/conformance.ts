@@ -326,6 +326,21 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* later.await, 4)
       })))
 
+    it.effect("4. redrive does not make a second unfinished job with the same dedup key", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", maxAttempts: 1 })
+        const [claim] = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        const live = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })
+        assert.isTrue(live.created)
+        assert.isFalse(yield* JobQueue.redrive(dead.id))
+        assert.strictEqual(yield* stateOf(dead.id), "dead")
+        yield* JobQueue.cancel(live.id)
+        assert.isTrue(yield* JobQueue.redrive(dead.id))
+        assert.strictEqual(yield* stateOf(dead.id), "queued")
+      })))
+
     it.effect("5. priority order is the in-process scheduler's: higher first, FIFO within a priority", () =>
       provide(Effect.gen(function*() {
         const priorities = [1, 5, 3, 5, 0, 3]

@@ -130,6 +130,15 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     Effect.sync(() => {
       const row = rows.get(id)
       if (row === undefined || row.job.state !== "dead") return false
+      const key = row.job.dedupKey
+      if (key !== null) {
+        for (const other of rows.values()) {
+          const job = other.job
+          if (job.queue === row.job.queue && job.dedupKey === key && (job.state === "queued" || job.state === "running")) {
+            return false
+          }
+        }
+      }
       const now = time()
       update(row, { state: "queued", attempts: 0, visibleAt: now, finishedAt: null, cancelRequested: false })
       row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, now)

@@ -124,7 +124,10 @@ export interface Store {
    * consumer's next heartbeat stops it.
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
-  /** A dead job goes back to the queue with its attempts reset; false if it is not dead. */
+  /**
+   * A dead job goes back to the queue with its attempts reset; false if it is not dead, or if an
+   * unfinished job of its queue holds its dedup key.
+   */
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
   readonly purge: (before: number, states: ReadonlyArray<State>) => Effect.Effect<number, StoreError>

@@ -259,7 +259,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const changed = run(
           `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, finished_at = NULL, cancel_requested = 0,
              rank = ${RANK("?")}
-           WHERE id = ? AND state = 'dead'`,
+           WHERE id = ? AND state = 'dead' AND NOT EXISTS (
+             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+               AND other.state IN ('queued', 'running')
+           )`,
           now,
           now,
           id
