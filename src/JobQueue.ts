@@ -38,6 +38,7 @@ import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import * as Retries from "./internal/retry.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
 import { FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
@@ -577,8 +578,12 @@ export interface ConsumeOptions<R> {
   readonly handlers: ReadonlyArray<Task.Handler<R>>
   readonly concurrency: number
   readonly timeout?: Duration.Input | undefined
-  /** The delay before each retry, replayed from the job's stored attempt count; default exponential from 1 second. */
-  readonly retry?: Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * How failed attempts are retried, as for `WorkPool` (a `Schedule`, or `{ schedule?, times?,
+   * while? }`), replayed from each job's stored attempt count so that every consumer computes the
+   * same delay; a job's `maxAttempts` bounds it too. Default: exponential from 1 second.
+   */
+  readonly retry?: WorkPool.Retry | undefined
   readonly lease?: Duration.Input | undefined
   readonly poll?: Duration.Input | undefined
   readonly shutdownTimeout?: Duration.Input | undefined
@@ -659,9 +664,6 @@ export const consume = <R = never>(
         if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
         seen.add(handler.task.name)
       })
-      if (options.retry !== undefined && !Schedule.isSchedule(options.retry)) {
-        config.fail("retry", options.retry, "expected a Schedule, such as Schedule.exponential(\"1 second\")")
-      }
       const lease = options.lease === undefined ? 30_000 : config.millis("lease", options.lease, "positiveFinite")
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
       return {
@@ -669,7 +671,7 @@ export const consume = <R = never>(
         handlers: options.handlers,
         concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
-        retry: options.retry ?? Schedule.exponential("1 second"),
+        retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
         shutdownTimeout: options.shutdownTimeout === undefined
           ? 30_000
           : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),

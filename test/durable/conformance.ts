@@ -212,6 +212,26 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 3)
       })))
 
+    it.effect("2. the retry policy's times and while bound the retries, as for WorkPool", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          retry: { schedule: Schedule.spaced("1 second"), times: 1, while: (error) => !(error instanceof Boom && error.n === 0) },
+          handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Ref.update(runs, (r) => r + 1), Effect.fail(new Boom({ n }))))]
+        })
+        const notRetried = yield* JobQueue.enqueue(Echo, { n: 0 }, { maxAttempts: 5 })
+        const retriedOnce = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 5 })
+        yield* tick(5000)
+        assert.deepStrictEqual(
+          [(yield* JobQueue.status(notRetried.id)).attempts, (yield* JobQueue.status(retriedOnce.id)).attempts, yield* Ref.get(runs)],
+          [1, 2, 3]
+        )
+        assert.deepStrictEqual([yield* stateOf(notRetried.id), yield* stateOf(retriedOnce.id)], ["dead", "dead"])
+        const bad = yield* Effect.flip(JobQueue.consume({ ...options, retry: { times: -1 }, handlers: [Task.handle(Echo, () => Effect.succeed(1))] }))
+        assert.strictEqual(bad.field, "retry.times")
+      })))
+
     it.effect("2/8. a graceful shutdown past its deadline gives the running job back without counting the attempt", () =>
       provide(Effect.gen(function*() {
         const finalized = yield* Ref.make(0)

@@ -22,7 +22,7 @@ import type { Claim, Settlement, Store } from "../store/model.ts"
 import { JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
-import * as Retry from "./retry.ts"
+import * as Retry from "../retry.ts"
 
 export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
@@ -30,7 +30,8 @@ export interface ConsumerConfig<R> {
   readonly concurrency: number
   /** Per attempt, ms; 0 for none (a job's own timeout wins). */
   readonly timeout: number
-  readonly retry: Schedule.Schedule<unknown, unknown>
+  /** The consumer's retry policy, replayed from each job's stored attempt count. */
+  readonly retry: Retry.Policy
   readonly shutdownTimeout: number
   readonly lease: number
   readonly poll: number
@@ -57,6 +58,22 @@ interface Running {
   readonly stopped: Deferred.Deferred<void>
 }
 
+/**
+ * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
+ * (which cannot run a Schedule): the policy's schedule, without its `while` (the failure is the
+ * lease's, not the job's) and without its `times` (`maxAttempts` bounds them in the store).
+ */
+const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.Context<never>): Array<number> => {
+  const schedule = { schedule: policy.schedule, times: Infinity, while: undefined }
+  const delays: Array<number> = []
+  for (let attempt = 1; attempt <= 32; attempt++) {
+    const delay = Retry.delayOf(schedule, attempt, Cause.die("lease expired"), context)
+    if (delay === undefined) break
+    delays.push(delay)
+  }
+  return delays.length === 0 ? [0] : delays
+}
+
 /** Tries a store step a few times: a settle that never lands is taken back by a reaper later. */
 const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number) =>
   Effect.retry(effect, { schedule: Schedule.spaced(Math.max(1, Math.floor(lease / 10))), times: 5 })
@@ -81,7 +98,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let paused = false
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
-    const backoff = Retry.delays(config.retry, 32, undefined)
+    const backoff = reaperBackoff(config.retry, context as never)
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
@@ -121,7 +138,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       const final = error._tag === "Some" && error.value instanceof TaskCodecError
       return Effect.map(encodeExit(entry.task, Exit.failCause(cause)), ({ text }): Settlement => {
         if (final || job.attempts >= job.maxAttempts) return { _tag: "Final", state: "dead", exit: text }
-        const delay = Retry.delayOf(config.retry, job.attempts, Cause.squash(cause))
+        // the same delay in every consumer: the policy replayed to this attempt (1 for the first retry)
+        const delay = Retry.delayOf(config.retry, job.attempts, cause, context as never)
         return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }
       })
     }
