@@ -38,9 +38,13 @@ const tick = (millis: number, step = 100) =>
     yield* settle
   })
 
-/** A store whose heartbeats can be frozen (a SIGSTOPped process) and whose claims are recorded. */
+/**
+ * A store whose heartbeats can be frozen (a SIGSTOPped process) or fail (the store unreachable from
+ * this process), and whose claims are recorded.
+ */
 const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   const frozen = { value: false }
+  const failing = { value: false }
   const tokens: Array<string> = []
   const wrapped = Layer.effect(
     JobStore.JobStore,
@@ -48,10 +52,15 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
       ...store,
       claim: (request) =>
         Effect.tap(store.claim(request), (claims) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
-      heartbeat: (ts, lease) => frozen.value ? Effect.succeed({ lost: [], cancelled: [] }) : store.heartbeat(ts, lease)
+      heartbeat: (ts, lease) =>
+        failing.value
+          ? Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
+          : frozen.value
+          ? Effect.succeed({ lost: [], cancelled: [] })
+          : store.heartbeat(ts, lease)
     }))
   ).pipe(Layer.provide(layer))
-  return { frozen, tokens, layer: wrapped }
+  return { frozen, failing, tokens, layer: wrapped }
 }
 
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
@@ -136,6 +145,26 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
           const raw = yield* JobStore.JobStore
           assert.isFalse(yield* raw.settle(zombieToken, { _tag: "Final", state: "dead", exit: null }))
           assert.strictEqual(yield* stateOf(job.id), "succeeded")
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a consumer whose heartbeats fail for a whole lease interrupts its jobs: another consumer may run them by then", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const interrupted = yield* Ref.make(0)
+          yield* JobQueue.consume({
+            ...options,
+            handlers: [Task.handle(Echo, () => Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1))))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tick(100)
+          store.failing.value = true
+          yield* tick(LEASE - LEASE / 3 - 100)
+          assert.strictEqual(yield* Ref.get(interrupted), 0)
+          yield* tick(LEASE / 3 + 200)
+          assert.strictEqual(yield* Ref.get(interrupted), 1)
+          assert.strictEqual(yield* stateOf(job.id), "running") // its lease, not this consumer, decides now
         }).pipe(Effect.provide(store.layer))
       }))
 
