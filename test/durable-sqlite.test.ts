@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -10,6 +10,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, Echo } from "./durable/conformance.ts"
+import { waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
 let n = 0
@@ -83,6 +84,31 @@ describe("the SQLite store", () => {
         yield* JobQueue.enqueue(Echo, { n: 1 })
         assert.strictEqual((yield* JobQueue.list()).length, 1)
       }).pipe(Effect.provide(JobStore.sqlite({ filename, busyTimeout: 50 })))
+    }))
+
+  it.live("11. a consumer goes on after the store failed it (a lock held past the busy timeout): no job lost", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      let failedClaims = 0
+      const failing = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store) => ({
+          ...store,
+          claim: (request: Parameters<typeof store.claim>[0]) =>
+            Effect.tapError(store.claim(request), () => Effect.sync(() => failedClaims++))
+        }))
+      ).pipe(Layer.provide(JobStore.sqlite({ filename, busyTimeout: 20 })))
+      const results = yield* Effect.gen(function*() {
+        const jobs = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => JobQueue.enqueue(Echo, { n }))
+        const other = new DatabaseSync(filename)
+        other.exec("BEGIN IMMEDIATE")
+        yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: 10 })
+        yield* waitFor(Effect.sync(() => failedClaims >= 3), "claims failed on the lock")
+        other.exec("ROLLBACK")
+        other.close()
+        return yield* Effect.forEach(jobs, (job) => job.await)
+      }).pipe(Effect.scoped, Effect.provide(failing), Effect.provideService(References.MinimumLogLevel, "Error"))
+      assert.deepStrictEqual(results, [1, 2, 3, 4, 5])
     }))
 
   it.live("bad options fail with StoreError naming the field", () =>
