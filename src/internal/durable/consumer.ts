@@ -248,9 +248,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       }
     })
 
-    const claimer = fork(claimLoop)
-    const heart = fork(heartbeatLoop)
-    const reaper = fork(reaperLoop)
+    // a loop that stopped for any reason but the consumer's own shutdown would leave it silently
+    // idle (no claims, or leases left to expire): say so loudly
+    const loop = (name: string, effect: Effect.Effect<void, unknown, R>) =>
+      fork(Effect.catchCause(effect, (cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.void
+          : Effect.logError(`effect-workpool: a durable consumer's ${name} stopped`, cause)))
+    const claimer = loop("claim loop", claimLoop)
+    const heart = loop("heartbeat", heartbeatLoop)
+    const reaper = loop("reaper", reaperLoop)
 
     const stop = (now: boolean): Effect.Effect<void> =>
       stopping ??= Effect.gen(function*() {
