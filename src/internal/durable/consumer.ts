@@ -176,6 +176,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         const handle = submitted.value
         entry.handle = handle
+        // a heartbeat that ran while it was being submitted (lost, or cancelled) could not stop it
+        if (entry.reason !== undefined) fork(Effect.asVoid(handle.interrupt))
         const settler = fork(
           Effect.exit(handle.await).pipe(
             Effect.tap(() => Deferred.await(entry.stopped)),
