@@ -161,6 +161,28 @@ describe("durable jobs across processes (SQLite)", () => {
     }
   })
 
+  it("cancel from another process: the consumer process interrupts the running job within a heartbeat", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "cancel.db")
+    const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 5 }))
+      const consumer = startConsumer(file, 1, 1500, 60_000)
+      await waitUntil([consumer], () => consumer.started.length === 1, "the consumer started the job")
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(job.id)), "requested")
+      await waitUntil([consumer], () => consumer.lines.includes("interrupted 5"), "the consumer interrupted the job")
+      const error = await runtime.runPromise(Effect.flip(JobQueue.await(Work, job.id)))
+      assert.strictEqual(error._tag, "JobCancelled")
+      assert.strictEqual((await runtime.runPromise(JobQueue.status(job.id))).state, "cancelled")
+      consumer.child.kill("SIGTERM")
+      await consumer.exited
+      assert.deepStrictEqual([consumer.child.exitCode, consumer.stderr], [130, ""])
+    } finally {
+      await runtime.dispose()
+    }
+  })
+
   it("a consumer frozen (SIGSTOP) past its lease: another consumer runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {
     timeout: 120_000
   }, async () => {
