@@ -10,7 +10,7 @@ import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import type { Store } from "../../src/internal/store/model.ts"
-import { TaskCodecError } from "../../src/PoolError.ts"
+import { PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
 import { settle } from "../helpers.ts"
@@ -286,6 +286,24 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         yield* tick(100)
         assert.strictEqual(yield* job.await, 2)
         assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 1)
+      })))
+
+    it.effect("2. a handler that interrupts itself or fails with another pool's PoolShutdown fails its attempt (not given back forever)", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.andThen(
+              Ref.update(runs, (r) => r + 1),
+              n === 0 ? Effect.interrupt : (Effect.fail(new PoolShutdown({ phase: "running" })) as unknown as Effect.Effect<never, Boom>)
+            ))]
+        })
+        const selfInterrupted = yield* JobQueue.enqueue(Echo, { n: 0 }, { maxAttempts: 3 })
+        const innerPool = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        yield* tick(5000)
+        assert.deepStrictEqual([yield* stateOf(selfInterrupted.id), yield* stateOf(innerPool.id)], ["dead", "dead"])
+        assert.strictEqual(yield* Ref.get(runs), 2)
       })))
 
     it.effect("8. a graceful shutdown lets running jobs finish and claims nothing more", () =>

@@ -130,9 +130,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
       }
       const error = Cause.findErrorOption(cause)
-      if (error._tag === "Some" && error.value instanceof PoolShutdown) return Effect.succeed({ _tag: "Release" })
-      if (error._tag === "None" && !Cause.hasDies(cause)) return Effect.succeed({ _tag: "Release" })
-      if (error._tag === "Some" && error.value instanceof JobTimeout) {
+      // interrupted by this consumer's shutdown: given back, the attempt does not count. Only then:
+      // a handler that interrupts itself, or fails with another pool's PoolShutdown, fails its
+      // attempt (else it would be given back and claimed again forever)
+      if (
+        !claiming &&
+        (error._tag === "Some" ? error.value instanceof PoolShutdown : !Cause.hasDies(cause))
+      ) return Effect.succeed({ _tag: "Release" })
+      if (error._tag === "Some" && error.value instanceof JobTimeout && error.value.jobId === entry.handle?.id) {
         cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
       }
       const final = error._tag === "Some" && error.value instanceof TaskCodecError
