@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { Effect, type Duration, Schedule } from "effect"
+import { Cron, type Duration, Effect, Result, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError } from "./DurableError.ts"
@@ -191,7 +191,7 @@ const invalid = <A>(check: () => A): Effect.Effect<A, InvalidJobOptions> =>
     }
   })
 
-const name = (field: string, value: unknown): string => {
+const nonEmpty = (field: string, value: unknown): string => {
   if (typeof value !== "string" || value.length === 0) config.fail(field, value, "expected a non-empty string")
   return value as string
 }
@@ -250,10 +250,10 @@ export const enqueue = <T extends Task.Any>(
         config.fail("runAt", options.runAt, "expected a valid Date")
       }
       return {
-        queue: options.queue === undefined ? DEFAULT_QUEUE : name("queue", options.queue),
+        queue: options.queue === undefined ? DEFAULT_QUEUE : nonEmpty("queue", options.queue),
         priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
         delay: options.delay === undefined ? 0 : config.millis("delay", options.delay, "nonNegative"),
-        dedupKey: options.dedupKey === undefined ? null : name("dedupKey", options.dedupKey),
+        dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
@@ -400,7 +400,7 @@ export const list = (
       const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
       states?.forEach((state, i) => config.oneOf(`state[${i}]`, state, all))
       return {
-        queue: filter.queue === undefined ? undefined : name("queue", filter.queue),
+        queue: filter.queue === undefined ? undefined : nonEmpty("queue", filter.queue),
         states,
         limit: filter.limit === undefined ? 100 : config.positiveInteger("limit", filter.limit, 100_000)
       }
@@ -463,7 +463,7 @@ export const purge = (options: {
   })
 
 const configure = (queue: string, settings: { readonly paused?: boolean; readonly aging?: number }) =>
-  Effect.flatMap(invalid(() => name("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
+  Effect.flatMap(invalid(() => nonEmpty("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
 
 /**
  * Stops every consumer from claiming jobs of a queue (running jobs go on), until `resume`.
@@ -532,7 +532,7 @@ export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<vo
  * @category producer
  */
 export const stats = (queue: string): Effect.Effect<QueueStats, InvalidJobOptions | StoreError, JobStore> =>
-  Effect.flatMap(invalid(() => name("queue", queue)), (queue) => JobStore.use((store) => store.counts(queue)))
+  Effect.flatMap(invalid(() => nonEmpty("queue", queue)), (queue) => JobStore.use((store) => store.counts(queue)))
 
 /**
  * A queue's counts, from `stats`.
@@ -547,6 +547,91 @@ export const stats = (queue: string): Effect.Effect<QueueStats, InvalidJobOption
  * @category models
  */
 export type QueueStats = QueueCounts
+
+/**
+ * Options of `repeat`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const nightly: JobQueue.RepeatOptions = { cron: "0 3 * * *", queue: "reports", priority: 1, maxAttempts: 5 }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface RepeatOptions {
+  /** A cron expression (`"*\/5 * * * *"`, with an optional seconds field) or an effect `Cron`. */
+  readonly cron: string | Cron.Cron
+  readonly queue?: string | undefined
+  readonly priority?: number | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly maxAttempts?: number | undefined
+}
+
+/**
+ * Enqueues one job per tick of a cron schedule, for as long as the current scope lasts. Any number of
+ * processes may run the same `repeat` (the same `name`): each tick's job has an id made of the name
+ * and the tick's time, so it is enqueued once however many processes reach it. A tick that passes
+ * while no process runs it is skipped, not caught up.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Cleanup = Task.make("Cleanup", { payload: Schema.Struct({ olderThanDays: Schema.Number }), success: Schema.Void })
+ * const schedule = JobQueue.repeat("nightly-cleanup", Cleanup, { olderThanDays: 30 }, { cron: "0 3 * * *" })
+ * ```
+ * @since 0.2.0
+ * @category producer
+ */
+export const repeat = <T extends Task.Any>(
+  name: string,
+  task: T,
+  payload: Task.Payload<T>,
+  options: RepeatOptions
+): Effect.Effect<void, InvalidJobOptions | TaskCodecError, JobStore | Scope.Scope> =>
+  Effect.gen(function*() {
+    const checked = yield* invalid(() => {
+      config.object("options", options)
+      const cron = Cron.isCron(options.cron)
+        ? options.cron
+        : typeof options.cron === "string"
+        ? Result.getOrElse(Cron.parse(options.cron), (error) => config.fail("cron", options.cron, `expected a cron expression (${error.message})`))
+        : config.fail("cron", options.cron, "expected a cron expression or a Cron")
+      return {
+        name: nonEmpty("name", name),
+        cron,
+        queue: options.queue === undefined ? DEFAULT_QUEUE : nonEmpty("queue", options.queue),
+        priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        maxAttempts: options.maxAttempts === undefined
+          ? DEFAULT_MAX_ATTEMPTS
+          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
+      }
+    })
+    const encoded = yield* encodePayload(task, payload)
+    const store = yield* JobStore
+    const tick = Effect.gen(function*() {
+      const now = yield* store.now
+      const at = Cron.next(checked.cron, now).getTime()
+      yield* Effect.sleep(Math.max(0, at - now))
+      yield* store.enqueue({
+        id: `repeat:${checked.name}:${at}`,
+        queue: checked.queue,
+        task: task.name,
+        payload: encoded,
+        priority: checked.priority,
+        dedupKey: null,
+        maxAttempts: checked.maxAttempts,
+        timeout: checked.timeout,
+        delay: 0,
+        runAt: at
+      }).pipe(Effect.catch((error) => Effect.logWarning(`effect-workpool: repeat ${checked.name}: enqueuing a tick failed`, error)))
+    })
+    yield* Effect.forkScoped(Effect.forever(tick))
+  })
 
 /**
  * Options of `consume`.
@@ -652,7 +737,7 @@ export const consume = <R = never>(
       config.object("options", options)
       const queues = options.queues ?? [DEFAULT_QUEUE]
       if (!Array.isArray(queues) || queues.length === 0) config.fail("queues", queues, "expected a non-empty array of queue names")
-      queues.forEach((queue, i) => name(`queues[${i}]`, queue))
+      queues.forEach((queue, i) => nonEmpty(`queues[${i}]`, queue))
       if (!Array.isArray(options.handlers) || options.handlers.length === 0) {
         config.fail("handlers", options.handlers, "expected a non-empty array of Task.handle(...)")
       }

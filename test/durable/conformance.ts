@@ -408,6 +408,25 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* stateOf(dead.id), "queued")
       })))
 
+    it.effect("9. a repeatable job is enqueued once per cron tick, however many processes run its schedule", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<number>>([])
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => Effect.as(Ref.update(runs, (r) => [...r, now]), n)))]
+        })
+        // two schedulers with the same name, as two processes would run them
+        yield* JobQueue.repeat("every-minute", Echo, { n: 1 }, { cron: "* * * * *" })
+        yield* JobQueue.repeat("every-minute", Echo, { n: 1 }, { cron: "* * * * *" })
+        yield* tick(3 * 60_000 + 500, 1000)
+        const jobs = yield* JobQueue.list({ state: "succeeded" })
+        assert.strictEqual(jobs.length, 3)
+        assert.deepStrictEqual((yield* Ref.get(runs)).map((t) => Math.floor(t / 60_000)), [1, 2, 3])
+        const error = yield* Effect.flip(JobQueue.repeat("bad", Echo, { n: 1 }, { cron: "every minute" }))
+        assert.strictEqual((error as { field: string }).field, "cron")
+      })))
+
     it.effect("5. priority order is the in-process scheduler's: higher first, FIFO within a priority", () =>
       provide(Effect.gen(function*() {
         const priorities = [1, 5, 3, 5, 0, 3]

@@ -114,7 +114,11 @@ export interface ListFilter {
 }
 
 export interface Store {
-  /** Adds a job, or returns the unfinished job of the same queue with the same dedup key. */
+  /**
+   * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
+   * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
+   * same queue with the same dedup key.
+   */
   readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
   /** Oldest first. */

@@ -181,6 +181,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const enqueue = (job: NewJob) =>
       write("enqueue", () => {
+        if (all("SELECT id FROM wp_job WHERE id = ?", job.id).length > 0) return { id: job.id, created: false }
         if (job.dedupKey !== null) {
           const found = all(
             "SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')",
