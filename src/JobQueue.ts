@@ -254,7 +254,7 @@ export const enqueue = <T extends Task.Any>(
         priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
         delay: options.delay === undefined ? 0 : config.millis("delay", options.delay, "nonNegative"),
         dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
           : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
@@ -512,10 +512,9 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  * @category producer
  */
 export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  // 0 or Infinity: none, as for WorkPool's aging
   Effect.flatMap(invalid(() => config.millis("aging", aging, "nonNegative")), (millis) =>
-    millis === Infinity
-      ? invalid(() => config.fail("aging", aging, "expected a finite duration"))
-      : configure(queue, { aging: millis }))
+    configure(queue, { aging: millis === Infinity ? 0 : millis }))
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, and the
@@ -605,7 +604,7 @@ export const repeat = <T extends Task.Any>(
         cron,
         queue: options.queue === undefined ? DEFAULT_QUEUE : nonEmpty("queue", options.queue),
         priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
           : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
@@ -749,19 +748,19 @@ export const consume = <R = never>(
         if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
         seen.add(handler.task.name)
       })
-      const lease = options.lease === undefined ? 30_000 : config.millis("lease", options.lease, "positiveFinite")
+      const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease)
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
       return {
         queues,
         handlers: options.handlers,
         concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "deadline"),
+        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
         shutdownTimeout: options.shutdownTimeout === undefined
           ? 30_000
           : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
         lease,
-        poll: options.poll === undefined ? 1000 : config.millis("poll", options.poll, "positiveFinite")
+        poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll)
       } satisfies ConsumerImpl.ConsumerConfig<R>
     }),
     ConsumerImpl.make

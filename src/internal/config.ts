@@ -192,6 +192,13 @@ export const millis = (field: string, value: unknown, kind: "positive" | "nonNeg
   return ms === Infinity ? 0 : ms
 }
 
+/** A finite duration above 0, in milliseconds (a lease, a poll interval): "none" makes no sense. */
+export const finiteMillis = (field: string, value: unknown): number => {
+  const ms = millis(field, value, "positive")
+  if (ms === 0) fail(field, value, "expected a finite duration above 0")
+  return ms
+}
+
 export const invalidPoolConfig = (field: string, value: unknown, reason: string): InvalidPoolConfig =>
   new InvalidPoolConfig({ field, value: show(value), reason })
 

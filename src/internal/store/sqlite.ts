@@ -69,7 +69,7 @@ export const options = (options: { readonly filename: string; readonly busyTimeo
       }
       return {
         filename: options.filename,
-        busyTimeout: options.busyTimeout === undefined ? 5000 : config.millis("busyTimeout", options.busyTimeout, "positiveFinite")
+        busyTimeout: options.busyTimeout === undefined ? 5000 : config.finiteMillis("busyTimeout", options.busyTimeout)
       }
     }),
     (error) => new StoreError({ operation: "open", reason: error.message })
