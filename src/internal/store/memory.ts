@@ -57,6 +57,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
 
   const enqueue = (job: NewJob) =>
     Effect.sync(() => {
+      if (rows.has(job.id)) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
         for (const row of rows.values()) {
           const other = row.job
