@@ -1,0 +1,17 @@
+/** A consumer process of bench/durable.ts: `node consumer.ts <db> <concurrency> <poll ms>`; jobs do nothing. */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import * as JobQueue from "../../src/JobQueue.ts"
+import * as JobStore from "../../src/JobStore.ts"
+import * as Task from "../../src/Task.ts"
+import { Noop } from "./task.ts"
+
+const [filename, concurrency, poll] = process.argv.slice(2)
+
+NodeRuntime.runMain(
+  Effect.gen(function*() {
+    yield* JobQueue.consume({ handlers: [Task.handle(Noop, () => Effect.void)], concurrency: Number(concurrency), poll: Number(poll) })
+    process.stdout.write("ready\n")
+    return yield* Effect.never
+  }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename: filename! })))
+)
