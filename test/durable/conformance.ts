@@ -487,6 +487,30 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.deepStrictEqual([(error as DurableError.AttemptTimeout).millis, yield* Ref.get(finalized)], [5000, 1])
       })))
 
+    it.effect("6. a timed-out attempt is settled only once it has stopped: its retry never overlaps its finalizers", () =>
+      provide(Effect.gen(function*() {
+        const events = yield* Ref.make<Array<string>>([])
+        const log = (event: string) => Ref.update(events, (e) => [...e, event])
+        let attempt = 0
+        yield* JobQueue.consume({
+          ...options,
+          retry: { times: 1 },
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.suspend(() => {
+              const current = ++attempt
+              return current === 1
+                ? Effect.andThen(log("start 1"), Effect.never).pipe(
+                  Effect.onInterrupt(() => Effect.andThen(Effect.sleep("2 seconds"), log("stopped 1")))
+                )
+                : Effect.as(log(`start ${current}`), n)
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 4 }, { timeout: "1 second", maxAttempts: 2 })
+        yield* tick(5000)
+        assert.strictEqual(yield* job.await, 4)
+        assert.deepStrictEqual(yield* Ref.get(events), ["start 1", "stopped 1", "start 2"])
+      })))
+
     it.effect("7. cancel: a queued job at once; a running one within a heartbeat, its finalizers run", () =>
       provide(Effect.gen(function*() {
         const finalized = yield* Ref.make(0)

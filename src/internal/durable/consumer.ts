@@ -54,8 +54,6 @@ interface Running {
   handle: WorkPool.JobHandle<unknown, unknown> | undefined
   /** Why this consumer interrupted it, if it did. */
   reason: "cancel" | "lost" | undefined
-  /** Completed when the attempt's fiber has stopped (its finalizers have run). */
-  readonly stopped: Deferred.Deferred<void>
 }
 
 /**
@@ -107,10 +105,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     const attempt = (entry: Running) => {
       const handler = handlers.get(entry.task.name)!
-      return decodePayload(entry.task, entry.claim.job.payload).pipe(
-        Effect.flatMap((payload) => handler.run(payload)),
-        Effect.ensuring(Deferred.done(entry.stopped, Exit.void))
-      )
+      return Effect.flatMap(decodePayload(entry.task, entry.claim.job.payload), (payload) => handler.run(payload))
     }
 
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
@@ -168,8 +163,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           claim,
           task: handlers.get(claim.job.task)!.task,
           handle: undefined,
-          reason: undefined,
-          stopped: Deferred.makeUnsafe<void>()
+          reason: undefined
         }
         running.set(claim.token, entry)
         const timeout = claim.job.timeout > 0 ? claim.job.timeout : config.timeout > 0 ? config.timeout : Infinity
@@ -185,7 +179,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         if (entry.reason !== undefined) fork(Effect.asVoid(handle.interrupt))
         const settler = fork(
           Effect.exit(handle.await).pipe(
-            Effect.tap(() => Deferred.await(entry.stopped)),
+            // a timed-out attempt ends for its awaiter before its fiber has stopped: the handle's
+            // interrupt of an ended job waits for that (its finalizers) and interrupts nothing
+            Effect.tap(() => handle.interrupt),
             Effect.flatMap((exit) => settle(entry, exit))
           )
         )
