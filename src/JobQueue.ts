@@ -88,6 +88,11 @@ export interface JobInfo {
   readonly finishedAt: Date | undefined
   /** A cancel was asked for while it ran; its consumer stops it within a heartbeat. */
   readonly cancelRequested: boolean
+  /**
+   * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
+   * that is not JSON is not stored), kept after the job ends; undefined if none.
+   */
+  readonly progress: unknown
 }
 
 /**
@@ -209,7 +214,8 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   visibleAt: new Date(row.visibleAt),
   startedAt: row.startedAt === null ? undefined : new Date(row.startedAt),
   finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
-  cancelRequested: row.cancelRequested
+  cancelRequested: row.cancelRequested,
+  progress: row.progress === null ? undefined : JSON.parse(row.progress)
 })
 
 const getRow = (store: JobStore["Service"], id: string) =>

@@ -6,6 +6,7 @@ import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
+import { MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -64,7 +65,28 @@ describe("the SQLite store", () => {
       const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
       assert.instanceOf(error, StoreError)
       assert.strictEqual((error as StoreError).operation, "migrate")
-      assert.match(error.message, /schema version 99.*up to 1/)
+      assert.match(error.message, /schema version 99.*up to 2/)
+    }))
+
+  it.live("a file of schema version 1 is migrated on open: its jobs are kept and gain the new column", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      db.exec(MIGRATIONS[0]!)
+      db.exec("INSERT INTO wp_meta VALUES ('schema_version', '1')")
+      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`)
+      db.close()
+      const result = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 3))], concurrency: 1, poll: 10 })
+        return yield* JobQueue.await(Echo, "old")
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      assert.strictEqual(result, 15)
+      const check = new DatabaseSync(filename)
+      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
+      check.close()
+      assert.strictEqual(version.value, "2")
     }))
 
   it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>

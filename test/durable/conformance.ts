@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -529,6 +529,29 @@ export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* Ref.get(finalized), 1)
         assert.strictEqual(yield* running.cancel, "finished")
         assert.instanceOf(yield* Effect.flip(JobQueue.cancel("nope")), DurableError.JobNotFound)
+      })))
+
+    it.effect("progress reported by the handler is in the store, from any process, and kept after the job ends", () =>
+      provide(Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const job = yield* WorkPool.JobContext
+              yield* job.progress({ done: 1, of: 2 })
+              yield* Deferred.await(gate)
+              yield* job.progress({ done: 2, of: 2 })
+              return n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        assert.strictEqual((yield* JobQueue.status(job.id)).progress, undefined)
+        yield* tick(100)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 1, of: 2 })
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* job.await, 1)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 2, of: 2 })
       })))
 
     it.effect("10. stats per queue from the store, and the consumer's own pool stats", () =>

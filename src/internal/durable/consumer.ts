@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Deferred, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -175,6 +175,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         const handle = submitted.value
         entry.handle = handle
+        // the handler's progress reports (WorkPool.JobContext), latest first, to the store, fenced
+        const reporting = fork(Stream.runForEach(handle.progressChanges, (value) => {
+          let text: string | undefined
+          try {
+            text = JSON.stringify(value)
+          } catch {
+            // not JSON (a cycle, a BigInt): not stored
+          }
+          return text === undefined ? Effect.void : Effect.ignore(store.progress(claim.token, text))
+        }))
         // a heartbeat that ran while it was being submitted (lost, or cancelled) could not stop it
         if (entry.reason !== undefined) fork(Effect.asVoid(handle.interrupt))
         const settler = fork(
@@ -182,6 +192,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             // a timed-out attempt ends for its awaiter before its fiber has stopped: the handle's
             // interrupt of an ended job waits for that (its finalizers) and interrupts nothing
             Effect.tap(() => handle.interrupt),
+            // its last progress report is written before the outcome (after it, the fence refuses it)
+            Effect.tap(() => Fiber.await(reporting)),
             Effect.flatMap((exit) => settle(entry, exit))
           )
         )

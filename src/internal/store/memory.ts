@@ -86,7 +86,8 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
           startedAt: null,
           finishedAt: null,
           cancelRequested: false,
-          exit: null
+          exit: null,
+          progress: null
         },
         seq: ++seq,
         rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),
@@ -228,6 +229,14 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       return { lost, cancelled }
     })
 
+  const progress = (token: string, value: string) =>
+    Effect.sync(() => {
+      const row = byToken.get(token)
+      if (row === undefined) return false
+      update(row, { progress: value })
+      return true
+    })
+
   const settle = (token: string, settlement: Settlement) =>
     Effect.sync(() => {
       const row = byToken.get(token)
@@ -285,6 +294,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     counts,
     claim,
     heartbeat,
+    progress,
     settle,
     reap,
     wait: signal.wait,

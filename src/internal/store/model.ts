@@ -45,6 +45,8 @@ export interface JobRow {
    * (`LeaseExpired`): the store writes those without knowing the encoding.
    */
   readonly exit: string | null
+  /** The latest progress its handler reported (JSON text), kept after it ends. */
+  readonly progress: string | null
 }
 
 export interface NewJob {
@@ -147,6 +149,8 @@ export interface Store {
   readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<Claim>, StoreError>
   /** Extends the leases of these claims by `lease` ms from now; says which are lost or cancelled. */
   readonly heartbeat: (tokens: ReadonlyArray<string>, lease: number) => Effect.Effect<Heartbeat, StoreError>
+  /** Records a running attempt's progress (JSON text); false if the token no longer holds the job. */
+  readonly progress: (token: string, progress: string) => Effect.Effect<boolean, StoreError>
   /** Ends an attempt; false (nothing written) if the token no longer holds the job. */
   readonly settle: (token: string, settlement: Settlement) => Effect.Effect<boolean, StoreError>
   /**

@@ -19,7 +19,7 @@ import type { Claim, ClaimRequest, JobRow, NewJob, QueueCounts, Settlement, Stat
 import { makeSignal } from "./signal.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
-const MIGRATIONS: ReadonlyArray<string> = [
+export const MIGRATIONS: ReadonlyArray<string> = [
   `CREATE TABLE wp_job (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -52,7 +52,9 @@ const MIGRATIONS: ReadonlyArray<string> = [
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0,
     aging_ms REAL NOT NULL DEFAULT 0
-  );`
+  );`,
+  // 2: per-job progress
+  `ALTER TABLE wp_job ADD COLUMN progress TEXT;`
 ]
 
 export interface Config {
@@ -100,6 +102,7 @@ interface SqlRow {
   readonly finished_at: number | null
   readonly cancel_requested: number
   readonly exit: string | null
+  readonly progress: string | null
   readonly lease_token: string | null
 }
 
@@ -119,7 +122,8 @@ const toRow = (row: SqlRow): JobRow => ({
   startedAt: row.started_at,
   finishedAt: row.finished_at,
   cancelRequested: row.cancel_requested !== 0,
-  exit: row.exit
+  exit: row.exit,
+  progress: row.progress
 })
 
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effect/Scope").Scope> =>
@@ -352,6 +356,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
+    const progress = (token: string, value: string) =>
+      write("progress", () =>
+        Number(run("UPDATE wp_job SET progress = ? WHERE lease_token = ? AND state = 'running'", value, token).changes) > 0)
+
     const settle = (token: string, settlement: Settlement) =>
       write("settle", () => {
         const now = time()
@@ -419,6 +427,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       counts,
       claim,
       heartbeat,
+      progress,
       settle,
       reap,
       wait: signal.wait,
