@@ -214,7 +214,7 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
 export interface ThreadPool<T extends Task.Any = Task.Any> extends
   Pick<
     WorkPool.WorkPool,
-    "name" | "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination"
+    "name" | "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination" | "jobs" | "job" | "cancel"
   >
 {
   readonly [TypeId]: TypeId
@@ -571,6 +571,9 @@ export const make = <T extends Task.Any = Task.Any>(
       pause: pool.pause,
       resume: pool.resume,
       awaitIdle: pool.awaitIdle,
+      jobs: pool.jobs,
+      job: pool.job,
+      cancel: pool.cancel,
       shutdown: Effect.andThen(pool.shutdown, threads.close()),
       shutdownNow: Effect.suspend(() => {
         threads.closing()

@@ -157,6 +157,11 @@ export interface Options<W = void, EW = never, RW = never> {
   /** Start with dispatch paused (jobs are queued until `resume`); default false. */
   readonly paused?: boolean | undefined
   /**
+   * How long ended jobs stay visible to `jobs`, `job` and `cancel` (see `Retention`); default the
+   * last 1000 ended jobs, each for at most an hour.
+   */
+  readonly retention?: Retention | undefined
+  /**
    * A resource per worker, such as a connection: acquired when a worker starts, released (its
    * scope closed) when the worker stops, and handed to the jobs that worker runs when a job is
    * written as a function `(resource) => Effect`. A shutdown interrupts the acquisitions still in
@@ -165,6 +170,72 @@ export interface Options<W = void, EW = never, RW = never> {
    * awaits it) and does not stop the pool.
    */
   readonly resource?: ((workerId: number) => Effect.Effect<W, EW, RW | Scope.Scope>) | undefined
+}
+
+/**
+ * How many ended jobs a pool keeps for lookup, and for how long: memory stays flat however many jobs
+ * run. Live jobs (waiting, queued, running, retrying) are always visible. An ended job keeps its
+ * result and its submitter's services alive until it is evicted.
+ *
+ * - `count`: at most this many ended jobs, the most recent; a whole number from 0 (keep none) to
+ *   1,000,000; default 1000.
+ * - `age`: each for at most this long after it ended; `Infinity` for no age limit; default 1 hour.
+ *
+ * @example
+ * ```ts
+ * import { WorkPool } from "effect-workpool"
+ *
+ * // the last 10,000 ended jobs, each for 15 minutes
+ * const pool = WorkPool.make({ concurrency: 4, retention: { count: 10_000, age: "15 minutes" } })
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface Retention {
+  readonly count?: number | undefined
+  readonly age?: Duration.Input | undefined
+}
+
+/**
+ * What `jobs` tells about one job of a pool: a snapshot taken when it was listed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const describe = (job: WorkPool.JobSummary) =>
+ *   `#${job.id} ${job.status} (attempt ${job.attempt}, priority ${job.priority})`
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobSummary {
+  readonly id: number
+  readonly status: JobStatus
+  readonly priority: number
+  readonly attempt: number
+  /** The latest progress the job reported, if any. */
+  readonly progress: Option.Option<unknown>
+  /** How it ended (its result or error), once it has. */
+  readonly exit: Option.Option<Exit.Exit<unknown, unknown>>
+}
+
+/**
+ * Which jobs `jobs` lists: those whose status is `status` (or one of them); default every job the
+ * pool knows, live and retained.
+ *
+ * @example
+ * ```ts
+ * import type { WorkPool } from "effect-workpool"
+ *
+ * const stuck: WorkPool.JobFilter = { status: ["queued", "retrying"] }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobFilter {
+  readonly status?: JobStatus | ReadonlyArray<JobStatus> | undefined
 }
 
 /**
@@ -475,6 +546,18 @@ export interface WorkPool<W = void, EW = never> {
   readonly shutdownNow: Effect.Effect<ReadonlyArray<UnstartedJob<W>>>
   /** Waits until the pool has shut down. */
   readonly awaitTermination: Effect.Effect<void>
+  /**
+   * The jobs the pool knows, oldest submission first: the live ones and the ended ones within the
+   * `retention`, filtered by status. O(jobs known) per call; a job pays O(1) for it.
+   */
+  readonly jobs: (filter?: JobFilter) => Effect.Effect<ReadonlyArray<JobSummary>, InvalidJobOptions>
+  /** The handle of a live job, or of an ended one within the `retention`, by its id. */
+  readonly job: (id: number) => Effect.Effect<Option.Option<JobHandle<unknown, unknown>>>
+  /**
+   * Cancels a job by its id as `JobHandle.interrupt` does (removed if waiting or queued, interrupted
+   * if running; waits until it stopped). True if the job was live, false if it had ended or is unknown.
+   */
+  readonly cancel: (id: number) => Effect.Effect<boolean>
 }
 
 const DEFAULT_CAPACITY = 1024
@@ -500,6 +583,7 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
         ? DEFAULT_SHUTDOWN_TIMEOUT
         : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
       paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+      retention: retention(options.retention),
       name: options.name === undefined ? `workpool-${++poolCount}` : config.name("name", options.name),
       metrics: options.metrics === undefined ? true : config.boolean("metrics", options.metrics),
       retry: options.retry === undefined ? undefined : Retries.policy("retry", options.retry),
@@ -507,6 +591,43 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
         ? options.resource
         : config.fail("resource", options.resource, "expected a function (workerId) => Effect")
     }
+  })
+
+const DEFAULT_RETENTION = { count: 1000, age: 3_600_000 }
+
+const retention = (options: Retention | undefined): { readonly count: number; readonly age: number } => {
+  if (options === undefined) return DEFAULT_RETENTION
+  config.object("retention", options)
+  return {
+    count: options.count === undefined
+      ? DEFAULT_RETENTION.count
+      : config.count("retention.count", options.count, config.MAX_RETAINED),
+    age: options.age === undefined ? DEFAULT_RETENTION.age : config.millis("retention.age", options.age, "positive")
+  }
+}
+
+const summary = (job: JobRecord): JobSummary => ({
+  id: job.id,
+  status: job.statusNow(),
+  priority: job.priority,
+  attempt: job.retry === undefined ? 1 : job.retry.retries + 1,
+  progress: job.progressState === undefined ? Option.none() : job.progressState.latest(),
+  exit: Option.fromUndefinedOr(job.exit)
+})
+
+const STATUSES: ReadonlyArray<JobStatus> = [
+  "waiting", "queued", "running", "retrying", "succeeded", "failed", "defect", "timedOut", "interrupted", "dropped", "rejected"
+]
+
+/** The statuses a filter keeps, checked: a typo must not list nothing silently. */
+const statusFilter = (filter: JobFilter | undefined): ReadonlySet<JobStatus> | undefined | InvalidJobOptions =>
+  config.checkJobOptions(() => {
+    if (filter === undefined) return undefined
+    config.object("filter", filter)
+    const status = filter.status
+    if (status === undefined) return undefined
+    const list = Array.isArray(status) ? status : [status]
+    return new Set(list.map((s, i) => config.oneOf(Array.isArray(status) ? `status[${i}]` : "status", s, STATUSES)))
   })
 
 /** Per-job options, checked without allocating when there are none. */
@@ -800,7 +921,31 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
           : Effect.provideContext(job.effect, job.context) as Effect.Effect<unknown, unknown>,
         job: job.effect
       }))),
-    awaitTermination: scheduler.awaitTermination()
+    awaitTermination: scheduler.awaitTermination(),
+    jobs: (filter) =>
+      Effect.suspend(() => {
+        const keep = statusFilter(filter)
+        if (keep instanceof InvalidJobOptions) return Effect.fail(keep)
+        scheduler.evict()
+        const found: Array<JobRecord> = []
+        for (const job of scheduler.knownJobs()) {
+          if (keep === undefined || keep.has(job.statusNow())) found.push(job)
+        }
+        // a job timed out while running is in the ring and still on its worker
+        const unique = Array.from(new Set(found)).sort((a, b) => a.seq - b.seq)
+        return Effect.succeed(unique.map(summary))
+      }),
+    job: (id) =>
+      Effect.sync(() => {
+        scheduler.evict()
+        return Option.fromUndefinedOr(scheduler.findJob(id) as JobHandle<unknown, unknown> | undefined)
+      }),
+    cancel: (id) =>
+      Effect.suspend(() => {
+        const job = scheduler.findJob(id)
+        if (job === undefined || job.state >= Internal.DONE) return Effect.succeed(false)
+        return Effect.as(scheduler.cancel(job), true)
+      })
   }
 }
 

@@ -106,6 +106,17 @@ export const threads = (value: unknown, tasksPerThread: number): number => {
 export const maxThreads = (tasksPerThread: number): number =>
   Math.min(MAX_THREADS, Math.floor(MAX_CONCURRENCY / tasksPerThread))
 
+/** A whole number from 0 to `max`. */
+export const count = (field: string, value: unknown, max: number): number => {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) {
+    fail(field, value, `expected a whole number from 0 to ${max}`)
+  }
+  return value as number
+}
+
+/** Ended jobs a pool may retain for lookup: each holds its result and its submitter's context. */
+export const MAX_RETAINED = 1_000_000
+
 /** A whole number ≥ 0, or Infinity. */
 export const capacity = (field: string, value: unknown): number => {
   if (typeof value !== "number" || !(value === Infinity || (Number.isInteger(value) && value >= 0))) {

@@ -125,6 +125,16 @@ export class PriorityQueue<T extends QueueEntry> {
 
   /** Live entries per priority, highest priority first. */
   /** Queued jobs of one priority. */
+  /** Every queued entry, lane by lane (FIFO within a lane). */
+  *entries(): Generator<T> {
+    for (const lane of this.lanes.values()) {
+      for (let i = lane.head; i < lane.items.length; i++) {
+        const entry = lane.items[i]!
+        if (entry.inQueue) yield entry
+      }
+    }
+  }
+
   countOf(priority: number): number {
     return this.lanes.get(priority)?.live ?? 0
   }

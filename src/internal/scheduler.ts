@@ -38,6 +38,8 @@ export interface SchedulerConfig<W> {
   readonly aging: number
   readonly shutdownTimeout: number
   readonly paused: boolean
+  /** How many ended jobs stay visible to lookup, and for how many milliseconds (0: no age limit). */
+  readonly retention: { readonly count: number; readonly age: number }
   readonly acquireWorker: ((worker: Worker<W>) => Effect.Effect<W, unknown, Scope.Scope>) | undefined
 }
 
@@ -236,23 +238,25 @@ export class Job implements QueueEntry {
   }
 
   get status(): Effect.Effect<JobStatus> {
-    return Effect.sync(() => {
-      switch (this.state) {
-        case NEW:
-        case WAITING:
-          return "waiting"
-        case QUEUED:
-          return "queued"
-        case RUNNING:
-          return "running"
-        case RETRYING:
-          return "retrying"
-        default: {
-          const ending = ENDINGS[this.state - DONE]!
-          return ending === "defects" ? "defect" : ending
-        }
+    return Effect.sync(() => this.statusNow())
+  }
+
+  statusNow(): JobStatus {
+    switch (this.state) {
+      case NEW:
+      case WAITING:
+        return "waiting"
+      case QUEUED:
+        return "queued"
+      case RUNNING:
+        return "running"
+      case RETRYING:
+        return "retrying"
+      default: {
+        const ending = ENDINGS[this.state - DONE]!
+        return ending === "defects" ? "defect" : ending
       }
-    })
+    }
   }
 
   /** Records how the job ended and returns the listeners to tell: the caller tells them last. */
@@ -313,6 +317,15 @@ export class Scheduler<W> {
   readonly retrying = new Set<Job>()
   /** Failed attempts that were retried. */
   retried = 0
+  /**
+   * The ended jobs kept for lookup: a ring of at most `retention.count`, the oldest at `endedHead`,
+   * with when each ended (with an age limit). Live jobs need no index of their own: lookup finds
+   * them where they are (workers, queue, waiting, retrying), so a job pays only its slot here.
+   */
+  private readonly endedJobs: Array<Job | undefined> = []
+  private readonly endedTimes: Array<number> = []
+  private endedHead = 0
+  private endedSize = 0
   paused: boolean
   state: PoolState = "running"
   private pumping = false
@@ -645,18 +658,18 @@ export class Scheduler<W> {
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
     if (job.state >= DONE) this.stoppingJobs--
-    else if (job.retry === undefined) this.settleStopped(job, exit)
-    else this.attemptStopped(job, job.retry, exit)
+    else if (job.retry === undefined) this.settleStopped(job, exit, now)
+    else this.attemptStopped(job, job.retry, exit, now)
     this.changed()
     this.pump()
   }
 
-  private settleStopped(job: Job, exit: Exit.Exit<any, any>): void {
+  private settleStopped(job: Job, exit: Exit.Exit<any, any>, now: number): void {
     const outcome = outcomeOf(exit)
     if (this.stoppingPool && outcome === "interrupted") {
-      this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted")
+      this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted", now)
     } else {
-      this.settle(job, exit, outcome)
+      this.settle(job, exit, outcome, now)
     }
   }
 
@@ -664,18 +677,18 @@ export class Scheduler<W> {
    * An attempt of a job with a retry policy stopped: the job waits for its retry, or ends as any
    * job would. An immediate shutdown retries nothing (nothing would run it).
    */
-  private attemptStopped(job: Job, retry: Retry.Attempts, exit: Exit.Exit<any, any>): void {
+  private attemptStopped(job: Job, retry: Retry.Attempts, exit: Exit.Exit<any, any>, now: number): void {
     const timedOut = retry.timedOut
     if (timedOut !== undefined) {
       // timed out at its deadline, where its retry was decided
       retry.timedOut = undefined
-      if (this.stoppingPool) this.settle(job, timedOut, "timedOut")
+      if (this.stoppingPool) this.settle(job, timedOut, "timedOut", now)
       else this.retryAfter(job, retry, retry.delay)
       return
     }
-    const delay = this.stoppingPool ? undefined : Retry.next(retry, exit, this.now(), this.context)
+    const delay = this.stoppingPool ? undefined : Retry.next(retry, exit, now, this.context)
     if (typeof delay === "number") this.retryAfter(job, retry, delay)
-    else this.settleStopped(job, delay ?? exit)
+    else this.settleStopped(job, delay ?? exit, now)
   }
 
   private retryAfter(job: Job, retry: Retry.Attempts, delay: number): void {
@@ -697,8 +710,8 @@ export class Scheduler<W> {
     this.enqueue(job)
   }
 
-  /** Ends a job exactly once: accounting, then its listeners. */
-  settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome): void {
+  /** Ends a job exactly once: accounting, then its listeners. `now`, when the caller has read the clock. */
+  settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome, now?: number): void {
     const state = job.state
     if (state >= DONE) return
     const listeners = job.end(exit, outcome)
@@ -709,10 +722,64 @@ export class Scheduler<W> {
     else if (state === RETRYING) this.retrying.delete(job)
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.ended[outcome]++
+    this.retain(job, now)
     this.changed()
     notify(listeners, exit)
     if (state === WAITING) this.wakeSubmitter(job)
     if (this.waitingCount > 0) this.pump()
+  }
+
+  // ---------------------------------------------------------------------------
+  // lookup and retention
+
+  /** Keeps an ended job for lookup: in the ring's next slot, over the oldest one when it is full. */
+  private retain(job: Job, now: number | undefined): void {
+    const { age, count } = this.config.retention
+    if (count === 0) return
+    if (age > 0) {
+      now ??= this.now()
+      this.evict(now)
+    }
+    let slot = this.endedHead + this.endedSize
+    if (slot >= count) slot -= count
+    this.endedJobs[slot] = job
+    if (age > 0) this.endedTimes[slot] = now!
+    if (this.endedSize < count) this.endedSize++
+    else if (++this.endedHead === count) this.endedHead = 0
+  }
+
+  /** Drops the ended jobs older than the retention's age: at every ending and every lookup. */
+  evict(now: number = this.now()): void {
+    const { age, count } = this.config.retention
+    if (age === 0) return
+    const oldest = now - age
+    while (this.endedSize > 0 && this.endedTimes[this.endedHead]! <= oldest) {
+      this.endedJobs[this.endedHead] = undefined
+      if (++this.endedHead === count) this.endedHead = 0
+      this.endedSize--
+    }
+  }
+
+  /** The jobs the pool knows: live ones (in no particular order), then the retained ended ones, oldest first. */
+  *knownJobs(): Generator<Job> {
+    for (const worker of this.workers) if (worker.job !== undefined) yield worker.job
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const job = this.waiting[i]
+      if (job !== undefined && job.state === WAITING) yield job
+    }
+    yield* this.queue.entries()
+    yield* this.retrying
+    const count = this.config.retention.count
+    for (let i = 0; i < this.endedSize; i++) {
+      const slot = this.endedHead + i
+      yield this.endedJobs[slot >= count ? slot - count : slot]!
+    }
+  }
+
+  /** A job the pool knows, by id: O(jobs known), for an operator's lookup, not for a hot path. */
+  findJob(id: number): Job | undefined {
+    for (const job of this.knownJobs()) if (job.seq === id) return job
+    return undefined
   }
 
   // ---------------------------------------------------------------------------
@@ -819,6 +886,7 @@ export class Scheduler<W> {
         // awaiter that reacts at once must see the pool as it is
         const listeners = job.end(exit, "timedOut")
         this.ended.timedOut++
+        this.retain(job, now)
         this.stoppingJobs++
         this.executor.interrupt(job)
         this.changed()

@@ -1,0 +1,186 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Option, Ref } from "effect"
+import { TestClock } from "effect/testing"
+import { PoolError, WorkPool } from "../src/index.ts"
+import { Sleep } from "./fixtures/tasks.ts"
+import { makePool } from "./fixtures/pool.ts"
+import { settle, waitFor } from "./helpers.ts"
+
+const ids = (jobs: ReadonlyArray<WorkPool.JobSummary>) => jobs.map((job) => job.id)
+
+describe("job lookup", () => {
+  it.effect("lists jobs by status, looks one up by id and cancels by id", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      const released = yield* Ref.make(false)
+      const blocker = yield* pool.submit(
+        Effect.andThen(Deferred.await(gate), Effect.void).pipe(Effect.ensuring(Ref.set(released, true)))
+      )
+      const a = yield* pool.submit(Effect.succeed("a"), { priority: 2 })
+      const b = yield* pool.submit(Effect.succeed("b"))
+      yield* settle
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: "running" })), [blocker.id])
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: "queued" })), [a.id, b.id])
+      assert.deepStrictEqual(ids(yield* pool.jobs()), [blocker.id, a.id, b.id])
+      const [summary] = yield* pool.jobs({ status: ["queued"] })
+      assert.deepStrictEqual(
+        { ...summary!, progress: Option.isNone(summary!.progress), exit: Option.isNone(summary!.exit) },
+        { id: a.id, status: "queued", priority: 2, attempt: 1, progress: true, exit: true }
+      )
+
+      // the handle found by id is the job's own
+      const found = Option.getOrThrow(yield* pool.job(a.id))
+      assert.strictEqual(found.id, a.id)
+      assert.strictEqual(yield* found.status, "queued")
+      assert.isTrue(Option.isNone(yield* pool.job(12345)))
+
+      // cancel a queued job, then the running one (its finalizers have run when cancel returns)
+      assert.isTrue(yield* pool.cancel(a.id))
+      assert.strictEqual(yield* a.status, "interrupted")
+      assert.isTrue(yield* pool.cancel(blocker.id))
+      assert.isTrue(yield* Ref.get(released))
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(blocker.await)))
+      assert.strictEqual(yield* b.await, "b")
+      // an ended job cannot be cancelled; an unknown id neither
+      assert.isFalse(yield* pool.cancel(b.id))
+      assert.isFalse(yield* pool.cancel(12345))
+      const ended = yield* pool.jobs({ status: ["interrupted", "succeeded"] })
+      assert.deepStrictEqual(ended.map((job) => [job.id, job.status]), [
+        [blocker.id, "interrupted"],
+        [a.id, "interrupted"],
+        [b.id, "succeeded"]
+      ])
+      assert.deepStrictEqual(Option.getOrThrow(ended[2]!.exit), Exit.succeed("b"))
+    }))
+
+  it.effect("a job waiting for room, one waiting for a retry and a failed one show as such", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0 })
+      const gate = yield* Deferred.make<void>()
+      yield* pool.submit(Deferred.await(gate))
+      const waiting = yield* Effect.forkChild(pool.run(Effect.void))
+      yield* settle
+      assert.deepStrictEqual((yield* pool.jobs({ status: "waiting" })).length, 1)
+      yield* Deferred.succeed(gate, void 0)
+      yield* settle
+      yield* pool.awaitIdle
+      yield* Effect.exit(pool.run(Effect.fail("no"), { retry: { times: 1 } }))
+      const failed = yield* pool.jobs({ status: "failed" })
+      assert.strictEqual(failed.length, 1)
+      assert.strictEqual(failed[0]!.attempt, 2)
+      assert.deepStrictEqual(Option.getOrThrow(failed[0]!.exit), Exit.fail("no"))
+      yield* Fiber.join(waiting)
+    }))
+
+  it.effect("submissions refused before admission are not kept", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, overflow: "fail" })
+      const gate = yield* Deferred.make<void>()
+      yield* pool.submit(Deferred.await(gate))
+      const refused = yield* Effect.flip(pool.submit(Effect.void))
+      assert.instanceOf(refused, PoolError.QueueFull)
+      assert.strictEqual((yield* pool.jobs()).length, 1)
+      yield* Deferred.succeed(gate, void 0)
+    }))
+
+  it.effect("memory stays flat: many jobs, and the ended ones kept stay at the count", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 4, capacity: Infinity, retention: { count: 100 } })
+      const jobs = 5_000
+      let last = 0
+      for (let round = 0; round < 5; round++) {
+        const handles = yield* Effect.forEach(
+          Array.from({ length: jobs }, (_, i) => i),
+          (i) => pool.submit(Effect.succeed(i))
+        )
+        last = handles[handles.length - 1]!.id
+        yield* pool.awaitIdle
+        const kept = yield* pool.jobs()
+        assert.strictEqual(kept.length, 100)
+        // the most recent ones
+        assert.deepStrictEqual(ids(kept), Array.from({ length: 100 }, (_, i) => last - 99 + i))
+        assert.isTrue(Option.isNone(yield* pool.job(handles[0]!.id)))
+      }
+      assert.strictEqual((yield* pool.stats).succeeded, 5 * jobs)
+      // count 0 keeps none, and live jobs stay visible
+      const none = yield* WorkPool.make({ concurrency: 1, retention: { count: 0 } })
+      const gate = yield* Deferred.make<void>()
+      const running = yield* none.submit(Deferred.await(gate))
+      yield* none.run(Effect.void).pipe(Effect.forkChild)
+      yield* settle
+      assert.deepStrictEqual((yield* none.jobs()).map((job) => job.status), ["running", "queued"])
+      yield* Deferred.succeed(gate, void 0)
+      yield* running.await
+      yield* none.awaitIdle
+      assert.deepStrictEqual(yield* none.jobs(), [])
+      assert.isTrue(Option.isNone(yield* none.job(running.id)))
+    }))
+
+  it.effect("ended jobs are evicted after the retention's age (TestClock)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, retention: { age: "1 minute" }, shutdownTimeout: 0 })
+      const first = yield* pool.runAll([1, 2, 3].map((i) => Effect.succeed(i)))
+      assert.deepStrictEqual(first, [1, 2, 3])
+      yield* TestClock.adjust("30 seconds")
+      yield* pool.runAll([4, 5].map((i) => Effect.succeed(i)))
+      assert.strictEqual((yield* pool.jobs()).length, 5)
+      // a live job is never evicted, however long it runs
+      const long = yield* pool.submit(Effect.sleep("10 minutes"))
+      yield* TestClock.adjust("30 seconds")
+      // the first three ended exactly a minute ago: gone
+      assert.deepStrictEqual(ids(yield* pool.jobs()), [4, 5, long.id])
+      assert.isTrue(Option.isNone(yield* pool.job(1)))
+      assert.isTrue(Option.isSome(yield* pool.job(4)))
+      yield* TestClock.adjust("30 seconds")
+      assert.deepStrictEqual(ids(yield* pool.jobs()), [long.id])
+      // it ends at 10 minutes 30 seconds, kept until exactly a minute later
+      yield* TestClock.adjust("9 minutes")
+      yield* long.await
+      assert.deepStrictEqual(ids(yield* pool.jobs()), [long.id])
+      yield* TestClock.adjust("59 seconds")
+      assert.deepStrictEqual(ids(yield* pool.jobs()), [long.id])
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* pool.jobs(), [])
+    }))
+
+  it.effect("invalid retention options and filters are typed errors naming the field", () =>
+    Effect.gen(function*() {
+      const cases: Array<[unknown, string, string]> = [
+        [5, "retention", "5"],
+        [{ count: -1 }, "retention.count", "-1"],
+        [{ count: 1.5 }, "retention.count", "1.5"],
+        [{ count: "10" }, "retention.count", "\"10\""],
+        [{ count: 2_000_000 }, "retention.count", "2000000"],
+        [{ age: 0 }, "retention.age", "0"],
+        [{ age: "soon" }, "retention.age", "\"soon\""]
+      ]
+      for (const [retention, field, value] of cases) {
+        const error = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: retention as any }))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig)
+        assert.deepStrictEqual([error.field, error.value], [field, value])
+      }
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const bad = yield* Effect.flip(pool.jobs({ status: "done" as any }))
+      assert.instanceOf(bad, PoolError.InvalidJobOptions)
+      assert.deepStrictEqual([bad.field, bad.value], ["status", "\"done\""])
+      const badItem = yield* Effect.flip(pool.jobs({ status: ["queued", 3 as any] }))
+      assert.deepStrictEqual([badItem.field, badItem.value], ["status[1]", "3"])
+      const notObject = yield* Effect.flip(pool.jobs("queued" as any))
+      assert.strictEqual(notObject.field, "filter")
+    }))
+})
+
+describe("job lookup: ThreadPool", () => {
+  it.live("lists a running task and cancels it by id; the thread goes on", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, retention: { count: 10 } })
+      const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: "running" })), [sleeping.id])
+      assert.isTrue(Option.isSome(yield* pool.job(sleeping.id)))
+      assert.isTrue(yield* pool.cancel(sleeping.id).pipe(Effect.timeout("20 seconds")))
+      assert.strictEqual(yield* sleeping.status, "interrupted")
+      assert.deepStrictEqual((yield* pool.jobs()).map((job) => job.status), ["interrupted"])
+    }))
+})
