@@ -73,6 +73,22 @@ describe("job lookup", () => {
       yield* Fiber.join(waiting)
     }))
 
+  it.effect("a job timed out while its finalizer runs is listed once, ended, and cannot be cancelled again", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "100 millis", shutdownTimeout: 0 })
+      const gate = yield* Deferred.make<void>()
+      const slow = yield* pool.submit(Effect.never.pipe(Effect.onInterrupt(() => Deferred.await(gate))))
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      assert.strictEqual((yield* pool.stats).stopping, 1)
+      assert.deepStrictEqual((yield* pool.jobs()).map((job) => [job.id, job.status]), [[slow.id, "timedOut"]])
+      assert.isFalse(yield* pool.cancel(slow.id))
+      yield* Deferred.succeed(gate, void 0)
+      yield* pool.awaitIdle
+      assert.deepStrictEqual((yield* pool.jobs()).map((job) => [job.id, job.status]), [[slow.id, "timedOut"]])
+    }))
+
   it.effect("submissions refused before admission are not kept", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, overflow: "fail" })

@@ -8,7 +8,8 @@
  * workloads are the smallest that still show each example's point (a few hundred pages, small
  * photos), at most one example per core runs at a time (`maxConcurrency` in vitest.config.ts: with
  * more, a test's time would include its neighbours' CPU), and the limits below are generous.
- * The web server has its own test (web-server.test.ts).
+ * The web server has its own test (web-server.test.ts), and so do the exporter recipes
+ * (prometheus.ts, otlp.ts: exporters.test.ts, against receivers on loopback).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { decode } from "jpeg-js"

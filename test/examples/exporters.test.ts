@@ -12,6 +12,8 @@ import type { AddressInfo } from "node:net"
 import { handleRequest, otlp } from "../../examples/otlp.ts"
 import { metricsServer } from "../../examples/prometheus.ts"
 import { WorkPool } from "../../src/index.ts"
+import * as ThreadPool from "../../src/ThreadPool.ts"
+import { Inspect } from "../fixtures/observe-tasks.ts"
 
 interface Sample {
   readonly name: string
@@ -210,5 +212,32 @@ describe("OTLP recipe", () => {
       }).pipe(Effect.scoped)
       yield* Effect.provide(exported, otlp({ baseUrl: c.baseUrl, interval: "100 millis" }))
       assert.isTrue(c.received.every((r) => r.contentType.startsWith("application/json")))
+    }))
+
+  it.live("a thread task's workpool.job span reaches the collector as a child of its submitter, and the thread runs under it", () =>
+    Effect.gen(function*() {
+      const c = yield* collector
+      const exported = Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({
+          worker: new URL("../fixtures/observe-worker.ts", import.meta.url),
+          threads: 1,
+          name: "otlp-threads"
+        })
+        const seen = yield* pool.run(Inspect, 1).pipe(Effect.withSpan("thread-request"))
+        const spans = yield* waitForRequest(c, "the thread task's spans", (received) => {
+          const spans = spansOf(received)
+          const request = spans.find((s: any) => s.name === "thread-request")
+          const job = spans.find((s: any) => s.name === "workpool.job")
+          return request !== undefined && job !== undefined ? { request, job } : undefined
+        })
+        assert.strictEqual(spans.job.parentSpanId, spans.request.spanId)
+        assert.strictEqual(spans.job.traceId, spans.request.traceId)
+        assert.strictEqual(attribute(spans.job.attributes, "workpool.task"), "Inspect")
+        // the task ran in its thread under the very span the collector received
+        assert.strictEqual(seen.parentSpanId, spans.job.spanId)
+        assert.strictEqual(seen.parentTraceId, spans.job.traceId)
+        assert.strictEqual(seen.childTraceId, spans.job.traceId)
+      }).pipe(Effect.scoped)
+      yield* Effect.provide(exported, otlp({ baseUrl: c.baseUrl, interval: "100 millis" }))
     }))
 })
