@@ -157,8 +157,8 @@ export interface Options<W = void, EW = never, RW = never> {
   /** Start with dispatch paused (jobs are queued until `resume`); default false. */
   readonly paused?: boolean | undefined
   /**
-   * How long ended jobs stay visible to `jobs`, `job` and `cancel` (see `Retention`); default the
-   * last 1000 ended jobs, each for at most an hour.
+   * Whether and how long ended jobs stay visible to `jobs` and `job` (see `Retention`); default:
+   * none are kept (live jobs are always visible).
    */
   readonly retention?: Retention | undefined
   /**
@@ -174,11 +174,13 @@ export interface Options<W = void, EW = never, RW = never> {
 
 /**
  * How many ended jobs a pool keeps for lookup, and for how long: memory stays flat however many jobs
- * run. Live jobs (waiting, queued, running, retrying) are always visible. An ended job keeps its
+ * run. Live jobs (waiting, queued, running, retrying) are always visible; ended ones only with a
+ * retention, which is opt-in: keeping them costs a trivial job a few percent (a ring slot per ending,
+ * an old object pointing at a young one), so a pool without one pays nothing. An ended job keeps its
  * result and its submitter's services alive until it is evicted.
  *
- * - `count`: at most this many ended jobs, the most recent; a whole number from 0 (keep none) to
- *   1,000,000; default 1000.
+ * - `count`: at most this many ended jobs, the most recent; a whole number from 0 to 1,000,000;
+ *   default 0 (keep none).
  * - `age`: each for at most this long after it ended; `Infinity` for no age limit; default 1 hour.
  *
  * @example
@@ -547,11 +549,11 @@ export interface WorkPool<W = void, EW = never> {
   /** Waits until the pool has shut down. */
   readonly awaitTermination: Effect.Effect<void>
   /**
-   * The jobs the pool knows, oldest submission first: the live ones and the ended ones within the
-   * `retention`, filtered by status. O(jobs known) per call; a job pays O(1) for it.
+   * The jobs the pool knows, oldest submission first: the live ones, and the ended ones kept by the
+   * pool's `retention` (none by default), filtered by status. O(jobs known) per call.
    */
   readonly jobs: (filter?: JobFilter) => Effect.Effect<ReadonlyArray<JobSummary>, InvalidJobOptions>
-  /** The handle of a live job, or of an ended one within the `retention`, by its id. */
+  /** The handle of a live job, or of an ended one kept by the pool's `retention`, by its id. O(jobs known). */
   readonly job: (id: number) => Effect.Effect<Option.Option<JobHandle<unknown, unknown>>>
   /**
    * Cancels a job by its id as `JobHandle.interrupt` does (removed if waiting or queued, interrupted
@@ -593,7 +595,7 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
     }
   })
 
-const DEFAULT_RETENTION = { count: 1000, age: 3_600_000 }
+const DEFAULT_RETENTION = { count: 0, age: 3_600_000 }
 
 const retention = (options: Retention | undefined): { readonly count: number; readonly age: number } => {
   if (options === undefined) return DEFAULT_RETENTION

@@ -11,7 +11,7 @@ const ids = (jobs: ReadonlyArray<WorkPool.JobSummary>) => jobs.map((job) => job.
 describe("job lookup", () => {
   it.effect("lists jobs by status, looks one up by id and cancels by id", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const pool = yield* WorkPool.make({ concurrency: 1, retention: { count: 10 } })
       const gate = yield* Deferred.make<void>()
       const released = yield* Ref.make(false)
       const blocker = yield* pool.submit(
@@ -56,7 +56,7 @@ describe("job lookup", () => {
 
   it.effect("a job waiting for room, one waiting for a retry and a failed one show as such", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0 })
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, retention: { count: 10 } })
       const gate = yield* Deferred.make<void>()
       yield* pool.submit(Deferred.await(gate))
       const waiting = yield* Effect.forkChild(pool.run(Effect.void))
@@ -75,7 +75,7 @@ describe("job lookup", () => {
 
   it.effect("a job timed out while its finalizer runs is listed once, ended, and cannot be cancelled again", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "100 millis", shutdownTimeout: 0 })
+      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "100 millis", shutdownTimeout: 0, retention: { count: 10 } })
       const gate = yield* Deferred.make<void>()
       const slow = yield* pool.submit(Effect.never.pipe(Effect.onInterrupt(() => Deferred.await(gate))))
       yield* settle
@@ -91,7 +91,7 @@ describe("job lookup", () => {
 
   it.effect("submissions refused before admission are not kept", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, overflow: "fail" })
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, overflow: "fail", retention: { count: 10 } })
       const gate = yield* Deferred.make<void>()
       yield* pool.submit(Deferred.await(gate))
       const refused = yield* Effect.flip(pool.submit(Effect.void))
@@ -119,8 +119,8 @@ describe("job lookup", () => {
         assert.isTrue(Option.isNone(yield* pool.job(handles[0]!.id)))
       }
       assert.strictEqual((yield* pool.stats).succeeded, 5 * jobs)
-      // count 0 keeps none, and live jobs stay visible
-      const none = yield* WorkPool.make({ concurrency: 1, retention: { count: 0 } })
+      // by default none is kept, and live jobs stay visible
+      const none = yield* WorkPool.make({ concurrency: 1 })
       const gate = yield* Deferred.make<void>()
       const running = yield* none.submit(Deferred.await(gate))
       yield* none.run(Effect.void).pipe(Effect.forkChild)
@@ -135,7 +135,7 @@ describe("job lookup", () => {
 
   it.effect("ended jobs are evicted after the retention's age (TestClock)", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 2, retention: { age: "1 minute" }, shutdownTimeout: 0 })
+      const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 100, age: "1 minute" }, shutdownTimeout: 0 })
       const first = yield* pool.runAll([1, 2, 3].map((i) => Effect.succeed(i)))
       assert.deepStrictEqual(first, [1, 2, 3])
       yield* TestClock.adjust("30 seconds")

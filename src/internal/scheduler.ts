@@ -326,6 +326,9 @@ export class Scheduler<W> {
   private readonly endedTimes: Array<number> = []
   private endedHead = 0
   private endedSize = 0
+  /** `config.retention`, read per ending: kept here, so that a pool that keeps none pays one field read. */
+  private readonly retainCount: number
+  private readonly retainAge: number
   paused: boolean
   state: PoolState = "running"
   private pumping = false
@@ -378,6 +381,8 @@ export class Scheduler<W> {
     this.target = config.concurrency
     this.paused = config.paused
     this.epoch = now()
+    this.retainCount = config.retention.count
+    this.retainAge = config.retention.age
     this.areaAt = this.epoch
   }
 
@@ -722,7 +727,7 @@ export class Scheduler<W> {
     else if (state === RETRYING) this.retrying.delete(job)
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.ended[outcome]++
-    this.retain(job, now)
+    if (this.retainCount > 0) this.retain(job, now)
     this.changed()
     notify(listeners, exit)
     if (state === WAITING) this.wakeSubmitter(job)
@@ -734,8 +739,8 @@ export class Scheduler<W> {
 
   /** Keeps an ended job for lookup: in the ring's next slot, over the oldest one when it is full. */
   private retain(job: Job, now: number | undefined): void {
-    const { age, count } = this.config.retention
-    if (count === 0) return
+    const age = this.retainAge
+    const count = this.retainCount
     if (age > 0) {
       now ??= this.now()
       this.evict(now)
@@ -750,7 +755,8 @@ export class Scheduler<W> {
 
   /** Drops the ended jobs older than the retention's age: at every ending and every lookup. */
   evict(now: number = this.now()): void {
-    const { age, count } = this.config.retention
+    const age = this.retainAge
+    const count = this.retainCount
     if (age === 0) return
     const oldest = now - age
     while (this.endedSize > 0 && this.endedTimes[this.endedHead]! <= oldest) {
@@ -769,7 +775,7 @@ export class Scheduler<W> {
     }
     yield* this.queue.entries()
     yield* this.retrying
-    const count = this.config.retention.count
+    const count = this.retainCount
     for (let i = 0; i < this.endedSize; i++) {
       const slot = this.endedHead + i
       yield this.endedJobs[slot >= count ? slot - count : slot]!
@@ -886,7 +892,7 @@ export class Scheduler<W> {
         // awaiter that reacts at once must see the pool as it is
         const listeners = job.end(exit, "timedOut")
         this.ended.timedOut++
-        this.retain(job, now)
+        if (this.retainCount > 0) this.retain(job, now)
         this.stoppingJobs++
         this.executor.interrupt(job)
         this.changed()
