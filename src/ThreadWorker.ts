@@ -7,10 +7,11 @@
  * @since 0.1.0
  */
 import { Cause, Context, Effect, Exit, Fiber, Layer, References, Schema, Scope, Tracer } from "effect"
+import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
-import { parentPort } from "node:worker_threads"
+import workerThreads, { type MessagePort } from "node:worker_threads"
 import { JobContext } from "./internal/jobContext.ts"
-import { envelope, type FromThread, open, type Outcome, Outbox, type ToThread } from "./internal/protocol.ts"
+import { envelope, type FromThread, open, type Outcome, Outbox, PORT, threadData, type ToThread } from "./internal/protocol.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -31,6 +32,20 @@ const describe = (value: unknown): string =>
   typeof value === "string"
     ? value
     : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
+
+/**
+ * The pool's private port (see protocol.ts), taken out of `workerData` as soon as this module is
+ * loaded, which is before the body of the worker file that imports it runs: user code then reads
+ * its own `workerData` (`import { workerData }` is a live binding, updated by
+ * `syncBuiltinESMExports`; `require` reads the property) and never sees the port.
+ */
+const poolPort: MessagePort | undefined = (() => {
+  const data = threadData(workerThreads.workerData)
+  if (data === undefined) return undefined
+  ;(workerThreads as { workerData: unknown }).workerData = data.workerData
+  syncBuiltinESMExports()
+  return data[PORT]
+})()
 
 /** Whether `serve` was called in this thread. */
 let served = false
@@ -106,7 +121,8 @@ const PROGRESS_INTERVAL = 50
  * model), and released when the pool closes the thread (at shutdown, on a shrink, when idle). If
  * the layer fails to build, the thread reports it and exits, and the pool's start schedule decides
  * whether to try again. A handler may throw any value: the task fails with a defect, and the thread
- * goes on. Messages that other code in the thread posts on `parentPort` are ignored by the pool.
+ * goes on. The pool talks to the thread over a port of its own: `parentPort` is yours, and what
+ * you post on it (or do to its listeners) does not reach the pool (the main thread ignores it).
  *
  * @example
  * ```ts
@@ -128,8 +144,8 @@ export const serve = <R = never, E = never>(
   handlers: ReadonlyArray<Task.Handler<R>>,
   layer?: Layer.Layer<R, E>
 ): void => {
-  const port = parentPort
-  if (port === null) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  const port = poolPort
+  if (port === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
   if (served) {
     // a second server on the same port would answer every task too. The first one's "ready" is
     // already on its way: exit before it is sent, so that the start fails with this reason
@@ -281,7 +297,6 @@ export const serve = <R = never, E = never>(
       else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })
       else close()
     }
-    // a message without the pool's envelope was posted by someone else: it is not for us
     port.on("message", (data: unknown) => open(data, handle))
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this
     // thread's stack): the pool finds out which tasks it carried and fails them

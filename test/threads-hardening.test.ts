@@ -10,7 +10,7 @@ import { join } from "node:path"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
-import { Echo, NotAnEffect, Sleep, Spin, Stray, Throw } from "./fixtures/tasks.ts"
+import { Echo, NotAnEffect, Sleep, Spin, Stray, Throw, WorkerDataKeys } from "./fixtures/tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 /** The worker threads of this process that are alive, as the OS sees them (Linux names them). */
@@ -30,15 +30,27 @@ const invalidField = <A, E>(effect: Effect.Effect<A, E, any>) =>
   })
 
 describe("ThreadPool: user code in the thread", () => {
-  for (const kind of ["null", "undefined", "string", "forged", "batch", "envelopeOfNull", "envelopeOfJunk", "malformed"] as const) {
+  // "wellFormed" posts replies the pool would read for every task id: they must not end the task in
+  // flight; after "unlisten" (parentPort.removeAllListeners("message")) or "close" the thread must
+  // still answer
+  for (
+    const kind of ["null", "undefined", "string", "forged", "batch", "envelopeOfNull", "envelopeOfJunk", "malformed", "wellFormed", "unlisten", "close"] as const
+  ) {
     it.live(`a message user code posts on parentPort (${kind}) is ignored`, () =>
       Effect.gen(function*() {
         const { pool } = yield* makePool({ threads: 1 })
-        assert.strictEqual(yield* pool.run(Stray, kind), 1)
-        assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+        assert.strictEqual(yield* pool.run(Stray, kind, { timeout: "10 seconds" }), 1)
+        const after = yield* Effect.exit(pool.run(Echo, "after", { timeout: "10 seconds" }))
+        assert.deepStrictEqual(after, Exit.succeed("echo after"))
         assert.strictEqual(yield* pool.threads, 1)
       }))
   }
+
+  it.live("user code in the thread reads its own workerData: the pool's port is not in it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      assert.deepStrictEqual(yield* pool.run(WorkerDataKeys, 0), ["counters"])
+    }))
 
   it.live("a stray message is logged at debug level, with what it was", () =>
     Effect.gen(function*() {

@@ -3,7 +3,7 @@
  *
  * @internal
  */
-import type { TransferListItem } from "node:worker_threads"
+import { MessagePort, type TransferListItem } from "node:worker_threads"
 
 export type ToThread =
   | {
@@ -25,32 +25,43 @@ export type ToThread =
   | { readonly _: "sync"; readonly n: number }
 
 /**
- * What goes over the port: one message, or the messages of one tick together (a `postMessage`
- * costs far more than its payload for small tasks), under a key of the pool's own. User code in a
- * worker can post on the same port; a message without this key is not the pool's, and is never read
- * as one.
+ * The pool's channel to a thread: a `MessagePort` of its own, created by the main thread and handed
+ * to the thread at its start inside `workerData`, under this key, next to the user's own
+ * `workerData` (which `ThreadWorker` puts back in its place before user code reads it). The
+ * thread's `parentPort` belongs to user code: nothing posted on it, and no listener removed from it,
+ * can reach or break the pool's traffic.
  */
-export interface Envelope<M> {
-  readonly "effect-workpool": M | ReadonlyArray<M>
+export const PORT = "effect-workpool"
+
+export interface ThreadData {
+  readonly [PORT]: MessagePort
+  readonly workerData: unknown
 }
 
-export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => ({
-  "effect-workpool": messages.length === 1 ? messages[0]! : messages
-})
+/** The pool's port in a thread's `workerData`, if the thread was started by a pool. */
+export const threadData = (data: unknown): ThreadData | undefined =>
+  typeof data === "object" && data !== null && (data as Partial<ThreadData>)[PORT] instanceof MessagePort
+    ? data as ThreadData
+    : undefined
 
 /**
- * Hands each of the pool's messages in `data` to `handle`; false when `data` is not one of the
- * pool's envelopes.
+ * What goes over the port: one message, or the messages of one tick together in an array (a
+ * `postMessage` costs far more than its payload for small tasks).
+ */
+export type Envelope<M> = M | ReadonlyArray<M>
+
+export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => messages.length === 1 ? messages[0]! : messages
+
+/**
+ * Hands each message in `data` to `handle`; false when `data` is not a message or a batch of
+ * them. Only the pool's code posts on its port; this is defence in depth: whatever arrives, a
+ * handler that reads `message._` must not be given something that is not an object.
  */
 export const open = <M>(data: unknown, handle: (message: M) => void): boolean => {
   if (typeof data !== "object" || data === null) return false
-  const content = (data as Partial<Envelope<M>>)["effect-workpool"]
-  if (typeof content !== "object" || content === null) return false
-  // the envelope's key is no secret: user code in a thread can post one with anything inside, and
-  // what is not a message object must not reach a handler that reads `message._`
-  if (Array.isArray(content)) {
-    for (const message of content) if (typeof message === "object" && message !== null) handle(message)
-  } else handle(content as M)
+  if (Array.isArray(data)) {
+    for (const message of data) if (typeof message === "object" && message !== null) handle(message)
+  } else handle(data as M)
   return true
 }
 
@@ -147,9 +158,9 @@ const isOutcome = (o: unknown): o is Outcome => {
 }
 
 /**
- * Whether a message in the pool's envelope has the fields the main thread reads. The envelope's key
- * is no secret: user code in a thread can post one, and what it holds must not crash the main thread
- * (a `running` that is not an array) or end a task with an outcome the pool cannot read.
+ * Whether a message from a thread has the fields the main thread reads: whatever reaches the main
+ * thread must not crash it (a `running` that is not an array) or end a task with an outcome the pool
+ * cannot read.
  */
 export const isFromThread = (m: unknown): m is FromThread => {
   if (typeof m !== "object" || m === null) return false

@@ -12,9 +12,16 @@
  */
 import { Cause, Context, Effect, Exit, Fiber, Schedule } from "effect"
 import { inspect } from "node:util"
-import { Worker as NodeWorker, type ResourceLimits, type TransferListItem } from "node:worker_threads"
+import {
+  MessageChannel,
+  type MessagePort,
+  receiveMessageOnPort,
+  type ResourceLimits,
+  type TransferListItem,
+  Worker as NodeWorker
+} from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
-import { type FromThread, isFromThread, open, type Outcome, Outbox, type ToThread } from "./protocol.ts"
+import { type FromThread, isFromThread, open, type Outcome, Outbox, PORT, type ThreadData, type ToThread } from "./protocol.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
@@ -42,6 +49,8 @@ interface Sync {
 
 class Thread {
   readonly worker: NodeWorker
+  /** The pool's private channel to the thread (its `parentPort` is user code's). */
+  readonly port: MessagePort
   readonly index: number
   readonly inflight = new Map<number, (reply: Reply) => void>()
   /** Where each task's progress reports go. */
@@ -64,11 +73,12 @@ class Thread {
   readonly syncs: Array<Sync> = []
   syncCount = 0
   readonly outbox: Outbox<ToThread>
-  constructor(worker: NodeWorker, index: number) {
+  constructor(worker: NodeWorker, port: MessagePort, index: number) {
     this.worker = worker
+    this.port = port
     this.index = index
     this.outbox = new Outbox((message, transfer) => {
-      if (!this.exited) worker.postMessage(message, transfer)
+      if (!this.exited) port.postMessage(message, transfer)
     })
   }
 }
@@ -306,16 +316,21 @@ export class Threads {
   /** Starts one thread and waits for its "ready"; fails with the reason it did not get there. */
   private spawn(index: number): Effect.Effect<Thread, string | Unrecoverable> {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
+      // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
+      const { port1: port, port2 } = new MessageChannel()
+      const workerData: ThreadData = { [PORT]: port2, workerData: this.config.workerData }
       let worker: NodeWorker
       try {
         worker = new NodeWorker(this.config.entry, {
-          workerData: this.config.workerData,
+          workerData,
+          transferList: [port2],
           ...(this.config.resourceLimits ? { resourceLimits: this.config.resourceLimits } : {})
         })
       } catch (error) {
+        port.close()
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
-      const thread = new Thread(worker, index)
+      const thread = new Thread(worker, port, index)
       this.alive.add(thread)
       let ready = false
       const handle = (message: FromThread) => {
@@ -350,20 +365,32 @@ export class Threads {
           }
         }
       }
-      worker.on("message", (data: unknown) => {
+      const receive = (data: unknown) => {
         if (!open(data, handle)) this.stray(thread, data)
-      })
-      worker.on("messageerror", (error) => {
+      }
+      port.on("message", receive)
+      port.on("messageerror", (error) => {
         const issue = describe(error)
         Effect.runForkWith(this.context)(
           Effect.logDebug(`ThreadPool: a message from thread ${thread.index} could not be deserialized: ${issue}`)
         )
         this.lost(thread, "reply", issue)
       })
+      // the thread's parentPort is user code's: nothing on it is the pool's
+      worker.on("message", (data: unknown) => this.stray(thread, data))
+      worker.on("messageerror", (error) => this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`))
       worker.on("error", (error) => {
         thread.error = describe(error)
       })
       worker.on("exit", (code) => {
+        // what the thread posted before it exited (a reply, why its layer failed) comes first: Node
+        // does this for parentPort, not for other ports
+        try {
+          for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) receive(m.message)
+        } catch (error) {
+          this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`)
+        }
+        port.close()
         this.alive.delete(thread)
         thread.exited = true
         const reason = thread.stopping ?? thread.error ?? `the thread exited with code ${code}`
@@ -376,8 +403,8 @@ export class Threads {
   }
 
   /**
-   * User code in the thread posted on its `parentPort`: not the pool's, so not a reply to anything.
-   * Ignored (logged at debug level): it must neither crash the pool nor end a task.
+   * User code in the thread posted on its `parentPort`: not the pool's channel, so not a reply to
+   * anything. Ignored (logged at debug level): it must neither crash the pool nor end a task.
    */
   private stray(thread: Thread, data: unknown): void {
     Effect.runForkWith(this.context)(Effect.logDebug(
