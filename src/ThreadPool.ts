@@ -10,7 +10,8 @@
  * - a task that does not stop within `cancelGrace` of being cancelled or timing out (say, a
  *   synchronous loop) has its thread terminated; the thread is replaced and the pool keeps its size;
  * - a thread that crashes (an uncaught exception, `process.exit`, running out of memory under
- *   `resourceLimits`) fails only its own in-flight tasks, with `WorkerCrashed`, and is replaced;
+ *   `resourceLimits`) fails only its own in-flight tasks, with `WorkerCrashed`, and is replaced (one
+ *   that keeps dying soon after it started, per `startSchedule`);
  * - a thread that cannot start is tried again per `startSchedule`, then fails with
  *   `WorkerStartFailed` (at `make`, or for the tasks that needed it); a worker file that does not
  *   exist is refused by `make` with `InvalidPoolConfig`;
@@ -131,7 +132,10 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly cancelGrace?: Duration.Input | undefined
   /** Threads idle this long are stopped and started again on demand; default never (`Infinity`). */
   readonly idleTimeout?: Duration.Input | undefined
-  /** When a thread fails to start, how to try again (a `Schedule`); default `Schedule.recurs(2)` (3 attempts). */
+  /**
+   * When a thread fails to start, how to try again (a `Schedule`); default `Schedule.recurs(2)` (3
+   * attempts). Also the delays between replacements of a thread that keeps dying soon after it started.
+   */
   readonly startSchedule?: Schedule.Schedule<unknown, unknown> | undefined
   /**
    * How long a thread may take to start and report ready before the attempt fails; default 30

@@ -3,15 +3,16 @@
  * process, hang a caller or leave a thread (or a thread's resource) behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Logger, References, Schedule } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Logger, References, Schedule, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
-import { Echo, NotAnEffect, Sleep, Spin, Stray, Throw, WorkerDataKeys } from "./fixtures/tasks.ts"
-import { waitFor } from "./helpers.ts"
+import { Crash, Echo, NotAnEffect, Sleep, Spin, Stray, Throw, WorkerDataKeys } from "./fixtures/tasks.ts"
+import { settle, waitFor } from "./helpers.ts"
 
 /** The worker threads of this process that are alive, as the OS sees them (Linux names them). */
 const osThreads = (): number =>
@@ -127,6 +128,93 @@ describe("ThreadPool: user code in the thread", () => {
       const warnings = logged.filter((line) => line.startsWith("Warn"))
       assert.strictEqual(warnings.length, 1, logged.join("\n"))
       assert.match(warnings[0]!, /thread 0 exited .*code 1/)
+    }))
+
+  // A thread that keeps exiting soon after it started was replaced at once, forever (an idle pool
+  // started a thread every 300 ms). Its replacements follow startSchedule, on the pool's clock;
+  // once the schedule is done, it is started again only when a task needs it.
+  it.effect("a thread that keeps dying soon after it started is replaced per startSchedule, then only on demand", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => void logged.push(`${options.logLevel} ${String(options.message)}`))
+      const started = new SharedArrayBuffer(4)
+      const starts = () => Atomics.load(new Int32Array(started), 0)
+      const deaths = () => logged.filter((line) => line.includes("exited with no task on it")).length
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/dies-soon-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { started },
+        startSchedule: Schedule.spaced("1 minute").pipe(Schedule.upTo({ times: 2 }))
+      }).pipe(Effect.provide(Logger.layer([collector])))
+      for (const n of [1, 2]) {
+        yield* waitFor(Effect.sync(() => deaths() === n), `thread ${n} dies`)
+        yield* settle
+        assert.strictEqual(yield* pool.threads, 0, `no replacement before the schedule's delay (death ${n})`)
+        assert.strictEqual(starts(), n)
+        yield* TestClock.adjust("1 minute")
+        yield* waitFor(Effect.sync(() => starts() === n + 1), `thread ${n + 1} starts`)
+      }
+      yield* waitFor(Effect.sync(() => logged.some((line) => line.includes("3 times in a row"))), "the schedule is done")
+      assert.match(logged.find((line) => line.includes("3 times in a row"))!, /^Warn .*thread 0 exited 3 times in a row/)
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      assert.strictEqual(yield* pool.threads, 0, "not replaced once the schedule is done")
+      assert.strictEqual(starts(), 3)
+      // a task needs it: it is started again (the task runs, unless the thread dies first)
+      const again = yield* Effect.exit(pool.run(Echo, "again"))
+      assert.isTrue(
+        Exit.isSuccess(again) || Cause.squash(again.cause) instanceof PoolError.WorkerCrashed,
+        String(again)
+      )
+      assert.strictEqual(starts(), 4)
+    }))
+
+  it.effect("a thread that completed a task is replaced at once when it dies: the count of early deaths starts over", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => void logged.push(String(options.message)))
+      const started = new SharedArrayBuffer(4)
+      const starts = () => Atomics.load(new Int32Array(started), 0)
+      // the first thread dies at once; the second lives until it is killed by a task
+      const lifetimes = new SharedArrayBuffer(4 * 4)
+      new Int32Array(lifetimes).set([1, 0, 0, 0])
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/dies-soon-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { started, lifetimes },
+        startSchedule: Schedule.spaced("1 hour")
+      }).pipe(Effect.provide(Logger.layer([collector])))
+      yield* waitFor(Effect.sync(() => logged.some((line) => line.includes("exited with no task on it"))), "the thread dies")
+      yield* settle
+      assert.strictEqual(yield* pool.threads, 0, "an early death: the replacement waits the schedule's delay")
+      yield* TestClock.adjust("1 hour")
+      assert.strictEqual(yield* pool.run(Echo, "x"), "echo x")
+      assert.strictEqual(starts(), 2)
+      // it completed a task: dying now (with a task on it) is not an early death
+      const crashed = yield* Effect.flip(pool.run(Crash, "exit"))
+      assert.instanceOf(crashed, PoolError.WorkerCrashed)
+      yield* waitFor(Effect.sync(() => starts() === 3), "the thread is replaced at once, with no clock adjusted")
+      assert.strictEqual(yield* pool.run(Echo, "y"), "echo y")
+    }))
+
+  it.effect("a pool shut down while a dying thread's replacement waits its delay closes at once", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => void logged.push(String(options.message)))
+      const started = new SharedArrayBuffer(4)
+      const scope = yield* Scope.make()
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/dies-soon-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { started },
+        startSchedule: Schedule.spaced("1 hour")
+      }).pipe(Effect.provide(Logger.layer([collector])), Scope.provide(scope))
+      yield* waitFor(Effect.sync(() => logged.some((line) => line.includes("exited with no task on it"))), "the thread dies")
+      yield* settle
+      // the replacement sleeps an hour on the TestClock: the close must interrupt it, not wait
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(yield* pool.threads, 0)
+      assert.strictEqual(Atomics.load(new Int32Array(started), 0), 1)
     }))
 
   // serve runs when the worker file is loaded: a wrong call (from JavaScript) fails the thread's

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Pull, Schedule } from "effect"
 import { inspect } from "node:util"
 import {
   MessageChannel,
@@ -63,6 +63,10 @@ class Thread {
   exited = false
   /** It reported ready: it can be asked to close, rather than terminated. */
   ready = false
+  /** When it reported ready, on the pool's clock. */
+  readyAt = 0
+  /** It answered a task: it works, whenever it dies. */
+  completed = false
   /** Its slots were given back while it still had work: it stops once idle. */
   retiring = false
   readonly exitWaiters: Array<() => void> = []
@@ -115,6 +119,21 @@ const describe = (error: unknown): string => {
   }
 }
 
+/**
+ * How long a thread must have lived, if it completed no task, for its death not to count as an early
+ * one: a thread that keeps dying sooner is replaced per `startSchedule` (see `Threads.backoff`).
+ */
+const HEALTHY_AFTER = 10_000
+
+/** The consecutive early deaths of the threads at one index. */
+interface Deaths {
+  count: number
+  /** The last one's. */
+  reason: string
+  /** `startSchedule`, stepped once per early death (it sleeps its delay). */
+  step: ((input: unknown) => Pull.Pull<unknown, never, unknown>) | undefined
+}
+
 /** The job a task runs for: its id, attempt, span and where its progress goes. */
 export interface TaskJob {
   readonly pool: string
@@ -135,6 +154,8 @@ export class Threads {
   private readonly starting: Array<Fiber.Fiber<Thread, WorkerStartFailed | PoolShutdown> | undefined> = []
   /** Tasks waiting for the thread at each index to start. */
   private readonly waiting: Array<number> = []
+  /** Threads at each index that died soon after they started, one after the other. */
+  private readonly deaths: Array<Deaths | undefined> = []
   private readonly upkeep = new Set<Fiber.Fiber<unknown, unknown>>()
   /** Every thread spawned and not yet exited, ready or not. */
   private readonly alive = new Set<Thread>()
@@ -275,7 +296,7 @@ export class Threads {
 
   private start(index: number): Effect.Effect<Thread, WorkerStartFailed | PoolShutdown> {
     let attempts = 0
-    return Effect.suspend(() => {
+    const spawn = Effect.suspend(() => {
       attempts++
       const timeout = this.config.startTimeout
       // a thread that never reports ready (its layer build hangs, say) counts as a failed start
@@ -285,13 +306,19 @@ export class Threads {
           orElse: () => Effect.fail(`the thread did not report ready within ${timeout} ms`)
         })
       )
-    }).pipe(
+    })
+    const started = spawn.pipe(
       Effect.retry({ schedule: this.config.startSchedule, while: (failure) => !(failure instanceof Unrecoverable) }),
       Effect.mapError((failure) =>
         new WorkerStartFailed({ attempts, reason: failure instanceof Unrecoverable ? failure.reason : failure })
-      ),
-      Effect.tap((thread) =>
-        Effect.suspend(() => {
+      )
+    )
+    return Effect.andThen(this.backoff(index), started).pipe(
+      Effect.flatMap((thread) =>
+        Effect.suspend((): Effect.Effect<Thread, WorkerStartFailed | PoolShutdown> => {
+          // it died between its "ready" and now, before `died` could replace it (it was not in
+          // `threads` yet): its death is counted, so this start goes on per the backoff
+          if (thread.exited && !this.closed) return this.start(index)
           if (this.closed) {
             return Effect.andThen(
               // it built its layer: let it release it
@@ -307,10 +334,52 @@ export class Threads {
           } else {
             this.armIdle(thread)
           }
-          return Effect.void
+          return Effect.succeed(thread)
         })
       )
     )
+  }
+
+  /**
+   * Before replacing a thread that died soon after it started (see `died`): waits `startSchedule`'s
+   * next delay, on the pool's clock; once the schedule is done, the start fails with
+   * `WorkerStartFailed` (the tasks waiting for this thread get it) and the count starts over, so
+   * that the thread is started again only when a task needs it. A thread that keeps dying is then
+   * started as often as the schedule allows, rather than in a loop.
+   */
+  private backoff(index: number): Effect.Effect<void, WorkerStartFailed> {
+    return Effect.suspend(() => {
+      const deaths = this.deaths[index]
+      if (deaths === undefined) return Effect.void
+      const step = deaths.step !== undefined
+        ? Effect.succeed(deaths.step)
+        : Effect.map(Schedule.toStepWithSleep(this.config.startSchedule), (step) => (deaths.step = step))
+      return step.pipe(
+        Effect.flatMap((step) => step(deaths.reason)),
+        Effect.asVoid,
+        Pull.catchDone(() => {
+          if (this.deaths[index] === deaths) this.deaths[index] = undefined
+          const what = `exited ${deaths.count} times in a row within ${HEALTHY_AFTER} ms of starting, ` +
+            `with no task completed (the last time: ${deaths.reason})`
+          return Effect.andThen(
+            Effect.logWarning(`ThreadPool: thread ${index} ${what}; it is started again when a task needs it`),
+            Effect.fail(new WorkerStartFailed({ attempts: deaths.count, reason: `the thread ${what}` }))
+          )
+        })
+      )
+    })
+  }
+
+  /** Whether a thread's death counts as an early one (see `backoff`); a healthy one resets the count. */
+  private countDeath(thread: Thread, reason: string): void {
+    const now = Context.get(this.context, Clock.Clock).currentTimeMillisUnsafe()
+    if (thread.completed || now - thread.readyAt >= HEALTHY_AFTER) {
+      this.deaths[thread.index] = undefined
+      return
+    }
+    const deaths = this.deaths[thread.index] ??= { count: 0, reason, step: undefined }
+    deaths.count++
+    deaths.reason = reason
   }
 
   /** Starts one thread and waits for its "ready"; fails with the reason it did not get there. */
@@ -339,6 +408,7 @@ export class Threads {
           case "ready": {
             ready = true
             thread.ready = true
+            thread.readyAt = Context.get(this.context, Clock.Clock).currentTimeMillisUnsafe()
             return resume(Effect.succeed(thread))
           }
           case "fatal": {
@@ -352,6 +422,10 @@ export class Threads {
             return
           }
           case "done": {
+            if (!thread.completed) {
+              thread.completed = true
+              if (this.threads[thread.index] === thread) this.deaths[thread.index] = undefined
+            }
             return this.settle(thread, message.id, message.outcome)
           }
           case "progress": {
@@ -460,6 +534,7 @@ export class Threads {
   /** A ready thread is gone: its tasks fail with its reason, and it is replaced if still needed. */
   private died(thread: Thread, reason: string): void {
     thread.idleTimer?.interruptUnsafe()
+    if (thread.stopping === undefined) this.countDeath(thread, reason)
     if (thread.stopping === undefined && thread.inflight.size === 0) {
       // no task hears of it, and a thread that keeps exiting would be replaced over and over unseen
       Effect.runForkWith(this.context)(
