@@ -8,11 +8,13 @@
  *
  * With no argument it does both in one process, on a fresh temporary file: two consumers (each with
  * its own connection, as two processes would have) and a producer, then prints the queue's stats.
- * Kill a consumer with Ctrl-C (or kill -9) while jobs run: its jobs come back after its lease and
- * another consumer finishes them.
+ * Stop a consumer with Ctrl-C (or kill -TERM) and it drains: it claims no more jobs, lets its running
+ * ones finish (30 s at most; then it interrupts them and gives them back to the file, the attempt not
+ * counted) and exits 0. Kill it with kill -9 while jobs run: its jobs come back after its lease (5 s)
+ * and another consumer finishes them.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Effect, Layer, Schedule, Schema } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Runtime, Schedule, Schema } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -90,7 +92,15 @@ const filename = process.env.DB ?? join(mkdtempSync(join(tmpdir(), "durable-exam
 const store = JobStore.sqlite({ filename })
 
 const main = role === "consume"
-  ? Effect.scoped(Effect.andThen(consumer(`consumer ${process.pid}`), Effect.never)).pipe(Effect.provide(store))
+  ? Effect.scoped(Effect.andThen(consumer(`consumer ${process.pid}`), Effect.never)).pipe(
+    // closing the scope (SIGTERM, SIGINT) shut the consumer down: its claims are back in the file
+    Effect.onExit((exit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+        ? Console.log(`consumer ${process.pid}: consumer stopped; unfinished jobs are back in the queue`)
+        : Effect.void
+    ),
+    Effect.provide(store)
+  )
   : role === "produce"
   ? produce(Number(countArg)).pipe(Effect.provide(store))
   : Effect.scoped(Effect.gen(function*() {
@@ -103,4 +113,13 @@ const main = role === "consume"
     yield* Effect.provide(produce(Number(countArg)), store)
   }))
 
-NodeRuntime.runMain(main)
+/**
+ * The exit code. A main that ends in interruptions only is runMain answering SIGTERM/SIGINT after
+ * the scopes have closed, so after the consumers' graceful shutdown: the stop that was asked for,
+ * exit 0 (runMain's default says 130, "killed by a signal"), as examples/web-server.ts does. A failure
+ * keeps the default code.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+
+NodeRuntime.runMain(main, { teardown })
