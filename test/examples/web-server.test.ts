@@ -15,7 +15,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll } from "vitest"
-import { Jobs, type JobView, makeApp, maxBodyBytes, Report } from "../../examples/web-server.ts"
+import { Jobs, type JobView, makeApp, maxBodyBytes, maxWaiting, Report } from "../../examples/web-server.ts"
 import { JobQueue } from "../../src/index.ts"
 import * as JobStore from "../../src/JobStore.ts"
 
@@ -89,6 +89,26 @@ describe("web-server", () => {
       assert.strictEqual((yield* post(base, { task: "no millis" })).status, 400)
       assert.strictEqual((yield* post(base, { task: "x", millis: -1 })).status, 400)
       assert.strictEqual((yield* get(base, "999999")).status, 404)
+    }))
+
+  it.live("with maxWaiting jobs waiting in the file, POST /jobs answers 429 and stores nothing", () =>
+    Effect.gen(function*() {
+      const database = freshDatabase()
+      const base = baseUrl(yield* Layer.build(appOn(database)))
+      // another process fills the queue, paused so that this server's consumer leaves it alone
+      const backlog = yield* Effect.provide(
+        Effect.gen(function*() {
+          yield* JobQueue.pause("web")
+          for (let i = 0; i < maxWaiting; i++) yield* JobQueue.enqueue(Report, { task: `old ${i}`, millis: 0 }, { queue: "web" })
+          return yield* JobQueue.stats("web")
+        }),
+        JobStore.sqlite({ filename: database })
+      )
+      assert.strictEqual(backlog.waiting, maxWaiting)
+      const refused = yield* post(base, { task: "one too many", millis: 0 })
+      assert.deepStrictEqual<unknown>(refused, { status: 429, body: { error: `${maxWaiting} jobs are waiting; try again later` } })
+      const after = yield* Effect.provide(JobQueue.stats("web"), JobStore.sqlite({ filename: database }))
+      assert.strictEqual(after.waiting, maxWaiting)
     }))
 
   it.live("a body over the size limit is refused with 413 and a reason; one exactly at the limit is accepted", () =>
