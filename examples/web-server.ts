@@ -13,7 +13,8 @@
  *
  *   POST /jobs      {"task": "report", "millis": 500, "fail"?: true, "priority"?: 10}
  *                   -> 202 {"id": "3f0c…", "status": "queued", "location": "/jobs/3f0c…"}
- *                   -> 503 while shutting down, 429 when 1,000 jobs wait, 400 for a bad body,
+ *                   -> 503 while shutting down or when the file stays locked, 429 when 1,000 jobs
+ *                      wait, 400 for a bad body,
  *                      413 for a body over 64 KiB
  *   GET  /jobs/:id  -> 200 {"id": "3f0c…", "status": "queued" | "delayed" | "running" | "succeeded" | "dead"
  *                           | "cancelled", "attempts": 1, "progress"?: 0.5, "result"?: ..., "error"?: "..."}
@@ -249,6 +250,10 @@ const postJob = HttpRouter.route("POST", "/jobs", Effect.gen(function*() {
     SchemaError: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
     InvalidJobOptions: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 400 })),
     Backlogged: (e) => Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 429 })),
+    // The file stayed locked by another process past the busy timeout (a long write, a backup):
+    // nothing was stored, and a retry a moment later is likely to work.
+    StoreError: (e) =>
+      Effect.succeed(HttpServerResponse.jsonUnsafe({ error: e.message }, { status: 503, headers: { "retry-after": "1" } })),
     // The server is draining and stops once its running jobs are done (10 s at most): the client
     // should retry elsewhere or later, on a new connection, since this one is about to close.
     ShuttingDown: () =>
@@ -274,6 +279,8 @@ export interface ServerOptions {
   readonly host?: string | undefined
   /** The SQLite file of the job queue; created if missing. */
   readonly database: string
+  /** How long a request waits for another process's lock on the file before a 503; 5 s by default. */
+  readonly busyTimeout?: Duration.Input | undefined
   readonly logRequests?: boolean | undefined
 }
 
@@ -305,7 +312,7 @@ export const makeApp = (options: ServerOptions) =>
     })),
     Layer.provideMerge(Jobs.layer),
     Layer.provideMerge(Background.layer),
-    Layer.provide(JobStore.sqlite({ filename: options.database }))
+    Layer.provide(JobStore.sqlite({ filename: options.database, busyTimeout: options.busyTimeout }))
   )
 
 /**

@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import { afterAll } from "vitest"
 import { Jobs, type JobView, makeApp, maxBodyBytes, maxWaiting, Report } from "../../examples/web-server.ts"
@@ -109,6 +110,30 @@ describe("web-server", () => {
       assert.deepStrictEqual<unknown>(refused, { status: 429, body: { error: `${maxWaiting} jobs are waiting; try again later` } })
       const after = yield* Effect.provide(JobQueue.stats("web"), JobStore.sqlite({ filename: database }))
       assert.strictEqual(after.waiting, maxWaiting)
+    }))
+
+  it.live("while another process holds the file's write lock past the busy timeout, POST /jobs answers 503; then 202", () =>
+    Effect.gen(function*() {
+      const database = freshDatabase()
+      const app = makeApp({ port: 0, host: "127.0.0.1", database, busyTimeout: "50 millis", logRequests: false }).pipe(
+        // the consumer's claims fail too while the lock is held, and say so at warning level
+        Layer.provide(Layer.succeed(References.MinimumLogLevel, "Error"))
+      )
+      const base = baseUrl(yield* Layer.build(app))
+      const other = new DatabaseSync(database)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      other.exec("BEGIN IMMEDIATE")
+      const refused = yield* Effect.promise(async () => {
+        const response = await fetch(`${base}/jobs`, { method: "POST", body: JSON.stringify({ task: "locked out", millis: 0 }) })
+        return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() as { error: string } }
+      })
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.retryAfter, "1")
+      assert.match(refused.body.error, /job store: .* failed/)
+      other.exec("ROLLBACK")
+      const accepted = yield* post(base, { task: "after the lock", millis: 0 })
+      assert.strictEqual(accepted.status, 202)
+      assert.strictEqual((yield* waitForStatus(base, accepted.body.id, "succeeded")).body.attempts, 1)
     }))
 
   it.live("a body over the size limit is refused with 413 and a reason; one exactly at the limit is accepted", () =>
@@ -310,11 +335,11 @@ describe("web-server as a program", () => {
     const first = start(database, onTestFinished)
     const accepted = await fetch(`${await listening(first)}/jobs`, {
       method: "POST",
-      body: JSON.stringify({ task: "k9", millis: 2000 })
+      body: JSON.stringify({ task: "k9", millis: 4000 })
     })
     assert.strictEqual(accepted.status, 202)
     const { id } = await accepted.json() as { id: string }
-    await first.printed(/working on k9 \(2000 ms\)/)
+    await first.printed(/working on k9 \(4000 ms\)/)
     first.kill("SIGKILL") // no drain, no give-back: the job is left running in the file, under a lease
     await first.exited
     assert.strictEqual((await Effect.runPromise(stored(database, id))).state, "running")
@@ -323,7 +348,7 @@ describe("web-server as a program", () => {
     const second = start(database, onTestFinished)
     const base = await listening(second)
     const result = await Effect.runPromise(JobQueue.handleOf(Report, id).await.pipe(Effect.provide(JobStore.sqlite({ filename: database }))))
-    assert.deepStrictEqual(result, { task: "k9", tookMillis: 2000 })
+    assert.deepStrictEqual(result, { task: "k9", tookMillis: 4000 })
     const view = await fetch(`${base}/jobs/${id}`)
     assert.strictEqual(view.status, 200)
     assert.deepStrictEqual(await view.json(), {
@@ -331,7 +356,7 @@ describe("web-server as a program", () => {
       status: "succeeded",
       attempts: 2, // the killed one counts: it may have done part of the work
       progress: 1,
-      result: { task: "k9", tookMillis: 2000 }
+      result: { task: "k9", tookMillis: 4000 }
     })
 
     second.kill("SIGTERM")
