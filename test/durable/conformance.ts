@@ -28,14 +28,61 @@ const options = {
   retry: Schedule.exponential("1 second") as Schedule.Schedule<unknown, unknown>
 } as const
 
+/**
+ * Store operations in flight. A store that does I/O (Postgres) answers in real time, after
+ * `settle`'s yields: the clock moves on only once every operation started so far has answered.
+ */
+const inflight = { count: 0, idle: [] as Array<() => void> }
+const track = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    inflight.count++
+    return Effect.ensuring(effect, Effect.sync(() => {
+      if (--inflight.count > 0) return
+      const woken = inflight.idle
+      inflight.idle = []
+      for (const wake of woken) wake()
+    }))
+  })
+const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (store): Store => ({
+      ...store,
+      enqueue: (job) => track(store.enqueue(job)),
+      get: (id) => track(store.get(id)),
+      list: (filter) => track(store.list(filter)),
+      cancel: (id) => track(store.cancel(id)),
+      redrive: (id) => track(store.redrive(id)),
+      purge: (before, states) => track(store.purge(before, states)),
+      configure: (queue, settings) => track(store.configure(queue, settings)),
+      counts: (queue) => track(store.counts(queue)),
+      claim: (request) => track(store.claim(request)),
+      heartbeat: (tokens, lease) => track(store.heartbeat(tokens, lease)),
+      settle: (token, settlement) => track(store.settle(token, settlement)),
+      reap: (backoff) => track(store.reap(backoff))
+    }))
+  ).pipe(Layer.provide(layer))
+/** Lets every fiber run, until no store operation is in flight. */
+const quiesce = Effect.gen(function*() {
+  while (true) {
+    yield* settle
+    if (inflight.count === 0) return
+    yield* Effect.callback<void>((resume) => {
+      if (inflight.count === 0) resume(Effect.void)
+      else inflight.idle.push(() => resume(Effect.void))
+    })
+  }
+})
+
 /** Lets the clock run `millis`, in steps, so that every timer on the way fires in order. */
 const tick = (millis: number, step = 100) =>
   Effect.gen(function*() {
+    yield* quiesce
     for (let t = 0; t < millis; t += step) {
       yield* TestClock.adjust(Math.min(step, millis - t))
-      yield* settle
+      yield* quiesce
     }
-    yield* settle
+    yield* quiesce
   })
 
 /**
@@ -65,8 +112,9 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
 
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
 
-export const conformance = (name: string, makeLayer: () => Layer.Layer<JobStore.JobStore, any>) =>
+export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
   describe(`durable jobs on ${name}`, () => {
+    const makeLayer = () => tracked(makeStore())
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
       Effect.provide(effect, makeLayer())
 

@@ -1,0 +1,82 @@
+/**
+ * The Postgres job store: durable jobs in a Postgres database (13 or later), shared by any number
+ * of producer and consumer processes on any number of machines. Built on `@effect/sql-pg`, an
+ * optional peer dependency that only this module needs (`npm install @effect/sql-pg`): the SQLite
+ * and memory stores of `effect-workpool/JobStore` work without it.
+ *
+ * Claims are one statement (`FOR UPDATE SKIP LOCKED`, served by a partial index), time is the
+ * server's (`now()`), and idle consumers are woken at once by `LISTEN/NOTIFY`. The tables are
+ * created in their own schema (`workpool` by default), migrated on start under an advisory lock.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as PgJobStore from "effect-workpool/PgJobStore"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ * const program = JobQueue.enqueue(Ping, "hello").pipe(
+ *   Effect.provide(PgJobStore.layer({ url: "postgres://app:secret@db.internal:5432/app" }))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ */
+import type { Duration, Redacted } from "effect"
+import { Effect, Layer } from "effect"
+import type { StoreError } from "./DurableError.ts"
+import * as Model from "./internal/store/model.ts"
+import * as Postgres from "./internal/store/postgres.ts"
+
+/**
+ * Options of the Postgres store.
+ *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ * import type * as PgJobStore from "effect-workpool/PgJobStore"
+ *
+ * const options: PgJobStore.PgJobStoreOptions = {
+ *   url: Redacted.make(process.env.DATABASE_URL ?? "postgres://localhost/app"),
+ *   schema: "jobs",
+ *   maxConnections: 4
+ * }
+ * ```
+ * @since 0.2.0
+ * @category models
+ */
+export interface PgJobStoreOptions {
+  /** `postgres://user:password@host:port/database`; a `Redacted` keeps the password out of logs. */
+  readonly url: string | Redacted.Redacted<string>
+  /** The schema of the tables, created if missing; default `workpool`. One schema, one set of queues. */
+  readonly schema?: string | undefined
+  /** The pool's connections, besides the one that listens for wake-ups; default 10. */
+  readonly maxConnections?: number | undefined
+  /** How long to wait for a connection to open; default 10 seconds. */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A store in a Postgres database. Building the layer connects, creates or migrates the tables (a
+ * schema from a newer version fails with `StoreError`) and starts listening for wake-ups. A lost
+ * connection fails the operations in flight with `StoreError`; the next ones reconnect, so
+ * consumers and producers go on once the server is back.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as PgJobStore from "effect-workpool/PgJobStore"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ *
+ * const consumer = JobQueue.consume({
+ *   handlers: [Task.handle(Resize, (path) => Effect.succeed(path.length))],
+ *   concurrency: 8
+ * }).pipe(Effect.andThen(Effect.never), Effect.scoped, Effect.provide(PgJobStore.layer({ url: "postgres://localhost/app" })))
+ * ```
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options: PgJobStoreOptions): Layer.Layer<Model.JobStore, StoreError> =>
+  Layer.effect(Model.JobStore, Effect.flatMap(Postgres.options(options), Postgres.make))

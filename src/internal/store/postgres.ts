@@ -1,0 +1,523 @@
+/**
+ * The Postgres store, on `@effect/sql-pg`'s `PgClient`: any number of processes on any number of
+ * machines share one database. Every operation is one statement (the dedup enqueue may take two):
+ *
+ * - `claim` is a CTE that picks the best visible jobs `FOR UPDATE SKIP LOCKED` (concurrent
+ *   claimers skip each other's rows instead of waiting), in the order of the partial index
+ *   `wp_job_ready (queue, rank DESC, seq) WHERE state = 'queued'`, and makes them running with a
+ *   fresh token in the same statement;
+ * - settles and heartbeats are `UPDATE ... WHERE lease_token = $token AND state = 'running'`;
+ * - time is the server's (`now()`), so producers and consumers on different machines agree on
+ *   when a delayed job is due and when a lease has expired;
+ * - a change that makes a job claimable sends `NOTIFY`, and each store instance `LISTEN`s, so
+ *   an idle consumer in another process starts a new job at once instead of at its next poll.
+ *
+ * The migrations run on start under a transaction-scoped advisory lock, so processes starting
+ * together do not race to create the tables.
+ *
+ * @internal
+ */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Cause, Clock, Effect, Queue, Redacted } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import type * as Scope from "effect/Scope"
+import type { Fragment } from "effect/sql/Statement"
+import { StoreError } from "../../DurableError.ts"
+import * as config from "../config.ts"
+import type { Claim, ClaimRequest, JobRow, ListFilter, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import { makeSignal } from "./signal.ts"
+
+export interface Config {
+  readonly url: Redacted.Redacted
+  readonly schema: string
+  readonly maxConnections: number
+  readonly connectTimeout: number
+  /**
+   * Where time comes from: the server's `now()`, or (tests only) the Effect `Clock`, so that the
+   * conformance suite drives leases and delays with `TestClock` as it does on the other stores.
+   */
+  readonly clock: "server" | "effect"
+}
+
+/** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
+const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
+  (s) =>
+    `CREATE TABLE ${s}.wp_job (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    queue text NOT NULL,
+    task text NOT NULL,
+    payload text NOT NULL,
+    priority double precision NOT NULL,
+    rank double precision NOT NULL,
+    dedup_key text,
+    state text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    timeout_ms bigint NOT NULL,
+    created_at bigint NOT NULL,
+    visible_at bigint NOT NULL,
+    started_at bigint,
+    finished_at bigint,
+    lease_token text,
+    lease_until bigint,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    exit text
+  );
+  CREATE INDEX wp_job_ready ON ${s}.wp_job (queue, rank DESC, seq) WHERE state = 'queued';
+  CREATE INDEX wp_job_running ON ${s}.wp_job (lease_until) WHERE state = 'running';
+  CREATE UNIQUE INDEX wp_job_token ON ${s}.wp_job (lease_token) WHERE lease_token IS NOT NULL;
+  CREATE UNIQUE INDEX wp_job_dedup ON ${s}.wp_job (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running');
+  CREATE INDEX wp_job_finished ON ${s}.wp_job (finished_at) WHERE finished_at IS NOT NULL;
+  CREATE TABLE ${s}.wp_queue (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    aging_ms double precision NOT NULL DEFAULT 0
+  );`
+]
+
+export const options = (options: {
+  readonly url: unknown
+  readonly schema?: unknown
+  readonly maxConnections?: unknown
+  readonly connectTimeout?: unknown
+}): Effect.Effect<Config, StoreError> =>
+  Effect.mapError(
+    config.checkPoolOptions((): Config => {
+      config.object("options", options)
+      const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<unknown>) : options.url
+      if (typeof url !== "string" || !/^postgres(ql)?:\/\/[^\s]+$/.test(url)) {
+        // the URL may hold a password: name its shape, not its text
+        config.fail("url", typeof url === "string" ? "<a string>" : url, "expected a postgres:// or postgresql:// URL")
+      }
+      let parsed: URL | undefined
+      try {
+        parsed = new URL(url as string)
+      } catch {
+        config.fail("url", "<a string>", "expected a postgres:// URL that parses (host, port, database)")
+      }
+      if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the postgres:// URL")
+      const schema = options.schema ?? "workpool"
+      if (typeof schema !== "string" || !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+        config.fail("schema", schema, "expected a lower-case SQL identifier (letters, digits, _; at most 63)")
+      }
+      return {
+        url: Redacted.make(url as string),
+        schema: schema as string,
+        maxConnections: options.maxConnections === undefined
+          ? 10
+          : config.positiveInteger("maxConnections", options.maxConnections, 1000),
+        connectTimeout: options.connectTimeout === undefined
+          ? 10_000
+          : config.millis("connectTimeout", options.connectTimeout, "positiveFinite"),
+        clock: "server"
+      }
+    }),
+    (error) => new StoreError({ operation: "open", reason: error.message })
+  )
+
+interface SqlRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly payload: string
+  readonly priority: number
+  readonly rank: number
+  readonly seq: bigint | number
+  readonly dedup_key: string | null
+  readonly state: State
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly timeout_ms: bigint | number
+  readonly created_at: bigint | number
+  readonly visible_at: bigint | number
+  readonly started_at: bigint | number | null
+  readonly finished_at: bigint | number | null
+  readonly cancel_requested: boolean
+  readonly exit: string | null
+  readonly lease_token: string | null
+}
+
+const orNull = (value: bigint | number | null) => value === null ? null : Number(value)
+
+const toRow = (row: SqlRow): JobRow => ({
+  id: row.id,
+  queue: row.queue,
+  task: row.task,
+  payload: row.payload,
+  priority: row.priority,
+  dedupKey: row.dedup_key,
+  state: row.state,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  timeout: Number(row.timeout_ms),
+  createdAt: Number(row.created_at),
+  visibleAt: Number(row.visible_at),
+  startedAt: orNull(row.started_at),
+  finishedAt: orNull(row.finished_at),
+  cancelRequested: row.cancel_requested,
+  exit: row.exit
+})
+
+const reasonOf = (cause: unknown): string => {
+  const error = cause as { message?: unknown; cause?: unknown }
+  const inner = error?.cause as { message?: unknown; cause?: { message?: unknown } } | undefined
+  // SqlError wraps the driver's error (and sometimes a reason that wraps it again): say the deepest
+  const deepest = inner?.cause?.message ?? inner?.message ?? error?.message
+  return typeof deepest === "string" ? deepest : String(cause)
+}
+
+export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const clock = yield* Clock.Clock
+    const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
+    const sql = yield* PgClient.make({
+      url: cfg.url,
+      maxConnections: cfg.maxConnections,
+      connectTimeout: cfg.connectTimeout,
+      applicationName: "effect-workpool"
+    }).pipe(Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), Effect.mapError(fail("open")))
+    const S = sql.literal(`"${cfg.schema}"`)
+    const channel = `workpool_${cfg.schema}`
+    const signal = makeSignal()
+
+    /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
+    const NOW = (): Fragment | number =>
+      cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : sql.literal("floor(extract(epoch from now()) * 1000)::bigint")
+
+    /** Runs a statement as one store operation; a change wakes this process's waiters. */
+    const op = <A>(
+      operation: string,
+      effect: Effect.Effect<A, unknown>,
+      changed: (a: A) => boolean = () => false
+    ): Effect.Effect<A, StoreError> =>
+      effect.pipe(
+        Effect.mapError(fail(operation)),
+        Effect.tap((a) => changed(a) ? Effect.sync(signal.notify) : Effect.void)
+      )
+
+    // --- open: the migrations, one starter at a time
+    yield* op(
+      "migrate",
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool:${cfg.schema}`}))`
+        yield* sql`CREATE SCHEMA IF NOT EXISTS ${S}`
+        yield* sql`CREATE TABLE IF NOT EXISTS ${S}.wp_meta (key text PRIMARY KEY, value text NOT NULL)`
+        const found = yield* sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`
+        const version = found.length === 0 ? 0 : Number(found[0]!.value)
+        if (!(Number.isInteger(version) && version >= 0 && version <= MIGRATIONS.length)) {
+          return yield* Effect.fail(
+            new Error(
+              `schema "${cfg.schema}" has version ${found[0]?.value}, this code knows versions up to ${MIGRATIONS.length}: upgrade effect-workpool`
+            )
+          )
+        }
+        for (let v = version; v < MIGRATIONS.length; v++) {
+          // one statement at a time: a prepared statement holds one command
+          for (const statement of MIGRATIONS[v]!(`"${cfg.schema}"`).split(";").filter((text) => text.trim() !== "")) {
+            yield* sql.unsafe(statement).raw
+          }
+        }
+        yield* sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
+          ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+      }))
+    )
+
+    // --- wake-ups from other processes: LISTEN, re-listening after a lost connection
+    const listen = Effect.gen(function*() {
+      const queue = yield* sql.listen(channel)
+      signal.notify() // changes may have been missed while not listening
+      while (true) {
+        yield* Queue.take(queue)
+        signal.notify()
+      }
+    }).pipe(Effect.scoped)
+    yield* listen.pipe(
+      Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
+      Effect.andThen(Effect.sleep(1000)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    /** NOTIFY within the statement's own transaction: sent when (and only if) it commits. */
+    const notify = (queue: Fragment | string) => sql`pg_notify(${channel}, ${queue})`
+
+    /** The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. */
+    const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
+      sql`(SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN ${priority} * MAX(q.aging_ms) - ${visible}
+        ELSE ${priority} END FROM ${S}.wp_queue q WHERE q.name = ${queue})`
+
+    const insert = (job: NewJob) => {
+      const now = NOW()
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      const due = job.runAt === undefined && job.delay <= 0
+      return sql<{ id: string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, dedup_key, state,
+          max_attempts, timeout_ms, created_at, visible_at)
+        VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
+          ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
+          ${now}, ${visible})
+        ${
+        job.dedupKey === null
+          ? sql``
+          : sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING`
+      }
+        RETURNING id${due ? sql`, ${notify(job.queue)} IS NULL AS notified` : sql``}`
+    }
+
+    const enqueue = (job: NewJob) =>
+      op(
+        "enqueue",
+        Effect.gen(function*() {
+          // with a dedup key: either this insert wins, or the unfinished job it conflicted with is
+          // returned (if that one finished in between, the insert is tried again)
+          for (let i = 0; i < 5; i++) {
+            const inserted = yield* insert(job)
+            if (inserted.length > 0) return { id: job.id, created: true }
+            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job
+              WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')`
+            if (found.length > 0) return { id: found[0]!.id, created: false }
+          }
+          return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
+        }),
+        (result) => result.created
+      )
+
+    const get = (id: string) =>
+      op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
+
+    const list = (filter: ListFilter) => {
+      const where: Array<Fragment> = []
+      if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
+      if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
+      return op(
+        "list",
+        Effect.map(
+          sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
+            ORDER BY seq LIMIT ${filter.limit}`,
+          (rows) => rows.map(toRow)
+        )
+      )
+    }
+
+    const cancel = (id: string) =>
+      op(
+        "cancel",
+        Effect.map(
+          sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job WHERE id = ${id} FOR UPDATE),
+            cancelled AS (
+              UPDATE ${S}.wp_job j SET state = 'cancelled', finished_at = ${NOW()}, exit = NULL
+              FROM target WHERE j.seq = target.seq AND target.state = 'queued' RETURNING j.seq
+            ),
+            requested AS (
+              UPDATE ${S}.wp_job j SET cancel_requested = true
+              FROM target WHERE j.seq = target.seq AND target.state = 'running' RETURNING j.seq
+            )
+            SELECT state AS before FROM target`,
+          (rows) => {
+            if (rows.length === 0) return "missing" as const
+            switch (rows[0]!.before) {
+              case "queued":
+                return "cancelled" as const
+              case "running":
+                return "requested" as const
+              default:
+                return "finished" as const
+            }
+          }
+        ),
+        (result) => result === "cancelled" || result === "requested"
+      )
+
+    const redrive = (id: string) => {
+      const now = NOW()
+      return op(
+        "redrive",
+        Effect.map(
+          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, finished_at = NULL,
+              cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
+            WHERE id = ${id} AND state = 'dead'
+            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`,
+          (rows) => rows.length > 0
+        ),
+        (done) => done
+      )
+    }
+
+    const purge = (before: number, states: ReadonlyArray<State>) =>
+      op(
+        "purge",
+        Effect.map(
+          sql<{ n: bigint }>`WITH gone AS (
+              DELETE FROM ${S}.wp_job WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY(${states})
+                AND finished_at < ${before}
+              RETURNING 1
+            ) SELECT COUNT(*) AS n FROM gone`,
+          (rows) => Number(rows[0]!.n)
+        ),
+        (n) => n > 0
+      )
+
+    const configure = (queue: string, settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }) =>
+      op(
+        "configure",
+        sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
+          ON CONFLICT (name) DO UPDATE SET
+            paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
+            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
+          RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`,
+        () => true
+      )
+
+    const counts = (queue: string) => {
+      const now = NOW()
+      return op(
+        "stats",
+        Effect.map(
+          sql<{ kind: string; priority: number | null; n: bigint }>`
+            SELECT CASE WHEN state = 'queued' AND visible_at > ${now} THEN 'delayed'
+                        WHEN state = 'queued' THEN 'waiting' ELSE state END AS kind,
+                   NULL::double precision AS priority, COUNT(*) AS n
+              FROM ${S}.wp_job WHERE queue = ${queue} GROUP BY kind
+            UNION ALL
+            SELECT 'priority', priority, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued' GROUP BY priority
+            UNION ALL
+            SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused`,
+          (rows): QueueCounts => {
+            const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+            const byPriority: Array<{ priority: number; count: number }> = []
+            let paused = false
+            for (const row of rows) {
+              if (row.kind === "priority") byPriority.push({ priority: row.priority!, count: Number(row.n) })
+              else if (row.kind === "paused") paused = true
+              else if (row.kind in tally) tally[row.kind as keyof typeof tally] += Number(row.n)
+            }
+            return { queue, paused, ...tally, queuedByPriority: byPriority.sort((a, b) => b.priority - a.priority) }
+          }
+        )
+      )
+    }
+
+    const claim = (request: ClaimRequest) => {
+      const now = NOW()
+      return op(
+        "claim",
+        Effect.map(
+          sql<SqlRow & { rank: number }>`WITH next AS (
+              SELECT j.seq FROM ${S}.wp_job j
+              WHERE j.state = 'queued' AND j.queue = ANY(${request.queues}) AND j.visible_at <= ${now}
+                AND j.task = ANY(${request.tasks})
+                AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
+              ORDER BY j.rank DESC, j.seq
+              LIMIT ${request.limit}
+              FOR UPDATE SKIP LOCKED
+            )
+            UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+            FROM next WHERE j.seq = next.seq
+            RETURNING j.*`,
+          // RETURNING has no order: start them best first
+          (rows) =>
+            [...rows]
+              .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
+              .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
+        ),
+        (claims) => claims.length > 0
+      )
+    }
+
+    const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
+      op(
+        "heartbeat",
+        Effect.map(
+          sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job
+            SET lease_until = ${NOW()}::bigint + ${lease}::bigint
+            WHERE state = 'running' AND lease_token = ANY(${tokens})
+            RETURNING lease_token, cancel_requested`,
+          (alive) => {
+            const found = new Set(alive.map((row) => row.lease_token))
+            return {
+              lost: tokens.filter((token) => !found.has(token)),
+              cancelled: alive.filter((row) => row.cancel_requested).map((row) => row.lease_token)
+            }
+          }
+        )
+      )
+
+    const settle = (token: string, settlement: Settlement) => {
+      const now = NOW()
+      const fence = sql`WHERE lease_token = ${token} AND state = 'running'`
+      const lease = sql`lease_token = NULL, lease_until = NULL`
+      const statement = (() => {
+        switch (settlement._tag) {
+          case "Final":
+            return sql`UPDATE ${S}.wp_job SET state = ${settlement.state}, exit = ${settlement.exit}, finished_at = ${now},
+              cancel_requested = false, ${lease} ${fence} RETURNING true AS notified`
+          case "Retry": {
+            const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
+            return sql`UPDATE ${S}.wp_job SET state = 'queued', exit = ${settlement.exit}, visible_at = ${visible},
+              rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)}, ${lease} ${fence}
+              RETURNING ${settlement.delay <= 0 ? sql`${notify(sql`wp_job.queue`)} IS NULL` : sql`true`} AS notified`
+          }
+          case "Release":
+            return sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}
+              RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`
+        }
+      })()
+      return op("settle", Effect.map(statement, (rows) => rows.length > 0), (done) => done)
+    }
+
+    const reap = (backoff: ReadonlyArray<number>) => {
+      const now = NOW()
+      const delay = sql`COALESCE((${JSON.stringify(backoff)}::jsonb ->> (LEAST(attempts, ${backoff.length}) - 1))::bigint, 0)`
+      const out = sql`(cancel_requested OR attempts >= max_attempts)`
+      const visible = sql`(${now}::bigint + ${delay})`
+      return op(
+        "reap",
+        Effect.map(
+          sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
+              state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+              exit = NULL,
+              finished_at = CASE WHEN ${out} THEN ${now}::bigint ELSE NULL END,
+              visible_at = CASE WHEN ${out} THEN visible_at ELSE ${visible} END,
+              rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
+              lease_token = NULL, lease_until = NULL
+            WHERE state = 'running' AND lease_until < ${now}
+            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS back`,
+          (rows) => rows.length
+        ),
+        (n) => n > 0
+      )
+    }
+
+    // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
+    let offset = 0
+    const now: Effect.Effect<number> = cfg.clock === "effect"
+      ? Effect.sync(() => clock.currentTimeMillisUnsafe())
+      : sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`.pipe(
+        Effect.map((rows) => {
+          const server = Number(rows[0]!.now)
+          offset = server - clock.currentTimeMillisUnsafe()
+          return server
+        }),
+        Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
+      )
+    yield* now
+
+    return {
+      enqueue,
+      get,
+      list,
+      cancel,
+      redrive,
+      purge,
+      configure,
+      counts,
+      claim,
+      heartbeat,
+      settle,
+      reap,
+      wait: signal.wait,
+      now
+    } satisfies Store
+  })

@@ -1,0 +1,53 @@
+/**
+ * The Postgres server the tests use: `WORKPOOL_PG_URL` (`.ci/run` starts one on loopback and sets
+ * it). Without it the Postgres tests are skipped with a message, except under `CI=true`, where a
+ * missing server is a failure. Each test gets its own schema, dropped when its file ends.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import { afterAll } from "vitest"
+import * as JobStore from "../../src/JobStore.ts"
+import * as Postgres from "../../src/internal/store/postgres.ts"
+
+export const url = process.env.WORKPOOL_PG_URL
+if (url === undefined || url === "") {
+  if (process.env.CI === "true") throw new Error("WORKPOOL_PG_URL is not set: under CI=true the Postgres tests must run")
+  console.warn("WORKPOOL_PG_URL is not set: the Postgres store's tests are skipped (.ci/run shows how to start a server)")
+}
+export const enabled = url !== undefined && url !== ""
+
+const schemas: Array<string> = []
+let n = 0
+/** A schema name of its own, dropped after the file's tests. */
+export const freshSchema = () => {
+  const schema = `wp_test_${process.pid}_${Date.now().toString(36)}_${++n}`
+  schemas.push(schema)
+  return schema
+}
+
+/** Runs SQL on the test server outside any store (setup, cleanup, inspection). */
+export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(url!), maxConnections: 1 }), f)).pipe(
+      Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+    )
+  )
+
+if (enabled) {
+  afterAll(() =>
+    admin((sql) =>
+      Effect.forEach(schemas, (schema) => sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).raw, { discard: true })
+    )
+  )
+}
+
+/**
+ * The store on its own schema, its time from the Effect Clock (so that `TestClock` drives leases and
+ * delays, as on the other stores); the public layer uses the server's `now()`.
+ */
+export const testLayer = (schema = freshSchema()): Layer.Layer<JobStore.JobStore, any> =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.flatMap(Postgres.options({ url: url!, schema, maxConnections: 4 }), (cfg) => Postgres.make({ ...cfg, clock: "effect" }))
+  )
