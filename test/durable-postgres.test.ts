@@ -1,6 +1,158 @@
-import { describe } from "@effect/vitest"
-import { conformance } from "./durable/conformance.ts"
-import { enabled, testLayer } from "./durable/postgres.ts"
+/**
+ * The Postgres store: the conformance suite (under TestClock, the store's time from the Effect
+ * Clock), then what only Postgres does, live on the public layer (the server's clock): concurrent
+ * migrations, wake-ups across store instances by LISTEN/NOTIFY, the claim served by its index, bad
+ * URLs and unreachable servers as typed errors.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Latch, Redacted, Schedule } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { conformance, Echo } from "./durable/conformance.ts"
+import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
 
-if (enabled) conformance("Postgres", () => testLayer())
-else describe.skip("durable jobs on Postgres (WORKPOOL_PG_URL is not set)", () => {})
+if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
+else {
+  conformance("Postgres", () => testLayer())
+
+  const layer = (schema: string, options: Partial<PgJobStore.PgJobStoreOptions> = {}) =>
+    PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
+
+  describe("the Postgres store", () => {
+    it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
+      Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+        const info = yield* JobQueue.status(job.id)
+        assert.strictEqual(info.state, "delayed")
+        const expected = Date.now() + 3_600_000
+        assert.isTrue(
+          Math.abs(info.visibleAt.getTime() - expected) < 60_000,
+          `visible at ${info.visibleAt.toISOString()}, expected about ${new Date(expected).toISOString()}`
+        )
+        // and the server's now() decides what is due: a job due "at 1970 + 1 s" on the producer's clock
+        // is long due on the server's
+        const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
+        assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
+      }).pipe(Effect.provide(layer(freshSchema()))))
+
+    it.live("processes starting together migrate once: the advisory lock serializes them", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const starters = Array.from({ length: 6 }, () => Effect.provide(JobQueue.stats("default"), layer(schema)))
+        const results = yield* Effect.all(starters, { concurrency: "unbounded", mode: "result" })
+        for (const result of results) assert.strictEqual(result._tag, "Success", JSON.stringify(result))
+        const versions = yield* Effect.promise(() =>
+          admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
+        )
+        assert.deepStrictEqual(versions.map((row) => row.value), ["1"])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from a newer version is refused, not migrated down", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        yield* Effect.promise(() =>
+          admin((sql) => sql`UPDATE ${sql.literal(`"${schema}"`)}.wp_meta SET value = '99' WHERE key = 'schema_version'`)
+        )
+        const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
+        assert.instanceOf(error, StoreError)
+        assert.strictEqual((error as StoreError).operation, "migrate")
+        assert.match(error.message, /version 99.*up to 1/)
+      }))
+
+    it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const started = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+          // another "process": its own store instance, its own connections
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(started, 42)
+      }), { timeout: 60_000 })
+
+    it.live("the claim is served by the partial index wp_job_ready, not a scan of finished jobs", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        const plan = yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // 20,000 finished jobs and 200 waiting ones
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT 'done-' || i, 'default', 'Echo', '{}', 0, 0, 'succeeded', 1, 0, 0, 0, 0 FROM generate_series(1, 20000) i`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'ready-' || i, 'default', 'Echo', '{}', i % 5, i % 5, 'queued', 1, 0, 0, 0 FROM generate_series(1, 200) i`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+              return yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN SELECT j.seq FROM ${S}.wp_job j
+                WHERE j.state = 'queued' AND j.queue = ANY('{default}') AND j.visible_at <= 1 AND j.task = ANY('{Echo}')
+                ORDER BY j.rank DESC, j.seq LIMIT 4 FOR UPDATE SKIP LOCKED`)
+            })
+          )
+        )
+        const text = plan.map((row) => row["QUERY PLAN"]).join("\n")
+        assert.match(text, /Index Scan using wp_job_ready/, text)
+      }), { timeout: 60_000 })
+
+    it.live("bad options and unreachable servers fail with a typed StoreError; nothing hangs", () =>
+      Effect.gen(function*() {
+        const run = (options: PgJobStore.PgJobStoreOptions) => Effect.flip(Effect.provide(JobQueue.stats("default"), PgJobStore.layer(options)))
+        const notUrl = yield* run({ url: "mysql://root@localhost/db" })
+        assert.instanceOf(notUrl, StoreError)
+        assert.match(notUrl.message, /url.*postgres:\/\//)
+        assert.notInclude(notUrl.message, "root@localhost", "the URL may hold a password: it is not repeated")
+        const schema = yield* run({ url: url!, schema: "Robert'); DROP TABLE students;--" })
+        assert.match(schema.message, /schema/)
+        const pool = yield* run({ url: url!, maxConnections: 0 })
+        assert.match(pool.message, /maxConnections/)
+        // a port where nobody listens: refused at once
+        const refused = yield* run({ url: Redacted.make("postgres://workpool:workpool@127.0.0.1:9/workpool"), connectTimeout: "5 seconds" })
+        assert.strictEqual((refused as StoreError).operation, "migrate")
+        // wrong credentials: the server's own message
+        const denied = yield* run({ url: url!.replace(/\/\/[^@]*@/, "//nobody:wrong@") })
+        assert.instanceOf(denied, StoreError)
+        assert.match(denied.message, /nobody|password|authentication/i)
+      }), { timeout: 60_000 })
+
+    it.live("a connection killed under a running consumer: the operations in flight fail typed, the next ones reconnect, the job finishes", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const result = yield* Effect.gen(function*() {
+          const gate = yield* Latch.make(false)
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(gate.await, n))],
+            concurrency: 1,
+            lease: "5 seconds",
+            poll: 50
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+          while ((yield* JobQueue.status(job.id)).state !== "running") yield* Effect.sleep(10)
+          // every connection of this store, the listener's included, is cut by the server
+          const killed = yield* Effect.promise(() =>
+            admin((sql) =>
+              sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+                WHERE application_name = 'effect-workpool' AND pid <> pg_backend_pid() AND datname = current_database()`
+            )
+          )
+          assert.isAbove(killed[0]!.n, 0)
+          yield* gate.open
+          // an awaiter whose query was cut sees a StoreError, and asks again
+          const errors: Array<string> = []
+          const value = yield* JobQueue.await(Echo, job.id).pipe(
+            Effect.tapError((error) => Effect.sync(() => errors.push(error._tag))),
+            Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(20), times: 20 })
+          )
+          return { value, errors }
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("60 seconds"))
+        assert.strictEqual(result.value, 7)
+        assert.isTrue(result.errors.every((tag) => tag === "StoreError"), result.errors.join())
+        if (process.env.DURABLE_DEBUG) console.log(result.errors)
+      }), { timeout: 90_000 })
+  })
+}
