@@ -333,6 +333,7 @@ const awaitJob = <T extends Task.Any>(
   Effect.gen(function*() {
     const store = yield* JobStore
     while (true) {
+      const since = yield* store.version
       const row = yield* getRow(store, id)
       if (FINAL_STATES.includes(row.state)) {
         if (row.task !== task.name) {
@@ -340,7 +341,7 @@ const awaitJob = <T extends Task.Any>(
         }
         return yield* (yield* decodeExit<Task.Success<T>, Task.Failure<T>>(task, row))
       }
-      yield* store.wait(AWAIT_POLL)
+      yield* store.wait(AWAIT_POLL, since)
     }
   })
 

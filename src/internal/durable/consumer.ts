@@ -210,6 +210,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           yield* wake.wait(config.poll)
           continue
         }
+        const since = yield* store.version
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
           store.claim({ queues: config.queues, tasks, limit: free, lease: config.lease }).pipe(
@@ -218,7 +219,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         ).pipe(Effect.catchCause((cause) =>
           Effect.as(Effect.logWarning("effect-workpool: claiming durable jobs failed", cause), [])
         ))
-        if (claimed.length === 0) yield* Effect.raceFirst(store.wait(config.poll), wake.wait(config.poll))
+        if (claimed.length === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll))
       }
     })
 

@@ -298,6 +298,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     settle,
     reap,
     wait: signal.wait,
+    version: signal.version,
     now: Effect.sync(time)
   }
 })

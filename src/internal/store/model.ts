@@ -161,9 +161,13 @@ export interface Store {
   readonly reap: (backoff: ReadonlyArray<number>) => Effect.Effect<number, StoreError>
   /**
    * Waits until this store instance sees a change made through it (in this process), or `millis`
-   * pass: other processes' changes are seen by polling.
+   * pass: other processes' changes are seen by polling (or sooner, when the store hears of them).
+   * With `since` (a `version` read before looking at the store), a change seen since then ends
+   * the wait at once: an asynchronous store's change can land while that look is in flight.
    */
-  readonly wait: (millis: number) => Effect.Effect<void>
+  readonly wait: (millis: number, since?: number) => Effect.Effect<void>
+  /** How many changes this store instance has seen; see `wait`. */
+  readonly version: Effect.Effect<number>
   /** The store's time. */
   readonly now: Effect.Effect<number>
 }

@@ -21,6 +21,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import { Cause, Clock, Effect, Queue, Redacted } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import type * as Scope from "effect/Scope"
+import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
@@ -159,6 +160,8 @@ const toRow = (row: SqlRow): JobRow => ({
   cancelRequested: row.cancel_requested,
   exit: row.exit
 })
+
+const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
 
 const reasonOf = (cause: unknown): string => {
   const error = cause as { message?: unknown; cause?: unknown }
@@ -335,8 +338,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, finished_at = NULL,
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
-            WHERE id = ${id} AND state = 'dead'
-            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`,
+            WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
+              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+                AND other.state IN ('queued', 'running')
+            )
+            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
+            // an enqueue that took the key since the check: the unique index says no
+            Effect.catchIf(isUniqueViolation, () => Effect.succeed([]))
+          ),
           (rows) => rows.length > 0
         ),
         (done) => done
@@ -518,6 +527,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       settle,
       reap,
       wait: signal.wait,
+      version: signal.version,
       now
     } satisfies Store
   })

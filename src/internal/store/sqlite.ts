@@ -142,15 +142,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const all = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<SqlRow>
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
+    const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
       Effect.try({
         try: () => {
           db.exec("BEGIN IMMEDIATE")
           try {
+            const before = changes()
             const result = body()
+            const changed = changes() !== before
             db.exec("COMMIT")
-            signal.notify()
+            // only a change wakes waiters: a waiter that looked and found nothing waits for the next
+            // one (its own empty claim must not wake it, or it would claim again and again)
+            if (changed) signal.notify()
             return result
           } catch (error) {
             if (db.isTransaction) db.exec("ROLLBACK")
@@ -431,6 +436,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       settle,
       reap,
       wait: signal.wait,
+      version: signal.version,
       now: Effect.sync(time)
     }
   })
