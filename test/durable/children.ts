@@ -1,0 +1,98 @@
+/**
+ * Consumer processes for the multi-process tests (fixtures/durable-consumer.ts), followed by their
+ * output: each line is an event (`ready`, `start <n>`, `done <n>`, `interrupted <n>`, a logged
+ * warning) that a test waits for, never a fixed sleep.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { afterAll } from "vitest"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const fixture = new URL("../fixtures/durable-consumer.ts", import.meta.url).pathname
+const children: Array<ChildProcess> = []
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+})
+
+export interface Consumer {
+  readonly child: ChildProcess
+  /** Job numbers in the order this process started them. */
+  readonly started: Array<number>
+  /** Every line it printed. */
+  readonly lines: Array<string>
+  /** Warnings it logged (e.g. a store it cannot reach). */
+  warnings: number
+  readonly exited: Promise<void>
+  stderr: string
+}
+
+/** Calls `check` on every line of output until it returns true. */
+export const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boolean, what: string, millis = 90_000) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup()
+      const output = consumers.map((c) => `${c.stderr}${c.lines.slice(-20).join("\n")}`).join("\n---\n")
+      reject(new Error(`timed out waiting until ${what}; last output:\n${output}`))
+    }, millis)
+    const onLine = () => {
+      if (check()) {
+        cleanup()
+        resolve()
+      }
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      for (const c of consumers) c.child.stdout!.off("data", onLine)
+    }
+    for (const c of consumers) c.child.stdout!.on("data", onLine)
+    onLine()
+  })
+
+export const startConsumer = (
+  store: string,
+  options: { concurrency: number; lease: number; jobMillis: number; mode?: string; env?: Record<string, string> }
+): Consumer => {
+  const args = [fixture, store, String(options.concurrency), String(options.lease), String(options.jobMillis), options.mode ?? ""]
+  const child = spawn(node, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } })
+  children.push(child)
+  const consumer: Consumer = {
+    child,
+    started: [],
+    lines: [],
+    warnings: 0,
+    exited: new Promise((resolve) => child.on("close", () => resolve())), // after its output
+    stderr: ""
+  }
+  let buffered = ""
+  // registered first: every later listener sees the lines already parsed
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString()
+    const lines = buffered.split("\n")
+    buffered = lines.pop()!
+    for (const line of lines) {
+      consumer.lines.push(line)
+      if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
+      else if (line.includes(" WARN ")) consumer.warnings++
+    }
+  })
+  child.stderr!.on("data", (chunk: Buffer) => {
+    consumer.stderr += chunk.toString()
+  })
+  return consumer
+}
+
+/** Polls the store (a condition, not a guessed time) until every job is final. */
+export const untilFinal = async <S extends { succeeded: number; dead: number; cancelled: number }>(
+  stats: () => Promise<S>,
+  jobs: number,
+  millis = 120_000
+): Promise<S> => {
+  const deadline = Date.now() + millis
+  let last = await stats()
+  while (last.succeeded + last.dead + last.cancelled < jobs) {
+    if (Date.now() > deadline) throw new Error(`not finished: ${JSON.stringify(last)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    last = await stats().catch(() => last)
+  }
+  return last
+}
