@@ -111,7 +111,7 @@ export const options = (options: {
           : config.positiveInteger("maxConnections", options.maxConnections, 1000),
         connectTimeout: options.connectTimeout === undefined
           ? 10_000
-          : config.millis("connectTimeout", options.connectTimeout, "positiveFinite"),
+          : config.finiteMillis("connectTimeout", options.connectTimeout),
         clock: "server"
       }
     }),
@@ -259,11 +259,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible})
-        ${
-        job.dedupKey === null
-          ? sql``
-          : sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING`
-      }
+        ON CONFLICT DO NOTHING
         RETURNING id${due ? sql`, ${notify(job.queue)} IS NULL AS notified` : sql``}`
     }
 
@@ -271,13 +267,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       op(
         "enqueue",
         Effect.gen(function*() {
-          // with a dedup key: either this insert wins, or the unfinished job it conflicted with is
-          // returned (if that one finished in between, the insert is tried again)
+          // either this insert wins, or the job it conflicted with is returned: the one with its id
+          // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
+          // finished in between, the insert is tried again)
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
             if (inserted.length > 0) return { id: job.id, created: true }
-            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job
-              WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')`
+            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
+              UNION ALL
+              SELECT id FROM ${S}.wp_job
+              WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              LIMIT 1`
             if (found.length > 0) return { id: found[0]!.id, created: false }
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
