@@ -74,6 +74,26 @@ else {
         assert.strictEqual(started, 42)
       }), { timeout: 60_000 })
 
+    it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const error = yield* Effect.gen(function*() {
+          const started = yield* Latch.make(false)
+          // heartbeats every 20 minutes: only the notification can stop the job within the test
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, () => Effect.andThen(started.open, Effect.never))],
+            concurrency: 1,
+            lease: "1 hour"
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* started.await
+          // another "process"
+          assert.strictEqual(yield* Effect.provide(JobQueue.cancel(job.id), layer(schema)), "requested")
+          return yield* Effect.flip(job.await)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(error._tag, "JobCancelled")
+      }), { timeout: 60_000 })
+
     it.live("the claim is served by the partial index wp_job_ready, not a scan of finished jobs", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

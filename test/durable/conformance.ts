@@ -602,6 +602,20 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 2, of: 2 })
       })))
 
+    it.effect("7. a running job's cancel wakes its consumer's heartbeat at once: no wait for the next beat", () =>
+      provide(Effect.gen(function*() {
+        const finalized = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, () => Effect.never.pipe(Effect.ensuring(Ref.update(finalized, (n) => n + 1))))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(100)
+        assert.strictEqual(yield* job.cancel, "requested")
+        yield* tick(10) // far less than a heartbeat (lease / 3)
+        assert.deepStrictEqual([yield* stateOf(job.id), yield* Ref.get(finalized)], ["cancelled", 1])
+      })))
+
     it.effect("10. stats per queue from the store, and the consumer's own pool stats", () =>
       provide(Effect.gen(function*() {
         yield* JobQueue.enqueue(Echo, { n: 1 }, { priority: 2 })

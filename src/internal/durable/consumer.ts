@@ -231,8 +231,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     const heartbeatLoop = Effect.gen(function*() {
       let renewedAt = yield* store.now
+      let cancels = yield* store.cancelVersion
       while (true) {
-        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 3)))
+        // a cancel requested since the last beat (here, or heard of from another process) beats at once
+        yield* store.waitCancel(Math.max(1, Math.floor(config.lease / 3)), cancels)
+        cancels = yield* store.cancelVersion
         const tokens = Array.from(running.keys())
         const now = yield* store.now
         if (tokens.length === 0) {

@@ -36,6 +36,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
   const byToken = new Map<string, Row>()
   const queues = new Map<string, { paused: boolean; aging: number }>()
   const signal = makeSignal()
+  const cancels = makeSignal()
   let seq = 0
 
   const queueOf = (name: string) => {
@@ -121,6 +122,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         }
         case "running": {
           update(row, { cancelRequested: true })
+          cancels.notify()
           return changed("requested" as const)
         }
         default:
@@ -299,6 +301,8 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     reap,
     wait: signal.wait,
     version: signal.version,
+    waitCancel: cancels.wait,
+    cancelVersion: cancels.version,
     now: Effect.sync(time)
   }
 })

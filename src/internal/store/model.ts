@@ -168,6 +168,15 @@ export interface Store {
   readonly wait: (millis: number, since?: number) => Effect.Effect<void>
   /** How many changes this store instance has seen; see `wait`. */
   readonly version: Effect.Effect<number>
+  /**
+   * Waits until a cancel of a running job is requested through this store instance, or heard of
+   * from another process (Postgres: NOTIFY), or `millis` pass: a consumer's heartbeat waits on it,
+   * so that a cancel reaches the job at once rather than at the next heartbeat. `since` is a
+   * `cancelVersion` read before the last heartbeat, as for `wait`.
+   */
+  readonly waitCancel: (millis: number, since?: number) => Effect.Effect<void>
+  /** How many cancel requests this store instance has seen; see `waitCancel`. */
+  readonly cancelVersion: Effect.Effect<number>
   /** The store's time. */
   readonly now: Effect.Effect<number>
 }

@@ -175,15 +175,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
+    // The driver's own timers (connect timeout, idle connections' time to live) run in real time even
+    // when the store's time is the Effect Clock: a TestClock moving hours ahead must not expire them.
+    const driverTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      cfg.clock === "effect" ? Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue()) : effect
     const sql = yield* PgClient.make({
       url: cfg.url,
       maxConnections: cfg.maxConnections,
       connectTimeout: cfg.connectTimeout,
       applicationName: "effect-workpool"
-    }).pipe(Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), Effect.mapError(fail("open")))
+    }).pipe(Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), driverTime, Effect.mapError(fail("open")))
     const S = sql.literal(`"${cfg.schema}"`)
     const channel = `workpool_${cfg.schema}`
     const signal = makeSignal()
+    const cancels = makeSignal()
 
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
     const NOW = (): Fragment | number =>
@@ -196,6 +201,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       changed: (a: A) => boolean = () => false
     ): Effect.Effect<A, StoreError> =>
       effect.pipe(
+        driverTime,
         Effect.mapError(fail(operation)),
         Effect.tap((a) => changed(a) ? Effect.sync(signal.notify) : Effect.void)
       )
@@ -230,20 +236,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     // --- wake-ups from other processes: LISTEN, re-listening after a lost connection
     const listen = Effect.gen(function*() {
       const queue = yield* sql.listen(channel)
-      signal.notify() // changes may have been missed while not listening
+      // changes may have been missed while not listening
+      signal.notify()
+      cancels.notify()
       while (true) {
-        yield* Queue.take(queue)
-        signal.notify()
+        const { payload } = yield* Queue.take(queue)
+        if (payload === "cancel") cancels.notify()
+        else signal.notify()
       }
     }).pipe(Effect.scoped)
     yield* listen.pipe(
       Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
       Effect.andThen(Effect.sleep(1000)),
       Effect.forever,
+      driverTime,
       Effect.forkScoped
     )
-    /** NOTIFY within the statement's own transaction: sent when (and only if) it commits. */
-    const notify = (queue: Fragment | string) => sql`pg_notify(${channel}, ${queue})`
+    /**
+     * NOTIFY within the statement's own transaction: sent when (and only if) it commits. The payload
+     * says what for: `job:<queue>` (a job can be claimed) or `cancel` (a running job's cancel).
+     */
+    const notify = (queue: Fragment | string) => sql`pg_notify(${channel}, 'job:' || ${queue})`
 
     /** The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. */
     const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
@@ -313,9 +326,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
             ),
             requested AS (
               UPDATE ${S}.wp_job j SET cancel_requested = true
-              FROM target WHERE j.seq = target.seq AND target.state = 'running' RETURNING j.seq
+              FROM target WHERE j.seq = target.seq AND target.state = 'running'
+              RETURNING pg_notify(${channel}, 'cancel') IS NULL AS notified
             )
-            SELECT state AS before FROM target`,
+            SELECT state AS before, (SELECT count(*) FROM requested) AS requested FROM target`,
           (rows) => {
             if (rows.length === 0) return "missing" as const
             switch (rows[0]!.before) {
@@ -328,7 +342,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
             }
           }
         ),
-        (result) => result === "cancelled" || result === "requested"
+        (result) => {
+          if (result === "requested") cancels.notify()
+          return result === "cancelled" || result === "requested"
+        }
       )
 
     const redrive = (id: string) => {
@@ -528,6 +545,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       reap,
       wait: signal.wait,
       version: signal.version,
+      waitCancel: cancels.wait,
+      cancelVersion: cancels.version,
       now
     } satisfies Store
   })

@@ -138,6 +138,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       (db) => Effect.sync(() => db.close())
     )
     const signal = makeSignal()
+    const cancels = makeSignal()
 
     const all = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<SqlRow>
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
@@ -261,7 +262,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           default:
             return "finished" as const
         }
-      })
+      }).pipe(
+        // after the commit: a woken heartbeat may run its own transaction at once
+        Effect.tap((result) => result === "requested" ? Effect.sync(cancels.notify) : Effect.void)
+      )
 
     const redrive = (id: string) =>
       write("redrive", () => {
@@ -437,6 +441,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       reap,
       wait: signal.wait,
       version: signal.version,
+      waitCancel: cancels.wait,
+      cancelVersion: cancels.version,
       now: Effect.sync(time)
     }
   })
