@@ -46,7 +46,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["1"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["2"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -59,8 +59,32 @@ else {
         const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
         assert.instanceOf(error, StoreError)
         assert.strictEqual((error as StoreError).operation, "migrate")
-        assert.match(error.message, /version 99.*up to 1/)
+        assert.match(error.message, /version 99.*up to 2/)
       }))
+
+    it.live("a version-1 schema is migrated to version 2 on start, and its jobs run", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
+        // back to what version 1 left: no progress column
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.andThen(
+              sql.unsafe(`ALTER TABLE ${S}.wp_job DROP COLUMN progress`).raw,
+              sql.unsafe(`UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`).raw
+            )
+          )
+        )
+        const [result] = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1 })
+          const [job] = yield* JobQueue.list()
+          return [yield* JobQueue.await(Echo, job!.id)]
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 8)
+        const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
+        assert.deepStrictEqual(versions.map((row) => row.value), ["2"])
+      }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
       Effect.gen(function*() {

@@ -58,6 +58,7 @@ const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       counts: (queue) => track(store.counts(queue)),
       claim: (request) => track(store.claim(request)),
       heartbeat: (tokens, lease) => track(store.heartbeat(tokens, lease)),
+      progress: (token, value) => track(store.progress(token, value)),
       settle: (token, settlement) => track(store.settle(token, settlement)),
       reap: (backoff) => track(store.reap(backoff))
     }))

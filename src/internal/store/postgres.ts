@@ -75,7 +75,9 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
     name text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false,
     aging_ms double precision NOT NULL DEFAULT 0
-  );`
+  );`,
+  // 2: per-job progress
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN progress text;`
 ]
 
 export const options = (options: {
@@ -137,6 +139,7 @@ interface SqlRow {
   readonly finished_at: bigint | number | null
   readonly cancel_requested: boolean
   readonly exit: string | null
+  readonly progress: string | null
   readonly lease_token: string | null
 }
 
@@ -158,7 +161,8 @@ const toRow = (row: SqlRow): JobRow => ({
   startedAt: orNull(row.started_at),
   finishedAt: orNull(row.finished_at),
   cancelRequested: row.cancel_requested,
-  exit: row.exit
+  exit: row.exit,
+  progress: row.progress
 })
 
 const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
@@ -470,6 +474,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         )
       )
 
+    const progress = (token: string, value: string) =>
+      op(
+        "progress",
+        Effect.map(
+          sql`UPDATE ${S}.wp_job SET progress = ${value} WHERE lease_token = ${token} AND state = 'running' RETURNING true AS ok`,
+          (rows) => rows.length > 0
+        )
+      )
+
     const settle = (token: string, settlement: Settlement) => {
       const now = NOW()
       const fence = sql`WHERE lease_token = ${token} AND state = 'running'`
@@ -541,6 +554,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       counts,
       claim,
       heartbeat,
+      progress,
       settle,
       reap,
       wait: signal.wait,
