@@ -134,9 +134,16 @@ else {
                 timeout_ms, created_at, visible_at)
                 SELECT 'ready-' || i, 'default', 'Echo', '{}', i % 5, i % 5, 'queued', 1, 0, 0, 0 FROM generate_series(1, 200) i`).raw
               yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
-              return yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN SELECT j.seq FROM ${S}.wp_job j
-                WHERE j.state = 'queued' AND j.queue = ANY('{default}') AND j.visible_at <= 1 AND j.task = ANY('{Echo}')
-                ORDER BY j.rank DESC, j.seq LIMIT 4 FOR UPDATE SKIP LOCKED`)
+              // the store's statements are prepared: the plan that counts is the generic one, for any $1
+              return yield* sql.withTransaction(Effect.gen(function*() {
+                yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
+                yield* sql.unsafe(`PREPARE wp_claim_plan (text, text[], bigint) AS SELECT j.seq FROM ${S}.wp_job j
+                  WHERE j.state = 'queued' AND j.queue = $1 AND j.visible_at <= $3 AND j.task = ANY($2)
+                  ORDER BY j.rank DESC, j.seq LIMIT 4 FOR UPDATE SKIP LOCKED`).raw
+                const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE wp_claim_plan ('default', '{Echo}', 1)`)
+                yield* sql.unsafe(`DEALLOCATE wp_claim_plan`).raw
+                return plan
+              }))
             })
           )
         )
