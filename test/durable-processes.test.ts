@@ -3,84 +3,23 @@
  * fixtures/durable-consumer.ts), one is killed with SIGKILL mid-run. Every wait is for an event (a
  * line from a child, a child's exit, a state in the store), under one overall deadline.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { type Consumer, startConsumer as start, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
-const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
-const fixture = new URL("./fixtures/durable-consumer.ts", import.meta.url).pathname
+const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = "") =>
+  start(file, { concurrency, lease, jobMillis, mode })
+
 const dir = mkdtempSync(join(tmpdir(), "wp-durable-processes-"))
-const children: Array<ChildProcess> = []
 afterAll(() => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
   rmSync(dir, { recursive: true, force: true })
 })
-
-interface Consumer {
-  readonly child: ChildProcess
-  /** Job numbers in the order this process started them. */
-  readonly started: Array<number>
-  /** Every line it printed. */
-  readonly lines: Array<string>
-  readonly exited: Promise<void>
-  stderr: string
-}
-
-/** Calls `check` on every line of output until it returns true. */
-const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boolean, what: string, millis = 60_000) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup()
-      reject(new Error(`timed out waiting until ${what}; stderr: ${consumers.map((c) => c.stderr).join("\n")}`))
-    }, millis)
-    const onLine = () => {
-      if (check()) {
-        cleanup()
-        resolve()
-      }
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      for (const c of consumers) c.child.stdout!.off("data", onLine)
-    }
-    for (const c of consumers) c.child.stdout!.on("data", onLine)
-    onLine()
-  })
-
-const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = ""): Consumer => {
-  const child = spawn(node, [fixture, file, String(concurrency), String(lease), String(jobMillis), mode], {
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  children.push(child)
-  const consumer: Consumer = {
-    child,
-    started: [],
-    lines: [],
-    exited: new Promise((resolve) => child.on("close", () => resolve())), // after its output
-    stderr: ""
-  }
-  let buffered = ""
-  // registered first: every later listener sees the lines already parsed
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString()
-    const lines = buffered.split("\n")
-    buffered = lines.pop()!
-    for (const line of lines) {
-      consumer.lines.push(line)
-      if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
-    }
-  })
-  child.stderr!.on("data", (chunk: Buffer) => {
-    consumer.stderr += chunk.toString()
-  })
-  return consumer
-}
 
 describe("durable jobs across processes (SQLite)", () => {
   it("kill -9 of one of 4 consumers mid-run: every job finishes, 0 lost, duplicates only of the killed one's jobs in flight", {
