@@ -10,7 +10,7 @@ import { Effect, Layer, ManagedRuntime } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { type Consumer, startConsumer as start, waitUntil } from "./durable/children.ts"
+import { type Consumer, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = "") =>
@@ -48,13 +48,7 @@ describe("durable jobs across processes (SQLite)", () => {
       const inFlight = new Set(running.map((job) => byId.get(job.id)!).filter((n) => lastStarter.get(n) === victim))
       assert.isAbove(inFlight.size, 0, "the victim had jobs in flight")
       // every job reaches a final state
-      const deadline = Date.now() + 100_000
-      let stats = await runtime.runPromise(JobQueue.stats("default"))
-      while (stats.succeeded + stats.dead + stats.cancelled < JOBS) {
-        if (Date.now() > deadline) throw new Error(`not finished: ${JSON.stringify(stats)}`)
-        await new Promise((resolve) => setTimeout(resolve, 100))
-        stats = await runtime.runPromise(JobQueue.stats("default"))
-      }
+      const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS, 100_000)
       assert.strictEqual(stats.succeeded, JOBS, "0 lost, none dead")
       const results = await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id)))
       assert.deepStrictEqual(results, ids.map((_, n) => n))
