@@ -1,0 +1,294 @@
+/**
+ * A live web dashboard for pools and durable queues: one page that shows, for each pool and queue
+ * added to it, its counts, charts of throughput, latency (wait and run p50/p99) and depth, the
+ * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
+ * errors, with buttons to cancel a job and to redrive a dead durable job. It updates itself every
+ * `interval` by server-sent events.
+ *
+ * `layer` serves it on `effect/http` with Node's HTTP server (`@effect/platform-node`), on the
+ * loopback interface unless told otherwise, behind a token (a random one unless given) or a check
+ * of your own. Its `url` opens the page with the token in the URL's fragment, which a browser never
+ * sends to a server.
+ *
+ * Retry: a dead durable job is data in the store, so "redrive" puts it back in its queue and its
+ * awaiters (by id, in any process) see the new outcome. A failed in-process job is not retried from
+ * the page: its outcome was already delivered to its awaiter, so running it again would run it
+ * with no one to see the result, and keeping every failed job's `Effect` to allow it would hold
+ * whatever that Effect captured. Give it a `retry` policy instead (see `WorkPool.Retry`).
+ *
+ * Node-only: import it as `effect-workpool/Dashboard`; it needs the optional peer dependency
+ * `@effect/platform-node`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { WorkPool } from "effect-workpool"
+ * import * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * class Mail extends WorkPool.Service<Mail>()("app/Mail", {
+ *   concurrency: 4,
+ *   name: "mail",
+ *   retention: { count: 1000, age: "1 hour" } // so that the page can list failed jobs
+ * }) {}
+ *
+ * const program = Effect.gen(function* () {
+ *   const dashboard = yield* Dashboard.Dashboard
+ *   yield* dashboard.add(yield* Mail)
+ *   yield* Effect.log(`dashboard at ${dashboard.url}`)
+ *   return yield* Effect.never
+ * }).pipe(Effect.scoped, Effect.provide(Layer.merge(Dashboard.layer({ port: 9400 }), Mail.layer)))
+ * ```
+ *
+ * @since 0.3.0
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, type Duration, Effect, Layer, PubSub, Redacted, Schedule, Schema, Semaphore } from "effect"
+import type * as Scope from "effect/Scope"
+import { HttpRouter, HttpServer, type HttpServerError, type HttpServerRequest } from "effect/http"
+import { createServer } from "node:http"
+import * as config from "./internal/config.ts"
+import * as Api from "./internal/dashboard/api.ts"
+import * as Sampler from "./internal/dashboard/sampler.ts"
+import { JobStore } from "./internal/store/model.ts"
+
+/**
+ * A dashboard option, or what was added to a dashboard, is invalid: `field` names it, `value` shows
+ * what was given and `reason` says what was expected.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * const explain = (e: Dashboard.InvalidDashboardOptions) => Effect.logError(e.message) // "invalid dashboard option port: ..."
+ * ```
+ * @since 0.3.0
+ * @category errors
+ */
+export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboardOptions>()("InvalidDashboardOptions", {
+  field: Schema.String,
+  value: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid dashboard option ${this.field}: ${this.reason}, got ${this.value}`
+  }
+}
+
+/**
+ * Options of `layer`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * const options: Dashboard.Options = {
+ *   port: 9400,            // default 0: a free port (see Dashboard.url)
+ *   host: "127.0.0.1",     // the default: loopback only
+ *   token: process.env.DASHBOARD_TOKEN ?? "change me", // default: a random one
+ *   interval: "1 second",  // how often the page is updated
+ *   history: 300           // points per chart (5 minutes at 1 s)
+ * }
+ * // or a check of your own instead of a token (a POST still needs the dashboard's own header):
+ * const behindProxy: Dashboard.Options = {
+ *   authorize: (request) => Effect.succeed(request.headers["x-forwarded-user"] === "ops")
+ * }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Options {
+  /** The TCP port; 0 (the default) picks a free one. */
+  readonly port?: number | undefined
+  /** The interface to listen on; default `127.0.0.1`. Anything else exposes the buttons to the network. */
+  readonly host?: string | undefined
+  /**
+   * The secret an API request must carry (`Authorization: Bearer <token>`). Default: 32 random hex
+   * digits, made when the layer is built and put in `url`. At least 16 characters.
+   */
+  readonly token?: string | Redacted.Redacted<string> | undefined
+  /** Instead of a token: your own check of each API request (a session cookie, a proxy's header). */
+  readonly authorize?: ((request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>) | undefined
+  /** How often sources are sampled and the page updated; default 1 second, at least 50 ms. */
+  readonly interval?: Duration.Input | undefined
+  /** Points kept per source for the charts; default 300, at most 100,000. */
+  readonly history?: number | undefined
+  /** Jobs shown per list (running, queued, failed); default 50, at most 1,000. */
+  readonly jobs?: number | undefined
+}
+
+/**
+ * The dashboard service, provided by `layer`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue, WorkPool } from "effect-workpool"
+ * import * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * const watch = (pool: WorkPool.WorkPool) =>
+ *   Effect.gen(function* () {
+ *     const dashboard = yield* Dashboard.Dashboard
+ *     yield* dashboard.add(pool)           // until this scope closes
+ *     yield* dashboard.addQueue("mail")    // a durable queue, from the JobStore in context
+ *     return dashboard.url
+ *   })
+ * ```
+ * @since 0.3.0
+ * @category services
+ */
+export class Dashboard extends Context.Service<Dashboard, {
+  /** The page's address with the token in its fragment (`#token=`): open it in a browser. */
+  readonly url: string
+  /** The page's address without the token. */
+  readonly address: string
+  /**
+   * Shows a pool (a `WorkPool`, a `ThreadPool`, a pool service) until the current scope closes.
+   * Pool names are the keys: a second pool of the same name is refused. Failed jobs are listed only
+   * if the pool keeps ended jobs (its `retention`).
+   */
+  readonly add: (pool: Pool) => Effect.Effect<void, InvalidDashboardOptions, Scope.Scope>
+  /** Shows a durable queue of the `JobStore` in context until the current scope closes. */
+  readonly addQueue: (queue: string) => Effect.Effect<void, InvalidDashboardOptions, Scope.Scope | JobStore>
+}>()("effect-workpool/Dashboard") {}
+
+/**
+ * What a dashboard needs of a pool: `WorkPool` and `ThreadPool` both have it.
+ *
+ * @example
+ * ```ts
+ * import { WorkPool } from "effect-workpool"
+ * import type * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * const asSource = (pool: WorkPool.WorkPool): Dashboard.Pool => pool
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export type Pool = Sampler.Pool
+
+const check = <A>(f: () => A): Effect.Effect<A, InvalidDashboardOptions> =>
+  Effect.try({
+    try: f,
+    catch: (error) => {
+      if (error instanceof config.OptionError) return new InvalidDashboardOptions(error.invalid)
+      throw error
+    }
+  })
+
+const randomToken = () => {
+  const bytes = new Uint8Array(16)
+  crypto.getRandomValues(bytes)
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
+}
+
+const validate = (options: Options) =>
+  check(() => {
+    config.object("options", options)
+    if (options.token !== undefined && options.authorize !== undefined) {
+      config.fail("authorize", options.authorize, "expected either token or authorize, not both")
+    }
+    const port = options.port ?? 0
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
+      config.fail("port", port, "expected a whole number from 0 to 65535")
+    }
+    const host = options.host === undefined ? "127.0.0.1" : config.name("host", options.host)
+    const token = options.token === undefined
+      ? randomToken()
+      : Redacted.isRedacted(options.token)
+      ? Redacted.value(options.token as Redacted.Redacted<string>)
+      : options.token
+    if (options.authorize === undefined && (typeof token !== "string" || token.length < 16 || /\s/.test(token))) {
+      // never show a token, even a bad one
+      config.fail("token", "(hidden)", "expected a string of at least 16 characters without spaces")
+    }
+    if (options.authorize !== undefined && typeof options.authorize !== "function") {
+      config.fail("authorize", options.authorize, "expected a function (request) => Effect<boolean>")
+    }
+    const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval)
+    if (interval < 50) config.fail("interval", options.interval, "expected at least 50 milliseconds")
+    return {
+      port,
+      host,
+      token: options.authorize === undefined ? token as string : undefined,
+      authorize: options.authorize,
+      interval,
+      history: options.history === undefined ? 300 : config.positiveInteger("history", options.history, 100_000),
+      jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000)
+    }
+  })
+
+const isPool = (u: unknown): u is Pool =>
+  typeof u === "object" && u !== null && typeof (u as Pool).name === "string" && Effect.isEffect((u as Pool).stats) &&
+  typeof (u as Pool).jobs === "function" && typeof (u as Pool).cancel === "function"
+
+type Checked = Effect.Success<ReturnType<typeof validate>>
+
+const make = (options: Checked) =>
+  Effect.gen(function*() {
+    const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs })
+    yield* Effect.addFinalizer(() => PubSub.shutdown(sampler.hub))
+    const api: Api.Api = {
+      sampler,
+      authorize: options.token === undefined ? options.authorize! : Api.tokenCheck(options.token),
+      usesToken: options.token !== undefined,
+      lock: yield* Semaphore.make(1)
+    }
+    yield* Api.register(yield* HttpRouter.HttpRouter, api)
+    yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample), Schedule.spaced(options.interval)))
+
+    const address = HttpServer.formatAddress((yield* HttpServer.HttpServer).address) + "/"
+    const url = options.token === undefined ? address : `${address}#token=${options.token}`
+
+    const register = (kind: "pool" | "queue", name: string, source: Omit<Sampler.Source, "history" | "previous" | "counts" | "detail">) =>
+      Effect.gen(function*() {
+        const id = Sampler.key(kind, name)
+        if (sampler.sources.has(id)) {
+          return yield* check(() => config.fail(kind === "pool" ? "pool.name" : "queue", name, `expected a ${kind} not already on this dashboard`))
+        }
+        sampler.sources.set(id, { ...source, history: [], previous: undefined, counts: undefined, detail: null })
+        yield* Effect.addFinalizer(() => Effect.sync(() => sampler.sources.delete(id)))
+      })
+
+    return Dashboard.of({
+      url,
+      address,
+      add: (pool) =>
+        Effect.flatMap(
+          check(() => isPool(pool) ? pool : config.fail("pool", pool, "expected a WorkPool or a ThreadPool")),
+          (pool) => register("pool", pool.name, { kind: "pool", name: pool.name, pool, store: undefined })
+        ),
+      addQueue: (queue) =>
+        Effect.gen(function*() {
+          const name = yield* check(() => config.name("queue", queue))
+          const store = yield* JobStore
+          yield* register("queue", name, { kind: "queue", name, pool: undefined, store })
+        })
+    })
+  })
+
+/**
+ * Serves the dashboard (Node's HTTP server, on `host:port`) and provides the `Dashboard` service;
+ * releasing the layer closes the server and ends every open page's stream. Fails with
+ * `InvalidDashboardOptions` for a bad option and with `ServeError` when it cannot listen (the
+ * port is taken).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Dashboard from "effect-workpool/Dashboard"
+ *
+ * const main = Effect.gen(function* () {
+ *   const { url } = yield* Dashboard.Dashboard
+ *   yield* Effect.log(`open ${url}`)
+ * }).pipe(Effect.provide(Dashboard.layer({ port: 9400 })))
+ * ```
+ * @since 0.3.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
+  Layer.unwrap(Effect.map(validate(options), (checked) =>
+    HttpRouter.serve(Layer.effect(Dashboard, make(checked)), { disableLogger: true, disableListenLog: true }).pipe(
+      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host }))
+    )))

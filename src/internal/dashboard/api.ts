@@ -1,0 +1,200 @@
+/**
+ * The dashboard's HTTP interface, on an `effect/http` router:
+ *
+ * - `GET /`: the page (static: no data, no secret in it);
+ * - `GET /api/snapshot`: every source with its history, as JSON;
+ * - `GET /api/events`: the same as a server-sent event `snapshot`, then a `sample` each interval;
+ * - `POST /api/pools/:pool/jobs/:id/cancel`, `POST /api/queues/:queue/jobs/:id/cancel`,
+ *   `POST /api/queues/:queue/jobs/:id/redrive`: the buttons.
+ *
+ * Every `/api` request is authorized: `Authorization: Bearer <token>`, or the user's check. A
+ * `POST` must also carry the header `X-Workpool-Dashboard: 1`: a browser sends a custom header
+ * across origins only after a CORS preflight, which this server never grants, so another site
+ * cannot make an operator's browser press a button (CSRF), even when the user's check relies on a
+ * cookie. The token travels in a header only, never in a URL, so it is in no log or `Referer`.
+ *
+ * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
+ * wrong token), 403 (a POST without the header), 404 (an unknown pool, queue or job), 409 (too
+ * late: the job ended, or is not dead), 500 (the store failed).
+ *
+ * @internal
+ */
+import { Cause, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
+import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { page } from "./page.ts"
+import { key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
+
+export type Authorize = (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>
+
+/** Compares without an early exit, so the time taken does not tell how much of a guess was right. */
+const sameSecret = (given: string, expected: string): boolean => {
+  let diff = given.length ^ expected.length
+  for (let i = 0; i < expected.length; i++) diff |= (given.charCodeAt(i) | 0) ^ expected.charCodeAt(i)
+  return diff === 0
+}
+
+export const tokenCheck = (token: string): Authorize => (request) =>
+  Effect.sync(() => {
+    const header = request.headers["authorization"] ?? ""
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+    return match !== null && sameSecret(match[1]!, token)
+  })
+
+class ApiError {
+  readonly status: number
+  readonly message: string
+  constructor(status: number, message: string) {
+    this.status = status
+    this.message = message
+  }
+}
+
+const fail = (status: number, message: string) => Effect.fail(new ApiError(status, message))
+
+const SECURITY_HEADERS = {
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer"
+}
+
+const json = (status: number, body: unknown) =>
+  HttpServerResponse.jsonUnsafe(body, { status, headers: SECURITY_HEADERS })
+
+const PAGE_HEADERS = {
+  ...SECURITY_HEADERS,
+  // the page's script and style are inline; it talks only to this server; no other site may frame it
+  "content-security-policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  "x-frame-options": "DENY"
+}
+
+export interface Api {
+  readonly sampler: Sampler
+  readonly authorize: Authorize
+  /** Whether `authorize` is a token check: its 401 then names the header to send. */
+  readonly usesToken: boolean
+  /** Serializes samples: the loop's and those taken after a button or a new client. */
+  readonly lock: Semaphore.Semaphore
+}
+
+const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample)
+
+/** Runs an API handler: authorization first, then errors as JSON with their status. */
+const guarded = (
+  api: Api,
+  method: "GET" | "POST",
+  handler: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<HttpServerResponse.HttpServerResponse, ApiError, HttpRouter.RouteContext>
+) =>
+(request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    if (!(yield* api.authorize(request))) {
+      return yield* fail(
+        401,
+        api.usesToken ? "missing or wrong token: send the header Authorization: Bearer <token>" : "not authorized"
+      )
+    }
+    if (method === "POST" && request.headers["x-workpool-dashboard"] !== "1") {
+      return yield* fail(403, "a POST needs the header X-Workpool-Dashboard: 1 (a guard against cross-site requests)")
+    }
+    return yield* handler(request)
+  }).pipe(
+    Effect.catch((error: ApiError) => {
+      const response = json(error.status, { error: error.message })
+      return Effect.succeed(
+        error.status === 401 && api.usesToken ? HttpServerResponse.setHeader(response, "www-authenticate", "Bearer") : response
+      )
+    }),
+    Effect.catchDefect((defect) => Effect.succeed(json(500, { error: `the dashboard failed: ${String(defect)}` })))
+  )
+
+const sourceOf = (api: Api, kind: "pool" | "queue", name: string | undefined): Effect.Effect<Source, ApiError> => {
+  const source = name === undefined ? undefined : api.sampler.sources.get(key(kind, name))
+  return source === undefined ? fail(404, `no ${kind} named ${JSON.stringify(name)} on this dashboard`) : Effect.succeed(source)
+}
+
+const storeFailed = (cause: Cause.Cause<unknown>) => new ApiError(500, `the store failed: ${Cause.pretty(cause)}`)
+
+const cancelPoolJob = (api: Api) =>
+  Effect.gen(function*() {
+    const params = yield* HttpRouter.params
+    const source = yield* sourceOf(api, "pool", params.pool)
+    const id = Number(params.id)
+    if (!Number.isSafeInteger(id) || id < 0 || params.id !== String(id)) {
+      return yield* fail(400, `invalid job id ${JSON.stringify(params.id)}: expected a whole number`)
+    }
+    const cancelled = yield* source.pool!.cancel(id)
+    if (!cancelled) return yield* fail(409, `job ${id} of pool ${source.name} is not live: it has ended, or is unknown`)
+    yield* sampleNow(api)
+    return json(200, { cancelled: true })
+  })
+
+/** A durable job of this queue, or 404: an id of another queue's job is not this queue's to touch. */
+const queueJob = (source: Source, id: string) =>
+  Effect.flatMap(
+    Effect.catchCause(source.store!.get(id), (cause) => Effect.fail(storeFailed(cause))),
+    (row) =>
+      row === undefined || row.queue !== source.name
+        ? fail(404, `no job ${JSON.stringify(id)} in queue ${source.name}`)
+        : Effect.succeed(row)
+  )
+
+const cancelQueueJob = (api: Api) =>
+  Effect.gen(function*() {
+    const params = yield* HttpRouter.params
+    const source = yield* sourceOf(api, "queue", params.queue)
+    const row = yield* queueJob(source, params.id ?? "")
+    const result = yield* Effect.catchCause(source.store!.cancel(row.id), (cause) => Effect.fail(storeFailed(cause)))
+    if (result === "missing") return yield* fail(404, `no job ${JSON.stringify(row.id)} in queue ${source.name}`)
+    if (result === "finished") return yield* fail(409, `job ${row.id} has already ended`)
+    yield* sampleNow(api)
+    return json(200, { result })
+  })
+
+const redriveQueueJob = (api: Api) =>
+  Effect.gen(function*() {
+    const params = yield* HttpRouter.params
+    const source = yield* sourceOf(api, "queue", params.queue)
+    const row = yield* queueJob(source, params.id ?? "")
+    const redriven = yield* Effect.catchCause(source.store!.redrive(row.id), (cause) => Effect.fail(storeFailed(cause)))
+    if (!redriven) {
+      return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}), or an unfinished job holds its dedup key`)
+    }
+    yield* sampleNow(api)
+    return json(200, { redriven: true })
+  })
+
+const event = (name: string, snapshot: Snapshot) => `event: ${name}\ndata: ${JSON.stringify(snapshot)}\n\n`
+
+/** The SSE stream of one client: while it is open, job lists are read. */
+const events = (api: Api) =>
+  Stream.unwrap(Effect.gen(function*() {
+    const { sampler } = api
+    yield* Effect.acquireRelease(Ref.update(sampler.watchers, (n) => n + 1), () => Ref.update(sampler.watchers, (n) => n - 1))
+    const subscription = yield* PubSub.subscribe(sampler.hub)
+    // a sample now, so that the new client's first message has the job lists too
+    yield* sampleNow(api)
+    const first = yield* sampler.full
+    return Stream.concat(
+      Stream.succeed(event("snapshot", first)),
+      Stream.map(Stream.fromSubscription(subscription), (snapshot) => event("sample", snapshot))
+    )
+  })).pipe(Stream.encodeText)
+
+export const register = (router: HttpRouter.HttpRouter, api: Api) =>
+  Effect.gen(function*() {
+    yield* router.add("GET", "/", HttpServerResponse.text(page, { contentType: "text/html; charset=utf-8", headers: PAGE_HEADERS }))
+    yield* router.add("GET", "/api/snapshot", guarded(api, "GET", () => Effect.map(api.sampler.full, (s) => json(200, s))))
+    yield* router.add(
+      "GET",
+      "/api/events",
+      guarded(api, "GET", () =>
+        Effect.succeed(HttpServerResponse.stream(events(api), {
+          contentType: "text/event-stream",
+          headers: { ...SECURITY_HEADERS, "x-accel-buffering": "no" }
+        })))
+    )
+    yield* router.add("POST", "/api/pools/:pool/jobs/:id/cancel", guarded(api, "POST", () => cancelPoolJob(api)))
+    yield* router.add("POST", "/api/queues/:queue/jobs/:id/cancel", guarded(api, "POST", () => cancelQueueJob(api)))
+    yield* router.add("POST", "/api/queues/:queue/jobs/:id/redrive", guarded(api, "POST", () => redriveQueueJob(api)))
+    yield* router.add("*", "/api/*", guarded(api, "GET", (request) => fail(404, `no such endpoint: ${request.method} ${request.url}`)))
+  })

@@ -1,0 +1,295 @@
+/**
+ * The dashboard's page: one HTML document with its style and script inline, no framework, charts
+ * drawn as SVG. It holds no data and no secret: it reads the token from the URL's fragment (which a
+ * browser never sends to a server), keeps it in `sessionStorage`, sends it in the `Authorization`
+ * header only, and reads the server-sent events through `fetch` (an `EventSource` cannot send a
+ * header). Every value from the server is written with `textContent`, never as HTML.
+ *
+ * @internal
+ */
+export const page = String.raw`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>effect-workpool dashboard</title>
+<style>
+  :root { color-scheme: light; --fg: #1d2330; --muted: #6b7385; --line: #e3e6ee; --bg: #f6f7fa; --card: #fff;
+    --ok: #2f9e6b; --bad: #d9480f; --run: #3b6fd8; --wait: #9c6ade; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
+  header { display: flex; align-items: center; gap: 12px; padding: 10px 20px; background: #1d2330; color: #fff; }
+  header h1 { font-size: 16px; margin: 0; font-weight: 600; }
+  #status { margin-left: auto; font-size: 12px; padding: 2px 8px; border-radius: 10px; background: #444c5e; }
+  #status[data-state="live"] { background: var(--ok); }
+  #status[data-state="error"] { background: var(--bad); }
+  main { padding: 16px 20px; display: grid; gap: 16px; }
+  .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
+  .card h2 { font-size: 15px; margin: 0 0 8px; display: flex; gap: 8px; align-items: baseline; }
+  .kind { font-size: 11px; text-transform: uppercase; color: var(--muted); letter-spacing: .05em; }
+  .counts { display: flex; flex-wrap: wrap; gap: 6px 18px; margin-bottom: 10px; }
+  .count b { display: block; font-size: 20px; font-variant-numeric: tabular-nums; }
+  .count span { color: var(--muted); font-size: 12px; }
+  .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; }
+  .chart h3, .list h3 { font-size: 12px; color: var(--muted); margin: 4px 0; font-weight: 600; }
+  .chart svg { width: 100%; height: 120px; background: #fbfbfd; border: 1px solid var(--line); border-radius: 4px; }
+  .legend { font-size: 12px; color: var(--muted); display: flex; gap: 12px; flex-wrap: wrap; }
+  .legend i { display: inline-block; width: 10px; height: 3px; margin-right: 4px; vertical-align: middle; }
+  .lists { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; margin-top: 10px; }
+  table { width: 100%; border-collapse: collapse; font-size: 13px; }
+  td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
+  th { color: var(--muted); font-weight: 500; font-size: 12px; }
+  td.error pre { margin: 0; max-height: 5.5em; overflow: auto; white-space: pre-wrap; font-size: 11px; color: var(--bad); }
+  .empty { color: var(--muted); font-size: 12px; padding: 4px 0; }
+  .bar { width: 120px; height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; display: inline-block; vertical-align: middle; }
+  .bar > div { height: 100%; background: var(--run); }
+  button { font: inherit; font-size: 12px; padding: 1px 8px; border: 1px solid #c4c9d6; border-radius: 4px; background: #fff; cursor: pointer; }
+  button:hover { background: #eef1f7; }
+  #message { min-height: 1.4em; font-size: 13px; }
+  #message[data-ok="false"] { color: var(--bad); }
+  #login { display: none; gap: 8px; align-items: center; }
+  #login input { font: inherit; padding: 4px 8px; width: 320px; }
+</style>
+</head>
+<body>
+<header><h1>effect-workpool</h1><span id="status" data-state="connecting">connecting</span></header>
+<main>
+  <form id="login"><span>Token:</span><input id="token" type="password" autocomplete="off"><button>Open</button></form>
+  <div id="message" role="status"></div>
+  <div id="sources"></div>
+</main>
+<script>
+"use strict";
+(function () {
+  var TOKEN_KEY = "workpool-dashboard-token";
+  var fragment = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fragment) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
+    history.replaceState(null, "", location.pathname + location.search); // not left in the address bar
+  }
+  var state = { sources: [], history: 300, interval: 1000 };
+  var $ = function (id) { return document.getElementById(id); };
+
+  function headers(extra) {
+    var h = extra || {};
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) h["Authorization"] = "Bearer " + token;
+    return h;
+  }
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === "text") node.textContent = attrs[k]; else node.setAttribute(k, attrs[k]);
+    }
+    (children || []).forEach(function (c) { if (c != null) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
+    return node;
+  }
+  function setStatus(text, s) { var n = $("status"); n.textContent = text; n.setAttribute("data-state", s); }
+  function message(text, ok) { var n = $("message"); n.textContent = text; n.setAttribute("data-ok", String(ok)); }
+
+  // --- data --------------------------------------------------------------------------------------
+  function keyOf(s) { return s.kind + ":" + s.name; }
+  function onSnapshot(snap) {
+    state.history = snap.history; state.interval = snap.interval;
+    state.sources = snap.sources;
+    render();
+  }
+  function onSample(snap) {
+    var old = {};
+    state.sources.forEach(function (s) { old[keyOf(s)] = s; });
+    state.sources = snap.sources.map(function (s) {
+      var before = old[keyOf(s)];
+      var points = (before ? before.points : []).concat(s.points);
+      if (points.length > state.history) points = points.slice(points.length - state.history);
+      return Object.assign({}, s, { points: points });
+    });
+    render();
+  }
+
+  // --- rendering ---------------------------------------------------------------------------------
+  var POOL_COUNTS = [["queued", "queued"], ["running", "running"], ["retrying", "retrying"], ["succeeded", "succeeded"],
+    ["failed", "failed"], ["defects", "defects"], ["timedOut", "timed out"], ["interrupted", "cancelled"], ["workers", "workers"]];
+  var QUEUE_COUNTS = [["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
+    ["dead", "dead"], ["cancelled", "cancelled"]];
+
+  function counts(s) {
+    if (s.counts && s.counts.error) return el("pre", { "class": "empty", text: "cannot read: " + s.counts.error });
+    var list = s.kind === "pool" ? POOL_COUNTS : QUEUE_COUNTS;
+    return el("div", { "class": "counts" }, list.map(function (c) {
+      var v = s.counts ? s.counts[c[0]] : undefined;
+      return el("div", { "class": "count", "data-count": c[0] }, [el("b", { text: v === undefined ? "-" : String(v) }), el("span", { text: c[1] })]);
+    }).concat(s.kind === "queue" && s.counts && s.counts.paused ? [el("div", { "class": "count" }, [el("b", { text: "paused" })])] : []));
+  }
+
+  function chart(title, points, series, unit) {
+    var W = 400, H = 120, P = 4;
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("preserveAspectRatio", "none");
+    var max = 0;
+    points.forEach(function (p) { series.forEach(function (s) { var v = p[s.field]; if (v != null && v > max) max = v; }); });
+    max = max <= 0 ? 1 : max * 1.1;
+    var t1 = points.length ? points[points.length - 1].t : 0;
+    var span = Math.max(state.interval * (state.history - 1), 1);
+    series.forEach(function (s) {
+      var path = "", pen = false;
+      points.forEach(function (p) {
+        var v = p[s.field];
+        if (v == null) { pen = false; return; }
+        var x = W - P - (t1 - p.t) / span * (W - 2 * P), y = H - P - v / max * (H - 2 * P);
+        path += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+        pen = true;
+      });
+      var line = document.createElementNS(ns, "path");
+      line.setAttribute("d", path || "M0 0");
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", s.color);
+      line.setAttribute("stroke-width", "1.5");
+      line.setAttribute("vector-effect", "non-scaling-stroke");
+      svg.appendChild(line);
+    });
+    var last = points.length ? points[points.length - 1] : {};
+    var legend = el("div", { "class": "legend" }, series.map(function (s) {
+      var v = last[s.field];
+      var i = el("i"); i.style.background = s.color;
+      return el("span", {}, [i, s.label + " " + (v == null ? "-" : (Math.round(v * 10) / 10) + unit)]);
+    }).concat([el("span", { text: "max " + (Math.round(max / 1.1 * 10) / 10) + unit })]));
+    return el("div", { "class": "chart" }, [el("h3", { text: title }), svg, legend]);
+  }
+
+  function progress(p) {
+    if (p == null) return "";
+    var fraction = null;
+    if (typeof p === "number" && p >= 0 && p <= 1) fraction = p;
+    else if (p && typeof p === "object" && typeof p.done === "number") {
+      var total = typeof p.of === "number" ? p.of : p.total;
+      if (typeof total === "number" && total > 0) fraction = Math.min(1, p.done / total);
+    }
+    var text = typeof p === "string" ? p : JSON.stringify(p);
+    if (fraction === null) return el("span", { text: text });
+    var bar = el("div", { "class": "bar" }, [el("div")]);
+    bar.firstChild.style.width = (fraction * 100).toFixed(1) + "%";
+    return el("span", { title: text }, [bar, " " + Math.round(fraction * 100) + "%"]);
+  }
+
+  function button(label, action, s, job) {
+    return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, "data-id": job.id, text: label });
+  }
+
+  function table(title, name, s, jobs, columns) {
+    var box = el("div", { "class": "list", "data-list": name }, [el("h3", { text: title + " (" + jobs.length + (jobs.length >= 50 ? "+" : "") + ")" })]);
+    if (!jobs.length) { box.appendChild(el("div", { "class": "empty", text: "none" })); return box; }
+    box.appendChild(el("table", {}, [
+      el("tr", {}, columns.map(function (c) { return el("th", { text: c[0] }); })),
+    ].concat(jobs.map(function (job) {
+      return el("tr", { "data-job": job.id, "data-status": job.status }, columns.map(function (c) { return c[1](job); }));
+    }))));
+    return box;
+  }
+
+  function lists(s) {
+    var d = s.detail;
+    if (!d) return el("div", { "class": "empty", text: "loading jobs..." });
+    var id = function (job) { return el("td", { text: "#" + job.id }); };
+    var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
+    var failedTitle = s.kind === "pool" ? "Failed" : "Dead";
+    return el("div", { "class": "lists" }, [
+      table("Running", "running", s, d.running, [["job", id], ["attempt", td(function (j) { return j.attempt; })],
+        ["progress", function (j) { return el("td", {}, [progress(j.progress)]); }],
+        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }]]),
+      table("Queued", "queued", s, d.queued, [["job", id], ["status", td(function (j) { return j.status; })],
+        ["priority", td(function (j) { return j.priority; })],
+        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }]]),
+      table(failedTitle, "failed", s, d.failed, [["job", id], ["attempt", td(function (j) { return j.attempt; })],
+        ["error", function (j) { return el("td", { "class": "error" }, [el("pre", { text: j.error || "" })]); }]]
+        .concat(s.kind === "queue" ? [["", function (j) { return el("td", {}, [button("redrive", "redrive", s, j)]); }]] : []))
+    ]);
+  }
+
+  function render() {
+    var root = $("sources");
+    var cards = state.sources.map(function (s) {
+      var charts = [chart("Throughput (jobs/s)", s.points, [
+        { field: "done", label: "ended", color: "var(--ok)" }, { field: "failed", label: "failed", color: "var(--bad)" }], "/s")];
+      if (s.kind === "pool") {
+        charts.push(chart("Latency (ms, per interval)", s.points, [
+          { field: "waitP50", label: "wait p50", color: "#b9a2e8" }, { field: "waitP99", label: "wait p99", color: "var(--wait)" },
+          { field: "runP50", label: "run p50", color: "#8fb0ee" }, { field: "runP99", label: "run p99", color: "var(--run)" }], " ms"));
+      }
+      charts.push(chart("Depth", s.points, [
+        { field: "queued", label: "queued", color: "var(--wait)" }, { field: "running", label: "running", color: "var(--run)" }], ""));
+      return el("section", { "class": "card", "data-source": keyOf(s) }, [
+        el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" })]),
+        counts(s), el("div", { "class": "charts" }, charts), lists(s)
+      ]);
+    });
+    if (!cards.length) cards = [el("div", { "class": "card empty", text: "No pool or queue is on this dashboard yet." })];
+    root.replaceChildren.apply(root, cards);
+  }
+
+  // --- actions -----------------------------------------------------------------------------------
+  document.addEventListener("click", function (event) {
+    var b = event.target.closest && event.target.closest("button[data-action]");
+    if (!b) return;
+    var kind = b.getAttribute("data-kind"), name = b.getAttribute("data-source"), id = b.getAttribute("data-id"), action = b.getAttribute("data-action");
+    var url = "api/" + (kind === "pool" ? "pools/" : "queues/") + encodeURIComponent(name) + "/jobs/" + encodeURIComponent(id) + "/" + action;
+    b.disabled = true;
+    fetch(url, { method: "POST", headers: headers({ "X-Workpool-Dashboard": "1" }) })
+      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+      .then(function (r) { message(r.ok ? action + " " + name + " #" + id + ": done" : action + " " + name + " #" + id + ": " + r.body.error, r.ok); })
+      .catch(function (e) { message(action + " failed: " + e, false); });
+  });
+
+  // --- live updates: server-sent events read through fetch ------------------------------------------
+  function showLogin() {
+    setStatus("token needed", "error");
+    $("login").style.display = "flex";
+  }
+  $("login").addEventListener("submit", function (event) {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value);
+    $("login").style.display = "none";
+    connect();
+  });
+
+  function handle(block) {
+    var name = "message", data = "";
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+      else if (line.indexOf("data:") === 0) data += line.slice(5).trim();
+    });
+    if (!data) return;
+    var snap = JSON.parse(data);
+    if (name === "snapshot") onSnapshot(snap); else onSample(snap);
+  }
+
+  function connect() {
+    setStatus("connecting", "connecting");
+    fetch("api/events", { headers: headers(), cache: "no-store" }).then(function (response) {
+      if (response.status === 401) { showLogin(); return; }
+      if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+      setStatus("live", "live");
+      var reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      var buffer = "";
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) throw new Error("the server closed the stream");
+          buffer += r.value;
+          var i;
+          while ((i = buffer.indexOf("\n\n")) >= 0) { handle(buffer.slice(0, i)); buffer = buffer.slice(i + 2); }
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (e) {
+      setStatus("reconnecting (" + e.message + ")", "error");
+      setTimeout(connect, 2000);
+    });
+  }
+  connect();
+})();
+</script>
+</body>
+</html>
+`

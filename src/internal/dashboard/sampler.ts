@@ -1,0 +1,316 @@
+/**
+ * What the dashboard shows, read from its sources: the pools and durable queues added to it.
+ *
+ * Every `interval` the sampler reads each source's counts (a pool's `stats`, a queue's counts from
+ * the store) and, for a pool, its wait and run histograms from the metric registry, and appends a
+ * `Point` to that source's history: a ring of at most `history` points, so memory stays flat however
+ * long it runs. Job lists (running, queued, failed, dead) are read only while someone watches (an
+ * SSE client is connected): they cost a walk of the pool's jobs or a store query per interval.
+ *
+ * @internal
+ */
+import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
+import type * as WorkPool from "../../WorkPool.ts"
+import { type JobRow, type JobStore } from "../store/model.ts"
+import { type Buckets, quantile } from "./quantile.ts"
+
+/** What the dashboard needs of a pool: `WorkPool`, `ThreadPool` and their services all have it. */
+export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel">
+
+/** One interval of one source: counts at its end, rates over it, latencies of its attempts (ms). */
+export interface Point {
+  readonly t: number
+  readonly queued: number
+  readonly running: number
+  /** Jobs that ended in the interval, per second. */
+  readonly done: number
+  /** Of those, the failures (failed, defect, timed out; dead for a queue), per second. */
+  readonly failed: number
+  readonly waitP50: number | null
+  readonly waitP99: number | null
+  readonly runP50: number | null
+  readonly runP99: number | null
+}
+
+/** A job as the page lists it. */
+export interface JobView {
+  readonly id: string
+  readonly status: string
+  readonly priority: number
+  readonly attempt: number
+  /** The latest progress, JSON-safe (see `jsonSafe`), or null. */
+  readonly progress: unknown
+  /** How it failed, as text; null for a job that has not. */
+  readonly error: string | null
+}
+
+export interface Detail {
+  readonly running: ReadonlyArray<JobView>
+  readonly queued: ReadonlyArray<JobView>
+  /** Pools: failed, defect, timed out (kept by the pool's retention); queues: dead letters. */
+  readonly failed: ReadonlyArray<JobView>
+}
+
+export interface SourceView {
+  readonly kind: "pool" | "queue"
+  readonly name: string
+  /** The latest counts: a pool's `PoolStats`, a queue's `QueueCounts`. */
+  readonly counts: unknown
+  readonly detail: Detail | null
+}
+
+/** What an SSE client receives each interval (`history` only in the first message). */
+export interface Snapshot {
+  readonly t: number
+  readonly interval: number
+  /** How many points a chart keeps. */
+  readonly history: number
+  readonly sources: ReadonlyArray<SourceView & { readonly points: ReadonlyArray<Point> }>
+}
+
+interface Previous {
+  readonly t: number
+  readonly ended: number
+  readonly failures: number
+  readonly wait: Buckets | undefined
+  readonly run: Buckets | undefined
+}
+
+export interface Source {
+  readonly kind: "pool" | "queue"
+  readonly name: string
+  readonly pool: Pool | undefined
+  /** A queue's store (queues of several stores can share a dashboard). */
+  readonly store: JobStore["Service"] | undefined
+  readonly history: Array<Point>
+  previous: Previous | undefined
+  counts: unknown
+  detail: Detail | null
+}
+
+export const key = (kind: "pool" | "queue", name: string) => `${kind}:${name}`
+
+export interface Config {
+  readonly interval: number
+  readonly history: number
+  /** At most this many jobs per list. */
+  readonly listed: number
+}
+
+/** Errors shown as text are cut here: a page lists many. */
+const MAX_ERROR = 2000
+
+const truncate = (text: string) => text.length > MAX_ERROR ? `${text.slice(0, MAX_ERROR - 3)}...` : text
+
+/** A value as JSON can carry it: a progress value is any value, and a page must not break on one. */
+export const jsonSafe = (value: unknown): unknown => {
+  if (value === undefined) return null
+  try {
+    const text = JSON.stringify(value)
+    return text === undefined ? String(value) : JSON.parse(text)
+  } catch {
+    return String(value)
+  }
+}
+
+const exitError = (exit: Option.Option<Exit.Exit<unknown, unknown>>): string | null =>
+  Option.match(exit, {
+    onNone: () => null,
+    onSome: (exit) => Exit.isFailure(exit) ? truncate(Cause.pretty(exit.cause)) : null
+  })
+
+/** A stored Exit (see `internal/durable/exit.ts`), as text, without the task's Schemas. */
+export const storedError = (row: JobRow): string | null => {
+  if (row.state === "cancelled") return "cancelled"
+  if (row.exit === null) return row.state === "dead" ? "its lease expired (its consumer stopped or lost the store)" : null
+  try {
+    const stored = JSON.parse(row.exit) as { _tag: string; error?: unknown; defect?: { name: string; message: string; stack?: string } }
+    switch (stored._tag) {
+      case "Failure":
+      case "Error":
+        return truncate(JSON.stringify(stored.error))
+      case "Die":
+        return truncate(stored.defect?.stack ?? `${stored.defect?.name}: ${stored.defect?.message}`)
+      default:
+        return null
+    }
+  } catch {
+    return truncate(row.exit)
+  }
+}
+
+const poolJob = (job: WorkPool.JobSummary): JobView => ({
+  id: String(job.id),
+  status: job.status,
+  priority: job.priority,
+  attempt: job.attempt,
+  progress: Option.match(job.progress, { onNone: () => null, onSome: jsonSafe }),
+  error: exitError(job.exit)
+})
+
+const queueJob = (now: number) => (row: JobRow): JobView => ({
+  id: row.id,
+  status: row.state === "queued" && row.visibleAt > now ? "delayed" : row.state,
+  priority: row.priority,
+  attempt: row.attempts,
+  progress: row.progress === null ? null : jsonSafe(JSON.parse(row.progress)),
+  error: row.state === "queued" || row.state === "running" ? null : storedError(row)
+})
+
+const histogramOf = (snapshot: ReadonlyArray<Metric.Metric.Snapshot>, id: string, pool: string): Buckets | undefined => {
+  for (const metric of snapshot) {
+    if (metric.type === "Histogram" && metric.id === id && metric.attributes?.pool === pool) {
+      return (metric.state as Metric.HistogramState).buckets
+    }
+  }
+  return undefined
+}
+
+const perSecond = (delta: number, millis: number) => millis <= 0 ? 0 : Math.max(0, delta) * 1000 / millis
+
+const round = (n: number | undefined) => n === undefined ? null : Math.round(n * 100) / 100
+
+const pointOf = (
+  source: Source,
+  t: number,
+  queued: number,
+  running: number,
+  next: Previous
+): Point => {
+  const previous = source.previous
+  const millis = previous === undefined ? 0 : t - previous.t
+  const latency = (q: number, field: "wait" | "run") =>
+    previous === undefined || next[field] === undefined ? null : round(quantile(previous[field], next[field]!, q))
+  return {
+    t,
+    queued,
+    running,
+    done: round(previous === undefined ? 0 : perSecond(next.ended - previous.ended, millis))!,
+    failed: round(previous === undefined ? 0 : perSecond(next.failures - previous.failures, millis))!,
+    waitP50: latency(0.5, "wait"),
+    waitP99: latency(0.99, "wait"),
+    runP50: latency(0.5, "run"),
+    runP99: latency(0.99, "run")
+  }
+}
+
+const push = (source: Source, point: Point, capacity: number) => {
+  source.history.push(point)
+  if (source.history.length > capacity) source.history.splice(0, source.history.length - capacity)
+}
+
+const FAILED: ReadonlyArray<WorkPool.JobStatus> = ["failed", "defect", "timedOut"]
+
+const samplePool = (source: Source & { pool: Pool }, config: Config, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean) =>
+  Effect.gen(function*() {
+    const stats = yield* source.pool.stats
+    const ended = stats.succeeded + stats.failed + stats.defects + stats.timedOut + stats.interrupted + stats.dropped
+    const next: Previous = {
+      t,
+      ended,
+      failures: stats.failed + stats.defects + stats.timedOut,
+      wait: histogramOf(metrics, "workpool_job_wait_ms", source.name),
+      run: histogramOf(metrics, "workpool_job_run_ms", source.name)
+    }
+    push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next), config.history)
+    source.previous = next
+    source.counts = stats
+    if (!watched) {
+      source.detail = null
+      return
+    }
+    const list = (status: ReadonlyArray<WorkPool.JobStatus>) =>
+      Effect.map(Effect.orDie(source.pool.jobs({ status })), (jobs) => jobs.map(poolJob))
+    const running = yield* list(["running"])
+    const queued = yield* list(["waiting", "queued", "retrying"])
+    const failed = yield* list(FAILED)
+    source.detail = {
+      running: running.slice(0, config.listed),
+      queued: queued.slice(0, config.listed),
+      // the newest failures: jobs are listed oldest first
+      failed: failed.slice(-config.listed).reverse()
+    }
+  })
+
+const sampleQueue = (source: Source, store: JobStore["Service"], config: Config, t: number, watched: boolean) =>
+  Effect.gen(function*() {
+    const counts = yield* store.counts(source.name)
+    const next: Previous = {
+      t,
+      ended: counts.succeeded + counts.dead + counts.cancelled,
+      failures: counts.dead,
+      wait: undefined,
+      run: undefined
+    }
+    push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next), config.history)
+    source.previous = next
+    source.counts = counts
+    if (!watched) {
+      source.detail = null
+      return
+    }
+    const now = yield* store.now
+    const list = (state: "running" | "queued" | "dead") =>
+      Effect.map(store.list({ queue: source.name, states: [state], limit: config.listed }), (rows) => rows.map(queueJob(now)))
+    source.detail = { running: yield* list("running"), queued: yield* list("queued"), failed: yield* list("dead") }
+  })
+
+export interface Sampler {
+  readonly sources: Map<string, Source>
+  /** Each snapshot, as it is taken. */
+  readonly hub: PubSub.PubSub<Snapshot>
+  /** How many SSE clients are connected: job lists are read only when some are. */
+  readonly watchers: Ref.Ref<number>
+  /** Takes a sample of every source now. */
+  readonly sample: Effect.Effect<Snapshot>
+  /** The latest snapshot with every point of every source's history. */
+  readonly full: Effect.Effect<Snapshot>
+}
+
+const viewOf = (source: Source, points: ReadonlyArray<Point>) => ({
+  kind: source.kind,
+  name: source.name,
+  counts: source.counts,
+  detail: source.detail,
+  points
+})
+
+export const make = (config: Config): Effect.Effect<Sampler> =>
+  Effect.gen(function*() {
+    const sources = new Map<string, Source>()
+    // a slow client loses old snapshots, not memory: each one holds only the newest few
+    const hub = yield* PubSub.sliding<Snapshot>(4)
+    const watchers = yield* Ref.make(0)
+    let last = 0
+    const sample = Effect.gen(function*() {
+      const t = yield* Clock.currentTimeMillis
+      last = t
+      const watched = (yield* Ref.get(watchers)) > 0
+      const metrics = yield* Metric.snapshot
+      for (const source of Array.from(sources.values())) {
+        const taken = source.pool !== undefined
+          ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched)
+          : sampleQueue(source, source.store!, config, t, watched)
+        // a store that fails now must not stop the dashboard: the queue shows its error and goes on
+        yield* Effect.catchCause(taken, (cause) =>
+          Effect.sync(() => {
+            source.counts = { error: truncate(Cause.pretty(cause)) }
+          }))
+      }
+      const snapshot: Snapshot = {
+        t,
+        interval: config.interval,
+        history: config.history,
+        sources: Array.from(sources.values(), (source) => viewOf(source, source.history.slice(-1)))
+      }
+      yield* PubSub.publish(hub, snapshot)
+      return snapshot
+    })
+    const full = Effect.sync((): Snapshot => ({
+      t: last,
+      interval: config.interval,
+      history: config.history,
+      sources: Array.from(sources.values(), (source) => viewOf(source, source.history.slice()))
+    }))
+    return { sources, hub, watchers, sample, full }
+  })

@@ -1,0 +1,399 @@
+/**
+ * The dashboard's HTTP interface without a browser: authorization (token, a check of one's own, the
+ * CSRF header), the JSON snapshot, the server-sent events, the buttons' endpoints on a pool and on
+ * a durable queue, bad options, and the bounded history. Sampling runs on the TestClock, so each
+ * test decides when a sample is taken; the requests are real ones, on loopback.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import * as Dashboard from "../src/Dashboard.ts"
+import { JobQueue, Task, WorkPool } from "../src/index.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { quantile } from "../src/internal/dashboard/quantile.ts"
+import { settle } from "./helpers.ts"
+
+const TOKEN = "0123456789abcdef-test-token"
+
+const start = (options: Dashboard.Options = { token: TOKEN }) =>
+  Effect.map(Layer.build(Dashboard.layer(options)), (context) => Context.get(context, Dashboard.Dashboard))
+
+interface Reply {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: any
+}
+
+const call = (
+  dashboard: Dashboard.Dashboard["Service"],
+  path: string,
+  options: { readonly method?: "GET" | "POST"; readonly headers?: Record<string, string>; readonly token?: string | null } = {}
+): Effect.Effect<Reply> =>
+  Effect.promise(async () => {
+    const token = options.token === undefined ? TOKEN : options.token
+    const response = await fetch(dashboard.address + path, {
+      method: options.method ?? "GET",
+      headers: {
+        ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+        ...(options.method === "POST" ? { "x-workpool-dashboard": "1" } : {}),
+        ...options.headers
+      },
+      signal: AbortSignal.timeout(20_000)
+    })
+    const text = await response.text()
+    return { status: response.status, headers: response.headers, body: text.startsWith("{") ? JSON.parse(text) : text }
+  })
+
+const post = (dashboard: Dashboard.Dashboard["Service"], path: string) => call(dashboard, path, { method: "POST" })
+
+/** Lets the sampler take its next sample (interval 1 s by default). */
+const tick = Effect.andThen(TestClock.adjust("1 second"), settle)
+
+const sourceIn = (snapshot: any, kind: string, name: string) => {
+  const found = snapshot.sources.find((s: any) => s.kind === kind && s.name === name)
+  assert.isDefined(found, `${kind} ${name} in ${JSON.stringify(snapshot.sources.map((s: any) => s.name))}`)
+  return found
+}
+
+/** Reads server-sent events until `until` holds for the events so far. */
+const readEvents = (
+  dashboard: Dashboard.Dashboard["Service"],
+  until: (events: Array<{ name: string; data: any }>) => boolean,
+  onEvent: (count: number) => void = () => {}
+) =>
+  Effect.promise(async () => {
+    const controller = new AbortController()
+    const response = await fetch(dashboard.address + "api/events", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+      signal: controller.signal
+    })
+    const events: Array<{ name: string; data: any }> = []
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+    let buffer = ""
+    try {
+      while (!until(events)) {
+        const { done, value } = await reader.read()
+        if (done) break
+        buffer += value
+        let end: number
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end)
+          buffer = buffer.slice(end + 2)
+          const name = /^event: (.*)$/m.exec(block)?.[1] ?? "message"
+          const data = /^data: (.*)$/m.exec(block)?.[1]
+          events.push({ name, data: data === undefined ? undefined : JSON.parse(data) })
+          onEvent(events.length)
+        }
+      }
+    } finally {
+      controller.abort()
+    }
+    return { status: response.status, contentType: response.headers.get("content-type"), events }
+  })
+
+describe("Dashboard: authorization", () => {
+  it.effect("listens on loopback; an API request without the token, or with a wrong one, gets 401", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      assert.match(dashboard.address, /^http:\/\/127\.0\.0\.1:\d+\/$/)
+      assert.strictEqual(dashboard.url, `${dashboard.address}#token=${TOKEN}`)
+
+      const none = yield* call(dashboard, "api/snapshot", { token: null })
+      assert.strictEqual(none.status, 401)
+      assert.strictEqual(none.headers.get("www-authenticate"), "Bearer")
+      assert.match(none.body.error, /Authorization: Bearer <token>/)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: "0123456789abcdef-wrong-token" })).status, 401)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: TOKEN.slice(0, -1) })).status, 401)
+      assert.strictEqual((yield* call(dashboard, "api/events", { token: null })).status, 401)
+      // the token in the query string is not accepted: it would end up in logs
+      assert.strictEqual((yield* call(dashboard, `api/snapshot?token=${TOKEN}`, { token: null })).status, 401)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot")).status, 200)
+
+      // the page itself has no data: it is served to anyone, with a strict content policy
+      const page = yield* call(dashboard, "", { token: null })
+      assert.strictEqual(page.status, 200)
+      assert.match(page.headers.get("content-type") ?? "", /^text\/html/)
+      assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/)
+      assert.include(page.body, "effect-workpool")
+    }))
+
+  it.effect("a random token by default, in the url's fragment only", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({})
+      const token = /#token=([0-9a-f]{32})$/.exec(dashboard.url)?.[1]
+      assert.isDefined(token)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: token! })).status, 200)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: null })).status, 401)
+    }))
+
+  it.effect("a check of one's own instead of a token; a POST without the dashboard's header gets 403", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({
+        authorize: (request) => Effect.succeed(request.headers["x-user"] === "ops")
+      })
+      assert.strictEqual(dashboard.url, dashboard.address)
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: null })).status, 401)
+      const ok = yield* call(dashboard, "api/snapshot", { token: null, headers: { "x-user": "ops" } })
+      assert.strictEqual(ok.status, 200)
+      assert.isNull(ok.headers.get("www-authenticate"))
+
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "checked" })
+      yield* dashboard.add(pool)
+      const job = yield* pool.submit(Effect.never)
+      yield* settle
+      // as a cross-site form would send it: the user's cookie passes the check, the header is missing
+      const forged = yield* Effect.promise((): Promise<{ status: number; body: any }> =>
+        fetch(`${dashboard.address}api/pools/checked/jobs/${job.id}/cancel`, {
+          method: "POST",
+          headers: { "x-user": "ops" }
+        }).then(async (r) => ({ status: r.status, body: await r.json() }))
+      )
+      assert.strictEqual(forged.status, 403)
+      assert.match(forged.body.error, /X-Workpool-Dashboard/)
+      assert.strictEqual(yield* job.status, "running")
+      const cancelled = yield* call(dashboard, `api/pools/checked/jobs/${job.id}/cancel`, {
+        method: "POST",
+        token: null,
+        headers: { "x-user": "ops" }
+      })
+      assert.strictEqual(cancelled.status, 200)
+      assert.strictEqual(yield* job.status, "interrupted")
+    }))
+
+  it.effect("bad options fail with InvalidDashboardOptions naming the field; a token is never shown", () =>
+    Effect.gen(function*() {
+      const fieldOf = (options: unknown) =>
+        Effect.map(Effect.flip(start(options as Dashboard.Options)), (error) => {
+          assert.strictEqual(error._tag, "InvalidDashboardOptions")
+          return (error as Dashboard.InvalidDashboardOptions)
+        })
+      assert.strictEqual((yield* fieldOf({ port: 70000 })).field, "port")
+      assert.strictEqual((yield* fieldOf({ port: -1 })).field, "port")
+      const short = yield* fieldOf({ token: "short secret" })
+      assert.strictEqual(short.field, "token")
+      assert.notInclude(short.message, "short secret")
+      assert.strictEqual((yield* fieldOf({ token: TOKEN, authorize: () => Effect.succeed(true) })).field, "authorize")
+      assert.strictEqual((yield* fieldOf({ authorize: "yes" })).field, "authorize")
+      assert.strictEqual((yield* fieldOf({ interval: "10 millis" })).field, "interval")
+      assert.strictEqual((yield* fieldOf({ interval: "soon" })).field, "interval")
+      assert.strictEqual((yield* fieldOf({ history: 0 })).field, "history")
+      assert.strictEqual((yield* fieldOf({ jobs: 1.5 })).field, "jobs")
+      assert.strictEqual((yield* fieldOf({ host: "" })).field, "host")
+      assert.strictEqual((yield* fieldOf(null)).field, "options")
+    }))
+
+  it.effect("a port in use fails with ServeError", () =>
+    Effect.gen(function*() {
+      const first = yield* start()
+      const port = Number(new URL(first.address).port)
+      const error = yield* Effect.flip(start({ token: TOKEN, port }))
+      assert.strictEqual(error._tag, "ServeError")
+    }))
+})
+
+describe("Dashboard: pools", () => {
+  it.effect("the snapshot shows each pool added, its counts and points; a pool leaves with its scope", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 2, name: "images", retention: { count: 10 } })
+      yield* dashboard.add(pool)
+      // (without metrics: a second pool of that name would replace the first one's series)
+      const duplicate = yield* Effect.flip(dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "images", metrics: false })))
+      assert.strictEqual(duplicate.field, "pool.name")
+      assert.strictEqual((yield* Effect.flip(dashboard.add({ name: "fake" } as never))).field, "pool")
+
+      yield* tick
+      yield* Effect.forEach([1, 2, 3], (i) => pool.run(Effect.succeed(i)))
+      yield* Effect.exit(pool.run(Effect.fail("mailbox full")))
+      yield* tick
+      const snapshot = (yield* call(dashboard, "api/snapshot")).body
+      const images = sourceIn(snapshot, "pool", "images")
+      assert.strictEqual(images.counts.succeeded, 3)
+      assert.strictEqual(images.counts.failed, 1)
+      const last = images.points.at(-1)
+      // 4 ended, 1 failed in the last second of the TestClock
+      assert.deepInclude(last, { queued: 0, running: 0, done: 4, failed: 1 })
+      // every attempt took 0 ms of the TestClock: in the first bucket (up to 1 ms), interpolated
+      assert.deepInclude(last, { waitP50: 0.5, waitP99: 0.99, runP50: 0.5, runP99: 0.99 })
+      assert.isTrue(images.points.length >= 2)
+      // nobody watches: the job lists are not read
+      assert.isNull(images.detail)
+
+      // in its own scope: it leaves the dashboard when that scope closes
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "short-lived" }))
+        yield* tick
+        sourceIn((yield* call(dashboard, "api/snapshot")).body, "pool", "short-lived")
+      }))
+      yield* tick
+      const names = (yield* call(dashboard, "api/snapshot")).body.sources.map((s: any) => s.name)
+      assert.deepStrictEqual(names, ["images"])
+    }))
+
+  it.effect("cancel: 200 for a live job (running or queued), 409 once ended, 400 for a bad id, 404 for an unknown pool", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "work", retention: { count: 10 } })
+      yield* dashboard.add(pool)
+      const running = yield* pool.submit(Effect.never)
+      const queued = yield* pool.submit(Effect.never)
+      yield* settle
+      assert.strictEqual(yield* queued.status, "queued")
+
+      const first = yield* post(dashboard, `api/pools/work/jobs/${running.id}/cancel`)
+      assert.deepStrictEqual([first.status, first.body], [200, { cancelled: true }])
+      assert.strictEqual(yield* running.status, "interrupted")
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(running.await)))
+      yield* settle
+      assert.strictEqual(yield* queued.status, "running")
+      assert.strictEqual((yield* post(dashboard, `api/pools/work/jobs/${queued.id}/cancel`)).status, 200)
+      assert.strictEqual(yield* queued.status, "interrupted")
+
+      const again = yield* post(dashboard, `api/pools/work/jobs/${running.id}/cancel`)
+      assert.strictEqual(again.status, 409)
+      assert.match(again.body.error, /not live/)
+      const bad = yield* post(dashboard, "api/pools/work/jobs/abc/cancel")
+      assert.strictEqual(bad.status, 400)
+      assert.match(bad.body.error, /invalid job id "abc"/)
+      assert.strictEqual((yield* post(dashboard, "api/pools/work/jobs/1.5/cancel")).status, 400)
+      const unknown = yield* post(dashboard, "api/pools/nope/jobs/1/cancel")
+      assert.strictEqual(unknown.status, 404)
+      assert.match(unknown.body.error, /no pool named "nope"/)
+      assert.strictEqual((yield* call(dashboard, "api/nothing")).status, 404)
+    }))
+
+  it.effect("server-sent events: a snapshot with the job lists, then a sample per interval", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "sse", retention: { count: 10 } })
+      yield* dashboard.add(pool)
+      const gate = yield* Deferred.make<void>()
+      const running = yield* pool.submit(Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        yield* progress({ done: 3, of: 10 })
+        yield* Deferred.await(gate)
+      }))
+      yield* Effect.exit(pool.run(Effect.fail("boom"))) // waits behind the running one: submit instead
+        .pipe(Effect.forkChild)
+      yield* tick
+      // the first event is taken when the client connects; the second at the next interval
+      let connected!: () => void
+      const firstEvent = new Promise<void>((resolve) => connected = resolve)
+      const reading = yield* Effect.forkChild(
+        readEvents(dashboard, (events) => events.length >= 2, (count) => count === 1 && connected())
+      )
+      yield* Effect.promise(() => firstEvent)
+      yield* tick
+      const { status, contentType, events } = yield* Fiber.join(reading)
+      assert.strictEqual(status, 200)
+      assert.strictEqual(contentType, "text/event-stream")
+      assert.deepStrictEqual(events.map((e) => e.name), ["snapshot", "sample"])
+      const first = sourceIn(events[0]!.data, "pool", "sse")
+      assert.isTrue(first.points.length >= 2, "the snapshot has the history")
+      assert.deepStrictEqual(first.detail.running.map((j: any) => [j.id, j.progress]), [[String(running.id), { done: 3, of: 10 }]])
+      assert.strictEqual(first.detail.queued.length, 1)
+      assert.strictEqual(sourceIn(events[1]!.data, "pool", "sse").points.length, 1, "a sample has its new point only")
+      yield* Deferred.succeed(gate, undefined)
+      yield* pool.awaitIdle
+    }))
+
+  it.effect("failed jobs are listed newest first, with their errors", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "failing", retention: { count: 10 } })
+      yield* dashboard.add(pool)
+      yield* Effect.exit(pool.run(Effect.fail("first <b>error</b>")))
+      yield* Effect.exit(pool.run(Effect.die(new Error("a bug"))))
+      const events = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const failed = sourceIn(events.events[0]!.data, "pool", "failing").detail.failed
+      assert.deepStrictEqual(failed.map((j: any) => j.status), ["defect", "failed"])
+      assert.include(failed[0].error, "a bug")
+      assert.include(failed[1].error, "first <b>error</b>")
+    }))
+
+  it.effect("the history is bounded: at most `history` points per source", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ token: TOKEN, history: 5, interval: "100 millis" })
+      yield* dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "bounded" }))
+      for (let i = 0; i < 20; i++) yield* Effect.andThen(TestClock.adjust("100 millis"), settle)
+      const points = sourceIn((yield* call(dashboard, "api/snapshot")).body, "pool", "bounded").points
+      assert.strictEqual(points.length, 5)
+      assert.deepStrictEqual(points.map((p: any) => p.t), [1600, 1700, 1800, 1900, 2000])
+    }))
+})
+
+class Refused extends Schema.TaggedError<Refused>()("Refused", { to: Schema.String }) {}
+const Send = Task.make("Send", { payload: Schema.String, success: Schema.String, failure: Refused })
+
+describe("Dashboard: durable queues", () => {
+  it.effect("dead jobs with their errors; redrive puts one back (409 when it is not dead); cancel; 404 for another queue's job", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const failedOnce = new Set<string>()
+      const gate = yield* Deferred.make<void>()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 2,
+        handlers: [Task.handle(Send, (to) =>
+          to === "slow"
+            ? Effect.as(Deferred.await(gate), "late")
+            : failedOnce.has(to)
+            ? Effect.succeed(`sent to ${to}`)
+            : Effect.sync(() => failedOnce.add(to)).pipe(Effect.andThen(Effect.fail(new Refused({ to })))))]
+      })
+      yield* dashboard.addQueue("mail")
+      const duplicate = yield* Effect.flip(dashboard.addQueue("mail"))
+      assert.strictEqual(duplicate.field, "queue")
+      assert.strictEqual((yield* Effect.flip(dashboard.addQueue(""))).field, "queue")
+
+      const bounced = yield* JobQueue.enqueue(Send, "bob", { queue: "mail", maxAttempts: 1 })
+      const slow = yield* JobQueue.enqueue(Send, "slow", { queue: "mail" })
+      const other = yield* JobQueue.enqueue(Send, "carol", { queue: "elsewhere" })
+      yield* Effect.exit(bounced.await)
+      assert.strictEqual((yield* bounced.status).state, "dead")
+
+      const events = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const mail = sourceIn(events.events[0]!.data, "queue", "mail")
+      assert.strictEqual(mail.counts.dead, 1)
+      assert.deepStrictEqual(mail.detail.failed.map((j: any) => j.id), [bounced.id])
+      assert.include(mail.detail.failed[0].error, "Refused")
+      assert.include(mail.detail.failed[0].error, "bob")
+      assert.deepStrictEqual(mail.detail.running.map((j: any) => j.id), [slow.id])
+
+      const redriven = yield* post(dashboard, `api/queues/mail/jobs/${bounced.id}/redrive`)
+      assert.deepStrictEqual([redriven.status, redriven.body], [200, { redriven: true }])
+      assert.strictEqual(yield* bounced.await, "sent to bob")
+      const again = yield* post(dashboard, `api/queues/mail/jobs/${bounced.id}/redrive`)
+      assert.strictEqual(again.status, 409)
+      assert.match(again.body.error, /not dead \(it is succeeded\)/)
+
+      assert.strictEqual((yield* post(dashboard, `api/queues/mail/jobs/${other.id}/redrive`)).status, 404)
+      assert.strictEqual((yield* post(dashboard, `api/queues/mail/jobs/no-such-job/cancel`)).status, 404)
+      assert.strictEqual((yield* post(dashboard, `api/queues/nope/jobs/${slow.id}/cancel`)).status, 404)
+
+      const cancel = yield* post(dashboard, `api/queues/mail/jobs/${slow.id}/cancel`)
+      assert.deepStrictEqual([cancel.status, cancel.body], [200, { result: "requested" }])
+      const exit = yield* Effect.exit(slow.await)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual((yield* slow.status).state, "cancelled")
+      assert.strictEqual((yield* post(dashboard, `api/queues/mail/jobs/${slow.id}/cancel`)).status, 409)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("quantile", () => {
+  const buckets = (counts: ReadonlyArray<number>): ReadonlyArray<readonly [number, number]> => {
+    let sum = 0
+    return [1, 2, 4, 8, Infinity].map((b, i) => [b, sum += counts[i] ?? 0] as const)
+  }
+  it("interpolates within a bucket, over what was recorded between two readings", () => {
+    const before = buckets([10, 0, 0, 0, 0])
+    const after = buckets([10, 0, 10, 0, 0]) // 10 new values in (2, 4]
+    assert.strictEqual(quantile(before, after, 0.5), 3)
+    assert.strictEqual(quantile(before, after, 1), 4)
+    assert.strictEqual(quantile(undefined, after, 0.75), 3) // 10 at most 1, then 10 in (2, 4]
+    assert.strictEqual(quantile(undefined, after, 0.5), 1)
+    assert.isUndefined(quantile(after, after, 0.5))
+    // in the Infinity bucket: its lower boundary
+    assert.strictEqual(quantile(undefined, buckets([0, 0, 0, 0, 3]), 0.99), 8)
+  })
+})
