@@ -236,7 +236,7 @@ const make = (options: Checked) =>
       lock: yield* Semaphore.make(1)
     }
     yield* Api.register(yield* HttpRouter.HttpRouter, api)
-    yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample), Schedule.spaced(options.interval)))
+    yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample(true)), Schedule.spaced(options.interval)))
 
     const address = HttpServer.formatAddress((yield* HttpServer.HttpServer).address) + "/"
     const url = options.token === undefined ? address : `${address}#token=${options.token}`

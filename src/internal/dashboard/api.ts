@@ -77,7 +77,7 @@ export interface Api {
   readonly lock: Semaphore.Semaphore
 }
 
-const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample)
+const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
 
 /** Runs an API handler: authorization first, then errors as JSON with their status. */
 const guarded = (
@@ -176,7 +176,11 @@ const events = (api: Api) =>
     const first = yield* sampler.full
     return Stream.concat(
       Stream.succeed(event("snapshot", first)),
-      Stream.map(Stream.fromSubscription(subscription), (snapshot) => event("sample", snapshot))
+      Stream.fromSubscription(subscription).pipe(
+        // the first message has them already: the sample above, and any taken before it
+        Stream.filter((snapshot) => snapshot.t > first.t),
+        Stream.map((snapshot) => event("sample", snapshot))
+      )
     )
   })).pipe(Stream.encodeText)
 

@@ -36,14 +36,15 @@ export const page = String.raw`<!doctype html>
   .legend { font-size: 12px; color: var(--muted); display: flex; gap: 12px; flex-wrap: wrap; }
   .legend i { display: inline-block; width: 10px; height: 3px; margin-right: 4px; vertical-align: middle; }
   .lists { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; margin-top: 10px; }
-  table { width: 100%; border-collapse: collapse; font-size: 13px; }
+  table { width: 100%; border-collapse: collapse; font-size: 13px; table-layout: fixed; }
+  td { overflow-wrap: anywhere; }
   td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
   th { color: var(--muted); font-weight: 500; font-size: 12px; }
   td.error pre { margin: 0; max-height: 5.5em; overflow: auto; white-space: pre-wrap; font-size: 11px; color: var(--bad); }
   .empty { color: var(--muted); font-size: 12px; padding: 4px 0; }
-  .bar { width: 120px; height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; display: inline-block; vertical-align: middle; }
+  .bar { width: 60%; height: 8px; background: var(--line); border-radius: 4px; overflow: hidden; display: inline-block; vertical-align: middle; }
   .bar > div { height: 100%; background: var(--run); }
-  button { font: inherit; font-size: 12px; padding: 1px 8px; border: 1px solid #c4c9d6; border-radius: 4px; background: #fff; cursor: pointer; }
+  button { white-space: nowrap; font: inherit; font-size: 12px; padding: 1px 8px; border: 1px solid #c4c9d6; border-radius: 4px; background: #fff; cursor: pointer; }
   button:hover { background: #eef1f7; }
   #message { min-height: 1.4em; font-size: 13px; }
   #message[data-ok="false"] { color: var(--bad); }
@@ -131,7 +132,8 @@ export const page = String.raw`<!doctype html>
     points.forEach(function (p) { series.forEach(function (s) { var v = p[s.field]; if (v != null && v > max) max = v; }); });
     max = max <= 0 ? 1 : max * 1.1;
     var t1 = points.length ? points[points.length - 1].t : 0;
-    var span = Math.max(state.interval * (state.history - 1), 1);
+    // the x axis spans the points there are (at least 30 intervals), up to the whole history
+    var span = Math.max(points.length ? t1 - points[0].t : 0, state.interval * 30, 1);
     series.forEach(function (s) {
       var path = "", pen = false;
       points.forEach(function (p) {
@@ -149,9 +151,9 @@ export const page = String.raw`<!doctype html>
       line.setAttribute("vector-effect", "non-scaling-stroke");
       svg.appendChild(line);
     });
-    var last = points.length ? points[points.length - 1] : {};
     var legend = el("div", { "class": "legend" }, series.map(function (s) {
-      var v = last[s.field];
+      var v = null; // the latest value: an interval without attempts has no latency
+      for (var i = points.length - 1; i >= 0 && v == null; i--) v = points[i][s.field];
       var i = el("i"); i.style.background = s.color;
       return el("span", {}, [i, s.label + " " + (v == null ? "-" : (Math.round(v * 10) / 10) + unit)]);
     }).concat([el("span", { text: "max " + (Math.round(max / 1.1 * 10) / 10) + unit })]));
@@ -181,7 +183,7 @@ export const page = String.raw`<!doctype html>
     var box = el("div", { "class": "list", "data-list": name }, [el("h3", { text: title + " (" + jobs.length + (jobs.length >= 50 ? "+" : "") + ")" })]);
     if (!jobs.length) { box.appendChild(el("div", { "class": "empty", text: "none" })); return box; }
     box.appendChild(el("table", {}, [
-      el("tr", {}, columns.map(function (c) { return el("th", { text: c[0] }); })),
+      el("tr", {}, columns.map(function (c) { return el("th", c[2] ? { text: c[0], style: "width: " + c[2] } : { text: c[0] }); })),
     ].concat(jobs.map(function (job) {
       return el("tr", { "data-job": job.id, "data-status": job.status }, columns.map(function (c) { return c[1](job); }));
     }))));
@@ -191,19 +193,20 @@ export const page = String.raw`<!doctype html>
   function lists(s) {
     var d = s.detail;
     if (!d) return el("div", { "class": "empty", text: "loading jobs..." });
-    var id = function (job) { return el("td", { text: "#" + job.id }); };
+    // a durable job's id is a UUID: its first characters tell jobs apart on a page
+    var id = function (job) { return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "..." : job.id), title: job.id }); };
     var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
     var failedTitle = s.kind === "pool" ? "Failed" : "Dead";
     return el("div", { "class": "lists" }, [
-      table("Running", "running", s, d.running, [["job", id], ["attempt", td(function (j) { return j.attempt; })],
+      table("Running", "running", s, d.running, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt; }), "15%"],
         ["progress", function (j) { return el("td", {}, [progress(j.progress)]); }],
-        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }]]),
-      table("Queued", "queued", s, d.queued, [["job", id], ["status", td(function (j) { return j.status; })],
+        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }, "70px"]]),
+      table("Queued", "queued", s, d.queued, [["job", id, "25%"], ["status", td(function (j) { return j.status; })],
         ["priority", td(function (j) { return j.priority; })],
-        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }]]),
-      table(failedTitle, "failed", s, d.failed, [["job", id], ["attempt", td(function (j) { return j.attempt; })],
+        ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }, "70px"]]),
+      table(failedTitle, "failed", s, d.failed, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt; }), "15%"],
         ["error", function (j) { return el("td", { "class": "error" }, [el("pre", { text: j.error || "" })]); }]]
-        .concat(s.kind === "queue" ? [["", function (j) { return el("td", {}, [button("redrive", "redrive", s, j)]); }]] : []))
+        .concat(s.kind === "queue" ? [["", function (j) { return el("td", {}, [button("redrive", "redrive", s, j)]); }, "80px"]] : []))
     ]);
   }
 

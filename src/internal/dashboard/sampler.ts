@@ -201,7 +201,14 @@ const push = (source: Source, point: Point, capacity: number) => {
 
 const FAILED: ReadonlyArray<WorkPool.JobStatus> = ["failed", "defect", "timedOut"]
 
-const samplePool = (source: Source & { pool: Pool }, config: Config, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean) =>
+const samplePool = (
+  source: Source & { pool: Pool },
+  config: Config,
+  t: number,
+  metrics: ReadonlyArray<Metric.Metric.Snapshot>,
+  watched: boolean,
+  record: boolean
+) =>
   Effect.gen(function*() {
     const stats = yield* source.pool.stats
     const ended = stats.succeeded + stats.failed + stats.defects + stats.timedOut + stats.interrupted + stats.dropped
@@ -212,8 +219,10 @@ const samplePool = (source: Source & { pool: Pool }, config: Config, t: number, 
       wait: histogramOf(metrics, "workpool_job_wait_ms", source.name),
       run: histogramOf(metrics, "workpool_job_run_ms", source.name)
     }
-    push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next), config.history)
-    source.previous = next
+    if (record) {
+      push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next), config.history)
+      source.previous = next
+    }
     source.counts = stats
     if (!watched) {
       source.detail = null
@@ -232,7 +241,7 @@ const samplePool = (source: Source & { pool: Pool }, config: Config, t: number, 
     }
   })
 
-const sampleQueue = (source: Source, store: JobStore["Service"], config: Config, t: number, watched: boolean) =>
+const sampleQueue = (source: Source, store: JobStore["Service"], config: Config, t: number, watched: boolean, record: boolean) =>
   Effect.gen(function*() {
     const counts = yield* store.counts(source.name)
     const next: Previous = {
@@ -242,8 +251,10 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
       wait: undefined,
       run: undefined
     }
-    push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next), config.history)
-    source.previous = next
+    if (record) {
+      push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next), config.history)
+      source.previous = next
+    }
     source.counts = counts
     if (!watched) {
       source.detail = null
@@ -261,8 +272,12 @@ export interface Sampler {
   readonly hub: PubSub.PubSub<Snapshot>
   /** How many SSE clients are connected: job lists are read only when some are. */
   readonly watchers: Ref.Ref<number>
-  /** Takes a sample of every source now. */
-  readonly sample: Effect.Effect<Snapshot>
+  /**
+   * Takes a sample of every source now. Only the interval's own samples (`record`) add a point to
+   * the history: one taken for a new client or after a button refreshes the counts and lists, but a
+   * rate over a few milliseconds would only make the charts noisy.
+   */
+  readonly sample: (record: boolean) => Effect.Effect<Snapshot>
   /** The latest snapshot with every point of every source's history. */
   readonly full: Effect.Effect<Snapshot>
 }
@@ -282,15 +297,15 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
     const hub = yield* PubSub.sliding<Snapshot>(4)
     const watchers = yield* Ref.make(0)
     let last = 0
-    const sample = Effect.gen(function*() {
+    const sample = (record: boolean) => Effect.gen(function*() {
       const t = yield* Clock.currentTimeMillis
       last = t
       const watched = (yield* Ref.get(watchers)) > 0
       const metrics = yield* Metric.snapshot
       for (const source of Array.from(sources.values())) {
         const taken = source.pool !== undefined
-          ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched)
-          : sampleQueue(source, source.store!, config, t, watched)
+          ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched, record)
+          : sampleQueue(source, source.store!, config, t, watched, record)
         // a store that fails now must not stop the dashboard: the queue shows its error and goes on
         yield* Effect.catchCause(taken, (cause) =>
           Effect.sync(() => {
@@ -301,7 +316,7 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
         t,
         interval: config.interval,
         history: config.history,
-        sources: Array.from(sources.values(), (source) => viewOf(source, source.history.slice(-1)))
+        sources: Array.from(sources.values(), (source) => viewOf(source, record ? source.history.slice(-1) : []))
       }
       yield* PubSub.publish(hub, snapshot)
       return snapshot

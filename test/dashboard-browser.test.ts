@@ -1,0 +1,142 @@
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's, installed by .ci/run) opens the
+ * page a `Dashboard.layer` serves, sees a pool's counts move while jobs run, cancels a running job
+ * and redrives a dead durable job with the page's buttons, and sees each take effect, on the page
+ * and in the pool or the store. Every wait is for a condition, bounded; nothing sleeps a guessed
+ * time. A screenshot goes to .ci/out/dashboard.png (a CI artifact); with UPDATE_SCREENSHOT=1 also
+ * to docs/dashboard.png, the README's.
+ *
+ * Outside CI the test is skipped where Chromium is missing; under CI=true it fails instead.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Option, Schedule, Schema } from "effect"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Dashboard from "../src/Dashboard.ts"
+import { JobQueue, Task, WorkPool } from "../src/index.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+class Bounced extends Schema.TaggedError<Bounced>()("Bounced", { to: Schema.String, reason: Schema.String }) {}
+const SendMail = Task.make("SendMail", { payload: Schema.String, success: Schema.String, failure: Bounced })
+
+/** An image job: a few steps of work, each reported as progress; every 7th one fails. */
+const resize = (n: number) =>
+  Effect.gen(function*() {
+    const { progress } = yield* WorkPool.JobContext
+    for (let step = 1; step <= 4; step++) {
+      yield* Effect.sleep(`${20 + (n % 5) * 15} millis`)
+      yield* progress({ done: step, of: 4 })
+    }
+    if (n % 7 === 0) return yield* Effect.fail(`image ${n}: not a JPEG`)
+    return n
+  })
+
+/** Text of an element of a source's card, in the page. */
+const countIn = (source: string, count: string) =>
+  `document.querySelector('[data-source="${source}"] [data-count="${count}"] b')?.textContent`
+
+describe("Dashboard in headless Chromium", () => {
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "counts move, cancel stops a running job, redrive reruns a dead one",
+    () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.Dashboard
+        const pool = yield* WorkPool.make({ concurrency: 3, name: "images", retention: { count: 200, age: "10 minutes" } })
+        yield* dashboard.add(pool)
+
+        // durable mail: the first attempt of each address bounces, and with one attempt allowed it is dead
+        const bouncedOnce = new Set<string>()
+        yield* JobQueue.consume({
+          queues: ["mail"],
+          concurrency: 2,
+          handlers: [Task.handle(SendMail, (to) =>
+            bouncedOnce.has(to)
+              ? Effect.succeed(`sent to ${to}`)
+              : Effect.sync(() => bouncedOnce.add(to)).pipe(
+                Effect.andThen(Effect.fail(new Bounced({ to, reason: "mailbox full" })))
+              ))]
+        })
+        yield* dashboard.addQueue("mail")
+        const dead = yield* Effect.forEach(["ann@example.com", "bob@example.com"], (to) =>
+          JobQueue.enqueue(SendMail, to, { queue: "mail", maxAttempts: 1 }))
+        yield* Effect.forEach(dead, (job) => Effect.exit(job.await))
+        yield* Effect.forEach(["cat@example.com", "dan@example.com", "eve@example.com"], (to) =>
+          Effect.andThen(JobQueue.enqueue(SendMail, to, { queue: "mail", maxAttempts: 2 }), (job) => Effect.exit(job.await)))
+
+        // a long job to cancel, and a steady stream of short ones
+        const long = yield* pool.submit(Effect.gen(function*() {
+          const { progress } = yield* WorkPool.JobContext
+          yield* progress({ done: 3, of: 10 })
+          return yield* Effect.never
+        }))
+        let n = 0
+        yield* Effect.forkScoped(Effect.repeat(
+          Effect.suspend(() => pool.submit(resize(++n))),
+          Schedule.spaced("40 millis")
+        ))
+
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1500 }))
+
+        // the counts move while jobs run
+        const first = Number(yield* Effect.promise(() =>
+          page.waitFor<string>("the pool's succeeded count is above 0", `() => Number(${countIn("pool:images", "succeeded")}) > 0 && ${countIn("pool:images", "succeeded")}`)
+        ))
+        const later = Number(yield* Effect.promise(() =>
+          page.waitFor<string>(`the succeeded count moves past ${first}`, `() => Number(${countIn("pool:images", "succeeded")}) > ${first} && ${countIn("pool:images", "succeeded")}`)
+        ))
+        assert.isAbove(later, first)
+        // the token left the address bar, and the page lists the failures with their errors
+        assert.notInclude(yield* Effect.promise(() => page.evaluate<string>("location.href")), "token")
+        yield* Effect.promise(() =>
+          page.waitFor("a failed image with its error", `() => [...document.querySelectorAll('[data-source="pool:images"] [data-list="failed"] td.error')].some((td) => td.textContent.includes("not a JPEG"))`)
+        )
+
+        // cancel: the long job's row has its progress (3 of 10) and a button
+        const row = `[data-source="pool:images"] [data-list="running"] tr[data-job="${long.id}"]`
+        yield* Effect.promise(() =>
+          page.waitFor("the long job is listed as running, at 30%", `() => document.querySelector('${row}')?.textContent.includes("30%")`)
+        )
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('${row} button[data-action="cancel"]').click()`))
+        yield* Effect.promise(() =>
+          page.waitFor("the cancel is confirmed and the job left the running list", `() => document.getElementById("message").textContent === "cancel images #${long.id}: done" && !document.querySelector('${row}')`)
+        )
+        assert.strictEqual(yield* long.status, "interrupted")
+        const summary = Option.getOrThrow(yield* pool.job(long.id))
+        assert.strictEqual(yield* summary.status, "interrupted")
+        yield* Effect.promise(() =>
+          page.waitFor("the cancelled count shows it", `() => Number(${countIn("pool:images", "interrupted")}) >= 1`)
+        )
+
+        // redrive: a dead mail job, listed with its error, goes back to its queue and succeeds
+        const target = dead[0]!
+        const deadRow = `[data-source="queue:mail"] [data-list="failed"] tr[data-job="${target.id}"]`
+        yield* Effect.promise(() =>
+          page.waitFor("the dead mail job is listed with its error", `() => document.querySelector('${deadRow}')?.textContent.includes("mailbox full")`)
+        )
+        assert.strictEqual(yield* Effect.promise(() => page.evaluate<string>(countIn("queue:mail", "dead"))), "2")
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('${deadRow} button[data-action="redrive"]').click()`))
+        assert.strictEqual(yield* target.await, "sent to ann@example.com")
+        assert.strictEqual((yield* target.status).state, "succeeded")
+        yield* Effect.promise(() =>
+          page.waitFor("the page shows it redriven: one dead left, not this one", `() => document.getElementById("message").textContent === "redrive mail #${target.id}: done" && ${countIn("queue:mail", "dead")} === "1" && !document.querySelector('${deadRow}')`)
+        )
+        // the other dead job is still there, still dead
+        assert.strictEqual((yield* dead[1]!.status).state, "dead")
+
+        const png = yield* Effect.promise(() => page.screenshot())
+        assert.isAbove(png.length, 10_000)
+        mkdirSync(join(root, ".ci/out"), { recursive: true })
+        writeFileSync(join(root, ".ci/out/dashboard.png"), png)
+        if (process.env.UPDATE_SCREENSHOT === "1") writeFileSync(join(root, "docs/dashboard.png"), png)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", history: 240 }), JobStore.memory()))
+      ),
+    180_000
+  )
+})
