@@ -9,11 +9,15 @@
  *
  * In a terminal a single status line is redrawn in place; when the output is not a terminal (a
  * pipe, CI), plain status lines are printed once a second instead. A summary follows at the end.
+ * While it runs, the live dashboard (effect-workpool/Dashboard) shows the pool at the URL printed
+ * first: counts, charts, running jobs with their progress, failed ones with their errors.
  *
- * Run: npm start   (or: node examples/demo.ts; JOBS=100 for a shorter run)
+ * Run: npm start   (or: node examples/demo.ts; JOBS=100 for a shorter run; JOBS=5000 to have time
+ *      to watch the dashboard; DASHBOARD_PORT=9400 for a fixed port; --no-dashboard to skip it)
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Config, Effect, Exit, Fiber, Schedule, Schema, Stream } from "effect"
+import { Cause, Config, Context, Effect, Exit, Fiber, Layer, Schedule, Schema, Stream } from "effect"
+import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
 
 // --- the workload ----------------------------------------------------------------------------------
@@ -68,10 +72,19 @@ const plan = (id: number): Planned => {
   }
   if (roll < 0.8) {
     const fails = random() < 0.06
+    // in four steps, each reported as progress (the dashboard draws it as a bar)
+    const step = between(10, 40)
     return {
       kind: "thumbnail",
       priority: 0,
-      job: Effect.sleep(between(40, 160)).pipe(Effect.andThen(fails ? Effect.fail(new ImageCorrupt({ id })) : Effect.succeed(new Uint8Array(16))))
+      job: Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        for (let done = 1; done <= 4; done++) {
+          yield* Effect.sleep(step)
+          yield* progress({ done, of: 4 })
+        }
+        return fails ? yield* new ImageCorrupt({ id }) : new Uint8Array(16)
+      })
     }
   }
   if (roll < 0.9) {
@@ -179,13 +192,22 @@ const autoscaler = (pool: WorkPool.WorkPool, producing: () => boolean) =>
 const program = Effect.gen(function*() {
   const total = yield* Config.Int("JOBS").pipe(Config.withDefault(600))
   const pool = yield* WorkPool.make({
+    name: "demo",
     concurrency: 4,
     capacity: 200, // a producer faster than that waits for room (backpressure)
     timeout: "1 second", // no job may run longer
     aging: "250 millis", // low-priority reports still get their turn under load
-    shutdownTimeout: "5 seconds"
+    shutdownTimeout: "5 seconds",
+    retention: { count: 1000, age: "10 minutes" } // ended jobs the dashboard can list (its failures)
   })
 
+  // The dashboard: on loopback, behind a random token that its URL carries; it closes with the scope.
+  if (!process.argv.includes("--no-dashboard")) {
+    const port = yield* Config.Int("DASHBOARD_PORT").pipe(Config.withDefault(0))
+    const dashboard = Context.get(yield* Layer.build(Dashboard.layer({ port })), Dashboard.Dashboard)
+    yield* dashboard.add(pool)
+    yield* event(`dashboard: ${dashboard.url} (open it while the demo runs)`)
+  }
   yield* event(`pool up: 4 workers, capacity 200, timeout 1 s; submitting ${total} jobs (5 kinds, priorities -5..10)`)
   const reporting = yield* Effect.forkChild(reporter(pool))
   let producing = true

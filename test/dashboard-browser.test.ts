@@ -47,6 +47,17 @@ describe("Dashboard in headless Chromium", () => {
         const dashboard = yield* Dashboard.Dashboard
         const pool = yield* WorkPool.make({ concurrency: 3, name: "images", retention: { count: 200, age: "10 minutes" } })
         yield* dashboard.add(pool)
+        // a long job to cancel, and a steady stream of short ones
+        const long = yield* pool.submit(Effect.gen(function*() {
+          const { progress } = yield* WorkPool.JobContext
+          yield* progress({ done: 3, of: 10 })
+          return yield* Effect.never
+        }))
+        let n = 0
+        yield* Effect.forkScoped(Effect.repeat(
+          Effect.suspend(() => pool.submit(resize(++n))),
+          Schedule.spaced("70 millis")
+        ))
 
         // durable mail: the first attempt of each address bounces, and with one attempt allowed it is dead
         const bouncedOnce = new Set<string>()
@@ -67,20 +78,9 @@ describe("Dashboard in headless Chromium", () => {
         yield* Effect.forEach(["cat@example.com", "dan@example.com", "eve@example.com"], (to) =>
           Effect.andThen(JobQueue.enqueue(SendMail, to, { queue: "mail", maxAttempts: 2 }), (job) => Effect.exit(job.await)))
 
-        // a long job to cancel, and a steady stream of short ones
-        const long = yield* pool.submit(Effect.gen(function*() {
-          const { progress } = yield* WorkPool.JobContext
-          yield* progress({ done: 3, of: 10 })
-          return yield* Effect.never
-        }))
-        let n = 0
-        yield* Effect.forkScoped(Effect.repeat(
-          Effect.suspend(() => pool.submit(resize(++n))),
-          Schedule.spaced("40 millis")
-        ))
 
         const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
-        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1500 }))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1100 }))
 
         // the counts move while jobs run
         const first = Number(yield* Effect.promise(() =>
@@ -128,6 +128,10 @@ describe("Dashboard in headless Chromium", () => {
         // the other dead job is still there, still dead
         assert.strictEqual((yield* dead[1]!.status).state, "dead")
 
+        // for the screenshot: charts with some history (20 intervals of 250 ms)
+        yield* Effect.promise(() =>
+          page.waitFor("the pool's charts have 20 points", `() => document.querySelector('[data-source="pool:images"] svg path').getAttribute("d").split("L").length >= 20`)
+        )
         const png = yield* Effect.promise(() => page.screenshot())
         assert.isAbove(png.length, 10_000)
         mkdirSync(join(root, ".ci/out"), { recursive: true })

@@ -168,6 +168,17 @@ describe.concurrent("examples run and exit 0", { timeout: testTimeout }, () => {
     expect(output).toMatch(/^speedup of 2 threads over 1 thread: \d+\.\d\dx$/m)
   })
 
-  it("demo", () =>
-    expectRun("demo", ["pool up: 4 workers", "summary", "pool accounting: 60 submitted = 60 finished"], { JOBS: "60" }))
+  it("demo, with its dashboard", async () => {
+    const output = await expectRun("demo", ["pool up: 4 workers", "summary", "pool accounting: 60 submitted = 60 finished"], {
+      JOBS: "60"
+    })
+    expect(output).toMatch(/dashboard: http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]{32} \(open it while the demo runs\)/)
+  })
+
+  it("demo --no-dashboard", async () => {
+    const output = await expectRun("demo", ["pool up: 4 workers", "pool accounting: 60 submitted = 60 finished"], {
+      JOBS: "60"
+    }, ["--no-dashboard"])
+    expect(output).not.toContain("dashboard:")
+  })
 })

@@ -36,6 +36,7 @@ export const page = String.raw`<!doctype html>
   .legend { font-size: 12px; color: var(--muted); display: flex; gap: 12px; flex-wrap: wrap; }
   .legend i { display: inline-block; width: 10px; height: 3px; margin-right: 4px; vertical-align: middle; }
   .lists { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; margin-top: 10px; }
+  .rows { max-height: 260px; overflow-y: auto; }
   table { width: 100%; border-collapse: collapse; font-size: 13px; table-layout: fixed; }
   td { overflow-wrap: anywhere; }
   td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line); vertical-align: top; }
@@ -182,11 +183,11 @@ export const page = String.raw`<!doctype html>
   function table(title, name, s, jobs, columns) {
     var box = el("div", { "class": "list", "data-list": name }, [el("h3", { text: title + " (" + jobs.length + (jobs.length >= 50 ? "+" : "") + ")" })]);
     if (!jobs.length) { box.appendChild(el("div", { "class": "empty", text: "none" })); return box; }
-    box.appendChild(el("table", {}, [
+    box.appendChild(el("div", { "class": "rows" }, [el("table", {}, [
       el("tr", {}, columns.map(function (c) { return el("th", c[2] ? { text: c[0], style: "width: " + c[2] } : { text: c[0] }); })),
     ].concat(jobs.map(function (job) {
       return el("tr", { "data-job": job.id, "data-status": job.status }, columns.map(function (c) { return c[1](job); }));
-    }))));
+    })))]));
     return box;
   }
 
