@@ -39,7 +39,7 @@
  * }).pipe(Effect.scoped, Effect.provide(Layer.merge(Dashboard.layer({ port: 9400 }), Mail.layer)))
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, type Duration, Effect, Layer, PubSub, Redacted, Schedule, Schema, Semaphore } from "effect"
@@ -62,7 +62,7 @@ import { JobStore } from "./internal/store/model.ts"
  *
  * const explain = (e: Dashboard.InvalidDashboardOptions) => Effect.logError(e.message) // "invalid dashboard option port: ..."
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboardOptions>()("InvalidDashboardOptions", {
@@ -95,7 +95,7 @@ export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboard
  *   authorize: (request) => Effect.succeed(request.headers["x-forwarded-user"] === "ops")
  * }
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Options {
@@ -135,7 +135,7 @@ export interface Options {
  *     return dashboard.url
  *   })
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category services
  */
 export class Dashboard extends Context.Service<Dashboard, {
@@ -163,7 +163,7 @@ export class Dashboard extends Context.Service<Dashboard, {
  *
  * const asSource = (pool: WorkPool.WorkPool): Dashboard.Pool => pool
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type Pool = Sampler.Pool
@@ -284,7 +284,7 @@ const make = (options: Checked) =>
  *   yield* Effect.log(`open ${url}`)
  * }).pipe(Effect.provide(Dashboard.layer({ port: 9400 })))
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
