@@ -290,5 +290,8 @@ const make = (options: Checked) =>
 export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
   Layer.unwrap(Effect.map(validate(options), (checked) =>
     HttpRouter.serve(Layer.effect(Dashboard, make(checked)), { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host }))
+      // No graceful wait for open requests at release: a page's event stream never ends by itself,
+      // so the server would wait its whole grace period (20 s) for it. Streams and requests are
+      // interrupted at once instead, then the server closes.
+      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true }))
     )))

@@ -5,7 +5,7 @@
  * test decides when a sample is taken; the requests are real ones, on loopback.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
@@ -158,6 +158,35 @@ describe("Dashboard: authorization", () => {
       })
       assert.strictEqual(cancelled.status, 200)
       assert.strictEqual(yield* job.status, "interrupted")
+    }))
+
+  it.effect("a check that dies answers 500 with the defect, and the server goes on", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({
+        authorize: (request) => request.headers["x-user"] === "ops" ? Effect.succeed(true) : Effect.die(new Error("session store down"))
+      })
+      const broken = yield* call(dashboard, "api/snapshot", { token: null })
+      assert.strictEqual(broken.status, 500)
+      assert.include(broken.body.error, "session store down")
+      assert.strictEqual((yield* call(dashboard, "api/snapshot", { token: null, headers: { "x-user": "ops" } })).status, 200)
+    }))
+
+  it.effect("closing the layer with a page open ends its stream and closes the server", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const dashboard = yield* start().pipe(Scope.provide(scope))
+      const response = yield* Effect.promise(() =>
+        fetch(dashboard.address + "api/events", { headers: { authorization: `Bearer ${TOKEN}` } })
+      )
+      const reader = response.body!.getReader()
+      const first = yield* Effect.promise(() => reader.read())
+      assert.include(new TextDecoder().decode(first.value), "event: snapshot")
+      yield* Scope.close(scope, Exit.void)
+      // the stream ends (or the connection is cut), it does not stay open
+      const next = yield* Effect.promise(() => reader.read().then((r) => r.done, () => true))
+      assert.isTrue(next)
+      const refused = yield* Effect.promise(() => fetch(dashboard.address).then(() => "answered", () => "refused"))
+      assert.strictEqual(refused, "refused")
     }))
 
   it.effect("bad options fail with InvalidDashboardOptions naming the field; a token is never shown", () =>
