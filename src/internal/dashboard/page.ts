@@ -195,7 +195,7 @@ export const page = String.raw`<!doctype html>
     var d = s.detail;
     if (!d) return el("div", { "class": "empty", text: "loading jobs..." });
     // a durable job's id is a UUID: its first characters tell jobs apart on a page
-    var id = function (job) { return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "..." : job.id), title: job.id }); };
+    var id = function (job) { return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "\u2026" : job.id), title: job.id }); };
     var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
     var failedTitle = s.kind === "pool" ? "Failed" : "Dead";
     return el("div", { "class": "lists" }, [
