@@ -11,6 +11,8 @@ import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { quantile } from "../src/internal/dashboard/quantile.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
@@ -257,6 +259,25 @@ describe("Dashboard: pools", () => {
       yield* tick
       const names = (yield* call(dashboard, "api/snapshot")).body.sources.map((s: any) => s.name)
       assert.deepStrictEqual(names, ["images"])
+    }))
+
+  it.live("a ThreadPool is shown like a WorkPool, its failed tasks with their errors", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ token: TOKEN, interval: "50 millis" })
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/worker.ts", import.meta.url),
+        threads: 1,
+        name: "hashing",
+        retention: { count: 10 }
+      })
+      yield* dashboard.add(pool)
+      assert.strictEqual(yield* pool.run(Echo, "hi"), "echo hi")
+      yield* Effect.exit(pool.run(Fail, "x"))
+      const { events } = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const hashing = sourceIn(events[0]!.data, "pool", "hashing")
+      assert.deepInclude(hashing.counts, { succeeded: 1, failed: 1 })
+      assert.strictEqual(hashing.detail.failed.length, 1)
+      assert.include(hashing.detail.failed[0].error, "HashFailed")
     }))
 
   it.effect("cancel: 200 for a live job (running or queued), 409 once ended, 400 for a bad id, 404 for an unknown pool", () =>
