@@ -142,6 +142,19 @@ describe("Dashboard in headless Chromium", () => {
         mkdirSync(join(root, ".ci/out"), { recursive: true })
         writeFileSync(join(root, ".ci/out/dashboard.png"), png)
         if (process.env.UPDATE_SCREENSHOT === "1") writeFileSync(join(root, "docs/dashboard.png"), png)
+
+        // without the token in the URL (a new tab has none stored): the page asks for it, then connects
+        const bare = yield* Effect.promise(() => browser.open(dashboard.address))
+        yield* Effect.promise(() =>
+          bare.waitFor("the page asks for a token", `() => document.getElementById("status").textContent === "token needed" && getComputedStyle(document.getElementById("login")).display !== "none"`)
+        )
+        const token = dashboard.url.slice(dashboard.url.indexOf("#token=") + "#token=".length)
+        yield* Effect.promise(() =>
+          bare.evaluate(`document.getElementById("token").value = ${JSON.stringify(token)}; document.getElementById("login").requestSubmit()`)
+        )
+        yield* Effect.promise(() =>
+          bare.waitFor("the page is live with the pool on it", `() => document.getElementById("status").textContent === "live" && ${countIn("pool:images", "succeeded")}`)
+        )
       }).pipe(
         Effect.scoped,
         Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", history: 240 }), JobStore.memory()))

@@ -310,6 +310,15 @@ describe("Dashboard: pools", () => {
       assert.strictEqual(unknown.status, 404)
       assert.match(unknown.body.error, /no pool named "nope"/)
       assert.strictEqual((yield* call(dashboard, "api/nothing")).status, 404)
+
+      // a name with spaces, a slash and a non-ASCII letter, as the page encodes it
+      const odd = yield* WorkPool.make({ concurrency: 1, name: "mail / é" })
+      yield* dashboard.add(odd)
+      const oddJob = yield* odd.submit(Effect.never)
+      yield* settle
+      const encoded = yield* post(dashboard, `api/pools/${encodeURIComponent("mail / é")}/jobs/${oddJob.id}/cancel`)
+      assert.strictEqual(encoded.status, 200)
+      assert.strictEqual(yield* oddJob.status, "interrupted")
     }))
 
   it.effect("server-sent events: a snapshot with the job lists, then a sample per interval", () =>
