@@ -11,6 +11,7 @@ import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { quantile } from "../src/internal/dashboard/quantile.ts"
+import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
@@ -437,6 +438,20 @@ describe("Dashboard: durable queues", () => {
       assert.strictEqual((yield* slow.status).state, "cancelled")
       assert.strictEqual((yield* post(dashboard, `api/queues/mail/jobs/${slow.id}/cancel`)).status, 409)
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("jsonSafe", () => {
+  it("keeps JSON values, shows others as text, and cuts large ones", () => {
+    assert.deepStrictEqual(jsonSafe({ done: 1, of: 2 }), { done: 1, of: 2 })
+    assert.strictEqual(jsonSafe(undefined), null)
+    assert.strictEqual(jsonSafe(10n), "10")
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    assert.strictEqual(jsonSafe(cyclic), "[object Object]")
+    const large = jsonSafe({ text: "x".repeat(10_000) }) as string
+    assert.strictEqual(large.length, 2000)
+    assert.isTrue(large.startsWith("{\"text\":\"xxx") && large.endsWith("..."))
+  })
 })
 
 describe("quantile", () => {

@@ -102,14 +102,29 @@ const MAX_ERROR = 2000
 
 const truncate = (text: string) => text.length > MAX_ERROR ? `${text.slice(0, MAX_ERROR - 3)}...` : text
 
-/** A value as JSON can carry it: a progress value is any value, and a page must not break on one. */
+/**
+ * A value as JSON can carry it: a progress value is any value, and a page must not break on one, nor
+ * receive megabytes every interval (a large one comes as the start of its JSON text).
+ */
 export const jsonSafe = (value: unknown): unknown => {
   if (value === undefined) return null
+  let text: string | undefined
   try {
-    const text = JSON.stringify(value)
-    return text === undefined ? String(value) : JSON.parse(text)
+    text = JSON.stringify(value)
   } catch {
-    return String(value)
+    text = undefined
+  }
+  if (text === undefined) return truncate(String(value))
+  return text.length > MAX_ERROR ? truncate(text) : JSON.parse(text)
+}
+
+/** Stored progress (JSON text, written by this library): parsed, or shown as it is if it is not JSON. */
+const storedProgress = (text: string | null): unknown => {
+  if (text === null) return null
+  try {
+    return jsonSafe(JSON.parse(text))
+  } catch {
+    return truncate(text)
   }
 }
 
@@ -153,7 +168,7 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   status: row.state === "queued" && row.visibleAt > now ? "delayed" : row.state,
   priority: row.priority,
   attempt: row.attempts,
-  progress: row.progress === null ? null : jsonSafe(JSON.parse(row.progress)),
+  progress: storedProgress(row.progress),
   error: row.state === "queued" || row.state === "running" ? null : storedError(row)
 })
 
