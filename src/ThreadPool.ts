@@ -31,7 +31,7 @@
  * ```
  * @since 0.1.0
  */
-import { Cause, Context, Effect, Exit, type Fiber, type Layer, Schedule, Schema, Stream, Tracer } from "effect"
+import { Context, Effect, Exit, type Fiber, type Layer, Schedule, Stream, Tracer } from "effect"
 import type * as Duration from "effect/Duration"
 import { dual } from "effect/Function"
 import { hasProperty } from "effect/Predicate"
@@ -43,7 +43,8 @@ import * as job from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Pools from "./internal/service.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
-import { type Reply, type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
+import { checkTask, codecsOf, decodeReply, issueOf } from "./internal/taskCodecs.ts"
+import { type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
 import {
   type AdmissionError,
@@ -300,92 +301,6 @@ interface TaskJob {
 const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
   retry !== undefined && (Schedule.isSchedule(retry) || (retry as { readonly times?: unknown }).times !== 0)
 
-const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
-  const error = new Error(reply.message)
-  error.name = reply.name
-  if (reply.stack !== undefined) error.stack = reply.stack
-  return error
-}
-
-/** A task's codecs, built once per task: every call goes through them. */
-interface Codecs {
-  readonly encodePayload: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-  readonly decodeSuccess: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-  readonly decodeFailure: (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-}
-
-const codecsByTask = new WeakMap<Task.Any, Codecs>()
-
-const NOT_A_TASK = "expected a Task made with Task.make (a name, and payload, success and failure Schemas)"
-
-/**
- * What is given as a task, checked before anything is submitted: from JavaScript it can be anything,
- * and would otherwise fail only when its codecs are built, as a defect.
- */
-const checkTask = (task: unknown): InvalidJob | undefined => {
-  if (typeof task !== "object" || task === null) {
-    return new InvalidJob({ field: "task", value: config.show(task), reason: NOT_A_TASK })
-  }
-  const { name } = task as Partial<Task.Any>
-  if (typeof name !== "string") {
-    return new InvalidJob({ field: "task", value: config.show(task), reason: `${NOT_A_TASK}: its name is not a string` })
-  }
-  if (codecsByTask.has(task as Task.Any)) return undefined
-  for (const part of ["payload", "success", "failure"] as const) {
-    if (!Schema.isSchema((task as Partial<Task.Any>)[part])) {
-      return new InvalidJob({ field: "task", value: `task ${JSON.stringify(name)}`, reason: `${NOT_A_TASK}: its ${part} is not a Schema` })
-    }
-  }
-  return undefined
-}
-
-const codecsOf = (task: Task.Any): Codecs => {
-  let codecs = codecsByTask.get(task)
-  if (codecs === undefined) {
-    codecs = {
-      encodePayload: Schema.encodeUnknownExit(task.payload),
-      decodeSuccess: Schema.decodeUnknownExit(task.success),
-      decodeFailure: Schema.decodeUnknownExit(task.failure)
-    }
-    codecsByTask.set(task, codecs)
-  }
-  return codecs
-}
-
-const issueOf = (exit: Exit.Failure<unknown, Schema.SchemaError>): string => {
-  const error = Cause.squash(exit.cause)
-  return Schema.isSchemaError(error) ? error.message : String(error)
-}
-
-const decodeReply = <T extends Task.Any>(
-  task: T,
-  reply: Reply,
-  jobId: number
-): Effect.Effect<Task.Success<T>, Task.Failure<T> | WorkerCrashed | TaskCodecError> => {
-  switch (reply._) {
-    case "success": {
-      const decoded = codecsOf(task).decodeSuccess(reply.value)
-      return Exit.isSuccess(decoded)
-        ? decoded as Exit.Exit<Task.Success<T>>
-        : Effect.fail(new TaskCodecError({ task: task.name, part: "success", issue: issueOf(decoded) }))
-    }
-    case "failure": {
-      const decoded = codecsOf(task).decodeFailure(reply.error)
-      return Exit.isSuccess(decoded)
-        ? Effect.fail(decoded.value as Task.Failure<T>)
-        : Effect.fail(new TaskCodecError({ task: task.name, part: "failure", issue: issueOf(decoded) }))
-    }
-    case "defect":
-      return Effect.die(rebuildDefect(reply))
-    case "interrupted":
-      return Effect.interrupt
-    case "codec":
-      return Effect.fail(new TaskCodecError({ task: task.name, part: reply.part, issue: reply.issue }))
-    case "crashed":
-      return Effect.fail(new WorkerCrashed({ jobId, reason: reply.reason }))
-  }
-}
-
 /**
  * What the thread needs of the job running the task: its id and attempt, the span to run under
  * (the job's `workpool.job` span, or its submitter's), and where its progress reports go.
@@ -536,23 +451,22 @@ export const make = <T extends Task.Any = Task.Any>(
       }
       return task.transfer
     }
+    /** `f` with the task's transfer list, once the task and its options are checked; their error otherwise. */
+    const admitted = <A, E>(
+      task: Task.Any,
+      options: TaskOptions | undefined,
+      f: (transfer: ReadonlyArray<TransferListItem>) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E | InvalidJob | InvalidJobOptions> =>
+      Effect.suspend((): Effect.Effect<A, E | InvalidJob | InvalidJobOptions> => {
+        const invalid = checkTask(task) ?? transferOf(options)
+        return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions ? Effect.fail(invalid) : f(invalid)
+      })
     return {
       [TypeId]: TypeId,
       // suspended: the task and options are read (and may throw) when the Effect runs, not when it is built
-      run: (task, payload, options) =>
-        Effect.suspend(() => {
-          const invalid = checkTask(task) ?? transferOf(options)
-          return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
-            ? Effect.fail(invalid)
-            : pool.run(taskJob(task, payload, invalid), options)
-        }),
+      run: (task, payload, options) => admitted(task, options, (transfer) => pool.run(taskJob(task, payload, transfer), options)),
       submit: (task, payload, options) =>
-        Effect.suspend(() => {
-          const invalid = checkTask(task) ?? transferOf(options)
-          return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions
-            ? Effect.fail(invalid)
-            : pool.submit(taskJob(task, payload, invalid), options)
-        }),
+        admitted(task, options, (transfer) => pool.submit(taskJob(task, payload, transfer), options)),
       runAll: (task, payloads, options) =>
         Effect.suspend(() => {
           const invalid = checkTask(task) ?? job.checkIterable(payloads, "payloads", "payloads")
