@@ -18,6 +18,7 @@ export interface ChildResult {
   readonly checksumOk: boolean
   readonly why?: string
   readonly heapBytesPerJob?: number
+  readonly rssBytesPerThread?: number
 }
 
 const [file, name, mode] = process.argv.slice(2)
@@ -69,7 +70,8 @@ const result: ChildResult = {
   jobs: size.jobs,
   checksumOk: check.ok,
   ...(check.why === undefined ? {} : { why: check.why }),
-  ...(outcome.heapBytesPerJob === undefined ? {} : { heapBytesPerJob: outcome.heapBytesPerJob })
+  ...(outcome.heapBytesPerJob === undefined ? {} : { heapBytesPerJob: outcome.heapBytesPerJob }),
+  ...(outcome.rssBytesPerThread === undefined ? {} : { rssBytesPerThread: outcome.rssBytesPerThread })
 }
 process.stdout.write(JSON.stringify(result) + "\n")
 // Do not wait for stray timers or handles of a contestant: the measurement is done.

@@ -26,6 +26,8 @@ export interface RunOutcome {
   /** Set when the contestant times a phase itself (scenario 3 times only the drain). */
   readonly ms?: number
   readonly heapBytesPerJob?: number
+  /** Scenario 8: the process's resident memory grown per thread started. */
+  readonly rssBytesPerThread?: number
 }
 
 /** One prepared run: set up (untimed), then `run` (timed), then `teardown` (untimed). */
@@ -44,14 +46,15 @@ export interface Contestant {
 }
 
 /** Which number of a measurement a table shows, and which way is better. */
-export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob"
+export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob" | "rssBytesPerThread"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
   ms: { label: "wall ms", higherIsBetter: false, digits: 1 },
   heapBytesPerJob: { label: "heap bytes per queued job", higherIsBetter: false, digits: 0 },
   drainJobsPerSec: { label: "drain jobs/s", higherIsBetter: true, digits: 0 },
-  usPerJob: { label: "µs per task", higherIsBetter: false, digits: 1 }
+  usPerJob: { label: "µs per task", higherIsBetter: false, digits: 1 },
+  rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 }
 }
 
 /**

@@ -81,6 +81,8 @@ const valueOf = (m: ChildResult, metric: Metric): number | undefined => {
       return m.ms
     case "heapBytesPerJob":
       return m.heapBytesPerJob
+    case "rssBytesPerThread":
+      return m.rssBytesPerThread
     case "usPerJob":
       return (m.ms * 1000) / m.jobs
   }

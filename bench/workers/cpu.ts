@@ -70,6 +70,23 @@ export const expectedCpu = (i: number): number => apply(stepPower, seed(i)) >>> 
 
 export const noop = (i: number): number => i
 
+/**
+ * Scenario 8's task: `cells[0]` counts the tasks that have come in, `cells[1]` is how many must be
+ * in at once. Each waits (blocking its thread) until all are in, then returns its thread's id: so
+ * `cells[1]` tasks sent at once to a pool of as many threads finish only once every thread is
+ * running one of them.
+ */
+export const barrier = (cells: Int32Array): number => {
+  Atomics.add(cells, 0, 1)
+  Atomics.notify(cells, 0)
+  const until = performance.now() + 60_000
+  for (let seen = Atomics.load(cells, 0); seen < cells[1]!; seen = Atomics.load(cells, 0)) {
+    if (performance.now() > until) throw new Error(`barrier: ${seen} of ${cells[1]} tasks in after 60 s`)
+    Atomics.wait(cells, 0, seen, 1_000)
+  }
+  return threadId
+}
+
 export const probe = (): number => {
   const until = performance.now() + 5
   while (performance.now() < until) {

@@ -8,3 +8,4 @@ import { Task } from "../../src/index.ts"
 export const Cpu = Task.make("Cpu", { payload: Schema.Number, success: Schema.Number })
 export const Noop = Task.make("Noop", { payload: Schema.Number, success: Schema.Number })
 export const Probe = Task.make("Probe", { payload: Schema.Number, success: Schema.Number })
+export const Barrier = Task.make("Barrier", { payload: Schema.instanceOf(Int32Array), success: Schema.Number })

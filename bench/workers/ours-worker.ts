@@ -1,12 +1,13 @@
-/** Our worker entry file: serves the three tasks, each the plain function of cpu.ts. */
+/** Our worker entry file: serves the four tasks, each the plain function of cpu.ts. */
 import { Effect } from "effect"
 import { Task } from "../../src/index.ts"
 import * as ThreadWorker from "../../src/ThreadWorker.ts"
-import { cpu, noop, probe } from "./cpu.ts"
-import { Cpu, Noop, Probe } from "./ours-tasks.ts"
+import { barrier, cpu, noop, probe } from "./cpu.ts"
+import { Barrier, Cpu, Noop, Probe } from "./ours-tasks.ts"
 
 ThreadWorker.serve([
   Task.handle(Cpu, (i) => Effect.sync(() => cpu(i))),
   Task.handle(Noop, (i) => Effect.succeed(noop(i))),
-  Task.handle(Probe, () => Effect.sync(probe))
+  Task.handle(Probe, () => Effect.sync(probe)),
+  Task.handle(Barrier, (cells) => Effect.sync(() => barrier(cells)))
 ])

@@ -1,2 +1,2 @@
 /** piscina's worker file: one exported function per task, picked with `run(payload, { name })`. */
-export { cpu, noop, probe } from "./cpu.ts"
+export { barrier, cpu, noop, probe } from "./cpu.ts"

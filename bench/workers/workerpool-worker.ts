@@ -1,5 +1,5 @@
 /** workerpool's worker file: registers the functions, called with `pool.exec(name, [payload])`. */
 import workerpool from "workerpool"
-import { cpu, noop, probe } from "./cpu.ts"
+import { barrier, cpu, noop, probe } from "./cpu.ts"
 
-workerpool.worker({ cpu, noop, probe })
+workerpool.worker({ barrier, cpu, noop, probe })

@@ -1,0 +1,183 @@
+/**
+ * Scenario 8, thread start: how long a new pool takes until N threads are ready, and how much
+ * memory each thread adds to the process. Timed from the pool's constructor until N tasks sent at
+ * once have all been running at the same time: each task (`barrier` in bench/workers/cpu.ts) waits
+ * until all N are in, so the pool has N threads started, its worker file loaded in each, and a task
+ * on every one of them. Libraries that start threads lazily or in the background are measured the
+ * same way as ours, whose `make` returns once every thread has said it is ready.
+ *
+ * Memory per thread: the process's resident set size (RSS, all threads together) once the N
+ * threads are ready, minus before the pool was made (after a full collection), divided by N.
+ */
+import { Worker } from "node:worker_threads"
+import type { Contestant, Scenario } from "../common.ts"
+import { ResultTally, type Tally } from "../tally.ts"
+
+const OURS = "ours: ThreadPool"
+const PISCINA = "piscina"
+
+const workerFile = (name: string): URL => new URL(`../workers/${name}`, import.meta.url)
+
+const results = (tally: Tally): ResultTally => {
+  if (!(tally instanceof ResultTally)) throw new Error("scenario 8 needs a ResultTally")
+  return tally
+}
+
+/** Barrier cells for `n` tasks: the count in, and how many must be in. */
+const cells = (n: number): Int32Array => {
+  const c = new Int32Array(new SharedArrayBuffer(8))
+  c[1] = n
+  return c
+}
+
+/**
+ * The checksum: task i's result is 1 when its thread id is no other task's (so N distinct threads
+ * ran the N tasks), which the tally expects for every task.
+ */
+const distinct = (tally: ResultTally, ids: ReadonlyArray<number>): number => {
+  const counts = new Map<number, number>()
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1)
+  let observed = 0
+  ids.forEach((id, i) => (observed += tally.done(i, counts.get(id) === 1 ? 1 : 0)))
+  return observed
+}
+
+const settledRss = (): number => {
+  globalThis.gc?.()
+  globalThis.gc?.()
+  return process.memoryUsage().rss
+}
+
+/** What `load` gives: `start(n)` makes the pool and resolves with the thread ids of N barrier tasks sent at once. */
+type Start = (n: number) => Promise<{ readonly ids: ReadonlyArray<number>; readonly close: () => Promise<void> }>
+
+/** A contestant: `load` imports its library (untimed, in setup), `start` is timed. */
+const contestant = (name: string, library: string, load: () => Promise<Start>, anchor = false): Contestant => ({
+  name,
+  library,
+  ...(anchor ? { anchor } : {}),
+  setup: async ({ jobs: n }, tally) => {
+    const t = results(tally)
+    const start = await load()
+    let close: () => Promise<void> = async () => {}
+    const before = settledRss()
+    return {
+      run: async () => {
+        const started = await start(n)
+        close = started.close
+        const rssBytesPerThread = (process.memoryUsage().rss - before) / n
+        return { observed: distinct(t, started.ids), rssBytesPerThread }
+      },
+      teardown: () => close()
+    }
+  }
+})
+
+export const scenario: Scenario = {
+  id: "8",
+  title: "Thread start",
+  description: "A new pool of N threads, timed from its constructor until N tasks sent at once are all running at the same " +
+    "time (each waits for the others: every thread has started, loaded its worker file and taken a task). Memory per " +
+    "thread: the process's resident set size once they are, minus before the pool was made, divided by N. The floor is N " +
+    "raw `Worker`s on the floor's worker file, each answering one message.",
+  sizes: { full: { jobs: 4 }, quick: { jobs: 2 }, warmup: { jobs: 2 } },
+  metrics: ["ms", "rssBytesPerThread"],
+  tally: ({ jobs }) => new ResultTally(jobs, () => 1),
+  // each run starts threads: the smoke test does one repetition, no warm-up run
+  quick: { reps: 1, warmups: 0 },
+  contestants: [
+    contestant("floor: raw worker_threads", "node", async () => async (n) => {
+      const workers = Array.from({ length: n }, () => new Worker(workerFile("floor-worker.ts"), { workerData: { task: "noop" } }))
+      await Promise.all(workers.map((w) =>
+        new Promise<void>((resolve, reject) => {
+          w.once("message", () => resolve())
+          w.once("error", reject)
+          w.postMessage(0)
+        })
+      ))
+      return {
+        ids: workers.map((w) => w.threadId),
+        close: async () => {
+          await Promise.all(workers.map((w) => w.terminate()))
+        }
+      }
+    }),
+    contestant(PISCINA, "piscina", async () => {
+      const { Piscina } = await import("piscina")
+      return async (n) => {
+        const pool = new Piscina<Int32Array, number>({ filename: workerFile("piscina-worker.ts").href, minThreads: n, maxThreads: n })
+        const c = cells(n)
+        const ids = await Promise.all(Array.from({ length: n }, () => pool.run(c, { name: "barrier" })))
+        return { ids, close: () => pool.destroy() }
+      }
+    }, true),
+    contestant("tinypool", "tinypool", async () => {
+      const { Tinypool } = await import("tinypool")
+      return async (n) => {
+        const pool = new Tinypool({ filename: workerFile("tinypool-worker.ts").href, minThreads: n, maxThreads: n })
+        const c = cells(n)
+        const ids = await Promise.all(Array.from({ length: n }, () => pool.run(c, { name: "barrier" }) as Promise<number>))
+        return { ids, close: () => pool.destroy() }
+      }
+    }),
+    contestant("workerpool", "workerpool", async () => {
+      const { default: workerpool } = await import("workerpool")
+      return async (n) => {
+        const pool = workerpool.pool(workerFile("workerpool-worker.ts").pathname, { minWorkers: n, maxWorkers: n, workerType: "thread" })
+        const c = cells(n)
+        const ids = await Promise.all(Array.from({ length: n }, () => pool.exec("barrier", [c]) as Promise<number>))
+        return {
+          ids,
+          close: async () => {
+            await pool.terminate()
+          }
+        }
+      }
+    }),
+    contestant("poolifier (FixedThreadPool)", "poolifier", async () => {
+      const { FixedThreadPool } = await import("poolifier")
+      return async (n) => {
+        const pool = new FixedThreadPool<Int32Array, number>(n, workerFile("poolifier-worker.ts").pathname)
+        const c = cells(n)
+        const ids = await Promise.all(Array.from({ length: n }, () => pool.execute(c, "barrier")))
+        // see bench/threads.ts: poolifier's destroy() now and then never settles; its threads are gone by then
+        return { ids, close: () => Promise.race([pool.destroy(), new Promise<void>((resolve) => setTimeout(resolve, 2_000))]) }
+      }
+    }),
+    contestant(OURS, "effect-workpool", async () => {
+      const { Effect, Exit, Scope } = await import("effect")
+      const ThreadPool = await import("../../src/ThreadPool.ts")
+      const { Barrier } = await import("../workers/ours-tasks.ts")
+      return async (n) => {
+        const scope = Effect.runSync(Scope.make())
+        const c = cells(n)
+        const ids = await Effect.runPromise(
+          Effect.gen(function*() {
+            const pool = yield* ThreadPool.make({ worker: workerFile("ours-worker.ts"), threads: n })
+            // (the Schema's type says ArrayBuffer; structured clone shares a SharedArrayBuffer just the same)
+            return yield* pool.runAll(Barrier, Array.from({ length: n }, () => c as Int32Array<ArrayBuffer>))
+          }).pipe(Scope.provide(scope))
+        )
+        return { ids, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+      }
+    })
+  ],
+  targets: [
+    { label: "ours: time until N threads are ready ≤ 1.5× piscina's", metric: "ms", contestant: OURS, anchor: PISCINA, atMost: 1.5 },
+    {
+      label: "ours: memory per thread ≤ 1.5× piscina's",
+      metric: "rssBytesPerThread",
+      contestant: OURS,
+      anchor: PISCINA,
+      atMost: 1.5
+    }
+  ],
+  notes: [
+    "Each child imports its library before the clock starts (and in a full run starts and closes a pool of 2 threads " +
+      "twice first), so the time is the threads' own start: a new isolate each, and the worker file with what it imports " +
+      "(for ours: effect, which each thread loads and compiles for itself).",
+    "RSS counts every thread's heap and code: it is what the operating system gives the process, the figure that limits how " +
+      "many threads fit on a machine. It varies with the allocator between runs; read the min–max.",
+    "Ours waits for `make`, which returns once every thread has reported ready, then runs the N barrier tasks like the others."
+  ]
+}
