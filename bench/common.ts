@@ -26,7 +26,7 @@ export interface RunOutcome {
   /** Set when the contestant times a phase itself (scenario 3 times only the drain). */
   readonly ms?: number
   readonly heapBytesPerJob?: number
-  /** Scenario 8: the process's resident memory grown per thread started. */
+  /** Scenario 9: the process's resident memory grown per thread started. */
   readonly rssBytesPerThread?: number
 }
 

@@ -71,7 +71,7 @@ export const expectedCpu = (i: number): number => apply(stepPower, seed(i)) >>> 
 export const noop = (i: number): number => i
 
 /**
- * Scenario 8's task: `cells[0]` counts the tasks that have come in, `cells[1]` is how many must be
+ * Scenario 9's task: `cells[0]` counts the tasks that have come in, `cells[1]` is how many must be
  * in at once. Each waits (blocking its thread) until all are in, then returns its thread's id: so
  * `cells[1]` tasks sent at once to a pool of as many threads finish only once every thread is
  * running one of them.

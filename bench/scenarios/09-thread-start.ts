@@ -1,5 +1,5 @@
 /**
- * Scenario 8, thread start: how long a new pool takes until N threads are ready, and how much
+ * Scenario 9, thread start: how long a new pool takes until N threads are ready, and how much
  * memory each thread adds to the process. Timed from the pool's constructor until N tasks sent at
  * once have all been running at the same time: each task (`barrier` in bench/workers/cpu.ts) waits
  * until all N are in, so the pool has N threads started, its worker file loaded in each, and a task
@@ -19,7 +19,7 @@ const PISCINA = "piscina"
 const workerFile = (name: string): URL => new URL(`../workers/${name}`, import.meta.url)
 
 const results = (tally: Tally): ResultTally => {
-  if (!(tally instanceof ResultTally)) throw new Error("scenario 8 needs a ResultTally")
+  if (!(tally instanceof ResultTally)) throw new Error("scenario 9 needs a ResultTally")
   return tally
 }
 
@@ -74,7 +74,7 @@ const contestant = (name: string, library: string, load: () => Promise<Start>, a
 })
 
 export const scenario: Scenario = {
-  id: "8",
+  id: "9",
   title: "Thread start",
   description: "A new pool of N threads, timed from its constructor until N tasks sent at once are all running at the same " +
     "time (each waits for the others: every thread has started, loaded its worker file and taken a task). Memory per " +
