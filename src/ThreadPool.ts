@@ -309,7 +309,6 @@ const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
   const job = fiber.getRef(JobContexts.JobContext)
   const span = Context.getOption(fiber.context, Tracer.ParentSpan)
   return {
-    pool: job.pool,
     id: job.id,
     attempt: job.attempt,
     trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled] : undefined,
@@ -380,7 +379,9 @@ export const make = <T extends Task.Any = Task.Any>(
       }
     })
     const context = yield* Effect.context<never>()
+    const name = options.name === undefined ? `threadpool-${++poolCount}` : options.name
     const threads = new Threads({
+      pool: name,
       entry: checked.entry,
       tasksPerThread: checked.tasksPerThread,
       cancelGrace: checked.cancelGrace,
@@ -396,7 +397,7 @@ export const make = <T extends Task.Any = Task.Any>(
     const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, startTimeout: _st, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
-      name: queue.name === undefined ? `threadpool-${++poolCount}` : queue.name,
+      name,
       concurrency: checked.threads * checked.tasksPerThread,
       // the slot is taken (and its release registered) at once; the wait for its thread stays
       // interruptible, so that make under a timeout stops at once

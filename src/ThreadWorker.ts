@@ -11,7 +11,18 @@ import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { JobContext } from "./internal/jobContext.ts"
-import { envelope, type FromThread, open, type Outcome, Outbox, PORT, threadData, type ToThread } from "./internal/protocol.ts"
+import {
+  envelope,
+  type FromThread,
+  isTuple,
+  open,
+  type Outcome,
+  Outbox,
+  PORT,
+  type Run,
+  threadData,
+  type ToThread
+} from "./internal/protocol.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -39,12 +50,12 @@ const describe = (value: unknown): string =>
  * its own `workerData` (`import { workerData }` is a live binding, updated by
  * `syncBuiltinESMExports`; `require` reads the property) and never sees the port.
  */
-const poolPort: MessagePort | undefined = (() => {
+const pool: { readonly port: MessagePort; readonly name: string } | undefined = (() => {
   const data = threadData(workerThreads.workerData)
   if (data === undefined) return undefined
   ;(workerThreads as { workerData: unknown }).workerData = data.workerData
   syncBuiltinESMExports()
-  return data[PORT]
+  return { port: data[PORT], name: data.pool }
 })()
 
 /** Whether `serve` was called in this thread. */
@@ -144,8 +155,8 @@ export const serve = <R = never, E = never>(
   handlers: ReadonlyArray<Task.Handler<R>>,
   layer?: Layer.Layer<R, E>
 ): void => {
-  const port = poolPort
-  if (port === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  if (pool === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  const port = pool.port
   if (served) {
     // a second server on the same port would answer every task too. The first one's "ready" is
     // already on its way: exit before it is sent, so that the start fails with this reason
@@ -188,18 +199,17 @@ export const serve = <R = never, E = never>(
   }
 
   /** The task's context: its JobContext, its job id among the log annotations, its caller's span as parent. */
-  const taskContext = (context: Context.Context<R>, message: Extract<ToThread, { _: "run" }>): Context.Context<R> => {
-    const id = message.id
+  const taskContext = (context: Context.Context<R>, [id, , , job, attempt, trace]: Run): Context.Context<R> => {
     let taskContext = Context.add(context, JobContext, {
-      pool: message.pool,
-      id: message.job,
-      attempt: message.attempt,
+      pool: pool.name,
+      id: job,
+      attempt,
       progress: (value: unknown) => Effect.sync(() => reportProgress(id, value))
     })
     const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
-    taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: message.job })
-    if (message.trace === undefined) return taskContext
-    const [traceId, spanId, sampled] = message.trace
+    taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: job })
+    if (trace === undefined) return taskContext
+    const [traceId, spanId, sampled] = trace
     return Context.add(taskContext, Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId, sampled }))
   }
 
@@ -210,7 +220,7 @@ export const serve = <R = never, E = never>(
       sendProgress(id, pendingProgress.get(id))
       pendingProgress.delete(id)
     }
-    outbox.send({ _: "done", id, outcome }, [], (issue) => ({
+    outbox.send(outcome._ === "success" ? [id, outcome.value] : { _: "done", id, outcome }, [], (issue) => ({
       _: "done",
       id,
       outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue }
@@ -291,7 +301,7 @@ export const serve = <R = never, E = never>(
 
   const start = (context: Context.Context<R>) => {
     const handle = (message: ToThread) => {
-      if (message._ === "run") runTask(taskContext(context, message), message.id, message.task, message.payload)
+      if (isTuple(message)) runTask(taskContext(context, message), message[0], message[1], message[2])
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
       // after the replies already sent: the pool tells from this which of them it lost
       else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })

@@ -21,12 +21,24 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
-import { type FromThread, isFromThread, open, type Outcome, Outbox, PORT, type ThreadData, type ToThread } from "./protocol.ts"
+import {
+  type FromThread,
+  isFromThread,
+  isTuple,
+  open,
+  type Outcome,
+  Outbox,
+  PORT,
+  type ThreadData,
+  type ToThread
+} from "./protocol.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
 
 export interface ThreadsConfig {
+  /** The pool's name, handed to each thread once (for its tasks' `JobContext`). */
+  readonly pool: string
   readonly entry: URL | string
   readonly tasksPerThread: number
   readonly cancelGrace: number
@@ -136,7 +148,6 @@ interface Deaths {
 
 /** The job a task runs for: its id, attempt, span and where its progress goes. */
 export interface TaskJob {
-  readonly pool: string
   readonly id: number
   readonly attempt: number
   readonly trace: readonly [traceId: string, spanId: string, sampled: boolean] | undefined
@@ -387,7 +398,7 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      const workerData: ThreadData = { [PORT]: port2, workerData: this.config.workerData }
+      const workerData: ThreadData = { [PORT]: port2, pool: this.config.pool, workerData: this.config.workerData }
       let worker: NodeWorker
       try {
         worker = new NodeWorker(this.config.entry, {
@@ -402,8 +413,16 @@ export class Threads {
       const thread = new Thread(worker, port, index)
       this.alive.add(thread)
       let ready = false
+      const done = (id: number, outcome: Outcome) => {
+        if (!thread.completed) {
+          thread.completed = true
+          if (this.threads[thread.index] === thread) this.deaths[thread.index] = undefined
+        }
+        this.settle(thread, id, outcome)
+      }
       const handle = (message: FromThread) => {
         if (!isFromThread(message)) return this.stray(thread, message)
+        if (isTuple(message)) return done(message[0], { _: "success", value: message[1] })
         switch (message._) {
           case "ready": {
             ready = true
@@ -422,11 +441,7 @@ export class Threads {
             return
           }
           case "done": {
-            if (!thread.completed) {
-              thread.completed = true
-              if (this.threads[thread.index] === thread) this.deaths[thread.index] = undefined
-            }
-            return this.settle(thread, message.id, message.outcome)
+            return done(message.id, message.outcome)
           }
           case "progress": {
             return thread.progress.get(message.id)?.(message.value)
@@ -633,16 +648,7 @@ export class Threads {
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
       thread.progress.set(id, job.progress)
-      thread.outbox.send({
-        _: "run",
-        id,
-        task,
-        payload,
-        pool: job.pool,
-        job: job.id,
-        attempt: job.attempt,
-        trace: job.trace
-      }, transfer, (issue) =>
+      thread.outbox.send([id, task, payload, job.id, job.attempt, job.trace], transfer, (issue) =>
         this.settle(thread, id, {
           _: "codec",
           part: "payload",
