@@ -94,7 +94,14 @@ export const withLoad = (contestant: Contestant, processes = LOAD_PROCESSES): Co
  */
 export const underLoad = (
   scenario: Scenario,
-  twin: { readonly id: string; readonly title: string; readonly targets?: ReadonlyArray<Target>; readonly processes?: number }
+  twin: {
+    readonly id: string
+    readonly title: string
+    readonly targets?: ReadonlyArray<Target>
+    readonly processes?: number
+    /** Notes of the loaded twin, before the scenario's own. */
+    readonly notes?: ReadonlyArray<string>
+  }
 ): Scenario => {
   const processes = twin.processes ?? LOAD_PROCESSES
   return {
@@ -109,6 +116,7 @@ export const underLoad = (
     notes: [
       `The same contestants as scenario ${scenario.id}, each beside ${processes === 1 ? "one CPU-bound process" : `${processes} CPU-bound processes`} ` +
         "started for it alone, so the machine's cores are shared as they are where users run.",
+      ...(twin.notes ?? []),
       ...(scenario.notes ?? [])
     ]
   }
