@@ -1,0 +1,104 @@
+/**
+ * The Redis job store: durable jobs in a Redis (7 or later) or a Redis Cluster, shared by any
+ * number of producer and consumer processes on any number of machines. Built on
+ * `@effect/platform-node`'s `NodeRedis` (effect's `Redis` service on the `redis` client), optional
+ * peer dependencies that only this module needs (`npm install @effect/platform-node redis`): the
+ * SQLite and memory stores of `effect-workpool/JobStore` work without them.
+ *
+ * Every change of a job's state is one Lua script, atomic on the server; time is the server's
+ * (`TIME`); idle consumers block on a marker key (`BZPOPMIN`) instead of polling. A queue's keys
+ * share one hash tag, `{<prefix>:<queue>}`, so the store works on Redis Cluster. Keep jobs safe
+ * with append-only persistence (`appendonly yes`, `appendfsync always` to lose nothing on a crash
+ * of the server's machine): see docs/durable.md.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as RedisJobStore from "effect-workpool/RedisJobStore"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ * const program = JobQueue.enqueue(Ping, "hello").pipe(
+ *   Effect.provide(RedisJobStore.layer({ url: "redis://redis.internal:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ */
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import type { Duration } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { StoreError } from "./DurableError.ts"
+import * as Model from "./internal/store/model.ts"
+import * as RedisStore from "./internal/store/redis.ts"
+
+/**
+ * Options of the Redis store.
+ *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ * import type * as RedisJobStore from "effect-workpool/RedisJobStore"
+ *
+ * const options: RedisJobStore.RedisJobStoreOptions = {
+ *   url: Redacted.make(process.env.REDIS_URL ?? "redis://localhost:6379"),
+ *   prefix: "jobs"
+ * }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface RedisJobStoreOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); a `Redacted` keeps the password out of logs. */
+  readonly url: string | Redacted.Redacted<string>
+  /** What every key starts with (`{<prefix>:<queue>}:...`); default `workpool`. One prefix, one set of queues. */
+  readonly prefix?: string | undefined
+  /** How long to wait for a connection to open; default 10 seconds. */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
+const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
+  connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
+
+/** @internal */
+export const make = (cfg: RedisStore.Config) =>
+  Effect.gen(function*() {
+    // a server that cannot be reached at first is an error; once connected, the client reconnects
+    // for as long as it takes, and commands sent meanwhile fail at once (no offline queue) with
+    // StoreError instead of hanging their callers
+    const connected = { value: false }
+    const context = yield* Layer.build(NodeRedis.layer({
+      url: Redacted.value(cfg.url),
+      disableOfflineQueue: true,
+      socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
+    })).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: RedisStore.reasonOf(error) })))
+    connected.value = true
+    return yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, Context.get(context, Redis.Redis))
+  })
+
+/**
+ * A store in a Redis. Building the layer connects (an unreachable server fails with `StoreError`)
+ * and starts listening for cancels. A lost connection fails the operations in flight, and those
+ * sent while it is down, with `StoreError`; the client reconnects, so consumers and producers go
+ * on once the server is back.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as RedisJobStore from "effect-workpool/RedisJobStore"
+ *
+ * const Resize = Task.make("Resize", { payload: Schema.String, success: Schema.Number })
+ *
+ * const consumer = JobQueue.consume({
+ *   handlers: [Task.handle(Resize, (path) => Effect.succeed(path.length))],
+ *   concurrency: 8
+ * }).pipe(Effect.andThen(Effect.never), Effect.scoped, Effect.provide(RedisJobStore.layer({ url: "redis://localhost:6379" })))
+ * ```
+ * @since 0.3.0
+ * @category layers
+ */
+export const layer = (options: RedisJobStoreOptions): Layer.Layer<Model.JobStore, StoreError> =>
+  Layer.effect(Model.JobStore, Effect.flatMap(RedisStore.options(options), make))

@@ -1,0 +1,487 @@
+/**
+ * The Redis store, on effect's `Redis` service (`@effect/platform-node`'s `NodeRedis` provides it):
+ * any number of processes on any number of machines share one Redis. Every change of state is one
+ * Lua script (`redisScripts.ts`), run by `EVALSHA` (loaded once, reloaded after a restart):
+ *
+ * - a queue's keys share one hash tag `{<prefix>:<queue>}`, so they live in one Redis Cluster slot
+ *   and each script touches one slot; what spans queues (a consumer of several queues, the reaper,
+ *   purge, a listing of every queue) runs one script per queue;
+ * - the claim takes the best visible jobs (rank, then FIFO) from the consumer's tasks' sorted sets,
+ *   after promoting delayed jobs whose time has come on the server's `TIME`;
+ * - a lease is a token (made here, one per claimed job) whose job is in the `running` set until its
+ *   expiry; settles, heartbeats and progress find their job through the token, so a stale token
+ *   writes nothing;
+ * - idle consumers block with `BZPOPMIN` on the queue's marker key on a dedicated connection (as
+ *   BullMQ does) instead of polling: a job that becomes claimable adds the marker; the consumer
+ *   that pops it claims, and passes the marker on if jobs are left;
+ * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once.
+ *
+ * Two lookups are outside a queue's slot, in keys of their own (`{<prefix>}:ids`: job id → queue,
+ * `{<prefix>}:queues`: the queues): they are written before the job, so a job is never without
+ * them; at worst (a crash in between) an id maps to a queue that does not hold it, which reads as
+ * a missing job.
+ *
+ * @internal
+ */
+import { Clock, Effect, Queue, Redacted } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import type * as Scope from "effect/Scope"
+import { StoreError } from "../../DurableError.ts"
+import * as config from "../config.ts"
+import type { Claim, ClaimRequest, Heartbeat, JobRow, ListFilter, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import * as Scripts from "./redisScripts.ts"
+import { makeSignal } from "./signal.ts"
+
+export interface Config {
+  readonly url: Redacted.Redacted
+  /** Every key starts with `{<prefix>:` (a queue's) or is `{<prefix>}:...`: one Redis, several stores. */
+  readonly prefix: string
+  readonly connectTimeout: number
+  /** As in the Postgres store: the server's `TIME`, or (tests only) the Effect `Clock`. */
+  readonly clock: "server" | "effect"
+}
+
+export const options = (options: {
+  readonly url: unknown
+  readonly prefix?: unknown
+  readonly connectTimeout?: unknown
+}): Effect.Effect<Config, StoreError> =>
+  Effect.mapError(
+    config.checkPoolOptions((): Config => {
+      config.object("options", options)
+      const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<unknown>) : options.url
+      if (typeof url !== "string" || !/^rediss?:\/\/[^\s]*$/.test(url)) {
+        // the URL may hold a password: name its shape, not its text
+        config.fail("url", typeof url === "string" ? "<a string>" : url, "expected a redis:// or rediss:// URL")
+      }
+      let parsed: URL | undefined
+      try {
+        parsed = new URL(url as string)
+      } catch {
+        config.fail("url", "<a string>", "expected a redis:// URL that parses (host, port, database)")
+      }
+      if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the redis:// URL")
+      const prefix = options.prefix ?? "workpool"
+      if (typeof prefix !== "string" || !/^[A-Za-z0-9_.:-]{1,100}$/.test(prefix)) {
+        config.fail("prefix", prefix, "expected 1 to 100 letters, digits or _ . : - (no braces: it is in the hash tag)")
+      }
+      return {
+        url: Redacted.make(url as string),
+        prefix: prefix as string,
+        connectTimeout: options.connectTimeout === undefined
+          ? 10_000
+          : config.finiteMillis("connectTimeout", options.connectTimeout),
+        clock: "server"
+      }
+    }),
+    (error) => new StoreError({ operation: "open", reason: error.message })
+  )
+
+export const reasonOf = (cause: unknown): string => {
+  const error = cause as { message?: unknown; cause?: { message?: unknown } }
+  // RedisError wraps the client's error
+  const deepest = error?.cause?.message ?? error?.message
+  return typeof deepest === "string" ? deepest : String(cause)
+}
+
+/** A job's hash (HGETALL, as a flat array) as a row. */
+const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, string>): JobRow & { readonly seq: number } => {
+  // a script returns the flat array; the client may answer HGETALL itself with an object
+  let f: Record<string, string> = {}
+  if (Array.isArray(flat)) for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!
+  else f = flat as Record<string, string>
+  const orNull = (text: string | undefined) => text === undefined || text === "" ? null : Number(text)
+  return {
+    id: f.id!,
+    queue,
+    task: f.task!,
+    payload: f.payload!,
+    priority: Number(f.priority),
+    dedupKey: f.hasDedup === "1" ? f.dedup! : null,
+    state: f.state as State,
+    attempts: Number(f.attempts),
+    maxAttempts: Number(f.max),
+    timeout: Number(f.timeout),
+    createdAt: Number(f.created),
+    visibleAt: Number(f.visible),
+    startedAt: orNull(f.started),
+    finishedAt: orNull(f.finished),
+    cancelRequested: f.cancel === "1",
+    exit: f.exit ?? null,
+    progress: f.progress ?? null,
+    seq: Number(f.seq)
+  }
+}
+
+const strip = ({ seq: _, ...row }: JobRow & { readonly seq: number }): JobRow => row
+
+const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArray<string>) => [key, ...args], { lua, numberOfKeys: 1 })
+
+const SCRIPTS = {
+  enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number]>(),
+  claim: script(Scripts.CLAIM).withReturnType<Array<Array<string>>>(),
+  heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
+  progress: script(Scripts.PROGRESS).withReturnType<number>(),
+  settle: script(Scripts.SETTLE).withReturnType<number>(),
+  reap: script(Scripts.REAP).withReturnType<number>(),
+  cancel: script(Scripts.CANCEL).withReturnType<"cancelled" | "requested" | "finished" | "missing">(),
+  redrive: script(Scripts.REDRIVE).withReturnType<number>(),
+  purge: script(Scripts.PURGE).withReturnType<Array<string>>(),
+  configure: script(Scripts.CONFIGURE).withReturnType<number>(),
+  counts: script(Scripts.COUNTS).withReturnType<[number, number, number, number, number, number, number, Array<string>]>(),
+  list: script(Scripts.LIST).withReturnType<Array<Array<string>>>()
+}
+
+/** A lease token: a UUID (36 characters), then the queue, so that a token finds its queue's slot. */
+const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
+
+/** How long one BZPOPMIN blocks before it is sent again (a lost connection shows within this). */
+const BLOCK_SECONDS = 5
+
+export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis | Scope.Scope> =>
+  Effect.gen(function*() {
+    const redis = yield* Redis.Redis
+    const clock = yield* Clock.Clock
+    const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
+    const signal = makeSignal()
+    const cancels = makeSignal()
+    const base = (queue: string) => `{${cfg.prefix}:${queue}}`
+    const meta = (queue: string) => `${base(queue)}:meta`
+    const QUEUES = `{${cfg.prefix}}:queues`
+    const IDS = `{${cfg.prefix}}:ids`
+    const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
+    const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
+
+    const op = <A>(operation: string, effect: Effect.Effect<A, unknown>, changed: (a: A) => boolean = () => false) =>
+      effect.pipe(
+        Effect.mapError(fail(operation)),
+        Effect.tap((a) => changed(a) ? Effect.sync(signal.notify) : Effect.void)
+      )
+    const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
+      redis.eval(SCRIPTS[name] as Redis.Script<{ params: ReadonlyArray<string>; result: any }>)(meta(queue), ...args) as Effect.Effect<
+        (typeof SCRIPTS)[K] extends Redis.Script<infer C> ? C["result"] : never,
+        Redis.RedisError
+      >
+    const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
+    const queueOfId = (id: string) => redis.send<string | null>("HGET", IDS, id)
+
+    // --- wake-ups: BZPOPMIN on each watched queue's marker while a claim loop of this store waits
+    /** The fibers whose last claim left them with free slots: an idle consumer's claim loop. */
+    const hungry = new Set<number>()
+    let idle = 0
+    const idleChanged = makeSignal()
+    const watched = new Set<string>()
+    const watch = (queue: string) =>
+      Effect.gen(function*() {
+        const connection = yield* redis.reserve
+        while (true) {
+          while (idle === 0) yield* idleChanged.wait(60_000)
+          const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
+          if (popped === null || (Array.isArray(popped) && popped.length === 0)) continue
+          // nobody here to claim it any more: pass it on to another process
+          if (idle === 0) yield* connection.send("ZADD", `${base(queue)}:marker`, "0", "0")
+          else signal.notify()
+        }
+      }).pipe(
+        Effect.scoped,
+        // a lost connection: a fresh one, after a pause; the poll covers the gap
+        Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(signal.notify)))),
+        Effect.forever,
+        Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
+      )
+    const scope = yield* Effect.scope
+    const startWatching = (names: ReadonlyArray<string>) =>
+      Effect.forEach(names, (queue) => {
+        if (watched.has(queue)) return Effect.void
+        watched.add(queue)
+        return Effect.asVoid(Effect.forkIn(watch(queue), scope))
+      }, { discard: true })
+
+    // --- cancels from any process: SUBSCRIBE (effect's subscriber reconnects)
+    yield* Effect.gen(function*() {
+      const messages = yield* redis.subscribe(CANCEL_CHANNEL)
+      while (true) {
+        yield* Queue.take(messages)
+        cancels.notify()
+      }
+    }).pipe(
+      Effect.scoped,
+      Effect.catch(() => Effect.sleep(1000)),
+      Effect.forever,
+      Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()),
+      Effect.forkScoped
+    )
+
+    const enqueue = (job: NewJob) =>
+      op(
+        "enqueue",
+        Effect.gen(function*() {
+          yield* redis.send("SADD", QUEUES, job.queue)
+          const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
+          if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return { id: job.id, created: false }
+          const [id, created] = yield* run(
+            "enqueue",
+            job.queue,
+            NOW(),
+            job.id,
+            job.task,
+            job.payload,
+            String(job.priority),
+            job.dedupKey ?? "",
+            job.dedupKey === null ? "0" : "1",
+            String(job.maxAttempts),
+            String(job.timeout),
+            String(job.delay),
+            job.runAt === undefined ? "" : String(job.runAt)
+          )
+          // a dedup key held by another job: this id was never stored
+          if (fresh === 1 && id !== job.id) yield* redis.send("HDEL", IDS, job.id)
+          return { id, created: created === 1 }
+        }),
+        (result) => result.created
+      )
+
+    const getRow = (id: string) =>
+      Effect.gen(function*() {
+        const queue = yield* queueOfId(id)
+        if (queue === null) return undefined
+        const flat = yield* redis.send<Array<string> | Record<string, string>>("HGETALL", `${base(queue)}:job:${id}`)
+        return Object.keys(flat).length === 0 ? undefined : strip(toRow(queue, flat))
+      })
+
+    const list = (filter: ListFilter) =>
+      op(
+        "list",
+        Effect.gen(function*() {
+          const names = filter.queue === undefined ? yield* queues : [filter.queue]
+          const rows = yield* Effect.forEach(names, (queue) =>
+            Effect.map(
+              run("list", queue, String(filter.limit), ...(filter.states ?? [])),
+              (flats) => flats.map((flat) => toRow(queue, flat))
+            ))
+          return rows.flat()
+            .sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq)
+            .slice(0, filter.limit)
+            .map(strip)
+        })
+      )
+
+    /** Runs a script on the queue of a job id; `missing` if no queue holds it. */
+    const byId = <A>(id: string, missing: A, f: (queue: string) => Effect.Effect<A, Redis.RedisError>) =>
+      Effect.flatMap(queueOfId(id), (queue) => queue === null ? Effect.succeed(missing) : f(queue))
+
+    const cancel = (id: string) =>
+      op(
+        "cancel",
+        byId(id, "missing" as const, (queue) => run("cancel", queue, NOW(), id, CANCEL_CHANNEL)),
+        (result) => {
+          if (result === "requested") cancels.notify()
+          return result === "cancelled" || result === "requested"
+        }
+      )
+
+    const redrive = (id: string) =>
+      op("redrive", byId(id, false, (queue) => Effect.map(run("redrive", queue, NOW(), id), (n) => n === 1)), (done) => done)
+
+    const purge = (before: number, states: ReadonlyArray<State>) =>
+      op(
+        "purge",
+        Effect.gen(function*() {
+          const finals = states.filter((state) => state === "succeeded" || state === "dead" || state === "cancelled")
+          if (finals.length === 0) return 0
+          let count = 0
+          for (const queue of yield* queues) {
+            const gone = yield* run("purge", queue, String(before), ...finals)
+            if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
+            count += gone.length
+          }
+          return count
+        }),
+        (n) => n > 0
+      )
+
+    const configure = (queue: string, settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }) =>
+      op(
+        "configure",
+        Effect.andThen(
+          redis.send("SADD", QUEUES, queue),
+          run(
+            "configure",
+            queue,
+            settings.paused === undefined ? "" : settings.paused ? "1" : "0",
+            settings.aging === undefined ? "" : String(settings.aging)
+          )
+        ),
+        () => true
+      )
+
+    const counts = (queue: string) =>
+      op(
+        "stats",
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio]): QueueCounts => {
+          const queuedByPriority: Array<{ priority: number; count: number }> = []
+          for (let i = 0; i + 1 < prio.length; i += 2) {
+            const count = Number(prio[i + 1])
+            if (count > 0) queuedByPriority.push({ priority: Number(prio[i]), count })
+          }
+          return {
+            queue,
+            paused: paused === 1,
+            waiting,
+            delayed,
+            running,
+            succeeded,
+            dead,
+            cancelled,
+            queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority)
+          }
+        })
+      )
+
+    const claim = (request: ClaimRequest) =>
+      op(
+        "claim",
+        Effect.gen(function*() {
+          yield* startWatching(request.queues)
+          const claims: Array<Claim & { readonly rank: number; readonly seq: number }> = []
+          for (const queue of request.queues) {
+            const limit = request.limit - claims.length
+            if (limit <= 0) break
+            const tokens = Array.from({ length: limit }, () => `${crypto.randomUUID()}:${queue}`)
+            const flats = yield* run(
+              "claim",
+              queue,
+              NOW(),
+              String(limit),
+              String(request.lease),
+              String(request.tasks.length),
+              ...request.tasks,
+              ...tokens
+            )
+            flats.forEach((flat, n) => {
+              const row = toRow(queue, flat)
+              const rank = Number(flat[flat.indexOf("rank") + 1])
+              claims.push({ job: strip(row), token: tokens[n]!, rank, seq: row.seq })
+            })
+          }
+          // several queues: best first across them (each queue's claim took its best)
+          if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
+          // an idle claim loop: the fiber that will wait for a wake-up
+          const fiber = yield* Effect.fiberId
+          if (claims.length < request.limit) hungry.add(fiber)
+          else hungry.delete(fiber)
+          return claims.map(({ job, token }): Claim => ({ job, token }))
+        }),
+        (claims) => claims.length > 0
+      )
+
+    /** Tokens by their queue: one script per queue. */
+    const byQueue = (tokens: ReadonlyArray<string>) => {
+      const groups = new Map<string, Array<string>>()
+      for (const token of tokens) {
+        const queue = tokenQueue(token)
+        if (queue === undefined) continue
+        const group = groups.get(queue)
+        if (group === undefined) groups.set(queue, [token])
+        else group.push(token)
+      }
+      return groups
+    }
+
+    const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
+      op(
+        "heartbeat",
+        Effect.gen(function*() {
+          const lost: Array<string> = tokens.filter((token) => tokenQueue(token) === undefined)
+          const cancelled: Array<string> = []
+          for (const [queue, group] of byQueue(tokens)) {
+            const [l, c] = yield* run("heartbeat", queue, NOW(), String(lease), ...group)
+            lost.push(...l)
+            cancelled.push(...c)
+          }
+          return { lost, cancelled } satisfies Heartbeat
+        })
+      )
+
+    const progress = (token: string, value: string) => {
+      const queue = tokenQueue(token)
+      return queue === undefined
+        ? Effect.succeed(false)
+        : op("progress", Effect.map(run("progress", queue, token, value), (n) => n === 1))
+    }
+
+    const settle = (token: string, settlement: Settlement) => {
+      const queue = tokenQueue(token)
+      if (queue === undefined) return Effect.succeed(false)
+      const args = settlement._tag === "Final"
+        ? ["final", settlement.state, settlement.exit === null ? "0" : "1", settlement.exit ?? ""]
+        : settlement._tag === "Retry"
+        ? ["retry", String(settlement.delay), "1", settlement.exit]
+        : ["release", "", "0", ""]
+      return op("settle", Effect.map(run("settle", queue, NOW(), token, ...args), (n) => n === 1), (done) => done)
+    }
+
+    const reap = (backoff: ReadonlyArray<number>) =>
+      op(
+        "reap",
+        Effect.gen(function*() {
+          let count = 0
+          for (const queue of yield* queues) count += yield* run("reap", queue, NOW(), ...backoff.map(String))
+          return count
+        }),
+        (n) => n > 0
+      )
+
+    /** A claim loop's wait (its last claim left it idle) opens the marker watch; others do not. */
+    const wait = (millis: number, since?: number) =>
+      Effect.flatMap(Effect.fiberId, (fiber) =>
+        !hungry.has(fiber)
+          ? signal.wait(millis, since)
+          : Effect.acquireUseRelease(
+            Effect.sync(() => {
+              if (idle++ === 0) idleChanged.notify()
+            }),
+            () => signal.wait(millis, since),
+            () =>
+              Effect.sync(() => {
+                idle--
+                hungry.delete(fiber)
+              })
+          ))
+
+    // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
+    let offset = 0
+    const now: Effect.Effect<number> = cfg.clock === "effect"
+      ? Effect.sync(() => clock.currentTimeMillisUnsafe())
+      : redis.send<[string, string]>("TIME").pipe(
+        Effect.map(([seconds, micros]) => {
+          const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+          offset = server - clock.currentTimeMillisUnsafe()
+          return server
+        }),
+        Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
+      )
+    yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
+    yield* now
+
+    return {
+      enqueue,
+      get: (id) => op("get", getRow(id)),
+      list,
+      cancel,
+      redrive,
+      purge,
+      configure,
+      counts,
+      claim,
+      heartbeat,
+      progress,
+      settle,
+      reap,
+      wait,
+      version: signal.version,
+      waitCancel: cancels.wait,
+      cancelVersion: cancels.version,
+      now
+    } satisfies Store
+  })

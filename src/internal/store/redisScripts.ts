@@ -1,0 +1,347 @@
+/**
+ * The Redis store's Lua scripts: every change of a job's state is one script, so it is atomic on
+ * the server. Each script works on one queue: its keys all start with the queue's base
+ * `{<prefix>:<queue>}`, one hash tag, so they live in one Redis Cluster slot. The base is passed
+ * as `KEYS[1]` (the queue's meta hash) and the other keys are built from it, as BullMQ does.
+ *
+ * Keys of a queue (B = the base):
+ * - `B:job:<id>`      hash: the job (see `redis.ts` for the fields)
+ * - `B:ready:<task>`  zset: visible queued jobs of a task, score −rank, member `<seq, 16 digits><id>`
+ *                     (equal scores sort by member: FIFO within a rank)
+ * - `B:delayed`       zset: queued jobs not yet visible, score visibleAt
+ * - `B:running`       zset: running jobs, score lease expiry
+ * - `B:tokens`        hash: lease token → job id
+ * - `B:dedup`         hash: dedup key → the unfinished job holding it
+ * - `B:all`           zset: every job, score seq (listing, oldest first)
+ * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
+ * - `B:prio`          hash: priority → queued jobs
+ * - `B:tasks`         set: the tasks that have had jobs in this queue
+ * - `B:meta`          hash: paused, aging
+ * - `B:marker`        zset: the wake-up marker idle consumers block on (BZPOPMIN)
+ * - `B:seq`           counter
+ *
+ * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
+ *
+ * @internal
+ */
+
+const PRELUDE = `
+local B = string.sub(KEYS[1], 1, -6)
+local function clock(arg)
+  if arg ~= "" then return tonumber(arg) end
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function jobKey(id) return B .. ":job:" .. id end
+local function member(seq, id) return string.format("%016d", seq) .. id end
+local function rankOf(priority, visible)
+  local aging = tonumber(redis.call("HGET", B .. ":meta", "aging") or "0")
+  if aging > 0 then return priority * aging - visible end
+  return priority
+end
+-- a queued job goes to its task's ready set (waking an idle consumer) or to the delayed set
+local function place(id, now)
+  local j = jobKey(id)
+  local f = redis.call("HMGET", j, "task", "rank", "seq", "visible")
+  local visible = tonumber(f[4])
+  if visible <= now then
+    redis.call("ZADD", B .. ":ready:" .. f[1], -tonumber(f[2]), member(tonumber(f[3]), id))
+    redis.call("ZADD", B .. ":marker", 0, "0")
+  else
+    redis.call("ZADD", B .. ":delayed", visible, id)
+  end
+end
+-- delayed jobs whose time has come become ready
+local function promote(now)
+  local due = redis.call("ZRANGEBYSCORE", B .. ":delayed", "-inf", now, "LIMIT", 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call("ZREM", B .. ":delayed", id)
+    place(id, now)
+  end
+end
+local function unqueue(id)
+  local f = redis.call("HMGET", jobKey(id), "task", "seq", "priority")
+  redis.call("ZREM", B .. ":ready:" .. f[1], member(tonumber(f[2]), id))
+  redis.call("ZREM", B .. ":delayed", id)
+  redis.call("HINCRBY", B .. ":prio", f[3], -1)
+end
+local function queued(id)
+  redis.call("HINCRBY", B .. ":prio", redis.call("HGET", jobKey(id), "priority"), 1)
+end
+local function releaseDedup(id)
+  local key = redis.call("HGET", jobKey(id), "dedup")
+  if key and key ~= "" and redis.call("HGET", B .. ":dedup", key) == id then redis.call("HDEL", B .. ":dedup", key) end
+end
+local function finish(id, state, now)
+  redis.call("HSET", jobKey(id), "state", state, "finished", now, "cancel", "0")
+  redis.call("ZADD", B .. ":final:" .. state, now, id)
+  releaseDedup(id)
+end
+local function endLease(id)
+  local j = jobKey(id)
+  local token = redis.call("HGET", j, "token")
+  if token and token ~= "" then redis.call("HDEL", B .. ":tokens", token) end
+  redis.call("ZREM", B .. ":running", id)
+  redis.call("HSET", j, "token", "", "lease", "")
+end
+`
+
+/** ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt ("" none) */
+export const ENQUEUE = `${PRELUDE}
+local id = ARGV[2]
+if redis.call("EXISTS", jobKey(id)) == 1 then return {id, 0} end
+local hasDedup = ARGV[7] == "1"
+if hasDedup then
+  local other = redis.call("HGET", B .. ":dedup", ARGV[6])
+  if other then return {other, 0} end
+end
+local now = clock(ARGV[1])
+local visible
+if ARGV[11] ~= "" then visible = tonumber(ARGV[11]) else visible = now + tonumber(ARGV[10]) end
+local seq = redis.call("INCR", B .. ":seq")
+redis.call("HSET", jobKey(id), "id", id, "task", ARGV[3], "payload", ARGV[4], "priority", ARGV[5],
+  "rank", rankOf(tonumber(ARGV[5]), visible), "seq", seq, "dedup", hasDedup and ARGV[6] or "",
+  "hasDedup", hasDedup and "1" or "0", "state", "queued", "attempts", 0, "max", ARGV[8], "timeout", ARGV[9],
+  "created", now, "visible", visible, "started", "", "finished", "", "cancel", "0", "token", "", "lease", "")
+redis.call("ZADD", B .. ":all", seq, id)
+redis.call("SADD", B .. ":tasks", ARGV[3])
+if hasDedup then redis.call("HSET", B .. ":dedup", ARGV[6], id) end
+queued(id)
+place(id, now)
+return {id, 1}
+`
+
+/** ARGV: now, limit, lease, taskCount, tasks..., tokens... → array of [token, HGETALL] */
+export const CLAIM = `${PRELUDE}
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
+local now = clock(ARGV[1])
+promote(now)
+local limit = tonumber(ARGV[2])
+local lease = tonumber(ARGV[3])
+local taskCount = tonumber(ARGV[4])
+local out = {}
+for n = 1, limit do
+  local bestKey, bestScore, bestMember
+  for t = 1, taskCount do
+    local key = B .. ":ready:" .. ARGV[4 + t]
+    local head = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")
+    if head[1] then
+      local score = tonumber(head[2])
+      if bestKey == nil or score < bestScore or (score == bestScore and head[1] < bestMember) then
+        bestKey, bestScore, bestMember = key, score, head[1]
+      end
+    end
+  end
+  if bestKey == nil then break end
+  redis.call("ZREM", bestKey, bestMember)
+  local id = string.sub(bestMember, 17)
+  local j = jobKey(id)
+  local token = ARGV[4 + taskCount + n]
+  redis.call("HINCRBY", j, "attempts", 1)
+  redis.call("HSET", j, "state", "running", "started", now, "token", token, "lease", now + lease)
+  redis.call("HINCRBY", B .. ":prio", redis.call("HGET", j, "priority"), -1)
+  redis.call("ZADD", B .. ":running", now + lease, id)
+  redis.call("HSET", B .. ":tokens", token, id)
+  out[#out + 1] = redis.call("HGETALL", j)
+end
+-- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same)
+if #out > 0 then
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+    if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
+      redis.call("ZADD", B .. ":marker", 0, "0")
+      break
+    end
+  end
+end
+return out
+`
+
+/** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
+export const HEARTBEAT = `${PRELUDE}
+local now = clock(ARGV[1])
+local lease = tonumber(ARGV[2])
+local lost, cancelled = {}, {}
+for i = 3, #ARGV do
+  local token = ARGV[i]
+  local id = redis.call("HGET", B .. ":tokens", token)
+  if not id then
+    lost[#lost + 1] = token
+  else
+    local j = jobKey(id)
+    redis.call("HSET", j, "lease", now + lease)
+    redis.call("ZADD", B .. ":running", now + lease, id)
+    if redis.call("HGET", j, "cancel") == "1" then cancelled[#cancelled + 1] = token end
+  end
+end
+return {lost, cancelled}
+`
+
+/** ARGV: token, progress → 1 or 0 */
+export const PROGRESS = `${PRELUDE}
+local id = redis.call("HGET", B .. ":tokens", ARGV[1])
+if not id then return 0 end
+redis.call("HSET", jobKey(id), "progress", ARGV[2])
+return 1
+`
+
+/**
+ * ARGV: now, token, kind (final|retry|release), state (final) or delay (retry), hasExit, exit → 1 or 0
+ */
+export const SETTLE = `${PRELUDE}
+local id = redis.call("HGET", B .. ":tokens", ARGV[2])
+if not id then return 0 end
+local now = clock(ARGV[1])
+local j = jobKey(id)
+endLease(id)
+local kind = ARGV[3]
+if ARGV[5] == "1" then redis.call("HSET", j, "exit", ARGV[6]) elseif kind == "final" then redis.call("HDEL", j, "exit") end
+if kind == "final" then
+  finish(id, ARGV[4], now)
+elseif kind == "retry" then
+  local visible = now + tonumber(ARGV[4])
+  redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
+  queued(id)
+  place(id, now)
+else
+  -- given back: where it was in the queue, its attempt not counted
+  redis.call("HINCRBY", j, "attempts", -1)
+  redis.call("HSET", j, "state", "queued")
+  queued(id)
+  place(id, now)
+end
+return 1
+`
+
+/** ARGV: now, backoff... → how many were taken back */
+export const REAP = `${PRELUDE}
+local now = clock(ARGV[1])
+local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
+local count = 0
+for i = 1, #expired, 2 do
+  local id = expired[i]
+  if tonumber(expired[i + 1]) < now then
+    count = count + 1
+    local j = jobKey(id)
+    endLease(id)
+    redis.call("HDEL", j, "exit")
+    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority")
+    local attempts = tonumber(f[2])
+    if f[1] == "1" then
+      finish(id, "cancelled", now)
+    elseif attempts >= tonumber(f[3]) then
+      finish(id, "dead", now)
+    else
+      local backoff = 0
+      local n = #ARGV - 1
+      if n > 0 then backoff = tonumber(ARGV[1 + math.min(attempts, n)]) end
+      local visible = now + backoff
+      redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
+      queued(id)
+      place(id, now)
+    end
+  end
+end
+return count
+`
+
+/** ARGV: now, id, cancel channel → "cancelled" | "requested" | "finished" | "missing" */
+export const CANCEL = `${PRELUDE}
+local id = ARGV[2]
+local state = redis.call("HGET", jobKey(id), "state")
+if not state then return "missing" end
+if state == "queued" then
+  unqueue(id)
+  redis.call("HDEL", jobKey(id), "exit")
+  finish(id, "cancelled", clock(ARGV[1]))
+  return "cancelled"
+elseif state == "running" then
+  redis.call("HSET", jobKey(id), "cancel", "1")
+  redis.call("PUBLISH", ARGV[3], id)
+  return "requested"
+end
+return "finished"
+`
+
+/** ARGV: now, id → 1 or 0 */
+export const REDRIVE = `${PRELUDE}
+local id = ARGV[2]
+local j = jobKey(id)
+if redis.call("HGET", j, "state") ~= "dead" then return 0 end
+local f = redis.call("HMGET", j, "hasDedup", "dedup", "priority")
+if f[1] == "1" and redis.call("HEXISTS", B .. ":dedup", f[2]) == 1 then return 0 end
+local now = clock(ARGV[1])
+redis.call("ZREM", B .. ":final:dead", id)
+redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
+  "rank", rankOf(tonumber(f[3]), now))
+if f[1] == "1" then redis.call("HSET", B .. ":dedup", f[2], id) end
+queued(id)
+place(id, now)
+return 1
+`
+
+/** ARGV: before, states... → the ids deleted */
+export const PURGE = `${PRELUDE}
+local before = tonumber(ARGV[1])
+local gone = {}
+for i = 2, #ARGV do
+  local key = B .. ":final:" .. ARGV[i]
+  local done = redis.call("ZRANGEBYSCORE", key, "-inf", before, "WITHSCORES", "LIMIT", 0, 10000)
+  for k = 1, #done, 2 do
+    local id = done[k]
+    if tonumber(done[k + 1]) < before then
+      redis.call("ZREM", key, id)
+      redis.call("ZREM", B .. ":all", id)
+      redis.call("DEL", jobKey(id))
+      gone[#gone + 1] = id
+    end
+  end
+end
+return gone
+`
+
+/** ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged) */
+export const CONFIGURE = `${PRELUDE}
+if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "paused", ARGV[1]) end
+if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "aging", ARGV[2]) end
+if ARGV[1] == "0" then redis.call("ZADD", B .. ":marker", 0, "0") end
+return 1
+`
+
+/** ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL} */
+export const COUNTS = `${PRELUDE}
+local now = clock(ARGV[1])
+local waiting = redis.call("ZCOUNT", B .. ":delayed", "-inf", now)
+for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+  waiting = waiting + redis.call("ZCARD", B .. ":ready:" .. task)
+end
+return {
+  redis.call("HGET", KEYS[1], "paused") == "1" and 1 or 0,
+  waiting,
+  redis.call("ZCARD", B .. ":delayed") - redis.call("ZCOUNT", B .. ":delayed", "-inf", now),
+  redis.call("ZCARD", B .. ":running"),
+  redis.call("ZCARD", B .. ":final:succeeded"),
+  redis.call("ZCARD", B .. ":final:dead"),
+  redis.call("ZCARD", B .. ":final:cancelled"),
+  redis.call("HGETALL", B .. ":prio")
+}
+`
+
+/** ARGV: limit, states... ("" for every state) → HGETALL of each, oldest first */
+export const LIST = `${PRELUDE}
+local limit = tonumber(ARGV[1])
+local wanted = {}
+local any = #ARGV < 2
+for i = 2, #ARGV do wanted[ARGV[i]] = true end
+local out = {}
+local from = 0
+while #out < limit do
+  local ids = redis.call("ZRANGE", B .. ":all", from, from + 499)
+  if #ids == 0 then break end
+  from = from + 500
+  for _, id in ipairs(ids) do
+    if #out >= limit then break end
+    if any or wanted[redis.call("HGET", jobKey(id), "state")] then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
+  end
+end
+return out
+`

@@ -1,0 +1,67 @@
+/**
+ * The Redis server the tests use: `WORKPOOL_REDIS_URL` (`.ci/run` starts one on loopback and sets
+ * it). Without it the Redis tests are skipped with a message, except under `CI=true`, where a
+ * missing server is a failure. Each test gets its own key prefix, whose keys are deleted when its
+ * file ends (the server may be shared: never FLUSHALL).
+ */
+import { Effect, Layer } from "effect"
+import { createClient } from "redis"
+import { afterAll } from "vitest"
+
+type Client = ReturnType<typeof createClient<{}, {}, {}, 2, {}>>
+import * as JobStore from "../../src/JobStore.ts"
+import * as RedisStore from "../../src/internal/store/redis.ts"
+import * as RedisJobStore from "../../src/RedisJobStore.ts"
+
+export const url = process.env.WORKPOOL_REDIS_URL
+if (url === undefined || url === "") {
+  if (process.env.CI === "true") throw new Error("WORKPOOL_REDIS_URL is not set: under CI=true the Redis tests must run")
+  console.warn("WORKPOOL_REDIS_URL is not set: the Redis store's tests are skipped (.ci/run shows how to start a server)")
+}
+export const enabled = url !== undefined && url !== ""
+
+const prefixes: Array<string> = []
+let n = 0
+/** A key prefix of its own, whose keys are deleted after the file's tests. */
+export const freshPrefix = () => {
+  const prefix = `wp-test:${process.pid}:${Date.now().toString(36)}:${++n}`
+  prefixes.push(prefix)
+  return prefix
+}
+
+/** Runs commands on the test server outside any store (setup, cleanup, inspection). */
+export const admin = async <A>(f: (client: Client) => Promise<A>, on = url!): Promise<A> => {
+  const client: Client = createClient({ url: on, RESP: 2 })
+  client.on("error", () => {})
+  await client.connect()
+  try {
+    return await f(client)
+  } finally {
+    client.destroy()
+  }
+}
+
+/** Every key of a prefix: its queues' (`{prefix:queue}:...`) and its own (`{prefix}:...`). */
+export const keysOf = (client: Client, prefix: string) =>
+  client.keys(`{${prefix}[:}]*`)
+
+if (enabled) {
+  afterAll(() =>
+    admin(async (client) => {
+      for (const prefix of prefixes) {
+        const keys = await keysOf(client, prefix)
+        for (let i = 0; i < keys.length; i += 500) await client.del(keys.slice(i, i + 500))
+      }
+    })
+  )
+}
+
+/**
+ * The store on its own prefix, its time from the Effect Clock (so that `TestClock` drives leases and
+ * delays, as on the other stores); the public layer uses the server's `TIME`.
+ */
+export const testLayer = (prefix = freshPrefix()): Layer.Layer<JobStore.JobStore, any> =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.flatMap(RedisStore.options({ url: url!, prefix }), (cfg) => RedisJobStore.make({ ...cfg, clock: "effect" }))
+  )
