@@ -25,11 +25,9 @@
  *
  * @since 0.3.0
  */
-import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import type { Duration } from "effect"
-import { Context, Effect, Layer, Redacted } from "effect"
-import * as Redis from "effect/persistence/Redis"
-import { StoreError } from "./DurableError.ts"
+import type { Duration, Redacted } from "effect"
+import { Effect, Layer } from "effect"
+import type { StoreError } from "./DurableError.ts"
 import * as Model from "./internal/store/model.ts"
 import * as RedisStore from "./internal/store/redis.ts"
 
@@ -58,26 +56,6 @@ export interface RedisJobStoreOptions {
   readonly connectTimeout?: Duration.Input | undefined
 }
 
-/** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
-const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
-  connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
-
-/** @internal */
-export const make = (cfg: RedisStore.Config) =>
-  Effect.gen(function*() {
-    // a server that cannot be reached at first is an error; once connected, the client reconnects
-    // for as long as it takes, and commands sent meanwhile fail at once (no offline queue) with
-    // StoreError instead of hanging their callers
-    const connected = { value: false }
-    const context = yield* Layer.build(NodeRedis.layer({
-      url: Redacted.value(cfg.url),
-      disableOfflineQueue: true,
-      socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
-    })).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: RedisStore.reasonOf(error) })))
-    connected.value = true
-    return yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, Context.get(context, Redis.Redis))
-  })
-
 /**
  * A store in a Redis. Building the layer connects (an unreachable server fails with `StoreError`)
  * and starts listening for cancels. A lost connection fails the operations in flight, and those
@@ -101,4 +79,4 @@ export const make = (cfg: RedisStore.Config) =>
  * @category layers
  */
 export const layer = (options: RedisJobStoreOptions): Layer.Layer<Model.JobStore, StoreError> =>
-  Layer.effect(Model.JobStore, Effect.flatMap(RedisStore.options(options), make))
+  Layer.effect(Model.JobStore, Effect.flatMap(RedisStore.options(options), RedisStore.open))

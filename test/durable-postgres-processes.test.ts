@@ -1,189 +1,31 @@
 /**
- * Durable jobs across real processes on Postgres: consumer processes (fixtures/durable-consumer.ts)
- * killed with SIGKILL, frozen with SIGSTOP, killed between a job's success and its acknowledgement,
- * and the server itself stopped and started mid-run. Every wait is for an event (a line from a
- * child, a child's exit, a state in the store) under an overall deadline.
+ * Durable jobs across real processes on Postgres (the scenarios are in durable/processes.ts, shared
+ * with Redis): kill -9, killed between success and ack, a zombie, and the server stopped
+ * (`pg_ctl stop -m fast`) and started mid-run.
  */
-import { Effect, Layer, ManagedRuntime, Schedule } from "effect"
-import { afterAll, assert, describe, it } from "vitest"
-import * as JobQueue from "../src/JobQueue.ts"
-import type * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import { type Consumer, startConsumer, untilFinal, waitUntil } from "./durable/children.ts"
 import * as pg from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
-import { Work } from "./fixtures/durable-tasks.ts"
+import { processProofs, restartProof, setup } from "./durable/processes.ts"
 
-const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
-afterAll(() => Promise.all(runtimes.map((runtime) => runtime.dispose())))
+const onServer = (url: string, schema: string) =>
+  setup(PgJobStore.layer({ url, schema, maxConnections: 2 }), url, { WORKPOOL_PG_SCHEMA: schema })
 
-/** A producer's runtime and the consumers' arguments, on a schema of their own. */
-const setup = (url: string, schema: string) => {
-  const runtime = ManagedRuntime.make(
-    PgJobStore.layer({ url, schema, maxConnections: 2 }) as Layer.Layer<JobStore.JobStore, never>
-  )
-  runtimes.push(runtime)
-  const consumer = (concurrency: number, lease: number, jobMillis: number, mode?: string) =>
-    startConsumer(url, { concurrency, lease, jobMillis, env: { WORKPOOL_PG_SCHEMA: schema }, ...(mode ? { mode } : {}) })
-  return { runtime, consumer }
-}
-
-const ready = (consumers: ReadonlyArray<Consumer>) =>
-  waitUntil(consumers, () => consumers.every((c) => c.lines.includes("ready")), "every consumer is ready")
-
-const stop = async (consumers: ReadonlyArray<Consumer>) => {
-  for (const c of consumers) c.child.kill("SIGTERM")
-  await Promise.all(consumers.map((c) => c.exited))
-  // runMain's exit code for an interrupted main: 130
-  for (const c of consumers) assert.strictEqual(c.child.exitCode, 130, `${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
-}
-
-describe.skipIf(!pg.enabled)("durable jobs across processes (Postgres)", () => {
-  it("kill -9 of one of 4 consumers × 4 mid-run on 2,000 jobs: every job finishes, 0 lost, duplicates only of the killed one's jobs in flight", {
-    timeout: 180_000
-  }, async () => {
-    const JOBS = 2000
-    const LEASE = 3000
-    const { consumer, runtime } = setup(pg.url!, pg.freshSchema())
-    const ids = await runtime.runPromise(
-      Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
-        Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
-    )
-    const consumers = [0, 1, 2, 3].map(() => consumer(4, LEASE, 20))
-    const [victim, ...survivors] = consumers as [Consumer, ...Array<Consumer>]
-    await waitUntil(consumers, () => victim.started.length >= 40, "the victim has started 40 jobs")
-    victim.child.kill("SIGKILL")
-    await victim.exited
-    const killedAt = Date.now()
-    // what the victim held when it died: running jobs whose last start was the victim's
-    const running = await runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS }))
-    const lastStarter = new Map<number, Consumer>()
-    const byId = new Map(ids.map((id, n) => [id, n]))
-    for (const c of consumers) for (const n of c.started) lastStarter.set(n, c)
-    const inFlight = new Set(running.map((job) => byId.get(job.id)!).filter((n) => lastStarter.get(n) === victim))
-    assert.isAbove(inFlight.size, 0, "the victim had jobs in flight")
-    // redelivered: each of them starts again in a survivor
-    await waitUntil(
-      survivors,
-      () => Array.from(inFlight).every((n) => survivors.some((c) => c.started.includes(n))),
-      "the killed process's jobs started elsewhere"
-    )
-    const redelivery = Date.now() - killedAt
-    const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
-    assert.strictEqual(stats.succeeded, JOBS, "0 lost, none dead")
-    const results = await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id)))
-    assert.deepStrictEqual(results, ids.map((_, n) => n))
-    const starts = new Map<number, number>()
-    for (const c of consumers) for (const n of c.started) starts.set(n, (starts.get(n) ?? 0) + 1)
-    const duplicates = Array.from(starts).filter(([, count]) => count > 1).map(([n]) => n)
-    assert.strictEqual(starts.size, JOBS)
-    for (const n of duplicates) assert.isTrue(inFlight.has(n), `job ${n} ran twice but was not in flight in the killed process`)
-    assert.isAtMost(duplicates.length, inFlight.size)
-    if (process.env.DURABLE_DEBUG) console.log({ inFlight: inFlight.size, duplicates: duplicates.length, redelivery })
-    await stop(survivors)
-  })
-
-  it("killed between a job's success and its acknowledgement: the job runs exactly once more, elsewhere, and its result is stored", {
-    timeout: 120_000
-  }, async () => {
-    const LEASE = 1500
-    const { consumer, runtime } = setup(pg.url!, pg.freshSchema())
-    const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 3 }, { maxAttempts: 5 }))
-    const dying = consumer(1, LEASE, 10, "die-at-settle")
-    await dying.exited
-    assert.deepStrictEqual([dying.child.signalCode, dying.lines.filter((l) => l !== "ready")], ["SIGKILL", ["start 3", "done 3"]])
-    assert.strictEqual((await runtime.runPromise(JobQueue.status(job.id))).state, "running")
-    const other = consumer(1, LEASE, 10)
-    assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 3)
-    const info = await runtime.runPromise(JobQueue.status(job.id))
-    assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
-    assert.deepStrictEqual(other.started, [3])
-    await stop([other])
-  })
-
-  it("a consumer frozen (SIGSTOP) past its lease: another runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {
-    timeout: 120_000
-  }, async () => {
-    const LEASE = 1500
-    const { consumer, runtime } = setup(pg.url!, pg.freshSchema())
-    const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
-    const zombie = consumer(1, LEASE, 60_000)
-    await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
-    zombie.child.kill("SIGSTOP")
-    const other = consumer(1, LEASE, 50)
-    await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
-    assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
-    zombie.child.kill("SIGCONT")
-    await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie interrupted its attempt")
-    assert.notInclude(zombie.lines, "done 7")
-    const info = await runtime.runPromise(JobQueue.status(job.id))
-    assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
-    await stop([zombie, other])
-  })
-})
+processProofs("Postgres", pg.enabled, () => onServer(pg.url!, pg.freshSchema()))
 
 const binaries = pgServer.binaries()
 if (binaries === undefined && process.env.CI === "true") {
   throw new Error("no Postgres server binaries (apt-get install postgresql, or set WORKPOOL_PG_BIN): under CI=true the restart test must run")
 }
 
-describe.skipIf(binaries === undefined)("durable jobs across a Postgres restart", () => {
-  it("the server stops and starts mid-run under 3 consumer processes and a producer: both see typed errors, reconnect, 0 jobs lost", {
-    timeout: 240_000
-  }, async () => {
-    // a server of its own: the shared one serves other test files meanwhile
-    const server = await pgServer.startServer(binaries!)
-    try {
-      const JOBS = 600
-      const { consumer, runtime } = setup(server.url, "workpool")
-      await runtime.runPromise(JobQueue.stats("default")) // the tables, before the consumers start
-      const consumers = [0, 1, 2].map(() => consumer(4, 3000, 20))
-      await ready(consumers)
-      // the producer: half the jobs, then (once the server is down) the other half, each enqueue
-      // retried on StoreError; the dedup key makes a retry of an enqueue that did commit a no-op
-      let serverDown = () => {}
-      const down = new Promise<void>((resolve) => {
-        serverDown = resolve
-      })
-      const producerErrors: Array<string> = []
-      const ids = new Map<number, string>()
-      const enqueue = (n: number) =>
-        JobQueue.enqueue(Work, { n }, { dedupKey: `job-${n}`, maxAttempts: 100 }).pipe(
-          Effect.tapError((error) => Effect.sync(() => producerErrors.push(error._tag))),
-          Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(100) }),
-          Effect.map((job) => ids.set(n, job.id))
-        )
-      const producer = runtime.runPromise(Effect.gen(function*() {
-        for (let n = 0; n < JOBS / 2; n++) yield* enqueue(n)
-        yield* Effect.promise(() => down)
-        for (let n = JOBS / 2; n < JOBS; n++) yield* enqueue(n)
-      }))
-      await waitUntil(consumers, () => consumers.reduce((sum, c) => sum + c.started.length, 0) >= 60, "60 jobs started")
-      await server.stop()
-      serverDown()
-      // both sides notice: the producer's enqueues fail with StoreError, the consumers log failed claims
-      await waitUntil(
-        consumers,
-        () => producerErrors.length > 0 && consumers.some((c) => c.warnings > 0),
-        "the producer and a consumer saw the server go"
-      )
-      await server.start()
-      await producer
-      assert.isTrue(producerErrors.every((tag) => tag === "StoreError"), producerErrors.join())
-      const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
-      assert.strictEqual(stats.succeeded, JOBS, "0 lost, none dead")
-      const all = await runtime.runPromise(JobQueue.list({ limit: 10 * JOBS }))
-      assert.strictEqual(all.length, JOBS, "one job per enqueue: a retried enqueue did not add one")
-      const results = await runtime.runPromise(Effect.forEach(Array.from(ids), ([, id]) => JobQueue.await(Work, id)))
-      assert.deepStrictEqual(results, Array.from(ids.keys()))
-      // the consumers lived through it, and still shut down gracefully
-      for (const c of consumers) assert.strictEqual(c.child.exitCode, null, `${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
-      if (process.env.DURABLE_DEBUG) {
-        console.log({ producerErrors: producerErrors.length, warnings: consumers.map((c) => c.warnings) })
-      }
-      await stop(consumers)
-    } finally {
-      await server.destroy()
+restartProof(
+  "Postgres",
+  binaries === undefined ? undefined : {
+    how: "stops and starts",
+    start: async () => {
+      const server = await pgServer.startServer(binaries)
+      return { url: server.url, down: server.stop, up: server.start, destroy: server.destroy }
     }
-  })
-})
+  },
+  (url) => onServer(url, "workpool")
+)

@@ -11,7 +11,6 @@ import { afterAll } from "vitest"
 type Client = ReturnType<typeof createClient<{}, {}, {}, 2, {}>>
 import * as JobStore from "../../src/JobStore.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
-import * as RedisJobStore from "../../src/RedisJobStore.ts"
 
 export const url = process.env.WORKPOOL_REDIS_URL
 if (url === undefined || url === "") {
@@ -63,5 +62,5 @@ if (enabled) {
 export const testLayer = (prefix = freshPrefix()): Layer.Layer<JobStore.JobStore, any> =>
   Layer.effect(
     JobStore.JobStore,
-    Effect.flatMap(RedisStore.options({ url: url!, prefix }), (cfg) => RedisJobStore.make({ ...cfg, clock: "effect" }))
+    Effect.flatMap(RedisStore.options({ url: url!, prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
   )

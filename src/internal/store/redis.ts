@@ -23,7 +23,8 @@
  *
  * @internal
  */
-import { Clock, Effect, Queue, Redacted } from "effect"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import { Clock, Context, Effect, Layer, Queue, Redacted } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
 import { StoreError } from "../../DurableError.ts"
@@ -484,4 +485,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       cancelVersion: cancels.version,
       now
     } satisfies Store
+  })
+
+/** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
+const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
+  connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
+
+/** The store on a client of its own (`NodeRedis`), connected to `cfg.url`. */
+export const open = (cfg: Config) =>
+  Effect.gen(function*() {
+    // a server that cannot be reached at first is an error; once connected, the client reconnects
+    // for as long as it takes, and commands sent meanwhile fail at once (no offline queue) with
+    // StoreError instead of hanging their callers
+    const connected = { value: false }
+    const context = yield* Layer.build(NodeRedis.layer({
+      url: Redacted.value(cfg.url),
+      disableOfflineQueue: true,
+      socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
+    })).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
+    connected.value = true
+    return yield* Effect.provideService(make(cfg), Redis.Redis, Context.get(context, Redis.Redis))
   })
