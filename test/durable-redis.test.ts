@@ -1,12 +1,138 @@
 /**
  * The Redis store: the conformance suite (under TestClock, the store's time from the Effect Clock),
- * then what only Redis does, live on the public layer (the server's clock).
+ * then what only Redis does, live on the public layer (the server's clock): delays on the server's
+ * `TIME`, wake-ups across store instances by BZPOPMIN on the marker, every key of a queue under
+ * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
-import { describe } from "@effect/vitest"
-import { conformance } from "./durable/conformance.ts"
-import { enabled, testLayer } from "./durable/redis.ts"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Latch, Redacted, Schedule } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { conformance, Echo } from "./durable/conformance.ts"
+import { admin, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
   conformance("Redis", () => testLayer())
+
+  const layer = (prefix: string, options: Partial<RedisJobStore.RedisJobStoreOptions> = {}) =>
+    RedisJobStore.layer({ url: url!, prefix, ...options })
+
+  /** Until a connection of this prefix's store is blocked in BZPOPMIN (CLIENT LIST says so). */
+  const blocked = (prefix: string) =>
+    admin(async (client) => {
+      const deadline = Date.now() + 20_000
+      while (Date.now() < deadline) {
+        const clients = await client.clientList()
+        if (clients.some((c) => c.name === `effect-workpool:${prefix}` && c.cmd === "bzpopmin")) return
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      throw new Error("no connection of the store is blocked in BZPOPMIN")
+    })
+
+  describe("the Redis store", () => {
+    it.effect("a delay counts on the server's clock (TIME), not the producer's (here a TestClock at 1970)", () =>
+      Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+        const info = yield* JobQueue.status(job.id)
+        assert.strictEqual(info.state, "delayed")
+        const expected = Date.now() + 3_600_000
+        assert.isTrue(
+          Math.abs(info.visibleAt.getTime() - expected) < 60_000,
+          `visible at ${info.visibleAt.toISOString()}, expected about ${new Date(expected).toISOString()}`
+        )
+        const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
+        assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
+      }).pipe(Effect.provide(layer(freshPrefix()))))
+
+    it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (BZPOPMIN)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+          const results: Array<number> = []
+          for (let n = 1; n <= 3; n++) {
+            // the claim loop has claimed nothing and this store blocks in BZPOPMIN: then another
+            // "process" enqueues
+            yield* Effect.promise(() => blocked(prefix))
+            const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n }), layer(prefix))
+            results.push(yield* JobQueue.await(Echo, job.id))
+          }
+          return results
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(result, [2, 4, 6])
+      }), { timeout: 60_000 })
+
+    it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: ["a", "b"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2 })
+          const jobs = yield* Effect.forEach([1, 2, 3, 4], (n) =>
+            JobQueue.enqueue(Echo, { n }, { queue: n % 2 === 0 ? "a" : "b", dedupKey: `k${n}`, delay: n === 4 ? "1 hour" : 0 }))
+          yield* Effect.forEach(jobs.slice(0, 3), (job) => JobQueue.await(Echo, job.id))
+          yield* JobQueue.cancel(jobs[3]!.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+        const keys = yield* Effect.promise(() => admin((client) => keysOf(client, prefix)))
+        const tagged = (key: string) => /^\{([^}]*)\}/.exec(key)?.[1]
+        const tags = new Set(keys.map(tagged))
+        assert.deepStrictEqual([...tags].sort(), [prefix, `${prefix}:a`, `${prefix}:b`].sort())
+        // the keys outside a queue's slot: the id → queue index and the list of queues
+        assert.deepStrictEqual(keys.filter((key) => tagged(key) === prefix).sort(), [`{${prefix}}:ids`, `{${prefix}}:queues`])
+      }), { timeout: 60_000 })
+
+    it.live("bad options and unreachable servers fail with a typed StoreError; nothing hangs", () =>
+      Effect.gen(function*() {
+        const run = (options: RedisJobStore.RedisJobStoreOptions) => Effect.flip(Effect.provide(JobQueue.stats("default"), RedisJobStore.layer(options)))
+        const notUrl = yield* run({ url: "http://root:secret@localhost:6379" })
+        assert.instanceOf(notUrl, StoreError)
+        assert.match(notUrl.message, /url.*redis:\/\//)
+        assert.notInclude(notUrl.message, "secret", "the URL may hold a password: it is not repeated")
+        const prefix = yield* run({ url: url!, prefix: "a{b}" })
+        assert.match(prefix.message, /prefix.*"a\{b\}"/)
+        const timeout = yield* run({ url: url!, connectTimeout: -1 })
+        assert.match(timeout.message, /connectTimeout/)
+        // a port where nobody listens: refused at once
+        const refused = yield* run({ url: Redacted.make("redis://:secret@127.0.0.1:9"), connectTimeout: "5 seconds" })
+        assert.strictEqual((refused as StoreError).operation, "open")
+        assert.match(refused.message, /ECONNREFUSED/)
+        assert.notInclude(refused.message, "secret")
+      }), { timeout: 60_000 })
+
+    it.live("connections killed under a running consumer: the operations in flight fail typed, the next ones reconnect, the job finishes", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const result = yield* Effect.gen(function*() {
+          const gate = yield* Latch.make(false)
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(gate.await, n))],
+            concurrency: 1,
+            lease: "5 seconds",
+            poll: 50
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+          while ((yield* JobQueue.status(job.id)).state !== "running") yield* Effect.sleep(10)
+          // every connection of this store (the commands', the blocked BZPOPMIN's, the subscriber's)
+          const killed = yield* Effect.promise(() =>
+            admin(async (client) => {
+              const ids = (await client.clientList()).filter((c) => c.name === `effect-workpool:${prefix}`).map((c) => c.id)
+              for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", String(id)])
+              return ids.length
+            })
+          )
+          assert.isAtLeast(killed, 3)
+          yield* gate.open
+          const errors: Array<string> = []
+          const value = yield* JobQueue.await(Echo, job.id).pipe(
+            Effect.tapError((error) => Effect.sync(() => errors.push(error._tag))),
+            Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(20), times: 50 })
+          )
+          return { value, errors }
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("60 seconds"))
+        assert.strictEqual(result.value, 7)
+        assert.isTrue(result.errors.every((tag) => tag === "StoreError"), result.errors.join())
+      }), { timeout: 90_000 })
+  })
 }

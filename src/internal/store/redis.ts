@@ -167,8 +167,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const queueOfId = (id: string) => redis.send<string | null>("HGET", IDS, id)
 
     // --- wake-ups: BZPOPMIN on each watched queue's marker while a claim loop of this store waits
-    /** The fibers whose last claim left them with free slots: an idle consumer's claim loop. */
-    const hungry = new Set<number>()
+    /**
+     * A claim that left free slots is followed by its claim loop's wait for a wake-up: that wait
+     * (the next one to start) counts as an idle consumer while it lasts; awaiters' waits do not.
+     */
+    let claimedShort = false
     let idle = 0
     const idleChanged = makeSignal()
     const watched = new Set<string>()
@@ -367,10 +370,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           }
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
-          // an idle claim loop: the fiber that will wait for a wake-up
-          const fiber = yield* Effect.fiberId
-          if (claims.length < request.limit) hungry.add(fiber)
-          else hungry.delete(fiber)
+          claimedShort = claims.length < request.limit
           return claims.map(({ job, token }): Claim => ({ job, token }))
         }),
         (claims) => claims.length > 0
@@ -433,22 +433,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0
       )
 
-    /** A claim loop's wait (its last claim left it idle) opens the marker watch; others do not. */
+    /** An idle claim loop's wait opens the marker watch while it lasts; other waits do not. */
     const wait = (millis: number, since?: number) =>
-      Effect.flatMap(Effect.fiberId, (fiber) =>
-        !hungry.has(fiber)
-          ? signal.wait(millis, since)
-          : Effect.acquireUseRelease(
-            Effect.sync(() => {
-              if (idle++ === 0) idleChanged.notify()
-            }),
-            () => signal.wait(millis, since),
-            () =>
-              Effect.sync(() => {
-                idle--
-                hungry.delete(fiber)
-              })
-          ))
+      Effect.suspend(() => {
+        if (!claimedShort) return signal.wait(millis, since)
+        claimedShort = false
+        if (idle++ === 0) idleChanged.notify()
+        return Effect.ensuring(signal.wait(millis, since), Effect.sync(() => idle--))
+      })
 
     // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
     let offset = 0
@@ -500,6 +492,8 @@ export const open = (cfg: Config) =>
     const connected = { value: false }
     const context = yield* Layer.build(NodeRedis.layer({
       url: Redacted.value(cfg.url),
+      // CLIENT LIST shows whose connections these are
+      name: `effect-workpool:${cfg.prefix}`,
       disableOfflineQueue: true,
       socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
     })).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
