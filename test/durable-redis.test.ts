@@ -5,13 +5,14 @@
  * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Latch, Redacted, Schedule } from "effect"
+import { Effect, Latch, Logger, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -100,6 +101,26 @@ else {
         assert.match(refused.message, /ECONNREFUSED/)
         assert.notInclude(refused.message, "secret")
       }), { timeout: 60_000 })
+
+    it.live("a server that evicts keys when full is named in a warning: jobs would be lost", () =>
+      Effect.gen(function*() {
+        const binary = redisServer.binary()
+        if (binary === undefined) return assert.fail("no redis-server binary")
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => redisServer.startServer(binary, ["--maxmemory-policy", "allkeys-lru"])),
+          (server) => Effect.promise(server.destroy)
+        )
+        const logged: Array<string> = []
+        const logger = Logger.make((options) => logged.push(`${options.logLevel} ${String(options.message)}`))
+        yield* Effect.provide(JobQueue.stats("default"), RedisJobStore.layer({ url: server.url })).pipe(
+          Effect.provide(Logger.layer([logger]))
+        )
+        assert.isTrue(logged.some((line) => /^Warn.*maxmemory-policy allkeys-lru.*noeviction/.test(line)), logged.join("\n"))
+        // and none on the test server (noeviction)
+        logged.length = 0
+        yield* Effect.provide(JobQueue.stats("default"), layer(freshPrefix())).pipe(Effect.provide(Logger.layer([logger])))
+        assert.deepStrictEqual(logged.filter((line) => line.includes("maxmemory")), [])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("connections killed under a running consumer: the operations in flight fail typed, the next ones reconnect, the job finishes", () =>
       Effect.gen(function*() {

@@ -63,14 +63,15 @@ export interface Server {
   readonly destroy: () => Promise<void>
 }
 
-export const startServer = async (bin: string): Promise<Server> => {
+/** `args`: more server options, e.g. `["--maxmemory-policy", "allkeys-lru"]`. */
+export const startServer = async (bin: string, args: ReadonlyArray<string> = []): Promise<Server> => {
   const dir = mkdtempSync(join(tmpdir(), "wp-redis-"))
   const port = await freePort()
   let child: ChildProcess | undefined
   const start = async () => {
     child = spawn(bin, [
       "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-      "--appendonly", "yes", "--appendfsync", "always", "--logfile", join(dir, "redis.log")
+      "--appendonly", "yes", "--appendfsync", "always", "--logfile", join(dir, "redis.log"), ...args
     ], { stdio: "ignore" })
     await accepting(port)
   }

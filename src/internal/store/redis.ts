@@ -455,6 +455,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
       )
     yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
+    // an evicting server drops job keys when it is full: jobs lost without a trace (BullMQ warns too)
+    const policy = yield* redis.send<Array<string> | Record<string, string>>("CONFIG", "GET", "maxmemory-policy").pipe(
+      Effect.map((reply) => Array.isArray(reply) ? reply[1] : reply["maxmemory-policy"]),
+      Effect.orElseSucceed(() => undefined) // CONFIG is disabled on some managed servers
+    )
+    if (policy !== undefined && policy !== "noeviction") {
+      yield* Effect.logWarning(
+        `effect-workpool: this Redis evicts keys when full (maxmemory-policy ${policy}): jobs can be lost; set maxmemory-policy noeviction`
+      )
+    }
     yield* now
 
     return {
