@@ -54,6 +54,11 @@ export interface RedisJobStoreOptions {
   readonly prefix?: string | undefined
   /** How long to wait for a connection to open; default 10 seconds. */
   readonly connectTimeout?: Duration.Input | undefined
+  /**
+   * `url` is one node of a Redis Cluster (the client finds the others); default false. A queue's
+   * keys are in one slot, so each script runs on one node; queues spread over the nodes.
+   */
+  readonly cluster?: boolean | undefined
 }
 
 /**

@@ -64,3 +64,12 @@ export const testLayer = (prefix = freshPrefix()): Layer.Layer<JobStore.JobStore
     JobStore.JobStore,
     Effect.flatMap(RedisStore.options({ url: url!, prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
   )
+
+/** The store on a Redis Cluster (one node's URL), its time from the Effect Clock. */
+export const clusterLayer = (clusterUrl: () => string, prefix = freshPrefix()): Layer.Layer<JobStore.JobStore, any> =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.suspend(() =>
+      Effect.flatMap(RedisStore.options({ url: clusterUrl(), prefix, cluster: true }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
+    )
+  )

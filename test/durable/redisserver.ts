@@ -8,7 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 
 /** The server binary: WORKPOOL_REDIS_BIN, or redis-server on the PATH (Debian's package). */
 export const binary = (): string | undefined => {
@@ -91,5 +91,39 @@ export const startServer = async (bin: string, args: ReadonlyArray<string> = [])
       await kill()
       rmSync(dir, { recursive: true, force: true })
     }
+  }
+}
+
+export interface Cluster {
+  /** One node's URL: the client finds the others. */
+  readonly url: string
+  readonly nodes: ReadonlyArray<Server>
+  readonly destroy: () => Promise<void>
+}
+
+/** A Redis Cluster of `size` masters (no replicas) on free loopback ports, each a private server. */
+export const startCluster = async (bin: string, size = 3): Promise<Cluster> => {
+  const nodes: Array<Server> = []
+  const destroy = () => Promise.all(nodes.map((node) => node.destroy())).then(() => undefined)
+  try {
+    for (let i = 0; i < size; i++) {
+      nodes.push(await startServer(bin, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]))
+    }
+    const cli = join(dirname(bin), "redis-cli")
+    const addresses = nodes.map((node) => node.url.replace("redis://", ""))
+    execFileSync(cli, ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"], { stdio: "ignore" })
+    // every node agrees that every slot is served
+    const deadline = Date.now() + 60_000
+    for (const address of addresses) {
+      const [host, port] = address.split(":")
+      while (!execFileSync(cli, ["-h", host!, "-p", port!, "cluster", "info"]).toString().includes("cluster_state:ok")) {
+        if (Date.now() > deadline) throw new Error(`the cluster did not come up on ${address}`)
+        execFileSync("sleep", ["0.1"])
+      }
+    }
+    return { url: nodes[0]!.url, nodes, destroy }
+  } catch (error) {
+    await destroy()
+    throw error
   }
 }

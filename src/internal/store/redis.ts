@@ -30,6 +30,7 @@ import type * as Scope from "effect/Scope"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import type { Claim, ClaimRequest, Heartbeat, JobRow, ListFilter, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import { makeSignal } from "./signal.ts"
 
@@ -38,6 +39,8 @@ export interface Config {
   /** Every key starts with `{<prefix>:` (a queue's) or is `{<prefix>}:...`: one Redis, several stores. */
   readonly prefix: string
   readonly connectTimeout: number
+  /** `url` is one node of a Redis Cluster; the client finds the others. */
+  readonly cluster: boolean
   /** As in the Postgres store: the server's `TIME`, or (tests only) the Effect `Clock`. */
   readonly clock: "server" | "effect"
 }
@@ -46,6 +49,7 @@ export const options = (options: {
   readonly url: unknown
   readonly prefix?: unknown
   readonly connectTimeout?: unknown
+  readonly cluster?: unknown
 }): Effect.Effect<Config, StoreError> =>
   Effect.mapError(
     config.checkPoolOptions((): Config => {
@@ -72,6 +76,7 @@ export const options = (options: {
         connectTimeout: options.connectTimeout === undefined
           ? 10_000
           : config.finiteMillis("connectTimeout", options.connectTimeout),
+        cluster: options.cluster === undefined ? false : config.boolean("cluster", options.cluster),
         clock: "server"
       }
     }),
@@ -493,20 +498,26 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
 const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
   connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
 
-/** The store on a client of its own (`NodeRedis`), connected to `cfg.url`. */
+/** The store on a client of its own (`NodeRedis`, or a cluster client), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
     // a server that cannot be reached at first is an error; once connected, the client reconnects
     // for as long as it takes, and commands sent meanwhile fail at once (no offline queue) with
     // StoreError instead of hanging their callers
     const connected = { value: false }
-    const context = yield* Layer.build(NodeRedis.layer({
-      url: Redacted.value(cfg.url),
-      // CLIENT LIST shows whose connections these are
-      name: `effect-workpool:${cfg.prefix}`,
-      disableOfflineQueue: true,
-      socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
-    })).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
+    // CLIENT LIST shows whose connections these are
+    const name = `effect-workpool:${cfg.prefix}`
+    const redis = yield* (cfg.cluster
+      ? RedisCluster.make({ url: Redacted.value(cfg.url), name, connectTimeout: cfg.connectTimeout, reconnect: reconnect({ value: true }) })
+      : Effect.map(
+        Layer.build(NodeRedis.layer({
+          url: Redacted.value(cfg.url),
+          name,
+          disableOfflineQueue: true,
+          socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
+        })),
+        (context) => Context.get(context, Redis.Redis)
+      )).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
     connected.value = true
-    return yield* Effect.provideService(make(cfg), Redis.Redis, Context.get(context, Redis.Redis))
+    return yield* Effect.provideService(make(cfg), Redis.Redis, redis)
   })

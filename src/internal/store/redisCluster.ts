@@ -1,0 +1,118 @@
+/**
+ * effect's `Redis` service on a Redis Cluster (node-redis's `createCluster`): `NodeRedis` has a
+ * client for one server only. Each command goes to the node that holds its first key (a script's
+ * first key: every key of a store's script shares it slot); commands without a key go to any node.
+ *
+ * Scripts: `Redis.eval` loads a script once (`SCRIPT LOAD`, on some node) and then runs `EVALSHA`
+ * on the key's node, which may not have it: a `NOSCRIPT` there loads it on that node and runs it
+ * again. Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
+ * holds up nobody else's commands.
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import type * as Scope from "effect/Scope"
+import { createCluster } from "redis"
+
+/** What this module uses of a cluster client. */
+interface Cluster {
+  readonly sendCommand: (firstKey: string | undefined, isReadonly: boolean | undefined, args: Array<string>) => Promise<unknown>
+}
+
+/** The key a command is routed by, if it has one. */
+const firstKey = (command: string, args: ReadonlyArray<string>): string | undefined => {
+  switch (command.toUpperCase()) {
+    case "EVALSHA":
+    case "EVAL":
+      return Number(args[1]) > 0 ? args[2] : undefined
+    case "SCRIPT":
+    case "TIME":
+    case "PING":
+    case "CONFIG":
+    case "CLIENT":
+    case "PUBLISH":
+      return undefined
+    default:
+      return args[0]
+  }
+}
+
+const isNoScript = (error: unknown) => String((error as { message?: unknown })?.message ?? error).includes("NOSCRIPT")
+
+export const make = (
+  options: { readonly url: string; readonly name: string; readonly connectTimeout: number; readonly reconnect: (retries: number, cause: Error) => number | Error }
+): Effect.Effect<Redis.Redis["Service"], Redis.RedisError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scripts = new Map<string, string>()
+    const open = (reconnect: typeof options.reconnect | false) =>
+      Effect.acquireRelease(
+        Effect.tryPromise({
+          try: async () => {
+            const cluster = createCluster({
+              RESP: 2,
+              rootNodes: [{ url: options.url }],
+              defaults: {
+                name: options.name,
+                disableOfflineQueue: true,
+                socket: { connectTimeout: options.connectTimeout, reconnectStrategy: reconnect }
+              }
+            })
+            // unlistened, node-redis rethrows an error event: a socket failure would crash the process
+            cluster.on("error", () => {})
+            await cluster.connect()
+            return cluster
+          },
+          catch: (cause) => new Redis.RedisError({ cause })
+        }),
+        (cluster) => Effect.sync(() => cluster.destroy())
+      )
+    const sendWith = (cluster: Cluster) =>
+    <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
+      Effect.tryPromise({
+        try: async () => {
+          const key = firstKey(command, args)
+          const send = () => cluster.sendCommand(key, false, [command, ...args]) as Promise<A>
+          if (command.toUpperCase() === "SCRIPT" && args[0]?.toUpperCase() === "LOAD") {
+            const sha = await send()
+            scripts.set(String(sha), args[1]!)
+            return sha
+          }
+          try {
+            return await send()
+          } catch (error) {
+            // the key's node has not seen this script: load it there, run it again
+            const lua = command.toUpperCase() === "EVALSHA" ? scripts.get(args[0]!) : undefined
+            if (lua === undefined || !isNoScript(error)) throw error
+            await cluster.sendCommand(key, false, ["SCRIPT", "LOAD", lua])
+            return await send()
+          }
+        },
+        catch: (cause) => new Redis.RedisError({ cause })
+      })
+
+    const connected = { value: false }
+    const cluster = yield* open((retries, cause) => connected.value ? options.reconnect(retries, cause) : cause)
+    connected.value = true
+    return yield* Redis.make({
+      send: sendWith(cluster as unknown as Cluster),
+      connect: Effect.tryPromise({
+        try: async () => {
+          const own = cluster.duplicate({ defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } } })
+          own.on("error", () => {})
+          await own.connect()
+          return own
+        },
+        catch: (cause) => new Redis.RedisError({ cause })
+      }).pipe(Effect.map((own) => ({ send: sendWith(own as unknown as Cluster), close: Effect.sync(() => own.destroy()) }))),
+      subscribe: (channel, onMessage) =>
+        Effect.map(
+          Effect.tryPromise({
+            try: () => cluster.subscribe(channel, (message, channel) => onMessage({ channel, message })),
+            catch: (cause) => new Redis.RedisError({ cause })
+          }),
+          // the cluster client re-subscribes after a reconnect: this subscription ends with the scope
+          () => Effect.never
+        )
+    })
+  })

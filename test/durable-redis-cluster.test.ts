@@ -1,0 +1,53 @@
+/**
+ * The Redis store on a Redis Cluster of three masters (private servers started here): the
+ * conformance suite, and a consumer of queues whose slots are on different nodes. Each script
+ * touches one queue's keys, all under its hash tag, so each runs on one node.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { dirname, join } from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { conformance, Echo } from "./durable/conformance.ts"
+import { clusterLayer, freshPrefix } from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
+
+const binary = redisServer.binary()
+if (binary === undefined && process.env.CI === "true") {
+  throw new Error("no redis-server (apt-get install redis-server, or set WORKPOOL_REDIS_BIN): under CI=true the Cluster tests must run")
+}
+
+if (binary === undefined) describe.skip("the Redis store on a Cluster (no redis-server binary)", () => {})
+else {
+  let cluster: redisServer.Cluster | undefined
+  beforeAll(async () => {
+    cluster = await redisServer.startCluster(binary)
+  }, 120_000)
+  afterAll(() => cluster?.destroy())
+
+  conformance("a Redis Cluster", () => clusterLayer(() => cluster!.url))
+
+  describe("the Redis store on a Cluster", () => {
+    it.live("a consumer of queues on different nodes runs them all (each script on its queue's node)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        // the slots of the queues: redis-cli --cluster create gives each of the 3 nodes a third
+        const cli = join(dirname(binary), "redis-cli")
+        const [host, port] = cluster!.url.replace("redis://", "").split(":")
+        const slotOf = (queue: string) =>
+          Number(execFileSync(cli, ["-h", host!, "-p", port!, "cluster", "keyslot", `{${prefix}:${queue}}:meta`]).toString().trim())
+        const queues = ["alpha", "beta", "gamma", "delta", "epsilon"]
+        const nodes = new Set(queues.map((queue) => Math.floor(slotOf(queue) / Math.ceil(16384 / 3))))
+        assert.isAbove(nodes.size, 1, "the queues' slots fall on more than one node")
+        const results = yield* Effect.gen(function*() {
+          const jobs = yield* Effect.forEach(queues, (queue, n) => JobQueue.enqueue(Echo, { n }, { queue, priority: n }))
+          yield* JobQueue.consume({ queues, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 10))], concurrency: 2 })
+          return yield* Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true })), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(results, [0, 10, 20, 30, 40])
+      }), { timeout: 60_000 })
+  })
+}
