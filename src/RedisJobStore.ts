@@ -23,7 +23,7 @@
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { Duration, Redacted } from "effect"
 import { Effect, Layer } from "effect"
@@ -44,7 +44,7 @@ import * as RedisStore from "./internal/store/redis.ts"
  *   prefix: "jobs"
  * }
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface RedisJobStoreOptions {
@@ -80,7 +80,7 @@ export interface RedisJobStoreOptions {
  *   concurrency: 8
  * }).pipe(Effect.andThen(Effect.never), Effect.scoped, Effect.provide(RedisJobStore.layer({ url: "redis://localhost:6379" })))
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category layers
  */
 export const layer = (options: RedisJobStoreOptions): Layer.Layer<Model.JobStore, StoreError> =>
