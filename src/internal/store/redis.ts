@@ -169,6 +169,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Redis.RedisError
       >
     const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
+    /** Adds a queue to the list of queues once per store instance: a round trip saved per enqueue. */
+    const added = new Set<string>()
+    const knownQueue = (queue: string) =>
+      added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () => Effect.sync(() => added.add(queue)))
     const queueOfId = (id: string) => redis.send<string | null>("HGET", IDS, id)
 
     // --- wake-ups: BZPOPMIN on each watched queue's marker while a claim loop of this store waits
@@ -225,7 +229,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "enqueue",
         Effect.gen(function*() {
-          yield* redis.send("SADD", QUEUES, job.queue)
+          yield* knownQueue(job.queue)
           const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
           if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return { id: job.id, created: false }
           const [id, created] = yield* run(
@@ -313,7 +317,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "configure",
         Effect.andThen(
-          redis.send("SADD", QUEUES, queue),
+          knownQueue(queue),
           run(
             "configure",
             queue,
