@@ -612,7 +612,7 @@ const summary = (job: JobRecord): JobSummary => ({
   id: job.id,
   status: job.statusNow(),
   priority: job.priority,
-  attempt: job.retry === undefined ? 1 : job.retry.retries + 1,
+  attempt: job.attemptNow(),
   progress: job.progressState === undefined ? Option.none() : job.progressState.latest(),
   exit: Option.fromUndefinedOr(job.exit)
 })
@@ -674,7 +674,7 @@ const makeRecord = (
   checked: CheckedJobOptions
 ): JobRecord => {
   const record = scheduler.makeJob(job, context, checked.priority, checked.timeout)
-  if (checked.retry !== undefined) record.retry = new Retries.Attempts(checked.retry, checked.queueTimeout)
+  if (checked.retry !== undefined) record.hook = new Retries.Attempts(checked.retry, checked.queueTimeout)
   return record
 }
 
@@ -694,7 +694,7 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     queued: scheduler.queue.size,
     queuedByPriority: scheduler.queue.countByPriority(),
     waiting: scheduler.waitingCount,
-    retrying: scheduler.retrying.size,
+    retrying: scheduler.held.size,
     retried: scheduler.retried,
     submitted: scheduler.submitted,
     succeeded: ended.succeeded,

@@ -51,7 +51,7 @@ class InPool implements JobInfo {
 export const reporterOf = (info: JobInfo): (value: unknown) => void =>
   info instanceof InPool ? (value) => info.job.reportProgress(value) : () => {}
 
-export const attemptOf = (job: Job): number => job.retry === undefined ? 1 : job.retry.retries + 1
+export const attemptOf = (job: Job): number => job.attemptNow()
 
 /**
  * Makes the function that gives a job its own context: its submitter's, with its `JobContext` and

@@ -1,7 +1,8 @@
 /**
- * Retries: what a job's retry policy decides when one of its attempts fails. The scheduler asks
- * `next` where an attempt ends; everything else (the wait, the queue) is the scheduler's own
- * deadline machinery, so a job waiting for its retry holds no worker slot and no fiber.
+ * Retries: what a job's retry policy decides when one of its attempts fails. A job with a policy
+ * carries an `Attempts`, its `AttemptHook`: the scheduler asks it where an attempt ends and knows
+ * nothing more of retries. The wait itself is the scheduler's `hold` (its own deadline machinery),
+ * so a job waiting for its retry holds no worker slot and no fiber.
  *
  * A schedule is stepped synchronously, without a fiber: `Schedule.toStep` gives its step function,
  * run with the pool's services (its Clock and Random). `delayOf` replays a fresh schedule up to an
@@ -10,7 +11,9 @@
  * @internal
  */
 import { Cause, Context, Duration, Effect, Exit, Pull, Schedule } from "effect"
+import type { JobTimeout } from "../PoolError.ts"
 import * as config from "./config.ts"
+import type { AttemptHook, Job } from "./scheduler.ts"
 
 /** What decides whether a failed attempt is retried. */
 export interface Policy {
@@ -23,8 +26,11 @@ export interface Policy {
 
 type Step = (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], unknown, unknown>
 
-/** A job's retry state, made when the job is submitted with a policy. */
-export class Attempts {
+/**
+ * A job's retry state, made when the job is submitted with a policy: the retry module, plugged into
+ * the job as its `AttemptHook`. Everything a retry changes in the scheduler goes through `hold`.
+ */
+export class Attempts implements AttemptHook {
   readonly policy: Policy
   /** Milliseconds a job may wait in the queue, each time it enters it; 0 means none. */
   readonly queueTimeout: number
@@ -36,11 +42,53 @@ export class Attempts {
    * A running attempt that timed out and will be retried once it has stopped: its failure, and the
    * delay decided at its deadline. Cleared when the job is cancelled meanwhile.
    */
-  timedOut: Exit.Failure<never, unknown> | undefined = undefined
-  delay = 0
+  private timedOutWith: Exit.Failure<never, unknown> | undefined = undefined
+  private delay = 0
   constructor(policy: Policy, queueTimeout: number) {
     this.policy = policy
     this.queueTimeout = queueTimeout
+  }
+
+  get attempt(): number {
+    return this.retries + 1
+  }
+
+  /** An attempt stopped: the job waits for its retry, or ends as any job would. */
+  stopped(job: Job, exit: Exit.Exit<any, any>, now: number): void {
+    const scheduler = job.scheduler
+    const timedOut = this.timedOutWith
+    if (timedOut !== undefined) {
+      // timed out at its deadline, where its retry was decided
+      this.timedOutWith = undefined
+      if (scheduler.stoppingPool) scheduler.settle(job, timedOut, "timedOut", now)
+      else this.retryAfter(job, this.delay)
+      return
+    }
+    // an immediate shutdown retries nothing: nothing would run it
+    const delay = scheduler.stoppingPool ? undefined : next(this, exit, now, scheduler.context)
+    if (typeof delay === "number") this.retryAfter(job, delay)
+    else scheduler.settleStopped(job, delay ?? exit, now)
+  }
+
+  /** A timed-out attempt to be retried stops first, on its worker: `stopped` then retries it. */
+  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean {
+    const scheduler = job.scheduler
+    if (scheduler.stoppingPool) return false
+    const delay = next(this, exit, now, scheduler.context)
+    if (typeof delay !== "number") return false
+    this.timedOutWith = exit
+    this.delay = delay
+    return true
+  }
+
+  /** A timed-out attempt still stopping when its job is cancelled is not retried: it ends interrupted. */
+  cancelled(): void {
+    this.timedOutWith = undefined
+  }
+
+  private retryAfter(job: Job, delay: number): void {
+    this.retries++
+    job.scheduler.hold(job, delay)
   }
 }
 

@@ -14,7 +14,7 @@ import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
-import * as Retry from "./retry.ts"
+import type * as Retry from "./retry.ts"
 
 export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
 
@@ -77,14 +77,37 @@ export interface Observer {
 
 const unobserved: Observer = { started() {}, stopped() {} }
 
+/**
+ * What follows each attempt of a job that has one: how a feature such as retries (retry.ts) plugs
+ * into a job without the scheduler knowing it. A job without a hook pays one field read where an
+ * attempt ends. The hook acts through the scheduler's own operations (`settleStopped`, `settle`,
+ * `hold`), so the accounting stays here.
+ */
+export interface AttemptHook {
+  /** Which attempt the job is on: 1, then one more per `hold`. */
+  readonly attempt: number
+  /** Milliseconds a held job may wait in the queue each time it goes back to it; 0 means none. */
+  readonly queueTimeout: number
+  /** The attempt stopped on its worker with `exit`, at `now`: the hook ends the job or holds it. */
+  stopped(job: Job, exit: Exit.Exit<any, any>, now: number): void
+  /**
+   * The running attempt passed its timeout (`exit`) at `now`: true if the hook takes the ending
+   * over (the scheduler asks the attempt to stop, the job keeps its worker until it has, and
+   * `stopped` follows); false ends the job timed out.
+   */
+  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean
+  /** The job's caller cancels its running attempt: whatever the hook decided for it is void. */
+  cancelled(job: Job): void
+}
+
 /** Made, not yet submitted. */
 export const NEW = 0
 /** Waiting for room in the queue (overflow "suspend"). */
 export const WAITING = 1
 export const QUEUED = 2
 export const RUNNING = 3
-/** An attempt failed: waiting for its retry (see retry.ts), on no worker. */
-export const RETRYING = 4
+/** Held by its hook between attempts (a retry's wait: retry.ts), on no worker and not queued. */
+export const HELD = 4
 /** Ended: `state = DONE + the index of its ending in ENDINGS`. */
 export const DONE = 5
 
@@ -109,8 +132,8 @@ export type JobStatus =
 
 type Listener = (exit: Exit.Exit<any, any>) => void
 
-/** What a deadline ends: a wait in the queue, an attempt, or (`retry`) the wait for a retry. */
-type Phase = "queued" | "running" | "retry"
+/** What a deadline ends: a wait in the queue, an attempt, or a hold between attempts. */
+type Phase = "queued" | "running" | "held"
 
 class Deadline implements HeapItem {
   heapIndex = -1
@@ -147,11 +170,11 @@ export class Job implements QueueEntry {
   /** Its awaiters until it ends, then its Exit: one field for both, to keep the record small. */
   result: Listener | Array<Listener> | Exit.Exit<any, any> | undefined = undefined
   /**
-   * Its retry state, for a job submitted with a retry policy. Undefined on the prototype, so that a
-   * job without one costs nothing more.
+   * What follows its attempts (its retry policy, say). Undefined on the prototype, so that a job
+   * without one costs nothing more.
    */
-  declare retry: Retry.Attempts | undefined
-  /** Its progress, once reported or watched (undefined on the prototype, like `retry`). */
+  declare hook: AttemptHook | undefined
+  /** Its progress, once reported or watched (undefined on the prototype, like `hook`). */
   declare progressState: Progress | undefined
   constructor(
     seq: number,
@@ -173,7 +196,11 @@ export class Job implements QueueEntry {
 
   /** Which attempt the job is on: 1, then one more each time a failed attempt is retried. */
   get attempt(): Effect.Effect<number> {
-    return Effect.sync(() => this.retry === undefined ? 1 : this.retry.retries + 1)
+    return Effect.sync(() => this.attemptNow())
+  }
+
+  attemptNow(): number {
+    return this.hook === undefined ? 1 : this.hook.attempt
   }
 
   /** The latest progress the job reported (see `JobContext`), if any. */
@@ -250,7 +277,7 @@ export class Job implements QueueEntry {
         return "queued"
       case RUNNING:
         return "running"
-      case RETRYING:
+      case HELD:
         return "retrying"
       default: {
         const ending = ENDINGS[this.state - DONE]!
@@ -286,8 +313,8 @@ export class Job implements QueueEntry {
   }
 }
 
-// writable: a job with a retry policy gets its own
-Object.defineProperty(Job.prototype, "retry", { value: undefined, writable: true })
+// writable: a job with a hook gets its own
+Object.defineProperty(Job.prototype, "hook", { value: undefined, writable: true })
 Object.defineProperty(Job.prototype, "progressState", { value: undefined, writable: true })
 
 export type PoolState = "running" | "draining" | "stopped"
@@ -313,14 +340,14 @@ export class Scheduler<W> {
   busy = 0
   /** Jobs that ended for their awaiter (a timeout) but are still stopping on their worker. */
   stoppingJobs = 0
-  /** Jobs waiting for a retry: on no worker, each with a deadline of phase "retry". */
-  readonly retrying = new Set<Job>()
-  /** Failed attempts that were retried. */
+  /** Jobs held between attempts (`hold`): on no worker, each with a deadline of phase "held". */
+  readonly held = new Set<Job>()
+  /** Attempts followed by another (`hold`): failed attempts that were retried. */
   retried = 0
   /**
    * The ended jobs kept for lookup: a ring of at most `retention.count`, the oldest at `endedHead`,
    * with when each ended (with an age limit). Live jobs need no index of their own: lookup finds
-   * them where they are (workers, queue, waiting, retrying), so a job pays only its slot here.
+   * them where they are (workers, queue, waiting, held), so a job pays only its slot here.
    */
   private readonly endedJobs: Array<Job | undefined> = []
   private readonly endedTimes: Array<number> = []
@@ -663,13 +690,14 @@ export class Scheduler<W> {
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
     else this.free.push(worker)
     if (job.state >= DONE) this.stoppingJobs--
-    else if (job.retry === undefined) this.settleStopped(job, exit, now)
-    else this.attemptStopped(job, job.retry, exit, now)
+    else if (job.hook === undefined) this.settleStopped(job, exit, now)
+    else job.hook.stopped(job, exit, now)
     this.changed()
     this.pump()
   }
 
-  private settleStopped(job: Job, exit: Exit.Exit<any, any>, now: number): void {
+  /** Ends a job whose attempt stopped with `exit`, as that exit says. */
+  settleStopped(job: Job, exit: Exit.Exit<any, any>, now: number): void {
     const outcome = outcomeOf(exit)
     if (this.stoppingPool && outcome === "interrupted") {
       this.settle(job, Exit.fail(new PoolShutdown({ phase: "running" })), "interrupted", now)
@@ -679,38 +707,23 @@ export class Scheduler<W> {
   }
 
   /**
-   * An attempt of a job with a retry policy stopped: the job waits for its retry, or ends as any
-   * job would. An immediate shutdown retries nothing (nothing would run it).
+   * Holds a job whose attempt has stopped for `delay` milliseconds on no worker (a retry's wait),
+   * then puts it back in the queue for another attempt.
    */
-  private attemptStopped(job: Job, retry: Retry.Attempts, exit: Exit.Exit<any, any>, now: number): void {
-    const timedOut = retry.timedOut
-    if (timedOut !== undefined) {
-      // timed out at its deadline, where its retry was decided
-      retry.timedOut = undefined
-      if (this.stoppingPool) this.settle(job, timedOut, "timedOut", now)
-      else this.retryAfter(job, retry, retry.delay)
-      return
-    }
-    const delay = this.stoppingPool ? undefined : Retry.next(retry, exit, now, this.context)
-    if (typeof delay === "number") this.retryAfter(job, retry, delay)
-    else this.settleStopped(job, delay ?? exit, now)
-  }
-
-  private retryAfter(job: Job, retry: Retry.Attempts, delay: number): void {
-    job.state = RETRYING
-    retry.retries++
+  hold(job: Job, delay: number): void {
+    job.state = HELD
     this.retried++
-    this.retrying.add(job)
-    this.setDeadline(job, this.now() + delay, "retry")
+    this.held.add(job)
+    this.setDeadline(job, this.now() + delay, "held")
     this.changed()
   }
 
-  /** A retry is due: the job goes back to the queue at its priority, aging from now. */
-  private retryDue(job: Job): void {
-    this.retrying.delete(job)
+  /** A hold is over: the job goes back to the queue at its priority, aging from now. */
+  private holdDone(job: Job): void {
+    this.held.delete(job)
     const now = this.now()
     job.time = now
-    const queueTimeout = job.retry!.queueTimeout
+    const queueTimeout = job.hook!.queueTimeout
     if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
     this.enqueue(job)
   }
@@ -724,7 +737,7 @@ export class Scheduler<W> {
     if (state === QUEUED) this.queue.remove(job)
     // a waiting job stays in `waiting` and is skipped there
     else if (state === WAITING) this.waitingCount--
-    else if (state === RETRYING) this.retrying.delete(job)
+    else if (state === HELD) this.held.delete(job)
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.ended[outcome]++
     if (this.retainCount > 0) this.retain(job, now)
@@ -774,7 +787,7 @@ export class Scheduler<W> {
       if (job !== undefined && job.state === WAITING) yield job
     }
     yield* this.queue.entries()
-    yield* this.retrying
+    yield* this.held
     const count = this.retainCount
     for (let i = 0; i < this.endedSize; i++) {
       const slot = this.endedHead + i
@@ -799,13 +812,12 @@ export class Scheduler<W> {
     switch (job.state) {
       case WAITING:
       case QUEUED:
-      case RETRYING: {
+      case HELD: {
         this.settle(job, Exit.interrupt(), "interrupted")
         return Effect.void
       }
       case RUNNING: {
-        // a timed-out attempt still stopping is not retried: it ends interrupted
-        if (job.retry !== undefined) job.retry.timedOut = undefined
+        if (job.hook !== undefined) job.hook.cancelled(job)
         this.executor.interrupt(job)
         return this.executor.awaitStopped(job)
       }
@@ -820,7 +832,7 @@ export class Scheduler<W> {
    * not handed to another job of the same batch.
    */
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
-    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED || job.state === RETRYING) this.cancel(job)
+    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED || job.state === HELD) this.cancel(job)
     const stopping: Array<Effect.Effect<void>> = []
     for (const job of jobs) if (job.state === RUNNING || job.fiber !== undefined) stopping.push(this.cancel(job))
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
@@ -879,15 +891,18 @@ export class Scheduler<W> {
       const job = deadline.job
       const phase = deadline.phase
       this.clearDeadline(job)
-      if (phase === "retry") {
-        this.retryDue(job)
+      if (phase === "held") {
+        this.holdDone(job)
         retries = true
         continue
       }
       const millis = phase === "queued" ? deadline.at - job.time : job.timeout
       const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
-      if (job.state === RUNNING && job.retry !== undefined && this.retryTimedOut(job, job.retry, exit, now)) continue
       if (job.state === RUNNING) {
+        if (job.hook !== undefined && job.hook.timedOut(job, exit, now)) {
+          this.executor.interrupt(job)
+          continue
+        }
         // ended for its awaiter, counted as stopping and asked to stop before anyone is told: an
         // awaiter that reacts at once must see the pool as it is
         const listeners = job.end(exit, "timedOut")
@@ -905,25 +920,11 @@ export class Scheduler<W> {
     this.armTimer()
   }
 
-  /**
-   * A timed-out attempt of a job with a retry policy: if it is to be retried, it is asked to stop
-   * and keeps its worker (counted as running) until it has; `attemptStopped` then retries it.
-   */
-  private retryTimedOut(job: Job, retry: Retry.Attempts, exit: Exit.Failure<never, JobTimeout>, now: number): boolean {
-    if (this.stoppingPool) return false
-    const delay = Retry.next(retry, exit, now, this.context)
-    if (typeof delay !== "number") return false
-    retry.timedOut = exit
-    retry.delay = delay
-    this.executor.interrupt(job)
-    return true
-  }
-
   // ---------------------------------------------------------------------------
   // state, waiting and shutdown
 
   isIdle(): boolean {
-    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0 && this.retrying.size === 0
+    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0 && this.held.size === 0
   }
 
   changed(): void {
@@ -1005,8 +1006,11 @@ export class Scheduler<W> {
     }
   }
 
-  /** Set by an immediate shutdown: running jobs interrupted from then on end with PoolShutdown. */
-  private stoppingPool = false
+  /**
+   * Set by an immediate shutdown: running jobs interrupted from then on end with PoolShutdown, and
+   * hooks hold no job (nothing would run it).
+   */
+  stoppingPool = false
 
   private stopNow(): Array<Job> {
     if (this.stoppingPool) return []
@@ -1022,12 +1026,12 @@ export class Scheduler<W> {
       unstarted.push(job)
     }
     const queued = unstarted.length
-    // jobs waiting for a retry are not running either: returned with them
-    for (const retrying of this.retrying) {
-      retrying.state = NEW
-      unstarted.push(retrying)
+    // jobs held between attempts (waiting for a retry) are not running either: returned with them
+    for (const held of this.held) {
+      held.state = NEW
+      unstarted.push(held)
     }
-    this.retrying.clear()
+    this.held.clear()
     for (let i = 0; i < unstarted.length; i++) {
       const phase = i < queued ? "queued" : "retrying"
       this.settle(unstarted[i]!, Exit.fail(new PoolShutdown({ phase })), "interrupted")
