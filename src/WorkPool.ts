@@ -344,7 +344,18 @@ export type Job<A, E, R, W = void> =
  * @since 0.1.0
  * @category models
  */
-export type JobStatus = Internal.JobStatus
+export type JobStatus =
+  | "waiting"
+  | "queued"
+  | "running"
+  | "retrying"
+  | "succeeded"
+  | "failed"
+  | "defect"
+  | "timedOut"
+  | "interrupted"
+  | "dropped"
+  | "rejected"
 
 /**
  * A job submitted with `submit`. It runs under the pool's scope, not its submitter's: it goes on

@@ -168,3 +168,29 @@ describe("ThreadPool as a service", () => {
       assert.deepStrictEqual(Array.from(unordered).sort(), ["echo x", "echo y"])
     }))
 })
+
+describe("public types", () => {
+  /**
+   * The public modules' `export type X = Y.Z`, where `Y` is a namespace imported from src/internal:
+   * such a type shows in the docs and in editors as an internal name the user cannot import.
+   */
+  const internalAliases = (): Array<string> => {
+    const src = fileURLToPath(new URL("../src/", import.meta.url))
+    const found: Array<string> = []
+    for (const file of fs.readdirSync(src).filter((name) => name.endsWith(".ts"))) {
+      const text = fs.readFileSync(path.join(src, file), "utf8")
+      const internal = new Set(
+        Array.from(text.matchAll(/^import (?:type )?\* as (\w+) from "\.\/internal\//gm), (match) => match[1]!)
+      )
+      for (const match of text.matchAll(/^export type (\w+)(?:<[^=]*>)? = (\w+)\.\w+/gm)) {
+        if (internal.has(match[2]!)) found.push(`${file}: ${match[1]}`)
+      }
+    }
+    return found
+  }
+
+  it("no public type is a bare alias of an internal one", () => {
+    // JobStore.JobStore (the store interface, src/internal/store/model.ts) is the stores' to move
+    assert.deepStrictEqual(internalAliases().filter((alias) => alias !== "JobStore.ts: JobStore"), [])
+  })
+})

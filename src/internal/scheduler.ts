@@ -11,6 +11,7 @@
  */
 import { Cause, Context, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
+import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
@@ -117,18 +118,6 @@ export type Ending = typeof ENDINGS[number]
 export type Outcome = Exclude<Ending, "rejected">
 const ENDING_INDEX = Object.fromEntries(ENDINGS.map((ending, index) => [ending, index])) as Record<Ending, number>
 
-export type JobStatus =
-  | "waiting"
-  | "queued"
-  | "running"
-  | "retrying"
-  | "succeeded"
-  | "failed"
-  | "defect"
-  | "timedOut"
-  | "interrupted"
-  | "dropped"
-  | "rejected"
 
 type Listener = (exit: Exit.Exit<any, any>) => void
 
