@@ -224,20 +224,39 @@ export interface JobSummary {
 }
 
 /**
- * Which jobs `jobs` lists: those whose status is `status` (or one of them); default every job the
- * pool knows, live and retained.
+ * Which jobs `jobs` lists, in id order: those whose status is `status` (or one of them; default
+ * every job the pool knows, live and retained), with an id above `after`, at most `limit` of them.
+ * A page's last id is the next page's `after`: a job that ends or is evicted between two pages moves
+ * or goes, but no job is listed twice in one status, and none is skipped that stayed.
  *
  * @example
  * ```ts
+ * import { Effect } from "effect"
  * import type { WorkPool } from "effect-workpool"
  *
  * const stuck: WorkPool.JobFilter = { status: ["queued", "retrying"] }
+ *
+ * // every queued job, 100 at a time
+ * const eachQueued = (pool: WorkPool.WorkPool, f: (job: WorkPool.JobSummary) => Effect.Effect<void>) =>
+ *   Effect.gen(function* () {
+ *     let after = 0
+ *     while (true) {
+ *       const page = yield* pool.jobs({ status: "queued", limit: 100, after })
+ *       if (page.length === 0) return
+ *       yield* Effect.forEach(page, f, { discard: true })
+ *       after = page[page.length - 1]!.id
+ *     }
+ *   })
  * ```
  * @since 0.2.0
  * @category models
  */
 export interface JobFilter {
   readonly status?: JobStatus | ReadonlyArray<JobStatus> | undefined
+  /** At most this many jobs, the lowest ids first: a whole number of at least 1, or Infinity (the default). */
+  readonly limit?: number | undefined
+  /** Only jobs whose id is above this one (0, the default, lists from the first): a page's last id. */
+  readonly after?: number | undefined
 }
 
 /**
@@ -561,7 +580,8 @@ export interface WorkPool<W = void, EW = never> {
   readonly awaitTermination: Effect.Effect<void>
   /**
    * The jobs the pool knows, oldest submission first: the live ones, and the ended ones kept by the
-   * pool's `retention` (none by default), filtered by status. O(jobs known) per call.
+   * pool's `retention` (none by default), filtered by status and paged by `limit` and `after` (see
+   * `JobFilter`). O(jobs known) per call, whatever the page's size.
    */
   readonly jobs: (filter?: JobFilter) => Effect.Effect<ReadonlyArray<JobSummary>, InvalidJobOptions>
   /** The handle of a live job, or of an ended one kept by the pool's `retention`, by its id. O(jobs known). */
@@ -632,16 +652,45 @@ const STATUSES: ReadonlyArray<JobStatus> = [
   "waiting", "queued", "running", "retrying", "succeeded", "failed", "defect", "timedOut", "interrupted", "dropped", "rejected"
 ]
 
-/** The statuses a filter keeps, checked: a typo must not list nothing silently. */
-const statusFilter = (filter: JobFilter | undefined): ReadonlySet<JobStatus> | undefined | InvalidJobOptions =>
+interface CheckedFilter {
+  /** The statuses kept; undefined: all. */
+  readonly keep: ReadonlySet<JobStatus> | undefined
+  readonly limit: number
+  readonly after: number
+}
+
+const NO_FILTER: CheckedFilter = { keep: undefined, limit: Infinity, after: 0 }
+
+/** A filter, checked: a typo must not list nothing silently. */
+const checkFilter = (filter: JobFilter | undefined): CheckedFilter | InvalidJobOptions =>
   config.checkJobOptions(() => {
-    if (filter === undefined) return undefined
+    if (filter === undefined) return NO_FILTER
     config.object("filter", filter)
     const status = filter.status
-    if (status === undefined) return undefined
-    const list = Array.isArray(status) ? status : [status]
-    return new Set(list.map((s, i) => config.oneOf(Array.isArray(status) ? `status[${i}]` : "status", s, STATUSES)))
+    const list = status === undefined ? undefined : Array.isArray(status) ? status : [status]
+    return {
+      keep: list === undefined
+        ? undefined
+        : new Set(list.map((s, i) => config.oneOf(Array.isArray(status) ? `status[${i}]` : "status", s, STATUSES))),
+      limit: filter.limit === undefined || filter.limit === Infinity
+        ? Infinity
+        : config.positiveInteger("limit", filter.limit, Number.MAX_SAFE_INTEGER),
+      after: filter.after === undefined ? 0 : config.count("after", filter.after, Number.MAX_SAFE_INTEGER)
+    }
   })
+
+/** The page of the jobs the pool knows that `filter` asks for, in id order. */
+const listJobs = (scheduler: Scheduler<any>, filter: CheckedFilter): Array<JobSummary> => {
+  scheduler.evict()
+  const { after, keep, limit } = filter
+  // a Set: a job timed out while running is in the ring and still on its worker
+  const found = new Set<JobRecord>()
+  for (const job of scheduler.knownJobs()) {
+    if (job.seq > after && (keep === undefined || keep.has(job.statusNow()))) found.add(job)
+  }
+  const sorted = Array.from(found).sort((a, b) => a.seq - b.seq)
+  return (sorted.length > limit ? sorted.slice(0, limit) : sorted).map(summary)
+}
 
 /** Per-job options, checked without allocating when there are none. */
 interface CheckedJobOptions {
@@ -937,16 +986,8 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     awaitTermination: scheduler.awaitTermination(),
     jobs: (filter) =>
       Effect.suspend(() => {
-        const keep = statusFilter(filter)
-        if (keep instanceof InvalidJobOptions) return Effect.fail(keep)
-        scheduler.evict()
-        const found: Array<JobRecord> = []
-        for (const job of scheduler.knownJobs()) {
-          if (keep === undefined || keep.has(job.statusNow())) found.push(job)
-        }
-        // a job timed out while running is in the ring and still on its worker
-        const unique = Array.from(new Set(found)).sort((a, b) => a.seq - b.seq)
-        return Effect.succeed(unique.map(summary))
+        const checked = checkFilter(filter)
+        return checked instanceof InvalidJobOptions ? Effect.fail(checked) : Effect.succeed(listJobs(scheduler, checked))
       }),
     job: (id) =>
       Effect.sync(() => {

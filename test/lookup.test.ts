@@ -187,6 +187,66 @@ describe("job lookup", () => {
     }))
 })
 
+describe("job lookup: pages", () => {
+  it.effect("limit and after page through the jobs in id order, with the status filter", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 100, retention: { count: 100 } })
+      const gate = yield* Deferred.make<void>()
+      const blocker = yield* pool.submit(Deferred.await(gate))
+      const done: Array<number> = []
+      for (let i = 0; i < 3; i++) done.push((yield* pool.submit(Effect.void)).id)
+      yield* Deferred.succeed(gate, void 0)
+      yield* pool.awaitIdle
+      const gate2 = yield* Deferred.make<void>()
+      const blocker2 = yield* pool.submit(Deferred.await(gate2))
+      const queued: Array<number> = []
+      for (let i = 0; i < 5; i++) queued.push((yield* pool.submit(Effect.void)).id)
+      yield* settle
+      const all = [blocker.id, ...done, blocker2.id, ...queued]
+
+      // every page, by the last id of the one before
+      const pages: Array<Array<number>> = []
+      let after: number | undefined = undefined
+      for (let n = 0; n < 10; n++) {
+        const page: ReadonlyArray<WorkPool.JobSummary> = yield* pool.jobs({ limit: 3, after })
+        if (page.length === 0) break
+        pages.push(ids(page))
+        after = page[page.length - 1]!.id
+      }
+      assert.deepStrictEqual(pages, [all.slice(0, 3), all.slice(3, 6), all.slice(6, 9), all.slice(9)])
+      // the filter applies before the limit: a page holds `limit` jobs of that status if there are
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: "queued", limit: 2 })), queued.slice(0, 2))
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: "queued", limit: 2, after: queued[1] })), queued.slice(2, 4))
+      assert.deepStrictEqual(ids(yield* pool.jobs({ status: ["succeeded", "running"], after: done[1] })), [done[2], blocker2.id])
+      // after the last job: an empty page; after 0: from the first
+      assert.deepStrictEqual(ids(yield* pool.jobs({ after: all[all.length - 1] })), [])
+      assert.deepStrictEqual(ids(yield* pool.jobs({ limit: 1, after: 0 })), [blocker.id])
+      yield* Deferred.succeed(gate2, void 0)
+    }))
+
+  it.effect("a bad limit or after fails with InvalidJobOptions naming it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const cases: Array<[WorkPool.JobFilter, string, string]> = [
+        [{ limit: 0 }, "limit", "0"],
+        [{ limit: 1.5 }, "limit", "1.5"],
+        [{ limit: "10" as any }, "limit", "\"10\""],
+        [{ after: -1 }, "after", "-1"],
+        [{ after: Number.NaN }, "after", "NaN"],
+        [{ after: "5" as any }, "after", "\"5\""]
+      ]
+      for (const [filter, field, value] of cases) {
+        const error = yield* Effect.flip(pool.jobs(filter))
+        assert.instanceOf(error, PoolError.InvalidJobOptions)
+        assert.deepStrictEqual([error.field, error.value], [field, value])
+      }
+      // no limit: every job; Infinity says so too
+      const forever = yield* pool.submit(Effect.never)
+      assert.strictEqual((yield* pool.jobs({ limit: Infinity })).length, 1)
+      yield* forever.interrupt
+    }))
+})
+
 describe("job lookup: ThreadPool", () => {
   it.live("lists a running task and cancels it by id; the thread goes on", () =>
     Effect.gen(function*() {
