@@ -12,12 +12,54 @@ import { isFunction, notAnEffect } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
 
+// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
+const IDENTIFIER = "~effect/Effect/identifier"
+const ARGS = "~effect/Effect/args"
+
+/**
+ * The function of an `Effect.sync` job, if the job is one. Such a job runs to its end as soon as it
+ * starts, on the starting stack, whether in a fiber or not, and it cannot read its fiber's services
+ * (only an Effect can), so it is run here without a fiber: a fiber and its context cost a trivial
+ * job about half of its time. Anything else (or a later Effect whose primitives look different)
+ * gets a fiber.
+ */
+const syncThunk = (effect: Effect.Effect<any, any, any>): (() => unknown) | undefined => {
+  const primitive = effect as unknown as Record<string, unknown>
+  if (primitive[IDENTIFIER] !== "Sync") return undefined
+  const thunk = primitive[ARGS]
+  return typeof thunk === "function" ? thunk as () => unknown : undefined
+}
+
+/**
+ * Runs an `Effect.sync` function as its fiber would: its value, or the defect it threw. Outside any
+ * fiber (`Fiber.getCurrent()` is undefined in it, not the submitter's fiber).
+ */
+const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
+  const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
+  if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
+  try {
+    return Exit.succeed(thunk())
+  } catch (defect) {
+    return Exit.die(defect)
+  } finally {
+    if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = current
+  }
+}
+
+/** Where Effect 4.1 keeps the running fiber (`Fiber.getCurrent`). */
+const CURRENT_FIBER = "~effect/Fiber/currentFiber"
+
 export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
   /**
    * Jobs asked to stop while their fiber was being started: a job's first synchronous steps can
    * make its own caller cancel it (say, by completing something the caller waits for).
    */
   const interruptedWhileStarting = new Set<Job>()
+  /**
+   * The fibers of the jobs that did not stop while they were started: at most one per worker, kept
+   * here rather than in every job's record.
+   */
+  const fibers = new Map<Job, Fiber.Fiber<any, any>>()
   const contextOf = JobContext.makeContextOf()
   // most jobs come from a few submitters: whether their context traces is looked up once each
   let lastContext: Context.Context<never> | undefined
@@ -52,19 +94,26 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
       const exit = fiber.pollUnsafe()
       if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
-      job.fiber = fiber
-      fiber.addObserver((exit) => scheduler.jobStopped(job, worker, exit))
+      fibers.set(job, fiber)
+      fiber.addObserver((exit) => {
+        fibers.delete(job)
+        scheduler.jobStopped(job, worker, exit)
+      })
     },
     interrupt(job: Job): void {
-      if (job.fiber !== undefined) job.fiber.interruptUnsafe()
+      const fiber = fibers.get(job)
+      if (fiber !== undefined) fiber.interruptUnsafe()
       else interruptedWhileStarting.add(job)
     },
     awaitStopped(job: Job): Effect.Effect<void> {
       // looked up when run: a job asked to stop while starting has its fiber by then
       return Effect.suspend(() => {
-        const fiber = job.fiber
+        const fiber = fibers.get(job)
         return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
       })
+    },
+    isStopping(job: Job): boolean {
+      return fibers.has(job)
     }
   }
 }

@@ -65,6 +65,8 @@ export interface Executor {
   interrupt(job: Job): void
   /** Waits until a job asked to stop has stopped. */
   awaitStopped(job: Job): Effect.Effect<void>
+  /** Whether a job that has ended (timed out) is still stopping on its worker. */
+  isStopping(job: Job): boolean
 }
 
 /**
@@ -152,9 +154,12 @@ export class Job implements QueueEntry {
   /** Milliseconds from start; 0 means none. */
   readonly timeout: number
   state = NEW
-  /** When it was submitted while it waits; when it started while it runs. */
+  /**
+   * When it was submitted while it waits, when it started while it runs: in milliseconds since the
+   * pool's epoch, a small integer that V8 keeps in the record (a clock time would be a separate
+   * 16-byte number per job).
+   */
   time = 0
-  fiber: Fiber.Fiber<any, any> | undefined = undefined
   deadline: Deadline | undefined = undefined
   /** Its awaiters until it ends, then its Exit: one field for both, to keep the record small. */
   result: Listener | Array<Listener> | Exit.Exit<any, any> | undefined = undefined
@@ -227,7 +232,7 @@ export class Job implements QueueEntry {
    */
   get score(): number {
     const aging = this.scheduler.config.aging
-    return aging > 0 ? this.priority * aging - (this.time - this.scheduler.epoch) : this.priority
+    return aging > 0 ? this.priority * aging - this.time : this.priority
   }
 
   get exit(): Exit.Exit<any, any> | undefined {
@@ -391,7 +396,18 @@ export class Scheduler<W> {
     this.config = config
     this.context = context
     this.now = now
-    const PoolJob = class extends Job {}
+    // an explicit constructor: the implicit one passes its arguments by spreading them
+    const PoolJob = class extends Job {
+      constructor(
+        seq: number,
+        effect: Job["effect"],
+        context: Context.Context<never>,
+        priority: number,
+        timeout: number
+      ) {
+        super(seq, effect, context, priority, timeout)
+      }
+    }
     Object.defineProperty(PoolJob.prototype, "scheduler", { value: this })
     this.Job = PoolJob
     this.target = config.concurrency
@@ -400,6 +416,17 @@ export class Scheduler<W> {
     this.retainCount = config.retention.count
     this.retainAge = config.retention.age
     this.areaAt = this.epoch
+  }
+
+  /**
+   * A clock time as milliseconds since the epoch, for `Job.time`: a 32-bit integer when it is one
+   * (whole milliseconds, the pool's first 24 days), so that V8 keeps it in the record rather than
+   * in a 16-byte number of its own.
+   */
+  private sinceEpoch(now: number): number {
+    const since = now - this.epoch
+    const int = since | 0
+    return int === since ? int : since
   }
 
   // ---------------------------------------------------------------------------
@@ -519,7 +546,7 @@ export class Scheduler<W> {
   admit(job: Job, queueTimeout: number, onAdmitted: (() => void) | undefined): boolean {
     this.submitted++
     const now = this.now()
-    job.time = now
+    job.time = this.sinceEpoch(now)
     if (this.state !== "running") {
       this.reject(job, new PoolShutdown({ phase: "admission" }))
       return true
@@ -652,11 +679,11 @@ export class Scheduler<W> {
 
   private start(job: Job, worker: Worker<W>, now: number): void {
     this.trackArea(now)
-    const wait = now - job.time
+    const wait = now - this.epoch - job.time
     this.totalWaitMillis += wait
     this.observer.started(job, wait)
     job.state = RUNNING
-    job.time = now
+    job.time = this.sinceEpoch(now)
     worker.job = job
     this.busy++
     this.started++
@@ -670,10 +697,9 @@ export class Scheduler<W> {
   jobStopped(job: Job, worker: Worker<W>, exit: Exit.Exit<any, any>): void {
     const now = this.now()
     this.trackArea(now)
-    job.fiber = undefined
     worker.job = undefined
     this.busy--
-    const run = now - job.time
+    const run = now - this.epoch - job.time
     this.totalRunMillis += run
     this.observer.stopped(job, run)
     if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
@@ -711,7 +737,7 @@ export class Scheduler<W> {
   private holdDone(job: Job): void {
     this.held.delete(job)
     const now = this.now()
-    job.time = now
+    job.time = this.sinceEpoch(now)
     const queueTimeout = job.hook!.queueTimeout
     if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
     this.enqueue(job)
@@ -811,7 +837,8 @@ export class Scheduler<W> {
         return this.executor.awaitStopped(job)
       }
       default: {
-        return job.fiber === undefined ? Effect.void : this.executor.awaitStopped(job)
+        // a job that timed out may still be stopping
+        return this.executor.awaitStopped(job)
       }
     }
   }
@@ -823,7 +850,7 @@ export class Scheduler<W> {
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
     for (const job of jobs) if (job.state === WAITING || job.state === QUEUED || job.state === HELD) this.cancel(job)
     const stopping: Array<Effect.Effect<void>> = []
-    for (const job of jobs) if (job.state === RUNNING || job.fiber !== undefined) stopping.push(this.cancel(job))
+    for (const job of jobs) if (job.state === RUNNING || this.executor.isStopping(job)) stopping.push(this.cancel(job))
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
   }
 
@@ -885,7 +912,7 @@ export class Scheduler<W> {
         retries = true
         continue
       }
-      const millis = phase === "queued" ? deadline.at - job.time : job.timeout
+      const millis = phase === "queued" ? deadline.at - this.epoch - job.time : job.timeout
       const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
       if (job.state === RUNNING) {
         if (job.hook !== undefined && job.hook.timedOut(job, exit, now)) {
