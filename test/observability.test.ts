@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Metric, Option, References, Schedule, Scope, Stream, Tracer } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, References, Schedule, Scope, Stream, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -305,4 +305,43 @@ describe("threads: the trace and progress cross into the thread", () => {
       assert.isTrue(values.every((v, i) => i === 0 || v > values[i - 1]!))
       assert.isAtMost(values.length, Math.floor(elapsed / 50) + 2, `${values.length} values in ${elapsed} ms`)
     })))
+})
+
+describe("Effect.sync jobs run without a fiber of their own", () => {
+  it.effect("on a free worker the function runs outside any fiber; the job is counted, timed, retried and traced as any", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "1 second", name: "inline" })
+      // inside the function there is no fiber: not the submitter's (whose services are not the job's)
+      let current: unknown = "not run"
+      assert.strictEqual(yield* pool.run(Effect.sync(() => {
+        current = Fiber.getCurrent()
+        return 7
+      })), 7)
+      assert.strictEqual(current, undefined)
+      // a throw is the job's defect; a retry runs the function again
+      let calls = 0
+      const flaky = Effect.sync(() => {
+        if (++calls === 1) throw new Error("first call")
+        return calls
+      })
+      const handle = yield* pool.submit(flaky, { retry: { times: 1 } })
+      assert.strictEqual(yield* handle.await, 2)
+      assert.strictEqual(yield* handle.attempt, 2)
+      const died = yield* Effect.exit(pool.run(Effect.sync(() => {
+        throw new Error("boom")
+      })))
+      assert.isTrue(Exit.isFailure(died) && Cause.hasDies(died.cause))
+      const stats = yield* pool.stats
+      assert.deepStrictEqual(
+        [stats.submitted, stats.succeeded, stats.defects, stats.retried, stats.running, stats.queued],
+        [3, 2, 1, 1, 0, 0]
+      )
+      // its timeout's deadline went with it: nothing is left to expire
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual((yield* pool.stats).timedOut, 0)
+      // under a tracer it runs in a fiber, under its span
+      const { spans, tracer } = recordingTracer()
+      assert.strictEqual(yield* Effect.withTracer(pool.run(Effect.sync(() => Fiber.getCurrent() !== undefined)), tracer), true)
+      assert.deepStrictEqual(spans.map((s) => [s.name, s.attributes.get("workpool.job.ending")]), [["workpool.job", "succeeded"]])
+    }))
 })

@@ -89,6 +89,13 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       else if (Exit.isExit(effect)) {
         if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
         return scheduler.jobStopped(job, worker, effect)
+      } else {
+        const thunk = syncThunk(effect)
+        if (thunk !== undefined) {
+          const exit = runThunk(thunk)
+          if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
+          return scheduler.jobStopped(job, worker, exit)
+        }
       }
       const fiber = Effect.runForkWith(contextOf(job) as Context.Context<any>)(effect)
       if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
