@@ -177,7 +177,8 @@ export interface Options<W = void, EW = never, RW = never> {
  * run. Live jobs (waiting, queued, running, retrying) are always visible; ended ones only with a
  * retention, which is opt-in: keeping them costs a trivial job a few percent (a ring slot per ending,
  * an old object pointing at a young one), so a pool without one pays nothing. An ended job keeps its
- * result and its submitter's services alive until it is evicted.
+ * result alive until it is evicted; one that ran lets its Effect and its submitter's services go
+ * when it ends (one that never started keeps them).
  *
  * - `count`: at most this many ended jobs, the most recent; a whole number from 0 to 1,000,000;
  *   default 0 (keep none).

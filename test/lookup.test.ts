@@ -1,4 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { Deferred, Effect, Exit, Fiber, Option, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
@@ -184,6 +186,40 @@ describe("job lookup", () => {
       assert.deepStrictEqual([badItem.field, badItem.value], ["status[1]", "3"])
       const notObject = yield* Effect.flip(pool.jobs("queued" as any))
       assert.strictEqual(notObject.field, "filter")
+    }))
+})
+
+describe("what an ended job keeps", () => {
+  /** A full collection, from a test: V8's gc exposed for this process. */
+  const collect = Effect.promise(async () => {
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    // a WeakRef's target is kept until the current job ends: collect across macrotasks
+    for (let i = 0; i < 3; i++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 0))
+    }
+  })
+
+  it.live("a job that ran lets its Effect and its closures go, though its handle and the pool keep it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, retention: { count: 10 } })
+      const refs: Array<WeakRef<object>> = []
+      // made outside this generator, whose frame would hold the last one
+      const makeJob = (i: number) => {
+        const big = { payload: new Array(1000).fill(i) }
+        refs.push(new WeakRef(big))
+        // an Effect.sync (no fiber) and fiber jobs
+        return i === 0 ? Effect.sync(() => big.payload.length) : Effect.map(Effect.yieldNow, () => big.payload.length)
+      }
+      const handles: Array<WorkPool.JobHandle<number, never>> = []
+      for (let i = 0; i < 3; i++) handles.push(yield* pool.submit(makeJob(i)))
+      for (const handle of handles) assert.strictEqual(yield* handle.await, 1000)
+      yield* collect
+      assert.deepStrictEqual(refs.map((ref) => ref.deref() === undefined), [true, true, true])
+      // still listed, with their results
+      assert.deepStrictEqual((yield* pool.jobs()).map((job) => job.status), ["succeeded", "succeeded", "succeeded"])
+      assert.strictEqual(yield* handles[2]!.await, 1000)
     }))
 })
 

@@ -85,14 +85,11 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
         effect = job.effect
       }
       if (isTraced(job.context)) effect = JobContext.traced(job, effect, waitMillis)
-      // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-      else if (Exit.isExit(effect)) {
-        if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
-        return scheduler.jobStopped(job, worker, effect)
-      } else {
+      else {
         const thunk = syncThunk(effect)
-        if (thunk !== undefined) {
-          const exit = runThunk(thunk)
+        // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
+        const exit = thunk !== undefined ? runThunk(thunk) : Exit.isExit(effect) ? effect : undefined
+        if (exit !== undefined) {
           if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
           return scheduler.jobStopped(job, worker, exit)
         }

@@ -14,7 +14,7 @@ export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, a
 
 /** Whether a (valid) job is the function form. */
 export const isFunction = (job: Effect.Effect<any, any, any> | JobFunction): job is JobFunction =>
-  !Effect.isEffect(job)
+  typeof job === "function" && !Effect.isEffect(job)
 
 const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
 

@@ -148,8 +148,9 @@ export class Job implements QueueEntry {
   /** On the prototype of each pool's own Job class: 8 bytes less per queued job. */
   declare readonly scheduler: Scheduler<any>
   readonly seq: number
-  readonly effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>)
-  readonly context: Context.Context<never>
+  /** The job and its submitter's services: let go once it has run and ended (see `jobStopped`). */
+  effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>)
+  context: Context.Context<never>
   readonly priority: number
   /** Milliseconds from start; 0 means none. */
   readonly timeout: number
@@ -707,6 +708,12 @@ export class Scheduler<W> {
     if (job.state >= DONE) this.stoppingJobs--
     else if (job.hook === undefined) this.settleStopped(job, exit, now)
     else job.hook.stopped(job, exit, now)
+    if (job.state >= DONE) {
+      // it will not run again: a kept handle (or a retained job) need not keep its Effect, the
+      // closures that made it, or its submitter's services alive
+      job.effect = Exit.void
+      job.context = ENDED_CONTEXT
+    }
     this.changed()
     this.pump()
   }
@@ -1101,6 +1108,8 @@ const release = (workerId: number, scope: Scope.Closeable): Effect.Effect<void> 
     Scope.close(scope, Exit.void),
     (cause) => Effect.logError(`worker ${workerId}: releasing its resource failed`, cause)
   )
+
+const ENDED_CONTEXT: Context.Context<never> = Context.empty()
 
 const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Exit<any, any>): void => {
   if (listeners === undefined) return
