@@ -6,6 +6,7 @@
  * Usage: node --expose-gc bench/child.ts <scenario file> <contestant name> <full|quick>
  */
 import { performance } from "node:perf_hooks"
+import * as v8 from "node:v8"
 import { pathToFileURL } from "node:url"
 import type { Scenario, Size } from "./common.ts"
 import { Tally } from "./tally.ts"
@@ -19,6 +20,8 @@ export interface ChildResult {
   readonly why?: string
   readonly heapBytesPerJob?: number
   readonly rssBytesPerThread?: number
+  /** Scenarios with the metric "peakHeapMB": the most heap in use during the timed run, over the heap before it. */
+  readonly peakHeapBytes?: number
 }
 
 const [file, name, mode] = process.argv.slice(2)
@@ -29,15 +32,37 @@ const { scenario } = (await import(pathToFileURL(file).href)) as { scenario: Sce
 const contestant = scenario.contestants.find((c) => c.name === name)
 if (contestant === undefined) throw new Error(`no contestant "${name}" in scenario ${scenario.id}`)
 
+const measurePeak = scenario.metrics.includes("peakHeapMB")
+
+/**
+ * Watches the heap during a run: the used heap after a full collection before it, and the largest
+ * used heap any collection found during it (or at its end). V8 collects the young generation every
+ * few megabytes, so this is the high-water mark within about that much.
+ */
+const watchHeap = () => {
+  globalThis.gc?.()
+  globalThis.gc?.()
+  const base = process.memoryUsage().heapUsed
+  const profiler = new v8.GCProfiler()
+  profiler.start()
+  return () => {
+    let peak = process.memoryUsage().heapUsed
+    for (const gc of profiler.stop()?.statistics ?? []) peak = Math.max(peak, gc.beforeGC.heapStatistics.usedHeapSize)
+    return peak - base
+  }
+}
+
 /** Sets up, runs and tears down once; only `run` is inside the clock. */
 const once = async (size: Size) => {
   const tally = scenario.tally?.(size) ?? new Tally(size.jobs)
   const trial = await contestant.setup(size, tally)
+  const peak = measurePeak ? watchHeap() : undefined
   const t0 = performance.now()
   const outcome = await trial.run()
   const ms = outcome.ms ?? performance.now() - t0
+  const peakHeapBytes = peak?.()
   await trial.teardown?.()
-  return { ms, outcome, check: tally.verify(outcome.observed) }
+  return { ms, outcome, peakHeapBytes, check: tally.verify(outcome.observed) }
 }
 
 // A crash or a wrong warm-up checksum is reported on the same JSON line, with exit code 1.
@@ -62,7 +87,7 @@ for (let i = 0; i < warmups; i++) {
 }
 globalThis.gc?.()
 
-const { ms, outcome, check } = await once(size)
+const { ms, outcome, peakHeapBytes, check } = await once(size)
 const result: ChildResult = {
   scenario: scenario.id,
   contestant: name,
@@ -71,7 +96,8 @@ const result: ChildResult = {
   checksumOk: check.ok,
   ...(check.why === undefined ? {} : { why: check.why }),
   ...(outcome.heapBytesPerJob === undefined ? {} : { heapBytesPerJob: outcome.heapBytesPerJob }),
-  ...(outcome.rssBytesPerThread === undefined ? {} : { rssBytesPerThread: outcome.rssBytesPerThread })
+  ...(outcome.rssBytesPerThread === undefined ? {} : { rssBytesPerThread: outcome.rssBytesPerThread }),
+  ...(peakHeapBytes === undefined ? {} : { peakHeapBytes })
 }
 process.stdout.write(JSON.stringify(result) + "\n")
 // Do not wait for stray timers or handles of a contestant: the measurement is done.

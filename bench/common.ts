@@ -46,7 +46,7 @@ export interface Contestant {
 }
 
 /** Which number of a measurement a table shows, and which way is better. */
-export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob" | "rssBytesPerThread"
+export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob" | "rssBytesPerThread" | "peakHeapMB"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
@@ -54,7 +54,8 @@ export const metricInfo: Record<Metric, { readonly label: string; readonly highe
   heapBytesPerJob: { label: "heap bytes per queued job", higherIsBetter: false, digits: 0 },
   drainJobsPerSec: { label: "drain jobs/s", higherIsBetter: true, digits: 0 },
   usPerJob: { label: "µs per task", higherIsBetter: false, digits: 1 },
-  rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 }
+  rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 },
+  peakHeapMB: { label: "peak heap MB", higherIsBetter: false, digits: 1 }
 }
 
 /**

@@ -85,6 +85,8 @@ const valueOf = (m: ChildResult, metric: Metric): number | undefined => {
       return m.rssBytesPerThread
     case "usPerJob":
       return (m.ms * 1000) / m.jobs
+    case "peakHeapMB":
+      return m.peakHeapBytes === undefined ? undefined : m.peakHeapBytes / 1e6
   }
 }
 

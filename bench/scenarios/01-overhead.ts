@@ -46,7 +46,7 @@ export const scenario: Scenario = {
   description: `Trivial jobs (a counter and an integer hash), concurrency ${CONCURRENCY}: submit all, then await all. ` +
     "The anchors get a Promise-returning job (`async () => job(i)`).",
   sizes: { full: { jobs: 200_000 }, quick: { jobs: 20_000 }, warmup: { jobs: 20_000 } },
-  metrics: ["jobsPerSec"],
+  metrics: ["jobsPerSec", "peakHeapMB"],
   contestants: [
     {
       name: "p-queue",
@@ -121,12 +121,25 @@ export const scenario: Scenario = {
   targets: [
     { label: "ours (native job) ≥ 3× fastq", metric: "jobsPerSec", contestant: "ours: Effect.sync job", anchor: "fastq (promise API)", atLeast: 3 },
     { label: "ours (native job) ≥ 0.5× Effect.forEach", metric: "jobsPerSec", contestant: "ours: Effect.sync job", anchor: "Effect.forEach", atLeast: 0.5 },
-    { label: "ours (Promise job) ≥ 2× p-queue", metric: "jobsPerSec", contestant: "ours: Effect.promise job", anchor: "p-queue", atLeast: 2 }
+    { label: "ours (Promise job) ≥ 2× p-queue", metric: "jobsPerSec", contestant: "ours: Effect.promise job", anchor: "p-queue", atLeast: 2 },
+    { label: "ours (native job) peak heap ≤ 2× Effect.forEach's", metric: "peakHeapMB", contestant: "ours: Effect.sync job", anchor: "Effect.forEach", atMost: 2 },
+    {
+      label: "metrics cost ≤ 5%: ours with metrics ≥ 0.95× ours with metrics: false",
+      metric: "jobsPerSec",
+      contestant: "ours: Effect.sync job",
+      anchor: "ours: Effect.sync job, metrics: false",
+      atLeast: 0.95
+    }
   ],
   notes: [
     "Our pool runs with `capacity: Infinity`, so every submit is admitted at once and the run really is \"submit all, then await all\".",
     "`pool.runAll` is the bulk form of the same work: it is shown for information and has no target.",
     "`metrics: false` shows what the pool's Effect metrics cost a trivial job (they are on by default; the budget is 5%).",
+    "Peak heap: the most heap in use during the timed run (the largest used heap any garbage collection found, or the " +
+      "heap at the end), over the heap after a full collection just before it. It includes what the contestant keeps " +
+      "for its results: a promise or a handle per job, or `Effect.forEach`'s array.",
+    "An `Effect.sync` job on a free worker runs without a fiber of its own (see the README's Performance section); " +
+      "`Effect.promise` jobs and the anchors' jobs do not have that shortcut.",
     "fastq is measured through its promise API (`fastq.promise`), the form that hands back a result per job like the others. " +
       "Its callback API with a synchronous worker never queues anything (each job completes inside `push`), so it measures no queue."
   ]
