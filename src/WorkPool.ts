@@ -897,7 +897,8 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
           while (next < count && failure === undefined) {
             const index = next++
             const record = makeRecord(scheduler, items[index]!, context, checked)
-            submitted.push(record)
+            // the record has it now; and it lets it go once it has run
+            items[index] = undefined as any
             record.addListener((exit: Exit.Exit<any, any>) => {
               if (Exit.isSuccess(exit)) results[index] = exit.value
               else if (failure === undefined) {
@@ -906,7 +907,11 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
               }
               settled()
             })
-            if (!scheduler.admit(record, checked.queueTimeout, feed)) return
+            const admitted = scheduler.admit(record, checked.queueTimeout, feed)
+            // only jobs that may still have to be cancelled are kept: one that ended (a synchronous
+            // job ends as it starts) would only age into the old generation here
+            if (record.state < Internal.DONE) submitted.push(record)
+            if (!admitted) return
           }
           if (failure !== undefined && next < count) {
             // never submitted: nothing to wait for
