@@ -907,10 +907,12 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
               }
               settled()
             })
+            // kept before it is admitted: a job may fail another one of the batch as it starts
+            submitted.push(record)
             const admitted = scheduler.admit(record, checked.queueTimeout, feed)
-            // only jobs that may still have to be cancelled are kept: one that ended (a synchronous
-            // job ends as it starts) would only age into the old generation here
-            if (record.state < Internal.DONE) submitted.push(record)
+            // only jobs that may still have to be cancelled stay: one that ended (a synchronous job
+            // ends as it starts) would only age into the old generation here
+            if (record.state >= Internal.DONE && submitted[submitted.length - 1] === record) submitted.pop()
             if (!admitted) return
           }
           if (failure !== undefined && next < count) {
