@@ -50,6 +50,7 @@ import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
 import * as Sampler from "./internal/dashboard/sampler.ts"
 import { JobStore } from "./internal/store/model.ts"
+import type * as WorkPool from "./WorkPool.ts"
 
 /**
  * A dashboard option, or what was added to a dashboard, is invalid: `field` names it, `value` shows
@@ -166,7 +167,7 @@ export class Dashboard extends Context.Service<Dashboard, {
  * @since 0.2.0
  * @category models
  */
-export type Pool = Sampler.Pool
+export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel">
 
 const check = <A>(f: () => A): Effect.Effect<A, InvalidDashboardOptions> =>
   Effect.try({
