@@ -400,7 +400,10 @@ export interface JobHandle<A, E> {
   readonly id: number
   /**
    * Waits for the job's result: its success, its own error, what the pool did to it once admitted
-   * (`JobDropped`, `JobTimeout`, `PoolShutdown`), or its defect.
+   * (`JobDropped`, `JobTimeout`, `PoolShutdown`), or its defect. A waiting fiber is resumed on its
+   * own scheduler once the job has ended, as after `Effect.yieldNow`, not inside the job's ending:
+   * a fiber awaiting many handles in turn while they end in a burst is resumed once for the burst
+   * (by then the jobs queued behind may have started). `pool.run` resumes its caller at once.
    */
   readonly await: Effect.Effect<A, E | AdmittedJobError>
   /** Removes the job if it is still waiting or queued, interrupts it if running, and waits until it stopped. */

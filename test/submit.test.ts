@@ -55,6 +55,48 @@ describe("submit", () => {
     }))
 })
 
+describe("awaiting handles", () => {
+  it.effect("an awaiter of handles in order, while a burst of jobs ends, is resumed once for the burst", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      const log: Array<string> = []
+      const blocker = yield* pool.submit(Deferred.await(gate))
+      const handles: Array<WorkPool.JobHandle<number, never>> = []
+      for (let i = 0; i < 3; i++) handles.push(yield* pool.submit(Effect.sync(() => (log.push(`ran ${i}`), i))))
+      const awaiter = yield* Effect.forkChild(Effect.gen(function*() {
+        yield* blocker.await
+        for (const handle of handles) log.push(`awaited ${yield* handle.await}`)
+      }))
+      yield* settle
+      yield* Deferred.succeed(gate, void 0)
+      yield* Fiber.join(awaiter)
+      // resumed on its own scheduler once the blocker ended, not inside each job's ending: by then
+      // the queued jobs have run (with a resume per ending it would be ran 0, awaited 0, ran 1, ...)
+      assert.deepStrictEqual(log, ["ran 0", "ran 1", "ran 2", "awaited 0", "awaited 1", "awaited 2"])
+      // the results are each job's own
+      assert.deepStrictEqual(yield* Effect.forEach(handles, (handle) => handle.await), [0, 1, 2])
+    }))
+
+  it.effect("an awaiter interrupted after its job ended, before it was resumed, is interrupted", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      const handle = yield* pool.submit(Effect.as(Deferred.await(gate), "done"))
+      const awaiter = yield* Effect.forkChild(handle.await)
+      yield* settle
+      // the job ends and the awaiter's resume is scheduled; the interruption comes first
+      yield* Effect.sync(() => Effect.runFork(Deferred.succeed(gate, void 0)))
+      assert.strictEqual(yield* handle.status, "succeeded")
+      yield* Fiber.interrupt(awaiter)
+      const exit = yield* Fiber.await(awaiter)
+      // interrupted, and the resume scheduled for it is dropped (it does not end the fiber twice)
+      assert.isTrue(Exit.hasInterrupts(exit))
+      yield* Effect.yieldNow
+      assert.strictEqual(yield* handle.await, "done")
+    }))
+})
+
 describe("runAll", () => {
   it.effect("returns results in input order, bounded by the pool", () =>
     Effect.gen(function*() {

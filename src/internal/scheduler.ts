@@ -246,13 +246,21 @@ export class Job implements QueueEntry {
 
   // --- the JobHandle members
 
-  /** The job's result; once it has ended, its Exit itself (an Exit is an Effect). */
+  /**
+   * The job's result; once it has ended, its Exit itself (an Exit is an Effect). A fiber that waits
+   * is resumed through its own dispatcher, as `Effect.yieldNow` resumes: resumed inside the job's
+   * ending, a fiber awaiting handles in turn would suspend and resume (an async context each time)
+   * once per job of a burst that ends together, instead of once for the burst.
+   */
   get await(): Effect.Effect<any, any> {
-    return this.exit ?? Effect.callback((resume) => {
-      if (this.exit !== undefined) return resume(this.exit)
-      this.addListener(resume)
-      return Effect.sync(() => this.removeListener(resume))
-    })
+    return this.exit ?? Effect.withFiber((fiber) =>
+      Effect.callback((resume) => {
+        if (this.exit !== undefined) return resume(this.exit)
+        const listener = (exit: Exit.Exit<any, any>) => fiber.currentDispatcher.scheduleTask(() => resume(exit), 0)
+        this.addListener(listener)
+        return Effect.sync(() => this.removeListener(listener))
+      })
+    )
   }
 
   get interrupt(): Effect.Effect<void> {
