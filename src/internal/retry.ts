@@ -88,6 +88,7 @@ export class Attempts implements AttemptHook {
 
   private retryAfter(job: Job, delay: number): void {
     this.retries++
+    job.scheduler.retried++
     job.scheduler.hold(job, delay)
   }
 }

@@ -345,7 +345,7 @@ export class Scheduler<W> {
   stoppingJobs = 0
   /** Jobs held between attempts (`hold`): on no worker, each with a deadline of phase "held". */
   readonly held = new Set<Job>()
-  /** Attempts followed by another (`hold`): failed attempts that were retried. */
+  /** Failed attempts that were retried (counted by retry.ts). */
   retried = 0
   /**
    * The ended jobs kept for lookup: a ring of at most `retention.count`, the oldest at `endedHead`,
@@ -738,11 +738,10 @@ export class Scheduler<W> {
 
   /**
    * Holds a job whose attempt has stopped for `delay` milliseconds on no worker (a retry's wait),
-   * then puts it back in the queue for another attempt.
+   * then puts it back in the queue for another attempt. The hook that holds it counts why.
    */
   hold(job: Job, delay: number): void {
     job.state = HELD
-    this.retried++
     this.held.add(job)
     this.setDeadline(job, this.now() + delay, "held")
     this.changed()
