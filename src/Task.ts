@@ -6,7 +6,9 @@
  *
  * @since 0.1.0
  */
-import { type Effect, Schema } from "effect"
+// by subpath: worker threads load this module (see internal/jobInfo.ts)
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 
 /**
  * A task: its name (unique among the tasks a worker file serves) and the Schemas of its payload,

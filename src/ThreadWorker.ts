@@ -6,11 +6,22 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Effect, Exit, Fiber, Layer, References, Schema, Scope, Tracer } from "effect"
+// effect by subpath: a thread loads what it imports, and the `effect` barrel is all of effect
+// (see jobInfo.ts)
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as References from "effect/References"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
-import { JobContext } from "./internal/jobContext.ts"
+import { JobContext } from "./internal/jobInfo.ts"
 import {
   envelope,
   type FromThread,

@@ -1,6 +1,6 @@
 /** Our worker entry file: serves the four tasks, each the plain function of cpu.ts. */
-import { Effect } from "effect"
-import { Task } from "../../src/index.ts"
+import * as Effect from "effect/Effect"
+import * as Task from "../../src/Task.ts"
 import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { barrier, cpu, noop, probe } from "./cpu.ts"
 import { Barrier, Cpu, Noop, Probe } from "./ours-tasks.ts"

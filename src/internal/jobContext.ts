@@ -7,25 +7,11 @@
  */
 import { Context, Effect, Exit, References, Tracer } from "effect"
 import { isFunction } from "./job.ts"
+import type { JobInfo } from "./jobInfo.ts"
+import { JobContext } from "./jobInfo.ts"
 import { DONE, type Job, outcomeOf } from "./scheduler.ts"
 
-/** See `WorkPool.JobContext`. */
-export interface JobInfo {
-  /** The name of the pool running the job; "" outside a pool. */
-  readonly pool: string
-  /** The job's id in its pool; 0 outside a pool. */
-  readonly id: number
-  /** 1, then one more per retry; 0 outside a pool. */
-  readonly attempt: number
-  /** Reports how far along the job is; the handle's `progress` and `progressChanges` show it. */
-  readonly progress: (value: unknown) => Effect.Effect<void>
-}
-
-const outside: JobInfo = { pool: "", id: 0, attempt: 0, progress: () => Effect.void }
-
-export const JobContext: Context.Reference<JobInfo> = Context.Reference<JobInfo>("effect-workpool/JobContext", {
-  defaultValue: () => outside
-})
+export { JobContext, type JobInfo } from "./jobInfo.ts"
 
 class InPool implements JobInfo {
   readonly job: Job
