@@ -4,8 +4,8 @@
  * The work itself, `hashWord`, lives here too, so that the main thread can run exactly the same
  * code for the reference timing.
  */
-import { Schema } from "effect"
-import { Task } from "../../src/index.ts"
+import * as Schema from "effect/Schema"
+import * as Task from "../../src/Task.ts"
 import { sha256 } from "./sha256.ts"
 
 /** Hashes one word `rounds` times over and returns the last digest, in hex. */

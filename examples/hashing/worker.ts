@@ -3,8 +3,8 @@
  * task. `Effect.sync` runs the synchronous loop; the thread is busy until it returns, which is the
  * point: the main thread is not.
  */
-import { Effect } from "effect"
-import { Task } from "../../src/index.ts"
+import * as Effect from "effect/Effect"
+import * as Task from "../../src/Task.ts"
 import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { HashWord, hashWord } from "./tasks.ts"
 

@@ -3,8 +3,8 @@
  * them. A task is a name and the Schemas of its payload, success and failure; the pool checks both
  * directions against them.
  */
-import { Schema } from "effect"
-import { Task } from "../../src/index.ts"
+import * as Schema from "effect/Schema"
+import * as Task from "../../src/Task.ts"
 
 /** A file that jpeg-js could not decode. A typed failure: it comes back as this class. */
 export class NotAJpeg extends Schema.TaggedError<NotAJpeg>()("NotAJpeg", {

@@ -3,10 +3,10 @@
  * tasks. The image work is synchronous (jpeg-js is plain JavaScript), so it runs in `Effect.sync` /
  * `Effect.try`, and the thread is busy while the main thread is not.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { decode, encode } from "jpeg-js"
 import { threadId } from "node:worker_threads"
-import { Task } from "../../src/index.ts"
+import * as Task from "../../src/Task.ts"
 import * as ThreadWorker from "../../src/ThreadWorker.ts"
 import { MakePhoto, NotAJpeg, Thumbnail } from "./tasks.ts"
 
