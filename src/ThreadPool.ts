@@ -90,8 +90,8 @@ export type TypeId = typeof TypeId
 
 /**
  * Options of a thread pool. Only `worker` is required. The queue options (`capacity`, `overflow`,
- * `timeout`, `queueTimeout`, `aging`, `shutdownTimeout`, `paused`) mean what they mean for
- * `WorkPool`.
+ * `timeout`, `queueTimeout`, `aging`, `shutdownTimeout`, `paused`, `rateLimit`) mean what they mean
+ * for `WorkPool`.
  *
  * @example
  * ```ts
@@ -219,7 +219,17 @@ export type TaskError = JobError | WorkerCrashed | WorkerStartFailed | TaskCodec
 export interface ThreadPool<T extends Task.Any = Task.Any> extends
   Pick<
     WorkPool.WorkPool,
-    "name" | "stats" | "changes" | "pause" | "resume" | "awaitIdle" | "awaitTermination" | "jobs" | "job" | "cancel"
+    | "name"
+    | "stats"
+    | "changes"
+    | "setRateLimit"
+    | "pause"
+    | "resume"
+    | "awaitIdle"
+    | "awaitTermination"
+    | "jobs"
+    | "job"
+    | "cancel"
   >
 {
   readonly [TypeId]: TypeId
@@ -487,6 +497,7 @@ export const make = <T extends Task.Any = Task.Any>(
       name: pool.name,
       stats: pool.stats,
       changes: pool.changes,
+      setRateLimit: pool.setRateLimit,
       pause: pool.pause,
       resume: pool.resume,
       awaitIdle: pool.awaitIdle,

@@ -44,6 +44,7 @@ import * as JobKind from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Metrics from "./internal/metrics.ts"
 import * as Pools from "./internal/service.ts"
+import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Internal from "./internal/scheduler.ts"
 import { type Job as JobRecord, Scheduler, WAITING } from "./internal/scheduler.ts"
@@ -157,6 +158,11 @@ export interface Options<W = void, EW = never, RW = never> {
   /** Start with dispatch paused (jobs are queued until `resume`); default false. */
   readonly paused?: boolean | undefined
   /**
+   * At most `limit` job starts in any window of `interval` (see `RateLimit`); default none. Jobs the
+   * limit holds back wait in the queue, in priority order, on no worker.
+   */
+  readonly rateLimit?: RateLimit | undefined
+  /**
    * Whether and how long ended jobs stay visible to `jobs` and `job` (see `Retention`); default:
    * none are kept (live jobs are always visible).
    */
@@ -170,6 +176,37 @@ export interface Options<W = void, EW = never, RW = never> {
    * awaits it) and does not stop the pool.
    */
   readonly resource?: ((workerId: number) => Effect.Effect<W, EW, RW | Scope.Scope>) | undefined
+}
+
+/**
+ * A rate limit: at most `limit` job starts (attempts: a retry counts) in any window of `interval`,
+ * however the windows are placed. The window slides, so the bound holds for every span of
+ * `interval`, not only for aligned ones: a server that allows 100 requests per second, counted
+ * any way, is never sent 101 in a second. After an idle spell up to `limit` jobs start at once;
+ * to spread them evenly, make the window smaller: `{ limit: 1, interval: "10 millis" }` is also
+ * 100 per second, one every 10 ms.
+ *
+ * - `limit`: a whole number from 1 to 1,000,000.
+ * - `interval`: a finite duration above 0.
+ *
+ * Jobs held back by the limit wait in the queue in priority order, holding no worker; timeouts,
+ * cancellation, pause, resize and shutdown work on them as on any queued job (a graceful shutdown
+ * keeps the limit while it drains). `PoolStats.rateLimited` and the gauge
+ * `workpool_jobs_rate_limited` show how many are held back right now. `setRateLimit` changes it.
+ *
+ * @example
+ * ```ts
+ * import { WorkPool } from "effect-workpool"
+ *
+ * // the mail provider accepts 10 sends per second: at most 10 starts in any second
+ * const mailer = WorkPool.make({ concurrency: 4, rateLimit: { limit: 10, interval: "1 second" } })
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface RateLimit {
+  readonly limit: number
+  readonly interval: Duration.Input
 }
 
 /**
@@ -492,6 +529,11 @@ export interface PoolStats {
   readonly retrying: number
   /** Failed attempts that were retried, since the pool started. */
   readonly retried: number
+  /**
+   * Queued jobs that free workers would start now but for the rate limit (`Options.rateLimit`);
+   * 0 without one.
+   */
+  readonly rateLimited: number
   readonly submitted: number
   readonly succeeded: number
   readonly failed: number
@@ -561,6 +603,11 @@ export interface WorkPool<W = void, EW = never> {
    * and the resize is then done.
    */
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig | EW>
+  /**
+   * Sets the rate limit (see `RateLimit`), or removes it with `undefined`. The starts already made
+   * stay counted, so a change lets no extra burst through; a looser limit starts held jobs at once.
+   */
+  readonly setRateLimit: (rateLimit: RateLimit | undefined) => Effect.Effect<void, InvalidPoolConfig>
   /** Stops dispatching queued jobs; running jobs go on. */
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
@@ -620,6 +667,7 @@ const validatePoolOptions = (options: Options<any, any, any>) =>
         ? DEFAULT_SHUTDOWN_TIMEOUT
         : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
       paused: options.paused === undefined ? false : config.boolean("paused", options.paused),
+      rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
       retention: retention(options.retention),
       name: options.name === undefined ? `workpool-${++poolCount}` : config.name("name", options.name),
       metrics: options.metrics === undefined ? true : config.boolean("metrics", options.metrics),
@@ -760,6 +808,7 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     waiting: scheduler.waitingCount,
     retrying: scheduler.held.size,
     retried: scheduler.retried,
+    rateLimited: RateLimits.held(scheduler),
     submitted: scheduler.submitted,
     succeeded: ended.succeeded,
     failed: ended.failed,
@@ -815,6 +864,7 @@ export const make = <W = void, EW = never, RW = never>(
       () => clock.currentTimeMillisUnsafe()
     )
     scheduler.executor = fiberExecutor(scheduler)
+    if (checked.rateLimit !== undefined) scheduler.gate = new RateLimits.RateGate(checked.rateLimit, scheduler, clock)
     if (checked.metrics) {
       const recorded = new Metrics.PoolMetrics()
       scheduler.observer = recorded
@@ -824,7 +874,7 @@ export const make = <W = void, EW = never, RW = never>(
     }
     yield* Effect.addFinalizer(() => scheduler.shutdown())
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
-    return makePool<W, EW>(scheduler)
+    return makePool<W, EW>(scheduler, clock)
   })
 
 /** What a `resource` function returned, checked: from JavaScript it may be anything. */
@@ -833,7 +883,7 @@ const acquired = <W>(effect: unknown): Effect.Effect<W, unknown, Scope.Scope> =>
     config.invalidPoolConfig("resource", effect, "expected the function to return an Effect (of the worker's resource)")
   )
 
-const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
+const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
     Effect.withFiber((fiber) => {
       const checked = checkSubmission(scheduler, job, options)
@@ -964,6 +1014,24 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
         }))
     })
 
+  const setRateLimit = (rateLimit: RateLimit | undefined): Effect.Effect<void, InvalidPoolConfig> =>
+    Effect.flatMap(
+      config.checkPoolOptions(() => rateLimit === undefined ? undefined : RateLimits.check("rateLimit", rateLimit)),
+      (limit) =>
+        Effect.sync(() => {
+          const gate = scheduler.gate as RateLimits.RateGate | undefined
+          if (limit !== undefined && gate !== undefined) gate.set(limit)
+          else if (limit !== undefined) {
+            if (scheduler.state !== "stopped") scheduler.gate = new RateLimits.RateGate(limit, scheduler, clock)
+          } else {
+            gate?.close()
+            scheduler.gate = undefined
+          }
+          scheduler.changed()
+          scheduler.pump()
+        })
+    )
+
   const setPaused = (paused: boolean) =>
     Effect.sync(() => {
       if (scheduler.paused === paused) return
@@ -981,6 +1049,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>): WorkPool<W, EW> => {
     stats: Effect.sync(() => snapshot(scheduler)),
     changes,
     resize,
+    setRateLimit,
     pause: setPaused(true),
     resume: setPaused(false),
     awaitIdle: scheduler.waitUntil(() => scheduler.isIdle()),

@@ -11,6 +11,7 @@
  * @internal
  */
 import { type Context, Metric } from "effect"
+import * as RateLimits from "./rateLimit.ts"
 import type { Job, Observer, Scheduler } from "./scheduler.ts"
 
 /** Milliseconds: 1, 2, 4, ... 65,536 (about a minute), then Infinity. */
@@ -153,6 +154,8 @@ export const register = (
   gauge("workpool_jobs_waiting", "Submitters waiting for room in the queue", () => scheduler.waitingCount)
   gauge("workpool_jobs_running", "Jobs running (including timed-out ones still stopping)", () => scheduler.busy)
   gauge("workpool_jobs_retrying", "Jobs waiting for a retry", () => scheduler.held.size)
+  gauge("workpool_jobs_rate_limited", "Queued jobs that free workers would start now but for the rate limit", () =>
+    RateLimits.held(scheduler))
   gauge("workpool_workers", "Live workers", () => scheduler.workers.size)
   gauge("workpool_utilization", "Busy worker time over available worker time since the pool started, 0 to 1", () =>
     scheduler.utilization())

@@ -103,6 +103,18 @@ export interface AttemptHook {
   cancelled(job: Job): void
 }
 
+/**
+ * Decides whether a queued job may start now, besides a free worker: how a rate limit
+ * (rateLimit.ts) plugs in. A job it refuses stays queued, on no worker; the gate calls `pump`
+ * once a start may go ahead.
+ */
+export interface StartGate {
+  /** Counts a start and returns true, or returns false: nothing starts now. */
+  tryStart(): boolean
+  /** The pool has stopped: the gate lets go of its timer. */
+  close(): void
+}
+
 /** Made, not yet submitted. */
 export const NEW = 0
 /** Waiting for room in the queue (overflow "suspend"). */
@@ -395,6 +407,7 @@ export class Scheduler<W> {
 
   executor!: Executor
   observer: Observer = unobserved
+  gate: StartGate | undefined = undefined
 
   private readonly Job: typeof Job
   readonly config: SchedulerConfig<W>
@@ -561,7 +574,10 @@ export class Scheduler<W> {
       return true
     }
     if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
-    if (!this.pumping && !this.paused && this.free.length > 0 && this.queue.size === 0 && this.waitingCount === 0) {
+    if (
+      !this.pumping && !this.paused && this.free.length > 0 && this.queue.size === 0 && this.waitingCount === 0 &&
+      (this.gate === undefined || this.gate.tryStart())
+    ) {
       this.start(job, this.free.pop()!, now)
       return true
     }
@@ -670,10 +686,10 @@ export class Scheduler<W> {
         this.pumpAgain = false
         if (!this.paused && this.free.length > 0 && this.queue.size > 0) {
           const now = this.now()
-          while (!this.paused && this.free.length > 0) {
-            const job = this.queue.pop()
-            if (job === undefined) break
-            this.start(job, this.free.pop()!, now)
+          const gate = this.gate
+          while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
+            if (gate !== undefined && !gate.tryStart()) break
+            this.start(this.queue.pop()!, this.free.pop()!, now)
           }
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
@@ -1079,6 +1095,7 @@ export class Scheduler<W> {
           this.retireIdle()
           this.timer?.interruptUnsafe()
           this.timer = undefined
+          this.gate?.close()
           this.changed()
         }))
       )
