@@ -38,6 +38,7 @@ import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
 import { FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
@@ -469,7 +470,14 @@ export const purge = (options: {
     return yield* store.purge((yield* store.now) - checked.olderThan, checked.states)
   })
 
-const configure = (queue: string, settings: { readonly paused?: boolean; readonly aging?: number }) =>
+const configure = (
+  queue: string,
+  settings: {
+    readonly paused?: boolean
+    readonly aging?: number
+    readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
+  }
+) =>
   Effect.flatMap(invalid(() => nonEmpty("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
 
 /**
@@ -522,6 +530,37 @@ export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<vo
   // 0 or Infinity: none, as for WorkPool's aging
   Effect.flatMap(invalid(() => config.millis("aging", aging, "nonNegative")), (millis) =>
     configure(queue, { aging: millis === Infinity ? 0 : millis }))
+
+/**
+ * Sets a rate limit shared by every consumer of a queue, in every process: at most `limit` jobs of
+ * the queue start (are claimed) in any window of `interval`, counted by the store on its own clock
+ * in the claim's own transaction, so the total rate holds however many consumers claim at once.
+ * The window slides, as `WorkPool`'s `rateLimit` does (see `WorkPool.RateLimit`). `undefined`
+ * removes the limit. The latest claims stay counted when the limit changes; they are counted from
+ * when a limit is first set. Jobs held back wait in the queue in their order; `stats` shows the
+ * limit and how many claims its window allows now.
+ *
+ * Each consumer may also have a limit of its own (`ConsumeOptions.rateLimit`): both hold.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // the SMS provider takes 50 messages per second from the whole fleet
+ * const setup = JobQueue.setRateLimit("sms", { limit: 50, interval: "1 second" })
+ * const lift = JobQueue.setRateLimit("sms", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setRateLimit = (
+  queue: string,
+  rateLimit: WorkPool.RateLimit | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    invalid(() => rateLimit === undefined ? null : RateLimits.check("rateLimit", rateLimit)),
+    (limit) => configure(queue, { rateLimit: limit })
+  )
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, and the
@@ -678,6 +717,12 @@ export interface ConsumeOptions<R> {
   readonly lease?: Duration.Input | undefined
   readonly poll?: Duration.Input | undefined
   readonly shutdownTimeout?: Duration.Input | undefined
+  /**
+   * This consumer's own rate limit (see `WorkPool.RateLimit`): it claims only as many jobs as the
+   * limit lets start now, so it holds no lease on a job it cannot start. For a limit shared by every
+   * consumer of a queue, in every process, see `setRateLimit`.
+   */
+  readonly rateLimit?: WorkPool.RateLimit | undefined
 }
 
 /**
@@ -702,6 +747,8 @@ export interface Consumer {
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig>
+  /** Sets this consumer's own rate limit (`ConsumeOptions.rateLimit`), or removes it with `undefined`. */
+  readonly setRateLimit: (rateLimit: WorkPool.RateLimit | undefined) => Effect.Effect<void, InvalidPoolConfig>
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
@@ -767,7 +814,8 @@ export const consume = <R = never>(
           ? 30_000
           : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
         lease,
-        poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll)
+        poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
+        rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit)
       } satisfies ConsumerImpl.ConsumerConfig<R>
     }),
     ConsumerImpl.make

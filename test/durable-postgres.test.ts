@@ -46,7 +46,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["2"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["3"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -59,21 +59,23 @@ else {
         const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
         assert.instanceOf(error, StoreError)
         assert.strictEqual((error as StoreError).operation, "migrate")
-        assert.match(error.message, /version 99.*up to 2/)
+        assert.match(error.message, /version 99.*up to 3/)
       }))
 
-    it.live("a version-1 schema is migrated to version 2 on start, and its jobs run", () =>
+    it.live("a version-1 schema is migrated to the latest version on start, and its jobs run", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         const S = `"${schema}"`
         yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
-        // back to what version 1 left: no progress column
+        // back to what version 1 left: no progress column (2), no rate limits (3)
         yield* Effect.promise(() =>
           admin((sql) =>
-            Effect.andThen(
-              sql.unsafe(`ALTER TABLE ${S}.wp_job DROP COLUMN progress`).raw,
-              sql.unsafe(`UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`).raw
-            )
+            Effect.forEach([
+              `ALTER TABLE ${S}.wp_job DROP COLUMN progress`,
+              `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count`,
+              `DROP TABLE ${S}.wp_rate`,
+              `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
+            ], (statement) => sql.unsafe(statement).raw, { discard: true })
           )
         )
         const [result] = yield* Effect.gen(function*() {
@@ -83,7 +85,7 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
         const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
-        assert.deepStrictEqual(versions.map((row) => row.value), ["2"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["3"])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>

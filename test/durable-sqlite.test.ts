@@ -65,10 +65,10 @@ describe("the SQLite store", () => {
       const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
       assert.instanceOf(error, StoreError)
       assert.strictEqual((error as StoreError).operation, "migrate")
-      assert.match(error.message, /schema version 99.*up to 2/)
+      assert.match(error.message, /schema version 99.*up to 3/)
     }))
 
-  it.live("a file of schema version 1 is migrated on open: its jobs are kept and gain the new column", () =>
+  it.live("a file of schema version 1 is migrated on open: its jobs are kept and gain the new columns and tables", () =>
     Effect.gen(function*() {
       const filename = fresh()
       const db = new DatabaseSync(filename)
@@ -86,7 +86,7 @@ describe("the SQLite store", () => {
       const check = new DatabaseSync(filename)
       const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
       check.close()
-      assert.strictEqual(version.value, "2")
+      assert.strictEqual(version.value, "3")
     }))
 
   it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>

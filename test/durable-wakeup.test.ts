@@ -41,7 +41,7 @@ describe("durable wake-ups", () => {
       yield* Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-        const [claim] = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
         token.value = claim!.token
         const awaiting = yield* Effect.forkChild(job.await)
         yield* settle

@@ -99,7 +99,7 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
     Effect.map(JobStore.JobStore, (store): Store => ({
       ...store,
       claim: (request) =>
-        Effect.tap(store.claim(request), (claims) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
+        Effect.tap(store.claim(request), ({ claims }) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
       heartbeat: (ts, lease) =>
         failing.value
           ? Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
@@ -222,7 +222,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const store = yield* JobStore.JobStore
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 2 })
         // a consumer claims it and dies (kill -9): nobody renews, nobody settles
-        const [claim] = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
         assert.strictEqual(claim?.job.id, job.id)
         yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
         yield* tick(LEASE - 500)
@@ -236,7 +236,8 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-        const claim = (limit = 1) => store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE })
+        const claim = (limit = 1) =>
+          Effect.map(store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE }), (claimed) => claimed.claims)
         const [stale] = yield* claim()
         yield* TestClock.adjust(LEASE + 1)
         assert.strictEqual(yield* store.reap([0]), 1)
@@ -446,7 +447,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", maxAttempts: 1 })
-        const [claim] = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
         yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
         const live = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })
         assert.isTrue(live.created)

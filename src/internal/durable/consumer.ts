@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -22,6 +22,8 @@ import type { Claim, Settlement, Store } from "../store/model.ts"
 import { JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
+import { checkPoolOptions } from "../config.ts"
+import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 
 export interface ConsumerConfig<R> {
@@ -35,6 +37,8 @@ export interface ConsumerConfig<R> {
   readonly shutdownTimeout: number
   readonly lease: number
   readonly poll: number
+  /** This consumer's own rate limit (the queue's shared one is the store's). */
+  readonly rateLimit: RateLimits.Limit | undefined
 }
 
 export interface Consumer {
@@ -43,6 +47,7 @@ export interface Consumer {
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly resize: WorkPool.WorkPool["resize"]
+  readonly setRateLimit: WorkPool.WorkPool["setRateLimit"]
   readonly shutdown: Effect.Effect<void>
   readonly shutdownNow: Effect.Effect<void>
   readonly awaitTermination: Effect.Effect<void>
@@ -97,6 +102,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
     const backoff = reaperBackoff(config.retry, context as never)
+    const clock = yield* Clock.Clock
+    let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
+    /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
+    let held = 0
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
@@ -203,23 +212,44 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     // --- the loops
 
+    /** Sleeps `millis` (at most a poll), or until a slot frees or the consumer changes. */
+    const nap = (millis: number) => Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll))
+
     const claimLoop = Effect.gen(function*() {
       while (claiming) {
         const free = paused ? 0 : target - running.size
         if (free <= 0) {
+          held = 0
           yield* wake.wait(config.poll)
+          continue
+        }
+        // this consumer's own limit: claim only what may start now (a claim holds a lease)
+        const now = RateLimits.monotonicMillis(clock)
+        const allowed = limiter === undefined ? free : limiter.available(now, free)
+        if (allowed <= 0) {
+          held = free
+          yield* nap(limiter!.nextAt() - now)
           continue
         }
         const since = yield* store.version
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
-          store.claim({ queues: config.queues, tasks, limit: free, lease: config.lease }).pipe(
-            Effect.tap((claims) => Effect.forEach(claims, start, { discard: true }))
+          store.claim({ queues: config.queues, tasks, limit: allowed, lease: config.lease }).pipe(
+            Effect.tap(({ claims }) =>
+              Effect.forEach(claims, (claim) => {
+                limiter?.take(now)
+                return start(claim)
+              }, { discard: true })
+            )
           )
         ).pipe(Effect.catchCause((cause) =>
-          Effect.as(Effect.logWarning("effect-workpool: claiming durable jobs failed", cause), [])
+          Effect.as(Effect.logWarning("effect-workpool: claiming durable jobs failed", cause), { claims: [], limitedFor: 0 })
         ))
-        if (claimed.length === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll))
+        const count = claimed.claims.length
+        held = claimed.limitedFor > 0 ? free - count : count === allowed ? free - allowed : 0
+        // the queue's shared limit held the claim back: nothing to claim before its window frees
+        if (claimed.limitedFor > 0) yield* nap(claimed.limitedFor)
+        else if (count === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll))
       }
     })
 
@@ -293,9 +323,22 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
 
+    const withHeld = (stats: WorkPool.PoolStats): WorkPool.PoolStats => ({ ...stats, rateLimited: held })
+
     return {
-      stats: pool.stats,
-      changes: pool.changes,
+      stats: Effect.map(pool.stats, withHeld),
+      changes: Stream.map(pool.changes, withHeld),
+      setRateLimit: (rateLimit) =>
+        Effect.flatMap(
+          checkPoolOptions(() => rateLimit === undefined ? undefined : RateLimits.check("rateLimit", rateLimit)),
+          (limit) =>
+            Effect.sync(() => {
+              if (limit === undefined) limiter = undefined
+              else if (limiter === undefined) limiter = new RateLimits.RateLimiter(limit)
+              else limiter.set(limit)
+              wake.notify()
+            })
+        ),
       pause: Effect.andThen(Effect.sync(() => {
         paused = true
       }), pool.pause),

@@ -8,16 +8,19 @@
 import { Clock, Effect } from "effect"
 import {
   type Claim,
+  type Claimed,
   type ClaimRequest,
   FINAL_STATES,
   type Heartbeat,
   type JobRow,
   type NewJob,
   type QueueCounts,
+  type QueueRateLimit,
   rank,
   type Settlement,
   type State,
-  type Store
+  type Store,
+  windowAllows
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
 
@@ -29,19 +32,27 @@ interface Row {
   leaseUntil: number
 }
 
+interface QueueState {
+  paused: boolean
+  aging: number
+  rate: QueueRateLimit | undefined
+  /** The times of the last `rate.limit` claims, oldest first. */
+  times: Array<number>
+}
+
 export const make: Effect.Effect<Store> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const time = () => clock.currentTimeMillisUnsafe()
   const rows = new Map<string, Row>()
   const byToken = new Map<string, Row>()
-  const queues = new Map<string, { paused: boolean; aging: number }>()
+  const queues = new Map<string, QueueState>()
   const signal = makeSignal()
   const cancels = makeSignal()
   let seq = 0
 
   const queueOf = (name: string) => {
     let queue = queues.get(name)
-    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0 })
+    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [] })
     return queue
   }
   const update = (row: Row, patch: Partial<JobRow>) => {
@@ -162,11 +173,21 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       return changed(count)
     })
 
-  const configure = (name: string, settings: { paused?: boolean | undefined; aging?: number | undefined }) =>
+  const configure = (
+    name: string,
+    settings: { paused?: boolean | undefined; aging?: number | undefined; rateLimit?: QueueRateLimit | null | undefined }
+  ) =>
     Effect.sync(() => {
       const queue = queueOf(name)
       if (settings.paused !== undefined) queue.paused = settings.paused
       if (settings.aging !== undefined) queue.aging = settings.aging
+      if (settings.rateLimit === null) {
+        queue.rate = undefined
+        queue.times = []
+      } else if (settings.rateLimit !== undefined) {
+        queue.rate = settings.rateLimit
+        queue.times = queue.times.slice(-settings.rateLimit.limit)
+      }
       changed(undefined)
     })
 
@@ -183,9 +204,14 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
           byPriority.set(job.priority, (byPriority.get(job.priority) ?? 0) + 1)
         } else tally[job.state]++
       }
+      const queue = queueOf(name)
       return {
         queue: name,
-        paused: queueOf(name).paused,
+        paused: queue.paused,
+        rateLimit: queue.rate === undefined ? undefined : {
+          ...queue.rate,
+          available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
+        },
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)
@@ -193,7 +219,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     })
 
   const claim = (request: ClaimRequest) =>
-    Effect.sync((): ReadonlyArray<Claim> => {
+    Effect.sync((): Claimed => {
       const now = time()
       const candidates: Array<Row> = []
       for (const row of rows.values()) {
@@ -204,15 +230,48 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         ) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
-      const claims = candidates.slice(0, request.limit).map((row): Claim => {
+      // what each rate-limited queue's window allows now
+      const allowed = new Map<string, number>()
+      for (const name of request.queues) {
+        const queue = queueOf(name)
+        if (queue.rate !== undefined) {
+          allowed.set(name, windowAllows(queue.times, queue.times.length, queue.rate, now, request.limit).allowed)
+        }
+      }
+      const held = new Set<string>()
+      const picked: Array<Row> = []
+      for (const row of candidates) {
+        if (picked.length >= request.limit) break
+        const left = allowed.get(row.job.queue)
+        if (left === 0) {
+          held.add(row.job.queue)
+          continue
+        }
+        if (left !== undefined) allowed.set(row.job.queue, left - 1)
+        picked.push(row)
+      }
+      const claims = picked.map((row): Claim => {
         const token = crypto.randomUUID()
         update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
         row.token = token
         row.leaseUntil = now + request.lease
         byToken.set(token, row)
+        const queue = queueOf(row.job.queue)
+        if (queue.rate !== undefined) {
+          queue.times.push(now)
+          if (queue.times.length > queue.rate.limit) queue.times.shift()
+        }
         return { job: row.job, token }
       })
-      return claims.length === 0 ? claims : changed(claims)
+      let limitedFor = 0
+      if (picked.length < request.limit) {
+        for (const name of held) {
+          const queue = queueOf(name)
+          const wait = windowAllows(queue.times, queue.times.length, queue.rate!, now, 1).nextAt - now
+          if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+        }
+      }
+      return { claims: claims.length === 0 ? claims : changed(claims), limitedFor }
     })
 
   const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>

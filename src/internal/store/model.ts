@@ -78,6 +78,22 @@ export interface ClaimRequest {
   readonly lease: number
 }
 
+/** What a claim took, and whether a queue's shared rate limit held it back. */
+export interface Claimed {
+  readonly claims: ReadonlyArray<Claim>
+  /**
+   * Milliseconds until a rate-limited queue of the request may start another job, when its limit
+   * held this claim back (its window was full); 0 when no limit did.
+   */
+  readonly limitedFor: number
+}
+
+/** A queue's shared rate limit: at most `limit` claims in any window of `interval` ms. */
+export interface QueueRateLimit {
+  readonly limit: number
+  readonly interval: number
+}
+
 /** How an attempt ends, written only if the claim's token still holds the job. */
 export type Settlement =
   /** Final: succeeded, dead (out of attempts, or not retryable) or cancelled. */
@@ -107,6 +123,8 @@ export interface QueueCounts {
   readonly cancelled: number
   /** Waiting and delayed jobs per priority, highest first. */
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
+  /** The queue's shared rate limit, with how many claims its window allows now; undefined if none. */
+  readonly rateLimit: (QueueRateLimit & { readonly available: number }) | undefined
 }
 
 export interface ListFilter {
@@ -137,16 +155,27 @@ export interface Store {
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
   readonly purge: (before: number, states: ReadonlyArray<State>) => Effect.Effect<number, StoreError>
+  /**
+   * A queue's settings. `rateLimit` (null removes it) bounds the claims of the queue by all
+   * consumers together: at most `limit` in any window of `interval` ms of store time. The store keeps
+   * the times of the last `limit` claims (a sliding-window log, as the in-process pools do) and
+   * updates it in the claim's own transaction; a new limit keeps the latest of them.
+   */
   readonly configure: (
     queue: string,
-    settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }
+    settings: {
+      readonly paused?: boolean | undefined
+      readonly aging?: number | undefined
+      readonly rateLimit?: QueueRateLimit | null | undefined
+    }
   ) => Effect.Effect<void, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
-   * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms.
+   * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms. A queue with a
+   * rate limit gives at most what its window allows, atomically with the claim.
    */
-  readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<Claim>, StoreError>
+  readonly claim: (request: ClaimRequest) => Effect.Effect<Claimed, StoreError>
   /** Extends the leases of these claims by `lease` ms from now; says which are lost or cancelled. */
   readonly heartbeat: (tokens: ReadonlyArray<string>, lease: number) => Effect.Effect<Heartbeat, StoreError>
   /** Records a running attempt's progress (JSON text); false if the token no longer holds the job. */
@@ -193,3 +222,27 @@ export class JobStore extends Context.Service<JobStore, Store>()("effect-workpoo
  */
 export const rank = (priority: number, aging: number, visibleAt: number): number =>
   aging > 0 ? priority * aging - visibleAt : priority
+
+/**
+ * A queue's sliding window, as the stores keep it: the times of its last claims (at most `limit`,
+ * `size` of them), of which `oldest` are the first few, oldest first. Returns how many of `wanted`
+ * claims the window allows at `now` (the slots never used, then the oldest times at least
+ * `interval` old) and, when it allows fewer, when the next slot frees once they are taken.
+ */
+export const windowAllows = (
+  oldest: ReadonlyArray<number>,
+  size: number,
+  rate: QueueRateLimit,
+  now: number,
+  wanted: number
+): { readonly allowed: number; readonly nextAt: number } => {
+  let allowed = Math.max(0, rate.limit - size)
+  let i = 0
+  while (allowed < wanted && i < oldest.length && now - oldest[i]! >= rate.interval) {
+    allowed++
+    i++
+  }
+  if (allowed >= wanted) return { allowed: wanted, nextAt: now }
+  // the slot after those taken: an older claim's, or else one of the claims made now
+  return { allowed, nextAt: i < oldest.length ? oldest[i]! + rate.interval : now + rate.interval }
+}

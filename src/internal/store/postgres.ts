@@ -25,7 +25,20 @@ import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
-import type { Claim, ClaimRequest, JobRow, ListFilter, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import {
+  type Claim,
+  type Claimed,
+  type ClaimRequest,
+  type JobRow,
+  type ListFilter,
+  type NewJob,
+  type QueueCounts,
+  type QueueRateLimit,
+  type Settlement,
+  type State,
+  type Store,
+  windowAllows
+} from "./model.ts"
 import { makeSignal } from "./signal.ts"
 
 export interface Config {
@@ -77,7 +90,15 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
     aging_ms double precision NOT NULL DEFAULT 0
   );`,
   // 2: per-job progress
-  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN progress text;`
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN progress text;`,
+  // 3: shared rate limits: the limit per queue, and the times of each limited queue's last claims
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN rate_limit integer NOT NULL DEFAULT 0;
+  ALTER TABLE ${s}.wp_queue ADD COLUMN rate_interval_ms double precision NOT NULL DEFAULT 0;
+  ALTER TABLE ${s}.wp_queue ADD COLUMN rate_count integer NOT NULL DEFAULT 0;
+  CREATE TABLE ${s}.wp_rate (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL,
+    at double precision NOT NULL);
+  CREATE INDEX wp_rate_queue ON ${s}.wp_rate (queue, id);`
 ]
 
 export const options = (options: {
@@ -387,16 +408,45 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         (n) => n > 0
       )
 
-    const configure = (queue: string, settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }) =>
-      op(
-        "configure",
-        sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
+    const configure = (
+      queue: string,
+      settings: {
+        readonly paused?: boolean | undefined
+        readonly aging?: number | undefined
+        readonly rateLimit?: QueueRateLimit | null | undefined
+      }
+    ) => {
+      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
           VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
-          RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`,
+          RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
+      const rate = settings.rateLimit
+      if (rate === undefined) return op("configure", upsert, () => true)
+      // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them
+      const limit = rate === null ? 0 : rate.limit
+      return op(
+        "configure",
+        sql.withTransaction(Effect.gen(function*() {
+          yield* upsert
+          yield* sql`SELECT 1 FROM ${S}.wp_queue WHERE name = ${queue} FOR UPDATE`
+          yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
+              SELECT id FROM ${S}.wp_rate WHERE queue = ${queue} ORDER BY id DESC OFFSET ${limit})`
+          yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
+              rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
+            WHERE name = ${queue}`
+        })),
         () => true
+      )
+    }
+
+    /** The oldest `count` claim times of a limited queue's window. */
+    const oldestClaims = (queue: string, count: number) =>
+      Effect.map(
+        sql<{ id: bigint | number | string; at: number }>`SELECT id, at FROM ${S}.wp_rate WHERE queue = ${queue}
+          ORDER BY id LIMIT ${count}`,
+        (rows) => rows.map((row) => ({ id: String(row.id), at: Number(row.at) }))
       )
 
     const counts = (queue: string) => {
@@ -413,7 +463,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
             SELECT 'priority', priority, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued' GROUP BY priority
             UNION ALL
             SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused`,
-          (rows): QueueCounts => {
+          (rows): Omit<QueueCounts, "rateLimit"> => {
             const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
             const byPriority: Array<{ priority: number; count: number }> = []
             let paused = false
@@ -424,7 +474,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
             }
             return { queue, paused, ...tally, queuedByPriority: byPriority.sort((a, b) => b.priority - a.priority) }
           }
-        )
+        ).pipe(Effect.flatMap((counts) =>
+          Effect.gen(function*() {
+            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; rate_count: number; now: bigint | number }>`
+              SELECT rate_limit, rate_interval_ms, rate_count, ${now}::bigint AS now FROM ${S}.wp_queue
+              WHERE name = ${queue} AND rate_limit > 0`
+            if (found.length === 0) return { ...counts, rateLimit: undefined }
+            const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
+            const oldest = yield* oldestClaims(queue, rate.limit)
+            const { allowed } = windowAllows(oldest.map((c) => c.at), found[0]!.rate_count, rate, Number(found[0]!.now), rate.limit)
+            return { ...counts, rateLimit: { ...rate, available: allowed } } satisfies QueueCounts
+          })
+        ))
       )
     }
 
@@ -436,33 +497,115 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     const queueIs = (queues: ReadonlyArray<string>) =>
       queues.length === 1 ? sql`j.queue = ${queues[0]!}` : sql`j.queue = ANY(${queues})`
 
-    const claim = (request: ClaimRequest) => {
+    /** Claimed rows, best first (RETURNING has no order). */
+    const toClaims = (rows: ReadonlyArray<SqlRow & { rank: number }>): Array<Claim> =>
+      [...rows]
+        .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
+        .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
+
+    /**
+     * One statement, when no queue of the request has a rate limit (it then claims nothing, and says
+     * so: the claim is made by `claimLimited`).
+     */
+    const claimUnlimited = (request: ClaimRequest) => {
       const now = NOW()
-      return op(
-        "claim",
-        Effect.map(
-          sql<SqlRow & { rank: number }>`WITH next AS (
-              SELECT j.seq FROM ${S}.wp_job j
-              WHERE j.state = 'queued' AND ${queueIs(request.queues)} AND j.visible_at <= ${now}
-                AND j.task = ANY(${request.tasks})
-                AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
-              ORDER BY j.rank DESC, j.seq
-              LIMIT ${request.limit}
-              FOR UPDATE SKIP LOCKED
-            )
+      return Effect.map(
+        sql<SqlRow & { rank: number; limited: boolean }>`WITH limited AS (
+            SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
+          ),
+          next AS (
+            SELECT j.seq FROM ${S}.wp_job j
+            WHERE NOT (SELECT limited FROM limited)
+              AND j.state = 'queued' AND ${queueIs(request.queues)} AND j.visible_at <= ${now}
+              AND j.task = ANY(${request.tasks})
+              AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
+            ORDER BY j.rank DESC, j.seq
+            LIMIT ${request.limit}
+            FOR UPDATE SKIP LOCKED
+          ),
+          claimed AS (
             UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
               lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
             FROM next WHERE j.seq = next.seq
-            RETURNING j.*`,
-          // RETURNING has no order: start them best first
-          (rows) =>
-            [...rows]
-              .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
-              .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
-        ),
-        (claims) => claims.length > 0
+            RETURNING j.*
+          )
+          SELECT claimed.*, limited.limited FROM limited LEFT JOIN claimed ON true`,
+        (rows) => ({ limited: rows[0]?.limited === true, claims: toClaims(rows.filter((row) => row.id !== null)) })
       )
     }
+
+    /** The best visible jobs of `queues` (not paused), at most `limit`, locked for this claim. */
+    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+      queues.length === 0 || limit <= 0
+        ? Effect.succeed([])
+        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+            WHERE j.state = 'queued' AND ${queueIs(queues)} AND j.visible_at <= ${now} AND j.task = ANY(${tasks})
+              AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
+            ORDER BY j.rank DESC, j.seq
+            LIMIT ${limit}
+            FOR UPDATE SKIP LOCKED`
+
+    /**
+     * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
+     * in name order, so that consumers of several queues cannot deadlock), so that the claims of all
+     * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
+     * the windows' times then follow the order of the claims.
+     */
+    const claimLimited = (request: ClaimRequest) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>`
+          SELECT name, rate_limit, rate_interval_ms, rate_count FROM ${S}.wp_queue
+          WHERE name = ANY(${request.queues}) AND rate_limit > 0 AND NOT paused
+          ORDER BY name FOR UPDATE`
+        const now = cfg.clock === "effect"
+          ? clock.currentTimeMillisUnsafe()
+          : Number((yield* sql<{ now: bigint | number }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`)[0]!.now)
+        const windows = yield* Effect.forEach(limited, (queue) =>
+          Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) => {
+            const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
+            const { allowed, nextAt } = windowAllows(oldest.map((c) => c.at), queue.rate_count, rate, now, request.limit)
+            return { name: queue.name, rate, count: queue.rate_count, oldest, allowed, nextAt }
+          }))
+        const unlimited = request.queues.filter((queue) => !windows.some((window) => window.name === queue))
+        // each queue's best, as far as its window allows, then the best of them all
+        const candidates = (yield* Effect.forEach(
+          [{ queues: unlimited, limit: request.limit }, ...windows.map((w) => ({ queues: [w.name], limit: w.allowed }))],
+          ({ limit, queues }) => best(queues, request.tasks, now, limit)
+        )).flat()
+        candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
+        const picked = candidates.slice(0, request.limit)
+        const rows = picked.length === 0 ? [] : yield* sql<SqlRow & { rank: number }>`UPDATE ${S}.wp_job j
+            SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+            WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
+            RETURNING j.*`
+        let limitedFor = 0
+        for (const window of windows) {
+          const taken = picked.filter((job) => job.queue === window.name).length
+          if (taken > 0) {
+            yield* sql`INSERT INTO ${S}.wp_rate (queue, at) SELECT ${window.name}, ${now} FROM generate_series(1, ${taken})`
+            // the window keeps the last `limit` claims: the oldest ones drop out
+            const drop = Math.max(0, window.count + taken - window.rate.limit)
+            if (drop > 0) {
+              yield* sql`DELETE FROM ${S}.wp_rate WHERE id = ANY(${window.oldest.slice(0, drop).map((c) => c.id)}::bigint[])`
+            }
+            yield* sql`UPDATE ${S}.wp_queue SET rate_count = ${window.count + taken - drop} WHERE name = ${window.name}`
+          }
+          // held back: its window gave all it had, and the queue may have more
+          const held = taken === window.allowed && window.allowed < request.limit && picked.length < request.limit
+          const wait = window.nextAt - now
+          if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+        }
+        return { claims: toClaims(rows), limitedFor }
+      }))
+
+    const claim = (request: ClaimRequest): Effect.Effect<Claimed, StoreError> =>
+      op(
+        "claim",
+        Effect.flatMap(claimUnlimited(request), ({ claims, limited }) =>
+          limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0 })),
+        (claimed) => claimed.claims.length > 0
+      )
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
       op(

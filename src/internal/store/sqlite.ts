@@ -15,7 +15,18 @@ import { Clock, Effect } from "effect"
 import { DatabaseSync, type SQLInputValue } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
-import type { Claim, ClaimRequest, JobRow, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import {
+  type Claimed,
+  type ClaimRequest,
+  type JobRow,
+  type NewJob,
+  type QueueCounts,
+  type QueueRateLimit,
+  type Settlement,
+  type State,
+  type Store,
+  windowAllows
+} from "./model.ts"
 import { makeSignal } from "./signal.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
@@ -54,7 +65,13 @@ export const MIGRATIONS: ReadonlyArray<string> = [
     aging_ms REAL NOT NULL DEFAULT 0
   );`,
   // 2: per-job progress
-  `ALTER TABLE wp_job ADD COLUMN progress TEXT;`
+  `ALTER TABLE wp_job ADD COLUMN progress TEXT;`,
+  // 3: shared rate limits: the limit per queue, and the times of each limited queue's last claims
+  `ALTER TABLE wp_queue ADD COLUMN rate_limit INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE wp_queue ADD COLUMN rate_interval_ms REAL NOT NULL DEFAULT 0;
+  ALTER TABLE wp_queue ADD COLUMN rate_count INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE wp_rate (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, at REAL NOT NULL);
+  CREATE INDEX wp_rate_queue ON wp_rate (queue, id);`
 ]
 
 export interface Config {
@@ -295,12 +312,41 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           ).changes
         ))
 
-    const configure = (queue: string, settings: { paused?: boolean | undefined; aging?: number | undefined }) =>
+    const configure = (
+      queue: string,
+      settings: { paused?: boolean | undefined; aging?: number | undefined; rateLimit?: QueueRateLimit | null | undefined }
+    ) =>
       write("configure", () => {
         run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
+        const rate = settings.rateLimit
+        if (rate === null) {
+          run("DELETE FROM wp_rate WHERE queue = ?", queue)
+          run("UPDATE wp_queue SET rate_limit = 0, rate_interval_ms = 0, rate_count = 0 WHERE name = ?", queue)
+        } else if (rate !== undefined) {
+          // the latest claims stay counted: at most the new limit of them
+          run(
+            `DELETE FROM wp_rate WHERE id IN (SELECT id FROM wp_rate WHERE queue = ? ORDER BY id DESC LIMIT -1 OFFSET ?)`,
+            queue,
+            rate.limit
+          )
+          run(
+            `UPDATE wp_queue SET rate_limit = ?, rate_interval_ms = ?,
+               rate_count = (SELECT COUNT(*) FROM wp_rate WHERE queue = ?) WHERE name = ?`,
+            rate.limit,
+            rate.interval,
+            queue,
+            queue
+          )
+        }
       })
+
+    /** The oldest `count` claim times of a limited queue's window. */
+    const oldestClaims = (queue: string, count: number) =>
+      db.prepare("SELECT id, at FROM wp_rate WHERE queue = ? ORDER BY id LIMIT ?").all(queue, count) as Array<
+        { id: number; at: number }
+      >
 
     const counts = (queue: string) =>
       read("stats", (): QueueCounts => {
@@ -317,39 +363,90 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const byPriority = db.prepare(
           "SELECT priority, COUNT(*) AS count FROM wp_job WHERE queue = ? AND state = 'queued' GROUP BY priority ORDER BY priority DESC"
         ).all(queue) as Array<{ priority: number; count: number }>
-        const paused = db.prepare("SELECT paused FROM wp_queue WHERE name = ?").get(queue) as { paused: number } | undefined
+        const settings = db.prepare("SELECT paused, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
+          queue
+        ) as { paused: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+        const rate = settings === undefined || settings.rate_limit === 0
+          ? undefined
+          : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
         return {
           queue,
-          paused: paused !== undefined && paused.paused !== 0,
+          paused: settings !== undefined && settings.paused !== 0,
+          rateLimit: rate === undefined ? undefined : {
+            ...rate,
+            available: windowAllows(
+              oldestClaims(queue, rate.limit).map((claim) => claim.at),
+              settings!.rate_count,
+              rate,
+              now,
+              rate.limit
+            ).allowed
+          },
           ...tally,
           queuedByPriority: byPriority.map(({ count, priority }) => ({ priority, count }))
         }
       })
 
+    /** The best visible jobs of `queues` (not paused), at most `limit`. */
+    const best = (queues: ReadonlyArray<string>, tasks: string, now: number, limit: number) =>
+      db.prepare(
+        `SELECT j.seq, j.rank, j.queue FROM wp_job j
+         WHERE j.state = 'queued' AND j.visible_at <= ?
+           AND j.queue IN (SELECT value FROM json_each(?))
+           AND j.task IN (SELECT value FROM json_each(?))
+           AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
+         ORDER BY j.rank DESC, j.seq
+         LIMIT ?`
+      ).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
+
     const claim = (request: ClaimRequest) =>
-      write("claim", (): ReadonlyArray<Claim> => {
+      write("claim", (): Claimed => {
         const now = time()
-        const rows = all(
+        const tasks = JSON.stringify(request.tasks)
+        // the queues' rate limits, read in the claim's own (exclusive) transaction
+        const limited = db.prepare(
+          `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
+           WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
+        ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
+        const windows = limited.map((queue) => {
+          const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
+          const oldest = oldestClaims(queue.name, Math.min(queue.rate_count, request.limit))
+          const { allowed, nextAt } = windowAllows(oldest.map((c) => c.at), queue.rate_count, rate, now, request.limit)
+          return { name: queue.name, rate, count: queue.rate_count, oldest, allowed, nextAt }
+        })
+        // the candidates: up to `limit` of each queue, as far as its window allows, then the best of them
+        let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
+        for (const window of windows) {
+          if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
+        }
+        if (windows.length > 0) candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+        const picked = candidates.slice(0, request.limit)
+        const rows = picked.length === 0 ? [] : all(
           `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
              lease_token = lower(hex(randomblob(16))), lease_until = ?
-           WHERE seq IN (
-             SELECT j.seq FROM wp_job j
-             WHERE j.state = 'queued' AND j.visible_at <= ?
-               AND j.queue IN (SELECT value FROM json_each(?))
-               AND j.task IN (SELECT value FROM json_each(?))
-               AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
-             ORDER BY j.rank DESC, j.seq
-             LIMIT ?
-           )
+           WHERE seq IN (SELECT value FROM json_each(?))
            RETURNING *`,
           now,
           now + request.lease,
-          now,
-          JSON.stringify(request.queues),
-          JSON.stringify(request.tasks),
-          request.limit
-        )
-        return rows.map((row) => ({ job: toRow(row), token: row.lease_token! }))
+          JSON.stringify(picked.map((job) => job.seq))
+        ).sort((a, b) => (b as any).rank - (a as any).rank || (a as any).seq - (b as any).seq)
+        let limitedFor = 0
+        for (const window of windows) {
+          const taken = picked.filter((job) => job.queue === window.name).length
+          if (taken > 0) {
+            const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
+            for (let i = 0; i < taken; i++) insert.run(window.name, now)
+            // the window keeps the last `limit` claims: the oldest ones drop out
+            const drop = Math.max(0, window.count + taken - window.rate.limit)
+            if (drop > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.oldest.slice(0, drop).map((c) => c.id)))
+            run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count + taken - drop, window.name)
+          }
+          // held back: its window gave all it had, and the queue may have more
+          const held = taken === window.allowed && window.allowed < request.limit && picked.length < request.limit
+          const wait = window.nextAt - now
+          if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+        }
+        return { claims: rows.map((row) => ({ job: toRow(row), token: row.lease_token! })), limitedFor }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
