@@ -677,6 +677,122 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const lease = yield* Effect.flip(JobQueue.consume({ ...options, lease: 0, handlers: [Task.handle(Echo, () => Effect.succeed(1))] }))
         assert.strictEqual(lease.field, "lease")
       })))
+
+    // --- rate limits shared by every consumer of a queue (issue 10, item 3)
+
+    it.effect("rate limit: a queue's claims, by any claimer, are at most `limit` in any window; the claim says how long until the window frees", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRateLimit("default", { limit: 3, interval: "1 second" })
+        for (let n = 0; n < 10; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: n % 2 })
+        const claim = (limit: number) => store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: 60_000 })
+        const first = yield* claim(2)
+        assert.deepStrictEqual([first.claims.length, first.limitedFor], [2, 0], "within the limit: nothing held back")
+        yield* TestClock.adjust(400)
+        // another claimer (another process): the window has one slot left
+        const second = yield* claim(10)
+        assert.deepStrictEqual([second.claims.length, second.limitedFor], [1, 600])
+        // best first, across claimers: the odd (priority 1) jobs, oldest first
+        assert.deepStrictEqual([...first.claims, ...second.claims].map((c) => JSON.parse(c.job.payload).n), [1, 3, 5])
+        const stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual(stats.rateLimit, { limit: 3, interval: 1000, available: 0 })
+        yield* TestClock.adjust(599)
+        const early = yield* claim(10)
+        assert.deepStrictEqual([early.claims.length, early.limitedFor], [0, 1])
+        yield* TestClock.adjust(1)
+        // the two claims of t=0 are a second old: two slots; the one of t=400 frees at 1400
+        const third = yield* claim(10)
+        assert.deepStrictEqual([third.claims.length, third.limitedFor], [2, 400])
+        yield* TestClock.adjust(400)
+        assert.strictEqual((yield* claim(1)).claims.length, 1)
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).rateLimit, { limit: 3, interval: 1000, available: 0 })
+        // a queue without a limit says so
+        assert.strictEqual((yield* JobQueue.stats("other")).rateLimit, undefined)
+      })))
+
+    it.effect("rate limit: a new limit keeps the latest claims counted; removing it lifts it; a claim over several queues limits only the limited one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRateLimit("default", { limit: 4, interval: "1 second" })
+        for (let n = 0; n < 10; n++) yield* JobQueue.enqueue(Echo, { n })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n: 100 + n }, { queue: "free" })
+        const claim = (queues: ReadonlyArray<string>, limit: number) => store.claim({ queues, tasks: ["Echo"], limit, lease: 60_000 })
+        assert.strictEqual((yield* claim(["default"], 3)).claims.length, 3)
+        // 3 claims in the window: a limit of 2 allows none until they are a second old
+        yield* JobQueue.setRateLimit("default", { limit: 2, interval: "1 second" })
+        const mixed = yield* claim(["default", "free"], 10)
+        assert.deepStrictEqual(mixed.claims.map((c) => c.job.queue), ["free", "free", "free"])
+        assert.strictEqual(mixed.limitedFor, 1000)
+        yield* TestClock.adjust(1000)
+        assert.strictEqual((yield* claim(["default"], 10)).claims.length, 2)
+        yield* JobQueue.setRateLimit("default", undefined)
+        assert.strictEqual((yield* JobQueue.stats("default")).rateLimit, undefined)
+        const lifted = yield* claim(["default"], 10)
+        assert.deepStrictEqual([lifted.claims.length, lifted.limitedFor], [5, 0])
+      })))
+
+    it.effect("rate limit: two consumers of a limited queue start at most `limit` jobs per window between them, in priority order", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.setRateLimit("default", { limit: 2, interval: "1500 millis" })
+        const order: Array<number> = []
+        const handlers = [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => order.push(n)), Effect.sleep("10 millis")).pipe(Effect.as(n)))]
+        const jobs = yield* Effect.forEach(Array.from({ length: 8 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }, { priority: n }))
+        yield* JobQueue.consume({ ...options, concurrency: 5, handlers })
+        yield* JobQueue.consume({ ...options, concurrency: 5, handlers })
+        yield* tick(6000)
+        const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+        assert.isTrue(infos.every((info) => info.state === "succeeded"), JSON.stringify(infos.map((i) => i.state)))
+        const starts = infos.map((info) => info.startedAt!.getTime()).sort((a, b) => a - b)
+        // the window slides from the first start: 2 jobs every 1.5 seconds
+        for (let i = 2; i < starts.length; i++) assert.isAtLeast(starts[i]! - starts[i - 2]!, 1500, JSON.stringify(starts))
+        // (polling once a second, they would start at 0, 2, 4 and 6 seconds)
+        assert.isAtMost(starts[7]! - starts[0]!, 4500 + 200, "each consumer claims again once the window frees, not a poll later")
+        assert.deepStrictEqual(order, [7, 6, 5, 4, 3, 2, 1, 0])
+      })))
+
+    it.effect("rate limit: a consumer's own limit claims only what may start now (no lease on a job it cannot start)", () =>
+      provide(Effect.gen(function*() {
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          concurrency: 10,
+          rateLimit: { limit: 2, interval: "1 second" },
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep("5 seconds"), n))]
+        })
+        for (let n = 0; n < 5; n++) yield* JobQueue.enqueue(Echo, { n })
+        yield* tick(100)
+        const stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual([stats.running, stats.waiting], [2, 3], "claimed only what started")
+        const own = yield* consumer.stats
+        assert.deepStrictEqual([own.running, own.rateLimited], [2, 8])
+        yield* tick(1000)
+        assert.strictEqual((yield* JobQueue.stats("default")).running, 4)
+        yield* consumer.setRateLimit(undefined)
+        yield* tick(100)
+        assert.strictEqual((yield* JobQueue.stats("default")).running, 5)
+        const bad = yield* Effect.flip(consumer.setRateLimit({ limit: 0, interval: "1 second" }))
+        assert.strictEqual(bad.field, "rateLimit.limit")
+        yield* consumer.shutdownNow
+      })))
+
+    it.effect("rate limit: bad values are refused, naming the field", () =>
+      provide(Effect.gen(function*() {
+        const bad = [
+          [{ limit: 0, interval: "1 second" }, "rateLimit.limit"],
+          [{ limit: 5, interval: "never" }, "rateLimit.interval"],
+          [{ limit: 5, interval: "1 second", per: "queue" }, "rateLimit.per"],
+          ["10/s", "rateLimit"]
+        ] as const
+        for (const [rateLimit, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.setRateLimit("default", rateLimit as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as { field: string }).field, field)
+          const config = yield* Effect.flip(
+            JobQueue.consume({ ...options, rateLimit: rateLimit as never, handlers: [Task.handle(Echo, () => Effect.succeed(1))] })
+          )
+          assert.strictEqual(config.field, field)
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
+      })))
   })
 
 /** The order in which the in-process scheduler starts the same jobs (priority, submitted at ms). */
