@@ -1,0 +1,87 @@
+/**
+ * A queue's rate limit shared by consumer processes (fixtures/durable-consumer.ts), on one SQLite
+ * file and on Postgres: three processes that could start 24 jobs at once start at most `limit` in
+ * any window of `interval` between them, counted from the start times the store recorded. Every
+ * wait is for an event (a line from a child, a state in the store) under an overall deadline.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import { type Consumer, startConsumer, untilFinal, waitUntil } from "./durable/children.ts"
+import * as pg from "./durable/postgres.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "wp-ratelimit-processes-"))
+const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
+afterAll(async () => {
+  await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+  rmSync(dir, { recursive: true, force: true })
+})
+
+/** The most of `times` in any half-open window of `interval`. */
+const maxInWindow = (times: ReadonlyArray<number>, interval: number) => {
+  const sorted = [...times].sort((a, b) => a - b)
+  let most = 0
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= interval) j++
+    most = Math.max(most, i - j + 1)
+  }
+  return most
+}
+
+const JOBS = 90
+const LIMIT = 10
+const INTERVAL = 500
+
+const run = async (
+  layer: Layer.Layer<JobStore.JobStore, never>,
+  consumer: () => Consumer
+) => {
+  const runtime = ManagedRuntime.make(layer)
+  runtimes.push(runtime)
+  await runtime.runPromise(JobQueue.setRateLimit("default", { limit: LIMIT, interval: INTERVAL }))
+  await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => JobQueue.enqueue(Work, { n })))
+  // 3 processes × 8 slots: unlimited, they would start 24 jobs at once
+  const consumers = [consumer(), consumer(), consumer()]
+  try {
+    const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
+    assert.strictEqual(stats.succeeded, JOBS)
+    await waitUntil(consumers, () => consumers.reduce((n, c) => n + c.started.length, 0) >= JOBS, "every start was printed")
+  } finally {
+    for (const c of consumers) c.child.kill("SIGTERM")
+    await Promise.all(consumers.map((c) => c.exited))
+  }
+  const jobs = await runtime.runPromise(JobQueue.list({ limit: JOBS }))
+  const starts = jobs.map((job) => job.startedAt!.getTime())
+  assert.strictEqual(starts.length, JOBS)
+  assert.isAtMost(maxInWindow(starts, INTERVAL), LIMIT, "the total start rate across processes holds in every window")
+  // it is the limit, not a lack of slots, that spread them: the window was full most of the time
+  assert.strictEqual(maxInWindow(starts, INTERVAL), LIMIT)
+  const span = Math.max(...starts) - Math.min(...starts)
+  assert.isAtLeast(span, (JOBS / LIMIT - 1) * INTERVAL)
+  // shared: every process took part
+  for (const c of consumers) assert.isAbove(c.started.length, 0, c.lines.slice(-10).join("\n"))
+}
+
+describe("a queue's rate limit shared by consumer processes", () => {
+  it("SQLite: 3 processes × 8 slots start at most 10 jobs in any 500 ms between them", { timeout: 120_000 }, async () => {
+    const file = join(dir, "limit.db")
+    await run(
+      JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>,
+      () => startConsumer(file, { concurrency: 8, lease: 5000, jobMillis: 20 })
+    )
+  })
+
+  it.skipIf(!pg.enabled)("Postgres: 3 processes × 8 slots start at most 10 jobs in any 500 ms between them", { timeout: 120_000 }, async () => {
+    const schema = pg.freshSchema()
+    await run(
+      PgJobStore.layer({ url: pg.url!, schema, maxConnections: 2 }) as Layer.Layer<JobStore.JobStore, never>,
+      () => startConsumer(pg.url!, { concurrency: 8, lease: 5000, jobMillis: 20, env: { WORKPOOL_PG_SCHEMA: schema } })
+    )
+  })
+})
