@@ -399,6 +399,29 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
          LIMIT ?`
       ).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
 
+    /** One statement: the best visible jobs of the request's queues become running. */
+    const claimBest = (request: ClaimRequest, now: number) =>
+      all(
+        `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
+           lease_token = lower(hex(randomblob(16))), lease_until = ?
+         WHERE seq IN (
+           SELECT j.seq FROM wp_job j
+           WHERE j.state = 'queued' AND j.visible_at <= ?
+             AND j.queue IN (SELECT value FROM json_each(?))
+             AND j.task IN (SELECT value FROM json_each(?))
+             AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
+           ORDER BY j.rank DESC, j.seq
+           LIMIT ?
+         )
+         RETURNING *`,
+        now,
+        now + request.lease,
+        now,
+        JSON.stringify(request.queues),
+        JSON.stringify(request.tasks),
+        request.limit
+      ).map((row) => ({ job: toRow(row), token: row.lease_token! }))
+
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
         const now = time()
@@ -408,6 +431,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
            WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
         ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
+        if (limited.length === 0) return { claims: claimBest(request, now), limitedFor: 0 }
         const windows = limited.map((queue) => {
           const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
           const oldest = oldestClaims(queue.name, Math.min(queue.rate_count, request.limit))
