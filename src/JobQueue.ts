@@ -563,8 +563,9 @@ export const setRateLimit = (
   )
 
 /**
- * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, and the
- * queued ones by priority.
+ * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
+ * queued ones by priority, and its shared rate limit (`setRateLimit`) with how many claims its
+ * window allows now.
  *
  * @example
  * ```ts
@@ -695,6 +696,7 @@ export const repeat = <T extends Task.Any>(
  *   retry: Schedule.exponential("1 second"),   // delay before each retry (attempts are per job)
  *   lease: "30 seconds",                       // renewed every lease / 3; a dead consumer's jobs come back after it
  *   poll: "1 second",                          // how often to look for other processes' jobs
+ *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
  *   shutdownTimeout: "30 seconds"
  * }
  * ```

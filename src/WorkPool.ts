@@ -114,6 +114,7 @@ export type Overflow = "suspend" | "fail" | "dropNewest" | "dropOldest"
  *   queueTimeout: "1 minute",// per job, from its submission while queued (default: none)
  *   aging: "1 second",       // a waiting job gains 1 priority level per second (default: none)
  *   retry: { schedule: Schedule.exponential("100 millis"), times: 5 }, // failed attempts (default: none)
+ *   rateLimit: { limit: 50, interval: "1 second" }, // at most 50 starts in any second (default: none)
  *   shutdownTimeout: "10 seconds" // graceful shutdown deadline (default 30 seconds)
  * }
  * ```
