@@ -72,6 +72,16 @@ describe("Dashboard in headless Chromium", () => {
               ))]
         })
         yield* dashboard.addQueue("mail")
+        // rate limits: a pool holding jobs back, and the mail queue's shared limit
+        yield* JobQueue.setRateLimit("mail", { limit: 100, interval: "1 second" })
+        const throttled = yield* WorkPool.make({
+          concurrency: 4,
+          name: "throttled",
+          shutdownTimeout: 0,
+          rateLimit: { limit: 1, interval: "1 hour" }
+        })
+        yield* Effect.forEach([1, 2, 3], () => throttled.submit(Effect.void))
+        yield* dashboard.add(throttled)
         const dead = yield* Effect.forEach(["ann@example.com", "bob@example.com"], (to) =>
           JobQueue.enqueue(SendMail, to, { queue: "mail", maxAttempts: 1 }))
         yield* Effect.forEach(dead, (job) => Effect.exit(job.await))
@@ -91,6 +101,14 @@ describe("Dashboard in headless Chromium", () => {
           page.waitFor<string>(`the succeeded count moves past ${first}`, `() => Number(${countIn("pool:images", "succeeded")}) > ${first} && ${countIn("pool:images", "succeeded")}`)
         ))
         assert.isAbove(later, first)
+        // the limits show where they are set
+        yield* Effect.promise(() =>
+          page.waitFor("the throttled pool shows its 2 held jobs", `() => ${countIn("pool:throttled", "rateLimited")} === "2"`)
+        )
+        yield* Effect.promise(() =>
+          page.waitFor("the mail queue shows its limit", `() => /^\\d+\\/100$/.test(${countIn("queue:mail", "rateLimit")} ?? "")`)
+        )
+        assert.isNull(yield* Effect.promise(() => page.evaluate<string | null>(`${countIn("pool:images", "rateLimited")} ?? null`)))
         // the token left the address bar, and the page lists the failures with their errors
         assert.notInclude(yield* Effect.promise(() => page.evaluate<string>("location.href")), "token")
         yield* Effect.promise(() =>

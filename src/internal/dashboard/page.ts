@@ -120,7 +120,23 @@ export const page = String.raw`<!doctype html>
     return el("div", { "class": "counts" }, list.map(function (c) {
       var v = s.counts ? s.counts[c[0]] : undefined;
       return el("div", { "class": "count", "data-count": c[0] }, [el("b", { text: v === undefined ? "-" : String(v) }), el("span", { text: c[1] })]);
-    }).concat(s.kind === "queue" && s.counts && s.counts.paused ? [el("div", { "class": "count" }, [el("b", { text: "paused" })])] : []));
+    }).concat(s.kind === "queue" && s.counts && s.counts.paused ? [el("div", { "class": "count" }, [el("b", { text: "paused" })])] : [])
+      .concat(limiting(s)));
+  }
+
+  // a rate limit, where one is set: a pool's jobs it holds back now, a queue's limit and free slots
+  function limiting(s) {
+    var c = s.counts;
+    if (!c) return [];
+    if (s.kind === "pool" && c.rateLimited > 0) {
+      return [el("div", { "class": "count", "data-count": "rateLimited" }, [el("b", { text: String(c.rateLimited) }), el("span", { text: "rate limited" })])];
+    }
+    if (s.kind === "queue" && c.rateLimit) {
+      var r = c.rateLimit;
+      return [el("div", { "class": "count", "data-count": "rateLimit" }, [el("b", { text: r.available + "/" + r.limit }),
+        el("span", { text: "free per " + r.interval + " ms" })])];
+    }
+    return [];
   }
 
   function chart(title, points, series, unit) {
