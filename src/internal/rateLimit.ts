@@ -27,7 +27,7 @@ export interface Limit {
 
 /**
  * The largest `limit`: the ring holds one time per start (8 bytes each, 8 MB at the bound; a
- * durable queue keeps a row per slot).
+ * durable queue keeps a row per claim in its window).
  */
 export const MAX_LIMIT = 1_000_000
 

@@ -98,7 +98,8 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   ALTER TABLE ${s}.wp_queue ADD COLUMN rate_count integer NOT NULL DEFAULT 0;
   CREATE TABLE ${s}.wp_rate (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL,
     at double precision NOT NULL);
-  CREATE INDEX wp_rate_queue ON ${s}.wp_rate (queue, id);`
+  CREATE INDEX wp_rate_queue ON ${s}.wp_rate (queue, id);
+  CREATE INDEX wp_rate_at ON ${s}.wp_rate (queue, at);`
 ]
 
 export const options = (options: {
@@ -476,14 +477,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
           }
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {
-            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; rate_count: number; now: bigint | number }>`
-              SELECT rate_limit, rate_interval_ms, rate_count, ${now}::bigint AS now FROM ${S}.wp_queue
-              WHERE name = ${queue} AND rate_limit > 0`
+            // the claims still in the window (their times follow their order): an index range, not the log
+            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; recent: bigint | number | string }>`
+              SELECT rate_limit, rate_interval_ms,
+                (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms) AS recent
+              FROM ${S}.wp_queue q WHERE name = ${queue} AND rate_limit > 0`
             if (found.length === 0) return { ...counts, rateLimit: undefined }
             const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
-            const oldest = yield* oldestClaims(queue, rate.limit)
-            const { allowed } = windowAllows(oldest.map((c) => c.at), found[0]!.rate_count, rate, Number(found[0]!.now), rate.limit)
-            return { ...counts, rateLimit: { ...rate, available: allowed } } satisfies QueueCounts
+            const available = Math.max(0, rate.limit - Number(found[0]!.recent))
+            return { ...counts, rateLimit: { ...rate, available } } satisfies QueueCounts
           })
         ))
       )

@@ -71,7 +71,8 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   ALTER TABLE wp_queue ADD COLUMN rate_interval_ms REAL NOT NULL DEFAULT 0;
   ALTER TABLE wp_queue ADD COLUMN rate_count INTEGER NOT NULL DEFAULT 0;
   CREATE TABLE wp_rate (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, at REAL NOT NULL);
-  CREATE INDEX wp_rate_queue ON wp_rate (queue, id);`
+  CREATE INDEX wp_rate_queue ON wp_rate (queue, id);
+  CREATE INDEX wp_rate_at ON wp_rate (queue, at);`
 ]
 
 export interface Config {
@@ -372,15 +373,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         return {
           queue,
           paused: settings !== undefined && settings.paused !== 0,
+          // the claims still in the window (their times follow their order): an index range, not the log
           rateLimit: rate === undefined ? undefined : {
             ...rate,
-            available: windowAllows(
-              oldestClaims(queue, rate.limit).map((claim) => claim.at),
-              settings!.rate_count,
-              rate,
-              now,
-              rate.limit
-            ).allowed
+            available: Math.max(
+              0,
+              rate.limit - (db.prepare("SELECT COUNT(*) AS n FROM wp_rate WHERE queue = ? AND at > ?").get(
+                queue,
+                now - rate.interval
+              ) as { n: number }).n
+            )
           },
           ...tally,
           queuedByPriority: byPriority.map(({ count, priority }) => ({ priority, count }))
