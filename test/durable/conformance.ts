@@ -774,6 +774,18 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* consumer.shutdownNow
       })))
 
+    it.effect("rate limit: a consumer held back by its queue's limit shows the idle slots, and claims once the window frees", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.setRateLimit("default", { limit: 1, interval: "10 seconds" })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n })
+        const consumer = yield* JobQueue.consume({ ...options, concurrency: 3, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* tick(100)
+        assert.deepStrictEqual([(yield* JobQueue.stats("default")).succeeded, (yield* consumer.stats).rateLimited], [1, 3])
+        yield* tick(10_000)
+        assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 2)
+        yield* consumer.shutdownNow
+      })))
+
     it.effect("rate limit: bad values are refused, naming the field", () =>
       provide(Effect.gen(function*() {
         const bad = [
