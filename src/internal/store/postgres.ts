@@ -5,7 +5,8 @@
  * - `claim` is a CTE that picks the best visible jobs `FOR UPDATE SKIP LOCKED` (concurrent
  *   claimers skip each other's rows instead of waiting), in the order of the partial index
  *   `wp_job_ready (queue, rank DESC, seq) WHERE state = 'queued'`, and makes them running with a
- *   fresh token in the same statement;
+ *   fresh token in the same statement; a queue with a rate limit is claimed in a transaction
+ *   under its `wp_queue` row's lock instead (`claimLimited`);
  * - settles and heartbeats are `UPDATE ... WHERE lease_token = $token AND state = 'running'`;
  * - time is the server's (`now()`), so producers and consumers on different machines agree on
  *   when a delayed job is due and when a lease has expired;
