@@ -1,6 +1,6 @@
 /**
  * A queue's rate limit shared by consumer processes (fixtures/durable-consumer.ts), on one SQLite
- * file and on Postgres: three processes that could start 24 jobs at once start at most `limit` in
+ * file, on Postgres and on Redis: three processes that could start 24 jobs at once start at most `limit` in
  * any window of `interval` between them, counted from the start times the store recorded. Every
  * wait is for an event (a line from a child, a state in the store) under an overall deadline.
  */
@@ -12,8 +12,10 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import { type Consumer, startConsumer, untilFinal, waitUntil } from "./durable/children.ts"
 import * as pg from "./durable/postgres.ts"
+import * as redis from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "wp-ratelimit-processes-"))
@@ -82,6 +84,14 @@ describe("a queue's rate limit shared by consumer processes", () => {
     await run(
       PgJobStore.layer({ url: pg.url!, schema, maxConnections: 2 }) as Layer.Layer<JobStore.JobStore, never>,
       () => startConsumer(pg.url!, { concurrency: 8, lease: 5000, jobMillis: 20, env: { WORKPOOL_PG_SCHEMA: schema } })
+    )
+  })
+
+  it.skipIf(!redis.enabled)("Redis: 3 processes × 8 slots start at most 10 jobs in any 500 ms between them", { timeout: 120_000 }, async () => {
+    const prefix = redis.freshPrefix()
+    await run(
+      RedisJobStore.layer({ url: redis.url!, prefix }) as Layer.Layer<JobStore.JobStore, never>,
+      () => startConsumer(redis.url!, { concurrency: 8, lease: 5000, jobMillis: 20, env: { WORKPOOL_REDIS_PREFIX: prefix } })
     )
   })
 })

@@ -29,7 +29,19 @@ import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
-import type { Claim, ClaimRequest, Heartbeat, JobRow, ListFilter, NewJob, QueueCounts, Settlement, State, Store } from "./model.ts"
+import type {
+  Claim,
+  ClaimRequest,
+  Heartbeat,
+  JobRow,
+  ListFilter,
+  NewJob,
+  QueueCounts,
+  QueueRateLimit,
+  Settlement,
+  State,
+  Store
+} from "./model.ts"
 import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import { makeSignal } from "./signal.ts"
@@ -125,7 +137,7 @@ const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArra
 
 const SCRIPTS = {
   enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number]>(),
-  claim: script(Scripts.CLAIM).withReturnType<Array<Array<string>>>(),
+  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string>>, string]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
   settle: script(Scripts.SETTLE).withReturnType<number>(),
@@ -134,7 +146,9 @@ const SCRIPTS = {
   redrive: script(Scripts.REDRIVE).withReturnType<number>(),
   purge: script(Scripts.PURGE).withReturnType<Array<string>>(),
   configure: script(Scripts.CONFIGURE).withReturnType<number>(),
-  counts: script(Scripts.COUNTS).withReturnType<[number, number, number, number, number, number, number, Array<string>]>(),
+  counts: script(Scripts.COUNTS).withReturnType<
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string]]
+  >(),
   list: script(Scripts.LIST).withReturnType<Array<Array<string>>>()
 }
 
@@ -313,7 +327,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0
       )
 
-    const configure = (queue: string, settings: { readonly paused?: boolean | undefined; readonly aging?: number | undefined }) =>
+    const configure = (
+      queue: string,
+      settings: {
+        readonly paused?: boolean | undefined
+        readonly aging?: number | undefined
+        readonly rateLimit?: QueueRateLimit | null | undefined
+      }
+    ) =>
       op(
         "configure",
         Effect.andThen(
@@ -322,7 +343,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             "configure",
             queue,
             settings.paused === undefined ? "" : settings.paused ? "1" : "0",
-            settings.aging === undefined ? "" : String(settings.aging)
+            settings.aging === undefined ? "" : String(settings.aging),
+            settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
+            settings.rateLimit == null ? "" : String(settings.rateLimit.interval)
           )
         ),
         () => true
@@ -331,7 +354,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -346,7 +369,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             succeeded,
             dead,
             cancelled,
-            queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority)
+            queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority),
+            rateLimit: rate[0] === "0" ? undefined : {
+              limit: Number(rate[0]),
+              interval: Number(rate[1]),
+              available: Math.max(0, Number(rate[0]) - Number(rate[2]))
+            }
           }
         })
       )
@@ -357,11 +385,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           yield* startWatching(request.queues)
           const claims: Array<Claim & { readonly rank: number; readonly seq: number }> = []
+          let limitedFor = 0
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
             const tokens = Array.from({ length: limit }, () => `${crypto.randomUUID()}:${queue}`)
-            const flats = yield* run(
+            const [flats, held] = yield* run(
               "claim",
               queue,
               NOW(),
@@ -376,13 +405,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               const rank = Number(flat[flat.indexOf("rank") + 1])
               claims.push({ job: strip(row), token: tokens[n]!, rank, seq: row.seq })
             })
+            const wait = Number(held)
+            if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
           }
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
           claimedShort = claims.length < request.limit
-          return claims.map(({ job, token }): Claim => ({ job, token }))
+          return { claims: claims.map(({ job, token }): Claim => ({ job, token })), limitedFor: claims.length < request.limit ? limitedFor : 0 }
         }),
-        (claims) => claims.length > 0
+        (claimed) => claimed.claims.length > 0
       )
 
     /** Tokens by their queue: one script per queue. */

@@ -16,7 +16,9 @@
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
  * - `B:tasks`         set: the tasks that have had jobs in this queue
- * - `B:meta`          hash: paused, aging
+ * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit)
+ * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
+ *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
  * - `B:marker`        zset: the wake-up marker idle consumers block on (BZPOPMIN)
  * - `B:seq`           counter
  *
@@ -111,14 +113,36 @@ place(id, now)
 return {id, 1}
 `
 
-/** ARGV: now, limit, lease, taskCount, tasks..., tokens... → array of [token, HGETALL] */
+/**
+ * ARGV: now, limit, lease, taskCount, tasks..., tokens... → {array of HGETALL, limitedFor}: with a
+ * rate limit, at most what the queue's window allows (its oldest claims at least `rateInterval`
+ * old, and the slots never used), recorded in the window; `limitedFor` (ms, as text) is how long
+ * until the window frees when it held the claim back, else "0".
+ */
 export const CLAIM = `${PRELUDE}
-if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0"} end
 local now = clock(ARGV[1])
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local taskCount = tonumber(ARGV[4])
+local wanted = limit
+local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
+local rateInterval = 0
+if rateLimit > 0 then
+  rateInterval = tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+  local size = redis.call("ZCARD", B .. ":rate")
+  local allowed = math.max(0, rateLimit - size)
+  if allowed < limit and size > 0 then
+    local oldest = redis.call("ZRANGE", B .. ":rate", 0, math.min(size, limit) - 1, "WITHSCORES")
+    local i = 2
+    while allowed < limit and i <= #oldest and now - tonumber(oldest[i]) >= rateInterval do
+      allowed = allowed + 1
+      i = i + 2
+    end
+  end
+  if allowed < limit then limit = allowed end
+end
 local out = {}
 for n = 1, limit do
   local bestKey, bestScore, bestMember
@@ -144,6 +168,19 @@ for n = 1, limit do
   redis.call("HSET", B .. ":tokens", token, id)
   out[#out + 1] = redis.call("HGETALL", j)
 end
+local limitedFor = "0"
+if rateLimit > 0 then
+  for n = 1, #out do
+    redis.call("ZADD", B .. ":rate", string.format("%.3f", now), string.format("%016d", redis.call("INCR", B .. ":rateseq")))
+  end
+  redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -rateLimit - 1)
+  -- held back: the window gave all it had, fewer than asked for
+  if #out == limit and limit < wanted and redis.call("ZCARD", B .. ":rate") >= rateLimit then
+    local first = redis.call("ZRANGE", B .. ":rate", 0, 0, "WITHSCORES")
+    local wait = tonumber(first[2]) + rateInterval - now
+    if wait > 0 then limitedFor = tostring(wait) end
+  end
+end
 -- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same)
 if #out > 0 then
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
@@ -153,7 +190,7 @@ if #out > 0 then
     end
   end
 end
-return out
+return {out, limitedFor}
 `
 
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
@@ -303,13 +340,30 @@ return gone
 export const CONFIGURE = `${PRELUDE}
 if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "paused", ARGV[1]) end
 if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "aging", ARGV[2]) end
+-- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
+if ARGV[3] == "0" then
+  redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
+  redis.call("DEL", B .. ":rate")
+elseif ARGV[3] ~= nil and ARGV[3] ~= "" then
+  redis.call("HSET", KEYS[1], "rateLimit", ARGV[3], "rateInterval", ARGV[4])
+  redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -tonumber(ARGV[3]) - 1)
+end
 if ARGV[1] == "0" then redis.call("ZADD", B .. ":marker", 0, "0") end
 return 1
 `
 
-/** ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL} */
+/**
+ * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
+ * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none)}
+ */
 export const COUNTS = `${PRELUDE}
 local now = clock(ARGV[1])
+local function rate()
+  local limit = redis.call("HGET", KEYS[1], "rateLimit")
+  if not limit then return {"0", "0", "0"} end
+  local interval = redis.call("HGET", KEYS[1], "rateInterval")
+  return {limit, interval, tostring(redis.call("ZCOUNT", B .. ":rate", "(" .. string.format("%.3f", now - tonumber(interval)), "+inf"))}
+end
 local waiting = redis.call("ZCOUNT", B .. ":delayed", "-inf", now)
 for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
   waiting = waiting + redis.call("ZCARD", B .. ":ready:" .. task)
@@ -322,7 +376,8 @@ return {
   redis.call("ZCARD", B .. ":final:succeeded"),
   redis.call("ZCARD", B .. ":final:dead"),
   redis.call("ZCARD", B .. ":final:cancelled"),
-  redis.call("HGETALL", B .. ":prio")
+  redis.call("HGETALL", B .. ":prio"),
+  rate()
 }
 `
 
