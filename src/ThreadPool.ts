@@ -313,15 +313,21 @@ const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
 
 /**
  * What the thread needs of the job running the task: its id and attempt, the span to run under
- * (the job's `workpool.job` span, or its submitter's), and where its progress reports go.
+ * (the job's `workpool.job` span, or its submitter's), the tracer its own spans are replayed on,
+ * and where its progress reports go.
  */
 const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
   const job = fiber.getRef(JobContexts.JobContext)
   const span = Context.getOption(fiber.context, Tracer.ParentSpan)
+  const tracer = fiber.getRef(Tracer.Tracer)
+  // the thread records its spans only for a tracer that shows them (Effect's native one keeps nothing)
+  const record = span._tag === "Some" && span.value.sampled && tracer !== Tracer.nativeTracer
   return {
     id: job.id,
     attempt: job.attempt,
-    trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled] : undefined,
+    trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled, record] : undefined,
+    span: span._tag === "Some" ? span.value : undefined,
+    tracer,
     progress: JobContexts.reporterOf(job)
   }
 }

@@ -34,6 +34,7 @@ import {
   threadData,
   type ToThread
 } from "./internal/protocol.ts"
+import { SpanRecorder } from "./internal/threadSpans.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -209,7 +210,18 @@ export const serve = <R = never, E = never>(
     progressTimer ??= setTimeout(flushProgress, Math.max(0, progressSentAt + PROGRESS_INTERVAL - Date.now()))
   }
 
-  /** The task's context: its JobContext, its job id among the log annotations, its caller's span as parent. */
+  // Spans of traced tasks, sent to the main thread's tracer once ended (a batch per tick)
+  const spans = new SpanRecorder((records, dropped) =>
+    // a batch that cannot be cloned is lost; the tasks go on
+    outbox.send({ _: "spans", spans: records, dropped }, [], () => {})
+  )
+  /** Whether the handlers' layer provides a tracer of its own: then the thread's spans are its. */
+  let ownTracer = false
+
+  /**
+   * The task's context: its JobContext, its job id among the log annotations, its caller's span as
+   * parent and, when that span is sampled, a tracer that sends the task's spans to the main thread.
+   */
   const taskContext = (context: Context.Context<R>, [id, , , job, attempt, trace]: Run): Context.Context<R> => {
     let taskContext = Context.add(context, JobContext, {
       pool: pool.name,
@@ -220,13 +232,15 @@ export const serve = <R = never, E = never>(
     const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
     taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: job })
     if (trace === undefined) return taskContext
-    const [traceId, spanId, sampled] = trace
-    return Context.add(taskContext, Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId, sampled }))
+    const [traceId, spanId, sampled, record] = trace
+    taskContext = Context.add(taskContext, Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId, sampled }))
+    return record && !ownTracer ? Context.add(taskContext, Tracer.Tracer, spans.tracer(id)) : taskContext
   }
 
   /** Sends a task's outcome; one that cannot be cloned (a function, say) fails the task instead. */
   const reply = (id: number, outcome: Outcome) => {
-    // its last progress goes first
+    // its spans and last progress go first
+    spans.flush()
     if (pendingProgress.has(id)) {
       sendProgress(id, pendingProgress.get(id))
       pendingProgress.delete(id)
@@ -305,12 +319,14 @@ export const serve = <R = never, E = never>(
       // nobody in this thread can hear that the release failed: the pool logs it
       if (Exit.isFailure(closed)) outbox.send({ _: "fatal", message: layerFailure(closed.cause) })
       flushProgress()
+      spans.flush()
       outbox.flush()
       process.exit(0)
     })
   }
 
   const start = (context: Context.Context<R>) => {
+    ownTracer = context.mapUnsafe.has(Tracer.TracerKey)
     const handle = (message: ToThread) => {
       if (isTuple(message)) runTask(taskContext(context, message), message[0], message[1], message[2])
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()

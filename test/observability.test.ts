@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, References, Schedule, Scope, Stream, Tracer } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Metric, Option, References, Schedule, Scope, Stream, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Inspect } from "./fixtures/observe-tasks.ts"
+import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
 import { settle } from "./helpers.ts"
 
 const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
@@ -288,6 +288,65 @@ describe("threads: the trace and progress cross into the thread", () => {
       // without a tracer, the task still runs under its submitter's span
       const plain = yield* Effect.withSpan(Effect.zip(pool.run(Inspect, 2), Effect.currentSpan), "plain")
       assert.deepStrictEqual([plain[0].parentSpanId, plain[0].parentTraceId], [plain[1].spanId, plain[1].traceId])
+    })))
+
+  it.live("the spans a task makes in its thread reach the caller's tracer, with their ids, times, attributes, events and status", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* ThreadPool.make({ worker, threads: 1, name: "traced-threads" })
+      const before = yield* Clock.currentTimeNanos
+      const seen = yield* pool.run(Traced, 7).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
+      const after = yield* Clock.currentTimeNanos
+      assert.isTrue(seen.recording)
+      const named = (name: string) => {
+        const found = spans.filter((s) => s.name === name)
+        assert.strictEqual(found.length, 1, `one span ${name}: ${spans.map((s) => s.name)}`)
+        return found[0]!
+      }
+      const [job, outer, inner, failing] = ["workpool.job", "thread.outer", "thread.inner", "thread.failing"].map(named)
+      // the thread's spans hang under the job's span, in its trace, with the ids the thread gave them
+      assert.strictEqual(Option.getOrThrow(outer!.parent), job)
+      assert.strictEqual(Option.getOrThrow(inner!.parent), outer)
+      assert.strictEqual(Option.getOrThrow(failing!.parent), outer)
+      assert.deepStrictEqual(
+        [outer!.spanId, inner!.spanId, failing!.spanId, outer!.traceId, inner!.traceId],
+        [seen.outerSpanId, seen.innerSpanId, seen.failingSpanId, job!.traceId, job!.traceId]
+      )
+      assert.strictEqual(seen.traceId, job!.traceId)
+      // what the thread recorded on them
+      assert.strictEqual(outer!.attributes.get("outer.n"), 7)
+      assert.strictEqual(inner!.attributes.get("inner.n"), 7)
+      assert.strictEqual(inner!.kind, "client")
+      const events = (outer as Tracer.NativeSpan).events
+      assert.deepStrictEqual(events.map(([name, , attributes]) => [name, attributes]), [["halfway", { step: 1 }]])
+      // at the times it recorded, within the call, each inside its parent
+      for (const span of [outer!, inner!, failing!]) {
+        assert.strictEqual(span.status._tag, "Ended")
+        if (span.status._tag !== "Ended") continue
+        assert.isTrue(before <= span.status.startTime && span.status.startTime <= span.status.endTime && span.status.endTime <= after)
+      }
+      const ended = (span: Tracer.Span) => span.status._tag === "Ended" ? span.status : assert.fail("not ended")
+      assert.isTrue(ended(outer!).startTime <= ended(inner!).startTime && ended(inner!).endTime <= ended(outer!).endTime)
+      assert.isTrue(Exit.isSuccess(ended(outer!).exit))
+      const failure = ended(failing!).exit
+      assert.isTrue(Exit.isFailure(failure))
+      if (Exit.isFailure(failure)) assert.include(String(Cause.squash(failure.cause)), "boom")
+      // the thread's logs carry the trace, the span they were written in, and the job's id
+      assert.deepStrictEqual(seen.logged, [{ message: "in the inner span", traceId: job!.traceId, spanId: inner!.spanId, jobId: 1 }])
+    })))
+
+  it.live("a task records nothing in its thread under Effect's native tracer (which keeps nothing) or an unsampled span", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* ThreadPool.make({ worker, threads: 1 })
+      const bare = yield* pool.run(Traced, 1).pipe(Effect.withSpan("native"))
+      assert.isFalse(bare.recording)
+      // with a tracer, a job without a submitter's span still has its own: its thread's spans go under it
+      assert.isTrue((yield* Effect.withTracer(pool.run(Traced, 1), tracer)).recording)
+      assert.strictEqual(spans.filter((s) => s.name === "thread.outer").length, 1)
+      const unsampled = yield* pool.run(Traced, 2).pipe(Effect.withSpan("quiet", { sampled: false }), Effect.withTracer(tracer))
+      assert.isFalse(unsampled.recording)
+      assert.strictEqual(spans.filter((s) => s.name === "thread.outer").length, 1)
     })))
 
   it.live("a task's progress reaches its handle, coalesced on the thread, its last value before its result", () =>

@@ -4,6 +4,7 @@
  * @internal
  */
 import { MessagePort, type TransferListItem } from "node:worker_threads"
+import type { SpanRecord } from "./threadSpans.ts"
 
 /**
  * The two messages of every task travel as arrays, every other message as an object with its kind
@@ -13,7 +14,8 @@ import { MessagePort, type TransferListItem } from "node:worker_threads"
  *
  * Run a task: its id on this thread, its name and encoded payload, the job's id in the pool and its
  * attempt (for the thread's `JobContext`), and the span it runs under on the thread (trace id, span
- * id, sampled).
+ * id, sampled, and whether the thread records the task's spans for the main thread's tracer: see
+ * threadSpans.ts).
  */
 export type Run = readonly [
   id: number,
@@ -21,7 +23,7 @@ export type Run = readonly [
   payload: unknown,
   job: number,
   attempt: number,
-  trace: readonly [string, string, boolean] | undefined
+  trace: readonly [string, string, boolean, boolean] | undefined
 ]
 
 /** A task succeeded: its id and encoded value (any other ending is a `done` object). */
@@ -153,6 +155,8 @@ export type FromThread =
   | { readonly _: "synced"; readonly n: number; readonly running: ReadonlyArray<number> }
   /** The thread could not deserialize a message from the main thread (its `messageerror`). */
   | { readonly _: "unreadable"; readonly issue: string }
+  /** Spans of traced tasks that ended, for the main thread's tracer (see threadSpans.ts); `dropped` over the limit. */
+  | { readonly _: "spans"; readonly spans: ReadonlyArray<SpanRecord>; readonly dropped: number }
 
 const CODEC_PARTS: ReadonlySet<unknown> = new Set(["payload", "success", "failure", "handler", "reply"])
 
@@ -199,6 +203,8 @@ export const isFromThread = (m: unknown): m is FromThread => {
         message.running.every((id) => typeof id === "number")
     case "unreadable":
       return typeof message.issue === "string"
+    case "spans":
+      return Array.isArray(message.spans) && typeof message.dropped === "number"
     default:
       return false
   }

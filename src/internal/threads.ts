@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Context, Effect, Exit, Fiber, Pull, Schedule } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Pull, Schedule, type Tracer } from "effect"
 import { inspect } from "node:util"
 import {
   MessageChannel,
@@ -32,6 +32,7 @@ import {
   type ThreadData,
   type ToThread
 } from "./protocol.ts"
+import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
@@ -67,6 +68,8 @@ class Thread {
   readonly inflight = new Map<number, (reply: Reply) => void>()
   /** Where each task's progress reports go. */
   readonly progress = new Map<number, (value: unknown) => void>()
+  /** Where each traced task's spans are replayed (tasks whose caller has a sampled span). */
+  readonly spans = new Map<number, SpanReplay>()
   nextId = 0
   /** Set when the pool stops the thread on purpose; the reason its tasks are given. */
   stopping: string | undefined = undefined
@@ -150,7 +153,10 @@ interface Deaths {
 export interface TaskJob {
   readonly id: number
   readonly attempt: number
-  readonly trace: readonly [traceId: string, spanId: string, sampled: boolean] | undefined
+  readonly trace: readonly [traceId: string, spanId: string, sampled: boolean, record: boolean] | undefined
+  /** The caller's span and tracer: the task's spans in the thread are replayed there, under it. */
+  readonly span: Tracer.AnySpan | undefined
+  readonly tracer: Tracer.Tracer
   readonly progress: (value: unknown) => void
 }
 
@@ -452,6 +458,9 @@ export class Threads {
           case "unreadable": {
             return this.lost(thread, "payload", `the thread could not deserialize the message carrying it: ${message.issue}`)
           }
+          case "spans": {
+            return this.replay(thread, message.spans, message.dropped)
+          }
         }
       }
       const receive = (data: unknown) => {
@@ -533,12 +542,47 @@ export class Threads {
     }
   }
 
+  /**
+   * Spans a thread's tasks made, replayed on their callers' tracers. A tracer that throws loses its
+   * span, not the main thread.
+   */
+  private replay(thread: Thread, records: ReadonlyArray<SpanRecord>, dropped: number): void {
+    for (const record of records) {
+      if (!isSpanRecord(record)) continue
+      this.guarded(thread, () => thread.spans.get(record.task)?.add(record))
+    }
+    if (dropped > 0) {
+      Effect.runForkWith(this.context)(Effect.logWarning(
+        `ThreadPool: thread ${thread.index} dropped ${dropped} spans made within one tick (at most 1024 are sent per tick)`
+      ))
+    }
+  }
+
+  private guarded(thread: Thread, replay: () => void): void {
+    try {
+      replay()
+    } catch (error) {
+      Effect.runForkWith(this.context)(
+        Effect.logWarning(`ThreadPool: a span from thread ${thread.index} could not be replayed: ${describe(error)}`)
+      )
+    }
+  }
+
+  /** A traced task has ended: its spans still waiting for a parent are replayed. */
+  private finishSpans(thread: Thread, id: number): void {
+    const replay = thread.spans.get(id)
+    if (replay === undefined) return
+    thread.spans.delete(id)
+    this.guarded(thread, () => replay.finish())
+  }
+
   /** A task on a thread has ended: whoever waits for it hears how; an idle thread may retire. */
   private settle(thread: Thread, id: number, outcome: Outcome): void {
     const reply = thread.inflight.get(id)
     if (reply === undefined) return
     thread.inflight.delete(id)
     thread.progress.delete(id)
+    this.finishSpans(thread, id)
     reply(outcome)
     if (thread.inflight.size === 0) {
       if (thread.retiring) this.retireIfIdle(thread)
@@ -569,6 +613,7 @@ export class Threads {
     }
     const replies = Array.from(thread.inflight.values())
     thread.inflight.clear()
+    for (const id of Array.from(thread.spans.keys())) this.finishSpans(thread, id)
     for (const reply of replies) reply({ _: "crashed", reason })
   }
 
@@ -648,6 +693,7 @@ export class Threads {
       thread.idleTimer = undefined
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
       thread.progress.set(id, job.progress)
+      if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
       thread.outbox.send([id, task, payload, job.id, job.attempt, job.trace], transfer, (issue) =>
         this.settle(thread, id, {
           _: "codec",

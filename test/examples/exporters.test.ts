@@ -13,7 +13,7 @@ import { handleRequest, otlp } from "../../examples/otlp.ts"
 import { metricsServer } from "../../examples/prometheus.ts"
 import { WorkPool } from "../../src/index.ts"
 import * as ThreadPool from "../../src/ThreadPool.ts"
-import { Inspect } from "../fixtures/observe-tasks.ts"
+import { Inspect, Traced } from "../fixtures/observe-tasks.ts"
 
 interface Sample {
   readonly name: string
@@ -237,6 +237,48 @@ describe("OTLP recipe", () => {
         assert.strictEqual(seen.parentSpanId, spans.job.spanId)
         assert.strictEqual(seen.parentTraceId, spans.job.traceId)
         assert.strictEqual(seen.childTraceId, spans.job.traceId)
+      }).pipe(Effect.scoped)
+      yield* Effect.provide(exported, otlp({ baseUrl: c.baseUrl, interval: "100 millis" }))
+    }))
+
+  it.live("the spans a task makes in its thread reach the collector, under its job's span, with the thread's ids", () =>
+    Effect.gen(function*() {
+      const c = yield* collector
+      const exported = Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({
+          worker: new URL("../fixtures/observe-worker.ts", import.meta.url),
+          threads: 1,
+          name: "otlp-thread-spans"
+        })
+        const seen = yield* pool.run(Traced, 3).pipe(Effect.withSpan("thread-request"))
+        assert.isTrue(seen.recording)
+        const names = ["thread-request", "workpool.job", "thread.outer", "thread.inner", "thread.failing"]
+        const spans = yield* waitForRequest(c, "the spans made in the thread", (received) => {
+          const all = spansOf(received)
+          const found = names.map((name) => all.find((s: any) => s.name === name))
+          return found.every((s) => s !== undefined) ? found : undefined
+        })
+        const [request, job, outer, inner, failing] = spans
+        assert.strictEqual(job.parentSpanId, request.spanId)
+        // parent and child across the thread boundary, with the ids the thread gave them
+        assert.deepStrictEqual(
+          [outer.parentSpanId, inner.parentSpanId, failing.parentSpanId],
+          [job.spanId, outer.spanId, outer.spanId]
+        )
+        assert.deepStrictEqual(
+          [outer.spanId, inner.spanId, failing.spanId],
+          [seen.outerSpanId, seen.innerSpanId, seen.failingSpanId]
+        )
+        for (const span of [outer, inner, failing]) assert.strictEqual(span.traceId, request.traceId)
+        assert.strictEqual(Number(attribute(outer.attributes, "outer.n")), 3)
+        assert.strictEqual(outer.events[0]?.name, "halfway")
+        assert.strictEqual(inner.kind, 3) // client
+        // the failed span's status and exception, as the thread saw them
+        assert.strictEqual(failing.status.code, 2)
+        assert.include(failing.status.message, "boom")
+        assert.strictEqual(outer.status.code, 1)
+        // and its log line carries the span the collector received
+        assert.strictEqual(seen.logged[0]?.spanId, inner.spanId)
       }).pipe(Effect.scoped)
       yield* Effect.provide(exported, otlp({ baseUrl: c.baseUrl, interval: "100 millis" }))
     }))
