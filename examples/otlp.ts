@@ -3,7 +3,7 @@
  *
  * Effect exports OTLP itself (`effect/observability`'s `Otlp`): no OpenTelemetry SDK. One layer
  * installs a tracer and a metrics reader that post to `<baseUrl>/v1/traces` and `/v1/metrics`
- * (JSON here; `Otlp.layerProtobuf` for protobuf) every interval and once more when the layer is
+ * (JSON, or protobuf with `format: "protobuf"`: `Otlp.layerProtobuf`) every interval and once more when the layer is
  * released. Each job runs in a span `workpool.job`, child of the span that submitted it, so a
  * request's trace shows its jobs, their wait in the queue (`workpool.job.wait_ms`) and how they ended.
  *
@@ -16,9 +16,16 @@ import { FetchHttpClient } from "effect/http"
 import { Otlp } from "effect/observability"
 import { WorkPool } from "../src/index.ts"
 
-/** The exporter as a layer: traces and metrics, JSON over HTTP, flushed every `interval`. */
-export const otlp = (options: { readonly baseUrl: string; readonly interval?: Duration.Input | undefined }) =>
-  Otlp.layerJson({
+/**
+ * The exporter as a layer: traces and metrics over HTTP, flushed every `interval`, as JSON or as
+ * protobuf (smaller; what most collectors expect by default).
+ */
+export const otlp = (options: {
+  readonly baseUrl: string
+  readonly interval?: Duration.Input | undefined
+  readonly format?: "json" | "protobuf" | undefined
+}) =>
+  (options.format === "protobuf" ? Otlp.layerProtobuf : Otlp.layerJson)({
     baseUrl: options.baseUrl,
     resource: { serviceName: "effect-workpool-example" },
     metricsExportInterval: options.interval ?? "10 seconds",
