@@ -126,8 +126,11 @@ export interface Options<W = void, EW = never, RW = never> {
   readonly concurrency: number
   /**
    * The pool's name: the `pool` attribute of its metrics and spans, and `JobContext.pool`. A
-   * non-empty string; default `"workpool-1"`, `"workpool-2"`, ... Give each live pool its own: a pool
-   * named like another replaces that one's metric series.
+   * non-empty string; default `"workpool-1"`, `"workpool-2"`, ... Each live pool publishing metrics
+   * needs its own (their series would overwrite each other's): `make` fails with
+   * `InvalidPoolConfig` (field `name`) for a name a live pool already has in the same
+   * `Metric.MetricRegistry` with the same `Metric.CurrentMetricAttributes`. The name is free again
+   * once that pool's scope closes.
    */
   readonly name?: string | undefined
   /** Publish the pool's `Metric`s (see the README's Metrics section); default true. */
@@ -870,6 +873,14 @@ export const make = <W = void, EW = never, RW = never>(
       const recorded = new Metrics.PoolMetrics()
       scheduler.observer = recorded
       const unregister = Metrics.register(checked.name, scheduler, recorded, context as Context.Context<never>)
+      if (unregister === undefined) {
+        return yield* Effect.fail(config.invalidPoolConfig(
+          "name",
+          checked.name,
+          "expected a name no other live pool has (with the same metric attributes, in the same MetricRegistry): " +
+            "their metric series would overwrite each other's; give each pool its own name, or metrics: false"
+        ))
+      }
       // added before the shutdown finalizer, so it runs after it: the last counts stay readable until then
       yield* Effect.addFinalizer(() => Effect.sync(unregister))
     }

@@ -146,6 +146,37 @@ describe("metrics", () => {
         assert.strictEqual((error as PoolError.InvalidPoolConfig).field, field)
       }
     }))
+
+  it.effect("a second live pool of the same name is refused (its series would overwrite the first's); the name is free once that pool closes", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const first = yield* Scope.provide(WorkPool.make({ concurrency: 1, name: "mail" }), scope)
+        yield* first.run(Effect.void)
+        const error = yield* Effect.flip(WorkPool.make({ concurrency: 3, name: "mail" }))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig)
+        assert.strictEqual(error.field, "name")
+        assert.strictEqual(error.value, `"mail"`)
+        assert.include(error.message, "metric series")
+        // a ThreadPool too, before any thread starts
+        const thread = yield* Effect.flip(ThreadPool.make({ worker, threads: 1, name: "mail" }))
+        assert.strictEqual((thread as PoolError.InvalidPoolConfig).field, "name")
+        // the first pool's series are intact
+        assert.strictEqual((yield* series("workpool_workers", "mail")).value, 1)
+        assert.strictEqual((yield* series("workpool_jobs_ended", "mail", { ending: "succeeded" })).count, 1)
+        // allowed: without metrics, with other metric attributes, in another registry
+        yield* WorkPool.make({ concurrency: 1, name: "mail", metrics: false })
+        yield* Effect.scoped(
+          Effect.provideService(WorkPool.make({ concurrency: 1, name: "mail" }), Metric.CurrentMetricAttributes, { shard: "2" })
+        )
+        yield* withRegistry(() => WorkPool.make({ concurrency: 1, name: "mail" }))
+        // once the first has closed
+        yield* Scope.close(scope, Exit.void)
+        const second = yield* WorkPool.make({ concurrency: 2, name: "mail" })
+        yield* second.run(Effect.void)
+        assert.strictEqual((yield* series("workpool_workers", "mail")).value, 2)
+      })
+    ))
 })
 
 describe("a span per job", () => {

@@ -6,11 +6,13 @@
  *
  * Every series carries the attribute `pool` (the pool's name) and those of
  * `Metric.CurrentMetricAttributes` where the pool was made, and lives in that context's
- * `Metric.MetricRegistry` until the pool's scope closes.
+ * `Metric.MetricRegistry` until the pool's scope closes. Two live pools with the same name and
+ * attributes in one registry would overwrite each other's series (the registry keeps one per key,
+ * and the first to close would remove the other's): `register` refuses the second.
  *
  * @internal
  */
-import { type Context, Metric } from "effect"
+import { Context, Metric } from "effect"
 import * as RateLimits from "./rateLimit.ts"
 import type { Job, Observer, Scheduler } from "./scheduler.ts"
 
@@ -92,15 +94,26 @@ export const MAX_PRIORITY_SERIES = 32
 
 const hooks = <S>(get: () => S): Metric.Metric.Hooks<any, S> => ({ get, update: () => {}, modify: () => {} })
 
+/** Per registry, the pools whose series are in it, by name and extra attributes. */
+const live = new WeakMap<Metric.MetricRegistry, Set<string>>()
+
 /**
- * Registers the pool's series in the registry of `context`; returns the function that removes them.
+ * Registers the pool's series in the registry of `context`; returns the function that removes them,
+ * or `undefined` if a live pool of the same name (and extra attributes) has series there.
  */
 export const register = (
   name: string,
   scheduler: Scheduler<any>,
   recorded: PoolMetrics,
   context: Context.Context<never>
-): () => void => {
+): (() => void) | undefined => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  const extra = Object.entries(Context.get(context, Metric.CurrentMetricAttributes)).sort(([a], [b]) => a < b ? -1 : 1)
+  const key = JSON.stringify([name, extra])
+  let names = live.get(registry)
+  if (names === undefined) live.set(registry, names = new Set())
+  if (names.has(key)) return undefined
+  names.add(key)
   const pool = { pool: name }
   const registrations: Array<Metric.Registration> = []
   const counter = (id: string, description: string, attributes: Metric.Metric.AttributeSet, get: () => number) =>
@@ -162,6 +175,7 @@ export const register = (
   histogram("workpool_job_wait_ms", "Time from submission (or return for a retry) to start, per attempt", recorded.wait)
   histogram("workpool_job_run_ms", "Time from start to stop, per attempt", recorded.run)
   return () => {
+    names.delete(key)
     for (const registration of registrations) registration.remove()
   }
 }
