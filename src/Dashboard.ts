@@ -2,8 +2,9 @@
  * A live web dashboard for pools and durable queues: one page that shows, for each pool and queue
  * added to it, its counts, charts of throughput, latency (wait and run p50/p99) and depth, the
  * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
- * errors, with buttons to cancel a job and to redrive a dead durable job. It updates itself every
- * `interval` by server-sent events.
+ * errors, with buttons to cancel a job, to redrive a dead durable job, and to pause or resume a
+ * pool (its dispatch) or a durable queue (claims by every consumer of its store; running jobs go
+ * on either way). It updates itself every `interval` by server-sent events.
  *
  * `layer` serves it on `effect/http` with Node's HTTP server (`@effect/platform-node`), on the
  * loopback interface unless told otherwise, behind a token (a random one unless given) or a check
@@ -167,7 +168,7 @@ export class Dashboard extends Context.Service<Dashboard, {
  * @since 0.2.0
  * @category models
  */
-export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel">
+export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel" | "pause" | "resume">
 
 const check = <A>(f: () => A): Effect.Effect<A, InvalidDashboardOptions> =>
   Effect.try({
@@ -222,7 +223,8 @@ const validate = (options: Options) =>
 
 const isPool = (u: unknown): u is Pool =>
   typeof u === "object" && u !== null && typeof (u as Pool).name === "string" && Effect.isEffect((u as Pool).stats) &&
-  typeof (u as Pool).jobs === "function" && typeof (u as Pool).cancel === "function"
+  typeof (u as Pool).jobs === "function" && typeof (u as Pool).cancel === "function" &&
+  Effect.isEffect((u as Pool).pause) && Effect.isEffect((u as Pool).resume)
 
 type Checked = Effect.Success<ReturnType<typeof validate>>
 

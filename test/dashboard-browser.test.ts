@@ -1,8 +1,8 @@
 /**
  * The dashboard in a real browser: headless Chromium (Debian's, installed by .ci/run) opens the
- * page a `Dashboard.layer` serves, sees a pool's counts move while jobs run, cancels a running job
- * and redrives a dead durable job with the page's buttons, and sees each take effect, on the page
- * and in the pool or the store. Every wait is for a condition, bounded; nothing sleeps a guessed
+ * page a `Dashboard.layer` serves, sees a pool's counts move while jobs run, cancels a running job,
+ * redrives a dead durable job, and pauses and resumes the pool and the queue with the page's
+ * buttons, and sees each take effect, on the page and in the pool or the store. Every wait is for a condition, bounded; nothing sleeps a guessed
  * time. A screenshot goes to .ci/out/dashboard.png (a CI artifact); with UPDATE_SCREENSHOT=1 also
  * to docs/dashboard.png, the README's.
  *
@@ -41,7 +41,7 @@ const countIn = (source: string, count: string) =>
 
 describe("Dashboard in headless Chromium", () => {
   it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
-    "counts move, cancel stops a running job, redrive reruns a dead one",
+    "counts move, cancel stops a running job, redrive reruns a dead one, pause and resume",
     () =>
       Effect.gen(function*() {
         const dashboard = yield* Dashboard.Dashboard
@@ -160,6 +160,27 @@ describe("Dashboard in headless Chromium", () => {
         mkdirSync(join(root, ".ci/out"), { recursive: true })
         writeFileSync(join(root, ".ci/out/dashboard.png"), png)
         if (process.env.UPDATE_SCREENSHOT === "1") writeFileSync(join(root, "docs/dashboard.png"), png)
+
+        // pause and resume: the pool's dispatch, the queue's claims; the page shows the state and the other button
+        for (const [source, paused] of [["pool:images", Effect.map(pool.stats, (s) => s.state === "paused")],
+          ["queue:mail", Effect.map(Effect.orDie(JobQueue.stats("mail")), (s) => s.paused)]] as const) {
+          const name = source.slice(source.indexOf(":") + 1)
+          for (const action of ["pause", "resume"] as const) {
+            const button = `[data-source="${source}"] h2 button[data-action="${action}"]`
+            yield* Effect.promise(() => page.waitFor(`the ${action} button of ${source}`, `() => !!document.querySelector('${button}')`))
+            yield* Effect.promise(() => page.evaluate(`document.querySelector('${button}').click()`))
+            const other = action === "pause" ? "resume" : "pause"
+            yield* Effect.promise(() =>
+              page.waitFor(
+                `${action} ${source} is confirmed and the page offers ${other}`,
+                `() => document.getElementById("message").textContent === "${action} ${name}: done" && ` +
+                  `!!document.querySelector('[data-source="${source}"] h2 button[data-action="${other}"]') && ` +
+                  `!!document.querySelector('[data-source="${source}"] [data-count="paused"]') === ${action === "pause"}`
+              )
+            )
+            assert.strictEqual(yield* paused, action === "pause")
+          }
+        }
 
         // without the token in the URL (a new tab has none stored): the page asks for it, then connects
         const bare = yield* Effect.promise(() => browser.open(dashboard.address))

@@ -322,6 +322,37 @@ describe("Dashboard: pools", () => {
       assert.strictEqual(yield* oddJob.status, "interrupted")
     }))
 
+  it.effect("pause and resume: a pool stops starting jobs (running ones go on) and starts again; 404 for an unknown pool", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "work" })
+      yield* dashboard.add(pool)
+      const gate = yield* Deferred.make<void>()
+      const running = yield* pool.submit(Deferred.await(gate))
+      yield* settle
+      const paused = yield* post(dashboard, "api/pools/work/pause")
+      assert.deepStrictEqual([paused.status, paused.body], [200, { paused: true }])
+      assert.strictEqual((yield* pool.stats).state, "paused")
+      // twice is fine
+      assert.strictEqual((yield* post(dashboard, "api/pools/work/pause")).status, 200)
+      const next = yield* pool.submit(Effect.succeed("next"))
+      yield* Deferred.succeed(gate, undefined)
+      yield* running.await
+      yield* settle
+      assert.strictEqual(yield* next.status, "queued")
+      const snapshot = yield* call(dashboard, "api/snapshot")
+      assert.strictEqual(sourceIn(snapshot.body, "pool", "work").counts.state, "paused")
+
+      const resumed = yield* post(dashboard, "api/pools/work/resume")
+      assert.deepStrictEqual([resumed.status, resumed.body], [200, { paused: false }])
+      assert.strictEqual(yield* next.await, "next")
+      assert.strictEqual((yield* pool.stats).state, "running")
+      assert.strictEqual((yield* post(dashboard, "api/pools/nope/pause")).status, 404)
+      // a button: the CSRF header is required
+      assert.strictEqual((yield* call(dashboard, "api/pools/work/pause", { method: "POST", headers: { "x-workpool-dashboard": "0" } })).status, 403)
+      assert.strictEqual((yield* pool.stats).state, "running")
+    }))
+
   it.effect("server-sent events: a snapshot with the job lists, then a sample per interval", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()
@@ -386,6 +417,29 @@ class Refused extends Schema.TaggedError<Refused>()("Refused", { to: Schema.Stri
 const Send = Task.make("Send", { payload: Schema.String, success: Schema.String, failure: Refused })
 
 describe("Dashboard: durable queues", () => {
+  it.effect("pause and resume a durable queue: its consumers stop claiming (the store's flag) and start again", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 2,
+        handlers: [Task.handle(Send, (to) => Effect.succeed(`sent to ${to}`))]
+      })
+      yield* dashboard.addQueue("mail")
+      const paused = yield* post(dashboard, "api/queues/mail/pause")
+      assert.deepStrictEqual([paused.status, paused.body], [200, { paused: true }])
+      const job = yield* JobQueue.enqueue(Send, "dave", { queue: "mail" })
+      // the consumer polls: let it look a few times
+      for (let i = 0; i < 5; i++) yield* tick
+      assert.strictEqual((yield* job.status).state, "queued")
+      assert.isTrue(sourceIn((yield* call(dashboard, "api/snapshot")).body, "queue", "mail").counts.paused)
+      const resumed = yield* post(dashboard, "api/queues/mail/resume")
+      assert.deepStrictEqual([resumed.status, resumed.body], [200, { paused: false }])
+      for (let i = 0; i < 5 && (yield* job.status).state !== "succeeded"; i++) yield* tick
+      assert.strictEqual(yield* job.await, "sent to dave")
+      assert.strictEqual((yield* post(dashboard, "api/queues/nope/resume")).status, 404)
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("dead jobs with their errors; redrive puts one back (409 when it is not dead); cancel; 404 for another queue's job", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()

@@ -5,7 +5,8 @@
  * - `GET /api/snapshot`: every source with its history, as JSON;
  * - `GET /api/events`: the same as a server-sent event `snapshot`, then a `sample` each interval;
  * - `POST /api/pools/:pool/jobs/:id/cancel`, `POST /api/queues/:queue/jobs/:id/cancel`,
- *   `POST /api/queues/:queue/jobs/:id/redrive`: the buttons.
+ *   `POST /api/queues/:queue/jobs/:id/redrive`, `POST /api/pools/:pool/pause` (and `resume`),
+ *   `POST /api/queues/:queue/pause` (and `resume`): the buttons.
  *
  * Every `/api` request is authorized: `Authorization: Bearer <token>`, or the user's check. A
  * `POST` must also carry the header `X-Workpool-Dashboard: 1`: a browser sends a custom header
@@ -163,6 +164,22 @@ const redriveQueueJob = (api: Api) =>
     return json(200, { redriven: true })
   })
 
+/**
+ * Pauses or resumes a pool's dispatch (its running jobs go on) or a durable queue's claims (for
+ * every consumer of the store: the flag is the store's). Idempotent: pausing a paused one is a 200.
+ */
+const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
+  Effect.gen(function*() {
+    const params = yield* HttpRouter.params
+    const source = yield* sourceOf(api, kind, kind === "pool" ? params.pool : params.queue)
+    if (source.pool !== undefined) yield* paused ? source.pool.pause : source.pool.resume
+    else {
+      yield* Effect.catchCause(source.store!.configure(source.name, { paused }), (cause) => Effect.fail(storeFailed(cause)))
+    }
+    yield* sampleNow(api)
+    return json(200, { paused })
+  })
+
 const event = (name: string, snapshot: Snapshot) => `event: ${name}\ndata: ${JSON.stringify(snapshot)}\n\n`
 
 /** The SSE stream of one client: while it is open, job lists are read. */
@@ -200,5 +217,9 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
     yield* router.add("POST", "/api/pools/:pool/jobs/:id/cancel", guarded(api, "POST", () => cancelPoolJob(api)))
     yield* router.add("POST", "/api/queues/:queue/jobs/:id/cancel", guarded(api, "POST", () => cancelQueueJob(api)))
     yield* router.add("POST", "/api/queues/:queue/jobs/:id/redrive", guarded(api, "POST", () => redriveQueueJob(api)))
+    for (const [action, paused] of [["pause", true], ["resume", false]] as const) {
+      yield* router.add("POST", `/api/pools/:pool/${action}`, guarded(api, "POST", () => setPaused(api, "pool", paused)))
+      yield* router.add("POST", `/api/queues/:queue/${action}`, guarded(api, "POST", () => setPaused(api, "queue", paused)))
+    }
     yield* router.add("*", "/api/*", guarded(api, "GET", (request) => fail(404, `no such endpoint: ${request.method} ${request.url}`)))
   })

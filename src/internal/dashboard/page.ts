@@ -120,7 +120,7 @@ export const page = String.raw`<!doctype html>
     return el("div", { "class": "counts" }, list.map(function (c) {
       var v = s.counts ? s.counts[c[0]] : undefined;
       return el("div", { "class": "count", "data-count": c[0] }, [el("b", { text: v === undefined ? "-" : String(v) }), el("span", { text: c[1] })]);
-    }).concat(s.kind === "queue" && s.counts && s.counts.paused ? [el("div", { "class": "count" }, [el("b", { text: "paused" })])] : [])
+    }).concat(isPaused(s) ? [el("div", { "class": "count", "data-count": "paused" }, [el("b", { text: "paused" })])] : [])
       .concat(limiting(s)));
   }
 
@@ -137,6 +137,16 @@ export const page = String.raw`<!doctype html>
         el("span", { text: "free per " + r.interval + " ms" })])];
     }
     return [];
+  }
+
+  function isPaused(s) {
+    return !!s.counts && (s.kind === "pool" ? s.counts.state === "paused" : s.counts.paused === true);
+  }
+  // pauses or resumes dispatch (a pool) or claims (a queue, for all its consumers); running jobs go on
+  function pauseButton(s) {
+    if (!s.counts || s.counts.error || (s.kind === "pool" && s.counts.state !== "running" && s.counts.state !== "paused")) return null;
+    var action = isPaused(s) ? "resume" : "pause";
+    return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: action });
   }
 
   function chart(title, points, series, unit) {
@@ -240,7 +250,8 @@ export const page = String.raw`<!doctype html>
       charts.push(chart("Depth", s.points, [
         { field: "queued", label: "queued", color: "var(--wait)" }, { field: "running", label: "running", color: "var(--run)" }], ""));
       return el("section", { "class": "card", "data-source": keyOf(s) }, [
-        el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" })]),
+        el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" }),
+          pauseButton(s)]),
         counts(s), el("div", { "class": "charts" }, charts), lists(s)
       ]);
     });
@@ -253,11 +264,15 @@ export const page = String.raw`<!doctype html>
     var b = event.target.closest && event.target.closest("button[data-action]");
     if (!b) return;
     var kind = b.getAttribute("data-kind"), name = b.getAttribute("data-source"), id = b.getAttribute("data-id"), action = b.getAttribute("data-action");
-    var url = "api/" + (kind === "pool" ? "pools/" : "queues/") + encodeURIComponent(name) + "/jobs/" + encodeURIComponent(id) + "/" + action;
+    var url = "api/" + (kind === "pool" ? "pools/" : "queues/") + encodeURIComponent(name) +
+      (id === null ? "" : "/jobs/" + encodeURIComponent(id)) + "/" + action;
     b.disabled = true;
     fetch(url, { method: "POST", headers: headers({ "X-Workpool-Dashboard": "1" }) })
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
-      .then(function (r) { message(r.ok ? action + " " + name + " #" + id + ": done" : action + " " + name + " #" + id + ": " + r.body.error, r.ok); })
+      .then(function (r) {
+        var what = action + " " + name + (id === null ? "" : " #" + id);
+        message(r.ok ? what + ": done" : what + ": " + r.body.error, r.ok);
+      })
       .catch(function (e) { message(action + " failed: " + e, false); });
   });
 

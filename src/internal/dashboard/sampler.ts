@@ -15,7 +15,7 @@ import { type JobRow, type JobStore } from "../store/model.ts"
 import { type Buckets, quantile } from "./quantile.ts"
 
 /** What the dashboard needs of a pool: `WorkPool`, `ThreadPool` and their services all have it. */
-export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel">
+export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel" | "pause" | "resume">
 
 /** One interval of one source: counts at its end, rates over it, latencies of its attempts (ms). */
 export interface Point {
