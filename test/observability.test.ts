@@ -380,6 +380,17 @@ describe("threads: the trace and progress cross into the thread", () => {
       assert.strictEqual(spans.filter((s) => s.name === "thread.outer").length, 1)
     })))
 
+  it.live("a worker whose layer installs a tracer of its own keeps its spans: none is replayed on the main thread", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const pool = yield* ThreadPool.make({ worker: new URL("./fixtures/own-tracer-worker.ts", import.meta.url), threads: 1 })
+      const seen = yield* pool.run(Traced, 1).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
+      // the thread's spans are its tracer's (not Effect's native one, not the recorder), in the caller's trace
+      assert.isTrue(seen.recording)
+      assert.strictEqual(seen.traceId, spans.find((s) => s.name === "request")!.traceId)
+      assert.deepStrictEqual(spans.map((s) => s.name).sort(), ["request", "workpool.job"])
+    })))
+
   it.live("a task's progress reaches its handle, coalesced on the thread, its last value before its result", () =>
     Effect.scoped(Effect.gen(function*() {
       const pool = yield* ThreadPool.make({ worker, threads: 1 })
