@@ -353,6 +353,38 @@ describe("Dashboard: pools", () => {
       assert.strictEqual((yield* pool.stats).state, "running")
     }))
 
+  it.effect("the job lists ask a pool for one page each (the jobs shown), not for every job it has queued", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ token: TOKEN, jobs: 5 })
+      const pool = yield* WorkPool.make({ concurrency: 2, name: "deep", capacity: Infinity })
+      const answers: Array<{ readonly filter: WorkPool.JobFilter | undefined; readonly count: number }> = []
+      yield* dashboard.add({
+        name: pool.name,
+        stats: pool.stats,
+        cancel: pool.cancel,
+        pause: pool.pause,
+        resume: pool.resume,
+        jobs: (filter) => Effect.tap(pool.jobs(filter), (jobs) => Effect.sync(() => answers.push({ filter, count: jobs.length })))
+      })
+      const gate = yield* Deferred.make<void>()
+      // released before the pool shuts down (finalizers run last first), even when an assertion fails
+      yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+      yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), () => pool.submit(Deferred.await(gate)), { discard: true })
+      yield* settle
+      const events = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const deep = sourceIn(events.events[0]!.data, "pool", "deep")
+      assert.deepStrictEqual(deep.detail.queued.map((j: any) => j.id), ["3", "4", "5", "6", "7"])
+      assert.strictEqual(deep.detail.running.length, 2)
+      assert.strictEqual(deep.counts.queued, 198)
+      // no answer carried more than a page of live jobs
+      const live = answers.filter((a) => !String(a.filter?.status).includes("failed"))
+      assert.isAbove(live.length, 0)
+      for (const answer of live) {
+        assert.strictEqual(answer.filter?.limit, 5)
+        assert.isAtMost(answer.count, 5)
+      }
+    }))
+
   it.effect("server-sent events: a snapshot with the job lists, then a sample per interval", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()

@@ -5,7 +5,8 @@
  * the store) and, for a pool, its wait and run histograms from the metric registry, and appends a
  * `Point` to that source's history: a ring of at most `history` points, so memory stays flat however
  * long it runs. Job lists (running, queued, failed, dead) are read only while someone watches (an
- * SSE client is connected): they cost a walk of the pool's jobs or a store query per interval.
+ * SSE client is connected): a page of the pool's jobs (`pool.jobs` with a `limit`) or a store query
+ * per list and interval.
  *
  * @internal
  */
@@ -243,17 +244,14 @@ const samplePool = (
       source.detail = null
       return
     }
-    const list = (status: ReadonlyArray<WorkPool.JobStatus>) =>
-      Effect.map(Effect.orDie(source.pool.jobs({ status })), (jobs) => jobs.map(poolJob))
-    const running = yield* list(["running"])
-    const queued = yield* list(["waiting", "queued", "retrying"])
-    const failed = yield* list(FAILED)
-    source.detail = {
-      running: running.slice(0, config.listed),
-      queued: queued.slice(0, config.listed),
-      // the newest failures: jobs are listed oldest first
-      failed: failed.slice(-config.listed).reverse()
-    }
+    const list = (status: ReadonlyArray<WorkPool.JobStatus>, limit: number) =>
+      Effect.map(Effect.orDie(source.pool.jobs({ status, limit })), (jobs) => jobs.map(poolJob))
+    // one page each: the pool summarizes only the jobs shown, however many it has queued
+    const running = yield* list(["running"], config.listed)
+    const queued = yield* list(["waiting", "queued", "retrying"], config.listed)
+    // the newest failures, and pages run oldest first: all of them (as many as the pool retains)
+    const failed = yield* list(FAILED, Infinity)
+    source.detail = { running, queued, failed: failed.slice(-config.listed).reverse() }
   })
 
 const sampleQueue = (source: Source, store: JobStore["Service"], config: Config, t: number, watched: boolean, record: boolean) =>
