@@ -12,7 +12,12 @@
  *
  * @internal
  */
-import { Cause, Context, Exit, Option, Tracer } from "effect"
+// effect by subpath: worker threads load this module (see ThreadWorker.ts)
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 import { inspect } from "node:util"
 
 /** A recorded span's exit: enough for a tracer to set its status and exception events. */
