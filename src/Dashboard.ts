@@ -49,6 +49,7 @@ import { HttpRouter, HttpServer, type HttpServerError, type HttpServerRequest } 
 import { createServer } from "node:http"
 import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
+import * as Host from "./internal/dashboard/host.ts"
 import * as Sampler from "./internal/dashboard/sampler.ts"
 import { JobStore } from "./internal/store/model.ts"
 import type * as WorkPool from "./WorkPool.ts"
@@ -118,6 +119,14 @@ export interface Options {
   readonly history?: number | undefined
   /** Jobs shown per list (running, queued, failed); default 50, at most 1,000. */
   readonly jobs?: number | undefined
+  /**
+   * More names the server may be reached by (the `Host` header): by default only IP addresses,
+   * `localhost` and `host`, so that a site that makes its own name resolve to this server (DNS
+   * rebinding) is refused (403). A leading dot allows a name and its subdomains
+   * (`".ops.example.com"`); `"any"` turns the check off. Behind a proxy that forwards the client's
+   * `Host`, list the proxy's public name.
+   */
+  readonly allowedHosts?: ReadonlyArray<string> | "any" | undefined
 }
 
 /**
@@ -208,6 +217,10 @@ const validate = (options: Options) =>
     if (options.authorize !== undefined && typeof options.authorize !== "function") {
       config.fail("authorize", options.authorize, "expected a function (request) => Effect<boolean>")
     }
+    const allowedHosts = options.allowedHosts ?? []
+    if (allowedHosts !== "any" && !(Array.isArray(allowedHosts) && allowedHosts.every(Host.validEntry))) {
+      config.fail("allowedHosts", allowedHosts, `expected "any" or an array of host names without port or scheme (".example.com": it and its subdomains)`)
+    }
     const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval)
     if (interval < 50) config.fail("interval", options.interval, "expected at least 50 milliseconds")
     return {
@@ -215,6 +228,8 @@ const validate = (options: Options) =>
       host,
       token: options.authorize === undefined ? token as string : undefined,
       authorize: options.authorize,
+      // the name it listens on is one of its own
+      allowedHosts: allowedHosts === "any" ? allowedHosts : [...allowedHosts, ...(Host.validEntry(host) ? [host] : [])],
       interval,
       history: options.history === undefined ? 300 : config.positiveInteger("history", options.history, 100_000),
       jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000)
@@ -236,7 +251,8 @@ const make = (options: Checked) =>
       sampler,
       authorize: options.token === undefined ? options.authorize! : Api.tokenCheck(options.token),
       usesToken: options.token !== undefined,
-      lock: yield* Semaphore.make(1)
+      lock: yield* Semaphore.make(1),
+      allowedHost: Host.hostCheck(options.allowedHosts)
     }
     yield* Api.register(yield* HttpRouter.HttpRouter, api)
     yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample(true)), Schedule.spaced(options.interval)))

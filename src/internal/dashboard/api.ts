@@ -14,8 +14,11 @@
  * cannot make an operator's browser press a button (CSRF), even when the user's check relies on a
  * cookie. The token travels in a header only, never in a URL, so it is in no log or `Referer`.
  *
+ * Every request, the page's too, must name this server in its `Host` header (see `host.ts`: DNS
+ * rebinding).
+ *
  * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
- * wrong token), 403 (a POST without the header), 404 (an unknown pool, queue or job), 409 (too
+ * wrong token), 403 (a POST without the header, or a Host this server does not go by), 404 (an unknown pool, queue or job), 409 (too
  * late: the job ended, or is not dead), 500 (the store failed).
  *
  * @internal
@@ -76,6 +79,17 @@ export interface Api {
   readonly usesToken: boolean
   /** Serializes samples: the loop's and those taken after a button or a new client. */
   readonly lock: Semaphore.Semaphore
+  /** Whether a request's Host header names this server (see `host.ts`: DNS rebinding). */
+  readonly allowedHost: (header: string | undefined) => boolean
+}
+
+/** Refuses a request for a name this server does not go by, before anything else (see `host.ts`). */
+const checkHost = (api: Api, request: HttpServerRequest.HttpServerRequest) => {
+  const host = request.headers["host"]
+  return api.allowedHost(host) ? Effect.void : fail(
+    403,
+    `this dashboard does not answer to the host ${JSON.stringify(host)}: add it to the dashboard's allowedHosts option if it is yours`
+  )
 }
 
 const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
@@ -88,6 +102,7 @@ const guarded = (
 ) =>
 (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
+    yield* checkHost(api, request)
     if (!(yield* api.authorize(request))) {
       return yield* fail(
         401,
@@ -203,7 +218,12 @@ const events = (api: Api) =>
 
 export const register = (router: HttpRouter.HttpRouter, api: Api) =>
   Effect.gen(function*() {
-    yield* router.add("GET", "/", HttpServerResponse.text(page, { contentType: "text/html; charset=utf-8", headers: PAGE_HEADERS }))
+    const pageResponse = HttpServerResponse.text(page, { contentType: "text/html; charset=utf-8", headers: PAGE_HEADERS })
+    yield* router.add("GET", "/", (request) =>
+      checkHost(api, request).pipe(
+        Effect.as(pageResponse),
+        Effect.catch((error: ApiError) => Effect.succeed(json(error.status, { error: error.message })))
+      ))
     yield* router.add("GET", "/api/snapshot", guarded(api, "GET", () => Effect.map(api.sampler.full, (s) => json(200, s))))
     yield* router.add(
       "GET",

@@ -1,0 +1,108 @@
+/**
+ * The dashboard under attack: requests a browser can be tricked into sending (DNS rebinding),
+ * values that a pool reports and the page must survive, and the page's own content policy.
+ * Requests are real, on loopback; those that need a Host header of their own go through
+ * `node:http` (fetch does not let a caller set it).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { request as httpRequest } from "node:http"
+import * as Dashboard from "../src/Dashboard.ts"
+import { WorkPool } from "../src/index.ts"
+import { settle } from "./helpers.ts"
+
+const TOKEN = "0123456789abcdef-test-token"
+
+const start = (options: Dashboard.Options = { token: TOKEN }) =>
+  Effect.map(Layer.build(Dashboard.layer(options)), (context) => Context.get(context, Dashboard.Dashboard))
+
+/** A request with the Host header given. */
+const send = (
+  dashboard: Dashboard.Dashboard["Service"],
+  path: string,
+  host: string,
+  options: { readonly method?: "GET" | "POST"; readonly headers?: Record<string, string> } = {}
+) =>
+  Effect.promise(() =>
+    new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+      const url = new URL(dashboard.address)
+      const req = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: options.method ?? "GET",
+        agent: false,
+        headers: { host, ...options.headers }
+      }, (response) => {
+        let body = ""
+        response.setEncoding("utf8")
+        response.on("data", (chunk) => (body += chunk))
+        response.on("end", () => resolve({ status: response.statusCode!, headers: response.headers, body }))
+      })
+      req.on("error", reject)
+      req.end()
+    })
+  )
+
+const port = (dashboard: Dashboard.Dashboard["Service"]) => new URL(dashboard.address).port
+
+describe("Dashboard: DNS rebinding", () => {
+  // A site the operator visits makes its own name resolve to 127.0.0.1: its page is then the same
+  // origin as the dashboard, so it may send any header, and a check that trusts a header (or
+  // trusts loopback) would let it in. Its requests carry its own name in the Host header.
+  it.effect("a request whose Host is not this server's gets 403, whatever the check says", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ authorize: () => Effect.succeed(true) })
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "rebound" })
+      yield* dashboard.add(pool)
+      const job = yield* pool.submit(Effect.never)
+      yield* Effect.addFinalizer(() => pool.cancel(job.id)) // a pool's graceful close would wait for it
+      yield* settle
+      const evil = `evil.example:${port(dashboard)}`
+
+      const snapshot = yield* send(dashboard, "/api/snapshot", evil)
+      assert.strictEqual(snapshot.status, 403)
+      assert.match(JSON.parse(snapshot.body).error, /evil\.example.*allowedHosts/)
+      assert.strictEqual((yield* send(dashboard, "/api/events", evil)).status, 403)
+      assert.strictEqual((yield* send(dashboard, "/", evil)).status, 403)
+      const cancel = yield* send(dashboard, `/api/pools/rebound/jobs/${job.id}/cancel`, evil, {
+        method: "POST",
+        headers: { "x-workpool-dashboard": "1" }
+      })
+      assert.strictEqual(cancel.status, 403)
+      assert.strictEqual(yield* job.status, "running")
+      // a name that ends like a loopback one is still another name
+      assert.strictEqual((yield* send(dashboard, "/api/snapshot", `localhost.evil.example:${port(dashboard)}`)).status, 403)
+      assert.strictEqual((yield* send(dashboard, "/api/snapshot", `127.0.0.1.evil.example`)).status, 403)
+
+      // the names this server is reached by directly: loopback names and IP addresses
+      for (const host of [`127.0.0.1:${port(dashboard)}`, `localhost:${port(dashboard)}`, "LOCALHOST.", `[::1]:${port(dashboard)}`, "app.localhost", "10.1.2.3:80"]) {
+        assert.strictEqual((yield* send(dashboard, "/api/snapshot", host)).status, 200, host)
+      }
+    }))
+
+  it.effect("allowedHosts adds names (a leading dot: the name and its subdomains), or 'any' turns the check off", () =>
+    Effect.gen(function*() {
+      const named = yield* start({ token: TOKEN, allowedHosts: ["dash.example.com", ".ops.example"] })
+      const auth = { authorization: `Bearer ${TOKEN}` }
+      for (const host of ["dash.example.com", "dash.example.com:443", "ops.example", "a.b.ops.example"]) {
+        assert.strictEqual((yield* send(named, "/api/snapshot", host, { headers: auth })).status, 200, host)
+      }
+      for (const host of ["example.com", "x.dash.example.com", "evilops.example"]) {
+        assert.strictEqual((yield* send(named, "/api/snapshot", host, { headers: auth })).status, 403, host)
+      }
+      const any = yield* start({ token: TOKEN, allowedHosts: "any" })
+      assert.strictEqual((yield* send(any, "/api/snapshot", "whatever.example", { headers: auth })).status, 200)
+      // the token is still needed
+      assert.strictEqual((yield* send(any, "/api/snapshot", "whatever.example")).status, 401)
+    }))
+
+  it.effect("a bad allowedHosts fails with InvalidDashboardOptions naming it", () =>
+    Effect.gen(function*() {
+      for (const bad of ["*", [""], ["a b"], ["host:80"], [7], {}]) {
+        const error = yield* Effect.flip(start({ token: TOKEN, allowedHosts: bad as any }))
+        assert.strictEqual(error._tag, "InvalidDashboardOptions")
+        assert.strictEqual((error as Dashboard.InvalidDashboardOptions).field, "allowedHosts")
+      }
+    }))
+})
