@@ -9,6 +9,7 @@ import { Context, Effect, Layer } from "effect"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
+import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
 import { settle } from "./helpers.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
@@ -43,6 +44,28 @@ const send = (
       req.end()
     })
   )
+
+/** The first server-sent event of a new page (a sample with the job lists). */
+const firstEvent = (dashboard: Dashboard.Dashboard["Service"]) =>
+  Effect.promise(async () => {
+    const controller = new AbortController()
+    const response = await fetch(dashboard.address + "api/events", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+      signal: controller.signal
+    })
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+    let buffer = ""
+    try {
+      while (!buffer.includes("\n\n")) {
+        const { done, value } = await reader.read()
+        if (done) break
+        buffer += value
+      }
+    } finally {
+      controller.abort()
+    }
+    return JSON.parse(/^data: (.*)$/m.exec(buffer)![1]!)
+  })
 
 const port = (dashboard: Dashboard.Dashboard["Service"]) => new URL(dashboard.address).port
 
@@ -104,5 +127,36 @@ describe("Dashboard: DNS rebinding", () => {
         assert.strictEqual(error._tag, "InvalidDashboardOptions")
         assert.strictEqual((error as Dashboard.InvalidDashboardOptions).field, "allowedHosts")
       }
+    }))
+})
+
+describe("Dashboard: values a pool reports", () => {
+  it("jsonSafe turns any progress value into something JSON carries, even one that neither JSON nor String can read", () => {
+    const bare = Object.assign(Object.create(null), { done: 1n }) // no toString, and a bigint JSON refuses
+    const hostile = { toJSON: () => { throw new Error("no JSON") }, toString: () => { throw new Error("no text") } }
+    for (const value of [bare, hostile, Symbol("s"), 10n]) {
+      const safe = jsonSafe(value)
+      assert.strictEqual(typeof safe, "string")
+      assert.doesNotThrow(() => JSON.stringify(safe))
+    }
+  })
+
+  it.effect("a job whose progress cannot be read leaves its pool's counts and lists readable", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 2, name: "odd-progress" })
+      yield* dashboard.add(pool)
+      const job = yield* pool.submit(Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        yield* progress(Object.assign(Object.create(null), { done: 1n }))
+        return yield* Effect.never
+      }))
+      yield* Effect.addFinalizer(() => pool.cancel(job.id))
+      yield* settle
+      const events = yield* firstEvent(dashboard)
+      const source = events.sources.find((s: any) => s.name === "odd-progress")
+      assert.strictEqual(source.counts.running, 1, JSON.stringify(source.counts))
+      assert.strictEqual(source.detail.running.length, 1)
+      assert.strictEqual(typeof source.detail.running[0].progress, "string")
     }))
 })

@@ -11,6 +11,7 @@
  * @internal
  */
 import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
+import { inspect } from "node:util"
 import type * as WorkPool from "../../WorkPool.ts"
 import { type JobRow, type JobStore } from "../store/model.ts"
 import { type Buckets, quantile } from "./quantile.ts"
@@ -115,8 +116,25 @@ export const jsonSafe = (value: unknown): unknown => {
   } catch {
     text = undefined
   }
-  if (text === undefined) return truncate(String(value))
+  if (text === undefined) return truncate(describe(value))
   return text.length > MAX_ERROR ? truncate(text) : JSON.parse(text)
+}
+
+/**
+ * A value JSON cannot carry, as text. Not `String` alone: it throws for an object without a prototype
+ * (a dictionary holding a bigint) or with a `toString` that throws, and one bad progress value
+ * would then hide its whole pool's counts.
+ */
+const describe = (value: unknown): string => {
+  try {
+    return String(value)
+  } catch {
+    try {
+      return inspect(value, { depth: 2, breakLength: Infinity, maxStringLength: MAX_ERROR })
+    } catch {
+      return "(a value that cannot be shown)"
+    }
+  }
 }
 
 /** Stored progress (JSON text, written by this library): parsed, or shown as it is if it is not JSON. */
