@@ -159,4 +159,19 @@ describe("Dashboard: values a pool reports", () => {
       assert.strictEqual(source.detail.running.length, 1)
       assert.strictEqual(typeof source.detail.running[0].progress, "string")
     }))
+
+  it.effect("a job that failed with an error Cause.pretty cannot print leaves its pool's counts and lists readable", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 2, name: "odd-error", retention: { count: 10, age: "1 hour" } })
+      yield* dashboard.add(pool)
+      const unprintable = { toJSON: () => { throw new Error("no JSON") } }
+      const vanishing = Object.defineProperty(new Error("x"), "message", { get: () => { throw new Error("no message") } })
+      yield* Effect.exit(Effect.flatMap(pool.submit(Effect.fail(unprintable)), (job) => job.await))
+      yield* Effect.exit(Effect.flatMap(pool.submit(Effect.die(vanishing)), (job) => job.await))
+      const source = (yield* firstEvent(dashboard)).sources.find((s: any) => s.name === "odd-error")
+      assert.strictEqual(source.counts.failed + source.counts.defects, 2, JSON.stringify(source.counts))
+      assert.strictEqual(source.detail.failed.length, 2)
+      for (const job of source.detail.failed) assert.strictEqual(typeof job.error, "string")
+    }))
 })

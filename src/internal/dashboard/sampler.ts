@@ -150,8 +150,22 @@ const storedProgress = (text: string | null): unknown => {
 const exitError = (exit: Option.Option<Exit.Exit<unknown, unknown>>): string | null =>
   Option.match(exit, {
     onNone: () => null,
-    onSome: (exit) => Exit.isFailure(exit) ? truncate(Cause.pretty(exit.cause)) : null
+    onSome: (exit) => Exit.isFailure(exit) ? truncate(pretty(exit.cause)) : null
   })
+
+/**
+ * `Cause.pretty`, or, when it throws (an error whose `toJSON` or `message` getter throws), each
+ * reason described as a value: a job's error must not hide its pool's counts.
+ */
+const pretty = (cause: Cause.Cause<unknown>): string => {
+  try {
+    return Cause.pretty(cause)
+  } catch {
+    return cause.reasons.map((reason) =>
+      reason._tag === "Fail" ? `Error: ${describe(reason.error)}` : reason._tag === "Die" ? `Defect: ${describe(reason.defect)}` : "Interrupted"
+    ).join("\n")
+  }
+}
 
 /** A stored Exit (see `internal/durable/exit.ts`), as text, without the task's Schemas. */
 export const storedError = (row: JobRow): string | null => {
