@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
+import { createHash } from "node:crypto"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
@@ -173,5 +174,21 @@ describe("Dashboard: values a pool reports", () => {
       assert.strictEqual(source.counts.failed + source.counts.defects, 2, JSON.stringify(source.counts))
       assert.strictEqual(source.detail.failed.length, 2)
       for (const job of source.detail.failed) assert.strictEqual(typeof job.error, "string")
+    }))
+})
+
+describe("Dashboard: the page's content policy", () => {
+  it.effect("only the page's own script may run: its hash, not 'unsafe-inline'", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const response = yield* Effect.promise(() => fetch(dashboard.address))
+      const html = yield* Effect.promise(() => response.text())
+      const policy = response.headers.get("content-security-policy") ?? ""
+      const scriptSrc = /(?:^|;)\s*script-src ([^;]*)/.exec(policy)?.[1] ?? ""
+      assert.notInclude(scriptSrc, "'unsafe-inline'")
+      const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!)
+      assert.strictEqual(scripts.length, 1)
+      const hash = createHash("sha256").update(scripts[0]!, "utf8").digest("base64")
+      assert.strictEqual(scriptSrc.trim(), `'sha256-${hash}'`)
     }))
 })
