@@ -5,11 +5,14 @@
  * `node:http` (fetch does not let a caller set it).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import { createHash } from "node:crypto"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { JobStore as StoreTag } from "../src/internal/store/model.ts"
 import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
 import { settle } from "./helpers.ts"
 
@@ -191,4 +194,45 @@ describe("Dashboard: the page's content policy", () => {
       const hash = createHash("sha256").update(scripts[0]!, "utf8").digest("base64")
       assert.strictEqual(scriptSrc.trim(), `'sha256-${hash}'`)
     }))
+})
+
+describe("Dashboard: a source that stops answering", () => {
+  // a store whose connection hangs (a network partition, an exhausted pool of connections) must
+  // not freeze the page: the other sources, new pages and the buttons go on
+  it.effect("a queue whose store never answers shows an error; pools, new pages and buttons go on", () =>
+    Effect.gen(function*() {
+      const memory = yield* Layer.build(JobStore.memory())
+      const store = Context.get(memory, StoreTag)
+      const stuck = Layer.succeed(StoreTag, { ...store, counts: (queue: string) => queue === "stuck" ? Effect.never : store.counts(queue) })
+      const dashboard = yield* start()
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "alive" })
+      yield* dashboard.add(pool)
+      yield* Effect.provide(dashboard.addQueue("stuck"), stuck)
+      const job = yield* pool.submit(Effect.never)
+      yield* Effect.addFinalizer(() => pool.cancel(job.id))
+      yield* TestClock.adjust("1 second") // the interval's sample starts, and waits on the store
+
+      // a button: its answer comes after a sample of its own
+      const pressed = yield* Effect.forkChild(Effect.promise(() =>
+        fetch(`${dashboard.address}api/pools/alive/jobs/${job.id}/cancel`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+        }).then((r) => r.status)
+      ))
+      for (let i = 0; i < 300 && pressed.pollUnsafe() === undefined; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+      }
+      assert.isDefined(pressed.pollUnsafe(), "the button's request was not answered")
+      assert.strictEqual(yield* Fiber.join(pressed), 200)
+      assert.strictEqual(yield* job.status, "interrupted")
+
+      const snapshot = yield* Effect.promise(() =>
+        fetch(`${dashboard.address}api/snapshot`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.json() as Promise<any>)
+      )
+      const queue = snapshot.sources.find((s: any) => s.name === "stuck")
+      assert.match(queue.counts.error, /no answer within 5 seconds/)
+      const alive = snapshot.sources.find((s: any) => s.name === "alive")
+      assert.isAbove(alive.points.length, 1)
+    }).pipe(Effect.provide(JobStore.memory())))
 })

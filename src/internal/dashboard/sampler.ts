@@ -335,6 +335,11 @@ const viewOf = (source: Source, points: ReadonlyArray<Point>) => ({
   points
 })
 
+/** How long a source may take to answer one sample (its stats, a store's queries). */
+const ANSWER_WITHIN = "5 seconds"
+
+const NO_ANSWER = `no answer within ${ANSWER_WITHIN}: the store (or the pool) is not answering`
+
 export const make = (config: Config): Effect.Effect<Sampler> =>
   Effect.gen(function*() {
     const sources = new Map<string, Source>()
@@ -351,8 +356,14 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
         const taken = source.pool !== undefined
           ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched, record)
           : sampleQueue(source, source.store!, config, t, watched, record)
-        // a store that fails now must not stop the dashboard: the queue shows its error and goes on
-        yield* Effect.catchCause(taken, (cause) =>
+        // a store that fails now must not stop the dashboard: the queue shows its error and goes on.
+        // Nor one that never answers: samples are taken one at a time, so every other source, every
+        // new page and every button would wait for it
+        const answered = Effect.timeoutOrElse(taken, {
+          duration: ANSWER_WITHIN,
+          orElse: () => Effect.sync(() => void (source.counts = { error: NO_ANSWER }))
+        })
+        yield* Effect.catchCause(answered, (cause) =>
           Effect.sync(() => {
             source.counts = { error: truncate(Cause.pretty(cause)) }
           }))
