@@ -8,12 +8,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { createHash } from "node:crypto"
+import { existsSync } from "node:fs"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { JobStore as StoreTag } from "../src/internal/store/model.ts"
 import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
+import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
 import { settle } from "./helpers.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
@@ -235,4 +237,51 @@ describe("Dashboard: a source that stops answering", () => {
       const alive = snapshot.sources.find((s: any) => s.name === "alive")
       assert.isAbove(alive.points.length, 1)
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard in headless Chromium: hostile values", () => {
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "names, progress and errors that look like HTML are shown as text, and the buttons still reach their job",
+    () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.Dashboard
+        const attack = (where: string) => `<img src=x onerror="window.pwned='${where}'"><script>window.pwned='${where}'</script>`
+        const name = `a/b?c#d%20 ${attack("name")}`
+        const pool = yield* WorkPool.make({ concurrency: 2, name, retention: { count: 10, age: "1 hour" } })
+        yield* dashboard.add(pool)
+        yield* dashboard.addQueue(`q ${attack("queue")}`)
+        const failed = yield* pool.submit(Effect.fail(`</pre>${attack("error")}`))
+        yield* Effect.exit(failed.await)
+        const running = yield* pool.submit(Effect.gen(function*() {
+          const { progress } = yield* WorkPool.JobContext
+          yield* progress({ done: 1, of: 2, note: attack("progress") })
+          return yield* Effect.never
+        }))
+
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url))
+        const card = `document.querySelector('section.card')`
+        yield* Effect.promise(() =>
+          page.waitFor("the pool's card with its failed and running jobs", `() => ${card} && ${card}.textContent.includes("50%") && document.querySelector('td.error pre')`)
+        )
+        assert.isNull(yield* Effect.promise(() => page.evaluate("window.pwned ?? null")))
+        assert.strictEqual(yield* Effect.promise(() => page.evaluate<number>(`document.querySelectorAll("img, script:not(:first-of-type), [onerror]").length`)), 0)
+        const names = yield* Effect.promise(() => page.evaluate<Array<string>>(`[...document.querySelectorAll("h2 > span:first-child")].map((n) => n.textContent)`))
+        assert.includeMembers(names, [name, `q ${attack("queue")}`])
+        assert.include(yield* Effect.promise(() => page.evaluate<string>(`document.querySelector('td.error pre').textContent`)), attack("error"))
+
+        // the cancel button of a pool whose name has /, ?, # and % in it
+        const row = `tr[data-job="${running.id}"]`
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('${row} button[data-action="cancel"]').click()`))
+        yield* Effect.promise(() =>
+          page.waitFor("the cancel is confirmed", `() => document.getElementById("message").textContent.endsWith("#${running.id}: done")`)
+        )
+        assert.strictEqual(yield* running.status, "interrupted")
+        assert.isNull(yield* Effect.promise(() => page.evaluate("window.pwned ?? null")))
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis" }), JobStore.memory()))
+      ),
+    120_000
+  )
 })
