@@ -35,7 +35,7 @@ describe("ThreadPool: user code in the thread", () => {
   // flight; after "unlisten" (parentPort.removeAllListeners("message")) or "close" the thread must
   // still answer
   for (
-    const kind of ["null", "undefined", "string", "forged", "batch", "envelopeOfNull", "envelopeOfJunk", "malformed", "wellFormed", "unlisten", "close"] as const
+    const kind of ["null", "undefined", "string", "forged", "batch", "envelopeOfNull", "envelopeOfJunk", "malformed", "wellFormed", "tuples", "unlisten", "close"] as const
   ) {
     it.live(`a message user code posts on parentPort (${kind}) is ignored`, () =>
       Effect.gen(function*() {
