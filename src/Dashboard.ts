@@ -108,7 +108,7 @@ export interface Options {
   readonly host?: string | undefined
   /**
    * The secret an API request must carry (`Authorization: Bearer <token>`). Default: 32 random hex
-   * digits, made when the layer is built and put in `url`. At least 16 characters.
+   * digits, made when the layer is built and put in `url`. At least 16 printable ASCII characters.
    */
   readonly token?: string | Redacted.Redacted<string> | undefined
   /** Instead of a token: your own check of each API request (a session cookie, a proxy's header). */
@@ -210,9 +210,11 @@ const validate = (options: Options) =>
       : Redacted.isRedacted(options.token)
       ? Redacted.value(options.token as Redacted.Redacted<string>)
       : options.token
-    if (options.authorize === undefined && (typeof token !== "string" || token.length < 16 || /\s/.test(token))) {
+    // printable ASCII only: a browser refuses to send anything else in a header, and Node reads
+    // header bytes as Latin-1, so such a token could never match
+    if (options.authorize === undefined && (typeof token !== "string" || token.length < 16 || !/^[\x21-\x7e]+$/.test(token))) {
       // never show a token, even a bad one
-      config.fail("token", "(hidden)", "expected a string of at least 16 characters without spaces")
+      config.fail("token", "(hidden)", "expected a string of at least 16 printable ASCII characters, without spaces")
     }
     if (options.authorize !== undefined && typeof options.authorize !== "function") {
       config.fail("authorize", options.authorize, "expected a function (request) => Effect<boolean>")

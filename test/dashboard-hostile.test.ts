@@ -285,3 +285,22 @@ describe("Dashboard in headless Chromium: hostile values", () => {
     120_000
   )
 })
+
+describe("Dashboard: a token that cannot travel in a header", () => {
+  it.effect("a token with characters outside printable ASCII fails with InvalidDashboardOptions (no client could send it)", () =>
+    Effect.gen(function*() {
+      for (const token of ["pässwörd-pässwörd-1", "0123456789abcdef\u0000", "0123456789abcdef🔑", "0123456789abcdef\u007f"]) {
+        const error = yield* Effect.flip(start({ token }))
+        assert.strictEqual(error._tag, "InvalidDashboardOptions", JSON.stringify(token))
+        assert.strictEqual((error as Dashboard.InvalidDashboardOptions).field, "token")
+        assert.notInclude((error as Dashboard.InvalidDashboardOptions).message, token)
+      }
+      // every printable ASCII character works, sent as the page sends it
+      const token = "!\"#$%&'()*+,-./0123456789:;<=>?@AZ[\\]^_`az{|}~"
+      const dashboard = yield* start({ token })
+      const status = yield* Effect.promise(() =>
+        fetch(`${dashboard.address}api/snapshot`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status)
+      )
+      assert.strictEqual(status, 200)
+    }))
+})
