@@ -260,7 +260,8 @@ const make = (options: Checked) =>
     yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample(true)), Schedule.spaced(options.interval)))
 
     const address = HttpServer.formatAddress((yield* HttpServer.HttpServer).address) + "/"
-    const url = options.token === undefined ? address : `${address}#token=${options.token}`
+    // encoded: a token may hold % & # +, which the page would otherwise misread
+    const url = options.token === undefined ? address : `${address}#token=${encodeURIComponent(options.token)}`
 
     const register = (kind: "pool" | "queue", name: string, source: Omit<Sampler.Source, "history" | "previous" | "counts" | "detail">) =>
       Effect.gen(function*() {

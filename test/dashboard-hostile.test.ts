@@ -304,3 +304,22 @@ describe("Dashboard: a token that cannot travel in a header", () => {
       assert.strictEqual(status, 200)
     }))
 })
+
+describe("Dashboard in headless Chromium: the url", () => {
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "a token with %, &, # and + in it still opens the page from dashboard.url; a mangled url asks for the token",
+    () =>
+      Effect.gen(function*() {
+        const token = "0123456789abcdef%zz&x=1#y+%41"
+        const dashboard = yield* Dashboard.Dashboard
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url))
+        yield* Effect.promise(() => page.waitFor("the page is live", `() => document.getElementById("status").textContent === "live"`))
+        assert.strictEqual(yield* Effect.promise(() => page.evaluate<string>(`sessionStorage.getItem("workpool-dashboard-token")`)), token)
+        // a mangled one (a stray %): the page asks for the token instead of stopping
+        const mangled = yield* Effect.promise(() => browser.open(`${dashboard.address}#token=%E0%A4%A`))
+        yield* Effect.promise(() => mangled.waitFor("the page asks for a token", `() => document.getElementById("status").textContent === "token needed"`))
+      }).pipe(Effect.scoped, Effect.provide(Dashboard.layer({ token: "0123456789abcdef%zz&x=1#y+%41" }))),
+    120_000
+  )
+})

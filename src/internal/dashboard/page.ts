@@ -66,7 +66,8 @@ export const page = String.raw`<!doctype html>
   var TOKEN_KEY = "workpool-dashboard-token";
   var fragment = /(?:^#|&)token=([^&]+)/.exec(location.hash);
   if (fragment) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
+    // a mangled URL (a stray %) must not stop the script: the token is then asked for
+    try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1])); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); }
     history.replaceState(null, "", location.pathname + location.search); // not left in the address bar
   }
   var state = { sources: [], history: 300, interval: 1000 };
