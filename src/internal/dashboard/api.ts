@@ -202,7 +202,24 @@ const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
     return json(200, { paused })
   })
 
-const event = (name: string, snapshot: Snapshot) => `event: ${name}\ndata: ${JSON.stringify(snapshot)}\n\n`
+const encoder = new TextEncoder()
+
+const event = (name: string, snapshot: Snapshot) => encoder.encode(`event: ${name}\ndata: ${JSON.stringify(snapshot)}\n\n`)
+
+/**
+ * Each sample encoded once, however many pages are open: their streams share its bytes. Encoded
+ * per page, a sample of long job lists (megabytes) was serialized once per page.
+ */
+const samples = new WeakMap<Snapshot, Uint8Array>()
+
+const sampleEvent = (snapshot: Snapshot): Uint8Array => {
+  let bytes = samples.get(snapshot)
+  if (bytes === undefined) {
+    bytes = event("sample", snapshot)
+    samples.set(snapshot, bytes)
+  }
+  return bytes
+}
 
 /** The SSE stream of one client: while it is open, job lists are read. */
 const events = (api: Api) =>
@@ -218,10 +235,10 @@ const events = (api: Api) =>
       Stream.fromSubscription(subscription).pipe(
         // the first message has them already: the sample above, and any taken before it
         Stream.filter((snapshot) => snapshot.t > first.t),
-        Stream.map((snapshot) => event("sample", snapshot))
+        Stream.map(sampleEvent)
       )
     )
-  })).pipe(Stream.encodeText)
+  }))
 
 export const register = (router: HttpRouter.HttpRouter, api: Api) =>
   Effect.gen(function*() {
