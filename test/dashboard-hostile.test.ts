@@ -323,3 +323,15 @@ describe("Dashboard in headless Chromium: the url", () => {
     120_000
   )
 })
+
+describe("Dashboard: a check that dies with an odd value", () => {
+  it.effect("still answers 500 as JSON, whatever the defect (one String cannot print)", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ authorize: () => Effect.die(Object.assign(Object.create(null), { why: "no prototype" })) })
+      const reply = yield* Effect.promise(() =>
+        fetch(`${dashboard.address}api/snapshot`).then(async (r) => ({ status: r.status, body: await r.text() }))
+      )
+      assert.strictEqual(reply.status, 500)
+      assert.match(JSON.parse(reply.body).error, /^the dashboard failed: .*no prototype/)
+    }))
+})

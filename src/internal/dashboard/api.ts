@@ -27,7 +27,7 @@ import { Cause, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
 import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
 import { page } from "./page.ts"
-import { key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
+import { describe, key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
 
 export type Authorize = (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>
 
@@ -127,7 +127,7 @@ const guarded = (
         error.status === 401 && api.usesToken ? HttpServerResponse.setHeader(response, "www-authenticate", "Bearer") : response
       )
     }),
-    Effect.catchDefect((defect) => Effect.succeed(json(500, { error: `the dashboard failed: ${String(defect)}` })))
+    Effect.catchDefect((defect) => Effect.succeed(json(500, { error: `the dashboard failed: ${describe(defect)}` })))
   )
 
 const sourceOf = (api: Api, kind: "pool" | "queue", name: string | undefined): Effect.Effect<Source, ApiError> => {

@@ -125,7 +125,7 @@ export const jsonSafe = (value: unknown): unknown => {
  * (a dictionary holding a bigint) or with a `toString` that throws, and one bad progress value
  * would then hide its whole pool's counts.
  */
-const describe = (value: unknown): string => {
+export const describe = (value: unknown): string => {
   try {
     return String(value)
   } catch {
