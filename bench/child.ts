@@ -8,7 +8,7 @@
 import { performance } from "node:perf_hooks"
 import * as v8 from "node:v8"
 import { pathToFileURL } from "node:url"
-import type { Scenario, Size } from "./common.ts"
+import type { Metric, Scenario, Size } from "./common.ts"
 import { Tally } from "./tally.ts"
 
 export interface ChildResult {
@@ -22,6 +22,7 @@ export interface ChildResult {
   readonly rssBytesPerThread?: number
   /** Scenarios with the metric "peakHeapMB": the most heap in use during the timed run, over the heap before it. */
   readonly peakHeapBytes?: number
+  readonly extra?: Partial<Record<Metric, number>>
 }
 
 const [file, name, mode] = process.argv.slice(2)
@@ -80,7 +81,7 @@ const size = scenario.sizes[mode]
 const warmup = mode === "full"
   ? scenario.sizes.warmup
   : { ...scenario.sizes.warmup, jobs: Math.min(scenario.sizes.warmup.jobs, Math.ceil(size.jobs / 4)) }
-const warmups = mode === "full" ? 2 : (scenario.quick?.warmups ?? 1)
+const warmups = mode === "full" ? (scenario.full?.warmups ?? 2) : (scenario.quick?.warmups ?? 1)
 for (let i = 0; i < warmups; i++) {
   const { check } = await once(warmup)
   if (!check.ok) throw new Error(`warm-up checksum wrong: ${check.why}`)
@@ -97,7 +98,8 @@ const result: ChildResult = {
   ...(check.why === undefined ? {} : { why: check.why }),
   ...(outcome.heapBytesPerJob === undefined ? {} : { heapBytesPerJob: outcome.heapBytesPerJob }),
   ...(outcome.rssBytesPerThread === undefined ? {} : { rssBytesPerThread: outcome.rssBytesPerThread }),
-  ...(peakHeapBytes === undefined ? {} : { peakHeapBytes })
+  ...(peakHeapBytes === undefined ? {} : { peakHeapBytes }),
+  ...(outcome.extra === undefined ? {} : { extra: outcome.extra })
 }
 process.stdout.write(JSON.stringify(result) + "\n")
 // Do not wait for stray timers or handles of a contestant: the measurement is done.

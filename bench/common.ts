@@ -17,6 +17,8 @@ export interface Size {
   readonly jobs: number
   /** Scenario 2 and 7: milliseconds each job sleeps. */
   readonly sleepMs?: number
+  /** Scenario 8: enqueue-to-start latencies measured after the drain. */
+  readonly samples?: number
 }
 
 /** What the timed part reports back. */
@@ -28,6 +30,8 @@ export interface RunOutcome {
   readonly heapBytesPerJob?: number
   /** Scenario 9: the process's resident memory grown per thread started. */
   readonly rssBytesPerThread?: number
+  /** Other numbers of the run, by metric (scenario 8's enqueue rate and latency percentiles). */
+  readonly extra?: Partial<Record<Metric, number>>
 }
 
 /** One prepared run: set up (untimed), then `run` (timed), then `teardown` (untimed). */
@@ -46,7 +50,17 @@ export interface Contestant {
 }
 
 /** Which number of a measurement a table shows, and which way is better. */
-export type Metric = "jobsPerSec" | "ms" | "heapBytesPerJob" | "drainJobsPerSec" | "usPerJob" | "rssBytesPerThread" | "peakHeapMB"
+export type Metric =
+  | "jobsPerSec"
+  | "ms"
+  | "heapBytesPerJob"
+  | "drainJobsPerSec"
+  | "usPerJob"
+  | "enqueueJobsPerSec"
+  | "p50Ms"
+  | "p99Ms"
+  | "rssBytesPerThread"
+  | "peakHeapMB"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
@@ -54,6 +68,9 @@ export const metricInfo: Record<Metric, { readonly label: string; readonly highe
   heapBytesPerJob: { label: "heap bytes per queued job", higherIsBetter: false, digits: 0 },
   drainJobsPerSec: { label: "drain jobs/s", higherIsBetter: true, digits: 0 },
   usPerJob: { label: "µs per task", higherIsBetter: false, digits: 1 },
+  enqueueJobsPerSec: { label: "enqueue jobs/s", higherIsBetter: true, digits: 0 },
+  p50Ms: { label: "ms enqueue → start, p50", higherIsBetter: false, digits: 1 },
+  p99Ms: { label: "ms enqueue → start, p99", higherIsBetter: false, digits: 1 },
   rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 },
   peakHeapMB: { label: "peak heap MB", higherIsBetter: false, digits: 1 }
 }
@@ -96,6 +113,10 @@ export interface Scenario {
    * so that the smoke test stays under a minute.
    */
   readonly quick?: { readonly reps?: number; readonly warmups?: number }
+  /** The same for a full run (the durable scenario starts processes and servers' work each run). */
+  readonly full?: { readonly reps?: number; readonly warmups?: number }
+  /** How long one child may take before it counts as hung (default: 30 s quick, 180 s full). */
+  readonly childTimeoutMs?: { readonly quick: number; readonly full: number }
 }
 
 /** mulberry32: a tiny seeded PRNG, so every contestant gets the same priority sequence. */

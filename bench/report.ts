@@ -87,6 +87,10 @@ const valueOf = (m: ChildResult, metric: Metric): number | undefined => {
       return (m.ms * 1000) / m.jobs
     case "peakHeapMB":
       return m.peakHeapBytes === undefined ? undefined : m.peakHeapBytes / 1e6
+    case "enqueueJobsPerSec":
+    case "p50Ms":
+    case "p99Ms":
+      return m.extra?.[metric]
   }
 }
 

@@ -51,7 +51,7 @@ const repsArg = args.find((a) => a.startsWith("--reps="))
 const reps = repsArg === undefined ? (quick ? 3 : 5) : Number(repsArg.slice("--reps=".length))
 const mode = quick ? "quick" : "full"
 // A child that hangs has lost a job: stop it and count it as a crash.
-const childTimeoutMs = quick ? 30_000 : 180_000
+const childTimeoutMs = (scenario: Scenario) => scenario.childTimeoutMs?.[mode] ?? (quick ? 30_000 : 180_000)
 
 const scenarioDir = path.join(here, "scenarios")
 const files = fs.readdirSync(scenarioDir).filter((f) => f.endsWith(".ts")).sort()
@@ -99,8 +99,8 @@ const machine = {
 const childPath = path.join(here, "child.ts")
 const compileCache = path.join(os.tmpdir(), "effect-workpool-bench-compile-cache")
 const measurements: Array<Measurement> = []
-/** Repetitions of a scenario: --quick lets a scenario take fewer (the thread scenarios). */
-const repsOf = (scenario: Scenario) => (quick ? Math.min(reps, scenario.quick?.reps ?? reps) : reps)
+/** Repetitions of a scenario: a scenario may take fewer (the thread scenarios in --quick, the durable one). */
+const repsOf = (scenario: Scenario) => Math.min(reps, (quick ? scenario.quick?.reps : scenario.full?.reps) ?? reps)
 const total = runnable.reduce((n, s) => n + repsOf(s.scenario) * s.scenario.contestants.length, 0)
 const started = Date.now()
 console.error(`bench: ${mode}, ${reps} repetitions, ${total} measurements, each in its own process`)
@@ -111,7 +111,7 @@ const runChild = (file: string, scenario: Scenario, contestant: string, rep: num
     ["--expose-gc", ...(scenario.nodeFlags ?? []), childPath, file, contestant, mode],
     // The compile cache saves each child re-parsing and type-stripping the same sources (a third of a
     // quick run); it only touches loading, which is never timed.
-    { cwd: root, encoding: "utf8", timeout: childTimeoutMs, maxBuffer: 16 * 2 ** 20, env: { ...process.env, NODE_COMPILE_CACHE: compileCache } }
+    { cwd: root, encoding: "utf8", timeout: childTimeoutMs(scenario), maxBuffer: 16 * 2 ** 20, env: { ...process.env, NODE_COMPILE_CACHE: compileCache } }
   )
   const line = child.stdout?.split("\n").filter((l) => l.startsWith("{")).at(-1)
   const result = line === undefined ? undefined : (JSON.parse(line) as ChildResult & { error?: string })

@@ -1,4 +1,8 @@
 import { Schema } from "effect"
 import * as Task from "../../src/Task.ts"
 
-export const Noop = Task.make("Noop", { payload: Schema.Number, success: Schema.Void })
+/** The benchmark's job on our queue: its payload is a `BenchJob`. */
+export const BenchTask = Task.make("BenchJob", {
+  payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
+  success: Schema.Void
+})
