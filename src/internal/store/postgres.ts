@@ -19,9 +19,8 @@
  * @internal
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Cause, Clock, Effect, Queue, Redacted } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Queue, Redacted, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
-import type * as Scope from "effect/Scope"
 import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { StoreError } from "../../DurableError.ts"
@@ -197,6 +196,75 @@ const reasonOf = (cause: unknown): string => {
   const deepest = inner?.cause?.message ?? inner?.message ?? error?.message
   return typeof deepest === "string" ? deepest : String(cause)
 }
+
+/**
+ * The best visible jobs of `queues` (not paused), at most `limit`, locked `FOR UPDATE SKIP LOCKED`
+ * (concurrent claimers skip each other's rows): their `seq`, `rank` and `queue`, for `when` (a
+ * condition checked once).
+ *
+ * Each queue is read through the index `wp_job_ready (queue, rank DESC, seq)` in order, so a claim
+ * reads a few rows however many jobs wait. One queue is `queue = $1`; several are one LATERAL
+ * index scan per queue (each locking at most `limit` of its best), merged: `queue = ANY($1)` would
+ * make the prepared statement's generic plan sort every queued job of the queues. The limit is a
+ * literal (one prepared statement per limit): with `LIMIT $n` the generic plan assumes a tenth of
+ * the rows are wanted, and sorts them all too.
+ */
+export const bestStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queues: ReadonlyArray<string>,
+  tasks: ReadonlyArray<string>,
+  limit: number,
+  now: Fragment | number,
+  when: Fragment = sql`true`
+) => {
+  const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
+  const n = sql.literal(String(Math.max(1, Math.floor(limit))))
+  return queues.length === 1
+    ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+        WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
+          -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
+          -- it to remove every row and then sorts them rather than reading the index in order
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND q.paused)
+        ORDER BY j.rank DESC, j.seq
+        LIMIT ${n}
+        FOR UPDATE SKIP LOCKED`
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+          SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+          WHERE j.queue = q.name AND ${visible}
+          ORDER BY j.rank DESC, j.seq
+          LIMIT ${n}
+          FOR UPDATE SKIP LOCKED
+        ) c
+        WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused)
+        ORDER BY c.rank DESC, c.seq
+        LIMIT ${n}`
+}
+
+/**
+ * The claim when no queue of the request has a rate limit, one statement: the best jobs
+ * (`bestStatement`) made running with a fresh token. If a queue has a limit it claims nothing and
+ * says so (`limited`): the store then claims under the queues' locks. Exported for the test that
+ * checks the plan.
+ */
+export const claimStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  request: ClaimRequest,
+  now: Fragment | number
+) =>
+  sql<SqlRow & { rank: number; limited: boolean }>`WITH limited AS (
+      SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
+    ),
+    next AS (${bestStatement(sql, S, request.queues, request.tasks, request.limit, now, sql`NOT (SELECT limited FROM limited)`)}),
+    claimed AS (
+      UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
+        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+      FROM next WHERE j.seq = next.seq
+      RETURNING j.*
+    )
+    SELECT claimed.*, limited.limited FROM limited LEFT JOIN claimed ON true`
 
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -492,14 +560,6 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       )
     }
 
-    /**
-     * One queue as `queue = $1`: the index on (queue, rank DESC, seq) then yields the best jobs in
-     * order and the claim reads a few rows. With `queue = ANY($1)` the prepared statement's generic
-     * plan sorts every queued job of the queues instead (a consumer of several queues pays that).
-     */
-    const queueIs = (queues: ReadonlyArray<string>) =>
-      queues.length === 1 ? sql`j.queue = ${queues[0]!}` : sql`j.queue = ANY(${queues})`
-
     /** Claimed rows, best first (RETURNING has no order). */
     const toClaims = (rows: ReadonlyArray<SqlRow & { rank: number }>): Array<Claim> =>
       [...rows]
@@ -513,26 +573,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     const claimUnlimited = (request: ClaimRequest) => {
       const now = NOW()
       return Effect.map(
-        sql<SqlRow & { rank: number; limited: boolean }>`WITH limited AS (
-            SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
-          ),
-          next AS (
-            SELECT j.seq FROM ${S}.wp_job j
-            WHERE NOT (SELECT limited FROM limited)
-              AND j.state = 'queued' AND ${queueIs(request.queues)} AND j.visible_at <= ${now}
-              AND j.task = ANY(${request.tasks})
-              AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
-            ORDER BY j.rank DESC, j.seq
-            LIMIT ${request.limit}
-            FOR UPDATE SKIP LOCKED
-          ),
-          claimed AS (
-            UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
-            FROM next WHERE j.seq = next.seq
-            RETURNING j.*
-          )
-          SELECT claimed.*, limited.limited FROM limited LEFT JOIN claimed ON true`,
+        claimStatement(sql, S, request, now),
         (rows) => ({ limited: rows[0]?.limited === true, claims: toClaims(rows.filter((row) => row.id !== null)) })
       )
     }
@@ -541,12 +582,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
       queues.length === 0 || limit <= 0
         ? Effect.succeed([])
-        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-            WHERE j.state = 'queued' AND ${queueIs(queues)} AND j.visible_at <= ${now} AND j.task = ANY(${tasks})
-              AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = j.queue AND q.paused)
-            ORDER BY j.rank DESC, j.seq
-            LIMIT ${limit}
-            FOR UPDATE SKIP LOCKED`
+        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now)}`
 
     /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
@@ -637,15 +673,58 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         )
       )
 
+    // Final settles that arrive while one is in flight are written together, in one statement (a
+    // group commit): a busy consumer settles its jobs at the rate of one round trip per batch,
+    // not per job
+    const scope = yield* Effect.scope
+    let finals: Array<{ readonly token: string; readonly state: string; readonly exit: string | null; readonly done: Deferred.Deferred<boolean, unknown> }> = []
+    let writing = false
+    let batch: typeof finals = []
+    const writeFinals: Effect.Effect<void> = Effect.gen(function*() {
+      while (finals.length > 0) {
+        batch = finals
+        finals = []
+        const rows = batch.map(({ exit, state, token }) => ({ token, state, exit }))
+        const result = yield* Effect.exit(driverTime(sql<{ token: string }>`UPDATE ${S}.wp_job j
+          SET state = v.state, exit = v.exit, finished_at = ${NOW()}, cancel_requested = false,
+            lease_token = NULL, lease_until = NULL
+          FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(token text, state text, exit text)
+          WHERE j.lease_token = v.token AND j.state = 'running'
+          RETURNING v.token`))
+        const written = Exit.isSuccess(result) ? new Set(result.value.map((row) => row.token)) : undefined
+        for (const entry of batch) {
+          Deferred.doneUnsafe(entry.done, written === undefined ? (result as Exit.Exit<never, unknown>) : Exit.succeed(written.has(entry.token)))
+        }
+      }
+    }).pipe(Effect.onExit((exit) =>
+      Effect.sync(() => {
+        writing = false
+        // the store's scope closed under it: its settles end as interrupted (they were not written)
+        if (Exit.isFailure(exit)) for (const entry of [...batch, ...finals]) Deferred.doneUnsafe(entry.done, Exit.failCause(exit.cause))
+        batch = []
+        finals = []
+      })
+    ))
+    const settleFinal = (token: string, state: string, exit: string | null) =>
+      Effect.suspend(() => {
+        const done = Deferred.makeUnsafe<boolean, unknown>()
+        finals.push({ token, state, exit, done })
+        if (!writing) {
+          writing = true
+          Effect.runFork(Effect.forkIn(writeFinals, scope))
+        }
+        return Deferred.await(done)
+      })
+
     const settle = (token: string, settlement: Settlement) => {
+      if (settlement._tag === "Final") {
+        return op("settle", settleFinal(token, settlement.state, settlement.exit), (done) => done)
+      }
       const now = NOW()
       const fence = sql`WHERE lease_token = ${token} AND state = 'running'`
       const lease = sql`lease_token = NULL, lease_until = NULL`
       const statement = (() => {
         switch (settlement._tag) {
-          case "Final":
-            return sql`UPDATE ${S}.wp_job SET state = ${settlement.state}, exit = ${settlement.exit}, finished_at = ${now},
-              cancel_requested = false, ${lease} ${fence} RETURNING true AS notified`
           case "Retry": {
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
             return sql`UPDATE ${S}.wp_job SET state = 'queued', exit = ${settlement.exit}, visible_at = ${visible},
