@@ -41,7 +41,7 @@ import * as ConsumerImpl from "./internal/durable/consumer.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
-import { FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -272,12 +272,15 @@ export const enqueue = <T extends Task.Any>(
     }
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
+    // the producer's span goes with the job: its consumer's `workpool.job` span is a child of it
+    const span = yield* Effect.option(Effect.currentParentSpan)
     const { id, created } = yield* store.enqueue({
       id: crypto.randomUUID(),
       task: task.name,
       payload: encoded,
       ...checked,
-      runAt: options.runAt?.getTime()
+      runAt: options.runAt?.getTime(),
+      trace: span._tag === "Some" ? encodeTrace(span.value) : null
     })
     return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
   })

@@ -12,14 +12,14 @@
  *
  * @internal
  */
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
-import { JobStore } from "../store/model.ts"
+import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
@@ -176,7 +176,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         running.set(claim.token, entry)
         const timeout = claim.job.timeout > 0 ? claim.job.timeout : config.timeout > 0 ? config.timeout : Infinity
-        const submitted = yield* Effect.exit(pool.submit(attempt(entry), { timeout }))
+        // the producer's span, stored with the job, is the parent of its `workpool.job` span here
+        const trace = decodeTrace(claim.job.trace)
+        const submit = pool.submit(attempt(entry), { timeout })
+        const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
           yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease))
           running.delete(claim.token)

@@ -99,7 +99,8 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
           finishedAt: null,
           cancelRequested: false,
           exit: null,
-          progress: null
+          progress: null,
+          trace: job.trace ?? null
         },
         seq: ++seq,
         rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),

@@ -47,6 +47,8 @@ export interface JobRow {
   readonly exit: string | null
   /** The latest progress its handler reported (JSON text), kept after it ends. */
   readonly progress: string | null
+  /** The producer's span when it was enqueued (see `encodeTrace`); null or absent if none. */
+  readonly trace?: string | null | undefined
 }
 
 export interface NewJob {
@@ -62,6 +64,8 @@ export interface NewJob {
   readonly delay: number
   /** An absolute time (ms since the epoch) instead of `delay`. */
   readonly runAt: number | undefined
+  /** The producer's span (see `encodeTrace`), so that the job's span is its child in the consumer. */
+  readonly trace?: string | null | undefined
 }
 
 /** A claimed job: the row as claimed, and the token that fences every later step of this attempt. */
@@ -245,4 +249,29 @@ export const windowAllows = (
   if (allowed >= wanted) return { allowed: wanted, nextAt: now }
   // the slot after those taken: an older claim's, or else one of the claims made now
   return { allowed, nextAt: i < oldest.length ? oldest[i]! + rate.interval : now + rate.interval }
+}
+
+/** A span as stored with a job: its trace and span ids, and whether it was sampled. */
+export interface TraceContext {
+  readonly traceId: string
+  readonly spanId: string
+  readonly sampled: boolean
+}
+
+/** The stored form of a `TraceContext` (JSON text: ids of any tracer, whatever characters they use). */
+export const encodeTrace = (trace: TraceContext): string =>
+  JSON.stringify([trace.traceId, trace.spanId, trace.sampled])
+
+/** Reads a stored trace; anything else (a row from an older version, a hand-written one) is no trace. */
+export const decodeTrace = (text: string | null | undefined): TraceContext | undefined => {
+  if (typeof text !== "string") return undefined
+  try {
+    const value: unknown = JSON.parse(text)
+    if (
+      Array.isArray(value) && typeof value[0] === "string" && typeof value[1] === "string" && typeof value[2] === "boolean"
+    ) return { traceId: value[0], spanId: value[1], sampled: value[2] }
+  } catch {
+    // not JSON
+  }
+  return undefined
 }

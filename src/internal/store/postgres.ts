@@ -99,7 +99,9 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE TABLE ${s}.wp_rate (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL,
     at double precision NOT NULL);
   CREATE INDEX wp_rate_queue ON ${s}.wp_rate (queue, id);
-  CREATE INDEX wp_rate_at ON ${s}.wp_rate (queue, at);`
+  CREATE INDEX wp_rate_at ON ${s}.wp_rate (queue, at);`,
+  // 4: the producer's span (trace context)
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN trace text;`
 ]
 
 export const options = (options: {
@@ -162,6 +164,7 @@ interface SqlRow {
   readonly cancel_requested: boolean
   readonly exit: string | null
   readonly progress: string | null
+  readonly trace: string | null
   readonly lease_token: string | null
 }
 
@@ -184,7 +187,8 @@ const toRow = (row: SqlRow): JobRow => ({
   finishedAt: orNull(row.finished_at),
   cancelRequested: row.cancel_requested,
   exit: row.exit,
-  progress: row.progress
+  progress: row.progress,
+  trace: row.trace
 })
 
 const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
@@ -363,10 +367,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
       const due = job.runAt === undefined && job.delay <= 0
       return sql<{ id: string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, dedup_key, state,
-          max_attempts, timeout_ms, created_at, visible_at)
+          max_attempts, timeout_ms, created_at, visible_at, trace)
         VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible})
+          ${now}, ${visible}, ${job.trace ?? null})
         ON CONFLICT DO NOTHING
         RETURNING id${due ? sql`, ${notify(job.queue)} IS NULL AS notified` : sql``}`
     }

@@ -72,7 +72,9 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   ALTER TABLE wp_queue ADD COLUMN rate_count INTEGER NOT NULL DEFAULT 0;
   CREATE TABLE wp_rate (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, at REAL NOT NULL);
   CREATE INDEX wp_rate_queue ON wp_rate (queue, id);
-  CREATE INDEX wp_rate_at ON wp_rate (queue, at);`
+  CREATE INDEX wp_rate_at ON wp_rate (queue, at);`,
+  // 4: the producer's span (trace context)
+  `ALTER TABLE wp_job ADD COLUMN trace TEXT;`
 ]
 
 export interface Config {
@@ -121,6 +123,7 @@ interface SqlRow {
   readonly cancel_requested: number
   readonly exit: string | null
   readonly progress: string | null
+  readonly trace: string | null
   readonly lease_token: string | null
 }
 
@@ -141,7 +144,8 @@ const toRow = (row: SqlRow): JobRow => ({
   finishedAt: row.finished_at,
   cancelRequested: row.cancel_requested !== 0,
   exit: row.exit,
-  progress: row.progress
+  progress: row.progress,
+  trace: row.trace
 })
 
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effect/Scope").Scope> =>
@@ -222,8 +226,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const visible = job.runAt ?? now + job.delay
         run(
           `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-            created_at, visible_at)
-           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?)`,
+            created_at, visible_at, trace)
+           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?)`,
           job.id,
           job.queue,
           job.task,
@@ -233,7 +237,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           job.maxAttempts,
           job.timeout,
           now,
-          visible
+          visible,
+          job.trace ?? null
         )
         run(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`, job.id)
         return { id: job.id, created: true }
