@@ -209,11 +209,13 @@ else {
           })
           const job = yield* JobQueue.enqueue(Echo, { n: 7 })
           while ((yield* JobQueue.status(job.id)).state !== "running") yield* Effect.sleep(10)
-          // every connection of this store, the listener's included, is cut by the server
+          // every connection of this store, the listener's included, is cut by the server; only this
+          // store's (its statements name its schema): other tests and processes share the server
           const killed = yield* Effect.promise(() =>
             admin((sql) =>
               sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-                WHERE application_name = 'effect-workpool' AND pid <> pg_backend_pid() AND datname = current_database()`
+                WHERE application_name = 'effect-workpool' AND pid <> pg_backend_pid() AND datname = current_database()
+                  AND query LIKE ${`%${schema}%`}`
             )
           )
           assert.isAbove(killed[0]!.n, 0)
