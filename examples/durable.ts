@@ -6,6 +6,11 @@
  *   DB=jobs.db node examples/durable.ts consume          # as many of these as you like
  *   DB=jobs.db node examples/durable.ts produce 20       # enqueues 20 jobs and waits for their results
  *
+ * The same on Postgres, with one environment variable instead (consumers on any machine that
+ * reaches the server; the tables go in the schema "workpool", or SCHEMA's):
+ *   DATABASE_URL=postgres://user:password@host:5432/db node examples/durable.ts consume
+ *   DATABASE_URL=postgres://user:password@host:5432/db node examples/durable.ts produce 20
+ *
  * With no argument it does both in one process, on a fresh temporary file: two consumers (each with
  * its own connection, as two processes would have) and a producer, then prints the queue's stats.
  * Stop a consumer with Ctrl-C (or kill -TERM) and it drains: it claims no more jobs, lets its running
@@ -14,12 +19,13 @@
  * and another consumer finishes them.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Layer, Runtime, Schedule, Schema } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Redacted, Runtime, Schedule, Schema } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { JobQueue, Task } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 
 // --- the task: shared by producers and consumers (in an app, its own module) ---------------------
 
@@ -88,8 +94,10 @@ const produce = (count: number) =>
 // --- main ----------------------------------------------------------------------------------------
 
 const [role = "both", countArg = "12"] = process.argv.slice(2)
-const filename = process.env.DB ?? join(mkdtempSync(join(tmpdir(), "durable-example-")), "jobs.db")
-const store = JobStore.sqlite({ filename })
+const databaseUrl = process.env.DATABASE_URL
+const store = databaseUrl !== undefined && databaseUrl !== ""
+  ? PgJobStore.layer({ url: Redacted.make(databaseUrl), schema: process.env.SCHEMA })
+  : JobStore.sqlite({ filename: process.env.DB ?? join(mkdtempSync(join(tmpdir(), "durable-example-")), "jobs.db") })
 
 const main = role === "consume"
   ? Effect.scoped(Effect.andThen(consumer(`consumer ${process.pid}`), Effect.never)).pipe(

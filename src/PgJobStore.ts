@@ -24,6 +24,7 @@
  */
 import type { Duration, Redacted } from "effect"
 import { Effect, Layer } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import type { StoreError } from "./DurableError.ts"
 import * as Model from "./internal/store/model.ts"
 import * as Postgres from "./internal/store/postgres.ts"
@@ -80,3 +81,39 @@ export interface PgJobStoreOptions {
  */
 export const layer = (options: PgJobStoreOptions): Layer.Layer<Model.JobStore, StoreError> =>
   Layer.effect(Model.JobStore, Effect.flatMap(Postgres.options(options), Postgres.make))
+
+/**
+ * A store on the `PgClient` the application already has (from `@effect/sql-pg`'s `PgClient.layer`
+ * or `PgClient.layerConfig`): its pool, its connection settings, its credentials. The tables are
+ * created or migrated in `schema` (default `workpool`) when the layer is built, as with `layer`.
+ * Wake-ups hold one of the client's connections for `LISTEN`, so the client must keep sessions
+ * (not PgBouncer in transaction mode).
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Effect, Layer, Redacted, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as PgJobStore from "effect-workpool/PgJobStore"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ *
+ * // the application's own client, shared by its queries and its jobs
+ * const Database = PgClient.layer({ url: Redacted.make("postgres://app:secret@db.internal:5432/app") })
+ * const Jobs = PgJobStore.layerClient({ schema: "jobs" }).pipe(Layer.provide(Database))
+ *
+ * const program = JobQueue.enqueue(Ping, "hello").pipe(Effect.provide(Jobs))
+ * ```
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerClient = (
+  options: { readonly schema?: string | undefined } = {}
+): Layer.Layer<Model.JobStore, StoreError, PgClient.PgClient> =>
+  Layer.effect(
+    Model.JobStore,
+    Effect.gen(function*() {
+      const cfg = yield* Postgres.clientOptions(options)
+      return yield* Postgres.makeWith(yield* PgClient.PgClient, cfg)
+    })
+  )

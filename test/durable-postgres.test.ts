@@ -5,7 +5,8 @@
  * URLs and unreachable servers as typed errors.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Latch, Redacted, Schedule } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Latch, Layer, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
@@ -174,6 +175,28 @@ else {
           // several: a sort of the few rows each queue's index scan hands up (a LIMIT in a LATERAL), not of the queued jobs
           else assert.match(text, /Sort[\s\S]*Function Scan on unnest[\s\S]*Limit[\s\S]*LockRows[\s\S]*Index Scan using wp_job_ready/, text)
         }
+      }), { timeout: 60_000 })
+
+    it.live("layerClient: the store on the application's own PgClient (its pool), migrated in the given schema", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const Database = PgClient.layer({ url: Redacted.make(url!), maxConnections: 3 })
+        const Jobs = PgJobStore.layerClient({ schema }).pipe(Layer.provide(Database))
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n + 1))], concurrency: 2 })
+          // the job's row is in the schema, through the application's client
+          const job = yield* JobQueue.enqueue(Echo, { n: 41 })
+          const sql = yield* PgClient.PgClient
+          const rows = yield* sql<{ id: string }>`SELECT id FROM ${sql.literal(`"${schema}"`)}.wp_job`
+          assert.deepStrictEqual(rows.map((row) => row.id), [job.id])
+          return yield* job.await
+        }).pipe(Effect.scoped, Effect.provide(Layer.merge(Jobs, Database)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+        const bad = yield* Effect.flip(
+          Effect.provide(JobQueue.stats("default"), PgJobStore.layerClient({ schema: "No-Such Schema" }).pipe(Layer.provide(Database)))
+        )
+        assert.instanceOf(bad, StoreError)
+        assert.match(bad.message, /schema: expected a lower-case SQL identifier.*got "No-Such Schema"/)
       }), { timeout: 60_000 })
 
     it.live("bad options and unreachable servers fail with a typed StoreError; nothing hangs", () =>

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
+import * as pg from "../durable/postgres.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const script = fileURLToPath(new URL("../../examples/durable.ts", import.meta.url))
@@ -36,9 +37,8 @@ describe("examples/durable.ts", { timeout: 90_000 }, () => {
     }
   })
 
-  it("in two processes: a consumer process does the jobs of a producer process", async () => {
-    const DB = join(dir, "two.db")
-    const consumer = spawn(node, [script, "consume"], { env: { ...process.env, DB }, stdio: ["ignore", "pipe", "pipe"] })
+  const twoProcesses = async (env: Record<string, string>) => {
+    const consumer = spawn(node, [script, "consume"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
     let consumerOutput = ""
     const ready = new Promise<void>((resolve) =>
       consumer.stdout.on("data", (chunk: Buffer) => {
@@ -50,7 +50,7 @@ describe("examples/durable.ts", { timeout: 90_000 }, () => {
     const exited = new Promise<number | null>((resolve) => consumer.on("exit", (code) => resolve(code)))
     try {
       await ready
-      const { code, output } = await run(["produce", "12"], { DB })
+      const { code, output } = await run(["produce", "12"], env)
       expect({ code, output }).toMatchObject({ code: 0 })
       for (const line of summary) expect(output).toContain(line)
     } finally {
@@ -59,5 +59,10 @@ describe("examples/durable.ts", { timeout: 90_000 }, () => {
     // SIGTERM is a stop asked for: after the consumer's graceful shutdown the exit is clean (0), not
     // runMain's "killed by a signal" (130)
     expect([await exited, consumerOutput]).toEqual([0, expect.stringContaining("consumer stopped")])
-  })
+  }
+
+  it("in two processes: a consumer process does the jobs of a producer process", () => twoProcesses({ DB: join(dir, "two.db") }))
+
+  it.skipIf(!pg.enabled)("in two processes on Postgres: one environment variable, DATABASE_URL", () =>
+    twoProcesses({ DATABASE_URL: pg.url!, SCHEMA: pg.freshSchema() }))
 })

@@ -130,6 +130,11 @@ describe("the packed package in a consumer's project", () => {
       expect(await succeed("workpool.mjs on Node 20", node20, ["workpool.mjs"], project)).toContain(WORKPOOL_OK)
     })
 
+    it("JobStore.sqlite: opens on Node 24; on Node 20 (no node:sqlite) the package loads and the store fails typed", { timeout: TEST_TIMEOUT }, async () => {
+      expect(await succeed("sqlite.mjs on Node 24", node24, ["sqlite.mjs"], project)).toContain("sqlite opened 0")
+      expect(await succeed("sqlite.mjs on Node 20", node20, ["sqlite.mjs"], project)).toContain("sqlite StoreError true")
+    })
+
     it("ThreadPool with the consumer's own worker file, on Node 24", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed("threads.mjs on Node 24", node24, ["threads.mjs"], project)).toContain(THREADS_OK)
     })

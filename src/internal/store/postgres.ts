@@ -104,6 +104,15 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN trace text;`
 ]
 
+/** The schema of the tables: a plain identifier, since it is spliced into every statement. */
+const schemaOf = (value: unknown): string => {
+  const schema = value ?? "workpool"
+  if (typeof schema !== "string" || !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    config.fail("schema", schema, "expected a lower-case SQL identifier (letters, digits, _; at most 63)")
+  }
+  return schema as string
+}
+
 export const options = (options: {
   readonly url: unknown
   readonly schema?: unknown
@@ -125,13 +134,9 @@ export const options = (options: {
         config.fail("url", "<a string>", "expected a postgres:// URL that parses (host, port, database)")
       }
       if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the postgres:// URL")
-      const schema = options.schema ?? "workpool"
-      if (typeof schema !== "string" || !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
-        config.fail("schema", schema, "expected a lower-case SQL identifier (letters, digits, _; at most 63)")
-      }
       return {
         url: Redacted.make(url as string),
-        schema: schema as string,
+        schema: schemaOf(options.schema),
         maxConnections: options.maxConnections === undefined
           ? 10
           : config.positiveInteger("maxConnections", options.maxConnections, 1000),
@@ -270,20 +275,51 @@ export const claimStatement = (
     )
     SELECT claimed.*, limited.limited FROM limited LEFT JOIN claimed ON true`
 
+const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
+
+/**
+ * The driver's own timers (connect timeout, idle connections' time to live) run in real time even
+ * when the store's time is the Effect Clock: a TestClock moving hours ahead must not expire them.
+ */
+const driverTimeOf = (clock: Config["clock"]) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  clock === "effect" ? Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue()) : effect
+
+/** The store on a client of its own, opened from `cfg.url`. */
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope> =>
+  PgClient.make({
+    url: cfg.url,
+    maxConnections: cfg.maxConnections,
+    connectTimeout: cfg.connectTimeout,
+    applicationName: "effect-workpool"
+  }).pipe(
+    Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
+    driverTimeOf(cfg.clock),
+    Effect.mapError(fail("open")),
+    Effect.flatMap((sql) => makeWith(sql, cfg))
+  )
+
+/** Checks the options of a store on the caller's own client (its schema). */
+export const clientOptions = (options: { readonly schema?: unknown }): Effect.Effect<Pick<Config, "schema" | "clock">, StoreError> =>
+  Effect.mapError(
+    config.checkPoolOptions(() => {
+      config.object("options", options)
+      return { schema: schemaOf(options.schema), clock: "server" as const }
+    }),
+    (error) => new StoreError({ operation: "open", reason: error.message })
+  )
+
+/**
+ * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
+ * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
+ * mode.
+ */
+export const makeWith = (
+  sql: PgClient.PgClient,
+  cfg: Pick<Config, "schema" | "clock">
+): Effect.Effect<Store, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
-    const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
-    // The driver's own timers (connect timeout, idle connections' time to live) run in real time even
-    // when the store's time is the Effect Clock: a TestClock moving hours ahead must not expire them.
-    const driverTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      cfg.clock === "effect" ? Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue()) : effect
-    const sql = yield* PgClient.make({
-      url: cfg.url,
-      maxConnections: cfg.maxConnections,
-      connectTimeout: cfg.connectTimeout,
-      applicationName: "effect-workpool"
-    }).pipe(Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), driverTime, Effect.mapError(fail("open")))
+    const driverTime = driverTimeOf(cfg.clock)
     const S = sql.literal(`"${cfg.schema}"`)
     const channel = `workpool_${cfg.schema}`
     const signal = makeSignal()

@@ -12,7 +12,7 @@
  * @internal
  */
 import { Clock, Effect } from "effect"
-import { DatabaseSync, type SQLInputValue } from "node:sqlite"
+import type { DatabaseSync, SQLInputValue } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
@@ -148,11 +148,38 @@ const toRow = (row: SqlRow): JobRow => ({
   trace: row.trace
 })
 
+/**
+ * `node:sqlite`, loaded when a store opens rather than imported: on a Node without it (before
+ * 22.5, or 22.5 to 22.12 without --experimental-sqlite) the rest of the package still loads, and
+ * opening the store fails with a `StoreError` that says what is needed.
+ */
+const sqliteModule = (): Effect.Effect<typeof import("node:sqlite"), StoreError> =>
+  Effect.suspend(() => {
+    let found: typeof import("node:sqlite") | undefined
+    try {
+      found = typeof process.getBuiltinModule === "function"
+        ? process.getBuiltinModule("node:sqlite") as typeof import("node:sqlite") | undefined
+        : undefined
+    } catch {
+      found = undefined
+    }
+    return found?.DatabaseSync === undefined
+      ? Effect.fail(
+        new StoreError({
+          operation: "open",
+          reason: `the SQLite store needs node:sqlite: Node 22.13 or later (22.5 to 22.12 with --experimental-sqlite); ` +
+            `this is Node ${process.versions.node}. Use the Postgres store, or a newer Node`
+        })
+      )
+      : Effect.succeed(found)
+  })
+
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effect/Scope").Scope> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
     const time = () => clock.currentTimeMillisUnsafe()
-    const db = yield* Effect.acquireRelease(
+    const { DatabaseSync } = yield* sqliteModule()
+    const db: DatabaseSync = yield* Effect.acquireRelease(
       Effect.try({
         try: () => new DatabaseSync(cfg.filename, { timeout: cfg.busyTimeout }),
         catch: (error) => new StoreError({ operation: "open", reason: `${cfg.filename}: ${reasonOf(error)}` })
