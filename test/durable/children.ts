@@ -96,3 +96,22 @@ export const untilFinal = async <S extends { succeeded: number; dead: number; ca
   }
   return last
 }
+
+/**
+ * Kills `victim` with SIGKILL once it has started `after` jobs (its jobs in flight then), and
+ * returns the jobs it held when it died: running jobs whose last start was the victim's. Only
+ * those may run twice.
+ */
+export const killMidRun = async (
+  victim: Consumer,
+  consumers: ReadonlyArray<Consumer>,
+  after: number,
+  running: () => Promise<ReadonlyArray<number>>
+): Promise<Set<number>> => {
+  await waitUntil(consumers, () => victim.started.length >= after, `the victim has started ${after} jobs`)
+  victim.child.kill("SIGKILL")
+  await victim.exited
+  const lastStarter = new Map<number, Consumer>()
+  for (const c of consumers) for (const n of c.started) lastStarter.set(n, c)
+  return new Set((await running()).filter((n) => lastStarter.get(n) === victim))
+}
