@@ -1,4 +1,53 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Logger, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { StoreError } from "../src/DurableError.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
 import { conformance } from "./durable/conformance.ts"
 
+const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
+
 conformance("the memory store", () => JobStore.memory())
+
+describe("a consumer while its store is down", () => {
+  it.effect("failed claims back off (poll doubling up to 5 s) and are logged at 1, 2, 4, 8, ... failures, not at every poll; it recovers", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        const message = Array.isArray(options.message) ? options.message[0] : options.message
+        logged.push(String(message))
+      })
+      const down = { value: true }
+      let claims = 0
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          claim: (request) =>
+            Effect.suspend(() => {
+              claims++
+              return down.value ? Effect.fail(new StoreError({ operation: "claim", reason: "unreachable" })) : inner.claim(request)
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const value = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 2, poll: 10 })
+        // a minute down: at a 10 ms poll that was 6,000 claims and as many warnings
+        for (let t = 0; t < 60_000; t += 100) yield* TestClock.adjust(100)
+        const failed = logged.filter((line) => line.startsWith("effect-workpool: claiming durable jobs failed"))
+        assert.isAtMost(claims, 25)
+        assert.isAtMost(failed.length, 6)
+        assert.match(failed.at(-1)!, /\d+ times in a row; next try in 5000 ms/)
+        // back: a job enqueued now starts within the backoff (5 s)
+        down.value = false
+        const job = yield* JobQueue.enqueue(Double, 21)
+        for (let t = 0; t < 5_100; t += 100) yield* TestClock.adjust(100)
+        assert.isTrue(logged.some((line) => /claiming durable jobs works again, after \d+ failures/.test(line)))
+        return yield* job.await
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+      assert.strictEqual(value, 42)
+    }))
+})

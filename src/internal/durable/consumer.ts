@@ -77,6 +77,14 @@ const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.C
   return delays.length === 0 ? [0] : delays
 }
 
+/**
+ * The wait before the next claim after `failures` failed ones in a row: the poll interval, doubling
+ * per failure up to 5 seconds (or the poll interval, if longer), so that a store that is down is not
+ * asked (and the failure not logged) hundreds of times a second by a fast-polling consumer.
+ */
+export const claimBackoff = (poll: number, failures: number): number =>
+  Math.min(Math.max(1, poll) * 2 ** Math.min(failures - 1, 30), Math.max(poll, 5000))
+
 /** Tries a store step a few times: a settle that never lands is taken back by a reaper later. */
 const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number) =>
   Effect.retry(effect, { schedule: Schedule.spaced(Math.max(1, Math.floor(lease / 10))), times: 5 })
@@ -219,6 +227,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const nap = (millis: number) => Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll))
 
     const claimLoop = Effect.gen(function*() {
+      // claims failed in a row (the store unreachable): the loop backs off, and says so at 1, 2, 4,
+      // 8, ... failures rather than at every poll
+      let failures = 0
       while (claiming) {
         const free = paused ? 0 : target - running.size
         if (free <= 0) {
@@ -245,9 +256,28 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
               }, { discard: true })
             )
           )
-        ).pipe(Effect.catchCause((cause) =>
-          Effect.as(Effect.logWarning("effect-workpool: claiming durable jobs failed", cause), { claims: [], limitedFor: 0 })
-        ))
+        ).pipe(Effect.catchCause((cause) => {
+          failures++
+          return (failures & (failures - 1)) === 0
+            ? Effect.as(
+              Effect.logWarning(
+                `effect-workpool: claiming durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
+                  `next try in ${claimBackoff(config.poll, failures)} ms)`,
+                cause
+              ),
+              undefined
+            )
+            : Effect.succeed(undefined)
+        }))
+        if (claimed === undefined) {
+          held = 0
+          yield* Effect.sleep(claimBackoff(config.poll, failures))
+          continue
+        }
+        if (failures > 0) {
+          yield* Effect.logInfo(`effect-workpool: claiming durable jobs works again, after ${failures} failures`)
+          failures = 0
+        }
         const count = claimed.claims.length
         held = claimed.limitedFor > 0 ? free - count : count === allowed ? free - allowed : 0
         // the queue's shared limit held the claim back: nothing to claim before its window frees
