@@ -104,7 +104,7 @@ export const layer = (options: PgJobStoreOptions): Layer.Layer<Model.JobStore, S
  *
  * const program = JobQueue.enqueue(Ping, "hello").pipe(Effect.provide(Jobs))
  * ```
- * @since 0.3.0
+ * @since 0.2.0
  * @category layers
  */
 export const layerClient = (
