@@ -495,6 +495,23 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual(inProcess, [1, 3, 2, 5, 0, 4])
       })))
 
+    it.effect("5. a claim over several queues takes the best jobs across them (FIFO within a priority) and skips a paused one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const jobs: ReadonlyArray<readonly [string, number]> = [["a", 1], ["b", 5], ["a", 5], ["c", 9], ["b", 0], ["a", 5]]
+        for (const [i, [queue, priority]] of jobs.entries()) yield* JobQueue.enqueue(Echo, { n: i }, { queue, priority })
+        yield* JobQueue.pause("c")
+        const claim = (limit: number) =>
+          Effect.map(
+            store.claim({ queues: ["a", "b", "c"], tasks: ["Echo"], limit, lease: LEASE }),
+            (claims) => claims.map((c) => (JSON.parse(c.job.payload) as { n: number }).n)
+          )
+        assert.deepStrictEqual(yield* claim(3), [1, 2, 5])
+        assert.deepStrictEqual(yield* claim(5), [0, 4])
+        yield* JobQueue.resume("c")
+        assert.deepStrictEqual(yield* claim(5), [3])
+      })))
+
     it.effect("5. aging in the store gives the in-process order, ties FIFO", () =>
       provide(Effect.gen(function*() {
         // (priority, enqueued at ms): with 1 s aging, the low one waited 3 s and the high ones
