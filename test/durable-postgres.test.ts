@@ -9,6 +9,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Latch, Layer, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -175,6 +176,24 @@ else {
           // several: a sort of the few rows each queue's index scan hands up (a LIMIT in a LATERAL), not of the queued jobs
           else assert.match(text, /Sort[\s\S]*Function Scan on unnest[\s\S]*Limit[\s\S]*LockRows[\s\S]*Index Scan using wp_job_ready/, text)
         }
+      }), { timeout: 60_000 })
+
+    it.live("a claim over several queues (one LATERAL index scan each) takes the best jobs across them, FIFO within a priority, under its limit", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const picked = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const jobs: ReadonlyArray<readonly [string, number]> = [["a", 1], ["b", 5], ["a", 5], ["c", 9], ["b", 0], ["a", 5]]
+          for (const [i, [queue, priority]] of jobs.entries()) yield* JobQueue.enqueue(Echo, { n: i }, { queue, priority })
+          yield* JobQueue.pause("c")
+          const claim = (limit: number) =>
+            Effect.map(
+              store.claim({ queues: ["a", "b", "c"], tasks: ["Echo"], limit, lease: 60_000 }),
+              ({ claims }) => claims.map((c) => (JSON.parse(c.job.payload) as { n: number }).n)
+            )
+          return [yield* claim(3), yield* claim(5)]
+        }).pipe(Effect.provide(layer(schema)))
+        assert.deepStrictEqual(picked, [[1, 2, 5], [0, 4]])
       }), { timeout: 60_000 })
 
     it.live("layerClient: the store on the application's own PgClient (its pool), migrated in the given schema", () =>

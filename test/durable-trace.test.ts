@@ -2,7 +2,7 @@
  * Trace context across processes: the producer's span is stored with the job, and the consumer's
  * `workpool.job` span is its child, in the same trace. Producer and consumer here are two store
  * instances with two tracers (as two processes would be): the ids can only have come through the
- * store.
+ * store. On SQLite, Postgres and Redis.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Latch, type Layer, Option, Schema, Tracer } from "effect"
@@ -12,8 +12,10 @@ import * as path from "node:path"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { enabled, freshSchema, url } from "./durable/postgres.ts"
+import * as redis from "./durable/redis.ts"
 
 const Traced = Task.make("Traced", { payload: Schema.Number, success: Schema.Number })
 
@@ -43,6 +45,10 @@ const stores: ReadonlyArray<readonly [string, boolean, () => () => Layer.Layer<J
   ["Postgres", enabled, () => {
     const schema = freshSchema()
     return () => PgJobStore.layer({ url: url!, schema })
+  }],
+  ["Redis", redis.enabled, () => {
+    const prefix = redis.freshPrefix()
+    return () => RedisJobStore.layer({ url: redis.url!, prefix })
   }]
 ]
 

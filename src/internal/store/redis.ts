@@ -127,6 +127,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     cancelRequested: f.cancel === "1",
     exit: f.exit ?? null,
     progress: f.progress ?? null,
+    trace: f.trace ?? null,
     seq: Number(f.seq)
   }
 }
@@ -259,7 +260,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             String(job.maxAttempts),
             String(job.timeout),
             String(job.delay),
-            job.runAt === undefined ? "" : String(job.runAt)
+            job.runAt === undefined ? "" : String(job.runAt),
+            job.trace ?? ""
           )
           // a dedup key held by another job: this id was never stored
           if (fresh === 1 && id !== job.id) yield* redis.send("HDEL", IDS, job.id)

@@ -189,7 +189,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const signal = makeSignal()
     const cancels = makeSignal()
 
-    const all = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<SqlRow>
+    const all = <Row = SqlRow>(sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<Row>
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
     const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
@@ -435,7 +435,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     /** One statement: the best visible jobs of the request's queues become running. */
     const claimBest = (request: ClaimRequest, now: number) =>
-      all(
+      all<SqlRow & { readonly rank: number; readonly seq: number }>(
         `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
            lease_token = lower(hex(randomblob(16))), lease_until = ?
          WHERE seq IN (
@@ -454,7 +454,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         JSON.stringify(request.queues),
         JSON.stringify(request.tasks),
         request.limit
-      ).map((row) => ({ job: toRow(row), token: row.lease_token! }))
+      )
+        // RETURNING comes in table order: start them best first
+        .sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+        .map((row) => ({ job: toRow(row), token: row.lease_token! }))
 
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
