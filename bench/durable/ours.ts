@@ -1,21 +1,27 @@
 /**
  * A consumer process of our durable queue: on SQLite (`url` is a file) with a 10 ms poll, since
- * another process's job is seen only by polling the file; on Postgres with the default poll, since
- * NOTIFY wakes it.
+ * another process's job is seen only by polling the file; on Postgres (NOTIFY wakes it) and Redis
+ * (it blocks on the queue's marker) with the default poll.
  */
 import { Effect, Fiber, type Layer, ManagedRuntime } from "effect"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as PgJobStore from "../../src/PgJobStore.ts"
+import * as RedisJobStore from "../../src/RedisJobStore.ts"
 import * as Task from "../../src/Task.ts"
 import { consumerConfig, serve } from "./protocol.ts"
 import { BenchTask } from "./task.ts"
 
-/** The store of a run: an SQLite file, or a Postgres schema of its own. */
+/** The store of a run: an SQLite file, a Postgres schema or a Redis key prefix of its own. */
 export const storeOf = (url: string, schema: string) =>
   (url.startsWith("postgres://")
     ? PgJobStore.layer({ url, schema })
+    : url.startsWith("redis://")
+    ? RedisJobStore.layer({ url, prefix: schema })
     : JobStore.sqlite({ filename: url })) as Layer.Layer<JobStore.JobStore, never>
+
+/** Only SQLite needs a short poll: nothing tells its consumers of another process's job. */
+export const isFile = (url: string) => !url.startsWith("postgres://") && !url.startsWith("redis://")
 
 if (process.send !== undefined) {
   const config = consumerConfig()
@@ -29,7 +35,7 @@ if (process.send !== undefined) {
           queues: [config.queue],
           handlers: [Task.handle(BenchTask, (job) => Effect.sync(() => run(job)))],
           concurrency: config.concurrency,
-          ...(config.url.startsWith("postgres://") ? {} : { poll: 10 })
+          ...(isFile(config.url) ? { poll: 10 } : {})
         }).pipe(Effect.andThen(Effect.never), Effect.scoped)
       )
     },

@@ -1,6 +1,6 @@
 /**
- * Scenario 8, durable queues: our JobQueue on SQLite and on Postgres, pg-boss and graphile-worker on
- * the same Postgres (WORKPOOL_PG_URL), BullMQ on Redis (WORKPOOL_REDIS_URL). Each contestant's
+ * Scenario 8, durable queues: our JobQueue on SQLite, on Postgres and on Redis, pg-boss and
+ * graphile-worker on the same Postgres (WORKPOOL_PG_URL), BullMQ on the same Redis (WORKPOOL_REDIS_URL). Each contestant's
  * consumers are processes of their own (bench/durable/driver.ts says what is timed); each run has
  * a schema (or key prefix, or file) of its own, removed after.
  */
@@ -98,8 +98,20 @@ if (pgUrl !== undefined) {
   )
 }
 
+/** Deletes a run's keys (its prefix) from Redis. */
+const dropPrefix = async (config: ConsumerConfig) => {
+  const { createClient } = await import("redis")
+  const client = createClient({ url: config.url })
+  await client.connect()
+  for await (const keys of client.scanIterator({ MATCH: `{${config.schema}*`, COUNT: 1000 })) {
+    if (keys.length > 0) await client.del(keys)
+  }
+  await client.quit()
+}
+
 if (redisUrl !== undefined) {
   contestants.push(
+    ours("ours, Redis", () => redisUrl, dropPrefix),
     contestant({
       name: "BullMQ",
       library: "bullmq",
@@ -126,7 +138,7 @@ if (redisUrl !== undefined) {
 
 const missing = [
   ...(pgUrl === undefined ? ["ours on Postgres, pg-boss and graphile-worker (set WORKPOOL_PG_URL)"] : []),
-  ...(redisUrl === undefined ? ["BullMQ (set WORKPOOL_REDIS_URL)"] : [])
+  ...(redisUrl === undefined ? ["ours on Redis and BullMQ (set WORKPOOL_REDIS_URL)"] : [])
 ]
 
 export const scenario: Scenario = {
@@ -145,9 +157,14 @@ export const scenario: Scenario = {
   },
   metrics: ["drainJobsPerSec", "enqueueJobsPerSec", "p50Ms", "p99Ms"],
   contestants,
-  targets: pgUrl === undefined ? [] : [
-    { label: "drain on Postgres vs pg-boss", metric: "drainJobsPerSec", contestant: "ours, Postgres", anchor: "pg-boss", atLeast: 1 },
-    { label: "drain on Postgres vs graphile-worker", metric: "drainJobsPerSec", contestant: "ours, Postgres", anchor: "graphile-worker", atLeast: 1 }
+  targets: [
+    ...(pgUrl === undefined ? [] : [
+      { label: "drain on Postgres vs pg-boss", metric: "drainJobsPerSec", contestant: "ours, Postgres", anchor: "pg-boss", atLeast: 1 },
+      { label: "drain on Postgres vs graphile-worker", metric: "drainJobsPerSec", contestant: "ours, Postgres", anchor: "graphile-worker", atLeast: 1 }
+    ] as const),
+    ...(redisUrl === undefined ? [] : [
+      { label: "drain on Redis vs BullMQ", metric: "drainJobsPerSec", contestant: "ours, Redis", anchor: "BullMQ", atLeast: 1 }
+    ] as const)
   ],
   notes: missing.length === 0 ? [] : [`Not measured in this run: ${missing.join("; ")}.`],
   quick: { reps: 1, warmups: 0 },
