@@ -40,6 +40,7 @@ import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
+import * as Backoff from "./internal/durable/backoff.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
 import { encodeTrace, FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
@@ -89,12 +90,46 @@ export interface JobInfo {
   readonly finishedAt: Date | undefined
   /** A cancel was asked for while it ran; its consumer stops it within a heartbeat. */
   readonly cancelRequested: boolean
+  /** Its own retry policy, as its producer gave it (durations in milliseconds); undefined: the consumer's. */
+  readonly retry: JobRetry | undefined
   /**
    * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
    * that is not JSON is not stored), kept after the job ends; undefined if none.
    */
   readonly progress: unknown
 }
+
+/**
+ * A job's own retry policy, chosen by its producer and stored with the job, so that it holds in
+ * whichever process retries it: a backoff (plain data, since a `Schedule` is code and cannot be
+ * stored), or the name of a policy the consumers register with `consume({ retryPolicies })`.
+ *
+ * - `{ exponential, factor?, max? }`: `exponential * factor ** (n - 1)` before retry n (factor 2 by
+ *   default), at most `max`;
+ * - `{ fixed }`: the same delay before every retry;
+ * - a name: that registered `Schedule` (or `{ schedule?, times?, while? }`). A consumer that does not
+ *   register the name retries the job with its own `retry` and logs a warning.
+ *
+ * Like the consumer's own policy, it is replayed from the job's stored attempt count (so the delay is
+ * the same whichever consumer retries), and `maxAttempts` bounds it. It has no jitter: a random delay
+ * would differ between consumers. A job taken back from a dead consumer (its lease expired) waits the
+ * reaping consumer's backoff.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const fast: JobQueue.JobRetry = { exponential: "500 millis", factor: 3, max: "1 minute" }
+ * const steady: JobQueue.JobRetry = { fixed: "30 seconds" }
+ * const named: JobQueue.JobRetry = "webhooks" // consume({ retryPolicies: { webhooks: ... } })
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export type JobRetry =
+  | { readonly exponential: Duration.Input; readonly factor?: number | undefined; readonly max?: Duration.Input | undefined }
+  | { readonly fixed: Duration.Input }
+  | string
 
 /**
  * Options of `enqueue`.
@@ -109,7 +144,8 @@ export interface JobInfo {
  *   delay: "10 minutes",    // or runAt: a Date
  *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
  *   timeout: "30 seconds",  // per attempt, from its start
- *   maxAttempts: 5          // default 3
+ *   maxAttempts: 5,         // default 3
+ *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)
  * }
  * ```
  * @since 0.2.0
@@ -123,6 +159,8 @@ export interface EnqueueOptions {
   readonly dedupKey?: string | undefined
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
+  /** Its own retry policy (see `JobRetry`), which wins over the consumer's `retry`. */
+  readonly retry?: JobRetry | undefined
 }
 
 /**
@@ -216,8 +254,19 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   startedAt: row.startedAt === null ? undefined : new Date(row.startedAt),
   finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
   cancelRequested: row.cancelRequested,
+  retry: retryInfo(row.retry),
   progress: row.progress === null ? undefined : JSON.parse(row.progress)
 })
+
+const retryInfo = (text: string | null | undefined): JobRetry | undefined => {
+  const stored = Backoff.decode(text)
+  if (stored === undefined) return undefined
+  if ("policy" in stored) return stored.policy
+  if ("fixed" in stored) return { fixed: stored.fixed }
+  return stored.max === undefined
+    ? { exponential: stored.exponential, factor: stored.factor }
+    : { exponential: stored.exponential, factor: stored.factor, max: stored.max }
+}
 
 const getRow = (store: JobStore["Service"], id: string) =>
   Effect.flatMap(store.get(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row))
@@ -264,7 +313,8 @@ export const enqueue = <T extends Task.Any>(
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
-          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
+          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
+        retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
       }
     })
     if (checked.delay === Infinity) {
@@ -697,6 +747,7 @@ export const repeat = <T extends Task.Any>(
  *   concurrency: 8,
  *   timeout: "1 minute",                       // per attempt, unless the job has its own
  *   retry: Schedule.exponential("1 second"),   // delay before each retry (attempts are per job)
+ *   retryPolicies: { webhooks: Schedule.spaced("1 minute") }, // for jobs enqueued with retry: "webhooks"
  *   lease: "30 seconds",                       // renewed every lease / 3; a dead consumer's jobs come back after it
  *   poll: "1 second",                          // how often to look for other processes' jobs
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
@@ -719,6 +770,11 @@ export interface ConsumeOptions<R> {
    * same delay; a job's `maxAttempts` bounds it too. Default: exponential from 1 second.
    */
   readonly retry?: WorkPool.Retry | undefined
+  /**
+   * Retry policies by name, for jobs whose producer chose one (`enqueue({ retry: "name" })`): a job's
+   * own policy wins over `retry`. Register the same names in every consumer of the queue.
+   */
+  readonly retryPolicies?: Readonly<Record<string, WorkPool.Retry>> | undefined
   readonly lease?: Duration.Input | undefined
   readonly poll?: Duration.Input | undefined
   readonly shutdownTimeout?: Duration.Input | undefined
@@ -762,6 +818,16 @@ export interface Consumer {
   /** Interrupts running jobs at once and gives them back without counting the attempt. */
   readonly shutdownNow: Effect.Effect<void>
   readonly awaitTermination: Effect.Effect<void>
+}
+
+const retryPolicies = (value: unknown): ReadonlyMap<string, Retries.Policy> => {
+  const policies = new Map<string, Retries.Policy>()
+  if (value === undefined) return policies
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return config.fail("retryPolicies", value, "expected an object of named retry policies: { name: Schedule }")
+  }
+  for (const [name, policy] of Object.entries(value)) policies.set(name, Retries.policy(`retryPolicies.${name}`, policy))
+  return policies
 }
 
 /**
@@ -815,6 +881,7 @@ export const consume = <R = never>(
         concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
+        retryPolicies: retryPolicies(options.retryPolicies),
         shutdownTimeout: options.shutdownTimeout === undefined
           ? 30_000
           : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),

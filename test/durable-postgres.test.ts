@@ -49,7 +49,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["4"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["5"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -62,7 +62,7 @@ else {
         const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
         assert.instanceOf(error, StoreError)
         assert.strictEqual((error as StoreError).operation, "migrate")
-        assert.match(error.message, /version 99.*up to 4/)
+        assert.match(error.message, /version 99.*up to 5/)
       }))
 
     it.live("a version-1 schema is migrated to the latest version on start, and its jobs run", () =>
@@ -70,11 +70,11 @@ else {
         const schema = freshSchema()
         const S = `"${schema}"`
         yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
-        // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4)
+        // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4), no retry column (5)
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace`,
+              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry`,
               `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count`,
               `DROP TABLE ${S}.wp_rate`,
               `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
@@ -88,7 +88,7 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
         const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
-        assert.deepStrictEqual(versions.map((row) => row.value), ["4"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["5"])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>

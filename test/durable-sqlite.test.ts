@@ -65,7 +65,7 @@ describe("the SQLite store", () => {
       const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
       assert.instanceOf(error, StoreError)
       assert.strictEqual((error as StoreError).operation, "migrate")
-      assert.match(error.message, /schema version 99.*up to 4/)
+      assert.match(error.message, /schema version 99.*up to 5/)
     }))
 
   it.live("a file of schema version 1 is migrated on open: its jobs are kept and gain the new columns and tables", () =>
@@ -86,7 +86,7 @@ describe("the SQLite store", () => {
       const check = new DatabaseSync(filename)
       const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
       check.close()
-      assert.strictEqual(version.value, "4")
+      assert.strictEqual(version.value, "5")
     }))
 
   it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>

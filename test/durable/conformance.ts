@@ -311,6 +311,84 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(bad.field, "retry.times")
       })))
 
+    it.effect("2. a job's own retry (from its producer) wins over the consumer's: a backoff, or a policy the consumers register by name", () =>
+      provide(Effect.gen(function*() {
+        const starts = yield* Ref.make(new Map<number, Array<number>>())
+        // two consumers, as in two processes: whichever retries, the delay is the job's
+        for (let i = 0; i < 2; i++) {
+          yield* JobQueue.consume({
+            ...options,
+            concurrency: 4,
+            retryPolicies: { slow: Schedule.spaced("3 seconds") },
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.gen(function*() {
+                const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+                const seen = yield* Ref.modify(starts, (m) => {
+                  const list = [...(m.get(n) ?? []), now]
+                  return [list.length, new Map(m).set(n, list)]
+                })
+                return seen < 3 ? yield* Effect.fail(new Boom({ n })) : n
+              }))]
+          })
+        }
+        const fixed = yield* JobQueue.enqueue(Echo, { n: 1 }, { retry: { fixed: "5 seconds" } })
+        const exponential = yield* JobQueue.enqueue(Echo, { n: 2 }, { retry: { exponential: "2 seconds", factor: 3, max: "4 seconds" } })
+        const named = yield* JobQueue.enqueue(Echo, { n: 3 }, { retry: "slow" })
+        const unknown = yield* JobQueue.enqueue(Echo, { n: 4 }, { retry: "nobody-registers-this" })
+        const plain = yield* JobQueue.enqueue(Echo, { n: 5 })
+        assert.deepStrictEqual(
+          yield* Effect.forEach([fixed, exponential, named, unknown, plain], (job) => Effect.map(job.status, (info) => info.retry)),
+          [{ fixed: 5000 }, { exponential: 2000, factor: 3, max: 4000 }, "slow", "nobody-registers-this", undefined]
+        )
+        yield* tick(20_000)
+        assert.deepStrictEqual(
+          yield* Effect.forEach([fixed, exponential, named, unknown, plain], (job) => job.await),
+          [1, 2, 3, 4, 5]
+        )
+        const gaps = (n: number) =>
+          Effect.map(Ref.get(starts), (m) => {
+            const [a, b, c] = m.get(n)!
+            return [b! - a!, c! - b!]
+          })
+        // each retry is claimed within a poll (1 s) of its time
+        const near = (actual: ReadonlyArray<number>, expected: ReadonlyArray<number>, label: string) =>
+          actual.forEach((gap, i) => assert.isTrue(gap >= expected[i]! && gap < expected[i]! + 1000 + 200, `${label}: retry ${i + 1} after ${gap} ms`))
+        near(yield* gaps(1), [5000, 5000], "fixed")
+        near(yield* gaps(2), [2000, 4000], "exponential, capped at max")
+        near(yield* gaps(3), [3000, 3000], "named policy")
+        // a name no consumer registers: the consumer's own retry (exponential from 1 s), not lost
+        near(yield* gaps(4), [1000, 2000], "unknown name")
+        near(yield* gaps(5), [1000, 2000], "consumer's default")
+      })))
+
+    it.effect("2. a job's own retry is checked when it is enqueued: a typed error naming the field, nothing stored", () =>
+      provide(Effect.gen(function*() {
+        const bad = [
+          [{ retry: "" }, "retry"],
+          [{ retry: 5 }, "retry"],
+          [{ retry: Schedule.spaced("1 second") }, "retry"],
+          [{ retry: { exponential: "soon" } }, "retry.exponential"],
+          [{ retry: { exponential: 0 } }, "retry.exponential"],
+          [{ retry: { exponential: "1 second", factor: 0.5 } }, "retry.factor"],
+          [{ retry: { exponential: "1 second", max: Infinity } }, "retry.max"],
+          [{ retry: { exponential: "1 second", jitter: true } }, "retry.jitter"],
+          [{ retry: { fixed: -1 } }, "retry.fixed"],
+          [{ retry: { fixed: "1 second", max: "1 minute" } }, "retry.max"]
+        ] as const
+        for (const [opts, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, opts as unknown as JobQueue.EnqueueOptions))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as { field: string }).field, field, JSON.stringify(opts))
+        }
+        assert.strictEqual((yield* JobQueue.list()).length, 0)
+        const policies = yield* Effect.flip(JobQueue.consume({
+          ...options,
+          retryPolicies: { webhooks: "1 minute" as never },
+          handlers: [Task.handle(Echo, () => Effect.succeed(1))]
+        }))
+        assert.strictEqual(policies.field, "retryPolicies.webhooks")
+      })))
+
     it.effect("2/8. a graceful shutdown past its deadline gives the running job back without counting the attempt", () =>
       provide(Effect.gen(function*() {
         const finalized = yield* Ref.make(0)

@@ -25,6 +25,7 @@ import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
+import * as Backoff from "./backoff.ts"
 
 export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
@@ -34,6 +35,8 @@ export interface ConsumerConfig<R> {
   readonly timeout: number
   /** The consumer's retry policy, replayed from each job's stored attempt count. */
   readonly retry: Retry.Policy
+  /** Policies a job names as its own retry (`enqueue({ retry: "name" })`). */
+  readonly retryPolicies: ReadonlyMap<string, Retry.Policy>
   readonly shutdownTimeout: number
   readonly lease: number
   readonly poll: number
@@ -125,6 +128,34 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       return Effect.flatMap(decodePayload(entry.task, entry.claim.job.payload), (payload) => handler.run(payload))
     }
 
+    /** Stored backoffs as policies, by their text: a failing job does not rebuild its schedule. */
+    const backoffs = new Map<string, Retry.Policy>()
+
+    /**
+     * The job's own retry policy if it has one (its producer chose it), else this consumer's. A name
+     * this consumer does not know falls back to its own policy, with a warning: the job is not lost.
+     */
+    const policyOf = (job: Claim["job"]): Effect.Effect<Retry.Policy> => {
+      const text = job.retry
+      const stored = Backoff.decode(text)
+      if (stored === undefined) return Effect.succeed(config.retry)
+      if ("policy" in stored) {
+        const named = config.retryPolicies.get(stored.policy)
+        return named !== undefined ? Effect.succeed(named) : Effect.as(
+          Effect.logWarning(
+            `effect-workpool: job ${job.id} names the retry policy "${stored.policy}", which this consumer does not register (retryPolicies); it retries with the consumer's retry`
+          ),
+          config.retry
+        )
+      }
+      let policy = backoffs.get(text!)
+      if (policy === undefined) {
+        policy = Backoff.policy(stored)
+        if (backoffs.size < 1000) backoffs.set(text!, policy)
+      }
+      return Effect.succeed(policy)
+    }
+
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
       const job = entry.claim.job
       // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
@@ -153,12 +184,17 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
       }
       const final = error._tag === "Some" && error.value instanceof TaskCodecError
-      return Effect.map(encodeExit(entry.task, Exit.failCause(cause)), ({ text }): Settlement => {
-        if (final || job.attempts >= job.maxAttempts) return { _tag: "Final", state: "dead", exit: text }
-        // the same delay in every consumer: the policy replayed to this attempt (1 for the first retry)
-        const delay = Retry.delayOf(config.retry, job.attempts, cause, context as never)
-        return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }
-      })
+      const failed = cause
+      return Effect.flatMap(encodeExit(entry.task, Exit.failCause(cause)), ({ text }) =>
+        final || job.attempts >= job.maxAttempts
+          ? Effect.succeed<Settlement>({ _tag: "Final", state: "dead", exit: text })
+          : Effect.map(policyOf(job), (policy) => retryOf(policy, job.attempts, failed, text)))
+    }
+
+    const retryOf = (policy: Retry.Policy, attempts: number, cause: Cause.Cause<unknown>, text: string): Settlement => {
+      // the same delay in every consumer: the policy replayed to this attempt (1 for the first retry)
+      const delay = Retry.delayOf(policy, attempts, cause, context as never)
+      return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }
     }
 
     const settle = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>

@@ -100,7 +100,8 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
           cancelRequested: false,
           exit: null,
           progress: null,
-          trace: job.trace ?? null
+          trace: job.trace ?? null,
+          retry: job.retry ?? null
         },
         seq: ++seq,
         rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),

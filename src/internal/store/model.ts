@@ -49,6 +49,8 @@ export interface JobRow {
   readonly progress: string | null
   /** The producer's span when it was enqueued (see `encodeTrace`); null or absent if none. */
   readonly trace?: string | null | undefined
+  /** The job's own retry policy (see durable/backoff.ts), as JSON text; null or absent: the consumer's. */
+  readonly retry?: string | null | undefined
 }
 
 export interface NewJob {
@@ -66,6 +68,8 @@ export interface NewJob {
   readonly runAt: number | undefined
   /** The producer's span (see `encodeTrace`), so that the job's span is its child in the consumer. */
   readonly trace?: string | null | undefined
+  /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
+  readonly retry?: string | null | undefined
 }
 
 /** A claimed job: the row as claimed, and the token that fences every later step of this attempt. */

@@ -101,7 +101,9 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE INDEX wp_rate_queue ON ${s}.wp_rate (queue, id);
   CREATE INDEX wp_rate_at ON ${s}.wp_rate (queue, at);`,
   // 4: the producer's span (trace context)
-  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN trace text;`
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN trace text;`,
+  // 5: the job's own retry policy (a backoff, or the name of a consumer's policy)
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN retry text;`
 ]
 
 /** The schema of the tables: a plain identifier, since it is spliced into every statement. */
@@ -170,6 +172,7 @@ interface SqlRow {
   readonly exit: string | null
   readonly progress: string | null
   readonly trace: string | null
+  readonly retry: string | null
   readonly lease_token: string | null
 }
 
@@ -193,7 +196,8 @@ const toRow = (row: SqlRow): JobRow => ({
   cancelRequested: row.cancel_requested,
   exit: row.exit,
   progress: row.progress,
-  trace: row.trace
+  trace: row.trace,
+  retry: row.retry
 })
 
 const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
@@ -403,10 +407,10 @@ export const makeWith = (
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
       const due = job.runAt === undefined && job.delay <= 0
       return sql<{ id: string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, dedup_key, state,
-          max_attempts, timeout_ms, created_at, visible_at, trace)
+          max_attempts, timeout_ms, created_at, visible_at, trace, retry)
         VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null})
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null})
         ON CONFLICT DO NOTHING
         RETURNING id${due ? sql`, ${notify(job.queue)} IS NULL AS notified` : sql``}`
     }

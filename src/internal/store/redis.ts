@@ -128,6 +128,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     exit: f.exit ?? null,
     progress: f.progress ?? null,
     trace: f.trace ?? null,
+    retry: f.retry ?? null,
     seq: Number(f.seq)
   }
 }
@@ -261,7 +262,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             String(job.timeout),
             String(job.delay),
             job.runAt === undefined ? "" : String(job.runAt),
-            job.trace ?? ""
+            job.trace ?? "",
+            job.retry ?? ""
           )
           // a dedup key held by another job: this id was never stored
           if (fresh === 1 && id !== job.id) yield* redis.send("HDEL", IDS, job.id)

@@ -88,7 +88,7 @@ local function endLease(id)
 end
 `
 
-/** ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none) */
+/** ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none) */
 export const ENQUEUE = `${PRELUDE}
 local id = ARGV[2]
 if redis.call("EXISTS", jobKey(id)) == 1 then return {id, 0} end
@@ -109,6 +109,7 @@ redis.call("ZADD", B .. ":all", seq, id)
 redis.call("SADD", B .. ":tasks", ARGV[3])
 if hasDedup then redis.call("HSET", B .. ":dedup", ARGV[6], id) end
 if ARGV[12] ~= nil and ARGV[12] ~= "" then redis.call("HSET", jobKey(id), "trace", ARGV[12]) end
+if ARGV[13] ~= nil and ARGV[13] ~= "" then redis.call("HSET", jobKey(id), "retry", ARGV[13]) end
 queued(id)
 place(id, now)
 return {id, 1}

@@ -74,7 +74,9 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   CREATE INDEX wp_rate_queue ON wp_rate (queue, id);
   CREATE INDEX wp_rate_at ON wp_rate (queue, at);`,
   // 4: the producer's span (trace context)
-  `ALTER TABLE wp_job ADD COLUMN trace TEXT;`
+  `ALTER TABLE wp_job ADD COLUMN trace TEXT;`,
+  // 5: the job's own retry policy (a backoff, or the name of a consumer's policy)
+  `ALTER TABLE wp_job ADD COLUMN retry TEXT;`
 ]
 
 export interface Config {
@@ -124,6 +126,7 @@ interface SqlRow {
   readonly exit: string | null
   readonly progress: string | null
   readonly trace: string | null
+  readonly retry: string | null
   readonly lease_token: string | null
 }
 
@@ -145,7 +148,8 @@ const toRow = (row: SqlRow): JobRow => ({
   cancelRequested: row.cancel_requested !== 0,
   exit: row.exit,
   progress: row.progress,
-  trace: row.trace
+  trace: row.trace,
+  retry: row.retry
 })
 
 /**
@@ -253,8 +257,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const visible = job.runAt ?? now + job.delay
         run(
           `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-            created_at, visible_at, trace)
-           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?)`,
+            created_at, visible_at, trace, retry)
+           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
           job.id,
           job.queue,
           job.task,
@@ -265,7 +269,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           job.timeout,
           now,
           visible,
-          job.trace ?? null
+          job.trace ?? null,
+          job.retry ?? null
         )
         run(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`, job.id)
         return { id: job.id, created: true }

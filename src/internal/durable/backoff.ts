@@ -1,0 +1,89 @@
+/**
+ * A durable job's own retry policy, chosen by its producer: a `Schedule` is code and cannot travel
+ * to a consumer in another process, so the job carries data instead, stored with it as JSON text:
+ * a backoff (`{ exponential, factor?, max? }` or `{ fixed }`), or the name of a policy that the
+ * consumers register (`consume({ retryPolicies })`). Either is replayed from the stored attempt
+ * count like the consumer's own, so every consumer computes the same delay.
+ *
+ * No jitter: a random delay could not be the same in every consumer.
+ *
+ * @internal
+ */
+import { Duration, Effect, Schedule } from "effect"
+import * as config from "../config.ts"
+import type * as Retry from "../retry.ts"
+
+/** The stored form: durations in milliseconds. */
+export type Stored =
+  | { readonly exponential: number; readonly factor: number; readonly max: number | undefined }
+  | { readonly fixed: number }
+  | { readonly policy: string }
+
+const EXPECTED = "expected { exponential, factor?, max? }, { fixed } or the name of a policy the consumers register " +
+  "(a Schedule is code: it cannot be stored with a job)"
+
+const onlyKeys = (field: string, value: object, keys: ReadonlyArray<string>) => {
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) config.fail(`${field}.${key}`, (value as Record<string, unknown>)[key], `expected only ${keys.join(", ")}`)
+  }
+}
+
+/** Checks an enqueue's `retry` option (`field` names it in the error); returns its stored text. */
+export const encode = (field: string, value: unknown): string => {
+  if (typeof value === "string") {
+    if (value.length === 0) config.fail(field, value, "expected a non-empty policy name")
+    return JSON.stringify({ policy: value })
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Schedule.isSchedule(value)) {
+    return config.fail(field, value, EXPECTED)
+  }
+  const options = value as Record<string, unknown>
+  if ("exponential" in options) {
+    onlyKeys(field, options, ["exponential", "factor", "max"])
+    const base = config.finiteMillis(`${field}.exponential`, options.exponential)
+    const factor = options.factor === undefined ? 2 : config.finiteNumber(`${field}.factor`, options.factor)
+    if (factor < 1) config.fail(`${field}.factor`, options.factor, "expected a number of at least 1")
+    const max = options.max === undefined ? undefined : config.finiteMillis(`${field}.max`, options.max)
+    return JSON.stringify(max === undefined ? { exponential: base, factor } : { exponential: base, factor, max })
+  }
+  if ("fixed" in options) {
+    onlyKeys(field, options, ["fixed"])
+    return JSON.stringify({ fixed: config.millis(`${field}.fixed`, options.fixed, "nonNegativeFinite") })
+  }
+  return config.fail(field, value, EXPECTED)
+}
+
+/** Reads a stored policy; anything else (a row from an older version, a hand-written one) is none. */
+export const decode = (text: string | null | undefined): Stored | undefined => {
+  if (text === null || text === undefined || text === "") return undefined
+  let value: any
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof value !== "object" || value === null) return undefined
+  if (typeof value.policy === "string") return { policy: value.policy }
+  if (typeof value.fixed === "number" && value.fixed >= 0) return { fixed: value.fixed }
+  if (typeof value.exponential === "number" && typeof value.factor === "number") {
+    return { exponential: value.exponential, factor: value.factor, max: typeof value.max === "number" ? value.max : undefined }
+  }
+  return undefined
+}
+
+/** A stored backoff as a retry policy: its schedule, bounded by the job's `maxAttempts` alone. */
+export const policy = (stored: Exclude<Stored, { readonly policy: string }>): Retry.Policy => {
+  if ("fixed" in stored) return { schedule: Schedule.spaced(stored.fixed), times: Infinity, while: undefined }
+  const exponential = Schedule.exponential(stored.exponential, stored.factor)
+  const max = stored.max
+  return {
+    schedule: (max === undefined
+      ? exponential
+      : Schedule.modifyDelay(exponential, ({ duration }) => Effect.succeed(Duration.min(duration, Duration.millis(max))))) as Schedule.Schedule<
+        unknown,
+        unknown
+      >,
+    times: Infinity,
+    while: undefined
+  }
+}
