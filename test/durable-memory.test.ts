@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Schema } from "effect"
+import { Effect, Layer, Logger, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -49,5 +49,37 @@ describe("a consumer while its store is down", () => {
         return yield* job.await
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
       assert.strictEqual(value, 42)
+    }))
+})
+
+describe("a job's own retry policy, by a name the consumer does not register", () => {
+  it.effect("is retried with the consumer's retry, not lost, and the consumer warns, naming the job and the policy", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        const message = Array.isArray(options.message) ? options.message[0] : options.message
+        logged.push(String(message))
+      })
+      let runs = 0
+      const value = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Double, (n) => ++runs === 1 ? Effect.die("first attempt fails") : Effect.succeed(n * 2))],
+          concurrency: 1,
+          poll: 10,
+          retry: Schedule.spaced("2 seconds"),
+          retryPolicies: { known: Schedule.spaced("1 hour") }
+        })
+        const job = yield* JobQueue.enqueue(Double, 21, { retry: "unknown" })
+        for (let t = 0; t < 1_900; t += 100) yield* TestClock.adjust(100)
+        assert.strictEqual(runs, 1)
+        for (let t = 0; t < 200; t += 100) yield* TestClock.adjust(100)
+        return [yield* job.await, job.id] as const
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(JobStore.memory(), Logger.layer([collector]))))
+      assert.strictEqual(value[0], 42)
+      assert.strictEqual(runs, 2)
+      assert.isTrue(
+        logged.some((line) => line.includes(`job ${value[1]} names the retry policy "unknown"`) && line.includes("consumer's retry")),
+        logged.join("\n")
+      )
     }))
 })
