@@ -90,7 +90,7 @@ export interface JobInfo {
   readonly finishedAt: Date | undefined
   /** A cancel was asked for while it ran; its consumer stops it within a heartbeat. */
   readonly cancelRequested: boolean
-  /** Its own retry policy, as its producer gave it (durations in milliseconds); undefined: the consumer's. */
+  /** Its own retry policy (durations in milliseconds, `factor` filled in); undefined: the consumer's. */
   readonly retry: JobRetry | undefined
   /**
    * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
