@@ -217,7 +217,7 @@ export const renderMarkdown = (report: Report): string => {
     "Absolute numbers drift from run to run and from machine to machine. Quote the ratios: they compare contestants " +
       "measured in the same run, on the same machine, interleaved.",
     "## How to run",
-    `\`npm run bench\` (the full run that wrote this page; about ${Math.round(report.seconds / 60)} minutes on 2 cores), \`npm run bench -- --quick\` (under a minute), ` +
+    `\`npm run bench\` (the full run that wrote this page; about ${Math.round(report.seconds / 60)} minutes on 2 cores), \`npm run bench -- --quick\` (one to two minutes), ` +
       "`npm run bench -- --only=1,4 --reps=3` (some scenarios; writes bench/results/partial.json only).",
     "## How it is measured",
     [
