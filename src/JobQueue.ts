@@ -666,6 +666,8 @@ export interface RepeatOptions {
   readonly priority?: number | undefined
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
+  /** Each tick's job's own retry, as for `enqueue`; default: the consumer's. */
+  readonly retry?: JobRetry | undefined
 }
 
 /**
@@ -707,7 +709,8 @@ export const repeat = <T extends Task.Any>(
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
-          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000)
+          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
+        retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
       }
     })
     const encoded = yield* encodePayload(task, payload)
@@ -724,6 +727,7 @@ export const repeat = <T extends Task.Any>(
         priority: checked.priority,
         dedupKey: null,
         maxAttempts: checked.maxAttempts,
+        retry: checked.retry,
         timeout: checked.timeout,
         delay: 0,
         runAt: at

@@ -553,6 +553,13 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* Ref.get(runs)).map((t) => Math.floor(t / 60_000)), [1, 2, 3])
         const error = yield* Effect.flip(JobQueue.repeat("bad", Echo, { n: 1 }, { cron: "every minute" }))
         assert.strictEqual((error as { field: string }).field, "cron")
+        // a tick's job carries the schedule's own retry, stored as enqueue stores it
+        yield* JobQueue.repeat("with-retry", Echo, { n: 2 }, { cron: "* * * * *", queue: "unconsumed", retry: { fixed: "5 seconds" } })
+        yield* tick(60_000, 10_000)
+        const [ticked] = yield* JobQueue.list({ queue: "unconsumed" })
+        assert.deepStrictEqual(ticked?.retry, { fixed: 5000 })
+        const badRetry = yield* Effect.flip(JobQueue.repeat("bad-retry", Echo, { n: 1 }, { cron: "* * * * *", retry: { fixed: -1 } }))
+        assert.strictEqual((badRetry as { field: string }).field, "retry.fixed")
       })))
 
     it.effect("5. priority order is the in-process scheduler's: higher first, FIFO within a priority", () =>
