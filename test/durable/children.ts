@@ -5,7 +5,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { afterAll } from "vitest"
+import { Effect, type ManagedRuntime } from "effect"
+import { afterAll, assert } from "vitest"
+import * as JobQueue from "../../src/JobQueue.ts"
+import type * as JobStore from "../../src/JobStore.ts"
+import { Work } from "../fixtures/durable-tasks.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const fixture = new URL("../fixtures/durable-consumer.ts", import.meta.url).pathname
@@ -95,6 +99,31 @@ export const untilFinal = async <S extends { succeeded: number; dead: number; ca
     last = await stats().catch(() => last)
   }
   return last
+}
+
+/**
+ * The at-least-once check after consumers were killed: every job of `ids` (job n's payload is n)
+ * succeeds with its result, none is lost or dead, and the only jobs started more than once are
+ * jobs the killed processes held (`inFlight`). Returns how many ran twice.
+ */
+export const assertEveryJobOnce = async (
+  runtime: ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>,
+  consumers: ReadonlyArray<Consumer>,
+  ids: ReadonlyArray<string>,
+  inFlight: ReadonlySet<number>,
+  millis?: number
+): Promise<number> => {
+  const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), ids.length, millis)
+  assert.strictEqual(stats.succeeded, ids.length, "0 lost, none dead")
+  const results = await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id)))
+  assert.deepStrictEqual(results, ids.map((_, n) => n))
+  const starts = new Map<number, number>()
+  for (const c of consumers) for (const n of c.started) starts.set(n, (starts.get(n) ?? 0) + 1)
+  const duplicates = Array.from(starts).filter(([, count]) => count > 1).map(([n]) => n)
+  assert.strictEqual(starts.size, ids.length)
+  for (const n of duplicates) assert.isTrue(inFlight.has(n), `job ${n} ran twice but was not in flight in a killed process`)
+  assert.isAtMost(duplicates.length, inFlight.size)
+  return duplicates.length
 }
 
 /**

@@ -10,7 +10,7 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
 import { Work } from "../fixtures/durable-tasks.ts"
-import { type Consumer, killMidRun, startConsumer, untilFinal, waitUntil } from "./children.ts"
+import { assertEveryJobOnce, type Consumer, killMidRun, startConsumer, untilFinal, waitUntil } from "./children.ts"
 
 const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
 afterAll(() => Promise.all(runtimes.map((runtime) => runtime.dispose())))
@@ -80,17 +80,8 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
       const redelivery = Date.now() - killedAt
-      const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
-      assert.strictEqual(stats.succeeded, JOBS, "0 lost, none dead")
-      const results = await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id)))
-      assert.deepStrictEqual(results, ids.map((_, n) => n))
-      const starts = new Map<number, number>()
-      for (const c of consumers) for (const n of c.started) starts.set(n, (starts.get(n) ?? 0) + 1)
-      const duplicates = Array.from(starts).filter(([, count]) => count > 1).map(([n]) => n)
-      assert.strictEqual(starts.size, JOBS)
-      for (const n of duplicates) assert.isTrue(inFlight.has(n), `job ${n} ran twice but was not in flight in a killed process`)
-      assert.isAtMost(duplicates.length, inFlight.size)
-      if (process.env.DURABLE_DEBUG) console.log({ inFlight: inFlight.size, duplicates: duplicates.length, redelivery })
+      const duplicates = await assertEveryJobOnce(runtime, consumers, ids, inFlight)
+      if (process.env.DURABLE_DEBUG) console.log({ inFlight: inFlight.size, duplicates, redelivery })
       await stop(survivors)
     })
 
