@@ -16,21 +16,9 @@ import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { enabled, freshSchema, url } from "./durable/postgres.ts"
 import * as redis from "./durable/redis.ts"
+import { recordingTracer } from "./helpers.ts"
 
 const Traced = Task.make("Traced", { payload: Schema.Number, success: Schema.Number })
-
-/** A tracer that keeps every span it makes. */
-const recordingTracer = () => {
-  const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = Tracer.nativeTracer.span(options)
-      spans.push(span)
-      return span
-    }
-  })
-  return { spans, tracer }
-}
 
 const parentOf = (span: Tracer.Span) => Option.getOrUndefined(span.parent)
 

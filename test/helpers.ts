@@ -1,4 +1,4 @@
-import { Effect, Ref } from "effect"
+import { Effect, Ref, Tracer } from "effect"
 
 /** Counts jobs that are running right now and the most that ever ran at once. */
 export const makeGauge = Effect.gen(function*() {
@@ -34,3 +34,16 @@ export const waitFor = (check: Effect.Effect<boolean>, what: string) =>
     }
     throw new Error(`timed out waiting until ${what}`)
   })
+
+/** A tracer that keeps every span it makes. */
+export const recordingTracer = () => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = Tracer.nativeTracer.span(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}

@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
-import { settle } from "./helpers.ts"
+import { recordingTracer, settle } from "./helpers.ts"
 
 const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
 
@@ -24,19 +24,6 @@ const series = (id: string, pool: string, attributes: Record<string, string> = {
     assert.strictEqual(found.length, 1, `one series ${id} for ${pool} ${JSON.stringify(attributes)}`)
     return found[0]!.state as any
   })
-
-/** A tracer that keeps every span it makes. */
-const recordingTracer = () => {
-  const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = Tracer.nativeTracer.span(options)
-      spans.push(span)
-      return span
-    }
-  })
-  return { spans, tracer }
-}
 
 describe("metrics", () => {
   it.effect("every pool publishes its counts, gauges and wait/run histograms, labelled with its name", () =>

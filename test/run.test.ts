@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Option, Schema, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { type PoolError, WorkPool } from "../src/index.ts"
-import { settle } from "./helpers.ts"
+import { recordingTracer, settle } from "./helpers.ts"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
 class Greeting extends Context.Service<Greeting, { readonly word: string }>()("test/Greeting") {}
@@ -58,14 +58,7 @@ describe("run", () => {
         Effect.provideService(Greeting, { word: "hello" })
       )
       assert.deepStrictEqual(result, ["hello", "caller"])
-      const spans: Array<Tracer.Span> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = Tracer.nativeTracer.span(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = recordingTracer()
       yield* pool.run(Effect.void.pipe(Effect.withSpan("job"))).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
       // the pool's own span for the job sits between the caller's and the job's
       const [request, poolSpan, jobSpan] = spans

@@ -7,18 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Option, Tracer } from "effect"
 import { MAX_SPANS_PER_TICK, type SpanRecord, SpanRecorder, SpanReplay } from "../src/internal/threadSpans.ts"
-
-const recordingTracer = () => {
-  const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = Tracer.nativeTracer.span(options)
-      spans.push(span)
-      return span
-    }
-  })
-  return { spans, tracer }
-}
+import { recordingTracer } from "./helpers.ts"
 
 /** What a recorder sends, collected. */
 const collect = () => {
