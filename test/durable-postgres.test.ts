@@ -13,7 +13,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, Echo } from "./durable/conformance.ts"
+import { conformance, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -25,20 +25,7 @@ else {
 
   describe("the Postgres store", () => {
     it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
-      Effect.gen(function*() {
-        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
-        const info = yield* JobQueue.status(job.id)
-        assert.strictEqual(info.state, "delayed")
-        const expected = Date.now() + 3_600_000
-        assert.isTrue(
-          Math.abs(info.visibleAt.getTime() - expected) < 60_000,
-          `visible at ${info.visibleAt.toISOString()}, expected about ${new Date(expected).toISOString()}`
-        )
-        // and the server's now() decides what is due: a job due "at 1970 + 1 s" on the producer's clock
-        // is long due on the server's
-        const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
-        assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
-      }).pipe(Effect.provide(layer(freshSchema()))))
+      Effect.provide(delayOnServerClock, layer(freshSchema())))
 
     it.live("processes starting together migrate once: the advisory lock serializes them", () =>
       Effect.gen(function*() {

@@ -10,7 +10,7 @@ import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, Echo } from "./durable/conformance.ts"
+import { conformance, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -35,18 +35,7 @@ else {
 
   describe("the Redis store", () => {
     it.effect("a delay counts on the server's clock (TIME), not the producer's (here a TestClock at 1970)", () =>
-      Effect.gen(function*() {
-        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
-        const info = yield* JobQueue.status(job.id)
-        assert.strictEqual(info.state, "delayed")
-        const expected = Date.now() + 3_600_000
-        assert.isTrue(
-          Math.abs(info.visibleAt.getTime() - expected) < 60_000,
-          `visible at ${info.visibleAt.toISOString()}, expected about ${new Date(expected).toISOString()}`
-        )
-        const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
-        assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
-      }).pipe(Effect.provide(layer(freshPrefix()))))
+      Effect.provide(delayOnServerClock, layer(freshPrefix())))
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (BZPOPMIN)", () =>
       Effect.gen(function*() {

@@ -17,6 +17,24 @@ import { settle } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
+/**
+ * For a store whose time is its server's (Postgres, Redis), run under a TestClock at 1970: a delay
+ * counts from the server's now, and the server's now decides what is due (a job due "at 1970 + 1 s"
+ * on the producer's clock is long due on the server's).
+ */
+export const delayOnServerClock = Effect.gen(function*() {
+  const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+  const info = yield* JobQueue.status(job.id)
+  assert.strictEqual(info.state, "delayed")
+  const expected = Date.now() + 3_600_000
+  assert.isTrue(
+    Math.abs(info.visibleAt.getTime() - expected) < 60_000,
+    `visible at ${info.visibleAt.toISOString()}, expected about ${new Date(expected).toISOString()}`
+  )
+  const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
+  assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
+})
+
 /** Same name as Echo, another payload: what an old producer might have stored. */
 const EchoOld = Task.make("Echo", { payload: Schema.Struct({ n: Schema.String }), success: Schema.Number, failure: Boom })
 
