@@ -766,6 +766,55 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 0)
       })))
 
+    it.effect("10. latencies: wait and run of the last attempt of each job that succeeded or went dead in [since, now), newest first, at most `limit`", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const claim = (queue: string, limit: number) =>
+          Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit, lease: 60_000 }), ({ claims }) => claims)
+        const done = (claim: { token: string }, state: "succeeded" | "dead") =>
+          store.settle(claim.token, { _tag: "Final", state, exit: JSON.stringify({ _tag: "Success", value: 0 }) })
+        const t0 = yield* store.now
+        yield* JobQueue.enqueue(Echo, { n: 1 }) // visible at t0
+        yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 second" }) // visible at t0 + 1000
+        yield* JobQueue.enqueue(Echo, { n: 3 }) // retried, then cancelled while it waits: no latency
+        yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "elsewhere" })
+        const never = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "elsewhere" }) // cancelled before it ran
+        yield* TestClock.adjust(300)
+        const [a, c] = yield* claim("default", 2)
+        const [d] = yield* claim("elsewhere", 1)
+        yield* TestClock.adjust(200) // t0 + 500
+        yield* done(a!, "succeeded")
+        yield* done(d!, "succeeded")
+        yield* store.settle(c!.token, { _tag: "Retry", delay: 10_000, exit: JSON.stringify({ _tag: "Success", value: 0 }) })
+        yield* JobQueue.cancel(c!.job.id)
+        yield* JobQueue.cancel(never.id)
+        yield* TestClock.adjust(700) // t0 + 1200: the delayed job has waited 200 ms since it became visible
+        const [b] = yield* claim("default", 1)
+        assert.strictEqual(JSON.parse(b!.job.payload).n, 2)
+        yield* TestClock.adjust(300) // t0 + 1500
+        yield* done(b!, "dead")
+        yield* TestClock.adjust(1)
+        const all = yield* store.latencies("default", t0, 10)
+        assert.strictEqual(all.until, t0 + 1501)
+        assert.deepStrictEqual(all.jobs, [{ wait: 200, run: 300 }, { wait: 300, run: 200 }])
+        assert.deepStrictEqual((yield* store.latencies("default", t0, 1)).jobs, [{ wait: 200, run: 300 }], "the newest")
+        assert.deepStrictEqual((yield* store.latencies("default", t0 + 501, 10)).jobs, [{ wait: 200, run: 300 }])
+        assert.deepStrictEqual((yield* store.latencies("elsewhere", t0, 10)).jobs, [{ wait: 300, run: 200 }])
+        // intervals that follow each other (`since` = the last `until`) count a job once, in the
+        // interval it ended in, even when it ends at the very time the last one looked
+        const first = yield* store.latencies("default", t0 + 1501, 10)
+        assert.deepStrictEqual(first.jobs, [])
+        yield* JobQueue.enqueue(Echo, { n: 6 })
+        const [e] = yield* claim("default", 1)
+        yield* done(e!, "succeeded")
+        const second = yield* store.latencies("default", first.until, 10)
+        assert.deepStrictEqual([second.until, second.jobs], [first.until, []], "not yet: it ended at `until`")
+        yield* TestClock.adjust(1)
+        const third = yield* store.latencies("default", second.until, 10)
+        assert.deepStrictEqual(third.jobs, [{ wait: 0, run: 0 }])
+        assert.deepStrictEqual((yield* store.latencies("default", third.until, 10)).jobs, [])
+      })))
+
     it.effect("a paused consumer claims nothing; resumed, it goes on", () =>
       provide(Effect.gen(function*() {
         const consumer = yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })

@@ -13,6 +13,8 @@ import {
   FINAL_STATES,
   type Heartbeat,
   type JobRow,
+  type Latency,
+  latencyOf,
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
@@ -220,6 +222,21 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       }
     })
 
+  const latencies = (name: string, since: number, limit: number) =>
+    Effect.sync(() => {
+      const until = time()
+      const ended: Array<JobRow> = []
+      for (const { job } of rows.values()) {
+        if (
+          job.queue === name && (job.state === "succeeded" || job.state === "dead") && job.startedAt !== null &&
+          job.finishedAt !== null && job.finishedAt >= since && job.finishedAt < until
+        ) ended.push(job)
+      }
+      const jobs: Array<Latency> = ended.sort((a, b) => b.finishedAt! - a.finishedAt!).slice(0, Math.max(0, limit))
+        .map((job) => latencyOf(job.visibleAt, job.startedAt!, job.finishedAt!))
+      return { until, jobs }
+    })
+
   const claim = (request: ClaimRequest) =>
     Effect.sync((): Claimed => {
       const now = time()
@@ -355,6 +372,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     purge,
     configure,
     counts,
+    latencies,
     claim,
     heartbeat,
     progress,

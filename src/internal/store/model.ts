@@ -141,6 +141,22 @@ export interface ListFilter {
   readonly limit: number
 }
 
+/** How long the last attempt of a job that ended waited and ran (ms of store time). */
+export interface Latency {
+  /** From when it became visible (enqueued, its delay or retry backoff over) to its start. */
+  readonly wait: number
+  /** From its start to its end. */
+  readonly run: number
+}
+
+/** The latencies of the jobs that ended in an interval of store time, `[since, until)`. */
+export interface Latencies {
+  /** The store's time when it looked: the next interval's `since`. */
+  readonly until: number
+  /** At most `limit` of them, the newest first. */
+  readonly jobs: ReadonlyArray<Latency>
+}
+
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
@@ -178,6 +194,13 @@ export interface Store {
     }
   ) => Effect.Effect<void, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
+  /**
+   * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead from
+   * `since` until now (store time): the newest `limit`, so a busy queue costs a bounded read (an
+   * index range on the end time). Cancelled jobs are left out: one cancelled while it waited for a
+   * retry has no attempt of its own to show. The dashboard's latency chart reads it each interval.
+   */
+  readonly latencies: (queue: string, since: number, limit: number) => Effect.Effect<Latencies, StoreError>
   /**
    * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
    * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms. A queue with a
@@ -222,6 +245,15 @@ export interface Store {
  * The store service. Its layers are in `src/JobStore.ts`.
  */
 export class JobStore extends Context.Service<JobStore, Store>()("effect-workpool/JobStore") {}
+
+/**
+ * A latency from a row's times. Never negative: a Postgres claim stamps the statement's clock, a
+ * settle its transaction's, and a moment between them must not read as time running backwards.
+ */
+export const latencyOf = (visibleAt: number, startedAt: number, finishedAt: number): Latency => ({
+  wait: Math.max(0, startedAt - visibleAt),
+  run: Math.max(0, finishedAt - startedAt)
+})
 
 /**
  * The static sort key of a job, the same order as the in-process scheduler's: higher first, FIFO

@@ -30,6 +30,8 @@ import {
   type Claimed,
   type ClaimRequest,
   type JobRow,
+  type Latencies,
+  latencyOf,
   type ListFilter,
   type NewJob,
   type QueueCounts,
@@ -563,6 +565,28 @@ export const makeWith = (
         (rows) => rows.map((row) => ({ id: String(row.id), at: Number(row.at) }))
       )
 
+    const latencies = (queue: string, since: number, limit: number) =>
+      op(
+        "latencies",
+        Effect.map(
+          // one round trip that also says when it looked; the newest first along the index on
+          // finished_at, stopping at `limit` of this queue's
+          sql<{ until: bigint | number; v: bigint | number | null; s: bigint | number | null; f: bigint | number | null }>`
+            SELECT t.until, j.visible_at AS v, j.started_at AS s, j.finished_at AS f
+              FROM (SELECT ${NOW()}::bigint AS until) t
+              LEFT JOIN LATERAL (
+                SELECT visible_at, started_at, finished_at FROM ${S}.wp_job
+                  WHERE finished_at >= ${since} AND finished_at < t.until AND queue = ${queue}
+                    AND state IN ('succeeded', 'dead') AND started_at IS NOT NULL
+                  ORDER BY finished_at DESC LIMIT ${Math.max(0, limit)}
+              ) j ON true`,
+          (rows): Latencies => ({
+            until: Number(rows[0]!.until),
+            jobs: rows.flatMap((row) => row.f === null ? [] : [latencyOf(Number(row.v), Number(row.s), Number(row.f))])
+          })
+        )
+      )
+
     const counts = (queue: string) => {
       const now = NOW()
       return op(
@@ -829,6 +853,7 @@ export const makeWith = (
       purge,
       configure,
       counts,
+      latencies,
       claim,
       heartbeat,
       progress,

@@ -34,6 +34,7 @@ import type {
   ClaimRequest,
   Heartbeat,
   JobRow,
+  Latencies,
   ListFilter,
   NewJob,
   QueueCounts,
@@ -42,6 +43,7 @@ import type {
   State,
   Store
 } from "./model.ts"
+import { latencyOf } from "./model.ts"
 import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import { makeSignal } from "./signal.ts"
@@ -151,7 +153,8 @@ const SCRIPTS = {
   counts: script(Scripts.COUNTS).withReturnType<
     [number, number, number, number, number, number, number, Array<string>, [string, string, string]]
   >(),
-  list: script(Scripts.LIST).withReturnType<Array<Array<string>>>()
+  list: script(Scripts.LIST).withReturnType<Array<Array<string>>>(),
+  latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>()
 }
 
 /** A lease token: a UUID (36 characters), then the queue, so that a token finds its queue's slot. */
@@ -355,6 +358,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         () => true
       )
 
+    const latencies = (queue: string, since: number, limit: number) =>
+      op(
+        "latencies",
+        Effect.map(run("latencies", queue, NOW(), String(since), String(Math.max(0, limit))), ([until, times]): Latencies => {
+          const ended: Array<readonly [number, number, number]> = []
+          for (let i = 0; i + 2 < times.length; i += 3) ended.push([Number(times[i]), Number(times[i + 1]), Number(times[i + 2])])
+          // the newest `limit` of both states together
+          ended.sort((a, b) => b[2] - a[2])
+          return { until: Number(until), jobs: ended.slice(0, limit).map(([v, s, f]) => latencyOf(v, s, f)) }
+        })
+      )
+
     const counts = (queue: string) =>
       op(
         "stats",
@@ -520,6 +535,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       purge,
       configure,
       counts,
+      latencies,
       claim,
       heartbeat,
       progress,

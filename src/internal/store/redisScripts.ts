@@ -383,6 +383,29 @@ return {
 }
 `
 
+/**
+ * ARGV: now, since, limit → {now, {visible, started, finished, ...}}: the times of the jobs that
+ * succeeded or went dead in [since, now), the newest `limit` of each state (read-only: the final
+ * sets are already kept by the end time).
+ */
+export const LATENCIES = `${PRELUDE}
+local now = clock(ARGV[1])
+local limit = tonumber(ARGV[3])
+local out = {}
+for _, state in ipairs({"succeeded", "dead"}) do
+  local ids = redis.call("ZREVRANGEBYSCORE", B .. ":final:" .. state, "(" .. now, ARGV[2], "LIMIT", 0, limit)
+  for _, id in ipairs(ids) do
+    local f = redis.call("HMGET", jobKey(id), "visible", "started", "finished")
+    if f[2] and f[2] ~= "" then
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[3]
+    end
+  end
+end
+return {now, out}
+`
+
 /** ARGV: limit, states... ("" for every state) → HGETALL of each, oldest first */
 export const LIST = `${PRELUDE}
 local limit = tonumber(ARGV[1])

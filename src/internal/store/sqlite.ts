@@ -19,6 +19,8 @@ import {
   type Claimed,
   type ClaimRequest,
   type JobRow,
+  type Latencies,
+  latencyOf,
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
@@ -386,6 +388,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         { id: number; at: number }
       >
 
+    const latencies = (queue: string, since: number, limit: number) =>
+      read("latencies", (): Latencies => {
+        const until = time()
+        // the newest first along the index on finished_at, stopping at `limit` of this queue's
+        const rows = all<{ visible_at: number; started_at: number; finished_at: number }>(
+          `SELECT visible_at, started_at, finished_at FROM wp_job
+             WHERE finished_at >= ? AND finished_at < ? AND queue = ? AND state IN ('succeeded', 'dead')
+               AND started_at IS NOT NULL
+             ORDER BY finished_at DESC LIMIT ?`,
+          since,
+          until,
+          queue,
+          Math.max(0, limit)
+        )
+        return { until, jobs: rows.map((row) => latencyOf(row.visible_at, row.started_at, row.finished_at)) }
+      })
+
     const counts = (queue: string) =>
       read("stats", (): QueueCounts => {
         const now = time()
@@ -597,6 +616,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       purge,
       configure,
       counts,
+      latencies,
       claim,
       heartbeat,
       progress,
