@@ -151,6 +151,13 @@ describe("Dashboard in headless Chromium", () => {
         // the other dead job is still there, still dead
         assert.strictEqual((yield* dead[1]!.status).state, "dead")
 
+        // the queue's latency chart: percentiles of the mail jobs that ended, read from the store
+        const legend = `(document.querySelector('[data-source="queue:mail"] [data-chart="latency"] .legend')?.textContent ?? "")`
+        const latencies = yield* Effect.promise(() =>
+          page.waitFor<string>("the mail queue's latency legend shows wait and run times", `() => /wait p99 \\d[\\d.]* ms/.test(${legend}) && /run p99 \\d[\\d.]* ms/.test(${legend}) && ${legend}`)
+        )
+        assert.match(latencies, /wait p50 \d[\d.]* ms/)
+
         // for the screenshot: charts with some history (20 intervals of 250 ms)
         yield* Effect.promise(() =>
           page.waitFor("the pool's charts have 20 points", `() => document.querySelector('[data-source="pool:images"] svg path').getAttribute("d").split("L").length >= 20`)

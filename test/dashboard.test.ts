@@ -10,7 +10,7 @@ import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { quantile } from "../src/internal/dashboard/quantile.ts"
+import { quantile, quantileOf } from "../src/internal/dashboard/quantile.ts"
 import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
@@ -472,6 +472,28 @@ describe("Dashboard: durable queues", () => {
       assert.strictEqual((yield* post(dashboard, "api/queues/nope/resume")).status, 404)
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a queue's latency chart: wait and run percentiles of the jobs that ended in each interval, read from the store", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 1,
+        handlers: [Task.handle(Send, (to) => Effect.as(Effect.sleep(to === "slow" ? "400 millis" : "200 millis"), to))]
+      })
+      yield* dashboard.addQueue("mail")
+      yield* tick
+      // one at a time: the slow one waits 0 ms and runs 400, the next waits 400 and runs 200
+      const jobs = yield* Effect.forEach(["slow", "quick"], (to) => JobQueue.enqueue(Send, to, { queue: "mail" }))
+      yield* tick
+      yield* Effect.forEach(jobs, (job) => job.await)
+      const points = () => Effect.map(call(dashboard, "api/snapshot"), (reply) => sourceIn(reply.body, "queue", "mail").points)
+      const latest = (yield* points()).at(-1)
+      assert.deepInclude(latest, { done: 2, waitP50: 200, waitP99: 396, runP50: 300, runP99: 398 })
+      // the next interval: nothing ended in it, so no latency (each job counts in one interval only)
+      yield* tick
+      assert.deepInclude((yield* points()).at(-1), { done: 0, waitP50: null, waitP99: null, runP50: null, runP99: null })
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("dead jobs with their errors; redrive puts one back (409 when it is not dead); cancel; 404 for another queue's job", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()
@@ -555,5 +577,12 @@ describe("quantile", () => {
     assert.isUndefined(quantile(after, after, 0.5))
     // in the Infinity bucket: its lower boundary
     assert.strictEqual(quantile(undefined, buckets([0, 0, 0, 0, 3]), 0.99), 8)
+  })
+  it("quantileOf: exact, linear between the two nearest of a sorted sample", () => {
+    assert.strictEqual(quantileOf([5], 0.99), 5)
+    assert.strictEqual(quantileOf([0, 400], 0.5), 200)
+    assert.strictEqual(quantileOf([0, 400], 0.99), 396)
+    assert.strictEqual(quantileOf([1, 2, 3, 4, 100], 0.5), 3)
+    assert.strictEqual(quantileOf([1, 2, 3, 4, 100], 1), 100)
   })
 })

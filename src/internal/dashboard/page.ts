@@ -150,7 +150,7 @@ export const page = String.raw`<!doctype html>
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: action });
   }
 
-  function chart(title, points, series, unit) {
+  function chart(name, title, points, series, unit) {
     var W = 400, H = 120, P = 4;
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
@@ -163,13 +163,23 @@ export const page = String.raw`<!doctype html>
     // the x axis spans the points there are (at least 30 intervals), up to the whole history
     var span = Math.max(points.length ? t1 - points[0].t : 0, state.interval * 30, 1);
     series.forEach(function (s) {
-      var path = "", pen = false;
-      points.forEach(function (p) {
+      var path = "", pen = false, alone = [];
+      points.forEach(function (p, i) {
         var v = p[s.field];
         if (v == null) { pen = false; return; }
         var x = W - P - (t1 - p.t) / span * (W - 2 * P), y = H - P - v / max * (H - 2 * P);
         path += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+        // a value between intervals without one (a quiet queue's latency) is a dot, not an invisible line
+        if (!pen && (i + 1 >= points.length || points[i + 1][s.field] == null)) alone.push([x, y]);
         pen = true;
+      });
+      alone.forEach(function (at) {
+        var dot = document.createElementNS(ns, "circle");
+        dot.setAttribute("cx", at[0].toFixed(1));
+        dot.setAttribute("cy", at[1].toFixed(1));
+        dot.setAttribute("r", "2.5");
+        dot.setAttribute("fill", s.color);
+        svg.appendChild(dot);
       });
       var line = document.createElementNS(ns, "path");
       line.setAttribute("d", path || "M0 0");
@@ -185,7 +195,7 @@ export const page = String.raw`<!doctype html>
       var i = el("i"); i.style.background = s.color;
       return el("span", {}, [i, s.label + " " + (v == null ? "-" : (Math.round(v * 10) / 10) + unit)]);
     }).concat([el("span", { text: "max " + (Math.round(max / 1.1 * 10) / 10) + unit })]));
-    return el("div", { "class": "chart" }, [el("h3", { text: title }), svg, legend]);
+    return el("div", { "class": "chart", "data-chart": name }, [el("h3", { text: title }), svg, legend]);
   }
 
   function progress(p) {
@@ -241,14 +251,13 @@ export const page = String.raw`<!doctype html>
   function render() {
     var root = $("sources");
     var cards = state.sources.map(function (s) {
-      var charts = [chart("Throughput (jobs/s)", s.points, [
+      var charts = [chart("throughput", "Throughput (jobs/s)", s.points, [
         { field: "done", label: "ended", color: "var(--ok)" }, { field: "failed", label: "failed", color: "var(--bad)" }], "/s")];
-      if (s.kind === "pool") {
-        charts.push(chart("Latency (ms, per interval)", s.points, [
-          { field: "waitP50", label: "wait p50", color: "#b9a2e8" }, { field: "waitP99", label: "wait p99", color: "var(--wait)" },
-          { field: "runP50", label: "run p50", color: "#8fb0ee" }, { field: "runP99", label: "run p99", color: "var(--run)" }], " ms"));
-      }
-      charts.push(chart("Depth", s.points, [
+      // a pool's: every attempt of the interval; a queue's: the last attempts of the jobs that ended in it
+      charts.push(chart("latency", s.kind === "pool" ? "Latency (ms, per interval)" : "Latency (ms, jobs that ended per interval)", s.points, [
+        { field: "waitP50", label: "wait p50", color: "#b9a2e8" }, { field: "waitP99", label: "wait p99", color: "var(--wait)" },
+        { field: "runP50", label: "run p50", color: "#8fb0ee" }, { field: "runP99", label: "run p99", color: "var(--run)" }], " ms"));
+      charts.push(chart("depth", "Depth", s.points, [
         { field: "queued", label: "queued", color: "var(--wait)" }, { field: "running", label: "running", color: "var(--run)" }], ""));
       return el("section", { "class": "card", "data-source": keyOf(s) }, [
         el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" }),

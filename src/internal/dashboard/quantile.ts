@@ -32,3 +32,14 @@ export const quantile = (before: Buckets | undefined, after: Buckets, q: number)
   }
   return after[after.length - 1]![0]
 }
+
+/**
+ * The `q` quantile (0 to 1) of `sorted` (ascending, not empty), linear between the two nearest
+ * values (as `quantile` is within a bucket): the exact times a store gives of an interval's jobs.
+ */
+export const quantileOf = (sorted: ReadonlyArray<number>, q: number): number => {
+  const at = q * (sorted.length - 1)
+  const below = Math.floor(at)
+  const above = Math.min(below + 1, sorted.length - 1)
+  return sorted[below]! + (sorted[above]! - sorted[below]!) * (at - below)
+}

@@ -2,7 +2,8 @@
  * What the dashboard shows, read from its sources: the pools and durable queues added to it.
  *
  * Every `interval` the sampler reads each source's counts (a pool's `stats`, a queue's counts from
- * the store) and, for a pool, its wait and run histograms from the metric registry, and appends a
+ * the store) and its latencies (a pool's wait and run histograms from the metric registry; for a
+ * queue, the times of the jobs that ended since the last interval, from the store), and appends a
  * `Point` to that source's history: a ring of at most `history` points, so memory stays flat however
  * long it runs. Job lists (running, queued, failed, dead) are read only while someone watches (an
  * SSE client is connected): a page of the pool's jobs (`pool.jobs` with a `limit`) or a store query
@@ -13,8 +14,8 @@
 import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
 import { inspect } from "node:util"
 import type * as WorkPool from "../../WorkPool.ts"
-import { type JobRow, type JobStore } from "../store/model.ts"
-import { type Buckets, quantile } from "./quantile.ts"
+import { type JobRow, type JobStore, type Latency } from "../store/model.ts"
+import { type Buckets, quantile, quantileOf } from "./quantile.ts"
 
 /** What the dashboard needs of a pool: `WorkPool`, `ThreadPool` and their services all have it. */
 export type Pool = Pick<WorkPool.WorkPool<any, any>, "name" | "stats" | "jobs" | "cancel" | "pause" | "resume">
@@ -86,6 +87,8 @@ export interface Source {
   readonly store: JobStore["Service"] | undefined
   readonly history: Array<Point>
   previous: Previous | undefined
+  /** A queue's: the store's time its last interval ended (the next one's start). */
+  since?: number | undefined
   counts: unknown
   detail: Detail | null
 }
@@ -218,27 +221,47 @@ const perSecond = (delta: number, millis: number) => millis <= 0 ? 0 : Math.max(
 
 const round = (n: number | undefined) => n === undefined ? null : Math.round(n * 100) / 100
 
+type Percentiles = Pick<Point, "waitP50" | "waitP99" | "runP50" | "runP99">
+
+const NO_PERCENTILES: Percentiles = { waitP50: null, waitP99: null, runP50: null, runP99: null }
+
+/** A pool's: from its histograms at the interval's start and end. */
+const histogramPercentiles = (previous: Previous | undefined, next: Previous): Percentiles => {
+  const latency = (q: number, field: "wait" | "run") =>
+    previous === undefined || next[field] === undefined ? null : round(quantile(previous[field], next[field]!, q))
+  return { waitP50: latency(0.5, "wait"), waitP99: latency(0.99, "wait"), runP50: latency(0.5, "run"), runP99: latency(0.99, "run") }
+}
+
+/** A queue's: from the times the store gave of the jobs that ended in the interval. */
+const samplePercentiles = (jobs: ReadonlyArray<Latency>): Percentiles => {
+  if (jobs.length === 0) return NO_PERCENTILES
+  const wait = jobs.map((job) => job.wait).sort((a, b) => a - b)
+  const run = jobs.map((job) => job.run).sort((a, b) => a - b)
+  return {
+    waitP50: round(quantileOf(wait, 0.5)),
+    waitP99: round(quantileOf(wait, 0.99)),
+    runP50: round(quantileOf(run, 0.5)),
+    runP99: round(quantileOf(run, 0.99))
+  }
+}
+
 const pointOf = (
   source: Source,
   t: number,
   queued: number,
   running: number,
-  next: Previous
+  next: Previous,
+  percentiles: Percentiles
 ): Point => {
   const previous = source.previous
   const millis = previous === undefined ? 0 : t - previous.t
-  const latency = (q: number, field: "wait" | "run") =>
-    previous === undefined || next[field] === undefined ? null : round(quantile(previous[field], next[field]!, q))
   return {
     t,
     queued,
     running,
     done: round(previous === undefined ? 0 : perSecond(next.ended - previous.ended, millis))!,
     failed: round(previous === undefined ? 0 : perSecond(next.failures - previous.failures, millis))!,
-    waitP50: latency(0.5, "wait"),
-    waitP99: latency(0.99, "wait"),
-    runP50: latency(0.5, "run"),
-    runP99: latency(0.99, "run")
+    ...percentiles
   }
 }
 
@@ -246,6 +269,12 @@ const push = (source: Source, point: Point, capacity: number) => {
   source.history.push(point)
   if (source.history.length > capacity) source.history.splice(0, source.history.length - capacity)
 }
+
+/**
+ * A queue's latencies per interval are those of the newest this many jobs that ended in it: a
+ * bounded read of the store however busy the queue, and as many as a p99 needs.
+ */
+export const LATENCY_SAMPLE = 1000
 
 const FAILED: ReadonlyArray<WorkPool.JobStatus> = ["failed", "defect", "timedOut"]
 
@@ -268,7 +297,8 @@ const samplePool = (
       run: histogramOf(metrics, "workpool_job_run_ms", source.name)
     }
     if (record) {
-      push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next), config.history)
+      const percentiles = histogramPercentiles(source.previous, next)
+      push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next, percentiles), config.history)
       source.previous = next
     }
     source.counts = stats
@@ -297,7 +327,15 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
       run: undefined
     }
     if (record) {
-      push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next), config.history)
+      // the interval's own samples only: one taken for a new client must not take the interval's jobs
+      let percentiles = NO_PERCENTILES
+      if (source.since === undefined) source.since = yield* store.now
+      else {
+        const ended = yield* store.latencies(source.name, source.since, LATENCY_SAMPLE)
+        source.since = ended.until
+        percentiles = samplePercentiles(ended.jobs)
+      }
+      push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next, percentiles), config.history)
       source.previous = next
     }
     source.counts = counts
