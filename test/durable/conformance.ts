@@ -728,6 +728,55 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 2, of: 2 })
       })))
 
+    it.effect("progress is written to the store throttled: a handler reporting in a loop costs one write per interval, and its last value is stored", () => {
+      const writes = { count: 0 }
+      const counting = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store): Store => ({
+          ...store,
+          progress: (token, value) => Effect.andThen(Effect.sync(() => writes.count++), store.progress(token, value))
+        }))
+      ).pipe(Layer.provide(makeLayer()))
+      const gate = Deferred.makeUnsafe<void>()
+      return Effect.gen(function*() {
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const job = yield* WorkPool.JobContext
+              for (let done = 1; done <= 100; done++) {
+                yield* job.progress({ done, of: 200 })
+                yield* Effect.yieldNow
+              }
+              yield* Deferred.await(gate)
+              for (let done = 101; done <= 200; done++) {
+                yield* job.progress({ done, of: 200 })
+                yield* Effect.yieldNow
+              }
+              return n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(100)
+        // 100 reports within one interval: one of the first is written, the rest wait for the interval
+        assert.strictEqual(writes.count, 1)
+        const early = (yield* JobQueue.status(job.id)).progress as { done: number }
+        assert.isBelow(early.done, 100)
+        yield* tick(200) // the interval (250 ms) is over: the latest value
+        assert.strictEqual(writes.count, 2)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 100, of: 200 })
+        // 100 more, then it ends at once: its last value is written before its outcome, not an interval later
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* job.await, 1)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 200, of: 200 })
+        assert.isAtMost(writes.count, 4)
+      }).pipe(
+        // a failed assertion must not leave the handler holding the consumer's shutdown
+        Effect.ensuring(Effect.suspend(() => Deferred.succeed(gate, undefined))),
+        Effect.provide(counting)
+      )
+    })
+
     it.effect("7. a running job's cancel wakes its consumer's heartbeat at once: no wait for the next beat", () =>
       provide(Effect.gen(function*() {
         const finalized = yield* Ref.make(0)

@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Schedule, Stream, Tracer } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -55,6 +55,9 @@ export interface Consumer {
   readonly shutdownNow: Effect.Effect<void>
   readonly awaitTermination: Effect.Effect<void>
 }
+
+/** A running job's progress is written to the store at most once per this many ms (and at its end). */
+export const PROGRESS_EVERY = 250
 
 interface Running {
   readonly claim: Claim
@@ -231,16 +234,24 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         const handle = submitted.value
         entry.handle = handle
-        // the handler's progress reports (WorkPool.JobContext), latest first, to the store, fenced
-        const reporting = fork(Stream.runForEach(handle.progressChanges, (value) => {
+        // the handler's progress reports (WorkPool.JobContext) to the store, fenced: the latest
+        // value, at most one write per PROGRESS_EVERY, so a handler reporting in a loop costs the
+        // store a write per interval rather than one per report
+        let written: string | undefined
+        const write = (value: unknown) => {
           let text: string | undefined
           try {
             text = JSON.stringify(value)
           } catch {
             // not JSON (a cycle, a BigInt): not stored
           }
-          return text === undefined ? Effect.void : Effect.ignore(store.progress(claim.token, text))
-        }))
+          return text === undefined || text === written
+            ? Effect.void
+            : Effect.ignore(Effect.tap(store.progress(claim.token, text), () => Effect.sync(() => void (written = text))))
+        }
+        const reporting = fork(
+          Stream.runForEach(handle.progressChanges, (value) => Effect.andThen(write(value), Effect.sleep(PROGRESS_EVERY)))
+        )
         // a heartbeat that ran while it was being submitted (lost, or cancelled) could not stop it
         if (entry.reason !== undefined) fork(Effect.asVoid(handle.interrupt))
         const settler = fork(
@@ -248,8 +259,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             // a timed-out attempt ends for its awaiter before its fiber has stopped: the handle's
             // interrupt of an ended job waits for that (its finalizers) and interrupts nothing
             Effect.tap(() => handle.interrupt),
-            // its last progress report is written before the outcome (after it, the fence refuses it)
-            Effect.tap(() => Fiber.await(reporting)),
+            // its last progress report is written before the outcome (after it, the fence refuses
+            // it), without waiting for the throttle's interval
+            Effect.tap(() => Fiber.interrupt(reporting)),
+            Effect.tap(() => Effect.flatMap(handle.progress, (latest) => Option.isSome(latest) ? write(latest.value) : Effect.void)),
             Effect.flatMap((exit) => settle(entry, exit))
           )
         )
@@ -259,18 +272,23 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     // --- the loops
 
-    /** Sleeps `millis` (at most a poll), or until a slot frees or the consumer changes. */
-    const nap = (millis: number) => Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll))
+    /**
+     * Sleeps `millis` (at most a poll), or until a slot frees or the consumer changes: since `woken`
+     * (read before the claim), so that a job that ended while the claim was in flight is not missed.
+     */
+    const nap = (millis: number, woken: number) =>
+      Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll, woken))
 
     const claimLoop = Effect.gen(function*() {
       // claims failed in a row (the store unreachable): the loop backs off, and says so at 1, 2, 4,
       // 8, ... failures rather than at every poll
       let failures = 0
       while (claiming) {
+        const woken = yield* wake.version
         const free = paused ? 0 : target - running.size
         if (free <= 0) {
           held = 0
-          yield* wake.wait(config.poll)
+          yield* wake.wait(config.poll, woken)
           continue
         }
         // this consumer's own limit: claim only what may start now (a claim holds a lease)
@@ -278,7 +296,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const allowed = limiter === undefined ? free : limiter.available(now, free)
         if (allowed <= 0) {
           held = free
-          yield* nap(limiter!.nextAt() - now)
+          yield* nap(limiter!.nextAt() - now, woken)
           continue
         }
         const since = yield* store.version
@@ -317,8 +335,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const count = claimed.claims.length
         held = claimed.limitedFor > 0 ? free - count : count === allowed ? free - allowed : 0
         // the queue's shared limit held the claim back: nothing to claim before its window frees
-        if (claimed.limitedFor > 0) yield* nap(claimed.limitedFor)
-        else if (count === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll))
+        if (claimed.limitedFor > 0) yield* nap(claimed.limitedFor, woken)
+        else if (count === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll, woken))
       }
     })
 
