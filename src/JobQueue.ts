@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { Cron, type Duration, Effect, Result, Schedule } from "effect"
+import { Cron, type Duration, Effect, Option, Result, Schedule, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError } from "./DurableError.ts"
@@ -204,6 +204,8 @@ export interface JobHandle<S, F> {
   readonly await: Effect.Effect<S, F | AwaitError, JobStore>
   readonly status: Effect.Effect<JobInfo, JobNotFound | StoreError, JobStore>
   readonly cancel: Effect.Effect<CancelResult, JobNotFound | StoreError, JobStore>
+  /** Its progress as stored, from any process: see `progressChanges`. */
+  readonly progressChanges: Stream.Stream<unknown, JobNotFound | StoreError, JobStore>
 }
 
 /**
@@ -340,7 +342,8 @@ const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S
   created,
   await: awaitJob(task, id) as Effect.Effect<any, any, JobStore>,
   status: status(id),
-  cancel: cancel(id)
+  cancel: cancel(id),
+  progressChanges: progressChanges(id)
 })
 
 /**
@@ -379,6 +382,39 @@ export const status = (id: string): Effect.Effect<JobInfo, JobNotFound | StoreEr
     const row = yield* getRow(store, id)
     return toInfo(row, yield* store.now)
   })
+
+/**
+ * A durable job's progress as its handler reports it (`WorkPool.JobContext`'s `progress`), from any
+ * process: the stored value (if any), then each newer one, ending once the job has ended (after
+ * its last value). It reads the store every 250 ms (and at once when the job ends through this
+ * process's store); the consumer writes at most one value per 250 ms per job, so a reader sees the
+ * latest value, not every one reported.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const follow = (id: string) =>
+ *   Stream.runForEach(JobQueue.progressChanges(id), (progress) => Effect.log("progress", progress))
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound | StoreError, JobStore> =>
+  Stream.paginate(null as string | null, (seen) =>
+    Effect.gen(function*() {
+      const store = yield* JobStore
+      while (true) {
+        const since = yield* store.version
+        const row = yield* getRow(store, id)
+        const ended = FINAL_STATES.includes(row.state)
+        const next = ended ? Option.none<string | null>() : Option.some(row.progress)
+        if (row.progress !== null && row.progress !== seen) return [[JSON.parse(row.progress) as unknown], next] as const
+        if (ended) return [[], next] as const
+        yield* store.wait(AWAIT_POLL, since)
+      }
+    }))
 
 const awaitJob = <T extends Task.Any>(
   task: T,

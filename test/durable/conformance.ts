@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -726,6 +726,34 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* Deferred.succeed(gate, undefined)
         assert.strictEqual(yield* job.await, 1)
         assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 2, of: 2 })
+      })))
+
+    it.effect("a handle's progressChanges: the stored progress, then each newer value, ending with the job (read from the store, as any process would)", () =>
+      provide(Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const job = yield* WorkPool.JobContext
+              yield* job.progress({ done: 1, of: 2 })
+              yield* Deferred.await(gate)
+              yield* job.progress({ done: 2, of: 2 })
+              return n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const seen: Array<unknown> = []
+        const reader = yield* Effect.forkChild(Stream.runForEach(job.progressChanges, (value) => Effect.sync(() => seen.push(value))))
+        yield* tick(300)
+        assert.deepStrictEqual(seen, [{ done: 1, of: 2 }])
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* job.await, 1)
+        yield* Fiber.join(reader)
+        assert.deepStrictEqual(seen, [{ done: 1, of: 2 }, { done: 2, of: 2 }])
+        // a job that ended: its last value, and the stream ends; an unknown id fails
+        assert.deepStrictEqual(yield* Stream.runCollect(JobQueue.handleOf(Echo, job.id).progressChanges), [{ done: 2, of: 2 }])
+        assert.instanceOf(yield* Effect.flip(Stream.runCollect(JobQueue.progressChanges("nope"))), DurableError.JobNotFound)
       })))
 
     it.effect("progress is written to the store throttled: a handler reporting in a loop costs one write per interval, and its last value is stored", () => {
