@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, References, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -13,7 +13,7 @@ import type { Store } from "../../src/internal/store/model.ts"
 import { PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
-import { settle } from "../helpers.ts"
+import { recordingTracer, settle } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
@@ -702,6 +702,31 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* Ref.get(finalized), 1)
         assert.strictEqual(yield* running.cancel, "finished")
         assert.instanceOf(yield* Effect.flip(JobQueue.cancel("nope")), DurableError.JobNotFound)
+      })))
+
+    it.effect("a durable job's logs carry its id and queue; its workpool.job span its id, queue, task and stored attempt", () =>
+      provide(Effect.gen(function*() {
+        const { spans, tracer } = recordingTracer()
+        const seen: Array<Readonly<Record<string, unknown>>> = []
+        let tries = 0
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              seen.push(yield* References.CurrentLogAnnotations)
+              if (++tries < 2) return yield* Effect.fail(new Boom({ n }))
+              return n
+            }))]
+        }).pipe(Effect.withTracer(tracer))
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(1500) // its retry is a second later
+        assert.strictEqual(yield* job.await, 1)
+        assert.deepStrictEqual(seen.map((annotations) => [annotations.jobId, annotations.queue]), [[job.id, "default"], [job.id, "default"]])
+        const attributes = ["workpool.durable.id", "workpool.durable.attempt", "workpool.queue", "workpool.task"]
+        assert.deepStrictEqual(
+          spans.filter((span) => span.name === "workpool.job").map((span) => attributes.map((key) => span.attributes.get(key))),
+          [[job.id, 1, "default", "Echo"], [job.id, 2, "default", "Echo"]]
+        )
       })))
 
     it.effect("progress reported by the handler is in the store, from any process, and kept after the job ends", () =>

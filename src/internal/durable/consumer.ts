@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream, Tracer } from "effect"
+import { Cause, Clock, type Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -23,6 +23,7 @@ import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
+import { isTraced } from "../jobContext.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
@@ -126,9 +127,27 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     // --- an attempt
 
+    // its logs and its span name the durable job (an id valid in every process, the stored attempt),
+    // not only the pool slot's job that runs it
+    const traced = isTraced(context as Context.Context<never>)
     const attempt = (entry: Running) => {
       const handler = handlers.get(entry.task.name)!
-      return Effect.flatMap(decodePayload(entry.task, entry.claim.job.payload), (payload) => handler.run(payload))
+      const job = entry.claim.job
+      const run = Effect.annotateLogs(
+        Effect.flatMap(decodePayload(entry.task, job.payload), (payload) => handler.run(payload)),
+        { jobId: job.id, queue: job.queue }
+      )
+      return traced
+        ? Effect.andThen(
+          Effect.annotateCurrentSpan({
+            "workpool.queue": job.queue,
+            "workpool.task": job.task,
+            "workpool.durable.id": job.id,
+            "workpool.durable.attempt": job.attempts
+          }),
+          run
+        )
+        : run
     }
 
     /** Stored backoffs as policies, by their text: a failing job does not rebuild its schedule. */
