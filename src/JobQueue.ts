@@ -112,8 +112,9 @@ export interface JobInfo {
  *
  * Like the consumer's own policy, it is replayed from the job's stored attempt count (so the delay is
  * the same whichever consumer retries), and `maxAttempts` bounds it. It has no jitter: a random delay
- * would differ between consumers. A job taken back from a dead consumer (its lease expired) waits the
- * reaping consumer's backoff.
+ * would differ between consumers. A job taken back from a dead consumer (its lease expired) waits its
+ * own delay too: every store's reaper computes a backoff's by the same formula (delays are whole
+ * milliseconds, rounded half up), and a named policy's from the reaping consumer's `retryPolicies`.
  *
  * @example
  * ```ts

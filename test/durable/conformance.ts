@@ -78,7 +78,7 @@ const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       heartbeat: (tokens, lease) => track(store.heartbeat(tokens, lease)),
       progress: (token, value) => track(store.progress(token, value)),
       settle: (token, settlement) => track(store.settle(token, settlement)),
-      reap: (backoff) => track(store.reap(backoff))
+      reap: (backoff, policies) => track(store.reap(backoff, policies))
     }))
   ).pipe(Layer.provide(layer))
 /** Lets every fiber run, until no store operation is in flight. */
@@ -284,6 +284,77 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* JobQueue.list({ state: "dead" })).map((j) => j.id), [job.id])
       })))
 
+    it.effect("1/2. a job taken back from a dead consumer waits its own retry's delay: its backoff (rounded to a millisecond), its named policy's, else the consumer's", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const jobs = {
+          plain: yield* JobQueue.enqueue(Echo, { n: 1 }),
+          fixed: yield* JobQueue.enqueue(Echo, { n: 2 }, { retry: { fixed: "40 seconds" } }),
+          halfMilli: yield* JobQueue.enqueue(Echo, { n: 3 }, { retry: { exponential: "1000.5 millis" } }),
+          capped: yield* JobQueue.enqueue(Echo, { n: 4 }, { retry: { exponential: "1 minute", max: "30 seconds" } }),
+          named: yield* JobQueue.enqueue(Echo, { n: 5 }, { retry: "slow" }),
+          unknown: yield* JobQueue.enqueue(Echo, { n: 6 }, { retry: "nobody-registers-this" })
+        }
+        // a consumer claims them all and dies
+        assert.strictEqual((yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: LEASE })).claims.length, 6)
+        yield* TestClock.adjust(LEASE + 1)
+        const reapedAt = yield* store.now
+        assert.strictEqual(yield* store.reap([20_000, 25_000], { slow: [45_000, 50_000] }), 6)
+        const waits: Record<string, number> = {}
+        for (const [name, job] of Object.entries(jobs)) {
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "delayed", name)
+          waits[name] = info.visibleAt.getTime() - reapedAt
+        }
+        assert.deepStrictEqual(waits, { plain: 20_000, fixed: 40_000, halfMilli: 1001, capped: 30_000, named: 45_000, unknown: 20_000 })
+      })))
+
+    it.effect("1/2. a reaped job's backoff grows with its attempts by the same formula as a failed attempt's retry", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 5, retry: { exponential: "500 millis", factor: 1.5 } })
+        const waits: Array<number> = []
+        for (let attempt = 1; attempt <= 4; attempt++) {
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
+          assert.strictEqual(claim?.job.attempts, attempt)
+          yield* TestClock.adjust(LEASE + 1)
+          const reapedAt = yield* store.now
+          assert.strictEqual(yield* store.reap([0]), 1)
+          const visibleAt = (yield* JobQueue.status(job.id)).visibleAt.getTime()
+          waits.push(visibleAt - reapedAt)
+          yield* TestClock.adjust(visibleAt - reapedAt)
+        }
+        // 500 × 1.5^(attempts − 1), the last one rounded half up: 1687.5 ms is 1688
+        assert.deepStrictEqual(waits, [500, 750, 1125, 1688])
+      })))
+
+    it.effect("1/2. a consumer's reaper gives a taken-back job its own retry: a backoff, or a policy of its retryPolicies", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const fixed = yield* JobQueue.enqueue(Echo, { n: 1 }, { retry: { fixed: "9 seconds" } })
+        const named = yield* JobQueue.enqueue(Echo, { n: 2 }, { retry: "slow" })
+        const plain = yield* JobQueue.enqueue(Echo, { n: 3 })
+        const claimedAt = yield* store.now
+        assert.strictEqual((yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 3, lease: LEASE })).claims.length, 3)
+        // a consumer that runs none of them (another task), but reaps every queue's expired leases
+        const Other = Task.make("Other", { payload: Schema.Number, success: Schema.Number })
+        yield* JobQueue.consume({
+          ...options,
+          // a delay of a fraction of a millisecond: in the reaper's list as on a retry, rounded half up
+          retry: Schedule.spaced("1000.5 millis"),
+          retryPolicies: { slow: Schedule.spaced("7 seconds") },
+          handlers: [Task.handle(Other, Effect.succeed)]
+        })
+        yield* tick(LEASE + LEASE / 2 + 200)
+        const wait = (job: JobQueue.JobHandle<number, Boom>) => Effect.map(job.status, (info) => info.visibleAt.getTime() - claimedAt)
+        // reaped between LEASE and LEASE × 1.5 after the claim (the reaper runs every lease / 2)
+        const within = (actual: number, delay: number, label: string) =>
+          assert.isTrue(actual > LEASE + delay && actual <= LEASE * 1.5 + 200 + delay, `${label}: visible ${actual} ms after the claim`)
+        within(yield* wait(fixed), 9000, "its own backoff")
+        within(yield* wait(named), 7000, "its named policy")
+        within(yield* wait(plain), 1001, "the consumer's retry")
+      })))
+
     it.effect("2. a failed attempt is retried after the schedule's delay for its stored attempt count", () =>
       provide(Effect.gen(function*() {
         const starts = yield* Ref.make<Array<number>>([])
@@ -307,6 +378,29 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isTrue(b! - a! >= 1000 && b! - a! < 1000 + 1000 + 200, `first retry after ${b! - a!} ms`)
         assert.isTrue(c! - b! >= 2000 && c! - b! < 2000 + 1000 + 200, `second retry after ${c! - b!} ms`)
         assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 3)
+      })))
+
+    it.effect("2. a retry delay that is not a whole number of milliseconds waits it rounded half up, on every store (the reaper computes the same)", () =>
+      provide(Effect.gen(function*() {
+        const starts = yield* Ref.make<Array<number>>([])
+        yield* JobQueue.consume({
+          ...options,
+          retry: Schedule.spaced("1500.5 millis"),
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+              const count = (yield* Ref.updateAndGet(starts, (s) => [...s, now])).length
+              return count < 2 ? yield* Effect.fail(new Boom({ n })) : n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+        yield* tick(300)
+        const failedAt = (yield* Ref.get(starts))[0]!
+        const info = yield* JobQueue.status(job.id)
+        assert.strictEqual(info.state, "delayed")
+        assert.strictEqual(info.visibleAt.getTime() - failedAt, 1501)
+        yield* tick(3000)
+        assert.strictEqual(yield* job.await, 7)
       })))
 
     it.effect("2. the retry policy's times and while bound the retries, as for WorkPool", () =>

@@ -9,9 +9,8 @@
  *
  * @internal
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Schedule } from "effect"
 import * as config from "../config.ts"
-import type * as Retry from "../retry.ts"
 
 /** The stored form: durations in milliseconds. */
 export type Stored =
@@ -71,19 +70,26 @@ export const decode = (text: string | null | undefined): Stored | undefined => {
   return undefined
 }
 
-/** A stored backoff as a retry policy: its schedule, bounded by the job's `maxAttempts` alone. */
-export const policy = (stored: Exclude<Stored, { readonly policy: string }>): Retry.Policy => {
-  if ("fixed" in stored) return { schedule: Schedule.spaced(stored.fixed), times: Infinity, while: undefined }
-  const exponential = Schedule.exponential(stored.exponential, stored.factor)
-  const max = stored.max
-  return {
-    schedule: (max === undefined
-      ? exponential
-      : Schedule.modifyDelay(exponential, ({ duration }) => Effect.succeed(Duration.min(duration, Duration.millis(max))))) as Schedule.Schedule<
-        unknown,
-        unknown
-      >,
-    times: Infinity,
-    while: undefined
-  }
-}
+/**
+ * The longest delay a retry waits (about 31,700 years): an exponential backoff without `max` grows
+ * past what the stores' integer columns hold; a delay this long means "not in this life".
+ */
+export const MAX_DELAY = 1e15
+
+/**
+ * A delay in whole milliseconds: rounded half up, at most `MAX_DELAY`. Every retry's delay is one,
+ * so that each store keeps it exactly (Postgres' visible_at is a bigint) and the reaper's delay,
+ * which each store computes by the same rule (SQL, Lua), is the consumer's to the millisecond.
+ */
+export const wholeMillis = (millis: number): number => Math.min(Math.floor(millis + 0.5), MAX_DELAY)
+
+/**
+ * The delay before retry `attempt` (1 for the first) of a stored backoff: `exponential ×
+ * factor^(attempt − 1)`, at most `max`, or `fixed`. A formula, not a `Schedule`, so that every
+ * store's reaper computes the same one for a job taken back from a dead consumer (postgres.ts,
+ * redisScripts.ts and sqlite.ts write it in SQL and Lua: keep them in step).
+ */
+export const delay = (stored: Exclude<Stored, { readonly policy: string }>, attempt: number): number =>
+  "fixed" in stored
+    ? wholeMillis(stored.fixed)
+    : wholeMillis(Math.min(stored.exponential * Math.pow(stored.factor, attempt - 1), stored.max ?? Infinity))

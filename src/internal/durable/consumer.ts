@@ -71,7 +71,9 @@ interface Running {
 /**
  * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
  * (which cannot run a Schedule): the policy's schedule, without its `while` (the failure is the
- * lease's, not the job's) and without its `times` (`maxAttempts` bounds them in the store).
+ * lease's, not the job's) and without its `times` (`maxAttempts` bounds them in the store). A job
+ * with its own backoff gets it from the store (the same formula as `Backoff.delay`); one that names
+ * a policy, that policy's list.
  */
 const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.Context<never>): Array<number> => {
   const schedule = { schedule: policy.schedule, times: Infinity, while: undefined }
@@ -79,7 +81,7 @@ const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.C
   for (let attempt = 1; attempt <= 32; attempt++) {
     const delay = Retry.delayOf(schedule, attempt, Cause.die("lease expired"), context)
     if (delay === undefined) break
-    delays.push(delay)
+    delays.push(Backoff.wholeMillis(delay))
   }
   return delays.length === 0 ? [0] : delays
 }
@@ -117,6 +119,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
     const backoff = reaperBackoff(config.retry, context as never)
+    const reapPolicies: Record<string, ReadonlyArray<number>> = {}
+    for (const [name, policy] of config.retryPolicies) reapPolicies[name] = reaperBackoff(policy, context as never)
     const clock = yield* Clock.Clock
     let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
     /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
@@ -150,32 +154,28 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         : run
     }
 
-    /** Stored backoffs as policies, by their text: a failing job does not rebuild its schedule. */
-    const backoffs = new Map<string, Retry.Policy>()
-
     /**
-     * The job's own retry policy if it has one (its producer chose it), else this consumer's. A name
-     * this consumer does not know falls back to its own policy, with a warning: the job is not lost.
+     * The delay before retry `attempts` of `job` (undefined: no retry), by the job's own retry if it
+     * has one (its producer chose it), else this consumer's. A policy name this consumer does not
+     * know falls back to its own policy, with a warning: the job is not lost.
      */
-    const policyOf = (job: Claim["job"]): Effect.Effect<Retry.Policy> => {
-      const text = job.retry
-      const stored = Backoff.decode(text)
-      if (stored === undefined) return Effect.succeed(config.retry)
-      if ("policy" in stored) {
-        const named = config.retryPolicies.get(stored.policy)
-        return named !== undefined ? Effect.succeed(named) : Effect.as(
-          Effect.logWarning(
-            `effect-workpool: job ${job.id} names the retry policy "${stored.policy}", which this consumer does not register (retryPolicies); it retries with the consumer's retry`
-          ),
-          config.retry
-        )
-      }
-      let policy = backoffs.get(text!)
-      if (policy === undefined) {
-        policy = Backoff.policy(stored)
-        if (backoffs.size < 1000) backoffs.set(text!, policy)
-      }
-      return Effect.succeed(policy)
+    const retryDelay = (job: Claim["job"], cause: Cause.Cause<unknown>): Effect.Effect<number | undefined> => {
+      const stored = Backoff.decode(job.retry)
+      if (stored === undefined) return Effect.succeed(delayOf(config.retry, job.attempts, cause))
+      if (!("policy" in stored)) return Effect.succeed(Backoff.delay(stored, job.attempts))
+      const named = config.retryPolicies.get(stored.policy)
+      return named !== undefined ? Effect.succeed(delayOf(named, job.attempts, cause)) : Effect.as(
+        Effect.logWarning(
+          `effect-workpool: job ${job.id} names the retry policy "${stored.policy}", which this consumer does not register (retryPolicies); it retries with the consumer's retry`
+        ),
+        delayOf(config.retry, job.attempts, cause)
+      )
+    }
+
+    // the same delay in every consumer: the policy replayed to this attempt (1 for the first retry)
+    const delayOf = (policy: Retry.Policy, attempts: number, cause: Cause.Cause<unknown>): number | undefined => {
+      const delay = Retry.delayOf(policy, attempts, cause, context as never)
+      return delay === undefined ? undefined : Backoff.wholeMillis(delay)
     }
 
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
@@ -210,13 +210,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       return Effect.flatMap(encodeExit(entry.task, Exit.failCause(cause)), ({ text }) =>
         final || job.attempts >= job.maxAttempts
           ? Effect.succeed<Settlement>({ _tag: "Final", state: "dead", exit: text })
-          : Effect.map(policyOf(job), (policy) => retryOf(policy, job.attempts, failed, text)))
-    }
-
-    const retryOf = (policy: Retry.Policy, attempts: number, cause: Cause.Cause<unknown>, text: string): Settlement => {
-      // the same delay in every consumer: the policy replayed to this attempt (1 for the first retry)
-      const delay = Retry.delayOf(policy, attempts, cause, context as never)
-      return delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }
+          : Effect.map(retryDelay(job, failed), (delay): Settlement =>
+            delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }))
     }
 
     const settle = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
@@ -398,7 +393,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     const reaperLoop = Effect.gen(function*() {
       while (true) {
-        yield* Effect.ignore(store.reap(backoff))
+        yield* Effect.ignore(store.reap(backoff, reapPolicies))
         yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
       }
     })

@@ -25,6 +25,19 @@ import {
   windowAllows
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import * as Backoff from "../durable/backoff.ts"
+
+/** A reaped job's delay (see `Store.reap`): its own backoff, its named policy's list, or `backoff`. */
+const reapDelay = (
+  job: JobRow,
+  backoff: ReadonlyArray<number>,
+  policies: Readonly<Record<string, ReadonlyArray<number>>>
+): number => {
+  const stored = Backoff.decode(job.retry)
+  if (stored !== undefined && !("policy" in stored)) return Backoff.delay(stored, job.attempts)
+  const list = (stored !== undefined && Object.hasOwn(policies, stored.policy) ? policies[stored.policy] : undefined) ?? backoff
+  return list[Math.min(job.attempts, list.length) - 1] ?? 0
+}
 
 interface Row {
   job: JobRow
@@ -343,7 +356,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       return changed(true)
     })
 
-  const reap = (backoff: ReadonlyArray<number>) =>
+  const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
     Effect.sync(() => {
       const now = time()
       let count = 0
@@ -355,7 +368,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now })
         else if (job.attempts >= job.maxAttempts) update(row, { state: "dead", exit: null, finishedAt: now })
         else {
-          const visibleAt = now + (backoff[Math.min(job.attempts, backoff.length) - 1] ?? 0)
+          const visibleAt = now + reapDelay(job, backoff, policies)
           update(row, { state: "queued", exit: null, visibleAt })
           row.rank = rank(job.priority, queueOf(job.queue).aging, visibleAt)
         }

@@ -214,11 +214,18 @@ export interface Store {
   /** Ends an attempt; false (nothing written) if the token no longer holds the job. */
   readonly settle: (token: string, settlement: Settlement) => Effect.Effect<boolean, StoreError>
   /**
-   * Takes back running jobs whose lease expired: to the queue after `backoff[attempts - 1]` ms (the
-   * last entry for later attempts), dead (exit null: its lease expired) when no attempt is left, or
-   * cancelled if it was being cancelled. Returns how many.
+   * Takes back running jobs whose lease expired: dead (exit null: its lease expired) when no attempt
+   * is left, cancelled if it was being cancelled, else back to the queue after the job's own delay
+   * for its attempt count: its backoff's (`{ exponential, factor, max }`: `exponential ×
+   * factor^(attempts − 1)` at most `max`; `{ fixed }`), computed by the store as `Backoff.delay` does
+   * (rounded half up to a millisecond, at most `Backoff.MAX_DELAY`); for a job naming a policy,
+   * `policies[name][attempts - 1]`; else (no retry of its own, or a name not in `policies`)
+   * `backoff[attempts - 1]`. The last entry of a list serves later attempts. Returns how many.
    */
-  readonly reap: (backoff: ReadonlyArray<number>) => Effect.Effect<number, StoreError>
+  readonly reap: (
+    backoff: ReadonlyArray<number>,
+    policies?: Readonly<Record<string, ReadonlyArray<number>>>
+  ) => Effect.Effect<number, StoreError>
   /**
    * Waits until this store instance sees a change made through it (in this process), or `millis`
    * pass: other processes' changes are seen by polling (or sooner, when the store hears of them).

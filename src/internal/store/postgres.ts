@@ -42,6 +42,7 @@ import {
   windowAllows
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import * as Backoff from "../durable/backoff.ts"
 
 export interface Config {
   readonly url: Redacted.Redacted
@@ -403,6 +404,30 @@ export const makeWith = (
     const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
       sql`(SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN ${priority} * MAX(q.aging_ms) - ${visible}
         ELSE ${priority} END FROM ${S}.wp_queue q WHERE q.name = ${queue})`
+
+    /**
+     * A reaped job's delay (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep
+     * them in step; the logarithms only keep power() from overflowing, which Postgres refuses), its
+     * named policy's list, or the consumer's list. A `retry` that is not a JSON object is none.
+     */
+    const REAP_DELAY = (backoff: Fragment, policies: Fragment) => {
+      const retry = `(CASE WHEN retry LIKE '{%}' THEN retry::jsonb END)`
+      const json = sql.literal(retry)
+      const isNumber = (key: string) => sql.literal(`jsonb_typeof(${retry} -> '${key}') = 'number'`)
+      const own = (key: string) => sql.literal(`(${retry} ->> '${key}')::float8`)
+      const listAt = (list: Fragment) => sql`((${list}) ->> (LEAST(attempts, jsonb_array_length(${list})) - 1))::float8`
+      const MAX = sql.literal(`${Backoff.MAX_DELAY}::float8`)
+      return sql`(CASE
+        WHEN jsonb_typeof(${json} -> 'policy') = 'string'
+          THEN COALESCE(${listAt(sql`${policies} -> (${json} ->> 'policy')`)}, ${listAt(backoff)}, 0)
+        WHEN ${isNumber("fixed")} AND ${own("fixed")} >= 0 THEN LEAST(floor(${own("fixed")} + 0.5), ${MAX})
+        WHEN ${isNumber("exponential")} AND ${isNumber("factor")} AND ${own("exponential")} > 0 AND ${own("factor")} > 0
+          THEN LEAST(floor(LEAST(
+            CASE WHEN ln(${own("exponential")}) + (attempts - 1) * ln(${own("factor")}) >= ln(${MAX}) THEN ${MAX}
+              ELSE ${own("exponential")} * power(${own("factor")}, attempts - 1) END,
+            CASE WHEN ${isNumber("max")} THEN ${own("max")} ELSE 'Infinity'::float8 END) + 0.5), ${MAX})
+        ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
+    }
 
     const insert = (job: NewJob) => {
       const now = NOW()
@@ -807,9 +832,9 @@ export const makeWith = (
       return op("settle", Effect.map(statement, (rows) => rows.length > 0), (done) => done)
     }
 
-    const reap = (backoff: ReadonlyArray<number>) => {
+    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) => {
       const now = NOW()
-      const delay = sql`COALESCE((${JSON.stringify(backoff)}::jsonb ->> (LEAST(attempts, ${backoff.length}) - 1))::bigint, 0)`
+      const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
       return op(

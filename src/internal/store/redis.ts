@@ -481,12 +481,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       return op("settle", Effect.map(run("settle", queue, NOW(), token, ...args), (n) => n === 1), (done) => done)
     }
 
-    const reap = (backoff: ReadonlyArray<number>) =>
+    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
       op(
         "reap",
         Effect.gen(function*() {
           let count = 0
-          for (const queue of yield* queues) count += yield* run("reap", queue, NOW(), ...backoff.map(String))
+          // an empty object, not "[]": cjson cannot tell them apart, and the script indexes it by name
+          const named = JSON.stringify(policies)
+          for (const queue of yield* queues) count += yield* run("reap", queue, NOW(), named, ...backoff.map(String))
           return count
         }),
         (n) => n > 0

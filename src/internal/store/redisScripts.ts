@@ -251,9 +251,37 @@ end
 return 1
 `
 
-/** ARGV: now, backoff... → how many were taken back */
+/**
+ * ARGV: now, policies (JSON: name → delays), backoff... → how many were taken back. A job's delay
+ * (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep them in step), its
+ * named policy's list, or `backoff`.
+ */
 export const REAP = `${PRELUDE}
 local now = clock(ARGV[1])
+local policies = cjson.decode(ARGV[2])
+local backoff = {}
+for i = 3, #ARGV do backoff[#backoff + 1] = tonumber(ARGV[i]) end
+local MAX = 1e15
+local function delayOf(j, attempts)
+  local text = redis.call("HGET", j, "retry")
+  local list = backoff
+  if text and text ~= "" then
+    local ok, retry = pcall(cjson.decode, text)
+    if ok and type(retry) == "table" then
+      if type(retry.policy) == "string" then
+        if type(policies[retry.policy]) == "table" then list = policies[retry.policy] end
+      elseif type(retry.fixed) == "number" and retry.fixed >= 0 then
+        return math.min(math.floor(retry.fixed + 0.5), MAX)
+      elseif type(retry.exponential) == "number" and type(retry.factor) == "number" then
+        local delay = retry.exponential * retry.factor ^ (attempts - 1)
+        if type(retry.max) == "number" and retry.max < delay then delay = retry.max end
+        return math.min(math.floor(delay + 0.5), MAX)
+      end
+    end
+  end
+  if #list == 0 then return 0 end
+  return tonumber(list[math.min(attempts, #list)]) or 0
+end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
 local count = 0
 for i = 1, #expired, 2 do
@@ -270,10 +298,7 @@ for i = 1, #expired, 2 do
     elseif attempts >= tonumber(f[3]) then
       finish(id, "dead", now)
     else
-      local backoff = 0
-      local n = #ARGV - 1
-      if n > 0 then backoff = tonumber(ARGV[1 + math.min(attempts, n)]) end
-      local visible = now + backoff
+      local visible = now + delayOf(j, attempts)
       redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
       queued(id)
       place(id, now)

@@ -30,6 +30,7 @@ import {
   windowAllows
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import * as Backoff from "../durable/backoff.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
 export const MIGRATIONS: ReadonlyArray<string> = [
@@ -108,6 +109,26 @@ const RANK = (visible: string) =>
   `(CASE WHEN COALESCE((SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue), 0) > 0
     THEN priority * (SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue) - (${visible})
     ELSE priority END)`
+
+/** Entry `attempts` of a JSON list of delays (its last entry for later attempts). */
+const listAt = (list: string) => `json_extract(${list}, '$[' || (MIN(attempts, json_array_length(${list})) - 1) || ']')`
+const ownNumber = (key: string) => `json_type(retry, '$.${key}') IN ('integer', 'real')`
+const own = (key: string) => `json_extract(retry, '$.${key}')`
+
+/**
+ * A reaped job's delay (see `Store.reap`), with ?2 the consumer's backoff list and ?3 its named
+ * policies' lists as JSON: the job's own backoff by the formula of `Backoff.delay` (keep them in
+ * step), its named policy's list, or the consumer's.
+ */
+const REAP_DELAY = `(CASE
+  WHEN NOT json_valid(COALESCE(retry, '')) THEN COALESCE(${listAt("?2")}, 0)
+  WHEN json_type(retry, '$.policy') = 'text'
+    THEN COALESCE(${listAt(`(SELECT value FROM json_each(?3) WHERE key = json_extract(retry, '$.policy'))`)}, ${listAt("?2")}, 0)
+  WHEN ${ownNumber("fixed")} AND ${own("fixed")} >= 0 THEN MIN(floor(${own("fixed")} + 0.5), ${Backoff.MAX_DELAY})
+  WHEN ${ownNumber("exponential")} AND ${ownNumber("factor")} THEN MIN(floor(MIN(
+    ${own("exponential")} * pow(${own("factor")}, attempts - 1),
+    CASE WHEN ${ownNumber("max")} THEN ${own("max")} ELSE 1e300 END) + 0.5), ${Backoff.MAX_DELAY})
+  ELSE COALESCE(${listAt("?2")}, 0) END)`
 
 interface SqlRow {
   readonly id: string
@@ -582,27 +603,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
-    const reap = (backoff: ReadonlyArray<number>) =>
+    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
       write("reap", () => {
-        const now = time()
-        const delay = `COALESCE(json_extract(?, '$[' || (MIN(attempts, ${backoff.length}) - 1) || ']'), 0)`
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
+        // ?1 now, ?2 the consumer's backoff list, ?3 its named policies' lists: see REAP_DELAY
         return Number(
           run(
             `UPDATE wp_job SET
                state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                exit = NULL,
-               finished_at = CASE WHEN ${out} THEN ? ELSE NULL END,
-               visible_at = CASE WHEN ${out} THEN visible_at ELSE ? + ${delay} END,
-               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`? + ${delay}`)} END,
+               finished_at = CASE WHEN ${out} THEN ?1 ELSE NULL END,
+               visible_at = CASE WHEN ${out} THEN visible_at ELSE ?1 + ${REAP_DELAY} END,
+               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`?1 + ${REAP_DELAY}`)} END,
                lease_token = NULL, lease_until = NULL
-             WHERE state = 'running' AND lease_until < ?`,
-            now,
-            now,
+             WHERE state = 'running' AND lease_until < ?1`,
+            time(),
             JSON.stringify(backoff),
-            now,
-            JSON.stringify(backoff),
-            now
+            JSON.stringify(policies)
           ).changes
         )
       })
