@@ -33,7 +33,7 @@ import { Cron, type Duration, Effect, Option, Result, Schedule, Stream } from "e
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError } from "./DurableError.ts"
-import { InvalidJobOptions, type InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
+import { InvalidJobOptions, InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
@@ -605,7 +605,8 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
 /**
  * Sets a queue's aging: each `aging` of waiting raises a job by one priority level, the rule of
  * `WorkPool`'s `aging`. The order is a static key computed when a job enters the queue, so the
- * setting applies to jobs enqueued (or retried) after it; set it once, before producing.
+ * setting applies to jobs enqueued (or retried) after it; set it once, before producing (or give it
+ * to the queue's consumers: `ConsumeOptions.aging`).
  *
  * @example
  * ```ts
@@ -792,6 +793,7 @@ export const repeat = <T extends Task.Any>(
  *   lease: "30 seconds",                       // renewed every lease / 3; a dead consumer's jobs come back after it
  *   poll: "1 second",                          // how often to look for other processes' jobs
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
+ *   aging: "1 minute",                         // the queues' aging: set if they have none, refused if another
  *   shutdownTimeout: "30 seconds"
  * }
  * ```
@@ -825,6 +827,15 @@ export interface ConsumeOptions<R> {
    * consumer of a queue, in every process, see `setRateLimit`.
    */
   readonly rateLimit?: WorkPool.RateLimit | undefined
+  /**
+   * The aging of `queues` (see `setAging`): each `aging` of waiting raises a job by one priority
+   * level; 0 or `Infinity` for none. A queue's order is a key computed when a job enters it, so
+   * the aging is the queue's, kept in the store, not this consumer's: it is set when the consumer
+   * starts if the queue has none, and a queue whose stored aging differs fails the start with
+   * `InvalidPoolConfig` (field `aging`) rather than run under an order other than the one asked
+   * for. Change a queue's aging with `setAging`. Default: the queue's, whatever it is.
+   */
+  readonly aging?: Duration.Input | undefined
 }
 
 /**
@@ -894,9 +905,13 @@ const retryPolicies = (value: unknown): ReadonlyMap<string, Retries.Policy> => {
  * @since 0.2.0
  * @category consumer
  */
-export const consume = <R = never>(
-  options: ConsumeOptions<R>
-): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | R> =>
+export const consume: {
+  <R = never>(
+    options: ConsumeOptions<R> & { readonly aging?: undefined }
+  ): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | R>
+  /** With `aging`, the start reads (and may set) each queue's aging in the store: a `StoreError` if it cannot. */
+  <R = never>(options: ConsumeOptions<R>): Effect.Effect<Consumer, InvalidPoolConfig | StoreError, JobStore | Scope.Scope | R>
+} = (<R = never>(options: ConsumeOptions<R>): Effect.Effect<Consumer, InvalidPoolConfig | StoreError, JobStore | Scope.Scope | R> =>
   Effect.flatMap(
     config.checkPoolOptions(() => {
       config.object("options", options)
@@ -916,7 +931,8 @@ export const consume = <R = never>(
       })
       const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease)
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
-      return {
+      const aging = options.aging === undefined ? undefined : config.millis("aging", options.aging, "nonNegative")
+      return [aging === Infinity ? 0 : aging, {
         queues,
         handlers: options.handlers,
         concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
@@ -929,7 +945,37 @@ export const consume = <R = never>(
         lease,
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit)
-      } satisfies ConsumerImpl.ConsumerConfig<R>
+      } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
-    ConsumerImpl.make
-  )
+    ([aging, consumer]) =>
+      aging === undefined
+        ? ConsumerImpl.make(consumer)
+        : Effect.andThen(shareAging(consumer.queues, aging), ConsumerImpl.make(consumer))
+  )) as typeof consume
+
+/**
+ * Sets the aging of each queue that has none, once none of them has another (see
+ * `ConsumeOptions.aging`): a refused start changes nothing. Two consumers with different agings
+ * starting at the same moment on a queue without one can both pass (the last write wins): this
+ * catches a misconfigured consumer, it is not a lock.
+ */
+const shareAging = (queues: ReadonlyArray<string>, aging: number): Effect.Effect<void, InvalidPoolConfig | StoreError, JobStore> =>
+  JobStore.use((store) =>
+    Effect.gen(function*() {
+      const unset: Array<string> = []
+      for (const queue of queues) {
+        const stored = (yield* store.counts(queue)).aging
+        if (stored === aging) continue
+        if (stored !== 0) {
+          return yield* new InvalidPoolConfig({
+            field: "aging",
+            value: `${aging} ms`,
+            reason: `queue ${JSON.stringify(queue)} has an aging of ${stored} ms in the store (JobQueue.setAging, or ` +
+              `another consumer): a job's order is computed when it enters the queue, so a queue has one aging; ` +
+              `change it with JobQueue.setAging, or leave out this consumer's`
+          })
+        }
+        unset.push(queue)
+      }
+      for (const queue of unset) yield* store.configure(queue, { aging })
+    }))

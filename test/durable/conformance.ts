@@ -10,7 +10,7 @@ import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import type { Store } from "../../src/internal/store/model.ts"
-import { PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
+import { type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
 import { recordingTracer, settle } from "../helpers.ts"
@@ -736,6 +736,45 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const inProcess = yield* inProcessOrder(jobs, 1000)
         assert.deepStrictEqual(yield* Ref.get(order), inProcess)
         assert.deepStrictEqual(inProcess, [3, 0, 1, 2])
+      })))
+
+    it.effect("5. a consumer's aging becomes its queue's when the queue has none; one that differs from the stored one fails its start", () =>
+      provide(Effect.gen(function*() {
+        const order = yield* Ref.make<Array<number>>([])
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          queues: ["aged"],
+          concurrency: 1,
+          aging: "1 second",
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(order, (o) => [...o, n]), n))]
+        })
+        assert.strictEqual((yield* JobQueue.stats("aged")).aging, 1000)
+        // the order of WorkPool's aging: the low one waited 3 s, the high one is 2 levels up
+        yield* consumer.pause
+        yield* JobQueue.enqueue(Echo, { n: 0 }, { queue: "aged", priority: 0 })
+        yield* TestClock.adjust(3000)
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "aged", priority: 2 })
+        yield* consumer.resume
+        yield* tick(1500)
+        assert.deepStrictEqual(yield* Ref.get(order), [0, 1])
+        // the same aging, or none asked for: they start
+        yield* JobQueue.consume({ ...options, queues: ["aged"], aging: "1 second", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* JobQueue.consume({ ...options, queues: ["aged"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        // another aging, or none: a typed error naming the field and the stored aging; the queue keeps its own
+        for (const aging of ["2 seconds", 0] as const) {
+          const error = yield* Effect.flip(
+            JobQueue.consume({ ...options, queues: ["other", "aged"], aging, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+          )
+          assert.strictEqual(error._tag, "InvalidPoolConfig")
+          assert.strictEqual((error as InvalidPoolConfig).field, "aging")
+          assert.include((error as InvalidPoolConfig).reason, `queue "aged" has an aging of 1000 ms`)
+        }
+        // a refused start changes nothing: "other" (listed first) did not take its aging
+        assert.deepStrictEqual([(yield* JobQueue.stats("aged")).aging, (yield* JobQueue.stats("other")).aging], [1000, 0])
+        // changed on purpose: then consumers with the new one start
+        yield* JobQueue.setAging("aged", "2 seconds")
+        yield* JobQueue.consume({ ...options, queues: ["aged"], aging: "2 seconds", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        assert.deepStrictEqual([(yield* JobQueue.stats("aged")).aging, (yield* JobQueue.stats("default")).aging], [2000, 0])
       })))
 
     it.effect("6. an attempt that outlives its timeout is interrupted (finalizers run) and fails with AttemptTimeout", () =>

@@ -225,6 +225,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       return {
         queue: name,
         paused: queue.paused,
+        aging: queue.aging,
         rateLimit: queue.rate === undefined ? undefined : {
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed

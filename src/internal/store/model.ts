@@ -121,6 +121,8 @@ export interface Heartbeat {
 export interface QueueCounts {
   readonly queue: string
   readonly paused: boolean
+  /** The queue's aging in milliseconds (`JobQueue.setAging`, or a consumer's `aging`); 0 for none. */
+  readonly aging: number
   /** Visible now, waiting for a consumer. */
   readonly waiting: number
   /** Queued with a `visibleAt` in the future (delayed, or waiting for a retry). */

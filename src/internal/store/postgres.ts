@@ -625,17 +625,21 @@ export const makeWith = (
             UNION ALL
             SELECT 'priority', priority, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued' GROUP BY priority
             UNION ALL
-            SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused`,
+            SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused
+            UNION ALL
+            SELECT 'aging', aging_ms, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND aging_ms > 0`,
           (rows): Omit<QueueCounts, "rateLimit"> => {
             const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
             const byPriority: Array<{ priority: number; count: number }> = []
             let paused = false
+            let aging = 0
             for (const row of rows) {
               if (row.kind === "priority") byPriority.push({ priority: row.priority!, count: Number(row.n) })
               else if (row.kind === "paused") paused = true
+              else if (row.kind === "aging") aging = Number(row.priority)
               else if (row.kind in tally) tally[row.kind as keyof typeof tally] += Number(row.n)
             }
-            return { queue, paused, ...tally, queuedByPriority: byPriority.sort((a, b) => b.priority - a.priority) }
+            return { queue, paused, aging, ...tally, queuedByPriority: byPriority.sort((a, b) => b.priority - a.priority) }
           }
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {

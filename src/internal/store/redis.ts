@@ -151,7 +151,7 @@ const SCRIPTS = {
   purge: script(Scripts.PURGE).withReturnType<Array<string>>(),
   configure: script(Scripts.CONFIGURE).withReturnType<number>(),
   counts: script(Scripts.COUNTS).withReturnType<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string]]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
   >(),
   list: script(Scripts.LIST).withReturnType<Array<Array<string>>>(),
   latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>()
@@ -373,7 +373,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -382,6 +382,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           return {
             queue,
             paused: paused === 1,
+            aging: Number(aging ?? 0),
             waiting,
             delayed,
             running,

@@ -381,7 +381,7 @@ return 1
 
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
- * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none)}
+ * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text)}
  */
 export const COUNTS = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -404,7 +404,8 @@ return {
   redis.call("ZCARD", B .. ":final:dead"),
   redis.call("ZCARD", B .. ":final:cancelled"),
   redis.call("HGETALL", B .. ":prio"),
-  rate()
+  rate(),
+  redis.call("HGET", KEYS[1], "aging") or "0"
 }
 `
 

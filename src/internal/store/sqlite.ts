@@ -441,15 +441,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const byPriority = db.prepare(
           "SELECT priority, COUNT(*) AS count FROM wp_job WHERE queue = ? AND state = 'queued' GROUP BY priority ORDER BY priority DESC"
         ).all(queue) as Array<{ priority: number; count: number }>
-        const settings = db.prepare("SELECT paused, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
+        const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
           queue
-        ) as { paused: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+        ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
         const rate = settings === undefined || settings.rate_limit === 0
           ? undefined
           : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
         return {
           queue,
           paused: settings !== undefined && settings.paused !== 0,
+          aging: settings?.aging_ms ?? 0,
           // the claims still in the window (their times follow their order): an index range, not the log
           rateLimit: rate === undefined ? undefined : {
             ...rate,
