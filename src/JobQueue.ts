@@ -35,9 +35,12 @@ import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.
 import { JobNotFound, type StoreError } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
+import type * as ThreadPool from "./ThreadPool.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import { checkTask } from "./internal/taskCodecs.ts"
+import * as ThreadJson from "./internal/threadJson.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
@@ -803,9 +806,26 @@ export const repeat = <T extends Task.Any>(
 export interface ConsumeOptions<R> {
   /** The queues to claim from; default `["default"]`. */
   readonly queues?: ReadonlyArray<string> | undefined
-  /** One per task; only jobs of these tasks are claimed. */
-  readonly handlers: ReadonlyArray<Task.Handler<R>>
-  readonly concurrency: number
+  /** One per task, run on this process's fibers; only jobs of these tasks and of `tasks` are claimed. */
+  readonly handlers?: ReadonlyArray<Task.Handler<R>> | undefined
+  /**
+   * A `ThreadPool` that runs `tasks` (CPU-bound durable work): its worker file serves them
+   * (`ThreadWorker.serve`). A job's stored payload goes to a thread as it is and is decoded there,
+   * and its result comes back encoded and is stored as it is. The job is a task of the pool for as
+   * long as its attempt runs: the attempt's timeout, a cancel from any process and a shutdown
+   * interrupt it on its thread (terminated past the pool's `cancelGrace`), its progress reaches the
+   * store, its spans are children of the job's. The retries and timeout are this consumer's (none
+   * of the pool's own apply). A crashed thread fails the attempt as a defect (retried). If the pool
+   * shuts down first, this consumer stops too, giving its claims back.
+   */
+  readonly threadPool?: ThreadPool.ThreadPool<any> | undefined
+  /** The tasks to run on `threadPool`; only with it. */
+  readonly tasks?: ReadonlyArray<Task.Any> | undefined
+  /**
+   * How many jobs run at once. With a `threadPool`, default its `threads × tasksPerThread` when the
+   * consumer starts, so that a claimed job never waits for a thread; without one, required.
+   */
+  readonly concurrency?: number | undefined
   readonly timeout?: Duration.Input | undefined
   /**
    * How failed attempts are retried, as for `WorkPool` (a `Schedule`, or `{ schedule?, times?,
@@ -884,7 +904,8 @@ const retryPolicies = (value: unknown): ReadonlyMap<string, Retries.Policy> => {
 
 /**
  * Starts a consumer in the current scope: it claims jobs of `queues` whose task has a handler, as
- * slots of its pool free up, and runs them with the caller's services.
+ * slots of its pool free up, and runs them with the caller's services; or whose task is one of
+ * `tasks`, and runs them on the `threadPool`'s threads (see `ConsumeOptions.threadPool`).
  *
  * @example
  * ```ts
@@ -918,24 +939,36 @@ export const consume: {
       const queues = options.queues ?? [DEFAULT_QUEUE]
       if (!Array.isArray(queues) || queues.length === 0) config.fail("queues", queues, "expected a non-empty array of queue names")
       queues.forEach((queue, i) => nonEmpty(`queues[${i}]`, queue))
-      if (!Array.isArray(options.handlers) || options.handlers.length === 0) {
-        config.fail("handlers", options.handlers, "expected a non-empty array of Task.handle(...)")
+      const threads = threadTasks(options.threadPool, options.tasks)
+      const handlers = options.handlers ?? []
+      if (!Array.isArray(handlers) || (handlers.length === 0 && threads === undefined)) {
+        config.fail("handlers", options.handlers, "expected a non-empty array of Task.handle(...) (or a threadPool and its tasks)")
       }
       const seen = new Set<string>()
-      options.handlers.forEach((handler, i) => {
+      handlers.forEach((handler, i) => {
         if (typeof handler?.run !== "function" || typeof handler.task?.name !== "string") {
           config.fail(`handlers[${i}]`, handler, "expected Task.handle(task, run)")
         }
         if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
         seen.add(handler.task.name)
       })
+      threads?.tasks.forEach((task, i) => {
+        if (seen.has(task.name)) config.fail(`tasks[${i}]`, task.name, "expected one handler or thread task per task")
+        seen.add(task.name)
+      })
+      if (options.concurrency === undefined && threads === undefined) {
+        config.fail("concurrency", options.concurrency, "expected a positive integer (it defaults only with a threadPool)")
+      }
       const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease)
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
       const aging = options.aging === undefined ? undefined : config.millis("aging", options.aging, "nonNegative")
       return [aging === Infinity ? 0 : aging, {
         queues,
-        handlers: options.handlers,
-        concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
+        handlers,
+        threads,
+        concurrency: options.concurrency === undefined
+          ? 0 // the thread pool's slots, read below
+          : config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
         retryPolicies: retryPolicies(options.retryPolicies),
@@ -947,11 +980,33 @@ export const consume: {
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit)
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
-    ([aging, consumer]) =>
-      aging === undefined
-        ? ConsumerImpl.make(consumer)
-        : Effect.andThen(shareAging(consumer.queues, aging), ConsumerImpl.make(consumer))
+    ([aging, checked]) =>
+      Effect.gen(function*() {
+        const consumer = checked.concurrency > 0
+          ? checked
+          : { ...checked, concurrency: (yield* options.threadPool!.stats).concurrency }
+        if (aging !== undefined) yield* shareAging(consumer.queues, aging)
+        return yield* ConsumerImpl.make(consumer)
+      })
   )) as typeof consume
+
+/** `threadPool` and `tasks`, checked: both or neither, the pool one made by `ThreadPool.make`. */
+const threadTasks = (pool: unknown, tasks: ReadonlyArray<Task.Any> | undefined): ConsumerImpl.ConsumerConfig<never>["threads"] => {
+  if (pool === undefined) {
+    if (tasks !== undefined) config.fail("tasks", tasks, "expected only with a threadPool: the pool whose worker serves them")
+    return undefined
+  }
+  const run = typeof pool === "object" && pool !== null ? ThreadJson.of(pool) : undefined
+  if (run === undefined) config.fail("threadPool", pool, "expected a ThreadPool made with ThreadPool.make")
+  if (!Array.isArray(tasks) || tasks.length === 0) {
+    return config.fail("tasks", tasks, "expected a non-empty array of the Tasks the thread pool's worker serves")
+  }
+  tasks.forEach((task, i) => {
+    const invalid = checkTask(task)
+    if (invalid !== undefined) config.fail(`tasks[${i}]`, task, invalid.reason)
+  })
+  return { run: run!, tasks }
+}
 
 /**
  * Sets the aging of each queue that has none, once none of them has another (see

@@ -43,6 +43,7 @@ import * as config from "./internal/config.ts"
 import * as job from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Pools from "./internal/service.ts"
+import * as ThreadJson from "./internal/threadJson.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
 import { checkTask, codecsOf, decodeReply, issueOf } from "./internal/taskCodecs.ts"
 import { type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
@@ -489,7 +490,7 @@ export const make = <T extends Task.Any = Task.Any>(
         const invalid = checkTask(task) ?? transferOf(options)
         return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions ? Effect.fail(invalid) : f(invalid)
       })
-    return {
+    return ThreadJson.register({
       [TypeId]: TypeId,
       // suspended: the task and options are read (and may throw) when the Effect runs, not when it is built
       run: (task, payload, options) => admitted(task, options, (transfer) => pool.run(taskJob(task, payload, transfer), options)),
@@ -535,7 +536,27 @@ export const make = <T extends Task.Any = Task.Any>(
         )
       }),
       awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
-    } satisfies ThreadPool<T>
+    } satisfies ThreadPool<T>, (task, payload, options, progress) =>
+      pool.run(
+        Object.assign((_slot: number) =>
+          threads.take().pipe(
+            Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.interrupt),
+            Effect.flatMap((thread) =>
+              Effect.withFiber((fiber) => {
+                const job = taskJobOf(fiber)
+                return threads.call(thread, task.name, payload, noTransfer, {
+                  ...job,
+                  json: true,
+                  progress: (value) => {
+                    job.progress(value)
+                    progress(value)
+                  }
+                })
+              })
+            )
+          ), { task, payload }),
+        options
+      ))
   })
 
 /**

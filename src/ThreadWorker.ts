@@ -184,12 +184,30 @@ export const serve = <R = never, E = never>(
   const scope = Scope.makeUnsafe()
   const post = (message: FromThread) => outbox.send(message)
   // codecs built once per task: a task's payload and outcome go through them on every call
-  const byName = new Map(handlers.map((handler) => [handler.task.name, {
-    run: handler.run,
-    decodePayload: Schema.decodeUnknownExit(handler.task.payload),
-    encodeSuccess: Schema.encodeUnknownExit(handler.task.success),
-    encodeFailure: Schema.encodeUnknownExit(handler.task.failure)
-  }]))
+  const codecsOf = (task: Task.Any) => ({
+    decodePayload: Schema.decodeUnknownExit(task.payload),
+    encodeSuccess: Schema.encodeUnknownExit(task.success),
+    encodeFailure: Schema.encodeUnknownExit(task.failure)
+  })
+  const byName = new Map(handlers.map((handler) => {
+    let json: { readonly run: typeof handler.run } & ReturnType<typeof codecsOf> | undefined
+    return [handler.task.name, {
+      run: handler.run,
+      ...codecsOf(handler.task),
+      // with the JSON forms, for durable jobs (see protocol.Run): built on the first such task
+      get json() {
+        return json ??= {
+          run: handler.run,
+          ...codecsOf({
+            ...handler.task,
+            payload: Schema.toCodecJson(handler.task.payload),
+            success: Schema.toCodecJson(handler.task.success),
+            failure: Schema.toCodecJson(handler.task.failure)
+          })
+        }
+      }
+    }]
+  }))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
   // Progress: the latest value per task, sent at most once per PROGRESS_INTERVAL for all tasks
@@ -254,11 +272,12 @@ export const serve = <R = never, E = never>(
     }))
   }
 
-  const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown) => {
-    const served = byName.get(name)
-    if (served === undefined) {
+  const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown, json: boolean) => {
+    const handler = byName.get(name)
+    if (handler === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
     }
+    const served = json ? handler.json : handler
     const decoded = served.decodePayload(payload)
     if (Exit.isFailure(decoded)) {
       return post({ _: "done", id, outcome: { _: "codec", part: "payload", issue: issueOf(Cause.squash(decoded.cause)) } })
@@ -330,7 +349,7 @@ export const serve = <R = never, E = never>(
   const start = (context: Context.Context<R>) => {
     ownTracer = context.mapUnsafe.has(Tracer.TracerKey)
     const handle = (message: ToThread) => {
-      if (isTuple(message)) runTask(taskContext(context, message), message[0], message[1], message[2])
+      if (isTuple(message)) runTask(taskContext(context, message), message[0], message[1], message[2], message[6] === 1)
       else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
       // after the replies already sent: the pool tells from this which of them it lost
       else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })

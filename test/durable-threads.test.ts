@@ -3,13 +3,21 @@
  * task (the pattern docs/durable.md shows): the result, the task's typed failure, and a crashed
  * thread (a defect of the attempt, retried).
  */
-import { assert, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Layer, Schedule } from "effect"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Count, Crash as CrashThread, decodes, Nap, Refused, Spin, Stamp, Trace } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
+import { recordingTracer, waitFor } from "./helpers.ts"
 
 it.live("durable jobs handed to a ThreadPool: results, typed failures, and a crashed thread's attempt retried", () =>
   Effect.gen(function*() {
@@ -35,3 +43,171 @@ it.live("durable jobs handed to a ThreadPool: results, typed failures, and a cra
     assert.strictEqual(yield* crash.await, "recovered")
     assert.strictEqual((yield* JobQueue.status(crash.id)).attempts, 2)
   }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+// --- JobQueue.consume({ threadPool, tasks }): the consumer runs the tasks on the pool's threads
+
+const threadWorker = new URL("./fixtures/durable-thread-worker.ts", import.meta.url)
+const makeThreads = (options: Partial<ThreadPool.Options> = {}) =>
+  Effect.gen(function*() {
+    const counters = new SharedArrayBuffer(16 * 4)
+    const pool = yield* ThreadPool.make({ worker: threadWorker, threads: 2, cancelGrace: "300 millis", workerData: { counters }, ...options })
+    return { pool, counters: new Int32Array(counters) }
+  })
+const stateOf = (id: string) => Effect.map(JobQueue.status(id), (info) => info.state)
+/** Waits until a check on the store holds (see helpers.waitFor). */
+const until = <E>(check: Effect.Effect<boolean, E, JobStore.JobStore>, what: string) =>
+  Effect.flatMap(Effect.context<JobStore.JobStore>(), (context) => waitFor(Effect.orDie(Effect.provide(check, context)), what))
+const sqliteFile = () => join(mkdtempSync(join(tmpdir(), "wp-durable-threads-")), "jobs.db")
+
+describe("JobQueue.consume with a threadPool", () => {
+  it.live("runs the tasks on threads: the stored payload is decoded and the result encoded there, in the JSON form, not on this thread", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Stamp], poll: 10 })
+      // its slots are the pool's: 2 threads × 1 task each
+      assert.strictEqual((yield* consumer.stats).concurrency, 2)
+      const at = new Date("2026-01-02T03:04:05.000Z")
+      const job = yield* JobQueue.enqueue(Stamp, { label: "a", at })
+      const refused = yield* JobQueue.enqueue(Stamp, { label: "refuse", at }, { maxAttempts: 1 })
+      yield* until(Effect.map(stateOf(job.id), (state) => state === "succeeded"), "the job succeeded")
+      yield* until(Effect.map(stateOf(refused.id), (state) => state === "dead"), "the refused job died")
+      // the consumer's thread decoded neither the payloads nor the result (the producer encodes)
+      assert.strictEqual(decodes.count, 0)
+      const result = yield* job.await
+      assert.deepStrictEqual([result.label, result.at.toISOString(), result.big], ["a!", "2026-01-02T03:04:06.000Z", 2n ** 70n])
+      // a typed failure comes back as its own class, decoded from the JSON form
+      const failure = yield* Effect.flip(refused.await)
+      assert.instanceOf(failure, Refused)
+      assert.strictEqual((failure as Refused).why, "asked to")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("a crashed thread fails the attempt as a defect, retried by the consumer's policy; the pool's own retry does not apply", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads({ retry: { times: 5 } })
+      yield* JobQueue.consume({ threadPool: pool, tasks: [CrashThread], retry: Schedule.spaced("10 millis"), poll: 10 })
+      const job = yield* JobQueue.enqueue(CrashThread, 1, { maxAttempts: 2 })
+      const exit = yield* Effect.exit(job.await)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+      const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) as Error : undefined
+      assert.strictEqual(defect?.name, "WorkerCrashed")
+      assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
+      // the thread was replaced: the pool goes on
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool has 2 threads again")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("the attempt's timeout interrupts the thread task (finalizers run), or terminates a thread that does not yield; AttemptTimeout", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makeThreads()
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Nap, Spin], poll: 10 })
+      const nap = yield* JobQueue.enqueue(Nap, { millis: 60_000, mark: 0 }, { timeout: "300 millis", maxAttempts: 1 })
+      const spin = yield* JobQueue.enqueue(Spin, 1, { timeout: "300 millis", maxAttempts: 1 })
+      assert.instanceOf(yield* Effect.flip(nap.await), DurableError.AttemptTimeout)
+      assert.strictEqual(Atomics.load(counters, 0), 1)
+      assert.instanceOf(yield* Effect.flip(spin.await), DurableError.AttemptTimeout)
+      // the spinning thread was terminated and replaced
+      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 0), "no thread task runs")
+      assert.strictEqual(yield* pool.threads, 2)
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("a cancel from another process interrupts the thread task within a heartbeat; the job ends cancelled", () =>
+    Effect.gen(function*() {
+      // two stores on one file: the producer's connection is another process's, as far as the consumer can tell
+      const filename = sqliteFile()
+      const producer = yield* Layer.build(JobStore.sqlite({ filename }))
+      const { counters, pool } = yield* makeThreads()
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], lease: "900 millis", poll: 10 }).pipe(
+        Effect.provide(yield* Layer.build(JobStore.sqlite({ filename })))
+      )
+      yield* Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Nap, { millis: 60_000, mark: 1 })
+        yield* until(Effect.map(stateOf(job.id), (state) => state === "running"), "the job runs")
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        yield* until(Effect.map(stateOf(job.id), (state) => state === "cancelled"), "the job is cancelled")
+      }).pipe(Effect.provide(producer))
+      assert.strictEqual(Atomics.load(counters, 1), 1)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("progress reported on the thread reaches the store; the trace goes from the producer's span to the thread", () => {
+    const { spans, tracer } = recordingTracer()
+    return Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Count, Trace], poll: 10 })
+      const count = yield* JobQueue.enqueue(Count, 50)
+      assert.strictEqual(yield* count.await, 50)
+      assert.strictEqual((yield* JobQueue.status(count.id)).progress, 50)
+      const producer = yield* Effect.withSpan(
+        Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) => Effect.map(JobQueue.enqueue(Trace, 1), (job) => ({ job, span }))),
+        "http.request"
+      )
+      const seen = yield* producer.job.await
+      // the thread runs under the thread pool's job span, a child of the durable job's, a child of the producer's
+      const byId = new Map(spans.map((span) => [span.spanId, span]))
+      const onPool = byId.get(seen.spanId)
+      const durable = onPool?.parent._tag === "Some" ? byId.get(onPool.parent.value.spanId) : undefined
+      assert.strictEqual(seen.traceId, producer.span.traceId)
+      assert.deepStrictEqual(
+        [onPool?.name, onPool?.attributes.get("workpool.task"), durable?.name, durable?.parent._tag === "Some" && durable.parent.value.spanId],
+        ["workpool.job", "Trace", "workpool.job", producer.span.spanId]
+      )
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory()), Effect.withTracer(tracer))
+  }, { timeout: 60_000 })
+
+  it.live("the consumer's concurrency bounds the thread tasks: a claimed job never waits in the pool's queue", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], poll: 10 })
+      const jobs = yield* Effect.forEach([1, 2, 3, 4, 5], () => JobQueue.enqueue(Nap, { millis: 200, mark: 2 }))
+      let most = 0
+      while (true) {
+        const [mine, threads, queue] = [yield* consumer.stats, yield* pool.stats, yield* JobQueue.stats("default")]
+        assert.isAtMost(threads.queued, 0)
+        assert.isAtMost(queue.running, 2)
+        most = Math.max(most, mine.running)
+        if (queue.succeeded === 5) break
+        yield* Effect.sleep(5)
+      }
+      assert.strictEqual(most, 2)
+      assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => job.await), [200, 200, 200, 200, 200])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("a shutdown gives a running thread job back without counting the attempt; its thread task is interrupted", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makeThreads()
+      const job = yield* Effect.scoped(Effect.gen(function*() {
+        yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], poll: 10, shutdownTimeout: 0 })
+        const job = yield* JobQueue.enqueue(Nap, { millis: 60_000, mark: 3 })
+        yield* until(Effect.map(stateOf(job.id), (state) => state === "running"), "the job runs")
+        return job
+      }))
+      const info = yield* JobQueue.status(job.id)
+      assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+      assert.strictEqual(Atomics.load(counters, 3), 1)
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("the thread pool shut down under its consumer: the consumer stops and gives the job back, the attempt not counted", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], poll: 10 })
+      const job = yield* JobQueue.enqueue(Nap, { millis: 60_000, mark: 4 })
+      yield* until(Effect.map(stateOf(job.id), (state) => state === "running"), "the job runs")
+      yield* pool.shutdownNow
+      yield* consumer.awaitTermination
+      const info = yield* JobQueue.status(job.id)
+      assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.effect("bad options: a typed error naming the field", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads({ threads: 1 })
+      const fieldOf = (options: JobQueue.ConsumeOptions<never>) =>
+        Effect.map(Effect.flip(JobQueue.consume(options)), (e) => (e as PoolError.InvalidPoolConfig).field)
+      const handlers = [Task.handle(Echo, Effect.succeed)]
+      assert.strictEqual(yield* fieldOf({ threadPool: {} as never, tasks: [Nap] }), "threadPool")
+      assert.strictEqual(yield* fieldOf({ threadPool: pool }), "tasks")
+      assert.strictEqual(yield* fieldOf({ threadPool: pool, tasks: [] }), "tasks")
+      assert.strictEqual(yield* fieldOf({ threadPool: pool, tasks: [{ name: "Nap" } as never] }), "tasks[0]")
+      assert.strictEqual(yield* fieldOf({ handlers, concurrency: 1, tasks: [Nap] }), "tasks")
+      assert.strictEqual(yield* fieldOf({ handlers, threadPool: pool, tasks: [Echo] }), "tasks[0]")
+      assert.strictEqual(yield* fieldOf({ handlers }), "concurrency")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+})

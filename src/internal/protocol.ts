@@ -23,7 +23,13 @@ export type Run = readonly [
   payload: unknown,
   job: number,
   attempt: number,
-  trace: readonly [string, string, boolean, boolean] | undefined
+  trace: readonly [string, string, boolean, boolean] | undefined,
+  /**
+   * Present (1) for a durable job's task (`JobQueue.consume`'s `threadPool`): its payload is in the
+   * task's JSON form (as the store keeps it), and its outcome is sent back in that form, so that
+   * the main thread stores it without decoding and encoding it again.
+   */
+  json?: 1
 ]
 
 /** A task succeeded: its id and encoded value (any other ending is a `done` object). */

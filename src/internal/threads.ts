@@ -30,6 +30,7 @@ import {
   type Outcome,
   Outbox,
   PORT,
+  type Run,
   type ThreadData,
   type ToThread
 } from "./protocol.ts"
@@ -161,6 +162,8 @@ export interface TaskJob {
   readonly span: Tracer.AnySpan | undefined
   readonly tracer: Tracer.Tracer
   readonly progress: (value: unknown) => void
+  /** A durable job's task: payload and outcome in the task's JSON form (see protocol.Run). */
+  readonly json?: boolean | undefined
 }
 
 export class Threads {
@@ -704,7 +707,10 @@ export class Threads {
       thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
       thread.progress.set(id, job.progress)
       if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
-      thread.outbox.send([id, task, payload, job.id, job.attempt, job.trace], transfer, (issue) =>
+      const run: Run = job.json === true
+        ? [id, task, payload, job.id, job.attempt, job.trace, 1]
+        : [id, task, payload, job.id, job.attempt, job.trace]
+      thread.outbox.send(run, transfer, (issue) =>
         this.settle(thread, id, {
           _: "codec",
           part: "payload",

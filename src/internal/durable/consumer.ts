@@ -27,10 +27,14 @@ import { isTraced } from "../jobContext.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
+import * as OnThread from "./onThread.ts"
+import type * as ThreadJson from "../threadJson.ts"
 
 export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
   readonly handlers: ReadonlyArray<Task.Handler<R>>
+  /** Tasks run on a thread pool (`consume({ threadPool, tasks })`): its way in, and the tasks. */
+  readonly threads: { readonly run: ThreadJson.RunJson; readonly tasks: ReadonlyArray<Task.Any> } | undefined
   readonly concurrency: number
   /** Per attempt, ms; 0 for none (a job's own timeout wins). */
   readonly timeout: number
@@ -103,7 +107,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const store = yield* JobStore
     const context = yield* Effect.context<R>()
     const handlers = new Map(config.handlers.map((handler) => [handler.task.name, handler]))
-    const tasks = Array.from(handlers.keys())
+    const onThreads = new Map(config.threads?.tasks.map((task) => [task.name, task]))
+    const tasks = [...handlers.keys(), ...onThreads.keys()]
     const pool = yield* Effect.orDie(WorkPool.make({
       concurrency: config.concurrency,
       capacity: 0,
@@ -134,11 +139,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     // its logs and its span name the durable job (an id valid in every process, the stored attempt),
     // not only the pool slot's job that runs it
     const traced = isTraced(context as Context.Context<never>)
-    const attempt = (entry: Running) => {
-      const handler = handlers.get(entry.task.name)!
+    const attempt = (entry: Running): Effect.Effect<unknown, unknown, R> => {
+      const handler = handlers.get(entry.task.name)
       const job = entry.claim.job
       const run = Effect.annotateLogs(
-        Effect.flatMap(decodePayload(entry.task, job.payload), (payload) => handler.run(payload)),
+        handler === undefined
+          ? OnThread.attempt(config.threads!.run, entry.task, job, threadPoolGone)
+          : Effect.flatMap(decodePayload(entry.task, job.payload), (payload) => handler.run(payload)),
         { jobId: job.id, queue: job.queue }
       )
       return traced
@@ -152,6 +159,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           run
         )
         : run
+    }
+
+    /** The thread pool shut down under this consumer: nothing can run, so it stops (giving back its claims). */
+    const threadPoolGone = () => {
+      if (!claiming) return
+      claiming = false
+      fork(Effect.andThen(
+        Effect.logWarning("effect-workpool: a durable consumer's thread pool shut down; the consumer stops"),
+        Effect.suspend(() => stop(false))
+      ))
     }
 
     /**
@@ -231,7 +248,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       Effect.gen(function*() {
         const entry: Running = {
           claim,
-          task: handlers.get(claim.job.task)!.task,
+          task: handlers.get(claim.job.task)?.task ?? onThreads.get(claim.job.task)!,
           handle: undefined,
           reason: undefined
         }

@@ -72,6 +72,17 @@ const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] =
 }
 
 /**
+ * A success already in the task's JSON form (a thread encoded it: see onThread.ts), which
+ * `encodeExit` stores as it is.
+ */
+export class EncodedSuccess {
+  readonly value: unknown
+  constructor(value: unknown) {
+    this.value = value
+  }
+}
+
+/**
  * Encodes an attempt's Exit. A failure is the task's own error unless it is one of the machine's;
  * one that its Schema cannot encode is stored as a `TaskCodecError` (part "failure"), as is a
  * success its Schema cannot encode (part "success": `ok` is then false).
@@ -81,7 +92,9 @@ export const encodeExit = (
   exit: Exit.Exit<unknown, unknown>
 ): Effect.Effect<{ readonly text: string; readonly ok: boolean }> => {
   const stored: Effect.Effect<Stored> = Exit.isSuccess(exit)
-    ? Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
+    ? exit.value instanceof EncodedSuccess
+      ? Effect.succeed({ _tag: "Success", value: exit.value.value })
+      : Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
       Effect.map((value): Stored => ({ _tag: "Success", value })),
       Effect.catch((error) => machine(codecError(task, "success", error)))
     )
