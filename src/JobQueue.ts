@@ -35,7 +35,6 @@ import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.
 import { JobNotFound, type StoreError } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
-import type * as ThreadPool from "./ThreadPool.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
@@ -818,7 +817,7 @@ export interface ConsumeOptions<R> {
    * of the pool's own apply). A crashed thread fails the attempt as a defect (retried). If the pool
    * shuts down first, this consumer stops too, giving its claims back.
    */
-  readonly threadPool?: ThreadPool.ThreadPool<any> | undefined
+  readonly threadPool?: ThreadPoolLike | undefined
   /** The tasks to run on `threadPool`; only with it. */
   readonly tasks?: ReadonlyArray<Task.Any> | undefined
   /**
@@ -856,6 +855,24 @@ export interface ConsumeOptions<R> {
    * for. Change a queue's aging with `setAging`. Default: the queue's, whatever it is.
    */
   readonly aging?: Duration.Input | undefined
+}
+
+/**
+ * A `ThreadPool` (`effect-workpool/ThreadPool`), as `ConsumeOptions.threadPool` takes it: by its type
+ * id, so that this module's types do not bring in the thread pool's (and `node:worker_threads`).
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ * import type * as ThreadPool from "effect-workpool/ThreadPool"
+ *
+ * const asOption = (pool: ThreadPool.ThreadPool): JobQueue.ThreadPoolLike => pool
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface ThreadPoolLike {
+  readonly "~effect-workpool/ThreadPool": "~effect-workpool/ThreadPool"
 }
 
 /**
@@ -984,7 +1001,8 @@ export const consume: {
       Effect.gen(function*() {
         const consumer = checked.concurrency > 0
           ? checked
-          : { ...checked, concurrency: (yield* options.threadPool!.stats).concurrency }
+          // a pool made by ThreadPool.make (checked): its slots
+          : { ...checked, concurrency: (yield* (options.threadPool as unknown as Pick<WorkPool.WorkPool, "stats">).stats).concurrency }
         if (aging !== undefined) yield* shareAging(consumer.queues, aging)
         return yield* ConsumerImpl.make(consumer)
       })
