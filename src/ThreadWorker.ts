@@ -194,16 +194,30 @@ export const serve = <R = never, E = never>(
     return [handler.task.name, {
       run: handler.run,
       ...codecsOf(handler.task),
-      // with the JSON forms, for durable jobs (see protocol.Run): built on the first such task
+      // for durable jobs (see protocol.Run): the payload as JSON text, the success answered as JSON
+      // text, both in the task's JSON form; built on the first such task
       get json() {
-        return json ??= {
+        if (json !== undefined) return json
+        const codecs = codecsOf({
+          ...handler.task,
+          payload: Schema.toCodecJson(handler.task.payload),
+          success: Schema.toCodecJson(handler.task.success),
+          failure: Schema.toCodecJson(handler.task.failure)
+        })
+        return json = {
           run: handler.run,
-          ...codecsOf({
-            ...handler.task,
-            payload: Schema.toCodecJson(handler.task.payload),
-            success: Schema.toCodecJson(handler.task.success),
-            failure: Schema.toCodecJson(handler.task.failure)
-          })
+          ...codecs,
+          decodePayload: (text: unknown) => {
+            let parsed: unknown
+            try {
+              parsed = JSON.parse(text as string)
+            } catch (error) {
+              return Exit.die(error)
+            }
+            return codecs.decodePayload(parsed)
+          },
+          // in an object, so that an undefined value is left out as the store leaves it out
+          encodeSuccess: (value: unknown) => Exit.map(codecs.encodeSuccess(value), (encoded) => JSON.stringify({ value: encoded }))
         }
       }
     }]

@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Crash as CrashThread, decodes, Nap, Refused, Spin, Stamp, Trace } from "./fixtures/durable-thread-tasks.ts"
+import { Count, Crash as CrashThread, decodes, Nap, Nothing, Refused, Spin, Stamp, Trace } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
@@ -63,12 +63,13 @@ describe("JobQueue.consume with a threadPool", () => {
   it.live("runs the tasks on threads: the stored payload is decoded and the result encoded there, in the JSON form, not on this thread", () =>
     Effect.gen(function*() {
       const { pool } = yield* makeThreads()
-      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Stamp], poll: 10 })
+      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Stamp, Nothing], poll: 10 })
       // its slots are the pool's: 2 threads × 1 task each
       assert.strictEqual((yield* consumer.stats).concurrency, 2)
       const at = new Date("2026-01-02T03:04:05.000Z")
       const job = yield* JobQueue.enqueue(Stamp, { label: "a", at })
       const refused = yield* JobQueue.enqueue(Stamp, { label: "refuse", at }, { maxAttempts: 1 })
+      const nothing = yield* JobQueue.enqueue(Nothing, 1)
       yield* until(Effect.map(stateOf(job.id), (state) => state === "succeeded"), "the job succeeded")
       yield* until(Effect.map(stateOf(refused.id), (state) => state === "dead"), "the refused job died")
       // the consumer's thread decoded neither the payloads nor the result (the producer encodes)
@@ -79,6 +80,9 @@ describe("JobQueue.consume with a threadPool", () => {
       const failure = yield* Effect.flip(refused.await)
       assert.instanceOf(failure, Refused)
       assert.strictEqual((failure as Refused).why, "asked to")
+      // a success whose JSON form is no value at all
+      assert.strictEqual(yield* nothing.await, undefined)
+      assert.strictEqual((yield* JobQueue.status(nothing.id)).state, "succeeded")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 
   it.live("a crashed thread fails the attempt as a defect, retried by the consumer's policy; the pool's own retry does not apply", () =>

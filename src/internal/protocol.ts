@@ -25,9 +25,10 @@ export type Run = readonly [
   attempt: number,
   trace: readonly [string, string, boolean, boolean] | undefined,
   /**
-   * Present (1) for a durable job's task (`JobQueue.consume`'s `threadPool`): its payload is in the
-   * task's JSON form (as the store keeps it), and its outcome is sent back in that form, so that
-   * the main thread stores it without decoding and encoding it again.
+   * Present (1) for a durable job's task (`JobQueue.consume`'s `threadPool`): its payload is the
+   * JSON text of the task's JSON form, as the store keeps it, and its success is sent back as the
+   * JSON text of `{ value }` in that form (a failure in that form, not as text), so that the main
+   * thread stores it without parsing, decoding, encoding or serializing it.
    */
   json?: 1
 ]

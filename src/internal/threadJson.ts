@@ -1,11 +1,11 @@
 /**
  * A `ThreadPool`'s way in for a durable consumer (`JobQueue.consume({ threadPool, tasks })`): a
- * task whose payload is already in the task's JSON form, as the store keeps it, sent to a thread
- * that decodes it there and answers in that form (see protocol.Run), so that the consumer's main
- * thread neither decodes the payload nor encodes the result, only stores them. The task runs as
- * any of the pool's tasks (its queue, priority, timeout, cancellation, spans); its progress goes
- * to the caller as well as to the pool's job. Kept off the public `ThreadPool` interface: each pool
- * registers its function here when it is made.
+ * task whose payload is the JSON text the store keeps (the task's JSON form), parsed and decoded
+ * on the thread, which answers a success as JSON text in that form (see protocol.Run): the
+ * consumer's main thread only stores it. The task runs as any of the pool's tasks (its queue,
+ * priority, timeout, cancellation, spans); its progress goes to the caller as well as to the
+ * pool's job. Kept off the public `ThreadPool` interface: each pool registers its function here
+ * when it is made.
  *
  * @internal
  */

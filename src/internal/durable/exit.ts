@@ -72,15 +72,18 @@ const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] =
 }
 
 /**
- * A success already in the task's JSON form (a thread encoded it: see onThread.ts), which
- * `encodeExit` stores as it is.
+ * A success a thread already encoded (see onThread.ts): the JSON text of `{ value }`, the value in
+ * the task's JSON form, which `encodeExit` stores as it is.
  */
 export class EncodedSuccess {
-  readonly value: unknown
-  constructor(value: unknown) {
-    this.value = value
+  readonly text: string
+  constructor(text: string) {
+    this.text = text
   }
 }
+
+/** `{ _tag: "Success", value }` as JSON text, from the JSON text of `{ value }` (or `{}`). */
+const successText = (text: string): string => text === "{}" ? `{"_tag":"Success"}` : `{"_tag":"Success",${text.slice(1)}`
 
 /**
  * Encodes an attempt's Exit. A failure is the task's own error unless it is one of the machine's;
@@ -91,10 +94,11 @@ export const encodeExit = (
   task: Task.Any,
   exit: Exit.Exit<unknown, unknown>
 ): Effect.Effect<{ readonly text: string; readonly ok: boolean }> => {
+  if (Exit.isSuccess(exit) && exit.value instanceof EncodedSuccess) {
+    return Effect.succeed({ text: successText(exit.value.text), ok: true })
+  }
   const stored: Effect.Effect<Stored> = Exit.isSuccess(exit)
-    ? exit.value instanceof EncodedSuccess
-      ? Effect.succeed({ _tag: "Success", value: exit.value.value })
-      : Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
+    ? Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
       Effect.map((value): Stored => ({ _tag: "Success", value })),
       Effect.catch((error) => machine(codecError(task, "success", error)))
     )

@@ -1,8 +1,8 @@
 /**
  * A durable job's attempt on a `ThreadPool` (`JobQueue.consume({ threadPool, tasks })`): the stored
- * payload goes to a thread as it is (the task's JSON form, decoded there), and a success comes back
- * in that form and is stored as it is (see threadJson.ts): the consumer's thread does no Schema
- * work for it. A failure is decoded, for the retry policy's `while`. The thread task runs inside
+ * payload goes to a thread as it is (JSON text of the task's JSON form, parsed and decoded there),
+ * and a success comes back as JSON text and is stored as it is (see protocol.Run): the consumer's
+ * thread neither parses nor runs a Schema for it. A failure is decoded, for the retry policy's `while`. The thread task runs inside
  * the attempt, as a job of the thread pool: the attempt's timeout, a cancel from another process
  * and a shutdown interrupt it (its thread is asked to stop, and terminated past `cancelGrace`), its
  * progress reaches the store through the attempt, and its spans are children of the attempt's.
@@ -33,15 +33,9 @@ export const attempt = (
   gone: () => void
 ): Effect.Effect<unknown, unknown> =>
   Effect.gen(function*() {
-    let payload: unknown
-    try {
-      payload = JSON.parse(job.payload)
-    } catch (error) {
-      return yield* codecError(task, "payload", error)
-    }
     const info = yield* WorkPool.JobContext
     // the durable job's retries and timeout are the consumer's: none of the thread pool's own
-    const reply = yield* run(task, payload, { priority: job.priority, timeout: Infinity, retry: { times: 0 } }, reporterOf(info)).pipe(
+    const reply = yield* run(task, job.payload, { priority: job.priority, timeout: Infinity, retry: { times: 0 } }, reporterOf(info)).pipe(
       Effect.catch((error) => {
         if (error instanceof PoolShutdown) {
           gone()
@@ -52,7 +46,7 @@ export const attempt = (
     )
     switch (reply._) {
       case "success":
-        return new EncodedSuccess(reply.value)
+        return new EncodedSuccess(reply.value as string)
       case "failure": {
         const decoded = Schema.decodeUnknownExit(codecsOf(task).failure)(reply.error)
         return yield* Exit.isSuccess(decoded) ? Effect.fail(decoded.value) : codecError(task, "failure", Cause.squash(decoded.cause))
