@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Crash as CrashThread, decodes, Nap, Nothing, Refused, Spin, Stamp, Trace } from "./fixtures/durable-thread-tasks.ts"
+import { Count, Crash as CrashThread, decodes, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
@@ -88,7 +88,7 @@ describe("JobQueue.consume with a threadPool", () => {
   it.live("a crashed thread fails the attempt as a defect, retried by the consumer's policy; the pool's own retry does not apply", () =>
     Effect.gen(function*() {
       const { pool } = yield* makeThreads({ retry: { times: 5 } })
-      yield* JobQueue.consume({ threadPool: pool, tasks: [CrashThread], retry: Schedule.spaced("10 millis"), poll: 10 })
+      yield* JobQueue.consume({ threadPool: pool, tasks: [CrashThread, Unserved], retry: Schedule.spaced("10 millis"), poll: 10 })
       const job = yield* JobQueue.enqueue(CrashThread, 1, { maxAttempts: 2 })
       const exit = yield* Effect.exit(job.await)
       assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
@@ -97,6 +97,11 @@ describe("JobQueue.consume with a threadPool", () => {
       assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
       // the thread was replaced: the pool goes on
       yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool has 2 threads again")
+      // a task its worker does not serve: a defect saying so (retried like one), not a dead payload
+      const unserved = yield* JobQueue.enqueue(Unserved, 1, { maxAttempts: 1 })
+      const missing = yield* Effect.exit(unserved.await)
+      assert.isTrue(Exit.isFailure(missing) && Cause.hasDies(missing.cause))
+      assert.include(Exit.isFailure(missing) ? (Cause.squash(missing.cause) as Error).message : "", "no handler for task Unserved")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 
   it.live("the attempt's timeout interrupts the thread task (finalizers run), or terminates a thread that does not yield; AttemptTimeout", () =>
