@@ -8,27 +8,9 @@
  * @internal
  */
 import { type Context, Effect, Exit, Fiber } from "effect"
-import { isFunction, notAnEffect } from "./job.ts"
+import { asExit, isFunction, notAnEffect, syncThunk } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
 import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
-
-// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
-const IDENTIFIER = "~effect/Effect/identifier"
-const ARGS = "~effect/Effect/args"
-
-/**
- * The function of an `Effect.sync` job, if the job is one. Such a job runs to its end as soon as it
- * starts, on the starting stack, whether in a fiber or not, and it cannot read its fiber's services
- * (only an Effect can), so it is run here without a fiber: a fiber and its context cost a trivial
- * job about half of its time. Anything else (or a later Effect whose primitives look different)
- * gets a fiber.
- */
-const syncThunk = (effect: Effect.Effect<any, any, any>): (() => unknown) | undefined => {
-  const primitive = effect as unknown as Record<string, unknown>
-  if (primitive[IDENTIFIER] !== "Sync") return undefined
-  const thunk = primitive[ARGS]
-  return typeof thunk === "function" ? thunk as () => unknown : undefined
-}
 
 /**
  * Runs an `Effect.sync` function as its fiber would: its value, or the defect it threw. Outside any
@@ -57,9 +39,10 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
   const interruptedWhileStarting = new Set<Job>()
   /**
    * The fibers of the jobs that did not stop while they were started: at most one per worker, kept
-   * here rather than in every job's record.
+   * here rather than in every job's record. Keyed by job id: keyed by the record itself, V8 would
+   * give every record an identity hash, a call into its runtime per job.
    */
-  const fibers = new Map<Job, Fiber.Fiber<any, any>>()
+  const fibers = new Map<number, Fiber.Fiber<any, any>>()
   const contextOf = JobContext.makeContextOf()
   // most jobs come from a few submitters: whether their context traces is looked up once each
   let lastContext: Context.Context<never> | undefined
@@ -88,7 +71,7 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       else {
         const thunk = syncThunk(effect)
         // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-        const exit = thunk !== undefined ? runThunk(thunk) : Exit.isExit(effect) ? effect : undefined
+        const exit = thunk !== undefined ? runThunk(thunk) : asExit(effect)
         if (exit !== undefined) {
           if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
           return scheduler.jobStopped(job, worker, exit)
@@ -98,26 +81,26 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
       const exit = fiber.pollUnsafe()
       if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
-      fibers.set(job, fiber)
+      fibers.set(job.seq, fiber)
       fiber.addObserver((exit) => {
-        fibers.delete(job)
+        fibers.delete(job.seq)
         scheduler.jobStopped(job, worker, exit)
       })
     },
     interrupt(job: Job): void {
-      const fiber = fibers.get(job)
+      const fiber = fibers.get(job.seq)
       if (fiber !== undefined) fiber.interruptUnsafe()
       else interruptedWhileStarting.add(job)
     },
     awaitStopped(job: Job): Effect.Effect<void> {
       // looked up when run: a job asked to stop while starting has its fiber by then
       return Effect.suspend(() => {
-        const fiber = fibers.get(job)
+        const fiber = fibers.get(job.seq)
         return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.await(fiber))
       })
     },
     isStopping(job: Job): boolean {
-      return fibers.has(job)
+      return fibers.has(job.seq)
     }
   }
 }

@@ -6,9 +6,55 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import { InvalidJob } from "../PoolError.ts"
 import { isClass, show } from "./config.ts"
+
+// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
+const IDENTIFIER = "~effect/Effect/identifier"
+const ARGS = "~effect/Effect/args"
+
+/**
+ * The prototype every `Effect.sync` shares, if it is the primitive `syncThunk` expects (a later
+ * Effect whose primitives look different: undefined, and every job gets a fiber).
+ */
+const SYNC: object | undefined = (() => {
+  const proto = Object.getPrototypeOf(Effect.sync(() => undefined)) as Record<string, unknown>
+  return proto[IDENTIFIER] === "Sync" ? proto : undefined
+})()
+
+/**
+ * Whether a job is an `Effect.sync`: its prototype, one comparison. Asked first, because asking any
+ * value whether it is an Effect (`Effect.isEffect`, a property lookup on objects of every shape) is
+ * a megamorphic access that cost a trivial job a few percent.
+ */
+const isSync = (job: unknown): boolean => SYNC !== undefined && typeof job === "object" && job !== null &&
+  Object.getPrototypeOf(job) === SYNC
+
+/**
+ * The function of an `Effect.sync` job, if the job is one. Such a job runs to its end as soon as it
+ * starts, on the starting stack, whether in a fiber or not, and it cannot read its fiber's services
+ * (only an Effect can), so the fiber executor runs it without a fiber: a fiber and its context cost
+ * a trivial job about half of its time. Anything else gets a fiber.
+ */
+export const syncThunk = (effect: Effect.Effect<any, any, any>): (() => unknown) | undefined => {
+  if (!isSync(effect)) return undefined
+  const thunk = (effect as unknown as Record<string, unknown>)[ARGS]
+  return typeof thunk === "function" ? thunk as () => unknown : undefined
+}
+
+/** The prototypes of Effect's two kinds of Exit (a success, a failure). */
+const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.getPrototypeOf(Exit.fail(undefined))]
+
+/**
+ * The job itself if it is an Exit (`Effect.succeed`, `Effect.fail`, ...), which is already its own
+ * result. By its prototype, as `isSync`: `Exit.isExit` on Effects of every shape is megamorphic. A
+ * value it does not recognize runs in a fiber, with the same result.
+ */
+export const asExit = (effect: Effect.Effect<any, any, any>): Exit.Exit<any, any> | undefined => {
+  const proto = Object.getPrototypeOf(effect)
+  return proto === EXITS[0] || proto === EXITS[1] ? effect as Exit.Exit<any, any> : undefined
+}
 
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
@@ -24,7 +70,7 @@ const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
  * be invoked without 'new'" when the job starts.
  */
 export const check = (job: unknown, field: string): InvalidJob | undefined =>
-  Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
+  isSync(job) || Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
     ? undefined
     : new InvalidJob({ field, value: show(job), reason: EXPECTED })
 
