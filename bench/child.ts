@@ -22,6 +22,8 @@ export interface ChildResult {
   readonly rssBytesPerThread?: number
   /** Scenarios with the metric "peakHeapMB": the most heap in use during the timed run, over the heap before it. */
   readonly peakHeapBytes?: number
+  /** The process's CPU time (user + system, every thread) during the timed run, in ms. */
+  readonly cpuMs?: number
   readonly extra?: Partial<Record<Metric, number>>
 }
 
@@ -58,12 +60,15 @@ const once = async (size: Size) => {
   const tally = scenario.tally?.(size) ?? new Tally(size.jobs)
   const trial = await contestant.setup(size, tally)
   const peak = measurePeak ? watchHeap() : undefined
+  const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   const outcome = await trial.run()
   const ms = outcome.ms ?? performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  const cpuMs = (cpu.user + cpu.system) / 1000
   const peakHeapBytes = peak?.()
   await trial.teardown?.()
-  return { ms, outcome, peakHeapBytes, check: tally.verify(outcome.observed) }
+  return { ms, cpuMs, outcome, peakHeapBytes, check: tally.verify(outcome.observed) }
 }
 
 // A crash or a wrong warm-up checksum is reported on the same JSON line, with exit code 1.
@@ -88,11 +93,12 @@ for (let i = 0; i < warmups; i++) {
 }
 globalThis.gc?.()
 
-const { ms, outcome, peakHeapBytes, check } = await once(size)
+const { ms, cpuMs, outcome, peakHeapBytes, check } = await once(size)
 const result: ChildResult = {
   scenario: scenario.id,
   contestant: name,
   ms,
+  cpuMs,
   jobs: size.jobs,
   checksumOk: check.ok,
   ...(check.why === undefined ? {} : { why: check.why }),

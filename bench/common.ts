@@ -61,6 +61,7 @@ export type Metric =
   | "p99Ms"
   | "rssBytesPerThread"
   | "peakHeapMB"
+  | "cpuUsPerJob"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
@@ -72,7 +73,8 @@ export const metricInfo: Record<Metric, { readonly label: string; readonly highe
   p50Ms: { label: "ms enqueue → start, p50", higherIsBetter: false, digits: 1 },
   p99Ms: { label: "ms enqueue → start, p99", higherIsBetter: false, digits: 1 },
   rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 },
-  peakHeapMB: { label: "peak heap MB", higherIsBetter: false, digits: 1 }
+  peakHeapMB: { label: "peak heap MB", higherIsBetter: false, digits: 1 },
+  cpuUsPerJob: { label: "CPU µs per job", higherIsBetter: false, digits: 2 }
 }
 
 /**

@@ -46,7 +46,7 @@ export const scenario: Scenario = {
   description: `Trivial jobs (a counter and an integer hash), concurrency ${CONCURRENCY}: submit all, then await all. ` +
     "The anchors get a Promise-returning job (`async () => job(i)`).",
   sizes: { full: { jobs: 200_000 }, quick: { jobs: 20_000 }, warmup: { jobs: 20_000 } },
-  metrics: ["jobsPerSec", "peakHeapMB"],
+  metrics: ["jobsPerSec", "peakHeapMB", "cpuUsPerJob"],
   contestants: [
     {
       name: "p-queue",
@@ -134,7 +134,10 @@ export const scenario: Scenario = {
   notes: [
     "Our pool runs with `capacity: Infinity`, so every submit is admitted at once and the run really is \"submit all, then await all\".",
     "`pool.runAll` is the bulk form of the same work: it is shown for information and has no target.",
-    "`metrics: false` shows what the pool's Effect metrics cost a trivial job (they are on by default; the budget is 5%).",
+    "`metrics: false` shows what the pool's Effect metrics cost a trivial job (they are on by default; the budget is 5% " +
+      "of throughput). CPU µs per job is the process's user + system time during the timed run (every thread, GC " +
+      "included) over the jobs: beside another CPU-bound process (1L) wall time also measures the share of a core the " +
+      "OS gave each run, so compare the two rows' CPU there too.",
     "Peak heap: the most heap in use during the timed run (the largest used heap any garbage collection found, or the " +
       "heap at the end), over the heap after a full collection just before it. It includes what the contestant keeps " +
       "for its results: a promise or a handle per job, or `Effect.forEach`'s array.",
