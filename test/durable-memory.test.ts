@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Schedule, Schema } from "effect"
+import { Clock, Effect, Layer, Logger, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -49,6 +49,34 @@ describe("a consumer while its store is down", () => {
         return yield* job.await
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
       assert.strictEqual(value, 42)
+    }))
+})
+
+describe("a consumer whose settles are slow", () => {
+  it.effect("claims for a slot as soon as its job has ended, while that job's settle is still being written", () =>
+    Effect.gen(function*() {
+      // every settle takes a second to be written
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          settle: (token, settlement) => Effect.andThen(Effect.sleep(1000), inner.settle(token, settlement))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const started: Array<number> = []
+      const results = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Double, (n) => Effect.as(Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => started.push(now))), n * 2))],
+          concurrency: 1
+        })
+        const jobs = [yield* JobQueue.enqueue(Double, 1), yield* JobQueue.enqueue(Double, 2)]
+        for (let t = 0; t < 3_000; t += 100) yield* TestClock.adjust(100)
+        return yield* Effect.forEach(jobs, (job) => job.await)
+      }).pipe(Effect.scoped, Effect.provide(store))
+      assert.deepStrictEqual(results, [2, 4])
+      // the second job started before the first one's settle was written (a second later)
+      assert.strictEqual(started.length, 2)
+      assert.isBelow(started[1]! - started[0]!, 1000)
     }))
 })
 

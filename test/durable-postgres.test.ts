@@ -183,6 +183,40 @@ else {
         assert.deepStrictEqual(picked, [[1, 2, 5], [0, 4]])
       }), { timeout: 60_000 })
 
+    it.live("a claim takes the final settles queued in this store along, in its own statement, each still fenced by its token", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n })
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 }
+          const [a, b] = (yield* store.claim(request)).claims
+          // b's lease is taken back (as a reaper would): its token no longer holds the job
+          yield* Effect.promise(() =>
+            admin((sql) => sql`UPDATE ${sql.literal(S)}.wp_job SET state = 'queued', lease_token = NULL WHERE id = ${b!.job.id}`)
+          )
+          // as a busy consumer does: its jobs end, and the claim for their slots starts before their settles are written
+          const [settledA, settledB, claimed] = yield* Effect.all([
+            store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: "{}" }),
+            store.settle(b!.token, { _tag: "Final", state: "succeeded", exit: "{}" }),
+            store.claim(request)
+          ], { concurrency: "unbounded" })
+          // the transaction that last wrote each row: one statement is one transaction
+          const writers = yield* Effect.promise(() =>
+            admin((sql) => sql<{ payload: string; state: string; xmin: string }>`SELECT payload, state, xmin::text FROM ${sql.literal(S)}.wp_job ORDER BY seq`)
+          )
+          return { settledA, settledB, claimed: claimed.claims.map((claim) => claim.job.payload), writers }
+        }).pipe(Effect.provide(layer(schema)))
+        assert.isTrue(outcome.settledA)
+        // b's settle is refused by its fence: the claim took b again, with a new token
+        assert.isFalse(outcome.settledB)
+        assert.deepStrictEqual(outcome.claimed, [`{"n":1}`, `{"n":2}`])
+        assert.deepStrictEqual(outcome.writers.map((row) => row.state), ["succeeded", "running", "running", "queued"])
+        // a's settle was written by the claim's own statement
+        assert.strictEqual(outcome.writers[0]!.xmin, outcome.writers[2]!.xmin)
+      }), { timeout: 60_000 })
+
     it.live("layerClient: the store on the application's own PgClient (its pool), migrated in the given schema", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

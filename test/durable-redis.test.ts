@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Latch, Logger, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, delayOnServerClock, Echo } from "./durable/conformance.ts"
@@ -89,6 +90,53 @@ else {
         assert.strictEqual((refused as StoreError).operation, "open")
         assert.match(refused.message, /ECONNREFUSED/)
         assert.notInclude(refused.message, "secret")
+      }), { timeout: 60_000 })
+
+    it.live("a claim takes the settles queued in this store along, in its own script, each still fenced by its token", () =>
+      Effect.gen(function*() {
+        const binary = redisServer.binary()
+        if (binary === undefined) return assert.fail("no redis-server binary")
+        // a server of its own: its count of scripts run is this test's
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => redisServer.startServer(binary)),
+          (server) => Effect.promise(server.destroy)
+        )
+        const scripts = Effect.promise(() =>
+          admin(async (client) => {
+            const stats = await client.info("commandstats")
+            return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+          }, server.url)
+        )
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n })
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 }
+          const [a, b] = (yield* store.claim(request)).claims
+          // b's settle is written first: its token no longer holds the job when it comes again
+          assert.isTrue(yield* store.settle(b!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+          const before = yield* scripts
+          // as a busy consumer does: its jobs end, and the claim for their slots starts before their settles are written
+          const [settledA, settledB, claimed] = yield* Effect.all([
+            store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: "{}" }),
+            store.settle(b!.token, { _tag: "Final", state: "dead", exit: "{}" }),
+            store.claim(request)
+          ], { concurrency: "unbounded" })
+          return {
+            settledA,
+            settledB,
+            claimed: claimed.claims.map((claim) => claim.job.payload),
+            scripts: (yield* scripts) - before,
+            states: [(yield* store.get(a!.job.id))!.state, (yield* store.get(b!.job.id))!.state]
+          }
+        }).pipe(Effect.provide(RedisJobStore.layer({ url: server.url, prefix: freshPrefix() })))
+        assert.deepStrictEqual(outcome, {
+          settledA: true,
+          settledB: false,
+          claimed: [`{"n":2}`, `{"n":3}`],
+          // one script: the claim, carrying both settles
+          scripts: 1,
+          states: ["succeeded", "succeeded"]
+        })
       }), { timeout: 60_000 })
 
     it.live("a server that evicts keys when full is named in a warning: jobs would be lost", () =>

@@ -117,6 +117,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     }))
     const running = new Map<string, Running>()
     const settlers = new Set<Fiber.Fiber<void>>()
+    /** Jobs of `running` whose handler has ended, being settled: their slots are free (their leases are held until written). */
+    let settling = 0
     const wake = makeSignal()
     const terminated = yield* Deferred.make<void>()
     let target = config.concurrency
@@ -232,6 +234,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     }
 
     const settle = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        // its slot is free: the claim for it goes out now, with this settle (a store may write both
+        // in one round trip), not after it
+        settling++
+        wake.notify()
+        return settleJob(entry, exit)
+      })
+
+    const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       settlementOf(entry, exit).pipe(
         Effect.flatMap((settlement) =>
           settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease))
@@ -239,7 +250,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         Effect.catchCause((cause) => Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause)),
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
-          wake.notify()
+          settling--
         }))
       )
 
@@ -316,7 +327,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       let failures = 0
       while (claiming) {
         const woken = yield* wake.version
-        const free = paused ? 0 : target - running.size
+        const free = paused ? 0 : target - running.size + settling
         if (free <= 0) {
           held = 0
           yield* wake.wait(config.poll, woken)

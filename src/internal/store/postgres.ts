@@ -19,7 +19,7 @@
  * @internal
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Cause, Clock, Deferred, Effect, Exit, Queue, Redacted, Scope } from "effect"
+import { Cause, Clock, Effect, Queue, Redacted, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
@@ -41,6 +41,7 @@ import {
   type Store,
   windowAllows
 } from "./model.ts"
+import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
 import * as Backoff from "../durable/backoff.ts"
 
@@ -268,9 +269,10 @@ export const claimStatement = (
   sql: PgClient.PgClient,
   S: Fragment,
   request: ClaimRequest,
-  now: Fragment | number
+  now: Fragment | number,
+  finals: ReadonlyArray<FinalSettle> = []
 ) =>
-  sql<SqlRow & { rank: number; limited: boolean }>`WITH limited AS (
+  sql<SqlRow & { rank: number; limited: boolean; settled: ReadonlyArray<string> | null }>`WITH limited AS (
       SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
     ),
     next AS (${bestStatement(sql, S, request.queues, request.tasks, request.limit, now, sql`NOT (SELECT limited FROM limited)`)}),
@@ -279,8 +281,30 @@ export const claimStatement = (
         lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
-    )
-    SELECT claimed.*, limited.limited FROM limited LEFT JOIN claimed ON true`
+    )${
+    finals.length === 0 ? sql`` : sql`,
+    settled AS (${settleStatement(sql, S, finals, now)})`
+  }
+    SELECT claimed.*, limited.limited${
+    finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
+  } FROM limited LEFT JOIN claimed ON true`
+
+/** A final settle waiting to be written (see `settle` in `makeWith`). */
+export interface FinalSettle {
+  readonly token: string
+  readonly state: string
+  readonly exit: string | null
+}
+
+/** Final settles, fenced by their tokens: returns the tokens written. */
+const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
+  sql<{ token: string }>`UPDATE ${S}.wp_job j
+    SET state = v.state, exit = v.exit, finished_at = ${now}, cancel_requested = false,
+      lease_token = NULL, lease_until = NULL
+    FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
+      AS v(token text, state text, exit text)
+    WHERE j.lease_token = v.token AND j.state = 'running'
+    RETURNING v.token`
 
 const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
 
@@ -663,17 +687,29 @@ export const makeWith = (
         .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
         .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
 
+    // final settles are written together, or by this store's next claim (see settles.ts)
+    const finals = Settles.make<FinalSettle>(
+      (batch) =>
+        Effect.map(driverTime(settleStatement(sql, S, batch, NOW())), (rows) => {
+          const written = new Set(rows.map((row) => row.token))
+          return batch.map((entry) => written.has(entry.token))
+        }),
+      yield* Effect.scope
+    )
+
     /**
      * One statement, when no queue of the request has a rate limit (it then claims nothing, and says
      * so: the claim is made by `claimLimited`).
      */
-    const claimUnlimited = (request: ClaimRequest) => {
-      const now = NOW()
-      return Effect.map(
-        claimStatement(sql, S, request, now),
-        (rows) => ({ limited: rows[0]?.limited === true, claims: toClaims(rows.filter((row) => row.id !== null)) })
-      )
-    }
+    const claimUnlimited = (request: ClaimRequest) =>
+      finals.carry(() => true, (carried) =>
+        Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried)), (rows) => {
+          const written = new Set(rows[0]?.settled ?? [])
+          return [
+            { limited: rows[0]?.limited === true, claims: toClaims(rows.filter((row) => row.id !== null)) },
+            carried.map((entry) => written.has(entry.token))
+          ] as const
+        }))
 
     /** The best visible jobs of `queues` (not paused), at most `limit`, locked for this claim. */
     const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
@@ -770,52 +806,9 @@ export const makeWith = (
         )
       )
 
-    // Final settles that arrive while one is in flight are written together, in one statement (a
-    // group commit): a busy consumer settles its jobs at the rate of one round trip per batch,
-    // not per job
-    const scope = yield* Effect.scope
-    let finals: Array<{ readonly token: string; readonly state: string; readonly exit: string | null; readonly done: Deferred.Deferred<boolean, unknown> }> = []
-    let writing = false
-    let batch: typeof finals = []
-    const writeFinals: Effect.Effect<void> = Effect.gen(function*() {
-      while (finals.length > 0) {
-        batch = finals
-        finals = []
-        const rows = batch.map(({ exit, state, token }) => ({ token, state, exit }))
-        const result = yield* Effect.exit(driverTime(sql<{ token: string }>`UPDATE ${S}.wp_job j
-          SET state = v.state, exit = v.exit, finished_at = ${NOW()}, cancel_requested = false,
-            lease_token = NULL, lease_until = NULL
-          FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(token text, state text, exit text)
-          WHERE j.lease_token = v.token AND j.state = 'running'
-          RETURNING v.token`))
-        const written = Exit.isSuccess(result) ? new Set(result.value.map((row) => row.token)) : undefined
-        for (const entry of batch) {
-          Deferred.doneUnsafe(entry.done, written === undefined ? (result as Exit.Exit<never, unknown>) : Exit.succeed(written.has(entry.token)))
-        }
-      }
-    }).pipe(Effect.onExit((exit) =>
-      Effect.sync(() => {
-        writing = false
-        // the store's scope closed under it: its settles end as interrupted (they were not written)
-        if (Exit.isFailure(exit)) for (const entry of [...batch, ...finals]) Deferred.doneUnsafe(entry.done, Exit.failCause(exit.cause))
-        batch = []
-        finals = []
-      })
-    ))
-    const settleFinal = (token: string, state: string, exit: string | null) =>
-      Effect.suspend(() => {
-        const done = Deferred.makeUnsafe<boolean, unknown>()
-        finals.push({ token, state, exit, done })
-        if (!writing) {
-          writing = true
-          Effect.runFork(Effect.forkIn(writeFinals, scope))
-        }
-        return Deferred.await(done)
-      })
-
     const settle = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
-        return op("settle", settleFinal(token, settlement.state, settlement.exit), (done) => done)
+        return op("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
       const now = NOW()
       const fence = sql`WHERE lease_token = ${token} AND state = 'running'`

@@ -46,6 +46,7 @@ import type {
 import { latencyOf } from "./model.ts"
 import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
+import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
 
 export interface Config {
@@ -141,10 +142,10 @@ const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArra
 
 const SCRIPTS = {
   enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number]>(),
-  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string>>, string]>(),
+  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string>>, string, Array<number>]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
-  settle: script(Scripts.SETTLE).withReturnType<number>(),
+  settle: script(Scripts.SETTLE).withReturnType<Array<number>>(),
   reap: script(Scripts.REAP).withReturnType<number>(),
   cancel: script(Scripts.CANCEL).withReturnType<"cancelled" | "requested" | "finished" | "missing">(),
   redrive: script(Scripts.REDRIVE).withReturnType<number>(),
@@ -410,16 +411,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const limit = request.limit - claims.length
             if (limit <= 0) break
             const tokens = Array.from({ length: limit }, () => `${crypto.randomUUID()}:${queue}`)
-            const [flats, held] = yield* run(
-              "claim",
-              queue,
-              NOW(),
-              String(limit),
-              String(request.lease),
-              String(request.tasks.length),
-              ...request.tasks,
-              ...tokens
-            )
+            // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
+            const [flats, held] = yield* settles.carry((item) => item.queue === queue, (carried) =>
+              Effect.map(
+                run(
+                  "claim",
+                  queue,
+                  NOW(),
+                  String(limit),
+                  String(request.lease),
+                  String(request.tasks.length),
+                  ...request.tasks,
+                  String(carried.length),
+                  ...carried.flatMap((item) => item.args),
+                  ...tokens
+                ),
+                ([flats, held, settled]) => [[flats, held] as const, settled.map((n) => n === 1)] as const
+              ))
             flats.forEach((flat, n) => {
               const row = toRow(queue, flat)
               const rank = Number(flat[flat.indexOf("rank") + 1])
@@ -471,15 +479,32 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         : op("progress", Effect.map(run("progress", queue, token, value), (n) => n === 1))
     }
 
+    // settles are written together, one script per queue, or by this store's next claim of their queue
+    const settles = Settles.make<{ readonly queue: string; readonly args: ReadonlyArray<string> }>(
+      (batch) =>
+        Effect.gen(function*() {
+          const written: Array<boolean> = []
+          const groups = new Map<string, Array<number>>()
+          batch.forEach((item, i) => groups.set(item.queue, [...(groups.get(item.queue) ?? []), i]))
+          yield* Effect.forEach(groups, ([queue, indices]) =>
+            Effect.map(
+              run("settle", queue, NOW(), ...indices.flatMap((i) => batch[i]!.args)),
+              (flags) => indices.forEach((i, n) => written[i] = flags[n] === 1)
+            ), { concurrency: "unbounded", discard: true })
+          return written
+        }),
+      yield* Effect.scope
+    )
+
     const settle = (token: string, settlement: Settlement) => {
       const queue = tokenQueue(token)
       if (queue === undefined) return Effect.succeed(false)
       const args = settlement._tag === "Final"
-        ? ["final", settlement.state, settlement.exit === null ? "0" : "1", settlement.exit ?? ""]
+        ? [token, "final", settlement.state, settlement.exit === null ? "0" : "1", settlement.exit ?? ""]
         : settlement._tag === "Retry"
-        ? ["retry", String(settlement.delay), "1", settlement.exit]
-        : ["release", "", "0", ""]
-      return op("settle", Effect.map(run("settle", queue, NOW(), token, ...args), (n) => n === 1), (done) => done)
+        ? [token, "retry", String(settlement.delay), "1", settlement.exit]
+        : [token, "release", "", "0", ""]
+      return op("settle", settles.add({ queue, args }), (done) => done)
     }
 
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>

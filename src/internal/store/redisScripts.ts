@@ -86,6 +86,30 @@ local function endLease(id)
   redis.call("ZREM", B .. ":running", id)
   redis.call("HSET", j, "token", "", "lease", "")
 end
+-- ends an attempt if the token still holds its job: kind final|retry|release, arg the final state or
+-- the retry's delay, hasExit "1" if exit is the failure or result to keep → 1, or 0 (nothing written)
+local function settle(token, kind, arg, hasExit, exit, now)
+  local id = redis.call("HGET", B .. ":tokens", token)
+  if not id then return 0 end
+  local j = jobKey(id)
+  endLease(id)
+  if hasExit == "1" then redis.call("HSET", j, "exit", exit) elseif kind == "final" then redis.call("HDEL", j, "exit") end
+  if kind == "final" then
+    finish(id, arg, now)
+  elseif kind == "retry" then
+    local visible = now + tonumber(arg)
+    redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
+    queued(id)
+    place(id, now)
+  else
+    -- given back: where it was in the queue, its attempt not counted
+    redis.call("HINCRBY", j, "attempts", -1)
+    redis.call("HSET", j, "state", "queued")
+    queued(id)
+    place(id, now)
+  end
+  return 1
+end
 `
 
 /** ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none) */
@@ -116,18 +140,27 @@ return {id, 1}
 `
 
 /**
- * ARGV: now, limit, lease, taskCount, tasks..., tokens... → {array of HGETALL, limitedFor}: with a
- * rate limit, at most what the queue's window allows (its oldest claims at least `rateInterval`
- * old, and the slots never used), recorded in the window; `limitedFor` (ms, as text) is how long
- * until the window frees when it held the claim back, else "0".
+ * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
+ * tokens... → {array of HGETALL, limitedFor, settled}: first the settles (a busy consumer's claim
+ * carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each), then the claim:
+ * with a rate limit, at most what the queue's window allows (its oldest claims at least
+ * `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as text)
+ * is how long until the window frees when it held the claim back, else "0".
  */
 export const CLAIM = `${PRELUDE}
-if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0"} end
 local now = clock(ARGV[1])
+local taskCount = tonumber(ARGV[4])
+local settleCount = tonumber(ARGV[5 + taskCount])
+local settled = {}
+for i = 1, settleCount do
+  local a = 5 + taskCount + (i - 1) * 5
+  settled[i] = settle(ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], now)
+end
+local tokenAt = 5 + taskCount + settleCount * 5
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled} end
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
-local taskCount = tonumber(ARGV[4])
 local wanted = limit
 local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
 local rateInterval = 0
@@ -162,7 +195,7 @@ for n = 1, limit do
   redis.call("ZREM", bestKey, bestMember)
   local id = string.sub(bestMember, 17)
   local j = jobKey(id)
-  local token = ARGV[4 + taskCount + n]
+  local token = ARGV[tokenAt + n]
   redis.call("HINCRBY", j, "attempts", 1)
   redis.call("HSET", j, "state", "running", "started", now, "token", token, "lease", now + lease)
   redis.call("HINCRBY", B .. ":prio", redis.call("HGET", j, "priority"), -1)
@@ -192,7 +225,7 @@ if #out > 0 then
     end
   end
 end
-return {out, limitedFor}
+return {out, limitedFor, settled}
 `
 
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
@@ -224,31 +257,16 @@ return 1
 `
 
 /**
- * ARGV: now, token, kind (final|retry|release), state (final) or delay (retry), hasExit, exit → 1 or 0
+ * ARGV: now, then settles of 5 each (see PRELUDE's `settle`) → 1 or 0 for each: what a consumer's
+ * settles queued together are written in one call
  */
 export const SETTLE = `${PRELUDE}
-local id = redis.call("HGET", B .. ":tokens", ARGV[2])
-if not id then return 0 end
 local now = clock(ARGV[1])
-local j = jobKey(id)
-endLease(id)
-local kind = ARGV[3]
-if ARGV[5] == "1" then redis.call("HSET", j, "exit", ARGV[6]) elseif kind == "final" then redis.call("HDEL", j, "exit") end
-if kind == "final" then
-  finish(id, ARGV[4], now)
-elseif kind == "retry" then
-  local visible = now + tonumber(ARGV[4])
-  redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
-  queued(id)
-  place(id, now)
-else
-  -- given back: where it was in the queue, its attempt not counted
-  redis.call("HINCRBY", j, "attempts", -1)
-  redis.call("HSET", j, "state", "queued")
-  queued(id)
-  place(id, now)
+local out = {}
+for i = 2, #ARGV, 5 do
+  out[#out + 1] = settle(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now)
 end
-return 1
+return out
 `
 
 /**

@@ -1,0 +1,108 @@
+/**
+ * Settles queued in one store instance, to be written together: a busy consumer ends its jobs
+ * faster than one round trip each, so the settles that arrive while a write is in flight go in the
+ * next one (a group commit), and a claim that starts while some wait takes them along in its own
+ * statement or script (`carry`): the claim for the slots those jobs freed, and their settles, are
+ * one round trip. While a claim is in flight the writer waits for it to end: the consumer's next
+ * claim, which comes at once (the jobs' slots are free), carries what queued meanwhile.
+ *
+ * Every settle is still fenced by its token where it is written: carrying it changes when and in
+ * which round trip, not what it writes.
+ *
+ * @internal
+ */
+import { Deferred, Effect, Exit, type Scope } from "effect"
+
+export interface Settles<A> {
+  /** Queues a settle; succeeds with whether its token still held the job when it was written. */
+  readonly add: (item: A) => Effect.Effect<boolean, unknown>
+  /**
+   * Runs a claim carrying the queued settles that `which` picks: `claim` writes them with its own
+   * work and returns, with its result, whether each was written (in their order).
+   */
+  readonly carry: <B, E, R>(
+    which: (item: A) => boolean,
+    claim: (items: ReadonlyArray<A>) => Effect.Effect<readonly [B, ReadonlyArray<boolean>], E, R>
+  ) => Effect.Effect<B, E, R>
+}
+
+interface Pending<A> {
+  readonly item: A
+  readonly done: Deferred.Deferred<boolean, unknown>
+}
+
+const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<boolean>, unknown>) => {
+  batch.forEach((entry, i) =>
+    Deferred.doneUnsafe(entry.done, Exit.isSuccess(exit) ? Exit.succeed(exit.value[i] === true) : Exit.failCause(exit.cause))
+  )
+}
+
+/** `write` writes a batch in one round trip, saying for each whether it was written. */
+export const make = <A>(
+  write: (batch: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<boolean>, unknown>,
+  scope: Scope.Scope
+): Settles<A> => {
+  let pending: Array<Pending<A>> = []
+  let writing = false
+  let batch: Array<Pending<A>> = []
+  /** Claims in flight, and their end (when the last of them ends). */
+  let claims = 0
+  let claimsEnded = Deferred.makeUnsafe<void>()
+
+  const writer: Effect.Effect<void> = Effect.gen(function*() {
+    while (pending.length > 0) {
+      while (claims > 0) {
+        yield* Deferred.await(claimsEnded)
+        yield* Effect.yieldNow
+      }
+      if (pending.length === 0) break
+      batch = pending
+      pending = []
+      const exit = yield* Effect.exit(write(batch.map((entry) => entry.item)))
+      settle(batch, exit)
+      batch = []
+    }
+  }).pipe(Effect.onExit((exit) =>
+    Effect.sync(() => {
+      writing = false
+      // the store's scope closed under it: these settles end as interrupted (they were not written)
+      if (Exit.isFailure(exit)) {
+        settle([...batch, ...pending], Exit.failCause(exit.cause))
+        batch = []
+        pending = []
+      }
+    })
+  ))
+
+  return {
+    add: (item) =>
+      Effect.suspend(() => {
+        const done = Deferred.makeUnsafe<boolean, unknown>()
+        pending.push({ item, done })
+        if (!writing) {
+          writing = true
+          // started on the next tick: a claim made in this one can carry it
+          Effect.runFork(Effect.forkIn(writer, scope))
+        }
+        return Deferred.await(done)
+      }),
+    carry: (which, claim) =>
+      Effect.suspend(() => {
+        const carried = pending.filter((entry) => which(entry.item))
+        if (carried.length > 0) pending = pending.filter((entry) => !which(entry.item))
+        claims++
+        return claim(carried.map((entry) => entry.item)).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              if (--claims === 0) {
+                Deferred.doneUnsafe(claimsEnded, Exit.void)
+                claimsEnded = Deferred.makeUnsafe<void>()
+              }
+              settle(carried, Exit.map(exit, ([, written]) => written))
+            })
+          ),
+          Effect.map(([result]) => result)
+        )
+      })
+  }
+}
