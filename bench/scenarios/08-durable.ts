@@ -168,7 +168,7 @@ export const scenario: Scenario = {
   ],
   notes: [
     ...(missing.length === 0 ? [] : [`Not measured in this run: ${missing.join("; ")}.`]),
-    "Why ours drains behind where it does: a consumer claims as slots free up (about 3 jobs per claim when saturated) and settles each job in a statement (Postgres) or script (Redis) of its own, grouped only when settles overlap. graphile-worker and pg-boss complete in batches; BullMQ moves a finished job and fetches the next one in a single script. Profiles of our consumer processes during the drain show them idle about two thirds of the time: the cost is round trips and server work per job, so the next step is fewer statements per job (a settle that also claims the next job, batched completes), not a faster consumer. SQLite's consumers take turns at one write lock and poll every 10 ms across processes."
+    "How ours drains: a consumer claims only for free slots (a slot is free once its job's handler stops), and the claim takes the settles of the jobs that freed them along in its own statement (Postgres) or script (Redis), each fenced by its token: one round trip per batch of jobs, about 0.33 statements per job on Postgres. pg-boss fetches and completes batches of 8; graphile-worker claims and completes one job per statement; BullMQ moves a finished job and fetches the next one in one script. With no-op jobs, the cost per job is CPU (our consumers' Effect pipeline, their cold start within the timed drain) and round trips. SQLite's consumers take turns at one write lock and poll every 10 ms across processes."
   ],
   quick: { reps: 1, warmups: 0 },
   full: { reps: 3, warmups: 0 },
