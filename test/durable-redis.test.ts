@@ -5,7 +5,7 @@
  * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Latch, Logger, Redacted, Schedule } from "effect"
+import { Effect, Fiber, Latch, Logger, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -137,6 +137,29 @@ else {
           scripts: 1,
           states: ["succeeded", "succeeded"]
         })
+      }), { timeout: 60_000 })
+
+    it.live("a settle no claim carries (its queue is not claimed) is written while other queues' claims follow each other", () =>
+      Effect.gen(function*() {
+        const written = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "b" })
+          const [b] = (yield* store.claim({ queues: ["b"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          // busy consumers of queues a and c: claims one after another, one of them nearly always in flight
+          const busy = yield* Effect.forkChild(
+            Effect.all(
+              ["a", "c"].map((queue) => Effect.forever(store.claim({ queues: [queue], tasks: ["Echo"], limit: 8, lease: 60_000 }))),
+              { concurrency: "unbounded" }
+            )
+          )
+          yield* Effect.sleep(50)
+          const settled = yield* store.settle(b!.token, { _tag: "Final", state: "succeeded", exit: "{}" }).pipe(
+            Effect.timeout("10 seconds")
+          )
+          yield* Fiber.interrupt(busy)
+          return settled
+        }).pipe(Effect.provide(layer(freshPrefix())))
+        assert.isTrue(written)
       }), { timeout: 60_000 })
 
     it.live("a server that evicts keys when full is named in a warning: jobs would be lost", () =>

@@ -3,7 +3,7 @@
  * faster than one round trip each, so the settles that arrive while a write is in flight go in the
  * next one (a group commit), and a claim that starts while some wait takes them along in its own
  * statement or script (`carry`): the claim for the slots those jobs freed, and their settles, are
- * one round trip. While a claim is in flight the writer waits for it to end: the consumer's next
+ * one round trip. While a claim is in flight the writer waits for one to end: the consumer's next
  * claim, which comes at once (the jobs' slots are free), carries what queued meanwhile.
  *
  * Every settle is still fenced by its token where it is written: carrying it changes when and in
@@ -45,14 +45,16 @@ export const make = <A>(
   let pending: Array<Pending<A>> = []
   let writing = false
   let batch: Array<Pending<A>> = []
-  /** Claims in flight, and their end (when the last of them ends). */
+  /** Claims in flight, and the end of the next one to end. */
   let claims = 0
-  let claimsEnded = Deferred.makeUnsafe<void>()
+  let claimEnded = Deferred.makeUnsafe<void>()
 
   const writer: Effect.Effect<void> = Effect.gen(function*() {
     while (pending.length > 0) {
-      while (claims > 0) {
-        yield* Deferred.await(claimsEnded)
+      // once, not until no claim is in flight: claims that never take these (another queue's, on
+      // Redis) may follow each other without end
+      if (claims > 0) {
+        yield* Deferred.await(claimEnded)
         yield* Effect.yieldNow
       }
       if (pending.length === 0) break
@@ -94,10 +96,9 @@ export const make = <A>(
         return claim(carried.map((entry) => entry.item)).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
-              if (--claims === 0) {
-                Deferred.doneUnsafe(claimsEnded, Exit.void)
-                claimsEnded = Deferred.makeUnsafe<void>()
-              }
+              claims--
+              Deferred.doneUnsafe(claimEnded, Exit.void)
+              claimEnded = Deferred.makeUnsafe<void>()
               settle(carried, Exit.map(exit, ([, written]) => written))
             })
           ),
