@@ -6,12 +6,13 @@
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as pg from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
-import { processProofs, restartProof, setup } from "./durable/processes.ts"
+import { processProofs, restartProof, setup, threadProofs } from "./durable/processes.ts"
 
 const onServer = (url: string, schema: string) =>
   setup(PgJobStore.layer({ url, schema, maxConnections: 2 }), url, { WORKPOOL_PG_SCHEMA: schema })
 
 processProofs("Postgres", pg.enabled, () => onServer(pg.url!, pg.freshSchema()))
+threadProofs("Postgres", pg.enabled, () => onServer(pg.url!, pg.freshSchema()))
 
 const binaries = pgServer.binaries()
 if (binaries === undefined && process.env.CI === "true") {

@@ -11,6 +11,7 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { assertEveryJobOnce, type Consumer, killMidRun, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
+import { setup, threadProofs } from "./durable/processes.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = "") =>
@@ -131,4 +132,10 @@ describe("durable jobs across processes (SQLite)", () => {
       await runtime.dispose()
     }
   })
+})
+
+let files = 0
+threadProofs("SQLite", true, () => {
+  const file = join(dir, `threads-${files++}.db`)
+  return setup(JobStore.sqlite({ filename: file }), file, {})
 })

@@ -5,7 +5,7 @@
  * every write acknowledged before the crash is in the append-only file, so no job is lost.
  */
 import * as RedisJobStore from "../src/RedisJobStore.ts"
-import { processProofs, restartProof, setup } from "./durable/processes.ts"
+import { processProofs, restartProof, setup, threadProofs } from "./durable/processes.ts"
 import * as redis from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -13,6 +13,7 @@ const onServer = (url: string, prefix: string) =>
   setup(RedisJobStore.layer({ url, prefix }), url, { WORKPOOL_REDIS_PREFIX: prefix })
 
 processProofs("Redis", redis.enabled, () => onServer(redis.url!, redis.freshPrefix()))
+threadProofs("Redis", redis.enabled, () => onServer(redis.url!, redis.freshPrefix()))
 
 const binary = redisServer.binary()
 if (binary === undefined && process.env.CI === "true") {

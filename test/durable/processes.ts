@@ -124,6 +124,65 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
     })
   })
 
+/**
+ * The kill -9 and zombie proofs with the jobs on a ThreadPool in each consumer process
+ * (`consume({ threadPool, tasks })`, fixture mode `threads`: 2 threads × 2 tasks): a thread-run
+ * job's claim is a claim like any (renewed by its process, taken back by a reaper when the process
+ * dies with its threads), its settle is fenced, and a lost lease interrupts the task on its thread.
+ * Smaller than the fiber proofs: each process starts its threads.
+ */
+export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup) =>
+  describe.skipIf(!enabled)(`durable jobs on threads across processes (${name})`, () => {
+    it("kill -9 of two of 3 consumers × 2 threads × 2 tasks mid-run on 400 jobs: 0 lost, duplicates only of the killed ones' jobs in flight", {
+      timeout: 180_000
+    }, async () => {
+      const JOBS = 400
+      const LEASE = 3000
+      const { consumer, runtime } = fresh()
+      const ids = await runtime.runPromise(
+        Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
+          Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
+      )
+      const byId = new Map(ids.map((id, n) => [id, n]))
+      const running = () =>
+        runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS })).then((jobs) => jobs.map((job) => byId.get(job.id)!))
+      const consumers = [0, 1, 2].map(() => consumer(2, LEASE, 20, "threads"))
+      const [first, second, survivor] = consumers as [Consumer, Consumer, Consumer]
+      const inFlightFirst = await killMidRun(first, consumers, 20, running)
+      const inFlight = new Set([...inFlightFirst, ...await killMidRun(second, consumers, 60, running)])
+      assert.isAbove(inFlightFirst.size, 0, "the first killed one had jobs in flight on its threads")
+      const duplicates = await assertEveryJobOnce(runtime, consumers, ids, inFlight)
+      // the first one's jobs in flight ran again elsewhere, unless the settle it had sent landed
+      for (const n of inFlightFirst) {
+        const again = consumers.some((c) => c !== first && c.started.includes(n))
+        assert.isTrue(again || first.lines.includes(`done ${n}`), `job ${n} of the killed process neither ran again nor finished`)
+      }
+      if (process.env.DURABLE_DEBUG) console.log({ inFlight: inFlight.size, duplicates })
+      await stop([survivor])
+    })
+
+    it("a consumer frozen (SIGSTOP) past its lease: another runs the job; resumed (SIGCONT), the zombie's thread task is interrupted and its settle changes nothing", {
+      timeout: 120_000
+    }, async () => {
+      const LEASE = 1500
+      const { consumer, runtime } = fresh()
+      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
+      const zombie = consumer(1, LEASE, 60_000, "threads")
+      await waitUntil([zombie], () => zombie.started.length === 1, "the zombie's thread started the job")
+      zombie.child.kill("SIGSTOP")
+      const other = consumer(1, LEASE, 50, "threads")
+      await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer's thread ran the job")
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
+      zombie.child.kill("SIGCONT")
+      // printed by the zombie's thread: the task itself was stopped, not only the attempt's fiber
+      await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie's thread interrupted its task")
+      assert.notInclude(zombie.lines, "done 7")
+      const info = await runtime.runPromise(JobQueue.status(job.id))
+      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
+      await stop([zombie, other])
+    })
+  })
+
 /** A private server, taken down and brought back mid-run. */
 export interface PrivateServer {
   readonly url: string
