@@ -821,8 +821,10 @@ export interface ConsumeOptions<R> {
   /** The tasks to run on `threadPool`; only with it. */
   readonly tasks?: ReadonlyArray<Task.Any> | undefined
   /**
-   * How many jobs run at once. With a `threadPool`, default its `threads × tasksPerThread` when the
-   * consumer starts, so that a claimed job never waits for a thread; without one, required.
+   * How many jobs run at once; required without a `threadPool`. With one, default the pool's slots
+   * (`threads × tasksPerThread`), followed as `ThreadPool.resize` changes them, so that a claimed
+   * job never waits for a thread. A larger number lets claimed jobs wait in the pool's queue, their
+   * lease held and their timeout running.
    */
   readonly concurrency?: number | undefined
   readonly timeout?: Duration.Input | undefined
@@ -896,6 +898,11 @@ export interface Consumer {
   /** Stops claiming; running jobs go on. */
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
+  /**
+   * Sets how many jobs this consumer claims at once. With a `threadPool`, it never resizes the pool
+   * (the pool is the caller's, and may serve others): the consumer stops following the pool's
+   * slots and keeps this number; resize the pool (`ThreadPool.resize`) to run more at once.
+   */
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig>
   /** Sets this consumer's own rate limit (`ConsumeOptions.rateLimit`), or removes it with `undefined`. */
   readonly setRateLimit: (rateLimit: WorkPool.RateLimit | undefined) => Effect.Effect<void, InvalidPoolConfig>
@@ -984,7 +991,7 @@ export const consume: {
         handlers,
         threads,
         concurrency: options.concurrency === undefined
-          ? 0 // the thread pool's slots, read below
+          ? undefined // the thread pool's slots
           : config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
         retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
@@ -999,12 +1006,8 @@ export const consume: {
     }),
     ([aging, checked]) =>
       Effect.gen(function*() {
-        const consumer = checked.concurrency > 0
-          ? checked
-          // a pool made by ThreadPool.make (checked): its slots
-          : { ...checked, concurrency: (yield* (options.threadPool as unknown as Pick<WorkPool.WorkPool, "stats">).stats).concurrency }
-        if (aging !== undefined) yield* shareAging(consumer.queues, aging)
-        return yield* ConsumerImpl.make(consumer)
+        if (aging !== undefined) yield* shareAging(checked.queues, aging)
+        return yield* ConsumerImpl.make(checked)
       })
   )) as typeof consume
 
@@ -1014,8 +1017,8 @@ const threadTasks = (pool: unknown, tasks: ReadonlyArray<Task.Any> | undefined):
     if (tasks !== undefined) config.fail("tasks", tasks, "expected only with a threadPool: the pool whose worker serves them")
     return undefined
   }
-  const run = typeof pool === "object" && pool !== null ? ThreadJson.of(pool) : undefined
-  if (run === undefined) config.fail("threadPool", pool, "expected a ThreadPool made with ThreadPool.make")
+  const entry = typeof pool === "object" && pool !== null ? ThreadJson.of(pool) : undefined
+  if (entry === undefined) config.fail("threadPool", pool, "expected a ThreadPool made with ThreadPool.make")
   if (!Array.isArray(tasks) || tasks.length === 0) {
     return config.fail("tasks", tasks, "expected a non-empty array of the Tasks the thread pool's worker serves")
   }
@@ -1023,7 +1026,7 @@ const threadTasks = (pool: unknown, tasks: ReadonlyArray<Task.Any> | undefined):
     const invalid = checkTask(task)
     if (invalid !== undefined) config.fail(`tasks[${i}]`, task, invalid.reason)
   })
-  return { run: run!, tasks }
+  return { pool: entry!, tasks }
 }
 
 /**

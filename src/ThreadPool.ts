@@ -269,7 +269,8 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
   /**
    * Changes the number of threads (1 to 1024, and `threads × tasksPerThread` at most 100,000, as at
    * `make`): new ones are started (and waited for), retired ones close. A resize still starting
-   * threads when the pool shuts down ends as done.
+   * threads when the pool shuts down ends as done. A durable consumer of the pool without a
+   * `concurrency` of its own (`JobQueue.consume({ threadPool })`) claims for the new slots.
    */
   readonly resize: (threads: number) => Effect.Effect<void, InvalidPoolConfig | WorkerStartFailed>
   /**
@@ -490,7 +491,7 @@ export const make = <T extends Task.Any = Task.Any>(
         const invalid = checkTask(task) ?? transferOf(options)
         return invalid instanceof InvalidJob || invalid instanceof InvalidJobOptions ? Effect.fail(invalid) : f(invalid)
       })
-    return ThreadJson.register({
+    const self: ThreadPool<T> = ThreadJson.register({
       [TypeId]: TypeId,
       // suspended: the task and options are read (and may throw) when the Effect runs, not when it is built
       run: (task, payload, options) => admitted(task, options, (transfer) => pool.run(taskJob(task, payload, transfer), options)),
@@ -509,7 +510,8 @@ export const make = <T extends Task.Any = Task.Any>(
           config.checkPoolOptions(() => config.threads(n, checked.tasksPerThread)),
           (n) => {
             threads.target = n
-            return pool.resize(n * checked.tasksPerThread)
+            // a consumer following the pool's slots claims for the new threads once they have started
+            return Effect.ensuring(pool.resize(n * checked.tasksPerThread), Effect.sync(() => ThreadJson.resized(self)))
           }
         ),
       name: pool.name,
@@ -556,7 +558,8 @@ export const make = <T extends Task.Any = Task.Any>(
             )
           ), { task, payload }),
         options
-      ))
+      ), () => Effect.runSync(pool.stats).concurrency)
+    return self
   })
 
 /**

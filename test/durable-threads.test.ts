@@ -179,6 +179,41 @@ describe("JobQueue.consume with a threadPool", () => {
       assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => job.await), [200, 200, 200, 200, 200])
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 
+  it.live("resize: a consumer without its own concurrency follows the pool's resize; consumer.resize bounds its claims, leaves the pool alone and stops following it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      const consumer = yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], poll: 10 })
+      const concurrency = Effect.map(consumer.stats, (s) => s.concurrency)
+      /** The most jobs running at once while `jobs` jobs of `millis` run; no claimed job waits for a thread. */
+      const most = (jobs: number, millis: number) =>
+        Effect.gen(function*() {
+          const handles = yield* Effect.forEach(Array.from({ length: jobs }), () => JobQueue.enqueue(Nap, { millis, mark: 5 }))
+          let most = 0
+          while (true) {
+            const [threads, queue] = [yield* pool.stats, yield* JobQueue.stats("default")]
+            assert.strictEqual(threads.queued, 0)
+            most = Math.max(most, queue.running)
+            if (queue.running === 0 && queue.waiting === 0 && queue.delayed === 0) break
+            yield* Effect.sleep(5)
+          }
+          yield* Effect.forEach(handles, (job) => job.await)
+          return most
+        })
+      // the pool grows: so do the consumer's claims, once the new threads have started
+      yield* pool.resize(4)
+      assert.strictEqual(yield* concurrency, 4)
+      assert.strictEqual(yield* most(8, 300), 4)
+      // and shrinks
+      yield* pool.resize(1)
+      assert.strictEqual(yield* concurrency, 1)
+      // the consumer's own number bounds what it claims; the pool (the user's) keeps its size
+      yield* consumer.resize(2)
+      assert.deepStrictEqual([yield* concurrency, (yield* pool.stats).concurrency], [2, 1])
+      yield* pool.resize(3)
+      assert.strictEqual(yield* concurrency, 2, "a consumer given its own concurrency no longer follows the pool")
+      assert.strictEqual(yield* most(6, 300), 2)
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
   it.live("a shutdown gives a running thread job back without counting the attempt; its thread task is interrupted", () =>
     Effect.gen(function*() {
       const { counters, pool } = yield* makeThreads()

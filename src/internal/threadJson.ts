@@ -4,8 +4,9 @@
  * on the thread, which answers a success as JSON text in that form (see protocol.Run): the
  * consumer's main thread only stores it. The task runs as any of the pool's tasks (its queue,
  * priority, timeout, cancellation, spans); its progress goes to the caller as well as to the
- * pool's job. Kept off the public `ThreadPool` interface: each pool registers its function here
- * when it is made.
+ * pool's job. Also the pool's slots (`threads × tasksPerThread`), and word of each `resize`, which
+ * a consumer without a concurrency of its own follows. Kept off the public `ThreadPool` interface:
+ * each pool registers itself here when it is made.
  *
  * @internal
  */
@@ -22,13 +23,37 @@ export type RunJson = (
   progress: (value: unknown) => void
 ) => Effect.Effect<Reply, JobError | WorkerStartFailed>
 
-const registry = new WeakMap<object, RunJson>()
+/** A pool's way in, as a consumer sees it. */
+export interface Entry {
+  readonly run: RunJson
+  /** How many tasks may run at once now: the pool's concurrency. */
+  readonly slots: () => number
+  /** Calls `f` after each resize of the pool (once its new threads started); returns the way to stop. */
+  readonly onResize: (f: () => void) => () => void
+}
 
-/** Registers a pool's function; returns the pool. */
-export const register = <P extends object>(pool: P, run: RunJson): P => {
-  registry.set(pool, run)
+const registry = new WeakMap<object, Entry & { readonly listeners: Set<() => void> }>()
+
+/** Registers a pool's function and slots; returns the pool. */
+export const register = <P extends object>(pool: P, run: RunJson, slots: () => number): P => {
+  const listeners = new Set<() => void>()
+  registry.set(pool, {
+    run,
+    slots,
+    listeners,
+    onResize: (f) => {
+      listeners.add(f)
+      return () => listeners.delete(f)
+    }
+  })
   return pool
 }
 
-/** The function of a pool made by `ThreadPool.make` (undefined for anything else). */
-export const of = (pool: object): RunJson | undefined => registry.get(pool)
+/** Tells the pool's consumers that it was resized. */
+export const resized = (pool: object): void => {
+  const entry = registry.get(pool)
+  if (entry !== undefined) for (const f of entry.listeners) f()
+}
+
+/** The way in of a pool made by `ThreadPool.make` (undefined for anything else). */
+export const of = (pool: object): Entry | undefined => registry.get(pool)

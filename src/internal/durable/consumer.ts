@@ -34,8 +34,9 @@ export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
   readonly handlers: ReadonlyArray<Task.Handler<R>>
   /** Tasks run on a thread pool (`consume({ threadPool, tasks })`): its way in, and the tasks. */
-  readonly threads: { readonly run: ThreadJson.RunJson; readonly tasks: ReadonlyArray<Task.Any> } | undefined
-  readonly concurrency: number
+  readonly threads: { readonly pool: ThreadJson.Entry; readonly tasks: ReadonlyArray<Task.Any> } | undefined
+  /** undefined (only with `threads`): the thread pool's slots, followed as it is resized. */
+  readonly concurrency: number | undefined
   /** Per attempt, ms; 0 for none (a job's own timeout wins). */
   readonly timeout: number
   /** The consumer's retry policy, replayed from each job's stored attempt count. */
@@ -109,8 +110,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const handlers = new Map(config.handlers.map((handler) => [handler.task.name, handler]))
     const onThreads = new Map(config.threads?.tasks.map((task) => [task.name, task]))
     const tasks = [...handlers.keys(), ...onThreads.keys()]
+    // without a concurrency of its own, the consumer claims for the thread pool's slots, and follows
+    // them (until `resize` gives it one): a claimed job does not wait for a thread
+    let following = config.concurrency === undefined
+    let target = config.concurrency ?? config.threads!.pool.slots()
     const pool = yield* Effect.orDie(WorkPool.make({
-      concurrency: config.concurrency,
+      concurrency: target,
       capacity: 0,
       overflow: "fail",
       shutdownTimeout: config.shutdownTimeout
@@ -121,7 +126,6 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let settling = 0
     const wake = makeSignal()
     const terminated = yield* Deferred.make<void>()
-    let target = config.concurrency
     let paused = false
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
@@ -146,7 +150,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       const job = entry.claim.job
       const run = Effect.annotateLogs(
         handler === undefined
-          ? OnThread.attempt(config.threads!.run, entry.task, job, threadPoolGone)
+          ? OnThread.attempt(config.threads!.pool.run, entry.task, job, threadPoolGone)
           : Effect.flatMap(decodePayload(entry.task, job.payload), (payload) => handler.run(payload)),
         { jobId: job.id, queue: job.queue }
       )
@@ -452,6 +456,20 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
 
+    const setTarget = (concurrency: number) =>
+      Effect.tap(pool.resize(concurrency), () =>
+        Effect.sync(() => {
+          target = concurrency
+          wake.notify()
+        }))
+    if (following) {
+      const slots = config.threads!.pool.slots
+      const unfollow = config.threads!.pool.onResize(() => {
+        if (following) fork(Effect.ignore(Effect.suspend(() => following ? setTarget(slots()) : Effect.void)))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(unfollow))
+    }
+
     const withHeld = (stats: WorkPool.PoolStats): WorkPool.PoolStats => ({ ...stats, rateLimited: held })
 
     return {
@@ -475,11 +493,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         paused = false
         wake.notify()
       })),
+      // the consumer's own number from now on: the thread pool, the user's, keeps its size
       resize: (concurrency) =>
-        Effect.tap(pool.resize(concurrency), () =>
+        Effect.tap(setTarget(concurrency), () =>
           Effect.sync(() => {
-            target = concurrency
-            wake.notify()
+            following = false
           })),
       shutdown: Effect.suspend(() => stop(false)),
       shutdownNow: Effect.suspend(() => stop(true)),
