@@ -5,6 +5,8 @@ import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
 import { recordingTracer, settle } from "./helpers.ts"
+import { onFirstReport } from "../src/internal/progress.ts"
+import { DONE } from "../src/internal/scheduler.ts"
 
 const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
 
@@ -285,6 +287,40 @@ describe("JobContext and progress", () => {
       const values = Array.from(yield* Fiber.join(seen))
       assert.strictEqual(values.at(-1), 10_000)
       assert.isBelow(values.length, 100)
+    }))
+
+  it.effect("onFirstReport: once, at a job's first report (at once if it has reported), never for a quiet job, whose progressChanges still ends", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const gate = yield* Deferred.make<void>()
+      const reporting = yield* pool.submit(Effect.gen(function*() {
+        const { progress } = yield* WorkPool.JobContext
+        yield* Deferred.await(gate)
+        yield* progress(1)
+        yield* progress(2)
+      }))
+      const quiet = yield* pool.submit(Deferred.await(gate))
+      let calls = 0
+      onFirstReport(reporting, DONE, () => calls++)
+      let quietCalls = 0
+      onFirstReport(quiet, DONE, () => quietCalls++)
+      yield* settle
+      assert.strictEqual(calls, 0)
+      yield* Deferred.succeed(gate, undefined)
+      yield* reporting.await
+      yield* quiet.await
+      assert.strictEqual(calls, 1)
+      assert.strictEqual(quietCalls, 0)
+      // installed after the reports: at once
+      onFirstReport(reporting, DONE, () => calls++)
+      assert.strictEqual(calls, 2)
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(quiet.progressChanges)), [])
+      // installed on a job that ended without reporting: never called, and its readers end
+      const ended = yield* pool.submit(Effect.void)
+      yield* ended.await
+      onFirstReport(ended, DONE, () => quietCalls++)
+      assert.strictEqual(quietCalls, 0)
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(ended.progressChanges)), [])
     }))
 })
 

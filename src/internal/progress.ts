@@ -9,18 +9,31 @@
  */
 import { Effect, Option, Stream } from "effect"
 
+/** What `onFirstReport` needs of a job: a pool's handle is its job record. */
+interface Watched {
+  progressState: Progress | undefined
+  readonly state: number
+}
+
 export class Progress {
   value: unknown = undefined
   /** Bumped on every report; 0 while nothing was reported. */
   version = 0
   ended = false
   private waiters: Array<() => void> = []
+  /** Called once, at the first report: see `onFirstReport`. */
+  private first: (() => void) | undefined = undefined
 
   report(value: unknown): void {
     if (this.ended) return
     this.value = value
     this.version++
     this.wake()
+    if (this.first !== undefined) {
+      const first = this.first
+      this.first = undefined
+      first()
+    }
   }
 
   /** The job ended: readers stop after the last value. */
@@ -65,4 +78,22 @@ export class Progress {
         return [emit, this.ended ? Option.none<number>() : Option.some(version)] as const
       }))
   }
+}
+
+/**
+ * Calls `f` once, when the job behind `handle` (a pool's `JobHandle` is its job record) first
+ * reports progress, or at once if it already has: a watcher that starts its stream only then costs
+ * a job that never reports no fiber and no stream (a durable consumer watches every job it runs).
+ * `done` is the scheduler's first ended state.
+ */
+export const onFirstReport = (handle: unknown, done: number, f: () => void): void => {
+  const job = handle as Watched
+  let progress = job.progressState
+  if (progress === undefined) {
+    progress = job.progressState = new Progress()
+    // as the job's own watchProgress does: an ended job's readers stop at once
+    if (job.state >= done) progress.end()
+  }
+  if (progress.version > 0) f()
+  else if (!progress.ended) progress["first"] = f
 }

@@ -21,6 +21,8 @@ import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
+import { onFirstReport } from "../progress.ts"
+import { DONE } from "../scheduler.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced } from "../jobContext.ts"
@@ -295,9 +297,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             ? Effect.void
             : Effect.ignore(Effect.tap(store.progress(claim.token, text), () => Effect.sync(() => void (written = text))))
         }
-        const reporting = fork(
-          Stream.runForEach(handle.progressChanges, (value) => Effect.andThen(write(value), Effect.sleep(PROGRESS_EVERY)))
-        )
+        // started at the job's first report: most jobs never report, and a fiber and a stream per
+        // job were ~10% of a no-op job's CPU in a drain
+        let reporting: Fiber.Fiber<void> | undefined
+        onFirstReport(handle, DONE, () => {
+          reporting = fork(
+            Stream.runForEach(handle.progressChanges, (value) => Effect.andThen(write(value), Effect.sleep(PROGRESS_EVERY)))
+          )
+        })
         // a heartbeat that ran while it was being submitted (lost, or cancelled) could not stop it
         if (entry.reason !== undefined) fork(Effect.asVoid(handle.interrupt))
         const settler = fork(
@@ -307,7 +314,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             Effect.tap(() => handle.interrupt),
             // its last progress report is written before the outcome (after it, the fence refuses
             // it), without waiting for the throttle's interval
-            Effect.tap(() => Fiber.interrupt(reporting)),
+            Effect.tap(() => reporting === undefined ? Effect.void : Fiber.interrupt(reporting)),
             Effect.tap(() => Effect.flatMap(handle.progress, (latest) => Option.isSome(latest) ? write(latest.value) : Effect.void)),
             Effect.flatMap((exit) => settle(entry, exit))
           )
