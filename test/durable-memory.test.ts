@@ -80,6 +80,45 @@ describe("a consumer whose settles are slow", () => {
     }))
 })
 
+describe("a consumer whose settle fails", () => {
+  it.effect("tries it 6 times in all, lease / 10 apart, then leaves the job to the reaper", () =>
+    Effect.gen(function*() {
+      const tries: Array<number> = []
+      let failFirst = 5
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          settle: (token, settlement) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => {
+              tries.push(now)
+              return tries.length <= failFirst
+                ? Effect.fail(new StoreError({ operation: "settle", reason: "unreachable" }))
+                : inner.settle(token, settlement)
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const [first, second] = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1000 })
+        const job = yield* JobQueue.enqueue(Double, 21)
+        for (let t = 0; t < 1_000; t += 10) yield* TestClock.adjust(10)
+        const first = { value: yield* job.await, tries: [...tries] }
+        // a settle that fails every time: 6 tries, then the lease expires and the reaper retries the job
+        tries.length = 0
+        failFirst = 6
+        const lost = yield* JobQueue.enqueue(Double, 1)
+        for (let t = 0; t < 1_000; t += 10) yield* TestClock.adjust(10)
+        const second = { tries: [...tries], state: (yield* JobQueue.status(lost.id)).state }
+        return [first, second] as const
+      }).pipe(Effect.scoped, Effect.provide(store))
+      assert.strictEqual(first.value, 42)
+      assert.strictEqual(first.tries.length, 6)
+      assert.deepStrictEqual(first.tries.slice(1).map((t, i) => t - first.tries[i]!), [100, 100, 100, 100, 100])
+      assert.strictEqual(second.tries.length, 6)
+      assert.notStrictEqual(second.state, "succeeded")
+    }))
+})
+
 describe("a job's own retry policy, by a name the consumer does not register", () => {
   it.effect("is retried with the consumer's retry, not lost, and the consumer warns, naming the job and the policy", () =>
     Effect.gen(function*() {

@@ -101,9 +101,17 @@ const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.C
 export const claimBackoff = (poll: number, failures: number): number =>
   Math.min(Math.max(1, poll) * 2 ** Math.min(failures - 1, 30), Math.max(poll, 5000))
 
-/** Tries a store step a few times: a settle that never lands is taken back by a reaper later. */
-const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number) =>
-  Effect.retry(effect, { schedule: Schedule.spaced(Math.max(1, Math.floor(lease / 10))), times: 5 })
+/**
+ * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
+ * retry is set up only after a first failure: on the way every job takes, it cost a schedule and
+ * its driver per settle.
+ */
+const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number): Effect.Effect<A, E> =>
+  Effect.catch(effect, () => {
+    const spacing = Math.max(1, Math.floor(lease / 10))
+    // as Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 5 }) from the first try on
+    return Effect.andThen(Effect.sleep(spacing), Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4 }))
+  })
 
 export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, never, JobStore | Scope.Scope | R> =>
   Effect.gen(function*() {
@@ -313,9 +321,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             // interrupt of an ended job waits for that (its finalizers) and interrupts nothing
             Effect.tap(() => handle.interrupt),
             // its last progress report is written before the outcome (after it, the fence refuses
-            // it), without waiting for the throttle's interval
-            Effect.tap(() => reporting === undefined ? Effect.void : Fiber.interrupt(reporting)),
-            Effect.tap(() => Effect.flatMap(handle.progress, (latest) => Option.isSome(latest) ? write(latest.value) : Effect.void)),
+            // it), without waiting for the throttle's interval (no reporter: it never reported)
+            Effect.tap(() =>
+              reporting === undefined ? Effect.void : Effect.andThen(
+                Fiber.interrupt(reporting),
+                Effect.flatMap(handle.progress, (latest) => Option.isSome(latest) ? write(latest.value) : Effect.void)
+              )
+            ),
             Effect.flatMap((exit) => settle(entry, exit))
           )
         )
