@@ -4,9 +4,11 @@
  * from its start until the handler has run every job. The first round warms up and is not reported.
  *
  *   node bench/durable/cpu.ts <postgres://… | redis://… | file.db> [jobs=2000] [rounds=6] [concurrency=8]
+ *
+ * Compare two versions side by side (both at the same moment, so both see the same load).
  */
 import { Deferred, Effect } from "effect"
-import { writeFileSync } from "node:fs"
+import { rmSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as JobQueue from "../../src/JobQueue.ts"
 import { storeOf } from "./ours.ts"
@@ -83,7 +85,29 @@ const program = Effect.gen(function*() {
   }))
 })
 
-Effect.runPromise(program.pipe(Effect.provide(storeOf(url, schema)))).catch((error) => {
+/** Removes the run's schema, keys or file (the servers are shared). */
+const cleanup = async () => {
+  if (url.startsWith("postgres://")) {
+    const { default: pg } = await import("pg")
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    await client.end()
+  } else if (url.startsWith("redis://")) {
+    const { createClient } = await import("redis")
+    const client = createClient({ url })
+    await client.connect()
+    for await (const keys of client.scanIterator({ MATCH: `{${schema}*`, COUNT: 1000 })) {
+      if (keys.length > 0) await client.del(keys)
+    }
+    await client.quit()
+  } else {
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(url + suffix, { force: true })
+  }
+}
+
+await Effect.runPromise(program.pipe(Effect.provide(storeOf(url, schema)))).then(cleanup, async (error) => {
   console.error(error)
+  await cleanup()
   process.exit(1)
 })
