@@ -273,8 +273,17 @@ const retryInfo = (text: string | null | undefined): JobRetry | undefined => {
     : { exponential: stored.exponential, factor: stored.factor, max: stored.max }
 }
 
+/**
+ * An id as the stores take it. No job has an id that is not a string (from untyped callers: an id
+ * read from a request): JobNotFound naming it, rather than a store's query failing on it or the
+ * error's own Schema rejecting it as a defect.
+ */
+const withId = <A, E>(id: string, f: (id: string) => Effect.Effect<A, E>): Effect.Effect<A, E | JobNotFound> =>
+  typeof id === "string" ? f(id) : Effect.fail(new JobNotFound({ id: `${typeof id} ${String(id)}` }))
+
 const getRow = (store: JobStore["Service"], id: string) =>
-  Effect.flatMap(store.get(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row))
+  withId(id, (id) =>
+    Effect.flatMap(store.get(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row)))
 
 /**
  * Adds a job to the store. Fails with `InvalidJobOptions` (naming the field) for a bad option and
@@ -471,8 +480,9 @@ export { awaitJob as await }
  */
 export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | StoreError, JobStore> =>
   JobStore.use((store) =>
-    Effect.flatMap(store.cancel(id), (result) =>
-      result === "missing" ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(result)))
+    withId(id, (id) =>
+      Effect.flatMap(store.cancel(id), (result) =>
+        result === "missing" ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(result))))
 
 /**
  * Jobs, oldest first, by queue and state.

@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, References, Schedule, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -961,6 +961,117 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         Effect.ensuring(Effect.suspend(() => Deferred.succeed(gate, undefined))),
         Effect.provide(counting)
       )
+    })
+
+    describe("durable progress at the edges", () => {
+      const reportThen = (end: Effect.Effect<number, Boom>) =>
+        Task.handle(Echo, () =>
+          Effect.gen(function*() {
+            const job = yield* WorkPool.JobContext
+            yield* job.progress({ step: 1 })
+            yield* Effect.yieldNow
+            yield* job.progress({ step: 2 })
+            return yield* end
+          }))
+
+      it.effect("the last value reported before a failure is stored with the dead job (not an interval later, when the fence refuses it)", () =>
+        provide(Effect.gen(function*() {
+          yield* JobQueue.consume({ ...options, handlers: [reportThen(Effect.fail(new Boom({ n: 1 })))] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+          yield* tick(100)
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "dead")
+          assert.deepStrictEqual(info.progress, { step: 2 })
+        })))
+
+      it.effect("the last value reported before an attempt times out is stored", () =>
+        provide(Effect.gen(function*() {
+          yield* JobQueue.consume({ ...options, handlers: [reportThen(Effect.never)] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1, timeout: "1 second" })
+          yield* tick(1500)
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "dead")
+          assert.deepStrictEqual(info.progress, { step: 2 })
+        })))
+
+      it.effect("the last value reported before the consumer shuts down is stored with the job given back", () =>
+        provide(Effect.gen(function*() {
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const closing = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+            yield* JobQueue.consume({ ...options, shutdownTimeout: "1 second", handlers: [reportThen(Effect.never)] })
+            yield* tick(100)
+          })))
+          yield* tick(2000)
+          yield* Fiber.join(closing)
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "queued")
+          assert.deepStrictEqual(info.progress, { step: 2 })
+        })))
+
+      it.effect("progressChanges of a job cancelled while queued ends empty; an empty id is JobNotFound, and so is an id that is not a string (not a defect), for status, cancel and redrive too", () =>
+        provide(Effect.gen(function*() {
+          const queued = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* JobQueue.cancel(queued.id)
+          assert.deepStrictEqual(yield* Stream.runCollect(queued.progressChanges), [])
+          assert.instanceOf(yield* Effect.flip(Stream.runCollect(JobQueue.progressChanges(""))), DurableError.JobNotFound)
+          // an untyped caller's id that is not a string: JobNotFound naming it, not a defect
+          for (const run of [Stream.runCollect(JobQueue.progressChanges(42 as any)), JobQueue.status(42 as any), JobQueue.cancel(null as any), JobQueue.redrive({} as any)]) {
+            const error = yield* Effect.flip(run as Effect.Effect<unknown, unknown>)
+            assert.instanceOf(error, DurableError.JobNotFound)
+          }
+        })))
+
+      it.effect("progress that is not JSON (BigInt, cycle, throwing toJSON) is not stored and says so once, with the job's id; the job succeeds", () =>
+        provide(Effect.gen(function*() {
+          const warned: Array<unknown> = []
+          const collector = Logger.make((options) => {
+            if (options.logLevel === "Warn") warned.push([options.message, options.fiber.getRef(References.CurrentLogAnnotations).jobId])
+          })
+          yield* JobQueue.consume({
+            ...options,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.gen(function*() {
+                const job = yield* WorkPool.JobContext
+                yield* job.progress({ step: 1 })
+                yield* job.progress(10n)
+                const cyc: any = {}
+                cyc.self = cyc
+                yield* job.progress(cyc)
+                yield* job.progress({ toJSON() { throw new Error("no") } })
+                return n
+              }))]
+          }).pipe(Effect.provide(Logger.layer([collector])))
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          assert.strictEqual(yield* job.await, 1)
+          assert.strictEqual(warned.length, 1, "once per attempt, not once per report")
+          const [message, jobId] = warned[0] as [ReadonlyArray<unknown>, unknown]
+          assert.match(String(message[0]), /progress is not JSON/)
+          assert.strictEqual(jobId, job.id)
+          assert.isUndefined((yield* JobQueue.status(job.id)).progress)
+        })))
+
+      it.effect("a progressChanges reader follows a job through its retry: the second attempt's values too, ending with the job", () =>
+        provide(Effect.gen(function*() {
+          let attempt = 0
+          yield* JobQueue.consume({
+            ...options,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.gen(function*() {
+                const job = yield* WorkPool.JobContext
+                attempt++
+                yield* job.progress({ attempt })
+                if (attempt === 1) return yield* Effect.fail(new Boom({ n }))
+                return n
+              }))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 2 })
+          const seen: Array<unknown> = []
+          const reader = yield* Effect.forkChild(Stream.runForEach(job.progressChanges, (v) => Effect.sync(() => seen.push(v))))
+          yield* tick(3000)
+          assert.strictEqual(yield* job.await, 1)
+          yield* Fiber.join(reader)
+          assert.deepStrictEqual(seen, [{ attempt: 1 }, { attempt: 2 }])
+        })))
     })
 
     it.effect("7. a running job's cancel wakes its consumer's heartbeat at once: no wait for the next beat", () =>

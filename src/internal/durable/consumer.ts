@@ -294,14 +294,25 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // value, at most one write per PROGRESS_EVERY, so a handler reporting in a loop costs the
         // store a write per interval rather than one per report
         let written: string | undefined
+        let warned = false
         const write = (value: unknown) => {
           let text: string | undefined
+          let problem: unknown = undefined
           try {
             text = JSON.stringify(value)
-          } catch {
-            // not JSON (a cycle, a BigInt): not stored
+          } catch (error) {
+            problem = error
           }
-          return text === undefined || text === written
+          if (text === undefined) {
+            // not JSON (a cycle, a BigInt, a function): not stored, said once per attempt
+            if (warned) return Effect.void
+            warned = true
+            return Effect.logWarning(
+              "effect-workpool: a durable job's progress is not JSON; it is not stored (its previous value stays)",
+              problem ?? `${typeof value} ${String(value)}`
+            ).pipe(Effect.annotateLogs({ jobId: claim.job.id, queue: claim.job.queue }))
+          }
+          return text === written
             ? Effect.void
             : Effect.ignore(Effect.tap(store.progress(claim.token, text), () => Effect.sync(() => void (written = text))))
         }
