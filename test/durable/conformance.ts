@@ -1161,6 +1161,33 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* store.latencies("default", third.until, 10)).jobs, [])
       })))
 
+    it.effect("latencies of a job reaped to dead (its lease expired, no attempt left) and of a dead job redriven: each end counts once, in its own interval, with that attempt's times", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const claim = () => Effect.map(store.claim({ queues: ["reaped"], tasks: ["Echo"], limit: 1, lease: 1000 }), ({ claims }) => claims[0]!)
+        const t0 = yield* store.now
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "reaped", maxAttempts: 1 })
+        yield* TestClock.adjust(100)
+        yield* claim() // started at t0 + 100, its lease until t0 + 1100; its process is gone
+        yield* TestClock.adjust(1500) // t0 + 1600
+        assert.strictEqual(yield* store.reap([0]), 1)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "dead")
+        yield* TestClock.adjust(1)
+        const first = yield* store.latencies("reaped", t0, 10)
+        assert.deepStrictEqual(first.jobs, [{ wait: 100, run: 1500 }], "dead when reaped: it ran until then")
+        // redriven: queued again at t0 + 1601, claimed 50 ms later, succeeds 20 ms after that
+        assert.isTrue(yield* JobQueue.redrive(job.id))
+        assert.deepStrictEqual((yield* store.latencies("reaped", first.until, 10)).jobs, [], "no longer dead: nothing new")
+        yield* TestClock.adjust(50)
+        const again = yield* claim()
+        yield* TestClock.adjust(20)
+        yield* store.settle(again.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) })
+        yield* TestClock.adjust(1)
+        assert.deepStrictEqual((yield* store.latencies("reaped", first.until, 10)).jobs, [{ wait: 50, run: 20 }])
+        // over the whole time: the job once, as it is now (its dead end is not kept apart)
+        assert.deepStrictEqual((yield* store.latencies("reaped", t0, 10)).jobs, [{ wait: 50, run: 20 }])
+      })))
+
     it.effect("a paused consumer claims nothing; resumed, it goes on", () =>
       provide(Effect.gen(function*() {
         const consumer = yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
