@@ -160,7 +160,9 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
    * next thread (in this process or a later one) starts without compiling its worker file and
    * effect again; default true. The directory is the main thread's own if it enabled the cache,
    * else `NODE_COMPILE_CACHE`'s, else Node's default (`node-compile-cache` in the OS's temporary
-   * directory). `NODE_DISABLE_COMPILE_CACHE` turns it off too. Node 22.8 and later; ignored before.
+   * directory) unless another user owns it or may write to it (then none: the threads would run
+   * the code compiled there). `NODE_DISABLE_COMPILE_CACHE` turns it off too. Node 22.8 and later;
+   * ignored before.
    */
   readonly compileCache?: boolean | undefined
 }

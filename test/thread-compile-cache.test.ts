@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PoolError } from "../src/index.ts"
@@ -52,5 +53,35 @@ describe("ThreadPool: the module compile cache of its threads", () => {
     // threads inherit the variable with the rest of the environment: the pool adds nothing
     assert.isUndefined(CompileCache.directory({ NODE_COMPILE_CACHE: "/somewhere" }))
     assert.strictEqual(CompileCache.directory({}), join(tmpdir(), "node-compile-cache"))
+  })
+
+  it("the default directory is not used when another user could write to it: the threads would run the code compiled there", () => {
+    const parent = mkdtempSync(join(tmpdir(), "wp-compile-cache-"))
+    try {
+      const fresh = join(parent, "fresh")
+      assert.strictEqual(CompileCache.directory({}, fresh), fresh, "not there yet: Node makes it, this user's")
+      const own = join(parent, "own")
+      mkdirSync(own, { mode: 0o755 })
+      chmodSync(own, 0o755)
+      assert.strictEqual(CompileCache.directory({}, own), own)
+      // made by someone else first, open to all (as a shared temporary directory is)
+      const open = join(parent, "open")
+      mkdirSync(open)
+      chmodSync(open, 0o1777)
+      assert.isUndefined(CompileCache.directory({}, open), "anyone may write in it")
+      chmodSync(open, 0o775)
+      assert.isUndefined(CompileCache.directory({}, open), "its group may write in it")
+      if (process.getuid?.() === 0) {
+        // root can make a directory another user owns: that user could replace what is in it
+        const theirs = join(parent, "theirs")
+        mkdirSync(theirs, { mode: 0o755 })
+        chownSync(theirs, 65534, 65534)
+        assert.isUndefined(CompileCache.directory({}, theirs), "another user's")
+      }
+      writeFileSync(join(parent, "file"), "")
+      assert.isUndefined(CompileCache.directory({}, join(parent, "file")), "not a directory")
+    } finally {
+      rmSync(parent, { recursive: true, force: true })
+    }
   })
 })

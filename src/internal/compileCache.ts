@@ -11,6 +11,7 @@
  *
  * @internal
  */
+import { statSync } from "node:fs"
 import * as module from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -22,13 +23,38 @@ const VARIABLE = "NODE_COMPILE_CACHE"
  * cache off (`NODE_DISABLE_COMPILE_CACHE`), or chose a directory already (`NODE_COMPILE_CACHE`,
  * which threads inherit with the rest of the environment). The main thread's own cache directory
  * if it enabled one (as Node's documentation advises for threads), else the one
- * `module.enableCompileCache()` picks by default.
+ * `module.enableCompileCache()` picks by default, if no other user can write to it.
  */
-export const directory = (env: NodeJS.ProcessEnv): string | undefined => {
+export const directory = (
+  env: NodeJS.ProcessEnv,
+  fallback: string = join(tmpdir(), "node-compile-cache")
+): string | undefined => {
   if (env.NODE_DISABLE_COMPILE_CACHE !== undefined || env[VARIABLE] !== undefined) return undefined
   // Node before 22.8 has no compile cache: the variable would only be noise in the thread
   if (typeof module.getCompileCacheDir !== "function") return undefined
-  return module.getCompileCacheDir() ?? join(tmpdir(), "node-compile-cache")
+  const own = module.getCompileCacheDir()
+  if (own !== undefined) return own
+  return private_(fallback) ? fallback : undefined
+}
+
+/**
+ * Whether only this user (or root) can change what is in `path`, or it does not exist yet (Node
+ * makes it, this user's). The default lives in the shared temporary directory, and the cache holds
+ * compiled code (and stripped TypeScript) that threads run without compiling it: a directory
+ * another user made first, or may write to, would let them choose that code. The user opted into
+ * none of this (the pool turns the cache on by default), so such a directory means no cache.
+ */
+const private_ = (path: string): boolean => {
+  let stat
+  try {
+    stat = statSync(path)
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT"
+  }
+  const uid = process.getuid?.()
+  // Windows has no uid (nor these mode bits): its temporary directory is the user's own
+  if (uid === undefined) return stat.isDirectory()
+  return stat.isDirectory() && (stat.uid === uid || stat.uid === 0) && (stat.mode & 0o022) === 0
 }
 
 /**
