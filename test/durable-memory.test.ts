@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Layer, Logger, Schedule, Schema } from "effect"
+import { Clock, Effect, Layer, Logger, References, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -148,5 +148,32 @@ describe("a job's own retry policy, by a name the consumer does not register", (
         logged.some((line) => line.includes(`job ${value[1]} names the retry policy "unknown"`) && line.includes("consumer's retry")),
         logged.join("\n")
       )
+    }))
+})
+
+describe("a consumer's warnings about one durable job", () => {
+  it.effect("a settle that keeps failing is logged with the job's id and queue (the handler's own logs carry them too)", () =>
+    Effect.gen(function*() {
+      const warned: Array<[string, unknown, unknown]> = []
+      const collector = Logger.make((options) => {
+        if (options.logLevel !== "Warn") return
+        const message = Array.isArray(options.message) ? options.message[0] : options.message
+        const annotations = options.fiber.getRef(References.CurrentLogAnnotations)
+        warned.push([String(message), annotations.jobId, annotations.queue])
+      })
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          settle: () => Effect.fail(new StoreError({ operation: "settle", reason: "unreachable" }))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, poll: 10, lease: 1000 })
+        const job = yield* JobQueue.enqueue(Double, 21, { queue: "default" })
+        for (let t = 0; t < 1_000; t += 50) yield* TestClock.adjust(50)
+        const settle = warned.filter(([message]) => message.includes("settle failed"))
+        assert.deepStrictEqual(settle.map(([, jobId, queue]) => [jobId, queue]), [[job.id, "default"]])
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
     }))
 })

@@ -261,7 +261,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         Effect.flatMap((settlement) =>
           settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease))
         ),
-        Effect.catchCause((cause) => Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause)),
+        Effect.catchCause((cause) =>
+          Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
+            Effect.annotateLogs({ jobId: entry.claim.job.id, queue: entry.claim.job.queue })
+          )
+        ),
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
           settling--
