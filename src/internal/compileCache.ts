@@ -6,8 +6,10 @@
  * an earlier thread wrote to disk. A thread learns the directory only from its environment at
  * start (`module.enableCompileCache` in the main thread does not reach threads), so the pool
  * passes `NODE_COMPILE_CACHE` to the threads it starts, and `ThreadWorker` takes it out of the
- * thread's `process.env` again before user code runs (a process started from the thread does not
- * inherit it).
+ * thread's `process.env` again as its module loads (modules the worker file imports before
+ * `ThreadWorker` are evaluated first and see it: only a bootstrap entry could hide it from them;
+ * `--import` in `execArgv` would, but an explicit `execArgv` rejects V8 flags the process was
+ * started with). A process started from the thread after that does not inherit it.
  *
  * @internal
  */
@@ -63,7 +65,7 @@ const private_ = (path: string): boolean => {
  */
 export const threadEnv = (directory: string): NodeJS.ProcessEnv => ({ ...process.env, [VARIABLE]: directory })
 
-/** In a thread, before user code runs: takes the variable the pool added out of its environment. */
+/** In a thread, as ThreadWorker loads: takes the variable the pool added out of its environment. */
 export const forget = (): void => {
   delete process.env[VARIABLE]
 }
