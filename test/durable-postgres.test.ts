@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Latch, Layer, Redacted, Schedule } from "effect"
+import { Effect, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -26,6 +26,46 @@ else {
   describe("the Postgres store", () => {
     it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshSchema())))
+
+    // KNOWN, NOT FIXED (docs/operations.md says so under the dashboard's limits): a settle stamps finished_at with its statement's start time but
+    // becomes visible only at its commit, so a latencies read between the two moves `until` past a
+    // job it cannot see yet, and the next interval (since = that until) starts after it: the job is
+    // in no interval. A commit-safe cursor (a transaction-id watermark, not a time) would fix it.
+    // Remove `.fails` once it is fixed.
+    it.live.fails("latencies: a job whose settle commits after an interval's read, stamped before it, still counts in the next one", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const { Client } = yield* Effect.promise(() => import("pg"))
+        const locker = new Client({ connectionString: url! })
+        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "race" })
+          const [claim] = (yield* store.claim({ queues: ["race"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          const start = yield* store.latencies("race", 0, 10)
+          // another transaction holds the row: the settle's statement starts (its now()) and waits
+          yield* Effect.promise(() => locker.query("BEGIN"))
+          yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
+          const settling = yield* Effect.forkChild(
+            store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) })
+          )
+          // until the settle waits for the lock (an event in pg_locks, not a sleep)
+          yield* Effect.promise(() =>
+            locker.query(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+              [`%"${schema}".wp_job%`]
+            )
+          ).pipe(Effect.repeat({ until: (result) => result.rows[0].n > 0, schedule: Schedule.spaced("5 millis") }))
+          yield* Effect.sleep("20 millis") // the server's clock moves past the settle's stamp
+          const between = yield* store.latencies("race", start.until, 10)
+          assert.deepStrictEqual(between.jobs, [], "not committed yet")
+          yield* Effect.promise(() => locker.query("COMMIT"))
+          assert.isTrue(yield* Fiber.join(settling))
+          assert.strictEqual((yield* store.latencies("race", start.until, 10)).jobs.length, 1, "it ended after `start`")
+          const next = yield* store.latencies("race", between.until, 10)
+          assert.strictEqual(next.jobs.length, 1, "between's read did not count it: the next one must")
+        }).pipe(Effect.provide(layer(schema, { maxConnections: 4 }))) // one waits on the lock, one listens
+      }).pipe(Effect.scoped), { timeout: 30_000 })
 
     it.live("processes starting together migrate once: the advisory lock serializes them", () =>
       Effect.gen(function*() {
