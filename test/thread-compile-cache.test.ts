@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PoolError } from "../src/index.ts"
@@ -78,6 +78,8 @@ describe("ThreadPool: the module compile cache of its threads", () => {
         chownSync(theirs, 65534, 65534)
         assert.isUndefined(CompileCache.directory({}, theirs), "another user's")
       }
+      symlinkSync(own, join(parent, "link"))
+      assert.isUndefined(CompileCache.directory({}, join(parent, "link")), "a link, which its owner may point elsewhere later")
       writeFileSync(join(parent, "file"), "")
       assert.isUndefined(CompileCache.directory({}, join(parent, "file")), "not a directory")
     } finally {

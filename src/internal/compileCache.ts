@@ -13,7 +13,7 @@
  *
  * @internal
  */
-import { statSync } from "node:fs"
+import { lstatSync } from "node:fs"
 import * as module from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -49,7 +49,8 @@ export const directory = (
 const private_ = (path: string): boolean => {
   let stat
   try {
-    stat = statSync(path)
+    // not followed: whoever owns a link can point it elsewhere after this look
+    stat = lstatSync(path)
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "ENOENT"
   }
