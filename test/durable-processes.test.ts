@@ -10,7 +10,7 @@ import { Effect, Layer, ManagedRuntime } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { assertEveryJobOnce, type Consumer, killMidRun, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
+import { assertEveryJobOnce, type Consumer, freeze, killMidRun, sqliteWritable, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
 import { setup, threadProofs } from "./durable/processes.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
@@ -116,7 +116,7 @@ describe("durable jobs across processes (SQLite)", () => {
       // the zombie's attempt would take a minute; the other consumer's takes 50 ms
       const zombie = startConsumer(file, 1, LEASE, 60_000)
       await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
-      zombie.child.kill("SIGSTOP")
+      await freeze(zombie, sqliteWritable(file))
       const other = startConsumer(file, 1, LEASE, 50)
       await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
       assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
@@ -137,5 +137,5 @@ describe("durable jobs across processes (SQLite)", () => {
 let files = 0
 threadProofs("SQLite", true, () => {
   const file = join(dir, `threads-${files++}.db`)
-  return setup(JobStore.sqlite({ filename: file }), file, {})
+  return setup(JobStore.sqlite({ filename: file }), file, {}, sqliteWritable(file))
 })

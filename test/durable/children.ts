@@ -4,7 +4,8 @@
  * warning) that a test waits for, never a fixed sleep.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import { DatabaseSync } from "node:sqlite"
 import { Effect, type ManagedRuntime } from "effect"
 import { afterAll, assert } from "vitest"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -143,4 +144,48 @@ export const killMidRun = async (
   const lastStarter = new Map<number, Consumer>()
   for (const c of consumers) for (const n of c.started) lastStarter.set(n, c)
   return new Set((await running()).filter((n) => lastStarter.get(n) === victim))
+}
+
+/** Whether the process is stopped (state T in /proc: a SIGSTOP has landed, not just been sent). */
+const isStopped = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Whether the SQLite file's write lock is free now (no wait). A process frozen inside a write
+ * transaction holds the lock, and every other process's writes with it, until it resumes or dies:
+ * a limit of SQLite (docs/durable.md), not what a zombie test is about.
+ */
+export const sqliteWritable = (file: string) => () => {
+  const db = new DatabaseSync(file, { timeout: 0 })
+  try {
+    db.exec("BEGIN IMMEDIATE")
+    db.exec("ROLLBACK")
+    return true
+  } catch {
+    return false
+  } finally {
+    db.close()
+  }
+}
+
+/**
+ * SIGSTOPs a consumer between two of its store writes: frozen, then resumed and frozen again while
+ * `writable` says another process could not write now (it caught the consumer inside a transaction).
+ */
+export const freeze = async (consumer: Consumer, writable: () => boolean = () => true) => {
+  const pid = consumer.child.pid!
+  for (let tries = 0; ; tries++) {
+    consumer.child.kill("SIGSTOP")
+    while (!isStopped(pid)) await new Promise((resolve) => setTimeout(resolve, 1))
+    if (writable()) return
+    assert.isBelow(tries, 100, "the consumer was inside a write transaction at every one of 100 freezes")
+    consumer.child.kill("SIGCONT")
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
 }

@@ -10,7 +10,7 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
 import { Work } from "../fixtures/durable-tasks.ts"
-import { assertEveryJobOnce, type Consumer, killMidRun, startConsumer, untilFinal, waitUntil } from "./children.ts"
+import { assertEveryJobOnce, type Consumer, freeze, killMidRun, startConsumer, untilFinal, waitUntil } from "./children.ts"
 
 const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
 afterAll(() => Promise.all(runtimes.map((runtime) => runtime.dispose())))
@@ -19,15 +19,22 @@ afterAll(() => Promise.all(runtimes.map((runtime) => runtime.dispose())))
 export interface Setup {
   readonly runtime: ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>
   readonly consumer: (concurrency: number, lease: number, jobMillis: number, mode?: string) => Consumer
+  /** Whether another process could write to the store now (SQLite's one write lock); default always. */
+  readonly writable?: () => boolean
 }
 
 /** The producer's layer and the consumers' argument and environment. */
-export const setup = (layer: Layer.Layer<JobStore.JobStore, any>, store: string, env: Record<string, string>): Setup => {
+export const setup = (
+  layer: Layer.Layer<JobStore.JobStore, any>,
+  store: string,
+  env: Record<string, string>,
+  writable?: () => boolean
+): Setup => {
   const runtime = ManagedRuntime.make(layer as Layer.Layer<JobStore.JobStore, never>)
   runtimes.push(runtime)
   const consumer = (concurrency: number, lease: number, jobMillis: number, mode?: string) =>
     startConsumer(store, { concurrency, lease, jobMillis, env, ...(mode ? { mode } : {}) })
-  return { runtime, consumer }
+  return writable === undefined ? { runtime, consumer } : { runtime, consumer, writable }
 }
 
 const ready = (consumers: ReadonlyArray<Consumer>) =>
@@ -107,11 +114,11 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
       timeout: 120_000
     }, async () => {
       const LEASE = 1500
-      const { consumer, runtime } = fresh()
+      const { consumer, runtime, writable } = fresh()
       const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
       const zombie = consumer(1, LEASE, 60_000)
       await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
-      zombie.child.kill("SIGSTOP")
+      await freeze(zombie, writable)
       const other = consumer(1, LEASE, 50)
       await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
       assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
@@ -165,11 +172,11 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
       timeout: 120_000
     }, async () => {
       const LEASE = 1500
-      const { consumer, runtime } = fresh()
+      const { consumer, runtime, writable } = fresh()
       const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
       const zombie = consumer(1, LEASE, 60_000, "threads")
       await waitUntil([zombie], () => zombie.started.length === 1, "the zombie's thread started the job")
-      zombie.child.kill("SIGSTOP")
+      await freeze(zombie, writable)
       const other = consumer(1, LEASE, 50, "threads")
       await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer's thread ran the job")
       assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
