@@ -1351,6 +1351,27 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         }
         assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
       })))
+
+    it.effect("a settle on a store whose scope has closed ends (it fails, or answers), it does not wait forever", () =>
+      Effect.gen(function*() {
+        // a consumer outliving its store (the store's layer provided inside the consumer's scope)
+        // settles its last jobs after the store closed: its shutdown waits for those settles
+        const [store, token] = yield* Effect.scoped(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const queue = (yield* JobQueue.status(job.id)).queue
+          const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: LEASE })
+          assert.strictEqual(claims.length, 1)
+          return [store, claims[0]!.token] as const
+        })).pipe(Effect.provide(makeStore()))
+        // real time: a closed store's answer (an error) comes from its client, not from the TestClock
+        const hung = Effect.as(Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5_000))), "hung" as const)
+        const outcome = yield* Effect.raceFirst(
+          Effect.as(Effect.exit(store.settle(token, { _tag: "Final", state: "succeeded", exit: null })), "ended" as const),
+          hung
+        )
+        assert.strictEqual(outcome, "ended")
+      }))
   })
 
 /** The order in which the in-process scheduler starts the same jobs (priority, submitted at ms). */

@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Deferred, Effect, Exit, type Scope } from "effect"
+import { Deferred, Effect, Exit, Scope } from "effect"
 
 export interface Settles<A> {
   /** Queues a settle; succeeds with whether its token still held the job when it was written. */
@@ -48,6 +48,19 @@ export const make = <A>(
   /** Claims in flight, and the end of the next one to end. */
   let claims = 0
   let claimEnded = Deferred.makeUnsafe<void>()
+  /** The store's scope closed: a writer forked in it would never start, and its settles never end. */
+  let closed = false
+  const closedError = () => new Error("the store closed before this settle was written")
+  Effect.runSync(Scope.addFinalizer(
+    scope,
+    Effect.sync(() => {
+      closed = true
+      // a writer interrupted before it started ran no `onExit`: its settles end here
+      settle([...batch, ...pending], Exit.fail(closedError()))
+      batch = []
+      pending = []
+    })
+  ))
 
   const writer: Effect.Effect<void> = Effect.gen(function*() {
     while (pending.length > 0) {
@@ -79,6 +92,7 @@ export const make = <A>(
   return {
     add: (item) =>
       Effect.suspend(() => {
+        if (closed) return Effect.fail(closedError())
         const done = Deferred.makeUnsafe<boolean, unknown>()
         pending.push({ item, done })
         if (!writing) {
