@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
+import { Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -255,6 +255,44 @@ else {
         assert.deepStrictEqual(outcome.writers.map((row) => row.state), ["succeeded", "running", "running", "queued"])
         // a's settle was written by the claim's own statement
         assert.strictEqual(outcome.writers[0]!.xmin, outcome.writers[2]!.xmin)
+      }), { timeout: 60_000 })
+
+    it.live("a claim that fails (here a trigger's error) fails the settles it carried, which wrote nothing: their retry writes them", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (let n = 0; n < 2; n++) yield* JobQueue.enqueue(Echo, { n })
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 }
+          const [a] = (yield* store.claim(request)).claims
+          // from now on a claim's statement fails (as a deadlock or a dropped connection would)
+          yield* Effect.promise(() =>
+            admin((sql) =>
+              Effect.andThen(
+                sql.unsafe(`CREATE FUNCTION ${S}.no_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN IF OLD.state = 'queued' AND NEW.state = 'running' THEN RAISE EXCEPTION 'no claim'; END IF; RETURN NEW; END $$`),
+                sql.unsafe(`CREATE TRIGGER no_claim BEFORE UPDATE ON ${S}.wp_job FOR EACH ROW EXECUTE FUNCTION ${S}.no_claim()`)
+              )
+            )
+          )
+          const [settled, claimed] = yield* Effect.all([
+            Effect.exit(store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: "{}" })),
+            Effect.exit(store.claim(request))
+          ], { concurrency: "unbounded" })
+          const during = yield* Effect.promise(() =>
+            admin((sql) => sql<{ state: string; lease_token: string | null }>`SELECT state, lease_token FROM ${sql.literal(S)}.wp_job WHERE id = ${a!.job.id}`)
+          )
+          yield* Effect.promise(() => admin((sql) => sql.unsafe(`DROP TRIGGER no_claim ON ${S}.wp_job`)))
+          const again = yield* store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: "{}" })
+          return { settled, claimed, during: during[0]!, again, state: (yield* JobQueue.status(a!.job.id)).state }
+        }).pipe(Effect.provide(layer(schema)))
+        // the claim carried the settle: both failed, and the job is still a's
+        assert.isTrue(Exit.isFailure(outcome.claimed))
+        assert.isTrue(Exit.isFailure(outcome.settled))
+        assert.deepStrictEqual([outcome.during.state, outcome.during.lease_token !== null], ["running", true])
+        assert.isTrue(outcome.again)
+        assert.strictEqual(outcome.state, "succeeded")
       }), { timeout: 60_000 })
 
     it.live("layerClient: the store on the application's own PgClient (its pool), migrated in the given schema", () =>
