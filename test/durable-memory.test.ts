@@ -6,6 +6,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 import { conformance } from "./durable/conformance.ts"
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
@@ -78,6 +79,84 @@ describe("a consumer whose settles are slow", () => {
       assert.strictEqual(started.length, 2)
       assert.isBelow(started[1]! - started[0]!, 1000)
     }))
+})
+
+/** Every settle takes `ms` to be written; claims and given-back jobs are counted. */
+const slowStore = (ms: number, log: { releases: number; claimed: number }) =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (inner): Store => ({
+      ...inner,
+      claim: (request) => Effect.tap(inner.claim(request), (c) => Effect.sync(() => void (log.claimed += c.claims.length))),
+      settle: (token, settlement) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            if (settlement._tag === "Release") log.releases++
+          }),
+          Effect.andThen(Effect.sleep(ms), inner.settle(token, settlement))
+        )
+    }))
+  ).pipe(Layer.provide(JobStore.memory()))
+
+describe("a consumer whose settles are slow (review)", () => {
+  it.effect("with its jobs' slots freed before their settles are written, it runs at most `concurrency` handlers, keeps its rate limit, and claims no job it cannot start", () =>
+    Effect.gen(function*() {
+      const log = { releases: 0, claimed: 0 }
+      let now = 0
+      let max = 0
+      const starts: Array<number> = []
+      const results = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Double, (n) =>
+            Effect.gen(function*() {
+              now++
+              max = Math.max(max, now)
+              starts.push(yield* Clock.currentTimeMillis)
+              yield* Effect.sleep(100)
+              now--
+              return n * 2
+            }))],
+          concurrency: 2,
+          rateLimit: { limit: 3, interval: 1000 }
+        })
+        const jobs = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => JobQueue.enqueue(Double, i))
+        for (let t = 0; t < 20_000; t += 50) yield* TestClock.adjust(50)
+        return yield* Effect.forEach(jobs, (job) => job.await)
+      }).pipe(Effect.scoped, Effect.provide(slowStore(1000, log)))
+      assert.strictEqual(results.length, 20)
+      assert.isAtMost(max, 2)
+      for (let i = 3; i < starts.length; i++) assert.isAtLeast(starts[i]! - starts[i - 3]!, 1000, `starts ${starts}`)
+      assert.strictEqual(log.releases, 0)
+      assert.strictEqual(log.claimed, 20)
+    }))
+
+  it.effect("a job that reports progress only after a long time (its reporter starts then): the value is stored while it runs, and its last one before its outcome", () =>
+    Effect.gen(function*() {
+      const log = { releases: 0, claimed: 0 }
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Double, (n) =>
+            Effect.gen(function*() {
+              const job = yield* WorkPool.JobContext
+              yield* Effect.sleep(60_000)
+              yield* job.progress({ late: 1 })
+              yield* Effect.sleep(60_000)
+              yield* job.progress({ late: 2 })
+              return n * 2
+            }))],
+          concurrency: 1,
+          lease: 5_000
+        })
+        const job = yield* JobQueue.enqueue(Double, 1)
+        for (let t = 0; t < 61_000; t += 100) yield* TestClock.adjust(100)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { late: 1 })
+        for (let t = 0; t < 61_000; t += 100) yield* TestClock.adjust(100)
+        assert.strictEqual(yield* job.await, 2)
+        assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { late: 2 })
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 1)
+      }).pipe(Effect.scoped, Effect.provide(slowStore(0, log)))
+    }))
+
 })
 
 describe("a consumer whose settle fails", () => {
