@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
+import { Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -255,6 +255,96 @@ else {
         assert.deepStrictEqual(outcome.writers.map((row) => row.state), ["succeeded", "running", "running", "queued"])
         // a's settle was written by the claim's own statement
         assert.strictEqual(outcome.writers[0]!.xmin, outcome.writers[2]!.xmin)
+      }), { timeout: 60_000 })
+
+    it.live("the heartbeat and the final settles lock several jobs in seq order: waiting for one, each holds only those before it (a consumer's heartbeat and its claim carrying settles of the same jobs deadlocked)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (let n = 0; n < 10; n++) yield* JobQueue.enqueue(Echo, { n })
+          const claims = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+          const seqOf = new Map<string, number>()
+          const rows = yield* Effect.promise(() =>
+            admin((sql) => sql<{ id: string; seq: string }>`SELECT id, seq::text FROM ${sql.literal(S)}.wp_job`)
+          )
+          for (const row of rows) seqOf.set(row.id, Number(row.seq))
+          const bySeq = [...claims].sort((a, b) => seqOf.get(a.job.id)! - seqOf.get(b.job.id)!)
+          const middle = bySeq[4]!
+          // another transaction holds the fifth job's row until told to let go
+          const held = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const holder = admin((sql) =>
+            sql.withTransaction(
+              sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${middle.job.id} FOR UPDATE`.pipe(
+                Effect.andThen(Deferred.succeed(held, undefined)),
+                Effect.andThen(Deferred.await(release))
+              )
+            )
+          )
+          yield* Deferred.await(held)
+          /** Waits until a statement is waiting for a row lock; then which rows are held (another statement cannot lock them at once). */
+          const heldWhileWaiting = Effect.gen(function*() {
+            yield* Effect.promise(() =>
+              admin((sql) =>
+                sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%lease_until%'`.pipe(
+                  Effect.flatMap(([row]) => row!.n > 0 ? Effect.void : Effect.fail("not waiting yet")),
+                  Effect.retry(Schedule.spaced("10 millis"))
+                )
+              )
+            )
+            const locked: Array<boolean> = []
+            for (const claim of bySeq) {
+              locked.push(
+                yield* Effect.promise(() =>
+                  admin((sql) =>
+                    sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${claim.job.id} FOR UPDATE NOWAIT`.pipe(
+                      Effect.as(false),
+                      Effect.catch(() => Effect.succeed(true))
+                    )
+                  )
+                )
+              )
+            }
+            return locked
+          })
+          // the tokens in an order of their own (the consumer's, or the order its jobs ended in)
+          const tokens = claims.map((claim) => claim.token).reverse()
+          const beat = yield* Effect.forkChild(store.heartbeat(tokens, 60_000))
+          const byHeartbeat = yield* heldWhileWaiting
+          yield* Deferred.succeed(release, undefined)
+          yield* Effect.promise(() => holder)
+          yield* Fiber.join(beat)
+          // once more, for the final settles of the same jobs, in the same order
+          const held2 = yield* Deferred.make<void>()
+          const release2 = yield* Deferred.make<void>()
+          const holder2 = admin((sql) =>
+            sql.withTransaction(
+              sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${middle.job.id} FOR UPDATE`.pipe(
+                Effect.andThen(Deferred.succeed(held2, undefined)),
+                Effect.andThen(Deferred.await(release2))
+              )
+            )
+          )
+          yield* Deferred.await(held2)
+          const settled = yield* Effect.forkChild(Effect.promise(() =>
+            admin((sql) =>
+              Postgres.settleStatement(sql, sql.literal(S), tokens.map((token) => ({ token, state: "succeeded", exit: "{}" })), 1)
+            )
+          ))
+          const bySettle = yield* heldWhileWaiting
+          yield* Deferred.succeed(release2, undefined)
+          yield* Effect.promise(() => holder2)
+          const written = yield* Fiber.join(settled)
+          return { byHeartbeat, bySettle, written: written.length }
+        }).pipe(Effect.provide(layer(schema)))
+        // the four before the held one (seq order), the held one itself, none after it
+        const expected = [true, true, true, true, true, false, false, false, false, false]
+        assert.deepStrictEqual(outcome.byHeartbeat, expected)
+        assert.deepStrictEqual(outcome.bySettle, expected)
+        assert.strictEqual(outcome.written, 10)
       }), { timeout: 60_000 })
 
     it.live("a claim that fails (here a trigger's error) fails the settles it carried, which wrote nothing: their retry writes them", () =>

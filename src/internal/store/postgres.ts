@@ -296,14 +296,22 @@ export interface FinalSettle {
   readonly exit: string | null
 }
 
-/** Final settles, fenced by their tokens: returns the tokens written. */
-const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
+/**
+ * Final settles, fenced by their tokens: returns the tokens written. Every statement that updates
+ * several running jobs (this one, the heartbeat, the reaper) locks them in `seq` order first: in
+ * the order each happened to find them, a consumer's heartbeat and its claim carrying settles of
+ * the same jobs deadlocked (Postgres broke it after a second, failing the claim).
+ */
+export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
   sql<{ token: string }>`UPDATE ${S}.wp_job j
     SET state = v.state, exit = v.exit, finished_at = ${now}, cancel_requested = false,
       lease_token = NULL, lease_until = NULL
-    FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
-      AS v(token text, state text, exit text)
-    WHERE j.lease_token = v.token AND j.state = 'running'
+    FROM (SELECT l.seq, v.token, v.state, v.exit
+      FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
+        AS v(token text, state text, exit text)
+      JOIN ${S}.wp_job l ON l.lease_token = v.token AND l.state = 'running'
+      ORDER BY l.seq FOR UPDATE OF l) v
+    WHERE j.seq = v.seq
     RETURNING v.token`
 
 const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
@@ -783,10 +791,12 @@ export const makeWith = (
       op(
         "heartbeat",
         Effect.map(
-          sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job
+          sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job j
             SET lease_until = ${NOW()}::bigint + ${lease}::bigint
-            WHERE state = 'running' AND lease_token = ANY(${tokens})
-            RETURNING lease_token, cancel_requested`,
+            FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_token = ANY(${tokens})
+              ORDER BY l.seq FOR UPDATE OF l) l
+            WHERE j.seq = l.seq
+            RETURNING j.lease_token, j.cancel_requested`,
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
             return {
@@ -844,7 +854,9 @@ export const makeWith = (
               visible_at = CASE WHEN ${out} THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               lease_token = NULL, lease_until = NULL
-            WHERE state = 'running' AND lease_until < ${now}
+            FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
+              ORDER BY l.seq FOR UPDATE OF l SKIP LOCKED) l
+            WHERE wp_job.seq = l.seq
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS back`,
           (rows) => rows.length
         ),
