@@ -110,7 +110,8 @@ const runChild = (file: string, scenario: Scenario, contestant: string, rep: num
     process.execPath,
     ["--expose-gc", ...(scenario.nodeFlags ?? []), childPath, file, contestant, mode],
     // The compile cache saves each child re-parsing and type-stripping the same sources (a third of a
-    // quick run); it only touches loading, which is never timed.
+    // quick run). It only touches loading, which is timed only in scenario 9 (thread start), where
+    // every contestant's threads inherit it alike.
     { cwd: root, encoding: "utf8", timeout: childTimeoutMs(scenario), maxBuffer: 16 * 2 ** 20, env: { ...process.env, NODE_COMPILE_CACHE: compileCache } }
   )
   const line = child.stdout?.split("\n").filter((l) => l.startsWith("{")).at(-1)

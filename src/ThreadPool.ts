@@ -38,7 +38,6 @@ import { hasProperty } from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
-import * as CompileCache from "./internal/compileCache.ts"
 import * as config from "./internal/config.ts"
 import * as job from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
@@ -155,16 +154,6 @@ export interface Options extends Omit<WorkPool.Options, "concurrency" | "resourc
   readonly resourceLimits?: ResourceLimits | undefined
   /** Passed to each `Worker` as `workerData`; it must be structured-cloneable. */
   readonly workerData?: unknown
-  /**
-   * Whether threads keep the code they compile in Node's module compile cache on disk, so that the
-   * next thread (in this process or a later one) starts without compiling its worker file and
-   * effect again; default true. The directory is the main thread's own if it enabled the cache,
-   * else `NODE_COMPILE_CACHE`'s, else Node's default (`node-compile-cache` in the OS's temporary
-   * directory) unless another user owns it or may write to it (then none: the threads would run
-   * the code compiled there). `NODE_DISABLE_COMPILE_CACHE` turns it off too. Node 22.8 and later;
-   * ignored before.
-   */
-  readonly compileCache?: boolean | undefined
 }
 
 /**
@@ -404,8 +393,7 @@ export const make = <T extends Task.Any = Task.Any>(
         resourceLimits: options.resourceLimits === undefined
           ? undefined
           : threadOptions.resourceLimits(options.resourceLimits),
-        workerData: threadOptions.workerData(options.workerData),
-        compileCache: options.compileCache === undefined || config.boolean("compileCache", options.compileCache)
+        workerData: threadOptions.workerData(options.workerData)
       }
     })
     const context = yield* Effect.context<never>()
@@ -419,13 +407,12 @@ export const make = <T extends Task.Any = Task.Any>(
       startSchedule: checked.startSchedule,
       startTimeout: checked.startTimeout,
       resourceLimits: checked.resourceLimits,
-      workerData: checked.workerData,
-      compileCache: checked.compileCache ? CompileCache.directory(process.env) : undefined
+      workerData: checked.workerData
     }, context)
     // added first, so it runs last: after the pool has shut down and released its slots
     yield* Effect.addFinalizer(() => threads.close())
     threads.target = checked.threads
-    const { cancelGrace: _g, compileCache: _c, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, startTimeout: _st, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
+    const { cancelGrace: _g, idleTimeout: _i, resourceLimits: _r, startSchedule: _s, startTimeout: _st, tasksPerThread: _t, threads: _n, worker: _w, workerData: _d, ...queue } = options
     const pool = yield* WorkPool.make<number, WorkerStartFailed>({
       ...queue,
       name,

@@ -21,7 +21,6 @@ import * as Tracer from "effect/Tracer"
 import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
-import * as CompileCache from "./internal/compileCache.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import {
   envelope,
@@ -63,13 +62,12 @@ const describe = (value: unknown): string =>
  * its own `workerData` (`import { workerData }` is a live binding, updated by
  * `syncBuiltinESMExports`; `require` reads the property) and never sees the port.
  */
-const pool: { readonly port: MessagePort; readonly name: string; readonly compileCache: boolean } | undefined = (() => {
+const pool: { readonly port: MessagePort; readonly name: string } | undefined = (() => {
   const data = threadData(workerThreads.workerData)
   if (data === undefined) return undefined
   ;(workerThreads as { workerData: unknown }).workerData = data.workerData
   syncBuiltinESMExports()
-  if (data.compileCache) CompileCache.forget()
-  return { port: data[PORT], name: data.pool, compileCache: data.compileCache }
+  return { port: data[PORT], name: data.pool }
 })()
 
 /** Whether `serve` was called in this thread. */
@@ -374,8 +372,6 @@ export const serve = <R = never, E = never>(
     // thread's stack): the pool finds out which tasks it carried and fails them
     port.on("messageerror", (error: unknown) => post({ _: "unreadable", issue: brief(error) }))
     post({ _: "ready" })
-    // after "ready" has gone out: the write is the thread's, not its start's
-    if (pool.compileCache) setImmediate(CompileCache.flush)
   }
 
   if (layer === undefined) return start(Context.empty() as Context.Context<R>)

@@ -14,7 +14,6 @@ import type { Contestant, Scenario } from "../common.ts"
 import { ResultTally, type Tally } from "../tally.ts"
 
 const OURS = "ours: ThreadPool"
-const NO_CACHE = "ours: ThreadPool, compileCache: false"
 const PISCINA = "piscina"
 
 const workerFile = (name: string): URL => new URL(`../workers/${name}`, import.meta.url)
@@ -73,26 +72,6 @@ const contestant = (name: string, library: string, load: () => Promise<Start>, a
     }
   }
 })
-
-/** Ours, with `options` added to the pool's. */
-const ours = (name: string, options: { readonly compileCache?: boolean }): Contestant =>
-  contestant(name, "effect-workpool", async () => {
-    const { Effect, Exit, Scope } = await import("effect")
-    const ThreadPool = await import("../../src/ThreadPool.ts")
-    const { Barrier } = await import("../workers/ours-tasks.ts")
-    return async (n) => {
-      const scope = Effect.runSync(Scope.make())
-      const c = cells(n)
-      const ids = await Effect.runPromise(
-        Effect.gen(function*() {
-          const pool = yield* ThreadPool.make({ worker: workerFile("ours-worker.ts"), threads: n, ...options })
-          // (the Schema's type says ArrayBuffer; structured clone shares a SharedArrayBuffer just the same)
-          return yield* pool.runAll(Barrier, Array.from({ length: n }, () => c as Int32Array<ArrayBuffer>))
-        }).pipe(Scope.provide(scope))
-      )
-      return { ids, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-    }
-  })
 
 export const scenario: Scenario = {
   id: "9",
@@ -165,8 +144,23 @@ export const scenario: Scenario = {
         return { ids, close: () => Promise.race([pool.destroy(), new Promise<void>((resolve) => setTimeout(resolve, 2_000))]) }
       }
     }),
-    ours(OURS, {}),
-    ours(NO_CACHE, { compileCache: false })
+    contestant(OURS, "effect-workpool", async () => {
+      const { Effect, Exit, Scope } = await import("effect")
+      const ThreadPool = await import("../../src/ThreadPool.ts")
+      const { Barrier } = await import("../workers/ours-tasks.ts")
+      return async (n) => {
+        const scope = Effect.runSync(Scope.make())
+        const c = cells(n)
+        const ids = await Effect.runPromise(
+          Effect.gen(function*() {
+            const pool = yield* ThreadPool.make({ worker: workerFile("ours-worker.ts"), threads: n })
+            // (the Schema's type says ArrayBuffer; structured clone shares a SharedArrayBuffer just the same)
+            return yield* pool.runAll(Barrier, Array.from({ length: n }, () => c as Int32Array<ArrayBuffer>))
+          }).pipe(Scope.provide(scope))
+        )
+        return { ids, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+      }
+    })
   ],
   targets: [
     { label: "ours: time until N threads are ready ≤ 1.5× piscina's", metric: "ms", contestant: OURS, anchor: PISCINA, atMost: 1.5 },
@@ -185,10 +179,6 @@ export const scenario: Scenario = {
     "RSS counts every thread's heap and code: it is what the operating system gives the process, the figure that limits how " +
       "many threads fit on a machine. It varies with the allocator between runs; read the min–max.",
     "Ours waits for `make`, which returns once every thread has reported ready, then runs the N barrier tasks like the others.",
-    "Ours keeps what its threads compile in Node's module compile cache (`compileCache`, on by default): a thread reads " +
-      "effect and the worker file compiled by an earlier one (here the warm-up runs', or an earlier bench run's: the cache " +
-      "is a directory in the OS's temporary directory). `compileCache: false` is the same pool compiling everything in " +
-      "each thread, as the first start on a machine does.",
     "Where ours' time goes: each thread loads effect. Our worker file imports by subpath (effect/Effect, effect/Schema, " +
       "effect-workpool/Task, effect-workpool/ThreadWorker): 150 files, 143 of them effect's (effect/Effect and its imports, " +
       "then effect/Schema, which imports effect's crypto, http, net and SemVer modules). With the `effect` barrel and the " +

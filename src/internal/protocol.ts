@@ -58,8 +58,6 @@ export interface ThreadData {
   /** The pool's name, for the `JobContext` of every task on the thread. */
   readonly pool: string
   readonly workerData: unknown
-  /** The pool put `NODE_COMPILE_CACHE` in the thread's environment (see compileCache.ts). */
-  readonly compileCache: boolean
 }
 
 /** The pool's port in a thread's `workerData`, if the thread was started by a pool. */

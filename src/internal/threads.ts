@@ -21,7 +21,6 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
-import * as CompileCache from "./compileCache.ts"
 import {
   type FromThread,
   isFromThread,
@@ -52,8 +51,6 @@ export interface ThreadsConfig {
   readonly startTimeout: number
   readonly resourceLimits: ResourceLimits | undefined
   readonly workerData: unknown
-  /** The compile cache directory handed to each thread (see compileCache.ts); undefined: none. */
-  readonly compileCache: string | undefined
 }
 
 /** A lost message: the tasks sent before it that the thread no longer runs, unanswered, were in it. */
@@ -410,19 +407,12 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      const cache = this.config.compileCache
-      const workerData: ThreadData = {
-        [PORT]: port2,
-        pool: this.config.pool,
-        workerData: this.config.workerData,
-        compileCache: cache !== undefined
-      }
+      const workerData: ThreadData = { [PORT]: port2, pool: this.config.pool, workerData: this.config.workerData }
       let worker: NodeWorker
       try {
         worker = new NodeWorker(this.config.entry, {
           workerData,
           transferList: [port2],
-          ...(cache !== undefined ? { env: CompileCache.threadEnv(cache) } : {}),
           ...(this.config.resourceLimits ? { resourceLimits: this.config.resourceLimits } : {})
         })
       } catch (error) {
