@@ -129,6 +129,17 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   return { frozen, failing, tokens, layer: wrapped }
 }
 
+/** A handler that reports progress 1 of 2, waits for `gate`, reports 2 of 2 and returns its `n`. */
+const twoSteps = (gate: Deferred.Deferred<void>) =>
+  Task.handle(Echo, ({ n }) =>
+    Effect.gen(function*() {
+      const job = yield* WorkPool.JobContext
+      yield* job.progress({ done: 1, of: 2 })
+      yield* Deferred.await(gate)
+      yield* job.progress({ done: 2, of: 2 })
+      return n
+    }))
+
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
 
 export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
@@ -870,14 +881,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.status(job.id)).progress, undefined)
         yield* JobQueue.consume({
           ...options,
-          handlers: [Task.handle(Echo, ({ n }) =>
-            Effect.gen(function*() {
-              const job = yield* WorkPool.JobContext
-              yield* job.progress({ done: 1, of: 2 })
-              yield* Deferred.await(gate)
-              yield* job.progress({ done: 2, of: 2 })
-              return n
-            }))]
+          handlers: [twoSteps(gate)]
         })
         yield* tick(100)
         assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { done: 1, of: 2 })
@@ -891,14 +895,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const gate = yield* Deferred.make<void>()
         yield* JobQueue.consume({
           ...options,
-          handlers: [Task.handle(Echo, ({ n }) =>
-            Effect.gen(function*() {
-              const job = yield* WorkPool.JobContext
-              yield* job.progress({ done: 1, of: 2 })
-              yield* Deferred.await(gate)
-              yield* job.progress({ done: 2, of: 2 })
-              return n
-            }))]
+          handlers: [twoSteps(gate)]
         })
         const job = yield* JobQueue.enqueue(Echo, { n: 1 })
         const seen: Array<unknown> = []

@@ -47,6 +47,18 @@ const stop = async (consumers: ReadonlyArray<Consumer>) => {
   for (const c of consumers) assert.strictEqual(c.child.exitCode, 130, `${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
 }
 
+/** Enqueues `jobs` Work jobs numbered 0.. (at most 10 attempts each); `running` reads which numbers run now. */
+const enqueueWork = async (runtime: Setup["runtime"], jobs: number) => {
+  const ids = await runtime.runPromise(
+    Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) =>
+      Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
+  )
+  const byId = new Map(ids.map((id, n) => [id, n]))
+  const running = () =>
+    runtime.runPromise(JobQueue.list({ state: "running", limit: jobs })).then((found) => found.map((job) => byId.get(job.id)!))
+  return { ids, running }
+}
+
 /** kill -9 mid-run, killed between success and ack, a zombie past its lease. */
 export const processProofs = (name: string, enabled: boolean, fresh: () => Setup) =>
   describe.skipIf(!enabled)(`durable jobs across processes (${name})`, () => {
@@ -56,13 +68,7 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
       const JOBS = 2000
       const LEASE = 3000
       const { consumer, runtime } = fresh()
-      const ids = await runtime.runPromise(
-        Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
-          Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
-      )
-      const byId = new Map(ids.map((id, n) => [id, n]))
-      const running = () =>
-        runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS })).then((jobs) => jobs.map((job) => byId.get(job.id)!))
+      const { ids, running } = await enqueueWork(runtime, JOBS)
       const consumers = [0, 1, 2, 3].map(() => consumer(4, LEASE, 20))
       const [first, second, ...survivors] = consumers as [Consumer, Consumer, ...Array<Consumer>]
       // one killed early, the other later, each with jobs in flight
@@ -146,13 +152,7 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
       const JOBS = 400
       const LEASE = 3000
       const { consumer, runtime } = fresh()
-      const ids = await runtime.runPromise(
-        Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
-          Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 10 }), (job) => job.id))
-      )
-      const byId = new Map(ids.map((id, n) => [id, n]))
-      const running = () =>
-        runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS })).then((jobs) => jobs.map((job) => byId.get(job.id)!))
+      const { ids, running } = await enqueueWork(runtime, JOBS)
       const consumers = [0, 1, 2].map(() => consumer(2, LEASE, 20, "threads"))
       const [first, second, survivor] = consumers as [Consumer, Consumer, Consumer]
       const inFlightFirst = await killMidRun(first, consumers, 20, running)
