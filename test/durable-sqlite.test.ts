@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, References } from "effect"
+import { Deferred, Effect, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
+import type { Store } from "../src/internal/store/model.ts"
 import { MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -44,6 +45,35 @@ describe("the SQLite store", () => {
         return yield* Effect.forEach(ids, (id) => JobQueue.await(Echo, id))
       }).pipe(Effect.scoped, Effect.provide(layer()), Effect.timeout("20 seconds"))
       assert.deepStrictEqual(results, [2, 4, 6])
+    }), { timeout: 30_000 })
+
+  it.live("a job enqueued through another connection (no shared in-process signal) starts without waiting for the poll", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const poll = 60_000
+      const idle = yield* Deferred.make<void>()
+      // the consumer's store: tells when the consumer found nothing and waits for its poll
+      const consumerStore = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store): Store => ({
+          ...store,
+          wait: (millis, since) =>
+            Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
+        }))
+      ).pipe(Layer.provide(JobStore.sqlite({ filename })))
+      const result = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 3))],
+          concurrency: 1,
+          poll
+        })
+        yield* Deferred.await(idle)
+        // another store instance (as another process would be): its change reaches the consumer
+        // only through the file
+        const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 7 }), JobStore.sqlite({ filename }))
+        return yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("20 seconds"))
+      }).pipe(Effect.scoped, Effect.provide(consumerStore))
+      assert.strictEqual(result, 21)
     }), { timeout: 30_000 })
 
   it.live("a file that is not a database fails with StoreError naming it; nothing crashes", () =>

@@ -30,6 +30,7 @@ import {
   windowAllows
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import { watchOtherProcesses } from "./sqliteWatch.ts"
 import * as Backoff from "../durable/backoff.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
@@ -263,6 +264,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         "INSERT INTO wp_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         String(MIGRATIONS.length)
       )
+    })
+
+    // --- wake-ups from other processes: a watch of the WAL file (after the migration wrote to it)
+    const dataVersion = db.prepare("PRAGMA data_version")
+    let seen = (dataVersion.get() as { data_version: number }).data_version
+    yield* watchOtherProcesses({
+      filename: cfg.filename,
+      changed: () => {
+        const now = (dataVersion.get() as { data_version: number }).data_version
+        if (now === seen) return false
+        seen = now
+        return true
+      },
+      // any change: a job to claim, a result to await or a running job's cancel
+      wake: () => {
+        signal.notify()
+        cancels.notify()
+      }
     })
 
     const enqueue = (job: NewJob) =>

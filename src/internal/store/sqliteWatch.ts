@@ -1,0 +1,90 @@
+/**
+ * Wake-ups from other processes on an SQLite file. A commit in WAL mode appends to the `-wal` file,
+ * so a file watch on it (inotify on Linux) hears every process's writes at once, where a consumer
+ * would otherwise see them only at its next poll. The WAL file exists as long as any connection is
+ * open (ours is), and a checkpoint rewrites it in place, so one watch lasts the store's life.
+ *
+ * The watch hears our own writes too, and a write before its commit is visible: each event only
+ * asks the connection's `PRAGMA data_version`, which changes when (and only when) another
+ * connection has committed, and wakes the waiters then. A commit's last WAL write comes just before
+ * the other process publishes it, so a look that finds nothing looks once more shortly after.
+ *
+ * Best effort: where watching is impossible (no inotify watches left, a platform or file system
+ * without it) or the watch fails later, the store polls as before (logged at debug level). A missed
+ * event only delays a wake-up to the next poll. The watch never keeps the process alive.
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+
+/** How long after an event that found no new commit to look once more, in milliseconds. */
+const RECHECK = 2
+
+export const watchOtherProcesses = (options: {
+  /** The database file; its WAL is `${filename}-wal`. */
+  readonly filename: string
+  /** True when another connection committed since the last call. */
+  readonly changed: () => boolean
+  /** Called (at most once per look) when another connection committed. */
+  readonly wake: () => void
+}): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<never>()
+    const debug = (message: string) =>
+      Effect.runForkWith(context)(Effect.logDebug(`JobStore.sqlite: ${message}; other processes' jobs are seen at the next poll`))
+    const wal = `${options.filename}-wal`
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        let closed = false
+        let scheduled: "none" | "soon" | "later" = "none"
+        let immediate: ReturnType<typeof setImmediate> | undefined
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const cancel = () => {
+          if (immediate !== undefined) clearImmediate(immediate)
+          if (timer !== undefined) clearTimeout(timer)
+          immediate = timer = undefined
+          scheduled = "none"
+        }
+        const look = (again: boolean) => {
+          cancel()
+          if (closed) return
+          let changed: boolean
+          try {
+            changed = options.changed()
+          } catch {
+            return
+          }
+          if (changed) options.wake()
+          else if (again) schedule("later")
+        }
+        // events come in bursts (several writes per commit, several commits per turn): one look each
+        const schedule = (when: "soon" | "later") => {
+          if (closed || scheduled === "soon" || scheduled === when) return
+          cancel()
+          scheduled = when
+          if (when === "soon") immediate = setImmediate(look, true).unref()
+          else timer = setTimeout(look, RECHECK, false).unref()
+        }
+        let watcher: fs.FSWatcher
+        try {
+          watcher = fs.watch(wal, { persistent: false }, () => schedule("soon"))
+        } catch (error) {
+          debug(`cannot watch ${wal} (${(error as Error).message})`)
+          return undefined
+        }
+        watcher.on("error", (error) => {
+          debug(`the watch of ${wal} failed (${error.message})`)
+          stop()
+        })
+        const stop = () => {
+          closed = true
+          cancel()
+          watcher.close()
+        }
+        return stop
+      }),
+      (stop) => Effect.sync(() => stop?.())
+    )
+  })
