@@ -105,6 +105,38 @@ describe("durable jobs across processes (SQLite)", () => {
     }
   })
 
+  it("a job enqueued and a cancel requested by another process reach an idle consumer process through the file, not its 60 s poll", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "wake.db")
+    // the poll and the lease (its heartbeat checks cancels every lease / 3) far beyond the waits below
+    const LONG = 60_000
+    const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const consumer = start(file, { concurrency: 1, lease: LONG, jobMillis: 0, env: { WORKPOOL_TEST_POLL: String(LONG) } })
+      // a first job, enqueued before the consumer started, is claimed by its first look; once it has
+      // succeeded, the consumer has looked again (its own settle woke it) and waits for its poll
+      const first = await runtime.runPromise(JobQueue.enqueue(Work, { n: 1 }))
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, first.id)), 1)
+      const second = await runtime.runPromise(JobQueue.enqueue(Work, { n: 2 }))
+      await waitUntil([consumer], () => consumer.lines.includes("done 2"), "the idle consumer ran the new job", 20_000)
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, second.id)), 2)
+      consumer.child.kill("SIGTERM")
+      await consumer.exited
+      assert.deepStrictEqual([consumer.child.exitCode, consumer.stderr], [130, ""])
+
+      const busy = start(file, { concurrency: 1, lease: LONG, jobMillis: LONG, env: { WORKPOOL_TEST_POLL: String(LONG) } })
+      const long = await runtime.runPromise(JobQueue.enqueue(Work, { n: 3 }))
+      await waitUntil([busy], () => busy.started.includes(3), "the consumer started the long job", 20_000)
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(long.id)), "requested")
+      await waitUntil([busy], () => busy.lines.includes("interrupted 3"), "the consumer interrupted the job", 20_000)
+      busy.child.kill("SIGTERM")
+      await busy.exited
+    } finally {
+      await runtime.dispose()
+    }
+  })
+
   it("a consumer frozen (SIGSTOP) past its lease: another consumer runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {
     timeout: 120_000
   }, async () => {

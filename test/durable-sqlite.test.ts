@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, References } from "effect"
+import { Context, Deferred, Effect, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -75,6 +75,29 @@ describe("the SQLite store", () => {
       }).pipe(Effect.scoped, Effect.provide(consumerStore))
       assert.strictEqual(result, 21)
     }), { timeout: 30_000 })
+
+  it.live("another connection's commit wakes waiters for jobs; only its cancel of a running job wakes cancel watchers", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const watching = yield* Layer.build(JobStore.sqlite({ filename }))
+      const other = yield* Layer.build(JobStore.sqlite({ filename }))
+      const store = Context.get(watching, JobStore.JobStore)
+      const writer = Context.get(other, JobStore.JobStore)
+      const changed = (version: Effect.Effect<number>, from: number, what: string) =>
+        waitFor(Effect.map(version, (v) => v !== from), what)
+      // a commit that is no cancel (a heartbeat of another consumer's jobs is one) must not make
+      // this process's heartbeats beat: theirs would wake the other's, and so on
+      const enqueued = yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), other)
+      let version = yield* store.version
+      const cancelVersion = yield* store.cancelVersion
+      yield* writer.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+      yield* changed(store.version, version, "the other connection's claim woke this store's waiters")
+      assert.strictEqual(yield* store.cancelVersion, cancelVersion, "a claim woke the cancel watchers")
+      version = yield* store.version
+      assert.strictEqual(yield* writer.cancel(enqueued.id), "requested")
+      yield* changed(store.cancelVersion, cancelVersion, "the other connection's cancel woke this store's cancel watchers")
+      yield* changed(store.version, version, "the cancel woke this store's waiters")
+    }).pipe(Effect.scoped))
 
   it.live("a file that is not a database fails with StoreError naming it; nothing crashes", () =>
     Effect.gen(function*() {

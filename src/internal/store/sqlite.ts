@@ -202,6 +202,9 @@ const sqliteModule = (): Effect.Effect<typeof import("node:sqlite"), StoreError>
       : Effect.succeed(found)
   })
 
+/** The `wp_meta` key that counts the cancels requested of running jobs. */
+const CANCELS = "cancel_requests"
+
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effect/Scope").Scope> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
@@ -267,20 +270,29 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     })
 
     // --- wake-ups from other processes: a watch of the WAL file (after the migration wrote to it)
+    // data_version changes when another connection commits; the cancel count when one of those
+    // commits asked a running job to stop. Only that wakes the heartbeats: waking them for any commit
+    // would make each heartbeat (a commit) wake the other processes' heartbeats, and so on.
     const dataVersion = db.prepare("PRAGMA data_version")
-    let seen = (dataVersion.get() as { data_version: number }).data_version
+    const cancelCount = db.prepare(`SELECT value FROM wp_meta WHERE key = '${CANCELS}'`)
+    const readVersion = () => (dataVersion.get() as { data_version: number }).data_version
+    const readCancels = () => (cancelCount.get() as { value: string } | undefined)?.value
+    let seenVersion = readVersion()
+    let seenCancels = readCancels()
     yield* watchOtherProcesses({
       filename: cfg.filename,
-      changed: () => {
-        const now = (dataVersion.get() as { data_version: number }).data_version
-        if (now === seen) return false
-        seen = now
-        return true
-      },
-      // any change: a job to claim, a result to await or a running job's cancel
-      wake: () => {
+      look: () => {
+        const version = readVersion()
+        if (version === seenVersion) return false
+        seenVersion = version
+        // any change may be a job to claim or a result to await
         signal.notify()
-        cancels.notify()
+        const cancelsNow = readCancels()
+        if (cancelsNow !== seenCancels) {
+          seenCancels = cancelsNow
+          cancels.notify()
+        }
+        return true
       }
     })
 
@@ -354,6 +366,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           }
           case "running": {
             run("UPDATE wp_job SET cancel_requested = 1 WHERE id = ?", id)
+            // tells the other processes' stores that this commit is a cancel (see the watch below)
+            run(
+              `INSERT INTO wp_meta (key, value) VALUES ('${CANCELS}', '1')
+               ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`
+            )
             return "requested" as const
           }
           default:

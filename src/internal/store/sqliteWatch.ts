@@ -5,8 +5,8 @@
  * open (ours is), and a checkpoint rewrites it in place, so one watch lasts the store's life.
  *
  * The watch hears our own writes too, and a write before its commit is visible: each event only
- * asks the connection's `PRAGMA data_version`, which changes when (and only when) another
- * connection has committed, and wakes the waiters then. A commit's last WAL write comes just before
+ * makes the store look (`PRAGMA data_version` changes when, and only when, another connection has
+ * committed), and the store wakes its waiters for what it finds. A commit's last WAL write comes just before
  * the other process publishes it, so a look that finds nothing looks once more shortly after.
  *
  * Best effort: where watching is impossible (no inotify watches left, a platform or file system
@@ -25,10 +25,8 @@ const RECHECK = 2
 export const watchOtherProcesses = (options: {
   /** The database file; its WAL is `${filename}-wal`. */
   readonly filename: string
-  /** True when another connection committed since the last call. */
-  readonly changed: () => boolean
-  /** Called (at most once per look) when another connection committed. */
-  readonly wake: () => void
+  /** Looks for other connections' commits since the last look, wakes their waiters, says if any. */
+  readonly look: () => boolean
 }): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Effect.context<never>()
@@ -50,14 +48,13 @@ export const watchOtherProcesses = (options: {
         const look = (again: boolean) => {
           cancel()
           if (closed) return
-          let changed: boolean
+          let found: boolean
           try {
-            changed = options.changed()
+            found = options.look()
           } catch {
             return
           }
-          if (changed) options.wake()
-          else if (again) schedule("later")
+          if (!found && again) schedule("later")
         }
         // events come in bursts (several writes per commit, several commits per turn): one look each
         const schedule = (when: "soon" | "later") => {
