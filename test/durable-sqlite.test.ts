@@ -76,7 +76,7 @@ describe("the SQLite store", () => {
       assert.strictEqual(result, 21)
     }), { timeout: 30_000 })
 
-  it.live("another connection's commit wakes waiters for jobs; only its cancel of a running job wakes cancel watchers", () =>
+  it.live("another connection's commit wakes waiters for jobs; only its cancel of a running job wakes cancel watchers (while the watch is armed by a waiter)", () =>
     Effect.gen(function*() {
       const filename = fresh()
       const watching = yield* Layer.build(JobStore.sqlite({ filename }))
@@ -88,12 +88,16 @@ describe("the SQLite store", () => {
       // a commit that is no cancel (a heartbeat of another consumer's jobs is one) must not make
       // this process's heartbeats beat: theirs would wake the other's, and so on
       const enqueued = yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), other)
+      // a fiber waiting for a change (an idle consumer, an awaiter) is what keeps the file watched
+      const waiter = () => Effect.forkChild(store.wait(600_000))
       let version = yield* store.version
       const cancelVersion = yield* store.cancelVersion
+      yield* waiter()
       yield* writer.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
       yield* changed(store.version, version, "the other connection's claim woke this store's waiters")
       assert.strictEqual(yield* store.cancelVersion, cancelVersion, "a claim woke the cancel watchers")
       version = yield* store.version
+      yield* waiter()
       assert.strictEqual(yield* writer.cancel(enqueued.id), "requested")
       yield* changed(store.cancelVersion, cancelVersion, "the other connection's cancel woke this store's cancel watchers")
       yield* changed(store.version, version, "the cancel woke this store's waiters")

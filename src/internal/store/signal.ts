@@ -16,11 +16,14 @@ import { Effect } from "effect"
 
 export interface Signal {
   readonly notify: () => void
+  /** True while a fiber waits. */
+  readonly waiting: () => boolean
   readonly version: Effect.Effect<number>
   readonly wait: (millis: number, since?: number) => Effect.Effect<void>
 }
 
-export const makeSignal = (): Signal => {
+/** `onWait` runs when a fiber starts waiting (SQLite starts watching the file for it). */
+export const makeSignal = (onWait?: () => void): Signal => {
   let waiters: Array<() => void> = []
   let version = 0
   const notify = () => {
@@ -35,6 +38,7 @@ export const makeSignal = (): Signal => {
       if (version !== since) return resume(Effect.void)
       const wake = () => resume(Effect.void)
       waiters.push(wake)
+      onWait?.()
       return Effect.sync(() => {
         const index = waiters.indexOf(wake)
         if (index >= 0) waiters.splice(index, 1)
@@ -42,5 +46,5 @@ export const makeSignal = (): Signal => {
     })
   const wait = (millis: number, since?: number) =>
     Effect.suspend(() => Effect.raceFirst(next(since ?? version), Effect.sleep(millis)))
-  return { notify, version: Effect.sync(() => version), wait }
+  return { notify, waiting: () => waiters.length > 0, version: Effect.sync(() => version), wait }
 }

@@ -217,7 +217,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       }),
       (db) => Effect.sync(() => db.close())
     )
-    const signal = makeSignal()
+    // a fiber that waits for a change arms the watch of other processes' commits (below)
+    let arm = () => {}
+    const signal = makeSignal(() => arm())
     const cancels = makeSignal()
 
     const all = <Row = SqlRow>(sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<Row>
@@ -279,8 +281,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const readCancels = () => (cancelCount.get() as { value: string } | undefined)?.value
     let seenVersion = readVersion()
     let seenCancels = readCancels()
-    yield* watchOtherProcesses({
+    const watch = yield* watchOtherProcesses({
       filename: cfg.filename,
+      waiting: signal.waiting,
       look: () => {
         const version = readVersion()
         if (version === seenVersion) return false
@@ -295,6 +298,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         return true
       }
     })
+    arm = watch.arm
 
     const enqueue = (job: NewJob) =>
       write("enqueue", () => {

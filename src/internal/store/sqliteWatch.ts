@@ -9,6 +9,10 @@
  * committed), and the store wakes its waiters for what it finds. A commit's last WAL write comes just before
  * the other process publishes it, so a look that finds nothing looks once more shortly after.
  *
+ * Events cost every watching process a wake-up per commit, so the watch is open only while a fiber
+ * of this process waits for a change (an idle consumer, an awaiter): it opens when one starts waiting
+ * and closes at the first event that finds nobody waiting.
+ *
  * Best effort: where watching is impossible (no inotify watches left, a platform or file system
  * without it) or the watch fails later, the store polls as before (logged at debug level). A missed
  * event only delays a wake-up to the next poll. The watch never keeps the process alive.
@@ -22,66 +26,89 @@ import * as fs from "node:fs"
 /** How long after an event that found no new commit to look once more, in milliseconds. */
 const RECHECK = 2
 
+export interface Watch {
+  /** Starts watching, if not already (a fiber waits for a change): looks once at once. */
+  readonly arm: () => void
+}
+
 export const watchOtherProcesses = (options: {
   /** The database file; its WAL is `${filename}-wal`. */
   readonly filename: string
   /** Looks for other connections' commits since the last look, wakes their waiters, says if any. */
   readonly look: () => boolean
-}): Effect.Effect<void, never, Scope.Scope> =>
+  /** True while a fiber waits for a change. */
+  readonly waiting: () => boolean
+}): Effect.Effect<Watch, never, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Effect.context<never>()
     const debug = (message: string) =>
       Effect.runForkWith(context)(Effect.logDebug(`JobStore.sqlite: ${message}; other processes' jobs are seen at the next poll`))
     const wal = `${options.filename}-wal`
-    yield* Effect.acquireRelease(
+    let closed = false
+    let failed = false
+    let watcher: fs.FSWatcher | undefined
+    let scheduled: "none" | "soon" | "later" = "none"
+    let immediate: ReturnType<typeof setImmediate> | undefined
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const cancel = () => {
+      if (immediate !== undefined) clearImmediate(immediate)
+      if (timer !== undefined) clearTimeout(timer)
+      immediate = timer = undefined
+      scheduled = "none"
+    }
+    const look = (again: boolean) => {
+      cancel()
+      if (closed) return
+      let found: boolean
+      try {
+        found = options.look()
+      } catch {
+        return
+      }
+      if (!found && again) schedule("later")
+    }
+    // events come in bursts (several writes per commit, several commits per turn): one look each
+    const schedule = (when: "soon" | "later") => {
+      if (closed || scheduled === "soon" || scheduled === when) return
+      cancel()
+      scheduled = when
+      if (when === "soon") immediate = setImmediate(look, true).unref()
+      else timer = setTimeout(look, RECHECK, false).unref()
+    }
+    const unwatch = () => {
+      watcher?.close()
+      watcher = undefined
+    }
+    // every commit of every process is an event: with no one waiting, the watch is closed (at its
+    // next event), so that busy or producing processes do not pay for events nobody needs
+    const onEvent = () => {
+      if (options.waiting()) schedule("soon")
+      else unwatch()
+    }
+    const arm = () => {
+      if (watcher !== undefined || closed || failed) return
+      try {
+        watcher = fs.watch(wal, { persistent: false }, onEvent)
+      } catch (error) {
+        failed = true
+        debug(`cannot watch ${wal} (${(error as Error).message})`)
+        return
+      }
+      watcher.on("error", (error) => {
+        failed = true
+        debug(`the watch of ${wal} failed (${error.message})`)
+        unwatch()
+      })
+      // commits while nobody watched: the waiter looked at the store before it waited, this look
+      // catches what came in between
+      schedule("soon")
+    }
+    yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        let closed = false
-        let scheduled: "none" | "soon" | "later" = "none"
-        let immediate: ReturnType<typeof setImmediate> | undefined
-        let timer: ReturnType<typeof setTimeout> | undefined
-        const cancel = () => {
-          if (immediate !== undefined) clearImmediate(immediate)
-          if (timer !== undefined) clearTimeout(timer)
-          immediate = timer = undefined
-          scheduled = "none"
-        }
-        const look = (again: boolean) => {
-          cancel()
-          if (closed) return
-          let found: boolean
-          try {
-            found = options.look()
-          } catch {
-            return
-          }
-          if (!found && again) schedule("later")
-        }
-        // events come in bursts (several writes per commit, several commits per turn): one look each
-        const schedule = (when: "soon" | "later") => {
-          if (closed || scheduled === "soon" || scheduled === when) return
-          cancel()
-          scheduled = when
-          if (when === "soon") immediate = setImmediate(look, true).unref()
-          else timer = setTimeout(look, RECHECK, false).unref()
-        }
-        let watcher: fs.FSWatcher
-        try {
-          watcher = fs.watch(wal, { persistent: false }, () => schedule("soon"))
-        } catch (error) {
-          debug(`cannot watch ${wal} (${(error as Error).message})`)
-          return undefined
-        }
-        watcher.on("error", (error) => {
-          debug(`the watch of ${wal} failed (${error.message})`)
-          stop()
-        })
-        const stop = () => {
-          closed = true
-          cancel()
-          watcher.close()
-        }
-        return stop
-      }),
-      (stop) => Effect.sync(() => stop?.())
+        closed = true
+        cancel()
+        unwatch()
+      })
     )
+    return { arm }
   })
