@@ -1,6 +1,6 @@
 /**
- * A consumer process of our durable queue: on SQLite (`url` is a file) with a 10 ms poll, since
- * another process's job is seen only by polling the file; on Postgres (NOTIFY wakes it) and Redis
+ * A consumer process of our durable queue: on SQLite (`url` is a file) with a 10 ms poll (kept
+ * from before its store watched the file, for runs comparable with older ones); on Postgres (NOTIFY wakes it) and Redis
  * (it blocks on the queue's marker) with the default poll.
  */
 import { Effect, Fiber, type Layer, ManagedRuntime } from "effect"
@@ -20,7 +20,7 @@ export const storeOf = (url: string, schema: string) =>
     ? RedisJobStore.layer({ url, prefix: schema })
     : JobStore.sqlite({ filename: url })) as Layer.Layer<JobStore.JobStore, never>
 
-/** Only SQLite needs a short poll: nothing tells its consumers of another process's job. */
+/** SQLite keeps the 10 ms poll of the runs before its file watch. */
 export const isFile = (url: string) => !url.startsWith("postgres://") && !url.startsWith("redis://")
 
 if (process.send !== undefined) {

@@ -148,7 +148,7 @@ export const scenario: Scenario = {
     `processes × ${CONCURRENCY} jobs at once, connected before the clock starts, told to start together; timed until every job ` +
     "has run. Latency: the consumers but one stop; probes are enqueued one at a time on the idle one, from just before the " +
     "enqueue call to the start of the handler (one machine, one clock). Each library with its defaults but the consumers' " +
-    "concurrency, except: SQLite polls every 10 ms (no wake-up across processes on a file); pg-boss fetches batches of 8 " +
+    "concurrency, except: SQLite polls every 10 ms (and an idle consumer is woken by its watch of the file); pg-boss fetches batches of 8 " +
     "(fetching again at once while they are full) with LISTEN/NOTIFY on; graphile-worker and BullMQ as they come.",
   sizes: {
     full: { jobs: 20_000, samples: 200 },
