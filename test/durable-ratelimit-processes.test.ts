@@ -17,6 +17,7 @@ import { type Consumer, startConsumer, untilFinal, waitUntil } from "./durable/c
 import * as pg from "./durable/postgres.ts"
 import * as redis from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
+import { maxInWindow } from "./helpers.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "wp-ratelimit-processes-"))
 const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
@@ -24,17 +25,6 @@ afterAll(async () => {
   await Promise.all(runtimes.map((runtime) => runtime.dispose()))
   rmSync(dir, { recursive: true, force: true })
 })
-
-/** The most of `times` in any half-open window of `interval`. */
-const maxInWindow = (times: ReadonlyArray<number>, interval: number) => {
-  const sorted = [...times].sort((a, b) => a - b)
-  let most = 0
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= interval) j++
-    most = Math.max(most, i - j + 1)
-  }
-  return most
-}
 
 const JOBS = 90
 const LIMIT = 10

@@ -47,3 +47,14 @@ export const recordingTracer = () => {
   })
   return { spans, tracer }
 }
+
+/** The most of `times` in any half-open window of `interval`. */
+export const maxInWindow = (times: ReadonlyArray<number>, interval: number) => {
+  const sorted = [...times].sort((a, b) => a - b)
+  let most = 0
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= interval) j++
+    most = Math.max(most, i - j + 1)
+  }
+  return most
+}

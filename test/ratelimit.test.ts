@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Echo } from "./fixtures/tasks.ts"
-import { settle, waitFor } from "./helpers.ts"
+import { maxInWindow, settle, waitFor } from "./helpers.ts"
 
 /** A job that records when it started (TestClock time). */
 const recorder = () => {
@@ -21,17 +21,6 @@ const recorder = () => {
         if (tag !== undefined) tags!.push(tag)
       }))
   return { starts, job }
-}
-
-/** At most `limit` of `times` in any half-open window of `interval`. */
-const maxInWindow = (times: ReadonlyArray<number>, interval: number) => {
-  const sorted = [...times].sort((a, b) => a - b)
-  let most = 0
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= interval) j++
-    most = Math.max(most, i - j + 1)
-  }
-  return most
 }
 
 describe("rateLimit", () => {
