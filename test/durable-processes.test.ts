@@ -10,8 +10,8 @@ import { Effect, Layer, ManagedRuntime } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { assertEveryJobOnce, type Consumer, freeze, killMidRun, sqliteWritable, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
-import { setup, threadProofs } from "./durable/processes.ts"
+import { assertEveryJobOnce, type Consumer, killMidRun, sqliteWritable, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
+import { setup, threadProofs, zombieProof } from "./durable/processes.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = "") =>
@@ -133,22 +133,10 @@ describe("durable jobs across processes (SQLite)", () => {
     timeout: 120_000
   }, async () => {
     const file = join(dir, "zombie.db")
-    const LEASE = 1500
     const runtime = ManagedRuntime.make(JobStore.sqlite({ filename: file }) as Layer.Layer<JobStore.JobStore, never>)
     try {
-      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
-      // the zombie's attempt would take a minute; the other consumer's takes 50 ms
-      const zombie = startConsumer(file, 1, LEASE, 60_000)
-      await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
-      await freeze(zombie, sqliteWritable(file))
-      const other = startConsumer(file, 1, LEASE, 50)
-      await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
-      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
-      zombie.child.kill("SIGCONT")
-      await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie interrupted its attempt")
-      assert.notInclude(zombie.lines, "done 7")
-      const info = await runtime.runPromise(JobQueue.status(job.id))
-      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
+      const consumer = (concurrency: number, lease: number, jobMillis: number) => startConsumer(file, concurrency, lease, jobMillis)
+      const [zombie, other] = await zombieProof({ runtime, consumer, writable: sqliteWritable(file) })
       for (const c of [zombie, other]) c.child.kill("SIGTERM")
       await Promise.all([zombie.exited, other.exited])
       for (const c of [zombie, other]) assert.deepStrictEqual([c.child.exitCode, c.stderr], [130, ""])

@@ -5,13 +5,13 @@
  * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Latch, Logger, Redacted, Schedule } from "effect"
+import { Effect, Fiber, Logger, Redacted } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, delayOnServerClock, Echo } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -185,35 +185,15 @@ else {
     it.live("connections killed under a running consumer: the operations in flight fail typed, the next ones reconnect, the job finishes", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
-        const result = yield* Effect.gen(function*() {
-          const gate = yield* Latch.make(false)
-          yield* JobQueue.consume({
-            handlers: [Task.handle(Echo, ({ n }) => Effect.as(gate.await, n))],
-            concurrency: 1,
-            lease: "5 seconds",
-            poll: 50
+        // every connection of this store (the commands', the blocked BZPOPMIN's, the subscriber's)
+        const kill = Effect.promise(() =>
+          admin(async (client) => {
+            const ids = (await client.clientList()).filter((c) => c.name === `effect-workpool:${prefix}`).map((c) => c.id)
+            for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", String(id)])
+            return ids.length
           })
-          const job = yield* JobQueue.enqueue(Echo, { n: 7 })
-          while ((yield* JobQueue.status(job.id)).state !== "running") yield* Effect.sleep(10)
-          // every connection of this store (the commands', the blocked BZPOPMIN's, the subscriber's)
-          const killed = yield* Effect.promise(() =>
-            admin(async (client) => {
-              const ids = (await client.clientList()).filter((c) => c.name === `effect-workpool:${prefix}`).map((c) => c.id)
-              for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", String(id)])
-              return ids.length
-            })
-          )
-          assert.isAtLeast(killed, 3)
-          yield* gate.open
-          const errors: Array<string> = []
-          const value = yield* JobQueue.await(Echo, job.id).pipe(
-            Effect.tapError((error) => Effect.sync(() => errors.push(error._tag))),
-            Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(20), times: 50 })
-          )
-          return { value, errors }
-        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("60 seconds"))
-        assert.strictEqual(result.value, 7)
-        assert.isTrue(result.errors.every((tag) => tag === "StoreError"), result.errors.join())
+        ).pipe(Effect.map((killed) => assert.isAtLeast(killed, 3)))
+        yield* connectionsKilled(kill, 50).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("60 seconds"))
       }), { timeout: 90_000 })
   })
 }

@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -17,6 +17,34 @@ import { recordingTracer, settle } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
+/**
+ * A server store's connections cut under a running consumer (`kill`, the server's doing): the
+ * operations in flight fail typed, the next ones reconnect, the job finishes; an awaiter whose call
+ * was cut sees a StoreError and asks again (at most `retries` times). Needs the store and a scope.
+ */
+export const connectionsKilled = (kill: Effect.Effect<void>, retries: number) =>
+  Effect.gen(function*() {
+    const gate = yield* Latch.make(false)
+    yield* JobQueue.consume({
+      handlers: [Task.handle(Echo, ({ n }) => Effect.as(gate.await, n))],
+      concurrency: 1,
+      lease: "5 seconds",
+      poll: 50
+    })
+    const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+    while ((yield* JobQueue.status(job.id)).state !== "running") yield* Effect.sleep(10)
+    yield* kill
+    yield* gate.open
+    const errors: Array<string> = []
+    const value = yield* JobQueue.await(Echo, job.id).pipe(
+      Effect.tapError((error) => Effect.sync(() => errors.push(error._tag))),
+      Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(20), times: retries })
+    )
+    assert.strictEqual(value, 7)
+    assert.isTrue(errors.every((tag) => tag === "StoreError"), errors.join())
+    return errors
+  })
+
 /**
  * For a store whose time is its server's (Postgres, Redis), run under a TestClock at 1970: a delay
  * counts from the server's now, and the server's now decides what is due (a job due "at 1970 + 1 s"

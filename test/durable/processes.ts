@@ -59,6 +59,30 @@ const enqueueWork = async (runtime: Setup["runtime"], jobs: number) => {
   return { ids, running }
 }
 
+/**
+ * A consumer frozen (SIGSTOP) past its lease while it runs job 7 (a minute long): another consumer
+ * runs the job (50 ms); resumed (SIGCONT), the zombie interrupts its attempt (in "threads" mode its
+ * thread prints it: the task itself was stopped, not only the attempt's fiber) and its settle
+ * changes nothing. Returns the two consumers, still running.
+ */
+export const zombieProof = async ({ consumer, runtime, writable }: Setup, mode?: "threads") => {
+  const LEASE = 1500
+  const on = mode === "threads" ? "'s thread" : ""
+  const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
+  const zombie = consumer(1, LEASE, 60_000, mode)
+  await waitUntil([zombie], () => zombie.started.length === 1, `the zombie${on} started the job`)
+  await freeze(zombie, writable)
+  const other = consumer(1, LEASE, 50, mode)
+  await waitUntil([other], () => other.lines.includes("done 7"), `the other consumer${on} ran the job`)
+  assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
+  zombie.child.kill("SIGCONT")
+  await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), `the zombie${on} interrupted its attempt`)
+  assert.notInclude(zombie.lines, "done 7")
+  const info = await runtime.runPromise(JobQueue.status(job.id))
+  assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
+  return [zombie, other] as const
+}
+
 /** kill -9 mid-run, killed between success and ack, a zombie past its lease. */
 export const processProofs = (name: string, enabled: boolean, fresh: () => Setup) =>
   describe.skipIf(!enabled)(`durable jobs across processes (${name})`, () => {
@@ -119,21 +143,7 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
     it("a consumer frozen (SIGSTOP) past its lease: another runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {
       timeout: 120_000
     }, async () => {
-      const LEASE = 1500
-      const { consumer, runtime, writable } = fresh()
-      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
-      const zombie = consumer(1, LEASE, 60_000)
-      await waitUntil([zombie], () => zombie.started.length === 1, "the zombie started the job")
-      await freeze(zombie, writable)
-      const other = consumer(1, LEASE, 50)
-      await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer ran the job")
-      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
-      zombie.child.kill("SIGCONT")
-      await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie interrupted its attempt")
-      assert.notInclude(zombie.lines, "done 7")
-      const info = await runtime.runPromise(JobQueue.status(job.id))
-      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
-      await stop([zombie, other])
+      await stop(await zombieProof(fresh()))
     })
   })
 
@@ -171,22 +181,7 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
     it("a consumer frozen (SIGSTOP) past its lease: another runs the job; resumed (SIGCONT), the zombie's thread task is interrupted and its settle changes nothing", {
       timeout: 120_000
     }, async () => {
-      const LEASE = 1500
-      const { consumer, runtime, writable } = fresh()
-      const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }, { maxAttempts: 5 }))
-      const zombie = consumer(1, LEASE, 60_000, "threads")
-      await waitUntil([zombie], () => zombie.started.length === 1, "the zombie's thread started the job")
-      await freeze(zombie, writable)
-      const other = consumer(1, LEASE, 50, "threads")
-      await waitUntil([other], () => other.lines.includes("done 7"), "the other consumer's thread ran the job")
-      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), 7)
-      zombie.child.kill("SIGCONT")
-      // printed by the zombie's thread: the task itself was stopped, not only the attempt's fiber
-      await waitUntil([zombie], () => zombie.lines.includes("interrupted 7"), "the zombie's thread interrupted its task")
-      assert.notInclude(zombie.lines, "done 7")
-      const info = await runtime.runPromise(JobQueue.status(job.id))
-      assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
-      await stop([zombie, other])
+      await stop(await zombieProof(fresh(), "threads"))
     })
   })
 
