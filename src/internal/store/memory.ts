@@ -18,6 +18,7 @@ import {
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
+  type QueueSettings,
   rank,
   type Settlement,
   type State,
@@ -192,7 +193,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
 
   const configure = (
     name: string,
-    settings: { paused?: boolean | undefined; aging?: number | undefined; rateLimit?: QueueRateLimit | null | undefined }
+    settings: QueueSettings
   ) =>
     Effect.sync(() => {
       const queue = queueOf(name)

@@ -159,6 +159,13 @@ export interface Latencies {
   readonly jobs: ReadonlyArray<Latency>
 }
 
+/** What `Store.configure` changes of a queue (an absent field stays as it is). */
+export interface QueueSettings {
+  readonly paused?: boolean | undefined
+  readonly aging?: number | undefined
+  readonly rateLimit?: QueueRateLimit | null | undefined
+}
+
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
@@ -187,14 +194,7 @@ export interface Store {
    * the times of the last `limit` claims (a sliding-window log, as the in-process pools do) and
    * updates it in the claim's own transaction; a new limit keeps the latest of them.
    */
-  readonly configure: (
-    queue: string,
-    settings: {
-      readonly paused?: boolean | undefined
-      readonly aging?: number | undefined
-      readonly rateLimit?: QueueRateLimit | null | undefined
-    }
-  ) => Effect.Effect<void, StoreError>
+  readonly configure: (queue: string, settings: QueueSettings) => Effect.Effect<void, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead from

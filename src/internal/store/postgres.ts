@@ -35,7 +35,7 @@ import {
   type ListFilter,
   type NewJob,
   type QueueCounts,
-  type QueueRateLimit,
+  type QueueSettings,
   type Settlement,
   type State,
   type Store,
@@ -583,11 +583,7 @@ export const makeWith = (
 
     const configure = (
       queue: string,
-      settings: {
-        readonly paused?: boolean | undefined
-        readonly aging?: number | undefined
-        readonly rateLimit?: QueueRateLimit | null | undefined
-      }
+      settings: QueueSettings
     ) => {
       const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
           VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})

@@ -38,7 +38,7 @@ import type {
   ListFilter,
   NewJob,
   QueueCounts,
-  QueueRateLimit,
+  QueueSettings,
   Settlement,
   State,
   Store
@@ -337,11 +337,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
 
     const configure = (
       queue: string,
-      settings: {
-        readonly paused?: boolean | undefined
-        readonly aging?: number | undefined
-        readonly rateLimit?: QueueRateLimit | null | undefined
-      }
+      settings: QueueSettings
     ) =>
       op(
         "configure",

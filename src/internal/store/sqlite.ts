@@ -23,7 +23,7 @@ import {
   latencyOf,
   type NewJob,
   type QueueCounts,
-  type QueueRateLimit,
+  type QueueSettings,
   type Settlement,
   type State,
   type Store,
@@ -415,7 +415,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const configure = (
       queue: string,
-      settings: { paused?: boolean | undefined; aging?: number | undefined; rateLimit?: QueueRateLimit | null | undefined }
+      settings: QueueSettings
     ) =>
       write("configure", () => {
         run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
