@@ -31,19 +31,33 @@ const freePort = () =>
     })
   })
 
-/** Resolves once the port takes connections (the server loaded its append-only file). */
-const accepting = (port: number, millis = 60_000) =>
+/**
+ * Resolves once the port takes connections (the server loaded its append-only file); rejects with
+ * `Exited` at once if the server exits first (its port, or a cluster's bus port, was taken).
+ */
+const accepting = (port: number, child: ChildProcess, millis = 60_000) =>
   new Promise<void>((resolve, reject) => {
     const deadline = Date.now() + millis
+    let exited = false
+    const onExit = () => {
+      exited = true
+      reject(new Exited(port))
+    }
+    if (child.exitCode !== null || child.signalCode !== null) return onExit()
+    child.once("exit", onExit)
+    const done = () => child.off("exit", onExit)
     const attempt = () => {
+      if (exited) return
       const socket = createConnection({ port, host: "127.0.0.1" })
       socket.once("connect", () => {
         socket.write("PING\r\n")
         socket.once("data", (data) => {
           socket.destroy()
           // a server still loading its file answers -LOADING
-          if (data.toString().startsWith("+PONG")) resolve()
-          else retry()
+          if (data.toString().startsWith("+PONG")) {
+            done()
+            resolve()
+          } else retry()
         })
       })
       socket.once("error", () => {
@@ -51,9 +65,20 @@ const accepting = (port: number, millis = 60_000) =>
         retry()
       })
     }
-    const retry = () => Date.now() > deadline ? reject(new Error(`redis on ${port} did not start`)) : setTimeout(attempt, 50)
+    const retry = () => {
+      if (exited) return
+      if (Date.now() <= deadline) return void setTimeout(attempt, 50)
+      done()
+      reject(new Error(`redis on ${port} did not start`))
+    }
     attempt()
   })
+
+class Exited extends Error {
+  constructor(port: number) {
+    super(`redis on ${port} exited before it took connections`)
+  }
+}
 
 export interface Server {
   readonly url: string
@@ -63,17 +88,35 @@ export interface Server {
   readonly destroy: () => Promise<void>
 }
 
-/** `args`: more server options, e.g. `["--maxmemory-policy", "allkeys-lru"]`. */
-export const startServer = async (bin: string, args: ReadonlyArray<string> = []): Promise<Server> => {
+/**
+ * `args`: more server options, e.g. `["--maxmemory-policy", "allkeys-lru"]`. `maxPort`: a cluster
+ * node also listens on its port + 10000, so its port must be at most 55535.
+ */
+export const startServer = async (bin: string, args: ReadonlyArray<string> = [], maxPort = 65535): Promise<Server> => {
   const dir = mkdtempSync(join(tmpdir(), "wp-redis-"))
-  const port = await freePort()
+  let port = 0
   let child: ChildProcess | undefined
   const start = async () => {
     child = spawn(bin, [
       "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
       "--appendonly", "yes", "--appendfsync", "always", "--logfile", join(dir, "redis.log"), ...args
     ], { stdio: "ignore" })
-    await accepting(port)
+    await accepting(port, child)
+  }
+  // a free port can be taken between the check and the server's bind (by another test's server or a
+  // client's ephemeral port): the server then exits, and the first start tries another port
+  for (let attempt = 1;; attempt++) {
+    do port = await freePort()
+    while (port > maxPort)
+    try {
+      await start()
+      break
+    } catch (error) {
+      if (!(error instanceof Exited) || attempt >= 10) {
+        rmSync(dir, { recursive: true, force: true })
+        throw error
+      }
+    }
   }
   const kill = async () => {
     const running = child
@@ -82,7 +125,6 @@ export const startServer = async (bin: string, args: ReadonlyArray<string> = [])
     running.kill("SIGKILL")
     await exited
   }
-  await start()
   return {
     url: `redis://127.0.0.1:${port}`,
     kill,
@@ -107,7 +149,7 @@ export const startCluster = async (bin: string, size = 3): Promise<Cluster> => {
   const destroy = () => Promise.all(nodes.map((node) => node.destroy())).then(() => undefined)
   try {
     for (let i = 0; i < size; i++) {
-      nodes.push(await startServer(bin, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]))
+      nodes.push(await startServer(bin, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"], 55535))
     }
     const cli = join(dirname(bin), "redis-cli")
     const addresses = nodes.map((node) => node.url.replace("redis://", ""))
