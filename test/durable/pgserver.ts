@@ -4,7 +4,7 @@
  * Run as the `postgres` user when the tests run as root (initdb refuses root).
  */
 import { execFile } from "node:child_process"
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -38,6 +38,14 @@ export interface Server {
   readonly destroy: () => Promise<void>
 }
 
+const readLog = (file: string) => {
+  try {
+    return readFileSync(file, "utf8")
+  } catch {
+    return ""
+  }
+}
+
 export const startServer = async (bin: string): Promise<Server> => {
   const root = mkdtempSync(join(tmpdir(), "wp-pg-"))
   const asRoot = process.getuid?.() === 0
@@ -48,7 +56,7 @@ export const startServer = async (bin: string): Promise<Server> => {
   }
   const run = (tool: string, args: Array<string>) =>
     asRoot ? exec("runuser", ["-u", "postgres", "--", join(bin, tool), ...args]) : exec(join(bin, tool), args)
-  const port = await freePort()
+  let port = 0
   const data = join(root, "data")
   await run("initdb", ["-D", data, "--auth=trust", "--username=postgres", "-E", "UTF8", "--no-instructions"])
   const start = async () => {
@@ -68,7 +76,20 @@ export const startServer = async (bin: string): Promise<Server> => {
   const stop = async () => {
     await run("pg_ctl", ["-D", data, "-m", "fast", "-w", "-t", "120", "stop"])
   }
-  await start()
+  // a free port can be taken between the check and the server's bind (another test's server, a
+  // client's ephemeral port): the first start tries another port
+  for (let attempt = 1;; attempt++) {
+    port = await freePort()
+    try {
+      await start()
+      break
+    } catch (error) {
+      if (attempt >= 5 || !/already in use|could not create any TCP\/IP sockets/i.test(readLog(join(root, "server.log")))) {
+        rmSync(root, { recursive: true, force: true })
+        throw error
+      }
+    }
+  }
   let stopped = false
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
