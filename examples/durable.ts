@@ -74,12 +74,18 @@ const produce = (count: number) =>
         dedupKey: `hello:${to}`
       })
     })
-    // the same email again: the dedup key returns the job already queued
-    const again = yield* JobQueue.enqueue(SendEmail, { to: "user0@example.org", subject: "hello 0" }, {
+    // a reminder for tomorrow, asked for twice (a retried request, a second click): while a job with
+    // its dedup key is unfinished, enqueue returns that job and stores nothing. (Once a job has
+    // finished its key is free again, which is why this is shown on a job that waits for its time.)
+    const remind = JobQueue.enqueue(SendEmail, { to: "user0@example.org", subject: "see you tomorrow" }, {
       queue: "mail",
-      dedupKey: "hello:user0@example.org"
+      delay: "1 day",
+      dedupKey: "reminder:user0@example.org"
     })
-    yield* Console.log(`enqueued ${count} jobs; enqueuing the first again gave the same job: ${again.id === jobs[0]!.id}`)
+    const reminder = yield* remind
+    const again = yield* remind
+    yield* Console.log(`enqueued ${count} jobs; enqueuing the reminder again gave the same job: ${again.id === reminder.id}`)
+    yield* JobQueue.cancel(reminder.id) // changed our mind: a job that has not started never runs
     const outcomes = yield* Effect.forEach(jobs, (job) =>
       job.await.pipe(
         Effect.map(() => "sent"),

@@ -23,7 +23,7 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   })
 
 const summary = [
-  "enqueued 12 jobs; enqueuing the first again gave the same job: true",
+  "enqueued 12 jobs; enqueuing the reminder again gave the same job: true",
   "11 sent, 1 bounced (dead letters: 1)",
   "queue \"mail\": 11 succeeded, 1 dead, 0 waiting"
 ]
