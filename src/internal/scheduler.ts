@@ -154,17 +154,18 @@ const deadlineBefore = (a: Deadline, b: Deadline) => a.at < b.at
 /**
  * One submitted job, kept small: it is what a queued job costs. The public `JobHandle` is this
  * object too (its members are getters on the prototype), so `submit` allocates nothing more.
+ *
+ * One class for every pool: records of a class (a prototype) per pool have a hidden class per
+ * pool, and the scheduler's code, which reads them all, turns polymorphic once a process has made
+ * a few pools (megamorphic past four), which cost a trivial job about 15%.
  */
 export class Job implements QueueEntry {
-  /** On the prototype of each pool's own Job class: 8 bytes less per queued job. */
-  declare readonly scheduler: Scheduler<any>
+  readonly scheduler: Scheduler<any>
   readonly seq: number
   /** The job and its submitter's services: let go once it has run and ended (see `jobStopped`). */
   effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>)
   context: Context.Context<never>
   readonly priority: number
-  /** Milliseconds from start; 0 means none. */
-  readonly timeout: number
   state = NEW
   /**
    * When it was submitted while it waits, when it started while it runs: in milliseconds since the
@@ -182,22 +183,33 @@ export class Job implements QueueEntry {
   declare hook: AttemptHook | undefined
   /** Its progress, once reported or watched (undefined on the prototype, like `hook`). */
   declare progressState: Progress | undefined
+  /**
+   * Its own timeout, when it is not its pool's (undefined on the prototype, like `hook`): a job
+   * with its pool's timeout pays no field for it.
+   */
+  declare ownTimeout: number | undefined
   constructor(
+    scheduler: Scheduler<any>,
     seq: number,
     effect: Effect.Effect<any, any, any> | ((resource: any, jobId: number) => Effect.Effect<any, any, any>),
     context: Context.Context<never>,
-    priority: number,
-    timeout: number
+    priority: number
   ) {
+    this.scheduler = scheduler
     this.seq = seq
     this.effect = effect
     this.context = context
     this.priority = priority
-    this.timeout = timeout
   }
 
   get id(): number {
     return this.seq
+  }
+
+  /** Milliseconds from start; 0 means none. */
+  get timeout(): number {
+    const own = this.ownTimeout
+    return own === undefined ? this.scheduler.config.timeout : own
   }
 
   /** Which attempt the job is on: 1, then one more each time a failed attempt is retried. */
@@ -331,6 +343,7 @@ export class Job implements QueueEntry {
 // writable: a job with a hook gets its own
 Object.defineProperty(Job.prototype, "hook", { value: undefined, writable: true })
 Object.defineProperty(Job.prototype, "progressState", { value: undefined, writable: true })
+Object.defineProperty(Job.prototype, "ownTimeout", { value: undefined, writable: true })
 
 export type PoolState = "running" | "draining" | "stopped"
 
@@ -409,7 +422,6 @@ export class Scheduler<W> {
   observer: Observer = unobserved
   gate: StartGate | undefined = undefined
 
-  private readonly Job: typeof Job
   readonly config: SchedulerConfig<W>
   /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
   readonly context: Context.Context<never>
@@ -418,20 +430,6 @@ export class Scheduler<W> {
     this.config = config
     this.context = context
     this.now = now
-    // an explicit constructor: the implicit one passes its arguments by spreading them
-    const PoolJob = class extends Job {
-      constructor(
-        seq: number,
-        effect: Job["effect"],
-        context: Context.Context<never>,
-        priority: number,
-        timeout: number
-      ) {
-        super(seq, effect, context, priority, timeout)
-      }
-    }
-    Object.defineProperty(PoolJob.prototype, "scheduler", { value: this })
-    this.Job = PoolJob
     this.target = config.concurrency
     this.paused = config.paused
     this.epoch = now()
@@ -557,7 +555,9 @@ export class Scheduler<W> {
     priority: number,
     timeout: number
   ): Job {
-    return new this.Job(++this.nextSeq, effect, context, priority, timeout)
+    const job = new Job(this, ++this.nextSeq, effect, context, priority)
+    if (timeout !== this.config.timeout) job.ownTimeout = timeout
+    return job
   }
 
   /**
