@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Clock, Deferred, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
@@ -111,6 +111,42 @@ describe("timeouts", () => {
         }
       }
       assert.deepStrictEqual(timedOut, [3, 1, 4, 0, 2])
+    }))
+
+  it.effect("a job started after a long synchronous one counts its wait and timeout from its own start", () =>
+    Effect.gen(function*() {
+      // the pool's clock: the test clock plus the time the synchronous job spends, as a real clock
+      // moves while such a job runs (the test clock cannot move during synchronous code)
+      const test = yield* Clock.Clock
+      let spent = 0
+      const millis = () => test.currentTimeMillisUnsafe() + spent
+      const nanos = () => BigInt(millis()) * 1_000_000n
+      const clock: Clock.Clock = {
+        currentTimeMillisUnsafe: millis,
+        currentTimeMillis: Effect.sync(millis),
+        currentTimeNanosUnsafe: nanos,
+        currentTimeNanos: Effect.sync(nanos),
+        monotonicTimeNanosUnsafe: nanos,
+        monotonicTimeNanos: Effect.sync(nanos),
+        sleep: (duration) => test.sleep(duration)
+      }
+      const pool = yield* WorkPool.make({ concurrency: 2, paused: true, timeout: "50 millis", shutdownTimeout: 0 }).pipe(
+        Effect.provideService(Clock.Clock, clock)
+      )
+      const long = yield* pool.submit(Effect.sync(() => {
+        spent += 100
+      }))
+      const next = yield* pool.submit(Effect.never)
+      // one dispatch starts both: the second starts 100 ms after the first did
+      yield* pool.resume
+      yield* settle
+      assert.strictEqual(yield* long.status, "succeeded")
+      assert.strictEqual(yield* next.status, "running")
+      assert.strictEqual((yield* pool.stats).meanWaitMillis, 50)
+      yield* TestClock.adjust("49 millis")
+      assert.strictEqual(yield* next.status, "running")
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(yield* next.status, "timedOut")
     }))
 
   it.effect("a timeout that is not a positive duration is rejected", () =>

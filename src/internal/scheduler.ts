@@ -388,6 +388,12 @@ export class Scheduler<W> {
   state: PoolState = "running"
   private pumping = false
   private pumpAgain = false
+  /**
+   * The job whose attempt stopped last with nothing but the scheduler run since its clock reading
+   * (`quietStopAt`): a start that follows at once may take that reading (see `pump`).
+   */
+  private quietStop = 0
+  private quietStopAt = 0
   private nextSeq = 0
   /** Bumped on every change of state that `stats` shows. */
   version = 0
@@ -675,7 +681,8 @@ export class Scheduler<W> {
   // ---------------------------------------------------------------------------
   // dispatch
 
-  pump(): void {
+  /** Starts queued jobs on free workers. `now`: a clock reading nothing outside the scheduler has run since. */
+  pump(now?: number): void {
     if (this.pumping) {
       this.pumpAgain = true
       return
@@ -687,16 +694,18 @@ export class Scheduler<W> {
     try {
       do {
         this.pumpAgain = false
-        if (!this.paused && this.free.length > 0 && this.queue.size > 0) {
-          const now = this.now()
-          const gate = this.gate
-          while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
-            if (gate !== undefined && !gate.tryStart()) break
-            this.start(this.queue.pop()!, this.free.pop()!, now)
-          }
+        const gate = this.gate
+        while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
+          if (gate !== undefined && !gate.tryStart()) break
+          // a start runs the job's code (a synchronous job to its end), so the next start reads the
+          // clock again: a reading from before it would start the next job early by as long as that
+          // code ran, its timeout too. Unless that job stopped right there: its stop's reading is fresh.
+          now = this.start(this.queue.pop()!, this.free.pop()!, now ?? this.now())
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
+          // resumes submitters: their code runs
           this.admitWaiting()
+          now = undefined
           this.pumpAgain = true
         }
       } while (this.pumpAgain)
@@ -705,7 +714,8 @@ export class Scheduler<W> {
     }
   }
 
-  private start(job: Job, worker: Worker<W>, now: number): void {
+  /** Starts `job`; returns the clock reading of its stop if it stopped at once with nothing else run since. */
+  private start(job: Job, worker: Worker<W>, now: number): number | undefined {
     this.trackArea(now)
     const wait = now - this.epoch - job.time
     this.totalWaitMillis += wait
@@ -718,19 +728,27 @@ export class Scheduler<W> {
     if (job.timeout > 0) this.setDeadline(job, now + job.timeout, "running")
     else if (job.deadline !== undefined) this.clearDeadline(job)
     this.changed()
+    this.quietStop = 0
     this.executor.start(job, worker, wait)
+    return this.quietStop === job.seq ? this.quietStopAt : undefined
   }
 
   /** Called by the executor once a job has stopped, however it ended. */
   jobStopped(job: Job, worker: Worker<W>, exit: Exit.Exit<any, any>): void {
     const now = this.now()
+    const retiring = this.workers.size > this.target || this.state === "stopped"
+    // whether this reading is still fresh when the next job starts: nothing outside the scheduler
+    // runs until then unless the ending tells someone (listeners, progress watchers, state waiters,
+    // submitters waiting for room), a hook decides what follows, or a retired worker's resource is released
+    const quiet = job.result === undefined && job.hook === undefined && job.progressState === undefined &&
+      this.stateWaiters.length === 0 && this.waitingCount === 0 && !retiring
     this.trackArea(now)
     worker.job = undefined
     this.busy--
     const run = now - this.epoch - job.time
     this.totalRunMillis += run
     this.observer.stopped(job, run)
-    if (this.workers.size > this.target || this.state === "stopped") this.retire(worker)
+    if (retiring) this.retire(worker)
     else this.free.push(worker)
     if (job.state >= DONE) this.stoppingJobs--
     else if (job.hook === undefined) this.settleStopped(job, exit, now)
@@ -742,7 +760,12 @@ export class Scheduler<W> {
       job.context = ENDED_CONTEXT
     }
     this.changed()
-    this.pump()
+    if (quiet) {
+      // for the `pump` that started this job, if it stopped as it started
+      this.quietStop = job.seq
+      this.quietStopAt = now
+    }
+    this.pump(quiet ? now : undefined)
   }
 
   /** Ends a job whose attempt stopped with `exit`, as that exit says. */
