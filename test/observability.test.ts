@@ -469,3 +469,91 @@ describe("Effect.sync jobs run without a fiber of their own", () => {
       assert.deepStrictEqual(spans.map((s) => [s.name, s.attributes.get("workpool.job.ending")]), [["workpool.job", "succeeded"]])
     }))
 })
+
+describe("callback jobs (Effect.promise, tryPromise, callback) wait on no fiber of their own", () => {
+  it.effect("the function runs outside any fiber; values, rejections and failures end the job as in a fiber", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      let current: unknown = "not run"
+      assert.strictEqual(yield* pool.run(Effect.promise(async () => {
+        current = Fiber.getCurrent()
+        return 7
+      })), 7)
+      assert.strictEqual(current, undefined)
+      // a rejection is the job's defect, a throw before the promise too
+      const rejected = yield* Effect.exit(pool.run(Effect.promise(() => Promise.reject(new Error("rejected")))))
+      assert.isTrue(Exit.isFailure(rejected) && Cause.hasDies(rejected.cause))
+      const thrown = yield* Effect.exit(pool.run(Effect.promise((): Promise<number> => {
+        throw new Error("thrown")
+      })))
+      assert.isTrue(Exit.isFailure(thrown) && Cause.hasDies(thrown.cause))
+      // tryPromise's catch runs (in a fiber) and gives the typed failure
+      const failed = yield* Effect.flip(pool.run(Effect.tryPromise({
+        try: () => Promise.reject(new Error("nope")),
+        catch: (e) => `caught ${(e as Error).message}`
+      })))
+      assert.strictEqual(failed, "caught nope")
+      // a callback resumed with an Effect goes on in a fiber, with the job's services
+      const jobId = yield* pool.run(Effect.callback<number>((resume) => {
+        resume(Effect.map(WorkPool.JobContext, (job) => job.id))
+      }))
+      assert.strictEqual(jobId, 5)
+      const stats = yield* pool.stats
+      assert.deepStrictEqual(
+        [stats.submitted, stats.succeeded, stats.defects, stats.failed, stats.running],
+        [5, 2, 2, 1, 0]
+      )
+      // under a tracer it runs in a fiber, under its span
+      const { spans, tracer } = recordingTracer()
+      assert.isTrue(yield* Effect.withTracer(pool.run(Effect.promise(async () => Fiber.getCurrent() !== undefined)), tracer))
+      assert.deepStrictEqual(spans.map((s) => s.name), ["workpool.job"])
+    }))
+
+  it.effect("interrupted or timed out: its signal aborts, its canceler runs, it ends interrupted or timed out, the worker is free", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const signals: Array<AbortSignal> = []
+      const hanging = Effect.promise((signal) => {
+        signals.push(signal)
+        return new Promise<never>(() => {})
+      })
+      const first = yield* pool.submit(hanging)
+      yield* first.interrupt
+      assert.isTrue(signals[0]!.aborted)
+      assert.strictEqual(yield* first.status, "interrupted")
+      // its timeout ends it the same way
+      const second = yield* pool.submit(hanging, { timeout: "1 second" })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* second.status, "timedOut")
+      assert.isTrue(signals[1]!.aborted)
+      // a callback's canceler runs after the abort, before the job counts as stopped
+      const order: Array<string> = []
+      const third = yield* pool.submit(Effect.callback<never>((_resume, signal) => {
+        signal.addEventListener("abort", () => order.push("aborted"))
+        return Effect.sync(() => order.push("canceler"))
+      }))
+      yield* third.interrupt
+      assert.deepStrictEqual(order, ["aborted", "canceler"])
+      // a late resume of a stopped job changes nothing; the worker runs the next job
+      assert.strictEqual(yield* pool.run(Effect.succeed("next")), "next")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.interrupted, stats.timedOut, stats.succeeded, stats.running], [2, 1, 1, 0])
+    }))
+
+  it.effect("a job cancelled while its function runs stops once the function returns", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const context = yield* Effect.context<never>()
+      let aborted = false
+      const exit = yield* Effect.exit(pool.run((_, id) =>
+        Effect.promise((signal) => {
+          Effect.runForkWith(context)(pool.cancel(id))
+          signal.addEventListener("abort", () => (aborted = true))
+          return new Promise<never>(() => {})
+        })
+      ))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
+      assert.isTrue(aborted)
+      assert.strictEqual((yield* pool.stats).running, 0)
+    }))
+})

@@ -5,33 +5,69 @@
  * rather than by the submitter, so that `submit`ted jobs outlive their caller and shutdown can stop
  * them.
  *
+ * Two kinds of job need no fiber of their own: an `Effect.sync` runs to its end as it starts, and a
+ * callback primitive (`Effect.promise`, `Effect.tryPromise`, `Effect.callback`) waits for its
+ * callback (see `startCallback`). Neither can read its fiber's services (only an Effect can), so
+ * each runs without one, as long as it does not need one: a fiber and its context cost a trivial
+ * job about half of its time.
+ *
  * @internal
  */
-import { type Context, Effect, Exit, Fiber } from "effect"
-import { asExit, isFunction, notAnEffect, syncThunk } from "./job.ts"
+import { Context, Effect, Exit, Fiber, Scheduler } from "effect"
+import { asCallback, asExit, type Callback, isFunction, notAnEffect, syncThunk } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
-import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
-
-/**
- * Runs an `Effect.sync` function as its fiber would: its value, or the defect it threw. Outside any
- * fiber (`Fiber.getCurrent()` is undefined in it, not the submitter's fiber).
- */
-const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
-  const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
-  if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
-  try {
-    return Exit.succeed(thunk())
-  } catch (defect) {
-    return Exit.die(defect)
-  } finally {
-    if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = current
-  }
-}
+import type { Executor, Job, Worker } from "./scheduler.ts"
+import type { Scheduler as PoolScheduler } from "./scheduler.ts"
 
 /** Where Effect 4.1 keeps the running fiber (`Fiber.getCurrent`). */
 const CURRENT_FIBER = "~effect/Fiber/currentFiber"
 
-export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
+/**
+ * Runs `f` outside any fiber, as the job's own fiber would have run it: `Fiber.getCurrent()` is
+ * undefined in it, not the submitter's fiber.
+ */
+const outsideFiber = <A>(f: () => A): A => {
+  const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
+  if (current === undefined) return f()
+  ;(globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
+  try {
+    return f()
+  } finally {
+    ;(globalThis as Record<string, unknown>)[CURRENT_FIBER] = current
+  }
+}
+
+/** Runs an `Effect.sync` function as its fiber would: its value, or the defect it threw. */
+const runThunk = (thunk: () => unknown): Exit.Exit<unknown> =>
+  outsideFiber(() => {
+    try {
+      return Exit.succeed(thunk())
+    } catch (defect) {
+      return Exit.die(defect)
+    }
+  })
+
+/** A callback job waiting for its callback, on no fiber (see `startCallback`). */
+class Pending {
+  /** Still in its `register` call. */
+  registering = true
+  /** Asked to stop during its `register` call. */
+  interrupted = false
+  /** What it was resumed with during its `register` call (the first resume wins, as in Effect). */
+  early: Effect.Effect<any, any, any> | undefined = undefined
+  /** Where its resume goes once a fiber waits for it (see `adopt`). */
+  forward: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
+  readonly job: Job
+  readonly worker: Worker<any>
+  readonly controller: AbortController | undefined
+  constructor(job: Job, worker: Worker<any>, withSignal: boolean) {
+    this.job = job
+    this.worker = worker
+    this.controller = withSignal ? new AbortController() : undefined
+  }
+}
+
+export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
   /**
    * Jobs asked to stop while their fiber was being started: a job's first synchronous steps can
    * make its own caller cancel it (say, by completing something the caller waits for).
@@ -43,17 +79,114 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
    * give every record an identity hash, a call into its runtime per job.
    */
   const fibers = new Map<number, Fiber.Fiber<any, any>>()
+  /** The callback jobs waiting on no fiber, by job id as `fibers`. */
+  const pending = new Map<number, Pending>()
   const contextOf = JobContext.makeContextOf()
-  // most jobs come from a few submitters: whether their context traces is looked up once each
+  // most jobs come from a few submitters: what their context holds is looked up once each
   let lastContext: Context.Context<never> | undefined
   let lastTraced = false
-  const isTraced = (context: Context.Context<never>): boolean => {
+  let lastScheduler: Scheduler.Scheduler | undefined
+  const lookUp = (context: Context.Context<never>): void => {
     if (context !== lastContext) {
       lastContext = context
       lastTraced = JobContext.isTraced(context)
+      lastScheduler = undefined
     }
+  }
+  const isTraced = (context: Context.Context<never>): boolean => {
+    lookUp(context)
     return lastTraced
   }
+  /** The Effect `Scheduler` a fiber of this context would run a callback's `register` with (its `this`). */
+  const schedulerOf = (context: Context.Context<never>): Scheduler.Scheduler => {
+    lookUp(context)
+    return lastScheduler ??= Context.get(context, Scheduler.Scheduler)
+  }
+
+  const startFiber = (job: Job, worker: Worker<any>, effect: Effect.Effect<any, any, any>): void => {
+    const fiber = Effect.runForkWith(contextOf(job) as Context.Context<any>)(effect)
+    if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
+    fibers.set(job.seq, fiber)
+    fiber.addObserver((exit) => {
+      fibers.delete(job.seq)
+      scheduler.jobStopped(job, worker, exit)
+    })
+  }
+
+  /**
+   * Starts a callback job without a fiber: calls its `register` (an `Effect.promise` calls its
+   * function) and waits. What it resumes with ends it if it is an Exit (as an `Effect.promise`'s
+   * value or defect is); anything else (a `tryPromise`'s failure runs its `catch`) goes on in a
+   * fiber. A `register` that returns a canceler hands the wait to a fiber at once (`adopt`), so
+   * that an interruption runs the canceler as Effect runs it.
+   */
+  const startCallback = (job: Job, worker: Worker<any>, callback: Callback, interrupted: boolean): void => {
+    const waiting = new Pending(job, worker, callback.withSignal)
+    // asked to stop before it started: it registers all the same, as its fiber would, then stops
+    waiting.interrupted = interrupted
+    pending.set(job.seq, waiting)
+    let canceler: unknown
+    try {
+      canceler = outsideFiber(() =>
+        callback.register.call(
+          schedulerOf(job.context),
+          (effect) => resume(waiting, effect),
+          waiting.controller?.signal
+        )
+      )
+    } catch (defect) {
+      pending.delete(job.seq)
+      return scheduler.jobStopped(job, worker, Exit.die(defect))
+    }
+    waiting.registering = false
+    if (waiting.early !== undefined) return resumed(waiting, waiting.early)
+    if (Effect.isEffect(canceler)) return adopt(waiting, canceler as Effect.Effect<void>)
+    if (waiting.interrupted) stop(waiting)
+  }
+
+  const resume = (waiting: Pending, effect: Effect.Effect<any, any, any>): void => {
+    if (waiting.forward !== undefined) return waiting.forward(effect)
+    // stopped, or resumed before: only the first resume counts
+    if (pending.get(waiting.job.seq) !== waiting) return
+    if (waiting.registering) {
+      waiting.early ??= effect
+      return
+    }
+    resumed(waiting, effect)
+  }
+
+  const resumed = (waiting: Pending, effect: Effect.Effect<any, any, any>): void => {
+    pending.delete(waiting.job.seq)
+    const exit = asExit(effect)
+    if (exit !== undefined) return scheduler.jobStopped(waiting.job, waiting.worker, exit)
+    startFiber(waiting.job, waiting.worker, effect)
+  }
+
+  /** A fiber waits for the callback from here on, and runs the canceler (after the abort) if interrupted. */
+  const adopt = (waiting: Pending, canceler: Effect.Effect<void>): void => {
+    pending.delete(waiting.job.seq)
+    if (waiting.interrupted) interruptedWhileStarting.add(waiting.job)
+    const controller = waiting.controller
+    const cancel = controller === undefined ? canceler : Effect.andThen(Effect.sync(() => controller.abort()), canceler)
+    startFiber(
+      waiting.job,
+      waiting.worker,
+      Effect.callback<any, any, any>((resume) => {
+        waiting.forward = resume
+        return cancel
+      })
+    )
+  }
+
+  /** Stops a waiting callback job: its signal aborts, and it ends interrupted, as its fiber would. */
+  const stop = (waiting: Pending): void => {
+    pending.delete(waiting.job.seq)
+    waiting.controller?.abort()
+    scheduler.jobStopped(waiting.job, waiting.worker, Exit.interrupt())
+  }
+
   return {
     start(job: Job, worker: Worker<any>, waitMillis: number): void {
       let effect: Effect.Effect<any, any, any>
@@ -76,21 +209,20 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
           if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
           return scheduler.jobStopped(job, worker, exit)
         }
+        const callback = asCallback(effect)
+        if (callback !== undefined) {
+          return startCallback(job, worker, callback, interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job))
+        }
       }
-      const fiber = Effect.runForkWith(contextOf(job) as Context.Context<any>)(effect)
-      if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
-      const exit = fiber.pollUnsafe()
-      if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
-      fibers.set(job.seq, fiber)
-      fiber.addObserver((exit) => {
-        fibers.delete(job.seq)
-        scheduler.jobStopped(job, worker, exit)
-      })
+      startFiber(job, worker, effect)
     },
     interrupt(job: Job): void {
       const fiber = fibers.get(job.seq)
-      if (fiber !== undefined) fiber.interruptUnsafe()
-      else interruptedWhileStarting.add(job)
+      if (fiber !== undefined) return fiber.interruptUnsafe()
+      const waiting = pending.get(job.seq)
+      if (waiting === undefined) interruptedWhileStarting.add(job)
+      else if (waiting.registering) waiting.interrupted = true
+      else stop(waiting)
     },
     awaitStopped(job: Job): Effect.Effect<void> {
       // looked up when run: a job asked to stop while starting has its fiber by then
@@ -100,7 +232,7 @@ export const fiberExecutor = (scheduler: Scheduler<any>): Executor => {
       })
     },
     isStopping(job: Job): boolean {
-      return fibers.has(job.seq)
+      return fibers.has(job.seq) || pending.has(job.seq)
     }
   }
 }

@@ -56,6 +56,36 @@ export const asExit = (effect: Effect.Effect<any, any, any>): Exit.Exit<any, any
   return proto === EXITS[0] || proto === EXITS[1] ? effect as Exit.Exit<any, any> : undefined
 }
 
+/**
+ * A callback primitive (`Effect.promise`, `Effect.tryPromise`, `Effect.callback`): the function it
+ * registers, and whether that function takes an `AbortSignal` (Effect 4.1's own fields).
+ */
+export interface Callback {
+  readonly register: (
+    this: unknown,
+    resume: (effect: Effect.Effect<any, any, any>) => void,
+    signal?: AbortSignal
+  ) => void | Effect.Effect<void, never, any>
+  readonly withSignal: boolean
+}
+
+/** The prototype every callback primitive shares, if it is the one `asCallback` expects. */
+const CALLBACK: object | undefined = (() => {
+  const effect = Effect.callback<void>(() => {}) as unknown as Record<string, unknown>
+  const proto = Object.getPrototypeOf(effect) as Record<string, unknown>
+  return proto[IDENTIFIER] === "Async" && typeof effect.register === "function" && typeof effect.withSignal === "boolean"
+    ? proto
+    : undefined
+})()
+
+/**
+ * The job itself if it is a callback primitive, by its prototype as `isSync`. Such a job's first step
+ * only registers its callback (an `Effect.promise` calls its function), which needs no fiber; a
+ * fiber is needed only if what it resumes with is more than an Exit, or it can be cancelled.
+ */
+export const asCallback = (effect: Effect.Effect<any, any, any>): Callback | undefined =>
+  CALLBACK !== undefined && Object.getPrototypeOf(effect) === CALLBACK ? effect as unknown as Callback : undefined
+
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
 /** Whether a (valid) job is the function form. */
