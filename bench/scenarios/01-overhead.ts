@@ -141,16 +141,17 @@ export const scenario: Scenario = {
     "Peak heap: the most heap in use during the timed run (the largest used heap any garbage collection found, or the " +
       "heap at the end), over the heap after a full collection just before it. It includes what the contestant keeps " +
       "for its results: a promise or a handle per job, or `Effect.forEach`'s array.",
-    "An `Effect.sync` job on a free worker runs without a fiber of its own (see the README's Performance section); " +
-      "`Effect.promise` jobs and the anchors' jobs do not have that shortcut.",
+    "An `Effect.sync` job on a free worker runs without a fiber of its own, and an `Effect.promise` job waits for its " +
+      "promise without one (see the README's Performance section).",
     "fastq is measured through its promise API (`fastq.promise`), the form that hands back a result per job like the others. " +
       "Its callback API with a synchronous worker never queues anything (each job completes inside `push`), so it measures no queue.",
     "Why ours stays behind `Effect.forEach` (profiled with perf on the 2-core VM, main thread): the run keeps one Effect per " +
       "job (`handle.await`, the job's Exit, 16 bytes, plus its boxed number), while `Effect.forEach` keeps its results unboxed " +
       "in one array. A plain `Effect.gen` loop that keeps an Exit per job, and has no pool, already takes 1.2–1.6× " +
-      "`Effect.forEach`'s CPU time. Of the pool's own share, " +
-      "about 40% is its two clock reads per job (wait and run times for `stats` and the metrics; `Date.now` costs about " +
-      "45 ns in this VM).",
+      "`Effect.forEach`'s CPU time. The largest part of the pool's own share is its two clock reads per job (a job's start " +
+      "and its stop, for its wait and run times in `stats` and the metrics, and its deadlines; `Date.now` costs 40–50 ns in " +
+      "this VM): 12% of the whole run's CPU profile. A start that follows a stop takes the stop's reading when nothing " +
+      "else has run since, but here each job starts as it is submitted, after the submitter's own code.",
     "Why our peak heap is about twice `Effect.forEach`'s: those kept Exits survive young-generation collections, and once " +
       "16 MB have survived V8 doubles its young generation (16 to 32 MB) near the end of the run. Run with " +
       "`--max-semi-space-size=16` (no doubling) our peak is 26.4 MB, 1.32× `Effect.forEach`'s 20.1 MB, which the flag does not change."
