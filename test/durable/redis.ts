@@ -73,3 +73,23 @@ export const clusterLayer = (clusterUrl: () => string, prefix = freshPrefix()): 
       Effect.flatMap(RedisStore.options({ url: clusterUrl(), prefix, cluster: true }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
     )
   )
+
+/**
+ * How many `AbortSignal.timeout` signals `effect` makes: node-redis makes one per command unless its
+ * command timeout is off, and each fires (building an exception and an event) 5 s after its reply.
+ */
+export const countTimeoutSignals = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<number, E, R> =>
+  Effect.suspend(() => {
+    const original = AbortSignal.timeout
+    let made = 0
+    AbortSignal.timeout = (ms: number) => {
+      made++
+      return original.call(AbortSignal, ms)
+    }
+    return effect.pipe(
+      Effect.ensuring(Effect.sync(() => {
+        AbortSignal.timeout = original
+      })),
+      Effect.map(() => made)
+    )
+  })

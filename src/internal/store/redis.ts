@@ -577,6 +577,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
 const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
   connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
 
+/**
+ * node-redis gives every command a 5 s timeout by default, as an `AbortSignal.timeout`: a timer per
+ * command that fires (building an exception and an event) 5 s later whether or not the reply came,
+ * about 10 µs each (a third of a consumer's CPU at times, as the timers of a burst of enqueues fire
+ * together). It only bounds the wait of a command not yet written to the socket, and without the
+ * offline queue a command is written at once or fails at once: off.
+ */
+export const NO_COMMAND_TIMEOUT = { timeout: 0 } as const
+
 /** The store on a client of its own (`NodeRedis`, or a cluster client), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
@@ -587,12 +596,19 @@ export const open = (cfg: Config) =>
     // CLIENT LIST shows whose connections these are
     const name = `effect-workpool:${cfg.prefix}`
     const redis = yield* (cfg.cluster
-      ? RedisCluster.make({ url: Redacted.value(cfg.url), name, connectTimeout: cfg.connectTimeout, reconnect: reconnect({ value: true }) })
+      ? RedisCluster.make({
+        url: Redacted.value(cfg.url),
+        name,
+        connectTimeout: cfg.connectTimeout,
+        reconnect: reconnect({ value: true }),
+        commandOptions: NO_COMMAND_TIMEOUT
+      })
       : Effect.map(
         Layer.build(NodeRedis.layer({
           url: Redacted.value(cfg.url),
           name,
           disableOfflineQueue: true,
+          commandOptions: NO_COMMAND_TIMEOUT,
           socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
         })),
         (context) => Context.get(context, Redis.Redis)

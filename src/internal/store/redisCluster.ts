@@ -41,7 +41,14 @@ const firstKey = (command: string, args: ReadonlyArray<string>): string | undefi
 const isNoScript = (error: unknown) => String((error as { message?: unknown })?.message ?? error).includes("NOSCRIPT")
 
 export const make = (
-  options: { readonly url: string; readonly name: string; readonly connectTimeout: number; readonly reconnect: (retries: number, cause: Error) => number | Error }
+  options: {
+    readonly url: string
+    readonly name: string
+    readonly connectTimeout: number
+    readonly reconnect: (retries: number, cause: Error) => number | Error
+    /** node-redis's options of every command (see `NO_COMMAND_TIMEOUT` in redis.ts). */
+    readonly commandOptions: { readonly timeout: number }
+  }
 ): Effect.Effect<Redis.Redis["Service"], Redis.RedisError, Scope.Scope> =>
   Effect.gen(function*() {
     const scripts = new Map<string, string>()
@@ -52,6 +59,7 @@ export const make = (
             const cluster = createCluster({
               RESP: 2,
               rootNodes: [{ url: options.url }],
+              commandOptions: options.commandOptions,
               defaults: {
                 name: options.name,
                 disableOfflineQueue: true,
