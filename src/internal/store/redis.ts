@@ -138,11 +138,40 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
 
 const strip = ({ seq: _, ...row }: JobRow & { readonly seq: number }): JobRow => row
 
+/** A claimed job (the claim's HMGET of `CLAIMED_FIELDS`, in that order; a missing field is null) as a row, and its rank. */
+const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly job: JobRow; readonly rank: number } => {
+  const orNull = (text: string | null | undefined) => text == null || text === "" ? null : Number(text)
+  return {
+    job: {
+      id: v[0]!,
+      queue,
+      task: v[1]!,
+      payload: v[2]!,
+      priority: Number(v[3]),
+      dedupKey: v[5] === "1" ? v[4]! : null,
+      state: v[6] as State,
+      attempts: Number(v[7]),
+      maxAttempts: Number(v[8]),
+      timeout: Number(v[9]),
+      createdAt: Number(v[10]),
+      visibleAt: Number(v[11]),
+      startedAt: orNull(v[12]),
+      finishedAt: orNull(v[13]),
+      cancelRequested: v[14] === "1",
+      exit: v[15] ?? null,
+      progress: v[16] ?? null,
+      trace: v[17] ?? null,
+      retry: v[18] ?? null
+    },
+    rank: Number(v[19])
+  }
+}
+
 const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArray<string>) => [key, ...args], { lua, numberOfKeys: 1 })
 
 const SCRIPTS = {
   enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number]>(),
-  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string>>, string, Array<number>]>(),
+  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
   settle: script(Scripts.SETTLE).withReturnType<Array<number>>(),
@@ -158,7 +187,17 @@ const SCRIPTS = {
   latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>()
 }
 
-/** A lease token: a UUID (36 characters), then the queue, so that a token finds its queue's slot. */
+/**
+ * A lease token: 36 characters unique to the claim (this store instance's random part, then a
+ * counter), then `:` and the queue, so that a token finds its queue's slot. A counter rather than
+ * a UUID per claim: the random part makes it unique across processes, the counter within one.
+ */
+const makeTokens = () => {
+  const random = crypto.randomUUID().replaceAll("-", "").slice(0, 24)
+  let counter = 0
+  return (queue: string) => `${random}${(counter++).toString(36).padStart(12, "0")}:${queue}`
+}
+
 const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
 
 /** How long one BZPOPMIN blocks before it is sent again (a lost connection shows within this). */
@@ -171,6 +210,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
     const signal = makeSignal()
     const cancels = makeSignal()
+    const token = makeTokens()
     const base = (queue: string) => `{${cfg.prefix}:${queue}}`
     const meta = (queue: string) => `${base(queue)}:meta`
     const QUEUES = `{${cfg.prefix}}:queues`
@@ -401,12 +441,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         "claim",
         Effect.gen(function*() {
           yield* startWatching(request.queues)
-          const claims: Array<Claim & { readonly rank: number; readonly seq: number }> = []
+          const claims: Array<Claim & { readonly rank: number }> = []
           let limitedFor = 0
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
-            const tokens = Array.from({ length: limit }, () => `${crypto.randomUUID()}:${queue}`)
+            const tokens = Array.from({ length: limit }, () => token(queue))
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
             const [flats, held] = yield* settles.carry((item) => item.queue === queue, (carried) =>
               Effect.map(
@@ -424,10 +464,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                 ),
                 ([flats, held, settled]) => [[flats, held] as const, settled.map((n) => n === 1)] as const
               ))
-            flats.forEach((flat, n) => {
-              const row = toRow(queue, flat)
-              const rank = Number(flat[flat.indexOf("rank") + 1])
-              claims.push({ job: strip(row), token: tokens[n]!, rank, seq: row.seq })
+            flats.forEach((values, n) => {
+              const { job, rank } = claimedRow(queue, values)
+              claims.push({ job, token: tokens[n]!, rank })
             })
             const wait = Number(held)
             if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait

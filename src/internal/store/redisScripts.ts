@@ -140,8 +140,35 @@ return {id, 1}
 `
 
 /**
+ * The fields of a job the claim returns, in this order (HMGET: values only, a missing one nil): half
+ * the reply of an HGETALL, which names each field, and no field names to decode in the consumer.
+ */
+export const CLAIMED_FIELDS = [
+  "id",
+  "task",
+  "payload",
+  "priority",
+  "dedup",
+  "hasDedup",
+  "state",
+  "attempts",
+  "max",
+  "timeout",
+  "created",
+  "visible",
+  "started",
+  "finished",
+  "cancel",
+  "exit",
+  "progress",
+  "trace",
+  "retry",
+  "rank"
+] as const
+
+/**
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
- * tokens... → {array of HGETALL, limitedFor, settled}: first the settles (a busy consumer's claim
+ * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled}: first the settles (a busy consumer's claim
  * carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each), then the claim:
  * with a rate limit, at most what the queue's window allows (its oldest claims at least
  * `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as text)
@@ -201,7 +228,7 @@ for n = 1, limit do
   redis.call("HINCRBY", B .. ":prio", redis.call("HGET", j, "priority"), -1)
   redis.call("ZADD", B .. ":running", now + lease, id)
   redis.call("HSET", B .. ":tokens", token, id)
-  out[#out + 1] = redis.call("HGETALL", j)
+  out[#out + 1] = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
 end
 local limitedFor = "0"
 if rateLimit > 0 then
