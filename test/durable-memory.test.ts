@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Layer, Logger, References, Schedule, Schema } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Layer, Logger, References, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
+import { TaskCodecError } from "../src/PoolError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -254,5 +255,62 @@ describe("a consumer's warnings about one durable job", () => {
         const settle = warned.filter(([message]) => message.includes("settle failed"))
         assert.deepStrictEqual(settle.map(([, jobId, queue]) => [jobId, queue]), [[job.id, "default"]])
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
+})
+
+describe("a durable job whose handler is an Effect.sync", () => {
+  it.effect("runs without a fiber of its own (its payload decoded before it starts); a throw is its defect, a bad payload dead with TaskCodecError, and an Effect handler still logs with the job's id", () =>
+    Effect.gen(function*() {
+      let current: unknown = "not run"
+      const seen: Array<unknown> = []
+      const Logged = Task.make("Logged", { payload: Schema.Number, success: Schema.Number })
+      const Thrower = Task.make("Thrower", { payload: Schema.Number, success: Schema.Number })
+      const result = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [
+            Task.handle(Double, (n) =>
+              Effect.sync(() => {
+                current = Fiber.getCurrent()
+                return n * 2
+              })),
+            Task.handle(Thrower, () =>
+              Effect.sync(() => {
+                throw new Error("thrown")
+              })),
+            Task.handle(Logged, (n) => Effect.map(References.CurrentLogAnnotations, (annotations) => (seen.push(annotations.jobId), n)))
+          ],
+          concurrency: 2,
+          retry: Schedule.recurs(0)
+        })
+        const doubled = yield* JobQueue.enqueue(Double, 21)
+        const thrown = yield* JobQueue.enqueue(Thrower, 1)
+        const logged = yield* JobQueue.enqueue(Logged, 5)
+        // a payload its Schema refuses (stored as it is, past the producer's encoding)
+        const store = yield* JobStore.JobStore
+        yield* store.enqueue({
+          id: "bad-payload",
+          queue: "default",
+          task: "Double",
+          payload: `"not a number"`,
+          priority: 0,
+          dedupKey: null,
+          maxAttempts: 3,
+          timeout: 0,
+          delay: 0,
+          runAt: undefined
+        })
+        return {
+          doubled: yield* doubled.await,
+          thrown: yield* Effect.exit(thrown.await),
+          logged: [yield* logged.await, logged.id],
+          bad: yield* Effect.flip(JobQueue.await(Double, "bad-payload"))
+        }
+      }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
+      assert.strictEqual(result.doubled, 42)
+      assert.strictEqual(current, undefined)
+      assert.isTrue(Exit.isFailure(result.thrown) && Cause.hasDies(result.thrown.cause))
+      assert.deepStrictEqual(seen, [result.logged[1]])
+      assert.instanceOf(result.bad, TaskCodecError)
+      assert.strictEqual((result.bad as TaskCodecError).part, "payload")
     }))
 })

@@ -22,6 +22,7 @@ import type { Claim, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { onFirstReport } from "../progress.ts"
+import { asExit, syncThunk } from "../job.ts"
 import { DONE } from "../scheduler.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
@@ -155,15 +156,25 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     // its logs and its span name the durable job (an id valid in every process, the stored attempt),
     // not only the pool slot's job that runs it
     const traced = isTraced(context as Context.Context<never>)
-    const attempt = (entry: Running): Effect.Effect<unknown, unknown, R> => {
+    /** Made when the job starts (the pool calls it): a handler's Effect is built where it always was. */
+    const attempt = (entry: Running) => (): Effect.Effect<unknown, unknown, R> => {
       const handler = handlers.get(entry.task.name)
       const job = entry.claim.job
-      const run = Effect.annotateLogs(
-        handler === undefined
-          ? OnThread.attempt(config.threads!.pool.run, entry.task, job, threadPoolGone)
-          : Effect.flatMap(decodePayload(entry.task, job.payload), (payload) => handler.run(payload)),
-        { jobId: job.id, queue: job.queue }
-      )
+      let run: Effect.Effect<unknown, unknown, R>
+      if (handler === undefined) run = OnThread.attempt(config.threads!.pool.run, entry.task, job, threadPoolGone)
+      else {
+        const payload = decodePayload(entry.task, job.payload)
+        // decoded already (the usual case): the handler's own Effect is the job's, so that an
+        // `Effect.sync` handler runs without a fiber
+        run = !Exit.isExit(payload)
+          ? Effect.flatMap(payload, (payload) => handler.run(payload))
+          : Exit.isSuccess(payload)
+          ? handler.run(payload.value)
+          : payload
+      }
+      // an `Effect.sync` function or an Exit logs nothing: it needs no annotations (nor a fiber)
+      if (!traced && (syncThunk(run) !== undefined || asExit(run) !== undefined)) return run
+      run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
       return traced
         ? Effect.andThen(
           Effect.annotateCurrentSpan({

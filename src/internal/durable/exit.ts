@@ -50,11 +50,22 @@ export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<s
     Effect.mapError((error) => codecError(task, "payload", error))
   ) as Effect.Effect<string, TaskCodecError>
 
-export const decodePayload = (task: Task.Any, payload: string): Effect.Effect<unknown, TaskCodecError> =>
-  Effect.try({ try: () => JSON.parse(payload) as unknown, catch: (error) => codecError(task, "payload", error) }).pipe(
-    Effect.flatMap((json) => Schema.decodeUnknownEffect(codecsOf(task).payload)(json) as Effect.Effect<unknown, unknown>),
-    Effect.mapError((error) => error instanceof TaskCodecError ? error : codecError(task, "payload", error))
-  )
+/**
+ * Decodes a stored payload. A task whose payload Schema runs no Effect (most do) is decoded here and
+ * now, to an `Exit`: a job whose handler returns an `Effect.sync` then needs no fiber at all (see
+ * fiberExecutor.ts).
+ */
+export const decodePayload = (task: Task.Any, payload: string): Effect.Effect<unknown, TaskCodecError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(payload)
+  } catch (error) {
+    return Exit.fail(codecError(task, "payload", error))
+  }
+  const decoded = Schema.decodeUnknownEffect(codecsOf(task).payload)(json) as Effect.Effect<unknown, unknown>
+  const toCodecError = (error: unknown) => codecError(task, "payload", error)
+  return Exit.isExit(decoded) ? Exit.mapError(decoded, toCodecError) : Effect.mapError(decoded, toCodecError)
+}
 
 const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] => {
   if (defect instanceof Error) {
