@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { Effect, Option, Stream } from "effect"
+import { Effect, type Exit, Option, Stream } from "effect"
 
 /** What `onFirstReport` needs of a job: a pool's handle is its job record. */
 interface Watched {
@@ -86,6 +86,18 @@ export class Progress {
  * a job that never reports no fiber and no stream (a durable consumer watches every job it runs).
  * `done` is the scheduler's first ended state.
  */
+/**
+ * The Exit of the job behind `handle` if it has ended without ever reporting progress (`done` is
+ * the scheduler's first ended state), else undefined: a job that ran to its end as it started
+ * (an `Effect.sync`, an Exit) has nothing left to watch.
+ */
+export const endedSilently = (handle: unknown, done: number): Exit.Exit<unknown, unknown> | undefined => {
+  const job = handle as Watched & { readonly result: unknown }
+  return job.state >= done && (job.progressState === undefined || job.progressState.version === 0)
+    ? job.result as Exit.Exit<unknown, unknown>
+    : undefined
+}
+
 export const onFirstReport = (handle: unknown, done: number, f: () => void): void => {
   const job = handle as Watched
   let progress = job.progressState

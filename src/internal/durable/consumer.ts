@@ -21,7 +21,7 @@ import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
-import { onFirstReport } from "../progress.ts"
+import { endedSilently, onFirstReport } from "../progress.ts"
 import { asExit, syncThunk } from "../job.ts"
 import { DONE } from "../scheduler.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
@@ -305,6 +305,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         const handle = submitted.value
         entry.handle = handle
+        // it ran to its end as it started (an Effect.sync handler, a payload that does not decode):
+        // no fiber to wait for, no progress to write, only its outcome
+        const ended = endedSilently(handle, DONE)
+        if (ended !== undefined) return track(fork(settle(entry, ended)))
         // the handler's progress reports (WorkPool.JobContext) to the store, fenced: the latest
         // value, at most one write per PROGRESS_EVERY, so a handler reporting in a loop costs the
         // store a write per interval rather than one per report
@@ -357,9 +361,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             Effect.flatMap((exit) => settle(entry, exit))
           )
         )
-        settlers.add(settler)
-        settler.addObserver(() => settlers.delete(settler))
+        track(settler)
       })
+
+    const track = (settler: Fiber.Fiber<void>) => {
+      settlers.add(settler)
+      settler.addObserver(() => settlers.delete(settler))
+    }
 
     // --- the loops
 
