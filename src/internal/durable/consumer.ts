@@ -228,11 +228,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       if (entry.reason === "lost") return Effect.succeed(undefined)
       if (Exit.isSuccess(exit)) {
         // it finished before a cancel reached it: its result stands
-        return Effect.map(encodeExit(entry.task, exit), ({ ok, text }): Settlement => ({
+        const encoded = encodeExit(entry.task, exit)
+        const final = ({ ok, text }: { readonly ok: boolean; readonly text: string }): Settlement => ({
           _tag: "Final",
           state: ok ? "succeeded" : "dead",
           exit: text
-        }))
+        })
+        return Exit.isExit(encoded) && Exit.isSuccess(encoded)
+          ? Exit.succeed(final(encoded.value as { readonly ok: boolean; readonly text: string }))
+          : Effect.map(encoded, final)
       }
       let cause = exit.cause
       if (entry.reason === "cancel" && Cause.hasInterrupts(cause)) {

@@ -108,6 +108,13 @@ export const encodeExit = (
   if (Exit.isSuccess(exit) && exit.value instanceof EncodedSuccess) {
     return Effect.succeed({ text: successText(exit.value.text), ok: true })
   }
+  if (Exit.isSuccess(exit)) {
+    // a Schema that runs no Effect encodes here and now (the usual case): an Exit, no steps to run
+    const encoded = Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value)
+    if (Exit.isExit(encoded) && Exit.isSuccess(encoded)) {
+      return Exit.succeed({ text: JSON.stringify({ _tag: "Success", value: encoded.value } satisfies Stored), ok: true })
+    }
+  }
   const stored: Effect.Effect<Stored> = Exit.isSuccess(exit)
     ? Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
       Effect.map((value): Stored => ({ _tag: "Success", value })),
