@@ -81,12 +81,6 @@ export class Progress {
 }
 
 /**
- * Calls `f` once, when the job behind `handle` (a pool's `JobHandle` is its job record) first
- * reports progress, or at once if it already has: a watcher that starts its stream only then costs
- * a job that never reports no fiber and no stream (a durable consumer watches every job it runs).
- * `done` is the scheduler's first ended state.
- */
-/**
  * The Exit of the job behind `handle` if it has ended without ever reporting progress (`done` is
  * the scheduler's first ended state), else undefined: a job that ran to its end as it started
  * (an `Effect.sync`, an Exit) has nothing left to watch.
@@ -98,6 +92,12 @@ export const endedSilently = (handle: unknown, done: number): Exit.Exit<unknown,
     : undefined
 }
 
+/**
+ * Calls `f` once, when the job behind `handle` (a pool's `JobHandle` is its job record) first
+ * reports progress, or at once if it already has: a watcher that starts its stream only then costs
+ * a job that never reports no fiber and no stream (a durable consumer watches every job it runs).
+ * `done` is the scheduler's first ended state.
+ */
 export const onFirstReport = (handle: unknown, done: number, f: () => void): void => {
   const job = handle as Watched
   let progress = job.progressState
