@@ -223,12 +223,17 @@ for n = 1, limit do
   local id = string.sub(bestMember, 17)
   local j = jobKey(id)
   local token = ARGV[tokenAt + n]
-  redis.call("HINCRBY", j, "attempts", 1)
-  redis.call("HSET", j, "state", "running", "started", now, "token", token, "lease", now + lease)
-  redis.call("HINCRBY", B .. ":prio", redis.call("HGET", j, "priority"), -1)
+  -- read once, then written once: the reply is what the hash holds after the write
+  local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
+  local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
+  redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+  redis.call("HINCRBY", B .. ":prio", job[${CLAIMED_FIELDS.indexOf("priority") + 1}], -1)
   redis.call("ZADD", B .. ":running", now + lease, id)
   redis.call("HSET", B .. ":tokens", token, id)
-  out[#out + 1] = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
+  job[${CLAIMED_FIELDS.indexOf("attempts") + 1}] = tostring(attempts)
+  job[${CLAIMED_FIELDS.indexOf("state") + 1}] = "running"
+  job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
+  out[#out + 1] = job
 end
 local limitedFor = "0"
 if rateLimit > 0 then
