@@ -133,12 +133,14 @@ const tick = (millis: number, step = 100) =>
   })
 
 /**
- * A store whose heartbeats can be frozen (a SIGSTOPped process) or fail (the store unreachable from
- * this process), and whose claims are recorded.
+ * A store whose heartbeats can be frozen (a SIGSTOPped process), fail (the store unreachable from
+ * this process) or hang (a network partition that drops packets: no reply, no error), and whose
+ * claims are recorded.
  */
 const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   const frozen = { value: false }
   const failing = { value: false }
+  const hanging = { value: false }
   const tokens: Array<string> = []
   const wrapped = Layer.effect(
     JobStore.JobStore,
@@ -147,14 +149,16 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
       claim: (request) =>
         Effect.tap(store.claim(request), ({ claims }) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
       heartbeat: (ts, lease) =>
-        failing.value
+        hanging.value
+          ? Effect.never
+          : failing.value
           ? Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
           : frozen.value
           ? Effect.succeed({ lost: [], cancelled: [] })
           : store.heartbeat(ts, lease)
     }))
   ).pipe(Layer.provide(layer))
-  return { frozen, failing, tokens, layer: wrapped }
+  return { frozen, failing, hanging, tokens, layer: wrapped }
 }
 
 /** A handler that reports progress 1 of 2, waits for `gate`, reports 2 of 2 and returns its `n`. */
@@ -273,6 +277,33 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           yield* tick(LEASE / 3 + 200)
           assert.strictEqual(yield* Ref.get(interrupted), 1)
           assert.strictEqual(yield* stateOf(job.id), "running") // its lease, not this consumer, decides now
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a consumer whose heartbeat hangs (no reply, no error) interrupts its jobs when their lease would end", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const interrupted = yield* Ref.make(0)
+          yield* JobQueue.consume({
+            ...options,
+            // job 1 hangs on its first run only: taken back by the reaper later, it ends
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.flatMap(Ref.get(interrupted), (times) =>
+                n === 1 && times === 0 ? Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1))) : Effect.succeed(n)))]
+          })
+          yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tick(100)
+          store.hanging.value = true
+          yield* tick(LEASE - LEASE / 3 - 100)
+          assert.strictEqual(yield* Ref.get(interrupted), 0)
+          yield* tick(LEASE / 3 + 200)
+          assert.strictEqual(yield* Ref.get(interrupted), 1, "its lease ran out while the heartbeat waited for an answer")
+          // the heartbeat answers again: the consumer goes on
+          store.hanging.value = false
+          const next = yield* JobQueue.enqueue(Echo, { n: 2 })
+          yield* tick(LEASE)
+          assert.strictEqual(yield* next.await, 2)
         }).pipe(Effect.provide(store.layer))
       }))
 

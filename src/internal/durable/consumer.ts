@@ -462,7 +462,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           renewedAt = now
           continue
         }
-        const beat = yield* Effect.result(store.heartbeat(tokens, config.lease))
+        // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
+        // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
+        const left = renewedAt + config.lease - now
+        const beat = yield* Effect.result(
+          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : Math.max(1, Math.floor(config.lease / 3)))
+        )
         if (beat._tag === "Success") {
           renewedAt = now
           for (const token of beat.success.lost) {
@@ -473,7 +478,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             const entry = running.get(token)
             if (entry !== undefined) interrupt(entry, "cancel")
           }
-        } else if (now - renewedAt >= config.lease) {
+        } else if ((yield* store.now) - renewedAt >= config.lease) {
           // the leases may have expired: another consumer may be running these jobs
           for (const entry of running.values()) interrupt(entry, "lost")
         }
