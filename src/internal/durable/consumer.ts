@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Clock, type Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream, Tracer } from "effect"
+import { Cause, Clock, type Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -524,10 +524,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           target = concurrency
           wake.notify()
         }))
+    // the user's resize and a reaction to the thread pool's take turns: a reaction under way when
+    // the user's number arrives would otherwise overwrite it once `following` had been read
+    const resizing = yield* Semaphore.make(1)
     if (following) {
       const slots = config.threads!.pool.slots
       const unfollow = config.threads!.pool.onResize(() => {
-        if (following) fork(Effect.ignore(Effect.suspend(() => following ? setTarget(slots()) : Effect.void)))
+        if (following) fork(Effect.ignore(resizing.withPermit(Effect.suspend(() => following ? setTarget(slots()) : Effect.void))))
       })
       yield* Effect.addFinalizer(() => Effect.sync(unfollow))
     }
@@ -555,12 +558,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         paused = false
         wake.notify()
       })),
-      // the consumer's own number from now on: the thread pool, the user's, keeps its size
+      // the consumer's own number from now on: the thread pool, the user's, keeps its size. A
+      // refused number changes nothing (the consumer goes on following)
       resize: (concurrency) =>
-        Effect.tap(setTarget(concurrency), () =>
+        resizing.withPermit(Effect.uninterruptible(Effect.tap(setTarget(concurrency), () =>
           Effect.sync(() => {
             following = false
-          })),
+          })))),
       shutdown: Effect.suspend(() => stop(false)),
       shutdownNow: Effect.suspend(() => stop(true)),
       awaitTermination: Deferred.await(terminated)
