@@ -1010,10 +1010,13 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
     )
   })
 
+  /** Resizes so far: only the latest one's failure sets the size (an earlier one's, even to the same number, is overtaken). */
+  let resizes = 0
   const resize = (concurrency: number): Effect.Effect<void, InvalidPoolConfig | EW> =>
     Effect.flatMap(config.checkPoolOptions(() => config.positiveInteger("concurrency", concurrency, config.MAX_CONCURRENCY)), (target) => {
       if (scheduler.state !== "running") return Effect.void
       const grow = target - scheduler.workers.size
+      const resizing = ++resizes
       scheduler.target = target
       scheduler.retireIdle()
       scheduler.changed()
@@ -1021,7 +1024,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
       // a worker whose resource could not be acquired is not counted on: the target is what runs
       return Effect.tapError(scheduler.addWorkers(grow) as Effect.Effect<void, EW>, () =>
         Effect.sync(() => {
-          if (scheduler.target === target) scheduler.target = scheduler.workers.size
+          if (resizes === resizing) scheduler.target = scheduler.workers.size
           scheduler.changed()
         }))
     })
