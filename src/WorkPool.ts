@@ -1021,8 +1021,9 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
       scheduler.retireIdle()
       scheduler.changed()
       if (grow <= 0) return Effect.void
-      // a worker whose resource could not be acquired is not counted on: the target is what runs
-      return Effect.tapError(scheduler.addWorkers(grow) as Effect.Effect<void, EW>, () =>
+      // a worker whose resource could not be acquired (or whose acquisition the caller interrupted)
+      // is not counted on: the target is what runs
+      return Effect.onError(scheduler.addWorkers(grow) as Effect.Effect<void, EW>, () =>
         Effect.sync(() => {
           if (resizes === resizing) scheduler.target = scheduler.workers.size
           scheduler.changed()

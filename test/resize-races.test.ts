@@ -62,6 +62,22 @@ describe("resizes at once", () => {
     }))
 })
 
+describe("an interrupted resize", () => {
+  it.effect("leaves the pool at the size it has: the workers it could not start are not counted on", () =>
+    Effect.gen(function*() {
+      const { open, pool, size } = yield* gated
+      const resizing = yield* Effect.forkChild(pool.resize(3))
+      yield* settle
+      yield* Fiber.interrupt(resizing)
+      assert.deepStrictEqual(yield* size, [1, 1])
+      // the connections it asked for do not join later
+      yield* open(1)
+      yield* open(2)
+      yield* settle
+      assert.deepStrictEqual(yield* size, [1, 1])
+    }))
+})
+
 describe("a resize and a shutdown at once, at every interleaving", () => {
   /**
    * A pool of 1 whose other workers' connections open when the test says; `interruptible`: the

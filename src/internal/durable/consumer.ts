@@ -503,8 +503,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const heart = loop("heartbeat", heartbeatLoop)
     const reaper = loop("reaper", reaperLoop)
 
-    const stop = (now: boolean): Effect.Effect<void> =>
-      stopping ??= Effect.gen(function*() {
+    const stop = (now: boolean): Effect.Effect<void> => {
+      // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
+      if (stopping !== undefined) return now ? Effect.andThen(pool.shutdownNow, stopping) : stopping
+      return stopping = Effect.gen(function*() {
         claiming = false
         wake.notify()
         yield* Fiber.interrupt(claimer)
@@ -515,6 +517,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         yield* Fiber.interrupt(heart)
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
+    }
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
 
