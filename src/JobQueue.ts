@@ -155,11 +155,14 @@ export type JobRetry =
  * @category models
  */
 export interface EnqueueOptions {
+  /** Default "default"; at most 1,000 characters (as every queue name this module takes). */
   readonly queue?: string | undefined
   readonly priority?: number | undefined
+  /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
   readonly dedupKey?: string | undefined
+  /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
   /** Its own retry policy (see `JobRetry`), which wins over the consumer's `retry`. */
@@ -245,6 +248,23 @@ const nonEmpty = (field: string, value: unknown): string => {
   return value as string
 }
 
+/** Postgres sends a job's queue in a notification, whose payload is at most 8,000 bytes. */
+const MAX_QUEUE_NAME = 1000
+
+const queueName = (field: string, value: unknown): string => {
+  const name = nonEmpty(field, value)
+  if (name.length > MAX_QUEUE_NAME) config.fail(field, value, `expected a name of at most ${MAX_QUEUE_NAME} characters`)
+  return name
+}
+
+/** A duration a store adds to its time, in integer columns (Postgres' bigint): at most `MAX_DELAY`. */
+const stored = (field: string, value: unknown, millis: number): number => {
+  if (millis > Backoff.MAX_DELAY) {
+    config.fail(field, value, `expected a finite duration of at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
+  }
+  return millis
+}
+
 const toInfo = (row: JobRow, now: number): JobInfo => ({
   id: row.id,
   queue: row.queue,
@@ -320,20 +340,17 @@ export const enqueue = <T extends Task.Any>(
         config.fail("runAt", options.runAt, "expected a valid Date")
       }
       return {
-        queue: options.queue === undefined ? DEFAULT_QUEUE : nonEmpty("queue", options.queue),
+        queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
         priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
-        delay: options.delay === undefined ? 0 : config.millis("delay", options.delay, "nonNegative"),
+        delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
         dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
+        timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
           : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
         retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
       }
     })
-    if (checked.delay === Infinity) {
-      return yield* invalid(() => config.fail("delay", options.delay, "expected a finite duration"))
-    }
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
     // the producer's span goes with the job: its consumer's `workpool.job` span is a child of it
@@ -510,7 +527,7 @@ export const list = (
       const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
       states?.forEach((state, i) => config.oneOf(`state[${i}]`, state, all))
       return {
-        queue: filter.queue === undefined ? undefined : nonEmpty("queue", filter.queue),
+        queue: filter.queue === undefined ? undefined : queueName("queue", filter.queue),
         states,
         limit: filter.limit === undefined ? 100 : config.positiveInteger("limit", filter.limit, 100_000)
       }
@@ -580,7 +597,7 @@ const configure = (
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
   }
 ) =>
-  Effect.flatMap(invalid(() => nonEmpty("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
+  Effect.flatMap(invalid(() => queueName("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
 
 /**
  * Stops every consumer from claiming jobs of a queue (running jobs go on), until `resume`.
@@ -681,7 +698,7 @@ export const setRateLimit = (
  * @category producer
  */
 export const stats = (queue: string): Effect.Effect<QueueStats, InvalidJobOptions | StoreError, JobStore> =>
-  Effect.flatMap(invalid(() => nonEmpty("queue", queue)), (queue) => JobStore.use((store) => store.counts(queue)))
+  Effect.flatMap(invalid(() => queueName("queue", queue)), (queue) => JobStore.use((store) => store.counts(queue)))
 
 /**
  * A queue's counts, from `stats`.
@@ -754,9 +771,9 @@ export const repeat = <T extends Task.Any>(
       return {
         name: nonEmpty("name", name),
         cron,
-        queue: options.queue === undefined ? DEFAULT_QUEUE : nonEmpty("queue", options.queue),
+        queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
         priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
-        timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
+        timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
         maxAttempts: options.maxAttempts === undefined
           ? DEFAULT_MAX_ATTEMPTS
           : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
@@ -972,7 +989,7 @@ export const consume: {
       config.object("options", options)
       const queues = options.queues ?? [DEFAULT_QUEUE]
       if (!Array.isArray(queues) || queues.length === 0) config.fail("queues", queues, "expected a non-empty array of queue names")
-      queues.forEach((queue, i) => nonEmpty(`queues[${i}]`, queue))
+      queues.forEach((queue, i) => queueName(`queues[${i}]`, queue))
       const threads = threadTasks(options.threadPool, options.tasks)
       const handlers = options.handlers ?? []
       if (!Array.isArray(handlers) || (handlers.length === 0 && threads === undefined)) {
@@ -983,6 +1000,8 @@ export const consume: {
         if (typeof handler?.run !== "function" || typeof handler.task?.name !== "string") {
           config.fail(`handlers[${i}]`, handler, "expected Task.handle(task, run)")
         }
+        const notTask = checkTask(handler.task)
+        if (notTask !== undefined) config.fail(`handlers[${i}].task`, handler.task, notTask.reason)
         if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
         seen.add(handler.task.name)
       })
@@ -995,6 +1014,8 @@ export const consume: {
       }
       const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease)
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
+      // the stores add it to their time in integer columns (Postgres' bigint)
+      if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : config.millis("aging", options.aging, "nonNegative")
       return [aging === Infinity ? 0 : aging, {
         queues,
@@ -1004,7 +1025,7 @@ export const consume: {
           ? undefined // the thread pool's slots
           : config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
         timeout: options.timeout === undefined ? 0 : config.millis("timeout", options.timeout, "positive"),
-        retry: Retries.policy("retry", options.retry ?? Schedule.exponential("1 second")),
+        retry: Retries.policy("retry", options.retry === undefined ? Schedule.exponential("1 second") : options.retry),
         retryPolicies: retryPolicies(options.retryPolicies),
         shutdownTimeout: options.shutdownTimeout === undefined
           ? 30_000

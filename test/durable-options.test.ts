@@ -1,0 +1,71 @@
+/**
+ * `JobQueue.consume` given what an untyped caller may pass: each bad option fails the start with
+ * `InvalidPoolConfig` naming it, before anything runs (the conformance suite has the common ones).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { InvalidPoolConfig } from "../src/PoolError.ts"
+import * as Task from "../src/Task.ts"
+
+const Echo = Task.make("Echo", { payload: Schema.Number, success: Schema.Number })
+const handlers = [Task.handle(Echo, (n) => Effect.succeed(n))]
+
+/** The field the start was refused for, and why. */
+const refused = (options: Record<string, unknown>) =>
+  Effect.map(
+    Effect.flip(Effect.scoped(JobQueue.consume({ handlers, concurrency: 1, ...options } as never))),
+    (error) => {
+      assert.strictEqual(error._tag, "InvalidPoolConfig", JSON.stringify(error))
+      return [(error as InvalidPoolConfig).field, (error as InvalidPoolConfig).reason] as const
+    }
+  )
+
+describe("JobQueue.consume refuses", () => {
+  it.effect("a handler whose task is not a Task (it would fail every job it claims, one attempt at a time)", () =>
+    Effect.gen(function*() {
+      const [field, reason] = yield* refused({ handlers: [{ task: { name: "Echo" }, run: () => Effect.succeed(1) }] })
+      assert.strictEqual(field, "handlers[0].task")
+      assert.include(reason, "Task.make")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a null retry, as WorkPool does (undefined is the default, null is not)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* refused({ retry: null }))[0], "retry")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a lease too long for a store to add to its time (Postgres' bigint overflowed at every claim)", () =>
+    Effect.gen(function*() {
+      for (const lease of [1e300, Number.MAX_VALUE, 2e15]) {
+        const [field, reason] = yield* refused({ lease })
+        assert.strictEqual(field, "lease")
+        assert.include(reason, "at most")
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("JobQueue.enqueue refuses what a store cannot keep (Postgres failed with 'bigint out of range', 'payload string too long')", () => {
+  const field = (options: Record<string, unknown>) =>
+    Effect.map(Effect.flip(JobQueue.enqueue(Echo, 1, options as JobQueue.EnqueueOptions)), (error) => {
+      assert.strictEqual(error._tag, "InvalidJobOptions", JSON.stringify(error))
+      return (error as { field: string }).field
+    })
+
+  it.effect("a delay or a timeout past 1e15 ms, a queue name over 1,000 characters; nothing is stored", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* field({ delay: 1e300 }), "delay")
+      assert.strictEqual(yield* field({ delay: 2e15 }), "delay")
+      assert.strictEqual(yield* field({ timeout: 1e300 }), "timeout")
+      assert.strictEqual(yield* field({ queue: "q".repeat(1001) }), "queue")
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+      // the bounds themselves are kept, and Infinity is still "no timeout"
+      yield* JobQueue.enqueue(Echo, 1, { delay: 1e15, timeout: 1e15, queue: "q".repeat(1000) })
+      yield* JobQueue.enqueue(Echo, 1, { timeout: Infinity })
+      const [[queueField], [queuesField]] = [
+        yield* Effect.flip(JobQueue.stats("q".repeat(1001))).pipe(Effect.map((e) => [(e as { field: string }).field])),
+        yield* refused({ queues: ["default", "q".repeat(1001)] }).pipe(Effect.map(([f]) => [f]))
+      ]
+      assert.deepStrictEqual([queueField, queuesField], ["queue", "queues[1]"])
+    }).pipe(Effect.provide(JobStore.memory())))
+})
