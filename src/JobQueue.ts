@@ -581,7 +581,8 @@ export const purge = (options: {
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       config.object("options", options)
-      const states = options.states ?? FINAL_STATES
+      const states = options.states === undefined ? FINAL_STATES : options.states
+      if (!Array.isArray(states)) config.fail("states", states, `expected an array of ${FINAL_STATES.join(", ")}`)
       states.forEach((state, i) => config.oneOf(`states[${i}]`, state, FINAL_STATES))
       return { olderThan: config.millis("olderThan", options.olderThan, "nonNegative"), states }
     })
@@ -597,7 +598,8 @@ const configure = (
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
   }
 ) =>
-  Effect.flatMap(invalid(() => queueName("queue", queue)), (queue) => JobStore.use((store) => store.configure(queue, settings)))
+  // void, whatever a store's statement or script answers
+  Effect.flatMap(invalid(() => queueName("queue", queue)), (queue) => JobStore.use((store) => Effect.asVoid(store.configure(queue, settings))))
 
 /**
  * Stops every consumer from claiming jobs of a queue (running jobs go on), until `resume`.

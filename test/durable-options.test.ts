@@ -3,7 +3,7 @@
  * `InvalidPoolConfig` naming it, before anything runs (the conformance suite has the common ones).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { InvalidPoolConfig } from "../src/PoolError.ts"
@@ -68,4 +68,36 @@ describe("JobQueue.enqueue refuses what a store cannot keep (Postgres failed wit
       ]
       assert.deepStrictEqual([queueField, queuesField], ["queue", "queues[1]"])
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("JobQueue.purge refuses", () => {
+  it.effect("states that are not an array (a single state died with 'states.forEach is not a function')", () =>
+    Effect.gen(function*() {
+      for (const states of ["dead", null, { 0: "dead" }]) {
+        const error = yield* Effect.flip(JobQueue.purge({ olderThan: 0, states: states as never }))
+        assert.strictEqual(error._tag, "InvalidJobOptions")
+        assert.strictEqual((error as { field: string }).field, "states")
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("JobQueue's queue settings", () => {
+  it.effect("answer void whatever the store's configure returns (Postgres answered its rows, Redis its script's 1)", () =>
+    Effect.gen(function*() {
+      const answers = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store) => ({
+          ...store,
+          configure: (queue: string, settings: Parameters<typeof store.configure>[1]) =>
+            Effect.as(store.configure(queue, settings), [{ notified: true }] as unknown as void)
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const answered = yield* Effect.all([
+        JobQueue.pause("q"),
+        JobQueue.resume("q"),
+        JobQueue.setAging("q", "1 minute"),
+        JobQueue.setRateLimit("q", { limit: 1, interval: "1 second" })
+      ]).pipe(Effect.provide(answers))
+      assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined])
+    }))
 })
