@@ -3,11 +3,12 @@
  * after it stopped, its scope closed with calls under way. Each ends, and says what it did.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import { Stepper } from "./fixtures/stepper.ts"
 import { settle } from "./helpers.ts"
 
 const Sleep = Task.make("Sleep", { payload: Schema.Number, success: Schema.Number })
@@ -49,4 +50,70 @@ describe("durable consumer lifecycle", () => {
       assert.deepStrictEqual(yield* stateOf(job.id), ["queued", 0])
       assert.strictEqual(yield* Clock.currentTimeMillis, startedAt)
     }).pipe(unstuck, Effect.scoped, Effect.provide(JobStore.memory())))
+})
+
+/** A consumer running one job that never ends, built and driven under the Stepper. */
+const steppedSleeper = (stepper: Stepper) => {
+  const scope = stepper.run(Scope.make())
+  const store = stepper.run(Layer.buildWithScope(JobStore.memory(), scope))
+  const provided = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+    effect.pipe(Scope.provide(scope), Effect.provide(store))
+  const consumer = stepper.run(provided(JobQueue.consume({
+    handlers: [Task.handle(Sleep, () => Effect.never)],
+    concurrency: 1,
+    poll: "1 hour",
+    shutdownTimeout: "1 hour"
+  })))
+  const job = stepper.run(provided(JobQueue.enqueue(Sleep, 1)))
+  stepper.drain()
+  assert.strictEqual(stepper.run(consumer.stats).running, 1, "the job runs")
+  return {
+    consumer,
+    stateOf: () => stepper.run(provided(stateOf(job.id))),
+    close: () => stepper.fork(Scope.close(scope, Exit.void))
+  }
+}
+
+describe("durable consumer lifecycle, at every interleaving (Stepper)", () => {
+  it("a graceful shutdown (or the scope's close), then shutdownNow at any step of it: both end at once, the job given back", () => {
+    for (const graceful of ["shutdown", "close"] as const) {
+      let points = 0
+      for (let k = 0;; k++) {
+        const stepper = new Stepper()
+        const { close, consumer, stateOf } = steppedSleeper(stepper)
+        const first = graceful === "shutdown" ? stepper.fork(consumer.shutdown) : close()
+        for (let i = 0; i < k; i++) stepper.step()
+        const idle = stepper.idle
+        const now = stepper.fork(consumer.shutdownNow)
+        stepper.drain()
+        const at = `shutdownNow ${k} steps into the ${graceful}`
+        assert.deepStrictEqual([first.pollUnsafe(), now.pollUnsafe()], [Exit.void, Exit.void], at)
+        assert.deepStrictEqual(stateOf(), ["queued", 0], at)
+        points++
+        if (idle) break
+      }
+      assert.isAbove(points, 3)
+    }
+  })
+
+  it("shutdown and shutdownNow twice each in any order, with the scope's close among them: each ends, once the consumer has", () => {
+    const calls = ["shutdown", "shutdownNow"] as const
+    for (const a of calls) {
+      for (const b of calls) {
+        const stepper = new Stepper()
+        const { close, consumer, stateOf } = steppedSleeper(stepper)
+        const fibers = [stepper.fork(consumer[a]), close(), stepper.fork(consumer[b]), stepper.fork(consumer[a])]
+        stepper.drain()
+        // graceful ones alone wait for the job (an hour): the test's shutdownNow ends it
+        if (a === "shutdown" && b === "shutdown") {
+          assert.isTrue(fibers.every((fiber) => fiber.pollUnsafe() === undefined), "waiting for the job")
+          fibers.push(stepper.fork(consumer.shutdownNow))
+          stepper.drain()
+        }
+        for (const fiber of fibers) assert.deepStrictEqual(fiber.pollUnsafe(), Exit.void, `${a}, ${b}`)
+        assert.isDefined(stepper.fork(consumer.awaitTermination).pollUnsafe())
+        assert.deepStrictEqual(stateOf(), ["queued", 0], `${a}, ${b}`)
+      }
+    }
+  })
 })

@@ -34,7 +34,8 @@ const following = (stepper: Stepper, slots: { n: number }) => {
       slots.n = n
       ThreadJson.resized(pool)
     },
-    close: () => stepper.run(Scope.close(scope, Exit.void))
+    close: () => stepper.run(Scope.close(scope, Exit.void)),
+    closing: () => stepper.fork(Scope.close(scope, Exit.void))
   }
 }
 
@@ -79,6 +80,31 @@ describe("consumer.resize and the thread pool's resize", () => {
   it("nor does a reaction to the pool's resize that is under way when consumer.resize starts", () => {
     let points = 0
     while (!race("pool", points)) points++
+    assert.isAbove(points, 3)
+  })
+
+  it("the scope closed at any step of consumer.resize and of a pool resize's reaction: all three end, the consumer stopped", () => {
+    let points = 0
+    for (let k = 0;; k++) {
+      const stepper = new Stepper()
+      const { closing, consumer, resizePool } = following(stepper, { n: 2 })
+      const resize = stepper.fork(consumer.resize(1))
+      resizePool(4)
+      for (let i = 0; i < k; i++) stepper.step()
+      const idle = stepper.idle
+      const close = closing()
+      stepper.drain()
+      const at = `the scope closed ${k} steps in`
+      assert.deepStrictEqual([resize.pollUnsafe(), close.pollUnsafe()], [Exit.void, Exit.void], at)
+      assert.isDefined(stepper.fork(consumer.awaitTermination).pollUnsafe(), at)
+      // after the close, a resize answers (the stopped pool has nothing to resize) and a pool resize is not followed
+      assert.deepStrictEqual(stepper.run(Effect.exit(consumer.resize(3))), Exit.void, at)
+      resizePool(5)
+      stepper.drain()
+      assert.strictEqual(stepper.run(consumer.stats).state, "stopped", at)
+      points++
+      if (idle) break
+    }
     assert.isAbove(points, 3)
   })
 
