@@ -1052,6 +1052,8 @@ const threadTasks = (pool: unknown, tasks: ReadonlyArray<Task.Any> | undefined):
   }
   const entry = typeof pool === "object" && pool !== null ? ThreadJson.of(pool) : undefined
   if (entry === undefined) config.fail("threadPool", pool, "expected a ThreadPool made with ThreadPool.make")
+  // a stopped pool has no slots: its consumer could claim jobs and only give them back
+  if (entry!.slots() < 1) config.fail("threadPool", pool, "expected a running ThreadPool: this one has shut down")
   if (!Array.isArray(tasks) || tasks.length === 0) {
     return config.fail("tasks", tasks, "expected a non-empty array of the Tasks the thread pool's worker serves")
   }

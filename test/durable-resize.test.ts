@@ -8,6 +8,7 @@ import { Effect, Exit, Layer, Scope } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as ThreadJson from "../src/internal/threadJson.ts"
+import { PoolShutdown } from "../src/PoolError.ts"
 import { Nap } from "./fixtures/durable-thread-tasks.ts"
 import { Stepper } from "./fixtures/stepper.ts"
 
@@ -106,6 +107,30 @@ describe("consumer.resize and the thread pool's resize", () => {
       if (idle) break
     }
     assert.isAbove(points, 3)
+  })
+
+  it("a pool that shuts down while consume starts: the consumer starts (no defect), then stops at its first job and gives it back", () => {
+    const stepper = new Stepper()
+    const scope = stepper.run(Scope.make())
+    const store = stepper.run(Layer.buildWithScope(JobStore.memory(), scope))
+    // running when consume checks it, shut down (no slots, and refusing its tasks) right after
+    let checks = 0
+    const pool = ThreadJson.register(
+      {},
+      () => Effect.fail(new PoolShutdown({ phase: "queued" })),
+      () => checks++ === 0 ? 1 : 0
+    )
+    const provided = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+      effect.pipe(Scope.provide(scope), Effect.provide(store))
+    const consumer = stepper.run(provided(
+      JobQueue.consume({ threadPool: pool as unknown as JobQueue.ThreadPoolLike, tasks: [Nap], poll: 60_000 })
+    ))
+    const job = stepper.run(provided(JobQueue.enqueue(Nap, { millis: 1, mark: 0 })))
+    stepper.drain()
+    assert.isDefined(stepper.fork(consumer.awaitTermination).pollUnsafe(), "the consumer stopped")
+    const info = stepper.run(provided(JobQueue.status(job.id)))
+    assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+    stepper.run(Scope.close(scope, Exit.void))
   })
 
   it("a refused consumer.resize changes nothing: the consumer goes on following the pool", () => {

@@ -254,4 +254,16 @@ describe("JobQueue.consume with a threadPool", () => {
       assert.strictEqual(yield* fieldOf({ handlers, threadPool: pool, tasks: [Echo] }), "tasks[0]")
       assert.strictEqual(yield* fieldOf({ handlers }), "concurrency")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
+  it.effect("a thread pool that has shut down: a typed error naming threadPool (it died: concurrency 0, a number nobody gave)", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads({ threads: 1 })
+      yield* pool.shutdown
+      for (const concurrency of [undefined, 2]) {
+        const error = yield* Effect.flip(JobQueue.consume({ threadPool: pool, tasks: [Nap], concurrency }))
+        assert.strictEqual(error._tag, "InvalidPoolConfig")
+        assert.strictEqual((error as PoolError.InvalidPoolConfig).field, "threadPool")
+        assert.include((error as PoolError.InvalidPoolConfig).reason, "shut down")
+      }
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 })

@@ -124,7 +124,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     // without a concurrency of its own, the consumer claims for the thread pool's slots, and follows
     // them (until `resize` gives it one): a claimed job does not wait for a thread
     let following = config.concurrency === undefined
-    let target = config.concurrency ?? config.threads!.pool.slots()
+    // at least 1: a pool that shut down since `consume` checked it has none, and this consumer
+    // stops at its first job (`threadPoolGone`)
+    let target = config.concurrency ?? Math.max(1, config.threads!.pool.slots())
     const pool = yield* Effect.orDie(WorkPool.make({
       concurrency: target,
       capacity: 0,
