@@ -117,3 +117,35 @@ describe("durable consumer lifecycle, at every interleaving (Stepper)", () => {
     }
   })
 })
+
+describe("consume interrupted while it starts", () => {
+  it("at any step: once its scope closes, nothing of the consumer runs on (no claim loop left behind)", () => {
+    let points = 0
+    for (let k = 0;; k++) {
+      const stepper = new Stepper()
+      const storeScope = stepper.run(Scope.make())
+      const store = stepper.run(Layer.buildWithScope(JobStore.memory(), storeScope))
+      const scope = stepper.run(Scope.make())
+      const starting = stepper.fork(
+        JobQueue.consume({ handlers: [Task.handle(Sleep, Effect.succeed)], concurrency: 1, poll: "1 hour" }).pipe(
+          Scope.provide(scope),
+          Effect.provide(store)
+        )
+      )
+      for (let i = 0; i < k; i++) stepper.step()
+      const started = starting.pollUnsafe() !== undefined
+      stepper.fork(Fiber.interrupt(starting))
+      stepper.drain()
+      stepper.run(Scope.close(scope, Exit.void))
+      // a job enqueued now must stay queued: no consumer is left to claim it
+      const job = stepper.run(Effect.provide(JobQueue.enqueue(Sleep, 1), store))
+      stepper.drain()
+      const info = stepper.run(Effect.provide(JobQueue.status(job.id), store))
+      assert.deepStrictEqual([info.state, info.attempts], ["queued", 0], `consume interrupted ${k} steps in`)
+      stepper.run(Scope.close(storeScope, Exit.void))
+      points++
+      if (started) break
+    }
+    assert.isAbove(points, 3)
+  })
+})

@@ -114,8 +114,11 @@ const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number): Effect.Effec
     return Effect.andThen(Effect.sleep(spacing), Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4 }))
   })
 
+// uninterruptible (nothing in it waits): interrupted between forking its loops and adding the
+// finalizer that stops them, it left a claim loop running for good, claiming and giving back jobs
+// in a hot loop once its pool had closed with the scope
 export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, never, JobStore | Scope.Scope | R> =>
-  Effect.gen(function*() {
+  Effect.uninterruptible(Effect.gen(function*() {
     const store = yield* JobStore
     const context = yield* Effect.context<R>()
     const handlers = new Map(config.handlers.map((handler) => [handler.task.name, handler]))
@@ -574,4 +577,4 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       shutdownNow: Effect.suspend(() => stop(true)),
       awaitTermination: Deferred.await(terminated)
     } satisfies Consumer
-  })
+  }))
