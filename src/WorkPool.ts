@@ -872,7 +872,13 @@ export const make = <W = void, EW = never, RW = never>(
     if (checked.metrics) {
       const recorded = new Metrics.PoolMetrics()
       scheduler.observer = recorded
-      const unregister = Metrics.register(checked.name, scheduler, recorded, context as Context.Context<never>)
+      // registered and its release added as one step: an interruption between the two kept the
+      // pool's name taken for good. Added before the shutdown finalizer, so it runs after it: the
+      // last counts stay readable until then
+      const unregister = yield* Effect.acquireRelease(
+        Effect.sync(() => Metrics.register(checked.name, scheduler, recorded, context as Context.Context<never>)),
+        (unregister) => Effect.sync(() => unregister?.())
+      )
       if (unregister === undefined) {
         return yield* Effect.fail(config.invalidPoolConfig(
           "name",
@@ -881,8 +887,6 @@ export const make = <W = void, EW = never, RW = never>(
             "their metric series would overwrite each other's; give each pool its own name, or metrics: false"
         ))
       }
-      // added before the shutdown finalizer, so it runs after it: the last counts stay readable until then
-      yield* Effect.addFinalizer(() => Effect.sync(unregister))
     }
     yield* Effect.addFinalizer(() => scheduler.shutdown())
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>

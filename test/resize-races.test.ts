@@ -150,3 +150,33 @@ describe("a resize and a shutdown at once, at every interleaving", () => {
     }
   }
 })
+
+describe("WorkPool.make interrupted while it starts", () => {
+  it("at any step: once its scope closes, nothing of it is left (its name is free again, its connections closed)", () => {
+    let points = 0
+    for (let k = 0;; k++) {
+      const stepper = new Stepper()
+      const log: Array<string> = []
+      const resource = (id: number) =>
+        Effect.acquireRelease(Effect.sync(() => void log.push(`open ${id}`)), () => Effect.sync(() => void log.push(`close ${id}`)))
+      const scope = stepper.run(Scope.make())
+      const options = { name: "interrupted-start", concurrency: 2, resource, rateLimit: { limit: 5, interval: 1000 } }
+      const starting = stepper.fork(Scope.provide(WorkPool.make(options), scope))
+      for (let i = 0; i < k; i++) stepper.step()
+      const started = starting.pollUnsafe() !== undefined
+      stepper.fork(Fiber.interrupt(starting))
+      stepper.drain()
+      stepper.run(Scope.close(scope, Exit.void))
+      const at = `make interrupted ${k} steps in`
+      const opened = log.filter((l) => l.startsWith("open")).length
+      assert.strictEqual(log.filter((l) => l.startsWith("close")).length, opened, `${at}: ${log.join(", ")}`)
+      // the name is free: a second pool of the same name starts
+      const again = stepper.run(Scope.make())
+      stepper.run(Effect.orDie(Scope.provide(WorkPool.make(options), again)))
+      stepper.run(Scope.close(again, Exit.void))
+      points++
+      if (started) break
+    }
+    assert.isAbove(points, 3)
+  })
+})
