@@ -604,7 +604,8 @@ export interface WorkPool<W = void, EW = never> {
   /**
    * Changes the number of workers (1 to 100,000). Growing starts work at once; shrinking lets
    * running jobs finish. A shutdown during a resize stops the resources being acquired for it,
-   * and the resize is then done.
+   * and the resize is then done. A resize that fails to acquire them, or is interrupted, leaves
+   * the pool at the workers it has (unless a later resize has set another size since).
    */
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig | EW>
   /**

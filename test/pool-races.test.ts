@@ -1,7 +1,9 @@
 /**
- * Resizes of a pool whose workers hold a resource (a `WorkPool` with `resource`; a `ThreadPool`'s
- * slots are such workers), run at once with each other: the outcome each caller is told is what the
- * pool does. Acquisitions are held by the test and let through or failed one by one.
+ * A pool's resize and start raced by its own callers: resizes of a pool whose workers hold a
+ * resource (a `WorkPool` with `resource`; a `ThreadPool`'s slots are such workers) at once with
+ * each other, with a shutdown, or interrupted; and `make` interrupted at any step. The outcome each
+ * caller is told is what the pool does, and nothing is left behind. Acquisitions are held by the
+ * test and let through or failed one by one; interleavings are tried at every step (Stepper).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
