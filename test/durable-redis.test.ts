@@ -210,5 +210,12 @@ else {
         ).pipe(Effect.map((killed) => assert.isAtLeast(killed, 3)))
         yield* connectionsKilled(kill, 50).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("60 seconds"))
       }), { timeout: 90_000 })
+
+    it.live("a consumer of concurrency 100,000 claims its jobs (a claim that large overflowed the stack, at every poll)", () =>
+      Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 100_000, poll: 50 })
+        const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+        assert.strictEqual(yield* Effect.timeout(job.await, "20 seconds"), 7)
+      }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix()))), { timeout: 60_000 })
   })
 }

@@ -65,6 +65,13 @@ export interface Consumer {
   readonly awaitTermination: Effect.Effect<void>
 }
 
+/**
+ * The most jobs one claim asks for; a consumer with more free slots claims again at once. A claim
+ * of a whole large concurrency made Redis' claim a call of one argument per job (past ~50,000 it
+ * overflowed the stack, at every poll), and an idle consumer paid for all of them at each poll.
+ */
+export const MAX_CLAIM = 1000
+
 /** A running job's progress is written to the store at most once per this many ms (and at its end). */
 export const PROGRESS_EVERY = 250
 
@@ -410,7 +417,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const since = yield* store.version
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
-          store.claim({ queues: config.queues, tasks, limit: allowed, lease: config.lease }).pipe(
+          store.claim({ queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }).pipe(
             Effect.tap(({ claims }) =>
               Effect.forEach(claims, (claim) => {
                 limiter?.take(now)
@@ -441,7 +448,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           failures = 0
         }
         const count = claimed.claims.length
-        held = claimed.limitedFor > 0 ? free - count : count === allowed ? free - allowed : 0
+        held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // the queue's shared limit held the claim back: nothing to claim before its window frees
         if (claimed.limitedFor > 0) yield* nap(claimed.limitedFor, woken)
         else if (count === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll, woken))
