@@ -162,8 +162,11 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
       const JOBS = 400
       const LEASE = 3000
       const { consumer, runtime } = fresh()
-      const { ids, running } = await enqueueWork(runtime, JOBS)
+      // every consumer's threads are up before the jobs come: a process slow to start its threads
+      // would otherwise find the queue drained by the others before it started its 60 (seen at load 9)
       const consumers = [0, 1, 2].map(() => consumer(2, LEASE, 20, "threads"))
+      await ready(consumers)
+      const { ids, running } = await enqueueWork(runtime, JOBS)
       const [first, second, survivor] = consumers as [Consumer, Consumer, Consumer]
       const inFlightFirst = await killMidRun(first, consumers, 20, running)
       const inFlight = new Set([...inFlightFirst, ...await killMidRun(second, consumers, 60, running)])
