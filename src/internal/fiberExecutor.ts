@@ -6,8 +6,8 @@
  * them.
  *
  * Two kinds of job need no fiber of their own: an `Effect.sync` runs to its end as it starts, and a
- * callback primitive (`Effect.promise`, `Effect.tryPromise`, `Effect.callback`) waits for its
- * callback (see `startCallback`). Neither can read its fiber's services (only an Effect can), so
+ * callback primitive whose register reads no fiber (`Effect.promise`, `Effect.tryPromise`,
+ * `Effect.never`: see `asCallback`) waits for its callback (see `startCallback`). Neither can read its fiber's services (only an Effect can), so
  * each runs without one, as long as it does not need one: a fiber and its context cost a trivial
  * job about half of its time.
  *

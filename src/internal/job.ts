@@ -78,13 +78,45 @@ const CALLBACK: object | undefined = (() => {
     : undefined
 })()
 
+const registerOf = (effect: unknown): unknown => (effect as { readonly register?: unknown }).register
+
+/** `Effect.never`'s register (it does nothing). */
+const NEVER = registerOf(Effect.never)
+
 /**
- * The job itself if it is a callback primitive, by its prototype as `isSync`. Such a job's first step
- * only registers its callback (an `Effect.promise` calls its function), which needs no fiber; a
- * fiber is needed only if what it resumes with is more than an Exit, or it can be cancelled.
+ * The source text of the registers of `Effect.promise` and `Effect.tryPromise`, which call the job's
+ * function and resume with its outcome, and read nothing of their fiber. Other callback primitives
+ * may: `Effect.request`'s register reads the current fiber's services (outside a fiber it dies with
+ * a TypeError), and so may a user's `Effect.callback`. Each `Effect.promise` has a register of its own
+ * (a closure), but all share this text.
+ */
+const FIBERLESS: ReadonlyArray<string> = [
+  Effect.promise(() => Promise.resolve()),
+  Effect.tryPromise(() => Promise.resolve()),
+  Effect.tryPromise({ try: () => Promise.resolve(), catch: String })
+].map((effect) => {
+  const register = registerOf(effect)
+  return typeof register === "function" ? Function.prototype.toString.call(register) : "\u0000"
+})
+
+const isFiberless = (register: unknown): boolean => {
+  if (register === NEVER) return true
+  if (typeof register !== "function") return false
+  const source = Function.prototype.toString.call(register)
+  return source === FIBERLESS[0] || source === FIBERLESS[1] || source === FIBERLESS[2]
+}
+
+/**
+ * The job itself if it is a callback primitive that needs no fiber to register (`Effect.promise`,
+ * `Effect.tryPromise`, `Effect.never`), by its prototype as `isSync`, then its register's source
+ * text. Such a job's first step only registers its callback (an `Effect.promise` calls its
+ * function), which needs no fiber; a fiber is needed only if what it resumes with is more than an
+ * Exit. Any other callback primitive (`Effect.callback`, `Effect.request`) gets a fiber.
  */
 export const asCallback = (effect: Effect.Effect<any, any, any>): Callback | undefined =>
-  CALLBACK !== undefined && Object.getPrototypeOf(effect) === CALLBACK ? effect as unknown as Callback : undefined
+  CALLBACK !== undefined && Object.getPrototypeOf(effect) === CALLBACK && isFiberless(registerOf(effect))
+    ? effect as unknown as Callback
+    : undefined
 
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
