@@ -4,7 +4,9 @@
  * the one the job's own fiber would give.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Request, RequestResolver } from "effect"
+import { Cause, Effect, Exit, Fiber, Request, RequestResolver, Schedule, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { settle } from "./helpers.ts"
 import { WorkPool } from "../src/index.ts"
 
 class Double extends Request.Class<{ readonly n: number }, number> {}
@@ -27,5 +29,139 @@ describe("callback jobs whose register needs their fiber", () => {
       }))
       assert.isTrue(inFiber)
       assert.strictEqual((yield* pool.stats).defects, 0)
+    }))
+})
+
+/** A promise the test resolves or rejects when it wants, and the signals its calls were given. */
+const controlled = () => {
+  const resolvers: Array<{ resolve: (n: number) => void; reject: (e: unknown) => void }> = []
+  const signals: Array<AbortSignal> = []
+  const f = (signal: AbortSignal) => {
+    signals.push(signal)
+    return new Promise<number>((resolve, reject) => resolvers.push({ resolve, reject }))
+  }
+  return { f, resolvers, signals }
+}
+
+/** The two ways a pool may run an `Effect.promise`: on no fiber (as is), in a fiber (behind a map). */
+const kinds = {
+  fiberless: (f: (signal: AbortSignal) => Promise<number>) => Effect.promise(f),
+  inFiber: (f: (signal: AbortSignal) => Promise<number>) => Effect.map(Effect.promise(f), (n) => n)
+}
+
+/** Runs `scenario` with each kind of job and checks that both give the same observations. */
+const sameAsInFiber = <A>(scenario: (kind: typeof kinds.fiberless) => Effect.Effect<A, any, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const fiberless = yield* Effect.scoped(scenario(kinds.fiberless))
+    const inFiber = yield* Effect.scoped(scenario(kinds.inFiber))
+    assert.deepStrictEqual(fiberless, inFiber)
+    return fiberless
+  })
+
+const statsOf = (pool: WorkPool.WorkPool) =>
+  pool.stats
+
+describe("callback jobs behave as their fiber would", () => {
+  it.effect("accounting: stats, wait and run times under the TestClock", () =>
+    Effect.gen(function*() {
+      const observed = yield* sameAsInFiber((kind) =>
+        Effect.gen(function*() {
+          const pool = yield* WorkPool.make({ concurrency: 2, timeout: "10 seconds" })
+          const { f, resolvers } = controlled()
+          const handles = yield* Effect.forEach([0, 1, 2, 3], () => pool.submit(kind(f)))
+          yield* TestClock.adjust("1 second")
+          resolvers[0]!.resolve(1)
+          resolvers[1]!.reject(new Error("boom"))
+          yield* settle
+          yield* TestClock.adjust("2 seconds")
+          resolvers[2]!.resolve(3)
+          yield* settle
+          yield* TestClock.adjust("20 seconds")
+          const statuses = yield* Effect.forEach(handles, (h) => h.status)
+          return { statuses, stats: yield* statsOf(pool), calls: resolvers.length }
+        })
+      )
+      assert.deepStrictEqual(observed.statuses, ["succeeded", "defect", "succeeded", "timedOut"])
+    }))
+
+  it.effect("shutdownNow: running ones end, their signals abort, late resolutions change nothing", () =>
+    Effect.gen(function*() {
+      const observed = yield* sameAsInFiber((kind) =>
+        Effect.gen(function*() {
+          const pool = yield* WorkPool.make({ concurrency: 2 })
+          const { f, resolvers, signals } = controlled()
+          const handles = yield* Effect.forEach([0, 1, 2], () => pool.submit(kind(f)))
+          yield* settle
+          const unstarted = yield* pool.shutdownNow
+          const aborted = signals.map((s) => s.aborted)
+          for (const r of resolvers) r.resolve(1)
+          yield* settle
+          const exits = yield* Effect.forEach(handles, (h) => Effect.exit(h.await))
+          return {
+            unstarted: unstarted.length,
+            aborted,
+            failures: exits.map((e) => Exit.isFailure(e) ? Cause.pretty(e.cause).split("\n")[0] : "success"),
+            stats: yield* statsOf(pool)
+          }
+        })
+      )
+      assert.deepStrictEqual(observed.aborted, [true, true])
+    }))
+
+  it.effect("graceful shutdown past its deadline interrupts a pending promise job and aborts its signal", () =>
+    Effect.gen(function*() {
+      const observed = yield* sameAsInFiber((kind) =>
+        Effect.gen(function*() {
+          const pool = yield* WorkPool.make({ concurrency: 1, shutdownTimeout: "1 second" })
+          const { f, resolvers, signals } = controlled()
+          const handle = yield* pool.submit(kind(f))
+          yield* settle
+          const shutdown = yield* Effect.forkChild(pool.shutdown)
+          yield* TestClock.adjust("1 second")
+          yield* Fiber.join(shutdown)
+          resolvers[0]!.resolve(1)
+          yield* settle
+          return { aborted: signals[0]!.aborted, status: yield* handle.status, stats: yield* statsOf(pool) }
+        })
+      )
+      assert.isTrue(observed.aborted)
+    }))
+
+  it.effect("retried tryPromise: each attempt calls the function again with a fresh signal", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const signals: Array<AbortSignal> = []
+      let calls = 0
+      const result = yield* pool.run(
+        Effect.tryPromise({
+          try: (signal) => {
+            signals.push(signal)
+            return ++calls < 3 ? Promise.reject(new Error(`attempt ${calls}`)) : Promise.resolve(calls)
+          },
+          catch: (e) => (e as Error).message
+        }),
+        { retry: Schedule.recurs(5) }
+      )
+      assert.strictEqual(result, 3)
+      assert.strictEqual(new Set(signals).size, 3)
+      assert.isFalse(signals.some((s) => s.aborted))
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.succeeded, stats.failed, stats.running], [1, 0, 0])
+    }))
+
+  it.effect("a promise that settles after the pool's scope closed: the job ended interrupted, nothing runs late", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const pool = yield* Scope.provide(WorkPool.make({ concurrency: 1, shutdownTimeout: 0 }), scope)
+      const { f, resolvers, signals } = controlled()
+      const handle = yield* pool.submit(Effect.promise(f))
+      yield* settle
+      yield* Scope.close(scope, Exit.void)
+      assert.isTrue(signals[0]!.aborted)
+      resolvers[0]!.resolve(1)
+      yield* settle
+      assert.strictEqual(yield* handle.status, "interrupted")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.succeeded, stats.interrupted, stats.running], [0, 1, 0])
     }))
 })
