@@ -165,3 +165,35 @@ describe("callback jobs behave as their fiber would", () => {
       assert.deepStrictEqual([stats.succeeded, stats.interrupted, stats.running], [0, 1, 0])
     }))
 })
+
+describe("callback jobs whose function acts on the pool (reentrancy)", () => {
+  const acting = (act: "cancel then throw" | "cancel then resolve" | "shutdownNow") =>
+    sameAsInFiber((kind) =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
+        const context = yield* Effect.context<never>()
+        const signals: Array<AbortSignal> = []
+        const handle = yield* pool.submit((_, id) =>
+          kind((signal) => {
+            signals.push(signal)
+            Effect.runForkWith(context)<unknown, never>(act === "shutdownNow" ? pool.shutdownNow : pool.cancel(id))
+            if (act === "cancel then throw") throw new Error("thrown")
+            return Promise.resolve(1)
+          })
+        )
+        yield* settle
+        const exit = yield* Effect.exit(handle.await)
+        const stats = yield* pool.stats
+        return {
+          status: yield* handle.status,
+          exit: Exit.isSuccess(exit) ? "success" : Cause.hasDies(exit.cause) ? "defect" : Cause.pretty(exit.cause).split("\n")[0],
+          aborted: signals.map((s) => s.aborted),
+          counts: [stats.succeeded, stats.defects, stats.interrupted, stats.running]
+        }
+      })
+    )
+
+  it.effect("it cancels its own job, then throws", () => acting("cancel then throw"))
+  it.effect("it cancels its own job, then returns a resolved promise", () => acting("cancel then resolve"))
+  it.effect("it shuts the pool down at once", () => acting("shutdownNow"))
+})
