@@ -197,3 +197,19 @@ describe("callback jobs whose function acts on the pool (reentrancy)", () => {
   it.effect("it cancels its own job, then returns a resolved promise", () => acting("cancel then resolve"))
   it.effect("it shuts the pool down at once", () => acting("shutdownNow"))
 })
+
+describe("the callback primitives run on no fiber are the ones reviewed", () => {
+  // On an Effect upgrade that changes these registers, this fails: check that the new ones still read
+  // nothing of their fiber (job.ts, asCallback), then update the text. Until then they run on no fiber.
+  it("Effect.promise's and Effect.tryPromise's registers are Effect 4.1.0's", () => {
+    const sourceOf = (effect: unknown) => String((effect as { readonly register: unknown }).register)
+    assert.strictEqual(
+      sourceOf(Effect.promise(() => Promise.resolve())),
+      "function (resume, signal) {\n  evaluate(signal).then(a => resume(succeed(a)), e => resume(die(e)));\n}"
+    )
+    assert.strictEqual(
+      sourceOf(Effect.tryPromise(() => Promise.resolve())),
+      "function (resume, signal) {\n    // Defer the catcher until the fiber restores its async context.\n    const failWithCatch = cause => suspend(() => {\n      try {\n        return fail(internalCall(() => catcher(cause)));\n      } catch (err) {\n        return die(err);\n      }\n    });\n    try {\n      f(signal).then(a => resume(succeed(a)), e => resume(failWithCatch(e)));\n    } catch (err) {\n      resume(failWithCatch(err));\n    }\n  }"
+    )
+  })
+})

@@ -23,8 +23,9 @@ import type { Scheduler as PoolScheduler } from "./scheduler.ts"
 const CURRENT_FIBER = "~effect/Fiber/currentFiber"
 
 /**
- * Runs `f` outside any fiber, as the job's own fiber would have run it: `Fiber.getCurrent()` is
- * undefined in it, not the submitter's fiber.
+ * Runs `f` outside any fiber: `Fiber.getCurrent()` is undefined in it, never the submitter's fiber
+ * (in the job's own fiber it would be that fiber: a function that reads it needs one, see
+ * `asCallback`).
  */
 const outsideFiber = <A>(f: () => A): A => {
   const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
