@@ -56,8 +56,6 @@ class Pending {
   interrupted = false
   /** What it was resumed with during its `register` call (the first resume wins, as in Effect). */
   early: Effect.Effect<any, any, any> | undefined = undefined
-  /** Where its resume goes once a fiber waits for it (see `adopt`). */
-  forward: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
   readonly job: Job
   readonly worker: Worker<any>
   readonly controller: AbortController | undefined
@@ -120,17 +118,16 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
    * Starts a callback job without a fiber: calls its `register` (an `Effect.promise` calls its
    * function) and waits. What it resumes with ends it if it is an Exit (as an `Effect.promise`'s
    * value or defect is); anything else (a `tryPromise`'s failure runs its `catch`) goes on in a
-   * fiber. A `register` that returns a canceler hands the wait to a fiber at once (`adopt`), so
-   * that an interruption runs the canceler as Effect runs it.
+   * fiber. The registers it is given (`asCallback`: `Effect.promise`'s, `Effect.tryPromise`'s,
+   * `Effect.never`'s) return no canceler.
    */
   const startCallback = (job: Job, worker: Worker<any>, callback: Callback, interrupted: boolean): void => {
     const waiting = new Pending(job, worker, callback.withSignal)
     // asked to stop before it started: it registers all the same, as its fiber would, then stops
     waiting.interrupted = interrupted
     pending.set(job.seq, waiting)
-    let canceler: unknown
     try {
-      canceler = outsideFiber(() =>
+      outsideFiber(() =>
         callback.register.call(
           schedulerOf(job.context),
           (effect) => resume(waiting, effect),
@@ -143,12 +140,10 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
     }
     waiting.registering = false
     if (waiting.early !== undefined) return resumed(waiting, waiting.early)
-    if (Effect.isEffect(canceler)) return adopt(waiting, canceler as Effect.Effect<void>)
     if (waiting.interrupted) stop(waiting)
   }
 
   const resume = (waiting: Pending, effect: Effect.Effect<any, any, any>): void => {
-    if (waiting.forward !== undefined) return waiting.forward(effect)
     // stopped, or resumed before: only the first resume counts
     if (pending.get(waiting.job.seq) !== waiting) return
     if (waiting.registering) {
@@ -163,22 +158,6 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
     const exit = asExit(effect)
     if (exit !== undefined) return scheduler.jobStopped(waiting.job, waiting.worker, exit)
     startFiber(waiting.job, waiting.worker, effect)
-  }
-
-  /** A fiber waits for the callback from here on, and runs the canceler (after the abort) if interrupted. */
-  const adopt = (waiting: Pending, canceler: Effect.Effect<void>): void => {
-    pending.delete(waiting.job.seq)
-    if (waiting.interrupted) interruptedWhileStarting.add(waiting.job)
-    const controller = waiting.controller
-    const cancel = controller === undefined ? canceler : Effect.andThen(Effect.sync(() => controller.abort()), canceler)
-    startFiber(
-      waiting.job,
-      waiting.worker,
-      Effect.callback<any, any, any>((resume) => {
-        waiting.forward = resume
-        return cancel
-      })
-    )
   }
 
   /** Stops a waiting callback job: its signal aborts, and it ends interrupted, as its fiber would. */
