@@ -470,7 +470,7 @@ describe("Effect.sync jobs run without a fiber of their own", () => {
     }))
 })
 
-describe("callback jobs (Effect.promise, tryPromise, callback) wait on no fiber of their own", () => {
+describe("callback jobs (Effect.promise, tryPromise) wait on no fiber of their own; an Effect.callback has one", () => {
   it.effect("the function runs outside any fiber; values, rejections and failures end the job as in a fiber", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 2 })
@@ -493,7 +493,7 @@ describe("callback jobs (Effect.promise, tryPromise, callback) wait on no fiber 
         catch: (e) => `caught ${(e as Error).message}`
       })))
       assert.strictEqual(failed, "caught nope")
-      // a callback resumed with an Effect goes on in a fiber, with the job's services
+      // a callback (in a fiber of its own) resumed with an Effect runs it with the job's services
       const jobId = yield* pool.run(Effect.callback<number>((resume) => {
         resume(Effect.map(WorkPool.JobContext, (job) => job.id))
       }))
