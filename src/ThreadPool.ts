@@ -45,6 +45,8 @@ import * as Pools from "./internal/service.ts"
 import * as ThreadJson from "./internal/threadJson.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
 import { checkTask, codecsOf, decodeReply, issueOf } from "./internal/taskCodecs.ts"
+import { ThreadPrefetch } from "./internal/prefetch.ts"
+import * as Scheduler from "./internal/scheduler.ts"
 import { type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
 import {
@@ -320,17 +322,30 @@ const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
  */
 const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
   const job = fiber.getRef(JobContexts.JobContext)
-  const span = Context.getOption(fiber.context, Tracer.ParentSpan)
-  const tracer = fiber.getRef(Tracer.Tracer)
+  return taskJobIn(fiber.context, job.id, job.attempt, JobContexts.reporterOf(job))
+}
+
+/** The same for a job's offer (internal/prefetch.ts), made before its attempt has a fiber. */
+const offeredTaskJob = (job: Scheduler.Job): ThreadJob =>
+  taskJobIn(job.context, job.id, job.attemptNow(), (value) => job.reportProgress(value))
+
+const taskJobIn = (
+  context: Context.Context<never>,
+  id: number,
+  attempt: number,
+  progress: (value: unknown) => void
+): ThreadJob => {
+  const span = Context.getOption(context, Tracer.ParentSpan)
+  const tracer = Context.get(context, Tracer.Tracer)
   // the thread records its spans only for a tracer that shows them (Effect's native one keeps nothing)
   const record = span._tag === "Some" && span.value.sampled && tracer !== Tracer.nativeTracer
   return {
-    id: job.id,
-    attempt: job.attempt,
+    id,
+    attempt,
     trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled, record] : undefined,
     span: span._tag === "Some" ? span.value : undefined,
     tracer,
-    progress: JobContexts.reporterOf(job)
+    progress
   }
 }
 
@@ -427,12 +442,20 @@ export const make = <T extends Task.Any = Task.Any>(
       // a make that fails or is interrupted leaves no thread behind, even while its scope stays open
       Effect.onError(() => threads.close())
     )
+    const prefetch = new ThreadPrefetch(threads, offeredTaskJob)
+    Scheduler.schedulerOf(pool).prefetch = prefetch
 
     const taskJob = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
       Object.assign(
         // the slot only bounds how many tasks run; the thread is chosen when the task starts
         (_slot: number, jobId: number) =>
           Effect.suspend(() => {
+            // its offer (internal/prefetch.ts) was started by its thread, or is being started there
+            const offer = prefetch.take(jobId)
+            if (offer !== undefined) {
+              prefetch.ran(jobId, offer.thread)
+              return Effect.flatMap(threads.attach(offer, task.name), (reply) => decodeReply(task, reply, jobId))
+            }
             const encoded = codecsOf(task).encodePayload(payload)
             if (Exit.isFailure(encoded)) {
               return Effect.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) }))
@@ -442,12 +465,15 @@ export const make = <T extends Task.Any = Task.Any>(
               // task, and gives its awaiter PoolShutdown
               Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.interrupt),
               Effect.flatMap((thread) =>
-                Effect.withFiber((fiber) => threads.call(thread, task.name, encoded.value, transfer, taskJobOf(fiber)))
+                Effect.withFiber((fiber) => {
+                  prefetch.ran(jobId, thread)
+                  return threads.call(thread, task.name, encoded.value, transfer, taskJobOf(fiber))
+                })
               ),
               Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )
           }),
-        { task, payload }
+        { task, payload, transfer }
       )
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
@@ -529,11 +555,13 @@ export const make = <T extends Task.Any = Task.Any>(
       awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
     } satisfies ThreadPool<T>, (task, payload, options, progress) =>
       pool.run(
-        Object.assign((_slot: number) =>
+        Object.assign((_slot: number, jobId: number) =>
           threads.take().pipe(
             Effect.catchIf((error) => error instanceof PoolShutdown, () => Effect.interrupt),
             Effect.flatMap((thread) =>
               Effect.withFiber((fiber) => {
+                // its thread's offer starts in its slot when it ends
+                prefetch.ran(jobId, thread)
                 const job = taskJobOf(fiber)
                 return threads.call(thread, task.name, payload, noTransfer, {
                   ...job,

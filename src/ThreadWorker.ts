@@ -23,9 +23,13 @@ import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { JobContext } from "./internal/jobInfo.ts"
 import {
+  CLAIMED,
+  CONFIRMED,
   envelope,
   type FromThread,
   isTuple,
+  OFFERED,
+  offerCell,
   open,
   type Outcome,
   Outbox,
@@ -62,13 +66,15 @@ const describe = (value: unknown): string =>
  * its own `workerData` (`import { workerData }` is a live binding, updated by
  * `syncBuiltinESMExports`; `require` reads the property) and never sees the port.
  */
-const pool: { readonly port: MessagePort; readonly name: string } | undefined = (() => {
-  const data = threadData(workerThreads.workerData)
-  if (data === undefined) return undefined
-  ;(workerThreads as { workerData: unknown }).workerData = data.workerData
-  syncBuiltinESMExports()
-  return { port: data[PORT], name: data.pool }
-})()
+const pool:
+  | { readonly port: MessagePort; readonly name: string; readonly slots: number; readonly offer: Int32Array }
+  | undefined = (() => {
+    const data = threadData(workerThreads.workerData)
+    if (data === undefined) return undefined
+    ;(workerThreads as { workerData: unknown }).workerData = data.workerData
+    syncBuiltinESMExports()
+    return { port: data[PORT], name: data.pool, slots: data.slots, offer: data.offer }
+  })()
 
 /** Whether `serve` was called in this thread. */
 let served = false
@@ -334,7 +340,53 @@ export const serve = <R = never, E = never>(
     fiber.addObserver((exit) => {
       running.delete(id)
       reply(id, safeOutcomeOf(exit))
+      if (offers.length > 0) startOffers()
     })
+  }
+
+  // Offers (see protocol.ts): tasks sent ahead, started here once there is room and the claim wins
+  const offers: Array<Run> = []
+  const cells = pool.offer
+  /** Whether this thread may start an offer: its claim won, or the main thread confirmed it. */
+  const claim = (run: Run): boolean => {
+    const id = run[0]
+    const cell = run[7]!
+    const offered = offerCell(id, OFFERED)
+    const found = Atomics.compareExchange(cells, cell, offered, offerCell(id, CLAIMED))
+    if (found === offered) return true
+    if (found !== offerCell(id, CONFIRMED)) return false
+    // read: the main thread may use the cell for another offer (it does not touch a confirmed one)
+    Atomics.store(cells, cell, offerCell(id, CLAIMED))
+    return true
+  }
+  let handlersContext: Context.Context<R> | undefined
+  const startOffers = () => {
+    while (offers.length > 0 && running.size < pool.slots && !closing) {
+      const run = offers.shift()!
+      if (!claim(run)) continue
+      // the answers before it go first: a long synchronous task would hold them back
+      outbox.flush()
+      runTask(taskContext(handlersContext!, run), run[0], run[1], run[2], run[6] === 1)
+    }
+  }
+  /**
+   * A cancel of an offer the pool confirmed (its attempt started there) that this thread holds
+   * without room to start it yet: answered at once, and its cell marked read.
+   */
+  const cancelOffer = (id: number): boolean => {
+    const index = offers.findIndex((run) => run[0] === id)
+    if (index < 0) return false
+    const [run] = offers.splice(index, 1)
+    if (claim(run!)) post({ _: "done", id, outcome: { _: "interrupted" } })
+    return true
+  }
+  /** Offers taken back while this thread had no room: dropped now, rather than when it has room. */
+  const dropWithdrawn = () => {
+    for (let i = offers.length - 1; i >= 0; i--) {
+      const run = offers[i]!
+      const state = Atomics.load(cells, run[7]!)
+      if (state !== offerCell(run[0], OFFERED) && state !== offerCell(run[0], CONFIRMED)) offers.splice(i, 1)
+    }
   }
 
   let closing = false
@@ -360,12 +412,21 @@ export const serve = <R = never, E = never>(
 
   const start = (context: Context.Context<R>) => {
     ownTracer = context.mapUnsafe.has(Tracer.TracerKey)
+    handlersContext = context
     const handle = (message: ToThread) => {
-      if (isTuple(message)) runTask(taskContext(context, message), message[0], message[1], message[2], message[6] === 1)
-      else if (message._ === "cancel") running.get(message.id)?.interruptUnsafe()
-      // after the replies already sent: the pool tells from this which of them it lost
-      else if (message._ === "sync") post({ _: "synced", n: message.n, running: Array.from(running.keys()) })
-      else close()
+      if (isTuple(message)) {
+        if (message[7] === undefined) runTask(taskContext(context, message), message[0], message[1], message[2], message[6] === 1)
+        else {
+          if (offers.length > 0) dropWithdrawn()
+          offers.push(message)
+          startOffers()
+        }
+      } else if (message._ === "cancel") {
+        if (!cancelOffer(message.id)) running.get(message.id)?.interruptUnsafe()
+      } // after the replies already sent: the pool tells from this which of them it lost
+      else if (message._ === "sync") {
+        post({ _: "synced", n: message.n, running: [...running.keys(), ...offers.map((run) => run[0])] })
+      } else close()
     }
     port.on("message", (data: unknown) => open(data, handle))
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this

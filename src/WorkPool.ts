@@ -808,8 +808,8 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
     workers: scheduler.workers.size,
     running: scheduler.busy - scheduler.stoppingJobs,
     stopping: scheduler.stoppingJobs,
-    queued: scheduler.queue.size,
-    queuedByPriority: scheduler.queue.countByPriority(),
+    queued: scheduler.queuedCount(),
+    queuedByPriority: scheduler.queuedByPriority(),
     waiting: scheduler.waitingCount,
     retrying: scheduler.held.size,
     retried: scheduler.retried,
@@ -891,7 +891,9 @@ export const make = <W = void, EW = never, RW = never>(
     }
     yield* Effect.addFinalizer(() => scheduler.shutdown())
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
-    return makePool<W, EW>(scheduler, clock)
+    const pool = makePool<W, EW>(scheduler, clock)
+    Internal.registerScheduler(pool, scheduler)
+    return pool
   })
 
 /** What a `resource` function returned, checked: from JavaScript it may be anything. */
@@ -1053,13 +1055,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
         })
     )
 
-  const setPaused = (paused: boolean) =>
-    Effect.sync(() => {
-      if (scheduler.paused === paused) return
-      scheduler.paused = paused
-      scheduler.changed()
-      if (!paused) scheduler.pump()
-    })
+  const setPaused = (paused: boolean) => Effect.sync(() => scheduler.setPaused(paused))
 
   return {
     [TypeId]: TypeId,

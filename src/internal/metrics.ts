@@ -146,7 +146,7 @@ export const register = (
   // new ones show from the next read. Capped: priorities are any numbers, series are not free.
   const priorities = new Set<number>()
   const byPriority = () => {
-    for (const { priority } of scheduler.queue.countByPriority()) {
+    for (const { priority } of scheduler.queuedByPriority()) {
       if (priorities.size >= MAX_PRIORITY_SERIES) return
       if (priorities.has(priority)) continue
       priorities.add(priority)
@@ -156,13 +156,14 @@ export const register = (
           attributes: { ...pool, priority: String(priority) }
         }),
         context,
-        hooks(() => ({ value: scheduler.queue.countOf(priority) }))
+        hooks(() => ({ value: scheduler.queuedOf(priority) }))
       ))
     }
   }
   gauge("workpool_jobs_queued", "Jobs in the queue", () => {
-    if (scheduler.queue.size > 0 && priorities.size < MAX_PRIORITY_SERIES) byPriority()
-    return scheduler.queue.size
+    const queued = scheduler.queuedCount()
+    if (queued > 0 && priorities.size < MAX_PRIORITY_SERIES) byPriority()
+    return queued
   })
   gauge("workpool_jobs_waiting", "Submitters waiting for room in the queue", () => scheduler.waitingCount)
   gauge("workpool_jobs_running", "Jobs running (including timed-out ones still stopping)", () => scheduler.busy)

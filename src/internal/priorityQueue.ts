@@ -64,11 +64,10 @@ class Lane<T extends QueueEntry> implements HeapItem {
   }
 }
 
-const laneBefore = <T extends QueueEntry>(a: Lane<T>, b: Lane<T>): boolean => {
-  const x = a.first()
-  const y = b.first()
-  return x.score > y.score || (x.score === y.score && x.seq < y.seq)
-}
+/** Whether entry `x` comes before entry `y`. */
+const outranks = (x: QueueEntry, y: QueueEntry): boolean => x.score > y.score || (x.score === y.score && x.seq < y.seq)
+
+const laneBefore = <T extends QueueEntry>(a: Lane<T>, b: Lane<T>): boolean => outranks(a.first(), b.first())
 
 /**
  * A priority queue: highest score first, FIFO within a score. push and pop cost O(1) when the
@@ -102,6 +101,24 @@ export class PriorityQueue<T extends QueueEntry> {
     const entry = lane.first()
     this.take(lane, entry)
     return entry
+  }
+
+  /**
+   * Puts back an entry taken out with `pop` (an offer taken back: see scheduler.ts), in its place:
+   * before every entry of its lane it outranks, so that the lane's head stays its best entry.
+   * O(entries ahead of it): it was at the head when it was taken out.
+   */
+  putBack(entry: T): void {
+    const lane = this.lanes.get(entry.priority)
+    if (lane === undefined) return this.push(entry)
+    const items = lane.items
+    let i = lane.head
+    while (i < items.length && (!items[i]!.inQueue || !outranks(entry, items[i]!))) i++
+    if (i === lane.head && lane.head > 0) items[--lane.head] = entry
+    else items.splice(i, 0, entry)
+    this.size++
+    lane.live++
+    this.heap.update(lane)
   }
 
   /** Removes an entry that is in the queue; the caller has already made its `inQueue` false. */

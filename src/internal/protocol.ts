@@ -30,7 +30,12 @@ export type Run = readonly [
    * JSON text of `{ value }` in that form (a failure in that form, not as text), so that the main
    * thread stores it without parsing, decoding, encoding or serializing it.
    */
-  json?: 1
+  json?: 1 | undefined,
+  /**
+   * Present for an offer (see `Offer` below): the index of its cell. The thread starts it only once
+   * it has room and has claimed it in that cell; a withdrawn offer is dropped unanswered.
+   */
+  offer?: number
 ]
 
 /** A task succeeded: its id and encoded value (any other ending is a `done` object). */
@@ -57,15 +62,42 @@ export interface ThreadData {
   readonly [PORT]: MessagePort
   /** The pool's name, for the `JobContext` of every task on the thread. */
   readonly pool: string
+  /** Tasks the thread runs at once (`tasksPerThread`): it starts an offer only below this. */
+  readonly slots: number
+  /** The thread's offer cells (see `Offer`), shared with the main thread. */
+  readonly offer: Int32Array
   readonly workerData: unknown
 }
 
 /** The pool's port in a thread's `workerData`, if the thread was started by a pool. */
 export const threadData = (data: unknown): ThreadData | undefined =>
   typeof data === "object" && data !== null && (data as Partial<ThreadData>)[PORT] instanceof MessagePort &&
-    typeof (data as Partial<ThreadData>).pool === "string"
+    typeof (data as Partial<ThreadData>).pool === "string" && typeof (data as Partial<ThreadData>).slots === "number" &&
+    (data as Partial<ThreadData>).offer instanceof Int32Array
     ? data as ThreadData
     : undefined
+
+/**
+ * An offer: the next task for a thread that is busy, sent before it has room so that it starts the
+ * moment a task of its own ends, with no round trip to the main thread. Until the thread starts it,
+ * the task is still queued on the main thread, which may take it back. Who decides is whoever first
+ * changes the offer's cell (an `Int32` in a `SharedArrayBuffer` the two threads share) by
+ * compare-and-swap: the thread from `OFFERED` to `CLAIMED` when it starts the task, the main thread
+ * from `OFFERED` to `WITHDRAWN` (take it back) or `CONFIRMED` (start it, in a slot the main thread
+ * has just seen freed). No message is needed to decide, and neither side waits.
+ *
+ * A cell holds its offer's task id with the state, so that a withdrawn offer's message, read late,
+ * cannot claim a later offer in the same cell. A thread has a few cells: a confirmed offer keeps
+ * its cell until the thread has read it (and marked it `CLAIMED`), while the next offer takes
+ * another; an offer needs a cell that is `CLAIMED` or `WITHDRAWN`.
+ */
+export const OFFERED = 0
+export const CLAIMED = 1
+export const CONFIRMED = 2
+export const WITHDRAWN = 3
+
+/** The cell's value for the offer of task `id` in `state`: a positive int32. */
+export const offerCell = (id: number, state: number): number => ((id & 0xfffffff) << 2) | state
 
 /**
  * What goes over the port: one message, or the messages of one tick together in an array (a

@@ -115,16 +115,48 @@ export interface StartGate {
   close(): void
 }
 
+/**
+ * Hands queued jobs ahead of time to workers that are busy, so that a worker starts its next job
+ * the moment its current one ends, with no round trip through the scheduler: how a thread pool
+ * keeps its threads busy (prefetch.ts). An offered job is still queued (`OFFERED`): it counts as
+ * queued, and a cancel, its queue timeout, a pause, `shutdownNow` or a better job take it back.
+ * The scheduler starts it, in the slot of a job that stopped on its worker, as any job it starts.
+ * Taking it back can fail: its worker may have started it already, and then it starts in the next
+ * slot that worker frees.
+ */
+export interface Prefetch {
+  /** Offers a queued job to a busy worker; false if no worker can take it (or the job cannot be offered). */
+  offer(job: Job): boolean
+  /**
+   * A job stopped: the job that starts in its slot, if any. The worker it ran on starts the first
+   * job offered to it, confirmed if `start`, or already started (which no one can take back). When
+   * that one does not start there (the worker is going, or the slot is not wanted: not `start`),
+   * every offer of that worker it has not started comes back through `putBack`, and one it has
+   * started, if any, takes the slot.
+   */
+  successor(stopped: Job, start: boolean, putBack: (job: Job) => void): Job | undefined
+  /**
+   * Takes an offer back: true if done. False if its worker has started it already: it stays that
+   * worker's `successor`.
+   */
+  withdraw(job: Job): boolean
+}
+
 /** Made, not yet submitted. */
 export const NEW = 0
 /** Waiting for room in the queue (overflow "suspend"). */
 export const WAITING = 1
 export const QUEUED = 2
-export const RUNNING = 3
+/**
+ * Queued, and offered to a busy worker that will start it as soon as it has room (see `Prefetch`):
+ * out of `queue`, in `offered`, and queued for every other purpose until it starts.
+ */
+export const OFFERED = 3
+export const RUNNING = 4
 /** Held by its hook between attempts (a retry's wait: retry.ts), on no worker and not queued. */
-export const HELD = 4
+export const HELD = 5
 /** Ended: `state = DONE + the index of its ending in ENDINGS`. */
-export const DONE = 5
+export const DONE = 6
 
 export const ENDINGS = ["succeeded", "failed", "defects", "timedOut", "interrupted", "dropped", "rejected"] as const
 export type Ending = typeof ENDINGS[number]
@@ -243,6 +275,7 @@ export class Job implements QueueEntry {
     return this.progressState
   }
 
+  /** In `queue` proper: an offered job is queued too, but held apart (see `Prefetch`). */
   get inQueue(): boolean {
     return this.state === QUEUED
   }
@@ -300,6 +333,7 @@ export class Job implements QueueEntry {
       case WAITING:
         return "waiting"
       case QUEUED:
+      case OFFERED:
         return "queued"
       case RUNNING:
         return "running"
@@ -427,6 +461,11 @@ export class Scheduler<W> {
   executor!: Executor
   observer: Observer = unobserved
   gate: StartGate | undefined = undefined
+  prefetch: Prefetch | undefined = undefined
+  /** Jobs offered and not yet started (see `Prefetch`), queued for every other purpose. */
+  readonly offered = new Set<Job>()
+  /** Offered jobs the scheduler tried to take back after their worker had started them: they start in its next free slot. */
+  private readonly claimed = new Set<Job>()
 
   readonly config: SchedulerConfig<W>
   /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
@@ -610,7 +649,7 @@ export class Scheduler<W> {
         return true
       }
       case "dropOldest": {
-        const oldest = this.queue.oldest()
+        const oldest = this.oldestQueued()
         if (oldest === undefined) {
           this.settle(job, Exit.fail(new JobDropped({ jobId: job.id, policy: "dropOldest" })), "dropped")
         } else {
@@ -624,9 +663,20 @@ export class Scheduler<W> {
     }
   }
 
+  /** The queued job submitted first, offered ones included (those their worker has not started). */
+  private oldestQueued(): Job | undefined {
+    let oldest = this.queue.oldest()
+    for (const job of this.offered) {
+      if (!this.claimed.has(job) && (oldest === undefined || job.seq < oldest.seq)) oldest = job
+    }
+    if (oldest !== undefined && oldest.state === OFFERED && !this.takeBack(oldest)) return this.oldestQueued()
+    return oldest
+  }
+
   /** Room in the queue, or (capacity 0) a free worker that will take the job at once. */
   private hasRoom(): boolean {
-    return this.queue.size < this.config.capacity || (!this.paused && this.queue.size < this.free.length)
+    const queued = this.queue.size + this.offered.size
+    return queued < this.config.capacity || (!this.paused && queued < this.free.length)
   }
 
   private reject(job: Job, error: PoolShutdown | QueueFull): void {
@@ -688,12 +738,16 @@ export class Scheduler<W> {
       return
     }
     // most calls have nothing to start or admit (a job ended and nothing is queued, or every worker
-    // is busy): they return before the loop
-    if ((this.queue.size === 0 || this.free.length === 0) && this.waitingCount === 0) return
+    // is busy and none takes offers): they return before the loop
+    if (
+      (this.queue.size === 0 ? this.offered.size === 0 : this.free.length === 0 && this.prefetch === undefined) &&
+      this.waitingCount === 0
+    ) return
     this.pumping = true
     try {
       do {
         this.pumpAgain = false
+        if (this.offered.size > this.claimed.size && this.free.length > 0 && !this.paused) this.takeBackFor(this.free.length)
         const gate = this.gate
         while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
           if (gate !== undefined && !gate.tryStart()) break
@@ -708,14 +762,138 @@ export class Scheduler<W> {
           now = undefined
           this.pumpAgain = true
         }
+        if (this.prefetch !== undefined && this.queue.size > 0 && this.free.length === 0) this.offerQueued()
       } while (this.pumpAgain)
     } finally {
       this.pumping = false
     }
   }
 
-  /** Starts `job`; returns the clock reading of its stop if it stopped at once with nothing else run since. */
-  private start(job: Job, worker: Worker<W>, now: number): number | undefined {
+  // ---------------------------------------------------------------------------
+  // offers (see Prefetch)
+
+  /**
+   * Offers the queue's best jobs to busy workers while they take them. First, a queued job better
+   * than an offered one takes its place, if that one's worker has not started it yet.
+   */
+  private offerQueued(): void {
+    const prefetch = this.prefetch!
+    if (this.paused || this.gate !== undefined || this.stoppingPool) return
+    while (this.offered.size > this.claimed.size && this.queue.size > 0) {
+      const worst = this.worstOffered()
+      if (worst === undefined || !runsBefore(this.queue.peek()!, worst)) break
+      this.takeBack(worst)
+    }
+    while (this.queue.size > 0) {
+      const job = this.queue.peek()!
+      if (!prefetch.offer(job)) return
+      this.queue.pop()
+      job.state = OFFERED
+      this.offered.add(job)
+    }
+  }
+
+  /** The offered job that would run last, among those the scheduler may still take back. */
+  private worstOffered(): Job | undefined {
+    let worst: Job | undefined
+    for (const job of this.offered) {
+      if (!this.claimed.has(job) && (worst === undefined || runsBefore(worst, job))) worst = job
+    }
+    return worst
+  }
+
+  /** Free workers and offers waiting on busy ones: the best offers come back to the queue, for the free workers. */
+  private takeBackFor(free: number): void {
+    for (let i = 0; i < free; i++) {
+      let best: Job | undefined
+      for (const job of this.offered) {
+        if (!this.claimed.has(job) && (best === undefined || runsBefore(job, best))) best = job
+      }
+      if (best === undefined) return
+      this.takeBack(best)
+    }
+  }
+
+  /**
+   * Takes an offer back into the queue: true if it is queued again. False if its worker had
+   * started it: it then starts in that worker's next free slot (see `jobStopped`).
+   */
+  private takeBack(job: Job): boolean {
+    if (this.claimed.has(job)) return false
+    if (!this.prefetch!.withdraw(job)) {
+      this.claimed.add(job)
+      return false
+    }
+    this.offered.delete(job)
+    job.state = QUEUED
+    this.queue.putBack(job)
+    return true
+  }
+
+  /** Takes back every offer (a pause, an immediate shutdown): no worker starts a job it was offered from now on. */
+  takeBackAll(): void {
+    for (const job of Array.from(this.offered)) if (!this.claimed.has(job)) this.takeBack(job)
+  }
+
+  /**
+   * A job stopped on `worker`: the job offered to that worker, if any, starts in its slot (unless
+   * the slot goes, the pool is paused or stopping: then it is taken back if it still can be).
+   */
+  private successorOf(job: Job): Job | undefined {
+    // a rate-limited pool offers nothing (a start must be counted); offers made before a rate
+    // limit was set come back, unless started
+    const wanted = !this.paused && !this.stoppingPool && this.state !== "stopped" && this.workers.size <= this.target &&
+      this.gate === undefined
+    const next = this.prefetch!.successor(job, wanted, this.putBackOffer)
+    if (next === undefined) return undefined
+    this.offered.delete(next)
+    this.claimed.delete(next)
+    return next
+  }
+
+  /** An offer that came back (see `Prefetch.successor`): queued again, in its place. */
+  private readonly putBackOffer = (job: Job): void => {
+    this.offered.delete(job)
+    this.claimed.delete(job)
+    job.state = QUEUED
+    this.queue.putBack(job)
+  }
+
+  /** Queued jobs, offered ones included. */
+  queuedCount(): number {
+    return this.queue.size + this.offered.size
+  }
+
+  /** Queued jobs of one priority, offered ones included. */
+  queuedOf(priority: number): number {
+    let count = this.queue.countOf(priority)
+    if (this.offered.size > 0) for (const job of this.offered) if (job.priority === priority) count++
+    return count
+  }
+
+  /** Queued jobs per priority, offered ones included, highest priority first. */
+  queuedByPriority(): Array<{ readonly priority: number; readonly count: number }> {
+    const counts = this.queue.countByPriority()
+    if (this.offered.size === 0) return counts
+    const byPriority = new Map(counts.map(({ count, priority }) => [priority, count]))
+    for (const job of this.offered) byPriority.set(job.priority, (byPriority.get(job.priority) ?? 0) + 1)
+    return Array.from(byPriority, ([priority, count]) => ({ priority, count })).sort((a, b) => b.priority - a.priority)
+  }
+
+  /** Pauses or resumes the pool; a pause takes back every offer. */
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return
+    this.paused = paused
+    if (paused) this.takeBackAll()
+    this.changed()
+    if (!paused) this.pump()
+  }
+
+  /**
+   * Starts `job` (`handedOver`: in the slot its worker's stopped job has just left, see `successorOf`);
+   * returns the clock reading of its stop if it stopped at once with nothing else run since.
+   */
+  private start(job: Job, worker: Worker<W>, now: number, handedOver = false): number | undefined {
     this.trackArea(now)
     const wait = now - this.epoch - job.time
     this.totalWaitMillis += wait
@@ -723,7 +901,7 @@ export class Scheduler<W> {
     job.state = RUNNING
     job.time = this.sinceEpoch(now)
     worker.job = job
-    this.busy++
+    if (!handedOver) this.busy++
     this.started++
     if (job.timeout > 0) this.setDeadline(job, now + job.timeout, "running")
     else if (job.deadline !== undefined) this.clearDeadline(job)
@@ -744,12 +922,17 @@ export class Scheduler<W> {
       this.stateWaiters.length === 0 && this.waitingCount === 0 && !retiring
     this.trackArea(now)
     worker.job = undefined
-    this.busy--
+    // the job offered to its worker keeps the slot: `busy` never drops to 0 in between
+    const next = this.prefetch === undefined ? undefined : this.successorOf(job)
+    if (next === undefined) this.busy--
     const run = now - this.epoch - job.time
     this.totalRunMillis += run
     this.observer.stopped(job, run)
-    if (retiring) this.retire(worker)
+    if (next !== undefined) this.start(next, worker, now, true)
+    else if (retiring) this.retire(worker)
     else this.free.push(worker)
+    // an immediate shutdown stops it at once, as every job running when it began
+    if (next !== undefined && this.stoppingPool && next.state === RUNNING) this.executor.interrupt(next)
     if (job.state >= DONE) this.stoppingJobs--
     else if (job.hook === undefined) this.settleStopped(job, exit, now)
     else job.hook.stopped(job, exit, now)
@@ -760,12 +943,14 @@ export class Scheduler<W> {
       job.context = ENDED_CONTEXT
     }
     this.changed()
-    if (quiet) {
+    // a job handed this slot ran code of its own as it started: the reading is stale
+    const fresh = quiet && next === undefined
+    if (fresh) {
       // for the `pump` that started this job, if it stopped as it started
       this.quietStop = job.seq
       this.quietStopAt = now
     }
-    this.pump(quiet ? now : undefined)
+    this.pump(fresh ? now : undefined)
   }
 
   /** Ends a job whose attempt stopped with `exit`, as that exit says. */
@@ -809,6 +994,8 @@ export class Scheduler<W> {
     // a waiting job stays in `waiting` and is skipped there
     else if (state === WAITING) this.waitingCount--
     else if (state === HELD) this.held.delete(job)
+    // taken back by the caller first (see `takeBack`): not started, and no worker will start it
+    else if (state === OFFERED) this.offered.delete(job)
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.count(outcome)
     if (this.retainCount > 0) this.retain(job, now)
@@ -886,6 +1073,7 @@ export class Scheduler<W> {
       if (job !== undefined && job.state === WAITING) yield job
     }
     yield* this.queue.entries()
+    yield* this.offered
     yield* this.held
     const count = this.retainCount
     for (let i = 0; i < this.endedSize; i++) {
@@ -909,6 +1097,15 @@ export class Scheduler<W> {
    */
   cancel(job: Job): Effect.Effect<void> {
     switch (job.state) {
+      case OFFERED: {
+        // its worker started it before the offer could be taken back: stopped as a running job
+        // once it has its slot
+        if (!this.takeBack(job)) {
+          return Effect.andThen(this.waitUntil(() => job.state !== OFFERED), Effect.suspend(() => this.cancel(job)))
+        }
+        this.settle(job, Exit.interrupt(), "interrupted")
+        return Effect.void
+      }
       case WAITING:
       case QUEUED:
       case HELD: {
@@ -932,8 +1129,15 @@ export class Scheduler<W> {
    * not handed to another job of the same batch.
    */
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
-    for (const job of jobs) if (job.state === WAITING || job.state === QUEUED || job.state === HELD) this.cancel(job)
     const stopping: Array<Effect.Effect<void>> = []
+    for (const job of jobs) {
+      if (job.state === WAITING || job.state === QUEUED || job.state === HELD) this.cancel(job)
+      else if (job.state === OFFERED) {
+        const cancelled = this.cancel(job)
+        // started by its worker already: stopped once it has its slot
+        if (job.state === OFFERED) stopping.push(cancelled)
+      }
+    }
     for (const job of jobs) if (job.state === RUNNING || this.executor.isStopping(job)) stopping.push(this.cancel(job))
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
   }
@@ -996,6 +1200,8 @@ export class Scheduler<W> {
         retries = true
         continue
       }
+      // an offer its worker has started: it is no longer waiting, whatever the scheduler has heard
+      if (job.state === OFFERED && !this.takeBack(job)) continue
       const millis = phase === "queued" ? deadline.at - this.epoch - job.time : job.timeout
       const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
       if (job.state === RUNNING) {
@@ -1024,7 +1230,8 @@ export class Scheduler<W> {
   // state, waiting and shutdown
 
   isIdle(): boolean {
-    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0 && this.held.size === 0
+    return this.queue.size === 0 && this.busy === 0 && this.waitingCount === 0 && this.held.size === 0 &&
+      this.offered.size === 0
   }
 
   changed(): void {
@@ -1118,6 +1325,9 @@ export class Scheduler<W> {
     this.state = "draining"
     this.interruptAcquisitions()
     this.rejectWaiting()
+    // offers come back to the queue; those already started run in their worker's next slot, and
+    // are interrupted there
+    this.takeBackAll()
     // take every queued job out before telling anyone: a listener may cancel other queued jobs
     const unstarted: Array<Job> = []
     let job: Job | undefined
@@ -1189,11 +1399,23 @@ const release = (workerId: number, scope: Scope.Closeable): Effect.Effect<void> 
 
 const ENDED_CONTEXT: Context.Context<never> = Context.empty()
 
+/** Each pool's scheduler, for the modules that plug into it after `WorkPool.make` (a thread pool's prefetch). */
+const schedulers = new WeakMap<object, Scheduler<any>>()
+
+export const registerScheduler = (pool: object, scheduler: Scheduler<any>): void => {
+  schedulers.set(pool, scheduler)
+}
+
+export const schedulerOf = (pool: object): Scheduler<any> => schedulers.get(pool)!
+
 const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Exit<any, any>): void => {
   if (listeners === undefined) return
   if (typeof listeners === "function") listeners(exit)
   else for (const listener of listeners) listener(exit)
 }
+
+/** Whether `a` runs before `b`: a higher score, or the same score and submitted first. */
+const runsBefore = (a: Job, b: Job): boolean => a.score > b.score || (a.score === b.score && a.seq < b.seq)
 
 export const outcomeOf = (exit: Exit.Exit<any, any>): Outcome => {
   if (Exit.isSuccess(exit)) return "succeeded"

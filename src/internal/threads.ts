@@ -22,16 +22,21 @@ import {
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
 import {
+  CLAIMED,
+  CONFIRMED,
   type FromThread,
   isFromThread,
   isTuple,
+  OFFERED,
+  offerCell,
   open,
   type Outcome,
   Outbox,
   PORT,
   type Run,
   type ThreadData,
-  type ToThread
+  type ToThread,
+  WITHDRAWN
 } from "./protocol.ts"
 import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
 import { transferIssue } from "./transfer.ts"
@@ -61,7 +66,29 @@ interface Sync {
   readonly issue: string
 }
 
-class Thread {
+/**
+ * A task sent to a busy thread ahead of time (see protocol.ts): started by the thread once it has
+ * room, or taken back. Its answer, if it comes before the pool hands it a slot, waits here.
+ */
+export class Offer {
+  readonly thread: Thread
+  readonly id: number
+  /** Its cell among the thread's (see protocol.ts). */
+  readonly cell: number
+  /** The pool's job it was made for. */
+  readonly job: unknown
+  reply: Reply | undefined = undefined
+  /** The attempt that took it over, waiting for its answer. */
+  listener: ((reply: Reply) => void) | undefined = undefined
+  constructor(thread: Thread, id: number, cell: number, job: unknown) {
+    this.thread = thread
+    this.id = id
+    this.cell = cell
+    this.job = job
+  }
+}
+
+export class Thread {
   readonly worker: NodeWorker
   /** The pool's private channel to the thread (its `parentPort` is user code's). */
   readonly port: MessagePort
@@ -93,14 +120,41 @@ class Thread {
   readonly syncs: Array<Sync> = []
   syncCount = 0
   readonly outbox: Outbox<ToThread>
-  constructor(worker: NodeWorker, port: MessagePort, index: number) {
+  /** The offer cells shared with the thread (see protocol.ts). */
+  readonly cells: Int32Array
+  /** The tasks offered to it and not yet started or taken back, in the order sent (see `OFFERS`). */
+  readonly offers: Array<Offer> = []
+  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array) {
     this.worker = worker
     this.port = port
     this.index = index
+    this.cells = cells
     this.outbox = new Outbox((message, transfer) => {
       if (!this.exited) port.postMessage(message, transfer)
     })
   }
+}
+
+/**
+ * How many tasks a busy thread may hold besides its running ones. More keep a thread busy while the
+ * main thread is late (a loaded machine does not schedule it for a while) and batch more per message;
+ * each is a queued task parked on one thread until it starts or is taken back.
+ */
+const OFFERS = 2
+
+/**
+ * A cell of the thread's that a new offer may take (see protocol.ts): one whose offer was taken
+ * back, or was claimed by the thread and handed over to its job since (an offer the thread has
+ * claimed stays among `offers` until then, and its cell is its proof); -1 if none.
+ */
+const freeCell = (thread: Thread): number => {
+  const cells = thread.cells
+  const offers = thread.offers
+  for (let i = 0; i < cells.length; i++) {
+    const state = Atomics.load(cells, i) & 3
+    if ((state === CLAIMED || state === WITHDRAWN) && !offers.some((offer) => offer.cell === i)) return i
+  }
+  return -1
 }
 
 /**
@@ -407,7 +461,16 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      const workerData: ThreadData = { [PORT]: port2, pool: this.config.pool, workerData: this.config.workerData }
+      // a cell per slot and per offer: one per offer confirmed and not yet read, at most
+      const cells = new Int32Array(new SharedArrayBuffer(4 * (this.config.tasksPerThread + OFFERS)))
+      cells.fill(offerCell(0, WITHDRAWN))
+      const workerData: ThreadData = {
+        [PORT]: port2,
+        pool: this.config.pool,
+        slots: this.config.tasksPerThread,
+        offer: cells,
+        workerData: this.config.workerData
+      }
       let worker: NodeWorker
       try {
         worker = new NodeWorker(this.config.entry, {
@@ -419,7 +482,7 @@ export class Threads {
         port.close()
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
-      const thread = new Thread(worker, port, index)
+      const thread = new Thread(worker, port, index, cells)
       this.alive.add(thread)
       let ready = false
       const done = (id: number, outcome: Outcome) => {
@@ -706,29 +769,131 @@ export class Threads {
           part: "payload",
           issue: transfer.length === 0 ? issue : `the payload or its transfer list could not be sent: ${issue}`
         }))
-      return Effect.suspend(() => {
-        if (!thread.inflight.has(id)) return Effect.void
-        const confirmed = Effect.callback<void>((stopped) => {
-          thread.cancelling++
-          thread.inflight.set(id, () => {
-            thread.cancelling--
-            stopped(Effect.void)
-          })
-          thread.outbox.send({ _: "cancel", id })
+      return this.cancel(thread, id, task)
+    })
+  }
+
+  /**
+   * The caller gave up on task `id`: the thread is asked to cancel it; a thread that has not
+   * confirmed within the grace period is terminated (and replaced).
+   */
+  private cancel(thread: Thread, id: number, task: string): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (!thread.inflight.has(id)) return Effect.void
+      const confirmed = Effect.callback<void>((stopped) => {
+        thread.cancelling++
+        thread.inflight.set(id, () => {
+          thread.cancelling--
+          stopped(Effect.void)
         })
-        const grace = this.config.cancelGrace
-        return Effect.timeoutOption(confirmed, grace).pipe(
-          Effect.flatMap((done) =>
-            done._tag === "Some"
-              ? Effect.void
-              : this.stop(
-                thread,
-                `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`,
-                "terminate"
-              )
-          )
-        )
+        thread.outbox.send({ _: "cancel", id })
       })
+      const grace = this.config.cancelGrace
+      return Effect.timeoutOption(confirmed, grace).pipe(
+        Effect.flatMap((done) =>
+          done._tag === "Some"
+            ? Effect.void
+            : this.stop(
+              thread,
+              `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`,
+              "terminate"
+            )
+        )
+      )
+    })
+  }
+
+  /**
+   * The thread to offer the next task to, if any: a ready one that is busy (so that one of its
+   * tasks ends later and hands the offer its slot), holds fewer than `OFFERS`, and is not being stopped or
+   * about to be terminated. The least loaded one.
+   */
+  offerTarget(): Thread | undefined {
+    let best: Thread | undefined
+    for (const thread of this.threads) {
+      if (
+        thread === undefined || !thread.ready || thread.exited || thread.offers.length >= OFFERS ||
+        thread.stopping !== undefined || thread.retiring || thread.cancelling > 0 || thread.inflight.size === 0
+      ) continue
+      if ((best === undefined || thread.inflight.size < best.inflight.size) && freeCell(thread) >= 0) best = thread
+    }
+    return best
+  }
+
+  /** Offers a task to a thread `offerTarget` chose; its answer waits in the offer until an attempt takes it. */
+  offer(thread: Thread, task: string, payload: unknown, job: TaskJob, owner: unknown): Offer {
+    const id = thread.nextId++
+    const cell = freeCell(thread)
+    const offer = new Offer(thread, id, cell, owner)
+    thread.offers.push(offer)
+    Atomics.store(thread.cells, cell, offerCell(id, OFFERED))
+    thread.inflight.set(id, (reply) => {
+      if (offer.listener !== undefined) offer.listener(reply)
+      else offer.reply = reply
+    })
+    thread.progress.set(id, job.progress)
+    if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
+    const run: Run = [id, task, payload, job.id, job.attempt, job.trace, undefined, cell]
+    thread.outbox.send(run, [], (issue) => this.settle(thread, id, { _: "codec", part: "payload", issue }))
+    return offer
+  }
+
+  /**
+   * Takes an offer back: true if done. False if the thread has claimed it (started it): it stays
+   * among the thread's offers until `handOver`.
+   */
+  withdraw(offer: Offer): boolean {
+    const offered = offerCell(offer.id, OFFERED)
+    if (Atomics.compareExchange(offer.thread.cells, offer.cell, offered, offerCell(offer.id, WITHDRAWN)) !== offered) {
+      return false
+    }
+    this.dropOffer(offer)
+    return true
+  }
+
+  /**
+   * A task of the offer's thread has ended: the offer is confirmed (`start`: the pool has a slot
+   * for it) or taken back. True if it runs: confirmed, or claimed by its thread already, which the
+   * pool cannot take back. An offer on a thread that is gone or going is taken back unless claimed.
+   */
+  handOver(offer: Offer, start: boolean): boolean {
+    const thread = offer.thread
+    const usable = start && !thread.exited && thread.stopping === undefined && !thread.retiring
+    const offered = offerCell(offer.id, OFFERED)
+    const found = Atomics.compareExchange(
+      thread.cells,
+      offer.cell,
+      offered,
+      offerCell(offer.id, usable ? CONFIRMED : WITHDRAWN)
+    )
+    // the thread's claim is final: a claimed offer runs whatever the pool wanted
+    if (found === offered ? usable : found === offerCell(offer.id, CLAIMED)) {
+      thread.offers.splice(thread.offers.indexOf(offer), 1)
+      return true
+    }
+    this.dropOffer(offer)
+    return false
+  }
+
+  /** An offer taken back: the thread drops it unanswered, and may be idle now. */
+  private dropOffer(offer: Offer): void {
+    const thread = offer.thread
+    thread.offers.splice(thread.offers.indexOf(offer), 1)
+    thread.inflight.delete(offer.id)
+    thread.progress.delete(offer.id)
+    this.finishSpans(thread, offer.id)
+    if (thread.inflight.size === 0 && !thread.exited) {
+      if (thread.retiring) this.retireIfIdle(thread)
+      else this.armIdle(thread)
+    }
+  }
+
+  /** The answer of an offer that runs (see `resolve`), for the attempt that takes it over. */
+  attach(offer: Offer, task: string): Effect.Effect<Reply> {
+    return Effect.callback<Reply>((resume) => {
+      if (offer.reply !== undefined) return resume(Effect.succeed(offer.reply))
+      offer.listener = (reply) => resume(Effect.succeed(reply))
+      return this.cancel(offer.thread, offer.id, task)
     })
   }
 

@@ -1,0 +1,249 @@
+/**
+ * The prefetched next task per thread: while a thread runs a task, the pool offers it the next
+ * queued one, which the thread starts the moment it has room, with no round trip to the main
+ * thread. An offer is still queued for every purpose until the thread starts it: stats, cancel,
+ * queue timeout, pause, shutdownNow, priority, resize and a crash of its thread see a queued job.
+ *
+ * `Hold` runs until the test sets its release slot; `Mark` counts its starts. Blocking the main
+ * thread (`Atomics.wait`) shows what a thread does with no help from it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber } from "effect"
+import { Crash, Flaky, Hold, Mark } from "./fixtures/tasks.ts"
+import { makePool as makeThreadPool } from "./fixtures/pool.ts"
+import { settle, waitFor } from "./helpers.ts"
+
+/** Blocks the main thread until slot `slot` is not 0 or `millis` pass; whether it got there. */
+const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean => {
+  const deadline = Date.now() + millis
+  while (Atomics.load(counters, slot) === 0) {
+    const left = deadline - Date.now()
+    if (left <= 0) return false
+    Atomics.wait(counters, slot, 0, Math.min(left, 50))
+  }
+  return true
+}
+
+/** Every admitted job is somewhere, exactly once. */
+const addsUp = (s: {
+  readonly submitted: number
+  readonly waiting: number
+  readonly queued: number
+  readonly running: number
+  readonly stopping: number
+  readonly retrying: number
+  readonly succeeded: number
+  readonly failed: number
+  readonly defects: number
+  readonly timedOut: number
+  readonly interrupted: number
+  readonly dropped: number
+}) =>
+  s.submitted ===
+    s.waiting + s.queued + s.running + s.retrying + s.succeeded + s.failed + s.defects + s.timedOut +
+      s.interrupted + s.dropped
+
+/** The fixture pool; its `Hold` tasks (release slot 1) are let go before it shuts down, even after a failure. */
+const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
+  Effect.gen(function*() {
+    const made = yield* makeThreadPool(options)
+    yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(made.counters, 1, 1)))
+    return made
+  })
+
+describe("ThreadPool prefetch", () => {
+  it.live("a thread starts its next task while the main thread is blocked (no round trip)", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      // the main thread does nothing from here until the second task has started
+      const started = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        return blockUntil(counters, 2, 5000)
+      })
+      assert.isTrue(started, "the thread started the offered task on its own")
+      assert.strictEqual(yield* a.await, 0)
+      assert.strictEqual(yield* b.await, 2)
+      assert.strictEqual(Atomics.load(counters, 2), 1, "it ran once")
+    }))
+
+  it.live("a backlog of 3,000 short tasks on 2 threads: every task runs exactly once", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2, capacity: Infinity })
+      const handles = yield* Effect.forEach(
+        Array.from({ length: 3000 }, (_, i) => i),
+        (i) => pool.submit(Mark, { mark: 2, millis: i % 7 === 0 ? 1 : 0 })
+      )
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+      assert.strictEqual(Atomics.load(counters, 2), 3000, "runs in all")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.queued, s.running], [3000, 0, 0])
+    }))
+
+  it.live("an offered task is queued in stats and status until its thread starts it", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued], [1, 1])
+      assert.deepStrictEqual(s.queuedByPriority, [{ priority: 0, count: 1 }])
+      assert.strictEqual(yield* b.status, "queued")
+      assert.isTrue(addsUp(s))
+      Atomics.store(counters, 1, 1)
+      yield* b.await
+      const after = yield* pool.stats
+      assert.deepStrictEqual([after.running, after.queued, after.succeeded], [0, 0, 2])
+    }))
+
+  it.live("a cancelled offer never runs", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      yield* b.interrupt
+      assert.strictEqual(yield* b.status, "interrupted")
+      Atomics.store(counters, 1, 1)
+      yield* a.await
+      // the thread has read the withdrawn offer by the time it answers a task sent after it
+      assert.strictEqual(yield* pool.run(Mark, { mark: 4, millis: 0 }), 4)
+      assert.strictEqual(Atomics.load(counters, 2), 0, "the withdrawn offer did not run")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted], [2, 1])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("cancelling a task its thread has started before the main thread knew interrupts it", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 60_000 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      const { cancel, status } = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        assert.isTrue(blockUntil(counters, 2, 5000), "the thread started the offered task")
+        // the first task's answer has not been read: the main thread still sees the second queued
+        const status = Effect.runSync(b.status)
+        return { status, cancel: Effect.runFork(b.interrupt) }
+      })
+      assert.strictEqual(status, "queued")
+      yield* Fiber.join(cancel)
+      assert.strictEqual(yield* a.await, 0)
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(b.await)))
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted, s.running, s.queued], [1, 1, 0, 0])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("an offer's queue timeout ends it unstarted", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 0 }, { queueTimeout: "300 millis" })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      const error = yield* Effect.flip(b.await)
+      assert.strictEqual(error._tag, "JobTimeout")
+      assert.strictEqual((error as { readonly phase: string }).phase, "queued")
+      Atomics.store(counters, 1, 1)
+      yield* a.await
+      assert.strictEqual(yield* pool.run(Mark, { mark: 4, millis: 0 }), 4)
+      assert.strictEqual(Atomics.load(counters, 2), 0, "the timed-out offer did not run")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.timedOut], [2, 1])
+    }))
+
+  it.live("a paused pool starts no offered task; resumed, it runs it once", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      yield* pool.pause
+      Atomics.store(counters, 1, 1)
+      yield* a.await
+      yield* settle
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.state, s.running, s.queued], ["paused", 0, 1])
+      assert.strictEqual(yield* b.status, "queued")
+      assert.strictEqual(Atomics.load(counters, 2), 0, "paused: the offer was withdrawn before the thread could start it")
+      yield* pool.resume
+      assert.strictEqual(yield* b.await, 2)
+      assert.strictEqual(Atomics.load(counters, 2), 1, "it ran once")
+    }))
+
+  it.live("shutdownNow returns the offered tasks among the unstarted, and they never run", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2 })
+      yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const offered = yield* Effect.forEach([2, 4, 6], (mark) => pool.submit(Mark, { mark, millis: 0 }))
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 2), "both threads run a task")
+      yield* settle
+      const unstarted = yield* pool.shutdownNow
+      assert.deepStrictEqual(unstarted.map((u) => u.id).sort(), offered.map((h) => h.id).sort())
+      assert.deepStrictEqual(unstarted.map((u) => (u.payload as { readonly mark: number }).mark).sort(), [2, 4, 6])
+      yield* pool.awaitTermination
+      assert.deepStrictEqual([2, 4, 6].map((mark) => Atomics.load(counters, mark)), [0, 0, 0])
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued, s.interrupted], [0, 0, 5])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("a thread that crashes with offers: they run elsewhere, once each, as their first attempt", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      // throws outside its fiber 10 ms after it starts: the thread dies with its offers unstarted
+      const crash = yield* pool.submit(Crash, "throw")
+      const offered = yield* Effect.forEach(["b", "c"], (key) => pool.submit(Flaky, { key, failures: 0 }))
+      const error = yield* Effect.flip(crash.await)
+      assert.strictEqual(error._tag, "WorkerCrashed")
+      // Flaky counts its attempts per key on its thread: 1 is its first run anywhere on the new thread
+      assert.deepStrictEqual(yield* Effect.forEach(offered, (h) => h.await), [1, 1], "each once, on the new thread")
+      assert.deepStrictEqual(yield* Effect.forEach(offered, (h) => h.attempt), [1, 1])
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.failed, s.retried], [2, 1, 0])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("resize down with offers outstanding: each offered task runs once", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2 })
+      const held = yield* Effect.forEach([0, 0], () => pool.submit(Hold, { mark: 0, release: 1 }))
+      const offered = yield* Effect.forEach([2, 4, 6, 8], (mark) => pool.submit(Mark, { mark, millis: 0 }))
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 2), "both threads run a task")
+      yield* settle
+      yield* pool.resize(1)
+      Atomics.store(counters, 1, 1)
+      yield* Effect.forEach(held, (h) => h.await)
+      assert.deepStrictEqual(yield* Effect.forEach(offered, (h) => h.await), [2, 4, 6, 8])
+      assert.deepStrictEqual([2, 4, 6, 8].map((mark) => Atomics.load(counters, mark)), [1, 1, 1, 1])
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 1), "one thread is left")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.workers], [6, 1])
+    }))
+
+  it.live("a higher-priority task submitted after an offer runs before it", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const low = yield* pool.submit(Mark, { mark: 2, millis: 0 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      const high = yield* pool.submit(Mark, { mark: 4, millis: 0 }, { priority: 10 })
+      yield* settle
+      Atomics.store(counters, 1, 1)
+      yield* a.await
+      yield* Effect.all([low.await, high.await])
+      assert.deepStrictEqual([Atomics.load(counters, 2), Atomics.load(counters, 4)], [1, 1], "each ran once")
+      assert.isBelow(Atomics.load(counters, 5), Atomics.load(counters, 3), "the higher priority started first")
+    }))
+})
