@@ -12,7 +12,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, connectionsKilled, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, countTimeoutSignals, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
+import { admin, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
@@ -164,16 +164,7 @@ else {
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>
       Effect.gen(function*() {
-        const made = yield* Effect.gen(function*() {
-          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1 })
-          const job = (n: number) => Effect.flatMap(JobQueue.enqueue(Echo, { n }), (job) => JobQueue.await(Echo, job.id))
-          // connected (the consumer's blocking connection too): from here on, only commands
-          yield* job(0)
-          return yield* countTimeoutSignals(Effect.gen(function*() {
-            for (let n = 1; n <= 10; n++) yield* job(n)
-            yield* JobQueue.stats("default")
-          }))
-        }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix())), Effect.timeout("30 seconds"))
+        const made = yield* timeoutSignalsOfJobs(layer(freshPrefix()))
         assert.strictEqual(made, 0)
       }), { timeout: 60_000 })
 

@@ -7,9 +7,12 @@
 import { Effect, Layer } from "effect"
 import { createClient } from "redis"
 import { afterAll } from "vitest"
+import { Echo } from "./conformance.ts"
 
 type Client = ReturnType<typeof createClient<{}, {}, {}, 2, {}>>
+import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
+import * as Task from "../../src/Task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
 
 export const url = process.env.WORKPOOL_REDIS_URL
@@ -75,21 +78,27 @@ export const clusterLayer = (clusterUrl: () => string, prefix = freshPrefix()): 
   )
 
 /**
- * How many `AbortSignal.timeout` signals `effect` makes: node-redis makes one per command unless its
- * command timeout is off, and each fires (building an exception and an event) 5 s after its reply.
+ * How many `AbortSignal.timeout` signals 10 jobs (enqueued, consumed, awaited) and a stats read make
+ * on `layer`, once connected: node-redis makes one per command unless its command timeout is off, and
+ * each fires (building an exception and an event) 5 s after its reply.
  */
-export const countTimeoutSignals = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<number, E, R> =>
-  Effect.suspend(() => {
+export const timeoutSignalsOfJobs = (layer: Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1 })
+    const job = (n: number) => Effect.flatMap(JobQueue.enqueue(Echo, { n }), (job) => JobQueue.await(Echo, job.id))
+    // connected (the consumer's blocking connection too): from here on, only commands
+    yield* job(0)
     const original = AbortSignal.timeout
     let made = 0
     AbortSignal.timeout = (ms: number) => {
       made++
       return original.call(AbortSignal, ms)
     }
-    return effect.pipe(
-      Effect.ensuring(Effect.sync(() => {
-        AbortSignal.timeout = original
-      })),
-      Effect.map(() => made)
-    )
-  })
+    yield* Effect.gen(function*() {
+      for (let n = 1; n <= 10; n++) yield* job(n)
+      yield* JobQueue.stats("default")
+    }).pipe(Effect.ensuring(Effect.sync(() => {
+      AbortSignal.timeout = original
+    })))
+    return made
+  }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("30 seconds"))
