@@ -9,6 +9,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
+import type * as WorkPool from "../src/WorkPool.ts"
 import { Crash, Flaky, Hold, Mark } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
@@ -25,20 +26,7 @@ const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean
 }
 
 /** Every admitted job is somewhere, exactly once. */
-const addsUp = (s: {
-  readonly submitted: number
-  readonly waiting: number
-  readonly queued: number
-  readonly running: number
-  readonly stopping: number
-  readonly retrying: number
-  readonly succeeded: number
-  readonly failed: number
-  readonly defects: number
-  readonly timedOut: number
-  readonly interrupted: number
-  readonly dropped: number
-}) =>
+const addsUp = (s: WorkPool.PoolStats) =>
   s.submitted ===
     s.waiting + s.queued + s.running + s.retrying + s.succeeded + s.failed + s.defects + s.timedOut +
       s.interrupted + s.dropped
