@@ -62,6 +62,7 @@ export type Metric =
   | "rssBytesPerThread"
   | "peakHeapMB"
   | "cpuUsPerJob"
+  | "cpuMsPerThread"
 
 export const metricInfo: Record<Metric, { readonly label: string; readonly higherIsBetter: boolean; readonly digits: number }> = {
   jobsPerSec: { label: "jobs/s", higherIsBetter: true, digits: 0 },
@@ -74,7 +75,8 @@ export const metricInfo: Record<Metric, { readonly label: string; readonly highe
   p99Ms: { label: "ms enqueue → start, p99", higherIsBetter: false, digits: 1 },
   rssBytesPerThread: { label: "memory per thread (RSS bytes)", higherIsBetter: false, digits: 0 },
   peakHeapMB: { label: "peak heap MB", higherIsBetter: false, digits: 1 },
-  cpuUsPerJob: { label: "CPU µs per job", higherIsBetter: false, digits: 2 }
+  cpuUsPerJob: { label: "CPU µs per job", higherIsBetter: false, digits: 2 },
+  cpuMsPerThread: { label: "CPU ms per thread started (all of the process's threads)", higherIsBetter: false, digits: 1 }
 }
 
 /**

@@ -89,6 +89,8 @@ const valueOf = (m: ChildResult, metric: Metric): number | undefined => {
       return m.peakHeapBytes === undefined ? undefined : m.peakHeapBytes / 1e6
     case "cpuUsPerJob":
       return m.cpuMs === undefined ? undefined : (m.cpuMs * 1000) / m.jobs
+    case "cpuMsPerThread":
+      return m.cpuMs === undefined ? undefined : m.cpuMs / m.jobs
     case "enqueueJobsPerSec":
     case "p50Ms":
     case "p99Ms":

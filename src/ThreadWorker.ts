@@ -67,13 +67,19 @@ const describe = (value: unknown): string =>
  * `syncBuiltinESMExports`; `require` reads the property) and never sees the port.
  */
 const pool:
-  | { readonly port: MessagePort; readonly name: string; readonly slots: number; readonly offer: Int32Array }
+  | {
+    readonly port: MessagePort
+    readonly name: string
+    readonly slots: number
+    readonly offer: Int32Array
+    readonly started: (() => void) | undefined
+  }
   | undefined = (() => {
     const data = threadData(workerThreads.workerData)
     if (data === undefined) return undefined
     ;(workerThreads as { workerData: unknown }).workerData = data.workerData
     syncBuiltinESMExports()
-    return { port: data[PORT], name: data.pool, slots: data.slots, offer: data.offer }
+    return { port: data[PORT], name: data.pool, slots: data.slots, offer: data.offer, started: data.started }
   })()
 
 /** Whether `serve` was called in this thread. */
@@ -432,6 +438,8 @@ export const serve = <R = never, E = never>(
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this
     // thread's stack): the pool finds out which tasks it carried and fails them
     port.on("messageerror", (error: unknown) => post({ _: "unreadable", issue: brief(error) }))
+    // the start's resolve cache (threadMain.ts) is done: later imports resolve as Node resolves them
+    pool.started?.()
     post({ _: "ready" })
   }
 

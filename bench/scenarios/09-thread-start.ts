@@ -81,7 +81,7 @@ export const scenario: Scenario = {
     "worker file and taken a task). Memory per thread: the process's resident set size once they are, minus before " +
     "the pool was made, divided by N. The floor is N raw `Worker`s on the floor's worker file, each answering one message.",
   sizes: { full: { jobs: 4 }, quick: { jobs: 2 }, warmup: { jobs: 2 } },
-  metrics: ["ms", "rssBytesPerThread"],
+  metrics: ["ms", "rssBytesPerThread", "cpuMsPerThread"],
   tally: ({ jobs }) => new ResultTally(jobs, () => 1),
   // each run starts threads: the smoke test does one repetition, no warm-up run
   quick: { reps: 1, warmups: 0 },

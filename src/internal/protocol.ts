@@ -67,6 +67,10 @@ export interface ThreadData {
   /** The thread's offer cells (see `Offer`), shared with the main thread. */
   readonly offer: Int32Array
   readonly workerData: unknown
+  /** The worker file's path, which the thread's bootstrap runs (see threadMain.ts); none for a `data:` URL. */
+  readonly main?: string | undefined
+  /** Set in the thread by the bootstrap: removes its resolve cache, once the thread is ready. */
+  started?: () => void
 }
 
 /** The pool's port in a thread's `workerData`, if the thread was started by a pool. */

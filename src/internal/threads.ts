@@ -39,6 +39,7 @@ import {
   WITHDRAWN
 } from "./protocol.ts"
 import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
+import { threadMain } from "./threadMain.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
@@ -464,16 +465,19 @@ export class Threads {
       // a cell per slot and per offer: one per offer confirmed and not yet read, at most
       const cells = new Int32Array(new SharedArrayBuffer(4 * (this.config.tasksPerThread + OFFERS)))
       cells.fill(offerCell(0, WITHDRAWN))
+      const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
         pool: this.config.pool,
         slots: this.config.tasksPerThread,
         offer: cells,
-        workerData: this.config.workerData
+        workerData: this.config.workerData,
+        main: main.main
       }
       let worker: NodeWorker
       try {
-        worker = new NodeWorker(this.config.entry, {
+        worker = new NodeWorker(main.file, {
+          eval: main.eval,
           workerData,
           transferList: [port2],
           ...(this.config.resourceLimits ? { resourceLimits: this.config.resourceLimits } : {})

@@ -1,0 +1,85 @@
+/**
+ * How a pool's thread starts: not on the worker file itself but on a few lines of bootstrap (given
+ * to `Worker` as `eval` code, so that it needs no file of its own next to a bundle) that install a
+ * resolve cache, then run the worker file as Node runs a worker's main module (`Module.runMain`,
+ * what Node's own worker bootstrap calls): `process.argv[1]`, `import.meta.main`, `require.main`,
+ * CommonJS or ESM, and the errors of a file that fails to load are the same as without it.
+ *
+ * Why: a thread resolves every `import` of its module graph, once per importing module. effect's
+ * modules import one another by relative specifier, so a worker file that imports effect/Effect and
+ * effect/Schema resolves about 880 specifiers for 150 files, and each resolution looks at the file
+ * system (a stat, a realpath, the package.json that gives the file's format). Measured on Node
+ * 24.21 (bench/scenarios/09-thread-start.ts's notes): resolving was a quarter of the CPU time of a
+ * thread's start. The answer for a specifier depends only on the directory of the module that
+ * imports it (relative URLs, node_modules lookups and package scopes all start there), so the
+ * cache answers the same specifier from the same directory with the first answer. It serves the
+ * start only: `ThreadWorker` removes it when the thread reports ready (see `started`).
+ *
+ * @internal
+ */
+import { isAbsolute, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/**
+ * The source of a function that makes the resolve hook (`module.registerHooks`' `resolve`). Plain
+ * JavaScript in a string: it runs in the thread as the bootstrap's own code, so it may not refer to
+ * anything of this module (a bundler or minifier would rename or wrap such a reference). The tests
+ * run this same text.
+ *
+ * Left to Node (not cached): `require` (it tries extensions and directories, answered differently
+ * from `import`), an importer with a query or hash (module mocking hooks answer per importing
+ * module), imports with attributes, and failures (each one fails as before).
+ */
+export const resolveCacheSource = `() => {
+  const answers = new Map()
+  return (specifier, context, nextResolve) => {
+    const parent = context.parentURL
+    const conditions = context.conditions
+    if (
+      typeof parent !== "string" || !parent.startsWith("file:") || parent.includes("?") || parent.includes("#") ||
+      !Array.isArray(conditions) || !conditions.includes("import") ||
+      (context.importAttributes !== undefined && Object.keys(context.importAttributes).length > 0)
+    ) return nextResolve(specifier, context)
+    const key = parent.slice(0, parent.lastIndexOf("/") + 1) + "\\u0000" + conditions.join() + "\\u0000" + specifier
+    let answer = answers.get(key)
+    if (answer === undefined) {
+      answer = { ...nextResolve(specifier, context), shortCircuit: true }
+      answers.set(key, answer)
+    }
+    return { ...answer }
+  }
+}`
+
+/**
+ * The thread's first code (CommonJS, run by `Worker`'s `eval`). `module.registerHooks` is Node
+ * 22.15+ and 23.5+; on older Node the thread starts without the cache.
+ */
+const bootstrap = `"use strict"
+const Module = require("node:module")
+const data = require("node:worker_threads").workerData
+if (typeof Module.registerHooks === "function") {
+  const hooks = Module.registerHooks({ resolve: (${resolveCacheSource})() })
+  data.started = () => hooks.deregister()
+}
+process.argv[1] = data.main
+Module.runMain(data.main)
+`
+
+/** What `new Worker` gets for an entry: the bootstrap and the worker file's path, or a `data:` URL as it is. */
+export interface ThreadMain {
+  readonly file: URL | string
+  readonly eval: boolean
+  /** The absolute path of the worker file, for the bootstrap (`ThreadData.main`). */
+  readonly main: string | undefined
+}
+
+/**
+ * The start of a thread on `entry` (checked by threadOptions.entry). A `data:` URL starts as it is:
+ * it cannot import relative files, so there is little to resolve.
+ */
+export const threadMain = (entry: URL | string): ThreadMain => {
+  if (entry instanceof URL && entry.protocol === "data:") return { file: entry, eval: false, main: undefined }
+  // the path Node's Worker would run (it resolves a relative path against the current directory)
+  const main = entry instanceof URL ? fileURLToPath(entry) : isAbsolute(entry) ? entry : resolve(entry)
+  return { file: bootstrap, eval: true, main }
+}

@@ -1,0 +1,132 @@
+/**
+ * How a pool's thread starts (src/internal/threadMain.ts): a bootstrap installs a resolve cache for
+ * the start, then runs the worker file as Node runs a worker's main module. The cache is tested on
+ * the very source the thread runs; the threads show that the worker file cannot tell the bootstrap
+ * was there.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schedule } from "effect"
+import { fileURLToPath } from "node:url"
+import { PoolError } from "../src/index.ts"
+import { resolveCacheSource } from "../src/internal/threadMain.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { HowStarted } from "./fixtures/thread-main-tasks.ts"
+
+interface Answer {
+  readonly url: string
+  readonly format?: string | undefined
+  readonly shortCircuit?: boolean | undefined
+}
+interface Context {
+  readonly parentURL: string | undefined
+  readonly conditions: ReadonlyArray<string>
+  readonly importAttributes: Record<string, string>
+}
+type Resolve = (specifier: string, context: Context, next: (specifier: string, context: Context) => Answer) => Answer
+
+/** A fresh cache, made from the same text the thread's bootstrap runs. */
+const makeCache = (): Resolve => (new Function(`return (${resolveCacheSource})`)() as () => Resolve)()
+
+const IMPORT = ["node", "import", "module-sync", "node-addons"]
+const REQUIRE = ["node", "require", "module-sync", "node-addons"]
+const from = (parentURL: string | undefined, conditions = IMPORT, importAttributes: Record<string, string> = {}): Context => ({
+  parentURL,
+  conditions,
+  importAttributes
+})
+
+/** Node's resolution, counted: each answer carries its call's number, so that a cached one shows. */
+const counted = () => {
+  const calls: Array<string> = []
+  const next = (specifier: string, context: Context): Answer => {
+    calls.push(`${context.parentURL} ${specifier}`)
+    return { url: `file:///resolved/${calls.length}/${specifier.replace(/^\.\//, "")}`, format: "module" }
+  }
+  return { calls, next }
+}
+
+describe("the resolve cache of a thread's start", () => {
+  it("answers a specifier from a directory once, for every module of that directory", () => {
+    const cache = makeCache()
+    const { calls, next } = counted()
+    const first = cache("./core.js", from("file:///app/node_modules/effect/dist/Effect.js"), next)
+    const second = cache("./core.js", from("file:///app/node_modules/effect/dist/Schema.js"), next)
+    assert.deepStrictEqual(calls, ["file:///app/node_modules/effect/dist/Effect.js ./core.js"])
+    assert.deepStrictEqual(first, { url: "file:///resolved/1/core.js", format: "module", shortCircuit: true })
+    assert.deepStrictEqual(second, first)
+    // each answer is a copy: the loader may keep or change what it gets
+    assert.notStrictEqual(second, first)
+  })
+
+  it("asks Node again from another directory, for another specifier or other conditions", () => {
+    const cache = makeCache()
+    const { calls, next } = counted()
+    cache("./core.js", from("file:///app/dist/Effect.js"), next)
+    const deeper = cache("./core.js", from("file:///app/dist/internal/effect.js"), next)
+    cache("./effect.js", from("file:///app/dist/Effect.js"), next)
+    cache("./core.js", from("file:///app/dist/Effect.js", ["node", "import", "development"]), next)
+    assert.strictEqual(calls.length, 4)
+    assert.strictEqual(deeper.url, "file:///resolved/2/core.js")
+  })
+
+  it("leaves require, importers with a query or hash, imports with attributes and non-file importers to Node", () => {
+    const cache = makeCache()
+    const { calls, next } = counted()
+    const twice = (context: Context) => {
+      cache("./dep.js", context, next)
+      return cache("./dep.js", context, next)
+    }
+    // require tries extensions and directories: its answer is not import's
+    assert.strictEqual(twice(from("file:///app/a.cjs", REQUIRE)).shortCircuit, undefined)
+    // module mocking hooks answer per importing module, which they tell apart by a query
+    twice(from("file:///app/a.js?mock=1"))
+    twice(from("file:///app/a.js#x"))
+    twice(from("file:///app/a.js", IMPORT, { type: "json" }))
+    twice(from("data:text/javascript,export{}"))
+    twice(from(undefined))
+    assert.strictEqual(calls.length, 12)
+  })
+
+  it("does not keep a failure: the next import of the same specifier asks Node again", () => {
+    const cache = makeCache()
+    let calls = 0
+    const next = (): Answer => {
+      calls++
+      if (calls === 1) throw new Error("Cannot find module")
+      return { url: "file:///app/later.js", format: "module" }
+    }
+    assert.throws(() => cache("./later.js", from("file:///app/a.js"), next), "Cannot find module")
+    assert.strictEqual(cache("./later.js", from("file:///app/b.js"), next).url, "file:///app/later.js")
+    assert.strictEqual(calls, 2)
+  })
+})
+
+describe("a pool's thread runs its worker file as its main module", () => {
+  const esm = new URL("./fixtures/thread-main-worker.ts", import.meta.url)
+
+  it.live("ESM: process.argv[1] is the worker file and import.meta.main is true, for a URL or a relative path", () =>
+    Effect.gen(function*() {
+      for (const worker of [esm, "./test/fixtures/thread-main-worker.ts"]) {
+        const pool = yield* ThreadPool.make({ worker, threads: 1 })
+        assert.deepStrictEqual(yield* pool.run(HowStarted, 0), { argv1: fileURLToPath(esm), main: true }, String(worker))
+      }
+    }))
+
+  it.live("CommonJS: require.main is the worker file's module", () =>
+    Effect.gen(function*() {
+      const cjs = new URL("./fixtures/thread-main-worker.cjs", import.meta.url)
+      const pool = yield* ThreadPool.make({ worker: cjs, threads: 1, startTimeout: 60_000 })
+      assert.deepStrictEqual(yield* pool.run(HowStarted, 0), { argv1: fileURLToPath(cjs), main: true })
+    }))
+
+  it.live("a worker file that throws while it loads fails the start with what it threw", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ThreadPool.make({
+        worker: new URL("./fixtures/throws-at-load-worker.ts", import.meta.url),
+        threads: 1,
+        startSchedule: Schedule.recurs(0)
+      }))
+      assert.instanceOf(error, PoolError.WorkerStartFailed)
+      assert.include((error as PoolError.WorkerStartFailed).reason, "RangeError: thrown while the worker file loads")
+    }))
+})
