@@ -58,6 +58,24 @@ describe("the resolve cache of a thread's start", () => {
     assert.notStrictEqual(second, first)
   })
 
+  it("answers a relative specifier once per file it names, from any directory", () => {
+    const cache = makeCache()
+    const { calls, next } = counted()
+    const first = cache("./Duration.js", from("file:///app/dist/Effect.js"), next)
+    assert.deepStrictEqual(cache("../Duration.js", from("file:///app/dist/internal/core.js"), next), first)
+    assert.deepStrictEqual(cache("/app/dist/Duration.js", from("file:///app/dist/schema/AST.js"), next), first)
+    assert.strictEqual(calls.length, 1)
+  })
+
+  it("answers a bare specifier once per importing directory", () => {
+    const cache = makeCache()
+    const { calls, next } = counted()
+    cache("effect/Schema", from("file:///app/src/a.ts"), next)
+    cache("effect/Schema", from("file:///app/src/b.ts"), next)
+    cache("effect/Schema", from("file:///app/src/lib/c.ts"), next)
+    assert.strictEqual(calls.length, 2)
+  })
+
   it("asks Node again from another directory, for another specifier or other conditions", () => {
     const cache = makeCache()
     const { calls, next } = counted()

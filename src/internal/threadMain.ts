@@ -10,10 +10,11 @@
  * effect/Schema resolves about 880 specifiers for 150 files, and each resolution looks at the file
  * system (a stat, a realpath, the package.json that gives the file's format). Measured on Node
  * 24.21 (bench/scenarios/09-thread-start.ts's notes): resolving was a quarter of the CPU time of a
- * thread's start. The answer for a specifier depends only on the directory of the module that
- * imports it (relative URLs, node_modules lookups and package scopes all start there), so the
- * cache answers the same specifier from the same directory with the first answer. It serves the
- * start only: `ThreadWorker` removes it when the thread reports ready (see `started`).
+ * thread's start. Node's answer for a relative specifier depends only on the file it names, and
+ * for any other only on the directory of the module that imports it (node_modules lookups and
+ * package scopes start there), so the cache gives the first answer again: 150 resolutions instead
+ * of 880. It serves the start only: `ThreadWorker` removes it when the thread reports ready (see
+ * `started`).
  *
  * @internal
  */
@@ -40,7 +41,11 @@ export const resolveCacheSource = `() => {
       !Array.isArray(conditions) || !conditions.includes("import") ||
       (context.importAttributes !== undefined && Object.keys(context.importAttributes).length > 0)
     ) return nextResolve(specifier, context)
-    const key = parent.slice(0, parent.lastIndexOf("/") + 1) + "\\u0000" + conditions.join() + "\\u0000" + specifier
+    // a relative specifier names one file whoever imports it; any other is looked up from the importer's directory
+    const relative = specifier.startsWith("./") || specifier.startsWith("../") || specifier.startsWith("/")
+    const where = relative ? URL.parse(specifier, parent)?.href : parent.slice(0, parent.lastIndexOf("/") + 1) + "\\u0000" + specifier
+    if (where === undefined) return nextResolve(specifier, context)
+    const key = conditions.join() + "\\u0000" + where
     let answer = answers.get(key)
     if (answer === undefined) {
       answer = { ...nextResolve(specifier, context), shortCircuit: true }
