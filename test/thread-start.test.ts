@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { PoolError } from "../src/index.ts"
 import { resolveCacheSource } from "../src/internal/threadMain.ts"
@@ -136,6 +137,27 @@ describe("a pool's thread runs its worker file as its main module", () => {
       const pool = yield* ThreadPool.make({ worker: cjs, threads: 1, startTimeout: 60_000 })
       assert.deepStrictEqual(yield* pool.run(HowStarted, 0), { argv1: fileURLToPath(cjs), main: true })
     }))
+
+  it("in a process run with --input-type=module, a thread fails as a plain Worker does, not in its bootstrap", async () => {
+    // the threads inherit the flag, so Node parses the bootstrap (eval code) as a module, where
+    // there is no `require`; Node itself then refuses to run a worker file under that flag
+    const script = `
+      import { Effect } from "effect"
+      import { Worker } from "node:worker_threads"
+      import * as ThreadPool from ${JSON.stringify(new URL("../src/ThreadPool.ts", import.meta.url).href)}
+      const worker = new URL(${JSON.stringify(esm.href)})
+      const plain = await new Promise((resolve) => new Worker(worker).once("error", (error) => resolve(error.message)))
+      const error = await Effect.runPromise(Effect.scoped(Effect.flip(ThreadPool.make({ worker, threads: 1, startSchedule: undefined }))))
+      process.stdout.write(JSON.stringify({ plain, pool: error.reason }))
+    `
+    const printed = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: fileURLToPath(new URL("..", import.meta.url)) }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout))
+    )
+    const { plain, pool } = JSON.parse(printed) as { plain: string; pool: string }
+    assert.include(plain, "--input-type")
+    assert.include(pool, plain)
+  }, 60_000)
 
   it.live("a worker file that throws while it loads fails the start with what it threw", () =>
     Effect.gen(function*() {

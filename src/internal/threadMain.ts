@@ -56,12 +56,15 @@ export const resolveCacheSource = `() => {
 }`
 
 /**
- * The thread's first code (CommonJS, run by `Worker`'s `eval`). `module.registerHooks` is Node
+ * The thread's first code, run by `Worker`'s `eval`: as a CommonJS script, or as a module when the
+ * process runs with `--input-type=module` (the thread inherits it), so it takes Node's modules from
+ * `process.getBuiltinModule` (Node 20.16+; `require` before that). `module.registerHooks` is Node
  * 22.15+ and 23.5+; on older Node the thread starts without the cache.
  */
 const bootstrap = `"use strict"
-const Module = require("node:module")
-const data = require("node:worker_threads").workerData
+const builtin = typeof process.getBuiltinModule === "function" ? process.getBuiltinModule : require
+const Module = builtin("node:module")
+const data = builtin("node:worker_threads").workerData
 if (typeof Module.registerHooks === "function") {
   const hooks = Module.registerHooks({ resolve: (${resolveCacheSource})() })
   data.started = () => hooks.deregister()
