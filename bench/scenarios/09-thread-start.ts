@@ -202,7 +202,10 @@ export const scenario: Scenario = {
     "Memory: after its start a thread's heap holds about 18 MB (24 MB of pages) against the floor's 7.6 MB (10 MB): " +
       "effect's source text (31 of its files have a non-ASCII character, all but two only in comments, so V8 keeps their " +
       "1.5 MB as two-byte strings: about 4.5 MB in all), a young generation that the load's allocations grew to 8.5 MB of pages (13 MB " +
-      "before the resolve cache made less garbage), and about 1.3 MB of bytecode. What would close the rest lies in effect: " +
-      "fewer modules behind effect/Schema, a dist without JSDoc or with ASCII-only text."
+      "before the resolve cache made less garbage), and about 1.3 MB of bytecode. Tried and dropped: a full collection " +
+      "once the thread is ready (`vm.measureMemory` eager: 6–10 ms of the thread's CPU, and the young generation keeps its " +
+      "pages); a default `resourceLimits.maxYoungGenerationSizeMb` of 4 (3.4 MB of pages less per thread, but every task " +
+      "of the thread's life would then collect more often: a user's choice, not a default). What would close the rest " +
+      "lies in effect: fewer modules behind effect/Schema, a dist without JSDoc or with ASCII-only text."
   ]
 }
