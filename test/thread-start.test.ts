@@ -131,6 +131,20 @@ describe("a pool's thread runs its worker file as its main module", () => {
       }
     }))
 
+  it.live("a data: URL starts as it is (it can import only absolute URLs: there is little to resolve)", () =>
+    Effect.gen(function*() {
+      const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href)
+      const code = `
+        import * as Effect from ${JSON.stringify(import.meta.resolve("effect/Effect"))}
+        import * as Task from ${url("../src/Task.ts")}
+        import * as ThreadWorker from ${url("../src/ThreadWorker.ts")}
+        import { HowStarted } from ${url("./fixtures/thread-main-tasks.ts")}
+        ThreadWorker.serve([Task.handle(HowStarted, () => Effect.succeed({ argv1: "data", main: import.meta.main === true }))])
+      `
+      const pool = yield* ThreadPool.make({ worker: new URL(`data:text/javascript,${encodeURIComponent(code)}`), threads: 1 })
+      assert.deepStrictEqual(yield* pool.run(HowStarted, 0), { argv1: "data", main: true })
+    }))
+
   it.live("CommonJS: require.main is the worker file's module", () =>
     Effect.gen(function*() {
       const cjs = new URL("./fixtures/thread-main-worker.cjs", import.meta.url)
