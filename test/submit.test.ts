@@ -19,6 +19,27 @@ describe("submit", () => {
       assert.deepStrictEqual(yield* Effect.all([first.await, first.await], { concurrency: 2 }), ["first", "first"])
     }))
 
+  it.effect("the await of a queued job is one Effect: run many times, from many fibers, before and after the job ends", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const gate = yield* Deferred.make<void>()
+      yield* pool.submit(Deferred.await(gate))
+      const handle = yield* pool.submit(Effect.succeed("queued"))
+      // taken once, while the job is queued, then run by several fibers
+      const awaiting = handle.await
+      const first = yield* Effect.forkChild(awaiting)
+      const second = yield* Effect.forkChild(awaiting)
+      const interrupted = yield* Effect.forkChild(awaiting)
+      yield* settle
+      yield* Fiber.interrupt(interrupted)
+      assert.strictEqual(yield* handle.status, "queued")
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual([yield* Fiber.join(first), yield* Fiber.join(second)], ["queued", "queued"])
+      // and again once the job has ended
+      assert.strictEqual(yield* awaiting, "queued")
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(interrupted)))
+    }))
+
   it.effect("the handles of every pool are of one class, whatever each job's timeout", () =>
     Effect.gen(function*() {
       // a class per pool (or per option) would give the scheduler's code a hidden class per pool:

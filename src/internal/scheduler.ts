@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Cause, Context, Effect, Effectable, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
@@ -309,14 +309,17 @@ export class Job implements QueueEntry {
    * once per job of a burst that ends together, instead of once for the burst.
    */
   get await(): Effect.Effect<any, any> {
-    return this.exit ?? Effect.withFiber((fiber) =>
-      Effect.callback((resume) => {
-        if (this.exit !== undefined) return resume(this.exit)
-        const listener = (exit: Exit.Exit<any, any>) => fiber.currentDispatcher.scheduleTask(() => resume(exit), 0)
-        this.addListener(listener)
-        return Effect.sync(() => this.removeListener(listener))
-      })
-    )
+    return this.exit ?? new Awaiting(this) as unknown as Effect.Effect<any, any>
+  }
+
+  /** What `await` runs in the fiber that awaits, while the job has not ended. */
+  awaitIn(fiber: Fiber.Fiber<any, any>): Effect.Effect<any, any> {
+    return this.exit ?? Effect.callback((resume) => {
+      if (this.exit !== undefined) return resume(this.exit)
+      const listener = (exit: Exit.Exit<any, any>) => fiber.currentDispatcher.scheduleTask(() => resume(exit), 0)
+      this.addListener(listener)
+      return Effect.sync(() => this.removeListener(listener))
+    })
   }
 
   get interrupt(): Effect.Effect<void> {
@@ -373,6 +376,28 @@ export class Job implements QueueEntry {
     }
   }
 }
+
+/**
+ * `JobHandle.await` of a job that has not ended: one small object, run by the fiber that awaits it
+ * (Effect calls its `evaluate` with that fiber). `Effect.withFiber` costs a primitive and a closure
+ * per handle, and a submitter that keeps every handle before awaiting any (submit all, then await
+ * all) keeps them all through the young generation's collections.
+ */
+class Awaiting {
+  readonly job: Job
+  constructor(job: Job) {
+    this.job = job
+  }
+}
+Object.setPrototypeOf(
+  Awaiting.prototype,
+  Effectable.Prototype<Effect.Effect<any, any>>({
+    label: "JobHandle.await",
+    evaluate(fiber) {
+      return (this as unknown as Awaiting).job.awaitIn(fiber)
+    }
+  })
+)
 
 // writable: a job with a hook gets its own
 Object.defineProperty(Job.prototype, "hook", { value: undefined, writable: true })
