@@ -26,7 +26,20 @@
  *
  * @since 0.1.0
  */
-import { type Cause, Clock, Context, type Duration, Effect, Exit, Layer, Option, type Schedule, Stream } from "effect"
+import {
+  type Cause,
+  Clock,
+  Context,
+  type Duration,
+  Effect,
+  Effectable,
+  Exit,
+  type Fiber,
+  Layer,
+  Option,
+  type Schedule,
+  Stream
+} from "effect"
 import type * as Scope from "effect/Scope"
 import { dual } from "effect/Function"
 import { hasProperty } from "effect/Predicate"
@@ -902,6 +915,46 @@ const acquired = <W>(effect: unknown): Effect.Effect<W, unknown, Scope.Scope> =>
     config.invalidPoolConfig("resource", effect, "expected the function to return an Effect (of the worker's resource)")
   )
 
+/**
+ * A `submit`: one small object that the submitting fiber evaluates (Effect calls its `evaluate`
+ * with that fiber, whose services the job gets). `Effect.withFiber` would cost a primitive, a
+ * closure and the closure's captured variables per submitted job.
+ */
+class Submission {
+  readonly scheduler: Scheduler<any>
+  readonly job: unknown
+  readonly options: JobOptions | undefined
+  constructor(scheduler: Scheduler<any>, job: unknown, options: JobOptions | undefined) {
+    this.scheduler = scheduler
+    this.job = job
+    this.options = options
+  }
+
+  submitIn(fiber: Fiber.Fiber<any, any>): Effect.Effect<JobHandle<any, any>, AdmissionError> {
+    const scheduler = this.scheduler
+    const checked = checkSubmission(scheduler, this.job, this.options)
+    if ("_tag" in checked) return Effect.fail(checked)
+    const record = makeRecord(scheduler, this.job as JobRecord["effect"], fiber.context, checked)
+    if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
+    return Effect.callback<JobHandle<any, any>, AdmissionError>((resume) => {
+      if (record.state !== WAITING) return resume(admitted(record))
+      scheduler.whenAdmitted(record, () => resume(admitted(record)))
+      return Effect.sync(() => {
+        if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
+      })
+    })
+  }
+}
+Object.setPrototypeOf(
+  Submission.prototype,
+  Effectable.Prototype<Effect.Effect<JobHandle<any, any>, AdmissionError>>({
+    label: "WorkPool.submit",
+    evaluate(fiber) {
+      return (this as unknown as Submission).submitIn(fiber)
+    }
+  })
+)
+
 const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
     Effect.withFiber((fiber) => {
@@ -921,19 +974,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
     job: Job<A, E, R, W>,
     options?: JobOptions
   ): Effect.Effect<JobHandle<A, E>, AdmissionError, R> =>
-    Effect.withFiber<JobHandle<A, E>, AdmissionError, R>((fiber) => {
-      const checked = checkSubmission(scheduler, job, options)
-      if ("_tag" in checked) return Effect.fail(checked)
-      const record = makeRecord(scheduler, job, fiber.context, checked)
-      if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
-      return Effect.callback<JobHandle<A, E>, AdmissionError>((resume) => {
-        if (record.state !== WAITING) return resume(admitted(record))
-        scheduler.whenAdmitted(record, () => resume(admitted(record)))
-        return Effect.sync(() => {
-          if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
-        })
-      })
-    })
+    new Submission(scheduler, job, options) as unknown as Effect.Effect<JobHandle<A, E>, AdmissionError, R>
 
   const runAll = <A, E, R>(
     jobs: Iterable<Job<A, E, R, W>>,
