@@ -463,6 +463,15 @@ describe("Effect.sync jobs run without a fiber of their own", () => {
       // its timeout's deadline went with it: nothing is left to expire
       yield* TestClock.adjust("2 seconds")
       assert.strictEqual((yield* pool.stats).timedOut, 0)
+      // the submitter's fiber is the current one again once the function has run, or thrown
+      const submitter = Fiber.getCurrent()
+      assert.isDefined(submitter)
+      yield* pool.submit(Effect.sync(() => 1))
+      assert.strictEqual(Fiber.getCurrent(), submitter)
+      yield* pool.submit(Effect.sync(() => {
+        throw new Error("thrown")
+      }))
+      assert.strictEqual(Fiber.getCurrent(), submitter)
       // under a tracer it runs in a fiber, under its span
       const { spans, tracer } = recordingTracer()
       assert.strictEqual(yield* Effect.withTracer(pool.run(Effect.sync(() => Fiber.getCurrent() !== undefined)), tracer), true)
