@@ -512,6 +512,15 @@ describe("callback jobs (Effect.promise, tryPromise) wait on no fiber of their o
         [stats.submitted, stats.succeeded, stats.defects, stats.failed, stats.running],
         [5, 2, 2, 1, 0]
       )
+      // the submitter's fiber is the current one again once the function has been called, or thrown
+      const submitter = Fiber.getCurrent()
+      assert.isDefined(submitter)
+      yield* pool.submit(Effect.promise(async () => 1))
+      assert.strictEqual(Fiber.getCurrent(), submitter)
+      yield* pool.submit(Effect.promise((): Promise<number> => {
+        throw new Error("thrown")
+      }))
+      assert.strictEqual(Fiber.getCurrent(), submitter)
       // under a tracer it runs in a fiber, under its span
       const { spans, tracer } = recordingTracer()
       assert.isTrue(yield* Effect.withTracer(pool.run(Effect.promise(async () => Fiber.getCurrent() !== undefined)), tracer))

@@ -23,36 +23,32 @@ import type { Scheduler as PoolScheduler } from "./scheduler.ts"
 const CURRENT_FIBER = "~effect/Fiber/currentFiber"
 
 /**
- * Runs `f` outside any fiber: `Fiber.getCurrent()` is undefined in it, never the submitter's fiber
- * (in the job's own fiber it would be that fiber: a function that reads it needs one, see
- * `asCallback`).
+ * Leaves the current fiber: `Fiber.getCurrent()` is undefined until `restoreFiber`, so that a job's
+ * function that runs without a fiber of its own never sees the submitter's (in the job's own fiber
+ * it would see that fiber: a function that reads it needs one, see `asCallback`). Two calls around
+ * the function rather than a function that takes it: a closure per job cost a trivial job 100 of
+ * its 700 allocated bytes.
  */
-const outsideFiber = <A>(f: () => A): A => {
+const leaveFiber = (): unknown => {
   const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
-  if (current === undefined) return f()
-  ;(globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
-  try {
-    return f()
-  } finally {
-    ;(globalThis as Record<string, unknown>)[CURRENT_FIBER] = current
-  }
+  if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
+  return current
 }
 
-/**
- * Runs an `Effect.sync` function as its fiber would: its value, or the defect it threw. Outside any
- * fiber, as `outsideFiber` runs a function, written out here: a closure for `outsideFiber` cost each
- * trivial job 100 of its 700 allocated bytes.
- */
+/** Makes `fiber` (what `leaveFiber` returned) the current one again. */
+const restoreFiber = (fiber: unknown): void => {
+  if (fiber !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = fiber
+}
+
+/** Runs an `Effect.sync` function as its fiber would, outside any fiber: its value, or the defect it threw. */
 const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
-  const global = globalThis as Record<string, unknown>
-  const current = global[CURRENT_FIBER]
-  if (current !== undefined) global[CURRENT_FIBER] = undefined
+  const current = leaveFiber()
   try {
     return Exit.succeed(thunk())
   } catch (defect) {
     return Exit.die(defect)
   } finally {
-    if (current !== undefined) global[CURRENT_FIBER] = current
+    restoreFiber(current)
   }
 }
 
@@ -135,13 +131,12 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
     waiting.interrupted = interrupted
     pending.set(job.seq, waiting)
     try {
-      outsideFiber(() =>
-        callback.register.call(
-          schedulerOf(job.context),
-          (effect) => resume(waiting, effect),
-          waiting.controller?.signal
-        )
-      )
+      const current = leaveFiber()
+      try {
+        callback.register.call(schedulerOf(job.context), (effect) => resume(waiting, effect), waiting.controller?.signal)
+      } finally {
+        restoreFiber(current)
+      }
     } catch (defect) {
       pending.delete(job.seq)
       return scheduler.jobStopped(job, worker, Exit.die(defect))
