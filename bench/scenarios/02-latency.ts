@@ -170,11 +170,12 @@ export const scenario: Scenario = {
     "Submitting everything first costs nothing measurable once warm: ours with its 10,000 submissions made while " +
       "paused, untimed, then resumed took 156.0 ms against ours' 155.6 (medians of 7, one process; floor 126.8, " +
       "`Effect.forEach` 145.2), and `pool.runAll`, which keeps no handles, is no faster in the bench.",
-    "What ours spends that `Effect.forEach` does not: bytes allocated per job (GC profiler) are 2,425 for the same " +
-      "jobs as bare forked fibers, 2,640–2,810 for `Effect.forEach`, 4,110 for ours (3,800 with `pool.runAll`), of " +
-      "which about 600 are the job's own context (its `JobContext` and `jobId` log annotation: two `Context.add`s and " +
-      "the values). The bench child times the first full-size run after two 3,000-job warm-ups, while the JIT still " +
-      "compiles: there ours takes 107–131 ms of CPU against `Effect.forEach`'s 56–63; warm, 29–44 against 13–16.",
+    "What ours spends that `Effect.forEach` does not: bytes allocated per job (`bench/trace-rounds.ts`, its timer " +
+      "hook included) are 2,660 for the same jobs as bare forked fibers, 2,870 for `Effect.forEach`, 4,110 for ours " +
+      "(3,880 with `pool.runAll`), of which about 600 are the job's own context (its `JobContext` and `jobId` log " +
+      "annotation: two `Context.add`s and their values). The bench child times the first full-size run after two " +
+      "3,000-job warm-ups, while the JIT still compiles: there ours took 107–131 ms of CPU against `Effect.forEach`'s " +
+      "56–63; warm, 29–44 against 13–16 (before `submit` and `await` allocated less).",
     "So the target asks the pool for less CPU per job than `Effect.forEach`, which itself takes 1.08–1.26× the floor " +
       "in these children (1.21× in the table): an Effect fiber and `Effect.sleep` alone cost a job more than the " +
       "floor's promise and timer."
