@@ -916,65 +916,78 @@ const acquired = <W>(effect: unknown): Effect.Effect<W, unknown, Scope.Scope> =>
   )
 
 /**
- * A `submit`: one small object that the submitting fiber evaluates (Effect calls its `evaluate`
- * with that fiber, whose services the job gets). `Effect.withFiber` would cost a primitive, a
- * closure and the closure's captured variables per submitted job.
+ * A `run` or a `submit`: one small object that the calling fiber evaluates (Effect calls its
+ * `evaluate` with that fiber, whose services the job gets). `Effect.withFiber` would cost a
+ * primitive, a closure and the closure's captured variables per job.
  */
 class Submission {
   readonly scheduler: Scheduler<any>
   readonly job: unknown
   readonly options: JobOptions | undefined
-  constructor(scheduler: Scheduler<any>, job: unknown, options: JobOptions | undefined) {
+  /** `run`: the caller waits for the job's result; `submit`: for its handle. */
+  readonly awaits: boolean
+  constructor(scheduler: Scheduler<any>, job: unknown, options: JobOptions | undefined, awaits: boolean) {
     this.scheduler = scheduler
     this.job = job
     this.options = options
+    this.awaits = awaits
   }
 
-  submitIn(fiber: Fiber.Fiber<any, any>): Effect.Effect<JobHandle<any, any>, AdmissionError> {
+  evaluateIn(fiber: Fiber.Fiber<any, any>): Effect.Effect<any, any> {
     const scheduler = this.scheduler
     const checked = checkSubmission(scheduler, this.job, this.options)
     if ("_tag" in checked) return Effect.fail(checked)
     const record = makeRecord(scheduler, this.job as JobRecord["effect"], fiber.context, checked)
-    if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
-    return Effect.callback<JobHandle<any, any>, AdmissionError>((resume) => {
-      if (record.state !== WAITING) return resume(admitted(record))
-      scheduler.whenAdmitted(record, () => resume(admitted(record)))
-      return Effect.sync(() => {
-        if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
-      })
-    })
+    return this.awaits ? runRecord(scheduler, record, checked) : submitRecord(scheduler, record, checked)
   }
 }
+
 Object.setPrototypeOf(
   Submission.prototype,
-  Effectable.Prototype<Effect.Effect<JobHandle<any, any>, AdmissionError>>({
-    label: "WorkPool.submit",
+  Effectable.Prototype<Effect.Effect<any, any>>({
+    label: "WorkPool.job",
     evaluate(fiber) {
-      return (this as unknown as Submission).submitIn(fiber)
+      return (this as unknown as Submission).evaluateIn(fiber)
     }
   })
 )
 
+/**
+ * Admits a job inside the callback, so that an interruption at any point after admission reaches
+ * the job; a job that ends during admission resumes the caller at once.
+ */
+const runRecord = (scheduler: Scheduler<any>, record: JobRecord, checked: CheckedJobOptions): Effect.Effect<any, any> =>
+  Effect.callback<any, any>((resume) => {
+    record.addListener(resume as any)
+    scheduler.admit(record, checked.queueTimeout, undefined)
+    if (record.exit === undefined) return Effect.suspend(() => scheduler.cancel(record))
+  })
+
+/** Admits a job and hands back its handle, once there is room for it (overflow "suspend"). */
+const submitRecord = (
+  scheduler: Scheduler<any>,
+  record: JobRecord,
+  checked: CheckedJobOptions
+): Effect.Effect<JobHandle<any, any>, AdmissionError> => {
+  if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
+  return Effect.callback<JobHandle<any, any>, AdmissionError>((resume) => {
+    if (record.state !== WAITING) return resume(admitted(record))
+    scheduler.whenAdmitted(record, () => resume(admitted(record)))
+    return Effect.sync(() => {
+      if (record.state === WAITING) scheduler.settle(record, Exit.interrupt(), "interrupted")
+    })
+  })
+}
+
 const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
-    Effect.withFiber((fiber) => {
-      const checked = checkSubmission(scheduler, job, options)
-      if ("_tag" in checked) return Effect.fail(checked)
-      const record = makeRecord(scheduler, job, fiber.context, checked)
-      // admitted inside the callback, so that an interruption at any point after admission
-      // reaches the job; a job that ends during admission resumes the caller at once
-      return Effect.callback<A, E | JobError, R>((resume) => {
-        record.addListener(resume as any)
-        scheduler.admit(record, checked.queueTimeout, undefined)
-        if (record.exit === undefined) return Effect.suspend(() => scheduler.cancel(record))
-      })
-    })
+    new Submission(scheduler, job, options, true) as unknown as Effect.Effect<A, E | JobError, R>
 
   const submit = <A, E, R>(
     job: Job<A, E, R, W>,
     options?: JobOptions
   ): Effect.Effect<JobHandle<A, E>, AdmissionError, R> =>
-    new Submission(scheduler, job, options) as unknown as Effect.Effect<JobHandle<A, E>, AdmissionError, R>
+    new Submission(scheduler, job, options, false) as unknown as Effect.Effect<JobHandle<A, E>, AdmissionError, R>
 
   const runAll = <A, E, R>(
     jobs: Iterable<Job<A, E, R, W>>,
