@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Schedule } from "effect"
+import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -77,6 +78,37 @@ describe("durable wake-ups", () => {
         yield* settle
         assert.isDefined(awaiting.pollUnsafe(), "the job waits for the consumer's next poll")
         assert.strictEqual(yield* Fiber.join(awaiting), 50)
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+
+  it.effect("a delayed job enqueued while a consumer sleeps wakes it at the job's time, not at once to look again", () =>
+    Effect.gen(function*() {
+      const claims: Array<number> = []
+      const layer = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store): Store => ({
+          ...store,
+          claim: (request) =>
+            Effect.andThen(Effect.flatMap(store.now, (now) => Effect.sync(() => claims.push(now))), store.claim(request))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))],
+          concurrency: 1,
+          poll: "1 hour",
+          retry: Schedule.recurs(0)
+        })
+        yield* settle
+        assert.deepStrictEqual(claims, [0], "one look at start")
+        const job = yield* JobQueue.enqueue(Echo, { n: 3 }, { delay: "5 seconds" })
+        for (let t = 0; t < 5000; t += 500) {
+          yield* TestClock.adjust(500)
+          yield* settle
+        }
+        assert.strictEqual(yield* job.await, 3)
+        // at 5 s it claims the job, then looks again once its slot is free
+        assert.deepStrictEqual(claims, [0, 5000, 5000])
       }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })

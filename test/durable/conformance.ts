@@ -658,6 +658,122 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* job.await, 3)
       })))
 
+    describe("3. an idle consumer wakes at a delayed job's time, not at its next poll", () => {
+      // a poll far beyond every wait below: only the time the claim reported can wake the consumer
+      const sleepy = { ...options, poll: "1 minute" } as const
+      /** A handler that records its start times (store clock) and fails its first `failures` attempts. */
+      const recording = (failures = 0) =>
+        Effect.gen(function*() {
+          const starts = yield* Ref.make<Array<{ readonly n: number; readonly at: number }>>([])
+          const handler = Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const at = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+              const count = (yield* Ref.updateAndGet(starts, (s) => [...s, { n, at }])).length
+              return count <= failures ? yield* Effect.fail(new Boom({ n })) : n
+            }))
+          return { starts, handler }
+        })
+      const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+      it.effect("a retry's 200 ms backoff under a 1 minute poll starts at 200 ms", () =>
+        provide(Effect.gen(function*() {
+          const { handler, starts } = yield* recording(1)
+          yield* JobQueue.consume({ ...sleepy, retry: Schedule.spaced("200 millis"), handlers: [handler] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tick(1000, 20)
+          assert.strictEqual(yield* stateOf(job.id), "succeeded")
+          const [first, second] = yield* Ref.get(starts)
+          const waited = second!.at - first!.at
+          assert.isTrue(waited >= 200 && waited <= 240, `the retry started ${waited} ms after the failed attempt`)
+        })))
+
+      it.effect("a delayed job enqueued while its consumer sleeps starts at its time", () =>
+        provide(Effect.gen(function*() {
+          const { handler, starts } = yield* recording()
+          yield* JobQueue.consume({ ...sleepy, handlers: [handler] })
+          // the consumer has looked, found nothing and sleeps
+          yield* tick(100, 20)
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "500 millis" })
+          const due = (yield* JobQueue.status(job.id)).visibleAt.getTime()
+          yield* tick(400, 20)
+          assert.strictEqual(yield* stateOf(job.id), "delayed")
+          yield* tick(200, 20)
+          assert.strictEqual(yield* stateOf(job.id), "succeeded")
+          const late = (yield* Ref.get(starts))[0]!.at - due
+          assert.isTrue(late >= 0 && late <= 40, `started ${late} ms after its time`)
+        })))
+
+      it.effect("a consumer of several queues wakes at the soonest delayed job of any of them", () =>
+        provide(Effect.gen(function*() {
+          const { handler, starts } = yield* recording()
+          yield* JobQueue.consume({ ...sleepy, queues: ["a", "b"], handlers: [handler] })
+          yield* tick(100, 20)
+          const t0 = yield* now
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", delay: "3 seconds" })
+          yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", delay: "300 millis" })
+          yield* tick(3500, 50)
+          const times = (yield* Ref.get(starts)).map(({ at, n }) => [n, at - t0] as const)
+          assert.deepStrictEqual(times.map(([n]) => n), [2, 1])
+          assert.isTrue(times[0]![1] >= 300 && times[0]![1] <= 360, `queue b's job started at ${times[0]![1]} ms`)
+          assert.isTrue(times[1]![1] >= 3000 && times[1]![1] <= 3060, `queue a's job started at ${times[1]![1]} ms`)
+        })))
+
+      it.effect("a cancelled delayed job: its consumer finds nothing at its time, and starts the next one at its own", () =>
+        provide(Effect.gen(function*() {
+          const { handler, starts } = yield* recording()
+          yield* JobQueue.consume({ ...sleepy, handlers: [handler] })
+          yield* tick(100, 20)
+          const t0 = yield* now
+          const cancelled = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "300 millis" })
+          const next = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "700 millis" })
+          yield* tick(100, 20)
+          assert.strictEqual(yield* cancelled.cancel, "cancelled")
+          yield* tick(900, 20)
+          assert.strictEqual(yield* stateOf(next.id), "succeeded")
+          const started = (yield* Ref.get(starts)).map(({ at, n }) => [n, at - t0] as const)
+          assert.strictEqual(started.length, 1)
+          assert.isTrue(started[0]![1] >= 700 && started[0]![1] <= 760, `the next job started at ${started[0]![1]} ms`)
+          assert.strictEqual(yield* stateOf(cancelled.id), "cancelled")
+        })))
+
+      it.effect("a job taken back from a dead consumer starts at its backoff's time", () =>
+        provide(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { retry: { fixed: "200 millis" } })
+          // a consumer claims it and dies
+          assert.strictEqual((yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims.length, 1)
+          const { handler, starts } = yield* recording()
+          yield* JobQueue.consume({ ...sleepy, handlers: [handler] })
+          // the reaper (every lease / 2) takes it back once its lease has expired
+          yield* tick(LEASE * 2, 50)
+          assert.strictEqual(yield* stateOf(job.id), "succeeded")
+          const info = yield* JobQueue.status(job.id)
+          const late = (yield* Ref.get(starts))[0]!.at - info.visibleAt.getTime()
+          assert.isTrue(late >= 0 && late <= 60, `started ${late} ms after its backoff ended`)
+        })))
+
+      it.effect("a claim says how long until its queues' soonest delayed job is visible (store time), leaving out paused queues", () =>
+        provide(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const claim = (queues: ReadonlyArray<string>) => store.claim({ queues, tasks: ["Echo"], limit: 5, lease: LEASE })
+          assert.isUndefined((yield* claim(["a", "b"])).dueIn, "nothing delayed")
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", delay: "2 seconds" })
+          yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", delay: "300 millis" })
+          yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "a" })
+          yield* JobQueue.pause("b")
+          const first = yield* claim(["a", "b"])
+          assert.deepStrictEqual(first.claims.map((c) => c.job.queue), ["a"])
+          assert.strictEqual(first.dueIn, 2000)
+          yield* JobQueue.resume("b")
+          yield* TestClock.adjust(100)
+          assert.strictEqual((yield* claim(["a", "b"])).dueIn, 200)
+          assert.strictEqual((yield* claim(["a"])).dueIn, 1900)
+          yield* TestClock.adjust(200)
+          const due = yield* claim(["a", "b"])
+          assert.deepStrictEqual([due.claims.map((c) => c.job.queue), due.dueIn], [["b"], 1700])
+        })))
+    })
+
     it.effect("3. dead letters keep the last failure, are listed, and redrive runs them again", () =>
       provide(Effect.gen(function*() {
         const healthy = yield* Ref.make(false)

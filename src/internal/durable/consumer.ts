@@ -449,9 +449,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }
         const count = claimed.claims.length
         held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
+        // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
+        // consumer sleeps until that time at most, not a whole poll past it
+        const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
         // the queue's shared limit held the claim back: nothing to claim before its window frees
-        if (claimed.limitedFor > 0) yield* nap(claimed.limitedFor, woken)
-        else if (count === 0) yield* Effect.raceFirst(store.wait(config.poll, since), wake.wait(config.poll, woken))
+        if (claimed.limitedFor > 0) yield* nap(Math.min(claimed.limitedFor, due), woken)
+        else if (count === 0) yield* Effect.raceFirst(store.wait(due, since), wake.wait(config.poll, woken))
       }
     })
 

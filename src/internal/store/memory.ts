@@ -62,7 +62,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
   const rows = new Map<string, Row>()
   const byToken = new Map<string, Row>()
   const queues = new Map<string, QueueState>()
-  const signal = makeSignal()
+  const signal = makeSignal({ clock })
   const cancels = makeSignal()
   let seq = 0
 
@@ -80,6 +80,11 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
   }
   const changed = <A>(a: A): A => {
     signal.notify()
+    return a
+  }
+  /** A job that becomes visible in `delay` ms: its waiters wake then (at once if it is due now). */
+  const changedIn = <A>(delay: number, a: A): A => {
+    signal.notifyIn(delay)
     return a
   }
 
@@ -125,7 +130,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         leaseUntil: 0
       }
       rows.set(job.id, row)
-      return changed({ id: job.id, created: true })
+      return changedIn(visibleAt - now, { id: job.id, created: true })
     })
 
   const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
@@ -298,14 +303,26 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         return { job: row.job, token }
       })
       let limitedFor = 0
+      let dueAt = Infinity
       if (picked.length < request.limit) {
         for (const name of held) {
           const queue = queueOf(name)
           const wait = windowAllows(queue.times, queue.times.length, queue.rate!, now, 1).nextAt - now
           if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
+        // the soonest delayed job of the request's unpaused queues, of any task (as the other stores)
+        for (const { job } of rows.values()) {
+          if (
+            job.state === "queued" && job.visibleAt > now && job.visibleAt < dueAt && request.queues.includes(job.queue) &&
+            !queueOf(job.queue).paused
+          ) dueAt = job.visibleAt
+        }
       }
-      return { claims: claims.length === 0 ? claims : changed(claims), limitedFor }
+      return {
+        claims: claims.length === 0 ? claims : changed(claims),
+        limitedFor,
+        dueIn: dueAt === Infinity ? undefined : dueAt - now
+      }
     })
 
   const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
@@ -347,7 +364,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
           const visibleAt = now + settlement.delay
           update(row, { state: "queued", exit: settlement.exit, visibleAt })
           row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, visibleAt)
-          break
+          return changedIn(settlement.delay, true)
         }
         case "Release": {
           // back where it was in the queue: its rank is kept

@@ -94,6 +94,13 @@ export interface Claimed {
    * held this claim back (its window was full); 0 when no limit did.
    */
   readonly limitedFor: number
+  /**
+   * Milliseconds (store time, from the claim's own moment) until the soonest delayed job of the
+   * request's unpaused queues, of any task, becomes visible: how long an idle consumer may sleep.
+   * Undefined when none is delayed, and may be when the claim took `limit` jobs (the consumer then
+   * claims again at once, and the store need not look).
+   */
+  readonly dueIn?: number | undefined
 }
 
 /** A queue's shared rate limit: at most `limit` claims in any window of `interval` ms. */

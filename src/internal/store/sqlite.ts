@@ -80,8 +80,22 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   // 4: the producer's span (trace context)
   `ALTER TABLE wp_job ADD COLUMN trace TEXT;`,
   // 5: the job's own retry policy (a backoff, or the name of a consumer's policy)
-  `ALTER TABLE wp_job ADD COLUMN retry TEXT;`
+  `ALTER TABLE wp_job ADD COLUMN retry TEXT;`,
+  // 6: the delayed jobs by due time, for the claim's "next due in" (see DELAYED)
+  `CREATE INDEX wp_job_delayed ON wp_job (queue, visible_at) WHERE state = 'queued' AND visible_at > created_at;`
 ]
+
+/**
+ * The soonest delayed job of a queue (?1), unless it is paused, at ?2 (now): a queue's first entry
+ * of `wp_job_delayed`. That index holds only the queued jobs that were not visible when they
+ * entered the queue (`visible_at > created_at`: a delay, a retry's backoff, a reaped job's), so a
+ * job enqueued to run at once costs it nothing; a job due later than now is always in it (it was
+ * created before now). The query repeats the index's condition, as SQLite needs to use it.
+ */
+export const DELAYED = `SELECT visible_at FROM wp_job
+  WHERE queue = ?1 AND state = 'queued' AND visible_at > created_at AND visible_at > ?2
+    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = ?1 AND q.paused = 1)
+  ORDER BY visible_at LIMIT 1`
 
 export interface Config {
   readonly filename: string
@@ -219,18 +233,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     )
     // a fiber that waits for a change arms the watch of other processes' commits (below)
     let arm = () => {}
-    const signal = makeSignal(() => arm())
+    const signal = makeSignal({ onWait: () => arm(), clock })
     const cancels = makeSignal()
 
     const all = <Row = SqlRow>(sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<Row>
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
     const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
+    /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
+    let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
       Effect.try({
         try: () => {
           db.exec("BEGIN IMMEDIATE")
+          visibleIn = 0
           try {
             const before = changes()
             const result = body()
@@ -238,7 +255,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             db.exec("COMMIT")
             // only a change wakes waiters: a waiter that looked and found nothing waits for the next
             // one (its own empty claim must not wake it, or it would claim again and again)
-            if (changed) signal.notify()
+            if (changed) signal.notifyIn(visibleIn)
             return result
           } catch (error) {
             if (db.isTransaction) db.exec("ROLLBACK")
@@ -331,6 +348,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           job.retry ?? null
         )
         run(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`, job.id)
+        visibleIn = visible - now
         return { id: job.id, created: true }
       })
 
@@ -519,6 +537,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
          LIMIT ?`
       ).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
 
+    const delayed = db.prepare(DELAYED)
+    /** After a claim that took fewer than asked for: when its queues' soonest delayed job is due. */
+    const dueIn = (request: ClaimRequest, now: number, claimed: number): number | undefined => {
+      if (claimed >= request.limit) return undefined
+      let soonest = Infinity
+      for (const queue of request.queues) {
+        const row = delayed.get(queue, now) as { visible_at: number } | undefined
+        if (row !== undefined && row.visible_at < soonest) soonest = row.visible_at
+      }
+      return soonest === Infinity ? undefined : soonest - now
+    }
+
     /** One statement: the best visible jobs of the request's queues become running. */
     const claimBest = (request: ClaimRequest, now: number) =>
       all<SqlRow & { readonly rank: number; readonly seq: number }>(
@@ -554,7 +584,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
            WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
         ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
-        if (limited.length === 0) return { claims: claimBest(request, now), limitedFor: 0 }
+        if (limited.length === 0) {
+          const claims = claimBest(request, now)
+          return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
+        }
         const windows = limited.map((queue) => {
           const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
           const oldest = oldestClaims(queue.name, Math.min(queue.rate_count, request.limit))
@@ -593,7 +626,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           const wait = window.nextAt - now
           if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
-        return { claims: rows.map((row) => ({ job: toRow(row), token: row.lease_token! })), limitedFor }
+        return {
+          claims: rows.map((row) => ({ job: toRow(row), token: row.lease_token! })),
+          limitedFor,
+          dueIn: dueIn(request, now, rows.length)
+        }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
@@ -630,6 +667,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
               ).changes
             ) > 0
           case "Retry":
+            visibleIn = settlement.delay
             return Number(
               run(
                 `UPDATE wp_job SET state = 'queued', exit = ?, visible_at = ?, rank = ${RANK("?")}, ${lease} ${fence}`,
