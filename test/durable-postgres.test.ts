@@ -13,7 +13,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, delayOnServerClock, Echo } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -76,7 +76,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["5"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["6"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -89,7 +89,7 @@ else {
         const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
         assert.instanceOf(error, StoreError)
         assert.strictEqual((error as StoreError).operation, "migrate")
-        assert.match(error.message, /version 99.*up to 5/)
+        assert.match(error.message, /version 99.*up to 6/)
       }))
 
     it.live("a version-1 schema is migrated to the latest version on start, and its jobs run", () =>
@@ -97,13 +97,15 @@ else {
         const schema = freshSchema()
         const S = `"${schema}"`
         yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
-        // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4), no retry column (5)
+        // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4), no retry column (5),
+        // no index of delayed jobs (6)
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.forEach([
               `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry`,
               `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count`,
               `DROP TABLE ${S}.wp_rate`,
+              `DROP INDEX ${S}.wp_job_delayed`,
               `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
             ], (statement) => sql.unsafe(statement).raw, { discard: true })
           )
@@ -115,7 +117,7 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
         const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
-        assert.deepStrictEqual(versions.map((row) => row.value), ["5"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["6"])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
@@ -128,6 +130,12 @@ else {
           return yield* JobQueue.await(Echo, job.id)
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(started, 42)
+      }), { timeout: 60_000 })
+
+    it.live("a delayed job enqueued by another store instance starts at its time on a consumer polling once an hour (NOTIFY), whose wall clock is an hour ahead", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* delayedWakeAcrossInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>
@@ -150,7 +158,7 @@ else {
         assert.strictEqual(error._tag, "JobCancelled")
       }), { timeout: 60_000 })
 
-    it.live("the claim (one queue or several) is served by the partial index wp_job_ready: no sort of the queued jobs", () =>
+    it.live("the claim (one queue or several) is served by the partial index wp_job_ready: no sort of the queued jobs; its look for the soonest delayed job by wp_job_delayed", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* Effect.provide(JobQueue.stats("default"), layer(schema))
@@ -190,6 +198,11 @@ else {
                 timeout_ms, created_at, visible_at)
                 SELECT 'ready-' || q || '-' || i, q, 'Echo', '{}', i % 5, i % 5, 'queued', 1, 0, 0, 0
                 FROM generate_series(1, 20000) i, unnest(ARRAY['default', 'b', 'c']) q`).raw
+              // and 3 × 20,000 delayed ones, due after the claim's time (1)
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'delayed-' || q || '-' || i, q, 'Echo', '{}', i % 5, i % 5, 'queued', 1, 0, 0, 1000 + i
+                FROM generate_series(1, 20000) i, unnest(ARRAY['default', 'b', 'c']) q`).raw
               yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
             })
           )
@@ -202,6 +215,8 @@ else {
           if (queues.length === 1) assert.notMatch(text, /Sort/, text)
           // several: a sort of the few rows each queue's index scan hands up (a LIMIT in a LATERAL), not of the queued jobs
           else assert.match(text, /Sort[\s\S]*Function Scan on unnest[\s\S]*Limit[\s\S]*LockRows[\s\S]*Index Scan using wp_job_ready/, text)
+          // the soonest delayed job: the first entry of each queue's range of wp_job_delayed
+          assert.match(text, /Limit[\s\S]*Index (Only )?Scan using wp_job_delayed/, text)
         }
       }), { timeout: 60_000 })
 

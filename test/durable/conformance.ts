@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -62,6 +62,55 @@ export const delayOnServerClock = Effect.gen(function*() {
   const due = yield* JobQueue.enqueue(Echo, { n: 2 }, { runAt: new Date(1000) })
   assert.strictEqual((yield* JobQueue.status(due.id)).state, "queued")
 })
+
+/**
+ * For a store whose time is its server's (Postgres, Redis), live: a job delayed by 1 s, enqueued
+ * through another store instance (another process, as far as the consumer can tell) while the
+ * consumer sleeps with a poll of an hour, starts at its time: the enqueue's notification wakes the
+ * consumer then. The consumer's machine's wall clock is an hour ahead of the server's (clock skew):
+ * the delay is the server's, the consumer only counts it down. `layer` makes a store instance.
+ */
+export const delayedWakeAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const real = yield* Clock.Clock
+    const HOUR = 3_600_000
+    const millis = () => real.currentTimeMillisUnsafe() + HOUR
+    const nanos = () => real.currentTimeNanosUnsafe() + BigInt(HOUR) * 1_000_000n
+    const ahead: Clock.Clock = {
+      currentTimeMillisUnsafe: millis,
+      currentTimeMillis: Effect.sync(millis),
+      currentTimeNanosUnsafe: nanos,
+      currentTimeNanos: Effect.sync(nanos),
+      monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+      monotonicTimeNanos: real.monotonicTimeNanos,
+      sleep: (duration) => real.sleep(duration)
+    }
+    const idle = yield* Deferred.make<void>()
+    // the consumer's store says when the consumer found nothing and sleeps for its poll
+    const consumerStore = Layer.effect(
+      JobStore.JobStore,
+      Effect.map(JobStore.JobStore, (store): Store => ({
+        ...store,
+        wait: (millis, since) =>
+          Effect.andThen(millis === HOUR ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
+      }))
+    ).pipe(Layer.provide(layer()))
+    return yield* Effect.gen(function*() {
+      let startedAt = 0
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (startedAt = Date.now(), n)))],
+        concurrency: 1,
+        poll: HOUR
+      })
+      yield* Deferred.await(idle)
+      const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 5 }, { delay: "1 second" }), layer())
+      assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("30 seconds")), 5)
+      const info = yield* JobQueue.status(job.id)
+      // the store's visibleAt is the server's time; the handler's, this machine's real one
+      assert.isAtLeast(startedAt, info.visibleAt.getTime() - 50, "started before its time")
+      assert.isBelow(startedAt, info.visibleAt.getTime() + 10_000, "started long after its time")
+    }).pipe(Effect.scoped, Effect.provide(consumerStore), Effect.provideService(Clock.Clock, ahead))
+  })
 
 /** Same name as Echo, another payload: what an old producer might have stored. */
 const EchoOld = Task.make("Echo", { payload: Schema.Struct({ n: Schema.String }), success: Schema.Number, failure: Boom })

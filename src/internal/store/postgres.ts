@@ -107,7 +107,9 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // 4: the producer's span (trace context)
   (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN trace text;`,
   // 5: the job's own retry policy (a backoff, or the name of a consumer's policy)
-  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN retry text;`
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN retry text;`,
+  // 6: the delayed jobs by due time, for the claim's "next due in" (see `dueInStatement`)
+  (s) => `CREATE INDEX wp_job_delayed ON ${s}.wp_job (queue, visible_at) WHERE state = 'queued' AND visible_at > created_at;`
 ]
 
 /** The schema of the tables: a plain identifier, since it is spliced into every statement. */
@@ -260,6 +262,27 @@ export const bestStatement = (
 }
 
 /**
+ * How long (ms) from `now` until the soonest delayed job of `queues` (not paused, any task) becomes
+ * visible; NULL if none. Each queue's first entry of `wp_job_delayed`, an index of only the queued
+ * jobs that were not visible when they entered the queue (`visible_at > created_at`: a delay, a
+ * retry's backoff, a reaped job's), so an enqueue to run at once costs it nothing; a job due after
+ * now is always in it (it was created before now). The query repeats the index's condition, so
+ * that the planner can use it.
+ */
+export const dueInStatement = (sql: PgClient.PgClient, S: Fragment, queues: ReadonlyArray<string>, now: Fragment | number) => {
+  const delayed = (queue: Fragment | string) =>
+    sql`SELECT d.visible_at FROM ${S}.wp_job d
+      WHERE d.queue = ${queue} AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > ${now}
+      ORDER BY d.visible_at LIMIT 1`
+  return queues.length === 1
+    ? sql`(SELECT (${delayed(queues[0]!)}) - ${now}
+        WHERE NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = ${queues[0]!} AND p.paused))`
+    : sql`(SELECT min(d.visible_at) - ${now} FROM unnest(${queues}::text[]) AS q(name)
+        CROSS JOIN LATERAL (${delayed(sql`q.name`)}) d
+        WHERE NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused))`
+}
+
+/**
  * The claim when no queue of the request has a rate limit, one statement: the best jobs
  * (`bestStatement`) made running with a fresh token. If a queue has a limit it claims nothing and
  * says so (`limited`): the store then claims under the queues' locks. Exported for the test that
@@ -272,7 +295,9 @@ export const claimStatement = (
   now: Fragment | number,
   finals: ReadonlyArray<FinalSettle> = []
 ) =>
-  sql<SqlRow & { rank: number; limited: boolean; settled: ReadonlyArray<string> | null }>`WITH limited AS (
+  sql<
+    SqlRow & { rank: number; limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
+  >`WITH limited AS (
       SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
     ),
     next AS (${bestStatement(sql, S, request.queues, request.tasks, request.limit, now, sql`NOT (SELECT limited FROM limited)`)}),
@@ -287,7 +312,12 @@ export const claimStatement = (
   }
     SELECT claimed.*, limited.limited${
     finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
-  } FROM limited LEFT JOIN claimed ON true`
+  },
+      -- only after a claim that took fewer than asked for (the consumer sleeps then): a busy one
+      -- claims again at once, and pays nothing for it
+      CASE WHEN NOT limited.limited AND (SELECT count(*) FROM claimed) < ${sql.literal(String(Math.max(1, Math.floor(request.limit))))}
+        THEN ${dueInStatement(sql, S, request.queues, now)} END AS due_in
+    FROM limited LEFT JOIN claimed ON true`
 
 /** A final settle waiting to be written (see `settle` in `makeWith`). */
 export interface FinalSettle {
@@ -361,23 +391,29 @@ export const makeWith = (
     const driverTime = driverTimeOf(cfg.clock)
     const S = sql.literal(`"${cfg.schema}"`)
     const channel = `workpool_${cfg.schema}`
-    const signal = makeSignal()
+    const signal = makeSignal({ clock })
     const cancels = makeSignal()
 
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
     const NOW = (): Fragment | number =>
       cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : sql.literal("floor(extract(epoch from now()) * 1000)::bigint")
 
-    /** Runs a statement as one store operation; a change wakes this process's waiters. */
+    /**
+     * Runs a statement as one store operation; a change wakes this process's waiters: at once, or
+     * (`changed` gives a number) when the job it made visible later is due, that many ms from now.
+     */
     const op = <A>(
       operation: string,
       effect: Effect.Effect<A, unknown>,
-      changed: (a: A) => boolean = () => false
+      changed: (a: A) => boolean | number = () => false
     ): Effect.Effect<A, StoreError> =>
       effect.pipe(
         driverTime,
         Effect.mapError(fail(operation)),
-        Effect.tap((a) => changed(a) ? Effect.sync(signal.notify) : Effect.void)
+        Effect.tap((a) => {
+          const change = changed(a)
+          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
+        })
       )
 
     // --- open: the migrations, one starter at a time
@@ -416,6 +452,7 @@ export const makeWith = (
       while (true) {
         const { payload } = yield* Queue.take(queue)
         if (payload === "cancel") cancels.notify()
+        else if (payload.startsWith("due:")) signal.notifyIn(Number(payload.slice(4, payload.indexOf(":", 4))))
         else signal.notify()
       }
     }).pipe(Effect.scoped)
@@ -428,9 +465,15 @@ export const makeWith = (
     )
     /**
      * NOTIFY within the statement's own transaction: sent when (and only if) it commits. The payload
-     * says what for: `job:<queue>` (a job can be claimed) or `cancel` (a running job's cancel).
+     * says what for: `job:<queue>` (a job can be claimed), `due:<ms>:<queue>` (a job of the queue
+     * becomes claimable in `ms`, on the server's clock: listeners wake their idle consumers then,
+     * not at once to look) or `cancel` (a running job's cancel). With `delay`, an SQL expression
+     * of the job's delay: `job:` when it is not positive.
      */
-    const notify = (queue: Fragment | string) => sql`pg_notify(${channel}, 'job:' || ${queue})`
+    const notify = (queue: Fragment | string, delay?: Fragment) =>
+      delay === undefined
+        ? sql`pg_notify(${channel}, 'job:' || ${queue})`
+        : sql`pg_notify(${channel}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text || ':' ELSE 'job:' END || ${queue})`
 
     /** The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. */
     const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
@@ -464,14 +507,15 @@ export const makeWith = (
     const insert = (job: NewJob) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
-      const due = job.runAt === undefined && job.delay <= 0
-      return sql<{ id: string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, dedup_key, state,
-          max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+      // how long until it is due, on the server's clock (a runAt is the producer's)
+      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
         VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null})
         ON CONFLICT DO NOTHING
-        RETURNING id${due ? sql`, ${notify(job.queue)} IS NULL AS notified` : sql``}`
+        RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay)} IS NULL AS notified`
     }
 
     const enqueue = (job: NewJob) =>
@@ -483,7 +527,7 @@ export const makeWith = (
           // finished in between, the insert is tried again)
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
-            if (inserted.length > 0) return { id: job.id, created: true }
+            if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
             const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
               SELECT id FROM ${S}.wp_job
@@ -492,9 +536,9 @@ export const makeWith = (
             if (found.length > 0) return { id: found[0]!.id, created: false }
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
-        }),
-        (result) => result.created
-      )
+        }).pipe(Effect.map((result): { id: string; created: boolean; dueIn?: number } => result)),
+        (result) => result.created ? result.dueIn ?? true : false
+      ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     const get = (id: string) =>
       op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
@@ -709,8 +753,13 @@ export const makeWith = (
       finals.carry(() => true, (carried) =>
         Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried)), (rows) => {
           const written = new Set(rows[0]?.settled ?? [])
+          const dueIn = rows[0]?.due_in
           return [
-            { limited: rows[0]?.limited === true, claims: toClaims(rows.filter((row) => row.id !== null)) },
+            {
+              limited: rows[0]?.limited === true,
+              claims: toClaims(rows.filter((row) => row.id !== null)),
+              dueIn: dueIn === null || dueIn === undefined ? undefined : Number(dueIn)
+            },
             carried.map((entry) => written.has(entry.token))
           ] as const
         }))
@@ -772,14 +821,17 @@ export const makeWith = (
           const wait = window.nextAt - now
           if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
-        return { claims: toClaims(rows), limitedFor }
+        const dueIn = rows.length >= request.limit
+          ? []
+          : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
+        return { claims: toClaims(rows), limitedFor, dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in) }
       }))
 
     const claim = (request: ClaimRequest): Effect.Effect<Claimed, StoreError> =>
       op(
         "claim",
-        Effect.flatMap(claimUnlimited(request), ({ claims, limited }) =>
-          limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0 })),
+        Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, limited }) =>
+          limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn })),
         (claimed) => claimed.claims.length > 0
       )
 
@@ -825,14 +877,15 @@ export const makeWith = (
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
             return sql`UPDATE ${S}.wp_job SET state = 'queued', exit = ${settlement.exit}, visible_at = ${visible},
               rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)}, ${lease} ${fence}
-              RETURNING ${settlement.delay <= 0 ? sql`${notify(sql`wp_job.queue`)} IS NULL` : sql`true`} AS notified`
+              RETURNING ${notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`)} IS NULL AS notified`
           }
           case "Release":
             return sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}
               RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`
         }
       })()
-      return op("settle", Effect.map(statement, (rows) => rows.length > 0), (done) => done)
+      // a retry's job is visible after its backoff: this process's waiters wake then
+      return op("settle", Effect.map(statement, (rows) => rows.length > 0), (done) => done && (settlement._tag === "Retry" ? settlement.delay : true))
     }
 
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) => {
@@ -853,7 +906,7 @@ export const makeWith = (
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.seq FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS back`,
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`,
           (rows) => rows.length
         ),
         (n) => n > 0
