@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, Echo } from "./durable/conformance.ts"
+import { conformance, delayedWakeAcrossInstances, Echo } from "./durable/conformance.ts"
 import { clusterLayer, timeoutSignalsOfJobs, freshPrefix } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -48,6 +48,12 @@ else {
           return yield* Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))
         }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true })), Effect.timeout("30 seconds"))
         assert.deepStrictEqual(results, [0, 10, 20, 30, 40])
+      }), { timeout: 60_000 })
+
+    it.live("a delayed job enqueued by another store instance starts at its time on a consumer polling once an hour, whose wall clock is an hour ahead", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* delayedWakeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>

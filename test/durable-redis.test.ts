@@ -5,13 +5,13 @@
  * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Logger, Redacted } from "effect"
+import { Context, Effect, Fiber, Layer, Logger, Redacted } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, delayOnServerClock, Echo } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -55,6 +55,50 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
         assert.deepStrictEqual(result, [2, 4, 6])
       }), { timeout: 60_000 })
+
+    it.live("a delayed job enqueued by another store instance starts at its time on a consumer polling once an hour (its marker), whose wall clock is an hour ahead", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* delayedWakeAcrossInstances(() => layer(prefix))
+      }), { timeout: 60_000 })
+
+    it.live("a delayed job's marker, taken by an idle store whose next claim fills its consumer, is handed back for other idle consumers; a claim passes the soonest one on", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const marker = (queue: string) => Effect.promise(() => admin((client) => client.zScore(`{${prefix}:${queue}}:marker`, "1")))
+        const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
+          Effect.gen(function*() {
+            for (let tries = 0; tries < 1000; tries++) {
+              const value = yield* look
+              if (done(value)) return value
+              yield* Effect.sleep(20)
+            }
+            return assert.fail(`timed out waiting until ${what}`)
+          })
+        const context = yield* Layer.build(layer(prefix))
+        const store = Context.get(context, JobStore.JobStore)
+        // another process's store
+        const producer = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, layer(prefix))
+        // an idle consumer of "q" and "other": its claim found nothing, and it waits (its store blocks on the markers)
+        const request = (queues: ReadonlyArray<string>) => ({ queues, tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.strictEqual((yield* store.claim(request(["q", "other"]))).claims.length, 0)
+        yield* Effect.forkChild(store.wait(3_600_000))
+        yield* Effect.promise(() => blocked(prefix))
+        const delayed = yield* producer(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 minute" }))
+        const due = (yield* Effect.provideContext(JobQueue.status(delayed.id), context)).visibleAt.getTime()
+        // its store took the marker: no other process sees it now
+        yield* until(marker("q"), (score) => score === null, "the idle store took the delayed job's marker")
+        // the next claim fills the consumer (a job of "other"): the marker goes back, for the others
+        yield* producer(JobQueue.enqueue(Echo, { n: 2 }, { queue: "other" }))
+        assert.strictEqual((yield* store.claim(request(["other"]))).claims.length, 1)
+        // (its own watch may pop it once more, before it stops: it puts it back)
+        yield* until(marker("q"), (score) => score === due, "the marker was handed back")
+        // a claim that takes a job of a queue with delayed jobs passes the soonest one's marker on
+        yield* Effect.promise(() => admin((client) => client.zRem(`{${prefix}:q}:marker`, "1")))
+        yield* producer(JobQueue.enqueue(Echo, { n: 3 }, { queue: "q" }))
+        assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
+        assert.strictEqual(yield* marker("q"), due)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {

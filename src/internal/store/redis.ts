@@ -13,7 +13,8 @@
  *   writes nothing;
  * - idle consumers block with `BZPOPMIN` on the queue's marker key on a dedicated connection (as
  *   BullMQ does) instead of polling: a job that becomes claimable adds the marker; the consumer
- *   that pops it claims, and passes the marker on if jobs are left;
+ *   that pops it claims, and passes the marker on if jobs are left; a delayed job adds a marker
+ *   scored with its time, and the consumer that pops it wakes then;
  * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once.
  *
  * Two lookups are outside a queue's slot, in keys of their own (`{<prefix>}:ids`: job id → queue,
@@ -176,8 +177,8 @@ const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly 
 const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArray<string>) => [key, ...args], { lua, numberOfKeys: 1 })
 
 const SCRIPTS = {
-  enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number]>(),
-  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>]>(),
+  enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number, string?]>(),
+  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>, string]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
   settle: script(Scripts.SETTLE).withReturnType<Array<number>>(),
@@ -214,9 +215,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const redis = yield* Redis.Redis
     const clock = yield* Clock.Clock
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
-    const signal = makeSignal()
+    const signal = makeSignal({ clock })
     const cancels = makeSignal()
     const token = makeTokens()
+    // the server's time minus this machine's, as last seen by `now` (0 when the store's time is the Effect Clock)
+    let offset = 0
     const base = (queue: string) => `{${cfg.prefix}:${queue}}`
     const meta = (queue: string) => `${base(queue)}:meta`
     const QUEUES = `{${cfg.prefix}}:queues`
@@ -224,10 +227,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
 
-    const op = <A>(operation: string, effect: Effect.Effect<A, unknown>, changed: (a: A) => boolean = () => false) =>
+    /** A change wakes this process's waiters: at once, or (a number) when the job it delayed is due. */
+    const op = <A>(operation: string, effect: Effect.Effect<A, unknown>, changed: (a: A) => boolean | number = () => false) =>
       effect.pipe(
         Effect.mapError(fail(operation)),
-        Effect.tap((a) => changed(a) ? Effect.sync(signal.notify) : Effect.void)
+        Effect.tap((a) => {
+          const change = changed(a)
+          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
+        })
       )
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
       redis.eval(SCRIPTS[name] as Redis.Script<{ params: ReadonlyArray<string>; result: any }>)(meta(queue), ...args) as Effect.Effect<
@@ -250,6 +257,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     let idle = 0
     const idleChanged = makeSignal()
     const watched = new Set<string>()
+    /**
+     * The delayed jobs' markers this store took while idle (queue → the soonest due time, server
+     * ms): its consumer wakes then. Other idle processes did not see them, so a claim that leaves
+     * no free slot (the consumer may be busy at that time) hands back those not yet due.
+     */
+    const dueMarkers = new Map<string, number>()
+    const serverNow = () => clock.currentTimeMillisUnsafe() + offset
+    const markDue = (queue: string, at: string) => redis.send("ZADD", `${base(queue)}:marker`, "LT", at, "1")
     const watch = (queue: string) =>
       Effect.gen(function*() {
         const connection = yield* redis.reserve
@@ -257,9 +272,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           while (idle === 0) yield* idleChanged.wait(60_000)
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
           if (popped === null || (Array.isArray(popped) && popped.length === 0)) continue
+          // a delayed job's marker ("1", scored with its time on the server's clock): wake then
+          const [, member, score] = popped as [string, string, string | number]
+          const at = Number(score)
+          const dueIn = member === "1" ? at - serverNow() : 0
           // nobody here to claim it any more: pass it on to another process
-          if (idle === 0) yield* connection.send("ZADD", `${base(queue)}:marker`, "0", "0")
-          else signal.notify()
+          if (idle === 0) yield* connection.send("ZADD", `${base(queue)}:marker`, "LT", dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
+          else {
+            signal.notifyIn(dueIn)
+            if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) dueMarkers.set(queue, at)
+          }
         }
       }).pipe(
         Effect.scoped,
@@ -297,8 +319,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           yield* knownQueue(job.queue)
           const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
-          if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return { id: job.id, created: false }
-          const [id, created] = yield* run(
+          if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return { id: job.id, created: false, dueIn: 0 }
+          const [id, created, dueIn] = yield* run(
             "enqueue",
             job.queue,
             NOW(),
@@ -317,10 +339,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           )
           // a dedup key held by another job: this id was never stored
           if (fresh === 1 && id !== job.id) yield* redis.send("HDEL", IDS, job.id)
-          return { id, created: created === 1 }
+          return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
         }),
-        (result) => result.created
-      )
+        // a delayed job: this process's waiters wake at its time
+        (result) => result.created ? result.dueIn : false
+      ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     const getRow = (id: string) =>
       Effect.gen(function*() {
@@ -449,12 +472,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           yield* startWatching(request.queues)
           const claims: Array<Claim & { readonly rank: number }> = []
           let limitedFor = 0
+          let dueIn: number | undefined
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
             const tokens = Array.from({ length: limit }, () => token(queue))
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
-            const [flats, held] = yield* settles.carry((item) => item.queue === queue, (carried) =>
+            const [flats, held, due] = yield* settles.carry((item) => item.queue === queue, (carried) =>
               Effect.map(
                 run(
                   "claim",
@@ -468,7 +492,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   ...carried.flatMap((item) => item.args),
                   ...tokens
                 ),
-                ([flats, held, settled]) => [[flats, held] as const, settled.map((n) => n === 1)] as const
+                ([flats, held, settled, due]) => [[flats, held, due] as const, settled.map((n) => n === 1)] as const
               ))
             flats.forEach((values, n) => {
               const { job, rank } = claimedRow(queue, values)
@@ -476,14 +500,33 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             })
             const wait = Number(held)
             if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+            if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
           }
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
           claimedShort = claims.length < request.limit
-          return { claims: claims.map(({ job, token }): Claim => ({ job, token })), limitedFor: claims.length < request.limit ? limitedFor : 0 }
+          // not the claim's failure: a marker not handed back only leaves its job to the poll
+          if (dueMarkers.size > 0) yield* Effect.ignore(handBack)
+          return {
+            claims: claims.map(({ job, token }): Claim => ({ job, token })),
+            limitedFor: claims.length < request.limit ? limitedFor : 0,
+            dueIn: claims.length < request.limit ? dueIn : undefined
+          }
         }),
         (claimed) => claimed.claims.length > 0
       )
+
+    /** After a claim: forgets the markers whose time has come (it was the wake-up), hands back the others if it filled up. */
+    const handBack = Effect.suspend(() => {
+      const now = serverNow()
+      const back: Array<readonly [string, number]> = []
+      for (const [queue, at] of dueMarkers) {
+        if (at > now && claimedShort) continue
+        dueMarkers.delete(queue)
+        if (at > now) back.push([queue, at])
+      }
+      return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
+    })
 
     /** Tokens by their queue: one script per queue. */
     const byQueue = (tokens: ReadonlyArray<string>) => {
@@ -545,7 +588,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         : settlement._tag === "Retry"
         ? [token, "retry", String(settlement.delay), "1", settlement.exit]
         : [token, "release", "", "0", ""]
-      return op("settle", settles.add({ queue, args }), (done) => done)
+      // a retry's job is visible after its backoff: this process's waiters wake then
+      return op("settle", settles.add({ queue, args }), (done) => done && (settlement._tag === "Retry" ? settlement.delay : true))
     }
 
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
@@ -571,7 +615,6 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       })
 
     // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
-    let offset = 0
     const now: Effect.Effect<number> = cfg.clock === "effect"
       ? Effect.sync(() => clock.currentTimeMillisUnsafe())
       : redis.send<[string, string]>("TIME").pipe(

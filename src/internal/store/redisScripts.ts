@@ -19,7 +19,9 @@
  * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit)
  * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
  *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
- * - `B:marker`        zset: the wake-up marker idle consumers block on (BZPOPMIN)
+ * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
+ *                     (score 0) when a job can be claimed now, member "1" (score the time, the
+ *                     server's ms) when a delayed job becomes visible then
  * - `B:seq`           counter
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
@@ -41,7 +43,13 @@ local function rankOf(priority, visible)
   if aging > 0 then return priority * aging - visible end
   return priority
 end
+-- the wake-up for a delayed job of this queue due at visible: an idle consumer that pops it wakes
+-- then (LT: the soonest time stays, whoever adds later ones)
+local function markDue(visible)
+  redis.call("ZADD", B .. ":marker", "LT", visible, "1")
+end
 -- a queued job goes to its task's ready set (waking an idle consumer) or to the delayed set
+-- (waking one at its time)
 local function place(id, now)
   local j = jobKey(id)
   local f = redis.call("HMGET", j, "task", "rank", "seq", "visible")
@@ -51,6 +59,7 @@ local function place(id, now)
     redis.call("ZADD", B .. ":marker", 0, "0")
   else
     redis.call("ZADD", B .. ":delayed", visible, id)
+    markDue(visible)
   end
 end
 -- delayed jobs whose time has come become ready
@@ -112,7 +121,10 @@ local function settle(token, kind, arg, hasExit, exit, now)
 end
 `
 
-/** ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none) */
+/**
+ * ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt
+ * ("" none), trace ("" none), retry ("" none) → {id, created (1 or 0), ms until it is visible (text; created only)}
+ */
 export const ENQUEUE = `${PRELUDE}
 local id = ARGV[2]
 if redis.call("EXISTS", jobKey(id)) == 1 then return {id, 0} end
@@ -136,7 +148,7 @@ if ARGV[12] ~= nil and ARGV[12] ~= "" then redis.call("HSET", jobKey(id), "trace
 if ARGV[13] ~= nil and ARGV[13] ~= "" then redis.call("HSET", jobKey(id), "retry", ARGV[13]) end
 queued(id)
 place(id, now)
-return {id, 1}
+return {id, 1, tostring(visible - now)}
 `
 
 /**
@@ -168,11 +180,13 @@ export const CLAIMED_FIELDS = [
 
 /**
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
- * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled}: first the settles (a busy consumer's claim
+ * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn}: first the settles (a busy consumer's claim
  * carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each), then the claim:
  * with a rate limit, at most what the queue's window allows (its oldest claims at least
  * `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as text)
- * is how long until the window frees when it held the claim back, else "0".
+ * is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as text)
+ * how long until the queue's soonest delayed job is visible, when the claim took fewer than `limit`
+ * (else, or if none, "").
  */
 export const CLAIM = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -184,7 +198,7 @@ for i = 1, settleCount do
   settled[i] = settle(ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], now)
 end
 local tokenAt = 5 + taskCount + settleCount * 5
-if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled} end
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled, ""} end
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -248,7 +262,9 @@ if rateLimit > 0 then
     if wait > 0 then limitedFor = tostring(wait) end
   end
 end
--- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same)
+local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
+-- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same), and the one for
+-- the soonest delayed job (this consumer, busy now, may have been the one to wake for it)
 if #out > 0 then
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
@@ -256,8 +272,11 @@ if #out > 0 then
       break
     end
   end
+  if due[1] then markDue(tonumber(due[2])) end
 end
-return {out, limitedFor, settled}
+local dueIn = ""
+if #out < wanted and due[1] then dueIn = tostring(tonumber(due[2]) - now) end
+return {out, limitedFor, settled, dueIn}
 `
 
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
