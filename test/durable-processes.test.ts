@@ -11,7 +11,7 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { assertEveryJobOnce, type Consumer, killMidRun, sqliteWritable, startConsumer as start, untilFinal, waitUntil } from "./durable/children.ts"
-import { setup, threadProofs, zombieProof } from "./durable/processes.ts"
+import { delayedWakeProof, setup, threadProofs, zombieProof } from "./durable/processes.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const startConsumer = (file: string, concurrency: number, lease: number, jobMillis: number, mode = "") =>
@@ -127,6 +127,16 @@ describe("durable jobs across processes (SQLite)", () => {
     } finally {
       await runtime.dispose()
     }
+  })
+
+  it("a delayed job enqueued by another process starts at its time on an idle consumer process, not at its 60 s poll", {
+    timeout: 120_000
+  }, async () => {
+    const file = join(dir, "delayed.db")
+    const consumer = await delayedWakeProof(setup(JobStore.sqlite({ filename: file }), file, {}, sqliteWritable(file)))
+    consumer.child.kill("SIGTERM")
+    await consumer.exited
+    assert.deepStrictEqual([consumer.child.exitCode, consumer.stderr], [130, ""])
   })
 
   it("a consumer frozen (SIGSTOP) past its lease: another consumer runs the job; resumed (SIGCONT), the zombie is interrupted and its settle changes nothing", {

@@ -18,7 +18,7 @@ afterAll(() => Promise.all(runtimes.map((runtime) => runtime.dispose())))
 /** A store's producer runtime and its consumer processes, on a place of their own (a schema, a key prefix). */
 export interface Setup {
   readonly runtime: ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>
-  readonly consumer: (concurrency: number, lease: number, jobMillis: number, mode?: string) => Consumer
+  readonly consumer: (concurrency: number, lease: number, jobMillis: number, mode?: string, env?: Record<string, string>) => Consumer
   /** Whether another process could write to the store now (SQLite's one write lock); default always. */
   readonly writable?: () => boolean
 }
@@ -32,8 +32,8 @@ export const setup = (
 ): Setup => {
   const runtime = ManagedRuntime.make(layer as Layer.Layer<JobStore.JobStore, never>)
   runtimes.push(runtime)
-  const consumer = (concurrency: number, lease: number, jobMillis: number, mode?: string) =>
-    startConsumer(store, { concurrency, lease, jobMillis, env, ...(mode ? { mode } : {}) })
+  const consumer = (concurrency: number, lease: number, jobMillis: number, mode?: string, more: Record<string, string> = {}) =>
+    startConsumer(store, { concurrency, lease, jobMillis, env: { ...env, ...more }, ...(mode ? { mode } : {}) })
   return writable === undefined ? { runtime, consumer } : { runtime, consumer, writable }
 }
 
@@ -81,6 +81,26 @@ export const zombieProof = async ({ consumer, runtime, writable }: Setup, mode?:
   const info = await runtime.runPromise(JobQueue.status(job.id))
   assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 2])
   return [zombie, other] as const
+}
+
+/**
+ * A job delayed by 1.5 s, enqueued by this process while a consumer process that polls once a
+ * minute is idle, starts at its time: the store tells the consumer (Postgres' NOTIFY, Redis' marker,
+ * SQLite's file and then the claim) and it wakes then, not a poll later. Returns the consumer.
+ */
+export const delayedWakeProof = async ({ consumer, runtime }: Setup) => {
+  const LONG = 60_000
+  const idle = consumer(1, LONG, 0, undefined, { WORKPOOL_TEST_POLL: String(LONG) })
+  // a first job: once it has succeeded, the consumer has looked again and sleeps for its poll
+  const first = await runtime.runPromise(JobQueue.enqueue(Work, { n: 1 }))
+  assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, first.id)), 1)
+  const delayed = await runtime.runPromise(JobQueue.enqueue(Work, { n: 2 }, { delay: "1500 millis" }))
+  await waitUntil([idle], () => idle.lines.includes("done 2"), "the idle consumer ran the delayed job", 30_000)
+  const info = await runtime.runPromise(JobQueue.status(delayed.id))
+  // both times on the store's clock
+  const late = info.startedAt!.getTime() - info.visibleAt.getTime()
+  assert.isTrue(late >= 0 && late < 10_000, `started ${late} ms after its time`)
+  return idle
 }
 
 /** kill -9 mid-run, killed between success and ack, a zombie past its lease. */
@@ -144,6 +164,12 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
       timeout: 120_000
     }, async () => {
       await stop(await zombieProof(fresh()))
+    })
+
+    it("a delayed job enqueued by another process starts at its time on an idle consumer process, not at its 60 s poll", {
+      timeout: 120_000
+    }, async () => {
+      await stop([await delayedWakeProof(fresh())])
     })
   })
 
