@@ -869,6 +869,11 @@ export interface ConsumeOptions<R> {
    */
   readonly retryPolicies?: Readonly<Record<string, WorkPool.Retry>> | undefined
   readonly lease?: Duration.Input | undefined
+  /**
+   * How often an idle consumer looks for jobs no wake-up told it of (another process's, where the
+   * store cannot hear of them). Default 1 second. Delayed jobs and retries start at their time
+   * whatever it is: a claim says when its queues' next one is due.
+   */
   readonly poll?: Duration.Input | undefined
   readonly shutdownTimeout?: Duration.Input | undefined
   /**
