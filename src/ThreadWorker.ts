@@ -27,14 +27,17 @@ import {
   CONFIRMED,
   envelope,
   type FromThread,
+  HOLD,
   isTuple,
   OFFERED,
   offerCell,
   open,
   type Outcome,
   Outbox,
+  PACE,
   PORT,
   type Run,
+  SHORT,
   threadData,
   type ToThread
 } from "./internal/protocol.ts"
@@ -73,13 +76,21 @@ const pool:
     readonly slots: number
     readonly offer: Int32Array
     readonly started: (() => void) | undefined
+    readonly pace: Int32Array
   }
   | undefined = (() => {
     const data = threadData(workerThreads.workerData)
     if (data === undefined) return undefined
     ;(workerThreads as { workerData: unknown }).workerData = data.workerData
     syncBuiltinESMExports()
-    return { port: data[PORT], name: data.pool, slots: data.slots, offer: data.offer, started: data.started }
+    return {
+      port: data[PORT],
+      name: data.pool,
+      slots: data.slots,
+      offer: data.offer,
+      started: data.started,
+      pace: data.pace
+    }
   })()
 
 /** Whether `serve` was called in this thread. */
@@ -234,6 +245,14 @@ export const serve = <R = never, E = never>(
   }))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
+  // How long tasks take here (see protocol.PACE): a moving average over about the last 8 tasks
+  let pace = 0
+  const paced = (startedAt: number) => {
+    const took = performance.now() - startedAt
+    pace = pace === 0 ? took * 1000 : pace + (took * 1000 - pace) / 8
+    Atomics.store(pool.pace, PACE, Math.max(1, Math.min(Math.round(pace), 0x7fffffff)))
+  }
+
   // Progress: the latest value per task, sent at most once per PROGRESS_INTERVAL for all tasks
   // together, so that a task reporting in a hot loop costs the main thread one message per interval.
   const pendingProgress = new Map<number, unknown>()
@@ -297,6 +316,7 @@ export const serve = <R = never, E = never>(
   }
 
   const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown, json: boolean) => {
+    const startedAt = performance.now()
     const handler = byName.get(name)
     if (handler === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
@@ -341,11 +361,15 @@ export const serve = <R = never, E = never>(
     }
     const fiber = Effect.runForkWith(context)(effect)
     const exit = fiber.pollUnsafe()
-    if (exit !== undefined) return reply(id, safeOutcomeOf(exit))
+    if (exit !== undefined) {
+      reply(id, safeOutcomeOf(exit))
+      return paced(startedAt)
+    }
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)
       reply(id, safeOutcomeOf(exit))
+      paced(startedAt)
       if (offers.length > 0) startOffers()
     })
   }
@@ -366,12 +390,19 @@ export const serve = <R = never, E = never>(
     return true
   }
   let handlersContext: Context.Context<R> | undefined
+  /** When the answers waiting in the outbox began to be held (see protocol.SHORT). */
+  let holdingSince = 0
   const startOffers = () => {
     while (offers.length > 0 && running.size < pool.slots && !closing) {
       const run = offers.shift()!
       if (!claim(run)) continue
-      // the answers before it go first: a long synchronous task would hold them back
-      outbox.flush()
+      // the answers before it go first, unless tasks here are short (see protocol.SHORT): a long
+      // synchronous task would hold them back
+      const now = performance.now()
+      if (pace === 0 || pace >= SHORT || now - holdingSince >= HOLD) {
+        outbox.flush()
+        holdingSince = now
+      }
       runTask(taskContext(handlersContext!, run), run[0], run[1], run[2], run[6] === 1)
     }
   }

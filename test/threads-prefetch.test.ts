@@ -12,6 +12,7 @@ import { Effect, Exit, Fiber } from "effect"
 import type * as WorkPool from "../src/WorkPool.ts"
 import { Crash, Flaky, Hold, Mark } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
+import { depth, MAX_OFFERS, MIN_OFFERS } from "../src/internal/threads.ts"
 import { settle, waitFor } from "./helpers.ts"
 
 /** Blocks the main thread until slot `slot` is not 0 or `millis` pass; whether it got there. */
@@ -24,6 +25,24 @@ const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean
   }
   return true
 }
+
+/**
+ * Blocks the main thread until `done()` or `millis` pass; whether it got there. Every `Mark` task
+ * bumps slot 15 (its start order), which wakes the wait.
+ */
+const blockUntilTrue = (counters: Int32Array, done: () => boolean, millis: number): boolean => {
+  const deadline = Date.now() + millis
+  while (!done()) {
+    const left = deadline - Date.now()
+    if (left <= 0) return false
+    Atomics.wait(counters, 15, Atomics.load(counters, 15), Math.min(left, 50))
+  }
+  return true
+}
+
+/** Runs `n` tasks of `millis` one after the other on a fresh pool, so that its thread's pace is known (slot 12). */
+const setPace = (pool: Effect.Success<ReturnType<typeof makeThreadPool>>["pool"], millis: number, n: number) =>
+  Effect.forEach(Array.from({ length: n }), () => pool.run(Mark, { mark: 12, millis }), { discard: true })
 
 /** Every admitted job is somewhere, exactly once. */
 const addsUp = (s: WorkPool.PoolStats) =>
@@ -233,5 +252,84 @@ describe("ThreadPool prefetch", () => {
       yield* Effect.all([low.await, high.await])
       assert.deepStrictEqual([Atomics.load(counters, 2), Atomics.load(counters, 4)], [1, 1], "each ran once")
       assert.isBelow(Atomics.load(counters, 5), Atomics.load(counters, 3), "the higher priority started first")
+    }))
+
+  it("offers per thread: as many as cover the window at the thread's pace, within the bounds", () => {
+    assert.strictEqual(depth(0), MIN_OFFERS, "pace unknown")
+    assert.strictEqual(depth(1), MAX_OFFERS, "very short tasks")
+    assert.strictEqual(depth(500_000), MIN_OFFERS, "long tasks")
+    assert.isAbove(depth(100), MIN_OFFERS)
+    assert.isBelow(depth(100), MAX_OFFERS)
+    assert.isAtLeast(depth(50), depth(100), "shorter tasks, more offers")
+  })
+
+  it.live("short tasks: a busy thread is offered many ahead, and runs them all while the main thread is blocked", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
+      yield* setPace(pool, 0, 20)
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      const handles = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
+      yield* settle
+      const ranAll = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        return blockUntilTrue(counters, () => Atomics.load(counters, 2) === 8, 5000)
+      })
+      assert.isTrue(ranAll, `the thread ran all 8 on its own (it ran ${Atomics.load(counters, 2)})`)
+      yield* a.await
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.queued, s.running, s.succeeded], [0, 0, 29])
+    }))
+
+  it.live("long tasks: a busy thread is offered no more than the least", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
+      yield* setPace(pool, 20, 8)
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      const handles = yield* Effect.forEach(Array.from({ length: 5 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
+      yield* settle
+      const ran = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        // the offers run; no other task can start without the main thread, blocked for 300 ms more
+        blockUntilTrue(counters, () => Atomics.load(counters, 2) === MIN_OFFERS, 5000)
+        blockUntilTrue(counters, () => false, 300)
+        return Atomics.load(counters, 2)
+      })
+      assert.strictEqual(ran, MIN_OFFERS, "the thread held only its offers")
+      yield* a.await
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+      assert.strictEqual(Atomics.load(counters, 2), 5)
+    }))
+
+  it.live("deep offers: a cancelled one never runs, and a better task takes the place of the last one", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
+      yield* setPace(pool, 0, 20)
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      // offered in this order: six of mark 2, with one of mark 8 among them, and the last of mark 6
+      const lows = yield* Effect.forEach([2, 2, 2, 8, 2, 2, 2, 6], (mark) => pool.submit(Mark, { mark, millis: 0 }))
+      yield* settle
+      yield* lows[3]!.interrupt
+      const high = yield* pool.submit(Mark, { mark: 4, millis: 0 }, { priority: 10 })
+      yield* settle
+      const ranAll = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        return blockUntilTrue(
+          counters,
+          () => Atomics.load(counters, 2) === 6 && Atomics.load(counters, 4) === 1 && Atomics.load(counters, 6) === 1,
+          5000
+        )
+      })
+      assert.isTrue(ranAll, "the thread ran the offers on its own")
+      yield* a.await
+      yield* Effect.all([high.await, ...lows.filter((_, i) => i !== 3).map((h) => h.await)])
+      assert.strictEqual(Atomics.load(counters, 8), 0, "the cancelled offer did not run")
+      assert.isBelow(Atomics.load(counters, 5), Atomics.load(counters, 7), "the better task started before the last one")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted], [29, 1])
+      assert.isTrue(addsUp(s))
     }))
 })

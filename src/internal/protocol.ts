@@ -66,6 +66,8 @@ export interface ThreadData {
   readonly slots: number
   /** The thread's offer cells (see `Offer`), shared with the main thread. */
   readonly offer: Int32Array
+  /** One cell, shared: how long the thread's tasks take (see `PACE`). */
+  readonly pace: Int32Array
   readonly workerData: unknown
   /** The worker file's path, which the thread's bootstrap runs (see threadMain.ts); none for a `data:` URL. */
   readonly main?: string | undefined
@@ -77,7 +79,7 @@ export interface ThreadData {
 export const threadData = (data: unknown): ThreadData | undefined =>
   typeof data === "object" && data !== null && (data as Partial<ThreadData>)[PORT] instanceof MessagePort &&
     typeof (data as Partial<ThreadData>).pool === "string" && typeof (data as Partial<ThreadData>).slots === "number" &&
-    (data as Partial<ThreadData>).offer instanceof Int32Array
+    (data as Partial<ThreadData>).offer instanceof Int32Array && (data as Partial<ThreadData>).pace instanceof Int32Array
     ? data as ThreadData
     : undefined
 
@@ -102,6 +104,26 @@ export const WITHDRAWN = 3
 
 /** The cell's value for the offer of task `id` in `state`: a positive int32. */
 export const offerCell = (id: number, state: number): number => ((id & 0xfffffff) << 2) | state
+
+/**
+ * How long a thread's tasks take, in microseconds (at least 1; 0 until its first task ends): a moving
+ * average of each task's time on the thread, from the moment it starts to its answer, written by the
+ * thread in a shared cell after each task. The main thread reads it to decide how many tasks to offer
+ * the thread ahead (threads.ts), and the thread to decide whether to hold its answers while it runs
+ * its next offer (ThreadWorker.ts). No message carries it.
+ */
+export const PACE = 0
+
+/**
+ * Tasks that take less than this (µs, see `PACE`) are short: a thread that runs one offer after
+ * another holds their answers and sends them together, rather than one message each (a message
+ * wakes the main thread, which costs far more than such a task), for at most `HOLD` ms. A longer
+ * task sends the answers before it first, so that they are not held back for as long as it runs.
+ */
+export const SHORT = 100
+
+/** Milliseconds a thread holds the answers of short tasks before it sends them (see `SHORT`). */
+export const HOLD = 1
 
 /**
  * What goes over the port: one message, or the messages of one tick together in an array (a

@@ -804,7 +804,7 @@ export class Scheduler<W> {
   private offerQueued(): void {
     const prefetch = this.prefetch!
     if (this.paused || this.gate !== undefined || this.stoppingPool) return
-    while (this.offered.size > this.claimed.size && this.queue.size > 0) {
+    while (this.offered.size > this.claimed.size && this.queue.size > 0 && this.mayOutrankOffers(this.queue.peek()!)) {
       const worst = this.worstOffered()
       if (worst === undefined || !runsBefore(this.queue.peek()!, worst)) break
       this.takeBack(worst)
@@ -814,16 +814,45 @@ export class Scheduler<W> {
       if (!prefetch.offer(job)) return
       this.queue.pop()
       job.state = OFFERED
+      if (this.offered.size === 0) {
+        this.offeredLowest = job.score
+        this.offeredLatest = job.seq
+      } else {
+        if (job.score < this.offeredLowest) this.offeredLowest = job.score
+        if (job.seq > this.offeredLatest) this.offeredLatest = job.seq
+      }
       this.offered.add(job)
     }
   }
 
-  /** The offered job that would run last, among those the scheduler may still take back. */
+  /**
+   * Bounds on the offered jobs (scores are fixed: see `Job.score`): none scores lower than
+   * `offeredLowest` or was submitted after `offeredLatest`. They let a pool with many offers out
+   * tell at a glance that the queue's best job outranks none of them (the usual case: it came later,
+   * at the same priority), rather than look at each offer on every dispatch.
+   */
+  private offeredLowest = 0
+  private offeredLatest = 0
+
+  /** Whether `job` may run before an offered job (see `offeredLowest`). */
+  private mayOutrankOffers(job: Job): boolean {
+    const score = job.score
+    return score > this.offeredLowest || (score === this.offeredLowest && job.seq < this.offeredLatest)
+  }
+
+  /** The offered job that would run last, among those the scheduler may still take back; the bounds made exact. */
   private worstOffered(): Job | undefined {
     let worst: Job | undefined
+    let lowest = Infinity
+    let latest = -Infinity
     for (const job of this.offered) {
+      const score = job.score
+      if (score < lowest) lowest = score
+      if (job.seq > latest) latest = job.seq
       if (!this.claimed.has(job) && (worst === undefined || runsBefore(worst, job))) worst = job
     }
+    this.offeredLowest = lowest
+    this.offeredLatest = latest
     return worst
   }
 

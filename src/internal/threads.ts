@@ -32,6 +32,7 @@ import {
   open,
   type Outcome,
   Outbox,
+  PACE,
   PORT,
   type Run,
   type ThreadData,
@@ -123,13 +124,21 @@ export class Thread {
   readonly outbox: Outbox<ToThread>
   /** The offer cells shared with the thread (see protocol.ts). */
   readonly cells: Int32Array
-  /** The tasks offered to it and not yet started or taken back, in the order sent (see `OFFERS`). */
+  /** Which cells an offer among `offers` holds (see `freeCell`). */
+  readonly held: Uint8Array
+  /** Where `freeCell` looks first. */
+  nextCell = 0
+  /** The thread's pace cell (see protocol.PACE). */
+  readonly pace: Int32Array
+  /** The tasks offered to it and not yet started or taken back, in the order sent (see `depth`). */
   readonly offers: Array<Offer> = []
-  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array) {
+  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array) {
     this.worker = worker
     this.port = port
     this.index = index
     this.cells = cells
+    this.held = new Uint8Array(cells.length)
+    this.pace = pace
     this.outbox = new Outbox((message, transfer) => {
       if (!this.exited) port.postMessage(message, transfer)
     })
@@ -137,25 +146,47 @@ export class Thread {
 }
 
 /**
- * How many tasks a busy thread may hold besides its running ones. More keep a thread busy while the
- * main thread is late (a loaded machine does not schedule it for a while) and batch more per message;
- * each is a queued task parked on one thread until it starts or is taken back.
+ * How many tasks a busy thread may hold besides its running ones (see `depth`): at least
+ * `MIN_OFFERS`, at most `MAX_OFFERS`, enough for its tasks to keep it busy for `WINDOW` µs at its
+ * pace. More keep a thread busy while the main thread is late (a loaded machine does not schedule it
+ * for a while, and a round trip takes tens of µs on an idle one) and carry more tasks per message;
+ * but each is a queued task parked on one thread until it starts or is taken back, which another
+ * thread that frees up sooner cannot take: so long tasks get few.
  */
-const OFFERS = 2
+export const MIN_OFFERS = 2
+export const MAX_OFFERS = 64
+export const WINDOW = 2000
+
+/** How many offers `thread` may hold now, from its pace (see protocol.PACE; unknown: `MIN_OFFERS`). */
+export const depth = (pace: number): number =>
+  pace <= 0 ? MIN_OFFERS : Math.max(MIN_OFFERS, Math.min(MAX_OFFERS, Math.ceil(WINDOW / pace)))
 
 /**
  * A cell of the thread's that a new offer may take (see protocol.ts): one whose offer was taken
  * back, or was claimed by the thread and handed over to its job since (an offer the thread has
- * claimed stays among `offers` until then, and its cell is its proof); -1 if none.
+ * claimed stays among `offers` until then, and its cell is its proof); -1 if none. It looks from
+ * where the last one was found, so that with many offers out it does not scan the taken ones each
+ * time.
  */
 const freeCell = (thread: Thread): number => {
   const cells = thread.cells
-  const offers = thread.offers
-  for (let i = 0; i < cells.length; i++) {
+  const n = cells.length
+  for (let k = 0, i = thread.nextCell; k < n; k++, i = i + 1 === n ? 0 : i + 1) {
+    if (thread.held[i] === 1) continue
     const state = Atomics.load(cells, i) & 3
-    if ((state === CLAIMED || state === WITHDRAWN) && !offers.some((offer) => offer.cell === i)) return i
+    if (state === CLAIMED || state === WITHDRAWN) {
+      thread.nextCell = i
+      return i
+    }
   }
   return -1
+}
+
+/** The offer is no longer among its thread's: its cell is the thread's or free again. */
+const removeOffer = (offer: Offer): void => {
+  const offers = offer.thread.offers
+  offers.splice(offers[0] === offer ? 0 : offers.indexOf(offer), 1)
+  offer.thread.held[offer.cell] = 0
 }
 
 /**
@@ -462,15 +493,18 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      // a cell per slot and per offer: one per offer confirmed and not yet read, at most
-      const cells = new Int32Array(new SharedArrayBuffer(4 * (this.config.tasksPerThread + OFFERS)))
+      // a cell per slot and per offer: one per offer confirmed and not yet read, at most; and the pace
+      const shared = new SharedArrayBuffer(4 * (this.config.tasksPerThread + MAX_OFFERS + 1))
+      const cells = new Int32Array(shared, 4)
       cells.fill(offerCell(0, WITHDRAWN))
+      const pace = new Int32Array(shared, 0, 1)
       const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
         pool: this.config.pool,
         slots: this.config.tasksPerThread,
         offer: cells,
+        pace,
         workerData: this.config.workerData,
         main: main.main
       }
@@ -486,7 +520,7 @@ export class Threads {
         port.close()
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
-      const thread = new Thread(worker, port, index, cells)
+      const thread = new Thread(worker, port, index, cells, pace)
       this.alive.add(thread)
       let ready = false
       const done = (id: number, outcome: Outcome) => {
@@ -809,14 +843,15 @@ export class Threads {
 
   /**
    * The thread to offer the next task to, if any: a ready one that is busy (so that one of its
-   * tasks ends later and hands the offer its slot), holds fewer than `OFFERS`, and is not being stopped or
-   * about to be terminated. The least loaded one.
+   * tasks ends later and hands the offer its slot), holds fewer offers than its `depth`, and is not
+   * being stopped or about to be terminated. The least loaded one.
    */
   offerTarget(): Thread | undefined {
     let best: Thread | undefined
     for (const thread of this.threads) {
       if (
-        thread === undefined || !thread.ready || thread.exited || thread.offers.length >= OFFERS ||
+        thread === undefined || !thread.ready || thread.exited ||
+        thread.offers.length >= depth(Atomics.load(thread.pace, PACE)) ||
         thread.stopping !== undefined || thread.retiring || thread.cancelling > 0 || thread.inflight.size === 0
       ) continue
       if ((best === undefined || thread.inflight.size < best.inflight.size) && freeCell(thread) >= 0) best = thread
@@ -830,6 +865,7 @@ export class Threads {
     const cell = freeCell(thread)
     const offer = new Offer(thread, id, cell, owner)
     thread.offers.push(offer)
+    thread.held[cell] = 1
     Atomics.store(thread.cells, cell, offerCell(id, OFFERED))
     thread.inflight.set(id, (reply) => {
       if (offer.listener !== undefined) offer.listener(reply)
@@ -872,7 +908,7 @@ export class Threads {
     )
     // the thread's claim is final: a claimed offer runs whatever the pool wanted
     if (found === offered ? usable : found === offerCell(offer.id, CLAIMED)) {
-      thread.offers.splice(thread.offers.indexOf(offer), 1)
+      removeOffer(offer)
       return true
     }
     this.dropOffer(offer)
@@ -882,7 +918,7 @@ export class Threads {
   /** An offer taken back: the thread drops it unanswered, and may be idle now. */
   private dropOffer(offer: Offer): void {
     const thread = offer.thread
-    thread.offers.splice(thread.offers.indexOf(offer), 1)
+    removeOffer(offer)
     thread.inflight.delete(offer.id)
     thread.progress.delete(offer.id)
     this.finishSpans(thread, offer.id)
