@@ -9,6 +9,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
+import { MessagePort } from "node:worker_threads"
 import type * as WorkPool from "../src/WorkPool.ts"
 import { Crash, Flaky, Hold, Mark } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
@@ -331,5 +332,34 @@ describe("ThreadPool prefetch", () => {
       const s = yield* pool.stats
       assert.deepStrictEqual([s.succeeded, s.interrupted], [29, 1])
       assert.isTrue(addsUp(s))
+    }))
+
+  it.live("a backlog of short tasks goes to the threads many to a message", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2, capacity: Infinity })
+      yield* setPace(pool, 0, 20)
+      // the tasks the main thread posts, and in how many messages (a task is an array starting with its id)
+      let messages = 0
+      let tasks = 0
+      const post = MessagePort.prototype.postMessage
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          MessagePort.prototype.postMessage = function(this: MessagePort, message: unknown, transfer?: any) {
+            const batch = Array.isArray(message) && typeof message[0] !== "number" ? message : [message]
+            const runs = batch.filter((m) => Array.isArray(m) && typeof m[0] === "number").length
+            if (runs > 0) {
+              messages++
+              tasks += runs
+            }
+            return post.call(this, message, transfer)
+          }
+        }),
+        () => Effect.sync(() => (MessagePort.prototype.postMessage = post))
+      )
+      const handles = yield* Effect.forEach(Array.from({ length: 3000 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+      assert.strictEqual(Atomics.load(counters, 2), 3000)
+      assert.strictEqual(tasks, 3000, "every task was posted once")
+      assert.isAtMost(messages, 3000 / 8, `${tasks} tasks in ${messages} messages`)
     }))
 })

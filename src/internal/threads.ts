@@ -132,6 +132,8 @@ export class Thread {
   readonly pace: Int32Array
   /** The tasks offered to it and not yet started or taken back, in the order sent (see `depth`). */
   readonly offers: Array<Offer> = []
+  /** It takes offers until it holds its `depth` of them (see `offerTarget`). */
+  filling = true
   constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array) {
     this.worker = worker
     this.port = port
@@ -850,13 +852,29 @@ export class Threads {
     let best: Thread | undefined
     for (const thread of this.threads) {
       if (
-        thread === undefined || !thread.ready || thread.exited ||
-        thread.offers.length >= depth(Atomics.load(thread.pace, PACE)) ||
+        thread === undefined || !thread.ready || thread.exited || !this.wantsOffers(thread) ||
         thread.stopping !== undefined || thread.retiring || thread.cancelling > 0 || thread.inflight.size === 0
       ) continue
       if ((best === undefined || thread.inflight.size < best.inflight.size) && freeCell(thread) >= 0) best = thread
     }
     return best
+  }
+
+  /**
+   * Whether a thread takes more offers: it is filled up to its `depth`, then not again until half of
+   * them have started, so that offers go out several to a message (each message costs the main
+   * thread a `postMessage` and wakes the thread) rather than one each time a task ends.
+   */
+  private wantsOffers(thread: Thread): boolean {
+    const held = thread.offers.length
+    const full = depth(Atomics.load(thread.pace, PACE))
+    if (held >= full) {
+      thread.filling = false
+      return false
+    }
+    if (!thread.filling && held > full >> 1) return false
+    thread.filling = true
+    return true
   }
 
   /** Offers a task to a thread `offerTarget` chose; its answer waits in the offer until an attempt takes it. */
