@@ -2,7 +2,9 @@
  * The worker-thread side of a `ThreadPool`: the worker entry file calls `serve` with the handlers
  * of its tasks. Each task runs as a fiber of its own, so a cancel from the main thread interrupts
  * it (its finalizers run); a task stuck in synchronous code cannot see the cancel, and the pool
- * terminates and replaces its thread after the grace period.
+ * terminates and replaces its thread after the grace period. A task whose handler returns an
+ * `Effect.sync`, `Effect.succeed` or `Effect.fail` (and whose caller has no span) runs without a
+ * fiber, with the same outcome: nothing in it could read one.
  *
  * @since 0.1.0
  */
@@ -92,6 +94,42 @@ const pool:
       pace: data.pace
     }
   })()
+
+// Effects a task runs without a fiber: an `Effect.sync` runs to its end as it starts, and an Exit
+// (`Effect.succeed`, `Effect.fail`) is already its own result. Neither can read a fiber's services,
+// be interrupted part way or make a span, so a fiber adds nothing but its cost, which for a small
+// task is most of the thread's work. Told apart by prototype, as internal/job.ts does for the
+// in-process pool (here, not imported from there: a thread loads only the modules it needs).
+// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
+const IDENTIFIER = "~effect/Effect/identifier"
+const ARGS = "~effect/Effect/args"
+
+/** The prototype every `Effect.sync` shares, if it is the primitive expected (else every task gets a fiber). */
+const SYNC: object | undefined = (() => {
+  const proto = Object.getPrototypeOf(Effect.sync(() => undefined)) as Record<string, unknown>
+  return proto[IDENTIFIER] === "Sync" ? proto : undefined
+})()
+
+/** The prototypes of Effect's two kinds of Exit (a success, a failure). */
+const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.getPrototypeOf(Exit.fail(undefined))]
+
+/**
+ * What `effect` ends with, if it can be had without a fiber: an Exit as it is, an `Effect.sync`'s
+ * value or the defect its function threw. Undefined for anything else (it needs a fiber).
+ */
+const runWithoutFiber = (effect: unknown): Exit.Exit<unknown, unknown> | undefined => {
+  if (typeof effect !== "object" || effect === null) return undefined
+  const proto = Object.getPrototypeOf(effect)
+  if (proto === EXITS[0] || proto === EXITS[1]) return effect as Exit.Exit<unknown, unknown>
+  if (SYNC === undefined || proto !== SYNC) return undefined
+  const thunk = (effect as Record<string, unknown>)[ARGS]
+  if (typeof thunk !== "function") return undefined
+  try {
+    return Exit.succeed(thunk())
+  } catch (defect) {
+    return Exit.die(defect)
+  }
+}
 
 /** Whether `serve` was called in this thread. */
 let served = false
@@ -315,13 +353,14 @@ export const serve = <R = never, E = never>(
     }))
   }
 
-  const runTask = (context: Context.Context<R>, id: number, name: string, payload: unknown, json: boolean) => {
+  const runTask = (run: Run) => {
     const startedAt = performance.now()
+    const [id, name, payload] = run
     const handler = byName.get(name)
     if (handler === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
     }
-    const served = json ? handler.json : handler
+    const served = run[6] === 1 ? handler.json : handler
     const decoded = served.decodePayload(payload)
     if (Exit.isFailure(decoded)) {
       return post({ _: "done", id, outcome: { _: "codec", part: "payload", issue: issueOf(Cause.squash(decoded.cause)) } })
@@ -359,7 +398,13 @@ export const serve = <R = never, E = never>(
     if (!Effect.isEffect(effect)) {
       effect = Effect.die(new TypeError(`the handler of task ${name} returned ${describe(effect)}, not an Effect`))
     }
-    const fiber = Effect.runForkWith(context)(effect)
+    // a traced task runs in a fiber with its span as parent, whatever its effect (see threadSpans.ts)
+    const done = run[5] === undefined ? runWithoutFiber(effect) : undefined
+    if (done !== undefined) {
+      reply(id, safeOutcomeOf(done))
+      return paced(startedAt)
+    }
+    const fiber = Effect.runForkWith(taskContext(handlersContext!, run))(effect)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) {
       reply(id, safeOutcomeOf(exit))
@@ -403,7 +448,7 @@ export const serve = <R = never, E = never>(
         outbox.flush()
         holdingSince = now
       }
-      runTask(taskContext(handlersContext!, run), run[0], run[1], run[2], run[6] === 1)
+      runTask(run)
     }
   }
   /**
@@ -452,7 +497,7 @@ export const serve = <R = never, E = never>(
     handlersContext = context
     const handle = (message: ToThread) => {
       if (isTuple(message)) {
-        if (message[7] === undefined) runTask(taskContext(context, message), message[0], message[1], message[2], message[6] === 1)
+        if (message[7] === undefined) runTask(message)
         else {
           if (offers.length > 0) dropWithdrawn()
           offers.push(message)

@@ -3,7 +3,7 @@ import { Cause, Effect, Exit, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { BadResult, Bytes, Crash, Die, Echo, Fail, HashFailed, Sleep, Spin, ThreadId, Unserved } from "./fixtures/tasks.ts"
+import { BadResult, Bytes, Crash, Die, Echo, Fail, HashFailed, OnFiber, Sleep, Spin, ThreadId, Unserved } from "./fixtures/tasks.ts"
 import { makePool, worker } from "./fixtures/pool.ts"
 import { MessagePort } from "node:worker_threads"
 import { waitFor } from "./helpers.ts"
@@ -255,5 +255,15 @@ describe("ThreadPool dispatch", () => {
       const { pool: other } = yield* makePool({ threads: 1 })
       const [first] = unstarted
       assert.strictEqual(yield* other.run(first!.task, first!.payload), "echo later")
+    }))
+
+  it.live("a synchronous task (Effect.sync, Effect.succeed, Effect.fail) runs in its thread without a fiber; others in one", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      assert.strictEqual(yield* pool.run(OnFiber, "sync"), 0)
+      assert.strictEqual(yield* pool.run(OnFiber, "gen"), 1)
+      // with the same outcomes as in a fiber (see the first test for a defect)
+      assert.strictEqual(yield* pool.run(Echo, "x"), "echo x")
+      assert.deepStrictEqual(yield* Effect.flip(pool.run(Fail, "y")), new HashFailed({ input: "y", code: 42 }))
     }))
 })
