@@ -283,11 +283,16 @@ export const serve = <R = never, E = never>(
   }))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
-  // How long tasks take here (see protocol.PACE): a moving average over about the last 8 tasks
+  // How long tasks take here (see protocol.PACE): a moving average over about the last 8 tasks, of
+  // the shorter of each two in a row: a thread the machine did not schedule for a while during one
+  // short task (a loaded machine does that for milliseconds) does not count as running long tasks
   let pace = 0
+  let last = 0
   const paced = (startedAt: number) => {
-    const took = performance.now() - startedAt
-    pace = pace === 0 ? took * 1000 : pace + (took * 1000 - pace) / 8
+    const took = (performance.now() - startedAt) * 1000
+    const sample = last === 0 ? took : Math.min(took, last)
+    last = took
+    pace = pace === 0 ? sample : pace + (sample - pace) / 8
     Atomics.store(pool.pace, PACE, Math.max(1, Math.min(Math.round(pace), 0x7fffffff)))
   }
 

@@ -283,6 +283,25 @@ describe("ThreadPool prefetch", () => {
       assert.deepStrictEqual([s.queued, s.running, s.succeeded], [0, 0, 29])
     }))
 
+  it.live("one slow task among short ones (a thread not scheduled for a while) does not make them look long", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
+      yield* setPace(pool, 0, 20)
+      yield* pool.run(Mark, { mark: 12, millis: 50 })
+      yield* setPace(pool, 0, 1)
+      const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      const handles = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
+      yield* settle
+      const ranAll = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        return blockUntilTrue(counters, () => Atomics.load(counters, 2) === 8, 5000)
+      })
+      assert.isTrue(ranAll, `the thread ran all 8 on its own (it ran ${Atomics.load(counters, 2)})`)
+      yield* a.await
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+    }))
+
   it.live("long tasks: a busy thread is offered no more than the least", () =>
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
