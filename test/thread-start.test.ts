@@ -184,3 +184,48 @@ describe("a pool's thread runs its worker file as its main module", () => {
       assert.include((error as PoolError.WorkerStartFailed).reason, "RangeError: thrown while the worker file loads")
     }))
 })
+
+describe("a pool's thread under the process's own resolve hooks", () => {
+  // test/fixtures/resolve-hooks: a.mjs and b.mjs both import "./dep.mjs"; hooks.mjs, an async hook
+  // (module.register), answers it per importer, dep-b.mjs for b.mjs. The start's cache sits in
+  // front of such hooks (synchronous hooks run first), so it must not serve b.mjs the answer the
+  // hook gave a.mjs.
+  const dir = fileURLToPath(new URL("./fixtures/resolve-hooks/", import.meta.url))
+  const imported = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+    new Promise<ReadonlyArray<string>>((resolve, reject) =>
+      execFile(process.execPath, args, { cwd: dir, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)))
+    )
+
+  it("without hooks, both import dep.mjs", async () => {
+    assert.deepStrictEqual(await imported(["main.mjs", "./worker.mjs"]), ["dep", "dep"])
+  }, 60_000)
+
+  it.each([
+    ["--import", ["--import", "./register.mjs"], {}],
+    ["--require", ["--require", "./register.cjs"], {}],
+    ["--experimental-loader", ["--no-warnings", "--experimental-loader", "./hooks.mjs"], {}],
+    ["NODE_OPTIONS=--import", [], { NODE_OPTIONS: `--import=${JSON.stringify(`${dir}register.mjs`)}` }]
+  ] as const)("a hook registered by %s answers each importer", async (_, flags, env) => {
+    assert.deepStrictEqual(await imported([...flags, "main.mjs", "./worker.mjs"], env), ["dep", "dep-b"])
+  }, 60_000)
+
+  it("a hook the worker file registers while it loads answers the modules it imports after", async () => {
+    assert.deepStrictEqual(await imported(["main.mjs", "./registers-worker.mjs"]), ["dep", "dep-b"])
+  }, 60_000)
+})
+
+describe("the start's resolve cache in a thread", () => {
+  it("holds its answers while the worker file loads and lets them go once the thread is ready", async () => {
+    // in a process of its own: vitest runs the tests with a --require preload, where the cache is off
+    const printed = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ["main.mjs", "./cache-worker.mjs"],
+        { cwd: fileURLToPath(new URL("./fixtures/resolve-hooks/", import.meta.url)) },
+        (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
+      )
+    )
+    assert.deepStrictEqual(JSON.parse(printed), ["true", "0"])
+  }, 60_000)
+})

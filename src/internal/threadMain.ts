@@ -59,18 +59,42 @@ export const resolveCacheSource = `() => {
  * The thread's first code, run by `Worker`'s `eval`: as a CommonJS script, or as a module when the
  * process runs with `--input-type=module` (the thread inherits it), so it takes Node's modules from
  * `process.getBuiltinModule` (Node 20.16+; `require` before that). `module.registerHooks` is Node
- * 22.15+ and 23.5+; on older Node the thread starts without the cache.
+ * 22.15+ and 23.5+; on older Node the thread starts without the cache. A block, so that nothing of
+ * it stays in the thread's global scope: once `started` ran, the cache's answers can be collected.
+ *
+ * The process's own asynchronous resolve hooks (`module.register`) run behind a synchronous one
+ * such as the cache, and may answer per importing module (module mocking does), so the cache keeps
+ * out of their way: a thread whose process has a `--require` preload or a `--loader` starts without
+ * it (a preload runs before this code and may have registered hooks; a loader registers its own),
+ * and a hook registered during the start, by an `--import` preload (those run after this code, when
+ * the worker file is loaded) or by the worker file, first removes the cache.
  */
 const bootstrap = `"use strict"
-const builtin = typeof process.getBuiltinModule === "function" ? process.getBuiltinModule : require
-const Module = builtin("node:module")
-const data = builtin("node:worker_threads").workerData
-if (typeof Module.registerHooks === "function") {
-  const hooks = Module.registerHooks({ resolve: (${resolveCacheSource})() })
-  data.started = () => hooks.deregister()
+{
+  const builtin = typeof process.getBuiltinModule === "function" ? process.getBuiltinModule : require
+  const Module = builtin("node:module")
+  const data = builtin("node:worker_threads").workerData
+  const flags = process.execArgv.join(" ") + " " + (process.env.NODE_OPTIONS ?? "")
+  const hooked = /(?:^|\\s)(?:-r|--require|--loader|--experimental-loader)(?:[=\\s]|$)/.test(flags)
+  if (typeof Module.registerHooks === "function" && !hooked) {
+    let cache = Module.registerHooks({ resolve: (${resolveCacheSource})() })
+    const register = Module.register
+    const off = () => {
+      if (cache === undefined) return
+      cache.deregister()
+      cache = undefined
+      if (Module.register === registerAfterCache) Module.register = register
+    }
+    const registerAfterCache = function(...args) {
+      off()
+      return register.apply(this, args)
+    }
+    Module.register = registerAfterCache
+    data.started = off
+  }
+  process.argv[1] = data.main
+  Module.runMain(data.main)
 }
-process.argv[1] = data.main
-Module.runMain(data.main)
 `
 
 /** What `new Worker` gets for an entry: the bootstrap and the worker file's path, or a `data:` URL as it is. */
