@@ -6,12 +6,16 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import { onTestFinished } from "vitest"
 import { execFile } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import { rmSync } from "node:fs"
+import { dirname } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { PoolError } from "../src/index.ts"
 import { resolveCacheSource } from "../src/internal/threadMain.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { HowStarted } from "./fixtures/thread-main-tasks.ts"
+import { writeGraph } from "./fixtures/thread-start/graph.ts"
 
 interface Answer {
   readonly url: string
@@ -186,11 +190,11 @@ describe("a pool's thread runs its worker file as its main module", () => {
 })
 
 describe("a pool's thread under the process's own resolve hooks", () => {
-  // test/fixtures/resolve-hooks: a.mjs and b.mjs both import "./dep.mjs"; hooks.mjs, an async hook
+  // test/fixtures/thread-start: a.mjs and b.mjs both import "./dep.mjs"; hooks.mjs, an async hook
   // (module.register), answers it per importer, dep-b.mjs for b.mjs. The start's cache sits in
   // front of such hooks (synchronous hooks run first), so it must not serve b.mjs the answer the
   // hook gave a.mjs.
-  const dir = fileURLToPath(new URL("./fixtures/resolve-hooks/", import.meta.url))
+  const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
   const imported = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
     new Promise<ReadonlyArray<string>>((resolve, reject) =>
       execFile(process.execPath, args, { cwd: dir, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
@@ -222,10 +226,49 @@ describe("the start's resolve cache in a thread", () => {
       execFile(
         process.execPath,
         ["main.mjs", "./cache-worker.mjs"],
-        { cwd: fileURLToPath(new URL("./fixtures/resolve-hooks/", import.meta.url)) },
+        { cwd: fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url)) },
         (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
       )
     )
     assert.deepStrictEqual(JSON.parse(printed), ["true", "0"])
   }, 60_000)
+})
+
+describe("a module graph that resolution can get wrong, with the start's cache and without", () => {
+  // test/fixtures/thread-start/graph.ts. In processes of their own: vitest has a --require
+  // preload, which turns the cache off; preload.cjs does the same for the run without it.
+  const main = fileURLToPath(new URL("./fixtures/thread-start/main.mjs", import.meta.url))
+  const run = (worker: URL, flags: ReadonlyArray<string>) =>
+    new Promise<ReadonlyArray<string>>((resolve, reject) =>
+      execFile(process.execPath, [...flags, main, worker.href], { cwd: dirname(main) }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)))
+    )
+
+  it("every import gives what Node gives without the cache, for the worker file and a symlink to it", async () => {
+    const { root, symlinked, worker } = writeGraph()
+    const url = pathToFileURL(root).href
+    const shown = (answers: ReadonlyArray<string>) => answers.map((answer) => answer.replaceAll(url, "<root>").replaceAll(root, "<root>"))
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }))
+    for (const entry of [worker, symlinked]) {
+      const cached = await run(entry, [])
+      assert.deepStrictEqual(cached, await run(entry, ["--require", "./preload.cjs"]), entry.href)
+      assert.deepStrictEqual(shown(cached), [
+        "dup 1",
+        "dup 2 import",
+        "dup 1",
+        "internal",
+        "42",
+        "dup 2 require",
+        "internal",
+        "mts",
+        "cts",
+        "true",
+        "<root>/real/index.js",
+        "<root>/real/index.js",
+        "<root>/app/sub/dup.js",
+        "<root>/app/worker.js",
+        entry === worker ? "<root>/app/worker.js" : "<root>/app/linked-worker.js"
+      ], entry.href)
+    }
+  }, 120_000)
 })
