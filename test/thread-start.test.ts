@@ -11,6 +11,7 @@ import { execFile } from "node:child_process"
 import { rmSync } from "node:fs"
 import { dirname } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
 import { PoolError } from "../src/index.ts"
 import { resolveCacheSource } from "../src/internal/threadMain.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -186,6 +187,18 @@ describe("a pool's thread runs its worker file as its main module", () => {
       }))
       assert.instanceOf(error, PoolError.WorkerStartFailed)
       assert.include((error as PoolError.WorkerStartFailed).reason, "RangeError: thrown while the worker file loads")
+    }))
+  it.live("a worker file that cannot be parsed or imports a missing file fails the start as a plain Worker does", () =>
+    Effect.gen(function*() {
+      for (const name of ["syntax-error.mjs", "missing-import.mjs"]) {
+        const worker = new URL(`./fixtures/thread-start/${name}`, import.meta.url)
+        const plain = yield* Effect.promise(() =>
+          new Promise<string>((resolve) => new Worker(worker).once("error", (error) => resolve(`${error.name}: ${error.message}`)))
+        )
+        const error = yield* Effect.flip(ThreadPool.make({ worker, threads: 1, startSchedule: Schedule.recurs(0) }))
+        assert.instanceOf(error, PoolError.WorkerStartFailed)
+        assert.strictEqual((error as PoolError.WorkerStartFailed).reason, plain, name)
+      }
     }))
 })
 
