@@ -285,3 +285,15 @@ describe("a module graph that resolution can get wrong, with the start's cache a
     }
   }, 120_000)
 })
+
+describe("threads started with the resolve cache over a pool's life", () => {
+  it("pools made and closed in a loop, grown after their start, with a thread crashed and replaced, run their tasks", async () => {
+    const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
+    const printed = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ["lifecycle.mjs"], { cwd: dir }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout))
+    )
+    const echoed = Array.from({ length: 16 }, (_, i) => `echo ${i}`).join()
+    assert.deepStrictEqual(JSON.parse(printed), Array.from({ length: 3 }, () => ({ crashed: "WorkerCrashed", echoed })))
+  }, 120_000)
+})
