@@ -257,7 +257,7 @@ describe("a module graph that resolution can get wrong, with the start's cache a
         error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)))
     )
 
-  it("every import gives what Node gives without the cache, for the worker file and a symlink to it", async () => {
+  it("every import gives what Node gives without the cache, for the worker file and a symlink to it, and with --preserve-symlinks", async () => {
     const { root, symlinked, worker } = writeGraph()
     const url = pathToFileURL(root).href
     const shown = (answers: ReadonlyArray<string>) => answers.map((answer) => answer.replaceAll(url, "<root>").replaceAll(root, "<root>"))
@@ -283,6 +283,11 @@ describe("a module graph that resolution can get wrong, with the start's cache a
         entry === worker ? "<root>/app/worker.js" : "<root>/app/linked-worker.js"
       ], entry.href)
     }
+    // where a symlink's path is the module's identity, the cache keeps it so
+    const preserve = ["--preserve-symlinks", "--preserve-symlinks-main"]
+    const preserved = await run(symlinked, preserve)
+    assert.deepStrictEqual(preserved, await run(symlinked, [...preserve, "--require", "./preload.cjs"]))
+    assert.deepStrictEqual(shown(preserved).slice(9, 11), ["false", "<root>/app/node_modules/linked/index.js"])
   }, 120_000)
 })
 
