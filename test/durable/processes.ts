@@ -116,7 +116,7 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
       const consumers = [0, 1, 2, 3].map(() => consumer(4, LEASE, 20))
       const [first, second, ...survivors] = consumers as [Consumer, Consumer, ...Array<Consumer>]
       // one killed early, the other later, each with jobs in flight
-      const inFlightFirst = await killMidRun(first, consumers, 40, running)
+      const inFlightFirst = await killMidRun(first, consumers, 40, running, true)
       const killedAt = Date.now()
       const inFlight = new Set([...inFlightFirst, ...await killMidRun(second, consumers, 120, running)])
       assert.isAbove(inFlightFirst.size, 0, "the first killed one had jobs in flight")
@@ -194,7 +194,7 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
       await ready(consumers)
       const { ids, running } = await enqueueWork(runtime, JOBS)
       const [first, second, survivor] = consumers as [Consumer, Consumer, Consumer]
-      const inFlightFirst = await killMidRun(first, consumers, 20, running)
+      const inFlightFirst = await killMidRun(first, consumers, 20, running, true)
       const inFlight = new Set([...inFlightFirst, ...await killMidRun(second, consumers, 60, running)])
       assert.isAbove(inFlightFirst.size, 0, "the first killed one had jobs in flight on its threads")
       const duplicates = await assertEveryJobOnce(runtime, consumers, ids, inFlight)
