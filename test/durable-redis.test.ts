@@ -5,7 +5,7 @@
  * its hash tag, bad URLs and unreachable servers as typed errors, connections killed mid-run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Logger, Redacted } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Logger, Redacted, Scope } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -99,6 +99,34 @@ else {
         assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
         assert.strictEqual(yield* marker("q"), due)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a delayed job's marker held by an idle store is handed back when that store closes (a graceful shutdown), not lost until another consumer's poll", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const marker = Effect.promise(() => admin((client) => client.zScore(`{${prefix}:q}:marker`, "1")))
+        const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
+          Effect.gen(function*() {
+            for (let tries = 0; tries < 1000; tries++) {
+              const value = yield* look
+              if (done(value)) return value
+              yield* Effect.sleep(20)
+            }
+            return assert.fail(`timed out waiting until ${what}`)
+          })
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(layer(prefix), scope)
+        const store = Context.get(context, JobStore.JobStore)
+        // an idle consumer: its claim found nothing, and it waits (its store blocks on the marker)
+        assert.strictEqual((yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims.length, 0)
+        yield* Effect.forkIn(store.wait(3_600_000), scope)
+        yield* Effect.promise(() => blocked(prefix))
+        const delayed = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 hour" }), layer(prefix))
+        const due = (yield* Effect.provideContext(JobQueue.status(delayed.id), context)).visibleAt.getTime()
+        yield* until(marker, (score) => score === null, "the idle store took the delayed job's marker")
+        // the process stops: the other processes' idle consumers must still wake at the job's time
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(yield* marker, due)
+      }), { timeout: 60_000 })
 
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {

@@ -291,6 +291,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
       )
     const scope = yield* Effect.scope
+    // a store that stops (its process shuts down) hands back the markers it took, due or not: the
+    // other processes' idle consumers wake at those times, not a poll later (runs after the watches,
+    // forked later, are interrupted)
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const back = [...dueMarkers]
+        dueMarkers.clear()
+        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
+      }).pipe(Effect.ignore)
+    )
     const startWatching = (names: ReadonlyArray<string>) =>
       Effect.forEach(names, (queue) => {
         if (watched.has(queue)) return Effect.void
