@@ -186,6 +186,31 @@ describe("the SQLite store", () => {
       assert.strictEqual(version.value, String(MIGRATIONS.length))
     }))
 
+  it.live("a file of schema version 5 with a delayed job made by the old code: migrated to 6, the job starts at its time under a 1 hour poll", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      for (const migration of MIGRATIONS.slice(0, 5)) db.exec(migration)
+      db.exec("INSERT INTO wp_meta VALUES ('schema_version', '5')")
+      // as version 5's enqueue wrote a job with a delay: created now, visible later
+      const now = Date.now()
+      db.prepare(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, ?, ?)`).run(now, now + 1500)
+      db.close()
+      const started = yield* Effect.gen(function*() {
+        let at = 0
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (at = Date.now(), n)))],
+          concurrency: 1,
+          poll: 3_600_000
+        })
+        assert.strictEqual(yield* JobQueue.await(Echo, "old"), 5)
+        return at
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })), Effect.timeout("30 seconds"))
+      assert.isAtLeast(started, now + 1500)
+    }), { timeout: 60_000 })
+
   it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>
     Effect.gen(function*() {
       const filename = fresh()
