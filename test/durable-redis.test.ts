@@ -56,6 +56,23 @@ else {
         assert.deepStrictEqual(result, [2, 4, 6])
       }), { timeout: 60_000 })
 
+    it.live("an idle consumer of 12 queues polling once an hour starts a job enqueued by another store instance in any of them at once (a marker watch per queue)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const queues = Array.from({ length: 12 }, (_, i) => `q${i + 1}`)
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+          yield* Effect.promise(() => blocked(prefix))
+          const results: Array<number> = []
+          for (const queue of [...queues].reverse()) {
+            const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: Number(queue.slice(1)) }, { queue }), layer(prefix))
+            results.push(yield* JobQueue.await(Echo, job.id))
+          }
+          return results
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(result, queues.map((queue) => Number(queue.slice(1)) * 2).reverse())
+      }), { timeout: 60_000 })
+
     it.live("a delayed job enqueued by another store instance starts at its time on a consumer polling once an hour (its marker), whose wall clock is an hour ahead", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()

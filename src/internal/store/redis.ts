@@ -684,6 +684,14 @@ const reconnect = (connected: { value: boolean }) => (retries: number, cause: Er
  */
 export const NO_COMMAND_TIMEOUT = { timeout: 0 } as const
 
+/**
+ * The reserved connections (`Redis.reserve`) are the marker watches: one per queue this store's
+ * consumers claim from, each blocked in `BZPOPMIN` for as long as the store lives. Effect's default
+ * pool of 10 left the watch of an 11th queue waiting for a connection forever, and that queue's
+ * idle consumers woke only at their poll.
+ */
+export const WATCH_CONNECTIONS = Number.MAX_SAFE_INTEGER
+
 /** The store on a client of its own (`NodeRedis`, or a cluster client), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
@@ -699,7 +707,8 @@ export const open = (cfg: Config) =>
         name,
         connectTimeout: cfg.connectTimeout,
         reconnect: reconnect({ value: true }),
-        commandOptions: NO_COMMAND_TIMEOUT
+        commandOptions: NO_COMMAND_TIMEOUT,
+        maxReserved: WATCH_CONNECTIONS
       })
       : Effect.map(
         Layer.build(NodeRedis.layer({
@@ -707,6 +716,7 @@ export const open = (cfg: Config) =>
           name,
           disableOfflineQueue: true,
           commandOptions: NO_COMMAND_TIMEOUT,
+          maxConnections: WATCH_CONNECTIONS,
           socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
         })),
         (context) => Context.get(context, Redis.Redis)

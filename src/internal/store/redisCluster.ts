@@ -48,6 +48,8 @@ export const make = (
     readonly reconnect: (retries: number, cause: Error) => number | Error
     /** node-redis's options of every command (see `NO_COMMAND_TIMEOUT` in redis.ts). */
     readonly commandOptions: { readonly timeout: number }
+    /** How many reserved clients (`Redis.reserve`) at most (see `WATCH_CONNECTIONS` in redis.ts). */
+    readonly maxReserved: number
   }
 ): Effect.Effect<Redis.Redis["Service"], Redis.RedisError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -104,6 +106,7 @@ export const make = (
     connected.value = true
     return yield* Redis.make({
       send: sendWith(cluster as unknown as Cluster),
+      pool: { maxConnections: options.maxReserved },
       connect: Effect.tryPromise({
         try: async () => {
           const own = cluster.duplicate({ defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } } })
