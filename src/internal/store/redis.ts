@@ -293,13 +293,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const scope = yield* Effect.scope
     // a store that stops (its process shuts down) hands back the markers it took, due or not: the
     // other processes' idle consumers wake at those times, not a poll later (runs after the watches,
-    // forked later, are interrupted)
+    // forked later, are interrupted); a server that does not answer (commands have no timeout) does
+    // not hold the shutdown past a second: those jobs are then left to the others' poll
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         const back = [...dueMarkers]
         dueMarkers.clear()
         return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
-      }).pipe(Effect.ignore)
+      }).pipe(Effect.timeout(1000), Effect.ignore, Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()))
     )
     const startWatching = (names: ReadonlyArray<string>) =>
       Effect.forEach(names, (queue) => {
