@@ -14,6 +14,9 @@ import * as Task from "../src/Task.ts"
 import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import * as Redis from "effect/persistence/Redis"
+import * as RedisStore from "../src/internal/store/redis.ts"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -290,6 +293,60 @@ else {
         ).pipe(Effect.map((killed) => assert.isAtLeast(killed, 3)))
         yield* connectionsKilled(kill, 50).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("60 seconds"))
       }), { timeout: 90_000 })
+
+    it.live("an enqueue is one command to the server (the id index is written by the enqueue script); stores of the two-command layout (a Cluster's) and of this one read and dedup each other's jobs", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+        // every command this store sends (EVALSHA counts one; a NOSCRIPT retry would count two)
+        let commands = 0
+        const counted = Redis.Redis.of({
+          ...plain,
+          send: (command, ...args) => Effect.suspend(() => (commands++, plain.send(command, ...args))),
+          eval: (script) => (...params) => Effect.suspend(() => (commands++, plain.eval(script)(...params)))
+        })
+        const cfg = yield* RedisStore.options({ url: url!, prefix })
+        const one = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "server" }), Redis.Redis, counted)
+        // the layout of a Cluster's store: the id index written first, by its own command
+        const two = yield* Effect.provideService(RedisStore.make({ ...cfg, cluster: true, clock: "server" }), Redis.Redis, plain)
+        const job = (id: string, queue: string, dedupKey: string | null = null) => ({
+          id,
+          queue,
+          task: "Echo",
+          payload: "{}",
+          priority: 0,
+          dedupKey,
+          maxAttempts: 3,
+          timeout: 0,
+          delay: 0,
+          retry: null,
+          trace: null
+        })
+        // a queue joins the list of queues once per store
+        yield* one.enqueue(job("warm-a", "a"))
+        yield* one.enqueue(job("warm-b", "b"))
+        commands = 0
+        assert.deepStrictEqual(yield* one.enqueue(job("j1", "a")), { id: "j1", created: true })
+        assert.strictEqual(commands, 1)
+        // an id another queue holds: not enqueued, in one command too
+        commands = 0
+        assert.deepStrictEqual(yield* one.enqueue(job("j1", "b")), { id: "j1", created: false })
+        assert.strictEqual(commands, 1)
+        // a dedup key held: the unfinished job's id, and the new id is not indexed
+        assert.deepStrictEqual(yield* one.enqueue(job("d1", "a", "k")), { id: "d1", created: true })
+        assert.deepStrictEqual(yield* one.enqueue(job("d2", "a", "k")), { id: "d1", created: false })
+        assert.isUndefined(yield* two.get("d2"))
+        // the other layout's jobs, and this one's, seen from each side
+        assert.deepStrictEqual(yield* two.enqueue(job("old", "b", "k")), { id: "old", created: true })
+        assert.deepStrictEqual((yield* one.get("old"))?.queue, "b")
+        assert.deepStrictEqual(yield* one.enqueue(job("old", "a")), { id: "old", created: false })
+        assert.deepStrictEqual(yield* one.enqueue(job("old2", "b", "k")), { id: "old", created: false })
+        assert.deepStrictEqual((yield* two.get("j1"))?.queue, "a")
+        assert.deepStrictEqual(yield* two.enqueue(job("j1", "b")), { id: "j1", created: false })
+        assert.strictEqual(yield* one.cancel("old"), "cancelled")
+        assert.strictEqual(yield* two.cancel("j1"), "cancelled")
+        assert.deepStrictEqual((yield* one.list({ queue: "b", states: undefined, limit: 10 })).map((row) => [row.id, row.state]), [["warm-b", "queued"], ["old", "cancelled"]])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of concurrency 100,000 claims its jobs (a claim that large overflowed the stack, at every poll)", () =>
       Effect.gen(function*() {

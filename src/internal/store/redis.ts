@@ -18,9 +18,10 @@
  * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once.
  *
  * Two lookups are outside a queue's slot, in keys of their own (`{<prefix>}:ids`: job id → queue,
- * `{<prefix>}:queues`: the queues): they are written before the job, so a job is never without
- * them; at worst (a crash in between) an id maps to a queue that does not hold it, which reads as
- * a missing job.
+ * `{<prefix>}:queues`: the queues). On one Redis the enqueue script writes the id index with the
+ * job (one round trip, atomic). On a Cluster they are in other slots than the job: they are written
+ * before it, so a job is never without them; at worst (a crash in between) an id maps to a queue
+ * that does not hold it, which reads as a missing job.
  *
  * @internal
  */
@@ -178,6 +179,10 @@ const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArra
 
 const SCRIPTS = {
   enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number, string?]>(),
+  enqueueIndexed: Redis.script(
+    (key: string, ids: string, ...args: ReadonlyArray<string>) => [key, ids, ...args],
+    { lua: Scripts.ENQUEUE_INDEXED, numberOfKeys: 2 }
+  ).withReturnType<[string, number, string?]>(),
   claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>, string]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
@@ -324,32 +329,43 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.forkScoped
     )
 
+    const enqueueArgs = (job: NewJob) => [
+      NOW(),
+      job.id,
+      job.task,
+      job.payload,
+      String(job.priority),
+      job.dedupKey ?? "",
+      job.dedupKey === null ? "0" : "1",
+      String(job.maxAttempts),
+      String(job.timeout),
+      String(job.delay),
+      job.runAt === undefined ? "" : String(job.runAt),
+      job.trace ?? "",
+      job.retry ?? ""
+    ]
+    /** One Redis: the script checks and writes the id index too, so an enqueue is one round trip. */
+    const enqueueOne = (job: NewJob) =>
+      redis.eval(SCRIPTS.enqueueIndexed)(meta(job.queue), IDS, ...enqueueArgs(job), job.queue)
+    /**
+     * A Cluster: the id index is in another slot than the queue's, so it is written first (a job is
+     * never without it) and the script runs after it (two round trips).
+     */
+    const enqueueCluster = (job: NewJob) =>
+      Effect.gen(function*() {
+        const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
+        if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return [job.id, 0] as [string, number, string?]
+        const result = yield* run("enqueue", job.queue, ...enqueueArgs(job))
+        // a dedup key held by another job: this id was never stored
+        if (fresh === 1 && result[0] !== job.id) yield* redis.send("HDEL", IDS, job.id)
+        return result
+      })
     const enqueue = (job: NewJob) =>
       op(
         "enqueue",
         Effect.gen(function*() {
           yield* knownQueue(job.queue)
-          const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
-          if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return { id: job.id, created: false, dueIn: 0 }
-          const [id, created, dueIn] = yield* run(
-            "enqueue",
-            job.queue,
-            NOW(),
-            job.id,
-            job.task,
-            job.payload,
-            String(job.priority),
-            job.dedupKey ?? "",
-            job.dedupKey === null ? "0" : "1",
-            String(job.maxAttempts),
-            String(job.timeout),
-            String(job.delay),
-            job.runAt === undefined ? "" : String(job.runAt),
-            job.trace ?? "",
-            job.retry ?? ""
-          )
-          // a dedup key held by another job: this id was never stored
-          if (fresh === 1 && id !== job.id) yield* redis.send("HDEL", IDS, job.id)
+          const [id, created, dueIn] = yield* (cfg.cluster ? enqueueCluster(job) : enqueueOne(job))
           return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time

@@ -124,10 +124,21 @@ end
 /**
  * ARGV: now, id, task, payload, priority, dedup ("" none), hasDedup, maxAttempts, timeout, delay, runAt
  * ("" none), trace ("" none), retry ("" none) → {id, created (1 or 0), ms until it is visible (text; created only)}
+ *
+ * `indexed`: the script also owns the id index (KEYS[2], job id → queue; ARGV[14] the queue): an
+ * id another queue holds is not enqueued, and a created job's id is indexed in the same script.
+ * Only on one Redis: on a Cluster the index is in another slot, so the caller writes it first.
  */
-export const ENQUEUE = `${PRELUDE}
+const enqueue = (indexed: boolean) =>
+  `${PRELUDE}
 local id = ARGV[2]
-if redis.call("EXISTS", jobKey(id)) == 1 then return {id, 0} end
+${
+    indexed
+      ? `local owner = redis.call("HGET", KEYS[2], id)
+if owner and owner ~= ARGV[14] then return {id, 0} end
+`
+      : ""
+  }if redis.call("EXISTS", jobKey(id)) == 1 then return {id, 0} end
 local hasDedup = ARGV[7] == "1"
 if hasDedup then
   local other = redis.call("HGET", B .. ":dedup", ARGV[6])
@@ -146,10 +157,17 @@ redis.call("SADD", B .. ":tasks", ARGV[3])
 if hasDedup then redis.call("HSET", B .. ":dedup", ARGV[6], id) end
 if ARGV[12] ~= nil and ARGV[12] ~= "" then redis.call("HSET", jobKey(id), "trace", ARGV[12]) end
 if ARGV[13] ~= nil and ARGV[13] ~= "" then redis.call("HSET", jobKey(id), "retry", ARGV[13]) end
-queued(id)
+${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+` : ""}queued(id)
 place(id, now)
 return {id, 1, tostring(visible - now)}
 `
+
+/** On a Redis Cluster: the caller has indexed the id (another slot) before. */
+export const ENQUEUE = enqueue(false)
+
+/** On one Redis: the id index too, in the same script (one round trip per enqueue). */
+export const ENQUEUE_INDEXED = enqueue(true)
 
 /**
  * The fields of a job the claim returns, in this order (HMGET: values only, a missing one nil): half
