@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { Cron, type Duration, Effect, Option, Result, Schedule, Stream } from "effect"
+import { Cron, type Duration, Effect, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError } from "./DurableError.ts"
@@ -354,7 +354,9 @@ export const enqueue = <T extends Task.Any>(
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
     // the producer's span goes with the job: its consumer's `workpool.job` span is a child of it
-    const span = yield* Effect.option(Effect.currentParentSpan)
+    // serviceOption, not currentParentSpan: that one fails without a span, building a
+    // NoSuchElementError (a stack trace) per enqueue
+    const span = yield* Effect.serviceOption(Tracer.ParentSpan)
     const { id, created } = yield* store.enqueue({
       id: crypto.randomUUID(),
       task: task.name,

@@ -319,6 +319,7 @@ else {
           maxAttempts: 3,
           timeout: 0,
           delay: 0,
+          runAt: undefined,
           retry: null,
           trace: null
         })

@@ -1,0 +1,109 @@
+/**
+ * Enqueue alone on Redis, contestants side by side in one process, interleaved in batches of 100
+ * (a loaded machine drifts: each batch times every contestant back to back, in a rotating order):
+ * one call per job, one after another, as scenario 8's producer does. No consumer runs; the keys
+ * are removed after.
+ *
+ * - ours: the public layer (one Redis: one round trip per enqueue);
+ * - ours, two round trips: the same store with the id index written first by its own command, as
+ *   on a Redis Cluster (and as every enqueue did before the index moved into the script);
+ * - BullMQ: `Queue.add`.
+ *
+ * `WORKPOOL_REDIS_URL=redis://... node bench/durable/enqueue.ts [batches=50]`: prints, for each
+ * contestant, the median of its batches' jobs/s and its jobs/s over all its batches.
+ */
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import { Context, Effect, Layer, ManagedRuntime } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { createClient } from "redis"
+import * as JobQueue from "../../src/JobQueue.ts"
+import * as JobStore from "../../src/JobStore.ts"
+import * as RedisJobStore from "../../src/RedisJobStore.ts"
+import * as RedisStore from "../../src/internal/store/redis.ts"
+import { connection } from "./bullmq.ts"
+import type { BenchJob } from "./protocol.ts"
+import { BenchTask } from "./task.ts"
+
+const url = process.env.WORKPOOL_REDIS_URL
+if (url === undefined || url === "") throw new Error("WORKPOOL_REDIS_URL is not set")
+const batches = Number(process.argv[2] ?? 50)
+
+interface Producer {
+  readonly enqueue: (job: BenchJob) => Promise<unknown>
+  readonly close: () => Promise<void>
+}
+
+const ours = (layer: Layer.Layer<JobStore.JobStore, unknown>) => async (): Promise<Producer> => {
+  const runtime = ManagedRuntime.make(layer)
+  await runtime.runPromise(Effect.void)
+  return {
+    enqueue: (job) => runtime.runPromise(JobQueue.enqueue(BenchTask, job, { queue: "bench" })),
+    close: () => runtime.dispose()
+  }
+}
+
+/** The store on one Redis, but enqueueing as on a Cluster: the id index first, then the script. */
+const twoRoundTrips = (prefix: string) =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.gen(function*() {
+      const redis = Context.get(yield* Layer.build(NodeRedis.layer({ url })), Redis.Redis)
+      const cfg = yield* RedisStore.options({ url, prefix })
+      return yield* Effect.provideService(RedisStore.make({ ...cfg, cluster: true, clock: "server" }), Redis.Redis, redis)
+    })
+  )
+
+const bullmq = (prefix: string) => async (): Promise<Producer> => {
+  const { Queue } = await import("bullmq")
+  const queue = new Queue("bench", { connection: connection(url), prefix })
+  await queue.waitUntilReady()
+  return {
+    enqueue: (job) => queue.add("job", job),
+    close: async () => {
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  }
+}
+
+const contestants: ReadonlyArray<readonly [string, (prefix: string) => () => Promise<Producer>]> = [
+  ["ours", (prefix) => ours(RedisJobStore.layer({ url, prefix }) as Layer.Layer<JobStore.JobStore, unknown>)],
+  ["ours, two round trips", (prefix) => ours(twoRoundTrips(prefix))],
+  ["BullMQ", bullmq]
+]
+
+const admin = createClient({ url })
+await admin.connect()
+const removeKeys = async (prefix: string) => {
+  for await (const keys of admin.scanIterator({ MATCH: `*${prefix}*`, COUNT: 1000 })) {
+    if (keys.length > 0) await admin.del(keys)
+  }
+}
+
+const prefixes = contestants.map(([name]) => `bench-enqueue-${process.pid}-${name.replace(/\W+/g, "")}`)
+const producers = await Promise.all(contestants.map(([, make], i) => make(prefixes[i]!)()))
+// warm: the scripts loaded, the queue known to the store
+for (const producer of producers) for (let n = 0; n < 50; n++) await producer.enqueue({ n: -1, t: 0 })
+const BATCH = 100
+const rates: Array<Array<number>> = contestants.map(() => [])
+const totals = contestants.map(() => 0)
+for (let batch = 0; batch < batches; batch++) {
+  // rotated, so that no contestant always follows the same one
+  for (let k = 0; k < contestants.length; k++) {
+    const i = (batch + k) % contestants.length
+    const start = performance.now()
+    for (let n = 0; n < BATCH; n++) await producers[i]!.enqueue({ n, t: 0 })
+    const ms = performance.now() - start
+    totals[i]! += ms
+    rates[i]!.push(BATCH / (ms / 1000))
+  }
+}
+for (const producer of producers) await producer.close()
+for (const prefix of prefixes) await removeKeys(prefix)
+await admin.quit()
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const result = Object.fromEntries(contestants.map(([name], i) => [name, {
+  medianBatchJobsPerSec: Math.round(median(rates[i]!)),
+  overallJobsPerSec: Math.round((batches * BATCH) / (totals[i]! / 1000))
+}]))
+console.log(JSON.stringify({ jobsEach: batches * BATCH, batch: BATCH, result }, null, 1))
