@@ -50,17 +50,18 @@ local function markDue(visible)
 end
 -- a queued job goes to its task's ready set (waking an idle consumer) or to the delayed set
 -- (waking one at its time)
-local function place(id, now)
-  local j = jobKey(id)
-  local f = redis.call("HMGET", j, "task", "rank", "seq", "visible")
-  local visible = tonumber(f[4])
+local function placeAs(id, task, rank, seq, visible, now)
   if visible <= now then
-    redis.call("ZADD", B .. ":ready:" .. f[1], -tonumber(f[2]), member(tonumber(f[3]), id))
+    redis.call("ZADD", B .. ":ready:" .. task, -rank, member(seq, id))
     redis.call("ZADD", B .. ":marker", 0, "0")
   else
     redis.call("ZADD", B .. ":delayed", visible, id)
     markDue(visible)
   end
+end
+local function place(id, now)
+  local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
+  placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now)
 end
 -- delayed jobs whose time has come become ready
 local function promote(now)
@@ -76,8 +77,11 @@ local function unqueue(id)
   redis.call("ZREM", B .. ":delayed", id)
   redis.call("HINCRBY", B .. ":prio", f[3], -1)
 end
+local function queuedAt(priority)
+  redis.call("HINCRBY", B .. ":prio", priority, 1)
+end
 local function queued(id)
-  redis.call("HINCRBY", B .. ":prio", redis.call("HGET", jobKey(id), "priority"), 1)
+  queuedAt(redis.call("HGET", jobKey(id), "priority"))
 end
 local function releaseDedup(id)
   local key = redis.call("HGET", jobKey(id), "dedup")
@@ -148,8 +152,9 @@ local now = clock(ARGV[1])
 local visible
 if ARGV[11] ~= "" then visible = tonumber(ARGV[11]) else visible = now + tonumber(ARGV[10]) end
 local seq = redis.call("INCR", B .. ":seq")
+local rank = rankOf(tonumber(ARGV[5]), visible)
 redis.call("HSET", jobKey(id), "id", id, "task", ARGV[3], "payload", ARGV[4], "priority", ARGV[5],
-  "rank", rankOf(tonumber(ARGV[5]), visible), "seq", seq, "dedup", hasDedup and ARGV[6] or "",
+  "rank", rank, "seq", seq, "dedup", hasDedup and ARGV[6] or "",
   "hasDedup", hasDedup and "1" or "0", "state", "queued", "attempts", 0, "max", ARGV[8], "timeout", ARGV[9],
   "created", now, "visible", visible, "started", "", "finished", "", "cancel", "0", "token", "", "lease", "")
 redis.call("ZADD", B .. ":all", seq, id)
@@ -158,8 +163,9 @@ if hasDedup then redis.call("HSET", B .. ":dedup", ARGV[6], id) end
 if ARGV[12] ~= nil and ARGV[12] ~= "" then redis.call("HSET", jobKey(id), "trace", ARGV[12]) end
 if ARGV[13] ~= nil and ARGV[13] ~= "" then redis.call("HSET", jobKey(id), "retry", ARGV[13]) end
 ${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
-` : ""}queued(id)
-place(id, now)
+` : ""}-- what it just wrote, not read back
+queuedAt(ARGV[5])
+placeAs(id, ARGV[3], rank, seq, visible, now)
 return {id, 1, tostring(visible - now)}
 `
 
