@@ -17,6 +17,8 @@ import * as redisServer from "./durable/redisserver.ts"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
+import * as RedisScripts from "../src/internal/store/redisScripts.ts"
+import { readFileSync } from "node:fs"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -357,3 +359,16 @@ else {
       }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix()))), { timeout: 60_000 })
   })
 }
+
+// Redis 6.0 is what Debian 11 and Ubuntu 22.04 ship: an option newer than that (ZADD's LT/GT,
+// GETDEL, LMOVE, ZRANGE's BYSCORE...) fails there as "ERR syntax error" on every call that uses it
+describe("Redis store: commands Redis 6.0 knows", () => {
+  const newer = /"(LT|GT|GETDEL|GETEX|LMOVE|BLMOVE|ZRANGESTORE|ZMSCORE|BYSCORE|BYLEX|REV|HRANDFIELD|ZRANDMEMBER|ZUNION|ZINTER|ZDIFF|COPY|EXAT|PXAT)"/
+  it("no script or command uses an option or command added in Redis 6.2 or later", () => {
+    const sources: Array<[string, string]> = [
+      ...Object.entries(RedisScripts).filter((e): e is [string, string] => typeof e[1] === "string"),
+      ["redis.ts", readFileSync(new URL("../src/internal/store/redis.ts", import.meta.url), "utf8")]
+    ]
+    for (const [name, source] of sources) assert.isNull(source.match(newer), `${name} uses a Redis 6.2+ option`)
+  })
+})

@@ -196,7 +196,8 @@ const SCRIPTS = {
     [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
   >(),
   list: script(Scripts.LIST).withReturnType<Array<Array<string>>>(),
-  latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>()
+  latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>(),
+  markDue: script(Scripts.MARK_DUE).withReturnType<number>()
 }
 
 /**
@@ -269,7 +270,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      */
     const dueMarkers = new Map<string, number>()
     const serverNow = () => clock.currentTimeMillisUnsafe() + offset
-    const markDue = (queue: string, at: string) => redis.send("ZADD", `${base(queue)}:marker`, "LT", at, "1")
+    const markDue = (queue: string, at: string, member = "1") => run("markDue", queue, at, member)
     const watch = (queue: string) =>
       Effect.gen(function*() {
         const connection = yield* redis.reserve
@@ -282,7 +283,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const at = Number(score)
           const dueIn = member === "1" ? at - serverNow() : 0
           // nobody here to claim it any more: pass it on to another process
-          if (idle === 0) yield* connection.send("ZADD", `${base(queue)}:marker`, "LT", dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
+          if (idle === 0) yield* markDue(queue, dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
           else {
             signal.notifyIn(dueIn)
             if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) dueMarkers.set(queue, at)

@@ -44,9 +44,12 @@ local function rankOf(priority, visible)
   return priority
 end
 -- the wake-up for a delayed job of this queue due at visible: an idle consumer that pops it wakes
--- then (LT: the soonest time stays, whoever adds later ones)
-local function markDue(visible)
-  redis.call("ZADD", B .. ":marker", "LT", visible, "1")
+-- then (the soonest time stays, whoever adds later ones: ZADD's LT by hand, which Redis before 6.2
+-- refuses as a syntax error). "0" scored 0 is the wake-up for a job due now
+local function markDue(visible, m)
+  m = m or "1"
+  local score = redis.call("ZSCORE", B .. ":marker", m)
+  if not score or tonumber(visible) < tonumber(score) then redis.call("ZADD", B .. ":marker", visible, m) end
 end
 -- a queued job goes to its task's ready set (waking an idle consumer) or to the delayed set
 -- (waking one at its time)
@@ -543,4 +546,10 @@ while #out < limit do
   end
 end
 return out
+`
+
+/** Puts a wake-up marker back (ARGV: its score, its member) unless the queue has a sooner one. */
+export const MARK_DUE = `${PRELUDE}
+markDue(ARGV[1], ARGV[2])
+return 1
 `
