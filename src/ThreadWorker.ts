@@ -29,7 +29,6 @@ import {
   CONFIRMED,
   envelope,
   type FromThread,
-  HOLD,
   isTuple,
   OFFERED,
   offerCell,
@@ -39,7 +38,6 @@ import {
   PACE,
   PORT,
   type Run,
-  SHORT,
   threadData,
   type ToThread
 } from "./internal/protocol.ts"
@@ -443,19 +441,14 @@ export const serve = <R = never, E = never>(
     return true
   }
   let handlersContext: Context.Context<R> | undefined
-  /** When the answers waiting in the outbox began to be held (see protocol.SHORT). */
-  let holdingSince = 0
   const startOffers = () => {
     while (offers.length > 0 && running.size < pool.slots && !closing) {
       const run = offers.shift()!
       if (!claim(run)) continue
-      // the answers before it go first, unless tasks here are short (see protocol.SHORT): a long
-      // synchronous task would hold them back
-      const now = performance.now()
-      if (pace === 0 || pace >= SHORT || now - holdingSince >= HOLD) {
-        outbox.flush()
-        holdingSince = now
-      }
+      // the answers before it go first: the main thread counts an offer as started (its timeout
+      // runs, a cancel reaches it) only once the answer before it on its slot has come, and a
+      // synchronous task holds back whatever is still in the outbox for as long as it runs
+      outbox.flush()
       runTask(run)
     }
   }

@@ -11,7 +11,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { MessagePort } from "node:worker_threads"
 import type * as WorkPool from "../src/WorkPool.ts"
-import { Crash, Flaky, Hold, Mark } from "./fixtures/tasks.ts"
+import { Crash, Echo, Flaky, Hold, Mark, Spin } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
 import { depth, MAX_OFFERS, MIN_OFFERS } from "../src/internal/threads.ts"
 import { settle, waitFor } from "./helpers.ts"
@@ -60,6 +60,29 @@ const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
   })
 
 describe("ThreadPool prefetch", () => {
+  // the main thread starts an offer's clock (its timeout) and lets a cancel reach it only when the
+  // answer before it arrives: a thread that held the answers of short tasks while it ran its next
+  // offer hid a stuck task from its timeout, and the short task's answer with it (found in review)
+  it.live("a short task's answer goes out before its thread starts the next offer: a stuck task after it still times out", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, cancelGrace: "100 millis" })
+      // short tasks make the thread's pace short, where answers used to be held
+      yield* Effect.forEach(Array.from({ length: 2000 }, (_, i) => String(i)), (s) => pool.run(Echo, s), {
+        concurrency: 50,
+        discard: true
+      })
+      const hold = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const short = yield* pool.submit(Echo, "short")
+      const stuck = yield* pool.submit(Spin, 1, { timeout: "300 millis" })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      yield* Effect.sync(() => Atomics.store(counters, 1, 1))
+      assert.strictEqual(yield* hold.await, 0)
+      assert.strictEqual(yield* Effect.timeout(short.await, "10 seconds"), "echo short")
+      const error = yield* Effect.flip(Effect.timeout(stuck.await, "10 seconds"))
+      assert.strictEqual(error._tag, "JobTimeout")
+    }), { timeout: 60_000 })
+
   it.live("a thread starts its next task while the main thread is blocked (no round trip)", () =>
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool({ threads: 1 })

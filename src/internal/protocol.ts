@@ -115,17 +115,6 @@ export const offerCell = (id: number, state: number): number => ((id & 0xfffffff
 export const PACE = 0
 
 /**
- * Tasks that take less than this (µs, see `PACE`) are short: a thread that runs one offer after
- * another holds their answers and sends them together, rather than one message each (a message
- * wakes the main thread, which costs far more than such a task), for at most `HOLD` ms. A longer
- * task sends the answers before it first, so that they are not held back for as long as it runs.
- */
-export const SHORT = 100
-
-/** Milliseconds a thread holds the answers of short tasks before it sends them (see `SHORT`). */
-export const HOLD = 1
-
-/**
  * What goes over the port: one message, or the messages of one tick together in an array (a
  * `postMessage` costs far more than its payload for small tasks). A message that is itself an
  * array starts with a number (see `Run`); an array of messages starts with a message.
