@@ -88,15 +88,6 @@ else {
       Effect.gen(function*() {
         const prefix = freshPrefix()
         const marker = (queue: string) => Effect.promise(() => admin((client) => client.zScore(`{${prefix}:${queue}}:marker`, "1")))
-        const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
-          Effect.gen(function*() {
-            for (let tries = 0; tries < 1000; tries++) {
-              const value = yield* look
-              if (done(value)) return value
-              yield* Effect.sleep(20)
-            }
-            return assert.fail(`timed out waiting until ${what}`)
-          })
         const context = yield* Layer.build(layer(prefix))
         const store = Context.get(context, JobStore.JobStore)
         // another process's store
@@ -126,15 +117,6 @@ else {
       Effect.gen(function*() {
         const prefix = freshPrefix()
         const marker = Effect.promise(() => admin((client) => client.zScore(`{${prefix}:q}:marker`, "1")))
-        const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
-          Effect.gen(function*() {
-            for (let tries = 0; tries < 1000; tries++) {
-              const value = yield* look
-              if (done(value)) return value
-              yield* Effect.sleep(20)
-            }
-            return assert.fail(`timed out waiting until ${what}`)
-          })
         const scope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(layer(prefix), scope)
         const store = Context.get(context, JobStore.JobStore)
@@ -359,6 +341,17 @@ else {
       }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix()))), { timeout: 60_000 })
   })
 }
+
+/** Looks every 20 ms (up to 20 s) until `done` holds of what `look` finds, and returns that. */
+const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
+  Effect.gen(function*() {
+    for (let tries = 0; tries < 1000; tries++) {
+      const value = yield* look
+      if (done(value)) return value
+      yield* Effect.sleep(20)
+    }
+    return assert.fail(`timed out waiting until ${what}`)
+  })
 
 // Redis 6.0 is what Debian 11 and Ubuntu 22.04 ship: an option newer than that (ZADD's LT/GT,
 // GETDEL, LMOVE, ZRANGE's BYSCORE...) fails there as "ERR syntax error" on every call that uses it

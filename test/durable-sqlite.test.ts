@@ -6,12 +6,11 @@ import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
-import type { Store } from "../src/internal/store/model.ts"
 import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, Echo } from "./durable/conformance.ts"
+import { conformance, Echo, tellingIdle } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -53,14 +52,7 @@ describe("the SQLite store", () => {
       const poll = 60_000
       const idle = yield* Deferred.make<void>()
       // the consumer's store: tells when the consumer found nothing and waits for its poll
-      const consumerStore = Layer.effect(
-        JobStore.JobStore,
-        Effect.map(JobStore.JobStore, (store): Store => ({
-          ...store,
-          wait: (millis, since) =>
-            Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
-        }))
-      ).pipe(Layer.provide(JobStore.sqlite({ filename })))
+      const consumerStore = tellingIdle(idle, poll, JobStore.sqlite({ filename }))
       const result = yield* Effect.gen(function*() {
         yield* JobQueue.consume({
           handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 3))],
@@ -81,14 +73,7 @@ describe("the SQLite store", () => {
       const filename = fresh()
       const poll = 60_000
       const idle = yield* Deferred.make<void>()
-      const consumerStore = Layer.effect(
-        JobStore.JobStore,
-        Effect.map(JobStore.JobStore, (store): Store => ({
-          ...store,
-          wait: (millis, since) =>
-            Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
-        }))
-      ).pipe(Layer.provide(JobStore.sqlite({ filename })))
+      const consumerStore = tellingIdle(idle, poll, JobStore.sqlite({ filename }))
       const { job, startedAt } = yield* Effect.gen(function*() {
         let startedAt = 0
         yield* JobQueue.consume({

@@ -86,15 +86,7 @@ export const delayedWakeAcrossInstances = (layer: () => Layer.Layer<JobStore.Job
       sleep: (duration) => real.sleep(duration)
     }
     const idle = yield* Deferred.make<void>()
-    // the consumer's store says when the consumer found nothing and sleeps for its poll
-    const consumerStore = Layer.effect(
-      JobStore.JobStore,
-      Effect.map(JobStore.JobStore, (store): Store => ({
-        ...store,
-        wait: (millis, since) =>
-          Effect.andThen(millis === HOUR ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
-      }))
-    ).pipe(Layer.provide(layer()))
+    const consumerStore = tellingIdle(idle, HOUR, layer())
     return yield* Effect.gen(function*() {
       let startedAt = 0
       yield* JobQueue.consume({
@@ -169,6 +161,20 @@ const quiesce = Effect.gen(function*() {
     })
   }
 })
+
+/**
+ * `base`'s store, which says through `idle` when its consumer found nothing and sleeps for its
+ * `poll` (a consumer that waits less is waiting for a delayed job's time).
+ */
+export const tellingIdle = <E>(idle: Deferred.Deferred<void>, poll: number, base: Layer.Layer<JobStore.JobStore, E>) =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (store): Store => ({
+      ...store,
+      wait: (millis, since) =>
+        Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
+    }))
+  ).pipe(Layer.provide(base))
 
 /** Lets the clock run `millis`, in steps, so that every timer on the way fires in order. */
 const tick = (millis: number, step = 100) =>
