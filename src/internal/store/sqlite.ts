@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Schedule } from "effect"
 import type { DatabaseSync, SQLInputValue } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
@@ -268,10 +268,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       Effect.try({ try: body, catch: (error) => new StoreError({ operation, reason: reasonOf(error) }) })
 
     // --- open: WAL, then the migrations, in one write transaction
+    // switching a new file to WAL takes its exclusive lock, and SQLite may refuse that at once
+    // ("database is locked", without its busy wait) while other processes open the same new file:
+    // tried again for up to `busyTimeout` (seen with three consumer processes starting together)
     yield* read("open", () => {
       db.exec("PRAGMA journal_mode = WAL")
       db.exec("PRAGMA synchronous = NORMAL")
-    })
+    }).pipe(Effect.retry({
+      while: (error) => error.reason.includes("locked"),
+      schedule: Schedule.spaced(10),
+      times: Math.ceil(cfg.busyTimeout / 10)
+    }))
     yield* write("migrate", () => {
       db.exec("CREATE TABLE IF NOT EXISTS wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
       const found = db.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string } | undefined
