@@ -261,12 +261,15 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     Effect.sync((): Claimed => {
       const now = time()
       const candidates: Array<Row> = []
+      // the soonest delayed job of the request's unpaused queues, of any task (as the other stores),
+      // found in the same pass: a claim that comes up short reports it
+      let dueAt = Infinity
       for (const row of rows.values()) {
         const job = row.job
-        if (
-          job.state === "queued" && job.visibleAt <= now && request.queues.includes(job.queue) &&
-          request.tasks.includes(job.task) && !queueOf(job.queue).paused
-        ) candidates.push(row)
+        if (job.state !== "queued" || !request.queues.includes(job.queue) || queueOf(job.queue).paused) continue
+        if (job.visibleAt > now) {
+          if (job.visibleAt < dueAt) dueAt = job.visibleAt
+        } else if (request.tasks.includes(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
       // what each rate-limited queue's window allows now
@@ -303,25 +306,18 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
         return { job: row.job, token }
       })
       let limitedFor = 0
-      let dueAt = Infinity
-      if (picked.length < request.limit) {
+      const short = picked.length < request.limit
+      if (short) {
         for (const name of held) {
           const queue = queueOf(name)
           const wait = windowAllows(queue.times, queue.times.length, queue.rate!, now, 1).nextAt - now
           if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
-        // the soonest delayed job of the request's unpaused queues, of any task (as the other stores)
-        for (const { job } of rows.values()) {
-          if (
-            job.state === "queued" && job.visibleAt > now && job.visibleAt < dueAt && request.queues.includes(job.queue) &&
-            !queueOf(job.queue).paused
-          ) dueAt = job.visibleAt
-        }
       }
       return {
         claims: claims.length === 0 ? claims : changed(claims),
         limitedFor,
-        dueIn: dueAt === Infinity ? undefined : dueAt - now
+        dueIn: !short || dueAt === Infinity ? undefined : dueAt - now
       }
     })
 
