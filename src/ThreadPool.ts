@@ -46,6 +46,7 @@ import * as ThreadJson from "./internal/threadJson.ts"
 import * as threadOptions from "./internal/threadOptions.ts"
 import { checkTask, codecsOf, decodeReply, issueOf } from "./internal/taskCodecs.ts"
 import { ThreadPrefetch } from "./internal/prefetch.ts"
+import { threadExecutor } from "./internal/threadExecutor.ts"
 import * as Scheduler from "./internal/scheduler.ts"
 import { type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
@@ -443,7 +444,10 @@ export const make = <T extends Task.Any = Task.Any>(
       Effect.onError(() => threads.close())
     )
     const prefetch = new ThreadPrefetch(threads, offeredTaskJob)
-    Scheduler.schedulerOf(pool).prefetch = prefetch
+    const scheduler = Scheduler.schedulerOf(pool)
+    scheduler.prefetch = prefetch
+    // tasks start on their threads with no fiber here; what it cannot start goes to the fiber executor
+    scheduler.executor = threadExecutor(scheduler, scheduler.executor, threads, prefetch, offeredTaskJob)
 
     const taskJob = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
       Object.assign(

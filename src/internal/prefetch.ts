@@ -106,7 +106,8 @@ export class ThreadPrefetch implements Prefetch {
   }
 }
 
-const markOf = (job: Job): TaskMark | undefined => {
+/** The task a `ThreadPool` job runs, if it is one (durable consumers' jobs are not). */
+export const markOf = (job: Job): TaskMark | undefined => {
   const effect = job.effect
   if (!isFunction(effect)) return undefined
   const mark = effect as unknown as Partial<TaskMark>

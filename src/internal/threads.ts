@@ -786,38 +786,58 @@ export class Threads {
     job: TaskJob
   ): Effect.Effect<Reply> {
     return Effect.callback<Reply>((resume) => {
-      if (thread.exited) {
-        return resume(Effect.succeed({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" }))
-      }
-      // a buffer may have been moved by another task since this one was submitted
-      const badTransfer = transfer.length === 0 ? undefined : transferIssue(transfer)
-      if (badTransfer !== undefined) {
-        return resume(Effect.succeed({ _: "codec", part: "payload", issue: `${badTransfer.field}: ${badTransfer.reason}` }))
-      }
-      const id = thread.nextId++
-      thread.idleTimer?.interruptUnsafe()
-      thread.idleTimer = undefined
-      thread.inflight.set(id, (reply) => resume(Effect.succeed(reply)))
-      thread.progress.set(id, job.progress)
-      if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
-      const run: Run = job.json === true
-        ? [id, task, payload, job.id, job.attempt, job.trace, 1]
-        : [id, task, payload, job.id, job.attempt, job.trace]
-      thread.outbox.send(run, transfer, (issue) =>
-        this.settle(thread, id, {
-          _: "codec",
-          part: "payload",
-          issue: transfer.length === 0 ? issue : `the payload or its transfer list could not be sent: ${issue}`
-        }))
-      return this.cancel(thread, id, task)
+      const id = this.send(thread, task, payload, transfer, job, (reply) => resume(Effect.succeed(reply)))
+      return id === undefined ? undefined : this.cancel(thread, id, task)
     })
   }
 
   /**
-   * The caller gave up on task `id`: the thread is asked to cancel it; a thread that has not
-   * confirmed within the grace period is terminated (and replaced).
+   * Sends one task to a thread; `reply` hears how it ended, once. Returns the task's id on the
+   * thread, or undefined if it ended at once (`reply` was called: the thread is gone, or a buffer
+   * of its transfer list was moved since it was submitted). `cancel` stops it.
    */
-  private cancel(thread: Thread, id: number, task: string): Effect.Effect<void> {
+  send(
+    thread: Thread,
+    task: string,
+    payload: unknown,
+    transfer: ReadonlyArray<TransferListItem>,
+    job: TaskJob,
+    reply: (reply: Reply) => void
+  ): number | undefined {
+    if (thread.exited) {
+      reply({ _: "crashed", reason: thread.stopping ?? thread.error ?? "the thread exited" })
+      return undefined
+    }
+    // a buffer may have been moved by another task since this one was submitted
+    const badTransfer = transfer.length === 0 ? undefined : transferIssue(transfer)
+    if (badTransfer !== undefined) {
+      reply({ _: "codec", part: "payload", issue: `${badTransfer.field}: ${badTransfer.reason}` })
+      return undefined
+    }
+    const id = thread.nextId++
+    thread.idleTimer?.interruptUnsafe()
+    thread.idleTimer = undefined
+    thread.inflight.set(id, reply)
+    thread.progress.set(id, job.progress)
+    if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
+    const run: Run = job.json === true
+      ? [id, task, payload, job.id, job.attempt, job.trace, 1]
+      : [id, task, payload, job.id, job.attempt, job.trace]
+    thread.outbox.send(run, transfer, (issue) =>
+      this.settle(thread, id, {
+        _: "codec",
+        part: "payload",
+        issue: transfer.length === 0 ? issue : `the payload or its transfer list could not be sent: ${issue}`
+      }))
+    return id
+  }
+
+  /**
+   * The caller gave up on task `id`: the thread is asked to cancel it; a thread that has not
+   * confirmed within the grace period is terminated (and replaced). Done at once if the task has
+   * ended.
+   */
+  cancel(thread: Thread, id: number, task: string): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (!thread.inflight.has(id)) return Effect.void
       const confirmed = Effect.callback<void>((stopped) => {
@@ -949,10 +969,31 @@ export class Threads {
   /** The answer of an offer that runs (see `resolve`), for the attempt that takes it over. */
   attach(offer: Offer, task: string): Effect.Effect<Reply> {
     return Effect.callback<Reply>((resume) => {
-      if (offer.reply !== undefined) return resume(Effect.succeed(offer.reply))
-      offer.listener = (reply) => resume(Effect.succeed(reply))
+      if (this.listen(offer, (reply) => resume(Effect.succeed(reply)))) return
       return this.cancel(offer.thread, offer.id, task)
     })
+  }
+
+  /**
+   * Where the answer of an offer that runs goes: to `reply`, now (true: it had come) or once it
+   * comes (false: `cancel` with its id stops it).
+   */
+  listen(offer: Offer, reply: (reply: Reply) => void): boolean {
+    if (offer.reply !== undefined) {
+      reply(offer.reply)
+      return true
+    }
+    offer.listener = reply
+    return false
+  }
+
+  /**
+   * The thread a task can start on now, without waiting: the one `pick` chooses, if it is running;
+   * undefined if that one must be started first (`take` waits for it).
+   */
+  takeNow(): Thread | undefined {
+    const thread = this.threads[this.pick()]
+    return thread !== undefined && !thread.exited && thread.stopping === undefined ? thread : undefined
   }
 
   /** From now on, a thread that dies is not replaced. */

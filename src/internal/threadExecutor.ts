@@ -1,0 +1,140 @@
+/**
+ * A thread pool's executor: a task starts on its thread with no fiber on the main thread. The
+ * fiber executor would run each task's attempt as a fiber that sends the task, waits for its answer
+ * and decodes it; here the scheduler's start sends it, and the answer, decoded, is the attempt's
+ * stop. A fiber and its context cost the main thread several µs per task, which a one-at-a-time
+ * caller pays in latency and a busy pool in the CPU its threads share.
+ *
+ * Everything the fiber gave a task is kept: its answer decoded the same way (`decodeReply`), its
+ * `JobContext` on the thread (id, attempt, progress: as an offer's, see prefetch.ts), its caller's
+ * span as parent; a timeout, a cancel or a shutdown asks the thread to cancel it and terminates the
+ * thread after `cancelGrace` (`Threads.cancel`), and the attempt stops only then, as its fiber did.
+ *
+ * Tasks this cannot start go to the fiber executor, as before: a traced job (its `workpool.job`
+ * span is made in its fiber), a task whose thread is not running yet (the fiber waits for its start),
+ * and jobs that are not `ThreadPool` tasks (a durable consumer's).
+ *
+ * @internal
+ */
+import { type Context, Effect, Exit } from "effect"
+import { TaskCodecError } from "../PoolError.ts"
+import * as JobContexts from "./jobContext.ts"
+import { markOf, type ThreadPrefetch } from "./prefetch.ts"
+import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
+import { codecsOf, decodeReply, issueOf } from "./taskCodecs.ts"
+import type { Reply, TaskJob, Thread, Threads } from "./threads.ts"
+
+/** A task started here, until its attempt has stopped. */
+class Started {
+  readonly job: Job
+  readonly worker: Worker<any>
+  readonly task: string
+  /** Where it runs, once sent. */
+  thread: Thread | undefined = undefined
+  id = -1
+  /** Asked to stop (a timeout, a cancel, a shutdown): its thread is asked to cancel it. */
+  stopping = false
+  /** Waiting until it has stopped (`awaitStopped`). */
+  waiters: Array<() => void> | undefined = undefined
+  constructor(job: Job, worker: Worker<any>, task: string) {
+    this.job = job
+    this.worker = worker
+    this.task = task
+  }
+}
+
+/** The attempt's Exit for a task's answer: what its fiber ended with (`decodeReply`). */
+const exitOf = (task: Parameters<typeof decodeReply>[0], reply: Reply, jobId: number): Exit.Exit<unknown, unknown> => {
+  if (reply._ === "interrupted") return Exit.interrupt()
+  // every answer but "interrupted" decodes to an Exit (Effect.fail and Effect.die make one)
+  const decoded = decodeReply(task, reply, jobId)
+  return Exit.isExit(decoded) ? decoded : Exit.die(new Error(`effect-workpool: the answer of task ${task.name} is not an Exit`))
+}
+
+export const threadExecutor = (
+  scheduler: Scheduler<any>,
+  fibers: Executor,
+  threads: Threads,
+  prefetch: ThreadPrefetch,
+  taskJobOf: (job: Job) => TaskJob
+): Executor => {
+  const started = new Map<number, Started>()
+  /**
+   * Jobs asked to stop as they were being started (the scheduler tells who waits for the state
+   * change first, and a waiter may cancel the job), by id: they start on a fiber, which the fiber
+   * executor stops at once.
+   */
+  const stoppedEarly = new Set<number>()
+  // most jobs come from a few submitters: whether their context is traced is looked up once each
+  let lastContext: Context.Context<never> | undefined
+  let lastTraced = false
+  const isTraced = (context: Context.Context<never>): boolean => {
+    if (context !== lastContext) {
+      lastContext = context
+      lastTraced = JobContexts.isTraced(context)
+    }
+    return lastTraced
+  }
+
+  const stopped = (run: Started, exit: Exit.Exit<unknown, unknown>): void => {
+    if (started.get(run.job.seq) !== run) return
+    started.delete(run.job.seq)
+    scheduler.jobStopped(run.job, run.worker, exit)
+    if (run.waiters !== undefined) for (const waiter of run.waiters) waiter()
+  }
+
+  /** Asks the task's thread to cancel it; its attempt stops once the thread confirms or has been terminated. */
+  const cancel = (run: Started): void => {
+    if (run.stopping) return
+    run.stopping = true
+    const fiber = Effect.runForkWith(scheduler.context)(threads.cancel(run.thread!, run.id, run.task))
+    fiber.addObserver(() => stopped(run, Exit.interrupt()))
+  }
+
+  return {
+    start(job: Job, worker: Worker<any>, waitMillis: number): void {
+      const mark = markOf(job)
+      if (mark === undefined || isTraced(job.context) || (stoppedEarly.size > 0 && stoppedEarly.delete(job.seq))) {
+        return fibers.start(job, worker, waitMillis)
+      }
+      const task = mark.task
+      const offer = prefetch.take(job.seq)
+      const thread = offer !== undefined ? offer.thread : threads.takeNow()
+      if (thread === undefined) return fibers.start(job, worker, waitMillis)
+      const run = new Started(job, worker, task.name)
+      const reply = (reply: Reply) => stopped(run, exitOf(task, reply, job.id))
+      started.set(job.seq, run)
+      prefetch.ran(job.seq, thread)
+      run.thread = thread
+      if (offer !== undefined) {
+        run.id = offer.id
+        threads.listen(offer, reply)
+        return
+      }
+      const encoded = codecsOf(task).encodePayload(mark.payload)
+      if (Exit.isFailure(encoded)) {
+        return stopped(run, Exit.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) })))
+      }
+      const id = threads.send(thread, task.name, encoded.value, mark.transfer, taskJobOf(job), reply)
+      if (id !== undefined) run.id = id
+    },
+    interrupt(job: Job): void {
+      const run = started.get(job.seq)
+      if (run !== undefined) return cancel(run)
+      if (!fibers.isStopping(job)) stoppedEarly.add(job.seq)
+      fibers.interrupt(job)
+    },
+    awaitStopped(job: Job): Effect.Effect<void> {
+      return Effect.suspend(() => {
+        const run = started.get(job.seq)
+        if (run === undefined) return fibers.awaitStopped(job)
+        return Effect.callback<void>((resume) => {
+          ;(run.waiters ??= []).push(() => resume(Effect.void))
+        })
+      })
+    },
+    isStopping(job: Job): boolean {
+      return started.has(job.seq) || fibers.isStopping(job)
+    }
+  }
+}
