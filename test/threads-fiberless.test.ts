@@ -34,7 +34,8 @@ const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
  * what marks it as a `ThreadPool` task.
  */
 const countCalls = (handle: unknown): { readonly calls: number } => {
-  const job = handle as { effect: ((...args: Array<unknown>) => unknown) & Record<string, unknown> }
+  type Marked = ((...args: Array<unknown>) => unknown) & { readonly task: unknown; readonly payload: unknown; readonly transfer: unknown }
+  const job = handle as { effect: Marked }
   const original = job.effect
   const counted = { calls: 0 }
   job.effect = Object.assign((...args: Array<unknown>) => {
