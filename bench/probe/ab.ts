@@ -21,10 +21,13 @@ const trees = { old: arg("old", ""), new: path.resolve(import.meta.dirname, "../
 if (trees.old === "") throw new Error("--old=<tree> is required")
 
 const open = async (tree: string) => {
-  const ThreadPool = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
-  const tasks = await import(pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href)
+  // typed as this tree's: the old tree's are the same API
+  const ThreadPool: typeof import("../../src/ThreadPool.ts") = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
+  const tasks: typeof import("../workers/ours-tasks.ts") = await import(
+    pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href
+  )
   const scope = Effect.runSync(Scope.make())
-  const pool = await Effect.runPromise(
+  const pool: import("../../src/ThreadPool.ts").ThreadPool = await Effect.runPromise(
     ThreadPool.make({ worker: pathToFileURL(path.join(tree, "bench/workers/ours-worker.ts")), threads: 2, capacity: Infinity })
       .pipe(Scope.provide(scope))
   )

@@ -104,9 +104,9 @@ export const threadExecutor = (
       const run = new Started(job, worker, task.name)
       const reply = (reply: Reply) => stopped(run, exitOf(task, reply, job.id))
       started.set(job.seq, run)
-      prefetch.ran(job.seq, thread)
       run.thread = thread
       if (offer !== undefined) {
+        prefetch.ran(job.seq, thread)
         run.id = offer.id
         threads.listen(offer, reply)
         return
@@ -115,6 +115,8 @@ export const threadExecutor = (
       if (Exit.isFailure(encoded)) {
         return stopped(run, Exit.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) })))
       }
+      // from here its thread's offer starts in its slot when it stops (not when it could not be sent)
+      prefetch.ran(job.seq, thread)
       const id = threads.send(thread, task.name, encoded.value, mark.transfer, taskJobOf(job), reply)
       if (id !== undefined) run.id = id
     },
