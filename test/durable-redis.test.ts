@@ -27,17 +27,32 @@ else {
   const layer = (prefix: string, options: Partial<RedisJobStore.RedisJobStoreOptions> = {}) =>
     RedisJobStore.layer({ url: url!, prefix, ...options })
 
-  /** Until a connection of this prefix's store is blocked in BZPOPMIN (CLIENT LIST says so). */
-  const blocked = (prefix: string) =>
+  /**
+   * Until `count` connections of this prefix's store (or of the client named `name`) are blocked in
+   * BZPOPMIN (CLIENT LIST says so).
+   */
+  const blocked = (prefix: string, count = 1, name = `effect-workpool:${prefix}`) =>
     admin(async (client) => {
       const deadline = Date.now() + 20_000
       while (Date.now() < deadline) {
         const clients = await client.clientList()
-        if (clients.some((c) => c.name === `effect-workpool:${prefix}` && c.cmd === "bzpopmin")) return
+        if (clients.filter((c) => c.name === name && c.cmd === "bzpopmin").length >= count) return
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
-      throw new Error("no connection of the store is blocked in BZPOPMIN")
+      throw new Error(`fewer than ${count} connections of ${name} are blocked in BZPOPMIN`)
     })
+
+  /** A store instance of `prefix` on a client of its own, whose connections are named `name` (another process's, for CLIENT LIST). */
+  const namedStore = (prefix: string, name: string) =>
+    Effect.gen(function*() {
+      const client = yield* Layer.build(NodeRedis.layer({ url: url!, name, maxConnections: RedisStore.WATCH_CONNECTIONS }))
+      const cfg = yield* RedisStore.options({ url: url!, prefix })
+      return yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, Context.get(client, Redis.Redis))
+    })
+
+  const HOUR = 3_600_000
+  /** What a consumer of `queues` with `limit` free slots asks for. */
+  const request = (queues: ReadonlyArray<string>, limit = 1) => ({ queues, tasks: ["Echo"], limit, lease: 60_000 })
 
   describe("the Redis store", () => {
     it.effect("a delay counts on the server's clock (TIME), not the producer's (here a TestClock at 1970)", () =>
@@ -84,7 +99,65 @@ else {
         yield* delayedWakeAcrossInstances(() => layer(prefix))
       }), { timeout: 60_000 })
 
-    it.live("a delayed job's marker, taken by an idle store whose next claim fills its consumer, is handed back for other idle consumers; a claim passes the soonest one on", () =>
+    it.live("a process whose idle consumer is on another queue does not swallow a queue's wake-up: an idle consumer of that queue in another process gets it at once, and a delayed one at its time", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const producer = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, layer(prefix))
+        const one = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+        const other = `${prefix}:other-process`
+        const two = yield* namedStore(prefix, other)
+        // process one: a consumer of q and one of "other", both idle (its watches of both queues block)
+        assert.strictEqual((yield* one.claim(request(["q", "other"]))).claims.length, 0)
+        const woken = yield* Effect.forkChild(one.wait(HOUR, undefined, ["q", "other"]))
+        yield* Effect.promise(() => blocked(prefix, 2))
+        // a job of q: process one's consumer of q takes it and is busy from now on; its consumer of "other" is idle again
+        yield* producer(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q" }))
+        yield* Fiber.join(woken).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual((yield* one.claim(request(["q"]))).claims.length, 1)
+        assert.strictEqual((yield* one.claim(request(["other"]))).claims.length, 0)
+        yield* Effect.forkChild(one.wait(HOUR, undefined, ["other"]))
+        // process two: an idle consumer of q, whose watch blocks after process one's
+        assert.strictEqual((yield* two.claim(request(["q"], 2))).claims.length, 0)
+        const idle = yield* Effect.forkChild(two.wait(HOUR, undefined, ["q"]))
+        yield* Effect.promise(() => blocked(prefix, 1, other))
+        yield* producer(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q" }))
+        yield* Fiber.join(idle).pipe(
+          Effect.timeout("10 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die("the idle consumer of q in process two was not woken for a job of q"))
+        )
+        assert.deepStrictEqual((yield* two.claim(request(["q"], 2))).claims.map((claim) => claim.job.payload), [`{"n":2}`])
+        // a delayed job of q: process two's consumer (a slot still free) wakes at its time
+        const again = yield* Effect.forkChild(two.wait(HOUR, undefined, ["q"]))
+        yield* Effect.promise(() => blocked(prefix, 1, other))
+        const delayed = yield* producer(JobQueue.enqueue(Echo, { n: 3 }, { queue: "q", delay: "1 second" }))
+        yield* Fiber.join(again).pipe(
+          Effect.timeout("10 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die("the idle consumer of q in process two was not woken for a delayed job of q"))
+        )
+        const claimed = yield* until(Effect.orDie(two.claim(request(["q"]))), (c) => c.claims.length > 0, "the delayed job is claimed")
+        assert.strictEqual(claimed.claims[0]!.job.id, delayed.id)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("two consumers on one store: the idle one is woken for its queue's job while the other's claims fill it (idleness is per consumer)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const producer = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, layer(prefix))
+        const store = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+        yield* producer(JobQueue.enqueue(Echo, { n: 1 }, { queue: "other" }))
+        // consumer x of q: its claim finds nothing; consumer y of "other": its claim fills its slot
+        assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 0)
+        assert.strictEqual((yield* store.claim(request(["other"]))).claims.length, 1)
+        // x waits for a job of q: another process enqueues one
+        const x = yield* Effect.forkChild(store.wait(HOUR, undefined, ["q"]))
+        yield* producer(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q" }))
+        yield* Fiber.join(x).pipe(
+          Effect.timeout("10 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die("the idle consumer of q was not woken"))
+        )
+        assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a delayed job's marker, taken by an idle store whose next claim fills its consumer, is handed back for other idle consumers; a claim of a store that holds none does not add it again", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
         const marker = (queue: string) => Effect.promise(() => admin((client) => client.zScore(`{${prefix}:${queue}}:marker`, "1")))
@@ -93,9 +166,8 @@ else {
         // another process's store
         const producer = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, layer(prefix))
         // an idle consumer of "q" and "other": its claim found nothing, and it waits (its store blocks on the markers)
-        const request = (queues: ReadonlyArray<string>) => ({ queues, tasks: ["Echo"], limit: 1, lease: 60_000 })
         assert.strictEqual((yield* store.claim(request(["q", "other"]))).claims.length, 0)
-        yield* Effect.forkChild(store.wait(3_600_000))
+        yield* Effect.forkChild(store.wait(3_600_000, undefined, ["q", "other"]))
         yield* Effect.promise(() => blocked(prefix))
         const delayed = yield* producer(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 minute" }))
         const due = (yield* Effect.provideContext(JobQueue.status(delayed.id), context)).visibleAt.getTime()
@@ -106,11 +178,38 @@ else {
         assert.strictEqual((yield* store.claim(request(["other"]))).claims.length, 1)
         // (its own watch may pop it once more, before it stops: it puts it back)
         yield* until(marker("q"), (score) => score === due, "the marker was handed back")
-        // a claim that takes a job of a queue with delayed jobs passes the soonest one's marker on
+        // another idle store takes it again; a claim here that takes a job of q leaves it there (it
+        // re-added it at every such claim, and that store popped it again: a round trip each)
         yield* Effect.promise(() => admin((client) => client.zRem(`{${prefix}:q}:marker`, "1")))
         yield* producer(JobQueue.enqueue(Echo, { n: 3 }, { queue: "q" }))
         assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
-        assert.strictEqual(yield* marker("q"), due)
+        assert.strictEqual(yield* marker("q"), null)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a store that took a queue's delayed markers answers for its next delayed job after the first one's time: its claim that fills up hands that one back", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const marker = Effect.promise(() => admin((client) => client.zScore(`{${prefix}:q}:marker`, "1")))
+        const producer = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, layer(prefix))
+        const store = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+        assert.strictEqual((yield* store.claim(request(["q"], 2))).claims.length, 0)
+        const woken = yield* Effect.forkChild(store.wait(HOUR, undefined, ["q"]))
+        yield* Effect.promise(() => blocked(prefix))
+        // two delayed jobs: the idle store takes both markers (it keeps the sooner one's time)
+        const soon = yield* producer(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 second" }))
+        yield* until(marker, (score) => score === null, "the idle store took the first marker")
+        const later = yield* producer(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", delay: "1 hour" }))
+        const due = (yield* store.get(later.id))!.visibleAt
+        yield* until(marker, (score) => score === null, "the idle store took the second marker")
+        // at the first one's time it claims it, with a slot left: it still answers for the second
+        yield* Fiber.join(woken).pipe(Effect.timeout("10 seconds"))
+        const first = yield* until(Effect.orDie(store.claim(request(["q"], 2))), (c) => c.claims.length > 0, "the first delayed job is claimed")
+        assert.deepStrictEqual(first.claims.map((claim) => claim.job.id), [soon.id])
+        assert.strictEqual(yield* marker, null)
+        // then a claim fills its consumer: the second one's marker goes back, for the other processes
+        yield* producer(JobQueue.enqueue(Echo, { n: 3 }, { queue: "q" }))
+        assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
+        assert.strictEqual(yield* marker, due)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a delayed job's marker held by an idle store is handed back when that store closes (a graceful shutdown), not lost until another consumer's poll", () =>
@@ -122,7 +221,7 @@ else {
         const store = Context.get(context, JobStore.JobStore)
         // an idle consumer: its claim found nothing, and it waits (its store blocks on the marker)
         assert.strictEqual((yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims.length, 0)
-        yield* Effect.forkIn(store.wait(3_600_000), scope)
+        yield* Effect.forkIn(store.wait(3_600_000, undefined, ["q"]), scope)
         yield* Effect.promise(() => blocked(prefix))
         const delayed = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 hour" }), layer(prefix))
         const due = (yield* Effect.provideContext(JobQueue.status(delayed.id), context)).visibleAt.getTime()

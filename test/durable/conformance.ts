@@ -171,8 +171,8 @@ export const tellingIdle = <E>(idle: Deferred.Deferred<void>, poll: number, base
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
       ...store,
-      wait: (millis, since) =>
-        Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since))
+      wait: (millis, since, idleOn) =>
+        Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since, idleOn))
     }))
   ).pipe(Layer.provide(base))
 

@@ -240,8 +240,11 @@ export interface Store {
    * pass: other processes' changes are seen by polling (or sooner, when the store hears of them).
    * With `since` (a `version` read before looking at the store), a change seen since then ends
    * the wait at once: an asynchronous store's change can land while that look is in flight.
+   * `idleOn`: the wait is a consumer's whose claim of these queues found nothing (an awaiter's
+   * passes none): a store told of other processes' jobs per queue (Redis' markers) listens for a
+   * queue only while a consumer of it waits, and leaves the wake-up to the others otherwise.
    */
-  readonly wait: (millis: number, since?: number) => Effect.Effect<void>
+  readonly wait: (millis: number, since?: number, idleOn?: ReadonlyArray<string>) => Effect.Effect<void>
   /** How many changes this store instance has seen; see `wait`. */
   readonly version: Effect.Effect<number>
   /**

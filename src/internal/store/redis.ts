@@ -183,7 +183,7 @@ const SCRIPTS = {
     (key: string, ids: string, ...args: ReadonlyArray<string>) => [key, ids, ...args],
     { lua: Scripts.ENQUEUE_INDEXED, numberOfKeys: 2 }
   ).withReturnType<[string, number, string?]>(),
-  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>, string]>(),
+  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>, string, string]>(),
   heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
   progress: script(Scripts.PROGRESS).withReturnType<number>(),
   settle: script(Scripts.SETTLE).withReturnType<Array<number>>(),
@@ -254,19 +254,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () => Effect.sync(() => added.add(queue)))
     const queueOfId = (id: string) => redis.send<string | null>("HGET", IDS, id)
 
-    // --- wake-ups: BZPOPMIN on each watched queue's marker while a claim loop of this store waits
+    // --- wake-ups: BZPOPMIN on a queue's marker while a consumer of that queue waits here
     /**
-     * A claim that left free slots is followed by its claim loop's wait for a wake-up: that wait
-     * (the next one to start) counts as an idle consumer while it lasts; awaiters' waits do not.
+     * The consumers of each queue waiting here after a claim that found nothing (`wait`'s `idleOn`).
+     * A queue's watch pops its marker only while one of them waits: a process whose idle consumers
+     * are all on other queues would take the wake-up from another process's idle consumer of it.
      */
-    let claimedShort = false
-    let idle = 0
+    const idle = new Map<string, number>()
+    const idleOn = (queue: string) => idle.get(queue) ?? 0
     const idleChanged = makeSignal()
     const watched = new Set<string>()
     /**
-     * The delayed jobs' markers this store took while idle (queue → the soonest due time, server
-     * ms): its consumer wakes then. Other idle processes did not see them, so a claim that leaves
-     * no free slot (the consumer may be busy at that time) hands back those not yet due.
+     * The delayed jobs' markers this store took for its idle consumers (queue → the soonest due
+     * time, server ms): they wake then, and other processes' do not (they did not see them). So
+     * this store answers for that queue's soonest delayed job until a claim of the queue no idle
+     * consumer here backs up fills its consumer (which may be busy then): that hands it back.
      */
     const dueMarkers = new Map<string, number>()
     const serverNow = () => clock.currentTimeMillisUnsafe() + offset
@@ -275,15 +277,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.gen(function*() {
         const connection = yield* redis.reserve
         while (true) {
-          while (idle === 0) yield* idleChanged.wait(60_000)
+          while (idleOn(queue) === 0) yield* idleChanged.wait(60_000)
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
           if (popped === null || (Array.isArray(popped) && popped.length === 0)) continue
           // a delayed job's marker ("1", scored with its time on the server's clock): wake then
           const [, member, score] = popped as [string, string, string | number]
           const at = Number(score)
           const dueIn = member === "1" ? at - serverNow() : 0
-          // nobody here to claim it any more: pass it on to another process
-          if (idle === 0) yield* markDue(queue, dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
+          // no consumer of this queue waits here (any more): pass it on to another process
+          if (idleOn(queue) === 0) yield* markDue(queue, dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
           else {
             signal.notifyIn(dueIn)
             if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) dueMarkers.set(queue, at)
@@ -497,8 +499,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "claim",
         Effect.gen(function*() {
-          yield* startWatching(request.queues)
           const claims: Array<Claim & { readonly rank: number }> = []
+          // the queues claimed from, and when each one's soonest delayed job is due (server ms)
+          const looked = new Map<string, number | undefined>()
           let limitedFor = 0
           let dueIn: number | undefined
           for (const queue of request.queues) {
@@ -506,7 +509,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             if (limit <= 0) break
             const tokens = Array.from({ length: limit }, () => token(queue))
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
-            const [flats, held, due] = yield* settles.carry((item) => item.queue === queue, (carried) =>
+            const [flats, held, due, dueAt] = yield* settles.carry((item) => item.queue === queue, (carried) =>
               Effect.map(
                 run(
                   "claim",
@@ -520,7 +523,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   ...carried.flatMap((item) => item.args),
                   ...tokens
                 ),
-                ([flats, held, settled, due]) => [[flats, held, due] as const, settled.map((n) => n === 1)] as const
+                ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
               ))
             flats.forEach((values, n) => {
               const { job, rank } = claimedRow(queue, values)
@@ -529,12 +532,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const wait = Number(held)
             if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
             if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
+            looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
           }
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
-          claimedShort = claims.length < request.limit
           // not the claim's failure: a marker not handed back only leaves its job to the poll
-          if (dueMarkers.size > 0) yield* Effect.ignore(handBack)
+          if (dueMarkers.size > 0) yield* Effect.ignore(handBack(looked, claims.length >= request.limit))
           return {
             claims: claims.map(({ job, token }): Claim => ({ job, token })),
             limitedFor: claims.length < request.limit ? limitedFor : 0,
@@ -544,17 +547,26 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (claimed) => claimed.claims.length > 0
       )
 
-    /** After a claim: forgets the markers whose time has come (it was the wake-up), hands back the others if it filled up. */
-    const handBack = Effect.suspend(() => {
-      const now = serverNow()
-      const back: Array<readonly [string, number]> = []
-      for (const [queue, at] of dueMarkers) {
-        if (at > now && claimedShort) continue
-        dueMarkers.delete(queue)
-        if (at > now) back.push([queue, at])
-      }
-      return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
-    })
+    /**
+     * After a claim: the markers held for the queues it looked at follow those queues' soonest
+     * delayed jobs now (it promoted the due ones); a claim that filled its consumer hands back those
+     * of queues no consumer here waits on, since nobody here may be free to claim them then.
+     */
+    const handBack = (looked: ReadonlyMap<string, number | undefined>, filled: boolean) =>
+      Effect.suspend(() => {
+        const now = serverNow()
+        const back: Array<readonly [string, number]> = []
+        for (const [queue, at] of dueMarkers) {
+          const busy = filled && idleOn(queue) === 0
+          const next = looked.has(queue) ? looked.get(queue) : at > now ? at : undefined
+          // a queue not looked at whose time has come: its consumers here, woken then, claim it
+          if (!looked.has(queue) && next === undefined) continue
+          if (next === undefined || busy) dueMarkers.delete(queue)
+          else dueMarkers.set(queue, next)
+          if (next !== undefined && busy) back.push([queue, next])
+        }
+        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
+      })
 
     /** Tokens by their queue: one script per queue. */
     const byQueue = (tokens: ReadonlyArray<string>) => {
@@ -633,14 +645,28 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0
       )
 
-    /** An idle claim loop's wait opens the marker watch while it lasts; other waits do not. */
-    const wait = (millis: number, since?: number) =>
-      Effect.suspend(() => {
-        if (!claimedShort) return signal.wait(millis, since)
-        claimedShort = false
-        if (idle++ === 0) idleChanged.notify()
-        return Effect.ensuring(signal.wait(millis, since), Effect.sync(() => idle--))
-      })
+    /** An idle consumer's wait opens its queues' marker watches while it lasts; an awaiter's does not. */
+    const wait = (millis: number, since?: number, queues?: ReadonlyArray<string>) =>
+      queues === undefined || queues.length === 0 ? signal.wait(millis, since) : Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let opened = false
+          for (const queue of queues) {
+            const n = idleOn(queue)
+            idle.set(queue, n + 1)
+            opened ||= n === 0
+          }
+          if (opened) idleChanged.notify()
+        }),
+        () => Effect.andThen(startWatching(queues), signal.wait(millis, since)),
+        () =>
+          Effect.sync(() => {
+            for (const queue of queues) {
+              const n = idleOn(queue) - 1
+              if (n > 0) idle.set(queue, n)
+              else idle.delete(queue)
+            }
+          })
+      )
 
     // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
     const now: Effect.Effect<number> = cfg.clock === "effect"

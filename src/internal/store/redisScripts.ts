@@ -207,13 +207,13 @@ export const CLAIMED_FIELDS = [
 
 /**
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
- * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn}: first the settles (a busy consumer's claim
- * carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each), then the claim:
- * with a rate limit, at most what the queue's window allows (its oldest claims at least
- * `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as text)
- * is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as text)
- * how long until the queue's soonest delayed job is visible, when the claim took fewer than `limit`
- * (else, or if none, "").
+ * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
+ * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
+ * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
+ * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
+ * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
+ * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
+ * ms), or "" if none is delayed.
  */
 export const CLAIM = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -289,9 +289,9 @@ if rateLimit > 0 then
     if wait > 0 then limitedFor = tostring(wait) end
   end
 end
-local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
--- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same), and the one for
--- the soonest delayed job (this consumer, busy now, may have been the one to wake for it)
+-- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same). The soonest
+-- delayed job's marker is not added again: a store that took it for its idle consumers hands it
+-- back when it cannot claim at that time (re-adding it at every claim made those stores pop it again)
 if #out > 0 then
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
@@ -299,11 +299,10 @@ if #out > 0 then
       break
     end
   end
-  if due[1] then markDue(tonumber(due[2])) end
 end
-local dueIn = ""
-if #out < wanted and due[1] then dueIn = tostring(tonumber(due[2]) - now) end
-return {out, limitedFor, settled, dueIn}
+local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
+if not due[1] then return {out, limitedFor, settled, "", ""} end
+return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
 `
 
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
