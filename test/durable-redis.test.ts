@@ -432,6 +432,29 @@ else {
         assert.deepStrictEqual((yield* one.list({ queue: "b", states: undefined, limit: 10 })).map((row) => [row.id, row.state]), [["warm-b", "queued"], ["old", "cancelled"]])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a claim's size does not grow with its free slots: the script makes the tokens of the jobs it takes (a claim of 1,000 slots sent 1,000 tokens)", () =>
+      Effect.gen(function*() {
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+        const sizes: Array<number> = []
+        const counted = Redis.Redis.of({
+          ...plain,
+          eval: (script) => (...params) => Effect.suspend(() => (sizes.push(params.length), plain.eval(script)(...params)))
+        })
+        const store = yield* Effect.provideService(RedisStore.make(yield* RedisStore.options({ url: url!, prefix: freshPrefix() })), Redis.Redis, counted)
+        const jobs = yield* Effect.forEach([1, 2], (n) => Effect.provideService(JobQueue.enqueue(Echo, { n }, { queue: "q" }), JobStore.JobStore, store))
+        sizes.length = 0
+        const first = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1000, lease: 60_000 })
+        const second = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1000, lease: 60_000 })
+        assert.isBelow(Math.max(...sizes), 20)
+        const claims = [...first.claims, ...second.claims]
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), jobs.map((job) => job.id))
+        // the tokens are the ones the script stored: they renew their leases and fence their settles
+        assert.notStrictEqual(claims[0]!.token, claims[1]!.token)
+        assert.deepStrictEqual(yield* store.heartbeat(claims.map((claim) => claim.token), 60_000), { lost: [], cancelled: [] })
+        for (const claim of claims) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        assert.isFalse(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a consumer of concurrency 100,000 claims its jobs (a claim that large overflowed the stack, at every poll)", () =>
       Effect.gen(function*() {
         yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 100_000, poll: 50 })

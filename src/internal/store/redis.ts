@@ -201,14 +201,27 @@ const SCRIPTS = {
 }
 
 /**
- * A lease token: 36 characters unique to the claim (this store instance's random part, then a
- * counter), then `:` and the queue, so that a token finds its queue's slot. A counter rather than
- * a UUID per claim: the random part makes it unique across processes, the counter within one.
+ * Lease tokens: 36 characters unique to the claim (this store instance's random part, then a
+ * 12-digit counter), then `:` and the queue, so that a token finds its queue's slot. A counter
+ * rather than a UUID per claim: the random part makes it unique across processes, the counter
+ * within one. A claim reserves `limit` numbers and sends only the first: the script makes the
+ * tokens of the jobs it takes, the same way (a claim of a large consumer sent `limit` tokens of 45
+ * bytes at every wake-up, however few jobs there were).
  */
 const makeTokens = () => {
   const random = crypto.randomUUID().replaceAll("-", "").slice(0, 24)
   let counter = 0
-  return (queue: string) => `${random}${(counter++).toString(36).padStart(12, "0")}:${queue}`
+  return {
+    random,
+    /** The first of `n` fresh numbers. */
+    reserve: (n: number) => {
+      const first = counter
+      counter += n
+      return first
+    },
+    /** The token the claim script makes for number `n` (`string.format("%012d", n)`). */
+    of: (n: number, queue: string) => `${random}${String(n).padStart(12, "0")}:${queue}`
+  }
 }
 
 const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
@@ -223,7 +236,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
-    const token = makeTokens()
+    const tokens = makeTokens()
     // the server's time minus this machine's, as last seen by `now` (0 when the store's time is the Effect Clock)
     let offset = 0
     const base = (queue: string) => `{${cfg.prefix}:${queue}}`
@@ -507,7 +520,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
-            const tokens = Array.from({ length: limit }, () => token(queue))
+            const first = tokens.reserve(limit)
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
             const [flats, held, due, dueAt] = yield* settles.carry((item) => item.queue === queue, (carried) =>
               Effect.map(
@@ -521,13 +534,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   ...request.tasks,
                   String(carried.length),
                   ...carried.flatMap((item) => item.args),
-                  ...tokens
+                  tokens.random,
+                  String(first),
+                  `:${queue}`
                 ),
                 ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
               ))
             flats.forEach((values, n) => {
               const { job, rank } = claimedRow(queue, values)
-              claims.push({ job, token: tokens[n]!, rank })
+              claims.push({ job, token: tokens.of(first + n, queue), rank })
             })
             const wait = Number(held)
             if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait

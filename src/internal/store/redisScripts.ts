@@ -207,7 +207,8 @@ export const CLAIMED_FIELDS = [
 
 /**
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
- * tokens... → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
+ * tokenRandom, tokenFirst, tokenSuffix (the n-th job taken, from 0, gets the token tokenRandom ..
+ * %012d of tokenFirst + n .. tokenSuffix) → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
  * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
@@ -263,7 +264,7 @@ for n = 1, limit do
   redis.call("ZREM", bestKey, bestMember)
   local id = string.sub(bestMember, 17)
   local j = jobKey(id)
-  local token = ARGV[tokenAt + n]
+  local token = ARGV[tokenAt + 1] .. string.format("%012d", tonumber(ARGV[tokenAt + 2]) + n - 1) .. ARGV[tokenAt + 3]
   -- read once, then written once: the reply is what the hash holds after the write
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
