@@ -3,13 +3,13 @@
  * from before its store watched the file, for runs comparable with older ones); on Postgres (NOTIFY wakes it) and Redis
  * (it blocks on the queue's marker) with the default poll.
  */
-import { Effect, Fiber, type Layer, ManagedRuntime } from "effect"
+import { Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as PgJobStore from "../../src/PgJobStore.ts"
 import * as RedisJobStore from "../../src/RedisJobStore.ts"
 import * as Task from "../../src/Task.ts"
-import { consumerConfig, serve } from "./protocol.ts"
+import { type BenchJob, consumerConfig, serve } from "./protocol.ts"
 import { BenchTask } from "./task.ts"
 
 /** The store of a run: an SQLite file, a Postgres schema or a Redis key prefix of its own. */
@@ -26,22 +26,29 @@ export const isFile = (url: string) => !url.startsWith("postgres://") && !url.st
 if (process.send !== undefined) {
   const config = consumerConfig()
   const runtime = ManagedRuntime.make(storeOf(config.url, config.schema))
-  let consumer: Fiber.Fiber<unknown, unknown> | undefined
+  const scope = Scope.makeUnsafe()
+  let report: (job: BenchJob) => void = () => {}
+  let consumer: JobQueue.Consumer | undefined
   await serve({
-    connect: () => runtime.runPromise(Effect.void),
-    consume: async (run) => {
-      consumer = runtime.runFork(
+    // as BullMQ's Worker (made with `autorun: false` and connected before `go`): the consumer is
+    // made and paused before `go`, which resumes it (the queue is empty until every consumer is ready)
+    connect: async () => {
+      consumer = await runtime.runPromise(
         JobQueue.consume({
           queues: [config.queue],
-          handlers: [Task.handle(BenchTask, (job) => Effect.sync(() => run(job)))],
+          handlers: [Task.handle(BenchTask, (job) => Effect.sync(() => report(job)))],
           concurrency: config.concurrency,
           ...(isFile(config.url) ? { poll: 10 } : {})
-        }).pipe(Effect.andThen(Effect.never), Effect.scoped)
+        }).pipe(Effect.tap((consumer) => consumer.pause), Scope.provide(scope))
       )
+    },
+    consume: async (run) => {
+      report = run
+      await runtime.runPromise(consumer!.resume)
     },
     stop: async () => {
       // graceful: the consumer's scope closes, its pool drains
-      if (consumer !== undefined) await runtime.runPromise(Fiber.interrupt(consumer))
+      await runtime.runPromise(Scope.close(scope, Exit.void))
       await runtime.dispose()
     }
   })
