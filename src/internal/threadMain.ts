@@ -20,6 +20,7 @@
  */
 import { isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import { compileCacheFolder } from "./compileCache.ts"
 
 /**
  * The source of a function that makes the resolve hook (`module.registerHooks`' `resolve`). Plain
@@ -68,18 +69,29 @@ export const resolveCacheSource = `() => {
  * it (a preload runs before this code and may have registered hooks; a loader registers its own),
  * and a hook registered during the start, by an `--import` preload (those run after this code, when
  * the worker file is loaded) or by the worker file, first removes the cache.
+ *
+ * It also turns on the compile cache in `folder` (compileCache.ts; none when undefined). When it
+ * was this code that turned it on (not the thread's environment, `NODE_COMPILE_CACHE`, whose cache
+ * Node writes as the thread exits), the thread writes what it compiled once it is ready, after its
+ * ready message: a pool's threads may live as long as the process, and a process that is killed
+ * writes nothing. A thread that found everything in the cache has little to write (about 1 ms).
  */
-const bootstrap = `"use strict"
+const bootstrap = (folder: string | undefined): string => `"use strict"
 {
   const builtin = typeof process.getBuiltinModule === "function" ? process.getBuiltinModule : require
   const Module = builtin("node:module")
   const data = builtin("node:worker_threads").workerData
+  const later = setImmediate
+  const folder = ${folder === undefined ? "undefined" : JSON.stringify(folder)}
+  const cached = folder !== undefined && typeof Module.enableCompileCache === "function" &&
+    Module.enableCompileCache(folder)?.status === Module.constants?.compileCacheStatus?.ENABLED
   const flags = process.execArgv.join(" ") + " " + (process.env.NODE_OPTIONS ?? "")
   const hooked = /(?:^|\\s)(?:-r|--require|--loader|--experimental-loader)(?:[=\\s]|$)/.test(flags)
+  let off = () => {}
   if (typeof Module.registerHooks === "function" && !hooked) {
     let cache = Module.registerHooks({ resolve: (${resolveCacheSource})() })
     const register = Module.register
-    const off = () => {
+    off = () => {
       if (cache === undefined) return
       cache.deregister()
       cache = undefined
@@ -90,7 +102,10 @@ const bootstrap = `"use strict"
       return register.apply(this, args)
     }
     Module.register = registerAfterCache
-    data.started = off
+  }
+  data.started = () => {
+    off()
+    if (cached && typeof Module.flushCompileCache === "function") later(() => Module.flushCompileCache())
   }
   process.argv[1] = data.main
   Module.runMain(data.main)
@@ -113,5 +128,5 @@ export const threadMain = (entry: URL | string): ThreadMain => {
   if (entry instanceof URL && entry.protocol === "data:") return { file: entry, eval: false, main: undefined }
   // the path Node's Worker would run (it resolves a relative path against the current directory)
   const main = entry instanceof URL ? fileURLToPath(entry) : isAbsolute(entry) ? entry : resolve(entry)
-  return { file: bootstrap, eval: true, main }
+  return { file: bootstrap(compileCacheFolder()), eval: true, main }
 }
