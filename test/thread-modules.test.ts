@@ -6,10 +6,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
 
-const loadedByAThread = (): Promise<ReadonlyArray<string>> => {
+const loadedByAThread = (...args: ReadonlyArray<string>): Promise<ReadonlyArray<string>> => {
   const script = new URL("./fixtures/thread-modules.ts", import.meta.url).pathname
   return new Promise((resolve, reject) =>
-    execFile(process.execPath, [script], { timeout: 60_000 }, (error, stdout) =>
+    execFile(process.execPath, [script, ...args], { timeout: 60_000 }, (error, stdout) =>
       error ? reject(error) : resolve(JSON.parse(stdout) as Array<string>))
   )
 }
@@ -25,5 +25,16 @@ describe("the modules of a worker thread", () => {
     const barrel = loaded.filter((url) => /\/node_modules\/effect\/dist\/index\.js$/.test(url))
     assert.deepStrictEqual(barrel, [])
     assert.isTrue(loaded.some((url) => url.endsWith("/node_modules/effect/dist/Schema.js")), "loads Schema")
+  }, 90_000)
+
+  it("ThreadWorker and Task add one small module of effect's to what effect/Effect and effect/Schema load", async () => {
+    // a worker file with Schema-typed tasks imports both itself, so the thread side costs about its own
+    // files; a new import of, say, effect/Stream or effect/Metric in it would add dozens to every thread
+    const effect = (urls: ReadonlyArray<string>) => urls.filter((url) => url.includes("/node_modules/effect/")).sort()
+    const [ours, baseline] = await Promise.all([loadedByAThread(), loadedByAThread("effect")])
+    const extra = effect(ours).filter((url) => !baseline.includes(url)).map((url) => url.replace(/.*\/effect\/dist\//, ""))
+    // effect/Fiber (11 KB, no import of its own beyond effect/Effect's): ThreadWorker's close interrupts its fibers with it
+    assert.deepStrictEqual(extra, ["Fiber.js"])
+    assert.isAbove(effect(baseline).length, 100)
   }, 90_000)
 })
