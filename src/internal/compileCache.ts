@@ -4,8 +4,9 @@
  * file imports (about 150 for a worker file with Schema-typed tasks, nearly all of them effect's);
  * with the cache it reads the code V8 compiled in an earlier thread, or an earlier run, and a
  * TypeScript file's stripped text. Measured on Node 24.21 (one thread at a time, its own CPU until
- * its worker file had loaded): 134 → 83 ms, and 27 → 23 MB of heap, since a thread then needs no
- * TypeScript stripper for a `.ts` file it has seen (bench/scenarios/09-thread-start.ts's notes).
+ * its worker file had loaded): a JavaScript worker file importing effect/Effect and effect/Schema
+ * 150–159 → 111–118 ms; a TypeScript one 134 → 83 ms, and 27 → 23 MB of heap, since the thread then
+ * needs no TypeScript stripper (bench/scenarios/09-thread-start.ts's notes).
  *
  * Node's default folder, `node-compile-cache` in the temporary directory, is shared by every
  * account on the machine, and a cache entry is code the thread runs: whoever can write there can
