@@ -39,8 +39,9 @@ const ownFolder = (folder: string): string | undefined => {
   }
   try {
     const stat = lstatSync(folder)
+    // no owner or mode bits to read on Windows, where the temporary directory is the account's own
     const uid = process.getuid?.()
-    const ours = stat.isDirectory() && (uid === undefined || stat.uid === uid) && (stat.mode & 0o022) === 0
+    const ours = stat.isDirectory() && (uid === undefined || (stat.uid === uid && (stat.mode & 0o022) === 0))
     return ours ? folder : undefined
   } catch {
     return undefined
