@@ -83,8 +83,11 @@ const bootstrap = (folder: string | undefined): string => `"use strict"
   const data = builtin("node:worker_threads").workerData
   const later = setImmediate
   const folder = ${folder === undefined ? "undefined" : JSON.stringify(folder)}
-  const cached = folder !== undefined && typeof Module.enableCompileCache === "function" &&
-    Module.enableCompileCache(folder)?.status === Module.constants?.compileCacheStatus?.ENABLED
+  let cached = false
+  try {
+    cached = folder !== undefined && typeof Module.enableCompileCache === "function" &&
+      Module.enableCompileCache(folder)?.status === Module.constants?.compileCacheStatus?.ENABLED
+  } catch {}
   const flags = process.execArgv.join(" ") + " " + (process.env.NODE_OPTIONS ?? "")
   const hooked = /(?:^|\\s)(?:-r|--require|--loader|--experimental-loader)(?:[=\\s]|$)/.test(flags)
   let off = () => {}
@@ -105,7 +108,8 @@ const bootstrap = (folder: string | undefined): string => `"use strict"
   }
   data.started = () => {
     off()
-    if (cached && typeof Module.flushCompileCache === "function") later(() => Module.flushCompileCache())
+    // an optimization: nothing it does may end the thread (Node's own calls of it do not throw)
+    if (cached && typeof Module.flushCompileCache === "function") later(() => { try { Module.flushCompileCache() } catch {} })
   }
   process.argv[1] = data.main
   Module.runMain(data.main)
