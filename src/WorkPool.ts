@@ -32,7 +32,6 @@ import {
   Context,
   type Duration,
   Effect,
-  Effectable,
   Exit,
   type Fiber,
   Layer,
@@ -57,6 +56,7 @@ import * as JobKind from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Metrics from "./internal/metrics.ts"
 import * as Pools from "./internal/service.ts"
+import * as Primitive from "./internal/primitive.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Internal from "./internal/scheduler.ts"
@@ -938,17 +938,14 @@ class Submission {
     const checked = checkSubmission(scheduler, this.job, this.options)
     if ("_tag" in checked) return Effect.fail(checked)
     const record = makeRecord(scheduler, this.job as JobRecord["effect"], fiber.context, checked)
-    return this.awaits ? runRecord(scheduler, record, checked) : submitRecord(scheduler, record, checked)
+    return this.awaits ? runRecord(scheduler, record, checked) : submitRecord(scheduler, record, checked, fiber)
   }
 }
 
 Object.setPrototypeOf(
   Submission.prototype,
-  Effectable.Prototype<Effect.Effect<any, any>>({
-    label: "WorkPool.job",
-    evaluate(fiber) {
-      return (this as unknown as Submission).evaluateIn(fiber)
-    }
+  Primitive.prototype("WorkPool.job", function(this: Effect.Effect<any, any>, fiber) {
+    return (this as unknown as Submission).evaluateIn(fiber)
   })
 )
 
@@ -963,13 +960,16 @@ const runRecord = (scheduler: Scheduler<any>, record: JobRecord, checked: Checke
     if (record.exit === undefined) return Effect.suspend(() => scheduler.cancel(record))
   })
 
-/** Admits a job and hands back its handle, once there is room for it (overflow "suspend"). */
+/** Admits a job and hands back its handle (to `fiber`), once there is room for it (overflow "suspend"). */
 const submitRecord = (
   scheduler: Scheduler<any>,
   record: JobRecord,
-  checked: CheckedJobOptions
+  checked: CheckedJobOptions,
+  fiber: Fiber.Fiber<any, any>
 ): Effect.Effect<JobHandle<any, any>, AdmissionError> => {
-  if (scheduler.admit(record, checked.queueTimeout, undefined)) return admitted(record)
+  if (scheduler.admit(record, checked.queueTimeout, undefined)) {
+    return record.ending === "rejected" ? record.exit as Exit.Exit<never, AdmissionError> : Primitive.succeed(fiber, record)
+  }
   return Effect.callback<JobHandle<any, any>, AdmissionError>((resume) => {
     if (record.state !== WAITING) return resume(admitted(record))
     scheduler.whenAdmitted(record, () => resume(admitted(record)))

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Option, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -56,6 +56,24 @@ describe("retries", () => {
       // the same delays as a durable executor replays from a stored attempt count
       const replayed = [1, 2, 3].map((attempt) => delayOf(policy("retry", Schedule.exponential("100 millis")), attempt, Cause.fail("busy")))
       assert.deepStrictEqual(replayed, [100, 200, 400])
+    }))
+
+  it.effect("a schedule steps at the clock's time, not at the time since the pool was made (a cron schedule reads it)", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000_000)
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      yield* TestClock.adjust("250 millis")
+      const seen: Array<number> = []
+      const recording = Schedule.fromStep(Effect.succeed((now: number, _: unknown) => {
+        seen.push(now)
+        return Effect.succeed<[number, Duration.Duration]>([seen.length, Duration.millis(10)])
+      }))
+      const handle = yield* pool.submit(flaky(2), { retry: recording })
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      yield* TestClock.adjust("10 millis")
+      assert.strictEqual(yield* handle.await, "ok after 3")
+      assert.deepStrictEqual(seen, [1_000_250, 1_000_260])
     }))
 
   it.effect("a job waiting for its retry holds no worker: another job runs meanwhile", () =>

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { WorkPool } from "../src/index.ts"
+import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
 
 describe("stats", () => {
@@ -77,6 +77,38 @@ describe("stats", () => {
       assert.strictEqual(stats.meanRunMillis, (10_000 + 3 * 4_000) / 4)
       // busy: 10 + 12 worker-seconds over 2 workers × 18 s
       assert.closeTo(stats.utilization, 22 / 36, 1e-9)
+    }))
+
+  it.effect("times stay exact on a clock far from 0 (a real clock reads about 1.8e12 ms): waits, runs, deadlines, lookup's age limit", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_800_000_000_007)
+      const pool = yield* WorkPool.make({ concurrency: 1, retention: { count: 10, age: "5 seconds" } })
+      yield* TestClock.adjust("3 millis")
+      const first = yield* pool.submit(Effect.sleep("1500 millis"))
+      yield* TestClock.adjust("1 millis")
+      const second = yield* pool.submit(Effect.sleep("1 second"), { timeout: "700 millis" })
+      const third = yield* pool.submit(Effect.void, { queueTimeout: "1200 millis" })
+      yield* TestClock.adjust("1200 millis")
+      const queued = yield* Effect.exit(third.await)
+      assert.deepStrictEqual(queued, Exit.fail(new PoolError.JobTimeout({ jobId: third.id, millis: 1200, phase: "queued" })))
+      yield* TestClock.adjust("300 millis")
+      yield* first.await
+      // the second started 1499 ms after its submission; its timeout counts from its start
+      yield* TestClock.adjust("698 millis")
+      assert.strictEqual(yield* second.status, "running")
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(
+        yield* Effect.exit(second.await),
+        Exit.fail(new PoolError.JobTimeout({ jobId: second.id, millis: 700, phase: "running" }))
+      )
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.meanWaitMillis, (0 + 1499) / 2)
+      assert.strictEqual(stats.meanRunMillis, (1500 + 700) / 2)
+      // lookup keeps ended jobs 5 s: the first ended 1503 ms after the pool was made, 2203 ms ago
+      yield* TestClock.adjust("4299 millis")
+      assert.isTrue(Option.isSome(yield* pool.job(first.id)))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Option.isNone(yield* pool.job(first.id)))
     }))
 
   it.effect("changes emits the current stats, then coalesced updates, and ends when the pool stops", () =>

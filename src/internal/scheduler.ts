@@ -9,10 +9,11 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Effectable, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
+import * as Primitive from "./primitive.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
 import type * as Retry from "./retry.ts"
@@ -91,7 +92,10 @@ export interface AttemptHook {
   readonly attempt: number
   /** Milliseconds a held job may wait in the queue each time it goes back to it; 0 means none. */
   readonly queueTimeout: number
-  /** The attempt stopped on its worker with `exit`, at `now`: the hook ends the job or holds it. */
+  /**
+   * The attempt stopped on its worker with `exit`, at `now` (the scheduler's time: milliseconds
+   * since its epoch): the hook ends the job or holds it.
+   */
   stopped(job: Job, exit: Exit.Exit<any, any>, now: number): void
   /**
    * The running attempt passed its timeout (`exit`) at `now`: true if the hook takes the ending
@@ -200,9 +204,8 @@ export class Job implements QueueEntry {
   readonly priority: number
   state = NEW
   /**
-   * When it was submitted while it waits, when it started while it runs: in milliseconds since the
-   * pool's epoch, a small integer that V8 keeps in the record (a clock time would be a separate
-   * 16-byte number per job).
+   * When it was submitted while it waits, when it started while it runs: the scheduler's time (see
+   * `Scheduler.now`).
    */
   time = 0
   deadline: Deadline | undefined = undefined
@@ -391,11 +394,8 @@ class Awaiting {
 }
 Object.setPrototypeOf(
   Awaiting.prototype,
-  Effectable.Prototype<Effect.Effect<any, any>>({
-    label: "JobHandle.await",
-    evaluate(fiber) {
-      return (this as unknown as Awaiting).job.awaitIn(fiber)
-    }
+  Primitive.prototype("JobHandle.await", function(this: Effect.Effect<any, any>, fiber) {
+    return (this as unknown as Awaiting).job.awaitIn(fiber)
   })
 )
 
@@ -463,6 +463,7 @@ export class Scheduler<W> {
   private readonly acquiring = new Set<Fiber.Fiber<void, unknown>>()
   private timer: Fiber.Fiber<void> | undefined = undefined
   private timerAt = Infinity
+  /** The clock's time when the pool was made: the scheduler's time 0 (see `now`). */
   readonly epoch: number
 
   // accounting
@@ -481,7 +482,7 @@ export class Scheduler<W> {
   totalRunMillis = 0
   private busyArea = 0
   private capacityArea = 0
-  private areaAt: number
+  private areaAt = 0
 
   executor!: Executor
   observer: Observer = unobserved
@@ -495,26 +496,28 @@ export class Scheduler<W> {
   readonly config: SchedulerConfig<W>
   /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
   readonly context: Context.Context<never>
-  private readonly now: () => number
-  constructor(config: SchedulerConfig<W>, context: Context.Context<never>, now: () => number) {
+  private readonly clock: () => number
+  /** `clock`: the pool's clock, in milliseconds. */
+  constructor(config: SchedulerConfig<W>, context: Context.Context<never>, clock: () => number) {
     this.config = config
     this.context = context
-    this.now = now
+    this.clock = clock
     this.target = config.concurrency
     this.paused = config.paused
-    this.epoch = now()
+    this.epoch = clock()
     this.retainCount = config.retention.count
     this.retainAge = config.retention.age
-    this.areaAt = this.epoch
   }
 
   /**
-   * A clock time as milliseconds since the epoch, for `Job.time`: a 32-bit integer when it is one
-   * (whole milliseconds, the pool's first 24 days), so that V8 keeps it in the record rather than
-   * in a 16-byte number of its own.
+   * The scheduler's time: milliseconds since its epoch, a 32-bit integer when it is one (a whole
+   * number of milliseconds, the pool's first 24 days). Every time the scheduler keeps or passes
+   * around is one of these: V8 keeps such a number in its record or register, where a clock time
+   * (about 1.8e12) is a 16-byte number of its own, allocated at every reading and at every call
+   * it is passed to (two or three per job).
    */
-  private sinceEpoch(now: number): number {
-    const since = now - this.epoch
+  now(): number {
+    const since = this.clock() - this.epoch
     const int = since | 0
     return int === since ? int : since
   }
@@ -638,7 +641,7 @@ export class Scheduler<W> {
   admit(job: Job, queueTimeout: number, onAdmitted: (() => void) | undefined): boolean {
     this.submitted++
     const now = this.now()
-    job.time = this.sinceEpoch(now)
+    job.time = now
     if (this.state !== "running") {
       this.reject(job, new PoolShutdown({ phase: "admission" }))
       return true
@@ -949,11 +952,11 @@ export class Scheduler<W> {
    */
   private start(job: Job, worker: Worker<W>, now: number, handedOver = false): number | undefined {
     this.trackArea(now)
-    const wait = now - this.epoch - job.time
+    const wait = now - job.time
     this.totalWaitMillis += wait
     this.observer.started(job, wait)
     job.state = RUNNING
-    job.time = this.sinceEpoch(now)
+    job.time = now
     worker.job = job
     if (!handedOver) this.busy++
     this.started++
@@ -979,7 +982,7 @@ export class Scheduler<W> {
     // the job offered to its worker keeps the slot: `busy` never drops to 0 in between
     const next = this.prefetch === undefined ? undefined : this.successorOf(job)
     if (next === undefined) this.busy--
-    const run = now - this.epoch - job.time
+    const run = now - job.time
     this.totalRunMillis += run
     this.observer.stopped(job, run)
     if (next !== undefined) this.start(next, worker, now, true)
@@ -1032,7 +1035,7 @@ export class Scheduler<W> {
   private holdDone(job: Job): void {
     this.held.delete(job)
     const now = this.now()
-    job.time = this.sinceEpoch(now)
+    job.time = now
     const queueTimeout = job.hook!.queueTimeout
     if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
     this.enqueue(job)
@@ -1256,7 +1259,7 @@ export class Scheduler<W> {
       }
       // an offer its worker has started: it is no longer waiting, whatever the scheduler has heard
       if (job.state === OFFERED && !this.takeBack(job)) continue
-      const millis = phase === "queued" ? deadline.at - this.epoch - job.time : job.timeout
+      const millis = phase === "queued" ? deadline.at - job.time : job.timeout
       const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
       if (job.state === RUNNING) {
         if (job.hook !== undefined && job.hook.timedOut(job, exit, now)) {
