@@ -916,36 +916,46 @@ const acquired = <W>(effect: unknown): Effect.Effect<W, unknown, Scope.Scope> =>
   )
 
 /**
- * A `run` or a `submit`: one small object that the calling fiber evaluates (Effect calls its
- * `evaluate` with that fiber, whose services the job gets). `Effect.withFiber` would cost a
+ * A `submit` (`Submit`) or a `run` (`Run`): one small object that the calling fiber evaluates
+ * (internal/primitive.ts), with that fiber's services for the job. `Effect.withFiber` would cost a
  * primitive, a closure and the closure's captured variables per job.
  */
 class Submission {
   readonly scheduler: Scheduler<any>
   readonly job: unknown
   readonly options: JobOptions | undefined
-  /** `run`: the caller waits for the job's result; `submit`: for its handle. */
-  readonly awaits: boolean
-  constructor(scheduler: Scheduler<any>, job: unknown, options: JobOptions | undefined, awaits: boolean) {
+  constructor(scheduler: Scheduler<any>, job: unknown, options: JobOptions | undefined) {
     this.scheduler = scheduler
     this.job = job
     this.options = options
-    this.awaits = awaits
-  }
-
-  evaluateIn(fiber: Fiber.Fiber<any, any>): Effect.Effect<any, any> {
-    const scheduler = this.scheduler
-    const checked = checkSubmission(scheduler, this.job, this.options)
-    if ("_tag" in checked) return Effect.fail(checked)
-    const record = makeRecord(scheduler, this.job as JobRecord["effect"], fiber.context, checked)
-    return this.awaits ? runRecord(scheduler, record, checked) : submitRecord(scheduler, record, checked, fiber)
   }
 }
 
+/** `submit`: hands back the job's handle. */
+class Submit extends Submission {}
+
+/** `run`: waits for the job's result. */
+class Run extends Submission {}
+
 Object.setPrototypeOf(
-  Submission.prototype,
-  Primitive.prototype("WorkPool.job", function(this: Effect.Effect<any, any>, fiber) {
-    return (this as unknown as Submission).evaluateIn(fiber)
+  Submit.prototype,
+  Primitive.prototype("WorkPool.submit", function(this: Effect.Effect<any, any>, fiber) {
+    const self = this as unknown as Submit
+    const scheduler = self.scheduler
+    const checked = checkSubmission(scheduler, self.job, self.options)
+    if ("_tag" in checked) return Exit.fail(checked)
+    return submitRecord(scheduler, makeRecord(scheduler, self.job as JobRecord["effect"], fiber.context, checked), checked, fiber)
+  })
+)
+
+Object.setPrototypeOf(
+  Run.prototype,
+  Primitive.prototype("WorkPool.run", function(this: Effect.Effect<any, any>, fiber) {
+    const self = this as unknown as Run
+    const scheduler = self.scheduler
+    const checked = checkSubmission(scheduler, self.job, self.options)
+    if ("_tag" in checked) return Exit.fail(checked)
+    return runRecord(scheduler, makeRecord(scheduler, self.job as JobRecord["effect"], fiber.context, checked), checked)
   })
 )
 
@@ -981,13 +991,13 @@ const submitRecord = (
 
 const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
-    new Submission(scheduler, job, options, true) as unknown as Effect.Effect<A, E | JobError, R>
+    new Run(scheduler, job, options) as unknown as Effect.Effect<A, E | JobError, R>
 
   const submit = <A, E, R>(
     job: Job<A, E, R, W>,
     options?: JobOptions
   ): Effect.Effect<JobHandle<A, E>, AdmissionError, R> =>
-    new Submission(scheduler, job, options, false) as unknown as Effect.Effect<JobHandle<A, E>, AdmissionError, R>
+    new Submit(scheduler, job, options) as unknown as Effect.Effect<JobHandle<A, E>, AdmissionError, R>
 
   const runAll = <A, E, R>(
     jobs: Iterable<Job<A, E, R, W>>,

@@ -14,6 +14,7 @@
  * @internal
  */
 import { Context, Effect, Exit, Fiber, Scheduler } from "effect"
+import { IntMap } from "./intMap.ts"
 import { asCallback, asExit, type Callback, isFunction, notAnEffect, syncThunk } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
 import type { Executor, Job, Worker } from "./scheduler.ts"
@@ -52,22 +53,41 @@ const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
   }
 }
 
+/** A callback job's phases while it waits on no fiber (see `startCallback`). */
+const REGISTERING = 0
+/** Asked to stop during its `register` call: it stops once that returns. */
+const REGISTERING_STOPPED = 1
+const WAITING = 2
+
 /** A callback job waiting for its callback, on no fiber (see `startCallback`). */
 class Pending {
-  /** Still in its `register` call. */
-  registering = true
-  /** Asked to stop during its `register` call. */
-  interrupted = false
+  phase = REGISTERING
   /** What it was resumed with during its `register` call (the first resume wins, as in Effect). */
   early: Effect.Effect<any, any, any> | undefined = undefined
   readonly job: Job
   readonly worker: Worker<any>
   readonly controller: AbortController | undefined
-  constructor(job: Job, worker: Worker<any>, withSignal: boolean) {
+  /** Its executor's `resume`. */
+  readonly resume: (waiting: Pending, effect: Effect.Effect<any, any, any>) => void
+  constructor(
+    job: Job,
+    worker: Worker<any>,
+    withSignal: boolean,
+    resume: (waiting: Pending, effect: Effect.Effect<any, any, any>) => void
+  ) {
     this.job = job
     this.worker = worker
     this.controller = withSignal ? new AbortController() : undefined
+    this.resume = resume
   }
+}
+
+/**
+ * What a callback job's `register` resumes it with, bound to its `Pending`: a bound function is
+ * half the bytes of a closure and its context.
+ */
+function resumePending(this: Pending, effect: Effect.Effect<any, any, any>): void {
+  this.resume(this, effect)
 }
 
 export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
@@ -81,9 +101,9 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
    * here rather than in every job's record. Keyed by job id: keyed by the record itself, V8 would
    * give every record an identity hash, a call into its runtime per job.
    */
-  const fibers = new Map<number, Fiber.Fiber<any, any>>()
+  const fibers = new IntMap<Fiber.Fiber<any, any>>()
   /** The callback jobs waiting on no fiber, by job id as `fibers`. */
-  const pending = new Map<number, Pending>()
+  const pending = new IntMap<Pending>()
   const contextOf = JobContext.makeContextOf()
   // most jobs come from a few submitters: what their context holds is looked up once each
   let lastContext: Context.Context<never> | undefined
@@ -126,14 +146,14 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
    * `Effect.never`'s) return no canceler.
    */
   const startCallback = (job: Job, worker: Worker<any>, callback: Callback, interrupted: boolean): void => {
-    const waiting = new Pending(job, worker, callback.withSignal)
+    const waiting = new Pending(job, worker, callback.withSignal, resume)
     // asked to stop before it started: it registers all the same, as its fiber would, then stops
-    waiting.interrupted = interrupted
+    if (interrupted) waiting.phase = REGISTERING_STOPPED
     pending.set(job.seq, waiting)
     try {
       const current = leaveFiber()
       try {
-        callback.register.call(schedulerOf(job.context), (effect) => resume(waiting, effect), waiting.controller?.signal)
+        callback.register.call(schedulerOf(job.context), resumePending.bind(waiting), waiting.controller?.signal)
       } finally {
         restoreFiber(current)
       }
@@ -141,15 +161,16 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
       pending.delete(job.seq)
       return scheduler.jobStopped(job, worker, Exit.die(defect))
     }
-    waiting.registering = false
+    const stopped = waiting.phase === REGISTERING_STOPPED
+    waiting.phase = WAITING
     if (waiting.early !== undefined) return resumed(waiting, waiting.early)
-    if (waiting.interrupted) stop(waiting)
+    if (stopped) stop(waiting)
   }
 
   const resume = (waiting: Pending, effect: Effect.Effect<any, any, any>): void => {
     // stopped, or resumed before: only the first resume counts
     if (pending.get(waiting.job.seq) !== waiting) return
-    if (waiting.registering) {
+    if (waiting.phase !== WAITING) {
       waiting.early ??= effect
       return
     }
@@ -204,8 +225,8 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
       if (fiber !== undefined) return fiber.interruptUnsafe()
       const waiting = pending.get(job.seq)
       if (waiting === undefined) interruptedWhileStarting.add(job)
-      else if (waiting.registering) waiting.interrupted = true
-      else stop(waiting)
+      else if (waiting.phase === WAITING) stop(waiting)
+      else waiting.phase = REGISTERING_STOPPED
     },
     awaitStopped(job: Job): Effect.Effect<void> {
       // looked up when run: a job asked to stop while starting has its fiber by then
