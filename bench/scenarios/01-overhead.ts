@@ -152,6 +152,10 @@ export const scenario: Scenario = {
       "and its stop, for its wait and run times in `stats` and the metrics, and its deadlines; `Date.now` costs 40–50 ns in " +
       "this VM): 12% of the whole run's CPU profile. A start that follows a stop takes the stop's reading when nothing " +
       "else has run since, but here each job starts as it is submitted, after the submitter's own code.",
+    "`bench/trace-overhead.ts` runs this work in one process beside that loop with no pool (an `Effect.exit` per " +
+      "job): the loop alone allocates 432 bytes per job and takes 0.56× `Effect.forEach`'s CPU time, so the pool " +
+      "has almost nothing of either target's budget left. Ours allocates 551 bytes per job (a job record, the " +
+      "submit, its iterator, the job's Exit and two clock readings, which V8 boxes).",
     "Why our peak heap is about twice `Effect.forEach`'s: those kept Exits survive young-generation collections, and once " +
       "16 MB have survived V8 doubles its young generation (16 to 32 MB) near the end of the run. Run with " +
       "`--max-semi-space-size=16` (no doubling) our peak is 26.4 MB, 1.32× `Effect.forEach`'s 20.1 MB, which the flag does not change.",
