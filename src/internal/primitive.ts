@@ -18,7 +18,10 @@ import { type Effect, Effectable, Exit, type Fiber } from "effect"
  */
 class Yielding {
   value: unknown
-  /** Undefined until the first `next` (falsy: the Effect is out), true at the second (its result is in). */
+  /**
+   * Undefined before the first `next`, false after it (the Effect is out), true after the second
+   * (its result is in). Undefined and false both read as "not done".
+   */
   done: boolean | undefined = undefined
   constructor(effect: unknown) {
     this.value = effect
