@@ -196,6 +196,53 @@ describe("the SQLite store", () => {
       assert.isAtLeast(started, now + 1500)
     }), { timeout: 60_000 })
 
+  /**
+   * Another connection that has begun writing a new file in its first journal mode: the store's
+   * switch of that file to WAL is refused at once, without SQLite's busy wait (as it may be while
+   * other processes open the same new file). `release` commits it.
+   */
+  const writingInRollbackMode = (filename: string) => {
+    const other = new DatabaseSync(filename)
+    other.exec("CREATE TABLE other_table (a)")
+    other.exec("BEGIN IMMEDIATE")
+    other.exec("INSERT INTO other_table VALUES (1)")
+    return {
+      release: () => {
+        // a timer's: a test that failed before it may have removed the file
+        if (other.isOpen) {
+          if (other.isTransaction) other.exec("COMMIT")
+          other.close()
+        }
+      }
+    }
+  }
+
+  it.live("opening a new file whose write lock another connection holds (another process opening it too) waits for it", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const other = writingInRollbackMode(filename)
+      // released in real time, after the open's first try: the open must wait for it, not fail
+      setTimeout(other.release, 100)
+      const stats = yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename, busyTimeout: 5000 }))
+      assert.strictEqual(stats.waiting, 0)
+      const db = new DatabaseSync(filename)
+      assert.deepStrictEqual(db.prepare("PRAGMA journal_mode").get(), { journal_mode: "wal" })
+      db.close()
+    }))
+
+  it.effect("under a TestClock too: that wait is SQLite's busy wait, in real time, not the test's clock", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const other = writingInRollbackMode(filename)
+      const open = yield* Effect.forkChild(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename, busyTimeout: 5000 })))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      other.release()
+      // nobody moves the TestClock: the open still ends once the lock is gone
+      yield* waitFor(Effect.sync(() => open.pollUnsafe() !== undefined), "the open ended")
+      const exit = open.pollUnsafe()!
+      assert.isTrue(exit._tag === "Success", String(exit))
+    }))
+
   it.live("a file locked by another process past the busy timeout: a typed StoreError, nothing stored; later it works", () =>
     Effect.gen(function*() {
       const filename = fresh()

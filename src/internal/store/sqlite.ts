@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Clock, Effect, Schedule } from "effect"
+import { Clock, Effect } from "effect"
 import type { DatabaseSync, SQLInputValue } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
@@ -216,6 +216,24 @@ const sqliteModule = (): Effect.Effect<typeof import("node:sqlite"), StoreError>
       : Effect.succeed(found)
   })
 
+/**
+ * Waits `millis` of real time. The open's retries stand in for SQLite's own busy wait, which is
+ * real time: on the Effect clock, a store opened under a TestClock would wait for the test to move it.
+ */
+const realSleep = (millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/** `attempt` until it does not fail as "locked", every 10 ms until `deadline` (`Date.now()`). */
+const retryLocked = <A>(attempt: Effect.Effect<A, StoreError>, deadline: number): Effect.Effect<A, StoreError> =>
+  Effect.catchIf(
+    attempt,
+    (error) => error.reason.includes("locked") && Date.now() < deadline,
+    () => Effect.andThen(realSleep(10), retryLocked(attempt, deadline))
+  )
+
 /** The `wp_meta` key that counts the cancels requested of running jobs. */
 const CANCELS = "cancel_requests"
 
@@ -271,14 +289,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     // switching a new file to WAL takes its exclusive lock, and SQLite may refuse that at once
     // ("database is locked", without its busy wait) while other processes open the same new file:
     // tried again for up to `busyTimeout` (seen with three consumer processes starting together)
-    yield* read("open", () => {
-      db.exec("PRAGMA journal_mode = WAL")
-      db.exec("PRAGMA synchronous = NORMAL")
-    }).pipe(Effect.retry({
-      while: (error) => error.reason.includes("locked"),
-      schedule: Schedule.spaced(10),
-      times: Math.ceil(cfg.busyTimeout / 10)
-    }))
+    yield* retryLocked(
+      read("open", () => {
+        db.exec("PRAGMA journal_mode = WAL")
+        db.exec("PRAGMA synchronous = NORMAL")
+      }),
+      Date.now() + cfg.busyTimeout
+    )
     yield* write("migrate", () => {
       db.exec("CREATE TABLE IF NOT EXISTS wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
       const found = db.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string } | undefined
