@@ -222,7 +222,7 @@ describe("the SQLite store", () => {
       const filename = fresh()
       const other = writingInRollbackMode(filename)
       // released in real time, after the open's first try: the open must wait for it, not fail
-      setTimeout(other.release, 100)
+      setTimeout(other.release, 300)
       const stats = yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename, busyTimeout: 5000 }))
       assert.strictEqual(stats.waiting, 0)
       const db = new DatabaseSync(filename)
