@@ -195,4 +195,31 @@ describe("WorkPool run, submit and await as Effect values, used oddly", () => {
       assert.strictEqual((yield* pool.stats).defects, 10)
     }))
 
+  it.effect("a backlog of synchronous jobs drains in turns: other fibers run between them", () =>
+    Effect.gen(function*() {
+      const n = 10_000
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: n })
+      const gate = yield* Deferred.make<void>()
+      yield* pool.submit(Deferred.await(gate))
+      let ran = 0
+      const handles: Array<WorkPool.JobHandle<void, never>> = []
+      for (let i = 0; i < n; i++) handles.push(yield* pool.submit(Effect.sync(() => void ran++)))
+      // another fiber, looking between its turns at how many have run
+      const seen: Array<number> = []
+      const watcher = yield* Effect.forkChild(Effect.gen(function*() {
+        while (ran < n) {
+          seen.push(ran)
+          yield* Effect.yieldNow
+        }
+      }))
+      yield* settle
+      // the blocker ends: the backlog starts, each job ending as it starts
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(handles, (h) => h.await, { discard: true })
+      yield* Fiber.join(watcher)
+      const during = seen.filter((r) => r > 0 && r < n)
+      assert.isAbove(during.length, 0, "the watcher saw the backlog only before and after it ran: all of it in one go")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.queued, s.running], [n + 1, 0, 0])
+    }))
 })

@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Scheduler as EffectScheduler, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
@@ -772,12 +772,20 @@ export class Scheduler<W> {
       this.waitingCount === 0
     ) return
     this.pumping = true
+    // jobs that end as they start (an Effect.sync) free their worker at once, so one call could run
+    // a whole backlog with nothing else running meanwhile: past a fiber's budget of operations, the
+    // rest waits for the Effect scheduler's next turn, as a fiber that ran that long would
+    let starts = 0
     try {
       do {
         this.pumpAgain = false
         if (this.offered.size > this.claimed.size && this.free.length > 0 && !this.paused) this.takeBackFor(this.free.length)
         const gate = this.gate
         while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
+          if (++starts > this.startsPerTurn()) {
+            this.pumpNextTurn()
+            break
+          }
           if (gate !== undefined && !gate.tryStart()) break
           // a start runs the job's code (a synchronous job to its end), so the next start reads the
           // clock again: a reading from before it would start the next job early by as long as that
@@ -795,6 +803,27 @@ export class Scheduler<W> {
     } finally {
       this.pumping = false
     }
+  }
+
+  /** How many jobs one `pump` starts before it lets others run: Effect's `MaxOpsBeforeYield`, read once. */
+  private startsPerTurn(): number {
+    return this.turn ??= Context.get(this.context, EffectScheduler.PreventSchedulerYield)
+      ? Infinity
+      : Context.get(this.context, EffectScheduler.MaxOpsBeforeYield)
+  }
+  private turn: number | undefined
+  private nextTurn: EffectScheduler.SchedulerDispatcher | undefined
+  private pumpScheduled = false
+
+  /** Pumps again at the Effect scheduler's next turn (a macrotask: timers and I/O run first). */
+  private pumpNextTurn(): void {
+    if (this.pumpScheduled) return
+    this.pumpScheduled = true
+    this.nextTurn ??= Context.get(this.context, EffectScheduler.Scheduler).makeDispatcher()
+    this.nextTurn.scheduleTask(() => {
+      this.pumpScheduled = false
+      this.pump()
+    }, 0)
   }
 
   // ---------------------------------------------------------------------------
