@@ -39,6 +39,14 @@ describe("WorkPool run, submit and await as Effect values, used oddly", () => {
       const run = pool.run(Effect.sync(() => ++n))
       assert.deepStrictEqual(yield* Effect.all([run, run, run], { concurrency: "unbounded" }), [3, 4, 5])
       assert.strictEqual((yield* pool.stats).submitted, 5)
+      // one value, run by fibers with different services: each job gets its own caller's
+      const tagged = pool.run(Effect.map(Tag, (tag) => tag))
+      assert.deepStrictEqual(
+        yield* Effect.all([Effect.provideService(tagged, Tag, "one"), Effect.provideService(tagged, Tag, "two")], {
+          concurrency: "unbounded"
+        }),
+        ["one", "two"]
+      )
     }))
 
   it.effect("runSync of run/submit, and run from inside an Effect.sync job", () =>
