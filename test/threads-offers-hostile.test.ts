@@ -8,7 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import type * as WorkPool from "../src/WorkPool.ts"
-import { Count, Crash, Die, Echo, Hold, Spin, Throw, Uncloneable } from "./fixtures/tasks.ts"
+import { Count, Crash, Die, Echo, Hold, Meet, OnFiber, Spin, Throw, Uncloneable } from "./fixtures/tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
 
@@ -205,5 +205,19 @@ describe("thread offers of synchronous tasks, attacked", () => {
         nullProto: { defect: 100 }
       })
       assert.isTrue(addsUp(yield* pool.stats))
+    }), 60_000)
+
+  // an offer starts as the task before it on its slot ends: here that task's fiber ends inside
+  // another task's (which resumed it), and the offer, a synchronous task, must not run as if in it
+  it.live("a synchronous offer started as another task's fiber ends runs on no fiber, whatever fiber ended it", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2 })
+      for (let round = 0; round < 3; round++) {
+        const waiting = yield* pool.submit(Meet, "wait")
+        const opening = yield* pool.submit(Meet, "open")
+        const offered = yield* Effect.forEach([1, 2, 3, 4], () => pool.submit(OnFiber, "sync"))
+        assert.deepStrictEqual(yield* Effect.forEach([waiting, opening], (h) => h.await), [0, 0])
+        assert.deepStrictEqual(yield* Effect.forEach(offered, (h) => h.await), [0, 0, 0, 0], `round ${round}: 1 is a task that saw a fiber`)
+      }
     }), 60_000)
 })
