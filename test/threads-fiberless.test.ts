@@ -9,9 +9,9 @@
  * a fiber never calls it, which is how these tests tell the two paths apart.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import type * as WorkPool from "../src/WorkPool.ts"
-import { Echo, Hold, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
+import { Echo, Hold, Mark, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
 import { recordingTracer, settle, waitFor } from "./helpers.ts"
 
@@ -28,6 +28,17 @@ const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
     yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(made.counters, 1, 1)))
     return made
   })
+
+/** Blocks the main thread until slot `slot` is not 0 or `millis` pass; whether it got there. */
+const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean => {
+  const deadline = Date.now() + millis
+  while (Atomics.load(counters, slot) === 0) {
+    const left = deadline - Date.now()
+    if (left <= 0) return false
+    Atomics.wait(counters, slot, 0, Math.min(left, 50))
+  }
+  return true
+}
 
 /**
  * Counts the calls of a queued job's function (the handle is the scheduler's job record), keeping
@@ -124,6 +135,30 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
       assert.notStrictEqual(yield* pool.run(ThreadId, 0), before, "the stuck thread was replaced")
       const s = yield* pool.stats
       assert.deepStrictEqual([s.interrupted, s.running], [1, 0])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("a cancel of a task its thread started before the main thread knew returns once the task has stopped", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      const offered = yield* pool.submit(Mark, { mark: 2, millis: 60_000 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* settle
+      const cancel = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        // the first task's answer is not read yet: the cancel finds the offer claimed, and waits
+        // for its hand-over, where it is stopped as it starts
+        assert.isTrue(blockUntil(counters, 2, 5000), "the thread started the offered task")
+        return Effect.runFork(offered.interrupt)
+      })
+      yield* Fiber.join(cancel)
+      // it returned 'running' here: the cancel came back as the task was being started on a fiber
+      assert.strictEqual(yield* offered.status, "interrupted", "stopped when its cancel returned")
+      assert.strictEqual((yield* pool.stats).running, 0)
+      assert.strictEqual(yield* first.await, 0)
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted, s.running, s.queued], [1, 1, 0, 0])
       assert.isTrue(addsUp(s))
     }))
 })

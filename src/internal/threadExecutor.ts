@@ -20,7 +20,7 @@ import { type Context, Effect, Exit } from "effect"
 import { TaskCodecError } from "../PoolError.ts"
 import * as JobContexts from "./jobContext.ts"
 import { markOf, type ThreadPrefetch } from "./prefetch.ts"
-import type { Executor, Job, Scheduler, Worker } from "./scheduler.ts"
+import { type Executor, type Job, RUNNING, type Scheduler, type Worker } from "./scheduler.ts"
 import { codecsOf, decodeReply, issueOf } from "./taskCodecs.ts"
 import type { Reply, TaskJob, Thread, Threads } from "./threads.ts"
 
@@ -91,12 +91,31 @@ export const threadExecutor = (
     fiber.addObserver(() => stopped(run, Exit.interrupt()))
   }
 
+  const awaitStopped = (job: Job): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const run = started.get(job.seq)
+      if (run !== undefined) {
+        return Effect.callback<void>((resume) => {
+          ;(run.waiters ??= []).push(() => resume(Effect.void))
+        })
+      }
+      // asked to stop before its start (a cancel of an offer its thread had claimed, which waited
+      // for its hand-over): it stops once started, on a fiber, and only then is it stopped
+      if (stoppedEarly.has(job.seq) && job.state === RUNNING && !fibers.isStopping(job)) {
+        return Effect.andThen(
+          scheduler.waitUntil(() => !stoppedEarly.has(job.seq) || job.state !== RUNNING),
+          Effect.suspend(() => awaitStopped(job))
+        )
+      }
+      return fibers.awaitStopped(job)
+    })
+
   return {
     start(job: Job, worker: Worker<any>, waitMillis: number): void {
+      // looked at first: a job that goes to the fiber executor anyway must not stay in it
+      if (stoppedEarly.size > 0 && stoppedEarly.delete(job.seq)) return fibers.start(job, worker, waitMillis)
       const mark = markOf(job)
-      if (mark === undefined || isTraced(job.context) || (stoppedEarly.size > 0 && stoppedEarly.delete(job.seq))) {
-        return fibers.start(job, worker, waitMillis)
-      }
+      if (mark === undefined || isTraced(job.context)) return fibers.start(job, worker, waitMillis)
       const task = mark.task
       const offer = prefetch.take(job.seq)
       const thread = offer !== undefined ? offer.thread : threads.takeNow()
@@ -126,15 +145,7 @@ export const threadExecutor = (
       if (!fibers.isStopping(job)) stoppedEarly.add(job.seq)
       fibers.interrupt(job)
     },
-    awaitStopped(job: Job): Effect.Effect<void> {
-      return Effect.suspend(() => {
-        const run = started.get(job.seq)
-        if (run === undefined) return fibers.awaitStopped(job)
-        return Effect.callback<void>((resume) => {
-          ;(run.waiters ??= []).push(() => resume(Effect.void))
-        })
-      })
-    },
+    awaitStopped,
     isStopping(job: Job): boolean {
       return started.has(job.seq) || fibers.isStopping(job)
     }
