@@ -9,9 +9,10 @@
  * a fiber never calls it, which is how these tests tell the two paths apart.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber } from "effect"
+import { Effect, Exit, Fiber, Schema, SchemaGetter } from "effect"
+import * as Task from "../src/Task.ts"
 import type * as WorkPool from "../src/WorkPool.ts"
-import { Echo, Hold, Mark, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
+import { Echo, Hold, Mark, Peers, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
 import { makePool as makeThreadPool } from "./fixtures/pool.ts"
 import { recordingTracer, settle, waitFor } from "./helpers.ts"
 
@@ -159,6 +160,39 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
       assert.strictEqual(yield* first.await, 0)
       const s = yield* pool.stats
       assert.deepStrictEqual([s.succeeded, s.interrupted, s.running, s.queued], [1, 1, 0, 0])
+      assert.isTrue(addsUp(s))
+    }))
+
+  it.live("a task whose payload's encoding cancels its own job does not run on in its thread with no slot", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      // the thread's Peers, whose payload runs the caller's code as it is encoded
+      let encoding: (() => void) | undefined
+      const Hooked = Task.make("Peers", {
+        payload: Schema.Number.pipe(Schema.decodeTo(Schema.Number, {
+          decode: SchemaGetter.transform((millis) => millis),
+          encode: SchemaGetter.transform((millis) => {
+            encoding?.()
+            return millis
+          })
+        })),
+        success: Schema.Number
+      })
+      const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      // a transfer list: not offered to the busy thread, so it is encoded only as it starts
+      const hooked = yield* pool.submit(Hooked, 60_000, { transfer: [new ArrayBuffer(8)] })
+      encoding = () => {
+        encoding = undefined
+        Effect.runFork(hooked.interrupt)
+      }
+      Atomics.store(counters, 1, 1)
+      assert.strictEqual(yield* first.await, 0)
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(hooked.await)))
+      // sent after its job had stopped, it slept on in its thread, uncancelled, beside this one
+      assert.strictEqual(yield* pool.run(Peers, 0), 1, "the cancelled task is not running in the thread")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted, s.running], [2, 1, 0])
       assert.isTrue(addsUp(s))
     }))
 })

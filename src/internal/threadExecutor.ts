@@ -131,6 +131,9 @@ export const threadExecutor = (
         return
       }
       const encoded = codecsOf(task).encodePayload(mark.payload)
+      // its Schema's code may have cancelled its job (it stopped, unsent): sent now, it would run
+      // on its thread with no slot, and never be cancelled
+      if (run.stopping) return
       if (Exit.isFailure(encoded)) {
         return stopped(run, Exit.fail(new TaskCodecError({ task: task.name, part: "payload", issue: issueOf(encoded) })))
       }
