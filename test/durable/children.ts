@@ -152,9 +152,9 @@ export const killMidRun = async (
 ): Promise<Set<number>> => {
   // `holding`: killed while a job it printed the start of has not printed its end. A loaded test
   // process reads the victim's output late, many lines at once, and the victim may have ended and
-  // settled every job it started by then (seen at load 12: 0 in flight). Only for a victim that
-  // still has the queue's jobs ahead: one whose Nth start comes near the queue's end may never run
-  // another (a later kill waiting for it timed out)
+  // settled every job it started by then (seen at load 12: 0 in flight), so such a victim is started
+  // with WORKPOOL_TEST_HOLD_FROM=`after`: its `after`th job never ends (waiting for a job that
+  // merely runs long enough also timed out at load 15: the queue drained first)
   await waitUntil(
     consumers,
     () => victim.started.length >= after && (!holding || runningIn(victim) > 0),

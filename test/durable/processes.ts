@@ -37,6 +37,9 @@ export const setup = (
   return writable === undefined ? { runtime, consumer } : { runtime, consumer, writable }
 }
 
+/** The environment of a victim whose `n`th job and later ones never end (see `killMidRun`'s `holding`). */
+const holdFrom = (n: number) => ({ WORKPOOL_TEST_HOLD_FROM: String(n) })
+
 const ready = (consumers: ReadonlyArray<Consumer>) =>
   waitUntil(consumers, () => consumers.every((c) => c.lines.includes("ready")), "every consumer is ready")
 
@@ -113,7 +116,8 @@ export const processProofs = (name: string, enabled: boolean, fresh: () => Setup
       const LEASE = 3000
       const { consumer, runtime } = fresh()
       const { ids, running } = await enqueueWork(runtime, JOBS)
-      const consumers = [0, 1, 2, 3].map(() => consumer(4, LEASE, 20))
+      // the first victim holds its 40th job and every later one until it is killed
+      const consumers = [0, 1, 2, 3].map((i) => consumer(4, LEASE, 20, undefined, i === 0 ? holdFrom(40) : {}))
       const [first, second, ...survivors] = consumers as [Consumer, Consumer, ...Array<Consumer>]
       // one killed early, the other later, each with jobs in flight
       const inFlightFirst = await killMidRun(first, consumers, 40, running, true)
@@ -190,7 +194,7 @@ export const threadProofs = (name: string, enabled: boolean, fresh: () => Setup)
       const { consumer, runtime } = fresh()
       // every consumer's threads are up before the jobs come: a process slow to start its threads
       // would otherwise find the queue drained by the others before it started its 60 (seen at load 9)
-      const consumers = [0, 1, 2].map(() => consumer(2, LEASE, 20, "threads"))
+      const consumers = [0, 1, 2].map((i) => consumer(2, LEASE, 20, "threads", i === 0 ? holdFrom(20) : {}))
       await ready(consumers)
       const { ids, running } = await enqueueWork(runtime, JOBS)
       const [first, second, survivor] = consumers as [Consumer, Consumer, Consumer]
