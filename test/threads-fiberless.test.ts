@@ -11,35 +11,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Schema, SchemaGetter } from "effect"
 import * as Task from "../src/Task.ts"
-import type * as WorkPool from "../src/WorkPool.ts"
 import { Echo, Hold, Mark, Peers, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
-import { makePool as makeThreadPool } from "./fixtures/pool.ts"
+import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { recordingTracer, settle, waitFor } from "./helpers.ts"
-
-/** Every admitted job is somewhere, exactly once. */
-const addsUp = (s: WorkPool.PoolStats) =>
-  s.submitted ===
-    s.waiting + s.queued + s.running + s.retrying + s.succeeded + s.failed + s.defects + s.timedOut +
-      s.interrupted + s.dropped
-
-/** The fixture pool; its `Hold` tasks (release slot 1) are let go before it shuts down, even after a failure. */
-const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
-  Effect.gen(function*() {
-    const made = yield* makeThreadPool(options)
-    yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(made.counters, 1, 1)))
-    return made
-  })
-
-/** Blocks the main thread until slot `slot` is not 0 or `millis` pass; whether it got there. */
-const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean => {
-  const deadline = Date.now() + millis
-  while (Atomics.load(counters, slot) === 0) {
-    const left = deadline - Date.now()
-    if (left <= 0) return false
-    Atomics.wait(counters, slot, 0, Math.min(left, 50))
-  }
-  return true
-}
 
 /**
  * Counts the calls of a queued job's function (the handle is the scheduler's job record), keeping

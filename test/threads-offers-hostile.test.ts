@@ -7,15 +7,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
-import type * as WorkPool from "../src/WorkPool.ts"
 import { Count, Crash, Die, Echo, Hold, Meet, OnFiber, Spin, Throw, Uncloneable } from "./fixtures/tasks.ts"
-import { makePool } from "./fixtures/pool.ts"
+import { addsUp, makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
-
-const addsUp = (s: WorkPool.PoolStats) =>
-  s.submitted ===
-    s.waiting + s.queued + s.running + s.retrying + s.succeeded + s.failed + s.defects + s.timedOut +
-      s.interrupted + s.dropped
 
 const N = 3000
 /** Pool options whose shared counters have a slot per task; and those counters. */

@@ -10,22 +10,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { MessagePort } from "node:worker_threads"
-import type * as WorkPool from "../src/WorkPool.ts"
 import { Crash, Echo, Flaky, Hold, Mark, Spin } from "./fixtures/tasks.ts"
-import { makePool as makeThreadPool } from "./fixtures/pool.ts"
+import { addsUp, blockUntil, makePool as makeThreadPool, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { depth, MAX_OFFERS, MIN_OFFERS } from "../src/internal/threads.ts"
 import { settle, waitFor } from "./helpers.ts"
-
-/** Blocks the main thread until slot `slot` is not 0 or `millis` pass; whether it got there. */
-const blockUntil = (counters: Int32Array, slot: number, millis: number): boolean => {
-  const deadline = Date.now() + millis
-  while (Atomics.load(counters, slot) === 0) {
-    const left = deadline - Date.now()
-    if (left <= 0) return false
-    Atomics.wait(counters, slot, 0, Math.min(left, 50))
-  }
-  return true
-}
 
 /**
  * Blocks the main thread until `done()` or `millis` pass; whether it got there. Every `Mark` task
@@ -44,20 +32,6 @@ const blockUntilTrue = (counters: Int32Array, done: () => boolean, millis: numbe
 /** Runs `n` tasks of `millis` one after the other on a fresh pool, so that its thread's pace is known (slot 12). */
 const setPace = (pool: Effect.Success<ReturnType<typeof makeThreadPool>>["pool"], millis: number, n: number) =>
   Effect.forEach(Array.from({ length: n }), () => pool.run(Mark, { mark: 12, millis }), { discard: true })
-
-/** Every admitted job is somewhere, exactly once. */
-const addsUp = (s: WorkPool.PoolStats) =>
-  s.submitted ===
-    s.waiting + s.queued + s.running + s.retrying + s.succeeded + s.failed + s.defects + s.timedOut +
-      s.interrupted + s.dropped
-
-/** The fixture pool; its `Hold` tasks (release slot 1) are let go before it shuts down, even after a failure. */
-const makePool = (options: Parameters<typeof makeThreadPool>[0]) =>
-  Effect.gen(function*() {
-    const made = yield* makeThreadPool(options)
-    yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(made.counters, 1, 1)))
-    return made
-  })
 
 describe("ThreadPool prefetch", () => {
   // the main thread starts an offer's clock (its timeout) and lets a cancel reach it only when the
