@@ -58,15 +58,16 @@ const perJobTimeouts = Effect.gen(function*() {
 })
 
 const queueDeadline = Effect.gen(function*() {
-  yield* Console.log("2. one worker, queueTimeout 150 ms")
-  // One worker so that jobs have to queue. A job still queued 150 ms after submission is removed
+  yield* Console.log("2. one worker, queueTimeout 200 ms")
+  // One worker so that jobs have to queue. A job still queued 200 ms after submission is removed
   // from the queue with JobTimeout { phase: "queued" } and never starts.
-  const pool = yield* WorkPool.make({ concurrency: 1, queueTimeout: "150 millis" })
+  const pool = yield* WorkPool.make({ concurrency: 1, queueTimeout: "200 millis" })
 
+  // The margins are wide (100 ms and more) so that the outcomes are the same on a busy machine.
   const outcomes = yield* Effect.all([
     describe("A", pool.run(work(100))), // starts at once
-    describe("B", pool.run(work(100))), // starts at ~100 ms: in time
-    describe("C", pool.run(work(100))), // would start at ~200 ms: too late
+    describe("B", pool.run(work(300))), // starts at ~100 ms: in time
+    describe("C", pool.run(work(100))), // would start at ~400 ms: too late
     describe("D", pool.run(work(100), { queueTimeout: "1 second" })) // this one is willing to wait
   ], { concurrency: "unbounded" })
   for (const line of outcomes) yield* Console.log(`  ${line}`)

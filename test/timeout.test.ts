@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
@@ -147,6 +147,59 @@ describe("timeouts", () => {
       assert.strictEqual(yield* next.status, "running")
       yield* TestClock.adjust("1 millis")
       assert.strictEqual(yield* next.status, "timedOut")
+    }))
+
+  it.effect("a job whose queue deadline passed while a synchronous job ran is timed out, not started, when the worker frees", () =>
+    Effect.gen(function*() {
+      // the pool's clock moves while the synchronous job runs, as a real one does; the deadline's
+      // timer cannot fire meanwhile (the event loop is busy), so the worker frees before it does
+      const test = yield* Clock.Clock
+      let spent = 0
+      const millis = () => test.currentTimeMillisUnsafe() + spent
+      const nanos = () => BigInt(millis()) * 1_000_000n
+      const clock: Clock.Clock = {
+        currentTimeMillisUnsafe: millis,
+        currentTimeMillis: Effect.sync(millis),
+        currentTimeNanosUnsafe: nanos,
+        currentTimeNanos: Effect.sync(nanos),
+        monotonicTimeNanosUnsafe: nanos,
+        monotonicTimeNanos: Effect.sync(nanos),
+        sleep: (duration) => test.sleep(duration)
+      }
+      const pool = yield* WorkPool.make({ concurrency: 1, paused: true, queueTimeout: "100 millis" }).pipe(
+        Effect.provideService(Clock.Clock, clock)
+      )
+      yield* pool.submit(Effect.sync(() => {
+        spent += 150
+      }))
+      let ran = false
+      const late = yield* pool.submit(Effect.sync(() => (ran = true)))
+      const patient = yield* pool.submit(Effect.succeed("patient"), { queueTimeout: "1 second" })
+      yield* pool.resume
+      yield* settle
+      assert.deepStrictEqual(
+        yield* Effect.exit(late.await),
+        Exit.fail(new PoolError.JobTimeout({ jobId: late.id, millis: 100, phase: "queued" }))
+      )
+      assert.isFalse(ran)
+      assert.strictEqual(yield* patient.await, "patient")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.succeeded, stats.timedOut], [2, 1])
+    }))
+
+  it.effect("a job whose queue deadline comes as a worker frees is timed out, not started", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, queueTimeout: "100 millis" })
+      // its sleep is registered before the queued job's deadline: both wake at 100 ms, the sleep first
+      yield* pool.submit(Effect.sleep("100 millis"), { queueTimeout: Infinity })
+      let ran = false
+      const due = yield* pool.submit(Effect.sync(() => (ran = true)))
+      yield* TestClock.adjust("100 millis")
+      assert.deepStrictEqual(
+        yield* Effect.exit(due.await),
+        Exit.fail(new PoolError.JobTimeout({ jobId: due.id, millis: 100, phase: "queued" }))
+      )
+      assert.isFalse(ran)
     }))
 
   it.effect("a timeout that is not a positive duration is rejected", () =>

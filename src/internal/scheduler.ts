@@ -786,11 +786,20 @@ export class Scheduler<W> {
             this.pumpNextTurn()
             break
           }
-          if (gate !== undefined && !gate.tryStart()) break
           // a start runs the job's code (a synchronous job to its end), so the next start reads the
           // clock again: a reading from before it would start the next job early by as long as that
           // code ran, its timeout too. Unless that job stopped right there: its stop's reading is fresh.
-          now = this.start(this.queue.pop()!, this.free.pop()!, now ?? this.now())
+          const at = now ?? this.now()
+          if (at >= this.timerAt) {
+            // the deadline timer is due but has not fired: the event loop was busy (a synchronous
+            // job, or a timer that woke first, the one that freed this worker). What is due ends
+            // first, so that no job starts past its queue deadline. Its listeners ran: read again.
+            this.expireLate(at)
+            now = undefined
+            continue
+          }
+          if (gate !== undefined && !gate.tryStart()) break
+          now = this.start(this.queue.pop()!, this.free.pop()!, at)
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
           // resumes submitters: their code runs
@@ -1273,8 +1282,16 @@ export class Scheduler<W> {
     })
   }
 
-  private expireDeadlines(): void {
-    const now = this.now()
+  /** Expires what is due by `now` before its timer fires (see `pump`); the next deadline gets a timer of its own. */
+  private expireLate(now: number): void {
+    const timer = this.timer
+    this.timer = undefined
+    this.timerAt = Infinity
+    timer?.interruptUnsafe()
+    this.expireDeadlines(now)
+  }
+
+  private expireDeadlines(now: number = this.now()): void {
     let deadline: Deadline | undefined
     let retries = false
     while ((deadline = this.deadlines.peek()) !== undefined && deadline.at <= now) {

@@ -100,7 +100,7 @@ describe.concurrent("examples run and exit 0", { timeout: testTimeout }, () => {
       "ping    timed out while running (limit 10 ms)",
       "report  finished after 300 ms",
       "pricing stale price from the cache",
-      "C       timed out while queued (limit 150 ms)",
+      "C       timed out while queued (limit 200 ms)",
       "D       finished after 100 ms"
     ]))
 
