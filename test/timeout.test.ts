@@ -4,6 +4,26 @@ import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
 
+/**
+ * A clock that is the test clock plus the milliseconds `spend` adds: a synchronous job spends them,
+ * as a real clock moves while such a job runs (the test clock cannot move during synchronous code).
+ */
+const spendingClock = Effect.map(Clock.Clock, (test) => {
+  let spent = 0
+  const millis = () => test.currentTimeMillisUnsafe() + spent
+  const nanos = () => BigInt(millis()) * 1_000_000n
+  const clock: Clock.Clock = {
+    currentTimeMillisUnsafe: millis,
+    currentTimeMillis: Effect.sync(millis),
+    currentTimeNanosUnsafe: nanos,
+    currentTimeNanos: Effect.sync(nanos),
+    monotonicTimeNanosUnsafe: nanos,
+    monotonicTimeNanos: Effect.sync(nanos),
+    sleep: (duration) => test.sleep(duration)
+  }
+  return { clock, spend: (millis: number) => void (spent += millis) }
+})
+
 describe("timeouts", () => {
   it.effect("the pool's timeout counts from the start and interrupts the job", () =>
     Effect.gen(function*() {
@@ -115,27 +135,11 @@ describe("timeouts", () => {
 
   it.effect("a job started after a long synchronous one counts its wait and timeout from its own start", () =>
     Effect.gen(function*() {
-      // the pool's clock: the test clock plus the time the synchronous job spends, as a real clock
-      // moves while such a job runs (the test clock cannot move during synchronous code)
-      const test = yield* Clock.Clock
-      let spent = 0
-      const millis = () => test.currentTimeMillisUnsafe() + spent
-      const nanos = () => BigInt(millis()) * 1_000_000n
-      const clock: Clock.Clock = {
-        currentTimeMillisUnsafe: millis,
-        currentTimeMillis: Effect.sync(millis),
-        currentTimeNanosUnsafe: nanos,
-        currentTimeNanos: Effect.sync(nanos),
-        monotonicTimeNanosUnsafe: nanos,
-        monotonicTimeNanos: Effect.sync(nanos),
-        sleep: (duration) => test.sleep(duration)
-      }
+      const { clock, spend } = yield* spendingClock
       const pool = yield* WorkPool.make({ concurrency: 2, paused: true, timeout: "50 millis", shutdownTimeout: 0 }).pipe(
         Effect.provideService(Clock.Clock, clock)
       )
-      const long = yield* pool.submit(Effect.sync(() => {
-        spent += 100
-      }))
+      const long = yield* pool.submit(Effect.sync(() => spend(100)))
       const next = yield* pool.submit(Effect.never)
       // one dispatch starts both: the second starts 100 ms after the first did
       yield* pool.resume
@@ -153,25 +157,11 @@ describe("timeouts", () => {
     Effect.gen(function*() {
       // the pool's clock moves while the synchronous job runs, as a real one does; the deadline's
       // timer cannot fire meanwhile (the event loop is busy), so the worker frees before it does
-      const test = yield* Clock.Clock
-      let spent = 0
-      const millis = () => test.currentTimeMillisUnsafe() + spent
-      const nanos = () => BigInt(millis()) * 1_000_000n
-      const clock: Clock.Clock = {
-        currentTimeMillisUnsafe: millis,
-        currentTimeMillis: Effect.sync(millis),
-        currentTimeNanosUnsafe: nanos,
-        currentTimeNanos: Effect.sync(nanos),
-        monotonicTimeNanosUnsafe: nanos,
-        monotonicTimeNanos: Effect.sync(nanos),
-        sleep: (duration) => test.sleep(duration)
-      }
+      const { clock, spend } = yield* spendingClock
       const pool = yield* WorkPool.make({ concurrency: 1, paused: true, queueTimeout: "100 millis" }).pipe(
         Effect.provideService(Clock.Clock, clock)
       )
-      yield* pool.submit(Effect.sync(() => {
-        spent += 150
-      }))
+      yield* pool.submit(Effect.sync(() => spend(150)))
       let ran = false
       const late = yield* pool.submit(Effect.sync(() => (ran = true)))
       const patient = yield* pool.submit(Effect.succeed("patient"), { queueTimeout: "1 second" })
