@@ -2,7 +2,8 @@
  * A BullMQ consumer process: a `Worker` with `concurrency` jobs at once and its defaults otherwise
  * (an idle worker blocks on Redis for the next job instead of polling).
  */
-import { Worker } from "bullmq"
+import { Queue, Worker } from "bullmq"
+import type { Producer } from "./driver.ts"
 import { type BenchJob, consumerConfig, serve } from "./protocol.ts"
 
 /** ioredis options from a redis:// URL; BullMQ's workers need `maxRetriesPerRequest: null`. */
@@ -13,6 +14,19 @@ export const connection = (url: string) => {
     port: Number(parsed.port || 6379),
     ...(parsed.password === "" ? {} : { password: decodeURIComponent(parsed.password) }),
     maxRetriesPerRequest: null
+  }
+}
+
+/** A BullMQ producer: `Queue.add` per job; `close` removes the queue's keys. */
+export const producer = async (url: string, name: string, prefix: string): Promise<Producer> => {
+  const queue = new Queue(name, { connection: connection(url), prefix })
+  await queue.waitUntilReady()
+  return {
+    enqueue: (job) => queue.add("job", job),
+    close: async () => {
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
   }
 }
 

@@ -20,18 +20,14 @@ import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as RedisJobStore from "../../src/RedisJobStore.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
-import { connection } from "./bullmq.ts"
-import type { BenchJob } from "./protocol.ts"
+import { producer } from "./bullmq.ts"
+import type { Producer } from "./driver.ts"
 import { BenchTask } from "./task.ts"
 
 const url = process.env.WORKPOOL_REDIS_URL
 if (url === undefined || url === "") throw new Error("WORKPOOL_REDIS_URL is not set")
 const batches = Number(process.argv[2] ?? 50)
 
-interface Producer {
-  readonly enqueue: (job: BenchJob) => Promise<unknown>
-  readonly close: () => Promise<void>
-}
 
 const ours = (layer: Layer.Layer<JobStore.JobStore, unknown>) => async (): Promise<Producer> => {
   const runtime = ManagedRuntime.make(layer)
@@ -53,18 +49,7 @@ const twoRoundTrips = (prefix: string) =>
     })
   )
 
-const bullmq = (prefix: string) => async (): Promise<Producer> => {
-  const { Queue } = await import("bullmq")
-  const queue = new Queue("bench", { connection: connection(url), prefix })
-  await queue.waitUntilReady()
-  return {
-    enqueue: (job) => queue.add("job", job),
-    close: async () => {
-      await queue.obliterate({ force: true })
-      await queue.close()
-    }
-  }
-}
+const bullmq = (prefix: string) => (): Promise<Producer> => producer(url, "bench", prefix)
 
 const contestants: ReadonlyArray<readonly [string, (prefix: string) => () => Promise<Producer>]> = [
   ["ours", (prefix) => ours(RedisJobStore.layer({ url, prefix }) as Layer.Layer<JobStore.JobStore, unknown>)],

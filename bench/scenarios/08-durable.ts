@@ -119,17 +119,8 @@ if (redisUrl !== undefined) {
       consumer: "./bullmq.ts",
       url: () => redisUrl,
       open: async (config) => {
-        const { Queue } = await import("bullmq")
-        const { connection } = await import("../durable/bullmq.ts")
-        const queue = new Queue(config.queue, { connection: connection(config.url), prefix: config.schema })
-        await queue.waitUntilReady()
-        return {
-          enqueue: (job) => queue.add("job", job),
-          close: async () => {
-            await queue.obliterate({ force: true })
-            await queue.close()
-          }
-        }
+        const { producer } = await import("../durable/bullmq.ts")
+        return producer(config.url, config.queue, config.schema)
       },
       cleanup: async () => {}
     })
