@@ -19,6 +19,7 @@
 import { type Context, Effect, Exit } from "effect"
 import { TaskCodecError } from "../PoolError.ts"
 import * as JobContexts from "./jobContext.ts"
+import { IntMap } from "./intMap.ts"
 import { markOf, type ThreadPrefetch } from "./prefetch.ts"
 import { type Executor, type Job, RUNNING, type Scheduler, type Worker } from "./scheduler.ts"
 import { codecsOf, decodeReply, issueOf } from "./taskCodecs.ts"
@@ -58,7 +59,8 @@ export const threadExecutor = (
   prefetch: ThreadPrefetch,
   taskJobOf: (job: Job) => TaskJob
 ): Executor => {
-  const started = new Map<number, Started>()
+  /** By job id, as the fiber executor keeps its fibers (see intMap.ts). */
+  const started = new IntMap<Started>()
   /**
    * Jobs asked to stop as they were being started (the scheduler tells who waits for the state
    * change first, and a waiter may cancel the job), by id: they start on a fiber, which the fiber
