@@ -39,7 +39,8 @@ import {
   PORT,
   type Run,
   threadData,
-  type ToThread
+  type ToThread,
+  WITHDRAWN
 } from "./internal/protocol.ts"
 import { SpanRecorder } from "./internal/threadSpans.ts"
 import type * as Task from "./Task.ts"
@@ -437,13 +438,17 @@ export const serve = <R = never, E = never>(
   // Offers (see protocol.ts): tasks sent ahead, started here once there is room and the claim wins
   const offers: Array<Run> = []
   const cells = pool.offer
-  /** Whether this thread may start an offer: its claim won, or the main thread confirmed it. */
+  /**
+   * Whether this thread may start an offer: its claim won, or the main thread confirmed it. One past
+   * its queue deadline is withdrawn instead (see protocol.Run): the pool starts no job late.
+   */
   const claim = (run: Run): boolean => {
     const id = run[0]
     const cell = run[7]!
     const offered = offerCell(id, OFFERED)
-    const found = Atomics.compareExchange(cells, cell, offered, offerCell(id, CLAIMED))
-    if (found === offered) return true
+    const late = run[8] !== undefined && performance.timeOrigin + performance.now() >= run[8]
+    const found = Atomics.compareExchange(cells, cell, offered, offerCell(id, late ? WITHDRAWN : CLAIMED))
+    if (found === offered) return !late
     if (found !== offerCell(id, CONFIRMED)) return false
     // read: the main thread may use the cell for another offer (it does not touch a confirmed one)
     Atomics.store(cells, cell, offerCell(id, CLAIMED))

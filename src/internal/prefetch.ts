@@ -61,20 +61,31 @@ export class ThreadPrefetch implements Prefetch {
     if (thread === undefined) return false
     const mark = markOf(job)
     if (mark === undefined || mark.transfer.length > 0 || JobContexts.isTraced(job.context)) return false
+    // its queue deadline goes with it, on the clock the threads share: a thread that frees after it
+    // gives the offer back rather than start it, however late the main thread is to take it back
+    const left = job.deadline === undefined ? Infinity : job.deadlineIn(job.scheduler.now())
+    if (left <= 0) return false
     const encoded = codecsOf(mark.task).encodePayload(mark.payload)
     if (Exit.isFailure(encoded)) return false
-    this.offers.set(job.seq, this.threads.offer(thread, mark.task.name, encoded.value, this.taskJobOf(job), job))
+    const expires = left === Infinity ? undefined : performance.timeOrigin + performance.now() + left
+    this.offers.set(job.seq, this.threads.offer(thread, mark.task.name, encoded.value, this.taskJobOf(job), job, expires))
     return true
   }
 
-  successor(stopped: Job, start: boolean, putBack: (job: Job) => void): Job | undefined {
+  successor(stopped: Job, start: boolean, now: number, putBack: (job: Job) => void): Job | undefined {
     const thread = this.ranOn.get(stopped.seq)
     if (thread === undefined) return undefined
     this.ranOn.delete(stopped.seq)
-    const first = thread.offers[0]
-    if (first === undefined) return undefined
-    if (this.handOver(first, start)) return first.job as Job
-    putBack(first.job as Job)
+    for (;;) {
+      const first = thread.offers[0]
+      if (first === undefined) return undefined
+      const job = first.job as Job
+      // past its queue deadline it must not start, unless its thread has started it already
+      if (this.handOver(first, start && job.deadlineIn(now) > 0)) return job
+      putBack(job)
+      // it was late (or its thread found it late and gave it back): the next one may take the slot
+      if (!start || !this.threads.usable(thread)) break
+    }
     // the thread is going or the slot is not wanted: no later slot of the thread may come for the
     // others, so they come back too; one the thread started takes this slot (each started one
     // freed a slot of its own on the thread, whose task's stop hands it over in turn)

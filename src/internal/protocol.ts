@@ -35,7 +35,15 @@ export type Run = readonly [
    * Present for an offer (see `Offer` below): the index of its cell. The thread starts it only once
    * it has room and has claimed it in that cell; a withdrawn offer is dropped unanswered.
    */
-  offer?: number
+  offer?: number,
+  /**
+   * Present for an offer whose job has a queue deadline: when it passes (`performance.timeOrigin +
+   * performance.now()`, the same clock in every thread of a process). Past it, the thread does not
+   * claim the offer but withdraws it itself (`WITHDRAWN`), so that no job starts past its queue
+   * deadline, even while the main thread is too busy to take the offer back in time; the main
+   * thread then ends the job (`JobTimeout`), or starts it after all if its own clock says so.
+   */
+  expires?: number
 ]
 
 /** A task succeeded: its id and encoded value (any other ending is a `done` object). */
@@ -88,7 +96,8 @@ export const threadData = (data: unknown): ThreadData | undefined =>
  * moment a task of its own ends, with no round trip to the main thread. Until the thread starts it,
  * the task is still queued on the main thread, which may take it back. Who decides is whoever first
  * changes the offer's cell (an `Int32` in a `SharedArrayBuffer` the two threads share) by
- * compare-and-swap: the thread from `OFFERED` to `CLAIMED` when it starts the task, the main thread
+ * compare-and-swap: the thread from `OFFERED` to `CLAIMED` when it starts the task (or to
+ * `WITHDRAWN` when it finds the offer past its queue deadline: see `Run`'s `expires`), the main thread
  * from `OFFERED` to `WITHDRAWN` (take it back) or `CONFIRMED` (start it, in a slot the main thread
  * has just seen freed). No message is needed to decide, and neither side waits.
  *

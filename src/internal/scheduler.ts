@@ -132,13 +132,14 @@ export interface Prefetch {
   /** Offers a queued job to a busy worker; false if no worker can take it (or the job cannot be offered). */
   offer(job: Job): boolean
   /**
-   * A job stopped: the job that starts in its slot, if any. The worker it ran on starts the first
-   * job offered to it, confirmed if `start`, or already started (which no one can take back). When
-   * that one does not start there (the worker is going, or the slot is not wanted: not `start`),
-   * every offer of that worker it has not started comes back through `putBack`, and one it has
-   * started, if any, takes the slot.
+   * A job stopped at `now`: the job that starts in its slot, if any. The worker it ran on starts the
+   * first job offered to it, confirmed if `start`, or already started (which no one can take back).
+   * One whose queue deadline has passed by `now` is not confirmed: it comes back through `putBack`
+   * (the scheduler ends it), and the next takes its place. When none starts there (the worker is
+   * going, or the slot is not wanted: not `start`), every offer of that worker it has not started
+   * comes back through `putBack`, and one it has started, if any, takes the slot.
    */
-  successor(stopped: Job, start: boolean, putBack: (job: Job) => void): Job | undefined
+  successor(stopped: Job, start: boolean, now: number, putBack: (job: Job) => void): Job | undefined
   /**
    * Takes an offer back: true if done. False if its worker has started it already: it stays that
    * worker's `successor`.
@@ -254,6 +255,12 @@ export class Job implements QueueEntry {
 
   attemptNow(): number {
     return this.hook === undefined ? 1 : this.hook.attempt
+  }
+
+  /** Milliseconds from `now` to its deadline (a queued job's: its queue timeout); Infinity if none. */
+  deadlineIn(now: number): number {
+    const deadline = this.deadline
+    return deadline === undefined ? Infinity : deadline.at - now
   }
 
   /** The latest progress the job reported (see `JobContext`), if any. */
@@ -934,12 +941,12 @@ export class Scheduler<W> {
    * A job stopped on `worker`: the job offered to that worker, if any, starts in its slot (unless
    * the slot goes, the pool is paused or stopping: then it is taken back if it still can be).
    */
-  private successorOf(job: Job): Job | undefined {
+  private successorOf(job: Job, now: number): Job | undefined {
     // a rate-limited pool offers nothing (a start must be counted); offers made before a rate
     // limit was set come back, unless started
     const wanted = !this.paused && !this.stoppingPool && this.state !== "stopped" && this.workers.size <= this.target &&
       this.gate === undefined
-    const next = this.prefetch!.successor(job, wanted, this.putBackOffer)
+    const next = this.prefetch!.successor(job, wanted, now, this.putBackOffer)
     if (next === undefined) return undefined
     this.offered.delete(next)
     this.claimed.delete(next)
@@ -1018,7 +1025,7 @@ export class Scheduler<W> {
     this.trackArea(now)
     worker.job = undefined
     // the job offered to its worker keeps the slot: `busy` never drops to 0 in between
-    const next = this.prefetch === undefined ? undefined : this.successorOf(job)
+    const next = this.prefetch === undefined ? undefined : this.successorOf(job, now)
     if (next === undefined) this.busy--
     const run = now - job.time
     this.totalRunMillis += run

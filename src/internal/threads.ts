@@ -897,8 +897,11 @@ export class Threads {
     return true
   }
 
-  /** Offers a task to a thread `offerTarget` chose; its answer waits in the offer until an attempt takes it. */
-  offer(thread: Thread, task: string, payload: unknown, job: TaskJob, owner: unknown): Offer {
+  /**
+   * Offers a task to a thread `offerTarget` chose; its answer waits in the offer until an attempt
+   * takes it. `expires`: its queue deadline, if any, as protocol.Run's `expires`.
+   */
+  offer(thread: Thread, task: string, payload: unknown, job: TaskJob, owner: unknown, expires?: number): Offer {
     const id = thread.nextId++
     const cell = freeCell(thread)
     const offer = new Offer(thread, id, cell, owner)
@@ -911,32 +914,40 @@ export class Threads {
     })
     thread.progress.set(id, job.progress)
     if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
-    const run: Run = [id, task, payload, job.id, job.attempt, job.trace, undefined, cell]
+    const run: Run = expires === undefined
+      ? [id, task, payload, job.id, job.attempt, job.trace, undefined, cell]
+      : [id, task, payload, job.id, job.attempt, job.trace, undefined, cell, expires]
     thread.outbox.send(run, [], (issue) => this.settle(thread, id, { _: "codec", part: "payload", issue }))
     return offer
   }
 
   /**
-   * Takes an offer back: true if done. False if the thread has claimed it (started it): it stays
-   * among the thread's offers until `handOver`.
+   * Takes an offer back: true if done (or the thread gave it back, past its deadline). False if
+   * the thread has claimed it (started it): it stays among the thread's offers until `handOver`.
    */
   withdraw(offer: Offer): boolean {
     const offered = offerCell(offer.id, OFFERED)
-    if (Atomics.compareExchange(offer.thread.cells, offer.cell, offered, offerCell(offer.id, WITHDRAWN)) !== offered) {
-      return false
-    }
+    const withdrawn = offerCell(offer.id, WITHDRAWN)
+    const found = Atomics.compareExchange(offer.thread.cells, offer.cell, offered, withdrawn)
+    if (found !== offered && found !== withdrawn) return false
     this.dropOffer(offer)
     return true
+  }
+
+  /** Whether an offer of the thread may start in a slot it freed (see `handOver`). */
+  usable(thread: Thread): boolean {
+    return !thread.exited && thread.stopping === undefined && !thread.retiring
   }
 
   /**
    * A task of the offer's thread has ended: the offer is confirmed (`start`: the pool has a slot
    * for it) or taken back. True if it runs: confirmed, or claimed by its thread already, which the
-   * pool cannot take back. An offer on a thread that is gone or going is taken back unless claimed.
+   * pool cannot take back. An offer on a thread that is gone or going is taken back unless claimed;
+   * one the thread gave back (past its deadline) does not run.
    */
   handOver(offer: Offer, start: boolean): boolean {
     const thread = offer.thread
-    const usable = start && !thread.exited && thread.stopping === undefined && !thread.retiring
+    const usable = start && this.usable(thread)
     const offered = offerCell(offer.id, OFFERED)
     const found = Atomics.compareExchange(
       thread.cells,
