@@ -338,8 +338,9 @@ const taskJobIn = (
 ): ThreadJob => {
   const span = Context.getOption(context, Tracer.ParentSpan)
   const tracer = Context.get(context, Tracer.Tracer)
-  // the thread records its spans only for a tracer that shows them (Effect's native one keeps nothing)
-  const record = span._tag === "Some" && span.value.sampled && tracer !== Tracer.nativeTracer
+  // the thread records its spans only for a tracer that shows them (Effect's native one keeps
+  // nothing), and only with tracing on: off, the caller makes no span, and the thread's must not appear
+  const record = span._tag === "Some" && span.value.sampled && JobContexts.isTraced(context)
   return {
     id,
     attempt,
@@ -580,6 +581,8 @@ export const make = <T extends Task.Any = Task.Any>(
           ), { task, payload }),
         options
       ), () => Effect.runSync(pool.stats).concurrency)
+    // found from the thread pool as from its inner pool (see Scheduler.schedulerOf)
+    Scheduler.registerScheduler(self, scheduler)
     return self
   })
 

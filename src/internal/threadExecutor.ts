@@ -52,13 +52,18 @@ const exitOf = (task: Parameters<typeof decodeReply>[0], reply: Reply, jobId: nu
   return Exit.isExit(decoded) ? decoded : Exit.die(new Error(`effect-workpool: the answer of task ${task.name} is not an Exit`))
 }
 
+/** The executor, and what it keeps of jobs asked to stop before their start (read by tests). */
+export interface ThreadExecutor extends Executor {
+  readonly stoppedEarly: ReadonlySet<number>
+}
+
 export const threadExecutor = (
   scheduler: Scheduler<any>,
   fibers: Executor,
   threads: Threads,
   prefetch: ThreadPrefetch,
   taskJobOf: (job: Job) => TaskJob
-): Executor => {
+): ThreadExecutor => {
   /** By job id, as the fiber executor keeps its fibers (see intMap.ts). */
   const started = new IntMap<Started>()
   /**
@@ -112,16 +117,25 @@ export const threadExecutor = (
       return fibers.awaitStopped(job)
     })
 
+  /** Starts a job on a fiber. */
+  const onFiber = (job: Job, worker: Worker<any>, waitMillis: number): void => {
+    fibers.start(job, worker, waitMillis)
+    // asked to stop by its own start code (a payload's encoding), before its fiber was known: the
+    // fiber executor has stopped it, and no later start of this attempt comes to look here
+    if (stoppedEarly.size > 0) stoppedEarly.delete(job.seq)
+  }
+
   return {
+    stoppedEarly,
     start(job: Job, worker: Worker<any>, waitMillis: number): void {
       // looked at first: a job that goes to the fiber executor anyway must not stay in it
-      if (stoppedEarly.size > 0 && stoppedEarly.delete(job.seq)) return fibers.start(job, worker, waitMillis)
+      if (stoppedEarly.size > 0 && stoppedEarly.delete(job.seq)) return onFiber(job, worker, waitMillis)
       const mark = markOf(job)
-      if (mark === undefined || isTraced(job.context)) return fibers.start(job, worker, waitMillis)
+      if (mark === undefined || isTraced(job.context)) return onFiber(job, worker, waitMillis)
       const task = mark.task
       const offer = prefetch.take(job.seq)
       const thread = offer !== undefined ? offer.thread : threads.takeNow()
-      if (thread === undefined) return fibers.start(job, worker, waitMillis)
+      if (thread === undefined) return onFiber(job, worker, waitMillis)
       const run = new Started(job, worker, task.name)
       const reply = (reply: Reply) => stopped(run, exitOf(task, reply, job.id))
       started.set(job.seq, run)
