@@ -530,8 +530,17 @@ export const make = <T extends Task.Any = Task.Any>(
           config.checkPoolOptions(() => config.threads(n, checked.tasksPerThread)),
           (n) => {
             threads.target = n
-            // a consumer following the pool's slots claims for the new threads once they have started
-            return Effect.ensuring(pool.resize(n * checked.tasksPerThread), Effect.sync(() => ThreadJson.resized(self)))
+            return pool.resize(n * checked.tasksPerThread).pipe(
+              // failed or interrupted, the pool keeps the slots it has (or a later resize's): the
+              // threads wanted are the ones those are on, not the ones this resize did not get
+              Effect.onError(() =>
+                Effect.sync(() => {
+                  threads.target = Math.ceil(scheduler.target / checked.tasksPerThread)
+                })
+              ),
+              // a consumer following the pool's slots claims for the new threads once they have started
+              Effect.ensuring(Effect.sync(() => ThreadJson.resized(self)))
+            )
           }
         ),
       name: pool.name,

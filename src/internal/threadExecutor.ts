@@ -52,8 +52,9 @@ const exitOf = (task: Parameters<typeof decodeReply>[0], reply: Reply, jobId: nu
   return Exit.isExit(decoded) ? decoded : Exit.die(new Error(`effect-workpool: the answer of task ${task.name} is not an Exit`))
 }
 
-/** The executor, and what it keeps of jobs asked to stop before their start (read by tests). */
+/** The executor, with its threads and what it keeps of jobs asked to stop before their start (read by tests). */
 export interface ThreadExecutor extends Executor {
+  readonly threads: Threads
   readonly stoppedEarly: ReadonlySet<number>
 }
 
@@ -126,6 +127,7 @@ export const threadExecutor = (
   }
 
   return {
+    threads,
     stoppedEarly,
     start(job: Job, worker: Worker<any>, waitMillis: number): void {
       // looked at first: a job that goes to the fiber executor anyway must not stay in it

@@ -1,9 +1,10 @@
 /**
- * Thread tasks that start on a fiber (traced ones: their `workpool.job` span is made in it), and
- * what the thread records of a task's spans when tracing is off.
+ * What a thread pool keeps besides its jobs: thread tasks that start on a fiber (traced ones: their
+ * `workpool.job` span is made in it), what the thread records of a task's spans when tracing is
+ * off, and how many threads it wants after a resize that did not get them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Schema, SchemaGetter, Tracer } from "effect"
+import { Effect, Exit, Fiber, Schema, SchemaGetter, Tracer } from "effect"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import * as Task from "../src/Task.ts"
 import * as Scheduler from "../src/internal/scheduler.ts"
@@ -13,7 +14,9 @@ import { Hold, Peers } from "./fixtures/tasks.ts"
 import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
 
-describe("ThreadPool traced starts", () => {
+const executorOf = (pool: ThreadPool.ThreadPool) => Scheduler.schedulerOf(pool).executor as ThreadExecutor
+
+describe("ThreadPool: what it keeps", () => {
   it.live("a traced task whose start cancels its own job leaves nothing behind in the pool", () =>
     Effect.gen(function*() {
       const { spans, tracer } = recordingTracer()
@@ -45,8 +48,7 @@ describe("ThreadPool traced starts", () => {
       const s = yield* pool.stats
       assert.deepStrictEqual([s.succeeded, s.interrupted, s.running], [2, 1, 0])
       assert.isTrue(addsUp(s))
-      const executor = Scheduler.schedulerOf(pool).executor as ThreadExecutor
-      assert.strictEqual(executor.stoppedEarly.size, 0, "no job is kept as stopped before its start")
+      assert.strictEqual(executorOf(pool).stoppedEarly.size, 0, "no job is kept as stopped before its start")
     }))
 
   it.live("with tracing off, a thread records no span for the caller's tracer, even under a sampled parent", () =>
@@ -64,5 +66,22 @@ describe("ThreadPool traced starts", () => {
       assert.isFalse(seen.recording, "the thread does not record its spans for the main thread")
       // the caller's trace still reaches the thread, for its logs
       assert.strictEqual(seen.traceId, parent.traceId)
+    })))
+
+  it.live("a resize that is interrupted before its threads have started wants the threads the pool kept", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // its first thread serves; later ones never report ready, so the resize waits for them
+      const started = new SharedArrayBuffer(4)
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/ready-once-worker.ts", import.meta.url),
+        threads: 1,
+        tasksPerThread: 2,
+        workerData: { started }
+      })
+      const resize = yield* Effect.forkChild(pool.resize(3))
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 3), "the new threads are starting")
+      yield* Fiber.interrupt(resize)
+      assert.strictEqual((yield* pool.stats).concurrency, 2, "the pool keeps its slots")
+      assert.strictEqual(executorOf(pool).threads.target, 1, "and wants the one thread they are on")
     })))
 })
