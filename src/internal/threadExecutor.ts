@@ -24,12 +24,13 @@ import { markOf, type ThreadPrefetch } from "./prefetch.ts"
 import { type Executor, type Job, RUNNING, type Scheduler, type Worker } from "./scheduler.ts"
 import { codecsOf, decodeReply, issueOf } from "./taskCodecs.ts"
 import type { Reply, TaskJob, Thread, Threads } from "./threads.ts"
+import type * as Task from "../Task.ts"
 
 /** A task started here, until its attempt has stopped. */
 class Started {
   readonly job: Job
   readonly worker: Worker<any>
-  readonly task: string
+  readonly task: Task.Any
   /** Where it runs, once sent. */
   thread: Thread | undefined = undefined
   id = -1
@@ -37,7 +38,7 @@ class Started {
   stopping = false
   /** Waiting until it has stopped (`awaitStopped`). */
   waiters: Array<() => void> | undefined = undefined
-  constructor(job: Job, worker: Worker<any>, task: string) {
+  constructor(job: Job, worker: Worker<any>, task: Task.Any) {
     this.job = job
     this.worker = worker
     this.task = task
@@ -91,12 +92,22 @@ export const threadExecutor = (
     if (run.waiters !== undefined) for (const waiter of run.waiters) waiter()
   }
 
-  /** Asks the task's thread to cancel it; its attempt stops once the thread confirms or has been terminated. */
+  /**
+   * Asks the task's thread to cancel it; its attempt stops once the thread confirms or has been
+   * terminated. It stops interrupted, unless an immediate shutdown asked and the task had ended on
+   * its thread before the thread read the cancel (an offer the thread ran before the main thread
+   * knew, say): then as it ended, as a job that ended before the shutdown. A caller's cancel keeps
+   * its interruption: it decided about its job (a failure would be retried).
+   */
   const cancel = (run: Started): void => {
     if (run.stopping) return
     run.stopping = true
-    const fiber = Effect.runForkWith(scheduler.context)(threads.cancel(run.thread!, run.id, run.task))
-    fiber.addObserver(() => stopped(run, Exit.interrupt()))
+    const fiber = Effect.runForkWith(scheduler.context)(threads.cancel(run.thread!, run.id, run.task.name))
+    fiber.addObserver((exit) => {
+      const reply = Exit.isSuccess(exit) ? exit.value : undefined
+      const ended = reply !== undefined && reply._ !== "interrupted" && reply._ !== "crashed" && scheduler.stoppingPool
+      stopped(run, ended ? exitOf(run.task, reply, run.job.id) : Exit.interrupt())
+    })
   }
 
   const awaitStopped = (job: Job): Effect.Effect<void> =>
@@ -138,7 +149,7 @@ export const threadExecutor = (
       const offer = prefetch.take(job.seq)
       const thread = offer !== undefined ? offer.thread : threads.takeNow()
       if (thread === undefined) return onFiber(job, worker, waitMillis)
-      const run = new Started(job, worker, task.name)
+      const run = new Started(job, worker, task)
       const reply = (reply: Reply) => stopped(run, exitOf(task, reply, job.id))
       started.set(job.seq, run)
       run.thread = thread

@@ -835,16 +835,17 @@ export class Threads {
   /**
    * The caller gave up on task `id`: the thread is asked to cancel it; a thread that has not
    * confirmed within the grace period is terminated (and replaced). Done at once if the task has
-   * ended.
+   * ended. Gives the answer that came in its place: `interrupted`, or how the task ended if it had
+   * ended before the thread read the cancel (undefined: no answer came).
    */
-  cancel(thread: Thread, id: number, task: string): Effect.Effect<void> {
+  cancel(thread: Thread, id: number, task: string): Effect.Effect<Reply | undefined> {
     return Effect.suspend(() => {
-      if (!thread.inflight.has(id)) return Effect.void
-      const confirmed = Effect.callback<void>((stopped) => {
+      if (!thread.inflight.has(id)) return Effect.undefined
+      const confirmed = Effect.callback<Reply>((stopped) => {
         thread.cancelling++
-        thread.inflight.set(id, () => {
+        thread.inflight.set(id, (reply) => {
           thread.cancelling--
-          stopped(Effect.void)
+          stopped(Effect.succeed(reply))
         })
         thread.outbox.send({ _: "cancel", id })
       })
@@ -852,12 +853,12 @@ export class Threads {
       return Effect.timeoutOption(confirmed, grace).pipe(
         Effect.flatMap((done) =>
           done._tag === "Some"
-            ? Effect.void
-            : this.stop(
+            ? Effect.succeed(done.value)
+            : Effect.as(this.stop(
               thread,
               `task ${task} did not stop within ${grace} ms of being cancelled; its thread was terminated`,
               "terminate"
-            )
+            ), undefined)
         )
       )
     })
