@@ -126,16 +126,33 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
     return lastScheduler ??= Context.get(context, Scheduler.Scheduler)
   }
 
+  /**
+   * What each worker's fibers call as they end: one function per worker, made at its first fiber,
+   * rather than a closure per job. A worker runs one job at a time and keeps it (`worker.job`) until
+   * `jobStopped`, which only the end of that job's fiber calls once it has a fiber, so the job is
+   * read there.
+   */
+  const observers = new WeakMap<Worker<any>, (exit: Exit.Exit<any, any>) => void>()
+  const observerOf = (worker: Worker<any>): (exit: Exit.Exit<any, any>) => void => {
+    let observer = observers.get(worker)
+    if (observer === undefined) {
+      observer = (exit) => {
+        const job = worker.job!
+        fibers.delete(job.seq)
+        scheduler.jobStopped(job, worker, exit)
+      }
+      observers.set(worker, observer)
+    }
+    return observer
+  }
+
   const startFiber = (job: Job, worker: Worker<any>, effect: Effect.Effect<any, any, any>): void => {
     const fiber = Effect.runForkWith(contextOf(job) as Context.Context<any>)(effect)
     if (interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job)) fiber.interruptUnsafe()
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) return scheduler.jobStopped(job, worker, exit)
     fibers.set(job.seq, fiber)
-    fiber.addObserver((exit) => {
-      fibers.delete(job.seq)
-      scheduler.jobStopped(job, worker, exit)
-    })
+    fiber.addObserver(observerOf(worker))
   }
 
   /**

@@ -26,18 +26,71 @@ class InPool implements JobInfo {
   get id(): number {
     return this.job.id
   }
-  private reporter: ((value: unknown) => Effect.Effect<void>) | undefined = undefined
+  /** Undefined on the prototype until first used: most jobs never report progress. */
+  declare private reporter: ((value: unknown) => Effect.Effect<void>) | undefined
   // a function of its own (made on first use, not per job), so that `const { progress } = ...` works
   get progress(): (value: unknown) => Effect.Effect<void> {
     return this.reporter ??= (value) => Effect.sync(() => this.job.reportProgress(value))
   }
 }
 
+// writable: a job that reports progress gets its own
+Object.defineProperty(InPool.prototype, "reporter", { value: undefined, writable: true })
+
 /** Reports progress for the job of `info` without an Effect: how a thread's reports arrive. */
 export const reporterOf = (info: JobInfo): (value: unknown) => void =>
   info instanceof InPool ? (value) => info.job.reportProgress(value) : () => {}
 
 export const attemptOf = (job: Job): number => job.attemptNow()
+
+/** One layer of an Effect 4.1 `Context`: a service added on top of its parent's (effect/Context.ts). */
+interface Overlay {
+  readonly key: string
+  readonly value: unknown
+  readonly parent: Overlay | undefined
+}
+
+/** The fields of an Effect 4.1 `Context` that `addLayer` writes (effect/Context.ts's `ContextImpl`). */
+interface Layered {
+  overlay: Overlay | undefined
+  depth: number
+  readonly maxDepth: number
+  readonly _flat: unknown
+}
+
+const LOG_ANNOTATIONS = References.CurrentLogAnnotations.key
+
+/**
+ * Whether a `Context` made by `Context.add` is what `addLayer` expects: its last service in an
+ * overlay over its parent's, not flattened, and adding the log annotations keeps the services a
+ * fiber caches (a key that changes them makes a new cache root, which `addLayer` would not). An
+ * Effect whose `Context` differs: false, and every job pays a second `Context.add`.
+ */
+export const LAYERED: boolean = (() => {
+  const base = Context.empty()
+  const added = Context.add(base, References.CurrentLogAnnotations, {}) as unknown as Layered & {
+    readonly cacheRoot?: unknown
+  }
+  const overlay = added.overlay
+  return overlay !== undefined && overlay.key === LOG_ANNOTATIONS && overlay.parent === undefined &&
+    added.depth === 1 && typeof added.maxDepth === "number" && added._flat === undefined &&
+    "cacheRoot" in added && added.cacheRoot === (base as unknown as { readonly cacheRoot?: unknown }).cacheRoot
+})()
+
+/**
+ * `context` (made by `Context.add` just now, so no one else holds it yet) with `annotations` as the
+ * log annotations: one more layer on the same object, where a second `Context.add` would make a
+ * second `Context` (80 bytes per job, of the ~370 a job's context costs).
+ */
+const addLayer = (context: Context.Context<never>, annotations: Readonly<Record<string, unknown>>): Context.Context<never> => {
+  const layered = context as unknown as Layered
+  if (!LAYERED || layered.depth >= layered.maxDepth) {
+    return Context.add(context, References.CurrentLogAnnotations, annotations)
+  }
+  layered.overlay = { key: LOG_ANNOTATIONS, value: annotations, parent: layered.overlay }
+  layered.depth++
+  return context
+}
 
 /**
  * Makes the function that gives a job its own context: its submitter's, with its `JobContext` and
@@ -53,10 +106,8 @@ export const makeContextOf = (): (job: Job) => Context.Context<never> => {
       const found = Context.get(job.context, References.CurrentLogAnnotations)
       annotations = Object.keys(found).length === 0 ? undefined : found
     }
-    const context = Context.add(job.context, JobContext, new InPool(job, attemptOf(job)))
-    return Context.add(
-      context,
-      References.CurrentLogAnnotations,
+    return addLayer(
+      Context.add(job.context, JobContext, new InPool(job, attemptOf(job))),
       annotations === undefined ? { jobId: job.id } : { ...annotations, jobId: job.id }
     )
   }
