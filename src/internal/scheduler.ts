@@ -209,7 +209,8 @@ export class Job implements QueueEntry {
    * `Scheduler.now`).
    */
   time = 0
-  deadline: Deadline | undefined = undefined
+  /** Its deadline while it has one (undefined on the prototype, like `hook`: most jobs never have one). */
+  declare deadline: Deadline | undefined
   /** Its awaiters until it ends, then its Exit: one field for both, to keep the record small. */
   result: Listener | Array<Listener> | Exit.Exit<any, any> | undefined = undefined
   /**
@@ -408,6 +409,7 @@ Object.setPrototypeOf(
 
 // writable: a job with a hook gets its own
 Object.defineProperty(Job.prototype, "hook", { value: undefined, writable: true })
+Object.defineProperty(Job.prototype, "deadline", { value: undefined, writable: true })
 Object.defineProperty(Job.prototype, "progressState", { value: undefined, writable: true })
 Object.defineProperty(Job.prototype, "ownTimeout", { value: undefined, writable: true })
 
