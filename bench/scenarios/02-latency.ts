@@ -171,9 +171,13 @@ export const scenario: Scenario = {
       "paused, untimed, then resumed took 156.0 ms against ours' 155.6 (medians of 7, one process; floor 126.8, " +
       "`Effect.forEach` 145.2), and `pool.runAll`, which keeps no handles, is no faster in the bench.",
     "What ours spends that `Effect.forEach` does not: bytes allocated per job (`bench/trace-rounds.ts`, its timer " +
-      "hook included) are 2,660 for the same jobs as bare forked fibers, 2,870 for `Effect.forEach`, 4,110 for ours " +
-      "(3,880 with `pool.runAll`), of which about 600 are the job's own context (its `JobContext` and `jobId` log " +
-      "annotation: two `Context.add`s and their values). The bench child times the first full-size run after two " +
+      "hook included) are 2,670 for the same jobs as bare forked fibers, 2,890 for `Effect.forEach`, 3,790 for ours " +
+      "(3,580 with `pool.runAll`; 4,110 and 3,920 before a job's context became one `Context` with two layers, its " +
+      "fibers ended through their worker's observer and its record lost its deadline field). Of ours, about 1,170 " +
+      "are the submissions made before the first round (the record, the submit, its iterator, the kept `await`, the " +
+      "job's Effect as the user makes it), which `Effect.forEach` makes as it goes: submitted paused and untimed, " +
+      "ours allocates 2,620 per job while the jobs run, and its job's own context (its `JobContext` and `jobId` log " +
+      "annotation) is 250 of them. The bench child times the first full-size run after two " +
       "3,000-job warm-ups, while the JIT still compiles: there ours took 107–131 ms of CPU against `Effect.forEach`'s " +
       "56–63; warm, 29–44 against 13–16 (before `submit` and `await` allocated less).",
     "So the target asks the pool for less CPU per job than `Effect.forEach`, which itself takes 1.08–1.26× the floor " +
