@@ -157,6 +157,42 @@ else {
         assert.strictEqual((yield* store.claim(request(["q"]))).claims.length, 1)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a wake-up is per queue: jobs of a, enqueued by another process or by this one, wake this process's idle consumer of a at once and never make its idle consumer of b claim", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const plain = Context.get(
+          yield* Layer.build(NodeRedis.layer({ url: url!, name: `effect-workpool:${prefix}`, maxConnections: RedisStore.WATCH_CONNECTIONS })),
+          Redis.Redis
+        )
+        // the claim scripts this store sends, by queue (counted when sent)
+        const claims = new Map<string, number>()
+        const counted = Redis.Redis.of({
+          ...plain,
+          eval: (script) => (...params) =>
+            Effect.suspend(() => {
+              if (script.lua === RedisScripts.CLAIM) claims.set(String(params[0]), (claims.get(String(params[0])) ?? 0) + 1)
+              return plain.eval(script)(...params)
+            })
+        })
+        const claimsOf = (queue: string) => claims.get(`{${prefix}:${queue}}:meta`) ?? 0
+        const store = yield* Effect.provideService(RedisStore.make(yield* RedisStore.options({ url: url!, prefix })), Redis.Redis, counted)
+        const here = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+          Effect.provideService(effect, JobStore.JobStore, store)
+        const handlers = [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))]
+        yield* here(JobQueue.consume({ queues: ["a"], handlers, concurrency: 1, poll: "1 hour" }))
+        yield* here(JobQueue.consume({ queues: ["b"], handlers, concurrency: 1, poll: "1 hour" }))
+        // both idle: their claims found nothing, and the watches of a and b block
+        yield* Effect.promise(() => blocked(prefix, 2))
+        const [a, b] = [claimsOf("a"), claimsOf("b")]
+        const fromAnother = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), layer(prefix))
+        assert.strictEqual(yield* here(JobQueue.await(Echo, fromAnother.id)).pipe(Effect.timeout("10 seconds")), 2)
+        const fromHere = yield* here(JobQueue.enqueue(Echo, { n: 2 }, { queue: "a" }))
+        assert.strictEqual(yield* here(JobQueue.await(Echo, fromHere.id)).pipe(Effect.timeout("10 seconds")), 4)
+        // a's consumer claimed (a woken consumer's claim is sent before the job it takes can end)
+        assert.isAtLeast(claimsOf("a") - a, 2)
+        assert.strictEqual(claimsOf("b") - b, 0, "the idle consumer of b claimed for jobs of a")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a delayed job's marker, taken by an idle store whose next claim fills its consumer, is handed back for other idle consumers; a claim of a store that holds none does not add it again", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()

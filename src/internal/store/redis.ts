@@ -49,7 +49,14 @@ import { latencyOf } from "./model.ts"
 import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as Settles from "./settles.ts"
-import { makeSignal } from "./signal.ts"
+import { makeSignal, UNKEYED } from "./signal.ts"
+
+/** A change that wakes this process's waiters of `queue` (undefined: every waiter), at once or in `in` ms. */
+interface Wake {
+  readonly queue: string | undefined
+  readonly in?: number | undefined
+}
+type Wakes = Wake | ReadonlyArray<Wake> | undefined
 
 export interface Config {
   readonly url: Redacted.Redacted
@@ -246,13 +253,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
 
-    /** A change wakes this process's waiters: at once, or (a number) when the job it delayed is due. */
-    const op = <A>(operation: string, effect: Effect.Effect<A, unknown>, changed: (a: A) => boolean | number = () => false) =>
+    /**
+     * A change wakes this process's waiters of its queue (and its awaiters), not the consumers of
+     * other queues, which would each claim for nothing: at once, or (`in`) when the job it delayed is
+     * due. `queue` `UNKEYED` wakes only the awaiters; undefined, everyone.
+     */
+    const op = <A>(operation: string, effect: Effect.Effect<A, unknown>, changed: (a: A) => Wakes = () => undefined) =>
       effect.pipe(
         Effect.mapError(fail(operation)),
         Effect.tap((a) => {
-          const change = changed(a)
-          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
+          const wakes = changed(a)
+          return wakes === undefined ? Effect.void : Effect.sync(() => {
+            for (const wake of Array.isArray(wakes) ? wakes as ReadonlyArray<Wake> : [wakes as Wake]) {
+              signal.notifyIn(wake.in ?? 0, wake.queue)
+            }
+          })
         })
       )
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
@@ -300,14 +315,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // no consumer of this queue waits here (any more): pass it on to another process
           if (idleOn(queue) === 0) yield* markDue(queue, dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
           else {
-            signal.notifyIn(dueIn)
+            signal.notifyIn(dueIn, queue)
             if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) dueMarkers.set(queue, at)
           }
         }
       }).pipe(
         Effect.scoped,
         // a lost connection: a fresh one, after a pause; the poll covers the gap
-        Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(signal.notify)))),
+        Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(() => signal.notify(queue))))),
         Effect.forever,
         Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
       )
@@ -385,7 +400,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time
-        (result) => result.created ? result.dueIn : false
+        (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     const getRow = (id: string) =>
@@ -413,22 +428,35 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         })
       )
 
-    /** Runs a script on the queue of a job id; `missing` if no queue holds it. */
-    const byId = <A>(id: string, missing: A, f: (queue: string) => Effect.Effect<A, Redis.RedisError>) =>
-      Effect.flatMap(queueOfId(id), (queue) => queue === null ? Effect.succeed(missing) : f(queue))
+    /** Runs a script on the queue of a job id (and says which); `missing` if no queue holds it. */
+    const byId = <A>(
+      id: string,
+      missing: A,
+      f: (queue: string) => Effect.Effect<A, Redis.RedisError>
+    ): Effect.Effect<readonly [string | undefined, A], Redis.RedisError> =>
+      Effect.flatMap(
+        queueOfId(id),
+        (queue): Effect.Effect<readonly [string | undefined, A], Redis.RedisError> =>
+          queue === null ? Effect.succeed([undefined, missing]) : Effect.map(f(queue), (a) => [queue, a])
+      )
 
     const cancel = (id: string) =>
       op(
         "cancel",
         byId(id, "missing" as const, (queue) => run("cancel", queue, NOW(), id, CANCEL_CHANNEL)),
-        (result) => {
+        ([, result]) => {
           if (result === "requested") cancels.notify()
-          return result === "cancelled" || result === "requested"
+          // its awaiters look: no job of its queue became claimable
+          return result === "cancelled" || result === "requested" ? { queue: UNKEYED } : undefined
         }
-      )
+      ).pipe(Effect.map(([, result]) => result))
 
     const redrive = (id: string) =>
-      op("redrive", byId(id, false, (queue) => Effect.map(run("redrive", queue, NOW(), id), (n) => n === 1)), (done) => done)
+      op(
+        "redrive",
+        byId(id, false, (queue) => Effect.map(run("redrive", queue, NOW(), id), (n) => n === 1)),
+        ([queue, done]) => done ? { queue } : undefined
+      ).pipe(Effect.map(([, done]) => done))
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op(
@@ -444,7 +472,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           }
           return count
         }),
-        (n) => n > 0
+        // its awaiters look (a job they await may be gone)
+        (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
     const configure = (
@@ -464,7 +493,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval)
           )
         ),
-        () => true
+        () => ({ queue })
       )
 
     const latencies = (queue: string, since: number, limit: number) =>
@@ -559,7 +588,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             dueIn: claims.length < request.limit ? dueIn : undefined
           }
         }),
-        (claimed) => claimed.claims.length > 0
+        // its other consumers here claim what it left
+        (claimed) => [...new Set(claimed.claims.map((claim) => claim.job.queue))].map((queue) => ({ queue }))
       )
 
     /**
@@ -643,22 +673,40 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         : settlement._tag === "Retry"
         ? [token, "retry", String(settlement.delay), "1", settlement.exit]
         : [token, "release", "", "0", ""]
-      // a retry's job is visible after its backoff: this process's waiters wake then
-      return op("settle", settles.add({ queue, args }), (done) => done && (settlement._tag === "Retry" ? settlement.delay : true))
+      // a retry's job is visible after its backoff: this process's consumers of its queue wake then; a
+      // job given back, at once; a job that ended wakes only its awaiters (nothing to claim)
+      return op(
+        "settle",
+        settles.add({ queue, args }),
+        (done) =>
+          !done
+            ? undefined
+            : settlement._tag === "Retry"
+            ? { queue, in: settlement.delay }
+            : settlement._tag === "Release"
+            ? { queue }
+            : { queue: UNKEYED }
+      )
     }
 
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
       op(
         "reap",
         Effect.gen(function*() {
+          // the queues that had jobs taken back
+          const taken: Array<string> = []
           let count = 0
           // an empty object, not "[]": cjson cannot tell them apart, and the script indexes it by name
           const named = JSON.stringify(policies)
-          for (const queue of yield* queues) count += yield* run("reap", queue, NOW(), named, ...backoff.map(String))
-          return count
+          for (const queue of yield* queues) {
+            const n = yield* run("reap", queue, NOW(), named, ...backoff.map(String))
+            if (n > 0) taken.push(queue)
+            count += n
+          }
+          return { count, taken }
         }),
-        (n) => n > 0
-      )
+        ({ taken }) => taken.map((queue) => ({ queue }))
+      ).pipe(Effect.map(({ count }) => count))
 
     /** An idle consumer's wait opens its queues' marker watches while it lasts; an awaiter's does not. */
     const wait = (millis: number, since?: number, queues?: ReadonlyArray<string>) =>
@@ -672,7 +720,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           }
           if (opened) idleChanged.notify()
         }),
-        () => Effect.andThen(startWatching(queues), signal.wait(millis, since)),
+        // woken for changes of its queues only
+        () => Effect.andThen(startWatching(queues), signal.wait(millis, since, queues)),
         () =>
           Effect.sync(() => {
             for (const queue of queues) {
