@@ -12,8 +12,10 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
+import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import { startConsumer, waitUntil } from "./durable/children.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -26,21 +28,6 @@ else {
 
   const layer = (prefix: string, options: Partial<RedisJobStore.RedisJobStoreOptions> = {}) =>
     RedisJobStore.layer({ url: url!, prefix, ...options })
-
-  /**
-   * Until `count` connections of this prefix's store (or of the client named `name`) are blocked in
-   * BZPOPMIN (CLIENT LIST says so).
-   */
-  const blocked = (prefix: string, count = 1, name = `effect-workpool:${prefix}`) =>
-    admin(async (client) => {
-      const deadline = Date.now() + 20_000
-      while (Date.now() < deadline) {
-        const clients = await client.clientList()
-        if (clients.filter((c) => c.name === name && c.cmd === "bzpopmin").length >= count) return
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
-      throw new Error(`fewer than ${count} connections of ${name} are blocked in BZPOPMIN`)
-    })
 
   /** A store instance of `prefix` on a client of its own, whose connections are named `name` (another process's, for CLIENT LIST). */
   const namedStore = (prefix: string, name: string) =>
@@ -262,10 +249,55 @@ else {
         const delayed = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", delay: "1 hour" }), layer(prefix))
         const due = (yield* Effect.provideContext(JobQueue.status(delayed.id), context)).visibleAt.getTime()
         yield* until(marker, (score) => score === null, "the idle store took the delayed job's marker")
+        // it answers for the job while it lives: another store's look for lost markers leaves it be
+        const held = Effect.promise(() => admin((client) => client.zRangeWithScores(`{${prefix}:q}:held`, 0, -1)))
+        yield* until(held, (entries) => entries.length === 1 && entries[0]!.score === due, "the store's hold is recorded")
+        const orphans = Effect.promise(() =>
+          admin((client) => client.eval(RedisScripts.ORPHANS, { keys: [`{${prefix}:q}:meta`], arguments: ["", "5000"] }))
+        )
+        assert.strictEqual(yield* orphans, 0)
+        assert.strictEqual(yield* marker, null)
         // the process stops: the other processes' idle consumers must still wake at the job's time
         yield* Scope.close(scope, Exit.void)
         assert.strictEqual(yield* marker, due)
+        assert.deepStrictEqual(yield* held, [])
       }), { timeout: 60_000 })
+
+    it.live("kill -9 of the process whose idle consumer took a delayed job's marker: an idle consumer of another process, polling once an hour, wakes for the job soon after its time", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const marker = Effect.promise(() => admin((client) => client.zScore(`{${prefix}:default}:marker`, "1")))
+        // process one: a consumer process (fixtures/durable-consumer.ts) whose claim found nothing, blocked on the marker
+        const victim = startConsumer(url!, {
+          concurrency: 1,
+          lease: 60_000,
+          jobMillis: 0,
+          env: { WORKPOOL_REDIS_PREFIX: prefix, WORKPOOL_TEST_POLL: String(HOUR) }
+        })
+        yield* Effect.promise(() => waitUntil([victim], () => victim.lines.includes("ready"), "the victim is ready"))
+        yield* Effect.promise(() => blocked(prefix))
+        // process two: an idle consumer, whose claim found nothing before the job was enqueued
+        const other = `${prefix}:other-process`
+        const two = yield* namedStore(prefix, other)
+        assert.strictEqual((yield* two.claim({ ...request(["default"]), tasks: ["Work"] })).claims.length, 0)
+        const delayed = yield* Effect.provide(JobQueue.enqueue(Work, { n: 1 }, { delay: "3 seconds" }), layer(prefix))
+        // process one's store took the marker, to wake its consumer then: nobody else knows of the job
+        yield* until(marker, (score) => score === null, "the victim took the delayed job's marker")
+        victim.child.kill("SIGKILL")
+        yield* Effect.promise(() => victim.exited)
+        assert.deepStrictEqual(victim.started, [])
+        // process two's consumer waits (its watch blocks on the marker): it wakes for the job
+        yield* two.wait(HOUR, undefined, ["default"]).pipe(
+          Effect.timeout("30 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die("the idle consumer of process two was not woken for the killed process's delayed job"))
+        )
+        const claimed = yield* until(
+          Effect.orDie(two.claim({ ...request(["default"]), tasks: ["Work"] })),
+          (c) => c.claims.length > 0,
+          "the delayed job is claimed"
+        )
+        assert.strictEqual(claimed.claims[0]!.job.id, delayed.id)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {

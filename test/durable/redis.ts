@@ -43,6 +43,21 @@ export const admin = async <A>(f: (client: Client) => Promise<A>, on = url!): Pr
   }
 }
 
+/**
+ * Until `count` connections of this prefix's store (or of the client named `name`) are blocked in
+ * BZPOPMIN (CLIENT LIST says so).
+ */
+export const blocked = (prefix: string, count = 1, name = `effect-workpool:${prefix}`) =>
+  admin(async (client) => {
+    const deadline = Date.now() + 20_000
+    while (Date.now() < deadline) {
+      const clients = await client.clientList()
+      if (clients.filter((c) => c.name === name && c.cmd === "bzpopmin").length >= count) return
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    throw new Error(`fewer than ${count} connections of ${name} are blocked in BZPOPMIN`)
+  })
+
 /** Every key of a prefix: its queues' (`{prefix:queue}:...`) and its own (`{prefix}:...`). */
 export const keysOf = (client: Client, prefix: string) =>
   client.keys(`{${prefix}[:}]*`)

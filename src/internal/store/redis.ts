@@ -204,7 +204,8 @@ const SCRIPTS = {
   >(),
   list: script(Scripts.LIST).withReturnType<Array<Array<string>>>(),
   latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>(),
-  markDue: script(Scripts.MARK_DUE).withReturnType<number>()
+  markDue: script(Scripts.MARK_DUE).withReturnType<number>(),
+  orphans: script(Scripts.ORPHANS).withReturnType<number>()
 }
 
 /**
@@ -233,8 +234,19 @@ const makeTokens = () => {
 
 const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
 
-/** How long one BZPOPMIN blocks before it is sent again (a lost connection shows within this). */
+/**
+ * How long one BZPOPMIN blocks before it is sent again (a lost connection shows within this); an
+ * idle watch looks for markers lost with a killed process (`ORPHANS`) as often.
+ */
 const BLOCK_SECONDS = 5
+
+/**
+ * How long after a held delayed marker's time its store may take to claim (which moves its entry
+ * in `B:held` on) before the other stores take it for dead and put the marker back. Too short only
+ * costs a wake-up elsewhere; a process killed while holding one delays its job by up to this and a
+ * `BLOCK_SECONDS`, not a poll.
+ */
+const HOLD_GRACE = 5000
 
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
@@ -300,14 +312,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      */
     const dueMarkers = new Map<string, number>()
     const serverNow = () => clock.currentTimeMillisUnsafe() + offset
-    const markDue = (queue: string, at: string, member = "1") => run("markDue", queue, at, member)
+    /** Puts a marker back; `held`: it is the one this store held (its entry in `B:held` goes). */
+    const markDue = (queue: string, at: string, member = "1", held = false) =>
+      run("markDue", queue, at, member, held ? tokens.random : "")
     const watch = (queue: string) =>
       Effect.gen(function*() {
         const connection = yield* redis.reserve
+        // at its first wait, and after each BZPOPMIN that timed out: markers lost with a killed process
+        let look = true
         while (true) {
           while (idleOn(queue) === 0) yield* idleChanged.wait(60_000)
+          if (look) yield* run("orphans", queue, NOW(), String(HOLD_GRACE))
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
-          if (popped === null || (Array.isArray(popped) && popped.length === 0)) continue
+          look = popped === null || (Array.isArray(popped) && popped.length === 0)
+          if (look) continue
           // a delayed job's marker ("1", scored with its time on the server's clock): wake then
           const [, member, score] = popped as [string, string, string | number]
           const at = Number(score)
@@ -316,7 +334,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (idleOn(queue) === 0) yield* markDue(queue, dueIn > 0 ? String(at) : "0", dueIn > 0 ? "1" : "0")
           else {
             signal.notifyIn(dueIn, queue)
-            if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) dueMarkers.set(queue, at)
+            if (dueIn > 0 && !(at >= (dueMarkers.get(queue) ?? Infinity))) {
+              dueMarkers.set(queue, at)
+              // the others' watches leave it to this store while it lives (see ORPHANS)
+              yield* redis.send("ZADD", `${base(queue)}:held`, String(at), tokens.random)
+            }
           }
         }
       }).pipe(
@@ -335,7 +357,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.suspend(() => {
         const back = [...dueMarkers]
         dueMarkers.clear()
-        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
+        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at), "1", true), { discard: true })
       }).pipe(Effect.timeout(1000), Effect.ignore, Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()))
     )
     const startWatching = (names: ReadonlyArray<string>) =>
@@ -565,7 +587,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   ...carried.flatMap((item) => item.args),
                   tokens.random,
                   String(first),
-                  `:${queue}`
+                  `:${queue}`,
+                  dueMarkers.has(queue) ? tokens.random : ""
                 ),
                 ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
               ))
@@ -610,7 +633,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           else dueMarkers.set(queue, next)
           if (next !== undefined && busy) back.push([queue, next])
         }
-        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at)), { discard: true })
+        return Effect.forEach(back, ([queue, at]) => markDue(queue, String(at), "1", true), { discard: true })
       })
 
     /** Tokens by their queue: one script per queue. */

@@ -22,6 +22,10 @@
  * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
  *                     (score 0) when a job can be claimed now, member "1" (score the time, the
  *                     server's ms) when a delayed job becomes visible then
+ * - `B:held`          zset: the stores that took a delayed job's marker for their idle consumers,
+ *                     member the store's random id, score the due time it answers for: a store
+ *                     killed before that time leaves an entry that ends `HOLD_GRACE` ms after it,
+ *                     and the other stores' idle watches then put the marker back (`ORPHANS`)
  * - `B:seq`           counter
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
@@ -208,7 +212,9 @@ export const CLAIMED_FIELDS = [
 /**
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
  * tokenRandom, tokenFirst, tokenSuffix (the n-th job taken, from 0, gets the token tokenRandom ..
- * %012d of tokenFirst + n .. tokenSuffix) → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
+ * %012d of tokenFirst + n .. tokenSuffix), holder (the store's id if it holds the queue's delayed
+ * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left)
+ * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
  * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
@@ -302,6 +308,10 @@ if #out > 0 then
   end
 end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
+local holder = ARGV[tokenAt + 4]
+if holder ~= "" then
+  if due[1] then redis.call("ZADD", B .. ":held", due[2], holder) else redis.call("ZREM", B .. ":held", holder) end
+end
 if not due[1] then return {out, limitedFor, settled, "", ""} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
 `
@@ -548,8 +558,40 @@ end
 return out
 `
 
-/** Puts a wake-up marker back (ARGV: its score, its member) unless the queue has a sooner one. */
+/**
+ * Puts a wake-up marker back (ARGV: its score, its member, holder) unless the queue has a sooner
+ * one; a holder (a store's id, or "") that hands back its delayed marker leaves `B:held`.
+ */
 export const MARK_DUE = `${PRELUDE}
 markDue(ARGV[1], ARGV[2])
+if ARGV[3] ~= "" then redis.call("ZREM", B .. ":held", ARGV[3]) end
+return 1
+`
+
+/**
+ * ARGV: now, grace → 1 if it put a marker back, else 0. Run by an idle store's watch now and then:
+ * a marker popped by a store that was then killed (kill -9, no finalizer) is gone, and its jobs
+ * would wait for the others' poll. A job due now (ready) with no marker gets "0"; the soonest
+ * delayed job gets "1" unless a store answers for it, or a sooner one (`B:held`), within `grace` ms
+ * of that time (a live holder claims then, which moves its entry on).
+ */
+export const ORPHANS = `${PRELUDE}
+local now = clock(ARGV[1])
+redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
+local put = 0
+if not redis.call("ZSCORE", B .. ":marker", "0") then
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+    if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
+      redis.call("ZADD", B .. ":marker", 0, "0")
+      put = 1
+      break
+    end
+  end
+end
+local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
+if not due[1] or redis.call("ZSCORE", B .. ":marker", "1") then return put end
+local held = redis.call("ZRANGE", B .. ":held", 0, 0, "WITHSCORES")
+if held[1] and tonumber(held[2]) <= tonumber(due[2]) then return put end
+markDue(due[2])
 return 1
 `
