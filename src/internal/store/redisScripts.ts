@@ -578,6 +578,8 @@ return 1
 export const ORPHANS = `${PRELUDE}
 local now = clock(ARGV[1])
 redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
+-- a paused queue's claims take nothing (its resume adds the marker)
+if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
 local put = 0
 if not redis.call("ZSCORE", B .. ":marker", "0") then
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
