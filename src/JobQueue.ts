@@ -357,8 +357,8 @@ export const enqueue = <T extends Task.Any>(
     // serviceOption, not currentParentSpan: that one fails without a span, building a
     // NoSuchElementError (a stack trace) per enqueue
     const span = yield* Effect.serviceOption(Tracer.ParentSpan)
+    // no id: the store names the job
     const { id, created } = yield* store.enqueue({
-      id: crypto.randomUUID(),
       task: task.name,
       payload: encoded,
       ...checked,

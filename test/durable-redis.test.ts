@@ -313,8 +313,8 @@ else {
         const tagged = (key: string) => /^\{([^}]*)\}/.exec(key)?.[1]
         const tags = new Set(keys.map(tagged))
         assert.deepStrictEqual([...tags].sort(), [prefix, `${prefix}:a`, `${prefix}:b`].sort())
-        // the keys outside a queue's slot: the id → queue index and the list of queues
-        assert.deepStrictEqual(keys.filter((key) => tagged(key) === prefix).sort(), [`{${prefix}}:ids`, `{${prefix}}:queues`])
+        // the key outside a queue's slot: the list of queues (a new job's id names its queue: no id → queue index)
+        assert.deepStrictEqual(keys.filter((key) => tagged(key) === prefix).sort(), [`{${prefix}}:queues`])
       }), { timeout: 60_000 })
 
     it.live("bad options and unreachable servers fail with a typed StoreError; nothing hangs", () =>
@@ -498,6 +498,56 @@ else {
         assert.strictEqual(yield* one.cancel("old"), "cancelled")
         assert.strictEqual(yield* two.cancel("j1"), "cancelled")
         assert.deepStrictEqual((yield* one.list({ queue: "b", states: undefined, limit: 10 })).map((row) => [row.id, row.state]), [["warm-b", "queued"], ["old", "cancelled"]])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a job the store names (JobQueue.enqueue's) has an id that names its queue: on a Cluster too its enqueue is one command and its lookup one, with no id index entry", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+        let commands = 0
+        const counted = Redis.Redis.of({
+          ...plain,
+          send: (command, ...args) => Effect.suspend(() => (commands++, plain.send(command, ...args))),
+          eval: (script) => (...params) => Effect.suspend(() => (commands++, plain.eval(script)(...params)))
+        })
+        const cfg = yield* RedisStore.options({ url: url!, prefix })
+        // the layout of a Cluster's store (on one server: every slot is on it), and of one Redis
+        const clustered = yield* Effect.provideService(RedisStore.make({ ...cfg, cluster: true, clock: "server" }), Redis.Redis, counted)
+        const single = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "server" }), Redis.Redis, counted)
+        const job = (queue: string, dedupKey: string | null = null) => ({
+          queue,
+          task: "Echo",
+          payload: "{}",
+          priority: 0,
+          dedupKey,
+          maxAttempts: 3,
+          timeout: 0,
+          delay: 0,
+          runAt: undefined
+        })
+        // a queue joins the list of queues once per store
+        for (const store of [clustered, single]) yield* store.enqueue(job("a"))
+        for (const [store, other] of [[clustered, single], [single, clustered]] as const) {
+          commands = 0
+          const made = yield* store.enqueue(job("a"))
+          assert.strictEqual(commands, 1)
+          assert.isTrue(made.created)
+          commands = 0
+          assert.strictEqual((yield* store.get(made.id))?.queue, "a")
+          assert.strictEqual(commands, 1)
+          assert.strictEqual((yield* other.get(made.id))?.queue, "a")
+          assert.strictEqual(yield* other.cancel(made.id), "cancelled")
+          // a dedup key held: the holder's id, in one command
+          const held = yield* store.enqueue(job("a", "k"))
+          commands = 0
+          assert.deepStrictEqual(yield* store.enqueue(job("a", "k")), { id: held.id, created: false })
+          assert.strictEqual(commands, 1)
+          assert.strictEqual(yield* store.cancel(held.id), "cancelled")
+        }
+        assert.strictEqual(yield* Effect.promise(() => admin((client) => client.exists(`{${prefix}}:ids`))), 0)
+        // an id of another queue's shape that no job has: missing, not an error
+        assert.isUndefined(yield* single.get("00000000-0000-4000-8000-000000000000:nowhere"))
+        assert.strictEqual(yield* single.cancel("00000000-0000-4000-8000-000000000000:nowhere"), "missing")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a claim's size does not grow with its free slots: the script makes the tokens of the jobs it takes (a claim of 1,000 slots sent 1,000 tokens)", () =>

@@ -23,7 +23,8 @@ import {
   type Settlement,
   type State,
   type Store,
-  windowAllows
+  windowAllows,
+  withId
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
 import * as Backoff from "../durable/backoff.ts"
@@ -88,8 +89,9 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     return a
   }
 
-  const enqueue = (job: NewJob) =>
+  const enqueue = (input: NewJob) =>
     Effect.sync(() => {
+      const job = withId(input)
       if (rows.has(job.id)) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
         for (const row of rows.values()) {

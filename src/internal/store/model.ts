@@ -54,7 +54,11 @@ export interface JobRow {
 }
 
 export interface NewJob {
-  readonly id: string
+  /**
+   * A repeatable job's tick (the same in every process); none for a new job: the store names it
+   * (a fresh UUID; on Redis one that names its queue too, so that its lookups need no index).
+   */
+  readonly id?: string | undefined
   readonly queue: string
   readonly task: string
   readonly payload: string
@@ -71,6 +75,10 @@ export interface NewJob {
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
 }
+
+/** The job with its id: the caller's, or a fresh UUID. */
+export const withId = (job: NewJob): NewJob & { readonly id: string } =>
+  job.id === undefined ? { ...job, id: crypto.randomUUID() } : job as NewJob & { readonly id: string }
 
 /** A claimed job: the row as claimed, and the token that fences every later step of this attempt. */
 export interface Claim {

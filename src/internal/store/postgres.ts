@@ -39,7 +39,8 @@ import {
   type Settlement,
   type State,
   type Store,
-  windowAllows
+  windowAllows,
+  withId
 } from "./model.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
@@ -504,7 +505,7 @@ export const makeWith = (
         ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
     }
 
-    const insert = (job: NewJob) => {
+    const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
       // how long until it is due, on the server's clock (a runAt is the producer's)
@@ -518,10 +519,11 @@ export const makeWith = (
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay)} IS NULL AS notified`
     }
 
-    const enqueue = (job: NewJob) =>
+    const enqueue = (input: NewJob) =>
       op(
         "enqueue",
         Effect.gen(function*() {
+          const job = withId(input)
           // either this insert wins, or the job it conflicted with is returned: the one with its id
           // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
           // finished in between, the insert is tried again)

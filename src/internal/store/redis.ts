@@ -17,11 +17,14 @@
  *   scored with its time, and the consumer that pops it wakes then;
  * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once.
  *
- * Two lookups are outside a queue's slot, in keys of their own (`{<prefix>}:ids`: job id → queue,
- * `{<prefix>}:queues`: the queues). On one Redis the enqueue script writes the id index with the
- * job (one round trip, atomic). On a Cluster they are in other slots than the job: they are written
- * before it, so a job is never without them; at worst (a crash in between) an id maps to a queue
- * that does not hold it, which reads as a missing job.
+ * A new job's id names its queue (`<UUID>:<queue>`), so a lookup by id goes straight to the
+ * queue's slot and an enqueue is one script there, on a Cluster too. Two lookups are outside a
+ * queue's slot, in keys of their own: `{<prefix>}:queues` (the queues, added once per store
+ * instance and queue) and `{<prefix>}:ids` (job id → queue) for the ids that do not name their
+ * queue, a repeatable job's ticks (and jobs of older versions). On one Redis the enqueue script of
+ * a tick writes the id index with the job (one round trip, atomic). On a Cluster the index is in
+ * another slot than the job: it is written before it, so a job is never without it; at worst (a
+ * crash in between) an id maps to a queue that does not hold it, which reads as a missing job.
  *
  * @internal
  */
@@ -232,6 +235,16 @@ const makeTokens = () => {
   }
 }
 
+/**
+ * The queue a new job's id names: the store makes it `<a random UUID>:<queue>` (an enqueue on a
+ * Cluster then needs no index in another slot, and a lookup no index read). A repeatable job's
+ * tick (`repeat:...`) and an id of an older version (a bare UUID) are not of this shape: the index
+ * has them.
+ */
+const namedQueue = (id: string): string | undefined =>
+  id.length > 37 && id[36] === ":" && UUID.test(id.slice(0, 36)) ? id.slice(37) : undefined
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
 const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
 
 /**
@@ -292,7 +305,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const added = new Set<string>()
     const knownQueue = (queue: string) =>
       added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () => Effect.sync(() => added.add(queue)))
-    const queueOfId = (id: string) => redis.send<string | null>("HGET", IDS, id)
+    /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
+    const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
+      const named = namedQueue(id)
+      return named !== undefined ? Effect.succeed(named) : redis.send<string | null>("HGET", IDS, id)
+    }
 
     // --- wake-ups: BZPOPMIN on a queue's marker while a consumer of that queue waits here
     /**
@@ -382,9 +399,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.forkScoped
     )
 
-    const enqueueArgs = (job: NewJob) => [
+    const enqueueArgs = (job: NewJob, id: string) => [
       NOW(),
-      job.id,
+      id,
       job.task,
       job.payload,
       String(job.priority),
@@ -397,20 +414,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       job.trace ?? "",
       job.retry ?? ""
     ]
-    /** One Redis: the script checks and writes the id index too, so an enqueue is one round trip. */
-    const enqueueOne = (job: NewJob) =>
-      redis.eval(SCRIPTS.enqueueIndexed)(meta(job.queue), IDS, ...enqueueArgs(job), job.queue)
     /**
-     * A Cluster: the id index is in another slot than the queue's, so it is written first (a job is
-     * never without it) and the script runs after it (two round trips).
+     * A new job: its id names its queue (see `namedQueue`), so it needs no index, and no other
+     * queue can hold it: one script in the queue's slot, on a Cluster too.
      */
-    const enqueueCluster = (job: NewJob) =>
+    const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
+    /** A repeatable job's tick on one Redis: the script checks and writes the id index too (one round trip). */
+    const enqueueOne = (job: NewJob, id: string) =>
+      redis.eval(SCRIPTS.enqueueIndexed)(meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue)
+    /**
+     * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
+     * is written first (a job is never without it) and the script runs after it (two round trips).
+     */
+    const enqueueCluster = (job: NewJob, id: string) =>
       Effect.gen(function*() {
-        const fresh = yield* redis.send<number>("HSETNX", IDS, job.id, job.queue)
-        if (fresh === 0 && (yield* queueOfId(job.id)) !== job.queue) return [job.id, 0] as [string, number, string?]
-        const result = yield* run("enqueue", job.queue, ...enqueueArgs(job))
+        const fresh = yield* redis.send<number>("HSETNX", IDS, id, job.queue)
+        if (fresh === 0 && (yield* queueOfId(id)) !== job.queue) return [id, 0] as [string, number, string?]
+        const result = yield* run("enqueue", job.queue, ...enqueueArgs(job, id))
         // a dedup key held by another job: this id was never stored
-        if (fresh === 1 && result[0] !== job.id) yield* redis.send("HDEL", IDS, job.id)
+        if (fresh === 1 && result[0] !== id) yield* redis.send("HDEL", IDS, id)
         return result
       })
     const enqueue = (job: NewJob) =>
@@ -418,7 +440,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         "enqueue",
         Effect.gen(function*() {
           yield* knownQueue(job.queue)
-          const [id, created, dueIn] = yield* (cfg.cluster ? enqueueCluster(job) : enqueueOne(job))
+          const [id, created, dueIn] = yield* (job.id === undefined
+            ? enqueueNamed(job)
+            : cfg.cluster
+            ? enqueueCluster(job, job.id)
+            : enqueueOne(job, job.id))
           return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time

@@ -27,7 +27,8 @@ import {
   type Settlement,
   type State,
   type Store,
-  windowAllows
+  windowAllows,
+  withId
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
@@ -341,8 +342,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     })
     arm = watch.arm
 
-    const enqueue = (job: NewJob) =>
+    const enqueue = (input: NewJob) =>
       write("enqueue", () => {
+        const job = withId(input)
         if (all("SELECT id FROM wp_job WHERE id = ?", job.id).length > 0) return { id: job.id, created: false }
         if (job.dedupKey !== null) {
           const found = all(
