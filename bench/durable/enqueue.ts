@@ -4,22 +4,18 @@
  * one call per job, one after another, as scenario 8's producer does. No consumer runs; the keys
  * are removed after.
  *
- * - ours: the public layer (one Redis: one round trip per enqueue);
- * - ours, two round trips: the same store with the id index written first by its own command, as
- *   on a Redis Cluster (and as every enqueue did before the index moved into the script);
+ * - ours: the public layer (one round trip per enqueue, as on a Redis Cluster: a new job's id names
+ *   its queue; before, a Cluster wrote an id index first, by its own command);
  * - BullMQ: `Queue.add`.
  *
  * `WORKPOOL_REDIS_URL=redis://... node bench/durable/enqueue.ts [batches=50]`: prints, for each
  * contestant, the median of its batches' jobs/s and its jobs/s over all its batches.
  */
-import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Context, Effect, Layer, ManagedRuntime } from "effect"
-import * as Redis from "effect/persistence/Redis"
+import { Effect, type Layer, ManagedRuntime } from "effect"
 import { createClient } from "redis"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as RedisJobStore from "../../src/RedisJobStore.ts"
-import * as RedisStore from "../../src/internal/store/redis.ts"
 import { producer } from "./bullmq.ts"
 import type { Producer } from "./driver.ts"
 import { BenchTask } from "./task.ts"
@@ -38,22 +34,10 @@ const ours = (layer: Layer.Layer<JobStore.JobStore, unknown>) => async (): Promi
   }
 }
 
-/** The store on one Redis, but enqueueing as on a Cluster: the id index first, then the script. */
-const twoRoundTrips = (prefix: string) =>
-  Layer.effect(
-    JobStore.JobStore,
-    Effect.gen(function*() {
-      const redis = Context.get(yield* Layer.build(NodeRedis.layer({ url })), Redis.Redis)
-      const cfg = yield* RedisStore.options({ url, prefix })
-      return yield* Effect.provideService(RedisStore.make({ ...cfg, cluster: true, clock: "server" }), Redis.Redis, redis)
-    })
-  )
-
 const bullmq = (prefix: string) => (): Promise<Producer> => producer(url, "bench", prefix)
 
 const contestants: ReadonlyArray<readonly [string, (prefix: string) => () => Promise<Producer>]> = [
   ["ours", (prefix) => ours(RedisJobStore.layer({ url, prefix }) as Layer.Layer<JobStore.JobStore, unknown>)],
-  ["ours, two round trips", (prefix) => ours(twoRoundTrips(prefix))],
   ["BullMQ", bullmq]
 ]
 
