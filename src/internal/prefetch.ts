@@ -19,7 +19,10 @@ import type { Job, Prefetch } from "./scheduler.ts"
 import { codecsOf } from "./taskCodecs.ts"
 import type { Offer, TaskJob, Thread, Threads } from "./threads.ts"
 import type * as Task from "../Task.ts"
-import { Exit } from "effect"
+import { Clock, Context, Exit } from "effect"
+
+/** The live Clock's own monotonic reading, on its prototype: a pool on it reads the time threads read. */
+const liveMonotonic = Object.getPrototypeOf(Clock.Clock.defaultValue()).monotonicTimeNanosUnsafe
 
 /** What a `ThreadPool` job carries (ThreadPool.ts marks its job functions with it). */
 export interface TaskMark {
@@ -36,6 +39,14 @@ export class ThreadPrefetch implements Prefetch {
   private readonly offers = new Map<number, Offer>()
   /** Offers that run, by job id, until the job's attempt takes its answer over (`take`). */
   private readonly started = new Map<number, Offer>()
+  /**
+   * Whether the pool's Clock is the live one, whose time a thread reads too (looked up at the first
+   * offer): only then does an offer carry its deadline to the thread. On another clock (a TestClock)
+   * a thread would judge the deadline on real time, not the pool's, and give back tasks whose
+   * deadline has not passed for the pool, letting later ones overtake them; the main thread still
+   * hands no freed slot to a task past it.
+   */
+  private liveClock: boolean | undefined = undefined
   /** The thread-side description of a job's attempt, for its offer. */
   private readonly taskJobOf: (job: Job) => TaskJob
   constructor(threads: Threads, taskJobOf: (job: Job) => TaskJob) {
@@ -67,7 +78,8 @@ export class ThreadPrefetch implements Prefetch {
     if (left <= 0) return false
     const encoded = codecsOf(mark.task).encodePayload(mark.payload)
     if (Exit.isFailure(encoded)) return false
-    const expires = left === Infinity ? undefined : performance.timeOrigin + performance.now() + left
+    this.liveClock ??= Context.get(job.scheduler.context, Clock.Clock).monotonicTimeNanosUnsafe === liveMonotonic
+    const expires = left === Infinity || !this.liveClock ? undefined : performance.timeOrigin + performance.now() + left
     this.offers.set(job.seq, this.threads.offer(thread, mark.task.name, encoded.value, this.taskJobOf(job), job, expires))
     return true
   }
