@@ -7,9 +7,10 @@
  * order in the slot after its mark.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { Hold, Mark } from "./fixtures/tasks.ts"
-import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { Effect, Exit, Fiber } from "effect"
+import { PoolError } from "../src/index.ts"
+import { AnswerThenBlock, Hold, Mark } from "./fixtures/tasks.ts"
+import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
 
 /** Blocks the main thread until `performance.now()` reaches `until`. */
@@ -17,6 +18,8 @@ const blockPast = (until: number) => {
   const wait = new Int32Array(new SharedArrayBuffer(4))
   for (let left = until - performance.now(); left > 0; left = until - performance.now()) Atomics.wait(wait, 0, 0, left)
 }
+
+const handoverWorker = new URL("./fixtures/handover-worker.ts", import.meta.url)
 
 describe("ThreadPool queue deadlines, hostile", () => {
   it.effect("under a TestClock, real time passing an offer's queue timeout neither ends it nor lets a later task overtake it", () =>
@@ -37,6 +40,31 @@ describe("ThreadPool queue deadlines, hostile", () => {
       assert.isBelow(Atomics.load(counters, 3), Atomics.load(counters, 5), "the task submitted first started first")
       const s = yield* pool.stats
       assert.deepStrictEqual([s.succeeded, s.timedOut], [3, 0])
+      assert.isTrue(addsUp(s))
+    }))
+})
+
+describe("ThreadPool shutdownNow, hostile", () => {
+  it.live("a caller's cancel sent before shutdownNow keeps its interruption, though the task's answer was on its way", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, worker: handoverWorker })
+      yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(counters, 7, 1)))
+      const task = yield* pool.submit(AnswerThenBlock, { blocked: 6, release: 1, unblock: 7 })
+      yield* settle
+      const shutdown = yield* Effect.sync(() => {
+        Atomics.store(counters, 1, 1)
+        // the thread has answered and is blocked: it reads the cancel only after its answer is here
+        assert.isTrue(blockUntil(counters, 6, 10_000), "the thread answered and blocks")
+        Effect.runFork(task.interrupt)
+        const shutdown = Effect.runFork(pool.shutdownNow)
+        Atomics.store(counters, 7, 1)
+        return shutdown
+      })
+      assert.deepStrictEqual(yield* Fiber.join(shutdown), [])
+      // the caller decided about its job first: interrupted, which an immediate shutdown reports as PoolShutdown
+      assert.deepStrictEqual(yield* Effect.exit(task.await), Exit.fail(new PoolError.PoolShutdown({ phase: "running" })))
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.interrupted], [0, 1])
       assert.isTrue(addsUp(s))
     }))
 })

@@ -102,10 +102,13 @@ export const threadExecutor = (
   const cancel = (run: Started): void => {
     if (run.stopping) return
     run.stopping = true
+    // who asked is known now, not when the answer comes: a shutdown that follows a caller's cancel
+    // does not undo the caller's decision
+    const byShutdown = scheduler.stoppingPool
     const fiber = Effect.runForkWith(scheduler.context)(threads.cancel(run.thread!, run.id, run.task.name))
     fiber.addObserver((exit) => {
       const reply = Exit.isSuccess(exit) ? exit.value : undefined
-      const ended = reply !== undefined && reply._ !== "interrupted" && reply._ !== "crashed" && scheduler.stoppingPool
+      const ended = byShutdown && reply !== undefined && reply._ !== "interrupted" && reply._ !== "crashed"
       stopped(run, ended ? exitOf(run.task, reply, run.job.id) : Exit.interrupt())
     })
   }
