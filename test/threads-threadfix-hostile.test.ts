@@ -1,5 +1,5 @@
 /**
- * Hostile tests of the queue deadline a task offered to a busy thread carries (see
+ * Hostile tests of the ThreadPool fixes of cae5617..7816fce. The queue deadline a task offered to a busy thread carries (see
  * threads-queue-deadline.test.ts and internal/prefetch.ts): the pool's time is its Clock's, so a
  * thread, which can only read real time, must not judge a deadline on a clock that is not the pool's.
  *
