@@ -7,11 +7,11 @@
  * order in the slot after its mark.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber } from "effect"
 import { PoolError } from "../src/index.ts"
 import { AnswerThenBlock, Hold, Mark } from "./fixtures/tasks.ts"
 import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
-import { settle, waitFor } from "./helpers.ts"
+import { prng, settle, waitFor } from "./helpers.ts"
 
 /** Blocks the main thread until `performance.now()` reaches `until`. */
 const blockPast = (until: number) => {
@@ -67,4 +67,42 @@ describe("ThreadPool shutdownNow, hostile", () => {
       assert.deepStrictEqual([s.succeeded, s.interrupted], [0, 1])
       assert.isTrue(addsUp(s))
     }))
+})
+
+describe("ThreadPool queue deadlines under churn, hostile", () => {
+  it.live("tiny queue timeouts on offers, a main thread that stalls: each task ends once, and every one that ran succeeded", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2, tasksPerThread: 2 })
+      const random = prng(8)
+      const handles = []
+      for (let i = 0; i < 1500; i++) {
+        const queueTimeout = random() < 0.2 ? undefined : 1 + Math.floor(random() * 20)
+        handles.push(
+          yield* pool.submit(Mark, { mark: 2, millis: Math.floor(random() * 3) }, {
+            priority: Math.floor(random() * 3),
+            ...(queueTimeout === undefined ? {} : { queueTimeout })
+          })
+        )
+        // the main thread now and then too busy to take offers back or hear answers
+        if (random() < 0.02) yield* Effect.sync(() => blockPast(performance.now() + random() * 15))
+        if (random() < 0.1) yield* Effect.yieldNow
+      }
+      const exits = yield* Effect.forEach(handles, (handle) => Effect.exit(handle.await))
+      let succeeded = 0
+      let timedOut = 0
+      for (const exit of exits) {
+        if (Exit.isSuccess(exit)) succeeded++
+        else {
+          const error = Cause.squash(exit.cause)
+          assert.isTrue(error instanceof PoolError.JobTimeout && error.phase === "queued", String(error))
+          timedOut++
+        }
+      }
+      assert.strictEqual(Atomics.load(counters, 2), succeeded, "the tasks that started are the ones that succeeded")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.succeeded, s.timedOut, s.queued, s.running], [succeeded, timedOut, 0, 0])
+      assert.isTrue(addsUp(s))
+      assert.isAbove(timedOut, 0)
+      assert.isAbove(succeeded, 0)
+    }), 60_000)
 })
