@@ -106,3 +106,49 @@ describe("ThreadPool queue deadlines under churn, hostile", () => {
       assert.isAbove(succeeded, 0)
     }), 60_000)
 })
+
+describe("ThreadPool shutdownNow under churn, hostile", () => {
+  it.live("offers, cancels, queue timeouts and a stalled main thread, then shutdownNow: a task that started ends as it did, one that did not never runs", () =>
+    Effect.gen(function*() {
+      // a thread terminated for a late answer would lose what its tasks did: on a loaded machine, not here
+      const { counters, pool } = yield* makePool({ threads: 2, tasksPerThread: 2, cancelGrace: "30 seconds" })
+      const random = prng(12)
+      // mark 2: ends as it starts (it cannot be stopped half way); mark 4: runs 2 ms, and may be cancelled
+      const quick: Array<{ readonly id: number; readonly await: Effect.Effect<number, unknown> }> = []
+      const slow: Array<{ readonly interrupt: Effect.Effect<void> }> = []
+      for (let i = 0; i < 600; i++) {
+        const queueTimeout = random() < 0.5 ? undefined : 1 + Math.floor(random() * 20)
+        const options = { priority: Math.floor(random() * 3), ...(queueTimeout === undefined ? {} : { queueTimeout }) }
+        if (random() < 0.6) quick.push(yield* pool.submit(Mark, { mark: 2, millis: 0 }, options))
+        else slow.push(yield* pool.submit(Mark, { mark: 4, millis: 2 }, options))
+        if (random() < 0.05 && slow.length > 0) yield* Effect.forkDetach(slow[Math.floor(random() * slow.length)]!.interrupt)
+        if (random() < 0.1) yield* Effect.yieldNow
+      }
+      // the threads run their offers unheard of, then the shutdown
+      const shutdown = yield* Effect.sync(() => {
+        blockPast(performance.now() + 10)
+        return Effect.runFork(pool.shutdownNow)
+      })
+      const unstarted = new Set((yield* Fiber.join(shutdown)).map((task) => task.id))
+      let succeeded = 0
+      for (const handle of quick) {
+        const exit = yield* Effect.exit(handle.await)
+        if (Exit.isSuccess(exit)) {
+          succeeded++
+          continue
+        }
+        const error = Cause.squash(exit.cause)
+        const queued = error instanceof PoolError.PoolShutdown && error.phase === "queued"
+        assert.isTrue(
+          queued || (error instanceof PoolError.JobTimeout && error.phase === "queued") ||
+            (error instanceof PoolError.PoolShutdown && error.phase === "running"),
+          String(error)
+        )
+        assert.strictEqual(unstarted.has(handle.id), queued, "returned as unstarted exactly when it ends so")
+      }
+      assert.strictEqual(Atomics.load(counters, 2), succeeded, "the quick tasks that started are the ones that succeeded")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.queued, s.running], [0, 0])
+      assert.isTrue(addsUp(s))
+    }), 60_000)
+})
