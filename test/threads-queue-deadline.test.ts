@@ -13,14 +13,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit } from "effect"
 import { PoolError } from "../src/index.ts"
 import { AnswerThenBlock, Hold, Mark } from "./fixtures/tasks.ts"
-import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { addsUp, blockPast, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
-
-/** Blocks the main thread (its timers cannot fire) until `performance.now()` reaches `until`. */
-const blockPast = (until: number) => {
-  const wait = new Int32Array(new SharedArrayBuffer(4))
-  for (let left = until - performance.now(); left > 0; left = until - performance.now()) Atomics.wait(wait, 0, 0, left)
-}
 
 /**
  * The live clock plus the milliseconds `spend` adds: the pool's time passes a deadline at once,

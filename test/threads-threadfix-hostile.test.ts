@@ -1,7 +1,9 @@
 /**
- * Hostile tests of the ThreadPool fixes of cae5617..7816fce. The queue deadline a task offered to a busy thread carries (see
- * threads-queue-deadline.test.ts and internal/prefetch.ts): the pool's time is its Clock's, so a
- * thread, which can only read real time, must not judge a deadline on a clock that is not the pool's.
+ * Hostile tests of the ThreadPool fixes of cae5617..7816fce: the queue deadline an offer carries to
+ * its thread (threads-queue-deadline.test.ts) and shutdownNow's reading of answers already on their
+ * way (threads-shutdown-now.test.ts). The pool's time is its Clock's, so a thread, which can only
+ * read real time, must not judge a deadline on another clock; a caller's cancel is the caller's,
+ * whatever follows it; and under churn each task ends once, as what it did on its thread says.
  *
  * `Hold` runs until the test sets its release slot; `Mark` counts its starts and records its start
  * order in the slot after its mark.
@@ -10,14 +12,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import { PoolError } from "../src/index.ts"
 import { AnswerThenBlock, Hold, Mark } from "./fixtures/tasks.ts"
-import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { addsUp, blockPast, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { prng, settle, waitFor } from "./helpers.ts"
-
-/** Blocks the main thread until `performance.now()` reaches `until`. */
-const blockPast = (until: number) => {
-  const wait = new Int32Array(new SharedArrayBuffer(4))
-  for (let left = until - performance.now(); left > 0; left = until - performance.now()) Atomics.wait(wait, 0, 0, left)
-}
 
 const handoverWorker = new URL("./fixtures/handover-worker.ts", import.meta.url)
 
