@@ -530,16 +530,15 @@ export const make = <T extends Task.Any = Task.Any>(
           config.checkPoolOptions(() => config.threads(n, checked.tasksPerThread)),
           (n) => {
             threads.target = n
-            return pool.resize(n * checked.tasksPerThread).pipe(
-              // failed or interrupted, the pool keeps the slots it has (or a later resize's): the
-              // threads wanted are the ones those are on, not the ones this resize did not get
-              Effect.onError(() =>
-                Effect.sync(() => {
-                  threads.target = Math.ceil(scheduler.target / checked.tasksPerThread)
-                })
-              ),
-              // a consumer following the pool's slots claims for the new threads once they have started
-              Effect.ensuring(Effect.sync(() => ThreadJson.resized(self)))
+            return Effect.ensuring(
+              pool.resize(n * checked.tasksPerThread),
+              Effect.sync(() => {
+                // the threads wanted are the ones the pool's slots are on: this resize's, or, if it
+                // failed, was interrupted or came during a shutdown, the ones kept (or a later resize's)
+                threads.target = Math.ceil(scheduler.target / checked.tasksPerThread)
+                // a consumer following the pool's slots claims for the new threads once they have started
+                ThreadJson.resized(self)
+              })
             )
           }
         ),

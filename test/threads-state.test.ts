@@ -84,4 +84,20 @@ describe("ThreadPool: what it keeps", () => {
       assert.strictEqual((yield* pool.stats).concurrency, 2, "the pool keeps its slots")
       assert.strictEqual(executorOf(pool).threads.target, 1, "and wants the one thread they are on")
     })))
+
+  it.live("a resize of a pool that is shutting down changes nothing, not even the threads wanted", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, tasksPerThread: 2 })
+      const held = yield* pool.submit(Hold, { mark: 0, release: 1 })
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the task started")
+      // a graceful shutdown waits for the task: the pool is draining meanwhile
+      const shutdown = yield* Effect.forkChild(pool.shutdown)
+      yield* waitFor(Effect.map(pool.stats, (s) => s.state === "draining"), "the pool drains")
+      yield* pool.resize(3)
+      assert.strictEqual((yield* pool.stats).concurrency, 2)
+      assert.strictEqual(executorOf(pool).threads.target, 1)
+      Atomics.store(counters, 1, 1)
+      assert.strictEqual(yield* held.await, 0)
+      yield* Fiber.join(shutdown)
+    }))
 })
