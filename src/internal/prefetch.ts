@@ -23,6 +23,7 @@ import { Clock, Context, Exit } from "effect"
 
 /** The live Clock's own monotonic reading, on its prototype: a pool on it reads the time threads read. */
 const liveMonotonic = Object.getPrototypeOf(Clock.Clock.defaultValue()).monotonicTimeNanosUnsafe
+const isLive = (job: Job): boolean => Context.get(job.scheduler.context, Clock.Clock).monotonicTimeNanosUnsafe === liveMonotonic
 
 /** What a `ThreadPool` job carries (ThreadPool.ts marks its job functions with it). */
 export interface TaskMark {
@@ -78,8 +79,7 @@ export class ThreadPrefetch implements Prefetch {
     if (left <= 0) return false
     const encoded = codecsOf(mark.task).encodePayload(mark.payload)
     if (Exit.isFailure(encoded)) return false
-    this.liveClock ??= Context.get(job.scheduler.context, Clock.Clock).monotonicTimeNanosUnsafe === liveMonotonic
-    const expires = left === Infinity || !this.liveClock ? undefined : performance.timeOrigin + performance.now() + left
+    const expires = left === Infinity || !(this.liveClock ??= isLive(job)) ? undefined : performance.timeOrigin + performance.now() + left
     this.offers.set(job.seq, this.threads.offer(thread, mark.task.name, encoded.value, this.taskJobOf(job), job, expires))
     return true
   }
