@@ -879,7 +879,7 @@ export const make = <W = void, EW = never, RW = never>(
         acquireWorker: resource === undefined ? undefined : (worker) => acquired(resource(worker.id))
       },
       context as Context.Context<never>,
-      () => clock.currentTimeMillisUnsafe()
+      clock
     )
     scheduler.executor = fiberExecutor(scheduler)
     if (checked.rateLimit !== undefined) scheduler.gate = new RateLimits.RateGate(checked.rateLimit, scheduler, clock)

@@ -7,7 +7,7 @@
  * through), and after an idle spell a full `limit` may start at once. Starts spread evenly with a
  * smaller window: `{ limit: 1, interval: "10 millis" }` is 100 per second, one every 10 ms.
  *
- * Time is the Clock's monotonic time: a wall clock set back (NTP) neither stalls nor frees starts.
+ * Time is the Clock's monotonic time (monotonic.ts): a wall clock set back (NTP) neither stalls nor frees starts.
  *
  * `RateGate` plugs a limiter into the scheduler (its `StartGate`); the durable consumer uses a
  * `RateLimiter` directly in its claim loop, and the stores keep the same ring per queue.
@@ -17,6 +17,7 @@
 import type { Clock, Context, Fiber } from "effect"
 import { Effect } from "effect"
 import * as config from "./config.ts"
+import * as Monotonic from "./monotonic.ts"
 import type { Scheduler, StartGate } from "./scheduler.ts"
 
 /** A checked rate limit: `limit` starts per `interval` ms. */
@@ -111,7 +112,10 @@ export class RateLimiter {
   }
 }
 
-/** Milliseconds of the Clock's monotonic time. */
+/**
+ * Milliseconds of the Clock's monotonic time, from its own origin (the store's signal and the
+ * durable consumer read it; a pool's gate keeps a `Monotonic.millis` reader, cheaper and exact).
+ */
 export const monotonicMillis = (clock: Clock.Clock): number => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
 
 /** What the gate needs of its scheduler. */
@@ -126,18 +130,15 @@ interface Pumped {
  */
 export class RateGate implements StartGate {
   readonly limiter: RateLimiter
-  private readonly clock: Clock.Clock
+  /** The Clock's monotonic time (monotonic.ts). */
+  readonly now: () => number
   private readonly scheduler: Pumped
   private timer: Fiber.Fiber<void> | undefined = undefined
   private timerAt = Infinity
   constructor(limit: Limit, scheduler: Pumped, clock: Clock.Clock) {
     this.limiter = new RateLimiter(limit)
     this.scheduler = scheduler
-    this.clock = clock
-  }
-
-  now(): number {
-    return monotonicMillis(this.clock)
+    this.now = Monotonic.millis(clock)
   }
 
   tryStart(): boolean {

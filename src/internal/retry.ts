@@ -65,8 +65,8 @@ export class Attempts implements AttemptHook {
       return
     }
     // an immediate shutdown retries nothing: nothing would run it
-    // a schedule sees the clock's time (a cron schedule reads it), not the scheduler's
-    const delay = scheduler.stoppingPool ? undefined : next(this, exit, scheduler.epoch + now, scheduler.context)
+    // a schedule sees the clock's wall time (a cron schedule reads it), not the scheduler's monotonic one
+    const delay = scheduler.stoppingPool ? undefined : next(this, exit, scheduler.wallTime(), scheduler.context)
     if (typeof delay === "number") this.retryAfter(job, delay)
     else scheduler.settleStopped(job, delay ?? exit, now)
   }
@@ -75,7 +75,7 @@ export class Attempts implements AttemptHook {
   timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean {
     const scheduler = job.scheduler
     if (scheduler.stoppingPool) return false
-    const delay = next(this, exit, scheduler.epoch + now, scheduler.context)
+    const delay = next(this, exit, scheduler.wallTime(), scheduler.context)
     if (typeof delay !== "number") return false
     this.timedOutWith = exit
     this.delay = delay

@@ -9,10 +9,11 @@
  *
  * @internal
  */
-import { Cause, Context, Effect, Exit, Fiber, Option, Scheduler as EffectScheduler, Scope, Stream } from "effect"
+import { Cause, type Clock, Context, Effect, Exit, Fiber, Option, Scheduler as EffectScheduler, Scope, Stream } from "effect"
 import { JobDropped, JobTimeout, PoolShutdown, QueueFull } from "../PoolError.ts"
 import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
+import * as Monotonic from "./monotonic.ts"
 import * as Primitive from "./primitive.ts"
 import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
@@ -94,7 +95,7 @@ export interface AttemptHook {
   readonly queueTimeout: number
   /**
    * The attempt stopped on its worker with `exit`, at `now` (the scheduler's time: milliseconds
-   * since its epoch): the hook ends the job or holds it.
+   * since the pool was made): the hook ends the job or holds it.
    */
   stopped(job: Job, exit: Exit.Exit<any, any>, now: number): void
   /**
@@ -472,8 +473,6 @@ export class Scheduler<W> {
   private readonly acquiring = new Set<Fiber.Fiber<void, unknown>>()
   private timer: Fiber.Fiber<void> | undefined = undefined
   private timerAt = Infinity
-  /** The clock's time when the pool was made: the scheduler's time 0 (see `now`). */
-  readonly epoch: number
 
   // accounting
   submitted = 0
@@ -505,30 +504,39 @@ export class Scheduler<W> {
   readonly config: SchedulerConfig<W>
   /** The pool's own services: its Clock (a TestClock in tests), for upkeep fibers and timers. */
   readonly context: Context.Context<never>
-  private readonly clock: () => number
-  /** `clock`: the pool's clock, in milliseconds. */
-  constructor(config: SchedulerConfig<W>, context: Context.Context<never>, clock: () => number) {
+  /** The pool's Clock: its wall time for what a date is wanted of (`wallTime`), never for a duration. */
+  private readonly clock: Clock.Clock
+  /** The Clock's monotonic time since the pool was made (see `now`). */
+  private readonly monotonic: () => number
+  /** `clock`: the pool's Clock (a TestClock in tests). */
+  constructor(config: SchedulerConfig<W>, context: Context.Context<never>, clock: Clock.Clock) {
     this.config = config
     this.context = context
     this.clock = clock
+    this.monotonic = Monotonic.millis(clock)
     this.target = config.concurrency
     this.paused = config.paused
-    this.epoch = clock()
     this.retainCount = config.retention.count
     this.retainAge = config.retention.age
   }
 
   /**
-   * The scheduler's time: milliseconds since its epoch, a 32-bit integer when it is one (a whole
-   * number of milliseconds, the pool's first 24 days). Every time the scheduler keeps or passes
-   * around is one of these: V8 keeps such a number in its record or register, where a clock time
-   * (about 1.8e12) is a 16-byte number of its own, allocated at every reading and at every call
-   * it is passed to (two or three per job).
+   * The scheduler's time: milliseconds of the Clock's monotonic time since the pool was made, so
+   * that a step of the wall clock (NTP, a VM resume) moves no deadline, wait or run time (see
+   * monotonic.ts). A 32-bit integer when it is one (a whole number of milliseconds, the pool's
+   * first 24 days). Every time the scheduler keeps or passes around is one of these: V8 keeps
+   * such a number in its record or register, where a larger or fractional one is a 16-byte number
+   * of its own, allocated at every reading and at every call it is passed to (two or three per job).
    */
   now(): number {
-    const since = this.clock() - this.epoch
+    const since = this.monotonic()
     const int = since | 0
     return int === since ? int : since
+  }
+
+  /** The Clock's wall time, for what must see the date (a retry schedule: a cron one reads it). */
+  wallTime(): number {
+    return this.clock.currentTimeMillisUnsafe()
   }
 
   // ---------------------------------------------------------------------------
