@@ -279,7 +279,7 @@ describe("the SQLite store", () => {
         const other = new DatabaseSync(filename)
         other.exec("BEGIN IMMEDIATE")
         yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: 10 })
-        yield* waitFor(Effect.sync(() => failedClaims >= 3), "claims failed on the lock")
+        yield* waitFor(Effect.sync(() => failedClaims), "claims failed on the lock", { until: (n) => n >= 3 })
         other.exec("ROLLBACK")
         other.close()
         return yield* Effect.forEach(jobs, (job) => job.await)

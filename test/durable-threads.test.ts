@@ -96,7 +96,7 @@ describe("JobQueue.consume with a threadPool", () => {
       assert.strictEqual(defect?.name, "WorkerCrashed")
       assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
       // the thread was replaced: the pool goes on
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool has 2 threads again")
+      yield* waitFor(pool.threads, "the pool has 2 threads again", { until: (n) => n === 2 })
       // a task its worker does not serve: a defect saying so (retried like one), not a dead payload
       const unserved = yield* JobQueue.enqueue(Unserved, 1, { maxAttempts: 1 })
       const missing = yield* Effect.exit(unserved.await)
@@ -114,7 +114,7 @@ describe("JobQueue.consume with a threadPool", () => {
       assert.strictEqual(Atomics.load(counters, 0), 1)
       assert.instanceOf(yield* Effect.flip(spin.await), DurableError.AttemptTimeout)
       // the spinning thread was terminated and replaced
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 0), "no thread task runs")
+      yield* waitFor(pool.stats, "no thread task runs", { until: (s) => s.running === 0 })
       assert.strictEqual(yield* pool.threads, 2)
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 

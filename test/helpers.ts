@@ -1,4 +1,6 @@
-import { Effect, Ref, Tracer } from "effect"
+import { Duration, Effect, Ref, Tracer } from "effect"
+import { inspect } from "node:util"
+import { TestRunner } from "vitest"
 
 /** Counts jobs that are running right now and the most that ever ran at once. */
 export const makeGauge = Effect.gen(function*() {
@@ -22,17 +24,62 @@ export const prng = (seed: number) => () => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 
+/** Real milliseconds a wait leaves before its test's time limit, to fail first with its own message. */
+const BEFORE_TEST_LIMIT = 3_000
+/** The bound of a wait outside a test (a hook, a script). */
+const OUTSIDE_A_TEST = 20_000
+
 /**
- * Waits, in real time, until a condition holds. Thread exits and restarts are real events, so
- * thread tests poll for their effect rather than sleep a guessed time.
+ * Real milliseconds left before the running test's time limit, less `BEFORE_TEST_LIMIT`. (The
+ * test's timer starts after its hooks, so this counts from a little earlier: it errs short.)
  */
-export const waitFor = (check: Effect.Effect<boolean>, what: string) =>
+const leftInTest = (): number => {
+  const test = TestRunner.getCurrentTest()
+  const started = test?.result?.startTime
+  if (test === undefined || started === undefined || !(test.timeout > 0)) return OUTSIDE_A_TEST
+  return test.timeout - (Date.now() - started) - BEFORE_TEST_LIMIT
+}
+
+const show = (value: unknown) => inspect(value, { depth: 4, breakLength: Infinity })
+
+export interface WaitOptions<A> {
+  /** What ends the wait; without it, the probe's value `true`. */
+  readonly until?: ((value: A) => boolean) | undefined
+  /** The longest wait, in real time; by default until 3 s before the running test's time limit. */
+  readonly within?: Duration.Input | undefined
+}
+
+/**
+ * Waits, in real time, until `probe`'s value satisfies `until` (or, without one, is `true`), and
+ * returns that value. Thread exits and restarts are real events, so thread tests poll for their
+ * effect rather than sleep a guessed time.
+ *
+ * A wait that does not end fails with its own message, naming what it awaited, how long it waited
+ * and the value it saw last, and does so before the test's time limit: that limit would fail the
+ * test with a bare TestTimeoutError. So probe for a value that explains a stall (`pool.stats`,
+ * with `until: (s) => s.running === 1`) rather than for a bare boolean.
+ */
+export const waitFor: {
+  (check: Effect.Effect<boolean>, what: string, options?: WaitOptions<boolean>): Effect.Effect<boolean>
+  <A>(probe: Effect.Effect<A>, what: string, options: WaitOptions<A> & { readonly until: (value: A) => boolean }): Effect.Effect<A>
+} = <A>(probe: Effect.Effect<A>, what: string, options?: WaitOptions<A>): Effect.Effect<A> =>
   Effect.gen(function*() {
-    for (let i = 0; i < 3000; i++) {
-      if (yield* check) return
+    const until = options?.until ?? ((value: A) => value === true)
+    const bound = options?.within === undefined ? leftInTest() : Duration.toMillis(Duration.fromInputUnsafe(options.within))
+    const start = performance.now()
+    let looks = 0
+    for (;;) {
+      const value = yield* probe
+      looks++
+      if (until(value)) return value
+      const waited = performance.now() - start
+      if (waited >= bound) {
+        throw new Error(
+          `timed out waiting until ${what}: ${(waited / 1000).toFixed(1)} s, ${looks} looks; last seen: ${show(value)}`
+        )
+      }
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
     }
-    throw new Error(`timed out waiting until ${what}`)
   })
 
 /** A tracer that keeps every span it makes. */

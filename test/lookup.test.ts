@@ -288,7 +288,7 @@ describe("job lookup: ThreadPool", () => {
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, retention: { count: 10 } })
       const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
+      yield* waitFor(pool.stats, "the sleep runs", { until: (s) => s.running === 1 })
       assert.deepStrictEqual(ids(yield* pool.jobs({ status: "running" })), [sleeping.id])
       assert.isTrue(Option.isSome(yield* pool.job(sleeping.id)))
       assert.isTrue(yield* pool.cancel(sleeping.id).pipe(Effect.timeout("20 seconds")))

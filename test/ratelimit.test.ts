@@ -303,7 +303,7 @@ describe("rateLimit", () => {
       const { pool } = yield* makePool({ rateLimit: { limit: 1, interval: "1 hour" } })
       assert.strictEqual(yield* pool.run(Echo, "a"), "echo a")
       const held = yield* Effect.forEach(["b", "c"], (s) => pool.submit(Echo, s))
-      yield* waitFor(Effect.map(pool.stats, (s) => s.queued === 2 && s.rateLimited === 2 && s.running === 0), "both held")
+      yield* waitFor(pool.stats, "both held", { until: (s) => s.queued === 2 && s.rateLimited === 2 && s.running === 0 })
       yield* pool.setRateLimit(undefined)
       assert.deepStrictEqual(yield* Effect.forEach(held, (h) => h.await), ["echo b", "echo c"])
     }))

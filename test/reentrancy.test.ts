@@ -220,10 +220,10 @@ describe("reentrancy and races: threads", () => {
       const pool = yield* ThreadPool.make({ worker: new URL("./fixtures/worker.ts", import.meta.url), threads: 1 })
       // slot 0 on thread 0; the new slot 1 on a new thread 1, and last in the free list
       yield* pool.resize(2)
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "two threads")
+      yield* waitFor(pool.threads, "two threads", { until: (n) => n === 2 })
       // the task takes slot 1, but runs on the least loaded thread: thread 0
       const task = yield* pool.submit(Sleep, { millis: 500, mark: 0 })
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the task runs")
+      yield* waitFor(pool.stats, "the task runs", { until: (s) => s.running === 1 })
       // the idle slot 0 retires, and with it thread 0
       yield* pool.resize(1)
       const exit = yield* Effect.exit(task.await)

@@ -224,7 +224,7 @@ describe("shutdown during a ThreadPool resize", () => {
         workerData: { started: started.buffer }
       }).pipe(Scope.provide(scope))
       const resizing = yield* Effect.forkChild(Effect.exit(pool.resize(2)))
-      yield* waitFor(Effect.sync(() => Atomics.load(started, 0) === 2), "the second thread is starting")
+      yield* waitFor(Effect.sync(() => Atomics.load(started, 0)), "the second thread is starting", { until: (n) => n === 2 })
       // a close is uninterruptible: wait for it from outside
       const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
       const closed = yield* Effect.timeoutOption(Fiber.await(closing), "20 seconds")

@@ -82,7 +82,7 @@ describe("ThreadPool under chaos", () => {
       for (const kind of ["succeeded", "failed", "defects", "timedOut", "interrupted", "crashed"] as const) {
         assert.isAbove(seen[kind], 0, kind)
       }
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool is back to 2 threads")
+      yield* waitFor(pool.threads, "the pool is back to 2 threads", { until: (n) => n === 2 })
       yield* pool.shutdown
       assert.strictEqual(yield* pool.threads, 0)
     }), 180_000)

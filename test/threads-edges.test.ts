@@ -40,7 +40,7 @@ describe("ThreadPool: a message the main thread cannot deserialize", () => {
       const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
       // it sleeps until interrupted, so it is surely running when the reply of Deep is lost
       const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
+      yield* waitFor(pool.stats, "the sleep runs", { until: (s) => s.running === 1 })
       const error = yield* Effect.flip(pool.run(Deep, DEEP).pipe(Effect.timeout("20 seconds")))
       assert.strictEqual((error as PoolError.TaskCodecError).part, "reply", String(error))
       assert.strictEqual(yield* sleeping.status, "running")
@@ -52,7 +52,7 @@ describe("ThreadPool: a message the main thread cannot deserialize", () => {
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2, ...bigStack })
       const sleeping = yield* pool.submit(Sleep, { millis: 600_000, mark: 0 })
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the sleep runs")
+      yield* waitFor(pool.stats, "the sleep runs", { until: (s) => s.running === 1 })
       assert.strictEqual(yield* pool.run(Stray, "deep").pipe(Effect.timeout("20 seconds")), 1)
       // the thread answered the pool's question, and no task was taken for the lost message's
       assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")

@@ -36,7 +36,7 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const hold = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       // queued behind the held task (offered to its thread, or not): started when the first one ends
       const plain = yield* pool.submit(Echo, "plain")
       const plainCalls = countCalls(plain)
@@ -118,7 +118,7 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const offered = yield* pool.submit(Mark, { mark: 2, millis: 60_000 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       const cancel = yield* Effect.sync(() => {
         Atomics.store(counters, 1, 1)
@@ -153,7 +153,7 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
         success: Schema.Number
       })
       const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       // a transfer list: not offered to the busy thread, so it is encoded only as it starts
       const hooked = yield* pool.submit(Hooked, 60_000, { transfer: [new ArrayBuffer(8)] })
       encoding = () => {

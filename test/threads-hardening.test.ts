@@ -64,7 +64,7 @@ describe("ThreadPool: user code in the thread", () => {
         Effect.provideService(References.MinimumLogLevel, "Debug")
       )
       assert.strictEqual(yield* pool.run(Stray, "string"), 1)
-      yield* waitFor(Effect.sync(() => logged.length > 0), "the stray message is logged")
+      yield* waitFor(Effect.sync(() => logged), "the stray message is logged", { until: (lines) => lines.length > 0 })
       assert.match(logged[0]!, /^Debug .*not the pool's.*hello from user code/)
     }))
 
@@ -123,7 +123,7 @@ describe("ThreadPool: user code in the thread", () => {
         threads: 1,
         workerData: { started }
       }).pipe(Effect.provide(Logger.layer([collector])))
-      yield* waitFor(Effect.sync(() => Atomics.load(new Int32Array(started), 0) === 2), "the thread is replaced")
+      yield* waitFor(Effect.sync(() => Atomics.load(new Int32Array(started), 0)), "the thread is replaced", { until: (n) => n === 2 })
       assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
       const warnings = logged.filter((line) => line.startsWith("Warn"))
       assert.strictEqual(warnings.length, 1, logged.join("\n"))
@@ -203,7 +203,7 @@ describe("ThreadPool: user code in the thread", () => {
         workerData: { started, lifetimes },
         startSchedule: Schedule.spaced("1 hour")
       }).pipe(Effect.provide(Logger.layer([collector])))
-      yield* waitFor(Effect.sync(() => logged.some((line) => line.includes("exited with no task on it"))), "the thread dies")
+      yield* waitFor(Effect.sync(() => logged), "the thread dies", { until: (lines) => lines.some((line) => line.includes("exited with no task on it")) })
       yield* settle
       assert.strictEqual(yield* pool.threads, 0, "an early death: the replacement waits the schedule's delay")
       yield* TestClock.adjust("1 hour")
@@ -212,7 +212,7 @@ describe("ThreadPool: user code in the thread", () => {
       // it completed a task: dying now (with a task on it) is not an early death
       const crashed = yield* Effect.flip(pool.run(Crash, "exit"))
       assert.instanceOf(crashed, PoolError.WorkerCrashed)
-      yield* waitFor(Effect.sync(() => starts() === 3), "the thread is replaced at once, with no clock adjusted")
+      yield* waitFor(Effect.sync(() => starts()), "the thread is replaced at once, with no clock adjusted", { until: (n) => n === 3 })
       assert.strictEqual(yield* pool.run(Echo, "y"), "echo y")
     }))
 
@@ -228,7 +228,7 @@ describe("ThreadPool: user code in the thread", () => {
         workerData: { started },
         startSchedule: Schedule.spaced("1 hour")
       }).pipe(Effect.provide(Logger.layer([collector])), Scope.provide(scope))
-      yield* waitFor(Effect.sync(() => logged.some((line) => line.includes("exited with no task on it"))), "the thread dies")
+      yield* waitFor(Effect.sync(() => logged), "the thread dies", { until: (lines) => lines.some((line) => line.includes("exited with no task on it")) })
       yield* settle
       // the replacement sleeps an hour on the TestClock: the close must interrupt it, not wait
       yield* Scope.close(scope, Exit.void)
@@ -448,7 +448,7 @@ describe("ThreadPool start and shutdown", () => {
         assert.isBelow(Date.now() - started, 10_000)
         assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause)?.constructor.name === "TimeoutError", String(exit))
         // a terminated worker's OS thread may still be exiting as terminate() resolves; a left one never goes
-        yield* waitFor(Effect.sync(() => osThreads() === before), "no thread is left")
+        yield* waitFor(Effect.sync(() => osThreads()), "no thread is left", { until: (n) => n === before })
       }),
     30_000
   )
@@ -465,7 +465,7 @@ describe("ThreadPool start and shutdown", () => {
         )
         assert.strictEqual(timedOut.constructor.name, "TimeoutError")
         // a terminated worker's OS thread may still be exiting as terminate() resolves; a left one never goes
-        yield* waitFor(Effect.sync(() => osThreads() === before), "no thread is left")
+        yield* waitFor(Effect.sync(() => osThreads()), "no thread is left", { until: (n) => n === before })
       }),
     30_000
   )
@@ -475,7 +475,7 @@ describe("ThreadPool start and shutdown", () => {
       Effect.gen(function*() {
         const { pool } = yield* makePool({ threads: 1 })
         const resize = yield* Effect.forkChild(pool.resize(3))
-        yield* waitFor(Effect.map(pool.threads, (n) => n > 1), "the new threads are starting")
+        yield* waitFor(pool.threads, "the new threads are starting", { until: (n) => n > 1 })
         yield* pool[how]
         const exit = yield* Fiber.await(resize)
         assert.isTrue(Exit.isSuccess(exit), String(exit))
@@ -546,7 +546,7 @@ describe("ThreadPool: a thread's own layer is released", () => {
       const { count, log } = logOf()
       const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, cancelGrace: "10 seconds", workerData: { log } })
       const running = yield* pool.submit(Sleep, { millis: 60_000, mark: 0 })
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the task runs")
+      yield* waitFor(pool.stats, "the task runs", { until: (s) => s.running === 1 })
       yield* pool.shutdownNow
       assert.strictEqual((yield* Effect.flip(running.await))._tag, "PoolShutdown")
       assert.strictEqual(yield* pool.threads, 0)
@@ -559,7 +559,7 @@ describe("ThreadPool: a thread's own layer is released", () => {
       const { count, lines, log } = logOf()
       const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 1, cancelGrace: "200 millis", workerData: { log } })
       yield* pool.submit(Spin, 1)
-      yield* waitFor(Effect.sync(() => count("spin") === 1), "the task spins")
+      yield* waitFor(Effect.sync(() => count("spin")), "the task spins", { until: (n) => n === 1 })
       yield* pool.shutdownNow
       assert.strictEqual(yield* pool.threads, 0)
       const spinning = lines().find((line) => line.startsWith("spin "))!.split(" ")[1]
@@ -583,7 +583,7 @@ describe("ThreadPool: a thread's own layer is released", () => {
       const { count, log } = logOf()
       const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 3, cancelGrace: "10 seconds", workerData: { log } })
       yield* pool.resize(2)
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the pool shrinks to 2 threads")
+      yield* waitFor(pool.threads, "the pool shrinks to 2 threads", { until: (n) => n === 2 })
       assert.deepStrictEqual([count("open"), count("close")], [3, 1])
     }))
 
@@ -591,7 +591,7 @@ describe("ThreadPool: a thread's own layer is released", () => {
     Effect.gen(function*() {
       const { count, log } = logOf()
       const pool = yield* ThreadPool.make({ worker: layerWorker, threads: 2, idleTimeout: "200 millis", cancelGrace: "10 seconds", workerData: { log } })
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 0), "idle threads retire")
+      yield* waitFor(pool.threads, "idle threads retire", { until: (n) => n === 0 })
       assert.deepStrictEqual([count("open"), count("close")], [2, 2])
     }))
 })

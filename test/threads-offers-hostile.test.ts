@@ -86,7 +86,7 @@ describe("thread offers of synchronous tasks, attacked", () => {
       // slot N+1 marks the hold started, N+2 releases it
       const hold = yield* pool.submit(Hold, { mark: N + 1, release: N + 2 })
       const handles = yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i + 1), (i) => pool.submit(Count, i))
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, N + 1) === 1), "the hold started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, N + 1)), "the hold started", { until: (n) => n === 1 })
       yield* settle
       yield* Effect.forEach(handles.filter((_, k) => k % 2 === 0), (h) => h.interrupt, { discard: true })
       Atomics.store(counters, N + 2, 1)
@@ -130,7 +130,7 @@ describe("thread offers of synchronous tasks, attacked", () => {
         yield* warm(pool)
         const holds = yield* Effect.forEach(Array.from({ length: tasksPerThread }), () => pool.submit(Hold, { mark: N + 1, release: N + 2 }))
         const handles = yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => i + 1), (i) => pool.submit(Count, i, { timeout: "150 millis" }))
-        yield* waitFor(Effect.sync(() => Atomics.load(counters, N + 1) === tasksPerThread), "the holds started")
+        yield* waitFor(Effect.sync(() => Atomics.load(counters, N + 1)), "the holds started", { until: (n) => n === tasksPerThread })
         // longer than the offers' timeout: they have not started
         yield* Effect.sleep(400)
         Atomics.store(counters, N + 2, 1)

@@ -48,7 +48,7 @@ describe("ThreadPool prefetch", () => {
       const hold = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const short = yield* pool.submit(Echo, "short")
       const stuck = yield* pool.submit(Spin, 1, { timeout: "300 millis" })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       yield* Effect.sync(() => Atomics.store(counters, 1, 1))
       assert.strictEqual(yield* hold.await, 0)
@@ -62,7 +62,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       // the main thread does nothing from here until the second task has started
       const started = yield* Effect.sync(() => {
@@ -93,7 +93,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       const s = yield* pool.stats
       assert.deepStrictEqual([s.running, s.queued], [1, 1])
@@ -111,7 +111,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       yield* b.interrupt
       assert.strictEqual(yield* b.status, "interrupted")
@@ -130,7 +130,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 60_000 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       const { cancel, status } = yield* Effect.sync(() => {
         Atomics.store(counters, 1, 1)
@@ -153,7 +153,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 0 }, { queueTimeout: "300 millis" })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       const error = yield* Effect.flip(b.await)
       assert.strictEqual(error._tag, "JobTimeout")
       assert.strictEqual((error as { readonly phase: string }).phase, "queued")
@@ -170,7 +170,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const b = yield* pool.submit(Mark, { mark: 2, millis: 0 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       yield* pool.pause
       Atomics.store(counters, 1, 1)
@@ -191,7 +191,7 @@ describe("ThreadPool prefetch", () => {
       yield* pool.submit(Hold, { mark: 0, release: 1 })
       yield* pool.submit(Hold, { mark: 0, release: 1 })
       const offered = yield* Effect.forEach([2, 4, 6], (mark) => pool.submit(Mark, { mark, millis: 0 }))
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 2), "both threads run a task")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "both threads run a task", { until: (n) => n === 2 })
       yield* settle
       const unstarted = yield* pool.shutdownNow
       assert.deepStrictEqual(unstarted.map((u) => u.id).sort(), offered.map((h) => h.id).sort())
@@ -224,14 +224,14 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 2 })
       const held = yield* Effect.forEach([0, 0], () => pool.submit(Hold, { mark: 0, release: 1 }))
       const offered = yield* Effect.forEach([2, 4, 6, 8], (mark) => pool.submit(Mark, { mark, millis: 0 }))
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 2), "both threads run a task")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "both threads run a task", { until: (n) => n === 2 })
       yield* settle
       yield* pool.resize(1)
       Atomics.store(counters, 1, 1)
       yield* Effect.forEach(held, (h) => h.await)
       assert.deepStrictEqual(yield* Effect.forEach(offered, (h) => h.await), [2, 4, 6, 8])
       assert.deepStrictEqual([2, 4, 6, 8].map((mark) => Atomics.load(counters, mark)), [1, 1, 1, 1])
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 1), "one thread is left")
+      yield* waitFor(pool.threads, "one thread is left", { until: (n) => n === 1 })
       const s = yield* pool.stats
       assert.deepStrictEqual([s.succeeded, s.workers], [6, 1])
     }))
@@ -241,7 +241,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1 })
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
       const low = yield* pool.submit(Mark, { mark: 2, millis: 0 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       yield* settle
       const high = yield* pool.submit(Mark, { mark: 4, millis: 0 }, { priority: 10 })
       yield* settle
@@ -266,7 +266,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
       yield* setPace(pool, 0, 20)
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       const handles = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
       yield* settle
       const ranAll = yield* Effect.sync(() => {
@@ -287,7 +287,7 @@ describe("ThreadPool prefetch", () => {
       yield* pool.run(Mark, { mark: 12, millis: 50 })
       yield* setPace(pool, 0, 1)
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       const handles = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
       yield* settle
       const ranAll = yield* Effect.sync(() => {
@@ -304,7 +304,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
       yield* setPace(pool, 20, 8)
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       const handles = yield* Effect.forEach(Array.from({ length: 5 }), () => pool.submit(Mark, { mark: 2, millis: 0 }))
       yield* settle
       const ran = yield* Effect.sync(() => {
@@ -325,7 +325,7 @@ describe("ThreadPool prefetch", () => {
       const { counters, pool } = yield* makePool({ threads: 1, capacity: Infinity })
       yield* setPace(pool, 0, 20)
       const a = yield* pool.submit(Hold, { mark: 0, release: 1 })
-      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       // offered in this order: six of mark 2, with one of mark 8 among them, and the last of mark 6
       const lows = yield* Effect.forEach([2, 2, 2, 8, 2, 2, 2, 6], (mark) => pool.submit(Mark, { mark, millis: 0 }))
       yield* settle

@@ -57,7 +57,7 @@ describe("ThreadPool races and corner cases", () => {
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 2, idleTimeout: "1 minute" })
       yield* TestClock.adjust("1 minute")
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 0), "idle threads exit")
+      yield* waitFor(pool.threads, "idle threads exit", { until: (n) => n === 0 })
       // each task reports how many tasks were in flight on its thread while it slept
       const peers = yield* pool.runAll(Peers, [300, 300])
       assert.deepStrictEqual(peers, [1, 1], "one task in flight per thread")
@@ -80,7 +80,7 @@ describe("ThreadPool races and corner cases", () => {
       assert.strictEqual((yield* pool.stats).workers, 2)
       const ids = yield* pool.runAll(ThreadId, [0, 0])
       assert.strictEqual(ids[0], ids[1], "one thread left: both tasks ran on it")
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 1), "one thread is left")
+      yield* waitFor(pool.threads, "one thread is left", { until: (n) => n === 1 })
     }))
 
   // README: "for threads it keeps new tasks off a thread that is about to be terminated"
@@ -90,7 +90,7 @@ describe("ThreadPool races and corner cases", () => {
       const spin = yield* pool.submit(Spin, 1, { timeout: "200 millis" })
       const bystander = yield* pool.submit(Sleep, { millis: 3000, mark: 9 })
       assert.strictEqual((yield* Effect.flip(spin.await))._tag, "JobTimeout")
-      yield* waitFor(Effect.map(pool.stats, (s) => s.stopping === 1), "the timed-out task is being cancelled")
+      yield* waitFor(pool.stats, "the timed-out task is being cancelled", { until: (s) => s.stopping === 1 })
       // thread 1 has room; thread 0 is stuck in a loop and will be terminated
       assert.strictEqual(yield* pool.run(Echo, "new"), "echo new")
       assert.strictEqual(yield* bystander.await, 3000)

@@ -36,7 +36,7 @@ describe("ThreadPool", () => {
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool()
       const caller = yield* Effect.forkChild(pool.run(Sleep, { millis: 60_000, mark: 1 }))
-      yield* waitFor(Effect.map(pool.stats, (s) => s.running === 1), "the task runs")
+      yield* waitFor(pool.stats, "the task runs", { until: (s) => s.running === 1 })
       yield* Fiber.interrupt(caller)
       assert.strictEqual(Atomics.load(counters, 1), 1)
       // the thread survived
@@ -54,7 +54,7 @@ describe("ThreadPool", () => {
       // the other thread's task finishes normally
       assert.strictEqual(yield* bystander.await, 1500)
       // the pool is back to its full set of threads
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the thread is replaced")
+      yield* waitFor(pool.threads, "the thread is replaced", { until: (n) => n === 2 })
       assert.deepStrictEqual(yield* pool.runAll(Echo, ["a", "b", "c"]), ["echo a", "echo b", "echo c"])
     }))
 
@@ -70,7 +70,7 @@ describe("ThreadPool", () => {
         if (how === "throw") assert.include(reason, "uncaught in the thread")
         if (how === "oom") assert.match(reason, /memory/i)
         assert.strictEqual(yield* bystander.await, 1000)
-        yield* waitFor(Effect.map(pool.threads, (n) => n === 2), "the thread is replaced")
+        yield* waitFor(pool.threads, "the thread is replaced", { until: (n) => n === 2 })
         assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
       }), 60_000)
   }
@@ -189,7 +189,7 @@ describe("ThreadPool", () => {
       yield* TestClock.adjust("59 seconds")
       assert.strictEqual(yield* pool.threads, 2)
       yield* TestClock.adjust("1 second")
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 0), "idle threads exit")
+      yield* waitFor(pool.threads, "idle threads exit", { until: (n) => n === 0 })
       assert.strictEqual(yield* pool.run(Echo, "again"), "echo again")
       assert.strictEqual(yield* pool.threads, 1)
       assert.strictEqual((yield* pool.stats).workers, 2, "the pool keeps its slots")
@@ -201,7 +201,7 @@ describe("ThreadPool", () => {
       yield* pool.resize(3)
       assert.strictEqual(yield* pool.threads, 3)
       yield* pool.resize(1)
-      yield* waitFor(Effect.map(pool.threads, (n) => n === 1), "two threads stop")
+      yield* waitFor(pool.threads, "two threads stop", { until: (n) => n === 1 })
       const bad = yield* Effect.flip(pool.resize(0))
       assert.strictEqual(bad._tag, "InvalidPoolConfig")
     }))
