@@ -1109,10 +1109,10 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
           const gate = scheduler.gate as RateLimits.RateGate | undefined
           if (limit !== undefined && gate !== undefined) gate.set(limit)
           else if (limit !== undefined) {
-            if (scheduler.state !== "stopped") scheduler.gate = new RateLimits.RateGate(limit, scheduler, clock)
+            if (scheduler.state !== "stopped") scheduler.setGate(new RateLimits.RateGate(limit, scheduler, clock))
           } else {
             gate?.close()
-            scheduler.gate = undefined
+            scheduler.setGate(undefined)
           }
           scheduler.changed()
           scheduler.pump()

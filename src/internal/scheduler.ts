@@ -992,6 +992,16 @@ export class Scheduler<W> {
     return Array.from(byPriority, ([priority, count]) => ({ priority, count })).sort((a, b) => b.priority - a.priority)
   }
 
+  /**
+   * Sets or removes the start gate (a rate limit). A gated pool counts every start, and a worker
+   * starts an offer without asking the gate: so it makes no offers, and a gate set takes back those
+   * out. One a worker has started already started before the gate was set.
+   */
+  setGate(gate: StartGate | undefined): void {
+    this.gate = gate
+    if (gate !== undefined) this.takeBackAll()
+  }
+
   /** Pauses or resumes the pool; a pause takes back every offer. */
   setPaused(paused: boolean): void {
     if (this.paused === paused) return
