@@ -311,20 +311,21 @@ export const serve = <R = never, E = never>(
   // together, so that a task reporting in a hot loop costs the main thread one message per interval.
   const pendingProgress = new Map<number, unknown>()
   let progressTimer: ReturnType<typeof setTimeout> | undefined
-  let progressSentAt = 0
+  // on the monotonic clock: a wall clock stepped back would hold every report back by the step
+  let progressSentAt = -Infinity
   const sendProgress = (id: number, value: unknown) =>
     // a value that cannot be cloned is not forwarded; the task goes on
     outbox.send({ _: "progress", id, value }, [], () => {})
   const flushProgress = () => {
     progressTimer = undefined
-    progressSentAt = Date.now()
+    progressSentAt = performance.now()
     for (const [id, value] of pendingProgress) sendProgress(id, value)
     pendingProgress.clear()
   }
   const reportProgress = (id: number, value: unknown) => {
     // (a report after the task's reply, from a fiber it left behind, is ignored by the pool)
     pendingProgress.set(id, value)
-    progressTimer ??= setTimeout(flushProgress, Math.max(0, progressSentAt + PROGRESS_INTERVAL - Date.now()))
+    progressTimer ??= setTimeout(flushProgress, Math.max(0, progressSentAt + PROGRESS_INTERVAL - performance.now()))
   }
 
   // Spans of traced tasks, sent to the main thread's tracer once ended (a batch per tick)

@@ -2,7 +2,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Option, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-import { settle } from "./helpers.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { StepBack } from "./fixtures/clock-tasks.ts"
+import { Crash } from "./fixtures/tasks.ts"
+import { settle, waitFor } from "./helpers.ts"
 
 /**
  * The test clock with a wall clock that can be stepped (`jump`), as NTP or a VM resume steps a
@@ -104,5 +107,45 @@ describe("the scheduler's time is the clock's monotonic time", () => {
       assert.isTrue(Option.isSome(yield* pool.job(first.id)))
       yield* TestClock.adjust("1 millis")
       assert.isTrue(Option.isNone(yield* pool.job(first.id)))
+    }))
+})
+
+describe("a thread pool's durations are monotonic too", () => {
+  it.effect("a thread that lived long enough is replaced at once when it dies, though the wall clock was stepped back", () =>
+    Effect.gen(function*() {
+      const { clock, jump } = yield* jumpingClock
+      const started = new SharedArrayBuffer(4)
+      const starts = () => Atomics.load(new Int32Array(started), 0)
+      const lifetimes = new SharedArrayBuffer(4 * 4)
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/dies-soon-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { started, lifetimes },
+        startSchedule: Schedule.spaced("1 hour")
+      }).pipe(Effect.provideService(Clock.Clock, clock))
+      // past the 10 s after which a thread's death is not an early one (a crash loop's)
+      yield* TestClock.adjust("11 seconds")
+      jump(-HOUR)
+      assert.instanceOf(yield* Effect.flip(pool.run(Crash, "exit")), PoolError.WorkerCrashed)
+      yield* waitFor(Effect.sync(starts), "the thread is replaced at once, with no clock adjusted", { until: (n) => n === 2 })
+    }))
+
+  it.live("progress is not held back by a wall clock stepped back in the thread", () =>
+    Effect.gen(function*() {
+      const counters = new Int32Array(new SharedArrayBuffer(4))
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/clock-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { counters: counters.buffer }
+      })
+      // released before the pool shuts down, even after a failure
+      yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.store(counters, 0, 1)))
+      const handle = yield* pool.submit(StepBack, HOUR)
+      yield* waitFor(handle.progress, "the report after the step arrives", {
+        until: (progress) => Option.getOrUndefined(progress) === 2,
+        within: "10 seconds"
+      })
+      Atomics.store(counters, 0, 1)
+      assert.strictEqual(yield* handle.await, 2)
     }))
 })

@@ -21,6 +21,7 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
+import * as Monotonic from "./monotonic.ts"
 import {
   CLAIMED,
   CONFIRMED,
@@ -108,7 +109,7 @@ export class Thread {
   exited = false
   /** It reported ready: it can be asked to close, rather than terminated. */
   ready = false
-  /** When it reported ready, on the pool's clock. */
+  /** When it reported ready, on the pool's monotonic clock (`Threads.monotonic`). */
   readyAt = 0
   /** It answered a task: it works, whenever it dies. */
   completed = false
@@ -275,9 +276,13 @@ export class Threads {
     return this.alive.size
   }
 
+  /** The pool's Clock's monotonic time (monotonic.ts): a thread's lifetime is a duration. */
+  private readonly monotonic: () => number
+
   constructor(config: ThreadsConfig, context: Context.Context<never>) {
     this.config = config
     this.context = context
+    this.monotonic = Monotonic.millis(Context.get(context, Clock.Clock))
   }
 
   /**
@@ -480,7 +485,7 @@ export class Threads {
 
   /** Whether a thread's death counts as an early one (see `backoff`); a healthy one resets the count. */
   private countDeath(thread: Thread, reason: string): void {
-    const now = Context.get(this.context, Clock.Clock).currentTimeMillisUnsafe()
+    const now = this.monotonic()
     if (thread.completed || now - thread.readyAt >= HEALTHY_AFTER) {
       this.deaths[thread.index] = undefined
       return
@@ -539,7 +544,7 @@ export class Threads {
           case "ready": {
             ready = true
             thread.ready = true
-            thread.readyAt = Context.get(this.context, Clock.Clock).currentTimeMillisUnsafe()
+            thread.readyAt = this.monotonic()
             return resume(Effect.succeed(thread))
           }
           case "fatal": {
