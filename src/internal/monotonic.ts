@@ -15,6 +15,9 @@ const liveMonotonic = Object.getPrototypeOf(Clock.Clock.defaultValue()).monotoni
 /** Read once: Node's global `performance` is a getter (`now()` through it costs 49 ns, 42 through this). */
 const livePerformance = typeof performance === "undefined" ? undefined : performance
 
+/** Whether `clock` counts real time: Effect's live Clock (a `TestClock` or a test's own does not). */
+export const isLive = (clock: Clock.Clock): boolean => clock.monotonicTimeNanosUnsafe === liveMonotonic
+
 /**
  * A reader of `clock`'s monotonic time: milliseconds since the reader was made.
  *
@@ -27,7 +30,7 @@ const livePerformance = typeof performance === "undefined" ? undefined : perform
  * real date (1.8e18 ns) is past a double's exact integers.
  */
 export const millis = (clock: Clock.Clock): () => number => {
-  const live = clock.monotonicTimeNanosUnsafe === liveMonotonic ? livePerformance : undefined
+  const live = isLive(clock) ? livePerformance : undefined
   if (live !== undefined) {
     const origin = live.now()
     return () => Math.floor(live.now() - origin)

@@ -14,6 +14,7 @@
  */
 import type { TransferListItem } from "node:worker_threads"
 import * as JobContexts from "./jobContext.ts"
+import * as Monotonic from "./monotonic.ts"
 import { isFunction } from "./job.ts"
 import type { Job, Prefetch } from "./scheduler.ts"
 import { codecsOf } from "./taskCodecs.ts"
@@ -21,9 +22,8 @@ import type { Offer, TaskJob, Thread, Threads } from "./threads.ts"
 import type * as Task from "../Task.ts"
 import { Clock, Context, Exit } from "effect"
 
-/** The live Clock's own monotonic reading, on its prototype: a pool on it reads the time threads read. */
-const liveMonotonic = Object.getPrototypeOf(Clock.Clock.defaultValue()).monotonicTimeNanosUnsafe
-const isLive = (job: Job): boolean => Context.get(job.scheduler.context, Clock.Clock).monotonicTimeNanosUnsafe === liveMonotonic
+/** Whether a job's pool runs on the live Clock: only then does it read the time its threads read. */
+const isLive = (job: Job): boolean => Monotonic.isLive(Context.get(job.scheduler.context, Clock.Clock))
 
 /** What a `ThreadPool` job carries (ThreadPool.ts marks its job functions with it). */
 export interface TaskMark {
