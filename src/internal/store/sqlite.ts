@@ -227,11 +227,11 @@ const realSleep = (millis: number): Effect.Effect<void> =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
-/** `attempt` until it does not fail as "locked", every 10 ms until `deadline` (`Date.now()`). */
+/** `attempt` until it does not fail as "locked", every 10 ms until `deadline` (`performance.now()`: real time that a wall-clock step does not move). */
 const retryLocked = <A>(attempt: Effect.Effect<A, StoreError>, deadline: number): Effect.Effect<A, StoreError> =>
   Effect.catchIf(
     attempt,
-    (error) => error.reason.includes("locked") && Date.now() < deadline,
+    (error) => error.reason.includes("locked") && performance.now() < deadline,
     () => Effect.andThen(realSleep(10), retryLocked(attempt, deadline))
   )
 
@@ -295,7 +295,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         db.exec("PRAGMA journal_mode = WAL")
         db.exec("PRAGMA synchronous = NORMAL")
       }),
-      Date.now() + cfg.busyTimeout
+      performance.now() + cfg.busyTimeout
     )
     yield* write("migrate", () => {
       db.exec("CREATE TABLE IF NOT EXISTS wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
