@@ -235,3 +235,46 @@ describe("a worker's observer, attacked", () => {
       assert.deepStrictEqual([stats.succeeded, stats.running], [40, 0])
     }))
 })
+
+describe("a job's deadline on the prototype, attacked", () => {
+  it.effect("a job given its deadlines later (a retry's hold, then its queue timeout while a rate limit set after it started holds it) ends with the right timeout; jobs without one are untouched", () =>
+    Effect.gen(function*() {
+      // a loose limit from the start, so that the tighter one set later counts the starts made
+      const pool = yield* WorkPool.make({ concurrency: 2, rateLimit: { limit: 100, interval: "1 hour" } })
+      const attempts: Array<number> = []
+      const flaky = Effect.gen(function*() {
+        const { attempt } = yield* WorkPool.JobContext
+        attempts.push(attempt)
+        return yield* Effect.fail(`failed ${attempt}`)
+      })
+      // starts at once (a running deadline of 100 ms, cleared as it stops), fails, is held 10 ms,
+      // then queued with a queue deadline of 30 ms
+      const job = yield* pool.submit(flaky, {
+        timeout: "100 millis",
+        queueTimeout: "30 millis",
+        retry: { times: 3, schedule: Schedule.spaced("10 millis") }
+      })
+      const plain = yield* pool.submit(Effect.as(Effect.sleep("5 millis"), "plain"))
+      assert.isFalse(Object.hasOwn(plain, "deadline"))
+      // two starts made already: a limit of 2 an hour holds the retry in the queue from 10 ms
+      yield* pool.setRateLimit({ limit: 2, interval: "1 hour" })
+      yield* TestClock.adjust("39 millis")
+      assert.strictEqual(yield* job.status, "queued")
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(job.await)
+      assert.deepStrictEqual(attempts, [1])
+      assert.strictEqual(error._tag, "JobTimeout")
+      assert.deepStrictEqual(error._tag === "JobTimeout" ? [error.phase, error.millis] : [], ["queued", 30])
+      assert.strictEqual(yield* plain.await, "plain")
+      // a job with no deadline held by the limit: never times out, starts once the limit goes
+      const held = yield* pool.submit(Effect.succeed("held"))
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual(yield* held.status, "queued")
+      assert.strictEqual((held as unknown as { deadline: unknown }).deadline, undefined)
+      yield* pool.setRateLimit(undefined)
+      assert.strictEqual(yield* held.await, "held")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.succeeded, stats.timedOut, stats.running, stats.queued], [2, 1, 0, 0])
+      assert.isTrue(addsUp(stats))
+    }))
+})
