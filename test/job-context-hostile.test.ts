@@ -9,6 +9,7 @@ import { WorkPool } from "../src/index.ts"
 import { Echo } from "./fixtures/tasks.ts"
 import { addsUp, makeReleasingPool } from "./fixtures/pool.ts"
 import { recordingTracer } from "./helpers.ts"
+import { addLayer } from "../src/internal/jobContext.ts"
 
 const Greeting = Context.Service<string>("test/job-context-hostile/Greeting")
 const Level = Context.Reference<number>("test/job-context-hostile/Level", { defaultValue: () => 0 })
@@ -25,7 +26,37 @@ const collecting = () => {
   return { logged, layer: Logger.layer([logger]) }
 }
 
+/** A Context's own fields, its overlays as [key, value] lists: what two Contexts made alike share. */
+const shapeOf = (context: Context.Context<never>) => {
+  const fields: Record<string, unknown> = {}
+  for (const key of Object.keys(context)) {
+    const value = (context as unknown as Record<string, unknown>)[key]
+    if (key === "overlay") {
+      const layers: Array<readonly [string, unknown]> = []
+      for (let o = value as { key: string; value: unknown; parent: unknown } | undefined; o; o = o.parent as typeof o) {
+        layers.push([o.key, o.value])
+      }
+      fields[key] = layers
+    } else if (key === "cacheRoot") fields[key] = value === context ? "itself" : value
+    else fields[key] = value
+  }
+  return fields
+}
+
 describe("a job's context, attacked", () => {
+  it("a job's one Context is, field for field, what two Context.add calls make, at every depth (an Effect whose Context keeps more per add fails here)", () => {
+    const services = Array.from({ length: 10 }, (_, i) => Context.Service<number>(`test/job-context-hostile/F${i}`))
+    const info = { id: 1 } as unknown as WorkPool.JobContext
+    for (let depth = 0; depth <= 10; depth++) {
+      let submitter: Context.Context<any> = Context.add(Context.empty(), References.CurrentLogAnnotations, { a: 1 })
+      for (let i = 0; i < depth; i++) submitter = Context.add(submitter, services[i]!, i)
+      const annotations = { a: 1, jobId: 1 }
+      const expected = Context.add(Context.add(submitter, WorkPool.JobContext, info), References.CurrentLogAnnotations, annotations)
+      const made = addLayer(Context.add(submitter, WorkPool.JobContext, info), annotations)
+      assert.deepStrictEqual(shapeOf(made), shapeOf(expected), `depth ${depth}`)
+    }
+  })
+
   it.effect("services, layers, annotations and References made inside a job stay in it; two jobs of one submitter never see each other's", () => {
     const { layer, logged } = collecting()
     return Effect.gen(function*() {

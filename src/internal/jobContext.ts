@@ -61,10 +61,17 @@ interface Layered {
 const LOG_ANNOTATIONS = References.CurrentLogAnnotations.key
 
 /**
+ * Every own field of an Effect 4.1 `Context`, in the order `makeImpl` writes them: a field that
+ * `addLayer` does not know of (say, one an upgrade keeps per `add`) would be left stale by it.
+ */
+const FIELDS = "cacheRoot,base,overlay,depth,_flat,baseHits,maxDepth"
+
+/**
  * Whether a `Context` made by `Context.add` is what `addLayer` expects: its last service in an
  * overlay over its parent's, not flattened, and adding the log annotations keeps the services a
- * fiber caches (a key that changes them makes a new cache root, which `addLayer` would not). An
- * Effect whose `Context` differs: false, and every job pays a second `Context.add`.
+ * fiber caches (a key that changes them makes a new cache root, which `addLayer` would not), and
+ * it has no field but the ones `addLayer` keeps right. An Effect whose `Context` differs: false,
+ * and every job pays a second `Context.add`.
  */
 export const LAYERED: boolean = (() => {
   const base = Context.empty()
@@ -74,7 +81,8 @@ export const LAYERED: boolean = (() => {
   const overlay = added.overlay
   return overlay !== undefined && overlay.key === LOG_ANNOTATIONS && overlay.parent === undefined &&
     added.depth === 1 && typeof added.maxDepth === "number" && added._flat === undefined &&
-    "cacheRoot" in added && added.cacheRoot === (base as unknown as { readonly cacheRoot?: unknown }).cacheRoot
+    "cacheRoot" in added && added.cacheRoot === (base as unknown as { readonly cacheRoot?: unknown }).cacheRoot &&
+    Object.keys(added).join() === FIELDS
 })()
 
 /**
@@ -82,7 +90,7 @@ export const LAYERED: boolean = (() => {
  * log annotations: one more layer on the same object, where a second `Context.add` would make a
  * second `Context` (80 bytes per job, of the ~370 a job's context costs).
  */
-const addLayer = (context: Context.Context<never>, annotations: Readonly<Record<string, unknown>>): Context.Context<never> => {
+export const addLayer = (context: Context.Context<never>, annotations: Readonly<Record<string, unknown>>): Context.Context<never> => {
   const layered = context as unknown as Layered
   if (!LAYERED || layered.depth >= layered.maxDepth) {
     return Context.add(context, References.CurrentLogAnnotations, annotations)
