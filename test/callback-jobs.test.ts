@@ -50,10 +50,20 @@ const kinds = {
 }
 
 /** Runs `scenario` with each kind of job and checks that both give the same observations. */
-const sameAsInFiber = <A>(scenario: (kind: typeof kinds.fiberless) => Effect.Effect<A, any, Scope.Scope>) =>
+/** The same two ways for an `Effect.tryPromise` (its failure resumes with an Effect that is not an Exit). */
+const tryKinds = {
+  fiberless: (f: (signal: AbortSignal) => Promise<number>) => Effect.tryPromise({ try: f, catch: () => "caught" }),
+  inFiber: (f: (signal: AbortSignal) => Promise<number>) =>
+    Effect.map(Effect.tryPromise({ try: f, catch: () => "caught" }), (n) => n)
+}
+
+const sameAsInFiber = <A>(
+  scenario: (kind: typeof kinds.fiberless) => Effect.Effect<A, any, Scope.Scope>,
+  ways: { readonly fiberless: typeof kinds.fiberless; readonly inFiber: typeof kinds.fiberless } = kinds
+) =>
   Effect.gen(function*() {
-    const fiberless = yield* Effect.scoped(scenario(kinds.fiberless))
-    const inFiber = yield* Effect.scoped(scenario(kinds.inFiber))
+    const fiberless = yield* Effect.scoped(scenario(ways.fiberless))
+    const inFiber = yield* Effect.scoped(scenario(ways.inFiber))
     assert.deepStrictEqual(fiberless, inFiber)
     return fiberless
   })
@@ -167,7 +177,7 @@ describe("callback jobs behave as their fiber would", () => {
 })
 
 describe("callback jobs whose function acts on the pool (reentrancy)", () => {
-  const acting = (act: "cancel then throw" | "cancel then resolve" | "shutdownNow") =>
+  const acting = (act: "cancel then throw" | "cancel then resolve" | "shutdownNow", ways = kinds) =>
     sameAsInFiber((kind) =>
       Effect.gen(function*() {
         const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
