@@ -24,6 +24,7 @@ import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { JobContext } from "./internal/jobInfo.ts"
+import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
   CONFIRMED,
@@ -78,6 +79,7 @@ const pool:
     readonly offer: Int32Array
     readonly started: (() => void) | undefined
     readonly pace: Int32Array
+    readonly wake: Int32Array
   }
   | undefined = (() => {
     const data = threadData(workerThreads.workerData)
@@ -90,7 +92,8 @@ const pool:
       slots: data.slots,
       offer: data.offer,
       started: data.started,
-      pace: data.pace
+      pace: data.pace,
+      wake: data.wake
     }
   })()
 
@@ -318,6 +321,7 @@ export const serve = <R = never, E = never>(
     outbox.send({ _: "progress", id, value }, [], () => {})
   const flushProgress = () => {
     progressTimer = undefined
+    parker?.schedule()
     progressSentAt = performance.now()
     for (const [id, value] of pendingProgress) sendProgress(id, value)
     pendingProgress.clear()
@@ -433,6 +437,7 @@ export const serve = <R = never, E = never>(
       reply(id, safeOutcomeOf(exit))
       paced(startedAt)
       if (offers.length > 0) startOffers()
+      if (running.size === 0) parker?.schedule()
     })
   }
 
@@ -488,6 +493,8 @@ export const serve = <R = never, E = never>(
   }
 
   let closing = false
+  /** Parks this thread while it is idle (see park.ts); set once the thread is ready. */
+  let parker: Parker | undefined
   /**
    * Asked by the pool (at shutdown, on a shrink, after idleTimeout): interrupts what still runs,
    * releases the layer, then exits. The pool terminates the thread if this takes longer than its
@@ -526,13 +533,26 @@ export const serve = <R = never, E = never>(
         post({ _: "synced", n: message.n, running: [...running.keys(), ...offers.map((run) => run[0])] })
       } else close()
     }
-    port.on("message", (data: unknown) => open(data, handle))
+    const receive = (data: unknown) => {
+      open(data, handle)
+      parker!.schedule()
+    }
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this
     // thread's stack): the pool finds out which tasks it carried and fails them
-    port.on("messageerror", (error: unknown) => post({ _: "unreadable", issue: brief(error) }))
+    const unreadable = (error: unknown) => post({ _: "unreadable", issue: brief(error) })
+    parker = makeParker({
+      port,
+      counter: pool.wake,
+      idle: () => running.size === 0 && offers.length === 0 && !closing && progressTimer === undefined,
+      receive,
+      unreadable
+    })
+    port.on("message", receive)
+    port.on("messageerror", unreadable)
     // the start's resolve cache (threadMain.ts) is done: later imports resolve as Node resolves them
     pool.started?.()
     post({ _: "ready" })
+    parker.schedule()
   }
 
   if (layer === undefined) return start(Context.empty() as Context.Context<R>)

@@ -49,7 +49,10 @@ else if (how === "park") {
   const alive = setInterval(() => {}, 1 << 30)
   const turn = (): void => {
     if (!drain()) return (clearInterval(alive), port.close())
-    const r = Atomics.waitAsync(counter, 0, seen)
+    // (in Node since 16; not in the project's TypeScript lib)
+    const r = (Atomics as unknown as {
+      waitAsync: (a: Int32Array, i: number, v: number) => { async: boolean; value: Promise<unknown> }
+    }).waitAsync(counter, 0, seen)
     if (r.async) r.value.then(turn)
     else turn()
   }

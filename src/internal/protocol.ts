@@ -76,6 +76,8 @@ export interface ThreadData {
   readonly offer: Int32Array
   /** One cell, shared: how long the thread's tasks take (see `PACE`). */
   readonly pace: Int32Array
+  /** One cell, shared: bumped by the main thread after each post, for a parked thread (see park.ts). */
+  readonly wake: Int32Array
   readonly workerData: unknown
   /** The worker file's path, which the thread's bootstrap runs (see threadMain.ts); none for a `data:` URL. */
   readonly main?: string | undefined
@@ -87,7 +89,8 @@ export interface ThreadData {
 export const threadData = (data: unknown): ThreadData | undefined =>
   typeof data === "object" && data !== null && (data as Partial<ThreadData>)[PORT] instanceof MessagePort &&
     typeof (data as Partial<ThreadData>).pool === "string" && typeof (data as Partial<ThreadData>).slots === "number" &&
-    (data as Partial<ThreadData>).offer instanceof Int32Array && (data as Partial<ThreadData>).pace instanceof Int32Array
+    (data as Partial<ThreadData>).offer instanceof Int32Array && (data as Partial<ThreadData>).pace instanceof Int32Array &&
+    (data as Partial<ThreadData>).wake instanceof Int32Array
     ? data as ThreadData
     : undefined
 

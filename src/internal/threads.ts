@@ -40,6 +40,7 @@ import {
   type ToThread,
   WITHDRAWN
 } from "./protocol.ts"
+import { wake } from "./park.ts"
 import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
 import { threadMain } from "./threadMain.ts"
 import { transferIssue } from "./transfer.ts"
@@ -135,7 +136,7 @@ export class Thread {
   readonly offers: Array<Offer> = []
   /** It takes offers until it holds its `depth` of them (see `offerTarget`). */
   filling = true
-  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array) {
+  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array, counter: Int32Array) {
     this.worker = worker
     this.port = port
     this.index = index
@@ -143,7 +144,9 @@ export class Thread {
     this.held = new Uint8Array(cells.length)
     this.pace = pace
     this.outbox = new Outbox((message, transfer) => {
-      if (!this.exited) port.postMessage(message, transfer)
+      if (this.exited) return
+      port.postMessage(message, transfer)
+      wake(counter)
     })
   }
 }
@@ -500,11 +503,13 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      // a cell per slot and per offer: one per offer confirmed and not yet read, at most; and the pace
-      const shared = new SharedArrayBuffer(4 * (this.config.tasksPerThread + MAX_OFFERS + 1))
-      const cells = new Int32Array(shared, 4)
+      // the pace, the wake counter (park.ts), and a cell per slot and per offer: one per offer
+      // confirmed and not yet read, at most
+      const shared = new SharedArrayBuffer(4 * (this.config.tasksPerThread + MAX_OFFERS + 2))
+      const cells = new Int32Array(shared, 8)
       cells.fill(offerCell(0, WITHDRAWN))
       const pace = new Int32Array(shared, 0, 1)
+      const counter = new Int32Array(shared, 4, 1)
       const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
@@ -512,6 +517,7 @@ export class Threads {
         slots: this.config.tasksPerThread,
         offer: cells,
         pace,
+        wake: counter,
         workerData: this.config.workerData,
         main: main.main
       }
@@ -527,7 +533,7 @@ export class Threads {
         port.close()
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
-      const thread = new Thread(worker, port, index, cells, pace)
+      const thread = new Thread(worker, port, index, cells, pace, counter)
       this.alive.add(thread)
       let ready = false
       const done = (id: number, outcome: Outcome) => {
