@@ -4,7 +4,11 @@
  * shared machine swings more than the change under test, falls on both alike. Prints each run and
  * the median of the pairwise ratios new ÷ old (wall time and main-thread CPU per task).
  *
- * node bench/probe/ab.ts --old=/path/to/old/tree [--kind=cpu|noop] [--mode=all|one] [--jobs=N] [--reps=N]
+ * `--fresh`: each run on a pool of its own, opened (and its threads warmed) before the run and closed
+ * after it, so that only one pool is alive at a time: the other pool's idle threads (which, parked,
+ * wake every few ms: see src/internal/park.ts) cannot touch the run.
+ *
+ * node bench/probe/ab.ts --old=/path/to/old/tree [--kind=cpu|noop] [--mode=all|one] [--jobs=N] [--reps=N] [--fresh]
  */
 import { Effect, Exit, Scope } from "effect"
 import { loadavg } from "node:os"
@@ -61,8 +65,22 @@ const median = (xs: Array<number>) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
-const old = await open(trees.old)
-const neu = await open(trees.new)
+const fresh = process.argv.includes("--fresh")
+type Side = { run: () => Promise<{ wall: number; cpu: number }>; close: () => Promise<void> }
+/** With --fresh: opens the pool for each run and closes it after. */
+const each = (tree: string): Side => ({
+  run: async () => {
+    const side = await open(tree)
+    try {
+      return await side.run()
+    } finally {
+      await side.close()
+    }
+  },
+  close: async () => {}
+})
+const old: Side = fresh ? each(trees.old) : await open(trees.old)
+const neu: Side = fresh ? each(trees.new) : await open(trees.new)
 const walls: Array<number> = [], cpus: Array<number> = [], loads: Array<number> = []
 for (let rep = 0; rep < reps; rep++) {
   loads.push(loadavg()[0]!)
@@ -75,6 +93,6 @@ for (let rep = 0; rep < reps; rep++) {
   cpus.push(n.cpu / o.cpu)
   console.log(`rep ${rep}: old ${(o.wall * 1000 / jobs).toFixed(1)} us/task (main cpu ${o.cpu.toFixed(1)} us), new ${(n.wall * 1000 / jobs).toFixed(1)} us/task (main cpu ${n.cpu.toFixed(1)} us)`)
 }
-console.log(`${kind} ${mode}, ${jobs} tasks, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}: median new/old wall ${median(walls).toFixed(3)}, main cpu ${median(cpus).toFixed(3)}`)
+console.log(`${kind} ${mode}${fresh ? " (a fresh pool per run)" : ""}, ${jobs} tasks, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}: median new/old wall ${median(walls).toFixed(3)}, main cpu ${median(cpus).toFixed(3)}`)
 await old.close()
 await neu.close()

@@ -176,10 +176,11 @@ export const scenario: Scenario = {
     "Only piscina's two rows are anchors (the targets are set against piscina); a ratio to the other way's anchor compares " +
       "two different things and is there only because the table gives every row a ratio to every anchor.",
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted " +
-      "at once). By default an idle piscina thread blocks in `Atomics.wait` and reads its next task with `receiveMessageOnPort`, " +
-      "woken by `Atomics.notify`; the floor, ours and the others wait for the message in the thread's event loop. " +
+      "at once). By default an idle piscina thread, and an idle thread of ours while its event loop has nothing else to wait " +
+      "for (docs/threads.md), blocks in `Atomics.wait` and reads its next task with `receiveMessageOnPort`, woken by " +
+      "`Atomics.notify`; the floor and the others wait for the message in the thread's event loop. " +
       "On this machine (a virtual machine with 2 cores) waking a thread that way costs far more than the work of a no-op task, " +
-      "so piscina can beat the hand-written floor one at a time: the floor is the least code, not the fastest wake-up.",
+      "so a parked pool can beat the hand-written floor one at a time: the floor is the least code, not the fastest wake-up.",
     "The floor sends job numbers to the threads in turn and reads the results in order per thread: no ids, no queue, no promise per task.",
     "One at a time is the noisiest number here: most of a round trip is the time the machine takes to wake a sleeping thread, " +
       "which on this shared virtual machine changes with the load of its neighbours. In one full run the same contestant's runs " +
