@@ -535,7 +535,6 @@ export const serve = <R = never, E = never>(
     }
     const receive = (data: unknown) => {
       open(data, handle)
-      parker!.schedule()
     }
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this
     // thread's stack): the pool finds out which tasks it carried and fails them
@@ -545,9 +544,13 @@ export const serve = <R = never, E = never>(
       counter: pool.wake,
       idle: () => running.size === 0 && offers.length === 0 && !closing && progressTimer === undefined,
       receive,
-      unreadable
+      unreadable,
+      flush: () => outbox.flush()
     })
-    port.on("message", receive)
+    port.on("message", (data: unknown) => {
+      receive(data)
+      parker!.schedule()
+    })
     port.on("messageerror", unreadable)
     // the start's resolve cache (threadMain.ts) is done: later imports resolve as Node resolves them
     pool.started?.()

@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import * as PoolError from "../src/PoolError.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Anything, ClearTimer, Nap, Parked, SetTimer } from "./fixtures/park-tasks.ts"
+import { Anything, ClearTimer, LeavePromise, Nap, Parked, SetTimer } from "./fixtures/park-tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 const makePool = (options: Partial<ThreadPool.Options> = {}) =>
@@ -68,6 +68,15 @@ describe("ThreadPool: an idle thread parks", () => {
       yield* pool.run(SetTimer, 30)
       yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the timer fired")
       assert.isBelow(Date.now() - started, 5_000)
+    }))
+
+  it.live("a promise left behind by a task that ran parked runs, though the thread stays idle", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool()
+      // back to back: the task comes while the thread is parked, is answered, and the thread parks on
+      yield* parksAgain(pool)
+      yield* pool.run(LeavePromise, 0)
+      yield* waitFor(Effect.sync(() => Atomics.load(counters, 2) === 1), "the promise ran")
     }))
 
   it.live("a task sent to a parked thread can be cancelled; it runs its finalizers", () =>

@@ -17,15 +17,17 @@
  *   `PARK_MS`).
  *
  * Parking happens in a `setImmediate` callback, so every microtask (an answer in the outbox, a
- * promise of user code) has run first; after the messages a wake brings, the thread returns to its
- * event loop and parks again from its next turn, if still idle. `Worker.terminate` ends a parked
- * thread as any other.
+ * promise of user code) has run first. Tasks a wake brings that end as they start (`Effect.sync`)
+ * are answered at once and the thread stays parked, with the same checks; one that needs the event
+ * loop (a fiber, a timer) sends the thread back to it, to park again from its next turn. Either way
+ * the loop gets a turn at least every `PARK_MS`: a promise left behind by a task's synchronous code
+ * runs by then. `Worker.terminate` ends a parked thread as any other.
  *
  * @internal
  */
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads"
 
-/** The longest a thread stays parked before its event loop gets a turn. */
+/** The longest a thread stays parked (taking tasks or not) before its event loop gets a turn. */
 export const PARK_MS = 10
 
 /** Parks in a row with no message, after which the thread waits in its event loop (about a second). */
@@ -56,40 +58,55 @@ export const makeParker = (options: {
   readonly counter: Int32Array
   /** Nothing of the pool's in flight on this thread. */
   readonly idle: () => boolean
-  /** A message from the pool, as the port's 'message' listener gets it. */
+  /** A message from the pool, as the port's 'message' listener gets it (without scheduling a park). */
   readonly receive: (data: unknown) => void
   /** A message that could not be deserialized, as the port's 'messageerror' listener gets it. */
   readonly unreadable: (error: unknown) => void
+  /** Sends the answers queued for the end of this tick now. */
+  readonly flush: () => void
 }): Parker => {
-  const { counter, idle, port, receive, unreadable } = options
+  const { counter, flush, idle, port, receive, unreadable } = options
   let scheduled = false
-  /** Parks in a row that timed out. */
+  /** Parks in a row that timed out with no message. */
   let idleTurns = 0
+  /** Takes every message on the port; whether there was one. */
+  const drain = (): boolean => {
+    let received = false
+    for (;;) {
+      let entry: { message: unknown } | undefined
+      try {
+        entry = receiveMessageOnPort(port)
+      } catch (error) {
+        // the message is taken off the port either way
+        unreadable(error)
+        received = true
+        continue
+      }
+      if (entry === undefined) return received
+      received = true
+      receive(entry.message)
+    }
+  }
   const park = () => {
     scheduled = false
     if (!idle() || !loopIdle()) return
+    const deadline = performance.now() + PARK_MS
     // read before the port: a post after this read changes the counter, and the wait returns at once
     let seen = Atomics.load(counter, 0)
+    let received = false
     for (;;) {
-      let received = false
-      for (;;) {
-        let entry: { message: unknown } | undefined
-        try {
-          entry = receiveMessageOnPort(port)
-        } catch (error) {
-          // the message is taken off the port either way
-          unreadable(error)
-          received = true
-          continue
-        }
-        if (entry === undefined) break
+      if (drain()) {
         received = true
-        receive(entry.message)
+        // what they started (a fiber, a timer) needs the event loop: it takes over, and parks again after
+        if (!idle() || !loopIdle()) return schedule()
+        // they ended as they started (Effect.sync): their answers go now, and the thread stays parked.
+        // A promise their code left behind runs at the loop's next turn, by the deadline
+        flush()
       }
-      // what they started runs in the event loop (answers go out as microtasks); park again after
-      if (received) return schedule()
-      if (Atomics.wait(counter, 0, seen, PARK_MS) === "timed-out") {
-        if (++idleTurns < IDLE_TURNS) later()
+      const left = deadline - performance.now()
+      if (left <= 0 || Atomics.wait(counter, 0, seen, left) === "timed-out") {
+        if (received) schedule()
+        else if (++idleTurns < IDLE_TURNS) later()
         return
       }
       seen = Atomics.load(counter, 0)
