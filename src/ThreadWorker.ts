@@ -533,8 +533,10 @@ export const serve = <R = never, E = never>(
         post({ _: "synced", n: message.n, running: [...running.keys(), ...offers.map((run) => run[0])] })
       } else close()
     }
-    const receive = (data: unknown) => {
+    // true for a batch of messages (a backlog: see park.ts)
+    const receive = (data: unknown): boolean => {
       open(data, handle)
+      return Array.isArray(data) && typeof data[0] !== "number"
     }
     // a message from the pool this thread cannot deserialize (a payload nested deeper than this
     // thread's stack): the pool finds out which tasks it carried and fails them
@@ -548,8 +550,7 @@ export const serve = <R = never, E = never>(
       flush: () => outbox.flush()
     })
     port.on("message", (data: unknown) => {
-      receive(data)
-      parker!.schedule()
+      if (!receive(data)) parker!.schedule()
     })
     port.on("messageerror", unreadable)
     // the start's resolve cache (threadMain.ts) is done: later imports resolve as Node resolves them

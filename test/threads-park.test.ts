@@ -53,6 +53,18 @@ describe("ThreadPool: an idle thread parks", () => {
       assert.isAtLeast(parked, 20, `${parked} of 40 tasks taken parked`)
     }))
 
+  it.live("a batch of tasks (a backlog) sends the thread back to its event loop; a single task later parks it again", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool()
+      yield* parksAgain(pool)
+      // submitted in one tick: the first task and those sent ahead of it travel in one message
+      const handles = yield* Effect.all(Array.from({ length: 6 }, (_, i) => pool.submit(Parked, i)))
+      for (const handle of handles) yield* handle.await
+      // the thread did not park after the batch: the next task comes through its event loop
+      assert.strictEqual(yield* pool.run(Parked, 0), 0)
+      yield* parksAgain(pool)
+    }))
+
   it.live("a thread with a timer of user code pending stays in its event loop, and the timer fires on time", () =>
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool()
