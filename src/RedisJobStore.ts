@@ -50,7 +50,10 @@ import * as RedisStore from "./internal/store/redis.ts"
 export interface RedisJobStoreOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); a `Redacted` keeps the password out of logs. */
   readonly url: string | Redacted.Redacted<string>
-  /** What every key starts with (`{<prefix>:<queue>}:...`); default `workpool`. One prefix, one set of queues. */
+  /**
+   * What every key starts with (`{<prefix>:<queue>}:...`); default `workpool`. One prefix, one set of
+   * queues. Letters, digits, `_`, `.`, `-`: no `:` (prefixes `p` and `p:x` would share queues).
+   */
   readonly prefix?: string | undefined
   /** How long to wait for a connection to open; default 10 seconds. */
   readonly connectTimeout?: Duration.Input | undefined

@@ -26,7 +26,7 @@ const prefixes: Array<string> = []
 let n = 0
 /** A key prefix of its own, whose keys are deleted after the file's tests. */
 export const freshPrefix = () => {
-  const prefix = `wp-test:${process.pid}:${Date.now().toString(36)}:${++n}`
+  const prefix = `wp-test-${process.pid}-${Date.now().toString(36)}-${++n}`
   prefixes.push(prefix)
   return prefix
 }

@@ -63,7 +63,7 @@ type Wakes = Wake | ReadonlyArray<Wake> | undefined
 
 export interface Config {
   readonly url: Redacted.Redacted
-  /** Every key starts with `{<prefix>:` (a queue's) or is `{<prefix>}:...`: one Redis, several stores. */
+  /** Every key starts with `{<prefix>:` (a queue's) or is `{<prefix>}:...`: one Redis, several stores (a prefix has no ':'). */
   readonly prefix: string
   readonly connectTimeout: number
   /** `url` is one node of a Redis Cluster; the client finds the others. */
@@ -94,8 +94,10 @@ export const options = (options: {
       }
       if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the redis:// URL")
       const prefix = options.prefix ?? "workpool"
-      if (typeof prefix !== "string" || !/^[A-Za-z0-9_.:-]{1,100}$/.test(prefix)) {
-        config.fail("prefix", prefix, "expected 1 to 100 letters, digits or _ . : - (no braces: it is in the hash tag)")
+      // no ':': a queue's keys are {<prefix>:<queue>}, and queue names may hold ':', so prefixes p and
+      // p:x would share p's queue x:q as p:x's queue q; no braces: the prefix is in the hash tag
+      if (typeof prefix !== "string" || !/^[A-Za-z0-9_.-]{1,100}$/.test(prefix)) {
+        config.fail("prefix", prefix, "expected 1 to 100 letters, digits or _ . - (no ':', which ends the prefix in a queue's keys; no braces: it is in the hash tag)")
       }
       return {
         url: Redacted.make(url as string),

@@ -1,0 +1,69 @@
+/**
+ * The Redis store under hostile input: queue names with the characters its keys and ids use (`:`
+ * `{` `}`), unicode, the longest allowed; ids of the store's `<UUID>:<queue>` shape that name another
+ * queue, a missing one, or differ only in case; stores of different prefixes on one server.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { admin, enabled, freshPrefix, keysOf, url } from "./durable/redis.ts"
+
+if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
+else {
+  const layer = (prefix: string) => RedisJobStore.layer({ url: url!, prefix })
+  const keys = (prefix: string) => Effect.promise(() => admin((client) => keysOf(client, prefix)))
+
+  describe("the Redis store, hostile", () => {
+    it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
+      Effect.gen(function*() {
+        const names = [":", "a:b", "{", "}", "a}b{c", "{x}", "очередь ✓ 🚀", "q".repeat(999) + "}"]
+        for (const queue of names) {
+          const job = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue })
+          assert.strictEqual((yield* JobQueue.status(job.id)).queue, queue)
+          const queued = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue, delay: "1 hour" })
+          assert.strictEqual(yield* JobQueue.cancel(queued.id), "cancelled")
+        }
+        yield* JobQueue.consume({ queues: names, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 2 })
+        for (const queue of names) {
+          const job = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue })
+          assert.strictEqual(yield* JobQueue.await(Echo, job.id), 10)
+        }
+      }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix())), Effect.timeout("40 seconds")), { timeout: 60_000 })
+
+    it.live("an id of the store's shape naming another queue, a missing one, or in capitals: JobNotFound for status, await, cancel, redrive; no key is written; the real job is untouched", () => {
+      const prefix = freshPrefix()
+      return Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", delay: "1 hour" })
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "b", delay: "1 hour" })
+        const uuid = job.id.slice(0, 36)
+        const before = (yield* keys(prefix)).sort()
+        const forged = [`${uuid}:b`, `${uuid}:nowhere`, `${uuid}:`, `${uuid}:a:`, `${uuid.toUpperCase()}:a`, uuid, `${uuid}:a}`, `${uuid}:${"z".repeat(5000)}`]
+        for (const id of forged) {
+          for (const attempt of [JobQueue.status(id), JobQueue.cancel(id), JobQueue.redrive(id), JobQueue.await(Echo, id)] as const) {
+            const error = yield* Effect.flip(attempt as Effect.Effect<unknown, unknown, any>)
+            assert.strictEqual((error as { _tag: string })._tag, "JobNotFound", id)
+          }
+        }
+        assert.deepStrictEqual((yield* keys(prefix)).sort(), before)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "delayed")
+      }).pipe(Effect.provide(layer(prefix)), Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+
+    it.live("two stores whose prefixes differ by a ':' part cannot share a queue (p's queue x:q was p:x's queue q): a prefix with ':' fails typed, naming it", () => {
+      const outer = freshPrefix()
+      const inner = `${outer}:x`
+      return Effect.gen(function*() {
+        yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x:q" }), layer(outer))
+        const error = yield* Effect.flip(Effect.provide(JobQueue.stats("q"), layer(inner)))
+        assert.instanceOf(error, StoreError)
+        assert.include(error.message, `prefix`)
+        assert.include(error.message, JSON.stringify(inner))
+        assert.include(error.message, "no ':'")
+      }).pipe(Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+  })
+}
