@@ -4,13 +4,14 @@
  * queue, a missing one, or differ only in case; stores of different prefixes on one server.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshPrefix, keysOf, url } from "./durable/redis.ts"
+import { admin, blocked, enabled, freshPrefix, keysOf, url } from "./durable/redis.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
 
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -64,6 +65,26 @@ else {
         assert.include(error.message, JSON.stringify(inner))
         assert.include(error.message, "no ':'")
       }).pipe(Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+
+    it.live("two processes idle on one queue, each handling other tasks: a job of the second's task is not left to its poll when the first one's watch takes its wake-up (it claims nothing)", () => {
+      const prefix = freshPrefix()
+      return Effect.gen(function*() {
+        // the first process handles Work only, and blocks on the queue's marker first
+        const first = yield* Layer.build(layer(prefix))
+        yield* JobQueue.consume({ handlers: [Task.handle(Work, ({ n }) => Effect.succeed(n))], concurrency: 1, poll: "1 hour" }).pipe(
+          Effect.provideContext(first)
+        )
+        yield* Effect.promise(() => blocked(prefix, 1))
+        // the second handles Echo only
+        yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+        yield* Effect.promise(() => blocked(prefix, 2))
+        const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(prefix))
+        // the first process takes the marker and claims nothing; the second's watch looks every 5 s
+        // (BLOCK_SECONDS): within that and a claim (it put the marker back, for the first to take
+        // again while it blocked first: 10 s and more)
+        assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("8 seconds")), 42)
+      }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("40 seconds"))
     }, { timeout: 60_000 })
   })
 }

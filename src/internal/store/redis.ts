@@ -341,7 +341,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         let look = true
         while (true) {
           while (idleOn(queue) === 0) yield* idleChanged.wait(60_000)
-          if (look) yield* run("orphans", queue, NOW(), String(HOLD_GRACE))
+          // ready jobs no marker tells of (lost, or taken by a store that claims other tasks): this
+          // store's idle consumers of the queue claim
+          if (look && (yield* run("orphans", queue, NOW(), String(HOLD_GRACE))) === 1) signal.notify(queue)
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
           look = popped === null || (Array.isArray(popped) && popped.length === 0)
           if (look) continue

@@ -569,31 +569,32 @@ return 1
 `
 
 /**
- * ARGV: now, grace → 1 if it put a marker back, else 0. Run by an idle store's watch now and then:
- * a marker popped by a store that was then killed (kill -9, no finalizer) is gone, and its jobs
- * would wait for the others' poll. A job due now (ready) with no marker gets "0"; the soonest
- * delayed job gets "1" unless a store answers for it, or a sooner one (`B:held`), within `grace` ms
- * of that time (a live holder claims then, which moves its entry on).
+ * ARGV: now, grace → 1 if jobs are ready and no "0" marker says so, else 0. Run by an idle store's
+ * watch now and then: a marker popped by a store that was then killed (kill -9, no finalizer) is
+ * gone, and its jobs would wait for the others' poll. Ready jobs with no marker: the caller wakes
+ * its own idle consumers (a marker put back goes to the store blocked first, whose consumers may
+ * handle other tasks, claim nothing and drop it, again at every look). The soonest delayed job gets
+ * "1" unless a store answers for it, or a sooner one (`B:held`), within `grace` ms of that time (a
+ * live holder claims then, which moves its entry on).
  */
 export const ORPHANS = `${PRELUDE}
 local now = clock(ARGV[1])
 redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
 -- a paused queue's claims take nothing (its resume adds the marker)
 if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
-local put = 0
+local ready = 0
 if not redis.call("ZSCORE", B .. ":marker", "0") then
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
-      redis.call("ZADD", B .. ":marker", 0, "0")
-      put = 1
+      ready = 1
       break
     end
   end
 end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
-if not due[1] or redis.call("ZSCORE", B .. ":marker", "1") then return put end
+if not due[1] or redis.call("ZSCORE", B .. ":marker", "1") then return ready end
 local held = redis.call("ZRANGE", B .. ":held", 0, 0, "WITHSCORES")
-if held[1] and tonumber(held[2]) <= tonumber(due[2]) then return put end
+if held[1] and tonumber(held[2]) <= tonumber(due[2]) then return ready end
 markDue(due[2])
-return 1
+return ready
 `
