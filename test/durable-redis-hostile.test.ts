@@ -4,7 +4,10 @@
  * queue, a missing one, or differ only in case; stores of different prefixes on one server.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import { Context, Effect, Fiber, Layer } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import * as RedisStore from "../src/internal/store/redis.ts"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
@@ -16,6 +19,7 @@ import { Work } from "./fixtures/durable-tasks.ts"
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
   const layer = (prefix: string) => RedisJobStore.layer({ url: url!, prefix })
+  const HOUR = 3_600_000
   const keys = (prefix: string) => Effect.promise(() => admin((client) => keysOf(client, prefix)))
 
   describe("the Redis store, hostile", () => {
@@ -85,6 +89,33 @@ else {
         // again while it blocked first: 10 s and more)
         assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("8 seconds")), 42)
       }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+
+    it.live("a job that ends or is cancelled wakes this process's awaiter at once (poll 1 hour), and not its idle consumer of another queue", () => {
+      const prefix = freshPrefix()
+      return Effect.gen(function*() {
+        const client = yield* Layer.build(NodeRedis.layer({ url: url!, name: `effect-workpool:${prefix}`, maxConnections: RedisStore.WATCH_CONNECTIONS }))
+        const store = yield* Effect.provideService(
+          Effect.flatMap(RedisStore.options({ url: url!, prefix }), RedisStore.make),
+          Redis.Redis,
+          Context.get(client, Redis.Redis)
+        )
+        const job = (queue: string) => ({ queue, task: "Echo", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const request = (queue: string) => ({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.strictEqual((yield* store.claim(request("b"))).claims.length, 0)
+        const idleOfB = yield* Effect.forkChild(store.wait(HOUR, yield* store.version, ["b"]))
+        yield* Effect.promise(() => blocked(prefix))
+        for (const end of ["settle", "cancel"] as const) {
+          const made = yield* store.enqueue(job("a"))
+          const claimed = end === "settle" ? (yield* store.claim(request("a"))).claims[0]! : undefined
+          const awaiter = yield* Effect.forkChild(store.wait(HOUR, yield* store.version))
+          yield* Effect.yieldNow
+          if (claimed !== undefined) assert.isTrue(yield* store.settle(claimed.token, { _tag: "Final", state: "succeeded", exit: null }))
+          else assert.strictEqual(yield* store.cancel(made.id), "cancelled")
+          yield* Fiber.join(awaiter).pipe(Effect.timeout("5 seconds"))
+        }
+        assert.isUndefined(idleOfB.pollUnsafe(), "the idle consumer of b was woken by jobs of a ending")
+      }).pipe(Effect.scoped, Effect.timeout("40 seconds"))
     }, { timeout: 60_000 })
   })
 }
