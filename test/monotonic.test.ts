@@ -6,26 +6,13 @@ import * as ThreadPool from "../src/ThreadPool.ts"
 import { StepBack } from "./fixtures/clock-tasks.ts"
 import { Crash } from "./fixtures/tasks.ts"
 import { settle, waitFor } from "./helpers.ts"
+import { shiftedClock } from "./fixtures/shiftedClock.ts"
 
 /**
  * The test clock with a wall clock that can be stepped (`jump`), as NTP or a VM resume steps a
  * real one: its monotonic time and its sleeps are the test clock's, untouched by a jump.
  */
-const jumpingClock = Effect.map(Clock.Clock, (test) => {
-  let offset = 0
-  const millis = () => test.currentTimeMillisUnsafe() + offset
-  const nanos = () => BigInt(millis()) * 1_000_000n
-  const clock: Clock.Clock = {
-    currentTimeMillisUnsafe: millis,
-    currentTimeMillis: Effect.sync(millis),
-    currentTimeNanosUnsafe: nanos,
-    currentTimeNanos: Effect.sync(nanos),
-    monotonicTimeNanosUnsafe: () => test.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: test.monotonicTimeNanos,
-    sleep: (duration) => test.sleep(duration)
-  }
-  return { clock, jump: (millis: number) => void (offset += millis) }
-})
+const jumpingClock = Effect.map(shiftedClock({ wallOnly: true }), ({ clock, shift }) => ({ clock, jump: shift }))
 
 const HOUR = 3_600_000
 

@@ -15,26 +15,13 @@ import { PoolError } from "../src/index.ts"
 import { AnswerThenBlock, Hold, Mark } from "./fixtures/tasks.ts"
 import { addsUp, blockPast, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
+import { shiftedClock } from "./fixtures/shiftedClock.ts"
 
 /**
  * The live clock plus the milliseconds `spend` adds: the pool's time passes a deadline at once,
  * while its timer, a real one, is still far off (as when the event loop is late).
  */
-const spendingClock = Effect.map(Clock.Clock, (live) => {
-  let spent = 0
-  const millis = () => live.currentTimeMillisUnsafe() + spent
-  const nanos = () => BigInt(millis()) * 1_000_000n
-  const clock: Clock.Clock = {
-    currentTimeMillisUnsafe: millis,
-    currentTimeMillis: Effect.sync(millis),
-    currentTimeNanosUnsafe: nanos,
-    currentTimeNanos: Effect.sync(nanos),
-    monotonicTimeNanosUnsafe: nanos,
-    monotonicTimeNanos: Effect.sync(nanos),
-    sleep: (duration) => live.sleep(duration)
-  }
-  return { clock, spend: (millis: number) => void (spent += millis) }
-})
+const spendingClock = Effect.map(shiftedClock(), ({ clock, shift }) => ({ clock, spend: shift }))
 
 const handoverWorker = new URL("./fixtures/handover-worker.ts", import.meta.url)
 

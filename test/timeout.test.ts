@@ -3,26 +3,13 @@ import { Clock, Deferred, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { settle } from "./helpers.ts"
+import { shiftedClock } from "./fixtures/shiftedClock.ts"
 
 /**
  * A clock that is the test clock plus the milliseconds `spend` adds: a synchronous job spends them,
  * as a real clock moves while such a job runs (the test clock cannot move during synchronous code).
  */
-const spendingClock = Effect.map(Clock.Clock, (test) => {
-  let spent = 0
-  const millis = () => test.currentTimeMillisUnsafe() + spent
-  const nanos = () => BigInt(millis()) * 1_000_000n
-  const clock: Clock.Clock = {
-    currentTimeMillisUnsafe: millis,
-    currentTimeMillis: Effect.sync(millis),
-    currentTimeNanosUnsafe: nanos,
-    currentTimeNanos: Effect.sync(nanos),
-    monotonicTimeNanosUnsafe: nanos,
-    monotonicTimeNanos: Effect.sync(nanos),
-    sleep: (duration) => test.sleep(duration)
-  }
-  return { clock, spend: (millis: number) => void (spent += millis) }
-})
+const spendingClock = Effect.map(shiftedClock(), ({ clock, shift }) => ({ clock, spend: shift }))
 
 describe("timeouts", () => {
   it.effect("the pool's timeout counts from the start and interrupts the job", () =>
