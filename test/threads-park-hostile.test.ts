@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Broadcast, Daemon, HParked, ReadFile, Ticks, WaitAsync } from "./fixtures/park-hostile-tasks.ts"
+import { Broadcast, Bytes, Daemon, ExitLater, HParked, ReadFile, Ticks, WaitAsync } from "./fixtures/park-hostile-tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 const makePool = (options: Partial<ThreadPool.Options> = {}) =>
@@ -97,6 +97,45 @@ describe("ThreadPool: parked threads against user code", () => {
       yield* pool.run(ReadFile, path)
       yield* waitFor(Effect.map(cell(cells, 6), (v) => v > 0), "the read ended")
       yield* parksAgain(pool)
+    }))
+
+  it.live("a parked thread takes transferred and shared buffers; shutdownNow ends parked threads", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 2 })
+      yield* parksAgain(pool)
+      const shared = new Int32Array(new SharedArrayBuffer(4))
+      for (let i = 1; i <= 5; i++) {
+        const bytes = new Uint8Array(1000 * i)
+        yield* sleep(20)
+        const n = yield* pool.run(Bytes, { bytes, shared }, { transfer: [bytes.buffer] })
+        assert.strictEqual(n, 1000 * i + i)
+        assert.strictEqual(bytes.byteLength, 0, "the buffer was transferred")
+      }
+      assert.strictEqual(Atomics.load(shared, 0), 5)
+      yield* parksAgain(pool)
+      const unstarted = yield* pool.shutdownNow.pipe(Effect.timeout("30 seconds"))
+      assert.strictEqual(unstarted.length, 0)
+      yield* waitFor(Effect.map(pool.threads, (n) => n === 0), "no thread left")
+    }))
+
+  it.live("a thread that exits between parks (an unref'd timer of user code) is replaced; no task is lost", () =>
+    Effect.gen(function*() {
+      const { cells, pool } = yield* makePool()
+      yield* parksAgain(pool)
+      yield* pool.run(ExitLater, 50)
+      yield* waitFor(Effect.map(cell(cells, 7), (v) => v === 1), "the thread's timer fired")
+      // a task sent as the thread exits may reach it (WorkerCrashed, parked or not): at most one
+      const first = yield* Effect.exit(pool.run(HParked, 0))
+      if (first._tag === "Failure") {
+        assert.match(String(first.cause), /WorkerCrashed/)
+      }
+      const results = yield* Effect.all(Array.from({ length: 20 }, (_, i) => pool.run(HParked, i)), { concurrency: 2 })
+      assert.strictEqual(results.length, 20)
+      yield* parksAgain(pool)
+      const stats = yield* pool.stats
+      const crashed = first._tag === "Failure" ? 1 : 0
+      assert.strictEqual(stats.succeeded + crashed, stats.submitted, JSON.stringify(stats))
+      assert.strictEqual(stats.running + stats.queued, 0, JSON.stringify(stats))
     }))
 
   it.live("many pools in one process: every task ends once, each pool's threads park on their own", () =>
