@@ -9,10 +9,9 @@
  * a fiber never calls it, which is how these tests tell the two paths apart.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schema, SchemaGetter } from "effect"
-import * as Task from "../src/Task.ts"
+import { Effect, Exit, Fiber } from "effect"
 import { Echo, Hold, Mark, Peers, Sleep, Spin, ThreadId } from "./fixtures/tasks.ts"
-import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { addsUp, encodeHookedPeers, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { recordingTracer, settle, waitFor } from "./helpers.ts"
 
 /**
@@ -141,25 +140,12 @@ describe("ThreadPool: tasks started without a main-thread fiber", () => {
     Effect.gen(function*() {
       const { counters, pool } = yield* makePool({ threads: 1 })
       // the thread's Peers, whose payload runs the caller's code as it is encoded
-      let encoding: (() => void) | undefined
-      const Hooked = Task.make("Peers", {
-        payload: Schema.Number.pipe(Schema.decodeTo(Schema.Number, {
-          decode: SchemaGetter.transform((millis) => millis),
-          encode: SchemaGetter.transform((millis) => {
-            encoding?.()
-            return millis
-          })
-        })),
-        success: Schema.Number
-      })
+      const { once, task: Hooked } = encodeHookedPeers()
       const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
       yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "the first task started", { until: (n) => n === 1 })
       // a transfer list: not offered to the busy thread, so it is encoded only as it starts
       const hooked = yield* pool.submit(Hooked, 60_000, { transfer: [new ArrayBuffer(8)] })
-      encoding = () => {
-        encoding = undefined
-        Effect.runFork(hooked.interrupt)
-      }
+      once(() => Effect.runFork(hooked.interrupt))
       Atomics.store(counters, 1, 1)
       assert.strictEqual(yield* first.await, 0)
       assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(hooked.await)))

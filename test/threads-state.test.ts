@@ -4,14 +4,13 @@
  * off, and how many threads it wants after a resize that did not get them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schema, SchemaGetter, Tracer } from "effect"
+import { Effect, Exit, Fiber, Tracer } from "effect"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import * as Task from "../src/Task.ts"
 import * as Scheduler from "../src/internal/scheduler.ts"
 import type { ThreadExecutor } from "../src/internal/threadExecutor.ts"
 import { Traced } from "./fixtures/observe-tasks.ts"
 import { Hold, Peers } from "./fixtures/tasks.ts"
-import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { addsUp, encodeHookedPeers, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
 
 const executorOf = (pool: ThreadPool.ThreadPool) => Scheduler.schedulerOf(pool).executor as ThreadExecutor
@@ -22,24 +21,11 @@ describe("ThreadPool: what it keeps", () => {
       const { spans, tracer } = recordingTracer()
       const { counters, pool } = yield* makePool({ threads: 1 })
       // the thread's Peers, whose payload runs the caller's code as it is encoded: as its job starts
-      let encoding: (() => void) | undefined
-      const Hooked = Task.make("Peers", {
-        payload: Schema.Number.pipe(Schema.decodeTo(Schema.Number, {
-          decode: SchemaGetter.transform((millis) => millis),
-          encode: SchemaGetter.transform((millis) => {
-            encoding?.()
-            return millis
-          })
-        })),
-        success: Schema.Number
-      })
+      const { once, task: Hooked } = encodeHookedPeers()
       const first = yield* pool.submit(Hold, { mark: 0, release: 1 })
       yield* waitFor(Effect.sync(() => Atomics.load(counters, 0) === 1), "the first task started")
       const hooked = yield* pool.submit(Hooked, 60_000).pipe(Effect.withSpan("request"), Effect.withTracer(tracer))
-      encoding = () => {
-        encoding = undefined
-        Effect.runFork(hooked.interrupt)
-      }
+      once(() => Effect.runFork(hooked.interrupt))
       Atomics.store(counters, 1, 1)
       assert.strictEqual(yield* first.await, 0)
       assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(hooked.await)))
