@@ -5,7 +5,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Broadcast, Bytes, Daemon, ExitLater, HParked, ReadFile, Ticks, WaitAsync } from "./fixtures/park-hostile-tasks.ts"
+import { Broadcast, Bytes, Daemon, ExitLater, ReadFile, Ticks, WaitAsync } from "./fixtures/park-hostile-tasks.ts"
+import { Parked } from "./fixtures/park-tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 const makePool = (options: Partial<ThreadPool.Options> = {}) =>
@@ -22,12 +23,12 @@ const makePool = (options: Partial<ThreadPool.Options> = {}) =>
 
 const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
 
-/** Runs `HParked` tasks (20 ms apart) until one is taken parked; fails after 100. */
+/** Runs `Parked` tasks (20 ms apart) until one is taken parked; fails after 100. */
 const parksAgain = (pool: ThreadPool.ThreadPool) =>
   Effect.gen(function*() {
     for (let i = 0; i < 100; i++) {
       yield* sleep(20)
-      if ((yield* pool.run(HParked, i)) === 1) return
+      if ((yield* pool.run(Parked, i)) === 1) return
     }
     assert.fail("the thread never parked again")
   })
@@ -125,11 +126,11 @@ describe("ThreadPool: parked threads against user code", () => {
       yield* pool.run(ExitLater, 50)
       yield* waitFor(Effect.map(cell(cells, 7), (v) => v === 1), "the thread's timer fired")
       // a task sent as the thread exits may reach it (WorkerCrashed, parked or not): at most one
-      const first = yield* Effect.exit(pool.run(HParked, 0))
+      const first = yield* Effect.exit(pool.run(Parked, 0))
       if (first._tag === "Failure") {
         assert.match(String(first.cause), /WorkerCrashed/)
       }
-      const results = yield* Effect.all(Array.from({ length: 20 }, (_, i) => pool.run(HParked, i)), { concurrency: 2 })
+      const results = yield* Effect.all(Array.from({ length: 20 }, (_, i) => pool.run(Parked, i)), { concurrency: 2 })
       assert.strictEqual(results.length, 20)
       yield* parksAgain(pool)
       const stats = yield* pool.stats
@@ -144,7 +145,7 @@ describe("ThreadPool: parked threads against user code", () => {
       for (const { pool } of pools) yield* parksAgain(pool)
       const results = yield* Effect.all(
         pools.map(({ pool }) =>
-          Effect.all(Array.from({ length: 200 }, (_, i) => pool.run(HParked, i).pipe(Effect.as(1))), { concurrency: 3 })
+          Effect.all(Array.from({ length: 200 }, (_, i) => pool.run(Parked, i).pipe(Effect.as(1))), { concurrency: 3 })
         ),
         { concurrency: "unbounded" }
       )
