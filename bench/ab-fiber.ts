@@ -15,7 +15,7 @@ import { Effect, Exit, Scope } from "effect"
 import { loadavg } from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
-import * as v8 from "node:v8"
+import { allocatedBy } from "./allocated.ts"
 import { work } from "./tally.ts"
 
 const arg = (name: string, otherwise: string) =>
@@ -57,20 +57,8 @@ interface Sample {
 
 const measure = async (run: () => Promise<unknown>): Promise<Sample> => {
   gc()
-  const heapBefore = process.memoryUsage().heapUsed
-  const profiler = new v8.GCProfiler()
-  profiler.start()
-  const cpu0 = process.cpuUsage()
-  const t0 = performance.now()
-  await run()
-  const wall = performance.now() - t0
-  const cpu = process.cpuUsage(cpu0)
-  const heapAfter = process.memoryUsage().heapUsed
-  let freed = 0
-  for (const { afterGC, beforeGC } of profiler.stop()?.statistics ?? []) {
-    freed += beforeGC.heapStatistics.usedHeapSize - afterGC.heapStatistics.usedHeapSize
-  }
-  return { wall, cpu: (cpu.user + cpu.system) / 1000, bytes: (freed + heapAfter - heapBefore) / JOBS }
+  const { bytes, cpu, wall } = await allocatedBy(run)
+  return { wall, cpu, bytes: bytes / JOBS }
 }
 
 const runs = { old: await open(trees.old), new: await open(trees.new) }

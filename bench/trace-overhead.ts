@@ -9,8 +9,8 @@
  * the contestants whose name contains it (for a profile: `--cpu-prof`, `--heap-prof`).
  */
 import { Effect, Exit, Scope } from "effect"
-import * as v8 from "node:v8"
 import { WorkPool } from "../src/index.ts"
+import { allocatedBy } from "./allocated.ts"
 import { work } from "./tally.ts"
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith("--"))
@@ -94,23 +94,9 @@ const measure = async (prepare: () => Promise<Trial>): Promise<Sample> => {
   const trial = await prepare()
   gc()
   gc()
-  const heapBefore = process.memoryUsage().heapUsed
-  const profiler = new v8.GCProfiler()
-  profiler.start()
-  const cpu0 = process.cpuUsage()
-  const t0 = performance.now()
-  await trial.run()
-  const wall = performance.now() - t0
-  const cpu = process.cpuUsage(cpu0)
-  const heapAfter = process.memoryUsage().heapUsed
-  let freed = 0
-  let scavenges = 0
-  for (const { afterGC, beforeGC, gcType } of profiler.stop()?.statistics ?? []) {
-    freed += beforeGC.heapStatistics.usedHeapSize - afterGC.heapStatistics.usedHeapSize
-    if (gcType === "Scavenge") scavenges++
-  }
+  const { bytes, cpu, scavenges, wall } = await allocatedBy(trial.run)
   await trial.teardown?.()
-  return { wall, cpu: (cpu.user + cpu.system) / 1000, bytesPerJob: (freed + heapAfter - heapBefore) / JOBS, scavenges }
+  return { wall, cpu, bytesPerJob: bytes / JOBS, scavenges }
 }
 
 const chosen = Object.entries(contestants).filter(([name]) => only === undefined || name.includes(only))

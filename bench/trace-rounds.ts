@@ -17,8 +17,8 @@
  * which shares Node's timer lists but not this hook). Not part of `npm run bench`.
  */
 import { Effect, Exit, Scope } from "effect"
-import * as v8 from "node:v8"
 import { WorkPool } from "../src/index.ts"
+import { allocatedBy } from "./allocated.ts"
 
 const JOBS = 10_000
 const CONCURRENCY = 100
@@ -115,20 +115,8 @@ interface Sample {
 const measure = async (prepare: () => Promise<() => Promise<unknown>>): Promise<Sample> => {
   const run = await prepare()
   gc()
-  const heapBefore = process.memoryUsage().heapUsed
-  const profiler = new v8.GCProfiler()
-  profiler.start()
   firings = []
-  const cpu0 = process.cpuUsage()
-  const t0 = performance.now()
-  await run()
-  const wall = performance.now() - t0
-  const cpu = process.cpuUsage(cpu0)
-  const heapAfter = process.memoryUsage().heapUsed
-  let freed = 0
-  for (const { afterGC, beforeGC } of profiler.stop()?.statistics ?? []) {
-    freed += beforeGC.heapStatistics.usedHeapSize - afterGC.heapStatistics.usedHeapSize
-  }
+  const { bytes, cpu, wall } = await allocatedBy(run)
   const rounds: Array<{ first: number; end: number }> = []
   for (let i = 0; i < firings.length; i += 2) {
     const last = rounds.at(-1)
@@ -144,11 +132,11 @@ const measure = async (prepare: () => Promise<() => Promise<unknown>>): Promise<
   const between = Math.max(1, rounds.length - 1)
   return {
     wall,
-    cpu: (cpu.user + cpu.system) / 1000,
+    cpu,
     rounds: rounds.length,
     busy: busy / between,
     gap: gap / between,
-    bytesPerJob: (freed + heapAfter - heapBefore) / JOBS
+    bytesPerJob: bytes / JOBS
   }
 }
 
