@@ -112,11 +112,6 @@ export class RateLimiter {
   }
 }
 
-/**
- * Milliseconds of the Clock's monotonic time, from its own origin (the store's signal and the
- * durable consumer read it; a pool's gate keeps a `Monotonic.millis` reader, cheaper and exact).
- */
-export const monotonicMillis = (clock: Clock.Clock): number => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
 
 /** What the gate needs of its scheduler. */
 interface Pumped {

@@ -27,6 +27,7 @@ import { DONE } from "../scheduler.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced } from "../jobContext.ts"
+import * as Monotonic from "../monotonic.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
@@ -156,6 +157,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const reapPolicies: Record<string, ReadonlyArray<number>> = {}
     for (const [name, policy] of config.retryPolicies) reapPolicies[name] = reaperBackoff(policy, context as never)
     const clock = yield* Clock.Clock
+    /** The Clock's monotonic time, for this consumer's own rate limit. */
+    const monotonic = Monotonic.millis(clock)
     let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
     /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
     let held = 0
@@ -407,7 +410,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           continue
         }
         // this consumer's own limit: claim only what may start now (a claim holds a lease)
-        const now = RateLimits.monotonicMillis(clock)
+        const now = monotonic()
         const allowed = limiter === undefined ? free : limiter.available(now, free)
         if (allowed <= 0) {
           held = free

@@ -24,7 +24,7 @@
  * @internal
  */
 import { type Clock, Effect } from "effect"
-import { monotonicMillis } from "../rateLimit.ts"
+import * as Monotonic from "../monotonic.ts"
 
 export interface Signal {
   /** A change of `key`, or (none) of everything. */
@@ -62,6 +62,8 @@ export const UNKEYED = "\u0000unkeyed"
 
 export const makeSignal = (options: SignalOptions = {}): Signal => {
   const { clock, onWait } = options
+  /** `clock`'s monotonic time, in which `notifyIn`'s times are kept. */
+  const now = clock === undefined ? undefined : Monotonic.millis(clock)
   let waiters: Array<Waiter> = []
   let version = 0
   /** The version of the last change of each key (ALL: of everything). */
@@ -85,7 +87,7 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
   }
   const notifyIn = (millis: number, key: string = ALL) => {
     if (clock === undefined || !(millis > 0)) return notify(key)
-    const at = monotonicMillis(clock) + millis
+    const at = now!() + millis
     if (at >= (dueAt.get(key) ?? Infinity)) return
     dueAt.set(key, at)
     // the waiters sleep again, to the new time (no change yet: the version stays)
@@ -129,18 +131,18 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
     Effect.suspend(() => {
       const from = since ?? version
       const keys = keysOf(waitKeys)
-      const end = monotonicMillis(clock!) + millis
+      const end = now!() + millis
       const loop: Effect.Effect<void> = Effect.suspend(() => {
         if (changedSince(from, keys)) return Effect.void
-        const now = monotonicMillis(clock!)
+        const time = now!()
         const [key, at] = soonest(keys)
-        if (at <= now) {
+        if (at <= time) {
           dueAt.delete(key)
           notify(key)
           return Effect.void
         }
-        if (now >= end) return Effect.void
-        return Effect.andThen(Effect.raceFirst(next(from, keys), Effect.sleep(Math.min(end, at) - now)), loop)
+        if (time >= end) return Effect.void
+        return Effect.andThen(Effect.raceFirst(next(from, keys), Effect.sleep(Math.min(end, at) - time)), loop)
       })
       return loop
     })
