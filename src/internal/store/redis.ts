@@ -243,10 +243,13 @@ const makeTokens = () => {
  * tick (`repeat:...`) and an id of an older version (a bare UUID) are not of this shape: the index
  * has them.
  */
-const namedQueue = (id: string): string | undefined =>
-  id.length > 37 && id[36] === ":" && UUID.test(id.slice(0, 36)) ? id.slice(37) : undefined
+const namedQueue = (id: string): string | undefined => {
+  const queue = tokenQueue(id)
+  return queue !== undefined && UUID.test(id.slice(0, 36)) ? queue : undefined
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
+/** The queue a claim's token names, after its 36 characters and a ':' (see `tokens.of`); a job id's the same way. */
 const tokenQueue = (token: string): string | undefined => token.length > 37 && token[36] === ":" ? token.slice(37) : undefined
 
 /**
