@@ -23,6 +23,7 @@ import * as Tracer from "effect/Tracer"
 import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
+import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
@@ -105,8 +106,6 @@ const pool:
 // Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
 const IDENTIFIER = "~effect/Effect/identifier"
 const ARGS = "~effect/Effect/args"
-/** Where Effect 4.1 keeps the running fiber (`Fiber.getCurrent`), as internal/fiberExecutor.ts. */
-const CURRENT_FIBER = "~effect/Fiber/currentFiber"
 
 /** The prototype every `Effect.sync` shares, if it is the primitive expected (else every task gets a fiber). */
 const SYNC: object | undefined = (() => {
@@ -130,16 +129,7 @@ const runWithoutFiber = (effect: unknown): Exit.Exit<unknown, unknown> | undefin
   if (typeof thunk !== "function") return undefined
   // outside any fiber, as its own fiber would not be another task's: an offer starts as the task
   // before it ends, and that task's fiber may end inside another task's fiber (one that resumed it)
-  const globals = globalThis as Record<string, unknown>
-  const current = globals[CURRENT_FIBER]
-  if (current !== undefined) globals[CURRENT_FIBER] = undefined
-  try {
-    return Exit.succeed(thunk())
-  } catch (defect) {
-    return Exit.die(defect)
-  } finally {
-    if (current !== undefined) globals[CURRENT_FIBER] = current
-  }
+  return runThunk(thunk as () => unknown)
 }
 
 /** Whether `serve` was called in this thread. */

@@ -14,44 +14,12 @@
  * @internal
  */
 import { Context, Effect, Exit, Fiber, Scheduler } from "effect"
+import { leaveFiber, restoreFiber, runThunk } from "./fiberless.ts"
 import { IntMap } from "./intMap.ts"
 import { asCallback, asExit, type Callback, isFunction, notAnEffect, syncThunk } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
 import type { Executor, Job, Worker } from "./scheduler.ts"
 import type { Scheduler as PoolScheduler } from "./scheduler.ts"
-
-/** Where Effect 4.1 keeps the running fiber (`Fiber.getCurrent`). */
-const CURRENT_FIBER = "~effect/Fiber/currentFiber"
-
-/**
- * Leaves the current fiber: `Fiber.getCurrent()` is undefined until `restoreFiber`, so that a job's
- * function that runs without a fiber of its own never sees the submitter's (in the job's own fiber
- * it would see that fiber: a function that reads it needs one, see `asCallback`). Two calls around
- * the function rather than a function that takes it: a closure per job cost a trivial job 100 of
- * its 700 allocated bytes.
- */
-const leaveFiber = (): unknown => {
-  const current = (globalThis as Record<string, unknown>)[CURRENT_FIBER]
-  if (current !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = undefined
-  return current
-}
-
-/** Makes `fiber` (what `leaveFiber` returned) the current one again. */
-const restoreFiber = (fiber: unknown): void => {
-  if (fiber !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = fiber
-}
-
-/** Runs an `Effect.sync` function as its fiber would, outside any fiber: its value, or the defect it threw. */
-const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
-  const current = leaveFiber()
-  try {
-    return Exit.succeed(thunk())
-  } catch (defect) {
-    return Exit.die(defect)
-  } finally {
-    restoreFiber(current)
-  }
-}
 
 /** A callback job's phases while it waits on no fiber (see `startCallback`). */
 const REGISTERING = 0
