@@ -53,15 +53,16 @@ describe("ThreadPool: an idle thread parks", () => {
       assert.isAtLeast(parked, 20, `${parked} of 40 tasks taken parked`)
     }))
 
-  it.live("a batch of tasks (a backlog) sends the thread back to its event loop; a single task later parks it again", () =>
+  it.live("after a batch of tasks (a backlog) has run, a single task parks the thread again", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool()
       yield* parksAgain(pool)
       // submitted in one tick: the first task and those sent ahead of it travel in one message
       const handles = yield* Effect.all(Array.from({ length: 6 }, (_, i) => pool.submit(Parked, i)))
       for (const handle of handles) yield* handle.await
-      // the thread did not park after the batch: the next task comes through its event loop
-      assert.strictEqual(yield* pool.run(Parked, 0), 0)
+      // whether the next task comes through the event loop is a race (the thread parks again once
+      // its batch has ended, and the next task may come before or after): only that it parks again
+      // is certain
       yield* parksAgain(pool)
     }))
 
