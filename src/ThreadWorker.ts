@@ -533,7 +533,7 @@ export const serve = <R = never, E = never>(
     const unreadable = (error: unknown) => post({ _: "unreadable", issue: brief(error) })
     parker = makeParker({
       port,
-      counter: pool.wake,
+      signal: pool.wake,
       idle: () => running.size === 0 && offers.length === 0 && !closing && progressTimer === undefined,
       receive,
       unreadable,

@@ -5,6 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { afterEach, vi } from "vitest"
+import { COUNTER, PARKED, SIGNAL_CELLS, wake } from "../src/internal/park.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Anything, ClearTimer, LeavePromise, Nap, Parked, SetTimer } from "./fixtures/park-tasks.ts"
@@ -131,4 +133,27 @@ describe("ThreadPool: an idle thread parks", () => {
       // asked to close, a thread exits at once; terminated, it would have waited out cancelGrace
       assert.isBelow(Date.now() - started, 30_000)
     }))
+})
+
+describe("the wake signal of a thread", () => {
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
+  it("a post bumps the counter, and notifies only while the thread is parked", () => {
+    const notify = vi.spyOn(Atomics, "notify")
+    const signal = new Int32Array(new SharedArrayBuffer(4 * SIGNAL_CELLS))
+    // in its event loop or running a task: the post itself reaches the thread
+    wake(signal)
+    wake(signal)
+    assert.strictEqual(Atomics.load(signal, COUNTER), 2)
+    assert.strictEqual(notify.mock.calls.length, 0)
+    Atomics.store(signal, PARKED, 1)
+    wake(signal)
+    assert.strictEqual(Atomics.load(signal, COUNTER), 3)
+    assert.strictEqual(notify.mock.calls.length, 1)
+    const [array, index, count] = notify.mock.calls[0]!
+    assert.strictEqual(array, signal as unknown)
+    assert.deepStrictEqual([index, count], [COUNTER, 1])
+  })
 })

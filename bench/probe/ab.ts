@@ -2,7 +2,8 @@
  * Old and new side by side in one process: two source trees' `ThreadPool`s (each on its own tree's
  * ThreadWorker), run in turns (old, new, new, old, ...), so that the machine's load, which on a
  * shared machine swings more than the change under test, falls on both alike. Prints each run and
- * the median of the pairwise ratios new ÷ old (wall time and main-thread CPU per task).
+ * the median of the pairwise ratios new ÷ old (wall time, main-thread CPU and the process's CPU,
+ * every thread's, per task).
  *
  * `--fresh`: each run on a pool of its own, opened (and its threads warmed) before the run and closed
  * after it, so that only one pool is alive at a time: the other pool's idle threads (which, parked,
@@ -51,11 +52,13 @@ const open = async (tree: string) => {
   return {
     run: async () => {
       const c0 = process.threadCpuUsage()
+      const p0 = process.cpuUsage()
       const t0 = performance.now()
       await Effect.runPromise(program(jobs))
       const wall = performance.now() - t0
       const c1 = process.threadCpuUsage()
-      return { wall, cpu: (c1.user + c1.system - c0.user - c0.system) / jobs }
+      const p1 = process.cpuUsage(p0)
+      return { wall, cpu: (c1.user + c1.system - c0.user - c0.system) / jobs, all: (p1.user + p1.system) / jobs }
     },
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
@@ -66,7 +69,7 @@ const median = (xs: Array<number>) => {
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 const fresh = process.argv.includes("--fresh")
-type Side = { run: () => Promise<{ wall: number; cpu: number }>; close: () => Promise<void> }
+type Side = { run: () => Promise<{ wall: number; cpu: number; all: number }>; close: () => Promise<void> }
 /** With --fresh: opens the pool for each run and closes it after. */
 const each = (tree: string): Side => ({
   run: async () => {
@@ -81,7 +84,7 @@ const each = (tree: string): Side => ({
 })
 const old: Side = fresh ? each(trees.old) : await open(trees.old)
 const neu: Side = fresh ? each(trees.new) : await open(trees.new)
-const walls: Array<number> = [], cpus: Array<number> = [], loads: Array<number> = []
+const walls: Array<number> = [], cpus: Array<number> = [], alls: Array<number> = [], loads: Array<number> = []
 for (let rep = 0; rep < reps; rep++) {
   loads.push(loadavg()[0]!)
   const first = rep % 2 === 0 ? old : neu
@@ -91,8 +94,11 @@ for (let rep = 0; rep < reps; rep++) {
   const [o, n] = rep % 2 === 0 ? [a, b] : [b, a]
   walls.push(n.wall / o.wall)
   cpus.push(n.cpu / o.cpu)
-  console.log(`rep ${rep}: old ${(o.wall * 1000 / jobs).toFixed(1)} us/task (main cpu ${o.cpu.toFixed(1)} us), new ${(n.wall * 1000 / jobs).toFixed(1)} us/task (main cpu ${n.cpu.toFixed(1)} us)`)
+  alls.push(n.all / o.all)
+  const show = (s: { wall: number; cpu: number; all: number }) =>
+    `${(s.wall * 1000 / jobs).toFixed(1)} us/task (main cpu ${s.cpu.toFixed(1)} us, all threads ${s.all.toFixed(1)} us)`
+  console.log(`rep ${rep}: old ${show(o)}, new ${show(n)}`)
 }
-console.log(`${kind} ${mode}${fresh ? " (a fresh pool per run)" : ""}, ${jobs} tasks, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}: median new/old wall ${median(walls).toFixed(3)}, main cpu ${median(cpus).toFixed(3)}`)
+console.log(`${kind} ${mode}${fresh ? " (a fresh pool per run)" : ""}, ${jobs} tasks, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}: median new/old wall ${median(walls).toFixed(3)} (${Math.min(...walls).toFixed(2)}-${Math.max(...walls).toFixed(2)}), main cpu ${median(cpus).toFixed(3)}, cpu of all threads ${median(alls).toFixed(3)}`)
 await old.close()
 await neu.close()

@@ -1,7 +1,7 @@
 /**
  * How an idle thread waits for its next message from the pool: parked in `Atomics.wait` on a
- * shared counter, which the main thread bumps (and notifies) after each post, then reading the
- * messages with `receiveMessageOnPort`. A thread waiting in its event loop instead is woken through
+ * shared counter, which the main thread bumps after each post (and notifies, if the thread is
+ * parked), then reading the messages with `receiveMessageOnPort`. A thread waiting in its event loop instead is woken through
  * the loop (an eventfd, epoll, then a 'message' event dispatched through JavaScript): on Node 24,
  * no-op tasks one at a time took 0.31× the round trip with the thread parked (bench/probe/park.ts).
  *
@@ -33,10 +33,30 @@ export const PARK_MS = 10
 /** Parks in a row with no message, after which the thread waits in its event loop (about a second). */
 export const IDLE_TURNS = 100
 
-/** Bumps the counter a thread parks on: call after each post to it. */
-export const wake = (counter: Int32Array): void => {
-  Atomics.add(counter, 0, 1)
-  Atomics.notify(counter, 0, 1)
+/**
+ * The cells of a thread's wake signal, an `Int32Array` shared by the thread and the main thread:
+ * `COUNTER`, bumped by the main thread after each post, on which a parked thread waits, and
+ * `PARKED`, 1 while the thread is parked (set before it reads the counter, cleared before it goes
+ * back to its event loop). The main thread notifies only a parked thread: a notify takes a lock
+ * shared by every thread of the process whether or not anyone waits (0.3-0.7 µs a call with no
+ * waiter on a loaded machine, the check 0.15), and a thread in its event loop, or running a task,
+ * is reached by the post itself.
+ *
+ * Why no wake is lost: both sides use sequentially consistent atomics. The main thread bumps
+ * `COUNTER`, then reads `PARKED`; the thread sets `PARKED`, then reads `COUNTER`, then reads the
+ * port, then waits while `COUNTER` holds what it read. If the main thread reads 0, its bump came
+ * before the thread's read of `COUNTER`, and its post before the thread's read of the port: the
+ * thread finds the message.
+ */
+export const COUNTER = 0
+export const PARKED = 1
+/** How many cells a wake signal has. */
+export const SIGNAL_CELLS = 2
+
+/** Bumps the counter a thread parks on, and wakes the thread if it is parked: call after each post to it. */
+export const wake = (signal: Int32Array): void => {
+  Atomics.add(signal, COUNTER, 1)
+  if (Atomics.load(signal, PARKED) !== 0) Atomics.notify(signal, COUNTER, 1)
 }
 
 /** The thread's event loop has nothing but the pool's port to wait for. */
@@ -55,7 +75,8 @@ export interface Parker {
 
 export const makeParker = (options: {
   readonly port: MessagePort
-  readonly counter: Int32Array
+  /** The thread's wake signal (see `COUNTER`). */
+  readonly signal: Int32Array
   /** Nothing of the pool's in flight on this thread. */
   readonly idle: () => boolean
   /**
@@ -68,7 +89,7 @@ export const makeParker = (options: {
   /** Sends the answers queued for the end of this tick now. */
   readonly flush: () => void
 }): Parker => {
-  const { counter, flush, idle, port, receive, unreadable } = options
+  const { flush, idle, port, receive, signal, unreadable } = options
   let scheduled = false
   /** Parks in a row that timed out with no message. */
   let idleTurns = 0
@@ -95,9 +116,19 @@ export const makeParker = (options: {
   const park = () => {
     scheduled = false
     if (!idle() || !loopIdle()) return
+    Atomics.store(signal, PARKED, 1)
+    try {
+      parked()
+    } finally {
+      Atomics.store(signal, PARKED, 0)
+    }
+  }
+  /** Takes what comes while parked, until something needs the event loop or the deadline passes. */
+  const parked = () => {
     const deadline = performance.now() + PARK_MS
-    // read before the port: a post after this read changes the counter, and the wait returns at once
-    let seen = Atomics.load(counter, 0)
+    // read after PARKED is set and before the port: a post after this read changes the counter,
+    // and the wait returns at once
+    let seen = Atomics.load(signal, COUNTER)
     let received = false
     for (;;) {
       if (drain()) {
@@ -116,12 +147,12 @@ export const makeParker = (options: {
         flush()
       }
       const left = deadline - performance.now()
-      if (left <= 0 || Atomics.wait(counter, 0, seen, left) === "timed-out") {
+      if (left <= 0 || Atomics.wait(signal, COUNTER, seen, left) === "timed-out") {
         if (received) schedule()
         else if (++idleTurns < IDLE_TURNS) later()
         return
       }
-      seen = Atomics.load(counter, 0)
+      seen = Atomics.load(signal, COUNTER)
     }
   }
   const later = (): void => {

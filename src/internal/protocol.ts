@@ -76,7 +76,7 @@ export interface ThreadData {
   readonly offer: Int32Array
   /** One cell, shared: how long the thread's tasks take (see `PACE`). */
   readonly pace: Int32Array
-  /** One cell, shared: bumped by the main thread after each post, for a parked thread (see park.ts). */
+  /** The thread's wake signal, shared: its counter, parked flag and backlog (see park.ts's `COUNTER`). */
   readonly wake: Int32Array
   readonly workerData: unknown
   /** The worker file's path, which the thread's bootstrap runs (see threadMain.ts); none for a `data:` URL. */

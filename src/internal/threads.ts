@@ -40,7 +40,7 @@ import {
   type ToThread,
   WITHDRAWN
 } from "./protocol.ts"
-import { wake } from "./park.ts"
+import { SIGNAL_CELLS, wake } from "./park.ts"
 import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
 import { threadMain } from "./threadMain.ts"
 import { transferIssue } from "./transfer.ts"
@@ -136,7 +136,7 @@ export class Thread {
   readonly offers: Array<Offer> = []
   /** It takes offers until it holds its `depth` of them (see `offerTarget`). */
   filling = true
-  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array, counter: Int32Array) {
+  constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array, signal: Int32Array) {
     this.worker = worker
     this.port = port
     this.index = index
@@ -146,7 +146,7 @@ export class Thread {
     this.outbox = new Outbox((message, transfer) => {
       if (this.exited) return
       port.postMessage(message, transfer)
-      wake(counter)
+      wake(signal)
     })
   }
 }
@@ -503,13 +503,13 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      // the pace, the wake counter (park.ts), and a cell per slot and per offer: one per offer
+      // the pace, the wake signal (park.ts), and a cell per slot and per offer: one per offer
       // confirmed and not yet read, at most
-      const shared = new SharedArrayBuffer(4 * (this.config.tasksPerThread + MAX_OFFERS + 2))
-      const cells = new Int32Array(shared, 8)
+      const shared = new SharedArrayBuffer(4 * (1 + SIGNAL_CELLS + this.config.tasksPerThread + MAX_OFFERS))
+      const cells = new Int32Array(shared, 4 * (1 + SIGNAL_CELLS))
       cells.fill(offerCell(0, WITHDRAWN))
       const pace = new Int32Array(shared, 0, 1)
-      const counter = new Int32Array(shared, 4, 1)
+      const signal = new Int32Array(shared, 4, SIGNAL_CELLS)
       const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
@@ -517,7 +517,7 @@ export class Threads {
         slots: this.config.tasksPerThread,
         offer: cells,
         pace,
-        wake: counter,
+        wake: signal,
         workerData: this.config.workerData,
         main: main.main
       }
@@ -533,7 +533,7 @@ export class Threads {
         port.close()
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
-      const thread = new Thread(worker, port, index, cells, pace, counter)
+      const thread = new Thread(worker, port, index, cells, pace, signal)
       this.alive.add(thread)
       let ready = false
       const done = (id: number, outcome: Outcome) => {
