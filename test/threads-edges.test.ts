@@ -9,8 +9,8 @@ import { Worker } from "node:worker_threads"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { unrecoverable } from "../src/internal/threads.ts"
-import { makePool, worker } from "./fixtures/pool.ts"
-import { Deep, Echo, Passthrough, Sleep, Stray, ThreadId } from "./fixtures/tasks.ts"
+import { blockUntil, makePool, worker } from "./fixtures/pool.ts"
+import { Count, Deep, Echo, Passthrough, Sleep, Stray, ThreadId } from "./fixtures/tasks.ts"
 import { waitFor } from "./helpers.ts"
 
 // The thread gets a stack large enough to send an array nested 100,000 deep; the main thread (1 MB,
@@ -46,6 +46,27 @@ describe("ThreadPool: a message the main thread cannot deserialize", () => {
       assert.strictEqual(yield* sleeping.status, "running")
       assert.deepStrictEqual([(yield* pool.stats).running, (yield* pool.stats).failed], [1, 1])
       yield* sleeping.interrupt
+    }))
+
+  it.live("a reply queued behind another one (taken in the same callback) fails only its task", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1, ...bigStack })
+      yield* pool.run(Echo, "warm")
+      // one message: Echo starts, Deep and Count are offered; the thread answers Echo, then Deep, each
+      // in a message of its own, before it starts Count
+      const echo = yield* pool.submit(Echo, "first")
+      const deep = yield* pool.submit(Deep, DEEP)
+      const count = yield* pool.submit(Count, 5)
+      // the main thread reads none of them until Count has started: the two replies wait on the port,
+      // and the main thread takes Deep's while it handles Echo's
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.isTrue(blockUntil(counters, 5, 20_000), "Count started")
+      assert.strictEqual(yield* echo.await, "echo first")
+      const error = yield* Effect.flip(deep.await.pipe(Effect.timeout("20 seconds")))
+      assert.instanceOf(error, PoolError.TaskCodecError, String(error))
+      assert.strictEqual((error as PoolError.TaskCodecError).part, "reply")
+      assert.strictEqual(yield* count.await, 5)
+      assert.strictEqual((yield* pool.stats).failed, 1)
     }))
 
   it.live("a message of user code the main thread cannot deserialize fails no task", () =>

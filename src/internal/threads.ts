@@ -167,6 +167,9 @@ export const WINDOW = 2000
 export const depth = (pace: number): number =>
   pace <= 0 ? MIN_OFFERS : Math.max(MIN_OFFERS, Math.min(MAX_OFFERS, Math.ceil(WINDOW / pace)))
 
+/** Messages from a thread the main thread handles in one 'message' callback, at most (see `spawn`). */
+const DRAIN = 64
+
 /**
  * A cell of the thread's that a new offer may take (see protocol.ts): one whose offer was taken
  * back, or was claimed by the thread and handed over to its job since (an offer the thread has
@@ -583,14 +586,33 @@ export class Threads {
       const receive = (data: unknown) => {
         if (!open(data, handle)) this.stray(thread, data)
       }
-      port.on("message", receive)
-      port.on("messageerror", (error) => {
+      const unreadable = (error: unknown) => {
         const issue = describe(error)
         Effect.runForkWith(this.context)(
           Effect.logDebug(`ThreadPool: a message from thread ${thread.index} could not be deserialized: ${issue}`)
         )
         this.lost(thread, "reply", issue)
+      }
+      port.on("message", (data: unknown) => {
+        receive(data)
+        // the messages queued behind it are taken in this callback (a thread answers each task in a
+        // message of its own): each 'message' event costs the main thread a dispatch and a microtask
+        // checkpoint. At most DRAIN of them, so that a thread answering faster than they are handled
+        // cannot hold the main thread; Node dispatches the rest as events
+        for (let n = 0; n < DRAIN; n++) {
+          let entry: { message: unknown } | undefined
+          try {
+            entry = receiveMessageOnPort(port)
+          } catch (error) {
+            // taken off the port either way, as a 'messageerror' would
+            unreadable(error)
+            continue
+          }
+          if (entry === undefined) return
+          receive(entry.message)
+        }
       })
+      port.on("messageerror", unreadable)
       // the thread's parentPort is user code's: nothing on it is the pool's
       worker.on("message", (data: unknown) => this.stray(thread, data))
       worker.on("messageerror", (error) => this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`))
