@@ -8,11 +8,16 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
-import { conformance } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance } from "./durable/conformance.ts"
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
 
 conformance("the memory store", () => JobStore.memory())
+
+describe("the memory store's idle consumers", () => {
+  it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
+    Effect.map(claimsAmongOtherTasks(JobStore.memory()), (claims) => assert.strictEqual(claims, 1)))
+})
 
 describe("a consumer while its store is down", () => {
   it.effect("failed claims back off (poll doubling up to 5 s) and are logged at 1, 2, 4, 8, ... failures, not at every poll; it recovers", () =>

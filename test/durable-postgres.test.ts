@@ -13,7 +13,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -24,6 +24,9 @@ else {
     PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
 
   describe("the Postgres store", () => {
+    it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
+      Effect.map(claimsAmongOtherTasks(testLayer()), (claims) => assert.strictEqual(claims, 1)))
+
     it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshSchema())))
 

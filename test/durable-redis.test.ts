@@ -180,6 +180,50 @@ else {
         assert.strictEqual(claimsOf("b") - b, 0, "the idle consumer of b claimed for jobs of a")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("an idle consumer whose queue holds only ready jobs of a task it does not handle is not woken to claim at each look of its store's watch (every 5 s)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const plain = Context.get(
+          yield* Layer.build(NodeRedis.layer({ url: url!, name: `effect-workpool:${prefix}`, maxConnections: RedisStore.WATCH_CONNECTIONS })),
+          Redis.Redis
+        )
+        // the claim scripts this store sends, and its watch's looks (ORPHANS) once answered
+        const sent = { claims: 0, looks: 0 }
+        const looked: Array<() => void> = []
+        const counted = Redis.Redis.of({
+          ...plain,
+          eval: (script) => (...params) =>
+            Effect.suspend(() => {
+              if (script.lua === RedisScripts.CLAIM) sent.claims++
+              const sending = plain.eval(script)(...params)
+              return script.lua !== RedisScripts.ORPHANS ? sending : Effect.tap(sending, () =>
+                Effect.sync(() => {
+                  sent.looks++
+                  for (const wake of looked.splice(0)) wake()
+                }))
+            })
+        })
+        const looks = (n: number) =>
+          Effect.callback<void>((resume) => {
+            const check = () => sent.looks >= n ? resume(Effect.void) : void looked.push(check)
+            check()
+          })
+        const store = yield* Effect.provideService(RedisStore.make(yield* RedisStore.options({ url: url!, prefix })), Redis.Redis, counted)
+        const here = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+          Effect.provideService(effect, JobStore.JobStore, store)
+        // jobs of Work, for another process's consumers (all busy)
+        for (let n = 0; n < 3; n++) yield* Effect.provide(JobQueue.enqueue(Work, { n }), layer(prefix))
+        yield* here(JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" }))
+        // its first claim, and one more for the enqueues' marker, which its watch pops (a wake-up of
+        // the queue, whatever the task); then three looks (at the start, after 5 s, after 10 s): a
+        // look that woke it would have had its claim sent by the next
+        yield* looks(3).pipe(Effect.timeout("40 seconds"))
+        assert.strictEqual(sent.claims, 2, "the idle consumer claimed at its store's looks for jobs of a task it does not handle")
+        // a job it handles still wakes it
+        const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(prefix))
+        assert.strictEqual(yield* here(JobQueue.await(Echo, job.id)).pipe(Effect.timeout("10 seconds")), 8)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a delayed job's marker, taken by an idle store whose next claim fills its consumer, is handed back for other idle consumers; a claim of a store that holds none does not add it again", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
@@ -253,7 +297,7 @@ else {
         const held = Effect.promise(() => admin((client) => client.zRangeWithScores(`{${prefix}:q}:held`, 0, -1)))
         yield* until(held, (entries) => entries.length === 1 && entries[0]!.score === due, "the store's hold is recorded")
         const orphans = Effect.promise(() =>
-          admin((client) => client.eval(RedisScripts.ORPHANS, { keys: [`{${prefix}:q}:meta`], arguments: ["", "5000"] }))
+          admin((client) => client.eval(RedisScripts.ORPHANS, { keys: [`{${prefix}:q}:meta`], arguments: ["", "5000", "1"] }))
         )
         assert.strictEqual(yield* orphans, 0)
         assert.strictEqual(yield* marker, null)

@@ -10,7 +10,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, Echo, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, Echo, tellingIdle } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -21,6 +21,9 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
 
 describe("the SQLite store", () => {
+  it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
+    Effect.map(claimsAmongOtherTasks(JobStore.sqlite({ filename: fresh() })), (claims) => assert.strictEqual(claims, 1)))
+
   it.live("jobs survive a restart: queued, delayed and claimed-but-unfinished ones all finish after it", () =>
     Effect.gen(function*() {
       const filename = fresh()

@@ -171,8 +171,8 @@ export const tellingIdle = <E>(idle: Deferred.Deferred<void>, poll: number, base
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
       ...store,
-      wait: (millis, since, idleOn) =>
-        Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since, idleOn))
+      wait: (millis, since, idleOn, tasks) =>
+        Effect.andThen(millis === poll ? Deferred.succeed(idle, undefined) : Effect.void, store.wait(millis, since, idleOn, tasks))
     }))
   ).pipe(Layer.provide(base))
 
@@ -1604,6 +1604,34 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(outcome, "ended")
       }))
   })
+
+/** A task no consumer of `claimsAmongOtherTasks` handles. */
+const Elsewhere = Task.make("Elsewhere", { payload: Schema.Number, success: Schema.Number })
+
+/**
+ * How many claims an idle consumer of Echo (polling once an hour) makes over `minutes` of the
+ * TestClock while its queue holds only ready jobs of a task it does not handle (another process's
+ * consumers'): a store that wakes it for those makes it claim nothing again and again. Then an Echo
+ * job still starts on it.
+ */
+export const claimsAmongOtherTasks = (layer: Layer.Layer<JobStore.JobStore, any>, minutes = 10) =>
+  Effect.gen(function*() {
+    for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Elsewhere, n)
+    const store = yield* JobStore.JobStore
+    let claims = 0
+    const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+    yield* Effect.provideService(
+      JobQueue.consume({ ...options, lease: "1 minute", poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }),
+      JobStore.JobStore,
+      counting
+    )
+    yield* tick(minutes * 60_000, 30_000)
+    const idle = claims
+    const job = yield* JobQueue.enqueue(Echo, { n: 7 })
+    yield* tick(100)
+    assert.strictEqual(yield* job.await, 7)
+    return idle
+  }).pipe(Effect.scoped, Effect.provide(tracked(layer)))
 
 /** The order in which the in-process scheduler starts the same jobs (priority, submitted at ms). */
 const inProcessOrder = (jobs: ReadonlyArray<{ priority: number; at: number }>, aging: number) =>

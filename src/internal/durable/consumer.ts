@@ -457,7 +457,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
         // the queue's shared limit held the claim back: nothing to claim before its window frees
         if (claimed.limitedFor > 0) yield* nap(Math.min(claimed.limitedFor, due), woken)
-        else if (count === 0) yield* Effect.raceFirst(store.wait(due, since, config.queues), wake.wait(config.poll, woken))
+        else if (count === 0) yield* Effect.raceFirst(store.wait(due, since, config.queues, tasks), wake.wait(config.poll, woken))
       }
     })
 

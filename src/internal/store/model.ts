@@ -251,8 +251,16 @@ export interface Store {
    * `idleOn`: the wait is a consumer's whose claim of these queues found nothing (an awaiter's
    * passes none): a store told of other processes' jobs per queue (Redis' markers) listens for a
    * queue only while a consumer of it waits, and leaves the wake-up to the others otherwise.
+   * `tasks`: the waiting consumer's tasks (none: any task). A store that looks for ready jobs on
+   * its own (Redis' idle watch, for jobs whose wake-up was lost) wakes it only for jobs of these:
+   * jobs of other tasks, or held back, would make it claim nothing at every look.
    */
-  readonly wait: (millis: number, since?: number, idleOn?: ReadonlyArray<string>) => Effect.Effect<void>
+  readonly wait: (
+    millis: number,
+    since?: number,
+    idleOn?: ReadonlyArray<string>,
+    tasks?: ReadonlyArray<string>
+  ) => Effect.Effect<void>
   /** How many changes this store instance has seen; see `wait`. */
   readonly version: Effect.Effect<number>
   /**

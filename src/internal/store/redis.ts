@@ -266,6 +266,9 @@ const BLOCK_SECONDS = 5
  */
 const HOLD_GRACE = 5000
 
+/** An idle consumer's wait that names no tasks (see `idleTasks`): it takes jobs of any task. */
+const ANY_TASK = "\u0000any"
+
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* Redis.Redis
@@ -324,6 +327,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      */
     const idle = new Map<string, number>()
     const idleOn = (queue: string) => idle.get(queue) ?? 0
+    /**
+     * The tasks of those consumers, per queue (`ANY_TASK`: a wait that named none), with how many
+     * wait for each: a watch's look wakes them for ready jobs of these only. Jobs of other tasks
+     * (another process's consumers') made every idle consumer here claim nothing at each look.
+     */
+    const idleTasks = new Map<string, Map<string, number>>()
+    /** The tasks a look at `queue` is for: undefined for any task. */
+    const lookTasks = (queue: string): ReadonlyArray<string> | undefined => {
+      const tasks = idleTasks.get(queue)
+      return tasks === undefined || tasks.has(ANY_TASK) ? undefined : [...tasks.keys()]
+    }
     const idleChanged = makeSignal()
     const watched = new Set<string>()
     /**
@@ -346,7 +360,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           while (idleOn(queue) === 0) yield* idleChanged.wait(60_000)
           // ready jobs no marker tells of (lost, or taken by a store that claims other tasks): this
           // store's idle consumers of the queue claim
-          if (look && (yield* run("orphans", queue, NOW(), String(HOLD_GRACE))) === 1) signal.notify(queue)
+          if (look) {
+            const tasks = lookTasks(queue)
+            const orphaned = yield* run("orphans", queue, NOW(), String(HOLD_GRACE), tasks === undefined ? "1" : "0", ...(tasks ?? []))
+            if (orphaned === 1) signal.notify(queue)
+          }
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
           look = popped === null || (Array.isArray(popped) && popped.length === 0)
           if (look) continue
@@ -765,7 +783,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       ).pipe(Effect.map(({ count }) => count))
 
     /** An idle consumer's wait opens its queues' marker watches while it lasts; an awaiter's does not. */
-    const wait = (millis: number, since?: number, queues?: ReadonlyArray<string>) =>
+    const wait = (millis: number, since?: number, queues?: ReadonlyArray<string>, tasks?: ReadonlyArray<string>) =>
       queues === undefined || queues.length === 0 ? signal.wait(millis, since) : Effect.acquireUseRelease(
         Effect.sync(() => {
           let opened = false
@@ -773,6 +791,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const n = idleOn(queue)
             idle.set(queue, n + 1)
             opened ||= n === 0
+            let counts = idleTasks.get(queue)
+            if (counts === undefined) idleTasks.set(queue, counts = new Map())
+            for (const task of tasks ?? [ANY_TASK]) counts.set(task, (counts.get(task) ?? 0) + 1)
           }
           if (opened) idleChanged.notify()
         }),
@@ -784,6 +805,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               const n = idleOn(queue) - 1
               if (n > 0) idle.set(queue, n)
               else idle.delete(queue)
+              const counts = idleTasks.get(queue)
+              if (counts === undefined) continue
+              for (const task of tasks ?? [ANY_TASK]) {
+                const left = (counts.get(task) ?? 0) - 1
+                if (left > 0) counts.set(task, left)
+                else counts.delete(task)
+              }
+              if (counts.size === 0) idleTasks.delete(queue)
             }
           })
       )

@@ -569,7 +569,8 @@ return 1
 `
 
 /**
- * ARGV: now, grace → 1 if jobs are ready and no "0" marker says so, else 0. Run by an idle store's
+ * ARGV: now, grace, any ("1": jobs of any task count; "0": only of the tasks that follow), tasks...
+ * → 1 if such jobs are ready and no "0" marker says so, else 0. Run by an idle store's
  * watch now and then: a marker popped by a store that was then killed (kill -9, no finalizer) is
  * gone, and its jobs would wait for the others' poll. Ready jobs with no marker: the caller wakes
  * its own idle consumers (a marker put back goes to the store blocked first, whose consumers may
@@ -584,7 +585,11 @@ redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
 if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
 local ready = 0
 if not redis.call("ZSCORE", B .. ":marker", "0") then
-  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+  -- only the tasks the looking store's idle consumers handle: ready jobs of others (another
+  -- process's consumers') woke them at every look to claim nothing
+  local tasks = {}
+  if ARGV[3] == "1" then tasks = redis.call("SMEMBERS", B .. ":tasks") else for i = 4, #ARGV do tasks[#tasks + 1] = ARGV[i] end end
+  for _, task in ipairs(tasks) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
       ready = 1
       break
