@@ -58,7 +58,12 @@ else {
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>
       Effect.gen(function*() {
-        const made = yield* timeoutSignalsOfJobs(RedisJobStore.layer({ url: cluster!.url, prefix: freshPrefix(), cluster: true }))
+        const prefix = freshPrefix()
+        const made = yield* timeoutSignalsOfJobs(
+          RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }),
+          prefix,
+          cluster!.nodes.map((node) => node.url)
+        )
         assert.strictEqual(made, 0)
       }), { timeout: 60_000 })
   })

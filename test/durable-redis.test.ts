@@ -451,7 +451,8 @@ else {
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>
       Effect.gen(function*() {
-        const made = yield* timeoutSignalsOfJobs(layer(freshPrefix()))
+        const prefix = freshPrefix()
+        const made = yield* timeoutSignalsOfJobs(layer(prefix), prefix)
         assert.strictEqual(made, 0)
       }), { timeout: 60_000 })
 

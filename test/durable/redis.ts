@@ -45,18 +45,31 @@ export const admin = async <A>(f: (client: Client) => Promise<A>, on = url!): Pr
 
 /**
  * Until `count` connections of this prefix's store (or of the client named `name`) are blocked in
- * BZPOPMIN (CLIENT LIST says so).
+ * BZPOPMIN (CLIENT LIST says so), on the test server or, summed, on the servers `on` (a Cluster's nodes).
  */
-export const blocked = (prefix: string, count = 1, name = `effect-workpool:${prefix}`) =>
-  admin(async (client) => {
-    const deadline = Date.now() + 20_000
-    while (Date.now() < deadline) {
-      const clients = await client.clientList()
-      if (clients.filter((c) => c.name === name && c.cmd === "bzpopmin").length >= count) return
-      await new Promise((resolve) => setTimeout(resolve, 20))
+export const blocked = (prefix: string, count = 1, name = `effect-workpool:${prefix}`, on: ReadonlyArray<string> = [url!]) =>
+  (async () => {
+    const clients = await Promise.all(on.map(async (server) => {
+      const client: Client = createClient({ url: server, RESP: 2 })
+      client.on("error", () => {})
+      await client.connect()
+      return client
+    }))
+    try {
+      const deadline = Date.now() + 20_000
+      while (Date.now() < deadline) {
+        let found = 0
+        for (const client of clients) {
+          found += (await client.clientList()).filter((c) => c.name === name && c.cmd === "bzpopmin").length
+        }
+        if (found >= count) return
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      throw new Error(`fewer than ${count} connections of ${name} are blocked in BZPOPMIN`)
+    } finally {
+      for (const client of clients) client.destroy()
     }
-    throw new Error(`fewer than ${count} connections of ${name} are blocked in BZPOPMIN`)
-  })
+  })()
 
 /** Every key of a prefix: its queues' (`{prefix:queue}:...`) and its own (`{prefix}:...`). */
 export const keysOf = (client: Client, prefix: string) =>
@@ -94,15 +107,21 @@ export const clusterLayer = (clusterUrl: () => string, prefix = freshPrefix()): 
 
 /**
  * How many `AbortSignal.timeout` signals 10 jobs (enqueued, consumed, awaited) and a stats read make
- * on `layer`, once connected: node-redis makes one per command unless its command timeout is off, and
- * each fires (building an exception and an event) 5 s after its reply.
+ * on the store of `prefix` (`layer`), once connected: node-redis makes one per command unless its
+ * command timeout is off, and each fires (building an exception and an event) 5 s after its reply.
+ * Connecting makes some that no option reaches: a Cluster client's discovery (`CLUSTER SLOTS`, on a
+ * client of its own with node-redis's default timeout), also for each watch connection (a duplicate
+ * of the cluster client, opened at its consumer's first idle wait).
  */
-export const timeoutSignalsOfJobs = (layer: Layer.Layer<JobStore.JobStore, any>) =>
+export const timeoutSignalsOfJobs = (layer: Layer.Layer<JobStore.JobStore, any>, prefix: string, servers: ReadonlyArray<string> = [url!]) =>
   Effect.gen(function*() {
     yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1 })
     const job = (n: number) => Effect.flatMap(JobQueue.enqueue(Echo, { n }), (job) => JobQueue.await(Echo, job.id))
-    // connected (the consumer's blocking connection too): from here on, only commands
     yield* job(0)
+    // connected, the consumer's watch connection too (its consumer idle, blocked in BZPOPMIN): from
+    // here on, only commands. Job 0's await can return before its consumer's next claim, which finds
+    // nothing and opens the watch: under load, that connection's discovery came after this point
+    yield* Effect.promise(() => blocked(prefix, 1, `effect-workpool:${prefix}`, servers))
     const original = AbortSignal.timeout
     let made = 0
     AbortSignal.timeout = (ms: number) => {
