@@ -57,7 +57,8 @@ export const JobStore = Model.JobStore
 export type JobStore = Model.JobStore
 
 /**
- * A store in this process's memory, on the Effect `Clock`: for tests, with `TestClock`.
+ * A store in this process's memory, on the Effect `Clock`: for tests, with `TestClock`. Its jobs
+ * live as long as the layer: once it is released, every operation fails with `StoreError`.
  *
  * @example
  * ```ts

@@ -55,7 +55,8 @@ describe("durable consumer lifecycle", () => {
 /** A consumer running one job that never ends, built and driven under the Stepper. */
 const steppedSleeper = (stepper: Stepper) => {
   const scope = stepper.run(Scope.make())
-  const store = stepper.run(Layer.buildWithScope(JobStore.memory(), scope))
+  // the store outlives the consumer's scope (read after its close): a closed store fails every operation
+  const store = stepper.run(Layer.buildWithScope(JobStore.memory(), stepper.run(Scope.make())))
   const provided = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
     effect.pipe(Scope.provide(scope), Effect.provide(store))
   const consumer = stepper.run(provided(JobQueue.consume({

@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Stream } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -1582,6 +1582,45 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         }
         assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
       })))
+
+    it.effect("a consumer whose store closes first (the store's layer released before the consumer's scope) stops, saying so once: no claim retried, no warning per poll; an idle one and a busy one", () =>
+      Effect.forEach([2, 1], (concurrency) => Effect.gen(function*() {
+        const logged: Array<string> = []
+        const collector = Logger.make((options) => {
+          if (options.logLevel === "Warn" || options.logLevel === "Error") {
+            logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+          }
+        })
+        const storeScope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
+        const store = Context.get(context, JobStore.JobStore)
+        let claims = 0
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+        const consumerScope = yield* Scope.make()
+        const gate = yield* Deferred.make<void>()
+        const consumer = yield* JobQueue.consume({ ...options, concurrency, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(gate), n))] }).pipe(
+          Scope.provide(consumerScope),
+          Effect.provideService(JobStore.JobStore, counting),
+          Effect.provide(Logger.layer([collector]))
+        )
+        // one job running; a slot idle (claims wait on the store), or none (only its heartbeat asks the store)
+        yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), context)
+        yield* tick(100)
+        assert.strictEqual((yield* consumer.stats).running, 1)
+        let terminated = false
+        yield* Effect.forkChild(Effect.andThen(consumer.awaitTermination, Effect.sync(() => terminated = true)))
+        yield* Scope.close(storeScope, Exit.void)
+        const before = claims
+        // at once (the close wakes its wait, or its heartbeat), not when its leases would end
+        yield* tick(LEASE / 3)
+        assert.isTrue(terminated, `concurrency ${concurrency}: the consumer stopped`)
+        // a minute at a 1 s poll: it retried (and warned) dozens of times until its own scope closed
+        yield* tick(60_000, 1000)
+        assert.isAtMost(claims - before, 1, "it claimed again after its store closed")
+        assert.strictEqual(logged.length, 1, `concurrency ${concurrency}: one warning, not one per poll or per job: ${JSON.stringify(logged)}`)
+        assert.match(logged[0]!, /store closed before the consumer/)
+        yield* Scope.close(consumerScope, Exit.void)
+      }), { discard: true }))
 
     it.effect("a settle on a store whose scope has closed ends (it fails, or answers), it does not wait forever", () =>
       Effect.gen(function*() {

@@ -113,13 +113,20 @@ export const claimBackoff = (poll: number, failures: number): number =>
 /**
  * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
  * retry is set up only after a first failure: on the way every job takes, it cost a schedule and
- * its driver per settle.
+ * its driver per settle. A closed store is not asked again: it only fails.
  */
-const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number): Effect.Effect<A, E> =>
-  Effect.catch(effect, () => {
+const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number, closed: Effect.Effect<boolean>): Effect.Effect<A, E> =>
+  Effect.catch(effect, (error) => {
     const spacing = Math.max(1, Math.floor(lease / 10))
+    const stillOpen = Effect.map(closed, (closed) => !closed)
     // as Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 5 }) from the first try on
-    return Effect.andThen(Effect.sleep(spacing), Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4 }))
+    return Effect.flatMap(stillOpen, (open) =>
+      open
+        ? Effect.andThen(
+          Effect.sleep(spacing),
+          Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4, while: () => stillOpen })
+        )
+        : Effect.fail(error))
   })
 
 // uninterruptible (nothing in it waits): interrupted between forking its loops and adding the
@@ -201,6 +208,24 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           run
         )
         : run
+    }
+
+    /**
+     * The store closed under this consumer (its layer released before the consumer's scope): nothing
+     * can be claimed or settled any more, so it stops, saying so once, instead of retrying (and
+     * logging) until its own scope closes. Its running jobs are interrupted: their results could
+     * not be stored, and their leases end, so another consumer of the store runs them again.
+     */
+    const storeClosed = () => {
+      if (!claiming) return
+      claiming = false
+      fork(Effect.andThen(
+        Effect.logWarning(
+          `effect-workpool: a durable consumer's store closed before the consumer (release the store's layer after its consumers); ` +
+            `the consumer stops${running.size > 0 ? `, interrupting ${running.size} running job${running.size === 1 ? "" : "s"} (their leases will expire)` : ""}`
+        ),
+        Effect.suspend(() => stop(true))
+      ))
     }
 
     /** The thread pool shut down under this consumer: nothing can run, so it stops (giving back its claims). */
@@ -289,12 +314,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       settlementOf(entry, exit).pipe(
         Effect.flatMap((settlement) =>
-          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease))
+          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, store.closed))
         ),
         Effect.catchCause((cause) =>
-          Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
-            Effect.annotateLogs({ jobId: entry.claim.job.id, queue: entry.claim.job.queue })
-          )
+          Effect.flatMap(store.closed, (closed) =>
+            // a closed store: the consumer said so once (`storeClosed`), not once per job
+            closed ? Effect.void : Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
+              Effect.annotateLogs({ jobId: entry.claim.job.id, queue: entry.claim.job.queue })
+            ))
         ),
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
@@ -318,7 +345,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease))
+          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed))
           running.delete(claim.token)
           return
         }
@@ -428,21 +455,28 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
               }, { discard: true })
             )
           )
-        ).pipe(Effect.catchCause((cause) => {
-          failures++
-          return (failures & (failures - 1)) === 0
-            ? Effect.as(
-              Effect.logWarning(
-                `effect-workpool: claiming durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
-                  `next try in ${claimBackoff(config.poll, failures)} ms)`,
-                cause
-              ),
-              undefined
-            )
-            : Effect.succeed(undefined)
-        }))
+        ).pipe(Effect.catchCause((cause) =>
+          Effect.flatMap(store.closed, (closed) => {
+            // a closed store: not a failure to retry, the loop stops below
+            if (closed) return Effect.succeed(undefined)
+            failures++
+            return (failures & (failures - 1)) === 0
+              ? Effect.as(
+                Effect.logWarning(
+                  `effect-workpool: claiming durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
+                    `next try in ${claimBackoff(config.poll, failures)} ms)`,
+                  cause
+                ),
+                undefined
+              )
+              : Effect.succeed(undefined)
+          })
+        ))
         if (claimed === undefined) {
           held = 0
+          // its store closed (every store's operations fail from then on, and its close wakes an
+          // idle consumer): looked at only here, off the way of a claim that works
+          if (yield* store.closed) return storeClosed()
           yield* Effect.sleep(claimBackoff(config.poll, failures))
           continue
         }
@@ -483,19 +517,24 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
         // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
         const left = renewedAt + config.lease - now
-        const beat = yield* Effect.result(
+        // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
+        // its pool closes) is a failed beat; as a result it stopped the loop, silently
+        const beat = yield* Effect.exit(
           Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : Math.max(1, Math.floor(config.lease / 3)))
         )
-        if (beat._tag === "Success") {
+        if (Exit.isSuccess(beat)) {
           renewedAt = now
-          for (const token of beat.success.lost) {
+          for (const token of beat.value.lost) {
             const entry = running.get(token)
             if (entry !== undefined) interrupt(entry, "lost")
           }
-          for (const token of beat.success.cancelled) {
+          for (const token of beat.value.cancelled) {
             const entry = running.get(token)
             if (entry !== undefined) interrupt(entry, "cancel")
           }
+        } else if (yield* store.closed) {
+          // a busy consumer (no claim to fail) hears of its store's close here: its close wakes the beat
+          return storeClosed()
         } else if ((yield* store.now) - renewedAt >= config.lease) {
           // the leases may have expired: another consumer may be running these jobs
           for (const entry of running.values()) interrupt(entry, "lost")

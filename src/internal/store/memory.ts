@@ -6,6 +6,7 @@
  * @internal
  */
 import { Clock, Effect } from "effect"
+import type * as Scope from "effect/Scope"
 import {
   type Claim,
   type Claimed,
@@ -27,6 +28,7 @@ import {
   withId
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import * as Closing from "./closing.ts"
 import * as Backoff from "../durable/backoff.ts"
 
 /** A reaped job's delay (see `Store.reap`): its own backoff, its named policy's list, or `backoff`. */
@@ -57,7 +59,7 @@ interface QueueState {
   times: Array<number>
 }
 
-export const make: Effect.Effect<Store> = Effect.gen(function*() {
+export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const time = () => clock.currentTimeMillisUnsafe()
   const rows = new Map<string, Row>()
@@ -65,6 +67,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
   const queues = new Map<string, QueueState>()
   const signal = makeSignal({ clock })
   const cancels = makeSignal()
+  const closing = yield* Closing.make([signal, cancels])
   let seq = 0
 
   const queueOf = (name: string) => {
@@ -393,7 +396,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
       return count === 0 ? count : changed(count)
     })
 
-  return {
+  return Closing.guard({
     enqueue,
     get: (id) => Effect.sync(() => rows.get(id)?.job),
     list,
@@ -412,6 +415,7 @@ export const make: Effect.Effect<Store> = Effect.gen(function*() {
     version: signal.version,
     waitCancel: cancels.wait,
     cancelVersion: cancels.version,
-    now: Effect.sync(time)
-  }
+    now: Effect.sync(time),
+    closed: closing.closed
+  }, closing.isClosed)
 })

@@ -274,6 +274,12 @@ export interface Store {
   readonly cancelVersion: Effect.Effect<number>
   /** The store's time. */
   readonly now: Effect.Effect<number>
+  /**
+   * True once the store's scope has closed (its layer released): its operations fail from then on,
+   * and its waiters wake. A consumer that outlives its store stops at this, instead of retrying
+   * (and logging) until its own scope closes.
+   */
+  readonly closed: Effect.Effect<boolean>
 }
 
 /**

@@ -44,6 +44,7 @@ import {
 } from "./model.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
+import * as Closing from "./closing.ts"
 import * as Backoff from "../durable/backoff.ts"
 
 export interface Config {
@@ -394,6 +395,7 @@ export const makeWith = (
     const channel = `workpool_${cfg.schema}`
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
+    const closing = yield* Closing.make([signal, cancels])
 
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
     const NOW = (): Fragment | number =>
@@ -948,6 +950,7 @@ export const makeWith = (
       version: signal.version,
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
-      now
+      now,
+      closed: closing.closed
     } satisfies Store
   })

@@ -53,6 +53,7 @@ import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal, UNKEYED } from "./signal.ts"
+import * as Closing from "./closing.ts"
 
 /** A change that wakes this process's waiters of `queue` (undefined: every waiter), at once or in `in` ms. */
 interface Wake {
@@ -276,6 +277,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
+    const closing = yield* Closing.make([signal, cancels])
     const tokens = makeTokens()
     // the server's time minus this machine's, as last seen by `now` (0 when the store's time is the Effect Clock)
     let offset = 0
@@ -860,7 +862,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       version: signal.version,
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
-      now
+      now,
+      closed: closing.closed
     } satisfies Store
   })
 

@@ -31,6 +31,7 @@ import {
   withId
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
+import * as Closing from "./closing.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
 import * as Backoff from "../durable/backoff.ts"
 
@@ -254,6 +255,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     let arm = () => {}
     const signal = makeSignal({ onWait: () => arm(), clock })
     const cancels = makeSignal()
+    const closing = yield* Closing.make([signal, cancels])
 
     const all = <Row = SqlRow>(sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).all(...params) as unknown as Array<Row>
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
@@ -748,6 +750,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       version: signal.version,
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
-      now: Effect.sync(time)
+      now: Effect.sync(time),
+      closed: closing.closed
     }
   })

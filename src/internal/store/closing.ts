@@ -1,0 +1,63 @@
+/**
+ * A store's end: its scope closing (its layer released) marks it closed and wakes its waiters, so
+ * that a consumer or an awaiter outliving it (a scope order that releases the store first) finds out
+ * at once instead of at its next poll, and stops (the consumer) or fails (an awaiter's next look).
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import type * as Scope from "effect/Scope"
+import { StoreError } from "../../DurableError.ts"
+import type { Store } from "./model.ts"
+import type { Signal } from "./signal.ts"
+
+export interface Closing {
+  readonly closed: Effect.Effect<boolean>
+  readonly isClosed: () => boolean
+}
+
+/**
+ * The closed flag of a store whose waiters wait on `signals`. Its finalizer is added where this is
+ * called: a store calls it after acquiring its client, so that the flag is set before the client
+ * goes (finalizers run in reverse).
+ */
+export const make = (signals: ReadonlyArray<Signal>): Effect.Effect<Closing, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        for (const signal of signals) signal.notify()
+      })
+    )
+    return { closed: Effect.sync(() => closed), isClosed: () => closed }
+  })
+
+/** The reason of a closed store's errors. */
+export const CLOSED = "the store is closed (its layer was released)"
+
+/**
+ * `store` whose operations fail with `StoreError` once it is closed: a store with nothing of its
+ * own to close (memory) would otherwise go on taking jobs that nobody will ever see.
+ */
+export const guard = (store: Store, isClosed: () => boolean): Store => {
+  const check = <A>(operation: string, effect: () => Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
+    Effect.suspend(() => isClosed() ? Effect.fail(new StoreError({ operation, reason: CLOSED })) : effect())
+  return {
+    ...store,
+    enqueue: (job) => check("enqueue", () => store.enqueue(job)),
+    get: (id) => check("get", () => store.get(id)),
+    list: (filter) => check("list", () => store.list(filter)),
+    cancel: (id) => check("cancel", () => store.cancel(id)),
+    redrive: (id) => check("redrive", () => store.redrive(id)),
+    purge: (before, states) => check("purge", () => store.purge(before, states)),
+    configure: (queue, settings) => check("configure", () => store.configure(queue, settings)),
+    counts: (queue) => check("stats", () => store.counts(queue)),
+    latencies: (queue, since, limit) => check("latencies", () => store.latencies(queue, since, limit)),
+    claim: (request) => check("claim", () => store.claim(request)),
+    heartbeat: (tokens, lease) => check("heartbeat", () => store.heartbeat(tokens, lease)),
+    progress: (token, value) => check("progress", () => store.progress(token, value)),
+    settle: (token, settlement) => check("settle", () => store.settle(token, settlement)),
+    reap: (backoff, policies) => check("reap", () => store.reap(backoff, policies))
+  }
+}
