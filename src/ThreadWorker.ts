@@ -25,6 +25,7 @@ import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
+import { PaceMeter } from "./internal/pace.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
@@ -284,20 +285,10 @@ export const serve = <R = never, E = never>(
   }))
   const running = new Map<number, Fiber.Fiber<unknown, unknown>>()
 
-  // How long tasks take here (see protocol.PACE): a moving average of the shorter of each two tasks
-  // in a row, so that a thread the machine did not schedule for a while during one short task (a
-  // loaded machine does that for milliseconds) does not count as running long tasks. It follows a
-  // fall faster than a rise (over about 2 tasks, not 8): a thread's first tasks run code not yet
-  // compiled, and take far longer than the same tasks soon after. (A rise to tasks of 16 ms or more
-  // still cuts the thread's offers to the least at once: an eighth of one is more than the window.)
-  let pace = 0
-  let last = 0
-  const paced = (startedAt: number) => {
-    const took = (performance.now() - startedAt) * 1000
-    const sample = last === 0 ? took : Math.min(took, last)
-    last = took
-    pace = pace === 0 ? sample : pace + (sample - pace) / (sample < pace ? 2 : 8)
-    Atomics.store(pool.pace, PACE, Math.max(1, Math.min(Math.round(pace), 0x7fffffff)))
+  // How long tasks take here (see protocol.PACE and pace.ts), published after each task
+  const meter = new PaceMeter()
+  const paced = (startedAt: number): void => {
+    Atomics.store(pool.pace, PACE, meter.add((performance.now() - startedAt) * 1000))
   }
 
   // Progress: the latest value per task, sent at most once per PROGRESS_INTERVAL for all tasks
