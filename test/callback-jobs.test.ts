@@ -57,10 +57,14 @@ const tryKinds = {
     Effect.map(Effect.tryPromise({ try: f, catch: () => "caught" }), (n) => n)
 }
 
-const sameAsInFiber = <A>(
-  scenario: (kind: typeof kinds.fiberless) => Effect.Effect<A, any, Scope.Scope>,
-  ways: { readonly fiberless: typeof kinds.fiberless; readonly inFiber: typeof kinds.fiberless } = kinds
-) =>
+/** A way to run a promise's function as a job. */
+type Kind = (f: (signal: AbortSignal) => Promise<number>) => Effect.Effect<number, unknown>
+interface Ways {
+  readonly fiberless: Kind
+  readonly inFiber: Kind
+}
+
+const sameAsInFiber = <A>(scenario: (kind: Kind) => Effect.Effect<A, any, Scope.Scope>, ways: Ways = kinds) =>
   Effect.gen(function*() {
     const fiberless = yield* Effect.scoped(scenario(ways.fiberless))
     const inFiber = yield* Effect.scoped(scenario(ways.inFiber))
@@ -177,7 +181,7 @@ describe("callback jobs behave as their fiber would", () => {
 })
 
 describe("callback jobs whose function acts on the pool (reentrancy)", () => {
-  const acting = (act: "cancel then throw" | "cancel then resolve" | "shutdownNow", ways = kinds) =>
+  const acting = (act: "cancel then throw" | "cancel then resolve" | "shutdownNow", ways: Ways = kinds) =>
     sameAsInFiber((kind) =>
       Effect.gen(function*() {
         const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
@@ -198,14 +202,44 @@ describe("callback jobs whose function acts on the pool (reentrancy)", () => {
           status: yield* handle.status,
           exit: Exit.isSuccess(exit) ? "success" : Cause.hasDies(exit.cause) ? "defect" : Cause.pretty(exit.cause).split("\n")[0],
           aborted: signals.map((s) => s.aborted),
-          counts: [stats.succeeded, stats.defects, stats.interrupted, stats.running]
+          counts: [stats.succeeded, stats.failed, stats.defects, stats.interrupted, stats.running]
         }
-      })
-    )
+      }), ways)
 
   it.effect("it cancels its own job, then throws", () => acting("cancel then throw"))
   it.effect("it cancels its own job, then returns a resolved promise", () => acting("cancel then resolve"))
   it.effect("it shuts the pool down at once", () => acting("shutdownNow"))
+  // a tryPromise whose function throws resumes during its register, and with an Effect that is not
+  // an Exit (its catch, run in a fiber): the cancel asked meanwhile finds the job ended as it
+  // started, with its catch's failure, on no fiber as in one (a job's fiber that ends as it starts
+  // ends before its cancel reaches it: fiberExecutor's startFiber)
+  it.effect("tryPromise: it cancels its own job, then throws", () =>
+    Effect.gen(function*() {
+      const observed = yield* acting("cancel then throw", tryKinds)
+      assert.deepStrictEqual([observed.status, observed.exit, observed.counts], ["failed", "Error: caught", [0, 1, 0, 0, 0]])
+    }))
+  it.effect("tryPromise: it cancels its own job, then returns a resolved promise", () => acting("cancel then resolve", tryKinds))
+  it.effect("tryPromise: it shuts the pool down at once", () => acting("shutdownNow", tryKinds))
+
+  it.effect("it cancels its own job, throws, and its catch goes on waiting: the cancel stops it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, shutdownTimeout: 0 })
+      const context = yield* Effect.context<never>()
+      const handle = yield* pool.submit((_, id) =>
+        Effect.tryPromise({
+          try: () => {
+            Effect.runForkWith(context)(pool.cancel(id))
+            throw new Error("thrown")
+          },
+          catch: () => "caught"
+        }).pipe(Effect.catch(() => Effect.never))
+      )
+      yield* settle
+      assert.strictEqual(yield* handle.status, "interrupted")
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(handle.await)))
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.interrupted, stats.failed, stats.running], [1, 0, 0])
+    }))
 })
 
 describe("the callback primitives run on no fiber are the ones reviewed", () => {

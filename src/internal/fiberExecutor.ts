@@ -149,6 +149,9 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
     }
     const stopped = waiting.phase === REGISTERING_STOPPED
     waiting.phase = WAITING
+    // resumed during its register, it ends as it starts, a stop asked meanwhile or not: the registers
+    // run here resume early only with an Exit or tryPromise's catch (run in a fiber, synchronously),
+    // as a job's own fiber that ends as it starts ends before its cancel reaches it (startFiber)
     if (waiting.early !== undefined) return resumed(waiting, waiting.early)
     if (stopped) stop(waiting)
   }
