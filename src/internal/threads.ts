@@ -622,10 +622,17 @@ export class Threads {
       worker.on("exit", (code) => {
         // what the thread posted before it exited (a reply, why its layer failed) comes first: Node
         // does this for parentPort, not for other ports
-        try {
-          for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) receive(m.message)
-        } catch (error) {
-          this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`)
+        // one that cannot be deserialized is taken off the port all the same: those behind it are read
+        for (;;) {
+          let m: { message: unknown } | undefined
+          try {
+            m = receiveMessageOnPort(port)
+          } catch (error) {
+            this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`)
+            continue
+          }
+          if (m === undefined) break
+          receive(m.message)
         }
         port.close()
         this.alive.delete(thread)
