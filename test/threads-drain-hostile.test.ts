@@ -10,7 +10,7 @@ import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Parked } from "./fixtures/park-tasks.ts"
 import { Count as Steps } from "./fixtures/observe-tasks.ts"
-import { blockUntil, makePool } from "./fixtures/pool.ts"
+import { addsUp, blockUntil, makePool } from "./fixtures/pool.ts"
 import { Count, Crash, Deep, Echo, Sleep } from "./fixtures/tasks.ts"
 
 // as threads-edges.test.ts: the thread can send an array nested this deep, the main thread cannot read it
@@ -121,5 +121,34 @@ describe("ThreadPool: a thread's queued messages taken in one callback", () => {
       const stats = yield* pool.stats
       assert.strictEqual(stats.succeeded, 12 * 151, JSON.stringify(stats))
       assert.isAtMost(parked, 12)
+    }), 60_000)
+
+  it.live("shutdownNow while 3 threads stream answers: every job ends once, with its own answer or unstarted", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 3, tasksPerThread: 2 })
+      const n = 3000
+      const handles = yield* Effect.all(Array.from({ length: n }, (_, i) => pool.submit(Echo, String(i))))
+      // once a few hundred have answered (the rest streaming, queued on the ports), stop at once
+      for (let i = 0; i < 300; i++) assert.strictEqual(yield* handles[i]!.await, `echo ${i}`)
+      const unstarted = yield* pool.shutdownNow
+      let answered = 0
+      for (let i = 0; i < n; i++) {
+        const exit = yield* Effect.exit(handles[i]!.await.pipe(Effect.timeout("30 seconds")))
+        if (Exit.isSuccess(exit)) {
+          assert.strictEqual(exit.value, `echo ${i}`)
+          answered++
+        }
+      }
+      const stats = yield* pool.stats
+      assert.isTrue(addsUp(stats), JSON.stringify(stats))
+      assert.strictEqual(stats.succeeded, answered, JSON.stringify(stats))
+      assert.isAtMost(unstarted.length + answered, n)
+      // no unstarted task was also answered
+      const unstartedPayloads = new Set(unstarted.map((task) => task.payload))
+      for (let i = 0; i < n; i++) {
+        if (unstartedPayloads.has(String(i))) {
+          assert.isTrue(Exit.isFailure(yield* Effect.exit(handles[i]!.await)), `task ${i} unstarted and answered`)
+        }
+      }
     }), 60_000)
 })
