@@ -438,7 +438,9 @@ export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound 
       const store = yield* JobStore
       while (true) {
         const since = yield* store.version
-        const row = yield* getRow(store, id)
+        // its state and progress only: it looks again at every change this process hears of
+        const row = yield* withId(id, (id) =>
+          Effect.flatMap(store.progressOf(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row)))
         const ended = FINAL_STATES.includes(row.state)
         const next = ended ? Option.none<string | null>() : Option.some(row.progress)
         if (row.progress !== null && row.progress !== seen) return [[JSON.parse(row.progress) as unknown], next] as const

@@ -1145,6 +1145,37 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.instanceOf(yield* Effect.flip(Stream.runCollect(JobQueue.progressChanges("nope"))), DurableError.JobNotFound)
       })))
 
+    it.effect("progressChanges reads a job's state and progress, never its whole row (payload, result), however often it looks", () => {
+      const reads = { get: 0, progressOf: 0 }
+      const counting = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (store): Store => ({
+          ...store,
+          get: (id) => Effect.andThen(Effect.sync(() => reads.get++), store.get(id)),
+          progressOf: (id) => Effect.andThen(Effect.sync(() => reads.progressOf++), store.progressOf(id))
+        }))
+      ).pipe(Layer.provide(makeLayer()))
+      const gate = Deferred.makeUnsafe<void>()
+      return Effect.gen(function*() {
+        yield* JobQueue.consume({ ...options, handlers: [twoSteps(gate)] })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const seen: Array<unknown> = []
+        const reader = yield* Effect.forkChild(Stream.runForEach(job.progressChanges, (value) => Effect.sync(() => seen.push(value))))
+        yield* tick(1000)
+        assert.deepStrictEqual(seen, [{ done: 1, of: 2 }])
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(reader)
+        assert.deepStrictEqual(seen, [{ done: 1, of: 2 }, { done: 2, of: 2 }])
+        // it looked several times (the first look, each 250 ms, the end) and never read a row
+        assert.isAtLeast(reads.progressOf, 4)
+        assert.strictEqual(reads.get, 0)
+        assert.isUndefined(yield* (yield* JobStore.JobStore).progressOf("nope"))
+      }).pipe(
+        Effect.ensuring(Effect.suspend(() => Deferred.succeed(gate, undefined))),
+        Effect.provide(counting)
+      )
+    })
+
     it.effect("progress is written to the store throttled: a handler reporting in a loop costs one write per interval, and its last value is stored", () => {
       const writes = { count: 0 }
       const counting = Layer.effect(

@@ -399,6 +399,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   return Closing.guard({
     enqueue,
     get: (id) => Effect.sync(() => rows.get(id)?.job),
+    progressOf: (id) =>
+      Effect.sync(() => {
+        const job = rows.get(id)?.job
+        return job === undefined ? undefined : { state: job.state, progress: job.progress }
+      }),
     list,
     cancel,
     redrive,

@@ -80,6 +80,12 @@ export interface NewJob {
 export const withId = (job: NewJob): NewJob & { readonly id: string } =>
   job.id === undefined ? { ...job, id: crypto.randomUUID() } : job as NewJob & { readonly id: string }
 
+/** See `Store.progressOf`. */
+export interface ProgressOf {
+  readonly state: State
+  readonly progress: string | null
+}
+
 /** A claimed job: the row as claimed, and the token that fences every later step of this attempt. */
 export interface Claim {
   readonly job: JobRow
@@ -189,6 +195,11 @@ export interface Store {
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
+  /**
+   * A job's state and latest progress, without the rest of its row: what a progress reader looks
+   * at on every change it hears of (its payload and result may be large, and are not read).
+   */
+  readonly progressOf: (id: string) => Effect.Effect<ProgressOf | undefined, StoreError>
   /** Oldest first. */
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<JobRow>, StoreError>
   /**

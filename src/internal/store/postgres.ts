@@ -34,6 +34,7 @@ import {
   latencyOf,
   type ListFilter,
   type NewJob,
+  type ProgressOf,
   type QueueCounts,
   type QueueSettings,
   type Settlement,
@@ -547,6 +548,13 @@ export const makeWith = (
     const get = (id: string) =>
       op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
 
+    const progressOf = (id: string) =>
+      op(
+        "get",
+        Effect.map(sql<ProgressOf>`SELECT state, progress FROM ${S}.wp_job WHERE id = ${id}`, (rows) =>
+          rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress })
+      )
+
     const list = (filter: ListFilter) => {
       const where: Array<Fragment> = []
       if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
@@ -934,6 +942,7 @@ export const makeWith = (
     return {
       enqueue,
       get,
+      progressOf,
       list,
       cancel,
       redrive,

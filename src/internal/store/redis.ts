@@ -486,6 +486,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Object.keys(flat).length === 0 ? undefined : strip(toRow(queue, flat))
       })
 
+    const progressOf = (id: string) =>
+      Effect.gen(function*() {
+        const queue = yield* queueOfId(id)
+        if (queue === null) return undefined
+        const [state, progress] = yield* redis.send<[string | null, string | null]>("HMGET", `${base(queue)}:job:${id}`, "state", "progress")
+        return state === null || state === undefined ? undefined : { state: state as State, progress: progress ?? null }
+      })
+
     const list = (filter: ListFilter) =>
       op(
         "list",
@@ -846,6 +854,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     return {
       enqueue,
       get: (id) => op("get", getRow(id)),
+      progressOf: (id) => op("get", progressOf(id)),
       list,
       cancel,
       redrive,

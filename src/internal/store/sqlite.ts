@@ -22,6 +22,7 @@ import {
   type Latencies,
   latencyOf,
   type NewJob,
+  type ProgressOf,
   type QueueCounts,
   type QueueSettings,
   type Settlement,
@@ -386,6 +387,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         return rows.length === 0 ? undefined : toRow(rows[0]!)
       })
 
+    const progressOf = (id: string) =>
+      read("get", () => {
+        const rows = all("SELECT state, progress FROM wp_job WHERE id = ?", id) as unknown as Array<ProgressOf>
+        return rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress }
+      })
+
     const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
       read("list", () => {
         const where: Array<string> = []
@@ -734,6 +741,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     return {
       enqueue,
       get,
+      progressOf,
       list,
       cancel,
       redrive,
