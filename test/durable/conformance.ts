@@ -137,6 +137,7 @@ const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       ...store,
       enqueue: (job) => track(store.enqueue(job)),
       get: (id) => track(store.get(id)),
+      progressOf: (id) => track(store.progressOf(id)),
       list: (filter) => track(store.list(filter)),
       cancel: (id) => track(store.cancel(id)),
       redrive: (id) => track(store.redrive(id)),
