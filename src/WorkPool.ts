@@ -945,7 +945,7 @@ Object.setPrototypeOf(
     const checked = checkSubmission(scheduler, self.job, self.options)
     if ("_tag" in checked) return Exit.fail(checked)
     return submitRecord(scheduler, makeRecord(scheduler, self.job as JobRecord["effect"], fiber.context, checked), checked, fiber)
-  }, true)
+  })
 )
 
 Object.setPrototypeOf(

@@ -154,10 +154,8 @@ export const scenario: Scenario = {
       "else has run since, but here each job starts as it is submitted, after the submitter's own code.",
     "`bench/trace-overhead.ts` runs this work in one process beside that loop with no pool (an `Effect.exit` per " +
       "job): the loop alone allocates 432 bytes per job and takes 0.56× `Effect.forEach`'s CPU time, so the pool " +
-      "has almost nothing of either target's budget left. Ours allocated 551 bytes per job then; 341 now " +
-      "(`bench/ab-fiber.ts --work=sync`), the job's Effect and closure included: its record (88), the submit (48), the " +
-      "job's Exit (32, and 16 for a boxed result). `yield*` on a submit, and on the Exit of an `Effect.sync` job that " +
-      "succeeded, allocates nothing: Effect's own `yield*` on an Exit makes an iterator and a result, 80 bytes.",
+      "has almost nothing of either target's budget left. Ours allocates 551 bytes per job (a job record, the " +
+      "submit, its iterator, the job's Exit and two clock readings, which V8 boxes).",
     "Why our peak heap is about twice `Effect.forEach`'s: those kept Exits survive young-generation collections, and once " +
       "16 MB have survived V8 doubles its young generation (16 to 32 MB) near the end of the run. Run with " +
       "`--max-semi-space-size=16` (no doubling) our peak is 26.4 MB, 1.32× `Effect.forEach`'s 20.1 MB, which the flag does not change.",
@@ -170,11 +168,6 @@ export const scenario: Scenario = {
       "since its last growth (it grows once that passes its 16 MiB): 4.7 MB promoted by the full collections before the " +
       "run, the kept-handles array (1.6 MB), then per scavenge 0.86 MB copied and 0.86 MB promoted, the same kept Exits " +
       "counted twice. Allocating less per job changes how many scavenges there are, not what survives them: 12% fewer " +
-      "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB. What it changes is how much the run " +
-      "allocates after the growth, and the peak is the young generation's fill at the end: at 341 bytes per job V8 still " +
-      "grows it (at the run's 4th scavenge, 16.8 MB survived), and the peak was 39.3 MB (median of 6 runs; 43.0 at 390 " +
-      "bytes per job). An Exit is already the smallest object that can hold a result (one field, 32 bytes), and under " +
-      "the growth's budget each kept result would need about 26, so a peak below 2× `Effect.forEach`'s is a matter of " +
-      "where the run ends against V8's collections, not a margin."
+      "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB."
   ]
 }

@@ -30,14 +30,11 @@ export const restoreFiber = (fiber: unknown): void => {
   if (fiber !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = fiber
 }
 
-/**
- * Runs an `Effect.sync` function as its fiber would, outside any fiber: its value, or the defect it
- * threw. `succeed` makes the success Exit (the fiber executor's is cheaper to await: succeeded.ts).
- */
-export const runThunk = (thunk: () => unknown, succeed: (value: unknown) => Exit.Exit<unknown> = Exit.succeed): Exit.Exit<unknown> => {
+/** Runs an `Effect.sync` function as its fiber would, outside any fiber: its value, or the defect it threw. */
+export const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
   const current = leaveFiber()
   try {
-    return succeed(thunk())
+    return Exit.succeed(thunk())
   } catch (defect) {
     return Exit.die(defect)
   } finally {

@@ -3,7 +3,7 @@
  * evaluated by the fiber that runs it (`Effectable.Prototype`, Effect's public way to make one),
  * and cheaper than Effect's own in two ways a trivial job notices:
  * - `yield*` on one allocates one 40-byte iterator, where Effect's (`SingleShotGen`) allocates
- *   itself and a result object, 80 bytes; on `submit`, nothing (see `prototype`);
+ *   itself and a result object, 80 bytes;
  * - one that succeeds at once hands its value to the fiber's next step, as `Effect.sync` does,
  *   rather than returning an Exit for the fiber to unwrap: no Exit, one step fewer.
  *
@@ -39,56 +39,18 @@ class Yielding {
   }
 }
 
-/** What the second `next` of a `defined` object's iteration returns (see `prototype`). */
-const LAST: { done: boolean; value: unknown } = { done: true, value: undefined }
-
 /**
  * A prototype for Effect objects of our own: Effect calls `evaluate` with the fiber that runs the
  * object (the object is `this`), and runs the Effect it returns.
- *
- * `defined`: it never succeeds with `undefined` (`submit`: a handle). Then `yield*` on it allocates
- * nothing: its iterator is itself and keeps no state, since the argument of `next` tells the two
- * calls apart (`yield*` passes `undefined` to the first, the result to the second). The first
- * returns the object itself as the result (`done` false, `value` itself, on the prototype: stable,
- * however late a runner reads it; the eager one reads it later), the second one shared object,
- * which every generator and runner reads as soon as `next` returns (`done` true: nothing is left to
- * run). It holds the last result until the next first call: one handle, never more.
  */
 export const prototype = <A extends Effect.Effect<any, any, any>>(
   label: string,
-  evaluate: (this: A, fiber: Fiber.Fiber<any, any>) => Effect.Effect<any, any, any>,
-  defined = false
+  evaluate: (this: A, fiber: Fiber.Fiber<any, any>) => Effect.Effect<any, any, any>
 ): object => {
   const proto = Effectable.Prototype<A>({ label, evaluate })
-  if (!defined) {
-    Object.defineProperty(proto, Symbol.iterator, {
-      value(this: unknown) {
-        return new Yielding(this)
-      }
-    })
-    return proto
-  }
-  Object.defineProperties(proto, {
-    [Symbol.iterator]: {
-      value(this: unknown) {
-        return this
-      }
-    },
-    next: {
-      value(this: unknown, result: unknown) {
-        if (result === undefined) {
-          LAST.value = undefined
-          return this
-        }
-        LAST.value = result
-        return LAST
-      }
-    },
-    done: { value: false },
-    value: {
-      get(this: unknown) {
-        return this
-      }
+  Object.defineProperty(proto, Symbol.iterator, {
+    value(this: unknown) {
+      return new Yielding(this)
     }
   })
   return proto

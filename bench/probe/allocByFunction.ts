@@ -1,4 +1,4 @@
-// node bench/probe/f8alloc.ts: where scenario 1's shape allocates, by function (sampling heap profiler, garbage included)
+// node bench/probe/allocByFunction.ts: where scenario 1's shape allocates, by function (sampling heap profiler, garbage included)
 import { Effect, Scope } from "effect"
 import { Session } from "node:inspector/promises"
 import { WorkPool } from "../../src/index.ts"
