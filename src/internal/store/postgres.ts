@@ -414,6 +414,13 @@ export const makeWith = (
       effect.pipe(
         driverTime,
         Effect.mapError(fail(operation)),
+        // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
+        // gets a typed error, not an interruption it never asked for
+        Effect.catchCause((cause) =>
+          closing.isClosed() && Cause.hasInterruptsOnly(cause)
+            ? Effect.fail(new StoreError({ operation, reason: Closing.CLOSED }))
+            : Effect.failCause(cause)
+        ),
         Effect.tap((a) => {
           const change = changed(a)
           return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
