@@ -9,7 +9,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { createClient } from "redis"
 import { Echo } from "./durable/conformance.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -47,4 +51,40 @@ describe.each(stores)("a closed %s store", (_name, makeLayer) => {
       const enqueued = yield* Effect.exit(Effect.provideContext(JobQueue.enqueue(Echo, { n: 2 }), context)).pipe(Effect.timeout("10 seconds"))
       assert.strictEqual(outcome(enqueued), "StoreError", "enqueue after the close")
     }), { timeout: 60_000 })
+})
+
+describe.skipIf(!Rd.enabled)("the Redis idle watch's look, which names its idle consumers' tasks", () => {
+  it.live("a ready job whose marker a killed holder took still reaches its idle consumer, on a store whose idle consumers handle different tasks and one of which stopped mid-wait", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      const layer = RedisJobStore.layer({ url: Rd.url!, prefix })
+      // the holder: blocked on the queue's marker before the store, so it pops the next marker and
+      // never hands it back (a process killed with -9 after its pop)
+      const holder = createClient({ url: Rd.url!, name: `holder:${prefix}`, RESP: 2 })
+      holder.on("error", () => {})
+      yield* Effect.promise(() => holder.connect())
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.destroy()))
+      const popped = holder.bzPopMin(`{${prefix}:q}:marker`, 60)
+      yield* Effect.promise(() => Rd.blocked(prefix, 1, `holder:${prefix}`))
+      const store = yield* Layer.build(layer)
+      const here = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) => Effect.provideContext(effect, store)
+      const common = { queues: ["q"], concurrency: 1, poll: "1 hour" } as const
+      // two idle consumers of Echo and one of Work, all on this store and queue; one of Echo stops mid-wait
+      yield* here(JobQueue.consume({ ...common, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))] }))
+      yield* here(JobQueue.consume({ ...common, handlers: [Task.handle(Work, ({ n }) => Effect.succeed(n))] }))
+      const leaving = yield* Scope.make()
+      yield* here(JobQueue.consume({ ...common, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))] })).pipe(Scope.provide(leaving))
+      yield* Effect.promise(() => Rd.blocked(prefix))
+      yield* Effect.sleep(100)
+      yield* Scope.close(leaving, Exit.void)
+      // another process enqueues: the holder (blocked first) takes the marker
+      const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 5 }, { queue: "q" }), layer)
+      const marker = yield* Effect.promise(() => popped).pipe(Effect.timeout("10 seconds"))
+      assert.isNotNull(marker, "the holder took the marker")
+      // the store's next look (<= 5 s) sees a ready Echo job no marker tells of
+      assert.strictEqual(yield* here(JobQueue.await(Echo, job.id)).pipe(Effect.timeout("20 seconds")), 10)
+      // the Work consumer beside it still gets its jobs
+      const work = yield* Effect.provide(JobQueue.enqueue(Work, { n: 3 }, { queue: "q" }), layer)
+      assert.strictEqual(yield* here(JobQueue.await(Work, work.id)).pipe(Effect.timeout("20 seconds")), 3)
+    }).pipe(Effect.scoped), { timeout: 90_000 })
 })
