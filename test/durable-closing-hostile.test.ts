@@ -3,7 +3,8 @@
  * and of the Redis idle watch's look, which names its idle consumers' tasks.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -87,4 +88,53 @@ describe.skipIf(!Rd.enabled)("the Redis idle watch's look, which names its idle 
       const work = yield* Effect.provide(JobQueue.enqueue(Work, { n: 3 }, { queue: "q" }), layer)
       assert.strictEqual(yield* here(JobQueue.await(Work, work.id)).pipe(Effect.timeout("20 seconds")), 3)
     }).pipe(Effect.scoped), { timeout: 90_000 })
+})
+
+/** Lets every fiber run, then moves the TestClock `millis` on in steps. */
+const tick = (millis: number, step = 500) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+    for (let t = 0; t < millis; t += step) {
+      yield* TestClock.adjust(Math.min(step, millis - t))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+    }
+  })
+
+describe.each([
+  ["memory", () => JobStore.memory()],
+  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `d${files++}.db`) })]
+] as const)("a draining consumer whose %s store closes under it", (_name, makeLayer) => {
+  it.effect("its graceful shutdown does not wait for a job that never ends: the job is interrupted within a lease (its result could not be stored)", () =>
+    Effect.gen(function*() {
+      const storeScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
+      const started = yield* Deferred.make<void>()
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        if (options.logLevel === "Warn" || options.logLevel === "Error") {
+          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+        }
+      })
+      const consumerScope = yield* Scope.make()
+      const consumer = yield* JobQueue.consume({
+        concurrency: 1,
+        lease: "30 seconds",
+        poll: "1 second",
+        shutdownTimeout: "1 hour",
+        handlers: [Task.handle(Echo, () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never))]
+      }).pipe(Scope.provide(consumerScope), Effect.provideContext(context), Effect.provide(Logger.layer([collector])))
+      yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), context)
+      yield* tick(1000)
+      yield* Deferred.await(started)
+      // a graceful shutdown drains (the job runs on), then the store's layer goes
+      const shutdown = yield* Effect.forkChild(consumer.shutdown)
+      yield* tick(1000)
+      yield* Scope.close(storeScope, Exit.void)
+      // with its store open, a lease later its heartbeat's failures would have ended the job as lost
+      yield* tick(60_000)
+      assert.isDefined(shutdown.pollUnsafe(), "the shutdown still waits for a job whose store is gone")
+      assert.strictEqual(logged.length, 1, JSON.stringify(logged))
+      assert.match(logged[0]!, /store closed before the consumer.*interrupting 1 running job/)
+      yield* Scope.close(consumerScope, Exit.void)
+    }))
 })

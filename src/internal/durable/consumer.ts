@@ -214,10 +214,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
      * The store closed under this consumer (its layer released before the consumer's scope): nothing
      * can be claimed or settled any more, so it stops, saying so once, instead of retrying (and
      * logging) until its own scope closes. Its running jobs are interrupted: their results could
-     * not be stored, and their leases end, so another consumer of the store runs them again.
+     * not be stored, and their leases end, so another consumer of the store runs them again. A
+     * graceful shutdown under way is cut short the same way: its drain would wait (up to
+     * `shutdownTimeout`) for jobs whose results cannot be stored, which no failed heartbeat ends now.
      */
+    let storeGone = false
     const storeClosed = () => {
-      if (!claiming) return
+      if (storeGone) return
+      storeGone = true
       claiming = false
       fork(Effect.andThen(
         Effect.logWarning(
