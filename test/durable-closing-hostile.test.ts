@@ -3,13 +3,15 @@
  * and of the Redis idle watch's look, which names its idle consumers' tasks.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { createClient } from "redis"
@@ -25,7 +27,9 @@ const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
   ["memory", () => JobStore.memory()],
   ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `s${files++}.db`) })]
 ]
-if (Pg.enabled) stores.push(["Postgres", () => Pg.testLayer()])
+if (Pg.enabled) {
+  stores.push(["Postgres", () => Pg.testLayer()])
+}
 if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
 
 /** What an effect on a closed store ended with: a typed failure's tag, "interrupted", "defect", or "success". */
@@ -137,4 +141,32 @@ describe.each([
       assert.match(logged[0]!, /store closed before the consumer.*interrupting 1 running job/)
       yield* Scope.close(consumerScope, Exit.void)
     }))
+})
+
+describe.skipIf(!Pg.enabled)("a closed Postgres store on the caller's client (layerClient), which outlives it", () => {
+  it.live("its operations fail with StoreError, and a consumer outliving it stops with one warning, as on every other store", () =>
+    Effect.gen(function*() {
+      const client = yield* Layer.build(PgClient.layer({ url: Redacted.make(Pg.url!) }))
+      const storeScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(Layer.provide(Layer.succeedContext(client))),
+        storeScope
+      )
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        if (options.logLevel === "Warn" || options.logLevel === "Error") {
+          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+        }
+      })
+      const consumer = yield* JobQueue.consume({ concurrency: 1, poll: "100 millis", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }).pipe(
+        Effect.provideContext(context),
+        Effect.provide(Logger.layer([collector]))
+      )
+      yield* Scope.close(storeScope, Exit.void)
+      const enqueued = yield* Effect.exit(Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), context))
+      assert.strictEqual(outcome(enqueued), "StoreError", "enqueue on the closed store")
+      yield* consumer.awaitTermination.pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(logged.length, 1, JSON.stringify(logged))
+      assert.match(logged[0]!, /store closed before the consumer/)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

@@ -411,7 +411,8 @@ export const makeWith = (
       effect: Effect.Effect<A, unknown>,
       changed: (a: A) => boolean | number = () => false
     ): Effect.Effect<A, StoreError> =>
-      effect.pipe(
+      // closed: on the caller's client (layerClient), which outlives the store, it would still work
+      Effect.suspend(() => closing.isClosed() ? Effect.fail(new StoreError({ operation, reason: Closing.CLOSED })) : effect.pipe(
         driverTime,
         Effect.mapError(fail(operation)),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
@@ -425,7 +426,7 @@ export const makeWith = (
           const change = changed(a)
           return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
         })
-      )
+      ))
 
     // --- open: the migrations, one starter at a time
     yield* op(
