@@ -170,3 +170,33 @@ describe.skipIf(!Pg.enabled)("a closed Postgres store on the caller's client (la
       assert.match(logged[0]!, /store closed before the consumer/)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
+
+describe.each(stores.filter(([name]) => name === "Postgres" || name === "Redis"))("a draining consumer whose %s store closes under it (live)", (_name, makeLayer) => {
+  it.live("its graceful shutdown ends at once, interrupting a job that never ends, with one warning", () =>
+    Effect.gen(function*() {
+      const storeScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
+      const started = yield* Deferred.make<void>()
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        if (options.logLevel === "Warn" || options.logLevel === "Error") {
+          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+        }
+      })
+      const consumer = yield* JobQueue.consume({
+        concurrency: 1,
+        lease: "3 seconds",
+        poll: "100 millis",
+        shutdownTimeout: "1 hour",
+        handlers: [Task.handle(Echo, () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never))]
+      }).pipe(Effect.provideContext(context), Effect.provide(Logger.layer([collector])))
+      yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), context)
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      const shutdown = yield* Effect.forkChild(consumer.shutdown)
+      yield* Scope.close(storeScope, Exit.void)
+      // a lease is 3 s: the heartbeat hears of the close at once (the close wakes it), or fails at its next beat
+      yield* Fiber.join(shutdown).pipe(Effect.timeout("15 seconds"))
+      assert.strictEqual(logged.length, 1, JSON.stringify(logged))
+      assert.match(logged[0]!, /store closed before the consumer.*interrupting 1 running job/)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
