@@ -17,6 +17,7 @@ import * as Task from "../src/Task.ts"
 import { createClient } from "redis"
 import { Echo } from "./durable/conformance.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
+import { warnings } from "./helpers.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -113,12 +114,7 @@ describe.each([
       const storeScope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
       const started = yield* Deferred.make<void>()
-      const logged: Array<string> = []
-      const collector = Logger.make((options) => {
-        if (options.logLevel === "Warn" || options.logLevel === "Error") {
-          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
-        }
-      })
+      const { logged, collector } = warnings()
       const consumerScope = yield* Scope.make()
       const consumer = yield* JobQueue.consume({
         concurrency: 1,
@@ -152,12 +148,7 @@ describe.skipIf(!Pg.enabled)("a closed Postgres store on the caller's client (la
         PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(Layer.provide(Layer.succeedContext(client))),
         storeScope
       )
-      const logged: Array<string> = []
-      const collector = Logger.make((options) => {
-        if (options.logLevel === "Warn" || options.logLevel === "Error") {
-          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
-        }
-      })
+      const { logged, collector } = warnings()
       const consumer = yield* JobQueue.consume({ concurrency: 1, poll: "100 millis", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }).pipe(
         Effect.provideContext(context),
         Effect.provide(Logger.layer([collector]))
@@ -177,12 +168,7 @@ describe.each(stores.filter(([name]) => name === "Postgres" || name === "Redis")
       const storeScope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
       const started = yield* Deferred.make<void>()
-      const logged: Array<string> = []
-      const collector = Logger.make((options) => {
-        if (options.logLevel === "Warn" || options.logLevel === "Error") {
-          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
-        }
-      })
+      const { logged, collector } = warnings()
       const consumer = yield* JobQueue.consume({
         concurrency: 1,
         lease: "3 seconds",

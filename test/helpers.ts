@@ -1,4 +1,4 @@
-import { Duration, Effect, Ref, Tracer } from "effect"
+import { Duration, Effect, Logger, Ref, Tracer } from "effect"
 import { inspect } from "node:util"
 import { TestRunner } from "vitest"
 
@@ -10,6 +10,17 @@ export const makeGauge = Effect.gen(function*() {
   const track = <A, E, R>(job: Effect.Effect<A, E, R>) => Effect.acquireUseRelease(enter, () => job, () => exit)
   return { track, get: Ref.get(state) }
 })
+
+/** A logger that keeps the first part of each warning or error message it is given (`logged`). */
+export const warnings = () => {
+  const logged: Array<string> = []
+  const collector = Logger.make((options) => {
+    if (options.logLevel === "Warn" || options.logLevel === "Error") {
+      logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+    }
+  })
+  return { logged, collector }
+}
 
 /** Lets every fiber that can run, run. */
 export const settle = Effect.gen(function*() {

@@ -13,7 +13,7 @@ import type { Store } from "../../src/internal/store/model.ts"
 import { type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
-import { recordingTracer, settle } from "../helpers.ts"
+import { recordingTracer, settle, warnings } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
@@ -1617,12 +1617,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
 
     it.effect("a consumer whose store closes first (the store's layer released before the consumer's scope) stops, saying so once: no claim retried, no warning per poll; an idle one and a busy one", () =>
       Effect.forEach([2, 1], (concurrency) => Effect.gen(function*() {
-        const logged: Array<string> = []
-        const collector = Logger.make((options) => {
-          if (options.logLevel === "Warn" || options.logLevel === "Error") {
-            logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
-          }
-        })
+        const { logged, collector } = warnings()
         const storeScope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
         const store = Context.get(context, JobStore.JobStore)
