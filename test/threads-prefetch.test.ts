@@ -13,8 +13,9 @@ import { MessagePort } from "node:worker_threads"
 import { Crash, Echo, Flaky, Hold, Mark, Spin } from "./fixtures/tasks.ts"
 import { addsUp, blockUntil, makePool as makeThreadPool, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { PaceMeter } from "../src/internal/pace.ts"
-import { PACE } from "../src/internal/protocol.ts"
-import { depth, MAX_OFFERS, MIN_OFFERS, type Thread, Threads } from "../src/internal/threads.ts"
+import { depth, MAX_OFFERS, MIN_OFFERS, sharedCells, type Thread, Threads } from "../src/internal/threads.ts"
+import { COUNTER, PARKED, SIGNAL_CELLS } from "../src/internal/park.ts"
+import { offerCell, PACE, WITHDRAWN } from "../src/internal/protocol.ts"
 import { settle, waitFor } from "./helpers.ts"
 
 /**
@@ -312,6 +313,26 @@ describe("ThreadPool prefetch", () => {
       assert.deepStrictEqual([Atomics.load(counters, 2), Atomics.load(counters, 4)], [1, 1], "each ran once")
       assert.isBelow(Atomics.load(counters, 5), Atomics.load(counters, 3), "the higher priority started first")
     }))
+
+  // an overlap fails no behaviour test (the offers' compare-and-swap absorbs it: found by hostile12)
+  it("a thread's shared cells: the pace, the wake signal and the offer cells, apart, in one buffer", () => {
+    for (const slots of [1, 4, 64]) {
+      const { cells, pace, signal } = sharedCells(slots)
+      assert.strictEqual(pace.buffer, signal.buffer)
+      assert.strictEqual(cells.buffer, pace.buffer)
+      assert.strictEqual(cells.length, slots + MAX_OFFERS, "a cell per slot and per offer")
+      assert.isTrue([PACE].every((i) => i < pace.length))
+      assert.isTrue([COUNTER, PARKED].every((i) => i < signal.length) && signal.length === SIGNAL_CELLS)
+      const views = [pace, signal, cells].map((v) => [v.byteOffset, v.byteOffset + v.byteLength] as const)
+      for (const [i, [start, end]] of views.entries()) {
+        for (const [j, [otherStart, otherEnd]] of views.entries()) {
+          if (i !== j) assert.isTrue(end <= otherStart || otherEnd <= start, `views ${i} and ${j} overlap`)
+        }
+      }
+      assert.strictEqual(views.reduce((n, [start, end]) => n + end - start, 0), pace.buffer.byteLength, "nothing unused")
+      assert.isTrue(cells.every((cell) => cell === offerCell(0, WITHDRAWN)), "every cell free")
+    }
+  })
 
   it("offers per thread: as many as cover the window at the thread's pace, within the bounds", () => {
     assert.strictEqual(depth(0), MIN_OFFERS, "pace unknown")

@@ -163,6 +163,19 @@ export const MIN_OFFERS = 2
 export const MAX_OFFERS = 64
 export const WINDOW = 2000
 
+/**
+ * A thread's memory shared with the main thread, one buffer: its pace cell (protocol.PACE), its wake
+ * signal (park.ts), and its offer cells, a cell per slot and per offer (one per offer confirmed and
+ * not yet read, at most), each apart from the others. An overlap would not show as a failure: the
+ * offers' compare-and-swap would take the corruption for a thread's claim or a withdrawal.
+ */
+export const sharedCells = (slots: number): { readonly pace: Int32Array; readonly signal: Int32Array; readonly cells: Int32Array } => {
+  const shared = new SharedArrayBuffer(4 * (1 + SIGNAL_CELLS + slots + MAX_OFFERS))
+  const cells = new Int32Array(shared, 4 * (1 + SIGNAL_CELLS))
+  cells.fill(offerCell(0, WITHDRAWN))
+  return { pace: new Int32Array(shared, 0, 1), signal: new Int32Array(shared, 4, SIGNAL_CELLS), cells }
+}
+
 /** How many offers `thread` may hold now, from its pace (see protocol.PACE; unknown: `MIN_OFFERS`). */
 export const depth = (pace: number): number =>
   pace <= 0 ? MIN_OFFERS : Math.max(MIN_OFFERS, Math.min(MAX_OFFERS, Math.ceil(WINDOW / pace)))
@@ -506,13 +519,7 @@ export class Threads {
     return Effect.callback<Thread, string | Unrecoverable>((resume) => {
       // the pool's own channel, handed to the thread with its workerData (ThreadWorker takes it out)
       const { port1: port, port2 } = new MessageChannel()
-      // the pace, the wake signal (park.ts), and a cell per slot and per offer: one per offer
-      // confirmed and not yet read, at most
-      const shared = new SharedArrayBuffer(4 * (1 + SIGNAL_CELLS + this.config.tasksPerThread + MAX_OFFERS))
-      const cells = new Int32Array(shared, 4 * (1 + SIGNAL_CELLS))
-      cells.fill(offerCell(0, WITHDRAWN))
-      const pace = new Int32Array(shared, 0, 1)
-      const signal = new Int32Array(shared, 4, SIGNAL_CELLS)
+      const { cells, pace, signal } = sharedCells(this.config.tasksPerThread)
       const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
