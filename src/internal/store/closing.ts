@@ -36,13 +36,16 @@ export const make = (signals: ReadonlyArray<Signal>): Effect.Effect<Closing, nev
 /** The reason of a closed store's errors. */
 export const CLOSED = "the store is closed (its layer was released)"
 
+/** The error of operation `operation` on a closed store. */
+export const closedError = (operation: string): StoreError => new StoreError({ operation, reason: CLOSED })
+
 /**
  * `store` whose operations fail with `StoreError` once it is closed: a store with nothing of its
  * own to close (memory) would otherwise go on taking jobs that nobody will ever see.
  */
 export const guard = (store: Store, isClosed: () => boolean): Store => {
   const check = <A>(operation: string, effect: () => Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
-    Effect.suspend(() => isClosed() ? Effect.fail(new StoreError({ operation, reason: CLOSED })) : effect())
+    Effect.suspend(() => isClosed() ? Effect.fail(closedError(operation)) : effect())
   return {
     ...store,
     enqueue: (job) => check("enqueue", () => store.enqueue(job)),

@@ -412,14 +412,14 @@ export const makeWith = (
       changed: (a: A) => boolean | number = () => false
     ): Effect.Effect<A, StoreError> =>
       // closed: on the caller's client (layerClient), which outlives the store, it would still work
-      Effect.suspend(() => closing.isClosed() ? Effect.fail(new StoreError({ operation, reason: Closing.CLOSED })) : effect.pipe(
+      Effect.suspend(() => closing.isClosed() ? Effect.fail(Closing.closedError(operation)) : effect.pipe(
         driverTime,
         Effect.mapError(fail(operation)),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
         // gets a typed error, not an interruption it never asked for
         Effect.catchCause((cause) =>
           closing.isClosed() && Cause.hasInterruptsOnly(cause)
-            ? Effect.fail(new StoreError({ operation, reason: Closing.CLOSED }))
+            ? Effect.fail(Closing.closedError(operation))
             : Effect.failCause(cause)
         ),
         Effect.tap((a) => {
