@@ -184,6 +184,30 @@ export const depth = (pace: number): number =>
 const DRAIN = 64
 
 /**
+ * Takes up to `limit` messages queued on a port and hands each to `receive`. One that cannot be
+ * deserialized is taken off the port all the same, as a 'messageerror' would be, and handed to
+ * `unreadable`; those behind it are read.
+ */
+const takeQueued = (
+  port: MessagePort,
+  limit: number,
+  receive: (message: unknown) => void,
+  unreadable: (error: unknown) => void
+): void => {
+  for (let n = 0; n < limit; n++) {
+    let entry: { message: unknown } | undefined
+    try {
+      entry = receiveMessageOnPort(port)
+    } catch (error) {
+      unreadable(error)
+      continue
+    }
+    if (entry === undefined) return
+    receive(entry.message)
+  }
+}
+
+/**
  * A cell of the thread's that a new offer may take (see protocol.ts): one whose offer was taken
  * back, or was claimed by the thread and handed over to its job since (an offer the thread has
  * claimed stays among `offers` until then, and its cell is its proof); -1 if none. It looks from
@@ -606,18 +630,7 @@ export class Threads {
         // message of its own): each 'message' event costs the main thread a dispatch and a microtask
         // checkpoint. At most DRAIN of them, so that a thread answering faster than they are handled
         // cannot hold the main thread; Node dispatches the rest as events
-        for (let n = 0; n < DRAIN; n++) {
-          let entry: { message: unknown } | undefined
-          try {
-            entry = receiveMessageOnPort(port)
-          } catch (error) {
-            // taken off the port either way, as a 'messageerror' would
-            unreadable(error)
-            continue
-          }
-          if (entry === undefined) return
-          receive(entry.message)
-        }
+        takeQueued(port, DRAIN, receive, unreadable)
       })
       port.on("messageerror", unreadable)
       // the thread's parentPort is user code's: nothing on it is the pool's
@@ -629,18 +642,12 @@ export class Threads {
       worker.on("exit", (code) => {
         // what the thread posted before it exited (a reply, why its layer failed) comes first: Node
         // does this for parentPort, not for other ports
-        // one that cannot be deserialized is taken off the port all the same: those behind it are read
-        for (;;) {
-          let m: { message: unknown } | undefined
-          try {
-            m = receiveMessageOnPort(port)
-          } catch (error) {
-            this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`)
-            continue
-          }
-          if (m === undefined) break
-          receive(m.message)
-        }
+        // one that cannot be deserialized is taken off the port all the same: those behind it are read.
+        // It is not asked about (the thread is gone): a task it answered ends as the thread's others do
+        takeQueued(port, Infinity, receive, (error) =>
+          Effect.runForkWith(this.context)(Effect.logDebug(
+            `ThreadPool: a message from thread ${thread.index}, read as it exited, could not be deserialized: ${describe(error)}`
+          )))
         port.close()
         this.alive.delete(thread)
         thread.exited = true
