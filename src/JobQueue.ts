@@ -265,6 +265,17 @@ const stored = (field: string, value: unknown, millis: number): number => {
   return millis
 }
 
+/** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
+const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
+  queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
+  priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+  timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
+  maxAttempts: options.maxAttempts === undefined
+    ? DEFAULT_MAX_ATTEMPTS
+    : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
+  retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
+})
+
 const toInfo = (row: JobRow, now: number): JobInfo => ({
   id: row.id,
   queue: row.queue,
@@ -340,15 +351,9 @@ export const enqueue = <T extends Task.Any>(
         config.fail("runAt", options.runAt, "expected a valid Date")
       }
       return {
-        queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
-        priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+        ...jobOptions(options),
         delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
-        dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey),
-        timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
-        maxAttempts: options.maxAttempts === undefined
-          ? DEFAULT_MAX_ATTEMPTS
-          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
-        retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
+        dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey)
       }
     })
     const encoded = yield* encodePayload(task, payload)
@@ -774,17 +779,7 @@ export const repeat = <T extends Task.Any>(
         : typeof options.cron === "string"
         ? Result.getOrElse(Cron.parse(options.cron), (error) => config.fail("cron", options.cron, `expected a cron expression (${error.message})`))
         : config.fail("cron", options.cron, "expected a cron expression or a Cron")
-      return {
-        name: nonEmpty("name", name),
-        cron,
-        queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
-        priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
-        timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
-        maxAttempts: options.maxAttempts === undefined
-          ? DEFAULT_MAX_ATTEMPTS
-          : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
-        retry: options.retry === undefined ? null : Backoff.encode("retry", options.retry)
-      }
+      return { name: nonEmpty("name", name), cron, ...jobOptions(options) }
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
