@@ -70,6 +70,30 @@ describe("JobQueue.enqueue refuses what a store cannot keep (Postgres failed wit
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
+describe("JobQueue.repeat refuses", () => {
+  const field = (options: Record<string, unknown>) =>
+    Effect.map(
+      Effect.flip(Effect.scoped(JobQueue.repeat("r", Echo, 1, { cron: "* * * * *", ...options } as JobQueue.RepeatOptions))),
+      (error) => {
+        assert.strictEqual(error._tag, "InvalidJobOptions", JSON.stringify(error))
+        return (error as { field: string }).field
+      }
+    )
+
+  it.effect("each bad option its jobs share with an enqueue's, naming it; nothing is stored", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* field({ queue: "" }), "queue")
+      assert.strictEqual(yield* field({ queue: "q".repeat(1001) }), "queue")
+      assert.strictEqual(yield* field({ priority: Number.NaN }), "priority")
+      assert.strictEqual(yield* field({ timeout: 1e300 }), "timeout")
+      assert.strictEqual(yield* field({ timeout: -1 }), "timeout")
+      assert.strictEqual(yield* field({ maxAttempts: 0 }), "maxAttempts")
+      assert.strictEqual(yield* field({ maxAttempts: 1.5 }), "maxAttempts")
+      assert.strictEqual(yield* field({ retry: { fixed: -1 } }), "retry.fixed")
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
 describe("JobQueue.purge refuses", () => {
   it.effect("states that are not an array (a single state died with 'states.forEach is not a function')", () =>
     Effect.gen(function*() {
