@@ -37,10 +37,13 @@ const run = async (
   const runtime = ManagedRuntime.make(layer)
   runtimes.push(runtime)
   await runtime.runPromise(JobQueue.setRateLimit("default", { limit: LIMIT, interval: INTERVAL }))
-  await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => JobQueue.enqueue(Work, { n })))
   // 3 processes × 8 slots: unlimited, they would start 24 jobs at once
   const consumers = [consumer(), consumer(), consumer()]
   try {
+    // every process consumes before the jobs are there: on a busy machine one that took seconds
+    // longer to start found the others had taken all of them, and "every process took part" failed
+    await waitUntil(consumers, () => consumers.every((c) => c.lines.includes("ready")), "every consumer is ready")
+    await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => JobQueue.enqueue(Work, { n })))
     const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
     assert.strictEqual(stats.succeeded, JOBS)
     await waitUntil(consumers, () => consumers.reduce((n, c) => n + c.started.length, 0) >= JOBS, "every start was printed")
