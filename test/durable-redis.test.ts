@@ -426,6 +426,64 @@ else {
         })
       }), { timeout: 60_000 })
 
+    it.live("a claim and a batch of settles cost 2 Redis commands per job, and a token settled twice in one batch is written once", () =>
+      Effect.gen(function*() {
+        const binary = redisServer.binary()
+        if (binary === undefined) return assert.fail("no redis-server binary")
+        // a server of its own: its count of commands run (those the scripts make) is this test's
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => redisServer.startServer(binary)),
+          (server) => Effect.promise(server.destroy)
+        )
+        const commands = Effect.promise(() =>
+          admin(async (client) => {
+            let calls = 0
+            for (const [, name, n] of (await client.info("commandstats")).matchAll(/cmdstat_(\w+):calls=(\d+)/g)) {
+              if (!["evalsha", "eval", "info", "script"].includes(name!)) calls += Number(n)
+            }
+            return calls
+          }, server.url)
+        )
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          /** The commands of a claim of `jobs` jobs and those of their settles, written as one batch. */
+          const round = (jobs: number) =>
+            Effect.gen(function*() {
+              for (let n = 0; n < jobs; n++) yield* JobQueue.enqueue(Echo, { n })
+              let before = yield* commands
+              const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: jobs, lease: 60_000 })
+              const claimed = (yield* commands) - before
+              before = yield* commands
+              // the first token twice: its second settle finds it gone
+              const settled = yield* Effect.all(
+                [...claims, claims[0]!].map((claim) => store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: "{}" })),
+                { concurrency: "unbounded" }
+              )
+              return { taken: claims.length, claimed, settled, settles: (yield* commands) - before }
+            })
+          const few = yield* round(4)
+          const many = yield* round(12)
+          return {
+            taken: [few.taken, many.taken],
+            // per job more; before: 7 per claimed job (a ZRANGE and a ZREM to take it, a ZADD and two
+            // HSETs per lease) and 9 per settle (the lease ended and the job finished job by job)
+            claimPerJob: (many.claimed - few.claimed) / 8,
+            settlePerJob: (many.settles - few.settles) / 8,
+            twice: [few.settled.at(-1), many.settled.at(-1), few.settled.slice(0, -1).every((ok) => ok), many.settled.slice(0, -1).every((ok) => ok)],
+            succeeded: (yield* store.list({ states: ["succeeded"], limit: 100 })).length
+          }
+        }).pipe(Effect.provide(RedisJobStore.layer({ url: server.url, prefix: freshPrefix() })))
+        assert.deepStrictEqual(outcome, {
+          taken: [4, 12],
+          // its HMGET and its HSET; the rest (one ZPOPMIN, one ZADD of the leases...) is per claim
+          claimPerJob: 2,
+          // its HSET and the read of its dedup key; the tokens, leases and final set: a command per batch
+          settlePerJob: 2,
+          twice: [false, false, true, true],
+          succeeded: 16
+        })
+      }), { timeout: 60_000 })
+
     it.live("a settle no claim carries (its queue is not claimed) is written while other queues' claims follow each other", () =>
       Effect.gen(function*() {
         const written = yield* Effect.gen(function*() {

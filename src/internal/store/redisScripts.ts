@@ -106,29 +106,71 @@ local function endLease(id)
   redis.call("ZREM", B .. ":running", id)
   redis.call("HSET", j, "token", "", "lease", "")
 end
--- ends an attempt if the token still holds its job: kind final|retry|release, arg the final state or
--- the retry's delay, hasExit "1" if exit is the failure or result to keep → 1, or 0 (nothing written)
-local function settle(token, kind, arg, hasExit, exit, now)
-  local id = redis.call("HGET", B .. ":tokens", token)
-  if not id then return 0 end
-  local j = jobKey(id)
-  endLease(id)
-  if hasExit == "1" then redis.call("HSET", j, "exit", exit) elseif kind == "final" then redis.call("HDEL", j, "exit") end
-  if kind == "final" then
-    finish(id, arg, now)
-  elseif kind == "retry" then
-    local visible = now + tonumber(arg)
-    redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
-    queued(id)
-    place(id, now)
-  else
-    -- given back: where it was in the queue, its attempt not counted
-    redis.call("HINCRBY", j, "attempts", -1)
-    redis.call("HSET", j, "state", "queued")
-    queued(id)
-    place(id, now)
+-- one command for many arguments (ZADD, HSET, HDEL, ZREM...), in chunks of 1000 (pairs stay whole):
+-- Lua's unpack has a limit, and a large consumer settles or claims many jobs in one script
+local function bulk(command, key, args)
+  for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
+end
+-- ends attempts whose tokens still hold their jobs: count settles of 5 arguments from args[from]
+-- (token, kind final|retry|release, arg the final state or the retry's delay, hasExit "1" if exit is
+-- the failure or result to keep, exit) → 1 or 0 (nothing written) for each. The lease ends and the
+-- job ends (the busiest code of a drain) by one command per settle and a few for the whole batch.
+local function settleMany(args, from, count, now)
+  local out = {}
+  if count == 0 then return out end
+  local tokens = {}
+  for i = 1, count do tokens[i] = args[from + (i - 1) * 5] end
+  local ids = {}
+  for i = 1, count, 1000 do
+    local chunk = redis.call("HMGET", B .. ":tokens", unpack(tokens, i, math.min(i + 999, count)))
+    for k = 1, #chunk do ids[i + k - 1] = chunk[k] end
   end
-  return 1
+  local seen, ended, leases, finals = {}, {}, {}, {}
+  for i = 1, count do
+    local token, id = tokens[i], ids[i]
+    if not id or seen[token] then
+      out[i] = 0
+    else
+      seen[token] = true
+      out[i] = 1
+      local a = from + (i - 1) * 5
+      local kind, arg, hasExit, exit = args[a + 1], args[a + 2], args[a + 3], args[a + 4]
+      local j = jobKey(id)
+      -- B:tokens holds only a job's current token: this one is the hash's own
+      ended[#ended + 1] = token
+      leases[#leases + 1] = id
+      if kind == "final" then
+        if hasExit == "1" then
+          redis.call("HSET", j, "token", "", "lease", "", "exit", exit, "state", arg, "finished", now, "cancel", "0")
+        else
+          redis.call("HDEL", j, "exit")
+          redis.call("HSET", j, "token", "", "lease", "", "state", arg, "finished", now, "cancel", "0")
+        end
+        local list = finals[arg]
+        if not list then list = {}; finals[arg] = list end
+        list[#list + 1] = now
+        list[#list + 1] = id
+        releaseDedup(id)
+      else
+        redis.call("HSET", j, "token", "", "lease", "")
+        if hasExit == "1" then redis.call("HSET", j, "exit", exit) end
+        if kind == "retry" then
+          local visible = now + tonumber(arg)
+          redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
+        else
+          -- given back: where it was in the queue, its attempt not counted
+          redis.call("HINCRBY", j, "attempts", -1)
+          redis.call("HSET", j, "state", "queued")
+        end
+        queued(id)
+        place(id, now)
+      end
+    end
+  end
+  bulk("HDEL", B .. ":tokens", ended)
+  bulk("ZREM", B .. ":running", leases)
+  for state, list in pairs(finals) do bulk("ZADD", B .. ":final:" .. state, list) end
+  return out
 end
 `
 
@@ -160,15 +202,18 @@ local visible
 if ARGV[11] ~= "" then visible = tonumber(ARGV[11]) else visible = now + tonumber(ARGV[10]) end
 local seq = redis.call("INCR", B .. ":seq")
 local rank = rankOf(tonumber(ARGV[5]), visible)
-redis.call("HSET", jobKey(id), "id", id, "task", ARGV[3], "payload", ARGV[4], "priority", ARGV[5],
-  "rank", rank, "seq", seq, "dedup", hasDedup and ARGV[6] or "",
+-- one HSET; a field with nothing in it (dedup, started, finished, token, lease, trace, retry) is
+-- left out: every reader takes a missing field as empty
+local fields = {"id", id, "task", ARGV[3], "payload", ARGV[4], "priority", ARGV[5], "rank", rank, "seq", seq,
   "hasDedup", hasDedup and "1" or "0", "state", "queued", "attempts", 0, "max", ARGV[8], "timeout", ARGV[9],
-  "created", now, "visible", visible, "started", "", "finished", "", "cancel", "0", "token", "", "lease", "")
+  "created", now, "visible", visible, "cancel", "0"}
+if hasDedup then fields[#fields + 1] = "dedup"; fields[#fields + 1] = ARGV[6] end
+if ARGV[12] ~= nil and ARGV[12] ~= "" then fields[#fields + 1] = "trace"; fields[#fields + 1] = ARGV[12] end
+if ARGV[13] ~= nil and ARGV[13] ~= "" then fields[#fields + 1] = "retry"; fields[#fields + 1] = ARGV[13] end
+redis.call("HSET", jobKey(id), unpack(fields))
 redis.call("ZADD", B .. ":all", seq, id)
 redis.call("SADD", B .. ":tasks", ARGV[3])
 if hasDedup then redis.call("HSET", B .. ":dedup", ARGV[6], id) end
-if ARGV[12] ~= nil and ARGV[12] ~= "" then redis.call("HSET", jobKey(id), "trace", ARGV[12]) end
-if ARGV[13] ~= nil and ARGV[13] ~= "" then redis.call("HSET", jobKey(id), "retry", ARGV[13]) end
 ${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
 ` : ""}-- what it just wrote, not read back
 queuedAt(ARGV[5])
@@ -226,11 +271,7 @@ export const CLAIM = `${PRELUDE}
 local now = clock(ARGV[1])
 local taskCount = tonumber(ARGV[4])
 local settleCount = tonumber(ARGV[5 + taskCount])
-local settled = {}
-for i = 1, settleCount do
-  local a = 5 + taskCount + (i - 1) * 5
-  settled[i] = settle(ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], now)
-end
+local settled = settleMany(ARGV, 6 + taskCount, settleCount, now)
 local tokenAt = 5 + taskCount + settleCount * 5
 if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled, ""} end
 promote(now)
@@ -253,36 +294,52 @@ if rateLimit > 0 then
   end
   if allowed < limit then limit = allowed end
 end
-local out = {}
-for n = 1, limit do
-  local bestKey, bestScore, bestMember
-  for t = 1, taskCount do
-    local key = B .. ":ready:" .. ARGV[4 + t]
-    local head = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")
-    if head[1] then
-      local score = tonumber(head[2])
-      if bestKey == nil or score < bestScore or (score == bestScore and head[1] < bestMember) then
-        bestKey, bestScore, bestMember = key, score, head[1]
+-- the jobs taken, best first: one task's (the usual consumer) by one ZPOPMIN; several tasks' by
+-- comparing their heads, job by job
+local taken = {}
+if taskCount == 1 and limit > 0 then
+  local popped = redis.call("ZPOPMIN", B .. ":ready:" .. ARGV[5], limit)
+  for i = 1, #popped, 2 do taken[#taken + 1] = string.sub(popped[i], 17) end
+elseif taskCount > 1 then
+  for n = 1, limit do
+    local bestKey, bestScore, bestMember
+    for t = 1, taskCount do
+      local key = B .. ":ready:" .. ARGV[4 + t]
+      local head = redis.call("ZRANGE", key, 0, 0, "WITHSCORES")
+      if head[1] then
+        local score = tonumber(head[2])
+        if bestKey == nil or score < bestScore or (score == bestScore and head[1] < bestMember) then
+          bestKey, bestScore, bestMember = key, score, head[1]
+        end
       end
     end
+    if bestKey == nil then break end
+    redis.call("ZREM", bestKey, bestMember)
+    taken[#taken + 1] = string.sub(bestMember, 17)
   end
-  if bestKey == nil then break end
-  redis.call("ZREM", bestKey, bestMember)
-  local id = string.sub(bestMember, 17)
+end
+local out, leases, owners, byPriority = {}, {}, {}, {}
+for n, id in ipairs(taken) do
   local j = jobKey(id)
   local token = ARGV[tokenAt + 1] .. string.format("%012d", tonumber(ARGV[tokenAt + 2]) + n - 1) .. ARGV[tokenAt + 3]
   -- read once, then written once: the reply is what the hash holds after the write
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
   redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
-  redis.call("HINCRBY", B .. ":prio", job[${CLAIMED_FIELDS.indexOf("priority") + 1}], -1)
-  redis.call("ZADD", B .. ":running", now + lease, id)
-  redis.call("HSET", B .. ":tokens", token, id)
+  local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
+  byPriority[priority] = (byPriority[priority] or 0) + 1
+  leases[#leases + 1] = now + lease
+  leases[#leases + 1] = id
+  owners[#owners + 1] = token
+  owners[#owners + 1] = id
   job[${CLAIMED_FIELDS.indexOf("attempts") + 1}] = tostring(attempts)
   job[${CLAIMED_FIELDS.indexOf("state") + 1}] = "running"
   job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
   out[#out + 1] = job
 end
+for priority, count in pairs(byPriority) do redis.call("HINCRBY", B .. ":prio", priority, -count) end
+bulk("ZADD", B .. ":running", leases)
+bulk("HSET", B .. ":tokens", owners)
 local limitedFor = "0"
 if rateLimit > 0 then
   for n = 1, #out do
@@ -345,16 +402,12 @@ return 1
 `
 
 /**
- * ARGV: now, then settles of 5 each (see PRELUDE's `settle`) → 1 or 0 for each: what a consumer's
+ * ARGV: now, then settles of 5 each (see PRELUDE's `settleMany`) → 1 or 0 for each: what a consumer's
  * settles queued together are written in one call
  */
 export const SETTLE = `${PRELUDE}
 local now = clock(ARGV[1])
-local out = {}
-for i = 2, #ARGV, 5 do
-  out[#out + 1] = settle(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now)
-end
-return out
+return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
 `
 
 /**
