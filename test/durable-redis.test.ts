@@ -470,7 +470,7 @@ else {
             claimPerJob: (many.claimed - few.claimed) / 8,
             settlePerJob: (many.settles - few.settles) / 8,
             twice: [few.settled.at(-1), many.settled.at(-1), few.settled.slice(0, -1).every((ok) => ok), many.settled.slice(0, -1).every((ok) => ok)],
-            succeeded: (yield* store.list({ states: ["succeeded"], limit: 100 })).length
+            succeeded: (yield* store.list({ queue: "default", states: ["succeeded"], limit: 100 })).length
           }
         }).pipe(Effect.provide(RedisJobStore.layer({ url: server.url, prefix: freshPrefix() })))
         assert.deepStrictEqual(outcome, {
