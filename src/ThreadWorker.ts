@@ -348,11 +348,13 @@ export const serve = <R = never, E = never>(
       sendProgress(id, pendingProgress.get(id))
       pendingProgress.delete(id)
     }
-    outbox.send(outcome._ === "success" ? [id, outcome.value] : { _: "done", id, outcome }, [], (issue) => ({
-      _: "done",
-      id,
-      outcome: { _: "codec", part: outcome._ === "failure" ? "failure" : "success", issue }
-    }))
+    outbox.send(outcome._ === "success" ? [id, outcome.value] : { _: "done", id, outcome }, undefined, unsent)
+  }
+  /** An answer that could not be cloned: its task fails instead (one function for every answer). */
+  const unsent = (issue: string, message: FromThread): FromThread => {
+    const failure = !isTuple(message) && message._ === "done" && message.outcome._ === "failure"
+    const id = isTuple(message) ? message[0] : (message as { readonly id: number }).id
+    return { _: "done", id, outcome: { _: "codec", part: failure ? "failure" : "success", issue } }
   }
 
   const runTask = (run: Run) => {

@@ -48,6 +48,16 @@ export class ThreadPrefetch implements Prefetch {
    * hands no freed slot to a task past it.
    */
   private liveClock: boolean | undefined = undefined
+  // most jobs come from a few submitters: whether their context is traced is looked up once each
+  private lastContext: Context.Context<never> | undefined = undefined
+  private lastTraced = false
+  private isTraced(context: Context.Context<never>): boolean {
+    if (context !== this.lastContext) {
+      this.lastContext = context
+      this.lastTraced = JobContexts.isTraced(context)
+    }
+    return this.lastTraced
+  }
   /** The thread-side description of a job's attempt, for its offer. */
   private readonly taskJobOf: (job: Job) => TaskJob
   constructor(threads: Threads, taskJobOf: (job: Job) => TaskJob) {
@@ -72,7 +82,7 @@ export class ThreadPrefetch implements Prefetch {
     const thread = this.threads.offerTarget()
     if (thread === undefined) return false
     const mark = markOf(job)
-    if (mark === undefined || mark.transfer.length > 0 || JobContexts.isTraced(job.context)) return false
+    if (mark === undefined || mark.transfer.length > 0 || this.isTraced(job.context)) return false
     // its queue deadline goes with it, on the clock the threads share: a thread that frees after it
     // gives the offer back rather than start it, however late the main thread is to take it back
     const left = job.deadline === undefined ? Infinity : job.deadlineIn(job.scheduler.now())

@@ -155,7 +155,9 @@ export const isTuple = (message: object): message is ReadonlyArray<unknown> => A
 export class Outbox<M> {
   private messages: Array<M> = []
   private transfers: Array<ReadonlyArray<TransferListItem>> = []
-  private failures: Array<((issue: string) => M | void) | undefined> = []
+  private failures: Array<((issue: string, message: M) => M | void) | undefined> = []
+  /** Whether a queued message has a transfer list: most have none, and their flush builds no list. */
+  private transferring = false
   private scheduled = false
   private readonly post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void
   constructor(post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void) {
@@ -165,15 +167,18 @@ export class Outbox<M> {
   /**
    * `onFailure` hears why this message could not be sent (say, a payload that cannot be cloned), and
    * may return a message to send in its place, in its order (the pool's sync relies on the order).
+   * It is given the message too, so that one function can serve every message of a kind (no
+   * closure per message on a hot path).
    */
   send(
     message: M,
-    transfer: ReadonlyArray<TransferListItem> = [],
-    onFailure?: (issue: string) => M | void
+    transfer: ReadonlyArray<TransferListItem> = NO_TRANSFER,
+    onFailure?: (issue: string, message: M) => M | void
   ): void {
     this.messages.push(message)
     this.transfers.push(transfer)
     this.failures.push(onFailure)
+    if (transfer.length > 0) this.transferring = true
     if (this.scheduled) return
     this.scheduled = true
     queueMicrotask(() => this.flush())
@@ -183,24 +188,28 @@ export class Outbox<M> {
     this.scheduled = false
     const { failures, messages, transfers } = this
     if (messages.length === 0) return
+    const transferring = this.transferring
     this.messages = []
     this.transfers = []
     this.failures = []
+    this.transferring = false
     try {
-      this.post(envelope(messages), transfers.flat())
+      this.post(envelope(messages), transferring ? transfers.flat() : [])
     } catch {
       // find the message that cannot be sent, and send the others
       for (let i = 0; i < messages.length; i++) {
         try {
           this.post(envelope([messages[i]!]), [...transfers[i]!])
         } catch (error) {
-          const instead = failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error))
+          const instead = failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error), messages[i]!)
           if (instead !== undefined) this.post(envelope([instead]), [])
         }
       }
     }
   }
 }
+
+const NO_TRANSFER: ReadonlyArray<TransferListItem> = []
 
 export type Outcome =
   | { readonly _: "success"; readonly value: unknown }

@@ -90,6 +90,23 @@ export class Offer {
     this.cell = cell
     this.job = job
   }
+
+  /** Its answer: to the attempt that took it over, or kept for the one that will. */
+  answer(reply: Reply): void {
+    if (this.listener !== undefined) this.listener(reply)
+    else this.reply = reply
+  }
+}
+
+/**
+ * Who hears how a task on a thread ended: a function, or the task's offer (see `Offer.answer`),
+ * which is its own listener, so that an offer costs no closure.
+ */
+type Waiter = ((reply: Reply) => void) | Offer
+
+const deliver = (waiter: Waiter, reply: Reply): void => {
+  if (typeof waiter === "function") waiter(reply)
+  else waiter.answer(reply)
 }
 
 export class Thread {
@@ -97,7 +114,7 @@ export class Thread {
   /** The pool's private channel to the thread (its `parentPort` is user code's). */
   readonly port: MessagePort
   readonly index: number
-  readonly inflight = new Map<number, (reply: Reply) => void>()
+  readonly inflight = new Map<number, Waiter>()
   /** Where each task's progress reports go. */
   readonly progress = new Map<number, (value: unknown) => void>()
   /** Where each traced task's spans are replayed (tasks whose caller has a sampled span). */
@@ -136,6 +153,11 @@ export class Thread {
   readonly offers: Array<Offer> = []
   /** It takes offers until it holds its `depth` of them (see `offerTarget`). */
   filling = true
+  /**
+   * A task's message (a `Run` with no transfer list) could not be sent: the task fails. One function
+   * per thread, set when the thread is spawned, so that a task costs no closure for it.
+   */
+  unsent: (issue: string, message: ToThread) => void = () => {}
   constructor(worker: NodeWorker, port: MessagePort, index: number, cells: Int32Array, pace: Int32Array, signal: Int32Array) {
     this.worker = worker
     this.port = port
@@ -568,6 +590,9 @@ export class Threads {
         return resume(Effect.fail(unrecoverable(error) ? new Unrecoverable(describe(error)) : describe(error)))
       }
       const thread = new Thread(worker, port, index, cells, pace, signal)
+      thread.unsent = (issue, message) => {
+        if (isTuple(message)) this.settle(thread, (message as Run)[0], { _: "codec", part: "payload", issue })
+      }
       this.alive.add(thread)
       let ready = false
       const done = (id: number, outcome: Outcome) => {
@@ -738,12 +763,12 @@ export class Threads {
 
   /** A task on a thread has ended: whoever waits for it hears how; an idle thread may retire. */
   private settle(thread: Thread, id: number, outcome: Outcome): void {
-    const reply = thread.inflight.get(id)
-    if (reply === undefined) return
+    const waiter = thread.inflight.get(id)
+    if (waiter === undefined) return
     thread.inflight.delete(id)
     thread.progress.delete(id)
     this.finishSpans(thread, id)
-    reply(outcome)
+    deliver(waiter, outcome)
     if (thread.inflight.size === 0) {
       if (thread.retiring) this.retireIfIdle(thread)
       else this.armIdle(thread)
@@ -774,7 +799,7 @@ export class Threads {
     const replies = Array.from(thread.inflight.values())
     thread.inflight.clear()
     for (const id of Array.from(thread.spans.keys())) this.finishSpans(thread, id)
-    for (const reply of replies) reply({ _: "crashed", reason })
+    for (const waiter of replies) deliver(waiter, { _: "crashed", reason })
   }
 
   /**
@@ -877,12 +902,16 @@ export class Threads {
     const run: Run = job.json === true
       ? [id, task, payload, job.id, job.attempt, job.trace, 1]
       : [id, task, payload, job.id, job.attempt, job.trace]
-    thread.outbox.send(run, transfer, (issue) =>
-      this.settle(thread, id, {
-        _: "codec",
-        part: "payload",
-        issue: transfer.length === 0 ? issue : `the payload or its transfer list could not be sent: ${issue}`
-      }))
+    thread.outbox.send(
+      run,
+      transfer,
+      transfer.length === 0 ? thread.unsent : (issue) =>
+        this.settle(thread, id, {
+          _: "codec",
+          part: "payload",
+          issue: `the payload or its transfer list could not be sent: ${issue}`
+        })
+    )
     return id
   }
 
@@ -963,16 +992,13 @@ export class Threads {
     thread.offers.push(offer)
     thread.held[cell] = 1
     Atomics.store(thread.cells, cell, offerCell(id, OFFERED))
-    thread.inflight.set(id, (reply) => {
-      if (offer.listener !== undefined) offer.listener(reply)
-      else offer.reply = reply
-    })
+    thread.inflight.set(id, offer)
     thread.progress.set(id, job.progress)
     if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
     const run: Run = expires === undefined
       ? [id, task, payload, job.id, job.attempt, job.trace, undefined, cell]
       : [id, task, payload, job.id, job.attempt, job.trace, undefined, cell, expires]
-    thread.outbox.send(run, [], (issue) => this.settle(thread, id, { _: "codec", part: "payload", issue }))
+    thread.outbox.send(run, undefined, thread.unsent)
     return offer
   }
 

@@ -1,0 +1,98 @@
+/**
+ * Scenario 5's shape (2,000 CPU tasks of ~0.5 ms on 2 threads, submit all then await all), two
+ * source trees in turns as in ab.ts, counting what does not depend on the machine's load: the
+ * main thread's `postMessage`s per task (to the threads) and the messages it receives per task
+ * (each 'message' event and each message taken from the port behind it), beside the main thread's
+ * CPU per task and the wall time.
+ *
+ * `--neighbour`: a CPU-bound process runs beside it throughout, as in scenario 5L.
+ *
+ * node bench/probe/posts.ts --old=/path/to/old/tree [--jobs=N] [--reps=N] [--neighbour]
+ */
+import { Effect, Exit, Scope } from "effect"
+import { spawn } from "node:child_process"
+import { loadavg } from "node:os"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+import { MessagePort } from "node:worker_threads"
+import * as workerThreads from "node:worker_threads"
+
+const arg = (name: string, otherwise: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
+const jobs = Number(arg("jobs", "2000"))
+const reps = Number(arg("reps", "6"))
+const trees = { old: arg("old", ""), new: path.resolve(import.meta.dirname, "../..") }
+if (trees.old === "") throw new Error("--old=<tree> is required")
+
+const counts = { posts: 0, received: 0 }
+const post = MessagePort.prototype.postMessage
+MessagePort.prototype.postMessage = function(this: MessagePort, ...args: Parameters<MessagePort["postMessage"]>) {
+  counts.posts++
+  return post.apply(this, args)
+}
+const receiveOnPort = workerThreads.receiveMessageOnPort
+// threads.ts imports it by name: counted where the port's 'message' events are (below)
+void receiveOnPort
+
+const open = async (tree: string) => {
+  const ThreadPool: typeof import("../../src/ThreadPool.ts") = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
+  const tasks: typeof import("../workers/ours-tasks.ts") = await import(pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href)
+  const scope = Effect.runSync(Scope.make())
+  const pool: import("../../src/ThreadPool.ts").ThreadPool = await Effect.runPromise(
+    ThreadPool.make({ worker: pathToFileURL(path.join(tree, "bench/workers/ours-worker.ts")), threads: 2, capacity: Infinity })
+      .pipe(Scope.provide(scope))
+  )
+  const program = (n: number) =>
+    Effect.gen(function*() {
+      const handles = new Array<Effect.Effect<number, unknown>>(n)
+      for (let i = 0; i < n; i++) handles[i] = (yield* pool.submit(tasks.Cpu, i)).await
+      for (let i = 0; i < n; i++) yield* handles[i]!
+    })
+  await Effect.runPromise(program(1000))
+  return {
+    run: async () => {
+      counts.posts = 0
+      const c0 = process.threadCpuUsage()
+      const t0 = performance.now()
+      await Effect.runPromise(program(jobs))
+      const wall = performance.now() - t0
+      const c = process.threadCpuUsage(c0)
+      return { wall, user: c.user / jobs, sys: c.system / jobs, posts: counts.posts / jobs }
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const median = (xs: Array<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+const neighbour = process.argv.includes("--neighbour")
+  ? spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" })
+  : undefined
+const old = await open(trees.old)
+const neu = await open(trees.new)
+type R = Awaited<ReturnType<typeof old.run>>
+const rows: { old: Array<R>; new: Array<R> } = { old: [], new: [] }
+const loads: Array<number> = []
+for (let rep = 0; rep < reps; rep++) {
+  loads.push(loadavg()[0]!)
+  for (const side of rep % 2 === 0 ? ["old", "new"] as const : ["new", "old"] as const) {
+    rows[side].push(await (side === "old" ? old : neu).run())
+  }
+}
+const show = (name: "old" | "new") => {
+  const r = rows[name]
+  const m = (f: (r: R) => number) => median(r.map(f))
+  return `${name}: wall ${(m((r) => r.wall) * 1000 / jobs).toFixed(0)} us/task, main cpu user ${m((r) => r.user).toFixed(1)} sys ${
+    m((r) => r.sys).toFixed(1)
+  } us/task, posts to threads ${m((r) => r.posts).toFixed(3)}/task`
+}
+neighbour?.kill()
+console.log(`${jobs} tasks${neighbour ? " beside a CPU-bound process" : ""}, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}, medians`)
+console.log(show("old"))
+console.log(show("new"))
+const ratio = (f: (r: R) => number) => median(rows.new.map((n, i) => f(n) / f(rows.old[i]!)))
+console.log(`new/old (median of pairs): wall ${ratio((r) => r.wall).toFixed(3)}, main cpu ${ratio((r) => r.user + r.sys).toFixed(3)}`)
+await old.close()
+await neu.close()
