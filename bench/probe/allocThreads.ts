@@ -43,13 +43,16 @@ for (let k = 0; k < RUNS; k++) await Effect.runPromise(program(jobs))
 const { profile } = await session.post("HeapProfiler.stopSampling") as any
 const m = new Map<string, number>()
 let total = 0
-const walk = (n: any) => {
-  const k = `${n.callFrame.functionName || "(anon)"} ${n.callFrame.url.split("/").slice(-2).join("/")}:${n.callFrame.lineNumber + 1}`
+const name = (n: any) => `${n.callFrame.functionName || "(anon)"} ${n.callFrame.url.split("/").slice(-2).join("/")}:${n.callFrame.lineNumber + 1}`
+// a builtin's allocations (a Map's set, an array's splice) are shown under their caller
+const walk = (n: any, parent: string) => {
+  const own = name(n)
+  const k = n.callFrame.url === "" && parent !== "" ? `${own} in ${parent}` : own
   total += n.selfSize
   m.set(k, (m.get(k) ?? 0) + n.selfSize)
-  for (const c of n.children) walk(c)
+  for (const c of n.children) walk(c, own)
 }
-walk(profile.head)
+walk(profile.head, "")
 const per = (b: number) => (b / RUNS / jobs).toFixed(1)
 for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(per(v).padStart(7), "B/task", k)
 console.log(`total ${per(total)} B/task (${kind}, ${jobs} tasks, ${tree})`)

@@ -13,6 +13,7 @@
  * @internal
  */
 import type { TransferListItem } from "node:worker_threads"
+import { IntMap } from "./intMap.ts"
 import * as JobContexts from "./jobContext.ts"
 import * as Monotonic from "./monotonic.ts"
 import { isFunction } from "./job.ts"
@@ -35,11 +36,11 @@ export interface TaskMark {
 export class ThreadPrefetch implements Prefetch {
   private readonly threads: Threads
   /** Where each running attempt runs, by job id: its thread's offer starts in its slot. */
-  private readonly ranOn = new Map<number, Thread>()
+  private readonly ranOn = new IntMap<Thread>()
   /** Offers not yet decided, by job id. */
-  private readonly offers = new Map<number, Offer>()
+  private readonly offers = new IntMap<Offer>()
   /** Offers that run, by job id, until the job's attempt takes its answer over (`take`). */
-  private readonly started = new Map<number, Offer>()
+  private readonly started = new IntMap<Offer>()
   /**
    * Whether the pool's Clock is the live one, whose time a thread reads too (looked up at the first
    * offer): only then does an offer carry its deadline to the thread. On another clock (a TestClock)

@@ -21,6 +21,7 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
+import { IntMap } from "./intMap.ts"
 import * as Monotonic from "./monotonic.ts"
 import {
   CLAIMED,
@@ -116,7 +117,7 @@ export class Thread {
   readonly index: number
   readonly inflight = new Map<number, Waiter>()
   /** Where each task's progress reports go. */
-  readonly progress = new Map<number, (value: unknown) => void>()
+  readonly progress = new IntMap<(value: unknown) => void>()
   /** Where each traced task's spans are replayed (tasks whose caller has a sampled span). */
   readonly spans = new Map<number, SpanReplay>()
   nextId = 0
@@ -253,7 +254,9 @@ const freeCell = (thread: Thread): number => {
 /** The offer is no longer among its thread's: its cell is the thread's or free again. */
 const removeOffer = (offer: Offer): void => {
   const offers = offer.thread.offers
-  offers.splice(offers[0] === offer ? 0 : offers.indexOf(offer), 1)
+  // most often the first: shift, as splice allocates the array of what it removed
+  if (offers[0] === offer) offers.shift()
+  else offers.splice(offers.indexOf(offer), 1)
   offer.thread.held[offer.cell] = 0
 }
 
