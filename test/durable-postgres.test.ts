@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule } from "effect"
+import { Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule, type Scope } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -33,12 +33,11 @@ else {
     it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshSchema())))
 
-    // KNOWN, NOT FIXED (docs/operations.md says so under the dashboard's limits): a settle stamps finished_at with its statement's start time but
-    // becomes visible only at its commit, so a latencies read between the two moves `until` past a
-    // job it cannot see yet, and the next interval (since = that until) starts after it: the job is
-    // in no interval. A commit-safe cursor (a transaction-id watermark, not a time) would fix it.
-    // Remove `.fails` once it is fixed.
-    it.live.fails("latencies: a job whose settle commits after an interval's read, stamped before it, still counts in the next one", () =>
+    // a settle stamps finished_at with its statement's start time but becomes visible only at its
+    // commit: a read by time between the two moved `until` past a job it could not see yet, and the
+    // next read (since = that until) started after it, so the job was in no interval. The cursor is
+    // a snapshot of the committed transactions instead (see latenciesStatement)
+    it.live("latencies: a job whose settle commits after an interval's read, stamped before it, still counts in the next one", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         const { Client } = yield* Effect.promise(() => import("pg"))
@@ -48,7 +47,7 @@ else {
           const store = yield* JobStore.JobStore
           const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "race" })
           const [claim] = (yield* store.claim({ queues: ["race"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
-          const start = yield* store.latencies("race", 0, 10)
+          const start = yield* store.latencies("race", undefined, 10)
           // another transaction holds the row: the settle's statement starts (its now()) and waits
           yield* Effect.promise(() => locker.query("BEGIN"))
           yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
@@ -82,7 +81,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["6"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -95,7 +94,7 @@ else {
         const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), layer(schema)))
         assert.instanceOf(error, StoreError)
         assert.strictEqual((error as StoreError).operation, "migrate")
-        assert.match(error.message, /version 99.*up to 6/)
+        assert.match(error.message, /version 99.*up to 7/)
       }))
 
     it.live("a version-1 schema is migrated to the latest version on start, and its jobs run", () =>
@@ -104,11 +103,11 @@ else {
         const S = `"${schema}"`
         yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
         // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4), no retry column (5),
-        // no index of delayed jobs (6)
+        // no index of delayed jobs (6), no settling transaction (7)
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry`,
+              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry, DROP COLUMN settled_xid`,
               `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count`,
               `DROP TABLE ${S}.wp_rate`,
               `DROP INDEX ${S}.wp_job_delayed`,
@@ -123,7 +122,50 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
         const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
-        assert.deepStrictEqual(versions.map((row) => row.value), ["6"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+      }), { timeout: 60_000 })
+
+    it.live("a version-6 schema with jobs that ended is migrated to version 7 in place: the jobs that ended before are in no latencies read, those after are", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const run = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+          effect.pipe(Effect.provide(layer(schema)), Effect.scoped, Effect.timeout("30 seconds"))
+        const handlers = [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))]
+        const runOne = (n: number) =>
+          Effect.gen(function*() {
+            yield* JobQueue.consume({ handlers, concurrency: 1 })
+            const job = yield* JobQueue.enqueue(Echo, { n })
+            return yield* JobQueue.await(Echo, job.id)
+          })
+        assert.strictEqual(yield* run(runOne(1)), 2)
+        // back to what version 6 left: no settling transaction, no index of it
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.forEach([
+              `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
+              `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
+            ], (statement) => sql.unsafe(statement).raw, { discard: true })
+          )
+        )
+        const [before, after, again] = yield* run(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const start = yield* store.latencies("default", undefined, 10)
+          const before = yield* store.latencies("default", start.until, 10)
+          const result = yield* runOne(2)
+          return [before.jobs.length, (yield* store.latencies("default", before.until, 10)).jobs.length, result] as const
+        }))
+        assert.deepStrictEqual([before, after, again], [0, 1, 4])
+        const [versions, indexes] = yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.all([
+              sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`,
+              sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE schemaname = ${schema} AND indexname = 'wp_job_settled'`
+            ])
+          )
+        )
+        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+        assert.deepStrictEqual(indexes.map((row) => row.indexname), ["wp_job_settled"])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
@@ -224,6 +266,61 @@ else {
           // the soonest delayed job: the first entry of each queue's range of wp_job_delayed
           assert.match(text, /Limit[\s\S]*Index (Only )?Scan using wp_job_delayed/, text)
         }
+      }), { timeout: 60_000 })
+
+    it.live("the latencies read is served by the index wp_job_settled: newest first from the cursor's xmax, a lookup per transaction it listed; no sort of the ended jobs", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // 3 × 30,000 ended jobs (a third dead), settled by transactions 1000..31000, and 20,000 queued
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, started_at, finished_at, settled_xid)
+                SELECT 'ended-' || q || '-' || i, q, 'Echo', '{}', 0, 0, CASE WHEN i % 3 = 0 THEN 'dead' ELSE 'succeeded' END, 1,
+                  0, i, i, i + 1, i + 2, 1000 + i
+                FROM generate_series(1, 30000) i, unnest(ARRAY['default', 'b', 'c']) q`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'queued-' || i, 'default', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0 FROM generate_series(1, 20000) i`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+            })
+          )
+        )
+        const text = yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              const [statement, params] = Postgres.latenciesStatement(sql, sql.literal(S), "default", "29000:30990:29000,29500", 1000)
+                .compile()
+              // prepared: the generic plan, for any queue and cursor
+              return yield* sql.withTransaction(Effect.gen(function*() {
+                yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
+                yield* sql.unsafe(`PREPARE wp_latencies_plan AS ${statement}`).raw
+                const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(
+                  `EXPLAIN EXECUTE wp_latencies_plan (${params.map((p) => `'${String(p)}'`).join(", ")})`
+                )
+                yield* sql.unsafe(`DEALLOCATE wp_latencies_plan`).raw
+                return rows.map((row) => row["QUERY PLAN"]).join("\n")
+              }))
+            })
+          )
+        )
+        if (process.env.SHOW_PLAN) console.log(text)
+        assert.match(text, /Index Scan Backward using wp_job_settled[\s\S]*Index Scan using wp_job_settled/, text)
+        assert.notMatch(text, /Seq Scan on wp_job|Bitmap Heap Scan on wp_job/, text)
+        // the ended jobs read the index in order; only the at most limit + listed rows picked are sorted
+        assert.match(text, /Limit[\s\S]*Sort[\s\S]*Append[\s\S]*Limit[\s\S]*Index Scan Backward/, text)
+        // and it reads what it should: the two listed transactions, and everything from the xmax up
+        const found = yield* Effect.provide(
+          Effect.gen(function*() {
+            const store = yield* JobStore.JobStore
+            return yield* store.latencies("default", "29000:30990:29000,29500", 1000)
+          }),
+          layer(schema)
+        )
+        assert.strictEqual(found.jobs.length, 2 + 11)
       }), { timeout: 60_000 })
 
     it.live("a claim over several queues (one LATERAL index scan each) takes the best jobs across them, FIFO within a priority, under its limit", () =>

@@ -1375,14 +1375,16 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 0)
       })))
 
-    it.effect("10. latencies: wait and run of the last attempt of each job that succeeded or went dead in [since, now), newest first, at most `limit`", () =>
+    it.effect("10. latencies: wait and run of the last attempt of each job that succeeded or went dead after the read that gave `since`, newest first, at most `limit`; a chain of reads counts each once", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const claim = (queue: string, limit: number) =>
           Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit, lease: 60_000 }), ({ claims }) => claims)
         const done = (claim: { token: string }, state: "succeeded" | "dead") =>
           store.settle(claim.token, { _tag: "Final", state, exit: JSON.stringify({ _tag: "Success", value: 0 }) })
-        const t0 = yield* store.now
+        // the first read of a chain only says where the store stands
+        const start = yield* store.latencies("default", undefined, 10)
+        assert.deepStrictEqual(start.jobs, [])
         yield* JobQueue.enqueue(Echo, { n: 1 }) // visible at t0
         yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 second" }) // visible at t0 + 1000
         yield* JobQueue.enqueue(Echo, { n: 3 }) // retried, then cancelled while it waits: no latency
@@ -1397,38 +1399,49 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* store.settle(c!.token, { _tag: "Retry", delay: 10_000, exit: JSON.stringify({ _tag: "Success", value: 0 }) })
         yield* JobQueue.cancel(c!.job.id)
         yield* JobQueue.cancel(never.id)
-        yield* TestClock.adjust(700) // t0 + 1200: the delayed job has waited 200 ms since it became visible
+        yield* TestClock.adjust(1)
+        const middle = yield* store.latencies("default", undefined, 0)
+        yield* TestClock.adjust(699) // t0 + 1200: the delayed job has waited 200 ms since it became visible
         const [b] = yield* claim("default", 1)
         assert.strictEqual(JSON.parse(b!.job.payload).n, 2)
         yield* TestClock.adjust(300) // t0 + 1500
         yield* done(b!, "dead")
         yield* TestClock.adjust(1)
-        const all = yield* store.latencies("default", t0, 10)
-        assert.strictEqual(all.until, t0 + 1501)
+        const all = yield* store.latencies("default", start.until, 10)
         assert.deepStrictEqual(all.jobs, [{ wait: 200, run: 300 }, { wait: 300, run: 200 }])
-        assert.deepStrictEqual((yield* store.latencies("default", t0, 1)).jobs, [{ wait: 200, run: 300 }], "the newest")
-        assert.deepStrictEqual((yield* store.latencies("default", t0 + 501, 10)).jobs, [{ wait: 200, run: 300 }])
-        assert.deepStrictEqual((yield* store.latencies("elsewhere", t0, 10)).jobs, [{ wait: 300, run: 200 }])
-        // intervals that follow each other (`since` = the last `until`) count a job once, in the
-        // interval it ended in, even when it ends at the very time the last one looked
-        const first = yield* store.latencies("default", t0 + 1501, 10)
+        assert.deepStrictEqual((yield* store.latencies("default", start.until, 1)).jobs, [{ wait: 200, run: 300 }], "the newest")
+        assert.deepStrictEqual((yield* store.latencies("default", middle.until, 10)).jobs, [{ wait: 200, run: 300 }])
+        assert.deepStrictEqual((yield* store.latencies("elsewhere", start.until, 10)).jobs, [{ wait: 300, run: 200 }])
+        // reads that follow each other (`since` = the last `until`) count a job once, in the first
+        // that can see it, even when it ends at the very time the last one looked
+        const first = yield* store.latencies("default", all.until, 10)
         assert.deepStrictEqual(first.jobs, [])
         yield* JobQueue.enqueue(Echo, { n: 6 })
         const [e] = yield* claim("default", 1)
         yield* done(e!, "succeeded")
         const second = yield* store.latencies("default", first.until, 10)
-        assert.deepStrictEqual([second.until, second.jobs], [first.until, []], "not yet: it ended at `until`")
         yield* TestClock.adjust(1)
         const third = yield* store.latencies("default", second.until, 10)
-        assert.deepStrictEqual(third.jobs, [{ wait: 0, run: 0 }])
+        assert.deepStrictEqual([...second.jobs, ...third.jobs], [{ wait: 0, run: 0 }])
         assert.deepStrictEqual((yield* store.latencies("default", third.until, 10)).jobs, [])
+      })))
+
+    it.effect("latencies: a cursor the store did not make fails with a StoreError naming it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        for (const since of ["", "soon", "-1", "1.5", "1:2:x"]) {
+          const error = yield* Effect.flip(store.latencies("default", since, 10))
+          assert.instanceOf(error, DurableError.StoreError)
+          assert.strictEqual(error.operation, "latencies")
+          assert.include(error.reason, `since: ${JSON.stringify(since)} is not a cursor of this store`)
+        }
       })))
 
     it.effect("latencies of a job reaped to dead (its lease expired, no attempt left) and of a dead job redriven: each end counts once, in its own interval, with that attempt's times", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const claim = () => Effect.map(store.claim({ queues: ["reaped"], tasks: ["Echo"], limit: 1, lease: 1000 }), ({ claims }) => claims[0]!)
-        const t0 = yield* store.now
+        const start = yield* store.latencies("reaped", undefined, 10)
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "reaped", maxAttempts: 1 })
         yield* TestClock.adjust(100)
         yield* claim() // started at t0 + 100, its lease until t0 + 1100; its process is gone
@@ -1436,7 +1449,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* store.reap([0]), 1)
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "dead")
         yield* TestClock.adjust(1)
-        const first = yield* store.latencies("reaped", t0, 10)
+        const first = yield* store.latencies("reaped", start.until, 10)
         assert.deepStrictEqual(first.jobs, [{ wait: 100, run: 1500 }], "dead when reaped: it ran until then")
         // redriven: queued again at t0 + 1601, claimed 50 ms later, succeeds 20 ms after that
         assert.isTrue(yield* JobQueue.redrive(job.id))
@@ -1448,7 +1461,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* TestClock.adjust(1)
         assert.deepStrictEqual((yield* store.latencies("reaped", first.until, 10)).jobs, [{ wait: 50, run: 20 }])
         // over the whole time: the job once, as it is now (its dead end is not kept apart)
-        assert.deepStrictEqual((yield* store.latencies("reaped", t0, 10)).jobs, [{ wait: 50, run: 20 }])
+        assert.deepStrictEqual((yield* store.latencies("reaped", start.until, 10)).jobs, [{ wait: 50, run: 20 }])
       })))
 
     it.effect("a paused consumer claims nothing; resumed, it goes on", () =>

@@ -14,7 +14,7 @@
 import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
 import { inspect } from "node:util"
 import type * as WorkPool from "../../WorkPool.ts"
-import { type JobRow, type JobStore, type Latency } from "../store/model.ts"
+import { type JobRow, type JobStore, type Latency, type LatencyCursor } from "../store/model.ts"
 import { type Buckets, quantile, quantileOf } from "./quantile.ts"
 
 /** What the dashboard needs of a pool: `WorkPool`, `ThreadPool` and their services all have it. */
@@ -87,8 +87,8 @@ export interface Source {
   readonly store: JobStore["Service"] | undefined
   readonly history: Array<Point>
   previous: Previous | undefined
-  /** A queue's: the store's time its last interval ended (the next one's start). */
-  since?: number | undefined
+  /** A queue's: where its store's latencies read stood at the end of its last interval (the next one's start). */
+  since?: LatencyCursor | undefined
   counts: unknown
   detail: Detail | null
 }
@@ -329,12 +329,10 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
     if (record) {
       // the interval's own samples only: one taken for a new client must not take the interval's jobs
       let percentiles = NO_PERCENTILES
-      if (source.since === undefined) source.since = yield* store.now
-      else {
-        const ended = yield* store.latencies(source.name, source.since, LATENCY_SAMPLE)
-        source.since = ended.until
-        percentiles = samplePercentiles(ended.jobs)
-      }
+      // the first only says where the store stands
+      const ended = yield* store.latencies(source.name, source.since, LATENCY_SAMPLE)
+      if (source.since !== undefined) percentiles = samplePercentiles(ended.jobs)
+      source.since = ended.until
       push(source, pointOf(source, t, counts.waiting + counts.delayed, counts.running, next, percentiles), config.history)
       source.previous = next
     }

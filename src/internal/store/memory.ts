@@ -14,7 +14,10 @@ import {
   FINAL_STATES,
   type Heartbeat,
   type JobRow,
+  cursorTime,
+  type Latencies,
   type Latency,
+  type LatencyCursor,
   latencyOf,
   type NewJob,
   type QueueCounts,
@@ -247,19 +250,21 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
     })
 
-  const latencies = (name: string, since: number, limit: number) =>
-    Effect.sync(() => {
+  // a cursor is the store's time: a settle stamps and shows its end in one step, so a read sees
+  // every end stamped before it
+  const latencies = (name: string, cursor: LatencyCursor | undefined, limit: number) =>
+    Effect.map(cursorTime(cursor), (since): Latencies => {
       const until = time()
       const ended: Array<JobRow> = []
-      for (const { job } of rows.values()) {
+      for (const { job } of since === undefined ? [] : rows.values()) {
         if (
           job.queue === name && (job.state === "succeeded" || job.state === "dead") && job.startedAt !== null &&
-          job.finishedAt !== null && job.finishedAt >= since && job.finishedAt < until
+          job.finishedAt !== null && job.finishedAt >= since! && job.finishedAt < until
         ) ended.push(job)
       }
       const jobs: Array<Latency> = ended.sort((a, b) => b.finishedAt! - a.finishedAt!).slice(0, Math.max(0, limit))
         .map((job) => latencyOf(job.visibleAt, job.startedAt!, job.finishedAt!))
-      return { until, jobs }
+      return { until: String(until), jobs }
     })
 
   const claim = (request: ClaimRequest) =>

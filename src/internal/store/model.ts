@@ -10,8 +10,8 @@
  *
  * @internal
  */
-import { Context, type Effect } from "effect"
-import type { StoreError } from "../../DurableError.ts"
+import { Context, Effect } from "effect"
+import { StoreError } from "../../DurableError.ts"
 
 /** Where a job is. `queued` includes delayed jobs (`visibleAt` in the future). */
 export type State = "queued" | "running" | "succeeded" | "dead" | "cancelled"
@@ -172,10 +172,33 @@ export interface Latency {
   readonly run: number
 }
 
-/** The latencies of the jobs that ended in an interval of store time, `[since, until)`. */
+/**
+ * Where a chain of `Store.latencies` reads stands: the `until` of the read before, the next one's
+ * `since`. Opaque, and only meaningful to the store that made it: the store's time on the memory,
+ * SQLite and Redis stores, a snapshot of the transactions that had committed on Postgres.
+ */
+export type LatencyCursor = string
+
+/**
+ * The time in a latency cursor of a store whose cursors are its times (memory, SQLite, Redis):
+ * undefined for none; a `StoreError` for a cursor it cannot have made.
+ */
+export const cursorTime = (since: LatencyCursor | undefined): Effect.Effect<number | undefined, StoreError> =>
+  since === undefined
+    ? Effect.undefined
+    : /^\d{1,16}$/.test(since)
+    ? Effect.succeed(Number(since))
+    : Effect.fail(
+      new StoreError({
+        operation: "latencies",
+        reason: `since: ${JSON.stringify(since)} is not a cursor of this store (expected the until of a read before)`
+      })
+    )
+
+/** The latencies of the jobs that ended between two reads of a chain. */
 export interface Latencies {
-  /** The store's time when it looked: the next interval's `since`. */
-  readonly until: number
+  /** Where this read stood: the next read's `since`. */
+  readonly until: LatencyCursor
   /** At most `limit` of them, the newest first. */
   readonly jobs: ReadonlyArray<Latency>
 }
@@ -223,12 +246,19 @@ export interface Store {
   readonly configure: (queue: string, settings: QueueSettings) => Effect.Effect<void, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
-   * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead from
-   * `since` until now (store time): the newest `limit`, so a busy queue costs a bounded read (an
-   * index range on the end time). Cancelled jobs are left out: one cancelled while it waited for a
-   * retry has no attempt of its own to show. The dashboard's latency chart reads it each interval.
+   * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after
+   * the read that returned `since` (undefined: none yet; the read only says where it stands): the
+   * newest `limit`, so a busy queue costs a bounded read (an index range). In a chain of reads
+   * (each `since` the `until` of the one before) every such end counts once, in the first read
+   * that can see it: an end stamped before a read but committed after it is in the next one, not
+   * lost between them. Cancelled jobs are left out: one cancelled while it waited for a retry has
+   * no attempt of its own to show. The dashboard's latency chart reads it each interval.
    */
-  readonly latencies: (queue: string, since: number, limit: number) => Effect.Effect<Latencies, StoreError>
+  readonly latencies: (
+    queue: string,
+    since: LatencyCursor | undefined,
+    limit: number
+  ) => Effect.Effect<Latencies, StoreError>
   /**
    * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
    * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms. A queue with a

@@ -31,6 +31,7 @@ import {
   type ClaimRequest,
   type JobRow,
   type Latencies,
+  type LatencyCursor,
   latencyOf,
   type ListFilter,
   type NewJob,
@@ -112,8 +113,53 @@ const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // 5: the job's own retry policy (a backoff, or the name of a consumer's policy)
   (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN retry text;`,
   // 6: the delayed jobs by due time, for the claim's "next due in" (see `dueInStatement`)
-  (s) => `CREATE INDEX wp_job_delayed ON ${s}.wp_job (queue, visible_at) WHERE state = 'queued' AND visible_at > created_at;`
+  (s) => `CREATE INDEX wp_job_delayed ON ${s}.wp_job (queue, visible_at) WHERE state = 'queued' AND visible_at > created_at;`,
+  // 7: the transaction that ended a job, for the latencies read (see `latenciesStatement`); jobs
+  // that ended before it have none, and are in no latencies read. A bigint, not an xid8: the
+  // driver cannot read an xid8 column (in every `SELECT *`), and a 64-bit id fits
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN settled_xid bigint;
+  CREATE INDEX wp_job_settled ON ${s}.wp_job (queue, settled_xid) WHERE state IN ('succeeded', 'dead');`
 ]
+
+/** This transaction's id (`settled_xid`). */
+const XID = "pg_current_xact_id()::text::bigint"
+
+/** A `pg_snapshot` as text (`xmin:xmax:xip,...`): the Postgres store's latency cursor. */
+const SNAPSHOT = /^\d{1,20}:\d{1,20}:(\d{1,20}(,\d{1,20})*)?$/
+
+/**
+ * The latencies read: the jobs of `queue` that succeeded or went dead in a transaction that
+ * committed after the snapshot `since` was taken and before this statement's (the cursor it
+ * returns as `until`), the newest `limit`.
+ *
+ * A settle stamps `finished_at` with its statement's time but becomes visible only at its commit,
+ * so a read by time could look between the two, move past the stamp and never count it. A settle
+ * records its transaction id instead (`settled_xid`), and a snapshot says exactly which
+ * transactions had committed when it was taken: a job ended after `since` if its transaction is
+ * not visible in `since`, which is every id from `since`'s xmax up and those of its list of
+ * transactions then in progress. Both are ranges of `wp_job_settled (queue, settled_xid)`: the
+ * first read newest first, stopping at `limit`, the second a lookup per listed transaction. Exported
+ * for the test that checks the plan.
+ */
+export const latenciesStatement = (sql: PgClient.PgClient, S: Fragment, queue: string, since: string, limit: number) => {
+  const n = sql.literal(String(Math.max(0, Math.floor(limit))))
+  const ended = sql`queue = ${queue} AND state IN ('succeeded', 'dead') AND started_at IS NOT NULL`
+  return sql<{ until: string; v: bigint | number | null; s: bigint | number | null; f: bigint | number | null }>`
+    SELECT t.until::text AS until, j.v, j.s, j.f
+      FROM (SELECT pg_current_snapshot() AS until, ${since}::pg_snapshot AS since) t
+      LEFT JOIN LATERAL (
+        SELECT u.visible_at AS v, u.started_at AS s, u.finished_at AS f FROM (
+          (SELECT visible_at, started_at, finished_at, settled_xid FROM ${S}.wp_job
+            WHERE ${ended} AND settled_xid >= pg_snapshot_xmax(t.since)::text::bigint
+            ORDER BY settled_xid DESC LIMIT ${n})
+          UNION ALL
+          (SELECT visible_at, started_at, finished_at, settled_xid FROM ${S}.wp_job
+            WHERE ${ended} AND settled_xid = ANY(ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(t.since) x)))
+        ) u
+        ORDER BY u.finished_at DESC, u.settled_xid DESC LIMIT ${n}
+      ) j ON true`
+}
 
 /** The schema of the tables: a plain identifier, since it is spliced into every statement. */
 const schemaOf = (value: unknown): string => {
@@ -337,7 +383,7 @@ export interface FinalSettle {
  */
 export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
   sql<{ token: string }>`UPDATE ${S}.wp_job j
-    SET state = v.state, exit = v.exit, finished_at = ${now}, cancel_requested = false,
+    SET state = v.state, exit = v.exit, finished_at = ${now}, settled_xid = ${sql.literal(XID)}, cancel_requested = false,
       lease_token = NULL, lease_until = NULL
     FROM (SELECT l.seq, v.token, v.state, v.exit
       FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
@@ -615,7 +661,7 @@ export const makeWith = (
       return op(
         "redrive",
         Effect.map(
-          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, finished_at = NULL,
+          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, finished_at = NULL, settled_xid = NULL,
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
@@ -682,27 +728,23 @@ export const makeWith = (
         (rows) => rows.map((row) => ({ id: String(row.id), at: Number(row.at) }))
       )
 
-    const latencies = (queue: string, since: number, limit: number) =>
-      op(
-        "latencies",
-        Effect.map(
-          // one round trip that also says when it looked; the newest first along the index on
-          // finished_at, stopping at `limit` of this queue's
-          sql<{ until: bigint | number; v: bigint | number | null; s: bigint | number | null; f: bigint | number | null }>`
-            SELECT t.until, j.visible_at AS v, j.started_at AS s, j.finished_at AS f
-              FROM (SELECT ${NOW()}::bigint AS until) t
-              LEFT JOIN LATERAL (
-                SELECT visible_at, started_at, finished_at FROM ${S}.wp_job
-                  WHERE finished_at >= ${since} AND finished_at < t.until AND queue = ${queue}
-                    AND state IN ('succeeded', 'dead') AND started_at IS NOT NULL
-                  ORDER BY finished_at DESC LIMIT ${Math.max(0, limit)}
-              ) j ON true`,
-          (rows): Latencies => ({
-            until: Number(rows[0]!.until),
-            jobs: rows.flatMap((row) => row.f === null ? [] : [latencyOf(Number(row.v), Number(row.s), Number(row.f))])
+    const latencies = (queue: string, since: LatencyCursor | undefined, limit: number) =>
+      since !== undefined && !SNAPSHOT.test(since)
+        ? Effect.fail(
+          new StoreError({
+            operation: "latencies",
+            reason: `since: ${JSON.stringify(since)} is not a cursor of this store (expected the until of a read before)`
           })
         )
-      )
+        : op(
+          "latencies",
+          since === undefined
+            ? Effect.map(sql<{ until: string }>`SELECT pg_current_snapshot()::text AS until`, (rows): Latencies => ({ until: rows[0]!.until, jobs: [] }))
+            : Effect.map(latenciesStatement(sql, S, queue, since, limit), (rows): Latencies => ({
+              until: rows[0]!.until,
+              jobs: rows.flatMap((row) => row.f === null ? [] : [latencyOf(Number(row.v), Number(row.s), Number(row.f))])
+            }))
+        )
 
     const counts = (queue: string) => {
       const now = NOW()
@@ -920,6 +962,7 @@ export const makeWith = (
               state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
               exit = NULL,
               finished_at = CASE WHEN ${out} THEN ${now}::bigint ELSE NULL END,
+              settled_xid = CASE WHEN ${out} THEN ${sql.literal(XID)} END,
               visible_at = CASE WHEN ${out} THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               lease_token = NULL, lease_until = NULL

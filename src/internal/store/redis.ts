@@ -48,7 +48,7 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { latencyOf } from "./model.ts"
+import { cursorTime, type LatencyCursor, latencyOf } from "./model.ts"
 import * as RedisCluster from "./redisCluster.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as Settles from "./settles.ts"
@@ -579,17 +579,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         () => ({ queue })
       )
 
-    const latencies = (queue: string, since: number, limit: number) =>
-      op(
-        "latencies",
-        Effect.map(run("latencies", queue, NOW(), String(since), String(Math.max(0, limit))), ([until, times]): Latencies => {
-          const ended: Array<readonly [number, number, number]> = []
-          for (let i = 0; i + 2 < times.length; i += 3) ended.push([Number(times[i]), Number(times[i + 1]), Number(times[i + 2])])
-          // the newest `limit` of both states together
-          ended.sort((a, b) => b[2] - a[2])
-          return { until: Number(until), jobs: ended.slice(0, limit).map(([v, s, f]) => latencyOf(v, s, f)) }
-        })
-      )
+    // A cursor is the store's time. A script reads the server's TIME and writes in one atomic step,
+    // so a settle stamped before a read's `until` is already there when the read runs.
+    const latencies = (queue: string, cursor: LatencyCursor | undefined, limit: number) =>
+      Effect.flatMap(cursorTime(cursor), (since) =>
+        op(
+          "latencies",
+          Effect.map(
+            run("latencies", queue, NOW(), String(since ?? "+inf"), String(since === undefined ? 0 : Math.max(0, limit))),
+            ([until, times]): Latencies => {
+              const ended: Array<readonly [number, number, number]> = []
+              for (let i = 0; i + 2 < times.length; i += 3) ended.push([Number(times[i]), Number(times[i + 1]), Number(times[i + 2])])
+              // the newest `limit` of both states together
+              ended.sort((a, b) => b[2] - a[2])
+              return { until: String(until), jobs: ended.slice(0, limit).map(([v, s, f]) => latencyOf(v, s, f)) }
+            }
+          )
+        ))
 
     const counts = (queue: string) =>
       op(

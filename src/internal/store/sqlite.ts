@@ -19,7 +19,9 @@ import {
   type Claimed,
   type ClaimRequest,
   type JobRow,
+  cursorTime,
   type Latencies,
+  type LatencyCursor,
   latencyOf,
   type NewJob,
   type ProgressOf,
@@ -502,22 +504,28 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         { id: number; at: number }
       >
 
-    const latencies = (queue: string, since: number, limit: number) =>
-      read("latencies", (): Latencies => {
-        const until = time()
-        // the newest first along the index on finished_at, stopping at `limit` of this queue's
-        const rows = all<{ visible_at: number; started_at: number; finished_at: number }>(
-          `SELECT visible_at, started_at, finished_at FROM wp_job
-             WHERE finished_at >= ? AND finished_at < ? AND queue = ? AND state IN ('succeeded', 'dead')
-               AND started_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT ?`,
-          since,
-          until,
-          queue,
-          Math.max(0, limit)
-        )
-        return { until, jobs: rows.map((row) => latencyOf(row.visible_at, row.started_at, row.finished_at)) }
-      })
+    // A cursor is the store's time. A writer stamps its time once it holds the write lock, and
+    // commits before it lets go: this read takes the lock too (it writes nothing), so that a
+    // settle stamped before `until` is committed and seen, not left for a read starting after it
+    // (another process's settle between its stamp and its commit was in no interval).
+    const latencies = (queue: string, cursor: LatencyCursor | undefined, limit: number) =>
+      Effect.flatMap(cursorTime(cursor), (since) =>
+        write("latencies", (): Latencies => {
+          const until = time()
+          if (since === undefined) return { until: String(until), jobs: [] }
+          // the newest first along the index on finished_at, stopping at `limit` of this queue's
+          const rows = all<{ visible_at: number; started_at: number; finished_at: number }>(
+            `SELECT visible_at, started_at, finished_at FROM wp_job
+               WHERE finished_at >= ? AND finished_at < ? AND queue = ? AND state IN ('succeeded', 'dead')
+                 AND started_at IS NOT NULL
+               ORDER BY finished_at DESC LIMIT ?`,
+            since,
+            until,
+            queue,
+            Math.max(0, limit)
+          )
+          return { until: String(until), jobs: rows.map((row) => latencyOf(row.visible_at, row.started_at, row.finished_at)) }
+        }))
 
     const counts = (queue: string) =>
       read("stats", (): QueueCounts => {
