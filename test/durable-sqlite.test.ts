@@ -1,11 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, References } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
+import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -23,6 +24,53 @@ conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
 describe("the SQLite store", () => {
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
     Effect.map(claimsAmongOtherTasks(JobStore.sqlite({ filename: fresh() })), (claims) => assert.strictEqual(claims, 1)))
+
+  // Another process's settle stamps its time once it holds the write lock and shows its end at its
+  // commit: a latencies read between the two (WAL: a reader sees the last commit) moved `until` past
+  // the stamp, and the next read (since = that until) started after it. Here the writer's clock runs
+  // the other connection's read at the settle's stamp: the read must wait for the writer's lock (in
+  // one thread it gives up after its busy timeout), and the chain of reads counts the job once
+  it.live("latencies: a read cannot look between another connection's settle's stamp and its commit; the chain counts the job once", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const base = Clock.Clock.defaultValue()
+      let atStamp: (() => void) | undefined
+      const hooked: Clock.Clock = {
+        currentTimeMillisUnsafe: () => {
+          const t = base.currentTimeMillisUnsafe()
+          const f = atStamp
+          atStamp = undefined
+          if (f !== undefined) {
+            while (base.currentTimeMillisUnsafe() <= t) {} // the reader's clock is past the stamp
+            f()
+          }
+          return t
+        },
+        get currentTimeMillis() {
+          return Effect.sync(() => hooked.currentTimeMillisUnsafe())
+        },
+        currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe(),
+        currentTimeNanos: base.currentTimeNanos,
+        monotonicTimeNanosUnsafe: () => base.monotonicTimeNanosUnsafe(),
+        monotonicTimeNanos: base.monotonicTimeNanos,
+        sleep: (duration) => base.sleep(duration)
+      }
+      const writer = yield* Effect.provideService(Sqlite.make({ filename, busyTimeout: 1000 }), Clock.Clock, hooked)
+      const reader = yield* Sqlite.make({ filename, busyTimeout: 100 })
+      yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, writer)
+      const [claim] = (yield* writer.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+      const start = yield* reader.latencies("default", undefined, 10)
+      let between: Exit.Exit<unknown, StoreError> | undefined
+      atStamp = () => {
+        between = Effect.runSyncExit(reader.latencies("default", start.until, 10))
+      }
+      assert.isTrue(yield* writer.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 2 }) }))
+      assert.isDefined(between, "the settle read the clock")
+      assert.isTrue(Exit.isFailure(between!), `the read waited for the writer's lock, not looked past its stamp: ${JSON.stringify(between)}`)
+      const next = yield* reader.latencies("default", start.until, 10)
+      assert.strictEqual(next.jobs.length, 1)
+      assert.deepStrictEqual((yield* reader.latencies("default", next.until, 10)).jobs, [])
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 
   it.live("jobs survive a restart: queued, delayed and claimed-but-unfinished ones all finish after it", () =>
     Effect.gen(function*() {
