@@ -1426,6 +1426,30 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* store.latencies("default", third.until, 10)).jobs, [])
       })))
 
+    it.effect("latencies: a chain of reads, some at the very time jobs end, others between ends and the clock's steps, counts every end once", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        let cursor = (yield* store.latencies("chain", undefined, 100)).until
+        let counted = 0
+        const read = Effect.gen(function*() {
+          const found = yield* store.latencies("chain", cursor, 100)
+          counted += found.jobs.length
+          cursor = found.until
+        })
+        for (let i = 0; i < 24; i++) {
+          yield* JobQueue.enqueue(Echo, { n: i }, { queue: "chain" })
+          const [claim] = (yield* store.claim({ queues: ["chain"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          if (i % 2 === 0) yield* read // before the end, at its time
+          yield* store.settle(claim!.token, { _tag: "Final", state: i % 5 === 0 ? "dead" : "succeeded", exit: JSON.stringify({ _tag: "Success", value: i }) })
+          if (i % 3 === 0) yield* read // at the end's time
+          if (i % 4 === 1) yield* TestClock.adjust(1)
+        }
+        yield* TestClock.adjust(1)
+        yield* read
+        yield* read
+        assert.strictEqual(counted, 24)
+      })))
+
     it.effect("latencies: a cursor the store did not make fails with a StoreError naming it", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
