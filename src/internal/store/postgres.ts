@@ -62,7 +62,7 @@ export interface Config {
 }
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
-const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
+export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   (s) =>
     `CREATE TABLE ${s}.wp_job (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
