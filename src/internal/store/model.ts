@@ -184,16 +184,14 @@ export type LatencyCursor = string
  * undefined for none; a `StoreError` for a cursor it cannot have made.
  */
 export const cursorTime = (since: LatencyCursor | undefined): Effect.Effect<number | undefined, StoreError> =>
-  since === undefined
-    ? Effect.undefined
-    : /^\d{1,16}$/.test(since)
-    ? Effect.succeed(Number(since))
-    : Effect.fail(
-      new StoreError({
-        operation: "latencies",
-        reason: `since: ${JSON.stringify(since)} is not a cursor of this store (expected the until of a read before)`
-      })
-    )
+  since === undefined ? Effect.undefined : /^\d{1,16}$/.test(since) ? Effect.succeed(Number(since)) : Effect.fail(badCursor(since))
+
+/** The error of a latencies read given a cursor its store cannot have made. */
+export const badCursor = (since: string) =>
+  new StoreError({
+    operation: "latencies",
+    reason: `since: ${JSON.stringify(since)} is not a cursor of this store (expected the until of a read before)`
+  })
 
 /** The latencies of the jobs that ended between two reads of a chain. */
 export interface Latencies {

@@ -26,6 +26,7 @@ import type { Fragment } from "effect/sql/Statement"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
+  badCursor,
   type Claim,
   type Claimed,
   type ClaimRequest,
@@ -730,12 +731,7 @@ export const makeWith = (
 
     const latencies = (queue: string, since: LatencyCursor | undefined, limit: number) =>
       since !== undefined && !SNAPSHOT.test(since)
-        ? Effect.fail(
-          new StoreError({
-            operation: "latencies",
-            reason: `since: ${JSON.stringify(since)} is not a cursor of this store (expected the until of a read before)`
-          })
-        )
+        ? Effect.fail(badCursor(since))
         : op(
           "latencies",
           since === undefined
