@@ -86,8 +86,8 @@ export const layer = (options: PgJobStoreOptions): Layer.Layer<Model.JobStore, S
  * A store on the `PgClient` the application already has (from `@effect/sql-pg`'s `PgClient.layer`
  * or `PgClient.layerConfig`): its pool, its connection settings, its credentials. The tables are
  * created or migrated in `schema` (default `workpool`) when the layer is built, as with `layer`.
- * Wake-ups hold one of the client's connections for `LISTEN`, so the client must keep sessions
- * (not PgBouncer in transaction mode).
+ * Wake-ups hold one more connection, opened with the client's settings, for `LISTEN`, so the
+ * server must keep sessions (not PgBouncer in transaction mode).
  *
  * @example
  * ```ts

@@ -12,6 +12,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
@@ -178,6 +179,98 @@ else {
           return yield* JobQueue.await(Echo, job.id)
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(started, 42)
+      }), { timeout: 60_000 })
+
+    it.live("an idle consumer of one queue does not claim when 100 jobs are enqueued on another (by this store instance and by another); a job of its own queue still starts at once", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const other = layer(schema)
+        const claims = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          let claims = 0
+          const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+          yield* Effect.provideService(
+            JobQueue.consume({ queues: ["a"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" }),
+            JobStore.JobStore,
+            counting
+          )
+          // its queue's wake-up works (a job of `a` from another instance starts without a poll) and
+          // the consumer has settled into its wait: then it claims for nothing more
+          const first = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), other)
+          assert.strictEqual(yield* first.await, 2)
+          yield* Effect.yieldNow
+          const before = claims
+          for (let n = 0; n < 50; n++) {
+            yield* JobQueue.enqueue(Echo, { n }, { queue: "b" })
+            yield* Effect.provide(JobQueue.enqueue(Echo, { n }, { queue: "b" }), other)
+          }
+          // the NOTIFYs of b were sent before this one of a, on the same server: heard before it
+          const last = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }, { queue: "a" }), other)
+          assert.strictEqual(yield* Effect.provide(JobQueue.await(Echo, last.id), other), 42)
+          return claims - before
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("60 seconds"))
+        // the claim that takes a's job, the one after it (its slot is free), and at most one more
+        // left from the first job's end; before, each of b's enqueues could wake it (60-100 claims)
+        assert.isAtMost(claims, 4)
+      }), { timeout: 90_000 })
+
+    it.live("after the listener's connection is killed (pg_terminate_backend), an idle consumer hears its queue again: a job from another instance starts without a poll", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        /** The backends that LISTEN on the queue's channel (their last statement). */
+        const listeners = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`} AND datname = current_database()`
+          )
+        ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+          // the consumer's first wait makes the listener LISTEN on the queue
+          const [killed] = yield* listeners.pipe(
+            Effect.filterOrFail((pids) => pids.length === 1),
+            Effect.retry(Schedule.spaced("20 millis"))
+          )
+          yield* Effect.promise(() => admin((sql) => sql`SELECT pg_terminate_backend(${killed!})`))
+          // a new connection LISTENs again (after the listener's second of rest)
+          yield* listeners.pipe(
+            Effect.filterOrFail((pids) => pids.length === 1 && pids[0] !== killed),
+            Effect.retry(Schedule.spaced("20 millis"))
+          )
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+      }), { timeout: 60_000 })
+
+    it.live("a paused consumer's store stops hearing its queue (UNLISTEN, within seconds: it would not claim); resumed, it hears it again", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        /** What the backends that last ran a statement on the queue's channel ran. */
+        const last = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ query: string }>`SELECT query FROM pg_stat_activity
+              WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
+          )
+        ).pipe(Effect.map((rows) => rows.map((row) => row.query)))
+        const until = (ok: (queries: ReadonlyArray<string>) => boolean) =>
+          last.pipe(Effect.filterOrFail(ok), Effect.retry(Schedule.spaced("20 millis")))
+        const result = yield* Effect.gen(function*() {
+          const consumer = yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
+          yield* until((queries) => queries.length === 1 && queries[0]!.startsWith("LISTEN"))
+          yield* consumer.pause
+          // its NOTIFY wakes the paused consumer (pause does not), which then waits for its resume, not on the store
+          const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
+          yield* until((queries) => queries.length === 1 && queries[0]!.startsWith("UNLISTEN"))
+          assert.strictEqual((yield* held.status).state, "queued")
+          yield* consumer.resume
+          assert.strictEqual(yield* held.await, 2)
+          yield* until((queries) => queries.length === 1 && queries[0]!.startsWith("LISTEN"))
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
       }), { timeout: 60_000 })
 
     it.live("a delayed job enqueued by another store instance starts at its time on a consumer polling once an hour (NOTIFY), whose wall clock is an hour ahead", () =>
@@ -549,12 +642,13 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         // every connection of this store, the listener's included, is cut by the server; only this
-        // store's (its statements name its schema): other tests and processes share the server
+        // store's (its statements name its schema, its listener's last one its queue's channel):
+        // other tests and processes share the server
         const kill = Effect.promise(() =>
           admin((sql) =>
             sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
               WHERE application_name = 'effect-workpool' AND pid <> pg_backend_pid() AND datname = current_database()
-                AND query LIKE ${`%${schema}%`}`
+                AND (query LIKE ${`%${schema}%`} OR query LIKE ${`%"${Postgres.queueChannel(schema, "default")}"`})`
           )
         ).pipe(Effect.map((killed) => assert.isAbove(killed[0]!.n, 0)))
         const errors = yield* connectionsKilled(kill, 20).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("60 seconds"))

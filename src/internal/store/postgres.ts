@@ -10,8 +10,9 @@
  * - settles and heartbeats are `UPDATE ... WHERE lease_token = $token AND state = 'running'`;
  * - time is the server's (`now()`), so producers and consumers on different machines agree on
  *   when a delayed job is due and when a lease has expired;
- * - a change that makes a job claimable sends `NOTIFY`, and each store instance `LISTEN`s, so
- *   an idle consumer in another process starts a new job at once instead of at its next poll.
+ * - a change that makes a job claimable sends `NOTIFY` on its queue's channel, and each store
+ *   instance `LISTEN`s to the queues its idle consumers wait on, so an idle consumer in another
+ *   process starts a new job at once instead of at its next poll.
  *
  * The migrations run on start under a transaction-scoped advisory lock, so processes starting
  * together do not race to create the tables.
@@ -19,7 +20,9 @@
  * @internal
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Cause, Clock, Effect, Queue, Redacted, Scope } from "effect"
+import * as PgConnection from "@effect/sql-pg/PgConnection"
+import { Cause, Clock, Deferred, Effect, Exit, Queue, Redacted, Scope } from "effect"
+import { createHash } from "node:crypto"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
@@ -394,6 +397,26 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: Rea
     WHERE j.seq = v.seq
     RETURNING v.token`
 
+/**
+ * A queue's channel: a prefix and the first hex digits of the SHA-256 of `<schema>.<queue>`
+ * (a channel name is an identifier of at most 63 bytes; a queue name is any string). Postgres
+ * computes the same name for NOTIFY (sha256(), not md5(), which a FIPS server refuses).
+ */
+const CHANNEL_PREFIX = "workpool_q_"
+const CHANNEL_HASH = 40
+
+/** The channel of `queue`'s wake-ups in `schema`. */
+export const queueChannel = (schema: string, queue: string) =>
+  CHANNEL_PREFIX + createHash("sha256").update(`${schema}.${queue}`, "utf8").digest("hex").slice(0, CHANNEL_HASH)
+
+/**
+ * How long the listener keeps hearing a queue no consumer of this store instance waits on any
+ * more: not a LISTEN at every idle moment of a consumer that claims between waits (each new one
+ * costs its consumers one claim), but soon not the NOTIFYs of a queue whose consumers are all busy
+ * or paused, who would claim its jobs anyway (hearing one cost ~80 µs of CPU on a loaded machine).
+ */
+const LINGER = 1000
+
 const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
 
 /**
@@ -451,12 +474,14 @@ export const makeWith = (
 
     /**
      * Runs a statement as one store operation; a change wakes this process's waiters: at once, or
-     * (`changed` gives a number) when the job it made visible later is due, that many ms from now.
+     * (`changed` gives a number) when the job it made visible later is due, that many ms from now;
+     * with `queue`, only the consumers of that queue (and the awaiters).
      */
     const op = <A>(
       operation: string,
       effect: Effect.Effect<A, unknown>,
-      changed: (a: A) => boolean | number = () => false
+      changed: (a: A) => boolean | number = () => false,
+      queue?: string
     ): Effect.Effect<A, StoreError> =>
       // closed: on the caller's client (layerClient), which outlives the store, it would still work
       Effect.suspend(() => closing.isClosed() ? Effect.fail(Closing.closedError(operation)) : effect.pipe(
@@ -471,7 +496,7 @@ export const makeWith = (
         ),
         Effect.tap((a) => {
           const change = changed(a)
-          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify() : signal.notifyIn(change))
+          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify(queue) : signal.notifyIn(change, queue))
         })
       ))
 
@@ -502,17 +527,67 @@ export const makeWith = (
       }))
     )
 
-    // --- wake-ups from other processes: LISTEN, re-listening after a lost connection
+    // --- wake-ups from other processes: LISTEN, on a connection of the store's own
+    /**
+     * The queues this store instance's idle consumers wait on, with how many wait on each; and when
+     * the last one stopped waiting on a queue no one waits on now (the listener's clock). The
+     * listener hears a queue's channel while someone waits on it, and for `LINGER` after.
+     */
+    const waitedOn = new Map<string, number>()
+    const leftAt = new Map<string, number>()
+    /** The queues the listener hears, with the scope whose close UNLISTENs. */
+    const heard = new Map<string, Scope.Closeable>()
+    /** A queue not heard is waited on: the listener LISTENs to it. */
+    const wanted = makeSignal()
     const listen = Effect.gen(function*() {
-      const queue = yield* sql.listen(channel)
-      // changes may have been missed while not listening
-      signal.notify()
-      cancels.notify()
+      const scope = yield* Effect.scope
+      // one connection for the schema's channel and every queue's (a pool's `listen` would hold a
+      // connection per channel), opened with the client's own settings
+      const connection = yield* (yield* PgConnection.make({ ...sql.config, multiplex: false })).pin
+      // a reader's end that is not an UNLISTEN (the connection is lost): the listener starts over
+      const lost = yield* Deferred.make<void, unknown>()
+      const hear = (name: string, onPayload: (payload: string) => void) =>
+        Effect.gen(function*() {
+          const listening = yield* Scope.fork(scope)
+          const queue = yield* Scope.provide(connection.listen(name), listening)
+          yield* Queue.take(queue).pipe(
+            Effect.map(({ payload }) => onPayload(payload)),
+            Effect.forever,
+            Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(lost, cause)),
+            Effect.forkIn(listening)
+          )
+          return listening
+        })
+      // the last connection's channels closed with it
+      heard.clear()
+      yield* hear(channel, (payload) => payload === "cancel" && cancels.notify())
+      // changes may have been missed while not listening: everyone looks once
+      let first = true
       while (true) {
-        const { payload } = yield* Queue.take(queue)
-        if (payload === "cancel") cancels.notify()
-        else if (payload.startsWith("due:")) signal.notifyIn(Number(payload.slice(4, payload.indexOf(":", 4))))
-        else signal.notify()
+        const since = yield* wanted.version
+        for (const queue of waitedOn.keys()) {
+          if (heard.has(queue)) continue
+          heard.set(
+            queue,
+            yield* hear(queueChannel(cfg.schema, queue), (payload) =>
+              payload.startsWith("due:") ? signal.notifyIn(Number(payload.slice(4)), queue) : signal.notify(queue))
+          )
+          // a job of this queue may have come between its consumer's claim and the LISTEN
+          if (!first) signal.notify(queue)
+        }
+        if (first) {
+          first = false
+          signal.notify()
+          cancels.notify()
+        }
+        const now = yield* Clock.currentTimeMillis
+        for (const [queue, listening] of heard) {
+          if (waitedOn.has(queue) || now - (leftAt.get(queue) ?? 0) < LINGER) continue
+          heard.delete(queue)
+          leftAt.delete(queue)
+          yield* Scope.close(listening, Exit.void)
+        }
+        yield* Effect.raceFirst(wanted.wait(LINGER, since), Deferred.await(lost))
       }
     }).pipe(Effect.scoped)
     yield* listen.pipe(
@@ -523,16 +598,48 @@ export const makeWith = (
       Effect.forkScoped
     )
     /**
-     * NOTIFY within the statement's own transaction: sent when (and only if) it commits. The payload
-     * says what for: `job:<queue>` (a job can be claimed), `due:<ms>:<queue>` (a job of the queue
-     * becomes claimable in `ms`, on the server's clock: listeners wake their idle consumers then,
-     * not at once to look) or `cancel` (a running job's cancel). With `delay`, an SQL expression
-     * of the job's delay: `job:` when it is not positive.
+     * An idle consumer's wait (it names its queues) makes the listener hear them; an awaiter's does
+     * not (a job's end sends no NOTIFY: an awaiter polls).
      */
-    const notify = (queue: Fragment | string, delay?: Fragment) =>
-      delay === undefined
-        ? sql`pg_notify(${channel}, 'job:' || ${queue})`
-        : sql`pg_notify(${channel}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text || ':' ELSE 'job:' END || ${queue})`
+    const wait = (millis: number, since?: number, queues?: ReadonlyArray<string>) =>
+      queues === undefined || queues.length === 0 ? signal.wait(millis, since) : Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let added = false
+          for (const queue of queues) {
+            const n = waitedOn.get(queue) ?? 0
+            waitedOn.set(queue, n + 1)
+            added ||= n === 0 && !heard.has(queue)
+          }
+          if (added) wanted.notify()
+        }),
+        () => signal.wait(millis, since, queues),
+        () =>
+          Effect.flatMap(driverTime(Clock.currentTimeMillis), (now) =>
+            Effect.sync(() => {
+              for (const queue of queues) {
+                const n = waitedOn.get(queue)! - 1
+                if (n > 0) waitedOn.set(queue, n)
+                else {
+                  waitedOn.delete(queue)
+                  leftAt.set(queue, now)
+                }
+              }
+            }))
+      )
+    /**
+     * NOTIFY within the statement's own transaction: sent when (and only if) it commits, on the
+     * queue's channel (`queueChannel`), which only the store instances whose consumers wait on the
+     * queue hear. The payload says what for: `job` (a job can be claimed) or `due:<ms>` (a job
+     * becomes claimable in `ms`, on the server's clock: listeners wake their idle consumers then,
+     * not at once to look). With `delay`, an SQL expression of the job's delay: `job` when it is
+     * not positive. Cancels go to the schema's channel, which every instance hears.
+     */
+    const notify = (queue: Fragment | string, delay?: Fragment) => {
+      const name = sql`${sql.literal(`'${CHANNEL_PREFIX}'`)} || left(encode(sha256(convert_to(${`${cfg.schema}.`} || ${queue}, 'UTF8')), 'hex'), ${CHANNEL_HASH})`
+      return delay === undefined
+        ? sql`pg_notify(${name}, 'job')`
+        : sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text ELSE 'job' END)`
+    }
 
     /** The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. */
     const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
@@ -597,7 +704,8 @@ export const makeWith = (
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
         }).pipe(Effect.map((result): { id: string; created: boolean; dueIn?: number } => result)),
-        (result) => result.created ? result.dueIn ?? true : false
+        (result) => result.created ? result.dueIn ?? true : false,
+        input.queue
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     const get = (id: string) =>
@@ -703,7 +811,7 @@ export const makeWith = (
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
           RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
-      if (rate === undefined) return op("configure", upsert, () => true)
+      if (rate === undefined) return op("configure", upsert, () => true, queue)
       // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them
       const limit = rate === null ? 0 : rate.limit
       return op(
@@ -717,7 +825,8 @@ export const makeWith = (
               rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
             WHERE name = ${queue}`
         })),
-        () => true
+        () => true,
+        queue
       )
     }
 
@@ -1002,7 +1111,7 @@ export const makeWith = (
       progress,
       settle,
       reap,
-      wait: signal.wait,
+      wait,
       version: signal.version,
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
