@@ -259,10 +259,11 @@ else {
         const result = yield* Effect.gen(function*() {
           const consumer = yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
           yield* until((queries) => queries.length === 1 && queries[0]!.startsWith("LISTEN"))
+          // pause wakes the consumer out of the store's wait (with a poll of an hour nothing else would),
+          // into its own wait for the resume
           yield* consumer.pause
-          // its NOTIFY wakes the paused consumer (pause does not), which then waits for its resume, not on the store
-          const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
           yield* until((queries) => queries.length === 1 && queries[0]!.startsWith("UNLISTEN"))
+          const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
           assert.strictEqual((yield* held.status).state, "queued")
           yield* consumer.resume
           assert.strictEqual(yield* held.await, 2)

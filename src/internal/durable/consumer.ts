@@ -617,6 +617,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         ),
       pause: Effect.andThen(Effect.sync(() => {
         paused = true
+        // out of the store's wait, into its own for the resume: a store stops listening for a queue
+        // nobody waits on (Postgres UNLISTENs it), so a paused consumer costs nothing per enqueue
+        wake.notify()
       }), pool.pause),
       resume: Effect.andThen(pool.resume, Effect.sync(() => {
         paused = false
