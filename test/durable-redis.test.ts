@@ -381,13 +381,8 @@ else {
 
     it.live("a claim takes the settles queued in this store along, in its own script, each still fenced by its token", () =>
       Effect.gen(function*() {
-        const binary = redisServer.binary()
-        if (binary === undefined) return assert.fail("no redis-server binary")
         // a server of its own: its count of scripts run is this test's
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => redisServer.startServer(binary)),
-          (server) => Effect.promise(server.destroy)
-        )
+        const server = yield* ownServer()
         const scripts = Effect.promise(() =>
           admin(async (client) => {
             const stats = await client.info("commandstats")
@@ -428,13 +423,8 @@ else {
 
     it.live("a claim and a batch of settles cost 2 Redis commands per job, and a token settled twice in one batch is written once", () =>
       Effect.gen(function*() {
-        const binary = redisServer.binary()
-        if (binary === undefined) return assert.fail("no redis-server binary")
         // a server of its own: its count of commands run (those the scripts make) is this test's
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => redisServer.startServer(binary)),
-          (server) => Effect.promise(server.destroy)
-        )
+        const server = yield* ownServer()
         const commands = Effect.promise(() =>
           admin(async (client) => {
             let calls = 0
@@ -516,12 +506,7 @@ else {
 
     it.live("a server that evicts keys when full is named in a warning: jobs would be lost", () =>
       Effect.gen(function*() {
-        const binary = redisServer.binary()
-        if (binary === undefined) return assert.fail("no redis-server binary")
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => redisServer.startServer(binary, ["--maxmemory-policy", "allkeys-lru"])),
-          (server) => Effect.promise(server.destroy)
-        )
+        const server = yield* ownServer(["--maxmemory-policy", "allkeys-lru"])
         const logged: Array<string> = []
         const logger = Logger.make((options) => logged.push(`${options.logLevel} ${String(options.message)}`))
         yield* Effect.provide(JobQueue.stats("default"), RedisJobStore.layer({ url: server.url })).pipe(
@@ -670,6 +655,16 @@ else {
         assert.strictEqual(yield* Effect.timeout(job.await, "20 seconds"), 7)
       }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix()))), { timeout: 60_000 })
   })
+}
+
+/** A private redis-server (from WORKPOOL_REDIS_BIN), stopped with the test's scope. */
+const ownServer = (args: ReadonlyArray<string> = []) => {
+  const binary = redisServer.binary()
+  if (binary === undefined) return Effect.die(new Error("no redis-server binary (WORKPOOL_REDIS_BIN)"))
+  return Effect.acquireRelease(
+    Effect.promise(() => redisServer.startServer(binary, [...args])),
+    (server) => Effect.promise(server.destroy)
+  )
 }
 
 /** Looks every 20 ms (up to 20 s) until `done` holds of what `look` finds, and returns that. */
