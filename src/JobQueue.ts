@@ -44,7 +44,7 @@ import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
-import { encodeTrace, FINAL_STATES, JobStore, type JobRow, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -155,12 +155,14 @@ export type JobRetry =
  * @category models
  */
 export interface EnqueueOptions {
-  /** Default "default"; at most 1,000 characters (as every queue name this module takes). */
+  /** Default "default"; at most 1,000 bytes in UTF-8, no NUL (as every queue name this module takes). */
   readonly queue?: string | undefined
+  /** Higher first; at most 1e15 either way (a store multiplies it by the queue's aging). */
   readonly priority?: number | undefined
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
+  /** At most 1,000 bytes in UTF-8, no NUL. */
   readonly dedupKey?: string | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
@@ -233,6 +235,9 @@ const DEFAULT_QUEUE = "default"
 const DEFAULT_MAX_ATTEMPTS = 3
 /** How often `await` looks at the store for other processes' changes. */
 const AWAIT_POLL = 250
+/** A repeat's failed enqueue of a tick is tried again after 100 ms, doubling up to 5 s. */
+const REPEAT_RETRY_FIRST = 100
+const REPEAT_RETRY_MAX = 5000
 
 const invalid = <A>(check: () => A): Effect.Effect<A, InvalidJobOptions> =>
   Effect.try({
@@ -248,14 +253,34 @@ const nonEmpty = (field: string, value: unknown): string => {
   return value as string
 }
 
-/** Postgres sends a job's queue in a notification, whose payload is at most 8,000 bytes. */
-const MAX_QUEUE_NAME = 1000
+/**
+ * A name a store keeps in an index (a queue, a dedup key, a repeat's name in its ticks' ids), in
+ * UTF-8 bytes: a Postgres index row holds at most 2,704 bytes (a queue and a dedup key share one;
+ * 3,000 bytes of Chinese, 1,000 characters, failed with "index row size exceeds btree maximum"), and
+ * Postgres sends a job's queue in a notification, whose payload is at most 8,000 bytes.
+ */
+const MAX_NAME_BYTES = 1000
 
-const queueName = (field: string, value: unknown): string => {
+const encoder = new TextEncoder()
+
+/** A non-empty string a store can keep and index: no NUL (Postgres' text refuses it), at most `MAX_NAME_BYTES`. */
+const storedName = (field: string, value: unknown): string => {
   const name = nonEmpty(field, value)
-  if (name.length > MAX_QUEUE_NAME) config.fail(field, value, `expected a name of at most ${MAX_QUEUE_NAME} characters`)
+  if (name.includes("\u0000")) config.fail(field, value, "expected no NUL character (a Postgres text cannot hold one)")
+  // a UTF-16 code unit is at most 3 bytes in UTF-8: most names need no encoding to be measured
+  if (name.length * 3 > MAX_NAME_BYTES && encoder.encode(name).length > MAX_NAME_BYTES) {
+    config.fail(field, value, `expected at most ${MAX_NAME_BYTES} bytes in UTF-8`)
+  }
   return name
 }
+
+const queueName = storedName
+
+/**
+ * A store orders a queue with aging by `priority × aging − visibleAt`: both are bounded so that the
+ * product is finite (Postgres failed the enqueue with "value out of range: overflow" past it).
+ */
+const MAX_PRIORITY = 1e15
 
 /** A duration a store adds to its time, in integer columns (Postgres' bigint): at most `MAX_DELAY`. */
 const stored = (field: string, value: unknown, millis: number): number => {
@@ -265,10 +290,29 @@ const stored = (field: string, value: unknown, millis: number): number => {
   return millis
 }
 
+const priorityOf = (value: unknown): number => {
+  const priority = config.finiteNumber("priority", value)
+  if (Math.abs(priority) > MAX_PRIORITY) config.fail("priority", value, `expected a number from -${MAX_PRIORITY} to ${MAX_PRIORITY}`)
+  return priority
+}
+
+/** A queue's aging (see `priority`): 0 for none (0 or Infinity), else at most `MAX_DELAY`. */
+const agingOf = (field: string, value: unknown): number => {
+  const millis = config.millis(field, value, "nonNegative")
+  if (millis === Infinity) return 0
+  return stored(field, value, millis)
+}
+
+/** A task as `enqueue` and `repeat` take it from an untyped caller: a `Task.make`'s, or `InvalidJobOptions` (field `task`). */
+const taskOf = (task: unknown): void => {
+  const invalid = checkTask(task)
+  if (invalid !== undefined) config.fail("task", task, invalid.reason)
+}
+
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
 const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
   queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
-  priority: options.priority === undefined ? 0 : config.finiteNumber("priority", options.priority),
+  priority: options.priority === undefined ? 0 : priorityOf(options.priority),
   timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
   maxAttempts: options.maxAttempts === undefined
     ? DEFAULT_MAX_ATTEMPTS
@@ -343,6 +387,7 @@ export const enqueue = <T extends Task.Any>(
 > =>
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
+      taskOf(task)
       config.object("options", options)
       if (options.delay !== undefined && options.runAt !== undefined) {
         config.fail("runAt", options.runAt, "expected either delay or runAt, not both")
@@ -353,7 +398,7 @@ export const enqueue = <T extends Task.Any>(
       return {
         ...jobOptions(options),
         delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
-        dedupKey: options.dedupKey === undefined ? null : nonEmpty("dedupKey", options.dedupKey)
+        dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey)
       }
     })
     const encoded = yield* encodePayload(task, payload)
@@ -534,6 +579,7 @@ export const list = (
       config.object("filter", filter)
       const states = filter.state === undefined ? undefined : (typeof filter.state === "string" ? [filter.state] : filter.state)
       const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
+      if (states !== undefined && !Array.isArray(states)) config.fail("state", filter.state, `expected a state or an array of ${all.join(", ")}`)
       states?.forEach((state, i) => config.oneOf(`state[${i}]`, state, all))
       return {
         queue: filter.queue === undefined ? undefined : queueName("queue", filter.queue),
@@ -659,8 +705,7 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  */
 export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
   // 0 or Infinity: none, as for WorkPool's aging
-  Effect.flatMap(invalid(() => config.millis("aging", aging, "nonNegative")), (millis) =>
-    configure(queue, { aging: millis === Infinity ? 0 : millis }))
+  Effect.flatMap(invalid(() => agingOf("aging", aging)), (millis) => configure(queue, { aging: millis }))
 
 /**
  * Sets a rate limit shared by every consumer of a queue, in every process: at most `limit` jobs of
@@ -773,35 +818,82 @@ export const repeat = <T extends Task.Any>(
 ): Effect.Effect<void, InvalidJobOptions | TaskCodecError, JobStore | Scope.Scope> =>
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
+      taskOf(task)
       config.object("options", options)
       const cron = Cron.isCron(options.cron)
         ? options.cron
         : typeof options.cron === "string"
         ? Result.getOrElse(Cron.parse(options.cron), (error) => config.fail("cron", options.cron, `expected a cron expression (${error.message})`))
         : config.fail("cron", options.cron, "expected a cron expression or a Cron")
-      return { name: nonEmpty("name", name), cron, ...jobOptions(options) }
+      // a cron without years fires again and again or never (February 30th): Cron.next throws then,
+      // which killed the schedule's fiber at its first tick, unseen
+      try {
+        Cron.next(cron, new Date(0))
+      } catch {
+        config.fail("cron", options.cron, "expected a cron expression that fires (this one matches no date)")
+      }
+      // the name is in each tick's id, which a store indexes
+      return { name: storedName("name", name), cron, ...jobOptions(options) }
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
-    const tick = Effect.gen(function*() {
-      const now = yield* store.now
-      const at = Cron.next(checked.cron, now).getTime()
-      yield* Effect.sleep(Math.max(0, at - now))
-      yield* store.enqueue({
-        id: `repeat:${checked.name}:${at}`,
-        queue: checked.queue,
-        task: task.name,
-        payload: encoded,
-        priority: checked.priority,
-        dedupKey: null,
-        maxAttempts: checked.maxAttempts,
-        retry: checked.retry,
-        timeout: checked.timeout,
-        delay: 0,
-        runAt: at
-      }).pipe(Effect.catch((error) => Effect.logWarning(`effect-workpool: repeat ${checked.name}: enqueuing a tick failed`, error)))
+    const job = (at: number): NewJob => ({
+      id: `repeat:${checked.name}:${at}`,
+      queue: checked.queue,
+      task: task.name,
+      payload: encoded,
+      priority: checked.priority,
+      dedupKey: null,
+      maxAttempts: checked.maxAttempts,
+      retry: checked.retry,
+      timeout: checked.timeout,
+      delay: 0,
+      runAt: at
     })
-    yield* Effect.forkScoped(Effect.forever(tick))
+    // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again
+    // until it is stored or the next tick is due: a schedule run by one process lost a daily job to
+    // one failed statement
+    const enqueueTick = (at: number, following: number) =>
+      Effect.gen(function*() {
+        for (let wait = REPEAT_RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, REPEAT_RETRY_MAX)) {
+          const result = yield* Effect.result(store.enqueue(job(at)))
+          if (Result.isSuccess(result)) return
+          const now = yield* store.now
+          if (now + wait >= following) {
+            return yield* Effect.logWarning(
+              `effect-workpool: repeat ${checked.name}: enqueuing the tick of ${new Date(at).toISOString()} failed ` +
+                `${failures + 1} times; the next tick is due, this one is skipped`,
+              result.failure
+            )
+          }
+          if (failures++ === 0) {
+            yield* Effect.logWarning(
+              `effect-workpool: repeat ${checked.name}: enqueuing a tick failed; trying again until the next tick is due`,
+              result.failure
+            )
+          }
+          yield* Effect.sleep(wait)
+        }
+      })
+    // from the tick last enqueued: a tick that comes while the one before it is being enqueued (a
+    // slow store, retries) is enqueued next, not skipped (computed from the time after the enqueue,
+    // a store slower than the ticks lost every other one); ticks that passed while this process
+    // slept past its tick (frozen, its timers late) are not caught up
+    const loop = Effect.gen(function*() {
+      let from = yield* store.now
+      while (true) {
+        const at = Cron.next(checked.cron, from).getTime()
+        const now = yield* store.now
+        let woke = at
+        if (at > now) {
+          yield* Effect.sleep(at - now)
+          woke = Math.max(at, yield* store.now)
+        }
+        yield* enqueueTick(at, Cron.next(checked.cron, at).getTime())
+        from = woke
+      }
+    })
+    yield* Effect.forkScoped(loop)
   })
 
 /**
@@ -1022,8 +1114,8 @@ export const consume: {
       if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
       // the stores add it to their time in integer columns (Postgres' bigint)
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
-      const aging = options.aging === undefined ? undefined : config.millis("aging", options.aging, "nonNegative")
-      return [aging === Infinity ? 0 : aging, {
+      const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)
+      return [aging, {
         queues,
         handlers,
         threads,

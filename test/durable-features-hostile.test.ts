@@ -1,0 +1,280 @@
+/**
+ * Hostile tests of the durable queue's user-facing features (JobQueue's repeat, dedup keys, cancel,
+ * purge, pause, stats and its bad input) on every store: in one process under TestClock where time
+ * is the point, across store instances where concurrency is, and across real processes (one SQLite
+ * file, Postgres, Redis) where the point is several processes. Every wait is for an event (a child's
+ * line, a state in the store) under a deadline, never a guessed sleep.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Cause, Cron, Deferred, Effect, Exit, Fiber, Layer, Logger, ManagedRuntime, Schema, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import { StoreError } from "../src/DurableError.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { startConsumer, waitUntil } from "./durable/children.ts"
+import * as Pg from "./durable/postgres.ts"
+import * as Rd from "./durable/redis.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+import { warnings } from "./helpers.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-features-hostile-"))
+let files = 0
+const freshFile = () => path.join(dir, `f${files++}.db`)
+const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, unknown>> = []
+afterAll(async () => {
+  await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/**
+ * Each store, as a maker of instances that share one queue (two processes, as far as the store can
+ * tell; the memory store's instances are one).
+ */
+const stores: Array<[string, () => () => Layer.Layer<JobStore.JobStore, any>]> = [
+  ["memory", () => {
+    const shared = Layer.fresh(JobStore.memory())
+    const built = Effect.runSync(Effect.map(Scope.make(), (scope) => Layer.buildWithScope(shared, scope)))
+    const context = Effect.runSync(built)
+    return () => Layer.succeedContext(context)
+  }],
+  ["SQLite", () => {
+    const file = freshFile()
+    return () => JobStore.sqlite({ filename: file })
+  }]
+]
+if (Pg.enabled) {
+  stores.push(["Postgres", () => {
+    const schema = Pg.freshSchema()
+    return () => Pg.testLayer(schema)
+  }])
+}
+if (Rd.enabled) {
+  stores.push(["Redis", () => {
+    const prefix = Rd.freshPrefix()
+    return () => Rd.testLayer(prefix)
+  }])
+}
+
+/** The error an effect failed with (its tag and field), or "defect"/"success". */
+const failure = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) return "success"
+  const error = Cause.findErrorOption(exit.cause)
+  if (error._tag === "None") return `defect ${Cause.pretty(exit.cause).slice(0, 200)}`
+  const e = error.value as { _tag?: string; field?: string }
+  return e.field === undefined ? `${e._tag}` : `${e._tag} ${e.field}`
+}
+
+const Text = Task.make("Text", { payload: Schema.String, success: Schema.String })
+
+/** `n` random characters from `span` code points starting at `base` (random: Postgres compresses a repeated one). */
+const random = (n: number, base: number, span: number) =>
+  Array.from({ length: n }, () => String.fromCodePoint(base + Math.floor(Math.random() * span))).join("")
+
+describe("bad input at JobQueue's functions: a typed error naming the field, nothing stored, no defect", () => {
+  it.effect("enqueue and repeat of something that is not a Task (a defect, 'reading ast', before)", () =>
+    Effect.gen(function*() {
+      const notTask = { name: "Echo" } as unknown as typeof Echo
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.enqueue(notTask, { n: 1 }))), "InvalidJobOptions task")
+      assert.strictEqual(
+        failure(yield* Effect.exit(Effect.scoped(JobQueue.repeat("r", notTask, { n: 1 }, { cron: "* * * * *" })))),
+        "InvalidJobOptions task"
+      )
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.enqueue(null as never, 1 as never))), "InvalidJobOptions task")
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("list with a state that is neither a state nor an array of them (a TypeError defect before)", () =>
+    Effect.gen(function*() {
+      for (const state of [null, 5, { 0: "queued" }]) {
+        assert.strictEqual(failure(yield* Effect.exit(JobQueue.list({ state: state as never }))), "InvalidJobOptions state")
+      }
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.list({ state: [null as never] }))), "InvalidJobOptions state[0]")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a queue, a dedup key or a repeat's name with a NUL, or over 1,000 bytes of UTF-8 (Postgres failed both with a StoreError, or a warning at every tick)", () =>
+    Effect.gen(function*() {
+      const long = random(334, 0x4e00, 20_000) // 1,002 bytes in 334 characters
+      const ascii = "k".repeat(1001)
+      for (const [options, field] of [
+        [{ dedupKey: "a\u0000b" }, "dedupKey"],
+        [{ queue: "a\u0000b" }, "queue"],
+        [{ dedupKey: long }, "dedupKey"],
+        [{ dedupKey: ascii }, "dedupKey"],
+        [{ queue: long }, "queue"]
+      ] as const) {
+        assert.strictEqual(failure(yield* Effect.exit(JobQueue.enqueue(Echo, { n: 1 }, options))), `InvalidJobOptions ${field}`)
+      }
+      for (const name of ["a\u0000b", long]) {
+        const exit = yield* Effect.exit(Effect.scoped(JobQueue.repeat(name, Echo, { n: 1 }, { cron: "* * * * * *" })))
+        assert.strictEqual(failure(exit), "InvalidJobOptions name")
+      }
+      for (const queue of ["a\u0000b", long]) {
+        assert.strictEqual(failure(yield* Effect.exit(JobQueue.pause(queue))), "InvalidJobOptions queue")
+        assert.strictEqual(failure(yield* Effect.exit(JobQueue.stats(queue))), "InvalidJobOptions queue")
+        const consumer = yield* Effect.exit(Effect.scoped(JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1 })))
+        assert.strictEqual(failure(consumer), "InvalidPoolConfig queues[0]")
+      }
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+      // at the limit: 333 characters of 3 bytes, 1,000 of 1 byte
+      assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: long.slice(0, 333), queue: "q".repeat(1000) })).created)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a priority past 1e15, or an aging past 1e15 ms, which a store multiplies (Postgres: 'value out of range: overflow' at every enqueue of the queue)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.enqueue(Echo, { n: 1 }, { priority: 1e308 }))), "InvalidJobOptions priority")
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.enqueue(Echo, { n: 1 }, { priority: -2e15 }))), "InvalidJobOptions priority")
+      assert.strictEqual(
+        failure(yield* Effect.exit(Effect.scoped(JobQueue.repeat("r", Echo, { n: 1 }, { cron: "* * * * *", priority: 1e16 })))),
+        "InvalidJobOptions priority"
+      )
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.setAging("q", 1e300))), "InvalidJobOptions aging")
+      const consumer = yield* Effect.exit(Effect.scoped(JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, aging: 1e300 })))
+      assert.strictEqual(failure(consumer), "InvalidPoolConfig aging")
+      assert.strictEqual((yield* JobQueue.stats("q")).aging, 0)
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+      // Infinity is none, as before
+      yield* JobQueue.setAging("q", Infinity)
+      assert.strictEqual((yield* JobQueue.stats("q")).aging, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a cron that matches no date (February 30th): its schedule's fiber died at the first tick, unseen", () =>
+    Effect.gen(function*() {
+      for (const cron of ["0 0 30 2 *", Cron.parseUnsafe("0 0 31 4 *")]) {
+        const exit = yield* Effect.exit(Effect.scoped(JobQueue.repeat("never", Echo, { n: 1 }, { cron })))
+        assert.strictEqual(failure(exit), "InvalidJobOptions cron")
+      }
+      // February 29th is every four years: kept
+      yield* Effect.scoped(JobQueue.repeat("leap", Echo, { n: 1 }, { cron: "0 0 29 2 *" }))
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  if (Pg.enabled) {
+    it.live("Postgres keeps names at the limits: a queue and a dedup key of 1,000 bytes each (one index row), a repeat of a 1,000-byte name; the largest priority with the longest aging", () =>
+      Effect.gen(function*() {
+        const queue = random(333, 0x4e00, 20_000)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue, dedupKey: random(333, 0x4e00, 20_000) })
+        assert.strictEqual((yield* JobQueue.status(job.id)).queue, queue)
+        yield* JobQueue.pause(queue)
+        const { collector, logged } = warnings()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* JobQueue.repeat(random(333, 0x4e00, 20_000), Echo, { n: 2 }, { cron: "* * * * * *", queue: "ticks" })
+          while ((yield* JobQueue.list({ queue: "ticks" })).length === 0) {
+            assert.deepStrictEqual(logged, [])
+            yield* Effect.sleep(50)
+          }
+        })).pipe(Effect.provide(Logger.layer([collector])))
+        yield* JobQueue.setAging("aged", 1e15)
+        const high = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "aged", priority: 1e15 })
+        const low = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "aged", priority: -1e15 })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const order: Array<number> = []
+          yield* JobQueue.consume({ queues: ["aged"], handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (order.push(n), n)))], concurrency: 1 })
+          yield* low.await
+          yield* high.await
+          assert.deepStrictEqual(order, [3, 4])
+        }))
+      }).pipe(Effect.provide(Pg.testLayer())), { timeout: 60_000 })
+  }
+})
+
+/** A memory store whose enqueues fail while `failing` is above 0 (counting down), or take `slow` ms each (on the Effect clock). */
+const flaky = (state: { failing: number; slow: number; calls: number }) =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (store): Store => ({
+      ...store,
+      enqueue: (job) =>
+        Effect.suspend(() => {
+          state.calls++
+          if (state.failing > 0) {
+            state.failing--
+            return Effect.fail(new StoreError({ operation: "enqueue", reason: "the server is restarting" }))
+          }
+          return state.slow > 0 ? Effect.andThen(Effect.sleep(state.slow), store.enqueue(job)) : store.enqueue(job)
+        })
+    }))
+  ).pipe(Layer.provide(JobStore.memory()))
+
+/** The ticks (ms) of a repeat's jobs in the store, in order. */
+const ticksOf = (name: string, queue = "default") =>
+  Effect.map(JobQueue.list({ queue, limit: 100_000 }), (jobs) =>
+    jobs.filter((job) => job.id.startsWith(`repeat:${name}:`)).map((job) => Number(job.id.slice(`repeat:${name}:`.length))).sort((a, b) => a - b))
+
+/** Lets the TestClock run `millis` in steps of `step`, so that every timer on the way fires in order. */
+const run = (millis: number, step = 100) =>
+  Effect.gen(function*() {
+    for (let t = 0; t < millis; t += step) {
+      yield* TestClock.adjust(Math.min(step, millis - t))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+    }
+  })
+
+describe("JobQueue.repeat under TestClock", () => {
+  it.effect("a tick whose enqueue fails (the store restarting) is tried again until stored: a daily job was lost to one failed statement", () => {
+    const state = { failing: 4, slow: 0, calls: 0 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      // 03:00 UTC; the TestClock starts at 1970-01-01T00:00 UTC
+      yield* JobQueue.repeat("nightly", Echo, { n: 1 }, { cron: Cron.parseUnsafe("0 3 * * *", "UTC"), queue: "q" })
+      yield* run(3 * 3_600_000, 60_000)
+      assert.deepStrictEqual(yield* ticksOf("nightly", "q"), [])
+      yield* run(10_000, 100)
+      assert.deepStrictEqual(yield* ticksOf("nightly", "q"), [3 * 3_600_000])
+      assert.strictEqual(state.calls, 5)
+      // one warning for the failures, none per retry
+      assert.strictEqual(logged.filter((line) => line.includes("nightly")).length, 1, logged.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(flaky(state)), Effect.provide(Logger.layer([collector])))
+  })
+
+  it.effect("a tick that keeps failing until the next one is due is given up, saying so; the next tick is enqueued", () => {
+    const state = { failing: 1_000_000, slow: 0, calls: 0 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("flaky", Echo, { n: 1 }, { cron: "* * * * *" })
+      yield* run(60_000 + 59_000, 1000)
+      state.failing = 0
+      yield* run(2_000, 100)
+      assert.deepStrictEqual(yield* ticksOf("flaky"), [120_000])
+      assert.isTrue(logged.some((line) => line.includes("flaky") && line.includes("skipped")), logged.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(flaky(state)), Effect.provide(Logger.layer([collector])))
+  })
+
+  it.effect("a tick that comes while the one before is being enqueued (a slow store: 1.5 s per enqueue, a tick a second) is enqueued, not skipped", () => {
+    const state = { failing: 0, slow: 1500, calls: 0 }
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("fast", Echo, { n: 1 }, { cron: "* * * * * *" })
+      yield* run(10_000, 50)
+      const ticks = yield* ticksOf("fast")
+      assert.isAtLeast(ticks.length, 6, ticks.join())
+      assert.deepStrictEqual(ticks, ticks.map((_, i) => 1000 * (i + 1)), "every second from the first, none skipped")
+    }).pipe(Effect.scoped, Effect.provide(flaky(state)))
+  })
+
+  it.effect("a repeat whose scope closes and reopens: each tick once, the ticks in between skipped (not caught up); two schedules of one name at once enqueue each tick once", () =>
+    Effect.gen(function*() {
+      const first = yield* Scope.make()
+      yield* Scope.provide(JobQueue.repeat("minutely", Echo, { n: 1 }, { cron: "* * * * *" }), first)
+      yield* Scope.provide(JobQueue.repeat("minutely", Echo, { n: 1 }, { cron: "* * * * *" }), first)
+      yield* run(2 * 60_000 + 500, 1000)
+      yield* Scope.close(first, Exit.void)
+      yield* run(3 * 60_000, 1000)
+      const second = yield* Scope.make()
+      yield* Scope.provide(JobQueue.repeat("minutely", Echo, { n: 1 }, { cron: "* * * * *" }), second)
+      yield* run(2 * 60_000, 1000)
+      yield* Scope.close(second, Exit.void)
+      assert.deepStrictEqual((yield* ticksOf("minutely")).map((t) => t / 60_000), [1, 2, 6, 7])
+      const jobs = yield* JobQueue.list()
+      assert.strictEqual(jobs.length, 4)
+      assert.isTrue(jobs.every((job) => job.visibleAt.getTime() === Number(job.id.split(":")[2])), "each job is due at its tick")
+    }).pipe(Effect.provide(JobStore.memory())))
+})
