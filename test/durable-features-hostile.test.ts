@@ -278,3 +278,165 @@ describe("JobQueue.repeat under TestClock", () => {
       assert.isTrue(jobs.every((job) => job.visibleAt.getTime() === Number(job.id.split(":")[2])), "each job is due at its tick")
     }).pipe(Effect.provide(JobStore.memory())))
 })
+
+/** A child of fixtures/durable-hostile-child.ts, followed by its lines. */
+interface Child {
+  readonly child: ChildProcess
+  readonly lines: Array<string>
+  readonly exited: Promise<void>
+  stderr: string
+}
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const hostileChild = new URL("./fixtures/durable-hostile-child.ts", import.meta.url).pathname
+const children: Array<ChildProcess> = []
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+})
+const spawnChild = (target: string, env: Record<string, string>, ...args: Array<string>): Child => {
+  const child = spawn(node, [hostileChild, target, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } })
+  children.push(child)
+  const result: Child = { child, lines: [], exited: new Promise((resolve) => child.on("close", () => resolve())), stderr: "" }
+  let buffered = ""
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString()
+    const lines = buffered.split("\n")
+    buffered = lines.pop()!
+    result.lines.push(...lines)
+  })
+  child.stderr!.on("data", (chunk: Buffer) => {
+    result.stderr += chunk.toString()
+  })
+  return result
+}
+/** Resolves once `check` holds, looking at every line the children print; fails with their output after `millis`. */
+const untilLines = (all: ReadonlyArray<Child>, check: () => boolean, what: string, millis = 90_000) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`timed out waiting until ${what}:\n${all.map((c) => `${c.stderr}${c.lines.slice(-10).join("\n")}`).join("\n---\n")}`))
+    }, millis)
+    const look = () => {
+      if (check()) {
+        cleanup()
+        resolve()
+      }
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      for (const c of all) c.child.stdout!.off("data", look)
+    }
+    for (const c of all) c.child.stdout!.on("data", look)
+    look()
+  })
+/** Polls the store (a condition, not a guessed time) until `check` holds. */
+const untilStore = async <A>(read: () => Promise<A>, check: (a: A) => boolean, what: string, millis = 90_000): Promise<A> => {
+  const deadline = Date.now() + millis
+  while (true) {
+    const value = await read()
+    if (check(value)) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}: ${JSON.stringify(value).slice(0, 500)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/** Each store as processes share it: the child's target and env, and the test's own (public) layer on it. */
+const processStores: Array<[string, () => { target: string; env: Record<string, string>; layer: Layer.Layer<JobStore.JobStore, unknown> }]> = [
+  ["an SQLite file", () => {
+    const file = freshFile()
+    return { target: file, env: {}, layer: JobStore.sqlite({ filename: file }) }
+  }]
+]
+if (Pg.enabled) {
+  processStores.push(["Postgres", () => {
+    const schema = Pg.freshSchema()
+    return { target: Pg.url!, env: { WORKPOOL_PG_SCHEMA: schema }, layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }) }
+  }])
+}
+if (Rd.enabled) {
+  processStores.push(["Redis", () => {
+    const prefix = Rd.freshPrefix()
+    return { target: Rd.url!, env: { WORKPOOL_REDIS_PREFIX: prefix }, layer: RedisJobStore.layer({ url: Rd.url!, prefix }) }
+  }])
+}
+
+describe.each(processStores)("several processes on %s", (_name, makeStore) => {
+  it("three processes run one per-second repeat: each tick is enqueued once, due at its tick, none skipped while any runs, also after one stops", async () => {
+    const { target, env, layer } = makeStore()
+    const runtime = ManagedRuntime.make(layer)
+    runtimes.push(runtime)
+    const ticks = () => runtime.runPromise(ticksOf("hostile", "ticks"))
+    const procs = [0, 1, 2].map(() => spawnChild(target, env, "repeat", "* * * * * *"))
+    try {
+      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "every process runs the schedule")
+      const from = Date.now()
+      // 4 ticks with all three running
+      await untilStore(ticks, (t) => t.filter((at) => at > from).length >= 4, "4 ticks with every process")
+      procs[0]!.child.kill("SIGTERM")
+      await procs[0]!.exited
+      const stopped = Date.now()
+      await untilStore(ticks, (t) => t.filter((at) => at > stopped).length >= 3, "3 ticks after one process stopped")
+    } finally {
+      for (const p of procs) p.child.kill("SIGTERM")
+      await Promise.all(procs.map((p) => p.exited))
+    }
+    const all = await ticks()
+    const jobs = await runtime.runPromise(JobQueue.list({ queue: "ticks", limit: 100_000 }))
+    assert.strictEqual(jobs.length, all.length, "only the schedule's jobs")
+    assert.strictEqual(new Set(all).size, all.length)
+    for (const [i, at] of all.entries()) {
+      assert.strictEqual(at % 1000, 0, `a tick on a second: ${at}`)
+      if (i > 0) assert.strictEqual(at - all[i - 1]!, 1000, `no tick skipped between ${all[i - 1]} and ${at}: ${all.join()}`)
+    }
+    for (const job of jobs) assert.strictEqual(job.visibleAt.getTime(), Number(job.id.split(":")[2]), "due at its tick")
+  }, 180_000)
+
+  it("three processes enqueue 20 jobs each with one dedup key at once: one job is created, every handle is its", async () => {
+    const { target, env, layer } = makeStore()
+    const runtime = ManagedRuntime.make(layer)
+    runtimes.push(runtime)
+    const procs = [0, 1, 2].map(() => spawnChild(target, env, "dedup", "the-key"))
+    try {
+      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "every process is connected")
+      for (const p of procs) p.child.stdin!.write("go\n")
+      await untilLines(procs, () => procs.every((p) => p.lines.includes("done")), "every process enqueued")
+    } finally {
+      for (const p of procs) p.child.kill("SIGTERM")
+      await Promise.all(procs.map((p) => p.exited))
+    }
+    const answers = procs.flatMap((p) => p.lines.filter((line) => line.startsWith("created ") || line.startsWith("existing ")))
+    assert.strictEqual(answers.length, 60)
+    assert.strictEqual(answers.filter((line) => line.startsWith("created ")).length, 1, answers.join("\n"))
+    assert.strictEqual(new Set(answers.map((line) => line.split(" ")[1])).size, 1, "every handle is the one job's")
+    const jobs = await runtime.runPromise(JobQueue.list({ limit: 1000 }))
+    assert.strictEqual(jobs.length, 1)
+    assert.strictEqual(jobs[0]!.dedupKey, "the-key")
+  }, 120_000)
+
+  it("a job running in a consumer process is cancelled from this one: 'requested', the process interrupts it, its awaiter here gets JobCancelled; a delayed job's cancel is at once, and a finished one's says so", async () => {
+    const { target, env, layer } = makeStore()
+    const runtime = ManagedRuntime.make(layer)
+    runtimes.push(runtime)
+    // every job the consumer starts holds on until interrupted; a 3 s lease (a heartbeat a second)
+    const consumer = startConsumer(target, { concurrency: 2, lease: 3000, jobMillis: 0, env: { ...env, WORKPOOL_TEST_HOLD_FROM: "1" } })
+    try {
+      await waitUntil([consumer], () => consumer.lines.includes("ready"), "the consumer is ready")
+      const running = await runtime.runPromise(JobQueue.enqueue(Work, { n: 7 }))
+      const delayed = await runtime.runPromise(JobQueue.enqueue(Work, { n: 8 }, { delay: "1 hour" }))
+      await waitUntil([consumer], () => consumer.started.includes(7), "job 7 started")
+      const awaited = runtime.runPromise(Effect.flip(JobQueue.await(Work, running.id)))
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(delayed.id)), "cancelled")
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(running.id)), "requested")
+      await waitUntil([consumer], () => consumer.lines.includes("interrupted 7"), "the consumer interrupted job 7")
+      const error = await awaited
+      assert.strictEqual(error._tag, "JobCancelled")
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(running.id)), "finished")
+      assert.strictEqual(await runtime.runPromise(JobQueue.cancel(delayed.id)), "finished")
+      const stats = await runtime.runPromise(JobQueue.stats("default"))
+      assert.deepStrictEqual([stats.waiting, stats.delayed, stats.running, stats.cancelled], [0, 0, 0, 2])
+      assert.notInclude(consumer.started, 8)
+    } finally {
+      consumer.child.kill("SIGTERM")
+      await consumer.exited
+    }
+  }, 120_000)
+})
