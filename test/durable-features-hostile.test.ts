@@ -440,3 +440,168 @@ describe.each(processStores)("several processes on %s", (_name, makeStore) => {
     }
   }, 120_000)
 })
+
+/** A queue's counts recounted from its listed jobs, as `stats` should give them. */
+const recount = (jobs: ReadonlyArray<JobQueue.JobInfo>) => {
+  const count = (state: JobQueue.JobState) => jobs.filter((job) => job.state === state).length
+  const byPriority = new Map<number, number>()
+  for (const job of jobs) {
+    if (job.state === "queued" || job.state === "delayed") byPriority.set(job.priority, (byPriority.get(job.priority) ?? 0) + 1)
+  }
+  return {
+    waiting: count("queued"),
+    delayed: count("delayed"),
+    running: count("running"),
+    succeeded: count("succeeded"),
+    dead: count("dead"),
+    cancelled: count("cancelled"),
+    queuedByPriority: Array.from(byPriority).sort((a, b) => b[0] - a[0]).map(([priority, count]) => ({ priority, count }))
+  }
+}
+
+describe.each(stores)("JobQueue on the %s store, live", (_name, makeInstances) => {
+  it.live("stats add up at every step of 150 random enqueues, claims, settles (success, dead, retry, given back), cancels, redrives and purges, priorities and delays among them", () => {
+    const instances = makeInstances()
+    return Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      // mulberry32, seeded: a failure can be replayed
+      let seed = 1234
+      const rand = () => {
+        seed = (seed + 0x6d2b79f5) | 0
+        let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+      }
+      const pick = <A>(items: ReadonlyArray<A>): A | undefined => items[Math.floor(rand() * items.length)]
+      const ids: Array<string> = []
+      const held: Array<string> = []
+      const log: Array<string> = []
+      for (let step = 0; step < 150; step++) {
+        const r = rand()
+        if (r < 0.3) {
+          const priority = pick([-1, 0, 0, 2])!
+          const delay = rand() < 0.25 ? "1 hour" : 0
+          const dedupKey = rand() < 0.2 ? `k${Math.floor(rand() * 3)}` : undefined
+          const job = yield* JobQueue.enqueue(Echo, { n: step }, { priority, delay, dedupKey, queue: "stats" })
+          if (job.created) ids.push(job.id)
+          log.push(`enqueue p${priority} ${delay} ${dedupKey} ${job.created}`)
+        } else if (r < 0.5) {
+          const { claims } = yield* store.claim({ queues: ["stats"], tasks: ["Echo"], limit: 1, lease: 600_000 })
+          held.push(...claims.map((c) => c.token))
+          log.push(`claim ${claims.length}`)
+        } else if (r < 0.7 && held.length > 0) {
+          const token = held.splice(Math.floor(rand() * held.length), 1)[0]!
+          const how = pick(["succeeded", "dead", "retry", "retryLater", "release"] as const)!
+          const settled = yield* store.settle(
+            token,
+            how === "release" ? { _tag: "Release" } : how === "retry" || how === "retryLater"
+              ? { _tag: "Retry", delay: how === "retry" ? 0 : 3_600_000, exit: "null" }
+              : { _tag: "Final", state: how, exit: null }
+          )
+          log.push(`settle ${how} ${settled}`)
+        } else if (r < 0.8 && ids.length > 0) {
+          log.push(`cancel ${yield* JobQueue.cancel(pick(ids)!).pipe(Effect.catchTag("JobNotFound", () => Effect.succeed("purged")))}`)
+        } else if (r < 0.9 && ids.length > 0) {
+          log.push(`redrive ${yield* JobQueue.redrive(pick(ids)!).pipe(Effect.catchTag("JobNotFound", () => Effect.succeed("purged")))}`)
+        } else {
+          yield* Effect.sleep(2) // finished before now
+          log.push(`purge ${yield* JobQueue.purge({ olderThan: 0, states: rand() < 0.5 ? ["succeeded", "dead", "cancelled"] : ["dead"] })}`)
+        }
+        const stats = yield* JobQueue.stats("stats")
+        const jobs = yield* JobQueue.list({ queue: "stats", limit: 100_000 })
+        const { queuedByPriority, ...counts } = recount(jobs)
+        assert.deepStrictEqual(
+          { ...counts, queuedByPriority },
+          {
+            waiting: stats.waiting,
+            delayed: stats.delayed,
+            running: stats.running,
+            succeeded: stats.succeeded,
+            dead: stats.dead,
+            cancelled: stats.cancelled,
+            queuedByPriority: stats.queuedByPriority
+          },
+          `after step ${step}: ${log.slice(-5).join("; ")}`
+        )
+      }
+    }).pipe(Effect.provide(instances()))
+  }, 120_000)
+
+  it.live("a job purged under its awaiter and its progress reader (cancelled, then purged from another instance): both end with JobNotFound or the job's end, never hang; a handle on a purged job fails JobNotFound", () => {
+    const instances = makeInstances()
+    return Effect.gen(function*() {
+      const other = instances()
+      const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+      const awaiting = yield* Effect.forkChild(Effect.exit(JobQueue.await(Echo, job.id)))
+      const reading = yield* Effect.forkChild(Effect.exit(Stream.runCollect(JobQueue.progressChanges(job.id))))
+      yield* Effect.sleep(20)
+      yield* Effect.provide(Effect.gen(function*() {
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "cancelled")
+        yield* Effect.sleep(2)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: 0 }), 1)
+      }), other)
+      const awaited = yield* Fiber.join(awaiting).pipe(Effect.timeout("20 seconds"))
+      assert.include(["JobNotFound", "JobCancelled"], failure(awaited))
+      const read = yield* Fiber.join(reading).pipe(Effect.timeout("20 seconds"))
+      assert.include(["JobNotFound", "success"], failure(read))
+      assert.strictEqual(failure(yield* Effect.exit(job.await)), "JobNotFound")
+      assert.strictEqual(failure(yield* Effect.exit(job.status)), "JobNotFound")
+      assert.strictEqual(failure(yield* Effect.exit(job.cancel)), "JobNotFound")
+      assert.strictEqual(failure(yield* Effect.exit(Stream.runCollect(job.progressChanges))), "JobNotFound")
+      assert.strictEqual(failure(yield* Effect.exit(JobQueue.redrive(job.id))), "JobNotFound")
+    }).pipe(Effect.provide(instances()))
+  }, 60_000)
+
+  it.live("dedup keys: a delayed job and a runAt job hold their key until final; cancel frees it; a key is per queue; 30 concurrent enqueues through two instances create one job", () => {
+    const instances = makeInstances()
+    return Effect.gen(function*() {
+      const delayed = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "d", delay: "1 hour" })
+      const again = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "d" })
+      assert.deepStrictEqual([again.id, again.created], [delayed.id, false])
+      assert.strictEqual((yield* JobQueue.status(delayed.id)).state, "delayed")
+      const past = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "r", runAt: new Date(Date.now() - 60_000) })
+      assert.isFalse((yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "r", runAt: new Date(Date.now() + 60_000) })).created)
+      assert.strictEqual((yield* JobQueue.status(past.id)).state, "queued")
+      assert.strictEqual(yield* JobQueue.cancel(delayed.id), "cancelled")
+      const fresh = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "d" })
+      assert.isTrue(fresh.created)
+      assert.notStrictEqual(fresh.id, delayed.id)
+      assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "d", queue: "other" })).created)
+      const other = instances()
+      const handles = yield* Effect.forEach(
+        Array.from({ length: 30 }, (_, n) => n),
+        (n) => JobQueue.enqueue(Echo, { n }, { dedupKey: "race", queue: "race" }).pipe(n % 2 === 0 ? Effect.provide(other) : (e) => e),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(handles.filter((h) => h.created).length, 1)
+      assert.strictEqual(new Set(handles.map((h) => h.id)).size, 1)
+      assert.strictEqual((yield* JobQueue.stats("race")).waiting, 1)
+    }).pipe(Effect.provide(instances()))
+  }, 60_000)
+
+  it.live("pause while a consumer runs a job of the queue: the job finishes, nothing more starts until resume; stats say paused", () => {
+    const instances = makeInstances()
+    return Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const started: Array<number> = []
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started.push(n)), Effect.as(Deferred.await(gate), n)))],
+        concurrency: 1,
+        poll: 20
+      })
+      const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+      while (started.length === 0) yield* Effect.sleep(10)
+      yield* Effect.provide(JobQueue.pause("default"), instances())
+      const second = yield* JobQueue.enqueue(Echo, { n: 2 })
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* first.await, 1)
+      const stats = yield* JobQueue.stats("default")
+      assert.deepStrictEqual([stats.paused, stats.waiting, stats.running, stats.succeeded], [true, 1, 0, 1])
+      // a few polls of the paused queue: still waiting
+      yield* Effect.sleep(200)
+      assert.deepStrictEqual(started, [1])
+      yield* JobQueue.resume("default")
+      assert.strictEqual(yield* second.await.pipe(Effect.timeout("20 seconds")), 2)
+    }).pipe(Effect.scoped, Effect.provide(instances()))
+  }, 60_000)
+})
