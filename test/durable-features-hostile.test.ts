@@ -412,6 +412,35 @@ describe.each(processStores)("several processes on %s", (_name, makeStore) => {
     assert.strictEqual(jobs[0]!.dedupKey, "the-key")
   }, 120_000)
 
+  it("stats read while two consumer processes drain 600 jobs of three priorities add up at every read: the states to the jobs, the counts by priority to the queued ones", async () => {
+    const { target, env, layer } = makeStore()
+    const runtime = ManagedRuntime.make(layer)
+    runtimes.push(runtime)
+    const JOBS = 600
+    await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => JobQueue.enqueue(Work, { n }, { priority: n % 3 })))
+    const consumers = [0, 1].map(() => startConsumer(target, { concurrency: 4, lease: 10_000, jobMillis: 0, env }))
+    let reads = 0
+    const wrong: Array<string> = []
+    try {
+      while (true) {
+        const stats = await runtime.runPromise(JobQueue.stats("default"))
+        reads++
+        const byPriority = stats.queuedByPriority.reduce((sum, p) => sum + p.count, 0)
+        const total = stats.waiting + stats.delayed + stats.running + stats.succeeded + stats.dead + stats.cancelled
+        if (byPriority !== stats.waiting + stats.delayed || total !== JOBS) {
+          wrong.push(`queued ${stats.waiting}+${stats.delayed}, by priority ${byPriority}, total ${total}`)
+        }
+        if (stats.succeeded === JOBS) break
+        if (consumers.some((c) => c.child.exitCode !== null)) throw new Error(`a consumer exited: ${consumers.map((c) => c.stderr).join("\n")}`)
+      }
+    } finally {
+      for (const c of consumers) c.child.kill("SIGTERM")
+      await Promise.all(consumers.map((c) => c.exited))
+    }
+    assert.deepStrictEqual(wrong.slice(0, 5), [], `${wrong.length} of ${reads} reads did not add up`)
+    assert.isAtLeast(reads, 2)
+  }, 120_000)
+
   it("a job running in a consumer process is cancelled from this one: 'requested', the process interrupts it, its awaiter here gets JobCancelled; a delayed job's cancel is at once, and a finished one's says so", async () => {
     const { target, env, layer } = makeStore()
     const runtime = ManagedRuntime.make(layer)

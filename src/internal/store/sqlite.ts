@@ -529,44 +529,55 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const counts = (queue: string) =>
       read("stats", (): QueueCounts => {
-        const now = time()
-        const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
-        const byState = db.prepare(
-          `SELECT state, (state = 'queued' AND visible_at > ?) AS delayed, COUNT(*) AS n FROM wp_job WHERE queue = ?
-           GROUP BY state, delayed`
-        ).all(now, queue) as Array<{ state: State; delayed: number; n: number }>
-        for (const { delayed, n, state } of byState) {
-          if (state === "queued") tally[delayed ? "delayed" : "waiting"] += n
-          else tally[state] += n
-        }
-        const byPriority = db.prepare(
-          "SELECT priority, COUNT(*) AS count FROM wp_job WHERE queue = ? AND state = 'queued' GROUP BY priority ORDER BY priority DESC"
-        ).all(queue) as Array<{ priority: number; count: number }>
-        const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
-          queue
-        ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
-        const rate = settings === undefined || settings.rate_limit === 0
-          ? undefined
-          : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
-        return {
-          queue,
-          paused: settings !== undefined && settings.paused !== 0,
-          aging: settings?.aging_ms ?? 0,
-          // the claims still in the window (their times follow their order): an index range, not the log
-          rateLimit: rate === undefined ? undefined : {
-            ...rate,
-            available: Math.max(
-              0,
-              rate.limit - (db.prepare("SELECT COUNT(*) AS n FROM wp_rate WHERE queue = ? AND at > ?").get(
-                queue,
-                now - rate.interval
-              ) as { n: number }).n
-            )
-          },
-          ...tally,
-          queuedByPriority: byPriority.map(({ count, priority }) => ({ priority, count }))
+        // one read transaction: its statements see one snapshot (each on its own saw other processes'
+        // commits in between, and the counts by priority did not add up to the queued ones mid-drain)
+        db.exec("BEGIN")
+        try {
+          return countsIn(queue)
+        } finally {
+          db.exec("COMMIT")
         }
       })
+
+    const countsIn = (queue: string): QueueCounts => {
+      const now = time()
+      const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+      const byState = db.prepare(
+        `SELECT state, (state = 'queued' AND visible_at > ?) AS delayed, COUNT(*) AS n FROM wp_job WHERE queue = ?
+         GROUP BY state, delayed`
+      ).all(now, queue) as Array<{ state: State; delayed: number; n: number }>
+      for (const { delayed, n, state } of byState) {
+        if (state === "queued") tally[delayed ? "delayed" : "waiting"] += n
+        else tally[state] += n
+      }
+      const byPriority = db.prepare(
+        "SELECT priority, COUNT(*) AS count FROM wp_job WHERE queue = ? AND state = 'queued' GROUP BY priority ORDER BY priority DESC"
+      ).all(queue) as Array<{ priority: number; count: number }>
+      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
+        queue
+      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+      const rate = settings === undefined || settings.rate_limit === 0
+        ? undefined
+        : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
+      return {
+        queue,
+        paused: settings !== undefined && settings.paused !== 0,
+        aging: settings?.aging_ms ?? 0,
+        // the claims still in the window (their times follow their order): an index range, not the log
+        rateLimit: rate === undefined ? undefined : {
+          ...rate,
+          available: Math.max(
+            0,
+            rate.limit - (db.prepare("SELECT COUNT(*) AS n FROM wp_rate WHERE queue = ? AND at > ?").get(
+              queue,
+              now - rate.interval
+            ) as { n: number }).n
+          )
+        },
+        ...tally,
+        queuedByPriority: byPriority.map(({ count, priority }) => ({ priority, count }))
+      }
+    }
 
     /** The best visible jobs of `queues` (not paused), at most `limit`. */
     const best = (queues: ReadonlyArray<string>, tasks: string, now: number, limit: number) =>
