@@ -714,7 +714,8 @@ export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<vo
  * The window slides, as `WorkPool`'s `rateLimit` does (see `WorkPool.RateLimit`). `undefined`
  * removes the limit. The latest claims stay counted when the limit changes; they are counted from
  * when a limit is first set. Jobs held back wait in the queue in their order; `stats` shows the
- * limit and how many claims its window allows now.
+ * limit and how many claims its window allows now. A consumer held back by the window hears of a
+ * limit lifted or raised at its next `poll` at the latest, not at once.
  *
  * Each consumer may also have a limit of its own (`ConsumeOptions.rateLimit`): both hold.
  *

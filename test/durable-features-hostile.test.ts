@@ -634,3 +634,26 @@ describe.each(stores)("JobQueue on the %s store, live", (_name, makeInstances) =
     }).pipe(Effect.scoped, Effect.provide(instances()))
   }, 60_000)
 })
+
+describe.each(stores)("wake-ups on the %s store, live", (_name, makeInstances) => {
+  it.live("a queue resumed from another instance starts its waiting job on an idle consumer whose poll is an hour (it does not wait for the poll)", () => {
+    const instances = makeInstances()
+    return Effect.gen(function*() {
+      const other = instances()
+      const started = yield* Deferred.make<number>()
+      yield* Effect.provide(JobQueue.pause("default"), other)
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.succeed(started, n), n))],
+        concurrency: 1,
+        poll: "1 hour"
+      })
+      yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), other)
+      // the enqueue's wake-up finds the queue paused; the consumer sleeps its poll
+      yield* Effect.sleep(300)
+      assert.isFalse(yield* Deferred.isDone(started))
+      yield* Effect.provide(JobQueue.resume("default"), other)
+      const n = yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"), Effect.option)
+      assert.deepStrictEqual(n._tag, "Some", "the job did not start within 20 s of the resume")
+    }).pipe(Effect.scoped, Effect.provide(instances()))
+  }, 60_000)
+})
