@@ -400,7 +400,8 @@ describe.each(processStores)("several processes on %s", (_name, makeStore) => {
       for (const p of procs) p.child.stdin!.write("go\n")
       await untilLines(procs, () => procs.every((p) => p.lines.includes("done")), "every process enqueued")
     } finally {
-      for (const p of procs) p.child.kill("SIGTERM")
+      // their work is done (or the test failed): nothing to shut down gracefully
+      for (const p of procs) p.child.kill("SIGKILL")
       await Promise.all(procs.map((p) => p.exited))
     }
     const answers = procs.flatMap((p) => p.lines.filter((line) => line.startsWith("created ") || line.startsWith("existing ")))
