@@ -261,6 +261,22 @@ const removeOffer = (offer: Offer): void => {
 }
 
 /**
+ * An offer the thread never read (its message could not be sent, or was lost on the way) has
+ * ended unstarted with its codec failure: its cell is marked `CLAIMED`, as if the thread had run
+ * it, since the thread never will. Left `OFFERED` or `CONFIRMED`, the cell would be spent for good
+ * (`freeCell` takes neither), and after one per cell the thread would get no more offers. Claimed,
+ * the offer cannot be taken back: its job takes its answer in the slot its thread frees next, and
+ * ends once, failed, rather than come back unstarted (a `shutdownNow`) and fail as well.
+ */
+const unread = (thread: Thread, id: number, cell: number): void => {
+  const cells = thread.cells
+  const claimed = offerCell(id, CLAIMED)
+  if (Atomics.compareExchange(cells, cell, offerCell(id, OFFERED), claimed) !== offerCell(id, OFFERED)) {
+    Atomics.compareExchange(cells, cell, offerCell(id, CONFIRMED), claimed)
+  }
+}
+
+/**
  * Whether the `Worker` constructor threw because of its arguments: trying again with the same
  * arguments fails the same way, so the start schedule is not consulted. A failure to create the
  * thread itself (ERR_WORKER_INIT_FAILED, EAGAIN when the OS has no thread or memory to give now) may
@@ -594,7 +610,10 @@ export class Threads {
       }
       const thread = new Thread(worker, port, index, cells, pace, signal)
       thread.unsent = (issue, message) => {
-        if (isTuple(message)) this.settle(thread, (message as Run)[0], { _: "codec", part: "payload", issue })
+        if (!isTuple(message)) return
+        const run = message as Run
+        if (run[7] !== undefined) unread(thread, run[0], run[7])
+        this.settle(thread, run[0], { _: "codec", part: "payload", issue })
       }
       this.alive.add(thread)
       let ready = false
@@ -725,7 +744,11 @@ export class Threads {
     while (thread.syncs.length > 0 && thread.syncs[0]!.n <= n) {
       const sync = thread.syncs.shift()!
       for (const id of Array.from(thread.inflight.keys())) {
-        if (id < sync.before && !still.has(id)) this.settle(thread, id, { _: "codec", part: sync.part, issue: sync.issue })
+        if (id >= sync.before || still.has(id)) continue
+        // an offer lost with the message never reached the thread (one it ran is claimed already)
+        const waiter = thread.inflight.get(id)
+        if (waiter instanceof Offer) unread(thread, id, waiter.cell)
+        this.settle(thread, id, { _: "codec", part: sync.part, issue: sync.issue })
       }
     }
   }

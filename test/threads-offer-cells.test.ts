@@ -1,0 +1,124 @@
+/**
+ * A thread's offer cells (protocol.ts's `Offer`) when an offer's message never reaches the thread:
+ * its payload cannot be cloned (postMessage throws DataCloneError). The thread never reads such an
+ * offer, so no cell of it may wait for the thread's read; and its job, which has failed with
+ * TaskCodecError already, ends once. `Hold` keeps a thread busy so that the tasks behind it are
+ * offered; a spy on `Threads.offer` counts the offers each thread gets.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import type { PoolError } from "../src/index.ts"
+import type * as ThreadPool from "../src/ThreadPool.ts"
+import { MAX_OFFERS, type Thread, Threads } from "../src/internal/threads.ts"
+import { Echo, Hold, Passthrough } from "./fixtures/tasks.ts"
+import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
+import { settle, waitFor } from "./helpers.ts"
+
+/** Offers made per thread, and of which task, while the test runs (`Threads.offer`). */
+const watchOffers = Effect.acquireRelease(
+  Effect.sync(() => {
+    const { offer } = Threads.prototype
+    const watched = { offers: [] as Array<{ readonly thread: Thread; readonly task: string }>, offer }
+    Threads.prototype.offer = function(this: Threads, thread: Thread, task: string, ...rest) {
+      watched.offers.push({ thread, task })
+      return offer.call(this, thread, task, ...rest)
+    }
+    return watched
+  }),
+  (watched) => Effect.sync(() => void (Threads.prototype.offer = watched.offer))
+)
+
+type Pool = Effect.Success<ReturnType<typeof makePool>>["pool"]
+
+/** A payload that encodes (its Schema is `Unknown`) but cannot be cloned: a function. */
+const uncloneable = { value: () => 1, ok: true } as const
+
+/** One `Hold` per thread (slot 0 counts them started, slot 1 lets them go): every thread busy. */
+const holdEach = (pool: Pool, counters: Int32Array, threads: number) =>
+  Effect.gen(function*() {
+    Atomics.store(counters, 0, 0)
+    Atomics.store(counters, 1, 0)
+    const holds = yield* Effect.forEach(Array.from({ length: threads }), () => pool.submit(Hold, { mark: 0, release: 1 }))
+    yield* waitFor(Effect.sync(() => Atomics.load(counters, 0)), "every thread holds a task", { until: (n) => n === threads })
+    return holds
+  })
+
+describe("ThreadPool: offers whose message cannot be sent", () => {
+  /**
+   * Rounds of a `Hold` per thread with bad tasks behind, each round offering each thread at least
+   * MIN_OFFERS (2) of them: more in all than a thread has cells (tasksPerThread + MAX_OFFERS). Then a
+   * burst of short tasks behind busy threads: each thread must take offers still. Without the fix,
+   * a thread is offered nothing once each of its cells has held a bad offer the pool confirmed.
+   */
+  const spendCells = (options: Partial<ThreadPool.Options>, payload: unknown) =>
+    Effect.gen(function*() {
+      const watched = yield* watchOffers
+      const threads = 2
+      const { counters, pool } = yield* makePool({ threads, timeout: "30 seconds", ...options })
+      let bad = 0
+      for (let round = 0; round < MAX_OFFERS; round++) {
+        const holds = yield* holdEach(pool, counters, threads)
+        const handles = yield* Effect.forEach(Array.from({ length: 4 * threads }), () => pool.submit(Passthrough, { value: payload, ok: true }))
+        yield* settle
+        Atomics.store(counters, 1, 1)
+        yield* Effect.forEach(holds, (h) => h.await, { discard: true })
+        for (const handle of handles) {
+          const error = (yield* Effect.flip(handle.await)) as PoolError.TaskCodecError
+          assert.strictEqual(error._tag, "TaskCodecError")
+          assert.strictEqual(error.part, "payload")
+          bad++
+        }
+      }
+      const offeredBad = new Map<Thread, number>()
+      for (const { task, thread } of watched.offers) {
+        if (task === Passthrough.name) offeredBad.set(thread, (offeredBad.get(thread) ?? 0) + 1)
+      }
+      assert.strictEqual(offeredBad.size, threads, "both threads were offered bad tasks")
+      for (const [thread, n] of offeredBad) {
+        assert.isAbove(n, thread.cells.length, `thread ${thread.index} was offered more bad tasks than it has cells`)
+      }
+      const before = watched.offers.length
+      const holds = yield* holdEach(pool, counters, threads)
+      const echoes = yield* Effect.forEach(Array.from({ length: 8 * threads }, (_, i) => String(i)), (s) => pool.submit(Echo, s))
+      yield* settle
+      const offeredTo = new Set(watched.offers.slice(before).map((o) => o.thread))
+      Atomics.store(counters, 1, 1)
+      yield* Effect.forEach(holds, (h) => h.await, { discard: true })
+      assert.deepStrictEqual(yield* Effect.forEach(echoes, (h) => h.await), Array.from({ length: 8 * threads }, (_, i) => `echo ${i}`))
+      assert.strictEqual(offeredTo.size, threads, "every thread took offers of the burst")
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.failed, bad, "each bad task failed once")
+      assert.isTrue(addsUp(stats), JSON.stringify(stats))
+    })
+
+  it.live("more uncloneable offers than a thread has cells: each fails once with TaskCodecError, and every thread still takes offers", () =>
+    spendCells({}, uncloneable.value), 120_000)
+
+  // the thread's sync finds them lost (ThreadPool's `lost`/`synced`): a main thread with 1 or 4 MB of
+  // stack sends an array nested 2,500 deep, which a thread with half a megabyte cannot read
+  it.live("more offers the thread cannot deserialize than it has cells: each fails once, and every thread still takes offers", () => {
+    let deep: unknown = 0
+    for (let i = 0; i < 2500; i++) deep = [deep]
+    return spendCells({ resourceLimits: { stackSizeMb: 0.5 } }, deep)
+  }, 120_000)
+
+  it.live("shutdownNow with an uncloneable offer listed: it fails once with TaskCodecError, and is not among the unstarted", () =>
+    Effect.gen(function*() {
+      const watched = yield* watchOffers
+      const { counters, pool } = yield* makePool({ threads: 1, timeout: "30 seconds" })
+      const [hold] = yield* holdEach(pool, counters, 1)
+      const bad = yield* pool.submit(Passthrough, uncloneable)
+      const good = yield* pool.submit(Echo, "unstarted")
+      yield* settle
+      assert.deepStrictEqual(watched.offers.map((o) => o.task), [Passthrough.name, Echo.name], "both offered")
+      const unstarted = yield* pool.shutdownNow
+      assert.deepStrictEqual(unstarted.map((u) => u.id), [good.id], "the good offer comes back unstarted; the bad one failed")
+      const error = (yield* Effect.flip(bad.await)) as PoolError.TaskCodecError
+      assert.strictEqual(error._tag, "TaskCodecError")
+      assert.strictEqual(error.part, "payload")
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(hold!.await)))
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.failed, 1, JSON.stringify(stats))
+      assert.isTrue(addsUp(stats), JSON.stringify(stats))
+    }), 60_000)
+})
