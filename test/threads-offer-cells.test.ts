@@ -6,11 +6,13 @@
  * offered; a spy on `Threads.offer` counts the offers each thread gets.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Option } from "effect"
 import type { PoolError } from "../src/index.ts"
 import type * as ThreadPool from "../src/ThreadPool.ts"
+import { IntMap } from "../src/internal/intMap.ts"
 import { MAX_OFFERS, type Thread, Threads } from "../src/internal/threads.ts"
-import { Echo, Hold, Passthrough } from "./fixtures/tasks.ts"
+import { Echo, Hold, Passthrough, Progress } from "./fixtures/tasks.ts"
+import { schedulerOf } from "../src/internal/scheduler.ts"
 import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
 
@@ -121,4 +123,103 @@ describe("ThreadPool: offers whose message cannot be sent", () => {
       assert.strictEqual(stats.failed, 1, JSON.stringify(stats))
       assert.isTrue(addsUp(stats), JSON.stringify(stats))
     }), 60_000)
+})
+
+/**
+ * Ids near the bounds of what the pool keys by: a thread's task ids (its `inflight`, its progress
+ * IntMap, an offer cell's 28 bits of id) and the pool's job ids (prefetch's IntMaps by job id) past
+ * 2^28, 2^31 and 2^32, as a pool running for long reaches them. Offers go out (the threads are
+ * busy), and each task's answer and progress report reach its own job.
+ */
+describe("ThreadPool: task and job ids near their bounds", () => {
+  for (const base of [2 ** 28 - 40, 2 ** 31 - 40, 2 ** 32 - 40]) {
+    it.live(`thread task ids and job ids from ${base}: every offered task answers its own job, progress included`, () =>
+      Effect.gen(function*() {
+        const watched = yield* watchOffers
+        const threads = 2
+        const { counters, pool } = yield* makePool({ threads, timeout: "30 seconds" })
+        // the pool's job counter, and each thread's task counter when it first gets a task
+        ;(schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq = base
+        const { takeNow } = Threads.prototype
+        const seen = new Set<Thread>()
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            Threads.prototype.takeNow = function(this: Threads) {
+              const thread = takeNow.call(this)
+              if (thread !== undefined && !seen.has(thread)) {
+                seen.add(thread)
+                thread.nextId = base
+              }
+              return thread
+            }
+          }),
+          () => Effect.sync(() => void (Threads.prototype.takeNow = takeNow))
+        )
+        for (let round = 0; round < 3; round++) {
+          const holds = yield* holdEach(pool, counters, threads)
+          const n = 120
+          const handles = yield* Effect.forEach(Array.from({ length: n }, (_, i) => round * 1000 + i), (i) => pool.submit(Progress, i))
+          yield* settle
+          Atomics.store(counters, 1, 1)
+          yield* Effect.forEach(holds, (h) => h.await, { discard: true })
+          const results = yield* Effect.forEach(handles, (h) => h.await)
+          assert.deepStrictEqual(results, Array.from({ length: n }, (_, i) => round * 1000 + i))
+          for (const [i, h] of handles.entries()) {
+            assert.deepStrictEqual(yield* h.progress, Option.some(round * 1000 + i), `progress of task ${i}`)
+          }
+        }
+        assert.isAbove(watched.offers.filter((o) => o.task === Progress.name).length, 0, "tasks were offered")
+        for (const thread of seen) assert.isAbove(thread.nextId, base + 40, "the thread's task ids crossed the bound")
+        assert.isAbove((schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq, base + 40, "job ids crossed the bound")
+        const stats = yield* pool.stats
+        assert.strictEqual(stats.succeeded, 3 * 120 + 3 * threads)
+        assert.isTrue(addsUp(stats), JSON.stringify(stats))
+      }), 60_000)
+  }
+})
+
+describe("IntMap with ids past 2^31 and 2^32", () => {
+  it("keeps ids apart that share their low 32 bits or sit at the int32 bounds, through growth and deletions", () => {
+    const map = new IntMap<number>()
+    const model = new Map<number, number>()
+    const ids: Array<number> = []
+    for (const base of [0, 2 ** 31 - 8, 2 ** 31, 2 ** 32 - 8, 2 ** 32, 2 ** 33 + 3, 2 ** 53 - 64]) {
+      for (let k = 0; k < 16; k++) ids.push(base + k)
+    }
+    // the same low bits as small ids: they hash to the same slots
+    for (let k = 0; k < 16; k++) ids.push(2 ** 32 * 3 + k)
+    let step = 0
+    for (const id of ids) {
+      map.set(id, ++step)
+      model.set(id, step)
+    }
+    const check = () => {
+      assert.strictEqual(map.size, model.size)
+      for (const id of ids) {
+        assert.strictEqual(map.get(id), model.get(id), `get ${id}`)
+        assert.strictEqual(map.has(id), model.has(id), `has ${id}`)
+      }
+    }
+    check()
+    for (const [i, id] of ids.entries()) {
+      if (i % 3 === 0) {
+        assert.strictEqual(map.delete(id), true)
+        model.delete(id)
+      }
+    }
+    check()
+    // reused: set again after deletion, and overwritten
+    for (const [i, id] of ids.entries()) {
+      if (i % 2 === 0) {
+        map.set(id, -i)
+        model.set(id, -i)
+      }
+    }
+    check()
+    for (const id of ids) {
+      assert.strictEqual(map.delete(id), model.delete(id))
+    }
+    check()
+    assert.strictEqual(map.size, 0)
+  })
 })
