@@ -11,7 +11,7 @@ import type { PoolError } from "../src/index.ts"
 import type * as ThreadPool from "../src/ThreadPool.ts"
 import { IntMap } from "../src/internal/intMap.ts"
 import { MAX_OFFERS, type Thread, Threads } from "../src/internal/threads.ts"
-import { Echo, Hold, Passthrough, Progress } from "./fixtures/tasks.ts"
+import { Count, Echo, Hold, Passthrough, Progress } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
 import { addsUp, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { settle, waitFor } from "./helpers.ts"
@@ -132,14 +132,15 @@ describe("ThreadPool: offers whose message cannot be sent", () => {
  * busy), and each task's answer and progress report reach its own job.
  */
 describe("ThreadPool: task and job ids near their bounds", () => {
-  for (const base of [2 ** 28 - 40, 2 ** 31 - 40, 2 ** 32 - 40]) {
-    it.live(`thread task ids and job ids from ${base}: every offered task answers its own job, progress included`, () =>
+  for (const bound of [2 ** 28, 2 ** 31, 2 ** 32]) {
+    it.live(`thread task ids and job ids across ${bound}: every offered task answers its own job, progress included`, () =>
       Effect.gen(function*() {
         const watched = yield* watchOffers
         const threads = 2
         const { counters, pool } = yield* makePool({ threads, timeout: "30 seconds" })
         // the pool's job counter, and each thread's task counter when it first gets a task
-        ;(schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq = base
+        // a thread gets at least its Hold of each round: its ids cross the bound however the others spread
+        ;(schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq = bound - 40
         const { takeNow } = Threads.prototype
         const seen = new Set<Thread>()
         yield* Effect.acquireRelease(
@@ -148,7 +149,7 @@ describe("ThreadPool: task and job ids near their bounds", () => {
               const thread = takeNow.call(this)
               if (thread !== undefined && !seen.has(thread)) {
                 seen.add(thread)
-                thread.nextId = base
+                thread.nextId = bound - 2
               }
               return thread
             }
@@ -169,8 +170,9 @@ describe("ThreadPool: task and job ids near their bounds", () => {
           }
         }
         assert.isAbove(watched.offers.filter((o) => o.task === Progress.name).length, 0, "tasks were offered")
-        for (const thread of seen) assert.isAbove(thread.nextId, base + 40, "the thread's task ids crossed the bound")
-        assert.isAbove((schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq, base + 40, "job ids crossed the bound")
+        assert.strictEqual(seen.size, threads)
+        for (const thread of seen) assert.isAbove(thread.nextId, bound + 1, "the thread's task ids crossed the bound")
+        assert.isAbove((schedulerOf(pool) as unknown as { nextSeq: number }).nextSeq, bound + 1, "job ids crossed the bound")
         const stats = yield* pool.stats
         assert.strictEqual(stats.succeeded, 3 * 120 + 3 * threads)
         assert.isTrue(addsUp(stats), JSON.stringify(stats))
@@ -222,4 +224,62 @@ describe("IntMap with ids past 2^31 and 2^32", () => {
     check()
     assert.strictEqual(map.size, 0)
   })
+})
+
+/**
+ * Uncloneable offers (claimed as unread, see threads.ts's `unread`) listed among good ones on both
+ * threads, then one thread exits, or the pool shrinks, or shuts down now: each bad task fails once
+ * with TaskCodecError, each good one (`Count n` adds 1 to slot n) runs at most once and ends once,
+ * and what shutdownNow returns never ran.
+ */
+describe("ThreadPool: unread offers beside good ones, as threads go", () => {
+  for (const how of ["a thread exits", "resize to 1", "shutdownNow"] as const) {
+    it.live(`${how}: each task ends once, the bad ones failed, the good ones run at most once`, () =>
+      Effect.gen(function*() {
+        const watched = yield* watchOffers
+        const threads = 2
+        const { counters, pool } = yield* makePool({ threads, timeout: "30 seconds" })
+        const holds = yield* holdEach(pool, counters, threads)
+        // offered in turn to the least loaded thread: [bad, Count 3] to one, [Count 2, bad] to the other
+        const order = ["bad", 2, 3, "bad", 4, 5, "bad", 6, 7] as const
+        const handles = []
+        for (const item of order) {
+          handles.push(item === "bad" ? yield* pool.submit(Passthrough, uncloneable) : yield* pool.submit(Count, item))
+        }
+        yield* settle
+        const offered = new Set(watched.offers.map((o) => o.thread))
+        assert.strictEqual(offered.size, threads, "both threads hold offers")
+        let unstartedIds: Array<number> = []
+        if (how === "a thread exits") {
+          const [first] = offered
+          yield* Effect.promise(() => first!.worker.terminate())
+        } else if (how === "resize to 1") {
+          yield* pool.resize(1)
+        } else {
+          unstartedIds = (yield* pool.shutdownNow).map((u) => u.id)
+        }
+        Atomics.store(counters, 1, 1)
+        yield* Effect.forEach(holds, (h) => Effect.exit(h.await), { discard: true })
+        for (const [k, item] of order.entries()) {
+          const handle = handles[k]!
+          const exit = yield* Effect.exit(handle.await as Effect.Effect<unknown, unknown>)
+          if (item === "bad") {
+            const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error : undefined
+            const failed = (error as PoolError.TaskCodecError | undefined)?._tag === "TaskCodecError"
+            // the first two were offered (their message failed); the last one may still be queued
+            if (k < 6) assert.isFalse(unstartedIds.includes(handle.id), `offered bad task ${k} is not returned unstarted`)
+            assert.isTrue(failed !== unstartedIds.includes(handle.id), `bad task ${k} failed with TaskCodecError or came back unstarted, not both: ${String(exit)}`)
+          } else {
+            const ran = Atomics.load(counters, item)
+            assert.isAtMost(ran, 1, `Count ${item} ran at most once`)
+            if (unstartedIds.includes(handle.id)) assert.strictEqual(ran, 0, `Count ${item}, returned unstarted, never ran`)
+            if (Exit.isSuccess(exit)) assert.strictEqual(ran, 1, `Count ${item} succeeded having run`)
+            if (how !== "shutdownNow") assert.deepStrictEqual(exit, Exit.succeed(item), `Count ${item}`)
+          }
+        }
+        const stats = yield* pool.stats
+        assert.isTrue(addsUp(stats), JSON.stringify(stats))
+        assert.strictEqual(stats.running + stats.queued, 0, JSON.stringify(stats))
+      }), 60_000)
+  }
 })
