@@ -20,6 +20,8 @@ import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
+import * as Scripts from "../src/internal/store/redisScripts.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 /**
@@ -178,6 +180,124 @@ else {
   const keys = (prefix: string) => Effect.promise(() => admin((client) => keysOf(client, prefix)))
 
   describe("the Redis store, hostile", () => {
+
+    it.effect("an upgrade with jobs in flight: jobs enqueued and claimed by the scripts before b3caedf (every field written, empty ones as \"\") are settled, claimed, listed, counted, cancelled and released by dedup key by the new ones", () => {
+      const prefix = freshPrefix()
+      const queue = "up"
+      const meta = `{${prefix}:${queue}}:meta`
+      const old = (lua: string, args: ReadonlyArray<string>) =>
+        Effect.promise(() => admin((client) => client.eval(lua, { keys: [meta], arguments: [...args] }))) as Effect.Effect<any>
+      return Effect.gen(function*() {
+        const store = Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore)
+        const now = String(yield* Clock.currentTimeMillis)
+        const ids: Array<string> = []
+        // the older process: six jobs (two with dedup keys, one of priority 5, one delayed), then a claim of 3
+        const jobs = [["k0", "0", "0"], ["", "0", "0"], ["", "0", "0"], ["k3", "5", "0"], ["", "0", "1000"], ["", "0", "0"]] as const
+        for (const [n, [dedup, priority, delay]] of jobs.entries()) {
+          const id = `${crypto.randomUUID()}:${queue}`
+          ids.push(id)
+          const [, created] = yield* old(OldScripts.ENQUEUE, [now, id, "Echo", JSON.stringify({ n }), priority, dedup, dedup === "" ? "0" : "1", "3", "0", delay, "", "", ""])
+          assert.strictEqual(created, 1)
+        }
+        const hash = yield* Effect.promise(() => admin((client) => client.hGetAll(`{${prefix}:${queue}}:job:${ids[1]}`)))
+        assert.strictEqual(hash.dedup, "", "the old script writes empty fields")
+        const random = "oldprocess".padEnd(24, "x")
+        const [flats] = yield* old(OldScripts.CLAIM, [now, "3", "60000", "1", "Echo", "0", random, "0", `:${queue}`, ""])
+        const oldTokens = (flats as Array<Array<string>>).map((_, n) => `${random}${String(n).padStart(12, "0")}:${queue}`)
+        assert.deepStrictEqual((flats as Array<Array<string>>).map((values) => values[0]), [ids[3], ids[0], ids[1]])
+        // the new code
+        const row = (id: string) => Effect.map(store.get(id), (job) => ({ state: job!.state, attempts: job!.attempts, startedAt: job!.startedAt, finishedAt: job!.finishedAt, dedupKey: job!.dedupKey, exit: job!.exit }))
+        assert.deepStrictEqual(yield* row(ids[2]!), { state: "queued", attempts: 0, startedAt: null, finishedAt: null, dedupKey: null, exit: null })
+        assert.deepStrictEqual(yield* row(ids[3]!), { state: "running", attempts: 1, startedAt: Number(now), finishedAt: null, dedupKey: "k3", exit: null })
+        const settled = yield* Effect.all([
+          store.settle(oldTokens[0]!, { _tag: "Final", state: "succeeded", exit: "{\"r\":3}" }),
+          store.settle(oldTokens[1]!, { _tag: "Retry", delay: 0, exit: "{\"f\":0}" }),
+          store.settle(oldTokens[2]!, { _tag: "Release" }),
+          store.settle(oldTokens[0]!, { _tag: "Final", state: "dead", exit: null })
+        ], { concurrency: "unbounded" })
+        assert.deepStrictEqual(settled, [true, true, true, false])
+        assert.deepStrictEqual(yield* row(ids[3]!), { state: "succeeded", attempts: 1, startedAt: Number(now), finishedAt: Number(now), dedupKey: "k3", exit: "{\"r\":3}" })
+        // k3 was released by its job; k0's job is unfinished and keeps k0
+        const again = (dedupKey: string) => store.enqueue({ queue, task: "Echo", payload: "{}", priority: 0, dedupKey, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const k3 = yield* again("k3")
+        assert.isTrue(k3.created)
+        assert.deepStrictEqual(yield* again("k0"), { id: ids[0]!, created: false })
+        // FIFO within priority 0: the retried job (visible now), the given back one, the two never claimed, the new one
+        const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(claims.map((claim) => [claim.job.id, claim.job.attempts, claim.job.startedAt]), [
+          [ids[0]!, 2, Number(now)],
+          [ids[1]!, 1, Number(now)],
+          [ids[2]!, 1, Number(now)],
+          [ids[5]!, 1, Number(now)],
+          [k3.id, 1, Number(now)]
+        ])
+        for (const claim of claims) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null }))
+        assert.isTrue((yield* again("k0")).created, "k0 released by its job's end")
+        assert.strictEqual(yield* store.cancel(ids[4]!), "cancelled")
+        const counts = yield* store.counts(queue)
+        assert.deepStrictEqual([counts.waiting, counts.delayed, counts.running, counts.succeeded, counts.cancelled, counts.queuedByPriority], [1, 0, 0, 6, 1, [{ priority: 0, count: 1 }]])
+        const listed = yield* store.list({ queue, states: undefined, limit: 100 })
+        assert.deepStrictEqual(listed.map((job) => job.state), ["succeeded", "succeeded", "succeeded", "succeeded", "cancelled", "succeeded", "succeeded", "queued"])
+        // ended at the clock's time: a read after it sees them
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* store.latencies(queue, "0", 100)).jobs.length, 6)
+        const raw = yield* Effect.promise(() => admin(async (client) => [await client.hLen(`{${prefix}:${queue}}:tokens`), await client.zCard(`{${prefix}:${queue}}:running`)]))
+        assert.deepStrictEqual(raw, [0, 0])
+      }).pipe(Effect.scoped)
+    }, { timeout: 60_000 })
+
+    it.effect("more than 1,000 settles in one script (the store's batch and SETTLE itself): two queues, dedup keys, retries with delays, releases, a token twice; the tokens, leases, final and delayed sets and priority counts come out right", () => {
+      const prefix = freshPrefix()
+      const key = (queue: string, name: string) => `{${prefix}:${queue}}:${name}`
+      return Effect.gen(function*() {
+        const store = Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore)
+        const enqueue = (queue: string, n: number) =>
+          store.enqueue({ queue, task: "Echo", payload: JSON.stringify({ n }), priority: n % 3, dedupKey: n % 2 === 0 ? `d${n}` : null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const claimAll = (queue: string, count: number) =>
+          Effect.gen(function*() {
+            const all: Array<{ readonly token: string; readonly n: number }> = []
+            while (all.length < count) {
+              const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1000, lease: 60_000 })
+              assert.isAbove(claims.length, 0)
+              all.push(...claims.map((claim) => ({ token: claim.token, n: JSON.parse(claim.job.payload).n as number })))
+            }
+            return all
+          })
+        const settlementOf = (n: number): Settlement =>
+          n % 4 === 0 ? { _tag: "Final", state: "succeeded", exit: "{}" } : n % 4 === 1 ? { _tag: "Final", state: "dead", exit: null } : n % 4 === 2 ? { _tag: "Retry", delay: 500, exit: "{}" } : { _tag: "Release" }
+        // the store's batch: 2,400 settles of queue a and 200 of b added in one tick, and a token twice
+        for (let n = 0; n < 2400; n++) yield* enqueue("a", n)
+        for (let n = 0; n < 200; n++) yield* enqueue("b", n)
+        const claimed = [...(yield* claimAll("a", 2400)), ...(yield* claimAll("b", 200))]
+        const flags = yield* Effect.all([...claimed, claimed[7]!].map(({ token, n }) => store.settle(token, settlementOf(n))), { concurrency: "unbounded" })
+        assert.strictEqual(flags.filter((ok) => ok).length, 2600)
+        assert.isFalse(flags.at(-1))
+        for (const queue of ["a", "b"]) {
+          const jobs = queue === "a" ? 2400 : 200
+          const counts = yield* store.counts(queue)
+          // n % 4: 0 succeeded, 1 dead, 2 retried in 500 ms (delayed), 3 given back (waiting)
+          assert.deepStrictEqual([counts.succeeded, counts.dead, counts.delayed, counts.waiting, counts.running], [jobs / 4, jobs / 4, jobs / 4, jobs / 4, 0], queue)
+          const byPriority = [0, 1, 2].map((priority) => ({ priority, count: 0 }))
+          for (let n = 0; n < jobs; n++) if (n % 4 >= 2) byPriority[n % 3]!.count++
+          assert.deepStrictEqual(counts.queuedByPriority, byPriority.filter(({ count }) => count > 0).reverse(), queue)
+          const raw = yield* Effect.promise(() => admin(async (client) => [await client.hLen(key(queue, "tokens")), await client.zCard(key(queue, "running")), await client.hLen(key(queue, "dedup"))]))
+          // dedup keys: even n; released by the succeeded (n % 4 0), kept by the retried (n % 4 2)
+          assert.deepStrictEqual(raw, [0, 0, jobs / 4], queue)
+        }
+        // SETTLE itself with 1,500 settles (and a stale token) in one call
+        yield* TestClock.adjust(1000)
+        const again = yield* claimAll("a", 1200)
+        const now = String(yield* Clock.currentTimeMillis)
+        const args = [now, ...[...again, claimed[0]!].flatMap(({ token }) => [token, "final", "succeeded", "0", ""])]
+        const written = yield* Effect.promise(() => admin((client) => client.eval(Scripts.SETTLE, { keys: [key("a", "meta")], arguments: args }))) as Effect.Effect<Array<number>>
+        assert.strictEqual(written.length, 1201)
+        assert.strictEqual(written.filter((n) => n === 1).length, 1200)
+        assert.strictEqual(written.at(-1), 0)
+        const counts = yield* store.counts("a")
+        assert.deepStrictEqual([counts.succeeded, counts.running, counts.waiting + counts.delayed], [600 + 1200, 0, 0])
+        assert.strictEqual(yield* Effect.promise(() => admin((client) => client.hLen(key("a", "dedup")))), 0)
+      }).pipe(Effect.scoped)
+    }, { timeout: 120_000 })
 
     for (const seed of [1, 2, 3]) {
       it.effect(`a seeded sequence (${seed}) of enqueues, claims of one and two tasks, batches of settles (a token twice, stale ones), reaps, cancels, redrives, purges, pauses, aging and rate limits answers as the memory store does`, () =>
