@@ -29,7 +29,7 @@ import { Work } from "./fixtures/durable-tasks.ts"
  * to a Redis store (one server or a Cluster), both on one TestClock; every answer must be the same.
  * Jobs are named by their payload's `i` (ids and tokens differ between stores).
  */
-export const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, seed: number, steps: number) =>
+export const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, seed: number, steps: number, prefix?: string) =>
   Effect.gen(function*() {
     const reference = yield* MemoryStore.make
     const redis = Context.get(yield* Layer.build(redisLayer), JobStore.JobStore)
@@ -171,7 +171,43 @@ export const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, se
     }
     for (const queue of queues) same(steps, `stats ${queue} at the end`, yield* both((store) => store.counts(queue)))
     same(steps, "list at the end", yield* both((store, s) => Effect.map(store.list({ queue: undefined, states: undefined, limit: 10_000 }), (rows) => rows.map((row) => view(s, row)).sort((x, y) => x.i - y.i))))
+    // on one server: its keys agree with its jobs
+    if (prefix !== undefined) for (const queue of queues) yield* invariants(prefix, queue)
   })
+
+/**
+ * The keys of a queue checked against its jobs' hashes: tokens and leases only of running jobs (the
+ * hash's own token), the ready and delayed sets exactly the queued jobs, the final sets the ended
+ * ones, the priority counts a recount, dedup keys held by the unfinished job that has them.
+ */
+export const invariants = (prefix: string, queue: string) =>
+  Effect.promise(() =>
+    admin(async (client) => {
+      const B = `{${prefix}:${queue}}`
+      const ids = await client.zRange(`${B}:all`, 0, -1)
+      const jobs = new Map<string, Record<string, string>>()
+      for (const id of ids) jobs.set(id, await client.hGetAll(`${B}:job:${id}`))
+      const of = (state: string) => [...jobs].filter(([, job]) => job.state === state).map(([id]) => id).sort()
+      const tokens = await client.hGetAll(`${B}:tokens`)
+      assert.deepStrictEqual(Object.values(tokens).sort(), of("running"), "tokens: the running jobs")
+      for (const [token, id] of Object.entries(tokens)) assert.strictEqual(jobs.get(id)!.token, token, "a token is its job's own")
+      assert.deepStrictEqual((await client.zRange(`${B}:running`, 0, -1)).sort(), of("running"), "leases: the running jobs")
+      const queued: Array<string> = [...(await client.zRange(`${B}:delayed`, 0, -1))]
+      for (const task of await client.sMembers(`${B}:tasks`)) queued.push(...(await client.zRange(`${B}:ready:${task}`, 0, -1)).map((m) => m.slice(16)))
+      assert.deepStrictEqual(queued.sort(), of("queued"), "ready and delayed: the queued jobs")
+      for (const state of ["succeeded", "dead", "cancelled"]) {
+        assert.deepStrictEqual((await client.zRange(`${B}:final:${state}`, 0, -1)).sort(), of(state), `final:${state}`)
+      }
+      const recount = new Map<string, number>()
+      for (const id of of("queued")) recount.set(jobs.get(id)!.priority!, (recount.get(jobs.get(id)!.priority!) ?? 0) + 1)
+      const prio = Object.entries(await client.hGetAll(`${B}:prio`)).filter(([, n]) => n !== "0")
+      assert.deepStrictEqual(prio.map(([p, n]) => [p, Number(n)]).sort(), [...recount].sort(), "priority counts")
+      const dedup = await client.hGetAll(`${B}:dedup`)
+      const holding = [...jobs].filter(([, job]) => job.hasDedup === "1" && (job.state === "queued" || job.state === "running"))
+      assert.deepStrictEqual(Object.entries(dedup).sort(), holding.map(([id, job]) => [job.dedup!, id]).sort(), "dedup keys")
+      return jobs.size
+    })
+  )
 
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -180,6 +216,66 @@ else {
   const keys = (prefix: string) => Effect.promise(() => admin((client) => keysOf(client, prefix)))
 
   describe("the Redis store, hostile", () => {
+
+    it.live("two stores racing on one queue (claims of one and two tasks, batches of settles, reaps of 1 ms leases taking jobs back under their settles, cancels, redrives): the keys agree with the jobs afterwards", () => {
+      const prefix = freshPrefix()
+      const queue = "race"
+      return Effect.gen(function*() {
+        // the second store's clock is 10 s ahead: its reaps take back the first's 1 ms leases whose
+        // settles may be on their way (and never its own, nor 60 s ones), with no wait for real time
+        const real = yield* Clock.Clock
+        const ahead: Clock.Clock = {
+          currentTimeMillisUnsafe: () => real.currentTimeMillisUnsafe() + 10_000,
+          currentTimeMillis: Effect.sync(() => real.currentTimeMillisUnsafe() + 10_000),
+          currentTimeNanosUnsafe: () => real.currentTimeNanosUnsafe() + 10_000_000_000n,
+          currentTimeNanos: Effect.sync(() => real.currentTimeNanosUnsafe() + 10_000_000_000n),
+          monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+          monotonicTimeNanos: real.monotonicTimeNanos,
+          sleep: (duration) => real.sleep(duration)
+        }
+        const stores = [
+          Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore),
+          Context.get(yield* Layer.build(testLayer(prefix)).pipe(Effect.provideService(Clock.Clock, ahead)), JobStore.JobStore)
+        ]
+        const made: Array<string> = []
+        let reaped = 0
+        let stale = 0
+        for (let n = 0; n < 400; n++) {
+          const { id } = yield* stores[n % 2]!.enqueue({ queue, task: n % 3 === 0 ? "t2" : "t1", payload: "{}", priority: n % 4, dedupKey: n % 5 === 0 ? `k${n % 15}` : null, maxAttempts: 2, timeout: 0, delay: 0, runAt: undefined })
+          made.push(id)
+        }
+        const worker = (w: number) =>
+          Effect.gen(function*() {
+            const store = stores[w % 2]!
+            for (let round = 0; round < 60; round++) {
+              const { claims } = yield* store.claim({ queues: [queue], tasks: (w + round) % 2 === 0 ? ["t1"] : ["t1", "t2"], limit: 1 + (round % 7), lease: round % 3 === 0 ? 1 : 60_000 })
+              if (round % 4 === 0) {
+                const n = yield* stores[1]!.reap([0, 1])
+                reaped += n
+              }
+              if (round % 5 === 0) yield* store.cancel(made[(w * 61 + round * 7) % made.length]!)
+              if (round % 6 === 0) yield* store.redrive(made[(w * 31 + round * 11) % made.length]!)
+              yield* Effect.all(claims.flatMap((claim, n) => {
+                const settlement: Settlement = (n + round) % 4 === 0 ? { _tag: "Retry", delay: 0, exit: "{}" } : (n + round) % 4 === 1 ? { _tag: "Release" } : { _tag: "Final", state: (n + round) % 4 === 2 ? "succeeded" : "dead", exit: null }
+                const settle = store.settle(claim.token, settlement)
+                return n === 0 ? [settle, settle] : [settle]
+              }), { concurrency: "unbounded" }).pipe(Effect.tap((flags) => Effect.sync(() => stale += flags.filter((ok, k) => k !== 1 && !ok).length)))
+            }
+          })
+        yield* Effect.all([0, 1, 2, 3].map(worker), { concurrency: "unbounded" })
+        assert.strictEqual(yield* invariants(prefix, queue), new Set(made).size)
+        // the race happened: leases taken back, and settles (not the doubles) that found their tokens gone
+        assert.isAbove(reaped, 0, `reaped ${reaped}, stale ${stale}`)
+        assert.isAbove(stale, 0, `reaped ${reaped}, stale ${stale}`)
+        const counts = yield* stores[0]!.counts(queue)
+        const listed = yield* stores[1]!.list({ queue, states: undefined, limit: 1000 })
+        const tally = (state: string) => listed.filter((job) => job.state === state).length
+        assert.deepStrictEqual(
+          [counts.waiting + counts.delayed, counts.running, counts.succeeded, counts.dead, counts.cancelled],
+          [tally("queued"), tally("running"), tally("succeeded"), tally("dead"), tally("cancelled")]
+        )
+      }).pipe(Effect.scoped, Effect.timeout("100 seconds"))
+    }, { timeout: 120_000 })
 
     it.effect("an upgrade with jobs in flight: jobs enqueued and claimed by the scripts before b3caedf (every field written, empty ones as \"\") are settled, claimed, listed, counted, cancelled and released by dedup key by the new ones", () => {
       const prefix = freshPrefix()
@@ -301,7 +397,10 @@ else {
 
     for (const seed of [1, 2, 3]) {
       it.effect(`a seeded sequence (${seed}) of enqueues, claims of one and two tasks, batches of settles (a token twice, stale ones), reaps, cancels, redrives, purges, pauses, aging and rate limits answers as the memory store does`, () =>
-        differential(testLayer(), seed, 400).pipe(Effect.scoped), { timeout: 120_000 })
+        Effect.suspend(() => {
+          const prefix = freshPrefix()
+          return differential(testLayer(prefix), seed, 400, prefix)
+        }).pipe(Effect.scoped), { timeout: 120_000 })
     }
     it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
       Effect.gen(function*() {
