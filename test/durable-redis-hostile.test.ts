@@ -342,7 +342,7 @@ else {
       }).pipe(Effect.scoped)
     }, { timeout: 60_000 })
 
-    it.effect("more than 1,000 settles in one script (the store's batch and SETTLE itself): two queues, dedup keys, retries with delays, releases, a token twice; the tokens, leases, final and delayed sets and priority counts come out right", () => {
+    it.effect("more than 1,000 settles in one script (the store's batch, SETTLE itself, and a CLAIM carrying them): two queues, dedup keys, retries with delays, releases, a token twice; the tokens, leases, final and delayed sets and priority counts come out right", () => {
       const prefix = freshPrefix()
       const key = (queue: string, name: string) => `{${prefix}:${queue}}:${name}`
       return Effect.gen(function*() {
@@ -392,6 +392,17 @@ else {
         const counts = yield* store.counts("a")
         assert.deepStrictEqual([counts.succeeded, counts.running, counts.waiting + counts.delayed], [600 + 1200, 0, 0])
         assert.strictEqual(yield* Effect.promise(() => admin((client) => client.hLen(key("a", "dedup")))), 0)
+        // CLAIM carrying 1,300 settles (a large consumer's claim for the slots they freed), then taking 5
+        for (let n = 0; n < 1305; n++) yield* enqueue("c", n)
+        const held = yield* claimAll("c", 1300)
+        const carried = held.slice(0, 1300).flatMap(({ token, n }) => [token, ...(n % 2 === 0 ? ["final", "succeeded", "1", "{}"] : ["retry", "0", "1", "{}"])])
+        const [taken, , flagsOfClaim] = yield* Effect.promise(() =>
+          admin((client) => client.eval(Scripts.CLAIM, { keys: [key("c", "meta")], arguments: [now, "5", "60000", "1", "Echo", "1300", ...carried, "carrier".padEnd(24, "x"), "0", ":c", ""] }))
+        ) as Effect.Effect<[Array<unknown>, string, Array<number>]>
+        assert.strictEqual(flagsOfClaim.length, 1300)
+        assert.isTrue(flagsOfClaim.every((n) => n === 1))
+        assert.strictEqual(taken.length, 5)
+        yield* invariants(prefix, "c")
       }).pipe(Effect.scoped)
     }, { timeout: 120_000 })
 
