@@ -217,6 +217,36 @@ else {
 
   describe("the Redis store, hostile", () => {
 
+    it.effect("a rolling upgrade the other way: jobs enqueued by the new scripts (empty fields left out) are claimed, reaped, settled and read by the scripts before b3caedf, an older process still running", () => {
+      const prefix = freshPrefix()
+      const queue = "down"
+      const meta = `{${prefix}:${queue}}:meta`
+      const old = (lua: string, args: ReadonlyArray<string>) =>
+        Effect.promise(() => admin((client) => client.eval(lua, { keys: [meta], arguments: [...args] }))) as Effect.Effect<any>
+      return Effect.gen(function*() {
+        const store = Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore)
+        const ids: Array<string> = []
+        for (const dedupKey of ["k", null, null]) {
+          ids.push((yield* store.enqueue({ queue, task: "Echo", payload: "{}", priority: 0, dedupKey, maxAttempts: 2, timeout: 0, delay: 0, runAt: undefined })).id)
+        }
+        const random = "olderprocess".padEnd(24, "x")
+        const now = yield* Clock.currentTimeMillis
+        const [flats] = yield* old(OldScripts.CLAIM, [String(now), "3", "10", "1", "Echo", "0", random, "0", `:${queue}`, ""])
+        assert.deepStrictEqual((flats as Array<Array<string | null>>).map((values) => values[0]), ids)
+        const token = (n: number) => `${random}${String(n).padStart(12, "0")}:${queue}`
+        // the older process reaps the third (its 10 ms lease over) and settles the first two
+        assert.deepStrictEqual(yield* old(OldScripts.SETTLE, [String(now), token(0), "final", "succeeded", "1", "{}", token(1), "retry", "0", "1", "{}"]), [1, 1])
+        assert.strictEqual(yield* old(OldScripts.REAP, [String(now + 20), "{}", "0"]), 1)
+        assert.deepStrictEqual(yield* old(OldScripts.SETTLE, [String(now + 20), token(2), "final", "succeeded", "0", ""]), [0])
+        const [, times] = yield* old(OldScripts.LATENCIES, [String(now + 30), "0", "10"])
+        assert.deepStrictEqual(times, [String(now), String(now), String(now)])
+        // the new store sees it all, and the dedup key was released by its job
+        assert.deepStrictEqual((yield* store.list({ queue, states: undefined, limit: 10 })).map((job) => [job.state, job.attempts]), [["succeeded", 1], ["queued", 1], ["queued", 1]])
+        assert.isTrue((yield* store.enqueue({ queue, task: "Echo", payload: "{}", priority: 0, dedupKey: "k", maxAttempts: 2, timeout: 0, delay: 0, runAt: undefined })).created)
+        yield* invariants(prefix, queue)
+      }).pipe(Effect.scoped)
+    }, { timeout: 60_000 })
+
     it.live("two stores racing on one queue (claims of one and two tasks, batches of settles, reaps of 1 ms leases taking jobs back under their settles, cancels, redrives): the keys agree with the jobs afterwards", () => {
       const prefix = freshPrefix()
       const queue = "race"
