@@ -1,7 +1,10 @@
 /**
  * The Redis store under hostile input: queue names with the characters its keys and ids use (`:`
  * `{` `}`), unicode, the longest allowed; ids of the store's `<UUID>:<queue>` shape that name another
- * queue, a missing one, or differ only in case; stores of different prefixes on one server.
+ * queue, a missing one, or differ only in case; stores of different prefixes on one server. And its
+ * scripts (b3caedf: a claim by one ZPOPMIN, settles written as a batch, an enqueue without empty
+ * fields): seeded sequences against the memory store, two stores racing, batches of more than 1,000
+ * settles, and upgrades both ways with jobs in flight (24be6d3's scripts in test/fixtures).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
@@ -29,7 +32,7 @@ import { Work } from "./fixtures/durable-tasks.ts"
  * to a Redis store (one server or a Cluster), both on one TestClock; every answer must be the same.
  * Jobs are named by their payload's `i` (ids and tokens differ between stores).
  */
-export const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, seed: number, steps: number, prefix?: string) =>
+const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, seed: number, steps: number, prefix?: string) =>
   Effect.gen(function*() {
     const reference = yield* MemoryStore.make
     const redis = Context.get(yield* Layer.build(redisLayer), JobStore.JobStore)
@@ -180,7 +183,7 @@ export const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, se
  * hash's own token), the ready and delayed sets exactly the queued jobs, the final sets the ended
  * ones, the priority counts a recount, dedup keys held by the unfinished job that has them.
  */
-export const invariants = (prefix: string, queue: string) =>
+const invariants = (prefix: string, queue: string) =>
   Effect.promise(() =>
     admin(async (client) => {
       const B = `{${prefix}:${queue}}`
