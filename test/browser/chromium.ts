@@ -136,7 +136,10 @@ export const launch = async (): Promise<Browser> => {
       child.kill("SIGKILL")
       await exited
     }
-    rmSync(profile, { recursive: true, force: true })
+    // the browser's helper processes (renderer, crash handler) outlive it for a moment and may still
+    // write in the profile: removing it then failed with ENOTEMPTY (seen once under load). Node tries
+    // again, 50 ms longer each time
+    rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 })
   }
   return { open, close }
 }
