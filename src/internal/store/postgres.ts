@@ -410,6 +410,17 @@ export const queueChannel = (schema: string, queue: string) =>
   CHANNEL_PREFIX + createHash("sha256").update(`${schema}.${queue}`, "utf8").digest("hex").slice(0, CHANNEL_HASH)
 
 /**
+ * The schema's channel (cancels): `workpool_<schema>`, or, for a schema name too long for that to
+ * be an identifier (a channel is at most 63 bytes, a schema name up to 63), a prefix and the first
+ * hex digits of its SHA-256. Postgres refuses a NOTIFY on a longer name, and the listener's LISTEN
+ * fails: such a store had no cancels and no wake-ups from other instances.
+ */
+export const schemaChannel = (schema: string) =>
+  schema.length <= 63 - "workpool_".length
+    ? `workpool_${schema}`
+    : "workpool_s_" + createHash("sha256").update(schema, "utf8").digest("hex").slice(0, CHANNEL_HASH)
+
+/**
  * How long the listener keeps hearing a queue no consumer of this store instance waits on any
  * more: not a LISTEN at every idle moment of a consumer that claims between waits (each new one
  * costs its consumers one claim), but soon not the NOTIFYs of a queue whose consumers are all busy
@@ -463,7 +474,7 @@ export const makeWith = (
     const clock = yield* Clock.Clock
     const driverTime = driverTimeOf(cfg.clock)
     const S = sql.literal(`"${cfg.schema}"`)
-    const channel = `workpool_${cfg.schema}`
+    const channel = schemaChannel(cfg.schema)
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])

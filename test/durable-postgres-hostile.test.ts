@@ -1,0 +1,170 @@
+/**
+ * Hostile tests of the Postgres store's per-queue NOTIFY channels and its listener: wake-ups that
+ * could be lost (a consumer that starts waiting as another instance enqueues, a delayed job heard
+ * by a consumer that started after it, many queues, odd queue names, schema names at the
+ * identifier limit, a consumer of two on one queue stopping, the listener's connection killed).
+ * Every consumer polls once an hour: only a NOTIFY (or the listener's look after its LISTEN) can
+ * start a job within the test's time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Latch, Schedule } from "effect"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { admin, enabled, freshSchema, url } from "./durable/postgres.ts"
+
+const HOUR = "1 hour"
+const double = Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))
+
+/** A schema name of exactly 63 bytes (the identifier limit), of its own. */
+const longSchema = () => {
+  const base = freshSchema()
+  const schema = (base + "_" + "x".repeat(63)).slice(0, 63)
+  // dropped with the file's others: freshSchema's list holds `base`; drop this one too
+  afterDrop.push(schema)
+  return schema
+}
+const afterDrop: Array<string> = []
+
+if (!enabled) describe.skip("the Postgres store, hostile (WORKPOOL_PG_URL is not set)", () => {})
+else {
+  const layer = (schema: string) => PgJobStore.layer({ url: url!, schema, maxConnections: 2 })
+
+  describe("the Postgres store's wake-ups, hostile", () => {
+    it.live("a schema name of 63 bytes: cancels reach the running job and another instance's job wakes an idle consumer", () =>
+      Effect.gen(function*() {
+        const schema = longSchema()
+        const error = yield* Effect.gen(function*() {
+          const started = yield* Latch.make(false)
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => n === 0 ? Effect.andThen(started.open, Effect.never) : Effect.succeed(n * 2))],
+            concurrency: 2,
+            poll: HOUR,
+            lease: "1 hour"
+          })
+          const running = yield* JobQueue.enqueue(Echo, { n: 0 })
+          yield* started.await
+          // another instance's job: only the queue's NOTIFY starts it within the test
+          const other = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          assert.strictEqual(yield* JobQueue.await(Echo, other.id), 42)
+          assert.strictEqual(yield* Effect.provide(JobQueue.cancel(running.id), layer(schema)), "requested")
+          return yield* Effect.flip(running.await)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(error._tag, "JobCancelled")
+      }).pipe(Effect.ensuring(Effect.promise(() =>
+        admin((sql) => Effect.forEach(afterDrop, (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).raw, { discard: true }))
+      ))), { timeout: 60_000 })
+
+    it.live("queue names with quotes, backslashes, unicode and 1,000 characters: another instance's jobs wake their idle consumers", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const queues = [
+          `it's "quoted"; DROP TABLE x;--`,
+          "back\\slash\\",
+          "ünïcødé 🚀 キュー",
+          "q".repeat(999) + "🚀".slice(0, 1),
+          "é".repeat(1000),
+          "$$ $1 %s \\x00"
+        ]
+        const results = yield* Effect.gen(function*() {
+          for (const queue of queues) yield* JobQueue.consume({ queues: [queue], handlers: [double], concurrency: 1, poll: HOUR })
+          return yield* Effect.forEach(queues, (queue, n) =>
+            Effect.flatMap(
+              Effect.provide(JobQueue.enqueue(Echo, { n }, { queue }), layer(schema)),
+              (job) => JobQueue.await(Echo, job.id)
+            ), { concurrency: "unbounded" })
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(results, queues.map((_, n) => n * 2))
+      }), { timeout: 60_000 })
+
+    it.live("120 queues on one store instance, each with an idle consumer: a job of each from another instance starts (LISTENs issued before or after its NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const queues = Array.from({ length: 120 }, (_, i) => `q${i}`)
+        const results = yield* Effect.gen(function*() {
+          // one consumer on all of them and one per queue: both shapes of waiting on many channels
+          yield* JobQueue.consume({ queues: queues.slice(0, 60), handlers: [double], concurrency: 1, poll: HOUR })
+          for (const queue of queues.slice(60)) yield* JobQueue.consume({ queues: [queue], handlers: [double], concurrency: 1, poll: HOUR })
+          return yield* Effect.forEach(queues, (queue, n) =>
+            Effect.flatMap(
+              Effect.provide(JobQueue.enqueue(Echo, { n }, { queue }), layer(schema)),
+              (job) => JobQueue.await(Echo, job.id)
+            ), { concurrency: 8 })
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("60 seconds"))
+        assert.deepStrictEqual(results, queues.map((_, n) => n * 2))
+      }), { timeout: 90_000 })
+
+    it.live("two consumers of one store instance on one queue, one stopped: the other still hears the queue", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+            const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
+            assert.strictEqual(yield* JobQueue.await(Echo, job.id), 2)
+          }))
+          // past the linger: had the stopped consumer's end counted for both, the listener would UNLISTEN
+          yield* Effect.sleep("1500 millis")
+          const rows = yield* Effect.promise(() =>
+            admin((sql) =>
+              sql<{ query: string }>`SELECT query FROM pg_stat_activity WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
+            )
+          )
+          assert.deepStrictEqual(rows.map((row) => row.query), [`LISTEN "${channel}"`])
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+      }), { timeout: 60_000 })
+
+    it.live("a delayed job enqueued by another instance before the consumer started: it starts at its time (the consumer never heard its NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const result = yield* Effect.gen(function*() {
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }, { delay: "1500 millis" }), layer(schema))
+          yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+      }), { timeout: 60_000 })
+
+    it.live("the listener's connection killed and a job enqueued by another instance before it reconnects: the job starts", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        const listeners = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`} AND datname = current_database()`
+          )
+        ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+          const [killed] = yield* listeners.pipe(Effect.filterOrFail((pids) => pids.length === 1), Effect.retry(Schedule.spaced("20 millis")))
+          yield* Effect.promise(() => admin((sql) => sql`SELECT pg_terminate_backend(${killed!})`))
+          // at once, while nobody listens: the new listener's first look must find it
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+      }), { timeout: 60_000 })
+
+    it.live("paused and resumed at once, again and again (LISTEN, UNLISTEN, LISTEN within the linger): another instance's job still starts", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const result = yield* Effect.gen(function*() {
+          const consumer = yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+          for (let i = 0; i < 20; i++) {
+            yield* consumer.pause
+            yield* consumer.resume
+          }
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          return yield* JobQueue.await(Echo, job.id)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(result, 42)
+      }), { timeout: 60_000 })
+  })
+}
