@@ -7,7 +7,8 @@
  * start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Latch, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
+import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
@@ -166,5 +167,97 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 42)
       }), { timeout: 60_000 })
+  })
+
+  describe("the Postgres store's latencies, hostile", () => {
+    it.live("settles in transactions open across reads (their xid taken before the first read, or between the reads): each counts once, in the first read after its commit", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const counts = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const a = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const b = yield* JobQueue.enqueue(Echo, { n: 2 })
+          /** What the store's final settle writes, in a transaction held open until `commit`. */
+          const settle = (id: string, early: boolean, open: Deferred.Deferred<void>, commit: Deferred.Deferred<void>) =>
+            Effect.promise(() => admin((sql) => sql.withTransaction(Effect.gen(function*() {
+              // an xid now (before the reads), or only at the settle's write
+              if (early) yield* sql`SELECT pg_current_xact_id()`
+              yield* Deferred.succeed(open, undefined)
+              yield* Deferred.await(commit)
+              yield* sql.unsafe(`UPDATE "${schema}".wp_job SET state = 'succeeded', started_at = visible_at + 1,
+                finished_at = visible_at + 2, settled_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, [id]).raw
+            }))))
+          const r0 = yield* store.latencies("default", undefined, 100)
+          const openA = yield* Deferred.make<void>()
+          const commitA = yield* Deferred.make<void>()
+          const fiberA = yield* Effect.forkChild(settle(a.id, true, openA, commitA))
+          yield* Deferred.await(openA)
+          const r1 = yield* store.latencies("default", r0.until, 100)
+          // a's xid is in r1's list of transactions in progress; b's comes after r1
+          const openB = yield* Deferred.make<void>()
+          const commitB = yield* Deferred.make<void>()
+          const fiberB = yield* Effect.forkChild(settle(b.id, false, openB, commitB))
+          yield* Deferred.await(openB)
+          yield* Deferred.succeed(commitB, undefined)
+          yield* Fiber.join(fiberB)
+          const r2 = yield* store.latencies("default", r1.until, 100)
+          yield* Deferred.succeed(commitA, undefined)
+          yield* Fiber.join(fiberA)
+          const r3 = yield* store.latencies("default", r2.until, 100)
+          const r4 = yield* store.latencies("default", r3.until, 100)
+          // a stale cursor (every transaction since the server's start): both, once
+          const stale = yield* store.latencies("default", "1:1:", 100)
+          return [r1, r2, r3, r4, stale].map((read) => read.jobs.length)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(counts, [0, 1, 1, 0, 2])
+      }), { timeout: 60_000 })
+
+    it.live("cursors the store cannot have made fail typed (StoreError), not as defects; a cursor from another schema only says where the server stood", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const other = freshSchema()
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (const bad of ["5:3:", "3:5:9", "99999999999999999999:99999999999999999999:", "x", ""]) {
+            const error = yield* Effect.flip(store.latencies("default", bad, 10))
+            assert.strictEqual(error._tag, "StoreError", `${bad}: ${JSON.stringify(error)}`)
+          }
+          const foreign = yield* Effect.provide(Effect.flatMap(JobStore.JobStore, (s) => s.latencies("default", undefined, 10)), layer(other))
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* JobQueue.consume({ handlers: [double], concurrency: 1 })
+          yield* job.await
+          assert.strictEqual((yield* store.latencies("default", foreign.until, 10)).jobs.length, 1)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+      }), { timeout: 60_000 })
+
+    it.live("a chain of reads over a live drain (two instances' consumers, the reads from a third): every end counted exactly once", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const N = 400
+        const total = yield* Effect.gen(function*() {
+          // a store instance of its own for the reads, one for the second consumer
+          const reader = yield* Effect.provide(JobStore.JobStore, yield* Layer.build(layer(schema)))
+          const second = yield* Layer.build(layer(schema))
+          let cursor = (yield* reader.latencies("default", undefined, N)).until
+          let seen = 0
+          const read = Effect.map(Effect.suspend(() => reader.latencies("default", cursor, N)), (r) => {
+            cursor = r.until
+            seen += r.jobs.length
+          })
+          const drain = Effect.gen(function*() {
+            yield* JobQueue.consume({ handlers: [double], concurrency: 4, poll: "50 millis" })
+            yield* Effect.provide(JobQueue.consume({ handlers: [double], concurrency: 4, poll: "50 millis" }), second)
+            const jobs = yield* Effect.forEach(Array.from({ length: N }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }), { concurrency: 8 })
+            yield* Effect.forEach(jobs, (job) => job.await, { concurrency: 16, discard: true })
+          }).pipe(Effect.scoped)
+          const drained = yield* Effect.forkChild(drain)
+          // reads as fast as they come, while the settles commit
+          while (drained.pollUnsafe() === undefined) yield* read
+          yield* Fiber.join(drained)
+          yield* read
+          return seen
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("90 seconds"))
+        assert.strictEqual(total, N)
+      }), { timeout: 120_000 })
   })
 }
