@@ -15,6 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { admin, enabled, freshSchema, url } from "./durable/postgres.ts"
+import * as pgServer from "./durable/pgserver.ts"
 
 const HOUR = "1 hour"
 const double = Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))
@@ -259,5 +260,39 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("90 seconds"))
         assert.strictEqual(total, N)
       }), { timeout: 120_000 })
+  })
+
+  const binaries = pgServer.binaries()
+  describe.skipIf(binaries === undefined)("the Postgres store's listener across a server restart, hostile", () => {
+    it.live("the server stopped and started under idle consumers: another instance's jobs wake them again, and its cancels reach a running job", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const privateLayer = () => PgJobStore.layer({ url: server.url, maxConnections: 2 })
+        const error = yield* Effect.gen(function*() {
+          const other = yield* Layer.build(privateLayer())
+          const started = yield* Latch.make(false)
+          yield* JobQueue.consume({
+            queues: ["a", "b"],
+            handlers: [Task.handle(Echo, ({ n }) => n === 0 ? Effect.andThen(started.open, Effect.never) : Effect.succeed(n * 2))],
+            concurrency: 2,
+            poll: HOUR,
+            lease: "1 hour"
+          })
+          const before = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), other)
+          assert.strictEqual(yield* JobQueue.await(Echo, before.id), 2)
+          yield* Effect.promise(() => server.stop())
+          yield* Effect.promise(() => server.start())
+          // the other instance's pool holds dead connections too: its first statements may fail
+          const enqueue = (n: number, queue: string) =>
+            Effect.provide(JobQueue.enqueue(Echo, { n }, { queue }), other).pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 }))
+          const after = yield* enqueue(21, "b")
+          assert.strictEqual(yield* JobQueue.await(Echo, after.id).pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 })), 42)
+          const running = yield* enqueue(0, "a")
+          yield* started.await
+          assert.strictEqual(yield* Effect.provide(JobQueue.cancel(running.id), other), "requested")
+          return yield* Effect.flip(JobQueue.await(Echo, running.id))
+        }).pipe(Effect.scoped, Effect.provide(privateLayer()), Effect.timeout("90 seconds"))
+        assert.strictEqual(error._tag, "JobCancelled")
+      }).pipe(Effect.scoped), { timeout: 180_000 })
   })
 }
