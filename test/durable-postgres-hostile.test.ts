@@ -154,6 +154,36 @@ else {
         assert.strictEqual(result, 42)
       }), { timeout: 60_000 })
 
+    it.live("an UNLISTEN (a paused consumer's queue, after the linger) and the LISTEN again stay on the listener's one connection: no reconnect", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        const backends = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ pid: number; query: string }>`SELECT pid, query FROM pg_stat_activity
+              WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
+          )
+        )
+        const until = (verb: string) =>
+          backends.pipe(
+            Effect.filterOrFail((rows) => rows.length === 1 && rows[0]!.query.startsWith(verb)),
+            Effect.map((rows) => rows[0]!.pid),
+            Effect.retry(Schedule.spaced("20 millis"))
+          )
+        const pids = yield* Effect.gen(function*() {
+          const consumer = yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
+          const first = yield* until("LISTEN")
+          yield* consumer.pause
+          const unlistened = yield* until("UNLISTEN")
+          yield* consumer.resume
+          const again = yield* until("LISTEN")
+          const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
+          assert.strictEqual(yield* JobQueue.await(Echo, job.id), 42)
+          return [first, unlistened, again]
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
+        assert.strictEqual(new Set(pids).size, 1, String(pids))
+      }), { timeout: 60_000 })
+
     it.live("paused and resumed at once, again and again (LISTEN, UNLISTEN, LISTEN within the linger): another instance's job still starts", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
