@@ -8,13 +8,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
+import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, url } from "./durable/postgres.ts"
+import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 
 const HOUR = "1 hour"
@@ -242,6 +243,33 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.deepStrictEqual(counts, [0, 1, 1, 0, 2])
       }), { timeout: 60_000 })
+
+    it.effect("a job reaped dead counts once; redriven, retried (not an end), and settled, it counts once more; nothing counts twice", () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const claim = Effect.map(store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 }), ({ claims }) => claims[0]!)
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        const r0 = yield* store.latencies("default", undefined, 10)
+        yield* claim
+        yield* TestClock.adjust(2000)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const r1 = yield* store.latencies("default", r0.until, 10)
+        assert.isTrue(yield* store.redrive(job.id))
+        const r2 = yield* store.latencies("default", r1.until, 10)
+        const first = yield* claim
+        yield* TestClock.adjust(100)
+        assert.isTrue(yield* store.settle(first.token, { _tag: "Retry", delay: 0, exit }))
+        const r3 = yield* store.latencies("default", r2.until, 10)
+        const second = yield* claim
+        yield* TestClock.adjust(100)
+        assert.isTrue(yield* store.settle(second.token, { _tag: "Final", state: "succeeded", exit }))
+        const r4 = yield* store.latencies("default", r3.until, 10)
+        const r5 = yield* store.latencies("default", r4.until, 10)
+        assert.deepStrictEqual([r1, r2, r3, r4, r5].map((read) => read.jobs.length), [1, 0, 0, 1, 0])
+        assert.deepStrictEqual(r4.jobs, [{ wait: 0, run: 100 }], "the last attempt: visible again at the retry, claimed at once")
+        assert.strictEqual((yield* store.latencies("default", r0.until, 10)).jobs.length, 1, "the reaped end was overwritten by the last one")
+      }).pipe(Effect.provide(testLayer())), { timeout: 60_000 })
 
     it.live("cursors the store cannot have made fail typed (StoreError), not as defects; a cursor from another schema only says where the server stood", () =>
       Effect.gen(function*() {
