@@ -15,7 +15,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
+import { admin, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 
 const HOUR = "1 hour"
@@ -112,11 +112,7 @@ else {
           }))
           // past the linger: had the stopped consumer's end counted for both, the listener would UNLISTEN
           yield* Effect.sleep("1500 millis")
-          const rows = yield* Effect.promise(() =>
-            admin((sql) =>
-              sql<{ query: string }>`SELECT query FROM pg_stat_activity WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
-            )
-          )
+          const rows = yield* listenBackends(channel)
           assert.deepStrictEqual(rows.map((row) => row.query), [`LISTEN "${channel}"`])
           const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
           return yield* JobQueue.await(Echo, job.id)
@@ -139,14 +135,10 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         const channel = Postgres.queueChannel(schema, "default")
-        const listeners = Effect.promise(() =>
-          admin((sql) =>
-            sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`} AND datname = current_database()`
-          )
-        ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
+        const listening = listeners(channel)
         const result = yield* Effect.gen(function*() {
           yield* JobQueue.consume({ handlers: [double], concurrency: 1, poll: HOUR })
-          const [killed] = yield* listeners.pipe(Effect.filterOrFail((pids) => pids.length === 1), Effect.retry(Schedule.spaced("20 millis")))
+          const [killed] = yield* listening.pipe(Effect.filterOrFail((pids) => pids.length === 1), Effect.retry(Schedule.spaced("20 millis")))
           yield* Effect.promise(() => admin((sql) => sql`SELECT pg_terminate_backend(${killed!})`))
           // at once, while nobody listens: the new listener's first look must find it
           const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 21 }), layer(schema))
@@ -159,12 +151,7 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         const channel = Postgres.queueChannel(schema, "default")
-        const backends = Effect.promise(() =>
-          admin((sql) =>
-            sql<{ pid: number; query: string }>`SELECT pid, query FROM pg_stat_activity
-              WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
-          )
-        )
+        const backends = listenBackends(channel)
         const until = (verb: string) =>
           backends.pipe(
             Effect.filterOrFail((rows) => rows.length === 1 && rows[0]!.query.startsWith(verb)),

@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, testLayer, url } from "./durable/postgres.ts"
+import { admin, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -218,22 +218,17 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         const channel = Postgres.queueChannel(schema, "default")
-        /** The backends that LISTEN on the queue's channel (their last statement). */
-        const listeners = Effect.promise(() =>
-          admin((sql) =>
-            sql<{ pid: number }>`SELECT pid FROM pg_stat_activity WHERE query = ${`LISTEN "${channel}"`} AND datname = current_database()`
-          )
-        ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
+        const listening = listeners(channel)
         const result = yield* Effect.gen(function*() {
           yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1, poll: "1 hour" })
           // the consumer's first wait makes the listener LISTEN on the queue
-          const [killed] = yield* listeners.pipe(
+          const [killed] = yield* listening.pipe(
             Effect.filterOrFail((pids) => pids.length === 1),
             Effect.retry(Schedule.spaced("20 millis"))
           )
           yield* Effect.promise(() => admin((sql) => sql`SELECT pg_terminate_backend(${killed!})`))
           // a new connection LISTENs again (after the listener's second of rest)
-          yield* listeners.pipe(
+          yield* listening.pipe(
             Effect.filterOrFail((pids) => pids.length === 1 && pids[0] !== killed),
             Effect.retry(Schedule.spaced("20 millis"))
           )
@@ -248,12 +243,7 @@ else {
         const schema = freshSchema()
         const channel = Postgres.queueChannel(schema, "default")
         /** What the backends that last ran a statement on the queue's channel ran. */
-        const last = Effect.promise(() =>
-          admin((sql) =>
-            sql<{ query: string }>`SELECT query FROM pg_stat_activity
-              WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
-          )
-        ).pipe(Effect.map((rows) => rows.map((row) => row.query)))
+        const last = Effect.map(listenBackends(channel), (rows) => rows.map((row) => row.query))
         const until = (ok: (queries: ReadonlyArray<string>) => boolean) =>
           last.pipe(Effect.filterOrFail(ok), Effect.retry(Schedule.spaced("20 millis")))
         const result = yield* Effect.gen(function*() {

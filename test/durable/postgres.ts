@@ -34,6 +34,22 @@ export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown
     )
   )
 
+/**
+ * The backends whose last statement was a LISTEN or an UNLISTEN of `channel` (a store's listener
+ * connection), with that statement: what the channel tests wait on, instead of a sleep.
+ */
+export const listenBackends = (channel: string) =>
+  Effect.promise(() =>
+    admin((sql) =>
+      sql<{ pid: number; query: string }>`SELECT pid, query FROM pg_stat_activity
+        WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
+    )
+  )
+
+/** The pids of the backends listening on `channel` now. */
+export const listeners = (channel: string) =>
+  Effect.map(listenBackends(channel), (rows) => rows.filter((row) => row.query === `LISTEN "${channel}"`).map((row) => row.pid))
+
 if (enabled) {
   afterAll(() =>
     admin((sql) =>
