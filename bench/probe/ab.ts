@@ -14,7 +14,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { loadavg } from "node:os"
 import * as path from "node:path"
-import { pathToFileURL } from "node:url"
+import { treePool } from "./treePool.ts"
 
 const arg = (name: string, otherwise: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
@@ -27,15 +27,7 @@ if (trees.old === "") throw new Error("--old=<tree> is required")
 
 const open = async (tree: string) => {
   // typed as this tree's: the old tree's are the same API
-  const ThreadPool: typeof import("../../src/ThreadPool.ts") = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
-  const tasks: typeof import("../workers/ours-tasks.ts") = await import(
-    pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href
-  )
-  const scope = Effect.runSync(Scope.make())
-  const pool: import("../../src/ThreadPool.ts").ThreadPool = await Effect.runPromise(
-    ThreadPool.make({ worker: pathToFileURL(path.join(tree, "bench/workers/ours-worker.ts")), threads: 2, capacity: Infinity })
-      .pipe(Scope.provide(scope))
-  )
+  const { tasks, scope, pool } = await treePool(tree)
   const task = kind === "cpu" ? tasks.Cpu : tasks.Noop
   const program = (n: number) =>
     mode === "all"

@@ -8,7 +8,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { Session } from "node:inspector/promises"
 import * as path from "node:path"
-import { pathToFileURL } from "node:url"
+import { treePool } from "./treePool.ts"
 
 const arg = (name: string, otherwise: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
@@ -16,13 +16,7 @@ const tree = arg("tree", path.resolve(import.meta.dirname, "../.."))
 const kind = arg("kind", "noop")
 const jobs = Number(arg("jobs", kind === "cpu" ? "2000" : "20000"))
 const top = Number(arg("top", "25"))
-const ThreadPool: typeof import("../../src/ThreadPool.ts") = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
-const tasks: typeof import("../workers/ours-tasks.ts") = await import(pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href)
-const scope = Effect.runSync(Scope.make())
-const pool: import("../../src/ThreadPool.ts").ThreadPool = await Effect.runPromise(
-  ThreadPool.make({ worker: pathToFileURL(path.join(tree, "bench/workers/ours-worker.ts")), threads: 2, capacity: Infinity })
-    .pipe(Scope.provide(scope))
-)
+const { tasks, scope, pool } = await treePool(tree)
 const task = kind === "cpu" ? tasks.Cpu : tasks.Noop
 const program = (n: number) =>
   Effect.gen(function*() {

@@ -13,9 +13,9 @@ import { Effect, Exit, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { loadavg } from "node:os"
 import * as path from "node:path"
-import { pathToFileURL } from "node:url"
 import { MessagePort } from "node:worker_threads"
 import * as workerThreads from "node:worker_threads"
+import { treePool } from "./treePool.ts"
 
 const arg = (name: string, otherwise: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
@@ -35,13 +35,7 @@ const receiveOnPort = workerThreads.receiveMessageOnPort
 void receiveOnPort
 
 const open = async (tree: string) => {
-  const ThreadPool: typeof import("../../src/ThreadPool.ts") = await import(pathToFileURL(path.join(tree, "src/ThreadPool.ts")).href)
-  const tasks: typeof import("../workers/ours-tasks.ts") = await import(pathToFileURL(path.join(tree, "bench/workers/ours-tasks.ts")).href)
-  const scope = Effect.runSync(Scope.make())
-  const pool: import("../../src/ThreadPool.ts").ThreadPool = await Effect.runPromise(
-    ThreadPool.make({ worker: pathToFileURL(path.join(tree, "bench/workers/ours-worker.ts")), threads: 2, capacity: Infinity })
-      .pipe(Scope.provide(scope))
-  )
+  const { tasks, scope, pool } = await treePool(tree)
   const program = (n: number) =>
     Effect.gen(function*() {
       const handles = new Array<Effect.Effect<number, unknown>>(n)
