@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, blockedBy, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -50,18 +50,13 @@ else {
           const [claim] = (yield* store.claim({ queues: ["race"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
           const start = yield* store.latencies("race", undefined, 10)
           // another transaction holds the row: the settle's statement starts (its now()) and waits
+          const lockerPid: number = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid
           yield* Effect.promise(() => locker.query("BEGIN"))
           yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
           const settling = yield* Effect.forkChild(
             store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) })
           )
-          // until the settle waits for the lock (an event in pg_locks, not a sleep)
-          yield* Effect.promise(() =>
-            locker.query(
-              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
-              [`%"${schema}".wp_job%`]
-            )
-          ).pipe(Effect.repeat({ until: (result) => result.rows[0].n > 0, schedule: Schedule.spaced("5 millis") }))
+          yield* blockedBy(lockerPid) // the settle waits for the lock
           yield* Effect.sleep("20 millis") // the server's clock moves past the settle's stamp
           const between = yield* store.latencies("race", start.until, 10)
           assert.deepStrictEqual(between.jobs, [], "not committed yet")
@@ -474,29 +469,25 @@ else {
           for (const row of rows) seqOf.set(row.id, Number(row.seq))
           const bySeq = [...claims].sort((a, b) => seqOf.get(a.job.id)! - seqOf.get(b.job.id)!)
           const middle = bySeq[4]!
-          // another transaction holds the fifth job's row until told to let go
-          const held = yield* Deferred.make<void>()
-          const release = yield* Deferred.make<void>()
-          const holder = admin((sql) =>
-            sql.withTransaction(
-              sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${middle.job.id} FOR UPDATE`.pipe(
-                Effect.andThen(Deferred.succeed(held, undefined)),
-                Effect.andThen(Deferred.await(release))
-              )
-            )
-          )
-          yield* Deferred.await(held)
-          /** Waits until a statement is waiting for a row lock; then which rows are held (another statement cannot lock them at once). */
-          const heldWhileWaiting = Effect.gen(function*() {
-            yield* Effect.promise(() =>
-              admin((sql) =>
-                sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                  WHERE wait_event_type = 'Lock' AND query LIKE '%lease_until%'`.pipe(
-                  Effect.flatMap(([row]) => row!.n > 0 ? Effect.void : Effect.fail("not waiting yet")),
-                  Effect.retry(Schedule.spaced("10 millis"))
+          // another transaction holds the fifth job's row until `letGo`
+          const hold = Effect.gen(function*() {
+            const held = yield* Deferred.make<number>() // the holder's backend
+            const release = yield* Deferred.make<void>()
+            const holder = admin((sql) =>
+              sql.withTransaction(
+                sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.pipe(
+                  Effect.tap(() => sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${middle.job.id} FOR UPDATE`),
+                  Effect.flatMap(([row]) => Deferred.succeed(held, row!.pid)),
+                  Effect.andThen(Deferred.await(release))
                 )
               )
             )
+            const pid = yield* Deferred.await(held)
+            return { pid, letGo: Effect.andThen(Deferred.succeed(release, undefined), Effect.promise(() => holder)) }
+          })
+          /** Waits until a statement is waiting for a row lock; then which rows are held (another statement cannot lock them at once). */
+          const heldWhileWaiting = (holder: number) => Effect.gen(function*() {
+            yield* blockedBy(holder)
             const locked: Array<boolean> = []
             for (const claim of bySeq) {
               locked.push(
@@ -514,31 +505,20 @@ else {
           })
           // the tokens in an order of their own (the consumer's, or the order its jobs ended in)
           const tokens = claims.map((claim) => claim.token).reverse()
+          const first = yield* hold
           const beat = yield* Effect.forkChild(store.heartbeat(tokens, 60_000))
-          const byHeartbeat = yield* heldWhileWaiting
-          yield* Deferred.succeed(release, undefined)
-          yield* Effect.promise(() => holder)
+          const byHeartbeat = yield* heldWhileWaiting(first.pid)
+          yield* first.letGo
           yield* Fiber.join(beat)
           // once more, for the final settles of the same jobs, in the same order
-          const held2 = yield* Deferred.make<void>()
-          const release2 = yield* Deferred.make<void>()
-          const holder2 = admin((sql) =>
-            sql.withTransaction(
-              sql`SELECT 1 FROM ${sql.literal(S)}.wp_job WHERE id = ${middle.job.id} FOR UPDATE`.pipe(
-                Effect.andThen(Deferred.succeed(held2, undefined)),
-                Effect.andThen(Deferred.await(release2))
-              )
-            )
-          )
-          yield* Deferred.await(held2)
+          const second = yield* hold
           const settled = yield* Effect.forkChild(Effect.promise(() =>
             admin((sql) =>
               Postgres.settleStatement(sql, sql.literal(S), tokens.map((token) => ({ token, state: "succeeded", exit: "{}" })), 1)
             )
           ))
-          const bySettle = yield* heldWhileWaiting
-          yield* Deferred.succeed(release2, undefined)
-          yield* Effect.promise(() => holder2)
+          const bySettle = yield* heldWhileWaiting(second.pid)
+          yield* second.letGo
           const written = yield* Fiber.join(settled)
           return { byHeartbeat, bySettle, written: written.length }
         }).pipe(Effect.provide(layer(schema)))

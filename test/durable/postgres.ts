@@ -4,7 +4,7 @@
  * missing server is a failure. Each test gets its own schema, dropped when its file ends.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Redacted, Schedule } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { afterAll } from "vitest"
 import * as JobStore from "../../src/JobStore.ts"
@@ -45,6 +45,17 @@ export const listenBackends = (channel: string) =>
         WHERE query LIKE ${`%LISTEN "${channel}"`} AND datname = current_database()`
     )
   )
+
+/**
+ * Waits until some backend waits for a lock that backend `holder` holds (`pg_blocking_pids`), each
+ * look on a connection of its own: what the lock tests wait on, instead of a sleep. A look from the
+ * holder's own open transaction never saw the waiter: there pg_stat_activity's state and query are
+ * a snapshot taken at the transaction's first read of it (the latencies race test hung 1 run in 3).
+ */
+export const blockedBy = (holder: number) =>
+  Effect.promise(() =>
+    admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
+  ).pipe(Effect.repeat({ until: ([row]) => row!.n > 0, schedule: Schedule.spaced("5 millis") }), Effect.asVoid)
 
 /** The pids of the backends listening on `channel` now. */
 export const listeners = (channel: string) =>
