@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, blockedBy, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -291,29 +291,7 @@ else {
         yield* Effect.provide(JobQueue.stats("default"), layer(schema))
         const S = `"${schema}"`
         const plan = (queues: ReadonlyArray<string>) =>
-          Effect.promise(() =>
-            admin((sql) =>
-              Effect.gen(function*() {
-                // the store's own statement, compiled to its text and parameters
-                const [text, params] = Postgres.claimStatement(sql, sql.literal(S), {
-                  queues,
-                  tasks: ["Echo"],
-                  limit: 4,
-                  lease: 1000
-                }, 1).compile()
-                // the store's statements are prepared: the plan that counts is the generic one, for any parameters
-                return yield* sql.withTransaction(Effect.gen(function*() {
-                  yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
-                  yield* sql.unsafe(`PREPARE wp_claim_plan AS ${text}`).raw
-                  const literal = (value: unknown) =>
-                    Array.isArray(value) ? `ARRAY[${value.map((v) => `'${v}'`).join(",")}]::text[]` : typeof value === "string" ? `'${value}'` : String(value)
-                  const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE wp_claim_plan (${params.map(literal).join(", ")})`)
-                  yield* sql.unsafe(`DEALLOCATE wp_claim_plan`).raw
-                  return rows.map((row) => row["QUERY PLAN"]).join("\n")
-                }))
-              })
-            )
-          )
+          genericPlan((sql) => Postgres.claimStatement(sql, sql.literal(S), { queues, tasks: ["Echo"], limit: 4, lease: 1000 }, 1))
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.gen(function*() {
@@ -368,23 +346,9 @@ else {
             })
           )
         )
-        const text = yield* Effect.promise(() =>
-          admin((sql) =>
-            Effect.gen(function*() {
-              const [statement, params] = Postgres.latenciesStatement(sql, sql.literal(S), "default", "29000:30990:29000,29500", 1000)
-                .compile()
-              // prepared: the generic plan, for any queue and cursor
-              return yield* sql.withTransaction(Effect.gen(function*() {
-                yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
-                yield* sql.unsafe(`PREPARE wp_latencies_plan AS ${statement}`).raw
-                const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(
-                  `EXPLAIN EXECUTE wp_latencies_plan (${params.map((p) => `'${String(p)}'`).join(", ")})`
-                )
-                yield* sql.unsafe(`DEALLOCATE wp_latencies_plan`).raw
-                return rows.map((row) => row["QUERY PLAN"]).join("\n")
-              }))
-            })
-          )
+        // prepared: the generic plan, for any queue and cursor
+        const text = yield* genericPlan((sql) =>
+          Postgres.latenciesStatement(sql, sql.literal(S), "default", "29000:30990:29000,29500", 1000)
         )
         if (process.env.SHOW_PLAN) console.log(text)
         assert.match(text, /Index Scan Backward using wp_job_settled[\s\S]*Index Scan using wp_job_settled/, text)
@@ -400,6 +364,41 @@ else {
           layer(schema)
         )
         assert.strictEqual(found.jobs.length, 2 + 11)
+      }), { timeout: 60_000 })
+
+    it.live("final settles, alone or carried by a claim, find their jobs by wp_job_token, not among all running jobs (wp_job_running), on a table never analyzed", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        // a drain right after a bulk enqueue: 20,000 running jobs and no statistics yet (autovacuum
+        // would gather them within a minute: not during the test)
+        const analyzed = yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              yield* sql.unsafe(`ALTER TABLE ${S}.wp_job SET (autovacuum_enabled = false)`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, started_at, lease_token, lease_until)
+                SELECT 'running-' || i, 'default', 'Echo', '{}', 0, 0, 'running', 1, 0, 0, 0, 0, 'token-' || i, 60000
+                FROM generate_series(1, 20000) i`).raw
+              return yield* sql<{ analyzed: boolean }>`SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL AS analyzed
+                FROM pg_stat_user_tables WHERE schemaname = ${schema} AND relname = 'wp_job'`
+            })
+          )
+        )
+        assert.deepStrictEqual(analyzed.map((row) => row.analyzed), [false])
+        const finals = [1, 2, 3].map((i) => ({ token: `token-${i}`, state: "succeeded", exit: "{}" }))
+        const plans = [
+          yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1)),
+          yield* genericPlan((sql) =>
+            Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals)
+          )
+        ]
+        for (const text of plans) {
+          if (process.env.SHOW_PLAN) console.log(text)
+          assert.match(text, /Index Scan using wp_job_token|Bitmap Index Scan on wp_job_token/, text)
+          assert.notMatch(text, /wp_job_running|Seq Scan on wp_job/, text)
+        }
       }), { timeout: 60_000 })
 
     it.live("a claim over several queues (one LATERAL index scan each) takes the best jobs across them, FIFO within a priority, under its limit", () =>

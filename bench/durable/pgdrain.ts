@@ -9,7 +9,7 @@
  * the run's sessions (what they waited on) and the oldest snapshot in the database and who held
  * it. A second line, from the consumers' timed store (bench/durable/pgdrain-consumer.ts): claims
  * per consumer, claim latency (p50 by 500 ms of the drain), jobs asked for and got per claim,
- * settle latency.
+ * settle latency. The server's CPU in the drain is that of the backends serving the consumers.
  *
  *   node bench/durable/pgdrain.ts <postgres://…> [jobs=20000] [consumers=4]
  *
@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
@@ -66,6 +66,33 @@ const cpuOf = (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 const consumersCpu = () => children.reduce((sum, child) => sum + cpuOf(child.pid!), 0)
+/**
+ * The CPU so far (ms) of each server backend that serves a consumer: the backends whose client port
+ * is one of the consumers' sockets (other runs share the server, so not all of its processes).
+ */
+const serverCpu = async () => {
+  const inodes = new Set(children.flatMap((child) =>
+    readdirSync(`/proc/${child.pid}/fd`).flatMap((fd) => {
+      try {
+        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${child.pid}/fd/${fd}`))?.slice(1) ?? []
+      } catch {
+        return [] // closed since the listing
+      }
+    })
+  ))
+  const ports = ["/proc/net/tcp", "/proc/net/tcp6"].filter(existsSync).flatMap((file) =>
+    readFileSync(file, "utf8").split("\n").slice(1).map((line) => line.trim().split(/\s+/))
+      .filter((fields) => inodes.has(fields[9]!)).map((fields) => parseInt(fields[1]!.split(":")[1]!, 16))
+  )
+  const rows = await client.query(`SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])`, [ports])
+  return new Map(rows.rows.flatMap((row: { pid: number }) => {
+    try {
+      return [[row.pid, cpuOf(row.pid)] as const]
+    } catch {
+      return [] // ended since
+    }
+  }))
+}
 const idleCpu = consumersCpu()
 // 16 at a time: the scenario's one after another is most of a run's time on a loaded machine
 let next = 0
@@ -132,6 +159,7 @@ const ticker = setInterval(() => {
   timeline.push(reported - last)
   last = reported
 }, 100)
+const serverBefore = await serverCpu()
 const t = performance.now()
 for (const child of children) child.send({ go: true } satisfies ToConsumer)
 await new Promise<void>((resolve) => {
@@ -139,6 +167,8 @@ await new Promise<void>((resolve) => {
 })
 const ms = performance.now() - t
 const drainCpu = consumersCpu()
+// a backend that ended during the drain is missed: the consumers' pools keep theirs open
+const serverDrainCpu = [...(await serverCpu())].reduce((sum, [pid, ms]) => sum + ms - (serverBefore.get(pid) ?? 0), 0)
 clearInterval(ticker)
 timeline.push(reported - last)
 sampling = false
@@ -152,6 +182,9 @@ console.log(JSON.stringify({
   load: (await import("node:os")).loadavg()[0]!.toFixed(1),
   // the consumers' CPU (ms) while the jobs were enqueued (they are paused: the wake-ups they hear) and in the drain
   consumersCpuMs: { enqueue: enqueuedCpu - idleCpu, drain: drainCpu - enqueuedCpu },
+  // the server's backends that served the consumers, in the drain (ms, and µs per job)
+  serverCpuMs: serverDrainCpu,
+  serverCpuUsPerJob: Math.round(serverDrainCpu * 1000 / jobs),
   claims: delta.idx_scan,
   readPerClaim: +(delta.idx_tup_read! / Math.max(1, delta.idx_scan!)).toFixed(1),
   updates: delta.n_tup_upd,

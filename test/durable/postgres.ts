@@ -35,6 +35,26 @@ export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown
   )
 
 /**
+ * The plan of a store statement (built on the test server's client) as the store runs it: prepared,
+ * so the generic plan, for any parameters.
+ */
+export const genericPlan = (statement: (sql: PgClient.PgClient) => { compile(): readonly [string, ReadonlyArray<unknown>] }) =>
+  Effect.promise(() =>
+    admin((sql) => {
+      const [text, params] = statement(sql).compile()
+      const literal = (value: unknown): string =>
+        Array.isArray(value) ? `ARRAY[${value.map(literal).join(",")}]::text[]` : `'${String(value).replaceAll("'", "''")}'`
+      return sql.withTransaction(Effect.gen(function*() {
+        yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
+        yield* sql.unsafe(`PREPARE wp_plan AS ${text}`).raw
+        const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE wp_plan (${params.map(literal).join(", ")})`)
+        yield* sql.unsafe(`DEALLOCATE wp_plan`).raw
+        return rows.map((row) => row["QUERY PLAN"]).join("\n")
+      }))
+    })
+  )
+
+/**
  * The backends whose last statement was a LISTEN or an UNLISTEN of `channel` (a store's listener
  * connection), with that statement: what the channel tests wait on, instead of a sleep.
  */

@@ -7,7 +7,13 @@
  *   `wp_job_ready (queue, rank DESC, seq) WHERE state = 'queued'`, and makes them running with a
  *   fresh token in the same statement; a queue with a rate limit is claimed in a transaction
  *   under its `wp_queue` row's lock instead (`claimLimited`);
- * - settles and heartbeats are `UPDATE ... WHERE lease_token = $token AND state = 'running'`;
+ * - settles and heartbeats are fenced by the lease token. A job has a token exactly while it runs:
+ *   both claims set a fresh one in the UPDATE that makes a job running, and every UPDATE that takes
+ *   a job out of running (final settle, retry, release, reap) sets it NULL; nothing else writes
+ *   `state` or `lease_token` (a cancel of a running job only flags it, a redrive starts from dead,
+ *   an enqueue inserts none). So `lease_token = $token` alone is the fence `AND state = 'running'`
+ *   was, and the statements for many tokens say only that: a planner without statistics took the
+ *   state for the more selective of the two and scanned every running job (wp_job_running);
  * - time is the server's (`now()`), so producers and consumers on different machines agree on
  *   when a delayed job is due and when a lease has expired;
  * - a change that makes a job claimable sends `NOTIFY` on its queue's channel, and each store
@@ -384,6 +390,10 @@ export interface FinalSettle {
  * several running jobs (this one, the heartbeat, the reaper) locks them in `seq` order first: in
  * the order each happened to find them, a consumer's heartbeat and its claim carrying settles of
  * the same jobs deadlocked (Postgres broke it after a second, failing the claim).
+ *
+ * The jobs are found by token alone (a token exists only while its job runs: see the header), and
+ * by a token array as well as the join: joined only to the recordset, whose rows the planner cannot
+ * count, an unanalyzed table was read whole instead of through wp_job_token.
  */
 export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
   sql<{ token: string }>`UPDATE ${S}.wp_job j
@@ -392,7 +402,8 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: Rea
     FROM (SELECT l.seq, v.token, v.state, v.exit
       FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
         AS v(token text, state text, exit text)
-      JOIN ${S}.wp_job l ON l.lease_token = v.token AND l.state = 'running'
+      JOIN ${S}.wp_job l ON l.lease_token = v.token
+      WHERE l.lease_token = ANY(${finals.map((final) => final.token)}::text[])
       ORDER BY l.seq FOR UPDATE OF l) v
     WHERE j.seq = v.seq
     RETURNING v.token`
@@ -1019,7 +1030,7 @@ export const makeWith = (
         Effect.map(
           sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job j
             SET lease_until = ${NOW()}::bigint + ${lease}::bigint
-            FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_token = ANY(${tokens})
+            FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.lease_token = ANY(${tokens}::text[])
               ORDER BY l.seq FOR UPDATE OF l) l
             WHERE j.seq = l.seq
             RETURNING j.lease_token, j.cancel_requested`,
@@ -1047,6 +1058,7 @@ export const makeWith = (
         return op("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
       const now = NOW()
+      // one token: wp_job_token serves it with or without the state, which stays as a check that costs nothing
       const fence = sql`WHERE lease_token = ${token} AND state = 'running'`
       const lease = sql`lease_token = NULL, lease_until = NULL`
       const statement = (() => {
