@@ -12,7 +12,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
+import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url, watchScripts } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -20,6 +20,7 @@ import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisScripts from "../src/internal/store/redisScripts.ts"
+import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
@@ -153,13 +154,8 @@ else {
         )
         // the claim scripts this store sends, by queue (counted when sent)
         const claims = new Map<string, number>()
-        const counted = Redis.Redis.of({
-          ...plain,
-          eval: (script) => (...params) =>
-            Effect.suspend(() => {
-              if (script.lua === RedisScripts.CLAIM) claims.set(String(params[0]), (claims.get(String(params[0])) ?? 0) + 1)
-              return plain.eval(script)(...params)
-            })
+        const counted = watchScripts(plain, (lua, _, [key]) => {
+          if (lua === RedisScripts.CLAIM) claims.set(key!, (claims.get(key!) ?? 0) + 1)
         })
         const claimsOf = (queue: string) => claims.get(`{${prefix}:${queue}}:meta`) ?? 0
         const store = yield* Effect.provideService(RedisStore.make(yield* RedisStore.options({ url: url!, prefix })), Redis.Redis, counted)
@@ -190,18 +186,12 @@ else {
         // the claim scripts this store sends, and its watch's looks (ORPHANS) once answered
         const sent = { claims: 0, looks: 0 }
         const looked: Array<() => void> = []
-        const counted = Redis.Redis.of({
-          ...plain,
-          eval: (script) => (...params) =>
-            Effect.suspend(() => {
-              if (script.lua === RedisScripts.CLAIM) sent.claims++
-              const sending = plain.eval(script)(...params)
-              return script.lua !== RedisScripts.ORPHANS ? sending : Effect.tap(sending, () =>
-                Effect.sync(() => {
-                  sent.looks++
-                  for (const wake of looked.splice(0)) wake()
-                }))
-            })
+        const counted = watchScripts(plain, (lua) => {
+          if (lua === RedisScripts.CLAIM) sent.claims++
+          return lua !== RedisScripts.ORPHANS ? undefined : () => {
+            sent.looks++
+            for (const wake of looked.splice(0)) wake()
+          }
         })
         const looks = (n: number) =>
           Effect.callback<void>((resume) => {
@@ -629,10 +619,7 @@ else {
       Effect.gen(function*() {
         const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
         const sizes: Array<number> = []
-        const counted = Redis.Redis.of({
-          ...plain,
-          eval: (script) => (...params) => Effect.suspend(() => (sizes.push(params.length), plain.eval(script)(...params)))
-        })
+        const counted = watchScripts(plain, (_, __, params) => void sizes.push(params.length))
         const store = yield* Effect.provideService(RedisStore.make(yield* RedisStore.options({ url: url!, prefix: freshPrefix() })), Redis.Redis, counted)
         const jobs = yield* Effect.forEach([1, 2], (n) => Effect.provideService(JobQueue.enqueue(Echo, { n }, { queue: "q" }), JobStore.JobStore, store))
         sizes.length = 0
@@ -646,6 +633,70 @@ else {
         assert.deepStrictEqual(yield* store.heartbeat(claims.map((claim) => claim.token), 60_000), { lost: [], cancelled: [] })
         for (const claim of claims) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
         assert.isFalse(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a script goes by EVALSHA with the SHA1 of its source: an enqueue and a claim send one command each; the source goes whole (EVAL) once, to a server that lacks it", () =>
+      Effect.gen(function*() {
+        // a server of its own: it has none of the scripts yet
+        const server = yield* ownServer()
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: server.url })), (context) => Context.get(context, Redis.Redis))
+        const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
+        // every command the store sends; a script's by the SHA it names (an EVAL's: of the source it carries)
+        const sent: Array<string> = []
+        const recording = Redis.Redis.of({
+          ...plain,
+          send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+            Effect.suspend(() => {
+              sent.push(command === "EVALSHA" ? `EVALSHA ${args[0]}` : command === "EVAL" ? `EVAL ${sha(args[0]!)}` : command)
+              return plain.send<A>(command, ...args)
+            })
+        })
+        const cfg = yield* RedisStore.options({ url: server.url, prefix: freshPrefix() })
+        const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "server" }), Redis.Redis, recording)
+        const enqueue = store.enqueue({ queue: "q", task: "Echo", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const [ENQUEUE, CLAIM] = [sha(RedisScripts.ENQUEUE), sha(RedisScripts.CLAIM)]
+        // what the store's start sends (its server's settings, its time)
+        sent.length = 0
+        yield* enqueue
+        assert.deepStrictEqual(sent.splice(0), ["SADD", `EVALSHA ${ENQUEUE}`, `EVAL ${ENQUEUE}`])
+        for (let n = 0; n < 3; n++) {
+          yield* enqueue
+          assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${ENQUEUE}`])
+        }
+        assert.lengthOf((yield* store.claim(request(["q"], 2))).claims, 2)
+        assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${CLAIM}`, `EVAL ${CLAIM}`])
+        for (let n = 0; n < 2; n++) {
+          assert.lengthOf((yield* store.claim(request(["q"]))).claims, 1)
+          assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${CLAIM}`])
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("SCRIPT FLUSH under a live store: its next settle, enqueue and claim succeed (the server is sent each script again, once)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const scriptsLoaded = Effect.promise(() =>
+          admin((client) => client.scriptExists([RedisScripts.ENQUEUE, RedisScripts.CLAIM, RedisScripts.SETTLE].map((lua) => createHash("sha1").update(lua).digest("hex"))), server.url)
+        )
+        const outcome = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "q" })
+          const [first] = (yield* store.claim(request(["q"]))).claims
+          const before = yield* scriptsLoaded
+          yield* Effect.promise(() => admin((client) => client.scriptFlush(), server.url))
+          const flushed = yield* scriptsLoaded
+          const settled = yield* store.settle(first!.token, { _tag: "Final", state: "succeeded", exit: "{}" })
+          yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "q" })
+          const claimed = (yield* store.claim(request(["q"]))).claims.map((claim) => claim.job.payload)
+          return { before, flushed, settled, claimed, after: yield* scriptsLoaded, state: (yield* store.get(first!.job.id))?.state }
+        }).pipe(Effect.provide(layer(freshPrefix(), { url: server.url })))
+        assert.deepStrictEqual(outcome, {
+          before: [1, 1, 0],
+          flushed: [0, 0, 0],
+          settled: true,
+          claimed: [`{"n":2}`],
+          after: [1, 1, 1],
+          state: "succeeded"
+        })
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of concurrency 100,000 claims its jobs (a claim that large overflowed the stack, at every poll)", () =>

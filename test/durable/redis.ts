@@ -5,6 +5,8 @@
  * file ends (the server may be shared: never FLUSHALL).
  */
 import { Effect, Layer } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { createHash } from "node:crypto"
 import { createClient } from "redis"
 import { afterAll } from "vitest"
 import { Echo } from "./conformance.ts"
@@ -14,6 +16,7 @@ import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as Task from "../../src/Task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
+import * as RedisScripts from "../../src/internal/store/redisScripts.ts"
 
 export const url = process.env.WORKPOOL_REDIS_URL
 if (url === undefined || url === "") {
@@ -136,3 +139,28 @@ export const timeoutSignalsOfJobs = (layer: Layer.Layer<JobStore.JobStore, any>,
     })))
     return made
   }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("30 seconds"))
+
+/** The store's scripts by the SHA1 of their source, as EVALSHA names them. */
+const scriptsBySha = new Map(
+  Object.values(RedisScripts).filter((lua): lua is string => typeof lua === "string").map((lua) => [createHash("sha1").update(lua).digest("hex"), lua])
+)
+
+/**
+ * `plain` with `seen` told of each script the store sends through it as it is sent: its source
+ * (found by its SHA1 for an EVALSHA, whole in an EVAL), how it was sent, and its keys and
+ * arguments; what `seen` returns runs when the script has answered.
+ */
+export const watchScripts = (
+  plain: Redis.Redis["Service"],
+  seen: (lua: string, command: "EVALSHA" | "EVAL", params: ReadonlyArray<string>) => void | (() => void)
+) =>
+  Redis.Redis.of({
+    ...plain,
+    send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        const lua = command === "EVALSHA" ? scriptsBySha.get(args[0]!) : command === "EVAL" ? args[0] : undefined
+        const answered = lua === undefined ? undefined : seen(lua, command as "EVALSHA" | "EVAL", args.slice(2))
+        const sending = plain.send<A>(command, ...args)
+        return answered === undefined ? sending : Effect.tap(sending, () => Effect.sync(answered))
+      })
+  })

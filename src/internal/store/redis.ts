@@ -1,7 +1,8 @@
 /**
  * The Redis store, on effect's `Redis` service (`@effect/platform-node`'s `NodeRedis` provides it):
  * any number of processes on any number of machines share one Redis. Every change of state is one
- * Lua script (`redisScripts.ts`), run by `EVALSHA` (loaded once, reloaded after a restart):
+ * Lua script (`redisScripts.ts`), run by `EVALSHA` (its SHA1 computed once; sent whole by `EVAL` to
+ * a server that lacks it, after a restart or a `SCRIPT FLUSH`):
  *
  * - a queue's keys share one hash tag `{<prefix>:<queue>}`, so they live in one Redis Cluster slot
  *   and each script touches one slot; what spans queues (a consumer of several queues, the reaper,
@@ -30,6 +31,7 @@
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { Clock, Context, Effect, Layer, Queue, Redacted } from "effect"
+import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
 import { StoreError } from "../../DurableError.ts"
@@ -188,30 +190,46 @@ const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly 
   }
 }
 
-const script = (lua: string) => Redis.script((key: string, ...args: ReadonlyArray<string>) => [key, ...args], { lua, numberOfKeys: 1 })
+/**
+ * A script with its SHA1, computed once here: the store sends `EVALSHA` itself (`evalsha` in
+ * `make`). effect's `Redis.eval` looked the SHA up in an Effect `Cache` at every call and copied
+ * the arguments twice over: CPU that every claim, settle and enqueue paid.
+ */
+interface Lua<R> {
+  readonly lua: string
+  readonly sha: string
+  /** How many of the arguments are keys (EVALSHA's `numkeys`). */
+  readonly keys: string
+  /** The script's reply (a phantom: never set). */
+  readonly reply?: R
+}
+const script = <R>(lua: string, keys = 1): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
 
 const SCRIPTS = {
-  enqueue: script(Scripts.ENQUEUE).withReturnType<[string, number, string?]>(),
-  enqueueIndexed: Redis.script(
-    (key: string, ids: string, ...args: ReadonlyArray<string>) => [key, ids, ...args],
-    { lua: Scripts.ENQUEUE_INDEXED, numberOfKeys: 2 }
-  ).withReturnType<[string, number, string?]>(),
-  claim: script(Scripts.CLAIM).withReturnType<[Array<Array<string | null>>, string, Array<number>, string, string]>(),
-  heartbeat: script(Scripts.HEARTBEAT).withReturnType<[Array<string>, Array<string>]>(),
-  progress: script(Scripts.PROGRESS).withReturnType<number>(),
-  settle: script(Scripts.SETTLE).withReturnType<Array<number>>(),
-  reap: script(Scripts.REAP).withReturnType<number>(),
-  cancel: script(Scripts.CANCEL).withReturnType<"cancelled" | "requested" | "finished" | "missing">(),
-  redrive: script(Scripts.REDRIVE).withReturnType<number>(),
-  purge: script(Scripts.PURGE).withReturnType<Array<string>>(),
-  configure: script(Scripts.CONFIGURE).withReturnType<number>(),
-  counts: script(Scripts.COUNTS).withReturnType<
+  enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
+  enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
+  claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
+  heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
+  progress: script<number>(Scripts.PROGRESS),
+  settle: script<Array<number>>(Scripts.SETTLE),
+  reap: script<number>(Scripts.REAP),
+  cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
+  redrive: script<number>(Scripts.REDRIVE),
+  purge: script<Array<string>>(Scripts.PURGE),
+  configure: script<number>(Scripts.CONFIGURE),
+  counts: script<
     [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
-  >(),
-  list: script(Scripts.LIST).withReturnType<Array<Array<string>>>(),
-  latencies: script(Scripts.LATENCIES).withReturnType<[number, Array<string>]>(),
-  markDue: script(Scripts.MARK_DUE).withReturnType<number>(),
-  orphans: script(Scripts.ORPHANS).withReturnType<number>()
+  >(Scripts.COUNTS),
+  list: script<Array<Array<string>>>(Scripts.LIST),
+  latencies: script<[number, Array<string>]>(Scripts.LATENCIES),
+  markDue: script<number>(Scripts.MARK_DUE),
+  orphans: script<number>(Scripts.ORPHANS)
+}
+
+/** The server has no script of that SHA (restarted, `SCRIPT FLUSH`, or a Cluster node that never ran it). */
+const isNoScript = (error: Redis.RedisError) => {
+  const message = (error.cause as { message?: unknown } | undefined)?.message
+  return typeof message === "string" && message.startsWith("NOSCRIPT")
 }
 
 /**
@@ -305,11 +323,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           })
         })
       )
+    /**
+     * Runs a script by its SHA. A server without it gets it whole once, by `EVAL`, which caches it
+     * there: one more round trip after a restart or a `SCRIPT FLUSH`, and on a Cluster on the key's
+     * node (EVAL is routed by its key, as EVALSHA).
+     */
+    const evalsha = <R>(script: Lua<R>, keysAndArgs: ReadonlyArray<string>): Effect.Effect<R, Redis.RedisError> =>
+      redis.send<R>("EVALSHA", script.sha, script.keys, ...keysAndArgs).pipe(
+        Effect.catchIf(isNoScript, () => redis.send<R>("EVAL", script.lua, script.keys, ...keysAndArgs))
+      )
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
-      redis.eval(SCRIPTS[name] as Redis.Script<{ params: ReadonlyArray<string>; result: any }>)(meta(queue), ...args) as Effect.Effect<
-        (typeof SCRIPTS)[K] extends Redis.Script<infer C> ? C["result"] : never,
-        Redis.RedisError
-      >
+      evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), ...args])
     const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
     /** Adds a queue to the list of queues once per store instance: a round trip saved per enqueue. */
     const added = new Set<string>()
@@ -448,7 +472,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
     /** A repeatable job's tick on one Redis: the script checks and writes the id index too (one round trip). */
     const enqueueOne = (job: NewJob, id: string) =>
-      redis.eval(SCRIPTS.enqueueIndexed)(meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue)
+      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue])
     /**
      * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
      * is written first (a job is never without it) and the script runs after it (two round trips).

@@ -3,9 +3,10 @@
  * client for one server only. Each command goes to the node that holds its first key (a script's
  * first key: every key of a store's script shares it slot); commands without a key go to any node.
  *
- * Scripts: `Redis.eval` loads a script once (`SCRIPT LOAD`, on some node) and then runs `EVALSHA`
- * on the key's node, which may not have it: a `NOSCRIPT` there loads it on that node and runs it
- * again. Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
+ * Scripts: the store sends `EVALSHA` itself, and `EVAL` (routed by its key too) where the key's node
+ * lacks the script. `Redis.eval` loads a script once (`SCRIPT LOAD`, on some node) and then runs
+ * `EVALSHA` on the key's node, which may not have it: a `NOSCRIPT` there after such a load loads it
+ * on that node and runs it again. Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
  * holds up nobody else's commands.
  *
  * @internal
