@@ -3,7 +3,7 @@
  * scenario's own scripts, cold as in the scenario) drain `jobs` no-op jobs; it prints the drain's
  * jobs/s, the consumers' CPU per job (user + system, from /proc, from `go` until the last job) and,
  * on Redis, the server's (`INFO cpu`: the whole server's, so run it on a server of its own), and the
- * producer's (this process, which enqueued the jobs just before).
+ * producer's (this process, which enqueued the jobs just before): during the drain, and per enqueue.
  *
  *   node bench/durable/drain.ts <redis://…> [ours|bullmq] [jobs=20000] [consumers=4]
  *
@@ -76,7 +76,9 @@ await Promise.all(Array.from({ length: consumers }, () =>
       onEvent()
     })
   })))
+const enqueueing = process.cpuUsage()
 for (let n = 0; n < jobs; n++) await enqueue({ n, t: 0 })
+const enqueueCpu = process.cpuUsage(enqueueing)
 const before = children.map((child) => processCpu(child.pid!))
 const server = await serverCpu()
 const producer = process.cpuUsage()
@@ -96,7 +98,9 @@ console.log(JSON.stringify({
   consumerUsPerJob: Math.round(consumerUs / jobs),
   serverUsPerJob: Math.round(serverUs / jobs),
   // the enqueueing process, idle but for the consumers' reports: what it spends meanwhile is its client's
-  producerUsPerJob: Math.round((producerCpu.user + producerCpu.system) / jobs)
+  producerUsPerJob: Math.round((producerCpu.user + producerCpu.system) / jobs),
+  // the enqueues before the drain, one after another: the producer's CPU per enqueue
+  enqueueUsPerJob: Math.round((enqueueCpu.user + enqueueCpu.system) / jobs)
 }))
 await Promise.all(children.map((child) =>
   new Promise<void>((resolve) => {
