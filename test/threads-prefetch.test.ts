@@ -13,7 +13,7 @@ import { MessagePort } from "node:worker_threads"
 import { Crash, Echo, Flaky, Hold, Mark, Spin } from "./fixtures/tasks.ts"
 import { addsUp, blockUntil, makePool as makeThreadPool, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { PaceMeter } from "../src/internal/pace.ts"
-import { depth, MAX_OFFERS, MIN_OFFERS, sharedCells, type Thread, Threads } from "../src/internal/threads.ts"
+import { depth, MAX_OFFERS, MIN_OFFERS, sharedCells, type Thread, Threads, WINDOW } from "../src/internal/threads.ts"
 import { COUNTER, PARKED, SIGNAL_CELLS } from "../src/internal/park.ts"
 import { offerCell, PACE, WITHDRAWN } from "../src/internal/protocol.ts"
 import { settle, waitFor } from "./helpers.ts"
@@ -337,10 +337,11 @@ describe("ThreadPool prefetch", () => {
   it("offers per thread: as many as cover the window at the thread's pace, within the bounds", () => {
     assert.strictEqual(depth(0), MIN_OFFERS, "pace unknown")
     assert.strictEqual(depth(1), MAX_OFFERS, "very short tasks")
+    assert.strictEqual(depth(WINDOW), MIN_OFFERS, "tasks as long as the window")
     assert.strictEqual(depth(500_000), MIN_OFFERS, "long tasks")
-    assert.isAbove(depth(100), MIN_OFFERS)
-    assert.isBelow(depth(100), MAX_OFFERS)
-    assert.isAtLeast(depth(50), depth(100), "shorter tasks, more offers")
+    assert.strictEqual(depth(WINDOW / 8), 8, "as many as cover the window")
+    assert.strictEqual(depth(WINDOW / 8 + 1), 8, "the last one may end past it")
+    assert.strictEqual(depth(WINDOW / 16), 16, "shorter tasks, more offers")
   })
 
   it("a thread's pace: the shorter of each two tasks in a row, so that one slow task does not count", () => {
@@ -350,7 +351,7 @@ describe("ThreadPool prefetch", () => {
     // a task that was not scheduled for 50 ms, between short ones
     assert.strictEqual(meter.add(50_000), 40)
     assert.strictEqual(meter.add(40), 40)
-    // counted as it came, it would have made the pace 6 ms, then 3 ms after the next: the least offers
+    // counted as it came, it would have made the pace 6 ms, then 3 ms after the next: a few offers, not the most
     assert.strictEqual(depth(meter.add(40)), depth(40))
   })
 
@@ -364,11 +365,11 @@ describe("ThreadPool prefetch", () => {
     // tasks of 1 ms: the first counts as the short one before it, then an eighth of the way up per task
     const rising = [1000, 1000, 1000].map((took) => meter.add(took))
     assert.deepStrictEqual(rising, [107, 219, 317])
-    // a task of 16 ms or more counts as the thread's second long one: the least offers
+    // a task of 8 windows or more counts as the thread's second long one: the least offers
     const slow = new PaceMeter()
     for (const took of [40, 40, 40]) slow.add(took)
-    assert.strictEqual(depth(slow.add(16_000)), depth(40), "one long task: not yet")
-    assert.strictEqual(depth(slow.add(16_000)), MIN_OFFERS, "the second long one in a row")
+    assert.strictEqual(depth(slow.add(8 * WINDOW)), depth(40), "one long task: not yet")
+    assert.strictEqual(depth(slow.add(8 * WINDOW)), MIN_OFFERS, "the second long one in a row")
     assert.strictEqual(new PaceMeter().add(0.2), 1, "at least 1 µs: 0 means unknown")
   })
 

@@ -10,19 +10,14 @@
  * node bench/probe/posts.ts --old=/path/to/old/tree [--jobs=N] [--reps=N] [--neighbour]
  */
 import { Effect, Exit, Scope } from "effect"
-import { spawn } from "node:child_process"
-import { loadavg } from "node:os"
-import * as path from "node:path"
 import { MessagePort } from "node:worker_threads"
 import * as workerThreads from "node:worker_threads"
+import { arg, inTurns, median, trees } from "./inTurns.ts"
 import { treePool } from "./treePool.ts"
 
-const arg = (name: string, otherwise: string) =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
 const jobs = Number(arg("jobs", "2000"))
 const reps = Number(arg("reps", "6"))
-const trees = { old: arg("old", ""), new: path.resolve(import.meta.dirname, "../..") }
-if (trees.old === "") throw new Error("--old=<tree> is required")
+trees() // fails early without --old
 
 const counts = { posts: 0, received: 0 }
 const post = MessagePort.prototype.postMessage
@@ -57,24 +52,8 @@ const open = async (tree: string) => {
   }
 }
 
-const median = (xs: Array<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
-const neighbour = process.argv.includes("--neighbour")
-  ? spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" })
-  : undefined
-const old = await open(trees.old)
-const neu = await open(trees.new)
-type R = Awaited<ReturnType<typeof old.run>>
-const rows: { old: Array<R>; new: Array<R> } = { old: [], new: [] }
-const loads: Array<number> = []
-for (let rep = 0; rep < reps; rep++) {
-  loads.push(loadavg()[0]!)
-  for (const side of rep % 2 === 0 ? ["old", "new"] as const : ["new", "old"] as const) {
-    rows[side].push(await (side === "old" ? old : neu).run())
-  }
-}
+const { load, neighbour, rows } = await inTurns(open, reps)
+type R = (typeof rows.old)[number]
 const show = (name: "old" | "new") => {
   const r = rows[name]
   const m = (f: (r: R) => number) => median(r.map(f))
@@ -82,11 +61,8 @@ const show = (name: "old" | "new") => {
     m((r) => r.sys).toFixed(1)
   } us/task, posts to threads ${m((r) => r.posts).toFixed(3)}/task`
 }
-neighbour?.kill()
-console.log(`${jobs} tasks${neighbour ? " beside a CPU-bound process" : ""}, ${reps} pairs, load ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}, medians`)
+console.log(`${jobs} tasks${neighbour ? " beside a CPU-bound process" : ""}, ${reps} pairs, load ${load}, medians`)
 console.log(show("old"))
 console.log(show("new"))
 const ratio = (f: (r: R) => number) => median(rows.new.map((n, i) => f(n) / f(rows.old[i]!)))
 console.log(`new/old (median of pairs): wall ${ratio((r) => r.wall).toFixed(3)}, main cpu ${ratio((r) => r.user + r.sys).toFixed(3)}`)
-await old.close()
-await neu.close()

@@ -155,7 +155,7 @@ export const scenario: Scenario = {
       "(steal up to 45% was seen while this scenario was written), so thread rows can vary more than the main thread's (min–max).",
     "A pool that hands a thread its next job only when the last one is back leaves the thread idle for a round trip per job " +
       "(a wake-up on each side); the floor sends every job at once, so its threads never wait. Ours sends a busy thread its " +
-      "next jobs ahead (as many as cover about 2 ms of its tasks, 2 to 64 per thread, still queued until the thread starts them: see docs/threads.md), so a thread waits only " +
+      "next jobs ahead (as many as cover about 16 ms of its tasks, 2 to 64 per thread, still queued until the thread starts them: see docs/threads.md), so a thread waits only " +
       "when the main thread has not sent it by the time its job ends: on a loaded machine, when the main thread was not " +
       "scheduled for longer than a job.",
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",

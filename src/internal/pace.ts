@@ -3,7 +3,7 @@
  * tasks in a row, so that a thread the machine did not schedule for a while during one short task (a
  * loaded machine does that for milliseconds) does not count as running long tasks. It follows a
  * fall faster than a rise (over about 2 tasks, not 8): a thread's first tasks run code not yet
- * compiled, and take far longer than the same tasks soon after. (A rise to tasks of 16 ms or more
+ * compiled, and take far longer than the same tasks soon after. (A rise to tasks of 128 ms or more
  * still cuts the thread's offers to the least at the second of them: an eighth of one is more than
  * the window, threads.ts `WINDOW`.)
  *

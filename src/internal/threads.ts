@@ -181,10 +181,15 @@ export class Thread {
  * for a while, and a round trip takes tens of µs on an idle one) and carry more tasks per message;
  * but each is a queued task parked on one thread until it starts or is taken back, which another
  * thread that frees up sooner cannot take: so long tasks get few.
+ *
+ * 16 ms rather than 2: beside another CPU-bound process the main thread is off its core for whole
+ * scheduler slices (several ms), and a 2 ms window ran dry within one (scenario 5L, see CHANGELOG
+ * 0.3.0). The price: at the end of a batch one thread may wait while the other runs what it still
+ * holds, until the main thread takes that back (docs/threads.md).
  */
 export const MIN_OFFERS = 2
 export const MAX_OFFERS = 64
-export const WINDOW = 2000
+export const WINDOW = 16_000
 
 /**
  * A thread's memory shared with the main thread, one buffer: its pace cell (protocol.PACE), its wake
