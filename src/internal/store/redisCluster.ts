@@ -4,9 +4,8 @@
  * first key: every key of a store's script shares it slot); commands without a key go to any node.
  *
  * Scripts: the store sends `EVALSHA` itself, and `EVAL` (routed by its key too) where the key's node
- * lacks the script. `Redis.eval` loads a script once (`SCRIPT LOAD`, on some node) and then runs
- * `EVALSHA` on the key's node, which may not have it: a `NOSCRIPT` there after such a load loads it
- * on that node and runs it again. Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
+ * lacks the script (not effect's `Redis.eval`, whose `SCRIPT LOAD` would go to some node, not the
+ * key's: nothing here makes that work). Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
  * holds up nobody else's commands.
  *
  * @internal
@@ -39,8 +38,6 @@ const firstKey = (command: string, args: ReadonlyArray<string>): string | undefi
   }
 }
 
-const isNoScript = (error: unknown) => String((error as { message?: unknown })?.message ?? error).includes("NOSCRIPT")
-
 export const make = (
   options: {
     readonly url: string
@@ -54,7 +51,6 @@ export const make = (
   }
 ): Effect.Effect<Redis.Redis["Service"], Redis.RedisError, Scope.Scope> =>
   Effect.gen(function*() {
-    const scripts = new Map<string, string>()
     const open = (reconnect: typeof options.reconnect | false) =>
       Effect.acquireRelease(
         Effect.tryPromise({
@@ -81,24 +77,7 @@ export const make = (
     const sendWith = (cluster: Cluster) =>
     <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
       Effect.tryPromise({
-        try: async () => {
-          const key = firstKey(command, args)
-          const send = () => cluster.sendCommand(key, false, [command, ...args]) as Promise<A>
-          if (command.toUpperCase() === "SCRIPT" && args[0]?.toUpperCase() === "LOAD") {
-            const sha = await send()
-            scripts.set(String(sha), args[1]!)
-            return sha
-          }
-          try {
-            return await send()
-          } catch (error) {
-            // the key's node has not seen this script: load it there, run it again
-            const lua = command.toUpperCase() === "EVALSHA" ? scripts.get(args[0]!) : undefined
-            if (lua === undefined || !isNoScript(error)) throw error
-            await cluster.sendCommand(key, false, ["SCRIPT", "LOAD", lua])
-            return await send()
-          }
-        },
+        try: () => cluster.sendCommand(firstKey(command, args), false, [command, ...args]) as Promise<A>,
         catch: (cause) => new Redis.RedisError({ cause })
       })
 
