@@ -21,11 +21,12 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, testLayer, url } from "./durable/redis.ts"
+import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, testLayer, url, watchScripts } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
 import * as Scripts from "../src/internal/store/redisScripts.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
+import { createHash } from "node:crypto"
 
 /**
  * One seeded sequence of operations applied step by step to the memory store (the reference) and
@@ -183,7 +184,7 @@ const differential = (redisLayer: Layer.Layer<JobStore.JobStore, any>, seed: num
  * hash's own token), the ready and delayed sets exactly the queued jobs, the final sets the ended
  * ones, the priority counts a recount, dedup keys held by the unfinished job that has them.
  */
-const invariants = (prefix: string, queue: string) =>
+const invariants = (prefix: string, queue: string, on = url!) =>
   Effect.promise(() =>
     admin(async (client) => {
       const B = `{${prefix}:${queue}}`
@@ -209,7 +210,7 @@ const invariants = (prefix: string, queue: string) =>
       const holding = [...jobs].filter(([, job]) => job.hasDedup === "1" && (job.state === "queued" || job.state === "running"))
       assert.deepStrictEqual(Object.entries(dedup).sort(), holding.map(([id, job]) => [job.dedup!, id]).sort(), "dedup keys")
       return jobs.size
-    })
+    }, on)
   )
 
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
@@ -543,7 +544,149 @@ else {
   })
 
 
+  /**
+   * 58c0c22: scripts by EVALSHA, the whole source by EVAL on a NOSCRIPT. Each test has a server of
+   * its own (`ownServer`), which starts without the scripts: the first call of each goes by EVAL.
+   */
+  describe("the Redis store's scripts by EVALSHA, hostile", () => {
+    const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
+    const job = (queue: string, payload = "{}") => ({ queue, task: "Echo", payload, priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined })
+    /** A store on `on` whose scripts are recorded as sent (`EVALSHA <sha>` / `EVAL <sha>`), with its prefix. */
+    const recorded = (on: string, user?: { readonly name: string; readonly password: string }) =>
+      Effect.gen(function*() {
+        const address = user === undefined ? on : on.replace("redis://", `redis://${user.name}:${user.password}@`)
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: address })), (context) => Context.get(context, Redis.Redis))
+        const sent: Array<string> = []
+        const prefix = freshPrefix()
+        const cfg = yield* RedisStore.options({ url: address, prefix })
+        const store = yield* Effect.provideService(
+          RedisStore.make(cfg),
+          Redis.Redis,
+          watchScripts(plain, (lua, command) => void sent.push(`${command} ${sha(lua)}`))
+        )
+        return { store, sent, prefix }
+      })
+
+    it.live("SCRIPT FLUSH in a loop under 8 producers and 4 consumers: every job is claimed once and succeeds once, and the keys agree with the jobs", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const { prefix, sent, store } = yield* recorded(server.url)
+        const queue = "flushed"
+        let stop = false
+        let flushes = 0
+        // flushes as fast as the server answers, until the consumers are done
+        const flusher = yield* Effect.forkChild(Effect.promise(() =>
+          admin(async (client) => {
+            while (!stop) {
+              await client.scriptFlush()
+              flushes++
+              await new Promise((resolve) => setImmediate(resolve))
+            }
+          }, server.url)
+        ))
+        const JOBS = 400
+        const ids = yield* Effect.forEach(
+          Array.from({ length: JOBS }, (_, i) => i),
+          (i) => Effect.map(store.enqueue(job(queue, JSON.stringify({ i }))), ({ id }) => id),
+          { concurrency: 8 }
+        )
+        const claimed: Array<string> = []
+        let settledTrue = 0
+        yield* Effect.forEach([0, 1, 2, 3], () =>
+          Effect.gen(function*() {
+            while (claimed.length < JOBS) {
+              const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 5, lease: 600_000 })
+              if (claims.length === 0) {
+                yield* Effect.yieldNow
+                continue
+              }
+              for (const claim of claims) claimed.push(claim.job.id)
+              const settled = yield* Effect.forEach(claims, (claim) => store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: "{}" }), { concurrency: "unbounded" })
+              settledTrue += settled.filter((ok) => ok).length
+            }
+          }), { concurrency: "unbounded", discard: true })
+        stop = true
+        yield* Fiber.join(flusher)
+        assert.strictEqual(claimed.length, JOBS, "no job claimed twice")
+        assert.deepStrictEqual([...claimed].sort(), [...ids].sort())
+        assert.strictEqual(settledTrue, JOBS)
+        const counts = yield* store.counts(queue)
+        assert.strictEqual(counts.succeeded, JOBS)
+        assert.strictEqual(counts.waiting + counts.delayed + counts.running + counts.dead, 0)
+        // the race was run: the server lost its scripts under the store more than once
+        assert.isAbove(flushes, 1)
+        assert.isAbove(sent.filter((command) => command.startsWith("EVAL ")).length, 1)
+        yield* invariants(prefix, queue, server.url)
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    it.live("an error other than NOSCRIPT is not retried by EVAL, and surfaces as a StoreError: a script that fails (WRONGTYPE) on a fresh server, then by EVALSHA", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const { prefix, sent, store } = yield* recorded(server.url)
+        // the ready set of task Echo as a string: the enqueue script's ZADD to it fails
+        yield* Effect.promise(() => admin((client) => client.set(`{${prefix}:q}:ready:Echo`, "not a zset"), server.url))
+        const first = yield* Effect.flip(store.enqueue(job("q")))
+        assert.instanceOf(first, StoreError)
+        assert.strictEqual(first.operation, "enqueue")
+        assert.match(first.reason, /WRONGTYPE/)
+        // the NOSCRIPT's retry by EVAL failed in the script: not sent a third time
+        const ENQUEUE = sha(Scripts.ENQUEUE)
+        assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${ENQUEUE}`, `EVAL ${ENQUEUE}`])
+        // the failed EVAL cached the script: the next goes by EVALSHA once, fails the same, no EVAL
+        const second = yield* Effect.flip(store.enqueue(job("q")))
+        assert.instanceOf(second, StoreError)
+        assert.match(second.reason, /WRONGTYPE/)
+        assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${ENQUEUE}`])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("an ACL user denied EVAL or EVALSHA: a StoreError naming NOPERM, never a defect nor a hang (and a NOPERM on EVALSHA is not retried by EVAL)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        yield* Effect.promise(() =>
+          admin(async (client) => {
+            await client.sendCommand(["ACL", "SETUSER", "noeval", "on", ">pw", "~*", "&*", "+@all", "-eval"])
+            await client.sendCommand(["ACL", "SETUSER", "noevalsha", "on", ">pw", "~*", "&*", "+@all", "-evalsha"])
+          }, server.url)
+        )
+        const ENQUEUE = sha(Scripts.ENQUEUE)
+        // may run EVALSHA, not EVAL: the server lacks the script and cannot be sent it
+        const noEval = yield* recorded(server.url, { name: "noeval", password: "pw" })
+        const denied = yield* Effect.flip(noEval.store.enqueue(job("q")))
+        assert.instanceOf(denied, StoreError)
+        assert.match(denied.reason, /NOPERM/)
+        assert.deepStrictEqual(noEval.sent.splice(0), [`EVALSHA ${ENQUEUE}`, `EVAL ${ENQUEUE}`])
+        // may run EVAL, not EVALSHA: NOPERM is not NOSCRIPT, no EVAL
+        const noEvalSha = yield* recorded(server.url, { name: "noevalsha", password: "pw" })
+        const deniedSha = yield* Effect.flip(noEvalSha.store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 }))
+        assert.instanceOf(deniedSha, StoreError)
+        assert.match(deniedSha.reason, /NOPERM/)
+        assert.deepStrictEqual(noEvalSha.sent.splice(0), [`EVALSHA ${sha(Scripts.CLAIM)}`])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("payloads sent with the whole script (EVAL, a fresh server or after SCRIPT FLUSH) come back byte for byte: NUL, unicode, 4 MB", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const { sent, store } = yield* recorded(server.url)
+        const payloads = [
+          JSON.stringify({ s: "nul\u0000 tab\t quote\" é 日本 🎉 \u2028 \\" }),
+          "\u0000\u0001\u007f\u0080\u00ff",
+          JSON.stringify({ big: "x🎉".repeat(1_000_000) })
+        ]
+        const ids: Array<string> = []
+        for (const payload of payloads) {
+          yield* Effect.promise(() => admin((client) => client.scriptFlush(), server.url))
+          ids.push((yield* store.enqueue(job("q", payload))).id)
+        }
+        assert.deepStrictEqual(sent.filter((command) => command.startsWith("EVAL ")).length, 3)
+        for (const [n, id] of ids.entries()) assert.strictEqual((yield* store.get(id))?.payload, payloads[n])
+        yield* Effect.promise(() => admin((client) => client.scriptFlush(), server.url))
+        const { claims } = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(claims.map((claim) => claim.job.payload), payloads)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+
   describe("the Redis store on a Cluster, hostile", () => {
+    const job = (queue: string, payload = "{}") => ({ queue, task: "Echo", payload, priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined })
     const binary = redisServer.binary()
     let cluster: redisServer.Cluster | undefined
     beforeAll(async () => {
@@ -552,5 +695,65 @@ else {
     afterAll(() => cluster?.destroy())
     it.effect("a seeded sequence on a Redis Cluster answers as the memory store does", () =>
       binary === undefined ? Effect.sync(() => assert.fail("no redis-server binary")) : differential(clusterLayer(() => cluster!.url), 7, 300).pipe(Effect.scoped), { timeout: 180_000 })
+
+    it.live("a queue's slot moved to a node that never ran a script (MOVED, then NOSCRIPT there), and every node's scripts flushed: its job is claimed once and settles, new jobs enqueue and run", () =>
+      Effect.gen(function*() {
+        if (binary === undefined) return assert.fail("no redis-server binary")
+        const prefix = freshPrefix()
+        const queue = "moving"
+        const meta = `{${prefix}:${queue}}:meta`
+        const store = Context.get(yield* Layer.build(clusterLayer(() => cluster!.url, prefix)), JobStore.JobStore)
+        const first = yield* store.enqueue(job(queue, "{\"n\":1}"))
+        // the node serving the queue's slot, and another one
+        const moved = yield* Effect.promise(async () => {
+          const nodes = cluster!.nodes.map((node) => node.url)
+          const ids = await Promise.all(nodes.map((on) => admin((client) => client.sendCommand(["CLUSTER", "MYID"]) as Promise<string>, on)))
+          const slot = await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", meta]) as Promise<number>, nodes[0]!)
+          let from = -1
+          for (const [n, on] of nodes.entries()) {
+            if (Number(await admin((client) => client.sendCommand(["CLUSTER", "COUNTKEYSINSLOT", String(slot)]) as Promise<number>, on)) > 0) from = n
+          }
+          assert.notStrictEqual(from, -1)
+          const to = (from + 1) % nodes.length
+          const [host, port] = nodes[to]!.replace("redis://", "").split(":")
+          await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", ids[from]!]), nodes[to]!)
+          await admin(async (client) => {
+            await client.sendCommand(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", ids[to]!])
+            const keys = await client.sendCommand(["CLUSTER", "GETKEYSINSLOT", String(slot), "1000"]) as Array<string>
+            await client.sendCommand(["MIGRATE", host!, port!, "", "0", "5000", "KEYS", ...keys])
+          }, nodes[from]!)
+          for (const on of nodes) await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[to]!]), on)
+          // no node has any script: the queue's new node never had one
+          for (const on of nodes) await admin((client) => client.scriptFlush(), on)
+          return { from, to }
+        })
+        assert.notStrictEqual(moved.from, moved.to)
+        // the store's client still routes the slot to its old node: MOVED, then the new one's NOSCRIPT
+        const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), [first.id])
+        // the claim's source went whole to the slot's new node, and only there
+        const claimSha = createHash("sha1").update(Scripts.CLAIM).digest("hex")
+        const loaded = yield* Effect.promise(() => Promise.all(cluster!.nodes.map((node) => admin((client) => client.scriptExists(claimSha), node.url))))
+        assert.deepStrictEqual(loaded.map(([n]) => n), cluster!.nodes.map((_, n) => n === moved.to ? 1 : 0))
+        assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        assert.isFalse(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+        yield* Effect.promise(() => Promise.all(cluster!.nodes.map((node) => admin((client) => client.scriptFlush(), node.url))))
+        const second = yield* store.enqueue(job(queue, "{\"n\":2}"))
+        const again = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(again.claims.map((claim) => claim.job.id), [second.id])
+        assert.isTrue(yield* store.settle(again.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        const counts = yield* store.counts(queue)
+        assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [2, 0, 0])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
+}
+
+/** A private redis-server (from WORKPOOL_REDIS_BIN), stopped with the test's scope. */
+const ownServer = (args: ReadonlyArray<string> = []) => {
+  const binary = redisServer.binary()
+  if (binary === undefined) return Effect.die(new Error("no redis-server binary (WORKPOOL_REDIS_BIN)"))
+  return Effect.acquireRelease(
+    Effect.promise(() => redisServer.startServer(binary, [...args])),
+    (server) => Effect.promise(server.destroy)
+  )
 }
