@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Effect, Fiber, Layer } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -17,6 +17,7 @@ import * as MemoryStore from "../src/internal/store/memory.ts"
 import type { JobRow, Settlement, Store } from "../src/internal/store/model.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { StoreError } from "../src/DurableError.ts"
+import { TaskCodecError } from "../src/PoolError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -661,6 +662,23 @@ else {
         assert.instanceOf(deniedSha, StoreError)
         assert.match(deniedSha.reason, /NOPERM/)
         assert.deepStrictEqual(noEvalSha.sent.splice(0), [`EVALSHA ${sha(Scripts.CLAIM)}`])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a payload that is no JSON (Schema.Any given undefined, a function): TaskCodecError and nothing stored, as JobQueue.enqueue promises for a payload that does not encode (since 58c0c22 node-redis refused the undefined argument: StoreError \"arguments[7] must be of type string | Buffer\"; before, Redis.eval stored \"undefined\", a job dead at its first run)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const Loose = Task.make("Loose", { payload: Schema.Any, success: Schema.Number })
+        const outcome = yield* Effect.gen(function*() {
+          const errors = yield* Effect.forEach([undefined, () => 1], (payload) => Effect.flip(JobQueue.enqueue(Loose, payload)))
+          const counts = yield* (yield* JobStore.JobStore).counts("default")
+          return { errors, stored: counts.waiting + counts.delayed }
+        }).pipe(Effect.provide(RedisJobStore.layer({ url: server.url, prefix })))
+        for (const error of outcome.errors) {
+          assert.instanceOf(error, TaskCodecError)
+          assert.strictEqual((error as TaskCodecError).part, "payload")
+        }
+        assert.strictEqual(outcome.stored, 0)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("payloads sent with the whole script (EVAL, a fresh server or after SCRIPT FLUSH) come back byte for byte: NUL, unicode, 4 MB", () =>
