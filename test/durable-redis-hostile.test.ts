@@ -664,13 +664,13 @@ else {
         assert.deepStrictEqual(noEvalSha.sent.splice(0), [`EVALSHA ${sha(Scripts.CLAIM)}`])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
-    it.live("a payload that is no JSON (Schema.Any given undefined, a function): TaskCodecError and nothing stored, as JobQueue.enqueue promises for a payload that does not encode (since 58c0c22 node-redis refused the undefined argument: StoreError \"arguments[7] must be of type string | Buffer\"; before, Redis.eval stored \"undefined\", a job dead at its first run)", () =>
+    it.live("a payload that is no JSON (Schema.Any given undefined, a function, a BigInt): TaskCodecError and nothing stored, as JobQueue.enqueue promises for a payload that does not encode (since 58c0c22 node-redis refused the undefined argument: StoreError \"arguments[7] must be of type string | Buffer\"; before, Redis.eval stored \"undefined\", a job dead at its first run)", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
         const prefix = freshPrefix()
         const Loose = Task.make("Loose", { payload: Schema.Any, success: Schema.Number })
         const outcome = yield* Effect.gen(function*() {
-          const errors = yield* Effect.forEach([undefined, () => 1], (payload) => Effect.flip(JobQueue.enqueue(Loose, payload)))
+          const errors = yield* Effect.forEach([undefined, () => 1, 1n], (payload) => Effect.flip(JobQueue.enqueue(Loose, payload)))
           const counts = yield* (yield* JobStore.JobStore).counts("default")
           return { errors, stored: counts.waiting + counts.delayed }
         }).pipe(Effect.provide(RedisJobStore.layer({ url: server.url, prefix })))

@@ -43,11 +43,26 @@ const issue = (error: unknown) => error instanceof Error ? error.message : Strin
 export const codecError = (task: Task.Any, part: TaskCodecError["part"], error: unknown) =>
   new TaskCodecError({ task: task.name, part, issue: issue(error) })
 
-/** Encodes a payload for the store, or fails with `TaskCodecError` (part "payload"). */
+/**
+ * Encodes a payload for the store, or fails with `TaskCodecError` (part "payload"). A Schema that
+ * lets any value through (`Schema.Any`) may encode to what is no JSON: `undefined`, a function (no
+ * text: the Redis store's client refused it as a StoreError, and Redis.eval had stored "undefined"),
+ * a BigInt or a cycle (JSON.stringify throws: a defect).
+ */
 export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<string, TaskCodecError> =>
   Schema.encodeUnknownEffect(codecsOf(task).payload)(payload).pipe(
-    Effect.map((json) => JSON.stringify(json)),
-    Effect.mapError((error) => codecError(task, "payload", error))
+    Effect.mapError((error) => codecError(task, "payload", error)),
+    Effect.flatMap((json) => {
+      let text: string | undefined
+      try {
+        text = JSON.stringify(json)
+      } catch (error) {
+        return Effect.fail(codecError(task, "payload", error))
+      }
+      return text === undefined
+        ? Effect.fail(codecError(task, "payload", `not JSON: ${typeof json}`))
+        : Effect.succeed(text)
+    })
   ) as Effect.Effect<string, TaskCodecError>
 
 /**
