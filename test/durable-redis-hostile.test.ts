@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Effect, Fiber, Layer, Schema } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Redacted, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -681,6 +681,42 @@ else {
         assert.strictEqual(outcome.stored, 0)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a store on a read-only replica (which has no script: a primary's scripts replicate as their writes): its claim is a StoreError naming READONLY, by EVALSHA then EVAL once; the jobs stay queued on the primary", () =>
+      Effect.gen(function*() {
+        const primary = yield* ownServer()
+        const [host, port] = primary.url.replace("redis://", "").split(":")
+        const replica = yield* ownServer(["--replicaof", host!, port!])
+        const prefix = freshPrefix()
+        const cfg = yield* RedisStore.options({ url: primary.url, prefix })
+        const onPrimary = yield* RedisStore.open(cfg)
+        yield* onPrimary.enqueue(job("q"))
+        // the replica has the job's keys
+        yield* until(
+          Effect.promise(() => admin((client) => client.exists(`{${prefix}:q}:ready:Echo`), replica.url)),
+          (n) => n === 1,
+          "the replica has the job"
+        )
+        const { sent, store } = yield* Effect.gen(function*() {
+          const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: replica.url })), (context) => Context.get(context, Redis.Redis))
+          const sent: Array<string> = []
+          const store = yield* Effect.provideService(
+            RedisStore.make({ ...cfg, url: Redacted.make(replica.url) }),
+            Redis.Redis,
+            watchScripts(plain, (lua, command) => void sent.push(`${command} ${sha(lua)}`))
+          )
+          return { sent, store }
+        })
+        for (let n = 0; n < 2; n++) {
+          const refused = yield* Effect.flip(store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 }))
+          assert.instanceOf(refused, StoreError)
+          assert.match(refused.reason, /READONLY/)
+        }
+        const CLAIM = sha(Scripts.CLAIM)
+        assert.deepStrictEqual(sent, [`EVALSHA ${CLAIM}`, `EVAL ${CLAIM}`, `EVALSHA ${CLAIM}`])
+        const counts = yield* onPrimary.counts("q")
+        assert.deepStrictEqual([counts.waiting, counts.running], [1, 0])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("payloads sent with the whole script (EVAL, a fresh server or after SCRIPT FLUSH) come back byte for byte: NUL, unicode, 4 MB", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
@@ -775,3 +811,14 @@ const ownServer = (args: ReadonlyArray<string> = []) => {
     (server) => Effect.promise(server.destroy)
   )
 }
+
+/** Looks every 20 ms (up to 20 s) until `done` holds of what `look` finds, and returns that. */
+const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
+  Effect.gen(function*() {
+    for (let tries = 0; tries < 1000; tries++) {
+      const value = yield* look
+      if (done(value)) return value
+      yield* Effect.sleep(20)
+    }
+    return assert.fail(`timed out waiting until ${what}`)
+  })
