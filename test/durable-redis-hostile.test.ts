@@ -717,6 +717,21 @@ else {
         assert.deepStrictEqual([counts.waiting, counts.running], [1, 0])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("the first calls of a script on a server that lacks it, sent together: each gets its NOSCRIPT and sends the whole source (not once per server), and each runs once", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const { sent, store } = yield* recorded(server.url)
+        yield* Effect.promise(() => admin((client) => client.scriptFlush(), server.url))
+        const made = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => store.enqueue(job("q", JSON.stringify({ i }))), { concurrency: "unbounded" })
+        assert.strictEqual(new Set(made.map(({ id }) => id)).size, 20)
+        const ENQUEUE = sha(Scripts.ENQUEUE)
+        const evals = sent.filter((command) => command === `EVAL ${ENQUEUE}`).length
+        assert.strictEqual(sent.filter((command) => command === `EVALSHA ${ENQUEUE}`).length, 20)
+        assert.isAbove(evals, 1, "the concurrent first calls sent the source more than once")
+        const counts = yield* store.counts("q")
+        assert.strictEqual(counts.waiting, 20)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("payloads sent with the whole script (EVAL, a fresh server or after SCRIPT FLUSH) come back byte for byte: NUL, unicode, 4 MB", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
