@@ -7,7 +7,7 @@
  * start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
+import { Deferred, Effect, Exit, Fiber, Latch, Layer, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -15,7 +15,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 
 const HOUR = "1 hour"
@@ -306,6 +306,124 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("90 seconds"))
         assert.strictEqual(total, N)
       }), { timeout: 120_000 })
+  })
+
+  /**
+   * The final settle and the heartbeat find their jobs by `lease_token` alone (no `state = 'running'`
+   * beside it): sound only while a job has a token exactly while it runs. A trigger logs every row
+   * any statement leaves otherwise (a token on a job not running, a running job without one).
+   */
+  const watchTokens = (S: string) =>
+    Effect.promise(() =>
+      admin((sql) =>
+        Effect.gen(function*() {
+          yield* sql.unsafe(`CREATE TABLE ${S}.wp_broken (op text, id text, state text, token boolean)`).raw
+          yield* sql.unsafe(`CREATE FUNCTION ${S}.wp_token_check() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF (NEW.lease_token IS NOT NULL) <> (NEW.state = 'running') THEN
+                INSERT INTO ${S}.wp_broken VALUES (TG_OP, NEW.id, NEW.state, NEW.lease_token IS NOT NULL);
+              END IF;
+              RETURN NULL;
+            END $$`).raw
+          yield* sql.unsafe(`CREATE TRIGGER wp_token_check AFTER INSERT OR UPDATE ON ${S}.wp_job
+            FOR EACH ROW EXECUTE FUNCTION ${S}.wp_token_check()`).raw
+        })
+      )
+    )
+  /** The rows logged by `watchTokens`, and the rows of the table that break the invariant now. */
+  const brokenTokens = (S: string) =>
+    Effect.promise(() =>
+      admin((sql) =>
+        Effect.all([
+          sql<{ op: string; id: string; state: string; token: boolean }>`SELECT * FROM ${sql.literal(S)}.wp_broken`,
+          sql<{ id: string; state: string }>`SELECT id, state FROM ${sql.literal(S)}.wp_job
+            WHERE (lease_token IS NOT NULL) <> (state = 'running')`
+        ])
+      )
+    )
+
+  describe("the Postgres store's lease-token fence, hostile", () => {
+    it.effect("a job has a lease token exactly while it runs, after every statement that writes state or token: both claims, final settles alone and carried, retry, release, reap to queued/dead/cancelled, cancels, redrive, purge; stale tokens write nothing", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      const LEASE = 1000
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* watchTokens(S)
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        const request = { queues: ["default"], tasks: ["Echo"], lease: LEASE }
+        const claim = (limit: number) => Effect.map(store.claim({ ...request, limit }), ({ claims }) => claims)
+        const ids: Record<string, string> = {}
+        for (const [name, n, maxAttempts] of [["fin", 1, 3], ["retry", 2, 3], ["rel", 3, 3], ["cancelRun", 4, 3], ["dead", 5, 1], ["back", 6, 3], ["cancelQ", 7, 3]] as const) {
+          ids[name] = (yield* JobQueue.enqueue(Echo, { n }, { maxAttempts })).id
+        }
+        ids.delayed = (yield* JobQueue.enqueue(Echo, { n: 8 }, { delay: "10 seconds" })).id
+        ids.dedup = (yield* JobQueue.enqueue(Echo, { n: 9 }, { dedupKey: "k" })).id
+        assert.strictEqual(yield* store.cancel(ids.cancelQ!), "cancelled")
+        // the one-statement claim
+        const first = yield* claim(6)
+        const token: Record<string, string> = {}
+        for (const c of first) token[Object.keys(ids).find((name) => ids[name] === c.job.id)!] = c.token
+        assert.deepStrictEqual(Object.keys(token).sort(), ["back", "cancelRun", "dead", "fin", "rel", "retry"])
+        // a cancel of a running job only flags it
+        assert.strictEqual(yield* store.cancel(ids.cancelRun!), "requested")
+        assert.deepStrictEqual(yield* store.heartbeat(Object.values(token), LEASE), { lost: [], cancelled: [token.cancelRun!] })
+        // the final settle alone (a batch of one), a retry, a release
+        assert.isTrue(yield* store.settle(token.fin!, { _tag: "Final", state: "succeeded", exit }))
+        assert.isTrue(yield* store.progress(token.retry!, "1"))
+        assert.isTrue(yield* store.settle(token.retry!, { _tag: "Retry", delay: 0, exit }))
+        assert.isTrue(yield* store.settle(token.rel!, { _tag: "Release" }))
+        // the others' leases end: the reaper takes back one (queued), one out of attempts (dead), one cancelled
+        yield* TestClock.adjust(LEASE + 1)
+        assert.strictEqual(yield* store.reap([0]), 3)
+        const reaped = [token.back!, token.dead!, token.cancelRun!]
+        // the reaped jobs' consumers, late: their heartbeat hears them lost, their settles write nothing
+        assert.deepStrictEqual(yield* store.heartbeat(reaped, LEASE), { lost: reaped, cancelled: [] })
+        for (const stale of [...reaped, token.fin!, token.retry!, token.rel!]) {
+          assert.isFalse(yield* store.settle(stale, { _tag: "Final", state: "succeeded", exit }), stale)
+          assert.isFalse(yield* store.settle(stale, { _tag: "Retry", delay: 0, exit }), stale)
+          assert.isFalse(yield* store.settle(stale, { _tag: "Release" }), stale)
+          assert.isFalse(yield* store.progress(stale, "2"), stale)
+        }
+        assert.strictEqual((yield* store.get(ids.cancelRun!))?.state, "cancelled")
+        assert.strictEqual((yield* store.get(ids.dead!))?.state, "dead")
+        assert.isTrue(yield* store.redrive(ids.dead!))
+        // the claim under a rate limit (its own transaction) takes the queued ones: retry, rel, back, dead, dedup
+        yield* store.configure("default", { rateLimit: { limit: 100, interval: 60_000 } })
+        const limited = yield* claim(10)
+        assert.deepStrictEqual(limited.map((c) => c.job.id).sort(), [ids.retry!, ids.rel!, ids.back!, ids.dead!, ids.dedup!].sort())
+        yield* store.configure("default", { rateLimit: null })
+        // the stale tokens of the jobs claimed again still write nothing
+        for (const stale of [token.back!, token.dead!, token.retry!, token.rel!]) {
+          assert.isFalse(yield* store.settle(stale, { _tag: "Final", state: "dead", exit }), stale)
+        }
+        assert.deepStrictEqual((yield* store.heartbeat([token.back!, token.retry!], LEASE)).lost, [token.back!, token.retry!])
+        // a final settle carried by a claim (the claim takes the delayed job, now due)
+        yield* TestClock.adjust(10_000)
+        const byId = new Map(limited.map((c) => [c.job.id, c.token]))
+        const [carried, claimed] = yield* Effect.all([
+          store.settle(byId.get(ids.retry!)!, { _tag: "Final", state: "succeeded", exit }),
+          claim(1)
+        ], { concurrency: "unbounded" })
+        assert.isTrue(carried)
+        assert.deepStrictEqual(claimed.map((c) => c.job.id), [ids.delayed!])
+        // a job cancelled while running, settled cancelled by its consumer; the others end as they may
+        assert.strictEqual(yield* store.cancel(ids.back!), "requested")
+        assert.isTrue(yield* store.settle(byId.get(ids.back!)!, { _tag: "Final", state: "cancelled", exit: null }))
+        assert.isFalse((yield* store.get(ids.back!))!.cancelRequested)
+        assert.isTrue(yield* store.settle(byId.get(ids.rel!)!, { _tag: "Final", state: "dead", exit }))
+        assert.isTrue(yield* store.settle(byId.get(ids.dead!)!, { _tag: "Final", state: "succeeded", exit }))
+        assert.isTrue(yield* store.settle(byId.get(ids.dedup!)!, { _tag: "Final", state: "succeeded", exit }))
+        assert.isTrue(yield* store.settle(claimed[0]!.token, { _tag: "Final", state: "succeeded", exit }))
+        // the carried settle's token, once more: written once
+        assert.isFalse(yield* store.settle(byId.get(ids.retry!)!, { _tag: "Final", state: "dead", exit }))
+        assert.strictEqual((yield* store.get(ids.retry!))?.state, "succeeded")
+        assert.isAbove(yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded", "dead", "cancelled"]), 0)
+        const [logged, now] = yield* brokenTokens(S)
+        assert.deepStrictEqual(logged, [])
+        assert.deepStrictEqual(now, [])
+      }).pipe(Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
   })
 
   const binaries = pgServer.binaries()
