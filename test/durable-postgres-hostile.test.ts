@@ -424,6 +424,51 @@ else {
         assert.deepStrictEqual(now, [])
       }).pipe(Effect.provide(testLayer(schema)))
     }, { timeout: 60_000 })
+
+    it.effect("a late final settle carried by the very claim that takes its reaped job again writes nothing; a batch naming a token twice, or a job's stale and live tokens, writes the job once, by its live token", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      const LEASE = 1000
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* watchTokens(S)
+        const request = { queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE }
+        const claim = Effect.map(store.claim(request), ({ claims }) => claims)
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const [stale] = yield* claim
+        yield* TestClock.adjust(LEASE + 1)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        // the zombie's settle and the claim that takes the job back: one statement
+        const [settled, again] = yield* Effect.all([
+          store.settle(stale!.token, { _tag: "Final", state: "dead", exit }),
+          claim
+        ], { concurrency: "unbounded" })
+        assert.isFalse(settled)
+        assert.deepStrictEqual(again.map((c) => c.job.id), [job.id])
+        const live = again[0]!.token
+        assert.notStrictEqual(live, stale!.token)
+        assert.deepStrictEqual(yield* store.heartbeat([stale!.token, live], LEASE), { lost: [stale!.token], cancelled: [] })
+        const row = yield* store.get(job.id)
+        assert.deepStrictEqual([row?.state, row?.attempts], ["running", 2])
+        // one batch: the stale token first, the live one, the live one again with another outcome
+        const batch = (finals: ReadonlyArray<Postgres.FinalSettle>) =>
+          Effect.promise(() => admin((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1)))
+        const written = yield* batch([
+          { token: stale!.token, state: "dead", exit: null },
+          { token: live, state: "succeeded", exit },
+          { token: live, state: "succeeded", exit }
+        ])
+        assert.deepStrictEqual(written.map((w) => w.token), [live])
+        assert.strictEqual((yield* store.get(job.id))?.state, "succeeded")
+        assert.deepStrictEqual(yield* batch([{ token: live, state: "dead", exit: null }, { token: stale!.token, state: "dead", exit: null }]), [])
+        assert.strictEqual((yield* store.get(job.id))?.state, "succeeded")
+        assert.deepStrictEqual(yield* store.heartbeat([live, live], LEASE), { lost: [live, live], cancelled: [] })
+        const [logged, now] = yield* brokenTokens(S)
+        assert.deepStrictEqual(logged, [])
+        assert.deepStrictEqual(now, [])
+      }).pipe(Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
   })
 
   const binaries = pgServer.binaries()
