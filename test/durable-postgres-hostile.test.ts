@@ -7,7 +7,7 @@
  * start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Latch, Layer, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -469,6 +469,43 @@ else {
         assert.deepStrictEqual(now, [])
       }).pipe(Effect.provide(testLayer(schema)))
     }, { timeout: 60_000 })
+
+    it.live("the heartbeat and the final settles (alone, carried by a claim) find their jobs through wp_job_token, never among all running jobs, however stale the statistics: 20,000 running jobs never analyzed, or analyzed while they were all queued without tokens", () =>
+      Effect.gen(function*() {
+        const tokens = ["token-1", "token-2", "token-3"]
+        const finals = tokens.map((token) => ({ token, state: "succeeded", exit: "{}" }))
+        for (const analyzedQueued of [false, true]) {
+          const schema = freshSchema()
+          const S = `"${schema}"`
+          yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+          const running = `'running', lease_token = 'token-' || seq, lease_until = 60000, started_at = 0`
+          yield* Effect.promise(() =>
+            admin((sql) =>
+              Effect.gen(function*() {
+                yield* sql.unsafe(`ALTER TABLE ${S}.wp_job SET (autovacuum_enabled = false)`).raw
+                yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                  timeout_ms, created_at, visible_at) SELECT 'job-' || i, 'default', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0
+                  FROM generate_series(1, 20000) i`).raw
+                // statistics that say no job runs and no job has a token (a drain's claims after a bulk enqueue)
+                if (analyzedQueued) yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+                yield* sql.unsafe(`UPDATE ${S}.wp_job SET state = ${running}`).raw
+              })
+            )
+          )
+          const plans = {
+            heartbeat: yield* genericPlan((sql) => Postgres.heartbeatStatement(sql, sql.literal(S), tokens, 1000, 1)),
+            settle: yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1)),
+            carried: yield* genericPlan((sql) =>
+              Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals)
+            )
+          }
+          for (const [name, text] of Object.entries(plans)) {
+            if (process.env.SHOW_PLAN) console.log(name, analyzedQueued, text)
+            assert.match(text, /Index Scan using wp_job_token|Bitmap Index Scan on wp_job_token/, `${name}, analyzed while queued: ${analyzedQueued}\n${text}`)
+            assert.notMatch(text, /wp_job_running|Seq Scan on wp_job/, `${name}, analyzed while queued: ${analyzedQueued}\n${text}`)
+          }
+        }
+      }), { timeout: 60_000 })
   })
 
   const binaries = pgServer.binaries()

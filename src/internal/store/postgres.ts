@@ -409,6 +409,26 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: Rea
     RETURNING v.token`
 
 /**
+ * The heartbeat: renews the leases of the jobs `tokens` hold, found by token alone like the final
+ * settle's (a token exists only while its job runs: see the header), locked in `seq` order (see
+ * `settleStatement`); returns the renewed jobs' tokens and whether a cancel was requested. Exported
+ * for the test that checks the plan.
+ */
+export const heartbeatStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  tokens: ReadonlyArray<string>,
+  lease: number,
+  now: Fragment | number
+) =>
+  sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job j
+    SET lease_until = ${now}::bigint + ${lease}::bigint
+    FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.lease_token = ANY(${tokens}::text[])
+      ORDER BY l.seq FOR UPDATE OF l) l
+    WHERE j.seq = l.seq
+    RETURNING j.lease_token, j.cancel_requested`
+
+/**
  * A queue's channel: a prefix and the first hex digits of the SHA-256 of `<schema>.<queue>`
  * (a channel name is an identifier of at most 63 bytes; a queue name is any string). Postgres
  * computes the same name for NOTIFY (sha256(), not md5(), which a FIPS server refuses).
@@ -1028,12 +1048,7 @@ export const makeWith = (
       op(
         "heartbeat",
         Effect.map(
-          sql<{ lease_token: string; cancel_requested: boolean }>`UPDATE ${S}.wp_job j
-            SET lease_until = ${NOW()}::bigint + ${lease}::bigint
-            FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.lease_token = ANY(${tokens}::text[])
-              ORDER BY l.seq FOR UPDATE OF l) l
-            WHERE j.seq = l.seq
-            RETURNING j.lease_token, j.cancel_requested`,
+          heartbeatStatement(sql, S, tokens, lease, NOW()),
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
             return {
