@@ -506,6 +506,125 @@ else {
           }
         }
       }), { timeout: 60_000 })
+
+    it.effect("claims, final settles (alone and carried), retries, releases, heartbeats, reaps, cancels and redrives racing on two store instances: every settle that says written wrote once, by the token that held the running job; none that says not wrote anything", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      const LEASE = 1000
+      const N = 150
+      // a seeded choice of outcomes: the interleaving is the server's, the checks hold for any
+      let seed = 19
+      const random = () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed / 2147483648
+      }
+      return Effect.gen(function*() {
+        const first = yield* JobStore.JobStore
+        const second = yield* Effect.provide(JobStore.JobStore, yield* Layer.build(testLayer(schema)))
+        yield* watchTokens(S)
+        // every update of a job: before and after
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              yield* sql.unsafe(`CREATE TABLE ${S}.wp_audit (id text, old_state text, new_state text, old_token text,
+                new_token text, old_exit text, new_exit text, old_attempts int, new_attempts int)`).raw
+              yield* sql.unsafe(`CREATE FUNCTION ${S}.wp_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  INSERT INTO ${S}.wp_audit VALUES (NEW.id, OLD.state, NEW.state, OLD.lease_token, NEW.lease_token,
+                    OLD.exit, NEW.exit, OLD.attempts, NEW.attempts);
+                  RETURN NULL;
+                END $$`).raw
+              yield* sql.unsafe(`CREATE TRIGGER wp_audit AFTER UPDATE ON ${S}.wp_job FOR EACH ROW EXECUTE FUNCTION ${S}.wp_audit()`).raw
+            })
+          )
+        )
+        const ids: Array<string> = []
+        for (let n = 0; n < N; n++) ids.push((yield* JobQueue.enqueue(Echo, { n }, { maxAttempts: 4 })).id)
+        const settles: Array<{ token: string; kind: "final" | "retry" | "release"; written: boolean }> = []
+        const held = new Set<string>()
+        let done = false
+        const finished = yield* Latch.make(false)
+        const worker = (store: JobStore.JobStore["Service"], limit: number) =>
+          Effect.gen(function*() {
+            while (!done) {
+              const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE })
+              if (claims.length === 0) {
+                // until the clock moves on, or the end
+                yield* Effect.raceFirst(Effect.sleep(1), finished.await)
+                continue
+              }
+              for (const claim of claims) held.add(claim.token)
+              yield* Effect.forEach(claims, (claim) => {
+                const r = random()
+                const kind = r < 0.5 ? "final" as const : r < 0.75 ? "retry" as const : "release" as const
+                const exit = `settle:${claim.token}`
+                const settlement = kind === "final"
+                  ? { _tag: "Final" as const, state: r < 0.4 ? "succeeded" as const : "dead" as const, exit }
+                  : kind === "retry"
+                  ? { _tag: "Retry" as const, delay: 0, exit }
+                  : { _tag: "Release" as const }
+                return Effect.map(store.settle(claim.token, settlement), (written) => {
+                  held.delete(claim.token)
+                  settles.push({ token: claim.token, kind, written })
+                })
+              }, { concurrency: "unbounded", discard: true })
+            }
+          })
+        let redrives = 0
+        const clock = Effect.gen(function*() {
+          while (true) {
+            const tokens = [...held]
+            const [beat] = yield* Effect.all([
+              (random() < 0.5 ? first : second).heartbeat(tokens, LEASE),
+              (random() < 0.5 ? first : second).cancel(ids[Math.floor(random() * N)]!)
+            ], { concurrency: "unbounded" })
+            assert.isTrue(beat.lost.every((token) => tokens.includes(token)))
+            if (random() < 0.6) {
+              // the leases of the jobs being worked on end now: the reapers race their settles
+              yield* TestClock.adjust(LEASE + 1)
+              yield* Effect.all([first.reap([0]), second.reap([0])], { concurrency: "unbounded" })
+            } else yield* TestClock.adjust(1)
+            const open = yield* first.list({ queue: "default", states: ["queued", "running", "dead"], limit: N })
+            const dead = open.filter((job) => job.state === "dead")
+            if (dead.length > 0 && redrives < 20) {
+              redrives++
+              yield* second.redrive(dead[0]!.id)
+            }
+            if (open.every((job) => job.state === "dead")) break
+          }
+          done = true
+          yield* finished.open
+        })
+        yield* Effect.all([worker(first, 1), worker(first, 3), worker(second, 2), worker(second, 1), clock], {
+          concurrency: "unbounded",
+          discard: true
+        })
+        const [audit, [logged, now]] = yield* Effect.all([
+          Effect.promise(() =>
+            admin((sql) =>
+              sql<{ id: string; old_state: string; new_state: string; old_token: string | null; new_token: string | null; old_exit: string | null; new_exit: string | null; old_attempts: number; new_attempts: number }>`
+                SELECT * FROM ${sql.literal(S)}.wp_audit`
+            )
+          ),
+          brokenTokens(S)
+        ])
+        assert.deepStrictEqual(logged, [])
+        assert.deepStrictEqual(now, [])
+        // a settle's write: its exit names its token; the row was running under that very token
+        const writes = audit.filter((row) => row.new_exit !== row.old_exit && row.new_exit?.startsWith("settle:"))
+        assert.deepStrictEqual(writes.filter((row) => row.old_state !== "running" || row.new_exit !== `settle:${row.old_token}`), [])
+        const releases = audit.filter((row) => row.new_state === "queued" && row.old_token !== null && row.new_attempts === row.old_attempts - 1)
+        const byToken = (rows: ReadonlyArray<typeof audit[number]>, token: string) => rows.filter((row) => row.old_token === token).length
+        const wrong = settles.filter(({ kind, token, written }) =>
+          (kind === "release" ? byToken(releases, token) : byToken(writes, token)) !== (written ? 1 : 0)
+        )
+        assert.deepStrictEqual(wrong, [])
+        assert.strictEqual(writes.length + releases.length, settles.filter((settle) => settle.written).length)
+        // the races happened: settles that lost their job to a reaper, and settles that won
+        assert.isAbove(settles.filter((settle) => !settle.written).length, 0)
+        assert.isAbove(settles.filter((settle) => settle.written).length, 0)
+      }).pipe(Effect.provide(testLayer(schema)))
+    }, { timeout: 120_000 })
   })
 
   const binaries = pgServer.binaries()
