@@ -625,6 +625,55 @@ else {
         assert.isAbove(settles.filter((settle) => settle.written).length, 0)
       }).pipe(Effect.provide(testLayer(schema)))
     }, { timeout: 120_000 })
+
+    it.effect("a version-6 schema migrated under held jobs: a job claimed before the upgrade is renewed and settled by its token after it; a job reaped before it stays lost to its old token", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      const request = { queues: ["default"], tasks: ["Echo"], limit: 1 }
+      const exit = JSON.stringify({ _tag: "Success", value: 0 })
+      return Effect.gen(function*() {
+        // version 6's rows: ended, queued, running (long lease), reaped back to queued
+        const [live, reaped, ids] = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const ids: Array<string> = []
+          for (let n = 0; n < 4; n++) ids.push((yield* JobQueue.enqueue(Echo, { n })).id)
+          const [ended] = (yield* store.claim({ ...request, lease: 1000 })).claims
+          assert.isTrue(yield* store.settle(ended!.token, { _tag: "Final", state: "succeeded", exit }))
+          const [live] = (yield* store.claim({ ...request, lease: 60_000 })).claims
+          const [reaped] = (yield* store.claim({ ...request, lease: 1000 })).claims
+          yield* TestClock.adjust(1001)
+          assert.strictEqual(yield* store.reap([0]), 1)
+          return [live!, reaped!, ids] as const
+        }).pipe(Effect.provide(testLayer(schema)))
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.forEach([
+              `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
+              `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
+            ], (statement) => sql.unsafe(statement).raw, { discard: true })
+          )
+        )
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* watchTokens(S)
+          assert.deepStrictEqual((yield* brokenTokens(S))[1], [], "the migrated rows")
+          assert.deepStrictEqual(yield* store.heartbeat([live.token, reaped.token], 60_000), { lost: [reaped.token], cancelled: [] })
+          assert.isFalse(yield* store.settle(reaped.token, { _tag: "Final", state: "dead", exit }))
+          assert.isTrue(yield* store.settle(live.token, { _tag: "Final", state: "succeeded", exit }))
+          assert.isFalse(yield* store.settle(live.token, { _tag: "Final", state: "dead", exit }))
+          const again = (yield* store.claim({ ...request, limit: 2, lease: 1000 })).claims
+          assert.deepStrictEqual(again.map((c) => c.job.id).sort(), [reaped.job.id, ids[3]!].sort())
+          for (const claim of again) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit }))
+          const jobs = yield* Effect.forEach(ids, (id) => store.get(id))
+          assert.deepStrictEqual(jobs.map((job) => job?.state), ["succeeded", "succeeded", "succeeded", "succeeded"])
+          const [logged, now] = yield* brokenTokens(S)
+          assert.deepStrictEqual(logged, [])
+          assert.deepStrictEqual(now, [])
+        }).pipe(Effect.provide(testLayer(schema)))
+        const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
+        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+      })
+    }, { timeout: 60_000 })
   })
 
   const binaries = pgServer.binaries()
