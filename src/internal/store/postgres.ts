@@ -10,10 +10,12 @@
  * - settles and heartbeats are fenced by the lease token. A job has a token exactly while it runs:
  *   both claims set a fresh one in the UPDATE that makes a job running, and every UPDATE that takes
  *   a job out of running (final settle, retry, release, reap) sets it NULL; nothing else writes
- *   `state` or `lease_token` (a cancel of a running job only flags it, a redrive starts from dead,
- *   an enqueue inserts none). So `lease_token = $token` alone is the fence `AND state = 'running'`
- *   was, and the statements for many tokens say only that: a planner without statistics took the
- *   state for the more selective of the two and scanned every running job (wp_job_running);
+ *   `lease_token`, or the `state` of a running job (a cancel of a running job only flags it, a
+ *   cancel of a queued one and a redrive change jobs that have none, an enqueue inserts none). So
+ *   `lease_token = $token` alone is the fence `AND state = 'running'` was, and the statements for
+ *   many tokens say only that: a planner without statistics took the state for the more selective
+ *   of the two and scanned every running job (wp_job_running). A row changed by hand must keep
+ *   this (test/durable-postgres-hostile.test.ts checks every statement of the store by a trigger);
  * - time is the server's (`now()`), so producers and consumers on different machines agree on
  *   when a delayed job is due and when a lease has expired;
  * - a change that makes a job claimable sends `NOTIFY` on its queue's channel, and each store
