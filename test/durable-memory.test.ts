@@ -59,6 +59,50 @@ describe("a consumer while its store is down", () => {
     }))
 })
 
+describe("a consumer with a long poll whose claim failed", () => {
+  it.effect("tries again within a second (doubling up to 5 s), not a poll (an hour) later; a change its store hears ends the backoff", () =>
+    Effect.gen(function*() {
+      let failing = 1
+      const claimedAt: Array<number> = []
+      // a claim cut off by a server restart: the store is back for the next one
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          claim: (request) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => {
+              claimedAt.push(now)
+              if (failing === 0) return inner.claim(request)
+              failing--
+              return Effect.fail(new StoreError({ operation: "claim", reason: "Connection closed" }))
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const advance = (millis: number) =>
+        Effect.gen(function*() {
+          for (let t = 0; t < millis; t += 50) yield* TestClock.adjust(50)
+        })
+      yield* Effect.gen(function*() {
+        // enqueued before the consumer started: no change to hear, only a claim finds it
+        const first = yield* JobQueue.enqueue(Double, 1)
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 2, poll: "1 hour" })
+        yield* advance(2000)
+        assert.deepStrictEqual(claimedAt.slice(0, 2), [0, 1000])
+        assert.strictEqual(yield* first.await, 2)
+        // three failures in a row (1 s, 2 s, then a 4 s backoff): a job enqueued 50 ms into the
+        // last one ends it after the floor (100 ms), not 4 s later
+        failing = 3
+        const from = claimedAt.length
+        const second = yield* JobQueue.enqueue(Double, 2)
+        yield* advance(3050)
+        const third = yield* JobQueue.enqueue(Double, 3)
+        yield* advance(100)
+        assert.deepStrictEqual(claimedAt.slice(from, from + 4).map((at) => at - claimedAt[from]!), [0, 1000, 3000, 3100])
+        assert.deepStrictEqual([yield* second.await, yield* third.await], [4, 6])
+      }).pipe(Effect.scoped, Effect.provide(store))
+    }))
+})
+
 describe("a consumer whose settles are slow", () => {
   it.effect("claims for a slot as soon as its job has ended, while that job's settle is still being written", () =>
     Effect.gen(function*() {

@@ -11,6 +11,7 @@ import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -708,5 +709,48 @@ else {
         }).pipe(Effect.scoped, Effect.provide(privateLayer()), Effect.timeout("90 seconds"))
         assert.strictEqual(error._tag, "JobCancelled")
       }).pipe(Effect.scoped), { timeout: 180_000 })
+
+    it.live("a claim cut off by the server's stop: the consumer (polling once an hour) tries again within seconds, and starts another instance's job once the server is back", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const privateLayer = () => PgJobStore.layer({ url: server.url, maxConnections: 2 })
+        // the next claim stops the server while it is in flight (it then fails), as a restart can
+        const cut = yield* Deferred.make<void>()
+        let armed = false
+        const cutting = Layer.effect(
+          JobStore.JobStore,
+          Effect.map(JobStore.JobStore, (inner): Store => ({
+            ...inner,
+            claim: (request) =>
+              Effect.suspend(() => {
+                if (!armed) return inner.claim(request)
+                armed = false
+                return Effect.promise(() => server.stop()).pipe(
+                  Effect.andThen(inner.claim(request)),
+                  Effect.ensuring(Deferred.succeed(cut, undefined))
+                )
+              })
+          }))
+        ).pipe(Layer.provide(privateLayer()))
+        const value = yield* Effect.gen(function*() {
+          const other = yield* Layer.build(privateLayer())
+          yield* JobQueue.consume({ queues: ["a"], handlers: [double], concurrency: 1, poll: HOUR, lease: "1 hour" })
+          const before = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), other)
+          assert.strictEqual(yield* JobQueue.await(Echo, before.id), 2)
+          armed = true
+          // the claim cut is the one this job wakes, or the one after the first job's settle (the
+          // enqueue then fails until the server is back): either way the job waits in the table
+          const enqueued = yield* Effect.forkChild(
+            Effect.provide(JobQueue.enqueue(Echo, { n: 21 }, { queue: "a" }), other).pipe(
+              Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 600 })
+            )
+          )
+          yield* Deferred.await(cut)
+          yield* Effect.promise(() => server.start())
+          const job = yield* Fiber.join(enqueued)
+          return yield* JobQueue.await(Echo, job.id).pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 }))
+        }).pipe(Effect.scoped, Effect.provide(cutting), Effect.timeout("60 seconds"))
+        assert.strictEqual(value, 42)
+      }).pipe(Effect.scoped), { timeout: 120_000 })
   })
 }

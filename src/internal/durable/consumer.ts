@@ -103,12 +103,21 @@ const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.C
 }
 
 /**
- * The wait before the next claim after `failures` failed ones in a row: the poll interval, doubling
- * per failure up to 5 seconds (or the poll interval, if longer), so that a store that is down is not
- * asked (and the failure not logged) hundreds of times a second by a fast-polling consumer.
+ * The wait before the next claim after `failures` failed ones in a row: the poll interval (at most
+ * 1 s), doubling per failure up to 5 s, so that a store that is down is not asked (and the failure
+ * not logged) hundreds of times a second by a fast-polling consumer. Not the poll itself, nor a cap
+ * of it: a consumer polling once an hour whose claim a server restart cut off slept that hour while
+ * jobs waited (a long poll is only the fallback for missed wake-ups, not a retry's pace).
  */
 export const claimBackoff = (poll: number, failures: number): number =>
-  Math.min(Math.max(1, poll) * 2 ** Math.min(failures - 1, 30), Math.max(poll, 5000))
+  Math.min(Math.min(Math.max(1, poll), 1000) * 2 ** Math.min(failures - 1, 30), 5000)
+
+/**
+ * After a failed claim, the least time before a change the store hears (a NOTIFY, its listener
+ * back after a restart, an enqueue here) may end the backoff: a claim that keeps failing while jobs
+ * keep coming is tried at most ten times a second, not once per job.
+ */
+export const CLAIM_RETRY_FLOOR = 100
 
 /**
  * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
@@ -481,7 +490,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           // its store closed (every store's operations fail from then on, and its close wakes an
           // idle consumer): looked at only here, off the way of a claim that works
           if (yield* store.closed) return storeClosed()
-          yield* Effect.sleep(claimBackoff(config.poll, failures))
+          const delay = claimBackoff(config.poll, failures)
+          if (delay <= CLAIM_RETRY_FLOOR) yield* Effect.sleep(delay)
+          else {
+            // the store's wait, not a sleep: it keeps the queues heard (Postgres LISTENs them again
+            // on its listener's new connection) and ends at a change, so the store coming back
+            // (its listener says so to every waiter) or a job of these queues retries the claim then
+            const after = yield* store.version
+            yield* Effect.sleep(CLAIM_RETRY_FLOOR)
+            yield* store.wait(delay - CLAIM_RETRY_FLOOR, after, config.queues, tasks)
+          }
           continue
         }
         if (failures > 0) {
