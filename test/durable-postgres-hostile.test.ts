@@ -16,7 +16,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, backToVersion6, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 
 const HOUR = "1 hour"
@@ -646,14 +646,7 @@ else {
           assert.strictEqual(yield* store.reap([0]), 1)
           return [live!, reaped!, ids] as const
         }).pipe(Effect.provide(testLayer(schema)))
-        yield* Effect.promise(() =>
-          admin((sql) =>
-            Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
-              `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
-            ], (statement) => sql.unsafe(statement).raw, { discard: true })
-          )
-        )
+        yield* backToVersion6(S)
         yield* Effect.gen(function*() {
           const store = yield* JobStore.JobStore
           yield* watchTokens(S)

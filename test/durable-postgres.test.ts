@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -135,15 +135,7 @@ else {
             return yield* JobQueue.await(Echo, job.id)
           })
         assert.strictEqual(yield* run(runOne(1)), 2)
-        // back to what version 6 left: no settling transaction, no index of it
-        yield* Effect.promise(() =>
-          admin((sql) =>
-            Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
-              `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
-            ], (statement) => sql.unsafe(statement).raw, { discard: true })
-          )
-        )
+        yield* backToVersion6(S)
         const [before, after, again] = yield* run(Effect.gen(function*() {
           const store = yield* JobStore.JobStore
           const start = yield* store.latencies("default", undefined, 10)

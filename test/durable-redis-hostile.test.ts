@@ -22,7 +22,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, testLayer, url, watchScripts } from "./durable/redis.ts"
+import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
 import * as Scripts from "../src/internal/store/redisScripts.ts"
@@ -816,24 +816,3 @@ else {
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
-
-/** A private redis-server (from WORKPOOL_REDIS_BIN), stopped with the test's scope. */
-const ownServer = (args: ReadonlyArray<string> = []) => {
-  const binary = redisServer.binary()
-  if (binary === undefined) return Effect.die(new Error("no redis-server binary (WORKPOOL_REDIS_BIN)"))
-  return Effect.acquireRelease(
-    Effect.promise(() => redisServer.startServer(binary, [...args])),
-    (server) => Effect.promise(server.destroy)
-  )
-}
-
-/** Looks every 20 ms (up to 20 s) until `done` holds of what `look` finds, and returns that. */
-const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    for (let tries = 0; tries < 1000; tries++) {
-      const value = yield* look
-      if (done(value)) return value
-      yield* Effect.sleep(20)
-    }
-    return assert.fail(`timed out waiting until ${what}`)
-  })

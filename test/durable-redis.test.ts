@@ -12,8 +12,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo } from "./durable/conformance.ts"
-import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, testLayer, url, watchScripts } from "./durable/redis.ts"
-import * as redisServer from "./durable/redisserver.ts"
+import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
@@ -707,27 +706,6 @@ else {
       }).pipe(Effect.scoped, Effect.provide(layer(freshPrefix()))), { timeout: 60_000 })
   })
 }
-
-/** A private redis-server (from WORKPOOL_REDIS_BIN), stopped with the test's scope. */
-const ownServer = (args: ReadonlyArray<string> = []) => {
-  const binary = redisServer.binary()
-  if (binary === undefined) return Effect.die(new Error("no redis-server binary (WORKPOOL_REDIS_BIN)"))
-  return Effect.acquireRelease(
-    Effect.promise(() => redisServer.startServer(binary, [...args])),
-    (server) => Effect.promise(server.destroy)
-  )
-}
-
-/** Looks every 20 ms (up to 20 s) until `done` holds of what `look` finds, and returns that. */
-const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    for (let tries = 0; tries < 1000; tries++) {
-      const value = yield* look
-      if (done(value)) return value
-      yield* Effect.sleep(20)
-    }
-    return assert.fail(`timed out waiting until ${what}`)
-  })
 
 // Redis 6.0 is what Debian 11 and Ubuntu 22.04 ship: an option newer than that (ZADD's LT/GT,
 // GETDEL, LMOVE, ZRANGE's BYSCORE...) fails there as "ERR syntax error" on every call that uses it

@@ -66,6 +66,17 @@ export const listenBackends = (channel: string) =>
     )
   )
 
+/** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it. */
+export const backToVersion6 = (S: string) =>
+  Effect.promise(() =>
+    admin((sql) =>
+      Effect.forEach([
+        `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
+        `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
+      ], (statement) => sql.unsafe(statement).raw, { discard: true })
+    )
+  )
+
 /**
  * Waits until some backend waits for a lock that backend `holder` holds (`pg_blocking_pids`), each
  * look on a connection of its own: what the lock tests wait on, instead of a sleep. A look from the

@@ -9,7 +9,9 @@ import * as Redis from "effect/persistence/Redis"
 import { createHash } from "node:crypto"
 import { createClient } from "redis"
 import { afterAll } from "vitest"
+import { waitFor } from "../helpers.ts"
 import { Echo } from "./conformance.ts"
+import * as redisServer from "./redisserver.ts"
 
 type Client = ReturnType<typeof createClient<{}, {}, {}, 2, {}>>
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -164,3 +166,16 @@ export const watchScripts = (
         return answered === undefined ? sending : Effect.tap(sending, () => Effect.sync(answered))
       })
   })
+
+/** A private redis-server (from WORKPOOL_REDIS_BIN), stopped with the test's scope. */
+export const ownServer = (args: ReadonlyArray<string> = []) => {
+  const binary = redisServer.binary()
+  if (binary === undefined) return Effect.die(new Error("no redis-server binary (WORKPOOL_REDIS_BIN)"))
+  return Effect.acquireRelease(
+    Effect.promise(() => redisServer.startServer(binary, [...args])),
+    (server) => Effect.promise(server.destroy)
+  )
+}
+
+/** Looks until `done` holds of what `look` finds (`waitFor`), and returns that. */
+export const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) => waitFor(look, what, { until: done })
