@@ -326,8 +326,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     /**
      * Runs a script by its SHA. A call that finds the server without it sends it whole, by `EVAL`,
      * which caches it there (calls in flight together each send it): one more round trip after a
-     * restart or a `SCRIPT FLUSH`, and on a Cluster on the key's
-     * node (EVAL is routed by its key, as EVALSHA). Sending it again is safe: a `NOSCRIPT` ran nothing.
+     * restart or a `SCRIPT FLUSH`, and on a Cluster on the key's node (EVAL is routed by its key, as
+     * EVALSHA; SCRIPT LOAD has no key). Sending it again is safe: a `NOSCRIPT` ran nothing.
      */
     const evalsha = <R>(script: Lua<R>, keysAndArgs: ReadonlyArray<string>): Effect.Effect<R, Redis.RedisError> =>
       redis.send<R>("EVALSHA", script.sha, script.keys, ...keysAndArgs).pipe(
