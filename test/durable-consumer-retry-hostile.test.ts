@@ -1,0 +1,210 @@
+/**
+ * Hostile tests of a consumer's retry after a failed claim (`claimBackoff`, `CLAIM_RETRY_FLOOR`):
+ * the backoff is the store's wait, ended by a change the store hears after a 100 ms floor. On the
+ * memory store under the TestClock, with a store whose claims fail on demand.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Effect, Exit, Layer, Logger, Schema, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { StoreError } from "../src/DurableError.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
+import { settle } from "./helpers.ts"
+
+const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
+const handlers = [Task.handle(Double, (n: number) => Effect.succeed(n * 2))]
+
+/**
+ * The memory store with claims that fail while `failing` > 0 (each failure counts it down, unless
+ * `forever`), after `takes` ms (a claim in flight when the server stopped); `claimedAt`: each claim's time.
+ */
+const flaky = () => {
+  const state = { failing: 0, forever: false, takes: 0, claimedAt: [] as Array<number> }
+  const layer = Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (inner): Store => ({
+      ...inner,
+      claim: (request) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          state.claimedAt.push(now)
+          if (state.failing === 0) return inner.claim(request)
+          if (!state.forever) state.failing--
+          const failure = Effect.fail(new StoreError({ operation: "claim", reason: "Connection closed" }))
+          return state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), failure) : failure
+        })
+    }))
+  ).pipe(Layer.provide(JobStore.memory()))
+  return { state, layer }
+}
+
+const advance = (millis: number, step = 10) =>
+  Effect.gen(function*() {
+    for (let t = 0; t < millis; t += step) yield* TestClock.adjust(step)
+  })
+
+const collect = () => {
+  const logged: Array<string> = []
+  const collector = Logger.make((options) => {
+    logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+  })
+  return { logged, layer: Logger.layer([collector]) }
+}
+
+describe("a consumer's retry after a failed claim", () => {
+  it.effect("a change the store hears while the failing claim is in flight ends the backoff after the floor, as one during the backoff does", () =>
+    Effect.gen(function*() {
+      const { layer, state } = flaky()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers, concurrency: 1, poll: "1 hour" })
+        yield* settle
+        // the first claim found nothing: the consumer is idle. Now the server stops: the next claim
+        // hangs 500 ms, then fails; a job enqueued 250 ms into it (its NOTIFY, or the listener
+        // back) is a change the store heard before the claim's failure was known
+        state.failing = 1
+        state.takes = 500
+        const from = state.claimedAt.length
+        const first = yield* JobQueue.enqueue(Double, 1)
+        yield* advance(250)
+        const second = yield* JobQueue.enqueue(Double, 2)
+        yield* advance(1500)
+        const at = state.claimedAt.slice(from, from + 2).map((t) => t - state.claimedAt[from]!)
+        // retried 100 ms after the failure (600), not a whole backoff (1 s) after it (1500)
+        assert.deepStrictEqual(at, [0, 600])
+        assert.deepStrictEqual([yield* first.await, yield* second.await], [2, 4])
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+
+  it.effect("claims that fail at once while jobs keep coming (one every 10 ms): at most ~10 claims a second, warnings at 1, 2, 4, 8, ... failures; it recovers", () =>
+    Effect.gen(function*() {
+      const { layer, state } = flaky()
+      const log = collect()
+      yield* Effect.gen(function*() {
+        state.failing = 1
+        state.forever = true
+        yield* JobQueue.consume({ handlers, concurrency: 2, poll: 5 })
+        const jobs = []
+        for (let t = 0; t < 10_000; t += 10) {
+          jobs.push(yield* JobQueue.enqueue(Double, t))
+          yield* TestClock.adjust(10)
+        }
+        const claims = state.claimedAt.length
+        assert.isAtMost(claims, 10 * 10 + 5)
+        // the backoff still grows without changes: a change only shortens it to the floor
+        assert.isAtLeast(claims, 80)
+        const failed = log.logged.filter((line) => line.startsWith("effect-workpool: claiming durable jobs failed"))
+        assert.strictEqual(failed.length, Math.floor(Math.log2(claims)) + 1)
+        state.forever = false
+        state.failing = 0
+        yield* advance(6000, 50)
+        assert.isTrue(log.logged.some((line) => /claiming durable jobs works again, after \d+ failures/.test(line)))
+        assert.strictEqual((yield* jobs[jobs.length - 1]!.await), 9990 * 2)
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
+    }))
+
+  it.effect("poll 1 ms or 50 ms with claims that always fail: no busy loop (a few claims a second), each a sleep, not a store wait", () =>
+    Effect.gen(function*() {
+      for (const poll of [1, 50]) {
+        const { layer, state } = flaky()
+        state.failing = 1
+        state.forever = true
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers, concurrency: 1, poll })
+          yield* advance(20_000, 1)
+        }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(collect().layer))
+        // 1+2+4+...+4096 ms (or 50 doubling) to 5 s, then every 5 s: under 20 claims in 20 s
+        assert.isAtMost(state.claimedAt.length, 20, `poll ${poll}`)
+        assert.isAtLeast(state.claimedAt.length, 5, `poll ${poll}`)
+      }
+    }))
+
+  it.effect("the failure count starts over after a claim that works: the next failure waits min(poll, 1 s) again, not 5 s", () =>
+    Effect.gen(function*() {
+      const { layer, state } = flaky()
+      yield* Effect.gen(function*() {
+        state.failing = 6
+        yield* JobQueue.consume({ handlers, concurrency: 1, poll: 2000 })
+        // 0, 1000, 3000, 7000, 12000, 17000, then the claim that works at 22000
+        yield* advance(22_100, 50)
+        assert.deepStrictEqual(state.claimedAt.slice(0, 7), [0, 1000, 3000, 7000, 12000, 17000, 22000])
+        // idle now (a 2 s poll): the claims at 24000, 26000 work; the one at 28000 fails
+        yield* advance(5_000, 50)
+        const from = state.claimedAt.length
+        state.failing = 2
+        yield* advance(5_000, 50)
+        const at = state.claimedAt.slice(from, from + 3).map((t) => t - state.claimedAt[from]!)
+        assert.deepStrictEqual(at, [0, 1000, 3000])
+      }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(collect().layer))
+    }))
+
+  it.effect("shutdown during a 5 s backoff ends at once (the scope's close does not wait out the backoff)", () =>
+    Effect.gen(function*() {
+      const { layer, state } = flaky()
+      const consumerScope = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        state.failing = 1
+        state.forever = true
+        const context = yield* Layer.build(layer)
+        yield* JobQueue.consume({ handlers, concurrency: 1, poll: 1000 }).pipe(
+          Scope.provide(consumerScope),
+          Effect.provide(context)
+        )
+        yield* advance(8000, 50)
+        // the 4th failure at 7000: now in its 5 s backoff, past its floor (in the store's wait)
+        yield* TestClock.adjust(150)
+        const claims = state.claimedAt.length
+        const closing = yield* Effect.forkChild(Scope.close(consumerScope, Exit.void))
+        yield* settle
+        // no time passed: the close ended anyway
+        assert.isDefined(closing.pollUnsafe())
+        yield* advance(10_000, 100)
+        assert.strictEqual(state.claimedAt.length, claims)
+      }).pipe(Effect.scoped, Effect.provide(collect().layer))
+    }))
+
+  it.effect("the store closed during the backoff (in its floor or its wait): the consumer stops as for a closed store at once, not a backoff later", () =>
+    Effect.gen(function*() {
+      for (const into of [50, 500]) {
+        const { layer, state } = flaky()
+        const log = collect()
+        yield* Effect.gen(function*() {
+          state.failing = 1
+          state.forever = true
+          const storeScope = yield* Scope.make()
+          const context = yield* Layer.buildWithScope(layer, storeScope)
+          const consumer = yield* JobQueue.consume({ handlers, concurrency: 1, poll: 1000 }).pipe(Effect.provide(context))
+          // failures at 0, 1000, 3000, 7000: the backoff from 7000 is 5 s
+          yield* advance(7000 + into, 50)
+          const claims = state.claimedAt.length
+          yield* Scope.close(storeScope, Exit.void)
+          // at most the floor's rest (a sleep), not the backoff's 5 s
+          yield* advance(100, 10)
+          const ended = yield* Effect.forkChild(consumer.awaitTermination)
+          yield* settle
+          assert.isDefined(ended.pollUnsafe(), `${into} ms into the backoff`)
+          assert.isAtMost(state.claimedAt.length, claims + 1)
+          assert.isTrue(log.logged.some((line) => line.includes("store closed before the consumer")))
+        }).pipe(Effect.scoped, Effect.provide(log.layer))
+      }
+    }))
+
+  it.effect("paused during the backoff: a change that ends it claims nothing (the paused consumer waits for its resume)", () =>
+    Effect.gen(function*() {
+      const { layer, state } = flaky()
+      yield* Effect.gen(function*() {
+        state.failing = 3
+        const consumer = yield* JobQueue.consume({ handlers, concurrency: 1, poll: 1000 })
+        // failures at 0, 1000, 3000: the third's backoff (4 s) runs to 7000
+        yield* advance(3500, 50)
+        const claims = state.claimedAt.length
+        yield* consumer.pause
+        const job = yield* JobQueue.enqueue(Double, 5)
+        yield* advance(10_000, 50)
+        assert.strictEqual(state.claimedAt.length, claims)
+        yield* consumer.resume
+        yield* advance(100, 10)
+        assert.strictEqual(yield* job.await, 10)
+      }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(collect().layer))
+    }))
+})
