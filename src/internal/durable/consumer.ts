@@ -495,10 +495,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           else {
             // the store's wait, not a sleep: it keeps the queues heard (Postgres LISTENs them again
             // on its listener's new connection) and ends at a change, so the store coming back
-            // (its listener says so to every waiter) or a job of these queues retries the claim then
-            const after = yield* store.version
+            // (its listener says so to every waiter) or a job of these queues retries the claim then.
+            // Since the version read before the claim: a change heard while the failing claim was
+            // in flight (a NOTIFY, the listener back while a claim waited for its connection) ends
+            // it too; read after the failure, it was missed for a whole backoff
             yield* Effect.sleep(CLAIM_RETRY_FLOOR)
-            yield* store.wait(delay - CLAIM_RETRY_FLOOR, after, config.queues, tasks)
+            yield* store.wait(delay - CLAIM_RETRY_FLOOR, since, config.queues, tasks)
           }
           continue
         }
