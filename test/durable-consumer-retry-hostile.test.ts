@@ -4,13 +4,14 @@
  * memory store under the TestClock, with a store whose claims fail on demand.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Layer, Logger, Schema, Scope } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Logger, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as Rd from "./durable/redis.ts"
 import { settle } from "./helpers.ts"
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
@@ -207,4 +208,56 @@ describe("a consumer's retry after a failed claim", () => {
         assert.strictEqual(yield* job.await, 10)
       }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(collect().layer))
     }))
+})
+
+describe.runIf(Rd.enabled)("a Redis consumer's retry after a failed claim, next to a working consumer in another process", () => {
+  it.live("its backoff does not take the working consumer's wake-ups (the queue's markers): each job enqueued starts at once, not at the other's next orphan look (5 s)", () => {
+    const prefix = Rd.freshPrefix()
+    return Effect.gen(function*() {
+      // three processes on one Redis: A's claims come to fail (a claim connection of its own
+      // broken, say), B's work; C enqueues. Both consumers poll once an hour: a job starts by its wake-up only
+      const a = Context.get(yield* Layer.build(Rd.testLayer(prefix)), JobStore.JobStore)
+      const b = Context.get(yield* Layer.build(Rd.testLayer(prefix)), JobStore.JobStore)
+      const c = Context.get(yield* Layer.build(Rd.testLayer(prefix)), JobStore.JobStore)
+      let failed = 0
+      let failing = false
+      const broken: Store = {
+        ...a,
+        claim: (request) =>
+          Effect.suspend(() => {
+            if (!failing) return a.claim(request)
+            failed++
+            return Effect.fail(new StoreError({ operation: "claim", reason: "Connection closed" }))
+          })
+      }
+      const started: Array<number> = []
+      const handler = [Task.handle(Double, (n: number) => Effect.sync(() => void started.push(Date.now())).pipe(Effect.as(n * 2)))]
+      yield* JobQueue.consume({ handlers: handler, concurrency: 1, poll: "1 hour" }).pipe(Effect.provideService(JobStore.JobStore, broken))
+      yield* JobQueue.consume({ handlers: handler, concurrency: 1, poll: "1 hour" }).pipe(Effect.provideService(JobStore.JobStore, b))
+      // both idle (their claims found nothing), each blocked in BZPOPMIN; then A's claims fail
+      yield* Effect.promise(() => Rd.blocked(prefix, 2))
+      failing = true
+      const run = (i: number) =>
+        Effect.gen(function*() {
+          const from = Date.now()
+          const job = yield* JobQueue.enqueue(Double, i).pipe(Effect.provideService(JobStore.JobStore, c))
+          assert.strictEqual(yield* job.await.pipe(Effect.provideService(JobStore.JobStore, c)), i * 2)
+          return started.at(-1)! - from
+        })
+      // until A has taken a wake-up as an idle consumer and failed to claim it (that job waits
+      // for B's orphan look, as it did before): A is in its backoff from then on
+      for (let i = 0; failed === 0; i++) {
+        assert.isBelow(i, 20)
+        yield* run(100 + i)
+      }
+      yield* Effect.sleep(1500)
+      const waits: Array<number> = []
+      for (let i = 0; i < 4; i++) {
+        waits.push(yield* run(i))
+        // A back in its backoff's wait (its floor over), and B's watch blocked again
+        yield* Effect.sleep(300)
+      }
+      assert.isTrue(waits.every((wait) => wait < 2000), `waits ${waits.join(", ")} ms`)
+    }).pipe(Effect.scoped, Effect.provide(collect().layer))
+  }, 60_000)
 })
