@@ -493,14 +493,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           const delay = claimBackoff(config.poll, failures)
           if (delay <= CLAIM_RETRY_FLOOR) yield* Effect.sleep(delay)
           else {
-            // the store's wait, not a sleep: it keeps the queues heard (Postgres LISTENs them again
-            // on its listener's new connection) and ends at a change, so the store coming back
-            // (its listener says so to every waiter) or a job of these queues retries the claim then.
-            // Since the version read before the claim: a change heard while the failing claim was
-            // in flight (a NOTIFY, the listener back while a claim waited for its connection) ends
-            // it too; read after the failure, it was missed for a whole backoff
+            // the store's wait, not a sleep: it ends at a change the store hears, so the store
+            // coming back (the Postgres listener's reconnect says so to every waiter) or a job
+            // enqueued here retries the claim then. Since the version read before the claim: a
+            // change heard while the failing claim was in flight ends it too (read after the
+            // failure, it was missed for a whole backoff). An awaiter's wait, naming no queues: a
+            // consumer whose claim failed is not idle on them (`wait`'s idleOn: one whose claim
+            // found nothing). Named, a Redis store's watch took the queues' wake-ups (markers) for
+            // it from idle consumers elsewhere, whose jobs then waited for their orphan look (5 s)
             yield* Effect.sleep(CLAIM_RETRY_FLOOR)
-            yield* store.wait(delay - CLAIM_RETRY_FLOOR, since, config.queues, tasks)
+            yield* store.wait(delay - CLAIM_RETRY_FLOOR, since)
           }
           continue
         }
