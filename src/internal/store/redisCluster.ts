@@ -5,8 +5,8 @@
  *
  * Scripts: the store sends `EVALSHA` itself, and `EVAL` (routed by its key too) where the key's node
  * lacks the script (not effect's `Redis.eval`, whose `SCRIPT LOAD` would go to some node, not the
- * key's: nothing here makes that work). Blocking commands (`Redis.reserve`) get a cluster client of their own, so a `BZPOPMIN`
- * holds up nobody else's commands.
+ * key's: nothing here makes that work). Blocking commands (`Redis.reserve`) get a cluster client of
+ * their own, so a `BZPOPMIN` holds up nobody else's commands.
  *
  * @internal
  */
