@@ -104,6 +104,14 @@ export const delayedWakeAcrossInstances = (layer: () => Layer.Layer<JobStore.Job
     }).pipe(Effect.scoped, Effect.provide(consumerStore), Effect.provideService(Clock.Clock, ahead))
   })
 
+/** Any value in and out: what a Schema lets through need not be JSON. */
+const Loose = Task.make("Loose", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
+const cyclic = () => {
+  const value: { self?: unknown } = {}
+  value.self = value
+  return value
+}
+
 /** Same name as Echo, another payload: what an old producer might have stored. */
 const EchoOld = Task.make("Echo", { payload: Schema.Struct({ n: Schema.String }), success: Schema.Number, failure: Boom })
 
@@ -861,6 +869,67 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((error as TaskCodecError).part, "payload")
         const info = yield* JobQueue.status(job.id)
         assert.deepStrictEqual([info.state, info.attempts, yield* Ref.get(ran)], ["dead", 1, 0])
+      })))
+
+    it.effect("3. a success or failure with no JSON (Schema.Any given a BigInt, a cycle, a function) ends its job dead with TaskCodecError (part success / failure), which its awaiter sees: not a consumer defect, not left running until its lease is reaped; a failure still gets its retries; undefined stays a success", () =>
+      provide(Effect.gen(function*() {
+        const cases: ReadonlyArray<readonly [() => Effect.Effect<unknown, unknown>, number]> = [
+          [() => Effect.succeed(10n), 3],
+          [() => Effect.succeed(cyclic()), 3],
+          [() => Effect.succeed(() => 1), 3],
+          [() => Effect.succeed(undefined), 3],
+          [() => Effect.fail(10n), 2],
+          [() => Effect.fail(cyclic()), 1],
+          [() => Effect.fail(Symbol("no")), 1]
+        ]
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Loose, (n) => cases[n]![0]())] })
+        const jobs = yield* Effect.forEach(cases, ([, maxAttempts], n) => JobQueue.enqueue(Loose, n, { maxAttempts }))
+        // past the failure's retry (1 s), short of a lease (3 s): a job whose settle failed is still running
+        yield* tick(2000)
+        const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+        assert.deepStrictEqual(
+          infos.map((info) => [info.state, info.attempts]),
+          [["dead", 1], ["dead", 1], ["dead", 1], ["succeeded", 1], ["dead", 2], ["dead", 1], ["dead", 1]]
+        )
+        const exits = yield* Effect.forEach(jobs, (job) => Effect.exit(job.await))
+        const parts = exits.map((exit) => {
+          if (Exit.isSuccess(exit)) return ["success", exit.value]
+          const error = Cause.squash(exit.cause)
+          return error instanceof TaskCodecError ? [error.part, error.issue.length > 0] : ["other", String(error)]
+        })
+        assert.deepStrictEqual(parts, [
+          ["success", true],
+          ["success", true],
+          ["success", true],
+          ["success", undefined],
+          ["failure", true],
+          ["failure", true],
+          ["failure", true]
+        ])
+        const bigint = Cause.squash((exits[0] as Exit.Failure<unknown, unknown>).cause) as TaskCodecError
+        assert.match(bigint.issue, /BigInt/)
+        assert.strictEqual(bigint.task, "Loose")
+      })))
+
+    it.effect("3. a defect whose value has no JSON and no String (a cycle without a prototype, an Error whose message is a BigInt) ends its job dead with a readable message, as any defect", () =>
+      provide(Effect.gen(function*() {
+        const bare = Object.create(null)
+        bare.self = bare
+        const odd = new Error("replaced")
+        ;(odd as { message: unknown }).message = 10n
+        const defects = [bare, odd, 10n]
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Loose, (n) => Effect.die(defects[n]))] })
+        const jobs = yield* Effect.forEach(defects, (_, n) => JobQueue.enqueue(Loose, n, { maxAttempts: 1 }))
+        yield* tick(100)
+        assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => stateOf(job.id)), ["dead", "dead", "dead"])
+        const messages = yield* Effect.forEach(jobs, (job) =>
+          Effect.map(Effect.exit(job.await), (exit) => {
+            assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+            return (Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error).message
+          }))
+        assert.match(messages[0]!, /object/)
+        assert.match(messages[1]!, /10/)
+        assert.match(messages[2]!, /10/)
       })))
 
     it.effect("4. a dedup key returns the unfinished job's handle; after it finished, a new job", () =>
