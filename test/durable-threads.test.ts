@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Crash as CrashThread, decodes, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved } from "./fixtures/durable-thread-tasks.ts"
+import { Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
@@ -83,6 +83,29 @@ describe("JobQueue.consume with a threadPool", () => {
       // a success whose JSON form is no value at all
       assert.strictEqual(yield* nothing.await, undefined)
       assert.strictEqual((yield* JobQueue.status(nothing.id)).state, "succeeded")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("a success with no JSON (Schema.Any given a BigInt, a cycle, a function) ends its job dead at its first attempt with TaskCodecError (part success), as on a fiber: not a defect of the thread, retried; undefined stays a success", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Loose], poll: 10, retry: { times: 3 } })
+      const jobs = yield* Effect.forEach([0, 1, 2, 3], (n) => JobQueue.enqueue(Loose, n, { maxAttempts: 3 }))
+      const ended = Effect.map(Effect.forEach(jobs, (job) => stateOf(job.id)), (states) => states.every((state) => state === "dead" || state === "succeeded"))
+      yield* until(ended, "every job ended")
+      const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+      assert.deepStrictEqual(infos.map((info) => [info.state, info.attempts]), [["dead", 1], ["dead", 1], ["dead", 1], ["succeeded", 1]])
+      const outcomes = yield* Effect.forEach(jobs, (job) =>
+        Effect.map(Effect.exit(job.await), (exit) => {
+          if (Exit.isSuccess(exit)) return ["success", exit.value]
+          const error = Cause.squash(exit.cause) as PoolError.TaskCodecError
+          return [error._tag, error.part]
+        }))
+      assert.deepStrictEqual(outcomes, [
+        ["TaskCodecError", "success"],
+        ["TaskCodecError", "success"],
+        ["TaskCodecError", "success"],
+        ["success", undefined]
+      ])
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 
   it.live("a crashed thread fails the attempt as a defect, retried by the consumer's policy; the pool's own retry does not apply", () =>
