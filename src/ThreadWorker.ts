@@ -25,6 +25,7 @@ import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
+import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
@@ -251,7 +252,11 @@ export const serve = <R = never, E = never>(
     encodeFailure: Schema.encodeUnknownExit(task.failure)
   })
   const byName = new Map(handlers.map((handler) => {
-    let json: { readonly run: typeof handler.run } & ReturnType<typeof codecsOf> | undefined
+    let json:
+      | { readonly run: typeof handler.run } & Omit<ReturnType<typeof codecsOf>, "encodeSuccess"> & {
+        readonly encodeSuccess: (value: unknown) => Exit.Exit<string, unknown>
+      }
+      | undefined
     return [handler.task.name, {
       run: handler.run,
       ...codecsOf(handler.task),
@@ -277,8 +282,15 @@ export const serve = <R = never, E = never>(
             }
             return codecs.decodePayload(parsed)
           },
-          // in an object, so that an undefined value is left out as the store leaves it out
-          encodeSuccess: (value: unknown) => Exit.map(codecs.encodeSuccess(value), (encoded) => JSON.stringify({ value: encoded }))
+          // in an object, so that an undefined value is left out as the store leaves it out; one
+          // without JSON text is the task's TaskCodecError (part "success"), as on a fiber (exit.ts)
+          encodeSuccess: (value: unknown): Exit.Exit<string, unknown> => {
+            const encoded = codecs.encodeSuccess(value)
+            if (Exit.isFailure(encoded)) return encoded
+            if (encoded.value === undefined) return Exit.succeed("{}")
+            const text = jsonText(encoded.value)
+            return typeof text === "string" ? Exit.succeed(`{"value":${text}}`) : Exit.fail(text.reason)
+          }
         }
       }
     }]

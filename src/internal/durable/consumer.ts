@@ -27,6 +27,7 @@ import { DONE } from "../scheduler.ts"
 import { decodePayload, encodeExit } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced } from "../jobContext.ts"
+import { jsonText } from "../jsonText.ts"
 import * as Monotonic from "../monotonic.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
@@ -374,20 +375,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         let written: string | undefined
         let warned = false
         const write = (value: unknown) => {
-          let text: string | undefined
-          let problem: unknown = undefined
-          try {
-            text = JSON.stringify(value)
-          } catch (error) {
-            problem = error
-          }
-          if (text === undefined) {
+          const text = jsonText(value)
+          if (typeof text !== "string") {
             // not JSON (a cycle, a BigInt, a function): not stored, said once per attempt
             if (warned) return Effect.void
             warned = true
             return Effect.logWarning(
               "effect-workpool: a durable job's progress is not JSON; it is not stored (its previous value stays)",
-              problem ?? `${typeof value} ${String(value)}`
+              text.reason
             ).pipe(Effect.annotateLogs({ jobId: claim.job.id, queue: claim.job.queue }))
           }
           return text === written

@@ -11,6 +11,8 @@ import { Cause, Effect, Exit, Result, Schema } from "effect"
 import { AttemptTimeout, JobCancelled, LeaseExpired } from "../../DurableError.ts"
 import { TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
+import { show } from "../config.ts"
+import { jsonText } from "../jsonText.ts"
 import type { JobRow } from "../store/model.ts"
 
 /** The errors stored by the machinery rather than by the task's failure Schema. */
@@ -44,24 +46,25 @@ export const codecError = (task: Task.Any, part: TaskCodecError["part"], error: 
   new TaskCodecError({ task: task.name, part, issue: issue(error) })
 
 /**
- * Encodes a payload for the store, or fails with `TaskCodecError` (part "payload"). A Schema that
- * lets any value through (`Schema.Any`) may encode to what is no JSON: `undefined`, a function (no
- * text: the Redis store's client refused it as a StoreError, and Redis.eval had stored "undefined"),
- * a BigInt or a cycle (JSON.stringify throws: a defect).
+ * A value in its task's JSON form as JSON text for the store, or a `TaskCodecError` naming `part`
+ * and why it has none. A Schema that lets any value through (`Schema.Any`) may encode to no JSON:
+ * a BigInt, a cycle (JSON.stringify throws), undefined, a function, a symbol (no text at all).
+ */
+export const jsonOf = (task: Task.Any, part: TaskCodecError["part"], value: unknown): string | TaskCodecError => {
+  const text = jsonText(value)
+  return typeof text === "string" ? text : codecError(task, part, text.reason)
+}
+
+/**
+ * Encodes a payload for the store, or fails with `TaskCodecError` (part "payload"): nothing is
+ * stored (a payload without JSON text reached the Redis store's client as undefined, a StoreError).
  */
 export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<string, TaskCodecError> =>
   Schema.encodeUnknownEffect(codecsOf(task).payload)(payload).pipe(
     Effect.mapError((error) => codecError(task, "payload", error)),
     Effect.flatMap((json) => {
-      let text: string | undefined
-      try {
-        text = JSON.stringify(json)
-      } catch (error) {
-        return Effect.fail(codecError(task, "payload", error))
-      }
-      return text === undefined
-        ? Effect.fail(codecError(task, "payload", `not JSON: ${typeof json}`))
-        : Effect.succeed(text)
+      const text = jsonOf(task, "payload", json)
+      return typeof text === "string" ? Effect.succeed(text) : Effect.fail(text)
     })
   ) as Effect.Effect<string, TaskCodecError>
 
@@ -82,19 +85,26 @@ export const decodePayload = (task: Task.Any, payload: string): Effect.Effect<un
   return Exit.isExit(decoded) ? Exit.mapError(decoded, toCodecError) : Effect.mapError(decoded, toCodecError)
 }
 
+/** Text for any value, never a throw: a string as it is, else its JSON, else a description. */
+const readable = (value: unknown): string => {
+  if (typeof value === "string") return value
+  const text = jsonText(value)
+  return typeof text === "string" ? text : show(value)
+}
+
 const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] => {
   if (defect instanceof Error) {
-    return defect.stack === undefined
-      ? { name: defect.name, message: defect.message }
-      : { name: defect.name, message: defect.message, stack: defect.stack }
+    try {
+      // an Error's fields may have been given any value (a BigInt message): the stored text must be written
+      const stack: unknown = defect.stack
+      return typeof stack === "string"
+        ? { name: readable(defect.name), message: readable(defect.message), stack }
+        : { name: readable(defect.name), message: readable(defect.message) }
+    } catch {
+      return { name: "Error", message: "an Error whose fields cannot be read" }
+    }
   }
-  let message: string
-  try {
-    message = typeof defect === "string" ? defect : JSON.stringify(defect) ?? String(defect)
-  } catch {
-    message = String(defect)
-  }
-  return { name: "Defect", message }
+  return { name: "Defect", message: readable(defect) }
 }
 
 /**
@@ -111,50 +121,67 @@ export class EncodedSuccess {
 /** `{ _tag: "Success", value }` as JSON text, from the JSON text of `{ value }` (or `{}`). */
 const successText = (text: string): string => text === "{}" ? `{"_tag":"Success"}` : `{"_tag":"Success",${text.slice(1)}`
 
-/**
- * Encodes an attempt's Exit. A failure is the task's own error unless it is one of the machine's;
- * one that its Schema cannot encode is stored as a `TaskCodecError` (part "failure"), as is a
- * success its Schema cannot encode (part "success": `ok` is then false).
- */
-export const encodeExit = (
-  task: Task.Any,
-  exit: Exit.Exit<unknown, unknown>
-): Effect.Effect<{ readonly text: string; readonly ok: boolean }> => {
-  if (Exit.isSuccess(exit) && exit.value instanceof EncodedSuccess) {
-    return Effect.succeed({ text: successText(exit.value.text), ok: true })
-  }
-  if (Exit.isSuccess(exit)) {
-    // a Schema that runs no Effect encodes here and now (the usual case): an Exit, no steps to run
-    const encoded = Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value)
-    if (Exit.isExit(encoded) && Exit.isSuccess(encoded)) {
-      return Exit.succeed({ text: JSON.stringify({ _tag: "Success", value: encoded.value } satisfies Stored), ok: true })
-    }
-  }
-  const stored: Effect.Effect<Stored> = Exit.isSuccess(exit)
-    ? Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value).pipe(
-      Effect.map((value): Stored => ({ _tag: "Success", value })),
-      Effect.catch((error) => machine(codecError(task, "success", error)))
-    )
-    : Result.match(Cause.findError(exit.cause), {
-      onSuccess: (error) =>
-        error instanceof TaskCodecError || error instanceof AttemptTimeout
-          ? machine(error)
-          : Schema.encodeUnknownEffect(codecsOf(task).failure)(error).pipe(
-            Effect.map((encoded): Stored => ({ _tag: "Failure", error: encoded })),
-            Effect.catch((codec) => machine(codecError(task, "failure", codec)))
-          ),
-      onFailure: (cause) =>
-        Effect.succeed<Stored>({
-          _tag: "Die",
-          defect: defectOf(Result.getOrElse(Cause.findDefect(cause), () => new Error("interrupted")))
-        })
-    })
-  return Effect.map(stored, (value) => ({ text: JSON.stringify(value), ok: value._tag === "Success" }))
+interface Written {
+  readonly text: string
+  readonly ok: boolean
 }
 
-const machine = (error: TaskCodecError | AttemptTimeout): Effect.Effect<Stored> =>
+/**
+ * `{ _tag, value }` (a success) or `{ _tag, error }` (a failure) as stored text, the value in its
+ * task's JSON form. One without JSON text is stored as the `TaskCodecError` (part "success" or
+ * "failure") that says so: undefined is left out, as JSON leaves it out of an object (it decodes
+ * back to undefined), but a function or a symbol would come back as undefined too.
+ */
+const written = (task: Task.Any, tag: "Success" | "Failure", value: unknown): Effect.Effect<Written> => {
+  const ok = tag === "Success"
+  if (value === undefined) return Exit.succeed({ text: ok ? `{"_tag":"Success"}` : `{"_tag":"Failure"}`, ok })
+  const text = jsonOf(task, ok ? "success" : "failure", value)
+  if (typeof text !== "string") return machine(text)
+  return Exit.succeed({ text: ok ? `{"_tag":"Success","value":${text}}` : `{"_tag":"Failure","error":${text}}`, ok })
+}
+
+/**
+ * Encodes an attempt's Exit. A failure is the task's own error unless it is one of the machine's;
+ * one that its Schema cannot encode, or that has no JSON text, is stored as a `TaskCodecError`
+ * (part "failure"), as is such a success (part "success": `ok` is then false). Either way the
+ * awaiter sees a typed error and the job ends as the consumer decides for that outcome: a success
+ * that cannot be written is dead at once (its handler ran: another attempt would run it again for
+ * a result that cannot be written either); a failure that cannot be written is retried as the
+ * failure it is (the retry policy sees the task's own error), and its last attempt's is kept.
+ */
+export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Written> => {
+  if (Exit.isSuccess(exit)) {
+    if (exit.value instanceof EncodedSuccess) return Exit.succeed({ text: successText(exit.value.text), ok: true })
+    const encoded = Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value)
+    // a Schema that runs no Effect encodes here and now (the usual case): an Exit, no steps to run
+    if (Exit.isExit(encoded) && Exit.isSuccess(encoded)) return written(task, "Success", encoded.value)
+    return Effect.matchEffect(encoded, {
+      onFailure: (error) => machine(codecError(task, "success", error)),
+      onSuccess: (value) => written(task, "Success", value)
+    })
+  }
+  return Result.match(Cause.findError(exit.cause), {
+    onSuccess: (error) =>
+      error instanceof TaskCodecError || error instanceof AttemptTimeout
+        ? machine(error)
+        : Effect.matchEffect(Schema.encodeUnknownEffect(codecsOf(task).failure)(error), {
+          onFailure: (codec) => machine(codecError(task, "failure", codec)),
+          onSuccess: (encoded) => written(task, "Failure", encoded)
+        }),
+    onFailure: (cause) => {
+      const stored: Stored = {
+        _tag: "Die",
+        defect: defectOf(Result.getOrElse(Cause.findDefect(cause), () => new Error("interrupted")))
+      }
+      return Exit.succeed({ text: JSON.stringify(stored), ok: false })
+    }
+  })
+}
+
+// its fields are strings the machine wrote: JSON text, always
+const machine = (error: TaskCodecError | AttemptTimeout): Effect.Effect<Written> =>
   Schema.encodeUnknownEffect(MachineError)(error).pipe(
-    Effect.map((encoded): Stored => ({ _tag: "Error", error: encoded })),
+    Effect.map((encoded): Written => ({ text: JSON.stringify({ _tag: "Error", error: encoded } satisfies Stored), ok: false })),
     Effect.orDie
   )
 
