@@ -78,6 +78,31 @@ describe("a job's context", () => {
       assert.deepStrictEqual(a[1], Exit.succeed(a[0]))
       assert.deepStrictEqual(b[1], Exit.succeed(b[0]))
     }))
+
+  it.effect("jobs of a submitter 6 to 9 layers deep share one copy of its services: Effect's flatten at the 8th layer runs once per submitter context, not once per job", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      // the map a job's own Context is built on (Effect 4.1's ContextImpl), below its layers
+      const shape = Effect.withFiber((fiber) => Effect.succeed((fiber.context as unknown as { readonly base: unknown }).base))
+      for (let depth = 6; depth <= 9; depth++) {
+        const [a, b, seen] = yield* withDepth(
+          Effect.gen(function*() {
+            const a = yield* pool.run(shape)
+            const b = yield* pool.run(shape)
+            const seen = yield* pool.run(Effect.gen(function*() {
+              const values: Array<number> = []
+              for (let i = 0; i < depth; i++) values.push(yield* services[i]!)
+              return values
+            }))
+            return [a, b, seen] as const
+          }),
+          depth
+        )
+        // without the copy kept per submitter, each job's two layers past the 8th flattened anew
+        assert.strictEqual(a, b, `depth ${depth}`)
+        assert.deepStrictEqual(seen, Array.from({ length: depth }, (_, i) => i))
+      }
+    }))
 })
 
 describe("a worker's jobs", () => {

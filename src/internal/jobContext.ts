@@ -101,21 +101,42 @@ export const addLayer = (context: Context.Context<never>, annotations: Readonly<
 }
 
 /**
+ * The layers a job adds to its submitter's context: its `JobContext` and its log annotations.
+ */
+const JOB_LAYERS = 2
+
+/**
+ * `context` itself, or, when the job's layers would take it past its `maxDepth`, the same services
+ * in one flat `Context`. Effect flattens a `Context` into a new `Map` of all its services at the
+ * add that reaches `maxDepth` (8): from a submitter 7 or 8 layers deep (nested `provideService`,
+ * `withSpan`, `annotateLogs`) every job would copy every service. Flattened once per submitter
+ * context instead (`makeContextOf` keeps it with the annotations), its jobs add their layers to it.
+ */
+export const withRoom = (context: Context.Context<never>): Context.Context<never> => {
+  const layered = context as unknown as Layered
+  if (!LAYERED || layered.depth + JOB_LAYERS <= layered.maxDepth) return context
+  return Context.makeUnsafe(new Map(context.mapUnsafe), { maxDepth: layered.maxDepth })
+}
+
+/**
  * Makes the function that gives a job its own context: its submitter's, with its `JobContext` and
- * its id among the log annotations. Most jobs come from a few submitters, so the submitter's
- * annotations are looked up once per submitter context (a lookup per job cost ~7% of a trivial job).
+ * its id among the log annotations. Most jobs come from a few submitters, so what the submitter's
+ * context holds (its annotations, `withRoom`) is looked up once per submitter context (a lookup per
+ * job cost ~7% of a trivial job).
  */
 export const makeContextOf = (): (job: Job) => Context.Context<never> => {
   let lastContext: Context.Context<never> | undefined
+  let base: Context.Context<never> | undefined
   let annotations: Readonly<Record<string, unknown>> | undefined
   return (job) => {
     if (job.context !== lastContext) {
       lastContext = job.context
+      base = withRoom(job.context)
       const found = Context.get(job.context, References.CurrentLogAnnotations)
       annotations = Object.keys(found).length === 0 ? undefined : found
     }
     return addLayer(
-      Context.add(job.context, JobContext, new InPool(job, attemptOf(job))),
+      Context.add(base!, JobContext, new InPool(job, attemptOf(job))),
       annotations === undefined ? { jobId: job.id } : { ...annotations, jobId: job.id }
     )
   }
