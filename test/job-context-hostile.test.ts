@@ -3,13 +3,15 @@
  * holds its JobContext), its worker's observer and its deadline on the prototype.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, References, Schedule } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, References, Schedule, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
-import { Echo } from "./fixtures/tasks.ts"
+import { Echo, Progress } from "./fixtures/tasks.ts"
 import { addsUp, makeReleasingPool } from "./fixtures/pool.ts"
 import { recordingTracer } from "./helpers.ts"
 import { addLayer } from "../src/internal/jobContext.ts"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 
 const Greeting = Context.Service<string>("test/job-context-hostile/Greeting")
 const Level = Context.Reference<number>("test/job-context-hostile/Level", { defaultValue: () => 0 })
@@ -307,5 +309,271 @@ describe("a job's deadline on the prototype, attacked", () => {
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.succeeded, stats.timedOut, stats.running, stats.queued], [2, 1, 0, 0])
       assert.isTrue(addsUp(stats))
+    }))
+})
+
+/** Services overridden and added at random by the submitters below. */
+const Keys = Array.from({ length: 5 }, (_, i) => Context.Service<string>(`test/job-context-hostile/K${i}`))
+const JOB_KEYS = new Set([WorkPool.JobContext.key, References.CurrentLogAnnotations.key])
+
+/** A deterministic generator of small integers (a linear congruential one), seeded per case. */
+const seeded = (seed: number) => {
+  let s = seed >>> 0
+  return (n: number) => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return (s >>> 8) % n
+  }
+}
+
+/** `layers` random layers around `effect`: services new and overridden, annotations, spans and the fiber-cached log levels. */
+const layered = <A, E, R>(effect: Effect.Effect<A, E, R>, next: (n: number) => number, layers: number, tag: string) => {
+  let wrapped: Effect.Effect<A, E, any> = effect
+  for (let i = 0; i < layers; i++) {
+    const value = `${tag}.${i}`
+    switch (next(6)) {
+      case 0:
+      case 1:
+        wrapped = Effect.provideService(wrapped, Keys[next(Keys.length)]!, value)
+        break
+      case 2:
+        wrapped = Effect.annotateLogs(wrapped, { [`a${next(3)}`]: value })
+        break
+      case 3:
+        wrapped = Effect.withSpan(wrapped, `span ${value}`)
+        break
+      case 4:
+        wrapped = Effect.provideService(wrapped, References.MinimumLogLevel, next(2) === 0 ? "Debug" : "Warn")
+        break
+      default:
+        wrapped = Effect.provideService(wrapped, References.CurrentLogLevel, next(2) === 0 ? "Error" : "Debug")
+    }
+  }
+  return wrapped as Effect.Effect<A, E, R>
+}
+
+/** A context's services as a plain Map, without the two a job adds. */
+const servicesOf = (context: Context.Context<never>) => {
+  const map = new Map(context.mapUnsafe)
+  for (const key of JOB_KEYS) map.delete(key)
+  return map
+}
+
+/** What a job saw of its own context and its fiber's cache, beside what it should have. */
+interface Seen {
+  readonly id: number
+  readonly services: Map<string, unknown>
+  readonly annotations: Record<string, unknown>
+  readonly cacheRight: boolean
+  readonly inner: ReadonlyArray<{ readonly submitter: Context.Context<never>; readonly seen: Seen; readonly handleId: number }>
+}
+
+/** Whether a fiber's cached span, tracer and log levels are those of its context (what Effect computes from its cacheRoot). */
+const cacheMatches = (fiber: Fiber.Fiber<unknown, unknown>): boolean => {
+  const context = fiber.context
+  const cache = (fiber as unknown as { readonly cache: Record<string, unknown> }).cache
+  return cache.span === Context.getOrUndefined(context, Tracer.ParentSpan) &&
+    cache.minimumLogLevel === Context.get(context, References.MinimumLogLevel) &&
+    cache.logLevel === Context.get(context, References.CurrentLogLevel) &&
+    cache.tracerEnabled === Context.get(context, References.TracerEnabled)
+}
+
+describe("a job's context from a deep submitter (withRoom), attacked", () => {
+  it.effect("random submitters 0 to 12 layers deep (some of a maxDepth of 0 to 3), jobs of one submitter context side by side and jobs submitted from inside them: each sees exactly its submitter's services, its own JobContext and jobId, and a fiber cache of its own context", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 8, name: "outer" })
+      const inner = yield* WorkPool.make({ concurrency: 4, name: "inner" })
+      const targets = [pool, inner]
+      let checked = 0
+      const check = (submitter: Context.Context<never>, seen: Seen, handleId: number, label: string) => {
+        checked++
+        assert.strictEqual(seen.id, handleId, `${label}: its own JobContext`)
+        assert.deepStrictEqual(seen.annotations, { ...Context.get(submitter, References.CurrentLogAnnotations), jobId: handleId }, label)
+        const expected = servicesOf(submitter)
+        assert.deepStrictEqual([...seen.services.keys()].sort(), [...expected.keys()].sort(), `${label}: its keys`)
+        for (const [key, value] of expected) assert.strictEqual(seen.services.get(key), value, `${label}: ${key}`)
+        assert.isTrue(seen.cacheRight, `${label}: its fiber cache`)
+      }
+      for (let seed = 1; seed <= 60; seed++) {
+        const next = seeded(seed)
+        const depth = next(13)
+        const jobs = 1 + next(3)
+        // what a job reads of itself; some submit jobs of their own from a deeper context
+        const job = (nested: boolean): Effect.Effect<Seen, unknown> =>
+          Effect.withFiber((fiber) =>
+            Effect.gen(function*() {
+              const own = fiber.context
+              const info = yield* WorkPool.JobContext
+              const result = {
+                id: info.id,
+                services: servicesOf(own),
+                annotations: { ...Context.get(own, References.CurrentLogAnnotations) },
+                cacheRight: cacheMatches(fiber)
+              }
+              const innerSeen: Array<Seen["inner"][number]> = []
+              if (nested) {
+                const target = targets[next(2)]!
+                const submitted = yield* layered(
+                  Effect.withFiber((f) => Effect.map(target.submit(job(false)), (handle) => [f.context, handle] as const)),
+                  next,
+                  next(10),
+                  `s${seed}.${info.id}`
+                )
+                const [submitter, handle] = submitted
+                innerSeen.push({ submitter, seen: yield* handle.await, handleId: handle.id })
+                // the job's own context again, after its inner layers closed
+                assert.strictEqual((yield* WorkPool.JobContext).id, info.id)
+              }
+              return { ...result, inner: innerSeen }
+            })
+          )
+        // some from a context of a maxDepth of its own (0 to 3: every add, or every other, flattens)
+        const maxDepth = seed % 4 === 0 ? next(4) : undefined
+        const [submitter, handles] = yield* layered(
+          Effect.withFiber((fiber) =>
+            Effect.map(
+              Effect.forEach(Array.from({ length: jobs }, () => next(2) === 0), (nested) => pool.submit(job(nested))),
+              (handles) => [fiber.context, handles] as const
+            )
+          ),
+          next,
+          depth,
+          `s${seed}`
+        ).pipe((submit) =>
+          maxDepth === undefined ? submit : Effect.updateContext(submit, (context: Context.Context<never>) =>
+            Context.makeUnsafe(new Map(context.mapUnsafe), { maxDepth }))
+        )
+        const before = servicesOf(submitter)
+        const results = yield* Effect.forEach(handles, (handle) => handle.await)
+        assert.strictEqual(new Set(results.map((r) => r.id)).size, jobs)
+        for (let i = 0; i < jobs; i++) {
+          const label = `seed ${seed}, depth ${depth}, maxDepth ${maxDepth}, job ${i}`
+          check(submitter, results[i]!, handles[i]!.id, label)
+          for (const nested of results[i]!.inner) check(nested.submitter, nested.seen, nested.handleId, `${label}, nested`)
+        }
+        // the submitter's own context still means what it did
+        assert.deepStrictEqual(servicesOf(submitter), before)
+      }
+      assert.isAbove(checked, 100)
+    }))
+})
+
+describe("jobs of one deep submitter context, attacked", () => {
+  const deep = Array.from({ length: 9 }, (_, i) => Context.Service<number>(`test/job-context-hostile/Deep${i}`))
+  /** `effect` from a context `depth` layers deeper than its fiber's: one provideService per layer. */
+  const deeper = <A, E, R>(effect: Effect.Effect<A, E, R>, depth: number): Effect.Effect<A, E, Exclude<R, number>> => {
+    let wrapped: Effect.Effect<A, E, any> = effect
+    for (let i = 0; i < depth; i++) wrapped = Effect.provideService(wrapped, deep[i]!, i)
+    return wrapped as Effect.Effect<A, E, Exclude<R, number>>
+  }
+
+  for (const depth of [6, 7, 8, 9]) {
+    it.effect(`depth ${depth}: jobs sharing one submitter context keep their own timeout, interruption, progress, attempts and the submitter's TestClock`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 4 })
+        const started = yield* Deferred.make<void>()
+        const [timed, interrupted, reporting, retried] = yield* deeper(
+          Effect.gen(function*() {
+            const timed = yield* pool.submit(Effect.as(Effect.sleep("1 hour"), "timed"), { timeout: "50 millis" })
+            const interrupted = yield* pool.submit(Effect.as(Effect.sleep("1 hour"), "interrupted"))
+            const reporting = yield* pool.submit(Effect.gen(function*() {
+              const info = yield* WorkPool.JobContext
+              yield* info.progress(`from ${info.id}`)
+              yield* Deferred.succeed(started, void 0)
+              yield* Effect.sleep("100 millis")
+              return [info.id, info.attempt, yield* deep[depth - 1]!] as const
+            }))
+            const retried = yield* pool.submit(
+              Effect.gen(function*() {
+                const info = yield* WorkPool.JobContext
+                if (info.attempt === 1) return yield* Effect.fail("first")
+                return [info.id, info.attempt] as const
+              }),
+              { retry: { times: 2, schedule: Schedule.spaced("10 millis") } }
+            )
+            return [timed, interrupted, reporting, retried] as const
+          }),
+          depth
+        )
+        yield* Deferred.await(started)
+        yield* interrupted.interrupt
+        // the jobs' sleeps are on the test's clock: without it in their context none would end
+        yield* TestClock.adjust("50 millis")
+        const timeout = yield* Effect.flip(timed.await)
+        if (typeof timeout === "string" || timeout._tag !== "JobTimeout") return assert.fail(`not a JobTimeout: ${String(timeout)}`)
+        assert.strictEqual(timeout.phase, "running")
+        yield* TestClock.adjust("50 millis")
+        assert.deepStrictEqual(yield* reporting.await, [reporting.id, 1, depth - 1])
+        assert.deepStrictEqual(yield* retried.await, [retried.id, 2])
+        assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(interrupted.await)))
+        assert.deepStrictEqual(yield* reporting.progress, Option.some(`from ${reporting.id}`))
+        for (const other of [timed, interrupted, retried]) assert.deepStrictEqual(yield* other.progress, Option.none())
+        const stats = yield* pool.stats
+        assert.deepStrictEqual([stats.succeeded, stats.timedOut, stats.interrupted], [2, 1, 1])
+      }))
+  }
+})
+
+describe("what a pool keeps of its deep submitters' contexts", () => {
+  /** A full collection, from a test: V8's gc exposed for this process (as lookup.test.ts). */
+  const collect = Effect.promise(async () => {
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    for (let i = 0; i < 3; i++) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 0))
+    }
+  })
+  const Big = Context.Service<{ readonly payload: Array<number> }>("test/job-context-hostile/Big")
+  const deep = Array.from({ length: 9 }, (_, i) => Context.Service<number>(`test/job-context-hostile/Kept${i}`))
+
+  it.live("jobs from 50 distinct submitter contexts 7 to 9 layers deep, each holding a service of its own: once a job from another context has run, none of them is kept (the flattened copy is kept for one submitter context at most)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 100 } })
+      const refs: Array<WeakRef<object>> = []
+      // made outside this generator, whose frame would hold the last one
+      const submitFrom = (i: number) => {
+        const big = { payload: new Array(1000).fill(i) }
+        refs.push(new WeakRef(big))
+        let effect: Effect.Effect<number, unknown, any> = pool.run(Effect.map(Big, (b) => b.payload[0]!))
+        for (let d = 0; d < 7 + (i % 3); d++) effect = Effect.provideService(effect, deep[d]!, d)
+        return Effect.provideService(effect, Big, big) as Effect.Effect<number, unknown>
+      }
+      for (let i = 0; i < 50; i++) assert.strictEqual(yield* submitFrom(i), i)
+      // the last submitter context is the pool's until a job from another one starts on a fiber
+      yield* pool.run(Effect.yieldNow)
+      yield* collect
+      assert.deepStrictEqual(refs.flatMap((ref, i) => ref.deref() === undefined ? [] : [i]), [])
+      assert.strictEqual((yield* pool.jobs()).length, 51)
+    }))
+})
+
+describe("a thread pool's jobs from a deep submitter context, attacked", () => {
+  const deep = Array.from({ length: 9 }, (_, i) => Context.Service<number>(`test/job-context-hostile/Thread${i}`))
+
+  it.live("traced (on fibers, their context built by withRoom) and untraced jobs from one submitter context 6 to 9 layers deep: each reports progress to its own handle, each traced one under its own span, child of the submitter's", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeReleasingPool({ threads: 1, tasksPerThread: 2 })
+      for (const depth of [6, 7, 8, 9]) {
+        for (const traced of [true, false]) {
+          const { spans, tracer } = recordingTracer()
+          let submitter: Effect.Effect<ReadonlyArray<WorkPool.JobHandle<number, unknown>>, unknown> = Effect.forEach(
+            Array.from({ length: 6 }, (_, i) => depth * 100 + i),
+            (n) => pool.submit(Progress, n)
+          )
+          submitter = Effect.withSpan(submitter, `submitter ${depth}`)
+          for (let i = 0; i < depth - 1; i++) submitter = Effect.provideService(submitter, deep[i]!, i)
+          const handles = yield* (traced ? Effect.withTracer(submitter, tracer) : submitter)
+          for (let i = 0; i < handles.length; i++) {
+            const n = depth * 100 + i
+            assert.strictEqual(yield* handles[i]!.await, n)
+            assert.deepStrictEqual(yield* handles[i]!.progress, Option.some(n), `depth ${depth}, traced ${traced}, job ${i}`)
+          }
+          if (!traced) continue
+          const parent = spans.find((s) => s.name === `submitter ${depth}`)!
+          const jobSpans = spans.filter((s) => s.name === "workpool.job")
+          assert.deepStrictEqual(jobSpans.map((s) => s.attributes.get("workpool.job.id")), handles.map((h) => h.id))
+          for (const span of jobSpans) assert.strictEqual(Option.getOrThrow(span.parent).spanId, parent.spanId)
+        }
+      }
     }))
 })
