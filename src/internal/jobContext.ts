@@ -109,8 +109,9 @@ const JOB_LAYERS = 2
  * `context` itself, or, when the job's layers would take it past its `maxDepth`, the same services
  * in one flat `Context`. Effect flattens a `Context` into a new `Map` of all its services at the
  * add that reaches `maxDepth` (8): from a submitter 7 or 8 layers deep (nested `provideService`,
- * `withSpan`, `annotateLogs`) every job would copy every service. Flattened once per submitter
- * context instead (`makeContextOf` keeps it with the annotations), its jobs add their layers to it.
+ * `withSpan`, `annotateLogs`) every job would copy every service. Flattened once per run of jobs
+ * from one submitter context instead (`makeContextOf` keeps the last one with its annotations; jobs
+ * from two deep contexts in turns flatten each time, as before), its jobs add their layers to it.
  *
  * Flattened by Effect itself: adding the submitter's own `JobContext` (each job's shadows it) until
  * an add flattens, one or two adds. Such a `Context` keeps the submitter's fiber cache (its
@@ -131,8 +132,9 @@ export const withRoom = (context: Context.Context<never>): Context.Context<never
 /**
  * Makes the function that gives a job its own context: its submitter's, with its `JobContext` and
  * its id among the log annotations. Most jobs come from a few submitters, so what the submitter's
- * context holds (its annotations, `withRoom`) is looked up once per submitter context (a lookup per
- * job cost ~7% of a trivial job).
+ * context holds (its annotations, `withRoom`) is looked up once per run of jobs from the same
+ * submitter context (a lookup per job cost ~7% of a trivial job). It keeps the last submitter's
+ * context, and so its services, reachable until a job from another context starts.
  */
 export const makeContextOf = (): (job: Job) => Context.Context<never> => {
   let lastContext: Context.Context<never> | undefined
