@@ -1,9 +1,14 @@
 /**
  * A map from job ids (non-negative integers) to values, for the few jobs an executor has in hand
- * at a time (one per worker). A `Map` whose keys come and go at every job, as job ids do, rebuilds
- * its table every few deletions: about 50 bytes allocated per job. This one is an open-addressed
- * table (the id is its own hash, linear probing, deletion by shifting back), which allocates
- * only when it grows.
+ * at a time (one per worker, or a thread pool's tasks sent ahead: up to 64 per thread). A `Map`
+ * whose keys come and go at every job, as job ids do, rebuilds its table every few deletions: about
+ * 50 bytes allocated per job. This one is an open-addressed table (linear probing, deletion by
+ * shifting back), which allocates only when it grows.
+ *
+ * Its hash is Fibonacci hashing (the id times 2^32/φ, its top bits), not the id itself: ids come in
+ * sequence, and with the id as its own slot a window of n ids in hand is one run of n full slots,
+ * which each deletion scans to its end (a window of 128: 0.18 µs per delete, set and get, against
+ * 0.013 for 2). Scattered, the runs stay a few slots long whatever the window.
  *
  * @internal
  */
@@ -13,13 +18,19 @@ export class IntMap<V> {
   private keys: Array<number> = [EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY]
   private values: Array<V | undefined> = new Array(8).fill(undefined)
   private mask = 7
+  /** 32 − log2 of the table's length: the hash's top bits index it. */
+  private shift = 29
   size = 0
+
+  private home(key: number): number {
+    return Math.imul(key, 0x9e3779b1) >>> this.shift
+  }
 
   /** The slot of `key`, or the empty slot where it would go. */
   private slot(key: number): number {
     const keys = this.keys
     const mask = this.mask
-    let i = key & mask
+    let i = this.home(key)
     while (keys[i] !== key && keys[i] !== EMPTY) i = (i + 1) & mask
     return i
   }
@@ -58,7 +69,7 @@ export class IntMap<V> {
       j = (j + 1) & mask
       const k = keys[j]!
       if (k === EMPTY) break
-      const home = k & mask
+      const home = this.home(k)
       // `k` may move to `i` unless its home slot lies cyclically in (i, j]
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
         keys[i] = k
@@ -79,6 +90,7 @@ export class IntMap<V> {
     this.keys = new Array(capacity).fill(EMPTY)
     this.values = new Array(capacity).fill(undefined)
     this.mask = capacity - 1
+    this.shift--
     this.size = 0
     for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) this.set(keys[i]!, values[i]!)
   }
