@@ -25,10 +25,14 @@ export const show = (value: unknown): string => {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
-/** Whether a function is a class (only a class's own source starts with `class`). */
+/**
+ * Whether a function is a class (only a class's own source starts with `class`). Asked of every
+ * function submitted as a job: one without an own `prototype` (an arrow function, a method, an async
+ * function) is no class, and is answered without building its source text.
+ */
 export const isClass = (f: Function): boolean => {
   try {
-    return /^class\b/.test(Function.prototype.toString.call(f))
+    return Object.hasOwn(f, "prototype") && /^class\b/.test(Function.prototype.toString.call(f))
   } catch {
     return false // a Proxy of a function
   }
