@@ -171,8 +171,15 @@ export const threadExecutor = (
       }
       // from here its thread's offer starts in its slot when it stops (not when it could not be sent)
       prefetch.ran(job.seq, thread)
+      const idle = thread.inflight.size === 0
       const id = threads.send(thread, task.name, encoded.value, mark.transfer, taskJobOf(job), reply)
-      if (id !== undefined) run.id = id
+      if (id === undefined) return
+      run.id = id
+      // an idle thread's first task goes now, not at the end of the tick: a submitter that queues a
+      // batch in one synchronous run (a loop of submits) would hold it back for the whole batch
+      // while the thread waits; and one at a time, the thread starts while this tick goes on. The
+      // messages that follow in this tick (tasks sent ahead) still go together
+      if (idle) thread.outbox.flush()
     },
     interrupt(job: Job): void {
       const run = started.get(job.seq)
