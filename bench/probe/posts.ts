@@ -7,7 +7,9 @@
  *
  * `--neighbour`: a CPU-bound process runs beside it throughout, as in scenario 5L.
  *
- * node bench/probe/posts.ts --old=/path/to/old/tree [--jobs=N] [--reps=N] [--neighbour]
+ * `--kind=noop`: scenario 6's all at once instead (20,000 no-op tasks).
+ *
+ * node bench/probe/posts.ts --old=/path/to/old/tree [--kind=cpu|noop] [--jobs=N] [--reps=N] [--neighbour]
  */
 import { Effect, Exit, Scope } from "effect"
 import { MessagePort } from "node:worker_threads"
@@ -15,7 +17,8 @@ import * as workerThreads from "node:worker_threads"
 import { arg, inTurns, median, trees } from "./inTurns.ts"
 import { treePool } from "./treePool.ts"
 
-const jobs = Number(arg("jobs", "2000"))
+const kind = arg("kind", "cpu")
+const jobs = Number(arg("jobs", kind === "cpu" ? "2000" : "20000"))
 const reps = Number(arg("reps", "6"))
 trees() // fails early without --old
 
@@ -34,7 +37,7 @@ const open = async (tree: string) => {
   const program = (n: number) =>
     Effect.gen(function*() {
       const handles = new Array<Effect.Effect<number, unknown>>(n)
-      for (let i = 0; i < n; i++) handles[i] = (yield* pool.submit(tasks.Cpu, i)).await
+      for (let i = 0; i < n; i++) handles[i] = (yield* pool.submit(kind === "cpu" ? tasks.Cpu : tasks.Noop, i)).await
       for (let i = 0; i < n; i++) yield* handles[i]!
     })
   await Effect.runPromise(program(1000))
@@ -61,7 +64,7 @@ const show = (name: "old" | "new") => {
     m((r) => r.sys).toFixed(1)
   } us/task, posts to threads ${m((r) => r.posts).toFixed(3)}/task`
 }
-console.log(`${jobs} tasks${neighbour ? " beside a CPU-bound process" : ""}, ${reps} pairs, load ${load}, medians`)
+console.log(`${jobs} ${kind} tasks${neighbour ? " beside a CPU-bound process" : ""}, ${reps} pairs, load ${load}, medians`)
 console.log(show("old"))
 console.log(show("new"))
 const ratio = (f: (r: R) => number) => median(rows.new.map((n, i) => f(n) / f(rows.old[i]!)))
