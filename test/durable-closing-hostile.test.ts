@@ -14,6 +14,10 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
+import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { createClient } from "redis"
 import { Echo } from "./durable/conformance.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -185,4 +189,67 @@ describe.each(stores.filter(([name]) => name === "Postgres" || name === "Redis")
       assert.strictEqual(logged.length, 1, JSON.stringify(logged))
       assert.match(logged[0]!, /store closed before the consumer.*interrupting 1 running job/)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+/**
+ * A consumer in its store's own scope: the store made in that scope (as `RedisStore.open` or
+ * `Postgres.make` are, not through a layer, whose store gets a scope of its own), one close for
+ * both. The scope is marked closed when its close starts, and the consumer's finalizer (added after
+ * the store's) runs first: a settle it makes then must still be written, and the close must end.
+ */
+interface Reopenable {
+  /** The store, made in the caller's scope. */
+  readonly make: Effect.Effect<Store, unknown, Scope.Scope>
+  /** The same store again, through its layer (to look at it after the close). */
+  readonly layer: () => Layer.Layer<JobStore.JobStore, any>
+}
+const reopenable: Array<[string, () => Reopenable]> = [
+  ["SQLite", () => {
+    const filename = path.join(dir, `o${files++}.db`)
+    return { make: Effect.flatMap(Sqlite.options({ filename }), Sqlite.make), layer: () => JobStore.sqlite({ filename }) }
+  }]
+]
+if (Pg.enabled) {
+  reopenable.push(["Postgres", () => {
+    const schema = Pg.freshSchema()
+    return {
+      make: Effect.flatMap(Postgres.options({ url: Pg.url!, schema, maxConnections: 4 }), (cfg) => Postgres.make({ ...cfg, clock: "effect" })),
+      layer: () => Pg.testLayer(schema)
+    }
+  }])
+}
+if (Rd.enabled) {
+  reopenable.push(["Redis", () => {
+    const prefix = Rd.freshPrefix()
+    return {
+      make: Effect.flatMap(RedisStore.options({ url: Rd.url!, prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" })),
+      layer: () => Rd.testLayer(prefix)
+    }
+  }])
+}
+
+describe.each(reopenable)("a consumer in its %s store's own scope", (_name, makeStore) => {
+  it.live("a job that ends during the scope's close (the consumer's drain) is settled, and the close ends (it waited for a settle writer forked into the closing scope, forever)", () =>
+    Effect.gen(function*() {
+      const { layer, make } = makeStore()
+      const scope = yield* Scope.make()
+      const store = yield* Scope.provide(make, scope)
+      const started = yield* Deferred.make<void>()
+      const finish = yield* Deferred.make<void>()
+      const here = Effect.provideService(JobStore.JobStore, store)
+      yield* JobQueue.consume({
+        concurrency: 1,
+        poll: "100 millis",
+        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Deferred.await(finish), n)))]
+      }).pipe(Scope.provide(scope), here)
+      // runs first in the close (added last): the job ends while the consumer drains, its store's scope closing
+      yield* Scope.addFinalizer(scope, Deferred.succeed(finish, undefined))
+      const job = yield* here(JobQueue.enqueue(Echo, { n: 7 }))
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+      const closed = yield* Fiber.await(closing).pipe(Effect.timeout("10 seconds"), Effect.option)
+      assert.isTrue(closed._tag === "Some", "the scope's close still waits after 10 s")
+      const state = yield* Effect.provide(JobQueue.status(job.id), layer())
+      assert.strictEqual(state.state, "succeeded")
+    }), { timeout: 60_000 })
 })
