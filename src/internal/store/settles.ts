@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Deferred, Effect, Exit, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 
 export interface Settles<A> {
   /** Queues a settle; succeeds with whether its token still held the job when it was written. */
@@ -51,15 +51,17 @@ export const make = <A>(
   /** The store's scope closed: a writer forked in it would never start, and its settles never end. */
   let closed = false
   const closedError = () => new Error("the store closed before this settle was written")
+  /** A writer started outside the scope while it closes (see `add`): interrupted with the store. */
+  let detached: Fiber.Fiber<void> | undefined
   Effect.runSync(Scope.addFinalizer(
     scope,
-    Effect.sync(() => {
+    Effect.suspend(() => (detached === undefined ? Effect.void : Fiber.interrupt(detached))).pipe(Effect.andThen(Effect.sync(() => {
       closed = true
       // a writer interrupted before it started ran no `onExit`: its settles end here
       settle([...batch, ...pending], Exit.fail(closedError()))
       batch = []
       pending = []
-    })
+    })))
   ))
 
   const writer: Effect.Effect<void> = Effect.gen(function*() {
@@ -97,8 +99,20 @@ export const make = <A>(
         pending.push({ item, done })
         if (!writing) {
           writing = true
-          // started on the next tick: a claim made in this one can carry it
-          Effect.runFork(Effect.forkIn(writer, scope))
+          // started on the next tick: a claim made in this one can carry it. A scope is marked closed
+          // when its close starts, before its finalizers run (effect then forks an unstarted,
+          // interrupted fiber in it, whose `onExit` never runs): a consumer made in the store's own
+          // scope settles while its finalizer drains it, before the store's, and those settles
+          // waited forever for a writer that never started. Then the writer runs outside the scope
+          Effect.runFork(Effect.suspend(() =>
+            scope.state._tag !== "Closed" ? Effect.forkIn(writer, scope) : Effect.sync(() => {
+              const fiber = Effect.runFork(writer)
+              detached = fiber
+              fiber.addObserver(() => {
+                if (detached === fiber) detached = undefined
+              })
+            })
+          ))
         }
         return Deferred.await(done)
       }),
