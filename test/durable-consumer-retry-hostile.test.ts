@@ -4,7 +4,7 @@
  * memory store under the TestClock, with a store whose claims fail on demand.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Deferred, Effect, Exit, Layer, Logger, Schedule, Schema, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -319,4 +319,58 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("a Redis consum
       // the watches' reconnect (within their 1 s pause) ended the backoffs (4 s by then)
       assert.isBelow(Date.now() - back, 3000)
     }).pipe(Effect.scoped, Effect.provide(collect().layer)), 60_000)
+})
+
+describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scope that holds Redis consumers and their store, the consumers not closed first", () => {
+  for (const down of [false, true]) {
+    it.live(`its server ${down ? "down (killed) at the close: the close ends within 3 s, its in-flight jobs left for the reaper" : "up at the close: the close ends at once"}, after jobs whose settles failed while it was down`, () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const binary = RedisServer.binary()!
+        const server = yield* Effect.acquireRelease(Effect.promise(() => RedisServer.startServer(binary)), (s) => Effect.promise(s.destroy)).pipe(
+          Scope.provide(scope)
+        )
+        const cfg = yield* RedisStore.options({ url: server.url, prefix: Rd.freshPrefix() })
+        // the store and its consumers in one scope, as in an application that closes it once
+        const store = yield* RedisStore.open({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+        const provide = Effect.provideService(JobStore.JobStore, store)
+        const release = yield* Deferred.make<void>()
+        let running = 0
+        const held = [Task.handle(Double, (n: number) =>
+          Effect.gen(function*() {
+            running++
+            if (n === 0) yield* Deferred.await(release)
+            if (n === 2) yield* Effect.never
+            return n * 2
+          }))]
+        const queues = ["q1", "q2"]
+        for (const queue of queues) {
+          yield* JobQueue.consume({ handlers: held, concurrency: 1, poll: "1 hour", queues: [queue], shutdownTimeout: 200 }).pipe(
+            provide,
+            Scope.provide(scope)
+          )
+        }
+        yield* Effect.promise(() => Rd.blocked(cfg.prefix, 2, undefined, [server.url]))
+        for (const queue of queues) yield* JobQueue.enqueue(Double, 0, { queue }).pipe(provide)
+        while (running < 2) yield* Effect.sleep(20)
+        // the jobs end while the server is down: their settles fail, and are retried (lease / 10 apart)
+        yield* Effect.promise(server.kill)
+        yield* Deferred.succeed(release, undefined)
+        yield* Effect.sleep(1000)
+        yield* Effect.promise(server.start)
+        const retry = Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 })
+        // q1 runs a job to its end once the server is back; q2's job never ends (the close interrupts it)
+        const done = yield* JobQueue.enqueue(Double, 1, { queue: "q1" }).pipe(provide, retry)
+        assert.strictEqual(yield* done.await.pipe(provide, retry), 2)
+        yield* JobQueue.enqueue(Double, 2, { queue: "q2" }).pipe(provide, retry)
+        while (running < 4) yield* Effect.sleep(20)
+        if (down) yield* Effect.promise(server.kill)
+        const from = Date.now()
+        const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+        const closed = yield* Fiber.await(closing).pipe(Effect.timeout("20 seconds"), Effect.option)
+        assert.isTrue(closed._tag === "Some", "the close still waits after 20 s")
+        // the drain's 200 ms and one try of each settle; not the settles' retries (3 s apart)
+        assert.isBelow(Date.now() - from, down ? 3000 : 1500)
+      }).pipe(Effect.provide(collect().layer)), 60_000)
+  }
 })
