@@ -123,18 +123,29 @@ export const CLAIM_RETRY_FLOOR = 100
 /**
  * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
  * retry is set up only after a first failure: on the way every job takes, it cost a schedule and
- * its driver per settle. A closed store is not asked again: it only fails.
+ * its driver per settle. No retry once `giveUp` holds (the store closed, or the consumer stopping),
+ * and a retry's wait ends when `stopped` does: a consumer closed while its store's server is down
+ * tried each settle for up to half a lease (5 tries `lease / 10` apart), and its close waited for
+ * them; now it ends after the one try (its jobs are left to the reaper).
  */
-const persist = <A, E>(effect: Effect.Effect<A, E>, lease: number, closed: Effect.Effect<boolean>): Effect.Effect<A, E> =>
+const persist = <A, E>(
+  effect: Effect.Effect<A, E>,
+  lease: number,
+  giveUp: Effect.Effect<boolean>,
+  stopped: Effect.Effect<void>
+): Effect.Effect<A, E> =>
   Effect.catch(effect, (error) => {
     const spacing = Math.max(1, Math.floor(lease / 10))
-    const stillOpen = Effect.map(closed, (closed) => !closed)
+    const keepOn = Effect.map(giveUp, (done) => !done)
     // as Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 5 }) from the first try on
-    return Effect.flatMap(stillOpen, (open) =>
-      open
-        ? Effect.andThen(
-          Effect.sleep(spacing),
-          Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4, while: () => stillOpen })
+    return Effect.flatMap(keepOn, (on) =>
+      on
+        ? Effect.raceFirst(
+          Effect.andThen(
+            Effect.sleep(spacing),
+            Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4, while: () => keepOn })
+          ),
+          Effect.andThen(stopped, Effect.fail(error))
         )
         : Effect.fail(error))
   })
@@ -167,6 +178,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let settling = 0
     const wake = makeSignal()
     const terminated = yield* Deferred.make<void>()
+    /** Done when the consumer starts to stop: a settle's retry (`persist`) waits no longer. */
+    const stopRequested = yield* Deferred.make<void>()
+    const halted = Deferred.await(stopRequested)
+    const givenUp = Effect.map(store.closed, (closed) => closed || !claiming)
     let paused = false
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
@@ -328,7 +343,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       settlementOf(entry, exit).pipe(
         Effect.flatMap((settlement) =>
-          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, store.closed))
+          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, givenUp, halted))
         ),
         Effect.catchCause((cause) =>
           Effect.flatMap(store.closed, (closed) =>
@@ -359,7 +374,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed))
+          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, givenUp, halted))
           running.delete(claim.token)
           return
         }
@@ -586,6 +601,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       if (stopping !== undefined) return now ? Effect.andThen(pool.shutdownNow, stopping) : stopping
       return stopping = Effect.gen(function*() {
         claiming = false
+        yield* Deferred.done(stopRequested, Exit.void)
         wake.notify()
         yield* Fiber.interrupt(claimer)
         if (now) yield* pool.shutdownNow
