@@ -59,6 +59,7 @@ describe("a consumer's retry after a failed claim", () => {
   it.effect("a change the store hears while the failing claim is in flight ends the backoff after the floor, as one during the backoff does", () =>
     Effect.gen(function*() {
       const { layer, state } = flaky()
+      const log = collect()
       yield* Effect.gen(function*() {
         yield* JobQueue.consume({ handlers, concurrency: 1, poll: "1 hour" })
         yield* settle
@@ -75,8 +76,13 @@ describe("a consumer's retry after a failed claim", () => {
         const at = state.claimedAt.slice(from, from + 2).map((t) => t - state.claimedAt[from]!)
         // retried 100 ms after the failure (600), not a whole backoff (1 s) after it (1500)
         assert.deepStrictEqual(at, [0, 600])
+        // its warning says so: not "next try in 1000 ms", 900 ms late
+        const failed = log.logged.filter((line) => line.startsWith("effect-workpool: claiming durable jobs failed"))
+        assert.deepStrictEqual(failed.map((line) => line.slice(line.indexOf("("))), [
+          "(1 time in a row; next try within 1000 ms, sooner if the store hears a change)"
+        ])
         assert.deepStrictEqual([yield* first.await, yield* second.await], [2, 4])
-      }).pipe(Effect.scoped, Effect.provide(layer))
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
     }))
 
   it.effect("claims that fail at once while jobs keep coming (one every 10 ms): at most ~10 claims a second, warnings at 1, 2, 4, 8, ... failures; it recovers", () =>
