@@ -483,11 +483,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             // a closed store: not a failure to retry, the loop stops below
             if (closed) return Effect.succeed(undefined)
             failures++
+            const delay = claimBackoff(config.poll, failures)
             return (failures & (failures - 1)) === 0
               ? Effect.as(
                 Effect.logWarning(
                   `effect-workpool: claiming durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
-                    `next try in ${claimBackoff(config.poll, failures)} ms)`,
+                    // past the floor the backoff is the store's wait, which a change it hears ends early
+                    (delay <= CLAIM_RETRY_FLOOR ? `next try in ${delay} ms)` : `next try within ${delay} ms, sooner if the store hears a change)`),
                   cause
                 ),
                 undefined
