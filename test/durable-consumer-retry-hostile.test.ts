@@ -320,7 +320,8 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("a Redis consum
         jobs.push(yield* JobQueue.enqueue(Double, 1, { queue }).pipe(provide, Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 })))
       }
       for (const job of jobs) assert.strictEqual(yield* job.await.pipe(provide), 2)
-      // the consumers before their store and server (the test's scope hung past 30 s otherwise: not looked into)
+      // the consumers before their store and server (closed with the test's scope, they hung it: see
+      // "closing a scope that holds Redis consumers and their store" below)
       yield* Scope.close(consumers, Exit.void)
       // the watches' reconnect (within their 1 s pause) ended the backoffs (4 s by then)
       assert.isBelow(Date.now() - back, 3000)
