@@ -7,7 +7,7 @@
  * start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Latch, Layer, Schedule } from "effect"
+import { Deferred, Effect, Exit, Fiber, Latch, Layer, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -744,6 +744,40 @@ else {
           return yield* JobQueue.await(Echo, job.id).pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 }))
         }).pipe(Effect.scoped, Effect.provide(cutting), Effect.timeout("60 seconds"))
         assert.strictEqual(value, 42)
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    it.live("a scope holding a consumer and its store (made in it), closed while the server is stopped, with a job whose settle failed and one that never ends: the close ends within 4.5 s (the drain, then 2 s at most for the settles), both jobs left for the reaper", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const scope = yield* Scope.make()
+        const cfg = yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 })
+        const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+        const here = Effect.provideService(JobStore.JobStore, store)
+        const release = yield* Deferred.make<void>()
+        let started = 0
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.andThen(Effect.sync(() => started++), n === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
+          concurrency: 2,
+          poll: HOUR,
+          shutdownTimeout: 200
+        }).pipe(here, Scope.provide(scope))
+        yield* here(JobQueue.enqueue(Echo, { n: 0 }))
+        yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+        while (started < 2) yield* Effect.sleep(20)
+        yield* Effect.promise(() => server.stop())
+        // its settle fails (the server is down) and would be tried again lease / 10 (3 s) later. The
+        // other job's release, made in the drain, needs a new connection: effect's Pool opens it in
+        // a fiber forked into its scope (the store's, marked closed when its close starts), which
+        // never starts, so that statement never ends
+        yield* Deferred.succeed(release, undefined)
+        yield* Effect.sleep(200)
+        const from = Date.now()
+        const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+        const closed = yield* Fiber.await(closing).pipe(Effect.timeout("30 seconds"), Effect.option)
+        assert.isTrue(closed._tag === "Some", "the close still waits after 30 s")
+        // the drain's 200 ms, and the settles' 2 s at most
+        assert.isBelow(Date.now() - from, 4500)
       }).pipe(Effect.scoped), { timeout: 120_000 })
   })
 }
