@@ -18,6 +18,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
+import * as ConsumerImpl from "../src/internal/durable/consumer.ts"
 import { createClient } from "redis"
 import { Echo } from "./durable/conformance.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -140,6 +141,38 @@ describe.each([
       assert.strictEqual(logged.length, 1, JSON.stringify(logged))
       assert.match(logged[0]!, /store closed before the consumer.*interrupting 1 running job/)
       yield* Scope.close(consumerScope, Exit.void)
+    }))
+})
+
+describe("a stopping consumer whose settles never end (a frozen server, a connection that never comes)", () => {
+  it.effect("its close ends STOP_SETTLE_GRACE after its drain, with one warning, its job left to the reaper", () =>
+    Effect.gen(function*() {
+      const { logged, collector } = warnings()
+      const settles: Array<string> = []
+      const frozen = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          settle: (_token, settlement) => Effect.andThen(Effect.sync(() => settles.push(settlement._tag)), Effect.never)
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const context = yield* Layer.build(frozen)
+      const consumerScope = yield* Scope.make()
+      yield* JobQueue.consume({ concurrency: 1, poll: "1 second", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }).pipe(
+        Scope.provide(consumerScope),
+        Effect.provideContext(context),
+        Effect.provide(Logger.layer([collector]))
+      )
+      yield* Effect.provideContext(JobQueue.enqueue(Echo, { n: 1 }), context)
+      yield* tick(1000)
+      assert.deepStrictEqual(settles, ["Final"])
+      const closing = yield* Effect.forkChild(Scope.close(consumerScope, Exit.void))
+      yield* tick(ConsumerImpl.STOP_SETTLE_GRACE - 10, 10)
+      assert.isUndefined(closing.pollUnsafe(), "the close waits for its settles for a while")
+      yield* tick(20, 10)
+      assert.isDefined(closing.pollUnsafe(), "the close still waits for a settle that never ends")
+      assert.strictEqual(logged.length, 1, JSON.stringify(logged))
+      assert.match(logged[0]!, /settles did not end within 2000 ms .* 1 job is left to the reaper/)
     }))
 })
 

@@ -121,6 +121,15 @@ export const claimBackoff = (poll: number, failures: number): number =>
 export const CLAIM_RETRY_FLOOR = 100
 
 /**
+ * How long a stopping consumer waits for its settles after its drain, before it interrupts them and
+ * leaves their jobs to the reaper. A store whose server stopped may never answer: a Postgres
+ * statement that needs a new connection while the store's scope closes (a consumer made in that
+ * scope) waited for ever (effect's Pool opens it in a fiber forked into that scope, which never
+ * starts once the scope is marked closed), as does a command to a frozen server.
+ */
+export const STOP_SETTLE_GRACE = 2000
+
+/**
  * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
  * retry is set up only after a first failure: on the way every job takes, it cost a schedule and
  * its driver per settle. No retry once `giveUp` holds (the store closed, or the consumer stopping),
@@ -608,7 +617,22 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         yield* Fiber.interrupt(claimer)
         if (now) yield* pool.shutdownNow
         else yield* pool.shutdown
-        while (settlers.size > 0) yield* Fiber.await(settlers.values().next().value!)
+        if (settlers.size > 0) {
+          const settled = yield* Effect.timeoutOption(
+            Effect.gen(function*() {
+              while (settlers.size > 0) yield* Fiber.await(settlers.values().next().value!)
+            }),
+            STOP_SETTLE_GRACE
+          )
+          if (settled._tag === "None") {
+            const left = [...settlers]
+            yield* Effect.logWarning(
+              `effect-workpool: a stopping durable consumer's settles did not end within ${STOP_SETTLE_GRACE} ms (its store unreachable?); ` +
+                `${left.length} job${left.length === 1 ? " is left to the reaper (its lease will expire)" : "s are left to the reaper (their leases will expire)"}`
+            )
+            yield* Fiber.interruptAll(left)
+          }
+        }
         yield* Fiber.interrupt(reaper)
         yield* Fiber.interrupt(heart)
         yield* Deferred.done(terminated, Exit.void)
