@@ -55,6 +55,20 @@ const collect = () => {
   return { logged, layer: Logger.layer([collector]) }
 }
 
+/** Handlers of Double whose job 0 waits for `release` and job 2 never ends; `started`: how many jobs started. */
+const holding = Effect.gen(function*() {
+  const release = yield* Deferred.make<void>()
+  let count = 0
+  const handlers = [Task.handle(Double, (n: number) =>
+    Effect.gen(function*() {
+      count++
+      if (n === 0) yield* Deferred.await(release)
+      if (n === 2) yield* Effect.never
+      return n * 2
+    }))]
+  return { handlers, release, started: () => count }
+})
+
 describe("a consumer's retry after a failed claim", () => {
   it.effect("a change the store hears while the failing claim is in flight ends the backoff after the floor, as one during the backoff does", () =>
     Effect.gen(function*() {
@@ -286,14 +300,7 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("a Redis consum
             return inner.claim(request)
           })
       }
-      const release = yield* Deferred.make<void>()
-      let running = 0
-      const held = [Task.handle(Double, (n: number) =>
-        Effect.gen(function*() {
-          running++
-          if (n === 0) yield* Deferred.await(release)
-          return n * 2
-        }))]
+      const { handlers: held, release, started } = yield* holding
       const queues = ["q1", "q2", "q3", "q4"]
       const provide = Effect.provideService(JobStore.JobStore, store)
       const consumers = yield* Scope.make()
@@ -303,7 +310,7 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("a Redis consum
       // each consumer has been idle once (its queue's watch is open), then runs a job
       yield* Effect.promise(() => Rd.blocked(cfg.prefix, 4, undefined, [server.url]))
       for (const queue of queues) yield* JobQueue.enqueue(Double, 0, { queue }).pipe(provide)
-      while (running < 4) yield* Effect.sleep(20)
+      while (started() < 4) yield* Effect.sleep(20)
       yield* Effect.promise(server.kill)
       // the jobs end: their settles fail, and each consumer's claim for its free slot
       const before = new Map(claims)
@@ -341,15 +348,7 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
         // the store and its consumers in one scope, as in an application that closes it once
         const store = yield* RedisStore.open({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
         const provide = Effect.provideService(JobStore.JobStore, store)
-        const release = yield* Deferred.make<void>()
-        let running = 0
-        const held = [Task.handle(Double, (n: number) =>
-          Effect.gen(function*() {
-            running++
-            if (n === 0) yield* Deferred.await(release)
-            if (n === 2) yield* Effect.never
-            return n * 2
-          }))]
+        const { handlers: held, release, started } = yield* holding
         const queues = ["q1", "q2"]
         for (const queue of queues) {
           yield* JobQueue.consume({ handlers: held, concurrency: 1, poll: "1 hour", queues: [queue], shutdownTimeout: 200 }).pipe(
@@ -359,7 +358,7 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
         }
         yield* Effect.promise(() => Rd.blocked(cfg.prefix, 2, undefined, [server.url]))
         for (const queue of queues) yield* JobQueue.enqueue(Double, 0, { queue }).pipe(provide)
-        while (running < 2) yield* Effect.sleep(20)
+        while (started() < 2) yield* Effect.sleep(20)
         // the jobs end while the server is down: their settles fail, and are retried (lease / 10 apart)
         yield* Effect.promise(server.kill)
         yield* Deferred.succeed(release, undefined)
@@ -370,7 +369,7 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
         const done = yield* JobQueue.enqueue(Double, 1, { queue: "q1" }).pipe(provide, retry)
         assert.strictEqual(yield* done.await.pipe(provide, retry), 2)
         yield* JobQueue.enqueue(Double, 2, { queue: "q2" }).pipe(provide, retry)
-        while (running < 4) yield* Effect.sleep(20)
+        while (started() < 4) yield* Effect.sleep(20)
         if (down) yield* Effect.promise(server.kill)
         const from = Date.now()
         const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
