@@ -379,4 +379,32 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
         assert.isBelow(Date.now() - from, down ? 3000 : 1500)
       }).pipe(Effect.provide(collect().layer)), 60_000)
   }
+
+  it.live("its server frozen (SIGSTOP) at the close, a claim and a settle in flight that never get a reply: the close ends within 8 s (2 s for the claim, the drain, 2 s for the settles, 1 s for the client's close), not for ever", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* Effect.acquireRelease(Effect.promise(() => RedisServer.startServer(RedisServer.binary()!)), (s) => Effect.promise(s.destroy))
+      const pid = yield* Effect.promise(() => Rd.admin((client) => client.info("server"), server.url)).pipe(
+        Effect.map((info) => Number(/process_id:(\d+)/.exec(info)![1]))
+      )
+      // thawed before the server is destroyed (a stopped process takes SIGKILL, but not its port's clients)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(pid, "SIGCONT")))
+      const cfg = yield* RedisStore.options({ url: server.url, prefix: Rd.freshPrefix() })
+      const store = yield* RedisStore.open({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+      const provide = Effect.provideService(JobStore.JobStore, store)
+      const { handlers: held, release, started } = yield* holding
+      yield* JobQueue.consume({ handlers: held, concurrency: 2, poll: "1 hour", shutdownTimeout: 200 }).pipe(provide, Scope.provide(scope))
+      yield* JobQueue.enqueue(Double, 0).pipe(provide)
+      yield* JobQueue.enqueue(Double, 2).pipe(provide)
+      while (started() < 2) yield* Effect.sleep(20)
+      process.kill(pid, "SIGSTOP")
+      // job 0 ends: its settle, and the claim for its slot, get no reply
+      yield* Deferred.succeed(release, undefined)
+      yield* Effect.sleep(300)
+      const from = Date.now()
+      const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+      const closed = yield* Fiber.await(closing).pipe(Effect.timeout("30 seconds"), Effect.option)
+      assert.isTrue(closed._tag === "Some", "the close still waits after 30 s")
+      assert.isBelow(Date.now() - from, 8000)
+    }).pipe(Effect.scoped, Effect.provide(collect().layer)), 60_000)
 })
