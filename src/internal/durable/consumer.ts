@@ -121,11 +121,12 @@ export const claimBackoff = (poll: number, failures: number): number =>
 export const CLAIM_RETRY_FLOOR = 100
 
 /**
- * How long a stopping consumer waits for its settles after its drain, before it interrupts them and
- * leaves their jobs to the reaper. A store whose server stopped may never answer: a Postgres
- * statement that needs a new connection while the store's scope closes (a consumer made in that
- * scope) waited for ever (effect's Pool opens it in a fiber forked into that scope, which never
- * starts once the scope is marked closed), as does a command to a frozen server.
+ * How long a stopping consumer waits for its claim in flight, and for its settles after its drain,
+ * before it goes on without them (the settles interrupted, their jobs left to the reaper). A store
+ * whose server is down may never answer: a command to a frozen server; a Postgres statement that
+ * needs a new connection while the store's own scope closes (a consumer made in that scope), which
+ * effect's Pool opens in a fiber forked into that scope, one that never starts once the scope is
+ * marked closed.
  */
 export const STOP_SETTLE_GRACE = 2000
 
@@ -614,7 +615,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         claiming = false
         yield* Deferred.done(stopRequested, Exit.void)
         wake.notify()
-        yield* Fiber.interrupt(claimer)
+        // a claim in flight is uninterruptible (claimed and registered as one step): one to a server
+        // that never answers (frozen) held the close for ever. Past the grace the stop goes on; if
+        // the claim ever returns, its jobs meet the closed pool and are given back (`start`)
+        const claimed = yield* Effect.timeoutOption(Fiber.interrupt(claimer), STOP_SETTLE_GRACE)
+        if (claimed._tag === "None") {
+          yield* Effect.logWarning(
+            `effect-workpool: a stopping durable consumer's claim did not end within ${STOP_SETTLE_GRACE} ms (its store unreachable?); the consumer stops without it`
+          )
+        }
         if (now) yield* pool.shutdownNow
         else yield* pool.shutdown
         if (settlers.size > 0) {

@@ -928,6 +928,25 @@ export const NO_COMMAND_TIMEOUT = { timeout: 0 } as const
  */
 export const WATCH_CONNECTIONS = Number.MAX_SAFE_INTEGER
 
+/** How long the client's close may wait for replies before it is destroyed (see `destroyLate`). */
+export const CLIENT_CLOSE_GRACE = 1000
+
+/**
+ * NodeRedis closes its client with `close()`, which waits for the replies of the commands in flight
+ * (@effect/platform-node NodeRedis.ts, its release; node-redis' `RedisClient.close`): a frozen
+ * server's never come, and the store's close waited for ever. This finalizer, added after the
+ * layer's and so run before it, destroys the client (failing those commands) if it has not ended
+ * `CLIENT_CLOSE_GRACE` later.
+ */
+const destroyLate = (client: { once(event: "end", f: () => void): unknown; destroy(): void }) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      const timer = setTimeout(() => client.destroy(), CLIENT_CLOSE_GRACE)
+      timer.unref()
+      client.once("end", () => clearTimeout(timer))
+    })
+  )
+
 /** The store on a client of its own (`NodeRedis`, or a cluster client), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
@@ -946,16 +965,16 @@ export const open = (cfg: Config) =>
         commandOptions: NO_COMMAND_TIMEOUT,
         maxReserved: WATCH_CONNECTIONS
       })
-      : Effect.map(
-        Layer.build(NodeRedis.layer({
-          url: Redacted.value(cfg.url),
-          name,
-          disableOfflineQueue: true,
-          commandOptions: NO_COMMAND_TIMEOUT,
-          maxConnections: WATCH_CONNECTIONS,
-          socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
-        })),
-        (context) => Context.get(context, Redis.Redis)
+      : Layer.build(NodeRedis.layer({
+        url: Redacted.value(cfg.url),
+        name,
+        disableOfflineQueue: true,
+        commandOptions: NO_COMMAND_TIMEOUT,
+        maxConnections: WATCH_CONNECTIONS,
+        socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
+      })).pipe(
+        Effect.tap((context) => destroyLate(Context.get(context, NodeRedis.NodeRedis).client)),
+        Effect.map((context) => Context.get(context, Redis.Redis))
       )).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
     connected.value = true
     return yield* Effect.provideService(make(cfg), Redis.Redis, redis)
