@@ -1,4 +1,4 @@
-import { Duration, Effect, Logger, Ref, Tracer } from "effect"
+import { Duration, Effect, Exit, Fiber, Logger, Ref, Scope, Tracer } from "effect"
 import { inspect } from "node:util"
 import { TestRunner } from "vitest"
 
@@ -116,3 +116,17 @@ export const maxInWindow = (times: ReadonlyArray<number>, interval: number) => {
   }
   return most
 }
+
+/**
+ * Closes `scope` in a fiber of its own (a close is uninterruptible: a timeout around it could not end
+ * one that hangs) and waits up to `within` real time: the milliseconds it took, or a defect saying
+ * that it still runs.
+ */
+export const closeWithin = (scope: Scope.Closeable, within: Duration.Input): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const from = Date.now()
+    const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+    const closed = yield* Effect.timeoutOption(Fiber.await(closing), within)
+    if (closed._tag === "None") return yield* Effect.die(new Error(`the scope's close still waits after ${Date.now() - from} ms`))
+    return Date.now() - from
+  })
