@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, Fiber, Layer, Logger, References, Schedule, Schema } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Layer, Logger, References, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import { TaskCodecError } from "../src/PoolError.ts"
@@ -365,4 +365,42 @@ describe("a durable job whose handler is an Effect.sync", () => {
       assert.instanceOf(result.bad, TaskCodecError)
       assert.strictEqual((result.bad as TaskCodecError).part, "payload")
     }))
+})
+
+describe("a stopping consumer's settles", () => {
+  it.effect("a settle that fails while its consumer stops is tried again 200 ms apart (not lease / 10), so a passing failure does not leave a finished job to the reaper, and the close ends within the grace", () =>
+    Effect.gen(function*() {
+      const inner = yield* JobStore.JobStore
+      let failures = 2
+      const settles: Array<number> = []
+      const store: Store = {
+        ...inner,
+        settle: (token, settlement) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            settles.push(now)
+            return failures-- > 0
+              ? Effect.fail(new StoreError({ operation: "settle", reason: "connection reset" }))
+              : inner.settle(token, settlement)
+          })
+      }
+      const release = yield* Deferred.make<void>()
+      const consumers = yield* Scope.make()
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Double, (n) => Effect.as(Deferred.await(release), n * 2))],
+        concurrency: 1,
+        poll: 10,
+        lease: 30_000
+      }).pipe(Effect.provideService(JobStore.JobStore, store), Scope.provide(consumers))
+      const job = yield* JobQueue.enqueue(Double, 21)
+      while ((yield* JobQueue.status(job.id)).state !== "running") yield* TestClock.adjust(10)
+      const start = yield* Clock.currentTimeMillis
+      const closing = yield* Effect.forkChild(Scope.close(consumers, Exit.void))
+      yield* TestClock.adjust(10)
+      yield* Deferred.succeed(release, undefined)
+      for (let t = 0; t < 2_000 && closing.pollUnsafe() === undefined; t += 50) yield* TestClock.adjust(50)
+      assert.isDefined(closing.pollUnsafe(), "the close ends within the grace")
+      assert.deepStrictEqual(settles.map((at) => at - start), [10, 210, 410])
+      assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+      assert.strictEqual(yield* job.await, 42)
+    }).pipe(Effect.provide(JobStore.memory())))
 })

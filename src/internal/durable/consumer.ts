@@ -130,35 +130,32 @@ export const CLAIM_RETRY_FLOOR = 100
  */
 export const STOP_SETTLE_GRACE = 2000
 
+/** The spacing of a settle's retries once its consumer stops (its wait for them is bounded: `STOP_SETTLE_GRACE`). */
+export const STOP_RETRY_SPACING = 200
+
 /**
- * Tries a store step a few times: a settle that never lands is taken back by a reaper later. The
- * retry is set up only after a first failure: on the way every job takes, it cost a schedule and
- * its driver per settle. No retry once `giveUp` holds (the store closed, or the consumer stopping),
- * and a retry's wait ends when `stopped` does: a consumer closed while its store's server is down
- * tried each settle for up to half a lease (5 tries `lease / 10` apart), and its close waited for
- * them; now it ends after the one try (its jobs are left to the reaper).
+ * Tries a store step a few times: a settle that never lands is taken back by a reaper later, and
+ * its job runs again. The retry is set up only after a first failure: on the way every job takes,
+ * it cost a schedule and its driver per settle. A closed store is not asked again: it only fails.
+ * Tries come `lease / 10` apart, and `STOP_RETRY_SPACING` apart once `stopped` is done: a stopping
+ * consumer waits `STOP_SETTLE_GRACE` at most for its settles, so a slow retry would only be cut
+ * short, while a quick one still saves a job from a rerun after a passing failure.
  */
 const persist = <A, E>(
   effect: Effect.Effect<A, E>,
   lease: number,
-  giveUp: Effect.Effect<boolean>,
+  closed: Effect.Effect<boolean>,
   stopped: Effect.Effect<void>
-): Effect.Effect<A, E> =>
-  Effect.catch(effect, (error) => {
-    const spacing = Math.max(1, Math.floor(lease / 10))
-    const keepOn = Effect.map(giveUp, (done) => !done)
-    // as Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 5 }) from the first try on
-    return Effect.flatMap(keepOn, (on) =>
-      on
-        ? Effect.raceFirst(
-          Effect.andThen(
-            Effect.sleep(spacing),
-            Effect.retry(effect, { schedule: Schedule.spaced(spacing), times: 4, while: () => keepOn })
-          ),
-          Effect.andThen(stopped, Effect.fail(error))
-        )
-        : Effect.fail(error))
-  })
+): Effect.Effect<A, E> => {
+  const spacing = Math.max(1, Math.floor(lease / 10))
+  const pause = Effect.raceFirst(Effect.sleep(spacing), Effect.andThen(stopped, Effect.sleep(STOP_RETRY_SPACING)))
+  const retry = (left: number, error: E): Effect.Effect<A, E> =>
+    Effect.flatMap(closed, (closed) =>
+      closed || left === 0
+        ? Effect.fail(error)
+        : Effect.andThen(pause, Effect.catch(effect, (error) => retry(left - 1, error))))
+  return Effect.catch(effect, (error) => retry(5, error))
+}
 
 // uninterruptible (nothing in it waits): interrupted between forking its loops and adding the
 // finalizer that stops them, it left a claim loop running for good, claiming and giving back jobs
@@ -188,10 +185,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let settling = 0
     const wake = makeSignal()
     const terminated = yield* Deferred.make<void>()
-    /** Done when the consumer starts to stop: a settle's retry (`persist`) waits no longer. */
+    /** Done when the consumer starts to stop: a settle's retries (`persist`) come quicker. */
     const stopRequested = yield* Deferred.make<void>()
     const halted = Deferred.await(stopRequested)
-    const givenUp = Effect.map(store.closed, (closed) => closed || !claiming)
     let paused = false
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
@@ -353,7 +349,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       settlementOf(entry, exit).pipe(
         Effect.flatMap((settlement) =>
-          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, givenUp, halted))
+          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, store.closed, halted))
         ),
         Effect.catchCause((cause) =>
           Effect.flatMap(store.closed, (closed) =>
@@ -384,7 +380,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, givenUp, halted))
+          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
           running.delete(claim.token)
           return
         }
