@@ -1,0 +1,127 @@
+/**
+ * Hostile tests of a durable job's outcome on its way to the store (exit.ts's encodeExit, through
+ * the one JSON helper): values that a Schema lets through but that are no JSON, or that break
+ * whoever looks at them (a Schema whose encode throws, a Proxy whose traps throw, a revoked Proxy),
+ * as a success, a failure or a defect, on every store. Whatever the value, the job ends settled
+ * (never left running with its lease renewed, never reaped and run again), its awaiter gets a typed
+ * error, and the consumer goes on with other jobs. Each job's lease is a minute: a job whose settle
+ * failed is still running when its awaiter gives up (15 s), so no test waits for a guessed time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Cause, Effect, Exit, Layer, Logger, Option, Schedule, Schema, SchemaGetter } from "effect"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { TaskCodecError } from "../src/PoolError.ts"
+import * as Task from "../src/Task.ts"
+import * as Pg from "./durable/postgres.ts"
+import * as Rd from "./durable/redis.ts"
+import { warnings } from "./helpers.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-json-hostile-"))
+let files = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+  ["memory", () => JobStore.memory()],
+  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `f${files++}.db`) })]
+]
+if (Pg.enabled) stores.push(["Postgres", () => Pg.testLayer()])
+if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+
+/** A number whose encode throws (a transformation with a bug in its encode direction). */
+const EncodeThrows = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
+  decode: SchemaGetter.transform((n: number) => n),
+  encode: SchemaGetter.transform((): number => {
+    throw new Error("the encode has a bug")
+  })
+}))
+const Throwy = Task.make("Throwy", { payload: Schema.Number, success: EncodeThrows, failure: EncodeThrows })
+const Loose = Task.make("LooseJson", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
+
+const revoked = () => {
+  const { proxy, revoke } = Proxy.revocable({}, {})
+  revoke()
+  return proxy
+}
+/** A Proxy every trap of which throws: instanceof, a property read, JSON.stringify all throw. */
+const trapped = () => {
+  const fail = () => {
+    throw new Error("trap")
+  }
+  return new Proxy({}, { get: fail, getPrototypeOf: fail, ownKeys: fail, has: fail, getOwnPropertyDescriptor: fail })
+}
+
+const options = {
+  concurrency: 2,
+  lease: "1 minute",
+  poll: 20,
+  retry: Schedule.spaced(10) as Schedule.Schedule<unknown, unknown>
+} as const
+
+/** What the awaiter got: a TaskCodecError's part, a defect's message, a success, or "hung" (still running at 15 s). */
+const outcome = (exit: Exit.Exit<unknown, unknown> | undefined): string => {
+  if (exit === undefined) return "hung"
+  if (Exit.isSuccess(exit)) return `success ${String(exit.value)}`
+  const error = Cause.findErrorOption(exit.cause)
+  if (error._tag === "Some") return error.value instanceof TaskCodecError ? `TaskCodecError ${error.value.part}` : `error ${String(error.value)}`
+  return Cause.hasDies(exit.cause) ? "defect" : "other"
+}
+
+/** The awaiter's Exit, or undefined if the job had not ended 15 s on. */
+const awaited = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.exit, Effect.timeoutOption("15 seconds"), Effect.map(Option.getOrUndefined))
+
+describe.each(stores)("a durable job's outcome that breaks its encoding, on the %s store", (_name, makeStore) => {
+  it.live("a Schema whose encode throws, for a success or a failure: the job ends dead with TaskCodecError (a success at once, a failure after its retries), not a settle that fails and leaves it running for its lease to be reaped and run again", () => {
+    const log = warnings()
+    return Effect.gen(function*() {
+      yield* JobQueue.consume({
+        ...options,
+        handlers: [Task.handle(Throwy, (n) => n === 0 ? Effect.succeed(1) : Effect.fail(1))]
+      })
+      const jobs = yield* Effect.forEach([0, 1], (n) => JobQueue.enqueue(Throwy, n, { maxAttempts: 2 }))
+      const exits = yield* Effect.forEach(jobs, (job) =>
+        awaited(JobQueue.await(Throwy, job.id)), { concurrency: "unbounded" })
+      const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+      assert.deepStrictEqual(
+        { outcomes: exits.map((exit) => outcome(exit)), ends: infos.map((info) => [info.state, info.attempts]) },
+        { outcomes: ["TaskCodecError success", "TaskCodecError failure"], ends: [["dead", 1], ["dead", 2]] }
+      )
+      assert.deepStrictEqual(log.logged.filter((line) => line.includes("settle failed")), [])
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(makeStore(), Logger.layer([log.collector]))))
+  }, 60_000)
+
+  it.live("a success, a failure or a defect that is a revoked Proxy or a Proxy whose traps throw: the job ends dead with a typed error for its awaiter (not left running with its lease renewed for ever), and the consumer goes on with the next job", () => {
+    const log = warnings()
+    return Effect.gen(function*() {
+      const values = [revoked, trapped]
+      const cases = values.flatMap((value) => [
+        () => Effect.succeed(value()),
+        () => Effect.fail(value()),
+        () => Effect.die(value())
+      ])
+      yield* JobQueue.consume({
+        ...options,
+        handlers: [Task.handle(Loose, (n) => n < cases.length ? cases[n]!() : Effect.succeed(n))]
+      })
+      const jobs = yield* Effect.forEach(cases, (_, n) => JobQueue.enqueue(Loose, n, { maxAttempts: 2 }))
+      const after = yield* JobQueue.enqueue(Loose, 100)
+      const exits = yield* Effect.forEach([...jobs, after], (job) =>
+        awaited(JobQueue.await(Loose, job.id)), { concurrency: "unbounded" })
+      const infos = yield* Effect.forEach([...jobs, after], (job) => JobQueue.status(job.id))
+      const expected = ["TaskCodecError success", "TaskCodecError failure", "defect"]
+      assert.deepStrictEqual(
+        { outcomes: exits.map((exit) => outcome(exit)), ends: infos.map((info) => [info.state, info.attempts]) },
+        {
+          outcomes: [...expected, ...expected, "success 100"],
+          ends: [["dead", 1], ["dead", 2], ["dead", 2], ["dead", 1], ["dead", 2], ["dead", 2], ["succeeded", 1]]
+        }
+      )
+      assert.deepStrictEqual(log.logged.filter((line) => line.includes("settle failed")), [])
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(makeStore(), Logger.layer([log.collector]))))
+  }, 60_000)
+})
