@@ -24,7 +24,7 @@ import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
 import { asExit, syncThunk } from "../job.ts"
 import { DONE } from "../scheduler.ts"
-import { decodePayload, encodeExit } from "./exit.ts"
+import { decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced } from "../jobContext.ts"
 import { jsonText } from "../jsonText.ts"
@@ -323,12 +323,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       // attempt (else it would be given back and claimed again forever)
       if (
         !claiming &&
-        (error._tag === "Some" ? error.value instanceof PoolShutdown : !Cause.hasDies(cause))
+        (error._tag === "Some" ? isInstance(error.value, PoolShutdown) : !Cause.hasDies(cause))
       ) return Effect.succeed({ _tag: "Release" })
-      if (error._tag === "Some" && error.value instanceof JobTimeout && error.value.jobId === entry.handle?.id) {
+      if (error._tag === "Some" && isInstance(error.value, JobTimeout) && error.value.jobId === entry.handle?.id) {
         cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
       }
-      const final = error._tag === "Some" && error.value instanceof TaskCodecError
+      const final = error._tag === "Some" && isInstance(error.value, TaskCodecError)
       const failed = cause
       return Effect.flatMap(encodeExit(entry.task, Exit.failCause(cause)), ({ text }) =>
         final || job.attempts >= job.maxAttempts
@@ -346,8 +346,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         return settleJob(entry, exit)
       })
 
+    // settlementOf in a suspend: whatever it throws (a retry policy's own code), the catch and the
+    // cleanup below run, or the job would stay in `running`, its lease renewed for ever
     const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
-      settlementOf(entry, exit).pipe(
+      Effect.suspend(() => settlementOf(entry, exit)).pipe(
         Effect.flatMap((settlement) =>
           settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, store.closed, halted))
         ),

@@ -40,7 +40,26 @@ export const codecsOf = (task: Task.Any) => {
   return found
 }
 
-const issue = (error: unknown) => error instanceof Error ? error.message : String(error)
+/**
+ * `value instanceof C`, false for a value that cannot be asked (a revoked Proxy, or one whose
+ * getPrototypeOf trap throws): what a task returns, fails or dies with may be any value.
+ */
+export const isInstance = <C extends abstract new(...args: any) => any>(value: unknown, C: C): value is InstanceType<C> => {
+  try {
+    return value instanceof C
+  } catch {
+    return false
+  }
+}
+
+const issue = (error: unknown): string => {
+  try {
+    const text: unknown = error instanceof Error ? error.message : String(error)
+    return typeof text === "string" ? text : show(text)
+  } catch {
+    return show(error)
+  }
+}
 
 export const codecError = (task: Task.Any, part: TaskCodecError["part"], error: unknown) =>
   new TaskCodecError({ task: task.name, part, issue: issue(error) })
@@ -93,7 +112,7 @@ const readable = (value: unknown): string => {
 }
 
 const defectOf = (defect: unknown): Extract<Stored, { _tag: "Die" }>["defect"] => {
-  if (defect instanceof Error) {
+  if (isInstance(defect, Error)) {
     try {
       // an Error's fields may have been given any value (a BigInt message): the stored text must be written
       const stack: unknown = defect.stack
@@ -151,21 +170,21 @@ const written = (task: Task.Any, tag: "Success" | "Failure", value: unknown): Ef
  */
 export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Written> => {
   if (Exit.isSuccess(exit)) {
-    if (exit.value instanceof EncodedSuccess) return Exit.succeed({ text: successText(exit.value.text), ok: true })
-    const encoded = Schema.encodeUnknownEffect(codecsOf(task).success)(exit.value)
+    if (isInstance(exit.value, EncodedSuccess)) return Exit.succeed({ text: successText(exit.value.text), ok: true })
+    const encoded = encodeWith(codecsOf(task).success, exit.value)
     // a Schema that runs no Effect encodes here and now (the usual case): an Exit, no steps to run
     if (Exit.isExit(encoded) && Exit.isSuccess(encoded)) return written(task, "Success", encoded.value)
-    return Effect.matchEffect(encoded, {
-      onFailure: (error) => machine(codecError(task, "success", error)),
+    return Effect.matchCauseEffect(encoded, {
+      onFailure: (cause) => machine(codecError(task, "success", Cause.squash(cause))),
       onSuccess: (value) => written(task, "Success", value)
     })
   }
   return Result.match(Cause.findError(exit.cause), {
     onSuccess: (error) =>
-      error instanceof TaskCodecError || error instanceof AttemptTimeout
+      isInstance(error, TaskCodecError) || isInstance(error, AttemptTimeout)
         ? machine(error)
-        : Effect.matchEffect(Schema.encodeUnknownEffect(codecsOf(task).failure)(error), {
-          onFailure: (codec) => machine(codecError(task, "failure", codec)),
+        : Effect.matchCauseEffect(encodeWith(codecsOf(task).failure, error), {
+          onFailure: (cause) => machine(codecError(task, "failure", Cause.squash(cause))),
           onSuccess: (encoded) => written(task, "Failure", encoded)
         }),
     onFailure: (cause) => {
@@ -176,6 +195,23 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
       return Exit.succeed({ text: JSON.stringify(stored), ok: false })
     }
   })
+}
+
+/**
+ * A Schema's encode of any value, never a throw nor a defect: a transformation whose encode throws
+ * dies (Schema does not catch it), and would fail the settle; it is a failure here, which
+ * `encodeExit` stores as the `TaskCodecError` it is.
+ */
+const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
+  let encoded: Effect.Effect<unknown, unknown>
+  try {
+    encoded = Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
+  } catch (defect) {
+    return Exit.fail(defect)
+  }
+  return Exit.isExit(encoded)
+    ? Exit.isSuccess(encoded) ? encoded : Exit.fail(Cause.squash(encoded.cause))
+    : Effect.catchCause(encoded, (cause) => Effect.fail(Cause.squash(cause)))
 }
 
 // its fields are strings the machine wrote: JSON text, always
