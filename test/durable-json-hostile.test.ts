@@ -17,6 +17,8 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { TaskCodecError } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Odd } from "./fixtures/durable-thread-tasks.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 import { warnings } from "./helpers.ts"
@@ -124,4 +126,26 @@ describe.each(stores)("a durable job's outcome that breaks its encoding, on the 
       assert.deepStrictEqual(log.logged.filter((line) => line.includes("settle failed")), [])
     }).pipe(Effect.scoped, Effect.provide(Layer.merge(makeStore(), Logger.layer([log.collector]))))
   }, 60_000)
+})
+
+describe("a durable job's outcome that breaks its encoding on a ThreadPool consumer (the thread encodes)", () => {
+  it.live("as on a fiber: a success whose Schema's encode throws is dead at once with TaskCodecError (part success); a failure with no JSON (a symbol, a function, a BigInt) is retried as the failure it is and ends dead with TaskCodecError (part failure) after its attempts", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({
+        worker: new URL("./fixtures/durable-thread-worker.ts", import.meta.url),
+        threads: 1,
+        workerData: { counters: new SharedArrayBuffer(16 * 4) }
+      })
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Odd], poll: 10, lease: "1 minute", retry: Schedule.spaced(10) as Schedule.Schedule<unknown, unknown> })
+      const jobs = yield* Effect.forEach([0, 1, 2, 3], (n) => JobQueue.enqueue(Odd, n, { maxAttempts: 2 }))
+      const exits = yield* Effect.forEach(jobs, (job) => awaited(JobQueue.await(Odd, job.id)), { concurrency: "unbounded" })
+      const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+      assert.deepStrictEqual(
+        { outcomes: exits.map((exit) => outcome(exit)), ends: infos.map((info) => [info.state, info.attempts]) },
+        {
+          outcomes: ["TaskCodecError success", "TaskCodecError failure", "TaskCodecError failure", "TaskCodecError failure"],
+          ends: [["dead", 1], ["dead", 2], ["dead", 2], ["dead", 2]]
+        }
+      )
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
 })
