@@ -137,6 +137,19 @@ export class EncodedSuccess {
   }
 }
 
+/**
+ * A task's failure that could not leave its thread (a symbol, a function: no structured clone, no
+ * JSON), or that its Schema refused there: its attempt fails with it, so the consumer retries it as
+ * it retries that failure on a fiber (a `TaskCodecError` itself is final), and `encodeExit` stores
+ * its `TaskCodecError` (part "failure").
+ */
+export class UnwrittenFailure {
+  readonly error: TaskCodecError
+  constructor(error: TaskCodecError) {
+    this.error = error
+  }
+}
+
 /** `{ _tag: "Success", value }` as JSON text, from the JSON text of `{ value }` (or `{}`). */
 const successText = (text: string): string => text === "{}" ? `{"_tag":"Success"}` : `{"_tag":"Success",${text.slice(1)}`
 
@@ -183,6 +196,8 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
     onSuccess: (error) =>
       isInstance(error, TaskCodecError) || isInstance(error, AttemptTimeout)
         ? machine(error)
+        : isInstance(error, UnwrittenFailure)
+        ? machine(error.error)
         : Effect.matchCauseEffect(encodeWith(codecsOf(task).failure, error), {
           onFailure: (cause) => machine(codecError(task, "failure", Cause.squash(cause))),
           onSuccess: (encoded) => written(task, "Failure", encoded)

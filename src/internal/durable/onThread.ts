@@ -17,7 +17,7 @@ import { reporterOf } from "../jobContext.ts"
 import type { JobRow } from "../store/model.ts"
 import { decodeReply } from "../taskCodecs.ts"
 import type { RunJson } from "../threadJson.ts"
-import { codecError, codecsOf, EncodedSuccess } from "./exit.ts"
+import { codecError, codecsOf, EncodedSuccess, UnwrittenFailure } from "./exit.ts"
 
 /**
  * Runs `job`'s attempt on a thread. The thread pool's own errors are not the task's: a crashed
@@ -52,8 +52,12 @@ export const attempt = (
         return yield* Exit.isSuccess(decoded) ? Effect.fail(decoded.value) : codecError(task, "failure", Cause.squash(decoded.cause))
       }
       case "codec":
-        // the payload, success or failure does not fit the task's Schema: final, as on a fiber
-        if (reply.part === "payload" || reply.part === "success" || reply.part === "failure") {
+        // a failure that could not be sent (no clone) or encoded: retried as that failure, as on a fiber
+        if (reply.part === "failure") {
+          return yield* Effect.fail(new UnwrittenFailure(new TaskCodecError({ task: task.name, part: reply.part, issue: reply.issue })))
+        }
+        // the payload or success does not fit the task's Schema: final, as on a fiber
+        if (reply.part === "payload" || reply.part === "success") {
           return yield* new TaskCodecError({ task: task.name, part: reply.part, issue: reply.issue })
         }
         return yield* Effect.die(new TaskCodecError({ task: task.name, part: reply.part, issue: reply.issue }))
