@@ -149,3 +149,18 @@ describe("a durable job's outcome that breaks its encoding on a ThreadPool consu
       )
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
 })
+
+describe("a durable job's payload that breaks its encoding", () => {
+  const ThrowyPayload = Task.make("ThrowyPayload", { payload: EncodeThrows, success: Schema.Number })
+  const AnyPayload = Task.make("AnyPayload", { payload: Schema.Any, success: Schema.Number })
+  it.effect("enqueue fails typed with TaskCodecError (part payload) and stores nothing: a Schema whose encode throws (a defect of enqueue, before), a revoked Proxy, a Proxy whose traps throw", () =>
+    Effect.gen(function*() {
+      const errors = yield* Effect.forEach([
+        JobQueue.enqueue(ThrowyPayload, 1),
+        JobQueue.enqueue(AnyPayload, revoked()),
+        JobQueue.enqueue(AnyPayload, trapped())
+      ], (enqueue) => Effect.map(Effect.exit(enqueue), (exit) => outcome(exit)))
+      assert.deepStrictEqual(errors, ["TaskCodecError payload", "TaskCodecError payload", "TaskCodecError payload"])
+      assert.deepStrictEqual((yield* JobQueue.list({ limit: 10 })).length, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
