@@ -77,9 +77,10 @@ export const jsonOf = (task: Task.Any, part: TaskCodecError["part"], value: unkn
 /**
  * Encodes a payload for the store, or fails with `TaskCodecError` (part "payload"): nothing is
  * stored (a payload without JSON text reached the Redis store's client as undefined, a StoreError).
+ * A Schema whose encode throws is that error too, not a defect of enqueue.
  */
 export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<string, TaskCodecError> =>
-  Schema.encodeUnknownEffect(codecsOf(task).payload)(payload).pipe(
+  encodeWith(codecsOf(task).payload, payload).pipe(
     Effect.mapError((error) => codecError(task, "payload", error)),
     Effect.flatMap((json) => {
       const text = jsonOf(task, "payload", json)
