@@ -164,3 +164,31 @@ describe("a durable job's payload that breaks its encoding", () => {
       assert.deepStrictEqual((yield* JobQueue.list({ limit: 10 })).length, 0)
     }).pipe(Effect.provide(JobStore.memory())))
 })
+
+/** A number whose decode throws (a bug in its decode direction); its encode is fine. */
+const DecodeThrows = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
+  decode: SchemaGetter.transform((): number => {
+    throw new Error("the decode has a bug")
+  }),
+  encode: SchemaGetter.transform((n: number) => n)
+}))
+
+describe("a durable job whose Schema's decode throws", () => {
+  const BadPayload = Task.make("BadPayload", { payload: DecodeThrows, success: Schema.Number })
+  const BadSuccess = Task.make("BadSuccess", { payload: Schema.Number, success: DecodeThrows })
+  it.live("a payload whose decode throws is dead at its first attempt with TaskCodecError (part payload), as a payload that does not decode (not a defect retried to its last attempt); a stored success whose decode throws is TaskCodecError (part success) for its awaiter, not a defect", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.consume({
+        ...options,
+        handlers: [Task.handle(BadPayload, () => Effect.succeed(1)), Task.handle(BadSuccess, (n) => Effect.succeed(n))]
+      })
+      const payload = yield* JobQueue.enqueue(BadPayload, 1, { maxAttempts: 3 })
+      const success = yield* JobQueue.enqueue(BadSuccess, 1, { maxAttempts: 3 })
+      const exits = [yield* awaited(JobQueue.await(BadPayload, payload.id)), yield* awaited(JobQueue.await(BadSuccess, success.id))]
+      const infos = yield* Effect.forEach([payload, success], (job) => JobQueue.status(job.id))
+      assert.deepStrictEqual(
+        { outcomes: exits.map((exit) => outcome(exit)), ends: infos.map((info) => [info.state, info.attempts]) },
+        { outcomes: ["TaskCodecError payload", "TaskCodecError success"], ends: [["dead", 1], ["succeeded", 1]] }
+      )
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
+})
