@@ -100,7 +100,7 @@ export const decodePayload = (task: Task.Any, payload: string): Effect.Effect<un
   } catch (error) {
     return Exit.fail(codecError(task, "payload", error))
   }
-  const decoded = Schema.decodeUnknownEffect(codecsOf(task).payload)(json) as Effect.Effect<unknown, unknown>
+  const decoded = decodeWith(codecsOf(task).payload, json)
   const toCodecError = (error: unknown) => codecError(task, "payload", error)
   return Exit.isExit(decoded) ? Exit.mapError(decoded, toCodecError) : Effect.mapError(decoded, toCodecError)
 }
@@ -218,16 +218,23 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
  * dies (Schema does not catch it), and would fail the settle; it is a failure here, which
  * `encodeExit` stores as the `TaskCodecError` it is.
  */
-const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
-  let encoded: Effect.Effect<unknown, unknown>
+const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> =>
+  failing(() => Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>)
+
+/** The same for a decode: a transformation whose decode throws is a codec error, not a defect. */
+const decodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> =>
+  failing(() => Schema.decodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>)
+
+const failing = (run: () => Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> => {
+  let result: Effect.Effect<unknown, unknown>
   try {
-    encoded = Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
+    result = run()
   } catch (defect) {
     return Exit.fail(defect)
   }
-  return Exit.isExit(encoded)
-    ? Exit.isSuccess(encoded) ? encoded : Exit.fail(Cause.squash(encoded.cause))
-    : Effect.catchCause(encoded, (cause) => Effect.fail(Cause.squash(cause)))
+  return Exit.isExit(result)
+    ? Exit.isSuccess(result) ? result : Exit.fail(Cause.squash(result.cause))
+    : Effect.catchCause(result, (cause) => Effect.fail(Cause.squash(cause)))
 }
 
 // its fields are strings the machine wrote: JSON text, always
@@ -253,7 +260,7 @@ export const decodeExit = <S, F>(task: Task.Any, job: JobRow): Effect.Effect<Exi
     return Effect.succeed(Exit.fail(codecError(task, "success", error)))
   }
   const decode = (codec: Schema.Codec<any, any>, value: unknown, part: TaskCodecError["part"]) =>
-    (Schema.decodeUnknownEffect(codec)(value) as Effect.Effect<any, unknown>).pipe(
+    (decodeWith(codec, value) as Effect.Effect<any, unknown>).pipe(
       Effect.mapError((error) => codecError(task, part, error))
     )
   switch (stored._tag) {
