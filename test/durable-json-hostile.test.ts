@@ -192,3 +192,16 @@ describe("a durable job whose Schema's decode throws", () => {
       )
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
 })
+
+describe("a Schema.Any outcome that holds what JSON leaves out", () => {
+  it.live("is stored as JSON writes it (docs/durable.md): a function or a symbol inside is left out of an object and null in an array, NaN null, a Map {}; the job succeeded", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.consume({
+        ...options,
+        handlers: [Task.handle(Loose, () => Effect.succeed({ f: () => 1, s: Symbol("s"), list: [() => 1, Symbol("t")], n: NaN, m: new Map([[1, 2]]) }))]
+      })
+      const job = yield* JobQueue.enqueue(Loose, 0)
+      assert.deepStrictEqual(yield* JobQueue.await(Loose, job.id), { list: [null, null], n: null, m: {} })
+      assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
+})
