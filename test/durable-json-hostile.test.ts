@@ -11,12 +11,13 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Cause, Effect, Exit, Layer, Logger, Option, Schedule, Schema, SchemaGetter } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Logger, Option, Schedule, Schema, SchemaGetter } from "effect"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { TaskCodecError } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Odd } from "./fixtures/durable-thread-tasks.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -204,4 +205,37 @@ describe("a Schema.Any outcome that holds what JSON leaves out", () => {
       assert.deepStrictEqual(yield* JobQueue.await(Loose, job.id), { list: [null, null], n: null, m: {} })
       assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), 60_000)
+})
+
+describe("progress that breaks its encoding", () => {
+  it.live("a progress report that is a revoked Proxy, a Proxy whose traps throw, a BigInt or has a throwing toJSON is not stored (the last JSON one stays), said once; the job ends as its handler does and the next job runs", () => {
+    const log = warnings()
+    return Effect.gen(function*() {
+      const stored = yield* Deferred.make<void>()
+      yield* JobQueue.consume({
+        ...options,
+        handlers: [Task.handle(Loose, (n) =>
+          Effect.gen(function*() {
+            if (n === 1) return 1
+            const job = yield* WorkPool.JobContext
+            yield* job.progress({ step: 1 })
+            yield* Deferred.await(stored)
+            for (const value of [revoked(), trapped(), 10n, { toJSON: () => { throw revoked() } }]) {
+              yield* job.progress(value)
+              yield* Effect.sleep(5)
+            }
+            return 0
+          }))]
+      })
+      const job = yield* JobQueue.enqueue(Loose, 0, { maxAttempts: 1 })
+      const next = yield* JobQueue.enqueue(Loose, 1)
+      while ((yield* JobQueue.status(job.id)).progress === undefined) yield* Effect.sleep(5)
+      yield* Deferred.succeed(stored, undefined)
+      const exits = yield* Effect.forEach([job, next], (job) => awaited(JobQueue.await(Loose, job.id)))
+      assert.deepStrictEqual(exits.map((exit) => outcome(exit)), ["success 0", "success 1"])
+      assert.deepStrictEqual((yield* JobQueue.status(job.id)).progress, { step: 1 })
+      assert.strictEqual(log.logged.filter((line) => line.includes("progress is not JSON")).length, 1)
+      assert.deepStrictEqual(log.logged.filter((line) => line.includes("settle failed")), [])
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(JobStore.memory(), Logger.layer([log.collector]))))
+  }, 60_000)
 })
