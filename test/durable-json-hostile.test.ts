@@ -166,6 +166,37 @@ describe("a durable job's payload that breaks its encoding", () => {
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
+describe.each(stores)("a composite or odd outcome, on the %s store", (_name, makeStore) => {
+  it.live("a cause of a failure with no JSON and a Proxy defect, an interrupt with a Proxy defect, a handler that interrupts itself, a value nested past the stack, a toJSON that gives undefined: each job ends dead with a typed error or a defect (a success at once, a failure after its retries), never left running", () => {
+    const log = warnings()
+    return Effect.gen(function*() {
+      let deep: unknown = 1
+      for (let i = 0; i < 200_000; i++) deep = [deep]
+      const cases: ReadonlyArray<() => Effect.Effect<unknown, unknown>> = [
+        () => Effect.failCause(Cause.combine(Cause.fail(10n), Cause.die(revoked()))),
+        () => Effect.failCause(Cause.combine(Cause.interrupt(1), Cause.die(trapped()))),
+        () => Effect.interrupt,
+        () => Effect.succeed(deep),
+        () => Effect.fail(deep),
+        () => Effect.succeed({ toJSON: () => undefined })
+      ]
+      yield* JobQueue.consume({ ...options, handlers: [Task.handle(Loose, (n) => cases[n]!())] })
+      const jobs = yield* Effect.forEach(cases, (_, n) => JobQueue.enqueue(Loose, n, { maxAttempts: 2 }))
+      const exits = yield* Effect.forEach(jobs, (job) => awaited(JobQueue.await(Loose, job.id)), { concurrency: "unbounded" })
+      const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+      assert.deepStrictEqual(
+        { outcomes: exits.map((exit) => outcome(exit)), ends: infos.map((info) => [info.state, info.attempts]) },
+        {
+          // a cause with a defect is stored as its defect; an attempt that interrupts itself is not retried
+          outcomes: ["defect", "defect", "defect", "TaskCodecError success", "TaskCodecError failure", "TaskCodecError success"],
+          ends: [["dead", 2], ["dead", 2], ["dead", 1], ["dead", 1], ["dead", 2], ["dead", 1]]
+        }
+      )
+      assert.deepStrictEqual(log.logged.filter((line) => line.includes("settle failed")), [])
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(makeStore(), Logger.layer([log.collector]))))
+  }, 60_000)
+})
+
 /** A number whose decode throws (a bug in its decode direction); its encode is fine. */
 const DecodeThrows = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
   decode: SchemaGetter.transform((): number => {
