@@ -101,6 +101,7 @@ export const decodePayload = (task: Task.Any, payload: string): Effect.Effect<un
     return Exit.fail(codecError(task, "payload", error))
   }
   const decoded = decodeWith(codecsOf(task).payload, json)
+  if (Exit.isExit(decoded) && Exit.isSuccess(decoded)) return decoded as Exit.Exit<unknown, never>
   const toCodecError = (error: unknown) => codecError(task, "payload", error)
   return Exit.isExit(decoded) ? Exit.mapError(decoded, toCodecError) : Effect.mapError(decoded, toCodecError)
 }
@@ -218,20 +219,28 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
  * dies (Schema does not catch it), and would fail the settle; it is a failure here, which
  * `encodeExit` stores as the `TaskCodecError` it is.
  */
-const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> =>
-  failing(() => Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>)
-
-/** The same for a decode: a transformation whose decode throws is a codec error, not a defect. */
-const decodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> =>
-  failing(() => Schema.decodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>)
-
-const failing = (run: () => Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> => {
+const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
   let result: Effect.Effect<unknown, unknown>
   try {
-    result = run()
+    result = Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
   } catch (defect) {
     return Exit.fail(defect)
   }
+  return failing(result)
+}
+
+/** The same for a decode: a transformation whose decode throws is a codec error, not a defect. */
+const decodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
+  let result: Effect.Effect<unknown, unknown>
+  try {
+    result = Schema.decodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
+  } catch (defect) {
+    return Exit.fail(defect)
+  }
+  return failing(result)
+}
+
+const failing = (result: Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> => {
   return Exit.isExit(result)
     ? Exit.isSuccess(result) ? result : Exit.fail(Cause.squash(result.cause))
     : Effect.catchCause(result, (cause) => Effect.fail(Cause.squash(cause)))
