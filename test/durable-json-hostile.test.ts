@@ -197,6 +197,41 @@ describe.each(stores)("a composite or odd outcome, on the %s store", (_name, mak
   }, 60_000)
 })
 
+describe.each(stores)("strings that are hard on a store, on the %s store", (_name, makeStore) => {
+  it.live("a NUL, lone surrogates and a line separator in a payload (the handler echoes it), a success, a failure, a defect's message and progress come back as they were (the stored text is JSON, escaped; Postgres's batched settle wraps it in jsonb)", () =>
+    Effect.gen(function*() {
+      const odd = "a\u0000b\ud800c\udc00d\u2028e\uffff"
+      const Strings = Task.make("Strings", { payload: Schema.String, success: Schema.String, failure: Schema.String })
+      const reported = yield* Deferred.make<void>()
+      yield* JobQueue.consume({
+        ...options,
+        concurrency: 3,
+        handlers: [Task.handle(Strings, (text) =>
+          Effect.gen(function*() {
+            const job = yield* WorkPool.JobContext
+            yield* job.progress(text)
+            yield* Deferred.await(reported)
+            if (text.startsWith("f")) return yield* Effect.fail(text)
+            if (text.startsWith("d")) return yield* Effect.die(new Error(text))
+            return text
+          }))]
+      })
+      const jobs = yield* Effect.forEach(["s", "f", "d"], (kind) => JobQueue.enqueue(Strings, kind + odd, { maxAttempts: 1 }))
+      for (const job of jobs) while ((yield* JobQueue.status(job.id)).progress === undefined) yield* Effect.sleep(5)
+      yield* Deferred.succeed(reported, undefined)
+      const exits = yield* Effect.forEach(jobs, (job) => awaited(JobQueue.await(Strings, job.id)))
+      const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+      const got = exits.map((exit) => {
+        if (exit === undefined) return "hung"
+        if (Exit.isSuccess(exit)) return exit.value
+        const error = Cause.findErrorOption(exit.cause)
+        return error._tag === "Some" ? error.value : (Cause.squash(exit.cause) as Error).message
+      })
+      assert.deepStrictEqual(got, ["s" + odd, "f" + odd, "d" + odd])
+      assert.deepStrictEqual(infos.map((info) => [info.state, info.progress]), [["succeeded", "s" + odd], ["dead", "f" + odd], ["dead", "d" + odd]])
+    }).pipe(Effect.scoped, Effect.provide(makeStore())), 60_000)
+})
+
 /** A number whose decode throws (a bug in its decode direction); its encode is fine. */
 const DecodeThrows = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
   decode: SchemaGetter.transform((): number => {
