@@ -215,30 +215,23 @@ export const encodeExit = (task: Task.Any, exit: Exit.Exit<unknown, unknown>): E
 }
 
 /**
- * A Schema's encode of any value, never a throw nor a defect: a transformation whose encode throws
- * dies (Schema does not catch it), and would fail the settle; it is a failure here, which
- * `encodeExit` stores as the `TaskCodecError` it is.
+ * A Schema's encode (or, with `decodeWith`, decode) of any value, never a throw nor a defect: a
+ * transformation that throws dies (Schema does not catch it), and would fail the settle; it is a
+ * failure here, which `encodeExit` stores (and an awaiter reads) as the `TaskCodecError` it is.
  */
-const encodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
+const caught = (run: (codec: Schema.Codec<any, any>) => (value: unknown) => unknown) =>
+(codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
   let result: Effect.Effect<unknown, unknown>
   try {
-    result = Schema.encodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
+    result = run(codec)(value) as Effect.Effect<unknown, unknown>
   } catch (defect) {
     return Exit.fail(defect)
   }
   return failing(result)
 }
 
-/** The same for a decode: a transformation whose decode throws is a codec error, not a defect. */
-const decodeWith = (codec: Schema.Codec<any, any>, value: unknown): Effect.Effect<unknown, unknown> => {
-  let result: Effect.Effect<unknown, unknown>
-  try {
-    result = Schema.decodeUnknownEffect(codec)(value) as Effect.Effect<unknown, unknown>
-  } catch (defect) {
-    return Exit.fail(defect)
-  }
-  return failing(result)
-}
+const encodeWith = caught(Schema.encodeUnknownEffect)
+const decodeWith = caught(Schema.decodeUnknownEffect)
 
 const failing = (result: Effect.Effect<unknown, unknown>): Effect.Effect<unknown, unknown> => {
   return Exit.isExit(result)
