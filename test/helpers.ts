@@ -1,5 +1,7 @@
 import { Duration, Effect, Exit, Fiber, Logger, Ref, Scope, Tracer } from "effect"
 import { inspect } from "node:util"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { TestRunner } from "vitest"
 
 /** Counts jobs that are running right now and the most that ever ran at once. */
@@ -130,3 +132,16 @@ export const closeWithin = (scope: Scope.Closeable, within: Duration.Input): Eff
     if (closed._tag === "None") return yield* Effect.die(new Error(`the scope's close still waits after ${Date.now() - from} ms`))
     return Date.now() - from
   })
+
+/**
+ * A full collection, from a test: V8's gc exposed for this process. Collected across macrotasks: a
+ * WeakRef's target is kept until the current job ends.
+ */
+export const fullGc = Effect.promise(async () => {
+  v8.setFlagsFromString("--expose-gc")
+  const gc = vm.runInNewContext("gc") as () => void
+  for (let i = 0; i < 3; i++) {
+    gc()
+    await new Promise((resolve) => setTimeout(resolve, 0))
+  }
+})

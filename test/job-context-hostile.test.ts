@@ -8,10 +8,8 @@ import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
 import { Echo, Progress } from "./fixtures/tasks.ts"
 import { addsUp, makeReleasingPool } from "./fixtures/pool.ts"
-import { recordingTracer } from "./helpers.ts"
+import { fullGc, recordingTracer } from "./helpers.ts"
 import { addLayer } from "../src/internal/jobContext.ts"
-import * as v8 from "node:v8"
-import * as vm from "node:vm"
 
 const Greeting = Context.Service<string>("test/job-context-hostile/Greeting")
 const Level = Context.Reference<number>("test/job-context-hostile/Level", { defaultValue: () => 0 })
@@ -514,15 +512,7 @@ describe("jobs of one deep submitter context, attacked", () => {
 })
 
 describe("what a pool keeps of its deep submitters' contexts", () => {
-  /** A full collection, from a test: V8's gc exposed for this process (as lookup.test.ts). */
-  const collect = Effect.promise(async () => {
-    v8.setFlagsFromString("--expose-gc")
-    const gc = vm.runInNewContext("gc") as () => void
-    for (let i = 0; i < 3; i++) {
-      gc()
-      await new Promise((resolve) => setTimeout(resolve, 0))
-    }
-  })
+  const collect = fullGc
   const Big = Context.Service<{ readonly payload: Array<number> }>("test/job-context-hostile/Big")
   const deep = Array.from({ length: 9 }, (_, i) => Context.Service<number>(`test/job-context-hostile/Kept${i}`))
 

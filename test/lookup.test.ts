@@ -1,12 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as v8 from "node:v8"
-import * as vm from "node:vm"
 import { Deferred, Effect, Exit, Fiber, Option, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { Sleep } from "./fixtures/tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
-import { settle, waitFor } from "./helpers.ts"
+import { fullGc, settle, waitFor } from "./helpers.ts"
 
 const ids = (jobs: ReadonlyArray<WorkPool.JobSummary>) => jobs.map((job) => job.id)
 
@@ -190,16 +188,7 @@ describe("job lookup", () => {
 })
 
 describe("what an ended job keeps", () => {
-  /** A full collection, from a test: V8's gc exposed for this process. */
-  const collect = Effect.promise(async () => {
-    v8.setFlagsFromString("--expose-gc")
-    const gc = vm.runInNewContext("gc") as () => void
-    // a WeakRef's target is kept until the current job ends: collect across macrotasks
-    for (let i = 0; i < 3; i++) {
-      gc()
-      await new Promise((resolve) => setTimeout(resolve, 0))
-    }
-  })
+  const collect = fullGc
 
   it.live("a job that ran lets its Effect and its closures go, though its handle and the pool keep it", () =>
     Effect.gen(function*() {
