@@ -232,4 +232,34 @@ describe("ThreadPool: an idle thread's first task posted at once, hostile", () =
         expected = { succeeded: 0, failed: 0, interrupted: 0 }
       }
     }), 120_000)
+
+  // docs/threads.md: "Messages sent in the same tick travel together ... The first task sent to an
+  // idle thread goes at once, in a message of its own"
+  it.live("a payload the thread cannot read as an idle thread's first task fails alone; one later in the tick takes the tasks sent with it", () =>
+    Effect.gen(function*() {
+      // the main thread sends an array nested 2,500 deep; a thread with half a megabyte of stack cannot read it
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 3, resourceLimits: { stackSizeMb: 0.5 } })
+      const thread = yield* pool.run(ThreadId, 0)
+      let value: unknown = 0
+      for (let i = 0; i < 2500; i++) value = [value]
+      const deep = { value, ok: true } as const
+      // first: alone in its message
+      const lost = yield* pool.submit(Passthrough, deep)
+      const a = yield* pool.submit(Echo, "a")
+      const b = yield* pool.submit(Echo, "b")
+      const error = (yield* Effect.flip(lost.await)) as PoolError.TaskCodecError
+      assert.deepStrictEqual([error._tag, error.part], ["TaskCodecError", "payload"])
+      assert.deepStrictEqual([yield* a.await, yield* b.await], ["echo a", "echo b"], "not in the lost message")
+      // later in the tick: it travels with the task sent after it, not with the first
+      const c = yield* pool.submit(Echo, "c")
+      const lost2 = yield* pool.submit(Passthrough, deep)
+      const d = yield* pool.submit(Echo, "d")
+      assert.strictEqual(yield* c.await, "echo c")
+      assert.strictEqual(((yield* Effect.flip(lost2.await)) as PoolError.TaskCodecError).part, "payload")
+      assert.strictEqual(((yield* Effect.flip(d.await)) as PoolError.TaskCodecError).part, "payload", "lost with it")
+      assert.strictEqual(yield* pool.run(ThreadId, 0), thread, "the thread was not replaced")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.succeeded, s.failed], [0, 5, 3])
+      assert.isTrue(addsUp(s))
+    }))
 })
