@@ -219,7 +219,7 @@ describe("isClass, hostile (its own prototype read first)", () => {
       ["Proxy of a function", new Proxy(function() {}, {})],
       ["Proxy whose getOwnPropertyDescriptor throws", evil],
       ["revoked Proxy of a class", revocable.proxy as Function],
-      ["Proxy hiding a function's prototype (allowed: it is configurable)", hideProto],
+      ["Proxy hiding a function's prototype (an invariant violation: hasOwn throws)", hideProto],
       ["Date", Date],
       ["Map", Map],
       ["Promise", Promise],
