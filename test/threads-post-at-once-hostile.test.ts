@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { PoolError } from "../src/index.ts"
-import { Echo, Hold, Mark, Passthrough, Sleep, ThreadId } from "./fixtures/tasks.ts"
+import { Bytes, Echo, Hold, Mark, Passthrough, Sleep, ThreadId } from "./fixtures/tasks.ts"
 import { addsUp, blockUntil, makeReleasingPool as makePool } from "./fixtures/pool.ts"
 import { prng, waitFor } from "./helpers.ts"
 
@@ -261,5 +261,23 @@ describe("ThreadPool: an idle thread's first task posted at once, hostile", () =
       const s = yield* pool.stats
       assert.deepStrictEqual([s.running, s.succeeded, s.failed], [0, 5, 3])
       assert.isTrue(addsUp(s))
+    }))
+
+  // docs/threads.md: "The move happens when the task starts on a thread, not when it is submitted".
+  // Posted at once, a task with a transfer list moved its buffer inside the submit: the submitter
+  // found it detached before its synchronous run ended, and a task of the same tick that sends the
+  // same buffer (copied, with no transfer list) failed with TaskCodecError, where before both went
+  // in one message and shared the moved buffer
+  it.live("a task with a transfer list started at its submit moves its buffer at the end of the tick, as before", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 2 })
+      yield* pool.run(ThreadId, 0)
+      const buffer = new ArrayBuffer(64)
+      const moved = yield* pool.submit(Bytes, { buffer }, { transfer: [buffer], retry: { times: 0 } })
+      assert.strictEqual(buffer.byteLength, 64, "still readable in the submitter's synchronous run")
+      const shared = yield* pool.submit(Bytes, { buffer })
+      assert.strictEqual(yield* moved.await, 64)
+      assert.strictEqual(buffer.byteLength, 0, "moved")
+      assert.deepStrictEqual(yield* Effect.exit(shared.await), Exit.succeed(64), "sent in the same message, with the moved buffer")
     }))
 })
