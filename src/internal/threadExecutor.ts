@@ -171,7 +171,11 @@ export const threadExecutor = (
       }
       // from here its thread's offer starts in its slot when it stops (not when it could not be sent)
       prefetch.ran(job.seq, thread)
-      const idle = thread.inflight.size === 0
+      // a task with a transfer list waits for the end of the tick as before: posted, it moves its
+      // buffers, which its submitter may still read in this tick (docs/threads.md: the move happens
+      // when the task starts, not when it is submitted), and which a task sent later in the tick may
+      // send too (in the same message it shares the moved buffer; in a later one it cannot be cloned)
+      const atOnce = thread.inflight.size === 0 && mark.transfer.length === 0
       const id = threads.send(thread, task.name, encoded.value, mark.transfer, taskJobOf(job), reply)
       if (id === undefined) return
       run.id = id
@@ -179,7 +183,7 @@ export const threadExecutor = (
       // batch in one synchronous run (a loop of submits) would hold it back for the whole batch
       // while the thread waits; and one at a time, the thread starts while this tick goes on. The
       // messages that follow in this tick (tasks sent ahead) still go together
-      if (idle) thread.outbox.flush()
+      if (atOnce) thread.outbox.flush()
     },
     interrupt(job: Job): void {
       const run = started.get(job.seq)
