@@ -121,7 +121,7 @@ describe("ThreadPool: an idle thread's first task posted at once, hostile", () =
       assert.deepStrictEqual(order, [1, 3, 4, 2], "first, then the higher one, then the others in order")
     }))
 
-  it.live("a payload getter run by the clone (now inside the start) that cancels its own job: it ends interrupted once, the thread goes on", () =>
+  it.live("a payload getter run by the clone (now inside the start) that cancels its own job: it ends once, the thread goes on", () =>
     Effect.gen(function*() {
       const { pool } = yield* makePool({ threads: 1, cancelGrace: "30 seconds" })
       const thread = yield* pool.run(ThreadId, 0)
@@ -139,7 +139,8 @@ describe("ThreadPool: an idle thread's first task posted at once, hostile", () =
       assert.strictEqual(handle.id, id)
       const exit = yield* Effect.exit(handle.await)
       assert.isTrue(reads >= 1, "the clone read the getter")
-      assert.isTrue(Exit.isFailure(exit), String(exit))
+      // interrupted, or (were the cancel's fiber to run after the answer came) succeeded: once
+      assert.isTrue(Exit.isFailure(exit) ? exit.cause.reasons.some((r) => r._tag === "Interrupt") : exit.value === 1, String(exit))
       yield* waitFor(pool.stats, "the job stopped", { until: (s) => s.running === 0 && s.stopping === 0 })
       const s = yield* pool.stats
       assert.strictEqual(s.interrupted + s.succeeded + s.failed, 3)
