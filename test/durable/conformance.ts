@@ -4,7 +4,7 @@
  * driven by `TestClock.adjust` and nothing waits for real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Ref, References, Schedule, Schema, Scope, Stream } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Option, Ref, References, Schedule, Schema, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
@@ -236,6 +236,13 @@ const twoSteps = (gate: Deferred.Deferred<void>) =>
       return n
     }))
 
+/** A handler that reports its payload as its progress and returns its `n`. */
+const reportThenEcho = Task.handle(Echo, ({ n }) =>
+  Effect.gen(function*() {
+    yield* (yield* WorkPool.JobContext).progress({ n })
+    return n
+  }))
+
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
 
 export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
@@ -281,6 +288,36 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const job = yield* JobQueue.enqueue(Tagged, 1)
         assert.deepStrictEqual(yield* job.await, { _tag: "Error", error: 1 })
         assert.strictEqual(yield* stateOf(job.id), "succeeded")
+      })))
+
+    it.effect("a handle or await with another task than the job's fails typed naming both (queued: at once, not when it ends; ended: not a defect); status and progressChanges still read the job", () =>
+      provide(Effect.gen(function*() {
+        const Thumbnail = Task.make("Thumbnail", { payload: Schema.String, success: Schema.String })
+        // a fiber that is still waiting after a second of the clock is the hang this guards against
+        const mismatch = (id: string, awaited: Effect.Effect<unknown, unknown, JobStore.JobStore>) =>
+          Effect.gen(function*() {
+            const fiber = yield* Effect.forkChild(awaited)
+            yield* tick(1000)
+            const exit = fiber.pollUnsafe()
+            assert.isDefined(exit, "the await still waits")
+            if (exit === undefined || Exit.isSuccess(exit)) return assert.fail("the await did not fail")
+            assert.isFalse(Cause.hasDies(exit.cause), `a defect: ${Cause.pretty(exit.cause)}`)
+            const error = Cause.findErrorOption(exit.cause)
+            assert.isTrue(Option.isSome(error))
+            const found = Option.getOrThrow(error) as { _tag: string; id: string; task: string; expected: string; message: string }
+            assert.deepStrictEqual([found._tag, found.id, found.task, found.expected], ["TaskMismatch", id, "Echo", "Thumbnail"])
+            assert.include(found.message, "Echo")
+            assert.include(found.message, "Thumbnail")
+          })
+        const queued = yield* JobQueue.enqueue(Echo, { n: 5 })
+        yield* mismatch(queued.id, JobQueue.handleOf(Thumbnail, queued.id).await)
+        yield* mismatch(queued.id, JobQueue.await(Thumbnail, queued.id))
+        yield* JobQueue.consume({ ...options, handlers: [reportThenEcho] })
+        assert.strictEqual(yield* queued.await, 5)
+        yield* mismatch(queued.id, JobQueue.handleOf(Thumbnail, queued.id).await)
+        const wrong = JobQueue.handleOf(Thumbnail, queued.id)
+        assert.strictEqual((yield* wrong.status).task, "Echo")
+        assert.deepStrictEqual(yield* Stream.runCollect(wrong.progressChanges), [{ n: 5 }])
       })))
 
     it.effect("1. a job whose consumer stops renewing its lease is reaped and run again; the zombie is interrupted and its settle changes nothing", () =>
