@@ -1,7 +1,8 @@
 /**
  * The errors of durable jobs (`JobQueue`, `JobStore`) that in-process pools do not have: a store
  * that failed, a job id that is not in the store, a job cancelled from any process, an attempt
- * that ran past its timeout, and an attempt whose consumer died (its lease expired).
+ * that ran past its timeout, an attempt whose consumer died (its lease expired), and a job awaited
+ * as a task other than its own.
  *
  * Each is a `Schema.TaggedError`: the ones that end a job are stored with it, as part of its
  * encoded `Exit`, and come back as instances of their class in whichever process awaits the job.
@@ -122,5 +123,35 @@ export class LeaseExpired extends Schema.TaggedError<LeaseExpired>()("LeaseExpir
 }) {
   override get message(): string {
     return `job ${this.id}: the consumer of attempt ${this.attempt} stopped renewing its lease`
+  }
+}
+
+/**
+ * A job was awaited (`JobQueue.await`, or a handle from `JobQueue.handleOf`) with a task other than
+ * its own: its result would be decoded by the wrong Schemas. `task` is the job's (as stored),
+ * `expected` the given task's name (or, from an untyped caller, what was given instead of a Task).
+ * It fails at once, whatever the job's state.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Thumbnail = Task.make("Thumbnail", { payload: Schema.String, success: Schema.String })
+ * const thumbnail = (id: string) =>
+ *   JobQueue.await(Thumbnail, id).pipe(
+ *     Effect.catchTag("TaskMismatch", (e) => Effect.fail(`job ${e.id} is a ${e.task} job`))
+ *   )
+ * ```
+ * @since 0.3.0
+ * @category errors
+ */
+export class TaskMismatch extends Schema.TaggedError<TaskMismatch>()("TaskMismatch", {
+  id: Schema.String,
+  task: Schema.String,
+  expected: Schema.String
+}) {
+  override get message(): string {
+    return `job ${this.id}: its task ${JSON.stringify(this.task)} is not ${JSON.stringify(this.expected)}`
   }
 }

@@ -32,7 +32,7 @@
 import { Cron, type Duration, Effect, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
-import { JobNotFound, type StoreError } from "./DurableError.ts"
+import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
@@ -173,7 +173,7 @@ export interface EnqueueOptions {
 
 /**
  * What `await` can fail with besides the task's own error: a codec error, a timed-out last attempt,
- * a dead consumer's expired lease, a cancel, an unknown id, the store.
+ * a dead consumer's expired lease, a cancel, an unknown id, a job of another task, the store.
  *
  * @example
  * ```ts
@@ -185,7 +185,7 @@ export interface EnqueueOptions {
  * @since 0.2.0
  * @category models
  */
-export type AwaitError = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled | JobNotFound | StoreError
+export type AwaitError = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled | JobNotFound | TaskMismatch | StoreError
 
 /**
  * A durable job, by its id: valid in every process that shares the store.
@@ -428,7 +428,9 @@ const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S
 })
 
 /**
- * A handle on a job by its id, for a process that did not enqueue it.
+ * A handle on a job by its id, for a process that did not enqueue it. Its `await` fails with
+ * `TaskMismatch` if the job's task is not `task` (its `status`, `cancel` and `progressChanges`
+ * do not decode with the task, and work as for any id).
  *
  * @example
  * ```ts
@@ -504,14 +506,17 @@ const awaitJob = <T extends Task.Any>(
   id: string
 ): Effect.Effect<Task.Success<T>, Task.Failure<T> | AwaitError, JobStore> =>
   Effect.gen(function*() {
+    // an untyped caller's task that is not a Task matches no job: TaskMismatch saying what it is, not a TypeError
+    const invalid = checkTask(task)
+    const expected = invalid === undefined ? task.name : `${invalid.value} (not a Task made with Task.make)`
     const store = yield* JobStore
     while (true) {
       const since = yield* store.version
       const row = yield* getRow(store, id)
+      // checked at every look, not only at the end: a job no consumer of `task` would ever end
+      // must not keep its awaiter waiting for a result it could not decode anyway
+      if (invalid !== undefined || row.task !== expected) return yield* Effect.fail(new TaskMismatch({ id, task: row.task, expected }))
       if (FINAL_STATES.includes(row.state)) {
-        if (row.task !== task.name) {
-          return yield* Effect.die(new Error(`job ${id} is a ${row.task} job, awaited as ${task.name}`))
-        }
         return yield* (yield* decodeExit<Task.Success<T>, Task.Failure<T>>(task, row))
       }
       yield* store.wait(AWAIT_POLL, since)
@@ -521,7 +526,7 @@ const awaitJob = <T extends Task.Any>(
 /**
  * Waits for a job's result, from any process: its success, its own typed failure (decoded back into
  * its class), or why the queue ended it. A defect comes back as an `Error` with the original's
- * name, message and stack.
+ * name, message and stack. A job of another task than `task` fails it at once with `TaskMismatch`.
  *
  * @example
  * ```ts

@@ -304,14 +304,21 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
             assert.isFalse(Cause.hasDies(exit.cause), `a defect: ${Cause.pretty(exit.cause)}`)
             const error = Cause.findErrorOption(exit.cause)
             assert.isTrue(Option.isSome(error))
-            const found = Option.getOrThrow(error) as { _tag: string; id: string; task: string; expected: string; message: string }
-            assert.deepStrictEqual([found._tag, found.id, found.task, found.expected], ["TaskMismatch", id, "Echo", "Thumbnail"])
-            assert.include(found.message, "Echo")
-            assert.include(found.message, "Thumbnail")
+            assert.instanceOf(Option.getOrThrow(error), DurableError.TaskMismatch)
+            const found = Option.getOrThrow(error) as DurableError.TaskMismatch
+            assert.deepStrictEqual([found.id, found.task, found.expected], [id, "Echo", "Thumbnail"])
+            assert.strictEqual(found.message, `job ${id}: its task "Echo" is not "Thumbnail"`)
           })
         const queued = yield* JobQueue.enqueue(Echo, { n: 5 })
         yield* mismatch(queued.id, JobQueue.handleOf(Thumbnail, queued.id).await)
         yield* mismatch(queued.id, JobQueue.await(Thumbnail, queued.id))
+        // an untyped caller's task that is not a Task: the same error, saying what was given
+        for (const given of [undefined, 42, { name: 7 }]) {
+          const error = yield* Effect.flip(JobQueue.await(given as any, queued.id))
+          assert.instanceOf(error, DurableError.TaskMismatch)
+          assert.match((error as DurableError.TaskMismatch).expected, /not a Task made with Task\.make/)
+        }
+        assert.instanceOf(yield* Effect.flip(JobQueue.await(Thumbnail, "nope")), DurableError.JobNotFound)
         yield* JobQueue.consume({ ...options, handlers: [reportThenEcho] })
         assert.strictEqual(yield* queued.await, 5)
         yield* mismatch(queued.id, JobQueue.handleOf(Thumbnail, queued.id).await)
