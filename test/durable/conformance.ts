@@ -902,6 +902,52 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* job.await, 9)
       })))
 
+    it.effect("3. a redriven job starts fresh: no progress and no start time from its dead run, in status and in progressChanges, until its new run reports", () => {
+      // opened at the end whatever happens: a failed assertion must not leave the consumer's close waiting on it
+      const gate = Deferred.makeUnsafe<void>()
+      return provide(Effect.gen(function*() {
+        let run = 0
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const job = yield* WorkPool.JobContext
+              run++
+              if (run === 1) {
+                yield* job.progress({ run })
+                return yield* Effect.fail(new Boom({ n }))
+              }
+              yield* Deferred.await(gate)
+              yield* job.progress({ run })
+              return n
+            }))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 9 }, { maxAttempts: 1 })
+        yield* tick(100)
+        const dead = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([dead.state, dead.progress, dead.startedAt !== undefined], ["dead", { run: 1 }, true])
+        // paused: the idle consumer, woken by the redrive, would claim it before it can be read queued
+        yield* JobQueue.pause("default")
+        assert.isTrue(yield* JobQueue.redrive(job.id))
+        const redriven = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual(
+          [redriven.state, redriven.attempts, redriven.progress, redriven.startedAt, redriven.finishedAt],
+          ["queued", 0, undefined, undefined, undefined]
+        )
+        const seen: Array<unknown> = []
+        const reader = yield* Effect.forkChild(Stream.runForEach(job.progressChanges, (value) => Effect.sync(() => seen.push(value))))
+        yield* JobQueue.resume("default")
+        yield* tick(300)
+        const running = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([running.state, running.progress], ["running", undefined])
+        assert.deepStrictEqual(seen, [], "the dead run's progress, read as the new run's")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* job.await, 9)
+        yield* Fiber.join(reader)
+        assert.deepStrictEqual(seen, [{ run: 2 }])
+      }).pipe(Effect.ensuring(Deferred.succeed(gate, undefined))))
+    })
+
     it.effect("3. an undecodable payload goes straight to the dead letters with TaskCodecError", () =>
       provide(Effect.gen(function*() {
         const ran = yield* Ref.make(0)
