@@ -96,7 +96,8 @@ export interface JobInfo {
   readonly retry: JobRetry | undefined
   /**
    * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
-   * that is not JSON is not stored), kept after the job ends; undefined if none.
+   * that is not JSON is not stored), kept after the job ends and through its retries; undefined if
+   * none, or none since a `redrive`.
    */
   readonly progress: unknown
 }
@@ -602,9 +603,10 @@ export const list = (
   })
 
 /**
- * Puts a dead job back in its queue with its attempts reset. Fails with `JobNotFound` for an unknown
- * id; returns false for a job that is not dead, or whose dedup key an unfinished job of its queue
- * holds (one job per key at a time).
+ * Puts a dead job back in its queue as a new run: its attempts reset, and no progress or start time
+ * from the dead run (its `status` and `progressChanges` show none until the new run reports). Fails
+ * with `JobNotFound` for an unknown id; returns false for a job that is not dead, or whose dedup key
+ * an unfinished job of its queue holds (one job per key at a time).
  *
  * @example
  * ```ts

@@ -186,7 +186,16 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         }
       }
       const now = time()
-      update(row, { state: "queued", attempts: 0, visibleAt: now, finishedAt: null, cancelRequested: false })
+      // a new run from the start: its exit alone stays, which awaiters ignore until the new run ends
+      update(row, {
+        state: "queued",
+        attempts: 0,
+        visibleAt: now,
+        startedAt: null,
+        finishedAt: null,
+        cancelRequested: false,
+        progress: null
+      })
       row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, now)
       return changed(true)
     })

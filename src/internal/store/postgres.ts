@@ -814,7 +814,8 @@ export const makeWith = (
       return op(
         "redrive",
         Effect.map(
-          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, finished_at = NULL, settled_xid = NULL,
+          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
+              progress = NULL, settled_xid = NULL,
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key

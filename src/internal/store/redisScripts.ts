@@ -496,6 +496,8 @@ local now = clock(ARGV[1])
 redis.call("ZREM", B .. ":final:dead", id)
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
+-- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
+redis.call("HDEL", j, "started", "progress")
 if f[1] == "1" then redis.call("HSET", B .. ":dedup", f[2], id) end
 queued(id)
 place(id, now)

@@ -444,7 +444,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       write("redrive", () => {
         const now = time()
         const changed = run(
-          `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, finished_at = NULL, cancel_requested = 0,
+          `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
+             cancel_requested = 0,
              rank = ${RANK("?")}
            WHERE id = ? AND state = 'dead' AND NOT EXISTS (
              SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
