@@ -25,6 +25,7 @@ import { Work } from "./fixtures/durable-tasks.ts"
 import { closeWithin, warnings } from "./helpers.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
+import * as pgServer from "./durable/pgserver.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-closing-"))
 let files = 0
@@ -283,4 +284,39 @@ describe.each(reopenable)("a consumer in its %s store's own scope", (_name, make
       const state = yield* Effect.provide(JobQueue.status(job.id), layer())
       assert.strictEqual(state.state, "succeeded")
     }), { timeout: 60_000 })
+})
+
+describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holding a Postgres consumer and its store, its server frozen (SIGSTOP) at the close", () => {
+  it.live("a claim and a settle in flight that never get a reply, a job that never ends: the close ends within shutdownTimeout + 6 s (the stated bound), not for ever", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+        (s) => Effect.promise(() => s.destroy())
+      )
+      const scope = yield* Scope.make()
+      const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 2 })
+      const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+      const here = Effect.provideService(JobStore.JobStore, store)
+      const release = yield* Deferred.make<void>()
+      let started = 0
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), n === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
+        concurrency: 2,
+        poll: "1 hour",
+        shutdownTimeout: 200
+      }).pipe(here, Scope.provide(scope))
+      yield* here(JobQueue.enqueue(Echo, { n: 0 }))
+      yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+      while (started < 2) yield* Effect.sleep(20)
+      const pids = yield* Effect.promise(() => server.pids())
+      // thawed before the server is destroyed
+      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
+      // job 0 ends: its settle, and the claim for its slot, get no reply
+      yield* Deferred.succeed(release, undefined)
+      yield* Effect.sleep(300)
+      // 2 s for the claim, the drain's 200 ms, 2 s for the settles, 1 s for the client: the stated
+      // bound is shutdownTimeout + 6 s (6.2 s); a busy machine is given 1.3 s more
+      assert.isBelow(yield* closeWithin(scope, "30 seconds"), 7500)
+    }).pipe(Effect.scoped), { timeout: 90_000 })
 })

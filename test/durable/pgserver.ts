@@ -36,6 +36,8 @@ export interface Server {
   readonly stop: () => Promise<void>
   readonly start: () => Promise<void>
   readonly destroy: () => Promise<void>
+  /** The server's processes (the postmaster and its children), to freeze (SIGSTOP) and thaw. */
+  readonly pids: () => Promise<Array<number>>
 }
 
 const readLog = (file: string) => {
@@ -95,6 +97,11 @@ export const startServer = async (bin: string): Promise<Server> => {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     start,
     stop,
+    pids: async () => {
+      const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0])
+      const { stdout } = await exec("ps", ["-o", "pid=", "--ppid", String(postmaster)])
+      return [postmaster, ...stdout.split("\n").map((line) => Number(line.trim())).filter((pid) => pid > 0)]
+    },
     destroy: async () => {
       if (stopped) return
       stopped = true
