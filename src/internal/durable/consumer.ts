@@ -637,7 +637,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
               `effect-workpool: a stopping durable consumer's settles did not end within ${STOP_SETTLE_GRACE} ms (its store unreachable?); ` +
                 `${left.length} job${left.length === 1 ? " is left to the reaper (its lease will expire)" : "s are left to the reaper (their leases will expire)"}`
             )
-            yield* Fiber.interruptAll(left)
+            // not awaited: an interrupted Postgres statement drains its connection for up to 5 s
+            // (@effect/sql-pg: a cancel request, then the wait for ReadyForQuery), which a frozen
+            // server never sends; the store's close ends them (its sockets destroyed), or the server
+            yield* Effect.forkDetach(Fiber.interruptAll(left))
           }
         }
         yield* Fiber.interrupt(reaper)

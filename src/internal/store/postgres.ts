@@ -29,8 +29,9 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
-import { Cause, Clock, Deferred, Effect, Exit, Queue, Redacted, Scope } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Queue, Redacted, Scope } from "effect"
 import { createHash } from "node:crypto"
+import * as Net from "node:net"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
@@ -470,19 +471,98 @@ const fail = (operation: string) => (cause: unknown) => new StoreError({ operati
 const driverTimeOf = (clock: Config["clock"]) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   clock === "effect" ? Effect.provideService(effect, Clock.Clock, Clock.Clock.defaultValue()) : effect
 
-/** The store on a client of its own, opened from `cfg.url`. */
+/**
+ * How long the listener's close may wait before its session is destroyed. Its close UNLISTENs each
+ * channel and waits for the reply (@effect/sql-pg's `listen` finalizer): a frozen server (SIGSTOP,
+ * a partition that drops packets) never sends it, and the store's close waited for ever. Past this
+ * the session is destroyed (failing that statement); past twice this the close goes on regardless.
+ */
+export const LISTENER_CLOSE_GRACE = 1000
+
+/**
+ * Ends a session at once, failing its statements in flight: @effect/sql-pg 4.0.5's connection has
+ * no public close, only its scope's, which this cannot reach. Its own `closeUnsafe` (it ends the
+ * socket with a Terminate, which a frozen server never reads), then its socket destroyed. Either
+ * missing (another version), nothing: the close's bound above still holds.
+ */
+const destroySession = (session: PgConnection.PgConnection) => {
+  const internal = session as unknown as { closeUnsafe?: () => void; session?: { socket?: { destroy?: () => void } } }
+  try {
+    internal.closeUnsafe?.()
+    internal.session?.socket?.destroy?.()
+  } catch {
+    // already closed
+  }
+}
+
+/** How long the store's close may wait for its server before its sessions are destroyed (see `make`). */
+export const CLIENT_CLOSE_GRACE = 1000
+
+/**
+ * Where the sessions of `url` connect, as @effect/sql-pg resolves it (its host and port, a `host` or
+ * `port` parameter overriding them, a host that is a directory naming a Unix socket), or undefined
+ * if it cannot be told: then the driver connects on its own (and its sessions are not tracked).
+ */
+const target = (url: string): Net.NetConnectOpts | undefined => {
+  try {
+    const parsed = new URL(url)
+    let host = parsed.hostname.startsWith("[") && parsed.hostname.endsWith("]")
+      ? parsed.hostname.slice(1, -1)
+      : decodeURIComponent(parsed.hostname)
+    let port = parsed.port === "" ? 5432 : Number(parsed.port)
+    if (parsed.searchParams.has("host")) host = parsed.searchParams.get("host")!
+    if (parsed.searchParams.has("port")) port = Number(parsed.searchParams.get("port"))
+    if (host === "" || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined
+    return host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port, noDelay: true }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The store on a client of its own, opened from `cfg.url`.
+ *
+ * Its close waits for its statements in flight: the pool's (effect's Pool waits for a connection in
+ * use to come back; a consumer's claim in flight is uninterruptible), the listener's UNLISTEN. A
+ * frozen server (SIGSTOP, a partition that drops packets) never answers them, and the close waited
+ * for ever. The client's sockets are its own (the driver's `stream`), and destroyed if the store's
+ * close has not ended `CLIENT_CLOSE_GRACE` after it began: those statements fail, and the close ends.
+ */
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope> =>
-  PgClient.make({
-    url: cfg.url,
-    maxConnections: cfg.maxConnections,
-    connectTimeout: cfg.connectTimeout,
-    applicationName: "effect-workpool"
-  }).pipe(
-    Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
-    driverTimeOf(cfg.clock),
-    Effect.mapError(fail("open")),
-    Effect.flatMap((sql) => makeWith(sql, cfg))
-  )
+  Effect.gen(function*() {
+    const sockets = new Set<Net.Socket>()
+    const to = target(Redacted.value(cfg.url))
+    let timer: ReturnType<typeof setTimeout> | undefined
+    // run last, after the client's close
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
+    const sql = yield* PgClient.make({
+      url: cfg.url,
+      maxConnections: cfg.maxConnections,
+      connectTimeout: cfg.connectTimeout,
+      applicationName: "effect-workpool",
+      stream: to === undefined ? undefined : () => {
+        const socket = Net.connect(to)
+        sockets.add(socket)
+        socket.once("close", () => sockets.delete(socket))
+        return socket
+      }
+    }).pipe(
+      Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
+      driverTimeOf(cfg.clock),
+      Effect.mapError(fail("open"))
+    )
+    const store = yield* makeWith(sql, cfg)
+    // run first: the store's close starts here
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        timer = setTimeout(() => {
+          for (const socket of sockets) socket.destroy()
+        }, CLIENT_CLOSE_GRACE)
+        timer.unref()
+      })
+    )
+    return store
+  })
 
 /** Checks the options of a store on the caller's own client (its schema). */
 export const clientOptions = (options: { readonly schema?: unknown }): Effect.Effect<Pick<Config, "schema" | "clock">, StoreError> =>
@@ -583,11 +663,15 @@ export const makeWith = (
     const heard = new Map<string, Scope.Closeable>()
     /** A queue not heard is waited on: the listener LISTENs to it. */
     const wanted = makeSignal()
+    /** The listener's session, the latest (it starts over on a new one when one is lost). */
+    let listenerSession: PgConnection.PgConnection | undefined
     const listen = Effect.gen(function*() {
       const scope = yield* Effect.scope
       // one connection for the schema's channel and every queue's (a pool's `listen` would hold a
       // connection per channel), opened with the client's own settings
-      const connection = yield* (yield* PgConnection.make({ ...sql.config, multiplex: false })).pin
+      const session = yield* PgConnection.make({ ...sql.config, multiplex: false })
+      listenerSession = session
+      const connection = yield* session.pin
       // a reader's end that is not an UNLISTEN (the connection is lost): the listener starts over
       const lost = yield* Deferred.make<void, unknown>()
       const hear = (name: string, onPayload: (payload: string) => void) =>
@@ -634,12 +718,24 @@ export const makeWith = (
         yield* Effect.raceFirst(wanted.wait(LINGER, since), Deferred.await(lost))
       }
     }).pipe(Effect.scoped)
-    yield* listen.pipe(
+    const listener = yield* listen.pipe(
       Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
       Effect.andThen(Effect.sleep(1000)),
       Effect.forever,
       driverTime,
       Effect.forkScoped
+    )
+    // run before the fork's own interruption (added after it): see `LISTENER_CLOSE_GRACE`
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const timer = setTimeout(() => {
+          if (listenerSession !== undefined) destroySession(listenerSession)
+        }, LISTENER_CLOSE_GRACE)
+        timer.unref()
+        return Effect.timeoutOption(Fiber.interrupt(listener), 2 * LISTENER_CLOSE_GRACE).pipe(
+          Effect.ensuring(Effect.sync(() => clearTimeout(timer)))
+        )
+      })
     )
     /**
      * An idle consumer's wait (it names its queues) makes the listener hear them; an awaiter's does
