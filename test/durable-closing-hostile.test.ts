@@ -320,3 +320,53 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
       assert.isBelow(yield* closeWithin(scope, "30 seconds"), 7500)
     }).pipe(Effect.scoped), { timeout: 90_000 })
 })
+
+describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a settle in flight when the scope's close starts (server up)", () => {
+  it.live("the settle is written (the job succeeded), not interrupted with the store's writer and dropped, its job left to the reaper to run again", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const { Client } = yield* Effect.promise(() => import("pg"))
+      const locker = new Client({ connectionString: Pg.url! })
+      yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+      const scope = yield* Scope.make()
+      const cfg = yield* Postgres.options({ url: Pg.url!, schema, maxConnections: 4 })
+      const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+      const here = Effect.provideService(JobStore.JobStore, store)
+      const started = yield* Deferred.make<void>()
+      const finish = yield* Deferred.make<void>()
+      let runs = 0
+      const consumer = yield* JobQueue.consume({
+        concurrency: 1,
+        poll: "1 hour",
+        handlers: [Task.handle(Echo, ({ n }) =>
+          Effect.andThen(Effect.sync(() => runs++), Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Deferred.await(finish), n))))]
+      }).pipe(Scope.provide(scope), here)
+      const job = yield* here(JobQueue.enqueue(Echo, { n: 7 }))
+      yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+      // paused: no claim for the freed slot carries the settle, the store's settle writer writes it
+      yield* consumer.pause
+      const lockerPid: number = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid
+      yield* Effect.promise(() => locker.query("BEGIN"))
+      yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
+      yield* Deferred.succeed(finish, undefined)
+      // the settle's statement waits for the row
+      yield* Pg.blockedBy(lockerPid)
+      // runs first in the close (added last)
+      const closeBegun = yield* Deferred.make<void>()
+      yield* Scope.addFinalizer(scope, Deferred.succeed(closeBegun, undefined))
+      const closing = yield* Effect.forkDetach(closeWithin(scope, "20 seconds"))
+      yield* Deferred.await(closeBegun)
+      // the row is given back once the statement no longer waits for it (cancelled: the bug) or
+      // 500 ms into the close, well within the consumer's 2 s wait for its settles
+      const waiting = () =>
+        Effect.promise(() =>
+          Pg.admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${lockerPid} = ANY(pg_blocking_pids(pid))`)
+        )
+      for (let i = 0; i < 25 && (yield* waiting())[0]!.n > 0; i++) yield* Effect.sleep(20)
+      yield* Effect.promise(() => locker.query("COMMIT"))
+      yield* Fiber.join(closing)
+      const state = yield* Effect.provide(JobQueue.status(job.id), Pg.testLayer(schema))
+      assert.strictEqual(state.state, "succeeded")
+      assert.strictEqual(runs, 1)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
