@@ -51,7 +51,7 @@ export const make = <A>(
   /** The store's scope closed: a writer forked in it would never start, and its settles never end. */
   let closed = false
   const closedError = () => new Error("the store closed before this settle was written")
-  /** A writer started outside the scope while it closes (see `add`): interrupted with the store. */
+  /** The writer, started outside the scope (see `add`): interrupted with the store. */
   let detached: Fiber.Fiber<void> | undefined
   Effect.runSync(Scope.addFinalizer(
     scope,
@@ -99,20 +99,21 @@ export const make = <A>(
         pending.push({ item, done })
         if (!writing) {
           writing = true
-          // started on the next tick: a claim made in this one can carry it. A scope is marked closed
-          // when its close starts, before its finalizers run (effect then forks an unstarted,
-          // interrupted fiber in it, whose `onExit` never runs): a consumer made in the store's own
-          // scope settles while its finalizer drains it, before the store's, and those settles
-          // waited forever for a writer that never started. Then the writer runs outside the scope
-          Effect.runFork(Effect.suspend(() =>
-            scope.state._tag !== "Closed" ? Effect.forkIn(writer, scope) : Effect.sync(() => {
-              const fiber = Effect.runFork(writer)
-              detached = fiber
-              fiber.addObserver(() => {
-                if (detached === fiber) detached = undefined
-              })
+          // started on the next tick: a claim made in this one can carry it. Outside the store's
+          // scope, interrupted by the store's own finalizer (`detached`). Forked into the scope: a
+          // scope is marked closed when its close starts, before its finalizers run (effect then
+          // forks an unstarted, interrupted fiber in it, whose `onExit` never runs), and a consumer
+          // made in the store's own scope settles while its finalizer drains it, before the
+          // store's: those settles waited forever for a writer that never started. And a writer
+          // forked into the scope before its close was interrupted first in it (its fork's
+          // finalizer, added after the consumer's): a settle in flight then was dropped, its
+          // finished job left to the reaper to run again
+          Effect.runFork(Effect.map(Effect.forkDetach(writer), (fiber) => {
+            detached = fiber
+            fiber.addObserver(() => {
+              if (detached === fiber) detached = undefined
             })
-          ))
+          }))
         }
         return Deferred.await(done)
       }),
