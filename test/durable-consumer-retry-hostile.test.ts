@@ -403,3 +403,47 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
       assert.isBelow(yield* closeWithin(scope, "30 seconds"), 8000)
     }).pipe(Effect.scoped, Effect.provide(collect().layer)), 60_000)
 })
+
+describe("a stopping consumer whose claim in flight returns after STOP_SETTLE_GRACE", () => {
+  for (const now of [false, true]) {
+    it.effect(`${now ? "shutdownNow" : "shutdown"}: the stop ends at the grace; the claim's job, claimed after it, is given back (no attempt counted, not run here) and another consumer runs it once`, () =>
+      Effect.gen(function*() {
+        const state = { takes: 0 }
+        const layer = Layer.effect(
+          JobStore.JobStore,
+          Effect.map(JobStore.JobStore, (inner): Store => ({
+            ...inner,
+            claim: (request) => state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), inner.claim(request)) : inner.claim(request)
+          }))
+        ).pipe(Layer.provide(JobStore.memory()))
+        const log = collect()
+        yield* Effect.gen(function*() {
+          const runs: Array<string> = []
+          const counting = (who: string) => [Task.handle(Double, (n: number) => Effect.sync(() => (runs.push(who), n * 2)))]
+          const scope = yield* Scope.make()
+          const first = yield* JobQueue.consume({ handlers: counting("first"), concurrency: 1, poll: "1 second" }).pipe(Scope.provide(scope))
+          yield* settle
+          state.takes = 3000
+          const job = yield* JobQueue.enqueue(Double, 21)
+          yield* advance(10)
+          const stopping = yield* Effect.forkChild(now ? first.shutdownNow : first.shutdown)
+          yield* advance(1990)
+          assert.isUndefined(stopping.pollUnsafe(), "the stop waits for its claim for a while")
+          yield* advance(20)
+          assert.isDefined(stopping.pollUnsafe(), "the stop goes on after STOP_SETTLE_GRACE")
+          assert.isTrue(log.logged.some((line) => /claim did not end within 2000 ms/.test(line)), JSON.stringify(log.logged))
+          // the claim returns with the job: the pool is closed, the job is given back
+          yield* advance(1000)
+          const status = yield* JobQueue.status(job.id)
+          assert.strictEqual(status.state, "queued", JSON.stringify(status))
+          assert.strictEqual(status.attempts, 0)
+          state.takes = 0
+          yield* JobQueue.consume({ handlers: counting("second"), concurrency: 1, poll: "1 second" })
+          yield* advance(1000)
+          assert.strictEqual(yield* job.await, 42)
+          assert.deepStrictEqual(runs, ["second"])
+          yield* Scope.close(scope, Exit.void)
+        }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
+      }))
+  }
+})
