@@ -370,3 +370,33 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
       assert.strictEqual(runs, 1)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
+
+describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holding a Postgres consumer (a 3 s lease) and its store, its server frozen (SIGSTOP) with a heartbeat and a reap in flight", () => {
+  it.live("the close ends within shutdownTimeout + 6 s (the stated bound), not after the driver's 5 s drain of the interrupted beat or reap", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+        (s) => Effect.promise(() => s.destroy())
+      )
+      const scope = yield* Scope.make()
+      const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 4 })
+      const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
+      const here = Effect.provideService(JobStore.JobStore, store)
+      let started = 0
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, () => Effect.andThen(Effect.sync(() => started++), Effect.never))],
+        concurrency: 1,
+        lease: "3 seconds",
+        poll: "1 hour",
+        shutdownTimeout: 200
+      }).pipe(here, Scope.provide(scope))
+      yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+      while (started < 1) yield* Effect.sleep(20)
+      const pids = yield* Effect.promise(() => server.pids())
+      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
+      // a beat every second, a reap every 1.5 s: both in flight by now, neither answered
+      yield* Effect.sleep(1600)
+      assert.isBelow(yield* closeWithin(scope, "30 seconds"), 7500)
+    }).pipe(Effect.scoped), { timeout: 90_000 })
+})
