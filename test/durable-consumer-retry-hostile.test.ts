@@ -447,3 +447,46 @@ describe("a stopping consumer whose claim in flight returns after STOP_SETTLE_GR
       }))
   }
 })
+
+describe("a consumer's shutdown, then its shutdownNow while the shutdown waits for its claim in flight", () => {
+  it.effect("both end at the claim's grace; the running job is interrupted and given back (no attempt counted), not left to the reaper", () =>
+    Effect.gen(function*() {
+      const state = { takes: 0 }
+      const layer = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          claim: (request) => state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), inner.claim(request)) : inner.claim(request)
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const log = collect()
+      yield* Effect.gen(function*() {
+        let started = 0
+        const scope = yield* Scope.make()
+        const consumer = yield* JobQueue.consume({
+          handlers: [Task.handle(Double, () => Effect.andThen(Effect.sync(() => started++), Effect.never))],
+          concurrency: 2,
+          poll: "1 second",
+          shutdownTimeout: "1 hour"
+        }).pipe(Scope.provide(scope))
+        const job = yield* JobQueue.enqueue(Double, 1)
+        yield* advance(20)
+        assert.strictEqual(started, 1)
+        // the claim for the free slot now takes 3 s
+        state.takes = 3000
+        yield* advance(1000)
+        const graceful = yield* Effect.forkChild(consumer.shutdown)
+        yield* advance(500)
+        const now = yield* Effect.forkChild(consumer.shutdownNow)
+        yield* advance(1490)
+        assert.isUndefined(graceful.pollUnsafe())
+        yield* advance(30)
+        assert.isDefined(now.pollUnsafe(), "shutdownNow ends with the stop")
+        assert.isDefined(graceful.pollUnsafe(), "the shutdown ends at the claim's grace (its drain cut short)")
+        const status = yield* JobQueue.status(job.id)
+        assert.strictEqual(status.state, "queued", JSON.stringify(status))
+        assert.strictEqual(status.attempts, 0)
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
+    }))
+})
