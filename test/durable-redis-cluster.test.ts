@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, delayedWakeAcrossInstances, Echo } from "./durable/conformance.ts"
+import { conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances } from "./durable/conformance.ts"
 import { clusterLayer, timeoutSignalsOfJobs, freshPrefix } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -54,6 +54,12 @@ else {
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* delayedWakeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 60_000 })
+
+    it.live("a queue's rate limit raised, then lifted, through another store instance starts the held-back jobs at once on a consumer polling once an hour", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* rateLimitChangeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>

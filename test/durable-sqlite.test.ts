@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, Echo, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, tellingIdle } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -22,6 +22,12 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
 
 describe("the SQLite store", () => {
+  it.live("a queue's rate limit raised, then lifted, through another connection starts the held-back jobs at once on a consumer polling once an hour (the file watch)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* rateLimitChangeAcrossInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
     Effect.map(claimsAmongOtherTasks(JobStore.sqlite({ filename: fresh() })), (claims) => assert.strictEqual(claims, 1)))
 

@@ -104,6 +104,43 @@ export const delayedWakeAcrossInstances = (layer: () => Layer.Layer<JobStore.Job
     }).pipe(Effect.scoped, Effect.provide(consumerStore), Effect.provideService(Clock.Clock, ahead))
   })
 
+/**
+ * Live: a queue's limit raised, then lifted, through another store instance (another process, as
+ * far as the consumer can tell) while the consumer waits for the window of an hour with a poll of an
+ * hour: each change starts the jobs it allows at once, heard through the store's wake-up (file
+ * watch, NOTIFY, marker). Every wait is for an event (a claim the window held back, a job's result).
+ */
+export const rateLimitChangeAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const queue = "limited"
+    const admin = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    const mine = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    let held = yield* Deferred.make<void>()
+    const telling: Store = {
+      ...mine,
+      claim: (request) => Effect.tap(mine.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
+    }
+    yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: HOUR }))
+    const jobs = yield* elsewhere(Effect.forEach([0, 1, 2], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n })))
+    yield* Effect.provideService(
+      JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 3, poll: HOUR }),
+      JobStore.JobStore,
+      telling
+    )
+    const result = (n: number) => elsewhere(JobQueue.await(Echo, jobs[n]!.id)).pipe(Effect.timeout("30 seconds"))
+    assert.strictEqual(yield* result(0), 0)
+    yield* Deferred.await(held)
+    held = yield* Deferred.make<void>()
+    yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 2, interval: HOUR }))
+    assert.strictEqual(yield* result(1), 1, "raised: one more starts now")
+    yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+    assert.strictEqual((yield* elsewhere(JobQueue.status(jobs[2]!.id))).state, "queued", "the raised window holds the third")
+    yield* elsewhere(JobQueue.setRateLimit(queue, undefined))
+    assert.strictEqual(yield* result(2), 2, "lifted: the last starts now")
+  }).pipe(Effect.scoped)
+
 /** Any value in and out: what a Schema lets through need not be JSON. */
 const Loose = Task.make("Loose", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
 const cyclic = () => {
@@ -1789,6 +1826,106 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* tick(10_000)
         assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 2)
         yield* consumer.shutdownNow
+      })))
+
+    // a limit changed while a consumer waits for the window (issue: setRateLimit heard by the consumers)
+    const heldBack = (concurrency: number) =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const counter = { claims: 0 }
+        const started: Array<number> = []
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => counter.claims++), store.claim(request)) }
+        yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+        for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+        // polling once an hour with a window of an hour: only the change itself can start a job within the test
+        const consumer = yield* Effect.provideService(
+          JobQueue.consume({
+            ...options,
+            concurrency,
+            poll: "1 hour",
+            lease: "1 hour",
+            handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (started.push(n), n)))]
+          }),
+          JobStore.JobStore,
+          counting
+        )
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0], "the window let one start")
+        return { counter, started, consumer }
+      })
+
+    it.effect("rate limit: a queue's limit lifted or raised reaches its held-back consumer at once, not at its poll", () =>
+      provide(Effect.gen(function*() {
+        const { started } = yield* heldBack(4)
+        yield* JobQueue.setRateLimit("default", { limit: 2, interval: "1 hour" })
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0, 1], "raised to 2: one more starts now")
+        yield* JobQueue.setRateLimit("default", undefined)
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0, 1, 2, 3], "lifted: the rest start now")
+      })))
+
+    it.effect("rate limit: a queue's limit re-set, lowered or changed on another queue costs a held-back consumer at most one claim per change, and lets nothing through", () =>
+      provide(Effect.gen(function*() {
+        const { counter, started } = yield* heldBack(4)
+        const claimsAfter = (change: Effect.Effect<unknown, unknown, JobStore.JobStore>) =>
+          Effect.gen(function*() {
+            const before = counter.claims
+            yield* change
+            yield* tick(1000)
+            return counter.claims - before
+          })
+        assert.isAtMost(yield* claimsAfter(JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })), 1, "the same limit")
+        assert.isAtMost(yield* claimsAfter(JobQueue.setRateLimit("default", { limit: 1, interval: "2 hours" })), 1, "a longer window")
+        assert.isAtMost(yield* claimsAfter(JobQueue.setRateLimit("other", undefined)), 1, "another queue's")
+        // 50 changes in a row that allow nothing more: at most a claim each, then quiet
+        const many = yield* claimsAfter(Effect.forEach(
+          Array.from({ length: 50 }, (_, n) => n),
+          (n) => JobQueue.setRateLimit("default", { limit: 1, interval: n % 2 === 0 ? "1 hour" : "90 minutes" }),
+          { discard: true }
+        ))
+        assert.isAtMost(many, 50)
+        assert.strictEqual(yield* claimsAfter(Effect.void), 0, "no claim without a change (no loop)")
+        assert.deepStrictEqual(started, [0], "no change let a job through the window")
+        // the 50th change (90 minutes) is the one in force: the window frees at its time, not earlier
+        yield* tick(60 * 60_000, 60_000)
+        assert.deepStrictEqual(started, [0])
+        yield* tick(30 * 60_000, 60_000)
+        assert.deepStrictEqual(started, [0, 1])
+      })))
+
+    it.effect("rate limit: a queue's limit lifted while its held-back consumer is paused starts nothing until the resume, then at once", () =>
+      provide(Effect.gen(function*() {
+        const { consumer, started } = yield* heldBack(4)
+        yield* consumer.pause
+        yield* JobQueue.setRateLimit("default", undefined)
+        yield* tick(1000)
+        assert.deepStrictEqual(started, [0])
+        yield* consumer.resume
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0, 1, 2, 3])
+      })))
+
+    it.effect("rate limit: a consumer's own limit lifted ends its wait for its window at once, polling once an hour", () =>
+      provide(Effect.gen(function*() {
+        const started: Array<number> = []
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          concurrency: 4,
+          poll: "1 hour",
+          lease: "1 hour",
+          rateLimit: { limit: 1, interval: "1 hour" },
+          handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (started.push(n), n)))]
+        })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0])
+        yield* consumer.setRateLimit({ limit: 2, interval: "1 hour" })
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0, 1])
+        yield* consumer.setRateLimit(undefined)
+        yield* tick(100)
+        assert.deepStrictEqual(started, [0, 1, 2])
       })))
 
     it.effect("rate limit: bad values are refused, naming the field", () =>
