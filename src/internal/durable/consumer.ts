@@ -535,9 +535,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
         // consumer sleeps until that time at most, not a whole poll past it
         const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
-        // the queue's shared limit held the claim back: nothing to claim before its window frees
-        if (claimed.limitedFor > 0) yield* nap(Math.min(claimed.limitedFor, due), woken)
-        else if (count === 0) yield* Effect.raceFirst(store.wait(due, since, config.queues, tasks), wake.wait(config.poll, woken))
+        // the queue's shared limit held the claim back: nothing to claim before its window frees,
+        // unless the limit changes (`setRateLimit` here or in another process: the store wakes its
+        // waiters of the queue as for a new job) or another of its queues gets a job. The store's
+        // wait, since the version read before the claim: a claim that took some jobs changed the
+        // store itself, so it looks once more, and then waits (a change costs at most one claim)
+        if (claimed.limitedFor > 0 || count === 0) {
+          const until = claimed.limitedFor > 0 ? Math.min(claimed.limitedFor, due) : due
+          yield* Effect.raceFirst(store.wait(until, since, config.queues, tasks), wake.wait(config.poll, woken))
+        }
       }
     })
 

@@ -30,7 +30,7 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Queue, Redacted, Scope } from "effect"
-import { createHash } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlError from "effect/sql/SqlError"
@@ -588,6 +588,12 @@ export const makeWith = (
     const driverTime = driverTimeOf(cfg.clock)
     const S = sql.literal(`"${cfg.schema}"`)
     const channel = schemaChannel(cfg.schema)
+    /**
+     * The payload of this store instance's NOTIFY of a new rate limit: its own listener ignores it
+     * (its waiters were woken when the change committed here; woken again by the echo, each
+     * held-back consumer claimed twice per change), the other instances' wake theirs.
+     */
+    const rateChanged = `rate:${randomUUID()}`
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
@@ -698,7 +704,9 @@ export const makeWith = (
           heard.set(
             queue,
             yield* hear(queueChannel(cfg.schema, queue), (payload) =>
-              payload.startsWith("due:") ? signal.notifyIn(Number(payload.slice(4)), queue) : signal.notify(queue))
+              payload.startsWith("due:")
+                ? signal.notifyIn(Number(payload.slice(4)), queue)
+                : payload !== rateChanged && signal.notify(queue))
           )
           // a job of this queue may have come between its consumer's claim and the LISTEN
           if (!first) signal.notify(queue)
@@ -769,14 +777,17 @@ export const makeWith = (
     /**
      * NOTIFY within the statement's own transaction: sent when (and only if) it commits, on the
      * queue's channel (`queueChannel`), which only the store instances whose consumers wait on the
-     * queue hear. The payload says what for: `job` (a job can be claimed) or `due:<ms>` (a job
+     * queue hear. The payload says what for: `job` (a job can be claimed), `due:<ms>` (a job
      * becomes claimable in `ms`, on the server's clock: listeners wake their idle consumers then,
-     * not at once to look). With `delay`, an SQL expression of the job's delay: `job` when it is
-     * not positive. Cancels go to the schema's channel, which every instance hears.
+     * not at once to look) or `payload` (`rateChanged`). With `delay`, an SQL expression of the
+     * job's delay: `job` when it is not positive. Cancels go to the schema's channel, which every
+     * instance hears.
      */
-    const notify = (queue: Fragment | string, delay?: Fragment) => {
+    const notify = (queue: Fragment | string, delay?: Fragment, payload?: string) => {
       const name = sql`${sql.literal(`'${CHANNEL_PREFIX}'`)} || left(encode(sha256(convert_to(${`${cfg.schema}.`} || ${queue}, 'UTF8')), 'hex'), ${CHANNEL_HASH})`
-      return delay === undefined
+      return payload !== undefined
+        ? sql`pg_notify(${name}, ${payload})`
+        : delay === undefined
         ? sql`pg_notify(${name}, 'job')`
         : sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text ELSE 'job' END)`
     }
@@ -965,6 +976,9 @@ export const makeWith = (
           yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
               rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
             WHERE name = ${queue}`
+          // the queue's consumers held back by the window, in every process, claim again (the
+          // claim decides what the new limit allows): a limit lifted or raised starts jobs now
+          yield* sql`SELECT ${notify(queue, undefined, rateChanged)}`
         })),
         () => true,
         queue

@@ -598,10 +598,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.paused === undefined ? "" : settings.paused ? "1" : "0",
             settings.aging === undefined ? "" : String(settings.aging),
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
-            settings.rateLimit == null ? "" : String(settings.rateLimit.interval)
+            settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
+            NOW()
           )
         ),
-        () => ({ queue })
+        // a new rate limit that lets no claim through now wakes no one here either
+        (woke) => woke === 1 ? { queue } : undefined
       )
 
     // A cursor is the store's time. A script reads the server's TIME and writes in one atomic step,

@@ -66,6 +66,24 @@ local function placeAs(id, task, rank, seq, visible, now)
     markDue(visible)
   end
 end
+-- the wake-up for jobs of this queue ready now, if any is (says if it added it)
+local function markReady()
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+    if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
+      redis.call("ZADD", B .. ":marker", 0, "0")
+      return true
+    end
+  end
+  return false
+end
+-- true while the queue's rate limit lets no claim through (the window holds its last limit claims,
+-- the oldest within its interval): its ready jobs are held back, not waiting for a wake-up
+local function windowFull(now)
+  local limit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
+  if limit <= 0 or redis.call("ZCARD", B .. ":rate") < limit then return false end
+  local oldest = redis.call("ZRANGE", B .. ":rate", 0, 0, "WITHSCORES")
+  return now - tonumber(oldest[2]) < tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+end
 local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
   placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now)
@@ -353,17 +371,13 @@ if rateLimit > 0 then
     if wait > 0 then limitedFor = tostring(wait) end
   end
 end
--- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same). The soonest
--- delayed job's marker is not added again: a store that took it for its idle consumers hands it
--- back when it cannot claim at that time (re-adding it at every claim made those stores pop it again)
-if #out > 0 then
-  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
-    if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
-      redis.call("ZADD", B .. ":marker", 0, "0")
-      break
-    end
-  end
-end
+-- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same), unless the rate
+-- limit's window is full now: no one could claim them before it frees, and the consumers it holds
+-- back wake then (passed on, it woke one held-back consumer after another to claim nothing). The
+-- soonest delayed job's marker is not added again: a store that took it for its idle consumers
+-- hands it back when it cannot claim at that time (re-adding it at every claim made those stores
+-- pop it again)
+if #out > 0 and not (rateLimit > 0 and windowFull(now)) then markReady() end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
 local holder = ARGV[tokenAt + 4]
 if holder ~= "" then
@@ -524,8 +538,13 @@ end
 return gone
 `
 
-/** ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged) */
+/**
+ * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
+ * its interval, now → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
+ * full: no claim could take anything)
+ */
 export const CONFIGURE = `${PRELUDE}
+local now = clock(ARGV[5])
 if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "paused", ARGV[1]) end
 if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "aging", ARGV[2]) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
@@ -536,7 +555,14 @@ elseif ARGV[3] ~= nil and ARGV[3] ~= "" then
   redis.call("HSET", KEYS[1], "rateLimit", ARGV[3], "rateInterval", ARGV[4])
   redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -tonumber(ARGV[3]) - 1)
 end
-if ARGV[1] == "0" then redis.call("ZADD", B .. ":marker", 0, "0") end
+if ARGV[1] == "0" then
+  redis.call("ZADD", B .. ":marker", 0, "0")
+elseif ARGV[3] ~= "" then
+  -- a new limit: the queue's consumers held back by the window, in every process, claim again (the
+  -- claim decides what the limit allows), woken as for a new job; one claims, and passes it on if
+  -- it took some. A limit re-set or lowered under a full window wakes no one
+  if windowFull(now) or not markReady() then return 0 end
+end
 return 1
 `
 
@@ -639,7 +665,9 @@ redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
 -- a paused queue's claims take nothing (its resume adds the marker)
 if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
 local ready = 0
-if not redis.call("ZSCORE", B .. ":marker", "0") then
+-- jobs held back by a full window are not orphans: their consumers claim when it frees, or when
+-- the limit changes (its marker); looked at as orphans, they woke them at every look to claim nothing
+if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) then
   -- only the tasks the looking store's idle consumers handle: ready jobs of others (another
   -- process's consumers') woke them at every look to claim nothing
   local tasks = {}
