@@ -14,7 +14,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -261,6 +261,12 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* rateLimitChangeAcrossInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
+    it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* rateLimitLiftTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>

@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances } from "./durable/conformance.ts"
+import { conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { clusterLayer, timeoutSignalsOfJobs, freshPrefix } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -60,6 +60,12 @@ else {
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* rateLimitChangeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 60_000 })
+
+    it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* rateLimitLiftTwoInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>

@@ -141,6 +141,55 @@ export const rateLimitChangeAcrossInstances = (layer: () => Layer.Layer<JobStore
     assert.strictEqual(yield* result(2), 2, "lifted: the last starts now")
   }).pipe(Effect.scoped)
 
+/**
+ * Live: two consumers, each of its own store instance (two processes), both held back by a queue's
+ * window of an hour with a poll of an hour; the limit lifted through a third instance starts a job
+ * on each at once: the wake-up reaches both (Redis: the one that pops the marker passes it on).
+ */
+export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const queue = "limited"
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: HOUR }))
+    const first = yield* elsewhere(JobQueue.enqueue(Echo, { n: 0 }, { queue, priority: 10 }))
+    const held = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+    // a job after the first holds its consumer's one slot until both have one: the other must hear
+    // the lift itself, not claim after the first is done
+    const started = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+    const gate = yield* Latch.make(false)
+    for (const consumer of [0, 1]) {
+      const store = yield* instance
+      const telling: Store = {
+        ...store,
+        claim: (request) =>
+          Effect.tap(store.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held[consumer]!, undefined) : Effect.void)
+      }
+      yield* Effect.provideService(
+        JobQueue.consume({
+          queues: [queue],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            n === 0 ? Effect.succeed(n) : Effect.andThen(Deferred.succeed(started[consumer]!, undefined), Effect.as(gate.await, n)))],
+          concurrency: 1,
+          poll: HOUR
+        }),
+        JobStore.JobStore,
+        telling
+      )
+    }
+    assert.strictEqual(yield* elsewhere(JobQueue.await(Echo, first.id)).pipe(Effect.timeout("30 seconds")), 0)
+    // both held back: the first job's start filled the window
+    const jobs = yield* elsewhere(Effect.forEach([1, 2, 3, 4], (n) => JobQueue.enqueue(Echo, { n }, { queue })))
+    yield* Effect.forEach(held, Deferred.await).pipe(Effect.timeout("30 seconds"))
+    assert.deepStrictEqual(yield* elsewhere(Effect.forEach(jobs, (job) => Effect.map(job.status, (info) => info.state))), ["queued", "queued", "queued", "queued"])
+    yield* elsewhere(JobQueue.setRateLimit(queue, undefined))
+    yield* Effect.forEach(started, Deferred.await).pipe(Effect.timeout("30 seconds"))
+    yield* gate.open
+    yield* elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))).pipe(Effect.timeout("30 seconds"))
+  }).pipe(Effect.scoped)
+
 /** Any value in and out: what a Schema lets through need not be JSON. */
 const Loose = Task.make("Loose", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
 const cyclic = () => {
