@@ -371,13 +371,12 @@ if rateLimit > 0 then
     if wait > 0 then limitedFor = tostring(wait) end
   end
 end
--- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same), unless the rate
--- limit's window is full now: no one could claim them before it frees, and the consumers it holds
--- back wake then (passed on, it woke one held-back consumer after another to claim nothing). The
--- soonest delayed job's marker is not added again: a store that took it for its idle consumers
--- hands it back when it cannot claim at that time (re-adding it at every claim made those stores
--- pop it again)
-if #out > 0 and not (rateLimit > 0 and windowFull(now)) then markReady() end
+-- jobs left: pass the wake-up on to another idle consumer (BullMQ does the same); under a full
+-- window too, so that an idle consumer elsewhere learns when the window frees (else it slept to its
+-- poll while this one was busy). The soonest delayed job's marker is not added again: a store that
+-- took it for its idle consumers hands it back when it cannot claim at that time (re-adding it at
+-- every claim made those stores pop it again)
+if #out > 0 then markReady() end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
 local holder = ARGV[tokenAt + 4]
 if holder ~= "" then
