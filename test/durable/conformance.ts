@@ -1943,6 +1943,20 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual(started, [0, 1])
       })))
 
+    it.effect("rate limit: jobs enqueued to a limited queue 10 ms apart cost its held-back consumer a claim per 100 ms at most (the floor of its wait), not one per enqueue", () =>
+      provide(Effect.gen(function*() {
+        const { counter, started } = yield* heldBack(4)
+        const before = counter.claims
+        for (let n = 0; n < 100; n++) {
+          yield* JobQueue.enqueue(Echo, { n: 10 + n })
+          yield* tick(10, 10)
+        }
+        yield* tick(1000)
+        // 1 s of enqueues: ~10 claims with the floor; one per enqueue (100) without it
+        assert.isAtMost(counter.claims - before, 20)
+        assert.deepStrictEqual(started, [0], "nothing through the window")
+      })))
+
     it.effect("rate limit: a queue's limit lifted while its held-back consumer is paused starts nothing until the resume, then at once", () =>
       provide(Effect.gen(function*() {
         const { consumer, started } = yield* heldBack(4)

@@ -539,11 +539,21 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // unless the limit changes (`setRateLimit` here or in another process: the store wakes its
         // waiters of the queue as for a new job) or another of its queues gets a job. The store's
         // wait, since the version read before the claim: a claim that took some jobs changed the
-        // store itself, so it looks once more, and then waits (a change costs at most one claim)
-        if (claimed.limitedFor > 0 || count === 0) {
-          const until = claimed.limitedFor > 0 ? Math.min(claimed.limitedFor, due) : due
-          yield* Effect.raceFirst(store.wait(until, since, config.queues, tasks), wake.wait(config.poll, woken))
-        }
+        // store itself, so it looks once more, and then waits (a change costs at most one claim).
+        // Held back, it first naps CLAIM_RETRY_FLOOR: every enqueue to the queue is a change, and a
+        // queue is limited because its jobs come faster than they may start, so without the floor
+        // each held-back consumer claimed (and on Postgres locked the queue's row) once per enqueue;
+        // with it, ten times a second at most, and a lift still reaches it within the floor
+        if (claimed.limitedFor > 0) {
+          const until = Math.min(claimed.limitedFor, due)
+          if (until <= CLAIM_RETRY_FLOOR) yield* nap(until, woken)
+          else {
+            yield* nap(CLAIM_RETRY_FLOOR, woken)
+            if ((yield* wake.version) === woken) {
+              yield* Effect.raceFirst(store.wait(until - CLAIM_RETRY_FLOOR, since, config.queues, tasks), wake.wait(config.poll, woken))
+            }
+          }
+        } else if (count === 0) yield* Effect.raceFirst(store.wait(due, since, config.queues, tasks), wake.wait(config.poll, woken))
       }
     })
 
