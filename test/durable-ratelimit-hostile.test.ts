@@ -1,0 +1,171 @@
+/**
+ * Hostile tests of a queue's shared rate limit as its held-back consumers see it (memory store,
+ * TestClock): a held-back consumer waits on the store (after a nap of CLAIM_RETRY_FLOOR) rather
+ * than sleeping to its window; nothing it hears may hold a job back longer than its window, its
+ * poll or a delayed job's time, let a job through the window, or hold up a pause or a shutdown.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { settle } from "./helpers.ts"
+
+const HOUR = 3_600_000
+
+/** Lets the clock run `millis` in steps, every fiber settling after each. */
+const tick = (millis: number, step = 10) =>
+  Effect.gen(function*() {
+    yield* settle
+    for (let t = 0; t < millis; t += step) {
+      yield* TestClock.adjust(Math.min(step, millis - t))
+      yield* settle
+    }
+  })
+
+/** A memory store that counts its claims, and the jobs a consumer started (by payload). */
+const setup = Effect.gen(function*() {
+  const store = yield* JobStore.JobStore
+  const counter = { claims: 0 }
+  const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => counter.claims++), store.claim(request)) }
+  const started: Array<number> = []
+  const consume = (options: { readonly queues?: ReadonlyArray<string>; readonly concurrency?: number; readonly poll?: number }) =>
+    Effect.provideService(
+      JobQueue.consume({
+        queues: options.queues ?? ["default"],
+        concurrency: options.concurrency ?? 4,
+        poll: options.poll ?? HOUR,
+        lease: HOUR,
+        handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (started.push(n), n)))]
+      }),
+      JobStore.JobStore,
+      counting
+    )
+  return { counter, started, consume }
+})
+
+const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
+  Effect.provide(Effect.scoped(effect), Layer.fresh(JobStore.memory()))
+
+describe("a queue's rate limit and its held-back consumers (memory, TestClock)", () => {
+  it.effect("the window's end starts the next job at its time (poll of an hour), at a claim or two per window", () =>
+    provide(Effect.gen(function*() {
+      const { counter, started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 second" })
+      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      yield* consume({})
+      yield* tick(50)
+      assert.deepStrictEqual(started, [0])
+      const before = counter.claims
+      yield* tick(900)
+      assert.deepStrictEqual(started, [0], "held back before the window frees")
+      yield* tick(100)
+      assert.deepStrictEqual(started, [0, 1], "started when the window freed")
+      assert.isAtMost(counter.claims - before, 4, "no claim loop while held back")
+      yield* tick(1000)
+      assert.deepStrictEqual(started, [0, 1, 2])
+    })))
+
+  it.effect("a delayed job of another of its queues starts at its time while the consumer is held back by an hour's window", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 2; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      yield* JobQueue.enqueue(Echo, { n: 10 }, { queue: "other", delay: "500 millis" })
+      yield* consume({ queues: ["default", "other"] })
+      yield* tick(50)
+      assert.deepStrictEqual(started, [0])
+      yield* tick(400)
+      assert.deepStrictEqual(started, [0])
+      yield* tick(150)
+      assert.deepStrictEqual(started, [0, 10], "the delayed job at its time, not at the window or the poll")
+      // and one enqueued to the other queue now starts within the floor
+      yield* JobQueue.enqueue(Echo, { n: 11 }, { queue: "other" })
+      yield* tick(150)
+      assert.deepStrictEqual(started, [0, 10, 11])
+    })))
+
+  it.effect("a limit raised, then lowered at once: what the raise allowed at most, then nothing through the lowered window", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      yield* consume({})
+      yield* tick(200)
+      assert.deepStrictEqual(started, [0])
+      yield* JobQueue.setRateLimit("default", { limit: 5, interval: "1 hour" })
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      yield* tick(1000)
+      // a claim may race in between (the raise was in force): at most what it allowed
+      assert.isAtMost(started.length, 4)
+      const through = [...started]
+      yield* tick(5000)
+      assert.deepStrictEqual(started, through, "the latest claim still counted by the lowered limit: the window full")
+    })))
+
+  it.effect("shutdown of a consumer held back by an hour's window ends at once (it does not wait the window)", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      const consumer = yield* consume({})
+      yield* tick(50)
+      assert.deepStrictEqual(started, [0])
+      // mid-nap, then mid-wait
+      const stopping = yield* Effect.forkChild(consumer.shutdown)
+      yield* tick(20)
+      assert.isDefined(stopping.pollUnsafe(), "the shutdown ended within 20 ms")
+      yield* Fiber.join(stopping)
+      assert.deepStrictEqual(started, [0], "the held-back jobs stay queued")
+    })))
+
+  it.effect("shutdown while the held-back consumer waits on the store (past its nap) ends at once", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      const consumer = yield* consume({})
+      yield* tick(500)
+      assert.deepStrictEqual(started, [0])
+      const stopping = yield* Effect.forkChild(consumer.shutdown)
+      yield* tick(20)
+      assert.isDefined(stopping.pollUnsafe(), "the shutdown ended within 20 ms")
+      yield* Fiber.join(stopping)
+    })))
+
+  it.effect("paused while held back: a lift starts nothing; resumed, what the raise allows starts at once, then the raised window holds", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      const consumer = yield* consume({})
+      yield* tick(500)
+      yield* consumer.pause
+      yield* JobQueue.setRateLimit("default", { limit: 2, interval: "1 hour" })
+      yield* tick(500)
+      assert.deepStrictEqual(started, [0])
+      yield* consumer.resume
+      yield* tick(150)
+      assert.deepStrictEqual(started, [0, 1], "raised to 2: one more, no more")
+      yield* tick(2000)
+      assert.deepStrictEqual(started, [0, 1])
+    })))
+
+  it.effect("resized from 1 to 4 while held back: no more through the window; the lift starts the rest within the floor", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      const consumer = yield* consume({ concurrency: 1 })
+      yield* tick(500)
+      yield* consumer.resize(4)
+      yield* tick(500)
+      assert.deepStrictEqual(started, [0])
+      yield* JobQueue.setRateLimit("default", undefined)
+      yield* tick(120)
+      assert.deepStrictEqual(started, [0, 1, 2, 3])
+    })))
+})
