@@ -5,13 +5,16 @@
  * poll or a delayed job's time, let a job through the window, or hold up a pause or a shutdown.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Scope } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Deferred, Effect, Fiber, Layer, Redacted, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
+import * as Pg from "./durable/postgres.ts"
 import { settle } from "./helpers.ts"
 
 const HOUR = 3_600_000
@@ -168,4 +171,52 @@ describe("a queue's rate limit and its held-back consumers (memory, TestClock)",
       yield* tick(120)
       assert.deepStrictEqual(started, [0, 1, 2, 3])
     })))
+})
+
+describe.skipIf(!Pg.enabled)("a queue's rate limit changed in the application's transaction (Postgres, layerClient)", () => {
+  // The store's own waiters are woken when its statement returns, which inside the caller's
+  // transaction is before the commit, and its own listener ignores the NOTIFY of its own change at
+  // the commit (a payload id). Its held-back consumer's claim then must not settle for the old
+  // limit: it takes the queue's row lock, which the transaction holds until its end, and reads the
+  // committed limit once it has it.
+  it.live("a limit lifted in the application's transaction starts the held-back consumer's jobs once it commits (same store instance)", () =>
+    Effect.gen(function*() {
+      const queue = "limited"
+      const Database = PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 4 })
+      const Jobs = PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(Layer.provide(Database))
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const sql = yield* PgClient.PgClient
+        const held = yield* Deferred.make<void>()
+        let claiming = yield* Deferred.make<void>()
+        const telling: Store = {
+          ...store,
+          claim: (request) =>
+            Effect.andThen(
+              Deferred.succeed(claiming, undefined),
+              Effect.tap(store.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
+            )
+        }
+        yield* JobQueue.setRateLimit(queue, { limit: 1, interval: "1 hour" })
+        const jobs = yield* Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n }))
+        yield* Effect.provideService(
+          JobQueue.consume({ queues: [queue], concurrency: 2, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }),
+          JobStore.JobStore,
+          telling
+        )
+        assert.strictEqual(yield* JobQueue.await(Echo, jobs[0]!.id).pipe(Effect.timeout("30 seconds")), 0)
+        yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+        yield* sql.withTransaction(Effect.gen(function*() {
+          claiming = yield* Deferred.make<void>()
+          yield* JobQueue.setRateLimit(queue, undefined)
+          // the store's own consumer, woken before the commit, claims while the transaction is open
+          yield* Deferred.await(claiming).pipe(Effect.timeout("30 seconds"))
+        }))
+        assert.strictEqual(
+          yield* JobQueue.await(Echo, jobs[1]!.id).pipe(Effect.timeout("10 seconds")),
+          1,
+          "the lift reached the consumer once committed"
+        )
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(Jobs, Database)))
+    }), { timeout: 60_000 })
 })
