@@ -6,15 +6,17 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Deferred, Effect, Fiber, Layer, Redacted, Scope } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Redacted, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
+import * as Rd from "./durable/redis.ts"
 import { settle } from "./helpers.ts"
 
 const HOUR = 3_600_000
@@ -171,6 +173,70 @@ describe("a queue's rate limit and its held-back consumers (memory, TestClock)",
       yield* tick(120)
       assert.deepStrictEqual(started, [0, 1, 2, 3])
     })))
+})
+
+/**
+ * Live, across store instances: the window of an hour shortened to 7 s while it is still full (its
+ * claim just made) frees at the claim's time + 7 s; the held-back consumer of another instance, its
+ * poll an hour, must claim then, not at the old window's end. Redis' CONFIGURE woke no one for a new
+ * limit under which the window is still full, though it frees sooner: the consumer waited for the
+ * old window (an hour), and the job started only at the watch's next look once it freed (up to 5 s
+ * late; before ORPHANS skipped full windows, the same).
+ */
+const intervalShortened = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const queue = "limited"
+    const admin = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    const mine = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const held = yield* Deferred.make<void>()
+    const telling: Store = {
+      ...mine,
+      claim: (request) => Effect.tap(mine.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
+    }
+    yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: "1 hour" }))
+    const jobs = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n })))
+    yield* Effect.provideService(
+      JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "1 hour" }),
+      JobStore.JobStore,
+      telling
+    )
+    const result = (n: number) => elsewhere(JobQueue.await(Echo, jobs[n]!.id)).pipe(Effect.timeout("30 seconds"))
+    assert.strictEqual(yield* result(0), 0)
+    yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+    const heldAt = Date.now()
+    // still full under the new interval (the claim was made well within 7 s): it frees at the claim + 7 s
+    yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: "7 seconds" }))
+    assert.strictEqual(yield* result(1), 1, "the shortened window's end started the next job")
+    const late = Date.now() - heldAt - 7000
+    assert.isAtMost(late, 1500, "at the window's end, not at a later look")
+  }).pipe(Effect.scoped)
+
+describe("a queue's window shortened while full reaches a held-back consumer of another store instance", () => {
+  it.effect("memory (TestClock): the next job starts at the claim + the new interval", () =>
+    provide(Effect.gen(function*() {
+      const { started, consume } = yield* setup
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+      for (let n = 0; n < 2; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+      yield* consume({})
+      yield* tick(500)
+      assert.deepStrictEqual(started, [0])
+      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "2 seconds" })
+      yield* tick(1400)
+      assert.deepStrictEqual(started, [0])
+      yield* tick(200)
+      assert.deepStrictEqual(started, [0, 1])
+    })))
+
+  it.live.skipIf(!Pg.enabled)("Postgres", () => {
+    const schema = Pg.freshSchema()
+    return intervalShortened(() => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }))
+  }, { timeout: 60_000 })
+
+  it.live.skipIf(!Rd.enabled)("Redis", () => {
+    const prefix = Rd.freshPrefix()
+    return intervalShortened(() => RedisJobStore.layer({ url: Rd.url!, prefix }))
+  }, { timeout: 60_000 })
 })
 
 describe.skipIf(!Pg.enabled)("a queue's rate limit changed in the application's transaction (Postgres, layerClient)", () => {
