@@ -76,13 +76,19 @@ local function markReady()
   end
   return false
 end
--- true while the queue's rate limit lets no claim through (the window holds its last limit claims,
--- the oldest within its interval): its ready jobs are held back, not waiting for a wake-up
-local function windowFull(now)
+-- while the queue's rate limit lets no claim through (the window holds its last limit claims, the
+-- oldest within its interval), the time it frees (server ms), else 0; while it is full
+-- (windowFull) its ready jobs are held back, not waiting for a wake-up
+local function windowFreesAt(now)
   local limit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
-  if limit <= 0 or redis.call("ZCARD", B .. ":rate") < limit then return false end
+  if limit <= 0 or redis.call("ZCARD", B .. ":rate") < limit then return 0 end
   local oldest = redis.call("ZRANGE", B .. ":rate", 0, 0, "WITHSCORES")
-  return now - tonumber(oldest[2]) < tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+  local at = tonumber(oldest[2]) + tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+  if at <= now then return 0 end
+  return at
+end
+local function windowFull(now)
+  return windowFreesAt(now) > 0
 end
 local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
@@ -544,6 +550,8 @@ return gone
  */
 export const CONFIGURE = `${PRELUDE}
 local now = clock(ARGV[5])
+-- when the window frees under the limit in force (0: not full), to compare with the new limit's
+local freedAt = windowFreesAt(now)
 if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "paused", ARGV[1]) end
 if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "aging", ARGV[2]) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
@@ -559,8 +567,12 @@ if ARGV[1] == "0" then
 elseif ARGV[3] ~= "" then
   -- a new limit: the queue's consumers held back by the window, in every process, claim again (the
   -- claim decides what the limit allows), woken as for a new job; one claims, and passes it on if
-  -- it took some. A limit re-set or lowered under a full window wakes no one
-  if windowFull(now) or not markReady() then return 0 end
+  -- it took some. A limit re-set or lowered under a full window wakes no one; one under which the
+  -- window is still full but frees sooner (a shorter interval) wakes them too: they waited for the
+  -- old window's end, and the one that claims learns the new one (at its end it claims, and passes
+  -- the marker on if jobs are left)
+  local freesAt = windowFreesAt(now)
+  if (freesAt > 0 and (freedAt == 0 or freesAt >= freedAt)) or not markReady() then return 0 end
 end
 return 1
 `
