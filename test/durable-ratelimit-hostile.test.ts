@@ -6,11 +6,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Context, Deferred, Effect, Fiber, Layer, Redacted, Scope } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Redacted, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
@@ -285,4 +286,41 @@ describe.skipIf(!Pg.enabled)("a queue's rate limit changed in the application's 
         )
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(Jobs, Database)))
     }), { timeout: 60_000 })
+})
+
+describe.skipIf(!Pg.enabled)("a held-back consumer whose store's listener connection is lost (Postgres)", () => {
+  it.live("a limit lifted by another instance while the listener reconnects starts the held-back job (the reconnect's look, or the NOTIFY)", () =>
+    Effect.gen(function*() {
+      const queue = "limited"
+      const schema = Pg.freshSchema()
+      const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+      const admin = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+      const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+      const mine = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+      const held = yield* Deferred.make<void>()
+      const telling: Store = {
+        ...mine,
+        claim: (request) => Effect.tap(mine.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
+      }
+      yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: "1 hour" }))
+      const jobs = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n })))
+      yield* Effect.provideService(
+        JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "1 hour" }),
+        JobStore.JobStore,
+        telling
+      )
+      const result = (n: number) => elsewhere(JobQueue.await(Echo, jobs[n]!.id)).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(yield* result(0), 0)
+      yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+      // the held-back consumer's store listens on the queue's channel: its connection is killed
+      const channel = Postgres.queueChannel(schema, queue)
+      const listening = yield* Pg.listenBackends(channel).pipe(
+        Effect.filterOrFail((rows) => rows.length === 1, () => "not yet"),
+        Effect.retry(Schedule.spaced("50 millis")),
+        Effect.timeout("20 seconds")
+      )
+      yield* Effect.promise(() => Pg.admin((sql) => sql`SELECT pg_terminate_backend(${listening[0]!.pid})`))
+      yield* elsewhere(JobQueue.setRateLimit(queue, undefined))
+      assert.strictEqual(yield* result(1), 1, "lifted while the listener was lost: started once it is back")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
