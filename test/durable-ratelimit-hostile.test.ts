@@ -256,13 +256,14 @@ describe.skipIf(!Pg.enabled)("a queue's rate limit changed in the application's 
         const sql = yield* PgClient.PgClient
         const held = yield* Deferred.make<void>()
         let claiming = yield* Deferred.make<void>()
+        let inFlight = 0
         const telling: Store = {
           ...store,
           claim: (request) =>
             Effect.andThen(
-              Deferred.succeed(claiming, undefined),
+              Effect.andThen(Effect.sync(() => inFlight++), Deferred.succeed(claiming, undefined)),
               Effect.tap(store.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
-            )
+            ).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
         }
         yield* JobQueue.setRateLimit(queue, { limit: 1, interval: "1 hour" })
         const jobs = yield* Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n }))
@@ -277,7 +278,8 @@ describe.skipIf(!Pg.enabled)("a queue's rate limit changed in the application's 
           claiming = yield* Deferred.make<void>()
           yield* JobQueue.setRateLimit(queue, undefined)
           // the store's own consumer, woken before the commit, claims while the transaction is open
-          yield* Deferred.await(claiming).pipe(Effect.timeout("30 seconds"))
+          // (or its claim in flight, which the transaction's lock on the queue's row holds up)
+          if (inFlight === 0) yield* Deferred.await(claiming).pipe(Effect.timeout("30 seconds"))
         }))
         assert.strictEqual(
           yield* JobQueue.await(Echo, jobs[1]!.id).pipe(Effect.timeout("10 seconds")),
