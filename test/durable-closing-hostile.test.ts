@@ -145,6 +145,27 @@ describe.each([
     }))
 })
 
+/**
+ * A consumer of 2 in `scope` (shutdownTimeout 200 ms, polling once an hour) running two jobs: job 0
+ * ends when the returned Deferred is done, job 1 never does.
+ */
+const twoRunning = (store: Store, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const here = Effect.provideService(JobStore.JobStore, store)
+    const release = yield* Deferred.make<void>()
+    let started = 0
+    yield* JobQueue.consume({
+      handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), n === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
+      concurrency: 2,
+      poll: "1 hour",
+      shutdownTimeout: 200
+    }).pipe(here, Scope.provide(scope))
+    yield* here(JobQueue.enqueue(Echo, { n: 0 }))
+    yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+    while (started < 2) yield* Effect.sleep(20)
+    return release
+  })
+
 describe("a stopping consumer whose settles never end (a frozen server, a connection that never comes)", () => {
   it.effect("its close ends STOP_SETTLE_GRACE after its drain, with one warning, its job left to the reaper", () =>
     Effect.gen(function*() {
@@ -297,17 +318,7 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
       const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 2 })
       const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
       const here = Effect.provideService(JobStore.JobStore, store)
-      const release = yield* Deferred.make<void>()
-      let started = 0
-      yield* JobQueue.consume({
-        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), n === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
-        concurrency: 2,
-        poll: "1 hour",
-        shutdownTimeout: 200
-      }).pipe(here, Scope.provide(scope))
-      yield* here(JobQueue.enqueue(Echo, { n: 0 }))
-      yield* here(JobQueue.enqueue(Echo, { n: 1 }))
-      while (started < 2) yield* Effect.sleep(20)
+      const release = yield* twoRunning(store, scope)
       const pids = yield* Effect.promise(() => server.pids())
       // thawed before the server is destroyed
       yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
@@ -411,18 +422,7 @@ describe("a scope holding a SQLite consumer and its store, the file's write lock
       const filename = path.join(dir, `locked${files++}.db`)
       const scope = yield* Scope.make()
       const store = yield* Effect.flatMap(Sqlite.options({ filename }), Sqlite.make).pipe(Scope.provide(scope))
-      const here = Effect.provideService(JobStore.JobStore, store)
-      const release = yield* Deferred.make<void>()
-      let started = 0
-      yield* JobQueue.consume({
-        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), n === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
-        concurrency: 2,
-        poll: "1 hour",
-        shutdownTimeout: 200
-      }).pipe(here, Scope.provide(scope))
-      yield* here(JobQueue.enqueue(Echo, { n: 0 }))
-      yield* here(JobQueue.enqueue(Echo, { n: 1 }))
-      while (started < 2) yield* Effect.sleep(20)
+      const release = yield* twoRunning(store, scope)
       // another process takes the write lock and keeps it (a process frozen in its transaction)
       const { spawn } = yield* Effect.promise(() => import("node:child_process"))
       const holder = spawn(process.execPath, [

@@ -404,18 +404,24 @@ describe.runIf(Rd.enabled && RedisServer.binary() !== undefined)("closing a scop
     }).pipe(Effect.scoped, Effect.provide(collect().layer)), 60_000)
 })
 
+/** A memory store whose claims take `state.takes` ms (on the test's clock) while it is above 0. */
+const slowClaims = () => {
+  const state = { takes: 0 }
+  const layer = Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (inner): Store => ({
+      ...inner,
+      claim: (request) => state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), inner.claim(request)) : inner.claim(request)
+    }))
+  ).pipe(Layer.provide(JobStore.memory()))
+  return { state, layer }
+}
+
 describe("a stopping consumer whose claim in flight returns after STOP_SETTLE_GRACE", () => {
   for (const now of [false, true]) {
     it.effect(`${now ? "shutdownNow" : "shutdown"}: the stop ends at the grace; the claim's job, claimed after it, is given back (no attempt counted, not run here) and another consumer runs it once`, () =>
       Effect.gen(function*() {
-        const state = { takes: 0 }
-        const layer = Layer.effect(
-          JobStore.JobStore,
-          Effect.map(JobStore.JobStore, (inner): Store => ({
-            ...inner,
-            claim: (request) => state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), inner.claim(request)) : inner.claim(request)
-          }))
-        ).pipe(Layer.provide(JobStore.memory()))
+        const { state, layer } = slowClaims()
         const log = collect()
         yield* Effect.gen(function*() {
           const runs: Array<string> = []
@@ -451,14 +457,7 @@ describe("a stopping consumer whose claim in flight returns after STOP_SETTLE_GR
 describe("a consumer's shutdown, then its shutdownNow while the shutdown waits for its claim in flight", () => {
   it.effect("both end at the claim's grace; the running job is interrupted and given back (no attempt counted), not left to the reaper", () =>
     Effect.gen(function*() {
-      const state = { takes: 0 }
-      const layer = Layer.effect(
-        JobStore.JobStore,
-        Effect.map(JobStore.JobStore, (inner): Store => ({
-          ...inner,
-          claim: (request) => state.takes > 0 ? Effect.andThen(Effect.sleep(state.takes), inner.claim(request)) : inner.claim(request)
-        }))
-      ).pipe(Layer.provide(JobStore.memory()))
+      const { state, layer } = slowClaims()
       const log = collect()
       yield* Effect.gen(function*() {
         let started = 0

@@ -177,16 +177,12 @@ describe("a queue's rate limit and its held-back consumers (memory, TestClock)",
 })
 
 /**
- * Live, across store instances: the window of an hour shortened to 7 s while it is still full (its
- * claim just made) frees at the claim's time + 7 s; the held-back consumer of another instance, its
- * poll an hour, must claim then, not at the old window's end. Redis' CONFIGURE woke no one for a new
- * limit under which the window is still full, though it frees sooner: the consumer waited for the
- * old window (an hour), and the job started only at the watch's next look once it freed (up to 5 s
- * late; before ORPHANS skipped full windows, the same).
+ * Two store instances of one queue limited to 1 an hour: `elsewhere` (another process's) enqueues
+ * jobs 0 and 1; the other instance runs a consumer of 2, which starts job 0 and is then held back by
+ * the window (its claim that says so made when this returns). `result(n)` awaits job n from elsewhere.
  */
-const intervalShortened = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+const heldBackElsewhere = (layer: () => Layer.Layer<JobStore.JobStore, any>, queue: string) =>
   Effect.gen(function*() {
-    const queue = "limited"
     const admin = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
     const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
     const mine = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
@@ -205,6 +201,21 @@ const intervalShortened = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
     const result = (n: number) => elsewhere(JobQueue.await(Echo, jobs[n]!.id)).pipe(Effect.timeout("30 seconds"))
     assert.strictEqual(yield* result(0), 0)
     yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+    return { elsewhere, result }
+  })
+
+/**
+ * Live, across store instances: the window of an hour shortened to 7 s while it is still full (its
+ * claim just made) frees at the claim's time + 7 s; the held-back consumer of another instance, its
+ * poll an hour, must claim then, not at the old window's end. Redis' CONFIGURE woke no one for a new
+ * limit under which the window is still full, though it frees sooner: the consumer waited for the
+ * old window (an hour), and the job started only at the watch's next look once it freed (up to 5 s
+ * late; before ORPHANS skipped full windows, the same).
+ */
+const intervalShortened = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const queue = "limited"
+    const { elsewhere, result } = yield* heldBackElsewhere(layer, queue)
     const heldAt = Date.now()
     // still full under the new interval (the claim was made well within 7 s): it frees at the claim + 7 s
     yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: "7 seconds" }))
@@ -295,25 +306,7 @@ describe.skipIf(!Pg.enabled)("a held-back consumer whose store's listener connec
     Effect.gen(function*() {
       const queue = "limited"
       const schema = Pg.freshSchema()
-      const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
-      const admin = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
-      const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
-      const mine = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
-      const held = yield* Deferred.make<void>()
-      const telling: Store = {
-        ...mine,
-        claim: (request) => Effect.tap(mine.claim(request), (claimed) => claimed.limitedFor > 0 ? Deferred.succeed(held, undefined) : Effect.void)
-      }
-      yield* elsewhere(JobQueue.setRateLimit(queue, { limit: 1, interval: "1 hour" }))
-      const jobs = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, priority: -n })))
-      yield* Effect.provideService(
-        JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "1 hour" }),
-        JobStore.JobStore,
-        telling
-      )
-      const result = (n: number) => elsewhere(JobQueue.await(Echo, jobs[n]!.id)).pipe(Effect.timeout("20 seconds"))
-      assert.strictEqual(yield* result(0), 0)
-      yield* Deferred.await(held).pipe(Effect.timeout("30 seconds"))
+      const { elsewhere, result } = yield* heldBackElsewhere(() => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }), queue)
       // the held-back consumer's store listens on the queue's channel: its connection is killed
       const channel = Postgres.queueChannel(schema, queue)
       const listening = yield* Pg.listenBackends(channel).pipe(

@@ -1934,6 +1934,9 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           { discard: true }
         ))
         assert.isAtMost(many, 50)
+        // a real server's wake-up for the last changes may come after the test's clock moved on (on
+        // Redis, a store's own marker coming back to it): one late claim, then none (no loop)
+        assert.isAtMost(yield* claimsAfter(Effect.void), 1, "at most a late claim for the last changes")
         assert.strictEqual(yield* claimsAfter(Effect.void), 0, "no claim without a change (no loop)")
         assert.deepStrictEqual(started, [0], "no change let a job through the window")
         // the 50th change (90 minutes) is the one in force: the window frees at its time, not earlier
