@@ -112,35 +112,23 @@ describe("a queue's rate limit and its held-back consumers (memory, TestClock)",
       assert.deepStrictEqual(started, through, "the latest claim still counted by the lowered limit: the window full")
     })))
 
-  it.effect("shutdown of a consumer held back by an hour's window ends at once (it does not wait the window)", () =>
-    provide(Effect.gen(function*() {
-      const { started, consume } = yield* setup
-      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
-      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
-      const consumer = yield* consume({})
-      yield* tick(50)
-      assert.deepStrictEqual(started, [0])
-      // mid-nap, then mid-wait
-      const stopping = yield* Effect.forkChild(consumer.shutdown)
-      yield* tick(20)
-      assert.isDefined(stopping.pollUnsafe(), "the shutdown ended within 20 ms")
-      yield* Fiber.join(stopping)
-      assert.deepStrictEqual(started, [0], "the held-back jobs stay queued")
-    })))
-
-  it.effect("shutdown while the held-back consumer waits on the store (past its nap) ends at once", () =>
-    provide(Effect.gen(function*() {
-      const { started, consume } = yield* setup
-      yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
-      for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
-      const consumer = yield* consume({})
-      yield* tick(500)
-      assert.deepStrictEqual(started, [0])
-      const stopping = yield* Effect.forkChild(consumer.shutdown)
-      yield* tick(20)
-      assert.isDefined(stopping.pollUnsafe(), "the shutdown ended within 20 ms")
-      yield* Fiber.join(stopping)
-    })))
+  // at 50 ms it naps (CLAIM_RETRY_FLOOR), at 500 ms it waits on the store
+  for (const [at, where] of [[50, "mid-nap"], [500, "waiting on the store, past its nap"]] as const) {
+    it.effect(`shutdown of a consumer held back by an hour's window, ${where}, ends at once (it does not wait the window)`, () =>
+      provide(Effect.gen(function*() {
+        const { started, consume } = yield* setup
+        yield* JobQueue.setRateLimit("default", { limit: 1, interval: "1 hour" })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: -n })
+        const consumer = yield* consume({})
+        yield* tick(at)
+        assert.deepStrictEqual(started, [0])
+        const stopping = yield* Effect.forkChild(consumer.shutdown)
+        yield* tick(20)
+        assert.isDefined(stopping.pollUnsafe(), "the shutdown ended within 20 ms")
+        yield* Fiber.join(stopping)
+        assert.deepStrictEqual(started, [0], "the held-back jobs stay queued")
+      })))
+  }
 
   it.effect("paused while held back: a lift starts nothing; resumed, what the raise allows starts at once, then the raised window holds", () =>
     provide(Effect.gen(function*() {
