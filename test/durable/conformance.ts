@@ -1934,10 +1934,11 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           { discard: true }
         ))
         assert.isAtMost(many, 50)
-        // a real server's wake-up for the last changes may come after the test's clock moved on (on
-        // Redis, a store's own marker coming back to it): one late claim, then none (no loop)
+        // a real server's wake-ups run on real time, not the test's clock (a late marker for the last
+        // changes, the Redis idle watch's look every 5 s): a claim may come in a quiet second under a
+        // loaded CI (it did, 2 runs in 3), but a loop claims at every 100 ms nap, ten in a second
         assert.isAtMost(yield* claimsAfter(Effect.void), 1, "at most a late claim for the last changes")
-        assert.strictEqual(yield* claimsAfter(Effect.void), 0, "no claim without a change (no loop)")
+        assert.isAtMost(yield* claimsAfter(Effect.void), 1, "no loop: no claim at every nap without a change")
         assert.deepStrictEqual(started, [0], "no change let a job through the window")
         // the 50th change (90 minutes) is the one in force: the window frees at its time, not earlier
         yield* tick(60 * 60_000, 60_000)
