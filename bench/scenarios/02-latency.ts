@@ -180,6 +180,18 @@ export const scenario: Scenario = {
       "annotation) is 250 of them. The bench child times the first full-size run after two " +
       "3,000-job warm-ups, while the JIT still compiles: there ours took 107–131 ms of CPU against `Effect.forEach`'s " +
       "56–63; warm, 29–44 against 13–16 (before `submit` and `await` allocated less).",
+    "The first full-size run against warm ones (`bench/probe/firstRun.ts`: the child's warm-ups, then five full-size " +
+      "runs, a fresh pool each; each thread's CPU read from /proc; one process each, load 1–2.5): ours' first took " +
+      "67–75 ms on the main thread and 61–74 on V8's other threads, its third to fifth 52–55 and 42–47; " +
+      "`Effect.forEach`'s first 36 and 37, later 28–31 and 27–29. So warm, the pool still costs about 2.5 µs of " +
+      "main-thread CPU per job more than `Effect.forEach`, and the first run adds compilation: every run starts again " +
+      "from Maglev code, as the code compiled for the previous pool is thrown away once that pool's records, fibers and " +
+      "Node's 1 ms timer list have died (`--trace-deopt`: \"embedded weak objects cleared\"; the job record's hidden " +
+      "class is a new one each run, even with `--retain-maps-for-n-gc=1000`). A main-thread profile of ours' first " +
+      "full-size run (`--cpu-prof`, 100 µs samples, 158 ms): idle 60 ms, Effect's runtime 28, the pool 27 (the submit " +
+      "primitive 3.9, `jobStopped` 3.1, the job's context 2.6, clock reads 2.5), Node's timers and async context 17, " +
+      "collection 13 (two scavenges; the first, 21 ms in, copies the 4.6 MB that the 10,000 submitted jobs and their " +
+      "Effects keep alive), the bench's own loop 8.",
     "So the target asks the pool for less CPU per job than `Effect.forEach`, which itself takes 1.08–1.26× the floor " +
       "in these children (1.21× in the table): an Effect fiber and `Effect.sleep` alone cost a job more than the " +
       "floor's promise and timer."
