@@ -168,6 +168,12 @@ export const scenario: Scenario = {
       "since its last growth (it grows once that passes its 16 MiB): 4.7 MB promoted by the full collections before the " +
       "run, the kept-handles array (1.6 MB), then per scavenge 0.86 MB copied and 0.86 MB promoted, the same kept Exits " +
       "counted twice. Allocating less per job changes how many scavenges there are, not what survives them: 12% fewer " +
-      "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB."
+      "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB.",
+    "The fastq ratio depends on timing the first full-size run: with the child's warm-ups followed by five full-size " +
+      "runs, a fresh queue or pool each (`bench/probe/firstRun.ts`; CPU of every thread per run; 5 processes for fastq " +
+      "and ours, 3 for `Effect.forEach`; load 5), fastq's first run took 499–542 ms of CPU and its later ones 251–299 " +
+      "(the first grows the heap for its 190 MB of promises), ours 164–195 and 142–181, `Effect.forEach`'s 55–59 and " +
+      "46–72. So in a warm process ours takes about 0.6× fastq's CPU (1.6× its speed, not 3×), and 3.2× " +
+      "`Effect.forEach`'s."
   ]
 }
