@@ -89,7 +89,11 @@ export const memory = (): Layer.Layer<JobStore> => Layer.effect(JobStore, Memory
 export interface SqliteOptions {
   /** The database file; created with its tables if missing. */
   readonly filename: string
-  /** How long a statement waits for another process's write lock; default 5 seconds. */
+  /**
+   * How long an operation waits for another process's write lock, then fails with `StoreError`;
+   * default 5 seconds. The wait is timers, not SQLite's own (synchronous) busy wait: the process
+   * goes on meanwhile.
+   */
   readonly busyTimeout?: import("effect").Duration.Input | undefined
 }
 

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Deferred, Effect, Exit, Layer, References } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Fiber, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +12,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
-import { waitFor } from "./helpers.ts"
+import { sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
 let n = 0
@@ -349,6 +349,49 @@ describe("the SQLite store", () => {
       }).pipe(Effect.scoped, Effect.provide(failing), Effect.provideService(References.MinimumLogLevel, "Error"))
       assert.deepStrictEqual(results, [1, 2, 3, 4, 5])
     }))
+
+  // SQLite's own busy wait blocks the thread: with it waiting the 5 s, this timer came 5 s late
+  it.live("another process holding the write lock blocks no fiber: a timer fires on time, and the settle and enqueue waiting for the lock are written once it is free", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const finish = yield* Deferred.make<void>()
+      let started = 0
+      const results = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), Effect.as(Deferred.await(finish), n)))],
+          concurrency: 1,
+          poll: "1 hour"
+        })
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* waitFor(Effect.sync(() => started), "the job started", { until: (n) => n === 1 })
+        const holder = yield* sqliteLockHolder(filename)
+        // the ended job's settle, and an enqueue, wait for the lock
+        yield* Deferred.succeed(finish, undefined)
+        const second = yield* Effect.forkChild(JobQueue.enqueue(Echo, { n: 2 }))
+        const late = yield* Effect.promise(() =>
+          new Promise<number>((resolve) => {
+            let latest = 0
+            const start = performance.now()
+            let at = start
+            const timer = setInterval(() => {
+              const now = performance.now()
+              latest = Math.max(latest, now - at - 100)
+              at = now
+              if (now - start >= 1500) {
+                clearInterval(timer)
+                resolve(latest)
+              }
+            }, 100)
+          })
+        )
+        assert.isBelow(late, 200, "the latest of 100 ms timers for 1.5 s while the lock was held")
+        assert.isUndefined(second.pollUnsafe(), "the enqueue waits for the lock")
+        yield* holder.release
+        const job2 = yield* Fiber.join(second)
+        return [yield* first.await, yield* job2.await]
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      assert.deepStrictEqual(results, [1, 2])
+    }), { timeout: 60_000 })
 
   it.live("bad options fail with StoreError naming the field", () =>
     Effect.gen(function*() {

@@ -145,3 +145,28 @@ export const fullGc = Effect.promise(async () => {
     await new Promise((resolve) => setTimeout(resolve, 0))
   }
 })
+
+/**
+ * Another process that takes the write lock of the SQLite file `filename` and keeps it (a process
+ * frozen in its transaction) until `release`, which rolls it back and ends the process. Killed
+ * with the scope.
+ */
+export const sqliteLockHolder = (filename: string) =>
+  Effect.gen(function*() {
+    const { spawn } = yield* Effect.promise(() => import("node:child_process"))
+    const holder = spawn(process.execPath, [
+      "-e",
+      `const { DatabaseSync } = require("node:sqlite"); const db = new DatabaseSync(${JSON.stringify(filename)});
+       db.exec("BEGIN IMMEDIATE"); process.stdout.write("locked\\n");
+       process.stdin.once("data", () => { db.exec("ROLLBACK"); db.close(); process.exit(0) })`
+    ], { stdio: ["pipe", "pipe", "inherit"] })
+    yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
+    yield* Effect.promise(() => new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve())))
+    const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()))
+    return {
+      release: Effect.promise(() => {
+        holder.stdin!.write("go\n")
+        return exited
+      })
+    }
+  })

@@ -1,10 +1,15 @@
 /**
  * The SQLite store, on `node:sqlite` (synchronous, in-process). Several processes share one file:
- * WAL mode lets readers go on while one writes, a busy timeout makes a writer wait for the lock
- * instead of failing, and every write is a `BEGIN IMMEDIATE` transaction, so it takes the write
- * lock before reading (a deferred transaction that reads then writes can fail with SQLITE_BUSY
- * without waiting, when another process wrote in between). Each operation runs synchronously to
- * its end, so fibers of one process never interleave inside a transaction.
+ * WAL mode lets readers go on while one writes, and every write is a `BEGIN IMMEDIATE` transaction,
+ * so it takes the write lock before reading (a deferred transaction that reads then writes can fail
+ * with SQLITE_BUSY without waiting, when another process wrote in between). Each operation runs
+ * synchronously to its end, so fibers of one process never interleave inside a transaction.
+ *
+ * Waiting for another process's lock is not SQLite's busy timeout: its wait is synchronous and
+ * blocks the whole thread (every fiber, timer and heartbeat of the process) for as long as it
+ * lasts. SQLite waits at most `SPIN` ms; an operation that still finds the lock taken rolled back
+ * whatever it did, and is tried again after a timer (the event loop runs meanwhile, and an
+ * interrupt stops it there), until `busyTimeout` has passed.
  *
  * Time is this machine's clock (every process on the file shares it), read through the Effect
  * `Clock`.
@@ -222,7 +227,7 @@ const sqliteModule = (): Effect.Effect<typeof import("node:sqlite"), StoreError>
   })
 
 /**
- * Waits `millis` of real time. The open's retries stand in for SQLite's own busy wait, which is
+ * Waits `millis` of real time. The retries below stand in for SQLite's own busy wait, which is
  * real time: on the Effect clock, a store opened under a TestClock would wait for the test to move it.
  */
 const realSleep = (millis: number): Effect.Effect<void> =>
@@ -231,13 +236,45 @@ const realSleep = (millis: number): Effect.Effect<void> =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
-/** `attempt` until it does not fail as "locked", every 10 ms until `deadline` (`performance.now()`: real time that a wall-clock step does not move). */
-const retryLocked = <A>(attempt: Effect.Effect<A, StoreError>, deadline: number): Effect.Effect<A, StoreError> =>
-  Effect.catchIf(
-    attempt,
-    (error) => error.reason.includes("locked") && performance.now() < deadline,
-    () => Effect.andThen(realSleep(10), retryLocked(attempt, deadline))
-  )
+/**
+ * SQLite's own busy wait, in milliseconds: how long a statement may block the thread for a lock.
+ * Most locks are another process's short transaction, over within it; a longer one is waited
+ * for between tries (`attempt`), with the event loop free.
+ */
+export const SPIN = 5
+/** The longest pause between two tries for a lock held longer than `SPIN`. */
+const MAX_PAUSE = 50
+
+/** SQLITE_BUSY, or the error of a journal-mode switch refused while others open the file. */
+const isBusy = (error: unknown) =>
+  typeof error === "object" && error !== null &&
+  ((((error as { errcode?: unknown }).errcode as number) & 0xff) === 5 || reasonOf(error).includes("database is locked"))
+
+/**
+ * Runs `once` (synchronous) until it does not find the lock busy, for up to `busyTimeout` ms of real
+ * time (`performance.now()`, which a wall-clock step does not move). A try that found it busy
+ * changed nothing (a write rolls back), so trying again loses and repeats no write. Its first try is
+ * synchronous, as an operation was before: only a busy lock costs timers.
+ */
+const attempt = <A>(operation: string, busyTimeout: number, once: () => A): Effect.Effect<A, StoreError> => {
+  const fail = (error: unknown) => Effect.fail(new StoreError({ operation, reason: reasonOf(error) }))
+  const retry = (deadline: number, pause: number): Effect.Effect<A, StoreError> =>
+    Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
+      try {
+        return Effect.succeed(once())
+      } catch (error) {
+        return isBusy(error) && performance.now() < deadline ? retry(deadline, Math.min(pause * 2, MAX_PAUSE)) : fail(error)
+      }
+    })
+  return Effect.suspend(() => {
+    const start = performance.now()
+    try {
+      return Effect.succeed(once())
+    } catch (error) {
+      return isBusy(error) && busyTimeout > SPIN ? retry(start + busyTimeout, 1) : fail(error)
+    }
+  })
+}
 
 /** The `wp_meta` key that counts the cancels requested of running jobs. */
 const CANCELS = "cancel_requests"
@@ -249,7 +286,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const { DatabaseSync } = yield* sqliteModule()
     const db: DatabaseSync = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => new DatabaseSync(cfg.filename, { timeout: cfg.busyTimeout }),
+        try: () => new DatabaseSync(cfg.filename, { timeout: Math.min(SPIN, cfg.busyTimeout) }),
         catch: (error) => new StoreError({ operation: "open", reason: `${cfg.filename}: ${reasonOf(error)}` })
       }),
       (db) => Effect.sync(() => db.close())
@@ -268,40 +305,34 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
-      Effect.try({
-        try: () => {
-          db.exec("BEGIN IMMEDIATE")
-          visibleIn = 0
-          try {
-            const before = changes()
-            const result = body()
-            const changed = changes() !== before
-            db.exec("COMMIT")
-            // only a change wakes waiters: a waiter that looked and found nothing waits for the next
-            // one (its own empty claim must not wake it, or it would claim again and again)
-            if (changed) signal.notifyIn(visibleIn)
-            return result
-          } catch (error) {
-            if (db.isTransaction) db.exec("ROLLBACK")
-            throw error
-          }
-        },
-        catch: (error) => new StoreError({ operation, reason: reasonOf(error) })
+      attempt(operation, cfg.busyTimeout, () => {
+        db.exec("BEGIN IMMEDIATE")
+        visibleIn = 0
+        try {
+          const before = changes()
+          const result = body()
+          const changed = changes() !== before
+          db.exec("COMMIT")
+          // only a change wakes waiters: a waiter that looked and found nothing waits for the next
+          // one (its own empty claim must not wake it, or it would claim again and again)
+          if (changed) signal.notifyIn(visibleIn)
+          return result
+        } catch (error) {
+          if (db.isTransaction) db.exec("ROLLBACK")
+          throw error
+        }
       })
-    const read = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
-      Effect.try({ try: body, catch: (error) => new StoreError({ operation, reason: reasonOf(error) }) })
+    // a read waits for no write lock in WAL mode, but may for a moment (another connection's recovery)
+    const read = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> => attempt(operation, cfg.busyTimeout, body)
 
     // --- open: WAL, then the migrations, in one write transaction
     // switching a new file to WAL takes its exclusive lock, and SQLite may refuse that at once
     // ("database is locked", without its busy wait) while other processes open the same new file:
     // tried again for up to `busyTimeout` (seen with three consumer processes starting together)
-    yield* retryLocked(
-      read("open", () => {
-        db.exec("PRAGMA journal_mode = WAL")
-        db.exec("PRAGMA synchronous = NORMAL")
-      }),
-      performance.now() + cfg.busyTimeout
-    )
+    yield* read("open", () => {
+      db.exec("PRAGMA journal_mode = WAL")
+      db.exec("PRAGMA synchronous = NORMAL")
+    })
     yield* write("migrate", () => {
       db.exec("CREATE TABLE IF NOT EXISTS wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
       const found = db.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string } | undefined
