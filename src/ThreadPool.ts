@@ -336,19 +336,37 @@ const taskJobIn = (
   attempt: number,
   progress: (value: unknown) => void
 ): ThreadJob => {
+  const traced = tracingOf(context)
+  return { id, attempt, trace: traced.trace, span: traced.span, tracer: traced.tracer, progress }
+}
+
+/** What a task's thread needs of its submitter's context: the same for every job of that context. */
+interface Tracing {
+  readonly trace: ThreadJob["trace"]
+  readonly span: Tracer.AnySpan | undefined
+  readonly tracer: Tracer.Tracer
+}
+
+// a Context never changes and most jobs come from a few submitters: read once per submitter rather
+// than per task (three lookups, an Option and the trace tuple). Weakly: a submitter's context,
+// with its services, must not outlive it here
+const tracings = new WeakMap<Context.Context<never>, Tracing>()
+
+const tracingOf = (context: Context.Context<never>): Tracing => {
+  let tracing = tracings.get(context)
+  if (tracing !== undefined) return tracing
   const span = Context.getOption(context, Tracer.ParentSpan)
   const tracer = Context.get(context, Tracer.Tracer)
   // the thread records its spans only for a tracer that shows them (Effect's native one keeps
   // nothing), and only with tracing on: off, the caller makes no span, and the thread's must not appear
   const record = span._tag === "Some" && span.value.sampled && JobContexts.isTraced(context)
-  return {
-    id,
-    attempt,
+  tracing = {
     trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled, record] : undefined,
     span: span._tag === "Some" ? span.value : undefined,
-    tracer,
-    progress
+    tracer
   }
+  tracings.set(context, tracing)
+  return tracing
 }
 
 /** Thread pools made in this process, for their default names. */
