@@ -1,0 +1,126 @@
+/**
+ * Probe for scenarios 5 and 6: main-thread CPU and whole-process CPU per task for the floor,
+ * poolifier and ours, the same pools as the bench (bench/threads.ts), interleaved in one process.
+ * The threads' CPU outside the job is the process's CPU less the main thread's less the jobs' own.
+ *
+ * With --fresh, each timed run is on a new pool that ran only 8 jobs, as in the bench (bench/child.ts),
+ * so the threads' code is as cold as there; the main thread's is warm after the first rep.
+ *
+ * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh]
+ */
+import { Effect } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
+import { loadavg } from "node:os"
+import { Floor, ours, poolifier, THREADS } from "../threads.ts"
+import { Cpu, Noop } from "../workers/ours-tasks.ts"
+
+const arg = (name: string, otherwise: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
+const kind = arg("kind", "cpu") as "cpu" | "noop"
+const jobs = Number(arg("jobs", kind === "cpu" ? "2000" : "20000"))
+const reps = Number(arg("reps", "6"))
+const only = arg("only", "floor,poolifier,ours").split(",")
+
+const fresh = process.argv.includes("--fresh")
+const PRIME = Number(process.env.PRIME ?? 8)
+
+/** Opens a pool and gives its timed run and its close. */
+const openers: Record<string, () => Promise<{ run: () => Promise<void>; close: () => Promise<void> }>> = {
+  floor: async () => {
+    const floor = await Floor.open(kind)
+    const push = (n: number) =>
+      new Promise<void>((resolve) => {
+        let finished = 0
+        floor.onResult = () => {
+          if (++finished === n) resolve()
+        }
+        for (let i = 0; i < n; i++) floor.send(i % THREADS, i)
+      })
+    await push(PRIME)
+    return { run: () => push(jobs), close: () => floor.close() }
+  },
+  poolifier: async () => {
+    const pool = await poolifier(kind)
+    const push = async (n: number) => {
+      const pending = new Array<Promise<number>>(n)
+      for (let i = 0; i < n; i++) pending[i] = pool.run(i)
+      await Promise.all(pending)
+    }
+    await push(PRIME)
+    return { run: () => push(jobs), close: () => pool.close() }
+  },
+  ours: async () => {
+    const { close, pool } = await ours()
+    const task = kind === "cpu" ? Cpu : Noop
+    const push = (n: number) =>
+      Effect.runPromise(Effect.gen(function*() {
+        const handles = new Array<Effect.Effect<number, unknown>>(n)
+        for (let i = 0; i < n; i++) handles[i] = (yield* pool.submit(task, i)).await
+        for (let i = 0; i < n; i++) yield* handles[i]!
+      }))
+    await push(PRIME)
+    return { run: () => push(jobs), close }
+  }
+}
+const names = only.filter((name) => name in openers)
+const open: Record<string, { run: () => Promise<void>; close: () => Promise<void> }> = {}
+if (!fresh) {
+  for (const name of names) {
+    open[name] = await openers[name]!()
+    await open[name].run() // warm-up
+  }
+}
+
+/** CPU ticks (1/100 s) of each of the process's OS threads, by name (with --threads): who spends the threads' CPU. */
+const byThreadName = (): Map<string, number> => {
+  const ticks = new Map<string, number>()
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      ticks.set(`${name}#${tid}`, Number(fields[11]) + Number(fields[12]))
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return ticks
+}
+const perName: Record<string, Map<string, number>> = {}
+
+const results: Record<string, Array<{ wall: number; main: number; proc: number }>> = {}
+const loads: Array<number> = []
+for (let rep = 0; rep < reps; rep++) {
+  loads.push(loadavg()[0]!)
+  for (const name of names) {
+    const pool = fresh ? await openers[name]!() : open[name]!
+    const k0 = byThreadName()
+    const t0 = process.threadCpuUsage(), p0 = process.cpuUsage(), w0 = performance.now()
+    await pool.run()
+    const w1 = performance.now(), t1 = process.threadCpuUsage(), p1 = process.cpuUsage()
+    const k1 = byThreadName()
+    const sums = perName[name] ??= new Map()
+    for (const [key, ticks] of k1) {
+      const kind = key.slice(0, key.indexOf("#"))
+      sums.set(kind, (sums.get(kind) ?? 0) + ticks - (k0.get(key) ?? 0))
+    }
+    ;(results[name] ??= []).push({
+      wall: (w1 - w0) * 1000 / jobs,
+      main: (t1.user + t1.system - t0.user - t0.system) / jobs,
+      proc: (p1.user + p1.system - p0.user - p0.system) / jobs
+    })
+    if (fresh) await pool.close()
+  }
+}
+const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
+for (const [name, rs] of Object.entries(results)) {
+  const m = (k: "wall" | "main" | "proc") => median(rs.map((r) => r[k])).toFixed(2)
+  console.log(`${name.padEnd(10)} µs/task: wall ${m("wall")}  main cpu ${m("main")}  process cpu ${m("proc")}  (threads ${(Number(m("proc")) - Number(m("main"))).toFixed(2)})`)
+}
+if (process.argv.includes("--threads")) {
+  for (const [name, sums] of Object.entries(perName)) {
+    console.log(`${name.padEnd(10)} µs/task by OS thread: ${[...sums].filter(([, t]) => t > 0).map(([k, t]) => `${k} ${(t * 10_000 / jobs / reps).toFixed(1)}`).join(", ")}`)
+  }
+}
+console.log(`load ${loads.map((l) => l.toFixed(1)).join(" ")}`)
+for (const pool of Object.values(open)) await pool.close()
