@@ -159,6 +159,11 @@ export class Outbox<M> {
   /** Whether a queued message has a transfer list: most have none, and their flush builds no list. */
   private transferring = false
   private scheduled = false
+  // the lists of the last flush, emptied, for the next one: a flush per task on a busy thread would
+  // otherwise leave three arrays of garbage behind each time
+  private spareMessages: Array<M> = []
+  private spareTransfers: Array<ReadonlyArray<TransferListItem>> = []
+  private spareFailures: Array<((issue: string, message: M) => M | void) | undefined> = []
   private readonly post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void
   constructor(post: (message: Envelope<M>, transfer: Array<TransferListItem>) => void) {
     this.post = post
@@ -189,13 +194,25 @@ export class Outbox<M> {
     const { failures, messages, transfers } = this
     if (messages.length === 0) return
     const transferring = this.transferring
-    this.messages = []
-    this.transfers = []
-    this.failures = []
+    // the spare lists take what is sent while these are posted (an `onFailure` may send)
+    this.messages = this.spareMessages
+    this.transfers = this.spareTransfers
+    this.failures = this.spareFailures
     this.transferring = false
     try {
-      this.post(envelope(messages), transferring ? transfers.flat() : [])
+      this.post(envelope(messages), transferring ? transfers.flat() : NO_TRANSFER_LIST)
+      // posted, so cloned (or moved) already: the lists can take the next flush's messages
+      messages.length = 0
+      transfers.length = 0
+      failures.length = 0
+      this.spareMessages = messages
+      this.spareTransfers = transfers
+      this.spareFailures = failures
     } catch {
+      // these lists are read below, and the spares are in use: the next flush gets new ones
+      this.spareMessages = []
+      this.spareTransfers = []
+      this.spareFailures = []
       // find the message that cannot be sent, and send the others
       for (let i = 0; i < messages.length; i++) {
         try {
@@ -210,6 +227,8 @@ export class Outbox<M> {
 }
 
 const NO_TRANSFER: ReadonlyArray<TransferListItem> = []
+/** An empty transfer list for `post`, which takes no copy of it. */
+const NO_TRANSFER_LIST: Array<TransferListItem> = []
 
 export type Outcome =
   | { readonly _: "success"; readonly value: unknown }
