@@ -48,7 +48,7 @@ import { checkTask, codecsOf, decodeReply, issueOf } from "./internal/taskCodecs
 import { ThreadPrefetch } from "./internal/prefetch.ts"
 import { threadExecutor } from "./internal/threadExecutor.ts"
 import * as Scheduler from "./internal/scheduler.ts"
-import { type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
+import { type ProgressSink, type TaskJob as ThreadJob, Threads } from "./internal/threads.ts"
 import { transferIssue } from "./internal/transfer.ts"
 import {
   type AdmissionError,
@@ -327,14 +327,13 @@ const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
 }
 
 /** The same for a job's offer (internal/prefetch.ts), made before its attempt has a fiber. */
-const offeredTaskJob = (job: Scheduler.Job): ThreadJob =>
-  taskJobIn(job.context, job.id, job.attemptNow(), (value) => job.reportProgress(value))
+const offeredTaskJob = (job: Scheduler.Job): ThreadJob => taskJobIn(job.context, job.id, job.attemptNow(), job)
 
 const taskJobIn = (
   context: Context.Context<never>,
   id: number,
   attempt: number,
-  progress: (value: unknown) => void
+  progress: ProgressSink
 ): ThreadJob => {
   const traced = tracingOf(context)
   return { id, attempt, trace: traced.trace, span: traced.span, tracer: traced.tracer, progress }
@@ -367,6 +366,20 @@ const tracingOf = (context: Context.Context<never>): Tracing => {
   }
   tracings.set(context, tracing)
   return tracing
+}
+
+/** A task's job function, marked with what prefetch.ts `markOf` reads of it. */
+const mark = <F extends Function, U extends Task.Any>(
+  f: F,
+  task: U,
+  payload: Task.Payload<U>,
+  transfer: ReadonlyArray<TransferListItem>
+): F & { readonly task: U; readonly payload: Task.Payload<U>; readonly transfer: ReadonlyArray<TransferListItem> } => {
+  const marked = f as F & { task: U; payload: Task.Payload<U>; transfer: ReadonlyArray<TransferListItem> }
+  marked.task = task
+  marked.payload = payload
+  marked.transfer = transfer
+  return marked
 }
 
 /** Thread pools made in this process, for their default names. */
@@ -468,10 +481,9 @@ export const make = <T extends Task.Any = Task.Any>(
     // tasks start on their threads with no fiber here; what it cannot start goes to the fiber executor
     scheduler.executor = threadExecutor(scheduler, scheduler.executor, threads, prefetch, offeredTaskJob)
 
-    const taskJob = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) =>
-      Object.assign(
-        // the slot only bounds how many tasks run; the thread is chosen when the task starts
-        (_slot: number, jobId: number) =>
+    const taskJob = <U extends T>(task: U, payload: Task.Payload<U>, transfer: ReadonlyArray<TransferListItem>) => {
+      // the slot only bounds how many tasks run; the thread is chosen when the task starts
+      const run = (_slot: number, jobId: number) =>
           Effect.suspend(() => {
             // its offer (internal/prefetch.ts) was started by its thread, or is being started there
             const offer = prefetch.take(jobId)
@@ -495,9 +507,10 @@ export const make = <T extends Task.Any = Task.Any>(
               ),
               Effect.flatMap((reply) => decodeReply(task, reply, jobId))
             )
-          }),
-        { task, payload, transfer }
-      )
+          })
+      // marked as set one by one, not with Object.assign: its object of three fields was garbage per task
+      return mark(run, task, payload, transfer)
+    }
 
     const noTransfer: ReadonlyArray<TransferListItem> = []
     /** The task's transfer list, or what is wrong with it. */
@@ -597,9 +610,11 @@ export const make = <T extends Task.Any = Task.Any>(
                 return threads.call(thread, task.name, payload, noTransfer, {
                   ...job,
                   json: true,
-                  progress: (value) => {
-                    job.progress(value)
-                    progress(value)
+                  progress: {
+                    reportProgress: (value) => {
+                      job.progress.reportProgress(value)
+                      progress(value)
+                    }
                   }
                 })
               })

@@ -37,9 +37,12 @@ class InPool implements JobInfo {
 // writable: a job that reports progress gets its own
 Object.defineProperty(InPool.prototype, "reporter", { value: undefined, writable: true })
 
-/** Reports progress for the job of `info` without an Effect: how a thread's reports arrive. */
-export const reporterOf = (info: JobInfo): (value: unknown) => void =>
-  info instanceof InPool ? (value) => info.job.reportProgress(value) : () => {}
+/** A job that takes no progress reports (one not run by a pool). */
+const NO_PROGRESS = { reportProgress: (_value: unknown): void => {} }
+
+/** Where progress for the job of `info` goes without an Effect: how a thread's reports arrive. */
+export const reporterOf = (info: JobInfo): { readonly reportProgress: (value: unknown) => void } =>
+  info instanceof InPool ? info.job : NO_PROGRESS
 
 export const attemptOf = (job: Job): number => job.attemptNow()
 

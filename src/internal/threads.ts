@@ -117,7 +117,7 @@ export class Thread {
   readonly index: number
   readonly inflight = new Map<number, Waiter>()
   /** Where each task's progress reports go. */
-  readonly progress = new IntMap<(value: unknown) => void>()
+  readonly progress = new IntMap<ProgressSink>()
   /** Where each traced task's spans are replayed (tasks whose caller has a sampled span). */
   readonly spans = new Map<number, SpanReplay>()
   nextId = 0
@@ -328,6 +328,14 @@ interface Deaths {
   step: ((input: unknown) => Pull.Pull<unknown, never, unknown>) | undefined
 }
 
+/**
+ * Where a task's progress reports go: an object with a method rather than a function, so that an
+ * offered task's sink is its job itself (the scheduler's `Job` is one), with no closure per task.
+ */
+export interface ProgressSink {
+  readonly reportProgress: (value: unknown) => void
+}
+
 /** The job a task runs for: its id, attempt, span and where its progress goes. */
 export interface TaskJob {
   readonly id: number
@@ -336,7 +344,7 @@ export interface TaskJob {
   /** The caller's span and tracer: the task's spans in the thread are replayed there, under it. */
   readonly span: Tracer.AnySpan | undefined
   readonly tracer: Tracer.Tracer
-  readonly progress: (value: unknown) => void
+  readonly progress: ProgressSink
   /** A durable job's task: payload and outcome in the task's JSON form (see protocol.Run). */
   readonly json?: boolean | undefined
 }
@@ -653,7 +661,7 @@ export class Threads {
             return done(message.id, message.outcome)
           }
           case "progress": {
-            return thread.progress.get(message.id)?.(message.value)
+            return thread.progress.get(message.id)?.reportProgress(message.value)
           }
           case "synced": {
             return this.synced(thread, message.n, message.running)

@@ -34,8 +34,9 @@ export const attempt = (
 ): Effect.Effect<unknown, unknown> =>
   Effect.gen(function*() {
     const info = yield* WorkPool.JobContext
+    const sink = reporterOf(info)
     // the durable job's retries and timeout are the consumer's: none of the thread pool's own
-    const reply = yield* run(task, job.payload, { priority: job.priority, timeout: Infinity, retry: { times: 0 } }, reporterOf(info)).pipe(
+    const reply = yield* run(task, job.payload, { priority: job.priority, timeout: Infinity, retry: { times: 0 } }, (value) => sink.reportProgress(value)).pipe(
       Effect.catch((error) => {
         if (error instanceof PoolShutdown) {
           gone()
