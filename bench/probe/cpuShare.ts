@@ -6,11 +6,14 @@
  * With --fresh, each timed run is on a new pool that ran only 8 jobs, as in the bench (bench/child.ts),
  * so the threads' code is as cold as there; the main thread's is warm after the first rep.
  *
- * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh]
+ * With --load, one CPU-bound process spins beside it (bench/load.ts), as in scenarios 5L and 6L.
+ *
+ * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh] [--load] [--threads]
  */
 import { Effect } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { loadavg } from "node:os"
+import { startLoad } from "../load.ts"
 import { Floor, ours, poolifier, THREADS } from "../threads.ts"
 import { Cpu, Noop } from "../workers/ours-tasks.ts"
 
@@ -22,6 +25,7 @@ const reps = Number(arg("reps", "6"))
 const only = arg("only", "floor,poolifier,ours").split(",")
 
 const fresh = process.argv.includes("--fresh")
+const load = process.argv.includes("--load") ? await startLoad() : undefined
 const PRIME = Number(process.env.PRIME ?? 8)
 
 /** Opens a pool and gives its timed run and its close. */
@@ -124,3 +128,4 @@ if (process.argv.includes("--threads")) {
 }
 console.log(`load ${loads.map((l) => l.toFixed(1)).join(" ")}`)
 for (const pool of Object.values(open)) await pool.close()
+await load?.stop()
