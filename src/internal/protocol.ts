@@ -186,11 +186,20 @@ export class Outbox<M> {
     if (transfer.length > 0) this.transferring = true
     if (this.scheduled) return
     this.scheduled = true
-    queueMicrotask(() => this.flush())
+    queueMicrotask(this.flushLater)
+  }
+
+  /**
+   * The end of the tick's flush. A flush before it (a thread flushes before each task it starts)
+   * leaves it queued: it sends what comes after, so a busy thread queues one microtask a tick, not
+   * one per task.
+   */
+  private readonly flushLater = (): void => {
+    this.scheduled = false
+    this.flush()
   }
 
   flush(): void {
-    this.scheduled = false
     const { failures, messages, transfers } = this
     if (messages.length === 0) return
     const transferring = this.transferring
