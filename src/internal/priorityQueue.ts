@@ -91,6 +91,27 @@ export class PriorityQueue<T extends QueueEntry> {
     if (++lane.live === 1) this.heap.push(lane)
   }
 
+  /**
+   * Pushes an entry that may outrank entries already in its lane: placed before every entry at the
+   * lane's tail that it outranks, so that the lane's head stays its best entry. For a job admitted
+   * after waiting for room (overflow "suspend"): its age counts from its submission, and a retried
+   * job of its priority that went back to the queue meanwhile is younger. O(1) when it outranks
+   * none (as `push`), O(entries it passes) otherwise.
+   */
+  insert(entry: T): void {
+    const lane = this.lanes.get(entry.priority)
+    if (lane === undefined) return this.push(entry)
+    const items = lane.items
+    let i = items.length
+    while (i > lane.head && (!items[i - 1]!.inQueue || outranks(entry, items[i - 1]!))) i--
+    if (i === items.length) items.push(entry)
+    else if (i === lane.head && lane.head > 0) items[--lane.head] = entry
+    else items.splice(i, 0, entry)
+    this.size++
+    lane.live++
+    this.heap.update(lane)
+  }
+
   peek(): T | undefined {
     return this.heap.peek()?.first()
   }

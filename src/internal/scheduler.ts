@@ -744,6 +744,16 @@ export class Scheduler<W> {
     this.changed()
   }
 
+  /**
+   * Queues a job that waited for room: it may outrank jobs queued after its submission (a retried
+   * job goes back to the queue as if just submitted), so it takes its place by age, not at the tail.
+   */
+  private enqueueWaited(job: Job): void {
+    job.state = QUEUED
+    this.queue.insert(job)
+    this.changed()
+  }
+
   /** Moves waiting submitters into the queue while there is room. */
   private admitWaiting(): void {
     while (this.waitingCount > 0 && this.hasRoom()) {
@@ -756,7 +766,7 @@ export class Scheduler<W> {
       }
       if (job.state !== WAITING) continue
       this.waitingCount--
-      this.enqueue(job)
+      this.enqueueWaited(job)
       this.wakeSubmitter(job)
     }
   }
