@@ -1,13 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Schedule } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { WorkPool } from "../src/index.ts"
-import { settle } from "./helpers.ts"
+import { PoolError, WorkPool } from "../src/index.ts"
+import { maxInWindow, settle } from "./helpers.ts"
 
 /** The README's identity, true at every instant. */
 const balanced = (s: WorkPool.PoolStats) =>
   s.submitted ===
-    s.waiting + s.queued + s.retrying + s.running + s.stopping + s.succeeded + s.failed + s.defects + s.timedOut +
+    s.waiting + s.queued + s.retrying + s.running + s.succeeded + s.failed + s.defects + s.timedOut +
       s.interrupted + s.dropped
 
 describe("aging with backpressure and retries", () => {
@@ -50,5 +50,334 @@ describe("aging with backpressure and retries", () => {
       // w (0) before r (back at 10), and x (1500, priority 1) after both. Counted from w's
       // admission it would be r, x, w; the lane's push order gave r, w, x, which neither rule does
       assert.deepStrictEqual(ran, ["w", "r", "x"])
+    }))
+})
+
+/** Watches a pool's `changes` and keeps every snapshot that breaks the identity (and the last one). */
+const watch = (pool: WorkPool.WorkPool) =>
+  Effect.gen(function*() {
+    const bad: Array<WorkPool.PoolStats> = []
+    let seen = 0
+    const fiber = yield* Effect.forkChild(Stream.runForEach(pool.changes, (s) =>
+      Effect.sync(() => {
+        seen++
+        if (!balanced(s) || s.running < 0 || s.queued < 0 || s.rateLimited < 0 || s.rateLimited > s.queued) bad.push(s)
+      })
+    ))
+    return { bad, seen: () => seen, fiber }
+  })
+
+const attemptOnce = (failures: number, log: Array<string>, name: string, clock: () => number) => {
+  let n = 0
+  return Effect.suspend(() => {
+    log.push(`${name}@${clock()}`)
+    return n++ < failures ? Effect.fail(`${name} failed`) : Effect.succeed(name)
+  })
+}
+
+describe("rate limit, retries and priorities together", () => {
+  it.effect("every attempt counts against the sliding window; a later high priority overtakes", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({
+        concurrency: 4,
+        rateLimit: { limit: 2, interval: "100 millis" },
+        retry: { schedule: Schedule.spaced("30 millis"), times: 2 },
+        shutdownTimeout: 0
+      })
+      const watcher = yield* watch(pool)
+      const starts: Array<number> = []
+      const log: Array<string> = []
+      let now = 0
+      const clock = () => now
+      const job = (name: string, failures: number) => {
+        const attempt = attemptOnce(failures, log, name, clock)
+        return Effect.flatMap(Effect.clockWith((c) => Effect.sync(() => c.currentTimeMillisUnsafe())), (t) => {
+          starts.push(t)
+          now = t
+          return attempt
+        })
+      }
+      const handles = yield* Effect.forEach(
+        Array.from({ length: 6 }, (_, i) => i),
+        (i) => pool.submit(job(`low${i}`, i % 3), { priority: 0 })
+      )
+      yield* TestClock.adjust("50 millis")
+      const high = yield* pool.submit(job("high", 1), { priority: 5 })
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("25 millis")
+      yield* pool.awaitIdle
+      const results = yield* Effect.forEach([...handles, high], (h) => Effect.exit(h.await))
+      assert.isTrue(results.every(Exit.isSuccess), String(results))
+      // 6 + 1 jobs, attempts: low i fails i % 3 times, high once
+      assert.strictEqual(starts.length, 7 + (0 + 1 + 2 + 0 + 1 + 2) + 1)
+      assert.strictEqual(maxInWindow(starts, 100), 2, String(starts))
+      // high came at 50, when low2..low5 were waiting: it starts at the next free start, before them
+      const highAt = log.indexOf("high@100")
+      assert.isAtLeast(highAt, 0, log.join())
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.strictEqual(s.retried, 7)
+      assert.strictEqual(s.succeeded, 7)
+      yield* settle
+      assert.deepStrictEqual(watcher.bad, [])
+      yield* Fiber.interrupt(watcher.fiber)
+    }))
+})
+
+describe("jobs between attempts", () => {
+  it.effect("cancelled by id during its retry's wait: counted once, its awaiter answered, never run again", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, retry: { schedule: Schedule.spaced("1 second") }, shutdownTimeout: 0 })
+      const watcher = yield* watch(pool)
+      let attempts = 0
+      const handle = yield* pool.submit(Effect.suspend(() => {
+        attempts++
+        return Effect.fail("nope")
+      }))
+      const awaiting = yield* Effect.forkChild(Effect.exit(handle.await))
+      yield* settle
+      assert.strictEqual(yield* handle.status, "retrying")
+      assert.strictEqual(yield* handle.attempt, 2)
+      const listed = yield* pool.jobs({ status: "retrying" })
+      assert.deepStrictEqual(listed.map((j) => j.id), [handle.id])
+      assert.isTrue(yield* pool.cancel(handle.id))
+      assert.isFalse(yield* pool.cancel(handle.id))
+      const exit = yield* Fiber.join(awaiting)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(attempts, 1)
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.submitted, s.interrupted, s.failed, s.retrying, s.retried], [1, 1, 0, 0, 1])
+      assert.isTrue(balanced(s))
+      yield* settle
+      assert.deepStrictEqual(watcher.bad, [])
+      yield* Fiber.interrupt(watcher.fiber)
+    }))
+
+  it.effect("graceful shutdown during a retry's wait: the one due in time runs, the other ends PoolShutdown retrying", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: "1 second" })
+      const watcher = yield* watch(pool)
+      const runs: Array<string> = []
+      const failingOnce = (name: string) => {
+        let n = 0
+        return Effect.suspend(() => {
+          runs.push(name)
+          return n++ === 0 ? Effect.fail("once") : Effect.succeed(name)
+        })
+      }
+      const soon = yield* pool.submit(failingOnce("soon"), { retry: { schedule: Schedule.spaced("500 millis") } })
+      const late = yield* pool.submit(failingOnce("late"), { retry: { schedule: Schedule.spaced("5 seconds") } })
+      yield* settle
+      const closing = yield* Effect.forkChild(pool.shutdown)
+      yield* settle
+      assert.strictEqual((yield* pool.stats).retrying, 2)
+      yield* TestClock.adjust("500 millis")
+      assert.strictEqual(yield* soon.await, "soon")
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(closing)
+      const exit = yield* Effect.exit(late.await)
+      assert.deepStrictEqual(exit, Exit.fail(new PoolError.PoolShutdown({ phase: "retrying" })) as any)
+      assert.deepStrictEqual(runs, ["soon", "late", "soon"])
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.deepStrictEqual([s.succeeded, s.interrupted, s.retrying, s.state], [1, 1, 0, "stopped"])
+      yield* Fiber.join(watcher.fiber)
+      assert.deepStrictEqual(watcher.bad, [])
+    }))
+
+  it.effect("a fiberless Effect.promise job with a timeout and retries: each attempt times out, one JobTimeout at the end", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, timeout: "100 millis", retry: { times: 2 }, shutdownTimeout: 0 })
+      const watcher = yield* watch(pool)
+      let attempts = 0
+      const aborted: Array<boolean> = []
+      const handle = yield* pool.submit(Effect.promise((signal) => {
+        attempts++
+        return new Promise<void>(() => {
+          signal.addEventListener("abort", () => aborted.push(true))
+        })
+      }))
+      const sync = yield* pool.submit(Effect.sync(() => "sync"))
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("100 millis")
+      const exit = yield* Effect.exit(handle.await)
+      assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof Error && (Cause.squash(exit.cause) as any)._tag === "JobTimeout", String(exit))
+      assert.strictEqual(attempts, 3)
+      assert.strictEqual(aborted.length, 3)
+      assert.strictEqual(yield* sync.await, "sync")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.timedOut, s.retried, s.succeeded, s.running, s.stopping], [1, 2, 1, 0, 0])
+      assert.isTrue(balanced(s))
+      yield* settle
+      assert.deepStrictEqual(watcher.bad, [])
+      yield* Fiber.interrupt(watcher.fiber)
+    }))
+})
+
+describe("overflow with a backlog the rate limit holds", () => {
+  it.effect("dropOldest and dropNewest answer the dropped job's handle; a retried job overfills the queue but is not dropped first", () =>
+    Effect.gen(function*() {
+      for (const overflow of ["dropOldest", "dropNewest"] as const) {
+        const pool = yield* WorkPool.make({
+          concurrency: 2,
+          capacity: 2,
+          overflow,
+          rateLimit: { limit: 1, interval: "1 second" },
+          shutdownTimeout: 0
+        })
+        const watcher = yield* watch(pool)
+        let n = 0
+        // starts at 0 (the window's one start), fails, back in the queue at 10
+        const retried = yield* pool.submit(Effect.suspend(() => n++ === 0 ? Effect.fail("once") : Effect.succeed("r")), {
+          retry: { schedule: Schedule.spaced("10 millis"), times: 1 }
+        })
+        const a = yield* pool.submit(Effect.succeed("a"))
+        const b = yield* pool.submit(Effect.succeed("b"))
+        yield* TestClock.adjust("10 millis")
+        let s = yield* pool.stats
+        assert.strictEqual(s.queued, 3, overflow)
+        assert.strictEqual(s.rateLimited, 2, overflow)
+        const c = yield* pool.submit(Effect.succeed("c"))
+        const dropped = overflow === "dropOldest" ? a : c
+        const exit = yield* Effect.exit(dropped.await)
+        assert.deepStrictEqual(exit, Exit.fail(new PoolError.JobDropped({ jobId: dropped.id, policy: overflow })) as any)
+        s = yield* pool.stats
+        assert.isTrue(balanced(s), overflow)
+        assert.strictEqual(s.dropped, 1)
+        for (let i = 0; i < 4; i++) yield* TestClock.adjust("1 second")
+        yield* pool.awaitIdle
+        assert.strictEqual(yield* retried.await, "r")
+        assert.strictEqual(yield* b.await, "b")
+        s = yield* pool.stats
+        assert.deepStrictEqual([s.succeeded, s.dropped, s.retried, s.submitted], [3, 1, 1, 4], overflow)
+        yield* settle
+        assert.deepStrictEqual(watcher.bad, [], overflow)
+        yield* pool.shutdown
+      }
+    }))
+
+  it.effect("capacity bounds the jobs the rate limit holds back, however many workers are free", () =>
+    Effect.gen(function*() {
+      for (const overflow of ["suspend", "fail", "dropNewest"] as const) {
+        const pool = yield* WorkPool.make({
+          concurrency: 4,
+          capacity: 2,
+          overflow,
+          rateLimit: { limit: 1, interval: "1 minute" },
+          shutdownTimeout: 0
+        })
+        // the window's one start
+        yield* pool.submit(Effect.void)
+        // two held back by the limit: the queue is full
+        yield* Effect.forEach([1, 2], () => pool.submit(Effect.void))
+        const third = yield* Effect.forkChild(Effect.exit(pool.submit(Effect.void)))
+        yield* settle
+        const s = yield* pool.stats
+        assert.isAtMost(s.queued, 2, `${overflow}: ${s.queued} queued with capacity 2`)
+        if (overflow === "suspend") assert.strictEqual(s.waiting, 1, overflow)
+        if (overflow === "fail") assert.deepStrictEqual(yield* Fiber.join(third), Exit.fail(new PoolError.QueueFull({ capacity: 2 })) as any)
+        if (overflow === "dropNewest") assert.strictEqual(s.dropped, 1, overflow)
+        yield* pool.shutdownNow
+      }
+    }))
+
+  it.effect("a submitter suspended behind a rate-held backlog is released at shutdown with PoolShutdown; held jobs end PoolShutdown", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({
+        concurrency: 1,
+        capacity: 2,
+        rateLimit: { limit: 1, interval: "1 minute" },
+        shutdownTimeout: "1 second"
+      })
+      const watcher = yield* watch(pool)
+      yield* pool.submit(Effect.void)
+      const held = yield* Effect.forEach([1, 2], () => pool.submit(Effect.void))
+      const submitter = yield* Effect.forkChild(Effect.exit(pool.submit(Effect.void)))
+      const runner = yield* Effect.forkChild(Effect.exit(pool.run(Effect.void)))
+      yield* settle
+      assert.deepStrictEqual([(yield* pool.stats).waiting, (yield* pool.stats).rateLimited], [2, 1])
+      const closing = yield* Effect.forkChild(pool.shutdown)
+      yield* settle
+      const refused = Exit.fail(new PoolError.PoolShutdown({ phase: "admission" }))
+      assert.deepStrictEqual(yield* Fiber.join(submitter), refused as any)
+      assert.deepStrictEqual(yield* Fiber.join(runner), refused as any)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      for (const h of held) {
+        assert.deepStrictEqual(yield* Effect.exit(h.await), Exit.fail(new PoolError.PoolShutdown({ phase: "queued" })) as any)
+      }
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.submitted, s.succeeded, s.interrupted, s.rejected, s.waiting, s.queued], [3, 1, 2, 2, 0, 0])
+      yield* Fiber.join(watcher.fiber)
+      assert.deepStrictEqual(watcher.bad, [])
+    }))
+})
+
+describe("reentrancy, streams and progress", () => {
+  it.effect("a job that submits to its own full pool (concurrency 1, suspend) waits; shutdown releases both", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, shutdownTimeout: "1 second" })
+      yield* pool.submit(Effect.never)
+      const outer = yield* Effect.forkChild(Effect.exit(pool.run(Effect.gen(function*() {
+        const inner = yield* pool.submit(Effect.succeed(1))
+        return yield* inner.await
+      }))))
+      yield* settle
+      // outer is queued behind the never-ending job; nothing deadlocks yet
+      yield* pool.submit(Effect.void).pipe(Effect.forkChild)
+      yield* settle
+      const closing = yield* Effect.forkChild(pool.shutdown)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      const exit = yield* Fiber.join(outer)
+      assert.isTrue(Exit.isFailure(exit), String(exit))
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.strictEqual(s.state, "stopped")
+    }))
+
+  it.effect("mapStream under a rate limit, consumer stops early: the rest are cancelled, the counts balance", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, rateLimit: { limit: 2, interval: "100 millis" }, shutdownTimeout: 0 })
+      const started: Array<number> = []
+      const fiber = yield* Effect.forkChild(
+        Stream.range(1, 20).pipe(
+          WorkPool.mapStream(pool, (i) => Effect.sync(() => started.push(i)).pipe(Effect.andThen(Effect.sleep("10 millis")), Effect.as(i)), {
+            buffer: 6
+          }),
+          Stream.take(3),
+          Stream.runCollect
+        )
+      )
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("50 millis")
+      const got = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(Array.from(got), [1, 2, 3])
+      yield* settle
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.deepStrictEqual([s.running, s.queued, s.rateLimited], [0, 0, 0])
+      assert.strictEqual(s.succeeded + s.interrupted, s.submitted)
+      assert.isAtMost(started.length, 6)
+    }))
+
+  it.effect("progress from a fiber that outlives its job, and across a retry", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, retry: { schedule: Schedule.spaced("1 second"), times: 1 }, shutdownTimeout: 0 })
+      let n = 0
+      const handle = yield* pool.submit(Effect.gen(function*() {
+        const { attempt, progress } = yield* WorkPool.JobContext
+        yield* progress(`attempt ${attempt}`)
+        yield* Effect.forkDetach(Effect.sleep("5 seconds").pipe(Effect.andThen(progress("late"))))
+        if (n++ === 0) return yield* Effect.fail("once")
+        return attempt
+      }))
+      const seen = yield* Effect.forkChild(Stream.runCollect(handle.progressChanges))
+      yield* settle
+      assert.strictEqual(yield* handle.status, "retrying")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* handle.await, 2)
+      const all = Array.from(yield* Fiber.join(seen))
+      assert.strictEqual(all.at(-1), "attempt 2")
+      yield* TestClock.adjust("10 seconds")
+      assert.deepStrictEqual(yield* handle.progress, Option.some("attempt 2"))
     }))
 })
