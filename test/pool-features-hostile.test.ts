@@ -280,6 +280,26 @@ describe("overflow with a backlog the rate limit holds", () => {
       }
     }))
 
+  it.effect("capacity 0 under a rate limit: submitters wait for a start the window allows, and each comes in when it does", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, capacity: 0, rateLimit: { limit: 1, interval: "1 second" }, shutdownTimeout: 0 })
+      const watcher = yield* watch(pool)
+      const starts: Array<number> = []
+      const job = Effect.clockWith((c) => Effect.sync(() => starts.push(c.currentTimeMillisUnsafe())))
+      const fibers = yield* Effect.forEach([1, 2, 3, 4], () => Effect.forkChild(pool.run(job)))
+      yield* settle
+      let s = yield* pool.stats
+      assert.deepStrictEqual([s.queued, s.waiting, s.succeeded], [0, 3, 1])
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+      yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(starts, [0, 1000, 2000, 3000])
+      s = yield* pool.stats
+      assert.deepStrictEqual([s.queued, s.waiting, s.succeeded], [0, 0, 4])
+      yield* settle
+      assert.deepStrictEqual(watcher.bad, [])
+      yield* Fiber.interrupt(watcher.fiber)
+    }))
+
   it.effect("a submitter suspended behind a rate-held backlog is released at shutdown with PoolShutdown; held jobs end PoolShutdown", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({

@@ -143,6 +143,13 @@ export class RateGate implements StartGate {
     return false
   }
 
+  room(atMost: number): number {
+    const now = this.now()
+    const room = this.limiter.available(now, atMost)
+    if (room === 0 && atMost > 0) this.wakeAt(this.limiter.nextAt(), now)
+    return room
+  }
+
   /** Queued jobs that free workers would start now but for the limit. */
   held(startable: number): number {
     return startable <= 0 ? 0 : startable - this.limiter.available(this.now(), startable)

@@ -116,6 +116,11 @@ export interface AttemptHook {
 export interface StartGate {
   /** Counts a start and returns true, or returns false: nothing starts now. */
   tryStart(): boolean
+  /**
+   * How many starts the gate would allow now, at most `atMost`, counting none. When none, the gate
+   * pumps the scheduler once one is allowed (a submitter waiting for room may then come in).
+   */
+  room(atMost: number): number
   /** The pool has stopped: the gate lets go of its timer. */
   close(): void
 }
@@ -718,10 +723,16 @@ export class Scheduler<W> {
     return oldest
   }
 
-  /** Room in the queue, or (capacity 0) a free worker that will take the job at once. */
+  /**
+   * Room in the queue, or (capacity 0) a free worker that will take the job at once: one the rate
+   * limit lets start now, since a job it holds back waits in the queue as any other.
+   */
   private hasRoom(): boolean {
     const queued = this.queue.size + this.offered.size
-    return queued < this.config.capacity || (!this.paused && queued < this.free.length)
+    if (queued < this.config.capacity) return true
+    const free = this.free.length
+    if (this.paused || queued >= free) return false
+    return this.gate === undefined || queued < this.gate.room(free)
   }
 
   private reject(job: Job, error: PoolShutdown | QueueFull): void {
