@@ -401,3 +401,22 @@ describe("reentrancy, streams and progress", () => {
       assert.deepStrictEqual(yield* handle.progress, Option.some("attempt 2"))
     }))
 })
+
+describe("a retry policy that fails", () => {
+  it.effect("a `while` that throws is reported the same for an attempt that timed out as for one that failed", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
+      const broken = { while: (): boolean => { throw new Error("bug in while") } }
+      const timedOut = yield* pool.submit(Effect.never, { timeout: "1 second", retry: broken })
+      const failed = yield* pool.submit(Effect.fail("x"), { retry: broken })
+      yield* TestClock.adjust("1 second")
+      const [t, f] = [yield* Effect.exit(timedOut.await), yield* Effect.exit(failed.await)]
+      // the failed one: its own failure, and the policy's as a defect
+      assert.isTrue(Exit.isFailure(f) && Cause.hasFails(f.cause) && Cause.hasDies(f.cause))
+      // the timed-out one: JobTimeout, and the policy's failure too, not dropped
+      assert.isTrue(Exit.isFailure(t) && Cause.hasFails(t.cause), String(t))
+      assert.isTrue(Exit.isFailure(t) && Cause.hasDies(t.cause), "the policy's failure is lost on a timeout")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.timedOut, s.defects, s.retried], [1, 1, 0])
+    }))
+})
