@@ -72,10 +72,12 @@ export class Attempts implements AttemptHook {
   }
 
   /** A timed-out attempt to be retried stops first, on its worker: `stopped` then retries it. */
-  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean {
+  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean | Exit.Failure<never, unknown> {
     const scheduler = job.scheduler
     if (scheduler.stoppingPool) return false
     const delay = next(this, exit, scheduler.wallTime(), scheduler.context)
+    // the policy failed: the job ends timed out, with why beside its timeout (as `stopped` does)
+    if (typeof delay === "object") return delay
     if (typeof delay !== "number") return false
     this.timedOutWith = exit
     this.delay = delay

@@ -101,9 +101,10 @@ export interface AttemptHook {
   /**
    * The running attempt passed its timeout (`exit`) at `now`: true if the hook takes the ending
    * over (the scheduler asks the attempt to stop, the job keeps its worker until it has, and
-   * `stopped` follows); false ends the job timed out.
+   * `stopped` follows); false ends the job timed out; an Exit ends it timed out with that Exit
+   * instead (the hook could not decide: why, beside the timeout).
    */
-  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean
+  timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean | Exit.Failure<never, unknown>
   /** The job's caller cancels its running attempt: whatever the hook decided for it is void. */
   cancelled(job: Job): void
 }
@@ -1354,11 +1355,16 @@ export class Scheduler<W> {
       // an offer its worker has started: it is no longer waiting, whatever the scheduler has heard
       if (job.state === OFFERED && !this.takeBack(job)) continue
       const millis = phase === "queued" ? deadline.at - job.time : job.timeout
-      const exit = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
+      const timeout = Exit.fail(new JobTimeout({ jobId: job.id, millis, phase })) as Exit.Failure<never, JobTimeout>
+      let exit: Exit.Failure<never, unknown> = timeout
       if (job.state === RUNNING) {
-        if (job.hook !== undefined && job.hook.timedOut(job, exit, now)) {
-          this.executor.interrupt(job)
-          continue
+        if (job.hook !== undefined) {
+          const taken = job.hook.timedOut(job, timeout, now)
+          if (taken === true) {
+            this.executor.interrupt(job)
+            continue
+          }
+          if (taken !== false) exit = taken
         }
         // ended for its awaiter, counted as stopping and asked to stop before anyone is told: an
         // awaiter that reacts at once must see the pool as it is
