@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-import { maxInWindow, settle } from "./helpers.ts"
+import { maxInWindow, prng, settle } from "./helpers.ts"
 
 /** The README's identity, true at every instant. */
 const balanced = (s: WorkPool.PoolStats) =>
@@ -419,4 +419,96 @@ describe("a retry policy that fails", () => {
       const s = yield* pool.stats
       assert.deepStrictEqual([s.timedOut, s.defects, s.retried], [1, 1, 0])
     }))
+})
+
+describe("every feature at once, at random", () => {
+  for (const [seed, overflow] of [[1, "suspend"], [2, "dropOldest"], [3, "dropNewest"], [4, "fail"], [5, "suspend"]] as const) {
+    it.effect(`seed ${seed}, overflow ${overflow}: counts balance at every step, the window holds, every awaiter is answered`, () =>
+      Effect.gen(function*() {
+        const random = prng(seed * 7919)
+        const limit = 3
+        const interval = 100
+        const pool = yield* WorkPool.make({
+          concurrency: 3,
+          capacity: 6,
+          overflow,
+          shutdownTimeout: 0,
+          aging: "50 millis",
+          rateLimit: { limit, interval: `${interval} millis` },
+          retry: { schedule: Schedule.spaced("30 millis"), times: 2 },
+          timeout: "80 millis"
+        })
+        const starts: Array<number> = []
+        const stamp = Effect.clockWith((c) => Effect.sync(() => void starts.push(c.currentTimeMillisUnsafe())))
+        const awaiters: Array<Fiber.Fiber<Exit.Exit<unknown, unknown>, unknown>> = []
+        const handles: Array<WorkPool.JobHandle<unknown, unknown>> = []
+        const problems: Array<string> = []
+        const check = (where: string) =>
+          Effect.map(pool.stats, (s) => {
+            if (!balanced(s)) problems.push(`${where}: unbalanced ${JSON.stringify(s)}`)
+            if (s.rateLimited > s.queued || s.rateLimited < 0) problems.push(`${where}: rateLimited ${s.rateLimited} of ${s.queued}`)
+            if (s.running + s.stopping > s.workers) problems.push(`${where}: ${s.running}+${s.stopping} on ${s.workers} workers`)
+          })
+        for (let step = 0; step < 300; step++) {
+          const r = random()
+          const priority = Math.floor(random() * 4)
+          const failures = Math.floor(random() * 4)
+          let attempts = 0
+          const body = Effect.andThen(
+            stamp,
+            Effect.suspend(() => {
+              attempts++
+              const sleep = Effect.sleep(`${Math.floor(random() * 120)} millis`)
+              return attempts <= failures ? Effect.andThen(sleep, Effect.fail("flaky")) : Effect.as(sleep, "ok")
+            })
+          )
+          const options = { priority, ...(random() < 0.3 ? { queueTimeout: "150 millis" as const } : {}) }
+          if (r < 0.45) {
+            awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(body, options))))
+          } else if (r < 0.7) {
+            awaiters.push(yield* Effect.forkChild(Effect.exit(Effect.flatMap(
+              Effect.tap(pool.submit(body, options), (h) => Effect.sync(() => void handles.push(h))),
+              (h) => h.await
+            ))))
+          } else if (r < 0.8) {
+            awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(Effect.andThen(stamp, Effect.sync(() => "sync")), options))))
+          } else if (r < 0.87 && handles.length > 0) {
+            const victim = handles[Math.floor(random() * handles.length)]!
+            yield* Effect.forkChild(random() < 0.5 ? victim.interrupt : pool.cancel(victim.id))
+          } else if (r < 0.9 && awaiters.length > 0) {
+            yield* Fiber.interrupt(awaiters[Math.floor(random() * awaiters.length)]!).pipe(Effect.forkChild)
+          } else if (r < 0.93) {
+            yield* random() < 0.5 ? pool.pause : pool.resume
+          } else if (r < 0.96) {
+            yield* Effect.forkChild(pool.resize(1 + Math.floor(random() * 4)))
+          } else {
+            yield* TestClock.adjust(`${Math.floor(random() * 60)} millis`)
+          }
+          yield* Effect.yieldNow
+          yield* check(`step ${step}`)
+          if (step % 4 === 0) yield* TestClock.adjust("10 millis")
+        }
+        yield* pool.resume
+        yield* pool.resize(3)
+        const idle = yield* Effect.forkChild(pool.awaitIdle)
+        for (let i = 0; i < 3000 && idle.pollUnsafe() === undefined; i++) {
+          yield* TestClock.adjust("10 millis")
+          yield* check(`drain ${i}`)
+        }
+        yield* settle
+        if (idle.pollUnsafe() === undefined) {
+          assert.fail(`not idle after the drain: ${JSON.stringify(yield* pool.stats)}; ${problems.slice(0, 3).join("; ")}`)
+        }
+        const closing = yield* Effect.forkChild(pool.shutdown)
+        yield* TestClock.adjust("2 seconds")
+        yield* Fiber.join(closing)
+        for (const fiber of awaiters) yield* Fiber.await(fiber)
+        yield* check("end")
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.queued, s.running, s.waiting, s.retrying, s.stopping], [0, 0, 0, 0, 0])
+        assert.deepStrictEqual(problems.slice(0, 5), [])
+        assert.isAtMost(maxInWindow(starts, interval), limit)
+        assert.strictEqual(s.submitted, s.succeeded + s.failed + s.defects + s.timedOut + s.interrupted + s.dropped)
+      }))
+  }
 })
