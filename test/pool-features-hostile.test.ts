@@ -512,3 +512,26 @@ describe("every feature at once, at random", () => {
       }))
   }
 })
+
+describe("a job that changes its pool's rate limit", () => {
+  it.effect("a limit set by a job as it runs (a synchronous job, in the middle of a backlog) holds for the jobs after it", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, paused: true, shutdownTimeout: 0 })
+      const ran: Array<number> = []
+      const handles = yield* Effect.forEach(Array.from({ length: 6 }, (_, i) => i), (i) =>
+        pool.submit(Effect.gen(function*() {
+          ran.push(i)
+          // the service answered 429: from now on, one call a second
+          if (i === 0) yield* pool.setRateLimit({ limit: 1, interval: "1 second" })
+        })))
+      yield* pool.resume
+      yield* settle
+      // job 0 started before the limit; the limit lets one more start in its first second
+      assert.deepStrictEqual(ran, [0, 1])
+      assert.strictEqual((yield* pool.stats).queued, 4)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(ran, [0, 1, 2])
+      yield* pool.shutdownNow
+      assert.strictEqual(handles.length, 6)
+    }))
+})
