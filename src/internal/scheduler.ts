@@ -819,7 +819,6 @@ export class Scheduler<W> {
       do {
         this.pumpAgain = false
         if (this.offered.size > this.claimed.size && this.free.length > 0 && !this.paused) this.takeBackFor(this.free.length)
-        const gate = this.gate
         while (!this.paused && this.free.length > 0 && this.queue.size > 0) {
           if (++starts > this.startsPerTurn()) {
             this.pumpNextTurn()
@@ -837,6 +836,8 @@ export class Scheduler<W> {
             now = undefined
             continue
           }
+          // read at each start: a job that has just started may have set or removed the rate limit
+          const gate = this.gate
           if (gate !== undefined && !gate.tryStart()) break
           now = this.start(this.queue.pop()!, this.free.pop()!, at)
         }
