@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-import { maxInWindow, prng, settle } from "./helpers.ts"
+import { fullGc, maxInWindow, prng, settle } from "./helpers.ts"
 
 /** The README's identity, true at every instant. */
 const balanced = (s: WorkPool.PoolStats) =>
@@ -533,5 +533,31 @@ describe("a job that changes its pool's rate limit", () => {
       assert.deepStrictEqual(ran, [0, 1, 2])
       yield* pool.shutdownNow
       assert.strictEqual(handles.length, 6)
+    }))
+})
+
+describe("submitters that give up while waiting for room", () => {
+  it.live("a stalled pool (paused, queue full) keeps nothing of the submitters that gave up waiting", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, paused: true, shutdownTimeout: 0 })
+      yield* pool.submit(Effect.void)
+      const refs: Array<WeakRef<object>> = []
+      // made outside this generator, whose frame would hold the last one
+      const giveUp = (i: number) => {
+        const big = { payload: new Array(1000).fill(i) }
+        refs.push(new WeakRef(big))
+        return Effect.gen(function*() {
+          const fiber = yield* Effect.forkChild(pool.run(Effect.sync(() => big.payload[0])))
+          yield* Effect.yieldNow
+          yield* Fiber.interrupt(fiber)
+        })
+      }
+      for (let i = 0; i < 200; i++) yield* giveUp(i)
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.waiting, s.interrupted, s.queued], [0, 200, 1])
+      yield* fullGc
+      const kept = refs.flatMap((ref, i) => ref.deref() === undefined ? [] : [i])
+      assert.isAtMost(kept.length, 1, `kept ${kept.length} of 200 jobs that ended waiting`)
+      yield* pool.shutdownNow
     }))
 })
