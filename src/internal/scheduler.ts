@@ -783,6 +783,24 @@ export class Scheduler<W> {
     }
   }
 
+  /**
+   * Drops the ended entries of the waiting line once they are most of it: a stalled pool whose
+   * submitters give up waiting (interrupted, or past their queue timeout) keeps none of them.
+   */
+  private sweepWaiting(): void {
+    const waiting = this.waiting
+    const live = this.waitingCount
+    const dead = waiting.length - this.waitingHead - live
+    if (live > 0 && (dead <= 32 || dead <= live)) return
+    let kept = 0
+    for (let i = this.waitingHead; i < waiting.length; i++) {
+      const job = waiting[i]
+      if (job !== undefined && job.state === WAITING) waiting[kept++] = job
+    }
+    waiting.length = kept
+    this.waitingHead = 0
+  }
+
   /** Resumes a submitter once its waiting job is admitted or has ended. */
   whenAdmitted(job: Job, onAdmitted: () => void): void {
     this.onAdmitted.set(job, onAdmitted)
@@ -1136,8 +1154,11 @@ export class Scheduler<W> {
     const listeners = job.end(exit, outcome)
     // the queue sees the job as gone (`inQueue` is false) before it removes it
     if (state === QUEUED) this.queue.remove(job)
-    // a waiting job stays in `waiting` and is skipped there
-    else if (state === WAITING) this.waitingCount--
+    // a waiting job stays in `waiting`, skipped there until the line is swept
+    else if (state === WAITING) {
+      this.waitingCount--
+      this.sweepWaiting()
+    }
     else if (state === HELD) this.held.delete(job)
     // taken back by the caller first (see `takeBack`): not started, and no worker will start it
     else if (state === OFFERED) this.offered.delete(job)
