@@ -333,26 +333,34 @@ describe("overflow with a backlog the rate limit holds", () => {
 })
 
 describe("reentrancy, streams and progress", () => {
-  it.effect("a job that submits to its own full pool (concurrency 1, suspend) waits; shutdown releases both", () =>
+  it.effect("a running job that submits to its own full pool (concurrency 1, suspend) waits for good; a graceful shutdown refuses its submission at once", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, shutdownTimeout: "1 second" })
-      yield* pool.submit(Effect.never)
-      const outer = yield* Effect.forkChild(Effect.exit(pool.run(Effect.gen(function*() {
-        const inner = yield* pool.submit(Effect.succeed(1))
-        return yield* inner.await
-      }))))
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, shutdownTimeout: "1 minute" })
+      const inner: Array<Exit.Exit<unknown, unknown>> = []
+      const gate = yield* Deferred.make<void>()
+      const outer = yield* pool.submit(Effect.gen(function*() {
+        yield* Deferred.await(gate)
+        const exit = yield* Effect.exit(pool.submit(Effect.succeed(1)))
+        inner.push(exit)
+        return "outer done"
+      }))
+      // fills the queue: the outer job's submission waits for room that only the outer job can free
+      const queued = yield* pool.submit(Effect.succeed("queued"))
+      yield* Deferred.succeed(gate, undefined)
       yield* settle
-      // outer is queued behind the never-ending job; nothing deadlocks yet
-      yield* pool.submit(Effect.void).pipe(Effect.forkChild)
-      yield* settle
+      yield* TestClock.adjust("10 minutes")
+      assert.deepStrictEqual([yield* outer.status, yield* queued.status], ["running", "queued"])
+      assert.strictEqual((yield* pool.stats).waiting, 1)
       const closing = yield* Effect.forkChild(pool.shutdown)
-      yield* TestClock.adjust("1 second")
+      yield* settle
+      // refused at once, not at the shutdown's deadline: the outer job ends, the queued one runs
+      assert.deepStrictEqual(inner, [Exit.fail(new PoolError.PoolShutdown({ phase: "admission" }))] as any)
+      assert.strictEqual(yield* outer.await, "outer done")
+      assert.strictEqual(yield* queued.await, "queued")
       yield* Fiber.join(closing)
-      const exit = yield* Fiber.join(outer)
-      assert.isTrue(Exit.isFailure(exit), String(exit))
       const s = yield* pool.stats
       assert.isTrue(balanced(s))
-      assert.strictEqual(s.state, "stopped")
+      assert.deepStrictEqual([s.state, s.succeeded, s.rejected], ["stopped", 2, 1])
     }))
 
   it.effect("mapStream under a rate limit, consumer stops early: the rest are cancelled, the counts balance", () =>
