@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { vi } from "vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
@@ -579,5 +580,27 @@ describe("submitters that give up while waiting for room", () => {
       yield* Effect.forEach(stayers, Fiber.join)
       assert.deepStrictEqual(order, ["first", "second", "third"])
       yield* pool.shutdownNow
+    }))
+})
+
+describe("the sliding window on the live clock", () => {
+  it.live("two starts less than `interval` apart in real time are never both allowed, whatever the milliseconds' fractions", () =>
+    Effect.gen(function*() {
+      let at = 1000
+      const spy = vi.spyOn(performance, "now").mockImplementation(() => at)
+      try {
+        const pool = yield* WorkPool.make({ concurrency: 2, rateLimit: { limit: 1, interval: "10 millis" }, shutdownTimeout: 0 })
+        const started: Array<number> = []
+        // starts 0.95 ms after the pool was made
+        at = 1000.95
+        yield* pool.submit(Effect.sync(() => void started.push(at)))
+        // 9.1 ms later: within the window
+        at = 1010.05
+        yield* pool.submit(Effect.sync(() => void started.push(at)))
+        assert.deepStrictEqual(started, [1000.95], "a second start 9.1 ms after the first, with a limit of 1 per 10 ms")
+        yield* pool.shutdownNow
+      } finally {
+        spy.mockRestore()
+      }
     }))
 })
