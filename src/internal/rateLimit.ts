@@ -125,7 +125,7 @@ interface Pumped {
  */
 export class RateGate implements StartGate {
   readonly limiter: RateLimiter
-  /** The Clock's monotonic time (monotonic.ts). */
+  /** The Clock's monotonic time (monotonic.ts), to the fraction of a millisecond: the window is exact. */
   readonly now: () => number
   private readonly scheduler: Pumped
   private timer: Fiber.Fiber<void> | undefined = undefined
@@ -133,7 +133,7 @@ export class RateGate implements StartGate {
   constructor(limit: Limit, scheduler: Pumped, clock: Clock.Clock) {
     this.limiter = new RateLimiter(limit)
     this.scheduler = scheduler
-    this.now = Monotonic.millis(clock)
+    this.now = Monotonic.exactMillis(clock)
   }
 
   tryStart(): boolean {
