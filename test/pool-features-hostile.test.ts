@@ -604,3 +604,23 @@ describe("the sliding window on the live clock", () => {
       }
     }))
 })
+
+describe("the counts as seen by an awaiter as it resumes", () => {
+  it.effect("shutdownNow: every awaiter of a queued or retrying job, reading stats as it resumes, sees them add up", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, shutdownTimeout: 0, retry: { schedule: Schedule.spaced("1 second") } })
+      const seen: Array<string> = []
+      const look = (what: string) => Effect.andThen(pool.stats, (s) => Effect.sync(() => void seen.push(balanced(s) ? `${what} ok` : `${what}: ${JSON.stringify(s)}`)))
+      const retrying = yield* pool.submit(Effect.fail("x"))
+      yield* settle
+      yield* pool.pause
+      const fibers = yield* Effect.forEach([1, 2, 3], (i) => Effect.forkChild(Effect.andThen(Effect.exit(pool.run(Effect.void)), look(`queued ${i}`))))
+      fibers.push(yield* Effect.forkChild(Effect.andThen(Effect.exit(retrying.await), look("retrying"))))
+      yield* settle
+      assert.deepStrictEqual([(yield* pool.stats).queued, (yield* pool.stats).retrying], [3, 1])
+      const unstarted = yield* pool.shutdownNow
+      assert.strictEqual(unstarted.length, 4)
+      yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(seen.sort(), ["queued 1 ok", "queued 2 ok", "queued 3 ok", "retrying ok"])
+    }))
+})
