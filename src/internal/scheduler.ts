@@ -1521,10 +1521,16 @@ export class Scheduler<W> {
       unstarted.push(held)
     }
     this.held.clear()
-    for (let i = 0; i < unstarted.length; i++) {
-      const phase = i < queued ? "queued" : "retrying"
-      this.settle(unstarted[i]!, Exit.fail(new PoolShutdown({ phase })), "interrupted")
-    }
+    // and end them all before telling anyone: a listener that reads the stats sees them add up
+    const listeners = unstarted.map((job, i) => {
+      const told = job.end(Exit.fail(new PoolShutdown({ phase: i < queued ? "queued" : "retrying" })), "interrupted")
+      if (job.deadline !== undefined) this.clearDeadline(job)
+      this.count("interrupted")
+      if (this.retainCount > 0) this.retain(job, undefined)
+      return told
+    })
+    this.changed()
+    for (let i = 0; i < unstarted.length; i++) notify(listeners[i], unstarted[i]!.result as Exit.Exit<never, unknown>)
     // jobStopped reports the running jobs interrupted from here on as PoolShutdown
     for (const worker of Array.from(this.workers)) {
       const running = worker.job
