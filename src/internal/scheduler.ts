@@ -707,6 +707,13 @@ export class Scheduler<W> {
           // the new job takes the place first: the dropped job's awaiter may submit again at once
           this.enqueue(job)
           this.settle(oldest, Exit.fail(new JobDropped({ jobId: oldest.id, policy: "dropOldest" })), "dropped")
+          // a queue overfilled by retries (not refused for a full queue) comes back to its capacity
+          // here, or every retry back in a full queue would raise its length for good
+          while (this.queuedCount() > this.config.capacity && job.state === QUEUED) {
+            const next = this.oldestQueued()
+            if (next === undefined || next === job) break
+            this.settle(next, Exit.fail(new JobDropped({ jobId: next.id, policy: "dropOldest" })), "dropped")
+          }
           this.pump()
         }
         return true
