@@ -659,3 +659,38 @@ describe("dropOldest under overload, with retries", () => {
       yield* pool.awaitIdle
     }))
 })
+
+describe("resize and setRateLimit on a rate-held backlog", () => {
+  it.effect("growing starts no more than the window allows; a looser limit starts held jobs at once; shrinking caps what runs", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, rateLimit: { limit: 2, interval: "100 millis" }, shutdownTimeout: 0 })
+      const starts: Array<number> = []
+      let peak = 0
+      let running = 0
+      const job = Effect.clockWith((c) => Effect.sync(() => {
+        starts.push(c.currentTimeMillisUnsafe())
+        peak = Math.max(peak, ++running)
+      })).pipe(Effect.andThen(Effect.sleep("30 millis")), Effect.ensuring(Effect.sync(() => void running--)))
+      const handles = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), () => pool.submit(job))
+      yield* settle
+      yield* pool.resize(5)
+      let s = yield* pool.stats
+      // two starts in the window: one on the first worker, one on a new one
+      assert.deepStrictEqual([s.running, s.queued, s.rateLimited], [2, 10, 3])
+      yield* pool.setRateLimit({ limit: 4, interval: "100 millis" })
+      s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued], [4, 8])
+      yield* pool.resize(1)
+      yield* TestClock.adjust("30 millis")
+      s = yield* pool.stats
+      assert.isAtMost(s.running, 1)
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("30 millis")
+      yield* Effect.forEach(handles, (h) => h.await)
+      assert.isAtMost(peak, 4)
+      assert.isAtMost(maxInWindow(starts.slice(4), 100), 4)
+      assert.strictEqual(maxInWindow(starts.slice(0, 2), 100), 2)
+      s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.deepStrictEqual([s.succeeded, s.workers], [12, 1])
+    }))
+})
