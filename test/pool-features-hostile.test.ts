@@ -489,8 +489,15 @@ describe("every feature at once, at random", () => {
               Effect.tap(pool.submit(body, options), (h) => Effect.sync(() => void handles.push(h))),
               (h) => h.await
             ))))
-          } else if (r < 0.8) {
+          } else if (r < 0.75) {
             awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(Effect.andThen(stamp, Effect.sync(() => "sync")), options))))
+          } else if (r < 0.8) {
+            // fiberless: a promise that is settled already, or one that never settles (it times out)
+            const never = random() < 0.5
+            awaiters.push(yield* Effect.forkChild(Effect.exit(pool.run(
+              Effect.promise(() => never ? new Promise<string>(() => {}) : Promise.resolve("p")),
+              options
+            ))))
           } else if (r < 0.87 && handles.length > 0) {
             const victim = handles[Math.floor(random() * handles.length)]!
             yield* Effect.forkChild(random() < 0.5 ? victim.interrupt : pool.cancel(victim.id))
