@@ -1158,6 +1158,16 @@ export class Scheduler<W> {
   settle(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome, now?: number): void {
     const state = job.state
     if (state >= DONE) return
+    const listeners = this.end(job, exit, outcome, now)
+    this.changed()
+    notify(listeners, exit)
+    if (state === WAITING) this.wakeSubmitter(job)
+    if (this.waitingCount > 0) this.pump()
+  }
+
+  /** Ends a job and takes it out of wherever it was, telling nobody yet: returns whom to tell. */
+  private end(job: Job, exit: Exit.Exit<any, any>, outcome: Outcome, now: number | undefined) {
+    const state = job.state
     const listeners = job.end(exit, outcome)
     // the queue sees the job as gone (`inQueue` is false) before it removes it
     if (state === QUEUED) this.queue.remove(job)
@@ -1172,10 +1182,7 @@ export class Scheduler<W> {
     if (job.deadline !== undefined) this.clearDeadline(job)
     this.count(outcome)
     if (this.retainCount > 0) this.retain(job, now)
-    this.changed()
-    notify(listeners, exit)
-    if (state === WAITING) this.wakeSubmitter(job)
-    if (this.waitingCount > 0) this.pump()
+    return listeners
   }
 
   /**
@@ -1529,13 +1536,9 @@ export class Scheduler<W> {
     }
     this.held.clear()
     // and end them all before telling anyone: a listener that reads the stats sees them add up
-    const listeners = unstarted.map((job, i) => {
-      const told = job.end(Exit.fail(new PoolShutdown({ phase: i < queued ? "queued" : "retrying" })), "interrupted")
-      if (job.deadline !== undefined) this.clearDeadline(job)
-      this.count("interrupted")
-      if (this.retainCount > 0) this.retain(job, undefined)
-      return told
-    })
+    const listeners = unstarted.map((job, i) =>
+      this.end(job, Exit.fail(new PoolShutdown({ phase: i < queued ? "queued" : "retrying" })), "interrupted", undefined)
+    )
     this.changed()
     for (let i = 0; i < unstarted.length; i++) notify(listeners[i], unstarted[i]!.result as Exit.Exit<never, unknown>)
     // jobStopped reports the running jobs interrupted from here on as PoolShutdown
