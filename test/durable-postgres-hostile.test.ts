@@ -7,7 +7,9 @@
  * start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Latch, Layer, Schedule, Scope } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Deferred, Effect, Fiber, Latch, Layer, Redacted, Schedule, Scope } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -776,5 +778,34 @@ else {
         // the drain's 200 ms, and the settles' 2 s at most
         assert.isBelow(yield* closeWithin(scope, "30 seconds"), 4500)
       }).pipe(Effect.scoped), { timeout: 120_000 })
+  })
+}
+
+if (enabled) {
+  describe("the Postgres store's own connections: where its URL leads, hostile", () => {
+    // A URL given the same parameter twice (a deployment that appends its override to a shared
+    // DATABASE_URL, `${DATABASE_URL}&host=...`): @effect/sql-pg reads the parameters in order, so the
+    // last one wins (as in libpq). The store connects on sockets of its own (its close can destroy
+    // them), worked out from the URL: they must lead where the driver's would
+    const base = new URL(url!)
+    const forms: Array<[string, string]> = [
+      ["host twice, the last the server's", `${url!}?host=/nonexistent-wp-socket-dir&host=${base.hostname}`],
+      ["port twice, the last the server's", `${url!}?port=1&port=${base.port || "5432"}`]
+    ]
+    it.live.each(forms)("%s: the driver connects, and so does the store (to the same server)", ([_name, twice]) =>
+      Effect.gen(function*() {
+        // the driver itself, given that URL, connects (to the test server)
+        const driver = yield* Effect.scoped(
+          PgClient.make({ url: Redacted.make(twice), maxConnections: 1 }).pipe(
+            Effect.flatMap((sql) => sql<{ one: number }>`SELECT 1 AS one`),
+            Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+          )
+        )
+        assert.strictEqual(driver[0]!.one, 1)
+        const cfg = yield* Postgres.options({ url: twice, schema: freshSchema(), maxConnections: 2, connectTimeout: 5000 })
+        const store = yield* Postgres.make(cfg)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
+        assert.strictEqual((yield* JobQueue.status(job.id).pipe(Effect.provideService(JobStore.JobStore, store))).state, "queued")
+      }).pipe(Effect.scoped), { timeout: 30_000 })
   })
 }
