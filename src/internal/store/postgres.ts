@@ -500,8 +500,9 @@ export const CLIENT_CLOSE_GRACE = 1000
 
 /**
  * Where the sessions of `url` connect, as @effect/sql-pg resolves it (its host and port, a `host` or
- * `port` parameter overriding them, a host that is a directory naming a Unix socket), or undefined
- * if it cannot be told: then the driver connects on its own (and its sessions are not tracked).
+ * `port` parameter overriding them, the last one of a parameter given twice, a host that is a
+ * directory naming a Unix socket), or undefined if it cannot be told: then the driver connects on
+ * its own (and its sessions are not tracked).
  */
 const target = (url: string): Net.NetConnectOpts | undefined => {
   try {
@@ -510,8 +511,11 @@ const target = (url: string): Net.NetConnectOpts | undefined => {
       ? parsed.hostname.slice(1, -1)
       : decodeURIComponent(parsed.hostname)
     let port = parsed.port === "" ? 5432 : Number(parsed.port)
-    if (parsed.searchParams.has("host")) host = parsed.searchParams.get("host")!
-    if (parsed.searchParams.has("port")) port = Number(parsed.searchParams.get("port"))
+    // in order, the last of a parameter given twice winning, as the driver reads them (and libpq)
+    for (const [key, value] of parsed.searchParams) {
+      if (key === "host") host = value
+      else if (key === "port") port = Number(value)
+    }
     if (host === "" || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined
     return host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port, noDelay: true }
   } catch {
