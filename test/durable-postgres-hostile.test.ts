@@ -10,6 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Fiber, Latch, Layer, Redacted, Schedule, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
+import * as Net from "node:net"
 import { TestClock } from "effect/testing"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -807,5 +808,112 @@ if (enabled) {
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
         assert.strictEqual((yield* JobQueue.status(job.id).pipe(Effect.provideService(JobStore.JobStore, store))).state, "queued")
       }).pipe(Effect.scoped), { timeout: 30_000 })
+  })
+}
+
+if (enabled && pgServer.binaries() !== undefined) {
+  /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
+  const openSockets = () =>
+    (process as unknown as { _getActiveHandles(): Array<unknown> })._getActiveHandles().filter((handle) =>
+      handle instanceof Net.Socket && !handle.destroyed
+    ).length
+
+  describe("the Postgres store's own connections: the URL forms users write, hostile", () => {
+    it.live("each connects where (and as) the driver would, on sockets of its own: its close with the server frozen and a statement in flight ends in about CLIENT_CLOSE_GRACE, its sockets destroyed", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => pgServer.startServer(pgServer.binaries()!, { ssl: true, ipv6: true })),
+          (s) => Effect.promise(() => s.destroy())
+        )
+        const P = server.port
+        const dir = server.socketDir
+        // sslmode=require verifies the certificate (it is self-signed here): told not to, for this test
+        const before = process.env.NODE_TLS_REJECT_UNAUTHORIZED
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0"
+          }),
+          () =>
+            Effect.sync(() => {
+              if (before === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED
+              else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before
+            })
+        )
+        type Expect = { readonly ssl: boolean; readonly client: "tcp4" | "tcp6" | "unix" }
+        const forms: Array<[string, string | Redacted.Redacted<string>, Expect]> = [
+          ["postgresql:// scheme", `postgresql://postgres@127.0.0.1:${P}/postgres`, { ssl: false, client: "tcp4" }],
+          ["a Redacted URL", Redacted.make(`postgres://postgres@127.0.0.1:${P}/postgres`), { ssl: false, client: "tcp4" }],
+          ["IPv6 [::1]", `postgres://postgres@[::1]:${P}/postgres`, { ssl: false, client: "tcp6" }],
+          ["localhost, no port (port=)", `postgres://postgres@localhost/postgres?port=${P}`, { ssl: false, client: "tcp4" }],
+          ["a Unix socket directory in host=", `postgres://postgres@localhost/postgres?host=${dir}&port=${P}`, { ssl: false, client: "unix" }],
+          ["a Unix socket directory percent-encoded as the host", `postgres://postgres@${encodeURIComponent(dir)}:${P}/postgres`, { ssl: false, client: "unix" }],
+          [
+            "percent-encoded user, sslmode=disable, options, application_name",
+            `postgres://pos%74gres@127.0.0.1:${P}/postgres?sslmode=disable&options=-c%20search_path%3Dpg_catalog&application_name=mine`,
+            { ssl: false, client: "tcp4" }
+          ],
+          ["sslmode=require (TLS over the store's socket)", `postgres://postgres@localhost:${P}/postgres?sslmode=require`, { ssl: true, client: "tcp4" }],
+          ["sslmode=prefer to a server with TLS", `postgres://postgres@127.0.0.1:${P}/postgres?sslmode=prefer`, { ssl: true, client: "tcp4" }]
+        ]
+        // the store's sessions as the server sees them; the inspecting client's socket ended (the
+        // server has read its Terminate) before this returns, so that it is not counted as the store's
+        const inspect = Effect.gen(function*() {
+          const open = openSockets()
+          const rows = yield* Effect.scoped(
+            PgClient.make({ url: Redacted.make(server.url), maxConnections: 1 }).pipe(
+              Effect.flatMap((sql) =>
+                sql<{ ssl: boolean; addr: string | null }>`SELECT s.ssl, a.client_addr::text AS addr
+                  FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'effect-workpool'`
+              ),
+              Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+            )
+          )
+          for (let i = 0; i < 250 && openSockets() > open; i++) yield* Effect.sleep(20)
+          return rows
+        })
+        for (const [name, form, expect] of forms) {
+          // the last form's sessions, destroyed while the server was frozen, have ended there
+          for (let i = 0; i < 250 && (yield* inspect).length > 0; i++) yield* Effect.sleep(20)
+          const baseline = openSockets()
+          const scope = yield* Scope.make()
+          const cfg = yield* Postgres.options({ url: form, schema: freshSchema(), maxConnections: 2 })
+          const store = yield* Postgres.make(cfg).pipe(Scope.provide(scope))
+          const here = Effect.provideService(JobStore.JobStore, store)
+          yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+          // its sessions (the pool's, the listener's: it connects on its own fiber) as the server sees them
+          let sessions = yield* inspect
+          for (let i = 0; i < 100 && sessions.length < 2; i++) sessions = yield* Effect.andThen(Effect.sleep(50), inspect)
+          assert.isAtLeast(sessions.length, 2, name)
+          for (const session of sessions) {
+            assert.strictEqual(session.ssl, expect.ssl, `${name}: TLS`)
+            const client = session.addr === null ? "unix" : session.addr.includes(":") ? "tcp6" : "tcp4"
+            assert.strictEqual(client, expect.client, `${name}: client address ${session.addr}`)
+          }
+          const pids = yield* Effect.promise(() => server.pids())
+          // a backend may have ended since (its session closed)
+          const signal = (sig: NodeJS.Signals) =>
+            pids.forEach((pid) => {
+              try {
+                process.kill(pid, sig)
+              } catch {
+                // gone
+              }
+            })
+          const thaw = Effect.sync(() => signal("SIGCONT"))
+          yield* Effect.addFinalizer(() => thaw)
+          signal("SIGSTOP")
+          const inFlight = yield* Effect.forkDetach(Effect.flip(here(JobQueue.enqueue(Echo, { n: 2 }))))
+          yield* Effect.sleep(300)
+          const took = yield* closeWithin(scope, "30 seconds")
+          const error = yield* Fiber.join(inFlight).pipe(Effect.timeout("5 seconds"))
+          yield* thaw
+          // the statement was on the wire (not refused as the store closed), and failed typed
+          assert.strictEqual(error._tag, "StoreError", name)
+          assert.notInclude(error.message, "the store is closed", `${name}: ${error.message}`)
+          // CLIENT_CLOSE_GRACE (1 s), then the pool's close; a busy machine is given 2 s more
+          assert.isBelow(took, Postgres.CLIENT_CLOSE_GRACE + 2000, name)
+          assert.strictEqual(openSockets(), baseline, `${name}: sockets left open`)
+        }
+      }).pipe(Effect.scoped), { timeout: 120_000 })
   })
 }

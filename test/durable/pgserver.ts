@@ -4,7 +4,7 @@
  * Run as the `postgres` user when the tests run as root (initdb refuses root).
  */
 import { execFile } from "node:child_process"
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -33,6 +33,9 @@ const freePort = () =>
 
 export interface Server {
   readonly url: string
+  readonly port: number
+  /** The directory of its Unix socket (`.s.PGSQL.<port>`). */
+  readonly socketDir: string
   readonly stop: () => Promise<void>
   readonly start: () => Promise<void>
   readonly destroy: () => Promise<void>
@@ -48,13 +51,31 @@ const readLog = (file: string) => {
   }
 }
 
-export const startServer = async (bin: string): Promise<Server> => {
+/**
+ * `ssl`: TLS on (a self-signed certificate for `localhost`; plain connections still accepted);
+ * `ipv6`: it listens on `::1` too.
+ */
+export const startServer = async (bin: string, options: { readonly ssl?: boolean; readonly ipv6?: boolean } = {}): Promise<Server> => {
   const root = mkdtempSync(join(tmpdir(), "wp-pg-"))
   const asRoot = process.getuid?.() === 0
+  let owner: [number, number] | undefined
   if (asRoot) {
     const { stdout } = await exec("id", ["-u", "postgres"])
     const { stdout: gid } = await exec("id", ["-g", "postgres"])
-    chownSync(root, Number(stdout.trim()), Number(gid.trim()))
+    owner = [Number(stdout.trim()), Number(gid.trim())]
+    chownSync(root, owner[0], owner[1])
+  }
+  let extra = ""
+  if (options.ssl) {
+    const cert = join(root, "server.crt")
+    const key = join(root, "server.key")
+    await exec("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"])
+    chmodSync(key, 0o600)
+    if (owner !== undefined) {
+      chownSync(cert, owner[0], owner[1])
+      chownSync(key, owner[0], owner[1])
+    }
+    extra += ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`
   }
   const run = (tool: string, args: Array<string>) =>
     asRoot ? exec("runuser", ["-u", "postgres", "--", join(bin, tool), ...args]) : exec(join(bin, tool), args)
@@ -71,7 +92,7 @@ export const startServer = async (bin: string): Promise<Server> => {
       "-t",
       "120",
       "-o",
-      `-c listen_addresses=127.0.0.1 -p ${port} -k ${root} -c fsync=off`,
+      `-c listen_addresses=${options.ipv6 ? "127.0.0.1,::1" : "127.0.0.1"} -p ${port} -k ${root} -c fsync=off${extra}`,
       "start"
     ])
   }
@@ -95,6 +116,8 @@ export const startServer = async (bin: string): Promise<Server> => {
   let stopped = false
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    socketDir: root,
     start,
     stop,
     pids: async () => {
