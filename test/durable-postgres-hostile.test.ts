@@ -811,13 +811,13 @@ if (enabled) {
   })
 }
 
-if (enabled && pgServer.binaries() !== undefined) {
-  /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
-  const openSockets = () =>
-    (process as unknown as { _getActiveHandles(): Array<unknown> })._getActiveHandles().filter((handle) =>
-      handle instanceof Net.Socket && !handle.destroyed
-    ).length
+/** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
+const openSockets = () =>
+  (process as unknown as { _getActiveHandles(): Array<unknown> })._getActiveHandles().filter((handle) =>
+    handle instanceof Net.Socket && !handle.destroyed
+  ).length
 
+if (enabled && pgServer.binaries() !== undefined) {
   describe("the Postgres store's own connections: the URL forms users write, hostile", () => {
     it.live("each connects where (and as) the driver would, on sockets of its own: its close with the server frozen and a statement in flight ends in about CLIENT_CLOSE_GRACE, its sockets destroyed", () =>
       Effect.gen(function*() {
@@ -915,5 +915,48 @@ if (enabled && pgServer.binaries() !== undefined) {
           assert.strictEqual(openSockets(), baseline, `${name}: sockets left open`)
         }
       }).pipe(Effect.scoped), { timeout: 120_000 })
+  })
+}
+
+if (enabled && pgServer.binaries() !== undefined) {
+  describe("the Postgres store's own connections: a close that ends before CLIENT_CLOSE_GRACE, hostile", () => {
+    it.live("a pool session whose backend is frozen (it never reads the Terminate) while the listener's answers: the close ends at once, and the session's socket is still destroyed 1 s into it (not left open, holding the process, until the server wakes)", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+          (s) => Effect.promise(() => s.destroy())
+        )
+        const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
+          Effect.scoped(
+            PgClient.make({ url: Redacted.make(server.url), maxConnections: 1 }).pipe(
+              Effect.flatMap(f),
+              Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+            )
+          ).pipe(Effect.orDie)
+        const baseline = openSockets()
+        const scope = yield* Scope.make()
+        const cfg = yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 })
+        const store = yield* Postgres.make(cfg).pipe(Scope.provide(scope))
+        yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
+        // the pool's session (idle now), not the listener's (its last statement a LISTEN)
+        let backends: ReadonlyArray<{ pid: number; query: string }> = []
+        for (let i = 0; i < 250; i++) {
+          backends = yield* admin((sql) =>
+            sql<{ pid: number; query: string }>`SELECT pid, query FROM pg_stat_activity WHERE application_name = 'effect-workpool'`
+          )
+          if (backends.some((b) => b.query.startsWith("LISTEN"))) break
+          yield* Effect.sleep(20)
+        }
+        const pool = backends.filter((b) => !b.query.startsWith("LISTEN")).map((b) => b.pid)
+        assert.strictEqual(pool.length, 1)
+        yield* Effect.addFinalizer(() => Effect.sync(() => pool.forEach((pid) => process.kill(pid, "SIGCONT"))))
+        pool.forEach((pid) => process.kill(pid, "SIGSTOP"))
+        const began = Date.now()
+        // the pool's close sends its session a Terminate and ends the socket; the listener's close is answered
+        assert.isBelow(yield* closeWithin(scope, "30 seconds"), Postgres.CLIENT_CLOSE_GRACE)
+        // its socket is closed once the backend answers the end, or destroyed 1 s into the close
+        while (openSockets() > baseline && Date.now() - began < Postgres.CLIENT_CLOSE_GRACE + 3000) yield* Effect.sleep(20)
+        assert.strictEqual(openSockets(), baseline, `sockets left open ${Date.now() - began} ms into the close`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
