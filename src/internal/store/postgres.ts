@@ -529,16 +529,32 @@ const target = (url: string): Net.NetConnectOpts | undefined => {
  * Its close waits for its statements in flight: the pool's (effect's Pool waits for a connection in
  * use to come back; a consumer's claim in flight is uninterruptible), the listener's UNLISTEN. A
  * frozen server (SIGSTOP, a partition that drops packets) never answers them, and the close waited
- * for ever. The client's sockets are its own (the driver's `stream`), and destroyed if the store's
- * close has not ended `CLIENT_CLOSE_GRACE` after it began: those statements fail, and the close ends.
+ * for ever. The client's sockets are its own (the driver's `stream`), and those still open
+ * `CLIENT_CLOSE_GRACE` after the store's close began are destroyed: those statements fail, and the
+ * close ends (a socket ended by a close that ended sooner, which the server has not closed, too).
  */
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const sockets = new Set<Net.Socket>()
     const to = target(Redacted.value(cfg.url))
     let timer: ReturnType<typeof setTimeout> | undefined
-    // run last, after the client's close
-    yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
+    /** The sockets still open `CLIENT_CLOSE_GRACE` from now are destroyed. */
+    const destroyLater = () => {
+      if (timer !== undefined) return
+      timer = setTimeout(() => {
+        for (const socket of sockets) socket.destroy()
+      }, CLIENT_CLOSE_GRACE)
+      timer.unref()
+    }
+    // run last, after the client's close. A socket may still be open: a session the pool has ended
+    // (a Terminate, then its end) that the server has not closed yet; a frozen server never does, and
+    // the socket would stay open (holding the process) until it wakes. The timer goes on for those
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (sockets.size === 0) clearTimeout(timer)
+        else destroyLater()
+      })
+    )
     const sql = yield* PgClient.make({
       url: cfg.url,
       maxConnections: cfg.maxConnections,
@@ -557,14 +573,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     )
     const store = yield* makeWith(sql, cfg)
     // run first: the store's close starts here
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        timer = setTimeout(() => {
-          for (const socket of sockets) socket.destroy()
-        }, CLIENT_CLOSE_GRACE)
-        timer.unref()
-      })
-    )
+    yield* Effect.addFinalizer(() => Effect.sync(destroyLater))
     return store
   })
 
