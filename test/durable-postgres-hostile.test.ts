@@ -958,5 +958,40 @@ if (enabled && pgServer.binaries() !== undefined) {
         while (openSockets() > baseline && Date.now() - began < Postgres.CLIENT_CLOSE_GRACE + 3000) yield* Effect.sleep(20)
         assert.strictEqual(openSockets(), baseline, `sockets left open ${Date.now() - began} ms into the close`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the server restarted, then frozen while the listener reconnects (its session lost, its next one pending or just made): the close ends within CLIENT_CLOSE_GRACE + 2 s, no socket left open 1 s into it", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+          (s) => Effect.promise(() => s.destroy())
+        )
+        const baseline = openSockets()
+        const scope = yield* Scope.make()
+        const cfg = yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 })
+        const store = yield* Postgres.make(cfg).pipe(Scope.provide(scope))
+        const here = Effect.provideService(JobStore.JobStore, store)
+        yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+        yield* Effect.promise(() => server.stop())
+        yield* Effect.promise(() => server.start())
+        // a pool session again (the first statements may meet the dead ones)
+        yield* here(JobQueue.enqueue(Echo, { n: 2 })).pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 100 }))
+        const pids = yield* Effect.promise(() => server.pids())
+        const signal = (sig: NodeJS.Signals) =>
+          pids.forEach((pid) => {
+            try {
+              process.kill(pid, sig)
+            } catch {
+              // gone
+            }
+          })
+        yield* Effect.addFinalizer(() => Effect.sync(() => signal("SIGCONT")))
+        signal("SIGSTOP")
+        // the listener's next try (1 s after its session was lost) meets the frozen server
+        yield* Effect.sleep(1200)
+        const began = Date.now()
+        assert.isBelow(yield* closeWithin(scope, "30 seconds"), Postgres.CLIENT_CLOSE_GRACE + 2000)
+        while (openSockets() > baseline && Date.now() - began < Postgres.CLIENT_CLOSE_GRACE + 3000) yield* Effect.sleep(20)
+        assert.strictEqual(openSockets(), baseline, `sockets left open ${Date.now() - began} ms into the close`)
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }
