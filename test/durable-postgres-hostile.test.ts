@@ -995,3 +995,47 @@ if (enabled && pgServer.binaries() !== undefined) {
       }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }
+
+if (enabled && pgServer.binaries() !== undefined) {
+  describe("the Postgres store's listener on the caller's client (layerClient), its server frozen at the close, hostile", () => {
+    it.live("a LISTEN in flight (a consumer's new queue) when the store's scope closes: the close goes on 2 × LISTENER_CLOSE_GRACE in at the latest, not after the driver's 5 s cancel request of that LISTEN", () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+          (s) => Effect.promise(() => s.destroy())
+        )
+        // the application's own client, outliving the store
+        const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 2 }).pipe(
+          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+        )
+        const schema = freshSchema()
+        const scope = yield* Scope.make()
+        const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })).pipe(Scope.provide(scope))
+        // the listener hears queue a (an idle consumer's wait)
+        yield* Effect.forkDetach(store.wait(60_000, undefined, ["a"]))
+        for (let i = 0; i < 250; i++) {
+          const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = ${`LISTEN "${Postgres.queueChannel(schema, "a")}"`}`
+          if (rows[0]!.n > 0) break
+          yield* Effect.sleep(20)
+        }
+        const pids = yield* Effect.promise(() => server.pids())
+        const signal = (sig: NodeJS.Signals) =>
+          pids.forEach((pid) => {
+            try {
+              process.kill(pid, sig)
+            } catch {
+              // gone
+            }
+          })
+        yield* Effect.addFinalizer(() => Effect.sync(() => signal("SIGCONT")))
+        signal("SIGSTOP")
+        // a wait on queue b: the listener's LISTEN for it gets no reply
+        yield* Effect.forkDetach(store.wait(60_000, undefined, ["b"]))
+        yield* Effect.sleep(300)
+        // interrupted, the LISTEN sends a cancel request (@effect/sql-pg) on a socket of the driver's,
+        // which the frozen server never closes: 5 s. The listener's session is destroyed 1 s in, and
+        // its close goes on 2 s in; a busy machine is given 1.5 s more
+        assert.isBelow(yield* closeWithin(scope, "30 seconds"), 2 * Postgres.LISTENER_CLOSE_GRACE + 1500)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+}
