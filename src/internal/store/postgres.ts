@@ -739,14 +739,16 @@ export const makeWith = (
         yield* Effect.raceFirst(wanted.wait(LINGER, since), Deferred.await(lost))
       }
     }).pipe(Effect.scoped)
+    // not forked into the scope: its fork's finalizer would await the interruption past the bound
+    // below (an interrupted LISTEN sends the driver's cancel request, on a socket of the driver's that
+    // a frozen server never closes: 5 s); this finalizer interrupts it: see `LISTENER_CLOSE_GRACE`
     const listener = yield* listen.pipe(
       Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
       Effect.andThen(Effect.sleep(1000)),
       Effect.forever,
       driverTime,
-      Effect.forkScoped
+      Effect.forkDetach
     )
-    // run before the fork's own interruption (added after it): see `LISTENER_CLOSE_GRACE`
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         const timer = setTimeout(() => {
