@@ -839,7 +839,7 @@ if (enabled && pgServer.binaries() !== undefined) {
               else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before
             })
         )
-        type Expect = { readonly ssl: boolean; readonly client: "tcp4" | "tcp6" | "unix" }
+        type Expect = { readonly ssl: boolean; readonly client: "tcp4" | "tcp6" | "tcp" | "unix" }
         const forms: Array<[string, string | Redacted.Redacted<string>, Expect]> = [
           ["postgresql:// scheme", `postgresql://postgres@127.0.0.1:${P}/postgres`, { ssl: false, client: "tcp4" }],
           ["a Redacted URL", Redacted.make(`postgres://postgres@127.0.0.1:${P}/postgres`), { ssl: false, client: "tcp4" }],
@@ -853,7 +853,10 @@ if (enabled && pgServer.binaries() !== undefined) {
             { ssl: false, client: "tcp4" }
           ],
           ["sslmode=require (TLS over the store's socket)", `postgres://postgres@localhost:${P}/postgres?sslmode=require`, { ssl: true, client: "tcp4" }],
-          ["sslmode=prefer to a server with TLS", `postgres://postgres@127.0.0.1:${P}/postgres?sslmode=prefer`, { ssl: true, client: "tcp4" }]
+          ["sslmode=prefer to a server with TLS", `postgres://postgres@127.0.0.1:${P}/postgres?sslmode=prefer`, { ssl: true, client: "tcp4" }],
+          // an unset variable in a template (`?host=${PGHOST}`): the driver connects to an empty host, which
+          // Node takes for localhost (over IPv4 or IPv6)
+          ["an empty host= parameter", `postgres://postgres@127.0.0.1:${P}/postgres?host=`, { ssl: false, client: "tcp" }]
         ]
         // the store's sessions as the server sees them; the inspecting client's socket ended (the
         // server has read its Terminate) before this returns, so that it is not counted as the store's
@@ -887,7 +890,7 @@ if (enabled && pgServer.binaries() !== undefined) {
           for (const session of sessions) {
             assert.strictEqual(session.ssl, expect.ssl, `${name}: TLS`)
             const client = session.addr === null ? "unix" : session.addr.includes(":") ? "tcp6" : "tcp4"
-            assert.strictEqual(client, expect.client, `${name}: client address ${session.addr}`)
+            assert.strictEqual(expect.client === "tcp" ? client.slice(0, 3) : client, expect.client, `${name}: client address ${session.addr}`)
           }
           const pids = yield* Effect.promise(() => server.pids())
           // a backend may have ended since (its session closed)
@@ -904,7 +907,7 @@ if (enabled && pgServer.binaries() !== undefined) {
           signal("SIGSTOP")
           const inFlight = yield* Effect.forkDetach(Effect.flip(here(JobQueue.enqueue(Echo, { n: 2 }))))
           yield* Effect.sleep(300)
-          const took = yield* closeWithin(scope, "30 seconds")
+          const took = yield* closeWithin(scope, "15 seconds")
           const error = yield* Fiber.join(inFlight).pipe(Effect.timeout("5 seconds"))
           yield* thaw
           // the statement was on the wire (not refused as the store closed), and failed typed
