@@ -507,7 +507,9 @@ export const CLIENT_CLOSE_GRACE = 1000
 const target = (url: string): Net.NetConnectOpts | undefined => {
   try {
     const parsed = new URL(url)
-    let host = parsed.hostname.startsWith("[") && parsed.hostname.endsWith("]")
+    let host: string | undefined = parsed.hostname === ""
+      ? undefined
+      : parsed.hostname.startsWith("[") && parsed.hostname.endsWith("]")
       ? parsed.hostname.slice(1, -1)
       : decodeURIComponent(parsed.hostname)
     let port = parsed.port === "" ? 5432 : Number(parsed.port)
@@ -516,7 +518,9 @@ const target = (url: string): Net.NetConnectOpts | undefined => {
       if (key === "host") host = value
       else if (key === "port") port = Number(value)
     }
-    if (host === "" || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined
+    // an empty `host=` is kept, as the driver keeps it (Node connects an empty host to localhost)
+    host ??= "localhost"
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) return undefined
     return host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port, noDelay: true }
   } catch {
     return undefined
