@@ -793,6 +793,32 @@ if (enabled) {
       ["host twice, the last the server's", `${url!}?host=/nonexistent-wp-socket-dir&host=${base.hostname}`],
       ["port twice, the last the server's", `${url!}?port=1&port=${base.port || "5432"}`]
     ]
+    // libpq's documented form for a Unix socket: no host in the authority, the socket directory in
+    // `host=` (`postgresql:///app?host=/var/run/postgresql`)
+    it.live("no host in the authority, a Unix socket directory in host=: the driver connects, and so does the store (over the socket)", () =>
+      Effect.gen(function*() {
+        const [setting] = yield* Effect.promise(() =>
+          admin((sql) =>
+            sql<{ dir: string; port: number }>`SELECT split_part(current_setting('unix_socket_directories'), ',', 1) AS dir,
+              current_setting('port')::int AS port`
+          )
+        )
+        // credentials as parameters too: a URL cannot have them without a host
+        const credentials = (base.username === "" ? "" : `&user=${base.username}`) + (base.password === "" ? "" : `&password=${base.password}`)
+        const socketUrl = `postgresql://${base.pathname}?host=${encodeURIComponent(setting!.dir.trim())}&port=${setting!.port}${credentials}`
+        const driver = yield* Effect.scoped(
+          PgClient.make({ url: Redacted.make(socketUrl), maxConnections: 1 }).pipe(
+            Effect.flatMap((sql) => sql<{ addr: string | null }>`SELECT inet_client_addr()::text AS addr`),
+            Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+          )
+        )
+        assert.strictEqual(driver[0]!.addr, null)
+        const cfg = yield* Postgres.options({ url: socketUrl, schema: freshSchema(), maxConnections: 2, connectTimeout: 5000 })
+        const store = yield* Postgres.make(cfg)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
+        assert.strictEqual((yield* JobQueue.status(job.id).pipe(Effect.provideService(JobStore.JobStore, store))).state, "queued")
+      }).pipe(Effect.scoped), { timeout: 30_000 })
+
     it.live.each(forms)("%s: the driver connects, and so does the store (to the same server)", ([_name, twice]) =>
       Effect.gen(function*() {
         // the driver itself, given that URL, connects (to the test server)
