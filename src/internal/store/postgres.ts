@@ -203,7 +203,11 @@ export const options = (options: {
       } catch {
         config.fail("url", "<a string>", "expected a postgres:// URL that parses (host, port, database)")
       }
-      if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the postgres:// URL")
+      // the host in the authority, or in a `host` parameter (libpq's form for a Unix socket:
+      // `postgresql:///app?host=/var/run/postgresql`, which the driver reads as the store does)
+      if (parsed!.hostname === "" && !parsed!.searchParams.getAll("host").some((host) => host !== "")) {
+        config.fail("url", "<a string>", "expected a host in the postgres:// URL (or a host= parameter)")
+      }
       return {
         url: Redacted.make(url as string),
         schema: schemaOf(options.schema),
