@@ -750,27 +750,28 @@ export const makeWith = (
     // not forked into the scope: its fork's finalizer would await the interruption past the bound
     // below (an interrupted LISTEN sends the driver's cancel request, on a socket of the driver's that
     // a frozen server never closes: 5 s); this finalizer interrupts it: see `LISTENER_CLOSE_GRACE`.
-    // Forked and given its finalizer in one step (uninterruptible), so that it never outlives the scope
-    yield* Effect.uninterruptible(Effect.gen(function*() {
-      const listener = yield* listen.pipe(
-        Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
-        Effect.andThen(Effect.sleep(1000)),
-        Effect.forever,
-        driverTime,
-        Effect.forkDetach
-      )
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          const timer = setTimeout(() => {
-            if (listenerSession !== undefined) destroySession(listenerSession)
-          }, LISTENER_CLOSE_GRACE)
-          timer.unref()
-          return Effect.timeoutOption(Fiber.interrupt(listener), 2 * LISTENER_CLOSE_GRACE).pipe(
-            Effect.ensuring(Effect.sync(() => clearTimeout(timer)))
-          )
-        })
-      )
-    }))
+    // Added before the fork, so that the listener never outlives the scope (an interruption between
+    // the two would leave it running for ever)
+    let listener: Fiber.Fiber<never, never> | undefined
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        if (listener === undefined) return Effect.void
+        const timer = setTimeout(() => {
+          if (listenerSession !== undefined) destroySession(listenerSession)
+        }, LISTENER_CLOSE_GRACE)
+        timer.unref()
+        return Effect.timeoutOption(Fiber.interrupt(listener), 2 * LISTENER_CLOSE_GRACE).pipe(
+          Effect.ensuring(Effect.sync(() => clearTimeout(timer)))
+        )
+      })
+    )
+    listener = yield* listen.pipe(
+      Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.void),
+      Effect.andThen(Effect.sleep(1000)),
+      Effect.forever,
+      driverTime,
+      Effect.forkDetach
+    )
     /**
      * An idle consumer's wait (it names its queues) makes the listener hear them; an awaiter's does
      * not (a job's end sends no NOTIFY: an awaiter polls).
