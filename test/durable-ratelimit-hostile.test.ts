@@ -5,6 +5,7 @@
  * poll or a delayed job's time, let a job through the window, or hold up a pause or a shutdown.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { vi } from "vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Deferred, Effect, Fiber, Layer, Redacted, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
@@ -306,4 +307,38 @@ describe.skipIf(!Pg.enabled)("a held-back consumer whose store's listener connec
       yield* elsewhere(JobQueue.setRateLimit(queue, undefined))
       assert.strictEqual(yield* result(1), 1, "lifted while the listener was lost: started once it is back")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+describe("a consumer's own rate limit on the live clock", () => {
+  it.live("two claims less than `interval` apart in real time are never both allowed, whatever the milliseconds' fractions", () =>
+    Effect.gen(function*() {
+      let at = 1000
+      const spy = vi.spyOn(performance, "now").mockImplementation(() => at)
+      try {
+        const started: Array<number> = []
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            concurrency: 2,
+            poll: HOUR,
+            lease: HOUR,
+            rateLimit: { limit: 1, interval: "10 millis" },
+            handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (started.push(n), n)))]
+          })
+          // claimed 0.95 ms after the consumer began
+          at = 1000.95
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+          assert.strictEqual(yield* first.await, 1)
+          // 9.1 ms later: within the window (floored readings would be 1000 and 1010, 10 apart)
+          at = 1010.05
+          const second = yield* JobQueue.enqueue(Echo, { n: 2 })
+          // the consumer looks again at every nap's end; it has had time for several
+          yield* Effect.sleep("100 millis")
+          assert.deepStrictEqual(started, [1], "a second claim 9.1 ms after the first, with a limit of 1 per 10 ms")
+          at = 1011
+          assert.strictEqual(yield* second.await, 2)
+        }).pipe(Effect.scoped, Effect.provide(Layer.fresh(JobStore.memory())))
+      } finally {
+        spy.mockRestore()
+      }
+    }), { timeout: 30_000 })
 })
