@@ -195,8 +195,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const reapPolicies: Record<string, ReadonlyArray<number>> = {}
     for (const [name, policy] of config.retryPolicies) reapPolicies[name] = reaperBackoff(policy, context as never)
     const clock = yield* Clock.Clock
-    /** The Clock's monotonic time, for this consumer's own rate limit. */
-    const monotonic = Monotonic.millis(clock)
+    /** The Clock's monotonic time, for this consumer's own rate limit: to the fraction of a millisecond, the window is exact. */
+    const monotonic = Monotonic.exactMillis(clock)
     let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
     /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
     let held = 0
