@@ -36,7 +36,7 @@ const lateness = (every: number, span: number) =>
   )
 
 describe("the SQLite store's wait for another process's lock", () => {
-  // BUG: each operation's tries may block the thread SPIN (5 ms) in SQLite's own busy wait,
+  // BUG (fixed): each operation's tries may block the thread SPIN (5 ms) in SQLite's own busy wait,
   // and every waiting operation tried on its own timer: 40 operations waiting kept the event loop
   // 99.7% busy (a 100 ms timer 340 ms late), 200 of them made it 2.1 s late, 300 about 3 s: the
   // process stood still as before the lock wait, for as many operations as waited

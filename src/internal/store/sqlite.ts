@@ -251,29 +251,62 @@ const isBusy = (error: unknown) =>
   ((((error as { errcode?: unknown }).errcode as number) & 0xff) === 5 || reasonOf(error).includes("database is locked"))
 
 /**
- * Runs `once` (synchronous) until it does not find the lock busy, for up to `busyTimeout` ms of real
- * time (`performance.now()`, which a wall-clock step does not move). A try that found it busy
- * changed nothing (a write rolls back), so trying again loses and repeats no write. Its first try is
- * synchronous, as an operation was before: only a busy lock costs timers.
+ * The lock waits of one connection: `attempt` runs `once` (synchronous) until it does not find the
+ * lock busy, for up to `busyTimeout` ms of real time (`performance.now()`, which a wall-clock step
+ * does not move). A try that found it busy changed nothing (a write rolls back), so trying again
+ * loses and repeats no write. Its first try is synchronous, as an operation was before: only a busy
+ * lock costs timers.
+ *
+ * One operation at a time waits in SQLite's busy wait (`SPIN`, blocking the thread); the others'
+ * tries, while it waits, do not wait at all (busy timeout 0: a try costs microseconds). Each
+ * waiting operation blocking the thread for `SPIN` per try stalled the process again with many
+ * of them waiting (300 enqueues: a timer 3 s late).
  */
-const attempt = <A>(operation: string, busyTimeout: number, once: () => A): Effect.Effect<A, StoreError> => {
-  const fail = (error: unknown) => Effect.fail(new StoreError({ operation, reason: reasonOf(error) }))
-  const retry = (deadline: number, pause: number): Effect.Effect<A, StoreError> =>
-    Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
-      try {
-        return Effect.succeed(once())
-      } catch (error) {
-        return isBusy(error) && performance.now() < deadline ? retry(deadline, Math.min(pause * 2, MAX_PAUSE)) : fail(error)
-      }
-    })
-  return Effect.suspend(() => {
-    const start = performance.now()
-    try {
-      return Effect.succeed(once())
-    } catch (error) {
-      return isBusy(error) && busyTimeout > SPIN ? retry(start + busyTimeout, 1) : fail(error)
+const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
+  const spin = Math.min(SPIN, busyTimeout)
+  /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
+  let current = spin
+  /** The operation whose tries may wait in SQLite's busy wait: the first to find the lock busy. */
+  let spinner: object | undefined
+  const tryOnce = <A>(me: object, once: () => A): A => {
+    spinner ??= me
+    const wanted = spinner === me ? spin : 0
+    if (wanted !== current) {
+      db.exec(`PRAGMA busy_timeout = ${wanted}`)
+      current = wanted
     }
-  })
+    return once()
+  }
+  const release = (me: object) => {
+    if (spinner === me) spinner = undefined
+  }
+  return <A>(operation: string, once: () => A): Effect.Effect<A, StoreError> => {
+    const fail = (error: unknown) => Effect.fail(new StoreError({ operation, reason: reasonOf(error) }))
+    const retry = (me: object, deadline: number, pause: number): Effect.Effect<A, StoreError> =>
+      Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
+        try {
+          return Effect.succeed(tryOnce(me, once))
+        } catch (error) {
+          return isBusy(error) && performance.now() < deadline ? retry(me, deadline, Math.min(pause * 2, MAX_PAUSE)) : fail(error)
+        }
+      })
+    return Effect.suspend(() => {
+      const me = {}
+      const start = performance.now()
+      let result: A
+      try {
+        result = tryOnce(me, once)
+      } catch (error) {
+        // one that waits keeps the spin (if it took it) until it ends, however it ends (an
+        // interrupt between tries, the deadline, a write)
+        if (isBusy(error) && busyTimeout > SPIN) return Effect.ensuring(retry(me, start + busyTimeout, 1), Effect.sync(() => release(me)))
+        release(me)
+        return fail(error)
+      }
+      release(me)
+      return Effect.succeed(result)
+    })
+  }
 }
 
 /** The `wp_meta` key that counts the cancels requested of running jobs. */
@@ -304,8 +337,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
+    const attempt = lockWaits(db, cfg.busyTimeout)
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
-      attempt(operation, cfg.busyTimeout, () => {
+      attempt(operation, () => {
         db.exec("BEGIN IMMEDIATE")
         visibleIn = 0
         try {
@@ -323,7 +357,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
     // a read waits for no write lock in WAL mode, but may for a moment (another connection's recovery)
-    const read = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> => attempt(operation, cfg.busyTimeout, body)
+    const read = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> => attempt(operation, body)
 
     // --- open: WAL, then the migrations, in one write transaction
     // switching a new file to WAL takes its exclusive lock, and SQLite may refuse that at once
