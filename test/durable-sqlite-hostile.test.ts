@@ -64,4 +64,23 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.strictEqual(result.handles, count)
       assert.strictEqual(result.waiting, count + 1, "every enqueue written once, none lost")
     }), { timeout: 60_000 })
+
+  // BUG: a busyTimeout under SPIN that is not whole milliseconds ("2.5 millis", "500 micros") passed
+  // the options' check and failed the open: node:sqlite's `timeout` takes only integers ("The
+  // "options.timeout" argument must be an integer")
+  it.live("a busyTimeout of a fraction of a millisecond opens the store, and bounds the wait for a held lock", () =>
+    Effect.gen(function*() {
+      for (const busyTimeout of ["2.5 millis", "500 micros"] as const) {
+        const filename = fresh()
+        const layer = JobStore.sqlite({ filename, busyTimeout })
+        const stats = yield* Effect.provide(JobQueue.stats("default"), layer)
+        assert.strictEqual(stats.waiting, 0, busyTimeout)
+        const error = yield* Effect.gen(function*() {
+          yield* sqliteLockHolder(filename)
+          return yield* Effect.flip(Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer))
+        }).pipe(Effect.scoped)
+        assert.strictEqual(error._tag, "StoreError", busyTimeout)
+        assert.match(error.message, /database is locked/, busyTimeout)
+      }
+    }), { timeout: 60_000 })
 })
