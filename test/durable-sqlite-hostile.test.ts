@@ -65,7 +65,7 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.strictEqual(result.waiting, count + 1, "every enqueue written once, none lost")
     }), { timeout: 60_000 })
 
-  // BUG: a busyTimeout under SPIN that is not whole milliseconds ("2.5 millis", "500 micros") passed
+  // BUG (fixed): a busyTimeout under SPIN that is not whole milliseconds ("2.5 millis", "500 micros") passed
   // the options' check and failed the open: node:sqlite's `timeout` takes only integers ("The
   // "options.timeout" argument must be an integer")
   it.live("a busyTimeout of a fraction of a millisecond opens the store, and bounds the wait for a held lock", () =>

@@ -242,6 +242,11 @@ const realSleep = (millis: number): Effect.Effect<void> =>
  * for between tries (`attempt`), with the event loop free.
  */
 export const SPIN = 5
+/**
+ * SQLite's own busy wait for a store whose `busyTimeout` is `busyTimeout`: whole milliseconds, as
+ * `node:sqlite` takes only those ("2.5 millis" failed the open), never under the asked wait.
+ */
+const spinOf = (busyTimeout: number) => Math.min(SPIN, Math.ceil(busyTimeout))
 /** The longest pause between two tries for a lock held longer than `SPIN`. */
 const MAX_PAUSE = 50
 
@@ -263,7 +268,7 @@ const isBusy = (error: unknown) =>
  * of them waiting (300 enqueues: a timer 3 s late).
  */
 const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
-  const spin = Math.min(SPIN, busyTimeout)
+  const spin = spinOf(busyTimeout)
   /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
   let current = spin
   /** The operation whose tries may wait in SQLite's busy wait: the first to find the lock busy. */
@@ -319,7 +324,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const { DatabaseSync } = yield* sqliteModule()
     const db: DatabaseSync = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => new DatabaseSync(cfg.filename, { timeout: Math.min(SPIN, cfg.busyTimeout) }),
+        try: () => new DatabaseSync(cfg.filename, { timeout: spinOf(cfg.busyTimeout) }),
         catch: (error) => new StoreError({ operation: "open", reason: `${cfg.filename}: ${reasonOf(error)}` })
       }),
       (db) => Effect.sync(() => db.close())
