@@ -3,12 +3,14 @@
  * SQLite's own busy wait capped at SPIN ms).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Exit, Fiber, Option } from "effect"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { Echo } from "./durable/conformance.ts"
 import { sqliteLockHolder } from "./helpers.ts"
 
@@ -83,4 +85,64 @@ describe("the SQLite store's wait for another process's lock", () => {
         assert.match(error.message, /database is locked/, busyTimeout)
       }
     }), { timeout: 60_000 })
+
+  it.live("a process killed (SIGKILL) in the middle of a claim frees the lock at once: the claim that waited takes the job it half-claimed, once", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      // an hour: only the lock's release, not the deadline, ends the wait
+      const store = yield* Sqlite.make({ filename, busyTimeout: 3_600_000 })
+      const handle = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store)
+      const holder = spawn(process.execPath, [
+        "-e",
+        `const { DatabaseSync } = require("node:sqlite"); const db = new DatabaseSync(${JSON.stringify(filename)});
+         db.exec("BEGIN IMMEDIATE");
+         db.prepare("UPDATE wp_job SET state = 'running', attempts = attempts + 1, lease_token = 'dead', lease_until = 9e15").run();
+         process.stdout.write("locked\\n"); setInterval(() => {}, 1000)`
+      ], { stdio: ["ignore", "pipe", "inherit"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
+      const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()))
+      yield* Effect.promise(() => new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve())))
+      const request = { queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 }
+      const claiming = yield* Effect.forkChild(store.claim(request))
+      // a read does not wait for the write lock (WAL), and sees nothing of the holder's transaction
+      assert.strictEqual((yield* store.get(handle.id))?.state, "queued")
+      assert.isUndefined(claiming.pollUnsafe(), "the claim waits for the lock")
+      holder.kill("SIGKILL")
+      yield* Effect.promise(() => exited)
+      const claimed = yield* Effect.timeoutOption(Fiber.join(claiming), "20 seconds")
+      assert.isTrue(Option.isSome(claimed), "the claim ended once the dead process's lock was gone")
+      const claims = Option.getOrThrow(claimed).claims
+      assert.deepStrictEqual(claims.map((c) => [c.job.id, c.job.attempts]), [[handle.id, 1]])
+      assert.notStrictEqual(claims[0]!.token, "dead")
+      assert.strictEqual((yield* store.claim(request)).claims.length, 0, "claimed once")
+      const row = yield* store.get(handle.id)
+      assert.strictEqual(row?.state, "running")
+      assert.strictEqual(row?.attempts, 1)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("an operation interrupted while it waits for the lock writes nothing and leaves no transaction open; the others that waited are written once, in full", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 3_600_000 })
+      const enqueue = (n: number) => Effect.provideService(JobQueue.enqueue(Echo, { n }), JobStore.JobStore, store)
+      const holder = yield* sqliteLockHolder(filename)
+      // the first to wait (the one whose tries wait in SQLite's busy wait) and later ones, each
+      // interrupted at a different point of its wait (between tries, 1 ms doubling to 50 ms)
+      const kept = yield* Effect.forkChild(Effect.forEach([1, 2, 3], enqueue, { concurrency: "unbounded" }))
+      for (const millis of [0, 1, 3, 7, 20, 60, 130]) {
+        const cut = yield* Effect.timeoutOption(enqueue(100 + millis), millis)
+        assert.isTrue(Option.isNone(cut), `the enqueue cut at ${millis} ms waited`)
+      }
+      const stats = yield* Effect.exit(Effect.timeoutOption(store.counts("default"), "1 second"))
+      assert.isTrue(Exit.isSuccess(stats), "a read does not wait for the write lock")
+      yield* holder.release
+      const handles = yield* Fiber.join(kept)
+      assert.strictEqual(handles.length, 3)
+      // the connection is in no transaction: a write and a read transaction begin
+      yield* enqueue(4)
+      const counts = yield* store.counts("default")
+      assert.strictEqual(counts.waiting, 4, "the three that waited and the one after; none of the cut ones")
+      const listed = yield* store.list({ queue: "default", states: undefined, limit: 100 })
+      assert.deepStrictEqual(listed.map((row) => JSON.parse(row.payload).n).sort((a, b) => a - b), [1, 2, 3, 4])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
