@@ -3,7 +3,7 @@
  * SQLite's own busy wait capped at SPIN ms).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -12,7 +12,8 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { Echo } from "./durable/conformance.ts"
-import { sqliteLockHolder } from "./helpers.ts"
+import { closeWithin, sqliteLockHolder } from "./helpers.ts"
+import * as Task from "../src/Task.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-sqlite-hostile-"))
 let n = 0
@@ -145,4 +146,28 @@ describe("the SQLite store's wait for another process's lock", () => {
       const listed = yield* store.list({ queue: "default", states: undefined, limit: 100 })
       assert.deepStrictEqual(listed.map((row) => JSON.parse(row.payload).n).sort((a, b) => a - b), [1, 2, 3, 4])
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("a close under a held lock ends within shutdownTimeout + 6 s with a busyTimeout of a minute: a claim, ten settles and ten give-backs waiting for the lock", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const scope = yield* Scope.make()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 }).pipe(Scope.provide(scope))
+      const here = Effect.provideService(JobStore.JobStore, store)
+      const release = yield* Deferred.make<void>()
+      let started = 0
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started++), n % 2 === 0 ? Effect.as(Deferred.await(release), n) : Effect.never))],
+        concurrency: 21,
+        poll: "50 millis",
+        shutdownTimeout: 200
+      }).pipe(here, Scope.provide(scope))
+      yield* here(Effect.forEach(Array.from({ length: 20 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n })))
+      while (started < 20) yield* Effect.sleep(20)
+      yield* sqliteLockHolder(filename)
+      yield* Deferred.succeed(release, undefined)
+      // the free slot's claims (every poll) wait for the lock, the ended jobs' settles too
+      yield* Effect.sleep(300)
+      const took = yield* closeWithin(scope, "120 seconds")
+      assert.isBelow(took, 6200)
+    }).pipe(Effect.scoped), { timeout: 150_000 })
 })
