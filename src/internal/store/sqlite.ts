@@ -271,10 +271,19 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
   const spin = spinOf(busyTimeout)
   /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
   let current = spin
-  /** The operation whose tries may wait in SQLite's busy wait: the first to find the lock busy. */
+  /**
+   * The operation whose tries may wait in SQLite's busy wait: the first to find the lock busy. One
+   * that has not tried for `2 * MAX_PAUSE` (it ended without letting go) is replaced: the spin is
+   * never lost to a store for good.
+   */
   let spinner: object | undefined
+  let spunAt = 0
   const tryOnce = <A>(me: object, once: () => A): A => {
-    spinner ??= me
+    const now = performance.now()
+    if (spinner === undefined || spinner === me || now - spunAt > 2 * MAX_PAUSE) {
+      spinner = me
+      spunAt = now
+    }
     const wanted = spinner === me ? spin : 0
     if (wanted !== current) {
       db.exec(`PRAGMA busy_timeout = ${wanted}`)
