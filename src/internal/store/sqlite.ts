@@ -7,7 +7,8 @@
  *
  * Waiting for another process's lock is not SQLite's busy timeout: its wait is synchronous and
  * blocks the whole thread (every fiber, timer and heartbeat of the process) for as long as it
- * lasts. SQLite waits at most `SPIN` ms; an operation that still finds the lock taken rolled back
+ * lasts. SQLite waits at most `SPIN` ms, and for one operation of the store at a time (the others
+ * try without waiting: see `lockWaits`); an operation that still finds the lock taken rolled back
  * whatever it did, and is tried again after a timer (the event loop runs meanwhile, and an
  * interrupt stops it there), until `busyTimeout` has passed.
  *
@@ -348,10 +349,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
     const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
+    const attempt = lockWaits(db, cfg.busyTimeout)
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
-    const attempt = lockWaits(db, cfg.busyTimeout)
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
       attempt(operation, () => {
         db.exec("BEGIN IMMEDIATE")
