@@ -279,8 +279,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
    */
   let spinner: object | undefined
   let spunAt = 0
-  const tryOnce = <A>(me: object, once: () => A): A => {
-    const now = performance.now()
+  const tryOnce = <A>(me: object, once: () => A, now: number): A => {
     if (spinner === undefined || spinner === me || now - spunAt > 2 * MAX_PAUSE) {
       spinner = me
       spunAt = now
@@ -300,7 +299,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
     const retry = (me: object, deadline: number, pause: number): Effect.Effect<A, StoreError> =>
       Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
         try {
-          return Effect.succeed(tryOnce(me, once))
+          return Effect.succeed(tryOnce(me, once, performance.now()))
         } catch (error) {
           return isBusy(error) && performance.now() < deadline ? retry(me, deadline, Math.min(pause * 2, MAX_PAUSE)) : fail(error)
         }
@@ -310,7 +309,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
       const start = performance.now()
       let result: A
       try {
-        result = tryOnce(me, once)
+        result = tryOnce(me, once, start)
       } catch (error) {
         // one that waits keeps the spin (if it took it) until it ends, however it ends (an
         // interrupt between tries, the deadline, a write)
