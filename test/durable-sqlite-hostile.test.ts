@@ -171,4 +171,38 @@ describe("the SQLite store's wait for another process's lock", () => {
       // shutdownTimeout + 6 s, with slack for a loaded machine (as in durable-closing-hostile.test.ts)
       assert.isBelow(took, 7500)
     }).pipe(Effect.scoped), { timeout: 150_000 })
+
+  it.live("a lock let go around busyTimeout's end: the enqueue that waited is written once or fails with \"database is locked\" having written nothing, never before busyTimeout", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const busyTimeout = 300
+      const store = yield* Sqlite.make({ filename, busyTimeout })
+      const outcomes: Array<string> = []
+      const rows = () => Effect.map(store.list({ queue: undefined, states: undefined, limit: 100 }), (rows) => rows.length)
+      for (const after of [200, 280, 295, 300, 305, 320, 400]) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const before = yield* rows()
+          const holder = yield* sqliteLockHolder(filename)
+          const from = performance.now()
+          const waiting = yield* Effect.forkChild(Effect.exit(
+            Effect.provideService(JobQueue.enqueue(Echo, { n: after }), JobStore.JobStore, store)
+          ))
+          yield* Effect.sleep(after)
+          yield* holder.release
+          const exit = yield* Fiber.join(waiting)
+          const took = performance.now() - from
+          if (Exit.isSuccess(exit)) {
+            assert.strictEqual((yield* store.get(exit.value.id))?.state, "queued", `${after}: written`)
+            assert.strictEqual(yield* rows(), before + 1, `${after}: written once`)
+            outcomes.push("written")
+          } else {
+            assert.match(String(exit.cause), /database is locked/, `${after}`)
+            assert.strictEqual(yield* rows(), before, `${after}: a failed enqueue wrote nothing`)
+            assert.isAtLeast(took, busyTimeout, `${after}: failed before busyTimeout`)
+            outcomes.push("locked")
+          }
+        }))
+      }
+      assert.strictEqual(yield* rows(), outcomes.filter((o) => o === "written").length, outcomes.join(","))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
