@@ -3,13 +3,14 @@
  * SQLite's own busy wait capped at SPIN ms).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Closing from "../src/internal/store/closing.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { Echo } from "./durable/conformance.ts"
 import { closeWithin, sqliteLockHolder } from "./helpers.ts"
@@ -204,5 +205,29 @@ describe("the SQLite store's wait for another process's lock", () => {
         }))
       }
       assert.strictEqual(yield* rows(), outcomes.filter((o) => o === "written").length, outcomes.join(","))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("an enqueue waiting for the lock when its store closes fails with the closed store's StoreError, having written nothing", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const scope = yield* Scope.make()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 }).pipe(Scope.provide(scope))
+      const holder = yield* sqliteLockHolder(filename)
+      const waiting = yield* Effect.forkChild(Effect.exit(Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store)))
+      yield* Effect.sleep(100)
+      assert.isUndefined(waiting.pollUnsafe(), "the enqueue waits for the lock")
+      yield* Scope.close(scope, Exit.void)
+      yield* holder.release
+      const exit = yield* Effect.timeoutOption(Fiber.join(waiting), "10 seconds")
+      assert.isTrue(Option.isSome(exit), "the enqueue ended at its next try")
+      const ended = Option.getOrThrow(exit)
+      assert.isTrue(Exit.isFailure(ended))
+      const error = Exit.isFailure(ended) ? Cause.findErrorOption(ended.cause) : Option.none()
+      assert.isTrue(Option.isSome(error), String(Exit.isFailure(ended) ? ended.cause : ""))
+      const found = Option.getOrThrow(error)
+      assert.strictEqual(found._tag, "StoreError")
+      assert.include(found.message, Closing.CLOSED)
+      const other = yield* Sqlite.make({ filename, busyTimeout: 1000 })
+      assert.strictEqual((yield* other.list({ queue: undefined, states: undefined, limit: 10 })).length, 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
