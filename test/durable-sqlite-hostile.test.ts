@@ -207,6 +207,7 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.strictEqual(yield* rows(), outcomes.filter((o) => o === "written").length, outcomes.join(","))
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // BUG (fixed): it failed with node:sqlite's "database is not open" (no operation straddled a close before the lock wait)
   it.live("an enqueue waiting for the lock when its store closes fails with the closed store's StoreError, having written nothing", () =>
     Effect.gen(function*() {
       const filename = fresh()

@@ -268,7 +268,7 @@ const isBusy = (error: unknown) =>
  * waiting operation blocking the thread for `SPIN` per try stalled the process again with many
  * of them waiting (300 enqueues: a timer 3 s late).
  */
-const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
+const lockWaits = (db: DatabaseSync, busyTimeout: number, isClosed: () => boolean) => {
   const spin = spinOf(busyTimeout)
   /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
   let current = spin
@@ -279,7 +279,10 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
    */
   let spinner: object | undefined
   let spunAt = 0
-  const tryOnce = <A>(me: object, once: () => A, now: number): A => {
+  const tryOnce = <A>(operation: string, me: object, once: () => A, now: number): A => {
+    // an operation waiting for the lock when its store closed: the closed store's error, not
+    // node:sqlite's "database is not open"
+    if (isClosed()) throw Closing.closedError(operation)
     if (spinner === undefined || spinner === me || now - spunAt > 2 * MAX_PAUSE) {
       spinner = me
       spunAt = now
@@ -295,11 +298,12 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
     if (spinner === me) spinner = undefined
   }
   return <A>(operation: string, once: () => A): Effect.Effect<A, StoreError> => {
-    const fail = (error: unknown) => Effect.fail(new StoreError({ operation, reason: reasonOf(error) }))
+    const fail = (error: unknown) =>
+      Effect.fail(error instanceof StoreError ? error : new StoreError({ operation, reason: reasonOf(error) }))
     const retry = (me: object, deadline: number, pause: number): Effect.Effect<A, StoreError> =>
       Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
         try {
-          return Effect.succeed(tryOnce(me, once, performance.now()))
+          return Effect.succeed(tryOnce(operation, me, once, performance.now()))
         } catch (error) {
           return isBusy(error) && performance.now() < deadline ? retry(me, deadline, Math.min(pause * 2, MAX_PAUSE)) : fail(error)
         }
@@ -309,7 +313,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number) => {
       const start = performance.now()
       let result: A
       try {
-        result = tryOnce(me, once, start)
+        result = tryOnce(operation, me, once, start)
       } catch (error) {
         // one that waits keeps the spin (if it took it) until it ends, however it ends (an
         // interrupt between tries, the deadline, a write)
@@ -348,7 +352,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
     const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
-    const attempt = lockWaits(db, cfg.busyTimeout)
+    const attempt = lockWaits(db, cfg.busyTimeout, closing.isClosed)
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
