@@ -231,4 +231,27 @@ describe("the SQLite store's wait for another process's lock", () => {
       const other = yield* Sqlite.make({ filename, busyTimeout: 1000 })
       assert.strictEqual((yield* other.list({ queue: undefined, states: undefined, limit: 10 })).length, 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // SQLite's own busy wait blocked the thread: the transaction holding the lock, in this very
+  // process, could not go on until the wait ended (busyTimeout, then "database is locked")
+  it.live("a connection of this process holding the lock across an await: an enqueue waits for its commit, and is written after it", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 })
+      const { DatabaseSync } = yield* Effect.promise(() => import("node:sqlite"))
+      const own = new DatabaseSync(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => own.close()))
+      own.exec("BEGIN IMMEDIATE")
+      own.exec("INSERT INTO wp_meta (key, value) VALUES ('own', '1')")
+      const from = performance.now()
+      const waiting = yield* Effect.forkChild(Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store))
+      // the app's transaction goes on: its next step after a timer
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 200)))
+      assert.isUndefined(waiting.pollUnsafe(), "the enqueue waits for the lock")
+      own.exec("COMMIT")
+      const handle = yield* Effect.timeoutOption(Fiber.join(waiting), "10 seconds")
+      assert.isTrue(Option.isSome(handle), "written once the lock was let go")
+      assert.isBelow(performance.now() - from, 10_000)
+      assert.strictEqual((yield* store.get(Option.getOrThrow(handle).id))?.state, "queued")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
