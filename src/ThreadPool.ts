@@ -323,21 +323,22 @@ const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
  */
 const taskJobOf = (fiber: Fiber.Fiber<unknown, unknown>): ThreadJob => {
   const job = fiber.getRef(JobContexts.JobContext)
-  return taskJobIn(fiber.context, job.id, job.attempt, JobContexts.reporterOf(job))
+  // read, not cached: the fiber's context is its job's own (its JobContext, and its `workpool.job`
+  // span when traced), never seen again, so a cached reading would only be a WeakMap entry per task
+  return taskJobIn(tracingIn(fiber.context), job.id, job.attempt, JobContexts.reporterOf(job))
 }
 
 /** The same for a job's offer (internal/prefetch.ts), made before its attempt has a fiber. */
-const offeredTaskJob = (job: Scheduler.Job): ThreadJob => taskJobIn(job.context, job.id, job.attemptNow(), job)
+const offeredTaskJob = (job: Scheduler.Job): ThreadJob => taskJobIn(tracingOf(job.context), job.id, job.attemptNow(), job)
 
-const taskJobIn = (
-  context: Context.Context<never>,
-  id: number,
-  attempt: number,
-  progress: ProgressSink
-): ThreadJob => {
-  const traced = tracingOf(context)
-  return { id, attempt, trace: traced.trace, span: traced.span, tracer: traced.tracer, progress }
-}
+const taskJobIn = (traced: Tracing, id: number, attempt: number, progress: ProgressSink): ThreadJob => ({
+  id,
+  attempt,
+  trace: traced.trace,
+  span: traced.span,
+  tracer: traced.tracer,
+  progress
+})
 
 /** What a task's thread needs of its submitter's context: the same for every job of that context. */
 interface Tracing {
@@ -346,26 +347,32 @@ interface Tracing {
   readonly tracer: Tracer.Tracer
 }
 
-// a Context never changes and most jobs come from a few submitters: read once per submitter rather
-// than per task (three lookups, an Option and the trace tuple). Weakly: a submitter's context,
-// with its services, must not outlive it here
+// a Context never changes and most offered jobs come from a few submitters: an offer's is read once
+// per submitter context rather than per task (three lookups, an Option and the trace tuple). Not a
+// job's fiber's (`taskJobOf`): that one is the job's own. Weakly: a submitter's context, with its
+// services, must not outlive it here
 const tracings = new WeakMap<Context.Context<never>, Tracing>()
 
+/** `context`'s tracing, kept for the next job of the same submitter context. */
 const tracingOf = (context: Context.Context<never>): Tracing => {
   let tracing = tracings.get(context)
   if (tracing !== undefined) return tracing
+  tracing = tracingIn(context)
+  tracings.set(context, tracing)
+  return tracing
+}
+
+const tracingIn = (context: Context.Context<never>): Tracing => {
   const span = Context.getOption(context, Tracer.ParentSpan)
   const tracer = Context.get(context, Tracer.Tracer)
   // the thread records its spans only for a tracer that shows them (Effect's native one keeps
   // nothing), and only with tracing on: off, the caller makes no span, and the thread's must not appear
   const record = span._tag === "Some" && span.value.sampled && JobContexts.isTraced(context)
-  tracing = {
+  return {
     trace: span._tag === "Some" ? [span.value.traceId, span.value.spanId, span.value.sampled, record] : undefined,
     span: span._tag === "Some" ? span.value : undefined,
     tracer
   }
-  tracings.set(context, tracing)
-  return tracing
 }
 
 /** A task's job function, marked with what prefetch.ts `markOf` reads of it. */
