@@ -2,12 +2,13 @@
 // reuses its three lists and queues one end-of-tick microtask a tick, the submitter's tracing read
 // once per context (a WeakMap), and an offered task's progress sent to its job itself.
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Option, Stream } from "effect"
+import { Context, Effect, Exit, Option, Stream } from "effect"
 import { MessageChannel, type MessagePort, receiveMessageOnPort, type TransferListItem } from "node:worker_threads"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { type Envelope, open, Outbox } from "../src/internal/protocol.ts"
 import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
-import { Echo } from "./fixtures/tasks.ts"
+import { Echo, Progress, Uncloneable, UncloneableFailure } from "./fixtures/tasks.ts"
+import { makePool } from "./fixtures/pool.ts"
 import { recordingTracer } from "./helpers.ts"
 
 const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
@@ -297,5 +298,52 @@ describe("an offered task's progress goes to its job (faaa355)", () => {
       // an ended job's changes end at once with its last value
       const changes = yield* Stream.runCollect(handles[1]!.progressChanges)
       assert.deepStrictEqual(Array.from(changes), [5])
+    })))
+})
+
+describe("a thread's outbox under answers that cannot be cloned (51477d1)", () => {
+  // a thread answers a batch at a time (tasks sent ahead, each flushing the answers before it): an
+  // answer that cannot be cloned fails its post, its batch goes one by one, and the lists that post
+  // read are dropped while the reused ones carry on: no answer stale, lost, repeated or misplaced
+  it.live("answers, failures that cannot be cloned and progress in the same batches: each task gets its own outcome", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1, tasksPerThread: 4 })
+      for (let round = 0; round < 3; round++) {
+        type Handle = { readonly await: Effect.Effect<unknown, unknown>; readonly progress: Effect.Effect<Option.Option<unknown>> }
+        const handles = yield* Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i): Effect.Effect<Handle, unknown> => {
+          switch (i % 4) {
+            case 0:
+              return pool.submit(Echo, `${round}-${i}`)
+            case 1:
+              return pool.submit(Uncloneable, i)
+            case 2:
+              return pool.submit(Progress, 1000 * round + i)
+            default:
+              return pool.submit(UncloneableFailure, i)
+          }
+        })
+        const exits = yield* Effect.forEach(handles, (handle) => Effect.exit(handle.await))
+        for (let i = 0; i < 40; i++) {
+          const exit = exits[i]!
+          switch (i % 4) {
+            case 0:
+              assert.deepStrictEqual(exit, Exit.succeed(`echo ${round}-${i}`), `task ${i}`)
+              break
+            case 2:
+              assert.deepStrictEqual(exit, Exit.succeed(1000 * round + i), `task ${i}`)
+              assert.deepStrictEqual(yield* handles[i]!.progress, Option.some(1000 * round + i), `progress of task ${i}`)
+              break
+            default: {
+              assert.isTrue(Exit.isFailure(exit), `task ${i}`)
+              const error = Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit)) : undefined
+              assert.strictEqual((error as { readonly _tag?: string } | undefined)?._tag, "TaskCodecError", `task ${i}`)
+              assert.strictEqual((error as { readonly part?: string }).part, i % 4 === 1 ? "success" : "failure", `task ${i}`)
+            }
+          }
+        }
+      }
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.running, stats.queued], [0, 0])
+      assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
     })))
 })
