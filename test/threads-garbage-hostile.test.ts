@@ -7,7 +7,7 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort, type TransferLi
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { type Envelope, open, Outbox } from "../src/internal/protocol.ts"
 import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
-import { Echo, Progress, Uncloneable, UncloneableFailure } from "./fixtures/tasks.ts"
+import { Echo, Passthrough, Progress, Uncloneable, UncloneableFailure } from "./fixtures/tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { recordingTracer } from "./helpers.ts"
 
@@ -345,5 +345,36 @@ describe("a thread's outbox under answers that cannot be cloned (51477d1)", () =
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.running, stats.queued], [0, 0])
       assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+    })))
+})
+
+describe("the main thread's outbox under payloads that cannot be cloned (51477d1, 7ca19db)", () => {
+  // a payload that encodes but cannot be cloned fails its batch's post; the batch goes one by one, the
+  // task is settled from inside the flush (`unsent`), and the next tasks go to the same, now idle,
+  // thread (at once: a flush before the tick's microtask) through the lists that flush left
+  it.live("tasks whose payloads cannot be cloned among others, on one thread: each fails alone, the others run once each", () =>
+    Effect.scoped(Effect.gen(function*() {
+      for (const tasksPerThread of [1, 3]) {
+        const { pool } = yield* makePool({ threads: 1, tasksPerThread })
+        type Handle = { readonly await: Effect.Effect<unknown, unknown> }
+        const handles = yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i): Effect.Effect<Handle, unknown> =>
+          i % 3 === 0
+            ? pool.submit(Passthrough, { value: () => i, ok: true })
+            : pool.submit(Echo, `${tasksPerThread}-${i}`))
+        const exits = yield* Effect.forEach(handles, (handle) => Effect.exit(handle.await))
+        for (let i = 0; i < 30; i++) {
+          const exit = exits[i]!
+          if (i % 3 !== 0) {
+            assert.deepStrictEqual(exit, Exit.succeed(`echo ${tasksPerThread}-${i}`), `task ${i}`)
+            continue
+          }
+          const error = Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit)) : undefined
+          assert.strictEqual((error as { readonly _tag?: string } | undefined)?._tag, "TaskCodecError", `task ${i}`)
+          assert.strictEqual((error as { readonly part?: string }).part, "payload", `task ${i}`)
+        }
+        const stats = yield* pool.stats
+        assert.deepStrictEqual([stats.running, stats.queued], [0, 0])
+        assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+      }
     })))
 })
