@@ -3,6 +3,7 @@ import { vi } from "vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
+import { Job } from "../src/internal/scheduler.ts"
 import { fullGc, maxInWindow, prng, settle } from "./helpers.ts"
 
 /** The README's identity, true at every instant. */
@@ -700,4 +701,62 @@ describe("resize and setRateLimit on a rate-held backlog", () => {
       assert.isTrue(balanced(s))
       assert.deepStrictEqual([s.succeeded, s.workers], [12, 1])
     }))
+})
+
+describe("hostile31: waiters admitted into a long lane, with aging", () => {
+  it.effect("each waiter admitted walks past the younger retries in its lane: O(retries) comparisons per admission (quadratic)", () =>
+    Effect.gen(function*() {
+      const C = 1000
+      const pool = yield* WorkPool.make({ concurrency: C, capacity: C, aging: "1 second", shutdownTimeout: 0 })
+      const ran: Array<string> = []
+      const job = (name: string) => Effect.andThen(Effect.yieldNow, Effect.sync(() => void ran.push(name)))
+      // C jobs fail at once and come back at 1 s, younger than everyone below
+      let failures = 0
+      for (let i = 0; i < C; i++) {
+        yield* pool.submit(Effect.suspend(() => failures++ < C ? Effect.fail("once") : job("retry")), {
+          retry: { schedule: Schedule.spaced("1 second"), times: 1 }
+        })
+      }
+      yield* pool.pause
+      yield* pool.resize(1)
+      // the queue full of old jobs, and C submitters waiting for room, all at 0
+      for (let i = 0; i < C; i++) yield* pool.submit(job("filler"))
+      const waiters: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let i = 0; i < C; i++) waiters.push(yield* Effect.forkChild(pool.run(job(`w${i}`))))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      let s = yield* pool.stats
+      assert.deepStrictEqual([s.queued, s.waiting, s.retrying], [2 * C, C, 0])
+      // count the scores the queue compares from here on
+      const score = Object.getOwnPropertyDescriptor(Job.prototype, "score")!
+      let reads = 0
+      Object.defineProperty(Job.prototype, "score", {
+        configurable: true,
+        get(this: Job) {
+          reads++
+          return score.get!.call(this)
+        }
+      })
+      try {
+        yield* pool.resume
+        yield* Effect.forEach(waiters, Fiber.join)
+        yield* pool.awaitIdle
+      } finally {
+        Object.defineProperty(Job.prototype, "score", score)
+      }
+      // the fillers, one retry (the queue then has room), then each waiter as it is admitted
+      // (submitted at 0: before the retries, back at 1 s), then the other retries
+      const expected = [
+        ...Array.from({ length: C }, () => "filler"),
+        "retry",
+        ...Array.from({ length: C }, (_, i) => `w${i}`),
+        ...Array.from({ length: C - 1 }, () => "retry")
+      ]
+      assert.deepStrictEqual(ran, expected)
+      s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      // each waiter is admitted into a lane of C - 1 younger retries: a walk from the tail compares
+      // it with all of them (2 million score reads); a search, with log2(C) of them
+      assert.isAtMost(reads, 50 * C, `${reads} scores read to admit ${C} waiters`)
+    }), 60_000)
 })
