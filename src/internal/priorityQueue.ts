@@ -95,14 +95,29 @@ export class PriorityQueue<T extends QueueEntry> {
    * Pushes an entry that may outrank entries already in its lane: placed before every entry at the
    * lane's tail that it outranks, so that the lane's head stays its best entry. For a job admitted
    * after waiting for room (overflow "suspend"): its age counts from its submission, and a retried
-   * job of its priority that went back to the queue meanwhile is younger. O(1) when it outranks
-   * none (as `push`), O(entries it passes) otherwise.
+   * job of its priority that went back to the queue meanwhile is younger. A lane is in order of
+   * score, highest first (removed entries too: they keep their place and score), so the entries of
+   * a lower score are found by a binary search, and only those of its own score (or removed) are
+   * walked past: O(log entries), where a walk from the tail made admitting n waiters past n younger
+   * retries quadratic. O(1) when it outranks none (as `push`).
    */
   insert(entry: T): void {
     const lane = this.lanes.get(entry.priority)
     if (lane === undefined) return this.push(entry)
     const items = lane.items
+    const score = entry.score
     let i = items.length
+    if (i > lane.head && items[i - 1]!.score < score) {
+      // the first entry of a lower score: every one from there on is
+      let low = lane.head
+      let high = i - 1
+      while (low < high) {
+        const middle = (low + high) >>> 1
+        if (items[middle]!.score < score) high = middle
+        else low = middle + 1
+      }
+      i = low
+    }
     while (i > lane.head && (!items[i - 1]!.inQueue || outranks(entry, items[i - 1]!))) i--
     if (i === items.length) items.push(entry)
     else if (i === lane.head && lane.head > 0) items[--lane.head] = entry
