@@ -760,3 +760,49 @@ describe("hostile31: waiters admitted into a long lane, with aging", () => {
       assert.isAtMost(reads, 50 * C, `${reads} scores read to admit ${C} waiters`)
     }), 60_000)
 })
+
+describe("hostile31: the waiting line swept while it is admitted from", () => {
+  it.effect("a submitter resumed as it is admitted gives up for the 50 behind it (the line is swept then, inside that pass): the rest come in, in order, once each", () =>
+    Effect.gen(function*() {
+      // capacity 0: room is a free worker, so growing the pool admits many waiters in one pass
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 0, shutdownTimeout: 0 })
+      const gate = yield* Deferred.make<void>()
+      const started: Array<number> = []
+      const admitted: Array<number> = []
+      const unbalanced: Array<string> = []
+      yield* pool.submit(Deferred.await(gate))
+      const look = (label: string) =>
+        Effect.flatMap(pool.stats, (s) => Effect.sync(() => void (balanced(s) || unbalanced.push(label))))
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let i = 0; i < 100; i++) {
+        fibers.push(yield* Effect.forkChild(Effect.gen(function*() {
+          const handle = yield* pool.submit(Effect.andThen(Effect.sync(() => void started.push(i)), Deferred.await(gate)))
+          // resumed as it is admitted, inside the pass that admits the others
+          admitted.push(i)
+          yield* look(`admitted ${i}`)
+          if (i === 0) {
+            // at the 50th, ended entries are most of the line: it is swept, 0 already out of it
+            for (let j = 1; j <= 50; j++) fibers[j]!.interruptUnsafe()
+            yield* look("after the sweep")
+          }
+          return yield* handle.await
+        })))
+      }
+      yield* settle
+      assert.strictEqual((yield* pool.stats).waiting, 100)
+      yield* pool.resize(31)
+      // 30 free workers: 0, then 51 to 79 (1 to 50 gave up as 0 came in)
+      const expected = [0, ...Array.from({ length: 29 }, (_, i) => 51 + i)]
+      assert.deepStrictEqual(admitted, expected)
+      assert.deepStrictEqual(started, expected)
+      let s = yield* pool.stats
+      assert.deepStrictEqual([s.waiting, s.running, s.interrupted], [20, 31, 50])
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(fibers, Fiber.await)
+      assert.deepStrictEqual(admitted, [...expected, ...Array.from({ length: 20 }, (_, i) => 80 + i)])
+      assert.deepStrictEqual(started, admitted)
+      s = yield* pool.stats
+      assert.deepStrictEqual([s.waiting, s.queued, s.running, s.succeeded, s.interrupted], [0, 0, 0, 51, 50])
+      assert.deepStrictEqual(unbalanced, [])
+    }))
+})
