@@ -806,3 +806,53 @@ describe("hostile31: the waiting line swept while it is admitted from", () => {
       assert.deepStrictEqual(unbalanced, [])
     }))
 })
+
+describe("hostile31: dropOldest's loop and awaiters that submit again as they are told", () => {
+  it.effect("every dropped job's caller submits again at once, inside the loop: the queue ends at its capacity, the counts balance at every resume", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 5, capacity: 2, overflow: "dropOldest", shutdownTimeout: 0 })
+      const gate = yield* Deferred.make<void>()
+      const seen: Array<string> = []
+      const ran: Array<string> = []
+      const look = (label: string) =>
+        Effect.flatMap(pool.stats, (s) => Effect.sync(() => void seen.push(`${label}: ${balanced(s) ? "ok" : "unbalanced"} ${s.queued}`)))
+      // five callers whose job fails at once and comes back at 10 ms; dropped, each submits again (once)
+      const callers = yield* Effect.forEach([1, 2, 3, 4, 5], (i) => {
+        let attempts = 0
+        return Effect.forkChild(Effect.gen(function*() {
+          const first = yield* Effect.exit(pool.run(
+            Effect.suspend(() => attempts++ === 0 ? Effect.fail("once") : Effect.sync(() => void ran.push(`r${i}`))),
+            { retry: { schedule: Schedule.spaced("10 millis"), times: 1 } }
+          ))
+          if (Exit.isSuccess(first)) return "ran"
+          yield* look(`r${i} dropped`)
+          const again = yield* Effect.exit(pool.run(Effect.sync(() => void ran.push(`again${i}`))))
+          yield* look(`again${i} ${Exit.isSuccess(again) ? "ran" : "dropped"}`)
+          return Exit.isSuccess(again) ? "again ran" : "again dropped"
+        }))
+      })
+      yield* settle
+      yield* Effect.forEach([1, 2, 3, 4, 5], () => pool.submit(Deferred.await(gate)))
+      yield* TestClock.adjust("10 millis")
+      assert.strictEqual((yield* pool.stats).queued, 5)
+      const arriving = yield* Effect.forkChild(Effect.exit(pool.run(Effect.sync(() => void ran.push("new")))))
+      yield* settle
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.strictEqual(s.queued, 2, `${s.queued} queued with capacity 2`)
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* Effect.forEach(callers, Fiber.join)
+      // the arriving job took r1's place, then newer ones (the callers' second jobs) took its own
+      const exit = yield* Fiber.join(arriving)
+      assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof PoolError.JobDropped)
+      yield* pool.awaitIdle
+      // each caller told once, reading balanced counts even mid-loop (the queue over its capacity there)
+      assert.strictEqual(seen.length, 10)
+      assert.deepStrictEqual(seen.filter((line) => !line.includes(": ok")), [])
+      // two ran, once each: the queue's capacity
+      assert.deepStrictEqual(ran.sort(), ["again2", "again3"])
+      assert.deepStrictEqual(answers.filter((a) => a === "again ran").length, 2)
+      const end = yield* pool.stats
+      assert.deepStrictEqual([end.dropped, end.succeeded, end.queued], [9, 7, 0])
+    }))
+})
