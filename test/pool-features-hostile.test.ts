@@ -3,6 +3,7 @@ import { vi } from "vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
+import { PriorityQueue } from "../src/internal/priorityQueue.ts"
 import { Job } from "../src/internal/scheduler.ts"
 import { fullGc, maxInWindow, prng, settle } from "./helpers.ts"
 
@@ -855,4 +856,68 @@ describe("hostile31: dropOldest's loop and awaiters that submit again as they ar
       const end = yield* pool.stats
       assert.deepStrictEqual([end.dropped, end.succeeded, end.queued], [9, 7, 0])
     }))
+})
+
+describe("hostile31: the queue's order with aging, at random", () => {
+  /** A queued job as the queue sees it: with aging, `score = priority × aging − time`. */
+  class Entry {
+    inQueue = true
+    readonly priority: number
+    readonly seq: number
+    readonly time: number
+    constructor(priority: number, seq: number, time: number) {
+      this.priority = priority
+      this.seq = seq
+      this.time = time
+    }
+    get score() {
+      return this.priority * 10 - this.time
+    }
+  }
+
+  it("pushed (now), inserted (a waiter, older), removed, popped and put back (an offer taken back): each pop is the best live entry", () => {
+    for (let seed = 1; seed <= 500; seed++) {
+      const random = prng(seed)
+      const queue = new PriorityQueue<Entry>()
+      const live: Array<Entry> = []
+      const offered: Array<Entry> = []
+      let now = 100
+      let seq = 0
+      const steps = 50 + Math.floor(random() * 400)
+      for (let step = 0; step < steps; step++) {
+        const x = random()
+        // distinct times: no ties, so the best is the highest score
+        now += random() + 0.001
+        const priority = Math.floor(random() * 3)
+        if (x < 0.3) {
+          const entry = new Entry(priority, ++seq, now)
+          queue.push(entry)
+          live.push(entry)
+        } else if (x < 0.45) {
+          const entry = new Entry(priority, ++seq, now - random() * 30)
+          queue.insert(entry)
+          live.push(entry)
+        } else if (x < 0.7 && live.length > 0) {
+          const entry = live.splice(Math.floor(random() * live.length), 1)[0]!
+          entry.inQueue = false
+          queue.remove(entry)
+        } else if (x < 0.8 && offered.length > 0) {
+          const entry = offered.splice(Math.floor(random() * offered.length), 1)[0]!
+          entry.inQueue = true
+          queue.putBack(entry)
+          live.push(entry)
+        } else {
+          let best: Entry | undefined
+          for (const entry of live) if (best === undefined || entry.score > best.score) best = entry
+          const popped = queue.pop()
+          assert.strictEqual(popped, best, `seed ${seed}, step ${step}`)
+          if (popped !== undefined) {
+            popped.inQueue = false
+            live.splice(live.indexOf(popped), 1)
+            if (random() < 0.5) offered.push(popped)
+          }
+        }
+      }
+    }
+  })
 })
