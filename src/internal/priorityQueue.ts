@@ -95,11 +95,13 @@ export class PriorityQueue<T extends QueueEntry> {
    * Pushes an entry that may outrank entries already in its lane: placed before every entry at the
    * lane's tail that it outranks, so that the lane's head stays its best entry. For a job admitted
    * after waiting for room (overflow "suspend"): its age counts from its submission, and a retried
-   * job of its priority that went back to the queue meanwhile is younger. A lane is in order of
-   * score, highest first (removed entries too: they keep their place and score), so the entries of
-   * a lower score are found by a binary search, and only those of its own score (or removed) are
-   * walked past: O(log entries), where a walk from the tail made admitting n waiters past n younger
-   * retries quadratic. O(1) when it outranks none (as `push`).
+   * job of its priority that went back to the queue meanwhile is younger.
+   *
+   * A lane is in order of score, highest first, removed entries included (they keep their place
+   * and their score; `insert` and `putBack` place an entry by score among them too): the entries of
+   * a lower score are found by a binary search, and only those of its own score are walked past.
+   * O(log entries), where a walk from the tail made admitting n waiters past n younger retries
+   * quadratic; O(1) when it outranks none (as `push`).
    */
   insert(entry: T): void {
     const lane = this.lanes.get(entry.priority)
@@ -118,7 +120,12 @@ export class PriorityQueue<T extends QueueEntry> {
       }
       i = low
     }
-    while (i > lane.head && (!items[i - 1]!.inQueue || outranks(entry, items[i - 1]!))) i--
+    // its own score: before the removed ones, and the live ones it outranks (submitted after it)
+    while (i > lane.head) {
+      const before = items[i - 1]!
+      if (before.score !== score || (before.inQueue && !outranks(entry, before))) break
+      i--
+    }
     if (i === items.length) items.push(entry)
     else if (i === lane.head && lane.head > 0) items[--lane.head] = entry
     else items.splice(i, 0, entry)
@@ -148,8 +155,15 @@ export class PriorityQueue<T extends QueueEntry> {
     const lane = this.lanes.get(entry.priority)
     if (lane === undefined) return this.push(entry)
     const items = lane.items
+    const score = entry.score
     let i = lane.head
-    while (i < items.length && (!items[i]!.inQueue || !outranks(entry, items[i]!))) i++
+    // before the first entry of a lower score (removed or not: the lane stays in order of score,
+    // see `insert`), or of its score that it outranks
+    while (i < items.length) {
+      const after = items[i]!
+      if (after.score < score || (after.score === score && after.inQueue && outranks(entry, after))) break
+      i++
+    }
     if (i === lane.head && lane.head > 0) items[--lane.head] = entry
     else items.splice(i, 0, entry)
     this.size++
