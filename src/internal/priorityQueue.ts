@@ -123,7 +123,7 @@ export class PriorityQueue<T extends QueueEntry> {
     // its own score: before the removed ones, and the live ones it outranks (submitted after it)
     while (i > lane.head) {
       const before = items[i - 1]!
-      if (before.score !== score || (before.inQueue && !outranks(entry, before))) break
+      if (before.score !== score || (before.inQueue && entry.seq > before.seq)) break
       i--
     }
     if (i === items.length) items.push(entry)
@@ -161,7 +161,8 @@ export class PriorityQueue<T extends QueueEntry> {
     // see `insert`), or of its score that it outranks
     while (i < items.length) {
       const after = items[i]!
-      if (after.score < score || (after.score === score && after.inQueue && outranks(entry, after))) break
+      const afterScore = after.score
+      if (afterScore < score || (afterScore === score && after.inQueue && entry.seq < after.seq)) break
       i++
     }
     if (i === lane.head && lane.head > 0) items[--lane.head] = entry
