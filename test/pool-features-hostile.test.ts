@@ -4,7 +4,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { PriorityQueue } from "../src/internal/priorityQueue.ts"
-import { Job } from "../src/internal/scheduler.ts"
+import { Job, schedulerOf } from "../src/internal/scheduler.ts"
 import { fullGc, maxInWindow, prng, settle } from "./helpers.ts"
 
 /** The README's identity, true at every instant. */
@@ -920,4 +920,28 @@ describe("hostile31: the queue's order with aging, at random", () => {
       }
     }
   })
+})
+
+describe("hostile31: a waiting line that never empties", () => {
+  it.effect("producers that always outnumber the room: the line keeps a slot for every submitter it ever admitted", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, shutdownTimeout: 0 })
+      const line = (schedulerOf(pool) as unknown as { waiting: Array<unknown> }).waiting
+      let done = 0
+      // ten producers, each running its jobs one after the other: eight always wait for room
+      const producers = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), () =>
+        Effect.forkChild(Effect.repeat(
+          Effect.andThen(pool.run(Effect.yieldNow), Effect.sync(() => void done++)),
+          { times: 1999 }
+        )))
+      let longest = 0
+      while (done < 19_000) {
+        yield* Effect.yieldNow
+        longest = Math.max(longest, line.length)
+      }
+      yield* Effect.forEach(producers, Fiber.join)
+      assert.strictEqual(done, 20_000)
+      // the line holds at most 9 submitters at once
+      assert.isAtMost(longest, 2048, `a line of ${longest} slots for at most 9 submitters`)
+    }), 60_000)
 })
