@@ -782,6 +782,11 @@ export class Scheduler<W> {
       if (this.waitingHead === this.waiting.length) {
         this.waiting.length = 0
         this.waitingHead = 0
+      } else if (this.waitingHead >= 1024 && this.waitingHead * 2 >= this.waiting.length) {
+        // a line that never empties (submitters always outnumber the room) drops the slots of those
+        // it has admitted, as a lane of the queue does (amortised O(1))
+        this.waiting.splice(0, this.waitingHead)
+        this.waitingHead = 0
       }
       if (job.state !== WAITING) continue
       this.waitingCount--
