@@ -945,3 +945,42 @@ describe("hostile31: a waiting line that never empties", () => {
       assert.isAtMost(longest, 2048, `a line of ${longest} slots for at most 9 submitters`)
     }), 60_000)
 })
+
+describe("hostile31: capacity 0 under a rate limit, submitters waiting while the pool changes", () => {
+  it.effect("a wake-up due while paused, a tighter limit, a resize and a lifted limit: each waiter comes in when a start is allowed, none is stranded", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, capacity: 0, rateLimit: { limit: 1, interval: "1 second" }, shutdownTimeout: 0 })
+      const gate = yield* Deferred.make<void>()
+      const starts: Array<string> = []
+      const job = (name: string) =>
+        Effect.clockWith((clock) => Effect.sync(() => void starts.push(`${name}@${clock.currentTimeMillisUnsafe()}`))).pipe(
+          Effect.andThen(Deferred.await(gate))
+        )
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let i = 0; i < 6; i++) fibers.push(yield* Effect.forkChild(pool.run(job(`j${i}`))))
+      yield* settle
+      const counts = Effect.map(pool.stats, (s) => [s.queued, s.waiting, s.running])
+      assert.deepStrictEqual(yield* counts, [0, 5, 1])
+      // the window allows the next start at 1000, while the pool is paused: it comes in on resume
+      yield* TestClock.adjust("500 millis")
+      yield* pool.pause
+      yield* TestClock.adjust("700 millis")
+      assert.deepStrictEqual(yield* counts, [0, 5, 1])
+      yield* pool.resume
+      assert.deepStrictEqual(yield* counts, [0, 4, 2])
+      // both workers busy; two more, but a limit of 1 per 10 s allows none before 11,200
+      yield* pool.setRateLimit({ limit: 1, interval: "10 seconds" })
+      yield* pool.resize(4)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* counts, [0, 4, 2])
+      // lifted: the two free workers take two waiters at once
+      yield* pool.setRateLimit(undefined)
+      assert.deepStrictEqual(yield* counts, [0, 2, 4])
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(starts, ["j0@0", "j1@1200", "j2@2200", "j3@2200", "j4@2200", "j5@2200"])
+      const s = yield* pool.stats
+      assert.isTrue(balanced(s))
+      assert.deepStrictEqual([s.succeeded, s.waiting, s.queued], [6, 0, 0])
+    }))
+})
