@@ -984,3 +984,31 @@ describe("hostile31: capacity 0 under a rate limit, submitters waiting while the
       assert.deepStrictEqual([s.succeeded, s.waiting, s.queued], [6, 0, 0])
     }))
 })
+
+describe("dropOldest drops the job that has waited longest in the queue, whatever their priorities", () => {
+  it.effect("a retry back in the queue has waited since its return: an older job of another priority is dropped first", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 2, overflow: "dropOldest", shutdownTimeout: 0 })
+      let n = 0
+      // r (priority 0, the first submitted) fails at 0 and comes back to the queue at 100
+      const r = yield* pool.submit(Effect.suspend(() => n++ === 0 ? Effect.fail("once") : Effect.succeed("r")), {
+        retry: { schedule: Schedule.spaced("100 millis"), times: 1 }
+      })
+      yield* settle
+      const gate = yield* Deferred.make<void>()
+      yield* pool.submit(Deferred.await(gate))
+      yield* TestClock.adjust("10 millis")
+      // b (priority 5) queued at 10
+      const b = yield* pool.submit(Effect.succeed("b"), { priority: 5 })
+      yield* TestClock.adjust("90 millis")
+      assert.strictEqual((yield* pool.stats).queued, 2, "b, and r back at 100")
+      const c = yield* pool.submit(Effect.succeed("c"))
+      assert.deepStrictEqual([yield* b.status, yield* r.status], ["dropped", "queued"])
+      assert.deepStrictEqual(
+        yield* Effect.exit(b.await),
+        Exit.fail(new PoolError.JobDropped({ jobId: b.id, policy: "dropOldest" })) as any
+      )
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual([yield* r.await, yield* c.await], ["r", "c"])
+    }))
+})
