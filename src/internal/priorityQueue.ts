@@ -14,6 +14,8 @@ export interface QueueEntry {
   readonly priority: number
   readonly seq: number
   readonly score: number
+  /** When it entered the queue (a retry: when it came back), for `oldest`. */
+  readonly time: number
   /** Owned by the caller: false once the entry is taken out (set before calling `remove`). */
   readonly inQueue: boolean
 }
@@ -181,12 +183,16 @@ export class PriorityQueue<T extends QueueEntry> {
     if (++lane.dead > 64 && lane.dead > lane.live) lane.sweep()
   }
 
-  /** The entry that was pushed first (lowest `seq`), scanning one head per distinct priority. */
+  /**
+   * The entry that has waited longest (lowest `time`, then `seq`) of the lanes' heads, scanning one
+   * head per distinct priority: a lane's head is its longest-waiting entry but for one admitted
+   * after waiting for room without aging, which keeps its submission's time behind younger ones.
+   */
   oldest(): T | undefined {
     let oldest: T | undefined
     for (const lane of this.heap.items) {
       const head = lane.first()
-      if (oldest === undefined || head.seq < oldest.seq) oldest = head
+      if (oldest === undefined || waitedLonger(head, oldest)) oldest = head
     }
     return oldest
   }
@@ -224,3 +230,6 @@ export class PriorityQueue<T extends QueueEntry> {
     }
   }
 }
+
+/** `a` has waited in the queue longer than `b` (ties: the one submitted first). */
+export const waitedLonger = (a: QueueEntry, b: QueueEntry): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)

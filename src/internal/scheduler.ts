@@ -15,7 +15,7 @@ import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import * as Monotonic from "./monotonic.ts"
 import * as Primitive from "./primitive.ts"
-import { PriorityQueue, type QueueEntry } from "./priorityQueue.ts"
+import { PriorityQueue, type QueueEntry, waitedLonger } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
 import type * as Retry from "./retry.ts"
 
@@ -725,7 +725,7 @@ export class Scheduler<W> {
   private oldestQueued(): Job | undefined {
     let oldest = this.queue.oldest()
     for (const job of this.offered) {
-      if (!this.claimed.has(job) && (oldest === undefined || job.seq < oldest.seq)) oldest = job
+      if (!this.claimed.has(job) && (oldest === undefined || waitedLonger(job, oldest))) oldest = job
     }
     if (oldest !== undefined && oldest.state === OFFERED && !this.takeBack(oldest)) return this.oldestQueued()
     return oldest
