@@ -804,8 +804,12 @@ export interface RepeatOptions {
 /**
  * Enqueues one job per tick of a cron schedule, for as long as the current scope lasts. Any number of
  * processes may run the same `repeat` (the same `name`): each tick's job has an id made of the name
- * and the tick's time, so it is enqueued once however many processes reach it. A tick that passes
- * while no process runs it is skipped, not caught up.
+ * and the tick's time, so it is enqueued once however many processes reach it (as long as its job is
+ * kept: purge a schedule's finished jobs only once older than its period, or a process that reaches a
+ * tick late enqueues it again). A tick that passes while no process runs it is skipped, not caught
+ * up, and a process that wakes after its tick enqueues it only if the next tick is not yet due.
+ * Processes that run one name with different payloads or options disagree silently: each tick's job
+ * is the first process's to store it.
  *
  * @example
  * ```ts
@@ -886,18 +890,26 @@ export const repeat = <T extends Task.Any>(
     // from the tick last enqueued: a tick that comes while the one before it is being enqueued (a
     // slow store, retries) is enqueued next, not skipped (computed from the time after the enqueue,
     // a store slower than the ticks lost every other one); ticks that passed while this process
-    // slept past its tick (frozen, its timers late) are not caught up
+    // slept past its tick (frozen, its timers late) are not caught up, nor is its tick once the
+    // next one is due: other processes may have enqueued it, and its job run and been purged (a
+    // process thawed after that enqueued it again, and it ran twice)
     const loop = Effect.gen(function*() {
       let from = yield* store.now
       while (true) {
         const at = Cron.next(checked.cron, from).getTime()
+        const following = Cron.next(checked.cron, at).getTime()
         const now = yield* store.now
         let woke = at
         if (at > now) {
           yield* Effect.sleep(at - now)
           woke = Math.max(at, yield* store.now)
+          if (woke >= following) {
+            // a tick due at this very moment is the next enqueued
+            from = woke - 1
+            continue
+          }
         }
-        yield* enqueueTick(at, Cron.next(checked.cron, at).getTime())
+        yield* enqueueTick(at, following)
         from = woke
       }
     })
