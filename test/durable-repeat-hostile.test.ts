@@ -12,7 +12,8 @@ import { existsSync } from "node:fs"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, type Layer, ManagedRuntime } from "effect"
+import { Effect, Exit, type Layer, ManagedRuntime, Schedule, Scope } from "effect"
+import { Work } from "./fixtures/durable-tasks.ts"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -341,4 +342,35 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a per-second 
       await server.destroy()
     }
   }, 180_000)
+})
+
+describe.skipIf(!Pg.enabled)("a repeat's scope closed while its tick's insert waits for a lock (Postgres)", () => {
+  it.live("the close ends while the lock is still held, and no tick is stored once it is released", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+      const { Client } = yield* Effect.promise(() => import("pg"))
+      const locker = new Client({ connectionString: Pg.url! })
+      yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.stats("ticks") // the schema exists before the lock
+        const scope = yield* Scope.make()
+        yield* Scope.provide(JobQueue.repeat("closing", Work, { n: 0 }, { cron: "* * * * * *", queue: "ticks" }), scope)
+        yield* Effect.promise(() => locker.query("BEGIN"))
+        yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
+        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        yield* Pg.blockedBy(holder)
+        // while the lock is held: the close does not wait for the insert
+        yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("20 seconds"))
+        yield* Effect.promise(() => locker.query("COMMIT"))
+        // nothing of the store's left on the server that could still insert
+        yield* Effect.promise(() =>
+          Pg.admin((sql) =>
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE state = 'active' AND query LIKE ${`%${schema}%wp_job%`} AND pid <> pg_backend_pid()`
+          )
+        ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
+        assert.deepStrictEqual(yield* Effect.scoped(ticksOf("closing")), [])
+      }).pipe(Effect.provide(store))
+    }).pipe(Effect.scoped), 60_000)
 })
