@@ -12,13 +12,15 @@ import { existsSync } from "node:fs"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit, type Layer, ManagedRuntime, Schedule, Scope } from "effect"
+import { Cron, Effect, Exit, type Layer, ManagedRuntime, Schedule, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
+import { Echo } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import * as Rd from "./durable/redis.ts"
@@ -373,4 +375,25 @@ describe.skipIf(!Pg.enabled)("a repeat's scope closed while its tick's insert wa
         assert.deepStrictEqual(yield* Effect.scoped(ticksOf("closing")), [])
       }).pipe(Effect.provide(store))
     }).pipe(Effect.scoped), 60_000)
+})
+
+describe("a repeat in a time zone with DST, at the fall-back hour (America/New_York, 2026-11-01: 01:00 to 02:00 comes twice), under TestClock", () => {
+  const ticksAcross = (cron: Cron.Cron) =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-11-01T04:10:00Z"))
+      yield* JobQueue.repeat("dst", Echo, { n: 1 }, { cron, queue: "ticks" })
+      for (let t = 0; t < 4 * 60; t++) {
+        yield* TestClock.adjust(60_000)
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+      }
+      return (yield* ticksOf("dst")).map((at) => new Date(at).toISOString().slice(11, 16))
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
+
+  it.effect("an every-30-minutes cron gets no tick for 90 minutes by default (Effect's Cron keeps the earlier of repeated local times); with onDstOverlap 'both' it gets every one", () =>
+    Effect.gen(function*() {
+      const byDefault = yield* ticksAcross(Cron.parseUnsafe("*/30 * * * *", "America/New_York"))
+      assert.deepStrictEqual(byDefault, ["04:30", "05:00", "05:30", "07:00", "07:30", "08:00"])
+      const both = yield* ticksAcross(Cron.parseUnsafe("*/30 * * * *", "America/New_York", { onDstOverlap: "both" }))
+      assert.deepStrictEqual(both, ["04:30", "05:00", "05:30", "06:00", "06:30", "07:00", "07:30", "08:00"])
+    }))
 })
