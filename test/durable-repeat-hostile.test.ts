@@ -217,6 +217,9 @@ describe.each(processStores)("two processes repeating one per-second schedule on
       await untilLines([a, b], () => a.lines.includes("ready") && b.lines.includes("ready"), "both run the schedule")
       const started = Date.now()
       await until(ticks, (t) => t.filter((at) => at > started).length >= 1, "a tick with both")
+      // half-way between two ticks: b sleeps (frozen mid-enqueue, it would catch up every tick of
+      // the freeze when thawed: the stalled-store bug below)
+      await untilTime(Math.floor(Date.now() / 1000) * 1000 + 1500)
       b.child.kill("SIGSTOP")
       const frozen = Date.now()
       // the tick b sleeps for (the first after it froze), and two more, enqueued by a
