@@ -27,6 +27,7 @@ import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
+import { decoder, encoder } from "./internal/plainCodec.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
@@ -247,9 +248,9 @@ export const serve = <R = never, E = never>(
   const post = (message: FromThread) => outbox.send(message)
   // codecs built once per task: a task's payload and outcome go through them on every call
   const codecsOf = (task: Task.Any) => ({
-    decodePayload: Schema.decodeUnknownExit(task.payload),
-    encodeSuccess: Schema.encodeUnknownExit(task.success),
-    encodeFailure: Schema.encodeUnknownExit(task.failure)
+    decodePayload: decoder(task.payload),
+    encodeSuccess: encoder(task.success),
+    encodeFailure: encoder(task.failure)
   })
   const byName = new Map(handlers.map((handler) => {
     let json:

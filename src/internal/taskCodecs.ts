@@ -10,6 +10,7 @@ import { Cause, Effect, Exit, Schema } from "effect"
 import { InvalidJob, TaskCodecError, WorkerCrashed } from "../PoolError.ts"
 import type * as Task from "../Task.ts"
 import * as config from "./config.ts"
+import { decoder, encoder } from "./plainCodec.ts"
 import type { Reply } from "./threads.ts"
 
 const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
@@ -55,9 +56,9 @@ export const codecsOf = (task: Task.Any): Codecs => {
   let codecs = codecsByTask.get(task)
   if (codecs === undefined) {
     codecs = {
-      encodePayload: Schema.encodeUnknownExit(task.payload),
-      decodeSuccess: Schema.decodeUnknownExit(task.success),
-      decodeFailure: Schema.decodeUnknownExit(task.failure)
+      encodePayload: encoder(task.payload),
+      decodeSuccess: decoder(task.success),
+      decodeFailure: decoder(task.failure)
     }
     codecsByTask.set(task, codecs)
   }
