@@ -27,7 +27,7 @@ import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
-import { decoder, encoder } from "./internal/plainCodec.ts"
+import { type Codec, decoder, encoder } from "./internal/plainCodec.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
@@ -200,6 +200,14 @@ const defectOf = (defect: unknown): Outcome => {
   }
 }
 
+/** How a task is served: its handler and codecs (of its own form, or of its JSON form for a durable job). */
+interface Served {
+  readonly run: Task.Handler<any>["run"]
+  readonly decodePayload: Codec
+  readonly encodeSuccess: (value: unknown) => Exit.Exit<unknown, unknown>
+  readonly encodeFailure: Codec
+}
+
 /** Milliseconds between two progress messages of a thread. */
 const PROGRESS_INTERVAL = 50
 
@@ -353,15 +361,46 @@ export const serve = <R = never, E = never>(
     return record && !ownTracer ? Context.add(taskContext, Tracer.Tracer, spans.tracer(id)) : taskContext
   }
 
-  /** Sends a task's outcome; one that cannot be cloned (a function, say) fails the task instead. */
-  const reply = (id: number, outcome: Outcome) => {
+  /** Sends a task's answer; one that cannot be cloned (a function, say) fails the task instead. */
+  const reply = (id: number, message: FromThread) => {
     // its spans and last progress go first
     spans.flush()
     if (pendingProgress.has(id)) {
       sendProgress(id, pendingProgress.get(id))
       pendingProgress.delete(id)
     }
-    outbox.send(outcome._ === "success" ? [id, outcome.value] : { _: "done", id, outcome }, undefined, unsent)
+    outbox.send(message, undefined, unsent)
+  }
+  /** An exit's outcome other than a success (whose encoded value is sent as it is). */
+  const failureOutcome = (served: Served, cause: Cause.Cause<unknown>): Outcome => {
+    if (Cause.hasInterruptsOnly(cause)) return { _: "interrupted" }
+    if (Cause.hasDies(cause)) return defectOf(Cause.squash(cause))
+    const error = Cause.findErrorOption(cause)
+    if (error._tag === "None") return defectOf(Cause.squash(cause))
+    const encoded = served.encodeFailure(error.value)
+    return Exit.isSuccess(encoded)
+      ? { _: "failure", error: encoded.value }
+      : { _: "codec", part: "failure", issue: issueOf(Cause.squash(encoded.cause)) }
+  }
+  /**
+   * Answers a task with its exit, encoded. One function for every task, and a success goes out as
+   * its `[id, value]` message without an outcome object: a small task's answer is most of what its
+   * thread allocates for it.
+   */
+  const answer = (id: number, served: Served, exit: Exit.Exit<unknown, unknown>): void => {
+    let message: FromThread
+    // encoding an odd value (a Proxy, say) may throw: that is the task's defect, not the thread's
+    try {
+      if (Exit.isSuccess(exit)) {
+        const encoded = served.encodeSuccess(exit.value)
+        message = Exit.isSuccess(encoded)
+          ? [id, encoded.value]
+          : { _: "done", id, outcome: { _: "codec", part: "success", issue: issueOf(Cause.squash(encoded.cause)) } }
+      } else message = { _: "done", id, outcome: failureOutcome(served, exit.cause) }
+    } catch (defect) {
+      message = { _: "done", id, outcome: defectOf(defect) }
+    }
+    reply(id, message)
   }
   /** An answer that could not be cloned: its task fails instead (one function for every answer). */
   const unsent = (issue: string, message: FromThread): FromThread => {
@@ -372,7 +411,8 @@ export const serve = <R = never, E = never>(
 
   const runTask = (run: Run) => {
     const startedAt = performance.now()
-    const [id, name, payload] = run
+    // by index: destructuring runs the array's iterator until V8 optimizes this, as a new thread has not
+    const id = run[0], name = run[1], payload = run[2]
     const handler = byName.get(name)
     if (handler === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
@@ -381,30 +421,6 @@ export const serve = <R = never, E = never>(
     const decoded = served.decodePayload(payload)
     if (Exit.isFailure(decoded)) {
       return post({ _: "done", id, outcome: { _: "codec", part: "payload", issue: issueOf(Cause.squash(decoded.cause)) } })
-    }
-    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Outcome => {
-      if (Exit.isSuccess(exit)) {
-        const encoded = served.encodeSuccess(exit.value)
-        return Exit.isSuccess(encoded)
-          ? { _: "success", value: encoded.value }
-          : { _: "codec", part: "success", issue: issueOf(Cause.squash(encoded.cause)) }
-      }
-      if (Cause.hasInterruptsOnly(exit.cause)) return { _: "interrupted" }
-      if (Cause.hasDies(exit.cause)) return defectOf(Cause.squash(exit.cause))
-      const error = Cause.findErrorOption(exit.cause)
-      if (error._tag === "None") return defectOf(Cause.squash(exit.cause))
-      const encoded = served.encodeFailure(error.value)
-      return Exit.isSuccess(encoded)
-        ? { _: "failure", error: encoded.value }
-        : { _: "codec", part: "failure", issue: issueOf(Cause.squash(encoded.cause)) }
-    }
-    // encoding an odd value (a Proxy, say) may throw: that is the task's defect, not the thread's
-    const safeOutcomeOf = (exit: Exit.Exit<unknown, unknown>): Outcome => {
-      try {
-        return outcomeOf(exit)
-      } catch (defect) {
-        return defectOf(defect)
-      }
     }
     let effect: Effect.Effect<unknown, unknown, R>
     try {
@@ -418,19 +434,19 @@ export const serve = <R = never, E = never>(
     // a traced task runs in a fiber with its span as parent, whatever its effect (see threadSpans.ts)
     const done = run[5] === undefined ? runWithoutFiber(effect) : undefined
     if (done !== undefined) {
-      reply(id, safeOutcomeOf(done))
+      answer(id, served, done)
       return paced(startedAt)
     }
     const fiber = Effect.runForkWith(taskContext(handlersContext!, run))(effect)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) {
-      reply(id, safeOutcomeOf(exit))
+      answer(id, served, exit)
       return paced(startedAt)
     }
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)
-      reply(id, safeOutcomeOf(exit))
+      answer(id, served, exit)
       paced(startedAt)
       if (offers.length > 0) startOffers()
       if (running.size === 0) parker?.schedule()

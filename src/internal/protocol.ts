@@ -143,7 +143,11 @@ export const envelope = <M>(messages: ReadonlyArray<M>): Envelope<M> => messages
 export const open = <M>(data: unknown, handle: (message: M) => void): boolean => {
   if (typeof data !== "object" || data === null) return false
   if (Array.isArray(data) && typeof data[0] !== "number") {
-    for (const message of data) if (typeof message === "object" && message !== null) handle(message)
+    // by index, not `for of`: an iterator per batch and a call per message in code still cold
+    for (let i = 0; i < data.length; i++) {
+      const message: unknown = data[i]
+      if (typeof message === "object" && message !== null) handle(message as M)
+    }
   } else handle(data as M)
   return true
 }
