@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Exit, Schema } from "effect"
-import { codec, decoder, encoder } from "../src/internal/plainCodec.ts"
+import { codec, decoder, encoder } from "../src/internal/protocol.ts"
 
 /** Effect's codec of `schema`, counting how often it is built and called. */
 const counted = () => {
@@ -26,7 +26,7 @@ const issue = (exit: Exit.Exit<unknown, unknown>): string => {
   return String((Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error).message)
 }
 
-describe("plainCodec", () => {
+describe("protocol: a plain Schema's codec", () => {
   it("a plain Schema's value of its type is itself, and Effect's codec is never built for it", () => {
     for (const [schema, values] of [
       [Schema.Number, [0, -0, 1.5, NaN, Infinity, -Infinity]],
