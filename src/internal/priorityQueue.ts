@@ -14,7 +14,7 @@ export interface QueueEntry {
   readonly priority: number
   readonly seq: number
   readonly score: number
-  /** When it entered the queue (a retry: when it came back), for `oldest`. */
+  /** When it was submitted, or came back to the queue (a retry, a hold's end), for `oldest`. */
   readonly time: number
   /** Owned by the caller: false once the entry is taken out (set before calling `remove`). */
   readonly inQueue: boolean
@@ -128,12 +128,7 @@ export class PriorityQueue<T extends QueueEntry> {
       if (before.score !== score || (before.inQueue && entry.seq > before.seq)) break
       i--
     }
-    if (i === items.length) items.push(entry)
-    else if (i === lane.head && lane.head > 0) items[--lane.head] = entry
-    else items.splice(i, 0, entry)
-    this.size++
-    lane.live++
-    this.heap.update(lane)
+    this.placeAt(lane, i, entry)
   }
 
   peek(): T | undefined {
@@ -167,11 +162,7 @@ export class PriorityQueue<T extends QueueEntry> {
       if (afterScore < score || (afterScore === score && after.inQueue && entry.seq < after.seq)) break
       i++
     }
-    if (i === lane.head && lane.head > 0) items[--lane.head] = entry
-    else items.splice(i, 0, entry)
-    this.size++
-    lane.live++
-    this.heap.update(lane)
+    this.placeAt(lane, i, entry)
   }
 
   /** Removes an entry that is in the queue; the caller has already made its `inQueue` false. */
@@ -217,6 +208,17 @@ export class PriorityQueue<T extends QueueEntry> {
     const counts: Array<{ priority: number; count: number }> = []
     for (const lane of this.lanes.values()) counts.push({ priority: lane.priority, count: lane.live })
     return counts.sort((a, b) => b.priority - a.priority)
+  }
+
+  /** Puts `entry` at index `i` of `lane` (a lane that has live entries: it is in the heap). */
+  private placeAt(lane: Lane<T>, i: number, entry: T): void {
+    const items = lane.items
+    if (i === items.length) items.push(entry)
+    else if (i === lane.head && lane.head > 0) items[--lane.head] = entry
+    else items.splice(i, 0, entry)
+    this.size++
+    lane.live++
+    this.heap.update(lane)
   }
 
   private take(lane: Lane<T>, _entry: T): void {
