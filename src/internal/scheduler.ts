@@ -721,7 +721,7 @@ export class Scheduler<W> {
     }
   }
 
-  /** The queued job submitted first, offered ones included (those their worker has not started). */
+  /** The queued job that has waited longest, offered ones included (those their worker has not started). */
   private oldestQueued(): Job | undefined {
     let oldest = this.queue.oldest()
     for (const job of this.offered) {
