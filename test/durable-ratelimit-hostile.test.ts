@@ -342,3 +342,38 @@ describe("a consumer's own rate limit on the live clock", () => {
       }
     }), { timeout: 30_000 })
 })
+
+describe("a consumer's own rate limit counts its jobs' starts, not its claims' beginnings (memory, TestClock)", () => {
+  it.effect("a claim that takes 500 ms (a store's round trip, a lock): the next job starts a whole interval after it", () =>
+    provide(Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      let slow = true
+      // the first claim answers 500 ms after it is sent, the next ones at once
+      const slowFirst: Store = {
+        ...store,
+        claim: (request) =>
+          slow ? Effect.andThen(Effect.sleep(500), Effect.suspend(() => (slow = false, store.claim(request)))) : store.claim(request)
+      }
+      const started: Array<readonly [number, number]> = []
+      const clockNow = Effect.clockWith((clock) => Effect.sync(() => clock.currentTimeMillisUnsafe()))
+      const origin = yield* clockNow
+      yield* JobQueue.enqueue(Echo, { n: 0 })
+      yield* Effect.provideService(
+        JobQueue.consume({
+          concurrency: 4,
+          poll: HOUR,
+          lease: HOUR,
+          rateLimit: { limit: 1, interval: 1000 },
+          handlers: [Task.handle(Echo, ({ n }) => Effect.map(clockNow, (at) => (started.push([n, at - origin]), n)))]
+        }),
+        JobStore.JobStore,
+        slowFirst
+      )
+      yield* tick(600)
+      assert.deepStrictEqual(started, [[0, 500]])
+      yield* JobQueue.enqueue(Echo, { n: 1 })
+      yield* tick(2000)
+      assert.strictEqual(started.length, 2)
+      assert.isAtLeast(started[1]![1] - started[0]![1], 1000, "two jobs started less than the limit's interval apart")
+    })))
+})
