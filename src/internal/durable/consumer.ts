@@ -479,12 +479,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
           store.claim({ queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }).pipe(
-            Effect.tap(({ claims }) =>
-              Effect.forEach(claims, (claim) => {
-                limiter?.take(now)
+            Effect.tap(({ claims }) => {
+              // counted as they start, after the claim's round trip: counted at `now`, before it, a
+              // slow claim's jobs left the window early and the next claim's could start within it
+              const startedAt = limiter === undefined || claims.length === 0 ? now : monotonic()
+              return Effect.forEach(claims, (claim) => {
+                limiter?.take(startedAt)
                 return start(claim)
               }, { discard: true })
-            )
+            })
           )
         ).pipe(Effect.catchCause((cause) =>
           Effect.flatMap(store.closed, (closed) => {
