@@ -22,7 +22,7 @@ import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { startConsumer, waitUntil } from "./durable/children.ts"
+import { startConsumer, untilRead, waitUntil } from "./durable/children.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -308,36 +308,6 @@ const spawnChild = (target: string, env: Record<string, string>, ...args: Array<
   })
   return result
 }
-/** Resolves once `check` holds, looking at every line the children print; fails with their output after `millis`. */
-const untilLines = (all: ReadonlyArray<Child>, check: () => boolean, what: string, millis = 90_000) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup()
-      reject(new Error(`timed out waiting until ${what}:\n${all.map((c) => `${c.stderr}${c.lines.slice(-10).join("\n")}`).join("\n---\n")}`))
-    }, millis)
-    const look = () => {
-      if (check()) {
-        cleanup()
-        resolve()
-      }
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      for (const c of all) c.child.stdout!.off("data", look)
-    }
-    for (const c of all) c.child.stdout!.on("data", look)
-    look()
-  })
-/** Polls the store (a condition, not a guessed time) until `check` holds. */
-const untilStore = async <A>(read: () => Promise<A>, check: (a: A) => boolean, what: string, millis = 90_000): Promise<A> => {
-  const deadline = Date.now() + millis
-  while (true) {
-    const value = await read()
-    if (check(value)) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}: ${JSON.stringify(value).slice(0, 500)}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
 
 /** Each store as processes share it: the child's target and env, and the test's own (public) layer on it. */
 const processStores: Array<[string, () => { target: string; env: Record<string, string>; layer: Layer.Layer<JobStore.JobStore, unknown> }]> = [
@@ -367,14 +337,14 @@ describe.each(processStores)("several processes on %s", (_name, makeStore) => {
     const ticks = () => runtime.runPromise(ticksOf("hostile", "ticks"))
     const procs = [0, 1, 2].map(() => spawnChild(target, env, "repeat", "* * * * * *"))
     try {
-      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "every process runs the schedule")
+      await waitUntil(procs, () => procs.every((p) => p.lines.includes("ready")), "every process runs the schedule")
       const from = Date.now()
       // 4 ticks with all three running
-      await untilStore(ticks, (t) => t.filter((at) => at > from).length >= 4, "4 ticks with every process")
+      await untilRead(ticks, (t) => t.filter((at) => at > from).length >= 4, "4 ticks with every process")
       procs[0]!.child.kill("SIGTERM")
       await procs[0]!.exited
       const stopped = Date.now()
-      await untilStore(ticks, (t) => t.filter((at) => at > stopped).length >= 3, "3 ticks after one process stopped")
+      await untilRead(ticks, (t) => t.filter((at) => at > stopped).length >= 3, "3 ticks after one process stopped")
     } finally {
       for (const p of procs) p.child.kill("SIGTERM")
       await Promise.all(procs.map((p) => p.exited))
@@ -396,9 +366,9 @@ describe.each(processStores)("several processes on %s", (_name, makeStore) => {
     runtimes.push(runtime)
     const procs = [0, 1, 2].map(() => spawnChild(target, env, "dedup", "the-key"))
     try {
-      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "every process is connected")
+      await waitUntil(procs, () => procs.every((p) => p.lines.includes("ready")), "every process is connected")
       for (const p of procs) p.child.stdin!.write("go\n")
-      await untilLines(procs, () => procs.every((p) => p.lines.includes("done")), "every process enqueued")
+      await waitUntil(procs, () => procs.every((p) => p.lines.includes("done")), "every process enqueued")
     } finally {
       // their work is done (or the test failed): nothing to shut down gracefully
       for (const p of procs) p.child.kill("SIGKILL")

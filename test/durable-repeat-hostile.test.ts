@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Cron, Effect, Exit, type Layer, ManagedRuntime, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { untilRead, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -82,38 +83,8 @@ const kill = async (procs: ReadonlyArray<Child>) => {
   }
   await Promise.all(procs.map((p) => p.exited))
 }
-/** Resolves once `check` holds, looking at every line the children print; fails with their output after `millis`. */
-const untilLines = (all: ReadonlyArray<Child>, check: () => boolean, what: string, millis = 90_000) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup()
-      reject(new Error(`timed out waiting until ${what}:\n${all.map((c) => `${c.stderr}${c.lines.slice(-10).join("\n")}`).join("\n---\n")}`))
-    }, millis)
-    const look = () => {
-      if (check()) {
-        cleanup()
-        resolve()
-      }
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      for (const c of all) c.child.stdout!.off("data", look)
-    }
-    for (const c of all) c.child.stdout!.on("data", look)
-    look()
-  })
-/** Polls (a condition, not a guessed time) until `check` holds. */
-const until = async <A>(read: () => Promise<A>, check: (a: A) => boolean, what: string, millis = 90_000): Promise<A> => {
-  const deadline = Date.now() + millis
-  while (true) {
-    const value = await read()
-    if (check(value)) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}: ${JSON.stringify(value).slice(0, 500)}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 /** Until the wall clock is at or past `at` (a tick passing is the event). */
-const untilTime = (at: number) => until(async () => Date.now(), (now) => now >= at, `the time ${new Date(at).toISOString()}`)
+const untilTime = (at: number) => untilRead(async () => Date.now(), (now) => now >= at, `the time ${new Date(at).toISOString()}`)
 
 /** The ticks (ms) of a repeat's jobs in the store, in order. */
 const ticksOf = (name: string, queue = "ticks") =>
@@ -162,21 +133,21 @@ describe.each(processStores)("two processes repeating one per-second schedule on
     const ticks = () => runtime.runPromise(ticksOf("r"))
     const [a, b] = [0, 1].map(() => spawnChild(target, env, { name: "r", cron: "* * * * * *" })) as [Child, Child]
     try {
-      await untilLines([a, b], () => a.lines.includes("ready") && b.lines.includes("ready"), "both run the schedule")
+      await waitUntil([a, b], () => a.lines.includes("ready") && b.lines.includes("ready"), "both run the schedule")
       const started = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks with both")
+      await untilRead(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks with both")
       b.child.kill("SIGSTOP")
       const frozen = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > frozen + 1000).length >= 3, "3 ticks while one is frozen")
+      await untilRead(ticks, (t) => t.filter((at) => at > frozen + 1000).length >= 3, "3 ticks while one is frozen")
       b.child.kill("SIGCONT")
       const thawed = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > thawed + 1000).length >= 2, "2 ticks after the thaw")
+      await untilRead(ticks, (t) => t.filter((at) => at > thawed + 1000).length >= 2, "2 ticks after the thaw")
       // just after a tick is stored: a is asleep until the next, or finishing its enqueue of this one
       const seen = (await ticks()).length
-      await until(ticks, (t) => t.length > seen, "a tick")
+      await untilRead(ticks, (t) => t.length > seen, "a tick")
       a.child.kill("SIGKILL")
       const killed = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > killed + 1000).length >= 3, "3 ticks after the kill")
+      await untilRead(ticks, (t) => t.filter((at) => at > killed + 1000).length >= 3, "3 ticks after the kill")
     } finally {
       await kill([a, b])
     }
@@ -195,9 +166,9 @@ describe.each(processStores)("two processes repeating one per-second schedule on
     const ticks = () => runtime.runPromise(ticksOf("skew"))
     const procs = ["0", "-2500", "2500"].map((skew) => spawnChild(target, { ...env, WORKPOOL_SKEW_MS: skew }, { name: "skew", cron: "* * * * * *" }))
     try {
-      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "all run the schedule")
+      await waitUntil(procs, () => procs.every((p) => p.lines.includes("ready")), "all run the schedule")
       const started = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > started + 3000).length >= 3, "3 ticks after every process is past its skew")
+      await untilRead(ticks, (t) => t.filter((at) => at > started + 3000).length >= 3, "3 ticks after every process is past its skew")
     } finally {
       await kill(procs)
     }
@@ -214,16 +185,16 @@ describe.each(processStores)("two processes repeating one per-second schedule on
     const ticks = () => runtime.runPromise(ticksOf("p"))
     const [a, b] = [0, 1].map(() => spawnChild(target, env, { name: "p", cron: "* * * * * *" })) as [Child, Child]
     try {
-      await untilLines([a, b], () => a.lines.includes("ready") && b.lines.includes("ready"), "both run the schedule")
+      await waitUntil([a, b], () => a.lines.includes("ready") && b.lines.includes("ready"), "both run the schedule")
       const started = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > started).length >= 1, "a tick with both")
+      await untilRead(ticks, (t) => t.filter((at) => at > started).length >= 1, "a tick with both")
       // half-way between two ticks: b sleeps (frozen mid-enqueue, it would catch up every tick of
       // the freeze when thawed: the stalled-store bug below)
       await untilTime(Math.floor(Date.now() / 1000) * 1000 + 1500)
       b.child.kill("SIGSTOP")
       const frozen = Date.now()
       // the tick b sleeps for (the first after it froze), and two more, enqueued by a
-      await until(ticks, (t) => t.filter((at) => at > frozen + 1000).length >= 2, "ticks while b is frozen")
+      await untilRead(ticks, (t) => t.filter((at) => at > frozen + 1000).length >= 2, "ticks while b is frozen")
       a.child.kill("SIGKILL")
       await a.exited
       // every tick so far ends (cancelled: final) and is purged, as `purge({ olderThan: 0 })` run often does
@@ -231,12 +202,12 @@ describe.each(processStores)("two processes repeating one per-second schedule on
       await runtime.runPromise(Effect.forEach(done, (at) => JobQueue.cancel(`repeat:p:${at}`), { discard: true }))
       // (a job finished in this very millisecond is not yet older than 0 ms)
       let purged = 0
-      await until(async () => purged += await runtime.runPromise(JobQueue.purge({ olderThan: 0 })), (n) => n >= done.length, "every tick purged")
+      await untilRead(async () => purged += await runtime.runPromise(JobQueue.purge({ olderThan: 0 })), (n) => n >= done.length, "every tick purged")
       assert.strictEqual(purged, done.length)
       b.child.kill("SIGCONT")
       const thawed = Date.now()
       // b's loop is sequential: a tick after the thaw stored means whatever it did on waking is done
-      await until(ticks, (t) => t.some((at) => at > thawed + 1000), "b enqueues a tick after the thaw")
+      await untilRead(ticks, (t) => t.some((at) => at > thawed + 1000), "b enqueues a tick after the thaw")
       const again = (await ticks()).filter((at) => done.includes(at))
       assert.deepStrictEqual(again, [], "a tick enqueued (and run) a second time")
     } finally {
@@ -254,10 +225,10 @@ describe.each(processStores)("two processes repeating one per-second schedule on
       spawnChild(target, env, { name: "crons", cron: "*/3 * * * * *", n: 2, queue: "crons" })
     ]
     try {
-      await untilLines(procs, () => procs.every((p) => p.lines.includes("ready")), "all run their schedules")
+      await waitUntil(procs, () => procs.every((p) => p.lines.includes("ready")), "all run their schedules")
       const started = Date.now()
       await untilTime(Math.ceil(started / 6000) * 6000 + 6500)
-      await until(() => runtime.runPromise(ticksOf("same")), (t) => t.filter((at) => at > started).length >= 4, "4 ticks")
+      await untilRead(() => runtime.runPromise(ticksOf("same")), (t) => t.filter((at) => at > started).length >= 4, "4 ticks")
     } finally {
       await kill(procs)
     }
@@ -292,9 +263,9 @@ describe.skipIf(!Pg.enabled)("a per-second repeat whose Postgres store stalls (a
     const locker = new Client({ connectionString: Pg.url! })
     await locker.connect()
     try {
-      await untilLines([p], () => p.lines.includes("ready"), "the schedule runs")
+      await waitUntil([p], () => p.lines.includes("ready"), "the schedule runs")
       const started = Date.now()
-      await until(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks")
+      await untilRead(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks")
       await locker.query("BEGIN")
       await locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
       const locked = Date.now()
@@ -304,7 +275,7 @@ describe.skipIf(!Pg.enabled)("a per-second repeat whose Postgres store stalls (a
       await untilTime(locked + 5000)
       await locker.query("COMMIT")
       const released = Date.now()
-      await until(ticks, (t) => t.some((at) => at > released + 1000), "a tick after the release")
+      await untilRead(ticks, (t) => t.some((at) => at > released + 1000), "a tick after the release")
       const all = await ticks()
       const late = all.filter((at) => at > locked && at <= released)
       // the tick whose insert waited, and perhaps the one due as it was stored; not the 3 or 4 between
@@ -325,9 +296,9 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a per-second 
     try {
       runtime = ManagedRuntime.make(PgJobStore.layer({ url: server.url, schema, maxConnections: 2 }))
       const ticks = () => runtime!.runPromise(ticksOf("restart"))
-      await untilLines([p], () => p.lines.includes("ready"), "the schedule runs")
+      await waitUntil([p], () => p.lines.includes("ready"), "the schedule runs")
       const started = Date.now()
-      const before = await until(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks")
+      const before = await untilRead(ticks, (t) => t.filter((at) => at > started).length >= 2, "2 ticks")
       await runtime.dispose()
       await server.stop()
       const stopped = Date.now()
@@ -335,7 +306,7 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a per-second 
       await server.start()
       const restarted = Date.now()
       runtime = ManagedRuntime.make(PgJobStore.layer({ url: server.url, schema, maxConnections: 2 }))
-      const after = await until(ticks, (t) => t.filter((at) => at > restarted + 1000).length >= 3, "3 ticks after the restart")
+      const after = await untilRead(ticks, (t) => t.filter((at) => at > restarted + 1000).length >= 3, "3 ticks after the restart")
       assert.isNull(p.child.exitCode, `the process died: ${p.stderr}`)
       assert.strictEqual(new Set(after).size, after.length)
       for (const at of before) assert.include(after, at)

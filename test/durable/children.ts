@@ -32,7 +32,12 @@ export interface Consumer {
 }
 
 /** Calls `check` on every line of output until it returns true. */
-export const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boolean, what: string, millis = 90_000) =>
+export const waitUntil = (
+  consumers: ReadonlyArray<Pick<Consumer, "child" | "lines" | "stderr">>,
+  check: () => boolean,
+  what: string,
+  millis = 90_000
+) =>
   new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup()
@@ -52,6 +57,17 @@ export const waitUntil = (consumers: ReadonlyArray<Consumer>, check: () => boole
     for (const c of consumers) c.child.stdout!.on("data", onLine)
     onLine()
   })
+
+/** Reads until `check` holds (a condition of the store, not a guessed time), every 50 ms; fails after `millis`. */
+export const untilRead = async <A>(read: () => Promise<A>, check: (a: A) => boolean, what: string, millis = 90_000): Promise<A> => {
+  const deadline = Date.now() + millis
+  while (true) {
+    const value = await read()
+    if (check(value)) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}: ${JSON.stringify(value).slice(0, 500)}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
 
 export const startConsumer = (
   store: string,
