@@ -678,7 +678,7 @@ else {
   describe.skipIf(binaries === undefined)("the Postgres store's listener across a server restart, hostile", () => {
     it.live("the server stopped and started under idle consumers: another instance's jobs wake them again, and its cancels reach a running job", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const server = yield* ownServer()
         const privateLayer = () => PgJobStore.layer({ url: server.url, maxConnections: 2 })
         const error = yield* Effect.gen(function*() {
           const other = yield* Layer.build(privateLayer())
@@ -709,7 +709,7 @@ else {
 
     it.live("a claim cut off by the server's stop: the consumer (polling once an hour) tries again within seconds, and starts another instance's job once the server is back", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const server = yield* ownServer()
         const privateLayer = () => PgJobStore.layer({ url: server.url, maxConnections: 2 })
         // the next claim stops the server while it is in flight (it then fails), as a restart can
         const cut = yield* Deferred.make<void>()
@@ -752,7 +752,7 @@ else {
 
     it.live("a scope holding a consumer and its store (made in it), closed while the server is stopped, with a job whose settle failed and one that never ends: the close ends within 4.5 s (the drain, then 2 s at most for the settles), both jobs left for the reaper", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(binaries!)), (s) => Effect.promise(() => s.destroy()))
+        const server = yield* ownServer()
         const scope = yield* Scope.make()
         const cfg = yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 })
         const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
@@ -838,6 +838,13 @@ if (enabled) {
 }
 
 /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
+/** A Postgres server of the test's own (to freeze or restart), stopped with the test's scope. */
+const ownServer = (options?: Parameters<typeof pgServer.startServer>[1]) =>
+  Effect.acquireRelease(
+    Effect.promise(() => pgServer.startServer(pgServer.binaries()!, options)),
+    (s) => Effect.promise(() => s.destroy())
+  )
+
 const openSockets = () =>
   (process as unknown as { _getActiveHandles(): Array<unknown> })._getActiveHandles().filter((handle) =>
     handle instanceof Net.Socket && !handle.destroyed
@@ -847,10 +854,7 @@ if (enabled && pgServer.binaries() !== undefined) {
   describe("the Postgres store's own connections: the URL forms users write, hostile", () => {
     it.live("each connects where (and as) the driver would, on sockets of its own: its close with the server frozen and a statement in flight ends in about CLIENT_CLOSE_GRACE, its sockets destroyed", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => pgServer.startServer(pgServer.binaries()!, { ssl: true, ipv6: true })),
-          (s) => Effect.promise(() => s.destroy())
-        )
+        const server = yield* ownServer({ ssl: true, ipv6: true })
         const P = server.port
         const dir = server.socketDir
         // sslmode=require verifies the certificate (it is self-signed here): told not to, for this test
@@ -951,10 +955,7 @@ if (enabled && pgServer.binaries() !== undefined) {
   describe("the Postgres store's own connections: a close that ends before CLIENT_CLOSE_GRACE, hostile", () => {
     it.live("a pool session whose backend is frozen (it never reads the Terminate) while the listener's answers: the close ends at once, and the session's socket is still destroyed 1 s into it (not left open, holding the process, until the server wakes)", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-          (s) => Effect.promise(() => s.destroy())
-        )
+        const server = yield* ownServer()
         const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
           Effect.scoped(
             PgClient.make({ url: Redacted.make(server.url), maxConnections: 1 }).pipe(
@@ -990,10 +991,7 @@ if (enabled && pgServer.binaries() !== undefined) {
 
     it.live("the server restarted, then frozen while the listener reconnects (its session lost, its next one pending or just made): the close ends within CLIENT_CLOSE_GRACE + 2 s, no socket left open 1 s into it", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-          (s) => Effect.promise(() => s.destroy())
-        )
+        const server = yield* ownServer()
         const baseline = openSockets()
         const scope = yield* Scope.make()
         const cfg = yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 })
@@ -1029,10 +1027,7 @@ if (enabled && pgServer.binaries() !== undefined) {
   describe("the Postgres store's listener on the caller's client (layerClient), its server frozen at the close, hostile", () => {
     it.live("a LISTEN in flight (a consumer's new queue) when the store's scope closes: the close goes on 2 × LISTENER_CLOSE_GRACE in at the latest, not after the driver's 5 s cancel request of that LISTEN", () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-          (s) => Effect.promise(() => s.destroy())
-        )
+        const server = yield* ownServer()
         // the application's own client, outliving the store
         const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 2 }).pipe(
           Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
