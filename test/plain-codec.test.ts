@@ -4,8 +4,22 @@
  * own answer for anything else. Both sides of a ThreadPool use it (taskCodecs.ts, ThreadWorker.ts).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Exit, Schema } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
+import { PoolError } from "../src/index.ts"
 import { codec, decoder, encoder } from "../src/internal/protocol.ts"
+import { makePool } from "./fixtures/pool.ts"
+import {
+  OddBoolean,
+  type OddKind,
+  OddNumber,
+  OddString,
+  OddUnknown,
+  oddValues,
+  SameBoolean,
+  SameNumber,
+  SamePair,
+  SameString
+} from "./fixtures/tasks.ts"
 
 /** Effect's codec of `schema`, counting how often it is built and called. */
 const counted = () => {
@@ -67,4 +81,158 @@ describe("protocol: a plain Schema's codec", () => {
     assert.deepStrictEqual(decoder(Schema.NumberFromString)("2"), Exit.succeed(2))
     assert.deepStrictEqual(encoder(Schema.NumberFromString)(2), Exit.succeed("2"))
   })
+})
+
+/** Effect's own answer for `value` under `schema`: its value, its issue's text, or what it threw. */
+type Maker = (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+const effects = (make: Maker, schema: Schema.Codec<unknown, unknown>, value: unknown) => {
+  try {
+    const exit = make(schema)(value)
+    return Exit.isSuccess(exit) ? { ok: exit.value } : { issue: issue(exit) }
+  } catch (error) {
+    return { threw: String(error) }
+  }
+}
+const ours = (make: Maker, schema: Schema.Codec<unknown, unknown>, value: unknown) => {
+  try {
+    const exit = make(schema)(value)
+    return Exit.isSuccess(exit) ? { ok: exit.value } : { issue: issue(exit) }
+  } catch (error) {
+    return { threw: String(error) }
+  }
+}
+const plains = [Schema.Number, Schema.String, Schema.Boolean] as ReadonlyArray<Schema.Codec<unknown, unknown>>
+
+describe("plainCodec: the same answer as Effect's codec at the edges", () => {
+  it("every odd value, decoded and encoded under each plain Schema: the same value (Object.is) or the same issue text", () => {
+    for (const schema of plains) {
+      for (const [kind, make] of Object.entries(oddValues)) {
+        for (const [mine, theirs] of [[decoder, Schema.decodeUnknownExit], [encoder, Schema.encodeUnknownExit]] as const) {
+          const value = make()
+          const got = ours(mine, schema, value)
+          const want = effects(theirs, schema, value)
+          const where = `${kind} under ${String(schema.ast._tag)} (${mine === decoder ? "decode" : "encode"})`
+          assert.deepStrictEqual(Object.keys(got), Object.keys(want), where)
+          if ("ok" in got) assert.isTrue(Object.is(got.ok, value) && Object.is(want.ok, value), where)
+          else assert.deepStrictEqual(got, want, where)
+        }
+      }
+    }
+  })
+
+  it("a Proxy whose every trap throws: Effect's answer (its failure or its throw), not a success", () => {
+    const hostile = () => new Proxy({}, new Proxy({}, { get: () => () => { throw new Error("trap") } }))
+    for (const schema of plains) {
+      for (const [mine, theirs] of [[decoder, Schema.decodeUnknownExit], [encoder, Schema.encodeUnknownExit]] as const) {
+        const got = ours(mine, schema, hostile())
+        assert.notProperty(got, "ok")
+        assert.deepStrictEqual(got, effects(theirs, schema, hostile()))
+      }
+    }
+  })
+})
+
+/** What a thread's answer of `value` under `schema` must come back as on the main thread (before e345051's shortcut). */
+const expectedAnswer = (schema: Schema.Codec<unknown, unknown>, value: unknown, fail: boolean) => {
+  const part = fail ? "failure" : "success"
+  let encoded: Exit.Exit<unknown, unknown>
+  try {
+    encoded = Schema.encodeUnknownExit(schema)(value)
+  } catch {
+    return { defect: true } as const
+  }
+  if (Exit.isFailure(encoded)) return { codec: part, issue: issue(encoded) } as const
+  let cloned: unknown
+  try {
+    cloned = structuredClone(encoded.value)
+  } catch {
+    // cannot be posted: the task fails with its part (the issue is the clone's error)
+    return { codec: part, issue: undefined } as const
+  }
+  const decoded = Schema.decodeUnknownExit(schema)(cloned)
+  if (Exit.isFailure(decoded)) return { codec: part, issue: issue(decoded) } as const
+  return fail ? { failure: decoded.value } as const : { success: decoded.value } as const
+}
+
+const check = (where: string, exit: Exit.Exit<unknown, unknown>, want: ReturnType<typeof expectedAnswer>) => {
+  if ("success" in want) {
+    assert.isTrue(Exit.isSuccess(exit), `${where}: ${String(exit)}`)
+    const value = (exit as Exit.Success<unknown>).value
+    if (typeof want.success === "object" && want.success !== null) assert.deepStrictEqual(value, want.success, where)
+    else assert.isTrue(Object.is(value, want.success), `${where}: ${String(value)}`)
+    return
+  }
+  assert.isTrue(Exit.isFailure(exit), where)
+  const cause = (exit as Exit.Failure<unknown, unknown>).cause
+  if ("defect" in want) {
+    assert.isTrue(Cause.hasDies(cause), `${where}: ${String(cause)}`)
+    return
+  }
+  const error = Cause.findErrorOption(cause)
+  assert.strictEqual(error._tag, "Some", `${where}: ${String(cause)}`)
+  const found = (error as { readonly value: unknown }).value
+  if ("failure" in want) {
+    if (typeof want.failure === "object" && want.failure !== null) assert.deepStrictEqual(found, want.failure, where)
+    else assert.isTrue(Object.is(found, want.failure), `${where}: ${String(found)}`)
+    return
+  }
+  assert.instanceOf(found, PoolError.TaskCodecError, where)
+  const codecError = found as PoolError.TaskCodecError
+  assert.strictEqual(codecError.part, want.codec, where)
+  if (want.issue !== undefined) assert.strictEqual(codecError.issue, want.issue, where)
+}
+
+describe("plainCodec on a ThreadPool: the thread's encode and the main thread's decode agree with Effect's codec", () => {
+  it.live("odd successes and failures under Number, String, Boolean and Unknown, all at once (batches mix successes, failures, codec errors and defects)", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 2 })
+      const cases = [OddNumber, OddString, OddBoolean, OddUnknown].flatMap((task) =>
+        (Object.keys(oddValues) as Array<OddKind>).flatMap((kind) =>
+          [false, true].flatMap((fail) => [false, true].map((async) => ({ task, kind, fail, async })))
+        )
+      )
+      // twice: the first round builds Effect's codec of each plain Schema on demand, the second reuses it
+      for (let round = 0; round < 2; round++) {
+        const exits = yield* Effect.forEach(
+          cases,
+          ({ async, fail, kind, task }) => Effect.exit(pool.run(task as typeof OddUnknown, { kind, fail, async })),
+          { concurrency: "unbounded" }
+        )
+        cases.forEach(({ async, fail, kind, task }, i) => {
+          const where = `round ${round}: ${task.name} ${kind} ${fail ? "failing" : "succeeding"}${async ? " async" : ""}`
+          check(where, exits[i]!, expectedAnswer(task.success as Schema.Codec<unknown, unknown>, oddValues[kind](), fail))
+        })
+      }
+    }), 60_000)
+
+  it.live("odd payloads on submit: the same TaskCodecError (part payload, Effect's issue) or the same value back", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makePool({ threads: 1 })
+      for (const task of [SameNumber, SameString, SameBoolean]) {
+        for (const [kind, make] of Object.entries(oddValues)) {
+          const where = `${task.name} ${kind}`
+          const exit = yield* Effect.exit(pool.run(task as typeof SameNumber, make() as number))
+          const encoded = Schema.encodeUnknownExit(task.payload as Schema.Codec<unknown, unknown>)(make())
+          if (Exit.isFailure(encoded)) {
+            assert.isTrue(Exit.isFailure(exit), where)
+            const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
+            assert.instanceOf(error, PoolError.TaskCodecError, where)
+            assert.deepStrictEqual(
+              [(error as PoolError.TaskCodecError).part, (error as PoolError.TaskCodecError).issue],
+              ["payload", issue(encoded)],
+              where
+            )
+          } else {
+            assert.isTrue(Exit.isSuccess(exit), where)
+            assert.isTrue(Object.is((exit as Exit.Success<unknown>).value, make()), where)
+          }
+        }
+      }
+      // a pair under a Tuple Schema: its success message `[id, [1, 2]]` is not taken for a batch
+      assert.deepStrictEqual(yield* pool.run(SamePair, [1, 2]), [1, 2])
+      assert.deepStrictEqual(
+        yield* Effect.forEach([[1, 2], [3, 4], [NaN, -0]] as const, (pair) => pool.run(SamePair, pair), { concurrency: "unbounded" }),
+        [[1, 2], [3, 4], [NaN, -0]]
+      )
+    }), 60_000)
 })
