@@ -27,13 +27,11 @@ import { runThunk } from "./internal/fiberless.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
+import { type Codec, decoder, encoder } from "./internal/plainCodec.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
-  type Codec,
   CONFIRMED,
-  decoder,
-  encoder,
   envelope,
   type FromThread,
   isTuple,

@@ -9,7 +9,7 @@ import { PoolError } from "../src/index.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type * as Task from "../src/Task.ts"
-import { codec, decoder, encoder } from "../src/internal/protocol.ts"
+import { codec, decoder, encoder } from "../src/internal/plainCodec.ts"
 import { makePool } from "./fixtures/pool.ts"
 import {
   OddBoolean,
@@ -43,7 +43,7 @@ const issue = (exit: Exit.Exit<unknown, unknown>): string => {
   return String((Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as Error).message)
 }
 
-describe("protocol: a plain Schema's codec", () => {
+describe("plainCodec", () => {
   it("a plain Schema's value of its type is itself, and Effect's codec is never built for it", () => {
     for (const [schema, values] of [
       [Schema.Number, [0, -0, 1.5, NaN, Infinity, -Infinity]],

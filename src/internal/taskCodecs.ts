@@ -10,7 +10,7 @@ import { Cause, Effect, Exit, Schema } from "effect"
 import { InvalidJob, TaskCodecError, WorkerCrashed } from "../PoolError.ts"
 import type * as Task from "../Task.ts"
 import * as config from "./config.ts"
-import { decoder, encoder } from "./protocol.ts"
+import { decoder, encoder } from "./plainCodec.ts"
 import type { Reply } from "./threads.ts"
 
 const rebuildDefect = (reply: Extract<Reply, { _: "defect" }>): Error => {
