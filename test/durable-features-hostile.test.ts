@@ -22,7 +22,7 @@ import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { startConsumer, untilRead, waitUntil } from "./durable/children.ts"
+import { processStoresOf, startConsumer, untilRead, waitUntil } from "./durable/children.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -309,25 +309,7 @@ const spawnChild = (target: string, env: Record<string, string>, ...args: Array<
   return result
 }
 
-/** Each store as processes share it: the child's target and env, and the test's own (public) layer on it. */
-const processStores: Array<[string, () => { target: string; env: Record<string, string>; layer: Layer.Layer<JobStore.JobStore, unknown> }]> = [
-  ["an SQLite file", () => {
-    const file = freshFile()
-    return { target: file, env: {}, layer: JobStore.sqlite({ filename: file }) }
-  }]
-]
-if (Pg.enabled) {
-  processStores.push(["Postgres", () => {
-    const schema = Pg.freshSchema()
-    return { target: Pg.url!, env: { WORKPOOL_PG_SCHEMA: schema }, layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }) }
-  }])
-}
-if (Rd.enabled) {
-  processStores.push(["Redis", () => {
-    const prefix = Rd.freshPrefix()
-    return { target: Rd.url!, env: { WORKPOOL_REDIS_PREFIX: prefix }, layer: RedisJobStore.layer({ url: Rd.url!, prefix }) }
-  }])
-}
+const processStores = processStoresOf(freshFile)
 
 describe.each(processStores)("several processes on %s", (_name, makeStore) => {
   it("three processes run one per-second repeat: each tick is enqueued once, due at its tick, none skipped while any runs, also after one stops", async () => {

@@ -838,6 +838,27 @@ if (enabled) {
 }
 
 /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
+/**
+ * Freezes every process of `server` (SIGSTOP) until the test's scope ends (SIGCONT); returns the
+ * thaw, to end it sooner. A backend may have ended since its pid was read (its session closed).
+ */
+const freeze = (server: pgServer.Server) =>
+  Effect.gen(function*() {
+    const pids = yield* Effect.promise(() => server.pids())
+    const signal = (sig: NodeJS.Signals) =>
+      pids.forEach((pid) => {
+        try {
+          process.kill(pid, sig)
+        } catch {
+          // gone
+        }
+      })
+    const thaw = Effect.sync(() => signal("SIGCONT"))
+    yield* Effect.addFinalizer(() => thaw)
+    signal("SIGSTOP")
+    return thaw
+  })
+
 /** A Postgres server of the test's own (to freeze or restart), stopped with the test's scope. */
 const ownServer = (options?: Parameters<typeof pgServer.startServer>[1]) =>
   Effect.acquireRelease(
@@ -922,19 +943,7 @@ if (enabled && pgServer.binaries() !== undefined) {
             const client = session.addr === null ? "unix" : session.addr.includes(":") ? "tcp6" : "tcp4"
             assert.strictEqual(expect.client === "tcp" ? client.slice(0, 3) : client, expect.client, `${name}: client address ${session.addr}`)
           }
-          const pids = yield* Effect.promise(() => server.pids())
-          // a backend may have ended since (its session closed)
-          const signal = (sig: NodeJS.Signals) =>
-            pids.forEach((pid) => {
-              try {
-                process.kill(pid, sig)
-              } catch {
-                // gone
-              }
-            })
-          const thaw = Effect.sync(() => signal("SIGCONT"))
-          yield* Effect.addFinalizer(() => thaw)
-          signal("SIGSTOP")
+          const thaw = yield* freeze(server)
           const inFlight = yield* Effect.forkDetach(Effect.flip(here(JobQueue.enqueue(Echo, { n: 2 }))))
           yield* Effect.sleep(300)
           const took = yield* closeWithin(scope, "15 seconds")
@@ -1002,17 +1011,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* Effect.promise(() => server.start())
         // a pool session again (the first statements may meet the dead ones)
         yield* here(JobQueue.enqueue(Echo, { n: 2 })).pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 100 }))
-        const pids = yield* Effect.promise(() => server.pids())
-        const signal = (sig: NodeJS.Signals) =>
-          pids.forEach((pid) => {
-            try {
-              process.kill(pid, sig)
-            } catch {
-              // gone
-            }
-          })
-        yield* Effect.addFinalizer(() => Effect.sync(() => signal("SIGCONT")))
-        signal("SIGSTOP")
+        yield* freeze(server)
         // the listener's next try (1 s after its session was lost) meets the frozen server
         yield* Effect.sleep(1200)
         const began = Date.now()
@@ -1042,17 +1041,7 @@ if (enabled && pgServer.binaries() !== undefined) {
           if (rows[0]!.n > 0) break
           yield* Effect.sleep(20)
         }
-        const pids = yield* Effect.promise(() => server.pids())
-        const signal = (sig: NodeJS.Signals) =>
-          pids.forEach((pid) => {
-            try {
-              process.kill(pid, sig)
-            } catch {
-              // gone
-            }
-          })
-        yield* Effect.addFinalizer(() => Effect.sync(() => signal("SIGCONT")))
-        signal("SIGSTOP")
+        yield* freeze(server)
         // a wait on queue b: the listener's LISTEN for it gets no reply
         yield* Effect.forkDetach(store.wait(60_000, undefined, ["b"]))
         yield* Effect.sleep(300)

@@ -14,7 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Cron, Effect, Exit, type Layer, ManagedRuntime, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { untilRead, waitUntil } from "./durable/children.ts"
+import { processStoresOf, untilRead, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -91,25 +91,7 @@ const ticksOf = (name: string, queue = "ticks") =>
   Effect.map(JobQueue.list({ queue, limit: 100_000 }), (jobs) =>
     jobs.filter((job) => job.id.startsWith(`repeat:${name}:`)).map((job) => Number(job.id.slice(`repeat:${name}:`.length))).sort((a, b) => a - b))
 
-/** Each store as processes share it: the children's target and env, and the test's own (public) layer on it. */
-const processStores: Array<[string, () => { target: string; env: Record<string, string>; layer: Layer.Layer<JobStore.JobStore, unknown> }]> = [
-  ["an SQLite file", () => {
-    const file = freshFile()
-    return { target: file, env: {}, layer: JobStore.sqlite({ filename: file }) }
-  }]
-]
-if (Pg.enabled) {
-  processStores.push(["Postgres", () => {
-    const schema = Pg.freshSchema()
-    return { target: Pg.url!, env: { WORKPOOL_PG_SCHEMA: schema }, layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }) }
-  }])
-}
-if (Rd.enabled) {
-  processStores.push(["Redis", () => {
-    const prefix = Rd.freshPrefix()
-    return { target: Rd.url!, env: { WORKPOOL_REDIS_PREFIX: prefix }, layer: RedisJobStore.layer({ url: Rd.url!, prefix }) }
-  }])
-}
+const processStores = processStoresOf(freshFile)
 
 const open = (layer: Layer.Layer<JobStore.JobStore, unknown>) => {
   const runtime = ManagedRuntime.make(layer)

@@ -13,31 +13,12 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Closing from "../src/internal/store/closing.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { Echo } from "./durable/conformance.ts"
-import { closeWithin, sqliteLockHolder } from "./helpers.ts"
+import { closeWithin, lateness, sqliteLockHolder } from "./helpers.ts"
 import * as Task from "../src/Task.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-sqlite-hostile-"))
 let n = 0
 const fresh = () => path.join(dir, `jobs-${++n}.db`)
-
-/** The latest of `every` ms timers over `span` ms: how late one came. */
-const lateness = (every: number, span: number) =>
-  Effect.promise(() =>
-    new Promise<number>((resolve) => {
-      let latest = 0
-      const start = performance.now()
-      let at = start
-      const timer = setInterval(() => {
-        const now = performance.now()
-        latest = Math.max(latest, now - at - every)
-        at = now
-        if (now - start >= span) {
-          clearInterval(timer)
-          resolve(latest)
-        }
-      }, every)
-    })
-  )
 
 describe("the SQLite store's wait for another process's lock", () => {
   // BUG (fixed): each operation's tries may block the thread SPIN (5 ms) in SQLite's own busy wait,

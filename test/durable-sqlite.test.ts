@@ -12,7 +12,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
-import { sqliteLockHolder, waitFor } from "./helpers.ts"
+import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
 let n = 0
@@ -368,22 +368,7 @@ describe("the SQLite store", () => {
         // the ended job's settle, and an enqueue, wait for the lock
         yield* Deferred.succeed(finish, undefined)
         const second = yield* Effect.forkChild(JobQueue.enqueue(Echo, { n: 2 }))
-        const late = yield* Effect.promise(() =>
-          new Promise<number>((resolve) => {
-            let latest = 0
-            const start = performance.now()
-            let at = start
-            const timer = setInterval(() => {
-              const now = performance.now()
-              latest = Math.max(latest, now - at - 100)
-              at = now
-              if (now - start >= 1500) {
-                clearInterval(timer)
-                resolve(latest)
-              }
-            }, 100)
-          })
-        )
+        const late = yield* lateness(100, 1500)
         // a loaded 2-core machine delays a timer by a few hundred ms; a blocked thread by the whole busy timeout (5 s)
         assert.isBelow(late, 1000, "the latest of 100 ms timers for 1.5 s while the lock was held")
         assert.isUndefined(second.pollUnsafe(), "the enqueue waits for the lock")

@@ -170,3 +170,22 @@ export const sqliteLockHolder = (filename: string) =>
       })
     }
   })
+
+/** The latest of `every` ms timers over `span` ms: how late one came. */
+export const lateness = (every: number, span: number) =>
+  Effect.promise(() =>
+    new Promise<number>((resolve) => {
+      let latest = 0
+      const start = performance.now()
+      let at = start
+      const timer = setInterval(() => {
+        const now = performance.now()
+        latest = Math.max(latest, now - at - every)
+        at = now
+        if (now - start >= span) {
+          clearInterval(timer)
+          resolve(latest)
+        }
+      }, every)
+    })
+  )

@@ -6,11 +6,15 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { DatabaseSync } from "node:sqlite"
-import { Effect, type ManagedRuntime } from "effect"
+import { Effect, type Layer, type ManagedRuntime } from "effect"
 import { afterAll, assert } from "vitest"
 import * as JobQueue from "../../src/JobQueue.ts"
-import type * as JobStore from "../../src/JobStore.ts"
+import * as JobStore from "../../src/JobStore.ts"
+import * as PgJobStore from "../../src/PgJobStore.ts"
+import * as RedisJobStore from "../../src/RedisJobStore.ts"
 import { Work } from "../fixtures/durable-tasks.ts"
+import * as Pg from "./postgres.ts"
+import * as Rd from "./redis.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const fixture = new URL("../fixtures/durable-consumer.ts", import.meta.url).pathname
@@ -225,4 +229,34 @@ export const freeze = async (consumer: Consumer, writable: () => boolean = () =>
     consumer.child.kill("SIGCONT")
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
+}
+
+/** A store as processes share it: the children's target and env, and the test's own (public) layer on it. */
+export interface ProcessStore {
+  readonly target: string
+  readonly env: Record<string, string>
+  readonly layer: Layer.Layer<JobStore.JobStore, unknown>
+}
+
+/** Each store the machine has, by name, for processes to share: an SQLite file from `freshFile`, Postgres and Redis when configured. */
+export const processStoresOf = (freshFile: () => string): Array<[string, () => ProcessStore]> => {
+  const stores: Array<[string, () => ProcessStore]> = [
+    ["an SQLite file", () => {
+      const file = freshFile()
+      return { target: file, env: {}, layer: JobStore.sqlite({ filename: file }) }
+    }]
+  ]
+  if (Pg.enabled) {
+    stores.push(["Postgres", () => {
+      const schema = Pg.freshSchema()
+      return { target: Pg.url!, env: { WORKPOOL_PG_SCHEMA: schema }, layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }) }
+    }])
+  }
+  if (Rd.enabled) {
+    stores.push(["Redis", () => {
+      const prefix = Rd.freshPrefix()
+      return { target: Rd.url!, env: { WORKPOOL_REDIS_PREFIX: prefix }, layer: RedisJobStore.layer({ url: Rd.url!, prefix }) }
+    }])
+  }
+  return stores
 }
