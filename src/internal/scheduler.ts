@@ -779,15 +779,10 @@ export class Scheduler<W> {
       const job = this.waiting[this.waitingHead]
       if (job === undefined) throw new Error("effect-workpool: waiting submitters miscounted")
       this.waiting[this.waitingHead++] = undefined
-      if (this.waitingHead === this.waiting.length) {
-        this.waiting.length = 0
-        this.waitingHead = 0
-      } else if (this.waitingHead >= 1024 && this.waitingHead * 2 >= this.waiting.length) {
-        // a line that never empties (submitters always outnumber the room) drops the slots of those
-        // it has admitted, as a lane of the queue does (amortised O(1))
-        this.waiting.splice(0, this.waitingHead)
-        this.waitingHead = 0
-      }
+      // an emptied line starts again; one that never empties (submitters always outnumber the room)
+      // drops the slots of those it has admitted, as a lane of the queue does (amortised O(1))
+      const head = this.waitingHead
+      if (head === this.waiting.length || (head >= 1024 && head * 2 >= this.waiting.length)) this.compactWaiting()
       if (job.state !== WAITING) continue
       this.waitingCount--
       this.enqueueWaited(job)
@@ -804,6 +799,12 @@ export class Scheduler<W> {
     const live = this.waitingCount
     const dead = waiting.length - this.waitingHead - live
     if (live > 0 && (dead <= 32 || dead <= live)) return
+    this.compactWaiting()
+  }
+
+  /** Keeps only the line's submitters still waiting, in their order, from its start. */
+  private compactWaiting(): void {
+    const waiting = this.waiting
     let kept = 0
     for (let i = this.waitingHead; i < waiting.length; i++) {
       const job = waiting[i]
