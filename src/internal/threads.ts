@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Context, Effect, Exit, Fiber, Pull, Schedule, type Tracer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Option, Pull, Schedule, type Tracer } from "effect"
 import { inspect } from "node:util"
 import {
   MessageChannel,
@@ -47,6 +47,21 @@ import { threadMain } from "./threadMain.ts"
 import { transferIssue } from "./transfer.ts"
 
 export type Reply = Outcome | { readonly _: "crashed"; readonly reason: string }
+
+/** Effect's live Clock, whatever Clock the pool or the caller runs on: see `withinGrace`. */
+const liveClock = Clock.Clock.defaultValue()
+
+/**
+ * `effect`'s value, or None once `millis` of real time have passed: the wait of `cancelGrace` for a
+ * thread to confirm a cancel or to exit when asked to close. A thread answers in real time, which
+ * no test clock moves. Waited on a `TestClock`, one adjust past a task's timeout and the grace
+ * ended the grace within that adjust, before the thread could answer: the thread of a task that
+ * stops in a millisecond was terminated, failing every other task on it with `WorkerCrashed`; and
+ * a thread that never answers (a task in a loop) held the close of a test's scope for ever, waiting
+ * for a clock nobody moves any more, even with `shutdownTimeout: 0` or `shutdownNow`.
+ */
+const withinGrace = <A>(effect: Effect.Effect<A>, millis: number): Effect.Effect<Option.Option<A>> =>
+  Effect.raceFirst(Effect.asSome(effect), Effect.as(liveClock.sleep(Duration.millis(millis)), Option.none()))
 
 export interface ThreadsConfig {
   /** The pool's name, handed to each thread once (for its tasks' `JobContext`). */
@@ -858,7 +873,7 @@ export class Threads {
     })
     if (!ask) return exited
     return Effect.flatMap(
-      Effect.timeoutOption(exited, grace),
+      withinGrace(exited, grace),
       (done) => done._tag === "Some" ? Effect.void : this.stop(thread, reason, "terminate")
     )
   }
@@ -972,7 +987,7 @@ export class Threads {
         thread.outbox.send({ _: "cancel", id })
       })
       const grace = this.config.cancelGrace
-      return Effect.timeoutOption(confirmed, grace).pipe(
+      return withinGrace(confirmed, grace).pipe(
         Effect.flatMap((done) =>
           done._tag === "Some"
             ? Effect.succeed(done.value)
