@@ -200,3 +200,26 @@ describe("TestClock on a ThreadPool: cancelGrace is real time", () => {
       assert.deepStrictEqual([info.state, info.attempts], ["queued", 0], "given back, not counted")
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
+
+describe("TestClock on a ThreadPool: startTimeout is real time", () => {
+  // a thread's start is real work too: on the TestClock, a worker that never reports ready (its
+  // layer hangs, say) held `make` for ever in a test that does not move its clock, and one adjust
+  // was not enough (each attempt's timer was set after the adjust, once the last one's thread had
+  // exited): the test hung instead of failing with WorkerStartFailed
+  it.effect("a worker that never reports ready: make fails with WorkerStartFailed after 3 attempts of startTimeout, the clock unmoved", () =>
+    Effect.gen(function*() {
+      const counters = new SharedArrayBuffer(4)
+      const making = yield* Effect.forkChild(Effect.exit(Effect.scoped(ThreadPool.make({
+        worker: new URL("./fixtures/never-ready-worker.ts", import.meta.url),
+        threads: 1,
+        startTimeout: "300 millis",
+        workerData: { counters }
+      }))))
+      yield* waitFor(Effect.sync(() => making.pollUnsafe() !== undefined), "make ended", { within: "20 seconds" })
+      const exit = yield* Fiber.join(making)
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      assert.strictEqual((error as { error: PoolError.WorkerStartFailed } | undefined)?.error._tag, "WorkerStartFailed")
+      assert.strictEqual(Atomics.load(new Int32Array(counters), 0), 3)
+    }), { timeout: 30_000 })
+})
