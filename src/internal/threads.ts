@@ -524,12 +524,12 @@ export class Threads {
     const spawn = Effect.suspend(() => {
       attempts++
       const timeout = this.config.startTimeout
-      // a thread that never reports ready (its layer build hangs, say) counts as a failed start
-      return timeout === 0 ? this.spawn(index) : this.spawn(index).pipe(
-        Effect.timeoutOrElse({
-          duration: timeout,
-          orElse: () => Effect.fail(`the thread did not report ready within ${timeout} ms`)
-        })
+      // a thread that never reports ready (its layer build hangs, say) counts as a failed start.
+      // Real time, as `withinGrace`: a thread loads in real time; on a TestClock, a worker that
+      // never reports ready held `make` for ever in a test that does not move its clock
+      return timeout === 0 ? this.spawn(index) : Effect.raceFirst(
+        this.spawn(index),
+        Effect.andThen(liveClock.sleep(Duration.millis(timeout)), Effect.fail(`the thread did not report ready within ${timeout} ms`))
       )
     })
     const started = spawn.pipe(
