@@ -5,9 +5,11 @@
  * not the job's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import type * as PoolError from "../src/PoolError.ts"
+import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Burn, Nap, Spin } from "./fixtures/durable-thread-tasks.ts"
 import { waitFor } from "./helpers.ts"
@@ -96,5 +98,18 @@ describe("durable jobs on threads, hostile", () => {
       const info = yield* JobQueue.status(job.id)
       assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
       yield* waitFor(pool.stats, "no thread task runs", { until: (s) => s.running === 0 })
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("a stored payload that the thread's Schema does not decode (an older producer's Nap): dead at its first attempt with TaskCodecError (part payload), not retried", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      yield* JobQueue.consume({ threadPool: pool, tasks: [Nap], retry: { times: 5 }, poll: 10 })
+      const OldNap = Task.make("Nap", { payload: Schema.String, success: Schema.Number })
+      const job = yield* JobQueue.enqueue(OldNap, "an old payload", { maxAttempts: 5 })
+      const exit = yield* Effect.exit(JobQueue.await(Nap, job.id))
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) as PoolError.TaskCodecError : undefined
+      assert.deepStrictEqual([error?._tag, error?.part], ["TaskCodecError", "payload"])
+      const info = yield* JobQueue.status(job.id)
+      assert.deepStrictEqual([info.state, info.attempts], ["dead", 1])
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 })
