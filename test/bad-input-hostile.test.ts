@@ -1,0 +1,95 @@
+/**
+ * Hostile tests of bad input across the public API, as an untyped caller passes it: each bad value
+ * fails with a typed error naming the option and the value, at the call that takes it, the same on
+ * every store, and nothing is stored.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Layer, Schema, Stream } from "effect"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
+import * as Pg from "./durable/postgres.ts"
+import * as Rd from "./durable/redis.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-bad-input-hostile-"))
+let files = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+  ["memory", () => JobStore.memory()],
+  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `f${files++}.db`) })]
+]
+if (Pg.enabled) stores.push(["Postgres", () => Pg.testLayer()])
+if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+
+const Echo = Task.make("Echo", { payload: Schema.Number, success: Schema.Number })
+
+/** The field an effect was refused for with InvalidJobOptions. */
+const refusedField = (effect: Effect.Effect<unknown, unknown, any>) =>
+  Effect.map(Effect.flip(effect), (error) => {
+    assert.strictEqual((error as { _tag: string })._tag, "InvalidJobOptions", JSON.stringify(error))
+    return (error as { field: string }).field
+  })
+
+/** A high surrogate alone, and a low one alone: not Unicode text; UTF-8 has no bytes for either. */
+const LONE = ["\ud800", "\udbff", "\udc00"]
+
+describe("names a store keeps", () => {
+  for (const [store, layer] of stores) {
+    it.effect(`${store}: a queue, a dedup key or a repeat's name with a lone surrogate is refused, naming it; nothing is stored (the UTF-8 stores kept each as U+FFFD: dedup keys k\\ud800 and k\\udbff were one key, and the second job was dropped as its duplicate)`, () =>
+      Effect.gen(function*() {
+        for (const lone of LONE) {
+          assert.strictEqual(yield* refusedField(JobQueue.enqueue(Echo, 1, { dedupKey: `k${lone}` })), "dedupKey")
+          assert.strictEqual(yield* refusedField(JobQueue.enqueue(Echo, 1, { queue: `q${lone}` })), "queue")
+          assert.strictEqual(yield* refusedField(JobQueue.stats(`q${lone}`)), "queue")
+          assert.strictEqual(yield* refusedField(JobQueue.pause(`q${lone}`)), "queue")
+          assert.strictEqual(yield* refusedField(Effect.scoped(JobQueue.repeat(`r${lone}`, Echo, 1, { cron: "* * * * *" }))), "name")
+        }
+        // a surrogate pair is one character, and is kept
+        const pair = yield* JobQueue.enqueue(Echo, 1, { queue: "q\ud83d\ude42", dedupKey: "k\ud83d\ude42" })
+        assert.strictEqual((yield* pair.status).queue, "q\ud83d\ude42")
+        assert.strictEqual((yield* pair.status).dedupKey, "k\ud83d\ude42")
+        assert.strictEqual((yield* JobQueue.list()).length, 1)
+      }).pipe(Effect.provide(layer())))
+
+    it.effect(`${store}: a task whose name is empty, holds a NUL or a lone surrogate is refused by enqueue and repeat (field task); nothing is stored (Postgres failed with StoreError 'invalid byte sequence'; the others stored a job whose awaiter got TaskMismatch, its task "odd\\ufffd" not "odd\\ud800")`, () =>
+      Effect.gen(function*() {
+        for (const name of ["", "a\u0000b", ...LONE.map((lone) => `odd${lone}`)]) {
+          const Bad = Task.make(name, { payload: Schema.Number, success: Schema.Number })
+          assert.strictEqual(yield* refusedField(JobQueue.enqueue(Bad, 1)), "task", JSON.stringify(name))
+          assert.strictEqual(yield* refusedField(Effect.scoped(JobQueue.repeat("r", Bad, 1, { cron: "* * * * *" }))), "task")
+        }
+        assert.deepStrictEqual(yield* JobQueue.list(), [])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect(`${store}: an id with a NUL or a lone surrogate is no job's: JobNotFound from status, cancel, redrive, await and progressChanges (Postgres failed with StoreError 'invalid byte sequence for encoding "UTF8": 0x00', a store failure for a caller's bad id)`, () =>
+      Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, 1)
+        for (const id of ["a\u0000b", `${job.id}\u0000`, `${job.id}\ud800`, ...LONE]) {
+          const tags = [
+            (yield* Effect.flip(JobQueue.status(id)))._tag,
+            (yield* Effect.flip(JobQueue.cancel(id)))._tag,
+            (yield* Effect.flip(JobQueue.redrive(id)))._tag,
+            (yield* Effect.flip(JobQueue.handleOf(Echo, id).await))._tag,
+            (yield* Effect.flip(Stream.runDrain(JobQueue.progressChanges(id))))._tag
+          ]
+          assert.deepStrictEqual(tags, Array(5).fill("JobNotFound"), JSON.stringify(id))
+        }
+        assert.strictEqual((yield* job.status).state, "queued")
+      }).pipe(Effect.provide(layer())))
+  }
+
+  it.effect("consume refuses a handler whose task's name no enqueue takes (empty, a NUL, a lone surrogate), naming it", () =>
+    Effect.gen(function*() {
+      for (const name of ["", "a\u0000b", "odd\ud800"]) {
+        const Bad = Task.make(name, { payload: Schema.Number, success: Schema.Number })
+        const error = yield* Effect.flip(Effect.scoped(JobQueue.consume({ handlers: [Task.handle(Bad, Effect.succeed)], concurrency: 1 })))
+        assert.strictEqual(error._tag, "InvalidPoolConfig", JSON.stringify(error))
+        assert.strictEqual((error as { field: string }).field, "handlers[0].task")
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+})
