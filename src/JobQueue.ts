@@ -156,14 +156,14 @@ export type JobRetry =
  * @category models
  */
 export interface EnqueueOptions {
-  /** Default "default"; at most 1,000 bytes in UTF-8, no NUL (as every queue name this module takes). */
+  /** Default "default"; at most 1,000 bytes in UTF-8, no NUL, no lone surrogate (as every queue name this module takes). */
   readonly queue?: string | undefined
   /** Higher first; at most 1e15 either way (a store multiplies it by the queue's aging). */
   readonly priority?: number | undefined
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
-  /** At most 1,000 bytes in UTF-8, no NUL. */
+  /** At most 1,000 bytes in UTF-8, no NUL, no lone surrogate. */
   readonly dedupKey?: string | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
@@ -264,10 +264,26 @@ const MAX_NAME_BYTES = 1000
 
 const encoder = new TextEncoder()
 
-/** A non-empty string a store can keep and index: no NUL (Postgres' text refuses it), at most `MAX_NAME_BYTES`. */
+/** A lone surrogate: half of a UTF-16 pair, which UTF-8 has no bytes for. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/**
+ * Whether a string can be stored as it is: no NUL (a Postgres text cannot hold one), no lone
+ * surrogate (the SQLite, Postgres and Redis stores keep UTF-8, where each becomes U+FFFD: names that
+ * differ in one were one queue, one dedup key).
+ */
+const unstorable = (text: string): string | undefined =>
+  text.includes("\u0000")
+    ? "expected no NUL character (a Postgres text cannot hold one)"
+    : LONE_SURROGATE.test(text)
+    ? "expected well-formed Unicode, no lone surrogate (a store keeps UTF-8, where it becomes U+FFFD)"
+    : undefined
+
+/** A non-empty string a store can keep and index (see `unstorable`), at most `MAX_NAME_BYTES`. */
 const storedName = (field: string, value: unknown): string => {
   const name = nonEmpty(field, value)
-  if (name.includes("\u0000")) config.fail(field, value, "expected no NUL character (a Postgres text cannot hold one)")
+  const why = unstorable(name)
+  if (why !== undefined) config.fail(field, value, why)
   // a UTF-16 code unit is at most 3 bytes in UTF-8: most names need no encoding to be measured
   if (name.length * 3 > MAX_NAME_BYTES && encoder.encode(name).length > MAX_NAME_BYTES) {
     config.fail(field, value, `expected at most ${MAX_NAME_BYTES} bytes in UTF-8`)
@@ -308,7 +324,16 @@ const agingOf = (field: string, value: unknown): number => {
 const taskOf = (task: unknown): void => {
   const invalid = checkTask(task)
   if (invalid !== undefined) config.fail("task", task, invalid.reason)
+  const why = storedTaskName((task as Task.Any).name)
+  if (why !== undefined) config.fail("task", task, why)
 }
+
+/**
+ * Why a task's name cannot be a durable job's (it is stored with each job, and a consumer finds
+ * the job's handler by it): empty, or not storable as it is (see `unstorable`).
+ */
+const storedTaskName = (name: string): string | undefined =>
+  name.length === 0 ? "expected a Task with a non-empty name" : unstorable(name)
 
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
 const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
@@ -355,7 +380,13 @@ const retryInfo = (text: string | null | undefined): JobRetry | undefined => {
  * error's own Schema rejecting it as a defect.
  */
 const withId = <A, E>(id: string, f: (id: string) => Effect.Effect<A, E>): Effect.Effect<A, E | JobNotFound> =>
-  typeof id === "string" ? f(id) : Effect.fail(new JobNotFound({ id: `${typeof id} ${String(id)}` }))
+  typeof id !== "string"
+    ? Effect.fail(new JobNotFound({ id: `${typeof id} ${String(id)}` }))
+    : unstorable(id) !== undefined
+    // no stored id holds one (Postgres failed the query on a NUL; a lone surrogate, sent as U+FFFD,
+    // could match another id)
+    ? Effect.fail(new JobNotFound({ id }))
+    : f(id)
 
 const getRow = (store: JobStore["Service"], id: string) =>
   withId(id, (id) =>
@@ -1120,11 +1151,16 @@ export const consume: {
         }
         const notTask = checkTask(handler.task)
         if (notTask !== undefined) config.fail(`handlers[${i}].task`, handler.task, notTask.reason)
+        // no enqueue takes such a task: its handler would never run
+        const badName = storedTaskName(handler.task.name)
+        if (badName !== undefined) config.fail(`handlers[${i}].task`, handler.task, badName)
         if (seen.has(handler.task.name)) config.fail(`handlers[${i}]`, handler.task.name, "expected one handler per task")
         seen.add(handler.task.name)
       })
       threads?.tasks.forEach((task, i) => {
         if (seen.has(task.name)) config.fail(`tasks[${i}]`, task.name, "expected one handler or thread task per task")
+        const badName = storedTaskName(task.name)
+        if (badName !== undefined) config.fail(`tasks[${i}]`, task, badName)
         seen.add(task.name)
       })
       if (options.concurrency === undefined && threads === undefined) {

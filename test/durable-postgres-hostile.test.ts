@@ -65,14 +65,15 @@ else {
         admin((sql) => Effect.forEach(afterDrop, (s) => sql.unsafe(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).raw, { discard: true }))
       ))), { timeout: 60_000 })
 
-    it.live("queue names with quotes, backslashes, unicode, a lone surrogate and 1,000 bytes: another instance's jobs wake their idle consumers", () =>
+    // (a lone surrogate is refused: test/bad-input-hostile.test.ts)
+    it.live("queue names with quotes, backslashes, unicode, a surrogate pair and 1,000 bytes: another instance's jobs wake their idle consumers", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         const queues = [
           `it's "quoted"; DROP TABLE x;--`,
           "back\\slash\\",
           "ünïcødé 🚀 キュー",
-          "q".repeat(997) + "🚀".slice(0, 1),
+          "q".repeat(996) + "🚀",
           "é".repeat(500),
           "$$ $1 %s \\x00"
         ]
