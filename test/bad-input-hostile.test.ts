@@ -7,8 +7,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Layer, Schema, Stream } from "effect"
+import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { afterAll } from "vitest"
+import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -92,4 +93,39 @@ describe("names a store keeps", () => {
         assert.strictEqual((error as { field: string }).field, "handlers[0].task")
       }
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard: queue names and job ids", () => {
+  const TOKEN = "0123456789abcdef-test-token"
+  const start = Effect.map(Layer.build(Dashboard.layer({ token: TOKEN })), (context) => Context.get(context, Dashboard.Dashboard))
+  const post = (dashboard: Dashboard.Dashboard["Service"], path: string) =>
+    Effect.promise(async () => {
+      const response = await fetch(dashboard.address + path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+      })
+      return { status: response.status, body: await response.text() }
+    })
+
+  it.effect("addQueue refuses a name no store keeps as it is (a NUL, a lone surrogate, over 1,000 bytes), as JobQueue does: it was added, and sampled every second (Postgres failed each sample; a lone surrogate showed the queue whose name has U+FFFD there)", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start
+      for (const name of ["a\u0000b", "q\ud800", "x".repeat(1001)]) {
+        const error = yield* Effect.flip(dashboard.addQueue(name))
+        assert.strictEqual(error._tag, "InvalidDashboardOptions", JSON.stringify(error))
+        assert.strictEqual(error.field, "queue")
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  for (const [store, layer] of stores) {
+    it.live(`${store}: a job id with a NUL (%00 in the path) is no job of the queue: 404, not a store failure (Postgres: 500 'invalid byte sequence')`, () =>
+      Effect.gen(function*() {
+        const dashboard = yield* start
+        yield* dashboard.addQueue("mail")
+        for (const action of ["cancel", "redrive"]) {
+          const reply = yield* post(dashboard, `api/queues/mail/jobs/a%00b/${action}`)
+          assert.strictEqual(reply.status, 404, `${action}: ${reply.body}`)
+        }
+      }).pipe(Effect.scoped, Effect.provide(layer())))
+  }
 })
