@@ -283,7 +283,8 @@ const make = (options: Checked) =>
         ),
       addQueue: (queue) =>
         Effect.gen(function*() {
-          const name = yield* check(() => config.name("queue", queue))
+          // as JobQueue takes it: a name no store keeps as it is would be sampled every interval
+          const name = yield* check(() => config.storedName("queue", queue))
           const store = yield* JobStore
           yield* register("queue", name, { kind: "queue", name, pool: undefined, store })
         })

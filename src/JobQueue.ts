@@ -249,48 +249,7 @@ const invalid = <A>(check: () => A): Effect.Effect<A, InvalidJobOptions> =>
     }
   })
 
-const nonEmpty = (field: string, value: unknown): string => {
-  if (typeof value !== "string" || value.length === 0) config.fail(field, value, "expected a non-empty string")
-  return value as string
-}
-
-/**
- * A name a store keeps in an index (a queue, a dedup key, a repeat's name in its ticks' ids), in
- * UTF-8 bytes: a Postgres index row holds at most 2,704 bytes (a queue and a dedup key share one;
- * 3,000 bytes of Chinese, 1,000 characters, failed with "index row size exceeds btree maximum"), and
- * Postgres sends a job's queue in a notification, whose payload is at most 8,000 bytes.
- */
-const MAX_NAME_BYTES = 1000
-
-const encoder = new TextEncoder()
-
-/** A lone surrogate: half of a UTF-16 pair, which UTF-8 has no bytes for. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
-
-/**
- * Whether a string can be stored as it is: no NUL (a Postgres text cannot hold one), no lone
- * surrogate (the SQLite, Postgres and Redis stores keep UTF-8, where each becomes U+FFFD: names that
- * differ in one were one queue, one dedup key).
- */
-const unstorable = (text: string): string | undefined =>
-  text.includes("\u0000")
-    ? "expected no NUL character (a Postgres text cannot hold one)"
-    : LONE_SURROGATE.test(text)
-    ? "expected well-formed Unicode, no lone surrogate (a store keeps UTF-8, where it becomes U+FFFD)"
-    : undefined
-
-/** A non-empty string a store can keep and index (see `unstorable`), at most `MAX_NAME_BYTES`. */
-const storedName = (field: string, value: unknown): string => {
-  const name = nonEmpty(field, value)
-  const why = unstorable(name)
-  if (why !== undefined) config.fail(field, value, why)
-  // a UTF-16 code unit is at most 3 bytes in UTF-8: most names need no encoding to be measured
-  if (name.length * 3 > MAX_NAME_BYTES && encoder.encode(name).length > MAX_NAME_BYTES) {
-    config.fail(field, value, `expected at most ${MAX_NAME_BYTES} bytes in UTF-8`)
-  }
-  return name
-}
-
+const { storedName, unstorable } = config
 const queueName = storedName
 
 /**

@@ -150,6 +150,43 @@ export const name = (field: string, value: unknown): string => {
   return value as string
 }
 
+/**
+ * A name a durable job store keeps in an index (a queue, a dedup key, a repeat's name in its ticks' ids), in
+ * UTF-8 bytes: a Postgres index row holds at most 2,704 bytes (a queue and a dedup key share one;
+ * 3,000 bytes of Chinese, 1,000 characters, failed with "index row size exceeds btree maximum"), and
+ * Postgres sends a job's queue in a notification, whose payload is at most 8,000 bytes.
+ */
+export const MAX_NAME_BYTES = 1000
+
+const encoder = new TextEncoder()
+
+/** A lone surrogate: half of a UTF-16 pair, which UTF-8 has no bytes for. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/**
+ * Whether a string can be stored as it is: no NUL (a Postgres text cannot hold one), no lone
+ * surrogate (the SQLite, Postgres and Redis stores keep UTF-8, where each becomes U+FFFD: names that
+ * differ in one were one queue, one dedup key).
+ */
+export const unstorable = (text: string): string | undefined =>
+  text.includes("\u0000")
+    ? "expected no NUL character (a Postgres text cannot hold one)"
+    : LONE_SURROGATE.test(text)
+    ? "expected well-formed Unicode, no lone surrogate (a store keeps UTF-8, where it becomes U+FFFD)"
+    : undefined
+
+/** A non-empty string a store can keep and index (see `unstorable`), at most `MAX_NAME_BYTES`. */
+export const storedName = (field: string, value: unknown): string => {
+  const text = name(field, value)
+  const why = unstorable(text)
+  if (why !== undefined) fail(field, value, why)
+  // a UTF-16 code unit is at most 3 bytes in UTF-8: most names need no encoding to be measured
+  if (text.length * 3 > MAX_NAME_BYTES && encoder.encode(text).length > MAX_NAME_BYTES) {
+    fail(field, value, `expected at most ${MAX_NAME_BYTES} bytes in UTF-8`)
+  }
+  return text
+}
+
 const DURATION_UNITS = new Set(["weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds", "nanoseconds"])
 
 const isDurationNumber = (n: unknown): n is number => typeof n === "number" && !Number.isNaN(n)

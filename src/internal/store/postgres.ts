@@ -596,6 +596,12 @@ export const clientOptions = (options: { readonly schema?: unknown }): Effect.Ef
   )
 
 /**
+ * Whether an id can be no job's: one with a NUL (a Postgres text holds none, and a query with one
+ * fails with "invalid byte sequence": a caller's bad id, say from a URL, is no store failure).
+ */
+const noSuchId = (id: string): boolean => id.includes("\u0000")
+
+/**
  * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
  * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
  * mode.
@@ -887,10 +893,12 @@ export const makeWith = (
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     const get = (id: string) =>
-      op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
+      noSuchId(id)
+        ? Effect.succeed(undefined)
+        : op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
 
     const progressOf = (id: string) =>
-      op(
+      noSuchId(id) ? Effect.succeed(undefined) : op(
         "get",
         Effect.map(sql<ProgressOf>`SELECT state, progress FROM ${S}.wp_job WHERE id = ${id}`, (rows) =>
           rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress })
@@ -911,7 +919,7 @@ export const makeWith = (
     }
 
     const cancel = (id: string) =>
-      op(
+      noSuchId(id) ? Effect.succeed("missing" as const) : op(
         "cancel",
         Effect.map(
           sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job WHERE id = ${id} FOR UPDATE),
@@ -944,6 +952,7 @@ export const makeWith = (
       )
 
     const redrive = (id: string) => {
+      if (noSuchId(id)) return Effect.succeed(false)
       const now = NOW()
       return op(
         "redrive",
