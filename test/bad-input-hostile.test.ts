@@ -13,6 +13,7 @@ import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -128,4 +129,17 @@ describe("Dashboard: queue names and job ids", () => {
         }
       }).pipe(Effect.scoped, Effect.provide(layer())))
   }
+})
+
+describe("ThreadPool: a task its worker does not serve", () => {
+  const Unserved = Task.make("Unserved", { payload: Schema.Number, success: Schema.Number })
+
+  it.live("fails with TaskCodecError part handler whose message says the worker has no handler for it (it said 'its handler does not match its schema', which no Schema was asked)", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: new URL("./fixtures/worker.ts", import.meta.url), threads: 1 })
+      const error = yield* Effect.flip(pool.run(Unserved, 1))
+      assert.strictEqual(error._tag, "TaskCodecError")
+      assert.strictEqual((error as { part: string }).part, "handler")
+      assert.strictEqual(error.message, "task Unserved: no handler for task Unserved on this thread (its worker does not serve it)")
+    }).pipe(Effect.scoped))
 })
