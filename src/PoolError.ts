@@ -167,7 +167,8 @@ export class WorkerStartFailed extends Schema.TaggedError<WorkerStartFailed>()("
  * A thread task's payload, success or failure did not encode or decode against its task's Schema,
  * or (part `"reply"`) the message carrying its success or failure could not be deserialized on the
  * main thread (a value nested too deep for its stack, say); a payload the thread could not
- * deserialize is part `"payload"`. The task fails; the thread goes on serving.
+ * deserialize is part `"payload"`; a task the worker serves no handler for is part `"handler"`. The
+ * task fails; the thread goes on serving.
  *
  * @example
  * ```ts
@@ -186,6 +187,8 @@ export class TaskCodecError extends Schema.TaggedError<TaskCodecError>()("TaskCo
   override get message(): string {
     return this.part === "reply"
       ? `task ${this.task}: its reply could not be deserialized on the main thread: ${this.issue}`
+      : this.part === "handler"
+      ? `task ${this.task}: ${this.issue} (its worker does not serve it)`
       : `task ${this.task}: its ${this.part} does not match its schema: ${this.issue}`
   }
 }
