@@ -12,6 +12,7 @@ import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -142,4 +143,18 @@ describe("ThreadPool: a task its worker does not serve", () => {
       assert.strictEqual((error as { part: string }).part, "handler")
       assert.strictEqual(error.message, "task Unserved: no handler for task Unserved on this thread (its worker does not serve it)")
     }).pipe(Effect.scoped))
+})
+
+describe("RedisJobStore: a URL the client cannot read", () => {
+  it.effect("a database that is not a number, a malformed %-escape in the user or password: StoreError naming url, without its text (they were defects: TypeError 'Invalid pathname', URIError 'URI malformed', thrown by the client)", () =>
+    Effect.gen(function*() {
+      for (const url of ["redis://127.0.0.1:6390/abc", "redis://127.0.0.1:6390/1/2", "redis://:%zz@127.0.0.1:6390", "redis://%zz:secret@127.0.0.1:6390"]) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(RedisJobStore.layer({ url, prefix: "bad-input" }))))
+        assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.length === 1 && exit.cause.reasons[0]!._tag === "Fail", `${url}: ${String(exit)}`)
+        const error = (exit as any).cause.reasons[0].error
+        assert.strictEqual(error._tag, "StoreError")
+        assert.include(error.reason, "invalid pool option url")
+        assert.notInclude(error.reason, "secret")
+      }
+    }))
 })
