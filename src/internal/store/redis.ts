@@ -96,6 +96,18 @@ export const options = (options: {
         config.fail("url", "<a string>", "expected a redis:// URL that parses (host, port, database)")
       }
       if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the redis:// URL")
+      // what the client reads, and throws on (a defect, not a StoreError): the database number, and
+      // the user and password, %-decoded
+      if (!/^\/?(\d+)?$/.test(parsed!.pathname)) {
+        config.fail("url", "<a string>", "expected a database number after the host, such as redis://host:6379/2, or none")
+      }
+      for (const part of [parsed!.username, parsed!.password]) {
+        try {
+          decodeURIComponent(part)
+        } catch {
+          config.fail("url", "<a string>", "expected a user and password whose %-escapes are valid (%40 for @, %3A for :)")
+        }
+      }
       const prefix = options.prefix ?? "workpool"
       // no ':': a queue's keys are {<prefix>:<queue>}, and queue names may hold ':', so prefixes p and
       // p:x would share p's queue x:q as p:x's queue q; no braces: the prefix is in the hash tag
