@@ -119,6 +119,17 @@ describe("Dashboard: queue names and job ids", () => {
       }
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a host with a NUL, a space or a control character fails the layer with InvalidDashboardOptions naming host (a NUL was a defect, dns.lookup's TypeError; a space a ServeError with no message)", () =>
+    Effect.gen(function*() {
+      for (const host of ["127.0.0.1\u0000", " ", "local host", "127.0.0.1\n"]) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(Dashboard.layer({ host }))))
+        assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.length === 1 && exit.cause.reasons[0]!._tag === "Fail", `${JSON.stringify(host)}: ${String(exit)}`)
+        const error = (exit as any).cause.reasons[0].error
+        assert.strictEqual(error._tag, "InvalidDashboardOptions")
+        assert.strictEqual(error.field, "host")
+      }
+    }))
+
   for (const [store, layer] of stores) {
     it.live(`${store}: a job id with a NUL (%00 in the path) is no job of the queue: 404, not a store failure (Postgres: 500 'invalid byte sequence')`, () =>
       Effect.gen(function*() {
