@@ -205,6 +205,8 @@ const validate = (options: Options) =>
       config.fail("port", port, "expected a whole number from 0 to 65535")
     }
     const host = options.host === undefined ? "127.0.0.1" : config.name("host", options.host)
+    // a NUL made dns.lookup throw (a defect), a space failed the listen with a ServeError saying nothing
+    if (/[\s\x00-\x1f\x7f]/.test(host)) config.fail("host", host, "expected a host name or an IP address, without spaces or control characters")
     const token = options.token === undefined
       ? randomToken()
       : Redacted.isRedacted(options.token)
