@@ -14,6 +14,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
@@ -118,6 +119,18 @@ describe("Dashboard: queue names and job ids", () => {
         assert.strictEqual(error.field, "queue")
       }
     }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("add refuses a pool whose name has a lone surrogate, naming pool.name: the page addresses a pool's buttons by encodeURIComponent(name), which throws URIError on one (its pause, resume and cancel did nothing), and no request can name it", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "work\ud800" })
+      assert.throws(() => encodeURIComponent(pool.name), URIError)
+      const error = yield* Effect.flip(dashboard.add(pool))
+      assert.strictEqual(error._tag, "InvalidDashboardOptions", JSON.stringify(error))
+      assert.strictEqual(error.field, "pool.name")
+      // a pair is one character, and is shown
+      yield* dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "work \ud83d\ude42" }))
+    }).pipe(Effect.scoped))
 
   it.effect("a host with a NUL, a space or a control character fails the layer with InvalidDashboardOptions naming host (a NUL was a defect, dns.lookup's TypeError; a space a ServeError with no message)", () =>
     Effect.gen(function*() {
