@@ -280,7 +280,14 @@ const make = (options: Checked) =>
       address,
       add: (pool) =>
         Effect.flatMap(
-          check(() => isPool(pool) ? pool : config.fail("pool", pool, "expected a WorkPool or a ThreadPool")),
+          check(() => {
+            if (!isPool(pool)) return config.fail("pool", pool, "expected a WorkPool or a ThreadPool")
+            // the page names a pool in its buttons' URLs with encodeURIComponent, which throws on one
+            if (!config.wellFormed(pool.name)) {
+              config.fail("pool.name", pool.name, "expected well-formed Unicode, no lone surrogate (the page puts the name in URLs)")
+            }
+            return pool
+          }),
           (pool) => register("pool", pool.name, { kind: "pool", name: pool.name, pool, store: undefined })
         ),
       addQueue: (queue) =>

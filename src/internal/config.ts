@@ -163,6 +163,9 @@ const encoder = new TextEncoder()
 /** A lone surrogate: half of a UTF-16 pair, which UTF-8 has no bytes for. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
+/** Whether a string is Unicode text: no lone surrogate (`String.prototype.isWellFormed`, ES2024). */
+export const wellFormed = (text: string): boolean => !LONE_SURROGATE.test(text)
+
 /**
  * Whether a string can be stored as it is: no NUL (a Postgres text cannot hold one), no lone
  * surrogate (the SQLite, Postgres and Redis stores keep UTF-8, where each becomes U+FFFD: names that
@@ -171,7 +174,7 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 export const unstorable = (text: string): string | undefined =>
   text.includes("\u0000")
     ? "expected no NUL character (a Postgres text cannot hold one)"
-    : LONE_SURROGATE.test(text)
+    : !wellFormed(text)
     ? "expected well-formed Unicode, no lone surrogate (a store keeps UTF-8, where it becomes U+FFFD)"
     : undefined
 
