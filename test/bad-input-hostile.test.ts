@@ -156,6 +156,18 @@ describe("Dashboard: queue names and job ids", () => {
   }
 })
 
+describe("ThreadPool: a worker given as a URL string", () => {
+  it.effect("fails make with InvalidPoolConfig naming worker and saying to pass a URL object (the reason said 'expected ... or a URL' of a string that is one)", () =>
+    Effect.gen(function*() {
+      for (const worker of [new URL("./fixtures/worker.ts", import.meta.url).href, "data:text/javascript,void 0"]) {
+        const error = yield* Effect.flip(ThreadPool.make({ worker, threads: 1 }))
+        assert.strictEqual(error._tag, "InvalidPoolConfig")
+        assert.strictEqual((error as { field: string }).field, "worker")
+        assert.include((error as { reason: string }).reason, "new URL(")
+      }
+    }).pipe(Effect.scoped))
+})
+
 describe("ThreadPool: a task its worker does not serve", () => {
   const Unserved = Task.make("Unserved", { payload: Schema.Number, success: Schema.Number })
 
