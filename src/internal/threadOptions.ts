@@ -25,7 +25,10 @@ const require = createRequire(import.meta.url)
 export const entry = (value: unknown): URL | string => {
   if (typeof value === "string") {
     if (!isAbsolute(value) && !/^\.\.?[\\/]/.test(value)) {
-      config.fail("worker", value, "expected an absolute path, a relative path starting with ./ or ../, or a URL")
+      // Node's Worker takes a URL as a URL object only: a string is a path
+      config.fail("worker", value, /^[a-z][a-z0-9+.-]*:/i.test(value)
+        ? "expected a URL object (new URL(...)), not a URL as a string, or a path"
+        : "expected an absolute path, a relative path starting with ./ or ../, or a URL object (new URL(...))")
     }
     found(resolve(value), value)
     return value
