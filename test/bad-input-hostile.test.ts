@@ -194,3 +194,32 @@ describe("RedisJobStore: a URL the client cannot read", () => {
       }
     }))
 })
+
+describe("a filter or a retention with a key it does not have (a typo, or the other API's name)", () => {
+  it.effect("WorkPool.jobs({ state }) (JobQueue.list's name; jobs takes status) fails with InvalidJobOptions naming state, instead of listing every job unfiltered", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, retention: { count: 10 } })
+      yield* pool.run(Effect.void)
+      const error = yield* Effect.flip(pool.jobs({ state: "failed" } as never))
+      assert.strictEqual(error._tag, "InvalidJobOptions")
+      assert.strictEqual(error.field, "state")
+      assert.include(error.reason, "status")
+    }).pipe(Effect.scoped))
+
+  it.effect("JobQueue.list({ status }) (WorkPool.jobs' name; list takes state) fails with InvalidJobOptions naming status, instead of listing every job unfiltered", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.enqueue(Echo, 1)
+      const error = yield* Effect.flip(JobQueue.list({ status: "dead" } as never))
+      assert.strictEqual(error._tag, "InvalidJobOptions")
+      assert.strictEqual((error as { field: string }).field, "status")
+      assert.include((error as { reason: string }).reason, "state")
+      assert.strictEqual(yield* refusedField(JobQueue.purge({ olderThan: 0, state: ["dead"] } as never)), "state")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("WorkPool.make({ retention: { max } }) fails with InvalidPoolConfig naming retention.max, instead of keeping no ended job", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: { max: 100 } as never }))
+      assert.strictEqual(error._tag, "InvalidPoolConfig")
+      assert.strictEqual(error.field, "retention.max")
+    }).pipe(Effect.scoped))
+})
