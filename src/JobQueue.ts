@@ -573,6 +573,7 @@ export const list = (
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       config.object("filter", filter)
+      config.onlyKeys("", filter, ["queue", "state", "limit"], { status: "state", states: "state" })
       const states = filter.state === undefined ? undefined : (typeof filter.state === "string" ? [filter.state] : filter.state)
       const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
       if (states !== undefined && !Array.isArray(states)) config.fail("state", filter.state, `expected a state or an array of ${all.join(", ")}`)
@@ -633,6 +634,7 @@ export const purge = (options: {
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       config.object("options", options)
+      config.onlyKeys("", options, ["olderThan", "states"], { state: "states", status: "states" })
       const states = options.states === undefined ? FINAL_STATES : options.states
       if (!Array.isArray(states)) config.fail("states", states, `expected an array of ${FINAL_STATES.join(", ")}`)
       states.forEach((state, i) => config.oneOf(`states[${i}]`, state, FINAL_STATES))

@@ -701,6 +701,7 @@ const DEFAULT_RETENTION = { count: 0, age: 3_600_000 }
 const retention = (options: Retention | undefined): { readonly count: number; readonly age: number } => {
   if (options === undefined) return DEFAULT_RETENTION
   config.object("retention", options)
+  config.onlyKeys("retention.", options, ["count", "age"])
   return {
     count: options.count === undefined
       ? DEFAULT_RETENTION.count
@@ -736,6 +737,7 @@ const checkFilter = (filter: JobFilter | undefined): CheckedFilter | InvalidJobO
   config.checkJobOptions(() => {
     if (filter === undefined) return NO_FILTER
     config.object("filter", filter)
+    config.onlyKeys("", filter, ["status", "limit", "after"], { state: "status" })
     const status = filter.status
     const list = status === undefined ? undefined : Array.isArray(status) ? status : [status]
     return {

@@ -90,6 +90,24 @@ export const object = (field: string, value: unknown): void => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) fail(field, value, "expected an object")
 }
 
+/**
+ * An object of options with only `keys`: another key is a typo, or another API's name for one
+ * (`state` and `status`), which would be ignored silently (a filter then keeps everything). The
+ * error names the key as `prefix` + key; `hints` says which key a known wrong one stands for.
+ */
+export const onlyKeys = (
+  prefix: string,
+  value: object,
+  keys: ReadonlyArray<string>,
+  hints: Readonly<Record<string, string>> = {}
+): void => {
+  for (const key of Object.keys(value)) {
+    if (keys.includes(key)) continue
+    const hint = Object.hasOwn(hints, key) ? ` (use ${hints[key]})` : ""
+    fail(`${prefix}${key}`, (value as Record<string, unknown>)[key], `expected only ${keys.join(", ")}${hint}`)
+  }
+}
+
 /** A whole number from 1 to `max`; `why` says where a bound below the plain one comes from. */
 export const positiveInteger = (field: string, value: unknown, max: number, why?: string): number => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
