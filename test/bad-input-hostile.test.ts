@@ -223,3 +223,23 @@ describe("a filter or a retention with a key it does not have (a typo, or the ot
       assert.strictEqual(error.field, "retention.max")
     }).pipe(Effect.scoped))
 })
+
+describe("enqueue and repeat options with a key they do not have", () => {
+  it.effect("are refused naming it (dedupeKey, BullMQ's jobId and attempts were ignored: two enqueues with one intended key made two jobs), and nothing is stored", () =>
+    Effect.gen(function*() {
+      for (const [options, field, hint] of [
+        [{ dedupeKey: "k" }, "dedupeKey", "dedupKey"],
+        [{ jobId: "k" }, "jobId", "dedupKey"],
+        [{ attempts: 5 }, "attempts", "maxAttempts"],
+        [{ startAfter: new Date() }, "startAfter", "runAt"]
+      ] as const) {
+        const error = yield* Effect.flip(JobQueue.enqueue(Echo, 1, options as never))
+        assert.strictEqual(error._tag, "InvalidJobOptions")
+        assert.strictEqual((error as { field: string }).field, field)
+        assert.include((error as { reason: string }).reason, hint)
+      }
+      assert.strictEqual(yield* refusedField(Effect.scoped(JobQueue.repeat("r", Echo, 1, { cron: "* * * * *", dedupKey: "k" } as never))), "dedupKey")
+      assert.strictEqual(yield* refusedField(Effect.scoped(JobQueue.repeat("r", Echo, 1, { cron: "* * * * *", delay: 5 } as never))), "delay")
+      assert.deepStrictEqual(yield* JobQueue.list(), [])
+    }).pipe(Effect.provide(JobStore.memory())))
+})
