@@ -294,6 +294,15 @@ const taskOf = (task: unknown): void => {
 const storedTaskName = (name: string): string | undefined =>
   name.length === 0 ? "expected a Task with a non-empty name" : unstorable(name)
 
+/**
+ * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
+ * misspelt dedup key made duplicates), with the key meant for the names other queues use.
+ */
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
+const REPEAT_KEYS = ["cron", "queue", "priority", "timeout", "maxAttempts", "retry"]
+const REPEAT_HINTS = { attempts: "maxAttempts", retryLimit: "maxAttempts" }
+
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
 const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
   queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
@@ -380,6 +389,7 @@ export const enqueue = <T extends Task.Any>(
     const checked = yield* invalid(() => {
       taskOf(task)
       config.object("options", options)
+      config.onlyKeys("", options, ENQUEUE_KEYS, ENQUEUE_HINTS)
       if (options.delay !== undefined && options.runAt !== undefined) {
         config.fail("runAt", options.runAt, "expected either delay or runAt, not both")
       }
@@ -824,6 +834,7 @@ export const repeat = <T extends Task.Any>(
     const checked = yield* invalid(() => {
       taskOf(task)
       config.object("options", options)
+      config.onlyKeys("", options, REPEAT_KEYS, REPEAT_HINTS)
       const cron = Cron.isCron(options.cron)
         ? options.cron
         : typeof options.cron === "string"
