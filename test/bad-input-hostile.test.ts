@@ -243,3 +243,17 @@ describe("enqueue and repeat options with a key they do not have", () => {
       assert.deepStrictEqual(yield* JobQueue.list(), [])
     }).pipe(Effect.provide(JobStore.memory())))
 })
+
+describe("consume options with a key they do not have", () => {
+  it.effect("are refused with InvalidPoolConfig naming it (leaseDuration, pollInterval were ignored: the defaults ran instead), before anything is claimed", () =>
+    Effect.gen(function*() {
+      const job = yield* JobQueue.enqueue(Echo, 1)
+      for (const [key, hint] of [["leaseDuration", "lease"], ["pollInterval", "poll"], ["queue", "queues"]] as const) {
+        const error = yield* Effect.flip(Effect.scoped(JobQueue.consume({ handlers: [Task.handle(Echo, Effect.succeed)], concurrency: 1, [key]: 1 } as never)))
+        assert.strictEqual(error._tag, "InvalidPoolConfig")
+        assert.strictEqual((error as { field: string }).field, key)
+        assert.include((error as { reason: string }).reason, hint)
+      }
+      assert.strictEqual((yield* job.status).state, "queued")
+    }).pipe(Effect.provide(JobStore.memory())))
+})
