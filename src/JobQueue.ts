@@ -303,6 +303,13 @@ const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: 
 const REPEAT_KEYS = ["cron", "queue", "priority", "timeout", "maxAttempts", "retry"]
 const REPEAT_HINTS = { attempts: "maxAttempts", retryLimit: "maxAttempts" }
 
+/** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
+const CONSUME_KEYS = [
+  "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
+  "shutdownTimeout", "rateLimit", "aging"
+]
+const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
+
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
 const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
   queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
@@ -1108,6 +1115,7 @@ export const consume: {
   Effect.flatMap(
     config.checkPoolOptions(() => {
       config.object("options", options)
+      config.onlyKeys("", options, CONSUME_KEYS, CONSUME_HINTS)
       const queues = options.queues ?? [DEFAULT_QUEUE]
       if (!Array.isArray(queues) || queues.length === 0) config.fail("queues", queues, "expected a non-empty array of queue names")
       queues.forEach((queue, i) => queueName(`queues[${i}]`, queue))
