@@ -257,3 +257,34 @@ describe("consume options with a key they do not have", () => {
       assert.strictEqual((yield* job.status).state, "queued")
     }).pipe(Effect.provide(JobStore.memory())))
 })
+
+describe("pool options with a key they do not have", () => {
+  it.effect("WorkPool.make refuses one with InvalidPoolConfig naming it (timout was ignored: no timeout), with the key meant for other pools' names", () =>
+    Effect.gen(function*() {
+      for (const [options, field, hint] of [
+        [{ concurrency: 1, timout: "1 second" }, "timout", undefined],
+        [{ concurrency: 1, maxQueue: 10 }, "maxQueue", "capacity"]
+      ] as const) {
+        const error = yield* Effect.flip(WorkPool.make(options as never))
+        assert.strictEqual(error._tag, "InvalidPoolConfig")
+        assert.strictEqual(error.field, field)
+        if (hint !== undefined) assert.include(error.reason, hint)
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("ThreadPool.make refuses one before any thread starts, with piscina's names mapped (maxThreads: threads, filename: worker, concurrency: threads)", () =>
+    Effect.gen(function*() {
+      const worker = new URL("./fixtures/worker.ts", import.meta.url)
+      for (const [options, field, hint] of [
+        [{ worker, threads: 1, maxThreads: 4 }, "maxThreads", "threads"],
+        [{ worker, filename: "x" }, "filename", "worker"],
+        [{ worker, concurrency: 4 }, "concurrency", "threads"],
+        [{ worker, threads: 1, idleTimout: "1 second" }, "idleTimout", undefined]
+      ] as const) {
+        const error = yield* Effect.flip(ThreadPool.make(options as never))
+        assert.strictEqual(error._tag, "InvalidPoolConfig")
+        assert.strictEqual((error as { field: string }).field, field)
+        if (hint !== undefined) assert.include((error as { reason: string }).reason, hint)
+      }
+    }).pipe(Effect.scoped))
+})
