@@ -392,6 +392,21 @@ const mark = <F extends Function, U extends Task.Any>(
 /** Thread pools made in this process, for their default names. */
 let poolCount = 0
 
+/** The keys of `Options` (see `config.POOL_KEYS`), with piscina's names for some. */
+const OPTION_KEYS = [
+  ...config.POOL_KEYS.filter((key) => key !== "concurrency" && key !== "resource"),
+  "worker", "threads", "tasksPerThread", "cancelGrace", "idleTimeout", "startSchedule", "startTimeout", "resourceLimits",
+  "workerData"
+]
+const OPTION_HINTS = {
+  filename: "worker",
+  maxThreads: "threads",
+  minThreads: "threads",
+  concurrency: "threads",
+  concurrentTasksPerWorker: "tasksPerThread",
+  maxQueue: "capacity"
+}
+
 /**
  * Makes a thread pool whose lifetime is the current `Scope`: its threads are started (all of them,
  * at once; interrupting `make` stops that and terminates them), and when the scope closes the pool
@@ -423,6 +438,7 @@ export const make = <T extends Task.Any = Task.Any>(
   Effect.gen(function*() {
     const checked = yield* config.checkPoolOptions(() => {
       config.object("options", options)
+      config.onlyKeys("", options, OPTION_KEYS, OPTION_HINTS)
       const entry = threadOptions.entry(options.worker)
       const tasksPerThread = options.tasksPerThread === undefined
         ? 1

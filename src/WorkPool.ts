@@ -667,9 +667,12 @@ const DEFAULT_CAPACITY = 1024
 let poolCount = 0
 const DEFAULT_SHUTDOWN_TIMEOUT = 30_000
 
+const OPTION_HINTS = { maxQueue: "capacity", queueSize: "capacity", maxConcurrency: "concurrency", workers: "concurrency" }
+
 const validatePoolOptions = (options: Options<any, any, any>) =>
   config.checkPoolOptions(() => {
     config.object("options", options)
+    config.onlyKeys("", options, config.POOL_KEYS, OPTION_HINTS)
     return {
       concurrency: config.positiveInteger("concurrency", options.concurrency, config.MAX_CONCURRENCY),
       capacity: options.capacity === undefined ? DEFAULT_CAPACITY : config.capacity("capacity", options.capacity),

@@ -108,6 +108,15 @@ export const onlyKeys = (
   }
 }
 
+/**
+ * The keys of `WorkPool.Options`: another one is refused, not ignored (a misspelt `timeout` ran
+ * jobs with none). `ThreadPool.Options` has these but `concurrency` and `resource`, and its own.
+ */
+export const POOL_KEYS: ReadonlyArray<string> = [
+  "concurrency", "name", "metrics", "capacity", "overflow", "timeout", "queueTimeout", "aging", "retry",
+  "shutdownTimeout", "paused", "rateLimit", "retention", "resource"
+]
+
 /** A whole number from 1 to `max`; `why` says where a bound below the plain one comes from. */
 export const positiveInteger = (field: string, value: unknown, max: number, why?: string): number => {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
