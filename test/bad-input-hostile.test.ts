@@ -132,6 +132,17 @@ describe("Dashboard: queue names and job ids", () => {
       yield* dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "work \ud83d\ude42" }))
     }).pipe(Effect.scoped))
 
+  it.effect("a key the options do not have fails the layer with InvalidDashboardOptions naming it (allowedHost, intervall were ignored)", () =>
+    Effect.gen(function*() {
+      for (const [key, hint] of [["allowedHost", "allowedHosts"], ["intervall", undefined]] as const) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(Dashboard.layer({ [key]: ["example.com"] } as never))))
+        const error = exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0] as any).error : undefined
+        assert.strictEqual(error?._tag, "InvalidDashboardOptions", String(exit))
+        assert.strictEqual(error.field, key)
+        if (hint !== undefined) assert.include(error.reason, hint)
+      }
+    }))
+
   it.effect("a host with a NUL, a space or a control character fails the layer with InvalidDashboardOptions naming host (a NUL was a defect, dns.lookup's TypeError; a space a ServeError with no message)", () =>
     Effect.gen(function*() {
       for (const host of ["127.0.0.1\u0000", " ", "local host", "127.0.0.1\n"]) {
