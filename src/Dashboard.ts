@@ -197,6 +197,10 @@ const randomToken = () => {
 const validate = (options: Options) =>
   check(() => {
     config.object("options", options)
+    // a misspelt key would be ignored, and its default used silently
+    config.onlyKeys("", options, ["port", "host", "token", "authorize", "interval", "history", "jobs", "allowedHosts"], {
+      allowedHost: "allowedHosts"
+    })
     if (options.token !== undefined && options.authorize !== undefined) {
       config.fail("authorize", options.authorize, "expected either token or authorize, not both")
     }
