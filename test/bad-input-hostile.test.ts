@@ -12,6 +12,7 @@ import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
@@ -298,4 +299,24 @@ describe("pool options with a key they do not have", () => {
         if (hint !== undefined) assert.include((error as { reason: string }).reason, hint)
       }
     }).pipe(Effect.scoped))
+})
+
+describe("store options with a key they do not have", () => {
+  it.effect("fail the layer with StoreError naming it, before any connection (ioredis' keyPrefix was ignored: the queues shared the default prefix with every other app's)", () =>
+    Effect.gen(function*() {
+      const layers: ReadonlyArray<[Layer.Layer<JobStore.JobStore, unknown>, string, string]> = [
+        [RedisJobStore.layer({ url: "redis://127.0.0.1:1", keyPrefix: "myapp" } as never), "keyPrefix", "prefix"],
+        [PgJobStore.layer({ url: "postgres://u@127.0.0.1:1/db", max: 20 } as never), "max", "maxConnections"],
+        [PgJobStore.layerClient({ schemaName: "x" } as never) as never, "schemaName", "schema"],
+        [JobStore.sqlite({ filename: path.join(dir, "k.db"), timeout: 100 } as never), "timeout", "busyTimeout"]
+      ]
+      for (const [layer, key, hint] of layers) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(layer)))
+        const error = exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0] as any).error : undefined
+        assert.strictEqual(error?._tag, "StoreError", String(exit))
+        assert.include(error.reason, `option ${key}`)
+        assert.include(error.reason, hint)
+      }
+      assert.isFalse(fs.existsSync(path.join(dir, "k.db")))
+    }))
 })
