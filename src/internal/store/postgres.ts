@@ -183,6 +183,14 @@ const schemaOf = (value: unknown): string => {
   return schema as string
 }
 
+/** The key meant, for a store option given by another client's name (node-postgres', mostly). */
+const PG_HINTS = {
+  connectionString: "url",
+  max: "maxConnections",
+  connectionTimeoutMillis: "connectTimeout",
+  schemaName: "schema"
+}
+
 export const options = (options: {
   readonly url: unknown
   readonly schema?: unknown
@@ -192,6 +200,7 @@ export const options = (options: {
   Effect.mapError(
     config.checkPoolOptions((): Config => {
       config.object("options", options)
+      config.onlyKeys("", options, ["url", "schema", "maxConnections", "connectTimeout"], PG_HINTS)
       const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<unknown>) : options.url
       if (typeof url !== "string" || !/^postgres(ql)?:\/\/[^\s]+$/.test(url)) {
         // the URL may hold a password: name its shape, not its text
@@ -590,6 +599,7 @@ export const clientOptions = (options: { readonly schema?: unknown }): Effect.Ef
   Effect.mapError(
     config.checkPoolOptions(() => {
       config.object("options", options)
+      config.onlyKeys("", options, ["schema"], PG_HINTS)
       return { schema: schemaOf(options.schema), clock: "server" as const }
     }),
     (error) => new StoreError({ operation: "open", reason: error.message })

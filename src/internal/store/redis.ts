@@ -84,6 +84,8 @@ export const options = (options: {
   Effect.mapError(
     config.checkPoolOptions((): Config => {
       config.object("options", options)
+      // ignored, ioredis' keyPrefix left the default prefix: one shared with every other app's queues
+      config.onlyKeys("", options, ["url", "prefix", "connectTimeout", "cluster"], { keyPrefix: "prefix", connectionTimeout: "connectTimeout" })
       const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<unknown>) : options.url
       if (typeof url !== "string" || !/^rediss?:\/\/[^\s]*$/.test(url)) {
         // the URL may hold a password: name its shape, not its text

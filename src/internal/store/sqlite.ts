@@ -117,6 +117,7 @@ export const options = (options: { readonly filename: string; readonly busyTimeo
   Effect.mapError(
     config.checkPoolOptions((): Config => {
       config.object("options", options)
+      config.onlyKeys("", options, ["filename", "busyTimeout"], { timeout: "busyTimeout", path: "filename" })
       if (typeof options.filename !== "string" || options.filename.length === 0) {
         config.fail("filename", options.filename, "expected a file name")
       }
