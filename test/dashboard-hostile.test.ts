@@ -12,6 +12,7 @@ import { existsSync } from "node:fs"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
+import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { JobStore as StoreTag } from "../src/internal/store/model.ts"
 import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
@@ -237,6 +238,31 @@ describe("Dashboard: a source that stops answering", () => {
       const alive = snapshot.sources.find((s: any) => s.name === "alive")
       assert.isAbove(alive.points.length, 1)
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard: a store that fails", () => {
+  // a 500 names what failed, and shows no stack trace (the server's paths and dependencies) to
+  // whoever holds the token: the whole cause goes to the log
+  it.effect("a button on a queue whose store fails answers 500 with the error's message and no stack", () =>
+    Effect.gen(function*() {
+      const memory = yield* Layer.build(JobStore.memory())
+      const store = Context.get(memory, StoreTag)
+      const failing = Layer.succeed(StoreTag, {
+        ...store,
+        get: () => Effect.fail(new StoreError({ operation: "get", reason: "connection reset" })),
+        cancel: () => Effect.die(new Error("the driver broke"))
+      })
+      const dashboard = yield* start()
+      yield* Effect.provide(dashboard.addQueue("broken"), failing)
+      const reply = yield* send(dashboard, "/api/queues/broken/jobs/j1/cancel", new URL(dashboard.address).host, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+      })
+      assert.strictEqual(reply.status, 500)
+      const error: string = JSON.parse(reply.body).error
+      assert.strictEqual(error, "the store failed: job store: get failed: connection reset")
+      assert.notMatch(reply.body, /\bat |\.ts:\d|node:/)
+    }))
 })
 
 describe("Dashboard in headless Chromium: hostile values", () => {
