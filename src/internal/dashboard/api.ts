@@ -135,7 +135,17 @@ const sourceOf = (api: Api, kind: "pool" | "queue", name: string | undefined): E
   return source === undefined ? fail(404, `no ${kind} named ${JSON.stringify(name)} on this dashboard`) : Effect.succeed(source)
 }
 
-const storeFailed = (cause: Cause.Cause<unknown>) => new ApiError(500, `the store failed: ${Cause.pretty(cause)}`)
+/**
+ * A 500 for a store's failure. The answer names the error but carries no stack trace (it would show
+ * the server's paths and dependencies to whoever holds the token); the whole cause goes to the log.
+ */
+const storeFailed = (cause: Cause.Cause<unknown>): Effect.Effect<never, ApiError> => {
+  const error = Cause.squash(cause)
+  return Effect.andThen(
+    Effect.logError("dashboard: the store failed", cause),
+    fail(500, `the store failed: ${error instanceof Error ? error.message : describe(error)}`)
+  )
+}
 
 const cancelPoolJob = (api: Api) =>
   Effect.gen(function*() {
@@ -154,7 +164,7 @@ const cancelPoolJob = (api: Api) =>
 /** A durable job of this queue, or 404: an id of another queue's job is not this queue's to touch. */
 const queueJob = (source: Source, id: string) =>
   Effect.flatMap(
-    Effect.catchCause(source.store!.get(id), (cause) => Effect.fail(storeFailed(cause))),
+    Effect.catchCause(source.store!.get(id), storeFailed),
     (row) =>
       row === undefined || row.queue !== source.name
         ? fail(404, `no job ${JSON.stringify(id)} in queue ${source.name}`)
@@ -166,7 +176,7 @@ const cancelQueueJob = (api: Api) =>
     const params = yield* HttpRouter.params
     const source = yield* sourceOf(api, "queue", params.queue)
     const row = yield* queueJob(source, params.id ?? "")
-    const result = yield* Effect.catchCause(source.store!.cancel(row.id), (cause) => Effect.fail(storeFailed(cause)))
+    const result = yield* Effect.catchCause(source.store!.cancel(row.id), storeFailed)
     if (result === "missing") return yield* fail(404, `no job ${JSON.stringify(row.id)} in queue ${source.name}`)
     if (result === "finished") return yield* fail(409, `job ${row.id} has already ended`)
     yield* sampleNow(api)
@@ -178,7 +188,7 @@ const redriveQueueJob = (api: Api) =>
     const params = yield* HttpRouter.params
     const source = yield* sourceOf(api, "queue", params.queue)
     const row = yield* queueJob(source, params.id ?? "")
-    const redriven = yield* Effect.catchCause(source.store!.redrive(row.id), (cause) => Effect.fail(storeFailed(cause)))
+    const redriven = yield* Effect.catchCause(source.store!.redrive(row.id), storeFailed)
     if (!redriven) {
       return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}), or an unfinished job holds its dedup key`)
     }
@@ -196,7 +206,7 @@ const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
     const source = yield* sourceOf(api, kind, kind === "pool" ? params.pool : params.queue)
     if (source.pool !== undefined) yield* paused ? source.pool.pause : source.pool.resume
     else {
-      yield* Effect.catchCause(source.store!.configure(source.name, { paused }), (cause) => Effect.fail(storeFailed(cause)))
+      yield* Effect.catchCause(source.store!.configure(source.name, { paused }), storeFailed)
     }
     yield* sampleNow(api)
     return json(200, { paused })
