@@ -8,7 +8,13 @@
  *
  * With --load, one CPU-bound process spins beside it (bench/load.ts), as in scenarios 5L and 6L.
  *
- * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh] [--load] [--threads]
+ * With --settle=MS, each timed run starts MS ms after its pool's setup (with --fresh: whatever a new
+ * thread's start-up leaves to V8, its first major GC say, then falls outside the timed run or not).
+ * With --per-rep, --threads' figures are printed for each run too. With --mark, a line
+ * `=== timed start <name>` / `=== timed end <name>` brackets each timed run, to tell which events of
+ * `node --trace-gc --trace-gc-nvp` or `--trace-opt` fell inside one.
+ *
+ * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh] [--load] [--threads] [--settle=MS] [--per-rep] [--mark]
  */
 import { Effect } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
@@ -25,6 +31,9 @@ const reps = Number(arg("reps", "6"))
 const only = arg("only", "floor,poolifier,ours").split(",")
 
 const fresh = process.argv.includes("--fresh")
+const settle = Number(arg("settle", "0"))
+const perRep = process.argv.includes("--per-rep")
+const mark = process.argv.includes("--mark")
 const load = process.argv.includes("--load") ? await startLoad() : undefined
 const PRIME = Number(process.env.PRIME ?? 8)
 
@@ -91,6 +100,9 @@ const byThreadName = (): Map<string, number> => {
   return ticks
 }
 const perName: Record<string, Map<string, number>> = {}
+/** CPU ticks by kind of OS thread over `runs` timed runs, as µs per job (a tick is 10 ms). */
+const perTask = (ticks: Map<string, number>, runs: number): string =>
+  [...ticks].filter(([, t]) => t > 0).map(([k, t]) => `${k} ${(t * 10_000 / jobs / runs).toFixed(1)}`).join(", ")
 
 const results: Record<string, Array<{ wall: number; main: number; proc: number }>> = {}
 const loads: Array<number> = []
@@ -98,15 +110,23 @@ for (let rep = 0; rep < reps; rep++) {
   loads.push(loadavg()[0]!)
   for (const name of names) {
     const pool = fresh ? await openers[name]!() : open[name]!
+    if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle))
+    if (mark) console.log(`=== timed start ${name}`)
     const k0 = byThreadName()
     const t0 = process.threadCpuUsage(), p0 = process.cpuUsage(), w0 = performance.now()
     await pool.run()
     const w1 = performance.now(), t1 = process.threadCpuUsage(), p1 = process.cpuUsage()
     const k1 = byThreadName()
+    if (mark) console.log(`=== timed end ${name}`)
     const sums = perName[name] ??= new Map()
+    const run = new Map<string, number>()
     for (const [key, ticks] of k1) {
       const kind = key.slice(0, key.indexOf("#"))
-      sums.set(kind, (sums.get(kind) ?? 0) + ticks - (k0.get(key) ?? 0))
+      run.set(kind, (run.get(kind) ?? 0) + ticks - (k0.get(key) ?? 0))
+    }
+    for (const [kind, ticks] of run) sums.set(kind, (sums.get(kind) ?? 0) + ticks)
+    if (perRep) {
+      console.log(`rep ${rep} ${name.padEnd(10)} µs/task by OS thread: ${perTask(run, 1)}`)
     }
     ;(results[name] ??= []).push({
       wall: (w1 - w0) * 1000 / jobs,
@@ -123,7 +143,7 @@ for (const [name, rs] of Object.entries(results)) {
 }
 if (process.argv.includes("--threads")) {
   for (const [name, sums] of Object.entries(perName)) {
-    console.log(`${name.padEnd(10)} µs/task by OS thread: ${[...sums].filter(([, t]) => t > 0).map(([k, t]) => `${k} ${(t * 10_000 / jobs / reps).toFixed(1)}`).join(", ")}`)
+    console.log(`${name.padEnd(10)} µs/task by OS thread: ${perTask(sums, reps)}`)
   }
 }
 console.log(`load ${loads.map((l) => l.toFixed(1)).join(" ")}`)

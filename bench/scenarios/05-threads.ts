@@ -161,6 +161,19 @@ export const scenario: Scenario = {
     "Every pool keeps its default options but the thread count (ours: `capacity: Infinity`, so that every submit is admitted at once, as in the others).",
     "The checksum checks every job's result against the loop's closed form (xorshift is linear over the bits, so the whole loop is one 32×32 bit matrix).",
     `Setup, untimed, starts the pool, waits until each thread has answered a probe, and runs ${PRIME} jobs through it. ` +
-      "Ours is submit all, then await the handles in order, like the others' `Promise.all`."
+      "Ours is submit all, then await the handles in order, like the others' `Promise.all`.",
+    "Where ours' gap to the floor goes (bench/probe/cpuShare.ts, CPU µs per job by OS thread, 6 runs each; floor / poolifier / ours): " +
+      "on a pool that has run before, the process 527 / 537 / 539, the main thread 17 / 26 / 27, V8's helper threads 2 / 13 / 13, " +
+      "the pool's threads 507 / 506 / 505 (load 1.1–1.4): per job, ours costs what poolifier costs. On a new pool, as timed here, " +
+      "526 / 547 / 568, helper threads 4 / 9 / 28, pool threads 503 / 507 / 512 (load 0.2–0.8). The difference is a new thread's " +
+      "start-up: a thread of ours loads effect (Effect and Schema, about 9 MB of live heap; the others' threads stay near 10.5 MB), " +
+      "and V8 then runs one major GC on it 150–900 ms after the thread started (`--trace-gc`: 17.5 → 13.6 MB, a 4–16 ms pause " +
+      "of the thread and 13–60 ms of background marking), inside the timed run, which starts about 200 ms after the threads. " +
+      "Started 1 s after setup (the GC done by then), ours' timed run took 1,140 ms of CPU instead of 1,156 (medians, 5 pairs " +
+      "in bench/child.ts, load 2.5–3.7: 1.4%). The rest is the main thread's code still tiering up: after two 500-job warm-ups, " +
+      "its main thread spent 30–45 µs per job against poolifier's 20–35, and `--trace-opt` still showed ours' main-thread path " +
+      "compiled by TurboFan for the first time in a process's 6th and 7th pool. Tried and dropped: running that GC before a " +
+      "thread says it is ready (`vm.measureMemory` with `execution: \"eager\"`, or `v8.queryObjects`) keeps it out of the run, but " +
+      "both are experimental (each thread printed an ExperimentalWarning) and added 25–120 ms to a thread's start (scenario 9)."
   ]
 }
