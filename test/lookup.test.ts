@@ -169,7 +169,10 @@ describe("job lookup", () => {
         [{ count: "10" }, "retention.count", "\"10\""],
         [{ count: 2_000_000 }, "retention.count", "2000000"],
         [{ age: 0 }, "retention.age", "0"],
-        [{ age: "soon" }, "retention.age", "\"soon\""]
+        [{ age: "soon" }, "retention.age", "\"soon\""],
+        // without a count a retention keeps nothing: `{ age }` alone is a mistake, not a choice
+        [{ age: "1 hour" }, "retention.count", "undefined"],
+        [{}, "retention.count", "undefined"]
       ]
       for (const [retention, field, value] of cases) {
         const error = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: retention as any }))
