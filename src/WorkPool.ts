@@ -234,8 +234,8 @@ export interface RateLimit {
  * result alive until it is evicted; one that ran lets its Effect and its submitter's services go
  * when it ends (one that never started keeps them).
  *
- * - `count`: at most this many ended jobs, the most recent; a whole number from 0 to 1,000,000;
- *   default 0 (keep none).
+ * - `count` (required): at most this many ended jobs, the most recent; a whole number from 0 to
+ *   1,000,000.
  * - `age`: each for at most this long after it ended; `Infinity` for no age limit; default 1 hour.
  *
  * @example
@@ -249,7 +249,7 @@ export interface RateLimit {
  * @category models
  */
 export interface Retention {
-  readonly count?: number | undefined
+  readonly count: number
   readonly age?: Duration.Input | undefined
 }
 
@@ -705,12 +705,13 @@ const retention = (options: Retention | undefined): { readonly count: number; re
   if (options === undefined) return DEFAULT_RETENTION
   config.object("retention", options)
   config.onlyKeys("retention.", options, ["count", "age"])
-  return {
-    count: options.count === undefined
-      ? DEFAULT_RETENTION.count
-      : config.count("retention.count", options.count, config.MAX_RETAINED),
-    age: options.age === undefined ? DEFAULT_RETENTION.age : config.millis("retention.age", options.age, "positive")
+  const age = options.age === undefined ? DEFAULT_RETENTION.age : config.millis("retention.age", options.age, "positive")
+  // a retention keeps at most `count` ended jobs: without one it would keep none, which nobody who
+  // wrote a retention meant
+  if (options.count === undefined) {
+    return config.fail("retention.count", undefined, "a retention needs a count: how many ended jobs to keep at most")
   }
+  return { count: config.count("retention.count", options.count, config.MAX_RETAINED), age }
 }
 
 const summary = (job: JobRecord): JobSummary => ({
