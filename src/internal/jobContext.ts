@@ -165,8 +165,12 @@ export const isTraced = (context: Context.Context<never>): boolean =>
 const taskName = (job: Job): string | undefined =>
   isFunction(job.effect) ? (job.effect as { readonly task?: { readonly name?: string } }).task?.name : undefined
 
+/**
+ * The attempt's ending: the job's, if it has ended; `timedOut` for an attempt that passed its timeout
+ * and is retried (it stops interrupted, but the job's retry hook took its timeout); else its Exit's.
+ */
 const endingOf = (job: Job, exit: Exit.Exit<unknown, unknown>): string => {
-  const ending = job.state >= DONE ? job.ending! : outcomeOf(exit)
+  const ending = job.state >= DONE ? job.ending! : job.hook?.attemptTimedOut === true ? "timedOut" : outcomeOf(exit)
   return ending === "defects" ? "defect" : ending
 }
 

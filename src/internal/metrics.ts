@@ -5,7 +5,9 @@
  * (two array increments per job, no registry lookup).
  *
  * Every series carries the attribute `pool` (the pool's name) and those of
- * `Metric.CurrentMetricAttributes` where the pool was made, and lives in that context's
+ * `Metric.CurrentMetricAttributes` where the pool was made but for the pool's own (`pool`, `ending`,
+ * `priority`: Effect lets the context's win, and two pools' series, or a pool's six endings, would be
+ * one series), and lives in that context's
  * `Metric.MetricRegistry` until the pool's scope closes. Two live pools with the same name and
  * attributes in one registry would overwrite each other's series (the registry keeps one per key,
  * and the first to close would remove the other's): `register` refuses the second.
@@ -92,6 +94,9 @@ const ENDED = [
 /** At most this many `workpool_jobs_queued_by_priority` series per pool. */
 export const MAX_PRIORITY_SERIES = 32
 
+/** The attributes the pool's series set themselves: the context's of the same name are left out. */
+const OWN: ReadonlySet<string> = new Set(["pool", "ending", "priority"])
+
 const hooks = <S>(get: () => S): Metric.Metric.Hooks<any, S> => ({ get, update: () => {}, modify: () => {} })
 
 /** Per registry, the pools whose series are in it, by name and extra attributes. */
@@ -108,7 +113,11 @@ export const register = (
   context: Context.Context<never>
 ): (() => void) | undefined => {
   const registry = Context.get(context, Metric.MetricRegistry)
-  const extra = Object.entries(Context.get(context, Metric.CurrentMetricAttributes)).sort(([a], [b]) => a < b ? -1 : 1)
+  const extra = Object.entries(Context.get(context, Metric.CurrentMetricAttributes))
+    .filter(([key]) => !OWN.has(key))
+    .sort(([a], [b]) => a < b ? -1 : 1)
+  // the context's attributes, less the pool's own: Effect merges them over a series' own attributes
+  const labelled = Context.add(context, Metric.CurrentMetricAttributes, Object.fromEntries(extra))
   const key = JSON.stringify([name, extra])
   let names = live.get(registry)
   if (names === undefined) live.set(registry, names = new Set())
@@ -119,19 +128,19 @@ export const register = (
   const counter = (id: string, description: string, attributes: Metric.Metric.AttributeSet, get: () => number) =>
     registrations.push(Metric.registerUnsafe(
       Metric.counter(id, { description, attributes: { ...pool, ...attributes } }),
-      context,
+      labelled,
       hooks(() => ({ count: get(), incremental: true }))
     ))
   const gauge = (id: string, description: string, get: () => number) =>
     registrations.push(Metric.registerUnsafe(
       Metric.gauge(id, { description, attributes: pool }),
-      context,
+      labelled,
       hooks(() => ({ value: get() }))
     ))
   const histogram = (id: string, description: string, state: Histogram) =>
     registrations.push(Metric.registerUnsafe(
       Metric.histogram(id, { description, attributes: pool, boundaries: BOUNDARIES }),
-      context,
+      labelled,
       hooks(() => state.state())
     ))
   counter("workpool_jobs_submitted", "Jobs admitted to the pool", {}, () => scheduler.submitted)
@@ -155,7 +164,7 @@ export const register = (
           description: "Jobs in the queue, by priority",
           attributes: { ...pool, priority: String(priority) }
         }),
-        context,
+        labelled,
         hooks(() => ({ value: scheduler.queuedOf(priority) }))
       ))
     }

@@ -84,6 +84,10 @@ export class Attempts implements AttemptHook {
     return true
   }
 
+  get attemptTimedOut(): boolean {
+    return this.timedOutWith !== undefined
+  }
+
   /** A timed-out attempt still stopping when its job is cancelled is not retried: it ends interrupted. */
   cancelled(): void {
     this.timedOutWith = undefined

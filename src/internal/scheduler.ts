@@ -107,6 +107,11 @@ export interface AttemptHook {
   timedOut(job: Job, exit: Exit.Failure<never, JobTimeout>, now: number): boolean | Exit.Failure<never, unknown>
   /** The job's caller cancels its running attempt: whatever the hook decided for it is void. */
   cancelled(job: Job): void
+  /**
+   * Whether the running attempt passed its timeout and the hook took the ending over (`timedOut`
+   * returned true): the attempt's span ends `timedOut`, not as the interruption that stops it.
+   */
+  readonly attemptTimedOut: boolean
 }
 
 /**
