@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric } from "effect"
+import { Cause, Effect, Exit, Fiber, Metric, Schedule } from "effect"
 import { TestClock } from "effect/testing"
-import { WorkPool } from "../src/index.ts"
+import { PoolError, WorkPool } from "../src/index.ts"
 import { recordingTracer, settle } from "./helpers.ts"
 
 /** Runs `effect` with a registry of its own, so that pools of other tests do not show. */
@@ -63,5 +63,43 @@ describe("spans", () => {
       assert.deepStrictEqual(spans.map((s) => s.status._tag), ["Ended", "Ended"])
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.timedOut, stats.retried, stats.interrupted], [1, 1, 0])
+    }))
+})
+
+describe("accounting: a retry's return meets another deadline due at the same instant", () => {
+  // At t = 100 the timer expires two deadlines: b's hold (its retry goes back to the queue) and a's
+  // queue timeout. Putting b back sets its queue deadline, which re-armed the timer for a's deadline,
+  // due already: under TestClock that sleep(0) ends at once, so a expired inside b's return, while b
+  // was neither held nor queued. a's JobTimeout fails the batch, which cancels b (ended interrupted),
+  // and then b was queued all the same: it ran a second time after it had ended, and its second
+  // ending called its Exit as a listener (TypeError thrown out of the scheduler).
+  it.effect("a batch cancelled by a queue timeout at the instant its retried job returns: that job ends once and never runs again", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      let runsOfB = 0
+      const b = Effect.suspend(() => ++runsOfB === 1 ? Effect.fail("once") : Effect.succeed("b"))
+      const x = Effect.as(Effect.sleep("1 second"), "x")
+      const a = Effect.succeed("a")
+      // b fails at once and waits 100 ms for its retry; x takes the worker; a waits, 100 ms at most
+      const batch = yield* Effect.forkChild(Effect.exit(pool.runAll([b, x, a], {
+        retry: { schedule: Schedule.spaced("100 millis"), times: 1 },
+        queueTimeout: "100 millis"
+      })))
+      yield* settle
+      assert.deepStrictEqual([(yield* pool.stats).retrying, (yield* pool.stats).queued], [1, 1])
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const exit = yield* Fiber.join(batch)
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Cause.findErrorOption((exit as Exit.Failure<unknown, unknown>).cause)
+      assert.instanceOf(error._tag === "Some" ? error.value : undefined, PoolError.JobTimeout)
+      assert.strictEqual(runsOfB, 1)
+      const stats = yield* pool.stats
+      assert.deepStrictEqual(
+        [stats.submitted, stats.timedOut, stats.interrupted, stats.succeeded, stats.queued, stats.running, stats.retrying],
+        [3, 1, 2, 0, 0, 0, 0]
+      )
     }))
 })
