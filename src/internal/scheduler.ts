@@ -484,6 +484,14 @@ export class Scheduler<W> {
   private readonly acquiring = new Set<Fiber.Fiber<void, unknown>>()
   private timer: Fiber.Fiber<void> | undefined = undefined
   private timerAt = Infinity
+  /**
+   * Set while `expireDeadlines` runs: deadlines set meanwhile (a retry back in the queue, a job
+   * started) arm no timer, the loop arms one when it is done. A timer armed inside it for a deadline
+   * already due (one the loop has not reached) would sleep 0 ms, which a clock may end at once
+   * (TestClock does): the loop would then run again inside the step that set the deadline, with
+   * that step half done (a retry out of `held` and not yet queued).
+   */
+  private expiring = false
 
   // accounting
   submitted = 0
@@ -1161,8 +1169,9 @@ export class Scheduler<W> {
     const now = this.now()
     job.time = now
     const queueTimeout = job.hook!.queueTimeout
-    if (queueTimeout > 0) this.setDeadline(job, now + queueTimeout, "queued")
+    // queued first, so that whatever the deadline's setting sets off sees it in the queue
     this.enqueue(job)
+    if (queueTimeout > 0 && job.state === QUEUED) this.setDeadline(job, now + queueTimeout, "queued")
   }
 
   /** Ends a job exactly once: accounting, then its listeners. `now`, when the caller has read the clock. */
@@ -1346,7 +1355,7 @@ export class Scheduler<W> {
       deadline.phase = phase
       this.deadlines.update(deadline)
     }
-    if (at < this.timerAt) this.armTimer()
+    if (at < this.timerAt && !this.expiring) this.armTimer()
   }
 
   private clearDeadline(job: Job): void {
@@ -1388,6 +1397,19 @@ export class Scheduler<W> {
   }
 
   private expireDeadlines(now: number = this.now()): void {
+    let retries = false
+    this.expiring = true
+    try {
+      retries = this.expireDue(now)
+    } finally {
+      this.expiring = false
+    }
+    if (retries) this.pump()
+    this.armTimer()
+  }
+
+  /** Ends (or, for holds, requeues) what is due by `now`; true if a retry went back to the queue. */
+  private expireDue(now: number): boolean {
     let deadline: Deadline | undefined
     let retries = false
     while ((deadline = this.deadlines.peek()) !== undefined && deadline.at <= now) {
@@ -1426,8 +1448,7 @@ export class Scheduler<W> {
         this.settle(job, exit, "timedOut")
       }
     }
-    if (retries) this.pump()
-    this.armTimer()
+    return retries
   }
 
   // ---------------------------------------------------------------------------
