@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Metric, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
-import { recordingTracer, settle } from "./helpers.ts"
+import { prng, recordingTracer, settle } from "./helpers.ts"
 
 /** Runs `effect` with a registry of its own, so that pools of other tests do not show. */
 const withRegistry = <A, E, R>(effect: (registry: Metric.MetricRegistry) => Effect.Effect<A, E, R>) => {
@@ -102,4 +102,128 @@ describe("accounting: a retry's return meets another deadline due at the same in
         [3, 1, 2, 0, 0, 0, 0]
       )
     }))
+})
+
+/**
+ * Random load on a small pool (queue timeouts, per-job timeouts, retries with backoff, slow
+ * finalizers, cancellations of callers and handles, pause, resume, resize, a rate limit on odd
+ * seeds), then a shutdown or a shutdownNow. After every step the counts add up, and every Effect
+ * metric agrees with `stats`: counters, gauges, and the histograms' counts and sums with `started`,
+ * `meanWaitMillis` and the attempts that stopped. At the end every gauge is back to 0.
+ */
+const chaos = (overflow: "suspend" | "fail" | "dropNewest" | "dropOldest", seed: number) =>
+  withRegistry(() =>
+    Effect.gen(function*() {
+      const random = prng(seed)
+      const pool = yield* WorkPool.make({
+        concurrency: 3,
+        capacity: 5,
+        overflow,
+        name: "chaos",
+        queueTimeout: "45 millis",
+        shutdownTimeout: "100 millis",
+        ...(seed % 2 === 1 ? { rateLimit: { limit: 5, interval: "20 millis" } } : {})
+      })
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      const handles: Array<WorkPool.JobHandle<unknown, unknown>> = []
+      const metric = (snapshots: ReadonlyArray<Metric.Metric.Snapshot>, id: string, ending?: string) => {
+        const found = snapshots.filter((s) => s.id === id && s.attributes?.pool === "chaos" && (ending === undefined || s.attributes?.ending === ending))
+        assert.strictEqual(found.length, 1, id)
+        return found[0]!.state as any
+      }
+      const agree = Effect.gen(function*() {
+        const s = yield* pool.stats
+        assert.strictEqual(
+          s.submitted,
+          s.waiting + s.queued + s.retrying + s.running + s.succeeded + s.failed + s.defects + s.timedOut + s.interrupted + s.dropped
+        )
+        const m = yield* Metric.snapshot
+        assert.deepStrictEqual(
+          [
+            metric(m, "workpool_jobs_submitted").count,
+            metric(m, "workpool_jobs_rejected").count,
+            metric(m, "workpool_jobs_retried").count,
+            metric(m, "workpool_jobs_ended", "succeeded").count,
+            metric(m, "workpool_jobs_ended", "failed").count,
+            metric(m, "workpool_jobs_ended", "defect").count,
+            metric(m, "workpool_jobs_ended", "timedOut").count,
+            metric(m, "workpool_jobs_ended", "interrupted").count,
+            metric(m, "workpool_jobs_ended", "dropped").count,
+            metric(m, "workpool_jobs_queued").value,
+            metric(m, "workpool_jobs_waiting").value,
+            metric(m, "workpool_jobs_running").value,
+            metric(m, "workpool_jobs_retrying").value,
+            metric(m, "workpool_jobs_rate_limited").value,
+            metric(m, "workpool_workers").value,
+            metric(m, "workpool_utilization").value
+          ],
+          [
+            s.submitted, s.rejected, s.retried, s.succeeded, s.failed, s.defects, s.timedOut, s.interrupted, s.dropped,
+            s.queued, s.waiting, s.running + s.stopping, s.retrying, s.rateLimited, s.workers, s.utilization
+          ]
+        )
+        const started = metric(m, "workpool_jobs_started").count
+        const wait: Metric.HistogramState = metric(m, "workpool_job_wait_ms")
+        const run: Metric.HistogramState = metric(m, "workpool_job_run_ms")
+        assert.strictEqual(wait.count, started)
+        assert.strictEqual(run.count, started - s.running - s.stopping)
+        assert.closeTo(wait.sum, s.meanWaitMillis * started, 1e-6)
+        assert.closeTo(run.sum, s.meanRunMillis * run.count, 1e-6)
+        assert.isTrue(s.utilization >= 0 && s.utilization <= 1, `utilization ${s.utilization}`)
+        assert.strictEqual(s.queuedByPriority.reduce((sum, { count }) => sum + count, 0), s.queued)
+        return s
+      })
+      for (let step = 0; step < 300; step++) {
+        for (let k = Math.floor(random() * 4); k > 0; k--) {
+          const r = random()
+          const millis = Math.floor(random() * 30)
+          let attempts = 0
+          const job = r < 0.3
+            ? Effect.sleep(`${millis} millis`)
+            : r < 0.5
+            ? Effect.andThen(Effect.sleep(`${millis} millis`), Effect.fail("no"))
+            : r < 0.6
+            ? Effect.die("bug")
+            : r < 0.7
+            ? Effect.onInterrupt(Effect.never, () => Effect.sleep("15 millis"))
+            : r < 0.8
+            ? Effect.void
+            : Effect.suspend(() => ++attempts % 2 === 1 ? Effect.andThen(Effect.sleep(`${millis} millis`), Effect.fail("again")) : Effect.void)
+          const options: WorkPool.JobOptions = {
+            priority: Math.floor(random() * 3),
+            ...(random() < 0.3 ? { timeout: "20 millis" } : {}),
+            ...(random() < 0.3 ? { retry: { schedule: Schedule.spaced(`${millis} millis`), times: 2 } } : {})
+          }
+          if (random() < 0.5) fibers.push(yield* Effect.forkChild(Effect.exit(pool.run(job, options))))
+          else {
+            fibers.push(yield* Effect.forkChild(Effect.exit(Effect.tap(pool.submit(job, options), (handle) => Effect.sync(() => handles.push(handle))))))
+          }
+        }
+        yield* Effect.yieldNow
+        // forked: a cancellation waits for the job's finalizers, which wait for the clock
+        if (random() < 0.2 && fibers.length > 0) yield* Effect.forkChild(Fiber.interrupt(fibers[Math.floor(random() * fibers.length)]!))
+        if (random() < 0.2 && handles.length > 0) yield* Effect.forkChild(handles[Math.floor(random() * handles.length)]!.interrupt)
+        if (random() < 0.05) yield* pool.pause
+        if (random() < 0.1) yield* pool.resume
+        if (random() < 0.05) yield* pool.resize(1 + Math.floor(random() * 4))
+        yield* TestClock.adjust(`${1 + Math.floor(random() * 8)} millis`)
+        yield* agree
+      }
+      yield* pool.resume
+      const closing = yield* Effect.forkChild(random() < 0.5 ? pool.shutdown : Effect.asVoid(pool.shutdownNow))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(closing)
+      for (const fiber of fibers) assert.isDefined(fiber.pollUnsafe(), "no caller hangs")
+      const s = yield* agree
+      if (process.env.DEBUG_CHAOS) console.log(overflow, seed, JSON.stringify(s))
+      assert.deepStrictEqual([s.state, s.running, s.stopping, s.queued, s.waiting, s.retrying, s.rateLimited, s.workers], ["stopped", 0, 0, 0, 0, 0, 0, 0])
+    })
+  )
+
+describe("the counts and the metrics agree under load", () => {
+  for (const overflow of ["suspend", "fail", "dropNewest", "dropOldest"] as const) {
+    for (const seed of [1, 2]) {
+      it.effect(`overflow ${overflow}, seed ${seed}`, () => chaos(overflow, seed), 60_000)
+    }
+  }
 })
