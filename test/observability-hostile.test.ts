@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Metric, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule } from "effect"
 import { TestClock } from "effect/testing"
+import * as Dashboard from "../src/Dashboard.ts"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { prng, recordingTracer, settle } from "./helpers.ts"
 
@@ -226,4 +227,36 @@ describe("the counts and the metrics agree under load", () => {
       it.effect(`overflow ${overflow}, seed ${seed}`, () => chaos(overflow, seed), 60_000)
     }
   }
+})
+
+describe("the dashboard's latency is the pool's own", () => {
+  // The sampler looked the histograms up in its own registry by the `pool` label alone: another
+  // pool of the same name (other metric attributes, allowed) answered for the one on the page.
+  it.effect("another live pool of the same name under other metric attributes does not lend it its histograms", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* Effect.map(
+        Layer.build(Dashboard.layer({ token: "0123456789abcdef-test-token" })),
+        (context) => Context.get(context, Dashboard.Dashboard)
+      )
+      const tick = Effect.andThen(TestClock.adjust("1 second"), settle)
+      const inRegion = (region: string) =>
+        Effect.provideService(WorkPool.make({ concurrency: 1, name: "latency" }), Metric.CurrentMetricAttributes, { region })
+      const eu = yield* inRegion("eu")
+      const us = yield* inRegion("us")
+      yield* dashboard.add(us)
+      yield* tick
+      // eu's job runs 300 ms, us's 0 ms
+      const slow = yield* eu.submit(Effect.sleep("300 millis"))
+      yield* us.run(Effect.void)
+      yield* TestClock.adjust("300 millis")
+      yield* slow.await
+      yield* tick
+      const response = yield* Effect.promise(() =>
+        fetch(dashboard.address + "api/snapshot", { headers: { authorization: "Bearer 0123456789abcdef-test-token" } })
+          .then((r) => r.json())
+      )
+      const source = (response as any).sources.find((s: any) => s.name === "latency")
+      // us's one attempt took 0 ms: in the first bucket (up to 1 ms), interpolated
+      assert.deepInclude(source.points.at(-1), { runP50: 0.5, waitP50: 0.5 })
+    }))
 })
