@@ -70,6 +70,17 @@ class Histogram {
   }
 }
 
+/**
+ * The wait and run histograms of the pool whose scheduler is `scheduler`, as its series show them;
+ * `undefined` if it publishes none (`metrics: false`).
+ */
+export const histogramsOf = (
+  scheduler: Scheduler<any>
+): { readonly wait: Metric.HistogramState; readonly run: Metric.HistogramState } | undefined => {
+  const observer = scheduler.observer
+  return observer instanceof PoolMetrics ? { wait: observer.wait.state(), run: observer.run.state() } : undefined
+}
+
 /** Records the wait and run time of every attempt: the scheduler's `Observer`. */
 export class PoolMetrics implements Observer {
   readonly wait = new Histogram()

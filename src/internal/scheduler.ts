@@ -1635,6 +1635,9 @@ export const registerScheduler = (pool: object, scheduler: Scheduler<any>): void
 
 export const schedulerOf = (pool: object): Scheduler<any> => schedulers.get(pool)!
 
+/** The scheduler of `pool` if it is a pool of this library (a `WorkPool` or a `ThreadPool`). */
+export const findScheduler = (pool: object): Scheduler<any> | undefined => schedulers.get(pool)
+
 const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Exit<any, any>): void => {
   if (listeners === undefined) return
   if (typeof listeners === "function") listeners(exit)

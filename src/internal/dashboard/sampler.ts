@@ -15,6 +15,8 @@ import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
 import { inspect } from "node:util"
 import type * as WorkPool from "../../WorkPool.ts"
 import { type JobRow, type JobStore, type Latency, type LatencyCursor } from "../store/model.ts"
+import { histogramsOf } from "../metrics.ts"
+import { findScheduler } from "../scheduler.ts"
 import { type Buckets, quantile, quantileOf } from "./quantile.ts"
 
 /** What the dashboard needs of a pool: `WorkPool`, `ThreadPool` and their services all have it. */
@@ -208,6 +210,27 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   error: row.state === "queued" || row.state === "running" ? null : storedError(row)
 })
 
+/**
+ * A pool's wait and run histograms: its own, for a pool made by this library (another live pool of
+ * the same name may publish series labelled as its are, under other metric attributes or in another
+ * registry), none if it publishes none; else (a pool of another make) found in the registry by name.
+ */
+const histogramsOfPool = (
+  pool: Pool,
+  name: string,
+  snapshot: ReadonlyArray<Metric.Metric.Snapshot>
+): { readonly wait: Buckets | undefined; readonly run: Buckets | undefined } => {
+  const scheduler = findScheduler(pool)
+  if (scheduler !== undefined) {
+    const own = histogramsOf(scheduler)
+    return { wait: own?.wait.buckets, run: own?.run.buckets }
+  }
+  return {
+    wait: histogramOf(snapshot, "workpool_job_wait_ms", name),
+    run: histogramOf(snapshot, "workpool_job_run_ms", name)
+  }
+}
+
 const histogramOf = (snapshot: ReadonlyArray<Metric.Metric.Snapshot>, id: string, pool: string): Buckets | undefined => {
   for (const metric of snapshot) {
     if (metric.type === "Histogram" && metric.id === id && metric.attributes?.pool === pool) {
@@ -289,13 +312,8 @@ const samplePool = (
   Effect.gen(function*() {
     const stats = yield* source.pool.stats
     const ended = stats.succeeded + stats.failed + stats.defects + stats.timedOut + stats.interrupted + stats.dropped
-    const next: Previous = {
-      t,
-      ended,
-      failures: stats.failed + stats.defects + stats.timedOut,
-      wait: histogramOf(metrics, "workpool_job_wait_ms", source.name),
-      run: histogramOf(metrics, "workpool_job_run_ms", source.name)
-    }
+    const { run, wait } = histogramsOfPool(source.pool, source.name, metrics)
+    const next: Previous = { t, ended, failures: stats.failed + stats.defects + stats.timedOut, wait, run }
     if (record) {
       const percentiles = histogramPercentiles(source.previous, next)
       push(source, pointOf(source, t, stats.queued + stats.waiting + stats.retrying, stats.running, next, percentiles), config.history)
