@@ -260,3 +260,40 @@ describe("the dashboard's latency is the pool's own", () => {
       assert.deepInclude(source.points.at(-1), { runP50: 0.5, waitP50: 0.5 })
     }))
 })
+
+describe("a make that fails keeps nothing", () => {
+  // The pool's metric series and its shutdown went into the caller's scope before its workers'
+  // resources were acquired: a make that failed there left a pool that never was publishing 19
+  // series, holding its name (a make retried in the same scope failed with InvalidPoolConfig
+  // instead of trying again), and holding the resources its other workers had acquired, all until
+  // the caller's scope closed.
+  it.effect("a resource that cannot be acquired: its series go, its name is free, the other workers' resources are released", () =>
+    withRegistry((registry) =>
+      Effect.gen(function*() {
+        let attempts = 0
+        let held = 0
+        const make = WorkPool.make({
+          concurrency: 3,
+          name: "db",
+          resource: (id) =>
+            Effect.acquireRelease(
+              Effect.suspend(() => attempts === 0 && id === 2 ? Effect.fail("down" as const) : Effect.sync(() => ++held)),
+              () => Effect.sync(() => --held)
+            )
+        })
+        const failed = yield* Effect.flip(make)
+        attempts++
+        assert.strictEqual(failed, "down")
+        assert.strictEqual(registry.size, 0, "no series of a pool that was never made")
+        assert.strictEqual(held, 0, "the resources acquired for it are released")
+        // tried again in the same scope: made
+        const pool = yield* make
+        assert.strictEqual(yield* pool.run(Effect.succeed(1)), 1)
+        assert.strictEqual(held, 3)
+        assert.strictEqual(
+          (yield* seriesOf("workpool_workers")).map((s) => [s.attributes?.pool, s.state.value]).join(),
+          "db,3"
+        )
+      }).pipe(Effect.scoped)
+    ))
+})
