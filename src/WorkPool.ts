@@ -39,7 +39,7 @@ import {
   type Schedule,
   Stream
 } from "effect"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { dual } from "effect/Function"
 import { hasProperty } from "effect/Predicate"
 import {
@@ -889,6 +889,28 @@ export const make = <W = void, EW = never, RW = never>(
     )
     scheduler.executor = fiberExecutor(scheduler)
     if (checked.rateLimit !== undefined) scheduler.gate = new RateLimits.RateGate(checked.rateLimit, scheduler, clock)
+    // the pool's finalizers (its metric series, its shutdown) in a scope of its own, closed at once
+    // if `make` fails (a resource that cannot be acquired): a failed pool's series, its name, and the
+    // resources its other workers acquired are not kept until the caller's scope closes, where a
+    // `make` retried in that scope met its own name taken
+    const scope = yield* Scope.fork(yield* Effect.scope)
+    const made = yield* Effect.exit(Scope.provide(start<W, EW>(checked, scheduler, context as Context.Context<never>), scope))
+    if (Exit.isFailure(made)) {
+      yield* Scope.close(scope, made)
+      return yield* Effect.failCause(made.cause)
+    }
+    const pool = makePool<W, EW>(scheduler, clock)
+    Internal.registerScheduler(pool, scheduler)
+    return pool
+  })
+
+/** Publishes a made pool's metrics and starts its workers; its finalizers go in the current scope. */
+const start = <W, EW>(
+  checked: Effect.Success<ReturnType<typeof validatePoolOptions>>,
+  scheduler: Scheduler<W>,
+  context: Context.Context<never>
+): Effect.Effect<void, InvalidPoolConfig | EW, Scope.Scope> =>
+  Effect.gen(function*() {
     if (checked.metrics) {
       const recorded = new Metrics.PoolMetrics()
       scheduler.observer = recorded
@@ -896,7 +918,7 @@ export const make = <W = void, EW = never, RW = never>(
       // pool's name taken for good. Added before the shutdown finalizer, so it runs after it: the
       // last counts stay readable until then
       const unregister = yield* Effect.acquireRelease(
-        Effect.sync(() => Metrics.register(checked.name, scheduler, recorded, context as Context.Context<never>)),
+        Effect.sync(() => Metrics.register(checked.name, scheduler, recorded, context)),
         (unregister) => Effect.sync(() => unregister?.())
       )
       if (unregister === undefined) {
@@ -910,9 +932,6 @@ export const make = <W = void, EW = never, RW = never>(
     }
     yield* Effect.addFinalizer(() => scheduler.shutdown())
     yield* scheduler.addWorkers(checked.concurrency) as Effect.Effect<void, EW>
-    const pool = makePool<W, EW>(scheduler, clock)
-    Internal.registerScheduler(pool, scheduler)
-    return pool
   })
 
 /** What a `resource` function returned, checked: from JavaScript it may be anything. */
