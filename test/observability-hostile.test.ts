@@ -297,3 +297,36 @@ describe("a make that fails keeps nothing", () => {
       }).pipe(Effect.scoped)
     ))
 })
+
+describe("counters only go up", () => {
+  // `workpool_jobs_submitted` read `stats.submitted`, which counts the submitters waiting for room
+  // and drops them when a shutdown refuses them: the counter went down (7 to 2 here), which
+  // Prometheus reads as a reset (a `rate` spike of everything counted so far).
+  for (const shutdown of ["shutdown", "shutdownNow"] as const) {
+    it.effect(`submitters waiting for room, refused by a ${shutdown}: workpool_jobs_submitted does not go down`, () =>
+      withRegistry(() =>
+        Effect.gen(function*() {
+          const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, overflow: "suspend", name: "waiting", shutdownTimeout: "1 second" })
+          const submitted = Effect.map(seriesOf("workpool_jobs_submitted"), (s) => s[0]!.state.count as number)
+          // one runs, one is queued, five wait for room
+          yield* pool.submit(Effect.never)
+          yield* pool.submit(Effect.never)
+          const waiters = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.forkChild(Effect.exit(pool.submit(Effect.void))))
+          yield* settle
+          assert.strictEqual((yield* pool.stats).waiting, 5)
+          const before = yield* submitted
+          const closing = yield* Effect.forkChild(shutdown === "shutdown" ? pool.shutdown : Effect.asVoid(pool.shutdownNow))
+          yield* settle
+          const refused = yield* pool.stats
+          // stopped before any check below can fail: a failing test must not leave the pool draining on the TestClock
+          if (shutdown === "shutdown") yield* Effect.asVoid(pool.shutdownNow)
+          yield* Fiber.join(closing)
+          assert.strictEqual(refused.rejected, 5)
+          for (const waiter of waiters) assert.isTrue(Exit.isFailure(yield* Fiber.join(waiter)))
+          assert.isAtLeast(yield* submitted, before, "a counter never goes down")
+          // admitted: the two that ran or were queued; the five refused never were
+          assert.strictEqual(yield* submitted, 2)
+        })
+      ))
+  }
+})
