@@ -154,7 +154,9 @@ export const register = (
       labelled,
       hooks(() => state.state())
     ))
-  counter("workpool_jobs_submitted", "Jobs admitted to the pool", {}, () => scheduler.submitted)
+  // admitted: `submitted` less the submitters still waiting for room, whom a shutdown refuses (moves
+  // to `rejected`); `submitted` itself would go down then, which a counter must never do
+  counter("workpool_jobs_submitted", "Jobs admitted to the pool", {}, () => scheduler.submitted - scheduler.waitingCount)
   counter("workpool_jobs_rejected", "Submissions refused before admission (QueueFull, PoolShutdown)", {}, () =>
     scheduler.rejected)
   for (const [ending, field] of ENDED) {
