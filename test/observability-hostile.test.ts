@@ -340,3 +340,39 @@ describe("counters only go up", () => {
       ))
   }
 })
+
+describe("wait and run times under TestClock, exact", () => {
+  it.effect("a retry's wait counts from its return to the queue; a waiting submitter's from its submission; spans, stats and histograms agree", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const { spans, tracer } = recordingTracer()
+        const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, overflow: "suspend", name: "times" })
+        let attempts = 0
+        // t=0..30: runs and fails; held 50 ms; back at t=80 behind the blocker (t=30..130); runs t=130..140
+        const flaky = Effect.suspend(() => ++attempts === 1 ? Effect.andThen(Effect.sleep("30 millis"), Effect.fail("once")) : Effect.sleep("10 millis"))
+        const first = yield* Effect.forkChild(Effect.withTracer(pool.run(flaky, { retry: { schedule: Schedule.spaced("50 millis"), times: 1 } }), tracer))
+        yield* settle
+        // queued at t=0 (the queue has room for one): waits for the worker until t=30
+        const blocker = yield* pool.submit(Effect.sleep("100 millis"))
+        // no room: waits for it from t=0, queued at t=30; below the retry's priority, starts at t=140
+        const late = yield* Effect.forkChild(Effect.withTracer(pool.run(Effect.sleep("5 millis"), { priority: -1 }), tracer))
+        yield* settle
+        for (let t = 0; t < 150; t += 5) {
+          yield* TestClock.adjust("5 millis")
+          yield* settle
+        }
+        yield* Fiber.join(first)
+        yield* blocker.await
+        yield* Fiber.join(late)
+        const attrs = spans.map((s) => [s.attributes.get("workpool.job.id"), s.attributes.get("workpool.job.attempt"), s.attributes.get("workpool.job.wait_ms"), s.attributes.get("workpool.job.ending")])
+        assert.deepStrictEqual(attrs, [[1, 1, 0, "failed"], [1, 2, 50, "succeeded"], [3, 1, 140, "succeeded"]])
+        const stats = yield* pool.stats
+        // attempts: 1 (wait 0, run 30), blocker (wait 30, run 100), 1 again (wait 50, run 10), 3 (wait 140, run 5)
+        assert.deepStrictEqual([stats.meanWaitMillis, stats.meanRunMillis], [(0 + 30 + 50 + 140) / 4, (30 + 100 + 10 + 5) / 4])
+        const wait = (yield* seriesOf("workpool_job_wait_ms"))[0]!.state as Metric.HistogramState
+        const run = (yield* seriesOf("workpool_job_run_ms"))[0]!.state as Metric.HistogramState
+        assert.deepStrictEqual([wait.count, wait.min, wait.max, wait.sum], [4, 0, 140, 220])
+        assert.deepStrictEqual([run.count, run.min, run.max, run.sum], [4, 5, 100, 145])
+      })
+    ))
+})
