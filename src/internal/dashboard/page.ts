@@ -110,14 +110,18 @@ export const page = String.raw`<!doctype html>
   }
 
   // --- rendering ---------------------------------------------------------------------------------
-  var POOL_COUNTS = [["queued", "queued"], ["running", "running"], ["retrying", "retrying"], ["succeeded", "succeeded"],
-    ["failed", "failed"], ["defects", "defects"], ["timedOut", "timed out"], ["interrupted", "cancelled"], ["workers", "workers"]];
+  // a third element: shown only when not 0 (most pools never have any)
+  var POOL_COUNTS = [["queued", "queued"], ["waiting", "waiting for room", true], ["running", "running"],
+    ["stopping", "stopping", true], ["retrying", "retrying"], ["succeeded", "succeeded"], ["failed", "failed"],
+    ["defects", "defects"], ["timedOut", "timed out"], ["interrupted", "cancelled"], ["dropped", "dropped", true],
+    ["rejected", "rejected", true], ["workers", "workers"]];
   var QUEUE_COUNTS = [["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
     ["dead", "dead"], ["cancelled", "cancelled"]];
 
   function counts(s) {
     if (s.counts && s.counts.error) return el("pre", { "class": "empty", text: "cannot read: " + s.counts.error });
     var list = s.kind === "pool" ? POOL_COUNTS : QUEUE_COUNTS;
+    list = list.filter(function (c) { return !c[2] || (s.counts && s.counts[c[0]]); });
     return el("div", { "class": "counts" }, list.map(function (c) {
       var v = s.counts ? s.counts[c[0]] : undefined;
       return el("div", { "class": "count", "data-count": c[0] }, [el("b", { text: v === undefined ? "-" : String(v) }), el("span", { text: c[1] })]);
