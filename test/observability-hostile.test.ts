@@ -343,6 +343,28 @@ describe("counters only go up", () => {
   }
 })
 
+describe("a make interrupted keeps nothing", () => {
+  it.effect("a make cut short by a timeout while a worker's resource is acquired: its series go and its name is free at once", () =>
+    withRegistry((registry) =>
+      Effect.gen(function*() {
+        let slow = true
+        const make = WorkPool.make({
+          concurrency: 2,
+          name: "slow",
+          resource: () => Effect.suspend(() => slow ? Effect.never : Effect.void)
+        })
+        const timedOut = yield* Effect.forkChild(Effect.exit(Effect.timeout(make, "1 second")))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        assert.isTrue(Exit.isFailure(yield* Fiber.join(timedOut)))
+        assert.strictEqual(registry.size, 0, "no series of a pool that was never made")
+        slow = false
+        const pool = yield* make
+        assert.strictEqual((yield* pool.stats).workers, 2)
+      }).pipe(Effect.scoped)
+    ))
+})
+
 describe("wait and run times under TestClock, exact", () => {
   it.effect("a retry's wait counts from its return to the queue; a waiting submitter's from its submission; spans, stats and histograms agree", () =>
     withRegistry(() =>
