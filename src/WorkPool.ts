@@ -893,12 +893,14 @@ export const make = <W = void, EW = never, RW = never>(
     // if `make` fails (a resource that cannot be acquired): a failed pool's series, its name, and the
     // resources its other workers acquired are not kept until the caller's scope closes, where a
     // `make` retried in that scope met its own name taken
+    // (closed uninterruptibly: a make interrupted, under a timeout say, keeps nothing either)
     const scope = yield* Scope.fork(yield* Effect.scope)
-    const made = yield* Effect.exit(Scope.provide(start<W, EW>(checked, scheduler, context as Context.Context<never>), scope))
-    if (Exit.isFailure(made)) {
-      yield* Scope.close(scope, made)
-      return yield* Effect.failCause(made.cause)
-    }
+    yield* Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.exit(restore(Scope.provide(start<W, EW>(checked, scheduler, context as Context.Context<never>), scope))),
+        (made) => Exit.isFailure(made) ? Effect.andThen(Scope.close(scope, made), Effect.failCause(made.cause)) : Effect.void
+      )
+    )
     const pool = makePool<W, EW>(scheduler, clock)
     Internal.registerScheduler(pool, scheduler)
     return pool
