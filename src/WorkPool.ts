@@ -852,7 +852,9 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
  * (see `shutdown`); afterwards no fiber of the pool is alive and no awaiter is left waiting.
  *
  * Fails with `InvalidPoolConfig`, naming the field, when an option is invalid, and with the
- * resource's error when a worker's resource cannot be acquired.
+ * resource's error when a worker's resource cannot be acquired. A make that fails or is
+ * interrupted keeps nothing: the resources its other workers acquired are released, and its metric
+ * series and its name go, at once (a make retried in the same scope can take the name).
  *
  * @example
  * ```ts
