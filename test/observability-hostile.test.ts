@@ -365,6 +365,34 @@ describe("a make interrupted keeps nothing", () => {
     ))
 })
 
+describe("the counts add up where a worker's resource is released", () => {
+  // A worker retired by a shrink when its job stopped released its resource (running its
+  // finalizers then and there) before the job was counted as ended: a release that read the
+  // pool's stats saw 2 submitted, 1 running and none ended.
+  it.effect("a shrink retires a busy worker when its job stops: the release reads stats that add up", () =>
+    Effect.gen(function*() {
+      let pool: WorkPool.WorkPool<number> | undefined
+      const seen: Array<WorkPool.PoolStats> = []
+      pool = yield* WorkPool.make({
+        concurrency: 2,
+        resource: (id) =>
+          Effect.acquireRelease(Effect.succeed(id), () => pool === undefined ? Effect.void : Effect.map(pool.stats, (s) => void seen.push(s)))
+      })
+      const first = yield* pool.submit(Effect.sleep("10 millis"))
+      const second = yield* pool.submit(Effect.sleep("20 millis"))
+      // both workers busy: the first to stop retires
+      yield* pool.resize(1)
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      yield* first.await
+      yield* TestClock.adjust("10 millis")
+      yield* second.await
+      assert.strictEqual(seen.length, 1)
+      const s = seen[0]!
+      assert.deepStrictEqual([s.submitted, s.running, s.succeeded, s.workers], [2, 1, 1, 1])
+    }))
+})
+
 describe("wait and run times under TestClock, exact", () => {
   it.effect("a retry's wait counts from its return to the queue; a waiting submitter's from its submission; spans, stats and histograms agree", () =>
     withRegistry(() =>
