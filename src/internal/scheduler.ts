@@ -1118,13 +1118,14 @@ export class Scheduler<W> {
     this.totalRunMillis += run
     this.observer.stopped(job, run)
     if (next !== undefined) this.start(next, worker, now, true)
-    else if (retiring) this.retire(worker)
-    else this.free.push(worker)
+    else if (!retiring) this.free.push(worker)
     // an immediate shutdown stops it at once, as every job running when it began
     if (next !== undefined && this.stoppingPool && next.state === RUNNING) this.executor.interrupt(next)
     if (job.state >= DONE) this.stoppingJobs--
     else if (job.hook === undefined) this.settleStopped(job, exit, now)
     else job.hook.stopped(job, exit, now)
+    // retired once the job is counted: its resource's release (run here, if it is synchronous) may read the stats
+    if (next === undefined && retiring) this.retire(worker)
     if (job.state >= DONE) {
       // it will not run again: a kept handle (or a retained job) need not keep its Effect, the
       // closures that made it, or its submitter's services alive
