@@ -1,9 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { existsSync } from "node:fs"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
-import { PoolError, WorkPool } from "../src/index.ts"
+import { JobQueue, PoolError, Task, WorkPool } from "../src/index.ts"
+import * as JobStore from "../src/JobStore.ts"
 import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
 import { prng, recordingTracer, settle, waitFor } from "./helpers.ts"
 
@@ -460,4 +461,35 @@ describe("the dashboard's counts are the pool's", () => {
       }).pipe(Effect.scoped, Effect.provide(Dashboard.layer({ interval: "250 millis" }))),
     120_000
   )
+})
+
+describe("a durable consumer's gauges are its stats", () => {
+  // The consumer counts the free slots a rate limit keeps idle in its `stats.rateLimited`, but its
+  // pool's gauge `workpool_jobs_rate_limited` read the pool's own limit (none): 0 beside 8.
+  it.effect("a consumer held back by its own rate limit: workpool_jobs_rate_limited shows what stats.rateLimited does", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const Slow = Task.make("SlowForGauge", { payload: Schema.Number, success: Schema.Number })
+        const consumer = yield* JobQueue.consume({
+          concurrency: 10,
+          lease: 3000,
+          poll: "1 second",
+          rateLimit: { limit: 2, interval: "1 second" },
+          handlers: [Task.handle(Slow, (n) => Effect.as(Effect.sleep("5 seconds"), n))]
+        })
+        for (let n = 0; n < 5; n++) yield* JobQueue.enqueue(Slow, n)
+        for (let i = 0; i < 5; i++) {
+          yield* settle
+          yield* TestClock.adjust(20)
+        }
+        yield* settle
+        const stats = yield* consumer.stats
+        const gauges = yield* seriesOf("workpool_jobs_rate_limited")
+        // stopped before any check can fail: a failing test must not leave it draining on the TestClock
+        yield* consumer.shutdownNow
+        assert.deepStrictEqual([stats.running, stats.rateLimited], [2, 8])
+        assert.strictEqual(gauges.length, 1)
+        assert.strictEqual(gauges[0]!.state.value, stats.rateLimited)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
+    ))
 })
