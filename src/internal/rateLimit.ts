@@ -192,6 +192,7 @@ export class RateGate implements StartGate {
  * or while paused (the pause holds them, not the limit).
  */
 export const held = (scheduler: Scheduler<any>): number => {
+  if (scheduler.heldOutside !== undefined) return scheduler.heldOutside()
   const gate = scheduler.gate
   if (!(gate instanceof RateGate) || scheduler.paused) return 0
   return gate.held(Math.min(scheduler.queue.size, scheduler.workers.size - scheduler.busy))

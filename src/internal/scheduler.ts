@@ -514,6 +514,11 @@ export class Scheduler<W> {
   executor!: Executor
   observer: Observer = unobserved
   gate: StartGate | undefined = undefined
+  /**
+   * Free workers a limit outside the pool keeps idle (a durable consumer claims only what its
+   * limits let start: its pool has no gate): the pool's `rateLimited`, in its stats and its gauge.
+   */
+  heldOutside: (() => number) | undefined = undefined
   prefetch: Prefetch | undefined = undefined
   /** Jobs offered and not yet started (see `Prefetch`), queued for every other purpose. */
   readonly offered = new Set<Job>()

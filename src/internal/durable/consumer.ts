@@ -23,7 +23,7 @@ import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
 import { asExit, syncThunk } from "../job.ts"
-import { DONE } from "../scheduler.ts"
+import { DONE, schedulerOf } from "../scheduler.ts"
 import { decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced } from "../jobContext.ts"
@@ -690,11 +690,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       yield* Effect.addFinalizer(() => Effect.sync(unfollow))
     }
 
-    const withHeld = (stats: WorkPool.PoolStats): WorkPool.PoolStats => ({ ...stats, rateLimited: held })
+    // the slots a limit keeps idle are the pool's `rateLimited`: in its stats and its gauge alike
+    schedulerOf(pool).heldOutside = () => held
 
     return {
-      stats: Effect.map(pool.stats, withHeld),
-      changes: Stream.map(pool.changes, withHeld),
+      stats: pool.stats,
+      changes: pool.changes,
       setRateLimit: (rateLimit) =>
         Effect.flatMap(
           checkPoolOptions(() => rateLimit === undefined ? undefined : RateLimits.check("rateLimit", rateLimit)),
