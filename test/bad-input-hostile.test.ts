@@ -7,7 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Context, Effect, Layer, Schema, Stream } from "effect"
+import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -319,4 +320,57 @@ describe("store options with a key they do not have", () => {
       }
       assert.isFalse(fs.existsSync(path.join(dir, "k.db")))
     }))
+})
+
+describe("retry policy names a store keeps", () => {
+  const BAD_POLICY_NAMES = ["p\u0000", ...LONE.map((lone) => `p${lone}`)]
+
+  for (const [store, layer] of stores) {
+    it.effect(`${store}: an enqueue's or a repeat's retry naming a policy with a NUL or a lone surrogate is refused (field retry), as a queue's or a dedup key's name is; nothing is stored (Postgres stored it, and its reaper casts each expired job's retry to jsonb, which refuses \\u0000 and a lone surrogate's escape: every reap failed with StoreError, so no job whose lease expired, of any queue, was ever taken back)`, () =>
+      Effect.gen(function*() {
+        const jobs = yield* JobStore.JobStore
+        for (const name of BAD_POLICY_NAMES) {
+          const exit = yield* Effect.exit(JobQueue.enqueue(Echo, 1, { retry: name, maxAttempts: 3 }))
+          if (exit._tag === "Success") {
+            // what it did: a bystander, claimed by a consumer that dies with it, is never reaped
+            yield* JobQueue.enqueue(Echo, 2)
+            yield* jobs.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 1000 })
+            yield* TestClock.adjust(2000)
+            const reaped = yield* Effect.exit(jobs.reap([0]))
+            assert.fail(`${JSON.stringify(name)} was stored; then the reap of 2 expired jobs: ${String(reaped)}`)
+          }
+          assert.strictEqual(yield* refusedField(Effect.flip(Effect.flip(exit))), "retry", JSON.stringify(name))
+          assert.strictEqual(yield* refusedField(Effect.scoped(JobQueue.repeat("r", Echo, 1, { cron: "* * * * *", retry: name }))), "retry")
+        }
+        assert.deepStrictEqual(yield* JobQueue.list(), [])
+        // a surrogate pair is one character: kept, and read back equal
+        const pair = yield* JobQueue.enqueue(Echo, 1, { retry: "p\ud83d\ude42" })
+        assert.strictEqual((yield* pair.status).retry, "p\ud83d\ude42")
+      }).pipe(Effect.provide(layer())))
+  }
+
+  it.effect("consume refuses a retryPolicies name with a NUL or a lone surrogate (no job can name it; the Postgres reaper sends the names as jsonb, which refuses both: every reap of that consumer failed with StoreError, on any store's jobs), naming retryPolicies", () =>
+    Effect.gen(function*() {
+      for (const name of BAD_POLICY_NAMES) {
+        const error = yield* Effect.flip(Effect.scoped(JobQueue.consume({
+          handlers: [Task.handle(Echo, Effect.succeed)],
+          concurrency: 1,
+          retryPolicies: { [name]: Schedule.spaced("1 second") }
+        })))
+        assert.strictEqual((error as { _tag?: string })._tag, "InvalidPoolConfig", JSON.stringify(name))
+        assert.strictEqual((error as { field: string }).field, "retryPolicies", JSON.stringify(name))
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  if (Pg.enabled) {
+    it.effect("Postgres: the reaper given such a policy name fails every reap with StoreError (why consume refuses them); a surrogate pair is fine", () =>
+      Effect.gen(function*() {
+        const jobs = yield* JobStore.JobStore
+        for (const name of BAD_POLICY_NAMES) {
+          const error = yield* Effect.flip(jobs.reap([0], { [name]: [0] }))
+          assert.strictEqual(error._tag, "StoreError", JSON.stringify(name))
+        }
+        assert.strictEqual(yield* jobs.reap([0], { "p\ud83d\ude42": [0] }), 0)
+      }).pipe(Effect.provide(Pg.testLayer())))
+  }
 })
