@@ -1077,7 +1077,12 @@ const retryPolicies = (value: unknown): ReadonlyMap<string, Retries.Policy> => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return config.fail("retryPolicies", value, "expected an object of named retry policies: { name: Schedule }")
   }
-  for (const [name, policy] of Object.entries(value)) policies.set(name, Retries.policy(`retryPolicies.${name}`, policy))
+  for (const [name, policy] of Object.entries(value)) {
+    // no job can name one that is not stored as it is, and the Postgres reaper fails on it
+    const why = Backoff.policyName(name)
+    if (why !== undefined) config.fail("retryPolicies", name, why)
+    policies.set(name, Retries.policy(`retryPolicies.${name}`, policy))
+  }
   return policies
 }
 

@@ -27,10 +27,19 @@ const onlyKeys = (field: string, value: object, keys: ReadonlyArray<string>) => 
   }
 }
 
+/**
+ * Why a string cannot name a retry policy: empty, or not storable as it is (see `config.unstorable`):
+ * the Postgres reaper reads a job's stored policy and a consumer's policy names as jsonb, which
+ * refuses a NUL's and a lone surrogate's escapes: every reap of the store failed.
+ */
+export const policyName = (name: string): string | undefined =>
+  name.length === 0 ? "expected a non-empty policy name" : config.unstorable(name)
+
 /** Checks an enqueue's `retry` option (`field` names it in the error); returns its stored text. */
 export const encode = (field: string, value: unknown): string => {
   if (typeof value === "string") {
-    if (value.length === 0) config.fail(field, value, "expected a non-empty policy name")
+    const why = policyName(value)
+    if (why !== undefined) config.fail(field, value, why)
     return JSON.stringify({ policy: value })
   }
   if (typeof value !== "object" || value === null || Array.isArray(value) || Schedule.isSchedule(value)) {
