@@ -374,3 +374,45 @@ describe("retry policy names a store keeps", () => {
       }).pipe(Effect.provide(Pg.testLayer())))
   }
 })
+
+describe("names a user can have, on every store", () => {
+  // each kept as it is and read back equal: astral characters (surrogate pairs), a ZWJ sequence,
+  // combining marks, right-to-left text, noncharacters, the line separators, a Redis hash tag's braces,
+  // and names at the 1,000-byte bound in 4-byte and in 3-byte characters
+  const NAMES = [
+    "mail-\ud83d\udce7", "\ud83d\udc68\u200d\ud83d\udc69\u200d\ud83d\udc67", "e\u0301\u0302\u0303", "\u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
+    "\ufffe\uffff\ufdd0", "a\u2028b\u2029c", "{x}:y}", "\ud83d\ude00".repeat(250), "\u4e2d".repeat(333)
+  ]
+
+  for (const [store, layer] of stores) {
+    it.effect(`${store}: a queue, a dedup key, a repeat's name and a retry policy's name of astral, combining, right-to-left or 1,000-byte text are taken and read back equal; the dedup key still dedups`, () =>
+      Effect.gen(function*() {
+        for (const name of NAMES) {
+          const first = yield* JobQueue.enqueue(Echo, 1, { queue: name, dedupKey: name, retry: name })
+          const again = yield* JobQueue.enqueue(Echo, 2, { queue: name, dedupKey: name })
+          assert.isTrue(first.created, JSON.stringify(name))
+          assert.isFalse(again.created, JSON.stringify(name))
+          assert.strictEqual(again.id, first.id)
+          const info = yield* first.status
+          assert.strictEqual(info.queue, name)
+          assert.strictEqual(info.dedupKey, name)
+          assert.strictEqual(info.retry, name)
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: name })).map((job) => job.id), [first.id])
+          assert.strictEqual((yield* JobQueue.stats(name)).waiting, 1)
+        }
+        // a repeat's ticks: their ids hold the name, in the same queue
+        const long = NAMES[7]!
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* JobQueue.repeat(long, Echo, 3, { cron: "* * * * *", queue: long, retry: long })
+          yield* TestClock.adjust("61 seconds")
+          const ticks = (yield* JobQueue.list({ queue: long })).filter((job) => job.id.startsWith(`repeat:${long}:`))
+          assert.strictEqual(ticks.length, 1)
+          assert.strictEqual(ticks[0]!.retry, long)
+          assert.strictEqual((yield* JobQueue.status(ticks[0]!.id)).queue, long)
+        }))
+        // a name one byte over the bound is refused
+        assert.strictEqual(yield* refusedField(JobQueue.enqueue(Echo, 1, { queue: "\ud83d\ude00".repeat(250) + "a" })), "queue")
+        assert.strictEqual((yield* JobQueue.list()).length, NAMES.length + 1)
+      }).pipe(Effect.provide(layer())))
+  }
+})
