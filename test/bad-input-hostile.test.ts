@@ -416,3 +416,28 @@ describe("names a user can have, on every store", () => {
       }).pipe(Effect.provide(layer())))
   }
 })
+
+describe("a key the options do not have, holding a secret", () => {
+  it.effect("a store's layer and the Dashboard's name the key but not its value: node-postgres' connectionString (the key the hint is for) or a password was shown in the StoreError's reason, password and all, as a layer's error is logged; the url's own errors name its shape only", () =>
+    Effect.gen(function*() {
+      const SECRET = "hunter2"
+      const layers: ReadonlyArray<[Layer.Layer<any, unknown>, string]> = [
+        [PgJobStore.layer({ connectionString: `postgres://app:${SECRET}@127.0.0.1:1/app` } as never), "connectionString"],
+        [PgJobStore.layer({ url: "postgres://app@127.0.0.1:1/app", password: SECRET } as never), "password"],
+        [PgJobStore.layer({ url: "postgres://app@127.0.0.1:1/app", ssl: { key: SECRET } } as never), "ssl"],
+        [PgJobStore.layerClient({ password: SECRET } as never) as never, "password"],
+        [RedisJobStore.layer({ url: "redis://127.0.0.1:1", password: SECRET } as never), "password"],
+        [RedisJobStore.layer({ url: "redis://127.0.0.1:1", redisOptions: { password: SECRET } } as never), "redisOptions"],
+        [JobStore.sqlite({ filename: path.join(dir, "s.db"), key: SECRET } as never), "key"],
+        [Dashboard.layer({ authToken: SECRET } as never) as never, "authToken"]
+      ]
+      for (const [layer, key] of layers) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(layer)))
+        const error = exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0] as any).error : undefined
+        assert.include(["StoreError", "InvalidDashboardOptions"], error?._tag, String(exit))
+        assert.include(error.message, key)
+        assert.notInclude(error.message, SECRET, key)
+        assert.notInclude(JSON.stringify(error), SECRET, key)
+      }
+    }))
+})
