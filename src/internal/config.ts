@@ -93,7 +93,9 @@ export const object = (field: string, value: unknown): void => {
 /**
  * An object of options with only `keys`: another key is a typo, or another API's name for one
  * (`state` and `status`), which would be ignored silently (a filter then keeps everything). The
- * error names the key as `prefix` + key; `hints` says which key a known wrong one stands for.
+ * error names the key as `prefix` + key; `hints` says which key a known wrong one stands for. It
+ * shows the kind of the key's value, not the value: a key the options do not have may hold anything,
+ * a credential among them (node-postgres' `connectionString`, a `password`), and the error is logged.
  */
 export const onlyKeys = (
   prefix: string,
@@ -104,8 +106,20 @@ export const onlyKeys = (
   for (const key of Object.keys(value)) {
     if (keys.includes(key)) continue
     const hint = Object.hasOwn(hints, key) ? ` (use ${hints[key]})` : ""
-    fail(`${prefix}${key}`, (value as Record<string, unknown>)[key], `expected only ${keys.join(", ")}${hint}`)
+    fail(`${prefix}${key}`, kindOf(value, key), `expected only ${keys.join(", ")}${hint}`)
   }
+}
+
+/** What an error shows of a value it must not show: its kind, such as `<a string>`. */
+const kindOf = (owner: object, key: string): string => {
+  let kind: string
+  try {
+    const value = (owner as Record<string, unknown>)[key]
+    kind = value === null || value === undefined ? String(value) : Array.isArray(value) ? "an array" : typeof value
+  } catch {
+    kind = "a value that cannot be read" // a getter that throws
+  }
+  return `<${/^(a |an |null|undefined)/.test(kind) ? kind : /^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`}>`
 }
 
 /**
