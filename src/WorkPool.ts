@@ -315,7 +315,9 @@ export interface JobFilter {
 }
 
 /**
- * Options of one job.
+ * Options of one job. Each value is checked (`InvalidJobOptions`), but unlike the pool's options a
+ * key they do not have is not refused: they are read on every submit, and `mapStream`'s and a thread
+ * task's options carry keys of their own through them.
  *
  * @example
  * ```ts
