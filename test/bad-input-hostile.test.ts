@@ -417,6 +417,21 @@ describe("names a user can have, on every store", () => {
   }
 })
 
+describe("a task of a name a user can have, end to end", () => {
+  const Odd = Task.make("T\ud83d\ude00e\u0301 \u05e9\u05dc\u05d5\u05dd \u2028{x}", { payload: Schema.Number, success: Schema.Number })
+  const queue = "q\ud83d\udc68\u200d\ud83d\udc69 \u0645\u0631\u062d\u0628\u0627"
+  for (const [store, layer] of stores) {
+    it.live(`${store}: consume takes a handler of a task named in astral, combining, right-to-left text, claims its job from a queue so named and settles it; the awaiter gets its result`, () =>
+      Effect.gen(function*() {
+        yield* JobQueue.consume({ queues: [queue], handlers: [Task.handle(Odd, (n) => Effect.succeed(n * 2))], concurrency: 1, poll: "20 millis" })
+        const job = yield* JobQueue.enqueue(Odd, 21, { queue, dedupKey: queue })
+        assert.strictEqual(yield* job.await, 42)
+        const info = yield* job.status
+        assert.deepStrictEqual([info.task, info.queue, info.state], [Odd.name, queue, "succeeded"])
+      }).pipe(Effect.scoped, Effect.provide(layer()), Effect.timeout("20 seconds")))
+  }
+})
+
 describe("a key the options do not have, holding a secret", () => {
   it.effect("a store's layer and the Dashboard's name the key but not its value: node-postgres' connectionString (the key the hint is for) or a password was shown in the StoreError's reason, password and all, as a layer's error is logged; the url's own errors name its shape only", () =>
     Effect.gen(function*() {
