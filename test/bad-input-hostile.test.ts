@@ -18,6 +18,9 @@ import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
+import * as PostgresStore from "../src/internal/store/postgres.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
+import * as SqliteStore from "../src/internal/store/sqlite.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -454,5 +457,87 @@ describe("a key the options do not have, holding a secret", () => {
         assert.notInclude(error.message, SECRET, key)
         assert.notInclude(JSON.stringify(error), SECRET, key)
       }
+    }))
+})
+
+describe("every key an options type has is taken, each one undefined", () => {
+  // `Every<T>`: every key of T, each undefined. Typed so that a key added to an options type fails
+  // this file's typecheck until it is listed here, and then this test until its check lists it too
+  type Every<T> = { readonly [K in keyof Required<T>]: undefined }
+  const Echoing = Task.handle(Echo, Effect.succeed)
+
+  it.effect("WorkPool.make, ThreadPool.make (up to its worker), a retention, WorkPool.jobs; an options object made by a class, with no prototype, frozen, or with symbol and non-enumerable keys", () =>
+    Effect.gen(function*() {
+      const pool: Every<WorkPool.Options> = {
+        concurrency: undefined, name: undefined, metrics: undefined, capacity: undefined, overflow: undefined, timeout: undefined,
+        queueTimeout: undefined, aging: undefined, retry: undefined, shutdownTimeout: undefined, paused: undefined,
+        rateLimit: undefined, retention: undefined, resource: undefined
+      }
+      const made = yield* WorkPool.make({ ...pool, concurrency: 1 })
+      const retention: Every<WorkPool.Retention> = { count: undefined, age: undefined }
+      yield* WorkPool.make({ concurrency: 1, retention })
+      const filter: Every<WorkPool.JobFilter> = { status: undefined, limit: undefined, after: undefined }
+      assert.deepStrictEqual(yield* made.jobs(filter), [])
+      class Options {
+        concurrency = 1
+        get timeout(): WorkPool.Options["timeout"] {
+          return "1 second"
+        }
+        describe() {
+          return "a pool"
+        }
+      }
+      yield* WorkPool.make(new Options())
+      yield* WorkPool.make(Object.assign(Object.create(null), { concurrency: 1 }))
+      yield* WorkPool.make(Object.freeze({ concurrency: 1 }))
+      const extra = Object.defineProperty({ concurrency: 1, [Symbol("app")]: true }, "hidden", { value: 1, enumerable: false })
+      yield* WorkPool.make(extra)
+      const { concurrency: _c, resource: _r, ...shared } = pool
+      const threads: Every<ThreadPool.Options> = {
+        ...shared, worker: undefined, threads: undefined, tasksPerThread: undefined, cancelGrace: undefined,
+        idleTimeout: undefined, startSchedule: undefined, startTimeout: undefined, resourceLimits: undefined, workerData: undefined
+      }
+      // checked up to the worker: a file that does not exist, named as such, not as a key
+      const error = yield* Effect.flip(ThreadPool.make({ ...threads, worker: "./no-such-worker.ts" }))
+      assert.strictEqual((error as { field: string }).field, "worker")
+    }).pipe(Effect.scoped))
+
+  it.effect("JobQueue.enqueue, repeat, list, purge, consume", () =>
+    Effect.gen(function*() {
+      const enqueue: Every<JobQueue.EnqueueOptions> = {
+        queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, timeout: undefined,
+        maxAttempts: undefined, retry: undefined
+      }
+      yield* JobQueue.enqueue(Echo, 1, enqueue)
+      const repeat: Every<JobQueue.RepeatOptions> = {
+        cron: undefined, queue: undefined, priority: undefined, timeout: undefined, maxAttempts: undefined, retry: undefined
+      }
+      yield* Effect.scoped(JobQueue.repeat("r", Echo, 1, { ...repeat, cron: "0 0 1 1 *" }))
+      const list: Every<NonNullable<Parameters<typeof JobQueue.list>[0]>> = { queue: undefined, state: undefined, limit: undefined }
+      assert.strictEqual((yield* JobQueue.list(list)).length, 1)
+      const purge: Every<Parameters<typeof JobQueue.purge>[0]> = { olderThan: undefined, states: undefined }
+      assert.strictEqual(yield* JobQueue.purge({ ...purge, olderThan: 0 }), 0)
+      const consume: Every<JobQueue.ConsumeOptions<never>> = {
+        queues: undefined, handlers: undefined, threadPool: undefined, tasks: undefined, concurrency: undefined, timeout: undefined,
+        retry: undefined, retryPolicies: undefined, lease: undefined, poll: undefined, shutdownTimeout: undefined,
+        rateLimit: undefined, aging: undefined
+      }
+      yield* Effect.scoped(JobQueue.consume({ ...consume, handlers: [Echoing], concurrency: 1 }))
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("the stores' options and the Dashboard's (checked, not opened)", () =>
+    Effect.gen(function*() {
+      const pg: Every<PgJobStore.PgJobStoreOptions> = { url: undefined, schema: undefined, maxConnections: undefined, connectTimeout: undefined }
+      yield* PostgresStore.options({ ...pg, url: "postgres://u@127.0.0.1:1/db" })
+      yield* PostgresStore.clientOptions({ schema: undefined } satisfies Every<NonNullable<Parameters<typeof PgJobStore.layerClient>[0]>>)
+      const redis: Every<RedisJobStore.RedisJobStoreOptions> = { url: undefined, prefix: undefined, connectTimeout: undefined, cluster: undefined }
+      yield* RedisStore.options({ ...redis, url: "redis://127.0.0.1:1" })
+      const sqlite: Every<JobStore.SqliteOptions> = { filename: undefined, busyTimeout: undefined }
+      yield* SqliteStore.options({ ...sqlite, filename: "x.db" })
+      const dashboard: Every<Dashboard.Options> = {
+        port: undefined, host: undefined, token: undefined, authorize: undefined, interval: undefined, history: undefined,
+        jobs: undefined, allowedHosts: undefined
+      }
+      yield* Effect.scoped(Layer.build(Dashboard.layer(dashboard)))
     }))
 })
