@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
+import { Clock, Context, Effect, Layer, Schedule, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
@@ -416,6 +416,31 @@ describe("names a user can have, on every store", () => {
         // a name one byte over the bound is refused
         assert.strictEqual(yield* refusedField(JobQueue.enqueue(Echo, 1, { queue: "\ud83d\ude00".repeat(250) + "a" })), "queue")
         assert.strictEqual((yield* JobQueue.list()).length, NAMES.length + 1)
+      }).pipe(Effect.provide(layer())))
+  }
+})
+
+describe("a retry policy of a name a user can have, in every store's reaper", () => {
+  // the reaper matches a job's stored policy name against the consumer's: in JS, SQLite's json_each,
+  // Postgres' jsonb, Redis' cjson (Lua)
+  const NAMES = ["p\ud83d\ude42", "\u05e9\u05dc\u05d5\u05dd e\u0301", "a\u2028\"b\\", "\ud83d\ude00".repeat(250)]
+  for (const [store, layer] of stores) {
+    it.effect(`${store}: a job whose retry names a policy in astral, combining or right-to-left text, quotes or backslashes, reaped, waits that policy's delay, not the consumer's`, () =>
+      Effect.gen(function*() {
+        const jobs = yield* JobStore.JobStore
+        const policies: Record<string, ReadonlyArray<number>> = {}
+        NAMES.forEach((name, i) => policies[name] = [60_000 * (i + 1)])
+        const ids: Array<string> = []
+        for (const name of NAMES) ids.push((yield* JobQueue.enqueue(Echo, 1, { retry: name })).id)
+        const claimed = yield* jobs.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 1000 })
+        assert.strictEqual(claimed.claims.length, NAMES.length)
+        yield* TestClock.adjust(2000)
+        assert.strictEqual(yield* jobs.reap([1], policies), NAMES.length)
+        for (const [i, id] of ids.entries()) {
+          const info = yield* JobQueue.status(id)
+          assert.strictEqual(info.state, "delayed", NAMES[i])
+          assert.strictEqual(info.visibleAt.getTime() - (yield* Clock.currentTimeMillis), 60_000 * (i + 1), JSON.stringify(NAMES[i]))
+        }
       }).pipe(Effect.provide(layer())))
   }
 })
