@@ -566,3 +566,32 @@ describe("every key an options type has is taken, each one undefined", () => {
       yield* Effect.scoped(Layer.build(Dashboard.layer(dashboard)))
     }))
 })
+
+describe("a retry policy named __proto__", () => {
+  // the stores whose steps finish within a few yields, so that the test waits on no real time
+  for (const [store, layer] of stores.filter(([store]) => store === "memory" || store === "SQLite")) {
+    it.effect(`${store}: a job taken back from a dead consumer by a live one's reaper waits its policy's delay (the reaper's policies were a plain object: assigning __proto__ set its prototype, so the policy was lost and the consumer's own retry applied)`, () =>
+      Effect.gen(function*() {
+        const jobs = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, 1, { retry: "__proto__", maxAttempts: 3 })
+        // a consumer that dies holding it
+        assert.strictEqual((yield* jobs.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 })).claims.length, 1)
+        yield* JobQueue.consume({
+          handlers: [Task.handle(Echo, Effect.succeed)],
+          concurrency: 1,
+          lease: "10 seconds",
+          retry: Schedule.spaced("1 second"),
+          retryPolicies: { ["__proto__"]: Schedule.spaced("1 hour") }
+        })
+        // the live consumer's reaper runs every 5 seconds: the second run takes the job back
+        yield* TestClock.adjust("5 seconds")
+        let info = yield* job.status
+        for (let i = 0; i < 1000 && info.state === "running"; i++) {
+          yield* Effect.yieldNow
+          info = yield* job.status
+        }
+        assert.strictEqual(info.state, "delayed")
+        assert.strictEqual(info.visibleAt.getTime() - (yield* Clock.currentTimeMillis), 3_600_000)
+      }).pipe(Effect.scoped, Effect.provide(layer())))
+  }
+})
