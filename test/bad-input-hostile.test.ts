@@ -423,12 +423,12 @@ describe("names a user can have, on every store", () => {
 describe("a retry policy of a name a user can have, in every store's reaper", () => {
   // the reaper matches a job's stored policy name against the consumer's: in JS, SQLite's json_each,
   // Postgres' jsonb, Redis' cjson (Lua)
-  const NAMES = ["p\ud83d\ude42", "\u05e9\u05dc\u05d5\u05dd e\u0301", "a\u2028\"b\\", "\ud83d\ude00".repeat(250)]
+  const NAMES = ["p\ud83d\ude42", "\u05e9\u05dc\u05d5\u05dd e\u0301", "a\u2028\"b\\", "\ud83d\ude00".repeat(250), "__proto__", "constructor"]
   for (const [store, layer] of stores) {
-    it.effect(`${store}: a job whose retry names a policy in astral, combining or right-to-left text, quotes or backslashes, reaped, waits that policy's delay, not the consumer's`, () =>
+    it.effect(`${store}: a job whose retry names a policy in astral, combining or right-to-left text, quotes or backslashes, reaped, waits that policy's delay, not the consumer's; so does one named __proto__ or constructor`, () =>
       Effect.gen(function*() {
         const jobs = yield* JobStore.JobStore
-        const policies: Record<string, ReadonlyArray<number>> = {}
+        const policies: Record<string, ReadonlyArray<number>> = Object.create(null)
         NAMES.forEach((name, i) => policies[name] = [60_000 * (i + 1)])
         const ids: Array<string> = []
         for (const name of NAMES) ids.push((yield* JobQueue.enqueue(Echo, 1, { retry: name })).id)

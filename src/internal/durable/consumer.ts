@@ -192,7 +192,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     let claiming = true
     let stopping: Effect.Effect<void> | undefined
     const backoff = reaperBackoff(config.retry, context as never)
-    const reapPolicies: Record<string, ReadonlyArray<number>> = {}
+    // no prototype: a policy named __proto__ is a key like any other (assigned on `{}`, it set the prototype)
+    const reapPolicies: Record<string, ReadonlyArray<number>> = Object.create(null)
     for (const [name, policy] of config.retryPolicies) reapPolicies[name] = reaperBackoff(policy, context as never)
     const clock = yield* Clock.Clock
     /** The Clock's monotonic time, for this consumer's own rate limit: to the fraction of a millisecond, the window is exact. */
