@@ -595,3 +595,16 @@ describe("a retry policy named __proto__", () => {
       }).pipe(Effect.scoped, Effect.provide(layer())))
   }
 })
+
+describe("ThreadPool: resourceLimits with a key Object.prototype has", () => {
+  it.live("constructor, toString or hasOwnProperty is refused naming it, before any thread starts, as another key is (the limits' table was a plain object: its inherited keys passed the check, with no bounds)", () =>
+    Effect.gen(function*() {
+      const worker = new URL("./fixtures/worker.ts", import.meta.url)
+      for (const key of ["constructor", "toString", "hasOwnProperty"]) {
+        const exit = yield* Effect.exit(Effect.scoped(ThreadPool.make({ worker, threads: 1, resourceLimits: { [key]: 256 } as never })))
+        const error = exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail" ? (exit.cause.reasons[0] as any).error : undefined
+        assert.strictEqual(error?._tag, "InvalidPoolConfig", `${key}: ${String(exit)}`)
+        assert.strictEqual(error.field, `resourceLimits.${key}`)
+      }
+    }).pipe(Effect.timeout("30 seconds")))
+})
