@@ -118,8 +118,10 @@ export const resourceLimits = (value: unknown): ResourceLimits => {
   }
   for (const [key, limit] of Object.entries(value as Record<string, unknown>)) {
     const field = `resourceLimits.${key}`
-    const bound = LIMITS[key as keyof ResourceLimits]
-    if (bound === undefined) config.fail(field, limit, `expected one of ${Object.keys(LIMITS).join(", ")}`)
+    // own keys only: constructor or toString, inherited by the table, passed with no bounds
+    const bound = Object.hasOwn(LIMITS, key)
+      ? LIMITS[key as keyof ResourceLimits]
+      : config.fail(field, limit, `expected one of ${Object.keys(LIMITS).join(", ")}`)
     if (limit === undefined) continue
     if (typeof limit !== "number" || !Number.isFinite(limit) || limit < bound.min || limit > bound.max) {
       config.fail(field, limit, `expected a number of megabytes, ${bound.expected}`)
