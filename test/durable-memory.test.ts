@@ -60,6 +60,41 @@ describe("a consumer while its store is down", () => {
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
       assert.strictEqual(value, 42)
     }))
+
+  it.effect("failed reaps are logged at 1, 2, 4, 8, ... failures in a row, not silently dropped; the recovery too", () =>
+    Effect.gen(function*() {
+      // a reap that fails (a store that refuses its query) leaves every job of a dead consumer held
+      // for good: an operator must hear of it
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        const message = Array.isArray(options.message) ? options.message[0] : options.message
+        logged.push(String(message))
+      })
+      const down = { value: true }
+      let reaps = 0
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          reap: (backoff, policies) =>
+            Effect.suspend(() => {
+              reaps++
+              return down.value ? Effect.fail(new StoreError({ operation: "reap", reason: "refused" })) : inner.reap(backoff, policies)
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], lease: 1_000 })
+        for (let t = 0; t < 10_000; t += 100) yield* TestClock.adjust(100)
+        const failed = logged.filter((line) => line.startsWith("effect-workpool: taking back expired durable jobs failed"))
+        assert.isAtLeast(reaps, 16)
+        assert.deepStrictEqual(failed.map((line) => line.match(/\((\d+) times? in a row/)![1]), ["1", "2", "4", "8", "16"].slice(0, failed.length))
+        assert.isAtLeast(failed.length, 4)
+        down.value = false
+        for (let t = 0; t < 1_000; t += 100) yield* TestClock.adjust(100)
+        assert.isTrue(logged.some((line) => /taking back expired durable jobs works again, after \d+ failures/.test(line)), logged.join("\n"))
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
 })
 
 describe("a consumer with a long poll whose claim failed", () => {
