@@ -84,7 +84,7 @@ describe("a consumer while its store is down", () => {
         }))
       ).pipe(Layer.provide(JobStore.memory()))
       yield* Effect.gen(function*() {
-        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], lease: 1_000 })
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000 })
         for (let t = 0; t < 10_000; t += 100) yield* TestClock.adjust(100)
         const failed = logged.filter((line) => line.startsWith("effect-workpool: taking back expired durable jobs failed"))
         assert.isAtLeast(reaps, 16)
