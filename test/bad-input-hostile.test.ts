@@ -499,7 +499,8 @@ describe("every key an options type has is taken, each one undefined", () => {
         rateLimit: undefined, retention: undefined, resource: undefined
       }
       const made = yield* WorkPool.make({ ...pool, concurrency: 1 })
-      const retention: Every<WorkPool.Retention> = { count: undefined, age: undefined }
+      // a retention's count is required (without one it would keep nothing)
+      const retention = { ...({ count: undefined, age: undefined } satisfies Every<WorkPool.Retention>), count: 1 }
       yield* WorkPool.make({ concurrency: 1, retention })
       const filter: Every<WorkPool.JobFilter> = { status: undefined, limit: undefined, after: undefined }
       assert.deepStrictEqual(yield* made.jobs(filter), [])
