@@ -609,8 +609,24 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     })
 
     const reaperLoop = Effect.gen(function*() {
+      let failures = 0
       while (true) {
-        yield* Effect.ignore(store.reap(backoff, reapPolicies))
+        const reaped = yield* Effect.exit(store.reap(backoff, reapPolicies))
+        if (Exit.isSuccess(reaped)) {
+          if (failures > 0) yield* Effect.logInfo(`effect-workpool: taking back expired durable jobs works again, after ${failures} failures`)
+          failures = 0
+        } else if (!(yield* store.closed)) {
+          // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it, as
+          // of failed claims, without a line per try
+          failures++
+          if ((failures & (failures - 1)) === 0) {
+            yield* Effect.logWarning(
+              `effect-workpool: taking back expired durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
+                "the jobs of a consumer that died stay held until a reap works)",
+              reaped.cause
+            )
+          }
+        }
         yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
       }
     })
