@@ -205,7 +205,7 @@ describe("RedisJobStore: a URL the client cannot read", () => {
         assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.length === 1 && exit.cause.reasons[0]!._tag === "Fail", `${url}: ${String(exit)}`)
         const error = (exit as any).cause.reasons[0].error
         assert.strictEqual(error._tag, "StoreError")
-        assert.include(error.reason, "invalid pool option url")
+        assert.include(error.reason, "invalid store option url")
         assert.notInclude(error.reason, "secret")
       }
     }))
