@@ -5,6 +5,7 @@
  * @internal
  */
 import { Duration, Effect, Option } from "effect"
+import { StoreError } from "../DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig } from "../PoolError.ts"
 
 export interface Invalid {
@@ -320,3 +321,7 @@ export const checkJobOptions = <A>(check: () => A): A | InvalidJobOptions => {
     throw error
   }
 }
+
+/** A store layer's option check, failed: the store's own error, naming the option as a pool's would. */
+export const storeOptionError = (error: InvalidPoolConfig): StoreError =>
+  new StoreError({ operation: "open", reason: `invalid store option ${error.field}: ${error.reason}, got ${error.value}` })

@@ -229,7 +229,7 @@ export const options = (options: {
         clock: "server"
       }
     }),
-    (error) => new StoreError({ operation: "open", reason: error.message })
+    config.storeOptionError
   )
 
 interface SqlRow {
@@ -602,7 +602,7 @@ export const clientOptions = (options: { readonly schema?: unknown }): Effect.Ef
       config.onlyKeys("", options, ["schema"], PG_HINTS)
       return { schema: schemaOf(options.schema), clock: "server" as const }
     }),
-    (error) => new StoreError({ operation: "open", reason: error.message })
+    config.storeOptionError
   )
 
 /**

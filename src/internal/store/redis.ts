@@ -126,7 +126,7 @@ export const options = (options: {
         clock: "server"
       }
     }),
-    (error) => new StoreError({ operation: "open", reason: error.message })
+    config.storeOptionError
   )
 
 export const reasonOf = (cause: unknown): string => {

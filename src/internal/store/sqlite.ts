@@ -126,7 +126,7 @@ export const options = (options: { readonly filename: string; readonly busyTimeo
         busyTimeout: options.busyTimeout === undefined ? 5000 : config.finiteMillis("busyTimeout", options.busyTimeout)
       }
     }),
-    (error) => new StoreError({ operation: "open", reason: error.message })
+    config.storeOptionError
   )
 
 const reasonOf = (error: unknown) => error instanceof Error ? error.message : String(error)
