@@ -1060,6 +1060,23 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
         const stopAll = () => {
           scheduler.cancelAll(submitted)
         }
+        // jobs that ended since `submitted` was last swept (at most: some of them were never kept)
+        let endedSince = 0
+        /**
+         * Drops the ended jobs from `submitted` once they may be half of it: a long batch keeps its
+         * jobs still to be cancelled, not every one it has run (amortised O(1)). Never while
+         * `cancelAll` goes through the list: only before the first failure or interruption.
+         */
+        const sweep = () => {
+          if (++endedSince < 512 || endedSince * 2 < submitted.length) return
+          endedSince = 0
+          let kept = 0
+          for (let i = 0; i < submitted.length; i++) {
+            const record = submitted[i]!
+            if (record.state < Internal.DONE) submitted[kept++] = record
+          }
+          submitted.length = kept
+        }
         const feed = (): void => {
           while (next < count && failure === undefined) {
             const index = next++
@@ -1067,8 +1084,11 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
             // the record has it now; and it lets it go once it has run
             items[index] = undefined as any
             record.addListener((exit: Exit.Exit<any, any>) => {
-              if (Exit.isSuccess(exit)) results[index] = exit.value
-              else if (failure === undefined) {
+              if (Exit.isSuccess(exit)) {
+                results[index] = exit.value
+                // once stopping, `cancelAll` may be going through `submitted`: left as it is
+                if (failure === undefined) sweep()
+              } else if (failure === undefined) {
                 failure = exit as Exit.Exit<never, any>
                 stopAll()
               }
