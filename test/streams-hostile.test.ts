@@ -1,9 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { makePool } from "./fixtures/pool.ts"
+import { Echo, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
-import { fullGc, settle } from "./helpers.ts"
+import { fullGc, settle, waitFor } from "./helpers.ts"
 
 describe("runAll: memory of a long batch", () => {
   it.live("a job of a batch that has ended is not kept until the whole batch ends (its result is)", () =>
@@ -37,5 +40,200 @@ describe("runAll: memory of a long batch", () => {
       const results = yield* Fiber.join(all)
       assert.strictEqual(results.length, count + 1)
       assert.deepStrictEqual([results[0], results[count - 1], results[count]], [0, count - 1, count])
+    }))
+})
+
+/** The README's identity, true at every instant. */
+const balanced = (s: WorkPool.PoolStats) =>
+  s.submitted ===
+    s.waiting + s.queued + s.retrying + s.running + s.succeeded + s.failed + s.defects + s.timedOut +
+      s.interrupted + s.dropped
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+
+/** The Exit of a fiber running `Effect.exit(...)`, if it has ended. */
+const ended = <A, E>(fiber: Fiber.Fiber<Exit.Exit<A, E>>): Exit.Exit<A, E> | undefined => {
+  const exit = fiber.pollUnsafe()
+  return exit === undefined ? undefined : Exit.isSuccess(exit) ? exit.value : exit as never
+}
+
+describe("mapStream: failures, interruption, backpressure", () => {
+  for (const unordered of [false, true]) {
+    const mode = unordered ? "unordered" : "ordered"
+
+    it.effect(`${mode}: a job that fails fails the stream at once; the jobs still in the pool are stopped`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
+        let finalized = 0
+        const fiber = yield* Effect.forkChild(Effect.exit(Stream.runCollect(
+          Stream.range(1, 100).pipe(
+            WorkPool.mapStream(pool, (i) =>
+              i === 2
+                ? Effect.andThen(Effect.sleep("1 second"), Effect.fail("boom" as const))
+                : Effect.ensuring(Effect.as(Effect.sleep("1 hour"), i), Effect.sync(() => finalized++)), { unordered, buffer: 4 })
+          )
+        )))
+        yield* settle
+        assert.deepStrictEqual([(yield* pool.stats).running, (yield* pool.stats).queued], [2, 2])
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        const exit = ended(fiber)
+        assert.isDefined(exit, "the stream waited for the other jobs (an hour) to fail")
+        assert.strictEqual(failureOf(exit!), "boom")
+        // element 1 was running (interrupted, its finalizer ran), 3 and 4 were queued (never started)
+        assert.strictEqual(finalized, 1)
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.running, s.queued, s.failed, s.interrupted, s.submitted], [0, 0, 1, 3, 4])
+        assert.isTrue(balanced(s))
+      }))
+
+    it.effect(`${mode}: interrupting the consumer stops every element in the pool, running or queued`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
+        let finalized = 0
+        const fiber = yield* Effect.forkChild(Stream.runCollect(
+          Stream.iterate(0, (n) => n + 1).pipe(
+            WorkPool.mapStream(pool, () => Effect.ensuring(Effect.never, Effect.sync(() => finalized++)), { unordered })
+          )
+        ))
+        yield* settle
+        // the default buffer: twice the concurrency, not the infinite upstream
+        assert.strictEqual((yield* pool.stats).submitted, 4)
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual(finalized, 2)
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.running, s.queued, s.waiting, s.interrupted], [0, 0, 0, 4])
+        assert.isTrue(balanced(s))
+      }))
+
+    it.effect(`${mode}: a slow downstream holds the upstream back: at most \`buffer\` elements beyond those taken`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 4 })
+        let pulled = 0
+        let taken = 0
+        const excess: Array<number> = []
+        const fiber = yield* Effect.forkChild(
+          Stream.iterate(0, (n) => n + 1).pipe(
+            Stream.tap(() => Effect.sync(() => void pulled++)),
+            WorkPool.mapStream(pool, (i) => Effect.succeed(i), { unordered, buffer: 3 }),
+            Stream.take(50),
+            Stream.runForEach(() =>
+              Effect.andThen(Effect.sync(() => void excess.push(pulled - ++taken)), Effect.sleep("1 second"))
+            )
+          )
+        )
+        for (let i = 0; i < 50; i++) {
+          yield* settle
+          yield* TestClock.adjust("1 second")
+        }
+        yield* Fiber.join(fiber)
+        assert.strictEqual(taken, 50)
+        // the elements in the pool or done and not yet taken, and the one the upstream is pulling
+        assert.isAtMost(Math.max(...excess), 3 + 2, `pulled ahead of the consumer by ${Math.max(...excess)}`)
+        assert.isAtMost(pulled, 50 + 3 + 2)
+      }))
+
+    it.effect(`${mode}: an upstream failure ends the stream once the elements already in the pool have ended (as Stream.mapEffect)`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2 })
+        const fiber = yield* Effect.forkChild(Effect.exit(Stream.runCollect(
+          Stream.concat(Stream.make(1, 2, 3), Stream.fail("upstream" as const)).pipe(
+            WorkPool.mapStream(pool, (i) => Effect.as(Effect.sleep(`${i} seconds`), i * 10), { unordered })
+          )
+        )))
+        yield* settle
+        assert.strictEqual((yield* pool.stats).submitted, 3)
+        yield* TestClock.adjust("2 seconds")
+        yield* settle
+        assert.isUndefined(fiber.pollUnsafe(), "the upstream's failure came before the jobs in the pool ended")
+        yield* TestClock.adjust("2 seconds")
+        yield* settle
+        const exit = ended(fiber)
+        assert.isDefined(exit, "the stream did not end once its jobs had")
+        assert.strictEqual(failureOf(exit!), "upstream")
+        const s = yield* pool.stats
+        // none was interrupted: all three ran to their end
+        assert.deepStrictEqual([s.succeeded, s.interrupted, s.running], [3, 0, 0])
+      }))
+  }
+
+  for (const overflow of ["fail", "dropNewest", "dropOldest"] as const) {
+    it.effect(`a full pool with overflow "${overflow}" fails the stream with its typed error, and nothing hangs`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1, capacity: 1, overflow, shutdownTimeout: 0 })
+        const exit = yield* Effect.forkChild(Effect.exit(Stream.runCollect(
+          Stream.range(1, 10).pipe(WorkPool.mapStream(pool, (i) => Effect.as(Effect.sleep("1 second"), i), { buffer: 3 }))
+        )))
+        yield* settle
+        const failed = ended(exit)
+        assert.isDefined(failed, "the stream hangs")
+        const error = failureOf(failed!) as { _tag: string }
+        assert.strictEqual(error._tag, overflow === "fail" ? "QueueFull" : "JobDropped")
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.running, s.queued, s.waiting], [0, 0, 0])
+        assert.isTrue(balanced(s))
+      }))
+  }
+
+  it.effect("the default buffer is twice the concurrency when the stream runs, not when it is built", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, shutdownTimeout: 0 })
+      const stream = Stream.iterate(0, (n) => n + 1).pipe(WorkPool.mapStream(pool, () => Effect.never))
+      yield* pool.resize(3)
+      const fiber = yield* Effect.forkChild(Stream.runDrain(stream))
+      yield* settle
+      assert.strictEqual((yield* pool.stats).submitted, 6)
+      yield* Fiber.interrupt(fiber)
+      // run again: the same stream, the same bound, nothing left of the first run
+      yield* pool.resize(2)
+      const again = yield* Effect.forkChild(Stream.runDrain(stream))
+      yield* settle
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.submitted, s.interrupted, s.running + s.queued], [10, 6, 4])
+      yield* Fiber.interrupt(again)
+    }))
+})
+
+describe("runAll: the iterable", () => {
+  it.effect("is read in full before any job is submitted: one that throws midway dies with its error and submits nothing", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      let ran = 0
+      const jobs = function*() {
+        yield Effect.sync(() => void ran++)
+        yield Effect.sync(() => void ran++)
+        throw new RangeError("the source broke")
+      }
+      const exit = yield* Effect.exit(pool.runAll(jobs()))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+      assert.strictEqual((failureOf(exit) as Error).message, "the source broke")
+      assert.deepStrictEqual([ran, (yield* pool.stats).submitted], [0, 0])
+      // a lazy source that is read as the jobs run is mapStream's
+      const out = yield* Stream.runCollect(
+        Stream.fromIterable([1, 2, 3]).pipe(WorkPool.mapStream(pool, (i) => Effect.succeed(i * 2)))
+      )
+      assert.deepStrictEqual(out, [2, 4, 6])
+    }))
+})
+
+describe("ThreadPool.mapStream", () => {
+  it.live("interrupting the consumer interrupts the tasks running in their threads and cancels the queued ones", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 2 })
+      const fiber = yield* Effect.forkChild(Stream.runCollect(
+        Stream.make(1, 2, 3, 4, 5, 6).pipe(
+          Stream.map((mark) => ({ millis: 60_000, mark })),
+          ThreadPool.mapStream(pool, Sleep, { buffer: 4 })
+        )
+      ))
+      yield* waitFor(pool.stats, "two tasks run, two are queued", { until: (s) => s.running === 2 && s.queued === 2 })
+      yield* Fiber.interrupt(fiber)
+      // the two running tasks' fibers were interrupted in their threads (each marks its slot)
+      assert.deepStrictEqual([1, 2, 3, 4].map((mark) => Atomics.load(counters, mark)), [1, 1, 0, 0])
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued, s.interrupted, s.submitted], [0, 0, 4, 4])
+      // the threads are still there, and serve
+      assert.strictEqual(yield* pool.threads, 2)
+      assert.deepStrictEqual(yield* Stream.runCollect(Stream.make("a", "b").pipe(ThreadPool.mapStream(pool, Echo))), ["echo a", "echo b"])
     }))
 })
