@@ -252,7 +252,7 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
     WorkPool.JobHandle<Task.Success<U>, Task.Failure<U> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
     AdmissionError
   >
-  /** Runs a task for each payload; results in input order; the first failure stops the rest. */
+  /** Runs a task for each payload; results in input order; the first failure stops the rest. The payloads are read in full first, as `WorkPool`'s `runAll` reads its jobs. */
   readonly runAll: <U extends T>(
     task: U,
     payloads: Iterable<Task.Payload<U>>,
@@ -731,8 +731,8 @@ export const Service = <Self, T extends Task.Any = Task.Any>() =>
 /**
  * Runs `task` on a thread for every element of a stream of payloads, emitting the results in input
  * order, or in completion order with `unordered: true`. `buffer` (default: twice the pool's
- * concurrency, `threads × tasksPerThread`, when the stream is built) bounds how many elements are
- * in the pool at once.
+ * concurrency, `threads × tasksPerThread`, when the stream runs) bounds how many elements are in
+ * the pool at once. Failure, interruption and an upstream's failure go as for `WorkPool.mapStream`.
  *
  * @example
  * ```ts

@@ -607,7 +607,9 @@ export interface WorkPool<W = void, EW = never> {
   /**
    * Runs many jobs through the pool and returns their results in input order. The first failure
    * interrupts the others and is returned once they have stopped. To keep every outcome, map the
-   * jobs with `Effect.result` or `Effect.exit` first.
+   * jobs with `Effect.result` or `Effect.exit` first. The iterable is read in full before any job
+   * is submitted (an iterable that throws dies, and submits nothing; an endless one never returns):
+   * for an endless or lazy source, use `mapStream`.
    */
   readonly runAll: <A, E, R>(
     jobs: Iterable<Job<A, E, R, W>>,
@@ -1278,7 +1280,11 @@ export const Service = <Self>() =>
 /**
  * Runs every element of a stream through the pool as a job, emitting the results in input order,
  * or in completion order with `unordered: true`. `buffer` (default: twice the pool's concurrency
- * when the stream is built) bounds how many elements are in the pool at once.
+ * when the stream runs) bounds how many elements are in the pool at once; a slow consumer holds the
+ * upstream back. A job that fails fails the stream at once, and the stream's other jobs (running or
+ * queued) are stopped, as when the consumer is interrupted or stops early. An upstream that fails
+ * fails the stream once the jobs already in the pool have ended (their results first in input
+ * order), as `Stream.mapEffect` does: they are not interrupted.
  *
  * @example
  * ```ts
@@ -1334,7 +1340,7 @@ export const mapStream: {
 export interface MapStreamOptions extends JobOptions {
   /** Emit results in completion order rather than input order; default false. */
   readonly unordered?: boolean | undefined
-  /** How many elements may be in the pool at once; default twice the pool's concurrency. */
+  /** How many elements may be in the pool at once; default twice the pool's concurrency when the stream runs. */
   readonly buffer?: number | undefined
 }
 

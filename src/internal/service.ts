@@ -54,7 +54,7 @@ const checkStreamOptions = (
 
 /**
  * Runs each element of a stream through `run`, at most `buffer` at once (default: twice the pool's
- * concurrency when the stream is built), in input order unless `unordered`.
+ * concurrency when the stream runs), in input order unless `unordered`.
  */
 export const mapStream = <In, E, R, A, E2, R2>(
   self: Stream.Stream<In, E, R>,
