@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Echo, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
-import { fullGc, settle, waitFor } from "./helpers.ts"
+import { fullGc, prng, settle, waitFor } from "./helpers.ts"
 
 describe("runAll: memory of a long batch", () => {
   it.live("a job of a batch that has ended is not kept until the whole batch ends (its result is)", () =>
@@ -236,4 +236,56 @@ describe("ThreadPool.mapStream", () => {
       assert.strictEqual(yield* pool.threads, 2)
       assert.deepStrictEqual(yield* Stream.runCollect(Stream.make("a", "b").pipe(ThreadPool.mapStream(pool, Echo))), ["echo a", "echo b"])
     }))
+})
+
+describe("runAll: long mixed batches (its list of jobs to cancel is swept as they end)", () => {
+  // seeds: successes with a small queue (1) and an unbounded one (5); failures late in the batch, after sweeps (15, 17, 18, 24)
+  for (const seed of [1, 5, 15, 17, 18, 24]) {
+    it.effect(`seed ${seed}: every result in its place, or the first failure with every other job stopped; the counts balance`, () =>
+      Effect.gen(function*() {
+        const rand = prng(seed)
+        const pool = yield* WorkPool.make({
+          concurrency: 1 + Math.floor(rand() * 4),
+          capacity: rand() < 0.5 ? 1 + Math.floor(rand() * 8) : Infinity,
+          retry: { schedule: Schedule.spaced("10 millis"), times: 1 },
+          shutdownTimeout: 0
+        })
+        const count = 1500 + Math.floor(rand() * 1500)
+        // one batch in two fails, at a random place
+        const failAt = rand() < 0.5 ? Math.floor(rand() * count) : -1
+        let running = 0
+        const jobs = Array.from({ length: count }, (_, i): Effect.Effect<number, string> => {
+          if (i === failAt) return Effect.andThen(Effect.sleep(5), Effect.fail(`boom ${i}`))
+          const kind = rand()
+          if (kind < 0.3) return Effect.succeed(i)
+          if (kind < 0.6) return Effect.as(Effect.yieldNow, i)
+          if (kind < 0.8) {
+            return Effect.acquireUseRelease(
+              Effect.sync(() => running++),
+              () => Effect.as(Effect.sleep(Math.floor(rand() * 20)), i),
+              () => Effect.sync(() => running--)
+            )
+          }
+          // fails its first attempt, retried once
+          let first = true
+          return Effect.suspend(() => first ? (first = false, Effect.fail("once")) : Effect.succeed(i))
+        })
+        const fiber = yield* Effect.forkChild(Effect.exit(pool.runAll(jobs)))
+        let exit: Exit.Exit<Array<number>, unknown> | undefined
+        for (let step = 0; step < 100_000 && exit === undefined; step++) {
+          yield* TestClock.adjust(1)
+          exit = ended(fiber)
+        }
+        assert.isDefined(exit, "the batch never ended")
+        if (failAt < 0) {
+          assert.deepStrictEqual(Exit.isSuccess(exit!) ? exit.value : failureOf(exit!), Array.from({ length: count }, (_, i) => i))
+        } else {
+          assert.strictEqual(failureOf(exit!), `boom ${failAt}`)
+        }
+        assert.strictEqual(running, 0, "a job of the batch still runs")
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.running, s.queued, s.waiting, s.retrying], [0, 0, 0, 0])
+        assert.isTrue(balanced(s))
+      }), 60_000)
+  }
 })
