@@ -57,6 +57,43 @@ const ended = <A, E>(fiber: Fiber.Fiber<Exit.Exit<A, E>>): Exit.Exit<A, E> | und
   return exit === undefined ? undefined : Exit.isSuccess(exit) ? exit.value : exit as never
 }
 
+describe("mapStream: memory of an endless upstream", () => {
+  for (const unordered of [false, true]) {
+    it.live(`${unordered ? "unordered" : "ordered"}: the jobs it has run are not kept while the stream goes on`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 0 }, shutdownTimeout: 0 })
+        const scheduler = schedulerOf(pool)
+        const refs: Array<WeakRef<object>> = []
+        const count = 5_000
+        const gate = yield* Deferred.make<void>()
+        const job = (i: number) =>
+          Effect.gen(function*() {
+            for (const worker of scheduler.workers) {
+              if (worker.job !== undefined && worker.job.seq === i + 1) refs.push(new WeakRef(worker.job))
+            }
+            if (i === count) yield* Deferred.await(gate)
+            yield* Effect.yieldNow
+            return i
+          })
+        let taken = 0
+        const fiber = yield* Effect.forkChild(
+          Stream.iterate(0, (n) => n + 1).pipe(
+            WorkPool.mapStream(pool, job, { unordered }),
+            Stream.runForEach(() => Effect.sync(() => void taken++))
+          )
+        )
+        while (taken < count) yield* Effect.sleep(1)
+        yield* fullGc
+        const kept = refs.slice(0, count).filter((ref) => ref.deref() !== undefined).length
+        assert.isAtMost(kept, 100, `kept ${kept} of ${count} ended jobs while the stream goes on`)
+        const s = yield* pool.stats
+        // the one held at the gate, and at most the buffer's worth past it
+        assert.isAtMost(s.submitted - s.succeeded, 4)
+        yield* Fiber.interrupt(fiber)
+      }))
+  }
+})
+
 describe("mapStream: failures, interruption, backpressure", () => {
   for (const unordered of [false, true]) {
     const mode = unordered ? "unordered" : "ordered"
