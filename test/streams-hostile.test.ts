@@ -34,7 +34,7 @@ describe("runAll: memory of a long batch", () => {
       assert.strictEqual(refs.length, count)
       yield* fullGc
       const kept = refs.filter((ref) => ref.deref() !== undefined).length
-      // 5,000 ended job records (some 200 bytes each) were kept until the batch ended: 200 MB for 1e6 jobs
+      // 5,000 ended job records (some 100 bytes each) were kept until the batch ended: 100 MB for 1e6 jobs
       assert.isAtMost(kept, count / 2, `kept ${kept} of ${count} ended jobs while the batch runs`)
       yield* Deferred.succeed(gate, void 0)
       const results = yield* Fiber.join(all)
