@@ -326,3 +326,39 @@ describe("runAll: long mixed batches (its list of jobs to cancel is swept as the
       }), 60_000)
   }
 })
+
+describe("the first failure ends the batch or stream only once the others have stopped", () => {
+  const slowToStop = (finalized: { count: number }) =>
+    Effect.ensuring(Effect.never, Effect.andThen(Effect.sleep("10 seconds"), Effect.sync(() => void finalized.count++)))
+  const boom = Effect.andThen(Effect.sleep("1 second"), Effect.fail("boom" as const))
+
+  const cases = {
+    runAll: (pool: WorkPool.WorkPool, finalized: { count: number }) => pool.runAll([slowToStop(finalized), boom]),
+    "mapStream ordered": (pool: WorkPool.WorkPool, finalized: { count: number }) =>
+      Stream.runCollect(Stream.make(1, 2).pipe(WorkPool.mapStream(pool, (i) => i === 1 ? slowToStop(finalized) : boom))),
+    "mapStream unordered": (pool: WorkPool.WorkPool, finalized: { count: number }) =>
+      Stream.runCollect(
+        Stream.make(1, 2).pipe(WorkPool.mapStream(pool, (i) => i === 1 ? slowToStop(finalized) : boom, { unordered: true }))
+      )
+  }
+  for (const [name, run] of Object.entries(cases)) {
+    it.effect(`${name}: a job whose finalizer takes 10 seconds to stop holds the failure back until it has run`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2 })
+        const finalized = { count: 0 }
+        const fiber = yield* Effect.forkChild(Effect.exit(run(pool, finalized)))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        assert.isUndefined(ended(fiber), "it ended while a job of it was still stopping")
+        assert.strictEqual((yield* pool.stats).running, 1)
+        yield* TestClock.adjust("10 seconds")
+        yield* settle
+        const exit = ended(fiber)
+        assert.isDefined(exit)
+        assert.strictEqual(failureOf(exit!), "boom")
+        assert.strictEqual(finalized.count, 1)
+        assert.strictEqual((yield* pool.stats).running, 0)
+      }))
+  }
+})
