@@ -1,6 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import { Layer, Schema } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { makePool } from "./fixtures/pool.ts"
@@ -361,4 +367,63 @@ describe("the first failure ends the batch or stream only once the others have s
         assert.strictEqual((yield* pool.stats).running, 0)
       }))
   }
+})
+
+describe("JobQueue.progressChanges", () => {
+  const Work = Task.make("StreamsHostileWork", { payload: Schema.Number, success: Schema.Number })
+
+  it.effect("two readers of a job that reports, then fails for good: both see its values and end with it; a late reader sees its last value", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const job = yield* JobQueue.enqueue(Work, 1, { maxAttempts: 1 })
+      const read = () => Effect.forkChild(Stream.runCollect(job.progressChanges))
+      const [a, b] = [yield* read(), yield* read()]
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Work, () =>
+          Effect.gen(function*() {
+            const context = yield* WorkPool.JobContext
+            yield* context.progress({ step: 1 })
+            yield* Deferred.await(gate)
+            yield* context.progress({ step: 2 })
+            return yield* Effect.die("broken")
+          }))],
+        concurrency: 1,
+        poll: 10
+      })
+      for (let i = 0; i < 20; i++) yield* TestClock.adjust(100)
+      yield* Deferred.succeed(gate, void 0)
+      for (let i = 0; i < 20; i++) yield* TestClock.adjust(100)
+      assert.strictEqual((yield* job.status).state, "dead")
+      for (const reader of [a, b]) {
+        const exit = reader.pollUnsafe()
+        assert.isDefined(exit, "a reader did not end with its job")
+        assert.deepStrictEqual(Exit.isSuccess(exit!) ? exit.value : exit, [{ step: 1 }, { step: 2 }])
+      }
+      assert.deepStrictEqual(yield* Stream.runCollect(job.progressChanges), [{ step: 2 }])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
+  it.effect("a store that stops answering fails a reader with StoreError (typed), not a defect, and no hang", () =>
+    Effect.gen(function*() {
+      const down = { value: false }
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          progressOf: (id) =>
+            Effect.suspend(() => down.value ? Effect.fail(new StoreError({ operation: "progressOf", reason: "unreachable" })) : inner.progressOf(id))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Work, 1)
+        const reader = yield* Effect.forkChild(Effect.exit(Stream.runCollect(job.progressChanges)))
+        yield* TestClock.adjust(1000)
+        assert.isUndefined(reader.pollUnsafe())
+        down.value = true
+        yield* TestClock.adjust(1000)
+        const exit = ended(reader)
+        assert.isDefined(exit, "the reader hangs on a store that fails")
+        assert.isTrue(Exit.isFailure(exit!) && !Cause.hasDies(exit.cause))
+        assert.instanceOf(failureOf(exit!), StoreError)
+      }).pipe(Effect.provide(store))
+    }))
 })
