@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Layer, Schema } from "effect"
 import { StoreError } from "../src/DurableError.ts"
@@ -9,8 +9,8 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { makePool } from "./fixtures/pool.ts"
-import { Echo, Sleep } from "./fixtures/tasks.ts"
+import { blockUntil, makePool } from "./fixtures/pool.ts"
+import { Echo, Mark, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
 import { fullGc, prng, settle, waitFor } from "./helpers.ts"
 
@@ -426,4 +426,32 @@ describe("JobQueue.progressChanges", () => {
         assert.instanceOf(failureOf(exit!), StoreError)
       }).pipe(Effect.provide(store))
     }))
+})
+
+describe("ThreadPool.runAll: the first failure stops a task its thread started from an offer", () => {
+  it.live("a batch failing while its next task, offered to the busy thread, has started there: that task is interrupted, and the batch ends at once", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      // A runs; B is offered to the thread (it starts there the moment A ends); C is queued
+      const batch = yield* Effect.forkChild(Effect.exit(pool.runAll(Mark, [
+        { mark: 1, millis: 300 },
+        { mark: 3, millis: 20_000 },
+        { mark: 5, millis: 0 }
+      ])))
+      yield* waitFor(pool.stats, "A runs", { until: (s) => s.running === 1 })
+      const cancelled = yield* Effect.suspend(() => {
+        // the thread ends A and starts B while this thread reads no message: B is the thread's now
+        assert.isTrue(blockUntil(counters, 3, 20_000), "B started on its thread")
+        // an operator cancels C: the batch's first failure, which stops A and B
+        return pool.cancel(3)
+      })
+      assert.isTrue(cancelled)
+      const exit = yield* Fiber.join(batch).pipe(Effect.timeoutOption("10 seconds"))
+      // B, started from its offer, was never interrupted: the batch waited for its 20 seconds
+      assert.isTrue(Option.isSome(exit), "the batch still waits for B, which was never stopped")
+      assert.isTrue(Option.isSome(exit) && Exit.isFailure(exit.value))
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued, s.succeeded], [0, 0, 0])
+      assert.strictEqual(Atomics.load(counters, 5), 0, "C never ran")
+    }), 60_000)
 })
