@@ -1060,7 +1060,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
           if (--unsettled === 0) resume(failure ?? Exit.succeed(results))
         }
         const stopAll = () => {
-          scheduler.cancelAll(submitted)
+          scheduler.cancelAllNow(submitted)
         }
         // jobs that ended since `submitted` was last swept (at most: some of them were never kept)
         let endedSince = 0

@@ -1348,6 +1348,17 @@ export class Scheduler<W> {
     return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
   }
 
+  /**
+   * `cancelAll` for a caller that does not wait for the jobs to stop (a batch's first failure
+   * stopping the rest, from a job's listener): what `cancelAll` does at once is done here, and what
+   * is left (a job its worker had started from an offer is stopped only once it has its slot) runs
+   * in a fiber of its own. Discarding `cancelAll`'s Effect would leave such a job running.
+   */
+  cancelAllNow(jobs: ReadonlyArray<Job>): void {
+    const stopping = this.cancelAll(jobs)
+    if (stopping !== Effect.void) Effect.runForkWith(this.context)(stopping)
+  }
+
   // ---------------------------------------------------------------------------
   // deadlines
 
