@@ -29,6 +29,13 @@ const versionOf = (name: string) =>
 const WORKPOOL_OK = `workpool ok {"order":["high","mid","low"],"results":["LOW","HIGH","MID"],` +
   `"overflow":"QueueFull true","sameModules":true,"task":"Echo"}`
 const THREADS_OK = `threads ok {"squares":[1,4,9],"failure":"Negative -1","internals":"ERR_PACKAGE_PATH_NOT_EXPORTED"}`
+const REQUIRE_OK = `require ok {"entries":true,"fiber":42,"thread":25}`
+const DASHBOARD_OK = `dashboard ok {"page":200,"snapshot":200,"noToken":401}`
+const storeOk = (store: string) => `store ${store} ok {"result":7,"succeeded":1}`
+
+// the servers the stores' tests use (.ci/run sets both); without them those checks are skipped
+const PG_URL = process.env.WORKPOOL_PG_URL ?? ""
+const REDIS_URL = process.env.WORKPOOL_REDIS_URL ?? ""
 
 // npm's scripts export npm_config_local_prefix and friends: an npm started with them would
 // install into this repository instead of the scratch project.
@@ -93,13 +100,14 @@ const BROWSER_PAGE = `<!doctype html>
 
 describe("the packed package in a consumer's project", () => {
   let project = ""
+  let tarball = ""
 
   beforeAll(async () => {
     project = mkdtempSync(join(tmpdir(), "effect-workpool-consumer-"))
     const pack = ["pack", "--pack-destination", project]
     await succeed("npm pack (prepack builds dist/)", "npm", pack, repo, INSTALL_TIMEOUT)
-    const tarball = readdirSync(project).find((file) => file.endsWith(".tgz"))
-    if (tarball === undefined) throw new Error(`npm pack left no tarball in ${project}`)
+    tarball = readdirSync(project).find((file) => file.endsWith(".tgz")) ?? ""
+    if (tarball === "") throw new Error(`npm pack left no tarball in ${project}`)
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }))
     cpSync(fileURLToPath(new URL("consumer", import.meta.url)), project, { recursive: true })
     await succeed("npm install of the tarball", "npm", [
@@ -110,6 +118,10 @@ describe("the packed package in a consumer's project", () => {
       "--loglevel=error",
       `./${tarball}`,
       `effect@${versionOf("effect")}`,
+      // the optional peers of PgJobStore, RedisJobStore and Dashboard
+      `@effect/sql-pg@${versionOf("@effect/sql-pg")}`,
+      `@effect/platform-node@${versionOf("@effect/platform-node")}`,
+      `redis@${versionOf("redis")}`,
       `@types/node@${versionOf("@types/node")}`,
       `typescript@${TYPESCRIPT_5}`
     ], project, INSTALL_TIMEOUT)
@@ -141,6 +153,76 @@ describe("the packed package in a consumer's project", () => {
 
     it("ThreadPool with the consumer's own worker file, on Node 20", { timeout: TEST_TIMEOUT }, async () => {
       expect(await succeed("threads.mjs on Node 20", node20, ["threads.mjs"], project)).toContain(THREADS_OK)
+    })
+  })
+
+  describe("the tarball", () => {
+    it("ships dist, src, README, LICENSE and CHANGELOG, and nothing of the repository's own", { timeout: TEST_TIMEOUT }, async () => {
+      const files = (await succeed("tar", "tar", ["-tzf", tarball], project)).split("\n").filter((line) => line !== "")
+      const top = new Set(files.map((file) => file.replace(/^package\//, "").split("/")[0]))
+      expect([...top].sort()).toEqual(["CHANGELOG.md", "LICENSE", "README.md", "dist", "package.json", "src"])
+      expect(files.filter((file) => /\.test\.|\.tsbuildinfo$|\.env|\.tgz$/.test(file))).toEqual([])
+    })
+
+    it("every exports target is in the installed package", () => {
+      const installed = join(project, "node_modules", "effect-workpool")
+      const manifest = JSON.parse(readFileSync(join(installed, "package.json"), "utf8")) as {
+        exports: Record<string, string | Record<string, string>>
+      }
+      const targets = Object.values(manifest.exports).flatMap((target) => typeof target === "string" ? [target] : Object.values(target))
+      expect(targets.length).toBeGreaterThan(20)
+      expect(targets.filter((target) => !existsSync(join(installed, target)))).toEqual([])
+    })
+
+    it("every source map (of the JavaScript and of the declarations) points at shipped files", () => {
+      const dist = join(project, "node_modules", "effect-workpool", "dist")
+      const maps = readdirSync(dist, { recursive: true, encoding: "utf8" }).filter((file) => file.endsWith(".map"))
+      expect(maps.length).toBeGreaterThan(100)
+      const missing = maps.flatMap((file) => {
+        const map = JSON.parse(readFileSync(join(dist, file), "utf8")) as { sources: ReadonlyArray<string> }
+        const generated = join(dist, file.replace(/\.map$/, ""))
+        const linked = /sourceMappingURL=(\S+)/.exec(readFileSync(generated, "utf8"))?.[1]
+        return [
+          ...(linked === undefined || !existsSync(join(generated, "..", linked)) ? [`${file}: its file does not link it`] : []),
+          ...map.sources.filter((source) => !existsSync(join(dist, file, "..", source))).map((source) => `${file}: ${source}`)
+        ]
+      })
+      expect(missing).toEqual([])
+    })
+  })
+
+  // Node's require of an ES module (20.19+, 22.12+): every entry, and a fiber and a thread job
+  describe("CommonJS (.cjs)", () => {
+    it("require() on Node 24", { timeout: TEST_TIMEOUT }, async () => {
+      expect(await succeed("require.cjs on Node 24", node24, ["require.cjs"], project)).toContain(REQUIRE_OK)
+    })
+
+    it("require() on the machine's Node 20", { timeout: TEST_TIMEOUT }, async () => {
+      expect(await succeed("require.cjs on Node 20", node20, ["require.cjs"], project)).toContain(REQUIRE_OK)
+    })
+  })
+
+  describe("the durable stores and the dashboard, with their optional peers", () => {
+    for (const [name, node] of [["Node 24", node24], ["Node 20", node20]] as const) {
+      it(`memory store on ${name}`, { timeout: TEST_TIMEOUT }, async () => {
+        expect(await succeed(`stores.mjs memory on ${name}`, node, ["stores.mjs", "memory"], project)).toContain(storeOk("memory"))
+      })
+
+      it.skipIf(PG_URL === "" && process.env.CI !== "true")(`Postgres store on ${name}`, { timeout: TEST_TIMEOUT }, async () => {
+        expect(await succeed(`stores.mjs pg on ${name}`, node, ["stores.mjs", "pg"], project)).toContain(storeOk("pg"))
+      })
+
+      it.skipIf(REDIS_URL === "" && process.env.CI !== "true")(`Redis store on ${name}`, { timeout: TEST_TIMEOUT }, async () => {
+        expect(await succeed(`stores.mjs redis on ${name}`, node, ["stores.mjs", "redis"], project)).toContain(storeOk("redis"))
+      })
+
+      it(`Dashboard serves its page and its API on ${name}`, { timeout: TEST_TIMEOUT }, async () => {
+        expect(await succeed(`dashboard.mjs on ${name}`, node, ["dashboard.mjs"], project)).toContain(DASHBOARD_OK)
+      })
+    }
+
+    it("SQLite store on Node 24", { timeout: TEST_TIMEOUT }, async () => {
+      expect(await succeed("stores.mjs sqlite on Node 24", node24, ["stores.mjs", "sqlite"], project)).toContain(storeOk("sqlite"))
     })
   })
 
