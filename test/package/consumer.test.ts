@@ -235,6 +235,15 @@ describe("the packed package in a consumer's project", () => {
       })
     }
 
+    it("typechecks a CommonJS consumer (.cts) with TypeScript 7 and tsconfig.cjs.json", { timeout: TEST_TIMEOUT }, async () => {
+      await succeed("tsc 7 -p tsconfig.cjs.json", bin("tsc"), ["-p", "tsconfig.cjs.json"], project)
+    })
+
+    it(`typechecks a CommonJS consumer (.cts) with TypeScript ${TYPESCRIPT_5} and tsconfig.cjs.json`, { timeout: TEST_TIMEOUT }, async () => {
+      const tsc5 = join(project, "node_modules", ".bin", "tsc")
+      await succeed(`tsc ${TYPESCRIPT_5} -p tsconfig.cjs.json`, tsc5, ["-p", "tsconfig.cjs.json"], project)
+    })
+
     it(`typechecks with TypeScript ${TYPESCRIPT_5} and tsconfig.nodenext.json`, { timeout: TEST_TIMEOUT }, async () => {
       const tsc5 = join(project, "node_modules", ".bin", "tsc")
       expect(await succeed("tsc --version", tsc5, ["--version"], project)).toContain(`Version ${TYPESCRIPT_5}`)
