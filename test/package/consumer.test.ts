@@ -268,6 +268,21 @@ describe("the packed package in a consumer's project", () => {
       expect(await succeed("the node bundle", node24, ["bundle-node.mjs"], project)).toContain(WORKPOOL_OK)
     })
 
+    // esbuild's own default for --platform=node is CommonJS, where import.meta is an empty object
+    it("for node as CommonJS: every entry, a fiber and a thread job, builds and runs", { timeout: TEST_TIMEOUT }, async () => {
+      const result = await esbuild.build({
+        absWorkingDir: project,
+        entryPoints: ["require.cjs"],
+        bundle: true,
+        platform: "node",
+        format: "cjs",
+        write: false,
+        logLevel: "silent"
+      })
+      writeFileSync(join(project, "bundle-node.cjs"), result.outputFiles[0]!.text)
+      expect(await succeed("the CommonJS node bundle", node24, ["bundle-node.cjs"], project)).toContain(REQUIRE_OK)
+    })
+
     let browserBundle: Promise<string> | undefined
     const bundleForBrowser = () => (browserBundle ??= bundle("workpool.mjs", "browser"))
 
