@@ -14,8 +14,6 @@ import { fileURLToPath } from "node:url"
 import type { ResourceLimits } from "node:worker_threads"
 import * as config from "./config.ts"
 
-const require = createRequire(import.meta.url)
-
 /**
  * The worker entry. Node resolves a path the way `require` resolves its main module (so
  * `./worker` finds `./worker.js`), and fails only once the thread runs, in every start attempt:
@@ -48,7 +46,9 @@ export const entry = (value: unknown): URL | string => {
 
 const found = (path: string, shown: string): void => {
   try {
-    require.resolve(path)
+    // resolved from the file itself: the path is absolute, so any base would do, and none taken
+    // from `import.meta.url` (empty in a CommonJS bundle of this module, where createRequire throws)
+    createRequire(path).resolve(path)
   } catch {
     const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
     config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry)`)
