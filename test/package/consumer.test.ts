@@ -164,6 +164,18 @@ describe("the packed package in a consumer's project", () => {
       expect(files.filter((file) => /\.test\.|\.tsbuildinfo$|\.env|\.tgz$/.test(file))).toEqual([])
     })
 
+    // a const initialised with a template literal of constants gets its whole text as its declared type
+    it("no declaration carries a script's text as a literal type", () => {
+      const dist = join(project, "node_modules", "effect-workpool", "dist")
+      const long = readdirSync(dist, { recursive: true, encoding: "utf8" })
+        .filter((file) => file.endsWith(".d.ts"))
+        .flatMap((file) =>
+          readFileSync(join(dist, file), "utf8").split("\n").filter((line) => line.length > 500)
+            .map((line) => `${file}: ${line.slice(0, 80)}... (${line.length} characters)`)
+        )
+      expect(long).toEqual([])
+    })
+
     it("every exports target is in the installed package", () => {
       const installed = join(project, "node_modules", "effect-workpool")
       const manifest = JSON.parse(readFileSync(join(installed, "package.json"), "utf8")) as {
