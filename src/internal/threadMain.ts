@@ -32,7 +32,7 @@ import { compileCacheFolder } from "./compileCache.ts"
  * from `import`), an importer with a query or hash (module mocking hooks answer per importing
  * module), imports with attributes, and failures (each one fails as before).
  */
-export const resolveCacheSource = `() => {
+export const resolveCacheSource: string = `() => {
   const answers = new Map()
   return (specifier, context, nextResolve) => {
     const parent = context.parentURL

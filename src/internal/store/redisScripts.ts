@@ -393,7 +393,7 @@ return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
 `
 
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
-export const HEARTBEAT = `${PRELUDE}
+export const HEARTBEAT: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local lease = tonumber(ARGV[2])
 local lost, cancelled = {}, {}
@@ -413,7 +413,7 @@ return {lost, cancelled}
 `
 
 /** ARGV: token, progress → 1 or 0 */
-export const PROGRESS = `${PRELUDE}
+export const PROGRESS: string = `${PRELUDE}
 local id = redis.call("HGET", B .. ":tokens", ARGV[1])
 if not id then return 0 end
 redis.call("HSET", jobKey(id), "progress", ARGV[2])
@@ -424,7 +424,7 @@ return 1
  * ARGV: now, then settles of 5 each (see PRELUDE's `settleMany`) → 1 or 0 for each: what a consumer's
  * settles queued together are written in one call
  */
-export const SETTLE = `${PRELUDE}
+export const SETTLE: string = `${PRELUDE}
 local now = clock(ARGV[1])
 return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
 `
@@ -434,7 +434,7 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  * (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep them in step), its
  * named policy's list, or `backoff`.
  */
-export const REAP = `${PRELUDE}
+export const REAP: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
@@ -487,7 +487,7 @@ return count
 `
 
 /** ARGV: now, id, cancel channel → "cancelled" | "requested" | "finished" | "missing" */
-export const CANCEL = `${PRELUDE}
+export const CANCEL: string = `${PRELUDE}
 local id = ARGV[2]
 local state = redis.call("HGET", jobKey(id), "state")
 if not state then return "missing" end
@@ -505,7 +505,7 @@ return "finished"
 `
 
 /** ARGV: now, id → 1 or 0 */
-export const REDRIVE = `${PRELUDE}
+export const REDRIVE: string = `${PRELUDE}
 local id = ARGV[2]
 local j = jobKey(id)
 if redis.call("HGET", j, "state") ~= "dead" then return 0 end
@@ -524,7 +524,7 @@ return 1
 `
 
 /** ARGV: before, states... → the ids deleted */
-export const PURGE = `${PRELUDE}
+export const PURGE: string = `${PRELUDE}
 local before = tonumber(ARGV[1])
 local gone = {}
 for i = 2, #ARGV do
@@ -548,7 +548,7 @@ return gone
  * its interval, now → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
  * full: no claim could take anything)
  */
-export const CONFIGURE = `${PRELUDE}
+export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
 -- when the window frees under the limit in force (0: not full), to compare with the new limit's
 local freedAt = windowFreesAt(now)
@@ -581,7 +581,7 @@ return 1
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
  * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text)}
  */
-export const COUNTS = `${PRELUDE}
+export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local function rate()
   local limit = redis.call("HGET", KEYS[1], "rateLimit")
@@ -612,7 +612,7 @@ return {
  * succeeded or went dead in [since, now), the newest `limit` of each state (read-only: the final
  * sets are already kept by the end time).
  */
-export const LATENCIES = `${PRELUDE}
+export const LATENCIES: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local limit = tonumber(ARGV[3])
 local out = {}
@@ -631,7 +631,7 @@ return {now, out}
 `
 
 /** ARGV: limit, states... ("" for every state) → HGETALL of each, oldest first */
-export const LIST = `${PRELUDE}
+export const LIST: string = `${PRELUDE}
 local limit = tonumber(ARGV[1])
 local wanted = {}
 local any = #ARGV < 2
@@ -654,7 +654,7 @@ return out
  * Puts a wake-up marker back (ARGV: its score, its member, holder) unless the queue has a sooner
  * one; a holder (a store's id, or "") that hands back its delayed marker leaves `B:held`.
  */
-export const MARK_DUE = `${PRELUDE}
+export const MARK_DUE: string = `${PRELUDE}
 markDue(ARGV[1], ARGV[2])
 if ARGV[3] ~= "" then redis.call("ZREM", B .. ":held", ARGV[3]) end
 return 1
@@ -670,7 +670,7 @@ return 1
  * "1" unless a store answers for it, or a sooner one (`B:held`), within `grace` ms of that time (a
  * live holder claims then, which moves its entry on).
  */
-export const ORPHANS = `${PRELUDE}
+export const ORPHANS: string = `${PRELUDE}
 local now = clock(ARGV[1])
 redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
 -- a paused queue's claims take nothing (its resume adds the marker)
