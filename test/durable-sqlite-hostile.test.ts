@@ -236,3 +236,77 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.strictEqual((yield* store.get(Option.getOrThrow(handle).id))?.state, "queued")
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
+
+/**
+ * Stands in for the node:sqlite of Node 22.13 to 22.15 (the store's documented floor is 22.13) until
+ * the returned function is called: a database has no `isTransaction` (Node 22.16 and 24 added it),
+ * and a statement with numbered parameters (`?1`) fails when run with "column index out of range",
+ * as 22.13's does (seen by hand: `SELECT ?1 = ?1` with one argument). `failOnce`: the next statement
+ * whose SQL matches it fails as well, once.
+ */
+const nodeSqlite2213 = (failOnce?: RegExp) => {
+  const original = process.getBuiltinModule
+  const real = original("node:sqlite") as typeof import("node:sqlite")
+  let armed = failOnce
+  const refuse = (message: string) => () => {
+    throw Object.assign(new Error(message), { code: "ERR_SQLITE_ERROR" })
+  }
+  class DatabaseSync {
+    constructor(...args: ConstructorParameters<typeof real.DatabaseSync>) {
+      const db = new real.DatabaseSync(...args)
+      const prepare = (sql: string) => {
+        if (armed?.test(sql)) {
+          armed = undefined
+          const fail = refuse("injected: disk I/O error")
+          return { get: fail, all: fail, run: fail }
+        }
+        if (/\?\d/.test(sql)) {
+          const fail = refuse("column index out of range")
+          return { get: fail, all: fail, run: fail }
+        }
+        return db.prepare(sql)
+      }
+      return new Proxy(db, {
+        get: (target, key) => {
+          if (key === "isTransaction") return undefined
+          if (key === "prepare") return prepare
+          const value = Reflect.get(target, key, target)
+          return typeof value === "function" ? value.bind(target) : value
+        }
+      })
+    }
+  }
+  process.getBuiltinModule = ((id: string) => id === "node:sqlite" ? { ...real, DatabaseSync } : original(id)) as typeof original
+  return () => {
+    process.getBuiltinModule = original
+  }
+}
+
+describe("the SQLite store on Node 22.13's node:sqlite", () => {
+  // BUG: on Node 22.13 (and 22.12 with --experimental-sqlite) every claim failed "column index out
+  // of range" (the delayed-job lookup it runs is written with ?1 and ?2), and since a failed write
+  // rolled back only `if (db.isTransaction)`, which that Node lacks, its transaction stayed open:
+  // every later write failed "cannot start a transaction within a transaction". A job enqueued
+  // there never ran. Seen by hand on Node 22.13.0 with the packed package.
+  it.live("a claim, a delayed job's due time and a reap work; a failed write is rolled back and the next one succeeds", () =>
+    Effect.gen(function*() {
+      const restore = nodeSqlite2213(/^\s*UPDATE wp_job SET state = 'running'/)
+      yield* Effect.addFinalizer(() => Effect.sync(restore))
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 hour" })
+        const request = { queues: ["default"], tasks: ["Echo"], limit: 5, lease: 30_000 }
+        const failed = yield* Effect.exit(store.claim(request))
+        assert.isTrue(Exit.isFailure(failed), "the injected failure")
+        assert.include(Cause.pretty((failed as Exit.Failure<unknown, unknown>).cause), "injected")
+        const claimed = yield* store.claim(request)
+        assert.strictEqual(claimed.claims.length, 1, "the visible job, once the failed claim was rolled back")
+        assert.isDefined(claimed.dueIn, "the delayed job's due time")
+        assert.isAbove(claimed.dueIn!, 3_500_000)
+        assert.strictEqual(yield* store.reap([]), 0, "no lease has expired")
+        const stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual([stats.running, stats.delayed], [1, 1])
+      }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+})
