@@ -159,7 +159,7 @@ describe("the SQLite store", () => {
       const filename = fresh()
       yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
       const db = new DatabaseSync(filename)
-      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all("default", 0) as Array<{ detail: string }>
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all({ queue: "default", now: 0 }) as Array<{ detail: string }>
       db.close()
       assert.match(plan.map((row) => row.detail).join("\n"), /wp_job USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
     }))

@@ -97,15 +97,18 @@ export const MIGRATIONS: ReadonlyArray<string> = [
 ]
 
 /**
- * The soonest delayed job of a queue (?1), unless it is paused, at ?2 (now): a queue's first entry
+ * The soonest delayed job of a queue (`:queue`), unless it is paused, at `:now`: a queue's first entry
  * of `wp_job_delayed`. That index holds only the queued jobs that were not visible when they
  * entered the queue (`visible_at > created_at`: a delay, a retry's backoff, a reaped job's), so a
  * job enqueued to run at once costs it nothing; a job due later than now is always in it (it was
  * created before now). The query repeats the index's condition, as SQLite needs to use it.
+ *
+ * A value used twice is a named parameter, never a numbered one (`?1`): the node:sqlite of Node
+ * 22.13 (the store's floor) fails a statement with numbered parameters, "column index out of range".
  */
 export const DELAYED = `SELECT visible_at FROM wp_job
-  WHERE queue = ?1 AND state = 'queued' AND visible_at > created_at AND visible_at > ?2
-    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = ?1 AND q.paused = 1)
+  WHERE queue = :queue AND state = 'queued' AND visible_at > created_at AND visible_at > :now
+    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = :queue AND q.paused = 1)
   ORDER BY visible_at LIMIT 1`
 
 export interface Config {
@@ -143,19 +146,19 @@ const ownNumber = (key: string) => `json_type(retry, '$.${key}') IN ('integer', 
 const own = (key: string) => `json_extract(retry, '$.${key}')`
 
 /**
- * A reaped job's delay (see `Store.reap`), with ?2 the consumer's backoff list and ?3 its named
+ * A reaped job's delay (see `Store.reap`), with `:backoff` the consumer's backoff list and `:policies` its named
  * policies' lists as JSON: the job's own backoff by the formula of `Backoff.delay` (keep them in
  * step), its named policy's list, or the consumer's.
  */
 const REAP_DELAY = `(CASE
-  WHEN NOT json_valid(COALESCE(retry, '')) THEN COALESCE(${listAt("?2")}, 0)
+  WHEN NOT json_valid(COALESCE(retry, '')) THEN COALESCE(${listAt(":backoff")}, 0)
   WHEN json_type(retry, '$.policy') = 'text'
-    THEN COALESCE(${listAt(`(SELECT value FROM json_each(?3) WHERE key = json_extract(retry, '$.policy'))`)}, ${listAt("?2")}, 0)
+    THEN COALESCE(${listAt(`(SELECT value FROM json_each(:policies) WHERE key = json_extract(retry, '$.policy'))`)}, ${listAt(":backoff")}, 0)
   WHEN ${ownNumber("fixed")} AND ${own("fixed")} >= 0 THEN MIN(floor(${own("fixed")} + 0.5), ${Backoff.MAX_DELAY})
   WHEN ${ownNumber("exponential")} AND ${ownNumber("factor")} THEN MIN(floor(MIN(
     ${own("exponential")} * pow(${own("factor")}, attempts - 1),
     CASE WHEN ${ownNumber("max")} THEN ${own("max")} ELSE 1e300 END) + 0.5), ${Backoff.MAX_DELAY})
-  ELSE COALESCE(${listAt("?2")}, 0) END)`
+  ELSE COALESCE(${listAt(":backoff")}, 0) END)`
 
 interface SqlRow {
   readonly id: string
@@ -371,7 +374,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (changed) signal.notifyIn(visibleIn)
           return result
         } catch (error) {
-          if (db.isTransaction) db.exec("ROLLBACK")
+          // `isTransaction` is Node 22.16+ and 24: on an older Node (undefined) the rollback is tried,
+          // and its "no transaction is active" ignored. A transaction left open made every later
+          // write fail ("cannot start a transaction within a transaction")
+          if (db.isTransaction ?? true) {
+            try {
+              db.exec("ROLLBACK")
+            } catch {
+              // none was open: the failed statement or COMMIT ended it
+            }
+          }
           throw error
         }
       })
@@ -682,7 +694,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       if (claimed >= request.limit) return undefined
       let soonest = Infinity
       for (const queue of request.queues) {
-        const row = delayed.get(queue, now) as { visible_at: number } | undefined
+        const row = delayed.get({ queue, now }) as { visible_at: number } | undefined
         if (row !== undefined && row.visible_at < soonest) soonest = row.visible_at
       }
       return soonest === Infinity ? undefined : soonest - now
@@ -824,21 +836,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
       write("reap", () => {
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
-        // ?1 now, ?2 the consumer's backoff list, ?3 its named policies' lists: see REAP_DELAY
+        // named parameters (see DELAYED): :backoff and :policies as REAP_DELAY takes them
         return Number(
-          run(
+          db.prepare(
             `UPDATE wp_job SET
                state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                exit = NULL,
-               finished_at = CASE WHEN ${out} THEN ?1 ELSE NULL END,
-               visible_at = CASE WHEN ${out} THEN visible_at ELSE ?1 + ${REAP_DELAY} END,
-               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`?1 + ${REAP_DELAY}`)} END,
+               finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
+               visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
+               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
                lease_token = NULL, lease_until = NULL
-             WHERE state = 'running' AND lease_until < ?1`,
-            time(),
-            JSON.stringify(backoff),
-            JSON.stringify(policies)
-          ).changes
+             WHERE state = 'running' AND lease_until < :now`
+          ).run({ now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }).changes
         )
       })
 
