@@ -493,3 +493,34 @@ describe("a durable consumer's gauges are its stats", () => {
       }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
     ))
 })
+
+describe("hostile40: a resize told of a job's end while its worker retires", () => {
+  // A worker retired by a shrink as its job stops is now retired after the job is settled; an
+  // awaiter resumed there (synchronously, by the settle) that resizes back up read the retiring
+  // worker among `workers`, grew by none, and the retirement then left the pool one short.
+  it.effect("an awaiter that grows the pool back as its job ends gets the size it asked for", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      // `run` resumes its caller as the job is settled, synchronously
+      const grower = yield* Effect.forkChild(Effect.andThen(pool.run(Effect.sleep("10 millis")), pool.resize(2)))
+      yield* settle
+      const second = yield* pool.submit(Effect.sleep("20 millis"))
+      // both workers busy: the first to stop retires
+      yield* pool.resize(1)
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(grower)
+      yield* TestClock.adjust("10 millis")
+      yield* second.await
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.workers, 2)
+      // two jobs run at once again
+      const a = yield* pool.submit(Effect.sleep("10 millis"))
+      const b = yield* pool.submit(Effect.sleep("10 millis"))
+      yield* settle
+      assert.strictEqual((yield* pool.stats).running, 2)
+      yield* TestClock.adjust("10 millis")
+      yield* a.await
+      yield* b.await
+    }))
+})
