@@ -524,3 +524,28 @@ describe("hostile40: a resize told of a job's end while its worker retires", () 
       yield* b.await
     }))
 })
+
+describe("hostile40: a job stopped while another's worker retires", () => {
+  // The same window: a caller of run, resumed as its job is settled (its worker retiring after a
+  // shrink), that interrupts the other running job stops it at once; that job's worker read the
+  // retiring one among `workers`, retired too, and the pool was left with none at all.
+  it.effect("a shrink to 1 keeps 1 worker when the run caller interrupts the other job as it resumes", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      let second: WorkPool.JobHandle<void, never> | undefined
+      const stopper = yield* Effect.forkChild(
+        Effect.andThen(pool.run(Effect.sleep("10 millis")), Effect.suspend(() => second!.interrupt))
+      )
+      yield* settle
+      second = yield* pool.submit(Effect.sleep("20 millis"))
+      // both workers busy: the first to stop retires
+      yield* pool.resize(1)
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(stopper)
+      assert.strictEqual((yield* pool.stats).workers, 1)
+      const after = yield* pool.submit(Effect.succeed(1))
+      yield* settle
+      assert.strictEqual(yield* after.await, 1)
+    }))
+})
