@@ -480,6 +480,8 @@ export class Scheduler<W> {
   private stateWaiters: Array<StateWaiter> = []
   /** Fibers of the pool's own upkeep (resource acquisition, worker retirement, the shutdown drain). */
   private readonly upkeep = new Set<Fiber.Fiber<any, any>>()
+  /** Workers retired as their job stops whose resource's release is not yet forked (see `jobStopped`). */
+  private leaving = 0
   /** The upkeep fibers acquiring a worker's resource. */
   private readonly acquiring = new Set<Fiber.Fiber<void, unknown>>()
   private timer: Fiber.Fiber<void> | undefined = undefined
@@ -644,6 +646,11 @@ export class Scheduler<W> {
   private retire(worker: Worker<W>): void {
     this.trackArea()
     this.workers.delete(worker)
+    this.release(worker)
+  }
+
+  /** Releases a retired worker's resource (it is out of `workers` already). */
+  private release(worker: Worker<W>): void {
     const scope = worker.scope
     if (scope !== undefined) this.upkeepFork(release(worker.id, scope))
     this.changed()
@@ -1124,13 +1131,23 @@ export class Scheduler<W> {
     this.observer.stopped(job, run)
     if (next !== undefined) this.start(next, worker, now, true)
     else if (!retiring) this.free.push(worker)
+    // a retiring worker leaves `workers` now (whoever its job's ending tells, a resize or another job
+    // stopping, counts it gone), its resource is released once the job is counted (below); until
+    // then `leaving` keeps the pool from being seen as terminated
+    else {
+      this.workers.delete(worker)
+      this.leaving++
+    }
     // an immediate shutdown stops it at once, as every job running when it began
     if (next !== undefined && this.stoppingPool && next.state === RUNNING) this.executor.interrupt(next)
     if (job.state >= DONE) this.stoppingJobs--
     else if (job.hook === undefined) this.settleStopped(job, exit, now)
     else job.hook.stopped(job, exit, now)
     // retired once the job is counted: its resource's release (run here, if it is synchronous) may read the stats
-    if (next === undefined && retiring) this.retire(worker)
+    if (next === undefined && retiring) {
+      this.leaving--
+      this.release(worker)
+    }
     if (job.state >= DONE) {
       // it will not run again: a kept handle (or a retained job) need not keep its Effect, the
       // closures that made it, or its submitter's services alive
@@ -1523,7 +1540,7 @@ export class Scheduler<W> {
   }
 
   awaitTermination(): Effect.Effect<void> {
-    return this.waitUntil(() => this.state === "stopped" && this.upkeep.size === 0)
+    return this.waitUntil(() => this.state === "stopped" && this.upkeep.size === 0 && this.leaving === 0)
   }
 
   /**
