@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { existsSync } from "node:fs"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, PoolError, Task, WorkPool } from "../src/index.ts"
@@ -547,5 +547,64 @@ describe("hostile40: a job stopped while another's worker retires", () => {
       const after = yield* pool.submit(Effect.succeed(1))
       yield* settle
       assert.strictEqual(yield* after.await, 1)
+    }))
+})
+
+describe("hostile40: the pool's own scope among the caller's finalizers", () => {
+  it.effect("closing the caller's scope: what was acquired after make goes first, then the pool (its job done, its workers' resources), then what was acquired before", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const scope = yield* Scope.make()
+      yield* Scope.provide(
+        Effect.gen(function*() {
+          yield* Effect.acquireRelease(Effect.void, () => Effect.sync(() => log.push("before released")))
+          const pool = yield* WorkPool.make({
+            concurrency: 2,
+            resource: (id) => Effect.acquireRelease(Effect.succeed(id), () => Effect.sync(() => log.push(`worker ${id} released`)))
+          })
+          yield* Effect.acquireRelease(Effect.void, () => Effect.sync(() => log.push("after released")))
+          yield* pool.submit(Effect.ensuring(Effect.sleep("10 millis"), Effect.sync(() => log.push("job done"))))
+        }),
+        scope
+      )
+      yield* settle
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      assert.deepStrictEqual(log, ["after released"], "the pool waits for its job")
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(log.slice(0, 2), ["after released", "job done"])
+      assert.deepStrictEqual(log.slice(2, 4).sort(), ["worker 0 released", "worker 1 released"])
+      assert.deepStrictEqual(log.slice(4), ["before released"])
+    }))
+
+  it.effect("a make whose timeout ends just before, or as, its last worker's resource is acquired: every resource is released once, at the make's end if it failed", () =>
+    Effect.gen(function*() {
+      for (const [limit, made] of [["9 millis", false], ["10 millis", true], ["11 millis", true]] as const) {
+        let acquired = 0
+        let released = 0
+        const make = WorkPool.make({
+          concurrency: 3,
+          resource: (id) =>
+            Effect.acquireRelease(
+              Effect.as(Effect.sleep(`${id * 5} millis`), id).pipe(Effect.tap(() => Effect.sync(() => acquired++))),
+              () => Effect.sync(() => released++)
+            )
+        })
+        const scope = yield* Scope.make()
+        const fiber = yield* Effect.forkChild(Effect.exit(Effect.timeout(Scope.provide(make, scope), limit)))
+        yield* settle
+        yield* TestClock.adjust(limit)
+        if (!made) {
+          // an acquireRelease's acquisition is uninterruptible: the make waits for it, then releases all three
+          assert.deepStrictEqual([acquired, released, fiber.pollUnsafe()], [2, 0, undefined], limit)
+          yield* TestClock.adjust("1 millis")
+        }
+        const exit = yield* Fiber.join(fiber)
+        assert.strictEqual(Exit.isSuccess(exit), made, limit)
+        assert.deepStrictEqual([acquired, released], made ? [3, 0] : [3, 3], limit)
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual([acquired, released], [3, 3], limit)
+      }
     }))
 })
