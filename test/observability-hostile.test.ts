@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { existsSync } from "node:fs"
 import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
+import { MaxOpsBeforeYield } from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, PoolError, Task, WorkPool } from "../src/index.ts"
@@ -606,5 +607,46 @@ describe("hostile40: the pool's own scope among the caller's finalizers", () => 
         yield* Scope.close(scope, Exit.void)
         assert.deepStrictEqual([acquired, released], [3, 3], limit)
       }
+    }))
+})
+
+describe("hostile40: a make interrupted as it returns", () => {
+  // make closes its pool's scope when `start` fails or is interrupted, but the steps after it (the
+  // mask's end, makePool, the return) are interruptible too: a fiber that yields there (its budget
+  // of operations spent) and is interrupted meanwhile fails with the interruption, its pool made and
+  // kept (the workers' resources held, its 19 series and its name taken) until the caller's scope
+  // closes, though make says an interrupted make keeps nothing
+  it.effect("interrupted after any number of scheduler turns: a make that fails keeps no resource and no series", () =>
+    Effect.gen(function*() {
+      const leaks: Array<string> = []
+      for (const ops of [3, 7]) {
+        for (let turns = 0; turns < 120; turns++) {
+          const registry: Metric.MetricRegistry = new Map()
+          let acquired = 0
+          let released = 0
+          const scope = yield* Scope.make()
+          const make = WorkPool.make({
+            concurrency: 2,
+            name: "p",
+            resource: (id) => Effect.acquireRelease(Effect.sync(() => (acquired++, id)), () => Effect.sync(() => released++))
+          }).pipe(
+            Scope.provide(scope),
+            Effect.provideService(Metric.MetricRegistry, registry),
+            Effect.provideService(MaxOpsBeforeYield, ops)
+          )
+          const fiber = yield* Effect.forkChild(make)
+          const interrupter = yield* Effect.forkChild(Effect.gen(function*() {
+            for (let i = 0; i < turns; i++) yield* Effect.yieldNow
+            yield* Fiber.interrupt(fiber)
+          }))
+          const exit = yield* Fiber.await(fiber)
+          yield* Fiber.join(interrupter)
+          if (Exit.isFailure(exit) && (registry.size > 0 || acquired !== released)) {
+            leaks.push(`ops ${ops}, ${turns} turns: ${acquired} acquired, ${released} released, ${registry.size} series`)
+          }
+          yield* Scope.close(scope, Exit.void)
+        }
+      }
+      assert.deepStrictEqual(leaks, [])
     }))
 })
