@@ -858,7 +858,9 @@ const snapshot = (scheduler: Scheduler<any>): PoolStats => {
  * Fails with `InvalidPoolConfig`, naming the field, when an option is invalid, and with the
  * resource's error when a worker's resource cannot be acquired. A make that fails or is
  * interrupted keeps nothing: the resources its other workers acquired are released, and its metric
- * series and its name go, at once (a make retried in the same scope can take the name).
+ * series and its name go, at once (a make retried in the same scope can take the name). But for an
+ * interruption that arrives as make returns, once the pool is made (its fiber yielding there for
+ * its budget of operations): as with any scoped resource, that pool goes when the scope closes.
  *
  * @example
  * ```ts
