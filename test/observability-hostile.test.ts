@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { existsSync } from "node:fs"
-import { Cause, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
 import { MaxOpsBeforeYield } from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
@@ -652,5 +652,47 @@ describe("hostile40: a make interrupted as it returns", () => {
         }
       }
       assert.deepStrictEqual(leaks, [])
+    }))
+})
+
+describe("hostile40: deadlines set while the deadlines expire", () => {
+  // A deadline set during the expiry loop arms no timer (the loop arms one when done, for the
+  // earliest). Set there by callers resumed inside the loop (run's caller, told of its job's
+  // timeout), earlier than any other and at the same instants: each ends exactly when due.
+  it.effect("queue timeouts set by run callers resumed inside the expiry end at their exact instants", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const ends: Array<string> = []
+      const now = Effect.map(Clock.currentTimeMillis, Number)
+      const outcome = (exit: Exit.Exit<unknown, unknown>) =>
+        Exit.isSuccess(exit) ? "ok" : Cause.squash(exit.cause) instanceof PoolError.JobTimeout ? "timeout" : "other"
+      const track = (name: string, effect: Effect.Effect<unknown, unknown>) =>
+        Effect.flatMap(Effect.exit(effect), (exit) => Effect.map(now, (t) => void ends.push(`${name} ${outcome(exit)} @${t}`)))
+      // two runs time out at 10; each caller, resumed inside that expiry, pauses the pool (what it
+      // submits stays queued) and submits jobs whose queue deadlines (15, 12, 11, 11) come after
+      // none armed (far's, 100, is ended before)
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (const [name, first] of [["a", 5], ["b", 2]] as const) {
+        fibers.push(yield* Effect.forkChild(Effect.onExit(pool.run(Effect.never, { timeout: "10 millis" }), (exit) =>
+          Effect.gen(function*() {
+            ends.push(`${name} ${outcome(exit)} @${yield* now}`)
+            yield* pool.pause
+            const h1 = yield* pool.submit(Effect.void, { queueTimeout: first })
+            const h2 = yield* pool.submit(Effect.void, { queueTimeout: 1 })
+            yield* Effect.all([track(`${name}1`, h1.await), track(`${name}2`, h2.await)], { concurrency: "unbounded" })
+          }))))
+      }
+      yield* settle
+      fibers.push(yield* Effect.forkChild(track("far", pool.run(Effect.void, { queueTimeout: "100 millis" }))))
+      yield* settle
+      for (let t = 1; t <= 20; t++) {
+        yield* TestClock.adjust("1 millis")
+        yield* settle
+      }
+      // far starts on a's worker as a stops, before a's caller pauses the pool
+      assert.deepStrictEqual(ends, [
+        "far ok @10", "a timeout @10", "b timeout @10", "a2 timeout @11", "b2 timeout @11", "b1 timeout @12", "a1 timeout @15"
+      ])
+      for (const fiber of fibers) yield* Fiber.await(fiber)
     }))
 })
