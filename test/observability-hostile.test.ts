@@ -696,3 +696,25 @@ describe("hostile40: deadlines set while the deadlines expire", () => {
       for (const fiber of fibers) yield* Fiber.await(fiber)
     }))
 })
+
+describe("hostile40: a shutdown told of a job's end while its worker retires", () => {
+  it.effect("the caller of run shuts the pool down as it resumes (its worker retiring): once shut down, every resource is released", () =>
+    Effect.gen(function*() {
+      let released = 0
+      const pool = yield* WorkPool.make({
+        concurrency: 2,
+        resource: (id) => Effect.acquireRelease(Effect.succeed(id), () => Effect.sync(() => void released++))
+      })
+      const stopper = yield* Effect.forkChild(
+        Effect.andThen(pool.run(Effect.sleep("10 millis")), Effect.andThen(pool.shutdownNow, Effect.sync(() => released)))
+      )
+      yield* settle
+      yield* pool.submit(Effect.sleep("20 millis"))
+      // both workers busy: the first to stop retires
+      yield* pool.resize(1)
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      assert.strictEqual(yield* Fiber.join(stopper), 2)
+      assert.strictEqual((yield* pool.stats).workers, 0)
+    }))
+})
