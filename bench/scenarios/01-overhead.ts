@@ -169,6 +169,24 @@ export const scenario: Scenario = {
       "run, the kept-handles array (1.6 MB), then per scavenge 0.86 MB copied and 0.86 MB promoted, the same kept Exits " +
       "counted twice. Allocating less per job changes how many scavenges there are, not what survives them: 12% fewer " +
       "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB.",
+    "Where the 4.7–5.3 MB counted before the run come from, and what could avoid the growth (`bench/probe/youngGrowth.ts`, " +
+      "which prints the child's collections with V8's count; it grows the young generation at exactly the scavenge where " +
+      "the bytes promoted or copied since its last growth pass its capacity, in every growth of both children): module " +
+      "loading, the same in `Effect.forEach`'s child. 1.2–2.1 MB are promoted by a full collection V8 starts itself while " +
+      "the modules load, 3.2–3.4 MB by the first `gc()` of the first warm-up (after a full collection, loading `effect` alone keeps " +
+      "14 MB, our `src` 1.4 MB, the rest 0.3 MB); the warm-ups leave nothing (the later full collections promote 60, 10 " +
+      "and 30 KB, and the heap after them stays within 0.3 MB), so no pool of theirs is kept. `Effect.forEach`'s child " +
+      "counts 4.5–5.7 MB there plus its 1.6 MB of ids, and its run adds 1.6 MB (its results array, doubles unboxed), " +
+      "so it never reaches 16 MiB. Nothing per job survives that need not: ours keeps 40.4–40.7 bytes per job past a " +
+      "scavenge, and a loop keeping one `Exit.succeed` per job and no pool 40.2–40.5 (`bench/probe/survivors.ts`). " +
+      "Counted twice (copied, then promoted), 200,000 kept Exits alone come to about 16 MB, so the run's own survivors " +
+      "(with the handles array, about 18 MB) would pass 16 MiB near its end even with nothing before it. Ours grows at " +
+      "its 5th scavenge (count 15.8–16.4 MB after the 4th, 18.6–19.2 after the 5th), after about 180,000 jobs; the " +
+      "rest of the submits (358 bytes a job) and the await loop (137 bytes a job, `yield*` of an Exit in `Effect.gen`) " +
+      "then allocate 34 MB in a 32 MB young generation, and the peak is about the run's 9 MB of promoted Exits plus those " +
+      "32 MB. With about 2 MB fewer counted before the 5th scavenge the growth would come at the 6th, in the await " +
+      "loop with some 22 MB left to allocate (by the same sum a peak near 31 MB, 1.55×; estimated, not run). That " +
+      "is not the pool's to cut: its modules are 1.4 MB of the loading, its per-job survivors the Exit's floor.",
     "The fastq ratio depends on timing the first full-size run: with the child's warm-ups followed by five full-size " +
       "runs, a fresh queue or pool each (`bench/probe/firstRun.ts`; CPU of every thread per run; 5 processes for fastq " +
       "and ours, 3 for `Effect.forEach`; load 5), fastq's first run took 499–542 ms of CPU and its later ones 251–299 " +
