@@ -166,7 +166,7 @@ export const scenario: Scenario = {
       "with a small integer result (its record and the Exit). So no field of the record is left to shrink for this scenario. In the child's " +
       "`--trace-gc-nvp` trace V8 grows the young generation at the run's 7th scavenge, near its end, when 18.5 MB have survived " +
       "since its last growth (it grows once that passes its 16 MiB): 4.7 MB promoted by the full collections before the " +
-      "run, the kept-handles array (1.6 MB), then per scavenge 0.86 MB copied and 0.86 MB promoted, the same kept Exits " +
+      "run, the kept-handles array (1.6 MB), then per scavenge about 1.4 MB copied and as much promoted (0.86 MB each when first measured, before later changes), the same kept Exits " +
       "counted twice. Allocating less per job changes how many scavenges there are, not what survives them: 12% fewer " +
       "bytes per job (`submit` without `Effect.withFiber`) left the peak at 40.6 MB.",
     "Where the 4.7–5.3 MB counted before the run come from, and what could avoid the growth (`bench/probe/youngGrowth.ts`, " +
