@@ -190,7 +190,7 @@ export const register = (
   gauge("workpool_jobs_waiting", "Submitters waiting for room in the queue", () => scheduler.waitingCount)
   gauge("workpool_jobs_running", "Jobs running (including timed-out ones still stopping)", () => scheduler.busy)
   gauge("workpool_jobs_retrying", "Jobs waiting for a retry", () => scheduler.held.size)
-  gauge("workpool_jobs_rate_limited", "Queued jobs that free workers would start now but for the rate limit", () =>
+  gauge("workpool_jobs_rate_limited", "Queued jobs that free workers would start now but for the rate limit (a durable consumer: its free slots the limit keeps idle)", () =>
     RateLimits.held(scheduler))
   gauge("workpool_workers", "Live workers", () => scheduler.workers.size)
   gauge("workpool_utilization", "Busy worker time over available worker time since the pool started, 0 to 1", () =>
