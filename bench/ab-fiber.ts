@@ -1,5 +1,5 @@
 /**
- * `node --expose-gc bench/ab-fiber.ts --old=<tree> [--work=sleep|sync|promise] [--reps=N]`: two
+ * `node --expose-gc bench/ab-fiber.ts --old=<tree> [--work=sleep|sync|promise] [--reps=N] [--shape=submit|runAll]`: two
  * source trees' `WorkPool`s side by side in one process, run in turns (old, new, new, old, ...), so
  * that the machine's load, which on a shared machine swings more than a change under test, falls on
  * both alike. `<tree>` holds an older `src/` (say `git archive <commit> src | tar -x -C <tree>`),
@@ -9,7 +9,8 @@
  * 1's (`sync` or `promise`: 200,000 trivial jobs, concurrency 8), in their shape: submit all, keep
  * every handle's `await`, then await them in order. Prints the medians of wall ms, CPU ms and bytes
  * allocated per job (what every collection freed plus the heap's growth) of each tree, and the
- * median of the pairwise ratios new ÷ old. Not part of `npm run bench`.
+ * median of the pairwise ratios new ÷ old. `--shape=runAll` submits them as one `runAll` batch
+ * instead (its own per-job path: its listener, its sweep). Not part of `npm run bench`.
  */
 import { Effect, Exit, Scope } from "effect"
 import { loadavg } from "node:os"
@@ -21,6 +22,7 @@ import { work } from "./tally.ts"
 const arg = (name: string, otherwise: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
 const kind = arg("work", "sleep")
+const shape = arg("shape", "submit")
 const reps = Number(arg("reps", "10"))
 const trees = { old: path.resolve(arg("old", "")), new: path.resolve(import.meta.dirname, "..") }
 if (arg("old", "") === "") throw new Error("--old=<tree> is required")
@@ -43,6 +45,7 @@ const open = async (tree: string) => {
   return () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: CONCURRENCY, capacity: Infinity })
+      if (shape === "runAll") return yield* pool.runAll(Array.from({ length: JOBS }, (_, i) => job(i)))
       const handles = new Array<Effect.Effect<number, unknown>>(JOBS)
       for (let i = 0; i < JOBS; i++) handles[i] = (yield* pool.submit(job(i))).await
       for (let i = 0; i < JOBS; i++) yield* handles[i]!
@@ -71,7 +74,7 @@ for (let r = 0; r < reps; r++) {
 const median = (values: Array<number>) => values.sort((a, b) => a - b)[values.length >> 1]!
 const of = (side: "old" | "new", key: keyof Sample) => median(samples[side].map((s) => s[key]))
 const ratio = (key: keyof Sample) => median(samples.new.map((s, i) => s[key] / samples.old[i]![key]))
-console.log(`${kind} jobs (${JOBS}, concurrency ${CONCURRENCY}), ${reps} pairs, load ${loadavg().map((l) => l.toFixed(1)).join(" ")}`)
+console.log(`${kind} jobs by ${shape} (${JOBS}, concurrency ${CONCURRENCY}), ${reps} pairs, load ${loadavg().map((l) => l.toFixed(1)).join(" ")}`)
 for (const side of ["old", "new"] as const) {
   console.log(
     `${side.padEnd(4)} wall ${of(side, "wall").toFixed(1).padStart(7)} ms  cpu ${of(side, "cpu").toFixed(1).padStart(7)} ms  ${
