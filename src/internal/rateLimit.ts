@@ -37,9 +37,7 @@ const KEYS = ["limit", "interval"]
 /** Checks a `rateLimit` option (`field` names it in errors). */
 export const check = (field: string, value: unknown): Limit => {
   config.object(field, value)
-  for (const key of Object.keys(value as object)) {
-    if (!KEYS.includes(key)) config.fail(`${field}.${key}`, (value as any)[key], "expected only limit and interval")
-  }
+  config.onlyKeys(`${field}.`, value as object, KEYS)
   const { interval, limit } = value as { limit: unknown; interval: unknown }
   return {
     limit: config.positiveInteger(`${field}.limit`, limit, MAX_LIMIT),

@@ -196,11 +196,7 @@ export const policy = (field: string, value: unknown): Policy => {
     return config.fail(field, value, "expected a Schedule or { schedule?, times?, while? }")
   }
   const options = value as { readonly schedule?: unknown; readonly times?: unknown; readonly while?: unknown }
-  for (const key of Object.keys(options)) {
-    if (key !== "schedule" && key !== "times" && key !== "while") {
-      config.fail(`${field}.${key}`, (options as Record<string, unknown>)[key], "expected only schedule, times or while")
-    }
-  }
+  config.onlyKeys(`${field}.`, options, ["schedule", "times", "while"])
   const schedule = options.schedule
   if (schedule !== undefined && !Schedule.isSchedule(schedule)) {
     config.fail(`${field}.schedule`, schedule, "expected a Schedule, such as Schedule.exponential(\"1 second\")")

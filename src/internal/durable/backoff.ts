@@ -21,12 +21,6 @@ export type Stored =
 const EXPECTED = "expected { exponential, factor?, max? }, { fixed } or the name of a policy the consumers register " +
   "(a Schedule is code: it cannot be stored with a job)"
 
-const onlyKeys = (field: string, value: object, keys: ReadonlyArray<string>) => {
-  for (const key of Object.keys(value)) {
-    if (!keys.includes(key)) config.fail(`${field}.${key}`, (value as Record<string, unknown>)[key], `expected only ${keys.join(", ")}`)
-  }
-}
-
 /**
  * Why a string cannot name a retry policy: empty, or not storable as it is (see `config.unstorable`):
  * the Postgres reaper reads a job's stored policy and a consumer's policy names as jsonb, which
@@ -47,7 +41,7 @@ export const encode = (field: string, value: unknown): string => {
   }
   const options = value as Record<string, unknown>
   if ("exponential" in options) {
-    onlyKeys(field, options, ["exponential", "factor", "max"])
+    config.onlyKeys(`${field}.`, options, ["exponential", "factor", "max"])
     const base = config.finiteMillis(`${field}.exponential`, options.exponential)
     const factor = options.factor === undefined ? 2 : config.finiteNumber(`${field}.factor`, options.factor)
     if (factor < 1) config.fail(`${field}.factor`, options.factor, "expected a number of at least 1")
@@ -55,7 +49,7 @@ export const encode = (field: string, value: unknown): string => {
     return JSON.stringify(max === undefined ? { exponential: base, factor } : { exponential: base, factor, max })
   }
   if ("fixed" in options) {
-    onlyKeys(field, options, ["fixed"])
+    config.onlyKeys(`${field}.`, options, ["fixed"])
     return JSON.stringify({ fixed: config.millis(`${field}.fixed`, options.fixed, "nonNegativeFinite") })
   }
   return config.fail(field, value, EXPECTED)
