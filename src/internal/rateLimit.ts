@@ -187,7 +187,8 @@ export class RateGate implements StartGate {
 
 /**
  * Queued jobs that free workers would start now but for the scheduler's rate limit: 0 without one,
- * or while paused (the pause holds them, not the limit).
+ * or while paused (the pause holds them, not the limit). A durable consumer's pool has no limit of
+ * its own: its consumer says how many free slots its limits keep idle (`heldOutside`).
  */
 export const held = (scheduler: Scheduler<any>): number => {
   if (scheduler.heldOutside !== undefined) return scheduler.heldOutside()
