@@ -114,6 +114,31 @@ export const claimBackoff = (poll: number, failures: number): number =>
   Math.min(Math.min(Math.max(1, poll), 1000) * 2 ** Math.min(failures - 1, 30), 5000)
 
 /**
+ * The failures in a row of one of a consumer's loops (`what`: "claiming durable jobs"), logged at
+ * the 1st, 2nd, 4th, 8th, ... rather than at every try, and once it works again: an operator hears
+ * of a store that keeps failing without a line per poll.
+ */
+const failureStreak = (what: string) => {
+  let failures = 0
+  return {
+    count: () => failures,
+    /** One more failure; `next` says what follows it, given the count. */
+    failed: (cause: Cause.Cause<unknown>, next: (failures: number) => string): Effect.Effect<void> => {
+      failures++
+      return (failures & (failures - 1)) === 0
+        ? Effect.logWarning(`effect-workpool: ${what} failed (${failures} time${failures === 1 ? "" : "s"} in a row; ${next(failures)})`, cause)
+        : Effect.void
+    },
+    worked: Effect.suspend(() => {
+      if (failures === 0) return Effect.void
+      const after = failures
+      failures = 0
+      return Effect.logInfo(`effect-workpool: ${what} works again, after ${after} failures`)
+    })
+  }
+}
+
+/**
  * After a failed claim, the least time before a change the store hears (a NOTIFY, its listener
  * back after a restart, an enqueue here) may end the backoff: a claim that keeps failing while jobs
  * keep coming is tried at most ten times a second, not once per job.
@@ -457,9 +482,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll, woken))
 
     const claimLoop = Effect.gen(function*() {
-      // claims failed in a row (the store unreachable): the loop backs off, and says so at 1, 2, 4,
-      // 8, ... failures rather than at every poll
-      let failures = 0
+      // claims failed in a row (the store unreachable): the loop backs off
+      const claiming = failureStreak("claiming durable jobs")
       while (claiming) {
         const woken = yield* wake.version
         const free = paused ? 0 : target - running.size + settling
@@ -494,19 +518,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           Effect.flatMap(store.closed, (closed) => {
             // a closed store: not a failure to retry, the loop stops below
             if (closed) return Effect.succeed(undefined)
-            failures++
-            const delay = claimBackoff(config.poll, failures)
-            return (failures & (failures - 1)) === 0
-              ? Effect.as(
-                Effect.logWarning(
-                  `effect-workpool: claiming durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
-                    // past the floor the backoff is the store's wait, which a change it hears ends early
-                    (delay <= CLAIM_RETRY_FLOOR ? `next try in ${delay} ms)` : `next try within ${delay} ms, sooner if the store hears a change)`),
-                  cause
-                ),
-                undefined
-              )
-              : Effect.succeed(undefined)
+            return Effect.as(
+              claiming.failed(cause, (failures) => {
+                const delay = claimBackoff(config.poll, failures)
+                // past the floor the backoff is the store's wait, which a change it hears ends early
+                return delay <= CLAIM_RETRY_FLOOR ? `next try in ${delay} ms` : `next try within ${delay} ms, sooner if the store hears a change`
+              }),
+              undefined
+            )
           })
         ))
         if (claimed === undefined) {
@@ -514,7 +533,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           // its store closed (every store's operations fail from then on, and its close wakes an
           // idle consumer): looked at only here, off the way of a claim that works
           if (yield* store.closed) return storeClosed()
-          const delay = claimBackoff(config.poll, failures)
+          const delay = claimBackoff(config.poll, claiming.count())
           if (delay <= CLAIM_RETRY_FLOOR) yield* Effect.sleep(delay)
           else {
             // the store's wait, not a sleep: it ends at a change the store hears, so the store
@@ -530,10 +549,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           }
           continue
         }
-        if (failures > 0) {
-          yield* Effect.logInfo(`effect-workpool: claiming durable jobs works again, after ${failures} failures`)
-          failures = 0
-        }
+        yield* claiming.worked
         const count = claimed.claims.length
         held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
@@ -609,23 +625,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     })
 
     const reaperLoop = Effect.gen(function*() {
-      let failures = 0
+      // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
+      const reaping = failureStreak("taking back expired durable jobs")
       while (true) {
         const reaped = yield* Effect.exit(store.reap(backoff, reapPolicies))
-        if (Exit.isSuccess(reaped)) {
-          if (failures > 0) yield* Effect.logInfo(`effect-workpool: taking back expired durable jobs works again, after ${failures} failures`)
-          failures = 0
-        } else if (!(yield* store.closed)) {
-          // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it, as
-          // of failed claims, without a line per try
-          failures++
-          if ((failures & (failures - 1)) === 0) {
-            yield* Effect.logWarning(
-              `effect-workpool: taking back expired durable jobs failed (${failures} time${failures === 1 ? "" : "s"} in a row; ` +
-                "the jobs of a consumer that died stay held until a reap works)",
-              reaped.cause
-            )
-          }
+        if (Exit.isSuccess(reaped)) yield* reaping.worked
+        else if (!(yield* store.closed)) {
+          yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
         }
         yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
       }
