@@ -10,7 +10,7 @@ import * as Task from "../src/Task.ts"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { blockUntil, makePool } from "./fixtures/pool.ts"
-import { Echo, Mark, Sleep } from "./fixtures/tasks.ts"
+import { Echo, Mark, MarkOrSpin, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
 import { fullGc, prng, settle, waitFor } from "./helpers.ts"
 
@@ -453,5 +453,37 @@ describe("ThreadPool.runAll: the first failure stops a task its thread started f
       const s = yield* pool.stats
       assert.deepStrictEqual([s.running, s.queued, s.succeeded], [0, 0, 0])
       assert.strictEqual(Atomics.load(counters, 5), 0, "C never ran")
+    }), 60_000)
+})
+
+describe("ThreadPool.runAll: the first failure stops every task its thread started from an offer, each at once", () => {
+  it.live("two tasks started from their offers: the second is stopped at once, not once the first (slow to stop) has", () =>
+    Effect.gen(function*() {
+      // B1 spins: only its thread's termination, `cancelGrace` after it is cancelled, stops it
+      const { counters, pool } = yield* makePool({ threads: 2, cancelGrace: "6 seconds" })
+      // A1 and A2 run; B1 and B2 are offered to the busy threads (each starts the moment its A ends); C is queued
+      const batch = yield* Effect.forkChild(Effect.exit(pool.runAll(MarkOrSpin, [
+        { mark: 1, millis: 300, spin: false },
+        { mark: 3, millis: 300, spin: false },
+        { mark: 5, millis: 0, spin: true },
+        { mark: 7, millis: 2_000, spin: false },
+        { mark: 9, millis: 0, spin: false }
+      ])))
+      yield* waitFor(pool.stats, "A1 and A2 run", { until: (s) => s.running === 2 })
+      const cancelled = yield* Effect.suspend(() => {
+        // the threads end A1 and A2 and start B1 and B2 while this thread reads no message
+        assert.isTrue(blockUntil(counters, 5, 20_000), "B1 started on its thread")
+        assert.isTrue(blockUntil(counters, 7, 20_000), "B2 started on its thread")
+        // an operator cancels C: the batch's first failure, which stops A1, A2, B1 and B2
+        return pool.cancel(5)
+      })
+      assert.isTrue(cancelled)
+      const exit = yield* Fiber.join(batch).pipe(Effect.timeoutOption("30 seconds"))
+      assert.isTrue(Option.isSome(exit) && Exit.isFailure(exit.value), "the batch failed")
+      const s = yield* pool.stats
+      // B2 (2 seconds) was cancelled only once B1's thread had been terminated (6 seconds): it ran to its end
+      assert.strictEqual(s.succeeded, 0, "B2 ran to its end: its cancel waited for B1 to stop")
+      assert.deepStrictEqual([s.running, s.queued], [0, 0])
+      assert.strictEqual(Atomics.load(counters, 9), 0, "C never ran")
     }), 60_000)
 })
