@@ -1362,7 +1362,9 @@ export class Scheduler<W> {
       }
     }
     for (const job of jobs) if (job.state === RUNNING || this.executor.isStopping(job)) stopping.push(this.cancel(job))
-    return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
+    // side by side: a job started from an offer is stopped once it has its slot, whoever else is
+    // still stopping (one after the other, it waited for every job before it to have stopped)
+    return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true, concurrency: "unbounded" })
   }
 
   /**
