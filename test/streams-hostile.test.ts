@@ -487,3 +487,58 @@ describe("ThreadPool.runAll: the first failure stops every task its thread start
       assert.strictEqual(Atomics.load(counters, 9), 0, "C never ran")
     }), 60_000)
 })
+
+describe("runAll: the sweep of ended jobs never drops one that may still run", () => {
+  // the batch sweeps its list of jobs to cancel once 512 jobs have ended and they may be half of it:
+  // batches and failures either side of each sweep. Jobs 0 and 1 never succeed, so the failure at
+  // `failAt` comes after `failAt - 2` successes: the first sweep is at the success of job 513, the
+  // second at that of job 1025
+  const cases: ReadonlyArray<readonly [count: number, failAt: number]> = [
+    [511, 510],
+    [512, 511],
+    [513, 512],
+    [514, 513],
+    [515, 514],
+    [516, 515],
+    [1025, 1024],
+    [1026, 1025],
+    [1027, 1026],
+    [1028, 1027],
+    [2000, 1500]
+  ]
+  for (const [count, failAt] of cases) {
+    it.effect(`${count} jobs, the one at ${failAt} fails: a job running since the start and one waiting for its retry are both stopped`, () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 0 }, shutdownTimeout: 0 })
+        let longStopped = false
+        let attemptsOfHeld = 0
+        let startedAfter = 0
+        const jobs = Array.from({ length: count }, (_, i): Effect.Effect<number, string> => {
+          // runs from the start until it is interrupted: kept through every sweep
+          if (i === 0) return Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void (longStopped = true))))
+          // fails its first attempt and waits an hour (never, on the TestClock) for its retry
+          if (i === 1) return Effect.suspend(() => ++attemptsOfHeld === 1 ? Effect.fail("retry-me") : Effect.succeed(i))
+          return Effect.gen(function*() {
+            if (i > failAt) startedAfter++
+            // ends after a yield, not as it starts: it stays in the list until a sweep
+            yield* Effect.yieldNow
+            if (i === failAt) return yield* Effect.fail("boom")
+            return i
+          })
+        })
+        const exit = yield* Effect.exit(pool.runAll(jobs, {
+          retry: { schedule: Schedule.spaced("1 hour"), while: (error) => error === "retry-me" }
+        }))
+        assert.isTrue(Exit.isFailure(exit) && Cause.hasFails(exit.cause), "the batch fails")
+        assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause) === "boom", "with the first failure")
+        assert.isTrue(longStopped, "the job running since the start was interrupted")
+        const s = yield* pool.stats
+        assert.deepStrictEqual([s.running, s.queued, s.retrying], [0, 0, 0], "nothing left running or held")
+        // the job held for its retry never runs again
+        yield* TestClock.adjust("2 hours")
+        assert.strictEqual(attemptsOfHeld, 1)
+        assert.strictEqual(startedAfter, 0, "no job after the failure started")
+        assert.strictEqual(s.succeeded, failAt - 2)
+      }), 10_000)
+  }
+})
