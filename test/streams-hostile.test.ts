@@ -9,7 +9,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { blockUntil, makePool } from "./fixtures/pool.ts"
+import { blockPast, blockUntil, makePool } from "./fixtures/pool.ts"
 import { Echo, Mark, MarkOrSpin, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
 import { fullGc, prng, settle, waitFor } from "./helpers.ts"
@@ -541,4 +541,34 @@ describe("runAll: the sweep of ended jobs never drops one that may still run", (
         assert.strictEqual(s.succeeded, failAt - 2)
       }), 10_000)
   }
+})
+
+describe("ThreadPool.runAll: a task started from its offer whose thread crashes after the batch failed", () => {
+  it.live("the batch fails, the crash ends that task, the pool replaces its thread and runs the next batch, and closes", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      // A runs; B is offered to the thread, starts there as A ends and exits the thread at once
+      // (before the main thread, blocked, reads A's answer); C is queued
+      const batch = yield* Effect.forkChild(Effect.exit(pool.runAll(MarkOrSpin, [
+        { mark: 1, millis: 300, spin: false },
+        { mark: 3, millis: 0, spin: "exit" },
+        { mark: 5, millis: 0, spin: false }
+      ])))
+      yield* waitFor(pool.stats, "A runs", { until: (s) => s.running === 1 })
+      const cancelled = yield* Effect.suspend(() => {
+        assert.isTrue(blockUntil(counters, 3, 20_000), "B started on its thread")
+        // its thread is gone by now (or going): the batch's first failure comes before the crash is read
+        blockPast(performance.now() + 200)
+        return pool.cancel(3)
+      })
+      assert.isTrue(cancelled)
+      const exit = yield* Fiber.join(batch).pipe(Effect.timeoutOption("20 seconds"))
+      assert.isTrue(Option.isSome(exit) && Exit.isFailure(exit.value), "the batch failed")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued, s.succeeded], [0, 0, 0])
+      assert.strictEqual(Atomics.load(counters, 5), 0, "C never ran")
+      const next = yield* pool.runAll(MarkOrSpin, [{ mark: 7, millis: 0, spin: false }, { mark: 9, millis: 0, spin: false }])
+        .pipe(Effect.timeoutOption("20 seconds"))
+      assert.deepStrictEqual(next, Option.some([7, 9]))
+    }), 60_000)
 })
