@@ -572,3 +572,36 @@ describe("ThreadPool.runAll: a task started from its offer whose thread crashes 
       assert.deepStrictEqual(next, Option.some([7, 9]))
     }), 60_000)
 })
+
+describe("runAll nested in a job of the same pool, across sweeps", () => {
+  it.effect("the outer batch's failure interrupts the inner batch, which stops its job running since its start (kept through the sweeps)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 4, retention: { count: 0 }, shutdownTimeout: 0 })
+      const innerCount = 3_000
+      let innerSucceeded = 0
+      let innerLongStopped = false
+      let innerStartedAfter = 0
+      const enough = yield* Deferred.make<void>()
+      const inner = Array.from({ length: innerCount }, (_, i): Effect.Effect<number> =>
+        i === 0
+          ? Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void (innerLongStopped = true))))
+          : Effect.gen(function*() {
+            if (Deferred.isDoneUnsafe(enough)) innerStartedAfter++
+            yield* Effect.yieldNow
+            // past two sweeps (512 and 1,024 ended jobs): the outer batch fails
+            if (++innerSucceeded === 1_600) yield* Deferred.succeed(enough, void 0)
+            return i
+          }))
+      const outer: Array<Effect.Effect<number, string>> = [
+        Effect.map(pool.runAll(inner), (results) => results.length),
+        Effect.andThen(Deferred.await(enough), Effect.fail("boom"))
+      ]
+      const exit = yield* Effect.exit(pool.runAll(outer)).pipe(Effect.timeoutOption("10 seconds"))
+      assert.isTrue(Option.isSome(exit), "the outer batch ended")
+      assert.isTrue(Option.isSome(exit) && Exit.isFailure(exit.value) && Cause.squash(exit.value.cause) === "boom")
+      assert.isTrue(innerLongStopped, "the inner job running since its batch started was interrupted")
+      assert.isAtMost(innerStartedAfter, 2, "the inner batch stopped feeding")
+      const s = yield* pool.stats
+      assert.deepStrictEqual([s.running, s.queued, s.waiting], [0, 0, 0])
+    }), 30_000)
+})
