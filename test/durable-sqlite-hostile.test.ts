@@ -4,6 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { StoreError } from "../src/DurableError.ts"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -309,4 +311,74 @@ describe("the SQLite store on Node 22.13's node:sqlite", () => {
         assert.deepStrictEqual([stats.running, stats.delayed], [1, 1])
       }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
     }).pipe(Effect.scoped), { timeout: 30_000 })
+})
+
+describe("the SQLite store's named parameters and its rollback, on Node 24's node:sqlite and on 22.13's", () => {
+  for (const node of ["24", "22.13"] as const) {
+    it.effect(`[${node}] delays of 0, 1 hour and the largest (1e15 ms) and a reap's delays (the consumer's backoff, a job's own, a named policy's) are bound as given; a negative delay is refused, typed`, () =>
+      Effect.gen(function*() {
+        if (node === "22.13") {
+          const restore = nodeSqlite2213()
+          yield* Effect.addFinalizer(() => Effect.sync(restore))
+        }
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const refused = yield* Effect.exit(JobQueue.enqueue(Echo, { n: -1 }, { delay: -1 }))
+          assert.isTrue(Exit.isFailure(refused) && Cause.squash(refused.cause) instanceof Error &&
+            (Cause.squash(refused.cause) as { _tag?: string })._tag === "InvalidJobOptions", "a negative delay: InvalidJobOptions")
+          yield* JobQueue.enqueue(Echo, { n: 0 }, { delay: 0 })
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { delay: "1 hour" })
+          yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: 1e15 })
+          yield* JobQueue.enqueue(Echo, { n: 3 }, { retry: { fixed: "700 millis" } })
+          yield* JobQueue.enqueue(Echo, { n: 4 }, { retry: "p" })
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 10, lease: 1_000 }
+          const first = yield* store.claim(request)
+          assert.strictEqual(first.claims.length, 3, "the jobs due now: delay 0, and the two with a retry of their own")
+          assert.strictEqual(first.dueIn, 3_600_000, "the soonest delayed job: 1 hour")
+          // every lease expires; the reap puts them back after their own delays
+          yield* TestClock.adjust(2_000)
+          assert.strictEqual(yield* store.reap([100], { p: [900] }), 3)
+          const dues: Array<number | undefined> = []
+          const claimed: Array<number> = []
+          for (const step of [0, 100, 600, 200]) {
+            yield* TestClock.adjust(step)
+            const claim = yield* store.claim(request)
+            claimed.push(claim.claims.length)
+            dues.push(claim.dueIn)
+          }
+          // at 2,000: none; at 2,100 the one with the consumer's 100; at 2,700 the fixed 700; at 2,900 the policy's 900
+          assert.deepStrictEqual(claimed, [0, 1, 1, 1])
+          assert.deepStrictEqual(dues, [100, 600, 200, 3_600_000 - 2_900])
+          const stats = yield* JobQueue.stats("default")
+          assert.deepStrictEqual([stats.running, stats.delayed], [3, 2], "the 1-hour and the 1e15 ms jobs still wait")
+        }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
+      }).pipe(Effect.scoped))
+
+    it.effect(`[${node}] a write whose transaction SQLite itself rolled back (a trigger's RAISE(ROLLBACK)) fails with its own error, typed, not the rollback's "no transaction is active"; the next write succeeds`, () =>
+      Effect.gen(function*() {
+        if (node === "22.13") {
+          const restore = nodeSqlite2213()
+          yield* Effect.addFinalizer(() => Effect.sync(restore))
+        }
+        const filename = fresh()
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.enqueue(Echo, { n: 1 })
+          const { DatabaseSync } = process.getBuiltinModule("node:sqlite") as typeof import("node:sqlite")
+          const side = new DatabaseSync(filename)
+          yield* Effect.addFinalizer(() => Effect.sync(() => side.close()))
+          side.exec(`CREATE TRIGGER injected BEFORE UPDATE OF state ON wp_job WHEN NEW.state = 'running'
+            BEGIN SELECT RAISE(ROLLBACK, 'injected rollback'); END`)
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 5, lease: 30_000 }
+          const failed = yield* Effect.exit(store.claim(request))
+          assert.isTrue(Exit.isFailure(failed), "the claim failed")
+          const error = Cause.squash((failed as Exit.Failure<unknown, unknown>).cause)
+          assert.instanceOf(error, StoreError)
+          assert.include((error as StoreError).reason, "injected rollback")
+          side.exec("DROP TRIGGER injected")
+          const claimed = yield* store.claim(request)
+          assert.strictEqual(claimed.claims.length, 1, "the next write: no transaction was left open")
+        }).pipe(Effect.provide(JobStore.sqlite({ filename })))
+      }).pipe(Effect.scoped))
+  }
 })
