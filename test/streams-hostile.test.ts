@@ -592,7 +592,7 @@ describe("runAll nested in a job of the same pool, across sweeps", () => {
             if (++innerSucceeded === 1_600) yield* Deferred.succeed(enough, void 0)
             return i
           }))
-      const outer: Array<Effect.Effect<number, string>> = [
+      const outer: Array<Effect.Effect<number, unknown>> = [
         Effect.map(pool.runAll(inner), (results) => results.length),
         Effect.andThen(Deferred.await(enough), Effect.fail("boom"))
       ]
