@@ -1353,18 +1353,21 @@ export class Scheduler<W> {
    */
   cancelAll(jobs: ReadonlyArray<Job>): Effect.Effect<void> {
     const stopping: Array<Effect.Effect<void>> = []
+    let offered: Array<Effect.Effect<void>> | undefined
     for (const job of jobs) {
       if (job.state === WAITING || job.state === QUEUED || job.state === HELD) this.cancel(job)
       else if (job.state === OFFERED) {
         const cancelled = this.cancel(job)
         // started by its worker already: stopped once it has its slot
-        if (job.state === OFFERED) stopping.push(cancelled)
+        if (job.state === OFFERED) (offered ??= []).push(cancelled)
       }
     }
+    // those started from an offer wait side by side: each is stopped once it has its slot, whoever
+    // else is still stopping (one after the other, one waited for every job before it to have
+    // stopped: a slow one let the next run on). The others are stopping already: waited in turn
+    if (offered !== undefined) stopping.push(offered.length === 1 ? offered[0]! : Effect.all(offered, { discard: true, concurrency: "unbounded" }))
     for (const job of jobs) if (job.state === RUNNING || this.executor.isStopping(job)) stopping.push(this.cancel(job))
-    // side by side: a job started from an offer is stopped once it has its slot, whoever else is
-    // still stopping (one after the other, it waited for every job before it to have stopped)
-    return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true, concurrency: "unbounded" })
+    return stopping.length === 0 ? Effect.void : Effect.all(stopping, { discard: true })
   }
 
   /**
