@@ -9,7 +9,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { blockPast, blockUntil, makePool } from "./fixtures/pool.ts"
+import { addsUp, blockPast, blockUntil, makePool } from "./fixtures/pool.ts"
 import { Echo, Mark, MarkOrSpin, Sleep } from "./fixtures/tasks.ts"
 import { schedulerOf } from "../src/internal/scheduler.ts"
 import { fullGc, prng, settle, waitFor } from "./helpers.ts"
@@ -604,4 +604,31 @@ describe("runAll nested in a job of the same pool, across sweeps", () => {
       const s = yield* pool.stats
       assert.deepStrictEqual([s.running, s.queued, s.waiting], [0, 0, 0])
     }), 30_000)
+})
+
+describe("ThreadPool.runAll: a failure's cancel and the caller's interruption of the same batch", () => {
+  it.live("both wait for the task started from its offer: it is stopped once, counted once, and the interruption returns at once", () =>
+    Effect.gen(function*() {
+      const { counters, pool } = yield* makePool({ threads: 1 })
+      const batch = yield* Effect.forkChild(pool.runAll(Mark, [
+        { mark: 1, millis: 300 },
+        { mark: 3, millis: 20_000 },
+        { mark: 5, millis: 0 }
+      ]))
+      yield* waitFor(pool.stats, "A runs", { until: (s) => s.running === 1 })
+      yield* Effect.suspend(() => {
+        assert.isTrue(blockUntil(counters, 3, 20_000), "B started on its thread")
+        // the batch's first failure (C cancelled) and, before B has its slot, the caller's interruption
+        return pool.cancel(3)
+      })
+      const interrupted = yield* Fiber.interrupt(batch).pipe(Effect.timeoutOption("10 seconds"))
+      assert.isTrue(Option.isSome(interrupted), "the interruption returned (B was stopped)")
+      const s = yield* waitFor(pool.stats, "B counted", { until: (s) => s.running === 0 && s.stopping === 0 })
+      assert.isTrue(addsUp(s), JSON.stringify(s))
+      assert.deepStrictEqual([s.submitted, s.succeeded, s.queued], [3, 0, 0])
+      assert.strictEqual(s.interrupted, 3, "A, B and C, each once")
+      assert.strictEqual(Atomics.load(counters, 5), 0, "C never ran")
+      const again = yield* pool.runAll(Mark, [{ mark: 7, millis: 0 }]).pipe(Effect.timeoutOption("10 seconds"))
+      assert.deepStrictEqual(again, Option.some([7]))
+    }), 60_000)
 })
