@@ -244,12 +244,15 @@ describe("the SQLite store's wait for another process's lock", () => {
  * the returned function is called: a database has no `isTransaction` (Node 22.16 and 24 added it),
  * and a statement with numbered parameters (`?1`) fails when run with "column index out of range",
  * as 22.13's does (seen by hand: `SELECT ?1 = ?1` with one argument). `failOnce`: the next statement
- * whose SQL matches it fails as well, once.
+ * whose SQL matches it fails as well, once. `node24`: Node 24's instead (`isTransaction`, numbered
+ * parameters), with the injected failure only. `rollbackFailsOnce`: the next ROLLBACK throws and
+ * leaves the transaction open (an I/O error at the worst moment).
  */
-const nodeSqlite2213 = (failOnce?: RegExp) => {
+const nodeSqlite2213 = (failOnce?: RegExp, options: { readonly node24?: boolean; readonly rollbackFailsOnce?: boolean } = {}) => {
   const original = process.getBuiltinModule
   const real = original("node:sqlite") as typeof import("node:sqlite")
   let armed = failOnce
+  let rollbackFails = options.rollbackFailsOnce === true
   const refuse = (message: string) => () => {
     throw Object.assign(new Error(message), { code: "ERR_SQLITE_ERROR" })
   }
@@ -262,7 +265,7 @@ const nodeSqlite2213 = (failOnce?: RegExp) => {
           const fail = refuse("injected: disk I/O error")
           return { get: fail, all: fail, run: fail }
         }
-        if (/\?\d/.test(sql)) {
+        if (!options.node24 && /\?\d/.test(sql)) {
           const fail = refuse("column index out of range")
           return { get: fail, all: fail, run: fail }
         }
@@ -270,8 +273,17 @@ const nodeSqlite2213 = (failOnce?: RegExp) => {
       }
       return new Proxy(db, {
         get: (target, key) => {
-          if (key === "isTransaction") return undefined
+          if (key === "isTransaction" && !options.node24) return undefined
           if (key === "prepare") return prepare
+          if (key === "exec" && rollbackFails) {
+            return (sql: string) => {
+              if (rollbackFails && /^\s*ROLLBACK/i.test(sql)) {
+                rollbackFails = false
+                refuse("injected: disk I/O error on rollback")()
+              }
+              return target.exec(sql)
+            }
+          }
           const value = Reflect.get(target, key, target)
           return typeof value === "function" ? value.bind(target) : value
         }
@@ -309,6 +321,27 @@ describe("the SQLite store on Node 22.13's node:sqlite", () => {
         assert.strictEqual(yield* store.reap([]), 0, "no lease has expired")
         const stats = yield* JobQueue.stats("default")
         assert.deepStrictEqual([stats.running, stats.delayed], [1, 1])
+      }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
+    }).pipe(Effect.scoped), { timeout: 30_000 })
+})
+
+describe("the SQLite store after a rollback that failed", () => {
+  // a rollback that throws (an I/O error) leaves the transaction open: every later write failed
+  // "cannot start a transaction within a transaction", for the life of the store
+  it.live("the next write rolls the leftover transaction back and succeeds", () =>
+    Effect.gen(function*() {
+      const restore = nodeSqlite2213(/^\s*UPDATE wp_job SET state = 'running'/, { node24: true, rollbackFailsOnce: true })
+      yield* Effect.addFinalizer(() => Effect.sync(restore))
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueue(Echo, { n: 1 })
+        const request = { queues: ["default"], tasks: ["Echo"], limit: 5, lease: 30_000 }
+        const failed = yield* Effect.exit(store.claim(request))
+        assert.isTrue(Exit.isFailure(failed), "the injected failure")
+        const claimed = yield* store.claim(request)
+        assert.strictEqual(claimed.claims.length, 1)
+        yield* JobQueue.enqueue(Echo, { n: 2 })
+        assert.strictEqual((yield* JobQueue.stats("default")).queued, 1)
       }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
     }).pipe(Effect.scoped), { timeout: 30_000 })
 })
