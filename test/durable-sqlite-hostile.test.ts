@@ -341,7 +341,7 @@ describe("the SQLite store after a rollback that failed", () => {
         const claimed = yield* store.claim(request)
         assert.strictEqual(claimed.claims.length, 1)
         yield* JobQueue.enqueue(Echo, { n: 2 })
-        assert.strictEqual((yield* JobQueue.stats("default")).queued, 1)
+        assert.strictEqual((yield* JobQueue.stats("default")).waiting, 1)
       }).pipe(Effect.provide(JobStore.sqlite({ filename: fresh() })))
     }).pipe(Effect.scoped), { timeout: 30_000 })
 })
