@@ -362,7 +362,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
     const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
       attempt(operation, () => {
-        db.exec("BEGIN IMMEDIATE")
+        try {
+          db.exec("BEGIN IMMEDIATE")
+        } catch (error) {
+          // a transaction left open by a rollback that failed (an I/O error; or on a Node without
+          // `isTransaction`, see below) would fail every later write: end it, and begin again
+          if (!reasonOf(error).includes("within a transaction")) throw error
+          db.exec("ROLLBACK")
+          db.exec("BEGIN IMMEDIATE")
+        }
         visibleIn = 0
         try {
           const before = changes()
