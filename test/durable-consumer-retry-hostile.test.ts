@@ -489,3 +489,54 @@ describe("a consumer's shutdown, then its shutdownNow while the shutdown waits f
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
     }))
 })
+
+describe("a consumer's stop ends its claim loop (claiming = false), not only its interrupt", () => {
+  /** The memory store whose claims find nothing while `hide` (its jobs invisible); `claims`: claims made, `after`: made once the stop began. */
+  const hiding = () => {
+    const state = { hide: true, stopping: false, claims: 0, after: 0 }
+    const layer = Layer.effect(
+      JobStore.JobStore,
+      Effect.map(JobStore.JobStore, (inner): Store => ({
+        ...inner,
+        claim: (request) =>
+          Effect.suspend(() => {
+            state.claims++
+            if (state.stopping) state.after++
+            return state.hide ? Effect.succeed({ claims: [], limitedFor: 0 }) : inner.claim(request)
+          })
+      }))
+    ).pipe(Layer.provide(JobStore.memory()))
+    return { state, layer }
+  }
+
+  for (const now of [false, true]) {
+    it.effect(`${now ? "shutdownNow" : "shutdown"} of an idle consumer claims nothing more and runs no job (its claim loop, woken by the stop, sees it stopping)`, () =>
+      Effect.gen(function*() {
+        const { state, layer } = hiding()
+        yield* Effect.gen(function*() {
+          let started = 0
+          const scope = yield* Scope.make()
+          const consumer = yield* JobQueue.consume({
+            handlers: [Task.handle(Double, (n: number) => Effect.sync(() => (started++, n * 2)))],
+            concurrency: 2,
+            poll: "1 hour",
+            shutdownTimeout: "1 hour"
+          }).pipe(Scope.provide(scope))
+          const job = yield* JobQueue.enqueue(Double, 1)
+          yield* advance(50)
+          // the consumer looked (its enqueue woke it), found nothing, and waits for a change
+          assert.isAtLeast(state.claims, 1)
+          assert.strictEqual(started, 0)
+          state.hide = false
+          state.stopping = true
+          yield* now ? consumer.shutdownNow : consumer.shutdown
+          const after = state.after
+          assert.strictEqual(started, 0, "no job started by a stopping consumer")
+          assert.strictEqual(after, 0, "no claim once the stop began")
+          const status = yield* JobQueue.status(job.id)
+          assert.strictEqual(status.state, "queued", JSON.stringify(status))
+          yield* Scope.close(scope, Exit.void)
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }))
+  }
+})
