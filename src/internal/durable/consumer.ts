@@ -482,8 +482,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       Effect.raceFirst(Effect.sleep(Math.min(millis, config.poll)), wake.wait(config.poll, woken))
 
     const claimLoop = Effect.gen(function*() {
-      // claims failed in a row (the store unreachable): the loop backs off
-      const claiming = failureStreak("claiming durable jobs")
+      // claims failed in a row (the store unreachable): the loop backs off. Not named `claiming`,
+      // the stop flag its `while` reads (shadowed, the loop claimed on once its consumer stopped)
+      const claimFailures = failureStreak("claiming durable jobs")
       while (claiming) {
         const woken = yield* wake.version
         const free = paused ? 0 : target - running.size + settling
@@ -519,7 +520,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             // a closed store: not a failure to retry, the loop stops below
             if (closed) return Effect.succeed(undefined)
             return Effect.as(
-              claiming.failed(cause, (failures) => {
+              claimFailures.failed(cause, (failures) => {
                 const delay = claimBackoff(config.poll, failures)
                 // past the floor the backoff is the store's wait, which a change it hears ends early
                 return delay <= CLAIM_RETRY_FLOOR ? `next try in ${delay} ms` : `next try within ${delay} ms, sooner if the store hears a change`
@@ -533,7 +534,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           // its store closed (every store's operations fail from then on, and its close wakes an
           // idle consumer): looked at only here, off the way of a claim that works
           if (yield* store.closed) return storeClosed()
-          const delay = claimBackoff(config.poll, claiming.count())
+          const delay = claimBackoff(config.poll, claimFailures.count())
           if (delay <= CLAIM_RETRY_FLOOR) yield* Effect.sleep(delay)
           else {
             // the store's wait, not a sleep: it ends at a change the store hears, so the store
@@ -549,7 +550,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           }
           continue
         }
-        yield* claiming.worked
+        yield* claimFailures.worked
         const count = claimed.claims.length
         held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
