@@ -361,3 +361,34 @@ describe("Dashboard: a check that dies with an odd value", () => {
       assert.match(JSON.parse(reply.body).error, /^the dashboard failed: .*no prototype/)
     }))
 })
+
+describe("Dashboard: a store that fails with no Error", () => {
+  // the answer is the squashed error's message (or the value, shown as a string), never the
+  // cause's rendering: a defect's fields (here a password and a stack) stay in the log
+  const variants: ReadonlyArray<readonly [string, () => Effect.Effect<never>, string]> = [
+    [
+      "a defect that is a plain object",
+      () => Effect.die({ password: "hunter2", stack: "at secret (/srv/app.ts:1)" }),
+      "the store failed: [object Object]"
+    ],
+    ["a defect that is a string", () => Effect.die("boom"), "the store failed: boom"],
+    ["an interrupt only", () => Effect.interrupt, "the store failed: All fibers interrupted without error"]
+  ]
+  for (const [name, get, expected] of variants) {
+    it.effect(`${name}: 500 with its message only, no field of it and no stack`, () =>
+      Effect.gen(function*() {
+        const memory = yield* Layer.build(JobStore.memory())
+        const store = Context.get(memory, StoreTag)
+        const failing = Layer.succeed(StoreTag, { ...store, get })
+        const dashboard = yield* start()
+        yield* Effect.provide(dashboard.addQueue("broken"), failing)
+        const reply = yield* send(dashboard, "/api/queues/broken/jobs/j1/cancel", new URL(dashboard.address).host, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+        })
+        assert.strictEqual(reply.status, 500)
+        assert.strictEqual(JSON.parse(reply.body).error, expected)
+        assert.notMatch(reply.body, /hunter2|\bat |\.ts:\d|node:/)
+      }))
+  }
+})
