@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Fiber, Latch, Layer, Redacted, Schedule, Scope } from "effect"
+import { Deferred, Effect, Fiber, Latch, Layer, Logger, Redacted, Schedule, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
@@ -1051,5 +1051,63 @@ if (enabled && pgServer.binaries() !== undefined) {
         // its close goes on 2 s in; a busy machine is given 1.5 s more
         assert.isBelow(yield* closeWithin(scope, "30 seconds"), 2 * Postgres.LISTENER_CLOSE_GRACE + 1500)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+
+  describe("the Postgres store's reaps refused by the server, hostile", () => {
+    // a reap the server refuses (here a trigger that raises on a running job put back in its queue)
+    // leaves a dead consumer's job held: the consumer says so at the 1st, 2nd, 4th, ... failure in a
+    // row, and once a reap works again; the job then runs
+    it.effect("a dead consumer's expired job: its reaps are refused and logged, then reaped and run once the refusal ends", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const logged: Array<string> = []
+        const collector = Logger.make((options) => {
+          logged.push(`${options.logLevel}: ${String(Array.isArray(options.message) ? options.message[0] : options.message)}`)
+        })
+        const refuse = (on: boolean) =>
+          Effect.promise(() =>
+            admin((sql) =>
+              on
+                ? Effect.andThen(
+                  sql.unsafe(`CREATE FUNCTION "${schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'reaps refused'; END $$`),
+                  sql.unsafe(`CREATE TRIGGER refuse BEFORE UPDATE ON "${schema}".wp_job FOR EACH ROW
+                    WHEN (OLD.state = 'running' AND NEW.state = 'queued') EXECUTE FUNCTION "${schema}".refuse()`)
+                )
+                : sql.unsafe(`DROP TRIGGER refuse ON "${schema}".wp_job`)
+            )
+          )
+        /** Moves the TestClock `step` ms at a time, giving the server real time, until `done` (at most `steps` steps). */
+        const until = (done: () => boolean, step: number, steps: number) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < steps && !done(); i++) {
+              yield* TestClock.adjust(step)
+              yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+            }
+          })
+        const reapFailed = () => logged.filter((line) => line.includes("taking back expired durable jobs failed"))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const job = yield* JobQueue.enqueue(Echo, { n: 21 })
+          // the consumer that dies: its claim, never beaten nor settled
+          const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 })
+          assert.strictEqual(claims.length, 1)
+          yield* refuse(true)
+          yield* JobQueue.consume({ handlers: [double], concurrency: 1, lease: 1000, poll: HOUR })
+          yield* until(() => reapFailed().length >= 2, 100, 300)
+          assert.deepStrictEqual(reapFailed().slice(0, 2).map((line) => line.match(/^(\w+): .*\((\d+) times? in a row; (.*)\)$/)!.slice(1)), [
+            ["Warn", "1", "the jobs of a consumer that died stay held until a reap works"],
+            ["Warn", "2", "the jobs of a consumer that died stay held until a reap works"]
+          ])
+          assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+          yield* refuse(false)
+          yield* until(() => logged.some((line) => line.includes("works again")), 100, 300)
+          assert.isTrue(logged.some((line) => /^Info: effect-workpool: taking back expired durable jobs works again, after \d+ failures$/.test(line)), logged.join("\n"))
+          const done = yield* Effect.forkChild(JobQueue.await(Echo, job.id))
+          yield* until(() => done.pollUnsafe() !== undefined, 100, 300)
+          assert.strictEqual(yield* Fiber.join(done), 42)
+          assert.isFalse(logged.some((line) => line.includes("claiming durable jobs")), logged.join("\n"))
+        }).pipe(Effect.scoped, Effect.provide(Layer.merge(testLayer(schema), Logger.layer([collector]))))
+      }), { timeout: 60_000 })
   })
 }
