@@ -540,3 +540,30 @@ describe("a consumer's stop ends its claim loop (claiming = false), not only its
       }))
   }
 })
+
+describe("a consumer's reaps failing exactly once", () => {
+  it.effect("one warning for the failure, and the recovery line says 'after 1 failure' (not '1 failures')", () =>
+    Effect.gen(function*() {
+      const log = collect()
+      let failing = 1
+      const layer = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          reap: (backoff, policies) =>
+            Effect.suspend(() =>
+              failing > 0 && failing-- > 0 ? Effect.fail(new StoreError({ operation: "reap", reason: "refused" })) : inner.reap(backoff, policies)
+            )
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers, concurrency: 1, lease: 1_000 })
+        yield* advance(2_000, 100)
+        const reaps = log.logged.filter((line) => line.includes("taking back expired durable jobs"))
+        assert.deepStrictEqual(reaps, [
+          "effect-workpool: taking back expired durable jobs failed (1 time in a row; the jobs of a consumer that died stay held until a reap works)",
+          "effect-workpool: taking back expired durable jobs works again, after 1 failure"
+        ])
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(layer, log.layer)))
+    }))
+})
