@@ -133,7 +133,7 @@ const failureStreak = (what: string) => {
       if (failures === 0) return Effect.void
       const after = failures
       failures = 0
-      return Effect.logInfo(`effect-workpool: ${what} works again, after ${after} failures`)
+      return Effect.logInfo(`effect-workpool: ${what} works again, after ${after} failure${after === 1 ? "" : "s"}`)
     })
   }
 }
