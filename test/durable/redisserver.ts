@@ -143,13 +143,16 @@ export interface Cluster {
   readonly destroy: () => Promise<void>
 }
 
-/** A Redis Cluster of `size` masters (no replicas) on free loopback ports, each a private server. */
-export const startCluster = async (bin: string, size = 3): Promise<Cluster> => {
+/**
+ * A Redis Cluster of `size` masters (no replicas) on free loopback ports, each a private server;
+ * `args`: more options of every node (e.g. `["--cluster-node-timeout", "60000"]`).
+ */
+export const startCluster = async (bin: string, size = 3, args: ReadonlyArray<string> = []): Promise<Cluster> => {
   const nodes: Array<Server> = []
   const destroy = () => Promise.all(nodes.map((node) => node.destroy())).then(() => undefined)
   try {
     for (let i = 0; i < size; i++) {
-      nodes.push(await startServer(bin, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"], 55535))
+      nodes.push(await startServer(bin, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", ...args], 55535))
     }
     const cli = join(dirname(bin), "redis-cli")
     const addresses = nodes.map((node) => node.url.replace("redis://", ""))

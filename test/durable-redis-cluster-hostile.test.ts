@@ -1,0 +1,187 @@
+/**
+ * The Redis store on a Redis Cluster under what a Cluster adds: a master killed (SIGKILL) and
+ * restarted from its append-only file while a consumer of queues on every node runs, a master
+ * frozen (SIGSTOP), slots moved. Each test starts a Cluster of its own (private servers).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Layer, Ref, Schedule } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { admin, clusterLayer, freshPrefix, until } from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
+
+const binary = redisServer.binary()
+
+/** A Cluster of its own, destroyed with the test's scope. */
+const ownCluster = (args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(
+    Effect.promise(() => redisServer.startCluster(binary!, 3, args)),
+    (cluster) => Effect.promise(cluster.destroy)
+  )
+
+/** For each node (by index), a queue of `prefix` whose slot it serves. */
+const queuePerNode = (cluster: redisServer.Cluster, prefix: string) =>
+  Effect.promise(async () => {
+    const ports = cluster.nodes.map((node) => Number(node.url.split(":").at(-1)))
+    const slots = await admin((client) => client.sendCommand(["CLUSTER", "SLOTS"]) as Promise<Array<[number, number, [string, number]]>>, cluster.url)
+    const nodeOf = (slot: number) => {
+      const range = slots.find(([from, to]) => from <= slot && slot <= to)!
+      return ports.indexOf(Number(range[2][1]))
+    }
+    const found: Array<string | undefined> = cluster.nodes.map(() => undefined)
+    for (let n = 0; found.some((q) => q === undefined); n++) {
+      const queue = `q${n}`
+      const slot = Number(await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", `{${prefix}:${queue}}:meta`]), cluster.url))
+      const node = nodeOf(slot)
+      if (found[node] === undefined) found[node] = queue
+    }
+    return found as Array<string>
+  })
+
+/** The node (by index) serving `{<prefix>}:queues`, the list of queues a reap reads. */
+const listNode = (cluster: redisServer.Cluster, prefix: string) =>
+  Effect.promise(async () => {
+    const ports = cluster.nodes.map((node) => Number(node.url.split(":").at(-1)))
+    const slots = await admin((client) => client.sendCommand(["CLUSTER", "SLOTS"]) as Promise<Array<[number, number, [string, number]]>>, cluster.url)
+    const slot = Number(await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", `{${prefix}}:queues`]), cluster.url))
+    const range = slots.find(([from, to]) => from <= slot && slot <= to)!
+    return ports.indexOf(Number(range[2][1]))
+  })
+
+const job = (queue: string, n: number, maxAttempts = 3) => ({
+  queue,
+  task: "Echo",
+  payload: JSON.stringify({ n }),
+  priority: 0,
+  dedupKey: null,
+  maxAttempts,
+  timeout: 0,
+  delay: 0,
+  runAt: undefined
+})
+
+/** A store (the JobStore service) on `cluster`, for this scope. */
+const storeOn = (cluster: redisServer.Cluster, prefix: string) =>
+  Effect.map(Layer.build(clusterLayer(() => cluster.url, prefix)), (context) => Context.get(context, JobStore.JobStore))
+
+if (binary === undefined) describe.skip("the Redis store on a hostile Cluster (no redis-server binary)", () => {})
+else {
+  describe("the Redis store on a hostile Cluster", () => {
+    it.live("a claim of two queues whose second one's master is down: the first queue's jobs it took are not left running under tokens nobody holds (a claim that fails took nothing; one that took jobs returns them)", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const [healthy, victim] = yield* queuePerNode(cluster, prefix)
+        const store = yield* storeOn(cluster, prefix)
+        const first = yield* store.enqueue(job(healthy!, 1, 1))
+        yield* store.enqueue(job(victim!, 2, 1))
+        yield* Effect.promise(() => cluster.nodes[1]!.kill())
+        const claimed = yield* store.claim({ queues: [healthy!, victim!], tasks: ["Echo"], limit: 10, lease: 60_000 }).pipe(
+          Effect.map((value) => ({ ok: true as const, value })),
+          Effect.catch((error) => Effect.succeed({ ok: false as const, error }))
+        )
+        const counts = yield* store.counts(healthy!)
+        if (claimed.ok) {
+          // what it took, it returns: the healthy queue's job, under a token that settles it
+          assert.deepStrictEqual(claimed.value.claims.map((claim) => claim.job.id), [first.id])
+          assert.isTrue(yield* store.settle(claimed.value.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        } else {
+          // failed: it took nothing (the job is still queued for a claim that works)
+          assert.instanceOf(claimed.error, StoreError)
+          assert.deepStrictEqual([counts.waiting, counts.running], [1, 0], "the healthy queue's job is not left running")
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a reap while one queue's master is down takes back the expired jobs of the queues on the other nodes (it goes on past the queue that fails, then fails)", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        const store = yield* storeOn(cluster, prefix)
+        const first = yield* Effect.forEach(queues, (queue, n) => store.enqueue(job(queue, n)))
+        // the order the reap goes in: the victim is the first queue whose node does not hold the list
+        // of queues (which stays readable), the healthy one the queue after it (on another node)
+        const order = yield* Effect.promise(() =>
+          admin((client) => client.sendCommand(["SMEMBERS", `{${prefix}}:queues`]) as Promise<Array<string>>, cluster.nodes[list]!.url)
+        )
+        const nodes = order.map((queue) => queues.indexOf(queue))
+        const v = nodes.findIndex((node) => node !== list)
+        const victim = nodes[v]!
+        const healthy = nodes[v + 1]!
+        const expiring = first[healthy]!
+        const { claims } = yield* store.claim({ queues: [queues[healthy]!], tasks: ["Echo"], limit: 1, lease: 1 })
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), [expiring.id])
+        yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+        yield* Effect.sleep("20 millis")
+        const reaped = yield* Effect.exit(store.reap([0]))
+        // typed, whatever it answers
+        if (reaped._tag === "Failure") assert.strictEqual(reaped.cause.reasons.length, 1)
+        const counts = yield* store.counts(queues[healthy]!)
+        assert.deepStrictEqual([counts.waiting, counts.running], [1, 0], "the healthy queue's expired job is taken back")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a heartbeat of jobs of two queues, one's master down: the leases of the healthy queue's jobs are renewed", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const [healthy, victim] = [queues[0]!, queues[1]!]
+        const store = yield* storeOn(cluster, prefix)
+        const a = yield* store.enqueue(job(victim, 1))
+        const b = yield* store.enqueue(job(healthy, 2))
+        const one = yield* store.claim({ queues: [victim], tasks: ["Echo"], limit: 1, lease: 5_000 })
+        const two = yield* store.claim({ queues: [healthy], tasks: ["Echo"], limit: 1, lease: 5_000 })
+        assert.deepStrictEqual([one.claims[0]?.job.id, two.claims[0]?.job.id], [a.id, b.id])
+        yield* Effect.promise(() => cluster.nodes[1]!.kill())
+        const before = Date.now()
+        yield* Effect.exit(store.heartbeat([one.claims[0]!.token, two.claims[0]!.token], 600_000))
+        const expiry = yield* Effect.promise(() =>
+          admin((client) => client.sendCommand(["ZSCORE", `{${prefix}:${healthy}}:running`, b.id]) as Promise<string>, cluster.nodes[0]!.url)
+        )
+        assert.isAbove(Number(expiry), before + 60_000, "the healthy queue's lease is renewed")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a consumer of queues on every node, one master killed (SIGKILL): the other nodes' queues keep running (each job once, maxAttempts 1), and once it is back from its AOF its queue runs again without restarting the consumer", () =>
+      Effect.gen(function*() {
+        // a node down is noticed by the others after the node timeout: longer than the test, so
+        // the other slots stay served (cluster_state ok) while it is down
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        // the victim: a node without the list of queues, last in the consumer's queues
+        const victim = (list + 1) % 3
+        const order = [...queues.filter((_, i) => i !== victim), queues[victim]!]
+        const runs = yield* Ref.make(new Map<number, number>())
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            queues: order,
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(runs, (m) => new Map(m).set(n, (m.get(n) ?? 0) + 1)), n))],
+            // more slots than jobs: every claim goes on to the victim's queue
+            concurrency: 10,
+            lease: "20 seconds"
+          })
+          const warm = yield* Effect.forEach(order, (queue, n) => JobQueue.enqueue(Echo, { n: 100 + n }, { queue }))
+          yield* Effect.forEach(warm, (job) => JobQueue.await(Echo, job.id))
+          yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+          const others = yield* Effect.forEach(order.slice(0, 2).flatMap((queue, i) => [10 + i * 10, 11 + i * 10].map((n) => ({ queue, n }))), ({ queue, n }) =>
+            JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: 1 }))
+          const done = yield* Effect.forEach(others, (job) => JobQueue.await(Echo, job.id)).pipe(Effect.timeout("20 seconds"))
+          assert.deepStrictEqual(done, [10, 11, 20, 21])
+          yield* Effect.promise(() => cluster.nodes[victim]!.start())
+          // back: new jobs of its queue run (the enqueue may fail while the client reconnects)
+          const after = yield* Effect.forEach([2, 3], (n) =>
+            JobQueue.enqueue(Echo, { n }, { queue: queues[victim]! }).pipe(Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") })))
+          const results = yield* Effect.forEach(after, (job) => JobQueue.await(Echo, job.id)).pipe(Effect.timeout("30 seconds"))
+          assert.deepStrictEqual(results, [2, 3])
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })), Effect.timeout("50 seconds"))
+        const counted = yield* Ref.get(runs)
+        assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [3, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+  })
+}
