@@ -676,12 +676,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const looked = new Map<string, number | undefined>()
           let limitedFor = 0
           let dueIn: number | undefined
+          // the first queue whose script failed (on a Cluster, its node is down): the others are
+          // claimed from all the same, and the claim fails only if it took nothing, since what it
+          // took from the queues before is held under tokens only its answer carries (a failed
+          // claim left those jobs running for nobody until their leases ended, each an attempt)
+          let failed: { readonly error: unknown } | undefined
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
             const first = tokens.reserve(limit)
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
-            const [flats, held, due, dueAt] = yield* settles.carry((item) => item.queue === queue, (carried) =>
+            const answer = yield* settles.carry((item) => item.queue === queue, (carried) =>
               Effect.map(
                 run(
                   "claim",
@@ -699,7 +704,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   dueMarkers.has(queue) ? tokens.random : ""
                 ),
                 ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
-              ))
+              )).pipe(Effect.catch((error: unknown) => Effect.sync(() => {
+                failed ??= { error }
+                return undefined
+              })))
+            if (answer === undefined) continue
+            const [flats, held, due, dueAt] = answer
             flats.forEach((values, n) => {
               const { job, rank } = claimedRow(queue, values)
               claims.push({ job, token: tokens.of(first + n, queue), rank })
@@ -709,6 +719,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
             looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
           }
+          if (failed !== undefined && claims.length === 0) return yield* Effect.fail(failed.error)
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
           // not the claim's failure: a marker not handed back only leaves its job to the poll
@@ -763,11 +774,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           const lost: Array<string> = tokens.filter((token) => tokenQueue(token) === undefined)
           const cancelled: Array<string> = []
+          // a queue whose script fails (on a Cluster, its node is down) does not leave the leases of
+          // the queues after it unrenewed (they would end, and their jobs run again elsewhere): each
+          // is renewed, and the beat fails after, with the first failure
+          let failed: { readonly error: unknown } | undefined
           for (const [queue, group] of byQueue(tokens)) {
-            const [l, c] = yield* run("heartbeat", queue, NOW(), String(lease), ...group)
+            const answer = yield* run("heartbeat", queue, NOW(), String(lease), ...group).pipe(
+              Effect.catch((error: unknown) => Effect.sync(() => (failed ??= { error }, undefined)))
+            )
+            if (answer === undefined) continue
+            const [l, c] = answer
             lost.push(...l)
             cancelled.push(...c)
           }
+          if (failed !== undefined) return yield* Effect.fail(failed.error)
           return { lost, cancelled } satisfies Heartbeat
         })
       )
@@ -829,11 +849,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let count = 0
           // an empty object, not "[]": cjson cannot tell them apart, and the script indexes it by name
           const named = JSON.stringify(policies)
+          // a queue whose script fails (on a Cluster, its node is down) does not keep the others' expired
+          // jobs held: each is reaped, and the reap fails after, with the first failure
+          let failed: { readonly error: unknown } | undefined
           for (const queue of yield* queues) {
-            const n = yield* run("reap", queue, NOW(), named, ...backoff.map(String))
+            const n = yield* run("reap", queue, NOW(), named, ...backoff.map(String)).pipe(
+              Effect.catch((error: unknown) => Effect.sync(() => (failed ??= { error }, 0)))
+            )
             if (n > 0) taken.push(queue)
             count += n
           }
+          if (failed !== undefined) return yield* Effect.fail(failed.error)
           return { count, taken }
         }),
         ({ taken }) => taken.map((queue) => ({ queue }))
