@@ -183,5 +183,38 @@ else {
         const counted = yield* Ref.get(runs)
         assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [3, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
       }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a consumer of queues on every node, one master frozen (SIGSTOP) past the lease: the other nodes' queues keep running, each job once; its close does not wait for the frozen node; once it resumes its queue runs", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        const victim = (list + 1) % 3
+        const order = [...queues.filter((_, i) => i !== victim), queues[victim]!]
+        const runs = yield* Ref.make(new Map<number, number>())
+        const handlers = [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(runs, (m) => new Map(m).set(n, (m.get(n) ?? 0) + 1)), n))]
+        const layer = RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: order, handlers, concurrency: 10, lease: "2 seconds" })
+          const warm = yield* Effect.forEach(order, (queue, n) => JobQueue.enqueue(Echo, { n: 100 + n }, { queue }))
+          yield* Effect.forEach(warm, (job) => JobQueue.await(Echo, job.id))
+          cluster.nodes[victim]!.signal("SIGSTOP")
+          const others = yield* Effect.forEach(order.slice(0, 2).flatMap((queue, i) => [10 + i * 10, 11 + i * 10].map((n) => ({ queue, n }))), ({ queue, n }) =>
+            JobQueue.enqueue(Echo, { n }, { queue }))
+          const done = yield* Effect.forEach(others, (job) => JobQueue.await(Echo, job.id)).pipe(Effect.timeout("15 seconds"))
+          assert.deepStrictEqual(done, [10, 11, 20, 21])
+        }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("30 seconds"))
+        // closed while the node was frozen; now it resumes: a new consumer runs its queue
+        cluster.nodes[victim]!.signal("SIGCONT")
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: order, handlers, concurrency: 10, lease: "2 seconds" })
+          const job = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: queues[victim]! })
+          assert.strictEqual(yield* JobQueue.await(Echo, job.id), 2)
+        }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("20 seconds"))
+        const counted = yield* Ref.get(runs)
+        assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }

@@ -85,6 +85,8 @@ export interface Server {
   /** SIGKILL: a crash, nothing flushed at exit. */
   readonly kill: () => Promise<void>
   readonly start: () => Promise<void>
+  /** Sends `signal` (e.g. SIGSTOP, SIGCONT: a frozen server) to the running server. */
+  readonly signal: (signal: NodeJS.Signals) => void
   readonly destroy: () => Promise<void>
 }
 
@@ -129,7 +131,9 @@ export const startServer = async (bin: string, args: ReadonlyArray<string> = [],
     url: `redis://127.0.0.1:${port}`,
     kill,
     start,
+    signal: (signal) => void child?.kill(signal),
     destroy: async () => {
+      // a frozen server takes SIGKILL all the same
       await kill()
       rmSync(dir, { recursive: true, force: true })
     }
