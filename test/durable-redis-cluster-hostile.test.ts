@@ -216,5 +216,32 @@ else {
         const counted = yield* Ref.get(runs)
         assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
       }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a claim of two queues, one's master frozen (SIGSTOP): it returns the other queue's job within its bound; the frozen queue is skipped while its claim is unanswered, and once the node resumes, the job that late claim took is given back (its attempt not counted) and claimed again", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const [healthy, victim] = yield* queuePerNode(cluster, prefix)
+        const store = yield* storeOn(cluster, prefix)
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[1]!.signal("SIGCONT")))
+        const ready = yield* store.enqueue(job(healthy!, 1, 1))
+        const frozen = yield* store.enqueue(job(victim!, 2, 1))
+        const next = yield* store.enqueue(job(healthy!, 3, 1))
+        cluster.nodes[1]!.signal("SIGSTOP")
+        const request = { queues: [victim!, healthy!], tasks: ["Echo"], limit: 1, lease: 60_000 }
+        const one = yield* store.claim(request)
+        assert.deepStrictEqual(one.claims.map((claim) => claim.job.id), [ready.id])
+        // the frozen queue's claim is still unanswered: not sent again, the healthy queue answers at once
+        const started = Date.now()
+        const two = yield* store.claim(request)
+        assert.deepStrictEqual(two.claims.map((claim) => claim.job.id), [next.id])
+        assert.isBelow(Date.now() - started, 1000)
+        cluster.nodes[1]!.signal("SIGCONT")
+        // its late answer's job is given back: queued again, its attempt not counted
+        yield* until(Effect.orDie(store.counts(victim!)), (counts) => counts.waiting === 1 && counts.running === 0, "the late claim's job is given back")
+        const again = yield* until(Effect.orDie(store.claim({ ...request, queues: [victim!] })), (c) => c.claims.length === 1, "the job is claimed again")
+        assert.strictEqual(again.claims[0]!.job.id, frozen.id)
+        assert.strictEqual(again.claims[0]!.job.attempts, 1)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }

@@ -30,7 +30,7 @@
  * @internal
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Effect, Layer, Queue, Redacted } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Queue, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
@@ -684,10 +684,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
+            // a claim of this queue still unanswered (its node frozen): not another one behind it
+            if (lateClaims.has(queue)) {
+              failed ??= { error: new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`) }
+              continue
+            }
             const first = tokens.reserve(limit)
+            let late = () => {}
             // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
-            const answer = yield* settles.carry((item) => item.queue === queue, (carried) =>
-              Effect.map(
+            const claimed = settles.carry((item) => item.queue === queue, (carried, stopped) => {
+              late = stopped
+              return Effect.map(
                 run(
                   "claim",
                   queue,
@@ -704,10 +711,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                   dueMarkers.has(queue) ? tokens.random : ""
                 ),
                 ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
-              )).pipe(Effect.catch((error: unknown) => Effect.sync(() => {
+              )
+            })
+            const answer = yield* (request.queues.length > 1 ? bounded(queue, first, claimed, () => late()) : claimed).pipe(
+              Effect.catch((error: unknown) => Effect.sync(() => {
                 failed ??= { error }
                 return undefined
-              })))
+              }))
+            )
             if (answer === undefined) continue
             const [flats, held, due, dueAt] = answer
             flats.forEach((values, n) => {
@@ -733,6 +744,40 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         // its other consumers here claim what it left
         (claimed) => [...new Set(claimed.claims.map((claim) => claim.job.queue))].map((queue) => ({ queue }))
       )
+
+    /** Queues whose claim (of several queues) outlived `CLAIM_BOUND`: skipped until it answers. */
+    const lateClaims = new Set<string>()
+    /**
+     * One queue's claim in a claim of several queues: a node that does not answer (frozen, or a
+     * partition that drops packets: no command times out) must not hold up the others' jobs, nor
+     * those the claim already took (their leases run). Past `CLAIM_BOUND` the claim goes on without
+     * it; its answer, when it comes, gives the jobs it took back (a release: the attempt does not
+     * count), and the queue is claimed from again.
+     */
+    const bounded = <A extends readonly [ReadonlyArray<ReadonlyArray<string | null>>, ...Array<unknown>], E>(
+      queue: string,
+      first: number,
+      claim: Effect.Effect<A, E>,
+      late: () => void
+    ): Effect.Effect<A, E | Error> =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.forkIn(claim, scope)
+        const answer = yield* Effect.timeoutOption(Fiber.join(fiber), CLAIM_BOUND)
+        if (answer._tag === "Some") return answer.value
+        late()
+        lateClaims.add(queue)
+        yield* Effect.forkIn(
+          Fiber.join(fiber).pipe(
+            Effect.flatMap(([flats]) =>
+              Effect.forEach(flats, (_, n) => settle(tokens.of(first + n, queue), { _tag: "Release" }), { concurrency: "unbounded", discard: true })
+            ),
+            Effect.ignore,
+            Effect.ensuring(Effect.sync(() => lateClaims.delete(queue)))
+          ),
+          scope
+        )
+        return yield* Effect.fail(new Error(`the claim of queue ${JSON.stringify(queue)} had no answer within ${CLAIM_BOUND} ms`))
+      }).pipe(Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()))
 
     /**
      * After a claim: the markers held for the queues it looked at follow those queues' soonest
@@ -948,6 +993,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       closed: closing.closed
     } satisfies Store
   })
+
+/**
+ * How long one queue's script in a claim of several queues is waited for before the claim goes on
+ * without it (`bounded`): far above a script's time on a live server (a claim's is below a
+ * millisecond), far below a lease.
+ */
+export const CLAIM_BOUND = 2000
 
 /** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
 const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>

@@ -22,7 +22,12 @@ export interface Settles<A> {
    */
   readonly carry: <B, E, R>(
     which: (item: A) => boolean,
-    claim: (items: ReadonlyArray<A>) => Effect.Effect<readonly [B, ReadonlyArray<boolean>], E, R>
+    /**
+     * `late`: this claim's caller stopped waiting for it (its server does not answer); the writer
+     * no longer waits for it to end before writing the other settles (its carried ones still end
+     * with its answer).
+     */
+    claim: (items: ReadonlyArray<A>, late: () => void) => Effect.Effect<readonly [B, ReadonlyArray<boolean>], E, R>
   ) => Effect.Effect<B, E, R>
 }
 
@@ -122,12 +127,18 @@ export const make = <A>(
         const carried = pending.filter((entry) => which(entry.item))
         if (carried.length > 0) pending = pending.filter((entry) => !which(entry.item))
         claims++
-        return claim(carried.map((entry) => entry.item)).pipe(
+        let counted = true
+        const ended = () => {
+          if (!counted) return
+          counted = false
+          claims--
+          Deferred.doneUnsafe(claimEnded, Exit.void)
+          claimEnded = Deferred.makeUnsafe<void>()
+        }
+        return claim(carried.map((entry) => entry.item), ended).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
-              claims--
-              Deferred.doneUnsafe(claimEnded, Exit.void)
-              claimEnded = Deferred.makeUnsafe<void>()
+              ended()
               settle(carried, Exit.map(exit, ([, written]) => written))
             })
           ),
