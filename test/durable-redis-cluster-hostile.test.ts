@@ -243,5 +243,43 @@ else {
         assert.strictEqual(again.claims[0]!.job.id, frozen.id)
         assert.strictEqual(again.claims[0]!.job.attempts, 1)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the node of the store's url down (SIGKILL), a consumer's marker watch of a queue on another node dropped: a job enqueued there by another process wakes the consumer (poll 1 hour) while the url's node is still down", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        // the url's node (to be killed) is not the list's; the queue is on the third node
+        const root = (list + 1) % 3
+        const on = 3 - list - root
+        const queue = queues[on]!
+        const layer = RedisJobStore.layer({ url: cluster.nodes[root]!.url, prefix, cluster: true })
+        const producer = yield* storeOn(cluster, prefix)
+        const consumerStore = yield* Layer.build(layer)
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "1 hour" })
+          const warm = yield* producer.enqueue(job(queue, 1))
+          yield* until(Effect.orDie(Effect.map(producer.get(warm.id), (row) => row?.state)), (state) => state === "succeeded", "the first job runs")
+          yield* Effect.promise(() => cluster.nodes[root]!.kill())
+          // the consumer's watch (BZPOPMIN) on the queue's node is dropped: it makes a new one
+          yield* Effect.promise(() =>
+            admin(async (client) => {
+              const clients = String(await client.sendCommand(["CLIENT", "LIST"]))
+              const ids = clients.split("\n").filter((line) => line.includes("cmd=bzpopmin")).map((line) => /id=(\d+)/.exec(line)![1]!)
+              assert.isAbove(ids.length, 0)
+              for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", id])
+            }, cluster.nodes[on]!.url)
+          )
+          const woken = yield* producer.enqueue(job(queue, 2))
+          yield* until(Effect.orDie(Effect.map(producer.get(woken.id), (row) => row?.state)), (state) => state === "succeeded", "the job enqueued by the other process runs")
+          // and a watch blocks there again (not a retry every second standing in for it)
+          yield* until(
+            Effect.promise(() => admin(async (client) => String(await client.sendCommand(["CLIENT", "LIST"])).includes("cmd=bzpopmin"), cluster.nodes[on]!.url)),
+            (blocked) => blocked,
+            "a watch blocks on the queue's node again"
+          )
+        }).pipe(Effect.provide(consumerStore), Effect.scoped, Effect.timeout("30 seconds"))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
