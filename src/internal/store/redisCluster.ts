@@ -89,7 +89,20 @@ export const make = (
       pool: { maxConnections: options.maxReserved },
       connect: Effect.tryPromise({
         try: async () => {
-          const own = cluster.duplicate({ defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } } })
+          // discovered from every master known now, the url's node too: from the url's alone, a watch
+          // dropped while that node is down was never made again (its queue's idle consumers fell back
+          // to a claim a second), whatever node its queue is on. The url's other parts (its scheme,
+          // credentials) stay
+          const rootNodes = [...new Set([options.url, ...cluster.masters.map(({ host, port }) => {
+            const url = new URL(options.url)
+            url.hostname = host.includes(":") ? `[${host}]` : host
+            url.port = String(port)
+            return url.toString()
+          })])].map((url) => ({ url }))
+          const own = cluster.duplicate({
+            rootNodes,
+            defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } }
+          })
           own.on("error", () => {})
           await own.connect()
           return own
