@@ -281,5 +281,41 @@ else {
           )
         }).pipe(Effect.provide(consumerStore), Effect.scoped, Effect.timeout("30 seconds"))
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the node a consumer's cancel subscription is on killed (SIGKILL), not back: a cancel of its running job on another node still reaches it at once (not at its next heartbeat, 20 s)", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const producer = yield* storeOn(cluster, prefix)
+        const consumerStore = yield* Layer.build(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true }))
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        yield* Effect.gen(function*() {
+          // the node of the subscription (PUBSUB NUMSUB counts a node's own subscribers)
+          const subscribed = yield* until(
+            Effect.promise(() =>
+              Promise.all(cluster.nodes.map((node) =>
+                admin(async (client) => Number((await client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Array<unknown>)[1]), node.url)
+              ))
+            ),
+            (counts) => counts.some((n) => n > 0),
+            "the store subscribes to cancels"
+          )
+          const victim = subscribed.findIndex((n) => n > 0)
+          const queue = queues[(victim + 1) % 3]!
+          yield* JobQueue.consume({
+            queues: [queue],
+            handlers: [Task.handle(Echo, () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))))],
+            concurrency: 1,
+            lease: "60 seconds"
+          })
+          const running = yield* producer.enqueue(job(queue, 1))
+          yield* Deferred.await(started)
+          yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+          assert.strictEqual(yield* producer.cancel(running.id), "requested")
+          yield* Deferred.await(interrupted).pipe(Effect.timeout("8 seconds"))
+        }).pipe(Effect.provide(consumerStore), Effect.scoped, Effect.timeout("40 seconds"))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
