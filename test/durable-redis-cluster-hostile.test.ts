@@ -313,6 +313,20 @@ else {
           const running = yield* producer.enqueue(job(queue, 1))
           yield* Deferred.await(started)
           yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+          // it subscribes again through another node, then the cancel comes (not one it could find by
+          // a look at once after the subscription's loss)
+          yield* until(
+            Effect.promise(() =>
+              Promise.all(cluster.nodes.filter((_, n) => n !== victim).map((node) =>
+                admin(async (client) => Number((await client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Array<unknown>)[1]), node.url)
+              ))
+            ),
+            (counts) => counts.some((n) => n > 0),
+            "the store subscribes to cancels on another node"
+          )
+          // past the look at cancels its resubscription makes (1 s after the loss): only the new
+          // subscription can tell of this cancel before the next heartbeat (a pause, not a wait for an event)
+          yield* Effect.sleep("1500 millis")
           assert.strictEqual(yield* producer.cancel(running.id), "requested")
           yield* Deferred.await(interrupted).pipe(Effect.timeout("8 seconds"))
         }).pipe(Effect.provide(consumerStore), Effect.scoped, Effect.timeout("40 seconds"))

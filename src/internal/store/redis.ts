@@ -459,7 +459,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       }
     }).pipe(
       Effect.scoped,
-      Effect.catch(() => Effect.sleep(1000)),
+      // subscribed again (on a Cluster, through another node if its node is down): a cancel published
+      // in between was not heard, so the heartbeats look for cancels at once
+      Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(() => cancels.notify())))),
       Effect.forever,
       Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()),
       Effect.forkScoped

@@ -10,10 +10,10 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import { Deferred, Effect, Exit } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
-import { createCluster } from "redis"
+import { createClient, createCluster } from "redis"
 
 /** What this module uses of a cluster client. */
 interface Cluster {
@@ -84,6 +84,14 @@ export const make = (
     const connected = { value: false }
     const cluster = yield* open((retries, cause) => connected.value ? options.reconnect(retries, cause) : cause)
     connected.value = true
+    /** The url's node and every master known now, as URLs (the url's scheme and credentials kept). */
+    const nodeUrls = () =>
+      [...new Set([options.url, ...cluster.masters.map(({ host, port }) => {
+        const url = new URL(options.url)
+        url.hostname = host.includes(":") ? `[${host}]` : host
+        url.port = String(port)
+        return url.toString()
+      })])]
     return yield* Redis.make({
       send: sendWith(cluster as unknown as Cluster),
       pool: { maxConnections: options.maxReserved },
@@ -93,12 +101,7 @@ export const make = (
           // dropped while that node is down was never made again (its queue's idle consumers fell back
           // to a claim a second), whatever node its queue is on. The url's other parts (its scheme,
           // credentials) stay
-          const rootNodes = [...new Set([options.url, ...cluster.masters.map(({ host, port }) => {
-            const url = new URL(options.url)
-            url.hostname = host.includes(":") ? `[${host}]` : host
-            url.port = String(port)
-            return url.toString()
-          })])].map((url) => ({ url }))
+          const rootNodes = nodeUrls().map((url) => ({ url }))
           const own = cluster.duplicate({
             rootNodes,
             defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } }
@@ -109,14 +112,54 @@ export const make = (
         },
         catch: (cause) => new Redis.RedisError({ cause })
       }).pipe(Effect.map((own) => ({ send: sendWith(own as unknown as Cluster), close: Effect.sync(() => own.destroy()) }))),
+      // a client of one node of its own, not the cluster client's subscription: that one resubscribed
+      // on its node only, so while that node was down no cancel was heard (a PUBLISH reaches every
+      // node of a Cluster: any node will do). This one fails when its connection ends; the caller
+      // subscribes again, through the next node that answers
       subscribe: (channel, onMessage) =>
-        Effect.map(
-          Effect.tryPromise({
-            try: () => cluster.subscribe(channel, (message, channel) => onMessage({ channel, message })),
-            catch: (cause) => new Redis.RedisError({ cause })
-          }),
-          // the cluster client re-subscribes after a reconnect: this subscription ends with the scope
-          () => Effect.never
-        )
+        Effect.gen(function*() {
+          const ended = yield* Deferred.make<void, Redis.RedisError>()
+          const candidates = nodeUrls()
+          const start = Math.floor(Math.random() * candidates.length)
+          yield* Effect.acquireRelease(
+            Effect.tryPromise({
+              try: async () => {
+                let last: unknown
+                for (let i = 0; i < candidates.length; i++) {
+                  const client = createClient({
+                    url: candidates[(start + i) % candidates.length]!,
+                    RESP: 2,
+                    name: options.name,
+                    disableOfflineQueue: true,
+                    commandOptions: options.commandOptions,
+                    socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
+                  })
+                  const fail = (cause: unknown) => Deferred.doneUnsafe(ended, Exit.fail(new Redis.RedisError({ cause })))
+                  client.on("error", fail)
+                  client.on("end", () => fail(new Error("the connection of the subscription ended")))
+                  try {
+                    await client.connect()
+                    await client.subscribe(channel, (message, channel) => onMessage({ channel, message }))
+                    return client
+                  } catch (cause) {
+                    last = cause
+                    client.removeAllListeners("end")
+                    client.removeAllListeners("error")
+                    client.on("error", () => {})
+                    client.destroy()
+                  }
+                }
+                throw last
+              },
+              catch: (cause) => new Redis.RedisError({ cause })
+            }),
+            (client) =>
+              Effect.sync(() => {
+                client.removeAllListeners("end")
+                client.destroy()
+              })
+          )
+          return Deferred.await(ended)
+        })
     })
   })
