@@ -331,5 +331,55 @@ else {
           yield* Deferred.await(interrupted).pipe(Effect.timeout("8 seconds"))
         }).pipe(Effect.provide(consumerStore), Effect.scoped, Effect.timeout("40 seconds"))
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // BUG (not fixed here): a queue's slot moved while the store writes to it splits the queue's keys
+    // between two nodes. Every script declares one key (`KEYS[1]`, the queue's meta hash, which only
+    // a `configure` writes) and builds the others itself, so Redis's guard for keys of a migrating
+    // slot (ASK for a missing key, TRYAGAIN for a command whose keys are split) sees only that one:
+    // with it missing on the source (as for most queues), every script goes by ASK to the target
+    // and runs on whatever part of the queue is there. Here: the enqueue writes a second `seq`,
+    // `all`, `tasks`, `prio` and marker on the target (its seq starts again at 1; the source's
+    // copies hold the first job: the reshard's MIGRATE then fails with BUSYKEY, or with REPLACE
+    // drops one side); the claim pops both jobs from the ready set (moved), finds the first's hash
+    // missing (still on the source) and fails mid-script (a Lua error rolls nothing back): the ready
+    // set is gone, both jobs are queued in no set, never claimed. Move a queue's slot only while
+    // nothing writes to it; a fix would declare every key a script touches (the job hashes too).
+    it.live.fails("a queue's slot half migrated (MIGRATING/IMPORTING, its ready set moved, the rest not): an enqueue and a claim fail typed (TRYAGAIN) or run on one node's whole queue; no key ends on both nodes and no queued job leaves its ready set unclaimed", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const [queue] = yield* queuePerNode(cluster, prefix)
+        const store = yield* storeOn(cluster, prefix)
+        yield* store.enqueue(job(queue!, 1))
+        const meta = `{${prefix}:${queue}}:meta`
+        const nodes = cluster.nodes.map((node) => node.url)
+        const ids = yield* Effect.promise(() => Promise.all(nodes.map((on) => admin((client) => client.sendCommand(["CLUSTER", "MYID"]) as Promise<string>, on))))
+        const slot = String(yield* Effect.promise(() => admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", meta]), nodes[0]!)))
+        const [host, port] = nodes[1]!.replace("redis://", "").split(":")
+        const keysIn = (on: string) =>
+          Effect.promise(() => admin((client) => client.sendCommand(["CLUSTER", "GETKEYSINSLOT", slot, "1000"]) as Promise<Array<string>>, on))
+        const ready = (yield* keysIn(nodes[0]!)).filter((key) => key.includes(":ready:"))
+        assert.strictEqual(ready.length, 1)
+        // the slot moving from node 0 to node 1, its ready set moved first
+        yield* Effect.promise(async () => {
+          await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", slot, "IMPORTING", ids[0]!]), nodes[1]!)
+          await admin(async (client) => {
+            await client.sendCommand(["CLUSTER", "SETSLOT", slot, "MIGRATING", ids[1]!])
+            await client.sendCommand(["MIGRATE", host!, port!, "", "0", "5000", "KEYS", ...ready])
+          }, nodes[0]!)
+        })
+        yield* Effect.exit(store.enqueue(job(queue!, 2)))
+        yield* Effect.exit(store.claim({ queues: [queue!], tasks: ["Echo"], limit: 10, lease: 60_000 }))
+        const onSource = yield* keysIn(nodes[0]!)
+        const onTarget = yield* keysIn(nodes[1]!)
+        assert.deepStrictEqual(onSource.filter((key) => onTarget.includes(key)), [], "no key on both nodes")
+        const readyMembers = yield* Effect.promise(() =>
+          Promise.all([nodes[0]!, nodes[1]!].map((on) => admin(async (client) => Number(await client.sendCommand(["ZCARD", ready[0]!])), on)))
+        )
+        const running = yield* Effect.promise(() =>
+          Promise.all([nodes[0]!, nodes[1]!].map((on) => admin(async (client) => Number(await client.sendCommand(["ZCARD", `{${prefix}:${queue}}:running`])), on)))
+        )
+        assert.strictEqual(readyMembers[0]! + readyMembers[1]! + running[0]! + running[1]!, 2, "both jobs are ready or running")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
