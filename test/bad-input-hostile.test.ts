@@ -22,18 +22,13 @@ import * as PostgresStore from "../src/internal/store/postgres.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as SqliteStore from "../src/internal/store/sqlite.ts"
 import * as Pg from "./durable/postgres.ts"
-import * as Rd from "./durable/redis.ts"
+import { storeLayers } from "./durable/stores.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-bad-input-hostile-"))
 let files = 0
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
-  ["memory", () => JobStore.memory()],
-  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `f${files++}.db`) })]
-]
-if (Pg.enabled) stores.push(["Postgres", () => Pg.testLayer()])
-if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+const stores = storeLayers(() => path.join(dir, `f${files++}.db`))
 
 const Echo = Task.make("Echo", { payload: Schema.Number, success: Schema.Number })
 

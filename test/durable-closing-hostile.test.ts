@@ -26,18 +26,12 @@ import { closeWithin, sqliteLockHolder, warnings } from "./helpers.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 import * as pgServer from "./durable/pgserver.ts"
+import { storeLayers } from "./durable/stores.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-closing-"))
 let files = 0
 
-const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
-  ["memory", () => JobStore.memory()],
-  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `s${files++}.db`) })]
-]
-if (Pg.enabled) {
-  stores.push(["Postgres", () => Pg.testLayer()])
-}
-if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+const stores = storeLayers(() => path.join(dir, `s${files++}.db`))
 
 /** What an effect on a closed store ended with: a typed failure's tag, "interrupted", "defect", or "success". */
 const outcome = (exit: Exit.Exit<unknown, unknown>): string => {

@@ -20,20 +20,14 @@ import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Odd } from "./fixtures/durable-thread-tasks.ts"
-import * as Pg from "./durable/postgres.ts"
-import * as Rd from "./durable/redis.ts"
 import { warnings } from "./helpers.ts"
+import { storeLayers } from "./durable/stores.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-json-hostile-"))
 let files = 0
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
-  ["memory", () => JobStore.memory()],
-  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `f${files++}.db`) })]
-]
-if (Pg.enabled) stores.push(["Postgres", () => Pg.testLayer()])
-if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+const stores = storeLayers(() => path.join(dir, `f${files++}.db`))
 
 /** A number whose encode throws (a transformation with a bug in its encode direction). */
 const EncodeThrows = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
