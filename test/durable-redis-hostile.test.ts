@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Effect, Fiber, Layer, Redacted, Schema } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -28,6 +28,7 @@ import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
 import * as Scripts from "../src/internal/store/redisScripts.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { createHash } from "node:crypto"
+import { readFileSync } from "node:fs"
 
 /**
  * One seeded sequence of operations applied step by step to the memory store (the reference) and
@@ -813,6 +814,76 @@ else {
         assert.isTrue(yield* store.settle(again.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
         const counts = yield* store.counts(queue)
         assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [2, 0, 0])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+
+  /**
+   * Bytes the server on `port` has received and not read yet (its connections' receive queues, from
+   * /proc/net/tcp): a frozen (SIGSTOP) server's > 0 once a command was sent to it.
+   */
+  const unread = (port: number) =>
+    Effect.sync(() => {
+      const hex = port.toString(16).toUpperCase().padStart(4, "0")
+      return ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((file) => {
+        try {
+          return readFileSync(file, "utf8").split("\n").slice(1)
+        } catch {
+          return []
+        }
+      }).map((line) => line.trim().split(/\s+/)).filter((f) => f.length > 4 && f[1]!.endsWith(`:${hex}`) && f[3] === "01")
+        .reduce((sum, f) => sum + parseInt(f[4]!.split(":")[1]!, 16), 0)
+    })
+
+  describe("the Redis store's bounded claim of several queues (CLAIM_BOUND), hostile", () => {
+    const job = (queue: string, n: number, maxAttempts = 1) => ({
+      queue,
+      task: "Echo",
+      payload: JSON.stringify({ n }),
+      priority: 0,
+      dedupKey: null,
+      maxAttempts,
+      timeout: 0,
+      delay: 0,
+      runAt: undefined
+    })
+
+    // A claim in flight when its store closes ends as its client's commands do: with a StoreError (the
+    // client closed), or with what it took. e11a106 runs each queue's script of a claim of several
+    // queues in a fiber forked into the store's scope, which the scope's close interrupts first (its
+    // finalizer is the newest): the claim ended as an interruption its caller (uninterruptible, in a
+    // consumer) never asked for, and a queue's fiber forked once the close has begun never starts
+    it.live("a claim of several queues in flight when the store's scope starts to close ends with a StoreError or what it took, not an interruption, and leaves no job running for nobody", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const port = Number(server.url.split(":").at(-1))
+        const prefix = freshPrefix()
+        const scope = yield* Scope.make()
+        const store = Context.get(yield* Layer.buildWithScope(RedisJobStore.layer({ url: server.url, prefix }), scope), JobStore.JobStore)
+        const a = yield* store.enqueue(job("a", 1))
+        yield* store.enqueue(job("b", 2))
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        const claiming = yield* Effect.forkDetach(
+          Effect.uninterruptible(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 1, lease: 60_000 }))
+        )
+        // the claim of queue a has reached the frozen server
+        yield* until(unread(port), (n) => n > 0, "the claim is sent")
+        const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+        // its close has begun (the store's closed flag is set by a finalizer that runs after those of the
+        // fibers forked into its scope later)
+        yield* until(store.closed, (closed) => closed, "the store's close has begun")
+        server.signal("SIGCONT")
+        const claimed = yield* Fiber.await(claiming)
+        yield* Fiber.await(closing)
+        const running = yield* Effect.promise(() => admin((client) => client.sendCommand(["ZCARD", `{${prefix}:a}:running`]), server.url))
+        if (Exit.isSuccess(claimed)) {
+          assert.deepStrictEqual(claimed.value.claims.map((claim) => claim.job.id), [a.id])
+        } else {
+          // a store's error (its client closed), as a claim of one queue: not an interruption its caller never asked for
+          assert.isFalse(Cause.hasInterruptsOnly(claimed.cause), `the claim ends interrupted: ${Cause.pretty(claimed.cause)}`)
+          assert.instanceOf(Cause.squash(claimed.cause), StoreError)
+          assert.strictEqual(running, 0, "a's job is not left running for nobody")
+        }
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
