@@ -763,7 +763,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       late: () => void
     ): Effect.Effect<A, E | Error> =>
       Effect.gen(function*() {
-        const fiber = yield* Effect.forkIn(claim, scope)
+        // detached, not forked into the store's scope: its close interrupts the newest fibers first, and
+        // a claim in flight then ended as an interruption its caller (uninterruptible, in a consumer)
+        // never asked for, and one forked once the close had begun never started; detached, it ends as
+        // its client's commands do (with its answer, or a StoreError once the client is closed)
+        const fiber = yield* Effect.forkDetach(claim)
         const answer = yield* Effect.timeoutOption(Fiber.join(fiber), CLAIM_BOUND)
         if (answer._tag === "Some") return answer.value
         late()
