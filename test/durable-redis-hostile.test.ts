@@ -885,5 +885,35 @@ else {
           assert.strictEqual(running, 0, "a's job is not left running for nobody")
         }
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // one server: every queue's script waits behind a slow one (CLIENT PAUSE here, as a long script from
+    // another client, or DEBUG SLEEP): the bound applies on one node too, and what the late claim took
+    // and carried ends exactly once
+    it.live("one server paused 3 s (CLIENT PAUSE) under a claim of two queues carrying a settle: the claim returns the second queue's job, the first queue's late answer writes the carried settle once (its caller learns it) and gives back the job it took, which is claimed again with its attempt not counted", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+        const done = yield* store.enqueue(job("a", 0))
+        const held = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.deepStrictEqual(held.claims.map((claim) => claim.job.id), [done.id])
+        const a = yield* store.enqueue(job("a", 1))
+        const b = yield* store.enqueue(job("b", 2))
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "3000", "ALL"]), server.url))
+        const started = Date.now()
+        // queued in this tick: the claim of queue a carries it (or the writer, started next tick, writes it)
+        const settling = yield* Effect.forkDetach(store.settle(held.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        const claimed = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [b.id])
+        assert.isAtLeast(Date.now() - started, RedisStore.CLAIM_BOUND - 50)
+        assert.isTrue(yield* Fiber.join(settling), "the carried settle is written, and its caller told")
+        yield* until(Effect.orDie(store.counts("a")), (counts) => counts.waiting === 1 && counts.running === 0, "the late claim's job is given back")
+        const again = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(again.claims.map((claim) => [claim.job.id, claim.job.attempts]), [[a.id, 1]])
+        const counts = yield* store.counts("a")
+        assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [1, 0, 1])
+        // the done job's settle was written once: a second one is refused
+        assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
