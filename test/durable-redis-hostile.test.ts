@@ -875,7 +875,7 @@ else {
         server.signal("SIGCONT")
         const claimed = yield* Fiber.await(claiming)
         yield* Fiber.await(closing)
-        const running = yield* Effect.promise(() => admin((client) => client.sendCommand(["ZCARD", `{${prefix}:a}:running`]), server.url))
+        const running = Number(yield* Effect.promise(() => admin((client) => client.sendCommand(["ZCARD", `{${prefix}:a}:running`]), server.url)))
         if (Exit.isSuccess(claimed)) {
           assert.deepStrictEqual(claimed.value.claims.map((claim) => claim.job.id), [a.id])
         } else {
