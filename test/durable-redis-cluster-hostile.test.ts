@@ -4,7 +4,7 @@
  * frozen (SIGSTOP), slots moved. Each test starts a Cluster of its own (private servers).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, Ref, Schedule } from "effect"
+import { Context, Deferred, Effect, Layer, Queue, Ref, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -13,6 +13,7 @@ import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { admin, clusterLayer, freshPrefix, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import * as RedisCluster from "../src/internal/store/redisCluster.ts"
 
 const binary = redisServer.binary()
 
@@ -380,6 +381,34 @@ else {
           Promise.all([nodes[0]!, nodes[1]!].map((on) => admin(async (client) => Number(await client.sendCommand(["ZCARD", `{${prefix}:${queue}}:running`])), on)))
         )
         assert.strictEqual(readyMembers[0]! + readyMembers[1]! + running[0]! + running[1]!, 2, "both jobs are ready or running")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // The cancel subscription tries the known nodes in turn from a random one (2df18d3), each client with
+    // its "error" listener (which ends the subscription) set before its connect: a node down tried
+    // first fired it (a refused connect emits "error"), so the subscription made on the next node
+    // ended at once, and was made again a second later, from a random node again
+    it.live("the cancel subscription tried first on a node that is down: it is made on the next node and stays (it hears a PUBLISH), not ended at once by the failed connect", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const redis = yield* RedisCluster.make({
+          url: cluster.url,
+          name: "effect-workpool:h44",
+          connectTimeout: 2000,
+          reconnect: () => 500,
+          commandOptions: { timeout: 0 },
+          maxReserved: 4
+        })
+        // the url's node: the first candidate, and the one tried first (random() = 0)
+        assert.strictEqual(cluster.nodes[0]!.url, cluster.url)
+        yield* Effect.promise(() => cluster.nodes[0]!.kill())
+        const random = Math.random
+        Math.random = () => 0
+        const messages = yield* redis.subscribe("h44").pipe(Effect.ensuring(Effect.sync(() => {
+          Math.random = random
+        })))
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["PUBLISH", "h44", "hello"]), cluster.nodes[1]!.url))
+        const heard = yield* Effect.exit(Queue.take(messages).pipe(Effect.timeout("10 seconds")))
+        assert.strictEqual(heard._tag, "Success", `the subscription ended: ${JSON.stringify(heard)}`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // BUG (not fixed here): a queue's keys are `{<prefix>:<queue>}:<suffix>`, and a task's ready set's
