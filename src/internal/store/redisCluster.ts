@@ -135,19 +135,23 @@ export const make = (
                     socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
                   })
                   const fail = (cause: unknown) => Deferred.doneUnsafe(ended, Exit.fail(new Redis.RedisError({ cause })))
-                  client.on("error", fail)
-                  client.on("end", () => fail(new Error("the connection of the subscription ended")))
+                  // while it connects, an error is this node's only (a refused connect emits one): the
+                  // subscription's end is listened for once it is made (before, a node down tried first
+                  // ended the subscription made on the next one at once)
+                  client.on("error", () => {})
                   try {
                     await client.connect()
                     await client.subscribe(channel, (message, channel) => onMessage({ channel, message }))
-                    return client
                   } catch (cause) {
                     last = cause
-                    client.removeAllListeners("end")
-                    client.removeAllListeners("error")
-                    client.on("error", () => {})
                     client.destroy()
+                    continue
                   }
+                  client.on("error", fail)
+                  client.on("end", () => fail(new Error("the connection of the subscription ended")))
+                  // its connection ended before the listeners were set
+                  if (!client.isOpen) fail(new Error("the connection of the subscription ended"))
+                  return client
                 }
                 throw last
               },
