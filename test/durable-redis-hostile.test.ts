@@ -915,5 +915,32 @@ else {
         // the done job's settle was written once: a second one is refused
         assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a consumer of three queues on one server paused twice past the bound (CLIENT PAUSE 2.5 s) while it drains: every job runs once and succeeds (maxAttempts 1: a job left running for nobody would die unrun)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const queues = ["a", "b", "c"]
+        const runs = new Map<number, number>()
+        const layer = RedisJobStore.layer({ url: server.url, prefix })
+        yield* Effect.gen(function*() {
+          const jobs = yield* Effect.forEach(Array.from({ length: 90 }, (_, n) => n), (n) =>
+            JobQueue.enqueue(Echo, { n }, { queue: queues[n % 3]!, maxAttempts: 1 }))
+          yield* JobQueue.consume({
+            queues,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.sync(() => runs.set(n, (runs.get(n) ?? 0) + 1)).pipe(Effect.andThen(Effect.sleep("20 millis")), Effect.as(n)))],
+            concurrency: 4
+          })
+          for (let pause = 0; pause < 2; pause++) {
+            yield* until(Effect.sync(() => runs.size), (n) => n >= 15 + pause * 30, "jobs run before the pause")
+            yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "2500", "ALL"]), server.url))
+          }
+          const results = yield* Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id)).pipe(Effect.timeout("40 seconds"))
+          assert.deepStrictEqual(results, jobs.map((_, n) => n))
+        }).pipe(Effect.scoped, Effect.provide(layer))
+        assert.deepStrictEqual([...runs.entries()].filter(([, count]) => count !== 1), [])
+        assert.strictEqual(runs.size, 90)
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }
