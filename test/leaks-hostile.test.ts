@@ -1,0 +1,75 @@
+/**
+ * Hostile tests of what a long-lived process accumulates: durable consumers polling for weeks, stores
+ * reconnecting after server restarts, pools and consumers made and closed per request. Each asserts on
+ * counts (timers, sockets, server connections, metric series) or on bytes per operation with a
+ * generous bound, never on an exact heap size.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Metric, Schedule, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import { createClient } from "redis"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Memory from "../src/internal/store/memory.ts"
+import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
+import * as RedisServer from "./durable/redisserver.ts"
+import { settle } from "./helpers.ts"
+
+setFlagsFromString("--expose-gc")
+const gc: () => void = runInNewContext("gc")
+/** The heap in use after full collections. */
+const heap = () => {
+  for (let i = 0; i < 4; i++) gc()
+  return process.memoryUsage().heapUsed
+}
+/** The process's active handles and requests of each kind (timers, sockets, ...). */
+const resources = () => {
+  const counts: Record<string, number> = {}
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1
+  return counts
+}
+/** Collects MaxListenersExceededWarning (and any other process warning) for the test's duration. */
+const processWarnings = Effect.acquireRelease(
+  Effect.sync(() => {
+    const seen: Array<string> = []
+    const onWarning = (warning: Error) => void seen.push(`${warning.name}: ${warning.message}`)
+    process.on("warning", onWarning)
+    return { seen, onWarning }
+  }),
+  ({ onWarning }) => Effect.sync(() => void process.off("warning", onWarning))
+)
+
+const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+const echo = Task.handle(Echo, ({ n }) => Effect.succeed(n))
+
+/** The memory store, counting its claims. */
+let claims = 0
+const countingMemory = Layer.effect(
+  JobStore.JobStore,
+  Effect.map(Memory.make, (store) => ({ ...store, claim: (request: Parameters<typeof store.claim>[0]) => Effect.suspend(() => (claims++, store.claim(request))) }))
+)
+
+describe("an idle consumer polling for a long time", () => {
+  it.effect("100,000 polls (a day at 1 s) under TestClock leave the heap and the timers where a few polls left them", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.consume({ handlers: [echo], concurrency: 4, poll: "1 second" })
+      yield* settle
+      for (let i = 0; i < 100; i++) yield* TestClock.adjust(1000)
+      const before = heap()
+      const timers = resources()["Timeout"] ?? 0
+      for (let i = 0; i < 100_000; i++) {
+        yield* TestClock.adjust(1000)
+      }
+      const after = heap()
+      // a job still runs after a day of polls
+      const job = yield* JobQueue.enqueue(Echo, { n: 5 })
+      assert.strictEqual(yield* job.await, 5)
+      assert.isAtLeast(claims, 100_000, "a claim per poll")
+      assert.isBelow((after - before) / 100_000, 20, `bytes per poll (${before} -> ${after})`)
+      assert.isAtMost(resources()["Timeout"] ?? 0, timers + 2, "no timer left per poll")
+    }).pipe(Effect.scoped, Effect.provide(countingMemory)), { timeout: 60_000 })
+})
