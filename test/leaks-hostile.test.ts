@@ -5,7 +5,7 @@
  * generous bound, never on an exact heap size.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Metric, Schedule, Schema } from "effect"
+import { Effect, Layer, Metric, References, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -95,3 +95,58 @@ const idlePolls = (polls: number) =>
       assert.isAtMost(resources()["Timeout"] ?? 0, timers + 2, "no timer left per poll")
       assert.isAtMost(resources()["FSEventWrap"] ?? 0, Math.max(watches, 1), "no file watch left per poll")
     }).pipe(Effect.scoped)
+
+/** The connections a Redis server has, but the one asking (CLIENT LIST). */
+const redisClients = (url: string) =>
+  Effect.promise(async () => {
+    const client = createClient({ url, RESP: 2 })
+    client.on("error", () => {})
+    await client.connect()
+    try {
+      const list = (await client.sendCommand(["CLIENT", "LIST"])) as string
+      return list.trim().split("\n").length - 1
+    } finally {
+      client.destroy()
+    }
+  })
+
+describe.runIf(RedisServer.binary() !== undefined)("a Redis store through its server's restarts", () => {
+  // each restart drops the store's connections (commands, the marker watch's blocking BZPOPMIN, the
+  // cancel subscription): a client, a listener or a timer kept per reconnect would pile up here
+  it.live("20 restarts (SIGKILL) of its own server: a job runs after each; the store's connections, the process's sockets and timers stay as many as before, no MaxListenersExceededWarning, none left after close", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => RedisServer.startServer(RedisServer.binary()!)),
+        (s) => Effect.promise(s.destroy)
+      )
+      const warned = yield* processWarnings
+      const layer = RedisJobStore.layer({ url: server.url, prefix: "leaks" })
+      const counts = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [echo], concurrency: 4, poll: "100 millis", lease: "3 seconds" })
+        const one = (n: number) =>
+          Effect.gen(function*() {
+            const job = yield* JobQueue.enqueue(Echo, { n })
+            return yield* job.await
+          }).pipe(Effect.retry({ schedule: Schedule.spaced(100), times: 300 }))
+        assert.strictEqual(yield* one(0), 0)
+        // the store's connections once settled: those of a running consumer, idle
+        const settled = Effect.gen(function*() {
+          yield* Effect.sleep(300)
+          return { clients: yield* redisClients(server.url), sockets: resources()["TCPSocketWrap"] ?? 0, timers: resources()["Timeout"] ?? 0 }
+        })
+        const before = yield* settled
+        for (let i = 1; i <= 20; i++) {
+          yield* Effect.promise(() => server.kill())
+          yield* Effect.promise(() => server.start())
+          assert.strictEqual(yield* one(i), i)
+        }
+        const after = yield* settled
+        return { before, after }
+      }).pipe(Effect.scoped, Effect.provide(layer), Effect.provideService(References.MinimumLogLevel, "Error"))
+      assert.isAtMost(counts.after.clients, counts.before.clients, JSON.stringify(counts))
+      assert.isAtMost(counts.after.sockets, counts.before.sockets + 1, JSON.stringify(counts))
+      assert.isAtMost(counts.after.timers, counts.before.timers + 4, JSON.stringify(counts))
+      assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
+      assert.strictEqual(yield* redisClients(server.url), 0, "the store's connections closed with it")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
