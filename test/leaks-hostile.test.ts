@@ -5,8 +5,10 @@
  * generous bound, never on an exact heap size.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Metric, References, Schedule, Schema } from "effect"
+import { Effect, Layer, Redacted, References, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
+import { PgClient } from "@effect/sql-pg"
+import * as Reactivity from "effect/reactivity/Reactivity"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,12 +18,14 @@ import { createClient } from "redis"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Memory from "../src/internal/store/memory.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
 import * as RedisServer from "./durable/redisserver.ts"
+import * as PgServer from "./durable/pgserver.ts"
 import { settle } from "./helpers.ts"
 
 setFlagsFromString("--expose-gc")
@@ -148,5 +152,60 @@ describe.runIf(RedisServer.binary() !== undefined)("a Redis store through its se
       assert.isAtMost(counts.after.timers, counts.before.timers + 4, JSON.stringify(counts))
       assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
       assert.strictEqual(yield* redisClients(server.url), 0, "the store's connections closed with it")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+/** The client sessions a Postgres server has, but the one asking, and how many of them last ran a LISTEN. */
+const pgSessions = (url: string) =>
+  Effect.promise(() =>
+    Effect.runPromise(
+      Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(url), maxConnections: 1 }), (sql) =>
+        sql<{ n: number; listening: number }>`SELECT count(*)::int AS n,
+          (count(*) FILTER (WHERE query LIKE 'LISTEN%'))::int AS listening FROM pg_stat_activity
+          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)).pipe(
+        Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+      )
+    )
+  ).pipe(Effect.map((rows) => rows[0]!))
+
+describe.runIf(PgServer.binaries() !== undefined)("a Postgres store through its server's restarts", () => {
+  // each restart ends the pool's connections and the listener's session (LISTEN): a session, a
+  // socket or a timer kept per reconnect would pile up here
+  it.live("20 restarts of its own server: a job runs after each; the server's sessions (one listener among them), the process's sockets and timers stay as many as before, no MaxListenersExceededWarning, none left after close", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => PgServer.startServer(PgServer.binaries()!)),
+        (s) => Effect.promise(s.destroy)
+      )
+      const warned = yield* processWarnings
+      const layer = PgJobStore.layer({ url: server.url, schema: "leaks" })
+      const counts = yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [echo], concurrency: 4, poll: "100 millis", lease: "3 seconds" })
+        const one = (n: number) =>
+          Effect.gen(function*() {
+            const job = yield* JobQueue.enqueue(Echo, { n })
+            return yield* job.await
+          }).pipe(Effect.retry({ schedule: Schedule.spaced(100), times: 300 }))
+        assert.strictEqual(yield* one(0), 0)
+        // once the listener is back (it starts over 1 s after its session is lost)
+        const settled = Effect.gen(function*() {
+          yield* Effect.sleep(1500)
+          return { ...(yield* pgSessions(server.url)), sockets: resources()["TCPSocketWrap"] ?? 0, timers: resources()["Timeout"] ?? 0 }
+        })
+        const before = yield* settled
+        for (let i = 1; i <= 20; i++) {
+          yield* Effect.promise(() => server.stop())
+          yield* Effect.promise(() => server.start())
+          assert.strictEqual(yield* one(i), i)
+        }
+        const after = yield* settled
+        return { before, after }
+      }).pipe(Effect.scoped, Effect.provide(layer), Effect.provideService(References.MinimumLogLevel, "Error"))
+      assert.isAtMost(counts.after.n, counts.before.n, JSON.stringify(counts))
+      assert.strictEqual(counts.after.listening, 1, JSON.stringify(counts))
+      assert.isAtMost(counts.after.sockets, counts.before.sockets + 1, JSON.stringify(counts))
+      assert.isAtMost(counts.after.timers, counts.before.timers + 4, JSON.stringify(counts))
+      assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
+      assert.strictEqual((yield* pgSessions(server.url)).n, 0, "the store's sessions closed with it")
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
