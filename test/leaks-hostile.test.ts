@@ -24,6 +24,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Memory from "../src/internal/store/memory.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
+import * as Rd from "./durable/redis.ts"
 import * as RedisServer from "./durable/redisserver.ts"
 import * as PgServer from "./durable/pgserver.ts"
 import { settle } from "./helpers.ts"
@@ -208,4 +209,50 @@ describe.runIf(PgServer.binaries() !== undefined)("a Postgres store through its 
       assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
       assert.strictEqual((yield* pgSessions(server.url)).n, 0, "the store's sessions closed with it")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+/** The connections of a Redis store of `prefix` on the shared test server (its clients' name). */
+const storeClients = (prefix: string) =>
+  Effect.promise(() =>
+    Rd.admin(async (client) => {
+      const list = (await client.sendCommand(["CLIENT", "LIST"])) as string
+      return list.split("\n").filter((line) => line.includes(`name=effect-workpool:${prefix} `)).length
+    })
+  )
+
+describe.runIf(Rd.enabled)("a Redis store whose consumers come and go on queues of their own", () => {
+  // BUG (fixed): each queue an idle consumer ever waited on kept its marker watch (a reserved
+  // connection, blocked in BZPOPMIN, and a 60 s timer while idle) for the store's life, after its last
+  // consumer had gone: a store serving a queue per tenant or per request held a server connection
+  // per queue ever consumed (Redis refuses clients past maxclients, 10,000 by default), where the
+  // Postgres store stops hearing a queue 1 s after its last consumer stops waiting
+  it.live("40 consumers of 40 queues made and closed one after the other: the store's connections come back to as many as one consumer's", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      const counts = yield* Effect.gen(function*() {
+        const round = (i: number) =>
+          Effect.gen(function*() {
+            const queue = `tenant-${i}`
+            yield* JobQueue.consume({ queues: [queue], handlers: [echo], concurrency: 1 })
+            const job = yield* JobQueue.enqueue(Echo, { n: i }, { queue })
+            assert.strictEqual(yield* job.await, i)
+            // until its consumer waits idle on the queue's marker (its watch's BZPOPMIN)
+            yield* Effect.promise(() => Rd.blocked(prefix, 1))
+          }).pipe(Effect.scoped)
+        yield* round(0)
+        const one = yield* storeClients(prefix)
+        for (let i = 1; i < 40; i++) yield* round(i)
+        const peak = yield* storeClients(prefix)
+        // a watch ends within a BZPOPMIN (5 s) and its linger of the queue's last consumer
+        let now = peak
+        for (let i = 0; i < 150 && now > one; i++) {
+          yield* Effect.sleep(100)
+          now = yield* storeClients(prefix)
+        }
+        return { one, peak, now, sockets: resources()["TCPSocketWrap"] ?? 0, timers: resources()["Timeout"] ?? 0 }
+      }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix })))
+      assert.isAtMost(counts.now, counts.one, JSON.stringify(counts))
+      assert.isBelow(counts.sockets, 20, JSON.stringify(counts))
+      assert.isBelow(counts.timers, 20, JSON.stringify(counts))
+    }), { timeout: 60_000 })
 })
