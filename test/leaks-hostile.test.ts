@@ -243,9 +243,9 @@ describe.runIf(Rd.enabled)("a Redis store whose consumers come and go on queues 
         const one = yield* storeClients(prefix)
         for (let i = 1; i < 40; i++) yield* round(i)
         const peak = yield* storeClients(prefix)
-        // a watch ends within a BZPOPMIN (5 s) and its linger of the queue's last consumer
+        // a watch ends within a BZPOPMIN (5 s) and a linger (5 s) after its queue's last consumer, its connection 1 s later
         let now = peak
-        for (let i = 0; i < 150 && now > one; i++) {
+        for (let i = 0; i < 250 && now > one; i++) {
           yield* Effect.sleep(100)
           now = yield* storeClients(prefix)
         }

@@ -392,13 +392,28 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     /** Puts a marker back; `held`: it is the one this store held (its entry in `B:held` goes). */
     const markDue = (queue: string, at: string, member = "1", held = false) =>
       run("markDue", queue, at, member, held ? tokens.random : "")
-    const watch = (queue: string) =>
+    /**
+     * A queue's watch, until no consumer here has waited on it for `WATCH_LINGER`: then it ends, its
+     * connection back, and the next wait starts another (`startWatching`). Answers whether it ended so.
+     */
+    const watchOnce = (queue: string) =>
       Effect.gen(function*() {
         const connection = yield* redis.reserve
         // at its first wait, and after each BZPOPMIN that timed out: markers lost with a killed process
         let look = true
         while (true) {
-          while (idleOn(queue) === 0) yield* idleChanged.wait(60_000)
+          if (idleOn(queue) === 0) {
+            const since = yield* Clock.currentTimeMillis
+            while (idleOn(queue) === 0) {
+              const left = WATCH_LINGER - ((yield* Clock.currentTimeMillis) - since)
+              // checked and dropped at once: a wait from now on starts a new watch
+              if (left <= 0) {
+                watched.delete(queue)
+                return true
+              }
+              yield* idleChanged.wait(left)
+            }
+          }
           // ready jobs no marker tells of (lost, or taken by a store that claims other tasks): this
           // store's idle consumers of the queue claim
           if (look) {
@@ -427,10 +442,19 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       }).pipe(
         Effect.scoped,
         // a lost connection: a fresh one, after a pause; the poll covers the gap
-        Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(() => signal.notify(queue))))),
-        Effect.forever,
+        Effect.catch(() => Effect.sleep(1000).pipe(Effect.andThen(Effect.sync(() => (signal.notify(queue), false))))),
         Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
       )
+    const watch = (queue: string) =>
+      Effect.gen(function*() {
+        while (!(yield* watchOnce(queue))) {}
+        // the delayed job's marker it held goes back to the others' watches (as at the store's close)
+        const at = dueMarkers.get(queue)
+        if (at !== undefined && !watched.has(queue)) {
+          dueMarkers.delete(queue)
+          yield* markDue(queue, String(at), "1", true).pipe(Effect.timeout(1000), Effect.ignore)
+        }
+      }).pipe(Effect.provideService(Clock.Clock, Clock.Clock.defaultValue()))
     const scope = yield* Effect.scope
     // a store that stops (its process shuts down) hands back the markers it took, due or not: the
     // other processes' idle consumers wake at those times, not a poll later (runs after the watches,
@@ -1050,6 +1074,17 @@ export const NO_COMMAND_TIMEOUT = { timeout: 0 } as const
  */
 export const WATCH_CONNECTIONS = Number.MAX_SAFE_INTEGER
 
+/**
+ * How long a queue's marker watch outlives the last wait of this store's consumers on it (ms, real
+ * time): then it ends and its connection goes back. Without an end, each queue ever waited on kept
+ * a connection for the store's life (a queue per tenant or per request: a connection per queue ever
+ * consumed). A busy consumer between waits keeps it: one claim rarely lasts this long.
+ */
+export const WATCH_LINGER = 5000
+
+/** How long an ended watch's connection stays open for the next one (the reserved pool's idle time to live). */
+export const WATCH_IDLE = "1 second"
+
 /** How long the client's close may wait for replies before it is destroyed (see `destroyLate`). */
 export const CLIENT_CLOSE_GRACE = 1000
 
@@ -1085,7 +1120,8 @@ export const open = (cfg: Config) =>
         connectTimeout: cfg.connectTimeout,
         reconnect: reconnect({ value: true }),
         commandOptions: NO_COMMAND_TIMEOUT,
-        maxReserved: WATCH_CONNECTIONS
+        maxReserved: WATCH_CONNECTIONS,
+        idleTimeout: WATCH_IDLE
       })
       : Layer.build(NodeRedis.layer({
         url: Redacted.value(cfg.url),
@@ -1093,6 +1129,7 @@ export const open = (cfg: Config) =>
         disableOfflineQueue: true,
         commandOptions: NO_COMMAND_TIMEOUT,
         maxConnections: WATCH_CONNECTIONS,
+        idleTimeout: WATCH_IDLE,
         socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
       })).pipe(
         Effect.tap((context) => destroyLate(Context.get(context, NodeRedis.NodeRedis).client)),

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { Deferred, Effect, Exit } from "effect"
+import { Deferred, type Duration, Effect, Exit } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
 import { createClient, createCluster } from "redis"
@@ -48,6 +48,8 @@ export const make = (
     readonly commandOptions: { readonly timeout: number }
     /** How many reserved clients (`Redis.reserve`) at most (see `WATCH_CONNECTIONS` in redis.ts). */
     readonly maxReserved: number
+    /** How long a reserved connection no one holds stays open. */
+    readonly idleTimeout?: Duration.Input | undefined
   }
 ): Effect.Effect<Redis.Redis["Service"], Redis.RedisError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -94,7 +96,7 @@ export const make = (
       })])]
     return yield* Redis.make({
       send: sendWith(cluster as unknown as Cluster),
-      pool: { maxConnections: options.maxReserved },
+      pool: { maxConnections: options.maxReserved, idleTimeout: options.idleTimeout },
       connect: Effect.tryPromise({
         try: async () => {
           // discovered from every master known now, the url's node too: from the url's alone, a watch
