@@ -1068,7 +1068,7 @@ export const NO_COMMAND_TIMEOUT = { timeout: 0 } as const
 
 /**
  * The reserved connections (`Redis.reserve`) are the marker watches: one per queue this store's
- * consumers claim from, each blocked in `BZPOPMIN` for as long as the store lives. Effect's default
+ * consumers wait on, each blocked in `BZPOPMIN` until `WATCH_LINGER` after their last wait. Effect's default
  * pool of 10 left the watch of an 11th queue waiting for a connection forever, and that queue's
  * idle consumers woke only at their poll.
  */
