@@ -148,7 +148,8 @@ describe.runIf(RedisServer.binary() !== undefined)("a Redis store through its se
         const after = yield* settled
         return { before, after }
       }).pipe(Effect.scoped, Effect.provide(layer), Effect.provideService(References.MinimumLogLevel, "Error"))
-      assert.isAtMost(counts.after.clients, counts.before.clients, JSON.stringify(counts))
+      // one kept per restart would be 20
+      assert.isAtMost(counts.after.clients, counts.before.clients + 1, JSON.stringify(counts))
       assert.isAtMost(counts.after.sockets, counts.before.sockets + 1, JSON.stringify(counts))
       assert.isAtMost(counts.after.timers, counts.before.timers + 4, JSON.stringify(counts))
       assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
@@ -188,9 +189,10 @@ describe.runIf(PgServer.binaries() !== undefined)("a Postgres store through its 
             return yield* job.await
           }).pipe(Effect.retry({ schedule: Schedule.spaced(100), times: 300 }))
         assert.strictEqual(yield* one(0), 0)
-        // once the listener is back (it starts over 1 s after its session is lost)
+        // once the listener is back (it starts over 1 s after its session is lost), and a moment more
         const settled = Effect.gen(function*() {
-          yield* Effect.sleep(1500)
+          for (let i = 0; i < 100 && (yield* pgSessions(server.url)).listening === 0; i++) yield* Effect.sleep(100)
+          yield* Effect.sleep(500)
           return { ...(yield* pgSessions(server.url)), sockets: resources()["TCPSocketWrap"] ?? 0, timers: resources()["Timeout"] ?? 0 }
         })
         const before = yield* settled
@@ -202,9 +204,10 @@ describe.runIf(PgServer.binaries() !== undefined)("a Postgres store through its 
         const after = yield* settled
         return { before, after }
       }).pipe(Effect.scoped, Effect.provide(layer), Effect.provideService(References.MinimumLogLevel, "Error"))
-      assert.isAtMost(counts.after.n, counts.before.n, JSON.stringify(counts))
+      // a pool's idle sessions vary by a few; one kept per restart would be 20
+      assert.isAtMost(counts.after.n, counts.before.n + 3, JSON.stringify(counts))
       assert.strictEqual(counts.after.listening, 1, JSON.stringify(counts))
-      assert.isAtMost(counts.after.sockets, counts.before.sockets + 1, JSON.stringify(counts))
+      assert.isAtMost(counts.after.sockets, counts.before.sockets + 3, JSON.stringify(counts))
       assert.isAtMost(counts.after.timers, counts.before.timers + 4, JSON.stringify(counts))
       assert.deepStrictEqual(warned.seen.filter((w) => w.includes("MaxListeners")), [])
       assert.strictEqual((yield* pgSessions(server.url)).n, 0, "the store's sessions closed with it")
