@@ -5,7 +5,7 @@
  * generous bound, never on an exact heap size.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, References, Schedule, Schema } from "effect"
+import { Effect, Layer, Metric, Redacted, References, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { PgClient } from "@effect/sql-pg"
 import * as Reactivity from "effect/reactivity/Reactivity"
@@ -66,6 +66,50 @@ const countingMemory = Layer.effect(JobStore.JobStore, Effect.map(Memory.make, c
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-leaks-hostile-"))
 let files = 0
 const sqliteFile = () => path.join(dir, `jobs-${++files}.db`)
+
+/** The pool series in the metric registry (`workpool_*`). */
+const poolSeries = Effect.map(Metric.snapshot, (all) => all.filter((m) => m.id.startsWith("workpool_")).length)
+
+describe("pools and consumers made and closed per request", () => {
+  it.effect("1,000 pools, each running a job, then closed: no metric series left, and the heap no larger by more than 1 KB a pool", () =>
+    Effect.gen(function*() {
+      const once = (i: number) =>
+        Effect.gen(function*() {
+          const pool = yield* WorkPool.make({ concurrency: 2, name: `request-${i}` })
+          assert.strictEqual(yield* pool.run(Effect.succeed(i)), i)
+          return yield* poolSeries
+        }).pipe(Effect.scoped)
+      for (let i = 0; i < 50; i++) yield* once(i)
+      const before = heap()
+      let open = 0
+      for (let i = 0; i < 1000; i++) open = yield* once(i)
+      const after = heap()
+      assert.isAbove(open, 0, "a pool's series are in the registry while it is open")
+      assert.strictEqual(yield* poolSeries, 0, "and go with it")
+      assert.isBelow((after - before) / 1000, 1024, `bytes per pool (${before} -> ${after})`)
+    }), { timeout: 60_000 })
+
+  it.effect("1,000 consumers on one memory store, each running a job, then closed: the heap no larger by more than 1 KB a consumer, no timer left", () =>
+    Effect.gen(function*() {
+      const once = (n: number) =>
+        Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [echo], concurrency: 2 })
+          const job = yield* JobQueue.enqueue(Echo, { n })
+          assert.strictEqual(yield* job.await, n)
+        }).pipe(Effect.scoped)
+      // the ended jobs (the store keeps them until purged): older than 0 once the TestClock moves
+      const purge = Effect.andThen(TestClock.adjust(1), JobQueue.purge({ olderThan: 0 }))
+      for (let i = 0; i < 50; i++) yield* once(i)
+      yield* purge
+      const before = heap()
+      const timers = resources()["Timeout"] ?? 0
+      for (let i = 0; i < 1000; i++) yield* once(i)
+      yield* purge
+      const after = heap()
+      assert.isBelow((after - before) / 1000, 1024, `bytes per consumer (${before} -> ${after})`)
+      assert.isAtMost(resources()["Timeout"] ?? 0, timers + 2, "no timer left per consumer")
+    }).pipe(Effect.provide(JobStore.memory())), { timeout: 60_000 })
+})
 
 describe("an idle consumer polling for a long time", () => {
   it.effect("100,000 polls (a day at 1 s) under TestClock leave the heap and the timers where a few polls left them", () =>
