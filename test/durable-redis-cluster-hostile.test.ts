@@ -4,7 +4,7 @@
  * frozen (SIGSTOP), slots moved. Each test starts a Cluster of its own (private servers).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, Queue, Ref, Schedule } from "effect"
+import { Context, Deferred, Effect, Layer, Logger, Queue, Ref, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -216,6 +216,51 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("20 seconds"))
         const counted = yield* Ref.get(runs)
         assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a consumer of two queues, one's master killed (SIGKILL), the other empty: its claims still answer (no backoff, no \"claiming durable jobs failed\"); a job another process enqueues on the healthy queue starts within a second (poll 1 hour), and the dead queue has a warning streak of its own, then a line once it answers again", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        const victim = (list + 1) % 3
+        const healthy = queues[(victim + 1) % 3]!
+        const producer = yield* storeOn(cluster, prefix)
+        const logged: Array<string> = []
+        const collector = Logger.make((options) => {
+          logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+        })
+        const started = new Map<number, number>()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            queues: [healthy, queues[victim]!],
+            handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => started.set(n, Date.now())).pipe(Effect.as(n)))],
+            concurrency: 2,
+            poll: "1 hour"
+          })
+          const warm = yield* producer.enqueue(job(healthy, 1))
+          yield* until(Effect.orDie(Effect.map(producer.get(warm.id), (row) => row?.state)), (state) => state === "succeeded", "the first job runs")
+          yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+          // past the failed claims' backoff reaching its 5 s cap (1 + 2 + 4 s), had they failed
+          yield* Effect.sleep("8 seconds")
+          const enqueued = Date.now()
+          const late = yield* producer.enqueue(job(healthy, 2))
+          yield* until(Effect.orDie(Effect.map(producer.get(late.id), (row) => row?.state)), (state) => state === "succeeded", "the healthy queue's job runs")
+          assert.isBelow(started.get(2)! - enqueued, 1000, "started within a second, not after a backoff")
+          assert.deepStrictEqual(logged.filter((line) => line.startsWith("effect-workpool: claiming durable jobs failed")), [])
+          const streak = logged.filter((line) => line.includes(`queue ${JSON.stringify(queues[victim]!)}`) && line.includes("failed"))
+          assert.isAbove(streak.length, 0, "the dead queue's failures are logged")
+          assert.strictEqual(streak[0]!.slice(streak[0]!.indexOf("(")), "(1 time in a row; its other queues are claimed from)")
+          yield* Effect.promise(() => cluster.nodes[victim]!.start())
+          const back = yield* producer.enqueue(job(queues[victim]!, 3)).pipe(Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") }))
+          yield* until(Effect.orDie(Effect.map(producer.get(back.id), (row) => row?.state)), (state) => state === "succeeded", "the queue back runs")
+          assert.isTrue(logged.some((line) => line.startsWith(`effect-workpool: claiming durable jobs of queue ${JSON.stringify(queues[victim]!)} works again, after`)))
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(Layer.merge(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true }), Logger.layer([collector]))),
+          Effect.timeout("50 seconds")
+        )
       }).pipe(Effect.scoped), { timeout: 90_000 })
 
     it.live("a claim of two queues, one's master frozen (SIGSTOP): it returns the other queue's job within its bound; the frozen queue is skipped while its claim is unanswered, and once the node resumes, the job that late claim took is given back (its attempt not counted) and claimed again", () =>
