@@ -32,6 +32,7 @@ import * as Monotonic from "../monotonic.ts"
 import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
+import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
@@ -112,31 +113,6 @@ const reaperBackoff = (policy: Retry.Policy, context: import("effect").Context.C
  */
 export const claimBackoff = (poll: number, failures: number): number =>
   Math.min(Math.min(Math.max(1, poll), 1000) * 2 ** Math.min(failures - 1, 30), 5000)
-
-/**
- * The failures in a row of one of a consumer's loops (`what`: "claiming durable jobs"), logged at
- * the 1st, 2nd, 4th, 8th, ... rather than at every try, and once it works again: an operator hears
- * of a store that keeps failing without a line per poll.
- */
-const failureStreak = (what: string) => {
-  let failures = 0
-  return {
-    count: () => failures,
-    /** One more failure; `next` says what follows it, given the count. */
-    failed: (cause: Cause.Cause<unknown>, next: (failures: number) => string): Effect.Effect<void> => {
-      failures++
-      return (failures & (failures - 1)) === 0
-        ? Effect.logWarning(`effect-workpool: ${what} failed (${failures} time${failures === 1 ? "" : "s"} in a row; ${next(failures)})`, cause)
-        : Effect.void
-    },
-    worked: Effect.suspend(() => {
-      if (failures === 0) return Effect.void
-      const after = failures
-      failures = 0
-      return Effect.logInfo(`effect-workpool: ${what} works again, after ${after} failure${after === 1 ? "" : "s"}`)
-    })
-  }
-}
 
 /**
  * After a failed claim, the least time before a change the store hears (a NOTIFY, its listener

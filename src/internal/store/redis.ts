@@ -30,12 +30,13 @@
  * @internal
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Clock, Context, Effect, Exit, Fiber, Layer, Queue, Redacted } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Queue, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
+import { failureStreak } from "../failureStreak.ts"
 import type {
   Claim,
   ClaimRequest,
@@ -703,16 +704,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let limitedFor = 0
           let dueIn: number | undefined
           // the first queue whose script failed (on a Cluster, its node is down): the others are
-          // claimed from all the same, and the claim fails only if it took nothing, since what it
-          // took from the queues before is held under tokens only its answer carries (a failed
-          // claim left those jobs running for nobody until their leases ended, each an attempt)
+          // claimed from all the same, and the claim fails only if no queue answered. What it took
+          // from the queues before is held under tokens only its answer carries (a failed claim
+          // left those jobs running for nobody until their leases ended, each an attempt), and a
+          // queue that answered with nothing is an idle wait for its consumer: failed, it backed
+          // off (up to 5 s) while jobs came to the queues that answer, and logged the store down
           let failed: { readonly error: unknown } | undefined
+          // the queues that failed, logged in streaks of their own if the claim does not fail
+          let failedQueues: Array<readonly [string, unknown]> | undefined
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
             // a claim of this queue still unanswered (its node frozen): not another one behind it
             if (lateClaims.has(queue)) {
-              failed ??= { error: new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`) }
+              const error = new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`)
+              failed ??= { error }
+              if (failedQueues === undefined) failedQueues = []
+              failedQueues.push([queue, error])
               continue
             }
             const first = tokens.reserve(limit)
@@ -742,6 +750,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const answer = yield* (request.queues.length > 1 ? bounded(queue, first, claimed, () => late()) : claimed).pipe(
               Effect.catch((error: unknown) => Effect.sync(() => {
                 failed ??= { error }
+                if (failedQueues === undefined) failedQueues = []
+                failedQueues.push([queue, error])
                 return undefined
               }))
             )
@@ -756,7 +766,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
             looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
           }
-          if (failed !== undefined && claims.length === 0) return yield* Effect.fail(failed.error)
+          if (failed !== undefined && looked.size === 0) return yield* Effect.fail(failed.error)
+          if (queueFailures.size > 0 || failedQueues !== undefined) yield* queueStreaks(looked, failedQueues)
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
           // not the claim's failure: a marker not handed back only leaves its job to the poll
@@ -771,6 +782,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (claimed) => [...new Set(claimed.claims.map((claim) => claim.job.queue))].map((queue) => ({ queue }))
       )
 
+    /**
+     * The failures in a row of each queue that failed in claims of several queues that did not
+     * fail (others answered): not the consumer's streak ("claiming durable jobs failed"), which
+     * is for claims that failed, but one per queue, so a node down is heard of once in a while.
+     */
+    const queueFailures = new Map<string, ReturnType<typeof failureStreak>>()
+    const queueStreaks = (answered: ReadonlyMap<string, unknown>, failures: ReadonlyArray<readonly [string, unknown]> = []) =>
+      Effect.suspend(() => {
+        const logs: Array<Effect.Effect<void>> = []
+        for (const [queue, streak] of queueFailures) {
+          if (!answered.has(queue)) continue
+          queueFailures.delete(queue)
+          logs.push(streak.worked)
+        }
+        for (const [queue, error] of failures) {
+          let streak = queueFailures.get(queue)
+          if (streak === undefined) queueFailures.set(queue, streak = failureStreak(`claiming durable jobs of queue ${JSON.stringify(queue)}`))
+          logs.push(streak.failed(Cause.fail(error), () => "its other queues are claimed from"))
+        }
+        return Effect.all(logs, { discard: true })
+      })
     /** Queues whose claim (of several queues) outlived `CLAIM_BOUND`: skipped until it answers. */
     const lateClaims = new Set<string>()
     /**
