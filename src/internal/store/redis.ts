@@ -703,24 +703,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const looked = new Map<string, number | undefined>()
           let limitedFor = 0
           let dueIn: number | undefined
-          // the first queue whose script failed (on a Cluster, its node is down): the others are
-          // claimed from all the same, and the claim fails only if no queue answered. What it took
-          // from the queues before is held under tokens only its answer carries (a failed claim
-          // left those jobs running for nobody until their leases ended, each an attempt), and a
-          // queue that answered with nothing is an idle wait for its consumer: failed, it backed
-          // off (up to 5 s) while jobs came to the queues that answer, and logged the store down
-          let failed: { readonly error: unknown } | undefined
-          // the queues that failed, logged in streaks of their own if the claim does not fail
+          // the queues whose script failed (on a Cluster, their node is down): the others are
+          // claimed from all the same, and the claim fails (with the first failure) only if no
+          // queue answered. What it took from the queues before is held under tokens only its
+          // answer carries (a failed claim left those jobs running for nobody until their leases
+          // ended, each an attempt), and a queue that answered with nothing is an idle wait for its
+          // consumer: failed, it backed off (up to 5 s) while jobs came to the queues that answer,
+          // and logged the store down. If the claim does not fail, each is logged in a streak of its own
           let failedQueues: Array<readonly [string, unknown]> | undefined
+          const failedOn = (queue: string, error: unknown) => void (failedQueues ??= []).push([queue, error])
           for (const queue of request.queues) {
             const limit = request.limit - claims.length
             if (limit <= 0) break
             // a claim of this queue still unanswered (its node frozen): not another one behind it
             if (lateClaims.has(queue)) {
-              const error = new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`)
-              failed ??= { error }
-              if (failedQueues === undefined) failedQueues = []
-              failedQueues.push([queue, error])
+              failedOn(queue, new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`))
               continue
             }
             const first = tokens.reserve(limit)
@@ -748,12 +745,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               )
             })
             const answer = yield* (request.queues.length > 1 ? bounded(queue, first, claimed, () => late()) : claimed).pipe(
-              Effect.catch((error: unknown) => Effect.sync(() => {
-                failed ??= { error }
-                if (failedQueues === undefined) failedQueues = []
-                failedQueues.push([queue, error])
-                return undefined
-              }))
+              Effect.catch((error: unknown) => Effect.sync(() => failedOn(queue, error)))
             )
             if (answer === undefined) continue
             const [flats, held, due, dueAt] = answer
@@ -766,7 +758,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
             looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
           }
-          if (failed !== undefined && looked.size === 0) return yield* Effect.fail(failed.error)
+          if (failedQueues !== undefined && looked.size === 0) return yield* Effect.fail(failedQueues[0]![1])
           if (queueFailures.size > 0 || failedQueues !== undefined) yield* queueStreaks(looked, failedQueues)
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
