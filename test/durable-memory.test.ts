@@ -8,7 +8,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as WorkPool from "../src/WorkPool.ts"
-import { claimsAmongOtherTasks, conformance } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, newJob } from "./durable/conformance.ts"
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
 
@@ -374,18 +374,7 @@ describe("a durable job whose handler is an Effect.sync", () => {
         const logged = yield* JobQueue.enqueue(Logged, 5)
         // a payload its Schema refuses (stored as it is, past the producer's encoding)
         const store = yield* JobStore.JobStore
-        yield* store.enqueue({
-          id: "bad-payload",
-          queue: "default",
-          task: "Double",
-          payload: `"not a number"`,
-          priority: 0,
-          dedupKey: null,
-          maxAttempts: 3,
-          timeout: 0,
-          delay: 0,
-          runAt: undefined
-        })
+        yield* store.enqueue(newJob("default", { id: "bad-payload", task: "Double", payload: `"not a number"` }))
         return {
           doubled: yield* doubled.await,
           thrown: yield* Effect.exit(thrown.await),

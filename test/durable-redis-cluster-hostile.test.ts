@@ -10,7 +10,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, clusterLayer, freshPrefix, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as RedisCluster from "../src/internal/store/redisCluster.ts"
@@ -53,17 +53,7 @@ const listNode = (cluster: redisServer.Cluster, prefix: string) =>
     return ports.indexOf(Number(range[2][1]))
   })
 
-const job = (queue: string, n: number, maxAttempts = 3) => ({
-  queue,
-  task: "Echo",
-  payload: JSON.stringify({ n }),
-  priority: 0,
-  dedupKey: null,
-  maxAttempts,
-  timeout: 0,
-  delay: 0,
-  runAt: undefined
-})
+const job = (queue: string, n: number, maxAttempts = 3) => newJob(queue, { payload: JSON.stringify({ n }), maxAttempts })
 
 /** A store (the JobStore service) on `cluster`, for this scope. */
 const storeOn = (cluster: redisServer.Cluster, prefix: string) =>

@@ -21,7 +21,7 @@ import { TaskCodecError } from "../src/PoolError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
@@ -526,7 +526,7 @@ else {
           Redis.Redis,
           Context.get(client, Redis.Redis)
         )
-        const job = (queue: string) => ({ queue, task: "Echo", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const job = (queue: string) => newJob(queue)
         const request = (queue: string) => ({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })
         assert.strictEqual((yield* store.claim(request("b"))).claims.length, 0)
         const idleOfB = yield* Effect.forkChild(store.wait(HOUR, yield* store.version, ["b"]))
@@ -552,7 +552,7 @@ else {
    */
   describe("the Redis store's scripts by EVALSHA, hostile", () => {
     const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
-    const job = (queue: string, payload = "{}") => ({ queue, task: "Echo", payload, priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined })
+    const job = (queue: string, payload = "{}") => newJob(queue, { payload, maxAttempts: 1 })
     /** A store on `on` whose scripts are recorded as sent (`EVALSHA <sha>` / `EVAL <sha>`), with its prefix. */
     const recorded = (on: string, user?: { readonly name: string; readonly password: string }) =>
       Effect.gen(function*() {
@@ -756,7 +756,7 @@ else {
   })
 
   describe("the Redis store on a Cluster, hostile", () => {
-    const job = (queue: string, payload = "{}") => ({ queue, task: "Echo", payload, priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined })
+    const job = (queue: string, payload = "{}") => newJob(queue, { payload, maxAttempts: 1 })
     const binary = redisServer.binary()
     let cluster: redisServer.Cluster | undefined
     beforeAll(async () => {
@@ -835,17 +835,7 @@ else {
     })
 
   describe("the Redis store's bounded claim of several queues (CLAIM_BOUND), hostile", () => {
-    const job = (queue: string, n: number, maxAttempts = 1) => ({
-      queue,
-      task: "Echo",
-      payload: JSON.stringify({ n }),
-      priority: 0,
-      dedupKey: null,
-      maxAttempts,
-      timeout: 0,
-      delay: 0,
-      runAt: undefined
-    })
+    const job = (queue: string, n: number, maxAttempts = 1) => newJob(queue, { payload: JSON.stringify({ n }), maxAttempts })
 
     // A claim in flight when its store closes ends as its client's commands do: with a StoreError (the
     // client closed), or with what it took. e11a106 runs each queue's script of a claim of several

@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -664,7 +664,7 @@ else {
         })
         const cfg = yield* RedisStore.options({ url: server.url, prefix: freshPrefix() })
         const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "server" }), Redis.Redis, recording)
-        const enqueue = store.enqueue({ queue: "q", task: "Echo", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        const enqueue = store.enqueue(newJob("q"))
         const [ENQUEUE, CLAIM] = [sha(RedisScripts.ENQUEUE), sha(RedisScripts.CLAIM)]
         // what the store's start sends (its server's settings, its time)
         sent.length = 0

@@ -12,7 +12,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
 import { settle } from "./helpers.ts"
 
 /** The memory store, with `during` run inside the first call of `method`, after it has looked. */
@@ -55,18 +55,7 @@ describe("durable wake-ups", () => {
   it.effect("an idle consumer whose claim is in flight when a job arrives claims it without waiting for a poll", () =>
     Effect.gen(function*() {
       const layer = changeDuring("claim", (store) =>
-        store.enqueue({
-          id: "arrived",
-          queue: "default",
-          task: "Echo",
-          payload: JSON.stringify({ n: 5 }),
-          priority: 0,
-          dedupKey: null,
-          maxAttempts: 1,
-          timeout: 0,
-          delay: 0,
-          runAt: undefined
-        }))
+        store.enqueue(newJob("default", { id: "arrived", payload: JSON.stringify({ n: 5 }), maxAttempts: 1 })))
       yield* Effect.gen(function*() {
         yield* JobQueue.consume({
           handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 10))],

@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import type { Store } from "../../src/internal/store/model.ts"
+import type { NewJob, Store } from "../../src/internal/store/model.ts"
 import { type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
@@ -17,6 +17,19 @@ import { recordingTracer, settle, warnings } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
+/** An `Echo` job as a store's own `enqueue` takes it, for tests that call the store directly. */
+export const newJob = (queue: string, fields: Partial<NewJob> = {}): NewJob => ({
+  queue,
+  task: "Echo",
+  payload: "{}",
+  priority: 0,
+  dedupKey: null,
+  maxAttempts: 3,
+  timeout: 0,
+  delay: 0,
+  runAt: undefined,
+  ...fields
+})
 /**
  * A server store's connections cut under a running consumer (`kill`, the server's doing): the
  * operations in flight fail typed, the next ones reconnect, the job finishes; an awaiter whose call
