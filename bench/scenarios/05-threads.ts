@@ -174,6 +174,17 @@ export const scenario: Scenario = {
       "its main thread spent 30–45 µs per job against poolifier's 20–35, and `--trace-opt` still showed ours' main-thread path " +
       "compiled by TurboFan for the first time in a process's 6th and 7th pool. Tried and dropped: running that GC before a " +
       "thread says it is ready (`vm.measureMemory` with `execution: \"eager\"`, or `v8.queryObjects`) keeps it out of the run, but " +
-      "both are experimental (each thread printed an ExperimentalWarning) and added 25–120 ms to a thread's start (scenario 9)."
+      "both are experimental (each thread printed an ExperimentalWarning) and added 25–120 ms to a thread's start (scenario 9).",
+    "When that GC comes (bench/probe/firstGc.ts: this scenario's timeline as the bench child runs it, each thread's major " +
+      "GCs from a `PerformanceObserver`; 10 rounds of three builds interleaved, load 7.6–10.6): V8 asks for it while the thread " +
+      "loads effect (its old generation passes ~13 of a 15 MB limit), but starts its marking from a task, and a thread's " +
+      "event loop does not turn once while its module graph loads, so the marking starts at the loop's first turn after the " +
+      "ready message and the pause comes 11–126 ms after the worker file has loaded (median 27 ms): the last thread's falls " +
+      "around the timed run's start (median 16 ms before it; 5 of 20 inside it). Tried and dropped: not parking a new thread " +
+      "until its first major GC (a 2 s cap), so that V8's tasks run at once: the pause came as late (median 25 ms after the " +
+      "load, 6 of 20 inside the run) and CPU per job did not move (1.019× the old code's, pairs 0.96–1.03); holding the " +
+      "ready message until that GC has ended (300 ms cap): no GC inside the run, CPU per job 0.994× (0.96–1.05, within the " +
+      "noise; the 1 s settle above bounds the gain at ~1.4%), and `make` returned 1.5× later (median 299 → 413 ms), which " +
+      "scenario 9 would pay."
   ]
 }
