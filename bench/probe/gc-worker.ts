@@ -1,6 +1,7 @@
 /**
  * Probe worker (bench/probe/firstGc.ts): ours-worker.ts, with each major GC of the thread appended
- * to the file named by GC_LOG as `threadId epochMs durationMs`.
+ * to the file named by GC_LOG as `threadId epochMs pauseMs`, and `threadId epochMs ready` once the worker
+ * file has loaded (it posts its ready message as it loads).
  */
 import { appendFileSync } from "node:fs"
 import { constants, PerformanceObserver } from "node:perf_hooks"
@@ -18,5 +19,4 @@ if (file !== undefined) {
   }).observe({ entryTypes: ["gc"] })
 }
 await import("../workers/ours-worker.ts")
-// the worker file posts its ready message as it loads
 if (file !== undefined) appendFileSync(file, `${threadId} ${performance.timeOrigin + performance.now()} ready\n`)
