@@ -1,0 +1,422 @@
+/**
+ * Chaos on every store: consumer processes (fixtures/durable-chaos-child.ts) on one store, a producer
+ * (this process) enqueueing Chaos jobs with and without dedup keys, delays, priorities, retries and
+ * failing attempts, and cancelling some, while seeded random steps kill -9 consumers, freeze them
+ * (SIGSTOP) past their leases and resume them (SIGCONT), and start new ones; on a private Postgres or
+ * Redis server, the server also goes down and comes back mid-run. Then the store and the handlers'
+ * own side-effect log (`start|fail|done <k> <pid> [result]`) must agree: every job final once, none
+ * lost or stuck, attempts counted (a killed attempt counts), a stored result one an attempt really
+ * returned and never replaced, cancels and dedup keys kept, stats = list, SQLite's file intact.
+ *
+ * Steps wait for events (the children's lines, the store's state), never a fixed sleep. The seed is
+ * printed; WORKPOOL_CHAOS_SEED=<seed> replays a run's choices (not its timing).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import { Effect, type Layer, ManagedRuntime, Schedule } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import type * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import { type Consumer, freeze, type ProcessStore, processStoresOf, sqliteWritable } from "./durable/children.ts"
+import * as pgServer from "./durable/pgserver.ts"
+import * as redisServer from "./durable/redisserver.ts"
+import { Chaos } from "./fixtures/durable-tasks.ts"
+import { prng } from "./helpers.ts"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const fixture = new URL("./fixtures/durable-chaos-child.ts", import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), "wp-durable-chaos-"))
+const all: Array<ChildProcess> = []
+afterAll(() => {
+  for (const child of all) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGCONT")
+      child.kill("SIGKILL")
+    }
+  }
+  rmSync(dir, { recursive: true, force: true })
+})
+
+let files = 0
+const fresh = (name: string) => join(dir, `${name}-${files++}`)
+
+interface Child extends Consumer {
+  frozen: boolean
+  killed: boolean
+}
+
+/** Every line of every child goes through here: a waiter looks again on each. */
+const listeners = new Set<() => void>()
+const lineSeen = () => {
+  for (const listener of listeners) listener()
+}
+
+/** Until `check` holds: looked at on each child's line and every 100 ms (a store's state), failing after `millis`. */
+const until = (check: () => boolean | Promise<boolean>, what: string, millis = 60_000, detail = () => "") =>
+  new Promise<void>((resolve, reject) => {
+    let busy = false
+    let done = false
+    const look = () => {
+      if (busy || done) return
+      busy = true
+      Promise.resolve().then(check).then((ok) => {
+        busy = false
+        if (ok && !done) finish()
+      }, (error) => {
+        busy = false
+        if (!done) finish(error)
+      })
+    }
+    const timer = setTimeout(() => finish(new Error(`timed out waiting until ${what}\n${detail()}`)), millis)
+    const poll = setInterval(look, 100)
+    const finish = (error?: unknown) => {
+      done = true
+      clearTimeout(timer)
+      clearInterval(poll)
+      listeners.delete(look)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    listeners.add(look)
+    look()
+  })
+
+const startChild = (store: ProcessStore, concurrency: number, lease: number, log: string): Child => {
+  const child = spawn(node, [fixture, store.target, String(concurrency), String(lease), log], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...store.env }
+  })
+  all.push(child)
+  const c: Child = {
+    child,
+    started: [],
+    lines: [],
+    warnings: 0,
+    exited: new Promise((resolve) => child.on("close", () => resolve())),
+    stderr: "",
+    frozen: false,
+    killed: false
+  }
+  let buffered = ""
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString()
+    const lines = buffered.split("\n")
+    buffered = lines.pop()!
+    for (const line of lines) {
+      c.lines.push(line)
+      if (line.startsWith("start ")) c.started.push(Number(line.split(" ")[1]))
+      else if (line.includes(" WARN ") || line.includes("level=WARN")) c.warnings++
+    }
+    lineSeen()
+  })
+  child.stderr!.on("data", (chunk: Buffer) => {
+    c.stderr += chunk.toString()
+  })
+  return c
+}
+
+interface Enqueued {
+  readonly k: number
+  readonly id: string
+  readonly created: boolean
+  readonly dedupKey: string | undefined
+  readonly maxAttempts: number
+  readonly fail: number
+}
+
+/** A private server taken down and brought back once, mid-run. */
+interface Outage {
+  readonly down: () => Promise<void>
+  readonly up: () => Promise<void>
+}
+
+const FINAL = ["succeeded", "dead", "cancelled"]
+
+const chaos = async (store: ProcessStore, options: {
+  readonly jobs: number
+  readonly steps: number
+  readonly sqlite?: string
+  readonly outage?: Outage
+}) => {
+  const seed = Number(process.env.WORKPOOL_CHAOS_SEED ?? Date.now() % 1_000_000)
+  console.log(`durable chaos seed ${seed} (WORKPOOL_CHAOS_SEED=${seed} replays its choices)`)
+  const random = prng(seed)
+  const int = (n: number) => Math.floor(random() * n)
+  const CONCURRENCY = 3
+  const LEASE = 1000
+  const log = fresh("log")
+  writeFileSync(log, "")
+  const runtime = ManagedRuntime.make(store.layer as Layer.Layer<JobStore.JobStore, never>)
+  const children: Array<Child> = []
+  const spawnOne = () => {
+    const c = startChild(store, CONCURRENCY, LEASE, log)
+    children.push(c)
+    return c
+  }
+  const live = () => children.filter((c) => !c.killed)
+  const awake = () => live().filter((c) => !c.frozen)
+  const starts = () => children.reduce((sum, c) => sum + c.started.length, 0)
+  const tail = () => children.map((c) => `${c.child.pid}${c.killed ? " killed" : c.frozen ? " frozen" : ""}: ${c.stderr.slice(-500)}${c.lines.slice(-5).join(" | ")}`).join("\n")
+  try {
+    // the store's tables before any consumer starts
+    await runtime.runPromise(Effect.retry(JobQueue.stats("default"), { schedule: Schedule.spaced(100), times: 50 }))
+    for (let i = 0; i < 3; i++) spawnOne()
+    await until(() => children.every((c) => c.lines.includes("ready")), "every consumer is ready", 60_000, tail)
+
+    // --- the producer: enqueues and cancels, each retried on StoreError (an outage)
+    const enqueued: Array<Enqueued> = []
+    const cancels: Array<{ readonly id: string; readonly result: JobQueue.CancelResult }> = []
+    let producerErrors = 0
+    const retrying = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E, JobStore.JobStore>) =>
+      runtime.runPromise(effect.pipe(
+        Effect.tapError(() => Effect.sync(() => producerErrors++)),
+        Effect.retry({ while: (error) => error._tag === "StoreError", schedule: Schedule.spaced(100) })
+      ))
+    let produced = false
+    // with an outage: half the jobs, then (once the server is down) the other half
+    let halfway = false
+    let serverDown = () => {}
+    const down = new Promise<void>((resolve) => {
+      serverDown = resolve
+    })
+    const producer = (async () => {
+      for (let k = 0; k < options.jobs; k++) {
+        if (options.outage !== undefined && k === options.jobs / 2) {
+          halfway = true
+          lineSeen()
+          await down
+        }
+        const dedupKey = random() < 0.3 ? `key-${int(15)}` : undefined
+        const maxAttempts = 2 + int(5)
+        const fail = random() < 0.25 ? 1 + int(2) : 0
+        const delay = random() < 0.2 ? int(400) : undefined
+        const retry = random() < 0.5 ? { fixed: `${int(100)} millis` as const } : undefined
+        const handle = await retrying(JobQueue.enqueue(Chaos, { k, ms: 10 + int(150), fail }, {
+          dedupKey,
+          maxAttempts,
+          priority: int(7) - 3,
+          ...(delay === undefined ? {} : { delay: `${delay} millis` }),
+          ...(retry === undefined ? {} : { retry })
+        }))
+        enqueued.push({ k, id: handle.id, created: handle.created, dedupKey, maxAttempts, fail })
+        if (random() < 0.06) {
+          const victim = enqueued[int(enqueued.length)]!
+          cancels.push({ id: victim.id, result: await retrying(JobQueue.cancel(victim.id)) })
+        }
+        // the consumers make progress meanwhile: a few jobs enqueued per start seen
+        if (k % 10 === 9) await until(() => starts() >= k / 3 || awake().length === 0, "the consumers keep up", 60_000, tail)
+      }
+      produced = true
+    })()
+
+    // --- chaos: a step each few starts
+    let kills = 0
+    let freezes = 0
+    let outageDone = options.outage === undefined
+    for (let step = 0; step < options.steps || !outageDone; step++) {
+      const before = starts()
+      const more = 3 + int(15)
+      await until(() => starts() >= before + more || produced || (halfway && !outageDone), `${more} more starts (step ${step})`, 60_000, tail)
+      if (!outageDone && halfway) {
+        outageDone = true
+        // a consumer whose layer is still being built when the server goes fails to start (StoreError,
+        // as documented): every live one is up first
+        await until(() => live().every((c) => c.frozen || c.lines.includes("ready")), "every live consumer is ready", 60_000, tail)
+        const warned = children.map((c) => c.warnings)
+        const errors = producerErrors
+        await options.outage!.down()
+        serverDown()
+        // both sides notice (a consumer's failed claim, or the producer's failed enqueue)
+        await until(() => producerErrors > errors || children.some((c, i) => c.warnings > (warned[i] ?? 0)), "the server's outage is seen", 60_000, tail)
+        await options.outage!.up()
+        continue
+      }
+      const frozen = live().filter((c) => c.frozen)
+      const roll = random()
+      if (frozen.length > 0 && roll < 0.4) {
+        const c = frozen[int(frozen.length)]!
+        c.frozen = false
+        c.child.kill("SIGCONT")
+      } else if (roll < 0.75) {
+        if (awake().length < 2) spawnOne()
+        const victims = awake()
+        const c = victims[int(victims.length)]!
+        c.killed = true
+        kills++
+        c.child.kill("SIGCONT")
+        c.child.kill("SIGKILL")
+        await c.exited
+        spawnOne()
+      } else if (frozen.length < 2) {
+        if (awake().length < 2) spawnOne()
+        const victims = awake()
+        const c = victims[int(victims.length)]!
+        c.frozen = true
+        freezes++
+        await freeze(c, options.sqlite === undefined ? undefined : sqliteWritable(options.sqlite))
+      }
+    }
+    for (const c of live().filter((c) => c.frozen)) {
+      c.frozen = false
+      c.child.kill("SIGCONT")
+    }
+    if (!outageDone) throw new Error("the chaos ended before the outage")
+    await producer
+
+    // --- every job final, then the store and the log compared
+    const ids = new Set(enqueued.map((e) => e.id))
+    const lastStats = { value: undefined as unknown }
+    await until(async () => {
+      const stats = await runtime.runPromise(JobQueue.stats("default")).catch(() => undefined)
+      lastStats.value = stats
+      return stats !== undefined && stats.waiting + stats.delayed + stats.running === 0 &&
+        stats.succeeded + stats.dead + stats.cancelled >= ids.size
+    }, "every job is final", 90_000, () => `${JSON.stringify(lastStats.value)}\n${tail()}`)
+    const infos = await runtime.runPromise(JobQueue.list({ limit: 100_000 }))
+    const infoOf = new Map(infos.map((info) => [info.id, info]))
+    const results = new Map<string, string>()
+    for (const info of infos) {
+      if (info.state === "succeeded") results.set(info.id, await runtime.runPromise(JobQueue.await(Chaos, info.id)))
+    }
+    // the surviving consumers stop gracefully: a zombie's late settle, if any, lands before the second read
+    for (const c of live()) c.child.kill("SIGTERM")
+    await Promise.all(live().map((c) => c.exited))
+    for (const c of live()) assert.strictEqual(c.child.exitCode, 130, `${c.child.pid}: ${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
+
+    const lines = readFileSync(log, "utf8").split("\n").filter((line) => line !== "").map((line) => line.split(" "))
+    const startsOf = new Map<number, number>()
+    const doneOf = new Map<number, Set<string>>()
+    for (const [event, k, , result] of lines) {
+      if (event === "start") startsOf.set(Number(k), (startsOf.get(Number(k)) ?? 0) + 1)
+      if (event === "done") doneOf.set(Number(k), new Set([...(doneOf.get(Number(k)) ?? []), result!]))
+    }
+    const cancelled = new Set(cancels.filter((c) => c.result !== "finished").map((c) => c.id))
+    const creators = enqueued.filter((e) => e.created)
+    // every job this producer enqueued is one it created (a dedup key's second enqueue returns its first job)
+    for (const e of enqueued) {
+      if (!e.created) {
+        const first = creators.find((c) => c.id === e.id)
+        assert.isDefined(first, `job ${e.k}: an existing job that was never created`)
+        assert.strictEqual(first!.dedupKey, e.dedupKey, `job ${e.k}: returned a job of another key`)
+      }
+    }
+    // a second job without a dedup key only for an enqueue retried after an outage
+    assert.isAtMost(infos.length - creators.length, producerErrors, "jobs nobody enqueued")
+    let unlogged = 0
+    for (const e of creators) {
+      const info = infoOf.get(e.id)
+      assert.isDefined(info, `job ${e.k} lost`)
+      const what = `job ${e.k} (${JSON.stringify({ ...e, info, starts: startsOf.get(e.k), done: [...doneOf.get(e.k) ?? []] })})`
+      assert.include(FINAL, info!.state, `${what} not final`)
+      const started = startsOf.get(e.k) ?? 0
+      assert.isAtLeast(info!.attempts, started, `${what}: fewer attempts than starts`)
+      assert.isAtMost(info!.attempts, e.maxAttempts, `${what}: more attempts than allowed`)
+      unlogged += info!.attempts - started
+      if (info!.state === "cancelled") assert.isTrue(cancelled.has(e.id), `${what}: cancelled, never asked`)
+      if (info!.state === "dead") assert.strictEqual(info!.attempts, e.maxAttempts, `${what}: dead before its last attempt`)
+      if (info!.state === "succeeded") {
+        assert.isTrue(doneOf.get(e.k)?.has(results.get(e.id)!), `${what}: stored result ${results.get(e.id)} no attempt returned`)
+        assert.isAbove(started, e.fail, `${what}: succeeded before its failing attempts`)
+      }
+      if (!cancelled.has(e.id) && info!.state !== "succeeded") {
+        // dead only by attempts lost to kills and freezes
+        assert.strictEqual(info!.state, "dead", what)
+      }
+    }
+    for (const c of cancels) if (c.result === "cancelled") assert.strictEqual(infoOf.get(c.id)!.state, "cancelled", `cancelled ${c.id}`)
+    // attempts with no start in the log: claims of killed or frozen processes (not yet started), or of cancelled jobs
+    assert.isAtMost(unlogged, (kills + freezes) * CONCURRENCY + cancels.length, "attempts counted without a claim")
+    // one unfinished job per dedup key at a time
+    const byKey = new Map<string, Array<JobQueue.JobInfo>>()
+    for (const e of creators) if (e.dedupKey !== undefined) byKey.set(e.dedupKey, [...(byKey.get(e.dedupKey) ?? []), infoOf.get(e.id)!])
+    for (const [key, jobs] of byKey) {
+      jobs.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+      for (let i = 1; i < jobs.length; i++) {
+        assert.isTrue(jobs[i]!.createdAt >= jobs[i - 1]!.finishedAt!, `${key}: two unfinished jobs`)
+      }
+    }
+    // stats agree with the list; nothing changed once final (a second read, on a runtime of its own)
+    const stats = await runtime.runPromise(JobQueue.stats("default"))
+    const count = (state: string) => infos.filter((info) => info.state === state).length
+    assert.deepStrictEqual(
+      [stats.succeeded, stats.dead, stats.cancelled, stats.waiting, stats.delayed, stats.running],
+      [count("succeeded"), count("dead"), count("cancelled"), 0, 0, 0]
+    )
+    const second = ManagedRuntime.make(store.layer as Layer.Layer<JobStore.JobStore, never>)
+    try {
+      const again = await second.runPromise(JobQueue.list({ limit: 100_000 }))
+      assert.deepStrictEqual(
+        again.map((info) => [info.id, info.state, info.attempts, info.finishedAt?.getTime()]),
+        infos.map((info) => [info.id, info.state, info.attempts, info.finishedAt?.getTime()])
+      )
+      for (const [id, result] of results) assert.strictEqual(await second.runPromise(JobQueue.await(Chaos, id)), result)
+    } finally {
+      await second.dispose()
+    }
+    if (process.env.DURABLE_DEBUG) {
+      console.log({ seed, jobs: infos.length, kills, freezes, cancels: cancels.length, unlogged, producerErrors, states: [count("succeeded"), count("dead"), count("cancelled")] })
+    }
+  } finally {
+    await runtime.dispose()
+    for (const c of children) {
+      if (c.child.exitCode === null && c.child.signalCode === null) {
+        c.child.kill("SIGCONT")
+        c.child.kill("SIGKILL")
+      }
+    }
+  }
+  if (options.sqlite !== undefined) {
+    const db = new DatabaseSync(options.sqlite)
+    try {
+      assert.deepStrictEqual(db.prepare("PRAGMA integrity_check").all().map((row) => Object.values(row)[0]), ["ok"])
+    } finally {
+      db.close()
+    }
+  }
+}
+
+describe("durable chaos across processes", () => {
+  for (const [name, make] of processStoresOf(() => fresh("chaos.db"))) {
+    it(`${name}: 300 jobs, consumers killed -9, frozen past their leases and resumed at random: every job final once, the log and the store agree`, {
+      timeout: 180_000
+    }, async () => {
+      const store = make()
+      await chaos(store, { jobs: 300, steps: 40, ...(store.env.WORKPOOL_PG_SCHEMA === undefined && !store.target.startsWith("redis://") ? { sqlite: store.target } : {}) })
+    })
+  }
+
+  const pgBin = pgServer.binaries()
+  it.skipIf(pgBin === undefined)("Postgres: the same chaos with the (private) server stopped and started mid-run", { timeout: 240_000 }, async () => {
+    const server = await pgServer.startServer(pgBin!)
+    try {
+      const schema = `wp_chaos_${process.pid}`
+      await chaos({
+        target: server.url,
+        env: { WORKPOOL_PG_SCHEMA: schema },
+        layer: PgJobStore.layer({ url: server.url, schema, maxConnections: 2 })
+      }, { jobs: 200, steps: 10, outage: { down: server.stop, up: server.start } })
+    } finally {
+      await server.destroy()
+    }
+  })
+
+  const redisBin = redisServer.binary()
+  it.skipIf(redisBin === undefined)("Redis: the same chaos with the (private) server killed -9 and started mid-run", { timeout: 240_000 }, async () => {
+    const server = await redisServer.startServer(redisBin!)
+    try {
+      const prefix = `wp-chaos-${process.pid}`
+      await chaos({
+        target: server.url,
+        env: { WORKPOOL_REDIS_PREFIX: prefix },
+        layer: RedisJobStore.layer({ url: server.url, prefix })
+      }, { jobs: 200, steps: 10, outage: { down: server.kill, up: server.start } })
+    } finally {
+      await server.destroy()
+    }
+  })
+})
