@@ -19,12 +19,13 @@ import { DatabaseSync } from "node:sqlite"
 import { Effect, type Layer, ManagedRuntime, Schedule } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
-import type * as JobStore from "../src/JobStore.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import { type Consumer, freeze, type ProcessStore, processStoresOf, sqliteWritable } from "./durable/children.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import { storeLayers } from "./durable/stores.ts"
 import { Chaos } from "./fixtures/durable-tasks.ts"
 import { prng } from "./helpers.ts"
 
@@ -170,7 +171,7 @@ const chaos = async (store: ProcessStore, options: {
 
     // --- the producer: enqueues and cancels, each retried on StoreError (an outage)
     const enqueued: Array<Enqueued> = []
-    const cancels: Array<{ readonly id: string; readonly result: JobQueue.CancelResult }> = []
+    const cancels: Array<{ readonly id: string; readonly result: JobQueue.CancelResult; readonly attempts: number; readonly logAt: number }> = []
     let producerErrors = 0
     const retrying = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E, JobStore.JobStore>) =>
       runtime.runPromise(effect.pipe(
@@ -206,7 +207,10 @@ const chaos = async (store: ProcessStore, options: {
         enqueued.push({ k, id: handle.id, created: handle.created, dedupKey, maxAttempts, fail })
         if (random() < 0.06) {
           const victim = enqueued[int(enqueued.length)]!
-          cancels.push({ id: victim.id, result: await retrying(JobQueue.cancel(victim.id)) })
+          const result = await retrying(JobQueue.cancel(victim.id))
+          // its attempts once the cancel has answered: no claim after it
+          const attempts = (await retrying(JobQueue.status(victim.id))).attempts
+          cancels.push({ id: victim.id, result, attempts, logAt: readFileSync(log, "utf8").split("\n").length - 1 })
         }
         // the consumers make progress meanwhile: a few jobs enqueued per start seen
         if (k % 10 === 9) await until(() => starts() >= k / 3 || awake().length === 0, "the consumers keep up", 60_000, tail)
@@ -216,6 +220,7 @@ const chaos = async (store: ProcessStore, options: {
 
     // --- chaos: a step each few starts
     let kills = 0
+    const everFrozen = new Set<number>()
     let freezes = 0
     let outageDone = options.outage === undefined
     for (let step = 0; step < options.steps || !outageDone; step++) {
@@ -258,6 +263,7 @@ const chaos = async (store: ProcessStore, options: {
         const c = victims[int(victims.length)]!
         c.frozen = true
         freezes++
+        everFrozen.add(c.child.pid!)
         await freeze(c, options.sqlite === undefined ? undefined : sqliteWritable(options.sqlite))
       }
     }
@@ -329,6 +335,28 @@ const chaos = async (store: ProcessStore, options: {
       }
     }
     for (const c of cancels) if (c.result === "cancelled") assert.strictEqual(infoOf.get(c.id)!.state, "cancelled", `cancelled ${c.id}`)
+    // fencing, from the log's order (one file, appended to by every process): the stored result is
+    // the last claim's. After the start of the attempt that returned it, no process that was never
+    // frozen (so that it started each job it claimed at once) started the job again: such a start
+    // would be a newer claim, the stored attempt's lease lost, and its settle had to be refused
+    const kOf = new Map(creators.map((e) => [e.id, e.k]))
+    for (const [id, result] of results) {
+      const k = String(kOf.get(id))
+      const doneAt = lines.findIndex(([event, n, , r]) => event === "done" && n === k && r === result)
+      const pid = result.split(":")[0]!
+      let startAt = doneAt
+      while (startAt >= 0 && !(lines[startAt]![0] === "start" && lines[startAt]![1] === k && lines[startAt]![2] === pid)) startAt--
+      assert.isAtLeast(startAt, 0, `job ${k}: its result's attempt has no start`)
+      const newer = lines.slice(startAt + 1).filter(([event, n, p]) => event === "start" && n === k && p !== pid && !everFrozen.has(Number(p)))
+      assert.deepStrictEqual(newer, [], `job ${k}: result ${result} stored, though a newer attempt started after it (${lines.filter(([, n]) => n === k).map((l) => l.join(" ")).join("; ")})`)
+    }
+    // a cancel that answered: no later claim (its attempts as they were just after the answer)
+    for (const c of cancels) {
+      if (c.result === "finished") continue
+      const k = String(kOf.get(c.id))
+      const info = infoOf.get(c.id)!
+      assert.strictEqual(info.attempts, c.attempts, `job ${k}: claimed again after its cancel answered ${c.result} (log line ${c.logAt}; ${JSON.stringify(info)}; ${lines.map((l, i) => [i, ...l]).filter(([, , n]) => n === k).map((l) => l.join(" ")).join("; ")})`)
+    }
     // attempts with no start in the log: claims of killed or frozen processes (not yet started), or of cancelled jobs
     assert.isAtMost(unlogged, (kills + freezes) * CONCURRENCY + cancels.length, "attempts counted without a claim")
     // one unfinished job per dedup key at a time
@@ -419,4 +447,39 @@ describe("durable chaos across processes", () => {
       await server.destroy()
     }
   })
+})
+
+/**
+ * Found by the chaos above (SQLite, seed 83808: "job 11: claimed again after its cancel answered
+ * requested"): a job cancelled while it ran, whose attempt then failed before its consumer's
+ * heartbeat heard of the cancel (a short job, a failure quicker than `lease / 3`), was retried, ran
+ * twice more and succeeded: the cancel was lost. Its consumer settles the attempt `Retry` (it knows
+ * of no cancel) and the store queued the job again with the request still on it; a consumer's
+ * graceful stop (`Release`) did the same. The contract (docs/durable.md): a running job's cancel
+ * ends it `cancelled`; only an attempt that finished first keeps its result.
+ */
+describe("a cancel asked for while an attempt runs, which then fails or is given back", () => {
+  for (const [name, layer] of storeLayers(() => fresh("cancel.db"))) {
+    for (const settlement of [{ _tag: "Retry", delay: 0, exit: "failed" }, { _tag: "Release" }] as const) {
+      it(`${name}: ${settlement._tag}: the job ends cancelled, never claimed again`, { timeout: 60_000 }, async () => {
+        await Effect.runPromise(Effect.gen(function*() {
+          const job = yield* JobQueue.enqueue(Chaos, { k: 1, ms: 0, fail: 0 }, { maxAttempts: 5 })
+          const store = yield* JobStore.JobStore
+          const request = { queues: ["default"], tasks: ["Chaos"], limit: 1, lease: 60_000 }
+          const [claim] = (yield* store.claim(request)).claims
+          assert.strictEqual(claim?.job.id, job.id)
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          // the attempt fails (or is given back) before its heartbeat heard of the cancel
+          assert.isTrue(yield* store.settle(claim!.token, settlement))
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "cancelled", JSON.stringify(info))
+          assert.deepStrictEqual((yield* store.claim(request)).claims, [])
+          const error = yield* Effect.flip(JobQueue.await(Chaos, job.id))
+          assert.strictEqual(typeof error === "string" ? error : error._tag, "JobCancelled")
+          const stats = yield* JobQueue.stats("default")
+          assert.deepStrictEqual([stats.waiting, stats.delayed, stats.running, stats.cancelled], [0, 0, 0, 1])
+        }).pipe(Effect.scoped, Effect.provide(layer() as Layer.Layer<JobStore.JobStore>)))
+      })
+    }
+  }
 })
