@@ -370,6 +370,18 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (row === undefined) return false
       endLease(row)
       const now = time()
+      // a cancel asked for while the attempt ran, which failed or was given back before its heartbeat
+      // heard of it: the job ends cancelled, not queued again (as the reaper ends it)
+      if (settlement._tag !== "Final" && row.job.cancelRequested) {
+        update(row, {
+          state: "cancelled",
+          exit: null,
+          finishedAt: now,
+          cancelRequested: false,
+          attempts: settlement._tag === "Release" ? row.job.attempts - 1 : row.job.attempts
+        })
+        return changed(true)
+      }
       switch (settlement._tag) {
         case "Final": {
           update(row, { state: settlement.state, exit: settlement.exit, finishedAt: now, cancelRequested: false })

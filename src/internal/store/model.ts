@@ -225,7 +225,8 @@ export interface Store {
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<JobRow>, StoreError>
   /**
    * A queued job becomes cancelled at once (`exit` stored); a running one is marked, and its
-   * consumer's next heartbeat stops it.
+   * consumer's next heartbeat stops it. A marked job's `Retry` or `Release` settle ends it
+   * cancelled (no exit) instead of queueing it again, as a reap does.
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
   /**

@@ -1235,16 +1235,26 @@ export const makeWith = (
       // one token: wp_job_token serves it with or without the state, which stays as a check that costs nothing
       const fence = sql`WHERE lease_token = ${token} AND state = 'running'`
       const lease = sql`lease_token = NULL, lease_until = NULL`
+      // a cancel asked for while the attempt ran, which failed or was given back before its heartbeat
+      // heard of it: the job ends cancelled, not queued again (as the reaper ends it). Every CASE reads
+      // the row as it was, before this statement's own `cancel_requested = false`
+      const ended = sql`state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        finished_at = CASE WHEN cancel_requested THEN ${now} ELSE finished_at END,
+        settled_xid = CASE WHEN cancel_requested THEN ${sql.literal(XID)} ELSE settled_xid END,
+        cancel_requested = false`
       const statement = (() => {
         switch (settlement._tag) {
           case "Retry": {
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
-            return sql`UPDATE ${S}.wp_job SET state = 'queued', exit = ${settlement.exit}, visible_at = ${visible},
-              rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)}, ${lease} ${fence}
+            return sql`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE ${settlement.exit} END,
+              visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
+              rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
+              ${lease} ${fence}
               RETURNING ${notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`)} IS NULL AS notified`
           }
           case "Release":
-            return sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}
+            return sql`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
+              attempts = attempts - 1, ${lease} ${fence}
               RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`
         }
       })()

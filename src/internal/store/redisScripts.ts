@@ -175,6 +175,13 @@ local function settleMany(args, from, count, now)
         list[#list + 1] = now
         list[#list + 1] = id
         releaseDedup(id)
+      elseif redis.call("HGET", j, "cancel") == "1" then
+        -- a cancel asked for while the attempt ran, which failed or was given back before its
+        -- heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
+        if kind ~= "retry" then redis.call("HINCRBY", j, "attempts", -1) end
+        redis.call("HDEL", j, "exit")
+        redis.call("HSET", j, "token", "", "lease", "")
+        finish(id, "cancelled", now)
       else
         redis.call("HSET", j, "token", "", "lease", "")
         if hasExit == "1" then redis.call("HSET", j, "exit", exit) end

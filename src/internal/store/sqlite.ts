@@ -826,6 +826,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
               ).changes
             ) > 0
           case "Retry":
+          case "Release": {
+            // a cancel asked for while the attempt ran, which failed or was given back before its
+            // heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
+            if (
+              Number(
+                run(
+                  `UPDATE wp_job SET state = 'cancelled', exit = NULL, finished_at = ?, cancel_requested = 0,
+                     attempts = attempts - ?, ${lease} ${fence} AND cancel_requested = 1`,
+                  now,
+                  settlement._tag === "Release" ? 1 : 0,
+                  token
+                ).changes
+              ) > 0
+            ) return true
+            if (settlement._tag === "Release") {
+              return Number(run(`UPDATE wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}`, token).changes) > 0
+            }
             visibleIn = settlement.delay
             return Number(
               run(
@@ -836,8 +853,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                 token
               ).changes
             ) > 0
-          case "Release":
-            return Number(run(`UPDATE wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}`, token).changes) > 0
+          }
         }
       })
 
