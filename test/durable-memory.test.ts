@@ -97,6 +97,42 @@ describe("a consumer while its store is down", () => {
     }))
 })
 
+describe("a consumer whose reap never answers (a frozen store server)", () => {
+  it.effect("the reap fails after a lease (logged as a failed reap), the next one runs, and a dead consumer's job is taken back and run", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+      })
+      const reapedAt: Array<number> = []
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          reap: (backoff, policies) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => {
+              reapedAt.push(now)
+              return reapedAt.length === 1 ? Effect.never : inner.reap(backoff, policies)
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Double, 21)
+        // a consumer that took the job and died: its lease ends at 100 ms
+        const dead = yield* store.claim({ queues: ["default"], tasks: ["Double"], limit: 1, lease: 100 })
+        assert.strictEqual(dead.claims.length, 1)
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000, poll: "100 millis" })
+        for (let t = 0; t < 1_600; t += 50) yield* TestClock.adjust(50)
+        assert.deepStrictEqual(reapedAt.slice(0, 2), [0, 1_500], "the first reap is given up at a lease, the next one runs a half lease later")
+        assert.isTrue(logged.some((line) => /taking back expired durable jobs failed \(1 time in a row/.test(line)), logged.join("\n"))
+        for (let t = 0; t < 1_000; t += 50) yield* TestClock.adjust(50)
+        assert.strictEqual(yield* job.await, 42)
+        assert.isTrue(logged.some((line) => /taking back expired durable jobs works again, after 1 failure/.test(line)), logged.join("\n"))
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
+})
+
 describe("a consumer with a long poll whose claim failed", () => {
   it.effect("tries again within a second (doubling up to 5 s), not a poll (an hour) later; a change its store hears ends the backoff", () =>
     Effect.gen(function*() {

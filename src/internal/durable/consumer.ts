@@ -605,7 +605,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
       while (true) {
-        const reaped = yield* Effect.exit(store.reap(backoff, reapPolicies))
+        // bounded as a beat is: a reap with no answer (a frozen server, a partition that drops
+        // packets) kept this loop silent for ever, the jobs of dead consumers held. Cut short, a reap
+        // takes back what its store's statement or script per queue did, whole, or nothing of a queue
+        const reaped = yield* Effect.exit(Effect.timeout(store.reap(backoff, reapPolicies), Math.max(1, config.lease)))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
