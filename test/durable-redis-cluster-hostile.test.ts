@@ -13,6 +13,7 @@ import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, clusterLayer, freshPrefix, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisCluster from "../src/internal/store/redisCluster.ts"
 
 const binary = redisServer.binary()
@@ -59,6 +60,27 @@ const job = (queue: string, n: number, maxAttempts = 3) => newJob(queue, { paylo
 const storeOn = (cluster: redisServer.Cluster, prefix: string) =>
   Effect.map(Layer.build(clusterLayer(() => cluster.url, prefix)), (context) => Context.get(context, JobStore.JobStore))
 
+/**
+ * A Cluster of its own, a queue per node, a job enqueued in each (`first`), and the nodes (by
+ * index) of two of them in the order a reap goes in (the list of queues'): `victim`, the first whose
+ * node does not hold the list (which then stays readable with it down), and `healthy`, the queue
+ * after it (on another node).
+ */
+const reapOrder = Effect.gen(function*() {
+  const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+  const prefix = freshPrefix()
+  const queues = yield* queuePerNode(cluster, prefix)
+  const store = yield* storeOn(cluster, prefix)
+  const first = yield* Effect.forEach(queues, (queue, n) => store.enqueue(job(queue, n)))
+  const list = yield* listNode(cluster, prefix)
+  const order = yield* Effect.promise(() =>
+    admin((client) => client.sendCommand(["SMEMBERS", `{${prefix}}:queues`]) as Promise<Array<string>>, cluster.nodes[list]!.url)
+  )
+  const nodes = order.map((queue) => queues.indexOf(queue))
+  const v = nodes.findIndex((node) => node !== list)
+  return { cluster, prefix, queues, store, first, victim: nodes[v]!, healthy: nodes[v + 1]! }
+})
+
 if (binary === undefined) describe.skip("the Redis store on a hostile Cluster (no redis-server binary)", () => {})
 else {
   describe("the Redis store on a hostile Cluster", () => {
@@ -89,21 +111,7 @@ else {
 
     it.live("a reap while one queue's master is down takes back the expired jobs of the queues on the other nodes (it goes on past the queue that fails, then fails)", () =>
       Effect.gen(function*() {
-        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
-        const prefix = freshPrefix()
-        const queues = yield* queuePerNode(cluster, prefix)
-        const list = yield* listNode(cluster, prefix)
-        const store = yield* storeOn(cluster, prefix)
-        const first = yield* Effect.forEach(queues, (queue, n) => store.enqueue(job(queue, n)))
-        // the order the reap goes in: the victim is the first queue whose node does not hold the list
-        // of queues (which stays readable), the healthy one the queue after it (on another node)
-        const order = yield* Effect.promise(() =>
-          admin((client) => client.sendCommand(["SMEMBERS", `{${prefix}}:queues`]) as Promise<Array<string>>, cluster.nodes[list]!.url)
-        )
-        const nodes = order.map((queue) => queues.indexOf(queue))
-        const v = nodes.findIndex((node) => node !== list)
-        const victim = nodes[v]!
-        const healthy = nodes[v + 1]!
+        const { cluster, queues, store, first, victim, healthy } = yield* reapOrder
         const expiring = first[healthy]!
         const { claims } = yield* store.claim({ queues: [queues[healthy]!], tasks: ["Echo"], limit: 1, lease: 1 })
         assert.deepStrictEqual(claims.map((claim) => claim.job.id), [expiring.id])
@@ -135,6 +143,47 @@ else {
           admin((client) => client.sendCommand(["ZSCORE", `{${prefix}:${healthy}}:running`, b.id]) as Promise<string>, cluster.nodes[0]!.url)
         )
         assert.isAbove(Number(expiry), before + 60_000, "the healthy queue's lease is renewed")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("one queue's master frozen (SIGSTOP), first in a heartbeat's and a reap's order: each goes on past it within its bound (the other queue's lease renewed, its expired job taken back) and fails; the next skips it at once while its script is unanswered; once it resumes both work again", () =>
+      Effect.gen(function*() {
+        // the victim first in the reap's order, and in the beat's (the tokens')
+        const { cluster, prefix, queues, store, first, victim, healthy } = yield* reapOrder
+        const expiring = yield* store.enqueue(job(queues[healthy]!, 10))
+        const claimOf = (node: number, lease: number) =>
+          Effect.map(store.claim({ queues: [queues[node]!], tasks: ["Echo"], limit: 1, lease }), ({ claims }) => claims[0]!)
+        const frozen = yield* claimOf(victim, 60_000)
+        const beating = yield* claimOf(healthy, 60_000)
+        const expired = yield* claimOf(healthy, 1)
+        assert.deepStrictEqual([frozen.job.id, beating.job.id, expired.job.id], [first[victim]!.id, first[healthy]!.id, expiring.id])
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
+        cluster.nodes[victim]!.signal("SIGSTOP")
+        const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.gen(function*() {
+            const started = Date.now()
+            const exit = yield* Effect.exit(Effect.timeout(effect, "20 seconds"))
+            return { exit, took: Date.now() - started }
+          })
+        const beat = () => store.heartbeat([frozen.token, beating.token], 600_000)
+        const before = Date.now()
+        const one = yield* timed(beat())
+        assert.isTrue(one.exit._tag === "Failure" && one.exit.cause.reasons.every((reason) => reason._tag === "Fail" && reason.error instanceof StoreError), String(one.exit))
+        assert.isBelow(one.took, RedisStore.CLAIM_BOUND + 1500, "the beat goes on past the frozen queue at its bound")
+        const expiry = yield* Effect.promise(() =>
+          admin((client) => client.sendCommand(["ZSCORE", `{${prefix}:${queues[healthy]}}:running`, beating.job.id]) as Promise<string>, cluster.nodes[healthy]!.url)
+        )
+        assert.isAbove(Number(expiry), before + 300_000, "the healthy queue's lease is renewed")
+        const two = yield* timed(beat())
+        assert.strictEqual(two.exit._tag, "Failure", "a queue whose beat is late is not counted as renewed")
+        assert.isBelow(two.took, 1000, "the frozen queue, its beat still unanswered, is skipped")
+        const reaped = yield* timed(store.reap([0]))
+        assert.strictEqual(reaped.exit._tag, "Failure")
+        assert.isBelow(reaped.took, RedisStore.CLAIM_BOUND + 1500, "the reap goes on past the frozen queue at its bound")
+        const counts = yield* store.counts(queues[healthy]!)
+        assert.deepStrictEqual([counts.waiting, counts.running], [1, 1], "the healthy queue's expired job is taken back, its beaten one not")
+        cluster.nodes[victim]!.signal("SIGCONT")
+        yield* until(Effect.exit(beat()), (exit) => exit._tag === "Success", "a beat works once the node resumes")
+        yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap works once the node resumes")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of queues on every node, one master killed (SIGKILL): the other nodes' queues keep running (each job once, maxAttempts 1), and once it is back from its AOF its queue runs again without restarting the consumer", () =>

@@ -703,61 +703,64 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const looked = new Map<string, number | undefined>()
           let limitedFor = 0
           let dueIn: number | undefined
-          // the queues whose script failed (on a Cluster, their node is down): the others are
-          // claimed from all the same, and the claim fails (with the first failure) only if no
-          // queue answered. What it took from the queues before is held under tokens only its
-          // answer carries (a failed claim left those jobs running for nobody until their leases
-          // ended, each an attempt), and a queue that answered with nothing is an idle wait for its
-          // consumer: failed, it backed off (up to 5 s) while jobs came to the queues that answer,
-          // and logged the store down. If the claim does not fail, each is logged in a streak of its own
-          let failedQueues: Array<readonly [string, unknown]> | undefined
-          const failedOn = (queue: string, error: unknown) => void (failedQueues ??= []).push([queue, error])
-          for (const queue of request.queues) {
-            const limit = request.limit - claims.length
-            if (limit <= 0) break
-            // a claim of this queue still unanswered (its node frozen): not another one behind it
-            if (lateClaims.has(queue)) {
-              failedOn(queue, new Error(`the claim of queue ${JSON.stringify(queue)} sent before has had no answer yet`))
-              continue
+          // the queues whose script failed or is late (see `eachQueue`): the claim fails (with the
+          // first failure) only if no queue answered. What it took from the queues before is held
+          // under tokens only its answer carries (a failed claim left those jobs running for nobody
+          // until their leases ended, each an attempt), and a queue that answered with nothing is an
+          // idle wait for its consumer: failed, it backed off (up to 5 s) while jobs came to the
+          // queues that answer, and logged the store down. If the claim does not fail, each is
+          // logged in a streak of its own
+          let first = 0
+          let stopped = () => {}
+          const failedQueues = yield* eachQueue(
+            "claim",
+            request.queues,
+            request.queues.length > 1 ? CLAIM_BOUND : 0,
+            (queue) => {
+              const limit = request.limit - claims.length
+              if (limit <= 0) return undefined
+              first = tokens.reserve(limit)
+              // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
+              return settles.carry((item) => item.queue === queue, (carried, stop) => {
+                stopped = stop
+                return Effect.map(
+                  run(
+                    "claim",
+                    queue,
+                    NOW(),
+                    String(limit),
+                    String(request.lease),
+                    String(request.tasks.length),
+                    ...request.tasks,
+                    String(carried.length),
+                    ...carried.flatMap((item) => item.args),
+                    tokens.random,
+                    String(first),
+                    `:${queue}`,
+                    dueMarkers.has(queue) ? tokens.random : ""
+                  ),
+                  ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
+                )
+              })
+            },
+            (queue, [flats, held, due, dueAt]) => {
+              flats.forEach((values, n) => {
+                const { job, rank } = claimedRow(queue, values)
+                claims.push({ job, token: tokens.of(first + n, queue), rank })
+              })
+              const wait = Number(held)
+              if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+              if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
+              looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
+            },
+            // its late answer gives the jobs it took back (a release: the attempt does not count)
+            (queue, answer) => {
+              const at = first
+              stopped()
+              return Effect.flatMap(answer, ([flats]) =>
+                Effect.forEach(flats, (_, n) => settle(tokens.of(at + n, queue), { _tag: "Release" }), { concurrency: "unbounded", discard: true }))
             }
-            const first = tokens.reserve(limit)
-            let late = () => {}
-            // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
-            const claimed = settles.carry((item) => item.queue === queue, (carried, stopped) => {
-              late = stopped
-              return Effect.map(
-                run(
-                  "claim",
-                  queue,
-                  NOW(),
-                  String(limit),
-                  String(request.lease),
-                  String(request.tasks.length),
-                  ...request.tasks,
-                  String(carried.length),
-                  ...carried.flatMap((item) => item.args),
-                  tokens.random,
-                  String(first),
-                  `:${queue}`,
-                  dueMarkers.has(queue) ? tokens.random : ""
-                ),
-                ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
-              )
-            })
-            const answer = yield* (request.queues.length > 1 ? bounded(queue, first, claimed, () => late()) : claimed).pipe(
-              Effect.catch((error: unknown) => Effect.sync(() => failedOn(queue, error)))
-            )
-            if (answer === undefined) continue
-            const [flats, held, due, dueAt] = answer
-            flats.forEach((values, n) => {
-              const { job, rank } = claimedRow(queue, values)
-              claims.push({ job, token: tokens.of(first + n, queue), rank })
-            })
-            const wait = Number(held)
-            if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
-            if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
-            looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
-          }
+          )
           if (failedQueues !== undefined && looked.size === 0) return yield* Effect.fail(failedQueues[0]![1])
           if (queueFailures.size > 0 || failedQueues !== undefined) yield* queueStreaks(looked, failedQueues)
           // several queues: best first across them (each queue's claim took its best)
@@ -795,38 +798,69 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         }
         return Effect.all(logs, { discard: true })
       })
-    /** Queues whose claim (of several queues) outlived `CLAIM_BOUND`: skipped until it answers. */
-    const lateClaims = new Set<string>()
+    /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
+    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>() }
     /**
-     * One queue's claim in a claim of several queues: a node that does not answer (frozen, or a
-     * partition that drops packets: no command times out) must not hold up the others' jobs, nor
-     * those the claim already took (their leases run). Past `CLAIM_BOUND` the claim goes on without
-     * it; its answer, when it comes, gives the jobs it took back (a release: the attempt does not
-     * count), and the queue is claimed from again.
+     * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
+     * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the
+     * jobs a claim took and their leases, the leases a beat renews, the expired jobs a reap takes
+     * back), nor, with a `bound` (ms, 0 for none), one that has no answer within it (its node frozen,
+     * or a partition that drops packets: no command times out). `onLate` gets a late script's answer
+     * (to wait for), and until it has come the operation skips the queue rather than send another
+     * behind it. `script` gives undefined to stop; `answered` takes each answer (never undefined). Gives the
+     * queues that failed or were skipped, first failure first, or undefined if none.
      */
-    const bounded = <A extends readonly [ReadonlyArray<ReadonlyArray<string | null>>, ...Array<unknown>], E>(
+    const eachQueue = <A>(
+      operation: keyof typeof late,
+      queues: Iterable<string>,
+      bound: number,
+      script: (queue: string) => Effect.Effect<A, unknown> | undefined,
+      answered: (queue: string, answer: A) => void,
+      onLate: (queue: string, answer: Effect.Effect<A, unknown>) => Effect.Effect<void, unknown> = (_, answer) => Effect.asVoid(answer)
+    ): Effect.Effect<Array<readonly [string, unknown]> | undefined> =>
+      Effect.gen(function*() {
+        const skipped = late[operation]
+        let failed: Array<readonly [string, unknown]> | undefined
+        const failedOn = (queue: string, error: unknown) => void (failed ??= []).push([queue, error])
+        for (const queue of queues) {
+          if (skipped.size > 0 && skipped.has(queue)) {
+            failedOn(queue, new Error(`the ${operation} of queue ${JSON.stringify(queue)} sent before has had no answer yet`))
+            continue
+          }
+          const effect = script(queue)
+          if (effect === undefined) break
+          const answer = yield* (bound > 0 ? bounded(operation, queue, bound, effect, onLate) : effect).pipe(
+            Effect.catch((error: unknown) => Effect.sync(() => failedOn(queue, error)))
+          )
+          if (answer !== undefined) answered(queue, answer)
+        }
+        return failed
+      })
+    /** `effect`'s answer, or a failure past `bound`, its answer then handed to `onLate` (see `eachQueue`). */
+    const bounded = <A>(
+      operation: keyof typeof late,
       queue: string,
-      first: number,
-      claim: Effect.Effect<A, E>,
-      late: () => void
-    ): Effect.Effect<A, E | Error> =>
+      bound: number,
+      effect: Effect.Effect<A, unknown>,
+      onLate: (queue: string, answer: Effect.Effect<A, unknown>) => Effect.Effect<void, unknown>
+    ): Effect.Effect<A, unknown> =>
       Effect.gen(function*() {
         // detached, not forked into the store's scope: its close interrupts the newest fibers first, and
         // a claim in flight then ended as an interruption its caller (uninterruptible, in a consumer)
         // never asked for, and one forked once the close had begun never started; detached, it ends as
         // its client's commands do (with its answer, or a StoreError once the client is closed)
-        const fiber = yield* Effect.forkDetach(claim)
+        const fiber = yield* Effect.forkDetach(effect)
         // its answer, or none past the bound: a timer and an observer, not a race of its join with a
         // sleep (two more fibers, per queue of every claim: ~9 µs over the script's own fiber-free
         // run, against ~4 µs here, on a 2-core machine)
-        const answer = yield* Effect.callback<Exit.Exit<A, E> | undefined>((resume) => {
+        const answer = yield* Effect.callback<Exit.Exit<A, unknown> | undefined>((resume) => {
           let done = false
           const timer = setTimeout(() => {
             if (done) return
             done = true
             remove()
             resume(Effect.succeed(undefined))
-          }, CLAIM_BOUND)
+          }, bound)
           const remove = fiber.addObserver((exit) => {
             if (done) return
             done = true
@@ -840,19 +874,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           })
         })
         if (answer !== undefined) return yield* answer
-        late()
-        lateClaims.add(queue)
+        const skipped = late[operation]
+        skipped.add(queue)
         yield* Effect.forkIn(
-          Fiber.join(fiber).pipe(
-            Effect.flatMap(([flats]) =>
-              Effect.forEach(flats, (_, n) => settle(tokens.of(first + n, queue), { _tag: "Release" }), { concurrency: "unbounded", discard: true })
-            ),
-            Effect.ignore,
-            Effect.ensuring(Effect.sync(() => lateClaims.delete(queue)))
-          ),
+          onLate(queue, Fiber.join(fiber)).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => skipped.delete(queue)))),
           scope
         )
-        return yield* Effect.fail(new Error(`the claim of queue ${JSON.stringify(queue)} had no answer within ${CLAIM_BOUND} ms`))
+        return yield* Effect.fail(new Error(`the ${operation} of queue ${JSON.stringify(queue)} had no answer within ${bound} ms`))
       })
 
     /**
@@ -895,20 +923,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           const lost: Array<string> = tokens.filter((token) => tokenQueue(token) === undefined)
           const cancelled: Array<string> = []
-          // a queue whose script fails (on a Cluster, its node is down) does not leave the leases of
-          // the queues after it unrenewed (they would end, and their jobs run again elsewhere): each
-          // is renewed, and the beat fails after, with the first failure
-          let failed: { readonly error: unknown } | undefined
-          for (const [queue, group] of byQueue(tokens)) {
-            const answer = yield* run("heartbeat", queue, NOW(), String(lease), ...group).pipe(
-              Effect.catch((error: unknown) => Effect.sync(() => (failed ??= { error }, undefined)))
-            )
-            if (answer === undefined) continue
-            const [l, c] = answer
-            lost.push(...l)
-            cancelled.push(...c)
-          }
-          if (failed !== undefined) return yield* Effect.fail(failed.error)
+          // a queue's beat that failed or is late is not counted as renewed: the beat fails after the
+          // others' (its consumer then counts none renewed), with the first failure. Bounded to a
+          // third of the lease, so one frozen node leaves time for the others within a beat's own bound
+          const groups = byQueue(tokens)
+          const failed = yield* eachQueue(
+            "heartbeat",
+            groups.keys(),
+            groups.size > 1 ? Math.min(CLAIM_BOUND, Math.max(1, Math.floor(lease / 3))) : 0,
+            (queue) => run("heartbeat", queue, NOW(), String(lease), ...groups.get(queue)!),
+            (_, [l, c]) => {
+              lost.push(...l)
+              cancelled.push(...c)
+            }
+          )
+          if (failed !== undefined) return yield* Effect.fail(failed[0]![1])
           return { lost, cancelled } satisfies Heartbeat
         })
       )
@@ -970,17 +999,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let count = 0
           // an empty object, not "[]": cjson cannot tell them apart, and the script indexes it by name
           const named = JSON.stringify(policies)
-          // a queue whose script fails (on a Cluster, its node is down) does not keep the others' expired
-          // jobs held: each is reaped, and the reap fails after, with the first failure
-          let failed: { readonly error: unknown } | undefined
-          for (const queue of yield* queues) {
-            const n = yield* run("reap", queue, NOW(), named, ...backoff.map(String)).pipe(
-              Effect.catch((error: unknown) => Effect.sync(() => (failed ??= { error }, 0)))
-            )
-            if (n > 0) taken.push(queue)
-            count += n
-          }
-          if (failed !== undefined) return yield* Effect.fail(failed.error)
+          // a queue that failed or is late (see `eachQueue`) does not keep the others' expired jobs
+          // held; the reap fails after, with the first failure. A late reap's jobs, once it answers,
+          // wake this process's consumers of its queue
+          const all = yield* queues
+          const failed = yield* eachQueue(
+            "reap",
+            all,
+            all.length > 1 ? CLAIM_BOUND : 0,
+            (queue) => run("reap", queue, NOW(), named, ...backoff.map(String)),
+            (queue, n) => {
+              if (n > 0) taken.push(queue)
+              count += n
+            },
+            (queue, answer) =>
+              Effect.map(answer, (n) => {
+                if (n > 0) signal.notifyIn(0, queue)
+              })
+          )
+          if (failed !== undefined) return yield* Effect.fail(failed[0]![1])
           return { count, taken }
         }),
         ({ taken }) => taken.map((queue) => ({ queue }))
@@ -1071,9 +1108,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
   })
 
 /**
- * How long one queue's script in a claim of several queues is waited for before the claim goes on
- * without it (`bounded`): far above a script's time on a live server (a claim's is below a
- * millisecond), far below a lease.
+ * How long one queue's script in a claim, a heartbeat or a reap of several queues is waited for
+ * before the operation goes on without it (`eachQueue`): far above a script's time on a live server
+ * (a claim's is below a millisecond), far below a lease.
  */
 export const CLAIM_BOUND = 2000
 
