@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -904,6 +904,36 @@ else {
         assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [1, 0, 1])
         // the done job's settle was written once: a second one is refused
         assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // a queue stays skipped while its late script is unanswered: that ends with its answer, or with
+    // its connection (a server killed while frozen, a partition that ends in a reset), not for ever
+    it.live("a server frozen (SIGSTOP) under claims, heartbeats and reaps of two queues, then killed and restarted: the queues skipped while their scripts were unanswered are claimed from, beaten and reaped again", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+        const before = yield* store.enqueue(job("a", 0))
+        yield* store.enqueue(job("b", 0))
+        const held = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        const heldB = yield* store.claim({ queues: ["b"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.strictEqual(held.claims[0]?.job.id, before.id)
+        const tokens = [held.claims[0]!.token, heldB.claims[0]!.token]
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        const request = { queues: ["a", "b"], tasks: ["Echo"], limit: 1, lease: 60_000 }
+        assert.strictEqual((yield* Effect.exit(store.claim(request)))._tag, "Failure")
+        assert.strictEqual((yield* Effect.exit(store.heartbeat(tokens, 60_000)))._tag, "Failure")
+        // (its read of the list of queues has no bound of its own: its consumer's reaper bounds it)
+        assert.strictEqual((yield* Effect.exit(Effect.timeout(store.reap([0]), "3 seconds")))._tag, "Failure")
+        yield* Effect.promise(server.kill)
+        yield* Effect.promise(server.start)
+        // its data is back from its append-only file: the held jobs are running, a new one waits
+        const after = yield* Effect.retry(store.enqueue(job("a", 1)), { schedule: Schedule.spaced("100 millis"), times: 100 })
+        const claimed = yield* until(Effect.exit(store.claim(request)), (exit) => exit._tag === "Success" && exit.value.claims.length === 1, "a claim of both queues takes the new job")
+        assert.strictEqual(claimed._tag === "Success" && claimed.value.claims[0]!.job.id, after.id)
+        yield* until(Effect.exit(store.heartbeat(tokens, 60_000)), (exit) => exit._tag === "Success", "a beat of both queues works")
+        yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap of both queues works")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of three queues on one server paused twice past the bound (CLIENT PAUSE 2.5 s) while it drains: every job runs once and succeeds (maxAttempts 1: a job left running for nobody would die unrun)", () =>
