@@ -406,6 +406,32 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
     }).pipe(Effect.scoped), { timeout: 90_000 })
 })
 
+describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a Postgres consumer (a 2 s lease) whose server is frozen (SIGSTOP)", () => {
+  it.live("its reap, never answered, is given up and logged as a failed reap, and the next reap runs (and fails) too: the reaper is not silent for ever", () => {
+    const { logged, collector } = warnings()
+    return Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
+        (s) => Effect.promise(() => s.destroy())
+      )
+      const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 4 })
+      const store = yield* Postgres.make({ ...cfg, clock: "effect" })
+      yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, lease: "2 seconds", poll: "1 hour", shutdownTimeout: 200 })
+        .pipe(Effect.provideService(JobStore.JobStore, store))
+      const pids = yield* Effect.promise(() => server.pids())
+      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
+      const reaps = () => logged.filter((line) => line.startsWith("effect-workpool: taking back expired durable jobs failed"))
+      // each reap is given up a lease after it was sent (the driver's drain of the interrupted
+      // statement, up to 5 s, on top), the next one a half lease later
+      yield* Effect.gen(function*() {
+        while (reaps().length < 2) yield* Effect.sleep(50)
+      }).pipe(Effect.timeout("30 seconds"))
+      assert.deepStrictEqual(reaps().map((line) => line.match(/\((\d+) times? in a row/)![1]), ["1", "2"])
+    }).pipe(Effect.scoped, Effect.provide(Logger.layer([collector])))
+  }, { timeout: 90_000 })
+})
+
 describe("a scope holding a SQLite consumer and its store, the file's write lock held by another process at the close", () => {
   // it took 30.7 s when SQLite's own busy wait (synchronous) waited the 5 s: every statement against
   // the held lock blocked the whole thread (the ended job's settle and its retries 200 ms apart, the
