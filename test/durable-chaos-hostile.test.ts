@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { Effect, type Layer, ManagedRuntime, Schedule } from "effect"
+import { Effect, Fiber, type Layer, ManagedRuntime, Schedule } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -500,5 +500,42 @@ describe("a cancel asked for while an attempt runs, which then fails or is given
         }).pipe(Effect.scoped, Effect.provide(layer() as Layer.Layer<JobStore.JobStore>)))
       })
     }
+  }
+})
+
+/**
+ * Such a settle ends the job, as a final one does: an awaiter in the settling process is woken at
+ * once ("at once when the job ends through this process's store", `JobQueue.progressChanges`), not
+ * at its poll. A `Retry` with a backoff woke this process's waiters only at the retry's time, as for
+ * a job that becomes visible then: on Postgres (`notifyIn(delay)`) and Redis (`{ queue, in: delay }`,
+ * which wakes no awaiter at all) the awaiter of the cancelled job slept to its poll (here an hour).
+ */
+describe("a cancel asked for while an attempt runs, which then fails with a backoff", () => {
+  for (const [name, layer] of storeLayers(() => fresh("cancel-wake.db"))) {
+    it(`${name}: this process's awaiter is woken at once, not at its poll`, { timeout: 60_000 }, async () => {
+      await Effect.runPromise(Effect.gen(function*() {
+        const HOUR = 3_600_000
+        const job = yield* JobQueue.enqueue(Chaos, { k: 1, ms: 0, fail: 0 }, { maxAttempts: 5 })
+        const store = yield* JobStore.JobStore
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Chaos"], limit: 1, lease: 60_000 })).claims
+        assert.strictEqual(claim?.job.id, job.id)
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        // an awaiter that has looked (the job runs) and waits for a change, its poll an hour. A store
+        // just opened may wake it once for nothing (Postgres' listener, once connected, wakes every
+        // waiter to look; SQLite's file watch at the cancel's commit): then another one, until one
+        // waits (those wakes only ever make this test pass, never fail)
+        let awaiter = yield* Effect.forkChild(store.wait(HOUR, yield* store.version))
+        for (let tries = 0; tries < 50; tries++) {
+          yield* Effect.sleep(20)
+          if (awaiter.pollUnsafe() === undefined) break
+          awaiter = yield* Effect.forkChild(store.wait(HOUR, yield* store.version))
+        }
+        assert.isUndefined(awaiter.pollUnsafe(), "no awaiter stayed waiting")
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Retry", delay: HOUR, exit: "failed" }))
+        const woken = yield* Fiber.join(awaiter).pipe(Effect.timeout("10 seconds"), Effect.option)
+        assert.strictEqual(woken._tag, "Some", "the awaiter of the cancelled job waits for its poll")
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
+      }).pipe(Effect.scoped, Effect.provide(layer() as Layer.Layer<JobStore.JobStore>)))
+    })
   }
 })
