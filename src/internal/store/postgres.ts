@@ -1242,24 +1242,34 @@ export const makeWith = (
         finished_at = CASE WHEN cancel_requested THEN ${now} ELSE finished_at END,
         settled_xid = CASE WHEN cancel_requested THEN ${sql.literal(XID)} ELSE settled_xid END,
         cancel_requested = false`
+      // the row as written: one that ended cancelled sends no NOTIFY (no job of its queue can be
+      // claimed: the other processes' idle consumers would look for nothing, at once or at its time)
+      const returning = (notified: Fragment) =>
+        sql`(CASE WHEN wp_job.state = 'cancelled' THEN NULL ELSE ${notified} END) IS NULL AS notified,
+          wp_job.state = 'cancelled' AS ended`
       const statement = (() => {
         switch (settlement._tag) {
           case "Retry": {
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
-            return sql`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE ${settlement.exit} END,
+            return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE ${settlement.exit} END,
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
-              RETURNING ${notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`)} IS NULL AS notified`
+              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
           }
           case "Release":
-            return sql`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
+            return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
               attempts = attempts - 1, ${lease} ${fence}
-              RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`
+              RETURNING ${returning(notify(sql`wp_job.queue`))}`
         }
       })()
-      // a retry's job is visible after its backoff: this process's waiters wake then
-      return op("settle", Effect.map(statement, (rows) => rows.length > 0), (done) => done && (settlement._tag === "Retry" ? settlement.delay : true))
+      // a retry's job is visible after its backoff: this process's waiters wake then; a job that
+      // ended cancelled wakes them at once (its awaiters: the job has ended, not at the retry's time)
+      return op(
+        "settle",
+        Effect.map(statement, (rows) => rows.length === 0 ? undefined : rows[0]!.ended),
+        (cancelled) => cancelled !== undefined && (cancelled || settlement._tag !== "Retry" ? true : settlement.delay)
+      ).pipe(Effect.map((cancelled) => cancelled !== undefined))
     }
 
     const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) => {

@@ -974,8 +974,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         : settlement._tag === "Retry"
         ? [token, "retry", String(settlement.delay), "1", settlement.exit]
         : [token, "release", "", "0", ""]
-      // a retry's job is visible after its backoff: this process's consumers of its queue wake then; a
-      // job given back, at once; a job that ended wakes only its awaiters (nothing to claim)
+      // a retry's job is visible after its backoff: this process's consumers of its queue wake then,
+      // and its awaiters at once (a job whose cancel was asked for while it ran ended cancelled: the
+      // script does not say which, and an awaiter's look more per retry costs little); a job given
+      // back, at once; a job that ended wakes only its awaiters (nothing to claim)
       return op(
         "settle",
         settles.add({ queue, args }),
@@ -983,7 +985,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           !done
             ? undefined
             : settlement._tag === "Retry"
-            ? { queue, in: settlement.delay }
+            ? [{ queue, in: settlement.delay }, { queue: UNKEYED }]
             : settlement._tag === "Release"
             ? { queue }
             : { queue: UNKEYED }
