@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { Effect, Fiber, type Layer, ManagedRuntime, Schedule } from "effect"
+import { Deferred, Effect, Exit, Fiber, type Layer, Layer as LayerM, ManagedRuntime, Schedule, Scope } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -26,6 +26,8 @@ import { type Consumer, freeze, type ProcessStore, processStoresOf, sqliteWritab
 import * as pgServer from "./durable/pgserver.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { storeLayers } from "./durable/stores.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as Task from "../src/Task.ts"
 import { Chaos } from "./fixtures/durable-tasks.ts"
 import { prng } from "./helpers.ts"
 
@@ -537,5 +539,68 @@ describe("a cancel asked for while an attempt runs, which then fails with a back
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
       }).pipe(Effect.scoped, Effect.provide(layer() as Layer.Layer<JobStore.JobStore>)))
     })
+  }
+})
+
+/**
+ * The same through a consumer, whose heartbeat here never hears of the cancel (as one that has not
+ * beaten since it was asked for): what the attempt's end makes of the job. A failure that would be
+ * retried, or an attempt given back by the consumer's shutdown, ends it cancelled (its awaiter gets
+ * `JobCancelled`, it is never claimed again); an attempt that ends the job keeps its outcome: a
+ * success, or a failure on its last attempt (dead, with that failure: docs/durable.md, "Cancel from
+ * any process").
+ */
+describe("a consumer whose heartbeat has not heard of a cancel asked for while its attempt runs", () => {
+  const deaf = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+    LayerM.effect(
+      JobStore.JobStore,
+      Effect.map(JobStore.JobStore, (inner): Store => ({
+        ...inner,
+        heartbeat: (tokens, lease) => Effect.map(inner.heartbeat(tokens, lease), (beat) => ({ ...beat, cancelled: [] }))
+      }))
+    ).pipe(LayerM.provide(layer()))
+  const cases = [
+    { end: "fails, attempts left", maxAttempts: 3, state: "cancelled", attempts: 1, outcome: "JobCancelled" },
+    { end: "fails on its last attempt", maxAttempts: 1, state: "dead", attempts: 1, outcome: "boom" },
+    { end: "succeeds", maxAttempts: 3, state: "succeeded", attempts: 1, outcome: "ok" },
+    { end: "is given back by a shutdown", maxAttempts: 3, state: "cancelled", attempts: 0, outcome: "JobCancelled" }
+  ] as const
+  for (const [name, layer] of storeLayers(() => fresh("cancel-consumer.db"))) {
+    for (const c of cases) {
+      it(`${name}: the attempt ${c.end}: ${c.state}`, { timeout: 60_000 }, async () => {
+        await Effect.runPromise(Effect.gen(function*() {
+          const started = yield* Deferred.make<void>()
+          const gate = yield* Deferred.make<void>()
+          let starts = 0
+          const consumer = yield* Scope.make()
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Chaos, () =>
+              Effect.andThen(
+                Effect.andThen(Effect.sync(() => starts++), Deferred.succeed(started, undefined)),
+                Effect.andThen(Deferred.await(gate), c.end === "succeeds" ? Effect.succeed("ok") : Effect.fail("boom"))
+              ))],
+            concurrency: 1,
+            poll: "1 hour",
+            lease: "1 minute",
+            shutdownTimeout: 0,
+            retry: Schedule.spaced("1 hour")
+          }).pipe(Scope.provide(consumer))
+          const job = yield* JobQueue.enqueue(Chaos, { k: 1, ms: 0, fail: 0 }, { maxAttempts: c.maxAttempts })
+          yield* Deferred.await(started)
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          if (c.end === "is given back by a shutdown") yield* Scope.close(consumer, Exit.void)
+          else yield* Deferred.succeed(gate, undefined)
+          const outcome = yield* JobQueue.await(Chaos, job.id).pipe(
+            Effect.map(String),
+            Effect.catch((error) => Effect.succeed(typeof error === "string" ? error : error._tag)),
+            Effect.timeout("20 seconds")
+          )
+          assert.strictEqual(outcome, c.outcome)
+          const info = yield* JobQueue.status(job.id)
+          assert.deepStrictEqual([info.state, info.attempts, info.cancelRequested, starts], [c.state, c.attempts, false, 1])
+          yield* Scope.close(consumer, Exit.void)
+        }).pipe(Effect.scoped, Effect.provide(deaf(layer))))
+      })
+    }
   }
 })
