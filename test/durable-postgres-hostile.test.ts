@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Fiber, Latch, Layer, Logger, Redacted, Schedule, Scope } from "effect"
+import { Deferred, Effect, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
@@ -192,6 +192,38 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 42)
       }), { timeout: 60_000 })
+  })
+
+  describe("the Postgres store's NOTIFY of a retry or a give-back, hostile", () => {
+    it.live("a retry sends 'due:<delay>' and a give-back 'job' on the queue's channel; one that ends its job cancelled (its cancel asked for while it ran) sends none: no job of the queue became claimable, the other processes' idle consumers would look for nothing", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const channel = Postgres.queueChannel(schema, "default")
+        const client = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2 })
+        const notes = yield* client.listen(channel)
+        const heard = yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const out: Array<string> = []
+          for (const cancelled of [false, true]) {
+            for (const settlement of [{ _tag: "Retry", delay: 5000, exit: "{}" }, { _tag: "Release" }] as const) {
+              yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 5 })
+              const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+              if (cancelled) assert.strictEqual(yield* store.cancel(claim!.job.id), "requested")
+              // what the enqueue sent is heard before the settle (a fence of our own after it)
+              yield* client`SELECT pg_notify(${channel}, 'fence')`
+              while ((yield* Queue.take(notes)).payload !== "fence") {}
+              assert.isTrue(yield* store.settle(claim!.token, settlement))
+              yield* client`SELECT pg_notify(${channel}, 'fence')`
+              const payloads: Array<string> = []
+              for (let p = (yield* Queue.take(notes)).payload; p !== "fence"; p = (yield* Queue.take(notes)).payload) payloads.push(p)
+              out.push(`${cancelled ? "cancelled" : "running"} ${settlement._tag}: ${payloads.join(",")}`)
+              assert.strictEqual((yield* store.get(claim!.job.id))!.state, cancelled ? "cancelled" : "queued")
+            }
+          }
+          return out
+        }).pipe(Effect.provide(testLayer(schema)))
+        assert.deepStrictEqual(heard, ["running Retry: due:5000", "running Release: job", "cancelled Retry: ", "cancelled Release: "])
+      }).pipe(Effect.scoped, Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make), Effect.timeout("30 seconds")), { timeout: 60_000 })
   })
 
   describe("the Postgres store's latencies, hostile", () => {
