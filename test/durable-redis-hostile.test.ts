@@ -253,6 +253,45 @@ else {
       }).pipe(Effect.scoped)
     }, { timeout: 60_000 })
 
+    it.effect("one SETTLE script of five jobs, two of them cancelled while they ran (a retry and a give-back) among a plain retry, a give-back and a final: the cancelled two end cancelled (in final:cancelled only, their dedup keys free, the give-back's attempt not counted), the others as before; the keys agree with the jobs", () => {
+      const prefix = freshPrefix()
+      const queue = "batch"
+      return Effect.gen(function*() {
+        const store = Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore)
+        const ids: Array<string> = []
+        for (let n = 0; n < 5; n++) {
+          ids.push((yield* store.enqueue({ ...newJob(queue), dedupKey: `k${n}`, maxAttempts: 3 })).id)
+        }
+        const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 5, lease: 60_000 })
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), ids)
+        assert.strictEqual(yield* store.cancel(ids[1]!), "requested")
+        assert.strictEqual(yield* store.cancel(ids[3]!), "requested")
+        const now = String(yield* Clock.currentTimeMillis)
+        const args = [
+          [claims[0]!.token, "retry", "0", "1", "\"e0\""],
+          [claims[1]!.token, "retry", "0", "1", "\"e1\""],
+          [claims[2]!.token, "release", "", "0", ""],
+          [claims[3]!.token, "release", "", "0", ""],
+          [claims[4]!.token, "final", "succeeded", "1", "{}"]
+        ].flat()
+        const written = yield* Effect.promise(() =>
+          admin((client) => client.eval(Scripts.SETTLE, { keys: [`{${prefix}:${queue}}:meta`], arguments: [now, ...args] }))
+        )
+        assert.deepStrictEqual(written, [1, 1, 1, 1, 1])
+        const rows = yield* Effect.forEach(ids, (id) => store.get(id))
+        assert.deepStrictEqual(
+          rows.map((row) => [row!.state, row!.attempts, row!.exit, row!.cancelRequested]),
+          [["queued", 1, "\"e0\"", false], ["cancelled", 1, null, false], ["queued", 0, null, false], ["cancelled", 0, null, false], ["succeeded", 1, "{}", false]]
+        )
+        const counts = yield* store.counts(queue)
+        assert.deepStrictEqual([counts.waiting, counts.running, counts.succeeded, counts.cancelled], [2, 0, 1, 2])
+        // the cancelled ones' keys are free; the queued ones' held
+        const again = yield* Effect.forEach([0, 1, 2, 3], (n) => Effect.map(store.enqueue({ ...newJob(queue), dedupKey: `k${n}` }), (r) => r.created))
+        assert.deepStrictEqual(again, [false, true, false, true])
+        yield* invariants(prefix, queue)
+      }).pipe(Effect.scoped)
+    }, { timeout: 60_000 })
+
     it.live("two stores racing on one queue (claims of one and two tasks, batches of settles, reaps of 1 ms leases taking jobs back under their settles, cancels, redrives): the keys agree with the jobs afterwards", () => {
       const prefix = freshPrefix()
       const queue = "race"
