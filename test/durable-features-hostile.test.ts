@@ -610,3 +610,35 @@ describe.each(stores)("wake-ups on the %s store, live", (_name, makeInstances) =
     }).pipe(Effect.scoped, Effect.provide(instances()))
   }, 60_000)
 })
+
+/**
+ * A job whose cancel was asked for while it ran ends cancelled by its consumer's settle (a retry, a
+ * give-back: 62fbd34) or by a reaper once its lease expired ("as a reap does", model.ts). Either
+ * way its `cancelRequested` is over: the settle, and a final settle, clear it on every store, as
+ * Redis' reap does; the memory, SQLite and Postgres reaps left it set on the ended job, so that its
+ * status said a cancel was still on its way, on three stores of four.
+ */
+describe("a job cancelled while it ran, then reaped", () => {
+  const fresh: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+    ["memory", () => JobStore.memory()],
+    ["SQLite", () => JobStore.sqlite({ filename: freshFile() })]
+  ]
+  if (Pg.enabled) fresh.push(["Postgres", () => Pg.testLayer()])
+  if (Rd.enabled) fresh.push(["Redis", () => Rd.testLayer()])
+  for (const [name, layer] of fresh) {
+    it.effect(`${name}: ends cancelled, its cancel no longer requested (as a settle leaves it)`, () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 })).claims
+        assert.strictEqual(claim?.job.id, job.id)
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        assert.isTrue((yield* JobQueue.status(job.id)).cancelRequested)
+        yield* TestClock.adjust(2000)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.cancelRequested], ["cancelled", false])
+        assert.strictEqual(failure(yield* Effect.exit(JobQueue.await(Echo, job.id))), "JobCancelled")
+      }).pipe(Effect.scoped, Effect.provide(layer())), 60_000)
+  }
+})
