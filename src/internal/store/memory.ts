@@ -411,7 +411,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         endLease(row)
         count++
         const job = row.job
-        if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now })
+        if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now, cancelRequested: false })
         else if (job.attempts >= job.maxAttempts) update(row, { state: "dead", exit: null, finishedAt: now })
         else {
           const visibleAt = now + reapDelay(job, backoff, policies)

@@ -1287,7 +1287,7 @@ export const makeWith = (
               settled_xid = CASE WHEN ${out} THEN ${sql.literal(XID)} END,
               visible_at = CASE WHEN ${out} THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
-              lease_token = NULL, lease_until = NULL
+              cancel_requested = false, lease_token = NULL, lease_until = NULL
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.seq FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq

@@ -869,7 +869,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
                visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
                rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
-               lease_token = NULL, lease_until = NULL
+               cancel_requested = 0, lease_token = NULL, lease_until = NULL
              WHERE state = 'running' AND lease_until < :now`
           ).run({ now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }).changes
         )
