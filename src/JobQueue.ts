@@ -33,7 +33,7 @@ import { Cron, type Duration, Effect, Option, Result, Schedule, Stream, Tracer }
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
-import { InvalidJobOptions, InvalidPoolConfig, type TaskCodecError } from "./PoolError.ts"
+import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
@@ -44,7 +44,7 @@ import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
 import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
-import { encodeTrace, FINAL_STATES, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -395,35 +395,145 @@ export const enqueue = <T extends Task.Any>(
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       taskOf(task)
-      config.object("options", options)
-      config.onlyKeys("", options, ENQUEUE_KEYS, ENQUEUE_HINTS)
-      if (options.delay !== undefined && options.runAt !== undefined) {
-        config.fail("runAt", options.runAt, "expected either delay or runAt, not both")
-      }
-      if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
-        config.fail("runAt", options.runAt, "expected a valid Date")
-      }
-      return {
-        ...jobOptions(options),
-        delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
-        dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey)
-      }
+      return enqueueOptions(options)
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
-    // the producer's span goes with the job: its consumer's `workpool.job` span is a child of it
-    // serviceOption, not currentParentSpan: that one fails without a span, building a
-    // NoSuchElementError (a stack trace) per enqueue
-    const span = yield* Effect.serviceOption(Tracer.ParentSpan)
     // no id: the store names the job
     const { id, created } = yield* store.enqueue({
       task: task.name,
       payload: encoded,
       ...checked,
-      runAt: options.runAt?.getTime(),
-      trace: span._tag === "Some" ? encodeTrace(span.value) : null
+      trace: yield* producerTrace
     })
     return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
+  })
+
+/** An enqueue's options checked (an `OptionError` names the first bad one), as a job's fields. */
+const enqueueOptions = (options: EnqueueOptions) => {
+  config.object("options", options)
+  config.onlyKeys("", options, ENQUEUE_KEYS, ENQUEUE_HINTS)
+  if (options.delay !== undefined && options.runAt !== undefined) {
+    config.fail("runAt", options.runAt, "expected either delay or runAt, not both")
+  }
+  if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
+    config.fail("runAt", options.runAt, "expected a valid Date")
+  }
+  return {
+    ...jobOptions(options),
+    delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
+    dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
+    runAt: options.runAt?.getTime()
+  }
+}
+
+/**
+ * The producer's span, which goes with its jobs: their consumer's `workpool.job` span is a child of
+ * it. serviceOption, not currentParentSpan: that one fails without a span, building a
+ * NoSuchElementError (a stack trace) per enqueue.
+ */
+const producerTrace = Effect.map(
+  Effect.serviceOption(Tracer.ParentSpan),
+  (span) => span._tag === "Some" ? encodeTrace(span.value) : null
+)
+
+/**
+ * An item of `enqueueAll`: a payload with its own options, which win over the call's key by key.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const item: JobQueue.EnqueueItem<{ readonly userId: number }> = {
+ *   payload: { userId: 42 },
+ *   options: { dedupKey: "welcome:42", priority: 5 }
+ * }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface EnqueueItem<P> {
+  readonly payload: P
+  readonly options?: EnqueueOptions | undefined
+}
+
+/** The keys of `EnqueueItem` (see `ENQUEUE_KEYS`). */
+const ITEM_KEYS = ["payload", "options"]
+
+/**
+ * Adds many jobs of a task in one call: what `enqueue` does for each item, in as few store round
+ * trips as the store can (one transaction on SQLite and Postgres, one script per queue on Redis;
+ * see docs/durable.md). Each item is `{ payload, options? }`; `options` (the third argument) apply to
+ * every item, an item's own `options` winning key by key. Every item is checked and encoded before
+ * anything is stored: one bad item fails the whole call with `InvalidJobOptions` (its `field` names
+ * the item, as `items[3].options.priority`, or `items[3]`) or `TaskCodecError` (its `issue` starts
+ * with `items[3]: `), and no job is stored. The handles come back in item order; an item whose
+ * `dedupKey` an unfinished job holds, or an item before it in the same call, gets that job's handle
+ * (`created: false`). Idle consumers are woken once per call and queue. An empty `items` returns
+ * `[]` without touching the store.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Import = Task.make("Import", { payload: Schema.Struct({ row: Schema.Number }), success: Schema.Void })
+ * const nightly = (rows: ReadonlyArray<number>) =>
+ *   Effect.gen(function* () {
+ *     const jobs = yield* JobQueue.enqueueAll(
+ *       Import,
+ *       rows.map((row) => ({ payload: { row }, options: { dedupKey: `import:${row}` } })),
+ *       { queue: "imports", maxAttempts: 5 }
+ *     )
+ *     yield* Effect.log(`${jobs.filter((job) => job.created).length} new jobs`)
+ *   })
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const enqueueAll = <T extends Task.Any>(
+  task: T,
+  items: Iterable<EnqueueItem<Task.Payload<T>>>,
+  options: EnqueueOptions = {}
+): Effect.Effect<
+  ReadonlyArray<JobHandle<Task.Success<T>, Task.Failure<T>>>,
+  InvalidJobOptions | TaskCodecError | StoreError,
+  JobStore
+> =>
+  Effect.gen(function*() {
+    const checked = yield* invalid(() => {
+      taskOf(task)
+      const shared = enqueueOptions(options)
+      if (items === null || typeof (items as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== "function") {
+        config.fail("items", items, "expected an iterable of { payload, options? }")
+      }
+      const list = Array.from(items)
+      return list.map((item, i) => {
+        const field = `items[${i}]`
+        config.object(field, item)
+        config.onlyKeys(`${field}.`, item, ITEM_KEYS)
+        if (item.options === undefined) return { payload: item.payload, options: shared }
+        try {
+          config.object("", item.options)
+          return { payload: item.payload, options: enqueueOptions({ ...options, ...item.options }) }
+        } catch (error) {
+          if (!(error instanceof config.OptionError)) throw error
+          const inner = error.invalid.field
+          throw new config.OptionError({ ...error.invalid, field: inner === "" ? `${field}.options` : `${field}.options.${inner}` })
+        }
+      })
+    })
+    if (checked.length === 0) return []
+    const trace = yield* producerTrace
+    const jobs: Array<FreshJob> = []
+    for (let i = 0; i < checked.length; i++) {
+      const payload = yield* encodePayload(task, checked[i]!.payload).pipe(
+        Effect.mapError((error) => new TaskCodecError({ task: error.task, part: error.part, issue: `items[${i}]: ${error.issue}` }))
+      )
+      jobs.push({ task: task.name, payload, ...checked[i]!.options, trace })
+    }
+    const results = yield* (yield* JobStore).enqueueAll(jobs)
+    return results.map(({ created, id }) => handle<Task.Success<T>, Task.Failure<T>>(task, id, created))
   })
 
 const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S, F> => ({

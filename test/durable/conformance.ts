@@ -9,8 +9,8 @@ import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import type { NewJob, Store } from "../../src/internal/store/model.ts"
-import { type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
+import { decodeTrace, type NewJob, type Store } from "../../src/internal/store/model.ts"
+import { InvalidJobOptions, type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
 import { recordingTracer, settle, warnings } from "../helpers.ts"
@@ -243,6 +243,7 @@ const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
     Effect.map(JobStore.JobStore, (store): Store => ({
       ...store,
       enqueue: (job) => track(store.enqueue(job)),
+      enqueueAll: (jobs) => track(store.enqueueAll(jobs)),
       get: (id) => track(store.get(id)),
       progressOf: (id) => track(store.progressOf(id)),
       list: (filter) => track(store.list(filter)),
@@ -1134,6 +1135,132 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isTrue(later.created)
         assert.strictEqual(yield* later.await, 4)
       })))
+
+    describe("enqueueAll", () => {
+      const items = (ns: ReadonlyArray<number>, options?: JobQueue.EnqueueOptions) =>
+        ns.map((n) => options === undefined ? { payload: { n } } : { payload: { n }, options })
+
+      it.effect("adds the items' jobs in one call, handles in item order, FIFO as enqueued one by one; the call's options under each item's, and the producer's span, go with every job", () =>
+        provide(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.pause("batch")
+          const [span, jobs] = yield* Effect.all([
+            Effect.currentSpan,
+            JobQueue.enqueueAll(Echo, [
+              ...items([0, 1]),
+              { payload: { n: 2 }, options: { priority: 5, maxAttempts: 7 } },
+              ...items([3]),
+              { payload: { n: 4 }, options: { delay: "1 minute", retry: { fixed: "2 seconds" } } }
+            ], { queue: "batch", maxAttempts: 2 })
+          ]).pipe(Effect.withSpan("nightly import"))
+          assert.strictEqual(jobs.length, 5)
+          assert.isTrue(jobs.every((job) => job.created))
+          assert.strictEqual(new Set(jobs.map((job) => job.id)).size, 5)
+          const infos = yield* Effect.forEach(jobs, (job) => JobQueue.status(job.id))
+          assert.deepStrictEqual(
+            infos.map((info) => [info.queue, info.priority, info.maxAttempts, info.state]),
+            [["batch", 0, 2, "queued"], ["batch", 0, 2, "queued"], ["batch", 5, 7, "queued"], ["batch", 0, 2, "queued"], ["batch", 0, 2, "delayed"]]
+          )
+          assert.deepStrictEqual(infos[4]!.retry, { fixed: 2000 })
+          for (const job of jobs) {
+            const trace = decodeTrace((yield* store.get(job.id))!.trace)
+            assert.deepStrictEqual([trace?.traceId, trace?.spanId], [span.traceId, span.spanId])
+          }
+          const order = yield* Ref.make<Array<number>>([])
+          yield* JobQueue.consume({
+            ...options,
+            queues: ["batch"],
+            concurrency: 1,
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(order, (o) => [...o, n]), n * 10))]
+          })
+          yield* JobQueue.resume("batch")
+          yield* tick(61_000, 1000)
+          assert.deepStrictEqual(yield* Ref.get(order), [2, 0, 1, 3, 4])
+          // each handle is its item's job
+          assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => job.await), [0, 10, 20, 30, 40])
+        })))
+
+      it.effect("an empty batch returns [] without touching the store; a batch of one queue wakes its idle consumers once", () =>
+        provide(Effect.gen(function*() {
+          const untouchable = new Proxy({}, { get: () => assert.fail("the store was touched") }) as Store
+          assert.deepStrictEqual(yield* JobQueue.enqueueAll(Echo, []).pipe(Effect.provideService(JobStore.JobStore, untouchable)), [])
+          assert.deepStrictEqual(yield* JobQueue.enqueueAll(Echo, new Set()).pipe(Effect.provideService(JobStore.JobStore, untouchable)), [])
+          const store = yield* JobStore.JobStore
+          const changes = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+            Effect.gen(function*() {
+              const before = yield* store.version
+              yield* effect
+              return (yield* store.version) - before
+            })
+          // the least of two rounds: a store may count a change of its own in between (Postgres'
+          // listener, once connected, has every waiter look)
+          const rounds = <E, R>(effect: Effect.Effect<unknown, E, R>) =>
+            Effect.map(Effect.all([changes(effect), changes(effect)]), (counts) => Math.min(...counts))
+          assert.strictEqual(yield* rounds(JobQueue.enqueueAll(Echo, items([1, 2, 3]))), 1)
+          assert.strictEqual(yield* rounds(Effect.forEach([1, 2, 3], (n) => JobQueue.enqueue(Echo, { n }))), 3)
+        })))
+
+      it.effect("one bad item anywhere fails the whole call naming its index, and nothing is stored", () =>
+        provide(Effect.gen(function*() {
+          const field = (items: ReadonlyArray<unknown>, options?: unknown) =>
+            Effect.map(Effect.flip(JobQueue.enqueueAll(Echo, items as any, options as any)), (error) => {
+              assert.instanceOf(error, InvalidJobOptions)
+              return (error as InvalidJobOptions).field
+            })
+          const ok = items([1, 2])
+          assert.strictEqual(yield* field([...ok, { payload: { n: 3 }, options: { priority: Number.NaN } }, ...ok]), "items[2].options.priority")
+          assert.strictEqual(yield* field([...ok, { payload: { n: 3 }, options: { dedupeKey: "k" } }]), "items[2].options.dedupeKey")
+          assert.strictEqual(yield* field([...ok, { payload: { n: 3 }, options: { delay: "1 second" } }], { runAt: new Date(0) }), "items[2].options.runAt")
+          assert.strictEqual(yield* field([...ok, { payload: { n: 3 }, options: "fast" }]), "items[2].options")
+          assert.strictEqual(yield* field([...ok, { n: 3 }]), "items[2].n")
+          assert.strictEqual(yield* field([...ok, null]), "items[2]")
+          assert.strictEqual(yield* field(ok, { queue: "" }), "queue")
+          assert.strictEqual(yield* field(42 as any), "items")
+          const codec = yield* Effect.flip(JobQueue.enqueueAll(Echo, [...ok, { payload: { n: "three" } as any }, ...ok]))
+          assert.instanceOf(codec, TaskCodecError)
+          assert.match((codec as TaskCodecError).issue, /^items\[2\]: /)
+          assert.strictEqual((codec as TaskCodecError).part, "payload")
+          assert.deepStrictEqual(yield* JobQueue.list({}), [])
+        })))
+
+      it.effect("a dedup key gives the unfinished job holding it: a stored one, or the first item of the batch with it", () =>
+        provide(Effect.gen(function*() {
+          const stored = yield* JobQueue.enqueue(Echo, { n: 0 }, { dedupKey: "a" })
+          const jobs = yield* JobQueue.enqueueAll(Echo, [
+            { payload: { n: 1 }, options: { dedupKey: "a" } },
+            { payload: { n: 2 }, options: { dedupKey: "b" } },
+            { payload: { n: 3 } },
+            { payload: { n: 4 }, options: { dedupKey: "b" } },
+            { payload: { n: 5 }, options: { dedupKey: "b", queue: "other" } }
+          ])
+          assert.deepStrictEqual(jobs.map((job) => job.created), [false, true, true, false, true])
+          assert.strictEqual(jobs[0]!.id, stored.id)
+          assert.strictEqual(jobs[3]!.id, jobs[1]!.id)
+          assert.notStrictEqual(jobs[4]!.id, jobs[1]!.id)
+          assert.strictEqual((yield* JobQueue.list({ limit: 100 })).length, 4)
+          yield* JobQueue.consume({ ...options, queues: ["default", "other"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+          assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => job.await), [0, 2, 3, 2, 5])
+          // once they finished, the keys are free again
+          const again = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 6 }, options: { dedupKey: "a" } }, { payload: { n: 7 }, options: { dedupKey: "a" } }])
+          assert.deepStrictEqual(again.map((job) => job.created), [true, false])
+          assert.strictEqual(again[1]!.id, again[0]!.id)
+          assert.strictEqual(yield* again[1]!.await, 6)
+        })))
+
+      it.effect("10,000 items in one call (Postgres: more rows than one statement's bind parameters allow) are stored in item order", () =>
+        provide(Effect.gen(function*() {
+          const n = 10_000
+          const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: n }, (_, i) => ({ payload: { n: i } })), { queue: "bulk" })
+          assert.strictEqual(jobs.length, n)
+          assert.isTrue(jobs.every((job) => job.created))
+          assert.strictEqual((yield* JobQueue.stats("bulk")).waiting, n)
+          const listed = yield* JobQueue.list({ queue: "bulk", limit: n })
+          assert.deepStrictEqual(listed.map((info) => info.id), jobs.map((job) => job.id))
+          const store = yield* JobStore.JobStore
+          const claimed = yield* store.claim({ queues: ["bulk"], tasks: ["Echo"], limit: n, lease: LEASE })
+          assert.deepStrictEqual(claimed.claims.map((claim) => JSON.parse(claim.job.payload).n), Array.from({ length: n }, (_, i) => i))
+        })), 120_000)
+    })
 
     it.effect("4. redrive does not make a second unfinished job with the same dedup key", () =>
       provide(Effect.gen(function*() {

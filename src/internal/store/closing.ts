@@ -49,6 +49,7 @@ export const guard = (store: Store, isClosed: () => boolean): Store => {
   return {
     ...store,
     enqueue: (job) => check("enqueue", () => store.enqueue(job)),
+    enqueueAll: (jobs) => check("enqueue", () => store.enqueueAll(jobs)),
     get: (id) => check("get", () => store.get(id)),
     list: (filter) => check("list", () => store.list(filter)),
     cancel: (id) => check("cancel", () => store.cancel(id)),

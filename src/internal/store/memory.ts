@@ -19,6 +19,7 @@ import {
   type Latency,
   type LatencyCursor,
   latencyOf,
+  type FreshJob,
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
@@ -95,50 +96,65 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     return a
   }
 
+  /** Adds a job, waking no one: `visibleIn` says when a created one is due. */
+  const add = (input: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+    const job = withId(input)
+    if (rows.has(job.id)) return { id: job.id, created: false }
+    if (job.dedupKey !== null) {
+      for (const row of rows.values()) {
+        const other = row.job
+        if (
+          other.queue === job.queue && other.dedupKey === job.dedupKey &&
+          (other.state === "queued" || other.state === "running")
+        ) return { id: other.id, created: false }
+      }
+    }
+    const now = time()
+    const visibleAt = job.runAt ?? now + job.delay
+    const row: Row = {
+      job: {
+        id: job.id,
+        queue: job.queue,
+        task: job.task,
+        payload: job.payload,
+        priority: job.priority,
+        dedupKey: job.dedupKey,
+        state: "queued",
+        attempts: 0,
+        maxAttempts: job.maxAttempts,
+        timeout: job.timeout,
+        createdAt: now,
+        visibleAt,
+        startedAt: null,
+        finishedAt: null,
+        cancelRequested: false,
+        exit: null,
+        progress: null,
+        trace: job.trace ?? null,
+        retry: job.retry ?? null
+      },
+      seq: ++seq,
+      rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),
+      token: null,
+      leaseUntil: 0
+    }
+    rows.set(job.id, row)
+    return { id: job.id, created: true, visibleIn: visibleAt - now }
+  }
   const enqueue = (input: NewJob) =>
     Effect.sync(() => {
-      const job = withId(input)
-      if (rows.has(job.id)) return { id: job.id, created: false }
-      if (job.dedupKey !== null) {
-        for (const row of rows.values()) {
-          const other = row.job
-          if (
-            other.queue === job.queue && other.dedupKey === job.dedupKey &&
-            (other.state === "queued" || other.state === "running")
-          ) return { id: other.id, created: false }
-        }
-      }
-      const now = time()
-      const visibleAt = job.runAt ?? now + job.delay
-      const row: Row = {
-        job: {
-          id: job.id,
-          queue: job.queue,
-          task: job.task,
-          payload: job.payload,
-          priority: job.priority,
-          dedupKey: job.dedupKey,
-          state: "queued",
-          attempts: 0,
-          maxAttempts: job.maxAttempts,
-          timeout: job.timeout,
-          createdAt: now,
-          visibleAt,
-          startedAt: null,
-          finishedAt: null,
-          cancelRequested: false,
-          exit: null,
-          progress: null,
-          trace: job.trace ?? null,
-          retry: job.retry ?? null
-        },
-        seq: ++seq,
-        rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),
-        token: null,
-        leaseUntil: 0
-      }
-      rows.set(job.id, row)
-      return changedIn(visibleAt - now, { id: job.id, created: true })
+      const { id, created, visibleIn } = add(input)
+      return visibleIn === undefined ? { id, created } : changedIn(visibleIn, { id, created })
+    })
+  const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
+    Effect.sync(() => {
+      let soonest = Infinity
+      const out = jobs.map((job) => {
+        const { id, created, visibleIn } = add(job)
+        if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
+        return { id, created }
+      })
+      return soonest === Infinity ? out : changedIn(soonest, out)
     })
 
   const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
@@ -424,6 +440,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   return Closing.guard({
     enqueue,
+    enqueueAll,
     get: (id) => Effect.sync(() => rows.get(id)?.job),
     progressOf: (id) =>
       Effect.sync(() => {

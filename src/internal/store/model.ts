@@ -76,6 +76,9 @@ export interface NewJob {
   readonly retry?: string | null | undefined
 }
 
+/** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
+export type FreshJob = Omit<NewJob, "id">
+
 /** The job with its id: the caller's, or a fresh UUID. */
 export const withId = (job: NewJob): NewJob & { readonly id: string } =>
   job.id === undefined ? { ...job, id: crypto.randomUUID() } : job as NewJob & { readonly id: string }
@@ -215,6 +218,17 @@ export interface Store {
    * same queue with the same dedup key.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
+  /**
+   * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
+   * within a priority), with a dedup key matching an unfinished job, or a job before it in the same
+   * call, giving that job with `created: false`. One result per job, in order. Atomic where the store
+   * can be: one transaction on SQLite and Postgres (multi-row INSERTs in chunks under Postgres' bind
+   * parameter limit), one script per queue on Redis (a failure part way through a call of several
+   * queues may leave some queues' jobs stored). Idle consumers are woken once per call and queue.
+   */
+  readonly enqueueAll: (
+    jobs: ReadonlyArray<FreshJob>
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
   /**
    * A job's state and latest progress, without the rest of its row: what a progress reader looks

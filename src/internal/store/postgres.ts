@@ -47,6 +47,7 @@ import {
   type LatencyCursor,
   latencyOf,
   type ListFilter,
+  type FreshJob,
   type NewJob,
   type ProgressOf,
   type QueueCounts,
@@ -606,6 +607,12 @@ export const clientOptions = (options: { readonly schema?: unknown }): Effect.Ef
   )
 
 /**
+ * Jobs per INSERT of `enqueueAll` (one JSON parameter, see `insertAll`): bounds a statement's size
+ * (a few MB), and one call of 10,000 items still runs in several statements of one transaction.
+ */
+const PG_BATCH = 5000
+
+/**
  * Whether an id can be no job's: one with a NUL (a Postgres text holds none, and a query with one
  * fails with "invalid byte sequence": a caller's bad id, say from a URL, is no store failure).
  */
@@ -901,6 +908,102 @@ export const makeWith = (
         (result) => result.created ? result.dueIn ?? true : false,
         input.queue
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
+
+    /**
+     * `enqueueAll`'s multi-row INSERT of new jobs (ids fresh), in their order (`n`: the identity
+     * `seq` is taken in it, FIFO within a priority). The rows are one JSON parameter, not 12 bind
+     * parameters a row: a statement takes at most 65,535 of those, and effect's SQL statement builder
+     * spreads its fragments as call arguments, which overflowed the stack at 5,000 rows. A job whose
+     * dedup key an unfinished job holds, one of this batch before it included, is left out (ON
+     * CONFLICT DO NOTHING): the rows returned are those created. Numbers go through float8, as a
+     * single enqueue's parameters do (a delay of 1.5 ms is stored as 2).
+     */
+    const insertAll = (jobs: ReadonlyArray<NewJob & { readonly id: string }>) => {
+      const now = NOW()
+      const rows = JSON.stringify(jobs.map((job) => [
+        job.id,
+        job.queue,
+        job.task,
+        job.payload,
+        job.priority,
+        job.dedupKey,
+        job.maxAttempts,
+        job.timeout,
+        job.delay,
+        job.runAt ?? null,
+        job.trace ?? null,
+        job.retry ?? null
+      ]))
+      const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
+      const priority = at(4, "::float8")
+      const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
+      return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+        SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible)}, ${at(5)}, 'queued',
+          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
+        FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
+        ORDER BY v.n
+        ON CONFLICT DO NOTHING
+        RETURNING id, visible_at - ${now}::bigint AS due_in`
+    }
+
+    /** The unfinished jobs holding these jobs' dedup keys in their queues. */
+    const holders = (jobs: ReadonlyArray<NewJob>) =>
+      sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
+        WHERE (queue, dedup_key) IN (
+          SELECT key ->> 0, key ->> 1 FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key
+        ) AND state IN ('queued', 'running')`
+
+    const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
+      op(
+        "enqueue",
+        sql.withTransaction(Effect.gen(function*() {
+          const jobs = input.map(withId)
+          const out: Array<{ id: string; created: boolean }> = []
+          /** The soonest created job of each queue: its consumers are woken once, for it. */
+          const soonest = new Map<string, number>()
+          for (let from = 0; from < jobs.length; from += PG_BATCH) {
+            const chunk = jobs.slice(from, from + PG_BATCH)
+            const results = new Map<string, { id: string; created: boolean }>()
+            let left = chunk
+            // as `enqueue`: a job left out is its dedup key holder's, or (that one finished in between)
+            // inserted again
+            for (let i = 0; left.length > 0; i++) {
+              if (i === 5) return yield* Effect.fail(new Error("a dedup key of the batch kept changing hands"))
+              const inserted = yield* insertAll(left)
+              const created = new Map(inserted.map((row) => [row.id, Number(row.due_in)]))
+              const conflicted: Array<NewJob & { readonly id: string }> = []
+              for (const job of left) {
+                const due = created.get(job.id)
+                if (due === undefined) conflicted.push(job)
+                else {
+                  results.set(job.id, { id: job.id, created: true })
+                  if (!(due >= (soonest.get(job.queue) ?? Infinity))) soonest.set(job.queue, due)
+                }
+              }
+              if (conflicted.length === 0) break
+              const held = new Map<string, string>()
+              for (const row of yield* holders(conflicted)) held.set(`${row.queue}\u0000${row.dedup_key}`, row.id)
+              left = []
+              for (const job of conflicted) {
+                const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
+                if (holder === undefined) left.push(job)
+                else results.set(job.id, { id: holder, created: false })
+              }
+            }
+            for (const job of chunk) out.push(results.get(job.id)!)
+          }
+          // sent at the commit, one per queue
+          if (soonest.size > 0) {
+            yield* sql`SELECT ${sql.join(", ", false)([...soonest].map(([queue, due]) => notify(queue, sql`${due}::bigint`)))}`
+          }
+          return { out, soonest }
+        })),
+        () => false
+      ).pipe(Effect.map(({ out, soonest }) => {
+        for (const [queue, due] of soonest) signal.notifyIn(due, queue)
+        return out
+      }))
 
     const get = (id: string) =>
       noSuchId(id)
@@ -1314,6 +1417,7 @@ export const makeWith = (
 
     return {
       enqueue,
+      enqueueAll,
       get,
       progressOf,
       list,

@@ -44,6 +44,7 @@ import type {
   JobRow,
   Latencies,
   ListFilter,
+  FreshJob,
   NewJob,
   QueueCounts,
   QueueSettings,
@@ -223,6 +224,7 @@ const script = <R>(lua: string, keys = 1): Lua<R> => ({ lua, sha: createHash("sh
 const SCRIPTS = {
   enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
   enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
+  enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
   progress: script<number>(Scripts.PROGRESS),
@@ -492,21 +494,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.forkScoped
     )
 
-    const enqueueArgs = (job: NewJob, id: string) => [
-      NOW(),
-      id,
-      job.task,
-      job.payload,
-      String(job.priority),
-      job.dedupKey ?? "",
-      job.dedupKey === null ? "0" : "1",
-      String(job.maxAttempts),
-      String(job.timeout),
-      String(job.delay),
-      job.runAt === undefined ? "" : String(job.runAt),
-      job.trace ?? "",
-      job.retry ?? ""
-    ]
+    /** A job's fields as the scripts take them (see `ADD_JOB`), after `before`. */
+    const jobFields = (job: FreshJob, id: string, before: Array<string> = []) => {
+      before.push(
+        id,
+        job.task,
+        job.payload,
+        String(job.priority),
+        job.dedupKey ?? "",
+        job.dedupKey === null ? "0" : "1",
+        String(job.maxAttempts),
+        String(job.timeout),
+        String(job.delay),
+        job.runAt === undefined ? "" : String(job.runAt),
+        job.trace ?? "",
+        job.retry ?? ""
+      )
+      return before
+    }
+    const enqueueArgs = (job: NewJob, id: string) => jobFields(job, id, [NOW()])
     /**
      * A new job: its id names its queue (see `namedQueue`), so it needs no index, and no other
      * queue can hold it: one script in the queue's slot, on a Cluster too.
@@ -543,6 +549,36 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         // a delayed job: this process's waiters wake at its time
         (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
+
+    /**
+     * One script per queue (atomic there, and in its Cluster slot), each queue's jobs in their order;
+     * a failure after some queues' scripts leaves those queues' jobs stored.
+     */
+    const enqueueAll = (jobs: ReadonlyArray<FreshJob>) => {
+      const byQueue = new Map<string, Array<number>>()
+      jobs.forEach((job, i) => {
+        const indexes = byQueue.get(job.queue)
+        if (indexes === undefined) byQueue.set(job.queue, [i])
+        else indexes.push(i)
+      })
+      return op(
+        "enqueue",
+        Effect.gen(function*() {
+          const out = new Array<{ readonly id: string; readonly created: boolean }>(jobs.length)
+          const wakes: Array<Wake> = []
+          for (const [queue, indexes] of byQueue) {
+            yield* knownQueue(queue)
+            const fields = JSON.stringify(indexes.map((i) => jobFields(jobs[i]!, `${crypto.randomUUID()}:${queue}`)))
+            const reply = yield* run("enqueueAll", queue, NOW(), fields)
+            indexes.forEach((i, k) => out[i] = { id: reply[1 + 2 * k] as string, created: reply[2 + 2 * k] === 1 })
+            if (reply[0] !== "") wakes.push({ queue, in: Number(reply[0]) })
+          }
+          return { out, wakes }
+        }),
+        // each queue's consumers wake once, at its soonest job's time
+        (result) => result.wakes.length === 0 ? undefined : result.wakes
+      ).pipe(Effect.map(({ out }) => out))
+    }
 
     const getRow = (id: string) =>
       Effect.gen(function*() {
@@ -1086,6 +1122,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
 
     return {
       enqueue,
+      enqueueAll,
       get: (id) => op("get", getRow(id)),
       progressOf: (id) => op("get", progressOf(id)),
       list,

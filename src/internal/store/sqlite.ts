@@ -18,7 +18,7 @@
  * @internal
  */
 import { Clock, Effect } from "effect"
-import type { DatabaseSync, SQLInputValue } from "node:sqlite"
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
@@ -29,6 +29,7 @@ import {
   type Latencies,
   type LatencyCursor,
   latencyOf,
+  type FreshJob,
   type NewJob,
   type ProgressOf,
   type QueueCounts,
@@ -451,40 +452,67 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     })
     arm = watch.arm
 
+    /**
+     * Adds a job in the open write transaction; `prepare` compiles its statements (a batch keeps
+     * them). Says when a created job is due.
+     */
+    const add = (input: NewJob, prepare: (sql: string) => StatementSync, now: number) => {
+      const job = withId(input)
+      if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
+      if (job.dedupKey !== null) {
+        const found = prepare("SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')")
+          .all(job.queue, job.dedupKey) as unknown as Array<{ id: string }>
+        if (found.length > 0) return { id: found[0]!.id, created: false }
+      }
+      const visible = job.runAt ?? now + job.delay
+      prepare(
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
+          created_at, visible_at, trace, retry)
+         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?)`
+      ).run(
+        job.id,
+        job.queue,
+        job.task,
+        job.payload,
+        job.priority,
+        job.dedupKey,
+        job.maxAttempts,
+        job.timeout,
+        now,
+        visible,
+        job.trace ?? null,
+        job.retry ?? null
+      )
+      prepare(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`).run(job.id)
+      return { id: job.id, created: true, visibleIn: visible - now }
+    }
+    const prepareOnce = (sql: string) => db.prepare(sql)
+
     const enqueue = (input: NewJob) =>
       write("enqueue", () => {
-        const job = withId(input)
-        if (all("SELECT id FROM wp_job WHERE id = ?", job.id).length > 0) return { id: job.id, created: false }
-        if (job.dedupKey !== null) {
-          const found = all(
-            "SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')",
-            job.queue,
-            job.dedupKey
-          )
-          if (found.length > 0) return { id: found[0]!.id, created: false }
+        const { id, created, visibleIn: due } = add(input, prepareOnce, time())
+        if (due !== undefined) visibleIn = due
+        return { id, created }
+      })
+
+    const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
+      write("enqueue", () => {
+        const statements = new Map<string, StatementSync>()
+        const prepare = (sql: string) => {
+          let statement = statements.get(sql)
+          if (statement === undefined) statements.set(sql, statement = db.prepare(sql))
+          return statement
         }
         const now = time()
-        const visible = job.runAt ?? now + job.delay
-        run(
-          `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-            created_at, visible_at, trace, retry)
-           VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
-          job.id,
-          job.queue,
-          job.task,
-          job.payload,
-          job.priority,
-          job.dedupKey,
-          job.maxAttempts,
-          job.timeout,
-          now,
-          visible,
-          job.trace ?? null,
-          job.retry ?? null
-        )
-        run(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`, job.id)
-        visibleIn = visible - now
-        return { id: job.id, created: true }
+        let soonest = Infinity
+        const out = jobs.map((job) => {
+          const { id, created, visibleIn: due } = add(job, prepare, now)
+          if (due !== undefined && due < soonest) soonest = due
+          return { id, created }
+        })
+        // its waiters wake when the soonest of them is due
+        if (soonest !== Infinity) visibleIn = soonest
+        return out
       })
 
     const get = (id: string) =>
@@ -877,6 +905,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     return {
       enqueue,
+      enqueueAll,
       get,
       progressOf,
       list,
