@@ -921,18 +921,8 @@ export const makeWith = (
     const insertAll = (jobs: ReadonlyArray<NewJob & { readonly id: string }>) => {
       const now = NOW()
       const rows = JSON.stringify(jobs.map((job) => [
-        job.id,
-        job.queue,
-        job.task,
-        job.payload,
-        job.priority,
-        job.dedupKey,
-        job.maxAttempts,
-        job.timeout,
-        job.delay,
-        job.runAt ?? null,
-        job.trace ?? null,
-        job.retry ?? null
+        job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
+        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
