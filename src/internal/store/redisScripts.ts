@@ -279,7 +279,7 @@ export const ENQUEUE_INDEXED = enqueue(true)
  * which a batch of 10,000 made more than a JavaScript call can spread. → {ms until the soonest
  * created job is visible ("" for none), then each job's id and created (1 or 0)}
  */
-export const ENQUEUE_ALL = `${PRELUDE}${ADD_JOB}
+export const ENQUEUE_ALL: string = `${PRELUDE}${ADD_JOB}
 local jobs = cjson.decode(ARGV[2])
 local now = clock(ARGV[1])
 local out = {""}
