@@ -922,7 +922,7 @@ const start = <W, EW>(
 ): Effect.Effect<void, InvalidPoolConfig | EW, Scope.Scope> =>
   Effect.gen(function*() {
     if (checked.metrics) {
-      const recorded = new Metrics.PoolMetrics()
+      const recorded = new Metrics.PoolMetrics(scheduler)
       scheduler.observer = recorded
       // registered and its release added as one step: an interruption between the two kept the
       // pool's name taken for good. Added before the shutdown finalizer, so it runs after it: the

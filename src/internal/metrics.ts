@@ -1,8 +1,9 @@
 /**
  * A pool's Effect `Metric`s. Everything the scheduler already counts (endings, queue depth, running
  * jobs, workers, utilization) is read when the metrics are read (`Metric.registerUnsafe`), so it
- * costs a job nothing; only the wait and run times are recorded per job, into histograms kept here
- * (two array increments per job, no registry lookup).
+ * costs a job nothing; only wait and run times above 0 ms are recorded per job, into histograms kept
+ * here (a few array increments, no registry lookup), and those of 0 ms are what the scheduler
+ * counted less those (see `Observer`).
  *
  * Every series carries the attribute `pool` (the pool's name) and those of
  * `Metric.CurrentMetricAttributes` where the pool was made but for the pool's own (`pool`, `ending`,
@@ -25,24 +26,23 @@ export const BOUNDARIES: ReadonlyArray<number> = Metric.exponentialBoundaries({ 
 const OVERFLOW = BOUNDARIES.length - 1
 const LAST = BOUNDARIES[OVERFLOW - 1]!
 
-/** A histogram's state, counted here and read by `Metric`'s snapshot. */
+/**
+ * A histogram's state, counted here and read by `Metric`'s snapshot. Only times above 0 ms are
+ * recorded: `count` is how many times there were in all (recorded or not), and the rest were 0 ms.
+ */
 class Histogram {
-  /**
-   * Times of 0 ms, counted apart: on a millisecond clock most short jobs wait and run 0 ms, and one
-   * increment is what keeps the metrics within their budget of a trivial job's time.
-   */
-  private zeros = 0
+  private readonly count: () => number
   private readonly counts = new Float64Array(BOUNDARIES.length)
   private others = 0
   private sum = 0
   private min = Number.MAX_VALUE
   private max = -Number.MAX_VALUE
 
+  constructor(count: () => number) {
+    this.count = count
+  }
+
   record(millis: number): void {
-    if (millis === 0) {
-      this.zeros++
-      return
-    }
     // boundaries double: the bucket is the bit length of the whole milliseconds (0 and 1 share ≤ 1)
     const bucket = millis <= 1 ? 0 : millis > LAST ? OVERFLOW : 32 - Math.clz32(Math.ceil(millis) - 1)
     this.counts[bucket]!++
@@ -53,16 +53,17 @@ class Histogram {
   }
 
   state(): Metric.HistogramState {
+    const count = this.count()
     const buckets: Array<[number, number]> = []
-    let cumulated = this.zeros
+    let cumulated = count - this.others
     for (let i = 0; i < BOUNDARIES.length; i++) {
       cumulated += this.counts[i]!
       buckets.push([BOUNDARIES[i]!, cumulated])
     }
-    const zeros = this.zeros > 0
+    const zeros = count > this.others
     return {
       buckets,
-      count: this.zeros + this.others,
+      count,
       min: zeros ? Math.min(0, this.min) : this.min,
       max: zeros ? Math.max(0, this.max) : this.max,
       sum: this.sum
@@ -81,10 +82,16 @@ export const histogramsOf = (
   return observer instanceof PoolMetrics ? { wait: observer.wait.state(), run: observer.run.state() } : undefined
 }
 
-/** Records the wait and run time of every attempt: the scheduler's `Observer`. */
+/** Records the wait and run time of every attempt of `scheduler`'s: its `Observer`. */
 export class PoolMetrics implements Observer {
-  readonly wait = new Histogram()
-  readonly run = new Histogram()
+  /** Every attempt started waited. */
+  readonly wait: Histogram
+  /** Every attempt started and no longer running (`busy`) ran. */
+  readonly run: Histogram
+  constructor(scheduler: Scheduler<any>) {
+    this.wait = new Histogram(() => scheduler.started)
+    this.run = new Histogram(() => scheduler.started - scheduler.busy)
+  }
   started(_job: Job, waitMillis: number): void {
     this.wait.record(waitMillis)
   }

@@ -72,8 +72,11 @@ export interface Executor {
 }
 
 /**
- * Hears every attempt start and stop, with its wait and run time: how metrics plug in
- * (internal/metrics.ts) without the scheduler knowing about them.
+ * Hears every attempt start and stop that took time, with its wait and run time: how metrics plug
+ * in (internal/metrics.ts) without the scheduler knowing about them. Times of 0 ms (on a
+ * millisecond clock most short jobs wait and run 0 ms) are not told: how many there were is what
+ * the scheduler counts less what was told (`started` attempts, `started - busy` stopped ones), so
+ * a trivial job pays no call for them.
  */
 export interface Observer {
   started(job: Job, waitMillis: number): void
@@ -1098,7 +1101,7 @@ export class Scheduler<W> {
     this.trackArea(now)
     const wait = now - job.time
     this.totalWaitMillis += wait
-    this.observer.started(job, wait)
+    if (wait !== 0) this.observer.started(job, wait)
     job.state = RUNNING
     job.time = now
     worker.job = job
@@ -1128,7 +1131,7 @@ export class Scheduler<W> {
     if (next === undefined) this.busy--
     const run = now - job.time
     this.totalRunMillis += run
-    this.observer.stopped(job, run)
+    if (run !== 0) this.observer.stopped(job, run)
     if (next !== undefined) this.start(next, worker, now, true)
     else if (!retiring) this.free.push(worker)
     // a retiring worker leaves `workers` now (whoever its job's ending tells, a resize or another job
