@@ -6,7 +6,7 @@ import * as ThreadPool from "../src/ThreadPool.ts"
 import { Count, Inspect, Traced } from "./fixtures/observe-tasks.ts"
 import { recordingTracer, settle } from "./helpers.ts"
 import { onFirstReport } from "../src/internal/progress.ts"
-import { DONE } from "../src/internal/scheduler.ts"
+import { DONE, schedulerOf } from "../src/internal/scheduler.ts"
 
 const worker = new URL("./fixtures/observe-worker.ts", import.meta.url)
 
@@ -65,6 +65,33 @@ describe("metrics", () => {
         const utilization = (yield* series("workpool_utilization", "mail")).value
         assert.strictEqual(utilization, (yield* pool.stats).utilization)
         assert.isAbove(utilization, 0)
+      })
+    ))
+
+  it.effect("waits and runs of 0 ms reach the histograms with no call per job: counted from the pool's own counts, a running job's run not yet", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "zeros" })
+        const scheduler = schedulerOf(pool)
+        const recorded = scheduler.observer
+        let heard = 0
+        scheduler.observer = {
+          started: (job, wait) => (heard++, recorded.started(job, wait)),
+          stopped: (job, run) => (heard++, recorded.stopped(job, run))
+        }
+        for (let i = 0; i < 1_000; i++) yield* pool.run(Effect.void)
+        const gate = yield* Deferred.make<void>()
+        yield* pool.submit(Deferred.await(gate))
+        const bucket = (state: Metric.HistogramState, le: number) => state.buckets.find(([b]) => b === le)![1]
+        const wait: Metric.HistogramState = yield* series("workpool_job_wait_ms", "zeros")
+        const run: Metric.HistogramState = yield* series("workpool_job_run_ms", "zeros")
+        assert.deepStrictEqual([heard, wait.count, wait.max, bucket(wait, 1), run.count, run.max, bucket(run, 1)], [0, 1_001, 0, 1_001, 1_000, 0, 1_000])
+        // one that took time is heard, and counted once
+        yield* TestClock.adjust("5 millis")
+        yield* Deferred.succeed(gate, undefined)
+        yield* settle
+        const after: Metric.HistogramState = yield* series("workpool_job_run_ms", "zeros")
+        assert.deepStrictEqual([heard, after.count, after.max, bucket(after, 1), bucket(after, 8)], [1, 1_001, 5, 1_000, 1_001])
       })
     ))
 

@@ -192,6 +192,21 @@ export const scenario: Scenario = {
       "and ours, 3 for `Effect.forEach`; load 5), fastq's first run took 499–542 ms of CPU and its later ones 251–299 " +
       "(the first grows the heap for its 190 MB of promises), ours 164–195 and 142–181, `Effect.forEach`'s 55–59 and " +
       "46–72. So in a warm process ours takes about 0.6× fastq's CPU (1.6× its speed, not 3×), and 3.2× " +
-      "`Effect.forEach`'s."
+      "`Effect.forEach`'s.",
+    "What is left of the pool's own share per job (measured at load 6–10 from other work, so only large effects " +
+      "show): the wait and run histograms now hear only times above 0 ms (their 0 ms count is the pool's own " +
+      "counts less those), so `metrics: false` saves a trivial job nothing: in one process (`bench/trace-overhead.ts`, " +
+      "9 runs) 0.898 µs per job with metrics against 0.899 without, where it was 0.978 against 0.882. The inline " +
+      "caches of the pool's hot path are monomorphic (`--log-ic`: the polymorphic and megamorphic sites on it are " +
+      "Effect's own, the run loop's `evaluate`, `getCont`, `effectIsExit`). Tried and not kept, for no CPU that could " +
+      "be told from the noise: `submit` and `run` as their own iterator (no `yield*` iterator per job: 443 → 421 bytes " +
+      "per job, CPU 1.02× in `bench/ab-fiber.ts`, 24 pairs; main thread 0.98–1.03× in fresh processes timed as the " +
+      "child times, 16 pairs; peak heap 41.1 MB against 40.8), and one inert record, submit and iterator kept for the " +
+      "process's life so that their hidden classes and the code compiled against them outlive the warm-ups' pools " +
+      "(V8's other threads 67.5 → 59.5 ms in the timed run, the main thread 127 → 129.5, total 1.00×, 20 pairs). " +
+      "What remains is two clock reads per job (`performance.now()`, 40 ns each here, 7–8% of the run's CPU profile), " +
+      "the record, the submit and its iterator, Effect's run-loop step for the submit, and the collections: the kept " +
+      "Exits are copied and then promoted by each of the run's 4–5 scavenges, 50–80 ms of pauses in a 120–135 ms " +
+      "main thread at that load, mostly waiting for V8's helper threads, which a CPU-bound neighbour (1L) competes with."
   ]
 }
