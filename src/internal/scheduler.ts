@@ -497,6 +497,8 @@ export class Scheduler<W> {
    * that step half done (a retry out of `held` and not yet queued).
    */
   private expiring = false
+  /** A pump asked for while `expiring`: run once every deadline due is handled. */
+  private pumpAfterExpiry = false
 
   // accounting
   submitted = 0
@@ -861,6 +863,13 @@ export class Scheduler<W> {
   pump(now?: number): void {
     if (this.pumping) {
       this.pumpAgain = true
+      return
+    }
+    // a job stopped (or ended) by a deadline the timer is handling: the deadlines due at the same
+    // instant are handled first, then the queue is pumped (see `expireDeadlines`). Started here, a
+    // job whose queue deadline is due now but not yet reached would start at it (its deadline gone)
+    if (this.expiring) {
+      this.pumpAfterExpiry = true
       return
     }
     // most calls have nothing to start or admit (a job ended and nothing is queued, or every worker
@@ -1446,7 +1455,10 @@ export class Scheduler<W> {
     } finally {
       this.expiring = false
     }
-    if (retries) this.pump()
+    if (retries || this.pumpAfterExpiry) {
+      this.pumpAfterExpiry = false
+      this.pump()
+    }
     this.armTimer()
   }
 
