@@ -317,7 +317,7 @@ class Model {
       }
       if (j.status === "retrying") t = Math.min(t, j.holdUntil)
     }
-    if (!this.paused && this.free() > 0 && this.queued.length > 0) t = Math.min(t, this.gateOpensAt())
+    if (!this.paused && this.free() > 0 && (this.queued.length > 0 || this.waitingCount > 0)) t = Math.min(t, this.gateOpensAt())
     if (this.shutdownAt !== undefined && this.shutdownAt >= 0 && this.state === "draining") t = Math.min(t, this.shutdownAt)
     return t
   }
@@ -377,6 +377,7 @@ class Model {
     this.rejectWaiting()
     this.shutdownAt = this.now + this.config.shutdownTimeout
     this.pump()
+    if (this.config.shutdownTimeout === 0 && this.state === "draining") this.stopNow()
   }
 
   /** Returns the ids handed back. */
@@ -678,6 +679,59 @@ describe("the scheduler against a reference model", () => {
   // timeout). A's interruption stops it at once, inside the timer's expiry, and its stop pumped the
   // queue there, before B's deadline (at the same instant) was handled: B started at its queue
   // deadline, where a worker freed by a job that ended at 38 on its own leaves it timed out.
+  // Found by seed 385. Within a priority the queue is FIFO, and a retried job goes back to it "as if
+  // just submitted", at the tail. A job that waited for room (overflow "suspend") takes its place by
+  // its age (`enqueueWaited`): but among jobs of one score the queue broke ties by submission number,
+  // not by when each came to the queue, so B, submitted at 5 and admitted at 60, went behind A,
+  // submitted at 0 and back in the queue at 50, and ran after it (with any aging B runs first).
+  it.effect("FIFO within a priority: a job that waited for room since 5 runs before a retry back in the queue at 50", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 2, overflow: "suspend", metrics: false })
+      const ran: Array<string> = []
+      let attempts = 0
+      const a = Effect.gen(function*() {
+        ran.push(`A${++attempts}`)
+        yield* Effect.sleep(attempts === 1 ? 50 : 1)
+        if (attempts === 1) return yield* Effect.fail("boom")
+      })
+      const job = (name: string, millis: number) => Effect.andThen(Effect.sync(() => ran.push(name)), Effect.sleep(millis))
+      yield* pool.submit(a, { retry: { times: 1 } })
+      yield* pool.submit(job("H", 10), { priority: 1 })
+      yield* pool.submit(job("K", 10), { priority: 1 })
+      yield* TestClock.adjust(5)
+      // the queue is full: B waits for room
+      const b = yield* Effect.forkChild(pool.submit(job("B", 1)), { startImmediately: true })
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(b)
+      yield* pool.awaitIdle
+      assert.deepStrictEqual(ran, ["A1", "H", "K", "B", "A2"])
+    }))
+
+  // The aging rule (Options.aging): a job of priority p is passed by one of priority q > p only if
+  // that one came less than (q − p) × aging after it; one that came exactly that much later runs
+  // after it. A retry "comes" when it is back in the queue (aging counted from then): R, back at
+  // 1000 with priority 1, came exactly 1 × 1000 after L (priority 0, submitted at 0), so L runs
+  // first. Their scores tie, and the tie went to the lower submission number, R's.
+  it.effect("aging at the boundary holds for a retry: one back exactly (q − p) × aging later does not pass", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2, aging: 1000, metrics: false })
+      const ran: Array<string> = []
+      let attempts = 0
+      const r = Effect.gen(function*() {
+        ran.push(`R${++attempts}`)
+        yield* Effect.sleep(500)
+        if (attempts === 1) return yield* Effect.fail("boom")
+      })
+      const job = (name: string, millis: number) => Effect.andThen(Effect.sync(() => ran.push(name)), Effect.sleep(millis))
+      yield* pool.submit(job("W", 3000))
+      yield* pool.submit(r, { priority: 1, retry: { times: 1, schedule: Schedule.spaced(500) } })
+      yield* pool.submit(job("X", 1000), { priority: 5 })
+      yield* pool.submit(job("L", 1))
+      yield* TestClock.adjust(5000)
+      yield* pool.awaitIdle
+      assert.deepStrictEqual(ran, ["W", "R1", "X", "L", "R2"])
+    }))
+
   it.effect("a worker freed by a timeout does not start a job whose queue deadline is due at that instant", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, metrics: false })
