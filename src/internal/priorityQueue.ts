@@ -66,8 +66,14 @@ class Lane<T extends QueueEntry> implements HeapItem {
   }
 }
 
-/** Whether entry `x` comes before entry `y`. */
-const outranks = (x: QueueEntry, y: QueueEntry): boolean => x.score > y.score || (x.score === y.score && x.seq < y.seq)
+/**
+ * Whether entry `x` comes before entry `y`: a higher score, or the same score and came to the queue
+ * first (`time`: its submission, or its return after a retry's delay), then submitted first. By
+ * `time`, not by submission alone: a retry back in the queue is as if just submitted, and the aging
+ * rule (`Options.aging`) lets the one that came first go first at a tie.
+ */
+export const outranks = (x: QueueEntry, y: QueueEntry): boolean =>
+  x.score > y.score || (x.score === y.score && (x.time < y.time || (x.time === y.time && x.seq < y.seq)))
 
 const laneBefore = <T extends QueueEntry>(a: Lane<T>, b: Lane<T>): boolean => outranks(a.first(), b.first())
 
@@ -125,7 +131,7 @@ export class PriorityQueue<T extends QueueEntry> {
     // its own score: before the removed ones, and the live ones it outranks (submitted after it)
     while (i > lane.head) {
       const before = items[i - 1]!
-      if (before.score !== score || (before.inQueue && entry.seq > before.seq)) break
+      if (before.score !== score || (before.inQueue && !outranks(entry, before))) break
       i--
     }
     this.placeAt(lane, i, entry)
@@ -159,7 +165,7 @@ export class PriorityQueue<T extends QueueEntry> {
     while (i < items.length) {
       const after = items[i]!
       const afterScore = after.score
-      if (afterScore < score || (afterScore === score && after.inQueue && entry.seq < after.seq)) break
+      if (afterScore < score || (afterScore === score && after.inQueue && outranks(entry, after))) break
       i++
     }
     this.placeAt(lane, i, entry)

@@ -15,7 +15,7 @@ import type { JobStatus } from "../WorkPool.ts"
 import { type HeapItem, IndexedHeap } from "./indexedHeap.ts"
 import * as Monotonic from "./monotonic.ts"
 import * as Primitive from "./primitive.ts"
-import { PriorityQueue, type QueueEntry, waitedLonger } from "./priorityQueue.ts"
+import { outranks, PriorityQueue, type QueueEntry, waitedLonger } from "./priorityQueue.ts"
 import { Progress } from "./progress.ts"
 import type * as Retry from "./retry.ts"
 
@@ -796,6 +796,7 @@ export class Scheduler<W> {
   /**
    * Queues a job that waited for room: it may outrank jobs queued after its submission (a retried
    * job goes back to the queue as if just submitted), so it takes its place by age, not at the tail.
+   * A retry back from its delay too: a job submitted at that same instant may be queued already.
    */
   private enqueueWaited(job: Job): void {
     job.state = QUEUED
@@ -965,10 +966,14 @@ export class Scheduler<W> {
       job.state = OFFERED
       if (this.offered.size === 0) {
         this.offeredLowest = job.score
-        this.offeredLatest = job.seq
+        this.offeredLatest = job.time
+        this.offeredLatestSeq = job.seq
       } else {
         if (job.score < this.offeredLowest) this.offeredLowest = job.score
-        if (job.seq > this.offeredLatest) this.offeredLatest = job.seq
+        if (cameAfter(job.time, job.seq, this.offeredLatest, this.offeredLatestSeq)) {
+          this.offeredLatest = job.time
+          this.offeredLatestSeq = job.seq
+        }
       }
       this.offered.add(job)
     }
@@ -976,17 +981,20 @@ export class Scheduler<W> {
 
   /**
    * Bounds on the offered jobs (scores are fixed: see `Job.score`): none scores lower than
-   * `offeredLowest` or was submitted after `offeredLatest`. They let a pool with many offers out
+   * `offeredLowest` or came to the queue after `offeredLatest`. They let a pool with many offers out
    * tell at a glance that the queue's best job outranks none of them (the usual case: it came later,
-   * at the same priority), rather than look at each offer on every dispatch.
+   * at the same priority), rather than look at each offer on every dispatch. `offeredLatest` is a
+   * time and `offeredLatestSeq` breaks its ties (see `outranks`).
    */
   private offeredLowest = 0
   private offeredLatest = 0
+  private offeredLatestSeq = 0
 
   /** Whether `job` may run before an offered job (see `offeredLowest`). */
   private mayOutrankOffers(job: Job): boolean {
     const score = job.score
-    return score > this.offeredLowest || (score === this.offeredLowest && job.seq < this.offeredLatest)
+    return score > this.offeredLowest ||
+      (score === this.offeredLowest && cameAfter(this.offeredLatest, this.offeredLatestSeq, job.time, job.seq))
   }
 
   /** The offered job that would run last, among those the scheduler may still take back; the bounds made exact. */
@@ -994,14 +1002,19 @@ export class Scheduler<W> {
     let worst: Job | undefined
     let lowest = Infinity
     let latest = -Infinity
+    let latestSeq = -Infinity
     for (const job of this.offered) {
       const score = job.score
       if (score < lowest) lowest = score
-      if (job.seq > latest) latest = job.seq
+      if (cameAfter(job.time, job.seq, latest, latestSeq)) {
+        latest = job.time
+        latestSeq = job.seq
+      }
       if (!this.claimed.has(job) && (worst === undefined || runsBefore(worst, job))) worst = job
     }
     this.offeredLowest = lowest
     this.offeredLatest = latest
+    this.offeredLatestSeq = latestSeq
     return worst
   }
 
@@ -1204,8 +1217,10 @@ export class Scheduler<W> {
     const now = this.now()
     job.time = now
     const queueTimeout = job.hook!.queueTimeout
-    // queued first, so that whatever the deadline's setting sets off sees it in the queue
-    this.enqueue(job)
+    // queued first, so that whatever the deadline's setting sets off sees it in the queue; in its
+    // place by `outranks`: after the jobs of its score that came before it, and before a job
+    // submitted after it that came at this same instant
+    this.enqueueWaited(job)
     if (queueTimeout > 0 && job.state === QUEUED) this.setDeadline(job, now + queueTimeout, "queued")
   }
 
@@ -1698,8 +1713,12 @@ const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Ex
   else for (const listener of listeners) listener(exit)
 }
 
-/** Whether `a` runs before `b`: a higher score, or the same score and submitted first. */
-const runsBefore = (a: Job, b: Job): boolean => a.score > b.score || (a.score === b.score && a.seq < b.seq)
+/** Whether a job that came to the queue at `time` (submitted `seq`th) came after one at `time2` (`seq2`th). */
+const cameAfter = (time: number, seq: number, time2: number, seq2: number): boolean =>
+  time > time2 || (time === time2 && seq > seq2)
+
+/** Whether `a` runs before `b`: a higher score, or the same score and came to the queue first (see `outranks`). */
+const runsBefore = (a: Job, b: Job): boolean => outranks(a, b)
 
 export const outcomeOf = (exit: Exit.Exit<any, any>): Outcome => {
   if (Exit.isSuccess(exit)) return "succeeded"
