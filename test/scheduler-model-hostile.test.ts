@@ -71,6 +71,7 @@ interface MJob {
   runDeadline: number | undefined
   holdUntil: number
   endedAt: number | undefined
+  startIndex: number
 }
 
 class Model {
@@ -81,6 +82,10 @@ class Model {
   paused: boolean
   state: "running" | "draining" | "stopped" = "running"
   shutdownAt: number | undefined = undefined
+  /** Set when the run reaches an instant whose order the docs leave open (see `advance`). */
+  ambiguous = false
+  /** How many attempts had started when `shutdown` was called. */
+  shutdownStarts = 0
   gateStarts: Array<number> = []
   submitted = 0
   rejected = 0
@@ -182,6 +187,7 @@ class Model {
     const attempt = j.plan.attempts[Math.min(j.retries, j.plan.attempts.length - 1)]!
     j.runEnd = this.now + attempt.millis
     j.runDeadline = j.plan.timeout === undefined ? undefined : this.now + j.plan.timeout
+    j.startIndex = this.starts.length
     this.starts.push(`${this.now} #${j.k}.${j.retries + 1}`)
   }
 
@@ -212,7 +218,8 @@ class Model {
       runEnd: 0,
       runDeadline: undefined,
       holdUntil: 0,
-      endedAt: undefined
+      endedAt: undefined,
+      startIndex: 0
     }
     this.jobs.push(j)
     this.submitted++
@@ -306,6 +313,18 @@ class Model {
     }
   }
 
+  /** How many things other than the shutdown's deadline are due at `t`. */
+  private eventsAt(t: number): number {
+    let n = 0
+    for (const j of this.jobs) {
+      if ((j.status === "queued" || j.status === "waiting") && j.queueDeadline === t) n++
+      if (j.status === "running" && (j.runEnd === t || j.runDeadline === t)) n++
+      if (j.status === "retrying" && j.holdUntil === t) n++
+    }
+    if (!this.paused && this.free() > 0 && (this.queued.length > 0 || this.waitingCount > 0) && this.gateOpensAt() === t) n++
+    return n
+  }
+
   /** The next instant something happens, if any. */
   private nextEvent(): number {
     let t = Infinity
@@ -326,12 +345,21 @@ class Model {
     for (;;) {
       const t = this.nextEvent()
       if (t > to) break
+      // the shutdown's deadline at the instant something else is due: which comes first is the
+      // order of their timers, which the docs leave open; the run stops being compared here
+      if (this.state === "draining" && this.shutdownAt === t && this.eventsAt(t) > 0) {
+        this.ambiguous = true
+        return
+      }
       this.now = t
       this.expire()
       this.pump()
       // attempts ending now, in the order they started
       const ending = this.running.filter((j) => j.runEnd === t).sort((a, b) => a.runStart - b.runStart || a.seq - b.seq)
       for (const j of ending) {
+        // the shutdown's deadline at this same instant: its timer, set when `shutdown` was called,
+        // wakes before the attempts started after the call (which are then interrupted)
+        if (this.shutdownAt === t && this.state === "draining" && j.startIndex >= this.shutdownStarts) this.stopNow()
         if (j.status !== "running" || j.runEnd !== t) continue
         const attempt = j.plan.attempts[Math.min(j.retries, j.plan.attempts.length - 1)]!
         this.stopped(j, attempt.fail ? "failed" : "succeeded")
@@ -377,6 +405,8 @@ class Model {
     this.rejectWaiting()
     this.shutdownAt = this.now + this.config.shutdownTimeout
     this.pump()
+    // the jobs it starts set their timers before the shutdown's own (its fiber's first run)
+    this.shutdownStarts = this.starts.length
     if (this.config.shutdownTimeout === 0 && this.state === "draining") this.stopNow()
   }
 
@@ -472,6 +502,8 @@ const statusOf = (exit: Exit.Exit<unknown, unknown>): Status => {
 }
 
 let current: WorkPool.WorkPool | undefined
+/** Runs that reached a shutdown deadline tied with another event (see `Model.advance`). */
+let ambiguousRuns = 0
 
 const runSeed = (seed: number, steps = 40) =>
   Effect.gen(function*() {
@@ -502,7 +534,10 @@ const runSeed = (seed: number, steps = 40) =>
     }
     log(`seed ${seed}: ${JSON.stringify(config)}`)
     const fail = (what: string) => {
-      throw new Error(`seed ${seed}: ${what}\n${trace.join("\n")}`)
+      const ends = model.jobs.map((j) => `#${j.k} ${j.status}@${j.endedAt} (pool: ${outcomes[j.k]?.status}@${outcomes[j.k]?.at})`)
+      throw new Error(
+        `seed ${seed}: ${what}\n${trace.join("\n")}\n  starts, pool:  ${started.join(", ")}\n  starts, model: ${model.starts.join(", ")}\n  ${ends.join("\n  ")}`
+      )
     }
     const settle = Effect.gen(function*() {
       for (let i = 0; i < 10; i++) yield* Effect.yieldNow
@@ -652,9 +687,13 @@ const runSeed = (seed: number, steps = 40) =>
       }
     }
     yield* compare(`after ${ending}`)
-    for (let i = 0; i < 40 && model.jobs.some((j) => LIVE.includes(j.status)); i++) {
+    for (let i = 0; i < 400 && model.jobs.some((j) => LIVE.includes(j.status)); i++) {
       yield* TestClock.adjust(50)
       model.advance(model.now + 50)
+      if (model.ambiguous) {
+        ambiguousRuns++
+        return
+      }
       yield* compare(`draining, ${model.now}`)
     }
     yield* settle
@@ -732,6 +771,26 @@ describe("the scheduler against a reference model", () => {
       assert.deepStrictEqual(ran, ["W", "R1", "X", "L", "R2"])
     }))
 
+  // Found by seed 3506. At 20, R ends (its worker is free) and E's queue timeout ends E (its room
+  // in the queue is free). Whichever of the two the pool handled first decided who ran: if E's
+  // deadline came first, H was admitted into its room and then started (it outranks L); if R's end
+  // came first, its pump handled E's deadline, then started L before admitting H into the room that
+  // E had left. A waiting submitter is admitted as soon as there is room, before the next start.
+  it.effect("room left by a queue timeout admits a waiting job before a worker freed at that instant picks the next", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: 2, overflow: "suspend", metrics: false })
+      const ran: Array<string> = []
+      const job = (name: string, millis: number) => Effect.andThen(Effect.sync(() => ran.push(name)), Effect.sleep(millis))
+      yield* pool.submit(job("R", 20))
+      yield* pool.submit(job("L", 1))
+      yield* pool.submit(job("E", 1), { priority: -1, queueTimeout: 20 })
+      const h = yield* Effect.forkChild(pool.submit(job("H", 1), { priority: 1 }), { startImmediately: true })
+      yield* TestClock.adjust(100)
+      yield* Fiber.join(h)
+      yield* pool.awaitIdle
+      assert.deepStrictEqual(ran, ["R", "H", "L"])
+    }))
+
   it.effect("a worker freed by a timeout does not start a job whose queue deadline is due at that instant", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, metrics: false })
@@ -755,6 +814,7 @@ describe("the scheduler against a reference model", () => {
         if (process.env.MODEL_DEBUG) console.error(`seed ${seed}`)
         yield* runSeed(seed)
       }
-      assert.ok(true)
+      // few runs end at an instant the model leaves open: the rest were compared to their end
+      assert.isBelow(ambiguousRuns, SEEDS / 10)
     }), 60_000)
 })
