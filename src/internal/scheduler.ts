@@ -902,6 +902,9 @@ export class Scheduler<W> {
             // job, or a timer that woke first, the one that freed this worker). What is due ends
             // first, so that no job starts past its queue deadline. Its listeners ran: read again.
             this.expireLate(at)
+            // room the expired jobs left goes to the submitters waiting for it first, as it would
+            // have had the timer fired before this worker was freed: they take their place by rank
+            if (this.waitingCount > 0 && this.hasRoom()) this.admitWaiting()
             now = undefined
             continue
           }
