@@ -297,6 +297,8 @@ class Model {
         if (j === undefined || !this.gateAllows()) break
         this.start(j)
         changed = true
+        // the room a start makes goes to a waiting submitter before the next free worker picks
+        while (this.waitingCount > 0 && this.free() > 0 && this.hasRoom()) this.waitLine.shift()!.status = "queued"
       }
       while (this.waitingCount > 0 && this.hasRoom()) {
         const j = this.waitLine.shift()!
@@ -719,7 +721,7 @@ const runSeed = (seed: number, steps = 40) =>
     Effect.scoped
   )
 
-const SEEDS = Number(process.env.MODEL_SEEDS ?? 100)
+const SEEDS = Number(process.env.MODEL_SEEDS ?? 1000)
 const FIRST = Number(process.env.MODEL_SEED ?? 1)
 
 describe("the scheduler against a reference model", () => {

@@ -912,6 +912,14 @@ export class Scheduler<W> {
           const gate = this.gate
           if (gate !== undefined && !gate.tryStart()) break
           now = this.start(this.queue.pop()!, this.free.pop()!, at)
+          // the room this start made goes to a waiting submitter before the next free worker picks:
+          // as it would had the workers freed one at a time (two ends at one instant, heard in one
+          // pump or in two, start the same jobs)
+          if (this.waitingCount > 0 && this.free.length > 0 && this.hasRoom()) {
+            // resumes submitters: their code runs
+            this.admitWaiting()
+            now = undefined
+          }
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
           // resumes submitters: their code runs
