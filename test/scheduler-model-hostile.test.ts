@@ -94,7 +94,9 @@ class Model {
   waitLine: Array<MJob> = []
   /** What the model did at each instant, for a failure's message. */
   readonly events: Array<string> = []
-  constructor(readonly config: PoolConfig) {
+  readonly config: PoolConfig
+  constructor(config: PoolConfig) {
+    this.config = config
     this.target = config.concurrency
     this.paused = config.paused
   }
