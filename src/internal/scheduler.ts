@@ -497,7 +497,7 @@ export class Scheduler<W> {
    * that step half done (a retry out of `held` and not yet queued).
    */
   private expiring = false
-  /** A pump asked for while `expiring`: run once every deadline due is handled. */
+  /** A pump that stopped short while `expiring` (see `pump`): run again once every deadline due is handled. */
   private pumpAfterExpiry = false
 
   // accounting
@@ -866,13 +866,6 @@ export class Scheduler<W> {
       this.pumpAgain = true
       return
     }
-    // a job stopped (or ended) by a deadline the timer is handling: the deadlines due at the same
-    // instant are handled first, then the queue is pumped (see `expireDeadlines`). Started here, a
-    // job whose queue deadline is due now but not yet reached would start at it (its deadline gone)
-    if (this.expiring) {
-      this.pumpAfterExpiry = true
-      return
-    }
     // most calls have nothing to start or admit (a job ended and nothing is queued, or every worker
     // is busy and none takes offers): they return before the loop
     if (
@@ -908,6 +901,14 @@ export class Scheduler<W> {
             now = undefined
             continue
           }
+          // a job stopped by a deadline the timer is handling (`expiring`) pumps before the loop has
+          // reached the other deadlines of that instant: a queued job's queue deadline may be due
+          // now (started, its deadline would go with its start), or a retry's return. Nothing starts
+          // until the loop has handled them, then it pumps again (see `expireDeadlines`)
+          if (this.expiring && this.waitingDeadlineDue(at)) {
+            this.pumpAfterExpiry = true
+            break
+          }
           // read at each start: a job that has just started may have set or removed the rate limit
           const gate = this.gate
           if (gate !== undefined && !gate.tryStart()) break
@@ -922,6 +923,20 @@ export class Scheduler<W> {
           }
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
+          // what is due ends (or comes back, a retry) first, as in the loop above: a pump the rate
+          // limit's timer woke may reach here before the deadline timer has fired at this instant
+          const at = now ?? this.now()
+          if (at >= this.timerAt) {
+            this.expireLate(at)
+            now = undefined
+            this.pumpAgain = true
+            continue
+          }
+          // and inside the timer's loop, what is due at this instant and not yet handled (see above)
+          if (this.expiring && this.waitingDeadlineDue(at)) {
+            this.pumpAfterExpiry = true
+            break
+          }
           // resumes submitters: their code runs
           this.admitWaiting()
           now = undefined
@@ -1486,6 +1501,17 @@ export class Scheduler<W> {
       this.pump()
     }
     this.armTimer()
+  }
+
+  /**
+   * Whether a deadline of a job that is not running (a queue timeout, a retry's return) is due by
+   * `at`: the heap's entries due by then, walked from its top (O(entries due)).
+   */
+  private waitingDeadlineDue(at: number, index = 0): boolean {
+    const deadline = this.deadlines.items[index]
+    if (deadline === undefined || deadline.at > at) return false
+    if (deadline.phase !== "running") return true
+    return this.waitingDeadlineDue(at, 2 * index + 1) || this.waitingDeadlineDue(at, 2 * index + 2)
   }
 
   /** Ends (or, for holds, requeues) what is due by `now`; true if a retry went back to the queue. */
