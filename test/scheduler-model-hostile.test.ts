@@ -48,6 +48,8 @@ interface PoolConfig {
   readonly rateLimit: { readonly limit: number; readonly interval: number } | undefined
   readonly shutdownTimeout: number
   readonly paused: boolean
+  /** Ended jobs kept visible, each for this many milliseconds (at most 1000 of them: never reached here). */
+  readonly retainFor: number | undefined
 }
 
 type Status = "waiting" | "queued" | "running" | "retrying" | "succeeded" | "failed" | "timedOut" | "interrupted" | "dropped" | "rejected"
@@ -464,7 +466,8 @@ const randomConfig = (rand: () => number): PoolConfig => ({
   aging: rand() < 0.4 ? pick(rand, [1, 10, 50, 200]) : undefined,
   rateLimit: rand() < 0.3 ? { limit: int(rand, 1, 2), interval: int(rand, 20, 150) } : undefined,
   shutdownTimeout: int(rand, 0, 300),
-  paused: rand() < 0.1
+  paused: rand() < 0.1,
+  retainFor: rand() < 0.3 ? int(rand, 1, 300) : undefined
 })
 
 const randomPlan = (rand: () => number): Plan => {
@@ -531,6 +534,7 @@ const runSeed = (seed: number, steps = 40) =>
       rateLimit: config.rateLimit,
       shutdownTimeout: config.shutdownTimeout,
       paused: config.paused,
+      ...(config.retainFor !== undefined ? { retention: { count: 1000, age: config.retainFor } } : {}),
       metrics: false
     })
     current = pool
@@ -594,6 +598,16 @@ const runSeed = (seed: number, steps = 40) =>
         }
         // the order of starts within one instant follows the order the pool hears of that instant's
         // events (timers, ends), which the docs leave open: the set of each instant's starts is compared
+        // jobs(): the live jobs and the ended ones the retention keeps (until `age` after their end)
+        // job #k has the pool's id k + 1 (every submission takes one, a refused one too)
+        const listed = (yield* pool.jobs()).map((j) => `${j.id - 1} ${j.status} ${j.attempt}`)
+        const expectedListing = model.jobs.filter((j) =>
+          (LIVE.includes(j.status) ||
+            (j.status !== "rejected" && config.retainFor !== undefined && j.endedAt! + config.retainFor > model.now))
+        ).map((j) => `${j.k} ${j.status} ${j.retries + 1}`)
+        if (JSON.stringify(listed) !== JSON.stringify(expectedListing)) {
+          fail(`${where}: jobs() differ\n  pool:  ${listed.join(", ")}\n  model: ${expectedListing.join(", ")}`)
+        }
         if (JSON.stringify(byInstant(started)) !== JSON.stringify(byInstant(model.starts))) {
           fail(`${where}: starts differ\n  pool:  ${started.join(", ")}\n  model: ${model.starts.join(", ")}`)
         }
@@ -629,6 +643,7 @@ const runSeed = (seed: number, steps = 40) =>
               return
             }
             handles[k] = submitted.value
+            if (submitted.value.id !== k + 1) fail(`job #${k} has id ${submitted.value.id}`)
             const exit = yield* Effect.exit(submitted.value.await)
             outcomes[k] = { status: statusOf(exit), at: yield* now }
           }),
