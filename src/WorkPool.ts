@@ -627,7 +627,10 @@ export interface WorkPool<W = void, EW = never> {
   readonly resize: (concurrency: number) => Effect.Effect<void, InvalidPoolConfig | EW>
   /**
    * Sets the rate limit (see `RateLimit`), or removes it with `undefined`. The starts already made
-   * stay counted, so a change lets no extra burst through; a looser limit starts held jobs at once.
+   * under a limit stay counted when it changes, so a change lets no extra burst through; a looser
+   * limit starts held jobs at once. Starts are counted from when a limit is set: one set on a pool
+   * without one (never had, or removed) does not see the starts made before, and may let `limit`
+   * start at once.
    */
   readonly setRateLimit: (rateLimit: RateLimit | undefined) => Effect.Effect<void, InvalidPoolConfig>
   /** Stops dispatching queued jobs; running jobs go on. */

@@ -875,6 +875,37 @@ describe("the scheduler against a reference model", () => {
       assert.deepStrictEqual(ran, [`A1@${t0}`, `A2@${t0 + 50}`, `B@${t0 + 100}`])
     }))
 
+  // setRateLimit's doc said "the starts already made stay counted, so a change lets no extra burst
+  // through": true of a change of a limit, not of a limit set on a pool without one (or after one
+  // was removed), which counts from then (JobQueue.setRateLimit says so of its own). Docs fixed; pinned.
+  it.effect("setRateLimit: a changed limit keeps the starts made under the old one; a new one counts from when it is set", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 4, metrics: false })
+      const t0 = yield* Clock.currentTimeMillis
+      const at: Array<number> = []
+      const job = Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => at.push(t - t0)))
+      const runLater = Effect.gen(function*() {
+        const h = yield* pool.submit(job)
+        yield* TestClock.adjust(200)
+        yield* h.await
+      })
+      yield* pool.run(job)
+      yield* pool.run(job)
+      // set on a pool without one: the two starts at 0 are not counted
+      yield* pool.setRateLimit({ limit: 1, interval: 100 })
+      yield* runLater
+      // changed: the start at 200, made under the old limit, is counted by the new one (the next at 350)
+      yield* pool.run(job)
+      yield* pool.setRateLimit({ limit: 1, interval: 150 })
+      yield* runLater
+      // removed, then set again: counted from then
+      yield* pool.setRateLimit(undefined)
+      yield* pool.run(job)
+      yield* pool.setRateLimit({ limit: 1, interval: 100 })
+      yield* runLater
+      assert.deepStrictEqual(at, [0, 0, 0, 200, 350, 400, 400])
+    }))
+
   it.effect("a worker freed by a timeout does not start a job whose queue deadline is due at that instant", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, metrics: false })
