@@ -630,7 +630,10 @@ export interface WorkPool<W = void, EW = never> {
    * under a limit stay counted when it changes, so a change lets no extra burst through; a looser
    * limit starts held jobs at once. Starts are counted from when a limit is set: one set on a pool
    * without one (never had, or removed) does not see the starts made before, and may let `limit`
-   * start at once.
+   * start at once. A limit remembers its last `limit` starts only: changed to a longer interval or
+   * a higher limit, it cannot count the starts before those, and a window that spans the change may
+   * hold more than the new `limit` (`{ limit: 1, interval: 10 }` starting at 0, 10 and 20, changed at
+   * 25 to `{ limit: 2, interval: 100 }`, starts one more at 25).
    */
   readonly setRateLimit: (rateLimit: RateLimit | undefined) => Effect.Effect<void, InvalidPoolConfig>
   /** Stops dispatching queued jobs; running jobs go on. */

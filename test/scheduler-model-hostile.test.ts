@@ -906,6 +906,26 @@ describe("the scheduler against a reference model", () => {
       assert.deepStrictEqual(at, [0, 0, 0, 200, 350, 400, 400])
     }))
 
+  // The same doc's "a change lets no extra burst through" does not hold for a longer interval: the
+  // limiter keeps the last `limit` (old) starts only. Docs say so now; pinned.
+  it.effect("setRateLimit: a longer interval counts only the starts the old limit remembered", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 4, metrics: false, rateLimit: { limit: 1, interval: 10 } })
+      const t0 = yield* Clock.currentTimeMillis
+      const at: Array<number> = []
+      const job = Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => at.push(t - t0)))
+      const handles = []
+      for (let i = 0; i < 3; i++) handles.push(yield* pool.submit(job))
+      yield* TestClock.adjust(25)
+      yield* pool.setRateLimit({ limit: 2, interval: 100 })
+      handles.push(yield* pool.submit(job))
+      handles.push(yield* pool.submit(job))
+      yield* TestClock.adjust(300)
+      for (const handle of handles) yield* handle.await
+      // four starts in [0, 100) under a limit of 2 per 100 ms: only the start at 20 was remembered
+      assert.deepStrictEqual(at, [0, 10, 20, 25, 120])
+    }))
+
   it.effect("a worker freed by a timeout does not start a job whose queue deadline is due at that instant", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, metrics: false })
