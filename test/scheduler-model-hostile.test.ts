@@ -88,7 +88,9 @@ class Model {
   ambiguous = false
   /** How many attempts had started when `shutdown` was called. */
   shutdownStarts = 0
+  /** The last `limit` starts under the current limit (the pool's limiter remembers no more). */
   gateStarts: Array<number> = []
+  rateLimit: { readonly limit: number; readonly interval: number } | undefined
   submitted = 0
   rejected = 0
   retried = 0
@@ -101,6 +103,7 @@ class Model {
     this.config = config
     this.target = config.concurrency
     this.paused = config.paused
+    this.rateLimit = config.rateLimit
   }
 
   private get queued() {
@@ -146,18 +149,18 @@ class Model {
 
   // rate limit
   private inWindow() {
-    const rl = this.config.rateLimit!
+    const rl = this.rateLimit!
     return this.gateStarts.filter((s) => this.now - s < rl.interval).length
   }
   private gateAllows() {
-    return this.config.rateLimit === undefined || this.inWindow() < this.config.rateLimit.limit
+    return this.rateLimit === undefined || this.inWindow() < this.rateLimit.limit
   }
   private gateRoom(atMost: number) {
-    if (this.config.rateLimit === undefined) return atMost
-    return Math.min(atMost, Math.max(0, this.config.rateLimit.limit - this.inWindow()))
+    if (this.rateLimit === undefined) return atMost
+    return Math.min(atMost, Math.max(0, this.rateLimit.limit - this.inWindow()))
   }
   private gateOpensAt(): number {
-    const rl = this.config.rateLimit
+    const rl = this.rateLimit
     if (rl === undefined) return Infinity
     const inside = this.gateStarts.filter((s) => this.now - s < rl.interval)
     if (inside.length < rl.limit) return Infinity
@@ -186,7 +189,10 @@ class Model {
   }
 
   private start(j: MJob) {
-    if (this.config.rateLimit !== undefined) this.gateStarts.push(this.now)
+    if (this.rateLimit !== undefined) {
+      this.gateStarts.push(this.now)
+      if (this.gateStarts.length > this.rateLimit.limit) this.gateStarts.shift()
+    }
     j.status = "running"
     j.queueDeadline = undefined
     j.runStart = this.now
@@ -386,6 +392,15 @@ class Model {
     this.end(j, "interrupted")
     if (running || this.waitingCount > 0) this.pump()
     else this.checkStopped()
+  }
+
+  setRateLimit(limit: { readonly limit: number; readonly interval: number } | undefined) {
+    if (limit === undefined) this.gateStarts = []
+    else if (this.rateLimit !== undefined) this.gateStarts = this.gateStarts.slice(-limit.limit)
+    else if (this.state === "stopped") return
+    else this.gateStarts = []
+    this.rateLimit = limit
+    this.pump()
   }
 
   pause() {
@@ -686,6 +701,12 @@ const runSeed = (seed: number, steps = 40) =>
         log(`${model.now}: ${op}`)
         yield* pool.resume
         model.resume()
+      } else if (r < 0.93) {
+        const limit = rand() < 0.3 ? undefined : { limit: int(rand, 1, 3), interval: int(rand, 10, 150) }
+        op = `setRateLimit ${JSON.stringify(limit)}`
+        log(`${model.now}: ${op}`)
+        yield* pool.setRateLimit(limit)
+        model.setRateLimit(limit)
       } else {
         const n = int(rand, 1, 4)
         op = `resize ${n}`
