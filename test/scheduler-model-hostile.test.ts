@@ -48,6 +48,10 @@ interface PoolConfig {
   readonly rateLimit: { readonly limit: number; readonly interval: number } | undefined
   readonly shutdownTimeout: number
   readonly paused: boolean
+  /** The pool's defaults of the jobs' options. */
+  readonly timeout: number | undefined
+  readonly queueTimeout: number | undefined
+  readonly retry: Plan["retry"]
   /** Ended jobs kept visible, each for this many milliseconds (at most 1000 of them: never reached here). */
   readonly retainFor: number | undefined
 }
@@ -198,7 +202,8 @@ class Model {
     j.runStart = this.now
     const attempt = j.plan.attempts[Math.min(j.retries, j.plan.attempts.length - 1)]!
     j.runEnd = this.now + attempt.millis
-    j.runDeadline = j.plan.timeout === undefined ? undefined : this.now + j.plan.timeout
+    const timeout = this.timeoutOf(j.plan)
+    j.runDeadline = timeout === undefined ? undefined : this.now + timeout
     this.events.push(`${this.now}: start #${j.k} (queued ${this.queued.map((q) => q.k)}, waiting ${this.waitLine.map((w) => w.k)})`)
     j.startIndex = this.starts.length
     this.starts.push(`${this.now} #${j.k}.${j.retries + 1}`)
@@ -206,7 +211,7 @@ class Model {
 
   /** An attempt stopped: `failedWith` undefined for a success. */
   private stopped(j: MJob, outcome: "succeeded" | "failed" | "timedOut") {
-    const retry = j.plan.retry
+    const retry = this.retryOf(j.plan)
     if (outcome !== "succeeded" && this.state !== "stopped" && this.shutdownAt !== -1 && retry !== undefined && j.retries < retry.times) {
       j.retries++
       this.retried++
@@ -240,7 +245,8 @@ class Model {
       this.end(j, "rejected")
       return j
     }
-    if (plan.queueTimeout !== undefined) j.queueDeadline = this.now + plan.queueTimeout
+    const queueTimeout = this.queueTimeoutOf(plan)
+    if (queueTimeout !== undefined) j.queueDeadline = this.now + queueTimeout
     if (this.waitingCount === 0 && this.hasRoom()) {
       j.status = "queued"
       this.pump()
@@ -291,7 +297,8 @@ class Model {
       else {
         j.status = "queued"
         j.time = this.now
-        j.queueDeadline = j.plan.queueTimeout === undefined ? undefined : this.now + j.plan.queueTimeout
+        const queueTimeout = this.queueTimeoutOf(j.plan)
+        j.queueDeadline = queueTimeout === undefined ? undefined : this.now + queueTimeout
       }
     }
     return due.length > 0
@@ -366,6 +373,16 @@ class Model {
         this.ambiguous = true
         return
       }
+      // the rate limit's window opening as an attempt ends: which the pool hears of first (their
+      // timers' order) decides whether the window's room goes to the queue as it is or to the job
+      // the end frees a worker for, or retries: left open by the docs too
+      if (
+        this.rateLimit !== undefined && !this.paused && this.free() > 0 && (this.queued.length > 0 || this.waitingCount > 0) &&
+        this.gateOpensAt() === t && this.running.some((j) => j.runEnd === t || j.runDeadline === t)
+      ) {
+        this.ambiguous = true
+        return
+      }
       this.now = t
       this.expire()
       this.pump()
@@ -392,6 +409,19 @@ class Model {
     this.end(j, "interrupted")
     if (running || this.waitingCount > 0) this.pump()
     else this.checkStopped()
+  }
+
+  /** A job's own value, else the pool's (Infinity: none). */
+  private timeoutOf(plan: Plan) {
+    const t = plan.timeout ?? this.config.timeout
+    return t === Infinity ? undefined : t
+  }
+  private queueTimeoutOf(plan: Plan) {
+    const t = plan.queueTimeout ?? this.config.queueTimeout
+    return t === Infinity ? undefined : t
+  }
+  private retryOf(plan: Plan) {
+    return plan.retry ?? this.config.retry
   }
 
   setRateLimit(limit: { readonly limit: number; readonly interval: number } | undefined) {
@@ -482,21 +512,26 @@ const randomConfig = (rand: () => number): PoolConfig => ({
   rateLimit: rand() < 0.3 ? { limit: int(rand, 1, 2), interval: int(rand, 20, 150) } : undefined,
   shutdownTimeout: int(rand, 0, 300),
   paused: rand() < 0.1,
-  retainFor: rand() < 0.3 ? int(rand, 1, 300) : undefined
+  retainFor: rand() < 0.3 ? int(rand, 1, 300) : undefined,
+  // never one of an attempt's lengths (1 to 120, even): which of the two ends first is left open
+  timeout: rand() < 0.2 ? 2 * int(rand, 3, 60) + 1 : undefined,
+  queueTimeout: rand() < 0.2 ? int(rand, 1, 200) : undefined,
+  retry: rand() < 0.2 ? { times: int(rand, 1, 2), delay: rand() < 0.3 ? undefined : int(rand, 0, 80) } : undefined
 })
 
 const randomPlan = (rand: () => number): Plan => {
+  // undefined: the pool's; Infinity or `times: 0`: none, whatever the pool's
   const retry = rand() < 0.3 ? { times: int(rand, 0, 2), delay: rand() < 0.3 ? undefined : int(rand, 0, 80) } : undefined
   const attempts: Array<Attempt> = []
-  const count = (retry?.times ?? 0) + 1
-  let timeout = rand() < 0.25 ? int(rand, 5, 150) : undefined
-  for (let i = 0; i < count; i++) attempts.push({ millis: int(rand, 1, 120), fail: rand() < 0.3 })
+  let timeout = rand() < 0.25 ? int(rand, 5, 150) : rand() < 0.1 ? Infinity : undefined
+  // attempts of even lengths, the last repeated (the pool's retry may allow more)
+  for (let i = 0; i < 3; i++) attempts.push({ millis: 2 * int(rand, 1, 60), fail: rand() < 0.3 })
   // a timeout equal to an attempt's length: which ends first is not defined
   if (timeout !== undefined && attempts.some((a) => a.millis === timeout)) timeout = undefined
   return {
     priority: pick(rand, [0, 0, 1, 2, -1]),
     timeout,
-    queueTimeout: rand() < 0.25 ? int(rand, 1, 200) : undefined,
+    queueTimeout: rand() < 0.25 ? int(rand, 1, 200) : rand() < 0.1 ? Infinity : undefined,
     retry,
     attempts
   }
@@ -531,7 +566,7 @@ const statusOf = (exit: Exit.Exit<unknown, unknown>): Status => {
 }
 
 let current: WorkPool.WorkPool | undefined
-/** Runs that reached a shutdown deadline tied with another event (see `Model.advance`). */
+/** Runs that reached an instant whose order of events is left open (see `Model.advance`). */
 let ambiguousRuns = 0
 
 const runSeed = (seed: number, steps = 40) =>
@@ -549,6 +584,11 @@ const runSeed = (seed: number, steps = 40) =>
       rateLimit: config.rateLimit,
       shutdownTimeout: config.shutdownTimeout,
       paused: config.paused,
+      ...(config.timeout !== undefined ? { timeout: config.timeout } : {}),
+      ...(config.queueTimeout !== undefined ? { queueTimeout: config.queueTimeout } : {}),
+      ...(config.retry !== undefined ?
+        { retry: { times: config.retry.times, ...(config.retry.delay !== undefined ? { schedule: Schedule.spaced(config.retry.delay) } : {}) } } :
+        {}),
       ...(config.retainFor !== undefined ? { retention: { count: 1000, age: config.retainFor } } : {}),
       metrics: false
     })
@@ -682,6 +722,10 @@ const runSeed = (seed: number, steps = 40) =>
         log(`${model.now}: ${op}`)
         yield* TestClock.adjust(by)
         model.advance(model.now + by)
+        if (model.ambiguous) {
+          ambiguousRuns++
+          return
+        }
       } else if (r < 0.77) {
         const live = model.jobs.filter((j) => LIVE.includes(j.status) && handles[j.k] !== undefined)
         if (live.length === 0) continue
@@ -970,6 +1014,7 @@ describe("the scheduler against a reference model", () => {
         if (process.env.MODEL_DEBUG) console.error(`seed ${seed}`)
         yield* runSeed(seed, STEPS)
       }
+      if (process.env.MODEL_COUNT) console.error(`${ambiguousRuns} of ${SEEDS} runs stopped at an instant left open`)
       // few runs end at an instant the model leaves open: the rest were compared to their end
       assert.isBelow(ambiguousRuns, SEEDS / 10)
     }), 60_000)
