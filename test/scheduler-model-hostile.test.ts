@@ -478,6 +478,13 @@ class Model {
     return unstarted.map((j) => j.k)
   }
 
+  /** Queued jobs free workers would start now but for the rate limit. */
+  private rateLimited() {
+    if (this.rateLimit === undefined || this.paused) return 0
+    const startable = Math.min(this.queued.length, this.workers() - this.running.length)
+    return startable <= 0 ? 0 : startable - this.gateRoom(startable)
+  }
+
   stats() {
     const byPriority = new Map<number, number>()
     for (const j of this.queued) byPriority.set(j.plan.priority, (byPriority.get(j.plan.priority) ?? 0) + 1)
@@ -490,6 +497,7 @@ class Model {
       waiting: this.waitingCount,
       retrying: this.held.length,
       retried: this.retried,
+      rateLimited: this.rateLimited(),
       submitted: this.submitted,
       rejected: this.rejected,
       ...this.ended,
@@ -627,6 +635,7 @@ const runSeed = (seed: number, steps = 40) =>
           waiting: s.waiting,
           retrying: s.retrying,
           retried: s.retried,
+          rateLimited: s.rateLimited,
           submitted: s.submitted,
           rejected: s.rejected,
           succeeded: s.succeeded,
