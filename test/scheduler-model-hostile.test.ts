@@ -1014,6 +1014,34 @@ describe("the scheduler against a reference model", () => {
       assert.deepStrictEqual(at, [0, 10, 20, 25, 120])
     }))
 
+  // Found by MODEL_SEED=30255 MODEL_STEPS=80. At 10, X and Y time out; Y is retried at once. X's stop,
+  // handled first inside the timer's loop, admitted W (waiting for room, capacity 0) into the last
+  // start the rate limit allowed before Y's timeout at the same instant was handled: W took the
+  // start. Handled the other way round, Y's retry is queued first and takes it. A running job's
+  // timeout that may be retried is due work of the queue too.
+  it.effect("a timeout retried at once at the instant another job's timeout frees a worker is queued before a waiting submitter is admitted", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({
+        concurrency: 2,
+        capacity: 0,
+        overflow: "suspend",
+        rateLimit: { limit: 3, interval: 1000 },
+        metrics: false
+      })
+      const t0 = yield* Clock.currentTimeMillis
+      const ran: Array<string> = []
+      const job = (name: string) =>
+        Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.andThen(Effect.sync(() => ran.push(`${name}@${t - t0}`)), Effect.sleep(20)))
+      yield* pool.submit(job("X"), { timeout: 10 })
+      yield* pool.submit(job("Y"), { timeout: 10, retry: { times: 1 } })
+      yield* TestClock.adjust(1)
+      const w = yield* Effect.forkChild(pool.submit(job("W"), { priority: 1 }), { startImmediately: true })
+      yield* TestClock.adjust(2000)
+      yield* Fiber.join(w)
+      yield* pool.awaitIdle
+      assert.deepStrictEqual(ran, ["X@0", "Y@0", "Y@10", "W@1000"])
+    }))
+
   it.effect("a worker freed by a timeout does not start a job whose queue deadline is due at that instant", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1, metrics: false })
