@@ -29,8 +29,6 @@ import { prng } from "./helpers.ts"
  * shutdown deadline or a rate limit's window opening tied with another event stops being compared
  * there (about 1.6% of runs). Env: MODEL_SEED (first seed), MODEL_SEEDS (how many), MODEL_STEPS
  * (operations per run, 40), MODEL_DEBUG (print each run), MODEL_COUNT (how many runs stopped early).
- * Open: MODEL_SEED=30255 MODEL_STEPS=80 differs at 14 (two timed-out attempts retried at once under
- * a rate limit and capacity 0: the pool admits a waiting job the model keeps waiting).
  */
 
 // ---------------------------------------------------------------------------------------------

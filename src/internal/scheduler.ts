@@ -1504,13 +1504,15 @@ export class Scheduler<W> {
   }
 
   /**
-   * Whether a deadline of a job that is not running (a queue timeout, a retry's return) is due by
-   * `at`: the heap's entries due by then, walked from its top (O(entries due)).
+   * Whether a deadline that may put a job in the queue or take one out is due by `at`: a queue
+   * timeout, a retry's return, or the timeout of a running job that may be retried (its retry, due
+   * at once, comes back at this instant). The heap's entries due by then, walked from its top
+   * (O(entries due)).
    */
   private waitingDeadlineDue(at: number, index = 0): boolean {
     const deadline = this.deadlines.items[index]
     if (deadline === undefined || deadline.at > at) return false
-    if (deadline.phase !== "running") return true
+    if (deadline.phase !== "running" || deadline.job.hook !== undefined) return true
     return this.waitingDeadlineDue(at, 2 * index + 1) || this.waitingDeadlineDue(at, 2 * index + 2)
   }
 
