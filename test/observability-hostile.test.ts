@@ -8,6 +8,10 @@ import { JobQueue, PoolError, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
 import { prng, recordingTracer, settle, waitFor } from "./helpers.ts"
+import * as Metrics from "../src/internal/metrics.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Crash, Die, Echo, Fail, Flaky, Sleep, Spin } from "./fixtures/tasks.ts"
+import { type Job, Scheduler as SchedulerClass, schedulerOf } from "../src/internal/scheduler.ts"
 
 /** Runs `effect` with a registry of its own, so that pools of other tests do not show. */
 const withRegistry = <A, E, R>(effect: (registry: Metric.MetricRegistry) => Effect.Effect<A, E, R>) => {
@@ -717,4 +721,355 @@ describe("hostile40: a shutdown told of a job's end while its worker retires", (
       assert.strictEqual(yield* Fiber.join(stopper), 2)
       assert.strictEqual((yield* pool.stats).workers, 0)
     }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// hostile52: since bd74a26 the wait and run histograms hear only times above 0 ms, and their 0 ms
+// count is read from the scheduler's `started` (wait) and `started - busy` (run). Every time is
+// recorded here as before that change (each start's wait and each stop's run, 0 ms counted apart),
+// by wrapping the scheduler's own start and stop, and the pool's histograms must equal that record
+// at every read: from the test, and from inside jobs that read them as they run (mid start/stop).
+
+/** A histogram as before bd74a26: every time recorded, 0 ms counted apart. */
+class EveryTime {
+  zeros = 0
+  readonly counts = new Float64Array(Metrics.BOUNDARIES.length)
+  others = 0
+  sum = 0
+  min = Number.MAX_VALUE
+  max = -Number.MAX_VALUE
+  record(millis: number): void {
+    if (millis === 0) {
+      this.zeros++
+      return
+    }
+    const last = Metrics.BOUNDARIES.length - 1
+    const bucket = millis <= 1 ? 0 : millis > Metrics.BOUNDARIES[last - 1]! ? last : 32 - Math.clz32(Math.ceil(millis) - 1)
+    this.counts[bucket]!++
+    this.others++
+    this.sum += millis
+    if (millis < this.min) this.min = millis
+    if (millis > this.max) this.max = millis
+  }
+  state(): Metric.HistogramState {
+    const buckets: Array<[number, number]> = []
+    let cumulated = this.zeros
+    for (let i = 0; i < Metrics.BOUNDARIES.length; i++) {
+      cumulated += this.counts[i]!
+      buckets.push([Metrics.BOUNDARIES[i]!, cumulated])
+    }
+    const zeros = this.zeros > 0
+    return {
+      buckets,
+      count: this.zeros + this.others,
+      min: zeros ? Math.min(0, this.min) : this.min,
+      max: zeros ? Math.max(0, this.max) : this.max,
+      sum: this.sum
+    }
+  }
+}
+
+interface Recorded {
+  readonly wait: EveryTime
+  readonly run: EveryTime
+  starts: number
+  stops: number
+  /** The states last read, to see that nothing goes down. */
+  last?: { readonly wait: Metric.HistogramState; readonly run: Metric.HistogramState }
+}
+
+/**
+ * Wraps every scheduler's `start` (its wait: the reading it is given less the job's time) and
+ * `jobStopped` (its run: the stop's first clock reading less the job's start), for the scope.
+ */
+const everyTime = Effect.acquireRelease(
+  Effect.sync(() => {
+    const proto = SchedulerClass.prototype as any
+    const start = proto.start
+    const jobStopped = proto.jobStopped
+    const now = proto.now
+    const recorded = new Map<SchedulerClass<any>, Recorded>()
+    const of = (scheduler: SchedulerClass<any>): Recorded => {
+      let r = recorded.get(scheduler)
+      if (r === undefined) recorded.set(scheduler, r = { wait: new EveryTime(), run: new EveryTime(), starts: 0, stops: 0 })
+      return r
+    }
+    let stopping: { job: Job } | undefined
+    proto.start = function(this: SchedulerClass<any>, job: Job, worker: unknown, at: number, handedOver?: boolean) {
+      const r = of(this)
+      r.starts++
+      r.wait.record(at - job.time)
+      return start.call(this, job, worker, at, handedOver)
+    }
+    proto.jobStopped = function(this: SchedulerClass<any>, job: Job, worker: unknown, exit: unknown) {
+      stopping = { job }
+      return jobStopped.call(this, job, worker, exit)
+    }
+    proto.now = function(this: SchedulerClass<any>) {
+      const t = now.call(this)
+      if (stopping !== undefined) {
+        // jobStopped's first reading: its run time
+        const { job } = stopping
+        stopping = undefined
+        const r = of(this)
+        r.stops++
+        r.run.record(t - job.time)
+      }
+      return t
+    }
+    return {
+      recorded,
+      restore: () => {
+        proto.start = start
+        proto.jobStopped = jobStopped
+        proto.now = now
+      }
+    }
+  }),
+  ({ restore }) => Effect.sync(restore)
+)
+
+/** The pool's histograms are the record of every time; cumulative, whole, never going down. */
+const agrees = (scheduler: SchedulerClass<any>, recorded: Map<SchedulerClass<any>, Recorded>, where: string) => {
+  const r = recorded.get(scheduler) ?? { wait: new EveryTime(), run: new EveryTime(), starts: 0, stops: 0 }
+  const own = Metrics.histogramsOf(scheduler)!
+  assert.deepStrictEqual(own.wait, r.wait.state(), `${where}: wait`)
+  assert.deepStrictEqual(own.run, r.run.state(), `${where}: run`)
+  assert.deepStrictEqual([own.wait.count, own.run.count], [r.starts, r.stops], `${where}: counts`)
+  assert.deepStrictEqual([own.wait.count, own.run.count], [scheduler.started, scheduler.started - scheduler.busy], where)
+  for (const field of ["wait", "run"] as const) {
+    const state = own[field]
+    let previous = 0
+    for (const [, cumulated] of state.buckets) {
+      assert.isAtLeast(cumulated, previous, `${where}: ${field} cumulative`)
+      previous = cumulated
+    }
+    assert.strictEqual(state.buckets.at(-1)![1], state.count, `${where}: ${field} last bucket`)
+    const last = (recorded.get(scheduler) as Recorded | undefined)?.last?.[field]
+    if (last !== undefined) {
+      state.buckets.forEach(([, n], i) => assert.isAtLeast(n, last.buckets[i]![1], `${where}: ${field} bucket ${i} went down`))
+    }
+  }
+  if (recorded.has(scheduler)) recorded.get(scheduler)!.last = own
+}
+
+describe("hostile52: the histograms hold every time, as when each was recorded", () => {
+  for (const seed of [1, 2, 3, 4]) {
+    it.effect(`a random WorkPool load (seed ${seed}): inline, callback and fiber jobs, read between steps and from inside jobs`, () =>
+      withRegistry(() =>
+        Effect.gen(function*() {
+          const { recorded } = yield* everyTime
+          const random = prng(seed)
+          const pool = yield* WorkPool.make({
+            concurrency: 3,
+            capacity: 6,
+            overflow: seed % 2 === 0 ? "suspend" : "dropOldest",
+            name: "every",
+            queueTimeout: "40 millis",
+            shutdownTimeout: "50 millis",
+            ...(seed >= 3 ? { rateLimit: { limit: 4, interval: "10 millis" } } : {})
+          })
+          const scheduler = schedulerOf(pool)
+          // what disagreed: kept, not thrown, so that the pool still shuts down on the TestClock
+          // (a job that throws only dies) and the test fails at its end rather than hang
+          const failures: Array<unknown> = []
+          const check = (where: string) => {
+            try {
+              agrees(scheduler, recorded, where)
+            } catch (e) {
+              failures.push(e)
+            }
+          }
+          let inside = 0
+          // read as the job runs: inside the scheduler's start (an inline job), or in its fiber
+          const reads = Effect.sync(() => {
+            inside++
+            check("inside a job")
+          })
+          const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+          const handles: Array<WorkPool.JobHandle<unknown, unknown>> = []
+          for (let step = 0; step < 250; step++) {
+            for (let k = Math.floor(random() * 5); k > 0; k--) {
+              const r = random()
+              const millis = Math.floor(random() * 12)
+              let attempts = 0
+              const job: Effect.Effect<unknown, unknown> = r < 0.15
+                ? Effect.void
+                : r < 0.3
+                ? reads
+                : r < 0.4
+                ? Effect.promise(() => Promise.resolve(1))
+                : r < 0.55
+                ? Effect.andThen(reads, Effect.sleep(`${millis} millis`))
+                : r < 0.65
+                ? Effect.andThen(Effect.sleep(`${millis} millis`), Effect.fail("no"))
+                : r < 0.7
+                ? Effect.die("bug")
+                : r < 0.78
+                ? Effect.onInterrupt(Effect.never, () => Effect.sleep(`${millis} millis`))
+                : r < 0.85
+                ? Effect.fail("sync")
+                : Effect.suspend(() => ++attempts % 2 === 1 ? Effect.andThen(Effect.sleep(`${millis} millis`), Effect.fail("again")) : reads)
+              const options: WorkPool.JobOptions = {
+                priority: Math.floor(random() * 3),
+                ...(random() < 0.3 ? { timeout: `${1 + Math.floor(random() * 15)} millis` } : {}),
+                ...(random() < 0.4 ? { retry: { schedule: Schedule.spaced(`${Math.floor(random() * 3)} millis`), times: 2 } } : {})
+              }
+              if (random() < 0.5) fibers.push(yield* Effect.forkChild(Effect.exit(pool.run(job, options))))
+              else {
+                fibers.push(yield* Effect.forkChild(Effect.exit(Effect.tap(pool.submit(job, options), (h) => Effect.sync(() => handles.push(h))))))
+              }
+            }
+            yield* Effect.yieldNow
+            if (random() < 0.2 && fibers.length > 0) yield* Effect.forkChild(Fiber.interrupt(fibers[Math.floor(random() * fibers.length)]!))
+            if (random() < 0.2 && handles.length > 0) yield* Effect.forkChild(handles[Math.floor(random() * handles.length)]!.interrupt)
+            if (random() < 0.05) yield* pool.pause
+            if (random() < 0.1) yield* pool.resume
+            if (random() < 0.08) yield* Effect.forkChild(pool.resize(1 + Math.floor(random() * 4)))
+            check(`step ${step}`)
+            // 0 ms steps too: a run of only 0 ms times
+            const advance = Math.floor(random() * 4)
+            if (advance > 0) yield* TestClock.adjust(`${advance} millis`)
+            else yield* settle
+            check(`step ${step}, after the clock`)
+            const series = (yield* seriesOf("workpool_job_wait_ms"))[0]!.state as Metric.HistogramState
+            if (failures.length === 0) assert.deepStrictEqual(series, Metrics.histogramsOf(scheduler)!.wait)
+          }
+          yield* pool.resume
+          const closing = yield* Effect.forkChild(seed % 2 === 0 ? pool.shutdown : Effect.asVoid(pool.shutdownNow))
+          for (let i = 0; i < 20; i++) {
+            yield* TestClock.adjust("5 millis")
+            check(`closing ${i}`)
+          }
+          yield* Fiber.join(closing)
+          check("shut down")
+          assert.deepStrictEqual(failures.slice(0, 1), [])
+          const s = yield* pool.stats
+          assert.deepStrictEqual([s.state, s.running, s.stopping], ["stopped", 0, 0])
+          const own = Metrics.histogramsOf(scheduler)!
+          assert.strictEqual(own.run.count, own.wait.count)
+          // the load had both kinds of times, and reads from inside jobs
+          assert.isAbove(own.wait.buckets[0]![1], 0)
+          assert.isAbove(own.wait.count, own.wait.buckets[0]![1])
+          assert.isAbove(own.run.count, own.run.buckets[0]![1])
+          assert.isAbove(inside, 10)
+        })
+      ), 60_000)
+  }
+})
+
+describe("hostile52: a thread pool's and a durable consumer's histograms hold every time", () => {
+  // offers a thread starts before the main thread knows (a start in the slot its stopped task
+  // leaves: `busy` unchanged), cancels of offers and of running tasks, a thread crash, timeouts,
+  // retries, a resize down while busy, then shutdownNow handing back what had not started
+  it.live("a ThreadPool under mixed load, with offers, crashes, cancels and a resize, then shutdownNow", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const { recorded } = yield* everyTime
+        const random = prng(52)
+        const pool = yield* ThreadPool.make({
+          worker: new URL("./fixtures/worker.ts", import.meta.url),
+          threads: 2,
+          capacity: Infinity,
+          timeout: "2 seconds",
+          cancelGrace: "100 millis",
+          name: "threads52",
+          workerData: { counters: new SharedArrayBuffer(64) }
+        })
+        const scheduler = schedulerOf(pool)
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        for (let i = 0; i < 400; i++) {
+          const r = random()
+          const run: Effect.Effect<unknown, unknown> = r < 0.45
+            ? pool.run(Echo, `${i}`)
+            : r < 0.55
+            ? pool.run(Flaky, { key: `${i}`, failures: i % 3 }, { retry: { times: 1 } })
+            : r < 0.65
+            ? pool.run(Fail, `${i}`)
+            : r < 0.7
+            ? pool.run(Die, `${i}`)
+            : r < 0.72
+            ? pool.run(Spin, i, { timeout: "30 millis" })
+            : r < 0.73
+            ? pool.run(Crash, "exit")
+            : pool.run(Sleep, { millis: Math.floor(random() * 4), mark: 0 })
+          fibers.push(yield* Effect.forkChild(Effect.exit(run)))
+          if (i % 25 === 0) {
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+            agrees(scheduler, recorded, `task ${i}`)
+          }
+        }
+        for (let i = 0; i < 40; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+          yield* Effect.forkChild(Fiber.interrupt(fibers[Math.floor(random() * fibers.length)]!))
+          if (i === 20) yield* Effect.forkChild(pool.resize(1))
+          agrees(scheduler, recorded, `cancel ${i}`)
+        }
+        // half of them done, then the rest handed back
+        yield* waitFor(Effect.sync(() => fibers.filter((f) => f.pollUnsafe() !== undefined).length >= 200), "half done")
+        agrees(scheduler, recorded, "half done")
+        yield* pool.shutdownNow
+        yield* Effect.forEach(fibers, Fiber.await, { discard: true })
+        agrees(scheduler, recorded, "shut down")
+        const own = Metrics.histogramsOf(scheduler)!
+        assert.strictEqual(own.run.count, own.wait.count)
+        assert.isAbove(own.wait.count, 100)
+      })
+    ), 60_000)
+
+  it.effect("a durable consumer: retries, timeouts, jobs still running at its shutdown", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const { recorded } = yield* everyTime
+        const before = new Set(recorded.keys())
+        const Work = Task.make("Work52", { payload: Schema.Number, success: Schema.Number, failure: Schema.String })
+        let calls = 0
+        const consumer = yield* JobQueue.consume({
+          concurrency: 3,
+          lease: 200,
+          poll: "5 millis",
+          handlers: [Task.handle(Work, (n) => {
+            calls++
+            const kind = n % 5
+            return kind === 0
+              ? Effect.succeed(n)
+              : kind === 1
+              ? Effect.as(Effect.sleep(`${n % 7} millis`), n)
+              : kind === 2
+              ? (calls % 2 === 0 ? Effect.fail("again") : Effect.succeed(n))
+              : kind === 3
+              ? Effect.as(Effect.sleep("300 millis"), n)
+              : Effect.never
+          })]
+        })
+        for (let n = 0; n < 40; n++) yield* JobQueue.enqueue(Work, n, { maxAttempts: 2, retry: { fixed: "3 millis" }, timeout: "50 millis" })
+        const scheduler = () => Array.from(recorded.keys()).find((s) => !before.has(s))
+        // kept, not thrown: the consumer still shuts down on the TestClock (see the WorkPool load's)
+        const failures: Array<unknown> = []
+        const check = (s: SchedulerClass<any>, where: string) => {
+          try {
+            agrees(s, recorded, where)
+          } catch (e) {
+            failures.push(e)
+          }
+        }
+        for (let i = 0; i < 200; i++) {
+          yield* settle
+          yield* TestClock.adjust(`${i % 3} millis`)
+          const s = scheduler()
+          if (s !== undefined) check(s, `tick ${i}`)
+        }
+        yield* Effect.forkChild(consumer.shutdown)
+        for (let i = 0; i < 100; i++) {
+          yield* TestClock.adjust("10 millis")
+          check(scheduler()!, `closing ${i}`)
+        }
+        assert.deepStrictEqual(failures.slice(0, 1), [])
+        const s = scheduler()!
+        const own = Metrics.histogramsOf(s)!
+        assert.isAbove(own.wait.count, 20)
+        assert.isAbove(own.run.count, own.run.buckets[0]![1])
+        assert.strictEqual(s.busy, 0)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
+    ), 60_000)
 })
