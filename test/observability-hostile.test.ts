@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { existsSync } from "node:fs"
-import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Schedule, Schema, Scope } from "effect"
 import { MaxOpsBeforeYield } from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
@@ -1072,4 +1072,52 @@ describe("hostile52: a thread pool's and a durable consumer's histograms hold ev
         assert.strictEqual(s.busy, 0)
       }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
     ), 60_000)
+})
+
+describe("hostile52: times of a clock with fractions of a millisecond, at the buckets' bounds", () => {
+  // A clock of the caller's (not Effect's live one) is read to the nanosecond: times are fractional,
+  // so only an exact 0 goes untold. Each job moves the clock as it runs, by the run it should have.
+  it.effect("0, 0.25, 1, 1.000001, 2, 2.5, 65,536, 65,536.5 and -3 ms runs; a 0.5 ms wait: buckets, count, sum, min and max by hand", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const base = yield* Clock.Clock
+        let nanos = 1_000_000_000n
+        const clock: Clock.Clock = {
+          currentTimeMillisUnsafe: () => Number(nanos / 1_000_000n),
+          currentTimeMillis: Effect.sync(() => Number(nanos / 1_000_000n)),
+          currentTimeNanosUnsafe: () => nanos,
+          currentTimeNanos: Effect.sync(() => nanos),
+          monotonicTimeNanosUnsafe: () => nanos,
+          monotonicTimeNanos: Effect.sync(() => nanos),
+          sleep: (duration) => base.sleep(duration)
+        }
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "fractions" }).pipe(Effect.provideService(Clock.Clock, clock))
+        const runs = [0, 0.25, 1, 1.000001, 2, 2.5, 65_536, 65_536.5, -3]
+        for (const run of runs) yield* pool.run(Effect.sync(() => void (nanos += BigInt(Math.round(run * 1e6)))))
+        // queued behind a job that runs 0.5 ms: waits 0.5 ms (and runs 0)
+        const gate = yield* Deferred.make<void>()
+        const first = yield* pool.submit(Effect.andThen(Deferred.await(gate), Effect.sync(() => void (nanos += 500_000n))))
+        const second = yield* pool.submit(Effect.void)
+        yield* Deferred.succeed(gate, undefined)
+        yield* first.await
+        yield* second.await
+        const wait = (yield* seriesOf("workpool_job_wait_ms"))[0]!.state as Metric.HistogramState
+        const run = (yield* seriesOf("workpool_job_run_ms"))[0]!.state as Metric.HistogramState
+        const bucket = (state: Metric.HistogramState, le: number) => state.buckets.find(([b]) => b === le)![1]
+        // waits: 10 of 0 ms, one of 0.5
+        assert.deepStrictEqual(
+          [wait.count, bucket(wait, 1), bucket(wait, Infinity), wait.min, wait.max, wait.sum],
+          [11, 11, 11, 0, 0.5, 0.5]
+        )
+        // runs: 0 (twice: the first above and the second queued job), 0.25, 1, -3 and 0.5 in ≤ 1;
+        // 1.000001 and 2 in ≤ 2; 2.5 in ≤ 4; 65,536 in ≤ 65,536; 65,536.5 past the last bound
+        assert.deepStrictEqual(
+          [run.count, bucket(run, 1), bucket(run, 2), bucket(run, 4), bucket(run, 32_768), bucket(run, 65_536), bucket(run, Infinity), run.min],
+          [11, 6, 8, 9, 9, 10, 11, -3]
+        )
+        // a difference of two fractional readings (the clock's milliseconds since the pool was made)
+        assert.closeTo(run.max, 65_536.5, 1e-6)
+        assert.closeTo(run.sum, 0.25 + 1 + 1.000001 + 2 + 2.5 + 65_536 + 65_536.5 - 3 + 0.5, 1e-6)
+      })
+    ))
 })
