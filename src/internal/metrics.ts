@@ -1,8 +1,8 @@
 /**
  * A pool's Effect `Metric`s. Everything the scheduler already counts (endings, queue depth, running
  * jobs, workers, utilization) is read when the metrics are read (`Metric.registerUnsafe`), so it
- * costs a job nothing; only wait and run times above 0 ms are recorded per job, into histograms kept
- * here (a few array increments, no registry lookup), and those of 0 ms are what the scheduler
+ * costs a job nothing; only wait and run times other than 0 ms are recorded per job, into histograms
+ * kept here (a few array increments, no registry lookup), and those of 0 ms are what the scheduler
  * counted less those (see `Observer`).
  *
  * Every series carries the attribute `pool` (the pool's name) and those of
@@ -27,8 +27,10 @@ const OVERFLOW = BOUNDARIES.length - 1
 const LAST = BOUNDARIES[OVERFLOW - 1]!
 
 /**
- * A histogram's state, counted here and read by `Metric`'s snapshot. Only times above 0 ms are
- * recorded: `count` is how many times there were in all (recorded or not), and the rest were 0 ms.
+ * A histogram's state, counted here and read by `Metric`'s snapshot. Only times other than 0 ms are
+ * recorded (a negative one too: a clock of the caller's may go back, and it lands in the first
+ * bucket as before): `count` is how many times there were in all (recorded or not), and the rest
+ * were 0 ms.
  */
 class Histogram {
   private readonly count: () => number
