@@ -1121,3 +1121,49 @@ describe("hostile52: times of a clock with fractions of a millisecond, at the bu
       })
     ))
 })
+
+describe("hostile52: a backlog of inline jobs started over several turns", () => {
+  // a pump starts at most a fiber's budget of jobs per turn; the metrics are read between its turns,
+  // and by the jobs themselves (every 100th), with a few that take time among 0 ms ones
+  it.effect("5,000 queued jobs released by a resume: the histograms equal every time at each read", () =>
+    withRegistry(() =>
+      Effect.gen(function*() {
+        const { recorded } = yield* everyTime
+        const pool = yield* WorkPool.make({ concurrency: 2, capacity: Infinity, name: "backlog" })
+        const scheduler = schedulerOf(pool)
+        const failures: Array<unknown> = []
+        let reads = 0
+        const check = (where: string) => {
+          reads++
+          try {
+            agrees(scheduler, recorded, where)
+          } catch (e) {
+            failures.push(e)
+          }
+        }
+        yield* pool.pause
+        const handles: Array<WorkPool.JobHandle<unknown, unknown>> = []
+        for (let i = 0; i < 5_000; i++) {
+          const job = i % 100 === 0
+            ? Effect.sync(() => check(`job ${i}`))
+            : i % 997 === 0
+            ? Effect.sleep("3 millis")
+            : Effect.void
+          handles.push(yield* pool.submit(job))
+          if (i === 2_500) yield* TestClock.adjust("2 millis")
+        }
+        yield* TestClock.adjust("1 millis")
+        yield* pool.resume
+        for (let i = 0; i < 200 && (yield* pool.stats).succeeded < 5_000; i++) {
+          check("between turns")
+          yield* Effect.yieldNow
+          if (i % 4 === 3) yield* TestClock.adjust("1 millis")
+        }
+        check("done")
+        assert.deepStrictEqual(failures.slice(0, 1), [])
+        const own = Metrics.histogramsOf(scheduler)!
+        assert.deepStrictEqual([own.wait.count, own.run.count], [5_000, 5_000])
+        assert.isAbove(reads, 55)
+      })
+    ))
+})
