@@ -186,6 +186,38 @@ else {
         yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap works once the node resumes")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a consumer whose lease (1 s) is below the reap's bound per queue (2 s), one queue's master frozen (SIGSTOP) first in the reap's order: a dead consumer's expired job on a queue after it is taken back (each reap cut short at the lease while it waits on the frozen queue must still leave that queue skipped, so that the next goes past it)", () =>
+      Effect.gen(function*() {
+        const { cluster, prefix, queues, store, first, victim, healthy } = yield* reapOrder
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
+        yield* Effect.gen(function*() {
+          // a consumer of the healthy queue only: its claims and beats never meet the frozen node; its
+          // reaper's reap goes over every queue of the store, the frozen one first
+          yield* JobQueue.consume({
+            queues: [queues[healthy]!],
+            handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))],
+            concurrency: 1,
+            lease: "1 second"
+          })
+          // running (its reaper too) and idle, its queue's watch made, before the freeze
+          assert.strictEqual(yield* JobQueue.await(Echo, first[healthy]!.id), healthy)
+          // resumed before the store's layer is released (a Cluster store's close with a master frozen is not under test here)
+          yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
+          cluster.nodes[victim]!.signal("SIGSTOP")
+          // a dead consumer's job on the healthy queue (a task this consumer does not run): its lease
+          // (1 ms) ends at once, and only a reap gives it back
+          const dead = yield* store.enqueue({ ...job(queues[healthy]!, 9), task: "Other" })
+          const { claims } = yield* store.claim({ queues: [queues[healthy]!], tasks: ["Other"], limit: 1, lease: 1 })
+          assert.deepStrictEqual(claims.map((claim) => claim.job.id), [dead.id])
+          const row = yield* until(
+            Effect.orDie(store.get(dead.id)),
+            (row) => row?.state !== "running",
+            "the dead consumer's job is taken back"
+          ).pipe(Effect.timeout("15 seconds"))
+          assert.deepStrictEqual([row?.state, row?.attempts], ["queued", 1])
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })), Effect.timeout("40 seconds"))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a consumer of queues on every node, one master killed (SIGKILL): the other nodes' queues keep running (each job once, maxAttempts 1), and once it is back from its AOF its queue runs again without restarting the consumer", () =>
       Effect.gen(function*() {
         // a node down is noticed by the others after the node timeout: longer than the test, so
