@@ -886,9 +886,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         // never asked for, and one forked once the close had begun never started; detached, it ends as
         // its client's commands do (with its answer, or a StoreError once the client is closed)
         const fiber = yield* Effect.forkDetach(effect)
+        // skipped until its answer, which goes to `onLate`
+        const lateAnswer = () => {
+          const skipped = late[operation]
+          skipped.add(queue)
+          return Effect.forkIn(
+            onLate(queue, Fiber.join(fiber)).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => skipped.delete(queue)))),
+            scope
+          )
+        }
         // its answer, or none past the bound: a timer and an observer, not a race of its join with a
         // sleep (two more fibers, per queue of every claim: ~9 µs over the script's own fiber-free
-        // run, against ~4 µs here, on a 2-core machine)
+        // run, against ~4 µs here, on a 2-core machine). Interrupted while it waits (a consumer's own
+        // bound on the whole operation: a reaper's, a lease, may be below this one), the script is
+        // late all the same: without that, each operation so cut short waited on the same frozen
+        // queue again and never reached the queues after it (their expired jobs held for ever)
         const answer = yield* Effect.callback<Exit.Exit<A, unknown> | undefined>((resume) => {
           let done = false
           const timer = setTimeout(() => {
@@ -908,14 +920,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             clearTimeout(timer)
             remove()
           })
-        })
+        }).pipe(Effect.onInterrupt(() => Effect.asVoid(lateAnswer())))
         if (answer !== undefined) return yield* answer
-        const skipped = late[operation]
-        skipped.add(queue)
-        yield* Effect.forkIn(
-          onLate(queue, Fiber.join(fiber)).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => skipped.delete(queue)))),
-          scope
-        )
+        yield* lateAnswer()
         return yield* Effect.fail(new Error(`the ${operation} of queue ${JSON.stringify(queue)} had no answer within ${bound} ms`))
       })
 
