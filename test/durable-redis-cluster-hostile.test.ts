@@ -218,6 +218,25 @@ else {
         }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })), Effect.timeout("40 seconds"))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a store built on a Cluster while one master (not the url's) is frozen (SIGSTOP): the build ends within its connect timeout and a few seconds (a store, or a typed failure), not waiting for the frozen node for ever", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[1]!.signal("SIGCONT")))
+        cluster.nodes[1]!.signal("SIGSTOP")
+        // detached: a build that never ends cannot be interrupted (its connect is an acquire)
+        const built = yield* Deferred.make<string>()
+        yield* Effect.forkDetach(
+          Effect.scoped(Layer.build(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true, connectTimeout: "1 second" }))).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.succeed(built, exit._tag === "Success" ? "built" : String(exit.cause)))
+          )
+        )
+        const ended = yield* Deferred.await(built).pipe(Effect.timeoutOption("8 seconds"))
+        assert.isTrue(ended._tag === "Some", "the build (and close) ended")
+        if (ended._tag === "Some" && ended.value !== "built") assert.include(ended.value, "StoreError")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a consumer of queues on every node, one master killed (SIGKILL): the other nodes' queues keep running (each job once, maxAttempts 1), and once it is back from its AOF its queue runs again without restarting the consumer", () =>
       Effect.gen(function*() {
         // a node down is noticed by the others after the node timeout: longer than the test, so
