@@ -20,6 +20,33 @@ interface Cluster {
   readonly sendCommand: (firstKey: string | undefined, isReadonly: boolean | undefined, args: Array<string>) => Promise<unknown>
 }
 
+/**
+ * `client`'s connect, failed past `millis` (the client destroyed): a connect timeout bounds the TCP
+ * connect only, which a frozen server's kernel accepts, and a cluster client's connect waits for
+ * every master's answer. Unbounded, a store built while one master was frozen never ended, and a
+ * watch's reserved connection opened then hung in the pool's acquire (uninterruptible): the store's
+ * close waited for it for ever.
+ */
+const connectWithin = async (client: { connect(): Promise<unknown>; destroy(): void }, millis: number): Promise<void> => {
+  const connecting = client.connect()
+  // its rejection once destroyed is not unhandled
+  connecting.catch(() => {})
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    await Promise.race([
+      connecting,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          client.destroy()
+          reject(new Error(`no answer within ${millis} ms of connecting (a node frozen?)`))
+        }, millis)
+      })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** The key a command is routed by, if it has one. */
 const firstKey = (command: string, args: ReadonlyArray<string>): string | undefined => {
   switch (command.toUpperCase()) {
@@ -69,7 +96,7 @@ export const make = (
             })
             // unlistened, node-redis rethrows an error event: a socket failure would crash the process
             cluster.on("error", () => {})
-            await cluster.connect()
+            await connectWithin(cluster, options.connectTimeout)
             return cluster
           },
           catch: (cause) => new Redis.RedisError({ cause })
@@ -109,7 +136,7 @@ export const make = (
             defaults: { name: options.name, disableOfflineQueue: true, socket: { reconnectStrategy: false } }
           })
           own.on("error", () => {})
-          await own.connect()
+          await connectWithin(own, options.connectTimeout)
           return own
         },
         catch: (cause) => new Redis.RedisError({ cause })
@@ -142,7 +169,7 @@ export const make = (
                   // ended the subscription made on the next one at once)
                   client.on("error", () => {})
                   try {
-                    await client.connect()
+                    await connectWithin(client, options.connectTimeout)
                     await client.subscribe(channel, (message, channel) => onMessage({ channel, message }))
                   } catch (cause) {
                     last = cause
