@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -973,6 +973,29 @@ else {
         assert.strictEqual(claimed._tag === "Success" && claimed.value.claims[0]!.job.id, after.id)
         yield* until(Effect.exit(store.heartbeat(tokens, 60_000)), (exit) => exit._tag === "Success", "a beat of both queues works")
         yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap of both queues works")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // BUG (open, not fixed here): NodeRedis.layer's connect (inside @effect/platform-node, an acquire)
+    // waits for the frozen server's answer to its handshake for ever; `connectTimeout` bounds only the
+    // TCP connect, which the frozen server's kernel accepts. A process started while its Redis is
+    // frozen hangs at the store's build instead of failing typed (the Cluster's connects are bounded
+    // by connectWithin in redisCluster.ts; the one-server client is effect's)
+    it.live.fails("a store built while its server is frozen (SIGSTOP): the build ends within its connect timeout and a few seconds with a StoreError, not waiting for the frozen server for ever", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        // detached: a build that never ends cannot be interrupted (its connect is an acquire)
+        const built = yield* Deferred.make<string>()
+        yield* Effect.forkDetach(
+          Effect.scoped(Layer.build(RedisJobStore.layer({ url: server.url, prefix: freshPrefix(), connectTimeout: "1 second" }))).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.succeed(built, exit._tag === "Success" ? "built" : String(exit.cause)))
+          )
+        )
+        const ended = yield* Deferred.await(built).pipe(Effect.timeoutOption("8 seconds"))
+        assert.isTrue(ended._tag === "Some", "the build ended")
+        if (ended._tag === "Some") assert.include(ended.value, "StoreError")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of three queues on one server paused twice past the bound (CLIENT PAUSE 2.5 s) while it drains: every job runs once and succeeds (maxAttempts 1: a job left running for nobody would die unrun)", () =>
