@@ -21,7 +21,7 @@ import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { admin, backToVersion6, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
-import { closeWithin } from "./helpers.ts"
+import { closeWithin, waitFor } from "./helpers.ts"
 
 const HOUR = "1 hour"
 const double = Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))
@@ -1148,5 +1148,35 @@ if (enabled && pgServer.binaries() !== undefined) {
           assert.isFalse(logged.some((line) => line.includes("claiming durable jobs")), logged.join("\n"))
         }).pipe(Effect.scoped, Effect.provide(Layer.merge(testLayer(schema), Logger.layer([collector]))))
       }), { timeout: 60_000 })
+
+  describe("the Postgres reaper's bound, hostile", () => {
+    // the reaper gives a reap up after a lease (its bound against a frozen server): a reap that is
+    // merely slow (a backlog of expired jobs, a loaded server) was cancelled every time, in one
+    // statement that took back nothing once cut, and the backlog stayed held for ever
+    it.live("a backlog of 100,000 expired jobs whose one reap statement takes longer than the reaper's consumer's lease (100 ms): they are taken back all the same", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const layer = testLayer(schema)
+        const context = yield* Layer.build(layer)
+        const store = context.mapUnsafe.get(JobStore.JobStore.key) as Store
+        yield* store.enqueue({ queue: "other", task: "Other", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })
+        // dead consumers' jobs (a task nobody here runs), their leases long over
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            sql.unsafe(
+              `INSERT INTO ${schema}.wp_job (id, queue, task, payload, priority, rank, state, attempts, max_attempts, timeout_ms, created_at, visible_at, started_at, lease_token, lease_until)
+               SELECT 'dead' || g, 'q', 'Other', '{}', 0, 0, 'running', 1, 3, 0, 0, 0, 0, 'token' || g, 1 FROM generate_series(1, 100000) g`
+            )
+          )
+        )
+        const running = Effect.promise(() =>
+          admin((sql) => sql.unsafe<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.wp_job WHERE state = 'running'`))
+        ).pipe(Effect.map((rows) => Number(rows[0]!.n)))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: ["other"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, lease: "100 millis" })
+          yield* waitFor(running, "the expired jobs are taken back", { until: (n) => n === 0, within: "30 seconds" })
+        }).pipe(Effect.scoped, Effect.provide(context))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
   })
 }
