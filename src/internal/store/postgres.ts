@@ -1370,10 +1370,12 @@ export const makeWith = (
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
-      return op(
-        "reap",
-        Effect.map(
-          sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
+      // in batches, each its own statement (committed): the reaper gives a reap up after a lease (its
+      // bound against a frozen server), and one statement over a backlog slower than that (100,000
+      // expired jobs: 1.6 s) was cancelled every time, taking back nothing, the backlog held for ever.
+      // `seq + 0`: ordered by seq (the lock order) from the running jobs' index, not by a walk of the
+      // primary key filtering every finished job for the first REAP_BATCH running ones
+      const batch = sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
               state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
               exit = NULL,
               finished_at = CASE WHEN ${out} THEN ${now}::bigint ELSE NULL END,
@@ -1382,11 +1384,19 @@ export const makeWith = (
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               cancel_requested = false, lease_token = NULL, lease_until = NULL
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
-              ORDER BY l.seq FOR UPDATE OF l SKIP LOCKED) l
+              ORDER BY l.seq + 0 LIMIT ${REAP_BATCH} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`,
-          (rows) => rows.length
-        ),
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
+      return op(
+        "reap",
+        Effect.gen(function*() {
+          let count = 0
+          while (true) {
+            const rows = yield* batch
+            count += rows.length
+            if (rows.length < REAP_BATCH) return count
+          }
+        }),
         (n) => n > 0
       )
     }
@@ -1430,3 +1440,6 @@ export const makeWith = (
       closed: closing.closed
     } satisfies Store
   })
+
+/** How many expired jobs one reap statement takes back at most (a reap runs as many as it needs). */
+export const REAP_BATCH = 1000
