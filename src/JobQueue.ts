@@ -514,8 +514,18 @@ export const enqueueAll = <T extends Task.Any>(
         config.onlyKeys(`${field}.`, item, ITEM_KEYS)
         if (item.options === undefined) return { payload: item.payload, options: shared }
         try {
-          config.object("", item.options)
-          return { payload: item.payload, options: enqueueOptions({ ...options, ...item.options }) }
+          const own = item.options
+          config.object("", own)
+          config.onlyKeys("", own, ENQUEUE_KEYS, ENQUEUE_HINTS)
+          // key by key, read as `enqueue` reads them: a spread copies own enumerable keys only, and
+          // dropped options given by getters (a class's defaults) for the items with options of
+          // their own. An item's key that is there, even undefined, wins (as in a spread).
+          const merged: Record<string, unknown> = {}
+          for (const key of ENQUEUE_KEYS) {
+            const value = key in own ? (own as Record<string, unknown>)[key] : (options as Record<string, unknown>)[key]
+            if (value !== undefined) merged[key] = value
+          }
+          return { payload: item.payload, options: enqueueOptions(merged as EnqueueOptions) }
         } catch (error) {
           if (!(error instanceof config.OptionError)) throw error
           const inner = error.invalid.field
