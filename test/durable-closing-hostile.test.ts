@@ -448,3 +448,25 @@ describe("a scope holding a SQLite consumer and its store, the file's write lock
       assert.isBelow(yield* closeWithin(scope, "90 seconds"), 7500)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })
+
+describe.each(stores)("a consumer outliving its %s store under TestClock (the store's layer released first, as Effect.provide inside it.effect does)", (_name, makeLayer) => {
+  it.effect("a job that ended just before the store closed: the consumer's close ends without the clock moving (the settle the store's close failed, its flag not yet set, was retried on the clock, and the close hung)", () =>
+    Effect.gen(function*() {
+      const consumerScope = yield* Scope.make()
+      const started = yield* Deferred.make<void>()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          concurrency: 2,
+          lease: 30_000,
+          poll: "1 second",
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.succeed(started, undefined), n))]
+        })
+        yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* Deferred.await(started)
+      }).pipe(Effect.provide(makeLayer()), Effect.provideService(Scope.Scope, consumerScope))
+      const closing = yield* Effect.forkDetach(Scope.close(consumerScope, Exit.void))
+      // real time: the TestClock does not move here
+      const hung = Effect.as(Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5000))), "hung")
+      assert.strictEqual(yield* Effect.raceFirst(Effect.as(Fiber.await(closing), "closed"), hung), "closed")
+    }).pipe(Effect.provide(Logger.layer([]))), 30_000)
+})
