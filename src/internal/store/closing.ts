@@ -14,6 +14,12 @@ import type { Signal } from "./signal.ts"
 export interface Closing {
   readonly closed: Effect.Effect<boolean>
   readonly isClosed: () => boolean
+  /**
+   * Marks the store closed now, and wakes its waiters (once): for a finalizer of the store that runs
+   * before this one's and fails its users' operations (the settle writer's), so that they see the
+   * store closed, not a failure to retry on their clock.
+   */
+  readonly close: () => void
 }
 
 /**
@@ -24,13 +30,13 @@ export interface Closing {
 export const make = (signals: ReadonlyArray<Signal>): Effect.Effect<Closing, never, Scope.Scope> =>
   Effect.gen(function*() {
     let closed = false
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        closed = true
-        for (const signal of signals) signal.notify()
-      })
-    )
-    return { closed: Effect.sync(() => closed), isClosed: () => closed }
+    const close = () => {
+      if (closed) return
+      closed = true
+      for (const signal of signals) signal.notify()
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(close))
+    return { closed: Effect.sync(() => closed), isClosed: () => closed, close }
   })
 
 /** The reason of a closed store's errors. */

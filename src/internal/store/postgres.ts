@@ -1203,7 +1203,8 @@ export const makeWith = (
           const written = new Set(rows.map((row) => row.token))
           return batch.map((entry) => written.has(entry.token))
         }),
-      yield* Effect.scope
+      yield* Effect.scope,
+      closing.close
     )
 
     /**

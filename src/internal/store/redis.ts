@@ -1006,7 +1006,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             ), { concurrency: "unbounded", discard: true })
           return written
         }),
-      yield* Effect.scope
+      yield* Effect.scope,
+      closing.close
     )
 
     const settle = (token: string, settlement: Settlement) => {

@@ -42,10 +42,17 @@ const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArr
   )
 }
 
-/** `write` writes a batch in one round trip, saying for each whether it was written. */
+/**
+ * `write` writes a batch in one round trip, saying for each whether it was written. `close` marks
+ * the store closed (see `Closing.close`): called before the queued settles fail at the scope's
+ * close, which comes before the store's own closed flag (finalizers run in reverse). Failed while
+ * the store still said it was open, a consumer retried its settle on its clock, a TestClock's in a
+ * test, and its close waited for ever.
+ */
 export const make = <A>(
   write: (batch: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<boolean>, unknown>,
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  close: () => void = () => {}
 ): Settles<A> => {
   let pending: Array<Pending<A>> = []
   let writing = false
@@ -60,7 +67,10 @@ export const make = <A>(
   let detached: Fiber.Fiber<void> | undefined
   Effect.runSync(Scope.addFinalizer(
     scope,
-    Effect.suspend(() => (detached === undefined ? Effect.void : Fiber.interrupt(detached))).pipe(Effect.andThen(Effect.sync(() => {
+    Effect.suspend(() => {
+      close()
+      return detached === undefined ? Effect.void : Fiber.interrupt(detached)
+    }).pipe(Effect.andThen(Effect.sync(() => {
       closed = true
       // a writer interrupted before it started ran no `onExit`: its settles end here
       settle([...batch, ...pending], Exit.fail(closedError()))
