@@ -105,3 +105,17 @@ describe("enqueueAll's options, read as enqueue reads them", () => {
       )
     }).pipe(Effect.provide(Layer.fresh(JobStore.memory()))))
 })
+
+describe.skipIf(!Pg.enabled)("enqueueAll on Postgres, two producers at once", () => {
+  it.live("two batches of the same dedup keys in opposite orders: each key's job is created once and both calls get its handle (one failed with 'deadlock detected': each transaction held the keys it had inserted and waited for the other's)", () =>
+    Effect.gen(function*() {
+      const keys = Array.from({ length: 2000 }, (_, i) => `k${i}`)
+      const batch = (order: ReadonlyArray<string>) =>
+        JobQueue.enqueueAll(Echo, order.map((key, i) => ({ payload: { n: i }, options: { dedupKey: key } })))
+      const [forward, backward] = yield* Effect.all([batch(keys), batch([...keys].reverse())], { concurrency: "unbounded" })
+      const created = [...forward, ...backward].filter((job) => job.created).length
+      assert.strictEqual(created, keys.length, "each key's job created once")
+      keys.forEach((_, i) => assert.strictEqual(forward[i]!.id, backward[keys.length - 1 - i]!.id, `key ${i}: one job`))
+      assert.strictEqual((yield* JobQueue.stats()).waiting, keys.length)
+    }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 60_000)
+})
