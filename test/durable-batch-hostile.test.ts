@@ -116,6 +116,6 @@ describe.skipIf(!Pg.enabled)("enqueueAll on Postgres, two producers at once", ()
       const created = [...forward, ...backward].filter((job) => job.created).length
       assert.strictEqual(created, keys.length, "each key's job created once")
       keys.forEach((_, i) => assert.strictEqual(forward[i]!.id, backward[keys.length - 1 - i]!.id, `key ${i}: one job`))
-      assert.strictEqual((yield* JobQueue.stats()).waiting, keys.length)
+      assert.strictEqual((yield* JobQueue.stats("default")).waiting, keys.length)
     }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 60_000)
 })

@@ -949,6 +949,20 @@ export const makeWith = (
         "enqueue",
         sql.withTransaction(Effect.gen(function*() {
           const jobs = input.map(withId)
+          // the queues of the batch's dedup keys locked first, in one order for every batch: an
+          // INSERT holds each key it inserted until the commit, so two batches of the same keys in
+          // other orders each waited for a key the other held ("deadlock detected", one call failed
+          // whole). Advisory locks of the transaction, two-key form (apart from the migrations'
+          // one-key lock): per queue, not per key (100,000 keys ran out of the server's lock table,
+          // "out of shared memory"), and one for the schema past 32 queues. Batches with dedup keys
+          // in one queue take turns; `enqueue` holds no key while it waits, and takes none
+          const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
+          if (queues.length > 0) {
+            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
+                SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues.length > 32 ? [""] : queues)}::json) q
+                ORDER BY h
+              ) k`
+          }
           const out: Array<{ id: string; created: boolean }> = []
           /** The soonest created job of each queue: its consumers are woken once, for it. */
           const soonest = new Map<string, number>()
