@@ -119,3 +119,16 @@ describe.skipIf(!Pg.enabled)("enqueueAll on Postgres, two producers at once", ()
       assert.strictEqual((yield* JobQueue.stats("default")).waiting, keys.length)
     }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 60_000)
 })
+
+describe("enqueueAll on the memory store, many dedup keys", () => {
+  it.live("50,000 items with dedup keys in one call end within 15 s, every key's job created once (each item looked through every job for its key: quadratic, 24 s here, the process blocked all along)", () =>
+    Effect.gen(function*() {
+      const items = Array.from({ length: 50_000 }, (_, i) => ({ payload: { n: i }, options: { dedupKey: `k${i % 40_000}` } }))
+      const from = Date.now()
+      const jobs = yield* JobQueue.enqueueAll(Echo, items)
+      const took = Date.now() - from
+      assert.isBelow(took, 15_000)
+      assert.strictEqual(jobs.filter((job) => job.created).length, 40_000)
+      jobs.slice(40_000).forEach((job, i) => assert.strictEqual(job.id, jobs[i]!.id))
+    }).pipe(Effect.provide(Layer.fresh(JobStore.memory()))), 120_000)
+})
