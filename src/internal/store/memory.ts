@@ -96,11 +96,32 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     return a
   }
 
-  /** Adds a job, waking no one: `visibleIn` says when a created one is due. */
-  const add = (input: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+  /** The key of a dedup key in its queue, in `holders`. */
+  const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
+  /** The unfinished jobs holding dedup keys, by `holderKey`: read once for a batch, not once per job. */
+  const holders = () => {
+    const found = new Map<string, string>()
+    for (const { job } of rows.values()) {
+      if (job.dedupKey !== null && (job.state === "queued" || job.state === "running")) found.set(holderKey(job.queue, job.dedupKey), job.id)
+    }
+    return found
+  }
+
+  /**
+   * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: the unfinished
+   * holders of dedup keys (see `holders`), kept up to date here; without it, every job is looked at.
+   */
+  const add = (
+    input: NewJob,
+    held?: Map<string, string>
+  ): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
     const job = withId(input)
     if (rows.has(job.id)) return { id: job.id, created: false }
-    if (job.dedupKey !== null) {
+    if (job.dedupKey !== null && held !== undefined) {
+      const holder = held.get(holderKey(job.queue, job.dedupKey))
+      if (holder !== undefined) return { id: holder, created: false }
+      held.set(holderKey(job.queue, job.dedupKey), job.id)
+    } else if (job.dedupKey !== null) {
       for (const row of rows.values()) {
         const other = row.job
         if (
@@ -149,8 +170,9 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
     Effect.sync(() => {
       let soonest = Infinity
+      const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
       const out = jobs.map((job) => {
-        const { id, created, visibleIn } = add(job)
+        const { id, created, visibleIn } = add(job, held)
         if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
         return { id, created }
       })
