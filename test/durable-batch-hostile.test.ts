@@ -132,3 +132,20 @@ describe("enqueueAll on the memory store, many dedup keys", () => {
       jobs.slice(40_000).forEach((job, i) => assert.strictEqual(job.id, jobs[i]!.id))
     }).pipe(Effect.provide(Layer.fresh(JobStore.memory()))), 120_000)
 })
+
+describe.skipIf(!Pg.enabled)("enqueueAll on Postgres, a batch of more than 32 queues", () => {
+  it.live("and a batch of one of its queues, the same dedup keys in opposite orders: each key's job is created once (the wide batch took the schema's lock, the narrow one its queue's, so they did not take turns: 'deadlock detected')", () =>
+    Effect.gen(function*() {
+      const keys = Array.from({ length: 2000 }, (_, i) => `k${i}`)
+      const item = (key: string, i: number, queue = "default") => ({ payload: { n: i }, options: { dedupKey: key, queue } })
+      // 32 other queues, one key each, after the shared ones: 33 queues in all
+      const others = Array.from({ length: 32 }, (_, q) => item("x", q, `other${q}`))
+      const [wide, narrow] = yield* Effect.all([
+        JobQueue.enqueueAll(Echo, [...keys.map((key, i) => item(key, i)), ...others]),
+        JobQueue.enqueueAll(Echo, [...keys].reverse().map((key, i) => item(key, i)))
+      ], { concurrency: "unbounded" })
+      keys.forEach((_, i) => assert.strictEqual(wide[i]!.id, narrow[keys.length - 1 - i]!.id, `key ${i}: one job`))
+      assert.strictEqual([...wide, ...narrow].filter((job) => job.created).length, keys.length + 32, "each key's job created once")
+      assert.strictEqual((yield* JobQueue.stats("default")).waiting, keys.length)
+    }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 60_000)
+})
