@@ -954,14 +954,22 @@ export const makeWith = (
           // other orders each waited for a key the other held ("deadlock detected", one call failed
           // whole). Advisory locks of the transaction, two-key form (apart from the migrations'
           // one-key lock): per queue, not per key (100,000 keys ran out of the server's lock table,
-          // "out of shared memory"), and one for the schema past 32 queues. Batches with dedup keys
+          // "out of shared memory"), and the schema's whole past 32 queues. Batches with dedup keys
           // in one queue take turns; `enqueue` holds no key while it waits, and takes none
           const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
           if (queues.length > 0) {
-            yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
-                SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues.length > 32 ? [""] : queues)}::json) q
-                ORDER BY h
-              ) k`
+            // the schema's lock first, by every batch: alone past 32 queues, shared below, so that a
+            // batch of many queues and one of some of them take turns too (each with its own kind of
+            // lock, they deadlocked as above)
+            const wide = queues.length > 32
+            const schemaLock = sql.literal(wide ? "pg_advisory_xact_lock" : "pg_advisory_xact_lock_shared")
+            yield* sql`SELECT ${schemaLock}(hashtext(${`effect-workpool-dedup-all:${cfg.schema}`}), 0)`
+            if (!wide) {
+              yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
+                  SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues)}::json) q
+                  ORDER BY h
+                ) k`
+            }
           }
           const out: Array<{ id: string; created: boolean }> = []
           /** The soonest created job of each queue: its consumers are woken once, for it. */
