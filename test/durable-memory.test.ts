@@ -133,6 +133,79 @@ describe("a consumer whose reap never answers (a frozen store server)", () => {
     }))
 })
 
+describe("a consumer whose heartbeat renews some queues' leases and not another's (a Redis Cluster node down)", () => {
+  it.effect("drops the jobs of the queue not renewed, each a lease after its last renewal, and not before; the renewed queue's job runs on to its end, once", () =>
+    Effect.gen(function*() {
+      const down = { value: false }
+      const queueOf = new Map<string, string>()
+      // the time the frozen queue's job was last renewed, by its token
+      const renewed = new Map<string, number>()
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          claim: (request) =>
+            Effect.tap(
+              inner.claim({ ...request, queues: request.queues.filter((queue) => !down.value || queue !== "frozen") }),
+              ({ claims }) => Effect.sync(() => claims.forEach((claim) => queueOf.set(claim.token, claim.job.queue)))
+            ),
+          // as the Redis store's: the queues that answer are renewed, the others' tokens reported
+          heartbeat: (tokens, lease) =>
+            Effect.gen(function*() {
+              const now = yield* Clock.currentTimeMillis
+              const unrenewed = down.value ? tokens.filter((token) => queueOf.get(token) === "frozen") : []
+              for (const token of tokens) if (!unrenewed.includes(token) && queueOf.get(token) === "frozen") renewed.set(token, now)
+              if (unrenewed.length === tokens.length) return yield* Effect.fail(new StoreError({ operation: "heartbeat", reason: "node down" }))
+              const beat = yield* inner.heartbeat(tokens.filter((token) => !unrenewed.includes(token)), lease)
+              return unrenewed.length === 0 ? beat : { ...beat, unrenewed: { tokens: unrenewed, error: new StoreError({ operation: "heartbeat", reason: "node down" }) } }
+            })
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      const interrupted: Array<readonly [number, number]> = []
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        logged.push(String(Array.isArray(options.message) ? options.message[0] : options.message))
+      })
+      const release = yield* Deferred.make<void>()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({
+          queues: ["frozen", "default"],
+          handlers: [Task.handle(Double, (n) =>
+            (n === 1 ? Effect.never : Effect.as(Deferred.await(release), n * 2)).pipe(
+              Effect.onInterrupt(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void interrupted.push([n, now]))))
+            ))],
+          concurrency: 2,
+          lease: 1_000,
+          poll: "100 millis"
+        })
+        const frozen = yield* JobQueue.enqueue(Double, 1, { queue: "frozen" })
+        const healthy = yield* JobQueue.enqueue(Double, 2)
+        for (let t = 0; t < 500; t += 50) yield* TestClock.adjust(50)
+        assert.strictEqual(queueOf.size, 2, "both jobs run")
+        down.value = true
+        const token = [...queueOf].find(([, queue]) => queue === "frozen")![0]
+        const last = renewed.get(token)!
+        for (let t = 0; t < 3_000 && interrupted.length === 0; t += 50) yield* TestClock.adjust(50)
+        assert.deepStrictEqual(interrupted.map(([n]) => n), [1], "only the frozen queue's job is dropped")
+        const at = interrupted[0]![1]
+        assert.isAtLeast(at - last, 1_000, "not before a lease from its last renewal")
+        assert.isBelow(at - last, 1_000 + 400, "at the first beat past it")
+        assert.deepStrictEqual(logged.filter((line) => /could not be renewed/.test(line)), [
+          "effect-workpool: 1 durable job's lease could not be renewed for a lease (their queue's store unreachable?); given up as lost, to run again elsewhere"
+        ])
+        // several leases on, the healthy queue's job still runs under its first lease's renewals
+        for (let t = 0; t < 3_000; t += 50) yield* TestClock.adjust(50)
+        assert.strictEqual(interrupted.length, 1)
+        yield* Deferred.succeed(release, undefined)
+        for (let t = 0; t < 200; t += 50) yield* TestClock.adjust(50)
+        assert.strictEqual(yield* healthy.await, 4)
+        assert.strictEqual((yield* JobQueue.status(healthy.id)).attempts, 1)
+        // its lease ended unrenewed: the reaper took it back (not claimed again: its queue is down)
+        assert.strictEqual((yield* JobQueue.status(frozen.id)).state, "queued")
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
+})
+
 describe("a consumer with a long poll whose claim failed", () => {
   it.effect("tries again within a second (doubling up to 5 s), not a poll (an hour) later; a change its store hears ends the backoff", () =>
     Effect.gen(function*() {

@@ -145,7 +145,7 @@ else {
         assert.isAbove(Number(expiry), before + 60_000, "the healthy queue's lease is renewed")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
-    it.live("one queue's master frozen (SIGSTOP), first in a heartbeat's and a reap's order: each goes on past it within its bound (the other queue's lease renewed, its expired job taken back) and fails; the next skips it at once while its script is unanswered; once it resumes both work again", () =>
+    it.live("one queue's master frozen (SIGSTOP), first in a heartbeat's and a reap's order: each goes on past it within its bound (the other queue's lease renewed, its expired job taken back), the beat answering with the frozen queue's token unrenewed, the reap failing; the next skips it at once while its script is unanswered; the store's time answers at once; once it resumes both work again", () =>
       Effect.gen(function*() {
         // the victim first in the reap's order, and in the beat's (the tokens')
         const { cluster, prefix, queues, store, first, victim, healthy } = yield* reapOrder
@@ -156,6 +156,8 @@ else {
         const beating = yield* claimOf(healthy, 60_000)
         const expired = yield* claimOf(healthy, 1)
         assert.deepStrictEqual([frozen.job.id, beating.job.id, expired.job.id], [first[victim]!.id, first[healthy]!.id, expiring.id])
+        // a store on the server's clock (the others here are on the Effect Clock): its `now` asks TIME
+        const served = yield* Effect.flatMap(RedisStore.options({ url: cluster.url, prefix, cluster: true }), RedisStore.open)
         yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
         cluster.nodes[victim]!.signal("SIGSTOP")
         const timed = <A, E>(effect: Effect.Effect<A, E>) =>
@@ -167,22 +169,36 @@ else {
         const beat = () => store.heartbeat([frozen.token, beating.token], 600_000)
         const before = Date.now()
         const one = yield* timed(beat())
-        assert.isTrue(one.exit._tag === "Failure" && one.exit.cause.reasons.every((reason) => reason._tag === "Fail" && reason.error instanceof StoreError), String(one.exit))
+        // renewed the other queue's lease: not a failed beat, the frozen queue's token said unrenewed
+        const unrenewed = (exit: typeof one.exit) => {
+          assert.isTrue(exit._tag === "Success", String(exit))
+          const value = exit._tag === "Success" ? exit.value.unrenewed : undefined
+          assert.instanceOf(value?.error, StoreError)
+          return value?.tokens
+        }
+        assert.deepStrictEqual(unrenewed(one.exit), [frozen.token])
         assert.isBelow(one.took, RedisStore.CLAIM_BOUND + 1500, "the beat goes on past the frozen queue at its bound")
         const expiry = yield* Effect.promise(() =>
           admin((client) => client.sendCommand(["ZSCORE", `{${prefix}:${queues[healthy]}}:running`, beating.job.id]) as Promise<string>, cluster.nodes[healthy]!.url)
         )
         assert.isAbove(Number(expiry), before + 300_000, "the healthy queue's lease is renewed")
         const two = yield* timed(beat())
-        assert.strictEqual(two.exit._tag, "Failure", "a queue whose beat is late is not counted as renewed")
+        assert.deepStrictEqual(unrenewed(two.exit), [frozen.token], "a queue whose beat is late is not counted as renewed")
         assert.isBelow(two.took, 1000, "the frozen queue, its beat still unanswered, is skipped")
+        // TIME has no key: it goes to each node in turn, so one of three reads asks the frozen one,
+        // whose answer this machine's clock gives instead, at once (a consumer's beats wait on it)
+        for (let i = 0; i < 4; i++) {
+          const read = yield* timed(served.now)
+          assert.isTrue(read.exit._tag === "Success" && Math.abs(read.exit.value - Date.now()) < 5_000, String(read.exit))
+          assert.isBelow(read.took, RedisStore.NOW_BOUND + 500, "the store's time does not wait on the frozen node")
+        }
         const reaped = yield* timed(store.reap([0]))
         assert.strictEqual(reaped.exit._tag, "Failure")
         assert.isBelow(reaped.took, RedisStore.CLAIM_BOUND + 1500, "the reap goes on past the frozen queue at its bound")
         const counts = yield* store.counts(queues[healthy]!)
         assert.deepStrictEqual([counts.waiting, counts.running], [1, 1], "the healthy queue's expired job is taken back, its beaten one not")
         cluster.nodes[victim]!.signal("SIGCONT")
-        yield* until(Effect.exit(beat()), (exit) => exit._tag === "Success", "a beat works once the node resumes")
+        yield* until(Effect.exit(beat()), (exit) => exit._tag === "Success" && exit.value.unrenewed === undefined, "a beat renews both once the node resumes")
         yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap works once the node resumes")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
@@ -306,6 +322,43 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("20 seconds"))
         const counted = yield* Ref.get(runs)
         assert.deepStrictEqual([...counted.entries()].sort(([a], [b]) => a - b), [[2, 1], [10, 1], [11, 1], [20, 1], [21, 1], [100, 1], [101, 1], [102, 1]])
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a consumer running a job on each of two queues, one's master frozen (SIGSTOP) past the lease: only that queue's job is given up as lost; the other's lease is renewed all along, and its job ends once, its attempt the first", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const list = yield* listNode(cluster, prefix)
+        const [victim, healthy] = [(list + 1) % 3, (list + 2) % 3]
+        const layer = RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })
+        yield* Effect.addFinalizer(() => Effect.sync(() => cluster.nodes[victim]!.signal("SIGCONT")))
+        const release = yield* Deferred.make<void>()
+        const started = yield* Queue.unbounded<number>()
+        const interrupted = yield* Queue.unbounded<number>()
+        let runs = 0
+        const handlers = [Task.handle(Echo, ({ n }) =>
+          Effect.gen(function*() {
+            runs++
+            yield* Queue.offer(started, n)
+            if (n === 1) yield* Effect.never
+            yield* Deferred.await(release)
+            return n
+          }).pipe(Effect.onInterrupt(() => Queue.offer(interrupted, n))))]
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: [queues[victim]!, queues[healthy]!], handlers, concurrency: 2, lease: "3 seconds", poll: "1 hour" })
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: queues[victim]! })
+          yield* Queue.take(started)
+          const job = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: queues[healthy]! })
+          yield* Queue.take(started)
+          cluster.nodes[victim]!.signal("SIGSTOP")
+          // a lease after its last renewal, the frozen queue's job is given up; the other's is not
+          assert.strictEqual(yield* Queue.take(interrupted).pipe(Effect.timeout("20 seconds")), 1)
+          yield* Deferred.succeed(release, undefined)
+          assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("10 seconds")), 2)
+          assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 1)
+          assert.deepStrictEqual([runs, yield* Queue.size(interrupted)], [2, 0])
+        }).pipe(Effect.scoped, Effect.provide(layer), Effect.timeout("40 seconds"))
       }).pipe(Effect.scoped), { timeout: 90_000 })
 
     it.live("a consumer of two queues, one's master killed (SIGKILL), the other empty: its claims still answer (no backoff, no \"claiming durable jobs failed\"); a job another process enqueues on the healthy queue starts within a second (poll 1 hour), and the dead queue has a warning streak of its own, then a line once it answers again", () =>

@@ -562,6 +562,27 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
 
     const heartbeatLoop = Effect.gen(function*() {
       let renewedAt = yield* store.now
+      // tokens the last beats did not renew though others' were (their queue's node down, on a
+      // Redis Cluster), by the time of their last renewal: each is lost a lease after it, alone.
+      // A whole failed beat dropped every job, the renewed queues' too, which then ran twice
+      let stale = new Map<string, number>()
+      let staleCause: unknown
+      const expired = (now: number) =>
+        Effect.suspend(() => {
+          let dropped = 0
+          for (const [token, since] of stale) {
+            const entry = now - since >= config.lease ? running.get(token) : undefined
+            if (entry === undefined || entry.reason !== undefined) continue
+            interrupt(entry, "lost")
+            dropped++
+          }
+          // the only word of it: a beat that renewed other queues' leases is not a failure
+          return dropped === 0 ? Effect.void : Effect.logWarning(
+            `effect-workpool: ${dropped} durable job${dropped === 1 ? "'s lease" : "s' leases"} could not be renewed for a lease (their queue's store unreachable?); ` +
+              `given up as lost, to run again elsewhere`,
+            staleCause
+          )
+        })
       let cancels = yield* store.cancelVersion
       while (true) {
         // a cancel requested since the last beat (here, or heard of from another process) beats at once
@@ -582,6 +603,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : Math.max(1, Math.floor(config.lease / 3)))
         )
         if (Exit.isSuccess(beat)) {
+          const unrenewed = beat.value.unrenewed
+          if (unrenewed !== undefined || stale.size > 0) {
+            const still = new Map<string, number>()
+            for (const token of unrenewed?.tokens ?? []) still.set(token, stale.get(token) ?? renewedAt)
+            stale = still
+            staleCause = unrenewed?.error
+            yield* expired(yield* store.now)
+          }
           renewedAt = now
           for (const token of beat.value.lost) {
             const entry = running.get(token)
@@ -597,7 +626,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         } else if ((yield* store.now) - renewedAt >= config.lease) {
           // the leases may have expired: another consumer may be running these jobs
           for (const entry of running.values()) interrupt(entry, "lost")
-        }
+        } else if (stale.size > 0) yield* expired(yield* store.now)
       }
     })
 

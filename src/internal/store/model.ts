@@ -140,6 +140,12 @@ export interface Heartbeat {
   readonly lost: ReadonlyArray<string>
   /** Tokens whose job was asked to stop by `cancel`. */
   readonly cancelled: ReadonlyArray<string>
+  /**
+   * Tokens whose lease this beat could not renew, and why: a store that renews each queue apart
+   * (Redis, one node per queue on a Cluster) renews the others' when one queue's node fails or does
+   * not answer. Their last renewal stands; a beat that renewed none fails instead.
+   */
+  readonly unrenewed?: { readonly tokens: ReadonlyArray<string>; readonly error: StoreError } | undefined
 }
 
 export interface QueueCounts {

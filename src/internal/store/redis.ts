@@ -835,7 +835,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Effect.all(logs, { discard: true })
       })
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
-    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>() }
+    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), now: new Set<string>() }
     /**
      * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
      * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the
@@ -966,22 +966,26 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           const lost: Array<string> = tokens.filter((token) => tokenQueue(token) === undefined)
           const cancelled: Array<string> = []
-          // a queue's beat that failed or is late is not counted as renewed: the beat fails after the
-          // others' (its consumer then counts none renewed), with the first failure. Bounded to a
-          // third of the lease, so one frozen node leaves time for the others within a beat's own bound
+          // a queue's beat that failed or is late is not counted as renewed: its tokens are
+          // `unrenewed` (the beat fails if no queue answered). Bounded to a third of the lease, so
+          // one frozen node leaves time for the others within a beat's own bound
           const groups = byQueue(tokens)
+          let renewed = 0
           const failed = yield* eachQueue(
             "heartbeat",
             groups.keys(),
             groups.size > 1 ? Math.min(CLAIM_BOUND, Math.max(1, Math.floor(lease / 3))) : 0,
             (queue) => run("heartbeat", queue, NOW(), String(lease), ...groups.get(queue)!),
             (_, [l, c]) => {
+              renewed++
               lost.push(...l)
               cancelled.push(...c)
             }
           )
-          if (failed !== undefined) return yield* Effect.fail(failed[0]![1])
-          return { lost, cancelled } satisfies Heartbeat
+          if (failed === undefined) return { lost, cancelled } satisfies Heartbeat
+          if (renewed === 0) return yield* Effect.fail(failed[0]![1])
+          const unrenewed = { tokens: failed.flatMap(([queue]) => groups.get(queue)!), error: fail("heartbeat")(failed[0]![1]) }
+          return { lost, cancelled, unrenewed } satisfies Heartbeat
         })
       )
 
@@ -1105,14 +1109,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       )
 
     // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
+    const time = Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) => {
+      const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+      offset = server - clock.currentTimeMillisUnsafe()
+      return server
+    })
+    // bounded, and not asked again while unanswered: on a Cluster TIME goes to each node in turn, and
+    // a frozen one (SIGSTOP), like a frozen standalone server, held the consumer's heartbeat loop
+    // that asked it the time for ever. Shortly (NOW_BOUND), not at a queue's bound: a consumer's loop
+    // asks the time before each beat, and a 2 s wait there left a 3 s lease's renewal too late
     const now: Effect.Effect<number> = cfg.clock === "effect"
       ? Effect.sync(() => clock.currentTimeMillisUnsafe())
-      : redis.send<[string, string]>("TIME").pipe(
-        Effect.map(([seconds, micros]) => {
-          const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-          offset = server - clock.currentTimeMillisUnsafe()
-          return server
-        }),
+      : Effect.suspend(() => late.now.size > 0 ? Effect.fail(undefined) : bounded("now", "", NOW_BOUND, time, (_, answer) => Effect.asVoid(answer))).pipe(
         Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
       )
     yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
@@ -1160,6 +1168,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
  * (a claim's is below a millisecond), far below a lease.
  */
 export const CLAIM_BOUND = 2000
+
+/**
+ * How long the server's time (`now`) is waited for before this machine's clock, corrected by the
+ * last offset seen, answers instead: as good but for a jump of the server's clock, so kept short.
+ */
+export const NOW_BOUND = 100
 
 /** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
 const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
