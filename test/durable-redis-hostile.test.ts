@@ -660,6 +660,37 @@ else {
         yield* invariants(prefix, queue, server.url)
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
+    it.live("a frozen server (SIGSTOP): a reap of several queues fails within its bound (its read of the list of queues is bounded), the next at once while that read is unanswered, and the store's time answers at once from this machine's clock; once it resumes, the reap works", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        // on the server's clock: `now` asks TIME
+        const store = yield* Effect.flatMap(RedisStore.options({ url: server.url, prefix: freshPrefix() }), RedisStore.open)
+        yield* store.enqueue(newJob("a"))
+        yield* store.enqueue(newJob("b"))
+        yield* store.reap([0])
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.gen(function*() {
+            const started = Date.now()
+            const exit = yield* Effect.exit(Effect.timeout(effect, "20 seconds"))
+            return { exit, took: Date.now() - started }
+          })
+        const one = yield* timed(store.reap([0]))
+        assert.isTrue(one.exit._tag === "Failure" && one.exit.cause.reasons.every((reason) => reason._tag === "Fail" && reason.error instanceof StoreError), String(one.exit))
+        assert.isBelow(one.took, RedisStore.CLAIM_BOUND + 1500, "the reap fails at its bound")
+        const two = yield* timed(store.reap([0]))
+        assert.strictEqual(two.exit._tag, "Failure")
+        assert.isBelow(two.took, 1000, "the list's read still unanswered, the next reap fails at once")
+        for (let i = 0; i < 2; i++) {
+          const read = yield* timed(store.now)
+          assert.isTrue(read.exit._tag === "Success" && Math.abs(read.exit.value - Date.now()) < 5_000, String(read.exit))
+          assert.isBelow(read.took, RedisStore.NOW_BOUND + 500, "the store's time does not wait on the frozen server")
+        }
+        server.signal("SIGCONT")
+        yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap works once the server resumes")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("an error other than NOSCRIPT is not retried by EVAL, and surfaces as a StoreError: a script that fails (WRONGTYPE) on a fresh server, then by EVALSHA", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()

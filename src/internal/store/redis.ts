@@ -835,7 +835,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Effect.all(logs, { discard: true })
       })
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
-    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), now: new Set<string>() }
+    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), now: new Set<string>(), list: new Set<string>() }
     /**
      * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
      * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the
@@ -1052,7 +1052,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // a queue that failed or is late (see `eachQueue`) does not keep the others' expired jobs
           // held; the reap fails after, with the first failure. A late reap's jobs, once it answers,
           // wake this process's consumers of its queue
-          const all = yield* queues
+          // bounded as a queue's script, and not asked again while unanswered: on a frozen server
+          // (standalone, every queue's) each reap sent one more behind the last, and failed only
+          // at its consumer's bound, a lease
+          const all = yield* (late.list.size > 0
+            ? Effect.fail(new Error("the list of queues asked for before has had no answer yet"))
+            : bounded("list", "", CLAIM_BOUND, queues, (_, answer) => Effect.asVoid(answer)))
           const failed = yield* eachQueue(
             "reap",
             all,
