@@ -835,7 +835,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Effect.all(logs, { discard: true })
       })
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
-    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), now: new Set<string>(), list: new Set<string>() }
+    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), list: new Set<string>() }
     /**
      * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
      * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the
@@ -1113,21 +1113,30 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           })
       )
 
-    // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
+    // the server's time: TIME sets the offset of this machine's clock from it
     const time = Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) => {
       const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
       offset = server - clock.currentTimeMillisUnsafe()
       return server
     })
-    // bounded, and not asked again while unanswered: on a Cluster TIME goes to each node in turn, and
-    // a frozen one (SIGSTOP), like a frozen standalone server, held the consumer's heartbeat loop
-    // that asked it the time for ever. Shortly (NOW_BOUND), not at a queue's bound: a consumer's loop
-    // asks the time before each beat, and a 2 s wait there left a 3 s lease's renewal too late
+    /** When the last TIME was sent (this machine's clock), and whether it is unanswered. */
+    let asked = 0
+    let asking = false
+    // this machine's clock corrected by the offset last seen, which a TIME refreshes in the background
+    // (once a NOW_REFRESH, one at a time): never waiting on the server. Awaited, TIME had no bound,
+    // and on a Cluster it goes to each node in turn: a frozen one (SIGSTOP), like a frozen standalone
+    // server, held the consumer's heartbeat loop that asked it the time, and its lease-loss
+    // interrupts, for ever; bounded to 2 s, the wait spaced a 3 s lease's renewals 4 s apart
     const now: Effect.Effect<number> = cfg.clock === "effect"
       ? Effect.sync(() => clock.currentTimeMillisUnsafe())
-      : Effect.suspend(() => late.now.size > 0 ? Effect.fail(undefined) : bounded("now", "", NOW_BOUND, time, (_, answer) => Effect.asVoid(answer))).pipe(
-        Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
-      )
+      : Effect.suspend(() => {
+        const local = clock.currentTimeMillisUnsafe()
+        if (asking || local - asked < NOW_REFRESH) return Effect.succeed(local + offset)
+        asking = true
+        asked = local
+        const refresh = time.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))))
+        return Effect.as(Effect.forkIn(refresh, scope), local + offset)
+      })
     yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
     // an evicting server drops job keys when it is full: jobs lost without a trace (BullMQ warns too)
     const policy = yield* redis.send<Array<string> | Record<string, string>>("CONFIG", "GET", "maxmemory-policy").pipe(
@@ -1139,7 +1148,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         `effect-workpool: this Redis evicts keys when full (maxmemory-policy ${policy}): jobs can be lost; set maxmemory-policy noeviction`
       )
     }
-    yield* now
+    yield* Effect.ignore(time)
+    asked = clock.currentTimeMillisUnsafe()
 
     return {
       enqueue,
@@ -1175,10 +1185,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
 export const CLAIM_BOUND = 2000
 
 /**
- * How long the server's time (`now`) is waited for before this machine's clock, corrected by the
- * last offset seen, answers instead: as good but for a jump of the server's clock, so kept short.
+ * How often at most the store's time (`now`) asks the server's (TIME, in the background) for the
+ * offset of this machine's clock: clocks drift by microseconds a second, a server's clock that jumps
+ * is followed within this.
  */
-export const NOW_BOUND = 100
+export const NOW_REFRESH = 1000
 
 /** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
 const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
