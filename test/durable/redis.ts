@@ -4,6 +4,7 @@
  * missing server is a failure. Each test gets its own key prefix, whose keys are deleted when its
  * file ends (the server may be shared: never FLUSHALL).
  */
+import { assert } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { createHash } from "node:crypto"
@@ -176,6 +177,29 @@ export const ownServer = (args: ReadonlyArray<string> = []) => {
     (server) => Effect.promise(server.destroy)
   )
 }
+
+/** `effect`'s exit (a timeout past 20 s) and how long it took, in ms. */
+export const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const exit = yield* Effect.exit(Effect.timeout(effect, "20 seconds"))
+    return { exit, took: Date.now() - started }
+  })
+
+/**
+ * Reads a store's time `times` times, each a refresh's time (`NOW_REFRESH`) after the last, so each
+ * asks the server's TIME in the background: each answers at once, near this machine's clock, whether
+ * TIME does (on a frozen server, or a Cluster's frozen node) or not.
+ */
+export const timeAnswersAtOnce = (now: Effect.Effect<number>, times: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < times; i++) {
+      yield* Effect.sleep(RedisStore.NOW_REFRESH + 50)
+      const read = yield* timed(now)
+      assert.isTrue(read.exit._tag === "Success" && Math.abs(read.exit.value - Date.now()) < 5_000, String(read.exit))
+      assert.isBelow(read.took, 500, "the store's time does not wait on a frozen server")
+    }
+  })
 
 /** Looks until `done` holds of what `look` finds (`waitFor`), and returns that. */
 export const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) => waitFor(look, what, { until: done })
