@@ -313,10 +313,9 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
       const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
       const here = Effect.provideService(JobStore.JobStore, store)
       const release = yield* twoRunning(store, scope)
-      const pids = yield* Effect.promise(() => server.pids())
+      const pids = yield* Effect.promise(() => server.freeze())
       // thawed before the server is destroyed
       yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
-      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
       // job 0 ends: its settle, and the claim for its slot, get no reply
       yield* Deferred.succeed(release, undefined)
       yield* Effect.sleep(300)
@@ -397,9 +396,8 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
       }).pipe(here, Scope.provide(scope))
       yield* here(JobQueue.enqueue(Echo, { n: 1 }))
       while (started < 1) yield* Effect.sleep(20)
-      const pids = yield* Effect.promise(() => server.pids())
+      const pids = yield* Effect.promise(() => server.freeze())
       yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
-      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
       // a beat every second, a reap every 1.5 s: both in flight by now, neither answered
       yield* Effect.sleep(1600)
       assert.isBelow(yield* closeWithin(scope, "30 seconds"), 7500)
@@ -418,9 +416,8 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a Postgres co
       const store = yield* Postgres.make({ ...cfg, clock: "effect" })
       yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, lease: "2 seconds", poll: "1 hour", shutdownTimeout: 200 })
         .pipe(Effect.provideService(JobStore.JobStore, store))
-      const pids = yield* Effect.promise(() => server.pids())
+      const pids = yield* Effect.promise(() => server.freeze())
       yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
-      pids.forEach((pid) => process.kill(pid, "SIGSTOP"))
       const reaps = () => logged.filter((line) => line.startsWith("effect-workpool: taking back expired durable jobs failed"))
       // each reap is given up a lease after it was sent (the driver's drain of the interrupted
       // statement, up to 5 s, on top), the next one a half lease later

@@ -41,6 +41,19 @@ export interface Server {
   readonly destroy: () => Promise<void>
   /** The server's processes (the postmaster and its children), to freeze (SIGSTOP) and thaw. */
   readonly pids: () => Promise<Array<number>>
+  /**
+   * Freezes every process of the server (SIGSTOP) and returns their pids, to thaw (SIGCONT). A freeze
+   * of `pids()` missed a backend forked while its list was read (a pool opening a connection then):
+   * that session was answered, a frozen-server test's statements on it worked, and the test waited
+   * for failures that never came. Here the postmaster is stopped first (it forks no more), then its
+   * children are listed and stopped again until a listing finds no new one.
+   */
+  readonly freeze: () => Promise<Array<number>>
+}
+
+const childrenOf = async (pid: number): Promise<Array<number>> => {
+  const { stdout } = await exec("ps", ["-o", "pid=", "--ppid", String(pid)]).catch(() => ({ stdout: "" }))
+  return stdout.split("\n").map((line) => Number(line.trim())).filter((child) => child > 0)
 }
 
 const readLog = (file: string) => {
@@ -114,6 +127,7 @@ export const startServer = async (bin: string, options: { readonly ssl?: boolean
     }
   }
   let stopped = false
+  const postmasterPid = () => Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0])
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
@@ -121,9 +135,26 @@ export const startServer = async (bin: string, options: { readonly ssl?: boolean
     start,
     stop,
     pids: async () => {
-      const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0])
-      const { stdout } = await exec("ps", ["-o", "pid=", "--ppid", String(postmaster)])
-      return [postmaster, ...stdout.split("\n").map((line) => Number(line.trim())).filter((pid) => pid > 0)]
+      const postmaster = postmasterPid()
+      return [postmaster, ...await childrenOf(postmaster)]
+    },
+    freeze: async () => {
+      const postmaster = postmasterPid()
+      process.kill(postmaster, "SIGSTOP")
+      const frozen = new Set([postmaster])
+      while (true) {
+        const fresh = (await childrenOf(postmaster)).filter((pid) => !frozen.has(pid))
+        if (fresh.length === 0) return Array.from(frozen)
+        for (const pid of fresh) {
+          frozen.add(pid)
+          try {
+            process.kill(pid, "SIGSTOP")
+          } catch {
+            // ended since it was listed
+            frozen.delete(pid)
+          }
+        }
+      }
     },
     destroy: async () => {
       if (stopped) return
