@@ -879,25 +879,24 @@ if (enabled) {
 
 /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
 /**
- * Freezes every process of `server` (SIGSTOP) until the test's scope ends (SIGCONT); returns the
- * thaw, to end it sooner. A backend may have ended since its pid was read (its session closed).
+ * Freezes every process of `server` (SIGSTOP, `server.freeze`: no backend forked meanwhile escapes)
+ * until the test's scope ends (SIGCONT); returns the thaw, to end it sooner.
  */
 const freeze = (server: pgServer.Server) =>
-  Effect.gen(function*() {
-    const pids = yield* Effect.promise(() => server.pids())
-    const signal = (sig: NodeJS.Signals) =>
+  Effect.uninterruptible(Effect.gen(function*() {
+    const pids = yield* Effect.promise(() => server.freeze())
+    const thaw = Effect.sync(() =>
       pids.forEach((pid) => {
         try {
-          process.kill(pid, sig)
+          process.kill(pid, "SIGCONT")
         } catch {
           // gone
         }
       })
-    const thaw = Effect.sync(() => signal("SIGCONT"))
+    )
     yield* Effect.addFinalizer(() => thaw)
-    signal("SIGSTOP")
     return thaw
-  })
+  }))
 
 /** A Postgres server of the test's own (to freeze or restart), stopped with the test's scope. */
 const ownServer = (options?: Parameters<typeof pgServer.startServer>[1]) =>
