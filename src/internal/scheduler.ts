@@ -890,24 +890,15 @@ export class Scheduler<W> {
           // clock again: a reading from before it would start the next job early by as long as that
           // code ran, its timeout too. Unless that job stopped right there: its stop's reading is fresh.
           const at = now ?? this.now()
-          if (at >= this.timerAt) {
-            // the deadline timer is due but has not fired: the event loop was busy (a synchronous
-            // job, or a timer that woke first, the one that freed this worker). What is due ends
-            // first, so that no job starts past its queue deadline. Its listeners ran: read again.
-            this.expireLate(at)
-            // room the expired jobs left goes to the submitters waiting for it first, as it would
-            // have had the timer fired before this worker was freed: they take their place by rank
-            if (this.waitingCount > 0 && this.hasRoom()) this.admitWaiting()
-            now = undefined
-            continue
-          }
-          // a job stopped by a deadline the timer is handling (`expiring`) pumps before the loop has
-          // reached the other deadlines of that instant: a queued job's queue deadline may be due
-          // now (started, its deadline would go with its start), or a retry's return. Nothing starts
-          // until the loop has handled them, then it pumps again (see `expireDeadlines`)
-          if (this.expiring && this.waitingDeadlineDue(at)) {
-            this.pumpAfterExpiry = true
-            break
+          // one test on the usual path: what a deadline due at this instant asks of a start is
+          // `dueBeforeStart`'s, out of this loop, which every start runs, to keep it small
+          if (at >= this.timerAt || this.expiring) {
+            const next = this.dueBeforeStart(at)
+            if (next === STOP) break
+            if (next === AGAIN) {
+              now = undefined
+              continue
+            }
           }
           // read at each start: a job that has just started may have set or removed the rate limit
           const gate = this.gate
@@ -923,30 +914,65 @@ export class Scheduler<W> {
           }
         }
         if (this.waitingCount > 0 && this.hasRoom()) {
-          // what is due ends (or comes back, a retry) first, as in the loop above: a pump the rate
-          // limit's timer woke may reach here before the deadline timer has fired at this instant
-          const at = now ?? this.now()
-          if (at >= this.timerAt) {
-            this.expireLate(at)
-            now = undefined
-            this.pumpAgain = true
-            continue
-          }
-          // and inside the timer's loop, what is due at this instant and not yet handled (see above)
-          if (this.expiring && this.waitingDeadlineDue(at)) {
-            this.pumpAfterExpiry = true
-            break
-          }
-          // resumes submitters: their code runs
-          this.admitWaiting()
+          const next = this.admitDue(now)
+          if (next === STOP) break
           now = undefined
           this.pumpAgain = true
+          if (next === AGAIN) continue
         }
         if (this.prefetch !== undefined && this.queue.size > 0 && this.free.length === 0) this.offerQueued()
       } while (this.pumpAgain)
     } finally {
       this.pumping = false
     }
+  }
+
+  /**
+   * What `pump` does before a start at `at` when the deadline timer is due or being handled: `GO`
+   * (start), `AGAIN` (read the clock and look again) or `STOP` (leave the loop).
+   */
+  private dueBeforeStart(at: number): PumpStep {
+    if (at >= this.timerAt) {
+      // the deadline timer is due but has not fired: the event loop was busy (a synchronous
+      // job, or a timer that woke first, the one that freed this worker). What is due ends
+      // first, so that no job starts past its queue deadline. Its listeners ran: read again.
+      this.expireLate(at)
+      // room the expired jobs left goes to the submitters waiting for it first, as it would
+      // have had the timer fired before this worker was freed: they take their place by rank
+      if (this.waitingCount > 0 && this.hasRoom()) this.admitWaiting()
+      return AGAIN
+    }
+    // a job stopped by a deadline the timer is handling (`expiring`) pumps before the loop has
+    // reached the other deadlines of that instant: a queued job's queue deadline may be due
+    // now (started, its deadline would go with its start), or a retry's return. Nothing starts
+    // until the loop has handled them, then it pumps again (see `expireDeadlines`)
+    if (this.waitingDeadlineDue(at)) {
+      this.pumpAfterExpiry = true
+      return STOP
+    }
+    return GO
+  }
+
+  /**
+   * Admits waiting submitters at the end of a `pump` pass (`GO`: done), unless a deadline of this
+   * instant comes first: `AGAIN` once it is handled, `STOP` while the timer's loop has yet to reach it.
+   */
+  private admitDue(now: number | undefined): PumpStep {
+    // what is due ends (or comes back, a retry) first, as in the loop: a pump the rate
+    // limit's timer woke may reach here before the deadline timer has fired at this instant
+    const at = now ?? this.now()
+    if (at >= this.timerAt) {
+      this.expireLate(at)
+      return AGAIN
+    }
+    // and inside the timer's loop, what is due at this instant and not yet handled (see `dueBeforeStart`)
+    if (this.expiring && this.waitingDeadlineDue(at)) {
+      this.pumpAfterExpiry = true
+      return STOP
+    }
+    // resumes submitters: their code runs
+    this.admitWaiting()
+    return GO
   }
 
   /** How many jobs one `pump` starts before it lets others run: Effect's `MaxOpsBeforeYield`, read once. */
@@ -1751,6 +1777,12 @@ const notify = (listeners: Listener | Array<Listener> | undefined, exit: Exit.Ex
   if (typeof listeners === "function") listeners(exit)
   else for (const listener of listeners) listener(exit)
 }
+
+/** What `pump` does after a look at the deadlines due (see `Scheduler.dueBeforeStart`). */
+const GO = 0
+const AGAIN = 1
+const STOP = 2
+type PumpStep = typeof GO | typeof AGAIN | typeof STOP
 
 /** Whether a job that came to the queue at `time` (submitted `seq`th) came after one at `time2` (`seq2`th). */
 const cameAfter = (time: number, seq: number, time2: number, seq2: number): boolean =>
