@@ -1,9 +1,10 @@
 /**
- * `node --expose-gc bench/ab-fiber.ts --old=<tree> [--work=sleep|sync|promise] [--reps=N] [--shape=submit|runAll]`: two
+ * `node --expose-gc bench/ab-fiber.ts --old=<tree> [--new=<tree>] [--work=sleep|sync|promise] [--reps=N] [--shape=submit|runAll]`: two
  * source trees' `WorkPool`s side by side in one process, run in turns (old, new, new, old, ...), so
  * that the machine's load, which on a shared machine swings more than a change under test, falls on
  * both alike. `<tree>` holds an older `src/` (say `git archive <commit> src | tar -x -C <tree>`),
- * placed inside this checkout so that both trees load the same `effect`.
+ * placed inside this checkout so that both trees load the same `effect`. `--new` (this checkout by
+ * default) makes an A/A control: two copies of one `src/` show how far the ratios stray by noise.
  *
  * The work is scenario 2's (`sleep`: 10,000 jobs of `Effect.sleep(1)`, concurrency 100) or scenario
  * 1's (`sync` or `promise`: 200,000 trivial jobs, concurrency 8), in their shape: submit all, keep
@@ -24,7 +25,7 @@ const arg = (name: string, otherwise: string) =>
 const kind = arg("work", "sleep")
 const shape = arg("shape", "submit")
 const reps = Number(arg("reps", "10"))
-const trees = { old: path.resolve(arg("old", "")), new: path.resolve(import.meta.dirname, "..") }
+const trees = { old: path.resolve(arg("old", "")), new: path.resolve(arg("new", path.resolve(import.meta.dirname, ".."))) }
 if (arg("old", "") === "") throw new Error("--old=<tree> is required")
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error("run with node --expose-gc")
