@@ -192,6 +192,17 @@ export const scenario: Scenario = {
       "primitive 3.9, `jobStopped` 3.1, the job's context 2.6, clock reads 2.5), Node's timers and async context 17, " +
       "collection 13 (two scavenges; the first, 21 ms in, copies the 4.6 MB that the 10,000 submitted jobs and their " +
       "Effects keep alive), the bench's own loop 8.",
+    "The same-instant scheduler fixes (ties by arrival in the queue, waiting submitters admitted before the next " +
+      "start, deadlines due at an instant handled before starts and admissions) against the commit before them " +
+      "(f820af7), this scenario's jobs in one process (`bench/ab-fiber.ts --work=sleep` and a round-robin of several " +
+      "trees, CPU per run, 30–40 interleaved pairs a process, load 4.6–10): 1.011× (median of 21 processes, " +
+      "0.985–1.022), where an A/A control (`--new=` a second copy of f820af7's src) reads 0.97–1.023. Bisected fix by " +
+      "fix, none stands out twice (the deadline fix read 1.041 and 1.034, then 1.000 and 0.98). None of their code " +
+      "runs here (no deadlines, no waiting submitters, one priority): the loop reads two more fields per start, and " +
+      "`--trace-deopt` shows the same deopts and recompilations per run before and after (pump's clock read and the " +
+      "queue's lane removal as it empties: the per-pool recompilation above). So the 1.04–1.08× first measured (6–12 " +
+      "pairs at load 3–6) is the noise of this shape; moving the rare branches out of pump's loop (bytecode 654 → 575, " +
+      "474 before) measured 0.994× (14 processes, 0.973–1.027), within it too.",
     "So the target asks the pool for less CPU per job than `Effect.forEach`, which itself takes 1.08–1.26× the floor " +
       "in these children (1.21× in the table): an Effect fiber and `Effect.sleep` alone cost a job more than the " +
       "floor's promise and timer."
