@@ -1396,8 +1396,10 @@ export const makeWith = (
       // in batches, each its own statement (committed): the reaper gives a reap up after a lease (its
       // bound against a frozen server), and one statement over a backlog slower than that (100,000
       // expired jobs: 1.6 s) was cancelled every time, taking back nothing, the backlog held for ever.
-      // `seq + 0`: ordered by seq (the lock order) from the running jobs' index, not by a walk of the
-      // primary key filtering every finished job for the first REAP_BATCH running ones
+      // By lease_until, the running jobs' index's order: each batch reads its REAP_BATCH rows from the
+      // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
+      // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
+      // order cannot make a deadlock
       const batch = sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
               state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
               exit = NULL,
@@ -1407,7 +1409,7 @@ export const makeWith = (
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               cancel_requested = false, lease_token = NULL, lease_until = NULL
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
-              ORDER BY l.seq + 0 LIMIT ${REAP_BATCH} FOR UPDATE OF l SKIP LOCKED) l
+              ORDER BY l.lease_until LIMIT ${REAP_BATCH} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
             RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
       return op(
