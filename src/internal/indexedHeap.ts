@@ -1,6 +1,6 @@
 /**
  * A binary heap whose items remember their position, so that any item can be removed or re-keyed in
- * O(log n). The scheduler uses one for priority lanes and one for deadlines.
+ * O(log n). The scheduler uses one for priority lanes and two for deadlines.
  *
  * @internal
  */

@@ -194,6 +194,8 @@ class Deadline implements HeapItem {
   at: number
   phase: Phase
   readonly job: Job
+  /** Its copy in the scheduler's `waitingDeadlines` while it is of a kind `waitingDeadlineDue` looks for. */
+  waiting: Deadline | undefined = undefined
   constructor(at: number, phase: Phase, job: Job) {
     this.at = at
     this.phase = phase
@@ -438,6 +440,14 @@ interface StateWaiter {
 export class Scheduler<W> {
   readonly queue = new PriorityQueue<Job>()
   private readonly deadlines = new IndexedHeap<Deadline>(deadlineBefore)
+  /**
+   * The deadlines that may put a job in the queue or take one out (see `waitingDeadlineDue`), a copy
+   * of each in a heap of their own: inside the timer's loop every start asks whether one is due, and
+   * a walk of `deadlines` passed every running job's timeout due at that instant (O(k²) for k
+   * timeouts due together). A heap of their own, not a flag on the one heap: equal deadlines come
+   * out of a heap in an order its shape sets, which the timer's loop must keep.
+   */
+  private readonly waitingDeadlines = new IndexedHeap<Deadline>(deadlineBefore)
   /** Submitters waiting for room (overflow "suspend"), FIFO; ended ones are skipped. */
   private readonly waiting: Array<Job | undefined> = []
   private waitingHead = 0
@@ -1464,20 +1474,36 @@ export class Scheduler<W> {
   // deadlines
 
   private setDeadline(job: Job, at: number, phase: Phase): void {
-    const deadline = job.deadline
+    let deadline = job.deadline
     if (deadline === undefined) {
-      job.deadline = new Deadline(at, phase, job)
-      this.deadlines.push(job.deadline)
+      deadline = job.deadline = new Deadline(at, phase, job)
+      this.deadlines.push(deadline)
     } else {
       deadline.at = at
       deadline.phase = phase
       this.deadlines.update(deadline)
     }
+    const waiting = deadline.waiting
+    if (phase !== "running" || job.hook !== undefined) {
+      if (waiting === undefined) this.waitingDeadlines.push(deadline.waiting = new Deadline(at, phase, job))
+      else {
+        waiting.at = at
+        this.waitingDeadlines.update(waiting)
+      }
+    } else if (waiting !== undefined) {
+      this.waitingDeadlines.remove(waiting)
+      deadline.waiting = undefined
+    }
     if (at < this.timerAt && !this.expiring) this.armTimer()
   }
 
   private clearDeadline(job: Job): void {
-    this.deadlines.remove(job.deadline!)
+    const deadline = job.deadline!
+    this.deadlines.remove(deadline)
+    if (deadline.waiting !== undefined) {
+      this.waitingDeadlines.remove(deadline.waiting)
+      deadline.waiting = undefined
+    }
     job.deadline = undefined
   }
 
@@ -1532,14 +1558,11 @@ export class Scheduler<W> {
   /**
    * Whether a deadline that may put a job in the queue or take one out is due by `at`: a queue
    * timeout, a retry's return, or the timeout of a running job that may be retried (its retry, due
-   * at once, comes back at this instant). The heap's entries due by then, walked from its top
-   * (O(entries due)).
+   * at once, comes back at this instant). The earliest of `waitingDeadlines`: O(1).
    */
-  private waitingDeadlineDue(at: number, index = 0): boolean {
-    const deadline = this.deadlines.items[index]
-    if (deadline === undefined || deadline.at > at) return false
-    if (deadline.phase !== "running" || deadline.job.hook !== undefined) return true
-    return this.waitingDeadlineDue(at, 2 * index + 1) || this.waitingDeadlineDue(at, 2 * index + 2)
+  private waitingDeadlineDue(at: number): boolean {
+    const first = this.waitingDeadlines.peek()
+    return first !== undefined && first.at <= at
   }
 
   /** Ends (or, for holds, requeues) what is due by `now`; true if a retry went back to the queue. */
