@@ -22,7 +22,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
-import { type Consumer, freeze, type ProcessStore, processStoresOf, sqliteWritable } from "./durable/children.ts"
+import { type Consumer, followConsumer, freeze, type ProcessStore, processStoresOf, sqliteWritable } from "./durable/children.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { storeLayers } from "./durable/stores.ts"
@@ -95,31 +95,8 @@ const startChild = (store: ProcessStore, concurrency: number, lease: number, log
     env: { ...process.env, ...store.env }
   })
   all.push(child)
-  const c: Child = {
-    child,
-    started: [],
-    lines: [],
-    warnings: 0,
-    exited: new Promise((resolve) => child.on("close", () => resolve())),
-    stderr: "",
-    frozen: false,
-    killed: false
-  }
-  let buffered = ""
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString()
-    const lines = buffered.split("\n")
-    buffered = lines.pop()!
-    for (const line of lines) {
-      c.lines.push(line)
-      if (line.startsWith("start ")) c.started.push(Number(line.split(" ")[1]))
-      else if (line.includes(" WARN ") || line.includes("level=WARN")) c.warnings++
-    }
-    lineSeen()
-  })
-  child.stderr!.on("data", (chunk: Buffer) => {
-    c.stderr += chunk.toString()
-  })
+  const c: Child = Object.assign(followConsumer(child), { frozen: false, killed: false })
+  child.stdout!.on("data", lineSeen)
   return c
 }
 

@@ -80,6 +80,14 @@ export const startConsumer = (
   const args = [fixture, store, String(options.concurrency), String(options.lease), String(options.jobMillis), options.mode ?? ""]
   const child = spawn(node, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } })
   children.push(child)
+  return followConsumer(child)
+}
+
+/**
+ * A consumer process's output, parsed as it comes: `start <n> ...` lines and logged warnings
+ * counted. Its listener is registered first, so every later one sees the lines already parsed.
+ */
+export const followConsumer = (child: ChildProcess): Consumer => {
   const consumer: Consumer = {
     child,
     started: [],
@@ -89,14 +97,13 @@ export const startConsumer = (
     stderr: ""
   }
   let buffered = ""
-  // registered first: every later listener sees the lines already parsed
   child.stdout!.on("data", (chunk: Buffer) => {
     buffered += chunk.toString()
     const lines = buffered.split("\n")
     buffered = lines.pop()!
     for (const line of lines) {
       consumer.lines.push(line)
-      if (line.startsWith("start ")) consumer.started.push(Number(line.slice(6)))
+      if (line.startsWith("start ")) consumer.started.push(Number(line.split(" ")[1]))
       else if (line.includes(" WARN ")) consumer.warnings++
     }
   })
