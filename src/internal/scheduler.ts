@@ -1018,7 +1018,7 @@ export class Scheduler<W> {
     if (this.paused || this.gate !== undefined || this.stoppingPool) return
     while (this.offered.size > this.claimed.size && this.queue.size > 0 && this.mayOutrankOffers(this.queue.peek()!)) {
       const worst = this.worstOffered()
-      if (worst === undefined || !runsBefore(this.queue.peek()!, worst)) break
+      if (worst === undefined || !outranks(this.queue.peek()!, worst)) break
       this.takeBack(worst)
     }
     while (this.queue.size > 0) {
@@ -1072,7 +1072,7 @@ export class Scheduler<W> {
         latest = job.time
         latestSeq = job.seq
       }
-      if (!this.claimed.has(job) && (worst === undefined || runsBefore(worst, job))) worst = job
+      if (!this.claimed.has(job) && (worst === undefined || outranks(worst, job))) worst = job
     }
     this.offeredLowest = lowest
     this.offeredLatest = latest
@@ -1085,7 +1085,7 @@ export class Scheduler<W> {
     for (let i = 0; i < free; i++) {
       let best: Job | undefined
       for (const job of this.offered) {
-        if (!this.claimed.has(job) && (best === undefined || runsBefore(job, best))) best = job
+        if (!this.claimed.has(job) && (best === undefined || outranks(job, best))) best = job
       }
       if (best === undefined) return
       this.takeBack(best)
@@ -1810,9 +1810,6 @@ type PumpStep = typeof GO | typeof AGAIN | typeof STOP
 /** Whether a job that came to the queue at `time` (submitted `seq`th) came after one at `time2` (`seq2`th). */
 const cameAfter = (time: number, seq: number, time2: number, seq2: number): boolean =>
   time > time2 || (time === time2 && seq > seq2)
-
-/** Whether `a` runs before `b`: a higher score, or the same score and came to the queue first (see `outranks`). */
-const runsBefore = (a: Job, b: Job): boolean => outranks(a, b)
 
 export const outcomeOf = (exit: Exit.Exit<any, any>): Outcome => {
   if (Exit.isSuccess(exit)) return "succeeded"
