@@ -595,14 +595,14 @@ else {
         assert.strictEqual(heard._tag, "Success", `the subscription ended: ${JSON.stringify(heard)}`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
-    // BUG (not fixed here): a queue's keys are `{<prefix>:<queue>}:<suffix>`, and a task's ready set's
-    // suffix is `ready:<task>`: a '}' in a task name (no name is checked for one) lets one queue's key
-    // be another queue's. Queue "a", task "x}:meta": its ready set is `{p:a}:ready:x}:meta`, the meta
-    // hash of queue "a}:ready:x" (same hash tag, so the same slot: no CROSSSLOT either). Each breaks
-    // the other with WRONGTYPE (here the enqueue on queue "a" fails: its ready set is a hash), and a
-    // script that fails partway keeps what it wrote before (Lua rolls nothing back). A fix must
-    // escape '}' in the names it puts in keys (with a way for keys already written), or refuse it.
-    it.live.fails("a task name with '}' cannot make one queue's key another queue's: queue \"a\" with task \"x}:meta\", and queue \"a}:ready:x\" configured, both work", () =>
+    // A queue's keys were `{<prefix>:<queue>}:<suffix>`, and a task's ready set's suffix is
+    // `ready:<task>`: a '}' in a queue's name let one queue's key be another queue's. Queue "a", task
+    // "x}:meta": its ready set is `{p:a}:ready:x}:meta`, the meta hash of queue "a}:ready:x" (same hash
+    // tag, so the same slot: no CROSSSLOT either). Each broke the other with WRONGTYPE (the enqueue on
+    // queue "a" failed: its ready set was a hash), and a script that fails partway keeps what it wrote
+    // before (Lua rolls nothing back). A name holding '}' now has keys `{<prefix>%<escaped>}:...`, in
+    // a slot of its own hash tag (not the slot of the name before its '}')
+    it.live("a task name with '}' cannot make one queue's key another queue's: queue \"a\" with task \"x}:meta\", and queue \"a}:ready:x\" configured, both work", () =>
       Effect.gen(function*() {
         const cluster = yield* ownCluster()
         const prefix = freshPrefix()
@@ -610,8 +610,15 @@ else {
         yield* store.configure("a}:ready:x", { paused: true })
         const made = yield* Effect.exit(store.enqueue({ ...job("a", 1), task: "x}:meta" }))
         assert.strictEqual(made._tag, "Success", "the enqueue on queue a works")
+        const other = yield* store.enqueue({ ...job("a}:ready:x", 2), task: "Echo" })
         const counts = yield* store.counts("a}:ready:x")
-        assert.strictEqual(counts.waiting, 0)
+        assert.deepStrictEqual([counts.paused, counts.waiting], [true, 1])
+        assert.deepStrictEqual([(yield* store.counts("a")).paused, (yield* store.counts("a")).waiting], [false, 1])
+        const claimed = yield* store.claim({ queues: ["a"], tasks: ["x}:meta"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(claimed.claims.map((claim) => [claim.job.queue, claim.job.task, claim.job.payload]), [["a", "x}:meta", JSON.stringify({ n: 1 })]])
+        yield* store.configure("a}:ready:x", { paused: false })
+        const second = yield* store.claim({ queues: ["a}:ready:x"], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.deepStrictEqual(second.claims.map((claim) => claim.job.id), [other.id])
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }

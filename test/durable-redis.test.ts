@@ -362,6 +362,82 @@ else {
         assert.deepStrictEqual(keys.filter((key) => tagged(key) === prefix).sort(), [`{${prefix}}:queues`])
       }), { timeout: 60_000 })
 
+    // names made of pieces of the key layout: a '}' in a queue's name ended its hash tag early, and
+    // queue "a" task "x}:meta" had the meta hash of queue "a}:ready:x" as its ready set (WRONGTYPE)
+    it.live("no two (queue, task) pairs share a key, whatever their names ('{', '}', ':', '%', unicode); names without '}' keep their keys {prefix:queue}:...", () =>
+      Effect.gen(function*() {
+        let seed = 0x5eed16
+        // mulberry32: the same names at every run
+        const random = () => {
+          seed = (seed + 0x6d2b79f5) | 0
+          let t = Math.imul(seed ^ (seed >>> 15), seed | 1)
+          t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+          return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+        }
+        const pieces = ["a", "x", "}", "{", ":", ":meta", ":ready:", "ready", "%", "%7D", "%25", "é", "😀", "job:", " ", "{p:a}"]
+        const name = () => Array.from({ length: 1 + Math.floor(random() * 4) }, () => pieces[Math.floor(random() * pieces.length)]!).join("")
+        const pairs = new Map<string, Set<string>>([
+          ["a", new Set(["x}:meta", "Echo"])],
+          ["a}:ready:x", new Set(["Echo"])],
+          ["a}b", new Set(["Echo"])],
+          ["a%7Db", new Set(["Echo"])],
+          ["a%7Db}", new Set(["Echo"])],
+          ["a%}b", new Set(["Echo"])],
+          // the same text once '}' is escaped and '%' is not
+          ["a}}", new Set(["Echo"])],
+          ["a%7D}", new Set(["Echo"])]
+        ])
+        while (pairs.size < 40) {
+          const queue = name()
+          const tasks = pairs.get(queue) ?? new Set<string>()
+          for (let n = 1 + Math.floor(random() * 3); n > 0; n--) tasks.add(name())
+          pairs.set(queue, tasks)
+        }
+        const all = [...pairs].flatMap(([queue, tasks]) => [...tasks].map((task) => ({ queue, task })))
+        // many more names, by the layout of a queue's keys (redisScripts.ts): a ready set is no other
+        // pair's, nor another queue's meta hash
+        const layout = new Map<string, string>()
+        for (let n = 0; n < 20_000; n++) {
+          const queue = name()
+          const task = name()
+          for (const [key, owner] of [[`${RedisStore.queueBase("p", queue)}:ready:${task}`, `${queue} ${task}`], [`${RedisStore.queueBase("p", queue)}:meta`, queue]]) {
+            const before = layout.get(key!)
+            if (before !== undefined) assert.strictEqual(before, owner, `two names share ${key}`)
+            layout.set(key!, owner!)
+          }
+        }
+        const prefix = freshPrefix()
+        const store = yield* namedStore(prefix, `effect-workpool:${prefix}`)
+        const ids = new Map<string, string>()
+        for (const { queue, task } of all) {
+          yield* store.configure(queue, { paused: false })
+          const made = yield* store.enqueue({ ...newJob(queue), task, payload: JSON.stringify([queue, task]) })
+          ids.set(made.id, JSON.stringify([queue, task]))
+        }
+        // a queue's keys: meta, seq, all, tasks, prio, marker; a task's ready set; a job's hash; and
+        // the list of queues. Two logical keys in one Redis key make fewer (or a WRONGTYPE above)
+        const keys = yield* Effect.promise(() => admin((client) => keysOf(client, prefix)))
+        assert.strictEqual(keys.length, pairs.size * 6 + all.length * 2 + 1, "one key per queue's, task's and job's key")
+        for (const queue of pairs.keys()) {
+          if (!queue.includes("}")) assert.include(keys, `{${prefix}:${queue}}:meta`, "a name without '}' keeps its keys")
+        }
+        // the reads of every queue (the dashboard's, the ops') find each job under its own names
+        const listed = yield* store.list({ queue: undefined, states: undefined, limit: 1000 })
+        assert.deepStrictEqual(new Map(listed.map((job) => [job.id, JSON.stringify([job.queue, job.task])])), ids)
+        for (const [id, names] of ids) {
+          const job = yield* store.get(id)
+          assert.strictEqual(JSON.stringify([job?.queue, job?.task]), names)
+        }
+        for (const { queue, task } of all) {
+          const claimed = yield* store.claim({ queues: [queue], tasks: [task], limit: 10, lease: 60_000 })
+          assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.payload), [JSON.stringify([queue, task])], `queue ${JSON.stringify(queue)}, task ${JSON.stringify(task)}`)
+        }
+        for (const [queue, tasks] of pairs) {
+          const counts = yield* store.counts(queue)
+          assert.deepStrictEqual([counts.waiting, counts.running], [0, tasks.size], `queue ${JSON.stringify(queue)}`)
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("bad options and unreachable servers fail with a typed StoreError; nothing hangs", () =>
       Effect.gen(function*() {
         const run = (options: RedisJobStore.RedisJobStoreOptions) => Effect.flip(Effect.provide(JobQueue.stats("default"), RedisJobStore.layer(options)))

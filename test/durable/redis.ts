@@ -77,9 +77,9 @@ export const blocked = (prefix: string, count = 1, name = `effect-workpool:${pre
     }
   })()
 
-/** Every key of a prefix: its queues' (`{prefix:queue}:...`) and its own (`{prefix}:...`). */
+/** Every key of a prefix: its queues' (`{prefix:queue}:...`, `{prefix%escaped}:...`) and its own (`{prefix}:...`). */
 export const keysOf = (client: Client, prefix: string) =>
-  client.keys(`{${prefix}[:}]*`)
+  client.keys(`{${prefix}[:}%]*`)
 
 if (enabled) {
   afterAll(() =>

@@ -4,7 +4,8 @@
  * Lua script (`redisScripts.ts`), run by `EVALSHA` (its SHA1 computed once; sent whole by `EVAL` to
  * a server that lacks it, after a restart or a `SCRIPT FLUSH`):
  *
- * - a queue's keys share one hash tag `{<prefix>:<queue>}`, so they live in one Redis Cluster slot
+ * - a queue's keys share one hash tag `{<prefix>:<queue>}` (escaped for a name holding '}': see
+ *   `queueBase`), so they live in one Redis Cluster slot
  *   and each script touches one slot; what spans queues (a consumer of several queues, the reaper,
  *   purge, a listing of every queue) runs one script per queue;
  * - the claim takes the best visible jobs (rank, then FIFO) from the consumer's tasks' sorted sets,
@@ -68,7 +69,7 @@ type Wakes = Wake | ReadonlyArray<Wake> | undefined
 
 export interface Config {
   readonly url: Redacted.Redacted
-  /** Every key starts with `{<prefix>:` (a queue's) or is `{<prefix>}:...`: one Redis, several stores (a prefix has no ':'). */
+  /** Every key starts with `{<prefix>:` or `{<prefix>%` (a queue's, see `queueBase`) or is `{<prefix>}:...`: one Redis, several stores (a prefix has no ':'). */
   readonly prefix: string
   readonly connectTimeout: number
   /** `url` is one node of a Redis Cluster; the client finds the others. */
@@ -305,6 +306,19 @@ const HOLD_GRACE = 5000
 /** An idle consumer's wait that names no tasks (see `idleTasks`): it takes jobs of any task. */
 const ANY_TASK = "\u0000any"
 
+/**
+ * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
+ * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
+ * set `{p:a}:ready:x}:meta` is queue "a}:ready:x"'s meta hash); such a name is written
+ * `{<prefix>%<name>}`, its '%' and '}' escaped as `%25` and `%7D`. A name without '}' keeps the keys
+ * it always had. No two queues share a base: the first character after the prefix (which is letters,
+ * digits and `_.-`) is ':' for a plain name, '%' for an escaped one (`}` for the store's own keys),
+ * and the base ends at the first '}', where each suffix (`:meta`, `:ready:<task>`, `:job:<id>`...)
+ * starts; a task's name, after `:ready:`, then needs no escape.
+ */
+export const queueBase = (prefix: string, queue: string): string =>
+  queue.includes("}") ? `{${prefix}%${queue.replace(/[%}]/g, (c) => c === "%" ? "%25" : "%7D")}}` : `{${prefix}:${queue}}`
+
 export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* Redis.Redis
@@ -316,7 +330,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const tokens = makeTokens()
     // the server's time minus this machine's, as last seen by `now` (0 when the store's time is the Effect Clock)
     let offset = 0
-    const base = (queue: string) => `{${cfg.prefix}:${queue}}`
+    const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
     const QUEUES = `{${cfg.prefix}}:queues`
     const IDS = `{${cfg.prefix}}:ids`

@@ -1,8 +1,9 @@
 /**
  * The Redis store's Lua scripts: every change of a job's state is one script, so it is atomic on
  * the server. Each script works on one queue: its keys all start with the queue's base
- * `{<prefix>:<queue>}`, one hash tag, so they live in one Redis Cluster slot. The base is passed
- * as `KEYS[1]` (the queue's meta hash) and the other keys are built from it, as BullMQ does.
+ * `{<prefix>:<queue>}` (`redis.ts`'s `queueBase`: escaped for a name holding '}'), one hash tag, so
+ * they live in one Redis Cluster slot. The base is passed as `KEYS[1]` (the queue's meta hash) and
+ * the other keys are built from it, as BullMQ does.
  *
  * Keys of a queue (B = the base):
  * - `B:job:<id>`      hash: the job (see `redis.ts` for the fields)
