@@ -220,7 +220,8 @@ interface Lua<R> {
   /** The script's reply (a phantom: never set). */
   readonly reply?: R
 }
-const script = <R>(lua: string, keys = 1): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
+/** A queue's script declares two keys: its meta hash and its guard (see `run`). */
+const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
 
 const SCRIPTS = {
   enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
@@ -364,8 +365,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       redis.send<R>("EVALSHA", script.sha, script.keys, ...keysAndArgs).pipe(
         Effect.catchIf(isNoScript, () => redis.send<R>("EVAL", script.lua, script.keys, ...keysAndArgs))
       )
+    /**
+     * Runs a queue's script. It declares the queue's meta hash and `B:guard`, a key never written, so
+     * that Redis refuses it while the queue's Cluster slot moves: a script builds its other keys,
+     * which Redis's guard for a moving slot does not see, and ran on whichever part of the queue the
+     * node held (a second `seq`, jobs popped from a ready set whose hashes were still on the other
+     * node). With a key missing on both nodes, the source answers ASK or TRYAGAIN and the target
+     * TRYAGAIN (a request of several keys, not all there) until the slot is settled; on a stable
+     * slot Redis looks up no key.
+     */
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
-      evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), ...args])
+      evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
     const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
     /** Adds a queue to the list of queues once per store instance: a round trip saved per enqueue. */
     const added = new Set<string>()

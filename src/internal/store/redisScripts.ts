@@ -28,6 +28,9 @@
  *                     killed before that time leaves an entry that ends `HOLD_GRACE` ms after it,
  *                     and the other stores' idle watches then put the marker back (`ORPHANS`)
  * - `B:seq`           counter
+ * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
+ *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
+ *                     not `ENQUEUE_INDEXED`, whose `KEYS[2]` is the id index (one Redis: no slots)
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
  *
