@@ -1,0 +1,97 @@
+/**
+ * The docs against the code: what the README's API section names exists, and what the package
+ * exports is named there; what the docs check itself would miss.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { readFileSync } from "node:fs"
+import * as WorkPool from "../src/WorkPool.ts"
+import { exportsWithoutExample } from "./docs/snippets.ts"
+
+const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8")
+
+/** The README's section from `## The whole API in a screenful` to the next `## ` heading. */
+const apiSection = (): string => {
+  const readme = read("README.md")
+  const start = readme.indexOf("## The whole API in a screenful")
+  assert.isAtLeast(start, 0, "the README has its API section")
+  const end = readme.indexOf("\n## ", start + 3)
+  return readme.slice(start, end === -1 ? undefined : end)
+}
+
+/** Every public entry of package.json's `exports`, by the namespace the docs call it. */
+const ENTRIES = [
+  "WorkPool", "Task", "PoolError", "JobQueue", "DurableError",
+  "ThreadPool", "ThreadWorker", "JobStore", "PgJobStore", "RedisJobStore", "Dashboard"
+] as const
+
+/** The names a module exports, values and types, read from its source. */
+const exportedNames = (entry: string): Set<string> => {
+  const text = read(`src/${entry}.ts`)
+  const names = new Set<string>()
+  for (const match of text.matchAll(/^export (?:declare )?(?:abstract )?(?:const|let|class|interface|type|function) (\w+)/gm)) {
+    names.add(match[1]!)
+  }
+  for (const match of text.matchAll(/^export \{([^}]*)\}/gm)) {
+    for (const item of match[1]!.split(",")) names.add(item.trim().split(/\s+as\s+/).at(-1)!)
+  }
+  return names
+}
+
+describe("the README's API section", () => {
+  it("names every value each public entry exports, as Namespace.name", async () => {
+    const section = apiSection()
+    const missing: Array<string> = []
+    for (const entry of ENTRIES) {
+      const module: Record<string, unknown> = await import(`../src/${entry}.ts`)
+      for (const name of Object.keys(module)) {
+        if (!new RegExp(`\\b${entry}\\.${name}\\b`).test(section)) missing.push(`${entry}.${name}`)
+      }
+    }
+    assert.deepStrictEqual(missing, [])
+  }, 60_000)
+
+  it("names, in the README and docs/, no Namespace.name that the package does not export", () => {
+    const pages = ["README.md", "docs/durable.md", "docs/operations.md", "docs/threads.md"]
+    const unknown: Array<string> = []
+    for (const page of pages) {
+      const text = read(page)
+      for (const entry of ENTRIES) {
+        const names = exportedNames(entry)
+        for (const match of text.matchAll(new RegExp(`(?<![\\w./-])${entry}\\.(\\w+)\\b(?!\\.ts)`, "g"))) {
+          if (!names.has(match[1]!)) unknown.push(`${page}: ${entry}.${match[1]}`)
+        }
+      }
+    }
+    assert.deepStrictEqual(unknown, [])
+  })
+
+  it.effect("names only members a pool and a job handle have", () =>
+    Effect.gen(function*() {
+      const section = apiSection()
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const handle = yield* pool.submit(Effect.void)
+      yield* handle.await
+      const unknown: Array<string> = []
+      for (const [owner, value] of [["pool", pool], ["handle", handle]] as const) {
+        for (const match of section.matchAll(new RegExp(`\\b${owner}\\.(\\w+)`, "g"))) {
+          if (!(match[1]! in value)) unknown.push(`${owner}.${match[1]}`)
+        }
+      }
+      assert.deepStrictEqual(unknown, [])
+    }))
+})
+
+describe("the docs check", () => {
+  it("asks for an @example on an export written as export { name as alias } too", () => {
+    const text = [
+      "const awaitJob = 1", // 1
+      "", // 2
+      "/** No example. */", // 3
+      "export { awaitJob as await }" // 4
+    ].join("\n")
+    assert.deepStrictEqual(exportsWithoutExample("src/Alias.ts", text), [
+      { at: "src/Alias.ts:4", message: "the export await has no JSDoc @example" }
+    ])
+  })
+})
