@@ -203,7 +203,7 @@ export class TaskCodecError extends Schema.TaggedError<TaskCodecError>()("TaskCo
  * import { WorkPool } from "effect-workpool"
  *
  * const program = WorkPool.make({ concurrency: 0 }).pipe(
- *   Effect.catchTag("InvalidPoolConfig", (e) => Effect.die(e.message)) // "concurrency: ... got 0"
+ *   Effect.catchTag("InvalidPoolConfig", (e) => Effect.die(e.message)) // "invalid pool option concurrency: ... got 0"
  * )
  * ```
  * @since 0.1.0

@@ -114,6 +114,15 @@ export const jsdocExamples = (source: string, text: string): { blocks: Array<Blo
 }
 
 const EXPORT = /^export (?:declare )?(?:abstract )?(?:const|let|class|interface|type|function) (\w+)/
+/** `export { awaitJob as await }`: a name a keyword keeps from being declared (`await`, `void`). */
+const EXPORT_LIST = /^export \{([^}]*)\}/
+
+const exportedBy = (line: string): ReadonlyArray<string> => {
+  const name = EXPORT.exec(line)?.[1]
+  if (name !== undefined) return [name]
+  const list = EXPORT_LIST.exec(line)?.[1]
+  return list === undefined ? [] : list.split(",").map((item) => item.trim().split(/\s+as\s+/).at(-1)!).filter((item) => item !== "")
+}
 
 /**
  * The exports of a module whose JSDoc has no `@example` (or that have no JSDoc): the project asks
@@ -123,8 +132,8 @@ export const exportsWithoutExample = (source: string, text: string): Array<Probl
   const lines = text.split("\n")
   const problems: Array<Problem> = []
   lines.forEach((line, i) => {
-    const name = EXPORT.exec(line)?.[1]
-    if (name === undefined) return
+    const names = exportedBy(line)
+    if (names.length === 0) return
     let end = i - 1
     while (end >= 0 && lines[end]!.trim() === "") end--
     let start = end
@@ -133,7 +142,7 @@ export const exportsWithoutExample = (source: string, text: string): Array<Probl
     }
     const doc = start < 0 || end < 0 ? "" : lines.slice(start, end + 1).join("\n")
     if (!doc.includes("/**") || !/@example\b/.test(doc)) {
-      problems.push({ at: `${source}:${i + 1}`, message: `the export ${name} has no JSDoc @example` })
+      for (const name of names) problems.push({ at: `${source}:${i + 1}`, message: `the export ${name} has no JSDoc @example` })
     }
   })
   return problems
