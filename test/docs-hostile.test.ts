@@ -3,9 +3,15 @@
  * exports is named there; what the docs check itself would miss.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { readFileSync } from "node:fs"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { InvalidPoolConfig } from "../src/PoolError.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 import * as WorkPool from "../src/WorkPool.ts"
+import * as Dashboard from "../src/Dashboard.ts"
+import * as Task from "../src/Task.ts"
 import { exportsWithoutExample } from "./docs/snippets.ts"
 
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), "utf8")
@@ -79,6 +85,62 @@ describe("the README's API section", () => {
         }
       }
       assert.deepStrictEqual(unknown, [])
+    }))
+})
+
+/** The section of a page from its heading `heading` to the next heading of the same level or above. */
+const section = (page: string, heading: string): string => {
+  const text = read(page)
+  const start = text.indexOf(`\n${heading}\n`)
+  assert.isAtLeast(start, 0, `${page} has ${heading}`)
+  const level = heading.split(" ")[0]!
+  const end = text.slice(start + heading.length + 2).search(new RegExp(`\\n#{1,${level.length}} `))
+  return end === -1 ? text.slice(start) : text.slice(start, start + heading.length + 2 + end)
+}
+
+/** The keys a `make` accepts, as its `InvalidPoolConfig` for a key it does not have lists them. */
+const acceptedKeys = (make: Effect.Effect<unknown, unknown, any>) =>
+  Effect.map(Effect.flip(Effect.scoped(make)), (error) => {
+    const reason = (error as InvalidPoolConfig | Dashboard.InvalidDashboardOptions).reason
+    const keys = /^expected only (.*?)(?: \(use .*\))?$/.exec(reason)?.[1]
+    assert.isDefined(keys, reason)
+    return keys!.split(", ")
+  })
+
+/** The keys a text never names: as `key`, or as `key:` in a code span or block. */
+const unnamed = (keys: ReadonlyArray<string>, text: string) =>
+  keys.filter((key) => !new RegExp(`\`${key}[\`:]|^\\s+${key}:|[{,]\\s*${key}:`, "m").test(text))
+
+describe("the options the docs list", () => {
+  it.effect("docs/threads.md's Options, which make 'takes', are every key ThreadPool.make takes", () =>
+    Effect.gen(function*() {
+      const keys = yield* acceptedKeys(ThreadPool.make({ worker: "./worker.ts", notAnOption: 1 } as any))
+      assert.deepStrictEqual(unnamed(keys, section("docs/threads.md", "## Options")), [])
+    }))
+
+  it.effect("the README names every key WorkPool.make takes", () =>
+    Effect.gen(function*() {
+      const keys = yield* acceptedKeys(WorkPool.make({ concurrency: 1, notAnOption: 1 } as any))
+      assert.deepStrictEqual(unnamed(keys, read("README.md")), [])
+    }))
+
+  it.effect("docs/durable.md names every key JobQueue.consume takes", () =>
+    Effect.gen(function*() {
+      const keys = yield* acceptedKeys(JobQueue.consume({ notAnOption: 1 } as any).pipe(Effect.provide(JobStore.memory())))
+      assert.deepStrictEqual(unnamed(keys, read("docs/durable.md")), [])
+    }))
+
+  it.effect("docs/durable.md names every key JobQueue.enqueue takes", () =>
+    Effect.gen(function*() {
+      const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.Void })
+      const keys = yield* acceptedKeys(JobQueue.enqueue(Ping, "hi", { notAnOption: 1 } as any).pipe(Effect.provide(JobStore.memory())))
+      assert.deepStrictEqual(unnamed(keys, read("docs/durable.md")), [])
+    }))
+
+  it.effect("docs/operations.md's dashboard Options are every key Dashboard.layer takes", () =>
+    Effect.gen(function*() {
+      const keys = yield* acceptedKeys(Layer.build(Dashboard.layer({ notAnOption: 1 } as any)))
+      assert.deepStrictEqual(unnamed(keys, section("docs/operations.md", "### Options")), [])
     }))
 })
 
