@@ -307,6 +307,9 @@ describe("Dashboard: pools", () => {
       assert.strictEqual(bad.status, 400)
       assert.match(bad.body.error, /invalid job id "abc"/)
       assert.strictEqual((yield* post(dashboard, "api/pools/work/jobs/1.5/cancel")).status, 400)
+      // a pool cannot tell an id it never had from an ended job it does not retain: 409 for both, as documented
+      const never = yield* post(dashboard, "api/pools/work/jobs/999999/cancel")
+      assert.deepStrictEqual([never.status, never.body.error], [409, "job 999999 of pool work is not live: it has ended, or is unknown"])
       const unknown = yield* post(dashboard, "api/pools/nope/jobs/1/cancel")
       assert.strictEqual(unknown.status, 404)
       assert.match(unknown.body.error, /no pool named "nope"/)

@@ -18,8 +18,8 @@
  * rebinding).
  *
  * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
- * wrong token), 403 (a POST without the header, or a Host this server does not go by), 404 (an unknown pool, queue or job), 409 (too
- * late: the job ended, or is not dead), 500 (the store failed).
+ * wrong token), 403 (a POST without the header, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
+ * late: the job ended, or is not dead; a pool's id it does not know is one, as it cannot tell it from an ended job it did not retain), 500 (the store failed).
  *
  * @internal
  */
