@@ -144,6 +144,23 @@ describe("the options the docs list", () => {
     }))
 })
 
+describe("the docs' examples run", () => {
+  it.effect("every dashboard token the docs write (a literal, or a fallback for an unset variable) is one Dashboard.layer takes", () =>
+    Effect.gen(function*() {
+      const sources = ["README.md", "docs/operations.md", "src/Dashboard.ts", "examples/demo.ts"]
+      const tokens = sources.flatMap((source) =>
+        [...read(source).matchAll(/token:\s*(?:Redacted\.make\()?(?:[^"\n]*\?\?\s*)?"([^"]*)"/g)].map((match) => ({ source, token: match[1]! }))
+      )
+      assert.isAtLeast(tokens.length, 1)
+      const refused: Array<string> = []
+      for (const { source, token } of tokens) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(Dashboard.layer({ token }))))
+        if (exit._tag === "Failure") refused.push(`${source}: ${JSON.stringify(token)}`)
+      }
+      assert.deepStrictEqual(refused, [])
+    }))
+})
+
 describe("the docs check", () => {
   it("asks for an @example on an export written as export { name as alias } too", () => {
     const text = [
