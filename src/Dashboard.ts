@@ -89,7 +89,7 @@ export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboard
  * const options: Dashboard.Options = {
  *   port: 9400,            // default 0: a free port (see Dashboard.url)
  *   host: "127.0.0.1",     // the default: loopback only
- *   token: process.env.DASHBOARD_TOKEN ?? "change me", // default: a random one
+ *   token: process.env.DASHBOARD_TOKEN,   // at least 16 printable ASCII characters; unset: 32 random hex digits
  *   interval: "1 second",  // how often the page is updated
  *   history: 300           // points per chart (5 minutes at 1 s)
  * }
