@@ -21,6 +21,7 @@ import * as RedisJobStore from "../src/RedisJobStore.ts"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 import { Echo } from "./durable/conformance.ts"
 import { processStoresOf, startConsumer, untilRead, waitUntil } from "./durable/children.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -641,4 +642,35 @@ describe("a job cancelled while it ran, then reaped", () => {
         assert.strictEqual(failure(yield* Effect.exit(JobQueue.await(Echo, job.id))), "JobCancelled")
       }).pipe(Effect.scoped, Effect.provide(layer())), 60_000)
   }
+})
+
+describe("WorkPool.JobContext in a durable handler", () => {
+  const Flaky = Task.make("FlakyContext", { payload: Schema.Number, success: Schema.String })
+
+  // JobInfo.attempt says "1, then one more per retry", and the README that a job reads its attempt
+  // from its JobContext: a durable job's retries are retries too, though each runs as a new job of
+  // the consumer's pool (whose own attempt is always 1)
+  it.effect("attempt counts the durable job's attempts (1, 2, 3), and progress still reaches the store", () =>
+    Effect.gen(function*() {
+      const attempts: Array<number> = []
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Flaky, () =>
+          Effect.gen(function*() {
+            const context = yield* WorkPool.JobContext
+            attempts.push(context.attempt)
+            yield* context.progress({ attempt: context.attempt })
+            if (attempts.length < 3) return yield* Effect.die("not yet")
+            return "done"
+          }))],
+        concurrency: 1,
+        retry: { times: 5 },
+        shutdownTimeout: 0
+      })
+      const job = yield* JobQueue.enqueue(Flaky, 1, { maxAttempts: 5 })
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* job.await, "done")
+      assert.deepStrictEqual(attempts, [1, 2, 3])
+      const info = yield* job.status
+      assert.deepStrictEqual([info.attempts, info.progress], [3, { attempt: 3 }])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 })
