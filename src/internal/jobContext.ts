@@ -37,12 +37,37 @@ class InPool implements JobInfo {
 // writable: a job that reports progress gets its own
 Object.defineProperty(InPool.prototype, "reporter", { value: undefined, writable: true })
 
+/**
+ * A job's `JobContext` with another attempt count: a durable job's, whose every attempt is a new job
+ * of its consumer's pool (attempt 1 there), counted across attempts and processes by the store.
+ */
+class Renumbered implements JobInfo {
+  readonly info: JobInfo
+  readonly attempt: number
+  constructor(info: JobInfo, attempt: number) {
+    this.info = info
+    this.attempt = attempt
+  }
+  get pool(): string {
+    return this.info.pool
+  }
+  get id(): number {
+    return this.info.id
+  }
+  get progress(): (value: unknown) => Effect.Effect<void> {
+    return this.info.progress
+  }
+}
+
+export const withAttempt = (info: JobInfo, attempt: number): JobInfo =>
+  new Renumbered(info instanceof Renumbered ? info.info : info, attempt)
+
 /** A job that takes no progress reports (one not run by a pool). */
 const NO_PROGRESS = { reportProgress: (_value: unknown): void => {} }
 
 /** Where progress for the job of `info` goes without an Effect: how a thread's reports arrive. */
 export const reporterOf = (info: JobInfo): { readonly reportProgress: (value: unknown) => void } =>
-  info instanceof InPool ? info.job : NO_PROGRESS
+  info instanceof Renumbered ? reporterOf(info.info) : info instanceof InPool ? info.job : NO_PROGRESS
 
 export const attemptOf = (job: Job): number => job.attemptNow()
 

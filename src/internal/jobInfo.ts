@@ -11,11 +11,18 @@ import * as Effect from "effect/Effect"
 
 /** See `WorkPool.JobContext`. */
 export interface JobInfo {
-  /** The name of the pool running the job; "" outside a pool. */
+  /** The name of the pool running the job (a durable handler's: its consumer's pool); "" outside a pool. */
   readonly pool: string
-  /** The job's id in its pool; 0 outside a pool. */
+  /**
+   * The job's id in its pool; 0 outside a pool. A durable handler's is its consumer pool's number
+   * for this attempt, not the durable job's id (which its logs carry as `jobId`).
+   */
   readonly id: number
-  /** 1, then one more per retry; 0 outside a pool. */
+  /**
+   * 1, then one more per retry; 0 outside a pool. A durable handler's counts the durable job's
+   * attempts as the store does, across processes; on a `ThreadPool` consumer the task on its thread
+   * sees its thread pool's own count (1).
+   */
   readonly attempt: number
   /** Reports how far along the job is; the handle's `progress` and `progressChanges` show it. */
   readonly progress: (value: unknown) => Effect.Effect<void>

@@ -26,7 +26,7 @@ import { asExit, syncThunk } from "../job.ts"
 import { DONE, schedulerOf } from "../scheduler.ts"
 import { decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
-import { isTraced } from "../jobContext.ts"
+import { isTraced, withAttempt } from "../jobContext.ts"
 import { jsonText } from "../jsonText.ts"
 import * as Monotonic from "../monotonic.ts"
 import * as RateLimits from "../rateLimit.ts"
@@ -229,6 +229,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       }
       // an `Effect.sync` function or an Exit logs nothing: it needs no annotations (nor a fiber)
       if (!traced && (syncThunk(run) !== undefined || asExit(run) !== undefined)) return run
+      // each attempt is a new job of this pool (its attempt 1): the handler's JobContext counts the
+      // durable job's attempts, as the store does
+      if (handler !== undefined) run = Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts))
       run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
       return traced
         ? Effect.andThen(
