@@ -1,6 +1,6 @@
 /**
- * Durable jobs: a queue kept in a store (`JobStore`: an SQLite file, or memory for tests) that
- * survives restarts and is shared by any number of processes. Producers `enqueue` a `Task` with its
+ * Durable jobs: a queue kept in a store (`JobStore`: an SQLite file, Postgres, Redis, or memory for
+ * tests) that survives restarts and is shared by any number of processes. Producers `enqueue` a `Task` with its
  * payload; consumers (`consume`) claim and run them on a pool with the same handlers
  * (`Task.handle`) the thread pool uses. Any process can follow a job by its id: `status`, `await`
  * (the typed result, decoded from the stored `Exit`), `cancel`.

@@ -1,12 +1,15 @@
 /**
  * Where durable jobs are kept, as layers of the `JobStore` service that `JobQueue` uses:
  *
- * - `sqlite({ filename })`: an embedded SQLite file (`node:sqlite`, Node 22.5+), shared by the
+ * - `sqlite({ filename })`: an embedded SQLite file (`node:sqlite`: Node 22.13+, or 22.5 to 22.12
+ *   with `--experimental-sqlite`; on an older Node the layer fails with `StoreError`), shared by the
  *   processes of one machine. The default for a single machine: nothing to set up.
  * - `memory()`: in this process only, on the Effect `Clock`, for deterministic tests (`TestClock`
  *   drives delays, leases and retries).
  *
- * Node-only (SQLite): import it as `effect-workpool/JobStore`; it is not in the package root.
+ * Node-only (SQLite): import it as `effect-workpool/JobStore`; it is not in the package root. The
+ * Postgres and Redis stores are layers of this `JobStore` service too, in their own entries:
+ * `effect-workpool/PgJobStore` and `effect-workpool/RedisJobStore`.
  *
  * @example
  * ```ts
@@ -28,7 +31,7 @@ import * as Sqlite from "./internal/store/sqlite.ts"
 
 /**
  * The store service: what `JobQueue.enqueue`, `JobQueue.consume` and the other `JobQueue`
- * functions need. Provide one of this module's layers.
+ * functions need. Provide one of this module's layers, `PgJobStore.layer` or `RedisJobStore.layer`.
  *
  * @example
  * ```ts

@@ -10,7 +10,9 @@
  *
  * The worker-thread pool needs Node.js and has its own entries:
  * `effect-workpool/ThreadPool` (the pool, on the main thread) and `effect-workpool/ThreadWorker`
- * (the worker entry file's side). So do the durable job stores (an SQLite file): `effect-workpool/JobStore`.
+ * (the worker entry file's side). So do the durable job stores (`effect-workpool/JobStore`: an SQLite
+ * file, or memory; `effect-workpool/PgJobStore`; `effect-workpool/RedisJobStore`) and the live web
+ * page of pools and queues (`effect-workpool/Dashboard`).
  *
  * @since 0.1.0
  */
