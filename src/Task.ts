@@ -1,7 +1,8 @@
 /**
- * A task that runs on a worker thread: a name and the Schemas of its payload, its success and its
- * failure. The same definition is imported by both sides: the main thread encodes the payload and
- * decodes the outcome, the worker thread decodes the payload and encodes the outcome. So a failure
+ * A task that runs on a worker thread (`ThreadPool`) or as a durable job (`JobQueue`): a name and the
+ * Schemas of its payload, its success and its failure. The same definition is imported by both
+ * sides: the main thread (or producer) encodes the payload and decodes the outcome, the worker
+ * thread (or consumer) decodes the payload and encodes the outcome. So a failure
  * comes back as an instance of its own class, with its fields, and `instanceof` works.
  *
  * @since 0.1.0
