@@ -12,8 +12,10 @@
 import { Schema } from "effect"
 
 /**
- * The job store failed: the SQLite file could not be opened or is corrupt, a statement failed, the
- * store's schema is newer than this code. `operation` names what was being done.
+ * The job store failed: the SQLite file could not be opened or is corrupt, the Postgres or Redis
+ * server could not be reached, a statement or script failed, the store's schema is newer than this
+ * code, or a store layer's options are invalid (`operation` "open"). `operation` names what was
+ * being done.
  *
  * @example
  * ```ts
