@@ -674,3 +674,30 @@ describe("WorkPool.JobContext in a durable handler", () => {
       assert.deepStrictEqual([info.attempts, info.progress], [3, { attempt: 3 }])
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 })
+
+describe("JobQueue.list", () => {
+  // the store's list is ordered and limited: a filter on a state the store keeps as it is needs no
+  // more rows than the page. Only queued and delayed, one without the other, share a stored state
+  it.effect("asks the store for the page it returns, unless queued and delayed must be told apart", () =>
+    Effect.gen(function*() {
+      const asked: Array<number> = []
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          list: (filter) => Effect.suspend(() => (asked.push(filter.limit), inner.list(filter)))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        for (let i = 0; i < 3; i++) yield* JobQueue.enqueue(Echo, { n: i }, { queue: "listed" })
+        yield* JobQueue.enqueue(Echo, { n: 9 }, { queue: "listed", delay: "1 hour" })
+        assert.lengthOf(yield* JobQueue.list({ queue: "listed", state: "dead", limit: 5 }), 0)
+        assert.lengthOf(yield* JobQueue.list({ queue: "listed", state: ["queued", "delayed"], limit: 2 }), 2)
+        assert.lengthOf(yield* JobQueue.list({ queue: "listed", limit: 3 }), 3)
+        assert.deepStrictEqual(asked, [5, 2, 3])
+        // one without the other: read further, then told apart by time
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "listed", state: "delayed", limit: 1 })).map((job) => job.state), ["delayed"])
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "listed", state: "queued", limit: 5 })).map((job) => job.state), ["queued", "queued", "queued"])
+      }).pipe(Effect.provide(store))
+    }))
+})
