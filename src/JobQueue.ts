@@ -688,8 +688,13 @@ export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | St
       Effect.flatMap(store.cancel(id), (result) =>
         result === "missing" ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(result))))
 
+/** How many waiting jobs `list` reads to tell queued ones from delayed ones, which a store keeps alike. */
+const SPLIT_LIMIT = 100_000
+
 /**
- * Jobs, oldest first, by queue and state.
+ * Jobs, oldest first, by queue and state: at most `limit` (default 100, at most 100,000). A filter
+ * on `queued` or `delayed` without the other reads the oldest 100,000 waiting jobs (the stores keep
+ * both as one state) and tells them apart by time.
  *
  * @example
  * ```ts
@@ -723,8 +728,10 @@ export const list = (
     })
     const store = yield* JobStore
     const stored = checked.states?.map((state): State => state === "delayed" ? "queued" : state)
-    // delayed and queued share a stored state: fetch both, tell them apart by time
-    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: checked.states === undefined ? checked.limit : 100_000 })
+    // delayed and queued share a stored state: asked for one without the other, fetch further and
+    // tell them apart by time; any other filter is the store's own, ordered and limited
+    const split = checked.states !== undefined && checked.states.includes("queued") !== checked.states.includes("delayed")
+    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: split ? SPLIT_LIMIT : checked.limit })
     const now = yield* store.now
     const infos = rows.map((row) => toInfo(row, now))
     return checked.states === undefined ? infos : infos.filter((info) => checked.states!.includes(info.state)).slice(0, checked.limit)
