@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { Cron, type Duration, Effect, Option, Result, Schedule, Stream, Tracer } from "effect"
+import { Cron, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
@@ -43,7 +43,8 @@ import * as ThreadJson from "./internal/threadJson.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
-import { decodeExit, encodePayload } from "./internal/durable/exit.ts"
+import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
+import { CHUNK, END, Items } from "./internal/durable/items.ts"
 import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
@@ -395,7 +396,7 @@ export const enqueue = <T extends Task.Any>(
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       taskOf(task)
-      return enqueueOptions(options)
+      return callOptions(options)
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
@@ -467,7 +468,12 @@ const ITEM_KEYS = ["payload", "options"]
  * every item, an item's own `options` winning key by key. Every item is checked and encoded before
  * anything is stored: one bad item fails the whole call with `InvalidJobOptions` (its `field` names
  * the item, as `items[3].options.priority`, or `items[3]`) or `TaskCodecError` (its `issue` starts
- * with `items[3]: `), and no job is stored. The handles come back in item order; an item whose
+ * with `items[3]: `), and no job is stored. Each item is read once, and checked and encoded as it
+ * is read. Any iterable will do, up to 100,000 items: it is read 1,000 items at a time, other
+ * fibers running in between, and an interruption stops the read (closing the iterator). More items,
+ * an iterator that throws, or a getter of an item that throws fail with `InvalidJobOptions` naming
+ * `items` (or the item), as does an async iterable, a Promise or an Effect of items passed by
+ * mistake. The handles come back in item order; an item whose
  * `dedupKey` an unfinished job holds, or an item before it in the same call, gets that job's handle
  * (`created: false`). Idle consumers are woken once per call and queue. An empty `items` returns
  * `[]` without touching the store.
@@ -501,50 +507,106 @@ export const enqueueAll = <T extends Task.Any>(
   JobStore
 > =>
   Effect.gen(function*() {
-    const checked = yield* invalid(() => {
+    const shared = yield* invalid(() => {
       taskOf(task)
-      const shared = enqueueOptions(options)
-      if (items === null || typeof (items as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== "function") {
-        config.fail("items", items, "expected an iterable of { payload, options? }")
-      }
-      const list = Array.from(items)
-      return list.map((item, i) => {
-        const field = `items[${i}]`
-        config.object(field, item)
-        config.onlyKeys(`${field}.`, item, ITEM_KEYS)
-        if (item.options === undefined) return { payload: item.payload, options: shared }
-        try {
-          const own = item.options
-          config.object("", own)
-          config.onlyKeys("", own, ENQUEUE_KEYS, ENQUEUE_HINTS)
-          // key by key, read as `enqueue` reads them: a spread copies own enumerable keys only, and
-          // dropped options given by getters (a class's defaults) for the items with options of
-          // their own. An item's key that is there, even undefined, wins (as in a spread).
-          const merged: Record<string, unknown> = {}
-          for (const key of ENQUEUE_KEYS) {
-            const value = key in own ? (own as Record<string, unknown>)[key] : (options as Record<string, unknown>)[key]
-            if (value !== undefined) merged[key] = value
-          }
-          return { payload: item.payload, options: enqueueOptions(merged as EnqueueOptions) }
-        } catch (error) {
-          if (!(error instanceof config.OptionError)) throw error
-          const inner = error.invalid.field
-          throw new config.OptionError({ ...error.invalid, field: inner === "" ? `${field}.options` : `${field}.options.${inner}` })
-        }
-      })
+      return callOptions(options)
     })
-    if (checked.length === 0) return []
-    const trace = yield* producerTrace
-    const jobs: Array<FreshJob> = []
-    for (let i = 0; i < checked.length; i++) {
-      const payload = yield* encodePayload(task, checked[i]!.payload).pipe(
-        Effect.mapError((error) => new TaskCodecError({ task: error.task, part: error.part, issue: `items[${i}]: ${error.issue}` }))
-      )
-      jobs.push({ task: task.name, payload, ...checked[i]!.options, trace })
-    }
+    const reader = yield* invalid(() => new Items(items))
+    const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace)
+    if (jobs.length === 0) return []
     const results = yield* (yield* JobStore).enqueueAll(jobs)
     return results.map(({ created, id }) => handle<Task.Success<T>, Task.Failure<T>>(task, id, created))
   })
+
+/** A job's fields from its options, as `enqueueOptions` checks them. */
+type Checked = ReturnType<typeof enqueueOptions>
+
+/** A call's options checked: what a getter of theirs throws names `options`. */
+const callOptions = (options: EnqueueOptions): Checked => config.reading("options", options, () => enqueueOptions(options))
+
+/**
+ * `enqueueAll`'s items as jobs, read `CHUNK` at a time with a yield between chunks (other fibers run,
+ * an interruption stops the read). Each item is read once, checked, and its payload encoded, before
+ * the next is read: a later change to it is not stored. The iterator is closed if the read stops
+ * before its end (a bad item, too many, an interruption).
+ */
+const readJobs = (
+  task: Task.Any,
+  items: Items,
+  options: EnqueueOptions,
+  shared: Checked,
+  trace: string | null
+): Effect.Effect<Array<FreshJob>, InvalidJobOptions | TaskCodecError> => {
+  const jobs: Array<FreshJob> = []
+  const add = (payload: string, checked: Checked) => {
+    jobs.push({ task: task.name, payload, ...checked, trace })
+  }
+  // up to CHUNK items; stops early at an item whose payload is not encoded yet: its Schema runs an
+  // Effect, or it has failed (an Effect that fails)
+  const chunk = (): Effect.Effect<void, TaskCodecError> | undefined => {
+    for (let n = 0; n < CHUNK; n++) {
+      const item = items.next()
+      if (item === END) return
+      const i = jobs.length
+      const checked = readItem(item, `items[${i}]`, options, shared)
+      const payload = encodePayloadNow(task, checked.payload)
+      if (typeof payload === "string") {
+        add(payload, checked.options)
+        continue
+      }
+      const named = (error: TaskCodecError) => new TaskCodecError({ task: error.task, part: error.part, issue: `items[${i}]: ${error.issue}` })
+      return payload instanceof TaskCodecError
+        ? Effect.fail(named(payload))
+        : payload.pipe(Effect.mapError(named), Effect.map((text) => add(text, checked.options)))
+    }
+  }
+  return Effect.gen(function*() {
+    while (!items.done) {
+      const pending = yield* invalid(chunk)
+      if (pending !== undefined) yield* pending
+      else if (!items.done) yield* Effect.yieldNow
+    }
+    return jobs
+  }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => items.close())))
+}
+
+/**
+ * An item read once (a getter asked twice may answer otherwise): its payload, and its options
+ * checked over the call's as `enqueue` reads them. An `OptionError` names the item's field, as
+ * `items[3].options.priority`; what its getters or a Proxy's traps throw names the item, or its options.
+ */
+const readItem = (item: unknown, field: string, options: EnqueueOptions, shared: Checked) => {
+  const { own, payload } = config.reading(field, item, () => {
+    config.object(field, item)
+    config.onlyKeys(`${field}.`, item as object, ITEM_KEYS)
+    const { options: own, payload } = item as EnqueueItem<unknown>
+    return { own: own as unknown, payload }
+  })
+  if (own === undefined) return { payload, options: shared }
+  try {
+    return { payload, options: config.reading("", own, () => itemOptions(own, options)) }
+  } catch (error) {
+    if (!(error instanceof config.OptionError)) throw error
+    const inner = error.invalid.field
+    throw new config.OptionError({ ...error.invalid, field: inner === "" ? `${field}.options` : `${field}.options.${inner}` })
+  }
+}
+
+/**
+ * An item's own options over the call's, key by key, read as `enqueue` reads them: a spread copies
+ * own enumerable keys only, and dropped options given by getters (a class's defaults) for the items
+ * with options of their own. An item's key that is there, even undefined, wins (as in a spread).
+ */
+const itemOptions = (own: unknown, options: EnqueueOptions): Checked => {
+  config.object("", own)
+  config.onlyKeys("", own as object, ENQUEUE_KEYS, ENQUEUE_HINTS)
+  const merged: Record<string, unknown> = {}
+  for (const key of ENQUEUE_KEYS) {
+    const value = key in (own as object) ? (own as Record<string, unknown>)[key] : (options as Record<string, unknown>)[key]
+    if (value !== undefined) merged[key] = value
+  }
+  return enqueueOptions(merged as EnqueueOptions)
+}
 
 const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S, F> => ({
   id,

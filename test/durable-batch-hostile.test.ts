@@ -6,10 +6,11 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Fiber, Layer, Schema, SchemaGetter, SchemaIssue, Stream } from "effect"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { InvalidJobOptions, TaskCodecError } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
@@ -148,4 +149,211 @@ describe.skipIf(!Pg.enabled)("enqueueAll on Postgres, a batch of more than 32 qu
       assert.strictEqual([...wide, ...narrow].filter((job) => job.created).length, keys.length + 32, "each key's job created once")
       assert.strictEqual((yield* JobQueue.stats("default")).waiting, keys.length)
     }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 60_000)
+})
+
+describe("enqueueAll's items, from a hostile caller", () => {
+  const memory = () => Layer.fresh(JobStore.memory())
+  const item = (n: number) => ({ payload: { n } })
+  /** The call's InvalidJobOptions (a defect or a success fails the test), and that nothing was stored. */
+  const refused = (items: unknown, options?: unknown) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(JobQueue.enqueueAll(Echo, items as any, options as any).pipe(
+        Effect.flatMap((jobs) => Effect.die(`it stored ${jobs.length} jobs`))
+      ))
+      assert.instanceOf(error, InvalidJobOptions, String(error))
+      assert.deepStrictEqual(yield* JobQueue.list({}), [], "nothing stored")
+      return error as InvalidJobOptions
+    })
+
+  it.effect("an iterable whose iterator throws fails the call with InvalidJobOptions naming items and where it threw, not a defect; so does one whose iterator is no iterator", () =>
+    Effect.gen(function*() {
+      function* throwing() {
+        yield item(0)
+        yield item(1)
+        throw new Error("disk gone")
+      }
+      const thrown = yield* refused(throwing())
+      assert.strictEqual(thrown.field, "items")
+      assert.match(thrown.reason, /items\[2\]/)
+      assert.match(thrown.reason, /disk gone/)
+      const broken: ReadonlyArray<[string, unknown, RegExp]> = [
+        ["[Symbol.iterator] throws", { [Symbol.iterator]: () => { throw new TypeError("no") } }, /no/],
+        ["[Symbol.iterator] returns a number", { [Symbol.iterator]: () => 42 }, /iterator/],
+        ["next is not a function", { [Symbol.iterator]: () => ({ next: 1 }) }, /next/],
+        ["next returns a number", { [Symbol.iterator]: () => ({ next: () => 7 }) }, /items\[0\]/],
+        ["a getter of [Symbol.iterator] throws", { get [Symbol.iterator]() { throw new Error("trap") } }, /trap/],
+        ["done is a getter that throws", { [Symbol.iterator]: () => ({ next: () => ({ get done() { throw new Error("done?") } }) }) }, /done\?/],
+        ["what it throws cannot be read", { [Symbol.iterator]: () => ({ next: () => { throw new Proxy({}, { get: () => { throw new Error("x") }, getPrototypeOf: () => { throw new Error("x") } }) } }) }, /items\[0\]/]
+      ]
+      for (const [name, items, reason] of broken) {
+        const error = yield* refused(items)
+        assert.strictEqual(error.field, "items", name)
+        assert.match(error.reason, reason, name)
+      }
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("an endless iterable fails past 100,000 items with InvalidJobOptions naming items (it read forever, the process blocked until out of memory), having read one item past the limit and closed the iterator (its finally ran); so does a longer array, at once", () =>
+    Effect.gen(function*() {
+      let read = 0
+      let closed = false
+      function* endless() {
+        try {
+          // bounded, so that a regression fails instead of hanging
+          while (read < 300_000) yield item(read++)
+        } finally {
+          closed = true
+        }
+      }
+      const error = yield* refused(endless())
+      assert.strictEqual(error.field, "items")
+      assert.match(error.reason, /at most 100,000 items/)
+      assert.strictEqual(read, 100_001)
+      assert.isTrue(closed, "the iterator was closed")
+      const dense = Array.from({ length: 100_001 }, (_, n) => item(n))
+      assert.match((yield* refused(dense)).reason, /at most 100,000 items/)
+      // told from its length: no 4 billion holes read
+      const holes = new Array(2 ** 32 - 1)
+      const started = Date.now()
+      assert.match((yield* refused(holes)).reason, /at most 100,000 items/)
+      assert.isBelow(Date.now() - started, 5_000)
+      // exactly the limit is fine
+      const jobs = yield* JobQueue.enqueueAll(Echo, dense.slice(1))
+      assert.strictEqual(jobs.length, 100_000)
+    }).pipe(Effect.provide(memory())), 120_000)
+
+  it.effect("a call reading a long iterable lets other fibers run and can be interrupted: it stops reading, closes the iterator and stores nothing (it read every item in one uninterruptible loop)", () =>
+    Effect.gen(function*() {
+      let read = 0
+      let closed = false
+      function* many() {
+        try {
+          while (read < 90_000) yield item(read++)
+        } finally {
+          closed = true
+        }
+      }
+      const fiber = yield* Effect.forkChild(JobQueue.enqueueAll(Echo, many()))
+      // this fiber runs again only once the reading one gives way
+      while (read === 0) yield* Effect.yieldNow
+      yield* Fiber.interrupt(fiber)
+      assert.isBelow(read, 90_000, "it stopped reading")
+      assert.isTrue(closed, "the iterator was closed")
+      assert.deepStrictEqual(yield* JobQueue.list({}), [])
+    }).pipe(Effect.provide(memory())), 60_000)
+
+  it.effect("a getter that throws on an item, its options or the call's options fails with InvalidJobOptions naming it, not a defect; one inside a payload is the payload's TaskCodecError", () =>
+    Effect.gen(function*() {
+      const boom = () => {
+        throw new Error("boom")
+      }
+      const cases: ReadonlyArray<[unknown, unknown, string]> = [
+        [[item(0), { get payload() { return boom() } }], undefined, "items[1]"],
+        [[item(0), { payload: { n: 1 }, get options() { return boom() } }], undefined, "items[1]"],
+        [[item(0), { payload: { n: 1 }, options: { get priority() { return boom() } } }], undefined, "items[1].options"],
+        [[item(0), { payload: { n: 1 }, options: { retry: { get fixed() { return boom() } } } }], undefined, "items[1].options"],
+        [[item(0)], { get queue() { return boom() } }, "options"]
+      ]
+      for (const [items, options, field] of cases) {
+        const error = yield* refused(items, options)
+        assert.strictEqual(error.field, field)
+        assert.match(error.reason, /boom/)
+      }
+      const single = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 0 }, { get priority(): number { return boom() } }))
+      assert.instanceOf(single, InvalidJobOptions)
+      assert.strictEqual((single as InvalidJobOptions).field, "options")
+      const codec = yield* Effect.flip(JobQueue.enqueueAll(Echo, [item(0), { payload: { get n(): number { return boom() } } }]))
+      assert.instanceOf(codec, TaskCodecError)
+      assert.match((codec as TaskCodecError).issue, /^items\[1\]: /)
+      assert.deepStrictEqual(yield* JobQueue.list({}), [])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("Proxy items: one whose every trap throws, a revoked one, and a Proxy as the items fail with InvalidJobOptions naming them; a well-behaved Proxy item is an item", () =>
+    Effect.gen(function*() {
+      const fail = () => {
+        throw new Error("trap")
+      }
+      const hostile = new Proxy({}, { get: fail, has: fail, ownKeys: fail, getOwnPropertyDescriptor: fail, getPrototypeOf: fail })
+      assert.strictEqual((yield* refused([item(0), hostile])).field, "items[1]")
+      const { proxy, revoke } = Proxy.revocable({ payload: { n: 1 } }, {})
+      revoke()
+      assert.strictEqual((yield* refused([item(0), proxy])).field, "items[1]")
+      assert.strictEqual((yield* refused(new Proxy([item(0)], { get: fail }))).field, "items")
+      assert.strictEqual((yield* refused([item(0), { payload: { n: 1 }, options: hostile }])).field, "items[1].options")
+      const kind = new Proxy({ payload: { n: 7 }, options: { priority: 3 } }, {})
+      const [job] = yield* JobQueue.enqueueAll(Echo, [kind])
+      const info = yield* JobQueue.status(job!.id)
+      assert.strictEqual(info.priority, 3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a sparse array's hole is an item that is not one: InvalidJobOptions naming its index", () =>
+    Effect.gen(function*() {
+      // eslint-disable-next-line no-sparse-arrays
+      const error = yield* refused([item(0), , item(2)])
+      assert.strictEqual(error.field, "items[1]")
+      assert.match(error.reason, /expected an object/)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("each item is read once, as it is when read: a later change to it (by the getter of an item after it) is not stored, and an options getter that answers otherwise the second time is asked once", () =>
+    Effect.gen(function*() {
+      const first = { n: 0 }
+      let asked = 0
+      const jobs = yield* JobQueue.enqueueAll(Echo, [
+        { payload: first },
+        {
+          get payload() {
+            first.n = 99
+            return { n: 1 }
+          }
+        },
+        {
+          payload: { n: 2 },
+          get options() {
+            return asked++ === 0 ? { priority: 4 } : "fast" as any
+          }
+        }
+      ])
+      const store = yield* JobStore.JobStore
+      assert.deepStrictEqual(JSON.parse((yield* store.get(jobs[0]!.id))!.payload), { n: 0 })
+      assert.strictEqual((yield* JobQueue.status(jobs[2]!.id)).priority, 4)
+      assert.strictEqual(asked, 1)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a payload Schema that runs an Effect encodes each item in turn, in item order; one that fails names its item, and nothing is stored", () =>
+    Effect.gen(function*() {
+      // its encode takes a fiber step (so the Schema gives an Effect, not an Exit), and refuses a negative
+      const Slow = Schema.Number.pipe(Schema.encodeTo(Schema.Number, {
+        decode: SchemaGetter.transform((n: number) => n),
+        encode: SchemaGetter.transformEffect((n: number) =>
+          n < 0 ? Effect.fail(new SchemaIssue.InvalidValue({ message: "negative" }, n)) : Effect.as(Effect.yieldNow, n * 10))
+      }))
+      const Tens = Task.make("Tens", { payload: Slow, success: Schema.Void })
+      const ns = Array.from({ length: 2500 }, (_, n) => n)
+      const jobs = yield* JobQueue.enqueueAll(Tens, ns.map((n) => ({ payload: n })))
+      const store = yield* JobStore.JobStore
+      const stored = yield* Effect.forEach(jobs, (job) => Effect.map(store.get(job.id), (row) => JSON.parse(row!.payload)))
+      assert.deepStrictEqual(stored, ns.map((n) => n * 10))
+      const error = yield* Effect.flip(JobQueue.enqueueAll(Tens, [1, 2, -3, 4].map((payload) => ({ payload })), { queue: "other" }))
+      assert.instanceOf(error, TaskCodecError)
+      assert.match((error as TaskCodecError).issue, /^items\[2\]: .*negative/)
+      assert.deepStrictEqual(yield* JobQueue.list({ queue: "other" }), [])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("something else by mistake (an async iterable, a Promise, an Effect, a Stream, a string) fails with InvalidJobOptions naming items and saying what it is", () =>
+    Effect.gen(function*() {
+      async function* rows() {
+        yield item(0)
+      }
+      const mistakes: ReadonlyArray<[unknown, RegExp]> = [
+        [rows(), /async iterable/],
+        [Promise.resolve([item(0)]), /Promise/],
+        [Effect.succeed([item(0)]), /Effect/],
+        [Stream.make(item(0)), /Stream/],
+        ["items", /string/]
+      ]
+      for (const [items, reason] of mistakes) {
+        const error = yield* refused(items)
+        assert.strictEqual(error.field, "items")
+        assert.match(error.reason, reason)
+      }
+    }).pipe(Effect.provide(memory())))
 })

@@ -54,7 +54,9 @@ const describe = (value: unknown, nested = false): string => {
     return `[${items.join(", ")}${value.length > 10 ? ", ..." : ""}]`
   }
   const name = Array.isArray(value) ? undefined : (value as object).constructor?.name
-  if (name !== undefined && name !== "Object") return `${/^[aeio]/i.test(name) ? "an" : "a"} ${name}`
+  // a generator's constructor has no name: its tag says "Generator"
+  const kind = typeof name === "string" && name !== "" ? name : (value as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag]
+  if (typeof kind === "string" && kind !== "" && kind !== "Object") return `${/^[aeio]/i.test(kind) ? "an" : "a"} ${kind}`
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
@@ -70,8 +72,40 @@ export class OptionError {
   }
 }
 
+/** Whether a thrown value is an `OptionError`, never throwing (instanceof runs a Proxy's getPrototypeOf trap). */
+export const isOptionError = (error: unknown): error is OptionError => {
+  try {
+    return error instanceof OptionError
+  } catch {
+    return false
+  }
+}
+
 export const fail = (field: string, value: unknown, reason: string): never => {
   throw new OptionError({ field, value: show(value), reason })
+}
+
+/** What a caller's code threw, in words, never by throwing in turn (its `message` may be a getter that throws). */
+export const thrown = (error: unknown): string => {
+  try {
+    if (error instanceof Error) return `${error.name}: ${String(error.message)}`
+  } catch {
+    // a Proxy, or an Error's getter that throws: described below
+  }
+  return show(error)
+}
+
+/**
+ * Runs `check` of a caller's `value`, where reading the value runs the caller's code (a getter, a
+ * Proxy's trap): what that throws is an `OptionError` naming `field`, not a defect.
+ */
+export const reading = <A>(field: string, value: unknown, check: () => A): A => {
+  try {
+    return check()
+  } catch (error) {
+    if (isOptionError(error)) throw error
+    return fail(field, value, `reading it threw ${thrown(error)}`)
+  }
 }
 
 /**

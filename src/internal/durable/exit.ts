@@ -79,14 +79,31 @@ export const jsonOf = (task: Task.Any, part: TaskCodecError["part"], value: unkn
  * stored (a payload without JSON text reached the Redis store's client as undefined, a StoreError).
  * A Schema whose encode throws is that error too, not a defect of enqueue.
  */
-export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<string, TaskCodecError> =>
-  encodeWith(codecsOf(task).payload, payload).pipe(
-    Effect.mapError((error) => codecError(task, "payload", error)),
-    Effect.flatMap((json) => {
-      const text = jsonOf(task, "payload", json)
-      return typeof text === "string" ? Effect.succeed(text) : Effect.fail(text)
-    })
-  ) as Effect.Effect<string, TaskCodecError>
+export const encodePayload = (task: Task.Any, payload: unknown): Effect.Effect<string, TaskCodecError> => {
+  const now = encodePayloadNow(task, payload)
+  return typeof now === "string" ? Effect.succeed(now) : now instanceof TaskCodecError ? Effect.fail(now) : now
+}
+
+/**
+ * `encodePayload`, done here and now when the payload's Schema runs no Effect (most do not): its
+ * text or its error, no Effect to run. `enqueueAll` encodes each item as it reads it, in a loop.
+ */
+export const encodePayloadNow = (
+  task: Task.Any,
+  payload: unknown
+): string | TaskCodecError | Effect.Effect<string, TaskCodecError> => {
+  const encoded = encodeWith(codecsOf(task).payload, payload)
+  if (!Exit.isExit(encoded)) {
+    return encoded.pipe(
+      Effect.mapError((error) => codecError(task, "payload", error)),
+      Effect.flatMap((json) => {
+        const text = jsonOf(task, "payload", json)
+        return typeof text === "string" ? Effect.succeed(text) : Effect.fail(text)
+      })
+    )
+  }
+  return Exit.isSuccess(encoded) ? jsonOf(task, "payload", encoded.value) : codecError(task, "payload", Cause.squash(encoded.cause))
+}
 
 /**
  * Decodes a stored payload. A task whose payload Schema runs no Effect (most do) is decoded here and
