@@ -541,8 +541,8 @@ const readJobs = (
   const add = (payload: string, checked: Checked) => {
     jobs.push({ task: task.name, payload, ...checked, trace })
   }
-  // up to CHUNK items; stops early at an item whose payload is not encoded yet: its Schema runs an
-  // Effect, or it has failed (an Effect that fails)
+  // reads up to CHUNK items; returns early with what is left of an item: its payload's encoding,
+  // when its Schema runs an Effect, or its TaskCodecError (run before the next item is read)
   const chunk = (): Effect.Effect<void, TaskCodecError> | undefined => {
     for (let n = 0; n < CHUNK; n++) {
       const item = items.next()

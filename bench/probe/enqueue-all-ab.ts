@@ -6,7 +6,9 @@
  * by default) makes an A/A control. `<tree>` holds a `src/` inside this checkout (say
  * `git archive <commit> src | tar -x -C .scratch/old`), so that both load the same `effect`.
  *
- * node --expose-gc bench/probe/enqueue-all-ab.ts --old=<tree> [--new=<tree>] [--items=10000] [--pairs=20]
+ * `--shape=one`: one `enqueue` per item instead, one after another (its encode is the batch's).
+ *
+ * node --expose-gc bench/probe/enqueue-all-ab.ts --old=<tree> [--new=<tree>] [--items=10000] [--pairs=20] [--shape=all|one]
  */
 import { Effect, Layer, Schema } from "effect"
 import { loadavg } from "node:os"
@@ -17,6 +19,7 @@ const arg = (name: string, otherwise: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? otherwise
 const items = Number(arg("items", "10000"))
 const pairs = Number(arg("pairs", "20"))
+const shape = arg("shape", "all")
 const trees = { old: path.resolve(arg("old", "")), new: path.resolve(arg("new", path.resolve(import.meta.dirname, "../.."))) }
 if (arg("old", "") === "") throw new Error("--old=<tree> is required")
 const gc = (globalThis as { gc?: () => void }).gc
@@ -28,7 +31,10 @@ const open = async (tree: string) => {
   const JobStore: typeof import("../../src/JobStore.ts") = await import(pathToFileURL(path.join(tree, "src/JobStore.ts")).href)
   const Row = Task.make("Row", { payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }), success: Schema.Void })
   const batch = Array.from({ length: items }, (_, n) => ({ payload: { n, t: 0 } }))
-  return () => Effect.runPromise(JobQueue.enqueueAll(Row, batch, { queue: "ab" }).pipe(Effect.provide(Layer.fresh(JobStore.memory()))))
+  const program = shape === "one"
+    ? Effect.forEach(batch, (item) => JobQueue.enqueue(Row, item.payload, { queue: "ab" }), { discard: true })
+    : JobQueue.enqueueAll(Row, batch, { queue: "ab" })
+  return () => Effect.runPromise(program.pipe(Effect.provide(Layer.fresh(JobStore.memory()))))
 }
 
 const run = async (go: () => Promise<unknown>) => {
@@ -57,6 +63,7 @@ for (let pair = 0; pair < pairs; pair++) {
 const ratios = (key: "wall" | "cpu") => times.new.map((t, i) => t[key] / times.old[i]![key])
 const spread = (xs: Array<number>) => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`
 console.log(JSON.stringify({
+  shape,
   items,
   pairs,
   loadAtStart: load,
