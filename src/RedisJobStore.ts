@@ -1,9 +1,8 @@
 /**
  * The Redis job store: durable jobs in a Redis (7 or later) or a Redis Cluster, shared by any
- * number of producer and consumer processes on any number of machines. Built on
- * `@effect/platform-node`'s `NodeRedis` (effect's `Redis` service on the `redis` client), optional
- * peer dependencies that only this module needs (`npm install @effect/platform-node redis`): the
- * SQLite and memory stores of `effect-workpool/JobStore` work without them.
+ * number of producer and consumer processes on any number of machines. Built on effect's `Redis`
+ * service over the `redis` client, an optional peer dependency that only this module needs
+ * (`npm install redis`): the SQLite and memory stores of `effect-workpool/JobStore` work without it.
  *
  * Every change of a job's state is one Lua script, atomic on the server; time is the server's
  * (`TIME`); idle consumers block on a marker key (`BZPOPMIN`) instead of polling. A queue's keys
@@ -55,7 +54,7 @@ export interface RedisJobStoreOptions {
    * queues. Letters, digits, `_`, `.`, `-`: no `:` (prefixes `p` and `p:x` would share queues).
    */
   readonly prefix?: string | undefined
-  /** How long to wait for a connection to open; default 10 seconds. */
+  /** How long to wait for a connection to open and its server to answer its handshake; default 10 seconds. */
   readonly connectTimeout?: Duration.Input | undefined
   /**
    * `url` is one node of a Redis Cluster (the client finds the others); default false. A queue's

@@ -1179,3 +1179,39 @@ if (enabled && pgServer.binaries() !== undefined) {
   })
   })
 }
+
+if (enabled && pgServer.binaries() !== undefined) {
+  describe("the Postgres store on a frozen server: its callers are not held, hostile", () => {
+    // the store's time was a query (`SELECT now()`) with no bound: the consumer's heartbeat loop asks
+    // it before each beat, so on a frozen server (or a partition that drops packets) the loop waited
+    // there for ever, never bounding its beat nor giving up its jobs as lost, which ran on past their
+    // leases (and past another consumer's run of them once the server answered again)
+    it.live("a consumer whose server freezes (SIGSTOP) while its job runs: the job is given up as lost about a lease after its last renewal, and the store's time answers at once", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const store = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 2 }))
+        const here = Effect.provideService(JobStore.JobStore, store)
+        const started = yield* Deferred.make<void>()
+        const lost = yield* Deferred.make<void>()
+        const handler = Task.handle(Echo, ({ n }) =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.andThen(Effect.never),
+            Effect.as(n),
+            Effect.onInterrupt(() => Deferred.succeed(lost, undefined))
+          ))
+        yield* here(JobQueue.consume({ handlers: [handler], concurrency: 1, lease: "2 seconds", poll: HOUR }))
+        yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+        yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
+        yield* freeze(server)
+        const from = Date.now()
+        const given = yield* Deferred.await(lost).pipe(Effect.timeoutOption("20 seconds"))
+        assert.strictEqual(given._tag, "Some", "the job is given up as lost")
+        // a lease (2 s) and a beat's time after the last renewal; a busy machine is given more
+        assert.isBelow(Date.now() - from, 10_000)
+        const read = Date.now()
+        const now = yield* store.now.pipe(Effect.timeoutOption("5 seconds"))
+        assert.isTrue(now._tag === "Some" && Math.abs(now.value - Date.now()) < 5_000, String(now))
+        assert.isBelow(Date.now() - read, 500, "the store's time does not wait on a frozen server")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+}

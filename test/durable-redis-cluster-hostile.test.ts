@@ -14,7 +14,7 @@ import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, clusterLayer, freshPrefix, timeAnswersAtOnce, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
-import * as RedisCluster from "../src/internal/store/redisCluster.ts"
+import * as RedisClient from "../src/internal/store/redisClient.ts"
 
 const binary = redisServer.binary()
 
@@ -590,7 +590,8 @@ else {
     it.live("the cancel subscription tried first on a node that is down: it is made on the next node and stays (it hears a PUBLISH), not ended at once by the failed connect", () =>
       Effect.gen(function*() {
         const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
-        const redis = yield* RedisCluster.make({
+        const redis = yield* RedisClient.make({
+          cluster: true,
           url: cluster.url,
           name: "effect-workpool:h44",
           connectTimeout: 2000,

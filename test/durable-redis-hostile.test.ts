@@ -878,8 +878,8 @@ else {
   })
 
   /**
-   * Bytes the server on `port` has received and not read yet (its connections' receive queues, from
-   * /proc/net/tcp): a frozen (SIGSTOP) server's > 0 once a command was sent to it.
+   * How many connections of the server on `port` hold bytes it has not read yet (their receive
+   * queues, from /proc/net/tcp): a frozen (SIGSTOP) server's > 0 once a command was sent to it.
    */
   const unread = (port: number) =>
     Effect.sync(() => {
@@ -891,7 +891,7 @@ else {
           return []
         }
       }).map((line) => line.trim().split(/\s+/)).filter((f) => f.length > 4 && f[1]!.endsWith(`:${hex}`) && f[3] === "01")
-        .reduce((sum, f) => sum + parseInt(f[4]!.split(":")[1]!, 16), 0)
+        .filter((f) => parseInt(f[4]!.split(":")[1]!, 16) > 0).length
     })
 
   describe("the Redis store's bounded claim of several queues (CLAIM_BOUND), hostile", () => {
@@ -996,12 +996,10 @@ else {
         yield* until(Effect.exit(store.reap([0])), (exit) => exit._tag === "Success", "a reap of both queues works")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
-    // BUG (open, not fixed here): NodeRedis.layer's connect (inside @effect/platform-node, an acquire)
-    // waits for the frozen server's answer to its handshake for ever; `connectTimeout` bounds only the
-    // TCP connect, which the frozen server's kernel accepts. A process started while its Redis is
-    // frozen hangs at the store's build instead of failing typed (the Cluster's connects are bounded
-    // by connectWithin in redisCluster.ts; the one-server client is effect's)
-    it.live.fails("a store built while its server is frozen (SIGSTOP): the build ends within its connect timeout and a few seconds with a StoreError, not waiting for the frozen server for ever", () =>
+    // NodeRedis.layer's connect (@effect/platform-node) waited for the frozen server's answer to its
+    // handshake for ever: `connectTimeout` bounds only the TCP connect, which the frozen server's
+    // kernel accepts. The store's own client (redisClient.ts) bounds every connect
+    it.live("a store built while its server is frozen (SIGSTOP): the build ends within its connect timeout and a few seconds with a StoreError, not waiting for the frozen server for ever", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
         yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
@@ -1017,6 +1015,31 @@ else {
         const ended = yield* Deferred.await(built).pipe(Effect.timeoutOption("8 seconds"))
         assert.isTrue(ended._tag === "Some", "the build ended")
         if (ended._tag === "Some") assert.include(ended.value, "StoreError")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // NodeRedis's reserved connection (a watch's) connected without a bound, inside the pool's acquire
+    // (uninterruptible): a watch opened while the server was frozen held the store's close for ever
+    it.live("a marker watch opened, and the cancel subscription made again, while the server is frozen (SIGSTOP): each connect is given up past the connect timeout, and the store's close ends within seconds", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const port = Number(server.url.split(":").at(-1))
+        const scope = yield* Scope.make()
+        const layer = RedisJobStore.layer({ url: server.url, prefix: freshPrefix(), connectTimeout: "3 seconds" })
+        const store = Context.get(yield* Layer.buildWithScope(layer, scope), JobStore.JobStore)
+        // the subscription's connection ended: it is made again a second later
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "KILL", "TYPE", "pubsub"]), server.url))
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        // an idle consumer's wait on a queue starts its watch, on a reserved connection opened now
+        yield* Effect.forkDetach(store.wait(60_000, undefined, ["a"]))
+        yield* until(unread(port), (n) => n >= 2, "the watch's and the subscription's handshakes are sent")
+        // detached: a close that never ends cannot be interrupted
+        const closed = yield* Deferred.make<number>()
+        const started = Date.now()
+        yield* Effect.forkDetach(Effect.andThen(Scope.close(scope, Exit.void), Effect.suspend(() => Deferred.succeed(closed, Date.now() - started))))
+        const took = yield* Deferred.await(closed).pipe(Effect.timeoutOption("15 seconds"))
+        assert.isTrue(took._tag === "Some", "the store's close ended")
+        if (took._tag === "Some") assert.isBelow(took.value, 10_000)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer of three queues on one server paused twice past the bound (CLIENT PAUSE 2.5 s) while it drains: every job runs once and succeeds (maxAttempts 1: a job left running for nobody would die unrun)", () =>

@@ -19,6 +19,7 @@ import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import * as Task from "../../src/Task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
+import * as ServerTime from "../../src/internal/store/serverTime.ts"
 import * as RedisScripts from "../../src/internal/store/redisScripts.ts"
 
 export const url = process.env.WORKPOOL_REDIS_URL
@@ -194,7 +195,7 @@ export const timed = <A, E>(effect: Effect.Effect<A, E>) =>
 export const timeAnswersAtOnce = (now: Effect.Effect<number>, times: number) =>
   Effect.gen(function*() {
     for (let i = 0; i < times; i++) {
-      yield* Effect.sleep(RedisStore.NOW_REFRESH + 50)
+      yield* Effect.sleep(ServerTime.NOW_REFRESH + 50)
       const read = yield* timed(now)
       assert.isTrue(read.exit._tag === "Success" && Math.abs(read.exit.value - Date.now()) < 5_000, String(read.exit))
       assert.isBelow(read.took, 500, "the store's time does not wait on a frozen server")

@@ -58,6 +58,7 @@ import {
   windowAllows,
   withId
 } from "./model.ts"
+import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
@@ -1426,19 +1427,14 @@ export const makeWith = (
       )
     }
 
-    // the server's time; when it cannot be asked, this machine's clock corrected by the last offset
-    let offset = 0
-    const now: Effect.Effect<number> = cfg.clock === "effect"
-      ? Effect.sync(() => clock.currentTimeMillisUnsafe())
-      : sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`.pipe(
-        Effect.map((rows) => {
-          const server = Number(rows[0]!.now)
-          offset = server - clock.currentTimeMillisUnsafe()
-          return server
-        }),
-        Effect.orElseSucceed(() => clock.currentTimeMillisUnsafe() + offset)
-      )
-    yield* now
+    // the server's time: this machine's clock corrected by the offset last seen (`ServerTime`), never
+    // waiting on the server
+    const time = ServerTime.make(
+      clock,
+      Effect.map(sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`, (rows) => Number(rows[0]!.now))
+    )
+    const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
+    if (cfg.clock === "server") yield* Effect.ignore(time.refresh)
 
     return {
       enqueue,

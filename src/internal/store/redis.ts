@@ -1,5 +1,5 @@
 /**
- * The Redis store, on effect's `Redis` service (`@effect/platform-node`'s `NodeRedis` provides it):
+ * The Redis store, on effect's `Redis` service (`redisClient.ts` provides it on node-redis):
  * any number of processes on any number of machines share one Redis. Every change of state is one
  * Lua script (`redisScripts.ts`), run by `EVALSHA` (its SHA1 computed once; sent whole by `EVAL` to
  * a server that lacks it, after a restart or a `SCRIPT FLUSH`):
@@ -30,8 +30,7 @@
  *
  * @internal
  */
-import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Queue, Redacted } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Queue, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
@@ -54,8 +53,9 @@ import type {
   Store
 } from "./model.ts"
 import { cursorTime, type LatencyCursor, latencyOf } from "./model.ts"
-import * as RedisCluster from "./redisCluster.ts"
+import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
+import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal, UNKEYED } from "./signal.ts"
 import * as Closing from "./closing.ts"
@@ -329,8 +329,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
     const tokens = makeTokens()
-    // the server's time minus this machine's, as last seen by `now` (0 when the store's time is the Effect Clock)
-    let offset = 0
+    // the server's time (TIME), this machine's clock corrected by the offset last seen
+    const time = ServerTime.make(clock, Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) =>
+      Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)))
     const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
     const QUEUES = `{${cfg.prefix}}:queues`
@@ -415,7 +416,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * consumer here backs up fills its consumer (which may be busy then): that hands it back.
      */
     const dueMarkers = new Map<string, number>()
-    const serverNow = () => clock.currentTimeMillisUnsafe() + offset
+    const serverNow = time.nowUnsafe
     /** Puts a marker back; `held`: it is the one this store held (its entry in `B:held` goes). */
     const markDue = (queue: string, at: string, member = "1", held = false) =>
       run("markDue", queue, at, member, held ? tokens.random : "")
@@ -501,7 +502,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Effect.asVoid(Effect.forkIn(watch(queue), scope))
       }, { discard: true })
 
-    // --- cancels from any process: SUBSCRIBE (effect's subscriber reconnects)
+    // --- cancels from any process: SUBSCRIBE, subscribed again whenever its connection ends
     yield* Effect.gen(function*() {
       const messages = yield* redis.subscribe(CANCEL_CHANNEL)
       while (true) {
@@ -1137,30 +1138,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           })
       )
 
-    // the server's time: TIME sets the offset of this machine's clock from it
-    const time = Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) => {
-      const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-      offset = server - clock.currentTimeMillisUnsafe()
-      return server
-    })
-    /** When the last TIME was sent (this machine's clock), and whether it is unanswered. */
-    let asked = 0
-    let asking = false
-    // this machine's clock corrected by the offset last seen, which a TIME refreshes in the background
-    // (once a NOW_REFRESH, one at a time): never waiting on the server. Awaited, TIME had no bound,
-    // and on a Cluster it goes to each node in turn: a frozen one (SIGSTOP), like a frozen standalone
-    // server, held the consumer's heartbeat loop that asked it the time, and its lease-loss
-    // interrupts, for ever; bounded to 2 s, the wait spaced a 3 s lease's renewals 4 s apart
     const now: Effect.Effect<number> = cfg.clock === "effect"
       ? Effect.sync(() => clock.currentTimeMillisUnsafe())
-      : Effect.suspend(() => {
-        const local = clock.currentTimeMillisUnsafe()
-        if (asking || local - asked < NOW_REFRESH) return Effect.succeed(local + offset)
-        asking = true
-        asked = local
-        const refresh = time.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))))
-        return Effect.as(Effect.forkIn(refresh, scope), local + offset)
-      })
+      : time.now
     yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
     // an evicting server drops job keys when it is full: jobs lost without a trace (BullMQ warns too)
     const policy = yield* redis.send<Array<string> | Record<string, string>>("CONFIG", "GET", "maxmemory-policy").pipe(
@@ -1172,8 +1152,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         `effect-workpool: this Redis evicts keys when full (maxmemory-policy ${policy}): jobs can be lost; set maxmemory-policy noeviction`
       )
     }
-    yield* Effect.ignore(time)
-    asked = clock.currentTimeMillisUnsafe()
+    yield* Effect.ignore(time.refresh)
 
     return {
       enqueue,
@@ -1208,16 +1187,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
  */
 export const CLAIM_BOUND = 2000
 
-/**
- * How often at most the store's time (`now`) asks the server's (TIME, in the background) for the
- * offset of this machine's clock: clocks drift by microseconds a second, a server's clock that jumps
- * is followed within this.
- */
-export const NOW_REFRESH = 1000
-
 /** Backoff of the client's reconnects once it has been connected: 50 ms doubling up to 2 s. */
-const reconnect = (connected: { value: boolean }) => (retries: number, cause: Error): number | Error =>
-  connected.value ? Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200) : cause
+const reconnect = (retries: number): number => Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200)
 
 /**
  * node-redis gives every command a 5 s timeout by default, as an `AbortSignal.timeout`: a timer per
@@ -1247,56 +1218,22 @@ export const WATCH_LINGER = 5000
 /** How long an ended watch's connection stays open for the next one (the reserved pool's idle time to live). */
 export const WATCH_IDLE = "1 second"
 
-/** How long the client's close may wait for replies before it is destroyed (see `destroyLate`). */
-export const CLIENT_CLOSE_GRACE = 1000
-
-/**
- * NodeRedis closes its client with `close()`, which waits for the replies of the commands in flight
- * (@effect/platform-node NodeRedis.ts, its release; node-redis' `RedisClient.close`): a frozen
- * server's never come, and the store's close waited for ever. This finalizer, added after the
- * layer's and so run before it, destroys the client (failing those commands) if it has not ended
- * `CLIENT_CLOSE_GRACE` later.
- */
-const destroyLate = (client: { once(event: "end", f: () => void): unknown; destroy(): void }) =>
-  Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      const timer = setTimeout(() => client.destroy(), CLIENT_CLOSE_GRACE)
-      timer.unref()
-      client.once("end", () => clearTimeout(timer))
-    })
-  )
-
-/** The store on a client of its own (`NodeRedis`, or a cluster client), connected to `cfg.url`. */
+/** The store on a client of its own (one server's, or a Cluster's), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
-    // a server that cannot be reached at first is an error; once connected, the client reconnects
-    // for as long as it takes, and commands sent meanwhile fail at once (no offline queue) with
-    // StoreError instead of hanging their callers
-    const connected = { value: false }
-    // CLIENT LIST shows whose connections these are
-    const name = `effect-workpool:${cfg.prefix}`
-    const redis = yield* (cfg.cluster
-      ? RedisCluster.make({
-        url: Redacted.value(cfg.url),
-        name,
-        connectTimeout: cfg.connectTimeout,
-        reconnect: reconnect({ value: true }),
-        commandOptions: NO_COMMAND_TIMEOUT,
-        maxReserved: WATCH_CONNECTIONS,
-        idleTimeout: WATCH_IDLE
-      })
-      : Layer.build(NodeRedis.layer({
-        url: Redacted.value(cfg.url),
-        name,
-        disableOfflineQueue: true,
-        commandOptions: NO_COMMAND_TIMEOUT,
-        maxConnections: WATCH_CONNECTIONS,
-        idleTimeout: WATCH_IDLE,
-        socket: { connectTimeout: cfg.connectTimeout, reconnectStrategy: reconnect(connected) }
-      })).pipe(
-        Effect.tap((context) => destroyLate(Context.get(context, NodeRedis.NodeRedis).client)),
-        Effect.map((context) => Context.get(context, Redis.Redis))
-      )).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
-    connected.value = true
+    // a server that cannot be reached at first (or does not answer within the connect timeout) is an
+    // error; once connected, the client reconnects for as long as it takes, and commands sent
+    // meanwhile fail at once (no offline queue) with StoreError instead of hanging their callers
+    const redis = yield* RedisClient.make({
+      url: Redacted.value(cfg.url),
+      cluster: cfg.cluster,
+      // CLIENT LIST shows whose connections these are
+      name: `effect-workpool:${cfg.prefix}`,
+      connectTimeout: cfg.connectTimeout,
+      reconnect,
+      commandOptions: NO_COMMAND_TIMEOUT,
+      maxReserved: WATCH_CONNECTIONS,
+      idleTimeout: WATCH_IDLE
+    }).pipe(Effect.mapError((error) => new StoreError({ operation: "open", reason: reasonOf(error) })))
     return yield* Effect.provideService(make(cfg), Redis.Redis, redis)
   })

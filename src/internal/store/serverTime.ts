@@ -1,0 +1,59 @@
+/**
+ * A store's time on its server's clock that never waits on the server: this machine's clock plus
+ * the offset last seen, which the server's time (Redis's `TIME`, Postgres's `now()`) refreshes in
+ * the background, at most once a `NOW_REFRESH` and one at a time.
+ *
+ * Awaited, the server's time had no bound: on a frozen server (SIGSTOP, a partition that drops
+ * packets; on a Cluster, any one frozen node) it held the consumer's heartbeat loop, which asks the
+ * time before each beat, and with it its lease-loss interrupts, for ever: the consumer's jobs ran on
+ * past their leases. Bounded (2 s), the wait spaced a 3 s lease's renewals 4 s apart.
+ *
+ * @internal
+ */
+import { type Clock, Effect } from "effect"
+
+/**
+ * How often at most the store's time asks the server's (in the background) for the offset of this
+ * machine's clock: clocks drift by microseconds a second, a server's clock that jumps is followed
+ * within this.
+ */
+export const NOW_REFRESH = 1000
+
+export interface ServerTime {
+  /** The server's time (ms), at once. */
+  readonly now: Effect.Effect<number>
+  /** The same, outside an Effect. */
+  readonly nowUnsafe: () => number
+  /** Asks the server's time and waits for its answer (a store's open sets the offset so). */
+  readonly refresh: Effect.Effect<number, unknown>
+}
+
+/** The time of the server `ask` reads the time of. */
+export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): ServerTime => {
+  let offset = 0
+  /** When the server was last asked (this machine's clock), and whether it is unanswered. */
+  let asked = 0
+  let asking = false
+  const refresh = Effect.suspend(() => {
+    const sent = asked = clock.currentTimeMillisUnsafe()
+    // from when the question was sent, not when its answer came: the server read its clock in between,
+    // so the offset is never below the true one, and the store's time never lags the server's (a job
+    // the server has just made visible was read as delayed, its answer's way back late under load);
+    // it runs ahead by the question's way there at most. 1 ms more for the two clocks' rounding to ms
+    return Effect.map(ask, (server) => {
+      offset = server - sent + 1
+      return server
+    })
+  })
+  // detached, not in the store's scope: it ends with the server's answer or its client's close (an
+  // interrupted Postgres statement waits up to 5 s for its connection's drain, which the close would)
+  const inBackground = refresh.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))), Effect.forkDetach)
+  const nowUnsafe = () => clock.currentTimeMillisUnsafe() + offset
+  const now = Effect.suspend(() => {
+    const local = clock.currentTimeMillisUnsafe()
+    if (asking || local - asked < NOW_REFRESH) return Effect.succeed(local + offset)
+    asking = true
+    return Effect.as(inBackground, local + offset)
+  })
+  return { now, nowUnsafe, refresh }
+}
