@@ -192,7 +192,9 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
       send: sendWith(client),
       pool: { maxConnections: options.maxReserved, idleTimeout: options.idleTimeout },
       // a reserved connection does not reconnect: a dropped one fails its command and leaves the pool
-      connect: Effect.map(connect(client.own()), (own) => ({ send: sendWith(own), close: Effect.sync(() => own.destroy()) })),
+      connect: Effect.suspend(() => connect(client.own())).pipe(
+        Effect.map((own) => ({ send: sendWith(own), close: Effect.sync(() => own.destroy()) }))
+      ),
       // a client of one node of its own, which fails when its connection ends; the caller subscribes
       // again, on a Cluster through the next node that answers. Not the cluster client's
       // subscription: that one resubscribed on its node only, so while that node was down no cancel
