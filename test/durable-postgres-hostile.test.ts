@@ -1213,5 +1213,31 @@ if (enabled && pgServer.binaries() !== undefined) {
         assert.isTrue(now._tag === "Some" && Math.abs(now.value - Date.now()) < 5_000, String(now))
         assert.isBelow(Date.now() - read, 500, "the store's time does not wait on a frozen server")
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the reaper cut a reap at its bound with Effect.timeout, which waits for the interruption: an
+    // interrupted statement's connection drains (the driver's cancel request, then its wait for
+    // ReadyForQuery) for up to 5 s when nothing answers, and the failure's report and the next reap
+    // waited for it
+    it.live("a reap cut at its bound (a lease, 1 s) on a frozen server is reported at its bound, not after the driver's drain of its statement (up to 5 s)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const store = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 4 }))
+        const failures: Array<number> = []
+        const collector = Logger.make((options) => {
+          const message = String(Array.isArray(options.message) ? options.message[0] : options.message)
+          if (message.includes("taking back expired durable jobs failed")) failures.push(Date.now())
+        })
+        yield* JobQueue.consume({ handlers: [double], concurrency: 1, lease: "1 second", poll: HOUR }).pipe(
+          Effect.provideService(JobStore.JobStore, store),
+          Effect.provide(Logger.layer([collector]))
+        )
+        // reaps on the live server: the pool holds a connection for the next one, which writes its statement
+        yield* Effect.sleep("1500 millis")
+        yield* freeze(server)
+        const from = Date.now()
+        yield* waitFor(Effect.sync(() => failures.length), "a reap's failure is reported", { until: (n) => n >= 1, within: "20 seconds" })
+        // the bound (1 s), and more for a busy machine; not the drain's 5 s after it
+        assert.isBelow(failures[0]! - from, 4_500)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }

@@ -636,11 +636,28 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
+      const bound = Math.max(1, config.lease)
+      /** The last reap cut at the bound, while its interruption may still be under way. */
+      let cut: Fiber.Fiber<number, unknown> | undefined
       while (true) {
         // bounded as a beat is: a reap with no answer (a frozen server, a partition that drops
         // packets) kept this loop silent for ever, the jobs of dead consumers held. Cut short, a reap
         // takes back what its store's statement or script per queue did, whole, or nothing of a queue
-        const reaped = yield* Effect.exit(Effect.timeout(store.reap(backoff, reapPolicies), Math.max(1, config.lease)))
+        const reap = yield* Effect.forkChild(store.reap(backoff, reapPolicies))
+        const answer = yield* Effect.timeoutOption(Fiber.await(reap), bound)
+        if (Option.isNone(answer)) {
+          // its interruption is not waited for: an interrupted Postgres statement drains its
+          // connection (the driver's cancel request, then its wait for ReadyForQuery) for up to 5 s
+          // when nothing answers (a frozen server or backend, a dead connection), and the failure's
+          // report and the next reap, on another connection, waited for it. One cut reap ends at a
+          // time: a second one waits for the first, so the reaper holds two connections at most
+          if (cut !== undefined) yield* Fiber.await(cut)
+          cut = reap
+          yield* Effect.forkChild(Fiber.interrupt(reap))
+        }
+        const reaped: Exit.Exit<number, unknown> = Option.isSome(answer)
+          ? answer.value
+          : Exit.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
