@@ -284,7 +284,10 @@ const chaos = async (store: ProcessStore, options: {
     for (const info of infos) {
       if (info.state === "succeeded") results.set(info.id, await runtime.runPromise(JobQueue.await(Chaos, info.id)))
     }
-    // the surviving consumers stop gracefully: a zombie's late settle, if any, lands before the second read
+    // the surviving consumers stop gracefully: a zombie's late settle, if any, lands before the second read.
+    // One spawned late may still be loading (slow on a busy machine), with no SIGTERM handler yet
+    // (runMain's): each is ready first, or a SIGTERM would kill it by default (exit code null)
+    await until(() => live().every((c) => c.lines.includes("ready") || c.child.exitCode !== null || c.child.signalCode !== null), "every surviving consumer is ready", 60_000, tail)
     for (const c of live()) c.child.kill("SIGTERM")
     await Promise.all(live().map((c) => c.exited))
     for (const c of live()) assert.strictEqual(c.child.exitCode, 130, `${c.child.pid}: ${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
