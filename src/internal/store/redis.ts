@@ -625,6 +625,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "list",
         Effect.gen(function*() {
+          // no state asked for: none listed (the script reads an empty list as every state)
+          if (filter.states !== undefined && filter.states.length === 0) return []
           const names = filter.queue === undefined ? yield* queues : [filter.queue]
           const rows = yield* Effect.forEach(names, (queue) =>
             Effect.map(
