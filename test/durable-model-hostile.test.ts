@@ -241,19 +241,25 @@ class Model {
     const candidates = this.jobs.filter((job) => ready(job) && job.visibleAt <= this.now && tasks.includes(job.spec.task))
       .sort((a, b) => b.rank - a.rank || a.seq - b.seq)
     const best = candidates.slice(0, limit)
-    const tie = (a: MJob, b: MJob) => a.rank === b.rank && a.createdAt === b.createdAt && a.spec.queue !== b.spec.queue
+    // a before b: 1, after: -1, tied (the same rank and instant): 0
+    const order = (a: MJob, b: MJob) => Math.sign(a.rank - b.rank || b.createdAt - a.createdAt)
     // the store's answer, if it is the model's best up to ties of that kind
     const answer = chosen.map((k) => this.jobs[k]!)
     let wrong: string | undefined
+    const last = best[best.length - 1]
     if (answer.length !== best.length || answer.some((job) => !candidates.includes(job))) wrong = "not the best"
-    else {
+    else if (last !== undefined) {
       answer.forEach((job, i) => {
-        const expected = best[i]!
-        if (job !== expected && !tie(job, expected)) wrong ??= `job ${job.k} at ${i}, where job ${expected.k} is expected`
+        if (i > 0 && order(answer[i - 1]!, job) < 0) wrong ??= `job ${job.k} after a worse one`
+        if (order(job, last) < 0) wrong ??= `job ${job.k} is worse than the best ${limit}`
         // FIFO within a queue
-        const before = answer.slice(0, i).filter((other) => other.spec.queue === job.spec.queue)
-        if (before.some((other) => other.rank === job.rank && other.seq > job.seq)) wrong ??= `job ${job.k} after a newer job of its queue`
+        const sameQueue = (other: MJob) => other.spec.queue === job.spec.queue && other.rank === job.rank
+        if (answer.slice(0, i).some((other) => sameQueue(other) && other.seq > job.seq)) wrong ??= `job ${job.k} after a newer job of its queue`
+        if (candidates.some((other) => sameQueue(other) && other.seq < job.seq && !answer.includes(other))) {
+          wrong ??= `job ${job.k} before an older job of its queue`
+        }
       })
+      for (const job of best) if (order(job, last) > 0 && !answer.includes(job)) wrong ??= `job ${job.k} left out`
     }
     const picked = wrong === undefined ? answer : best
     for (const job of picked) {
