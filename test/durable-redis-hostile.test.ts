@@ -939,7 +939,9 @@ else {
     // one server: every queue's script waits behind a slow one (CLIENT PAUSE here, as a long script from
     // another client, or DEBUG SLEEP): the bound applies on one node too, and what the late claim took
     // and carried ends exactly once
-    it.live("one server paused 3 s (CLIENT PAUSE) under a claim of two queues carrying a settle: the claim returns the second queue's job, the first queue's late answer writes the carried settle once (its caller learns it) and gives back the job it took, which is claimed again with its attempt not counted", () =>
+    // paused 5 s: the claim's look at both queues (allotments) waits CLAIM_BOUND, then queue a's
+    // claim its bound, then queue b's answers once the pause ends
+    it.live("one server paused 5 s (CLIENT PAUSE) under a claim of two queues carrying a settle: the claim returns the second queue's job, the first queue's late answer writes the carried settle once (its caller learns it) and gives back the job it took, which is claimed again with its attempt not counted", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
         const prefix = freshPrefix()
@@ -949,7 +951,7 @@ else {
         assert.deepStrictEqual(held.claims.map((claim) => claim.job.id), [done.id])
         const a = yield* store.enqueue(job("a", 1))
         const b = yield* store.enqueue(job("b", 2))
-        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "3000", "ALL"]), server.url))
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "5000", "ALL"]), server.url))
         const started = Date.now()
         // queued in this tick: the claim of queue a carries it (or the writer, started next tick, writes it)
         const settling = yield* Effect.forkDetach(store.settle(held.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))

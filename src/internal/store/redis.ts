@@ -228,6 +228,7 @@ const SCRIPTS = {
   enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
+  peek: script<Array<string>>(Scripts.PEEK),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
   progress: script<number>(Scripts.PROGRESS),
   settle: script<Array<number>>(Scripts.SETTLE),
@@ -757,10 +758,47 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         })
       )
 
+    /**
+     * How many jobs a claim of several queues takes from each, when their ready jobs outnumber its
+     * `limit`: the best `limit` across them (rank, then creation time), from each queue's best
+     * (`PEEK`, one script per queue, together). Claimed in turn with no such look, each queue up to
+     * what was left, the first queue's jobs filled the slots whatever the others' priorities, and
+     * starved them while it had as many jobs as free slots. Undefined (claim in turn, each queue up
+     * to what is left) when they fit, or when a queue's look failed or had no answer within
+     * `CLAIM_BOUND` (a Cluster node down or frozen; later claims then do not look until it has
+     * answered). Jobs claimed elsewhere between the look and the claim only leave this claim short;
+     * its consumer claims again at once.
+     */
+    const allotments = (request: ClaimRequest) =>
+      Effect.gen(function*() {
+        // a queue whose look or claim is still unanswered: no look (each would wait its bound)
+        if (request.queues.some((queue) => late.peek.has(queue) || late.claim.has(queue))) return undefined
+        const looks = yield* Effect.forEach(request.queues, (queue) =>
+          bounded(
+            "peek",
+            queue,
+            CLAIM_BOUND,
+            run("peek", queue, NOW(), String(request.limit), String(request.tasks.length), ...request.tasks),
+            (_, answer) => Effect.asVoid(answer)
+          ).pipe(Effect.orElseSucceed(() => undefined)), { concurrency: "unbounded" })
+        const heads: Array<{ readonly score: number; readonly created: number; readonly queue: string }> = []
+        for (let i = 0; i < looks.length; i++) {
+          const flat = looks[i]
+          if (flat === undefined) return undefined
+          for (let j = 0; j < flat.length; j += 2) heads.push({ score: Number(flat[j]), created: Number(flat[j + 1]), queue: request.queues[i]! })
+        }
+        if (heads.length <= request.limit) return undefined
+        heads.sort((a, b) => a.score - b.score || a.created - b.created)
+        const allotted = new Map<string, number>()
+        for (const head of heads.slice(0, request.limit)) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
+        return allotted
+      })
+
     const claim = (request: ClaimRequest) =>
       op(
         "claim",
         Effect.gen(function*() {
+          const allotted = request.queues.length > 1 ? yield* allotments(request) : undefined
           const claims: Array<Claim & { readonly rank: number }> = []
           // the queues claimed from, and when each one's soonest delayed job is due (server ms)
           const looked = new Map<string, number | undefined>()
@@ -777,11 +815,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let stopped = () => {}
           const failedQueues = yield* eachQueue(
             "claim",
-            request.queues,
+            allotted === undefined ? request.queues : request.queues.filter((queue) => allotted.has(queue)),
             request.queues.length > 1 ? CLAIM_BOUND : 0,
             (queue) => {
-              const limit = request.limit - claims.length
-              if (limit <= 0) return undefined
+              const left = request.limit - claims.length
+              if (left <= 0) return undefined
+              const limit = allotted === undefined ? left : Math.min(left, allotted.get(queue)!)
               first = tokens.reserve(limit)
               // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
               return settles.carry((item) => item.queue === queue, (carried, stop) => {
@@ -862,7 +901,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return Effect.all(logs, { discard: true })
       })
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
-    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), list: new Set<string>() }
+    const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), list: new Set<string>(), peek: new Set<string>() }
     /**
      * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
      * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the

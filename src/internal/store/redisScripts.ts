@@ -439,6 +439,52 @@ if not due[1] then return {out, limitedFor, settled, "", ""} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
 `
 
+/**
+ * The first step of a claim of several queues (see `redis.ts`'s `allotments`): ARGV: now, limit,
+ * taskCount, tasks... → the score (−rank, as Redis keeps it) and creation time of each of the best
+ * `limit` ready jobs of these tasks, best first, at most as many as the queue's rate window allows
+ * now (as CLAIM counts it), none while it is paused: {score, created, score, created, ...}. Promotes
+ * the due delayed jobs first, as CLAIM would.
+ */
+export const PEEK = `${PRELUDE}
+local now = clock(ARGV[1])
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
+promote(now)
+local limit = tonumber(ARGV[2])
+local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
+if rateLimit > 0 then
+  local rateInterval = tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+  local size = redis.call("ZCARD", B .. ":rate")
+  local allowed = math.max(0, rateLimit - size)
+  if allowed < limit and size > 0 then
+    local oldest = redis.call("ZRANGE", B .. ":rate", 0, math.min(size, limit) - 1, "WITHSCORES")
+    local i = 2
+    while allowed < limit and i <= #oldest and now - tonumber(oldest[i]) >= rateInterval do
+      allowed = allowed + 1
+      i = i + 2
+    end
+  end
+  if allowed < limit then limit = allowed end
+end
+local heads = {}
+if limit > 0 then
+  for t = 1, tonumber(ARGV[3]) do
+    local ready = redis.call("ZRANGE", B .. ":ready:" .. ARGV[3 + t], 0, limit - 1, "WITHSCORES")
+    for i = 1, #ready, 2 do heads[#heads + 1] = {ready[i], ready[i + 1]} end
+  end
+end
+table.sort(heads, function(a, b)
+  local x, y = tonumber(a[2]), tonumber(b[2])
+  return x < y or (x == y and a[1] < b[1])
+end)
+local out = {}
+for i = 1, math.min(limit, #heads) do
+  out[#out + 1] = heads[i][2]
+  out[#out + 1] = redis.call("HGET", jobKey(string.sub(heads[i][1], 17)), "created")
+end
+return out
+`
+
 /** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
 export const HEARTBEAT: string = `${PRELUDE}
 local now = clock(ARGV[1])
