@@ -93,6 +93,7 @@ type Op =
   | { readonly _tag: "purge"; readonly ago: number; readonly states: ReadonlyArray<State> }
   | { readonly _tag: "advance"; readonly millis: number }
   | { readonly _tag: "get"; readonly k: number }
+  | { readonly _tag: "latencies"; readonly queue: string }
   | { readonly _tag: "listStates"; readonly queue: string | undefined; readonly states: ReadonlyArray<State>; readonly limit: number }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,8 +182,20 @@ const storeRowOf = (row: JobRow) => ({
   retry: row.retry ?? null
 })
 
+/** A job's run that ended succeeded or dead, for `latencies`: `optional` once its row lost it (purged, redriven). */
+interface End {
+  readonly k: number
+  readonly queue: string
+  readonly finishedAt: number
+  readonly wait: number
+  readonly run: number
+  optional: boolean
+}
+
 class Model {
   readonly jobs: Array<MJob> = []
+  /** ends not yet reported by a read of `latencies` */
+  ends: Array<End> = []
   readonly queues = new Map<string, MQueue>()
   /** claim number → job */
   readonly claims: Array<number> = []
@@ -376,6 +389,20 @@ class Model {
     job.exit = exit
     job.finishedAt = this.now
     job.cancelRequested = false
+    if (state !== "cancelled") this.ended(job)
+  }
+  private ended(job: MJob) {
+    this.ends.push({
+      k: job.k,
+      queue: job.spec.queue,
+      finishedAt: this.now,
+      wait: Math.max(0, job.startedAt! - job.visibleAt),
+      run: Math.max(0, this.now - job.startedAt!),
+      optional: false
+    })
+  }
+  private lost(job: MJob) {
+    for (const end of this.ends) if (end.k === job.k) end.optional = true
   }
 
   settle(claim: number, settlement: Settlement) {
@@ -430,6 +457,7 @@ class Model {
         (other.state === "queued" || other.state === "running")
       )
     ) return false
+    this.lost(job)
     job.state = "queued"
     job.attempts = 0
     job.visibleAt = this.now
@@ -452,6 +480,7 @@ class Model {
         job.state = "dead"
         job.exit = null
         job.finishedAt = this.now
+        this.ended(job)
       } else {
         job.state = "queued"
         job.exit = null
@@ -467,6 +496,7 @@ class Model {
     for (const job of this.jobs) {
       if (!job.purged && FINAL.includes(job.state) && states.includes(job.state) && job.finishedAt! < before) {
         job.purged = true
+        this.lost(job)
         count++
       }
     }
@@ -588,7 +618,8 @@ const generate = (rnd: () => number, model: Model, seed: number, step: number, m
       : { _tag: "configure", queue: pick(QUEUES), rateLimit: pick([{ limit: 1, interval: 100 }, { limit: 2, interval: 50 }, { limit: 3, interval: 250 }, null]) }
   }
   if (r < 0.77) return { _tag: "purge", ago: pick([0, 50, 1000]), states: chance(0.5) ? FINAL : [pick(FINAL)] }
-  if (r < 0.82) return { _tag: "get", k: anyJob() }
+  if (r < 0.8) return { _tag: "get", k: anyJob() }
+  if (r < 0.82) return { _tag: "latencies", queue: pick(QUEUES) }
   if (r < 0.85) {
     const states: Array<State> = ["queued", "running", "succeeded", "dead", "cancelled"].filter(() => chance(0.5)) as Array<State>
     return { _tag: "listStates", queue: chance(0.7) ? pick(QUEUES) : undefined, states, limit: pick([1, 2, 100]) }
@@ -614,6 +645,7 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
     const ids: Array<string> = []
     const kOf = new Map<string, number>()
     const tokens: Array<string> = []
+    const cursors = new Map<string, string>()
     const log: Array<string> = []
     let step = 0
     const fail = (what: string): never => {
@@ -757,6 +789,28 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
           }
           break
         }
+        case "latencies": {
+          const read = yield* store.latencies(op.queue, cursors.get(op.queue), 1000)
+          if (!cursors.has(op.queue)) {
+            check("latencies: a first read lists none", [], read.jobs)
+            // ends before it are not in the chain; one at its instant may be (the read says where it stands)
+            model.ends = model.ends.filter((end) => end.queue !== op.queue || end.finishedAt >= model.now)
+            for (const end of model.ends) if (end.queue === op.queue) end.optional = true
+          } else {
+            for (const latency of read.jobs) {
+              const match = (end: End) => end.queue === op.queue && end.wait === latency.wait && end.run === latency.run
+              const required = model.ends.findIndex((end) => match(end) && !end.optional)
+              const i = required >= 0 ? required : model.ends.findIndex(match)
+              if (i < 0) fail(`latencies: ${show(latency)} is no end the model has not reported yet: ${show(model.ends)}`)
+              model.ends.splice(i, 1)
+            }
+            // an end before the read's instant is in it (or in a read before); one at its instant may come next
+            const missed = model.ends.find((end) => end.queue === op.queue && !end.optional && end.finishedAt < model.now)
+            if (missed !== undefined) fail(`latencies: the end of job ${missed.k} (${show(missed)}) is not reported`)
+          }
+          cursors.set(op.queue, read.until)
+          break
+        }
         case "listStates": {
           const rows = yield* store.list({ queue: op.queue, states: op.states, limit: op.limit })
           const expected = model.live()
@@ -816,7 +870,7 @@ describe("the durable stores against a reference model", () => {
       Effect.gen(function*() {
         const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
         for (let seed = FIRST; seed < FIRST + seeds; seed++) yield* runSeed(store, seed, STEPS, DEBUG, process.env.MODEL_SINGLE === undefined)
-      }).pipe(Effect.scoped), { timeout: 120_000 })
+      }).pipe(Effect.scoped), { timeout: Math.max(120_000, seeds * STEPS * 25) })
   }
 })
 
