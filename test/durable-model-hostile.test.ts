@@ -77,6 +77,13 @@ type Op =
     readonly limit: number
     readonly lease: number
   }
+  | {
+    readonly _tag: "claimTogether"
+    readonly queue: string
+    readonly tasks: ReadonlyArray<string>
+    readonly limits: readonly [number, number]
+    readonly lease: number
+  }
   | { readonly _tag: "heartbeat"; readonly claims: ReadonlyArray<number>; readonly lease: number }
   | { readonly _tag: "progress"; readonly claim: number; readonly value: string }
   | { readonly _tag: "settle"; readonly claim: number; readonly settlement: Settlement }
@@ -589,6 +596,10 @@ const generate = (rnd: () => number, model: Model, seed: number, step: number, m
     const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
     return { _tag: "claim", queues, tasks, limit: pick([1, 1, 2, 3]), lease: pick([100, 250]) }
   }
+  if (r < 0.38) {
+    const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
+    return { _tag: "claimTogether", queue: pick(QUEUES), tasks, limits: [pick([1, 2]), pick([1, 2])], lease: pick([100, 250]) }
+  }
   if (r < 0.42) {
     const claims = Array.from({ length: 1 + Math.floor(rnd() * 3) }, anyClaim)
     return { _tag: "heartbeat", claims: [...new Set(claims)], lease: pick([100, 250]) }
@@ -724,6 +735,28 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
           })
           if (claimed.limitedFor !== expected.orLimitedFor) check("claim: limitedFor", expected.limitedFor, claimed.limitedFor)
           if (expected.picked.length < op.limit) check("claim: dueIn", expected.dueIn, claimed.dueIn)
+          break
+        }
+        case "claimTogether": {
+          // two claims at the same instant: they take different jobs, together the best the model's one would
+          const request = (limit: number) => ({ queues: [op.queue], tasks: op.tasks, limit, lease: op.lease })
+          const [one, two] = yield* Effect.all([store.claim(request(op.limits[0])), store.claim(request(op.limits[1]))], {
+            concurrency: 2
+          })
+          const claims = [...one.claims, ...two.claims]
+          const ks = claims.map((c) => kOfId(c.job.id))
+          if (new Set(ks).size !== ks.length) fail(`claims together: one job claimed twice: ${show(ks)}`)
+          const byModel = (a: number, b: number) => model.jobs[b]!.rank - model.jobs[a]!.rank || model.jobs[a]!.seq - model.jobs[b]!.seq
+          const chosen = [...ks].sort(byModel)
+          const expected = model.claim([op.queue], op.tasks, op.limits[0] + op.limits[1], op.lease, chosen)
+          if (expected.wrong !== undefined) {
+            fail(`claims together: expected ${show(expected.picked.map((job) => job.k))}, got ${show(ks)} (${expected.wrong})`)
+          }
+          for (const job of expected.picked) {
+            const claim = claims.find((c) => kOfId(c.job.id) === job.k)!
+            tokens[job.claim!] = claim.token
+            checkRow("claims together: the row as claimed", job, claim.job)
+          }
           break
         }
         case "heartbeat": {
