@@ -766,8 +766,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * starved them while it had as many jobs as free slots. Undefined (claim in turn, each queue up
      * to what is left) when they fit, or when a queue's look failed or had no answer within
      * `CLAIM_BOUND` (a Cluster node down or frozen; later claims then do not look until it has
-     * answered). Jobs claimed elsewhere between the look and the claim only leave this claim short;
-     * its consumer claims again at once.
+     * answered). A claim elsewhere between the look and the claim may take an allotted job: this
+     * one then takes that queue's next (or comes up short), which another queue's job could have
+     * outranked: across queues, claims at the same instant are ordered only as well as their looks.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
