@@ -87,6 +87,7 @@ type Op =
   | { readonly _tag: "heartbeat"; readonly claims: ReadonlyArray<number>; readonly lease: number }
   | { readonly _tag: "progress"; readonly claim: number; readonly value: string }
   | { readonly _tag: "settle"; readonly claim: number; readonly settlement: Settlement }
+  | { readonly _tag: "settleTogether"; readonly claim: number; readonly settlements: readonly [Settlement, Settlement] }
   | { readonly _tag: "cancel"; readonly k: number }
   | { readonly _tag: "redrive"; readonly k: number }
   | { readonly _tag: "reap"; readonly backoff: ReadonlyArray<number>; readonly policies: Record<string, ReadonlyArray<number>> }
@@ -607,6 +608,13 @@ const generate = (rnd: () => number, model: Model, seed: number, step: number, m
   if (r < 0.45) return { _tag: "progress", claim: anyClaim(), value: JSON.stringify({ step }) }
   if (r < 0.58) {
     const exit = JSON.stringify({ step })
+    const settlements: ReadonlyArray<Settlement> = [
+      { _tag: "Final", state: "succeeded", exit },
+      { _tag: "Final", state: "dead", exit },
+      { _tag: "Retry", delay: 20, exit },
+      { _tag: "Release" }
+    ]
+    if (chance(0.15)) return { _tag: "settleTogether", claim: anyClaim(), settlements: [pick(settlements), pick(settlements)] }
     const settlement: Settlement = pick<Settlement>([
       { _tag: "Final", state: "succeeded", exit },
       { _tag: "Final", state: "dead", exit },
@@ -773,6 +781,17 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
         case "settle":
           check("settle", model.settle(op.claim, op.settlement), yield* store.settle(tokenOf(op.claim), op.settlement))
           break
+        case "settleTogether": {
+          // one token settled twice at the same instant: at most one is written (the fence)
+          const [a, b] = yield* Effect.all(op.settlements.map((settlement) => store.settle(tokenOf(op.claim), settlement)), {
+            concurrency: 2
+          })
+          const held = model.holding(op.claim) !== undefined
+          if (a && b) fail("settles together: both written")
+          if (held !== (a || b)) fail(`settles together: ${held ? "neither" : "one"} written (${a}, ${b})`)
+          if (held) model.settle(op.claim, op.settlements[a ? 0 : 1])
+          break
+        }
         case "cancel":
           check("cancel", model.cancel(op.k), yield* store.cancel(idOf(op.k)))
           break
@@ -928,6 +947,24 @@ describe("what the model found", () => {
         assert.deepStrictEqual(yield* store.list({ queue: "qa", states: [], limit: 10 }), [])
         assert.deepStrictEqual(yield* store.list({ queue: undefined, states: [], limit: 10 }), [])
         assert.strictEqual((yield* store.list({ queue: "qa", states: ["queued"], limit: 10 })).length, 1)
+      }).pipe(Effect.scoped))
+
+    // seed 27 step 16: Postgres wrote two final settles of one token sent together in one statement,
+    // which updated the job once (with either's values) and returned its token once: each settle
+    // read that as its own, both callers told they were written
+    it.effect(`${name}: two final settles of one token at the same instant: one is written, and the job ends as that one says`, () =>
+      Effect.gen(function*() {
+        const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+        yield* store.enqueue(job("qa", 0, 1))
+        const { claims } = yield* store.claim({ queues: ["qa"], tasks: ["T1"], limit: 1, lease: 1000 })
+        const token = claims[0]!.token
+        const written = yield* Effect.all([
+          store.settle(token, { _tag: "Final", state: "succeeded", exit: "1" }),
+          store.settle(token, { _tag: "Final", state: "dead", exit: "2" })
+        ], { concurrency: 2 })
+        assert.strictEqual(written.filter(Boolean).length, 1, `written: ${written}`)
+        const row = yield* store.get(claims[0]!.job.id)
+        assert.deepStrictEqual([row?.state, row?.exit], written[0] ? ["succeeded", "1"] : ["dead", "2"])
       }).pipe(Effect.scoped))
 
     // seed 1 step 18: Redis claimed from its queues in turn, each up to the claim's limit, so the
