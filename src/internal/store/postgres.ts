@@ -413,8 +413,9 @@ export interface FinalSettle {
  * by a token array as well as the join: joined only to the recordset, whose rows the planner cannot
  * count, an unanalyzed table was read whole instead of through wp_job_token.
  */
-export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: ReadonlyArray<FinalSettle>, now: Fragment | number) =>
-  sql<{ token: string }>`UPDATE ${S}.wp_job j
+export const settleStatement = (sql: PgClient.PgClient, S: Fragment, batch: ReadonlyArray<FinalSettle>, now: Fragment | number) => {
+  const finals = firstOfEachToken(batch)
+  return sql<{ token: string }>`UPDATE ${S}.wp_job j
     SET state = v.state, exit = v.exit, finished_at = ${now}, settled_xid = ${sql.literal(XID)}, cancel_requested = false,
       lease_token = NULL, lease_until = NULL
     FROM (SELECT l.seq, v.token, v.state, v.exit
@@ -425,6 +426,29 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, finals: Rea
       ORDER BY l.seq FOR UPDATE OF l) v
     WHERE j.seq = v.seq
     RETURNING v.token`
+}
+
+/**
+ * A batch's settles, each token's first only: two of one token (sent together by one consumer)
+ * joined the job twice, and the UPDATE wrote it once, with either's values.
+ */
+const firstOfEachToken = (batch: ReadonlyArray<FinalSettle>): ReadonlyArray<FinalSettle> => {
+  const seen = new Set<string>()
+  return batch.filter((entry) => {
+    if (seen.has(entry.token)) return false
+    seen.add(entry.token)
+    return true
+  })
+}
+
+/**
+ * Whether each settle of a batch was written, from the tokens the statement returned: only a
+ * token's first settle was (see `firstOfEachToken`); a second one of the same token wrote nothing.
+ */
+const writtenEach = (batch: ReadonlyArray<FinalSettle>, tokens: Iterable<string>): Array<boolean> => {
+  const written = new Set(tokens)
+  return batch.map((entry) => written.delete(entry.token))
+}
 
 /**
  * The heartbeat: renews the leases of the jobs `tokens` hold, found by token alone like the final
@@ -1223,8 +1247,7 @@ export const makeWith = (
     const finals = Settles.make<FinalSettle>(
       (batch) =>
         Effect.map(driverTime(settleStatement(sql, S, batch, NOW())), (rows) => {
-          const written = new Set(rows.map((row) => row.token))
-          return batch.map((entry) => written.has(entry.token))
+          return writtenEach(batch, rows.map((row) => row.token))
         }),
       yield* Effect.scope,
       closing.close
@@ -1237,7 +1260,6 @@ export const makeWith = (
     const claimUnlimited = (request: ClaimRequest) =>
       finals.carry(() => true, (carried) =>
         Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried)), (rows) => {
-          const written = new Set(rows[0]?.settled ?? [])
           const dueIn = rows[0]?.due_in
           return [
             {
@@ -1245,7 +1267,7 @@ export const makeWith = (
               claims: toClaims(rows.filter((row) => row.id !== null)),
               dueIn: dueIn === null || dueIn === undefined ? undefined : Number(dueIn)
             },
-            carried.map((entry) => written.has(entry.token))
+            writtenEach(carried, rows[0]?.settled ?? [])
           ] as const
         }))
 
