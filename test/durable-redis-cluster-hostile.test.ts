@@ -5,6 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Layer, Logger, Queue, Ref, Schedule } from "effect"
+import { TestClock } from "effect/testing"
+import type { Store } from "../src/internal/store/model.ts"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -12,6 +14,7 @@ import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, clusterLayer, freshPrefix, timeAnswersAtOnce, until } from "./durable/redis.ts"
+import { waitFor } from "./helpers.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisClient from "../src/internal/store/redisClient.ts"
@@ -80,6 +83,38 @@ const reapOrder = Effect.gen(function*() {
   const v = nodes.findIndex((node) => node !== list)
   return { cluster, prefix, queues, store, first, victim: nodes[v]!, healthy: nodes[v + 1]! }
 })
+
+/**
+ * A move of the slot of `queue`'s keys from the node that serves it to the next one, as
+ * `redis-cli --cluster reshard` makes it: `begin` marks it MIGRATING and IMPORTING (no key moved
+ * yet); `finish` moves every key (MIGRATE) and gives the slot to the target on every node.
+ */
+const slotMove = (cluster: redisServer.Cluster, prefix: string, queue: string) =>
+  Effect.promise(async () => {
+    const nodes = cluster.nodes.map((node) => node.url)
+    const ids = await Promise.all(nodes.map((on) => admin((client) => client.sendCommand(["CLUSTER", "MYID"]) as Promise<string>, on)))
+    const slot = String(await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", `${RedisStore.queueBase(prefix, queue)}:meta`]), nodes[0]!))
+    const slots = await admin((client) => client.sendCommand(["CLUSTER", "SLOTS"]) as Promise<Array<[number, number, [string, number]]>>, nodes[0]!)
+    const port = Number(slots.find(([from, to]) => from <= Number(slot) && Number(slot) <= to)![2][1])
+    const source = nodes.findIndex((url) => url.endsWith(`:${port}`))
+    const target = (source + 1) % nodes.length
+    const [host, targetPort] = nodes[target]!.replace("redis://", "").split(":")
+    return {
+      begin: async () => {
+        await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source]!]), nodes[target]!)
+        await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target]!]), nodes[source]!)
+      },
+      finish: async () => {
+        const keys = await admin((client) => client.sendCommand(["CLUSTER", "GETKEYSINSLOT", slot, "10000"]) as Promise<Array<string>>, nodes[source]!)
+        if (keys.length > 0) {
+          await admin((client) => client.sendCommand(["MIGRATE", host!, targetPort!, "", "0", "5000", "KEYS", ...keys]), nodes[source]!)
+        }
+        for (const on of [target, source, ...nodes.keys()].filter((n, i, all) => all.indexOf(n) === i)) {
+          await admin((client) => client.sendCommand(["CLUSTER", "SETSLOT", slot, "NODE", ids[target]!]), nodes[on]!)
+        }
+      }
+    }
+  })
 
 if (binary === undefined) describe.skip("the Redis store on a hostile Cluster (no redis-server binary)", () => {})
 else {
@@ -582,6 +617,73 @@ else {
         assert.deepStrictEqual(taken.claims.map((claim) => claim.job.id), [first.id, second.id])
         assert.deepStrictEqual((yield* keysIn(nodes[0]!)), [])
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // A settle refused while its queue's slot moves (TRYAGAIN) was tried 6 times in all, lease / 10
+    // apart: for half a lease. A heartbeat refused the same way gives its jobs up only after a whole
+    // lease, and docs/durable.md has a move shorter than the lease be safe. So a move longer than
+    // half a lease (shorter than the lease) left a job that had ended to its lease (one still running
+    // came through): taken back after the move, it ran again
+    it.effect("a job that ends while its queue's slot moves, the move (6 s) shorter than the lease (10 s) but longer than half of it: its settle lands once the slot is settled, the job ran once and succeeded (not left to its lease, taken back and run again)", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const [queue] = yield* queuePerNode(cluster, prefix)
+        const move = yield* slotMove(cluster, prefix, queue!)
+        let answered = 0
+        const counting = Layer.effect(
+          JobStore.JobStore,
+          Effect.map(JobStore.JobStore, (inner): Store => ({
+            ...inner,
+            settle: (token, settlement) => Effect.ensuring(inner.settle(token, settlement), Effect.sync(() => void answered++))
+          }))
+        ).pipe(Layer.provide(clusterLayer(() => cluster.url, prefix)))
+        const warnings: Array<string> = []
+        const collector = Logger.make((options) => {
+          const message = Array.isArray(options.message) ? options.message[0] : options.message
+          warnings.push(String(message))
+        })
+        const gaveUp = () => warnings.some((line) => line.includes("settle failed"))
+        let runs = 0
+        const started = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            queues: [queue!],
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.sync(() => runs++).pipe(Effect.andThen(Deferred.succeed(started, undefined)), Effect.andThen(Deferred.await(release)), Effect.as(n)))],
+            concurrency: 1,
+            lease: "10 seconds"
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: queue! })
+          yield* Deferred.await(started)
+          yield* Effect.promise(move.begin)
+          yield* Deferred.succeed(release, undefined)
+          // each try of its settle, a second apart, refused (TRYAGAIN), for 6 s of the move
+          const tried = (after: number) =>
+            waitFor(Effect.sync(() => answered > after || gaveUp()), `a try of the settle after the ${after}th, or the consumer giving it up`)
+          yield* tried(0)
+          for (let t = 0; t < 6; t++) {
+            const before = answered
+            yield* TestClock.adjust(1000)
+            yield* tried(before)
+          }
+          yield* Effect.promise(move.finish)
+          if (!gaveUp()) {
+            const before = answered
+            yield* TestClock.adjust(1000)
+            yield* tried(before)
+          }
+          const state = Effect.map(Effect.orDie(JobQueue.status(job.id)), (info) => info.state).pipe(
+            Effect.provideService(JobStore.JobStore, yield* JobStore.JobStore)
+          )
+          // on until it has ended or run again (the reaper takes back a job left to its lease)
+          yield* waitFor(Effect.andThen(TestClock.adjust(100), state), "the job ends or runs again", { until: (s) => s === "succeeded" || runs > 1 })
+          assert.strictEqual(runs, 1, "the job ran once")
+          const info = yield* Effect.orDie(JobQueue.status(job.id))
+          assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 1])
+          assert.isFalse(gaveUp(), "its settle was not given up")
+        }).pipe(Effect.scoped, Effect.provide(Layer.merge(counting, Logger.layer([collector]))))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
 
     // The cancel subscription tries the known nodes in turn from a random one (2df18d3), each client with
     // its "error" listener (which ends the subscription) set before its connect: a node down tried
