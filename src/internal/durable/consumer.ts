@@ -131,16 +131,23 @@ export const CLAIM_RETRY_FLOOR = 100
  */
 export const STOP_SETTLE_GRACE = 2000
 
+/** How many times a failed settle is tried again, `lease / 10` apart: for a lease (see `persist`). */
+export const SETTLE_RETRIES = 10
+
 /** The spacing of a settle's retries once its consumer stops (its wait for them is bounded: `STOP_SETTLE_GRACE`). */
 export const STOP_RETRY_SPACING = 200
 
 /**
- * Tries a store step a few times: a settle that never lands is taken back by a reaper later, and
- * its job runs again. The retry is set up only after a first failure: on the way every job takes,
- * it cost a schedule and its driver per settle. A closed store is not asked again: it only fails.
- * Tries come `lease / 10` apart, and `STOP_RETRY_SPACING` apart once `stopped` is done: a stopping
- * consumer waits `STOP_SETTLE_GRACE` at most for its settles, so a slow retry would only be cut
- * short, while a quick one still saves a job from a rerun after a passing failure.
+ * Tries a store step for a lease: a settle that never lands is taken back by a reaper later, and
+ * its job runs again. A lease, as a heartbeat: the job's lease holds that long after its last
+ * renewal (and is renewed meanwhile if beats get through), and a store refusing both for less
+ * (a Redis Cluster slot moving, a restart) must not leave a job that has ended to run again when
+ * one still running comes through (5 tries, half a lease, did). The retry is set up only after a
+ * first failure: on the way every job takes, it cost a schedule and its driver per settle. A
+ * closed store is not asked again: it only fails. Tries come `lease / 10` apart, and
+ * `STOP_RETRY_SPACING` apart once `stopped` is done: a stopping consumer waits `STOP_SETTLE_GRACE`
+ * at most for its settles, so a slow retry would only be cut short, while a quick one still saves
+ * a job from a rerun after a passing failure.
  */
 const persist = <A, E>(
   effect: Effect.Effect<A, E>,
@@ -155,7 +162,7 @@ const persist = <A, E>(
       closed || left === 0
         ? Effect.fail(error)
         : Effect.andThen(pause, Effect.catch(effect, (error) => retry(left - 1, error))))
-  return Effect.catch(effect, (error) => retry(5, error))
+  return Effect.catch(effect, (error) => retry(SETTLE_RETRIES, error))
 }
 
 // uninterruptible (nothing in it waits): interrupted between forking its loops and adding the
