@@ -556,6 +556,33 @@ else {
       }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("40 seconds"))
     }, { timeout: 60_000 })
 
+    // A claim of a paused queue answered 4 values, the queue's soonest delayed time (the 5th) left
+    // out: read as NaN, the store then held the queue's delayed marker "due at NaN", and handed it
+    // back at its close as a ZADD of "NaN", which Redis refused: the marker lost, and the store's
+    // entry in `B:held` left, so the other stores' watches did not put the marker back until the
+    // job's time and a grace after it
+    it.live("a store whose idle consumer's watch took a delayed job's marker claims the queue while it is paused, then closes: it hands the marker back at the job's time, and its held entry goes", () => {
+      const prefix = freshPrefix()
+      return Effect.gen(function*() {
+        const key = (name: string) => `${RedisStore.queueBase(prefix, "q}")}:${name}`
+        const scope = yield* Scope.make()
+        const store = yield* Effect.flatMap(RedisStore.options({ url: url!, prefix }), RedisStore.open).pipe(Scope.provide(scope))
+        // an idle consumer of the queue here: its watch blocks on the queue's marker
+        const idle = yield* Effect.forkChild(store.wait(600_000, undefined, ["q}"], ["Echo"]))
+        yield* Effect.promise(() => blocked(prefix, 1))
+        const due = Date.now() + 3_600_000
+        yield* store.enqueue(newJob("q}", { runAt: due }))
+        // the watch takes the delayed job's marker, and says so in B:held
+        yield* until(Effect.promise(() => admin((client) => client.zCard(key("held")))), (n) => n === 1, "the store holds the marker")
+        yield* store.configure("q}", { paused: true })
+        assert.deepStrictEqual((yield* store.claim({ queues: ["q}"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims, [])
+        yield* Fiber.interrupt(idle)
+        yield* Scope.close(scope, Exit.void)
+        const [marker, held] = yield* Effect.promise(() => admin(async (client) => [await client.zScore(key("marker"), "1"), await client.zCard(key("held"))]))
+        assert.deepStrictEqual([marker, held], [due, 0], "the marker is back at the job's time, the store's held entry gone")
+      }).pipe(Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+
     it.live("a job that ends or is cancelled wakes this process's awaiter at once (poll 1 hour), and not its idle consumer of another queue", () => {
       const prefix = freshPrefix()
       return Effect.gen(function*() {
