@@ -336,7 +336,7 @@ export const CLAIMED_FIELDS = [
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
- * ms), or "" if none is delayed.
+ * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same).
  */
 export const CLAIM = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -344,7 +344,19 @@ local taskCount = tonumber(ARGV[4])
 local settleCount = tonumber(ARGV[5 + taskCount])
 local settled = settleMany(ARGV, 6 + taskCount, settleCount, now)
 local tokenAt = 5 + taskCount + settleCount * 5
-if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled, ""} end
+-- the queue's soonest delayed job, which a holder's entry in B:held follows (gone when none is left)
+local function soonest()
+  local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
+  local holder = ARGV[tokenAt + 4]
+  if holder ~= "" then
+    if due[1] then redis.call("ZADD", B .. ":held", due[2], holder) else redis.call("ZREM", B .. ":held", holder) end
+  end
+  return due
+end
+-- paused: nothing taken, and no wake-up at the soonest delayed job's time (the resume wakes), but
+-- that time all the same: the marker a store holds follows it (left out, it was read as NaN, and
+-- the marker handed back "at NaN" was refused, lost)
+if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled, "", soonest()[2] or ""} end
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -430,11 +442,7 @@ end
 -- took it for its idle consumers hands it back when it cannot claim at that time (re-adding it at
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
-local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
-local holder = ARGV[tokenAt + 4]
-if holder ~= "" then
-  if due[1] then redis.call("ZADD", B .. ":held", due[2], holder) else redis.call("ZREM", B .. ":held", holder) end
-end
+local due = soonest()
 if not due[1] then return {out, limitedFor, settled, "", ""} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
 `
