@@ -31,7 +31,8 @@ class Lane<T extends QueueEntry> implements HeapItem {
   head = 0
   live = 0
   dead = 0
-  readonly priority: number
+  /** Set again when the lane is reused for another priority (see `spare`). */
+  priority: number
   constructor(priority: number) {
     this.priority = priority
   }
@@ -67,6 +68,33 @@ class Lane<T extends QueueEntry> implements HeapItem {
 }
 
 /**
+ * The lane last emptied, by any queue, kept for the next lane any queue makes. A queue makes a lane
+ * when a priority comes to it and drops it once empty: an empty queue at every push (its pop drops
+ * it), and all of a pool's lanes die with the pool. Kept, one lane spares those allocations, and
+ * keeps the lanes' hidden class alive from one pool to the next: V8 drops a class once no object
+ * has it, clears the inline caches that name it, and the scheduler's `pump` (which inlines `pop`)
+ * was deoptimized and compiled again in every new pool (`--trace-deopt`: 8 deopts of `pump` in 8
+ * pools, 2 with the lane kept).
+ */
+let spare: Lane<QueueEntry> | undefined
+
+const laneFor = <T extends QueueEntry>(priority: number): Lane<T> => {
+  const lane = spare as Lane<T> | undefined
+  if (lane === undefined) return new Lane<T>(priority)
+  spare = undefined
+  lane.priority = priority
+  return lane
+}
+
+/** Keeps an emptied lane (every entry taken, so `head` is at its end) as the `spare`. */
+const recycle = (lane: Lane<QueueEntry>): void => {
+  lane.items.length = 0
+  lane.head = 0
+  lane.dead = 0
+  spare = lane
+}
+
+/**
  * Whether entry `x` comes before entry `y`: a higher score, or the same score and came to the queue
  * first (`time`: its submission, or its return after a retry's delay), then submitted first. By
  * `time`, not by submission alone: a retry back in the queue is as if just submitted, and the aging
@@ -91,7 +119,7 @@ export class PriorityQueue<T extends QueueEntry> {
   push(entry: T): void {
     let lane = this.lanes.get(entry.priority)
     if (lane === undefined) {
-      lane = new Lane(entry.priority)
+      lane = laneFor<T>(entry.priority)
       this.lanes.set(entry.priority, lane)
     }
     lane.items.push(entry)
@@ -233,6 +261,7 @@ export class PriorityQueue<T extends QueueEntry> {
     if (--lane.live === 0) {
       this.heap.remove(lane)
       this.lanes.delete(lane.priority)
+      recycle(lane as unknown as Lane<QueueEntry>)
     } else {
       this.heap.update(lane)
     }
