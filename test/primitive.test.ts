@@ -7,6 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { WorkPool } from "../src/index.ts"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { settle } from "./helpers.ts"
 
 describe("the pool's Effect objects", () => {
@@ -85,5 +87,49 @@ describe("the pool's Effect objects", () => {
       }
       yield* Fiber.interrupt(beside)
       assert.isAbove(seenBeside, 0)
+    }))
+
+  it.effect("an Effect.sync job's success Exit: one iterator per yield*, its own result; undefined results are Exit.void", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const exit = (yield* pool.submit(Effect.sync(() => 7))).await as unknown as Iterable<unknown>
+      assert.isTrue(Exit.isExit(exit))
+      const one = exit[Symbol.iterator]()
+      const two = exit[Symbol.iterator]()
+      assert.notStrictEqual(one, two)
+      // Effect's own iterator returns a new result object at the first step: 80 bytes a yield*, not 40
+      const first = one.next()
+      assert.strictEqual(first as unknown, one)
+      assert.deepStrictEqual([first.done, first.value === exit], [false, true])
+      const last = one.next(7)
+      assert.deepStrictEqual([last.done, last.value], [true, 7])
+      assert.strictEqual(yield* (exit as unknown as Effect.Effect<number>), 7)
+      const a = (yield* pool.submit(Effect.sync(() => undefined))).await
+      // an Exit is immutable: one for all
+      assert.strictEqual(a as unknown, Exit.void)
+    }))
+
+  it.effect("a kept success Exit of a small integer is one small object: its value is not boxed on its own", () =>
+    Effect.gen(function*() {
+      // V8 gives up a hidden class no object has: made again by a number first, the Exit's field
+      // would box every number (small integers too) in 16 bytes of its own (see primitive.ts)
+      setFlagsFromString("--expose-gc")
+      const gc: () => void = runInNewContext("gc")
+      const pool = yield* WorkPool.make({ concurrency: 1, capacity: Infinity })
+      const n = 100_000
+      const heap = () => {
+        for (let i = 0; i < 3; i++) gc()
+        return process.memoryUsage().heapUsed
+      }
+      const kept = new Array<unknown>(n)
+      const before = heap()
+      // a number that is no small integer first: what would make that field a double field
+      kept[0] = (yield* pool.submit(Effect.sync(() => 2 ** 40))).await
+      for (let i = 1; i < n; i++) kept[i] = (yield* pool.submit(Effect.sync(() => i))).await
+      const perExit = (heap() - before) / n
+      // an Exit is 32 bytes on 64-bit V8 (24 with pointer compression), plus 8 (or 4) in the array;
+      // boxed values add 16 (or 12) more
+      assert.isBelow(perExit, 44, `${perExit.toFixed(1)} bytes per kept Exit`)
+      assert.strictEqual(kept.length, n)
     }))
 })
