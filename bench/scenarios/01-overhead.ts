@@ -187,13 +187,6 @@ export const scenario: Scenario = {
       "32 MB. With about 2 MB fewer counted before the 5th scavenge the growth would come at the 6th, in the await " +
       "loop with some 22 MB left to allocate (by the same sum a peak near 31 MB, 1.55×; estimated, not run). That " +
       "is not the pool's to cut: its modules are 1.4 MB of the loading, its per-job survivors the Exit's floor.",
-    "Since an `Effect.sync` job's success Exit takes one 40-byte iterator per `yield*` (src/internal/primitive.ts; " +
-      "Effect's own Exit takes its iterator and a result object, 80), the await loop allocates 40 bytes a job less " +
-      "(`bench/ab-fiber.ts`: 446 → 404 bytes a job), and what the run allocates after the young generation grows " +
-      "fits in it: the run ends without the final scavenge that set the peak. Measured at load 16–23 (the numbers " +
-      "above are from an earlier run): peak 44.2 → 37.8 MB, medians of 6 interleaved pairs of `bench/child.ts` " +
-      "(`Effect.forEach`'s 20.1 MB: 2.20× → 1.88×); the bench at that load, 3 repetitions: 37.6 MB, 1.88×. That is " +
-      "where the run ends against the young generation's 32 MB, a few MB short of it, not a margin of the pool's own.",
     "The fastq ratio depends on timing the first full-size run: with the child's warm-ups followed by five full-size " +
       "runs, a fresh queue or pool each (`bench/probe/firstRun.ts`; CPU of every thread per run; 5 processes for fastq " +
       "and ours, 3 for `Effect.forEach`; load 5), fastq's first run took 499–542 ms of CPU and its later ones 251–299 " +

@@ -18,7 +18,6 @@ import { leaveFiber, restoreFiber, runThunk } from "./fiberless.ts"
 import { IntMap } from "./intMap.ts"
 import { asCallback, asExit, type Callback, isFunction, notAnEffect, syncThunk } from "./job.ts"
 import * as JobContext from "./jobContext.ts"
-import { succeedExit } from "./primitive.ts"
 import type { Executor, Job, Worker } from "./scheduler.ts"
 import type { Scheduler as PoolScheduler } from "./scheduler.ts"
 
@@ -197,7 +196,7 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
       else {
         const thunk = syncThunk(effect)
         // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-        const exit = thunk !== undefined ? runThunk(thunk, succeedExit) : asExit(effect)
+        const exit = thunk !== undefined ? runThunk(thunk) : asExit(effect)
         if (exit !== undefined) {
           if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
           return scheduler.jobStopped(job, worker, exit)

@@ -30,17 +30,11 @@ export const restoreFiber = (fiber: unknown): void => {
   if (fiber !== undefined) (globalThis as Record<string, unknown>)[CURRENT_FIBER] = fiber
 }
 
-/**
- * Runs an `Effect.sync` function as its fiber would, outside any fiber: its value (as `succeed`
- * makes its Exit: the fiber executor's own, see primitive.ts), or the defect it threw.
- */
-export const runThunk = (
-  thunk: () => unknown,
-  succeed: (value: unknown) => Exit.Exit<unknown> = Exit.succeed
-): Exit.Exit<unknown> => {
+/** Runs an `Effect.sync` function as its fiber would, outside any fiber: its value, or the defect it threw. */
+export const runThunk = (thunk: () => unknown): Exit.Exit<unknown> => {
   const current = leaveFiber()
   try {
-    return succeed(thunk())
+    return Exit.succeed(thunk())
   } catch (defect) {
     return Exit.die(defect)
   } finally {

@@ -9,7 +9,6 @@
 import { Effect, Exit } from "effect"
 import { InvalidJob } from "../PoolError.ts"
 import { isClass, show } from "./config.ts"
-import { successPrototype } from "./primitive.ts"
 
 // Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
 const IDENTIFIER = "~effect/Effect/identifier"
@@ -44,12 +43,8 @@ export const syncThunk = (effect: Effect.Effect<any, any, any>): (() => unknown)
   return typeof thunk === "function" ? thunk as () => unknown : undefined
 }
 
-/** The prototypes of Effect's two kinds of Exit (a success, a failure), and of the pool's own success (primitive.ts). */
-const EXITS: ReadonlyArray<object> = [
-  Object.getPrototypeOf(Exit.void),
-  Object.getPrototypeOf(Exit.fail(undefined)),
-  successPrototype
-]
+/** The prototypes of Effect's two kinds of Exit (a success, a failure). */
+const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.getPrototypeOf(Exit.fail(undefined))]
 
 /**
  * The job itself if it is an Exit (`Effect.succeed`, `Effect.fail`, ...), which is already its own
@@ -58,7 +53,7 @@ const EXITS: ReadonlyArray<object> = [
  */
 export const asExit = (effect: Effect.Effect<any, any, any>): Exit.Exit<any, any> | undefined => {
   const proto = Object.getPrototypeOf(effect)
-  return proto === EXITS[0] || proto === EXITS[1] || proto === EXITS[2] ? effect as Exit.Exit<any, any> : undefined
+  return proto === EXITS[0] || proto === EXITS[1] ? effect as Exit.Exit<any, any> : undefined
 }
 
 /**

@@ -7,9 +7,6 @@
  * - one that succeeds at once hands its value to the fiber's next step, as `Effect.sync` does,
  *   rather than returning an Exit for the fiber to unwrap: no Exit, one step fewer.
  *
- * The success Exit of a job run on no fiber (an `Effect.sync`) is one too (`succeedExit`): Effect's
- * own success Exit in all but its iterator, which is the same 40-byte `Yielding`.
- *
  * @internal
  */
 import { type Effect, Effectable, Exit, type Fiber } from "effect"
@@ -58,55 +55,6 @@ export const prototype = <A extends Effect.Effect<any, any, any>>(
   })
   return proto
 }
-
-/** Effect 4.1's own key of a primitive's argument: a success Exit's value (see effect/internal/core). */
-const ARGS = "~effect/Effect/args"
-
-/**
- * A success Exit of the pool's own: its prototype inherits from the one `Exit.succeed` makes, so
- * it is Effect's Exit in every respect (`Exit.isExit`, `_tag`, `value`, `Equal`, `Hash`, JSON,
- * inspect, what a fiber does with it: test/job-results-as-values.test.ts), but `yield*` on it takes
- * one `Yielding` (40 bytes), where Effect's takes its iterator and a result object (80). A
- * submitter that awaits every handle (submit all, then await all) pays that once per job. Each
- * `yield*` gets an iterator of its own, as with Effect's: no state is shared between two.
- */
-class Success {
-  /**
-   * One for the process's life: it keeps the class's hidden class, whose field it made first, for
-   * any value. V8 lets go of a hidden class no object has, and one made again by a number has a
-   * double field: it boxes every value (small integers too) in 16 bytes of its own.
-   */
-  static readonly kept: Success = new Success(undefined)
-  constructor(value: unknown) {
-    ;(this as unknown as Record<string, unknown>)[ARGS] = value
-  }
-}
-Object.setPrototypeOf(Success.prototype, Object.getPrototypeOf(Exit.void))
-Object.defineProperty(Success.prototype, Symbol.iterator, {
-  value(this: unknown) {
-    return new Yielding(this)
-  }
-})
-
-// a field made by undefined, then given a small integer, holds any value as it is (see `kept`)
-new Success(0)
-
-/** Whether Effect's success Exit reads its value where `Success` keeps it (else: `Exit.succeed`). */
-const SHAPED = (() => {
-  const probe = {}
-  const exit = new Success(probe) as unknown as Exit.Exit<unknown>
-  return Exit.isExit(exit) && Exit.isSuccess(exit) && exit.value === probe
-})()
-
-/** The prototype of `succeedExit`'s Exits (job.ts's `asExit` knows it). */
-export const successPrototype: object = Success.prototype
-
-/**
- * A job's success Exit of `value` (see `Success`): `Exit.void` itself for `undefined`, as an
- * `Effect.void` job ends (an Exit is immutable: one for all).
- */
-export const succeedExit = (value: unknown): Exit.Exit<unknown> =>
-  value === undefined ? Exit.void : SHAPED ? new Success(value) as unknown as Exit.Exit<unknown> : Exit.succeed(value)
 
 /**
  * What an `evaluate` returns to succeed with `value`: the fiber's next step already given the value
