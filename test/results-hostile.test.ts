@@ -8,6 +8,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { isDeepStrictEqual } from "node:util"
 import { WorkPool } from "../src/index.ts"
+import { prng } from "./helpers.ts"
 
 /** Equal to Effect's own Exit by every deep equality a test suite uses. */
 const deepEqualsEffects = (exit: unknown, expected: Exit.Exit<unknown, unknown>, label: string): void => {
@@ -31,5 +32,55 @@ describe("an Effect.sync job's success Exit, compared", () => {
       // and nested in a structure, as a list of results is compared
       const all = yield* Effect.forEach([1, 2], (i) => Effect.exit(pool.run(Effect.sync(() => i))))
       expect(all).toEqual([Exit.succeed(1), Exit.succeed(2)])
+    }))
+})
+
+describe("the process-wide spare queue lane, two pools at once", () => {
+  it.effect("two paused pools in turns, cancels and partial drains: each lists and runs only its own jobs, best first", () =>
+    Effect.gen(function*() {
+      for (let seed = 1; seed <= 20; seed++) {
+        const random = prng(seed)
+        const pools = [
+          yield* WorkPool.make({ concurrency: 1, capacity: Infinity, paused: true }),
+          yield* WorkPool.make({ concurrency: 1, capacity: Infinity, paused: true })
+        ]
+        const ran: Array<Array<string>> = [[], []]
+        const queued: Array<Map<number, { priority: number; tag: string }>> = [new Map(), new Map()]
+        let tags = 0
+        for (let step = 0; step < 60; step++) {
+          const p = random() < 0.5 ? 0 : 1
+          const pool = pools[p]!
+          const x = random()
+          if (x < 0.6) {
+            // few priorities: lanes empty and are made again often, by either pool
+            const priority = Math.floor(random() * 3)
+            const tag = `${p}:${++tags}`
+            const handle = yield* pool.submit(Effect.sync(() => void ran[p]!.push(tag)), { priority })
+            queued[p]!.set(handle.id, { priority, tag })
+          } else if (x < 0.8 && queued[p]!.size > 0) {
+            const ids = Array.from(queued[p]!.keys())
+            const id = ids[Math.floor(random() * ids.length)]!
+            assert.isTrue(yield* pool.cancel(id))
+            queued[p]!.delete(id)
+          } else {
+            // run this pool's queue out (its lanes go to the spare), then pause it again
+            const expected = Array.from(queued[p]!.values())
+              .map((e, i) => ({ ...e, i }))
+              .sort((a, b) => b.priority - a.priority || a.i - b.i)
+              .map((e) => e.tag)
+            ran[p]!.length = 0
+            yield* pool.resume
+            while (ran[p]!.length < expected.length) yield* Effect.yieldNow
+            yield* pool.pause
+            assert.deepStrictEqual(ran[p], expected, `seed ${seed} step ${step}`)
+            queued[p]!.clear()
+          }
+          for (const q of [0, 1]) {
+            const listed = (yield* pools[q]!.jobs({ status: "queued" })).map((j) => j.id)
+            assert.deepStrictEqual(listed, Array.from(queued[q]!.keys()).sort((a, b) => a - b), `seed ${seed} step ${step}`)
+          }
+        }
+        for (const pool of pools) yield* pool.shutdown
+      }
     }))
 })
