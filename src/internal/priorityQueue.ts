@@ -222,8 +222,6 @@ export class PriorityQueue<T extends QueueEntry> {
     return oldest
   }
 
-  /** Live entries per priority, highest priority first. */
-  /** Queued jobs of one priority. */
   /** Every queued entry, lane by lane (FIFO within a lane). */
   *entries(): Generator<T> {
     for (const lane of this.lanes.values()) {
@@ -234,10 +232,12 @@ export class PriorityQueue<T extends QueueEntry> {
     }
   }
 
+  /** Queued jobs of one priority. */
   countOf(priority: number): number {
     return this.lanes.get(priority)?.live ?? 0
   }
 
+  /** Live entries per priority, highest priority first. */
   countByPriority(): Array<{ readonly priority: number; readonly count: number }> {
     const counts: Array<{ priority: number; count: number }> = []
     for (const lane of this.lanes.values()) counts.push({ priority: lane.priority, count: lane.live })
