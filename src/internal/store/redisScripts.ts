@@ -91,6 +91,26 @@ local function windowFreesAt(now)
   if at <= now then return 0 end
   return at
 end
+-- how many of limit jobs the queue's rate limit lets a claim take now (the window's free slots,
+-- then its claims at least an interval old, oldest first), with the limit and its interval (0, 0:
+-- none). CLAIM and PEEK both ask it: a look that allowed more than the claim would allot a queue
+-- slots its claim cannot fill
+local function rateAllowed(now, limit)
+  local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
+  if rateLimit <= 0 then return limit, 0, 0 end
+  local rateInterval = tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
+  local size = redis.call("ZCARD", B .. ":rate")
+  local allowed = math.max(0, rateLimit - size)
+  if allowed < limit and size > 0 then
+    local oldest = redis.call("ZRANGE", B .. ":rate", 0, math.min(size, limit) - 1, "WITHSCORES")
+    local i = 2
+    while allowed < limit and i <= #oldest and now - tonumber(oldest[i]) >= rateInterval do
+      allowed = allowed + 1
+      i = i + 2
+    end
+  end
+  return math.min(limit, allowed), rateLimit, rateInterval
+end
 local function windowFull(now)
   return windowFreesAt(now) > 0
 end
@@ -361,22 +381,8 @@ promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local wanted = limit
-local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
-local rateInterval = 0
-if rateLimit > 0 then
-  rateInterval = tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
-  local size = redis.call("ZCARD", B .. ":rate")
-  local allowed = math.max(0, rateLimit - size)
-  if allowed < limit and size > 0 then
-    local oldest = redis.call("ZRANGE", B .. ":rate", 0, math.min(size, limit) - 1, "WITHSCORES")
-    local i = 2
-    while allowed < limit and i <= #oldest and now - tonumber(oldest[i]) >= rateInterval do
-      allowed = allowed + 1
-      i = i + 2
-    end
-  end
-  if allowed < limit then limit = allowed end
-end
+local rateLimit, rateInterval
+limit, rateLimit, rateInterval = rateAllowed(now, limit)
 -- the jobs taken, best first: one task's (the usual consumer) by one ZPOPMIN; several tasks' by
 -- comparing their heads, job by job
 local taken = {}
@@ -458,22 +464,7 @@ export const PEEK = `${PRELUDE}
 local now = clock(ARGV[1])
 if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
 promote(now)
-local limit = tonumber(ARGV[2])
-local rateLimit = tonumber(redis.call("HGET", B .. ":meta", "rateLimit") or "0")
-if rateLimit > 0 then
-  local rateInterval = tonumber(redis.call("HGET", B .. ":meta", "rateInterval"))
-  local size = redis.call("ZCARD", B .. ":rate")
-  local allowed = math.max(0, rateLimit - size)
-  if allowed < limit and size > 0 then
-    local oldest = redis.call("ZRANGE", B .. ":rate", 0, math.min(size, limit) - 1, "WITHSCORES")
-    local i = 2
-    while allowed < limit and i <= #oldest and now - tonumber(oldest[i]) >= rateInterval do
-      allowed = allowed + 1
-      i = i + 2
-    end
-  end
-  if allowed < limit then limit = allowed end
-end
+local limit = rateAllowed(now, tonumber(ARGV[2]))
 local heads = {}
 if limit > 0 then
   for t = 1, tonumber(ARGV[3]) do
