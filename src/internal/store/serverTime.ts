@@ -19,6 +19,14 @@ import { type Clock, Effect } from "effect"
  */
 export const NOW_REFRESH = 1000
 
+/**
+ * How long a background ask may go unanswered before it is given up. Only one is asked at a time,
+ * so one with no answer (a connection dead without a reset, whose statement the driver waits on
+ * until TCP gives up, a quarter of an hour later) stopped every later refresh until then: the
+ * store's time followed neither drift nor a jump of the server's clock meanwhile.
+ */
+export const ASK_BOUND = 5000
+
 export interface ServerTime {
   /** The server's time (ms), at once. */
   readonly now: Effect.Effect<number>
@@ -45,9 +53,10 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
       return server
     })
   })
-  // detached, not in the store's scope: it ends with the server's answer or its client's close (an
-  // interrupted Postgres statement waits up to 5 s for its connection's drain, which the close would)
-  const inBackground = refresh.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))), Effect.forkDetach)
+  // detached, not in the store's scope: it ends with the server's answer, its client's close or
+  // ASK_BOUND (an interrupted Postgres statement waits up to 5 s for its connection's drain, which
+  // the close would)
+  const inBackground = refresh.pipe(Effect.timeout(ASK_BOUND), Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))), Effect.forkDetach)
   const nowUnsafe = () => clock.currentTimeMillisUnsafe() + offset
   const now = Effect.suspend(() => {
     const local = clock.currentTimeMillisUnsafe()
