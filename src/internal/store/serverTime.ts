@@ -60,7 +60,10 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
   const nowUnsafe = () => clock.currentTimeMillisUnsafe() + offset
   const now = Effect.suspend(() => {
     const local = clock.currentTimeMillisUnsafe()
-    if (asking || local - asked < NOW_REFRESH) return Effect.succeed(local + offset)
+    // and at once if this machine's clock went back past the last question (stepped: NTP, a VM
+    // resumed): waiting for it to reach the last question again held the store's time behind the
+    // server's by the step for as long as the step (a delayed job's wake-up late by it)
+    if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(local + offset)
     asking = true
     return Effect.as(inBackground, local + offset)
   })
