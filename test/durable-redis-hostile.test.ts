@@ -31,6 +31,16 @@ import { Work } from "./fixtures/durable-tasks.ts"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 
+/** Until `look` answers more than 0 (20 s at most). */
+const until2 = async (look: () => Promise<number>) => {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    if (await look().catch(() => 0) > 0) return
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  throw new Error("never")
+}
+
 /**
  * One seeded sequence of operations applied step by step to the memory store (the reference) and
  * to a Redis store (one server or a Cluster), both on one TestClock; every answer must be the same.
@@ -489,6 +499,41 @@ else {
           return differential(testLayer(prefix), seed, 400, prefix)
         }).pipe(Effect.scoped), { timeout: 120_000 })
     }
+    it.live("a url with a user, a password and a database number (redis://user:pw@host:port/3): the marker watch, the cancel subscription and the commands all authenticate, in database 3, before and after the server is killed (SIGKILL) and restarted", () =>
+      Effect.gen(function*() {
+        // the default user may only PING (the harness's readiness check): every other command needs the url's user
+        const server = yield* ownServer(["--user", "default", "on", "nopass", "-@all", "+ping", "--user", "wp", "on", ">s3cr:t@", "~*", "&*", "+@all"])
+        const auth = `redis://wp:${encodeURIComponent("s3cr:t@")}@127.0.0.1:${new URL(server.url).port}`
+        const prefix = freshPrefix()
+        const producer = yield* Layer.build(RedisJobStore.layer({ url: Redacted.make(`${auth}/3`), prefix }))
+        let started = Deferred.makeUnsafe<number>()
+        let interrupted = Deferred.makeUnsafe<number>()
+        const handler = Task.handle(Echo, ({ n }) =>
+          Effect.andThen(Deferred.succeed(started, n), Effect.never).pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, n))))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: "1 hour", lease: "60 seconds" })
+          // a wake-up by the marker watch (poll 1 hour), then a cancel by the subscription (heartbeat 20 s)
+          for (const n of [1, 2]) {
+            started = Deferred.makeUnsafe<number>()
+            interrupted = Deferred.makeUnsafe<number>()
+            yield* Effect.promise(() => blocked(prefix, 1, undefined, [auth]))
+            const job = yield* JobQueue.enqueue(Echo, { n }).pipe(Effect.provide(producer))
+            assert.strictEqual(yield* Deferred.await(started).pipe(Effect.timeout("10 seconds")), n)
+            yield* Effect.promise(() => until2(() => admin(async (client) => Number((await client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Array<unknown>)[1]), auth)))
+            assert.strictEqual(yield* JobQueue.cancel(job.id).pipe(Effect.provide(producer)), "requested")
+            assert.strictEqual(yield* Deferred.await(interrupted).pipe(Effect.timeout("10 seconds")), n)
+            if (n === 1) {
+              yield* Effect.promise(() => server.kill())
+              yield* Effect.promise(() => server.start())
+            }
+          }
+        }).pipe(Effect.scoped, Effect.provide(producer))
+        const keys = (db: number) =>
+          Effect.promise(() => admin((client) => client.sendCommand(["KEYS", `*${prefix}*`]) as Promise<Array<string>>, `${auth}/${db}`))
+        assert.isAbove((yield* keys(3)).length, 0, "the store's keys are in database 3")
+        assert.deepStrictEqual(yield* keys(0), [], "and none in database 0")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
       Effect.gen(function*() {
         const names = [":", "a:b", "{", "}", "a}b{c", "{x}", "очередь ✓ 🚀", "q".repeat(999) + "}"]
