@@ -534,6 +534,33 @@ else {
         assert.deepStrictEqual(yield* keys(0), [], "and none in database 0")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("twelve stores opened and closed in turn in one process, each with a consumer waiting (a marker watch, the cancel subscription) and one closed while the server is down: no connection of theirs is left on the server, no timer or socket left in the process", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const handles = () => (process as any)._getActiveHandles().length as number
+        const before = handles()
+        for (let i = 0; i < 12; i++) {
+          yield* Effect.gen(function*() {
+            yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, poll: "1 hour" })
+            yield* Effect.promise(() => blocked(prefix, 1, undefined, [server.url]))
+            yield* until(
+              Effect.promise(() => admin(async (client) => Number((await client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Array<unknown>)[1]), server.url)),
+              (n) => n > 0,
+              "the store subscribes to cancels"
+            )
+            if (i === 5) yield* Effect.promise(() => server.kill())
+          }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: server.url, prefix })))
+          if (i === 5) yield* Effect.promise(() => server.start())
+        }
+        const names = yield* Effect.promise(() =>
+          admin(async (client) => (await client.clientList()).filter((c) => c.name === `effect-workpool:${prefix}`).length, server.url)
+        )
+        assert.strictEqual(names, 0, "connections of the closed stores left on the server")
+        // the closes' grace timers and sockets end; a few handles of the test's own may come and go
+        yield* until(Effect.sync(handles), (n) => n <= before + 2, `handles of the closed stores left in the process (${before} before)`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
       Effect.gen(function*() {
         const names = [":", "a:b", "{", "}", "a}b{c", "{x}", "очередь ✓ 🚀", "q".repeat(999) + "}"]
