@@ -58,7 +58,9 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
   // the close would)
   const inBackground = refresh.pipe(Effect.timeout(ASK_BOUND), Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))), Effect.forkDetach)
   const nowUnsafe = () => clock.currentTimeMillisUnsafe() + offset
-  const now = Effect.suspend(() => {
+  // uninterruptible: interrupted between the flag and the fork (a runloop yield lets another fiber in),
+  // the store was left asking for ever, its time never refreshed again
+  const now = Effect.uninterruptible(Effect.suspend(() => {
     const local = clock.currentTimeMillisUnsafe()
     // and at once if this machine's clock went back past the last question (stepped: NTP, a VM
     // resumed): waiting for it to reach the last question again held the store's time behind the
@@ -66,6 +68,6 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
     if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(local + offset)
     asking = true
     return Effect.as(inBackground, local + offset)
-  })
+  }))
   return { now, nowUnsafe, refresh }
 }
