@@ -206,6 +206,20 @@ describe("RedisJobStore: a URL the client cannot read", () => {
     }))
 })
 
+describe("RedisJobStore: a URL whose query or fragment the client ignores", () => {
+  it.effect("redis://host:port?db=3 (ioredis' and other clients' form), a #fragment: StoreError naming url, not a store silently in database 0", () =>
+    Effect.gen(function*() {
+      for (const url of ["redis://127.0.0.1:6390?db=3", "redis://:secret@127.0.0.1:6390/?db=3", "redis://127.0.0.1:6390/2#x"]) {
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(RedisJobStore.layer({ url, prefix: "bad-input" }))))
+        assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.length === 1 && exit.cause.reasons[0]!._tag === "Fail", `${url}: ${String(exit)}`)
+        const error = (exit as any).cause.reasons[0].error
+        assert.strictEqual(error._tag, "StoreError")
+        assert.include(error.reason, "invalid store option url")
+        assert.notInclude(error.reason, "secret")
+      }
+    }))
+})
+
 describe("a filter or a retention with a key it does not have (a typo, or the other API's name)", () => {
   it.effect("WorkPool.jobs({ state }) (JobQueue.list's name; jobs takes status) fails with InvalidJobOptions naming state, instead of listing every job unfiltered", () =>
     Effect.gen(function*() {
