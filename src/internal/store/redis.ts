@@ -106,6 +106,10 @@ export const options = (options: {
       if (!/^\/?(\d+)?$/.test(parsed!.pathname)) {
         config.fail("url", "<a string>", "expected a database number after the host, such as redis://host:6379/2, or none")
       }
+      // ignored by the client: ?db=3 (ioredis' form) put the user's jobs in database 0, silently
+      if (parsed!.search !== "" || parsed!.hash !== "") {
+        config.fail("url", "<a string>", "expected no ?query or #fragment (the client ignores them): the database is the path, such as redis://host:6379/3")
+      }
       for (const part of [parsed!.username, parsed!.password]) {
         try {
           decodeURIComponent(part)
