@@ -561,6 +561,16 @@ else {
         yield* until(Effect.sync(handles), (n) => n <= before + 2, `handles of the closed stores left in the process (${before} before)`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a store built while its server answers the handshake but no command (CLIENT PAUSE ALL: its open's PING, CONFIG GET and TIME): the build ends within about its connect timeout with a StoreError, not when the pause ends", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "30000", "ALL"]), server.url))
+        const built = yield* timed(Effect.scoped(Layer.build(RedisJobStore.layer({ url: server.url, prefix: freshPrefix(), connectTimeout: "2 seconds" }))))
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "UNPAUSE"]), server.url))
+        assert.isBelow(built.took, 8_000, `the build took ${built.took} ms: ${String(built.exit)}`)
+        assert.isTrue(built.exit._tag === "Failure" && String(built.exit).includes("StoreError"), String(built.exit))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
       Effect.gen(function*() {
         const names = [":", "a:b", "{", "}", "a}b{c", "{x}", "очередь ✓ 🚀", "q".repeat(999) + "}"]
