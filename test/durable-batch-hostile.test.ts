@@ -10,6 +10,7 @@ import { Effect, Fiber, Layer, Schema, SchemaGetter, SchemaIssue, Stream } from 
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import type { StoreError } from "../src/DurableError.ts"
 import { InvalidJobOptions, TaskCodecError } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -356,4 +357,31 @@ describe("enqueueAll's items, from a hostile caller", () => {
         assert.match(error.reason, reason)
       }
     }).pipe(Effect.provide(memory())))
+})
+
+describe("enqueueAll on a server store, a call whose payloads add up to more than a JavaScript string holds", () => {
+  // 100 payloads of 5.4 million characters: 540 million in all, past V8's longest string (2 ** 29 - 24)
+  const huge = () => Array.from({ length: 100 }, (_, i) => ({ payload: `${i}:${"x".repeat(5_400_000)}` }))
+
+  it.live.skipIf(!Pg.enabled)("Postgres stores them, in several INSERTs of one transaction (the rows of 5,000 jobs were one JSON text: past the longest string, a defect RangeError 'Invalid string length')", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(JobQueue.enqueueAll(Text, huge()))
+      assert.isTrue(exit._tag === "Success", String(exit._tag === "Failure" ? exit.cause : ""))
+      const jobs = exit._tag === "Success" ? exit.value : []
+      assert.strictEqual(jobs.length, 100)
+      const store = yield* JobStore.JobStore
+      const last = JSON.parse((yield* store.get(jobs[99]!.id))!.payload) as string
+      assert.strictEqual(last.length, 5_400_003)
+      assert.isTrue(last.startsWith("99:"))
+    }).pipe(Effect.provide(Pg.testLayer(Pg.freshSchema()))), 180_000)
+
+  it.live.skipIf(!Rd.enabled)("Redis refuses them with a StoreError saying the batch is too large (one script per queue: its argument was one JSON text, a defect RangeError 'Invalid string length'), storing nothing", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(JobQueue.enqueueAll(Text, huge()).pipe(
+        Effect.flatMap((jobs) => Effect.die(`it stored ${jobs.length} jobs`))
+      ))
+      assert.strictEqual((error as { _tag: string })._tag, "StoreError", String(error))
+      assert.match((error as StoreError).reason, /too large/)
+      assert.deepStrictEqual(yield* JobQueue.list({}), [])
+    }).pipe(Effect.provide(Rd.testLayer(Rd.freshPrefix()))), 180_000)
 })
