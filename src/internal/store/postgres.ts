@@ -638,6 +638,28 @@ export const clientOptions = (options: { readonly schema?: unknown }): Effect.Ef
 const PG_BATCH = 5000
 
 /**
+ * Payload characters per INSERT of `enqueueAll` (one more job goes in past it): 5,000 large payloads
+ * made a JSON text past V8's longest string (2 ** 29 - 24), a RangeError before anything was sent.
+ */
+const PG_BATCH_CHARS = 32 * 1024 * 1024
+
+/** `jobs` in runs of at most `PG_BATCH` jobs and about `PG_BATCH_CHARS` of payload, one job at least. */
+const insertRuns = <J extends { readonly payload: string }>(jobs: ReadonlyArray<J>): Array<Array<J>> => {
+  const runs: Array<Array<J>> = []
+  let from = 0
+  let chars = 0
+  for (let i = 0; i < jobs.length; i++) {
+    chars += jobs[i]!.payload.length
+    if (i + 1 - from === PG_BATCH || chars >= PG_BATCH_CHARS || i + 1 === jobs.length) {
+      runs.push(jobs.slice(from, i + 1))
+      from = i + 1
+      chars = 0
+    }
+  }
+  return runs
+}
+
+/**
  * Whether an id can be no job's: one with a NUL (a Postgres text holds none, and a query with one
  * fails with "invalid byte sequence": a caller's bad id, say from a URL, is no store failure).
  */
@@ -999,8 +1021,7 @@ export const makeWith = (
           const out: Array<{ id: string; created: boolean }> = []
           /** The soonest created job of each queue: its consumers are woken once, for it. */
           const soonest = new Map<string, number>()
-          for (let from = 0; from < jobs.length; from += PG_BATCH) {
-            const chunk = jobs.slice(from, from + PG_BATCH)
+          for (const chunk of insertRuns(jobs)) {
             const results = new Map<string, { id: string; created: boolean }>()
             let left = chunk
             // as `enqueue`: a job left out is its dedup key holder's, or (that one finished in between)

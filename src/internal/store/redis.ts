@@ -581,6 +581,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       ).pipe(Effect.map(({ created, id }) => ({ id, created })))
 
     /**
+     * A queue's jobs as the one JSON argument of its script, or a failure saying the batch is too large:
+     * past V8's longest string (2 ** 29 - 24) `JSON.stringify` throws a RangeError, and a script's
+     * argument is at most 512 MB anyway (the server's proto-max-bulk-len). Split, it would not be atomic.
+     */
+    const scriptJson = (fields: Array<Array<string>>) =>
+      Effect.try({
+        try: () => JSON.stringify(fields),
+        catch: (error) =>
+          error instanceof RangeError
+            ? new Error(`a queue's jobs in one call are too large for one script (${fields.length} jobs): split the batch`)
+            : error
+      })
+
+    /**
      * One script per queue (atomic there, and in its Cluster slot), each queue's jobs in their order;
      * a failure after some queues' scripts leaves those queues' jobs stored.
      */
@@ -598,7 +612,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const wakes: Array<Wake> = []
           for (const [queue, indexes] of byQueue) {
             yield* knownQueue(queue)
-            const fields = JSON.stringify(indexes.map((i) => jobFields(jobs[i]!, `${crypto.randomUUID()}:${queue}`)))
+            const fields = yield* scriptJson(indexes.map((i) => jobFields(jobs[i]!, `${crypto.randomUUID()}:${queue}`)))
             const reply = yield* run("enqueueAll", queue, NOW(), fields)
             indexes.forEach((i, k) => out[i] = { id: reply[1 + 2 * k] as string, created: reply[2 + 2 * k] === 1 })
             if (reply[0] !== "") wakes.push({ queue, in: Number(reply[0]) })
