@@ -1237,3 +1237,52 @@ describe("the stores' server time, hostile", () => {
       assert.isBelow(Math.abs(now - server), 10, `the store's time ${now}, the server's ${server}`)
     }))
 })
+if (enabled) {
+  /**
+   * 67d021b: a claim of several queues first looks at each queue's best jobs (PEEK), allots its slots
+   * to the best across them, then claims only the allotted queues. A claim elsewhere between the look
+   * and the claim can take the allotted jobs.
+   */
+  describe("the Redis store's claim of several queues after its look (PEEK), hostile", () => {
+    const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
+    const PEEK = sha(Scripts.PEEK)
+    /** `plain`, running `between` once, after the first PEEK of the queue whose meta key ends `ofQueue` has answered. */
+    const afterPeek = (plain: Redis.Redis["Service"], ofQueue: string, between: Effect.Effect<void, any>) => {
+      let done = false
+      return Redis.Redis.of({
+        ...plain,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+          Effect.suspend(() => {
+            const peek = (command === "EVALSHA" && args[0] === PEEK) || (command === "EVAL" && args[0] === Scripts.PEEK)
+            const sending = plain.send<A>(command, ...args)
+            if (!peek || done || !args[2]!.endsWith(`${ofQueue}:meta`)) return sending
+            done = true
+            return Effect.tap(sending, () => Effect.orDie(between))
+          })
+      })
+    }
+
+    it.live("a claim of two queues whose allotted job is taken elsewhere between its look and its claim takes the other queue's ready job, not nothing (an empty claim leaves its consumer idle while jobs wait: the queue's marker its watch took is not put back, so until the 5 s orphan look)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const cfg = yield* RedisStore.options({ url: url!, prefix })
+        const other = yield* RedisStore.open(cfg)
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+        const taken: Array<string> = []
+        const store = yield* Effect.provideService(
+          RedisStore.make(cfg),
+          Redis.Redis,
+          afterPeek(plain, ":a}", Effect.map(other.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => {
+            for (const claim of claims) taken.push(claim.job.payload)
+          }))
+        )
+        yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 1 }) }))
+        yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 2 }) }))
+        yield* store.enqueue(newJob("a", { payload: JSON.stringify({ n: 10 }), priority: 10 }))
+        const { claims } = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        // the other store took a's job between the look and the claim
+        assert.deepStrictEqual(taken, [JSON.stringify({ n: 10 })])
+        assert.deepStrictEqual(claims.map((claim) => claim.job.payload), [JSON.stringify({ n: 1 })])
+      }).pipe(Effect.scoped), { timeout: 30_000 })
+  })
+}
