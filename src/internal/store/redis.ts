@@ -785,8 +785,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * to what is left) when they fit, or when a queue's look failed or had no answer within
      * `CLAIM_BOUND` (a Cluster node down or frozen; later claims then do not look until it has
      * answered). A claim elsewhere between the look and the claim may take an allotted job: this
-     * one then takes that queue's next (or comes up short), which another queue's job could have
-     * outranked: across queues, claims at the same instant are ordered only as well as their looks.
+     * one then takes that queue's next, which another queue's job could have outranked, or, that
+     * queue empty, the other queues' in turn (`allottedFirst`): across queues, claims at the same
+     * instant are ordered only as well as their looks.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
@@ -813,6 +814,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return allotted
       })
 
+    /**
+     * The queues a claim after a look takes from, in order: the allotted ones, each up to its share
+     * (`sharing` says which shares hold); then, the claim still short (a claim elsewhere since the
+     * look took allotted jobs), every queue in turn for what is left, as without a look, but those
+     * that had no answer. Only the allotted ones, the claim came back short, empty even, while the
+     * others had ready jobs: its consumer then waited, their wake-up (the marker its watch took) spent.
+     */
+    function* allottedFirst(
+      queues: ReadonlyArray<string>,
+      allotted: ReadonlyMap<string, number>,
+      answered: ReadonlyMap<string, unknown>,
+      sharing: (shares: ReadonlyMap<string, number> | undefined) => void
+    ): Generator<string> {
+      sharing(allotted)
+      for (const queue of queues) if (allotted.has(queue)) yield queue
+      sharing(undefined)
+      for (const queue of queues) if (!allotted.has(queue) || answered.has(queue)) yield queue
+    }
+
     const claim = (request: ClaimRequest) =>
       op(
         "claim",
@@ -832,14 +852,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // logged in a streak of its own
           let first = 0
           let stopped = () => {}
+          // each queue's share of the slots: the allotted queues' while they are claimed first
+          let share: ReadonlyMap<string, number> | undefined
           const failedQueues = yield* eachQueue(
             "claim",
-            allotted === undefined ? request.queues : request.queues.filter((queue) => allotted.has(queue)),
+            allotted === undefined ? request.queues : allottedFirst(request.queues, allotted, looked, (shares) => share = shares),
             request.queues.length > 1 ? CLAIM_BOUND : 0,
             (queue) => {
               const left = request.limit - claims.length
               if (left <= 0) return undefined
-              const limit = allotted === undefined ? left : Math.min(left, allotted.get(queue)!)
+              const limit = share === undefined ? left : Math.min(left, share.get(queue)!)
               first = tokens.reserve(limit)
               // the settles of this queue waiting to be written go in the claim's script (see settles.ts)
               return settles.carry((item) => item.queue === queue, (carried, stop) => {
