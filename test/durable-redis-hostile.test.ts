@@ -1262,27 +1262,32 @@ if (enabled) {
       })
     }
 
-    it.live("a claim of two queues whose allotted job is taken elsewhere between its look and its claim takes the other queue's ready job, not nothing (an empty claim leaves its consumer idle while jobs wait: the queue's marker its watch took is not put back, so until the 5 s orphan look)", () =>
-      Effect.gen(function*() {
-        const prefix = freshPrefix()
-        const cfg = yield* RedisStore.options({ url: url!, prefix })
-        const other = yield* RedisStore.open(cfg)
-        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
-        const taken: Array<string> = []
-        const store = yield* Effect.provideService(
-          RedisStore.make(cfg),
-          Redis.Redis,
-          afterPeek(plain, ":a}", Effect.map(other.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => {
-            for (const claim of claims) taken.push(claim.job.payload)
-          }))
-        )
-        yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 1 }) }))
-        yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 2 }) }))
-        yield* store.enqueue(newJob("a", { payload: JSON.stringify({ n: 10 }), priority: 10 }))
-        const { claims } = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 1, lease: 60_000 })
-        // the other store took a's job between the look and the claim
-        assert.deepStrictEqual(taken, [JSON.stringify({ n: 10 })])
-        assert.deepStrictEqual(claims.map((claim) => claim.job.payload), [JSON.stringify({ n: 1 })])
-      }).pipe(Effect.scoped), { timeout: 30_000 })
+    const between = [
+      ["taken by another store", (other: Store, _id: string) => Effect.asVoid(other.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 }))],
+      ["held back by its queue's pause", (other: Store, _id: string) => other.configure("a", { paused: true })],
+      ["cancelled", (other: Store, id: string) => Effect.asVoid(other.cancel(id))]
+    ] as const
+    for (const [what, act] of between) {
+      it.live(`a claim of two queues whose allotted job is ${what} between its look and its claim takes the other queue's ready job, not nothing (an empty claim leaves its consumer idle while jobs wait: the queue's marker its watch took is not put back, so until the 5 s orphan look)`, () =>
+        Effect.gen(function*() {
+          const prefix = freshPrefix()
+          const cfg = yield* RedisStore.options({ url: url!, prefix })
+          const other = yield* RedisStore.open(cfg)
+          const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+          let id = ""
+          let acted = false
+          const store = yield* Effect.provideService(
+            RedisStore.make(cfg),
+            Redis.Redis,
+            afterPeek(plain, ":a}", Effect.suspend(() => act(other, id)).pipe(Effect.tap(() => Effect.sync(() => acted = true))))
+          )
+          yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 1 }) }))
+          yield* store.enqueue(newJob("b", { payload: JSON.stringify({ n: 2 }) }))
+          id = (yield* store.enqueue(newJob("a", { payload: JSON.stringify({ n: 10 }), priority: 10 }))).id
+          const { claims } = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          assert.isTrue(acted)
+          assert.deepStrictEqual(claims.map((claim) => claim.job.payload), [JSON.stringify({ n: 1 })])
+        }).pipe(Effect.scoped), { timeout: 30_000 })
+    }
   })
 }
