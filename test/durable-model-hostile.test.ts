@@ -607,9 +607,10 @@ const generate = (rnd: () => number, model: Model, seed: number, step: number, m
     return { _tag: "enqueueAll", jobs: Array.from({ length: n }, (_, i) => ({ ...spec(i), id: undefined })) }
   }
   if (r < 0.36) {
-    const queues = multiQueue && chance(0.3) ? [...QUEUES] : [pick(QUEUES)]
+    // several queues in either order (Redis' look allots the slots across them whatever the order)
+    const queues = multiQueue && chance(0.3) ? (chance(0.5) ? [...QUEUES] : [...QUEUES].reverse()) : [pick(QUEUES)]
     const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
-    return { _tag: "claim", queues, tasks, limit: pick([1, 1, 2, 3]), lease: pick([100, 250]) }
+    return { _tag: "claim", queues, tasks, limit: pick([0, 1, 1, 2, 3]), lease: pick([100, 250]) }
   }
   if (r < 0.38) {
     const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
