@@ -1355,8 +1355,11 @@ export const makeWith = (
         return { claims: toClaims(rows), limitedFor, dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in) }
       }))
 
+    // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least
+    // one job (its LIMIT is at least 1)
+    const nothing: Claimed = { claims: [], limitedFor: 0, dueIn: undefined }
     const claim = (request: ClaimRequest): Effect.Effect<Claimed, StoreError> =>
-      op(
+      request.limit < 1 ? Effect.succeed(nothing) : op(
         "claim",
         Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, limited }) =>
           limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn })),
