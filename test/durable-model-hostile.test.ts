@@ -27,7 +27,7 @@ import { prng } from "./helpers.ts"
  *   (priority, or with the queue's aging `priority × aging − visibleAt`, fixed when the job enters the
  *   queue), then FIFO (enqueue order); each running, attempts + 1, startedAt now, a lease of
  *   `lease` ms. A claim that took fewer than `limit` says when the soonest delayed job of its
- *   unpaused queues (any task) is due.
+ *   unpaused queues (any task) is due. A claim of limit 0 takes nothing; several queues' in any order.
  * - every settle, heartbeat and progress is fenced by the claim's token: a token that no longer
  *   holds its job (settled, reaped, its job purged) writes nothing and is `lost` to a heartbeat.
  * - settle: Final ends the job (its exit, finishedAt now); Retry queues it after `delay` (its exit
