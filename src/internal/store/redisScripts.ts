@@ -358,7 +358,7 @@ export const CLAIMED_FIELDS = [
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
  * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same).
  */
-export const CLAIM = `${PRELUDE}
+export const CLAIM: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local taskCount = tonumber(ARGV[4])
 local settleCount = tonumber(ARGV[5 + taskCount])
@@ -460,7 +460,7 @@ return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
  * now (as CLAIM counts it), none while it is paused: {score, created, score, created, ...}. Promotes
  * the due delayed jobs first, as CLAIM would.
  */
-export const PEEK = `${PRELUDE}
+export const PEEK: string = `${PRELUDE}
 local now = clock(ARGV[1])
 if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
 promote(now)
