@@ -26,7 +26,6 @@ import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, ownServer, 
 import * as redisServer from "./durable/redisserver.ts"
 import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
 import * as Scripts from "../src/internal/store/redisScripts.ts"
-import * as ServerTime from "../src/internal/store/serverTime.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
@@ -1183,60 +1182,6 @@ else {
   })
 }
 
-/**
- * The stores' time (`serverTime.ts`, Redis's and Postgres's): this machine's clock plus the offset
- * last seen. This machine's clock can be stepped (NTP, a VM resumed, an operator's `date -s`).
- */
-describe("the stores' server time, hostile", () => {
-  const ticking = (local: { value: number }) => ({ currentTimeMillisUnsafe: () => local.value }) as unknown as Clock.Clock
-
-  it.effect("a read of the store's time interrupted as it starts a refresh (a heartbeat stopped, a caller's timeout) does not stop every later refresh", () =>
-    Effect.gen(function*() {
-      const local = { value: 10_000_000 }
-      let server = 10_000_000
-      let onRead: (() => void) | undefined
-      const clock = { currentTimeMillisUnsafe: () => (onRead?.(), local.value) } as unknown as Clock.Clock
-      const time = ServerTime.make(clock, Effect.sync(() => server))
-      yield* time.refresh
-      local.value += ServerTime.NOW_REFRESH + 1
-      server += ServerTime.NOW_REFRESH + 1
-      // the reader is interrupted while it reads the clock, just before it would start the refresh
-      const reader = yield* Effect.forkChild(Effect.andThen(Effect.yieldNow, time.now), { startImmediately: false })
-      onRead = () => {
-        onRead = undefined
-        reader.interruptUnsafe()
-      }
-      yield* Fiber.await(reader)
-      // the server's clock jumps an hour on; later reads must follow within a refresh or two
-      server += 3_600_000
-      for (let i = 0; i < 3; i++) {
-        local.value += ServerTime.NOW_REFRESH + 1
-        server += ServerTime.NOW_REFRESH + 1
-        yield* time.now
-        for (let y = 0; y < 5; y++) yield* Effect.yieldNow
-      }
-      const now = yield* time.now
-      assert.isBelow(Math.abs(now - server), 10, `the store's time ${now}, the server's ${server}`)
-    }))
-
-  it.effect("this machine's clock stepped back an hour: the store's time is the server's again within a refresh, not an hour behind for an hour (a delayed job's wake-up, a lease's loss read on it)", () =>
-    Effect.gen(function*() {
-      const local = { value: 10_000_000 }
-      let server = 10_000_000
-      const time = ServerTime.make(ticking(local), Effect.sync(() => server))
-      yield* time.refresh
-      // the local clock is stepped back an hour; the server's goes on
-      local.value -= 3_600_000
-      for (let i = 0; i < 3; i++) {
-        local.value += ServerTime.NOW_REFRESH + 1
-        server += ServerTime.NOW_REFRESH + 1
-        yield* time.now
-        for (let y = 0; y < 5; y++) yield* Effect.yieldNow
-      }
-      const now = yield* time.now
-      assert.isBelow(Math.abs(now - server), 10, `the store's time ${now}, the server's ${server}`)
-    }))
-})
 if (enabled) {
   /**
    * 67d021b: a claim of several queues first looks at each queue's best jobs (PEEK), allots its slots
