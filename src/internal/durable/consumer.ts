@@ -142,7 +142,7 @@ export const STOP_RETRY_SPACING = 200
  * its job runs again. A lease, as a heartbeat: the job's lease holds that long after its last
  * renewal (and is renewed meanwhile if beats get through), and a store refusing both for less
  * (a Redis Cluster slot moving, a restart) must not leave a job that has ended to run again when
- * one still running comes through (5 tries, half a lease, did). The retry is set up only after a
+ * one still running comes through (6 tries, half a lease, did). The retry is set up only after a
  * first failure: on the way every job takes, it cost a schedule and its driver per settle. A
  * closed store is not asked again: it only fails. Tries come `lease / 10` apart, and
  * `STOP_RETRY_SPACING` apart once `stopped` is done: a stopping consumer waits `STOP_SETTLE_GRACE`
