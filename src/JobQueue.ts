@@ -43,6 +43,7 @@ import * as ThreadJson from "./internal/threadJson.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
+import * as Repeat from "./internal/durable/repeat.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { CHUNK, END, Items } from "./internal/durable/items.ts"
 import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
@@ -237,9 +238,6 @@ const DEFAULT_QUEUE = "default"
 const DEFAULT_MAX_ATTEMPTS = 3
 /** How often `await` looks at the store for other processes' changes. */
 const AWAIT_POLL = 250
-/** A repeat's failed enqueue of a tick is tried again after 100 ms, doubling up to 5 s. */
-const REPEAT_RETRY_FIRST = 100
-const REPEAT_RETRY_MAX = 5000
 
 const invalid = <A>(check: () => A): Effect.Effect<A, InvalidJobOptions> =>
   Effect.try({
@@ -301,8 +299,8 @@ const storedTaskName = (name: string): string | undefined =>
  */
 const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
 const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
-const REPEAT_KEYS = ["cron", "queue", "priority", "timeout", "maxAttempts", "retry"]
-const REPEAT_HINTS = { attempts: "maxAttempts", retryLimit: "maxAttempts" }
+const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
+const REPEAT_HINTS = { attempts: "maxAttempts", retryLimit: "maxAttempts", backfill: "catchUp", backfillPeriod: "catchUp" }
 
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
@@ -991,6 +989,13 @@ export type QueueStats = QueueCounts
 export interface RepeatOptions {
   /** A cron expression (`"*\/5 * * * *"`, with an optional seconds field) or an effect `Cron`. */
   readonly cron: string | Cron.Cron
+  /**
+   * How late a tick may still be enqueued, if longer than until the next tick's time (the
+   * default): after a stall (the store failing or hanging, the process frozen) the ticks within it
+   * are enqueued late, in order, once each. `Infinity` skips none. Ticks that pass while no process
+   * runs the schedule are not its to catch up.
+   */
+  readonly catchUp?: Duration.Input | undefined
   readonly queue?: string | undefined
   readonly priority?: number | undefined
   readonly timeout?: Duration.Input | undefined
@@ -1003,9 +1008,11 @@ export interface RepeatOptions {
  * Enqueues one job per tick of a cron schedule, for as long as the current scope lasts. Any number of
  * processes may run the same `repeat` (the same `name`): each tick's job has an id made of the name
  * and the tick's time, so it is enqueued once however many processes reach it (as long as its job is
- * kept: purge a schedule's finished jobs only once older than its period, or a process that reaches a
- * tick late enqueues it again). A tick that passes while no process runs it is skipped, not caught
- * up, and a process that wakes after its tick enqueues it only if the next tick is not yet due.
+ * kept: purge a schedule's finished jobs only once older than its period and `catchUp`, or a
+ * process that reaches a tick late enqueues it again). A tick is enqueued until its deadline: the
+ * next tick's time, or `catchUp` after its own if later. One reached after it (the store failing or
+ * hanging, the process frozen) is skipped, logged and counted in the metric
+ * `workpool_repeat_ticks_skipped`. A tick that passes while no process runs the schedule is skipped.
  * Processes that run one name with different payloads or options disagree silently: each tick's job
  * is the first process's to store it.
  *
@@ -1044,7 +1051,8 @@ export const repeat = <T extends Task.Any>(
         config.fail("cron", options.cron, "expected a cron expression that fires (this one matches no date)")
       }
       // the name is in each tick's id, which a store indexes
-      return { name: storedName("name", name), cron, ...jobOptions(options) }
+      const catchUp = options.catchUp === undefined ? 0 : config.millis("catchUp", options.catchUp, "nonNegative")
+      return { name: storedName("name", name), cron, catchUp, ...jobOptions(options) }
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
@@ -1061,58 +1069,7 @@ export const repeat = <T extends Task.Any>(
       delay: 0,
       runAt: at
     })
-    // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again
-    // until it is stored or the next tick is due: a schedule run by one process lost a daily job to
-    // one failed statement
-    const enqueueTick = (at: number, following: number) =>
-      Effect.gen(function*() {
-        for (let wait = REPEAT_RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, REPEAT_RETRY_MAX)) {
-          const result = yield* Effect.result(store.enqueue(job(at)))
-          if (Result.isSuccess(result)) return
-          const now = yield* store.now
-          if (now + wait >= following) {
-            return yield* Effect.logWarning(
-              `effect-workpool: repeat ${checked.name}: enqueuing the tick of ${new Date(at).toISOString()} failed ` +
-                `${failures + 1} times; the next tick is due, this one is skipped`,
-              result.failure
-            )
-          }
-          if (failures++ === 0) {
-            yield* Effect.logWarning(
-              `effect-workpool: repeat ${checked.name}: enqueuing a tick failed; trying again until the next tick is due`,
-              result.failure
-            )
-          }
-          yield* Effect.sleep(wait)
-        }
-      })
-    // from the tick last enqueued: a tick that comes while the one before it is being enqueued (a
-    // slow store, retries) is enqueued next, not skipped (computed from the time after the enqueue,
-    // a store slower than the ticks lost every other one); ticks that passed while this process
-    // slept past its tick (frozen, its timers late) are not caught up, nor is its tick once the
-    // next one is due: other processes may have enqueued it, and its job run and been purged (a
-    // process thawed after that enqueued it again, and it ran twice)
-    const loop = Effect.gen(function*() {
-      let from = yield* store.now
-      while (true) {
-        const at = Cron.next(checked.cron, from).getTime()
-        const following = Cron.next(checked.cron, at).getTime()
-        const now = yield* store.now
-        let woke = at
-        if (at > now) {
-          yield* Effect.sleep(at - now)
-          woke = Math.max(at, yield* store.now)
-          if (woke >= following) {
-            // a tick due at this very moment is the next enqueued
-            from = woke - 1
-            continue
-          }
-        }
-        yield* enqueueTick(at, following)
-        from = woke
-      }
-    })
-    yield* Effect.forkScoped(loop)
+    yield* Effect.forkScoped(Repeat.run({ name: checked.name, cron: checked.cron, catchUp: checked.catchUp, store, job }))
   })
 
 /**

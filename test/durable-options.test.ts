@@ -92,6 +92,17 @@ describe("JobQueue.repeat refuses", () => {
       assert.strictEqual(yield* field({ retry: { fixed: -1 } }), "retry.fixed")
       assert.strictEqual((yield* JobQueue.list()).length, 0)
     }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a catchUp that is not a duration of at least 0, and graphile-worker's backfill key, naming catchUp; nothing is stored", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* field({ catchUp: -1 }), "catchUp")
+      assert.strictEqual(yield* field({ catchUp: "soon" }), "catchUp")
+      assert.strictEqual(yield* field({ catchUp: Number.NaN }), "catchUp")
+      const error = yield* Effect.flip(Effect.scoped(JobQueue.repeat("r", Echo, 1, { cron: "* * * * *", backfillPeriod: "1 hour" } as never)))
+      assert.strictEqual((error as { field: string }).field, "backfillPeriod")
+      assert.include((error as { reason: string }).reason, "catchUp")
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
 })
 
 describe("JobQueue.purge refuses", () => {

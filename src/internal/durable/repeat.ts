@@ -1,0 +1,132 @@
+/**
+ * A repeat's ticks: which one it enqueues next, and which it skips. One rule for every way a tick
+ * is reached late (the store failing, the store hanging, a store slower than the ticks, the process
+ * frozen or its timers late): a tick is enqueued until its deadline, the next tick's time or
+ * `catchUp` after its own, whichever is later (`Infinity`: none skipped). One reached after it is
+ * skipped with every tick up to the present (with `catchUp`, every tick older than it), counted
+ * (`workpool_repeat_ticks_skipped`) and logged, and the schedule goes on from the next. Without a
+ * deadline every tick that passed during a stall was enqueued when the store answered, each due
+ * already: an hour's stall of a per-second schedule made 3,600 jobs at once, while a store that
+ * failed instead had its ticks skipped.
+ *
+ * Ticks are enqueued in order, one at a time: a tick whose enqueue started before its deadline is
+ * stored however long the store takes (a deadline on the statement itself would store nothing on a
+ * store slower than the ticks), so a store slower than the ticks skips what it cannot keep up with
+ * instead of lagging behind without end.
+ *
+ * @internal
+ */
+import { Cron, Effect, Metric, Result } from "effect"
+import type { NewJob, Store } from "../store/model.ts"
+
+/** A failed enqueue of a tick is tried again after 100 ms, doubling up to 5 s, until its deadline. */
+const RETRY_FIRST = 100
+const RETRY_MAX = 5000
+
+/**
+ * A run of skipped ticks is counted one tick at a time (a cron's ticks are irregular), up to this
+ * many (a few hundred ms of `Cron.next`); a longer run counts this many.
+ */
+const COUNT_LIMIT = 10_000
+
+/** Ticks a process skipped, by repeat name (attribute `repeat`). */
+const skippedTicks = Metric.counter("workpool_repeat_ticks_skipped", {
+  description: "ticks of a JobQueue.repeat that this process reached after their deadline and did not enqueue",
+  incremental: true
+})
+
+export interface Options {
+  readonly name: string
+  readonly cron: Cron.Cron
+  /** Milliseconds, 0 for none. */
+  readonly catchUp: number
+  readonly store: Store
+  readonly job: (at: number) => NewJob
+}
+
+const iso = (millis: number) => new Date(millis).toISOString()
+
+/** How many ticks from `at` (included) to `until` (excluded), at most `COUNT_LIMIT`. */
+const ticksBetween = (cron: Cron.Cron, at: number, until: number) =>
+  Effect.gen(function*() {
+    let count = 0
+    for (let t = at; t < until && count < COUNT_LIMIT; t = Cron.next(cron, t).getTime()) {
+      // a long run is counted in slices: the other fibers run between them
+      if (++count % 1000 === 0) yield* Effect.yieldNow
+    }
+    return count
+  })
+
+/** Enqueues a repeat's ticks for as long as it runs (forked into the repeat's scope). */
+export const run = (options: Options): Effect.Effect<never> => {
+  const { catchUp, cron, name, store } = options
+  const skipped = Metric.withAttributes(skippedTicks, { repeat: name })
+
+  const skip = (at: number, until: number, now: number) =>
+    Effect.gen(function*() {
+      const count = yield* ticksBetween(cron, at, until)
+      yield* Metric.update(skipped, count)
+      yield* Effect.logWarning(
+        `effect-workpool: repeat ${name}: ${count === COUNT_LIMIT ? `${COUNT_LIMIT} or more ticks` : count === 1 ? "1 tick" : `${count} ticks`} ` +
+          `due from ${iso(at)} to before ${iso(until)} skipped: reached ${now - at} ms after the first, past their deadline ` +
+          `(the next tick${catchUp > 0 ? `, or catchUp ${catchUp} ms` : ""}); the store answered late or this process was stalled`
+      )
+    })
+
+  // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again until
+  // it is stored or its deadline passes: a schedule run by one process lost a daily job to one
+  // failed statement
+  const enqueueTick = (at: number, deadline: number) =>
+    Effect.gen(function*() {
+      for (let wait = RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, RETRY_MAX)) {
+        const result = yield* Effect.result(store.enqueue(options.job(at)))
+        if (Result.isSuccess(result)) return
+        const now = yield* store.now
+        if (now + wait >= deadline) {
+          yield* Metric.update(skipped, 1)
+          return yield* Effect.logWarning(
+            `effect-workpool: repeat ${name}: enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
+              `its deadline is near, this one is skipped`,
+            result.failure
+          )
+        }
+        if (failures++ === 0) {
+          yield* Effect.logWarning(
+            `effect-workpool: repeat ${name}: enqueuing a tick failed; trying again until its deadline`,
+            result.failure
+          )
+        }
+        yield* Effect.sleep(wait)
+      }
+    })
+
+  // from the tick last enqueued (not from the time after its enqueue: a store slower than the
+  // ticks lost every other one), each tick in order; one reached past its deadline is skipped,
+  // however it came late: a process frozen past its tick that enqueued it on waking could store
+  // a tick whose job other processes had run and purged meanwhile, and it ran twice
+  return Effect.gen(function*() {
+    // not from catchUp before: a schedule started for the first time would enqueue all of it
+    let from = yield* store.now
+    while (true) {
+      const at = Cron.next(cron, from).getTime()
+      let now = yield* store.now
+      if (at > now) {
+        yield* Effect.sleep(at - now)
+        now = Math.max(at, yield* store.now)
+      }
+      // until the next tick is due, or catchUp after this one
+      const following = Cron.next(cron, at).getTime()
+      const deadline = Math.max(following, at + catchUp)
+      if (now >= deadline) {
+        // every tick up to now goes too (within catchUp: the first of those): a process that was
+        // stalled enqueued the latest, which others may have enqueued, run and purged meanwhile
+        const resume = Cron.next(cron, now - catchUp).getTime()
+        yield* skip(at, resume, now)
+        from = resume - 1
+        continue
+      }
+      yield* enqueueTick(at, deadline)
+      from = at
+    }
+  })
+}
