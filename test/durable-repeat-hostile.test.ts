@@ -263,7 +263,6 @@ describe.skipIf(!Pg.enabled)("a per-second repeat whose Postgres store stalls (a
       const late = all.filter((at) => at > locked && at <= released)
       // the tick whose insert waited; not the 4 or 5 after it
       assert.isAtMost(late.length, 1, `ticks of the stall: ${late.map((at) => at - locked).join()} (ms after the lock)`)
-      assertContiguous(all.filter((at) => at > released), "after the stall")
       assert.isTrue(p.lines.some((line) => line.includes("WARN") && line.includes("skipped")), `the skip is logged: ${p.lines.join("\n")}`)
       // catchUp 60 s: every tick of the stall, once, in order
       assertContiguous(await ticks("filled")(), "with catchUp")
