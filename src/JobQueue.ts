@@ -981,7 +981,7 @@ export type QueueStats = QueueCounts
  * ```ts
  * import type { JobQueue } from "effect-workpool"
  *
- * const nightly: JobQueue.RepeatOptions = { cron: "0 3 * * *", queue: "reports", priority: 1, maxAttempts: 5 }
+ * const nightly: JobQueue.RepeatOptions = { cron: "0 3 * * *", queue: "reports", priority: 1, maxAttempts: 5, catchUp: "6 hours" }
  * ```
  * @since 0.2.0
  * @category models
