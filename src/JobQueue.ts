@@ -981,7 +981,9 @@ export type QueueStats = QueueCounts
  * ```ts
  * import type { JobQueue } from "effect-workpool"
  *
- * const nightly: JobQueue.RepeatOptions = { cron: "0 3 * * *", queue: "reports", priority: 1, maxAttempts: 5, catchUp: "6 hours" }
+ * const nightly: JobQueue.RepeatOptions = { cron: "0 3 * * *", queue: "reports", priority: 1, maxAttempts: 5 }
+ * // every minute, and the ticks of a stall of up to an hour enqueued late rather than skipped
+ * const sync: JobQueue.RepeatOptions = { cron: "* * * * *", queue: "sync", catchUp: "1 hour" }
  * ```
  * @since 0.2.0
  * @category models
