@@ -45,7 +45,7 @@ import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
 import * as Repeat from "./internal/durable/repeat.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
-import { CHUNK, END, Items } from "./internal/durable/items.ts"
+import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
 import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
@@ -509,12 +509,22 @@ export const enqueueAll = <T extends Task.Any>(
       taskOf(task)
       return callOptions(options)
     })
-    const reader = yield* invalid(() => new Items(items))
+    const reader = yield* invalid(() => new Items(items, ITEMS))
     const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace)
     if (jobs.length === 0) return []
     const results = yield* (yield* JobStore).enqueueAll(jobs)
     return results.map(({ created, id }) => handle<Task.Success<T>, Task.Failure<T>>(task, id, created))
   })
+
+/** `enqueueAll`'s items, as the errors of their reading name them. */
+const ITEMS: Batch = {
+  field: "items",
+  of: "{ payload, options? }",
+  max: MAX_ITEMS,
+  more: "split the batch",
+  lazy: "collect it first, or enqueue its chunks as they come",
+  effect: "yield* it for its items first"
+}
 
 /** A job's fields from its options, as `enqueueOptions` checks them. */
 type Checked = ReturnType<typeof enqueueOptions>

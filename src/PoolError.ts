@@ -251,9 +251,10 @@ export class InvalidJobOptions extends Schema.TaggedError<InvalidJobOptions>()("
  * What was submitted as a job is neither an `Effect` nor a function `(resource, jobId) => Effect`
  * (a Promise, a number, `undefined`: possible from JavaScript, or through a cast). The job was not
  * admitted. `field` is `"job"`; `"jobs[i]"` for the `i`-th job given to `runAll`, or `"jobs"` when
- * they are not iterable, in which case none of that batch was submitted. A `ThreadPool` gives
- * `"task"` for something that is not a `Task`, and `"payloads"` for `runAll`'s payloads that are not
- * iterable.
+ * they cannot be read as a batch (not iterable, an iterator that throws, more than 1,000,000, a
+ * `Stream` or a Promise passed by mistake), in which case none of that batch was submitted. A
+ * `ThreadPool` gives `"task"` for something that is not a `Task`, and `"payloads"` for `runAll`'s
+ * payloads that cannot be read.
  *
  * @example
  * ```ts

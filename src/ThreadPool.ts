@@ -39,6 +39,7 @@ import type * as Scope from "effect/Scope"
 import { availableParallelism } from "node:os"
 import type { ResourceLimits, TransferListItem } from "node:worker_threads"
 import * as config from "./internal/config.ts"
+import * as Items from "./internal/items.ts"
 import * as job from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Pools from "./internal/service.ts"
@@ -252,7 +253,12 @@ export interface ThreadPool<T extends Task.Any = Task.Any> extends
     WorkPool.JobHandle<Task.Success<U>, Task.Failure<U> | WorkerCrashed | WorkerStartFailed | TaskCodecError>,
     AdmissionError
   >
-  /** Runs a task for each payload; results in input order; the first failure stops the rest. The payloads are read in full first, as `WorkPool`'s `runAll` reads its jobs. */
+  /**
+   * Runs a task for each payload; results in input order; the first failure stops the rest. The
+   * payloads are read in full first, as `WorkPool`'s `runAll` reads its jobs: at most 1,000,000,
+   * interruptibly; an iterable that throws, an endless one or a `Stream` or a string passed by
+   * mistake fails with `InvalidJob` naming `payloads` (use `ThreadPool.mapStream` for a stream).
+   */
   readonly runAll: <U extends T>(
     task: U,
     payloads: Iterable<Task.Payload<U>>,
@@ -315,6 +321,16 @@ interface TaskJob {
 /** Whether a `retry` option (checked by the pool) allows a retry at all. */
 const mayRetry = (retry: WorkPool.Retry | undefined): boolean =>
   retry !== undefined && (Schedule.isSchedule(retry) || (retry as { readonly times?: unknown }).times !== 0)
+
+/** `runAll`'s payloads, as the errors of their reading name them. */
+const PAYLOADS: Items.Batch = {
+  field: "payloads",
+  of: "payloads",
+  max: Items.MAX_JOBS,
+  more: "run more with ThreadPool.mapStream",
+  lazy: "use ThreadPool.mapStream",
+  effect: "yield* it for its payloads first"
+}
 
 /**
  * What the thread needs of the job running the task: its id and attempt, the span to run under
@@ -573,10 +589,10 @@ export const make = <T extends Task.Any = Task.Any>(
         admitted(task, options, (transfer) => pool.submit(taskJob(task, payload, transfer), options)),
       runAll: (task, payloads, options) =>
         Effect.suspend(() => {
-          const invalid = checkTask(task) ?? job.checkIterable(payloads, "payloads", "payloads")
-          return invalid !== undefined
-            ? Effect.fail(invalid)
-            : pool.runAll(Array.from(payloads, (payload) => taskJob(task, payload, noTransfer)), options)
+          const invalid = checkTask(task)
+          if (invalid !== undefined) return Effect.fail(invalid)
+          const each = (payload: unknown) => taskJob(task, payload as Task.Payload<typeof task>, noTransfer)
+          return Items.collect(payloads, PAYLOADS, each, job.refusedBatch, (jobs) => pool.runAll(jobs, options))
         }),
       threads: Effect.sync(() => threads.live),
       resize: (n) =>

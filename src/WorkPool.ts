@@ -52,6 +52,7 @@ import {
 } from "./PoolError.ts"
 import * as config from "./internal/config.ts"
 import { fiberExecutor } from "./internal/fiberExecutor.ts"
+import * as Items from "./internal/items.ts"
 import * as JobKind from "./internal/job.ts"
 import * as JobContexts from "./internal/jobContext.ts"
 import * as Metrics from "./internal/metrics.ts"
@@ -607,9 +608,12 @@ export interface WorkPool<W = void, EW = never> {
   /**
    * Runs many jobs through the pool and returns their results in input order. The first failure
    * interrupts the others and is returned once they have stopped. To keep every outcome, map the
-   * jobs with `Effect.result` or `Effect.exit` first. The iterable is read in full before any job
-   * is submitted (an iterable that throws dies, and submits nothing; an endless one never returns):
-   * for an endless or lazy source, use `mapStream`.
+   * jobs with `Effect.result` or `Effect.exit` first. The jobs are read and checked in full before
+   * any is submitted, so a bad one submits none: at most 1,000,000 of them (the call holds every job
+   * and result until it returns), an array at once, any other iterable 1,000 at a time with a yield
+   * between (the read can be interrupted, and closes the iterator when it stops early). An iterable
+   * that throws, an endless one (past the limit) or a `Stream`, Promise or async iterable passed by
+   * mistake fails with `InvalidJob` naming `jobs`: for an endless or lazy source, use `mapStream`.
    */
   readonly runAll: <A, E, R>(
     jobs: Iterable<Job<A, E, R, W>>,
@@ -1030,6 +1034,22 @@ const submitRecord = (
   })
 }
 
+/** `runAll`'s jobs, as the errors of their reading name them. */
+const JOBS: Items.Batch = {
+  field: "jobs",
+  of: "jobs",
+  max: Items.MAX_JOBS,
+  more: "run more with WorkPool.mapStream",
+  lazy: "use WorkPool.mapStream",
+  effect: "for one job, use run, or pass [job]"
+}
+
+/** A job of `runAll`'s, refused with its index if it is none. */
+const checkJob = (job: unknown, index: number): any => {
+  if (!JobKind.isJob(job)) throw new config.OptionError(JobKind.notAJob(job, `jobs[${index}]`))
+  return job
+}
+
 const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<W, EW> => {
   const run = <A, E, R>(job: Job<A, E, R, W>, options?: JobOptions): Effect.Effect<A, E | JobError, R> =>
     new Run(scheduler, job, options) as unknown as Effect.Effect<A, E | JobError, R>
@@ -1047,88 +1067,89 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
     Effect.withFiber((fiber) => {
       const checked = checkJobOptions(scheduler, options)
       if (checked instanceof InvalidJobOptions) return Effect.fail(checked)
-      const notIterable = JobKind.checkIterable(jobs, "jobs", "jobs")
-      if (notIterable !== undefined) return Effect.fail(notIterable)
-      const items = Array.from(jobs)
-      const count = items.length
-      // the whole batch is checked first: a bad job submits none of it
-      for (let i = 0; i < count; i++) {
-        const invalid = JobKind.check(items[i], `jobs[${i}]`)
-        if (invalid !== undefined) return Effect.fail(invalid)
+      // the whole batch is read and checked first: a bad job submits none of it
+      return Items.collect(jobs, JOBS, checkJob, JobKind.refusedBatch, (items) => runBatch(items, checked, fiber.context))
+    })
+
+  /** Runs a batch read and checked, submitting its jobs as there is room for them. */
+  const runBatch = <A, E, R>(
+    items: Array<Job<A, E, R, W>>,
+    checked: CheckedJobOptions,
+    context: Context.Context<never>
+  ): Effect.Effect<Array<A>, E | JobError, R> => {
+    const count = items.length
+    if (count === 0) return Effect.succeed([])
+    return Effect.callback<Array<A>, E | JobError, R>((resume) => {
+      const results = new Array<A>(count)
+      const submitted: Array<JobRecord> = []
+      let next = 0
+      let unsettled = count
+      let failure: Exit.Exit<never, any> | undefined
+      const settled = () => {
+        if (--unsettled === 0) resume(failure ?? Exit.succeed(results))
       }
-      if (count === 0) return Effect.succeed([])
-      const context = fiber.context
-      return Effect.callback<Array<A>, E | JobError, R>((resume) => {
-        const results = new Array<A>(count)
-        const submitted: Array<JobRecord> = []
-        let next = 0
-        let unsettled = count
-        let failure: Exit.Exit<never, any> | undefined
-        const settled = () => {
-          if (--unsettled === 0) resume(failure ?? Exit.succeed(results))
+      const stopAll = () => {
+        scheduler.cancelAllNow(submitted)
+      }
+      // jobs that ended since `submitted` was last swept (at most: some of them were never kept)
+      let endedSince = 0
+      /**
+       * Drops the ended jobs from `submitted` once they may be half of it: a long batch keeps its
+       * jobs still to be cancelled, not every one it has run (amortised O(1)). Never while
+       * `cancelAll` goes through the list: only before the first failure or interruption. Called
+       * once 512 jobs have ended since the last sweep: the count is kept inline in the listener, a
+       * call per job cost a batch of synchronous jobs some 6% of its CPU time.
+       */
+      const sweep = () => {
+        if (endedSince * 2 < submitted.length) return
+        endedSince = 0
+        let kept = 0
+        for (let i = 0; i < submitted.length; i++) {
+          const record = submitted[i]!
+          if (record.state < Internal.DONE) submitted[kept++] = record
         }
-        const stopAll = () => {
-          scheduler.cancelAllNow(submitted)
-        }
-        // jobs that ended since `submitted` was last swept (at most: some of them were never kept)
-        let endedSince = 0
-        /**
-         * Drops the ended jobs from `submitted` once they may be half of it: a long batch keeps its
-         * jobs still to be cancelled, not every one it has run (amortised O(1)). Never while
-         * `cancelAll` goes through the list: only before the first failure or interruption. Called
-         * once 512 jobs have ended since the last sweep: the count is kept inline in the listener, a
-         * call per job cost a batch of synchronous jobs some 6% of its CPU time.
-         */
-        const sweep = () => {
-          if (endedSince * 2 < submitted.length) return
-          endedSince = 0
-          let kept = 0
-          for (let i = 0; i < submitted.length; i++) {
-            const record = submitted[i]!
-            if (record.state < Internal.DONE) submitted[kept++] = record
-          }
-          submitted.length = kept
-        }
-        const feed = (): void => {
-          while (next < count && failure === undefined) {
-            const index = next++
-            const record = makeRecord(scheduler, items[index]!, context, checked)
-            // the record has it now; and it lets it go once it has run
-            items[index] = undefined as any
-            record.addListener((exit: Exit.Exit<any, any>) => {
-              if (Exit.isSuccess(exit)) {
-                results[index] = exit.value
-                // once stopping, `cancelAll` may be going through `submitted`: left as it is
-                if (++endedSince >= 512 && failure === undefined) sweep()
-              } else if (failure === undefined) {
-                failure = exit as Exit.Exit<never, any>
-                stopAll()
-              }
-              settled()
-            })
-            // kept before it is admitted: a job may fail another one of the batch as it starts
-            submitted.push(record)
-            const admitted = scheduler.admit(record, checked.queueTimeout, feed)
-            // only jobs that may still have to be cancelled stay: one that ended (a synchronous job
-            // ends as it starts) would only age into the old generation here
-            if (record.state >= Internal.DONE && submitted[submitted.length - 1] === record) submitted.pop()
-            if (!admitted) return
-          }
-          if (failure !== undefined && next < count) {
-            // never submitted: nothing to wait for
-            unsettled -= count - next - 1
-            next = count
+        submitted.length = kept
+      }
+      const feed = (): void => {
+        while (next < count && failure === undefined) {
+          const index = next++
+          const record = makeRecord(scheduler, items[index]!, context, checked)
+          // the record has it now; and it lets it go once it has run
+          items[index] = undefined as any
+          record.addListener((exit: Exit.Exit<any, any>) => {
+            if (Exit.isSuccess(exit)) {
+              results[index] = exit.value
+              // once stopping, `cancelAll` may be going through `submitted`: left as it is
+              if (++endedSince >= 512 && failure === undefined) sweep()
+            } else if (failure === undefined) {
+              failure = exit as Exit.Exit<never, any>
+              stopAll()
+            }
             settled()
-          }
+          })
+          // kept before it is admitted: a job may fail another one of the batch as it starts
+          submitted.push(record)
+          const admitted = scheduler.admit(record, checked.queueTimeout, feed)
+          // only jobs that may still have to be cancelled stay: one that ended (a synchronous job
+          // ends as it starts) would only age into the old generation here
+          if (record.state >= Internal.DONE && submitted[submitted.length - 1] === record) submitted.pop()
+          if (!admitted) return
         }
-        feed()
-        return Effect.suspend(() => {
-          failure ??= Exit.interrupt()
+        if (failure !== undefined && next < count) {
+          // never submitted: nothing to wait for
+          unsettled -= count - next - 1
           next = count
-          return scheduler.cancelAll(submitted)
-        })
+          settled()
+        }
+      }
+      feed()
+      return Effect.suspend(() => {
+        failure ??= Exit.interrupt()
+        next = count
+        return scheduler.cancelAll(submitted)
       })
     })
+  }
 
   const changes: Stream.Stream<PoolStats> = Stream.paginate(-1, (seen: number) => {
     const emit = Effect.sync(() => {

@@ -7,7 +7,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { WorkPool } from "../src/index.ts"
+import { PoolError, WorkPool } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { addsUp, blockPast, blockUntil, makePool } from "./fixtures/pool.ts"
 import { Echo, Mark, MarkOrSpin, Sleep } from "./fixtures/tasks.ts"
@@ -238,7 +238,7 @@ describe("mapStream: failures, interruption, backpressure", () => {
 })
 
 describe("runAll: the iterable", () => {
-  it.effect("is read in full before any job is submitted: one that throws midway dies with its error and submits nothing", () =>
+  it.effect("is read in full before any job is submitted: one that throws midway fails with InvalidJob naming jobs and its error, and submits nothing", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 2 })
       let ran = 0
@@ -247,9 +247,10 @@ describe("runAll: the iterable", () => {
         yield Effect.sync(() => void ran++)
         throw new RangeError("the source broke")
       }
-      const exit = yield* Effect.exit(pool.runAll(jobs()))
-      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
-      assert.strictEqual((failureOf(exit) as Error).message, "the source broke")
+      const error = yield* Effect.flip(pool.runAll(jobs()))
+      assert.instanceOf(error, PoolError.InvalidJob)
+      assert.strictEqual((error as PoolError.InvalidJob).field, "jobs")
+      assert.match((error as PoolError.InvalidJob).reason, /its iterator threw at jobs\[2\]: RangeError: the source broke/)
       assert.deepStrictEqual([ran, (yield* pool.stats).submitted], [0, 0])
       // a lazy source that is read as the jobs run is mapStream's
       const out = yield* Stream.runCollect(

@@ -8,7 +8,7 @@
  */
 import { Effect, Exit } from "effect"
 import { InvalidJob } from "../PoolError.ts"
-import { isClass, show } from "./config.ts"
+import { type Invalid, isClass, type OptionError, show } from "./config.ts"
 
 // Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
 const IDENTIFIER = "~effect/Effect/identifier"
@@ -121,20 +121,22 @@ export const isFunction = (job: Effect.Effect<any, any, any> | JobFunction): job
 const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
 
 /**
- * The error for a value submitted as a job that is neither form, or undefined if it is a job. A
- * class that is not an Effect is not the function form: it would die with "Class constructor cannot
- * be invoked without 'new'" when the job starts.
+ * Whether a value submitted as a job is one of the two forms. A class that is not an Effect is not
+ * the function form: it would die with "Class constructor cannot be invoked without 'new'" when the
+ * job starts.
  */
-export const check = (job: unknown, field: string): InvalidJob | undefined =>
+export const isJob = (job: unknown): boolean =>
   isSync(job) || Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
-    ? undefined
-    : new InvalidJob({ field, value: show(job), reason: EXPECTED })
 
-/** The error for a batch (`runAll`'s jobs or payloads) that is not iterable: `Array.from` would throw. */
-export const checkIterable = (value: unknown, field: string, what: string): InvalidJob | undefined =>
-  typeof (value as { readonly [Symbol.iterator]?: unknown } | null | undefined)?.[Symbol.iterator] === "function"
-    ? undefined
-    : new InvalidJob({ field, value: show(value), reason: `expected an iterable of ${what} (an array, say)` })
+/** Why a value submitted as a job (`field`) is none: what `InvalidJob` says of it. */
+export const notAJob = (job: unknown, field: string): Invalid => ({ field, value: show(job), reason: EXPECTED })
+
+/** The error for a value submitted as a job that is neither form, or undefined if it is a job. */
+export const check = (job: unknown, field: string): InvalidJob | undefined =>
+  isJob(job) ? undefined : new InvalidJob(notAJob(job, field))
+
+/** A batch's `OptionError` (`runAll`'s jobs or payloads that could not be read) as the pools' `InvalidJob`. */
+export const refusedBatch = (error: OptionError): InvalidJob => new InvalidJob(error.invalid)
 
 /** The defect of a function job whose function returned something else than an Effect. */
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
