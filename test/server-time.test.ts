@@ -87,3 +87,88 @@ describe("the stores' server time, hostile", () => {
       yield* followsWithinRefreshes(time, local, () => (server += ServerTime.NOW_REFRESH + 1))
     }))
 })
+
+/**
+ * The offset from the server's answers: the server read its clock between a question and its answer,
+ * so each answer bounds the offset; the store's time takes the highest the last answers allow together
+ * (it never lags the server's). From the last answer alone it ran ahead by that question's way there:
+ * a question that waits its turn (a busy event loop before its write, a busy server) put the store's
+ * time ahead by that wait for a refresh.
+ */
+describe("the stores' server time, from several answers", () => {
+  const OFFSET = 5000
+  /**
+   * This machine's clock, and the server's OFFSET ahead of it (plus `step`); an ask takes `there` ms
+   * to reach the server, which reads its clock then, and `back` ms to come back.
+   */
+  const machine = () => {
+    const state = { local: 10_000_000, step: 0, there: 1, back: 1 }
+    const clock = { currentTimeMillisUnsafe: () => state.local } as unknown as Clock.Clock
+    const ask = Effect.sync(() => {
+      state.local += state.there
+      const server = state.local + OFFSET + state.step
+      state.local += state.back
+      return server
+    })
+    /** The store's time less the server's now. */
+    const error = (time: ServerTime.ServerTime) => time.nowUnsafe() - (state.local + OFFSET + state.step)
+    /** A refresh's time on, then a read of the store's time, which asks in the background. */
+    const refreshed = (time: ServerTime.ServerTime) =>
+      Effect.gen(function*() {
+        state.local += ServerTime.NOW_REFRESH + 1
+        yield* time.now
+        for (let y = 0; y < 5; y++) yield* Effect.yieldNow
+      })
+    return { state, clock, ask, error, refreshed }
+  }
+
+  it.effect("a question that reached the server 300 ms late (a busy loop before its write, a busy server): the store's time stays within the quickest recent answer's bound, not 300 ms ahead for a refresh", () =>
+    Effect.gen(function*() {
+      const { ask, clock, error, refreshed, state } = machine()
+      const time = ServerTime.make(clock, ask)
+      yield* time.refresh
+      yield* refreshed(time)
+      assert.isAtLeast(error(time), 0, "never behind the server")
+      assert.isAtMost(error(time), 2)
+      state.there = 300
+      yield* refreshed(time)
+      assert.isAtLeast(error(time), 0, "never behind the server")
+      assert.isAtMost(error(time), 2, `the store's time ${error(time)} ms ahead of the server's`)
+      // every question slow: still the quick ones' bound, while they are recent
+      for (let i = 0; i < ServerTime.FILTER_SIZE - 3; i++) yield* refreshed(time)
+      assert.isAtMost(error(time), 2, `the store's time ${error(time)} ms ahead of the server's`)
+      // past them, the slow answers' own bound: ahead (by a question's way there), never behind
+      for (let i = 0; i < ServerTime.FILTER_SIZE; i++) yield* refreshed(time)
+      assert.isAtLeast(error(time), 0, "never behind the server")
+      assert.isAtMost(error(time), 301)
+    }))
+
+  it.effect("the server's clock stepped a second on, then two back: each step is followed at the next refresh (the answers before it, of another offset, are dropped), the store's time never behind the server's", () =>
+    Effect.gen(function*() {
+      const { clock, ask, error, refreshed, state } = machine()
+      const time = ServerTime.make(clock, ask)
+      yield* time.refresh
+      for (let i = 0; i < 3; i++) yield* refreshed(time)
+      for (const step of [1000, -1000, 0]) {
+        state.step = step
+        yield* refreshed(time)
+        assert.isAtLeast(error(time), 0, `stepped to ${step}: never behind the server`)
+        assert.isAtMost(error(time), 2, `stepped to ${step}: the store's time ${error(time)} ms ahead`)
+      }
+    }))
+
+  it.effect("a server clock slewed 6 ms while the store's time was not read for a minute: the answers from before do not hold it behind the server's", () =>
+    Effect.gen(function*() {
+      const { clock, ask, error, refreshed, state } = machine()
+      const time = ServerTime.make(clock, ask)
+      // answers that allowed up to OFFSET + 5 ms
+      state.there = 4
+      state.back = 10
+      yield* time.refresh
+      state.local += 60_000
+      state.step = 6
+      state.there = 1
+      yield* refreshed(time)
+      assert.isAtLeast(error(time), 0, "never behind the server")
+    }))
+})

@@ -1483,7 +1483,7 @@ export const makeWith = (
       )
     }
 
-    // the server's time: this machine's clock corrected by the offset last seen (`ServerTime`), never
+    // the server's time: this machine's clock corrected by the offset its last answers give (`ServerTime`), never
     // waiting on the server
     const time = ServerTime.make(
       clock,

@@ -334,7 +334,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
     const tokens = makeTokens()
-    // the server's time (TIME), this machine's clock corrected by the offset last seen
+    // the server's time (TIME), this machine's clock corrected by the offset its last answers give
     const time = ServerTime.make(clock, Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) =>
       Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)))
     const base = (queue: string) => queueBase(cfg.prefix, queue)
