@@ -13,6 +13,7 @@ import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, 
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
+import * as RedisClient from "../src/internal/store/redisClient.ts"
 import * as MemoryStore from "../src/internal/store/memory.ts"
 import type { JobRow, Settlement, Store } from "../src/internal/store/model.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -224,6 +225,34 @@ const invariants = (prefix: string, queue: string, on = url!) =>
       return jobs.size
     }, on)
   )
+
+/**
+ * The store on its own client, as `RedisStore.open` makes it, `before` run as each command is sent
+ * (its arguments, a script's SHA first): a server frozen or paused at that very command.
+ */
+const hookedStore = (
+  serverUrl: string,
+  prefix: string,
+  before: (command: string, args: ReadonlyArray<string>) => Effect.Effect<void>,
+  connectTimeout = 10_000
+) =>
+  Effect.gen(function*() {
+    const cfg = yield* RedisStore.options({ url: serverUrl, prefix, connectTimeout })
+    const plain = yield* RedisClient.make({
+      url: serverUrl,
+      cluster: false,
+      name: `effect-workpool:${prefix}`,
+      connectTimeout,
+      reconnect: () => 100,
+      commandOptions: RedisStore.NO_COMMAND_TIMEOUT,
+      maxReserved: 10
+    })
+    const hooked = Redis.Redis.of({
+      ...plain,
+      send: <A>(command: string, ...args: ReadonlyArray<string>) => Effect.andThen(before(command, args), plain.send<A>(command, ...args))
+    })
+    return yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, hooked)
+  })
 
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
@@ -569,6 +598,30 @@ else {
         assert.isBelow(built.took, 8_000, `the build took ${built.took} ms: ${String(built.exit)}`)
         assert.isTrue(built.exit._tag === "Failure" && String(built.exit).includes("StoreError"), String(built.exit))
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // `connectWithin` bounds the handshake; the open's own commands after it had no bound: a server
+    // frozen between the two held the layer's build for ever. Frozen here by a hook on the store's
+    // commands, at the moment the one named is sent, on its own client as `RedisStore.open` makes it
+    it.live("a server frozen (SIGSTOP) just after the handshake, as the open sends its PING, its CONFIG GET or its TIME: the build fails within about its connect timeout with a StoreError naming the command, not never", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        for (const command of ["PING", "CONFIG", "TIME"]) {
+          const prefix = freshPrefix()
+          const connectTimeout = 1000
+          const built = yield* timed(Effect.scoped(hookedStore(server.url, prefix, (sent) =>
+            Effect.sync(() => {
+              if (sent === command) server.signal("SIGSTOP")
+            }), connectTimeout)))
+          server.signal("SIGCONT")
+          assert.isTrue(built.exit._tag === "Failure", `${command}: ${String(built.exit)}`)
+          const error = built.exit._tag === "Failure" ? Cause.squash(built.exit.cause) : undefined
+          assert.instanceOf(error, StoreError, `${command}: ${String(built.exit)}`)
+          assert.strictEqual((error as StoreError).operation, "open")
+          assert.include((error as StoreError).reason, `no answer to ${command}`)
+          assert.isBelow(built.took, connectTimeout + 5_000, `${command}: the build took ${built.took} ms`)
+        }
+      }).pipe(Effect.scoped), { timeout: 90_000 })
 
     it.live("queue names with : { } unicode and 1,000 characters: enqueue, status, consume, await, cancel", () =>
       Effect.gen(function*() {
@@ -1046,35 +1099,77 @@ else {
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // one server: every queue's script waits behind a slow one (CLIENT PAUSE here, as a long script from
-    // another client, or DEBUG SLEEP): the bound applies on one node too, and what the late claim took
-    // and carried ends exactly once
-    // paused 5 s: the claim's look at both queues (allotments) waits CLAIM_BOUND, then queue a's
-    // claim its bound, then queue b's answers once the pause ends
-    it.live("one server paused 5 s (CLIENT PAUSE) under a claim of two queues carrying a settle: the claim returns the second queue's job, the first queue's late answer writes the carried settle once (its caller learns it) and gives back the job it took, which is claimed again with its attempt not counted", () =>
+    // another client, or DEBUG SLEEP): the bound applies on one server too, the queues after the late
+    // one are not sent behind it, and what the late claim took and carried ends exactly once. Paused
+    // by a hook as queue a's claim is sent, after the claim's look has answered
+    it.live("one server paused 5 s (CLIENT PAUSE) as a claim of two queues carrying a settle sends its first queue's script: the claim fails within about one bound (the second queue's is not sent behind it); the first queue's late answer writes the carried settle once (its caller learns it) and gives back the job it took, claimed again with its attempt not counted", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
         const prefix = freshPrefix()
-        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+        let pauseAt: string | undefined
+        const CLAIM = createHash("sha1").update(Scripts.CLAIM).digest("hex")
+        const store = yield* hookedStore(server.url, prefix, (command, args) =>
+          command === "EVALSHA" && args[0] === CLAIM && args[2] === pauseAt
+            ? Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "5000", "ALL"]), server.url)).pipe(
+              Effect.ensuring(Effect.sync(() => pauseAt = undefined))
+            )
+            : Effect.void)
         const done = yield* store.enqueue(job("a", 0))
         const held = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
         assert.deepStrictEqual(held.claims.map((claim) => claim.job.id), [done.id])
         const a = yield* store.enqueue(job("a", 1))
         const b = yield* store.enqueue(job("b", 2))
-        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "PAUSE", "5000", "ALL"]), server.url))
-        const started = Date.now()
+        pauseAt = `{${prefix}:a}:meta`
         // queued in this tick: the claim of queue a carries it (or the writer, started next tick, writes it)
         const settling = yield* Effect.forkDetach(store.settle(held.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
-        const claimed = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 10, lease: 60_000 })
-        assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [b.id])
-        assert.isAtLeast(Date.now() - started, RedisStore.CLAIM_BOUND - 50)
+        const claimed = yield* timed(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 10, lease: 60_000 }))
+        assert.isUndefined(pauseAt, "paused as queue a's claim was sent")
+        assert.isTrue(claimed.exit._tag === "Failure" && Cause.squash(claimed.exit.cause) instanceof StoreError, String(claimed.exit))
+        assert.isAtLeast(claimed.took, RedisStore.CLAIM_BOUND - 50)
+        assert.isBelow(claimed.took, RedisStore.CLAIM_BOUND * 1.75, `the claim failed after ${claimed.took} ms`)
         assert.isTrue(yield* Fiber.join(settling), "the carried settle is written, and its caller told")
         yield* until(Effect.orDie(store.counts("a")), (counts) => counts.waiting === 1 && counts.running === 0, "the late claim's job is given back")
-        const again = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 10, lease: 60_000 })
-        assert.deepStrictEqual(again.claims.map((claim) => [claim.job.id, claim.job.attempts]), [[a.id, 1]])
+        const again = yield* until(
+          Effect.exit(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 10, lease: 60_000 })),
+          (exit) => exit._tag === "Success" && exit.value.claims.length > 0,
+          "a claim of both queues answers"
+        )
+        assert.deepStrictEqual(
+          again._tag === "Success" && again.value.claims.map((claim) => [claim.job.id, claim.job.attempts]).sort(),
+          [[a.id, 1], [b.id, 1]].sort()
+        )
         const counts = yield* store.counts("a")
         assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [1, 0, 1])
         // the done job's settle was written once: a second one is refused
         assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // on one server every queue's script goes down one connection, behind the one unanswered: each
+    // was waited for in turn, its own bound each (a claim of two queues failed after its look's bound
+    // and each queue's, 6 s; a beat of two queues' jobs after 4 s, longer than a lease below 12 s)
+    it.live("a frozen server (SIGSTOP): a claim of two queues and a heartbeat of two queues' jobs each fail within about one bound (CLAIM_BOUND), not one per queue; once it resumes, both work", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+        yield* Effect.forEach(["a", "b", "a", "b"], (queue, n) => store.enqueue(job(queue, n)))
+        const held = yield* store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 2, lease: 60_000 })
+        const tokens = held.claims.map((claim) => claim.token)
+        assert.deepStrictEqual(held.claims.map((claim) => claim.job.queue).sort(), ["a", "b"])
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        server.signal("SIGSTOP")
+        const request = { queues: ["a", "b"], tasks: ["Echo"], limit: 2, lease: 60_000 }
+        const claimed = yield* timed(store.claim(request))
+        assert.isTrue(claimed.exit._tag === "Failure" && Cause.squash(claimed.exit.cause) instanceof StoreError, String(claimed.exit))
+        assert.isBelow(claimed.took, RedisStore.CLAIM_BOUND * 1.75, `the claim failed after ${claimed.took} ms`)
+        const beat = yield* timed(store.heartbeat(tokens, 60_000))
+        assert.isTrue(beat.exit._tag === "Failure" && Cause.squash(beat.exit.cause) instanceof StoreError, String(beat.exit))
+        assert.isBelow(beat.took, RedisStore.CLAIM_BOUND * 1.75, `the heartbeat failed after ${beat.took} ms`)
+        server.signal("SIGCONT")
+        const again = yield* until(Effect.exit(store.claim(request)), (exit) => exit._tag === "Success" && exit.value.claims.length === 2, "a claim of both queues takes their jobs")
+        assert.deepStrictEqual(again._tag === "Success" && again.value.claims.map((claim) => claim.job.attempts), [1, 1])
+        const renewed = yield* until(Effect.exit(store.heartbeat(tokens, 60_000)), (exit) => exit._tag === "Success", "a beat of both queues works")
+        assert.deepStrictEqual(renewed._tag === "Success" && [renewed.value.lost, renewed.value.unrenewed], [[], undefined])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // a queue stays skipped while its late script is unanswered: that ends with its answer, or with

@@ -783,7 +783,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * what was left, the first queue's jobs filled the slots whatever the others' priorities, and
      * starved them while it had as many jobs as free slots. Undefined (claim in turn, each queue up
      * to what is left) when they fit, or when a queue's look failed or had no answer within
-     * `CLAIM_BOUND` (a Cluster node down or frozen; later claims then do not look until it has
+     * `CLAIM_BOUND` (a Cluster node down or frozen, or the one server; the claim then skips the
+     * queues it would wait behind, see `unanswered`, and later claims do not look until it has
      * answered). A claim elsewhere between the look and the claim may take an allotted job: this
      * one then takes that queue's next, which another queue's job could have outranked, or, that
      * queue empty, the other queues' in turn (`allottedFirst`): across queues, claims at the same
@@ -792,7 +793,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
         // a queue whose look or claim is still unanswered: no look (each would wait its bound)
-        if (request.queues.some((queue) => late.peek.has(queue) || late.claim.has(queue))) return undefined
+        if (request.queues.some((queue) => unanswered(["peek", "claim"], queue) !== undefined)) return undefined
         const looks = yield* Effect.forEach(request.queues, (queue) =>
           bounded(
             "peek",
@@ -902,7 +903,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               stopped()
               return Effect.flatMap(answer, ([flats]) =>
                 Effect.forEach(flats, (_, n) => settle(tokens.of(at + n, queue), { _tag: "Release" }), { concurrency: "unbounded", discard: true }))
-            }
+            },
+            // a queue whose look is unanswered: its claim would wait behind it
+            ["claim", "peek"]
           )
           if (failedQueues !== undefined && looked.size === 0) return yield* Effect.fail(failedQueues[0]![1])
           if (queueFailures.size > 0 || failedQueues !== undefined) yield* queueStreaks(looked, failedQueues)
@@ -944,14 +947,32 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
     const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), list: new Set<string>(), peek: new Set<string>() }
     /**
+     * The unanswered script of one of `operations` that a script of `queue` would wait behind, named,
+     * if any: on a Cluster one of its queue's (its node's connection, as far as the store can tell);
+     * on one server any queue's, since every command goes down one connection and waits behind it.
+     * Waited for in turn, each queue's script there took its own bound: a claim of two queues on a
+     * frozen server failed after 6 s (its look's bound, then each queue's), not 2 s.
+     */
+    const unanswered = (operations: ReadonlyArray<keyof typeof late>, queue: string): string | undefined => {
+      for (const operation of operations) {
+        const skipped = late[operation]
+        if (skipped.size === 0) continue
+        if (skipped.has(queue)) return `the ${operation} of queue ${JSON.stringify(queue)} sent before`
+        if (!cfg.cluster) return `the ${operation} of queue ${JSON.stringify(skipped.values().next().value)} sent before on this server`
+      }
+      return undefined
+    }
+    /**
      * One script per queue, in turn, for a claim, a heartbeat or a reap of several queues: a queue
      * whose script fails (on a Cluster, its node is down) does not hold up the queues after it (the
      * jobs a claim took and their leases, the leases a beat renews, the expired jobs a reap takes
      * back), nor, with a `bound` (ms, 0 for none), one that has no answer within it (its node frozen,
      * or a partition that drops packets: no command times out). `onLate` gets a late script's answer
-     * (to wait for), and until it has come the operation skips the queue rather than send another
-     * behind it. `script` gives undefined to stop; `answered` takes each answer (never undefined). Gives the
-     * queues that failed or were skipped, first failure first, or undefined if none.
+     * (to wait for), and until it has come the operation skips the queues whose script would wait
+     * behind it (`unanswered`: on one server, every queue) rather than send another. `script` gives
+     * undefined to stop; `answered` takes each answer (never undefined); `behind`: the operations whose
+     * late scripts it waits behind (a claim's, its look's too). Gives the queues that failed or were
+     * skipped, first failure first, or undefined if none.
      */
     const eachQueue = <A>(
       operation: keyof typeof late,
@@ -959,15 +980,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       bound: number,
       script: (queue: string) => Effect.Effect<A, unknown> | undefined,
       answered: (queue: string, answer: A) => void,
-      onLate: (queue: string, answer: Effect.Effect<A, unknown>) => Effect.Effect<void, unknown> = (_, answer) => Effect.asVoid(answer)
+      onLate: (queue: string, answer: Effect.Effect<A, unknown>) => Effect.Effect<void, unknown> = (_, answer) => Effect.asVoid(answer),
+      behind: ReadonlyArray<keyof typeof late> = [operation]
     ): Effect.Effect<Array<readonly [string, unknown]> | undefined> =>
       Effect.gen(function*() {
-        const skipped = late[operation]
         let failed: Array<readonly [string, unknown]> | undefined
         const failedOn = (queue: string, error: unknown) => void (failed ??= []).push([queue, error])
         for (const queue of queues) {
-          if (skipped.size > 0 && skipped.has(queue)) {
-            failedOn(queue, new Error(`the ${operation} of queue ${JSON.stringify(queue)} sent before has had no answer yet`))
+          const before = unanswered(behind, queue)
+          if (before !== undefined) {
+            failedOn(queue, new Error(`the ${operation} of queue ${JSON.stringify(queue)} is not sent: ${before} has had no answer yet`))
             continue
           }
           const effect = script(queue)
@@ -1223,18 +1245,34 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const now: Effect.Effect<number> = cfg.clock === "effect"
       ? Effect.sync(() => clock.currentTimeMillisUnsafe())
       : time.now
-    yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
-    // an evicting server drops job keys when it is full: jobs lost without a trace (BullMQ warns too)
-    const policy = yield* redis.send<Array<string> | Record<string, string>>("CONFIG", "GET", "maxmemory-policy").pipe(
-      Effect.map((reply) => Array.isArray(reply) ? reply[1] : reply["maxmemory-policy"]),
-      Effect.orElseSucceed(() => undefined) // CONFIG is disabled on some managed servers
-    )
-    if (policy !== undefined && policy !== "noeviction") {
-      yield* Effect.logWarning(
-        `effect-workpool: this Redis evicts keys when full (maxmemory-policy ${policy}): jobs can be lost; set maxmemory-policy noeviction`
+    // the open's commands, answered within the connect timeout together (real time): the connect
+    // bounds the handshake only, and a server frozen just after it held the layer's build for ever
+    let asking = "PING"
+    yield* Effect.gen(function*() {
+      yield* redis.send("PING").pipe(Effect.mapError(fail("open")))
+      // an evicting server drops job keys when it is full: jobs lost without a trace (BullMQ warns too)
+      asking = "CONFIG GET maxmemory-policy"
+      const policy = yield* redis.send<Array<string> | Record<string, string>>("CONFIG", "GET", "maxmemory-policy").pipe(
+        Effect.map((reply) => Array.isArray(reply) ? reply[1] : reply["maxmemory-policy"]),
+        Effect.orElseSucceed(() => undefined) // CONFIG is disabled on some managed servers
       )
-    }
-    yield* Effect.ignore(time.refresh)
+      if (policy !== undefined && policy !== "noeviction") {
+        yield* Effect.logWarning(
+          `effect-workpool: this Redis evicts keys when full (maxmemory-policy ${policy}): jobs can be lost; set maxmemory-policy noeviction`
+        )
+      }
+      asking = "TIME"
+      yield* Effect.ignore(time.refresh)
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: cfg.connectTimeout,
+        orElse: () =>
+          Effect.fail(
+            new StoreError({ operation: "open", reason: `no answer to ${asking} within ${cfg.connectTimeout} ms of connecting (the server frozen?)` })
+          )
+      }),
+      Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
+    )
 
     return {
       enqueue,
