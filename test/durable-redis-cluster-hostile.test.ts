@@ -13,7 +13,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
-import { admin, clusterLayer, freshPrefix, timeAnswersAtOnce, until } from "./durable/redis.ts"
+import { admin, blocked, clusterLayer, freshPrefix, timeAnswersAtOnce, until } from "./durable/redis.ts"
 import { waitFor } from "./helpers.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -742,5 +742,47 @@ else {
         const second = yield* store.claim({ queues: ["a}:ready:x"], tasks: ["Echo"], limit: 10, lease: 60_000 })
         assert.deepStrictEqual(second.claims.map((claim) => claim.job.id), [other.id])
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // a watch's reserved connection is a cluster client of its own (a slot that moves is followed):
+    // each connected to every master, of which its BZPOPMIN uses one, so a store waiting on q queues
+    // of an m-master Cluster held m + 1 + q × m sockets (3 masters, 12 queues: 40, where 16 serve)
+    it.live("a store on a Cluster of three masters, its consumer idle on two queues of each node: its connections are one per master, its cancel subscription's, and one per watched queue on that queue's node, not one to every master per watch", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster()
+        const prefix = freshPrefix()
+        const ports = cluster.nodes.map((node) => Number(node.url.split(":").at(-1)))
+        // two queues on each node
+        const watched = yield* Effect.promise(async () => {
+          const slots = await admin((client) => client.sendCommand(["CLUSTER", "SLOTS"]) as Promise<Array<[number, number, [string, number]]>>, cluster.url)
+          const found: Array<Array<string>> = cluster.nodes.map(() => [])
+          for (let n = 0; found.some((queues) => queues.length < 2); n++) {
+            const queue = `q${n}`
+            const slot = Number(await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", `{${prefix}:${queue}}:meta`]), cluster.url))
+            const node = ports.indexOf(Number(slots.find(([from, to]) => from <= slot && slot <= to)![2][1]))
+            if (found[node]!.length < 2) found[node]!.push(queue)
+          }
+          return found.flat()
+        })
+        const name = `effect-workpool:${prefix}`
+        const connections = Effect.promise(() =>
+          Promise.all(cluster.nodes.map((node) => admin(async (client) => (await client.clientList()).filter((c) => c.name === name).length, node.url)))
+        )
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: watched, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, poll: "1 hour" })
+          yield* Effect.promise(() => blocked(prefix, watched.length, name, cluster.nodes.map((node) => node.url)))
+          // each node: its master connection and its two watches, and one of them the subscription's
+          const counts = yield* waitFor(connections, "the store's connections settle (a discovery's closed)", {
+            until: (counts) => counts.reduce((a, b) => a + b, 0) === 3 + 1 + watched.length,
+            within: "10 seconds"
+          })
+          assert.deepStrictEqual([...counts].sort(), [3, 3, 4], `connections per node: ${counts}`)
+          // the watches still wake their consumer: a job on each queue runs
+          const producer = yield* storeOn(cluster, prefix)
+          const jobs = yield* Effect.forEach(watched, (queue, n) => producer.enqueue(job(queue, n)))
+          for (const { id } of jobs) {
+            yield* until(Effect.orDie(Effect.map(producer.get(id), (row) => row?.state)), (state) => state === "succeeded", "a job of each watched queue runs (poll 1 hour)")
+          }
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }

@@ -133,11 +133,17 @@ const server = (options: Options, reconnect: Options["reconnect"] | false): Clie
   }
 }
 
-/** A client of a Cluster, found from `rootNodes`. */
+/**
+ * A client of a Cluster, found from `rootNodes`. One of its own (`reconnect` false: a reserved
+ * connection) connects to a node at its first command there: a watch's `BZPOPMIN` goes to its
+ * queue's node only, and connected to every master, each watch held a socket on every node (a
+ * store waiting on q queues of m masters, q × m where q serve).
+ */
 const cluster = (options: Options, reconnect: Options["reconnect"] | false, rootNodes: ReadonlyArray<string>): Client => {
   const client = createCluster({
     RESP: 2,
     rootNodes: rootNodes.map((url) => ({ url })),
+    minimizeConnections: reconnect === false,
     commandOptions: options.commandOptions,
     defaults: {
       name: options.name,
