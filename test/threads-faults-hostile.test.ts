@@ -1,0 +1,86 @@
+// Hostile tests of what a task's code and Schemas can do to a ThreadPool: Schemas that throw on
+// either side (not a SchemaError: a `Schema.suspend` whose thunk throws, as a recursive Schema does
+// whose other half is not initialized yet, or a thrown value `String` cannot describe), and what a
+// worker file does to its thread (see fixtures/faults-worker.ts).
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, SchemaGetter } from "effect"
+import type { PoolError } from "../src/index.ts"
+import * as Task from "../src/Task.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Nap, PayloadSchemaThrows, Same } from "./fixtures/faults-tasks.ts"
+import { addsUp, makePool } from "./fixtures/pool.ts"
+import { waitFor } from "./helpers.ts"
+
+const faultsWorker = new URL("./fixtures/faults-worker.ts", import.meta.url)
+
+/** How a Schema throws: through Effect's parser (a suspend's thunk), or a value with no prototype, from a transformation. */
+type How = "suspend" | "nullProto"
+
+/** Any value as it is (`Schema.Unknown`), but its decoding or encoding throws as `how` says. */
+const throwing = (how: How, side: "decode" | "encode"): Schema.Codec<unknown, unknown> => {
+  const same = SchemaGetter.transform((value: unknown) => value)
+  if (how === "suspend") {
+    const boom = Schema.suspend((): typeof Schema.Unknown => {
+      throw new ReferenceError("Cannot access 'Node' before initialization")
+    })
+    // the other side goes through it too, but only `side` is used
+    return side === "decode" ? Schema.Unknown.pipe(Schema.decodeTo(boom, { decode: same, encode: same })) : boom
+  }
+  const fail = SchemaGetter.transform((): unknown => {
+    throw Object.assign(Object.create(null), { reason: "no prototype" })
+  })
+  return Schema.Unknown.pipe(Schema.decodeTo(Schema.Unknown, side === "decode" ? { decode: fail, encode: same } : { decode: same, encode: fail }))
+}
+
+const codecError = (error: unknown, part: string) => {
+  assert.strictEqual((error as { _tag?: unknown })._tag, "TaskCodecError", String(error))
+  assert.strictEqual((error as PoolError.TaskCodecError).part, part)
+}
+
+describe("ThreadPool: a task's Schema that throws, hostile", () => {
+  for (const how of ["suspend", "nullProto"] as const) {
+    it.live(`on the main thread (${how}): the task fails with TaskCodecError; the process and the pool go on, and the counts add up`, () =>
+      Effect.gen(function*() {
+        // the fixture worker's Echo and Fail, with Schemas of the main thread's own
+        const BadPayload = Task.make("Echo", { payload: throwing(how, "encode"), success: Schema.String })
+        const BadSuccess = Task.make("Echo", { payload: Schema.String, success: throwing(how, "decode") })
+        const BadFailure = Task.make("Fail", {
+          payload: Schema.String,
+          success: Schema.String,
+          failure: throwing(how, "decode")
+        })
+        const Echo = Task.make("Echo", { payload: Schema.String, success: Schema.String })
+        const { pool } = yield* makePool({ threads: 1 })
+        // an idle thread's task, started at its submit
+        codecError(yield* Effect.flip(pool.run(BadPayload, "x", { timeout: "5 seconds" })), "payload")
+        codecError(yield* Effect.flip(pool.run(BadSuccess, "x", { timeout: "5 seconds" })), "success")
+        codecError(yield* Effect.flip(pool.run(BadFailure, "x", { timeout: "5 seconds" })), "failure")
+        // queued behind a busy thread (sent ahead to it, or started when its slot frees)
+        const busy = yield* pool.submit(Echo, "busy")
+        const queued = yield* Effect.all([
+          pool.submit(BadPayload, "y", { timeout: "5 seconds" }),
+          pool.submit(BadSuccess, "y", { timeout: "5 seconds" }),
+          pool.submit(Echo, "z")
+        ])
+        assert.strictEqual(yield* busy.await, "echo busy")
+        codecError(yield* Effect.flip(queued[0].await), "payload")
+        codecError(yield* Effect.flip(queued[1].await), "success")
+        assert.strictEqual(yield* queued[2].await, "echo z")
+        assert.strictEqual(yield* pool.run(Echo, "after"), "echo after")
+        const stats = yield* waitFor(pool.stats, "every task has ended", { until: (s) => s.running === 0 && s.stopping === 0 })
+        assert.isTrue(addsUp(stats), JSON.stringify(stats))
+        assert.strictEqual(stats.failed, 5)
+      }))
+  }
+
+  it.live("in the thread (a payload Schema that throws as it decodes): the task fails with TaskCodecError; the thread and its other tasks go on", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
+      const bystander = yield* pool.submit(Nap, 300)
+      const error = yield* Effect.flip(pool.run(PayloadSchemaThrows, 1, { timeout: "5 seconds" }))
+      codecError(error, "payload")
+      assert.include((error as PoolError.TaskCodecError).issue, "Cannot access 'Node' before initialization")
+      assert.strictEqual(yield* bystander.await, 300, "the thread was not lost")
+      assert.strictEqual(yield* pool.run(Same, 7), 7)
+    }))
+})
