@@ -27,12 +27,35 @@ const PLAIN: ReadonlyMap<unknown, string> = new Map<unknown, string>([
   [Schema.Boolean, "boolean"]
 ])
 
+/**
+ * `make`'s codec of `schema`, whose throws are its defects. Effect's parser catches what a Schema's
+ * transformations and checks throw, but not all: a `Schema.suspend` whose thunk throws (a recursive
+ * Schema whose other half is not initialized yet) throws through it. Thrown, it would end up in the
+ * pool's dispatch or in a thread's answer handler on the main thread (the process crashed), or in a
+ * thread's message handler (the thread crashed, with every task on it), rather than fail its task.
+ */
+const guarded = (schema: Schema.Codec<any, any>, make: Make): Codec => {
+  let codec: Codec
+  try {
+    codec = make(schema)
+  } catch (error) {
+    return () => Exit.die(error)
+  }
+  return (input) => {
+    try {
+      return codec(input)
+    } catch (error) {
+      return Exit.die(error)
+    }
+  }
+}
+
 /** `make`'s codec of `schema`, or for a plain Schema one that calls `make` only for a value of another type. */
 export const codec = (schema: Schema.Codec<any, any>, make: Make): Codec => {
   const type = PLAIN.get(schema)
-  if (type === undefined) return make(schema)
+  if (type === undefined) return guarded(schema, make)
   let full: Codec | undefined
-  return (input) => typeof input === type ? Exit.succeed(input) : (full ??= make(schema))(input)
+  return (input) => typeof input === type ? Exit.succeed(input) : (full ??= guarded(schema, make))(input)
 }
 
 export const decoder = (schema: Schema.Codec<any, any>): Codec => codec(schema, Schema.decodeUnknownExit)

@@ -65,9 +65,19 @@ export const codecsOf = (task: Task.Any): Codecs => {
   return codecs
 }
 
+/**
+ * What went wrong, in words. Besides a SchemaError, a Schema's code may have thrown anything (an
+ * object without prototype, a revoked Proxy), which `String` throws on: describing it must not throw,
+ * since this runs in the pool's dispatch and in a thread's answer handler. (Not `node:util`'s
+ * `inspect`: JobQueue loads this module, and the package bundles for the browser.)
+ */
 export const issueOf = (exit: Exit.Failure<unknown, Schema.SchemaError>): string => {
   const error = Cause.squash(exit.cause)
-  return Schema.isSchemaError(error) ? error.message : String(error)
+  try {
+    return Schema.isSchemaError(error) ? error.message : String(error)
+  } catch {
+    return config.thrown(error)
+  }
 }
 
 export const decodeReply = <T extends Task.Any>(
