@@ -84,3 +84,32 @@ describe("ThreadPool: a task's Schema that throws, hostile", () => {
       assert.strictEqual(yield* pool.run(Same, 7), 7)
     }))
 })
+
+describe("ThreadPool: a transfer list of objects that cannot be moved, hostile", () => {
+  // docs/threads.md: "The list itself is checked when the task is submitted: it must be an array of
+  // transferable objects [...] or run/submit fail with InvalidJobOptions naming transfer or
+  // transfer[i]". A SharedArrayBuffer (shared by the payload's copy already) or a plain object got
+  // through, and the task failed only as it was sent, with a TaskCodecError saying its payload
+  // "does not match its schema"
+  it.live("a SharedArrayBuffer or a plain object in it fails run and submit with InvalidJobOptions naming it; nothing is submitted", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1 })
+      const buffer = new ArrayBuffer(8)
+      for (const [name, item] of [
+        ["a SharedArrayBuffer", new SharedArrayBuffer(8)],
+        ["a plain object", {}],
+        ["an array", [buffer]],
+        ["an object without prototype", Object.create(null)]
+      ] as const) {
+        const transfer = [buffer, item as unknown as ArrayBuffer]
+        for (const refused of [Effect.flip(pool.run(Same, 1, { transfer })), Effect.flip(pool.submit(Same, 1, { transfer }))]) {
+          const error = yield* refused
+          assert.strictEqual(error._tag, "InvalidJobOptions", `${name}: ${error.message}`)
+          assert.strictEqual((error as PoolError.InvalidJobOptions).field, "transfer[1]", name)
+        }
+      }
+      assert.strictEqual(buffer.byteLength, 8, "nothing was moved")
+      assert.strictEqual((yield* pool.stats).submitted, 0)
+      assert.strictEqual(yield* pool.run(Same, 2), 2)
+    }))
+})
