@@ -28,6 +28,16 @@ export const transferIssue = (transfer: unknown): TransferIssue | undefined => {
     if (ArrayBuffer.isView(item)) {
       return { field, value: item, reason: `a ${item.constructor.name} is a view, not a transferable object: transfer its .buffer` }
     }
+    // the usual mistakes, which postMessage refuses without saying which item: a SharedArrayBuffer is
+    // shared, never moved (the payload's copy shares its memory already), and a plain object or an
+    // array is copied, never moved. (Other objects that cannot be moved fail the task as it is sent.)
+    if (item instanceof SharedArrayBuffer) {
+      return { field, value: item, reason: "a SharedArrayBuffer is shared, not moved: leave it out of transfer (the payload's copy shares its memory)" }
+    }
+    const proto: unknown = Object.getPrototypeOf(item)
+    if (proto === null || proto === Object.prototype || Array.isArray(item)) {
+      return { field, value: item, reason: "a plain object or array is copied, not moved: expected a transferable object (an ArrayBuffer, a MessagePort...)" }
+    }
     if (seen.has(item)) return { field, value: item, reason: "the same object appears twice in the transfer list" }
     seen.add(item)
     // `detached` is ES2024, newer than the lib this compiles against
