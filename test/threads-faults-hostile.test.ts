@@ -7,7 +7,7 @@ import { Effect, Schema, SchemaGetter } from "effect"
 import type { PoolError } from "../src/index.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Nap, PayloadSchemaThrows, Same } from "./fixtures/faults-tasks.ts"
+import { Any, Nap, OddGetter, PayloadSchemaThrows, Same } from "./fixtures/faults-tasks.ts"
 import { addsUp, makePool } from "./fixtures/pool.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -111,5 +111,45 @@ describe("ThreadPool: a transfer list of objects that cannot be moved, hostile",
       assert.strictEqual(buffer.byteLength, 8, "nothing was moved")
       assert.strictEqual((yield* pool.stats).submitted, 0)
       assert.strictEqual(yield* pool.run(Same, 2), 2)
+    }))
+})
+
+describe("ThreadPool: a message whose clone throws something odd, hostile", () => {
+  // the clone runs a value's getters; one that throws an object without prototype made the outbox's
+  // description of the failure (`String(error)`) throw in turn, out of its flush
+  const odd = () => ({
+    get boom(): unknown {
+      throw Object.assign(Object.create(null), { reason: "no prototype" })
+    }
+  })
+
+  it.live("a payload: the task fails with TaskCodecError (part payload); the process and the pool go on, and the counts add up", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
+      // an idle thread's first task, posted at once
+      codecError(yield* Effect.flip(pool.run(Any, odd(), { timeout: "5 seconds" })), "payload")
+      // beside a running one, posted at the end of the tick; and one sent ahead to a busy thread
+      const nap = yield* pool.submit(Nap, 200)
+      const late = yield* pool.submit(Any, odd(), { timeout: "5 seconds" })
+      const nap2 = yield* pool.submit(Nap, 200)
+      const ahead = yield* pool.submit(Any, odd(), { timeout: "5 seconds" })
+      codecError(yield* Effect.flip(late.await), "payload")
+      codecError(yield* Effect.flip(ahead.await), "payload")
+      assert.deepStrictEqual([yield* nap.await, yield* nap2.await], [200, 200])
+      assert.strictEqual(yield* pool.run(Same, 3), 3)
+      const stats = yield* waitFor(pool.stats, "every task has ended", { until: (s) => s.running === 0 && s.stopping === 0 })
+      assert.isTrue(addsUp(stats), JSON.stringify(stats))
+      assert.strictEqual(stats.failed, 3)
+    }))
+
+  it.live("an answer or a progress report in the thread: the task fails with TaskCodecError, or goes on; the thread and its other tasks go on", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
+      const bystander = yield* pool.submit(Nap, 400)
+      codecError(yield* Effect.flip(pool.run(OddGetter, "success", { timeout: "5 seconds" })), "success")
+      codecError(yield* Effect.flip(pool.run(OddGetter, "failure", { timeout: "5 seconds" })), "failure")
+      // a report that cannot be sent is not forwarded; the task goes on
+      assert.strictEqual(yield* pool.run(OddGetter, "progress", { timeout: "5 seconds" }), 1)
+      assert.strictEqual(yield* bystander.await, 400, "the thread was not lost")
     }))
 })
