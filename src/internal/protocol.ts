@@ -3,6 +3,7 @@
  *
  * @internal
  */
+import { inspect } from "node:util"
 import { MessagePort, type TransferListItem } from "node:worker_threads"
 import type { SpanRecord } from "./threadSpans.ts"
 
@@ -231,10 +232,28 @@ export class Outbox<M> {
         try {
           this.post(envelope([messages[i]!]), [...transfers[i]!])
         } catch (error) {
-          const instead = failures[i]?.(error instanceof Error ? `${error.name}: ${error.message}` : String(error), messages[i]!)
+          const instead = failures[i]?.(why(error), messages[i]!)
           if (instead !== undefined) this.post(envelope([instead]), [])
         }
       }
+    }
+  }
+}
+
+/**
+ * Why a message could not be posted, in one line. The clone runs the message's getters, which may
+ * throw anything (an object without prototype, an Error whose `message` getter throws): describing
+ * it must not throw, or the flush would throw out of its microtask and crash the thread (or, on the
+ * main thread, the process) instead of failing one task.
+ */
+const why = (error: unknown): string => {
+  try {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  } catch {
+    try {
+      return inspect(error, { depth: 1 })
+    } catch {
+      return "a value that could not be described was thrown"
     }
   }
 }
