@@ -3,7 +3,7 @@
 // whose other half is not initialized yet, or a thrown value `String` cannot describe), and what a
 // worker file does to its thread (see fixtures/faults-worker.ts).
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, SchemaGetter } from "effect"
+import { Cause, Effect, type Exit, Schema, SchemaGetter } from "effect"
 import type { PoolError } from "../src/index.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
@@ -151,5 +151,24 @@ describe("ThreadPool: a message whose clone throws something odd, hostile", () =
       // a report that cannot be sent is not forwarded; the task goes on
       assert.strictEqual(yield* pool.run(OddGetter, "progress", { timeout: "5 seconds" }), 1)
       assert.strictEqual(yield* bystander.await, 400, "the thread was not lost")
+    }))
+})
+
+describe("ThreadPool: workerData whose clone throws something odd, hostile", () => {
+  // threadOptions.workerData described the clone's error with String(error), which throws for an
+  // object without prototype: make died with a TypeError instead of failing with InvalidPoolConfig
+  it.live("make fails with InvalidPoolConfig naming workerData, not with a defect", () =>
+    Effect.gen(function*() {
+      const workerData = {
+        get boom(): unknown {
+          throw Object.assign(Object.create(null), { reason: "no prototype" })
+        }
+      }
+      const exit = yield* Effect.exit(ThreadPool.make({ worker: faultsWorker, threads: 1, workerData }))
+      assert.isTrue(exit._tag === "Failure" && exit.cause.reasons.length === 1 && Cause.isFailReason(exit.cause.reasons[0]!), String(exit))
+      const error = Cause.squash((exit as Exit.Failure<unknown, PoolError.InvalidPoolConfig>).cause) as PoolError.InvalidPoolConfig
+      assert.strictEqual(error._tag, "InvalidPoolConfig")
+      assert.strictEqual(error.field, "workerData")
+      assert.include(error.reason, "no prototype")
     }))
 })
