@@ -140,7 +140,7 @@ export const workerData = (value: unknown): unknown => {
   try {
     structuredClone(value)
   } catch (error) {
-    config.fail("workerData", value, `expected a value that can be structured-cloned (${error instanceof Error ? error.message : String(error)})`)
+    config.fail("workerData", value, `expected a value that can be structured-cloned (${config.thrown(error)})`)
   }
   return value
 }
