@@ -7,7 +7,7 @@ import { Cause, Effect, type Exit, Schema, SchemaGetter } from "effect"
 import type { PoolError } from "../src/index.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Any, Nap, OddGetter, PayloadSchemaThrows, Same } from "./fixtures/faults-tasks.ts"
+import { Any, Block, Nap, OddGetter, PayloadSchemaThrows, Same, ThenThrow } from "./fixtures/faults-tasks.ts"
 import { addsUp, makePool } from "./fixtures/pool.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -170,5 +170,34 @@ describe("ThreadPool: workerData whose clone throws something odd, hostile", () 
       assert.strictEqual(error._tag, "InvalidPoolConfig")
       assert.strictEqual(error.field, "workerData")
       assert.include(error.reason, "no prototype")
+    }))
+})
+
+describe("ThreadPool: a worker that fails after answering, or blocks, hostile (these held)", () => {
+  for (const how of ["timer", "rejection"] as const) {
+    it.live(`a throw from a ${how} after the task answered: it keeps its success; the thread's other task gets WorkerCrashed once; the thread is replaced`, () =>
+      Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
+        const bystander = yield* pool.submit(Nap, 10_000)
+        assert.strictEqual(yield* pool.run(ThenThrow, how), 1)
+        const error = yield* Effect.flip(bystander.await)
+        assert.strictEqual(error._tag, "WorkerCrashed")
+        assert.include((error as PoolError.WorkerCrashed).reason, "after the task answered")
+        assert.strictEqual(yield* pool.run(Same, 5), 5)
+        const stats = yield* pool.stats
+        assert.deepStrictEqual([stats.succeeded, stats.failed, stats.running], [2, 1, 0])
+      }))
+  }
+
+  it.live("a task blocked in Atomics.wait times out, and shutdownNow ends another: their threads are terminated, none is left", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 2, cancelGrace: "100 millis" })
+      assert.strictEqual((yield* Effect.flip(pool.run(Block, 1, { timeout: "100 millis" })))._tag, "JobTimeout")
+      yield* waitFor(pool.stats, "the blocked task's thread is terminated", { until: (s) => s.stopping === 0 })
+      const blocked = yield* pool.submit(Block, 2)
+      yield* waitFor(pool.stats, "the task blocks", { until: (s) => s.running === 1 })
+      assert.deepStrictEqual(yield* pool.shutdownNow, [])
+      assert.strictEqual((yield* Effect.flip(blocked.await))._tag, "PoolShutdown")
+      assert.strictEqual(yield* pool.threads, 0)
     }))
 })
