@@ -114,6 +114,28 @@ describe("ThreadPool: a transfer list of objects that cannot be moved, hostile",
     }))
 })
 
+describe("ThreadPool: a transfer list naming a Buffer's shared pool, hostile", () => {
+  // docs/threads.md says to transfer a view's .buffer; a small Buffer's (Buffer.from) is Node's
+  // shared pool, marked untransferable: the task was accepted and failed as it was sent, with
+  // "DataCloneError: Cannot transfer object of unsupported type"
+  it.live("fails run and submit with InvalidJobOptions naming transfer[0] and saying why; the Buffer is untouched", () =>
+    Effect.gen(function*() {
+      const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1 })
+      const bytes = Buffer.from("hello")
+      for (const refused of [
+        Effect.flip(pool.run(Any, bytes, { transfer: [bytes.buffer] })),
+        Effect.flip(pool.submit(Any, bytes, { transfer: [bytes.buffer] }))
+      ]) {
+        const error = yield* refused
+        assert.strictEqual(error._tag, "InvalidJobOptions", error.message)
+        assert.strictEqual((error as PoolError.InvalidJobOptions).field, "transfer[0]")
+        assert.include(error.message, "untransferable")
+      }
+      assert.strictEqual(bytes.toString(), "hello")
+      assert.strictEqual((yield* pool.stats).submitted, 0)
+    }))
+})
+
 describe("ThreadPool: a message whose clone throws something odd, hostile", () => {
   // the clone runs a value's getters; one that throws an object without prototype made the outbox's
   // description of the failure (`String(error)`) throw in turn, out of its flush
