@@ -4,6 +4,11 @@
  *
  * @internal
  */
+import * as workerThreads from "node:worker_threads"
+
+// Node 21 and later: Node marks its Buffer pool so, and postMessage refuses to move it
+const isMarkedAsUntransferable: ((object: object) => boolean) | undefined =
+  (workerThreads as { readonly isMarkedAsUntransferable?: (object: object) => boolean }).isMarkedAsUntransferable
 
 export interface TransferIssue {
   readonly field: string
@@ -37,6 +42,14 @@ export const transferIssue = (transfer: unknown): TransferIssue | undefined => {
     const proto: unknown = Object.getPrototypeOf(item)
     if (proto === null || proto === Object.prototype || Array.isArray(item)) {
       return { field, value: item, reason: "a plain object or array is copied, not moved: expected a transferable object (an ArrayBuffer, a MessagePort...)" }
+    }
+    if (isMarkedAsUntransferable?.(item) === true) {
+      return {
+        field,
+        value: item,
+        reason: "the ArrayBuffer is marked untransferable (a small Buffer's .buffer is Node's pool, shared with other " +
+          "Buffers): copy it (leave it out of transfer), or move a Buffer of its own (Buffer.alloc)"
+      }
     }
     if (seen.has(item)) return { field, value: item, reason: "the same object appears twice in the transfer list" }
     seen.add(item)
