@@ -7,7 +7,7 @@ import { Cause, Effect, type Exit, Schema, SchemaGetter } from "effect"
 import type { PoolError } from "../src/index.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Any, Block, Nap, OddGetter, PayloadSchemaThrows, Same, ThenThrow } from "./fixtures/faults-tasks.ts"
+import { Any, Block, Nap, OddGetter, PayloadSchemaThrows, ReturnsProxy, Same, ThenThrow } from "./fixtures/faults-tasks.ts"
 import { addsUp, makePool } from "./fixtures/pool.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -222,4 +222,21 @@ describe("ThreadPool: a worker that fails after answering, or blocks, hostile (t
       assert.strictEqual((yield* Effect.flip(blocked.await))._tag, "PoolShutdown")
       assert.strictEqual(yield* pool.threads, 0)
     }))
+})
+
+describe("ThreadPool: a handler that returns a Proxy, hostile", () => {
+  // docs/threads.md: "A handler that returns something other than an Effect [...] fails its task with
+  // a defect that says so". Asking whether a revoked Proxy is an Effect throws (and reading the
+  // prototype of a Proxy that says it is one): that crashed the thread, with every task on it
+  for (const kind of ["revoked", "liar"] as const) {
+    it.live(`a ${kind} Proxy: the task fails with a defect; the thread and its other tasks go on`, () =>
+      Effect.gen(function*() {
+        const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
+        const bystander = yield* pool.submit(Nap, 300)
+        const exit = yield* Effect.exit(pool.run(ReturnsProxy, kind, { timeout: "5 seconds" }))
+        assert.isTrue(exit._tag === "Failure" && Cause.hasDies(exit.cause), String(exit))
+        assert.strictEqual(yield* bystander.await, 300, "the thread was not lost")
+        assert.strictEqual(yield* pool.run(Same, 4), 4)
+      }))
+  }
 })
