@@ -125,7 +125,13 @@ const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.g
  */
 const runWithoutFiber = (effect: unknown): Exit.Exit<unknown, unknown> | undefined => {
   if (typeof effect !== "object" || effect === null) return undefined
-  const proto = Object.getPrototypeOf(effect)
+  let proto: unknown
+  try {
+    proto = Object.getPrototypeOf(effect)
+  } catch {
+    // a Proxy whose trap throws: to a fiber, which makes a defect of what it throws
+    return undefined
+  }
   if (proto === EXITS[0] || proto === EXITS[1]) return effect as Exit.Exit<unknown, unknown>
   if (SYNC === undefined || proto !== SYNC) return undefined
   const thunk = (effect as Record<string, unknown>)[ARGS]
@@ -133,6 +139,15 @@ const runWithoutFiber = (effect: unknown): Exit.Exit<unknown, unknown> | undefin
   // outside any fiber, as its own fiber would not be another task's: an offer starts as the task
   // before it ends, and that task's fiber may end inside another task's fiber (one that resumed it)
   return runThunk(thunk as () => unknown)
+}
+
+/** `Effect.isEffect`, false where asking throws (a revoked Proxy): not an Effect either. No closure per task. */
+const isEffect = (value: unknown): boolean => {
+  try {
+    return Effect.isEffect(value)
+  } catch {
+    return false
+  }
 }
 
 /** Whether `serve` was called in this thread. */
@@ -428,7 +443,7 @@ export const serve = <R = never, E = never>(
     } catch (defect) {
       effect = Effect.die(defect)
     }
-    if (!Effect.isEffect(effect)) {
+    if (!isEffect(effect)) {
       effect = Effect.die(new TypeError(`the handler of task ${name} returned ${describe(effect)}, not an Effect`))
     }
     // a traced task runs in a fiber with its span as parent, whatever its effect (see threadSpans.ts)
