@@ -8,6 +8,7 @@
  */
 import { Effect, Exit } from "effect"
 import { InvalidJob } from "../PoolError.ts"
+import type * as Task from "../Task.ts"
 import { type Invalid, isClass, type OptionError, show } from "./config.ts"
 
 // Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
@@ -141,3 +142,15 @@ export const refusedBatch = (error: OptionError): InvalidJob => new InvalidJob(e
 /** The defect of a function job whose function returned something else than an Effect. */
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
   new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
+
+/**
+ * A task handler's Effect for a payload. A handler that returned something else (written `async`, as
+ * other queues' handlers are) dies naming its task, rather than with the run loop's "Not a valid
+ * effect" once the pool runs it.
+ */
+export const runHandler = <R>(handler: Task.Handler<R>, payload: unknown): Effect.Effect<unknown, unknown, R> => {
+  const effect = handler.run(payload)
+  return Effect.isEffect(effect)
+    ? effect
+    : Exit.die(new TypeError(`the handler of task ${handler.task.name} returned ${show(effect)}, not an Effect`))
+}

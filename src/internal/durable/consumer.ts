@@ -22,7 +22,7 @@ import type { Claim, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore } from "../store/model.ts"
 import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
-import { asExit, syncThunk } from "../job.ts"
+import { asExit, runHandler, syncThunk } from "../job.ts"
 import { DONE, schedulerOf } from "../scheduler.ts"
 import { decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
@@ -229,9 +229,9 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // decoded already (the usual case): the handler's own Effect is the job's, so that an
         // `Effect.sync` handler runs without a fiber
         run = !Exit.isExit(payload)
-          ? Effect.flatMap(payload, (payload) => handler.run(payload))
+          ? Effect.flatMap(payload, (payload) => runHandler(handler, payload))
           : Exit.isSuccess(payload)
-          ? handler.run(payload.value)
+          ? runHandler(handler, payload.value)
           : payload
       }
       // an `Effect.sync` function or an Exit logs nothing: it needs no annotations (nor a fiber)
