@@ -45,7 +45,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, type Duration, Effect, Layer, PubSub, Redacted, Schedule, Schema, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
-import { HttpRouter, HttpServer, type HttpServerError, type HttpServerRequest } from "effect/http"
+import { HttpRouter, HttpServer, HttpServerError, type HttpServerRequest } from "effect/http"
 import { createServer } from "node:http"
 import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
@@ -329,5 +329,21 @@ export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDash
       // No graceful wait for open requests at release: a page's event stream never ends by itself,
       // so the server would wait its whole grace period (20 s) for it. Streams and requests are
       // interrupted at once instead, then the server closes.
-      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true }))
+      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
+      Layer.catchTag("ServeError", (error) => Layer.effect(Dashboard, Effect.fail(listenError(checked, error))))
     )))
+
+/**
+ * The server's `ServeError` has no message of its own (only Node's error, as its cause): printed,
+ * it read "ServeError: " over a stack. The same error, saying where it could not listen and why.
+ */
+const listenError = (options: Checked, error: HttpServerError.ServeError): HttpServerError.ServeError => {
+  const cause = error.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+  const where = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
+  const why = cause?.code === "EADDRINUSE"
+    ? "the port is in use (another process, or a dashboard of this one): choose another, or port 0 for any free one"
+    : typeof cause?.message === "string" ? cause.message : String(cause)
+  // ServeError's declared fields are only `cause`; Effect's errors take a message from their arguments
+  const args: { readonly cause: unknown; readonly message: string } = { cause: error.cause, message: `dashboard: cannot listen on ${where}: ${why}` }
+  return new HttpServerError.ServeError(args)
+}
