@@ -726,7 +726,12 @@ export class Threads {
         port.close()
         this.alive.delete(thread)
         thread.exited = true
-        const reason = thread.stopping ?? thread.error ?? `the thread exited with code ${code}`
+        const reason = thread.stopping ?? thread.error ?? (
+          // a file with nothing to do ends its thread without a word: the tasks module, say
+          !ready && code === 0
+            ? "the thread exited with code 0 before it was ready: a worker file must call ThreadWorker.serve (is `worker` the file that does?)"
+            : `the thread exited with code ${code}`
+        )
         if (!ready) resume(Effect.fail(reason))
         else this.died(thread, reason)
         for (const waiter of thread.exitWaiters.splice(0)) waiter()
