@@ -112,9 +112,20 @@ const bootstrap = (folder: string | undefined): string => `"use strict"
     if (cached && typeof Module.flushCompileCache === "function") later(() => { try { Module.flushCompileCache() } catch {} })
   }
   process.argv[1] = data.main
+  // for ThreadPool.make in this thread: a pool of this very file would start threads without end
+  Object.defineProperty(globalThis, Symbol.for(${JSON.stringify(OWN_ENTRY)}), { value: data.main })
   Module.runMain(data.main)
 }
 `
+
+/** The key (`Symbol.for`) under which a pool's thread keeps the path of the worker file it runs. */
+const OWN_ENTRY = "effect-workpool/threadEntry"
+
+/** In a thread of a pool, the path of its worker file (none for a `data:` URL, or outside a pool's thread). */
+export const ownEntry = (): string | undefined => {
+  const entry = (globalThis as { readonly [key: symbol]: unknown })[Symbol.for(OWN_ENTRY)]
+  return typeof entry === "string" ? entry : undefined
+}
 
 /** What `new Worker` gets for an entry: the bootstrap and the worker file's path, or a `data:` URL as it is. */
 export interface ThreadMain {

@@ -13,6 +13,7 @@ import { isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { ResourceLimits } from "node:worker_threads"
 import * as config from "./config.ts"
+import { ownEntry } from "./threadMain.ts"
 
 /**
  * The worker entry. Node resolves a path the way `require` resolves its main module (so
@@ -45,13 +46,27 @@ export const entry = (value: unknown): URL | string => {
 }
 
 const found = (path: string, shown: string): void => {
+  const file = resolved(path)
+  if (file === undefined) {
+    const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
+    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry)`)
+  }
+  // a worker file that makes a pool of itself (a single file with no isMainThread check): each of
+  // its threads would start another, until V8 aborts the whole process for want of memory
+  const own = ownEntry()
+  if (own !== undefined && resolved(own) === file) {
+    config.fail("worker", shown, "expected another file than the worker file of this thread: a pool of its own file in each thread starts threads without end (make the pool on the main thread only, if (isMainThread) ...)")
+  }
+}
+
+/** The file Node runs for a worker's entry, or none. */
+const resolved = (path: string): string | undefined => {
   try {
     // resolved from the file itself: the path is absolute, so any base would do, and none taken
     // from `import.meta.url` (empty in a CommonJS bundle of this module, where createRequire throws)
-    createRequire(path).resolve(path)
+    return createRequire(path).resolve(path)
   } catch {
-    const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
-    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry)`)
+    return undefined
   }
 }
 
