@@ -61,6 +61,16 @@ describe("ThreadPool: worker files that are not worker files", () => {
       assert.include(error.message, "ThreadWorker.serve")
     }).pipe(Effect.scoped), 60_000)
 
+  // A user who runs `node src/main.mjs` from the project's root and writes the worker's path as seen
+  // from main.mjs: the path is resolved from the current directory, which the message did not say.
+  it.effect("a relative worker path that does not exist says it was resolved from the current directory, and how to name a file beside the module", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ThreadPool.make({ worker: "./fixtures/worker.ts", threads: 1 }))
+      assert.strictEqual(error._tag, "InvalidPoolConfig")
+      assert.include(error.message, `resolved from the current directory, ${process.cwd()}`)
+      assert.include(error.message, "new URL(\"./fixtures/worker.ts\", import.meta.url)")
+    }).pipe(Effect.scoped))
+
   // Each thread made a pool of the same file, whose thread made another: threads without end, until
   // V8 aborted the whole process ("Fatal process out of memory", 5 deep under a 4 GB ulimit). The
   // fixture stops itself at depth 3; with the check the first thread's own make is refused.
