@@ -29,7 +29,7 @@ export const entry = (value: unknown): URL | string => {
         ? "expected a URL object (new URL(...)), not a URL as a string, or a path"
         : "expected an absolute path, a relative path starting with ./ or ../, or a URL object (new URL(...))")
     }
-    found(resolve(value), value)
+    found(resolve(value), value, isAbsolute(value) ? undefined : value)
     return value
   }
   if (!(value instanceof URL)) return config.fail("worker", value, "expected a URL or a path")
@@ -45,11 +45,15 @@ export const entry = (value: unknown): URL | string => {
   return value
 }
 
-const found = (path: string, shown: string): void => {
+const found = (path: string, shown: string, relative?: string): void => {
   const file = resolved(path)
   if (file === undefined) {
     const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
-    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry)`)
+    // a path written as seen from the module that makes the pool is the usual mistake
+    const from = relative === undefined
+      ? ""
+      : `; a relative path is resolved from the current directory, ${process.cwd()}: for a file beside your module, new URL(${JSON.stringify(relative)}, import.meta.url)`
+    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry${from})`)
   }
   // a worker file that makes a pool of itself (a single file with no isMainThread check): each of
   // its threads would start another, until V8 aborts the whole process for want of memory
