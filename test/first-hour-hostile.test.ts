@@ -5,13 +5,14 @@
  * of the process or a message of Effect's internals.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer, Schedule, Schema, SchemaGetter } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Schedule, Schema, SchemaGetter, Stream } from "effect"
 import { createServer, type Server } from "node:net"
 import * as Dashboard from "../src/Dashboard.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
 
@@ -46,6 +47,18 @@ describe("a durable handler that returns a Promise (written async, as for other 
       const job = yield* JobQueue.enqueue(Later, 1, { maxAttempts: 1 })
       assert.include(defectMessage(yield* Effect.exit(job.await)), "the handler of task Later returned a Promise, not an Effect")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+})
+
+describe("WorkPool.mapStream given something else than a function (from JavaScript)", () => {
+  it.effect("the stream fails with InvalidJob naming f, not a TypeError defect 'f is not a function'", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const notAFunction = Effect.succeed(1) as unknown as (n: number) => Effect.Effect<number>
+      const error = yield* Effect.flip(Stream.runCollect(Stream.make(1, 2).pipe(WorkPool.mapStream(pool, notAFunction))))
+      assert.strictEqual(error._tag, "InvalidJob")
+      assert.strictEqual((error as { field: string }).field, "mapStream f")
+      assert.include(error.message, "expected a function (element) => job")
+    }).pipe(Effect.scoped))
 })
 
 describe("ThreadPool: worker files that are not worker files", () => {
