@@ -1352,8 +1352,12 @@ export const mapStream: {
     pool: WorkPool<W, EW>,
     f: (input: In) => Job<A, E2, R2, W>,
     options?: MapStreamOptions
-  ): Stream.Stream<A, E | E2 | JobError, R | R2> =>
-    Pools.mapStream(self, pool.stats, (input: In) => pool.run(f(input), options), options)
+  ): Stream.Stream<A, E | E2 | JobError, R | R2> => {
+    const invalid = JobKind.checkFunction(f, "mapStream f", "a function (element) => job")
+    return invalid !== undefined
+      ? Stream.fail(invalid)
+      : Pools.mapStream(self, pool.stats, (input: In) => pool.run(f(input), options), options)
+  }
 )
 
 /**

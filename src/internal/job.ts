@@ -139,6 +139,10 @@ export const check = (job: unknown, field: string): InvalidJob | undefined =>
 /** A batch's `OptionError` (`runAll`'s jobs or payloads that could not be read) as the pools' `InvalidJob`. */
 export const refusedBatch = (error: OptionError): InvalidJob => new InvalidJob(error.invalid)
 
+/** The error for a function argument (`mapStream`'s `f`) that is not one: calling it would throw per element. */
+export const checkFunction = (value: unknown, field: string, what: string): InvalidJob | undefined =>
+  typeof value === "function" ? undefined : new InvalidJob({ field, value: show(value), reason: `expected ${what}` })
+
 /** The defect of a function job whose function returned something else than an Effect. */
 export const notAnEffect = (jobId: number, returned: unknown): Error =>
   new Error(`job ${jobId}: its function returned ${show(returned)}, not an Effect`)
