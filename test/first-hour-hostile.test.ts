@@ -49,6 +49,14 @@ describe("a durable handler that returns a Promise (written async, as for other 
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 })
 
+describe("Task.make called wrongly (from JavaScript)", () => {
+  it("without its name, it throws a TypeError saying what it takes, not 'Cannot read properties of undefined'", () => {
+    const make = Task.make as (...args: ReadonlyArray<unknown>) => unknown
+    assert.throws(() => make({ payload: Schema.String, success: Schema.Number }), TypeError, /Task\.make: expected a name \(a string\)/)
+    assert.throws(() => make("Parse"), TypeError, /Task\.make: expected \{ payload, success, failure\? \} Schemas for task Parse/)
+  })
+})
+
 describe("WorkPool.mapStream given something else than a function (from JavaScript)", () => {
   it.effect("the stream fails with InvalidJob naming f, not a TypeError defect 'f is not a function'", () =>
     Effect.gen(function*() {
