@@ -122,12 +122,20 @@ export const make = <const Name extends string, P, PE, S, SE, F = never, FE = ne
     readonly success: Schema.Codec<S, SE>
     readonly failure?: Schema.Codec<F, FE> | undefined
   }
-): Task<Name, P, PE, S, SE, F, FE> => ({
-  name,
-  payload: schemas.payload,
-  success: schemas.success,
-  failure: (schemas.failure ?? Schema.Never) as Schema.Codec<F, FE>
-})
+): Task<Name, P, PE, S, SE, F, FE> => {
+  // a definition runs as its module loads, where a throw is the only answer: one that says what
+  // `make` takes (the Schemas themselves are checked where the task is used, with typed errors)
+  if (typeof name !== "string") throw new TypeError("Task.make: expected a name (a string) first, then { payload, success, failure? } Schemas")
+  if (typeof schemas !== "object" || schemas === null) {
+    throw new TypeError(`Task.make: expected { payload, success, failure? } Schemas for task ${name}`)
+  }
+  return {
+    name,
+    payload: schemas.payload,
+    success: schemas.success,
+    failure: (schemas.failure ?? Schema.Never) as Schema.Codec<F, FE>
+  }
+}
 
 /**
  * A task's implementation on the worker thread, made with `handle`.
