@@ -55,11 +55,12 @@ const found = (path: string, shown: string, relative?: string): void => {
       : `; a relative path is resolved from the current directory, ${process.cwd()}: for a file beside your module, new URL(${JSON.stringify(relative)}, import.meta.url)`
     config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry${from})`)
   }
-  // a worker file that makes a pool of itself (a single file with no isMainThread check): each of
-  // its threads would start another, until V8 aborts the whole process for want of memory
+  // a worker file that makes a pool of itself (a single file with no isMainThread check, or a worker
+  // that imports its tasks from the main module, which makes the pool as it loads): each of its
+  // threads would start more, until V8 aborts the whole process for want of memory
   const own = ownEntry()
   if (own !== undefined && resolved(own) === file) {
-    config.fail("worker", shown, "expected another file than the worker file of this thread: a pool of its own file in each thread starts threads without end (make the pool on the main thread only, if (isMainThread) ...)")
+    config.fail("worker", shown, "expected another file than the worker file of this thread: made in each of its threads (by the file, or by a module it imports, such as a main module it takes its tasks from), the pool would start threads without end; make the pool on the main thread only (if (isMainThread) ...), and keep the tasks in a module of their own")
   }
 }
 
