@@ -56,6 +56,15 @@ export const resolveCacheSource: string = `() => {
   }
 }`
 
+/** The key (`Symbol.for`) under which a pool's thread keeps the path of the worker file it runs. */
+const OWN_ENTRY = "effect-workpool/threadEntry"
+
+/** In a thread of a pool, the path of its worker file (none for a `data:` URL, or outside a pool's thread). */
+export const ownEntry = (): string | undefined => {
+  const entry = (globalThis as { readonly [key: symbol]: unknown })[Symbol.for(OWN_ENTRY)]
+  return typeof entry === "string" ? entry : undefined
+}
+
 /**
  * The thread's first code, run by `Worker`'s `eval`: as a CommonJS script, or as a module when the
  * process runs with `--input-type=module` (the thread inherits it), so it takes Node's modules from
@@ -117,15 +126,6 @@ const bootstrap = (folder: string | undefined): string => `"use strict"
   Module.runMain(data.main)
 }
 `
-
-/** The key (`Symbol.for`) under which a pool's thread keeps the path of the worker file it runs. */
-const OWN_ENTRY = "effect-workpool/threadEntry"
-
-/** In a thread of a pool, the path of its worker file (none for a `data:` URL, or outside a pool's thread). */
-export const ownEntry = (): string | undefined => {
-  const entry = (globalThis as { readonly [key: symbol]: unknown })[Symbol.for(OWN_ENTRY)]
-  return typeof entry === "string" ? entry : undefined
-}
 
 /** What `new Worker` gets for an entry: the bootstrap and the worker file's path, or a `data:` URL as it is. */
 export interface ThreadMain {
