@@ -157,11 +157,31 @@ describe("the packed package in a consumer's project", () => {
   })
 
   describe("the tarball", () => {
-    it("ships dist, src, README, LICENSE and CHANGELOG, and nothing of the repository's own", { timeout: TEST_TIMEOUT }, async () => {
+    it("ships dist, src, docs, README, LICENSE and CHANGELOG, and nothing of the repository's own", { timeout: TEST_TIMEOUT }, async () => {
       const files = (await succeed("tar", "tar", ["-tzf", tarball], project)).split("\n").filter((line) => line !== "")
       const top = new Set(files.map((file) => file.replace(/^package\//, "").split("/")[0]))
-      expect([...top].sort()).toEqual(["CHANGELOG.md", "LICENSE", "README.md", "dist", "package.json", "src"])
+      expect([...top].sort()).toEqual(["CHANGELOG.md", "LICENSE", "README.md", "dist", "docs", "package.json", "src"])
       expect(files.filter((file) => /\.test\.|\.tsbuildinfo$|\.env|\.tgz$/.test(file))).toEqual([])
+    })
+
+    // A user who found the package on npm reads its README there or in node_modules: its links to the
+    // guides (docs/durable.md, docs/threads.md, ...) and theirs to one another and to their images
+    // led nowhere, as docs/ was not shipped. Links into examples/, test/ and bench/ are the
+    // repository's (the README's Quick start says "from a clone").
+    it("every link of the shipped README and docs into docs/ resolves in the installed package", () => {
+      const installed = join(project, "node_modules", "effect-workpool")
+      const pages = ["README.md", ...(existsSync(join(installed, "docs")) ? readdirSync(join(installed, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`) : [])]
+      const dead = pages.flatMap((page) =>
+        [...readFileSync(join(installed, page), "utf8").matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)]
+          .map((match) => match[1]!)
+          .filter((target) => !/^[a-z]+:/.test(target))
+          .map((target) => ({ page, target, path: join(installed, page, "..", target) }))
+          .filter(({ path }) => path.startsWith(join(installed, "docs")))
+          .filter(({ path }) => !existsSync(path))
+          .map(({ page, target }) => `${page}: ${target}`)
+      )
+      expect(dead).toEqual([])
+      expect(pages.length).toBeGreaterThan(1)
     })
 
     // a const initialised with a template literal of constants gets its whole text as its declared type
