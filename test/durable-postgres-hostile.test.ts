@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
@@ -1239,5 +1239,120 @@ if (enabled && pgServer.binaries() !== undefined) {
         // the bound (1 s), and more for a busy machine; not the drain's 5 s after it
         assert.isBelow(failures[0]! - from, 4_500)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the reads had no bound: JobQueue.status, list and stats, an awaiter's look, the dashboard's
+    // samples waited on a frozen server (or a partition that drops packets) for as long as it was
+    // frozen, where a stopped one fails them at once
+    it.live("its reads (get, a job's progress, list, the queue's counts and latencies: status, await, list, stats, the dashboard) on a frozen server fail with StoreError within READ_BOUND", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const store = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 8 }))
+        const here = Effect.provideService(JobStore.JobStore, store)
+        const job = yield* here(JobQueue.enqueue(Echo, { n: 1 }))
+        const since = (yield* store.latencies("default", undefined, 10)).until
+        yield* freeze(server)
+        const timed = (name: string, read: Effect.Effect<unknown, unknown>) =>
+          Effect.gen(function*() {
+            const from = Date.now()
+            const exit = yield* Effect.exit(read).pipe(Effect.timeoutOption("20 seconds"))
+            return { name, took: Date.now() - from, exit }
+          })
+        const reads = yield* Effect.all([
+          timed("get", store.get(job.id)),
+          timed("progressOf", store.progressOf(job.id)),
+          timed("list", store.list({ queue: "default", states: undefined, limit: 100 })),
+          timed("counts", store.counts("default")),
+          timed("latencies", store.latencies("default", since, 10)),
+          timed("JobQueue.status", here(JobQueue.status(job.id))),
+          timed("JobQueue.await", here(JobQueue.await(Echo, job.id))),
+          timed("JobQueue.list", here(JobQueue.list({ queue: "default" }))),
+          timed("JobQueue.stats", here(JobQueue.stats("default")))
+        ], { concurrency: "unbounded" })
+        for (const { exit, name, took } of reads) {
+          assert.isTrue(exit._tag === "Some", `${name}: no answer within 20 s`)
+          const ended = exit._tag === "Some" ? exit.value : undefined
+          assert.isTrue(ended !== undefined && ended._tag === "Failure", `${name}: ${String(ended)}`)
+          const error = ended !== undefined && ended._tag === "Failure" ? Cause.findErrorOption(ended.cause) : undefined
+          assert.isTrue(error?._tag === "Some" && (error.value as { _tag?: string })._tag === "StoreError", `${name}: ${String(ended)}`)
+          // the bound, and more for a busy machine
+          assert.isAtLeast(took, Postgres.READ_BOUND - 100, name)
+          assert.isBelow(took, Postgres.READ_BOUND + 3000, name)
+        }
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    // an interrupted statement waits for its connection's drain (@effect/sql-pg: a cancel request,
+    // then up to 5 s for the server's ReadyForQuery), which a frozen server never sends: its caller
+    // (a consumer's bounded beat or reap, a stopping consumer, a timeout of the user's) waited for it
+    it.live("an operation in flight to a frozen server, interrupted, returns at once (its statement drains in the background)", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const store = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 8 }))
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
+        const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.strictEqual(claims.length, 1)
+        yield* freeze(server)
+        const operations: Array<[string, Effect.Effect<unknown, unknown>]> = [
+          ["get", store.get(job.id)],
+          ["heartbeat", store.heartbeat([claims[0]!.token], 60_000)],
+          ["reap", store.reap([0])],
+          ["enqueue", store.enqueue({ queue: "default", task: "Echo", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 3, timeout: 0, delay: 0, runAt: undefined })],
+          ["progress", store.progress(claims[0]!.token, "1")]
+        ]
+        const fibers = yield* Effect.forEach(operations, ([, operation]) => Effect.forkDetach(operation))
+        // on the wire (the pool has its sessions: the enqueue and claim above, and new ones never come)
+        yield* Effect.sleep(500)
+        const took = yield* Effect.forEach(fibers, (fiber) =>
+          Effect.gen(function*() {
+            const from = Date.now()
+            yield* Fiber.interrupt(fiber).pipe(Effect.timeoutOption("20 seconds"))
+            return Date.now() - from
+          }), { concurrency: "unbounded" })
+        operations.forEach(([name], i) => assert.isBelow(took[i]!, 1000, name))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    // the consumer cut a reap at its bound by interrupting it in a fiber of its own, not awaited, and
+    // interrupted its reaper so at its stop: the reap's statement drained for up to 5 s, its fibers
+    // running past the consumer's stop
+    it.live("a consumer stopped while its reap, cut at its bound, drains: its stop ends within its bound, and no store operation of it is still running then", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const inner = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 8 }))
+        let running = 0
+        const counted = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.suspend(() => {
+            running++
+            return Effect.ensuring(effect, Effect.sync(() => running--))
+          })
+        const store: Store = {
+          ...inner,
+          claim: (request) => counted(inner.claim(request)),
+          heartbeat: (tokens, lease) => counted(inner.heartbeat(tokens, lease)),
+          reap: (backoff, policies) => counted(inner.reap(backoff, policies)),
+          settle: (token, settlement) => counted(inner.settle(token, settlement))
+        }
+        const failures: Array<number> = []
+        const collector = Logger.make((options) => {
+          const message = String(Array.isArray(options.message) ? options.message[0] : options.message)
+          if (message.includes("taking back expired durable jobs failed")) failures.push(Date.now())
+        })
+        const scope = yield* Scope.make()
+        const consumer = yield* JobQueue.consume({ handlers: [double], concurrency: 1, lease: "1 second", poll: HOUR, shutdownTimeout: 200 }).pipe(
+          Effect.provideService(JobStore.JobStore, store),
+          Effect.provide(Logger.layer([collector])),
+          Scope.provide(scope)
+        )
+        // reaps on the live server: the pool holds a connection for the next one
+        yield* Effect.sleep("1500 millis")
+        yield* freeze(server)
+        yield* waitFor(Effect.sync(() => failures.length), "a reap is cut at its bound", { until: (n) => n >= 1, within: "20 seconds" })
+        const from = Date.now()
+        yield* consumer.shutdown.pipe(Effect.timeoutOption("20 seconds"))
+        const took = Date.now() - from
+        const left = running
+        yield* Scope.close(scope, Exit.void)
+        // the stated bound: shutdownTimeout + 6 s
+        assert.isBelow(took, 200 + 6000)
+        assert.strictEqual(left, 0, "store operations of the stopped consumer still running")
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }

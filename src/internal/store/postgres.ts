@@ -534,6 +534,13 @@ const destroySession = (session: PgConnection.PgConnection) => {
   }
 }
 
+/**
+ * How long a read (a job, a list, a queue's counts or latencies) waits for its answer before it fails
+ * with `StoreError`: the bound of the store's background ask of the server's time, the other read
+ * the store makes of its own.
+ */
+export const READ_BOUND = ServerTime.ASK_BOUND
+
 /** How long the store's close may wait for its server before its sessions are destroyed (see `make`). */
 export const CLIENT_CLOSE_GRACE = 1000
 
