@@ -644,27 +644,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
       const bound = Math.max(1, config.lease)
-      /** The last reap cut at the bound, while its interruption may still be under way. */
-      let cut: Fiber.Fiber<number, unknown> | undefined
       while (true) {
         // bounded as a beat is: a reap with no answer (a frozen server, a partition that drops
         // packets) kept this loop silent for ever, the jobs of dead consumers held. Cut short, a reap
         // takes back what its store's statement or script per queue did, whole, or nothing of a queue
-        const reap = yield* Effect.forkChild(store.reap(backoff, reapPolicies))
-        const answer = yield* Effect.timeoutOption(Fiber.await(reap), bound)
-        if (Option.isNone(answer)) {
-          // its interruption is not waited for: an interrupted Postgres statement drains its
-          // connection (the driver's cancel request, then its wait for ReadyForQuery) for up to 5 s
-          // when nothing answers (a frozen server or backend, a dead connection), and the failure's
-          // report and the next reap, on another connection, waited for it. One cut reap ends at a
-          // time: a second one waits for the first, so the reaper holds two connections at most
-          if (cut !== undefined) yield* Fiber.await(cut)
-          cut = reap
-          yield* Effect.forkChild(Fiber.interrupt(reap))
-        }
-        const reaped: Exit.Exit<number, unknown> = Option.isSome(answer)
-          ? answer.value
-          : Exit.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
+        const reaped = yield* Effect.exit(Effect.timeoutOrElse(store.reap(backoff, reapPolicies), {
+          duration: bound,
+          orElse: () => Effect.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
+        }))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
@@ -715,17 +702,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
               `effect-workpool: a stopping durable consumer's settles did not end within ${STOP_SETTLE_GRACE} ms (its store unreachable?); ` +
                 `${left.length} job${left.length === 1 ? " is left to the reaper (its lease will expire)" : "s are left to the reaper (their leases will expire)"}`
             )
-            // not awaited: an interrupted Postgres statement drains its connection for up to 5 s
-            // (@effect/sql-pg: a cancel request, then the wait for ReadyForQuery), which a frozen
-            // server never sends; the store's close ends them (its sockets destroyed), or the server
-            yield* Effect.forkDetach(Fiber.interruptAll(left))
+            // a store operation returns at once when interrupted (`Store`): a stop waits for none
+            yield* Fiber.interruptAll(left)
           }
         }
-        // not awaited, as the settles above: a beat or a reap in flight to a frozen Postgres server
-        // drains its connection for up to 5 s once interrupted (the close took 8.2 s, past its
-        // bound). Both stop at once otherwise (they wait on the store's signals or sleep), and a
-        // store operation they were in is not followed by another
-        yield* Effect.forkDetach(Fiber.interruptAll([reaper, heart]))
+        yield* Fiber.interruptAll([reaper, heart])
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
     }

@@ -217,6 +217,11 @@ export interface QueueSettings {
   readonly rateLimit?: QueueRateLimit | null | undefined
 }
 
+/**
+ * Every operation returns at once when interrupted (a consumer bounds its beats and reaps, and its
+ * stop interrupts them): what it leaves to finish in the background (a Postgres statement's drain)
+ * ends before the store's close does.
+ */
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its

@@ -58,6 +58,7 @@ import {
   windowAllows,
   withId
 } from "./model.ts"
+import * as Detached from "./detached.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
@@ -695,24 +696,30 @@ export const makeWith = (
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
+    // its close (after the settle writer's and the listener's) waits for the statements of the
+    // operations their callers left: ended by the server, by the driver's drain bound (5 s), or, on
+    // a client of the store's own, by its sockets' destruction (`CLIENT_CLOSE_GRACE`)
+    const detached = yield* Detached.make
 
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
     const NOW = (): Fragment | number =>
       cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : sql.literal("floor(extract(epoch from now()) * 1000)::bigint")
 
     /**
-     * Runs a statement as one store operation; a change wakes this process's waiters: at once, or
-     * (`changed` gives a number) when the job it made visible later is due, that many ms from now;
-     * with `queue`, only the consumers of that queue (and the awaiters).
+     * A statement as one store operation, on a fiber of its own (`Detached`): a caller that stops
+     * waiting (interrupted, or past a read's bound) returns at once, the statement's drain going on
+     * in the background. Failing when the store is closed: on the caller's client (layerClient), which
+     * outlives the store, it would still work.
      */
-    const op = <A>(
-      operation: string,
-      effect: Effect.Effect<A, unknown>,
-      changed: (a: A) => boolean | number = () => false,
-      queue?: string
-    ): Effect.Effect<A, StoreError> =>
-      // closed: on the caller's client (layerClient), which outlives the store, it would still work
-      Effect.suspend(() => closing.isClosed() ? Effect.fail(Closing.closedError(operation)) : effect.pipe(
+    const run = <A>(operation: string, effect: Effect.Effect<A, StoreError>, bound: number): Effect.Effect<A, StoreError> =>
+      Effect.suspend(() =>
+        closing.isClosed()
+          ? Effect.fail(Closing.closedError(operation))
+          : detached.run(effect, bound, () => new StoreError({ operation, reason: `no answer within ${bound} ms (the server frozen or unreachable?)` }))
+      )
+
+    const statement = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
+      effect.pipe(
         driverTime,
         Effect.mapError(fail(operation)),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
@@ -721,12 +728,37 @@ export const makeWith = (
           closing.isClosed() && Cause.hasInterruptsOnly(cause)
             ? Effect.fail(Closing.closedError(operation))
             : Effect.failCause(cause)
-        ),
-        Effect.tap((a) => {
+        )
+      )
+
+    /**
+     * Runs a statement that writes; its change wakes this process's waiters (even if its caller has
+     * left): at once, or (`changed` gives a number) when the job it made visible later is due, that
+     * many ms from now; with `queue`, only the consumers of that queue (and the awaiters). Not bounded:
+     * a write given up may still commit, so its caller (a consumer, which bounds its beats and reaps;
+     * a producer's own timeout) decides how long to wait.
+     */
+    const op = <A>(
+      operation: string,
+      effect: Effect.Effect<A, unknown>,
+      changed: (a: A) => boolean | number = () => false,
+      queue?: string
+    ): Effect.Effect<A, StoreError> =>
+      run(
+        operation,
+        Effect.tap(statement(operation, effect), (a) => {
           const change = changed(a)
           return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify(queue) : signal.notifyIn(change, queue))
-        })
-      ))
+        }),
+        0
+      )
+
+    /**
+     * Runs a statement that only reads, failing with `StoreError` past `READ_BOUND`: a status, a list,
+     * an awaiter's look, a dashboard's sample waited for as long as the server was frozen.
+     */
+    const read = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
+      run(operation, statement(operation, effect), READ_BOUND)
 
     // --- open: the migrations, one starter at a time
     yield* op(
@@ -1073,10 +1105,10 @@ export const makeWith = (
     const get = (id: string) =>
       noSuchId(id)
         ? Effect.succeed(undefined)
-        : op("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
+        : read("get", Effect.map(sql<SqlRow>`SELECT * FROM ${S}.wp_job WHERE id = ${id}`, (rows) => rows.length === 0 ? undefined : toRow(rows[0]!)))
 
     const progressOf = (id: string) =>
-      noSuchId(id) ? Effect.succeed(undefined) : op(
+      noSuchId(id) ? Effect.succeed(undefined) : read(
         "get",
         Effect.map(sql<ProgressOf>`SELECT state, progress FROM ${S}.wp_job WHERE id = ${id}`, (rows) =>
           rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress })
@@ -1086,7 +1118,7 @@ export const makeWith = (
       const where: Array<Fragment> = []
       if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
       if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
-      return op(
+      return read(
         "list",
         Effect.map(
           sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
@@ -1210,7 +1242,7 @@ export const makeWith = (
     const latencies = (queue: string, since: LatencyCursor | undefined, limit: number) =>
       since !== undefined && !SNAPSHOT.test(since)
         ? Effect.fail(badCursor(since))
-        : op(
+        : read(
           "latencies",
           since === undefined
             ? Effect.map(sql<{ until: string }>`SELECT pg_current_snapshot()::text AS until`, (rows): Latencies => ({ until: rows[0]!.until, jobs: [] }))
@@ -1222,7 +1254,7 @@ export const makeWith = (
 
     const counts = (queue: string) => {
       const now = NOW()
-      return op(
+      return read(
         "stats",
         Effect.map(
           sql<{ kind: string; priority: number | null; n: bigint }>`
@@ -1474,16 +1506,16 @@ export const makeWith = (
           let count = 0
           while (true) {
             const size = reapBatch
-            // a batch cut by the reaper's bound (a loaded server, a short lease) is rolled back: the
-            // next is half as big, so some batch fits the bound and the backlog still goes down
-            // (at 1,000 on a machine at load 7, a 100 ms lease took nothing back in 30 s)
-            const rows = yield* Effect.onInterrupt(batch(size), () =>
-              Effect.sync(() => {
-                reapBatch = Math.max(REAP_BATCH_MIN, size >> 1)
-              }))
+            // half as big until this one answers: a batch cut by the reaper's bound (a loaded
+            // server, a short lease) is rolled back, and the next is half as big, so some batch fits
+            // the bound and the backlog still goes down (at 1,000 on a machine at load 7, a 100 ms
+            // lease took nothing back in 30 s). Halved now, not once the cut one has drained in the
+            // background: the next reap, half a lease later, may come before
+            reapBatch = Math.max(REAP_BATCH_MIN, size >> 1)
+            const rows = yield* batch(size)
             count += rows.length
+            reapBatch = rows.length < size ? size : Math.min(REAP_BATCH, size * 2)
             if (rows.length < size) return count
-            reapBatch = Math.min(REAP_BATCH, size * 2)
           }
         }),
         (n) => n > 0
@@ -1494,7 +1526,7 @@ export const makeWith = (
     // waiting on the server
     const time = ServerTime.make(
       clock,
-      Effect.map(sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`, (rows) => Number(rows[0]!.now))
+      read("now", Effect.map(sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`, (rows) => Number(rows[0]!.now)))
     )
     const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
     if (cfg.clock === "server") yield* Effect.ignore(time.refresh)

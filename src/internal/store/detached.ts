@@ -1,0 +1,72 @@
+/**
+ * A store's operations, each on a fiber of its own that its caller awaits, so that the caller can
+ * stop waiting at once: interrupted (a consumer's bound on a beat or a reap, its stop, a timeout of
+ * the user's), or past a bound of the store's. An interrupted @effect/sql-pg statement waits for its
+ * connection's drain (a cancel request, then up to 5 s for the server's ReadyForQuery), which a
+ * frozen server (SIGSTOP, a partition that drops packets) never sends: its caller waited that long,
+ * and the consumer worked around it in three places by interrupting in fibers it did not await,
+ * which ran on past its stop. Here the operation its caller left is interrupted and drains in the
+ * background, and the store's close waits for those: none outlives the store.
+ *
+ * @internal
+ */
+import { Effect, Fiber } from "effect"
+import type * as Scope from "effect/Scope"
+
+export interface Detached {
+  /**
+   * `effect` on a fiber of its own, awaited. An interruption of the caller returns at once, the
+   * fiber interrupted in the background; with a `bound` (ms of real time, 0 for none: a TestClock's
+   * hours must not expire a statement), past it the caller fails with `late()`, the fiber so too.
+   */
+  readonly run: <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E) => Effect.Effect<A, E>
+}
+
+/** Operations whose callers left them; the scope's close waits for their ends. */
+export const make: Effect.Effect<Detached, never, Scope.Scope> = Effect.gen(function*() {
+  const left = new Set<Fiber.Fiber<unknown, unknown>>()
+  // until none is left: one left while the close waits (its caller interrupted then) is waited for too
+  const drained: Effect.Effect<void> = Effect.suspend(() =>
+    left.size === 0 ? Effect.void : Effect.andThen(Fiber.awaitAll([...left]), drained)
+  )
+  yield* Effect.addFinalizer(() => drained)
+
+  const run = <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E): Effect.Effect<A, E> =>
+    // the caller's context (its tracer and span, its logger): the statement's span is the caller's child
+    Effect.withFiber((caller) =>
+      Effect.callback<A, E>((resume) => {
+        // forked here, within the callback: an interruption cannot come between the fork and the wait
+        const fiber = Effect.runForkWith(caller.context)(effect)
+        const ended = fiber.pollUnsafe()
+        if (ended !== undefined) return resume(ended)
+        let waiting = true
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const stopWaiting = fiber.addObserver((exit) => {
+          if (!waiting) return
+          waiting = false
+          if (timer !== undefined) clearTimeout(timer)
+          resume(exit)
+        })
+        const leave = () => {
+          if (!waiting) return
+          waiting = false
+          stopWaiting()
+          if (timer !== undefined) clearTimeout(timer)
+          left.add(fiber)
+          fiber.addObserver(() => left.delete(fiber))
+          fiber.interruptUnsafe()
+        }
+        if (bound > 0) {
+          timer = setTimeout(() => {
+            if (!waiting) return
+            leave()
+            resume(Effect.fail(late()))
+          }, bound)
+          timer.unref()
+        }
+        return Effect.sync(leave)
+      })
+    )
+
+  return { run }
+})
