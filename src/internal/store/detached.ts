@@ -3,10 +3,9 @@
  * stop waiting at once: interrupted (a consumer's bound on a beat or a reap, its stop, a timeout of
  * the user's), or past a bound of the store's. An interrupted @effect/sql-pg statement waits for its
  * connection's drain (a cancel request, then up to 5 s for the server's ReadyForQuery), which a
- * frozen server (SIGSTOP, a partition that drops packets) never sends: its caller waited that long,
- * and the consumer worked around it in three places by interrupting in fibers it did not await,
- * which ran on past its stop. Here the operation its caller left is interrupted and drains in the
- * background, and the store's close waits for those: none outlives the store.
+ * frozen server (SIGSTOP, a partition that drops packets) never sends, and its caller waited that
+ * long. Here the operation its caller left is interrupted and drains in the background, and the
+ * store's close waits for those: none outlives the store.
  *
  * @internal
  */
