@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope, Tracer } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
@@ -21,7 +21,7 @@ import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { admin, backToVersion6, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
-import { closeWithin, waitFor } from "./helpers.ts"
+import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
 const HOUR = "1 hour"
 const double = Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))
@@ -1308,6 +1308,33 @@ if (enabled && pgServer.binaries() !== undefined) {
             return Date.now() - from
           }), { concurrency: "unbounded" })
         operations.forEach(([name], i) => assert.isBelow(took[i]!, 1000, name))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    // the drain of a statement whose caller left it goes on in the background, owned by the store:
+    // on the caller's client (which the store does not close) its close waits for it, so that no
+    // statement of the store runs on past the store
+    it.live("on the caller's client (layerClient): a read interrupted returns at once, its statement still draining; the store's close waits for the drain (the driver's 5 s bound): no statement of the store runs past its close", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 4 }).pipe(
+          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+        )
+        const scope = yield* Scope.make()
+        const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema: freshSchema() })).pipe(Scope.provide(scope))
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))
+        yield* freeze(server)
+        const { spans, tracer } = recordingTracer()
+        const read = yield* Effect.forkDetach(Effect.withTracer(store.get(job.id), tracer))
+        yield* Effect.sleep(500)
+        const from = Date.now()
+        yield* Fiber.interrupt(read).pipe(Effect.timeoutOption("20 seconds"))
+        assert.isBelow(Date.now() - from, 1000, "the interrupted read returns at once")
+        const running = () => spans.filter((span) => (span as Tracer.NativeSpan).status._tag === "Started").map((span) => span.name)
+        assert.isAbove(running().length, 0, "its statement drains in the background")
+        const took = yield* closeWithin(scope, "30 seconds")
+        assert.deepStrictEqual(running(), [], "statements of the store still running after its close")
+        // the driver's drain bound (5 s) from the interruption; a busy machine is given 3 s more
+        assert.isBelow(took, 8000)
       }).pipe(Effect.scoped), { timeout: 90_000 })
 
     // the consumer cut a reap at its bound by interrupting it in a fiber of its own, not awaited, and
