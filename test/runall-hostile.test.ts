@@ -182,6 +182,40 @@ describe("WorkPool.runAll reading its jobs", () => {
     }))
 })
 
+describe("WorkPool.runAll and run given a job that cannot be read", () => {
+  it.effect("a job that is a revoked Proxy or a Proxy whose traps throw fails runAll with InvalidJob naming jobs[i], read from a Set, a generator or an array, and run or submit with InvalidJob naming job (asking whether it is a job threw: a defect)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const boom = () => {
+        throw new Error("trap")
+      }
+      const unreadable = (): ReadonlyArray<[string, unknown]> => {
+        const { proxy, revoke } = Proxy.revocable({}, {})
+        revoke()
+        return [["a revoked Proxy", proxy], ["a Proxy whose traps throw", new Proxy({}, { getPrototypeOf: boom, get: boom, has: boom })]]
+      }
+      for (const [name, bad] of unreadable()) {
+        function* generated() {
+          yield job(0)
+          yield bad
+        }
+        const sources: ReadonlyArray<[string, unknown]> = [["Set", new Set([job(0), bad])], ["generator", generated()], ["array", [job(0), bad]]]
+        for (const [source, jobs] of sources) {
+          const error = yield* refused(pool, jobs)
+          assert.strictEqual(error.field, "jobs[1]", `${name} in a ${source}`)
+          assert.match(error.reason, /expected an Effect/, `${name} in a ${source}`)
+        }
+        for (const submitted of [pool.run(bad as Effect.Effect<number>), Effect.flatMap(pool.submit(bad as Effect.Effect<number>), (handle) => handle.await)]) {
+          const error = yield* Effect.flip(submitted)
+          assert.instanceOf(error, PoolError.InvalidJob, `${name}: ${String(error)}`)
+          assert.strictEqual((error as PoolError.InvalidJob).field, "job")
+        }
+      }
+      assert.strictEqual((yield* pool.stats).submitted, 0, "nothing submitted")
+      assert.deepStrictEqual(yield* pool.runAll(new Set([job(1), job(2)])), [1, 2], "the pool goes on")
+    }))
+})
+
 describe("ThreadPool.runAll reading its payloads", () => {
   it.live("an iterable that throws, an endless one and one passed by mistake fail with InvalidJob naming payloads, not a defect or a hang; a long read can be interrupted, closing the iterator", () =>
     Effect.gen(function*() {
