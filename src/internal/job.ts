@@ -124,10 +124,16 @@ const EXPECTED = "expected an Effect or a function (resource, jobId) => Effect"
 /**
  * Whether a value submitted as a job is one of the two forms. A class that is not an Effect is not
  * the function form: it would die with "Class constructor cannot be invoked without 'new'" when the
- * job starts.
+ * job starts. Never throws: asking a revoked Proxy, or one whose traps throw, is answered no (it
+ * threw out of `run`, `submit` and `runAll` as a defect).
  */
-export const isJob = (job: unknown): boolean =>
-  isSync(job) || Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
+export const isJob = (job: unknown): boolean => {
+  try {
+    return isSync(job) || Effect.isEffect(job) || (typeof job === "function" && !isClass(job))
+  } catch {
+    return false
+  }
+}
 
 /** Why a value submitted as a job (`field`) is none: what `InvalidJob` says of it. */
 export const notAJob = (job: unknown, field: string): Invalid => ({ field, value: show(job), reason: EXPECTED })
