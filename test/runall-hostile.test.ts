@@ -6,7 +6,7 @@
  * iterable threw was a defect, and an endless one blocked the process until it ran out of memory.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, Scheduler, Stream } from "effect"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Echo } from "./fixtures/tasks.ts"
@@ -99,6 +99,38 @@ describe("WorkPool.runAll reading its jobs", () => {
       assert.isTrue(state.closed, "the iterator was closed")
       assert.strictEqual((yield* pool.stats).submitted, 0)
     }), 60_000)
+
+  it.effect("an interruption that lands as the first chunk has been read (the fiber yielding for its budget of operations before the rest of the read began) closes the iterator (it was left open: its finally never ran)", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      // a scheduler whose fiber yields at the next operation once told to, its resumption held
+      const held: Array<() => void> = []
+      const control = { yieldNext: false, hold: false }
+      const scheduler = new (class extends Scheduler.MixedScheduler {
+        override shouldYield(fiber: Fiber.Fiber<unknown, unknown>) {
+          if (!control.yieldNext) return super.shouldYield(fiber)
+          control.yieldNext = false
+          return true
+        }
+      })("async", (task) => {
+        if (control.hold) held.push(task)
+        else setImmediate(task)
+        return () => {}
+      })
+      const { jobs, state } = counted(5_000, (n) => {
+        // the first chunk's last job: the reading fiber yields as soon as this read returns
+        if (n === 999) control.yieldNext = control.hold = true
+        return job(n)
+      })
+      const fiber = yield* Effect.forkChild(pool.runAll(jobs).pipe(Effect.provideService(Scheduler.Scheduler, scheduler)))
+      while (state.read < 1_000) yield* Effect.yieldNow
+      yield* Fiber.interrupt(fiber)
+      control.hold = false
+      held.splice(0).forEach((task) => task())
+      assert.strictEqual(state.read, 1_000)
+      assert.isTrue(state.closed, "the iterator was closed")
+      assert.strictEqual((yield* pool.stats).submitted, 0)
+    }))
 
   it.effect("a job that is none, read from an endless iterable, fails naming its index at once and closes the iterator (the whole iterable was read first)", () =>
     Effect.gen(function*() {
