@@ -76,6 +76,8 @@ export class Items {
   read = 0
   /** Whether the iterator is done with: it ended, threw, or was closed. */
   done = false
+  /** Whether the iterator has a `return` to close it with (a generator; not a `Set`'s or a `Map`'s). */
+  readonly closable: boolean
   private readonly items: unknown
   private readonly batch: Batch
   private readonly iterator: Iterator<unknown>
@@ -86,6 +88,7 @@ export class Items {
     this.batch = batch
     let iterator: unknown
     let step: unknown
+    let closable = false
     config.reading(batch.field, items, () => {
       const why = mistaken(items, batch)
       if (why !== undefined) config.fail(batch.field, items, why)
@@ -98,9 +101,11 @@ export class Items {
       // read once, as for...of reads it
       step = (iterator as Iterator<unknown>).next
       if (typeof step !== "function") config.fail(batch.field, items, `${expected(batch)}: its iterator has no next method`)
+      closable = typeof (iterator as Iterator<unknown>).return === "function"
     })
     this.iterator = iterator as Iterator<unknown>
     this.step = step as () => unknown
+    this.closable = closable
   }
 
   /** The next item, or `END`. */
@@ -166,8 +171,11 @@ const ARRAY_ITERATOR = Array.prototype[Symbol.iterator]
  * length at the call: its items are in memory already, and this is the hot path. Any other iterable
  * is read `CHUNK` at a time with a yield between, and its iterator is closed if the read stops before
  * its end (an item refused, too many, an interruption). A batch read in one go (an array, or up to
- * `CHUNK` items) runs `then` at once: a small batch pays for no Effect of its own. Either way the call
- * takes at most `batch.max` items.
+ * `CHUNK` items of an iterator that cannot be closed, as a `Set`'s) runs `then` at once: a small batch
+ * pays for no Effect of its own. An iterator that can be closed (a generator) is read from its first
+ * item under the guard that closes it: read here, an interruption landing as this returns (its fiber
+ * yielding for its budget of operations) would leave it open. Either way the call takes at most
+ * `batch.max` items.
  */
 export const collect = <A, E, B, E2, R>(
   items: unknown,
@@ -182,6 +190,7 @@ export const collect = <A, E, B, E2, R>(
     read = readArray(items, batch, each)
     if (read === undefined) {
       reader = new Items(items, batch)
+      if (reader.closable) return readRest(reader, [], each, refused, then, false)
       read = []
       readChunk(reader, read, each)
     }
@@ -190,7 +199,7 @@ export const collect = <A, E, B, E2, R>(
     if (config.isOptionError(error)) return Exit.fail(refused(error))
     throw error
   }
-  return reader === undefined || reader.done ? then(read) : Effect.flatMap(readRest(reader, read, each, refused), then)
+  return reader === undefined || reader.done ? then(read) : readRest(reader, read, each, refused, then, true)
 }
 
 /** An array's items, mapped by `each`; undefined if `items` is not an array read by its own iterator. */
@@ -224,14 +233,21 @@ const readChunk = <A>(items: Items, out: Array<A>, each: (item: unknown, index: 
   }
 }
 
-/** The rest of an iterable's items after its first chunk, a chunk after each yield; its iterator closed if the read stops early. */
-const readRest = <A, E>(
+/**
+ * The rest of an iterable's items (after its first chunk, read at once, if `yieldFirst`), a chunk after
+ * each yield, then `then` of them; the iterator closed if the read stops early. The guard is one
+ * `onExitPrimitive` (closing a reader that is done does nothing): a small generator's batch is read
+ * under it in full.
+ */
+const readRest = <A, E, B, E2, R>(
   items: Items,
   out: Array<A>,
   each: (item: unknown, index: number) => A,
-  refused: (error: config.OptionError) => E
-): Effect.Effect<Array<A>, E> => {
-  const loop = (): Effect.Effect<Array<A>, E> => {
+  refused: (error: config.OptionError) => E,
+  then: (items: Array<A>) => Effect.Effect<B, E2, R>,
+  yieldFirst: boolean
+): Effect.Effect<B, E | E2, R> => {
+  const loop = (): Effect.Effect<B, E | E2, R> => {
     try {
       readChunk(items, out, each)
     } catch (error) {
@@ -239,7 +255,10 @@ const readRest = <A, E>(
       if (config.isOptionError(error)) return Exit.fail(refused(error))
       throw error
     }
-    return items.done ? Exit.succeed(out) : Effect.flatMap(Effect.yieldNow, loop)
+    return items.done ? then(out) : Effect.flatMap(Effect.yieldNow, loop)
   }
-  return Effect.flatMap(Effect.yieldNow, loop).pipe(Effect.onInterrupt(() => Effect.sync(() => items.close())))
+  return Effect.onExitPrimitive(yieldFirst ? Effect.flatMap(Effect.yieldNow, loop) : Effect.suspend(loop), () => {
+    items.close()
+    return undefined
+  })
 }
