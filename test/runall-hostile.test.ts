@@ -6,7 +6,8 @@
  * iterable threw was a defect, and an endless one blocked the process until it ran out of memory.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Scheduler, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Scheduler, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { PoolError, WorkPool } from "../src/index.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Echo } from "./fixtures/tasks.ts"
@@ -245,6 +246,34 @@ describe("WorkPool.runAll and run given a job that cannot be read", () => {
       }
       assert.strictEqual((yield* pool.stats).submitted, 0, "nothing submitted")
       assert.deepStrictEqual(yield* pool.runAll(new Set([job(1), job(2)])), [1, 2], "the pool goes on")
+    }))
+})
+
+describe("WorkPool given a Proxy of an Effect whose traps throw", () => {
+  it.effect("a Proxy of Effect.succeed or Effect.sync whose get trap throws ends as a defect, once, by run and runAll; the pool frees its worker and shuts down (the job was admitted and never ended: no count, a worker held for ever, the scope's close hung)", () =>
+    Effect.gen(function*() {
+      const boom = () => {
+        throw new Error("trap")
+      }
+      const proxies: ReadonlyArray<[string, () => Effect.Effect<number>]> = [
+        ["of Effect.succeed", () => new Proxy(Effect.succeed(1), { get: boom })],
+        ["of Effect.sync", () => new Proxy(Effect.sync(() => 1), { get: boom })]
+      ]
+      for (const [name, proxy] of proxies) {
+        const scope = yield* Scope.make()
+        const pool = yield* WorkPool.make({ concurrency: 1 }).pipe(Scope.provide(scope))
+        const exits: ReadonlyArray<Exit.Exit<unknown, unknown>> = [yield* Effect.exit(pool.run(proxy())), yield* Effect.exit(pool.runAll([proxy(), job(2)]))]
+        for (const exit of exits) {
+          assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), `${name}: ${String(exit)}`)
+        }
+        const stats = yield* pool.stats
+        assert.strictEqual(stats.defects, 2, name)
+        assert.strictEqual(stats.running, 0, name)
+        assert.deepStrictEqual(yield* pool.run(job(3)), 3, `${name}: the pool goes on`)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust("1 hour")
+        assert.isDefined(closing.pollUnsafe(), `${name}: the pool shut down`)
+      }
     }))
 })
 
