@@ -194,14 +194,22 @@ export const fiberExecutor = (scheduler: PoolScheduler<any>): Executor => {
       }
       if (isTraced(job.context)) effect = JobContext.traced(job, effect, waitMillis)
       else {
-        const thunk = syncThunk(effect)
-        // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
-        const exit = thunk !== undefined ? runThunk(thunk) : asExit(effect)
+        let exit: Exit.Exit<any, any> | undefined
+        let callback: Callback | undefined
+        try {
+          const thunk = syncThunk(effect)
+          // an Exit (Effect.succeed, Effect.fail, ...) is already its own result: no fiber needed
+          exit = thunk !== undefined ? runThunk(thunk) : asExit(effect)
+          if (exit === undefined) callback = asCallback(effect)
+        } catch (defect) {
+          // a Proxy of an Effect whose traps throw, asked what it is: it dies, as it would in a fiber
+          // (thrown from here, it was never counted and a job of Effect.sync held its worker for ever)
+          exit = Exit.die(defect)
+        }
         if (exit !== undefined) {
           if (interruptedWhileStarting.size > 0) interruptedWhileStarting.delete(job)
           return scheduler.jobStopped(job, worker, exit)
         }
-        const callback = asCallback(effect)
         if (callback !== undefined) {
           return startCallback(job, worker, callback, interruptedWhileStarting.size > 0 && interruptedWhileStarting.delete(job))
         }

@@ -54,7 +54,11 @@ const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.g
  */
 export const asExit = (effect: Effect.Effect<any, any, any>): Exit.Exit<any, any> | undefined => {
   const proto = Object.getPrototypeOf(effect)
-  return proto === EXITS[0] || proto === EXITS[1] ? effect as Exit.Exit<any, any> : undefined
+  // its tag read here, where a Proxy's trap that throws is the job's defect (fiberExecutor's start),
+  // not in the scheduler as it counts the job's ending
+  return (proto === EXITS[0] || proto === EXITS[1]) && (effect as Exit.Exit<any, any>)._tag !== undefined
+    ? effect as Exit.Exit<any, any>
+    : undefined
 }
 
 /**
