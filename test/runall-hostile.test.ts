@@ -131,6 +131,21 @@ describe("WorkPool.runAll reading its jobs", () => {
       assert.strictEqual(state.read, 1_000)
       assert.isTrue(state.closed, "the iterator was closed")
       assert.strictEqual((yield* pool.stats).submitted, 0)
+      // whether an iterator can be closed is asked as for...of asks it, only to close it: a `return`
+      // getter that throws does not refuse a batch read to its end
+      const jobs2 = [job(0), job(1)]
+      const unaskable = {
+        [Symbol.iterator]: () => {
+          let n = 0
+          return {
+            next: () => n < jobs2.length ? { done: false, value: jobs2[n++]! } : { done: true, value: undefined },
+            get return(): never {
+              throw new Error("do not ask")
+            }
+          }
+        }
+      }
+      assert.deepStrictEqual(yield* pool.runAll(unaskable as Iterable<Effect.Effect<number>>), [0, 1])
     }))
 
   it.effect("a job that is none, read from an endless iterable, fails naming its index at once and closes the iterator (the whole iterable was read first)", () =>
