@@ -67,6 +67,18 @@ const mistaken = (items: unknown, batch: Batch): string | undefined => {
 }
 
 /**
+ * Whether an iterator has a `return`. for...of asks only to close it, so what asking throws refuses
+ * nothing: it may have one, and is read as if it had (`close` asks again, dropping what it throws).
+ */
+const closable = (iterator: Iterator<unknown>): boolean => {
+  try {
+    return typeof iterator.return === "function"
+  } catch {
+    return true
+  }
+}
+
+/**
  * The items of one call, read one at a time. Each step may throw an `OptionError` naming the batch:
  * it is not an iterable, its iterator threw or gave something that is not an iterator result, or it
  * has more than `batch.max` items.
@@ -88,7 +100,6 @@ export class Items {
     this.batch = batch
     let iterator: unknown
     let step: unknown
-    let closable = false
     config.reading(batch.field, items, () => {
       const why = mistaken(items, batch)
       if (why !== undefined) config.fail(batch.field, items, why)
@@ -101,11 +112,10 @@ export class Items {
       // read once, as for...of reads it
       step = (iterator as Iterator<unknown>).next
       if (typeof step !== "function") config.fail(batch.field, items, `${expected(batch)}: its iterator has no next method`)
-      closable = typeof (iterator as Iterator<unknown>).return === "function"
     })
+    this.closable = closable(iterator as Iterator<unknown>)
     this.iterator = iterator as Iterator<unknown>
     this.step = step as () => unknown
-    this.closable = closable
   }
 
   /** The next item, or `END`. */
