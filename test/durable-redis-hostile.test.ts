@@ -1144,6 +1144,46 @@ else {
         assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // a claim given up past its bound still runs on the server when the pause ends: its late answer
+    // gives the jobs it took back. The store closed in between (a consumer shut down, a deploy during
+    // a hiccup), its close interrupted the wait for that answer: the jobs were left running for
+    // nobody until their lease ended, then reaped with the attempt counted (maxAttempts 1: dead, unrun)
+    it.live("a claim of two queues given up past its bound (the server frozen, SIGSTOP), the store closed, the server resumed 300 ms into its close: the job the late claim took is given back, not left running for nobody with its attempt counted", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        let pauseAt: string | undefined
+        const CLAIM = createHash("sha1").update(Scripts.CLAIM).digest("hex")
+        const scope = yield* Scope.make()
+        const store = yield* hookedStore(server.url, prefix, (command, args) =>
+          command === "EVALSHA" && args[0] === CLAIM && args[2] === pauseAt
+            ? Effect.sync(() => {
+              server.signal("SIGSTOP")
+              pauseAt = undefined
+            })
+            : Effect.void).pipe(Scope.provide(scope))
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
+        // the claim's script is on the server (a first claim sent it whole)
+        yield* store.claim({ queues: ["c"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        const a = yield* store.enqueue(job("a", 1))
+        yield* store.enqueue(job("b", 2))
+        pauseAt = `{${prefix}:a}:meta`
+        const claimed = yield* timed(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 10, lease: 60_000 }))
+        assert.isUndefined(pauseAt, "frozen as queue a's claim was sent")
+        assert.isTrue(claimed.exit._tag === "Failure" && Cause.squash(claimed.exit.cause) instanceof StoreError, String(claimed.exit))
+        // the consumer gone, the store closes while the server is still frozen; it resumes as the store
+        // closes, within its client's close grace (which waits for the replies in flight): the late
+        // claim runs on the server and its answer comes back
+        const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+        yield* Effect.sleep("300 millis")
+        server.signal("SIGCONT")
+        yield* Fiber.join(closing)
+        const other = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+        const counts = yield* other.counts("a")
+        const row = yield* other.get(a.id)
+        assert.deepStrictEqual([counts.running, counts.waiting, row?.attempts], [0, 1, 0], "a's job is given back, its attempt not counted")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     // on one server every queue's script goes down one connection, behind the one unanswered: each
     // was waited for in turn, its own bound each (a claim of two queues failed after its look's bound
     // and each queue's, 6 s; a beat of two queues' jobs after 4 s, longer than a lease below 12 s)
