@@ -946,6 +946,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       })
     /** Per operation, the queues whose script outlived its bound: skipped by that operation until it answers. */
     const late = { claim: new Set<string>(), heartbeat: new Set<string>(), reap: new Set<string>(), list: new Set<string>(), peek: new Set<string>() }
+    /** The fibers waiting for late scripts' answers (`onLate`), by operation: the store's close waits a moment for a claim's (see below). */
+    const lateAnswers = new Map<Fiber.Fiber<void>, keyof typeof late>()
     /**
      * The unanswered script of one of `operations` that a script of `queue` would wait behind, named,
      * if any: on a Cluster one of its queue's (its node's connection, as far as the store can tell);
@@ -1019,9 +1021,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         const lateAnswer = () => {
           const skipped = late[operation]
           skipped.add(queue)
-          return Effect.forkIn(
-            onLate(queue, Fiber.join(fiber)).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => skipped.delete(queue)))),
-            scope
+          // detached, not in the store's scope, whose close interrupted it at once: see `lateAnswers`
+          return Effect.tap(
+            Effect.forkDetach(onLate(queue, Fiber.join(fiber)).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => skipped.delete(queue))))),
+            (waiting) =>
+              Effect.sync(() => {
+                lateAnswers.set(waiting, operation)
+                waiting.addObserver(() => lateAnswers.delete(waiting))
+              })
           )
         }
         // its answer, or none past the bound: a timer and an observer, not a race of its join with a
@@ -1141,6 +1148,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         }),
       yield* Effect.scope,
       closing.close
+    )
+    // Before the settles close (finalizers run in reverse), the close waits up to its client's grace
+    // for the answers of claims given up past their bound, which give back the jobs they took: the
+    // server ran each once it could, and interrupted at the close's start, a claim answered in its
+    // client's grace (which waits for the replies in flight) left its jobs running for nobody until
+    // their leases ended, each an attempt (maxAttempts 1: dead, never run). The others' are interrupted
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const claims = [...lateAnswers].flatMap(([fiber, operation]) => operation === "claim" ? [fiber] : [])
+        return claims.length === 0 ? Effect.void : Fiber.awaitAll(claims).pipe(
+          Effect.timeoutOption(RedisClient.CLOSE_GRACE),
+          Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
+        )
+      }).pipe(Effect.andThen(Effect.suspend(() => Fiber.interruptAll([...lateAnswers.keys()]))))
     )
 
     const settle = (token: string, settlement: Settlement) => {
