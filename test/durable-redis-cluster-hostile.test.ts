@@ -743,6 +743,27 @@ else {
         assert.deepStrictEqual(second.claims.map((claim) => claim.job.id), [other.id])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // 130fb2a: a watch's BZPOPMIN goes to its queue's node only, on a cluster client of its own that
+    // connects where it is sent: the slot moved (resharded) while it blocks, the job must still wake
+    // its consumer, not wait for its poll
+    it.live("a consumer idle on a queue (poll 1 hour) whose slot moves to another node while its watch blocks: a job enqueued there by another process after the move wakes it", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster()
+        const prefix = freshPrefix()
+        const [queue] = yield* queuePerNode(cluster, prefix)
+        const name = `effect-workpool:${prefix}`
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: [queue!], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, poll: "1 hour" })
+          yield* Effect.promise(() => blocked(prefix, 1, name, cluster.nodes.map((node) => node.url)))
+          const move = yield* slotMove(cluster, prefix, queue!)
+          yield* Effect.promise(move.begin)
+          yield* Effect.promise(move.finish)
+          const producer = yield* storeOn(cluster, prefix)
+          const { id } = yield* producer.enqueue(job(queue!, 1))
+          yield* until(Effect.orDie(Effect.map(producer.get(id), (row) => row?.state)), (state) => state === "succeeded", "the job runs (poll 1 hour)")
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
     // a watch's reserved connection is a cluster client of its own (a slot that moves is followed):
     // each connected to every master, of which its BZPOPMIN uses one, so a store waiting on q queues
     // of an m-master Cluster held m + 1 + q × m sockets (3 masters, 12 queues: 40, where 16 serve)
