@@ -172,3 +172,52 @@ describe("the stores' server time, from several answers", () => {
       assert.isAtLeast(error(time), 0, "never behind the server")
     }))
 })
+
+/**
+ * This machine's clock stepped by less than a slow answer's range (NTP steps past 128 ms; a busy
+ * event loop reads the answer late): the older, tighter answers still overlap the new one, and held
+ * the store's time behind the server's by the step, for as long as they were kept (8 s).
+ */
+describe("the stores' server time, this machine's clock stepped a little", () => {
+  it.effect("this machine's clock stepped 50 ms back while answers are read 60 ms late: the store's time is never behind the server's", () =>
+    Effect.gen(function*() {
+      const OFFSET = 5000
+      // the wall clock (stepped) and the monotonic one (never stepped)
+      const state = { local: 10_000_000, mono: 1_000, there: 1, back: 1 }
+      const advance = (ms: number) => {
+        state.local += ms
+        state.mono += ms
+      }
+      const clock = {
+        currentTimeMillisUnsafe: () => state.local,
+        monotonicTimeNanosUnsafe: () => BigInt(state.mono) * 1_000_000n
+      } as unknown as Clock.Clock
+      // the server's clock: the wall clock's before any step, plus OFFSET
+      let stepped = 0
+      const serverNow = () => state.local + stepped + OFFSET
+      const ask = Effect.sync(() => {
+        advance(state.there)
+        const server = serverNow()
+        advance(state.back)
+        return server
+      })
+      const time = ServerTime.make(clock, ask)
+      yield* time.refresh
+      for (let i = 0; i < 3; i++) {
+        advance(ServerTime.NOW_REFRESH + 1)
+        yield* time.now
+        for (let y = 0; y < 5; y++) yield* Effect.yieldNow
+      }
+      assert.isAtLeast(time.nowUnsafe() - serverNow(), 0)
+      // stepped back 50 ms; from now on each answer is read 60 ms after the server read its clock
+      state.local -= 50
+      stepped += 50
+      state.back = 60
+      for (let i = 0; i < 3; i++) {
+        advance(ServerTime.NOW_REFRESH + 1)
+        yield* time.now
+        for (let y = 0; y < 5; y++) yield* Effect.yieldNow
+        assert.isAtLeast(time.nowUnsafe() - serverNow(), 0, `refresh ${i} after the step: the store's time behind the server's`)
+      }
+    }))
+})
