@@ -39,7 +39,9 @@ describe("ServerTime", () => {
  * last seen. This machine's clock can be stepped (NTP, a VM resumed, an operator's `date -s`).
  */
 describe("the stores' server time, hostile", () => {
-  const ticking = (local: { value: number }) => ({ currentTimeMillisUnsafe: () => local.value }) as unknown as Clock.Clock
+  // its monotonic clock moves with it: a step of it is not seen so (what these tests guard)
+  const ticking = (local: { value: number }) =>
+    ({ currentTimeMillisUnsafe: () => local.value, monotonicTimeNanosUnsafe: () => BigInt(local.value) * 1_000_000n }) as unknown as Clock.Clock
   /** Three refreshes' worth of both clocks going on (`tick` moves the server's, returning it): the store's time is then the server's. */
   const followsWithinRefreshes = (time: ServerTime.ServerTime, local: { value: number }, tick: () => number) =>
     Effect.gen(function*() {
@@ -59,7 +61,10 @@ describe("the stores' server time, hostile", () => {
       const local = { value: 10_000_000 }
       let server = 10_000_000
       let onRead: (() => void) | undefined
-      const clock = { currentTimeMillisUnsafe: () => (onRead?.(), local.value) } as unknown as Clock.Clock
+      const clock = {
+        currentTimeMillisUnsafe: () => (onRead?.(), local.value),
+        monotonicTimeNanosUnsafe: () => BigInt(local.value) * 1_000_000n
+      } as unknown as Clock.Clock
       const time = ServerTime.make(clock, Effect.sync(() => server))
       yield* time.refresh
       local.value += ServerTime.NOW_REFRESH + 1
@@ -103,7 +108,7 @@ describe("the stores' server time, from several answers", () => {
    */
   const machine = () => {
     const state = { local: 10_000_000, step: 0, there: 1, back: 1 }
-    const clock = { currentTimeMillisUnsafe: () => state.local } as unknown as Clock.Clock
+    const clock = { currentTimeMillisUnsafe: () => state.local, monotonicTimeNanosUnsafe: () => BigInt(state.local) * 1_000_000n } as unknown as Clock.Clock
     const ask = Effect.sync(() => {
       state.local += state.there
       const server = state.local + OFFSET + state.step
@@ -214,7 +219,8 @@ describe("the stores' server time, this machine's clock stepped a little", () =>
       stepped += 50
       state.back = 60
       for (let i = 0; i < 3; i++) {
-        advance(ServerTime.NOW_REFRESH + 1)
+        // a refresh's time on by this machine's clock too
+        advance(ServerTime.NOW_REFRESH + 51)
         yield* time.now
         for (let y = 0; y < 5; y++) yield* Effect.yieldNow
         assert.isAtLeast(time.nowUnsafe() - serverNow(), 0, `refresh ${i} after the step: the store's time behind the server's`)

@@ -41,19 +41,31 @@ interface Answer {
   readonly high: number
   /** When it came (this machine's clock). */
   readonly at: number
+  /** This machine's clock less its monotonic one then (ms): changed, this machine's clock was stepped. */
+  readonly skew: number
 }
+
+/**
+ * How far (ms) two answers' `skew` may differ for the same clock: both clocks read to the ms. NTP's
+ * slewing changes both clocks' rate alike; only a step of this machine's clock moves one.
+ */
+const SKEW_TOLERANCE = 2
 
 /**
  * `fresh` and the older answers (newest first) that agree with it and every one between: the range
  * of offsets they allow together. An older answer whose range misses theirs is of another offset
  * (a clock stepped since, either machine's): it and those before it are dropped, so a step is
- * followed at once.
+ * followed at once. So is one from before a step of this machine's clock that its range still
+ * overlaps (a step smaller than a slow answer's range: NTP steps past 128 ms, a busy event loop
+ * reads an answer tens of ms late): kept, it held the store's time behind the server's by the step
+ * for as long as it was kept. A step of the server's clock that small is not told from a slow answer.
  */
 const narrow = (fresh: Answer, older: ReadonlyArray<Answer>): { readonly kept: Array<Answer>; readonly high: number } => {
   const kept = [fresh]
   let { high, low } = fresh
   for (const answer of older) {
     if (kept.length >= FILTER_SIZE || answer.at > fresh.at || fresh.at - answer.at > FILTER_SPAN) break
+    if (Math.abs(answer.skew - fresh.skew) > SKEW_TOLERANCE) break
     const l = Math.max(low, answer.low)
     const h = Math.min(high, answer.high)
     if (l > h) break
@@ -87,7 +99,8 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
       // the server read its clock between the question and the answer: the true offset is between
       // these two (1 ms more each way for the two clocks' rounding to ms)
       const received = Math.max(sent, clock.currentTimeMillisUnsafe())
-      const { high, kept } = narrow({ low: server - received - 1, high: server - sent + 1, at: received }, answers)
+      const skew = received - Number(clock.monotonicTimeNanosUnsafe() / 1_000_000n)
+      const { high, kept } = narrow({ low: server - received - 1, high: server - sent + 1, at: received, skew }, answers)
       answers = kept
       // the highest the answers allow, not their midpoint (NTP's): the store's time never lags the
       // server's (a job the server has just made visible, or enqueued with no delay, read as delayed).
