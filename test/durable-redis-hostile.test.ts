@@ -1144,6 +1144,61 @@ else {
         assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // a server restarted (SIGKILL, back from its append-only file) after a claim's look (PEEK) has
+    // answered and before its claims are sent, the claim carrying a settle: nothing is taken twice or
+    // left running for nobody, the settle is written once (its caller told of the failure retries it)
+    it.live("a server killed and restarted between a claim's look (PEEK) and its claims, the claim of two queues carrying a settle: the claim fails typed or takes jobs once; the settle is written once; every job is claimed again once, its attempt counted once", () =>
+      Effect.gen(function*() {
+        const server = yield* ownServer()
+        const prefix = freshPrefix()
+        let restartAt: string | undefined
+        const CLAIM = createHash("sha1").update(Scripts.CLAIM).digest("hex")
+        const store = yield* hookedStore(server.url, prefix, (command, args) =>
+          command === "EVALSHA" && args[0] === CLAIM && args[2] === restartAt
+            ? Effect.promise(async () => {
+              restartAt = undefined
+              await server.kill()
+              await server.start()
+            })
+            : Effect.void)
+        const done = yield* store.enqueue(job("a", 0))
+        const held = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.deepStrictEqual(held.claims.map((claim) => claim.job.id), [done.id])
+        const a = yield* store.enqueue(job("a", 1))
+        const b = yield* store.enqueue(job("b", 2))
+        const c = yield* store.enqueue(job("a", 3))
+        restartAt = `{${prefix}:a}:meta`
+        const settling = yield* Effect.forkDetach(Effect.exit(store.settle(held.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" })))
+        // limit 2 of three ready jobs: the claim looks first
+        const first = yield* Effect.exit(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 2, lease: 60_000 }))
+        assert.isUndefined(restartAt, "restarted before queue a's claim was sent")
+        if (first._tag === "Failure") assert.instanceOf(Cause.squash(first.cause), StoreError)
+        const taken = first._tag === "Success" ? first.value.claims.map((claim) => claim.job.id) : []
+        // written, or its answer lost with the server (then its retry finds the job ended): written once
+        const settled = yield* Fiber.join(settling)
+        if (settled._tag === "Failure") {
+          assert.instanceOf(Cause.squash(settled.cause), StoreError)
+          yield* until(Effect.exit(store.settle(held.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" })), (exit) => exit._tag === "Success", "the settle's retry")
+        } else assert.isTrue(settled.value, "the settle is written")
+        // (the client may still be reconnecting)
+        const doneRow = yield* Effect.retry(store.get(done.id), { schedule: Schedule.spaced("100 millis"), times: 100 })
+        assert.strictEqual(doneRow?.state, "succeeded")
+        assert.isFalse(yield* store.settle(held.claims[0]!.token, { _tag: "Final", state: "dead", exit: "{}" }), "a second settle is refused")
+        // the rest, claimed again
+        while (taken.length < 3) {
+          const next = yield* until(Effect.exit(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit: 3, lease: 60_000 })), (exit) => exit._tag === "Success", "a claim answers")
+          if (next._tag === "Success") {
+            taken.push(...next.value.claims.map((claim) => claim.job.id))
+            if (next.value.claims.length === 0) break
+          }
+        }
+        assert.deepStrictEqual([...taken].sort(), [a.id, b.id, c.id].sort(), "each job claimed once")
+        const rows = yield* Effect.forEach([a, b, c], (job) => store.get(job.id))
+        assert.deepStrictEqual(rows.map((row) => [row?.state, row?.attempts]), [["running", 1], ["running", 1], ["running", 1]])
+        const counts = yield* store.counts("a")
+        assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [1, 0, 2])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     // a claim given up past its bound still runs on the server when the pause ends: its late answer
     // gives the jobs it took back. The store closed in between (a consumer shut down, a deploy during
     // a hiccup), its close interrupted the wait for that answer: the jobs were left running for
