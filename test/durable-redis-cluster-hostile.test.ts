@@ -764,6 +764,38 @@ else {
         }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })))
       }).pipe(Effect.scoped), { timeout: 90_000 })
 
+    // a watch's cluster client blocks in BZPOPMIN on its queue's master: that master failed over to its
+    // replica (CLUSTER FAILOVER TAKEOVER: it turns replica, and unblocks its blocked clients), the
+    // watch must follow the slot to the new master, or the consumer waits for its poll
+    it.live("a consumer idle on a queue (poll 1 hour) whose master fails over to its replica while its watch blocks: a job enqueued there by another process after the failover wakes it", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster()
+        const prefix = freshPrefix()
+        const [queue] = yield* queuePerNode(cluster, prefix)
+        const master = cluster.nodes[0]!.url
+        const replica = yield* Effect.acquireRelease(
+          Effect.promise(() => redisServer.startServer(binary!, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"], 55535)),
+          (server) => Effect.promise(server.destroy)
+        )
+        const [host, port] = master.replace("redis://", "").split(":")
+        const masterId = yield* Effect.promise(() => admin((client) => client.sendCommand(["CLUSTER", "MYID"]) as Promise<string>, master))
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CLUSTER", "MEET", host!, port!]), replica.url))
+        const onReplica = (command: ReadonlyArray<string>) => Effect.promise(() => admin((client) => client.sendCommand([...command]) as Promise<string>, replica.url))
+        yield* waitFor(Effect.map(onReplica(["CLUSTER", "NODES"]), (nodes) => nodes.includes(masterId)), "the new node knows the master", { within: "30 seconds" })
+        yield* until(Effect.exit(onReplica(["CLUSTER", "REPLICATE", masterId])), (exit) => exit._tag === "Success", "the new node replicates the master")
+        yield* waitFor(Effect.map(onReplica(["INFO", "replication"]), (info) => info.includes("master_link_status:up")), "the replica is in sync", { within: "30 seconds" })
+        const name = `effect-workpool:${prefix}`
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: [queue!], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, poll: "1 hour" })
+          yield* Effect.promise(() => blocked(prefix, 1, name, cluster.nodes.map((node) => node.url)))
+          yield* onReplica(["CLUSTER", "FAILOVER", "TAKEOVER"])
+          yield* waitFor(Effect.map(onReplica(["INFO", "replication"]), (info) => info.includes("role:master")), "the replica is the master", { within: "30 seconds" })
+          const producer = yield* storeOn(cluster, prefix)
+          const { id } = yield* Effect.retry(producer.enqueue(job(queue!, 1)), { schedule: Schedule.spaced("100 millis"), times: 100 })
+          yield* until(Effect.orDie(Effect.map(producer.get(id), (row) => row?.state)), (state) => state === "succeeded", "the job runs (poll 1 hour)")
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })))
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
     // a watch's reserved connection is a cluster client of its own (a slot that moves is followed):
     // each connected to every master, of which its BZPOPMIN uses one, so a store waiting on q queues
     // of an m-master Cluster held m + 1 + q × m sockets (3 masters, 12 queues: 40, where 16 serve)
