@@ -1153,9 +1153,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     // for the answers of claims given up past their bound, which give back the jobs they took: the
     // server ran each once it could, and interrupted at the close's start, a claim answered in its
     // client's grace (which waits for the replies in flight) left its jobs running for nobody until
-    // their leases ended, each an attempt (maxAttempts 1: dead, never run). The others' are interrupted
+    // their leases ended, each an attempt (maxAttempts 1: dead, never run). The others' are interrupted.
+    // The store is marked closed first: its users find out at once, not after this wait
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
+        closing.close()
         const claims = [...lateAnswers].flatMap(([fiber, operation]) => operation === "claim" ? [fiber] : [])
         return claims.length === 0 ? Effect.void : Fiber.awaitAll(claims).pipe(
           Effect.timeoutOption(RedisClient.CLOSE_GRACE),
