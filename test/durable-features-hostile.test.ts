@@ -383,6 +383,44 @@ describe("JobQueue.repeat under TestClock", () => {
       assert.isTrue(jobs.every((job) => job.visibleAt.getTime() === Number(job.id.split(":")[2])), "each job is due at its tick")
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a stall that ends exactly at a tick's time: that tick is on time (its deadline is the next one) and is enqueued, not skipped with the ticks before it", () => {
+    const state = { failing: 0, slow: 0, calls: 0, stall: 0 }
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("exact", Echo, { n: 1 }, { cron: "* * * * * *" })
+      yield* run(2_500, 50)
+      // 3000's enqueue answers at 9000, when 9000 is due
+      state.stall = 6_000
+      yield* run(8_000, 50)
+      assert.deepStrictEqual(yield* ticksOf("exact"), [1000, 2000, 3000, 9000, 10_000])
+      assert.strictEqual(yield* skippedOf("exact"), 5, "4000 to 8000")
+    }).pipe(Effect.scoped, Effect.provide(flaky(state)), Effect.provideService(Metric.MetricRegistry, new Map()))
+  })
+
+  it.effect("a run of skipped ticks goes on at the tick its warning names: a daily 02:30 in America/St_Johns, whose DST day's tick (02:30 is in the gap: 03:30) comes next, was neither enqueued nor counted", () => {
+    const state = { failing: 0, slow: 0, calls: 0, ahead: 0 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      yield* TestClock.setTime(Date.UTC(2024, 2, 7, 12))
+      yield* JobQueue.repeat("gap", Echo, { n: 1 }, { cron: Cron.parseUnsafe("30 2 * * *", "America/St_Johns") })
+      yield* run(3_600_000, 3_600_000)
+      // the timer of 2024-03-08 02:30 fires 30 hours late: it and 03-09 are skipped, 03-10 is next
+      state.ahead = 30 * 3_600_000
+      yield* run(4 * 86_400_000, 3_600_000)
+      assert.include(logged[0], "2 ticks due from 2024-03-08T06:00:00.000Z to before 2024-03-10T06:00:00.000Z skipped")
+      assert.deepStrictEqual((yield* ticksOf("gap")).map((at) => new Date(at).toISOString()), [
+        "2024-03-10T06:00:00.000Z",
+        "2024-03-11T05:00:00.000Z",
+        "2024-03-12T05:00:00.000Z"
+      ])
+      assert.strictEqual(yield* skippedOf("gap"), 2)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(flaky(state)),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+  })
+
   it.effect("catchUp does not bring back the ticks no process ran: a schedule that starts, or whose scope closes and reopens, enqueues from then on (a first start would have enqueued all of its catch-up)", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(10 * 60_000 + 30_000)
