@@ -106,9 +106,8 @@ export const run = (options: Options): Effect.Effect<never> => {
   // a tick whose job other processes had run and purged meanwhile, and it ran twice
   return Effect.gen(function*() {
     // not from catchUp before: a schedule started for the first time would enqueue all of it
-    let from = yield* store.now
+    let at = Cron.next(cron, yield* store.now).getTime()
     while (true) {
-      const at = Cron.next(cron, from).getTime()
       let now = yield* store.now
       if (at > now) {
         yield* Effect.sleep(at - now)
@@ -118,15 +117,18 @@ export const run = (options: Options): Effect.Effect<never> => {
       const following = Cron.next(cron, at).getTime()
       const deadline = Math.max(following, at + catchUp)
       if (now >= deadline) {
-        // every tick up to now goes too (within catchUp: the first of those): a process that was
-        // stalled enqueued the latest, which others may have enqueued, run and purged meanwhile
-        const resume = Cron.next(cron, now - catchUp).getTime()
+        // every tick before now goes too (within catchUp: the first of those): a process that was
+        // stalled enqueued the latest, which others may have enqueued, run and purged meanwhile.
+        // Not one due now: it is on time (a stall that ended at a tick's time skipped it)
+        const resume = Cron.next(cron, now - Math.max(catchUp, 1)).getTime()
         yield* skip(at, resume, now)
-        from = resume - 1
+        // the tick itself, not the next from a moment before it: Cron.next from a moment before a
+        // tick moved out of a DST gap (02:30 at 03:30) passes it, and it was neither enqueued nor counted
+        at = resume
         continue
       }
       yield* enqueueTick(at, deadline)
-      from = at
+      at = following
     }
   })
 }
