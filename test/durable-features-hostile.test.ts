@@ -264,6 +264,26 @@ describe("JobQueue.repeat under TestClock", () => {
     }).pipe(Effect.scoped, Effect.provide(flaky(state)), Effect.provide(Logger.layer([collector])))
   })
 
+  it.effect("a store that fails for a minute under a per-second cron: the ticks given up are logged once when the run starts and once when a tick is stored again (the docs: one warning per run), not twice a tick (120 warnings a minute, 172,800 a day)", () => {
+    const state = { failing: 1_000_000, slow: 0, calls: 0 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("outage", Echo, { n: 1 }, { cron: "* * * * * *" })
+      yield* run(60_000, 100)
+      state.failing = 0
+      yield* run(3_000, 100)
+      assert.deepStrictEqual(yield* ticksOf("outage"), [60_000, 61_000, 62_000, 63_000])
+      assert.strictEqual(yield* skippedOf("outage"), 59, "1000 to 59000, each counted")
+      assert.strictEqual(logged.length, 3, logged.slice(0, 5).join("\n"))
+      assert.include(logged[2], "59 ticks due from 1970-01-01T00:00:01.000Z to 1970-01-01T00:00:59.000Z skipped")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(flaky(state)),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+  })
+
   // spec change: a store slower than the ticks had every tick enqueued, later and later without
   // end; now it skips what it cannot keep up with (still none skipped for taking longer than a tick)
   it.effect("a store slower than the ticks (1.5 s per enqueue, a tick a second): a tick that comes while the one before is being enqueued is enqueued next, until the next one is due; those it cannot keep up with are skipped and counted, not enqueued later and later; with catchUp, each within it", () => {
