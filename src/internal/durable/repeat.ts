@@ -73,6 +73,11 @@ export const run = (options: Options): Effect.Effect<never> => {
       )
     })
 
+  // the ticks given up in a row (the store failing for longer than a period): logged when the run
+  // starts and when a tick is stored again, not twice a tick (a per-second schedule logged 172,800
+  // warnings in a day's outage), each counted as it goes
+  let givenUp: { readonly first: number; last: number; count: number } | undefined
+
   // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again until
   // it is stored or its deadline passes: a schedule run by one process lost a daily job to one
   // failed statement
@@ -80,17 +85,31 @@ export const run = (options: Options): Effect.Effect<never> => {
     Effect.gen(function*() {
       for (let wait = RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, RETRY_MAX)) {
         const result = yield* Effect.result(store.enqueue(options.job(at)))
-        if (Result.isSuccess(result)) return
+        if (Result.isSuccess(result)) {
+          if (givenUp === undefined) return
+          const { count, first, last } = givenUp
+          givenUp = undefined
+          return yield* Effect.logWarning(
+            `effect-workpool: repeat ${name}: ${count === 1 ? "1 tick" : `${count} ticks`} due from ${iso(first)} to ${iso(last)} ` +
+              `skipped: their enqueues failed until their deadlines; the tick of ${iso(at)} is stored`
+          )
+        }
         const now = yield* store.now
         if (now + wait >= deadline) {
           yield* Metric.update(skipped, 1)
+          if (givenUp !== undefined) {
+            givenUp.count++
+            givenUp.last = at
+            return
+          }
+          givenUp = { first: at, last: at, count: 1 }
           return yield* Effect.logWarning(
             `effect-workpool: repeat ${name}: enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
-              `its deadline is near, this one is skipped`,
+              `its deadline is near, this one is skipped (and the next ones that fail so, logged once a tick is stored)`,
             result.failure
           )
         }
-        if (failures++ === 0) {
+        if (failures++ === 0 && givenUp === undefined) {
           yield* Effect.logWarning(
             `effect-workpool: repeat ${name}: enqueuing a tick failed; trying again until its deadline`,
             result.failure
