@@ -98,7 +98,7 @@ describe("a consumer while its store is down", () => {
 })
 
 describe("a consumer whose reap never answers (a frozen store server)", () => {
-  it.effect("the reap fails after a lease (logged as a failed reap), the next one runs, and a dead consumer's job is taken back and run", () =>
+  it.effect("the reap fails at its bound (5 s, the read's bound: above a lease of 1 s; logged as a failed reap), the next one runs, and a dead consumer's job is taken back and run", () =>
     Effect.gen(function*() {
       const logged: Array<string> = []
       const collector = Logger.make((options) => {
@@ -123,13 +123,38 @@ describe("a consumer whose reap never answers (a frozen store server)", () => {
         const dead = yield* store.claim({ queues: ["default"], tasks: ["Double"], limit: 1, lease: 100 })
         assert.strictEqual(dead.claims.length, 1)
         yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000, poll: "100 millis" })
-        for (let t = 0; t < 1_600; t += 50) yield* TestClock.adjust(50)
-        assert.deepStrictEqual(reapedAt.slice(0, 2), [0, 1_500], "the first reap is given up at a lease, the next one runs a half lease later")
+        for (let t = 0; t < 5_600; t += 50) yield* TestClock.adjust(50)
+        assert.deepStrictEqual(reapedAt.slice(0, 2), [0, 5_500], "the first reap is given up at its bound, the next one runs a half lease later")
         assert.isTrue(logged.some((line) => /taking back expired durable jobs failed \(1 time in a row/.test(line)), logged.join("\n"))
         for (let t = 0; t < 1_000; t += 50) yield* TestClock.adjust(50)
         assert.strictEqual(yield* job.await, 42)
         assert.isTrue(logged.some((line) => /taking back expired durable jobs works again, after 1 failure/.test(line)), logged.join("\n"))
       }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
+})
+
+describe("a consumer whose reap is slower than its lease (a backlog of expired jobs on a loaded machine)", () => {
+  // the reaper bounded a reap by its lease: each reap slower than that was cut, and a short lease's
+  // consumer (100 ms) never took a backlog back on a loaded machine
+  it.effect("the reap is not cut at the lease (100 ms): a dead consumer's job is taken back and run", () =>
+    Effect.gen(function*() {
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          reap: (backoff, policies) => Effect.delay(inner.reap(backoff, policies), "1 second")
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Double, 21)
+        const dead = yield* store.claim({ queues: ["default"], tasks: ["Double"], limit: 1, lease: 100 })
+        assert.strictEqual(dead.claims.length, 1)
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: "100 millis", poll: "100 millis" })
+        for (let t = 0; t < 3_000; t += 50) yield* TestClock.adjust(50)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+        assert.strictEqual(yield* job.await, 42)
+      }).pipe(Effect.scoped, Effect.provide(store))
     }))
 })
 

@@ -1149,9 +1149,10 @@ if (enabled && pgServer.binaries() !== undefined) {
       }), { timeout: 60_000 })
 
   describe("the Postgres reaper's bound, hostile", () => {
-    // the reaper gives a reap up after a lease (its bound against a frozen server): a reap that is
+    // the reaper gave a reap up after a lease (its bound against a frozen server): a reap that is
     // merely slow (a backlog of expired jobs, a loaded server) was cancelled every time, in one
-    // statement that took back nothing once cut, and the backlog stayed held for ever
+    // statement that took back nothing once cut, and the backlog stayed held for ever; in batches,
+    // each reap cut at 100 ms still took back only a few hundred rows on a loaded machine
     it.live("a backlog of 100,000 expired jobs whose one reap statement takes longer than the reaper's consumer's lease (100 ms): they are taken back all the same", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
@@ -1218,7 +1219,7 @@ if (enabled && pgServer.binaries() !== undefined) {
     // interrupted statement's connection drains (the driver's cancel request, then its wait for
     // ReadyForQuery) for up to 5 s when nothing answers, and the failure's report and the next reap
     // waited for it
-    it.live("a reap cut at its bound (a lease, 1 s) on a frozen server is reported at its bound, not after the driver's drain of its statement (up to 5 s)", () =>
+    it.live("a reap cut at its bound (5 s, above a lease of 1 s) on a frozen server is reported at its bound, not after the driver's drain of its statement (up to 5 s more)", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
         const store = yield* Postgres.make(yield* Postgres.options({ url: server.url, schema: freshSchema(), maxConnections: 4 }))
@@ -1236,8 +1237,8 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* freeze(server)
         const from = Date.now()
         yield* waitFor(Effect.sync(() => failures.length), "a reap's failure is reported", { until: (n) => n >= 1, within: "20 seconds" })
-        // the bound (1 s), and more for a busy machine; not the drain's 5 s after it
-        assert.isBelow(failures[0]! - from, 4_500)
+        // the bound (5 s), and more for a busy machine; not the drain's 5 s after it
+        assert.isBelow(failures[0]! - from, 8_500)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // the reads had no bound: JobQueue.status, list and stats, an awaiter's look, the dashboard's

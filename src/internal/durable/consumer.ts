@@ -20,6 +20,7 @@ import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore } from "../store/model.ts"
+import * as ServerTime from "../store/serverTime.ts"
 import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
 import { asExit, runHandler, syncThunk } from "../job.ts"
@@ -643,11 +644,14 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
-      const bound = Math.max(1, config.lease)
+      // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
+      // frozen server, a partition that drops packets), which kept this loop silent for ever, the
+      // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
+      // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
+      // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
+      // statements or scripts per queue did, whole, or nothing of a queue
+      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
       while (true) {
-        // bounded as a beat is: a reap with no answer (a frozen server, a partition that drops
-        // packets) kept this loop silent for ever, the jobs of dead consumers held. Cut short, a reap
-        // takes back what its store's statement or script per queue did, whole, or nothing of a queue
         const reaped = yield* Effect.exit(Effect.timeoutOrElse(store.reap(backoff, reapPolicies), {
           duration: bound,
           orElse: () => Effect.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
