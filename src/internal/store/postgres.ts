@@ -1481,9 +1481,10 @@ export const makeWith = (
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
-      // in batches, each its own statement (committed): the reaper gives a reap up after a lease (its
-      // bound against a frozen server), and one statement over a backlog slower than that (100,000
-      // expired jobs: 1.6 s) was cancelled every time, taking back nothing, the backlog held for ever.
+      // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
+      // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
+      // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
+      // back nothing, the backlog held for ever.
       // By lease_until, the running jobs' index's order: each batch reads its REAP_BATCH rows from the
       // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
       // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
@@ -1506,10 +1507,10 @@ export const makeWith = (
           let count = 0
           while (true) {
             const size = reapBatch
-            // half as big until this one answers: a batch cut by the reaper's bound (a loaded
-            // server, a short lease) is rolled back, and the next is half as big, so some batch fits
-            // the bound and the backlog still goes down (at 1,000 on a machine at load 7, a 100 ms
-            // lease took nothing back in 30 s). Halved now, not once the cut one has drained in the
+            // half as big until this one answers: a batch cut by the reaper's bound (a server too
+            // loaded for 1,000 rows within it) is rolled back, and the next is half as big, so some
+            // batch fits the bound and the backlog still goes down (when the bound was a lease, at
+            // 1,000 on a machine at load 7 a 100 ms lease took nothing back in 30 s). Halved now, not once the cut one has drained in the
             // background: the next reap, half a lease later, may come before
             reapBatch = Math.max(REAP_BATCH_MIN, size >> 1)
             const rows = yield* batch(size)
