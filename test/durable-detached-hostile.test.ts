@@ -73,7 +73,7 @@ else {
         assert.isTrue(exit._tag === "Some", "the write's caller still waits after the store's close")
         const error = exit._tag === "Some" && Exit.isFailure(exit.value) ? Cause.squash(exit.value.cause) : undefined
         assert.instanceOf(error, StoreError)
-        assert.match((error as StoreError).message, /closed/)
+        assert.match((error as StoreError).message, /close cut it in flight/)
       }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }

@@ -46,6 +46,13 @@ export const CLOSED = "the store is closed (its layer was released)"
 export const closedError = (operation: string): StoreError => new StoreError({ operation, reason: CLOSED })
 
 /**
+ * The error of operation `operation` cut in flight by the store's close (its caller still waiting):
+ * unlike a refused one, a write may have committed.
+ */
+export const cutError = (operation: string): StoreError =>
+  new StoreError({ operation, reason: "the store's close cut it in flight (its layer was released; a write may have committed)" })
+
+/**
  * `store` whose operations fail with `StoreError` once it is closed: a store with nothing of its
  * own to close (memory) would otherwise go on taking jobs that nobody will ever see.
  */

@@ -21,51 +21,57 @@ export interface Detached {
   readonly run: <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E) => Effect.Effect<A, E>
 }
 
-/** Operations whose callers left them; the scope's close waits for their ends. */
-export const make: Effect.Effect<Detached, never, Scope.Scope> = Effect.gen(function*() {
-  const left = new Set<Fiber.Fiber<unknown, unknown>>()
-  // until none is left: one left while the close waits (its caller interrupted then) is waited for too
-  const drained: Effect.Effect<void> = Effect.suspend(() =>
-    left.size === 0 ? Effect.void : Effect.andThen(Fiber.awaitAll([...left]), drained)
-  )
-  yield* Effect.addFinalizer(() => drained)
+/**
+ * Its scope's close marks the store closed (`close`), interrupts every operation still running (its
+ * caller gone or still waiting: one left running, on a client the store does not close, ran on past
+ * it, a write to a frozen server for as long as it stayed frozen) and waits for their ends.
+ */
+export const make = (close: () => void): Effect.Effect<Detached, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const running = new Set<Fiber.Fiber<unknown, unknown>>()
+    // until none is left: one started while the close waits is interrupted and waited for too
+    const drained: Effect.Effect<void> = Effect.suspend(() => {
+      if (running.size === 0) return Effect.void
+      for (const fiber of running) fiber.interruptUnsafe()
+      return Effect.andThen(Fiber.awaitAll([...running]), drained)
+    })
+    yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(close), drained))
 
-  const run = <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E): Effect.Effect<A, E> =>
-    // the caller's context (its tracer and span, its logger): the statement's span is the caller's child
-    Effect.withFiber((caller) =>
-      Effect.callback<A, E>((resume) => {
-        // forked here, within the callback: an interruption cannot come between the fork and the wait
-        const fiber = Effect.runForkWith(caller.context)(effect)
-        const ended = fiber.pollUnsafe()
-        if (ended !== undefined) return resume(ended)
-        let waiting = true
-        let timer: ReturnType<typeof setTimeout> | undefined
-        const stopWaiting = fiber.addObserver((exit) => {
-          if (!waiting) return
-          waiting = false
-          if (timer !== undefined) clearTimeout(timer)
-          resume(exit)
-        })
-        const leave = () => {
-          if (!waiting) return
-          waiting = false
-          stopWaiting()
-          if (timer !== undefined) clearTimeout(timer)
-          left.add(fiber)
-          fiber.addObserver(() => left.delete(fiber))
-          fiber.interruptUnsafe()
-        }
-        if (bound > 0) {
-          timer = setTimeout(() => {
+    const run = <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E): Effect.Effect<A, E> =>
+      // the caller's context (its tracer and span, its logger): the statement's span is the caller's child
+      Effect.withFiber((caller) =>
+        Effect.callback<A, E>((resume) => {
+          // forked here, within the callback: an interruption cannot come between the fork and the wait
+          const fiber = Effect.runForkWith(caller.context)(effect)
+          const ended = fiber.pollUnsafe()
+          if (ended !== undefined) return resume(ended)
+          running.add(fiber)
+          let waiting = true
+          let timer: ReturnType<typeof setTimeout> | undefined
+          fiber.addObserver((exit) => {
+            running.delete(fiber)
             if (!waiting) return
-            leave()
-            resume(Effect.fail(late()))
-          }, bound)
-          timer.unref()
-        }
-        return Effect.sync(leave)
-      })
-    )
+            waiting = false
+            if (timer !== undefined) clearTimeout(timer)
+            resume(exit)
+          })
+          const leave = () => {
+            if (!waiting) return
+            waiting = false
+            if (timer !== undefined) clearTimeout(timer)
+            fiber.interruptUnsafe()
+          }
+          if (bound > 0) {
+            timer = setTimeout(() => {
+              if (!waiting) return
+              leave()
+              resume(Effect.fail(late()))
+            }, bound)
+            timer.unref()
+          }
+          return Effect.sync(leave)
+        })
+      )
 
-  return { run }
-})
+    return { run }
+  })

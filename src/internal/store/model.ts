@@ -220,7 +220,8 @@ export interface QueueSettings {
 /**
  * Every operation returns at once when interrupted (a consumer bounds its beats and reaps, and its
  * stop interrupts them): what it leaves to finish in the background (a Postgres statement's drain)
- * ends before the store's close does.
+ * ends before the store's close does, which cuts the operations still awaited (no store operation
+ * outlives its store).
  */
 export interface Store {
   /**

@@ -696,10 +696,10 @@ export const makeWith = (
     const signal = makeSignal({ clock })
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
-    // its close (after the settle writer's and the listener's) waits for the statements of the
-    // operations their callers left: ended by the server, by the driver's drain bound (5 s), or, on
-    // a client of the store's own, by its sockets' destruction (`CLIENT_CLOSE_GRACE`)
-    const detached = yield* Detached.make
+    // its close (after the settle writer's and the listener's) interrupts the operations still
+    // running and waits for their statements: ended by the server, by the driver's drain bound
+    // (5 s), or, on a client of the store's own, by its sockets' destruction (`CLIENT_CLOSE_GRACE`)
+    const detached = yield* Detached.make(closing.close)
 
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
     const NOW = (): Fragment | number =>
@@ -715,7 +715,12 @@ export const makeWith = (
       Effect.suspend(() =>
         closing.isClosed()
           ? Effect.fail(Closing.closedError(operation))
-          : detached.run(effect, bound, () => new StoreError({ operation, reason: `no answer within ${bound} ms (the server frozen or unreachable?)` }))
+          : detached.run(effect, bound, () => new StoreError({ operation, reason: `no answer within ${bound} ms (the server frozen or unreachable?)` })).pipe(
+            // interrupted by the store's close, its caller still waiting
+            Effect.catchCause((cause) =>
+              closing.isClosed() && Cause.hasInterruptsOnly(cause) ? Effect.fail(Closing.cutError(operation)) : Effect.failCause(cause)
+            )
+          )
       )
 
     const statement = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
