@@ -193,7 +193,7 @@ describe("bad input at JobQueue's functions: a typed error naming the field, not
  * each, and the next one `stall` ms more (once, as a lock held on the table would; on the Effect
  * clock); its time is `ahead` ms past the Effect clock (a process's timers that fire that late).
  */
-const flaky = (state: { failing: number; slow: number; calls: number; stall?: number; ahead?: number }) =>
+const flaky = (state: { failing: number; slow: number; calls: number; stall?: number; ahead?: number; failSlow?: number }) =>
   Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
@@ -204,7 +204,8 @@ const flaky = (state: { failing: number; slow: number; calls: number; stall?: nu
           state.calls++
           if (state.failing > 0) {
             state.failing--
-            return Effect.fail(new StoreError({ operation: "enqueue", reason: "the server is restarting" }))
+            const failed = Effect.fail(new StoreError({ operation: "enqueue", reason: "the server is restarting" }))
+            return state.failSlow === undefined ? failed : Effect.andThen(Effect.sleep(state.failSlow), failed)
           }
           const wait = state.slow + (state.stall ?? 0)
           state.stall = 0
@@ -276,6 +277,28 @@ describe("JobQueue.repeat under TestClock", () => {
       assert.strictEqual(yield* skippedOf("outage"), 59, "1000 to 59000, each counted")
       assert.strictEqual(logged.length, 3, logged.slice(0, 5).join("\n"))
       assert.include(logged[2], "59 ticks due from 1970-01-01T00:00:01.000Z to 1970-01-01T00:00:59.000Z skipped")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(flaky(state)),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+  })
+
+  it.effect("a store whose enqueues fail after 1.5 s each (a connect timeout) for a minute under a per-second cron: the ticks skipped between those given up are part of the same run, logged once when it starts and once when a tick is stored again, not once every 3 s (20 warnings a minute, 28,800 a day)", () => {
+    const state = { failing: 1_000_000, slow: 0, calls: 0, failSlow: 1500 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("slow-outage", Echo, { n: 1 }, { cron: "* * * * * *" })
+      yield* run(60_000, 100)
+      state.failing = 0
+      yield* run(4_000, 100)
+      const ticks = yield* ticksOf("slow-outage")
+      assert.isAbove(ticks.length, 0)
+      const first = ticks[0]!
+      assert.strictEqual(yield* skippedOf("slow-outage"), first / 1000 - 1, "every tick before the first stored, counted")
+      assert.strictEqual(logged.length, 3, logged.slice(0, 5).join("\n"))
+      assert.include(logged[2], `${first / 1000 - 1} ticks due from 1970-01-01T00:00:01.000Z to before ${new Date(first).toISOString()} skipped`)
     }).pipe(
       Effect.scoped,
       Effect.provide(flaky(state)),
