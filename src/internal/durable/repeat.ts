@@ -62,21 +62,26 @@ export const run = (options: Options): Effect.Effect<never> => {
   const { catchUp, cron, name, store } = options
   const skipped = Metric.withAttributes(skippedTicks, { repeat: name })
 
+  // the ticks given up in a row (the store failing for longer than a period), and those skipped
+  // between them (each failure slower than a period: a connect timeout): logged when the run starts
+  // and when a tick is stored again, not twice a tick (a per-second schedule logged 172,800 warnings
+  // in a day's outage), each counted as it goes
+  let givenUp: { readonly first: number; count: number } | undefined
+
   const skip = (at: number, until: number, now: number) =>
     Effect.gen(function*() {
       const count = yield* ticksBetween(cron, at, until)
       yield* Metric.update(skipped, count)
+      if (givenUp !== undefined) {
+        givenUp.count += count
+        return
+      }
       yield* Effect.logWarning(
         `effect-workpool: repeat ${name}: ${count === COUNT_LIMIT ? `${COUNT_LIMIT} or more ticks` : count === 1 ? "1 tick" : `${count} ticks`} ` +
           `due from ${iso(at)} to before ${iso(until)} skipped: reached ${now - at} ms after the first, past their deadline ` +
           `(the next tick${catchUp > 0 ? `, or catchUp ${catchUp} ms` : ""}); the store answered late or this process was stalled`
       )
     })
-
-  // the ticks given up in a row (the store failing for longer than a period): logged when the run
-  // starts and when a tick is stored again, not twice a tick (a per-second schedule logged 172,800
-  // warnings in a day's outage), each counted as it goes
-  let givenUp: { readonly first: number; last: number; count: number } | undefined
 
   // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again until
   // it is stored or its deadline passes: a schedule run by one process lost a daily job to one
@@ -87,11 +92,11 @@ export const run = (options: Options): Effect.Effect<never> => {
         const result = yield* Effect.result(store.enqueue(options.job(at)))
         if (Result.isSuccess(result)) {
           if (givenUp === undefined) return
-          const { count, first, last } = givenUp
+          const { count, first } = givenUp
           givenUp = undefined
           return yield* Effect.logWarning(
-            `effect-workpool: repeat ${name}: ${count === 1 ? "1 tick" : `${count} ticks`} due from ${iso(first)} to ${iso(last)} ` +
-              `skipped: their enqueues failed until their deadlines; the tick of ${iso(at)} is stored`
+            `effect-workpool: repeat ${name}: ${count === 1 ? "1 tick" : `${count} ticks`} due from ${iso(first)} to before ${iso(at)} ` +
+              `skipped: their enqueues failed until their deadlines, or were not tried while the store failed; the tick of ${iso(at)} is stored`
           )
         }
         const now = yield* store.now
@@ -99,10 +104,9 @@ export const run = (options: Options): Effect.Effect<never> => {
           yield* Metric.update(skipped, 1)
           if (givenUp !== undefined) {
             givenUp.count++
-            givenUp.last = at
             return
           }
-          givenUp = { first: at, last: at, count: 1 }
+          givenUp = { first: at, count: 1 }
           return yield* Effect.logWarning(
             `effect-workpool: repeat ${name}: enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
               `its deadline is near, this one is skipped (and the next ones that fail so, logged once a tick is stored)`,
