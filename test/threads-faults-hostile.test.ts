@@ -228,7 +228,7 @@ describe("ThreadPool: a handler that returns a Proxy, hostile", () => {
   // docs/threads.md: "A handler that returns something other than an Effect [...] fails its task with
   // a defect that says so". Asking whether a revoked Proxy is an Effect throws (and reading the
   // prototype of a Proxy that says it is one): that crashed the thread, with every task on it
-  for (const kind of ["revoked", "liar"] as const) {
+  for (const kind of ["revoked", "liar", "sync", "exit"] as const) {
     it.live(`a ${kind} Proxy: the task fails with a defect; the thread and its other tasks go on`, () =>
       Effect.gen(function*() {
         const pool = yield* ThreadPool.make({ worker: faultsWorker, threads: 1, tasksPerThread: 2 })
