@@ -125,16 +125,17 @@ const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.g
  */
 const runWithoutFiber = (effect: unknown): Exit.Exit<unknown, unknown> | undefined => {
   if (typeof effect !== "object" || effect === null) return undefined
-  let proto: unknown
+  let thunk: unknown
   try {
-    proto = Object.getPrototypeOf(effect)
+    const proto = Object.getPrototypeOf(effect)
+    if (proto === EXITS[0] || proto === EXITS[1]) return effect as Exit.Exit<unknown, unknown>
+    if (SYNC === undefined || proto !== SYNC) return undefined
+    thunk = (effect as Record<string, unknown>)[ARGS]
   } catch {
-    // a Proxy whose trap throws: to a fiber, which makes a defect of what it throws
+    // a Proxy whose trap throws (its prototype's read, or its thunk's): to a fiber, which makes a
+    // defect of what it throws; thrown here, it crashed the thread with every task on it
     return undefined
   }
-  if (proto === EXITS[0] || proto === EXITS[1]) return effect as Exit.Exit<unknown, unknown>
-  if (SYNC === undefined || proto !== SYNC) return undefined
-  const thunk = (effect as Record<string, unknown>)[ARGS]
   if (typeof thunk !== "function") return undefined
   // outside any fiber, as its own fiber would not be another task's: an offer starts as the task
   // before it ends, and that task's fiber may end inside another task's fiber (one that resumed it)
