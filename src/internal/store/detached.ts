@@ -14,11 +14,16 @@ import type * as Scope from "effect/Scope"
 
 export interface Detached {
   /**
-   * `effect` on a fiber of its own, awaited. An interruption of the caller returns at once, the
-   * fiber interrupted in the background; with a `bound` (ms of real time, 0 for none: a TestClock's
-   * hours must not expire a statement), past it the caller fails with `late()`, the fiber so too.
+   * `effect` on a fiber of its own, awaited. An interruption of the caller interrupts the fiber and
+   * waits up to `settle` ms (real time) for its end, then returns, the fiber left to end in the
+   * background; with a `bound` (ms of real time, 0 for none: a TestClock's hours must not expire a
+   * statement), past it the caller fails with `late()`, the fiber interrupted so too.
    */
-  readonly run: <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E) => Effect.Effect<A, E>
+  readonly run: <A, E>(effect: Effect.Effect<A, E>, options: {
+    readonly bound: number
+    readonly late: () => E
+    readonly settle: number
+  }) => Effect.Effect<A, E>
 }
 
 /**
@@ -37,7 +42,11 @@ export const make = (close: () => void): Effect.Effect<Detached, never, Scope.Sc
     })
     yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(close), drained))
 
-    const run = <A, E>(effect: Effect.Effect<A, E>, bound: number, late: () => E): Effect.Effect<A, E> =>
+    const run = <A, E>(effect: Effect.Effect<A, E>, { bound, late, settle }: {
+      readonly bound: number
+      readonly late: () => E
+      readonly settle: number
+    }): Effect.Effect<A, E> =>
       // the caller's context (its tracer and span, its logger): the statement's span is the caller's child
       Effect.withFiber((caller) =>
         Effect.callback<A, E>((resume) => {
@@ -69,7 +78,18 @@ export const make = (close: () => void): Effect.Effect<Detached, never, Scope.Sc
             }, bound)
             timer.unref()
           }
-          return Effect.sync(leave)
+          return Effect.callback<void>((done) => {
+            leave()
+            if (settle <= 0 || fiber.pollUnsafe() !== undefined) return done(Effect.void)
+            const timer = setTimeout(() => {
+              stopWaiting()
+              done(Effect.void)
+            }, settle)
+            const stopWaiting = fiber.addObserver(() => {
+              clearTimeout(timer)
+              done(Effect.void)
+            })
+          })
         })
       )
 

@@ -542,6 +542,16 @@ const destroySession = (session: PgConnection.PgConnection) => {
  */
 export const READ_BOUND = ServerTime.ASK_BOUND
 
+/**
+ * How long a write whose caller was interrupted (a producer's timeout, a repeat's close, a
+ * consumer's bound on a beat) waits for its statement's cancel: on a live server the cancel is
+ * confirmed in milliseconds, and when the caller returns the write either committed before it or
+ * never will (a repeat closed while its tick's insert waited for a lock stored that tick once the
+ * lock was released); on a frozen server the caller returns after this, the write left draining
+ * (it may still commit).
+ */
+export const CANCEL_SETTLE = 500
+
 /** How long the store's close may wait for its server before its sessions are destroyed (see `make`). */
 export const CLIENT_CLOSE_GRACE = 1000
 
@@ -711,11 +721,15 @@ export const makeWith = (
      * in the background. Failing when the store is closed: on the caller's client (layerClient), which
      * outlives the store, it would still work.
      */
-    const run = <A>(operation: string, effect: Effect.Effect<A, StoreError>, bound: number): Effect.Effect<A, StoreError> =>
+    const run = <A>(operation: string, effect: Effect.Effect<A, StoreError>, bound: number, settle: number): Effect.Effect<A, StoreError> =>
       Effect.suspend(() =>
         closing.isClosed()
           ? Effect.fail(Closing.closedError(operation))
-          : detached.run(effect, bound, () => new StoreError({ operation, reason: `no answer within ${bound} ms (the server frozen or unreachable?)` })).pipe(
+          : detached.run(effect, {
+            bound,
+            late: () => new StoreError({ operation, reason: `no answer within ${bound} ms (the server frozen or unreachable?)` }),
+            settle
+          }).pipe(
             // interrupted by the store's close, its caller still waiting
             Effect.catchCause((cause) =>
               closing.isClosed() && Cause.hasInterruptsOnly(cause) ? Effect.fail(Closing.cutError(operation)) : Effect.failCause(cause)
@@ -755,7 +769,8 @@ export const makeWith = (
           const change = changed(a)
           return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify(queue) : signal.notifyIn(change, queue))
         }),
-        0
+        0,
+        CANCEL_SETTLE
       )
 
     /**
@@ -763,7 +778,7 @@ export const makeWith = (
      * an awaiter's look, a dashboard's sample waited for as long as the server was frozen.
      */
     const read = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
-      run(operation, statement(operation, effect), READ_BOUND)
+      run(operation, statement(operation, effect), READ_BOUND, 0)
 
     // --- open: the migrations, one starter at a time
     yield* op(
