@@ -5,14 +5,15 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Effect, Exit, Fiber, Redacted, Scope, type Tracer } from "effect"
+import { Cause, Effect, Exit, Fiber, Redacted, Schedule, Scope, type Tracer } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
-import { Echo } from "./durable/conformance.ts"
-import { enabled, freshSchema } from "./durable/postgres.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
+import { admin, blockedBy, enabled, freshSchema, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer } from "./helpers.ts"
 
@@ -75,5 +76,71 @@ else {
         assert.instanceOf(error, StoreError)
         assert.match((error as StoreError).message, /close cut it in flight/)
       }).pipe(Effect.scoped), { timeout: 90_000 })
+  })
+}
+
+/**
+ * An interrupted write on a live server: when its caller returns, it has committed, or never will.
+ * Each write waits on a lock another session holds (`LOCK TABLE ... IN EXCLUSIVE MODE`: reads go
+ * on, writes wait); its caller is interrupted; the lock is released; whatever the write would have
+ * changed is looked at after every statement of the schema has ended.
+ */
+const underLock = <A>(
+  clientOptions: Partial<PgClient.PgClientConfig>,
+  table: string,
+  setup: (store: Store) => Effect.Effect<A, unknown>,
+  write: (store: Store, a: A) => Effect.Effect<unknown, unknown>,
+  landed: (store: Store, a: A) => Effect.Effect<boolean, unknown>
+) =>
+  Effect.gen(function*() {
+    const schema = freshSchema()
+    const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2, ...clientOptions }).pipe(
+      Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+    )
+    const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
+    const a = yield* setup(store)
+    const { Client } = yield* Effect.promise(() => import("pg"))
+    const locker = new Client({ connectionString: url! })
+    yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+    yield* Effect.promise(() => locker.query("BEGIN"))
+    yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".${table} IN EXCLUSIVE MODE`))
+    const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+    const fiber = yield* Effect.forkDetach(write(store, a))
+    yield* blockedBy(holder)
+    yield* Fiber.interrupt(fiber)
+    // the caller has returned: release the lock, and wait for every statement of the schema to end
+    yield* Effect.promise(() => locker.query("COMMIT"))
+    yield* Effect.promise(() =>
+      admin((sql) =>
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`
+      )
+    ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
+    return yield* landed(store, a)
+  }).pipe(Effect.scoped)
+
+if (enabled) {
+  describe("an interrupted Postgres write waiting on a lock: when its caller returns it never commits after, hostile", () => {
+    const enqueue = (multiplex: boolean) =>
+      underLock(
+        { multiplex },
+        "wp_job",
+        () => Effect.void,
+        (store) => store.enqueue(newJob("locked", { id: "late" })),
+        (store) => Effect.map(store.get("late"), (row) => row !== undefined)
+      )
+
+    it.live("enqueue on a client of one statement per connection", () =>
+      Effect.gen(function*() {
+        assert.isFalse(yield* enqueue(false), "the enqueue committed after its caller returned")
+      }), 60_000)
+
+    // a multiplexed client (the caller's own, layerClient): the driver cannot cancel an unpinned
+    // statement of one (it could be another fiber's), so the interrupted caller returned at once and
+    // its insert committed once the lock was released
+    it.live("enqueue on the caller's multiplexed client (multiplex: true)", () =>
+      Effect.gen(function*() {
+        assert.isFalse(yield* enqueue(true), "the enqueue committed after its caller returned")
+      }), 60_000)
   })
 }
