@@ -87,7 +87,7 @@ else {
  */
 const underLock = <A>(
   clientOptions: Partial<PgClient.PgClientConfig>,
-  table: string,
+  lock: (schema: string) => string,
   setup: (store: Store) => Effect.Effect<A, unknown>,
   write: (store: Store, a: A) => Effect.Effect<unknown, unknown>,
   landed: (store: Store, a: A) => Effect.Effect<boolean, unknown>
@@ -103,7 +103,7 @@ const underLock = <A>(
     const locker = new Client({ connectionString: url! })
     yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
     yield* Effect.promise(() => locker.query("BEGIN"))
-    yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".${table} IN EXCLUSIVE MODE`))
+    yield* Effect.promise(() => locker.query(lock(`"${schema}"`)))
     const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
     const fiber = yield* Effect.forkDetach(write(store, a))
     yield* blockedBy(holder)
@@ -119,28 +119,94 @@ const underLock = <A>(
     return yield* landed(store, a)
   }).pipe(Effect.scoped)
 
-if (enabled) {
-  describe("an interrupted Postgres write waiting on a lock: when its caller returns it never commits after, hostile", () => {
-    const enqueue = (multiplex: boolean) =>
-      underLock(
-        { multiplex },
-        "wp_job",
-        () => Effect.void,
-        (store) => store.enqueue(newJob("locked", { id: "late" })),
-        (store) => Effect.map(store.get("late"), (row) => row !== undefined)
-      )
+const tableLock = (table: string) => (S: string) => `LOCK TABLE ${S}.${table} IN EXCLUSIVE MODE`
+const rowLock = (id: string) => (S: string) => `SELECT 1 FROM ${S}.wp_job WHERE id = '${id}' FOR UPDATE`
 
-    it.live("enqueue on a client of one statement per connection", () =>
-      Effect.gen(function*() {
-        assert.isFalse(yield* enqueue(false), "the enqueue committed after its caller returned")
-      }), 60_000)
-
-    // a multiplexed client (the caller's own, layerClient): the driver cannot cancel an unpinned
-    // statement of one (it could be another fiber's), so the interrupted caller returned at once and
-    // its insert committed once the lock was released
-    it.live("enqueue on the caller's multiplexed client (multiplex: true)", () =>
-      Effect.gen(function*() {
-        assert.isFalse(yield* enqueue(true), "the enqueue committed after its caller returned")
-      }), 60_000)
+/** A job of queue `queue` claimed by `store`: its id and its token. */
+const claimed = (store: Store, queue: string) =>
+  Effect.gen(function*() {
+    const { id } = yield* store.enqueue(newJob(queue))
+    const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })
+    return { id, token: claims[0]!.token }
   })
+
+if (enabled) {
+  for (const multiplex of [false, true]) {
+    describe(`an interrupted Postgres write waiting on a lock (${multiplex ? "the caller's multiplexed client, multiplex: true" : "a client of one statement per connection"}): when its caller returns it never commits after, hostile`, () => {
+      // a multiplexed client (the caller's own, layerClient): the driver cannot cancel an unpinned
+      // statement of one (it could be another fiber's), so the interrupted caller returned at once
+      // and its insert committed once the lock was released
+      it.live("enqueue", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            tableLock("wp_job"),
+            () => Effect.void,
+            (store) => store.enqueue(newJob("locked", { id: "late" })),
+            (store) => Effect.map(store.get("late"), (row) => row !== undefined)
+          )
+          assert.isFalse(landed, "the enqueue committed after its caller returned")
+        }), 60_000)
+
+      it.live("enqueueAll of 12,000 jobs (3 INSERTs of one transaction)", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            tableLock("wp_job"),
+            () => Effect.void,
+            (store) => store.enqueueAll(Array.from({ length: 12_000 }, () => newJob("many"))),
+            (store) => Effect.map(store.counts("many"), (counts) => counts.waiting > 0)
+          )
+          assert.isFalse(landed, "the enqueueAll committed after its caller returned")
+        }), 60_000)
+
+      it.live("cancel of a queued job whose row is locked", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            rowLock("victim"),
+            (store) => store.enqueue(newJob("locked", { id: "victim" })),
+            (store) => store.cancel("victim"),
+            (store) => Effect.map(store.get("victim"), (row) => row!.state !== "queued")
+          )
+          assert.isFalse(landed, "the cancel committed after its caller returned")
+        }), 60_000)
+
+      it.live("progress of a running job whose row is locked", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            tableLock("wp_job"),
+            (store) => claimed(store, "progressing"),
+            (store, { token }) => store.progress(token, "42"),
+            (store, { id }) => Effect.map(store.get(id), (row) => row!.progress !== null)
+          )
+          assert.isFalse(landed, "the progress committed after its caller returned")
+        }), 60_000)
+
+      it.live("a final settle of a running job whose row is locked", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            tableLock("wp_job"),
+            (store) => claimed(store, "settling"),
+            (store, { token }) => store.settle(token, { _tag: "Final", state: "succeeded", exit: "{}" }),
+            (store, { id }) => Effect.map(store.get(id), (row) => row!.state !== "running")
+          )
+          assert.isFalse(landed, "the settle committed after its caller returned")
+        }), 60_000)
+
+      it.live("configure: pause, and a rate limit", () =>
+        Effect.gen(function*() {
+          const landed = yield* underLock(
+            { multiplex },
+            tableLock("wp_queue"),
+            (store) => store.configure("cfg", { paused: false }),
+            (store) => store.configure("cfg", { paused: true, rateLimit: { limit: 3, interval: 1000 } }),
+            (store) => Effect.map(store.counts("cfg"), (counts) => counts.paused)
+          )
+          assert.isFalse(landed, "the configure committed after its caller returned")
+        }), 60_000)
+    })
+  }
 }
