@@ -762,6 +762,24 @@ export const makeWith = (
       effect: Effect.Effect<A, unknown>,
       changed: (a: A) => boolean | number = () => false,
       queue?: string
+    ): Effect.Effect<A, StoreError> => written(operation, pinned(effect), changed, queue)
+
+    /**
+     * A write's statements on a connection of their own: on a multiplexed client (the caller's own,
+     * `multiplex: true`) an unpinned statement shares its connection, and the driver cannot cancel
+     * it (the cancel could end another fiber's): interrupted, its caller returned at once and the
+     * write committed later (once a lock it waited for was released). A transaction pins one.
+     */
+    const pinned: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | SqlError.SqlError> = sql.config.multiplex === true
+      ? sql.withTransaction
+      : (effect) => effect
+
+    /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's). */
+    const written = <A>(
+      operation: string,
+      effect: Effect.Effect<A, unknown>,
+      changed: (a: A) => boolean | number = () => false,
+      queue?: string
     ): Effect.Effect<A, StoreError> =>
       run(
         operation,
@@ -1451,7 +1469,7 @@ export const makeWith = (
 
     const settle = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
-        return op("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
+        return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
       const now = NOW()
       // one token: wp_job_token serves it with or without the state, which stays as a check that costs nothing
