@@ -774,7 +774,7 @@ export const makeWith = (
       ? sql.withTransaction
       : (effect) => effect
 
-    /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's, pinned there). */
+    /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's). */
     const written = <A>(
       operation: string,
       effect: Effect.Effect<A, unknown>,
@@ -1344,7 +1344,7 @@ export const makeWith = (
     // final settles are written together, or by this store's next claim (see settles.ts)
     const finals = Settles.make<FinalSettle>(
       (batch) =>
-        Effect.map(pinned(driverTime(settleStatement(sql, S, batch, NOW()))), (rows) => {
+        Effect.map(driverTime(settleStatement(sql, S, batch, NOW())), (rows) => {
           return writtenEach(batch, rows.map((row) => row.token))
         }),
       yield* Effect.scope,

@@ -34,8 +34,6 @@ export interface Settles<A> {
 interface Pending<A> {
   readonly item: A
   readonly done: Deferred.Deferred<boolean, unknown>
-  /** Its caller stopped waiting (interrupted). */
-  left: boolean
 }
 
 const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<boolean>, unknown>) => {
@@ -67,8 +65,6 @@ export const make = <A>(
   const closedError = () => new Error("the store closed before this settle was written")
   /** The writer, started outside the scope (see `add`): interrupted with the store. */
   let detached: Fiber.Fiber<void> | undefined
-  /** The write of `batch` in flight. */
-  let inFlight: Fiber.Fiber<ReadonlyArray<boolean>, unknown> | undefined
   Effect.runSync(Scope.addFinalizer(
     scope,
     Effect.suspend(() => {
@@ -94,10 +90,7 @@ export const make = <A>(
       if (pending.length === 0) break
       batch = pending
       pending = []
-      const fiber = yield* Effect.forkChild(write(batch.map((entry) => entry.item)), { startImmediately: true })
-      inFlight = fiber
-      const exit = yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
-      inFlight = undefined
+      const exit = yield* Effect.exit(write(batch.map((entry) => entry.item)))
       settle(batch, exit)
       batch = []
     }
@@ -113,34 +106,12 @@ export const make = <A>(
     })
   ))
 
-  /**
-   * A settle its caller gave up (a stopping consumer's, past its grace: "left to the reaper") must
-   * not be written after its caller returned, as no write of a store is (`Store`): one still queued
-   * is taken out; a batch in flight whose callers all left is interrupted (its statement cancelled,
-   * awaited: its caller's bound on the wait is the store's). Written anyway: one in a batch with a
-   * settle still awaited, or carried by a claim (those statements are others' too).
-   */
-  const leave = (entry: Pending<A>): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      entry.left = true
-      const at = pending.indexOf(entry)
-      if (at >= 0) {
-        pending.splice(at, 1)
-        return Effect.void
-      }
-      const fiber = inFlight
-      return fiber !== undefined && batch.includes(entry) && batch.every((other) => other.left)
-        ? Fiber.interrupt(fiber)
-        : Effect.void
-    })
-
   return {
     add: (item) =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(closedError())
         const done = Deferred.makeUnsafe<boolean, unknown>()
-        const entry: Pending<A> = { item, done, left: false }
-        pending.push(entry)
+        pending.push({ item, done })
         if (!writing) {
           writing = true
           // started on the next tick: a claim made in this one can carry it. Outside the store's
@@ -159,7 +130,7 @@ export const make = <A>(
             })
           }))
         }
-        return Effect.onInterrupt(Deferred.await(done), () => leave(entry))
+        return Deferred.await(done)
       }),
     carry: (which, claim) =>
       Effect.suspend(() => {
