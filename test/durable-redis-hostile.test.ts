@@ -1426,3 +1426,37 @@ if (enabled) {
     }
   })
 }
+
+/**
+ * An interrupted Redis write whose script was sent: Redis cannot cancel a script it has queued, so
+ * its caller returns at once and it runs when the server gets to it (a paused or busy server):
+ * unlike on Postgres, given up it may still be written after its caller returned (docs/durable.md).
+ */
+describe.skipIf(!enabled || redisServer.binary() === undefined)("an interrupted Redis write on a paused server (CLIENT PAUSE WRITE), hostile", () => {
+  it.live("an enqueue interrupted while its script waits: its caller returns at once, and the job is stored when the server resumes", () =>
+    Effect.gen(function*() {
+      const server = yield* ownServer()
+      const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix: freshPrefix() })), JobStore.JobStore)
+      // its script loaded (a job with an id of the caller's), its queue known: the enqueue below is one EVALSHA
+      yield* store.enqueue(newJob("paused", { id: "warm" }))
+      const { createClient } = yield* Effect.promise(() => import("redis"))
+      const side = createClient({ url: server.url, RESP: 2 })
+      side.on("error", () => {})
+      yield* Effect.acquireRelease(Effect.promise(() => side.connect()), () => Effect.sync(() => side.destroy()))
+      const blockedClients = Effect.promise(() => side.sendCommand<string>(["INFO", "clients"])).pipe(
+        Effect.map((info) => Number(/blocked_clients:(\d+)/.exec(info)![1]))
+      )
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "PAUSE", "30000", "WRITE"]))
+      const fiber = yield* Effect.forkDetach(store.enqueue(newJob("paused", { id: "given-up" })))
+      yield* blockedClients.pipe(Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }))
+      const from = Date.now()
+      yield* Fiber.interrupt(fiber)
+      assert.isBelow(Date.now() - from, 1000, "the interrupted enqueue's caller waited for the paused server")
+      // looked at on a connection of its own (the store's reads queue behind its paused script)
+      const keys = Effect.promise(() => side.sendCommand<Array<string>>(["KEYS", "*given-up*"]))
+      assert.deepStrictEqual(yield* keys, [], "written while the server was paused")
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "UNPAUSE"]))
+      const row = yield* store.get("given-up").pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(row?.state, "queued", "the given-up enqueue was never written (the docs say it may be)")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})

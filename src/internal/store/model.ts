@@ -220,7 +220,9 @@ export interface QueueSettings {
 /**
  * Every operation returns promptly when interrupted (a consumer bounds its beats and reaps, and its
  * stop interrupts them; a Postgres write waits up to 500 ms for its cancel to be confirmed, so that
- * on a live server it does not commit after its caller left): what it leaves to finish in the
+ * on a live server it does not commit after its caller left; but for a job's final settle, which
+ * is batched and written by the store's own writer: one given up is better written than its job
+ * run again; on Redis a command once sent runs when the server gets to it): what it leaves to finish in the
  * background (a Postgres statement's drain)
  * ends before the store's close does, which cuts the operations still awaited (no store operation
  * outlives its store).
