@@ -237,6 +237,28 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.isBelow(performance.now() - from, 10_000)
       assert.strictEqual((yield* store.get(Option.getOrThrow(handle).id))?.state, "queued")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // an interrupted write on a live store: when its caller returns it has committed, or never will
+  // (each try that found the lock taken rolled back; the next is a timer the interruption stops)
+  it.live("an enqueue waiting for another connection's write lock, interrupted: its caller returns at once, and it is not written once the lock is let go", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 })
+      const { DatabaseSync } = yield* Effect.promise(() => import("node:sqlite"))
+      const own = new DatabaseSync(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => own.close()))
+      own.exec("BEGIN IMMEDIATE")
+      const waiting = yield* Effect.forkChild(Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store))
+      // a few of its tries
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 100)))
+      assert.isUndefined(waiting.pollUnsafe(), "the enqueue waits for the lock")
+      const from = performance.now()
+      yield* Fiber.interrupt(waiting)
+      assert.isBelow(performance.now() - from, 1000)
+      own.exec("COMMIT")
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 200)))
+      assert.strictEqual((yield* store.list({ queue: undefined, states: undefined, limit: 10 })).length, 0, "written after its caller returned")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
 
 /**
