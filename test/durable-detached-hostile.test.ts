@@ -288,3 +288,45 @@ if (enabled) {
       }).pipe(Effect.scoped), 120_000)
   })
 }
+
+if (enabled) {
+  for (const multiplex of [false, true]) {
+    describe(`the store closed while a write waits on a lock, its caller still waiting (${multiplex ? "multiplex: true" : "one statement per connection"}), hostile`, () => {
+      it.live("the close ends promptly, the caller fails with StoreError (cut), and the write does not land once the lock is let go", () =>
+        Effect.gen(function*() {
+          const schema = freshSchema()
+          const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2, multiplex }).pipe(
+            Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+          )
+          const scope = yield* Scope.make()
+          const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })).pipe(Scope.provide(scope))
+          yield* store.configure("cut", { paused: false })
+          const { Client } = yield* Effect.promise(() => import("pg"))
+          const locker = new Client({ connectionString: url! })
+          yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+          yield* Effect.promise(() => locker.query("BEGIN"))
+          yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
+          const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+          const write = yield* Effect.forkDetach(store.enqueue(newJob("cut", { id: "cut" })))
+          yield* blockedBy(holder)
+          const took = yield* closeWithin(scope, "20 seconds")
+          assert.isBelow(took, 3000, "the close waited for the lock")
+          const exit = yield* Fiber.await(write).pipe(Effect.timeoutOption("2 seconds"))
+          assert.isTrue(exit._tag === "Some", "the write's caller still waits after the store's close")
+          const error = exit._tag === "Some" && Exit.isFailure(exit.value) ? Cause.squash(exit.value.cause) : undefined
+          assert.instanceOf(error, StoreError)
+          yield* Effect.promise(() => locker.query("COMMIT"))
+          yield* Effect.promise(() =>
+            admin((sql) =>
+              sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`
+            )
+          ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
+          const rows = yield* Effect.promise(() =>
+            admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.literal(`"${schema}"`)}.wp_job WHERE id = 'cut'`)
+          )
+          assert.strictEqual(rows[0]!.n, 0, "the cut write landed after the store's close")
+        }).pipe(Effect.scoped), 60_000)
+    })
+  }
+}
