@@ -214,6 +214,16 @@ const flaky = (state: { failing: number; slow: number; calls: number; stall?: nu
     }))
   ).pipe(Layer.provide(JobStore.memory()))
 
+/** Runs a repeat's test on a `flaky(state)` store, with a metric registry of its own and `collector`'s logs. */
+const onFlaky = (state: Parameters<typeof flaky>[0], collector: Logger.Logger<unknown, void>) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    effect.pipe(
+      Effect.scoped,
+      Effect.provide(flaky(state)),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+
 /** The ticks of the repeat `name` this process skipped (`workpool_repeat_ticks_skipped`). */
 const skippedOf = (name: string) =>
   Effect.map(Metric.snapshot, (all) => {
@@ -277,12 +287,7 @@ describe("JobQueue.repeat under TestClock", () => {
       assert.strictEqual(yield* skippedOf("outage"), 59, "1000 to 59000, each counted")
       assert.strictEqual(logged.length, 3, logged.slice(0, 5).join("\n"))
       assert.include(logged[2], "59 ticks due from 1970-01-01T00:00:01.000Z to before 1970-01-01T00:01:00.000Z skipped")
-    }).pipe(
-      Effect.scoped,
-      Effect.provide(flaky(state)),
-      Effect.provide(Logger.layer([collector])),
-      Effect.provideService(Metric.MetricRegistry, new Map())
-    )
+    }).pipe(onFlaky(state, collector))
   })
 
   it.effect("a store whose enqueues fail after 1.5 s each (a connect timeout) for a minute under a per-second cron: the ticks skipped between those given up are part of the same run, logged once when it starts and once when a tick is stored again, not once every 3 s (22 warnings a minute)", () => {
@@ -300,12 +305,7 @@ describe("JobQueue.repeat under TestClock", () => {
       // the first tick given up (its one failure past its deadline), then the run's end
       assert.strictEqual(logged.length, 2, logged.slice(0, 5).join("\n"))
       assert.include(logged[1], `${first / 1000 - 1} ticks due from 1970-01-01T00:00:01.000Z to before ${new Date(first).toISOString()} skipped`)
-    }).pipe(
-      Effect.scoped,
-      Effect.provide(flaky(state)),
-      Effect.provide(Logger.layer([collector])),
-      Effect.provideService(Metric.MetricRegistry, new Map())
-    )
+    }).pipe(onFlaky(state, collector))
   })
 
   // spec change: a store slower than the ticks had every tick enqueued, later and later without
@@ -343,12 +343,7 @@ describe("JobQueue.repeat under TestClock", () => {
             yield* run(8_000, 50)
             const ticks = (yield* ticksOf("stall")).map((at) => at - base)
             return { ticks, skipped: yield* skippedOf("stall"), logged, calls: state.calls }
-          }).pipe(
-            Effect.scoped,
-            Effect.provide(flaky(state)),
-            Effect.provide(Logger.layer([collector])),
-            Effect.provideService(Metric.MetricRegistry, new Map())
-          )
+          }).pipe(onFlaky(state, collector))
         })
       const plain = yield* stalled(0, undefined)
       // 3000 stored at 8500; 4000 to 8000 skipped, the schedule goes on at 9000
@@ -379,12 +374,7 @@ describe("JobQueue.repeat under TestClock", () => {
             state.ahead = ahead
             yield* run(1_000, 50)
             return { ticks: (yield* ticksOf("late")).map((at) => at - base - ahead + 9_500), skipped: yield* skippedOf("late"), logged }
-          }).pipe(
-            Effect.scoped,
-            Effect.provide(flaky(state)),
-            Effect.provide(Logger.layer([collector])),
-            Effect.provideService(Metric.MetricRegistry, new Map())
-          )
+          }).pipe(onFlaky(state, collector))
         })
       const plain = yield* late(0, undefined)
       assert.deepStrictEqual([plain.ticks, plain.skipped], [[11_000], 10])
@@ -457,12 +447,7 @@ describe("JobQueue.repeat under TestClock", () => {
         "2024-03-12T05:00:00.000Z"
       ])
       assert.strictEqual(yield* skippedOf("gap"), 2)
-    }).pipe(
-      Effect.scoped,
-      Effect.provide(flaky(state)),
-      Effect.provide(Logger.layer([collector])),
-      Effect.provideService(Metric.MetricRegistry, new Map())
-    )
+    }).pipe(onFlaky(state, collector))
   })
 
   // Not fixed: the enqueue in flight is stored whenever the store answers (an interrupt at the

@@ -221,9 +221,8 @@ export interface QueueSettings {
  * Every operation returns promptly when interrupted (a consumer bounds its beats and reaps, and its
  * stop interrupts them; a Postgres write waits up to 500 ms for its cancel to be confirmed, so that
  * on a live server it does not commit after its caller left): what it leaves to finish in the
- * background (a Postgres statement's drain)
- * ends before the store's close does, which cuts the operations still awaited (no store operation
- * outlives its store).
+ * background (a Postgres statement's drain) ends before the store's close does, which cuts the
+ * operations still awaited (no store operation outlives its store).
  */
 export interface Store {
   /**
