@@ -346,11 +346,11 @@ describe("JobQueue.repeat under TestClock", () => {
           }).pipe(onFlaky(state, collector))
         })
       const plain = yield* stalled(0, undefined)
-      // 3000 stored at 8500; 4000 to 8000 skipped, the schedule goes on at 9000
-      assert.deepStrictEqual(plain.ticks, [1000, 2000, 3000, 9000, 10000])
-      assert.strictEqual(plain.skipped, 5)
+      // 3000 stored at 8500; 4000 to 7000 skipped, 8000 (its deadline 9000 still ahead) enqueued at once
+      assert.deepStrictEqual(plain.ticks, [1000, 2000, 3000, 8000, 9000, 10000])
+      assert.strictEqual(plain.skipped, 4)
       assert.strictEqual(plain.logged.length, 1, plain.logged.join("\n"))
-      assert.include(plain.logged[0], "5 ticks due from 1970-01-01T00:00:04.000Z to before 1970-01-01T00:00:09.000Z skipped")
+      assert.include(plain.logged[0], "4 ticks due from 1970-01-01T00:00:04.000Z to before 1970-01-01T00:00:08.000Z skipped")
       const filled = yield* stalled(100_000, "10 seconds")
       assert.deepStrictEqual(filled.ticks, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000])
       assert.strictEqual(filled.skipped, 0)
@@ -377,13 +377,15 @@ describe("JobQueue.repeat under TestClock", () => {
           }).pipe(onFlaky(state, collector))
         })
       const plain = yield* late(0, undefined)
-      assert.deepStrictEqual([plain.ticks, plain.skipped], [[11_000], 10])
+      // reached at 10500: 10000 is still on time (its deadline is 11000), as the docs' rule says;
+      // it was skipped with the ticks before it (the resume went on at the next tick to come)
+      assert.deepStrictEqual([plain.ticks, plain.skipped], [[10_000, 11_000], 9])
       assert.deepStrictEqual(plain.logged.length, 1)
       const filled = yield* late(100_000, "5 seconds")
       assert.deepStrictEqual([filled.ticks, filled.skipped], [[6000, 7000, 8000, 9000, 10_000, 11_000], 5])
       // 5 hours late: 18,000 ticks, counted up to 10,000 (one by one: a cron's ticks are irregular)
       const hours = yield* late(200_000, undefined, 5 * 3_600_000 - 500)
-      assert.deepStrictEqual([hours.ticks, hours.skipped], [[11_000], 10_000])
+      assert.deepStrictEqual([hours.ticks, hours.skipped], [[10_000, 11_000], 10_000])
       assert.include(hours.logged[0], "10000 or more ticks")
     }))
 
@@ -430,6 +432,30 @@ describe("JobQueue.repeat under TestClock", () => {
     }).pipe(Effect.scoped, Effect.provide(flaky(state)), Effect.provideService(Metric.MetricRegistry, new Map()))
   })
 
+  it.effect("a process whose timers fire 90 s late under a per-minute cron: the tick due at 2:00, whose deadline (3:00) is still ahead when it wakes at 2:30, is enqueued at once; only 1:00's is skipped (both were, against the docs' rule: a tick is enqueued until its deadline)", () => {
+    const state = { failing: 0, slow: 0, calls: 0, ahead: 0 }
+    const { collector, logged } = warnings()
+    return Effect.gen(function*() {
+      yield* JobQueue.repeat("woke", Echo, { n: 1 }, { cron: "* * * * *" })
+      yield* run(30_000, 1000)
+      // the timer of 60000 fires when the store's time is 150000
+      state.ahead = 90_000
+      yield* run(30_000, 1000)
+      assert.deepStrictEqual(yield* ticksOf("woke"), [120_000])
+      const [job] = yield* JobQueue.list()
+      assert.strictEqual(job!.visibleAt.getTime(), 120_000, "due at its tick, so claimable at once")
+      assert.strictEqual(yield* skippedOf("woke"), 1)
+      assert.include(logged[0], "1 tick due from 1970-01-01T00:01:00.000Z to before 1970-01-01T00:02:00.000Z skipped")
+      yield* run(30_000, 1000)
+      assert.deepStrictEqual(yield* ticksOf("woke"), [120_000, 180_000])
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(flaky(state)),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(Metric.MetricRegistry, new Map())
+    )
+  })
+
   it.effect("a run of skipped ticks goes on at the tick its warning names: a daily 02:30 in America/St_Johns, whose DST day's tick (02:30 is in the gap: 03:30) comes next, was neither enqueued nor counted", () => {
     const state = { failing: 0, slow: 0, calls: 0, ahead: 0 }
     const { collector, logged } = warnings()
@@ -437,14 +463,16 @@ describe("JobQueue.repeat under TestClock", () => {
       yield* TestClock.setTime(Date.UTC(2024, 2, 7, 12))
       yield* JobQueue.repeat("gap", Echo, { n: 1 }, { cron: Cron.parseUnsafe("30 2 * * *", "America/St_Johns") })
       yield* run(3_600_000, 3_600_000)
-      // the timer of 2024-03-08 02:30 fires 30 hours late: it and 03-09 are skipped, 03-10 is next
-      state.ahead = 30 * 3_600_000
+      // the timer of 2024-03-08 02:30 fires 54 hours late: it and 03-09 are skipped, 03-10 (moved out
+      // of the gap, its deadline 03-11 still ahead) is on time and enqueued at once
+      state.ahead = 54 * 3_600_000
       yield* run(4 * 86_400_000, 3_600_000)
       assert.include(logged[0], "2 ticks due from 2024-03-08T06:00:00.000Z to before 2024-03-10T06:00:00.000Z skipped")
       assert.deepStrictEqual((yield* ticksOf("gap")).map((at) => new Date(at).toISOString()), [
         "2024-03-10T06:00:00.000Z",
         "2024-03-11T05:00:00.000Z",
-        "2024-03-12T05:00:00.000Z"
+        "2024-03-12T05:00:00.000Z",
+        "2024-03-13T05:00:00.000Z"
       ])
       assert.strictEqual(yield* skippedOf("gap"), 2)
     }).pipe(onFlaky(state, collector))
