@@ -3,8 +3,8 @@
  * is reached late (the store failing, the store hanging, a store slower than the ticks, the process
  * frozen or its timers late): a tick is enqueued until its deadline, the next tick's time or
  * `catchUp` after its own, whichever is later (`Infinity`: none skipped). One reached after it is
- * skipped with every tick up to the present (with `catchUp`, every tick older than it), counted
- * (`workpool_repeat_ticks_skipped`) and logged, and the schedule goes on from the next. Without a
+ * skipped with every later tick whose deadline passed too, counted (`workpool_repeat_ticks_skipped`)
+ * and logged, and the schedule goes on from the first still on time (`onTime`). Without a
  * deadline every tick that passed during a stall was enqueued when the store answered, each due
  * already: an hour's stall of a per-second schedule made 3,600 jobs at once, while a store that
  * failed instead had its ticks skipped.
@@ -56,6 +56,22 @@ const ticksBetween = (cron: Cron.Cron, at: number, until: number) =>
     }
     return count
   })
+
+/**
+ * The first tick still on time at `now`, after a stall past a tick's deadline: the first within
+ * `catchUp` of now, or else the latest due (its deadline, the next tick, is still ahead), or one due
+ * at `now` itself. Those before it passed their deadlines: a process that was stalled enqueued them
+ * late, when others may have enqueued, run and purged them meanwhile.
+ */
+const onTime = (cron: Cron.Cron, now: number, catchUp: number): number => {
+  // the first tick within catchUp (without it, the first at now or after)
+  const first = Cron.next(cron, now - Math.max(catchUp, 1)).getTime()
+  if (first <= now) return first
+  // the tick before it is due and on time, as long as Cron.prev finds the tick that Cron.next
+  // steps from to `first` (the ids of every process's ticks come from Cron.next)
+  const latest = Cron.prev(cron, first).getTime()
+  return Cron.next(cron, latest).getTime() === first ? latest : first
+}
 
 /** Enqueues a repeat's ticks for as long as it runs (forked into the repeat's scope). */
 export const run = (options: Options): Effect.Effect<never> => {
@@ -140,10 +156,7 @@ export const run = (options: Options): Effect.Effect<never> => {
       const following = Cron.next(cron, at).getTime()
       const deadline = Math.max(following, at + catchUp)
       if (now >= deadline) {
-        // every tick before now goes too (within catchUp: the first of those): a process that was
-        // stalled enqueued the latest, which others may have enqueued, run and purged meanwhile.
-        // Not one due now: it is on time (a stall that ended at a tick's time skipped it)
-        const resume = Cron.next(cron, now - Math.max(catchUp, 1)).getTime()
+        const resume = onTime(cron, now, catchUp)
         yield* skip(at, resume, now)
         // the tick itself, not the next from a moment before it: Cron.next from a moment before a
         // tick moved out of a DST gap (02:30 at 03:30) passes it, and it was neither enqueued nor counted
