@@ -9,10 +9,13 @@
  * already: an hour's stall of a per-second schedule made 3,600 jobs at once, while a store that
  * failed instead had its ticks skipped.
  *
- * Ticks are enqueued in order, one at a time: a tick whose enqueue started before its deadline is
- * stored however long the store takes (a deadline on the statement itself would store nothing on a
- * store slower than the ticks), so a store slower than the ticks skips what it cannot keep up with
- * instead of lagging behind without end.
+ * Ticks are enqueued in order, one at a time, so a store slower than the ticks skips what it
+ * cannot keep up with instead of lagging behind without end. A tick's enqueue carries its deadline
+ * (`notAfter`), which the store checks on its own clock as the insert reaches it: one held past it
+ * (a lock on the table, a partition) stores nothing and the tick counts as skipped, where it was
+ * stored when the store answered, after other processes had enqueued, run and purged it. So a
+ * store whose inserts are reached later than a period after their tick stores nothing (`catchUp`
+ * gives them longer).
  *
  * @internal
  */
@@ -99,32 +102,51 @@ export const run = (options: Options): Effect.Effect<never> => {
       )
     })
 
+  // a tick not stored by its deadline: counted; logged if it starts a run of them
+  const giveUp = (at: number, message: string, cause?: unknown) =>
+    Effect.gen(function*() {
+      yield* Metric.update(skipped, 1)
+      if (givenUp !== undefined) {
+        givenUp.count++
+        return
+      }
+      givenUp = { first: at, count: 1 }
+      yield* cause === undefined
+        ? Effect.logWarning(`effect-workpool: repeat ${name}: ${message}`)
+        : Effect.logWarning(`effect-workpool: repeat ${name}: ${message}`, cause)
+    })
+
   // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again until
   // it is stored or its deadline passes: a schedule run by one process lost a daily job to one
   // failed statement
   const enqueueTick = (at: number, deadline: number) =>
     Effect.gen(function*() {
+      // the store refuses it past its deadline, by its own clock when the insert reaches it: an
+      // enqueue held longer (a lock, a partition) stored a tick that others had run and purged
+      const job: NewJob = deadline === Infinity ? options.job(at) : { ...options.job(at), notAfter: deadline - 1 }
       for (let wait = RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, RETRY_MAX)) {
-        const result = yield* Effect.result(store.enqueue(options.job(at)))
+        const result = yield* Effect.result(store.enqueue(job))
+        if (Result.isSuccess(result) && result.success.late === true) {
+          return yield* giveUp(
+            at,
+            `the enqueue of the tick of ${iso(at)} reached the store past its deadline (the store answered late, or held it): ` +
+              `not stored, skipped (and the next ones so, logged once a tick is stored)`
+          )
+        }
         if (Result.isSuccess(result)) {
           if (givenUp === undefined) return
           const { count, first } = givenUp
           givenUp = undefined
           return yield* Effect.logWarning(
             `effect-workpool: repeat ${name}: ${count === 1 ? "1 tick" : `${count} ticks`} due from ${iso(first)} to before ${iso(at)} ` +
-              `skipped: their enqueues failed until their deadlines, or were not tried while the store failed; the tick of ${iso(at)} is stored`
+              `skipped: their enqueues failed until their deadlines or reached the store past them, or were not tried meanwhile; the tick of ${iso(at)} is stored`
           )
         }
         const now = yield* store.now
         if (now + wait >= deadline) {
-          yield* Metric.update(skipped, 1)
-          if (givenUp !== undefined) {
-            givenUp.count++
-            return
-          }
-          givenUp = { first: at, count: 1 }
-          return yield* Effect.logWarning(
-            `effect-workpool: repeat ${name}: enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
+          return yield* giveUp(
+            at,
+            `enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
               `its deadline is near, this one is skipped (and the next ones that fail so, logged once a tick is stored)`,
             result.failure
           )

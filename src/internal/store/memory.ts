@@ -114,7 +114,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const add = (
     input: NewJob,
     held?: Map<string, string>
-  ): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+  ): { readonly id: string; readonly created: boolean; readonly late?: true; readonly visibleIn?: number } => {
     const job = withId(input)
     if (rows.has(job.id)) return { id: job.id, created: false }
     if (job.dedupKey !== null && held !== undefined) {
@@ -131,6 +131,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
     }
     const now = time()
+    if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true }
     const visibleAt = job.runAt ?? now + job.delay
     const row: Row = {
       job: {
@@ -164,8 +165,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   }
   const enqueue = (input: NewJob) =>
     Effect.sync(() => {
-      const { id, created, visibleIn } = add(input)
-      return visibleIn === undefined ? { id, created } : changedIn(visibleIn, { id, created })
+      const { id, created, late, visibleIn } = add(input)
+      return visibleIn === undefined ? late ? { id, created, late } : { id, created } : changedIn(visibleIn, { id, created })
     })
   const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
     Effect.sync(() => {

@@ -74,10 +74,24 @@ export interface NewJob {
   readonly trace?: string | null | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
+  /**
+   * The last moment (store time, ms since the epoch) at which it may be created: an enqueue that
+   * reaches the store later creates nothing and answers `late` (a repeat's tick past its deadline,
+   * whose job another process may have stored, run and purged meanwhile). A job that holds its id
+   * or dedup key is returned as ever. None for other jobs.
+   */
+  readonly notAfter?: number | undefined
 }
 
 /** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
-export type FreshJob = Omit<NewJob, "id">
+export type FreshJob = Omit<NewJob, "id" | "notAfter">
+
+/** What `Store.enqueue` did: `late`, nothing stored (past the job's `notAfter`), `created` false. */
+export interface Enqueued {
+  readonly id: string
+  readonly created: boolean
+  readonly late?: true | undefined
+}
 
 /** The job with its id: the caller's, or a fresh UUID. */
 export const withId = (job: NewJob): NewJob & { readonly id: string } =>
@@ -228,9 +242,10 @@ export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
    * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key.
+   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * time is past the job's `notAfter`.
    */
-  readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
+  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
   /**
    * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
    * within a priority), with a dedup key matching an unfinished job, or a job before it in the same

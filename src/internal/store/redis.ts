@@ -229,6 +229,7 @@ const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sh
 
 const SCRIPTS = {
   enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
+  enqueueTick: script<[string, number, string?]>(Scripts.ENQUEUE_TICK),
   enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
@@ -524,7 +525,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.forkScoped
     )
 
-    /** A job's fields as the scripts take them (see `ADD_JOB`), after `before`. */
+    /** A job's fields as the scripts take them (see redisScripts.ts `addJob`), after `before`. */
     const jobFields = (job: FreshJob, id: string, before: Array<string> = []) => {
       before.push(
         id,
@@ -548,9 +549,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * queue can hold it: one script in the queue's slot, on a Cluster too.
      */
     const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
+    /** A tick's last argument: its notAfter, checked against the script's clock. */
+    const notAfter = (job: NewJob) => job.notAfter === undefined ? "" : String(job.notAfter)
     /** A repeatable job's tick on one Redis: the script checks and writes the id index too (one round trip). */
     const enqueueOne = (job: NewJob, id: string) =>
-      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue])
+      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)])
     /**
      * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
      * is written first (a job is never without it) and the script runs after it (two round trips).
@@ -559,9 +562,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.gen(function*() {
         const fresh = yield* redis.send<number>("HSETNX", IDS, id, job.queue)
         if (fresh === 0 && (yield* queueOfId(id)) !== job.queue) return [id, 0] as [string, number, string?]
-        const result = yield* run("enqueue", job.queue, ...enqueueArgs(job, id))
-        // a dedup key held by another job: this id was never stored
-        if (fresh === 1 && result[0] !== id) yield* redis.send("HDEL", IDS, id)
+        const result = yield* run("enqueueTick", job.queue, ...enqueueArgs(job, id), notAfter(job))
+        // a dedup key held by another job, or past its notAfter: this id was never stored
+        if (fresh === 1 && (result[0] !== id || result[1] === -1)) yield* redis.send("HDEL", IDS, id)
         return result
       })
     const enqueue = (job: NewJob) =>
@@ -574,11 +577,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             : cfg.cluster
             ? enqueueCluster(job, job.id)
             : enqueueOne(job, job.id))
-          return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
+          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time
         (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
-      ).pipe(Effect.map(({ created, id }) => ({ id, created })))
+      ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**
      * A queue's jobs as the one JSON argument of its script, or a failure saying the batch is too large:
