@@ -700,9 +700,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (finals.length === 0) return 0
           let count = 0
           for (const queue of yield* queues) {
-            const gone = yield* run("purge", queue, String(before), ...finals)
-            if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
-            count += gone.length
+            // a script deletes a batch of each state; a full one may have left more
+            let gone: Array<string>
+            do {
+              gone = yield* run("purge", queue, String(before), ...finals)
+              if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
+              count += gone.length
+            } while (gone.length >= Scripts.PURGE_BATCH)
           }
           return count
         }),

@@ -630,21 +630,24 @@ place(id, now)
 return 1
 `
 
-/** ARGV: before, states... → the ids deleted */
+/** The most jobs of one final state a `PURGE` deletes (a script holds the server while it runs). */
+export const PURGE_BATCH = 10_000
+
+/**
+ * ARGV: before, states... → the ids deleted, at most `PURGE_BATCH` of each state: fewer than
+ * `PURGE_BATCH` in all, every job of those states that finished before `before` is gone
+ */
 export const PURGE: string = `${PRELUDE}
-local before = tonumber(ARGV[1])
 local gone = {}
 for i = 2, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  local done = redis.call("ZRANGEBYSCORE", key, "-inf", before, "WITHSCORES", "LIMIT", 0, 10000)
-  for k = 1, #done, 2 do
+  local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
+  for k = 1, #done do
     local id = done[k]
-    if tonumber(done[k + 1]) < before then
-      redis.call("ZREM", key, id)
-      redis.call("ZREM", B .. ":all", id)
-      redis.call("DEL", jobKey(id))
-      gone[#gone + 1] = id
-    end
+    redis.call("ZREM", key, id)
+    redis.call("ZREM", B .. ":all", id)
+    redis.call("DEL", jobKey(id))
+    gone[#gone + 1] = id
   end
 end
 return gone
