@@ -5,11 +5,23 @@
  * never on wall time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Clock, Effect, Fiber, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import { makeSignal } from "../src/internal/store/signal.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as Rd from "./durable/redis.ts"
+
+setFlagsFromString("--expose-gc")
+const gc: () => void = runInNewContext("gc")
+/** The heap in use after full collections. */
+const heap = () => {
+  for (let i = 0; i < 4; i++) gc()
+  return process.memoryUsage().heapUsed
+}
 
 const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 const echo = Task.handle(Echo, ({ n }) => Effect.succeed(n))
@@ -33,4 +45,46 @@ describe.runIf(Rd.enabled)("purge at scale on Redis", () => {
       const left = (yield* JobQueue.stats(queue)).succeeded
       assert.deepStrictEqual({ purged, left }, { purged: total, left: 0 })
     }).pipe(Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix() }))), { timeout: 120_000 })
+})
+
+describe("a store's wake-up signal in a process that sees many queues", () => {
+  // BUG: the signal the stores share in a process (Postgres and Redis key its changes by queue: an
+  // enqueue, a settle, a delayed job's time) kept the last change of every key it ever saw, and the
+  // time of every delayed change no waiter of its key was here to take: a producer enqueuing to a
+  // queue per tenant, or a consumer's process seeing them, kept an entry per queue ever used
+  it.effect("100,000 queues changed once each (now and later): the heap keeps no entry per queue, and a waiter still wakes for its own", () =>
+    Effect.gen(function*() {
+      const signal = makeSignal({ clock: yield* Clock.Clock })
+      const keys = 100_000
+      const churn = (round: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < keys; i++) {
+            signal.notify(`tenant-${round}-${i}`)
+            signal.notifyIn(1000, `tenant-${round}-${i}`)
+          }
+          yield* TestClock.adjust(1000)
+        })
+      yield* churn(0)
+      const before = heap()
+      yield* churn(1)
+      const after = heap()
+      assert.isBelow((after - before) / keys, 8, `bytes per queue (${before} -> ${after})`)
+      // a consumer's wait on its queue: woken by its change, at once by a change it missed, and at a delayed one's time
+      const since = yield* signal.version
+      const mine = yield* Effect.forkChild(signal.wait(3_600_000, undefined, ["mine"]))
+      yield* Effect.yieldNow
+      signal.notify("other")
+      yield* Effect.yieldNow
+      assert.isUndefined(mine.pollUnsafe())
+      signal.notify("mine")
+      yield* Fiber.join(mine)
+      yield* signal.wait(3_600_000, since, ["mine"])
+      const later = yield* Effect.forkChild(signal.wait(3_600_000, undefined, ["mine"]))
+      yield* Effect.yieldNow
+      signal.notifyIn(500, "mine")
+      yield* TestClock.adjust(499)
+      assert.isUndefined(later.pollUnsafe())
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(later)
+    }), { timeout: 60_000 })
 })
