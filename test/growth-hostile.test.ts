@@ -65,10 +65,16 @@ describe("a store's wake-up signal in a process that sees many queues", () => {
           yield* TestClock.adjust(1000)
         })
       yield* churn(0)
+      // a change of a consumer's queue before 100,000 others, while it looked (from version `early`)
+      const early = yield* signal.version
+      signal.notify("mine")
       const before = heap()
       yield* churn(1)
       const after = heap()
       assert.isBelow((after - before) / keys, 8, `bytes per queue (${before} -> ${after})`)
+      const missed = yield* Effect.forkChild(signal.wait(3_600_000, early, ["mine"]))
+      yield* Effect.yieldNow
+      assert.isDefined(missed.pollUnsafe(), "a wait from before a change of its queue returns at once")
       // a consumer's wait on its queue: woken by its change, at once by a change it missed, and at a delayed one's time
       const since = yield* signal.version
       const mine = yield* Effect.forkChild(signal.wait(3_600_000, undefined, ["mine"]))
