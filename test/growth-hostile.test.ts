@@ -94,3 +94,20 @@ describe("a store's wake-up signal in a process that sees many queues", () => {
       yield* Fiber.join(later)
     }), { timeout: 60_000 })
 })
+
+describe.runIf(Rd.enabled)("a Redis producer enqueuing to a queue per tenant", () => {
+  // BUG: the store remembered every queue it had added to its list of queues (to save a round trip
+  // per enqueue), for its life: a producer enqueuing to a queue per tenant kept each name
+  it.live("10,000 queues, a job each: the producer's heap keeps no entry per queue", () =>
+    Effect.gen(function*() {
+      const round = (from: number, count: number) =>
+        Effect.gen(function*() {
+          for (let i = from; i < from + count; i++) yield* JobQueue.enqueue(Echo, { n: i }, { queue: `tenant-${i}` })
+        })
+      yield* round(0, 2000)
+      const before = heap()
+      yield* round(2000, 10_000)
+      const after = heap()
+      assert.isBelow((after - before) / 10_000, 16, `bytes per queue (${before} -> ${after})`)
+    }).pipe(Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix() }))), { timeout: 120_000 })
+})
