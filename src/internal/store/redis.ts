@@ -313,6 +313,9 @@ const HOLD_GRACE = 5000
 /** An idle consumer's wait that names no tasks (see `idleTasks`): it takes jobs of any task. */
 const ANY_TASK = "\u0000any"
 
+/** The queues a store remembers having added to its list of queues (see `knownQueue`). */
+const KNOWN_QUEUES = 1024
+
 /**
  * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
  * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
@@ -384,10 +387,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
       evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
     const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
-    /** Adds a queue to the list of queues once per store instance: a round trip saved per enqueue. */
+    /**
+     * Adds a queue to the list of queues once per store instance: a round trip saved per enqueue.
+     * At most `KNOWN_QUEUES` are remembered (a queue per tenant would be a name kept per tenant for
+     * the store's life); past that they are forgotten, and their next enqueue adds them again.
+     */
     const added = new Set<string>()
     const knownQueue = (queue: string) =>
-      added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () => Effect.sync(() => added.add(queue)))
+      added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () =>
+        Effect.sync(() => {
+          if (added.size >= KNOWN_QUEUES) added.clear()
+          added.add(queue)
+        }))
     /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
     const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
       const named = namedQueue(id)
