@@ -111,3 +111,27 @@ describe.runIf(Rd.enabled)("a Redis producer enqueuing to a queue per tenant", (
       assert.isBelow((after - before) / 10_000, 16, `bytes per queue (${before} -> ${after})`)
     }).pipe(Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix() }))), { timeout: 120_000 })
 })
+
+describe.runIf(Rd.enabled)("a Redis queue whose jobs have many priorities", () => {
+  // BUG: the queue's count of queued jobs per priority (B:prio) kept a field at 0 for every priority
+  // a job ever had: priorities are any numbers (a deadline, a score), so a queue that ran jobs of
+  // distinct priorities for months grew by a field per job, and each stats read it all
+  it.live("2,000 jobs of distinct priorities, run or cancelled: the queue's priority counts keep no field, stats none", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      const queue = "scored"
+      yield* Effect.gen(function*() {
+        const items = Array.from({ length: 2000 }, (_, n) => ({ payload: { n }, options: { priority: n + 0.5 } }))
+        const jobs = yield* JobQueue.enqueueAll(Echo, items, { queue })
+        // some leave the queue by a cancel, the others by a claim
+        for (const job of jobs.slice(0, 100)) yield* JobQueue.cancel(job.id)
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ queues: [queue], handlers: [echo], concurrency: 16 })
+          while ((yield* JobQueue.stats(queue)).succeeded < 1900) yield* Effect.sleep(50)
+        }).pipe(Effect.scoped)
+        assert.deepStrictEqual((yield* JobQueue.stats(queue)).queuedByPriority, [])
+      }).pipe(Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix })))
+      const fields = yield* Effect.promise(() => Rd.admin((client) => client.hLen(`{${prefix}:${queue}}:prio`)))
+      assert.strictEqual(fields, 0)
+    }), { timeout: 120_000 })
+})
