@@ -126,11 +126,15 @@ local function promote(now)
     place(id, now)
   end
 end
+-- a priority no queued job has is no field: priorities are any numbers, one per job would be a field per job
+local function unqueuedAt(priority, count)
+  if redis.call("HINCRBY", B .. ":prio", priority, -count) <= 0 then redis.call("HDEL", B .. ":prio", priority) end
+end
 local function unqueue(id)
   local f = redis.call("HMGET", jobKey(id), "task", "seq", "priority")
   redis.call("ZREM", B .. ":ready:" .. f[1], member(tonumber(f[2]), id))
   redis.call("ZREM", B .. ":delayed", id)
-  redis.call("HINCRBY", B .. ":prio", f[3], -1)
+  unqueuedAt(f[3], 1)
 end
 local function queuedAt(priority)
   redis.call("HINCRBY", B .. ":prio", priority, 1)
@@ -441,7 +445,7 @@ for n, id in ipairs(taken) do
   job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
   out[#out + 1] = job
 end
-for priority, count in pairs(byPriority) do redis.call("HINCRBY", B .. ":prio", priority, -count) end
+for priority, count in pairs(byPriority) do unqueuedAt(priority, count) end
 bulk("ZADD", B .. ":running", leases)
 bulk("HSET", B .. ":tokens", owners)
 local limitedFor = "0"
