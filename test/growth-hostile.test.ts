@@ -11,6 +11,7 @@ import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { makeSignal } from "../src/internal/store/signal.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as Rd from "./durable/redis.ts"
@@ -134,4 +135,33 @@ describe.runIf(Rd.enabled)("a Redis queue whose jobs have many priorities", () =
       const fields = yield* Effect.promise(() => Rd.admin((client) => client.hLen(`{${prefix}:${queue}}:prio`)))
       assert.strictEqual(fields, 0)
     }), { timeout: 120_000 })
+})
+
+describe("the memory store with a queue per tenant", () => {
+  // BUG: the store made a queue's settings (paused, aging, rate limit) the first time anything named
+  // the queue (an enqueue, a claim, stats) and kept them for its life, though only a configure sets
+  // them: a queue per tenant was an entry per tenant once its jobs were purged
+  it.effect("5,000 queues, a job each, run and purged: the heap keeps no entry per queue", () =>
+    Effect.gen(function*() {
+      const round = (from: number, count: number) =>
+        Effect.gen(function*() {
+          for (let i = from; i < from + count; i++) {
+            const queue = `tenant-${i}`
+            yield* Effect.scoped(Effect.gen(function*() {
+              yield* JobQueue.consume({ queues: [queue], handlers: [echo], concurrency: 1 })
+              const job = yield* JobQueue.enqueue(Echo, { n: i }, { queue })
+              assert.strictEqual(yield* job.await, i)
+            }))
+            yield* JobQueue.stats(queue)
+          }
+          yield* TestClock.adjust(1)
+          yield* JobQueue.purge({ olderThan: 0 })
+        })
+      // the first round as large: V8's tables for the jobs and names live at once grow to their size
+      yield* round(0, 5000)
+      const before = heap()
+      yield* round(5000, 5000)
+      const after = heap()
+      assert.isBelow((after - before) / 5000, 64, `bytes per queue (${before} -> ${after})`)
+    }).pipe(Effect.provide(JobStore.memory())), { timeout: 120_000 })
 })
