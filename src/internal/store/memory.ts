@@ -63,6 +63,9 @@ interface QueueState {
   times: Array<number>
 }
 
+/** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
+const UNCONFIGURED: QueueState = Object.freeze({ paused: false, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
+
 export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const time = () => clock.currentTimeMillisUnsafe()
@@ -74,7 +77,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const closing = yield* Closing.make([signal, cancels])
   let seq = 0
 
-  const queueOf = (name: string) => {
+  /** A queue's settings: those of a queue never configured are the defaults, and kept nowhere. */
+  const queueOf = (name: string): QueueState => queues.get(name) ?? UNCONFIGURED
+  /** A queue's settings to change: kept from then on (a queue per tenant is no entry per tenant until configured). */
+  const configured = (name: string) => {
     let queue = queues.get(name)
     if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [] })
     return queue
@@ -257,7 +263,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     settings: QueueSettings
   ) =>
     Effect.sync(() => {
-      const queue = queueOf(name)
+      const queue = configured(name)
       if (settings.paused !== undefined) queue.paused = settings.paused
       if (settings.aging !== undefined) queue.aging = settings.aging
       if (settings.rateLimit === null) {
