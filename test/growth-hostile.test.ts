@@ -165,3 +165,37 @@ describe("the memory store with a queue per tenant", () => {
       assert.isBelow((after - before) / 5000, 64, `bytes per queue (${before} -> ${after})`)
     }).pipe(Effect.provide(JobStore.memory())), { timeout: 120_000 })
 })
+
+describe.runIf(Rd.enabled)("a Redis store with a queue per tenant, its jobs purged", () => {
+  // NOT FIXED (it.live.fails): a queue stays in the store's list of queues ({prefix}:queues) and keeps
+  // its seq, tasks and marker keys after its last job is purged. Besides 3 keys and a member per
+  // tenant ever served, every consumer's reaper runs one script per listed queue at each reap, and
+  // purge and the listing of every queue walk them all: the work of an idle store grows with every
+  // tenant it ever had. Dropping an emptied queue needs its enqueues to add it back to the list
+  // whatever the store instance remembers (the enqueue script answering that it made the queue's
+  // seq), and a drop ordered against a racing enqueue across two Cluster slots (the list's and the
+  // queue's): not done here
+  it.live.fails("50 queues, a job each, run and purged: no key of theirs is left, nor their names in the list of queues", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      yield* Effect.gen(function*() {
+        for (let i = 0; i < 50; i++) {
+          const queue = `tenant-${i}`
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* JobQueue.consume({ queues: [queue], handlers: [echo], concurrency: 1 })
+            const job = yield* JobQueue.enqueue(Echo, { n: i }, { queue })
+            assert.strictEqual(yield* job.await, i)
+          }))
+        }
+        yield* Effect.sleep(5)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: 0 }), 50)
+      }).pipe(Effect.provide(RedisJobStore.layer({ url: Rd.url!, prefix })))
+      const left = yield* Effect.promise(() =>
+        Rd.admin(async (client) => ({
+          keys: (await client.keys(`{${prefix}:tenant-*`)).length,
+          listed: await client.sCard(`{${prefix}}:queues`)
+        }))
+      )
+      assert.deepStrictEqual(left, { keys: 0, listed: 0 })
+    }), { timeout: 60_000 })
+})
