@@ -199,8 +199,10 @@ export const scenario: Scenario = {
       "V8's compilers on helper threads (poolifier 3.1%) and 2.6% in their GC work (1.6%). It is not deoptimization: after " +
       "the first run ours' path deoptimized at most 6 times a run. Merging small helpers would save a few Maglev compiles of " +
       "0.1–0.3 ms per thread, under 0.5% of a run: not tried. The main thread (a CPU profile over 5 warm runs, 22 µs per job " +
-      "seen by the profiler) has no single part above ~2.5 µs per job: GC 14%, receiveMessageOnPort 11% (deserializing the " +
-      "answers it drains: an empty call costs 0.03 µs, so skipping drains would save nothing), posting offers 6%, metrics 4%. " +
+      "seen by the profiler) has no single part above ~3 µs per job: GC 14%, receiveMessageOnPort 11% (deserializing the " +
+      "answers it drains: an empty call costs 0.03 µs, so skipping drains would save nothing), the awaiting fiber's resumption " +
+      "through its dispatcher 12% (the jobs end one at a time here, so each gets a setImmediate flush of its own), posting " +
+      "offers 6%, metrics 4%. " +
       "The job function itself deoptimizes 150–220 times a run in every contestant (`return x >>> 0` after the loop has no " +
       "type feedback, since the loop ends in on-stack-replaced code): the same for all, not ours' gap." +
       " Tried and dropped: a thread's Exit or `Effect.sync` taken before its `isEffect` check (one check and two small compiles fewer per task path): all threads' CPU per task 0.934×, 0.890×, 0.996× the old code's (bench/probe/ab.ts --fresh, no-op tasks, 3 × 12 pairs, load 9.3–12) against an A/A control of 0.965×; 0.5 ms tasks 1.019× (12 pairs, 0.80–1.55): not told apart."
