@@ -1020,11 +1020,11 @@ export interface RepeatOptions {
  * Enqueues one job per tick of a cron schedule, for as long as the current scope lasts. Any number of
  * processes may run the same `repeat` (the same `name`): each tick's job has an id made of the name
  * and the tick's time, so it is enqueued once however many processes reach it (as long as its job is
- * kept: purge a schedule's finished jobs only once older than its period and `catchUp`, plus the
- * longest a store may hang on an enqueue, or a process that reaches a tick late, or whose enqueue
- * of it was held that long, enqueues it again). A tick is enqueued until its deadline: the
- * next tick's time, or `catchUp` after its own if later. One reached after it (the store failing or
- * hanging, the process frozen) is skipped, logged and counted in the metric
+ * kept: purge a schedule's finished jobs only once older than its period or `catchUp`, whichever is
+ * longer, or a process that reaches a tick late enqueues it again). A tick is enqueued until its
+ * deadline: the next tick's time, or `catchUp` after its own if later, by the store's clock as the
+ * insert reaches it. One reached after it (the store failing or hanging, the process frozen) is
+ * skipped, logged and counted in the metric
  * `workpool_repeat_ticks_skipped`. A tick that passes while no process runs the schedule is skipped.
  * Processes that run one name with different payloads or options disagree silently: each tick's job
  * is the first process's to store it.

@@ -304,18 +304,14 @@ describe.each(reopenable)("a consumer in its %s store's own scope", (_name, make
 describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holding a Postgres consumer and its store, its server frozen (SIGSTOP) at the close", () => {
   it.live("a claim and a settle in flight that never get a reply, a job that never ends: the close ends within shutdownTimeout + 6 s (the stated bound), not for ever", () =>
     Effect.gen(function*() {
-      const server = yield* Effect.acquireRelease(
-        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-        (s) => Effect.promise(() => s.destroy())
-      )
+      const server = yield* Pg.ownServer()
       const scope = yield* Scope.make()
       const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 2 })
       const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
       const here = Effect.provideService(JobStore.JobStore, store)
       const release = yield* twoRunning(store, scope)
-      const pids = yield* Effect.promise(() => server.freeze())
       // thawed before the server is destroyed
-      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      yield* Pg.freeze(server)
       // job 0 ends: its settle, and the claim for its slot, get no reply
       yield* Deferred.succeed(release, undefined)
       yield* Effect.sleep(300)
@@ -378,10 +374,7 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
 describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holding a Postgres consumer (a 3 s lease) and its store, its server frozen (SIGSTOP) with a heartbeat and a reap in flight", () => {
   it.live("the close ends within shutdownTimeout + 6 s (the stated bound), not after the driver's 5 s drain of the interrupted beat or reap", () =>
     Effect.gen(function*() {
-      const server = yield* Effect.acquireRelease(
-        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-        (s) => Effect.promise(() => s.destroy())
-      )
+      const server = yield* Pg.ownServer()
       const scope = yield* Scope.make()
       const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 4 })
       const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
@@ -396,8 +389,7 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a scope holdi
       }).pipe(here, Scope.provide(scope))
       yield* here(JobQueue.enqueue(Echo, { n: 1 }))
       while (started < 1) yield* Effect.sleep(20)
-      const pids = yield* Effect.promise(() => server.freeze())
-      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      yield* Pg.freeze(server)
       // a beat every second, a reap every 1.5 s: both in flight by now, neither answered
       yield* Effect.sleep(1600)
       assert.isBelow(yield* closeWithin(scope, "30 seconds"), 7500)
@@ -408,16 +400,12 @@ describe.skipIf(!Pg.enabled || pgServer.binaries() === undefined)("a Postgres co
   it.live("its reap, never answered, is given up and logged as a failed reap, and the next reap runs (and fails) too: the reaper is not silent for ever", () => {
     const { logged, collector } = warnings()
     return Effect.gen(function*() {
-      const server = yield* Effect.acquireRelease(
-        Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-        (s) => Effect.promise(() => s.destroy())
-      )
+      const server = yield* Pg.ownServer()
       const cfg = yield* Postgres.options({ url: server.url, schema: Pg.freshSchema(), maxConnections: 4 })
       const store = yield* Postgres.make({ ...cfg, clock: "effect" })
       yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, lease: "2 seconds", poll: "1 hour", shutdownTimeout: 200 })
         .pipe(Effect.provideService(JobStore.JobStore, store))
-      const pids = yield* Effect.promise(() => server.freeze())
-      yield* Effect.addFinalizer(() => Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGCONT"))))
+      yield* Pg.freeze(server)
       const reaps = () => logged.filter((line) => line.startsWith("effect-workpool: taking back expired durable jobs failed"))
       // each reap is given up a lease after it was sent (the driver's drain of the interrupted
       // statement, up to 5 s, on top), the next one a half lease later

@@ -13,33 +13,10 @@ import * as JobQueue from "../src/JobQueue.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
-import { admin, blockedBy, enabled, freshSchema, url } from "./durable/postgres.ts"
+import { admin, appClient, blockedBy, enabled, freeze, freshSchema, ownServer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer } from "./helpers.ts"
 
-/** Freezes every process of `server` (SIGSTOP) until the test's scope ends (SIGCONT). */
-const freeze = (server: pgServer.Server) =>
-  Effect.uninterruptible(Effect.gen(function*() {
-    const pids = yield* Effect.promise(() => server.freeze())
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() =>
-        pids.forEach((pid) => {
-          try {
-            process.kill(pid, "SIGCONT")
-          } catch {
-            // gone
-          }
-        })
-      )
-    )
-  }))
-
-/** A Postgres server of the test's own (to freeze), stopped with the test's scope. */
-const ownServer = () =>
-  Effect.acquireRelease(
-    Effect.promise(() => pgServer.startServer(pgServer.binaries()!)),
-    (s) => Effect.promise(() => s.destroy())
-  )
 
 if (!enabled || pgServer.binaries() === undefined) describe.skip("the Postgres store's detached operations, hostile (WORKPOOL_PG_URL or the server binaries missing)", () => {})
 else {
@@ -51,9 +28,7 @@ else {
     it.live("the store closed while a write waits on a frozen server, its caller still waiting: the close ends it within the driver's drain bound (none runs past the close), and its caller fails with StoreError", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
-        const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 4 }).pipe(
-          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
-        )
+        const sql = yield* appClient(server.url, 4)
         const scope = yield* Scope.make()
         const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema: freshSchema() })).pipe(Scope.provide(scope))
         yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))

@@ -19,7 +19,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, backToVersion6, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, appClient, backToVersion6, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
@@ -878,32 +878,7 @@ if (enabled) {
 }
 
 /** The sockets of this process that are open (not yet destroyed): TCP, Unix, and TLS over them. */
-/**
- * Freezes every process of `server` (SIGSTOP, `server.freeze`: no backend forked meanwhile escapes)
- * until the test's scope ends (SIGCONT); returns the thaw, to end it sooner.
- */
-const freeze = (server: pgServer.Server) =>
-  Effect.uninterruptible(Effect.gen(function*() {
-    const pids = yield* Effect.promise(() => server.freeze())
-    const thaw = Effect.sync(() =>
-      pids.forEach((pid) => {
-        try {
-          process.kill(pid, "SIGCONT")
-        } catch {
-          // gone
-        }
-      })
-    )
-    yield* Effect.addFinalizer(() => thaw)
-    return thaw
-  }))
 
-/** A Postgres server of the test's own (to freeze or restart), stopped with the test's scope. */
-const ownServer = (options?: Parameters<typeof pgServer.startServer>[1]) =>
-  Effect.acquireRelease(
-    Effect.promise(() => pgServer.startServer(pgServer.binaries()!, options)),
-    (s) => Effect.promise(() => s.destroy())
-  )
 
 const openSockets = () =>
   (process as unknown as { _getActiveHandles(): Array<unknown> })._getActiveHandles().filter((handle) =>
@@ -1067,9 +1042,7 @@ if (enabled && pgServer.binaries() !== undefined) {
       Effect.gen(function*() {
         const server = yield* ownServer()
         // the application's own client, outliving the store
-        const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 2 }).pipe(
-          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
-        )
+        const sql = yield* appClient(server.url, 2)
         const schema = freshSchema()
         const scope = yield* Scope.make()
         const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })).pipe(Scope.provide(scope))
@@ -1318,9 +1291,7 @@ if (enabled && pgServer.binaries() !== undefined) {
     it.live("on the caller's client (layerClient): a read interrupted returns at once, its statement still draining; the store's close waits for the drain (the driver's 5 s bound): no statement of the store runs past its close", () =>
       Effect.gen(function*() {
         const server = yield* ownServer()
-        const sql = yield* PgClient.make({ url: Redacted.make(server.url), maxConnections: 4 }).pipe(
-          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
-        )
+        const sql = yield* appClient(server.url, 4)
         const scope = yield* Scope.make()
         const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema: freshSchema() })).pipe(Scope.provide(scope))
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }).pipe(Effect.provideService(JobStore.JobStore, store))

@@ -14,7 +14,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -33,6 +33,9 @@ else {
 
     it.effect("a delay counts on the server's clock, not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshSchema())))
+
+    it.effect("a repeat's tick's notAfter is checked on the server's clock as the insert reaches it, not the producer's (here a TestClock at 1970)", () =>
+      Effect.provide(notAfterOnServerClock, layer(freshSchema())))
 
     // a settle stamps finished_at with its statement's start time but becomes visible only at its
     // commit: a read by time between the two moved `until` past a job it could not see yet, and the

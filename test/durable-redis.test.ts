@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -44,6 +44,9 @@ else {
   describe("the Redis store", () => {
     it.effect("a delay counts on the server's clock (TIME), not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshPrefix())))
+
+    it.effect("a repeat's tick's notAfter is checked on the server's clock as the insert reaches it, not the producer's (here a TestClock at 1970)", () =>
+      Effect.provide(notAfterOnServerClock, layer(freshPrefix())))
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (BZPOPMIN)", () =>
       Effect.gen(function*() {

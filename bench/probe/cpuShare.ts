@@ -10,11 +10,13 @@
  *
  * With --settle=MS, each timed run starts MS ms after its pool's setup (with --fresh: whatever a new
  * thread's start-up leaves to V8, its first major GC say, then falls outside the timed run or not).
+ * With --switches, each kind of OS thread's voluntary context switches per job too (from /proc: how
+ * often it went to sleep, so how often something had to wake it).
  * With --per-rep, --threads' figures are printed for each run too. With --mark, a line
  * `=== timed start <name>` / `=== timed end <name>` brackets each timed run, to tell which events of
  * `node --trace-gc --trace-gc-nvp` or `--trace-opt` fell inside one.
  *
- * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh] [--load] [--threads] [--settle=MS] [--per-rep] [--mark]
+ * node bench/probe/cpuShare.ts [--kind=cpu|noop] [--jobs=N] [--reps=N] [--only=floor,poolifier,ours] [--fresh] [--load] [--threads] [--settle=MS] [--per-rep] [--mark] [--switches]
  */
 import { Effect } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
@@ -99,6 +101,22 @@ const byThreadName = (): Map<string, number> => {
   }
   return ticks
 }
+/** Voluntary context switches of each of the process's OS threads, by name (with --switches). */
+const switchesByThread = (): Map<string, number> => {
+  const counts = new Map<string, number>()
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const status = readFileSync(`/proc/self/task/${tid}/status`, "utf8")
+      const name = /^Name:\s*(.*)$/m.exec(status)![1]!
+      counts.set(`${name}#${tid}`, Number(/^voluntary_ctxt_switches:\s*(\d+)$/m.exec(status)![1]))
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return counts
+}
+const switches = process.argv.includes("--switches")
+const switchSums: Record<string, Map<string, number>> = {}
 const perName: Record<string, Map<string, number>> = {}
 /** CPU ticks by kind of OS thread over `runs` timed runs, as µs per job (a tick is 10 ms). */
 const perTask = (ticks: Map<string, number>, runs: number): string =>
@@ -113,10 +131,18 @@ for (let rep = 0; rep < reps; rep++) {
     if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle))
     if (mark) console.log(`=== timed start ${name}`)
     const k0 = byThreadName()
+    const s0 = switches ? switchesByThread() : undefined
     const t0 = process.threadCpuUsage(), p0 = process.cpuUsage(), w0 = performance.now()
     await pool.run()
     const w1 = performance.now(), t1 = process.threadCpuUsage(), p1 = process.cpuUsage()
     const k1 = byThreadName()
+    if (s0 !== undefined) {
+      const sums = switchSums[name] ??= new Map()
+      for (const [key, count] of switchesByThread()) {
+        const kind = key.slice(0, key.indexOf("#"))
+        sums.set(kind, (sums.get(kind) ?? 0) + count - (s0.get(key) ?? 0))
+      }
+    }
     if (mark) console.log(`=== timed end ${name}`)
     const sums = perName[name] ??= new Map()
     const run = new Map<string, number>()
@@ -145,6 +171,10 @@ if (process.argv.includes("--threads")) {
   for (const [name, sums] of Object.entries(perName)) {
     console.log(`${name.padEnd(10)} µs/task by OS thread: ${perTask(sums, reps)}`)
   }
+}
+for (const [name, sums] of Object.entries(switchSums)) {
+  const per = [...sums].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${(n / jobs / reps).toFixed(2)}`).join(", ")
+  console.log(`${name.padEnd(10)} voluntary switches per job by OS thread: ${per}`)
 }
 console.log(`load ${loads.map((l) => l.toFixed(1)).join(" ")}`)
 for (const pool of Object.values(open)) await pool.close()

@@ -185,6 +185,26 @@ export const scenario: Scenario = {
       "load, 6 of 20 inside the run) and CPU per job did not move (1.019× the old code's, pairs 0.96–1.03); holding the " +
       "ready message until that GC has ended (300 ms cap): no GC inside the run, CPU per job 0.994× (0.96–1.05, within the " +
       "noise; the 1 s settle above bounds the gain at ~1.4%), and `make` returned 1.5× later (median 299 → 413 ms), which " +
-      "scenario 9 would pay."
+      "scenario 9 would pay.",
+    "What the rest of the gap is made of (bench/probe/cpuShare.ts --fresh --threads --switches, 6 runs, load 7.9–8.8; " +
+      "floor / poolifier / ours, CPU µs per job): the process 526 / 558 / 623, the main thread 14 / 35 / 37, V8's helper " +
+      "threads 9 / 13 / 28, the pool's threads 519 / 510 / 551 (at load 1.6–2.2: 525 / 556 / 582, 26 / 39 / 38, 8 / 13 / 30, " +
+      "499 / 503 / 509). No thread waits for work: the pool's threads go to sleep 0.00 / 0.00 / 0.01 times per job, and " +
+      "ours' main thread is woken no more often than the floor's (1.26 / 1.31 / 1.17 voluntary switches per job), so the " +
+      "prefetch and the answers' path lose nothing to waiting; the gap is CPU. The helper threads' excess is mostly optimizing " +
+      "compilation in the new threads, not GC: per timed run V8 finished 21.5 / 47 / 94.5 optimizing compiles (`--trace-opt`, " +
+      "fresh pools, medians of runs 2–7, load 8–10), since every new thread of ours compiles again the ~25 functions of its " +
+      "task path (runTask, handle, answer, reply, flush, claim, paced, runWithoutFiber, runThunk, Effect's Exit and " +
+      "primitive constructors, ...) where poolifier's takes about half as many; `perf` over the whole probe put 5.4% of ours' samples in " +
+      "V8's compilers on helper threads (poolifier 3.1%) and 2.6% in their GC work (1.6%). It is not deoptimization: after " +
+      "the first run ours' path deoptimized at most 6 times a run. Merging small helpers would save a few Maglev compiles of " +
+      "0.1–0.3 ms per thread, under 0.5% of a run: not tried. The main thread (a CPU profile over 5 warm runs, 22 µs per job " +
+      "seen by the profiler) has no single part above ~3 µs per job: GC 14%, receiveMessageOnPort 11% (deserializing the " +
+      "answers it drains: an empty call costs 0.03 µs, so skipping drains would save nothing), the awaiting fiber's resumption " +
+      "through its dispatcher 12% (the jobs end one at a time here, so each gets a setImmediate flush of its own), posting " +
+      "offers 6%, metrics 4%. " +
+      "The job function itself deoptimizes 150–220 times a run in every contestant (`return x >>> 0` after the loop has no " +
+      "type feedback, since the loop ends in on-stack-replaced code): the same for all, not ours' gap." +
+      " Tried and dropped: a thread's Exit or `Effect.sync` taken before its `isEffect` check (one check and two small compiles fewer per task path): all threads' CPU per task 0.934×, 0.890×, 0.996× the old code's (bench/probe/ab.ts --fresh, no-op tasks, 3 × 12 pairs, load 9.3–12) against an A/A control of 0.965×; 0.5 ms tasks 1.019× (12 pairs, 0.80–1.55): not told apart."
   ]
 }

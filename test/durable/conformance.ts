@@ -77,6 +77,21 @@ export const delayOnServerClock = Effect.gen(function*() {
 })
 
 /**
+ * For a store whose time is its server's (Postgres, Redis), under a TestClock at 1970: a job's
+ * `notAfter` (a repeat's tick's deadline) is checked on the server's clock as the insert reaches it.
+ */
+export const notAfterOnServerClock = Effect.gen(function*() {
+  const store = yield* JobStore.JobStore
+  const local = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+  // an hour after the producer's 1970: long past on the server's clock
+  const late = yield* store.enqueue(newJob("ticks", { id: "tick:server-late", runAt: local, notAfter: local + 3_600_000 }))
+  assert.deepStrictEqual(late, { id: "tick:server-late", created: false, late: true })
+  assert.isUndefined(yield* store.get("tick:server-late"))
+  const onTime = yield* store.enqueue(newJob("ticks", { id: "tick:server-on-time", runAt: local, notAfter: Date.now() + 3_600_000 }))
+  assert.deepStrictEqual(onTime, { id: "tick:server-on-time", created: true })
+})
+
+/**
  * For a store whose time is its server's (Postgres, Redis), live: a job delayed by 1 s, enqueued
  * through another store instance (another process, as far as the consumer can tell) while the
  * consumer sleeps with a poll of an hour, starts at its time: the enqueue's notification wakes the
@@ -1301,6 +1316,30 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual(ticked?.retry, { fixed: 5000 })
         const badRetry = yield* Effect.flip(JobQueue.repeat("bad-retry", Echo, { n: 1 }, { cron: "* * * * *", retry: { fixed: -1 } }))
         assert.strictEqual((badRetry as { field: string }).field, "retry.fixed")
+      })))
+
+    it.effect("9b. an enqueue that reaches the store past its notAfter (a repeat's tick past its deadline) stores nothing and says so (late); one before it is stored; a job holding its id is returned, late or not", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const now = yield* store.now
+        const late = yield* store.enqueue(newJob("ticks", { id: "tick:late", runAt: now, notAfter: now - 1 }))
+        assert.deepStrictEqual(late, { id: "tick:late", created: false, late: true })
+        assert.isUndefined(yield* store.get("tick:late"))
+        assert.deepStrictEqual(yield* JobQueue.list({ queue: "ticks" }), [])
+        assert.strictEqual((yield* JobQueue.stats("ticks")).waiting, 0)
+        // nothing left behind: the same id on time is created (on a Cluster, its id index was undone)
+        const onTime = yield* store.enqueue(newJob("ticks", { id: "tick:late", runAt: now, notAfter: now + 60_000 }))
+        assert.deepStrictEqual(onTime, { id: "tick:late", created: true })
+        assert.deepStrictEqual(
+          yield* store.enqueue(newJob("ticks", { id: "tick:late", runAt: now, notAfter: now - 1 })),
+          { id: "tick:late", created: false },
+          "a job holding its id is returned, not refused"
+        )
+        // the store's clock decides, as it moves: a minute on, a notAfter of 30 s from before is past
+        yield* TestClock.adjust(60_000)
+        const later = yield* store.enqueue(newJob("ticks", { id: "tick:later", runAt: now, notAfter: now + 30_000 }))
+        assert.isTrue(later.late === true && !later.created, JSON.stringify(later))
+        assert.isUndefined(yield* store.get("tick:later"))
       })))
 
     it.effect("5. priority order is the in-process scheduler's: higher first, FIFO within a priority", () =>

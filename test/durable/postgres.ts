@@ -9,6 +9,7 @@ import * as Reactivity from "effect/reactivity/Reactivity"
 import { afterAll } from "vitest"
 import * as JobStore from "../../src/JobStore.ts"
 import * as Postgres from "../../src/internal/store/postgres.ts"
+import * as pgServer from "./pgserver.ts"
 
 export const url = process.env.WORKPOOL_PG_URL
 if (url === undefined || url === "") {
@@ -25,6 +26,39 @@ export const freshSchema = () => {
   schemas.push(schema)
   return schema
 }
+
+/** A Postgres server of the test's own (to freeze or restart), stopped with the test's scope. */
+export const ownServer = (options?: Parameters<typeof pgServer.startServer>[1]) =>
+  Effect.acquireRelease(
+    Effect.promise(() => pgServer.startServer(pgServer.binaries()!, options)),
+    (s) => Effect.promise(() => s.destroy())
+  )
+
+/**
+ * Freezes every process of `server` (SIGSTOP, `server.freeze`: no backend forked meanwhile escapes)
+ * until the test's scope ends (SIGCONT); returns the thaw, to end it sooner.
+ */
+export const freeze = (server: pgServer.Server) =>
+  Effect.uninterruptible(Effect.gen(function*() {
+    const pids = yield* Effect.promise(() => server.freeze())
+    const thaw = Effect.sync(() =>
+      pids.forEach((pid) => {
+        try {
+          process.kill(pid, "SIGCONT")
+        } catch {
+          // gone
+        }
+      })
+    )
+    yield* Effect.addFinalizer(() => thaw)
+    return thaw
+  }))
+
+/** A client of the application's own on `serverUrl` (what `layerClient` is given), closed with the test's scope. */
+export const appClient = (serverUrl: string, maxConnections: number) =>
+  PgClient.make({ url: Redacted.make(serverUrl), maxConnections }).pipe(
+    Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+  )
 
 /** Runs SQL on the test server outside any store (setup, cleanup, inspection). */
 export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>

@@ -3,16 +3,19 @@
  * is reached late (the store failing, the store hanging, a store slower than the ticks, the process
  * frozen or its timers late): a tick is enqueued until its deadline, the next tick's time or
  * `catchUp` after its own, whichever is later (`Infinity`: none skipped). One reached after it is
- * skipped with every tick up to the present (with `catchUp`, every tick older than it), counted
- * (`workpool_repeat_ticks_skipped`) and logged, and the schedule goes on from the next. Without a
+ * skipped with every later tick whose deadline passed too, counted (`workpool_repeat_ticks_skipped`)
+ * and logged, and the schedule goes on from the first still on time (`onTime`). Without a
  * deadline every tick that passed during a stall was enqueued when the store answered, each due
  * already: an hour's stall of a per-second schedule made 3,600 jobs at once, while a store that
  * failed instead had its ticks skipped.
  *
- * Ticks are enqueued in order, one at a time: a tick whose enqueue started before its deadline is
- * stored however long the store takes (a deadline on the statement itself would store nothing on a
- * store slower than the ticks), so a store slower than the ticks skips what it cannot keep up with
- * instead of lagging behind without end.
+ * Ticks are enqueued in order, one at a time, so a store slower than the ticks skips what it
+ * cannot keep up with instead of lagging behind without end. A tick's enqueue carries its deadline
+ * (`notAfter`), which the store checks on its own clock as the insert reaches it: one held past it
+ * (a lock on the table, a partition) stores nothing and the tick counts as skipped, where it was
+ * stored when the store answered, after other processes had enqueued, run and purged it. So a
+ * store whose inserts are reached later than a period after their tick stores nothing (`catchUp`
+ * gives them longer).
  *
  * @internal
  */
@@ -57,6 +60,22 @@ const ticksBetween = (cron: Cron.Cron, at: number, until: number) =>
     return count
   })
 
+/**
+ * The first tick still on time at `now`, after a stall past a tick's deadline: the first within
+ * `catchUp` of now, or else the latest due (its deadline, the next tick, is still ahead), or one due
+ * at `now` itself. Those before it passed their deadlines: a process that was stalled enqueued them
+ * late, when others may have enqueued, run and purged them meanwhile.
+ */
+const onTime = (cron: Cron.Cron, now: number, catchUp: number): number => {
+  // the first tick within catchUp (without it, the first at now or after)
+  const first = Cron.next(cron, now - Math.max(catchUp, 1)).getTime()
+  if (first <= now) return first
+  // the tick before it is due and on time, as long as Cron.prev finds the tick that Cron.next
+  // steps from to `first` (the ids of every process's ticks come from Cron.next)
+  const latest = Cron.prev(cron, first).getTime()
+  return Cron.next(cron, latest).getTime() === first ? latest : first
+}
+
 /** Enqueues a repeat's ticks for as long as it runs (forked into the repeat's scope). */
 export const run = (options: Options): Effect.Effect<never> => {
   const { catchUp, cron, name, store } = options
@@ -83,32 +102,51 @@ export const run = (options: Options): Effect.Effect<never> => {
       )
     })
 
+  // a tick not stored by its deadline: counted; logged if it starts a run of them
+  const giveUp = (at: number, message: string, cause?: unknown) =>
+    Effect.gen(function*() {
+      yield* Metric.update(skipped, 1)
+      if (givenUp !== undefined) {
+        givenUp.count++
+        return
+      }
+      givenUp = { first: at, count: 1 }
+      yield* cause === undefined
+        ? Effect.logWarning(`effect-workpool: repeat ${name}: ${message}`)
+        : Effect.logWarning(`effect-workpool: repeat ${name}: ${message}`, cause)
+    })
+
   // a tick whose enqueue fails (the store unreachable or locked for a moment) is tried again until
   // it is stored or its deadline passes: a schedule run by one process lost a daily job to one
   // failed statement
   const enqueueTick = (at: number, deadline: number) =>
     Effect.gen(function*() {
+      // the store refuses it past its deadline, by its own clock when the insert reaches it: an
+      // enqueue held longer (a lock, a partition) stored a tick that others had run and purged
+      const job: NewJob = deadline === Infinity ? options.job(at) : { ...options.job(at), notAfter: deadline - 1 }
       for (let wait = RETRY_FIRST, failures = 0;; wait = Math.min(wait * 2, RETRY_MAX)) {
-        const result = yield* Effect.result(store.enqueue(options.job(at)))
+        const result = yield* Effect.result(store.enqueue(job))
+        if (Result.isSuccess(result) && result.success.late === true) {
+          return yield* giveUp(
+            at,
+            `the enqueue of the tick of ${iso(at)} reached the store past its deadline (the store answered late, or held it): ` +
+              `not stored, skipped (and the next ones so, logged once a tick is stored)`
+          )
+        }
         if (Result.isSuccess(result)) {
           if (givenUp === undefined) return
           const { count, first } = givenUp
           givenUp = undefined
           return yield* Effect.logWarning(
             `effect-workpool: repeat ${name}: ${count === 1 ? "1 tick" : `${count} ticks`} due from ${iso(first)} to before ${iso(at)} ` +
-              `skipped: their enqueues failed until their deadlines, or were not tried while the store failed; the tick of ${iso(at)} is stored`
+              `skipped: their enqueues failed until their deadlines or reached the store past them, or were not tried meanwhile; the tick of ${iso(at)} is stored`
           )
         }
         const now = yield* store.now
         if (now + wait >= deadline) {
-          yield* Metric.update(skipped, 1)
-          if (givenUp !== undefined) {
-            givenUp.count++
-            return
-          }
-          givenUp = { first: at, count: 1 }
-          return yield* Effect.logWarning(
-            `effect-workpool: repeat ${name}: enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
+          return yield* giveUp(
+            at,
+            `enqueuing the tick of ${iso(at)} failed ${failures + 1} times; ` +
               `its deadline is near, this one is skipped (and the next ones that fail so, logged once a tick is stored)`,
             result.failure
           )
@@ -140,10 +178,7 @@ export const run = (options: Options): Effect.Effect<never> => {
       const following = Cron.next(cron, at).getTime()
       const deadline = Math.max(following, at + catchUp)
       if (now >= deadline) {
-        // every tick before now goes too (within catchUp: the first of those): a process that was
-        // stalled enqueued the latest, which others may have enqueued, run and purged meanwhile.
-        // Not one due now: it is on time (a stall that ended at a tick's time skipped it)
-        const resume = Cron.next(cron, now - Math.max(catchUp, 1)).getTime()
+        const resume = onTime(cron, now, catchUp)
         yield* skip(at, resume, now)
         // the tick itself, not the next from a moment before it: Cron.next from a moment before a
         // tick moved out of a DST gap (02:30 at 03:30) passes it, and it was neither enqueued nor counted

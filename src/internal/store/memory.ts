@@ -63,6 +63,9 @@ interface QueueState {
   times: Array<number>
 }
 
+/** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
+const UNCONFIGURED: QueueState = Object.freeze({ paused: false, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
+
 export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const time = () => clock.currentTimeMillisUnsafe()
@@ -74,7 +77,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const closing = yield* Closing.make([signal, cancels])
   let seq = 0
 
-  const queueOf = (name: string) => {
+  /** A queue's settings: those of a queue never configured are the defaults, and kept nowhere. */
+  const queueOf = (name: string): QueueState => queues.get(name) ?? UNCONFIGURED
+  /** A queue's settings to change: kept from then on (a queue per tenant is no entry per tenant until configured). */
+  const configured = (name: string) => {
     let queue = queues.get(name)
     if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [] })
     return queue
@@ -114,7 +120,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const add = (
     input: NewJob,
     held?: Map<string, string>
-  ): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+  ): { readonly id: string; readonly created: boolean; readonly late?: true; readonly visibleIn?: number } => {
     const job = withId(input)
     if (rows.has(job.id)) return { id: job.id, created: false }
     if (job.dedupKey !== null && held !== undefined) {
@@ -131,6 +137,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
     }
     const now = time()
+    if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true }
     const visibleAt = job.runAt ?? now + job.delay
     const row: Row = {
       job: {
@@ -164,8 +171,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   }
   const enqueue = (input: NewJob) =>
     Effect.sync(() => {
-      const { id, created, visibleIn } = add(input)
-      return visibleIn === undefined ? { id, created } : changedIn(visibleIn, { id, created })
+      const { id, created, late, visibleIn } = add(input)
+      return visibleIn === undefined ? late ? { id, created, late } : { id, created } : changedIn(visibleIn, { id, created })
     })
   const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
     Effect.sync(() => {
@@ -256,7 +263,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     settings: QueueSettings
   ) =>
     Effect.sync(() => {
-      const queue = queueOf(name)
+      const queue = configured(name)
       if (settings.paused !== undefined) queue.paused = settings.paused
       if (settings.aging !== undefined) queue.aging = settings.aging
       if (settings.rateLimit === null) {

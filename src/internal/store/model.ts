@@ -74,10 +74,24 @@ export interface NewJob {
   readonly trace?: string | null | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
+  /**
+   * The last moment (store time, ms since the epoch) at which it may be created: an enqueue that
+   * reaches the store later creates nothing and answers `late` (a repeat's tick past its deadline,
+   * whose job another process may have stored, run and purged meanwhile). A job that holds its id
+   * or dedup key is returned as ever. None for other jobs.
+   */
+  readonly notAfter?: number | undefined
 }
 
 /** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
-export type FreshJob = Omit<NewJob, "id">
+export type FreshJob = Omit<NewJob, "id" | "notAfter">
+
+/** What `Store.enqueue` did: `late`, nothing stored (past the job's `notAfter`), `created` false. */
+export interface Enqueued {
+  readonly id: string
+  readonly created: boolean
+  readonly late?: true | undefined
+}
 
 /** The job with its id: the caller's, or a fresh UUID. */
 export const withId = (job: NewJob): NewJob & { readonly id: string } =>
@@ -222,18 +236,18 @@ export interface QueueSettings {
  * stop interrupts them; a Postgres write waits up to 500 ms for its cancel to be confirmed, so that
  * on a live server it does not commit after its caller left; but for a job's final settle, which
  * is batched and written by the store's own writer: one given up is better written than its job
- * run again; on Redis a command once sent runs when the server gets to it): what it leaves to finish in the
- * background (a Postgres statement's drain)
- * ends before the store's close does, which cuts the operations still awaited (no store operation
- * outlives its store).
+ * run again; on Redis a command once sent runs when the server gets to it): what it leaves to
+ * finish in the background (a Postgres statement's drain) ends before the store's close does,
+ * which cuts the operations still awaited (no store operation outlives its store).
  */
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
    * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key.
+   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * time is past the job's `notAfter`.
    */
-  readonly enqueue: (job: NewJob) => Effect.Effect<{ readonly id: string; readonly created: boolean }, StoreError>
+  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
   /**
    * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
    * within a priority), with a dedup key matching an unfinished job, or a job before it in the same

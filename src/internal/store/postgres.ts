@@ -716,6 +716,16 @@ export const makeWith = (
       cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : sql.literal("floor(extract(epoch from now()) * 1000)::bigint")
 
     /**
+     * The store's time when a statement looks at it, for a job's `notAfter`: on the server's clock,
+     * `clock_timestamp()`, not `now()` (the transaction's start: an insert held by a lock on the
+     * table would be checked against the time it was sent, and stored however late).
+     */
+    const CHECKED_AT = (): Fragment | number =>
+      cfg.clock === "effect"
+        ? clock.currentTimeMillisUnsafe()
+        : sql.literal("floor(extract(epoch from clock_timestamp()) * 1000)::bigint")
+
+    /**
      * A statement as one store operation, on a fiber of its own (`Detached`): a caller that stops
      * waiting (interrupted, or past a read's bound) returns at once, the statement's drain going on
      * in the background. Failing when the store is closed: on the caller's client (layerClient), which
@@ -1000,11 +1010,14 @@ export const makeWith = (
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
       // how long until it is due, on the server's clock (a runAt is the producer's)
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
+          ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
+      // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
+      // a statement of its own (every other enqueue's is as it was)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
           dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        VALUES (${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
-          ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null})
+        ${job.notAfter === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${CHECKED_AT()} <= ${job.notAfter}::bigint`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay)} IS NULL AS notified`
     }
@@ -1026,12 +1039,18 @@ export const makeWith = (
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
               LIMIT 1`
             if (found.length > 0) return { id: found[0]!.id, created: false }
+            // no job holds it: the insert was past its notAfter (a round trip only then), or the
+            // holder was purged since (tried again)
+            if (job.notAfter !== undefined) {
+              const [late] = yield* sql<{ late: boolean }>`SELECT ${CHECKED_AT()} > ${job.notAfter}::bigint AS late`
+              if (late?.late === true) return { id: job.id, created: false, late: true as const }
+            }
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
-        }).pipe(Effect.map((result): { id: string; created: boolean; dueIn?: number } => result)),
+        }).pipe(Effect.map((result): { id: string; created: boolean; late?: true; dueIn?: number } => result)),
         (result) => result.created ? result.dueIn ?? true : false,
         input.queue
-      ).pipe(Effect.map(({ created, id }) => ({ id, created })))
+      ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
 
     /**
      * `enqueueAll`'s multi-row INSERT of new jobs (ids fresh), in their order (`n`: the identity

@@ -229,6 +229,7 @@ const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sh
 
 const SCRIPTS = {
   enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
+  enqueueTick: script<[string, number, string?]>(Scripts.ENQUEUE_TICK),
   enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
@@ -312,6 +313,9 @@ const HOLD_GRACE = 5000
 /** An idle consumer's wait that names no tasks (see `idleTasks`): it takes jobs of any task. */
 const ANY_TASK = "\u0000any"
 
+/** The queues a store remembers having added to its list of queues (see `knownQueue`). */
+const KNOWN_QUEUES = 1024
+
 /**
  * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
  * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
@@ -383,10 +387,18 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
       evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
     const queues = redis.send<Array<string>>("SMEMBERS", QUEUES)
-    /** Adds a queue to the list of queues once per store instance: a round trip saved per enqueue. */
+    /**
+     * Adds a queue to the list of queues once per store instance: a round trip saved per enqueue.
+     * At most `KNOWN_QUEUES` are remembered (a queue per tenant would be a name kept per tenant for
+     * the store's life); past that they are forgotten, and their next enqueue adds them again.
+     */
     const added = new Set<string>()
     const knownQueue = (queue: string) =>
-      added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () => Effect.sync(() => added.add(queue)))
+      added.has(queue) ? Effect.void : Effect.tap(redis.send("SADD", QUEUES, queue), () =>
+        Effect.sync(() => {
+          if (added.size >= KNOWN_QUEUES) added.clear()
+          added.add(queue)
+        }))
     /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
     const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
       const named = namedQueue(id)
@@ -524,7 +536,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.forkScoped
     )
 
-    /** A job's fields as the scripts take them (see `ADD_JOB`), after `before`. */
+    /** A job's fields as the scripts take them (see redisScripts.ts `addJob`), after `before`. */
     const jobFields = (job: FreshJob, id: string, before: Array<string> = []) => {
       before.push(
         id,
@@ -548,9 +560,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * queue can hold it: one script in the queue's slot, on a Cluster too.
      */
     const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
+    /** A tick's last argument: its notAfter, checked against the script's clock. */
+    const notAfter = (job: NewJob) => job.notAfter === undefined ? "" : String(job.notAfter)
     /** A repeatable job's tick on one Redis: the script checks and writes the id index too (one round trip). */
     const enqueueOne = (job: NewJob, id: string) =>
-      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue])
+      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)])
     /**
      * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
      * is written first (a job is never without it) and the script runs after it (two round trips).
@@ -559,9 +573,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.gen(function*() {
         const fresh = yield* redis.send<number>("HSETNX", IDS, id, job.queue)
         if (fresh === 0 && (yield* queueOfId(id)) !== job.queue) return [id, 0] as [string, number, string?]
-        const result = yield* run("enqueue", job.queue, ...enqueueArgs(job, id))
-        // a dedup key held by another job: this id was never stored
-        if (fresh === 1 && result[0] !== id) yield* redis.send("HDEL", IDS, id)
+        const result = yield* run("enqueueTick", job.queue, ...enqueueArgs(job, id), notAfter(job))
+        // a dedup key held by another job, or past its notAfter: this id was never stored
+        if (fresh === 1 && (result[0] !== id || result[1] === -1)) yield* redis.send("HDEL", IDS, id)
         return result
       })
     const enqueue = (job: NewJob) =>
@@ -574,11 +588,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             : cfg.cluster
             ? enqueueCluster(job, job.id)
             : enqueueOne(job, job.id))
-          return { id, created: created === 1, dueIn: Number(dueIn ?? 0) }
+          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time
         (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
-      ).pipe(Effect.map(({ created, id }) => ({ id, created })))
+      ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**
      * A queue's jobs as the one JSON argument of its script, or a failure saying the batch is too large:
@@ -697,9 +711,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (finals.length === 0) return 0
           let count = 0
           for (const queue of yield* queues) {
-            const gone = yield* run("purge", queue, String(before), ...finals)
-            if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
-            count += gone.length
+            // a script deletes a batch of each state; a full one may have left more
+            let gone: Array<string>
+            do {
+              gone = yield* run("purge", queue, String(before), ...finals)
+              if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
+              count += gone.length
+            } while (gone.length >= Scripts.PURGE_BATCH)
           }
           return count
         }),

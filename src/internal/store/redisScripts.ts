@@ -126,11 +126,15 @@ local function promote(now)
     place(id, now)
   end
 end
+-- a priority no queued job has is no field: priorities are any numbers, one per job would be a field per job
+local function unqueuedAt(priority, count)
+  if redis.call("HINCRBY", B .. ":prio", priority, -count) <= 0 then redis.call("HDEL", B .. ":prio", priority) end
+end
 local function unqueue(id)
   local f = redis.call("HMGET", jobKey(id), "task", "seq", "priority")
   redis.call("ZREM", B .. ":ready:" .. f[1], member(tonumber(f[2]), id))
   redis.call("ZREM", B .. ":delayed", id)
-  redis.call("HINCRBY", B .. ":prio", f[3], -1)
+  unqueuedAt(f[3], 1)
 end
 local function queuedAt(priority)
   redis.call("HINCRBY", B .. ":prio", priority, 1)
@@ -234,9 +238,12 @@ end
  * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
  * its id or dedup key and 0. `now`: the time (nil: read once it is needed).
+ *
+ * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
+ * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
-const ADD_JOB = `
-local function addJob(a, o, now)
+const addJob = (late: boolean) => `
+local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
@@ -245,7 +252,7 @@ local function addJob(a, o, now)
     if other then return other, 0 end
   end
   now = now or clock(ARGV[1])
-  local visible
+${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
   if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
   local seq = redis.call("INCR", B .. ":seq")
   local rank = rankOf(tonumber(a[o + 4]), visible)
@@ -269,15 +276,18 @@ end
 `
 
 /**
- * ARGV: now, then a job's fields (see `ADD_JOB`) → {id, created (1 or 0), ms until it is visible
+ * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
  * (text; created only)}
  *
  * `indexed`: the script also owns the id index (KEYS[2], job id → queue; ARGV[14] the queue): an
  * id another queue holds is not enqueued, and a created job's id is indexed in the same script.
  * Only on one Redis: on a Cluster the index is in another slot, so the caller writes it first.
+ *
+ * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
+ * ARGV[14]): past it, {id, -1} and nothing stored.
  */
-const enqueue = (indexed: boolean) =>
-  `${PRELUDE}${ADD_JOB}
+const enqueue = (indexed: boolean, tick: boolean) =>
+  `${PRELUDE}${addJob(tick)}
 local id = ARGV[2]
 ${
     indexed
@@ -285,25 +295,34 @@ ${
 if owner and owner ~= ARGV[14] then return {id, 0} end
 `
       : ""
-  }local found, created, due = addJob(ARGV, 1)
+  }${
+    tick
+      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? 15 : 14}]))
+if created ~= 1 then return {found, created} end
+`
+      : `local found, created, due = addJob(ARGV, 1)
 if created == 0 then return {found, 0} end
-${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+`
+  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
 ` : ""}return {id, 1, tostring(due)}
 `
 
-/** On a Redis Cluster: the caller has indexed the id (another slot) before. */
-export const ENQUEUE = enqueue(false)
+/** A new job (its id names its queue, see redis.ts `namedQueue`), on one Redis or a Cluster. */
+export const ENQUEUE = enqueue(false, false)
 
-/** On one Redis: the id index too, in the same script (one round trip per enqueue). */
-export const ENQUEUE_INDEXED = enqueue(true)
+/** A repeat's tick on a Redis Cluster: the caller has indexed the id (another slot) before. */
+export const ENQUEUE_TICK = enqueue(false, true)
+
+/** A repeat's tick on one Redis: the id index too, in the same script (one round trip per enqueue). */
+export const ENQUEUE_INDEXED = enqueue(true, true)
 
 /**
  * New jobs of one queue, in order, at one time. ARGV: now, the jobs as a JSON array of arrays of
- * their fields (see `ADD_JOB`; ids fresh, named by their queue): one argument, not twelve a job,
+ * their fields (see `addJob`; ids fresh, named by their queue): one argument, not twelve a job,
  * which a batch of 10,000 made more than a JavaScript call can spread. → {ms until the soonest
  * created job is visible ("" for none), then each job's id and created (1 or 0)}
  */
-export const ENQUEUE_ALL: string = `${PRELUDE}${ADD_JOB}
+export const ENQUEUE_ALL: string = `${PRELUDE}${addJob(false)}
 local jobs = cjson.decode(ARGV[2])
 local now = clock(ARGV[1])
 local out = {""}
@@ -426,7 +445,7 @@ for n, id in ipairs(taken) do
   job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
   out[#out + 1] = job
 end
-for priority, count in pairs(byPriority) do redis.call("HINCRBY", B .. ":prio", priority, -count) end
+for priority, count in pairs(byPriority) do unqueuedAt(priority, count) end
 bulk("ZADD", B .. ":running", leases)
 bulk("HSET", B .. ":tokens", owners)
 local limitedFor = "0"
@@ -615,21 +634,24 @@ place(id, now)
 return 1
 `
 
-/** ARGV: before, states... → the ids deleted */
+/** The most jobs of one final state a `PURGE` deletes (a script holds the server while it runs). */
+export const PURGE_BATCH = 10_000
+
+/**
+ * ARGV: before, states... → the ids deleted, at most `PURGE_BATCH` of each state: fewer than
+ * `PURGE_BATCH` in all, every job of those states that finished before `before` is gone
+ */
 export const PURGE: string = `${PRELUDE}
-local before = tonumber(ARGV[1])
 local gone = {}
 for i = 2, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  local done = redis.call("ZRANGEBYSCORE", key, "-inf", before, "WITHSCORES", "LIMIT", 0, 10000)
-  for k = 1, #done, 2 do
+  local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
+  for k = 1, #done do
     local id = done[k]
-    if tonumber(done[k + 1]) < before then
-      redis.call("ZREM", key, id)
-      redis.call("ZREM", B .. ":all", id)
-      redis.call("DEL", jobKey(id))
-      gone[#gone + 1] = id
-    end
+    redis.call("ZREM", key, id)
+    redis.call("ZREM", B .. ":all", id)
+    redis.call("DEL", jobKey(id))
+    gone[#gone + 1] = id
   end
 end
 return gone

@@ -21,6 +21,11 @@
  * that answers asynchronously (Postgres), a change can land while the look is in flight, and its
  * wake-up would otherwise be missed until the next poll.
  *
+ * A process may see a queue per tenant for months: what is kept per key is bounded. Past `MAX_KEYS`
+ * keys the last changes are forgotten, and a wait from a version before that returns at once (as
+ * for a change: its waiter looks once more); the delayed changes already due that no waiter took
+ * are then taken as changes.
+ *
  * @internal
  */
 import { type Clock, Effect } from "effect"
@@ -60,6 +65,9 @@ const ALL = "\u0000all"
 /** A key no waiter names: its change wakes only the waiters of every key (a job ended: its awaiters look). */
 export const UNKEYED = "\u0000unkeyed"
 
+/** The keys whose last change is kept (see `changedSince`); a delayed change's times start at as many. */
+const MAX_KEYS = 1024
+
 export const makeSignal = (options: SignalOptions = {}): Signal => {
   const { clock, onWait } = options
   /** `clock`'s monotonic time, in which `notifyIn`'s times are kept. */
@@ -68,8 +76,12 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
   let version = 0
   /** The version of the last change of each key (ALL: of everything). */
   const changedAt = new Map<string, number>()
+  /** The changes up to this version are forgotten (`changedAt` cleared past `MAX_KEYS`). */
+  let forgotten = 0
   /** When the soonest `notifyIn` of each key is due (monotonic ms of `clock`). */
   const dueAt = new Map<string, number>()
+  /** `dueAt`'s size at which its due entries are taken; twice what is left after, so that a sweep is paid for. */
+  let dueLimit = MAX_KEYS
   /** A change of `key` ends the wait of `waiter`; a new time for it (`timed`) only the waits of its own key. */
   const concerns = (waiter: Waiter, key: string, timed = false) =>
     key === ALL || (waiter.keys === undefined ? !timed : waiter.keys.includes(key))
@@ -82,13 +94,29 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
   }
   const notify = (key: string = ALL) => {
     version++
+    if (changedAt.size >= MAX_KEYS && !changedAt.has(key)) {
+      changedAt.clear()
+      forgotten = version - 1
+    }
     changedAt.set(key, version)
     wake(key)
   }
   const notifyIn = (millis: number, key: string = ALL) => {
     if (clock === undefined || !(millis > 0)) return notify(key)
-    const at = now!() + millis
+    const time = now!()
+    const at = time + millis
     if (at >= (dueAt.get(key) ?? Infinity)) return
+    if (dueAt.size >= dueLimit) {
+      // due, with no waiter of its key here to take it (a queue this process does not consume):
+      // a change now, as its waiter would have made it
+      for (const [due, dueTime] of dueAt) {
+        if (dueTime <= time) {
+          dueAt.delete(due)
+          notify(due)
+        }
+      }
+      dueLimit = Math.max(MAX_KEYS, dueAt.size * 2)
+    }
     dueAt.set(key, at)
     // the waiters sleep again, to the new time (no change yet: the version stays)
     wake(key, true)
@@ -96,6 +124,7 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
   /** Whether a change a waiter of `keys` wakes for came after version `since`. */
   const changedSince = (since: number, keys: ReadonlyArray<string> | undefined) => {
     if (keys === undefined) return version !== since
+    if (since < forgotten) return true
     if ((changedAt.get(ALL) ?? 0) > since) return true
     for (const key of keys) if ((changedAt.get(key) ?? 0) > since) return true
     return false

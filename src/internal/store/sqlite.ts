@@ -464,6 +464,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           .all(job.queue, job.dedupKey) as unknown as Array<{ id: string }>
         if (found.length > 0) return { id: found[0]!.id, created: false }
       }
+      if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
       prepare(
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
@@ -490,9 +491,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const enqueue = (input: NewJob) =>
       write("enqueue", () => {
-        const { id, created, visibleIn: due } = add(input, prepareOnce, time())
+        const { id, created, late, visibleIn: due } = add(input, prepareOnce, time())
         if (due !== undefined) visibleIn = due
-        return { id, created }
+        return late ? { id, created, late } : { id, created }
       })
 
     const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
