@@ -19,7 +19,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, appClient, backToVersion6, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
+import { admin, appClient, backToVersion6, blockedBy, enabled, lockWaiters, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
@@ -670,6 +670,58 @@ else {
         assert.isAbove(settles.filter((settle) => settle.written).length, 0)
       }).pipe(Effect.provide(testLayer(schema)))
     }, { timeout: 120_000 })
+
+    // the claim locked the jobs it took (SKIP LOCKED) before its carried settles waited for theirs:
+    // a heartbeat whose snapshot came before a reap held a settled job and waited for the reaped one
+    // (by its old token), which the claim had just taken: "deadlock detected", Postgres failing one
+    // of them after deadlock_timeout (a CI run of the racing test above, 'settle failed')
+    it.effect("a claim carrying a settle, racing a heartbeat that holds the settled job and waits for a reaped one the claim takes: both end, no deadlock", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const request = { queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 }
+        // in seq order: y and m held for a minute, x for a second (reaped)
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n })
+        const [y, m] = (yield* store.claim(request)).claims
+        const [x] = (yield* store.claim({ ...request, limit: 1, lease: 1000 })).claims
+        const seqOf = (id: string) =>
+          Effect.promise(() => admin((sql) => sql<{ seq: string }>`SELECT seq::text AS seq FROM ${sql.literal(S)}.wp_job WHERE id = ${id}`))
+            .pipe(Effect.map((rows) => rows[0]!.seq))
+        // m's row held by another transaction: the heartbeat locks y, then waits at m
+        const { Client } = yield* Effect.promise(() => import("pg"))
+        const locker = new Client({ connectionString: url! })
+        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+        const mSeq = yield* seqOf(m!.job.id)
+        yield* Effect.promise(() => locker.query("BEGIN"))
+        yield* Effect.promise(() => locker.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ${mSeq} FOR UPDATE`))
+        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        const own = yield* appClient(url!, 1)
+        const other = yield* appClient(url!, 1)
+        const now = 1001
+        yield* TestClock.adjust(now)
+        const beat = yield* Effect.forkChild(Effect.exit(Postgres.heartbeatStatement(own, own.literal(S), [y!.token, m!.token, x!.token], 60_000, now)))
+        yield* blockedBy(holder)
+        // x's lease has ended: reaped (SKIP LOCKED: x is not locked), queued again
+        assert.strictEqual(yield* store.reap([0]), 1)
+        // the claim carries y's final settle: y is the heartbeat's, so the claim waits for it
+        const claim = yield* Effect.forkChild(Effect.exit(
+          Postgres.claimStatement(other, other.literal(S), request, now, [{ token: y!.token, state: "succeeded", exit: null }])
+        ))
+        yield* lockWaiters(2)
+        yield* Effect.promise(() => locker.query("ROLLBACK"))
+        const [beaten, claimed] = [yield* Fiber.join(beat), yield* Fiber.join(claim)]
+        assert.isTrue(Exit.isSuccess(beaten), String(beaten))
+        assert.isTrue(Exit.isSuccess(claimed), String(claimed))
+        if (Exit.isSuccess(beaten) && Exit.isSuccess(claimed)) {
+          // the heartbeat renewed y (settled after it) and m; x's old token holds nothing
+          assert.deepStrictEqual(beaten.value.map((row) => row.lease_token).sort(), [y!.token, m!.token].sort())
+          assert.deepStrictEqual(claimed.value[0]?.settled, [y!.token])
+          assert.deepStrictEqual(claimed.value.map((row) => row.id), [x!.job.id])
+        }
+        assert.strictEqual((yield* store.get(y!.job.id))?.state, "succeeded")
+      }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
 
     it.effect("a version-6 schema migrated under held jobs: a job claimed before the upgrade is renewed and settled by its token after it; a job reaped before it stays lost to its old token", () => {
       const schema = freshSchema()

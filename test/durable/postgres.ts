@@ -4,7 +4,7 @@
  * missing server is a failure. Each test gets its own schema, dropped when its file ends.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted, Schedule } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { afterAll } from "vitest"
 import * as JobStore from "../../src/JobStore.ts"
@@ -118,9 +118,24 @@ export const backToVersion6 = (S: string) =>
  * a snapshot taken at the transaction's first read of it (the latencies race test hung 1 run in 3).
  */
 export const blockedBy = (holder: number) =>
-  Effect.promise(() =>
-    admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
-  ).pipe(Effect.repeat({ until: ([row]) => row!.n > 0, schedule: Schedule.spaced("5 millis") }), Effect.asVoid)
+  lookUntil((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
+
+/** Waits until at least `count` backends of the test database wait for a lock (whoever holds it). */
+export const lockWaiters = (count: number) =>
+  lookUntil((sql) =>
+    sql<{ n: number }>`SELECT (count(*) >= ${count})::int AS n FROM pg_stat_activity
+      WHERE wait_event_type = 'Lock' AND datname = current_database()`
+  )
+
+/**
+ * Looks every 5 ms of real time until the look's `n` is above 0: timed by the platform's timer,
+ * not the Effect Clock, so that a wait inside a `TestClock` test (it.effect) does not hang once the
+ * first look finds nothing.
+ */
+const lookUntil = (look: (sql: PgClient.PgClient) => Effect.Effect<ReadonlyArray<{ n: number }>, unknown>) =>
+  Effect.promise(async () => {
+    while (((await admin(look))[0]?.n ?? 0) <= 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  })
 
 /** The pids of the backends listening on `channel` now. */
 export const listeners = (channel: string) =>

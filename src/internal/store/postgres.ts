@@ -377,17 +377,34 @@ export const claimStatement = (
     SqlRow & { rank: number; limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
       SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
-    ),
-    next AS (${bestStatement(sql, S, request.queues, request.tasks, request.limit, now, sql`NOT (SELECT limited FROM limited)`)}),
+    ),${
+    finals.length === 0 ? sql`` : sql`
+    settled AS (${settleStatement(sql, S, finals, now)}),`
+  }
+    next AS (${
+    bestStatement(
+      sql,
+      S,
+      request.queues,
+      request.tasks,
+      request.limit,
+      now,
+      // the carried settles first (a one-time filter: settled runs whole before the claim locks any
+      // job): their locks wait, in seq order, and must come before the claim's, which never wait
+      // (SKIP LOCKED). Run after them, a claim holding a job it had just taken waited for a settled
+      // one that a heartbeat or a settle batch held, which waited for that job (found by a token of
+      // its before a reap, its snapshot older than the reap): "deadlock detected"
+      finals.length === 0
+        ? sql`NOT (SELECT limited FROM limited)`
+        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`
+    )
+  }),
     claimed AS (
       UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
         lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
-    )${
-    finals.length === 0 ? sql`` : sql`,
-    settled AS (${settleStatement(sql, S, finals, now)})`
-  }
+    )
     SELECT claimed.*, limited.limited${
     finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
   },
