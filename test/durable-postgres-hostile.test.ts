@@ -19,7 +19,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
-import { admin, appClient, backToVersion6, blockedBy, enabled, lockWaiters, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
+import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
@@ -698,6 +698,7 @@ else {
         const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
         const own = yield* appClient(url!, 1)
         const other = yield* appClient(url!, 1)
+        const beating = (yield* own<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
         const now = 1001
         yield* TestClock.adjust(now)
         const beat = yield* Effect.forkChild(Effect.exit(Postgres.heartbeatStatement(own, own.literal(S), [y!.token, m!.token, x!.token], 60_000, now)))
@@ -708,7 +709,7 @@ else {
         const claim = yield* Effect.forkChild(Effect.exit(
           Postgres.claimStatement(other, other.literal(S), request, now, [{ token: y!.token, state: "succeeded", exit: null }])
         ))
-        yield* lockWaiters(2)
+        yield* blockedBy(beating)
         yield* Effect.promise(() => locker.query("ROLLBACK"))
         const [beaten, claimed] = [yield* Fiber.join(beat), yield* Fiber.join(claim)]
         assert.isTrue(Exit.isSuccess(beaten), String(beaten))

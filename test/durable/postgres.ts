@@ -120,13 +120,6 @@ export const backToVersion6 = (S: string) =>
 export const blockedBy = (holder: number) =>
   lookUntil((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
 
-/** Waits until at least `count` backends of the test database wait for a lock (whoever holds it). */
-export const lockWaiters = (count: number) =>
-  lookUntil((sql) =>
-    sql<{ n: number }>`SELECT (count(*) >= ${count})::int AS n FROM pg_stat_activity
-      WHERE wait_event_type = 'Lock' AND datname = current_database()`
-  )
-
 /**
  * Looks every 5 ms of real time until the look's `n` is above 0: timed by the platform's timer,
  * not the Effect Clock, so that a wait inside a `TestClock` test (it.effect) does not hang once the
