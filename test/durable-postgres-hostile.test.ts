@@ -18,7 +18,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
 import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
@@ -722,6 +722,43 @@ else {
         }
         assert.strictEqual((yield* store.get(y!.job.id))?.state, "succeeded")
       }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
+
+    // a tick's insert is checked as it reaches the table: by clock_timestamp() once its lock is
+    // granted, not by now() (its transaction's start, before the wait), which stored an insert held
+    // past its deadline however late, after other processes may have run and purged the tick
+    it.live("a repeat's tick whose insert waits on a table lock until past its notAfter stores nothing and answers late; one whose lock is let go in time is stored", () => {
+      const schema = freshSchema()
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const serverNow = Effect.promise(() =>
+          admin((sql) => sql<{ now: string }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint::text AS now`)
+        ).pipe(Effect.map((rows) => Number(rows[0]!.now)))
+        const { Client } = yield* Effect.promise(() => import("pg"))
+        const locker = new Client({ connectionString: url! })
+        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        /** A tick's enqueue, `ahead` ms before its notAfter on the server's clock, held by the lock until `letGo`. */
+        const held = (id: string, ahead: number, letGo: (notAfter: number) => Effect.Effect<unknown>) =>
+          Effect.gen(function*() {
+            yield* Effect.promise(() => locker.query("BEGIN"))
+            yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
+            const at = yield* serverNow
+            const fiber = yield* Effect.forkChild(store.enqueue(newJob("ticks", { id, runAt: at, notAfter: at + ahead })))
+            yield* blockedBy(holder)
+            yield* letGo(at + ahead)
+            yield* Effect.promise(() => locker.query("COMMIT"))
+            return yield* Fiber.join(fiber)
+          })
+        // let go once the server's clock is past notAfter
+        const late = yield* held("tick:held", 1000, (notAfter) =>
+          serverNow.pipe(Effect.repeat({ until: (now) => now > notAfter, schedule: Schedule.spaced("20 millis") })))
+        assert.deepStrictEqual(late, { id: "tick:held", created: false, late: true })
+        assert.isUndefined(yield* store.get("tick:held"))
+        // let go at once, a minute before: stored
+        const onTime = yield* held("tick:on-time", 60_000, () => Effect.void)
+        assert.deepStrictEqual(onTime, { id: "tick:on-time", created: true })
+      }).pipe(Effect.scoped, Effect.provide(layer(schema)))
     }, { timeout: 60_000 })
 
     it.effect("a version-6 schema migrated under held jobs: a job claimed before the upgrade is renewed and settled by its token after it; a job reaped before it stays lost to its old token", () => {
