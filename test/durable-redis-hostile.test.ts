@@ -1431,11 +1431,12 @@ if (enabled) {
 }
 
 /**
- * An interrupted Redis write whose script was sent: Redis cannot cancel a script it has queued, so
- * its caller returns at once and it runs when the server gets to it (a paused or busy server):
- * unlike on Postgres, given up it may still be written after its caller returned (docs/durable.md).
+ * A Redis write whose script was sent runs when the server gets to it (a paused or busy server):
+ * Redis cannot cancel a script it has queued, so an interrupted one's caller returns at once and,
+ * unlike on Postgres, it may still be written after (docs/durable.md); and a script that reads the
+ * time reads it then.
  */
-describe.skipIf(!enabled || redisServer.binary() === undefined)("an interrupted Redis write on a paused server (CLIENT PAUSE WRITE), hostile", () => {
+describe.skipIf(!enabled || redisServer.binary() === undefined)("Redis writes on a paused server (CLIENT PAUSE WRITE), hostile", () => {
   it.live("an enqueue interrupted while its script waits: its caller returns at once, and the job is stored when the server resumes", () =>
     Effect.gen(function*() {
       const server = yield* ownServer()
@@ -1461,5 +1462,36 @@ describe.skipIf(!enabled || redisServer.binary() === undefined)("an interrupted 
       yield* Effect.promise(() => side.sendCommand(["CLIENT", "UNPAUSE"]))
       const row = yield* store.get("given-up").pipe(Effect.timeout("10 seconds"))
       assert.strictEqual(row?.state, "queued", "the given-up enqueue was never written (the docs say it may be)")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // a tick's script reads the server's TIME when it runs, not when it was sent: a tick held by a
+  // paused server past its notAfter stores nothing (neither its job nor its id index)
+  it.live("a repeat's tick whose script waits on the paused server until past its notAfter stores nothing and answers late", () =>
+    Effect.gen(function*() {
+      const server = yield* ownServer()
+      const prefix = freshPrefix()
+      const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+      yield* store.enqueue(newJob("paused", { id: "warm" }))
+      const { createClient } = yield* Effect.promise(() => import("redis"))
+      const side = createClient({ url: server.url, RESP: 2 })
+      side.on("error", () => {})
+      yield* Effect.acquireRelease(Effect.promise(() => side.connect()), () => Effect.sync(() => side.destroy()))
+      const serverNow = Effect.promise(() => side.sendCommand<[string, string]>(["TIME"])).pipe(
+        Effect.map(([seconds, micros]) => Number(seconds) * 1000 + Math.floor(Number(micros) / 1000))
+      )
+      const blockedClients = Effect.promise(() => side.sendCommand<string>(["INFO", "clients"])).pipe(
+        Effect.map((info) => Number(/blocked_clients:(\d+)/.exec(info)![1]))
+      )
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "PAUSE", "30000", "WRITE"]))
+      const at = yield* serverNow
+      const fiber = yield* Effect.forkChild(store.enqueue(newJob("paused", { id: "tick:held", runAt: at, notAfter: at + 300 })))
+      yield* blockedClients.pipe(Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }))
+      yield* serverNow.pipe(Effect.repeat({ until: (now) => now > at + 300, schedule: Schedule.spaced("20 millis") }))
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "UNPAUSE"]))
+      assert.deepStrictEqual(yield* Fiber.join(fiber), { id: "tick:held", created: false, late: true })
+      assert.deepStrictEqual(yield* Effect.promise(() => side.sendCommand<Array<string>>(["KEYS", "*tick:held*"])), [])
+      // the id index (job id → queue) holds the warm tick, not this one
+      assert.strictEqual(yield* Effect.promise(() => side.sendCommand<number>(["HLEN", `{${prefix}}:ids`])), 1)
+      assert.isNull(yield* Effect.promise(() => side.sendCommand<string | null>(["HGET", `{${prefix}}:ids`, "tick:held"])))
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
