@@ -1329,7 +1329,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((badRetry as { field: string }).field, "retry.fixed")
       })))
 
-    it.effect("9b. an enqueue that reaches the store past its notAfter (a repeat's tick past its deadline) stores nothing and says so (late); one before it is stored; a job holding its id is returned, late or not", () =>
+    it.effect("9b. an enqueue that reaches the store past its notAfter (a repeat's tick past its deadline) stores nothing and says so (late); one at or before it is stored; a job holding its id is returned, late or not", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const now = yield* store.now
@@ -1338,6 +1338,11 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isUndefined(yield* store.get("tick:late"))
         assert.deepStrictEqual(yield* JobQueue.list({ queue: "ticks" }), [])
         assert.strictEqual((yield* JobQueue.stats("ticks")).waiting, 0)
+        // notAfter is the last moment allowed, on every store alike (the repeat passes its deadline - 1)
+        assert.deepStrictEqual(
+          yield* store.enqueue(newJob("ticks", { id: "tick:edge", runAt: now, notAfter: now })),
+          { id: "tick:edge", created: true }
+        )
         // nothing left behind: the same id on time is created (on a Cluster, its id index was undone)
         const onTime = yield* store.enqueue(newJob("ticks", { id: "tick:late", runAt: now, notAfter: now + 60_000 }))
         assert.deepStrictEqual(onTime, { id: "tick:late", created: true })
