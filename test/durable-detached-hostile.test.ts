@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Effect, Exit, Fiber, Redacted, Schedule, Scope, type Tracer } from "effect"
+import { Cause, Effect, Exit, Fiber, Redacted, Scope, type Tracer } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -13,7 +13,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
-import { admin, appClient, blockedBy, enabled, freeze, freshSchema, ownServer, url } from "./durable/postgres.ts"
+import { admin, appClient, blockedBy, enabled, freeze, freshSchema, lockSession, ownServer, schemaIdle, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer } from "./helpers.ts"
 
@@ -61,38 +61,36 @@ else {
  * changed is looked at after every statement of the schema has ended.
  */
 const underLock = <A>(
-  clientOptions: Partial<PgClient.PgClientConfig>,
+  clientOptions: { readonly multiplex: boolean },
   lock: (schema: string) => string,
   setup: (store: Store) => Effect.Effect<A, unknown>,
   write: (store: Store, a: A) => Effect.Effect<unknown, unknown>,
   landed: (store: Store, a: A) => Effect.Effect<boolean, unknown>
 ) =>
   Effect.gen(function*() {
+    const { schema, store } = yield* ownClientStore(clientOptions)
+    const a = yield* setup(store)
+    const locker = yield* lockSession
+    yield* locker.query("BEGIN")
+    yield* locker.query(lock(`"${schema}"`))
+    const fiber = yield* Effect.forkDetach(write(store, a))
+    yield* blockedBy(locker.pid)
+    yield* Fiber.interrupt(fiber)
+    // the caller has returned: release the lock, and wait for every statement of the schema to end
+    yield* locker.query("COMMIT")
+    yield* schemaIdle(schema)
+    return yield* landed(store, a)
+  }).pipe(Effect.scoped)
+
+/** A store of a fresh schema on a client of the test's own (`layerClient`'s way), closed with the scope. */
+const ownClientStore = (clientOptions: { readonly maxConnections?: number; readonly multiplex?: boolean | undefined }) =>
+  Effect.gen(function*() {
     const schema = freshSchema()
     const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2, ...clientOptions }).pipe(
       Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
     )
-    const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
-    const a = yield* setup(store)
-    const { Client } = yield* Effect.promise(() => import("pg"))
-    const locker = new Client({ connectionString: url! })
-    yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
-    yield* Effect.promise(() => locker.query("BEGIN"))
-    yield* Effect.promise(() => locker.query(lock(`"${schema}"`)))
-    const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
-    const fiber = yield* Effect.forkDetach(write(store, a))
-    yield* blockedBy(holder)
-    yield* Fiber.interrupt(fiber)
-    // the caller has returned: release the lock, and wait for every statement of the schema to end
-    yield* Effect.promise(() => locker.query("COMMIT"))
-    yield* Effect.promise(() =>
-      admin((sql) =>
-        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`
-      )
-    ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
-    return yield* landed(store, a)
-  }).pipe(Effect.scoped)
+    return { schema, store: yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })) }
+  })
 
 const tableLock = (table: string) => (S: string) => `LOCK TABLE ${S}.${table} IN EXCLUSIVE MODE`
 const rowLock = (id: string) => (S: string) => `SELECT 1 FROM ${S}.wp_job WHERE id = '${id}' FOR UPDATE`
@@ -147,7 +145,7 @@ if (enabled) {
           assert.isFalse(landed, "the cancel committed after its caller returned")
         }), 60_000)
 
-      it.live("progress of a running job whose row is locked", () =>
+      it.live("progress of a running job, its table locked", () =>
         Effect.gen(function*() {
           const landed = yield* underLock(
             { multiplex },
@@ -189,47 +187,29 @@ if (enabled) {
   }
 }
 
-/** Until `count` backends wait for a lock `holder` holds. */
-const waitBlocked = (holder: number, count: number) =>
-  Effect.promise(() =>
-    admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
-  ).pipe(Effect.repeat({ until: ([row]) => row!.n >= count, schedule: Schedule.spaced("10 millis") }), Effect.timeout("20 seconds"))
-
 if (enabled) {
   describe("interrupted Postgres writes in bulk and at the commit, hostile", () => {
     // each interrupted write waits for its own cancel: a thousand given up at once on a pool of 2
     // must not wait one after another (N × CANCEL_SETTLE), nor leave the pool without sessions
     for (const pool of [2, 10]) it.live(`1,000 enqueues waiting on a lock (a pool of ${pool}: as many cancel requests at once) interrupted at once: they return together, none lands, and the pool works after`, () =>
       Effect.gen(function*() {
-        const schema = freshSchema()
-        const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: pool }).pipe(
-          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
-        )
-        const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
+        const { schema, store } = yield* ownClientStore({ maxConnections: pool })
         yield* store.configure("bulk", { paused: false })
-        const { Client } = yield* Effect.promise(() => import("pg"))
-        const locker = new Client({ connectionString: url! })
-        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
-        yield* Effect.promise(() => locker.query("BEGIN"))
-        yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
-        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        const locker = yield* lockSession
+        yield* locker.query("BEGIN")
+        yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
         const fibers = yield* Effect.forEach(
           Array.from({ length: 1000 }, (_, i) => i),
           (i) => Effect.forkDetach(store.enqueue(newJob("bulk", { id: `bulk-${i}` }))),
           { concurrency: "unbounded" }
         )
-        yield* waitBlocked(holder, pool)
+        yield* blockedBy(locker.pid, pool).pipe(Effect.timeout("20 seconds"))
         const from = Date.now()
         yield* Fiber.interruptAll(fibers)
         const took = Date.now() - from
         assert.isBelow(took, Postgres.CANCEL_SETTLE * 4, `1,000 interrupted writes returned in ${took} ms`)
-        yield* Effect.promise(() => locker.query("COMMIT"))
-        yield* Effect.promise(() =>
-          admin((sql) =>
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-              WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`
-          )
-        ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
+        yield* locker.query("COMMIT")
+        yield* schemaIdle(schema)
         assert.strictEqual((yield* store.counts("bulk")).waiting, 0, "interrupted enqueues landed")
         // the pool recovered: writes work
         yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => store.enqueue(newJob("bulk", { id: `after-${i}` })), {
@@ -243,11 +223,7 @@ if (enabled) {
     // lands after its caller returned only if it had when it returned, and whole or not at all
     it.live("an enqueueAll of 3,000 jobs interrupted at every moment of its round trip: it lands after its caller returned only if it had when it returned", () =>
       Effect.gen(function*() {
-        const schema = freshSchema()
-        const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2 }).pipe(
-          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
-        )
-        const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
+        const { store } = yield* ownClientStore({})
         const waiting = (queue: string) => Effect.map(store.counts(queue), (counts) => counts.waiting)
         // how long one takes here (a busy machine's too): the interruptions spread over 1.2 times that
         const from = Date.now()
@@ -279,30 +255,23 @@ if (enabled) {
           const sql = yield* PgClient.make({ url: Redacted.make(url!), maxConnections: 2, multiplex }).pipe(
             Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
           )
+          // the store in a scope of its own, the client in the test's (the caller's client outlives the store)
           const scope = yield* Scope.make()
           const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })).pipe(Scope.provide(scope))
           yield* store.configure("cut", { paused: false })
-          const { Client } = yield* Effect.promise(() => import("pg"))
-          const locker = new Client({ connectionString: url! })
-          yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
-          yield* Effect.promise(() => locker.query("BEGIN"))
-          yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
-          const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+          const locker = yield* lockSession
+          yield* locker.query("BEGIN")
+          yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
           const write = yield* Effect.forkDetach(store.enqueue(newJob("cut", { id: "cut" })))
-          yield* blockedBy(holder)
+          yield* blockedBy(locker.pid)
           const took = yield* closeWithin(scope, "20 seconds")
           assert.isBelow(took, 3000, "the close waited for the lock")
           const exit = yield* Fiber.await(write).pipe(Effect.timeoutOption("2 seconds"))
           assert.isTrue(exit._tag === "Some", "the write's caller still waits after the store's close")
           const error = exit._tag === "Some" && Exit.isFailure(exit.value) ? Cause.squash(exit.value.cause) : undefined
           assert.instanceOf(error, StoreError)
-          yield* Effect.promise(() => locker.query("COMMIT"))
-          yield* Effect.promise(() =>
-            admin((sql) =>
-              sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`
-            )
-          ).pipe(Effect.repeat({ until: ([row]) => row!.n === 0, schedule: Schedule.spaced("20 millis") }))
+          yield* locker.query("COMMIT")
+          yield* schemaIdle(schema)
           const rows = yield* Effect.promise(() =>
             admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.literal(`"${schema}"`)}.wp_job WHERE id = 'cut'`)
           )

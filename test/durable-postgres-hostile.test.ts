@@ -19,7 +19,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
-import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, ownServer, testLayer, url } from "./durable/postgres.ts"
+import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, lockSession, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
@@ -689,20 +689,17 @@ else {
           Effect.promise(() => admin((sql) => sql<{ seq: string }>`SELECT seq::text AS seq FROM ${sql.literal(S)}.wp_job WHERE id = ${id}`))
             .pipe(Effect.map((rows) => rows[0]!.seq))
         // m's row held by another transaction: the heartbeat locks y, then waits at m
-        const { Client } = yield* Effect.promise(() => import("pg"))
-        const locker = new Client({ connectionString: url! })
-        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+        const locker = yield* lockSession
         const mSeq = yield* seqOf(m!.job.id)
-        yield* Effect.promise(() => locker.query("BEGIN"))
-        yield* Effect.promise(() => locker.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ${mSeq} FOR UPDATE`))
-        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        yield* locker.query("BEGIN")
+        yield* locker.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ${mSeq} FOR UPDATE`)
         const own = yield* appClient(url!, 1)
         const other = yield* appClient(url!, 1)
         const beating = (yield* own<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
         const now = 1001
         yield* TestClock.adjust(now)
         const beat = yield* Effect.forkChild(Effect.exit(Postgres.heartbeatStatement(own, own.literal(S), [y!.token, m!.token, x!.token], 60_000, now)))
-        yield* blockedBy(holder)
+        yield* blockedBy(locker.pid)
         // x's lease has ended: reaped (SKIP LOCKED: x is not locked), queued again
         assert.strictEqual(yield* store.reap([0]), 1)
         // the claim carries y's final settle: y is the heartbeat's, so the claim waits for it
@@ -710,7 +707,7 @@ else {
           Postgres.claimStatement(other, other.literal(S), request, now, [{ token: y!.token, state: "succeeded", exit: null }])
         ))
         yield* blockedBy(beating)
-        yield* Effect.promise(() => locker.query("ROLLBACK"))
+        yield* locker.query("ROLLBACK")
         const [beaten, claimed] = [yield* Fiber.join(beat), yield* Fiber.join(claim)]
         assert.isTrue(Exit.isSuccess(beaten), String(beaten))
         assert.isTrue(Exit.isSuccess(claimed), String(claimed))
@@ -734,20 +731,17 @@ else {
         const serverNow = Effect.promise(() =>
           admin((sql) => sql<{ now: string }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint::text AS now`)
         ).pipe(Effect.map((rows) => Number(rows[0]!.now)))
-        const { Client } = yield* Effect.promise(() => import("pg"))
-        const locker = new Client({ connectionString: url! })
-        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
-        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+        const locker = yield* lockSession
         /** A tick's enqueue, `ahead` ms before its notAfter on the server's clock, held by the lock until `letGo`. */
         const held = (id: string, ahead: number, letGo: (notAfter: number) => Effect.Effect<unknown>) =>
           Effect.gen(function*() {
-            yield* Effect.promise(() => locker.query("BEGIN"))
-            yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
+            yield* locker.query("BEGIN")
+            yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
             const at = yield* serverNow
             const fiber = yield* Effect.forkChild(store.enqueue(newJob("ticks", { id, runAt: at, notAfter: at + ahead })))
-            yield* blockedBy(holder)
+            yield* blockedBy(locker.pid)
             yield* letGo(at + ahead)
-            yield* Effect.promise(() => locker.query("COMMIT"))
+            yield* locker.query("COMMIT")
             return yield* Fiber.join(fiber)
           })
         // let go once the server's clock is past notAfter

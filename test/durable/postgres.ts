@@ -112,23 +112,50 @@ export const backToVersion6 = (S: string) =>
   )
 
 /**
- * Waits until some backend waits for a lock that backend `holder` holds (`pg_blocking_pids`), each
+ * Waits until `count` backends wait for a lock that backend `holder` holds (`pg_blocking_pids`), each
  * look on a connection of its own: what the lock tests wait on, instead of a sleep. A look from the
  * holder's own open transaction never saw the waiter: there pg_stat_activity's state and query are
  * a snapshot taken at the transaction's first read of it (the latencies race test hung 1 run in 3).
  */
-export const blockedBy = (holder: number) =>
-  lookUntil((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`)
+export const blockedBy = (holder: number, count = 1) =>
+  lookUntil(
+    (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`,
+    (n) => n >= count
+  )
+
+/** Waits until no statement naming `schema` runs: every write of a test's store has ended, committed or not. */
+export const schemaIdle = (schema: string) =>
+  lookUntil(
+    (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE state = 'active' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`,
+    (n) => n === 0
+  )
 
 /**
- * Looks every 5 ms of real time until the look's `n` is above 0: timed by the platform's timer,
- * not the Effect Clock, so that a wait inside a `TestClock` test (it.effect) does not hang once the
- * first look finds nothing.
+ * Looks every 5 ms of real time until `done` holds of the look's `n`: timed by the platform's
+ * timer, not the Effect Clock, so that a wait inside a `TestClock` test (it.effect) does not hang
+ * once the first look falls short.
  */
-const lookUntil = (look: (sql: PgClient.PgClient) => Effect.Effect<ReadonlyArray<{ n: number }>, unknown>) =>
+const lookUntil = (
+  look: (sql: PgClient.PgClient) => Effect.Effect<ReadonlyArray<{ n: number }>, unknown>,
+  done: (n: number) => boolean
+) =>
   Effect.promise(async () => {
-    while (((await admin(look))[0]?.n ?? 0) <= 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    while (!done((await admin(look))[0]?.n ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5))
   })
+
+/**
+ * A session of its own, outside every store's pool, to hold locks with (`LOCK TABLE`, `SELECT ...
+ * FOR UPDATE` in a `BEGIN`): its backend's pid (for `blockedBy`) and its queries; ended with the scope.
+ */
+export const lockSession = Effect.gen(function*() {
+  const { Client } = yield* Effect.promise(() => import("pg"))
+  const client = new Client({ connectionString: url! })
+  yield* Effect.acquireRelease(Effect.promise(() => client.connect()), () => Effect.promise(() => client.end()))
+  const pid = (yield* Effect.promise(() => client.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+  return { pid, query: (text: string) => Effect.promise(() => client.query(text)) }
+})
 
 /** The pids of the backends listening on `channel` now. */
 export const listeners = (channel: string) =>
