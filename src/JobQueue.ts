@@ -1020,8 +1020,9 @@ export interface RepeatOptions {
  * Enqueues one job per tick of a cron schedule, for as long as the current scope lasts. Any number of
  * processes may run the same `repeat` (the same `name`): each tick's job has an id made of the name
  * and the tick's time, so it is enqueued once however many processes reach it (as long as its job is
- * kept: purge a schedule's finished jobs only once older than its period or `catchUp`, whichever is
- * longer, or a process that reaches a tick late enqueues it again). A tick is enqueued until its
+ * kept: purge a schedule's finished jobs only once older than its longest period (a weekday cron's
+ * is its weekend) or `catchUp`, whichever is longer, with a margin, or a process that reaches a tick
+ * late enqueues it again). A tick is enqueued until its
  * deadline: the next tick's time, or `catchUp` after its own if later, by the store's clock as the
  * insert reaches it. One reached after it (the store failing or hanging, the process frozen) is
  * skipped, logged and counted in the metric

@@ -65,7 +65,7 @@ const ALL = "\u0000all"
 /** A key no waiter names: its change wakes only the waiters of every key (a job ended: its awaiters look). */
 export const UNKEYED = "\u0000unkeyed"
 
-/** The keys whose last change is kept (see `changedSince`); a delayed change's times start at as many. */
+/** The most keys whose last change is kept (see `changedSince`), and the delayed changes kept before their first sweep (`dueLimit`). */
 const MAX_KEYS = 1024
 
 export const makeSignal = (options: SignalOptions = {}): Signal => {
