@@ -14,8 +14,9 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Closing from "../src/internal/store/closing.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
+import { watchOtherProcesses } from "../src/internal/store/sqliteWatch.ts"
 import { Echo } from "./durable/conformance.ts"
-import { closeWithin, lateness, sqliteLockHolder } from "./helpers.ts"
+import { closeWithin, lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 import * as Task from "../src/Task.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-sqlite-hostile-"))
@@ -436,4 +437,105 @@ describe("the SQLite store's named parameters and its rollback, on Node 24's nod
         }).pipe(Effect.provide(JobStore.sqlite({ filename })))
       }).pipe(Effect.scoped))
   }
+})
+
+/** Waits `millis` of real time (what the store's own looks at its files are timed by). */
+const realSleep = (millis: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, millis)))
+
+describe("the SQLite store's watch of other processes' commits", () => {
+  // BUG: an event of the -wal file was looked at once, and once more 2 ms later: a commit its
+  // process published later than that (preempted between its last write to the WAL and the update
+  // of the shared index, as a loaded machine does for tens of ms) woke nobody. The idle consumer
+  // saw the job at its next poll (60 s in the process tests), or at the next commit of the file.
+  it.live("a commit published 150 ms after its last write to the WAL still wakes the waiter; with nothing published, the looks stop within a second", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      fs.writeFileSync(`${filename}-wal`, "")
+      let publishAt = Infinity
+      let looks = 0
+      let heard = 0
+      const watch = yield* watchOtherProcesses({
+        filename,
+        waiting: () => true,
+        look: () => {
+          looks++
+          if (performance.now() < publishAt) return false
+          publishAt = Infinity
+          heard++
+          return true
+        }
+      })
+      // arming looks (the commits while nobody watched), finds nothing: its looks stop
+      watch.arm()
+      yield* realSleep(1500)
+      const settled = looks
+      assert.isAtLeast(settled, 1, "arming looked")
+      assert.isAtMost(settled, 12, "a few looks after an event that found nothing, not a poll")
+      yield* realSleep(300)
+      assert.strictEqual(looks, settled, "no looks without events")
+      // another process's commit: its last WAL write now, its publication 150 ms later
+      publishAt = performance.now() + 150
+      fs.appendFileSync(`${filename}-wal`, "frame")
+      yield* waitFor(Effect.sync(() => heard === 1), "the late commit was heard", { within: "5 seconds" })
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+describe("the SQLite store's file deleted or replaced under it", () => {
+  // BUG: a store went on writing to the file it had opened after that file was deleted, or replaced
+  // by a rename (a backup restored, a "reset" of the queue): its enqueues succeeded into a file no
+  // other process could open again, lost when the process ended, and it never saw the jobs of the
+  // processes on the new file. Nothing said so.
+  it.live("its next operation fails with StoreError naming the file; a store opened on the path sees only the file there", () =>
+    Effect.gen(function*() {
+      for (const how of ["deleted", "replaced"] as const) {
+        const filename = fresh()
+        const store = yield* Sqlite.make({ filename, busyTimeout: 5000 })
+        const enqueue = (n: number) => Effect.provideService(JobQueue.enqueue(Echo, { n }), JobStore.JobStore, store)
+        yield* enqueue(1)
+        // its -wal and -shm go with it (a new file beside the old ones would be read through them)
+        for (const file of [`${filename}-wal`, `${filename}-shm`]) fs.rmSync(file)
+        if (how === "deleted") fs.rmSync(filename)
+        else {
+          const replacement = fresh()
+          yield* Effect.scoped(Effect.flatMap(
+            Sqlite.make({ filename: replacement, busyTimeout: 5000 }),
+            (other) => Effect.provideService(JobQueue.enqueue(Echo, { n: 2 }), JobStore.JobStore, other)
+          ))
+          fs.renameSync(replacement, filename)
+        }
+        // the store looks at its file's identity at most every FILE_CHECK ms
+        yield* realSleep(Sqlite.FILE_CHECK + 50)
+        const error = yield* Effect.flip(enqueue(3))
+        assert.instanceOf(error, StoreError, how)
+        assert.include(error.message, filename, how)
+        assert.match(error.message, /deleted or replaced/, how)
+        const read = yield* Effect.flip(store.counts("default"))
+        assert.instanceOf(read, StoreError, `${how}: a read too`)
+        // a store on the path sees what is there, never the failed enqueue
+        const after = yield* Sqlite.make({ filename, busyTimeout: 5000 })
+        assert.strictEqual((yield* after.counts("default")).waiting, how === "deleted" ? 0 : 1, how)
+      }
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+describe("the SQLite store's -wal file", () => {
+  // BUG: the -wal file kept the size of the largest transaction ever written for as long as any
+  // process had the file open: an enqueueAll of 50,000 jobs left 19 MB of it (and a purge of a
+  // million ended jobs hundreds of MB), reused but never given back
+  it.live("a large enqueueAll: once the next writes go through, the -wal file is back under WAL_LIMIT", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const store = yield* Sqlite.make({ filename, busyTimeout: 5000 })
+      const pad = "x".repeat(300)
+      yield* store.enqueueAll(Array.from({ length: 30_000 }, (_, i) => ({
+        queue: "default", task: "Echo", payload: JSON.stringify({ n: i, pad }), priority: 0, dedupKey: null,
+        maxAttempts: 1, timeout: 0, delay: 0
+      })))
+      const big = fs.statSync(`${filename}-wal`).size
+      assert.isAbove(big, 2 * Sqlite.WAL_LIMIT, "the transaction was larger than the limit")
+      yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store)
+      yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 2 }), JobStore.JobStore, store)
+      assert.isAtMost(fs.statSync(`${filename}-wal`).size, Sqlite.WAL_LIMIT, `the -wal file, after ${big} bytes`)
+      assert.strictEqual((yield* store.counts("default")).waiting, 30_002)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
