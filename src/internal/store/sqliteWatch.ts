@@ -7,7 +7,9 @@
  * The watch hears our own writes too, and a write before its commit is visible: each event only
  * makes the store look (`PRAGMA data_version` changes when, and only when, another connection has
  * committed), and the store wakes its waiters for what it finds. A commit's last WAL write comes just before
- * the other process publishes it, so a look that finds nothing looks once more shortly after.
+ * the other process publishes it (in the shared index, which no event tells of), and that process may
+ * be preempted in between for tens of ms on a loaded machine: a look that finds nothing looks again,
+ * 2 ms later, then at doubling intervals for about half a second (`RECHECKS`), and stops.
  *
  * Events cost every watching process a wake-up per commit, so the watch is open only while a fiber
  * of this process waits for a change (an idle consumer, an awaiter): it opens when one starts waiting
@@ -23,8 +25,10 @@ import { Effect } from "effect"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 
-/** How long after an event that found no new commit to look once more, in milliseconds. */
+/** How long after an event that found no new commit to look once more, in milliseconds (then doubling). */
 const RECHECK = 2
+/** How many times to look again after an event that found no new commit: 2 to 256 ms, 510 ms in all. */
+const RECHECKS = 8
 
 export interface Watch {
   /** Starts watching, if not already (a fiber waits for a change): looks once at once. */
@@ -47,16 +51,15 @@ export const watchOtherProcesses = (options: {
     let closed = false
     let failed = false
     let watcher: fs.FSWatcher | undefined
-    let scheduled: "none" | "soon" | "later" = "none"
-    let immediate: ReturnType<typeof setImmediate> | undefined
+    let soon: ReturnType<typeof setImmediate> | undefined
     let timer: ReturnType<typeof setTimeout> | undefined
     const cancel = () => {
-      if (immediate !== undefined) clearImmediate(immediate)
+      if (soon !== undefined) clearImmediate(soon)
       if (timer !== undefined) clearTimeout(timer)
-      immediate = timer = undefined
-      scheduled = "none"
+      soon = timer = undefined
     }
-    const look = (again: boolean) => {
+    /** Looks; `recheck`: the looks after an event so far (0: the event's own). */
+    const look = (recheck: number) => {
       cancel()
       if (closed) return
       let found: boolean
@@ -65,15 +68,17 @@ export const watchOtherProcesses = (options: {
       } catch {
         return
       }
-      if (!found && again) schedule("later")
+      // our own commits are events too, and find nothing: only while someone waits
+      if (!found && recheck < RECHECKS && options.waiting()) {
+        timer = setTimeout(look, RECHECK * 2 ** recheck, recheck + 1).unref()
+      }
     }
-    // events come in bursts (several writes per commit, several commits per turn): one look each
-    const schedule = (when: "soon" | "later") => {
-      if (closed || scheduled === "soon" || scheduled === when) return
+    // events come in bursts (several writes per commit, several commits per turn): one look each,
+    // its rechecks starting over
+    const schedule = () => {
+      if (closed || soon !== undefined) return
       cancel()
-      scheduled = when
-      if (when === "soon") immediate = setImmediate(look, true).unref()
-      else timer = setTimeout(look, RECHECK, false).unref()
+      soon = setImmediate(look, 0).unref()
     }
     const unwatch = () => {
       watcher?.close()
@@ -82,7 +87,7 @@ export const watchOtherProcesses = (options: {
     // every commit of every process is an event: with no one waiting, the watch is closed (at its
     // next event), so that busy or producing processes do not pay for events nobody needs
     const onEvent = () => {
-      if (options.waiting()) schedule("soon")
+      if (options.waiting()) schedule()
       else unwatch()
     }
     const arm = () => {
@@ -101,7 +106,7 @@ export const watchOtherProcesses = (options: {
       })
       // commits while nobody watched: the waiter looked at the store before it waited, this look
       // catches what came in between
-      schedule("soon")
+      schedule()
     }
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
