@@ -529,7 +529,7 @@ describe("the SQLite store's -wal file", () => {
       const pad = "x".repeat(300)
       yield* store.enqueueAll(Array.from({ length: 30_000 }, (_, i) => ({
         queue: "default", task: "Echo", payload: JSON.stringify({ n: i, pad }), priority: 0, dedupKey: null,
-        maxAttempts: 1, timeout: 0, delay: 0
+        maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined
       })))
       const big = fs.statSync(`${filename}-wal`).size
       assert.isAbove(big, 2 * Sqlite.WAL_LIMIT, "the transaction was larger than the limit")

@@ -18,6 +18,8 @@
  * @internal
  */
 import { Clock, Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
@@ -262,6 +264,24 @@ const isBusy = (error: unknown) =>
   ((((error as { errcode?: unknown }).errcode as number) & 0xff) === 5 || reasonOf(error).includes("database is locked"))
 
 /**
+ * How often, at most, in ms of real time, an operation looks whether the store's path still names the
+ * file it opened. A file deleted or replaced (renamed over) under an open connection stays usable to
+ * it alone: its writes would reach no other process and be lost with it. A look is a `stat` (a few
+ * microseconds): once per operation would cost an enqueue some 4%.
+ */
+export const FILE_CHECK = 250
+
+/** The file `filename` names now (device and inode), if any. */
+const fileAt = (filename: string) => {
+  try {
+    const found = fs.statSync(filename, { throwIfNoEntry: false })
+    return found === undefined ? undefined : `${found.dev}:${found.ino}`
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * The lock waits of one connection: `attempt` runs `once` (synchronous) until it does not find the
  * lock busy, for up to `busyTimeout` ms of real time (`performance.now()`, which a wall-clock step
  * does not move). A try that found it busy changed nothing (a write rolls back), so trying again
@@ -273,7 +293,7 @@ const isBusy = (error: unknown) =>
  * waiting operation blocking the thread for `SPIN` per try stalled the process again with many
  * of them waiting (300 enqueues: a timer 3 s late).
  */
-const lockWaits = (db: DatabaseSync, busyTimeout: number, isClosed: () => boolean) => {
+const lockWaits = (db: DatabaseSync, busyTimeout: number, guard: (operation: string, now: number) => void) => {
   const spin = spinOf(busyTimeout)
   /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
   let current = spin
@@ -285,9 +305,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number, isClosed: () => boolea
   let spinner: object | undefined
   let spunAt = 0
   const tryOnce = <A>(operation: string, me: object, once: () => A, now: number): A => {
-    // an operation waiting for the lock when its store closed: the closed store's error, not
-    // node:sqlite's "database is not open"
-    if (isClosed()) throw Closing.closedError(operation)
+    guard(operation, now)
     if (spinner === undefined || spinner === me || now - spunAt > 2 * MAX_PAUSE) {
       spinner = me
       spunAt = now
@@ -357,7 +375,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const run = (sql: string, ...params: Array<SQLInputValue>) => db.prepare(sql).run(...params)
 
     const changes = () => (db.prepare("SELECT total_changes() AS n").get() as { n: number }).n
-    const attempt = lockWaits(db, cfg.busyTimeout, closing.isClosed)
+    // the file opened (none where the name is no file: the look is then skipped)
+    const filename = path.resolve(cfg.filename)
+    let opened: string | undefined
+    let checkedAt = 0
+    let moved: string | undefined
+    const attempt = lockWaits(db, cfg.busyTimeout, (operation, now) => {
+      // an operation waiting for the lock when its store closed: the closed store's error, not
+      // node:sqlite's "database is not open"
+      if (closing.isClosed()) throw Closing.closedError(operation)
+      if (opened !== undefined && moved === undefined && now - checkedAt >= FILE_CHECK) {
+        checkedAt = now
+        if (fileAt(filename) !== opened) {
+          moved = `${cfg.filename} was deleted or replaced while this store had it open: its writes would reach ` +
+            `no other process, and be lost with it. Open the store again`
+        }
+      }
+      if (moved !== undefined) throw new StoreError({ operation, reason: moved })
+    })
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
@@ -422,6 +457,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         String(MIGRATIONS.length)
       )
     })
+    opened = fileAt(filename)
+    checkedAt = performance.now()
 
     // --- wake-ups from other processes: a watch of the WAL file (after the migration wrote to it)
     // data_version changes when another connection commits; the cancel count when one of those
@@ -434,7 +471,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     let seenVersion = readVersion()
     let seenCancels = readCancels()
     const watch = yield* watchOtherProcesses({
-      filename: cfg.filename,
+      filename,
       waiting: signal.waiting,
       look: () => {
         const version = readVersion()
