@@ -520,8 +520,8 @@ describe("the SQLite store's file deleted or replaced under it", () => {
 
 describe("the SQLite store's -wal file", () => {
   // BUG: the -wal file kept the size of the largest transaction ever written for as long as any
-  // process had the file open: an enqueueAll of 50,000 jobs left 19 MB of it (and a purge of a
-  // million ended jobs hundreds of MB), reused but never given back
+  // process had the file open: an enqueueAll of 50,000 jobs left 19 MB of it, reused but never
+  // given back
   it.live("a large enqueueAll: once the next writes go through, the -wal file is back under WAL_LIMIT", () =>
     Effect.gen(function*() {
       const filename = fresh()
