@@ -68,8 +68,9 @@ export const watchOtherProcesses = (options: {
       } catch {
         return
       }
-      // our own commits are events too, and find nothing: only while someone waits
-      if (!found && recheck < RECHECKS && options.waiting()) {
+      // even with nobody waiting now: a fiber that waits again while the watch is open (no event
+      // closed it) does not look on its own
+      if (!found && recheck < RECHECKS) {
         timer = setTimeout(look, RECHECK * 2 ** recheck, recheck + 1).unref()
       }
     }
