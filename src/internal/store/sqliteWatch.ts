@@ -28,7 +28,7 @@ import * as fs from "node:fs"
 /** How long after an event that found no new commit to look once more, in milliseconds (then doubling). */
 const RECHECK = 2
 /** How many times to look again after an event that found no new commit: 2 to 256 ms, 510 ms in all. */
-const RECHECKS = 8
+export const RECHECKS = 8
 
 export interface Watch {
   /** Starts watching, if not already (a fiber waits for a change): looks once at once. */
