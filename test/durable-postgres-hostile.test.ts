@@ -1439,4 +1439,120 @@ if (enabled && pgServer.binaries() !== undefined) {
         assert.strictEqual(left, 0, "store operations of the stopped consumer still running")
       }).pipe(Effect.scoped), { timeout: 90_000 })
   })
+
+  describe("the Postgres store's lock order, hostile", () => {
+    /** A session of its own holding row locks (`FOR UPDATE`) in an open transaction, to pause a statement at a row. */
+    const locker = Effect.gen(function*() {
+      const { Client } = yield* Effect.promise(() => import("pg"))
+      const client = new Client({ connectionString: url! })
+      yield* Effect.acquireRelease(Effect.promise(() => client.connect()), () => Effect.promise(() => client.end()))
+      const pid = (yield* Effect.promise(() => client.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
+      return {
+        pid,
+        hold: (S: string, seqs: ReadonlyArray<string>) =>
+          Effect.promise(async () => {
+            await client.query("BEGIN")
+            await client.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ANY($1::bigint[]) FOR UPDATE`, [seqs])
+          }),
+        release: Effect.promise(() => client.query("ROLLBACK"))
+      }
+    })
+    const seqOf = (S: string, id: string) =>
+      Effect.promise(() => admin((sql) => sql<{ seq: string }>`SELECT seq::text AS seq FROM ${sql.literal(S)}.wp_job WHERE id = ${id}`))
+        .pipe(Effect.map((rows) => rows[0]!.seq))
+    /** Runs `statement` on a connection of `sql`'s whose backend's pid it gives first (`pid`), in one transaction. */
+    const onBackend = <A>(sql: PgClient.PgClient, pid: Deferred.Deferred<number>, statement: Effect.Effect<A, unknown>, settings: ReadonlyArray<string> = []) =>
+      sql.withTransaction(Effect.gen(function*() {
+        for (const setting of settings) yield* sql.unsafe(`SET LOCAL ${setting}`).raw
+        const [row] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+        yield* Deferred.succeed(pid, row!.pid)
+        return yield* statement
+      }))
+    const FINISHED = ["succeeded", "dead", "cancelled"] as const
+    const final = (token: string) => [{ token, state: "succeeded", exit: null }]
+
+    // the purge deleted in its scan's order (the table's, or wp_job_finished's: by end time), while
+    // heartbeats, settles and claims lock in seq order, and a heartbeat whose snapshot predates a
+    // settle still locks the settled job (found by its token in that snapshot, then skipped): a
+    // purge that deleted a later job and waited for an earlier one, held by such a heartbeat waiting
+    // for the later one, deadlocked ("deadlock detected", one of them failed)
+    it.effect("a purge racing a heartbeat whose snapshot predates the settles of its jobs: the heartbeat holds an earlier job, the purge a later one; both end, no deadlock", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        // in seq order: z (still running), a, b (the heartbeat's), c (another's)
+        for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n })
+        const [z, a, b, c] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 4, lease: 60_000 })).claims
+        const [zSeq, cSeq] = [yield* seqOf(S, z!.job.id), yield* seqOf(S, c!.job.id)]
+        const first = yield* locker
+        const second = yield* locker
+        const [beater, settler, purger] = [yield* appClient(url!, 1), yield* appClient(url!, 1), yield* appClient(url!, 1)]
+        // the heartbeat's snapshot: z, a and b running; it waits at z
+        yield* first.hold(S, [zSeq])
+        const beat = yield* Effect.forkChild(Effect.exit(
+          Postgres.heartbeatStatement(beater, beater.literal(S), [z!.token, a!.token, b!.token], 60_000, 1000)
+        ))
+        yield* blockedBy(first.pid)
+        // b, c, a end in that order (so the table's order and the end times' agree: b, c, a)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(b!.token), 10)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(c!.token), 20)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(a!.token), 30)
+        // the purge deletes b, then waits at c
+        yield* second.hold(S, [cSeq])
+        const purgePid = yield* Deferred.make<number>()
+        const purge = yield* Effect.forkChild(Effect.exit(
+          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED))
+        ))
+        yield* blockedBy(second.pid)
+        // the heartbeat goes on: z, then a (settled since its snapshot: locked, then skipped), then b
+        yield* first.release
+        yield* blockedBy(yield* Deferred.await(purgePid))
+        // the purge goes on: c, then a
+        yield* second.release
+        const [beaten, purged] = [yield* Fiber.join(beat), yield* Fiber.join(purge)]
+        assert.isTrue(Exit.isSuccess(beaten), String(beaten))
+        assert.isTrue(Exit.isSuccess(purged), String(purged))
+        if (Exit.isSuccess(beaten)) assert.deepStrictEqual(beaten.value.map((row) => row.lease_token), [z!.token])
+        if (Exit.isSuccess(purged)) assert.strictEqual(Number(purged.value[0]!.n), 3)
+      }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
+
+    // two purges at once (every replica's nightly purge) whose plans differ (the planner's choice for
+    // their `before`, or a synchronized seq scan starting mid-table) deleted the same rows in other
+    // orders, each waiting for a row the other had deleted
+    it.effect("two purges at once, one reading the table in its order and one by end time: both end, no deadlock, each job deleted once", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n })
+        // in seq order a, m, b; ended in that order (the table's order a, m, b), at times 30, 20, 10
+        const [a, m, b] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 3, lease: 60_000 })).claims
+        const settler = yield* appClient(url!, 1)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(a!.token), 30)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(m!.token), 20)
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(b!.token), 10)
+        const holder = yield* locker
+        yield* holder.hold(S, [yield* seqOf(S, m!.job.id)])
+        const [one, two] = [yield* appClient(url!, 1), yield* appClient(url!, 1)]
+        const purging = (sql: PgClient.PgClient, settings: ReadonlyArray<string>) =>
+          Effect.gen(function*() {
+            const pid = yield* Deferred.make<number>()
+            return yield* Effect.forkChild(Effect.exit(
+              onBackend(sql, pid, Postgres.purgeStatement(sql, sql.literal(S), 1000, FINISHED), settings)
+            ))
+          })
+        // the first deletes a, then waits at m; the second deletes b, then waits at m
+        const byTable = yield* purging(one, ["enable_indexscan = off", "enable_bitmapscan = off"])
+        yield* blockedBy(holder.pid)
+        const byEnd = yield* purging(two, ["enable_seqscan = off", "enable_bitmapscan = off"])
+        yield* lockWaiters(2)
+        yield* holder.release
+        const results = [yield* Fiber.join(byTable), yield* Fiber.join(byEnd)]
+        for (const result of results) assert.isTrue(Exit.isSuccess(result), String(result))
+        assert.strictEqual(results.reduce((sum, result) => sum + (Exit.isSuccess(result) ? Number(result.value[0]!.n) : 0), 0), 3)
+      }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
+  })
 }

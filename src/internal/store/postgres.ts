@@ -489,6 +489,17 @@ export const heartbeatStatement = (
     RETURNING j.lease_token, j.cancel_requested`
 
 /**
+ * The purge: deletes the finished jobs of `states` that ended before `before`; returns how many.
+ * Exported for the lock-order tests.
+ */
+export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: number, states: ReadonlyArray<State>) =>
+  sql<{ n: bigint }>`WITH gone AS (
+      DELETE FROM ${S}.wp_job WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY(${states})
+        AND finished_at < ${before}
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+
+/**
  * A queue's channel: a prefix and the first hex digits of the SHA-256 of `<schema>.<queue>`
  * (a channel name is an identifier of at most 63 bytes; a queue name is any string). Postgres
  * computes the same name for NOTIFY (sha256(), not md5(), which a FIPS server refuses).
@@ -1259,18 +1270,7 @@ export const makeWith = (
     }
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      op(
-        "purge",
-        Effect.map(
-          sql<{ n: bigint }>`WITH gone AS (
-              DELETE FROM ${S}.wp_job WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY(${states})
-                AND finished_at < ${before}
-              RETURNING 1
-            ) SELECT COUNT(*) AS n FROM gone`,
-          (rows) => Number(rows[0]!.n)
-        ),
-        (n) => n > 0
-      )
+      op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     const configure = (
       queue: string,
