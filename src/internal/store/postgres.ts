@@ -490,12 +490,20 @@ export const heartbeatStatement = (
 
 /**
  * The purge: deletes the finished jobs of `states` that ended before `before`; returns how many.
+ * Locked in `seq` order first, as every statement that waits for several jobs' locks (see
+ * `settleStatement`): deleted in the scan's order (the table's, or wp_job_finished's, by end time)
+ * a purge holding a job and waiting for another deadlocked with a heartbeat or a settle that held
+ * the other (a statement whose snapshot predates a settle still locks the settled job, then skips
+ * it) and waited for the first, and with a purge whose plan read the rows in another order.
  * Exported for the lock-order tests.
  */
 export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: number, states: ReadonlyArray<State>) =>
   sql<{ n: bigint }>`WITH gone AS (
-      DELETE FROM ${S}.wp_job WHERE state IN ('succeeded', 'dead', 'cancelled') AND state = ANY(${states})
-        AND finished_at < ${before}
+      DELETE FROM ${S}.wp_job j
+      USING (SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
+        ORDER BY l.seq FOR UPDATE OF l) l
+      WHERE j.seq = l.seq
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
