@@ -25,6 +25,17 @@
  * The migrations run on start under a transaction-scoped advisory lock, so processes starting
  * together do not race to create the tables.
  *
+ * Lock order (no two statements can wait for each other: test/durable-postgres-hostile.test.ts,
+ * 'the Postgres store's lock order'). Every statement that waits for several jobs' row locks takes
+ * them in `seq` order, before any it takes without waiting: the heartbeat, the final settles (alone,
+ * or carried by a claim, before its jobs), the purge. One found by an older snapshot still locks a
+ * job that has changed since (then skips it), so the order must hold for every job, finished or
+ * not. The claims and the reap never wait for a job (SKIP LOCKED); cancel, redrive, progress, a
+ * retry and a give-back lock one job, and wait for nothing after it but a dedup key's insert (which
+ * waits for nothing). The rate-limited claim waits for its queues' `wp_queue` rows in name order,
+ * then for no job; configure locks one such row. `enqueueAll` takes its advisory locks (per queue,
+ * in one order) before its inserts; `enqueue` inserts one row, and holds nothing while it waits.
+ *
  * @internal
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
