@@ -8,10 +8,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Queue, Redacted, Schedule, Scope, Tracer } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Latch, Layer, Logger, Option, Queue, Redacted, Schedule, Scope, Tracer } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Net from "node:net"
 import { TestClock } from "effect/testing"
+import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -1456,6 +1457,12 @@ if (enabled && pgServer.binaries() !== undefined) {
             await client.query("BEGIN")
             await client.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ANY($1::bigint[]) FOR UPDATE`, [seqs])
           }),
+        /** Opens a transaction that runs `text` and stays open (the locks it took held). */
+        open: (text: string) =>
+          Effect.promise(async () => {
+            await client.query("BEGIN")
+            await client.query(text)
+          }),
         release: Effect.promise(() => client.query("ROLLBACK"))
       }
     })
@@ -1518,6 +1525,54 @@ if (enabled && pgServer.binaries() !== undefined) {
         if (Exit.isSuccess(beaten)) assert.deepStrictEqual(beaten.value.map((row) => row.lease_token), [z!.token])
         if (Exit.isSuccess(purged)) assert.strictEqual(Number(purged.value[0]!.n), 3)
       }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
+
+    /** The schema of a store opened and closed again, taken back to version 6. */
+    const version6 = (schema: string) =>
+      Effect.gen(function*() {
+        yield* Effect.scoped(Layer.build(testLayer(schema)))
+        yield* backToVersion6(`"${schema}"`)
+      })
+    const versionOf = (S: string) =>
+      Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta WHERE key = 'schema_version'`))
+        .pipe(Effect.map((rows) => rows[0]?.value))
+
+    // a migration's lock on wp_job waited, without a bound, for every transaction using the table,
+    // and every statement on it after (every process's heartbeats, claims, settles) waited behind
+    // that lock: one long transaction (a large enqueueAll, a report) stalled the whole schema
+    it.live("a store opening on an older schema while a long transaction reads the job table: the other statements on it still run (the migration gives way), and it migrates once the transaction ends", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        yield* version6(schema)
+        const long = yield* locker
+        yield* long.open(`SELECT count(*) FROM ${S}.wp_job`)
+        const opening = yield* Effect.forkChild(Effect.exit(Effect.scoped(Layer.build(testLayer(schema)))))
+        yield* blockedBy(long.pid)
+        // another process's statement on the table, while the migration waits
+        const other = yield* appClient(url!, 1)
+        const look = yield* other`SELECT count(*)::int AS n FROM ${other.literal(S)}.wp_job`.pipe(Effect.timeoutOption("10 seconds"))
+        assert.isTrue(Option.isSome(look), "a statement on the job table waited behind the migration")
+        yield* long.release
+        const opened = yield* Fiber.join(opening)
+        assert.isTrue(Exit.isSuccess(opened), String(opened))
+        assert.strictEqual(yield* versionOf(S), String(Postgres.MIGRATIONS.length))
+      }).pipe(Effect.scoped)
+    }, { timeout: 60_000 })
+
+    it.live("a store opening on an older schema while a transaction holds the job table for good: its open fails typed (StoreError, migrate) after its tries, the schema left as it was", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        yield* version6(schema)
+        const long = yield* locker
+        yield* long.open(`SELECT count(*) FROM ${S}.wp_job`)
+        const error = yield* Effect.flip(Effect.scoped(Layer.build(testLayer(schema))))
+        assert.instanceOf(error, StoreError)
+        assert.strictEqual(error.operation, "migrate")
+        assert.include(error.reason, "long transaction")
+        assert.strictEqual(yield* versionOf(S), "6")
+      }).pipe(Effect.scoped)
     }, { timeout: 60_000 })
 
     // two purges at once (every replica's nightly purge) whose plans differ (the planner's choice for
