@@ -40,7 +40,7 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Queue, Redacted, Scope } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Queue, Redacted, Schedule, Scope } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as Reactivity from "effect/reactivity/Reactivity"
@@ -296,6 +296,17 @@ const toRow = (row: SqlRow): JobRow => ({
 })
 
 const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
+
+const isLockTimeout = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "LockTimeoutError"
+
+/**
+ * How long (ms) a migration waits for a lock on a table before it gives up and tries again, after
+ * `MIGRATE_PAUSE`, `MIGRATE_TRIES` times in all (then the store's open fails): while it waits, every
+ * other statement on that table waits behind it.
+ */
+export const MIGRATE_LOCK_WAIT = 2000
+const MIGRATE_PAUSE = 1000
+const MIGRATE_TRIES = 5
 
 const reasonOf = (cause: unknown): string => {
   const error = cause as { message?: unknown; cause?: unknown }
@@ -871,6 +882,11 @@ export const makeWith = (
             )
           )
         }
+        // a migration's lock on a table waits for every transaction using it, and every statement on
+        // it after waits behind it: behind one long transaction (a large enqueueAll, a report) the
+        // whole schema's heartbeats, claims and settles stalled until it ended. Waited for a while
+        // only, then tried again (others go on in between)
+        if (version < MIGRATIONS.length) yield* sql.unsafe(`SET LOCAL lock_timeout = ${MIGRATE_LOCK_WAIT}`).raw
         for (let v = version; v < MIGRATIONS.length; v++) {
           // one statement at a time: a prepared statement holds one command
           for (const statement of MIGRATIONS[v]!(`"${cfg.schema}"`).split(";").filter((text) => text.trim() !== "")) {
@@ -879,7 +895,16 @@ export const makeWith = (
         }
         yield* sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value`
-      }))
+      })).pipe(
+        Effect.retry({ while: isLockTimeout, schedule: Schedule.spaced(MIGRATE_PAUSE), times: MIGRATE_TRIES - 1 }),
+        Effect.mapError((error) =>
+          isLockTimeout(error)
+            ? new Error(
+              `the migration waited ${MIGRATE_TRIES} times ${MIGRATE_LOCK_WAIT} ms for a lock on the schema's tables, held by a long transaction: start again once it has ended`
+            )
+            : error
+        )
+      )
     )
 
     // --- wake-ups from other processes: LISTEN, on a connection of the store's own
