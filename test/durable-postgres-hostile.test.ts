@@ -1604,7 +1604,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         const byTable = yield* purging(one, ["enable_indexscan = off", "enable_bitmapscan = off"])
         yield* blockedBy(holder.pid)
         const byEnd = yield* purging(two, ["enable_seqscan = off", "enable_bitmapscan = off"])
-        yield* lockWaiters(2)
+        yield* blockedBy(holder.pid, 2)
         yield* holder.release
         const results = [yield* Fiber.join(byTable), yield* Fiber.join(byEnd)]
         for (const result of results) assert.isTrue(Exit.isSuccess(result), String(result))
