@@ -20,7 +20,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
-import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, lockSession, ownServer, testLayer, url } from "./durable/postgres.ts"
+import { admin, appClient, backToVersion6, blockedBy, enabled, freeze, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, ownServer, testLayer, url } from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { closeWithin, recordingTracer, waitFor } from "./helpers.ts"
 
@@ -1604,7 +1604,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         const byTable = yield* purging(one, ["enable_indexscan = off", "enable_bitmapscan = off"])
         yield* blockedBy(holder.pid)
         const byEnd = yield* purging(two, ["enable_seqscan = off", "enable_bitmapscan = off"])
-        yield* blockedBy(holder.pid, 2)
+        yield* lockWaitersOn(schema, 2)
         yield* holder.release
         const results = [yield* Fiber.join(byTable), yield* Fiber.join(byEnd)]
         for (const result of results) assert.isTrue(Exit.isSuccess(result), String(result))

@@ -123,6 +123,15 @@ export const blockedBy = (holder: number, count = 1) =>
     (n) => n >= count
   )
 
+/** Waits until `count` statements naming `schema` wait for a lock, whoever holds it. */
+export const lockWaitersOn = (schema: string, count: number) =>
+  lookUntil(
+    (sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND query LIKE ${`%${schema}%`} AND pid <> pg_backend_pid()`,
+    (n) => n >= count
+  )
+
 /** Waits until no statement naming `schema` runs: every write of a test's store has ended, committed or not. */
 export const schemaIdle = (schema: string) =>
   lookUntil(
