@@ -485,13 +485,22 @@ else {
           const warm = yield* producer.enqueue(job(queue, 1))
           yield* until(Effect.orDie(Effect.map(producer.get(warm.id), (row) => row?.state)), (state) => state === "succeeded", "the first job runs")
           yield* Effect.promise(() => cluster.nodes[root]!.kill())
-          // the consumer's watch (BZPOPMIN) on the queue's node is dropped: it makes a new one
+          // the consumer's watch (BZPOPMIN) on the queue's node is dropped: it makes a new one. The
+          // watch is looked for until it blocks: woken by the first job's marker, it may be between
+          // two BZPOPMINs (seen under load: none at the first look)
+          const watches = yield* until(
+            Effect.promise(() =>
+              admin(async (client) => {
+                const clients = String(await client.sendCommand(["CLIENT", "LIST"]))
+                return clients.split("\n").filter((line) => line.includes("cmd=bzpopmin")).map((line) => /id=(\d+)/.exec(line)![1]!)
+              }, cluster.nodes[on]!.url)
+            ),
+            (ids) => ids.length > 0,
+            "the consumer's watch blocks on the queue's node"
+          )
           yield* Effect.promise(() =>
             admin(async (client) => {
-              const clients = String(await client.sendCommand(["CLIENT", "LIST"]))
-              const ids = clients.split("\n").filter((line) => line.includes("cmd=bzpopmin")).map((line) => /id=(\d+)/.exec(line)![1]!)
-              assert.isAbove(ids.length, 0)
-              for (const id of ids) await client.sendCommand(["CLIENT", "KILL", "ID", id])
+              for (const id of watches) await client.sendCommand(["CLIENT", "KILL", "ID", id])
             }, cluster.nodes[on]!.url)
           )
           const woken = yield* producer.enqueue(job(queue, 2))

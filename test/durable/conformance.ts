@@ -321,6 +321,8 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   const failing = { value: false }
   const hanging = { value: false }
   const tokens: Array<string> = []
+  /** The heartbeats that reached the store, and the time (the Effect Clock) of the last one. */
+  const beats = { count: 0, lastAt: 0 }
   const wrapped = Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
@@ -334,10 +336,13 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
           ? Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
           : frozen.value
           ? Effect.succeed({ lost: [], cancelled: [] })
-          : store.heartbeat(ts, lease)
+          : Effect.andThen(
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => { beats.count++; beats.lastAt = now })),
+            store.heartbeat(ts, lease)
+          )
     }))
   ).pipe(Layer.provide(layer))
-  return { frozen, failing, hanging, tokens, layer: wrapped }
+  return { frozen, failing, hanging, tokens, beats, layer: wrapped }
 }
 
 /** A handler that reports progress 1 of 2, waits for `gate`, reports 2 of 2 and returns its `n`. */
@@ -511,6 +516,44 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           yield* tick(LEASE / 3 + 200)
           assert.strictEqual(yield* Ref.get(interrupted), 1)
           assert.strictEqual(yield* stateOf(job.id), "running") // its lease, not this consumer, decides now
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a consumer woken early by a cancel request, its beat failing, still gives its jobs up when their lease ends, not a beat's spacing later", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const interrupted = yield* Ref.make(0)
+          const started = yield* Deferred.make<void>()
+          yield* JobQueue.consume({
+            ...options,
+            handlers: [Task.handle(Echo, () =>
+              Effect.andThen(
+                Deferred.succeed(started, undefined),
+                Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1)))
+              ))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          for (let n = 0; !(yield* Deferred.isDone(started)); n++) {
+            assert.isBelow(n, 100, "the job started")
+            yield* tick(100)
+          }
+          // a beat renews the running job's lease: its lease ends a lease after it
+          const before = store.beats.count
+          for (let n = 0; store.beats.count === before; n++) {
+            assert.isBelow(n, 100, "a beat came")
+            yield* tick(100)
+          }
+          store.failing.value = true
+          const ends = store.beats.lastAt + LEASE
+          yield* tick(ends - 200 - (yield* Clock.currentTimeMillis))
+          // the cancel wakes the beat at once; it fails, 200 ms before the lease's end
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          yield* tick(100)
+          assert.strictEqual(yield* Ref.get(interrupted), 0)
+          // old: the next beat came a third of a lease after the early one, 800 ms past the end
+          yield* tick(200)
+          assert.strictEqual(yield* Ref.get(interrupted), 1, "given up at its lease's end")
         }).pipe(Effect.provide(store.layer))
       }))
 

@@ -594,10 +594,27 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             staleCause
           )
         })
+      const spacing = Math.max(1, Math.floor(config.lease / 3))
+      /**
+       * Until the next beat: a third of a lease, or less if a lease (or a stale token's) would end
+       * before then. A beat woken early (a cancel request) and failing set the next one a whole
+       * spacing after it, so the leases could end up to a third of a lease before the beat that gives
+       * them up: the jobs ran on meanwhile, as another consumer's reaper took them back.
+       */
+      const untilNext = (now: number) => {
+        let next = spacing
+        const left = renewedAt + config.lease - now
+        if (left > 0 && left < next) next = left
+        for (const since of stale.values()) {
+          const end = since + config.lease - now
+          if (end > 0 && end < next) next = end
+        }
+        return next
+      }
       let cancels = yield* store.cancelVersion
       while (true) {
         // a cancel requested since the last beat (here, or heard of from another process) beats at once
-        yield* store.waitCancel(Math.max(1, Math.floor(config.lease / 3)), cancels)
+        yield* store.waitCancel(running.size === 0 ? spacing : untilNext(yield* store.now), cancels)
         cancels = yield* store.cancelVersion
         const tokens = Array.from(running.keys())
         const now = yield* store.now
@@ -611,7 +628,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
         // its pool closes) is a failed beat; as a result it stopped the loop, silently
         const beat = yield* Effect.exit(
-          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : Math.max(1, Math.floor(config.lease / 3)))
+          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : spacing)
         )
         if (Exit.isSuccess(beat)) {
           const unrenewed = beat.value.unrenewed
