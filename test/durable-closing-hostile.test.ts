@@ -325,9 +325,7 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
   it.live("the settle is written (the job succeeded), not interrupted with the store's writer and dropped, its job left to the reaper to run again", () =>
     Effect.gen(function*() {
       const schema = Pg.freshSchema()
-      const { Client } = yield* Effect.promise(() => import("pg"))
-      const locker = new Client({ connectionString: Pg.url! })
-      yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+      const locker = yield* Pg.lockSession
       const scope = yield* Scope.make()
       const cfg = yield* Postgres.options({ url: Pg.url!, schema, maxConnections: 4 })
       const store = yield* Postgres.make({ ...cfg, clock: "effect" }).pipe(Scope.provide(scope))
@@ -345,12 +343,10 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
       yield* Deferred.await(started).pipe(Effect.timeout("20 seconds"))
       // paused: no claim for the freed slot carries the settle, the store's settle writer writes it
       yield* consumer.pause
-      const lockerPid: number = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid
-      yield* Effect.promise(() => locker.query("BEGIN"))
-      yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
+      yield* locker.hold(`"${schema}"`, job.id)
       yield* Deferred.succeed(finish, undefined)
       // the settle's statement waits for the row
-      yield* Pg.blockedBy(lockerPid)
+      yield* Pg.blockedBy(locker.pid)
       // runs first in the close (added last)
       const closeBegun = yield* Deferred.make<void>()
       yield* Scope.addFinalizer(scope, Deferred.succeed(closeBegun, undefined))
@@ -360,10 +356,10 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
       // 500 ms into the close, well within the consumer's 2 s wait for its settles
       const waiting = () =>
         Effect.promise(() =>
-          Pg.admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${lockerPid} = ANY(pg_blocking_pids(pid))`)
+          Pg.admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${locker.pid} = ANY(pg_blocking_pids(pid))`)
         )
       for (let i = 0; i < 25 && (yield* waiting())[0]!.n > 0; i++) yield* Effect.sleep(20)
-      yield* Effect.promise(() => locker.query("COMMIT"))
+      yield* locker.release
       yield* Fiber.join(closing)
       const state = yield* Effect.provide(JobQueue.status(job.id), Pg.testLayer(schema))
       assert.strictEqual(state.state, "succeeded")

@@ -71,13 +71,12 @@ const underLock = <A>(
     const { schema, store } = yield* ownClientStore(clientOptions)
     const a = yield* setup(store)
     const locker = yield* lockSession
-    yield* locker.query("BEGIN")
-    yield* locker.query(lock(`"${schema}"`))
+    yield* locker.open(lock(`"${schema}"`))
     const fiber = yield* Effect.forkDetach(write(store, a))
     yield* blockedBy(locker.pid)
     yield* Fiber.interrupt(fiber)
     // the caller has returned: release the lock, and wait for every statement of the schema to end
-    yield* locker.query("COMMIT")
+    yield* locker.release
     yield* schemaIdle(schema)
     return yield* landed(store, a)
   }).pipe(Effect.scoped)
@@ -196,8 +195,7 @@ if (enabled) {
         const { schema, store } = yield* ownClientStore({ maxConnections: pool })
         yield* store.configure("bulk", { paused: false })
         const locker = yield* lockSession
-        yield* locker.query("BEGIN")
-        yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
+        yield* locker.open(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
         const fibers = yield* Effect.forEach(
           Array.from({ length: 1000 }, (_, i) => i),
           (i) => Effect.forkDetach(store.enqueue(newJob("bulk", { id: `bulk-${i}` }))),
@@ -209,7 +207,7 @@ if (enabled) {
         const took = Date.now() - from
         // one after another they would take up to 1,000 × CANCEL_SETTLE: 10 of it is generous on a loaded machine
         assert.isBelow(took, Postgres.CANCEL_SETTLE * 10, `1,000 interrupted writes returned in ${took} ms`)
-        yield* locker.query("COMMIT")
+        yield* locker.release
         yield* schemaIdle(schema)
         assert.strictEqual((yield* store.counts("bulk")).waiting, 0, "interrupted enqueues landed")
         // the pool recovered: writes work
@@ -261,8 +259,7 @@ if (enabled) {
           const store = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema })).pipe(Scope.provide(scope))
           yield* store.configure("cut", { paused: false })
           const locker = yield* lockSession
-          yield* locker.query("BEGIN")
-          yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
+          yield* locker.open(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
           const write = yield* Effect.forkDetach(store.enqueue(newJob("cut", { id: "cut" })))
           yield* blockedBy(locker.pid)
           const took = yield* closeWithin(scope, "20 seconds")
@@ -271,7 +268,7 @@ if (enabled) {
           assert.isTrue(exit._tag === "Some", "the write's caller still waits after the store's close")
           const error = exit._tag === "Some" && Exit.isFailure(exit.value) ? Cause.squash(exit.value.cause) : undefined
           assert.instanceOf(error, StoreError)
-          yield* locker.query("COMMIT")
+          yield* locker.release
           yield* schemaIdle(schema)
           const rows = yield* Effect.promise(() =>
             admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.literal(`"${schema}"`)}.wp_job WHERE id = 'cut'`)

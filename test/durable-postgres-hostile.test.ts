@@ -688,14 +688,9 @@ else {
         for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n })
         const [y, m] = (yield* store.claim(request)).claims
         const [x] = (yield* store.claim({ ...request, limit: 1, lease: 1000 })).claims
-        const seqOf = (id: string) =>
-          Effect.promise(() => admin((sql) => sql<{ seq: string }>`SELECT seq::text AS seq FROM ${sql.literal(S)}.wp_job WHERE id = ${id}`))
-            .pipe(Effect.map((rows) => rows[0]!.seq))
         // m's row held by another transaction: the heartbeat locks y, then waits at m
         const locker = yield* lockSession
-        const mSeq = yield* seqOf(m!.job.id)
-        yield* locker.query("BEGIN")
-        yield* locker.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ${mSeq} FOR UPDATE`)
+        yield* locker.hold(S, m!.job.id)
         const own = yield* appClient(url!, 1)
         const other = yield* appClient(url!, 1)
         const beating = (yield* own<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
@@ -710,7 +705,7 @@ else {
           Postgres.claimStatement(other, other.literal(S), request, now, [{ token: y!.token, state: "succeeded", exit: null }])
         ))
         yield* blockedBy(beating)
-        yield* locker.query("ROLLBACK")
+        yield* locker.release
         const [beaten, claimed] = [yield* Fiber.join(beat), yield* Fiber.join(claim)]
         assert.isTrue(Exit.isSuccess(beaten), String(beaten))
         assert.isTrue(Exit.isSuccess(claimed), String(claimed))
@@ -738,13 +733,12 @@ else {
         /** A tick's enqueue, `ahead` ms before its notAfter on the server's clock, held by the lock until `letGo`. */
         const held = (id: string, ahead: number, letGo: (notAfter: number) => Effect.Effect<unknown>) =>
           Effect.gen(function*() {
-            yield* locker.query("BEGIN")
-            yield* locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
+            yield* locker.open(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
             const at = yield* serverNow
             const fiber = yield* Effect.forkChild(store.enqueue(newJob("ticks", { id, runAt: at, notAfter: at + ahead })))
             yield* blockedBy(locker.pid)
             yield* letGo(at + ahead)
-            yield* locker.query("COMMIT")
+            yield* locker.release
             return yield* Fiber.join(fiber)
           })
         // let go once the server's clock is past notAfter
@@ -1444,31 +1438,6 @@ if (enabled && pgServer.binaries() !== undefined) {
   })
 
   describe("the Postgres store's lock order, hostile", () => {
-    /** A session of its own holding row locks (`FOR UPDATE`) in an open transaction, to pause a statement at a row. */
-    const locker = Effect.gen(function*() {
-      const { Client } = yield* Effect.promise(() => import("pg"))
-      const client = new Client({ connectionString: url! })
-      yield* Effect.acquireRelease(Effect.promise(() => client.connect()), () => Effect.promise(() => client.end()))
-      const pid = (yield* Effect.promise(() => client.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
-      return {
-        pid,
-        hold: (S: string, seqs: ReadonlyArray<string>) =>
-          Effect.promise(async () => {
-            await client.query("BEGIN")
-            await client.query(`SELECT 1 FROM ${S}.wp_job WHERE seq = ANY($1::bigint[]) FOR UPDATE`, [seqs])
-          }),
-        /** Opens a transaction that runs `text` and stays open (the locks it took held). */
-        open: (text: string) =>
-          Effect.promise(async () => {
-            await client.query("BEGIN")
-            await client.query(text)
-          }),
-        release: Effect.promise(() => client.query("ROLLBACK"))
-      }
-    })
-    const seqOf = (S: string, id: string) =>
-      Effect.promise(() => admin((sql) => sql<{ seq: string }>`SELECT seq::text AS seq FROM ${sql.literal(S)}.wp_job WHERE id = ${id}`))
-        .pipe(Effect.map((rows) => rows[0]!.seq))
     /** Runs `statement` on a connection of `sql`'s whose backend's pid it gives first (`pid`), in one transaction. */
     const onBackend = <A>(sql: PgClient.PgClient, pid: Deferred.Deferred<number>, statement: Effect.Effect<A, unknown>, settings: ReadonlyArray<string> = []) =>
       sql.withTransaction(Effect.gen(function*() {
@@ -1493,12 +1462,11 @@ if (enabled && pgServer.binaries() !== undefined) {
         // in seq order: z (still running), a, b (the heartbeat's), c (another's)
         for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n })
         const [z, a, b, c] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 4, lease: 60_000 })).claims
-        const [zSeq, cSeq] = [yield* seqOf(S, z!.job.id), yield* seqOf(S, c!.job.id)]
-        const first = yield* locker
-        const second = yield* locker
+        const first = yield* lockSession
+        const second = yield* lockSession
         const [beater, settler, purger] = [yield* appClient(url!, 1), yield* appClient(url!, 1), yield* appClient(url!, 1)]
         // the heartbeat's snapshot: z, a and b running; it waits at z
-        yield* first.hold(S, [zSeq])
+        yield* first.hold(S, z!.job.id)
         const beat = yield* Effect.forkChild(Effect.exit(
           Postgres.heartbeatStatement(beater, beater.literal(S), [z!.token, a!.token, b!.token], 60_000, 1000)
         ))
@@ -1508,7 +1476,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* Postgres.settleStatement(settler, settler.literal(S), final(c!.token), 20)
         yield* Postgres.settleStatement(settler, settler.literal(S), final(a!.token), 30)
         // the purge deletes b, then waits at c
-        yield* second.hold(S, [cSeq])
+        yield* second.hold(S, c!.job.id)
         const purgePid = yield* Deferred.make<number>()
         const purge = yield* Effect.forkChild(Effect.exit(
           onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED))
@@ -1545,7 +1513,7 @@ if (enabled && pgServer.binaries() !== undefined) {
       const S = `"${schema}"`
       return Effect.gen(function*() {
         yield* version6(schema)
-        const long = yield* locker
+        const long = yield* lockSession
         yield* long.open(`SELECT count(*) FROM ${S}.wp_job`)
         const opening = yield* Effect.forkChild(Effect.exit(Effect.scoped(Layer.build(testLayer(schema)))))
         yield* blockedBy(long.pid)
@@ -1565,7 +1533,7 @@ if (enabled && pgServer.binaries() !== undefined) {
       const S = `"${schema}"`
       return Effect.gen(function*() {
         yield* version6(schema)
-        const long = yield* locker
+        const long = yield* lockSession
         yield* long.open(`SELECT count(*) FROM ${S}.wp_job`)
         const error = yield* Effect.flip(Effect.scoped(Layer.build(testLayer(schema))))
         assert.instanceOf(error, StoreError)
@@ -1590,8 +1558,8 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* Postgres.settleStatement(settler, settler.literal(S), final(a!.token), 30)
         yield* Postgres.settleStatement(settler, settler.literal(S), final(m!.token), 20)
         yield* Postgres.settleStatement(settler, settler.literal(S), final(b!.token), 10)
-        const holder = yield* locker
-        yield* holder.hold(S, [yield* seqOf(S, m!.job.id)])
+        const holder = yield* lockSession
+        yield* holder.hold(S, m!.job.id)
         const [one, two] = [yield* appClient(url!, 1), yield* appClient(url!, 1)]
         const purging = (sql: PgClient.PgClient, settings: ReadonlyArray<string>) =>
           Effect.gen(function*() {

@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
-import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, testLayer, url } from "./durable/postgres.ts"
+import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -44,26 +44,22 @@ else {
     it.live("latencies: a job whose settle commits after an interval's read, stamped before it, still counts in the next one", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
-        const { Client } = yield* Effect.promise(() => import("pg"))
-        const locker = new Client({ connectionString: url! })
-        yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+        const locker = yield* lockSession
         yield* Effect.gen(function*() {
           const store = yield* JobStore.JobStore
           const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "race" })
           const [claim] = (yield* store.claim({ queues: ["race"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
           const start = yield* store.latencies("race", undefined, 10)
           // another transaction holds the row: the settle's statement starts (its now()) and waits
-          const lockerPid: number = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid
-          yield* Effect.promise(() => locker.query("BEGIN"))
-          yield* Effect.promise(() => locker.query(`SELECT 1 FROM "${schema}".wp_job WHERE id = $1 FOR UPDATE`, [job.id]))
+          yield* locker.hold(`"${schema}"`, job.id)
           const settling = yield* Effect.forkChild(
             store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) })
           )
-          yield* blockedBy(lockerPid) // the settle waits for the lock
+          yield* blockedBy(locker.pid) // the settle waits for the lock
           yield* Effect.sleep("20 millis") // the server's clock moves past the settle's stamp
           const between = yield* store.latencies("race", start.until, 10)
           assert.deepStrictEqual(between.jobs, [], "not committed yet")
-          yield* Effect.promise(() => locker.query("COMMIT"))
+          yield* locker.release
           assert.isTrue(yield* Fiber.join(settling))
           assert.strictEqual((yield* store.latencies("race", start.until, 10)).jobs.length, 1, "it ended after `start`")
           const next = yield* store.latencies("race", between.until, 10)

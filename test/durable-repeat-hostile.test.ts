@@ -313,20 +313,16 @@ describe.skipIf(!Pg.enabled)("a repeat's scope closed while its tick's insert wa
     Effect.gen(function*() {
       const schema = Pg.freshSchema()
       const store = PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
-      const { Client } = yield* Effect.promise(() => import("pg"))
-      const locker = new Client({ connectionString: Pg.url! })
-      yield* Effect.acquireRelease(Effect.promise(() => locker.connect()), () => Effect.promise(() => locker.end()))
+      const locker = yield* Pg.lockSession
       yield* Effect.gen(function*() {
         yield* JobQueue.stats("ticks") // the schema exists before the lock
         const scope = yield* Scope.make()
         yield* Scope.provide(JobQueue.repeat("closing", Work, { n: 0 }, { cron: "* * * * * *", queue: "ticks" }), scope)
-        yield* Effect.promise(() => locker.query("BEGIN"))
-        yield* Effect.promise(() => locker.query(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`))
-        const holder = (yield* Effect.promise(() => locker.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
-        yield* Pg.blockedBy(holder)
+        yield* locker.open(`LOCK TABLE "${schema}".wp_job IN EXCLUSIVE MODE`)
+        yield* Pg.blockedBy(locker.pid)
         // while the lock is held: the close does not wait for the insert
         yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("20 seconds"))
-        yield* Effect.promise(() => locker.query("COMMIT"))
+        yield* locker.release
         // nothing of the store's left on the server that could still insert
         yield* Effect.promise(() =>
           Pg.admin((sql) =>

@@ -155,15 +155,28 @@ const lookUntil = (
   })
 
 /**
- * A session of its own, outside every store's pool, to hold locks with (`LOCK TABLE`, `SELECT ...
- * FOR UPDATE` in a `BEGIN`): its backend's pid (for `blockedBy`) and its queries; ended with the scope.
+ * A session of its own, outside every store's pool, to hold locks with: its backend's pid (for
+ * `blockedBy`); `open` begins a transaction that runs a statement and stays open (the locks it took
+ * held: `LOCK TABLE`, `SELECT ... FOR UPDATE`), `hold` one holding a job's row, `release` ends it
+ * (rolled back: it wrote nothing); the session ends with the scope.
  */
 export const lockSession = Effect.gen(function*() {
   const { Client } = yield* Effect.promise(() => import("pg"))
   const client = new Client({ connectionString: url! })
   yield* Effect.acquireRelease(Effect.promise(() => client.connect()), () => Effect.promise(() => client.end()))
   const pid = (yield* Effect.promise(() => client.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
-  return { pid, query: (text: string) => Effect.promise(() => client.query(text)) }
+  const open = (text: string, values?: ReadonlyArray<unknown>) =>
+    Effect.promise(async () => {
+      await client.query("BEGIN")
+      await client.query(text, values as Array<unknown>)
+    })
+  return {
+    pid,
+    open,
+    /** Holds the row of job `id` in schema `S` (quoted). */
+    hold: (S: string, id: string) => open(`SELECT 1 FROM ${S}.wp_job WHERE id = $1 FOR UPDATE`, [id]),
+    release: Effect.promise(() => client.query("ROLLBACK"))
+  }
 })
 
 /** The pids of the backends listening on `channel` now. */
