@@ -216,16 +216,23 @@ describe("the SQLite store's wait for another process's lock", () => {
       assert.strictEqual((yield* other.list({ queue: undefined, states: undefined, limit: 10 })).length, 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  /** A connection of this process holding `filename`'s write lock (`BEGIN IMMEDIATE`) until its COMMIT; closed with the scope. */
+  const heldLock = (filename: string) =>
+    Effect.gen(function*() {
+      const { DatabaseSync } = yield* Effect.promise(() => import("node:sqlite"))
+      const own = new DatabaseSync(filename)
+      yield* Effect.addFinalizer(() => Effect.sync(() => own.close()))
+      own.exec("BEGIN IMMEDIATE")
+      return own
+    })
+
   // SQLite's own busy wait blocked the thread: the transaction holding the lock, in this very
   // process, could not go on until the wait ended (busyTimeout, then "database is locked")
   it.live("a connection of this process holding the lock across an await: an enqueue waits for its commit, and is written after it", () =>
     Effect.gen(function*() {
       const filename = fresh()
       const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 })
-      const { DatabaseSync } = yield* Effect.promise(() => import("node:sqlite"))
-      const own = new DatabaseSync(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => own.close()))
-      own.exec("BEGIN IMMEDIATE")
+      const own = yield* heldLock(filename)
       own.exec("INSERT INTO wp_meta (key, value) VALUES ('own', '1')")
       const from = performance.now()
       const waiting = yield* Effect.forkChild(Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store))
@@ -245,10 +252,7 @@ describe("the SQLite store's wait for another process's lock", () => {
     Effect.gen(function*() {
       const filename = fresh()
       const store = yield* Sqlite.make({ filename, busyTimeout: 60_000 })
-      const { DatabaseSync } = yield* Effect.promise(() => import("node:sqlite"))
-      const own = new DatabaseSync(filename)
-      yield* Effect.addFinalizer(() => Effect.sync(() => own.close()))
-      own.exec("BEGIN IMMEDIATE")
+      const own = yield* heldLock(filename)
       const waiting = yield* Effect.forkChild(Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }), JobStore.JobStore, store))
       // a few of its tries
       yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 100)))
