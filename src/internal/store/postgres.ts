@@ -769,19 +769,18 @@ export const makeWith = (
     // (5 s), or, on a client of the store's own, by its sockets' destruction (`CLIENT_CLOSE_GRACE`)
     const detached = yield* Detached.make(closing.close)
 
+    /** The server's time in ms as an SQL expression, read `at` its transaction's start or the moment the statement reads it. */
+    const serverTime = (at: "now()" | "clock_timestamp()"): Fragment => sql.literal(`floor(extract(epoch from ${at}) * 1000)::bigint`)
+
     /** The store's time as an SQL expression: a parameter from the Effect Clock, or the server's. */
-    const NOW = (): Fragment | number =>
-      cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : sql.literal("floor(extract(epoch from now()) * 1000)::bigint")
+    const NOW = (): Fragment | number => cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : serverTime("now()")
 
     /**
      * The store's time when a statement looks at it, for a job's `notAfter`: on the server's clock,
      * `clock_timestamp()`, not `now()` (the transaction's start: an insert held by a lock on the
      * table would be checked against the time it was sent, and stored however late).
      */
-    const CHECKED_AT = (): Fragment | number =>
-      cfg.clock === "effect"
-        ? clock.currentTimeMillisUnsafe()
-        : sql.literal("floor(extract(epoch from clock_timestamp()) * 1000)::bigint")
+    const CHECKED_AT = (): Fragment | number => cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : serverTime("clock_timestamp()")
 
     /**
      * A statement as one store operation, on a fiber of its own (`Detached`): a caller that stops
@@ -1467,9 +1466,8 @@ export const makeWith = (
           SELECT name, rate_limit, rate_interval_ms, rate_count FROM ${S}.wp_queue
           WHERE name = ANY(${request.queues}) AND rate_limit > 0 AND NOT paused
           ORDER BY name FOR UPDATE`
-        const now = cfg.clock === "effect"
-          ? clock.currentTimeMillisUnsafe()
-          : Number((yield* sql<{ now: bigint | number }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now`)[0]!.now)
+        const at = CHECKED_AT()
+        const now = typeof at === "number" ? at : Number((yield* sql<{ now: bigint | number }>`SELECT ${at} AS now`)[0]!.now)
         const windows = yield* Effect.forEach(limited, (queue) =>
           Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) => {
             const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
@@ -1645,7 +1643,7 @@ export const makeWith = (
     // waiting on the server
     const time = ServerTime.make(
       clock,
-      read("now", Effect.map(sql<{ now: bigint }>`SELECT floor(extract(epoch from now()) * 1000)::bigint AS now`, (rows) => Number(rows[0]!.now)))
+      read("now", Effect.map(sql<{ now: bigint }>`SELECT ${serverTime("now()")} AS now`, (rows) => Number(rows[0]!.now)))
     )
     const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
     if (cfg.clock === "server") yield* Effect.ignore(time.refresh)
