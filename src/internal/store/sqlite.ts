@@ -24,6 +24,7 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite"
 import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
+  type Claim,
   type Claimed,
   type ClaimRequest,
   type JobRow,
@@ -113,6 +114,36 @@ export const DELAYED = `SELECT visible_at FROM wp_job
   WHERE queue = :queue AND state = 'queued' AND visible_at > created_at AND visible_at > :now
     AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = :queue AND q.paused = 1)
   ORDER BY visible_at LIMIT 1`
+
+/**
+ * The best visible jobs of some queues, best first, at most a limit: what follows a select's columns
+ * (`j` the job table); parameters now, the queues and the tasks (JSON arrays), the limit. A claim's
+ * one statement and a rate-limited claim's candidates pick by it alike.
+ */
+const BEST = `FROM wp_job j
+  WHERE j.state = 'queued' AND j.visible_at <= ?
+    AND j.queue IN (SELECT value FROM json_each(?))
+    AND j.task IN (SELECT value FROM json_each(?))
+    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
+  ORDER BY j.rank DESC, j.seq
+  LIMIT ?`
+
+/** A claim's change to the jobs it takes, before its WHERE; parameters now, the lease's end. */
+const CLAIM = `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
+  lease_token = lower(hex(randomblob(16))), lease_until = ?`
+
+/** A claim's one statement: the best visible jobs of the request's queues become running. */
+const CLAIM_BEST = `${CLAIM} WHERE seq IN (SELECT j.seq ${BEST}) RETURNING *`
+
+/** A rate-limited claim's statement: the candidates it picked (their seqs, a JSON array) become running. */
+const CLAIM_PICKED = `${CLAIM} WHERE seq IN (SELECT value FROM json_each(?)) RETURNING *`
+
+/** A rate-limited claim's candidates (the columns it picks by), best first. */
+const CANDIDATES = `SELECT j.seq, j.rank, j.queue ${BEST}`
+
+/** Best first: higher rank, then the older job. */
+const bestFirst = (a: { readonly rank: number; readonly seq: number }, b: { readonly rank: number; readonly seq: number }) =>
+  b.rank - a.rank || a.seq - b.seq
 
 export interface Config {
   readonly filename: string
@@ -760,15 +791,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     /** The best visible jobs of `queues` (not paused), at most `limit`. */
     const best = (queues: ReadonlyArray<string>, tasks: string, now: number, limit: number) =>
-      db.prepare(
-        `SELECT j.seq, j.rank, j.queue FROM wp_job j
-         WHERE j.state = 'queued' AND j.visible_at <= ?
-           AND j.queue IN (SELECT value FROM json_each(?))
-           AND j.task IN (SELECT value FROM json_each(?))
-           AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
-         ORDER BY j.rank DESC, j.seq
-         LIMIT ?`
-      ).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
+      db.prepare(CANDIDATES).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
 
     const delayed = db.prepare(DELAYED)
     /** After a claim that took fewer than asked for: when its queues' soonest delayed job is due. */
@@ -782,31 +805,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       return soonest === Infinity ? undefined : soonest - now
     }
 
+    /** Claimed rows, best first (RETURNING comes in table order: they start best first). */
+    const toClaims = (rows: Array<SqlRow & { readonly rank: number; readonly seq: number }>): Array<Claim> =>
+      rows.sort(bestFirst).map((row) => ({ job: toRow(row), token: row.lease_token! }))
+
     /** One statement: the best visible jobs of the request's queues become running. */
     const claimBest = (request: ClaimRequest, now: number) =>
-      all<SqlRow & { readonly rank: number; readonly seq: number }>(
-        `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
-           lease_token = lower(hex(randomblob(16))), lease_until = ?
-         WHERE seq IN (
-           SELECT j.seq FROM wp_job j
-           WHERE j.state = 'queued' AND j.visible_at <= ?
-             AND j.queue IN (SELECT value FROM json_each(?))
-             AND j.task IN (SELECT value FROM json_each(?))
-             AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
-           ORDER BY j.rank DESC, j.seq
-           LIMIT ?
-         )
-         RETURNING *`,
+      toClaims(all(
+        CLAIM_BEST,
         now,
         now + request.lease,
         now,
         JSON.stringify(request.queues),
         JSON.stringify(request.tasks),
         request.limit
-      )
-        // RETURNING comes in table order: start them best first
-        .sort((a, b) => b.rank - a.rank || a.seq - b.seq)
-        .map((row) => ({ job: toRow(row), token: row.lease_token! }))
+      ))
 
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
@@ -832,17 +845,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         for (const window of windows) {
           if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
         }
-        if (windows.length > 0) candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+        if (windows.length > 0) candidates.sort(bestFirst)
         const picked = candidates.slice(0, request.limit)
-        const rows = picked.length === 0 ? [] : all(
-          `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
-             lease_token = lower(hex(randomblob(16))), lease_until = ?
-           WHERE seq IN (SELECT value FROM json_each(?))
-           RETURNING *`,
+        const claims = picked.length === 0 ? [] : toClaims(all(
+          CLAIM_PICKED,
           now,
           now + request.lease,
           JSON.stringify(picked.map((job) => job.seq))
-        ).sort((a, b) => (b as any).rank - (a as any).rank || (a as any).seq - (b as any).seq)
+        ))
         let limitedFor = 0
         for (const window of windows) {
           const taken = picked.filter((job) => job.queue === window.name).length
@@ -859,11 +869,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           const wait = window.nextAt - now
           if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
-        return {
-          claims: rows.map((row) => ({ job: toRow(row), token: row.lease_token! })),
-          limitedFor,
-          dueIn: dueIn(request, now, rows.length)
-        }
+        return { claims, limitedFor, dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
