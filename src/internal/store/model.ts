@@ -412,6 +412,71 @@ export const windowAllows = (
   return { allowed, nextAt: i < oldest.length ? oldest[i]! + rate.interval : now + rate.interval }
 }
 
+/** A rate-limited queue as a claim reads it, its `wp_queue` row: its limit, and how many claims its window holds. */
+export interface LimitedQueue {
+  readonly name: string
+  readonly rate_limit: number
+  readonly rate_interval_ms: number
+  readonly rate_count: number
+}
+
+/**
+ * A rate-limited queue's window at a claim (of the SQL stores, which keep it in rows): its `count`
+ * claims, the `oldest` of them (id and time, oldest first: those that may drop out), and what it
+ * allows of the claim (see `windowAllows`).
+ */
+export interface ClaimWindow<Id> {
+  readonly name: string
+  readonly rate: QueueRateLimit
+  readonly count: number
+  readonly oldest: ReadonlyArray<{ readonly id: Id; readonly at: number }>
+  readonly allowed: number
+  readonly nextAt: number
+}
+
+/** The window of `queue` for a claim of `limit` jobs at `now`, its oldest claims read. */
+export const claimWindow = <Id>(
+  queue: LimitedQueue,
+  oldest: ReadonlyArray<{ readonly id: Id; readonly at: number }>,
+  now: number,
+  limit: number
+): ClaimWindow<Id> => {
+  const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
+  const { allowed, nextAt } = windowAllows(oldest.map((c) => c.at), queue.rate_count, rate, now, limit)
+  return { name: queue.name, rate, count: queue.rate_count, oldest, allowed, nextAt }
+}
+
+/**
+ * What a claim of `limit` jobs that picked `picked` writes to the windows it took from: each one's
+ * claims taken, the oldest claims that drop out (a window keeps the last `rate.limit`) and its count
+ * after; and how long it was held back (`limitedFor`, 0 when not): when it came up short, the
+ * soonest that a window which gave all it had frees its next slot.
+ */
+export const takeFromWindows = <Id>(
+  windows: ReadonlyArray<ClaimWindow<Id>>,
+  picked: ReadonlyArray<{ readonly queue: string }>,
+  limit: number,
+  now: number
+): {
+  readonly taken: ReadonlyArray<{ readonly name: string; readonly taken: number; readonly dropped: ReadonlyArray<Id>; readonly count: number }>
+  readonly limitedFor: number
+} => {
+  const taken: Array<{ name: string; taken: number; dropped: ReadonlyArray<Id>; count: number }> = []
+  let limitedFor = 0
+  for (const window of windows) {
+    const n = picked.filter((job) => job.queue === window.name).length
+    if (n > 0) {
+      const drop = Math.max(0, window.count + n - window.rate.limit)
+      taken.push({ name: window.name, taken: n, dropped: window.oldest.slice(0, drop).map((c) => c.id), count: window.count + n - drop })
+    }
+    // held back: its window gave all it had, and the queue may have more
+    const held = n === window.allowed && window.allowed < limit && picked.length < limit
+    const wait = window.nextAt - now
+    if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+  }
+  return { taken, limitedFor }
+}
+
 /** A span as stored with a job: its trace and span ids, and whether it was sampled. */
 export interface TraceContext {
   readonly traceId: string

@@ -53,6 +53,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  claimWindow,
   type JobRow,
   type Latencies,
   type LatencyCursor,
@@ -66,7 +67,7 @@ import {
   type Settlement,
   type State,
   type Store,
-  windowAllows,
+  takeFromWindows,
   withId
 } from "./model.ts"
 import * as Detached from "./detached.ts"
@@ -1469,11 +1470,8 @@ export const makeWith = (
         const at = CHECKED_AT()
         const now = typeof at === "number" ? at : Number((yield* sql<{ now: bigint | number }>`SELECT ${at} AS now`)[0]!.now)
         const windows = yield* Effect.forEach(limited, (queue) =>
-          Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) => {
-            const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
-            const { allowed, nextAt } = windowAllows(oldest.map((c) => c.at), queue.rate_count, rate, now, request.limit)
-            return { name: queue.name, rate, count: queue.rate_count, oldest, allowed, nextAt }
-          }))
+          Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) =>
+            claimWindow(queue, oldest, now, request.limit)))
         const unlimited = request.queues.filter((queue) => !windows.some((window) => window.name === queue))
         // each queue's best, as far as its window allows, then the best of them all
         const candidates = (yield* Effect.forEach(
@@ -1487,22 +1485,11 @@ export const makeWith = (
               lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
             RETURNING j.*`
-        let limitedFor = 0
-        for (const window of windows) {
-          const taken = picked.filter((job) => job.queue === window.name).length
-          if (taken > 0) {
-            yield* sql`INSERT INTO ${S}.wp_rate (queue, at) SELECT ${window.name}, ${now} FROM generate_series(1, ${taken})`
-            // the window keeps the last `limit` claims: the oldest ones drop out
-            const drop = Math.max(0, window.count + taken - window.rate.limit)
-            if (drop > 0) {
-              yield* sql`DELETE FROM ${S}.wp_rate WHERE id = ANY(${window.oldest.slice(0, drop).map((c) => c.id)}::bigint[])`
-            }
-            yield* sql`UPDATE ${S}.wp_queue SET rate_count = ${window.count + taken - drop} WHERE name = ${window.name}`
-          }
-          // held back: its window gave all it had, and the queue may have more
-          const held = taken === window.allowed && window.allowed < request.limit && picked.length < request.limit
-          const wait = window.nextAt - now
-          if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+        const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
+        for (const window of taken) {
+          yield* sql`INSERT INTO ${S}.wp_rate (queue, at) SELECT ${window.name}, ${now} FROM generate_series(1, ${window.taken})`
+          if (window.dropped.length > 0) yield* sql`DELETE FROM ${S}.wp_rate WHERE id = ANY(${window.dropped}::bigint[])`
+          yield* sql`UPDATE ${S}.wp_queue SET rate_count = ${window.count} WHERE name = ${window.name}`
         }
         const dueIn = rows.length >= request.limit
           ? []

@@ -27,6 +27,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  claimWindow,
   type JobRow,
   cursorTime,
   type Latencies,
@@ -40,7 +41,7 @@ import {
   type Settlement,
   type State,
   type Store,
-  windowAllows,
+  takeFromWindows,
   withId
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
@@ -834,12 +835,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           const claims = claimBest(request, now)
           return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
         }
-        const windows = limited.map((queue) => {
-          const rate = { limit: queue.rate_limit, interval: queue.rate_interval_ms }
-          const oldest = oldestClaims(queue.name, Math.min(queue.rate_count, request.limit))
-          const { allowed, nextAt } = windowAllows(oldest.map((c) => c.at), queue.rate_count, rate, now, request.limit)
-          return { name: queue.name, rate, count: queue.rate_count, oldest, allowed, nextAt }
-        })
+        const windows = limited.map((queue) =>
+          claimWindow(queue, oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), now, request.limit)
+        )
         // the candidates: up to `limit` of each queue, as far as its window allows, then the best of them
         let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
         for (const window of windows) {
@@ -853,21 +851,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           now + request.lease,
           JSON.stringify(picked.map((job) => job.seq))
         ))
-        let limitedFor = 0
-        for (const window of windows) {
-          const taken = picked.filter((job) => job.queue === window.name).length
-          if (taken > 0) {
-            const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
-            for (let i = 0; i < taken; i++) insert.run(window.name, now)
-            // the window keeps the last `limit` claims: the oldest ones drop out
-            const drop = Math.max(0, window.count + taken - window.rate.limit)
-            if (drop > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.oldest.slice(0, drop).map((c) => c.id)))
-            run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count + taken - drop, window.name)
-          }
-          // held back: its window gave all it had, and the queue may have more
-          const held = taken === window.allowed && window.allowed < request.limit && picked.length < request.limit
-          const wait = window.nextAt - now
-          if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
+        const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
+        for (const window of taken) {
+          const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
+          for (let i = 0; i < window.taken; i++) insert.run(window.name, now)
+          if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
+          run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
         return { claims, limitedFor, dueIn: dueIn(request, now, claims.length) }
       })
