@@ -301,6 +301,15 @@ const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error
 const isLockTimeout = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "LockTimeoutError"
 
 /**
+ * A migration that cannot have its locks now: it waited too long, or closed a cycle with another
+ * transaction (the migration from version 1 or 2 alters wp_job, then wp_queue: one that read
+ * wp_queue, then wp_job, deadlocks with it, and Postgres ends the migration, which waited first).
+ * Either way it gives way, and tries again.
+ */
+const isLockConflict = (error: unknown): boolean =>
+  isLockTimeout(error) || (SqlError.isSqlError(error) && error.reason._tag === "DeadlockError")
+
+/**
  * How long (ms) a migration waits for a lock on a table before it gives up and tries again, after
  * `MIGRATE_PAUSE`, `MIGRATE_TRIES` times in all (then the store's open fails): while it waits, every
  * other statement on that table waits behind it.
@@ -896,9 +905,9 @@ export const makeWith = (
         yield* sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value`
       })).pipe(
-        Effect.retry({ while: isLockTimeout, schedule: Schedule.spaced(MIGRATE_PAUSE), times: MIGRATE_TRIES - 1 }),
+        Effect.retry({ while: isLockConflict, schedule: Schedule.spaced(MIGRATE_PAUSE), times: MIGRATE_TRIES - 1 }),
         Effect.mapError((error) =>
-          isLockTimeout(error)
+          isLockConflict(error)
             ? new Error(
               `the migration waited ${MIGRATE_TRIES} times ${MIGRATE_LOCK_WAIT} ms for a lock on the schema's tables, held by a long transaction: start again once it has ended`
             )
