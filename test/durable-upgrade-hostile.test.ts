@@ -16,9 +16,11 @@ import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { type Consumer, followConsumer, untilFinal, waitUntil } from "./durable/children.ts"
+import { type Consumer, followConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
 import * as pg from "./durable/postgres.ts"
+import * as rd from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
@@ -90,17 +92,80 @@ const oldSide = async (commit: string, target: string, concurrency: number, env:
 const idsOf = (s: Side) => new Map(s.lines.filter((l) => l.startsWith("enqueued ")).map((l) => [Number(l.split(" ")[1]), l.split(" ")[2]!]))
 
 /** This version's side: a store on the target, a consumer recording the jobs it starts. */
-const newSide = (layer: Layer.Layer<JobStore.JobStore, unknown>) => {
+const newSide = (layer: Layer.Layer<JobStore.JobStore, unknown>, lease = 5000) => {
   const started: Array<number> = []
+  const interrupted: Array<number> = []
   const runtime = ManagedRuntime.make(layer as Layer.Layer<JobStore.JobStore>)
   const consume = JobQueue.consume({
-    handlers: [Task.handle(Work, ({ n }) => Effect.sync(() => started.push(n)).pipe(Effect.andThen(Effect.sleep(5)), Effect.as(n)))],
+    handlers: [Task.handle(Work, ({ n }) =>
+      Effect.sync(() => started.push(n)).pipe(
+        // as on the old side: a job from 1000 up runs until it is interrupted
+        Effect.andThen(n >= 1000 ? Effect.never : Effect.sleep(5)),
+        Effect.onInterrupt(() => Effect.sync(() => interrupted.push(n))),
+        Effect.as(n)
+      ))],
     concurrency: 2,
-    lease: 5000,
+    lease,
     poll: 50,
     retry: Schedule.spaced(50)
   })
-  return { started, runtime, consume }
+  return { started, interrupted, runtime, consume }
+}
+
+/** Waits (real time, every 20 ms) until `check` holds; fails after `millis`. */
+const until = async (check: () => boolean, what: string, millis = 60_000) => {
+  const deadline = Date.now() + millis
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/**
+ * A cancel across versions: this version cancels a job running in an old process, and an old
+ * process cancels a job running in this version's consumer. On Postgres and Redis a cancel is
+ * heard at once (NOTIFY, PUBLISH): leases of a minute, so that one that reached the other side only
+ * through its heartbeat (every lease / 3) would take 20 s, and each must arrive well before (10 s,
+ * for a loaded machine). On SQLite a busy consumer hears it at its next heartbeat (docs/durable.md):
+ * a lease of 6 s, and each must arrive within one.
+ */
+const crossCancel = async (
+  commit: string,
+  target: string,
+  layer: () => Layer.Layer<JobStore.JobStore, unknown>,
+  env: Record<string, string>,
+  heard: "at once" | "at a beat" = "at once"
+) => {
+  const lease = heard === "at once" ? 60_000 : 6_000
+  const bound = heard === "at once" ? 10_000 : lease
+  const old = await oldSide(commit, target, 1, { ...env, WORKPOOL_TEST_LEASE: String(lease) })
+  assert.include(old.lines, "ready", old.lines.join("\n"))
+  // an old process that only enqueues and cancels, started before this version migrates
+  const other = await oldSide(commit, target, 0, env)
+  const current = newSide(layer(), lease)
+  let consuming: Fiber.Fiber<unknown, unknown> | undefined
+  try {
+    const id = await current.runtime.runPromise(Effect.map(JobQueue.enqueue(Work, { n: 1000 }, { maxAttempts: 1 }), (h) => h.id))
+    await waitUntil([old], () => old.started.includes(1000), "the old process starts job 1000")
+    assert.strictEqual(await current.runtime.runPromise(JobQueue.cancel(id)), "requested")
+    await waitUntil([old], () => old.lines.includes("interrupted 1000"), "the old process interrupts job 1000", bound)
+    await untilRead(() => current.runtime.runPromise(JobQueue.status(id)), (info) => info.state === "cancelled", "job 1000 is cancelled")
+    // the other way: the old process (no longer consuming) cancels a job of this version's consumer
+    old.child.kill("SIGTERM")
+    await old.exited
+    consuming = current.runtime.runFork(current.consume.pipe(Effect.andThen(Effect.never), Effect.scoped))
+    await other.send("enqueue 1001 1", (l) => l === "enqueued-all 1001", "the old process enqueues 1001")
+    const id2 = idsOf(other).get(1001)!
+    await until(() => current.started.includes(1001), "this version starts job 1001")
+    assert.strictEqual(await other.send(`cancel ${id2}`, (l) => l.startsWith(`cancelled ${id2}`), "the old process cancels"), `cancelled ${id2} "requested"`)
+    await until(() => current.interrupted.includes(1001), "this version interrupts job 1001", bound)
+    await untilRead(() => current.runtime.runPromise(JobQueue.status(id2)), (info) => info.state === "cancelled", "job 1001 is cancelled")
+  } finally {
+    if (consuming !== undefined) await current.runtime.runPromise(Fiber.interrupt(consuming))
+    await current.runtime.dispose()
+    for (const side of [old, other]) side.child.kill("SIGTERM")
+    await Promise.all([old.exited, other.exited])
+  }
 }
 
 /**
@@ -108,7 +173,13 @@ const newSide = (layer: Layer.Layer<JobStore.JobStore, unknown>) => {
  * version opens the store (migrating it) and consumes beside it, and enqueues 10; the old side
  * enqueues 10 more. Every job runs once, succeeds, and each side awaits a job of the other's.
  */
-const rolling = async (commit: string, target: string, layer: () => Layer.Layer<JobStore.JobStore, unknown>, env: Record<string, string>) => {
+const rolling = async (
+  commit: string,
+  target: string,
+  layer: () => Layer.Layer<JobStore.JobStore, unknown>,
+  env: Record<string, string>,
+  versioned = true
+) => {
   const old = await oldSide(commit, target, 2, env)
   assert.include(old.lines, "ready", old.lines.join("\n"))
   assert.strictEqual(await old.send("enqueue 1 10", (l) => l === "enqueued-all 1", "old enqueues 1-10"), "enqueued-all 1")
@@ -131,6 +202,7 @@ const rolling = async (commit: string, target: string, layer: () => Layer.Layer<
     const oldIds = idsOf(old)
     assert.strictEqual(await current.runtime.runPromise(JobQueue.handleOf(Work, oldIds.get(25)!).await), 25)
     assert.strictEqual(await current.runtime.runPromise(JobQueue.handleOf(Work, oldIds.get(1)!).await), 1)
+    if (!versioned) return
     // an old process started after the migration (a restart mid-rollout) is refused, typed and loud
     const late = await oldSide(commit, target, 1, env)
     await late.exited
@@ -151,6 +223,11 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
   it("a version-6 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
+  }, 120_000)
+
+  it("a cancel from either side reaches a job running on the other (a version-6 process)", async () => {
+    const schema = pg.freshSchema()
+    await crossCancel(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
 
   it("a version-1 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
@@ -198,9 +275,34 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await rolling(COMMITS.sqlite5, filename, onFile(filename), {})
   }, 120_000)
 
+  it("a cancel from either side reaches a job running on the other (a version-5 process)", async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await crossCancel(COMMITS.sqlite5, filename, onFile(filename), {}, "at a beat")
+  }, 120_000)
+
   it("a version-1 process runs beside this version's migration to 6: every job of either side once, results read across", async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite1, filename, onFile(filename), {})
   }, 120_000)
+})
+
+/**
+ * Redis keeps no layout version: old trees from before and after the held-marker set (ae50b32),
+ * the job index per priority's cleanup (b38a274) and enqueueAll (a728af6).
+ */
+const REDIS_COMMITS = ["e124dca^", "b38a274^"]
+describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
+  for (const commit of REDIS_COMMITS) {
+    it(`a process of ${commit} runs beside this version: every job of either side once, results read across`, async () => {
+      const prefix = rd.freshPrefix()
+      await rolling(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false)
+    }, 120_000)
+
+    it(`a cancel from either side reaches a job running on the other (a process of ${commit})`, async () => {
+      const prefix = rd.freshPrefix()
+      await crossCancel(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix })
+    }, 120_000)
+  }
 })
