@@ -35,7 +35,7 @@ const hasCommit = (commit: string) => {
     return false
   }
 }
-const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", sqlite1: "979309b^", sqlite5: "099cef9^" }
+const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", sqlite1: "979309b^", sqlite5: "099cef9^", redisBareIds: "ae50b32^" }
 const historic = Object.values(COMMITS).every(hasCommit)
 if (!historic) console.warn("the clone lacks the old commits (shallow?): the rolling-upgrade tests are skipped")
 
@@ -171,14 +171,15 @@ const crossCancel = async (
 /**
  * The scenario: the old side makes the store (its version) and consumes; it enqueues 10 jobs; this
  * version opens the store (migrating it) and consumes beside it, and enqueues 10; the old side
- * enqueues 10 more. Every job runs once, succeeds, and each side awaits a job of the other's.
+ * enqueues 10 more (half of each side's 10 delayed 300 ms). Every job runs once, succeeds, and each side awaits a job of the other's.
  */
 const rolling = async (
   commit: string,
   target: string,
   layer: () => Layer.Layer<JobStore.JobStore, unknown>,
   env: Record<string, string>,
-  versioned = true
+  versioned = true,
+  readsNewIds = true
 ) => {
   const old = await oldSide(commit, target, 2, env)
   assert.include(old.lines, "ready", old.lines.join("\n"))
@@ -189,16 +190,21 @@ const rolling = async (
   try {
     const ids = await current.runtime.runPromise(Effect.gen(function*() {
       const ids: Array<string> = []
-      for (let n = 11; n <= 20; n++) ids.push((yield* JobQueue.enqueue(Work, { n }, { maxAttempts: 1 })).id)
+      // half of each side's later jobs delayed: the other version's consumers wake for them
+      for (let n = 11; n <= 20; n++) ids.push((yield* JobQueue.enqueue(Work, { n }, { maxAttempts: 1, delay: n > 15 ? 300 : 0 })).id)
       return ids
     }))
-    assert.strictEqual(await old.send("enqueue 21 10", (l) => l === "enqueued-all 21", "old enqueues 21-30"), "enqueued-all 21")
+    assert.strictEqual(await old.send("enqueue 21 5", (l) => l === "enqueued-all 21", "old enqueues 21-25"), "enqueued-all 21")
+    assert.strictEqual(await old.send("enqueue 26 5 300", (l) => l === "enqueued-all 26", "old enqueues 26-30, delayed"), "enqueued-all 26")
     const stats = await untilFinal(() => current.runtime.runPromise(JobQueue.stats("default")), 30)
     assert.deepStrictEqual([stats.succeeded, stats.dead, stats.cancelled], [30, 0, 0], JSON.stringify(stats))
     const runs = [...old.started, ...current.started].sort((a, b) => a - b)
     assert.deepStrictEqual(runs, Array.from({ length: 30 }, (_, i) => i + 1), "every job ran exactly once")
     // each side reads a result of the other's job
-    assert.strictEqual(await old.send(`await ${ids[0]}`, (l) => l.startsWith(`result ${ids[0]}`) || l.startsWith("failed "), "old awaits"), `result ${ids[0]} 11`)
+    const awaited = await old.send(`await ${ids[0]}`, (l) => l.startsWith(`result ${ids[0]}`) || l.startsWith("failed "), "old awaits")
+    if (readsNewIds) assert.strictEqual(awaited, `result ${ids[0]} 11`)
+    // a Redis process from before ids named their queue finds no job by a newer one's id: typed, at once
+    else assert.match(awaited, new RegExp(`^failed ${ids[0]} .*JobNotFound`))
     const oldIds = idsOf(old)
     assert.strictEqual(await current.runtime.runPromise(JobQueue.handleOf(Work, oldIds.get(25)!).await), 25)
     assert.strictEqual(await current.runtime.runPromise(JobQueue.handleOf(Work, oldIds.get(1)!).await), 1)
@@ -289,11 +295,17 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
 })
 
 /**
- * Redis keeps no layout version: old trees from before and after the held-marker set (ae50b32),
- * the job index per priority's cleanup (b38a274) and enqueueAll (a728af6).
+ * Redis keeps no layout version: old trees from before ids named their queue (db368dc: such a
+ * process reads no newer job by id), and from after it, before the per-priority counts' cleanup
+ * (b38a274).
  */
 const REDIS_COMMITS = ["e124dca^", "b38a274^"]
 describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
+  it("a process from before ids named their queue runs beside this version: every job of either side once; it finds no newer job by id (JobNotFound)", async () => {
+    const prefix = rd.freshPrefix()
+    await rolling(COMMITS.redisBareIds, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false, false)
+  }, 120_000)
+
   for (const commit of REDIS_COMMITS) {
     it(`a process of ${commit} runs beside this version: every job of either side once, results read across`, async () => {
       const prefix = rd.freshPrefix()
