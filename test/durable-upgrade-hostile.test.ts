@@ -222,7 +222,43 @@ const rolling = async (
   }
 }
 
+/**
+ * One schedule run by an old process and by this version at once (every second, for at least four
+ * ticks after both run it): each tick's job is enqueued once (its id names the tick), so no second
+ * has two jobs, whichever version reached it first.
+ */
+const crossRepeat = async (commit: string, target: string, layer: () => Layer.Layer<JobStore.JobStore, unknown>, env: Record<string, string>) => {
+  const old = await oldSide(commit, target, 2, env)
+  assert.include(old.lines, "ready", old.lines.join("\n"))
+  const current = newSide(layer())
+  const consuming = current.runtime.runFork(current.consume.pipe(Effect.andThen(Effect.never), Effect.scoped))
+  const repeating = current.runtime.runFork(Effect.scoped(Effect.andThen(JobQueue.repeat("tick", Work, { n: 500 }, { cron: "* * * * * *" }), Effect.never)))
+  try {
+    await old.send("repeat tick", (l) => l === "repeating tick", "the old process runs the schedule")
+    const since = Date.now()
+    const jobs = await untilRead(
+      () => current.runtime.runPromise(JobQueue.list({ queue: "default", limit: 1000 })),
+      (list) => list.filter((job) => job.createdAt.getTime() > since + 1000).length >= 4,
+      "four ticks after both run the schedule"
+    )
+    const ticks = jobs.map((job) => job.id).filter((id) => id.startsWith("repeat:tick:"))
+    const seconds = ticks.map((id) => Math.floor(Number(id.split(":")[2]) / 1000))
+    assert.strictEqual(new Set(seconds).size, seconds.length, `a tick enqueued twice: ${ticks.join(", ")}`)
+  } finally {
+    await current.runtime.runPromise(Fiber.interrupt(repeating))
+    await current.runtime.runPromise(Fiber.interrupt(consuming))
+    await current.runtime.dispose()
+    old.child.kill("SIGTERM")
+    await old.exited
+  }
+}
+
 describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
+  it("a schedule run by a version-6 process and this version at once: each tick enqueued once", async () => {
+    const schema = pg.freshSchema()
+    await crossRepeat(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
+  }, 120_000)
+
   const url = pg.url!
   const onSchema = (schema: string) => () => PgJobStore.layer({ url, schema, maxConnections: 3 })
 
@@ -287,6 +323,12 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await crossCancel(COMMITS.sqlite5, filename, onFile(filename), {}, "at a beat")
   }, 120_000)
 
+  it("a schedule run by a version-5 process and this version at once: each tick enqueued once", async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await crossRepeat(COMMITS.sqlite5, filename, onFile(filename), {})
+  }, 120_000)
+
   it("a version-1 process runs beside this version's migration to 6: every job of either side once, results read across", async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
@@ -304,6 +346,11 @@ describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   it("a process from before ids named their queue runs beside this version: every job of either side once; it finds no newer job by id (JobNotFound)", async () => {
     const prefix = rd.freshPrefix()
     await rolling(COMMITS.redisBareIds, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false, false)
+  }, 120_000)
+
+  it("a schedule run by a process of e124dca^ and this version at once: each tick enqueued once", async () => {
+    const prefix = rd.freshPrefix()
+    await crossRepeat("e124dca^", rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix })
   }, 120_000)
 
   for (const commit of REDIS_COMMITS) {
