@@ -165,13 +165,13 @@ export const lockSession = Effect.gen(function*() {
   const client = new Client({ connectionString: url! })
   yield* Effect.acquireRelease(Effect.promise(() => client.connect()), () => Effect.promise(() => client.end()))
   const pid = (yield* Effect.promise(() => client.query("SELECT pg_backend_pid() AS pid"))).rows[0].pid as number
-  const open = (text: string, values?: ReadonlyArray<unknown>) =>
-    Effect.promise(async () => {
-      await client.query("BEGIN")
-      await client.query(text, values as Array<unknown>)
-    })
+  /** One statement on the session (a failure, e.g. a deadlock error, is a defect). */
+  const query = (text: string, values?: ReadonlyArray<unknown>) =>
+    Effect.promise(() => client.query(text, values as Array<unknown>))
+  const open = (text: string, values?: ReadonlyArray<unknown>) => Effect.andThen(query("BEGIN"), query(text, values))
   return {
     pid,
+    query,
     open,
     /** Holds the row of job `id` in schema `S` (quoted). */
     hold: (S: string, id: string) => open(`SELECT 1 FROM ${S}.wp_job WHERE id = $1 FOR UPDATE`, [id]),
