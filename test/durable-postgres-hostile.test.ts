@@ -752,6 +752,58 @@ else {
       }).pipe(Effect.scoped, Effect.provide(layer(schema)))
     }, { timeout: 60_000 })
 
+    // ON CONFLICT waits for another session's uncommitted insert of the same id, after the
+    // insert's WHERE was checked: once that session rolled back, the insert went ahead, past its
+    // notAfter however late (the tick stored after its deadline)
+    // on a multiplexed client (layerClient's, multiplex: true) the insert runs in a transaction,
+    // which the deadline's failed statement ends
+    for (const multiplex of [false, true]) it.live(`a repeat's tick whose insert waits on another session's uncommitted insert of its id, rolled back past its notAfter, stores nothing and answers late by its deadline; one rolled back in time is stored (multiplex: ${multiplex})`, () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        const client = yield* appClient(url!, 2, multiplex)
+        const store = yield* Postgres.makeWith(client, yield* Postgres.clientOptions({ schema }))
+        const serverNow = Effect.promise(() =>
+          admin((sql) => sql<{ now: string }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint::text AS now`)
+        ).pipe(Effect.map((rows) => Number(rows[0]!.now)))
+        const other = yield* lockSession
+        /**
+         * A tick's enqueue, `ahead` ms before its notAfter, waiting on the other session's insert of
+         * its id until `rollBack`; with whether it had answered before the rollback.
+         */
+        const held = (id: string, ahead: number, rollBack: (fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<unknown>) =>
+          Effect.gen(function*() {
+            yield* other.query("BEGIN")
+            yield* other.query(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+              timeout_ms, created_at, visible_at) VALUES ('${id}', 'ticks', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0)`)
+            const at = yield* serverNow
+            const fiber = yield* Effect.forkChild(store.enqueue(newJob("ticks", { id, runAt: at, notAfter: at + ahead })))
+            yield* blockedBy(other.pid)
+            yield* rollBack(fiber)
+            const before = fiber.pollUnsafe() !== undefined
+            yield* other.query("ROLLBACK")
+            return { result: yield* Fiber.join(fiber), before }
+          })
+        // rolled back well after notAfter (a second away): the enqueue answers late at its deadline,
+        // without waiting for the other session's end (a generous bound for a loaded machine)
+        const late = yield* held("tick:held", 1000, (fiber) => Effect.ignore(Effect.timeout(Fiber.await(fiber), "20 seconds")))
+        assert.deepStrictEqual(late, { result: { id: "tick:held", created: false, late: true }, before: true })
+        assert.isUndefined(yield* store.get("tick:held"))
+        // rolled back at once, a minute before: stored
+        const onTime = yield* held("tick:on-time", 60_000, () => Effect.void)
+        assert.deepStrictEqual(onTime, { result: { id: "tick:on-time", created: true }, before: false })
+        // held by a session that commits: the job holding the id is returned
+        yield* other.query("BEGIN")
+        yield* other.query(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+          timeout_ms, created_at, visible_at) VALUES ('tick:theirs', 'ticks', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0)`)
+        const at = yield* serverNow
+        const theirs = yield* Effect.forkChild(store.enqueue(newJob("ticks", { id: "tick:theirs", runAt: at, notAfter: at + 60_000 })))
+        yield* blockedBy(other.pid)
+        yield* other.query("COMMIT")
+        assert.deepStrictEqual(yield* Fiber.join(theirs), { id: "tick:theirs", created: false })
+      }).pipe(Effect.scoped)
+    }, { timeout: 60_000 })
+
     it.effect("a version-6 schema migrated under held jobs: a job claimed before the upgrade is renewed and settled by its token after it; a job reaped before it stays lost to its old token", () => {
       const schema = freshSchema()
       const S = `"${schema}"`

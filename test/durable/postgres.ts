@@ -55,8 +55,8 @@ export const freeze = (server: pgServer.Server) =>
   }))
 
 /** A client of the application's own on `serverUrl` (what `layerClient` is given), closed with the test's scope. */
-export const appClient = (serverUrl: string, maxConnections: number) =>
-  PgClient.make({ url: Redacted.make(serverUrl), maxConnections }).pipe(
+export const appClient = (serverUrl: string, maxConnections: number, multiplex?: boolean) =>
+  PgClient.make({ url: Redacted.make(serverUrl), maxConnections, ...(multiplex === undefined ? {} : { multiplex }) }).pipe(
     Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
   )
 
