@@ -808,6 +808,60 @@ else {
     // a watch's reserved connection is a cluster client of its own (a slot that moves is followed):
     // each connected to every master, of which its BZPOPMIN uses one, so a store waiting on q queues
     // of an m-master Cluster held m + 1 + q × m sockets (3 masters, 12 queues: 40, where 16 serve)
+    // a tick's id index is written before its job, in another slot: a failure in between (the
+    // queue's node down as the script is sent), or a removal after a late answer that fails, leaves
+    // an entry naming a queue that does not hold the id. Another queue's tick of that id was answered
+    // "stored" (created: false) while no job held it: lost without a word
+    it.live("an orphan entry of the id index (a tick's enqueue failing after the index's write): the id reads as missing (get, cancel, redrive), counts and purge are as without it, the tick is stored on its queue when tried again; another queue's tick of that id is not answered as stored while no job holds it (a typed failure, which the repeat retries)", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster(["--cluster-node-timeout", "120000"])
+        const prefix = freshPrefix()
+        const queues = yield* queuePerNode(cluster, prefix)
+        const ids = `{${prefix}}:ids`
+        // the node of the index, and a queue on another
+        const indexNode = yield* Effect.promise(async () => {
+          const ports = cluster.nodes.map((node) => Number(node.url.split(":").at(-1)))
+          const slots = await admin((client) => client.sendCommand(["CLUSTER", "SLOTS"]) as Promise<Array<[number, number, [string, number]]>>, cluster.url)
+          const slot = Number(await admin((client) => client.sendCommand(["CLUSTER", "KEYSLOT", ids]), cluster.url))
+          return ports.indexOf(Number(slots.find(([from, to]) => from <= slot && slot <= to)![2][1]))
+        })
+        const victim = (indexNode + 1) % 3
+        const queue = queues[victim]!
+        const other = queues[(indexNode + 2) % 3]!
+        const owner = (id: string) =>
+          Effect.promise(() => admin((client) => client.sendCommand(["HGET", ids, id]) as Promise<string | null>, cluster.nodes[indexNode]!.url))
+        const store = yield* storeOn(cluster, prefix)
+        const tick = (id: string, on: string) => newJob(on, { id, runAt: Date.now(), notAfter: Date.now() + 3_600_000 })
+        // a job of its own on the queue, for counts and purge
+        const kept = yield* store.enqueue(job(queue, 1))
+        // the queue's node down: the enqueue fails after the index's write
+        yield* Effect.promise(() => cluster.nodes[victim]!.kill())
+        const failed = yield* Effect.exit(store.enqueue(tick("repeat:r:1", queue)))
+        assert.isTrue(failed._tag === "Failure", String(failed))
+        assert.strictEqual(yield* owner("repeat:r:1"), queue, "the orphan entry")
+        yield* Effect.promise(() => cluster.nodes[victim]!.start())
+        // what a user sees of the id: a missing job (the client reconnects first)
+        assert.isUndefined(yield* store.get("repeat:r:1").pipe(Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") })))
+        assert.strictEqual(yield* store.cancel("repeat:r:1"), "missing")
+        assert.isFalse(yield* store.redrive("repeat:r:1"))
+        const counts = yield* store.counts(queue)
+        assert.deepStrictEqual([counts.waiting, counts.running, counts.succeeded], [1, 0, 0])
+        // purge: the queue's own jobs only (the entry stays: it names no job)
+        const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), [kept.id])
+        assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        assert.strictEqual(yield* store.purge(Date.now() + 60_000, ["succeeded"]), 1)
+        // another queue's tick of that id: not "stored" while no job holds it
+        const elsewhere = yield* Effect.exit(store.enqueue(tick("repeat:r:1", other)))
+        assert.isTrue(elsewhere._tag === "Failure" && Cause.squash(elsewhere.cause) instanceof StoreError, `another queue's tick: ${String(elsewhere)}`)
+        assert.isUndefined(yield* store.get("repeat:r:1"))
+        // the tick tried again on its queue: stored, the entry now true
+        assert.deepStrictEqual(yield* store.enqueue(tick("repeat:r:1", queue)), { id: "repeat:r:1", created: true })
+        assert.strictEqual((yield* store.get("repeat:r:1"))?.state, "queued")
+        // and now another queue's tick of it is answered with that job, as before
+        assert.deepStrictEqual(yield* store.enqueue(tick("repeat:r:1", other)), { id: "repeat:r:1", created: false })
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
     it.live("a store on a Cluster of three masters, its consumer idle on two queues of each node: its connections are one per master, its cancel subscription's, and one per watched queue on that queue's node, not one to every master per watch", () =>
       Effect.gen(function*() {
         const cluster = yield* ownCluster()
