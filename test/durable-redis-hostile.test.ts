@@ -1494,4 +1494,22 @@ describe.skipIf(!enabled || redisServer.binary() === undefined)("Redis writes on
       assert.strictEqual(yield* Effect.promise(() => side.sendCommand<number>(["HLEN", `{${prefix}}:ids`])), 1)
       assert.isNull(yield* Effect.promise(() => side.sendCommand<string | null>(["HGET", `{${prefix}}:ids`, "tick:held"])))
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // a purge deletes its jobs in a script, then their ids from the index in a command of its own: one
+  // that fails leaves an entry naming a queue that no longer holds the id. Another queue's tick of
+  // that id (a late process's, as docs/durable.md's purge margin says) was answered "stored"
+  // (created: false) while no job held it: lost without a word
+  it.live("an orphan entry of the id index on one Redis (a purge's removal of its ids failing): another queue's tick of that id is not answered as stored while no job holds it (a typed failure, which the repeat retries); the tick of its own queue is stored", () =>
+    Effect.gen(function*() {
+      const prefix = freshPrefix()
+      const store = Context.get(yield* Layer.build(testLayer(prefix)), JobStore.JobStore)
+      yield* Effect.promise(() => admin((client) => client.sendCommand(["HSET", `{${prefix}}:ids`, "repeat:r:1", "first"])))
+      const tick = (queue: string) => newJob(queue, { id: "repeat:r:1", runAt: Date.now(), notAfter: Date.now() + 3_600_000 })
+      const elsewhere = yield* Effect.exit(store.enqueue(tick("second")))
+      assert.isTrue(elsewhere._tag === "Failure" && Cause.squash(elsewhere.cause) instanceof StoreError, `another queue's tick: ${String(elsewhere)}`)
+      assert.isUndefined(yield* store.get("repeat:r:1"))
+      assert.deepStrictEqual(yield* store.enqueue(tick("first")), { id: "repeat:r:1", created: true })
+      assert.deepStrictEqual(yield* store.enqueue(tick("second")), { id: "repeat:r:1", created: false })
+      assert.strictEqual((yield* store.get("repeat:r:1"))?.queue, "first")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
