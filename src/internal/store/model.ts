@@ -78,7 +78,8 @@ export interface NewJob {
    * The last moment (store time, ms since the epoch) at which it may be created: an enqueue that
    * reaches the store later creates nothing and answers `late` (a repeat's tick past its deadline,
    * whose job another process may have stored, run and purged meanwhile). A job that holds its id
-   * or dedup key is returned as ever. None for other jobs.
+   * or dedup key is returned as ever (one another transaction has not committed by then is not:
+   * the enqueue answers `late` at its deadline). None for other jobs.
    */
   readonly notAfter?: number | undefined
 }

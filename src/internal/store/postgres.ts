@@ -315,6 +315,9 @@ const isLockConflict = (error: unknown): boolean =>
  * other statement on that table waits behind it.
  */
 export const MIGRATE_LOCK_WAIT = 2000
+
+/** The largest `lock_timeout` Postgres takes (ms). */
+const MAX_LOCK_TIMEOUT = 2_147_483_647
 const MIGRATE_PAUSE = 1000
 const MIGRATE_TRIES = 5
 
@@ -1095,19 +1098,29 @@ export const makeWith = (
           ${RANK(job.queue, job.priority, visible)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
-      // a statement of its own (every other enqueue's is as it was)
+      // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
+      // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
+      // or dedup key: rolled back, this insert went ahead however late. So the WHERE also sets the
+      // statement's lock_timeout to the time left (`isLockTimeout`: late), which bounds that wait
+      // (every lock on a table is taken before the WHERE runs: `CHECKED_AT`)
+      const checked = CHECKED_AT()
+      const inTime = job.notAfter === undefined ? undefined : sql`${checked} <= ${job.notAfter}::bigint
+        AND set_config('lock_timeout', LEAST(GREATEST(${job.notAfter}::bigint + 1 - ${checked}, 1), ${MAX_LOCK_TIMEOUT})::text, true) IS NOT NULL`
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
           dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        ${job.notAfter === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${CHECKED_AT()} <= ${job.notAfter}::bigint`}
+        ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay)} IS NULL AS notified`
     }
 
-    const enqueue = (input: NewJob) =>
-      op(
+    /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms). */
+    type Inserted = { id: string; created: boolean; late?: true; dueIn?: number }
+
+    const enqueue = (input: NewJob) => {
+      const job = withId(input)
+      return written(
         "enqueue",
-        Effect.gen(function*() {
-          const job = withId(input)
+        pinned(Effect.gen(function*() {
           // either this insert wins, or the job it conflicted with is returned: the one with its id
           // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
           // finished in between, the insert is tried again)
@@ -1128,10 +1141,17 @@ export const makeWith = (
             }
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
-        }).pipe(Effect.map((result): { id: string; created: boolean; late?: true; dueIn?: number } => result)),
+        })).pipe(
+          Effect.map((result): Inserted => result),
+          // a tick's insert that waited for another session's until past its notAfter (a failed
+          // statement ends a transaction: on a multiplexed client, the one `pinned` opened)
+          Effect.catchIf((error) => job.notAfter !== undefined && isLockTimeout(error), () =>
+            Effect.succeed<Inserted>({ id: job.id, created: false, late: true }))
+        ),
         (result) => result.created ? result.dueIn ?? true : false,
         input.queue
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
+    }
 
     /**
      * `enqueueAll`'s multi-row INSERT of new jobs (ids fresh), in their order (`n`: the identity
