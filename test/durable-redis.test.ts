@@ -641,10 +641,15 @@ else {
         sent.commands = 0
         assert.deepStrictEqual(yield* one.enqueue(job("j1", "a")), { id: "j1", created: true })
         assert.strictEqual(sent.commands, 1)
-        // an id another queue holds: not enqueued, in one command too
+        // an id of this queue's: not enqueued, in one command too
+        sent.commands = 0
+        assert.deepStrictEqual(yield* one.enqueue(job("j1", "a")), { id: "j1", created: false })
+        assert.strictEqual(sent.commands, 1)
+        // an id another queue holds: not enqueued, and one command more sees that it holds the job
+        // (an orphan entry of the index names a queue that does not: durable-redis-hostile)
         sent.commands = 0
         assert.deepStrictEqual(yield* one.enqueue(job("j1", "b")), { id: "j1", created: false })
-        assert.strictEqual(sent.commands, 1)
+        assert.strictEqual(sent.commands, 2)
         // a dedup key held: the unfinished job's id, and the new id is not indexed
         assert.deepStrictEqual(yield* one.enqueue(job("d1", "a", "k")), { id: "d1", created: true })
         assert.deepStrictEqual(yield* one.enqueue(job("d2", "a", "k")), { id: "d1", created: false })

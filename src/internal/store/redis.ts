@@ -25,8 +25,15 @@
  * instance and queue) and `{<prefix>}:ids` (job id → queue) for the ids that do not name their
  * queue, a repeatable job's ticks (and jobs of older versions). On one Redis the enqueue script of
  * a tick writes the id index with the job (one round trip, atomic). On a Cluster the index is in
- * another slot than the job: it is written before it, so a job is never without it; at worst (a
- * crash in between) an id maps to a queue that does not hold it, which reads as a missing job.
+ * another slot than the job: it is written before it, so a job is never without it. So an entry
+ * can name a queue that does not hold its id (an orphan): a crash or a failed script in between, a
+ * removal after a late or dedup answer that fails, and on one Redis too a purge's removal of its
+ * ids (a command after its script) that fails. An orphan reads as a missing job (get, cancel,
+ * redrive); counts, listings and purge never read the index; the tick tried again on its queue is
+ * stored over it. A tick of its id on another queue (one name repeated with two queues) fails, typed,
+ * and the repeat tries it again: on a Cluster an entry without its job may be another enqueue on its
+ * way, which this one must not duplicate. An orphan is never removed: one field of the hash for each
+ * such failure (tick ids are not reused after their deadline).
  *
  * @internal
  */
@@ -230,7 +237,7 @@ const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sh
 const SCRIPTS = {
   enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
   enqueueTick: script<[string, number, string?]>(Scripts.ENQUEUE_TICK),
-  enqueueIndexed: script<[string, number, string?]>(Scripts.ENQUEUE_INDEXED, 2),
+  enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
   peek: script<Array<string>>(Scripts.PEEK),
@@ -562,9 +569,26 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
     /** A tick's last argument: its notAfter, checked against the script's clock. */
     const notAfter = (job: NewJob) => job.notAfter === undefined ? "" : String(job.notAfter)
-    /** A repeatable job's tick on one Redis: the script checks and writes the id index too (one round trip). */
+    /** A tick's script's answer: id, created (1, 0, -1 late), ms until due; on one Redis, the queue the index gives the id instead. */
+    type Enqueued = [string, number, string?, string?]
+    /**
+     * A tick whose id the index gives another queue: that queue's job holds the id (the answer);
+     * or no job there: an orphan entry (see the header) or, on a Cluster, another enqueue of it on
+     * its way. Answered "taken", this tick would be stored nowhere: a failure instead, which the
+     * repeat tries again.
+     */
+    const indexedElsewhere = (id: string, owner: string | null) =>
+      Effect.flatMap(owner === null ? Effect.succeed(0) : redis.send<number>("EXISTS", `${base(owner)}:job:${id}`), (held) =>
+        held === 1 ? Effect.succeed<Enqueued>([id, 0]) : Effect.fail(
+          new Error(`the id index names queue ${JSON.stringify(owner)} for job ${JSON.stringify(id)}, which does not hold it (an enqueue of it on its way, or one that failed): try again`)
+        ))
+    /**
+     * A repeatable job's tick on one Redis: the script checks and writes the id index too (one round
+     * trip; one more when the index gives the id another queue, to see that it holds the job).
+     */
     const enqueueOne = (job: NewJob, id: string) =>
-      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)])
+      Effect.flatMap(evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)]), (result) =>
+        result[3] === undefined ? Effect.succeed(result) : indexedElsewhere(id, result[3]))
     /**
      * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
      * is written first (a job is never without it) and the script runs after it (two round trips).
@@ -572,8 +596,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const enqueueCluster = (job: NewJob, id: string) =>
       Effect.gen(function*() {
         const fresh = yield* redis.send<number>("HSETNX", IDS, id, job.queue)
-        if (fresh === 0 && (yield* queueOfId(id)) !== job.queue) return [id, 0] as [string, number, string?]
-        const result = yield* run("enqueueTick", job.queue, ...enqueueArgs(job, id), notAfter(job))
+        const owner = fresh === 1 ? job.queue : yield* queueOfId(id)
+        if (owner !== job.queue) return yield* indexedElsewhere(id, owner)
+        const result: Enqueued = yield* run("enqueueTick", job.queue, ...enqueueArgs(job, id), notAfter(job))
         // a dedup key held by another job, or past its notAfter: this id was never stored
         if (fresh === 1 && (result[0] !== id || result[1] === -1)) yield* redis.send("HDEL", IDS, id)
         return result

@@ -280,7 +280,8 @@ end
  * (text; created only)}
  *
  * `indexed`: the script also owns the id index (KEYS[2], job id → queue; ARGV[14] the queue): an
- * id another queue holds is not enqueued, and a created job's id is indexed in the same script.
+ * id the index gives another queue is not enqueued ({id, 0, "", that queue}: the caller sees if it
+ * holds the job), and a created job's id is indexed in the same script.
  * Only on one Redis: on a Cluster the index is in another slot, so the caller writes it first.
  *
  * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
@@ -292,7 +293,7 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then return {id, 0} end
+if owner and owner ~= ARGV[14] then return {id, 0, "", owner} end
 `
       : ""
   }${
