@@ -862,6 +862,28 @@ else {
         assert.deepStrictEqual(yield* store.enqueue(tick("repeat:r:1", other)), { id: "repeat:r:1", created: false })
       }).pipe(Effect.scoped), { timeout: 90_000 })
 
+    // node-redis sends a command without a key to each node in turn: the store's time (its TIME)
+    // followed each node's clock in turn, once a second, so with clocks apart its lease countdown,
+    // purge's cut-off and a repeat's ticks jumped back and forth by their difference
+    it.live("the store's time on a Cluster is one node's clock: every TIME it asks goes to the same node", () =>
+      Effect.gen(function*() {
+        const cluster = yield* ownCluster()
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: cluster.url, prefix, cluster: true })), JobStore.JobStore)
+        // the TIME commands each node ran, sent alone or by a script
+        const timeCalls = Effect.promise(() =>
+          Promise.all(cluster.nodes.map((node) =>
+            admin(async (client) => Number(/cmdstat_time:calls=(\d+)/.exec(await client.sendCommand(["INFO", "commandstats"]) as string)?.[1] ?? 0), node.url)
+          ))
+        )
+        // the store asks in the background, at most once a second, when its time is read
+        const calls = yield* waitFor(Effect.andThen(store.now, timeCalls), "the store's time asked of the server 5 times", {
+          until: (calls) => calls.reduce((a, b) => a + b, 0) >= 5,
+          within: "30 seconds"
+        })
+        assert.strictEqual(calls.filter((n) => n > 0).length, 1, `TIME calls per node: ${calls}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a store on a Cluster of three masters, its consumer idle on two queues of each node: its connections are one per master, its cancel subscription's, and one per watched queue on that queue's node, not one to every master per watch", () =>
       Effect.gen(function*() {
         const cluster = yield* ownCluster()
