@@ -239,6 +239,7 @@ const SCRIPTS = {
   enqueueTick: script<[string, number, string?]>(Scripts.ENQUEUE_TICK),
   enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
+  time: script<[string, string]>(Scripts.TIME, 1),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
   peek: script<Array<string>>(Scripts.PEEK),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
@@ -345,12 +346,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const cancels = makeSignal()
     const closing = yield* Closing.make([signal, cancels])
     const tokens = makeTokens()
-    // the server's time (TIME), this machine's clock corrected by the offset its last answers give
-    const time = ServerTime.make(clock, Effect.map(redis.send<[string, string]>("TIME"), ([seconds, micros]) =>
+    const QUEUES = `{${cfg.prefix}}:queues`
+    // the server's time (TIME), this machine's clock corrected by the offset its last answers give.
+    // On a Cluster one node's, the list of queues' (a script routed by that key): TIME alone has no
+    // key, and went to each node in turn, the store's time jumping between their clocks each second
+    const askTime = cfg.cluster
+      ? Effect.suspend(() => evalsha(SCRIPTS.time, [QUEUES]))
+      : redis.send<[string, string]>("TIME")
+    const time = ServerTime.make(clock, Effect.map(askTime, ([seconds, micros]) =>
       Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)))
     const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
-    const QUEUES = `{${cfg.prefix}}:queues`
     const IDS = `{${cfg.prefix}}:ids`
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""

@@ -812,3 +812,9 @@ if held[1] and tonumber(held[2]) <= tonumber(due[2]) then return ready end
 markDue(due[2])
 return ready
 `
+
+/**
+ * The server's TIME, by a script: on a Cluster, routed by its key (the list of queues') to that
+ * key's node, always the same, where TIME alone (no key) goes to each node in turn.
+ */
+export const TIME = `return redis.call("TIME")`
