@@ -9,7 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { afterAll, beforeAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Ref, Schedule, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
@@ -22,7 +22,7 @@ import { TaskCodecError } from "../src/PoolError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Echo, newJob } from "./durable/conformance.ts"
+import { Boom, Echo, newJob } from "./durable/conformance.ts"
 import { admin, blocked, clusterLayer, enabled, freshPrefix, keysOf, ownServer, testLayer, timeAnswersAtOnce, timed, until, url, watchScripts } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import * as OldScripts from "./fixtures/redisScripts-24be6d3.ts"
@@ -1494,6 +1494,66 @@ describe.skipIf(!enabled || redisServer.binary() === undefined)("Redis writes on
       assert.strictEqual(yield* Effect.promise(() => side.sendCommand<number>(["HLEN", `{${prefix}}:ids`])), 1)
       assert.isNull(yield* Effect.promise(() => side.sendCommand<string | null>(["HGET", `{${prefix}}:ids`, "tick:held"])))
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+})
+
+describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", () => {
+  // on a Redis Cluster the store's time is one node's clock and a queue's scripts read their own
+  // node's: every decision about a job is the queue node's, so nodes' clocks apart must not run a
+  // job twice or never. The store's time shifted here (its TIME answers, 10 s either way) stands for
+  // a node whose clock is that far from the queue's
+  for (const shift of [10_000, -10_000]) {
+    it.live(`the store's time ${shift > 0 ? "ahead of" : "behind"} the clock its scripts read by 10 s: a job running for over two leases keeps its lease and runs once; a delayed job and a retry's backoff come at their time on the server's clock`, () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+        const shifted = Redis.Redis.of({
+          ...plain,
+          send: <A = unknown>(command: string, ...args: ReadonlyArray<string>) =>
+            command === "TIME"
+              ? Effect.map(plain.send<[string, string]>(command, ...args), ([seconds, micros]) => {
+                const ms = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + shift
+                return [String(Math.floor(ms / 1000)), String((ms % 1000) * 1000)] as unknown as A
+              })
+              : plain.send<A>(command, ...args)
+        })
+        const cfg = yield* RedisStore.options({ url: url!, prefix })
+        const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "server" }), Redis.Redis, shifted)
+        const serverNow = Effect.map(plain.send<[string, string]>("TIME"), ([seconds, micros]) => Number(seconds) * 1000 + Math.floor(Number(micros) / 1000))
+        // the store's time is the shifted one
+        const gap = (yield* store.now) - (yield* serverNow)
+        assert.isTrue(Math.abs(gap - shift) < 1000, `store time less server time: ${gap} ms`)
+        const starts = yield* Ref.make<Array<{ n: number; at: number }>>([])
+        const LEASE = 2000
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => Effect.gen(function*() {
+              yield* Ref.update(starts, (all) => [...all, { n, at: Date.now() }])
+              if (n === 1) yield* Effect.sleep(LEASE * 2.5)
+              if (n === 3 && (yield* Ref.get(starts)).filter((start) => start.n === 3).length === 1) return yield* Effect.fail(new Boom({ n }))
+              return n
+            }))],
+            concurrency: 3,
+            lease: LEASE,
+            poll: "1 hour"
+          })
+          const long = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+          const sent = Date.now()
+          const delayed = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "800 millis" })
+          const retried = yield* JobQueue.enqueue(Echo, { n: 3 }, { maxAttempts: 2, retry: { fixed: "800 millis" } })
+          assert.deepStrictEqual(yield* Effect.forEach([long, delayed, retried], (job) => JobQueue.await(Echo, job.id)), [1, 2, 3])
+          const all = yield* Ref.get(starts)
+          assert.deepStrictEqual(all.filter((start) => start.n === 1).length, 1, "the long job ran once")
+          assert.strictEqual((yield* JobQueue.status(long.id)).attempts, 1)
+          // due 800 ms after its enqueue on the server's clock: not 10 s early or late
+          const due = all.find((start) => start.n === 2)!.at - sent
+          assert.isTrue(due >= 700 && due < 5000, `the delayed job started ${due} ms after its enqueue`)
+          const [first, second] = all.filter((start) => start.n === 3)
+          const backoff = second!.at - first!.at
+          assert.isTrue(backoff >= 700 && backoff < 5000, `the retry started ${backoff} ms after the first attempt`)
+        }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.scoped)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  }
 
   // a purge deletes its jobs in a script, then their ids from the index in a command of its own: one
   // that fails leaves an entry naming a queue that no longer holds the id. Another queue's tick of

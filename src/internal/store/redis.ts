@@ -17,7 +17,12 @@
  *   BullMQ does) instead of polling: a job that becomes claimable adds the marker; the consumer
  *   that pops it claims, and passes the marker on if jobs are left; a delayed job adds a marker
  *   scored with its time, and the consumer that pops it wakes then;
- * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once.
+ * - a running job's cancel is `PUBLISH`ed, so its consumer's heartbeat hears of it at once;
+ * - time: every script reads its own node's `TIME`, so whatever decides a job's fate (due, lease,
+ *   reap, rate window) is one clock, its queue's node's; the store's time (`now`, one node's on a
+ *   Cluster) serves the consumer's lease countdown, a duration that an offset between nodes does not
+ *   change, and what docs/durable.md ("Redis Cluster") lists: ticks, purge's cut-off, status
+ *   (test/durable-redis-hostile.test.ts, 'the store's time ahead of the clock its scripts read').
  *
  * A new job's id names its queue (`<UUID>:<queue>`), so a lookup by id goes straight to the
  * queue's slot and an enqueue is one script there, on a Cluster too. Two lookups are outside a
