@@ -12,10 +12,10 @@
  * Ticks are enqueued in order, one at a time, so a store slower than the ticks skips what it
  * cannot keep up with instead of lagging behind without end. A tick's enqueue carries its deadline
  * (`notAfter`), which the store checks on its own clock as the insert reaches it: one held past it
- * (a lock on the table, another transaction's uncommitted insert of it, a partition) stores nothing and the tick counts as skipped, where it was
- * stored when the store answered, after other processes had enqueued, run and purged it. So a
- * store whose inserts are reached later than a period after their tick stores nothing (`catchUp`
- * gives them longer).
+ * (a lock on the table, another transaction's uncommitted insert of it, a partition) stores nothing
+ * and the tick counts as skipped, where it was stored when the store answered, after other
+ * processes had enqueued, run and purged it. So a store whose inserts are reached later than a
+ * period after their tick stores nothing (`catchUp` gives them longer).
  *
  * @internal
  */
