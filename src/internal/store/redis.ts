@@ -487,7 +487,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           const popped = yield* connection.send<unknown>("BZPOPMIN", `${base(queue)}:marker`, String(BLOCK_SECONDS))
           look = popped === null || (Array.isArray(popped) && popped.length === 0)
           if (look) continue
-          // a delayed job's marker ("1", scored with its time on the server's clock): wake then
+          // a delayed job's marker ("1", scored with its time on the server's clock): wake then (on a
+          // Cluster, the queue's node's time on the store's node's clock: nodes apart, that far off)
           const [, member, score] = popped as [string, string, string | number]
           const at = Number(score)
           const dueIn = member === "1" ? at - serverNow() : 0
