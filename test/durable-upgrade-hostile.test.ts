@@ -4,7 +4,7 @@
  * fixtures/durable-upgrade-side.ts) beside this version's store on the same Postgres schema or
  * SQLite file, while this version opens it and migrates it. Each old tree is the last commit of a
  * schema version: Postgres 1 (ac126d5^) and 6 (e124dca^, the last before the current 7), SQLite 1
- * (979309b^) and 5 (099cef9^, the last before the current 6). Every job has maxAttempts 1 and must run exactly once,
+ * (979309b^), 5 (099cef9^) and 6 (5fc1163^, the last before the current 7). Every job has maxAttempts 1 and must run exactly once,
  * whichever side enqueued it and whichever claimed it, and each side reads the other's results.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
@@ -35,7 +35,7 @@ const hasCommit = (commit: string) => {
     return false
   }
 }
-const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", sqlite1: "979309b^", sqlite5: "099cef9^", redisBareIds: "ae50b32^" }
+const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", sqlite1: "979309b^", sqlite5: "099cef9^", sqlite6: "5fc1163^", redisBareIds: "ae50b32^" }
 const historic = Object.values(COMMITS).every(hasCommit)
 if (!historic) console.warn("the clone lacks the old commits (shallow?): the rolling-upgrade tests are skipped")
 
@@ -311,7 +311,7 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
   const file = () => join(mkdtempSync(join(tmpdir(), "wp-upgrade-")), "jobs.db")
   const onFile = (filename: string) => () => JobStore.sqlite({ filename })
 
-  it("a version-5 process runs beside this version's migration to 6: every job of either side once, results read across", async () => {
+  it("a version-5 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite5, filename, onFile(filename), {})
@@ -329,10 +329,18 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await crossRepeat(COMMITS.sqlite5, filename, onFile(filename), {})
   }, 120_000)
 
-  it("a version-1 process runs beside this version's migration to 6: every job of either side once, results read across", async () => {
+  it("a version-1 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite1, filename, onFile(filename), {})
+  }, 120_000)
+
+  // version 7 widened the claim's, the reaper's and the purge's indexes (counts read them alone):
+  // a version-6 process's statements run on the widened ones while this version migrates
+  it("a version-6 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await rolling(COMMITS.sqlite6, filename, onFile(filename), {})
   }, 120_000)
 })
 
