@@ -1,0 +1,111 @@
+/**
+ * Hostile tests of a durable consumer's loops timed against its leases: the heartbeat under cancel
+ * storms and late answers, the claim's answer that comes after its lease. On the memory store
+ * under the TestClock, with a store that counts (and can delay) what the consumer asks of it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Deferred, Effect, Layer, Ref, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import type { Store } from "../src/internal/store/model.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
+import { settle } from "./helpers.ts"
+
+const Hold = Task.make("Hold", { payload: Schema.Number, success: Schema.Number })
+const LEASE = 3000
+
+/**
+ * The memory store, recording each heartbeat (its time and tokens) and each claim's tokens; a
+ * claim's answer comes `claimTakes` ms after the store took its jobs (a server that answers late,
+ * a process paused with the answer in its socket).
+ */
+const counting = () => {
+  const state = {
+    beats: [] as Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }>,
+    claimed: [] as Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }>,
+    claimTakes: 0
+  }
+  const layer = Layer.effect(
+    JobStore.JobStore,
+    Effect.map(JobStore.JobStore, (inner): Store => ({
+      ...inner,
+      heartbeat: (tokens, lease) =>
+        Effect.andThen(
+          Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void state.beats.push({ at, tokens }))),
+          inner.heartbeat(tokens, lease)
+        ),
+      claim: (request) =>
+        Effect.flatMap(inner.claim(request), (claimed) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            if (claimed.claims.length > 0) state.claimed.push({ at, tokens: claimed.claims.map((c) => c.token) })
+            return state.claimTakes > 0 && claimed.claims.length > 0
+              ? Effect.as(Effect.sleep(state.claimTakes), claimed)
+              : Effect.succeed(claimed)
+          }))
+    }))
+  ).pipe(Layer.provide(JobStore.memory()))
+  return { state, layer }
+}
+
+const advance = (millis: number, step = 1) =>
+  Effect.gen(function*() {
+    for (let t = 0; t < millis; t += step) {
+      yield* TestClock.adjust(step)
+      yield* settle
+    }
+  })
+
+/** A handler that counts its starts and records when each job (by its payload) was interrupted; it never ends. */
+const forever = Effect.gen(function*() {
+  const started = yield* Ref.make(0)
+  const interruptedAt = new Map<number, number>()
+  const handler = Task.handle(Hold, (n: number) =>
+    Effect.andThen(
+      Ref.update(started, (k) => k + 1),
+      Effect.never.pipe(Effect.onInterrupt(() =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void interruptedAt.set(n, at)))
+      ))
+    ))
+  return { handler, started, interruptedAt }
+})
+
+describe("a durable consumer's heartbeat under a storm of cancels", () => {
+  it.effect("cancels of other consumers' jobs, one a millisecond for 200 ms: a consumer beats a few times for them, not once per cancel; each cancel still reaches its job within 100 ms", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      yield* Effect.gen(function*() {
+        const bystander = yield* forever
+        const target = yield* forever
+        yield* JobQueue.consume({ queues: ["quiet"], handlers: [bystander.handler], concurrency: 1, lease: LEASE, shutdownTimeout: 0 })
+        yield* JobQueue.consume({ queues: ["busy"], handlers: [target.handler], concurrency: 200, lease: LEASE, shutdownTimeout: 0 })
+        const quiet = yield* JobQueue.enqueue(Hold, 0, { queue: "quiet" })
+        const busy = yield* JobQueue.enqueueAll(Hold, Array.from({ length: 200 }, (_, n) => ({ payload: n })), { queue: "busy" })
+        yield* advance(20)
+        assert.strictEqual(yield* Ref.get(bystander.started), 1)
+        assert.strictEqual(yield* Ref.get(target.started), 200)
+        const token = state.claimed.find((claim) => claim.tokens.length === 1)!.tokens[0]!
+        const beatsOfQuiet = () => state.beats.filter((beat) => beat.tokens.includes(token)).length
+        const before = beatsOfQuiet()
+        const from = yield* Clock.currentTimeMillis
+        const cancelledAt: Array<number> = []
+        for (const job of busy) {
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          cancelledAt.push(yield* Clock.currentTimeMillis)
+          yield* advance(1)
+        }
+        const storm = (yield* Clock.currentTimeMillis) - from
+        // old: one beat of every running token per cancel, 200 of the bystander's in 200 ms
+        // (its regular beats: one every lease / 3, 1 s)
+        const beats = beatsOfQuiet() - before
+        assert.isAtMost(beats, Math.ceil(storm / 100) + 1, `${beats} beats in ${storm} ms`)
+        // and the consumer that runs them hears of each within 100 ms (a beat at most 100 ms after the last)
+        yield* advance(150)
+        assert.strictEqual(target.interruptedAt.size, 200)
+        const late = busy.map((_, n) => target.interruptedAt.get(n)! - cancelledAt[n]!).filter((ms) => ms > 100)
+        assert.deepStrictEqual(late, [])
+        assert.strictEqual(bystander.interruptedAt.size, 0)
+        assert.strictEqual((yield* JobQueue.status(quiet.id)).state, "running")
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+})
