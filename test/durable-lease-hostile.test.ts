@@ -4,8 +4,9 @@
  * under the TestClock, with a store that counts (and can delay) what the consumer asks of it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Layer, Ref, Schema } from "effect"
+import { Clock, Effect, Layer, Ref, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
+import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -24,14 +25,17 @@ const counting = () => {
   const state = {
     beats: [] as Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }>,
     claimed: [] as Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }>,
-    claimTakes: 0
+    /** The next claim that takes jobs answers this many ms late (once). */
+    claimTakes: 0,
+    /** Heartbeats fail (the store unreachable for them). */
+    failing: false
   }
   const layer = Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (inner): Store => ({
       ...inner,
       heartbeat: (tokens, lease) =>
-        Effect.andThen(
+        state.failing ? Effect.fail(new StoreError({ operation: "heartbeat", reason: "unreachable" })) : Effect.andThen(
           Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void state.beats.push({ at, tokens }))),
           inner.heartbeat(tokens, lease)
         ),
@@ -39,9 +43,9 @@ const counting = () => {
         Effect.flatMap(inner.claim(request), (claimed) =>
           Effect.flatMap(Clock.currentTimeMillis, (at) => {
             if (claimed.claims.length > 0) state.claimed.push({ at, tokens: claimed.claims.map((c) => c.token) })
-            return state.claimTakes > 0 && claimed.claims.length > 0
-              ? Effect.as(Effect.sleep(state.claimTakes), claimed)
-              : Effect.succeed(claimed)
+            const takes = claimed.claims.length > 0 ? state.claimTakes : 0
+            if (takes > 0) state.claimTakes = 0
+            return takes > 0 ? Effect.as(Effect.sleep(takes), claimed) : Effect.succeed(claimed)
           }))
     }))
   ).pipe(Layer.provide(JobStore.memory()))
@@ -106,6 +110,60 @@ describe("a durable consumer's heartbeat under a storm of cancels", () => {
         assert.deepStrictEqual(late, [])
         assert.strictEqual(bystander.interruptedAt.size, 0)
         assert.strictEqual((yield* JobQueue.status(quiet.id)).state, "running")
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+})
+
+describe("a durable consumer's claim answered late", () => {
+  it.effect("a claim whose answer comes after its lease ended (a server that answered late, this process paused), its job meanwhile taken back and run by another consumer: not started a second time", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      yield* Effect.gen(function*() {
+        const late = yield* forever
+        const other = yield* forever
+        const common = { queues: ["q"], concurrency: 1, lease: LEASE, shutdownTimeout: 0, retry: Schedule.spaced("10 millis") }
+        yield* JobQueue.consume({ ...common, handlers: [late.handler] })
+        yield* advance(10)
+        // its claim takes the job now; its answer comes 5 s later, 2 s after the lease's end
+        state.claimTakes = 5000
+        const job = yield* JobQueue.enqueue(Hold, 1, { queue: "q" })
+        yield* advance(10)
+        assert.strictEqual(state.claimed.length, 1)
+        yield* JobQueue.consume({ ...common, handlers: [other.handler] })
+        // a reaper takes the job back past its lease; the other consumer claims and runs it
+        yield* advance(4900, 10)
+        assert.strictEqual(yield* Ref.get(other.started), 1)
+        assert.strictEqual(yield* Ref.get(late.started), 0)
+        // the late answer: old, the job started here too, two runs at once until this consumer's next beat
+        yield* advance(200, 10)
+        assert.strictEqual(yield* Ref.get(late.started), 0, "started on a lease that had ended")
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+        assert.strictEqual(other.interruptedAt.size, 0)
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+
+  it.effect("a claim answered 950 ms late, then beats failing: its job is given up when its lease (from the claim) ends, not a lease after a later beat", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      yield* Effect.gen(function*() {
+        const held = yield* forever
+        yield* JobQueue.consume({ queues: ["q"], handlers: [held.handler], concurrency: 1, lease: LEASE, shutdownTimeout: 0 })
+        // the heartbeat loop, idle, looks every lease / 3 (1 s) from here
+        const from = yield* Clock.currentTimeMillis
+        yield* advance(100)
+        state.claimTakes = 950
+        yield* JobQueue.enqueue(Hold, 1, { queue: "q" })
+        yield* advance(10)
+        const claimedAt = state.claimed[0]!.at
+        // answered at 1060: after the idle loop's look at 1000
+        yield* advance(from + 1100 - (yield* Clock.currentTimeMillis))
+        assert.strictEqual(yield* Ref.get(held.started), 1)
+        state.failing = true
+        // its lease ends at claimedAt + 3000 (3100): given up then, not at 4000 (old: the look at 1000 counted as its renewal)
+        yield* advance(claimedAt + LEASE - 1 - (yield* Clock.currentTimeMillis))
+        assert.strictEqual(held.interruptedAt.size, 0)
+        yield* advance(2)
+        assert.deepStrictEqual([...held.interruptedAt.values()].map((at) => at - claimedAt), [LEASE])
       }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })
