@@ -85,6 +85,18 @@ interface Running {
   handle: WorkPool.JobHandle<unknown, unknown> | undefined
   /** Why this consumer interrupted it, if it did. */
   reason: "cancel" | "lost" | undefined
+  /**
+   * The store's time its lease runs from, as this consumer knows: its claim's, then each beat's
+   * that renewed it (read before the beat was sent). Its lease ends a lease after.
+   */
+  since: number
+}
+
+/** A claim's jobs that may start, the store's time they were looked at, and whether they were renewed then. */
+interface Current {
+  readonly claims: ReadonlyArray<Claim>
+  readonly now: number
+  readonly renewed: boolean
 }
 
 /**
@@ -389,14 +401,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         }))
       )
 
-    /** Starts a claimed job on a free slot; gives it back if the pool cannot take it. */
-    const start = (claim: Claim) =>
+    /** Starts a claimed job on a free slot, its lease running from `since`; gives it back if the pool cannot take it. */
+    const start = (claim: Claim, since: number) =>
       Effect.gen(function*() {
         const entry: Running = {
           claim,
           task: handlers.get(claim.job.task)?.task ?? onThreads.get(claim.job.task)!,
           handle: undefined,
-          reason: undefined
+          reason: undefined,
+          since
         }
         running.set(claim.token, entry)
         const timeout = claim.job.timeout > 0 ? claim.job.timeout : config.timeout > 0 ? config.timeout : Infinity
@@ -464,6 +477,43 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         track(settler)
       })
 
+    const beatSpacing = Math.max(1, Math.floor(config.lease / 3))
+
+    /**
+     * The claims whose leases hold, with the store's time each runs from. A claim answered late (a
+     * server slow to answer, this process paused: a third of a lease or more after the store took
+     * its jobs) is renewed before its jobs start: past its lease a reaper may have taken a job back
+     * and another consumer run it, and started here too it ran twice until this consumer's next
+     * beat; nearly past it, the next beat came too late to hold it. A job the renewal finds lost is
+     * another consumer's (nothing to write); one it could not renew, or whose cancel was asked for,
+     * is given back (fenced: written only if the token still holds the job; a cancelled one ends so).
+     */
+    const current = (claims: ReadonlyArray<Claim>): Effect.Effect<Current> =>
+      claims.length === 0 ? Effect.succeed({ claims, now: 0, renewed: false }) : Effect.flatMap(store.now, (now) => {
+        let oldest = now
+        for (const claim of claims) oldest = Math.min(oldest, claim.job.startedAt ?? now)
+        if (now - oldest < beatSpacing) return Effect.succeed<Current>({ claims, now, renewed: false })
+        const left = oldest + config.lease - now
+        return Effect.map(
+          Effect.exit(Effect.timeout(
+            Effect.interruptible(store.heartbeat(claims.map((claim) => claim.token), config.lease)),
+            left > 0 ? left : beatSpacing
+          )),
+          (beat): Current => {
+            const lost = new Set(Exit.isSuccess(beat) ? beat.value.lost : [])
+            const back = new Set(Exit.isSuccess(beat) ? [...beat.value.cancelled, ...beat.value.unrenewed?.tokens ?? []] : [])
+            const fresh: Array<Claim> = []
+            for (const claim of claims) {
+              if (lost.has(claim.token)) continue
+              if (Exit.isFailure(beat) || back.has(claim.token)) {
+                track(fork(Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))))
+              } else fresh.push(claim)
+            }
+            return { claims: fresh, now, renewed: true }
+          }
+        )
+      })
+
     const track = (settler: Fiber.Fiber<void>) => {
       settlers.add(settler)
       settler.addObserver(() => settlers.delete(settler))
@@ -506,10 +556,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
               // counted as they start, after the claim's round trip: counted at `now`, before it, a
               // slow claim's jobs left the window early and the next claim's could start within it
               const startedAt = limiter === undefined || claims.length === 0 ? now : monotonic()
-              return Effect.forEach(claims, (claim) => {
-                limiter?.take(startedAt)
-                return start(claim)
-              }, { discard: true })
+              return Effect.flatMap(current(claims), ({ claims, now, renewed }) =>
+                Effect.forEach(claims, (claim) => {
+                  limiter?.take(startedAt)
+                  return start(claim, renewed ? now : Math.min(now, claim.job.startedAt ?? now))
+                }, { discard: true }))
             })
           )
         ).pipe(Effect.catchCause((cause) =>
@@ -582,44 +633,55 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     }
 
     const heartbeatLoop = Effect.gen(function*() {
-      let renewedAt = yield* store.now
-      // tokens the last beats did not renew though others' were (their queue's node down, on a
-      // Redis Cluster), by the time of their last renewal: each is lost a lease after it, alone.
-      // A whole failed beat dropped every job, the renewed queues' too, which then ran twice
-      let stale = new Map<string, number>()
+      // tokens the last beat did not renew though others' were (their queue's node down, on a Redis
+      // Cluster): each is lost a lease after its own last renewal, alone. A whole failed beat
+      // dropped every job, the renewed queues' too, which then ran twice
+      let stale = new Set<string>()
       let staleCause: unknown
+      /**
+       * Interrupts, as lost, the running jobs whose lease (from its last renewal here, or its claim)
+       * has ended by `now`: another consumer may be running them. Warns of those the last beat left
+       * unrenewed: a beat that renewed other queues' leases is not a failure, this is its only word.
+       */
       const expired = (now: number) =>
         Effect.suspend(() => {
           let dropped = 0
-          for (const [token, since] of stale) {
-            const entry = now - since >= config.lease ? running.get(token) : undefined
-            if (entry === undefined || entry.reason !== undefined) continue
+          for (const [token, entry] of running) {
+            if (entry.reason !== undefined || now - entry.since < config.lease) continue
             interrupt(entry, "lost")
-            dropped++
+            if (stale.has(token)) dropped++
           }
-          // the only word of it: a beat that renewed other queues' leases is not a failure
           return dropped === 0 ? Effect.void : Effect.logWarning(
             `effect-workpool: ${dropped} durable job${dropped === 1 ? "'s lease" : "s' leases"} could not be renewed for a lease (their queue's store unreachable?); ` +
               `given up as lost, to run again elsewhere`,
             staleCause
           )
         })
-      const spacing = Math.max(1, Math.floor(config.lease / 3))
+      const spacing = beatSpacing
       /**
-       * Until the next beat: a third of a lease, or less if a lease (or a stale token's) would end
-       * before then. A beat woken early (a cancel request) and failing set the next one a whole
-       * spacing after it, so the leases could end up to a third of a lease before the beat that gives
-       * them up: the jobs ran on meanwhile, as another consumer's reaper took them back.
+       * Until the next beat: a third of a lease, or less if a running job's lease would end before
+       * then. A beat woken early (a cancel request) and failing set the next one a whole spacing
+       * after it, so the leases could end up to a third of a lease before the beat that gives them
+       * up: the jobs ran on meanwhile, as another consumer's reaper took them back. Each job's own
+       * lease: one claimed while a beat was in flight, or answered late, runs from its claim, not
+       * from a beat that did not renew it.
        */
       const untilNext = (now: number) => {
         let next = spacing
-        const left = renewedAt + config.lease - now
-        if (left > 0 && left < next) next = left
-        for (const since of stale.values()) {
-          const end = since + config.lease - now
+        for (const entry of running.values()) {
+          const end = entry.since + config.lease - now
           if (end > 0 && end < next) next = end
         }
         return next
+      }
+      /** When the soonest lease of these jobs ends, from `now`. */
+      const soonestEnd = (tokens: ReadonlyArray<string>, now: number) => {
+        let end = Infinity
+        for (const token of tokens) {
+          const entry = running.get(token)
+          if (entry !== undefined && entry.since + config.lease - now < end) end = entry.since + config.lease - now
+        }
+        return end
       }
       let cancels = yield* store.cancelVersion
       /** When the last beat went out (this machine's clock), for CANCEL_BEAT_FLOOR. */
@@ -636,30 +698,27 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         if (rest > 0) yield* Effect.sleep(rest)
         cancels = yield* store.cancelVersion
         const tokens = Array.from(running.keys())
+        if (tokens.length === 0) continue
         const now = yield* store.now
-        if (tokens.length === 0) {
-          renewedAt = now
-          continue
-        }
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
         // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
-        const left = renewedAt + config.lease - now
+        const left = soonestEnd(tokens, now)
         beatAt = clock.currentTimeMillisUnsafe()
         // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
         // its pool closes) is a failed beat; as a result it stopped the loop, silently
         const beat = yield* Effect.exit(
-          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 ? left : spacing)
+          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 && left < Infinity ? left : spacing)
         )
         if (Exit.isSuccess(beat)) {
           const unrenewed = beat.value.unrenewed
-          if (unrenewed !== undefined || stale.size > 0) {
-            const still = new Map<string, number>()
-            for (const token of unrenewed?.tokens ?? []) still.set(token, stale.get(token) ?? renewedAt)
-            stale = still
-            staleCause = unrenewed?.error
-            yield* expired(yield* store.now)
+          stale = new Set(unrenewed?.tokens)
+          staleCause = unrenewed?.error
+          // renewed from `now`, read before the beat was sent: the store's renewal came after it
+          for (const token of tokens) {
+            const entry = running.get(token)
+            if (entry !== undefined && !stale.has(token) && entry.since < now) entry.since = now
           }
-          renewedAt = now
+          if (stale.size > 0) yield* expired(yield* store.now)
           for (const token of beat.value.lost) {
             const entry = running.get(token)
             if (entry !== undefined) interrupt(entry, "lost")
@@ -671,10 +730,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         } else if (yield* store.closed) {
           // a busy consumer (no claim to fail) hears of its store's close here: its close wakes the beat
           return storeClosed()
-        } else if ((yield* store.now) - renewedAt >= config.lease) {
-          // the leases may have expired: another consumer may be running these jobs
-          for (const entry of running.values()) interrupt(entry, "lost")
-        } else if (stale.size > 0) yield* expired(yield* store.now)
+        } else yield* expired(yield* store.now)
       }
     })
 
