@@ -28,17 +28,25 @@ const counting = () => {
     /** The next claim that takes jobs answers this many ms late (once). */
     claimTakes: 0,
     /** Heartbeats fail (the store unreachable for them). */
-    failing: false
+    failing: false,
+    /** Each heartbeat reaches the store `slow[0]` ms after it is sent and its answer comes `slow[1]` ms after that (the first pair, then the next, round). */
+    slow: [] as Array<readonly [number, number]>
   }
+  let beatCount = 0
   const layer = Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (inner): Store => ({
       ...inner,
-      heartbeat: (tokens, lease) =>
-        state.failing ? Effect.fail(new StoreError({ operation: "heartbeat", reason: "unreachable" })) : Effect.andThen(
-          Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void state.beats.push({ at, tokens }))),
-          inner.heartbeat(tokens, lease)
-        ),
+      heartbeat: (tokens, lease) => {
+        if (state.failing) return Effect.fail(new StoreError({ operation: "heartbeat", reason: "unreachable" }))
+        const [there, back] = state.slow.length === 0 ? [0, 0] : state.slow[beatCount++ % state.slow.length]!
+        return Effect.sleep(there).pipe(
+          Effect.andThen(Clock.currentTimeMillis),
+          Effect.flatMap((at) => Effect.sync(() => void state.beats.push({ at, tokens }))),
+          Effect.andThen(inner.heartbeat(tokens, lease)),
+          Effect.tap(() => Effect.sleep(back))
+        )
+      },
       claim: (request) =>
         Effect.flatMap(inner.claim(request), (claimed) =>
           Effect.flatMap(Clock.currentTimeMillis, (at) => {
@@ -164,6 +172,32 @@ describe("a durable consumer's claim answered late", () => {
         assert.strictEqual(held.interruptedAt.size, 0)
         yield* advance(2)
         assert.deepStrictEqual([...held.interruptedAt.values()].map((at) => at - claimedAt), [LEASE])
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+})
+
+describe("a durable consumer's heartbeat on a slow store", () => {
+  it.effect("beats that each take 1.4 s of a 3 s lease (0.3 or 0.7 s to reach the store, the rest back): the consumer keeps its job, renewed in time, never given up as lost", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      yield* Effect.gen(function*() {
+        const held = yield* forever
+        yield* JobQueue.consume({ queues: ["q"], handlers: [held.handler], concurrency: 1, lease: LEASE, shutdownTimeout: 0 })
+        const job = yield* JobQueue.enqueue(Hold, 1, { queue: "q" })
+        yield* advance(10)
+        assert.strictEqual(yield* Ref.get(held.started), 1)
+        state.slow = [[300, 1100], [700, 700]]
+        // old: the next beat went a third of a lease after the last one's answer, 2.4 s after it was
+        // sent; its answer came 3.8 s after the last renewal the consumer could count on (the last
+        // beat's sending), so it timed out at the lease's end and the job was given up as lost,
+        // the store healthy. Any beat slower than a third of a lease did it
+        yield* advance(30_000, 10)
+        const renewals = state.beats.map((beat) => beat.at)
+        const gaps = renewals.slice(1).map((at, n) => at - renewals[n]!)
+        assert.isAtMost(Math.max(...gaps), LEASE, `renewed at ${renewals.join(", ")}`)
+        assert.strictEqual(held.interruptedAt.size, 0)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
       }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })
