@@ -684,21 +684,34 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         return end
       }
       let cancels = yield* store.cancelVersion
-      /** When the last beat went out (this machine's clock), for CANCEL_BEAT_FLOOR. */
-      let beatAt = -Infinity
+      /**
+       * When the last beat went out (this machine's clock): the next goes a third of a lease after
+       * it, or at its answer if that came later. Counted from the answer, a store whose beats took
+       * more than a third of a lease (healthy, slow) saw each beat sent too late for its answer to
+       * come within the lease the consumer could count on: it timed out, and the consumer gave its
+       * jobs up as lost. Also for CANCEL_BEAT_FLOOR.
+       */
+      let beatAt = clock.currentTimeMillisUnsafe()
       while (true) {
         // a cancel requested since the last beat (here, or heard of from another process) beats at
         // once, or CANCEL_BEAT_FLOOR after the last beat if that was sooner (a storm of cancels), but
         // never later than the beat was due
-        const due = running.size === 0 ? spacing : untilNext(yield* store.now)
-        const waitFrom = clock.currentTimeMillisUnsafe()
-        yield* store.waitCancel(due, cancels)
-        const woken = clock.currentTimeMillisUnsafe()
-        const rest = Math.min(beatAt + CANCEL_BEAT_FLOOR, waitFrom + due) - woken
-        if (rest > 0) yield* Effect.sleep(rest)
+        const due = running.size === 0
+          ? spacing
+          : Math.min(untilNext(yield* store.now), beatAt + spacing - clock.currentTimeMillisUnsafe())
+        if (due > 0) {
+          const waitFrom = clock.currentTimeMillisUnsafe()
+          yield* store.waitCancel(due, cancels)
+          const rest = Math.min(beatAt + CANCEL_BEAT_FLOOR, waitFrom + due) - clock.currentTimeMillisUnsafe()
+          if (rest > 0) yield* Effect.sleep(rest)
+        }
         cancels = yield* store.cancelVersion
         const tokens = Array.from(running.keys())
-        if (tokens.length === 0) continue
+        if (tokens.length === 0) {
+          // nothing to renew: a job claimed from now on is beaten for a third of a lease after this
+          beatAt = clock.currentTimeMillisUnsafe()
+          continue
+        }
         const now = yield* store.now
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
         // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
