@@ -30,7 +30,13 @@ const counting = () => {
     /** Heartbeats fail (the store unreachable for them). */
     failing: false,
     /** Each heartbeat reaches the store `slow[0]` ms after it is sent and its answer comes `slow[1]` ms after that (the first pair, then the next, round). */
-    slow: [] as Array<readonly [number, number]>
+    slow: [] as Array<readonly [number, number]>,
+    /**
+     * Tokens whose queue's node is down (a Redis Cluster): each beat leaves them unrenewed, and its
+     * answer waits `downTakes` ms for that node's part, as a store bounds it.
+     */
+    down: new Set<string>(),
+    downTakes: 0
   }
   let beatCount = 0
   const layer = Layer.effect(
@@ -39,6 +45,14 @@ const counting = () => {
       ...inner,
       heartbeat: (tokens, lease) => {
         if (state.failing) return Effect.fail(new StoreError({ operation: "heartbeat", reason: "unreachable" }))
+        const unrenewed = tokens.filter((token) => state.down.has(token))
+        if (unrenewed.length > 0) {
+          return Effect.flatMap(inner.heartbeat(tokens.filter((token) => !state.down.has(token)), lease), (beat) =>
+            Effect.as(Effect.sleep(state.downTakes), {
+              ...beat,
+              unrenewed: { tokens: unrenewed, error: new StoreError({ operation: "heartbeat", reason: "its node is down" }) }
+            }))
+        }
         const [there, back] = state.slow.length === 0 ? [0, 0] : state.slow[beatCount++ % state.slow.length]!
         return Effect.sleep(there).pipe(
           Effect.andThen(Clock.currentTimeMillis),
@@ -198,6 +212,35 @@ describe("a durable consumer's heartbeat on a slow store", () => {
         assert.strictEqual(held.interruptedAt.size, 0)
         const info = yield* JobQueue.status(job.id)
         assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+})
+
+describe("a durable consumer's heartbeat renewing some queues and not others", () => {
+  it.effect("a job whose queue's node is down (each beat's part for it taking 800 ms to fail): given up when its lease ends, not a beat's answer later; the other queue's job runs on", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      yield* Effect.gen(function*() {
+        const held = yield* forever
+        yield* JobQueue.consume({ queues: ["up", "down"], handlers: [held.handler], concurrency: 2, lease: LEASE, shutdownTimeout: 0 })
+        yield* JobQueue.enqueue(Hold, 1, { queue: "up" })
+        yield* JobQueue.enqueue(Hold, 2, { queue: "down" })
+        yield* advance(10)
+        assert.strictEqual(yield* Ref.get(held.started), 2)
+        // a beat renews both; then the down queue's node goes
+        const before = state.beats.length
+        while (state.beats.length === before) yield* advance(10)
+        const renewed = state.beats[state.beats.length - 1]!.at
+        state.down = new Set(state.claimed.flatMap((claim) => claim.tokens).slice(1))
+        assert.strictEqual(state.down.size, 1)
+        state.downTakes = 800
+        yield* advance(renewed + LEASE - 1 - (yield* Clock.currentTimeMillis), 1)
+        assert.strictEqual(held.interruptedAt.size, 0)
+        // old: the beat at its lease's end went out first, and its answer (800 ms) came before the job was given up
+        yield* advance(2, 1)
+        assert.deepStrictEqual([...held.interruptedAt.entries()].map(([n, at]) => [n, at - renewed]), [[2, LEASE]])
+        yield* advance(5000, 10)
+        assert.deepStrictEqual([...held.interruptedAt.keys()], [2], "the up queue's job runs on")
       }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })
