@@ -643,11 +643,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
        * has ended by `now`: another consumer may be running them. Warns of those the last beat left
        * unrenewed: a beat that renewed other queues' leases is not a failure, this is its only word.
        */
-      const expired = (now: number) =>
+      const expired = (now: number, staleOnly = false) =>
         Effect.suspend(() => {
           let dropped = 0
           for (const [token, entry] of running) {
-            if (entry.reason !== undefined || now - entry.since < config.lease) continue
+            if (entry.reason !== undefined || now - entry.since < config.lease || (staleOnly && !stale.has(token))) continue
             interrupt(entry, "lost")
             if (stale.has(token)) dropped++
           }
@@ -713,6 +713,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           continue
         }
         const now = yield* store.now
+        // a job the last beat could not renew (its queue's node down) is given up at its lease's
+        // end, not at this beat's answer, which waits for that node's part again. Only those: one
+        // past its lease for another reason (this process paused) may still be this consumer's,
+        // which the beat tells
+        if (stale.size > 0) yield* expired(now, true)
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
         // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
         const left = soonestEnd(tokens, now)
