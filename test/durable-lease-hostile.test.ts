@@ -4,7 +4,7 @@
  * under the TestClock, with a store that counts (and can delay) what the consumer asks of it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { Clock, Deferred, Effect, Layer, Ref, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -36,7 +36,9 @@ const counting = () => {
      * answer waits `downTakes` ms for that node's part, as a store bounds it.
      */
     down: new Set<string>(),
-    downTakes: 0
+    downTakes: 0,
+    /** Heartbeats get no answer (a partition that drops packets). */
+    hanging: false
   }
   let beatCount = 0
   const layer = Layer.effect(
@@ -44,6 +46,7 @@ const counting = () => {
     Effect.map(JobStore.JobStore, (inner): Store => ({
       ...inner,
       heartbeat: (tokens, lease) => {
+        if (state.hanging) return Effect.never
         if (state.failing) return Effect.fail(new StoreError({ operation: "heartbeat", reason: "unreachable" }))
         const unrenewed = tokens.filter((token) => state.down.has(token))
         if (unrenewed.length > 0) {
@@ -242,5 +245,42 @@ describe("a durable consumer's heartbeat renewing some queues and not others", (
         yield* advance(5000, 10)
         assert.deepStrictEqual([...held.interruptedAt.keys()], [2], "the up queue's job runs on")
       }).pipe(Effect.scoped, Effect.provide(layer))
+    }))
+})
+
+describe("a durable consumer's heartbeat with a job given up that has not stopped yet", () => {
+  it.effect("a job given up as lost whose finalizer still runs does not stretch the next beat's bound: another job's beat that gets no answer fails at that job's lease's end", () =>
+    Effect.gen(function*() {
+      const { layer, state } = counting()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.gen(function*() {
+        const interruptedAt = new Map<number, number>()
+        const handler = Task.handle(Hold, (n: number) =>
+          Effect.never.pipe(Effect.onInterrupt(() =>
+            Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void interruptedAt.set(n, at))).pipe(
+              // the first job's finalizer takes its time (a flush, a thread's grace)
+              Effect.andThen(n === 1 ? Deferred.await(release) : Effect.void)
+            )
+          )))
+        yield* JobQueue.consume({ queues: ["q"], handlers: [handler], concurrency: 2, lease: LEASE, shutdownTimeout: 0 })
+        yield* JobQueue.enqueue(Hold, 1, { queue: "q" })
+        yield* advance(10)
+        // its beats fail for a lease: given up as lost, its finalizer still running
+        state.failing = true
+        yield* advance(LEASE, 10)
+        assert.deepStrictEqual([...interruptedAt.keys()], [1])
+        // a second job, claimed now; then the beats get no answer at all
+        yield* JobQueue.enqueue(Hold, 2, { queue: "q" })
+        yield* advance(10)
+        const claimedAt = state.claimed[1]!.at
+        state.failing = false
+        state.hanging = true
+        yield* advance(claimedAt + LEASE - 100 - (yield* Clock.currentTimeMillis), 10)
+        yield* advance(claimedAt + LEASE - 1 - (yield* Clock.currentTimeMillis), 1)
+        assert.isFalse(interruptedAt.has(2))
+        // old: the beat's bound was a third of a lease (the first job's lease had ended), not what was left of the second's
+        yield* advance(2, 1)
+        assert.strictEqual(interruptedAt.get(2)! - claimedAt, LEASE)
+      }).pipe(Effect.ensuring(Deferred.succeed(release, undefined)), Effect.scoped, Effect.provide(layer))
     }))
 })
