@@ -670,16 +670,22 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         let next = spacing
         for (const entry of running.values()) {
           const end = entry.since + config.lease - now
-          if (end > 0 && end < next) next = end
+          if (end > 0 && end < next && entry.reason === undefined) next = end
         }
         return next
       }
-      /** When the soonest lease of these jobs ends, from `now`. */
+      /**
+       * When the soonest lease of these jobs ends, from `now`: of those still running as this
+       * consumer's. One given up already (its finalizers still running) has a lease long ended, which
+       * gave a beat that got no answer a third of a lease, past the others' leases' ends.
+       */
       const soonestEnd = (tokens: ReadonlyArray<string>, now: number) => {
         let end = Infinity
         for (const token of tokens) {
           const entry = running.get(token)
-          if (entry !== undefined && entry.since + config.lease - now < end) end = entry.since + config.lease - now
+          if (entry !== undefined && entry.reason === undefined && entry.since + config.lease - now < end) {
+            end = entry.since + config.lease - now
+          }
         }
         return end
       }
@@ -689,9 +695,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
        * it, or at its answer if that came later. Counted from the answer, a store whose beats took
        * more than a third of a lease (healthy, slow) saw each beat sent too late for its answer to
        * come within the lease the consumer could count on: it timed out, and the consumer gave its
-       * jobs up as lost. Also for CANCEL_BEAT_FLOOR.
+       * jobs up as lost. An idle loop's look counts as one here.
        */
       let beatAt = clock.currentTimeMillisUnsafe()
+      /** When the last beat really went out (this machine's clock), for CANCEL_BEAT_FLOOR: not an idle look. */
+      let sentAt = -Infinity
       while (true) {
         // a cancel requested since the last beat (here, or heard of from another process) beats at
         // once, or CANCEL_BEAT_FLOOR after the last beat if that was sooner (a storm of cancels), but
@@ -702,7 +710,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         if (due > 0) {
           const waitFrom = clock.currentTimeMillisUnsafe()
           yield* store.waitCancel(due, cancels)
-          const rest = Math.min(beatAt + CANCEL_BEAT_FLOOR, waitFrom + due) - clock.currentTimeMillisUnsafe()
+          const rest = Math.min(sentAt + CANCEL_BEAT_FLOOR, waitFrom + due) - clock.currentTimeMillisUnsafe()
           if (rest > 0) yield* Effect.sleep(rest)
         }
         cancels = yield* store.cancelVersion
@@ -721,7 +729,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
         // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
         const left = soonestEnd(tokens, now)
-        beatAt = clock.currentTimeMillisUnsafe()
+        sentAt = beatAt = clock.currentTimeMillisUnsafe()
         // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
         // its pool closes) is a failed beat; as a result it stopped the loop, silently
         const beat = yield* Effect.exit(
