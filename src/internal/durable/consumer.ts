@@ -146,7 +146,7 @@ export const STOP_SETTLE_GRACE = 2000
 
 /**
  * The least time between two heartbeats a cancel request woke: every cancel of a running job, in any
- * process, wakes every consumer's heartbeat (a store cannot tell whose job it names), and each beat
+ * process, wakes every consumer's heartbeat (whichever runs the job), and each beat
  * renews all of a consumer's running leases. Without it, 1,000 cancels a second across a fleet cost
  * each busy consumer 1,000 beats a second; with it, ten at most, and a cancel reaches its job within
  * this (plus the beat's round trip) during a storm, at once otherwise. A beat that is due (a third of
