@@ -345,6 +345,30 @@ const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   return { frozen, failing, hanging, tokens, beats, layer: wrapped }
 }
 
+/**
+ * A consumer (of the conformance options) whose one job, enqueued here, runs until interrupted:
+ * returns once it has started (the clock let run in ticks until then: on a loaded machine the claim
+ * can come a tick or more after the enqueue), with the count of its interruptions.
+ */
+const runningUntilInterrupted = Effect.gen(function*() {
+  const interrupted = yield* Ref.make(0)
+  const started = yield* Deferred.make<void>()
+  yield* JobQueue.consume({
+    ...options,
+    handlers: [Task.handle(Echo, () =>
+      Effect.andThen(
+        Deferred.succeed(started, undefined),
+        Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1)))
+      ))]
+  })
+  const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+  for (let n = 0; !(yield* Deferred.isDone(started)); n++) {
+    assert.isBelow(n, 100, "the job started")
+    yield* tick(100)
+  }
+  return { interrupted, job }
+})
+
 /** A handler that reports progress 1 of 2, waits for `gate`, reports 2 of 2 and returns its `n`. */
 const twoSteps = (gate: Deferred.Deferred<void>) =>
   Task.handle(Echo, ({ n }) =>
@@ -492,24 +516,8 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
       Effect.gen(function*() {
         const store = spy(makeLayer())
         yield* Effect.gen(function*() {
-          const interrupted = yield* Ref.make(0)
-          const started = yield* Deferred.make<void>()
-          yield* JobQueue.consume({
-            ...options,
-            handlers: [Task.handle(Echo, () =>
-              Effect.andThen(
-                Deferred.succeed(started, undefined),
-                Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1)))
-              ))]
-          })
-          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-          // the lease counts from the claim: on a loaded machine the claim can come a tick or more
-          // after the enqueue, and the beats must fail only once the job runs, or its lease ends
-          // after the checks below (0 interrupted where 1 was due)
-          for (let n = 0; !(yield* Deferred.isDone(started)); n++) {
-            assert.isBelow(n, 100, "the job started")
-            yield* tick(100)
-          }
+          // the lease counts from the claim: the beats must fail only once the job runs
+          const { interrupted, job } = yield* runningUntilInterrupted
           store.failing.value = true
           yield* tick(LEASE - LEASE / 3 - 100)
           assert.strictEqual(yield* Ref.get(interrupted), 0)
@@ -523,21 +531,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
       Effect.gen(function*() {
         const store = spy(makeLayer())
         yield* Effect.gen(function*() {
-          const interrupted = yield* Ref.make(0)
-          const started = yield* Deferred.make<void>()
-          yield* JobQueue.consume({
-            ...options,
-            handlers: [Task.handle(Echo, () =>
-              Effect.andThen(
-                Deferred.succeed(started, undefined),
-                Effect.never.pipe(Effect.onInterrupt(() => Ref.update(interrupted, (n) => n + 1)))
-              ))]
-          })
-          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-          for (let n = 0; !(yield* Deferred.isDone(started)); n++) {
-            assert.isBelow(n, 100, "the job started")
-            yield* tick(100)
-          }
+          const { interrupted, job } = yield* runningUntilInterrupted
           // a beat renews the running job's lease: its lease ends a lease after it
           const before = store.beats.count
           for (let n = 0; store.beats.count === before; n++) {
