@@ -657,7 +657,6 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             staleCause
           )
         })
-      const spacing = beatSpacing
       /**
        * Until the next beat: a third of a lease, or less if a running job's lease would end before
        * then. A beat woken early (a cancel request) and failing set the next one a whole spacing
@@ -667,7 +666,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
        * from a beat that did not renew it.
        */
       const untilNext = (now: number) => {
-        let next = spacing
+        let next = beatSpacing
         for (const entry of running.values()) {
           const end = entry.since + config.lease - now
           if (end > 0 && end < next && entry.reason === undefined) next = end
@@ -705,8 +704,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // once, or CANCEL_BEAT_FLOOR after the last beat if that was sooner (a storm of cancels), but
         // never later than the beat was due
         const due = running.size === 0
-          ? spacing
-          : Math.min(untilNext(yield* store.now), beatAt + spacing - clock.currentTimeMillisUnsafe())
+          ? beatSpacing
+          : Math.min(untilNext(yield* store.now), beatAt + beatSpacing - clock.currentTimeMillisUnsafe())
         if (due > 0) {
           const waitFrom = clock.currentTimeMillisUnsafe()
           yield* store.waitCancel(due, cancels)
@@ -733,7 +732,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
         // its pool closes) is a failed beat; as a result it stopped the loop, silently
         const beat = yield* Effect.exit(
-          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 && left < Infinity ? left : spacing)
+          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 && left < Infinity ? left : beatSpacing)
         )
         if (Exit.isSuccess(beat)) {
           const unrenewed = beat.value.unrenewed
