@@ -25,7 +25,7 @@ import { prng } from "./helpers.ts"
  *   another, a key taken by an item before it counts.
  * - claim: the visible queued jobs of the request's unpaused queues and tasks, best first: rank
  *   (priority, or with the queue's aging `priority × aging − visibleAt`, fixed when the job enters the
- *   queue), then FIFO (enqueue order); each running, attempts + 1, startedAt now, a lease of
+ *   queue, a `runAt` already past counted as now), then FIFO (enqueue order); each running, attempts + 1, startedAt now, a lease of
  *   `lease` ms. A claim that took fewer than `limit` says when the soonest delayed job of its
  *   unpaused queues (any task) is due. A claim of limit 0 takes nothing; several queues' in any order.
  * - every settle, heartbeat and progress is fenced by the claim's token: a token that no longer
@@ -269,7 +269,7 @@ class Model {
       cancelRequested: false,
       exit: null,
       progress: null,
-      rank: this.rank(spec.priority, spec.queue, visibleAt),
+      rank: this.rank(spec.priority, spec.queue, Math.max(visibleAt, this.now)),
       claim: null,
       leaseUntil: 0,
       purged: false

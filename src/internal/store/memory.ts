@@ -162,7 +162,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         retry: job.retry ?? null
       },
       seq: ++seq,
-      rank: rank(job.priority, queueOf(job.queue).aging, visibleAt),
+      // a runAt in the past is waited for from now (see model.rank)
+      rank: rank(job.priority, queueOf(job.queue).aging, Math.max(visibleAt, now)),
       token: null,
       leaseUntil: 0
     }

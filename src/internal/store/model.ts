@@ -384,7 +384,9 @@ export const latencyOf = (visibleAt: number, startedAt: number, finishedAt: numb
 /**
  * The static sort key of a job, the same order as the in-process scheduler's: higher first, FIFO
  * within equal keys. With aging, a job gains one priority level per `aging` ms since it became
- * visible, which is `priority × aging − visibleAt`: the key never changes while it waits.
+ * visible, which is `priority × aging − visibleAt`: the key never changes while it waits. A job
+ * enqueued with a `runAt` already past is visible from its enqueue, not from then: ranked from
+ * its `runAt`, an hour-old one passed 3,600 levels of a 1-second aging at once.
  */
 export const rank = (priority: number, aging: number, visibleAt: number): number =>
   aging > 0 ? priority * aging - visibleAt : priority

@@ -255,7 +255,8 @@ local function addJob(a, o, now${late ? ", notAfter" : ""})
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
   if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
   local seq = redis.call("INCR", B .. ":seq")
-  local rank = rankOf(tonumber(a[o + 4]), visible)
+  -- a runAt in the past is waited for from now (see model.rank)
+  local rank = rankOf(tonumber(a[o + 4]), math.max(visible, now))
   -- one HSET; a field with nothing in it (dedup, started, finished, token, lease, trace, retry) is
   -- left out: every reader takes a missing field as empty
   local fields = {"id", id, "task", a[o + 2], "payload", a[o + 3], "priority", a[o + 4], "rank", rank, "seq", seq,

@@ -633,7 +633,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         job.trace ?? null,
         job.retry ?? null
       )
-      prepare(`UPDATE wp_job SET rank = ${RANK("visible_at")} WHERE id = ?`).run(job.id)
+      // a runAt in the past is waited for from now (see model.rank)
+      prepare(`UPDATE wp_job SET rank = ${RANK("MAX(visible_at, created_at)")} WHERE id = ?`).run(job.id)
       return { id: job.id, created: true, visibleIn: visible - now }
     }
     const prepareOnce = (sql: string) => db.prepare(sql)
