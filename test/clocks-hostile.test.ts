@@ -4,13 +4,14 @@
  * SQLite file, Postgres, Redis), on the live clock: nothing here waits for time to pass.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, type Layer } from "effect"
+import { Effect, Exit, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import { Echo } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
@@ -42,4 +43,21 @@ describe.each(stores)("a runAt in the past, on a queue with aging (%s)", (_name,
       // and it is still due as asked: claimed at once, its time kept
       assert.strictEqual((yield* JobQueue.status(epoch.id)).visibleAt.getTime(), 0)
     }).pipe(Effect.provide(layer())), 60_000)
+})
+
+describe("a store's connectTimeout past a Node timer's longest (2^31 - 1 ms, about 24.8 days)", () => {
+  // Node fires a timer longer than that after 1 ms (a TimeoutOverflowWarning): the store's open
+  // failed at once, "no answer within 2592000000 ms of connecting (the server frozen?)", on a live server
+  it.live.skipIf(!Rd.enabled)("Redis: refused as an option naming it, not a failed connection (30 days)", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+        RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix(), connectTimeout: "30 days" })
+      )))
+      assert(Exit.isFailure(exit))
+      const error = Exit.findErrorOption(exit)
+      assert(error._tag === "Some")
+      assert.match(error.value.message, /invalid store option connectTimeout: expected at most 2147483647 ms/)
+      // the longest a timer keeps opens as any other
+      yield* Effect.scoped(Layer.build(RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix(), connectTimeout: 2 ** 31 - 1 })))
+    }), 60_000)
 })
