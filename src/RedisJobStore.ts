@@ -54,7 +54,10 @@ export interface RedisJobStoreOptions {
    * queues. Letters, digits, `_`, `.`, `-`: no `:` (prefixes `p` and `p:x` would share queues).
    */
   readonly prefix?: string | undefined
-  /** How long to wait for a connection to open and its server to answer its handshake; default 10 seconds. */
+  /**
+   * How long to wait for a connection to open and its server to answer its handshake; default 10
+   * seconds, at most 2^31 - 1 ms (about 24.8 days, a Node timer's longest).
+   */
   readonly connectTimeout?: Duration.Input | undefined
   /**
    * `url` is one node of a Redis Cluster (the client finds the others); default false. A queue's

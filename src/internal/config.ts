@@ -330,6 +330,16 @@ export const finiteMillis = (field: string, value: unknown): number => {
   return ms
 }
 
+/** The longest a Node timer waits (ms): one set longer fires after 1 ms (a `TimeoutOverflowWarning`). */
+export const MAX_TIMER = 2 ** 31 - 1
+
+/** A finite duration above 0 (ms) that a Node timer (`setTimeout`) waits for: at most `MAX_TIMER`. */
+export const timerMillis = (field: string, value: unknown): number => {
+  const ms = finiteMillis(field, value)
+  if (ms > MAX_TIMER) fail(field, value, `expected at most ${MAX_TIMER} ms (about 24.8 days, a Node timer's longest)`)
+  return ms
+}
+
 export const invalidPoolConfig = (field: string, value: unknown, reason: string): InvalidPoolConfig =>
   new InvalidPoolConfig({ field, value: show(value), reason })
 

@@ -140,7 +140,8 @@ export const options = (options: {
         prefix: prefix as string,
         connectTimeout: options.connectTimeout === undefined
           ? 10_000
-          : config.finiteMillis("connectTimeout", options.connectTimeout),
+          // a timer of the client's waits for it (connectWithin)
+          : config.timerMillis("connectTimeout", options.connectTimeout),
         cluster: options.cluster === undefined ? false : config.boolean("cluster", options.cluster),
         clock: "server"
       }
