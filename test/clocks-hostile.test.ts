@@ -4,7 +4,7 @@
  * SQLite file, Postgres, Redis), on the live clock: nothing here waits for time to pass.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { type Clock, Effect, Exit, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,6 +12,7 @@ import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as ServerTime from "../src/internal/store/serverTime.ts"
 import { Echo } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
@@ -60,4 +61,45 @@ describe("a store's connectTimeout past a Node timer's longest (2^31 - 1 ms, abo
       // the longest a timer keeps opens as any other
       yield* Effect.scoped(Layer.build(RedisJobStore.layer({ url: Rd.url!, prefix: Rd.freshPrefix(), connectTimeout: 2 ** 31 - 1 })))
     }), 60_000)
+})
+
+describe("the stores' server time (Postgres, Redis) when this machine's clock is stepped", () => {
+  /** This machine's wall clock and its monotonic one (ms), apart: a step moves only the wall clock. */
+  const machine = () => {
+    const state = { wall: 10_000_000, mono: 0 }
+    const clock = {
+      currentTimeMillisUnsafe: () => state.wall,
+      monotonicTimeNanosUnsafe: () => BigInt(state.mono) * 1_000_000n
+    } as unknown as Clock.Clock
+    return { clock, state }
+  }
+
+  // the store's time was this machine's clock plus the offset of the last answers, so the first
+  // reads after a step (until a background ask came back) were off by the step: a repeat that
+  // slept until its tick across NTP's step back of an hour read its tick as an hour ahead, slept an
+  // hour more and then skipped the hour's ticks; across a step forward it skipped the step's ticks
+  // at once (and, alone, never enqueued them)
+  for (const step of [-3_600_000, 3_600_000, -5000]) {
+    it.effect(`stepped ${step} ms while a reader slept: its first read is the server's time, not off by the step`, () =>
+      Effect.gen(function*() {
+        const { clock, state } = machine()
+        let server = 10_000_000
+        const time = ServerTime.make(clock, Effect.sync(() => server))
+        yield* time.refresh
+        // a minute passes (the reader asleep until its tick), the clock stepped meanwhile
+        state.wall += 60_000 + step
+        state.mono += 60_000
+        server += 60_000
+        const now = yield* time.now
+        assert(now >= server && now <= server + 2, `the store's time ${now - server} ms off the server's`)
+        assert.strictEqual(time.nowUnsafe(), now)
+        // and after the answer, still the server's
+        yield* Effect.yieldNow
+        state.wall += 10
+        state.mono += 10
+        server += 10
+        const later = yield* time.now
+        assert(later >= server && later <= server + 2, `the store's time ${later - server} ms off the server's`)
+      }))
+  }
 })
