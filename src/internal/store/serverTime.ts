@@ -11,6 +11,7 @@
  * @internal
  */
 import { type Clock, Effect } from "effect"
+import * as Monotonic from "../monotonic.ts"
 
 /**
  * How often at most the store's time asks the server's (in the background) for the offset of this
@@ -52,6 +53,12 @@ interface Answer {
 const SKEW_TOLERANCE = 2
 
 /**
+ * How fast at most NTP slews a clock (500 ppm): where only the wall clock is slewed (the monotonic
+ * clock is on Linux too, not on every system), the two drift apart by up to this much a ms.
+ */
+const MAX_SLEW = 0.0005
+
+/**
  * `fresh` and the older answers (newest first) that agree with it and every one between: the range
  * of offsets they allow together. An older answer whose range misses theirs is of another offset
  * (a clock stepped since, either machine's): it and those before it are dropped, so a step is
@@ -87,7 +94,11 @@ export interface ServerTime {
 
 /** The time of the server `ask` reads the time of. */
 export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): ServerTime => {
+  const monotonic = Monotonic.millis(clock)
   let offset = 0
+  /** The newest answer's `skew`, and when it came (monotonic): undefined before the first. */
+  let skew: number | undefined
+  let skewAt = 0
   /** The answers that narrow the offset, newest first. */
   let answers: ReadonlyArray<Answer> = []
   /** When the server was last asked (this machine's clock), and whether it is unanswered. */
@@ -99,7 +110,8 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
       // the server read its clock between the question and the answer: the true offset is between
       // these two (1 ms more each way for the two clocks' rounding to ms)
       const received = Math.max(sent, clock.currentTimeMillisUnsafe())
-      const skew = received - Number(clock.monotonicTimeNanosUnsafe() / 1_000_000n)
+      skewAt = monotonic()
+      skew = received - skewAt
       const { high, kept } = narrow({ low: server - received - 1, high: server - sent + 1, at: received, skew }, answers)
       answers = kept
       // the highest the answers allow, not their midpoint (NTP's): the store's time never lags the
@@ -116,7 +128,19 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
   // ASK_BOUND (an interrupted Postgres statement waits up to 5 s for its connection's drain, which
   // the close would)
   const inBackground = refresh.pipe(Effect.timeout(ASK_BOUND), Effect.ignore, Effect.ensuring(Effect.sync(() => void (asking = false))), Effect.forkDetach)
-  const nowUnsafe = () => clock.currentTimeMillisUnsafe() + offset
+  /**
+   * The server's time at `local` (this machine's clock): corrected by a step of this machine's clock
+   * since the newest answer, which the next answer's offset will hold. Without it the reads until
+   * that answer were off by the step: a repeat asleep until its tick across a step back of an hour
+   * read it as an hour ahead, slept an hour more, then skipped the hour's ticks.
+   */
+  const at = (local: number): number => {
+    if (skew === undefined) return local + offset
+    const mono = monotonic()
+    const stepped = local - mono - skew
+    return Math.abs(stepped) > SKEW_TOLERANCE + (mono - skewAt) * MAX_SLEW ? local - stepped + offset : local + offset
+  }
+  const nowUnsafe = () => at(clock.currentTimeMillisUnsafe())
   // uninterruptible: interrupted between the flag and the fork (a runloop yield lets another fiber in),
   // the store was left asking for ever, its time never refreshed again
   const now = Effect.uninterruptible(Effect.suspend(() => {
@@ -124,9 +148,9 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
     // and at once if this machine's clock went back past the last question (stepped: NTP, a VM
     // resumed): waiting for it to reach the last question again held the store's time behind the
     // server's by the step for as long as the step (a delayed job's wake-up late by it)
-    if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(local + offset)
+    if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(at(local))
     asking = true
-    return Effect.as(inBackground, local + offset)
+    return Effect.as(inBackground, at(local))
   }))
   return { now, nowUnsafe, refresh }
 }
