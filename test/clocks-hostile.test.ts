@@ -4,7 +4,8 @@
  * SQLite file, Postgres, Redis), on the live clock: nothing here waits for time to pass.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type Clock, Effect, Exit, Layer } from "effect"
+import { type Clock, Cron, Effect, Exit, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -102,4 +103,43 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
         assert(later >= server && later <= server + 2, `the store's time ${later - server} ms off the server's`)
       }))
   }
+})
+
+const ticksOf = (name: string) =>
+  Effect.map(JobQueue.list({ queue: "ticks", limit: 100_000 }), (jobs) =>
+    jobs.filter((job) => job.id.startsWith(`repeat:${name}:`)).map((job) => Number(job.id.slice(`repeat:${name}:`.length))).sort((a, b) => a - b))
+
+describe("a repeat's cron", () => {
+  // cron-parser (BullMQ's, pg-boss') and Vixie cron read @daily, @hourly, ...; Effect's Cron does
+  // not, and its error ("Invalid number of segments") did not say why a schedule that works there failed
+  it.effect("a macro (@daily, @yearly, @reboot) is refused naming it and what to write instead", () =>
+    Effect.gen(function*() {
+      for (const [macro, instead] of [["@daily", "0 0 * * *"], ["@yearly", "0 0 1 1 *"], ["@annually", "0 0 1 1 *"], ["@hourly", "0 * * * *"]]) {
+        const error = yield* Effect.flip(JobQueue.repeat("m", Echo, { n: 1 }, { cron: macro! }))
+        assert(error._tag === "InvalidJobOptions")
+        assert.strictEqual(error.field, "cron")
+        assert.include(error.reason, `macros such as @daily are not read: write "${instead}"`)
+      }
+      const reboot = yield* Effect.flip(JobQueue.repeat("m", Echo, { n: 1 }, { cron: "@reboot" }))
+      assert(reboot._tag === "InvalidJobOptions")
+      assert.include(reboot.reason, "macros such as @daily are not read")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
+  // what docs/durable.md says of the spring-forward hour (America/New_York, 2026-03-08: 02:00 to
+  // 03:00 does not exist): a tick in it comes once, at the first time after it
+  it.effect("across the spring-forward gap a daily 02:30 runs once, at 03:30; an every-30-minutes one goes 01:30, 03:00 without a duplicate", () =>
+    Effect.gen(function*() {
+      const across = (cron: Cron.Cron) =>
+        Effect.gen(function*() {
+          yield* TestClock.setTime(Date.parse("2026-03-08T05:10:00Z"))
+          yield* JobQueue.repeat("gap", Echo, { n: 1 }, { cron, queue: "ticks" })
+          for (let t = 0; t < 4 * 60; t++) {
+            yield* TestClock.adjust(60_000)
+            for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+          }
+          return (yield* ticksOf("gap")).map((at) => new Date(at).toISOString().slice(11, 16))
+        }).pipe(Effect.scoped, Effect.provide(JobStore.memory()))
+      assert.deepStrictEqual(yield* across(Cron.parseUnsafe("30 2 * * *", "America/New_York")), ["07:30"])
+      assert.deepStrictEqual(yield* across(Cron.parseUnsafe("*/30 * * * *", "America/New_York")), ["05:30", "06:00", "06:30", "07:00", "07:30", "08:00", "08:30", "09:00"])
+    }))
 })
