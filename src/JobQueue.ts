@@ -1055,7 +1055,7 @@ export const repeat = <T extends Task.Any>(
       const cron = Cron.isCron(options.cron)
         ? options.cron
         : typeof options.cron === "string"
-        ? Result.getOrElse(Cron.parse(options.cron), (error) => config.fail("cron", options.cron, `expected a cron expression (${error.message})`))
+        ? Result.getOrElse(Cron.parse(options.cron), (error) => config.fail("cron", options.cron, `expected a cron expression (${error.message}${macroHint(options.cron as string)})`))
         : config.fail("cron", options.cron, "expected a cron expression or a Cron")
       // a cron without years fires again and again or never (February 30th): Cron.next throws then,
       // which killed the schedule's fiber at its first tick, unseen
@@ -1085,6 +1085,29 @@ export const repeat = <T extends Task.Any>(
     })
     yield* Effect.forkScoped(Repeat.run({ name: checked.name, cron: checked.cron, catchUp: checked.catchUp, store, job }))
   })
+
+/**
+ * The fields a cron macro stands for (cron-parser's, which BullMQ and pg-boss read): Effect's
+ * `Cron` reads none, and its error alone ("Invalid number of segments") did not say why.
+ */
+const MACROS: Record<string, string> = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *"
+}
+
+const macroHint = (expression: string): string => {
+  const macro = expression.trim().toLowerCase()
+  if (!macro.startsWith("@")) return ""
+  const fields = Object.hasOwn(MACROS, macro) ? MACROS[macro] : undefined
+  return fields === undefined
+    ? "; macros such as @daily are not read"
+    : `; macros such as @daily are not read: write "${fields}"`
+}
 
 /**
  * Options of `consume`.
