@@ -125,6 +125,19 @@ describe("a repeat's cron", () => {
       assert.include(reboot.reason, "macros such as @daily are not read")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 
+  // a tick's enqueue carries its deadline, catchUp after it, which Postgres keeps as a bigint: past
+  // 2^63 ms every enqueue failed ("bigint out of range") and was retried until that deadline, so the
+  // schedule never stored a job, only warnings
+  it.effect("a catchUp too large for a store (1e19 ms) is refused naming it; Infinity (none skipped) and 1e15 are taken", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(JobQueue.repeat("c", Echo, { n: 1 }, { cron: "* * * * *", catchUp: 1e19 }))
+      assert(error._tag === "InvalidJobOptions")
+      assert.strictEqual(error.field, "catchUp")
+      assert.include(error.reason, "at most 1000000000000000 milliseconds")
+      yield* JobQueue.repeat("c", Echo, { n: 1 }, { cron: "* * * * *", catchUp: Infinity })
+      yield* JobQueue.repeat("d", Echo, { n: 1 }, { cron: "* * * * *", catchUp: 1e15 })
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
   // what docs/durable.md says of the spring-forward hour (America/New_York, 2026-03-08: 02:00 to
   // 03:00 does not exist): a tick in it comes once, at the first time after it
   it.effect("across the spring-forward gap a daily 02:30 runs once, at 03:30; an every-30-minutes one goes 01:30, 03:00 without a duplicate", () =>
