@@ -1004,7 +1004,8 @@ export interface RepeatOptions {
   /**
    * How late a tick may still be enqueued, if longer than until the next tick's time (the
    * default): after a stall (the store failing or hanging, the process frozen) the ticks within it
-   * are enqueued late, in order, once each. `Infinity` skips none. Ticks that pass while no process
+   * are enqueued late, in order, once each. `Infinity` skips none; a finite one is at most 1e15 ms
+   * (a store keeps each tick's deadline in an integer column). Ticks that pass while no process
    * runs the schedule are not its to catch up.
    */
   readonly catchUp?: Duration.Input | undefined
@@ -1065,7 +1066,7 @@ export const repeat = <T extends Task.Any>(
         config.fail("cron", options.cron, "expected a cron expression that fires (this one matches no date)")
       }
       // the name is in each tick's id, which a store indexes
-      const catchUp = options.catchUp === undefined ? 0 : config.millis("catchUp", options.catchUp, "nonNegative")
+      const catchUp = options.catchUp === undefined ? 0 : catchUpOf(options.catchUp)
       return { name: storedName("name", name), cron, catchUp, ...jobOptions(options) }
     })
     const encoded = yield* encodePayload(task, payload)
@@ -1098,6 +1099,18 @@ const MACROS: Record<string, string> = {
   "@daily": "0 0 * * *",
   "@midnight": "0 0 * * *",
   "@hourly": "0 * * * *"
+}
+
+/**
+ * A repeat's `catchUp` (ms): `Infinity` for none skipped, or a deadline a store can keep (a tick's
+ * enqueue carries it: past Postgres' bigint every enqueue failed, retried until that deadline).
+ */
+const catchUpOf = (value: unknown): number => {
+  const millis = config.millis("catchUp", value, "nonNegative")
+  if (millis !== Infinity && millis > Backoff.MAX_DELAY) {
+    config.fail("catchUp", value, `expected a duration of at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years), or Infinity for none skipped`)
+  }
+  return millis
 }
 
 const macroHint = (expression: string): string => {
