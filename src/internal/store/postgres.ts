@@ -400,6 +400,22 @@ export const dueInStatement = (sql: PgClient.PgClient, S: Fragment, queues: Read
  * (`bestStatement`) made running with a fresh token. If a queue has a limit it claims nothing and
  * says so (`limited`): the store then claims under the queues' locks. Exported for the test that
  * checks the plan.
+ *
+ * What writing the settles first costs (bench/probe/pg-drain-ab.ts against bcc309a^, which wrote
+ * them after the claim; load 9-16): nothing for one consumer (backends' CPU ×0.99–1.05), ~+15%
+ * of the backends' CPU for 4 consumers racing for one queue's head (×1.11–1.21 in 4 runs, each
+ * run's interquartile range above 1; its inverse, main against bcc309a^, ×0.81–0.87 in 4 more;
+ * A/A runs ×0.92–1.14, each range across 1).
+ * Likely why: the claim's snapshot is the statement's, taken before the settles run, so it reaches
+ * the head later, when more jobs taken by others since still look queued to it; it locks each (then
+ * skips it on the recheck) and holds it to its commit. Tried, none better (backends' CPU over
+ * this order's): the settles locked first and updated after the claim (×0.96, ×1.02); carried after
+ * the claim but SKIP LOCKED, those skipped left to the writer (×1.02, ×1.25: other claims' stale
+ * locks held 4% of them, each then a statement more); not carried, a statement of their own beside
+ * the claim (×0.75, ×0.95, but this process's CPU ×1.25–1.45); the claim's pick in a volatile
+ * PL/pgSQL function, run after the settles on a fresh snapshot (×0.85, ×1.03, but ×1.22 for one
+ * consumer). Left: the settles and the claim as two statements of one transaction, pipelined in
+ * one round trip (which the driver does not offer here).
  */
 export const claimStatement = (
   sql: PgClient.PgClient,
