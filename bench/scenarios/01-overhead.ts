@@ -207,6 +207,27 @@ export const scenario: Scenario = {
       "What remains is two clock reads per job (`performance.now()`, 40 ns each here, 7–8% of the run's CPU profile), " +
       "the record, the submit and its iterator, Effect's run-loop step for the submit, and the collections: the kept " +
       "Exits are copied and then promoted by each of the run's 4–5 scavenges, 50–80 ms of pauses in a 120–135 ms " +
-      "main thread at that load, mostly waiting for V8's helper threads, which a CPU-bound neighbour (1L) competes with."
+      "main thread at that load, mostly waiting for V8's helper threads, which a CPU-bound neighbour (1L) competes with.",
+    "Why the peak heap stays near 2× `Effect.forEach`'s whatever the pool allocates (`bench/probe/peakSawtooth.ts`, " +
+      "load 10–14 from other work): the same program with no pool (each job run by `Effect.exit` in the submitting " +
+      "loop, its Exit kept, then each `yield*`ed as ours' handles are) peaks at 40.4–43.2 MB (median 40.8, 6 runs; " +
+      "`Effect.forEach` 20.1 in the same minutes), 2.0×, so the target sits on the floor of keeping an Effect per job. " +
+      "That peak is the promoted Exits (8 MB, with the boxed half of the hashes) plus what the run allocates once V8 " +
+      "has doubled its young generation, which the Exits' survival forces before the submits end; after it the await " +
+      "loop alone allocates 131 bytes a job (`yield*` of an Exit in `Effect.gen`, 26 MB), so the grown young generation" +
+      " (32 MB) fills almost whatever the submits allocate. In a model with no pool and no run loop (an `Exit.succeed` " +
+      "kept per job, S bytes of garbage per job, then 136 per read), the peak is 39.9–41.2 MB for every S from 144 to " +
+      "600 bytes (steps of 24; 35 MB at 48 and 120); with 56 bytes per read instead it is a sawtooth in S between 20 " +
+      "and 41 MB. Scenario 1's run with 24 to 192 more bytes per submit (allocated outside the pool) peaks at 41.1–45.5" +
+      " MB (two passes; one outlier at 57.0), as with none (44.0 and 45.4). So taking bytes from the submit (about 370 " +
+      "a job in all; the pool's own lines in `bench/probe/allocByFunction.ts` 186: the record 88, the submit 48, the " +
+      "start 48 with the job's Exit) moves nothing here, and what survives is at its floor: the Exit (32 bytes, three " +
+      "header words and its value) is the smallest Effect a handle's `await` can be. Weighed and dropped: clock " +
+      "readings as small integers (they are already: whole milliseconds since the pool's origin, " +
+      "`internal/monotonic.ts`); a smaller record (8 fields, none a boxed double on the live clock, and garbage by the " +
+      "first scavenge); the kept Exits made in the old generation at once (V8's pretenuring): V8 tracks the allocation " +
+      "sites of literals only, and an object literal kept per job stays \"maybe tenure\" at a survival ratio of 1.0 " +
+      "through every scavenge of a 200,000-object run (`--trace-pretenuring-statistics`), since V8 tenures only once " +
+      "its young generation is at its maximum; Effect's Exit is made by `new`, which has no site."
   ]
 }
