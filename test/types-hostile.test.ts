@@ -1,0 +1,89 @@
+/**
+ * What a TypeScript user sees: the public types must not let bad code through (it compiles, then
+ * fails or dies at run time) nor refuse correct code. `npm run check` typechecks this file: a
+ * `@ts-expect-error` line that no longer errors, or a `sameType` that no longer holds, fails it.
+ * The functions named `_compileOnly` are never called: what they check is tsc's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Schema } from "effect"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { JobError } from "../src/PoolError.ts"
+import * as Task from "../src/Task.ts"
+import * as ThreadWorker from "../src/ThreadWorker.ts"
+import * as WorkPool from "../src/WorkPool.ts"
+
+/** Compiles only when X and Y are the same type. */
+type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true : false
+const sameType = <X, Y>(_: Equals<X, Y>) => {}
+
+class Db extends Context.Service<Db, { readonly query: Effect.Effect<string> }>()("test/types-hostile/Db") {}
+
+const Square = Task.make("TypesSquare", { payload: Schema.Number, success: Schema.Number })
+
+describe("ThreadWorker.serve", () => {
+  it("a handler that needs a service does not compile without a layer that provides it", () => {
+    const needsDb = Task.handle(Square, (n) => Effect.as(Db.use((db) => db.query), n * n))
+    const _compileOnly = () => {
+      // it compiled, and every task of the thread died at run time: "Service not found"
+      // @ts-expect-error: the handler needs Db, and no layer provides it
+      ThreadWorker.serve([needsDb])
+      // what the thread does need
+      ThreadWorker.serve([needsDb], Layer.succeed(Db, { query: Effect.succeed("row") }))
+    }
+    assert.strictEqual(needsDb.task, Square)
+  })
+})
+
+describe("JobQueue.JobRetry", () => {
+  it.effect("a backoff that mixes exponential and fixed keys does not compile (it is refused at run time)", () =>
+    Effect.gen(function*() {
+      const _compileOnly = () => [
+        // @ts-expect-error: exponential or fixed, not both
+        JobQueue.enqueue(Square, 1, { retry: { exponential: "1 second", fixed: "1 second" } }),
+        // @ts-expect-error: factor is the exponential backoff's
+        JobQueue.enqueue(Square, 1, { retry: { fixed: "1 second", factor: 3 } }),
+        // @ts-expect-error: max is the exponential backoff's
+        JobQueue.enqueue(Square, 1, { retry: { fixed: "1 second", max: "1 minute" } }),
+        JobQueue.enqueue(Square, 1, { retry: { exponential: "1 second", factor: 3, max: "1 minute" } }),
+        JobQueue.enqueue(Square, 1, { retry: { exponential: "1 second", factor: undefined, max: undefined } }),
+        JobQueue.enqueue(Square, 1, { retry: { fixed: "1 second" } }),
+        JobQueue.enqueue(Square, 1, { retry: "named" })
+      ]
+      // what the run time says of the mixed one, which the type now refuses
+      const mixed = { exponential: "1 second", fixed: "1 second" } as unknown as JobQueue.JobRetry
+      const exit = yield* Effect.exit(JobQueue.enqueue(Square, 1, { retry: mixed }).pipe(Effect.provide(JobStore.memory())))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.match(String(Exit.isFailure(exit) ? exit.cause : ""), /InvalidJobOptions[\s\S]*retry\.fixed/)
+    }))
+})
+
+describe("WorkPool.runAll", () => {
+  it.effect("jobs of different success types compile, and their results come back typed as the union", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 2 })
+      const results = yield* pool.runAll([Effect.succeed(1), Effect.succeed("a")])
+      sameType<typeof results, Array<number | string>>(true)
+      assert.deepStrictEqual(results, [1, "a"])
+      // and their errors and services, as a union too
+      const _compileOnly = () => {
+        const mixed = pool.runAll([Effect.succeed(1), Effect.fail("bad" as const), Effect.as(Db.use((db) => db.query), true)])
+        sameType<typeof mixed, Effect.Effect<Array<number | boolean>, "bad" | JobError, Db>>(true)
+      }
+    })))
+
+  it.effect("with a worker resource, functions of it and Effects mix, the resource typed", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1, resource: (workerId) => Effect.succeed({ workerId }) })
+      const results = yield* pool.runAll([(conn) => Effect.succeed(conn.workerId), Effect.succeed("a")])
+      sameType<typeof results, Array<number | string>>(true)
+      assert.deepStrictEqual(results, [0, "a"])
+    })))
+
+  it.effect("a generic helper over one job type still infers it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const all = <A, E>(jobs: ReadonlyArray<Effect.Effect<A, E>>): Effect.Effect<Array<A>, E | JobError> => pool.runAll(jobs)
+      assert.deepStrictEqual(yield* all([Effect.succeed(1), Effect.succeed(2)]), [1, 2])
+    })))
+})
