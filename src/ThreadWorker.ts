@@ -252,10 +252,11 @@ const PROGRESS_INTERVAL = 50
  * @since 0.1.0
  * @category running
  */
-export const serve = <R = never, E = never>(
-  handlers: ReadonlyArray<Task.Handler<R>>,
-  layer?: Layer.Layer<R, E>
-): void => {
+export const serve: {
+  (handlers: ReadonlyArray<Task.Handler<never>>): void
+  // the layer is required once a handler needs a service: without it the handler died at run time
+  <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer: Layer.Layer<R, E>): void
+} = <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer?: Layer.Layer<R, E>): void => {
   if (pool === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
   const port = pool.port
   if (served) {

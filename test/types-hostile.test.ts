@@ -30,6 +30,13 @@ describe("ThreadWorker.serve", () => {
       ThreadWorker.serve([needsDb])
       // what the thread does need
       ThreadWorker.serve([needsDb], Layer.succeed(Db, { query: Effect.succeed("row") }))
+      // a layer that provides more than the handlers need, and one for handlers that need nothing
+      class Cache extends Context.Service<Cache, number>()("test/types-hostile/Cache") {}
+      const both = Layer.merge(Layer.succeed(Db, { query: Effect.succeed("row") }), Layer.succeed(Cache, 1))
+      ThreadWorker.serve([needsDb], both)
+      ThreadWorker.serve([Task.handle(Square, (n) => Effect.succeed(n))], both)
+      // @ts-expect-error: this layer provides Cache, not the Db the handler needs
+      ThreadWorker.serve([needsDb], Layer.succeed(Cache, 1))
     }
     assert.strictEqual(needsDb.task, Square)
   })
