@@ -133,8 +133,15 @@ export interface JobInfo {
  * @category models
  */
 export type JobRetry =
-  | { readonly exponential: Duration.Input; readonly factor?: number | undefined; readonly max?: Duration.Input | undefined }
-  | { readonly fixed: Duration.Input }
+  // each backoff's keys are `never` in the other: TypeScript takes a key of any member of a union in an
+  // object literal, and `{ fixed, factor }` compiled, to be refused at run time
+  | {
+    readonly exponential: Duration.Input
+    readonly factor?: number | undefined
+    readonly max?: Duration.Input | undefined
+    readonly fixed?: never
+  }
+  | { readonly fixed: Duration.Input; readonly exponential?: never; readonly factor?: never; readonly max?: never }
   | string
 
 /**
