@@ -615,10 +615,14 @@ export interface WorkPool<W = void, EW = never> {
    * that throws, an endless one (past the limit) or a `Stream`, Promise or async iterable passed by
    * mistake fails with `InvalidJob` naming `jobs`: for an endless or lazy source, use `mapStream`.
    */
-  readonly runAll: <A, E, R>(
-    jobs: Iterable<Job<A, E, R, W>>,
-    options?: JobOptions
-  ) => Effect.Effect<Array<A>, E | JobError, R>
+  readonly runAll: {
+    <A, E, R>(jobs: Iterable<Job<A, E, R, W>>, options?: JobOptions): Effect.Effect<Array<A>, E | JobError, R>
+    /** Jobs of different types (`[fetchUser, fetchPosts]`): the union of their results, errors and services. */
+    <J extends Job<any, any, any, W>>(
+      jobs: Iterable<J>,
+      options?: JobOptions
+    ): Effect.Effect<Array<JobKind.Success<J>>, JobKind.Failure<J> | JobError, JobKind.Services<J>>
+  }
   readonly stats: Effect.Effect<PoolStats>
   /** The current stats, then new stats after every change (coalesced), ending when the pool has stopped. */
   readonly changes: Stream.Stream<PoolStats>

@@ -119,6 +119,22 @@ export const asCallback = (effect: Effect.Effect<any, any, any>): Callback | und
 
 export type JobFunction = (resource: any, jobId: number) => Effect.Effect<any, any, any>
 
+/**
+ * The Effect a job runs: the job itself, or what its function returns. For `runAll`'s jobs of
+ * different types, typed as the union of their successes, errors and services.
+ */
+type Runs<J> = J extends Effect.Effect<any, any, any> ? J : J extends (...args: ReadonlyArray<any>) => infer F ? F : never
+// each over a union of Effects member by member (a naked type parameter distributes)
+type SuccessOf<F> = F extends Effect.Effect<infer A, infer _E, infer _R> ? A : never
+type FailureOf<F> = F extends Effect.Effect<infer _A, infer E, infer _R> ? E : never
+type ServicesOf<F> = F extends Effect.Effect<infer _A, infer _E, infer R> ? R : never
+/** What a job succeeds with. */
+export type Success<J> = SuccessOf<Runs<J>>
+/** What a job fails with. */
+export type Failure<J> = FailureOf<Runs<J>>
+/** The services a job needs. */
+export type Services<J> = ServicesOf<Runs<J>>
+
 /** Whether a (valid) job is the function form. */
 export const isFunction = (job: Effect.Effect<any, any, any> | JobFunction): job is JobFunction =>
   typeof job === "function" && !Effect.isEffect(job)
