@@ -94,3 +94,23 @@ describe("WorkPool.runAll", () => {
       assert.deepStrictEqual(yield* all([Effect.succeed(1), Effect.succeed(2)]), [1, 2])
     })))
 })
+
+describe("WorkPool.UnstartedJob", () => {
+  const DbLive = Layer.succeed(Db, { query: Effect.succeed("row") })
+  const needsDb = Effect.flatMap(Db.use((db) => db.query), (row) => Effect.map(WorkPool.JobContext, (job) => `${row} on ${job.pool}`))
+
+  it.effect("a job handed over to another pool keeps its submitter's services: it needs none there, and runs", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const from = yield* WorkPool.make({ concurrency: 1, paused: true, name: "types-hostile-from" })
+      const to = yield* WorkPool.make({ concurrency: 1, name: "types-hostile-to" })
+      yield* Effect.provide(from.submit(needsDb), DbLive)
+      yield* Effect.provide(from.submit((_, jobId) => Effect.map(Db.use((db) => db.query), (row) => `${row} ${jobId}`)), DbLive)
+      const unstarted = yield* from.shutdownNow
+      // R was `any`: a program that handed a job over could not be run (Effect.runPromise wants never),
+      // however much it provided, and a job whose services were missing compiled
+      const handover = Effect.forEach(unstarted, (job) => to.run(job.job))
+      sameType<Effect.Services<typeof handover>, never>(true)
+      // where no Db is provided: the services are the submitter's; the JobContext is the new pool's
+      assert.deepStrictEqual(yield* handover, ["row on types-hostile-to", "row 2"])
+    })))
+})
