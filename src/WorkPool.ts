@@ -505,8 +505,12 @@ export interface UnstartedJob<W = void> {
    * pool with the same kind of resource instead.
    */
   readonly effect: Effect.Effect<unknown, unknown>
-  /** The job as it was submitted: an Effect, or a function of a `W` resource. */
-  readonly job: Job<unknown, unknown, any, W>
+  /**
+   * The job as it was submitted (an Effect, or a function of a `W` resource), with its submitter's
+   * services: the pool it is resubmitted to runs it with them, filling in what that pool's submitter
+   * lacks (its own services, and the new pool's `JobContext`, win).
+   */
+  readonly job: Job<unknown, unknown, never, W>
 }
 
 /**
@@ -678,6 +682,18 @@ export interface WorkPool<W = void, EW = never> {
    * if running; waits until it stopped). True if the job was live, false if it had ended or is unknown.
    */
   readonly cancel: (id: number) => Effect.Effect<boolean>
+}
+
+/**
+ * A job handed back by `shutdownNow`, carrying its submitter's services: typed as needing none, it
+ * must need none wherever it is resubmitted (its services were `any`, which made every program that
+ * resubmitted one impossible to run, and a missing service a defect).
+ */
+const withServices = <W>(job: JobRecord["effect"], context: Context.Context<never>): Job<unknown, unknown, never, W> => {
+  const fillIn = (effect: Effect.Effect<unknown, unknown, any>): Effect.Effect<unknown, unknown> =>
+    Effect.updateContext(effect, (current: Context.Context<never>) => Context.merge(context, current) as Context.Context<any>)
+  // a function keeps its own properties (a thread pool's job carries its task and payload on it)
+  return JobKind.isFunction(job) ? Object.assign((resource: W, jobId: number) => fillIn(job(resource, jobId)), job) : fillIn(job)
 }
 
 const DEFAULT_CAPACITY = 1024
@@ -1230,7 +1246,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
         effect: JobKind.isFunction(job.effect)
           ? Effect.die(new Error(`job ${job.id} needs its pool's worker resource: resubmit UnstartedJob.job to such a pool`))
           : Effect.provideContext(job.effect, job.context) as Effect.Effect<unknown, unknown>,
-        job: job.effect
+        job: withServices(job.effect, job.context)
       }))),
     awaitTermination: scheduler.awaitTermination(),
     jobs: (filter) =>
