@@ -6,6 +6,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Schema } from "effect"
+import type * as Scope from "effect/Scope"
+import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { JobError } from "../src/PoolError.ts"
@@ -113,4 +115,43 @@ describe("WorkPool.UnstartedJob", () => {
       // where no Db is provided: the services are the submitter's; the JobContext is the new pool's
       assert.deepStrictEqual(yield* handover, ["row on types-hostile-to", "row 2"])
     })))
+})
+
+describe("JobQueue.consume", () => {
+  class Cache extends Context.Service<Cache, { readonly hits: number }>()("test/types-hostile/Cache") {}
+  const Lookup = Task.make("TypesLookup", { payload: Schema.Number, success: Schema.String })
+  const Count = Task.make("TypesCount", { payload: Schema.Number, success: Schema.Number })
+  const lookup = Task.handle(Lookup, (n) => Effect.map(Db.use((db) => db.query), (row) => `${row} ${n}`))
+  const count = Task.handle(Count, (n) => Cache.use((cache) => Effect.succeed(cache.hits + n)))
+
+  it.effect("handlers that need different services compile, and the consumer needs all of them", () =>
+    Effect.gen(function*() {
+      // "No overload matches this call": one R inferred from the first handler refused the second
+      const consumer = JobQueue.consume({ handlers: [lookup, count], concurrency: 2 })
+      sameType<Effect.Services<typeof consumer>, Db | Cache | JobStore.JobStore | Scope.Scope>(true)
+      const withAging = JobQueue.consume({ handlers: [lookup, count], concurrency: 2, aging: "1 minute" })
+      sameType<Effect.Services<typeof withAging>, Db | Cache | JobStore.JobStore | Scope.Scope>(true)
+      const results = yield* Effect.gen(function*() {
+        yield* consumer
+        const a = yield* JobQueue.enqueue(Lookup, 1)
+        const b = yield* JobQueue.enqueue(Count, 2)
+        yield* TestClock.adjust("1 second")
+        return [yield* a.await, yield* b.await]
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.mergeAll(JobStore.memory(), Layer.succeed(Db, { query: Effect.succeed("row") }), Layer.succeed(Cache, { hits: 40 })))
+      )
+      assert.deepStrictEqual(results, ["row 1", 42])
+      const _compileOnly = () => {
+        // still refused: a handler of the wrong type, a typo
+        // @ts-expect-error: not a handler
+        JobQueue.consume({ handlers: [lookup, Lookup], concurrency: 1 })
+        // @ts-expect-error: concurency
+        JobQueue.consume({ handlers: [lookup], concurency: 1 })
+        // and an options value typed with its services, as before
+        const options: JobQueue.ConsumeOptions<Db> = { handlers: [lookup], concurrency: 1 }
+        const typed = JobQueue.consume(options)
+        sameType<Effect.Services<typeof typed>, Db | JobStore.JobStore | Scope.Scope>(true)
+      }
+    }))
 })
