@@ -1319,6 +1319,13 @@ export const consume: {
   ): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | R>
   /** With `aging`, the start reads (and may set) each queue's aging in the store: a `StoreError` if it cannot. */
   <R = never>(options: ConsumeOptions<R>): Effect.Effect<Consumer, InvalidPoolConfig | StoreError, JobStore | Scope.Scope | R>
+  /** Handlers that need different services (one `R` is inferred from one handler): the consumer needs them all. */
+  <H extends Task.Handler<any>>(
+    options: ConsumeOptionsOf<H> & { readonly aging?: undefined }
+  ): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | ServicesOf<H>>
+  <H extends Task.Handler<any>>(
+    options: ConsumeOptionsOf<H>
+  ): Effect.Effect<Consumer, InvalidPoolConfig | StoreError, JobStore | Scope.Scope | ServicesOf<H>>
 } = (<R = never>(options: ConsumeOptions<R>): Effect.Effect<Consumer, InvalidPoolConfig | StoreError, JobStore | Scope.Scope | R> =>
   Effect.flatMap(
     config.checkPoolOptions(() => {
@@ -1383,6 +1390,11 @@ export const consume: {
         return yield* ConsumerImpl.make(checked)
       })
   )) as typeof consume
+
+/** `ConsumeOptions` whose handlers are any handlers `H`, each with its own services. */
+type ConsumeOptionsOf<H> = Omit<ConsumeOptions<never>, "handlers"> & { readonly handlers?: ReadonlyArray<H> | undefined }
+/** The services of handlers `H`: the union of each one's (a naked type parameter distributes). */
+type ServicesOf<H> = H extends Task.Handler<infer R> ? R : never
 
 /** `threadPool` and `tasks`, checked: both or neither, the pool one made by `ThreadPool.make`. */
 const threadTasks = (pool: unknown, tasks: ReadonlyArray<Task.Any> | undefined): ConsumerImpl.ConsumerConfig<never>["threads"] => {
