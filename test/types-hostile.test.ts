@@ -155,3 +155,22 @@ describe("JobQueue.consume", () => {
       }
     }))
 })
+
+describe("JobQueue.await of an outcome the store holds in a form no version wrote", () => {
+  // a row edited by hand, restored from a damaged backup, or written by a tool of its own: its
+  // awaiter is typed to get the task's success, its failure or an AwaitError, never a defect
+  const request = { queues: ["default"], tasks: [Square.name], limit: 1, lease: 60_000 }
+  for (const exit of ["null", "{}", `{"_tag":"Nope"}`, `"text"`, "[]", "7", `{"_tag":"Die"}`, `{"_tag":"Die","defect":null}`]) {
+    it.effect(`an exit stored as ${exit} fails the awaiter with TaskCodecError, not a defect`, () =>
+      Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Square, 3)
+        const store = yield* JobStore.JobStore
+        const [claim] = (yield* store.claim(request)).claims
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit }))
+        const outcome = yield* Effect.exit(job.await)
+        assert.isTrue(Exit.isFailure(outcome) && Exit.findErrorOption(outcome)._tag === "Some", String(outcome))
+        const error = Exit.isFailure(outcome) ? Exit.findErrorOption(outcome) : undefined
+        assert.strictEqual(error?._tag === "Some" ? (error.value as { _tag: string })._tag : undefined, "TaskCodecError")
+      }).pipe(Effect.provide(JobStore.memory())))
+  }
+})
