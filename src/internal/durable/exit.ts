@@ -266,6 +266,17 @@ const machine = (error: TaskCodecError | AttemptTimeout): Effect.Effect<Written>
 /** What `JobQueue.await` can fail with, besides the task's own error. */
 export type DurableFailure = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled
 
+/** Why a parsed exit is none that `encodeExit` writes, if it is not. */
+const unwritten = (stored: unknown): string | undefined => {
+  const what = `a stored exit ${readable(stored).slice(0, 100)}`
+  if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return `${what}, not an object`
+  const { _tag, defect } = stored as { readonly _tag?: unknown; readonly defect?: unknown }
+  if (_tag === "Success" || _tag === "Failure" || _tag === "Error") return undefined
+  if (_tag !== "Die") return `${what}, of no known kind (_tag)`
+  const { message, name } = (typeof defect === "object" && defect !== null ? defect : {}) as Record<string, unknown>
+  return typeof message === "string" && typeof name === "string" ? undefined : `${what}, a defect without its name and message`
+}
+
 /** The Exit of a finished job (succeeded, dead or cancelled), decoded with its task's Schemas. */
 export const decodeExit = <S, F>(task: Task.Any, job: JobRow): Effect.Effect<Exit.Exit<S, F | DurableFailure>> => {
   if (job.state === "cancelled") return Effect.succeed(Exit.fail(new JobCancelled({ id: job.id })))
@@ -278,6 +289,9 @@ export const decodeExit = <S, F>(task: Task.Any, job: JobRow): Effect.Effect<Exi
   } catch (error) {
     return Effect.succeed(Exit.fail(codecError(task, "success", error)))
   }
+  // a row no version wrote (edited by hand, a damaged backup): its awaiter's typed error, not a TypeError
+  const unknown = unwritten(stored)
+  if (unknown !== undefined) return Effect.succeed(Exit.fail(codecError(task, "success", unknown)))
   const decode = (codec: Schema.Codec<any, any>, value: unknown, part: TaskCodecError["part"]) =>
     (decodeWith(codec, value) as Effect.Effect<any, unknown>).pipe(
       Effect.mapError((error) => codecError(task, part, error))
