@@ -5,7 +5,7 @@
  * The functions named `_compileOnly` are never called: what they check is tsc's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Schema, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -173,4 +173,21 @@ describe("JobQueue.await of an outcome the store holds in a form no version wrot
         assert.strictEqual(error?._tag === "Some" ? (error.value as { _tag: string })._tag : undefined, "TaskCodecError")
       }).pipe(Effect.provide(JobStore.memory())))
   }
+})
+
+describe("JobQueue.status of a progress the store holds in a form no version wrote", () => {
+  const request = { queues: ["default"], tasks: [Square.name], limit: 1, lease: 60_000 }
+  it.effect("status and list read it as no progress, and progressChanges skips it, not a defect", () =>
+    Effect.gen(function*() {
+      const job = yield* JobQueue.enqueue(Square, 3)
+      const store = yield* JobStore.JobStore
+      const [claim] = (yield* store.claim(request)).claims
+      assert.isTrue(yield* store.progress(claim!.token, "{not json"))
+      assert.strictEqual((yield* JobQueue.status(job.id)).progress, undefined)
+      assert.deepStrictEqual((yield* JobQueue.list()).map((info) => info.progress), [undefined])
+      assert.isTrue(yield* store.progress(claim!.token, "{not json either"))
+      assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: `{"_tag":"Success","value":9}` }))
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(job.progressChanges)), [])
+      assert.strictEqual(yield* job.await, 9)
+    }).pipe(Effect.provide(JobStore.memory())))
 })
