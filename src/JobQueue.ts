@@ -342,8 +342,20 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
   cancelRequested: row.cancelRequested,
   retry: retryInfo(row.retry),
-  progress: row.progress === null ? undefined : JSON.parse(row.progress)
+  progress: row.progress === null ? undefined : Option.getOrUndefined(storedProgress(row.progress))
 })
+
+/**
+ * A stored progress, or none if it is not JSON: no version writes such a row (one edited by hand, a
+ * damaged backup), and reading it must not kill `status`, `list` or `progressChanges`.
+ */
+const storedProgress = (text: string): Option.Option<unknown> => {
+  try {
+    return Option.some(JSON.parse(text))
+  } catch {
+    return Option.none()
+  }
+}
 
 const retryInfo = (text: string | null | undefined): JobRetry | undefined => {
   const stored = Backoff.decode(text)
@@ -700,7 +712,11 @@ export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound 
           Effect.flatMap(store.progressOf(id), (row) => row === undefined ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(row)))
         const ended = FINAL_STATES.includes(row.state)
         const next = ended ? Option.none<string | null>() : Option.some(row.progress)
-        if (row.progress !== null && row.progress !== seen) return [[JSON.parse(row.progress) as unknown], next] as const
+        if (row.progress !== null && row.progress !== seen) {
+          const progress = storedProgress(row.progress)
+          if (progress._tag === "Some") return [[progress.value], next] as const
+          seen = row.progress
+        }
         if (ended) return [[], next] as const
         yield* store.wait(AWAIT_POLL, since)
       }
