@@ -10,7 +10,7 @@ import type * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import type { JobError } from "../src/PoolError.ts"
+import type { AdmittedJobError, JobError } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadWorker from "../src/ThreadWorker.ts"
 import * as WorkPool from "../src/WorkPool.ts"
@@ -190,4 +190,31 @@ describe("JobQueue.status of a progress the store holds in a form no version wro
       assert.deepStrictEqual(Array.from(yield* Stream.runCollect(job.progressChanges)), [])
       assert.strictEqual(yield* job.await, 9)
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("what held (a guard: each of these compiled, or was refused, as it should)", () => {
+  it("error and service channels, typos and explicit undefined, at compile time", () => {
+    const _compileOnly = () =>
+      Effect.gen(function*() {
+        const pool = yield* WorkPool.make({ concurrency: 1, name: undefined, capacity: undefined, retry: undefined })
+        sameType<typeof pool.run<number, "e", Db>, (job: WorkPool.Job<number, "e", Db>, options?: WorkPool.JobOptions) => Effect.Effect<number, "e" | JobError, Db>>(true)
+        const handle = yield* pool.submit(Effect.fail("e" as const))
+        sameType<typeof handle.await, Effect.Effect<never, "e" | AdmittedJobError>>(true)
+        // @ts-expect-error: concurency
+        yield* WorkPool.make({ concurency: 1 })
+        // @ts-expect-error: priorty
+        yield* pool.run(Effect.void, { priorty: 1 })
+        // @ts-expect-error: a payload of the wrong type
+        yield* JobQueue.enqueue(Square, "3")
+        // @ts-expect-error: dedupeKey
+        yield* JobQueue.enqueue(Square, 3, { dedupeKey: "x" })
+        const awaited = JobQueue.await(Square, "id")
+        sameType<typeof awaited, Effect.Effect<number, JobQueue.AwaitError, JobStore.JobStore>>(true)
+        // @ts-expect-error: the handler must return the task's success type
+        Task.handle(Square, (n) => Effect.succeed(String(n)))
+        // @ts-expect-error: nor fail with an error the task does not declare
+        Task.handle(Square, () => Effect.fail("nope"))
+      })
+    assert.isFunction(_compileOnly)
+  })
 })
