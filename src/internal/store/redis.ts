@@ -241,8 +241,8 @@ interface Lua<R> {
 const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
 
 const SCRIPTS = {
-  enqueue: script<[string, number, string?]>(Scripts.ENQUEUE),
-  enqueueTick: script<[string, number, string?]>(Scripts.ENQUEUE_TICK),
+  enqueue: script<[string, number, string?, string?]>(Scripts.ENQUEUE),
+  enqueueTick: script<[string, number, string?, string?]>(Scripts.ENQUEUE_TICK),
   enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   time: script<[string, string]>(Scripts.TIME, 1),
@@ -254,7 +254,7 @@ const SCRIPTS = {
   reap: script<number>(Scripts.REAP),
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
-  purge: script<Array<string>>(Scripts.PURGE),
+  purge: script<[Array<string>, number]>(Scripts.PURGE),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
     [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
@@ -418,6 +418,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (added.size >= KNOWN_QUEUES) added.clear()
           added.add(queue)
         }))
+    /**
+     * After an enqueue's script: one that made its queue's seq (the queue's first job, or its first
+     * since a purge dropped the queue) adds the queue to the list again, whatever `added` says (a
+     * purge may have taken it out since), after the script: see `purge` for the order that keeps
+     * it listed.
+     */
+    const relist = (queue: string, madeQueue: string | number | undefined) =>
+      madeQueue === "1" ? Effect.asVoid(redis.send("SADD", QUEUES, queue)) : Effect.void
     /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
     const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
       const named = namedQueue(id)
@@ -582,13 +590,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const enqueueNamed = (job: NewJob) => run("enqueue", job.queue, ...enqueueArgs(job, `${crypto.randomUUID()}:${job.queue}`))
     /** A tick's last argument: its notAfter, checked against the script's clock. */
     const notAfter = (job: NewJob) => job.notAfter === undefined ? "" : String(job.notAfter)
-    /** A tick's script's answer: id, created (1, 0, -1 late), ms until due; on one Redis, the queue the index gives the id instead. */
+    /** An enqueue script's answer: id, created (1, 0, -1 late), ms until due, "1" if it made the queue's seq. */
     type Enqueued = [string, number, string?, string?]
     /**
-     * A tick whose id the index gives another queue: that queue's job holds the id (the answer);
-     * or no job there: an orphan entry (see the header) or, on a Cluster, another enqueue of it on
-     * its way. Answered "taken", this tick would be stored nowhere: a failure instead, which the
-     * repeat tries again.
+     * A tick on a Cluster whose id the index gives another queue: that queue's job holds the id (the
+     * answer); or no job there: an orphan entry (see the header) or another enqueue of it on its
+     * way, which the index's slot and the other queue's cannot tell apart. Answered "taken", this
+     * tick would be stored nowhere: a failure instead, which the repeat tries again.
      */
     const indexedElsewhere = (id: string, owner: string | null) =>
       Effect.flatMap(owner === null ? Effect.succeed(0) : redis.send<number>("EXISTS", `${base(owner)}:job:${id}`), (held) =>
@@ -596,12 +604,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           new Error(`the id index names queue ${JSON.stringify(owner)} for job ${JSON.stringify(id)}, which does not hold it (an enqueue of it on its way, or one that failed): try again`)
         ))
     /**
-     * A repeatable job's tick on one Redis: the script checks and writes the id index too (one round
-     * trip; one more when the index gives the id another queue, to see that it holds the job).
+     * A repeatable job's tick on one Redis: the script checks and writes the id index too, and looks
+     * at the queue the index gives the id, if another (one round trip, atomic: an entry whose queue
+     * does not hold the id is an orphan, which the script removes).
      */
     const enqueueOne = (job: NewJob, id: string) =>
-      Effect.flatMap(evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)]), (result) =>
-        result[3] === undefined ? Effect.succeed(result) : indexedElsewhere(id, result[3]))
+      evalsha(SCRIPTS.enqueueIndexed, [meta(job.queue), IDS, ...enqueueArgs(job, id), job.queue, notAfter(job)])
     /**
      * A repeatable job's tick on a Cluster: the id index is in another slot than the queue's, so it
      * is written first (a job is never without it) and the script runs after it (two round trips).
@@ -621,11 +629,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         "enqueue",
         Effect.gen(function*() {
           yield* knownQueue(job.queue)
-          const [id, created, dueIn] = yield* (job.id === undefined
+          const [id, created, dueIn, madeQueue] = yield* (job.id === undefined
             ? enqueueNamed(job)
             : cfg.cluster
             ? enqueueCluster(job, job.id)
             : enqueueOne(job, job.id))
+          yield* relist(job.queue, madeQueue)
           return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time
@@ -666,7 +675,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             yield* knownQueue(queue)
             const fields = yield* scriptJson(indexes.map((i) => jobFields(jobs[i]!, `${crypto.randomUUID()}:${queue}`)))
             const reply = yield* run("enqueueAll", queue, NOW(), fields)
-            indexes.forEach((i, k) => out[i] = { id: reply[1 + 2 * k] as string, created: reply[2 + 2 * k] === 1 })
+            yield* relist(queue, reply[1])
+            indexes.forEach((i, k) => out[i] = { id: reply[2 + 2 * k] as string, created: reply[3 + 2 * k] === 1 })
             if (reply[0] !== "") wakes.push({ queue, in: Number(reply[0]) })
           }
           return { out, wakes }
@@ -741,6 +751,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         ([queue, done]) => done ? { queue } : undefined
       ).pipe(Effect.map(([, done]) => done))
 
+    /**
+     * A queue the purge script dropped (no job left: its keys gone, its seq too) leaves the list of
+     * queues; an enqueue since (a queue per tenant: its next job) put it back. The list is in another
+     * slot than the queue on a Cluster, so the drop is ordered against a racing enqueue by the seq:
+     * the enqueue's script makes it again and re-adds the queue after (`relist`); this removal comes
+     * after the drop, and the look at the seq after the removal, which re-adds the queue if an
+     * enqueue made it meanwhile. An enqueue's re-add before this removal is undone by it, then
+     * redone by the look, which follows it; one after it stands. A process killed between the
+     * removal and the look, while such an enqueue runs, leaves that queue out of the list until an
+     * enqueue or configure of a store instance that has not added it yet (a process started since):
+     * its jobs are still claimed, but not reaped, purged or listed with every queue meanwhile.
+     */
+    const unlist = (queue: string) =>
+      Effect.gen(function*() {
+        yield* redis.send("SREM", QUEUES, queue)
+        added.delete(queue)
+        if ((yield* redis.send<number>("EXISTS", `${base(queue)}:seq`)) === 1) yield* redis.send("SADD", QUEUES, queue)
+      })
+
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op(
         "purge",
@@ -750,12 +779,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let count = 0
           for (const queue of yield* queues) {
             // a script deletes a batch of each state; a full one may have left more
-            let gone: Array<string>
-            do {
-              gone = yield* run("purge", queue, String(before), ...finals)
+            while (true) {
+              const [gone, dropped] = yield* run("purge", queue, String(before), ...finals)
               if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
               count += gone.length
-            } while (gone.length >= Scripts.PURGE_BATCH)
+              if (dropped === 1) yield* unlist(queue)
+              if (gone.length < Scripts.PURGE_BATCH) break
+            }
           }
           return count
         }),

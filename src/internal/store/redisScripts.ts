@@ -237,12 +237,15 @@ end
  * Adds a job whose fields are `a[o + 1]` to `a[o + 12]`: id, task, payload, priority, dedup ("" none),
  * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
- * its id or dedup key and 0. `now`: the time (nil: read once it is needed).
+ * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
+ * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
+ * caller then adds the queue to the list of queues, whatever its store instance remembers.
  *
  * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
 const addJob = (late: boolean) => `
+local madeQueue = false
 local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
@@ -255,6 +258,7 @@ local function addJob(a, o, now${late ? ", notAfter" : ""})
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
   if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
   local seq = redis.call("INCR", B .. ":seq")
+  if seq == 1 then madeQueue = true end
   -- a runAt in the past is waited for from now (see model.rank)
   local rank = rankOf(tonumber(a[o + 4]), math.max(visible, now))
   -- one HSET; a field with nothing in it (dedup, started, finished, token, lease, trace, retry) is
@@ -278,12 +282,15 @@ end
 
 /**
  * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
- * (text; created only)}
+ * (text; created only), "1" if it made the queue's seq (see `addJob`) else "0"}
  *
- * `indexed`: the script also owns the id index (KEYS[2], job id → queue; ARGV[14] the queue): an
- * id the index gives another queue is not enqueued ({id, 0, "", that queue}: the caller sees if it
- * holds the job), and a created job's id is indexed in the same script.
- * Only on one Redis: on a Cluster the index is in another slot, so the caller writes it first.
+ * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; ARGV[14]
+ * the queue), and a created job's id is indexed in the same script. An id the index gives another
+ * queue that holds it is not enqueued ({id, 0}); one whose queue does not hold it is an orphan (on
+ * one Redis the index and the job are written together: no enqueue of it is on its way), which this
+ * enqueue takes over: the entry is removed, and written again with the job if it is created.
+ * Only on one Redis: on a Cluster the index and the other queue are in other slots, so the caller
+ * writes the index first and looks at the other queue itself.
  *
  * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
  * ARGV[14]): past it, {id, -1} and nothing stored.
@@ -294,7 +301,18 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then return {id, 0, "", owner} end
+if owner and owner ~= ARGV[14] then
+  -- the other queue's keys' base, as redis.ts's queueBase makes it (its prefix from KEYS[2])
+  local prefix = string.sub(KEYS[2], 2, -6)
+  local base
+  if string.find(owner, "}", 1, true) then
+    base = "{" .. prefix .. "%" .. string.gsub(owner, "[%%}]", {["%"] = "%25", ["}"] = "%7D"}) .. "}"
+  else
+    base = "{" .. prefix .. ":" .. owner .. "}"
+  end
+  if redis.call("EXISTS", base .. ":job:" .. id) == 1 then return {id, 0} end
+  redis.call("HDEL", KEYS[2], id)
+end
 `
       : ""
   }${
@@ -306,7 +324,7 @@ if created ~= 1 then return {found, created} end
 if created == 0 then return {found, 0} end
 `
   }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
-` : ""}return {id, 1, tostring(due)}
+` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
 `
 
 /** A new job (its id names its queue, see redis.ts `namedQueue`), on one Redis or a Cluster. */
@@ -322,12 +340,13 @@ export const ENQUEUE_INDEXED = enqueue(true, true)
  * New jobs of one queue, in order, at one time. ARGV: now, the jobs as a JSON array of arrays of
  * their fields (see `addJob`; ids fresh, named by their queue): one argument, not twelve a job,
  * which a batch of 10,000 made more than a JavaScript call can spread. → {ms until the soonest
- * created job is visible ("" for none), then each job's id and created (1 or 0)}
+ * created job is visible ("" for none), "1" if it made the queue's seq (see `addJob`) else "0",
+ * then each job's id and created (1 or 0)}
  */
 export const ENQUEUE_ALL: string = `${PRELUDE}${addJob(false)}
 local jobs = cjson.decode(ARGV[2])
 local now = clock(ARGV[1])
-local out = {""}
+local out = {"", "0"}
 local soonest
 for _, job in ipairs(jobs) do
   local id, created, due = addJob(job, 0, now)
@@ -336,6 +355,7 @@ for _, job in ipairs(jobs) do
   if created == 1 and (soonest == nil or due < soonest) then soonest = due end
 end
 if soonest then out[1] = tostring(soonest) end
+if madeQueue then out[2] = "1" end
 return out
 `
 
@@ -640,8 +660,14 @@ return 1
 export const PURGE_BATCH = 10_000
 
 /**
- * ARGV: before, states... → the ids deleted, at most `PURGE_BATCH` of each state: fewer than
- * `PURGE_BATCH` in all, every job of those states that finished before `before` is gone
+ * ARGV: before, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
+ * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
+ *
+ * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
+ * (its settings stay: a pause, an aging, a rate limit and its window), so that the caller takes it
+ * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
+ * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
+ * keys and its place in the list for good, and every reap, purge and listing walked it.
  */
 export const PURGE: string = `${PRELUDE}
 local gone = {}
@@ -656,7 +682,15 @@ for i = 2, #ARGV do
     gone[#gone + 1] = id
   end
 end
-return gone
+if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
+-- B:all holds every job until it is purged: none queued, delayed, running or finished
+for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
+redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
+  B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
+local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit")
+if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
+if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] then redis.call("DEL", KEYS[1]) end
+return {gone, 1}
 `
 
 /**
