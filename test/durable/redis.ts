@@ -5,13 +5,13 @@
  * file ends (the server may be shared: never FLUSHALL).
  */
 import { assert } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { createHash } from "node:crypto"
 import { createClient } from "redis"
 import { afterAll } from "vitest"
 import { waitFor } from "../helpers.ts"
-import { Echo } from "./conformance.ts"
+import { Echo, newJob } from "./conformance.ts"
 import * as redisServer from "./redisserver.ts"
 
 type Client = ReturnType<typeof createClient<{}, {}, {}, 2, {}>>
@@ -21,6 +21,7 @@ import * as Task from "../../src/Task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
 import * as ServerTime from "../../src/internal/store/serverTime.ts"
 import * as RedisScripts from "../../src/internal/store/redisScripts.ts"
+import { FINAL_STATES } from "../../src/internal/store/model.ts"
 
 export const url = process.env.WORKPOOL_REDIS_URL
 if (url === undefined || url === "") {
@@ -204,3 +205,41 @@ export const timeAnswersAtOnce = (now: Effect.Effect<number>, times: number) =>
 
 /** Looks until `done` holds of what `look` finds (`waitFor`), and returns that. */
 export const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: string) => waitFor(look, what, { until: done })
+
+/**
+ * Purges that drop emptied queues while enqueues to them run, `rounds` times, on two store
+ * instances of one prefix (two processes): at each round every queue holds one finished job, and
+ * one instance purges every queue while the other, which has listed those queues before (its memory
+ * says they are listed), enqueues a job to each after a random pause of up to 2 ms, so that the
+ * enqueue lands before, between and after the purge's steps (its script, the list's removal, the
+ * look at the seq). Every job enqueued must be listed (in a listing of every queue, which walks the
+ * list of queues) and claimed once. The last purge, with nothing racing it, leaves no key of the
+ * queues and none listed.
+ */
+export const purgeRacingEnqueues = (layer: (prefix: string) => Layer.Layer<JobStore.JobStore, any>, rounds = 60, queueCount = 4) =>
+  Effect.gen(function*() {
+    const prefix = freshPrefix()
+    const producer = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+    const purger = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+    const queues = Array.from({ length: queueCount }, (_, i) => `racing-${i}`)
+    const claimAll = Effect.gen(function*() {
+      const { claims } = yield* purger.claim({ queues, tasks: ["Echo"], limit: 1000, lease: 60_000 })
+      for (const claim of claims) assert.isTrue(yield* purger.settle(claim.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+      return claims.map((claim) => claim.job.id)
+    })
+    yield* Effect.forEach(queues, (queue) => producer.enqueue(newJob(queue)))
+    yield* claimAll
+    for (let round = 0; round < rounds; round++) {
+      const [, enqueued] = yield* Effect.all([
+        purger.purge(Date.now() + 60_000, FINAL_STATES),
+        Effect.forEach(queues, (queue) => Effect.andThen(Effect.sleep(Math.random() * 2), producer.enqueue(newJob(queue))), { concurrency: "unbounded" })
+      ], { concurrency: "unbounded" })
+      const ids = enqueued.map((job) => job.id).sort()
+      const listed = (yield* purger.list({ limit: 1000, queue: undefined, states: undefined })).map((row) => row.id)
+      assert.deepStrictEqual(ids.filter((id) => !listed.includes(id)), [], `round ${round}: jobs enqueued while a purge ran, not listed`)
+      assert.deepStrictEqual((yield* claimAll).sort(), ids, `round ${round}: the jobs claimed`)
+    }
+    yield* purger.purge(Date.now() + 60_000, FINAL_STATES)
+    assert.deepStrictEqual(yield* purger.list({ limit: 1000, queue: undefined, states: undefined }), [])
+    return prefix
+  })
