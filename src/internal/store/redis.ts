@@ -27,7 +27,8 @@
  * A new job's id names its queue (`<UUID>:<queue>`), so a lookup by id goes straight to the
  * queue's slot and an enqueue is one script there, on a Cluster too. Two lookups are outside a
  * queue's slot, in keys of their own: `{<prefix>}:queues` (the queues, added once per store
- * instance and queue) and `{<prefix>}:ids` (job id → queue) for the ids that do not name their
+ * instance and queue, and again by an enqueue that makes a queue's seq; a purge that empties a queue
+ * drops it: see `purge`) and `{<prefix>}:ids` (job id → queue) for the ids that do not name their
  * queue, a repeatable job's ticks (and jobs of older versions). On one Redis the enqueue script of
  * a tick writes the id index with the job (one round trip, atomic). On a Cluster the index is in
  * another slot than the job: it is written before it, so a job is never without it. So an entry
@@ -35,10 +36,13 @@
  * removal after a late or dedup answer that fails, and on one Redis too a purge's removal of its
  * ids (a command after its script) that fails. An orphan reads as a missing job (get, cancel,
  * redrive); counts, listings and purge never read the index; the tick tried again on its queue is
- * stored over it. A tick of its id on another queue (one name repeated with two queues) fails, typed,
- * and the repeat tries it again: on a Cluster an entry without its job may be another enqueue on its
- * way, which this one must not duplicate. An orphan is never removed: one field of the hash for each
- * such failure (tick ids are not reused after their deadline).
+ * stored over it. On one Redis a tick of its id on another queue (a late process's, or one name
+ * repeated with two queues) removes it and takes the id: its script sees that the other queue does
+ * not hold the id, and no enqueue of it can be on its way (the index and the job are written in one
+ * script). On a Cluster such a tick fails, typed, and the repeat tries it again: an entry without
+ * its job may be another enqueue on its way, which this one must not duplicate; there an orphan is
+ * never removed but by its own queue's tick, one field of the hash for each such failure (tick ids
+ * are not reused after their deadline).
  *
  * @internal
  */
