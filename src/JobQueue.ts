@@ -853,7 +853,8 @@ export const redrive = (id: string): Effect.Effect<boolean, JobNotFound | StoreE
 
 /**
  * Deletes finished jobs (by default every final state) that finished more than `olderThan` ago.
- * Returns how many.
+ * Returns how many. A queue left with no job keeps nothing in the store but its settings (pause,
+ * aging, rate limit): it reads as a queue never used until its next job.
  *
  * @example
  * ```ts
