@@ -1564,6 +1564,31 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       }).pipe(Effect.scoped), { timeout: 60_000 })
   }
 
+  // a purge deleted its jobs in a script, then their ids from the index by a command of its own: one
+  // that failed (a connection lost between the two) left entries naming a queue that no longer held
+  // their ids, for good. On one Redis the script removes them itself
+  it.live("a purge on one Redis removes its ticks' ids from the id index in its script: no command after it, whose failure left orphan entries", () =>
+    Effect.gen(function*() {
+      const prefix = freshPrefix()
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+      // every HDEL the store sends fails, as if its connection were lost after the purge's script
+      const failing = Redis.Redis.of({
+        ...plain,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+          command === "HDEL" ? Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") })) : plain.send<A>(command, ...args)
+      })
+      const cfg = yield* RedisStore.options({ url: url!, prefix })
+      const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, failing)
+      const ids = `{${prefix}}:ids`
+      for (const n of [1, 2]) {
+        assert.deepStrictEqual(yield* store.enqueue(newJob("ticks", { id: `repeat:r:${n}` })), { id: `repeat:r:${n}`, created: true })
+        assert.strictEqual(yield* store.cancel(`repeat:r:${n}`), "cancelled")
+      }
+      assert.strictEqual(yield* Effect.promise(() => admin((client) => client.hLen(ids))), 2)
+      assert.strictEqual(yield* store.purge(Date.now() + 60_000, ["cancelled"]), 2)
+      assert.strictEqual(yield* Effect.promise(() => admin((client) => client.exists(ids))), 0)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // a purge deletes its jobs in a script, then their ids from the index in a command of its own: one
   // that fails leaves an entry naming a queue that no longer holds the id. Another queue's tick of
   // that id (a late process's, as docs/durable.md's purge margin says) was answered "stored"

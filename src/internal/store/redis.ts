@@ -33,8 +33,9 @@
  * a tick writes the id index with the job (one round trip, atomic). On a Cluster the index is in
  * another slot than the job: it is written before it, so a job is never without it. So an entry
  * can name a queue that does not hold its id (an orphan): a crash or a failed script in between, a
- * removal after a late or dedup answer that fails, and on one Redis too a purge's removal of its
- * ids (a command after its script) that fails. An orphan reads as a missing job (get, cancel,
+ * removal after a late or dedup answer that fails, a purge's removal of its ids (a command after its
+ * script) that fails; on one Redis a purge's script removes them itself, and an orphan is left only
+ * by a store of an older version. An orphan reads as a missing job (get, cancel,
  * redrive); counts, listings and purge never read the index; the tick tried again on its queue is
  * stored over it. On one Redis a tick of its id on another queue (a late process's, or one name
  * repeated with two queues) removes it and takes the id: its script sees that the other queue does
@@ -784,8 +785,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           for (const queue of yield* queues) {
             // a script deletes a batch of each state; a full one may have left more
             while (true) {
-              const [gone, dropped] = yield* run("purge", queue, String(before), ...finals)
-              if (gone.length > 0) yield* redis.send("HDEL", IDS, ...gone)
+              // on one Redis the script removes the ids from the index too
+              const [gone, dropped] = yield* run("purge", queue, String(before), cfg.cluster ? "" : IDS, ...finals)
+              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
               count += gone.length
               if (dropped === 1) yield* unlist(queue)
               if (gone.length < Scripts.PURGE_BATCH) break

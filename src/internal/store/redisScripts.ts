@@ -660,7 +660,7 @@ return 1
 export const PURGE_BATCH = 10_000
 
 /**
- * ARGV: before, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
+ * ARGV: before, index, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
  * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
  *
  * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
@@ -668,10 +668,14 @@ export const PURGE_BATCH = 10_000
  * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
  * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
  * keys and its place in the list for good, and every reap, purge and listing walked it.
+ *
+ * `index`: on one Redis the id index's key (`{<prefix>}:ids`), whose entries of the deleted ids go in
+ * the same script (by a command after it, one that failed left them naming a queue without the job:
+ * orphans, see `redis.ts`); "" on a Cluster (another slot: the caller removes them after).
  */
 export const PURGE: string = `${PRELUDE}
 local gone = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
   local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
   for k = 1, #done do
@@ -682,6 +686,7 @@ for i = 2, #ARGV do
     gone[#gone + 1] = id
   end
 end
+if ARGV[2] ~= "" and #gone > 0 then bulk("HDEL", ARGV[2], gone) end
 if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
 -- B:all holds every job until it is purged: none queued, delayed, running or finished
 for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
