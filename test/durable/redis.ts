@@ -210,9 +210,9 @@ export const until = <A>(look: Effect.Effect<A>, done: (a: A) => boolean, what: 
  * Purges that drop emptied queues while enqueues to them run, `rounds` times, on two store
  * instances of one prefix (two processes): at each round every queue holds one finished job, and
  * one instance purges every queue while the other, which has listed those queues before (its memory
- * says they are listed), enqueues a job to each after a random pause of up to 2 ms, so that the
- * enqueue lands before, between and after the purge's steps (its script, the list's removal, the
- * look at the seq). Every job enqueued must be listed (in a listing of every queue, which walks the
+ * says they are listed), enqueues a job to each (by `enqueue` or `enqueueAll`) after a random pause
+ * of up to 2 ms, so that the enqueue lands before, between and after the purge's steps (its script,
+ * the list's removal, the look at the seq). Every job enqueued must be listed (in a listing of every queue, which walks the
  * list of queues) and claimed once. The last purge, with nothing racing it, leaves no key of the
  * queues and none listed.
  */
@@ -232,7 +232,12 @@ export const purgeRacingEnqueues = (layer: (prefix: string) => Layer.Layer<JobSt
     for (let round = 0; round < rounds; round++) {
       const [, enqueued] = yield* Effect.all([
         purger.purge(Date.now() + 60_000, FINAL_STATES),
-        Effect.forEach(queues, (queue) => Effect.andThen(Effect.sleep(Math.random() * 2), producer.enqueue(newJob(queue))), { concurrency: "unbounded" })
+        // one job by `enqueue` or, every other round, by `enqueueAll` (its own script)
+        Effect.forEach(queues, (queue) =>
+          Effect.andThen(
+            Effect.sleep(Math.random() * 2),
+            round % 2 === 0 ? producer.enqueue(newJob(queue)) : Effect.map(producer.enqueueAll([newJob(queue)]), ([job]) => job!)
+          ), { concurrency: "unbounded" })
       ], { concurrency: "unbounded" })
       const ids = enqueued.map((job) => job.id).sort()
       const listed = (yield* purger.list({ limit: 1000, queue: undefined, states: undefined })).map((row) => row.id)
