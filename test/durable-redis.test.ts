@@ -645,11 +645,11 @@ else {
         sent.commands = 0
         assert.deepStrictEqual(yield* one.enqueue(job("j1", "a")), { id: "j1", created: false })
         assert.strictEqual(sent.commands, 1)
-        // an id another queue holds: not enqueued, and one command more sees that it holds the job
-        // (an orphan entry of the index names a queue that does not: durable-redis-hostile)
+        // an id another queue holds: not enqueued, in one command too (the script looks at that
+        // queue; an orphan entry of the index names a queue that does not: durable-redis-hostile)
         sent.commands = 0
         assert.deepStrictEqual(yield* one.enqueue(job("j1", "b")), { id: "j1", created: false })
-        assert.strictEqual(sent.commands, 2)
+        assert.strictEqual(sent.commands, 1)
         // a dedup key held: the unfinished job's id, and the new id is not indexed
         assert.deepStrictEqual(yield* one.enqueue(job("d1", "a", "k")), { id: "d1", created: true })
         assert.deepStrictEqual(yield* one.enqueue(job("d2", "a", "k")), { id: "d1", created: false })
@@ -753,7 +753,9 @@ else {
         // what the store's start sends (its server's settings, its time)
         sent.length = 0
         yield* enqueue
-        assert.deepStrictEqual(sent.splice(0), ["SADD", `EVALSHA ${ENQUEUE}`, `EVAL ${ENQUEUE}`])
+        // the queue's first job: listed before (this store instance has not added it) and after (its
+        // script made the queue, which a purge may have taken out of the list meanwhile)
+        assert.deepStrictEqual(sent.splice(0), ["SADD", `EVALSHA ${ENQUEUE}`, `EVAL ${ENQUEUE}`, "SADD"])
         for (let n = 0; n < 3; n++) {
           yield* enqueue
           assert.deepStrictEqual(sent.splice(0), [`EVALSHA ${ENQUEUE}`])
