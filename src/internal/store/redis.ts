@@ -764,7 +764,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * after the drop, and the look at the seq after the removal, which re-adds the queue if an
      * enqueue made it meanwhile. An enqueue's re-add before this removal is undone by it, then
      * redone by the look, which follows it; one after it stands. A process killed between the
-     * removal and the look, while such an enqueue runs, leaves that queue out of the list until an
+     * removal and the look, while such an enqueue runs, or an enqueue's process killed between its
+     * script and its re-add (one Redis too: two commands), leaves that queue out of the list until an
      * enqueue or configure of a store instance that has not added it yet (a process started since):
      * its jobs are still claimed, but not reaped, purged or listed with every queue meanwhile.
      */
