@@ -4,7 +4,7 @@
  * under the TestClock, with a store that counts (and can delay) what the consumer asks of it.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, Layer, Ref, Schedule, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -282,5 +282,63 @@ describe("a durable consumer's heartbeat with a job given up that has not stoppe
         yield* advance(2, 1)
         assert.strictEqual(interruptedAt.get(2)! - claimedAt, LEASE)
       }).pipe(Effect.ensuring(Deferred.succeed(release, undefined)), Effect.scoped, Effect.provide(layer))
+    }))
+})
+
+describe("a durable consumer's heartbeat after this process paused past a lease", () => {
+  // real time: a pause is the event loop blocked (a synchronous loop in some fiber, Atomics.wait),
+  // every timer late at once, which the TestClock (firing each sleep at its time) cannot show
+  it.live("the event loop blocked for two leases, then resumed: the job whose lease ended meanwhile is given up at once, not beaten for, and the heartbeat loop does not spin", () =>
+    Effect.gen(function*() {
+      const lease = 300
+      const tokens: Array<string> = []
+      const beats: Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }> = []
+      const beaten = yield* Deferred.make<void>()
+      /** The heartbeat loop's waits: one per turn of it. */
+      let looks = 0
+      const layer = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          claim: (request) =>
+            Effect.tap(inner.claim(request), ({ claims }) => Effect.sync(() => void tokens.push(...claims.map((c) => c.token)))),
+          heartbeat: (ts, lease) =>
+            Effect.andThen(
+              Effect.sync(() => {
+                beats.push({ at: performance.now(), tokens: ts })
+                if (ts.length > 0) Deferred.doneUnsafe(beaten, Exit.void)
+              }),
+              inner.heartbeat(ts, lease)
+            ),
+          waitCancel: (millis, since) => Effect.andThen(Effect.sync(() => void looks++), inner.waitCancel(millis, since))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<number>()
+        const handler = Task.handle(Hold, () =>
+          Effect.andThen(
+            Deferred.succeed(started, undefined),
+            Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, performance.now())))
+          ))
+        yield* JobQueue.consume({ queues: ["q"], handlers: [handler], concurrency: 1, lease, shutdownTimeout: 0 })
+        yield* JobQueue.enqueue(Hold, 1, { queue: "q" })
+        yield* Deferred.await(started)
+        // a beat has renewed it: the heartbeat loop waits for the next one
+        yield* Deferred.await(beaten)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2 * lease)
+        const resumed = performance.now()
+        const lookedAt = looks
+        const at = yield* Effect.timeoutOrElse(Deferred.await(interrupted), {
+          duration: 10_000,
+          orElse: () => Effect.die("the job whose lease ended during the pause was never given up")
+        })
+        // old: the loop beat for it (a beat with no time left for it, bound by a third of a lease), and kept it if the store had not reaped it yet
+        assert.deepStrictEqual(beats.filter((beat) => beat.at >= resumed && beat.at <= at).map((beat) => beat.tokens), [])
+        assert.deepStrictEqual(beats.filter((beat) => beat.at >= resumed && beat.tokens.includes(tokens[0]!)).length, 0)
+        // a few turns of the loop in a lease (a beat's spacing each), not one per tick of the event loop
+        yield* Effect.sleep(lease)
+        assert.isAtMost(looks - lookedAt, 10)
+      }).pipe(Effect.scoped, Effect.provide(layer))
     }))
 })
