@@ -643,11 +643,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
        * has ended by `now`: another consumer may be running them. Warns of those the last beat left
        * unrenewed: a beat that renewed other queues' leases is not a failure, this is its only word.
        */
-      const expired = (now: number, staleOnly = false) =>
+      const expired = (now: number) =>
         Effect.suspend(() => {
           let dropped = 0
           for (const [token, entry] of running) {
-            if (entry.reason !== undefined || now - entry.since < config.lease || (staleOnly && !stale.has(token))) continue
+            if (entry.reason !== undefined || now - entry.since < config.lease) continue
             interrupt(entry, "lost")
             if (stale.has(token)) dropped++
           }
@@ -658,33 +658,18 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           )
         })
       /**
-       * Until the next beat: a third of a lease, or less if a running job's lease would end before
-       * then. A beat woken early (a cancel request) and failing set the next one a whole spacing
-       * after it, so the leases could end up to a third of a lease before the beat that gives them
-       * up: the jobs ran on meanwhile, as another consumer's reaper took them back. Each job's own
-       * lease: one claimed while a beat was in flight, or answered late, runs from its claim, not
-       * from a beat that did not renew it.
-       */
-      const untilNext = (now: number) => {
-        let next = beatSpacing
-        for (const entry of running.values()) {
-          const end = entry.since + config.lease - now
-          if (end > 0 && end < next && entry.reason === undefined) next = end
-        }
-        return next
-      }
-      /**
-       * When the soonest lease of these jobs ends, from `now`: of those still running as this
-       * consumer's. One given up already (its finalizers still running) has a lease long ended, which
+       * How long from `now` until the soonest lease of the jobs still running as this consumer's ends
+       * (Infinity: none); 0 or less: one has ended, which `expired` gives up. The next beat goes then
+       * at the latest (a beat woken early, by a cancel, and failing put the next a whole spacing
+       * after it, past the leases' ends), and a beat that gets no answer fails then. Each job's own
+       * lease: one claimed while a beat was in flight, or answered late, runs from its claim. A job
+       * given up already (its finalizers still running) does not count: its lease long ended, it
        * gave a beat that got no answer a third of a lease, past the others' leases' ends.
        */
-      const soonestEnd = (tokens: ReadonlyArray<string>, now: number) => {
+      const soonestEnd = (now: number) => {
         let end = Infinity
-        for (const token of tokens) {
-          const entry = running.get(token)
-          if (entry !== undefined && entry.reason === undefined && entry.since + config.lease - now < end) {
-            end = entry.since + config.lease - now
-          }
+        for (const entry of running.values()) {
+          if (entry.reason === undefined) end = Math.min(end, entry.since + config.lease - now)
         }
         return end
       }
@@ -705,7 +690,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         // never later than the beat was due
         const due = running.size === 0
           ? beatSpacing
-          : Math.min(untilNext(yield* store.now), beatAt + beatSpacing - clock.currentTimeMillisUnsafe())
+          : Math.min(soonestEnd(yield* store.now), beatAt + beatSpacing - clock.currentTimeMillisUnsafe())
         if (due > 0) {
           const waitFrom = clock.currentTimeMillisUnsafe()
           yield* store.waitCancel(due, cancels)
@@ -713,26 +698,30 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           if (rest > 0) yield* Effect.sleep(rest)
         }
         cancels = yield* store.cancelVersion
-        const tokens = Array.from(running.keys())
+        // a job whose lease has ended is given up now, not beaten for: one the last beats could not
+        // renew (their store, or their queue's node, down), and one this process did not beat for
+        // in time (paused: the event loop blocked past a lease). Another consumer's reaper may have
+        // taken it back; beaten for, it ran on for the beat's round trip, and on for good if the
+        // store had not reaped it yet, past the lease its consumer counted on. Nor are jobs given
+        // up beaten for: the store has them as lost, or will once their leases are reaped
+        const now = yield* store.now
+        yield* expired(now)
+        const tokens: Array<string> = []
+        for (const [token, entry] of running) if (entry.reason !== "lost") tokens.push(token)
         if (tokens.length === 0) {
           // nothing to renew: a job claimed from now on is beaten for a third of a lease after this
           beatAt = clock.currentTimeMillisUnsafe()
           continue
         }
-        const now = yield* store.now
-        // a job the last beat could not renew (its queue's node down) is given up at its lease's
-        // end, not at this beat's answer, which waits for that node's part again. Only those: one
-        // past its lease for another reason (this process paused) may still be this consumer's,
-        // which the beat tells
-        if (stale.size > 0) yield* expired(now, true)
         // a heartbeat that gets no answer (a partition that drops packets, a frozen server) fails
-        // when the leases it renews would end, as one that fails does; past that, it gets a beat's time
-        const left = soonestEnd(tokens, now)
+        // when the leases it renews would end, as one that fails does; past that (only cancelled
+        // jobs, still finishing), it gets a beat's time
+        const left = soonestEnd(now)
         sentAt = beatAt = clock.currentTimeMillisUnsafe()
         // an exit, not a result: a beat interrupted under this loop (a Postgres store's query, when
         // its pool closes) is a failed beat; as a result it stopped the loop, silently
         const beat = yield* Effect.exit(
-          Effect.timeout(store.heartbeat(tokens, config.lease), left > 0 && left < Infinity ? left : beatSpacing)
+          Effect.timeout(store.heartbeat(tokens, config.lease), left < Infinity ? left : beatSpacing)
         )
         if (Exit.isSuccess(beat)) {
           const unrenewed = beat.value.unrenewed
