@@ -313,36 +313,74 @@ const tick = (millis: number, step = 100) =>
 
 /**
  * A store whose heartbeats can be frozen (a SIGSTOPped process), fail (the store unreachable from
- * this process) or hang (a network partition that drops packets: no reply, no error), and whose
- * claims are recorded.
+ * this process), hang (a network partition that drops packets: no reply, no error), be slow, or
+ * leave some tokens unrenewed (their queue's node down), and whose claims are recorded and can be
+ * answered late. Its delays are the Effect Clock's, outside the tracked store operations (`tick`
+ * lets them run out).
  */
 const spy = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   const frozen = { value: false }
   const failing = { value: false }
   const hanging = { value: false }
+  /** The next claim that takes jobs answers this many ms after the store took them (once): a server slow to answer, this process paused. */
+  const claimTakes = { value: 0 }
+  /** Each heartbeat reaches the store `slow[0]` ms after it is sent, and its answer comes `slow[1]` ms after that (the pairs in turn). */
+  const slow: Array<readonly [number, number]> = []
+  /** Tokens whose queue's node is down (a Redis Cluster): each beat leaves them unrenewed, its answer `downTakes` ms late (the store's bound for that node). */
+  const down = new Set<string>()
+  const downTakes = { value: 0 }
   const tokens: Array<string> = []
-  /** The heartbeats that reached the store, and the time (the Effect Clock) of the last one. */
-  const beats = { count: 0, lastAt: 0 }
+  /** Each claimed token's queue. */
+  const queueOf = new Map<string, string>()
+  /** The claims that took jobs: when the store took them (the Effect Clock), their queues and tokens. */
+  const claims: Array<{ readonly at: number; readonly queues: ReadonlyArray<string>; readonly tokens: ReadonlyArray<string> }> = []
+  /** The heartbeats that reached the store, the time (the Effect Clock) of the last one, and each one's time and tokens renewed. */
+  const beats = { count: 0, lastAt: 0, log: [] as Array<{ readonly at: number; readonly tokens: ReadonlyArray<string> }> }
+  let sent = 0
+  // a sleep of 0 under the TestClock waits for the next adjust: none
+  const pause = (millis: number) => millis > 0 ? Effect.sleep(millis) : Effect.void
   const wrapped = Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
       ...store,
       claim: (request) =>
-        Effect.tap(store.claim(request), ({ claims }) => Effect.sync(() => tokens.push(...claims.map((c) => c.token)))),
-      heartbeat: (ts, lease) =>
-        hanging.value
-          ? Effect.never
-          : failing.value
-          ? Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
-          : frozen.value
-          ? Effect.succeed({ lost: [], cancelled: [] })
-          : Effect.andThen(
-            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => { beats.count++; beats.lastAt = now })),
-            store.heartbeat(ts, lease)
-          )
+        Effect.flatMap(store.claim(request), (claimed) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            if (claimed.claims.length === 0) return Effect.succeed(claimed)
+            tokens.push(...claimed.claims.map((c) => c.token))
+            for (const c of claimed.claims) queueOf.set(c.token, c.job.queue)
+            claims.push({ at, queues: request.queues, tokens: claimed.claims.map((c) => c.token) })
+            const takes = claimTakes.value
+            claimTakes.value = 0
+            return Effect.as(pause(takes), claimed)
+          })),
+      heartbeat: (ts, lease) => {
+        if (hanging.value) return Effect.never
+        if (failing.value) return Effect.fail(new DurableError.StoreError({ operation: "heartbeat", reason: "unreachable" }))
+        if (frozen.value) return Effect.succeed({ lost: [], cancelled: [] })
+        const unrenewed = ts.filter((token) => down.has(token))
+        const renewed = unrenewed.length === 0 ? ts : ts.filter((token) => !down.has(token))
+        const [there, back] = slow.length === 0 ? [0, 0] : slow[sent++ % slow.length]!
+        return pause(there).pipe(
+          Effect.andThen(Clock.currentTimeMillis),
+          Effect.flatMap((now) =>
+            Effect.sync(() => {
+              beats.count++
+              beats.lastAt = now
+              beats.log.push({ at: now, tokens: renewed })
+            })
+          ),
+          Effect.andThen(renewed.length === 0 ? Effect.succeed({ lost: [], cancelled: [] }) : store.heartbeat(renewed, lease)),
+          Effect.flatMap((beat) =>
+            unrenewed.length === 0 ? Effect.as(pause(back), beat) : Effect.as(pause(back + downTakes.value), {
+              ...beat,
+              unrenewed: { tokens: unrenewed, error: new DurableError.StoreError({ operation: "heartbeat", reason: "its node is down" }) }
+            }))
+        )
+      }
     }))
   ).pipe(Layer.provide(layer))
-  return { frozen, failing, hanging, tokens, beats, layer: wrapped }
+  return { frozen, failing, hanging, claimTakes, slow, down, downTakes, tokens, queueOf, claims, beats, layer: wrapped }
 }
 
 /**
@@ -368,6 +406,33 @@ const runningUntilInterrupted = Effect.gen(function*() {
   }
   return { interrupted, job }
 })
+
+/** A handler that counts its starts and records when each job (by its `n`) was interrupted; it never ends. */
+const heldForever = Effect.gen(function*() {
+  const started = yield* Ref.make(0)
+  const interruptedAt = new Map<number, number>()
+  const handler = Task.handle(Echo, ({ n }) =>
+    Effect.andThen(
+      Ref.update(started, (k) => k + 1),
+      Effect.never.pipe(Effect.onInterrupt(() =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void interruptedAt.set(n, at)))
+      ))
+    ))
+  return { handler, started, interruptedAt }
+})
+
+/** Lets the clock run in ticks of `step` until `done` (at most `limit` ms: a loaded machine's store answers a tick or more late). */
+const tickUntil = (done: Effect.Effect<boolean>, what: string, step = 100, limit = 10_000) =>
+  Effect.gen(function*() {
+    for (let t = 0; !(yield* done); t += step) {
+      assert.isBelow(t, limit, what)
+      yield* tick(step, step)
+    }
+  })
+
+/** Lets the clock run to `at` (the Effect Clock's time), in steps of `step`. */
+const tickTo = (at: number, step = 100) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => at > now ? tick(at - now, step) : Effect.void)
 
 /** A handler that reports progress 1 of 2, waits for `gate`, reports 2 of 2 and returns its `n`. */
 const twoSteps = (gate: Deferred.Deferred<void>) =>
@@ -576,6 +641,149 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           yield* tick(LEASE)
           assert.strictEqual(yield* next.await, 2)
         }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a claim answered after its lease ended (a server that answered late, this process paused), its job meanwhile taken back and run by another consumer: not started a second time", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const late = yield* heldForever
+          const other = yield* heldForever
+          const common = { ...options, shutdownTimeout: 0, retry: Schedule.spaced("10 millis") }
+          yield* JobQueue.consume({ ...common, handlers: [late.handler] })
+          yield* tick(100)
+          // its claim takes the job now; its answer comes 8 s later, 5 s after the lease's end
+          store.claimTakes.value = 8000
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tickUntil(Effect.sync(() => store.claims.length === 1), "the job was claimed", 10)
+          const claimedAt = store.claims[0]!.at
+          yield* JobQueue.consume({ ...common, handlers: [other.handler] })
+          // a reaper takes the job back past its lease (by 4.5 s); the other consumer claims and runs it
+          yield* tickTo(claimedAt + 8000 - 100)
+          assert.deepStrictEqual([yield* Ref.get(other.started), yield* Ref.get(late.started)], [1, 0])
+          // the late answer: old, the job started here too, two runs at once until this consumer's next beat
+          yield* tick(1000)
+          assert.strictEqual(yield* Ref.get(late.started), 0, "started on a lease that had ended")
+          assert.strictEqual(yield* stateOf(job.id), "running")
+          assert.strictEqual(other.interruptedAt.size, 0)
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a claim answered 950 ms late, then heartbeats failing: its job is given up when its lease (from the claim) ends, not a lease after a later look of the heartbeat", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const held = yield* heldForever
+          // the heartbeat loop, idle, looks every lease / 3 (1 s) from here
+          const from = yield* Clock.currentTimeMillis
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, handlers: [held.handler] })
+          yield* tick(100)
+          store.claimTakes.value = 950
+          yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tickUntil(Effect.sync(() => store.claims.length === 1), "the job was claimed", 10)
+          const claimedAt = store.claims[0]!.at
+          // answered after the idle loop's look at 1000
+          assert.isAbove(claimedAt + 950, from + 1000)
+          yield* tickTo(from + 1100, 10)
+          assert.strictEqual(yield* Ref.get(held.started), 1)
+          store.failing.value = true
+          // its lease ends a lease after its claim: given up then (old: a lease after the look at 1000)
+          yield* tickTo(claimedAt + LEASE - 100)
+          yield* tickTo(claimedAt + LEASE - 10, 10)
+          assert.strictEqual(held.interruptedAt.size, 0)
+          yield* tickTo(claimedAt + LEASE + 10, 10)
+          const at = held.interruptedAt.get(1)
+          assert.isDefined(at, "given up at its lease's end")
+          assert.isAtLeast(at! - claimedAt, LEASE)
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. heartbeats that each take 1.4 s of a 3 s lease (0.3 or 0.7 s to reach the store, the rest back): the consumer keeps its job, renewed in time, never given up as lost", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const held = yield* heldForever
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, handlers: [held.handler] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tickUntil(Effect.map(Ref.get(held.started), (n) => n === 1), "the job started")
+          store.slow.push([300, 1100], [700, 700])
+          // old: the next beat went a third of a lease after the last one's answer, 2.4 s after it was
+          // sent; its answer came 3.8 s after the last renewal the consumer could count on, so it
+          // timed out at the lease's end and the job was given up as lost, the store healthy
+          yield* tick(20_000)
+          assert.strictEqual(held.interruptedAt.size, 0, "given up as lost")
+          const renewals = store.beats.log.map((beat) => beat.at)
+          const gaps = renewals.slice(1).map((at, n) => at - renewals[n]!)
+          assert.isAtLeast(renewals.length, 10)
+          assert.isAtMost(Math.max(...gaps), LEASE, `renewed at ${renewals.join(", ")}`)
+          const info = yield* JobQueue.status(job.id)
+          assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a job whose queue's node is down (each beat's part for it taking 800 ms to fail, the other queue's renewed): given up when its lease ends, not a beat's answer later; the other queue's job runs on", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const held = yield* heldForever
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, queues: ["up", "down"], handlers: [held.handler] })
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "up" })
+          yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "down" })
+          yield* tickUntil(Effect.map(Ref.get(held.started), (n) => n === 2), "both jobs started")
+          // a beat renews both; then the down queue's node goes
+          const before = store.beats.count
+          yield* tickUntil(Effect.sync(() => store.beats.count > before), "a beat came", 10)
+          const renewed = store.beats.lastAt
+          for (const [token, queue] of store.queueOf) if (queue === "down") store.down.add(token)
+          assert.strictEqual(store.down.size, 1)
+          store.downTakes.value = 800
+          yield* tickTo(renewed + LEASE - 100)
+          yield* tickTo(renewed + LEASE - 10, 10)
+          assert.strictEqual(held.interruptedAt.size, 0)
+          // old: the beat at its lease's end went out first, and its answer (800 ms) came before the job was given up
+          yield* tickTo(renewed + LEASE + 10, 10)
+          assert.deepStrictEqual([...held.interruptedAt.keys()], [2], "given up at its lease's end")
+          assert.isAtLeast(held.interruptedAt.get(2)! - renewed, LEASE)
+          yield* tick(5000)
+          assert.deepStrictEqual([...held.interruptedAt.keys()], [2], "the up queue's job runs on")
+        }).pipe(Effect.provide(store.layer))
+      }))
+
+    it.effect("1. a job given up as lost whose finalizer still runs does not stretch the next beat's bound: another job's heartbeat that gets no answer fails at that job's lease's end", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        const release = yield* Deferred.make<void>()
+        yield* Effect.gen(function*() {
+          const interruptedAt = new Map<number, number>()
+          const handler = Task.handle(Echo, ({ n }) =>
+            Effect.never.pipe(Effect.onInterrupt(() =>
+              Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => void interruptedAt.set(n, at))).pipe(
+                // the first job's finalizer takes its time (a flush, a thread's grace)
+                Effect.andThen(n === 1 ? Deferred.await(release) : Effect.void)
+              )
+            )))
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, handlers: [handler] })
+          yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tickUntil(Effect.sync(() => store.claims.length === 1), "the first job was claimed", 10)
+          // its beats fail for a lease: given up as lost, its finalizer still running
+          store.failing.value = true
+          yield* tickUntil(Effect.sync(() => interruptedAt.has(1)), "the first job was given up")
+          // a second job, claimed half a beat's spacing after that (the beats go on from the give-up),
+          // so that one of its beats goes out in its lease's last third; then the beats get no answer
+          yield* tick(500)
+          yield* JobQueue.enqueue(Echo, { n: 2 })
+          yield* tickUntil(Effect.sync(() => store.claims.length === 2), "the second job was claimed", 10)
+          const claimedAt = store.claims[1]!.at
+          store.failing.value = false
+          store.hanging.value = true
+          yield* tickTo(claimedAt + LEASE - 100)
+          yield* tickTo(claimedAt + LEASE - 10, 10)
+          assert.isFalse(interruptedAt.has(2))
+          // old: the beat's bound was a third of a lease (the first job's lease had ended), not what was left of the second's
+          yield* tickTo(claimedAt + LEASE + 10, 10)
+          assert.isTrue(interruptedAt.has(2), "given up at its lease's end")
+          assert.isAtLeast(interruptedAt.get(2)! - claimedAt, LEASE)
+        }).pipe(Effect.ensuring(Deferred.succeed(release, undefined)), Effect.provide(store.layer))
       }))
 
     it.effect("1. a dead consumer's job is taken back by another consumer's reaper (the attempt counts)", () =>
@@ -1827,6 +2035,46 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* tick(10) // far less than a heartbeat (lease / 3)
         assert.deepStrictEqual([yield* stateOf(job.id), yield* Ref.get(finalized)], ["cancelled", 1])
       })))
+
+    it.effect("7. cancels of another consumer's jobs, one every 4 ms for 200 ms: a consumer beats a few times for them, not once per cancel; each cancel still reaches its job within 100 ms", () =>
+      Effect.gen(function*() {
+        const store = spy(makeLayer())
+        yield* Effect.gen(function*() {
+          const bystander = yield* heldForever
+          const target = yield* heldForever
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, queues: ["quiet"], handlers: [bystander.handler], concurrency: 1 })
+          yield* JobQueue.consume({ ...options, shutdownTimeout: 0, queues: ["busy"], handlers: [target.handler], concurrency: 50 })
+          const quiet = yield* JobQueue.enqueue(Echo, { n: 0 }, { queue: "quiet" })
+          const busy = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 50 }, (_, n) => ({ payload: { n } })), { queue: "busy" })
+          yield* tickUntil(
+            Effect.map(Effect.all([Ref.get(bystander.started), Ref.get(target.started)]), ([quiet, busy]) => quiet === 1 && busy === 50),
+            "every job started",
+            10
+          )
+          const token = store.claims.find((claim) => claim.queues.includes("quiet"))!.tokens[0]!
+          const beatsOfQuiet = () => store.beats.log.filter((beat) => beat.tokens.includes(token)).length
+          const before = beatsOfQuiet()
+          const from = yield* Clock.currentTimeMillis
+          const cancelledAt: Array<number> = []
+          for (const job of busy) {
+            assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+            cancelledAt.push(yield* Clock.currentTimeMillis)
+            yield* tick(4, 4)
+          }
+          const storm = (yield* Clock.currentTimeMillis) - from
+          // old: one beat of every running token per cancel, 50 of the bystander's (its regular
+          // beats: one every lease / 3, 1 s)
+          const beats = beatsOfQuiet() - before
+          assert.isAtMost(beats, Math.ceil(storm / 100) + 1, `${beats} beats in ${storm} ms`)
+          // and the consumer that runs them hears of each within 100 ms (a beat at most 100 ms after the last)
+          yield* tick(200, 4)
+          assert.strictEqual(target.interruptedAt.size, 50)
+          const late = busy.map((_, n) => target.interruptedAt.get(n)! - cancelledAt[n]!).filter((ms) => ms > 100)
+          assert.deepStrictEqual(late, [])
+          assert.strictEqual(bystander.interruptedAt.size, 0)
+          assert.strictEqual(yield* stateOf(quiet.id), "running")
+        }).pipe(Effect.provide(store.layer))
+      }))
 
     it.effect("10. stats per queue from the store, and the consumer's own pool stats", () =>
       provide(Effect.gen(function*() {
