@@ -709,7 +709,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         const tokens: Array<string> = []
         for (const [token, entry] of running) if (entry.reason !== "lost") tokens.push(token)
         if (tokens.length === 0) {
-          // nothing to renew: a job claimed from now on is beaten for a third of a lease after this
+          // nothing to renew (none running, or only jobs given up): a job claimed from now on is
+          // beaten for a third of a lease after this
           beatAt = clock.currentTimeMillisUnsafe()
           continue
         }
