@@ -4,18 +4,19 @@
  * suite's, test/durable/conformance.ts).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Layer, Schema } from "effect"
+import { Deferred, Effect, Exit, Layer, Logger, Schema } from "effect"
 import type { Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import { warnings } from "./helpers.ts"
 
 const Hold = Task.make("Hold", { payload: Schema.Number, success: Schema.Number })
 
 describe("a durable consumer's heartbeat after this process paused past a lease", () => {
   // real time: a pause is the event loop blocked (a synchronous loop in some fiber, Atomics.wait),
   // every timer late at once, which the TestClock (firing each sleep at its time) cannot show
-  it.live("the event loop blocked for two leases, then resumed: the job whose lease ended meanwhile is given up at once, not beaten for, and the heartbeat loop does not spin", () =>
+  it.live("the event loop blocked for two leases, then resumed: the job whose lease ended meanwhile is given up at once, not beaten for, with a warning saying so, and the heartbeat loop does not spin", () =>
     Effect.gen(function*() {
       const lease = 300
       const tokens: Array<string> = []
@@ -25,6 +26,7 @@ describe("a durable consumer's heartbeat after this process paused past a lease"
       const finished = yield* Deferred.make<void>()
       /** The heartbeat loop's turns (it reads the store's cancel version once a turn). */
       let turns = 0
+      const { logged, collector } = warnings()
       const layer = Layer.effect(
         JobStore.JobStore,
         Effect.map(JobStore.JobStore, (inner): Store => ({
@@ -71,6 +73,8 @@ describe("a durable consumer's heartbeat after this process paused past a lease"
         const turned = turns
         yield* Effect.sleep(lease)
         assert.isAtMost(turns - turned, 10)
-      }).pipe(Effect.ensuring(Deferred.succeed(finished, undefined)), Effect.scoped, Effect.provide(layer))
+        // said, once: nothing else tells an operator why the job ran again elsewhere
+        assert.deepStrictEqual(logged.filter((message) => message.includes("paused")).length, 1, logged.join("\n"))
+      }).pipe(Effect.ensuring(Deferred.succeed(finished, undefined)), Effect.scoped, Effect.provide(layer), Effect.provide(Logger.layer([collector])))
     }))
 })

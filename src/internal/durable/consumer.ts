@@ -640,21 +640,32 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       let staleCause: unknown
       /**
        * Interrupts, as lost, the running jobs whose lease (from its last renewal here, or its claim)
-       * has ended by `now`: another consumer may be running them. Warns of those the last beat left
-       * unrenewed: a beat that renewed other queues' leases is not a failure, this is its only word.
+       * has ended by `now`: another consumer may be running them. Says why: the last beat left them
+       * unrenewed or failed (`failure`: its cause), a beat that renewed other queues' leases is not
+       * a failure and this is its only word; or no beat went in time (this process paused, its event
+       * loop blocked past a lease), which nothing else would say while the job ran again elsewhere.
        */
-      const expired = (now: number) =>
+      const expired = (now: number, failure?: Cause.Cause<unknown>) =>
         Effect.suspend(() => {
-          let dropped = 0
+          let unrenewed = 0
+          let late = 0
           for (const [token, entry] of running) {
             if (entry.reason !== undefined || now - entry.since < config.lease) continue
             interrupt(entry, "lost")
-            if (stale.has(token)) dropped++
+            if (failure !== undefined || stale.has(token)) unrenewed++
+            else late++
           }
-          return dropped === 0 ? Effect.void : Effect.logWarning(
-            `effect-workpool: ${dropped} durable job${dropped === 1 ? "'s lease" : "s' leases"} could not be renewed for a lease (their queue's store unreachable?); ` +
-              `given up as lost, to run again elsewhere`,
-            staleCause
+          const jobs = (n: number) => `${n} durable job${n === 1 ? "'s lease" : "s' leases"}`
+          return Effect.andThen(
+            unrenewed === 0 ? Effect.void : Effect.logWarning(
+              `effect-workpool: ${jobs(unrenewed)} could not be renewed for a lease (their queue's store unreachable?); ` +
+                `given up as lost, to run again elsewhere`,
+              failure ?? staleCause
+            ),
+            late === 0 ? Effect.void : Effect.logWarning(
+              `effect-workpool: ${jobs(late)} ended before this consumer renewed them (this process paused past a lease: ` +
+                `its event loop blocked by synchronous work?); given up as lost, to run again elsewhere`
+            )
           )
         })
       /**
@@ -745,7 +756,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         } else if (yield* store.closed) {
           // a busy consumer (no claim to fail) hears of its store's close here: its close wakes the beat
           return storeClosed()
-        } else yield* expired(yield* store.now)
+        } else yield* expired(yield* store.now, beat.cause)
       }
     })
 
