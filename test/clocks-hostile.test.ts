@@ -103,6 +103,47 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
         assert(later >= server && later <= server + 2, `the store's time ${later - server} ms off the server's`)
       }))
   }
+
+  /**
+   * This machine's three clocks (ms): wall, monotonic (CLOCK_MONOTONIC: stopped while the machine is
+   * suspended) and since boot (CLOCK_BOOTTIME, /proc/uptime: counting a suspend, read to 10 ms).
+   */
+  const suspendable = () => {
+    const { clock, state } = machine()
+    const boot = { ms: 50_000 }
+    return { clock, state, boot, sinceBoot: () => Math.floor(boot.ms / 10) * 10 }
+  }
+  /** `make` with this machine's time since boot: a 2-argument `make` ignores it. */
+  const makeBooted: (
+    clock: Clock.Clock,
+    ask: Effect.Effect<number>,
+    options: { readonly sinceBoot: () => number }
+  ) => ServerTime.ServerTime = ServerTime.make
+
+  // a VM paused or a laptop asleep: the monotonic clock stops, the wall clock and the server's go on.
+  // Read against the monotonic clock alone that is a step forward, and the store's time was held at
+  // the time of the suspend until an answer came (a connection dead after a night asleep: 5 s, or
+  // for as long as the server is out of reach): a repeat woken across an hour's suspend read its
+  // tick as now, enqueued it and slept an hour more before the hour's ticks
+  for (const suspended of [3_600_000, 60_000]) {
+    it.effect(`suspended ${suspended} ms (monotonic clock stopped): the first read after it is the server's time`, () =>
+      Effect.gen(function*() {
+        const { boot, clock, sinceBoot, state } = suspendable()
+        let server = 10_000_000
+        const time = makeBooted(clock, Effect.sync(() => server), { sinceBoot })
+        yield* time.refresh
+        state.wall += 5_000 + suspended
+        state.mono += 5_000
+        boot.ms += 5_000 + suspended
+        server += 5_000 + suspended
+        const now = time.nowUnsafe()
+        assert(now >= server && now <= server + 2, `the store's time ${now - server} ms off the server's`)
+        // and a step back meanwhile is still seen (against the time since boot, read to 10 ms)
+        state.wall -= 60_000
+        const stepped = time.nowUnsafe()
+        assert(stepped >= server && stepped <= server + 12, `stepped back too: ${stepped - server} ms off the server's`)
+      }))
+  }
 })
 
 const ticksOf = (name: string) =>
