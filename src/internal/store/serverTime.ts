@@ -11,6 +11,7 @@
  * @internal
  */
 import { type Clock, Effect } from "effect"
+import * as os from "node:os"
 import * as Monotonic from "../monotonic.ts"
 
 /**
@@ -59,6 +60,18 @@ const SKEW_TOLERANCE = 2
 const MAX_SLEW = 0.0005
 
 /**
+ * This machine's time since boot (ms), a suspend counted: Linux's `/proc/uptime` (CLOCK_BOOTTIME),
+ * read to 10 ms, which a step of the wall clock does not move. A suspend (a VM paused, a laptop
+ * asleep) stops the monotonic clock while the wall clock and the server's go on: against the
+ * monotonic clock alone it is a step forward. Elsewhere Node's uptime is the wall clock less the
+ * boot's date (macOS), which a step moves too: not read.
+ */
+const liveSinceBoot = process.platform === "linux" ? () => os.uptime() * 1000 : undefined
+
+/** How far (ms) the time since boot may run from the monotonic clock with no suspend: two 10-ms readings. */
+const BOOT_TOLERANCE = 20
+
+/**
  * `fresh` and the older answers (newest first) that agree with it and every one between: the range
  * of offsets they allow together. An older answer whose range misses theirs is of another offset
  * (a clock stepped since, either machine's): it and those before it are dropped, so a step is
@@ -92,13 +105,23 @@ export interface ServerTime {
   readonly refresh: Effect.Effect<number, unknown>
 }
 
-/** The time of the server `ask` reads the time of. */
-export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): ServerTime => {
+/**
+ * The time of the server `ask` reads the time of. `sinceBoot`: this machine's time since boot (ms),
+ * a suspend counted; by default Linux's on the live clock, none on another (a test's machine).
+ */
+export const make = (
+  clock: Clock.Clock,
+  ask: Effect.Effect<number, unknown>,
+  options?: { readonly sinceBoot?: (() => number) | undefined }
+): ServerTime => {
   const monotonic = Monotonic.millis(clock)
+  const sinceBoot = options?.sinceBoot ?? (Monotonic.isLive(clock) ? liveSinceBoot : undefined)
   let offset = 0
   /** The newest answer's `skew`, and when it came (monotonic): undefined before the first. */
   let skew: number | undefined
   let skewAt = 0
+  /** The newest answer's time less this machine's time since boot then. */
+  let bootSkew = 0
   /** The answers that narrow the offset, newest first. */
   let answers: ReadonlyArray<Answer> = []
   /** When the server was last asked (this machine's clock), and whether it is unanswered. */
@@ -112,6 +135,7 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
       const received = Math.max(sent, clock.currentTimeMillisUnsafe())
       skewAt = monotonic()
       skew = received - skewAt
+      if (sinceBoot !== undefined) bootSkew = received - sinceBoot()
       const { high, kept } = narrow({ low: server - received - 1, high: server - sent + 1, at: received, skew }, answers)
       answers = kept
       // the highest the answers allow, not their midpoint (NTP's): the store's time never lags the
@@ -137,8 +161,21 @@ export const make = (clock: Clock.Clock, ask: Effect.Effect<number, unknown>): S
   const at = (local: number): number => {
     if (skew === undefined) return local + offset
     const mono = monotonic()
+    const slack = SKEW_TOLERANCE + (mono - skewAt) * MAX_SLEW
     const stepped = local - mono - skew
-    return Math.abs(stepped) > SKEW_TOLERANCE + (mono - skewAt) * MAX_SLEW ? local - stepped + offset : local + offset
+    return Math.abs(stepped) > slack ? local - step(local, stepped, slack) + offset : local + offset
+  }
+  /**
+   * How far this machine's clock was stepped, of `stepped` that it moved against the monotonic
+   * clock: less any time the machine was suspended meanwhile, which the server's clock went on
+   * through too. Counted as a step, the store's time was held at the suspend's start until an
+   * answer came: a repeat woken across an hour's suspend read its tick as now and slept an hour more.
+   */
+  const step = (local: number, stepped: number, slack: number): number => {
+    if (sinceBoot === undefined) return stepped
+    const booted = local - sinceBoot() - bootSkew
+    if (stepped - booted <= BOOT_TOLERANCE) return stepped
+    return Math.abs(booted) > BOOT_TOLERANCE + slack ? booted : 0
   }
   const nowUnsafe = () => at(clock.currentTimeMillisUnsafe())
   // uninterruptible: interrupted between the flag and the fork (a runloop yield lets another fiber in),
