@@ -145,6 +145,39 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
         assert(stepped >= server && stepped <= server + 12, `stepped back too: ${stepped - server} ms off the server's`)
       }))
   }
+
+  // the question was sent before a step of this machine's clock and answered after it: the answer's
+  // offset (the server's time less the question's, on the clock before the step) was kept with the
+  // skew after it, so the reads until the next answer (a second at least) were off by the step: an
+  // hour ahead across NTP's step forward of an hour (every lease read as long expired, a repeat's
+  // ticks of the hour skipped)
+  for (const step of [3_600_000, -3_600_000, 5_000]) {
+    it.effect(`stepped ${step} ms while a question was in flight: the reads after its answer are the server's time`, () =>
+      Effect.gen(function*() {
+        const { clock, state } = machine()
+        let server = 10_000_000
+        let during = () => {}
+        const time = ServerTime.make(clock, Effect.sync(() => {
+          during()
+          return server
+        }))
+        yield* time.refresh
+        // the next question goes out after a second; the clock is stepped before its answer
+        state.wall += 1_000
+        state.mono += 1_000
+        server += 1_000
+        during = () => {
+          state.wall += 3 + step
+          state.mono += 3
+          server += 3
+        }
+        yield* time.now
+        yield* Effect.yieldNow
+        during = () => {}
+        const after = time.nowUnsafe()
+        assert(after >= server && after <= server + 4, `the store's time ${after - server} ms off the server's`)
+      }))
+  }
 })
 
 const ticksOf = (name: string) =>
