@@ -178,6 +178,35 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
         assert(after >= server && after <= server + 4, `the store's time ${after - server} ms off the server's`)
       }))
   }
+
+  // and the way there and back is not taken from the monotonic clock alone: suspended while the
+  // question was in flight, the server's clock went on through the suspend
+  it.effect("suspended an hour while a question was in flight: the reads after its answer are the server's time", () =>
+    Effect.gen(function*() {
+      const { boot, clock, sinceBoot, state } = suspendable()
+      let server = 10_000_000
+      let during = () => server
+      const time = makeBooted(clock, Effect.sync(() => during()), { sinceBoot })
+      yield* time.refresh
+      state.wall += 1_000
+      state.mono += 1_000
+      boot.ms += 1_000
+      server += 1_000
+      during = () => {
+        // the server reads its clock 1 ms after the question, the machine then sleeps an hour
+        const read = server + 1
+        state.wall += 3 + 3_600_000
+        state.mono += 3
+        boot.ms += 3 + 3_600_000
+        server += 3 + 3_600_000
+        return read
+      }
+      yield* time.now
+      yield* Effect.yieldNow
+      during = () => server
+      const after = time.nowUnsafe()
+      assert(after >= server && after <= server + 25, `the store's time ${after - server} ms off the server's`)
+    }))
 })
 
 const ticksOf = (name: string) =>

@@ -128,15 +128,27 @@ export const make = (
   let asked = 0
   let asking = false
   const refresh = Effect.suspend(() => {
-    const sent = asked = clock.currentTimeMillisUnsafe()
+    asked = clock.currentTimeMillisUnsafe()
+    const sentAt = monotonic()
+    const bootSent = sinceBoot?.()
     return Effect.map(ask, (server) => {
-      // the server read its clock between the question and the answer: the true offset is between
-      // these two (1 ms more each way for the two clocks' rounding to ms)
-      const received = Math.max(sent, clock.currentTimeMillisUnsafe())
+      const received = clock.currentTimeMillisUnsafe()
       skewAt = monotonic()
       skew = received - skewAt
-      if (sinceBoot !== undefined) bootSkew = received - sinceBoot()
-      const { high, kept } = narrow({ low: server - received - 1, high: server - sent + 1, at: received, skew }, answers)
+      // the question's way there and back, on clocks a step of this machine's does not move: taken
+      // from this machine's clock, a step while it was in flight (forward) put the offset of the
+      // clock before the step in the answer's range, kept with the skew after it, and the store's
+      // time was off by the step until the next answer
+      let way = skewAt - sentAt
+      if (sinceBoot !== undefined) {
+        const boot = sinceBoot()
+        bootSkew = received - boot
+        // suspended meanwhile: the server's clock went on through it, the monotonic one did not
+        if (boot - bootSent! - way > BOOT_TOLERANCE) way = boot - bootSent! + BOOT_TOLERANCE
+      }
+      // the server read its clock between the question and the answer: the true offset is between
+      // these two (1 ms more each way for the two clocks' rounding to ms)
+      const { high, kept } = narrow({ low: server - received - 1, high: server - received + way + 1, at: received, skew }, answers)
       answers = kept
       // the highest the answers allow, not their midpoint (NTP's): the store's time never lags the
       // server's (a job the server has just made visible, or enqueued with no delay, read as delayed).
