@@ -146,6 +146,27 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
       }))
   }
 
+  // the time since boot is a file read (/proc/uptime: 50 µs on a busy VM): read at every read of the
+  // store's time after a suspend, for as long as no answer came (the server out of reach)
+  it.effect("after a suspend, the time since boot is read once until the next answer, not at every read", () =>
+    Effect.gen(function*() {
+      const { boot, clock, sinceBoot, state } = suspendable()
+      let reads = 0
+      const answered = makeBooted(clock, Effect.sync(() => state.wall), { sinceBoot: () => (reads++, sinceBoot()) })
+      yield* answered.refresh
+      reads = 0
+      state.wall += 60_000
+      boot.ms += 60_000
+      for (let i = 0; i < 100; i++) {
+        state.wall += 1
+        state.mono += 1
+        boot.ms += 1
+        const off = answered.nowUnsafe() - state.wall
+        assert(off >= 0 && off <= 2, `the store's time ${off} ms off the server's`)
+      }
+      assert.strictEqual(reads, 1)
+    }))
+
   // the question was sent before a step of this machine's clock and answered after it: the answer's
   // offset (the server's time less the question's, on the clock before the step) was kept with the
   // skew after it, so the reads until the next answer (a second at least) were off by the step: an
