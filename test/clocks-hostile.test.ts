@@ -167,6 +167,21 @@ describe("the stores' server time (Postgres, Redis) when this machine's clock is
       assert.strictEqual(reads, 1)
     }))
 
+  // /proc/uptime unreadable (a sandbox): NaN, which every comparison with it calls false; read as
+  // "suspended", a step back of an hour was no longer seen
+  it.effect("the time since boot unread (NaN): a step is still seen as one", () =>
+    Effect.gen(function*() {
+      const { clock, state } = suspendable()
+      let server = 10_000_000
+      const time = makeBooted(clock, Effect.sync(() => server), { sinceBoot: () => Number.NaN })
+      yield* time.refresh
+      state.wall += 60_000 - 3_600_000
+      state.mono += 60_000
+      server += 60_000
+      const now = time.nowUnsafe()
+      assert(now >= server && now <= server + 2, `the store's time ${now - server} ms off the server's`)
+    }))
+
   // the question was sent before a step of this machine's clock and answered after it: the answer's
   // offset (the server's time less the question's, on the clock before the step) was kept with the
   // skew after it, so the reads until the next answer (a second at least) were off by the step: an

@@ -11,7 +11,7 @@
  * @internal
  */
 import { type Clock, Effect } from "effect"
-import * as os from "node:os"
+import * as fs from "node:fs"
 import * as Monotonic from "../monotonic.ts"
 
 /**
@@ -63,10 +63,18 @@ const MAX_SLEW = 0.0005
  * This machine's time since boot (ms), a suspend counted: Linux's `/proc/uptime` (CLOCK_BOOTTIME),
  * read to 10 ms, which a step of the wall clock does not move. A suspend (a VM paused, a laptop
  * asleep) stops the monotonic clock while the wall clock and the server's go on: against the
- * monotonic clock alone it is a step forward. Elsewhere Node's uptime is the wall clock less the
- * boot's date (macOS), which a step moves too: not read.
+ * monotonic clock alone it is a step forward. Read from the file, not `os.uptime()`, which falls back
+ * to whole seconds where the file cannot be read (and is the wall clock less the boot's date on
+ * macOS, which a step moves too). NaN if the read fails: then a step is taken as one.
  */
-const liveSinceBoot = process.platform === "linux" ? () => os.uptime() * 1000 : undefined
+const readSinceBoot = (): number => {
+  try {
+    return Number.parseFloat(fs.readFileSync("/proc/uptime", "latin1")) * 1000
+  } catch {
+    return Number.NaN
+  }
+}
+const liveSinceBoot = process.platform === "linux" && !Number.isNaN(readSinceBoot()) ? readSinceBoot : undefined
 
 /** How far (ms) the time since boot may run from the monotonic clock with no suspend: two 10-ms readings. */
 const BOOT_TOLERANCE = 20
@@ -194,7 +202,8 @@ export const make = (
     if (Math.abs(stepped - seen) <= SKEW_TOLERANCE) return seenStep
     const booted = local - sinceBoot() - bootSkew
     seen = stepped
-    seenStep = stepped - booted <= BOOT_TOLERANCE ? stepped : Math.abs(booted) > BOOT_TOLERANCE + slack ? booted : 0
+    // suspended meanwhile (NaN, the time since boot unread: not)
+    seenStep = stepped - booted > BOOT_TOLERANCE ? Math.abs(booted) > BOOT_TOLERANCE + slack ? booted : 0 : stepped
     return seenStep
   }
   const nowUnsafe = () => at(clock.currentTimeMillisUnsafe())
