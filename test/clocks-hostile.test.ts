@@ -265,6 +265,22 @@ describe("a repeat's cron", () => {
       assert.include(reboot.reason, "macros such as @daily are not read")
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 
+  // BullMQ's repeat options (every, pattern, tz), pg-boss' (tz), read as any unknown key: "expected
+  // only cron, catchUp, ..." said neither that a repeat is a cron schedule nor how to give it a zone
+  it.effect("another queue's repeat option (every, pattern, tz) is refused naming what to write instead", () =>
+    Effect.gen(function*() {
+      for (const [key, value, instead] of [
+        ["every", 30_000, `cron: a schedule of times, such as "*/30 * * * * *"`],
+        ["pattern", "0 0 * * *", "cron"],
+        ["tz", "Europe/Paris", `cron: a Cron read in its zone, Cron.parseUnsafe("0 3 * * *", "Europe/Paris")`]
+      ] as const) {
+        const error = yield* Effect.flip(JobQueue.repeat("o", Echo, { n: 1 }, { cron: "* * * * *", [key]: value } as JobQueue.RepeatOptions))
+        assert(error._tag === "InvalidJobOptions")
+        assert.strictEqual(error.field, key)
+        assert.include(error.reason, `(use ${instead})`)
+      }
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
   // a tick's enqueue carries its deadline, catchUp after it, which Postgres keeps as a bigint: past
   // 2^63 ms every enqueue failed ("bigint out of range") and was retried until that deadline, so the
   // schedule never stored a job, only warnings
