@@ -307,7 +307,17 @@ const storedTaskName = (name: string): string | undefined =>
 const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
 const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
-const REPEAT_HINTS = { attempts: "maxAttempts", retryLimit: "maxAttempts", backfill: "catchUp", backfillPeriod: "catchUp" }
+// BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
+// hour has none), its zone a Cron's own
+const REPEAT_HINTS = {
+  attempts: "maxAttempts",
+  retryLimit: "maxAttempts",
+  backfill: "catchUp",
+  backfillPeriod: "catchUp",
+  every: `cron: a schedule of times, such as "*/30 * * * * *"`,
+  pattern: "cron",
+  tz: `cron: a Cron read in its zone, Cron.parseUnsafe("0 3 * * *", "Europe/Paris")`
+}
 
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
