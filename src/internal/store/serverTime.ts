@@ -87,8 +87,13 @@ const BOOT_TOLERANCE = 20
  * overlaps (a step smaller than a slow answer's range: NTP steps past 128 ms, a busy event loop
  * reads an answer tens of ms late): kept, it held the store's time behind the server's by the step
  * for as long as it was kept. A step of the server's clock that small is not told from a slow answer.
+ * `back`: an older answer of the same clock of this machine asked a higher offset than the newer
+ * ones allow, by more than the clocks' drift since: the server's clock went back between them.
  */
-const narrow = (fresh: Answer, older: ReadonlyArray<Answer>): { readonly kept: Array<Answer>; readonly high: number } => {
+const narrow = (
+  fresh: Answer,
+  older: ReadonlyArray<Answer>
+): { readonly kept: Array<Answer>; readonly high: number; readonly back: boolean } => {
   const kept = [fresh]
   let { high, low } = fresh
   for (const answer of older) {
@@ -96,13 +101,34 @@ const narrow = (fresh: Answer, older: ReadonlyArray<Answer>): { readonly kept: A
     if (Math.abs(answer.skew - fresh.skew) > SKEW_TOLERANCE) break
     const l = Math.max(low, answer.low)
     const h = Math.min(high, answer.high)
-    if (l > h) break
+    if (l > h) return { kept, high, back: answer.low - high > SKEW_TOLERANCE + (fresh.at - answer.at) * MAX_SLEW }
     low = l
     high = h
     kept.push(answer)
   }
-  return { kept, high }
+  return { kept, high, back: false }
 }
+
+/**
+ * How far back (ms) at most the store's time is held still rather than followed, where no answer
+ * shows the server's clock went back (`narrow`'s `back`: it cannot where this machine's clock was
+ * stepped or suspended between the two answers, whose offsets are then of different clocks).
+ *
+ * A quick answer after slower ones lowers the offset by the slower ones' excess way (tens of ms
+ * under a busy event loop): read as it is, the store's time went back by it between two reads with
+ * no clock stepped, and a lease read across it looked longer, a tick's deadline early. Held still
+ * instead until this machine's clock catches up, the store's time is never behind the server's
+ * (the lowered offset is still the highest the answers allow) and never goes back: a hold is NTP's
+ * slew at its fastest, for a few ms. A server's clock itself goes back only by a step: Postgres's
+ * `now()` and Redis's `TIME` read the wall clock (`gettimeofday`), which NTP slews (at most 0.5 ms
+ * a second, never back) below its step threshold (ntpd 128 ms, timesyncd 400 ms, chrony's
+ * `makestep` 1 s or none) and steps above it. A step is followed at the first answer after it
+ * (`back`), where it cannot be seen so past this bound: held for the whole step, the store's time
+ * stood still for as long (a step back of an hour, an hour); held up to a second, it is ahead of
+ * the server's by at most that, never behind. A lowering past it (an answer more than a second
+ * late, then a quick one) goes back, as any did before.
+ */
+export const HOLD_BOUND = NOW_REFRESH
 
 export interface ServerTime {
   /** The server's time (ms), at once. */
@@ -135,6 +161,8 @@ export const make = (
   let seenStep = 0
   /** The answers that narrow the offset, newest first. */
   let answers: ReadonlyArray<Answer> = []
+  /** The last time read (the server's): the next read is held at it, unless `HOLD_BOUND` behind. */
+  let last = -Infinity
   /** When the server was last asked (this machine's clock), and whether it is unanswered. */
   let asked = 0
   let asking = false
@@ -160,7 +188,7 @@ export const make = (
       }
       // the server read its clock between the question and the answer: the true offset is between
       // these two (1 ms more each way for the two clocks' rounding to ms)
-      const { high, kept } = narrow({ low: server - received - 1, high: server - received + way + 1, at: received, skew }, answers)
+      const { back, high, kept } = narrow({ low: server - received - 1, high: server - received + way + 1, at: received, skew }, answers)
       answers = kept
       // the highest the answers allow, not their midpoint (NTP's): the store's time never lags the
       // server's (a job the server has just made visible, or enqueued with no delay, read as delayed).
@@ -169,6 +197,8 @@ export const make = (
       // A midpoint lags by half the way back's excess: measured on one machine (true offset 0) under
       // a busy loop, -48 to +55 ms, against +2 to +26 for this and +2 to +123 for the last answer's
       offset = high
+      // the server's clock went back: followed at once, not held
+      if (back) last = -Infinity
       return server
     })
   })
@@ -189,6 +219,12 @@ export const make = (
     const stepped = local - mono - skew
     return Math.abs(stepped) > slack ? local - step(local, stepped, slack) + offset : local + offset
   }
+  /** `at(local)`, never before the last read but by more than `HOLD_BOUND`. */
+  const read = (local: number): number => {
+    const time = at(local)
+    if (time >= last || last - time > HOLD_BOUND) last = time
+    return last
+  }
   /**
    * How far this machine's clock was stepped, of `stepped` that it moved against the monotonic
    * clock: less any time the machine was suspended meanwhile, which the server's clock went on
@@ -206,7 +242,7 @@ export const make = (
     seenStep = stepped - booted > BOOT_TOLERANCE ? Math.abs(booted) > BOOT_TOLERANCE + slack ? booted : 0 : stepped
     return seenStep
   }
-  const nowUnsafe = () => at(clock.currentTimeMillisUnsafe())
+  const nowUnsafe = () => read(clock.currentTimeMillisUnsafe())
   // uninterruptible: interrupted between the flag and the fork (a runloop yield lets another fiber in),
   // the store was left asking for ever, its time never refreshed again
   const now = Effect.uninterruptible(Effect.suspend(() => {
@@ -214,9 +250,9 @@ export const make = (
     // and at once if this machine's clock went back past the last question (stepped: NTP, a VM
     // resumed): waiting for it to reach the last question again held the store's time behind the
     // server's by the step for as long as the step (a delayed job's wake-up late by it)
-    if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(at(local))
+    if (asking || (local >= asked && local - asked < NOW_REFRESH)) return Effect.succeed(read(local))
     asking = true
-    return Effect.as(inBackground, at(local))
+    return Effect.as(inBackground, read(local))
   }))
   return { now, nowUnsafe, refresh }
 }
