@@ -123,10 +123,10 @@ const narrow = (
  * `now()` and Redis's `TIME` read the wall clock (`gettimeofday`), which NTP slews (at most 0.5 ms
  * a second, never back) below its step threshold (ntpd 128 ms, timesyncd 400 ms, chrony's
  * `makestep` 1 s or none) and steps above it. A step is followed at the first answer after it
- * (`back`), where it cannot be seen so past this bound: held for the whole step, the store's time
- * stood still for as long (a step back of an hour, an hour); held up to a second, it is ahead of
- * the server's by at most that, never behind. A lowering past it (an answer more than a second
- * late, then a quick one) goes back, as any did before.
+ * (`back`); where the answers cannot show it, only past this bound: held for the whole step, the
+ * store's time stood still for as long (a step back of an hour, an hour); held up to a second, it
+ * is ahead of the server's by at most that, never behind. A lowering past it (an answer more than
+ * a second late, then a quick one) goes back, as any did before.
  */
 export const HOLD_BOUND = NOW_REFRESH
 
