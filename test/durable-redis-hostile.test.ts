@@ -1473,6 +1473,43 @@ describe.skipIf(!enabled || redisServer.binary() === undefined)("Redis writes on
       assert.strictEqual(row?.state, "queued", "the given-up enqueue was never written (the docs say it may be)")
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // a queue a purge dropped is listed again by the enqueue that makes it anew, after its script: an
+  // interruption of its caller while the script waited (a user's timeout) skipped that re-add, and
+  // the job was stored in a queue out of the list: never reaped (a crashed consumer's job running
+  // for ever), purged or listed with every queue
+  it.live("an enqueue interrupted while its script waits, to a queue a purge dropped: once stored, its queue is listed again", () =>
+    Effect.gen(function*() {
+      const server = yield* ownServer()
+      const prefix = freshPrefix()
+      // two processes: the producer listed the queue before another's purge dropped it
+      const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+      const purger = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
+      // its script loaded (a job with an id of the caller's), its queue known: the enqueue below is one EVALSHA
+      const first = yield* store.enqueue(newJob("dropped", { id: "warm" }))
+      const { claims } = yield* purger.claim({ queues: ["dropped"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+      assert.isTrue(yield* purger.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+      assert.strictEqual(yield* purger.purge((yield* purger.now) + 60_000, ["succeeded"]), 1)
+      const { createClient } = yield* Effect.promise(() => import("redis"))
+      const side = createClient({ url: server.url, RESP: 2 })
+      side.on("error", () => {})
+      yield* Effect.acquireRelease(Effect.promise(() => side.connect()), () => Effect.sync(() => side.destroy()))
+      const listed = Effect.promise(() => side.sendCommand<Array<string>>(["SMEMBERS", `{${prefix}}:queues`]))
+      assert.deepStrictEqual(yield* listed, [], `the purge dropped the emptied queue (${first.id})`)
+      const blockedClients = Effect.promise(() => side.sendCommand<string>(["INFO", "clients"])).pipe(
+        Effect.map((info) => Number(/blocked_clients:(\d+)/.exec(info)![1]))
+      )
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "PAUSE", "30000", "WRITE"]))
+      const fiber = yield* Effect.forkDetach(store.enqueue(newJob("dropped", { id: "given-up" })))
+      yield* blockedClients.pipe(Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }))
+      yield* Fiber.interrupt(fiber)
+      yield* Effect.promise(() => side.sendCommand(["CLIENT", "UNPAUSE"]))
+      const row = yield* store.get("given-up").pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(row?.state, "queued", "the given-up enqueue was stored when the server resumed")
+      yield* until(listed, (names) => names.includes("dropped"), "the queue of the stored job is listed again")
+      // what the list serves: a listing of every queue shows the job
+      assert.deepStrictEqual((yield* store.list({ queue: undefined, states: ["queued"], limit: 10 })).map((job) => job.id), ["given-up"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // a tick's script reads the server's TIME when it runs, not when it was sent: a tick held by a
   // paused server past its notAfter stores nothing (neither its job nor its id index)
   it.live("a repeat's tick whose script waits on the paused server until past its notAfter stores nothing and answers late", () =>
