@@ -629,17 +629,31 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         if (fresh === 1 && (result[0] !== id || result[1] === -1)) yield* redis.send("HDEL", IDS, id)
         return result
       })
+    /**
+     * An enqueue's script and its `relist`. Its caller interrupted while they wait (a user's timeout,
+     * a paused or busy server), the script still runs when the server gets to it (a command sent is
+     * not taken back) and may make the queue's seq: the re-add is then done in the background, by a
+     * look at the seq sent behind the script on its node's connection (so it runs after it). Without
+     * it the job was stored in a queue out of the list: never reaped, purged or listed with every queue.
+     */
+    const relisting = <A, E>(queue: string, stored: Effect.Effect<A, E>) =>
+      Effect.onInterrupt(stored, () =>
+        Effect.asVoid(Effect.forkIn(
+          Effect.flatMap(redis.send<number>("EXISTS", `${base(queue)}:seq`), (made) => relist(queue, String(made))).pipe(Effect.ignore),
+          scope
+        )))
     const enqueue = (job: NewJob) =>
       op(
         "enqueue",
         Effect.gen(function*() {
           yield* knownQueue(job.queue)
-          const [id, created, dueIn, madeQueue] = yield* (job.id === undefined
-            ? enqueueNamed(job)
-            : cfg.cluster
-            ? enqueueCluster(job, job.id)
-            : enqueueOne(job, job.id))
-          yield* relist(job.queue, madeQueue)
+          const [id, created, dueIn] = yield* relisting(
+            job.queue,
+            Effect.tap(
+              job.id === undefined ? enqueueNamed(job) : cfg.cluster ? enqueueCluster(job, job.id) : enqueueOne(job, job.id),
+              (result) => relist(job.queue, result[3])
+            )
+          )
           return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
         }),
         // a delayed job: this process's waiters wake at its time
@@ -679,8 +693,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           for (const [queue, indexes] of byQueue) {
             yield* knownQueue(queue)
             const fields = yield* scriptJson(indexes.map((i) => jobFields(jobs[i]!, `${crypto.randomUUID()}:${queue}`)))
-            const reply = yield* run("enqueueAll", queue, NOW(), fields)
-            yield* relist(queue, reply[1])
+            const reply = yield* relisting(queue, Effect.tap(run("enqueueAll", queue, NOW(), fields), (reply) => relist(queue, reply[1])))
             indexes.forEach((i, k) => out[i] = { id: reply[2 + 2 * k] as string, created: reply[3 + 2 * k] === 1 })
             if (reply[0] !== "") wakes.push({ queue, in: Number(reply[0]) })
           }
