@@ -727,6 +727,29 @@ else {
       }).pipe(Effect.timeout("40 seconds"))
     }, { timeout: 60_000 })
 
+    // a purge that empties a queue drops its keys; a store that held the queue's delayed marker
+    // (the job since cancelled and purged) handed it back at its close by a script that wrote it
+    // whatever the queue held: a marker key of a queue out of the list, which no purge visits, left
+    // for good (one a tenant's queue), and a wake-up for a job that no longer exists
+    it.live("a store that holds a delayed job's marker when that job is cancelled and a purge drops its queue: at its close it writes no key of the dropped queue", () => {
+      const prefix = freshPrefix()
+      return Effect.gen(function*() {
+        const key = (name: string) => `${RedisStore.queueBase(prefix, "tenant")}:${name}`
+        const scope = yield* Scope.make()
+        const store = yield* Effect.flatMap(RedisStore.options({ url: url!, prefix }), RedisStore.open).pipe(Scope.provide(scope))
+        const idle = yield* Effect.forkChild(store.wait(600_000, undefined, ["tenant"], ["Echo"]))
+        yield* Effect.promise(() => blocked(prefix, 1))
+        const job = yield* store.enqueue(newJob("tenant", { runAt: Date.now() + 3_600_000 }))
+        yield* until(Effect.promise(() => admin((client) => client.zCard(key("held")))), (n) => n === 1, "the store holds the marker")
+        assert.strictEqual(yield* store.cancel(job.id), "cancelled")
+        assert.strictEqual(yield* store.purge((yield* store.now) + 60_000, ["cancelled"]), 1)
+        assert.deepStrictEqual(yield* Effect.promise(() => admin((client) => keysOf(client, prefix))), [], "the purge dropped the queue's keys")
+        yield* Fiber.interrupt(idle)
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(yield* Effect.promise(() => admin((client) => keysOf(client, prefix))), [], "a key of the dropped queue written again")
+      }).pipe(Effect.timeout("40 seconds"))
+    }, { timeout: 60_000 })
+
     it.live("a job that ends or is cancelled wakes this process's awaiter at once (poll 1 hour), and not its idle consumer of another queue", () => {
       const prefix = freshPrefix()
       return Effect.gen(function*() {
