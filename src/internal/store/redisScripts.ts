@@ -807,10 +807,12 @@ return out
 
 /**
  * Puts a wake-up marker back (ARGV: its score, its member, holder) unless the queue has a sooner
- * one; a holder (a store's id, or "") that hands back its delayed marker leaves `B:held`.
+ * one, or has no job (a purge may have dropped it since the marker was taken: a marker written then
+ * was a key of a queue out of the list, left for good); a holder (a store's id, or "") that hands
+ * back its delayed marker leaves `B:held`.
  */
 export const MARK_DUE: string = `${PRELUDE}
-markDue(ARGV[1], ARGV[2])
+if redis.call("EXISTS", B .. ":all") == 1 then markDue(ARGV[1], ARGV[2]) end
 if ARGV[3] ~= "" then redis.call("ZREM", B .. ":held", ARGV[3]) end
 return 1
 `
