@@ -413,7 +413,8 @@ else {
         const store = yield* namedStore(prefix, `effect-workpool:${prefix}`)
         const ids = new Map<string, string>()
         for (const { queue, task } of all) {
-          yield* store.configure(queue, { paused: false })
+          // a setting other than its default: its meta hash is a key (a default one is no field)
+          yield* store.configure(queue, { aging: 3_600_000 })
           const made = yield* store.enqueue({ ...newJob(queue), task, payload: JSON.stringify([queue, task]) })
           ids.set(made.id, JSON.stringify([queue, task]))
         }

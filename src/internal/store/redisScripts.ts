@@ -707,18 +707,25 @@ export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
 -- when the window frees under the limit in force (0: not full), to compare with the new limit's
 local freedAt = windowFreesAt(now)
-if ARGV[1] ~= "" then redis.call("HSET", KEYS[1], "paused", ARGV[1]) end
-if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "aging", ARGV[2]) end
+-- a setting at its default is no field (nor its window a key): the meta hash of a queue a purge
+-- dropped, resumed or its aging or rate limit removed, goes, as it would at the purge (a queue out
+-- of the list keeps no key that no purge visits)
+local function setting(field, value)
+  if value == "0" then redis.call("HDEL", KEYS[1], field) else redis.call("HSET", KEYS[1], field, value) end
+end
+if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
+if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
-  redis.call("DEL", B .. ":rate")
+  redis.call("DEL", B .. ":rate", B .. ":rateseq")
 elseif ARGV[3] ~= nil and ARGV[3] ~= "" then
   redis.call("HSET", KEYS[1], "rateLimit", ARGV[3], "rateInterval", ARGV[4])
   redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -tonumber(ARGV[3]) - 1)
 end
 if ARGV[1] == "0" then
-  redis.call("ZADD", B .. ":marker", 0, "0")
+  -- no job (a queue never used, or dropped): no one to wake
+  if redis.call("EXISTS", B .. ":all") == 1 then redis.call("ZADD", B .. ":marker", 0, "0") end
 elseif ARGV[3] ~= "" then
   -- a new limit: the queue's consumers held back by the window, in every process, claim again (the
   -- claim decides what the limit allows), woken as for a new job; one claims, and passes it on if
