@@ -1673,6 +1673,36 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       assert.strictEqual(yield* Effect.promise(() => admin((client) => client.exists(ids))), 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // an enqueue that makes its queue anew (its first job since a purge dropped it) re-adds it to the
+  // list after its script: a re-add that failed (a connection lost between the two) failed the
+  // enqueue of a job its script had stored, which the caller's retry stored twice, and left the queue
+  // out of the list (never reaped, purged or listed with every queue)
+  it.live("an enqueue whose script stored its job, its queue's re-add to the list failing: the enqueue succeeds and the queue is listed again, in the background", () =>
+    Effect.gen(function*() {
+      const prefix = freshPrefix()
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+      const QUEUES = `{${prefix}}:queues`
+      // the second SADD to the list fails: the first is the store's own look (a queue it had not seen), the second the re-add after the script
+      let sadds = 0
+      const failing = Redis.Redis.of({
+        ...plain,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+          command === "SADD" && args[0] === QUEUES && ++sadds === 2
+            ? Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") }))
+            : plain.send<A>(command, ...args)
+      })
+      const cfg = yield* RedisStore.options({ url: url!, prefix })
+      const store = yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, failing)
+      const { id } = yield* store.enqueue(newJob("fresh"))
+      assert.isAtLeast(sadds, 2, "the re-add was sent")
+      yield* until(
+        Effect.promise(() => admin((client) => client.sMembers(QUEUES))),
+        (names) => names.includes("fresh"),
+        "the queue of the stored job is listed again"
+      )
+      assert.deepStrictEqual((yield* store.list({ queue: undefined, states: ["queued"], limit: 10 })).map((job) => job.id), [id])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // a purge deletes its jobs in a script, then their ids from the index in a command of its own: one
   // that fails leaves an entry naming a queue that no longer holds the id. Another queue's tick of
   // that id (a late process's, as docs/durable.md's purge margin says) was answered "stored"

@@ -47,7 +47,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Effect, Exit, Fiber, Queue, Redacted } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Queue, Redacted, Schedule } from "effect"
 import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
@@ -430,7 +430,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * it listed.
      */
     const relist = (queue: string, madeQueue: string | number | undefined) =>
-      madeQueue === "1" ? Effect.asVoid(redis.send("SADD", QUEUES, queue)) : Effect.void
+      madeQueue === "1" ? Effect.catch(Effect.asVoid(redis.send("SADD", QUEUES, queue)), () => relistInBackground(queue)) : Effect.void
+    /**
+     * The re-add of a queue after an enqueue's script whose caller will not wait for it (interrupted
+     * while the script waits: the script still runs when the server gets to it, a command sent is not
+     * taken back) or whose own re-add failed: in the background, in the store's scope, by a look at
+     * the queue's seq sent behind the script on its node's connection (so it runs after it), tried
+     * again each second until done or the store closes. Without it the job was stored in a queue out
+     * of the list (never reaped, purged or listed with every queue); and a failed re-add failed the
+     * enqueue of a job that was stored, which its caller's retry stored twice.
+     */
+    const relistInBackground = (queue: string) =>
+      Effect.asVoid(Effect.forkIn(
+        Effect.flatMap(redis.send<number>("EXISTS", `${base(queue)}:seq`), (made) => made === 1 ? redis.send("SADD", QUEUES, queue) : Effect.void).pipe(
+          Effect.retry(Schedule.spaced("1 second")),
+          Effect.ignore
+        ),
+        scope
+      ))
     /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
     const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
       const named = namedQueue(id)
@@ -629,19 +646,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         if (fresh === 1 && (result[0] !== id || result[1] === -1)) yield* redis.send("HDEL", IDS, id)
         return result
       })
-    /**
-     * An enqueue's script and its `relist`. Its caller interrupted while they wait (a user's timeout,
-     * a paused or busy server), the script still runs when the server gets to it (a command sent is
-     * not taken back) and may make the queue's seq: the re-add is then done in the background, by a
-     * look at the seq sent behind the script on its node's connection (so it runs after it). Without
-     * it the job was stored in a queue out of the list: never reaped, purged or listed with every queue.
-     */
-    const relisting = <A, E>(queue: string, stored: Effect.Effect<A, E>) =>
-      Effect.onInterrupt(stored, () =>
-        Effect.asVoid(Effect.forkIn(
-          Effect.flatMap(redis.send<number>("EXISTS", `${base(queue)}:seq`), (made) => relist(queue, String(made))).pipe(Effect.ignore),
-          scope
-        )))
+    /** An enqueue's script and its `relist`, which `relistInBackground` does if its caller is interrupted while they wait. */
+    const relisting = <A, E>(queue: string, stored: Effect.Effect<A, E>) => Effect.onInterrupt(stored, () => relistInBackground(queue))
     const enqueue = (job: NewJob) =>
       op(
         "enqueue",
