@@ -638,21 +638,24 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       // dropped every job, the renewed queues' too, which then ran twice
       let stale = new Set<string>()
       let staleCause: unknown
+      /** The last beat's failure, if it failed (none since a beat that was answered). */
+      let beatFailure: Cause.Cause<unknown> | undefined
       /**
        * Interrupts, as lost, the running jobs whose lease (from its last renewal here, or its claim)
        * has ended by `now`: another consumer may be running them. Says why: the last beat left them
-       * unrenewed or failed (`failure`: its cause), a beat that renewed other queues' leases is not
-       * a failure and this is its only word; or no beat went in time (this process paused, its event
-       * loop blocked past a lease), which nothing else would say while the job ran again elsewhere.
+       * unrenewed or failed (its cause; a lease often ends at the look before the next beat, not at
+       * the failed one), a beat that renewed other queues' leases is not a failure and this is its
+       * only word; or no beat went in time (this process paused, its event loop blocked past a
+       * lease), which nothing else would say while the job ran again elsewhere.
        */
-      const expired = (now: number, failure?: Cause.Cause<unknown>) =>
+      const expired = (now: number) =>
         Effect.suspend(() => {
           let unrenewed = 0
           let late = 0
           for (const [token, entry] of running) {
             if (entry.reason !== undefined || now - entry.since < config.lease) continue
             interrupt(entry, "lost")
-            if (failure !== undefined || stale.has(token)) unrenewed++
+            if (beatFailure !== undefined || stale.has(token)) unrenewed++
             else late++
           }
           const jobs = (n: number) => `${n} durable job${n === 1 ? "'s lease" : "s' leases"}`
@@ -660,7 +663,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
             unrenewed === 0 ? Effect.void : Effect.logWarning(
               `effect-workpool: ${jobs(unrenewed)} could not be renewed for a lease (their queue's store unreachable?); ` +
                 `given up as lost, to run again elsewhere`,
-              failure ?? staleCause
+              beatFailure ?? staleCause
             ),
             late === 0 ? Effect.void : Effect.logWarning(
               `effect-workpool: ${jobs(late)} ended before this consumer renewed them (this process paused past a lease: ` +
@@ -736,6 +739,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           Effect.timeout(store.heartbeat(tokens, config.lease), left < Infinity ? left : beatSpacing)
         )
         if (Exit.isSuccess(beat)) {
+          beatFailure = undefined
           const unrenewed = beat.value.unrenewed
           stale = new Set(unrenewed?.tokens)
           staleCause = unrenewed?.error
@@ -756,7 +760,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
         } else if (yield* store.closed) {
           // a busy consumer (no claim to fail) hears of its store's close here: its close wakes the beat
           return storeClosed()
-        } else yield* expired(yield* store.now, beat.cause)
+        } else {
+          beatFailure = beat.cause
+          yield* expired(yield* store.now)
+        }
       }
     })
 
