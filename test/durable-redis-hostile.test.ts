@@ -1703,6 +1703,50 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       assert.deepStrictEqual((yield* store.list({ queue: undefined, states: ["queued"], limit: 10 })).map((job) => job.id), [id])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // a purge that drops an emptied queue takes it out of the list, then looks at its seq: an enqueue
+  // that made the queue again in between had its re-add undone by the removal, and only the look
+  // redoes it. A look that failed (a connection lost) failed the purge, and the queue, out of the
+  // list, was never looked at again: its job never reaped, purged or listed with every queue
+  it.live("a purge's look at a dropped queue's seq failing, an enqueue having made the queue again between the drop and the removal: the queue is listed again, in the background", () =>
+    Effect.gen(function*() {
+      const prefix = freshPrefix()
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
+      const cfg = yield* RedisStore.options({ url: url!, prefix })
+      const producer = yield* RedisStore.open(cfg)
+      const QUEUES = `{${prefix}}:queues`
+      let raced: string | undefined
+      let failed = 0
+      const failing = Redis.Redis.of({
+        ...plain,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+          Effect.suspend(() => {
+            // another process's enqueue lands between the purge's script (the drop) and its removal
+            if (command === "SREM" && args[0] === QUEUES && raced === undefined) {
+              return Effect.andThen(
+                Effect.tap(Effect.orDie(producer.enqueue(newJob("tenant"))), (job) => Effect.sync(() => raced = job.id)),
+                plain.send<A>(command, ...args)
+              )
+            }
+            if (command === "EXISTS" && args[0]!.endsWith(":seq") && raced !== undefined && failed === 0) {
+              failed++
+              return Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") }))
+            }
+            return plain.send<A>(command, ...args)
+          })
+      })
+      const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, failing)
+      const first = yield* store.enqueue(newJob("tenant"))
+      assert.strictEqual(yield* store.cancel(first.id), "cancelled")
+      assert.strictEqual(yield* store.purge(Date.now() + 60_000, ["cancelled"]), 1)
+      assert.strictEqual(failed, 1, "the look failed")
+      yield* until(
+        Effect.promise(() => admin((client) => client.sMembers(QUEUES))),
+        (names) => names.includes("tenant"),
+        "the queue of the raced job is listed again"
+      )
+      assert.deepStrictEqual((yield* store.list({ queue: undefined, states: ["queued"], limit: 10 })).map((job) => job.id), [raced])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // a purge deletes its jobs in a script, then their ids from the index in a command of its own: one
   // that fails leaves an entry naming a queue that no longer holds the id. Another queue's tick of
   // that id (a late process's, as docs/durable.md's purge margin says) was answered "stored"

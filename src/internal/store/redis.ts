@@ -441,13 +441,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * enqueue of a job that was stored, which its caller's retry stored twice.
      */
     const relistInBackground = (queue: string) =>
-      Effect.asVoid(Effect.forkIn(
-        Effect.flatMap(redis.send<number>("EXISTS", `${base(queue)}:seq`), (made) => made === 1 ? redis.send("SADD", QUEUES, queue) : Effect.void).pipe(
-          Effect.retry(Schedule.spaced("1 second")),
-          Effect.ignore
-        ),
-        scope
-      ))
+      Effect.asVoid(Effect.forkIn(relistIfMade(queue).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore), scope))
+    /** Adds the queue to the list if its seq exists: an enqueue made it again after a drop. */
+    const relistIfMade = (queue: string) =>
+      Effect.flatMap(redis.send<number>("EXISTS", `${base(queue)}:seq`), (made) => made === 1 ? Effect.asVoid(redis.send("SADD", QUEUES, queue)) : Effect.void)
     /** The queue of a job id: named in it (a new job's), else in the id index (a repeatable job's tick). */
     const queueOfId = (id: string): Effect.Effect<string | null, Redis.RedisError> => {
       const named = namedQueue(id)
@@ -792,7 +789,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.gen(function*() {
         yield* redis.send("SREM", QUEUES, queue)
         added.delete(queue)
-        if ((yield* redis.send<number>("EXISTS", `${base(queue)}:seq`)) === 1) yield* redis.send("SADD", QUEUES, queue)
+        // a look that fails (a connection lost) is tried again in the background: an enqueue's
+        // re-add the removal undid is redone by it alone, and a purge tried again would not look,
+        // the queue being out of the list
+        yield* Effect.catch(relistIfMade(queue), () => relistInBackground(queue))
       })
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
