@@ -74,7 +74,10 @@ const readSinceBoot = (): number => {
     return Number.NaN
   }
 }
-const liveSinceBoot = process.platform === "linux" && !Number.isNaN(readSinceBoot()) ? readSinceBoot : undefined
+/** `readSinceBoot` where it reads (Linux), looked at once, at the first store's make (not at import). */
+let bootClock: (() => number) | undefined | null = null
+const liveSinceBoot = (): (() => number) | undefined =>
+  bootClock === null ? bootClock = process.platform === "linux" && !Number.isNaN(readSinceBoot()) ? readSinceBoot : undefined : bootClock
 
 /** How far (ms) the time since boot may run from the monotonic clock with no suspend: two 10-ms readings. */
 const BOOT_TOLERANCE = 20
@@ -149,7 +152,7 @@ export const make = (
   options?: { readonly sinceBoot?: (() => number) | undefined }
 ): ServerTime => {
   const monotonic = Monotonic.millis(clock)
-  const sinceBoot = options?.sinceBoot ?? (Monotonic.isLive(clock) ? liveSinceBoot : undefined)
+  const sinceBoot = options?.sinceBoot ?? (Monotonic.isLive(clock) ? liveSinceBoot() : undefined)
   let offset = 0
   /** The newest answer's `skew`, and when it came (monotonic): undefined before the first. */
   let skew: number | undefined
