@@ -11,7 +11,6 @@
  * @internal
  */
 import { type Clock, Effect } from "effect"
-import * as fs from "node:fs"
 import * as Monotonic from "../monotonic.ts"
 
 /**
@@ -67,17 +66,28 @@ const MAX_SLEW = 0.0005
  * to whole seconds where the file cannot be read (and is the wall clock less the boot's date on
  * macOS, which a step moves too). NaN if the read fails: then a step is taken as one.
  */
-const readSinceBoot = (): number => {
+const readSinceBoot = (fs: typeof import("node:fs")) => (): number => {
   try {
     return Number.parseFloat(fs.readFileSync("/proc/uptime", "latin1")) * 1000
   } catch {
     return Number.NaN
   }
 }
-/** `readSinceBoot` where it reads (Linux), looked at once, at the first store's make (not at import). */
+/**
+ * `readSinceBoot` where it reads (Linux), looked at once, at the first store's make (not at import).
+ * `node:fs` by `process.getBuiltinModule`, not imported: the package builds for the browser, which
+ * has no such module (nor `process`).
+ */
 let bootClock: (() => number) | undefined | null = null
-const liveSinceBoot = (): (() => number) | undefined =>
-  bootClock === null ? bootClock = process.platform === "linux" && !Number.isNaN(readSinceBoot()) ? readSinceBoot : undefined : bootClock
+const liveSinceBoot = (): (() => number) | undefined => {
+  if (bootClock !== null) return bootClock
+  const node = (globalThis as { readonly process?: typeof process }).process
+  const fs = node?.platform === "linux" && typeof node.getBuiltinModule === "function"
+    ? node.getBuiltinModule("node:fs") as typeof import("node:fs") | undefined
+    : undefined
+  const read = fs === undefined ? undefined : readSinceBoot(fs)
+  return bootClock = read !== undefined && !Number.isNaN(read()) ? read : undefined
+}
 
 /** How far (ms) the time since boot may run from the monotonic clock with no suspend: two 10-ms readings. */
 const BOOT_TOLERANCE = 20
