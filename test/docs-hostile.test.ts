@@ -3,7 +3,7 @@
  * exports is named there; what the docs check itself would miss.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Cause, Effect, Layer, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -159,6 +159,57 @@ describe("the docs' examples run", () => {
       }
       assert.deepStrictEqual(refused, [])
     }))
+})
+
+describe("what an error says to try is accepted", () => {
+  /**
+   * The reason of a refused duration, or undefined if `value` is accepted. The reason is read as
+   * documentation: a user whose value was refused tries what it names next.
+   */
+  const refusal = (attempt: (value: unknown) => Effect.Effect<unknown, unknown, any>) => (value: unknown) =>
+    Effect.map(Effect.exit(Effect.scoped(attempt(value))), (exit) =>
+      exit._tag === "Success" ? undefined : String((Cause.squash(exit.cause) as { reason?: unknown }).reason))
+
+  /** The hints a refused value's reason gives: "use Infinity" asks for Infinity, "at least 0" admits 0. */
+  const hinted = (reason: string): ReadonlyArray<number> => [
+    ...(/use Infinity/.test(reason) ? [Infinity] : []),
+    ...(/at least 0/.test(reason) ? [0] : [])
+  ]
+
+  const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.Void })
+  const durations: ReadonlyArray<readonly [string, (value: unknown) => Effect.Effect<unknown, unknown, any>]> = [
+    ["WorkPool queueTimeout", (queueTimeout) => WorkPool.make({ concurrency: 1, queueTimeout } as any)],
+    ["WorkPool shutdownTimeout", (shutdownTimeout) => WorkPool.make({ concurrency: 1, shutdownTimeout } as any)],
+    ["WorkPool rateLimit.interval", (interval) => WorkPool.make({ concurrency: 1, rateLimit: { limit: 1, interval } } as any)],
+    ["a job's timeout", (timeout) => Effect.flatMap(WorkPool.make({ concurrency: 1 }), (pool) => pool.run(Effect.void, { timeout } as any))],
+    ["consume lease", (lease) =>
+      JobQueue.consume({ handlers: [Task.handle(Ping, () => Effect.void)], concurrency: 1, lease, shutdownTimeout: 0 } as any).pipe(
+        Effect.provide(JobStore.memory())
+      )],
+    ["consume poll", (poll) =>
+      JobQueue.consume({ handlers: [Task.handle(Ping, () => Effect.void)], concurrency: 1, poll, shutdownTimeout: 0 } as any).pipe(
+        Effect.provide(JobStore.memory())
+      )],
+    ["enqueue retry.exponential", (exponential) =>
+      JobQueue.enqueue(Ping, "hi", { retry: { exponential } } as any).pipe(Effect.provide(JobStore.memory()))]
+  ]
+
+  for (const [name, attempt] of durations) {
+    it.effect(`${name}: a refused duration's reason names no value that is refused too`, () =>
+      Effect.gen(function*() {
+        const refused = refusal(attempt)
+        const misleading: Array<string> = []
+        for (const value of [-1, 0, Infinity]) {
+          const reason = yield* refused(value)
+          if (reason === undefined) continue
+          for (const hint of hinted(reason)) {
+            const again = yield* refused(hint)
+            if (again !== undefined) misleading.push(`${value}: "${reason}", but ${hint}: "${again}"`)
+          }
+        }
+        assert.deepStrictEqual(misleading, [])
+      }))
+  }
 })
 
 describe("the docs check", () => {

@@ -306,6 +306,25 @@ const isDurationInput = (value: unknown): boolean => {
 const NOT_A_DURATION = "expected a duration: milliseconds, a string such as \"5 seconds\", a Duration, " +
   "[seconds, nanos], bigint nanoseconds or units such as { seconds: 5 }"
 
+/** A duration in milliseconds, any value of the type (negative, 0, Infinity). */
+const durationMillis = (field: string, value: unknown): number => {
+  const duration = isDurationInput(value) ? Option.getOrUndefined(Duration.fromInput(value as Duration.Input)) : undefined
+  if (duration === undefined) fail(field, value, NOT_A_DURATION)
+  return Duration.toMillis(duration!)
+}
+
+/**
+ * What each kind of duration takes, as its error says. Each names only values the kind takes (a
+ * negative `positive` one said "at least 0", and the 0 then tried was refused; a lease of 0 was
+ * told to use Infinity, then refused as not finite): the reason is what a user tries next.
+ */
+const EXPECTED = {
+  positive: "expected a duration above 0 (use Infinity for none)",
+  nonNegative: "expected a duration of at least 0",
+  nonNegativeFinite: "expected a finite duration of at least 0",
+  finite: "expected a finite duration above 0"
+} as const
+
 /**
  * A duration in milliseconds. A `positive` one (a deadline, aging, idleness) would mean "at once" at
  * 0, so 0 is refused and Infinity stands for "none", returned as 0 (the default of every such
@@ -313,20 +332,18 @@ const NOT_A_DURATION = "expected a duration: milliseconds, a string such as \"5 
  * `nonNegativeFinite` one (a thread's cancelGrace, after which it is terminated) may not be Infinity.
  */
 export const millis = (field: string, value: unknown, kind: "positive" | "nonNegative" | "nonNegativeFinite"): number => {
-  const duration = isDurationInput(value) ? Option.getOrUndefined(Duration.fromInput(value as Duration.Input)) : undefined
-  if (duration === undefined) fail(field, value, NOT_A_DURATION)
-  const ms = Duration.toMillis(duration!)
-  if (Number.isNaN(ms) || ms < 0) fail(field, value, "expected a duration of at least 0")
-  if (kind === "nonNegativeFinite" && ms === Infinity) fail(field, value, "expected a finite duration of at least 0")
-  if (kind !== "positive") return ms
-  if (ms === 0) fail(field, value, "expected a duration above 0 (use Infinity for none)")
-  return ms === Infinity ? 0 : ms
+  const ms = durationMillis(field, value)
+  // !(ms >= 0) refuses NaN too
+  if (!(ms >= 0) || (kind === "positive" && ms === 0) || (kind === "nonNegativeFinite" && ms === Infinity)) {
+    fail(field, value, EXPECTED[kind])
+  }
+  return kind === "positive" && ms === Infinity ? 0 : ms
 }
 
 /** A finite duration above 0, in milliseconds (a lease, a poll interval): "none" makes no sense. */
 export const finiteMillis = (field: string, value: unknown): number => {
-  const ms = millis(field, value, "positive")
-  if (ms === 0) fail(field, value, "expected a finite duration above 0")
+  const ms = durationMillis(field, value)
+  if (!(ms > 0 && ms < Infinity)) fail(field, value, EXPECTED.finite)
   return ms
 }
 
