@@ -939,7 +939,8 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  * Sets a queue's aging: each `aging` of waiting raises a job by one priority level, the rule of
  * `WorkPool`'s `aging`. The order is a static key computed when a job enters the queue, so the
  * setting applies to jobs enqueued (or retried) after it; set it once, before producing (or give it
- * to the queue's consumers: `ConsumeOptions.aging`).
+ * to the queue's consumers: `ConsumeOptions.aging`). 0 or `Infinity` takes the queue's aging away
+ * (strict priority; `stats` shows it as 0).
  *
  * @example
  * ```ts
@@ -951,7 +952,7 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  * @category producer
  */
 export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
-  // 0 or Infinity: none, as for WorkPool's aging
+  // 0 or Infinity: none (WorkPool's aging refuses 0; a queue's takes it, as stats shows none as 0)
   Effect.flatMap(invalid(() => agingOf("aging", aging)), (millis) => configure(queue, { aging: millis }))
 
 /**
