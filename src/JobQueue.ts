@@ -46,7 +46,7 @@ import * as Backoff from "./internal/durable/backoff.ts"
 import * as Repeat from "./internal/durable/repeat.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -326,11 +326,18 @@ const CONSUME_KEYS = [
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
+/** A job's own timeout as stored: `Infinity` is none (`NO_TIMEOUT`), not the consumer's default (0). */
+const jobTimeout = (value: unknown): number => {
+  // a positive duration: Infinity comes back as 0
+  const millis = config.millis("timeout", value, "positive")
+  return millis === 0 ? NO_TIMEOUT : stored("timeout", value, millis)
+}
+
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
 const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
   queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
   priority: options.priority === undefined ? 0 : priorityOf(options.priority),
-  timeout: options.timeout === undefined ? 0 : stored("timeout", options.timeout, config.millis("timeout", options.timeout, "positive")),
+  timeout: options.timeout === undefined ? 0 : jobTimeout(options.timeout),
   maxAttempts: options.maxAttempts === undefined
     ? DEFAULT_MAX_ATTEMPTS
     : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),

@@ -3,7 +3,8 @@
  * exports is named there; what the docs check itself would miss.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import { readFileSync } from "node:fs"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -210,6 +211,30 @@ describe("what an error says to try is accepted", () => {
         assert.deepStrictEqual(misleading, [])
       }))
   }
+})
+
+describe("what the JSDoc promises", () => {
+  const Nap = Task.make("Nap", { payload: Schema.Number, success: Schema.String })
+
+  // EnqueueOptions.timeout: "Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the
+  // consumer's)". Infinity was stored as 0, the consumer's default, so a producer could not give a
+  // long job no timeout under a consumer that has one: it died with AttemptTimeout.
+  it.effect("a durable job enqueued with timeout: Infinity has none, under a consumer whose default is 1 second", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.consume({
+        handlers: [Task.handle(Nap, (seconds) => Effect.as(Effect.sleep(`${seconds} seconds`), `slept ${seconds}`))],
+        concurrency: 2,
+        timeout: "1 second",
+        lease: "1 minute"
+      })
+      const unbounded = yield* JobQueue.enqueue(Nap, 5, { timeout: Infinity, maxAttempts: 1 })
+      const bounded = yield* JobQueue.enqueue(Nap, 5, { maxAttempts: 1 })
+      const results = yield* Effect.forkChild(Effect.all([Effect.exit(unbounded.await), Effect.exit(bounded.await)]))
+      for (let i = 0; i < 6; i++) yield* TestClock.adjust("1 second")
+      const [withNone, withDefault] = yield* Fiber.join(results)
+      assert.deepStrictEqual(withNone, Exit.succeed("slept 5"))
+      assert.strictEqual(withDefault._tag === "Failure" && (Cause.squash(withDefault.cause) as { _tag?: string })._tag, "AttemptTimeout")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
 })
 
 describe("the docs check", () => {

@@ -1731,6 +1731,20 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual([(error as DurableError.AttemptTimeout).millis, yield* Ref.get(finalized)], [5000, 1])
       })))
 
+    it.effect("6. a job enqueued with timeout: Infinity has none, whatever the consumer's default (Infinity was stored as that default)", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({
+          ...options,
+          timeout: "1 second",
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep("3 seconds"), n))]
+        })
+        const unbounded = yield* JobQueue.enqueue(Echo, { n: 7 }, { timeout: Infinity, maxAttempts: 1 })
+        const bounded = yield* JobQueue.enqueue(Echo, { n: 8 }, { maxAttempts: 1 })
+        yield* tick(3500)
+        assert.strictEqual(yield* unbounded.await, 7)
+        assert.instanceOf(yield* Effect.flip(bounded.await), DurableError.AttemptTimeout)
+      })))
+
     it.effect("6. a timed-out attempt is settled only once it has stopped: its retry never overlaps its finalizers", () =>
       provide(Effect.gen(function*() {
         const events = yield* Ref.make<Array<string>>([])

@@ -19,7 +19,7 @@ import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
-import { decodeTrace, JobStore } from "../store/model.ts"
+import { decodeTrace, JobStore, NO_TIMEOUT } from "../store/model.ts"
 import * as ServerTime from "../store/serverTime.ts"
 import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
@@ -412,7 +412,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
           since
         }
         running.set(claim.token, entry)
-        const timeout = claim.job.timeout > 0 ? claim.job.timeout : config.timeout > 0 ? config.timeout : Infinity
+        // the job's own (NO_TIMEOUT: none), else the consumer's
+        const timeout = claim.job.timeout > 0
+          ? claim.job.timeout
+          : claim.job.timeout === NO_TIMEOUT || config.timeout === 0
+          ? Infinity
+          : config.timeout
         // the producer's span, stored with the job, is the parent of its `workpool.job` span here
         const trace = decodeTrace(claim.job.trace)
         const submit = pool.submit(attempt(entry), { timeout })

@@ -31,7 +31,7 @@ export interface JobRow {
   /** Attempts started (a claim counts one; a claim given back by a shutdown does not). */
   readonly attempts: number
   readonly maxAttempts: number
-  /** Milliseconds per attempt; 0 means the consumer's default. */
+  /** Milliseconds per attempt; 0 means the consumer's default, `NO_TIMEOUT` none. */
   readonly timeout: number
   readonly createdAt: number
   /** When it may be claimed (store time, ms). */
@@ -52,6 +52,13 @@ export interface JobRow {
   /** The job's own retry policy (see durable/backoff.ts), as JSON text; null or absent: the consumer's. */
   readonly retry?: string | null | undefined
 }
+
+/**
+ * A job's stored `timeout` when its producer gave it none (`timeout: Infinity`), whatever the
+ * consumer's default (0 stands for that default). Negative, so that a consumer of an older version,
+ * which takes only a timeout above 0 as the job's own, runs it with its default.
+ */
+export const NO_TIMEOUT = -1
 
 export interface NewJob {
   /**
