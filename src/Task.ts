@@ -97,12 +97,14 @@ export type Success<T extends Any> = T extends Task<any, any, any, infer S, any,
 export type Failure<T extends Any> = T extends Task<any, any, any, any, any, infer F, any> ? F : never
 
 /**
- * Defines a task. `failure` defaults to `Schema.Never` (the task cannot fail, only die).
+ * Defines a task. `failure` defaults to `Schema.Never` (the task cannot fail, only die). A module of
+ * tasks is loaded by every thread that serves them: import by subpath there, as below (`"effect"`
+ * loads all of effect in each thread).
  *
  * @example
  * ```ts
- * import { Schema } from "effect"
- * import { Task } from "effect-workpool"
+ * import * as Schema from "effect/Schema"
+ * import * as Task from "effect-workpool/Task"
  *
  * export class EmptyInput extends Schema.TaggedError<EmptyInput>()("EmptyInput", {}) {}
  *

@@ -238,10 +238,11 @@ const PROGRESS_INTERVAL = 50
  *
  * @example
  * ```ts
- * // worker.ts, loaded by ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url) })
- * import { Effect } from "effect"
+ * // worker.ts, loaded by ThreadPool.make({ worker: new URL("./worker.ts", import.meta.url) });
+ * // by subpath: each thread loads what its file imports, and "effect" is all of effect
+ * import * as Effect from "effect/Effect"
  * import { createHash } from "node:crypto"
- * import { Task } from "effect-workpool"
+ * import * as Task from "effect-workpool/Task"
  * import * as ThreadWorker from "effect-workpool/ThreadWorker"
  * import { Hash } from "./tasks.ts"
  *
