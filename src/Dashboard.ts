@@ -229,8 +229,7 @@ const validate = (options: Options) =>
     if (allowedHosts !== "any" && !(Array.isArray(allowedHosts) && allowedHosts.every(Host.validEntry))) {
       config.fail("allowedHosts", allowedHosts, `expected "any" or an array of host names without port or scheme (".example.com": it and its subdomains)`)
     }
-    const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval)
-    if (interval < 50) config.fail("interval", options.interval, "expected at least 50 milliseconds")
+    const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval, 50)
     return {
       port,
       host,

@@ -1396,8 +1396,7 @@ export const consume: {
       if (options.concurrency === undefined && threads === undefined) {
         config.fail("concurrency", options.concurrency, "expected a positive integer (it defaults only with a threadPool)")
       }
-      const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease)
-      if (lease < 3) config.fail("lease", options.lease, "expected at least 3 milliseconds")
+      const lease = options.lease === undefined ? 30_000 : config.finiteMillis("lease", options.lease, 3)
       // the stores add it to their time in integer columns (Postgres' bigint)
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)

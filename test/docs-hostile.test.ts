@@ -171,10 +171,11 @@ describe("what an error says to try is accepted", () => {
     Effect.map(Effect.exit(Effect.scoped(attempt(value))), (exit) =>
       exit._tag === "Success" ? undefined : String((Cause.squash(exit.cause) as { reason?: unknown }).reason))
 
-  /** The hints a refused value's reason gives: "use Infinity" asks for Infinity, "at least 0" admits 0. */
+  /** The hints a refused value's reason gives: "use Infinity" asks for Infinity, "at least 0" admits 0, "above 0" 1 ms. */
   const hinted = (reason: string): ReadonlyArray<number> => [
     ...(/use Infinity/.test(reason) ? [Infinity] : []),
-    ...(/at least 0/.test(reason) ? [0] : [])
+    ...(/at least 0/.test(reason) ? [0] : []),
+    ...(/above 0/.test(reason) ? [1] : [])
   ]
 
   const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.Void })
@@ -192,7 +193,8 @@ describe("what an error says to try is accepted", () => {
         Effect.provide(JobStore.memory())
       )],
     ["enqueue retry.exponential", (exponential) =>
-      JobQueue.enqueue(Ping, "hi", { retry: { exponential } } as any).pipe(Effect.provide(JobStore.memory()))]
+      JobQueue.enqueue(Ping, "hi", { retry: { exponential } } as any).pipe(Effect.provide(JobStore.memory()))],
+    ["Dashboard interval", (interval) => Layer.build(Dashboard.layer({ interval } as any))]
   ]
 
   for (const [name, attempt] of durations) {

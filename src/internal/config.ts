@@ -340,10 +340,16 @@ export const millis = (field: string, value: unknown, kind: "positive" | "nonNeg
   return kind === "positive" && ms === Infinity ? 0 : ms
 }
 
-/** A finite duration above 0, in milliseconds (a lease, a poll interval): "none" makes no sense. */
-export const finiteMillis = (field: string, value: unknown): number => {
+/**
+ * A finite duration above 0, in milliseconds (a lease, a poll interval): "none" makes no sense.
+ * With `least`, at least that many: one reason names the whole range, so that a value it suggests
+ * is not refused in turn.
+ */
+export const finiteMillis = (field: string, value: unknown, least?: number): number => {
   const ms = durationMillis(field, value)
-  if (!(ms > 0 && ms < Infinity)) fail(field, value, EXPECTED.finite)
+  if (least === undefined ? !(ms > 0 && ms < Infinity) : !(ms >= least && ms < Infinity)) {
+    fail(field, value, least === undefined ? EXPECTED.finite : `expected a finite duration of at least ${least} milliseconds`)
+  }
   return ms
 }
 
