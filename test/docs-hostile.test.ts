@@ -194,7 +194,13 @@ describe("what an error says to try is accepted", () => {
       )],
     ["enqueue retry.exponential", (exponential) =>
       JobQueue.enqueue(Ping, "hi", { retry: { exponential } } as any).pipe(Effect.provide(JobStore.memory()))],
-    ["Dashboard interval", (interval) => Layer.build(Dashboard.layer({ interval } as any))]
+    ["Dashboard interval", (interval) => Layer.build(Dashboard.layer({ interval } as any))],
+    ["WorkPool aging", (aging) => WorkPool.make({ concurrency: 1, aging } as any)],
+    ["WorkPool retention.age", (age) => WorkPool.make({ concurrency: 1, retention: { count: 1, age } } as any)],
+    ["enqueue timeout", (timeout) => JobQueue.enqueue(Ping, "hi", { timeout } as any).pipe(Effect.provide(JobStore.memory()))],
+    ["enqueue delay", (delay) => JobQueue.enqueue(Ping, "hi", { delay } as any).pipe(Effect.provide(JobStore.memory()))],
+    ["purge olderThan", (olderThan) => JobQueue.purge({ olderThan } as any).pipe(Effect.provide(JobStore.memory()))],
+    ["setAging", (aging) => JobQueue.setAging("q", aging as any).pipe(Effect.provide(JobStore.memory()))]
   ]
 
   for (const [name, attempt] of durations) {
