@@ -2552,6 +2552,33 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* Scope.close(consumerScope, Exit.void)
       }), { discard: true }))
 
+    it.effect("readers outliving their store (its layer released under them): an await and a progressChanges in flight, and every read after, fail with StoreError, none waits forever", () =>
+      Effect.gen(function*() {
+        const storeScope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(makeLayer(), storeScope)
+        const leaked = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideContext(effect, context)
+        const job = yield* leaked(JobQueue.enqueue(Echo, { n: 1 }))
+        const awaiting = yield* Effect.forkChild(leaked(job.await))
+        const following = yield* Effect.forkChild(leaked(Stream.runDrain(job.progressChanges)))
+        yield* tick(1_000)
+        yield* Scope.close(storeScope, Exit.void)
+        // real time: a closed store's answer (an error) comes from its client, not from the TestClock
+        const bounded = <A, E>(effect: Effect.Effect<A, E>) =>
+          Effect.raceFirst(
+            Effect.map(Effect.exit(effect), (exit) => Exit.isFailure(exit) ? Cause.squash(exit.cause) : "succeeded"),
+            Effect.as(Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5_000))), "hung" as const)
+          )
+        const ends = [
+          yield* bounded(Fiber.join(awaiting)),
+          yield* bounded(Fiber.join(following)),
+          yield* bounded(leaked(job.await)),
+          yield* bounded(leaked(Stream.runDrain(job.progressChanges))),
+          yield* bounded(leaked(job.status)),
+          yield* bounded(leaked(JobQueue.list({ limit: 10 })))
+        ]
+        ends.forEach((end, i) => assert.instanceOf(end, DurableError.StoreError, `read ${i}: ${String(end)}`))
+      }))
+
     it.effect("a settle on a store whose scope has closed ends (it fails, or answers), it does not wait forever", () =>
       Effect.gen(function*() {
         // a consumer outliving its store (the store's layer provided inside the consumer's scope)

@@ -1409,7 +1409,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       Effect.provideService(Clock.Clock, Clock.Clock.defaultValue())
     )
 
-    return {
+    // closed, it refuses every operation at once, as the other stores do: a reader its close woke
+    // (an awaiter, a progress reader) went back to the server during the close's grace, answered,
+    // and waited for its next poll to find the client closed
+    return Closing.guard({
       enqueue,
       enqueueAll,
       get: (id) => op("get", getRow(id)),
@@ -1432,7 +1435,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       cancelVersion: cancels.version,
       now,
       closed: closing.closed
-    } satisfies Store
+    } satisfies Store, closing.isClosed)
   })
 
 /**
