@@ -143,6 +143,24 @@ describe("context in fiber jobs", () => {
       }))
       assert.deepStrictEqual(order, ["job scope", "after run", "after second run", "caller scope"])
     }))
+  it.effect("a submitted job that needs a Scope gets its submitter's (README): released under it when that scope closes first; Effect.scoped gives it its own", () =>
+    Effect.gen(function*() {
+      const pool = yield* WorkPool.make({ concurrency: 1 })
+      const log: Array<string> = []
+      const uses = (name: string) =>
+        Effect.acquireRelease(Effect.sync(() => void log.push(`${name} open`)), () => Effect.sync(() => void log.push(`${name} closed`))).pipe(
+          Effect.andThen(Effect.sleep(10)),
+          Effect.andThen(Effect.sync(() => void log.push(`${name} used`)))
+        )
+      const handles = yield* Effect.scoped(Effect.gen(function*() {
+        return [yield* pool.submit(uses("shared")), yield* pool.submit(Effect.scoped(uses("own")))]
+      }))
+      yield* TestClock.adjust(10)
+      yield* TestClock.adjust(10)
+      yield* Effect.forEach(handles, (handle) => handle.await)
+      assert.deepStrictEqual(log, ["shared open", "shared closed", "shared used", "own open", "own used", "own closed"])
+    }))
+
   it.effect("a fiber a job forks is interrupted (its finalizers run) when the job ends; one it detaches is its own and outlives the pool", () =>
     Effect.gen(function*() {
       const ends: Array<string> = []
@@ -210,6 +228,21 @@ describe("context in durable handlers", () => {
         [debug!.annotations.consumer, debug!.annotations.jobId, debug!.annotations.queue],
         ["c1", job.id, "greet"]
       )
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a handler's scoped resources (Effect.acquireRelease, addFinalizer) are released as its attempt ends, not kept by the consumer until it stops", () =>
+    Effect.gen(function*() {
+      let open = 0
+      const handler = Task.handle(Greet, (name) =>
+        Effect.acquireRelease(Effect.sync(() => ++open), () => Effect.sync(() => void open--)).pipe(
+          Effect.andThen(name === "fail" ? Effect.die("boom") : Effect.succeed(name))
+        ))
+      yield* JobQueue.consume({ queues: ["scoped"], handlers: [handler], concurrency: 2, poll: 10 })
+      const jobs = yield* Effect.forEach(["a", "b", "c", "fail"], (name) => JobQueue.enqueue(Greet, name, { queue: "scoped", maxAttempts: 1 }))
+      for (let i = 0; i < 20 && (yield* JobQueue.stats("scoped")).running + (yield* JobQueue.stats("scoped")).waiting > 0; i++) yield* TestClock.adjust(10)
+      assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => Effect.exit(job.await)).pipe(Effect.map((exits) => exits.map(Exit.isSuccess))), [true, true, true, false])
+      // one resource per job was kept open until the consumer's scope closed (a leak per job in a long-running consumer)
+      assert.strictEqual(open, 0)
     }).pipe(Effect.provide(JobStore.memory())))
 })
 

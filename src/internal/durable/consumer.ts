@@ -261,7 +261,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
       if (!traced && (syncThunk(run) !== undefined || asExit(run) !== undefined)) return run
       // each attempt is a new job of this pool (its attempt 1): the handler's JobContext counts the
       // durable job's attempts, as the store does
-      if (handler !== undefined) run = Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts))
+      if (handler !== undefined) {
+        // and a Scope of its own, closed as the attempt ends: the consumer's (which its start needs,
+        // and so met a handler's `R`) kept every attempt's resources until the consumer stopped
+        run = Effect.scoped(Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts)))
+      }
       run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
       return traced
         ? Effect.andThen(
