@@ -81,7 +81,8 @@ const GUARDED: { readonly [K in Exclude<keyof Store, Unguarded>]: string } = {
 
 /**
  * `store` whose operations fail with `StoreError` once it is closed: a store with nothing of its
- * own to close (memory) would otherwise go on taking jobs that nobody will ever see.
+ * own to close (memory) would otherwise go on taking jobs that nobody will ever see, and one whose
+ * client outlives the mark (Redis, in its close's grace) answered the readers its close woke.
  */
 export const guard = (store: Store, isClosed: () => boolean): Store => {
   const guarded: Record<string, unknown> = { ...store }
