@@ -33,6 +33,15 @@ describe("a pool in a ManagedRuntime called from plain code", () => {
       assert.isTrue(after)
       assert.strictEqual(starts, 2)
     }))
+  it.live("a job that disposes its pool's runtime, forked as the README says: its caller is answered, the runtime disposed, the pool stopped", () =>
+    Effect.promise(async () => {
+      const runtime: ManagedRuntime.ManagedRuntime<Pool, PoolError.InvalidPoolConfig> = ManagedRuntime.make(Pool.layer)
+      const pool = await runtime.runPromise(Pool)
+      const answer = await runtime.runPromise(pool.run(Effect.as(Effect.forkDetach(runtime.disposeEffect), "bye")))
+      assert.strictEqual(answer, "bye")
+      await runtime.dispose()
+      assert.strictEqual((await Effect.runPromise(pool.stats)).state, "stopped")
+    }))
 })
 
 describe("pool layers", () => {
