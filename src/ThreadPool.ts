@@ -416,7 +416,11 @@ const OPTION_KEYS = [
 ]
 const OPTION_HINTS = {
   filename: "worker",
+  file: "worker",
+  thread: "threads",
   maxThreads: "threads",
+  maxWorkers: "threads",
+  numberOfThreads: "threads",
   minThreads: "threads",
   concurrency: "threads",
   concurrentTasksPerWorker: "tasksPerThread",

@@ -297,19 +297,23 @@ describe("pool options with a key they do not have", () => {
       }
     }).pipe(Effect.scoped))
 
-  it.effect("ThreadPool.make refuses one before any thread starts, with piscina's names mapped (maxThreads: threads, filename: worker, concurrency: threads)", () =>
+  it.effect("ThreadPool.make refuses one before any thread starts, with piscina's, workerpool's and poolifier's names mapped (maxThreads, maxWorkers, numberOfThreads, concurrency and a missing s: threads; filename: worker)", () =>
     Effect.gen(function*() {
       const worker = new URL("./fixtures/worker.ts", import.meta.url)
       for (const [options, field, hint] of [
         [{ worker, threads: 1, maxThreads: 4 }, "maxThreads", "threads"],
         [{ worker, filename: "x" }, "filename", "worker"],
         [{ worker, concurrency: 4 }, "concurrency", "threads"],
+        [{ worker, thread: 2 }, "thread", "threads"],
+        [{ worker, maxWorkers: 2 }, "maxWorkers", "threads"],
+        [{ worker, numberOfThreads: 2 }, "numberOfThreads", "threads"],
         [{ worker, threads: 1, idleTimout: "1 second" }, "idleTimout", undefined]
       ] as const) {
         const error = yield* Effect.flip(ThreadPool.make(options as never))
         assert.strictEqual(error._tag, "InvalidPoolConfig")
         assert.strictEqual((error as { field: string }).field, field)
-        if (hint !== undefined) assert.include((error as { reason: string }).reason, hint)
+        // "threads" is among the keys the reason lists: the hint is the "(use ...)" part
+        if (hint !== undefined) assert.include((error as { reason: string }).reason, `(use ${hint})`)
       }
     }).pipe(Effect.scoped))
 })
