@@ -116,7 +116,7 @@ export type TypeId = typeof TypeId
 export interface Options extends Omit<WorkPool.Options, "concurrency" | "resource"> {
   /**
    * The worker entry file, which calls `ThreadWorker.serve`: a path (absolute, or relative to the
-   * current directory starting with `./` or `../`), a `file:` or a `data:` URL. A file that does not
+   * current directory when `make` runs, starting with `./` or `../`), a `file:` or a `data:` URL. A file that does not
    * exist fails `make` with `InvalidPoolConfig`, before any thread starts.
    */
   readonly worker: URL | string

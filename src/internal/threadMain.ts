@@ -18,7 +18,6 @@
  *
  * @internal
  */
-import { isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { compileCacheFolder } from "./compileCache.ts"
 
@@ -98,7 +97,11 @@ const bootstrap = (folder: string | undefined): string => `"use strict"
       Module.enableCompileCache(folder)?.status === Module.constants?.compileCacheStatus?.ENABLED
   } catch {}
   const flags = process.execArgv.join(" ") + " " + (process.env.NODE_OPTIONS ?? "")
-  const hooked = /(?:^|\\s)(?:-r|--require|--loader|--experimental-loader)(?:[=\\s]|$)/.test(flags)
+  // a --require preload has run by now, so it is also in require's cache: the process may have
+  // taken its NODE_OPTIONS out of process.env (this thread's env is a copy of it), and the preload
+  // still runs in every thread
+  const hooked = /(?:^|\\s)(?:-r|--require|--loader|--experimental-loader)(?:[=\\s]|$)/.test(flags) ||
+    Object.keys(Module._cache ?? {}).length > 0
   let off = () => {}
   if (typeof Module.registerHooks === "function" && !hooked) {
     let cache = Module.registerHooks({ resolve: (${resolveCacheSource})() })
@@ -141,7 +144,7 @@ export interface ThreadMain {
  */
 export const threadMain = (entry: URL | string): ThreadMain => {
   if (entry instanceof URL && entry.protocol === "data:") return { file: entry, eval: false, main: undefined }
-  // the path Node's Worker would run (it resolves a relative path against the current directory)
-  const main = entry instanceof URL ? fileURLToPath(entry) : isAbsolute(entry) ? entry : resolve(entry)
+  // a path is absolute: threadOptions.entry resolved a relative one when the pool was made
+  const main = entry instanceof URL ? fileURLToPath(entry) : entry
   return { file: bootstrap(compileCacheFolder()), eval: true, main }
 }

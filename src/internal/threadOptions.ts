@@ -19,7 +19,7 @@ import { ownEntry } from "./threadMain.ts"
  * The worker entry. Node resolves a path the way `require` resolves its main module (so
  * `./worker` finds `./worker.js`), and fails only once the thread runs, in every start attempt:
  * a file that cannot be found is reported here, before any thread starts. A `data:` URL has nothing
- * to check.
+ * to check. A path comes back absolute.
  */
 export const entry = (value: unknown): URL | string => {
   if (typeof value === "string") {
@@ -29,8 +29,11 @@ export const entry = (value: unknown): URL | string => {
         ? "expected a URL object (new URL(...)), not a URL as a string, or a path"
         : "expected an absolute path, a relative path starting with ./ or ../, or a URL object (new URL(...))")
     }
-    found(resolve(value), value, isAbsolute(value) ? undefined : value)
-    return value
+    const path = resolve(value)
+    found(path, value, isAbsolute(value) ? undefined : value)
+    // resolved once: a thread started after the process changed its directory (a replacement, a
+    // resize) runs the file checked here, as every thread before it
+    return path
   }
   if (!(value instanceof URL)) return config.fail("worker", value, "expected a URL or a path")
   if (value.protocol === "data:") return value
@@ -69,7 +72,10 @@ const resolved = (path: string): string | undefined => {
   try {
     // resolved from the file itself: the path is absolute, so any base would do, and none taken
     // from `import.meta.url` (empty in a CommonJS bundle of this module, where createRequire throws)
-    return createRequire(path).resolve(path)
+    const file = createRequire(path).resolve(path)
+    // require keeps its answers for the process: a worker file deleted since an earlier pool's
+    // check would still be given (and every start of this pool fail)
+    return statSync(file).isFile() ? file : undefined
   } catch {
     return undefined
   }

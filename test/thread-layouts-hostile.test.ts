@@ -1,0 +1,118 @@
+/**
+ * A pool's worker file in a user's project, not this repository's: where it is (a relative path
+ * and the process's current directory, a file deleted or changed between two pools) and how the
+ * process runs (preloads the process took out of its NODE_OPTIONS). Each must start as a plain
+ * `new Worker(file)` would, or fail `make` with a clear `InvalidPoolConfig`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schedule } from "effect"
+import { onTestFinished } from "vitest"
+import { execFile } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { PoolError } from "../src/index.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
+import { Imported } from "./fixtures/thread-main-tasks.ts"
+
+const ours = (path: string): string => JSON.stringify(new URL(path, import.meta.url).href)
+
+/** A worker file answering `Imported` with `answer` (JavaScript evaluated in its task) and whether the thread has a compile cache. */
+const workerFile = (answer: string): string => `import * as Effect from ${JSON.stringify(import.meta.resolve("effect/Effect"))}
+import { getCompileCacheDir } from "node:module"
+import * as Task from ${ours("../src/Task.ts")}
+import * as ThreadWorker from ${ours("../src/ThreadWorker.ts")}
+import { Imported } from ${ours("./fixtures/thread-main-tasks.ts")}
+ThreadWorker.serve([Task.handle(Imported, () => Effect.promise(async () => {
+  // the thread writes what it compiled right after it reports ready
+  await new Promise((resolve) => setImmediate(resolve))
+  return [${answer}, String(getCompileCacheDir() !== undefined)]
+}))])
+`
+
+/** A directory for one test, removed after it (its real path: the temporary directory may be a symlink). */
+const temporary = (): string => {
+  const root = realpathSync(mkdtempSync(join(tmpdir(), "workpool layouts ü#% ")))
+  onTestFinished(() => rmSync(root, { recursive: true, force: true }))
+  return root
+}
+
+describe("a worker file given as a relative path", () => {
+  it.live("is the file of the directory current when make ran: threads started after process.chdir run it", () =>
+    Effect.gen(function*() {
+      const root = temporary()
+      writeFileSync(join(root, "worker.mjs"), workerFile("process.argv[1]"))
+      mkdirSync(join(root, "elsewhere"))
+      const cwd = process.cwd()
+      onTestFinished(() => process.chdir(cwd))
+      process.chdir(root)
+      const pool = yield* ThreadPool.make({ worker: "./worker.mjs", threads: 1, startSchedule: Schedule.recurs(0) })
+      // an application that changes its directory later: the threads it starts next (a resize, a
+      // replacement, one started again after its idle timeout) ran ./elsewhere/worker.mjs, which
+      // does not exist
+      process.chdir(join(root, "elsewhere"))
+      yield* pool.resize(3)
+      const answers = yield* Effect.forEach([0, 1, 2, 3, 4, 5], () => pool.run(Imported, 0), { concurrency: "unbounded" })
+      assert.deepStrictEqual(new Set(answers.map(([argv1]) => argv1)), new Set([join(root, "worker.mjs")]))
+    }))
+})
+
+describe("a worker file between two pools of one process", () => {
+  it.live("deleted since the first pool: the second's make fails with InvalidPoolConfig, not every start", () =>
+    Effect.gen(function*() {
+      const root = temporary()
+      const file = join(root, "worker.mjs")
+      writeFileSync(file, workerFile(`"here"`))
+      for (const worker of [file, "./worker.mjs"]) {
+        const cwd = process.cwd()
+        process.chdir(root)
+        const first = yield* Effect.scoped(Effect.andThen(
+          ThreadPool.make({ worker, threads: 1, startSchedule: Schedule.recurs(0) }),
+          (pool) => pool.run(Imported, 0)
+        )).pipe(Effect.ensuring(Effect.sync(() => process.chdir(cwd))))
+        assert.strictEqual(first[0], "here")
+        rmSync(file)
+        process.chdir(root)
+        // require's cache of resolved paths still gave the file, and every start then failed
+        const error = yield* Effect.flip(Effect.scoped(ThreadPool.make({ worker, threads: 1, startSchedule: Schedule.recurs(0) })))
+          .pipe(Effect.ensuring(Effect.sync(() => process.chdir(cwd))))
+        assert.instanceOf(error, PoolError.InvalidPoolConfig, worker)
+        assert.include(error.message, `${file} does not exist`)
+        writeFileSync(file, workerFile(`"here"`))
+      }
+    }))
+
+  it.live("changed on disk (same length, same directory): the second pool's thread runs the new text, not the compile cache's", () =>
+    Effect.gen(function*() {
+      const root = temporary()
+      const file = join(root, "worker.mjs")
+      writeFileSync(file, workerFile(`"version A"`))
+      const run = Effect.scoped(Effect.andThen(
+        ThreadPool.make({ worker: file, threads: 1, startSchedule: Schedule.recurs(0) }),
+        (pool) => pool.run(Imported, 0)
+      ))
+      const first = yield* run
+      writeFileSync(file, readFileSync(file, "utf8").replace(`"version A"`, `"version B"`))
+      const second = yield* run
+      assert.deepStrictEqual([first, second], [["version A", "true"], ["version B", "true"]])
+    }))
+})
+
+describe("a process whose --require preload is no longer in its NODE_OPTIONS", () => {
+  // test/fixtures/thread-start: register.cjs registers hooks.mjs, which answers "./dep.mjs" from b.mjs
+  // with dep-b.mjs. The preload runs in every thread whatever process.env says; the start's resolve
+  // cache, in front of such hooks, must stay off (it would give b.mjs the answer a.mjs got)
+  it("a thread still starts without the resolve cache: each importer gets the hook's answer, as in a plain Worker", async () => {
+    const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
+    const printed = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ["unset-options.mjs", "./worker.mjs"],
+        { cwd: dir, env: { ...process.env, NODE_OPTIONS: "--require ./register.cjs" } },
+        (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
+      )
+    )
+    assert.deepStrictEqual(JSON.parse(printed), ["dep", "dep-b"])
+  }, 60_000)
+})
