@@ -10,11 +10,12 @@ import { onTestFinished } from "vitest"
 import { execFile } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { dirname, join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { PoolError } from "../src/index.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Imported } from "./fixtures/thread-main-tasks.ts"
+import { writePnpm } from "./fixtures/thread-start/pnpm.ts"
 
 const ours = (path: string): string => JSON.stringify(new URL(path, import.meta.url).href)
 
@@ -115,4 +116,39 @@ describe("a process whose --require preload is no longer in its NODE_OPTIONS", (
     )
     assert.deepStrictEqual(JSON.parse(printed), ["dep", "dep-b"])
   }, 60_000)
+})
+
+describe("a pnpm project's worker file, with the start's resolve cache and without", () => {
+  // in processes of their own: vitest has a --require preload, which turns the cache off;
+  // preload.cjs does the same for the run without it
+  const main = fileURLToPath(new URL("./fixtures/thread-start/main.mjs", import.meta.url))
+  const run = (worker: URL, flags: ReadonlyArray<string>) =>
+    new Promise<ReadonlyArray<string>>((resolve, reject) =>
+      execFile(process.execPath, [...flags, main, worker.href], { cwd: dirname(main) }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout)))
+    )
+
+  it("each package gets its own version of a dependency, conditional exports and self-references resolve as Node resolves them", async () => {
+    const { root, worker } = writePnpm()
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }))
+    const url = pathToFileURL(root).href
+    const store = `${url}/node_modules/.pnpm`
+    for (const conditions of [[], ["--conditions=development"]]) {
+      const cached = await run(worker, conditions)
+      assert.deepStrictEqual(cached, await run(worker, [...conditions, "--require", "./preload.cjs"]), conditions.join())
+      assert.deepStrictEqual(cached, [
+        "self import",
+        conditions.length === 0 ? "lib" : "lib development",
+        "dep 1 import",
+        "dep 2 import",
+        "dep 2 require",
+        "self require",
+        "dep 1 require",
+        "dep 1 import",
+        `${store}/dep@1.0.0/node_modules/dep/index.mjs`,
+        `${store}/other@1.0.0/node_modules/other/index.js`,
+        `${url}/${conditions.length === 0 ? "lib.js" : "lib-dev.js"}`
+      ], conditions.join())
+    }
+  }, 120_000)
 })
