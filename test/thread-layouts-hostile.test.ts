@@ -39,7 +39,7 @@ const temporary = (): string => {
   return root
 }
 
-describe("a worker file given as a relative path", () => {
+describe("the worker file a pool's threads run is the one make checked", () => {
   it.live("is the file of the directory current when make ran: threads started after process.chdir run it", () =>
     Effect.gen(function*() {
       const root = temporary()
@@ -56,6 +56,23 @@ describe("a worker file given as a relative path", () => {
       yield* pool.resize(3)
       const answers = yield* Effect.forEach([0, 1, 2, 3, 4, 5], () => pool.run(Imported, 0), { concurrency: "unbounded" })
       assert.deepStrictEqual(new Set(answers.map(([argv1]) => argv1)), new Set([join(root, "worker.mjs")]))
+    }))
+
+  it.live("a URL object changed after make (a file: or a data: URL): threads started later run the URL make was given", () =>
+    Effect.gen(function*() {
+      const root = temporary()
+      writeFileSync(join(root, "worker.mjs"), workerFile(`"file"`))
+      const file = pathToFileURL(join(root, "worker.mjs"))
+      const data = new URL(`data:text/javascript,${encodeURIComponent(workerFile(`"data"`))}`)
+      for (const [worker, answer] of [[file, "file"], [data, "data"]] as const) {
+        const pool = yield* ThreadPool.make({ worker, threads: 1, startSchedule: Schedule.recurs(0) })
+        // a URL object is mutable: the pool kept it, and each thread it started later ran what it then said
+        worker.href = pathToFileURL(join(root, "nowhere.mjs")).href
+        yield* pool.resize(3)
+        const answers = yield* Effect.forEach([0, 1, 2, 3, 4, 5], () => pool.run(Imported, 0), { concurrency: "unbounded" })
+        assert.deepStrictEqual(new Set(answers.map(([first]) => first)), new Set([answer]))
+        yield* pool.shutdown
+      }
     }))
 })
 

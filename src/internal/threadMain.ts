@@ -18,7 +18,6 @@
  *
  * @internal
  */
-import { fileURLToPath } from "node:url"
 import { compileCacheFolder } from "./compileCache.ts"
 
 /**
@@ -139,12 +138,11 @@ export interface ThreadMain {
 }
 
 /**
- * The start of a thread on `entry` (checked by threadOptions.entry). A `data:` URL starts as it is:
- * it cannot import relative files, so there is little to resolve.
+ * The start of a thread on `entry`, as threadOptions.entry gives it: the worker file's absolute path,
+ * or a `data:` URL, which starts as it is (it cannot import relative files: there is little to
+ * resolve).
  */
-export const threadMain = (entry: URL | string): ThreadMain => {
-  if (entry instanceof URL && entry.protocol === "data:") return { file: entry, eval: false, main: undefined }
-  // a path is absolute: threadOptions.entry resolved a relative one when the pool was made
-  const main = entry instanceof URL ? fileURLToPath(entry) : entry
-  return { file: bootstrap(compileCacheFolder()), eval: true, main }
-}
+export const threadMain = (entry: URL | string): ThreadMain =>
+  entry instanceof URL
+    ? { file: entry, eval: false, main: undefined }
+    : { file: bootstrap(compileCacheFolder()), eval: true, main: entry }

@@ -19,7 +19,8 @@ import { ownEntry } from "./threadMain.ts"
  * The worker entry. Node resolves a path the way `require` resolves its main module (so
  * `./worker` finds `./worker.js`), and fails only once the thread runs, in every start attempt:
  * a file that cannot be found is reported here, before any thread starts. A `data:` URL has nothing
- * to check. A path comes back absolute.
+ * to check. What comes back is fixed when the pool is made: an absolute path (for a relative one or a
+ * `file:` URL), or a copy of a `data:` URL (a URL object can be changed after).
  */
 export const entry = (value: unknown): URL | string => {
   if (typeof value === "string") {
@@ -36,7 +37,7 @@ export const entry = (value: unknown): URL | string => {
     return path
   }
   if (!(value instanceof URL)) return config.fail("worker", value, "expected a URL or a path")
-  if (value.protocol === "data:") return value
+  if (value.protocol === "data:") return new URL(value.href)
   if (value.protocol !== "file:") config.fail("worker", value.href, "expected a file: or data: URL")
   let path: string
   try {
@@ -45,7 +46,7 @@ export const entry = (value: unknown): URL | string => {
     return config.fail("worker", value.href, `expected a file: URL of this machine (${error instanceof Error ? error.message : String(error)})`)
   }
   found(path, value.href)
-  return value
+  return path
 }
 
 const found = (path: string, shown: string, relative?: string): void => {
