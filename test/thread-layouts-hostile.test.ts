@@ -120,17 +120,35 @@ describe("a worker file between two pools of one process", () => {
     }))
 })
 
-describe("a process whose --require preload is no longer in its NODE_OPTIONS", () => {
+describe("a process that took its NODE_OPTIONS out of process.env (its threads' env is a copy of it)", () => {
   // test/fixtures/thread-start: register.cjs registers hooks.mjs, which answers "./dep.mjs" from b.mjs
   // with dep-b.mjs. The preload runs in every thread whatever process.env says; the start's resolve
   // cache, in front of such hooks, must stay off (it would give b.mjs the answer a.mjs got)
-  it("a thread still starts without the resolve cache: each importer gets the hook's answer, as in a plain Worker", async () => {
+  it("a --require preload: a thread still starts without the resolve cache, each importer gets the hook's answer, as in a plain Worker", async () => {
     const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
     const printed = await new Promise<string>((resolve, reject) =>
       execFile(
         process.execPath,
         ["unset-options.mjs", "./worker.mjs"],
         { cwd: dir, env: { ...process.env, NODE_OPTIONS: "--require ./register.cjs" } },
+        (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
+      )
+    )
+    assert.deepStrictEqual(JSON.parse(printed), ["dep", "dep-b"])
+  }, 60_000)
+
+  // KNOWN BUG: a --loader (or --experimental-loader) given in NODE_OPTIONS and then taken out of
+  // process.env still answers in every thread (a plain Worker gets dep-b), but the bootstrap finds
+  // loaders in the flags only, and nothing of a loader shows in the thread (it runs on Node's hooks
+  // thread): the resolve cache stays on and gives b.mjs the dep.mjs a.mjs got. --loader is
+  // deprecated for --import with module.register, which the cache sees (threadMain.ts).
+  it.fails("a --loader: each importer gets the hook's answer, as in a plain Worker", async () => {
+    const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
+    const printed = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ["unset-options.mjs", "./worker.mjs"],
+        { cwd: dir, env: { ...process.env, NODE_OPTIONS: "--no-warnings --experimental-loader ./hooks.mjs" } },
         (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
       )
     )
