@@ -76,6 +76,46 @@ describe("the worker file a pool's threads run is the one make checked", () => {
     }))
 })
 
+describe("worker files of each module format, run as their thread's main module", () => {
+  /** A CommonJS worker file (JavaScript or TypeScript): its task answers how it was started. */
+  const commonJs = (typed: boolean) => `const Effect = require(${JSON.stringify(fileURLToPath(import.meta.resolve("effect/Effect")))})
+const Task = require(${JSON.stringify(fileURLToPath(new URL("../src/Task.ts", import.meta.url)))})
+const ThreadWorker = require(${JSON.stringify(fileURLToPath(new URL("../src/ThreadWorker.ts", import.meta.url)))})
+const { Imported } = require(${JSON.stringify(fileURLToPath(new URL("./fixtures/thread-main-tasks.ts", import.meta.url)))})
+const main${typed ? ": boolean" : ""} = require.main === module
+ThreadWorker.serve([Task.handle(Imported, () => Effect.succeed([process.argv[1], String(main), __dirname]))])
+`
+  const files: Record<string, string> = {
+    "package.json": JSON.stringify({ type: "module" }),
+    "plain.cjs": commonJs(false),
+    "typed.cts": commonJs(true),
+    "commonjs/package.json": JSON.stringify({ type: "commonjs" }),
+    "commonjs/worker.js": commonJs(false),
+    // top-level await before serve, in TypeScript, in a "type": "module" package
+    "awaits.mts": workerFile(`process.argv[1], String(import.meta.main), import.meta.dirname`).replace(
+      "ThreadWorker.serve(",
+      "const dirname: string = await Promise.resolve(import.meta.dirname)\nThreadWorker.serve("
+    )
+  }
+
+  it.live(".cjs, .cts, .js in a \"type\": \"commonjs\" package, and .mts with top-level await", () =>
+    Effect.gen(function*() {
+      const root = temporary()
+      for (const [path, text] of Object.entries(files)) {
+        mkdirSync(dirname(join(root, path)), { recursive: true })
+        writeFileSync(join(root, path), text)
+      }
+      for (const path of ["plain.cjs", "typed.cts", "commonjs/worker.js", "awaits.mts"]) {
+        const file = join(root, path)
+        const answer = yield* Effect.scoped(Effect.andThen(
+          ThreadPool.make({ worker: file, threads: 1, startSchedule: Schedule.recurs(0) }),
+          (pool) => pool.run(Imported, 0)
+        ))
+        assert.deepStrictEqual(answer.slice(0, 3), [file, "true", dirname(file)], path)
+      }
+    }))
+})
+
 describe("a worker file between two pools of one process", () => {
   it.live("deleted since the first pool: the second's make fails with InvalidPoolConfig, not every start", () =>
     Effect.gen(function*() {
