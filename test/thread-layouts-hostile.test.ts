@@ -145,7 +145,7 @@ describe("a worker file between two pools of one process", () => {
     Effect.gen(function*() {
       const root = temporary()
       // the cache keeps V8's code for JavaScript, and the stripped text for TypeScript
-      for (const [name, value] of [["worker.mjs", ""], ["worker.mts", " as string"]]) {
+      for (const [name, value] of [["worker.mjs", ""], ["worker.mts", " as string"]] as const) {
         const file = join(root, name)
         writeFileSync(file, workerFile(`"version A"${value}`))
         const run = Effect.scoped(Effect.andThen(
