@@ -164,13 +164,15 @@ describe("a process that took its NODE_OPTIONS out of process.env (its threads' 
   // test/fixtures/thread-start: register.cjs registers hooks.mjs, which answers "./dep.mjs" from b.mjs
   // with dep-b.mjs. The preload runs in every thread whatever process.env says; the start's resolve
   // cache, in front of such hooks, must stay off (it would give b.mjs the answer a.mjs got)
-  it("a --require preload: a thread still starts without the resolve cache, each importer gets the hook's answer, as in a plain Worker", async () => {
+  // an --import preload registers its hook while the thread starts, through module.register, which
+  // removes the cache whatever the flags say
+  it.each(["--require ./register.cjs", "--import ./register.mjs"])("%s: the thread's resolve cache stays out of the way, each importer gets the hook's answer, as in a plain Worker", async (options) => {
     const dir = fileURLToPath(new URL("./fixtures/thread-start/", import.meta.url))
     const printed = await new Promise<string>((resolve, reject) =>
       execFile(
         process.execPath,
         ["unset-options.mjs", "./worker.mjs"],
-        { cwd: dir, env: { ...process.env, NODE_OPTIONS: "--require ./register.cjs" } },
+        { cwd: dir, env: { ...process.env, NODE_OPTIONS: options } },
         (error, stdout, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)
       )
     )
