@@ -400,6 +400,11 @@ export const CLAIMED_FIELDS = [
  * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same).
  */
 export const CLAIM: string = `${PRELUDE}
+-- a server over its maxmemory refuses a script's first write that may grow memory, and none after
+-- it: the first write here was ZPOPMIN's (never refused), so a full server let claims through while
+-- it refused their jobs' heartbeats and settles (the jobs ran, and ran again). A ZADD XX of a member
+-- the marker never holds writes nothing, but is refused then, before anything is taken
+redis.call("ZADD", B .. ":marker", "XX", 0, "full")
 local now = clock(ARGV[1])
 local taskCount = tonumber(ARGV[4])
 local settleCount = tonumber(ARGV[5 + taskCount])

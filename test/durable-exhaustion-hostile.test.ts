@@ -1,0 +1,112 @@
+/**
+ * The durable stores when a resource runs out: a Redis at its `maxmemory` (`noeviction`), a SQLite
+ * file on a full or read-only file system, a Postgres role held by small timeouts or without the
+ * right to create its tables. Each operation fails with a `StoreError` naming the problem, nothing
+ * is half written, no job starts that its consumer cannot record, and the jobs finish once the
+ * resource is back.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Context, Effect, Exit, Layer } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
+import * as RedisTest from "./durable/redis.ts"
+
+const storeErrorOf = (exit: Exit.Exit<unknown, unknown>): StoreError | undefined => {
+  if (exit._tag === "Success") return undefined
+  const error = Cause.squash(exit.cause)
+  return error instanceof StoreError ? error : undefined
+}
+
+/** Redis' count of the commands it refused as out of memory (`INFO errorstats`). */
+const oomErrors = (url: string) =>
+  RedisTest.admin(async (client) => Number(/errorstat_OOM:count=(\d+)/.exec(await client.info("errorstats"))?.[1] ?? 0), url)
+
+/**
+ * Puts the server over its memory limit (`noeviction`, Redis' default): 1 MB of other keys, then a
+ * `maxmemory` below what it uses, so that every command that may grow memory is refused.
+ */
+const exhaust = (url: string) =>
+  RedisTest.admin(async (client) => {
+    for (let i = 0; i < 100; i++) await client.set(`junk:${i}`, "x".repeat(10_000))
+    const used = Number(/used_memory:(\d+)/.exec(await client.info("memory"))![1])
+    await client.configSet("maxmemory", String(used - 500_000))
+  }, url)
+
+const relieve = (url: string) => RedisTest.admin((client) => client.configSet("maxmemory", "0"), url)
+
+if (!RedisTest.enabled) describe.skip("the Redis store out of memory (WORKPOOL_REDIS_URL is not set)", () => {})
+else {
+  describe("the Redis store out of memory (maxmemory, noeviction)", () => {
+    // Redis runs a script written without flags until its first write that may grow memory, and
+    // refuses that one (an error, the script stops) only if the script has written nothing yet: no
+    // script is half applied. The claim's first write was its ZPOPMIN, which Redis never refuses,
+    // so a full server let claims through (and wrote their leases past the limit) while refusing
+    // the same jobs' heartbeats and settles: their handlers ran, their outcomes were refused, and
+    // each such job ran again, or ended dead on its last attempt after it had succeeded.
+    it.live("a claim is refused as the writes of the jobs it would start are: a StoreError naming the server's OOM, nothing taken; every other write fails whole, the reads answer, and every write passes once memory is back", () =>
+      Effect.gen(function*() {
+        const server = yield* RedisTest.ownServer()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix: RedisTest.freshPrefix() })), JobStore.JobStore)
+        for (let i = 0; i < 4; i++) yield* store.enqueue(newJob("q", { payload: JSON.stringify({ n: i }) }))
+        const { claims } = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 2, lease: 60_000 })
+        const tokens = claims.map((claim) => claim.token)
+        const before = yield* store.counts("q")
+        yield* Effect.promise(() => exhaust(server.url))
+
+        const refused = {
+          claim: yield* Effect.exit(store.claim({ queues: ["q"], tasks: ["Echo"], limit: 2, lease: 60_000 })),
+          enqueue: yield* Effect.exit(store.enqueue(newJob("q"))),
+          enqueueAll: yield* Effect.exit(store.enqueueAll([newJob("q"), newJob("q")])),
+          heartbeat: yield* Effect.exit(store.heartbeat(tokens, 60_000)),
+          settle: yield* Effect.exit(store.settle(tokens[0]!, { _tag: "Final", state: "succeeded", exit: "{}" })),
+          progress: yield* Effect.exit(store.progress(tokens[0]!, "{}")),
+          configure: yield* Effect.exit(store.configure("q", { paused: true }))
+        }
+        for (const [operation, exit] of Object.entries(refused)) {
+          const error = storeErrorOf(exit)
+          assert.instanceOf(error, StoreError, `${operation}: ${String(exit)}`)
+          assert.include(error!.reason, "OOM", operation)
+        }
+        // nothing of those was written: the same counts, the claimed jobs still running
+        assert.deepStrictEqual(yield* store.counts("q"), before)
+        assert.strictEqual((yield* store.get(claims[0]!.job.id))?.state, "running")
+
+        yield* Effect.promise(() => relieve(server.url))
+        assert.isTrue(yield* store.settle(tokens[0]!, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        assert.deepStrictEqual((yield* store.heartbeat(tokens.slice(1), 60_000)).lost, [])
+        const again = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 5, lease: 60_000 })
+        assert.strictEqual(again.claims.length, 2)
+        const after = yield* store.counts("q")
+        assert.deepStrictEqual([after.waiting, after.running, after.succeeded], [0, 3, 1])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a consumer started on a full server starts no job while its claims are refused (jobs of one attempt, which a refused settle would leave dead), and runs each once, to success, once memory is back", () =>
+      Effect.gen(function*() {
+        const server = yield* RedisTest.ownServer()
+        const layer = RedisJobStore.layer({ url: server.url, prefix: RedisTest.freshPrefix() })
+        yield* Effect.gen(function*() {
+          const ids: Array<string> = []
+          for (let n = 0; n < 6; n++) ids.push((yield* JobQueue.enqueue(Echo, { n }, { maxAttempts: 1 })).id)
+          yield* Effect.promise(() => exhaust(server.url))
+          const refusedBefore = yield* Effect.promise(() => oomErrors(server.url))
+          let runs = 0
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (runs++, n)))],
+            concurrency: 2,
+            lease: "3 seconds",
+            poll: "100 millis"
+          })
+          // the consumer has been refused several times (its claims, or the settles of what it ran)
+          yield* RedisTest.until(Effect.promise(() => oomErrors(server.url)), (n) => n >= refusedBefore + 5, "the consumer refused")
+          assert.strictEqual(runs, 0, "jobs started on a server that refuses their settles")
+          yield* Effect.promise(() => relieve(server.url))
+          for (const id of ids) assert.strictEqual(yield* JobQueue.await(Echo, id), ids.indexOf(id))
+          assert.strictEqual(runs, ids.length)
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+  })
+}
