@@ -61,9 +61,12 @@ export const appClient = (serverUrl: string, maxConnections: number, multiplex?:
   )
 
 /** Runs SQL on the test server outside any store (setup, cleanup, inspection). */
-export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
+export const admin = <A>(f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) => adminOn(url!, f)
+
+/** Runs SQL on the server of `on` (a server of the test's own) outside any store. */
+export const adminOn = <A>(on: string, f: (sql: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
   Effect.runPromise(
-    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(url!), maxConnections: 1 }), f)).pipe(
+    Effect.scoped(Effect.flatMap(PgClient.make({ url: Redacted.make(on), maxConnections: 1 }), f)).pipe(
       Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
     )
   )

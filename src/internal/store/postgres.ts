@@ -591,6 +591,23 @@ const LINGER = 1000
 
 const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
 
+const quoted = (name: string) => `"${name.replaceAll(`"`, `""`)}"`
+
+/**
+ * A migration refused for want of a right (SQLSTATE 42501): what to grant, to whom, or who may
+ * migrate instead; any other error as it is. `who`: the role and database, once known.
+ */
+const grantNeeded = (error: unknown, schema: string, who?: { readonly role: string; readonly database: string }): unknown => {
+  if (!(SqlError.isSqlError(error) && error.reason._tag === "AuthorizationError")) return error
+  const role = who === undefined ? "the store's role" : quoted(who.role)
+  const onDatabase = who === undefined ? "" : `, and GRANT CREATE ON DATABASE ${quoted(who.database)} TO ${role} while the schema does not exist`
+  return new Error(
+    `${reasonOf(error)}: the store's open creates and migrates its tables in schema "${schema}". ` +
+      `Grant that (GRANT USAGE, CREATE ON SCHEMA ${quoted(schema)} TO ${role}${onDatabase}), or open the store once as a role that may ` +
+      `(the schema's owner) and grant this one SELECT, INSERT, UPDATE, DELETE on the schema's tables and USAGE on its sequences`
+  )
+}
+
 /**
  * The driver's own timers (connect timeout, idle connections' time to live) run in real time even
  * when the store's time is the Effect Clock: a TestClock moving hours ahead must not expire them.
@@ -895,11 +912,23 @@ export const makeWith = (
       run(operation, statement(operation, effect), READ_BOUND, 0)
 
     // --- open: the migrations, one starter at a time
-    yield* op(
+    // Postgres checks the right to create before it looks whether the object exists: CREATE ... IF
+    // NOT EXISTS at every open kept a role that may only use the tables (made by their owner) out
+    // for good. A schema at this version is read, not created; one to migrate is created only if missing
+    const [who] = yield* op(
+      "migrate",
+      sql<{ role: string; database: string; meta: boolean }>`SELECT current_user AS role, current_database() AS database,
+        to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta`.pipe(Effect.mapError((error) => grantNeeded(error, cfg.schema)))
+    )
+    const migrated = who!.meta
+      ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value === String(MIGRATIONS.length)
+      : false
+    if (!migrated) yield* op(
       "migrate",
       sql.withTransaction(Effect.gen(function*() {
         yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool:${cfg.schema}`}))`
-        yield* sql`CREATE SCHEMA IF NOT EXISTS ${S}`
+        const [schema] = yield* sql<{ found: boolean }>`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${cfg.schema}) AS found`
+        if (!schema!.found) yield* sql`CREATE SCHEMA IF NOT EXISTS ${S}`
         yield* sql`CREATE TABLE IF NOT EXISTS ${S}.wp_meta (key text PRIMARY KEY, value text NOT NULL)`
         const found = yield* sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`
         const version = found.length === 0 ? 0 : Number(found[0]!.value)
@@ -930,7 +959,7 @@ export const makeWith = (
             ? new Error(
               `the migration waited ${MIGRATE_TRIES} times ${MIGRATE_LOCK_WAIT} ms for a lock on the schema's tables, held by a long transaction: start again once it has ended`
             )
-            : error
+            : grantNeeded(error, cfg.schema, who!)
         )
       )
     )
