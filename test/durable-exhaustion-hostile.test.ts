@@ -6,7 +6,12 @@
  * resource is back.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
+import { execFileSync } from "node:child_process"
+import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { DatabaseSync } from "node:sqlite"
+import { join } from "node:path"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -17,6 +22,7 @@ import { Echo, newJob } from "./durable/conformance.ts"
 import * as PgTest from "./durable/postgres.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import * as RedisTest from "./durable/redis.ts"
+import { warnings } from "./helpers.ts"
 
 const storeErrorOf = (exit: Exit.Exit<unknown, unknown>): StoreError | undefined => {
   if (exit._tag === "Success") return undefined
@@ -120,6 +126,48 @@ const pgAdmin = (url: string, ...statements: ReadonlyArray<string>) =>
 
 const as = (url: string, role: string) => url.replace("postgres://postgres@", `postgres://${role}@`)
 
+if (!PgTest.enabled) describe.skip("the Postgres store's sessions ended (WORKPOOL_PG_URL is not set)", () => {})
+else {
+  describe("the Postgres store's sessions ended mid-transaction", () => {
+    // A session ended in a transaction (pg_terminate_backend, idle_in_transaction_session_timeout,
+    // a restart, a network cut) fails the statement, then the ROLLBACK: effect's withTransaction
+    // makes the ROLLBACK's failure a defect, which escaped the store as a Die (an enqueueAll, a
+    // rate-limited claim, the open's migration): a crash for callers that handle StoreError
+    const cases: ReadonlyArray<readonly [string, (S: string) => string, (store: JobStore.JobStore["Service"]) => Effect.Effect<unknown, StoreError>]> = [
+      ["an enqueueAll", (S) => `LOCK TABLE ${S}.wp_job IN ACCESS EXCLUSIVE MODE`, (store) => store.enqueueAll([newJob("q"), newJob("q")])],
+      [
+        "a claim of a rate-limited queue",
+        (S) => `SELECT 1 FROM ${S}.wp_queue WHERE name = 'q' FOR UPDATE`,
+        (store) => store.claim({ queues: ["q"], tasks: ["Echo"], limit: 2, lease: 60_000 })
+      ]
+    ]
+    for (const [what, lock, operation] of cases) {
+      it.live(`${what} whose session is ended (pg_terminate_backend) as it waits in its transaction: a StoreError, not a defect; nothing written, and the next one works`, () =>
+        Effect.gen(function*() {
+          const schema = PgTest.freshSchema()
+          const S = `"${schema}"`
+          const store = Context.get(yield* Layer.build(PgTest.testLayer(schema)), JobStore.JobStore)
+          yield* store.configure("q", { rateLimit: { limit: 100, interval: 60_000 } })
+          yield* store.enqueue(newJob("q"))
+          const before = yield* store.counts("q")
+          const session = yield* PgTest.lockSession
+          yield* session.open(lock(S))
+          const fiber = yield* Effect.forkChild(Effect.exit(operation(store)))
+          yield* PgTest.blockedBy(session.pid)
+          yield* Effect.promise(() =>
+            PgTest.admin((sql) => sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${session.pid} = ANY(pg_blocking_pids(pid))`)
+          )
+          const exit = yield* Fiber.join(fiber)
+          yield* session.release
+          const error = storeErrorOf(exit)
+          assert.instanceOf(error, StoreError, String(exit))
+          assert.deepStrictEqual(yield* store.counts("q"), before)
+          yield* operation(store)
+        }).pipe(Effect.scoped), { timeout: 60_000 })
+    }
+  })
+}
+
 if (!PgTest.enabled || pgServer.binaries() === undefined) describe.skip("the Postgres store without rights (WORKPOOL_PG_URL or WORKPOOL_PG_BIN is not set)", () => {})
 else {
   describe("the Postgres store without rights", () => {
@@ -157,5 +205,103 @@ else {
         }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: as(server.url, "wp_app"), schema: "jobs" })))
         assert.strictEqual(result, 42)
       }).pipe(Effect.scoped), { timeout: 120_000 })
+  })
+}
+
+/** A tmpfs of `size` of the test's own (mounting takes root), unmounted with the test's scope. */
+const tmpfs = (size: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "wp-full-"))
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir])
+      return dir
+    }),
+    (dir) =>
+      Effect.sync(() => {
+        execFileSync("umount", ["-l", dir])
+        rmSync(dir, { recursive: true, force: true })
+      })
+  )
+
+const canMount = (() => {
+  if (process.platform !== "linux" || process.getuid?.() !== 0) return false
+  const dir = mkdtempSync(join(tmpdir(), "wp-mount-"))
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], { stdio: "ignore" })
+    execFileSync("umount", [dir], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})()
+
+/** Fills the file system of `dir` with a file of its own, to its last byte; returns its removal. */
+const fill = (dir: string) => {
+  const file = join(dir, "filler")
+  const fd = openSync(file, "w")
+  const chunk = Buffer.alloc(64 * 1024, 1)
+  try {
+    for (;;) writeSync(fd, chunk)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error
+    // the last bytes: a short write of the rest
+    try {
+      for (;;) writeSync(fd, chunk, 0, 512)
+    } catch {
+      // full
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return () => unlinkSync(file)
+}
+
+if (!canMount) describe.skip("the SQLite store on a full file system (mounting a tmpfs takes root on Linux)", () => {})
+else {
+  describe("the SQLite store on a full file system", () => {
+    it.live("a disk that fills while jobs run: enqueues fail with a StoreError saying it is full, no job starts while the store cannot record it, the finished jobs' settles land once space is back, each job runs once, and the file is intact", () =>
+      Effect.gen(function*() {
+        const dir = yield* tmpfs("8m")
+        const filename = join(dir, "jobs.db")
+        const { logged, collector } = warnings()
+        yield* Effect.gen(function*() {
+          const ids: Array<string> = []
+          for (let n = 0; n < 8; n++) ids.push((yield* JobQueue.enqueue(Echo, { n })).id)
+          const gate = yield* Deferred.make<void>()
+          let runs = 0
+          const started = yield* Deferred.make<void>()
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.suspend(() => {
+                if (++runs === 4) Deferred.doneUnsafe(started, Effect.void)
+                return Effect.as(Deferred.await(gate), n * 2)
+              }))],
+            concurrency: 4
+          })
+          yield* Deferred.await(started)
+          const free = fill(dir)
+          const refused = yield* Effect.exit(JobQueue.enqueue(Echo, { n: 99 }))
+          const error = storeErrorOf(refused)
+          assert.instanceOf(error, StoreError, String(refused))
+          assert.match(error!.reason, /full/)
+          // the four end: their settles, and the claim that goes with them for the four left, fail
+          yield* Deferred.succeed(gate, undefined)
+          yield* RedisTest.until(Effect.sync(() => logged), (lines) => lines.some((line) => line.includes("claiming durable jobs failed")), "a claim refused")
+          assert.strictEqual(runs, 4, "a job started on a full disk")
+          free()
+          for (const id of ids) assert.strictEqual(yield* JobQueue.await(Echo, id), 2 * ids.indexOf(id))
+          assert.strictEqual(runs, 8)
+          const counts = yield* JobQueue.stats("default")
+          assert.deepStrictEqual([counts.succeeded, counts.waiting, counts.running], [8, 0, 0])
+        }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })), Effect.provide(Logger.layer([collector])))
+        const db = new DatabaseSync(filename)
+        try {
+          assert.deepStrictEqual({ ...db.prepare("PRAGMA integrity_check").get() }, { integrity_check: "ok" })
+        } finally {
+          db.close()
+        }
+      }).pipe(Effect.scoped), { timeout: 90_000 })
   })
 }

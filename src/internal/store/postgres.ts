@@ -591,6 +591,24 @@ const LINGER = 1000
 
 const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
 
+/**
+ * The driver's error of a transaction whose session ended in it (pg_terminate_backend, an
+ * idle_in_transaction_session_timeout, a restart, a network cut): its statement fails, then its
+ * ROLLBACK, which effect's `withTransaction` makes a defect. A cause of those defects only (and
+ * typed failures) is that error, to be failed with; any other defect is a bug, left a defect.
+ */
+const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undefined => {
+  let found: SqlError.SqlError | undefined
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Interrupt") return undefined
+    if (reason._tag === "Die") {
+      if (!SqlError.isSqlError(reason.defect)) return undefined
+      found ??= reason.defect
+    }
+  }
+  return found
+}
+
 const quoted = (name: string) => `"${name.replaceAll(`"`, `""`)}"`
 
 /**
@@ -856,11 +874,11 @@ export const makeWith = (
         Effect.mapError(fail(operation)),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
         // gets a typed error, not an interruption it never asked for
-        Effect.catchCause((cause) =>
-          closing.isClosed() && Cause.hasInterruptsOnly(cause)
-            ? Effect.fail(Closing.closedError(operation))
-            : Effect.failCause(cause)
-        )
+        Effect.catchCause((cause) => {
+          if (closing.isClosed() && Cause.hasInterruptsOnly(cause)) return Effect.fail(Closing.closedError(operation))
+          const lost = lostTransaction(cause)
+          return lost === undefined ? Effect.failCause(cause) : Effect.fail(fail(operation)(lost))
+        })
       )
 
     /**
