@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
+import { TestClock } from "effect/testing"
 import { execFileSync } from "node:child_process"
 import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -16,6 +17,7 @@ import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
@@ -56,7 +58,7 @@ else {
     // so a full server let claims through (and wrote their leases past the limit) while refusing
     // the same jobs' heartbeats and settles: their handlers ran, their outcomes were refused, and
     // each such job ran again, or ended dead on its last attempt after it had succeeded.
-    it.live("a claim is refused as the writes of the jobs it would start are: a StoreError naming the server's OOM, nothing taken; every other write fails whole, the reads answer, and every write passes once memory is back", () =>
+    it.live("a claim is refused as the writes of the jobs it would start are: a StoreError naming the server's OOM, nothing taken; every other write but a heartbeat fails whole, the reads answer, and every write passes once memory is back", () =>
       Effect.gen(function*() {
         const server = yield* RedisTest.ownServer()
         const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix: RedisTest.freshPrefix() })), JobStore.JobStore)
@@ -70,7 +72,6 @@ else {
           claim: yield* Effect.exit(store.claim({ queues: ["q"], tasks: ["Echo"], limit: 2, lease: 60_000 })),
           enqueue: yield* Effect.exit(store.enqueue(newJob("q"))),
           enqueueAll: yield* Effect.exit(store.enqueueAll([newJob("q"), newJob("q")])),
-          heartbeat: yield* Effect.exit(store.heartbeat(tokens, 60_000)),
           settle: yield* Effect.exit(store.settle(tokens[0]!, { _tag: "Final", state: "succeeded", exit: "{}" })),
           progress: yield* Effect.exit(store.progress(tokens[0]!, "{}")),
           configure: yield* Effect.exit(store.configure("q", { paused: true }))
@@ -80,6 +81,8 @@ else {
           assert.instanceOf(error, StoreError, `${operation}: ${String(exit)}`)
           assert.include(error!.reason, "OOM", operation)
         }
+        // a heartbeat grows nothing: it passes (see below)
+        assert.deepStrictEqual(yield* store.heartbeat(tokens, 60_000), { lost: [], cancelled: [] })
         // nothing of those was written: the same counts, the claimed jobs still running
         assert.deepStrictEqual(yield* store.counts("q"), before)
         assert.strictEqual((yield* store.get(claims[0]!.job.id))?.state, "running")
@@ -91,6 +94,28 @@ else {
         assert.strictEqual(again.claims.length, 2)
         const after = yield* store.counts("q")
         assert.deepStrictEqual([after.waiting, after.running, after.succeeded], [0, 3, 1])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // A heartbeat grows nothing (a lease's time written over, a running job's score moved), but its
+    // first write was an HSET, which a full server refuses, while a reap (whose first write is an
+    // HDEL, never refused) went through: a job still running on a live consumer lost its lease to
+    // the reaper at its end, was counted as an attempt, and ended dead on its last
+    it.effect("a heartbeat on a full server renews its jobs' leases: past their first lease a reap takes none back, and the job's settle lands once memory is back", () =>
+      Effect.gen(function*() {
+        const server = yield* RedisTest.ownServer()
+        const store = yield* RedisStore.options({ url: server.url, prefix: RedisTest.freshPrefix() }).pipe(
+          Effect.flatMap((cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
+        )
+        yield* store.enqueue(newJob("q", { maxAttempts: 1 }))
+        const { claims } = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 10_000 })
+        yield* Effect.promise(() => exhaust(server.url))
+        yield* TestClock.adjust("8 seconds")
+        assert.deepStrictEqual(yield* store.heartbeat([claims[0]!.token], 10_000), { lost: [], cancelled: [] })
+        yield* TestClock.adjust("8 seconds")
+        assert.strictEqual(yield* store.reap([0]), 0)
+        yield* Effect.promise(() => relieve(server.url))
+        assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "{}" }))
+        assert.strictEqual((yield* store.get(claims[0]!.job.id))?.state, "succeeded")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a consumer started on a full server starts no job while its claims are refused (jobs of one attempt, which a refused settle would leave dead), and runs each once, to success, once memory is back", () =>

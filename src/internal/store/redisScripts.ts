@@ -530,8 +530,16 @@ end
 return out
 `
 
-/** ARGV: now, lease, tokens... → {lost tokens, cancelled tokens} */
+/**
+ * ARGV: now, lease, tokens... → {lost tokens, cancelled tokens}. Passes on a server over its
+ * maxmemory, as a reap does: it grows nothing (a lease's time written over, a score moved), and
+ * refused there (its first write was an HSET) while the reap's went through, it left a live
+ * consumer's jobs to the reaper, which counted their attempt (the last: dead).
+ */
 export const HEARTBEAT: string = `${PRELUDE}
+-- a write Redis never refuses (an HDEL of a field no token is): after it, a full server lets the
+-- script's other writes through (it refuses only a script's first write that may grow memory)
+redis.call("HDEL", B .. ":tokens", "")
 local now = clock(ARGV[1])
 local lease = tonumber(ARGV[2])
 local lost, cancelled = {}, {}
