@@ -326,6 +326,17 @@ const isBusy = (error: unknown) =>
   ((((error as { errcode?: unknown }).errcode as number) & 0xff) === 5 || reasonOf(error).includes("database is locked"))
 
 /**
+ * SQLite's errors of the file or its disk (READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: their
+ * primary codes): the reason names the file, which the message ("database or disk is full") does not
+ */
+const OF_THE_FILE = new Set([8, 10, 11, 13, 14, 26])
+
+const reasonIn = (filename: string, error: unknown) => {
+  const code = typeof error === "object" && error !== null ? (error as { errcode?: unknown }).errcode : undefined
+  return typeof code === "number" && OF_THE_FILE.has(code & 0xff) ? `${reasonOf(error)} (${filename})` : reasonOf(error)
+}
+
+/**
  * How often, at most, in ms of real time, an operation looks whether the store's path still names the
  * file it opened. A file deleted or replaced (renamed over) under an open connection stays usable to
  * it alone: its writes would reach no other process and be lost with it. A look is a `stat` (a few
@@ -370,7 +381,7 @@ export const WAL_CHECK_MAX = 1000
  * waiting operation blocking the thread for `SPIN` per try stalled the process again with many
  * of them waiting (300 enqueues: a timer 3 s late).
  */
-const lockWaits = (db: DatabaseSync, busyTimeout: number, guard: (operation: string, now: number) => void) => {
+const lockWaits = (db: DatabaseSync, filename: string, busyTimeout: number, guard: (operation: string, now: number) => void) => {
   const spin = spinOf(busyTimeout)
   /** The connection's busy timeout now (`spin`, or 0 for a try while another operation waits). */
   let current = spin
@@ -399,7 +410,7 @@ const lockWaits = (db: DatabaseSync, busyTimeout: number, guard: (operation: str
   }
   return <A>(operation: string, once: () => A): Effect.Effect<A, StoreError> => {
     const fail = (error: unknown) =>
-      Effect.fail(error instanceof StoreError ? error : new StoreError({ operation, reason: reasonOf(error) }))
+      Effect.fail(error instanceof StoreError ? error : new StoreError({ operation, reason: reasonIn(filename, error) }))
     const retry = (me: object, deadline: number, pause: number): Effect.Effect<A, StoreError> =>
       Effect.flatMap(realSleep(Math.min(pause, Math.max(1, deadline - performance.now()))), () => {
         try {
@@ -457,7 +468,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     let opened: string | undefined
     let checkedAt = 0
     let moved: string | undefined
-    const attempt = lockWaits(db, cfg.busyTimeout, (operation, now) => {
+    const attempt = lockWaits(db, cfg.filename, cfg.busyTimeout, (operation, now) => {
       // an operation waiting for the lock when its store closed: the closed store's error, not
       // node:sqlite's "database is not open"
       if (closing.isClosed()) throw Closing.closedError(operation)
