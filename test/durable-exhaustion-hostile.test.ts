@@ -47,6 +47,44 @@ const exhaust = (url: string) =>
     await client.configSet("maxmemory", String(used - 500_000))
   }, url)
 
+/**
+ * The indexes of queue `queue` (a name of letters) of `prefix` against its jobs' hashes: a queued
+ * job is in its task's ready set or the delayed set, a running one in the running set and the
+ * tokens hash under its token, a finished one in its final state's set; the priority counts add up
+ * to the queued jobs; no index names a job that is not so. Returns the differences (none: []).
+ */
+const indexDrift = (url: string, prefix: string, queue: string) =>
+  RedisTest.admin(async (client) => {
+    const B = `{${prefix}:${queue}}`
+    const drift: Array<string> = []
+    const ids = await client.zRange(`${B}:all`, 0, -1)
+    const tasks = await client.sMembers(`${B}:tasks`)
+    const ready = new Set<string>()
+    for (const task of tasks) for (const member of await client.zRange(`${B}:ready:${task}`, 0, -1)) ready.add(member.slice(16))
+    const delayed = new Set(await client.zRange(`${B}:delayed`, 0, -1))
+    const running = new Set(await client.zRange(`${B}:running`, 0, -1))
+    const tokens = await client.hGetAll(`${B}:tokens`)
+    const finals: Record<string, Set<string>> = {}
+    for (const state of ["succeeded", "dead", "cancelled"]) finals[state] = new Set(await client.zRange(`${B}:final:${state}`, 0, -1))
+    let queued = 0
+    for (const id of ids) {
+      const job = await client.hGetAll(`${B}:job:${id}`)
+      const state = job.state
+      if (state === "queued") {
+        queued++
+        if (ready.has(id) === delayed.has(id)) drift.push(`${id} queued: ready ${ready.has(id)}, delayed ${delayed.has(id)}`)
+      } else if (state === "running") {
+        if (!running.has(id) || tokens[job.token ?? ""] !== id) drift.push(`${id} running: not in the running set or the tokens`)
+      } else if (!finals[state!]?.has(id)) drift.push(`${id} ${state}: not in its final set`)
+      if (state !== "queued" && (ready.has(id) || delayed.has(id))) drift.push(`${id} ${state}: still ready or delayed`)
+      if (state !== "running" && running.has(id)) drift.push(`${id} ${state}: still in the running set`)
+    }
+    const byPriority = Object.values(await client.hGetAll(`${B}:prio`)).reduce((sum, n) => sum + Number(n), 0)
+    if (byPriority !== queued) drift.push(`priority counts ${byPriority}, queued jobs ${queued}`)
+    if (Object.keys(tokens).length !== running.size) drift.push(`${Object.keys(tokens).length} tokens, ${running.size} running`)
+    return drift
+  }, url)
+
 const relieve = (url: string) => RedisTest.admin((client) => client.configSet("maxmemory", "0"), url)
 
 if (!RedisTest.enabled) describe.skip("the Redis store out of memory (WORKPOOL_REDIS_URL is not set)", () => {})
@@ -61,7 +99,8 @@ else {
     it.live("a claim is refused as the writes of the jobs it would start are: a StoreError naming the server's OOM, nothing taken; every other write but a heartbeat fails whole, the reads answer, and every write passes once memory is back", () =>
       Effect.gen(function*() {
         const server = yield* RedisTest.ownServer()
-        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix: RedisTest.freshPrefix() })), JobStore.JobStore)
+        const prefix = RedisTest.freshPrefix()
+        const store = Context.get(yield* Layer.build(RedisJobStore.layer({ url: server.url, prefix })), JobStore.JobStore)
         for (let i = 0; i < 4; i++) yield* store.enqueue(newJob("q", { payload: JSON.stringify({ n: i }) }))
         const { claims } = yield* store.claim({ queues: ["q"], tasks: ["Echo"], limit: 2, lease: 60_000 })
         const tokens = claims.map((claim) => claim.token)
@@ -86,6 +125,7 @@ else {
         // nothing of those was written: the same counts, the claimed jobs still running
         assert.deepStrictEqual(yield* store.counts("q"), before)
         assert.strictEqual((yield* store.get(claims[0]!.job.id))?.state, "running")
+        assert.deepStrictEqual(yield* Effect.promise(() => indexDrift(server.url, prefix, "q")), [])
 
         yield* Effect.promise(() => relieve(server.url))
         assert.isTrue(yield* store.settle(tokens[0]!, { _tag: "Final", state: "succeeded", exit: "{}" }))
@@ -94,6 +134,7 @@ else {
         assert.strictEqual(again.claims.length, 2)
         const after = yield* store.counts("q")
         assert.deepStrictEqual([after.waiting, after.running, after.succeeded], [0, 3, 1])
+        assert.deepStrictEqual(yield* Effect.promise(() => indexDrift(server.url, prefix, "q")), [])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // A heartbeat grows nothing (a lease's time written over, a running job's score moved), but its
@@ -121,7 +162,8 @@ else {
     it.live("a consumer started on a full server starts no job while its claims are refused (jobs of one attempt, which a refused settle would leave dead), and runs each once, to success, once memory is back", () =>
       Effect.gen(function*() {
         const server = yield* RedisTest.ownServer()
-        const layer = RedisJobStore.layer({ url: server.url, prefix: RedisTest.freshPrefix() })
+        const prefix = RedisTest.freshPrefix()
+        const layer = RedisJobStore.layer({ url: server.url, prefix })
         yield* Effect.gen(function*() {
           const ids: Array<string> = []
           for (let n = 0; n < 6; n++) ids.push((yield* JobQueue.enqueue(Echo, { n }, { maxAttempts: 1 })).id)
@@ -140,6 +182,7 @@ else {
           yield* Effect.promise(() => relieve(server.url))
           for (const id of ids) assert.strictEqual(yield* JobQueue.await(Echo, id), ids.indexOf(id))
           assert.strictEqual(runs, ids.length)
+          assert.deepStrictEqual(yield* Effect.promise(() => indexDrift(server.url, prefix, "default")), [])
         }).pipe(Effect.scoped, Effect.provide(layer))
       }).pipe(Effect.scoped), { timeout: 90_000 })
   })
