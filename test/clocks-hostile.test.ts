@@ -40,8 +40,10 @@ describe.each(stores)("a runAt in the past, on a queue with aging (%s)", (_name,
       const urgent = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "aged", priority: 5 })
       const overdue = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "aged", runAt: new Date(Date.now() - 3_600_000) })
       const epoch = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "aged", runAt: new Date(0) })
-      const { claims } = yield* store.claim({ queues: ["aged"], tasks: ["Echo"], limit: 3, lease: 30_000 })
-      assert.deepStrictEqual(claims.map((claim) => claim.job.id), [urgent.id, overdue.id, epoch.id])
+      // enqueueAll's statements rank as enqueue's
+      const [batched] = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 4 }, options: { queue: "aged", runAt: new Date(0) } }])
+      const { claims } = yield* store.claim({ queues: ["aged"], tasks: ["Echo"], limit: 4, lease: 30_000 })
+      assert.deepStrictEqual(claims.map((claim) => claim.job.id), [urgent.id, overdue.id, epoch.id, batched!.id])
       // and it is still due as asked: claimed at once, its time kept
       assert.strictEqual((yield* JobQueue.status(epoch.id)).visibleAt.getTime(), 0)
     }).pipe(Effect.provide(layer())), 60_000)

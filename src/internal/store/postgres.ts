@@ -1123,10 +1123,15 @@ export const makeWith = (
         : sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text ELSE 'job' END)`
     }
 
-    /** The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. */
-    const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number) =>
-      sql`(SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN ${priority} * MAX(q.aging_ms) - ${visible}
+    /**
+     * The rank of a job of `queue` visible at `visible` (see model.rank), as an SQL expression. An
+     * enqueue passes its `now`: a runAt in the past is waited for from then (see model.rank).
+     */
+    const RANK = (queue: Fragment | string, priority: Fragment | number, visible: Fragment | number, now?: Fragment | number) => {
+      const from = now === undefined ? visible : sql`GREATEST(${visible}, ${now}::bigint)`
+      return sql`(SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN ${priority} * MAX(q.aging_ms) - ${from}
         ELSE ${priority} END FROM ${S}.wp_queue q WHERE q.name = ${queue})`
+    }
 
     /**
      * A reaped job's delay (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep
@@ -1158,7 +1163,7 @@ export const makeWith = (
       // how long until it is due, on the server's clock (a runAt is the producer's)
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
-          ${RANK(job.queue, job.priority, sql`GREATEST(${visible}, ${now}::bigint)`)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
+          ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
@@ -1236,7 +1241,7 @@ export const makeWith = (
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
           rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, sql`GREATEST(${visible}, ${now}::bigint)`)}, ${at(5)}, 'queued',
+        SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
           ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
         ORDER BY v.n
