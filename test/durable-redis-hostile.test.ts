@@ -254,6 +254,24 @@ const hookedStore = (
     return yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, hooked)
   })
 
+/**
+ * `plain`, a command of which fails as a lost connection would when `when` answers true for it (an
+ * Effect answering it runs as the command is sent, before it).
+ */
+const failingSend = (
+  plain: Redis.Redis["Service"],
+  when: (command: string, args: ReadonlyArray<string>) => boolean | Effect.Effect<boolean>
+) =>
+  Redis.Redis.of({
+    ...plain,
+    send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        const fails = when(command, args)
+        return Effect.flatMap(typeof fails === "boolean" ? Effect.succeed(fails) : fails, (fails) =>
+          fails ? Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") })) : plain.send<A>(command, ...args))
+      })
+  })
+
 if (!enabled) describe.skip("the Redis store, hostile (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
   const layer = (prefix: string) => RedisJobStore.layer({ url: url!, prefix })
@@ -1656,11 +1674,7 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       const prefix = freshPrefix()
       const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: url! })), (context) => Context.get(context, Redis.Redis))
       // every HDEL the store sends fails, as if its connection were lost after the purge's script
-      const failing = Redis.Redis.of({
-        ...plain,
-        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
-          command === "HDEL" ? Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") })) : plain.send<A>(command, ...args)
-      })
+      const failing = failingSend(plain, (command) => command === "HDEL")
       const cfg = yield* RedisStore.options({ url: url!, prefix })
       const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, failing)
       const ids = `{${prefix}}:ids`
@@ -1684,13 +1698,7 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       const QUEUES = `{${prefix}}:queues`
       // the second SADD to the list fails: the first is the store's own look (a queue it had not seen), the second the re-add after the script
       let sadds = 0
-      const failing = Redis.Redis.of({
-        ...plain,
-        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
-          command === "SADD" && args[0] === QUEUES && ++sadds === 2
-            ? Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") }))
-            : plain.send<A>(command, ...args)
-      })
+      const failing = failingSend(plain, (command, args) => command === "SADD" && args[0] === QUEUES && ++sadds === 2)
       const cfg = yield* RedisStore.options({ url: url!, prefix })
       const store = yield* Effect.provideService(RedisStore.make(cfg), Redis.Redis, failing)
       const { id } = yield* store.enqueue(newJob("fresh"))
@@ -1716,23 +1724,15 @@ describe.skipIf(!enabled)("the Redis store's clocks and its id index, hostile", 
       const QUEUES = `{${prefix}}:queues`
       let raced: string | undefined
       let failed = 0
-      const failing = Redis.Redis.of({
-        ...plain,
-        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
-          Effect.suspend(() => {
-            // another process's enqueue lands between the purge's script (the drop) and its removal
-            if (command === "SREM" && args[0] === QUEUES && raced === undefined) {
-              return Effect.andThen(
-                Effect.tap(Effect.orDie(producer.enqueue(newJob("tenant"))), (job) => Effect.sync(() => raced = job.id)),
-                plain.send<A>(command, ...args)
-              )
-            }
-            if (command === "EXISTS" && args[0]!.endsWith(":seq") && raced !== undefined && failed === 0) {
-              failed++
-              return Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") }))
-            }
-            return plain.send<A>(command, ...args)
-          })
+      const failing = failingSend(plain, (command, args) => {
+        // another process's enqueue lands between the purge's script (the drop) and its removal
+        if (command === "SREM" && args[0] === QUEUES && raced === undefined) {
+          return Effect.as(Effect.tap(Effect.orDie(producer.enqueue(newJob("tenant"))), (job) => Effect.sync(() => raced = job.id)), false)
+        }
+        // then the look at its seq fails, once
+        if (command !== "EXISTS" || !args[0]!.endsWith(":seq") || raced === undefined || failed > 0) return false
+        failed++
+        return true
       })
       const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, failing)
       const first = yield* store.enqueue(newJob("tenant"))
