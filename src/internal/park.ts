@@ -65,6 +65,32 @@ const loopIdle = (): boolean => {
   return resources.length === 1 && process.stdout.writableLength === 0 && process.stderr.writableLength === 0
 }
 
+/**
+ * Takes up to `limit` messages queued on a port and hands each to `receive`; whether it took any.
+ * One that cannot be deserialized is taken off the port all the same, as a 'messageerror' would be,
+ * and handed to `unreadable`; those behind it are read.
+ */
+export const takeQueued = (
+  port: MessagePort,
+  limit: number,
+  receive: (message: unknown) => void,
+  unreadable: (error: unknown) => void
+): boolean => {
+  let n = 0
+  for (; n < limit; n++) {
+    let entry: { message: unknown } | undefined
+    try {
+      entry = receiveMessageOnPort(port)
+    } catch (error) {
+      unreadable(error)
+      continue
+    }
+    if (entry === undefined) break
+    receive(entry.message)
+  }
+  return n > 0
+}
+
 export interface Parker {
   /**
    * Parks at the event loop's next turn, if idle then: call when the thread may have become idle
@@ -95,24 +121,11 @@ export const makeParker = (options: {
   let idleTurns = 0
   /** Whether a wake brought a batch of messages: see `park`. */
   let streaming = false
-  /** Takes every message on the port; whether there was one. */
-  const drain = (): boolean => {
-    let received = false
-    for (;;) {
-      let entry: { message: unknown } | undefined
-      try {
-        entry = receiveMessageOnPort(port)
-      } catch (error) {
-        // the message is taken off the port either way
-        unreadable(error)
-        received = true
-        continue
-      }
-      if (entry === undefined) return received
-      received = true
-      if (receive(entry.message)) streaming = true
-    }
+  const take = (message: unknown) => {
+    if (receive(message)) streaming = true
   }
+  /** Takes every message on the port; whether there was one. */
+  const drain = (): boolean => takeQueued(port, Infinity, take, unreadable)
   const park = () => {
     scheduled = false
     if (!idle() || !loopIdle()) return

@@ -15,7 +15,6 @@ import { inspect } from "node:util"
 import {
   MessageChannel,
   type MessagePort,
-  receiveMessageOnPort,
   type ResourceLimits,
   type TransferListItem,
   Worker as NodeWorker
@@ -41,7 +40,7 @@ import {
   type ToThread,
   WITHDRAWN
 } from "./protocol.ts"
-import { SIGNAL_CELLS, wake } from "./park.ts"
+import { SIGNAL_CELLS, takeQueued, wake } from "./park.ts"
 import { isSpanRecord, type SpanRecord, SpanReplay } from "./threadSpans.ts"
 import { threadMain } from "./threadMain.ts"
 import { transferIssue } from "./transfer.ts"
@@ -225,30 +224,6 @@ export const depth = (pace: number): number =>
 
 /** Messages from a thread the main thread handles in one 'message' callback, at most (see `spawn`). */
 const DRAIN = 64
-
-/**
- * Takes up to `limit` messages queued on a port and hands each to `receive`. One that cannot be
- * deserialized is taken off the port all the same, as a 'messageerror' would be, and handed to
- * `unreadable`; those behind it are read.
- */
-const takeQueued = (
-  port: MessagePort,
-  limit: number,
-  receive: (message: unknown) => void,
-  unreadable: (error: unknown) => void
-): void => {
-  for (let n = 0; n < limit; n++) {
-    let entry: { message: unknown } | undefined
-    try {
-      entry = receiveMessageOnPort(port)
-    } catch (error) {
-      unreadable(error)
-      continue
-    }
-    if (entry === undefined) return
-    receive(entry.message)
-  }
-}
 
 /**
  * A cell of the thread's that a new offer may take (see protocol.ts): one whose offer was taken
