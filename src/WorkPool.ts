@@ -502,13 +502,15 @@ export interface UnstartedJob<W = void> {
   /**
    * The job, with its submitter's services already provided. A job written as a function of its
    * worker's resource cannot run without one: its `effect` dies saying so; resubmit `job` to a
-   * pool with the same kind of resource instead.
+   * pool with the same kind of resource instead. If its submitter's `Scope` has closed by the time
+   * it runs, it runs in a scope of its own, closed when it ends (what it acquires is released then).
    */
   readonly effect: Effect.Effect<unknown, unknown>
   /**
    * The job as it was submitted (an Effect, or a function of a `W` resource), with its submitter's
    * services: the pool it is resubmitted to runs it with them, filling in what that pool's submitter
-   * lacks (its own services, and the new pool's `JobContext`, win).
+   * lacks (its own services, and the new pool's `JobContext`, win). A closed `Scope` of the first
+   * submitter's is not used: the job then runs in a scope of its own, as `effect` does.
    */
   readonly job: Job<unknown, unknown, never, W>
 }
@@ -691,10 +693,21 @@ export interface WorkPool<W = void, EW = never> {
  */
 const withServices = <W>(job: JobRecord["effect"], context: Context.Context<never>): Job<unknown, unknown, never, W> => {
   const fillIn = (effect: Effect.Effect<unknown, unknown, any>): Effect.Effect<unknown, unknown> =>
-    Effect.updateContext(effect, (current: Context.Context<never>) => Context.merge(context, current) as Context.Context<any>)
+    Effect.updateContext(inOpenScope(effect), (current: Context.Context<never>) => Context.merge(context, current) as Context.Context<any>)
   // a function keeps its own properties (a thread pool's job carries its task and payload on it)
   return JobKind.isFunction(job) ? Object.assign((resource: W, jobId: number) => fillIn(job(resource, jobId)), job) : fillIn(job)
 }
+
+/**
+ * `effect` in a scope of its own, closed when it ends, if the Scope it is given has closed: a job
+ * handed over by `shutdownNow` carries its submitter's, which closes once the submitter, told
+ * `PoolShutdown`, leaves it, and Effect runs a finalizer added to a closed scope at once (a resource
+ * the job acquired was released before it used it).
+ */
+const inOpenScope = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.contextWith((context: Context.Context<never>) =>
+    Context.getOrUndefined(context, Scope.Scope)?.state._tag === "Closed" ? Effect.scoped(effect) as Effect.Effect<A, E, R> : effect
+  )
 
 const DEFAULT_CAPACITY = 1024
 /** Pools made in this process, for their default names. */
@@ -1245,7 +1258,7 @@ const makePool = <W, EW>(scheduler: Scheduler<W>, clock: Clock.Clock): WorkPool<
         priority: job.priority,
         effect: JobKind.isFunction(job.effect)
           ? Effect.die(new Error(`job ${job.id} needs its pool's worker resource: resubmit UnstartedJob.job to such a pool`))
-          : Effect.provideContext(job.effect, job.context) as Effect.Effect<unknown, unknown>,
+          : Effect.provideContext(inOpenScope(job.effect), job.context) as Effect.Effect<unknown, unknown>,
         job: withServices(job.effect, job.context)
       }))),
     awaitTermination: scheduler.awaitTermination(),

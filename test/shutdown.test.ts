@@ -78,6 +78,42 @@ describe("shutdown", () => {
       assert.strictEqual(yield* other.run(handedOver!.effect), "hello from the submitter")
     }))
 
+  // a job carries its submitter's services, its Scope among them. Handed over after that scope has
+  // closed (the submitter, told PoolShutdown, left its Effect.scoped), a finalizer the job added to
+  // it ran at once (Effect's rule for a closed scope): a resource it acquired was released before
+  // it used it
+  it.effect("a job handed over after its submitter's scope closed acquires a resource in a scope of its own: released when the job ends, not before its use", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const job = Effect.gen(function*() {
+        const conn = yield* Effect.acquireRelease(
+          Effect.sync(() => ({ open: true })),
+          (conn) => Effect.sync(() => { conn.open = false; events.push("released") })
+        )
+        events.push(conn.open ? "used open" : "used closed")
+      })
+      const paused = yield* WorkPool.make({ concurrency: 1, paused: true })
+      yield* Effect.scoped(Effect.asVoid(paused.submit(job)))
+      yield* Effect.scoped(Effect.asVoid(paused.submit(job)))
+      const [first, second] = yield* paused.shutdownNow
+      const other = yield* WorkPool.make({ concurrency: 1 })
+      // as an Effect with its services, and as the job resubmitted with them filled in (by a
+      // resubmitter with no Scope of its own: the test's would win)
+      yield* other.run(first!.effect)
+      yield* Effect.updateContext(other.run(second!.job), (context: Context.Context<never>) => Context.omit(Scope.Scope)(context))
+      assert.deepStrictEqual(events, ["used open", "released", "used open", "released"])
+      // a resubmitter's open Scope still wins, as its other services do: released when it closes
+      const again = yield* WorkPool.make({ concurrency: 1, paused: true })
+      yield* Effect.scoped(Effect.asVoid(again.submit(job)))
+      const [third] = yield* again.shutdownNow
+      events.length = 0
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* other.run(third!.job)
+        assert.deepStrictEqual(events, ["used open"])
+      }))
+      assert.deepStrictEqual(events, ["used open", "released"])
+    }))
+
   it.effect("shutdown waits; a second shutdown waits for the same end; awaitTermination too", () =>
     Effect.gen(function*() {
       const pool = yield* WorkPool.make({ concurrency: 1 })
