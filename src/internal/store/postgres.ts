@@ -70,6 +70,7 @@ import {
   takeFromWindows,
   withId
 } from "./model.ts"
+import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
@@ -247,54 +248,8 @@ export const options = (options: {
     config.storeOptionError
   )
 
-interface SqlRow {
-  readonly id: string
-  readonly queue: string
-  readonly task: string
-  readonly payload: string
-  readonly priority: number
-  readonly rank: number
-  readonly seq: bigint | number
-  readonly dedup_key: string | null
-  readonly state: State
-  readonly attempts: number
-  readonly max_attempts: number
-  readonly timeout_ms: bigint | number
-  readonly created_at: bigint | number
-  readonly visible_at: bigint | number
-  readonly started_at: bigint | number | null
-  readonly finished_at: bigint | number | null
-  readonly cancel_requested: boolean
-  readonly exit: string | null
-  readonly progress: string | null
-  readonly trace: string | null
-  readonly retry: string | null
-  readonly lease_token: string | null
-}
-
-const orNull = (value: bigint | number | null) => value === null ? null : Number(value)
-
-const toRow = (row: SqlRow): JobRow => ({
-  id: row.id,
-  queue: row.queue,
-  task: row.task,
-  payload: row.payload,
-  priority: row.priority,
-  dedupKey: row.dedup_key,
-  state: row.state,
-  attempts: row.attempts,
-  maxAttempts: row.max_attempts,
-  timeout: Number(row.timeout_ms),
-  createdAt: Number(row.created_at),
-  visibleAt: Number(row.visible_at),
-  startedAt: orNull(row.started_at),
-  finishedAt: orNull(row.finished_at),
-  cancelRequested: row.cancel_requested,
-  exit: row.exit,
-  progress: row.progress,
-  trace: row.trace,
-  retry: row.retry
-})
+/** A claimed row, with what orders the claims (RETURNING has no order). */
+type RankedRow = SqlRow & { readonly rank: number; readonly seq: bigint | number }
 
 const isUniqueViolation = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "UniqueViolation"
 
@@ -425,7 +380,7 @@ export const claimStatement = (
   finals: ReadonlyArray<FinalSettle> = []
 ) =>
   sql<
-    SqlRow & { rank: number; limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
+    RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
       SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
     ),${
@@ -1513,7 +1468,7 @@ export const makeWith = (
     }
 
     /** Claimed rows, best first (RETURNING has no order). */
-    const toClaims = (rows: ReadonlyArray<SqlRow & { rank: number }>): Array<Claim> =>
+    const toClaims = (rows: ReadonlyArray<RankedRow>): Array<Claim> =>
       [...rows]
         .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
         .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
@@ -1577,7 +1532,7 @@ export const makeWith = (
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
         const picked = candidates.slice(0, request.limit)
-        const rows = picked.length === 0 ? [] : yield* sql<SqlRow & { rank: number }>`UPDATE ${S}.wp_job j
+        const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
               lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])

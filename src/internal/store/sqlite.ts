@@ -44,6 +44,7 @@ import {
   takeFromWindows,
   withId
 } from "./model.ts"
+import { type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
@@ -224,51 +225,6 @@ const REAP_DELAY = `(CASE
     ${own("exponential")} * pow(${own("factor")}, attempts - 1),
     CASE WHEN ${ownNumber("max")} THEN ${own("max")} ELSE 1e300 END) + 0.5), ${Backoff.MAX_DELAY})
   ELSE COALESCE(${listAt(":backoff")}, 0) END)`
-
-interface SqlRow {
-  readonly id: string
-  readonly queue: string
-  readonly task: string
-  readonly payload: string
-  readonly priority: number
-  readonly dedup_key: string | null
-  readonly state: State
-  readonly attempts: number
-  readonly max_attempts: number
-  readonly timeout_ms: number
-  readonly created_at: number
-  readonly visible_at: number
-  readonly started_at: number | null
-  readonly finished_at: number | null
-  readonly cancel_requested: number
-  readonly exit: string | null
-  readonly progress: string | null
-  readonly trace: string | null
-  readonly retry: string | null
-  readonly lease_token: string | null
-}
-
-const toRow = (row: SqlRow): JobRow => ({
-  id: row.id,
-  queue: row.queue,
-  task: row.task,
-  payload: row.payload,
-  priority: row.priority,
-  dedupKey: row.dedup_key,
-  state: row.state,
-  attempts: row.attempts,
-  maxAttempts: row.max_attempts,
-  timeout: row.timeout_ms,
-  createdAt: row.created_at,
-  visibleAt: row.visible_at,
-  startedAt: row.started_at,
-  finishedAt: row.finished_at,
-  cancelRequested: row.cancel_requested !== 0,
-  exit: row.exit,
-  progress: row.progress,
-  trace: row.trace,
-  retry: row.retry
-})
 
 /**
  * `node:sqlite`, loaded when a store opens rather than imported: on a Node without it (before

@@ -1,0 +1,66 @@
+/**
+ * A job's row of `wp_job` as the SQL stores read it, and the `JobRow` it is: one reading for
+ * Postgres and SQLite, whose tables have the same columns.
+ *
+ * @internal
+ */
+import type { JobRow, State } from "./model.ts"
+
+/**
+ * The columns a `JobRow` is read from: Postgres's bigint columns come as bigint or number (the
+ * driver's choice), SQLite's boolean as 0 or 1.
+ */
+export interface SqlRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly payload: string
+  readonly priority: number
+  readonly dedup_key: string | null
+  readonly state: State
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly timeout_ms: bigint | number
+  readonly created_at: bigint | number
+  readonly visible_at: bigint | number
+  readonly started_at: bigint | number | null
+  readonly finished_at: bigint | number | null
+  readonly cancel_requested: boolean | number
+  readonly exit: string | null
+  readonly progress: string | null
+  readonly trace: string | null
+  readonly retry: string | null
+  readonly lease_token: string | null
+}
+
+const orNull = (value: bigint | number | null) => value === null ? null : Number(value)
+
+/**
+ * The job a row holds.
+ *
+ * @example
+ * ```ts
+ * toRow(row).visibleAt // a number of ms, from a bigint column or a number
+ * ```
+ */
+export const toRow = (row: SqlRow): JobRow => ({
+  id: row.id,
+  queue: row.queue,
+  task: row.task,
+  payload: row.payload,
+  priority: row.priority,
+  dedupKey: row.dedup_key,
+  state: row.state,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  timeout: Number(row.timeout_ms),
+  createdAt: Number(row.created_at),
+  visibleAt: Number(row.visible_at),
+  startedAt: orNull(row.started_at),
+  finishedAt: orNull(row.finished_at),
+  cancelRequested: row.cancel_requested === true || row.cancel_requested === 1,
+  exit: row.exit,
+  progress: row.progress,
+  trace: row.trace,
+  retry: row.retry
+})
