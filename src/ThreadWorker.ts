@@ -28,6 +28,7 @@ import { JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
 import { type Codec, decoder, encoder } from "./internal/plainCodec.ts"
+import { ARGS, EXITS, SYNC } from "./internal/effectShapes.ts"
 import { makeParker, type Parker } from "./internal/park.ts"
 import {
   CLAIMED,
@@ -105,19 +106,7 @@ const pool:
 // (`Effect.succeed`, `Effect.fail`) is already its own result. Neither can read a fiber's services,
 // be interrupted part way or make a span, so a fiber adds nothing but its cost, which for a small
 // task is most of the thread's work. Told apart by prototype, as internal/job.ts does for the
-// in-process pool (here, not imported from there: a thread loads only the modules it needs).
-// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
-const IDENTIFIER = "~effect/Effect/identifier"
-const ARGS = "~effect/Effect/args"
-
-/** The prototype every `Effect.sync` shares, if it is the primitive expected (else every task gets a fiber). */
-const SYNC: object | undefined = (() => {
-  const proto = Object.getPrototypeOf(Effect.sync(() => undefined)) as Record<string, unknown>
-  return proto[IDENTIFIER] === "Sync" ? proto : undefined
-})()
-
-/** The prototypes of Effect's two kinds of Exit (a success, a failure). */
-const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.getPrototypeOf(Exit.fail(undefined))]
+// in-process pool (internal/effectShapes.ts serves both).
 
 /**
  * What `effect` ends with, if it can be had without a fiber: an Exit as it is, an `Effect.sync`'s

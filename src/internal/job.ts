@@ -10,19 +10,7 @@ import { Effect, Exit } from "effect"
 import { InvalidJob } from "../PoolError.ts"
 import type * as Task from "../Task.ts"
 import { type Invalid, isClass, type OptionError, show } from "./config.ts"
-
-// Effect 4.1's own keys of a primitive: which one it is, and its argument (see effect/internal/core).
-const IDENTIFIER = "~effect/Effect/identifier"
-const ARGS = "~effect/Effect/args"
-
-/**
- * The prototype every `Effect.sync` shares, if it is the primitive `syncThunk` expects (a later
- * Effect whose primitives look different: undefined, and every job gets a fiber).
- */
-const SYNC: object | undefined = (() => {
-  const proto = Object.getPrototypeOf(Effect.sync(() => undefined)) as Record<string, unknown>
-  return proto[IDENTIFIER] === "Sync" ? proto : undefined
-})()
+import { ARGS, EXITS, IDENTIFIER, SYNC } from "./effectShapes.ts"
 
 /**
  * Whether a job is an `Effect.sync`: its prototype, one comparison. Asked first, because asking any
@@ -43,9 +31,6 @@ export const syncThunk = (effect: Effect.Effect<any, any, any>): (() => unknown)
   const thunk = (effect as unknown as Record<string, unknown>)[ARGS]
   return typeof thunk === "function" ? thunk as () => unknown : undefined
 }
-
-/** The prototypes of Effect's two kinds of Exit (a success, a failure). */
-const EXITS: ReadonlyArray<object> = [Object.getPrototypeOf(Exit.void), Object.getPrototypeOf(Exit.fail(undefined))]
 
 /**
  * The job itself if it is an Exit (`Effect.succeed`, `Effect.fail`, ...), which is already its own
