@@ -1633,3 +1633,24 @@ if (enabled && pgServer.binaries() !== undefined) {
     }, { timeout: 60_000 })
   })
 }
+
+if (enabled) {
+  describe("the Postgres store's tables dropped under it", () => {
+    it.live("an operation on a dropped schema fails with StoreError saying to open the store again (its open recreates them)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const store = PgJobStore.layer({ url: url!, schema, maxConnections: 2 })
+        const error = yield* Effect.gen(function*() {
+          yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* Effect.promise(() => admin((sql) => sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`).raw))
+          return yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }))
+        }).pipe(Effect.scoped, Effect.provide(store), Effect.timeout("30 seconds"))
+        assert.strictEqual(error._tag, "StoreError")
+        assert.include((error as StoreError).reason, "does not exist")
+        assert.include((error as StoreError).reason, "open the store again")
+        // and it does: a new open recreates the schema
+        const again = yield* Effect.scoped(Effect.flatMap(JobQueue.enqueue(Echo, { n: 3 }), (job) => Effect.succeed(job.id))).pipe(Effect.provide(store))
+        assert.isString(again)
+      }), { timeout: 60_000 })
+  })
+}

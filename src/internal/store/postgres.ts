@@ -544,7 +544,30 @@ export const schemaChannel = (schema: string) =>
  */
 const LINGER = 1000
 
-const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) })
+const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) })
+
+/**
+ * The SQLSTATE of the driver's error under `cause` (SqlError wraps it, sometimes twice), if any:
+ * 42P01 (undefined_table), 3F000 (invalid_schema_name) say the store's tables are gone.
+ */
+const sqlStateOf = (cause: unknown): string | undefined => {
+  for (let error = cause as { code?: unknown; cause?: unknown } | undefined, depth = 0; error != null && depth < 4; error = error.cause as typeof error, depth++) {
+    if (typeof error.code === "string" && error.code.length === 5) return error.code
+  }
+  return undefined
+}
+
+/**
+ * Only an open makes the store's tables (it reads their version then, not at each statement): a
+ * schema dropped, or a database recreated, under a running store fails every statement until it is
+ * opened again, which the error says.
+ */
+const goneHint = (cause: unknown): string => {
+  const state = sqlStateOf(cause)
+  return state === "42P01" || state === "3F000"
+    ? " (the store's tables are gone: their schema was dropped or the database recreated while the store ran; open the store again to recreate them)"
+    : ""
+}
 
 /**
  * The driver's error of a transaction whose session ended in it (pg_terminate_backend, an
