@@ -1,0 +1,252 @@
+/**
+ * Durable features under process chaos, on an SQLite file, Postgres and Redis: producers killed
+ * (SIGKILL) in the middle of `enqueue` with dedup keys and of `enqueueAll`, then retried by another
+ * process; consumers killed while they hold jobs of a rate-limited queue, one of those jobs then
+ * cancelled from this process. At the end the store is read for the invariants: every job final,
+ * none running, one job per dedup key, attempts = the starts the consumers printed (a claim the
+ * victim took and never started aside), the rate limit held. Every wait is for an event (a child's
+ * line, its exit, a state in the store) under a deadline; the kill points are seeded
+ * (WORKPOOL_CHAOS_SEED replays the choices, not their timing).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import type * as JobStore from "../src/JobStore.ts"
+import {
+  type Consumer,
+  followConsumer,
+  killMidRun,
+  type ProcessStore,
+  processStoresOf,
+  sqliteWritable,
+  startConsumer,
+  untilFinal,
+  untilRead,
+  waitUntil
+} from "./durable/children.ts"
+import * as Pg from "./durable/postgres.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+import { maxInWindow, prng } from "./helpers.ts"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const producerFixture = new URL("./fixtures/durable-producer-child.ts", import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), "wp-features-processes-"))
+let files = 0
+const children: Array<ChildProcess> = []
+const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, unknown>> = []
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const seed = Number(process.env.WORKPOOL_CHAOS_SEED ?? Date.now() % 1_000_000)
+console.log(`durable-features-processes-hostile seed ${seed}`)
+const random = prng(seed)
+
+const open = (layer: Layer.Layer<JobStore.JobStore, unknown>) => {
+  const runtime = ManagedRuntime.make(layer)
+  runtimes.push(runtime)
+  return runtime
+}
+
+const producer = (target: string, env: Record<string, string>, mode: "one" | "all", jobs: number, queues: number): Consumer => {
+  const child = spawn(node, [producerFixture, target, mode, String(jobs), String(queues)], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env }
+  })
+  children.push(child)
+  return followConsumer(child)
+}
+
+/** The `created|existing <n> <id>` lines of a producer, by n. */
+const told = (p: Consumer) => {
+  const byN = new Map<number, { created: boolean; id: string }>()
+  for (const line of p.lines) {
+    const [what, n, id] = line.split(" ")
+    if (what === "created" || what === "existing") byN.set(Number(n), { created: what === "created", id: id! })
+  }
+  return byN
+}
+
+const killed = async (p: Consumer) => {
+  p.child.kill("SIGKILL")
+  await p.exited
+}
+
+const finished = async (p: Consumer) => {
+  await p.exited
+  assert.strictEqual(p.child.exitCode, 0, `${p.stderr}\n${p.lines.slice(-10).join("\n")}`)
+}
+
+type Runtime = ReturnType<typeof open>
+
+/** Every job of the store, in every queue. */
+const everyJob = (runtime: Runtime) => runtime.runPromise(JobQueue.list({ limit: 100_000 }))
+
+/** One job per dedup key `key-0..`, in its queue, each id the one every producer that heard back was told. */
+const assertOneJobPerKey = async (runtime: Runtime, jobs: number, queues: number, producers: ReadonlyArray<Consumer>) => {
+  const all = await everyJob(runtime)
+  const byKey = new Map<string, Array<string>>()
+  for (const job of all) byKey.set(job.dedupKey!, [...(byKey.get(job.dedupKey!) ?? []), job.id])
+  assert.strictEqual(all.length, jobs, `one job per key: ${[...byKey].filter(([, ids]) => ids.length > 1).map(([k]) => k).join()}`)
+  for (const job of all) {
+    const n = Number(job.dedupKey!.slice("key-".length))
+    assert.strictEqual(job.queue, `q${n % queues}`)
+    for (const p of producers) {
+      const heard = told(p).get(n)
+      if (heard !== undefined) assert.strictEqual(heard.id, job.id, `key-${n}: a producer was told another job`)
+    }
+  }
+  return all
+}
+
+/** Drains the jobs with one consumer per queue set: each succeeds with its n, at its first attempt (none was ever claimed before). */
+const drain = async (runtime: Runtime, store: { target: string; env: Record<string, string> }, all: ReadonlyArray<JobQueue.JobInfo>, queues: number) => {
+  const consumers = Array.from({ length: queues }, (_, q) =>
+    startConsumer(store.target, { concurrency: 4, lease: 3000, jobMillis: 0, env: { ...store.env, WORKPOOL_TEST_QUEUES: `q${q}` } }))
+  try {
+    for (const job of all) {
+      const n = Number(job.dedupKey!.slice("key-".length))
+      assert.strictEqual(await runtime.runPromise(JobQueue.await(Work, job.id)), n)
+    }
+    for (const job of all) assert.strictEqual((await runtime.runPromise(JobQueue.status(job.id))).attempts, 1)
+  } finally {
+    for (const c of consumers) c.child.kill("SIGTERM")
+    await Promise.all(consumers.map((c) => c.exited))
+  }
+}
+
+/**
+ * Whether the producer is inside its `enqueueAll`'s transaction: on SQLite while another process
+ * holds the file's write lock, on Postgres while a session of the store's schema has written rows it
+ * has not committed (a transaction id); on Redis (a script per queue, nothing to see between them)
+ * after a seeded wait of 0 to 400 ms.
+ */
+const insideCall = async (store: ProcessStore): Promise<boolean> => {
+  if (store.target.startsWith("redis://")) {
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 400)))
+    return true
+  }
+  if (store.target.startsWith("postgres://")) {
+    const rows = await Pg.admin((sql) =>
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND query LIKE ${`%${store.env.WORKPOOL_PG_SCHEMA}%`} AND pid <> pg_backend_pid()`
+    )
+    return rows[0]!.n > 0
+  }
+  return !sqliteWritable(store.target)()
+}
+
+const stores = processStoresOf(() => join(dir, `f${files++}.db`))
+
+describe.each(stores)("producers killed -9 mid-call and retried by another process on %s", (_name, makeStore) => {
+  it("enqueue with dedup keys, killed at a random call: the retry creates exactly the jobs the first did not, one per key", { timeout: 120_000 }, async () => {
+    const JOBS = 60
+    const QUEUES = 3
+    const store = makeStore()
+    const runtime = open(store.layer)
+    const first = producer(store.target, store.env, "one", JOBS, QUEUES)
+    const at = 5 + Math.floor(random() * (JOBS - 10))
+    await waitUntil([first], () => first.lines.includes(`sent ${at}`), `the first producer sent enqueue ${at}`)
+    await killed(first)
+    const before = new Set((await everyJob(runtime)).map((job) => job.dedupKey!))
+    const second = producer(store.target, store.env, "one", JOBS, QUEUES)
+    await finished(second)
+    for (const [n, { created }] of told(second)) {
+      assert.strictEqual(created, !before.has(`key-${n}`), `key-${n}: created ${created}, stored before the retry ${before.has(`key-${n}`)}`)
+    }
+    for (const [n, { created }] of told(first)) assert.isTrue(created, `key-${n} existed before the first producer`)
+    await drain(runtime, store, await assertOneJobPerKey(runtime, JOBS, QUEUES, [first, second]), QUEUES)
+  })
+
+  it("enqueueAll over 3 queues, killed mid-call: each queue's part (the whole call on SQLite and Postgres) stored all or none; the retry completes it, one job per key", {
+    timeout: 120_000
+  }, async () => {
+    const JOBS = 3000
+    const QUEUES = 3
+    const store = makeStore()
+    const runtime = open(store.layer)
+    const first = producer(store.target, store.env, "all", JOBS, QUEUES)
+    await waitUntil([first], () => first.lines.includes("sent"), "the first producer sent its enqueueAll")
+    // killed inside its transaction where that can be seen (SQLite: it holds the file's write lock;
+    // Postgres: its session has written rows it has not committed), else at a seeded point of the call
+    let inside = false
+    for (const deadline = Date.now() + 60_000; !first.lines.includes("done") && !inside; inside = await insideCall(store)) {
+      assert.isBelow(Date.now(), deadline, "the call neither went inside its transaction nor ended")
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    await killed(first)
+    const stored = await everyJob(runtime)
+    const perQueue = Array.from({ length: QUEUES }, (_, q) => stored.filter((job) => job.queue === `q${q}`).length)
+    const whole = JOBS / QUEUES
+    for (const count of perQueue) assert.include([0, whole], count, `a queue's part stored in part: ${perQueue.join()}`)
+    if (!store.target.startsWith("redis://")) assert.include([0, JOBS], stored.length, `the call stored in part: ${perQueue.join()}`)
+    if (first.lines.includes("done")) assert.strictEqual(stored.length, JOBS, "a call that answered stored every job")
+    const second = producer(store.target, store.env, "all", JOBS, QUEUES)
+    await finished(second)
+    const before = new Set(stored.map((job) => job.dedupKey!))
+    for (const [n, { created }] of told(second)) assert.strictEqual(created, !before.has(`key-${n}`), `key-${n}`)
+    const all = await assertOneJobPerKey(runtime, JOBS, QUEUES, [first, second])
+    // FIFO within a queue, as one by one: the retry's jobs after the first call's
+    if (process.env.DURABLE_DEBUG) console.log({ inside, perQueue, told: told(first).size })
+    await drain(runtime, store, all.filter((_, i) => i % 50 === 0), QUEUES)
+  })
+})
+
+describe.each(stores)("a rate-limited queue whose consumer is killed -9 holding jobs, one of them then cancelled, on %s", (_name, makeStore) => {
+  it("the survivors run the rest within the limit, the cancelled job never runs again, every job final, attempts = real starts", { timeout: 180_000 }, async () => {
+    const JOBS = 40
+    const LIMIT = 5
+    const INTERVAL = 500
+    const LEASE = 1500
+    const store = makeStore()
+    const runtime = open(store.layer)
+    await runtime.runPromise(JobQueue.setRateLimit("default", { limit: LIMIT, interval: INTERVAL }))
+    const consumer = (env: Record<string, string> = {}) =>
+      startConsumer(store.target, { concurrency: 3, lease: LEASE, jobMillis: 30, env: { ...store.env, ...env } })
+    const victim = consumer({ WORKPOOL_TEST_HOLD_FROM: "2" })
+    const survivors = [consumer(), consumer()]
+    const consumers = [victim, ...survivors]
+    await waitUntil(consumers, () => consumers.every((c) => c.lines.includes("ready")), "every consumer is ready")
+    const ids = await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
+      Effect.map(JobQueue.enqueue(Work, { n }, { maxAttempts: 3, priority: n % 3 }), (job) => job.id)))
+    const byId = new Map(ids.map((id, n) => [id, n]))
+    const running = () => runtime.runPromise(JobQueue.list({ state: "running", limit: JOBS })).then((jobs) => jobs.map((job) => byId.get(job.id)!))
+    const held = [...await killMidRun(victim, consumers, 2, running, true)]
+    assert.isAbove(held.length, 0, "the victim held a job when it died")
+    const cancelled = held[0]!
+    assert.strictEqual(await runtime.runPromise(JobQueue.cancel(ids[cancelled]!)), "requested")
+    const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
+    assert.deepStrictEqual([stats.succeeded, stats.cancelled, stats.dead], [JOBS - 1, 1, 0], JSON.stringify(stats))
+    const exit = await runtime.runPromise(Effect.exit(JobQueue.await(Work, ids[cancelled]!)))
+    assert.isTrue(Exit.isFailure(exit) && JSON.stringify(exit.cause).includes("JobCancelled"), JSON.stringify(exit))
+    // every start printed by now: each succeeded job printed its end
+    await waitUntil(consumers, () => survivors.reduce((sum, c) => sum + c.lines.filter((l) => l.startsWith("done ")).length, 0) + victim.lines.filter((l) => l.startsWith("done ")).length >= JOBS - 1, "every success printed")
+    const starts = new Map<number, number>()
+    for (const c of consumers) for (const n of c.started) starts.set(n, (starts.get(n) ?? 0) + 1)
+    assert.isFalse(survivors.some((c) => c.started.includes(cancelled)), "the cancelled job started again")
+    const jobs = await runtime.runPromise(JobQueue.list({ limit: JOBS }))
+    assert.strictEqual(jobs.length, JOBS)
+    let unstarted = 0
+    for (const job of jobs) {
+      const n = byId.get(job.id)!
+      const printed = starts.get(n) ?? 0
+      // a claim the victim took and died before its handler printed counts an attempt no line shows
+      assert.include([printed, printed + 1], job.attempts, `job ${n}: ${job.attempts} attempts, ${printed} starts printed`)
+      if (job.attempts > printed) unstarted++
+      if (n !== cancelled) assert.strictEqual(job.state, "succeeded")
+    }
+    assert.isAtMost(unstarted, 3, "claims the victim never started: at most its slots")
+    const startedAt = jobs.filter((job) => job.state === "succeeded").map((job) => job.startedAt!.getTime())
+    assert.isAtMost(maxInWindow(startedAt, INTERVAL), LIMIT, "the total start rate holds in every window")
+    assert.deepStrictEqual(await running(), [], "none left running")
+    await untilRead(() => runtime.runPromise(JobQueue.status(ids[cancelled]!)), (info) => !info.cancelRequested, "the cancel is no longer requested")
+    for (const c of survivors) c.child.kill("SIGTERM")
+    await Promise.all(survivors.map((c) => c.exited))
+  })
+})
