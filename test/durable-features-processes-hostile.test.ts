@@ -4,17 +4,21 @@
  * process; consumers killed while they hold jobs of a rate-limited queue, one of those jobs then
  * cancelled from this process. At the end the store is read for the invariants: every job final,
  * none running, one job per dedup key, attempts = the starts the consumers printed (a claim the
- * victim took and never started aside), the rate limit held. Every wait is for an event (a child's
+ * victim took and never started aside), the rate limit held. On Postgres, a consumer and a producer
+ * frozen (SIGSTOP) inside the store's transactions, whose locks every other process waits for: the
+ * server ends their sessions (`IDLE_IN_TRANSACTION`) and the others go on. Every wait is for an event (a child's
  * line, its exit, a state in the store) under a deadline; the kill points are seeded
  * (WORKPOOL_CHAOS_SEED replays the choices, not their timing).
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Exit, Layer, ManagedRuntime, Redacted } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import type * as JobStore from "../src/JobStore.ts"
 import {
   type Consumer,
@@ -248,5 +252,116 @@ describe.each(stores)("a rate-limited queue whose consumer is killed -9 holding 
     await untilRead(() => runtime.runPromise(JobQueue.status(ids[cancelled]!)), (info) => !info.cancelRequested, "the cancel is no longer requested")
     for (const c of survivors) c.child.kill("SIGTERM")
     await Promise.all(survivors.map((c) => c.exited))
+  })
+})
+
+/** Whether a session of `schema`, idle inside a transaction, holds a row lock on the queues' table (a `FOR UPDATE` of `wp_queue`). */
+const queueRowLockedIdle = async (schema: string) => {
+  const rows = await Pg.admin((sql) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE a.state = 'idle in transaction' AND l.mode = 'RowShareLock'
+        AND l.relation = to_regclass(${`"${schema}".wp_queue`})`
+  )
+  return rows[0]!.n > 0
+}
+
+/** Whether the process is stopped (state T: a SIGSTOP has landed, not just been sent). */
+const isStopped = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")
+}
+
+describe.skipIf(!Pg.enabled)("Postgres: a consumer frozen (SIGSTOP) inside the claim transaction of a rate-limited queue", () => {
+  it("another consumer of the queue still starts its jobs, within seconds (the frozen session's lock on the queue's row is let go by the server), and every job ends once the first resumes", {
+    timeout: 180_000
+  }, async () => {
+    const JOBS = 200
+    const schema = Pg.freshSchema()
+    const store: ProcessStore = {
+      target: Pg.url!,
+      env: { WORKPOOL_PG_SCHEMA: schema },
+      layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+    }
+    const runtime = open(store.layer)
+    // a limit the consumers never reach: every claim of the queue is the limited claim's transaction
+    await runtime.runPromise(JobQueue.setRateLimit("default", { limit: 100_000, interval: 1000 }))
+    const ids = await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
+      Effect.map(JobQueue.enqueue(Work, { n }), (job) => job.id)))
+    const frozen = startConsumer(store.target, { concurrency: 1, lease: 3000, jobMillis: 5, env: store.env })
+    await waitUntil([frozen], () => frozen.started.length > 0, "the first consumer started a job")
+    // frozen until caught between two statements of its claim's transaction, the queue's row locked
+    const pid = frozen.child.pid!
+    for (let tries = 0; ; tries++) {
+      assert.isBelow(tries, 500, "never caught inside its claim's transaction")
+      frozen.child.kill("SIGSTOP")
+      while (!isStopped(pid)) await new Promise((resolve) => setTimeout(resolve, 1))
+      if (await queueRowLockedIdle(schema)) break
+      frozen.child.kill("SIGCONT")
+      await new Promise((resolve) => setTimeout(resolve, 1 + (tries % 7)))
+    }
+    const done = frozen.lines.filter((line) => line.startsWith("done ")).length
+    const other = startConsumer(store.target, { concurrency: 1, lease: 3000, jobMillis: 0, env: store.env })
+    // it waited for the frozen process's lock for as long as that process lived (no lock_timeout,
+    // no bound on a transaction left idle): the whole queue stalled on every machine
+    await waitUntil([other], () => other.lines.some((line) => line.startsWith("done ")), "the other consumer ran a job", 45_000)
+    frozen.child.kill("SIGCONT")
+    const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("default")), JOBS)
+    assert.strictEqual(stats.succeeded, JOBS, JSON.stringify(stats))
+    assert.deepStrictEqual(await runtime.runPromise(Effect.forEach(ids, (id) => JobQueue.await(Work, id))), ids.map((_, n) => n))
+    if (process.env.DURABLE_DEBUG) console.log({ done, frozenAfter: frozen.lines.filter((line) => line.startsWith("done ")).length - done, warnings: frozen.warnings })
+    for (const c of [frozen, other]) c.child.kill("SIGTERM")
+    await Promise.all([frozen, other].map((c) => c.exited))
+    for (const c of [frozen, other]) assert.strictEqual(c.child.exitCode, 130, `${c.stderr}\n${c.lines.slice(-20).join("\n")}`)
+  })
+})
+
+describe.skipIf(!Pg.enabled)("Postgres: a producer frozen (SIGSTOP) inside its enqueueAll's transaction with dedup keys", () => {
+  it("another producer's batch of the same queues ends within seconds (the frozen session is ended by the server, its batch rolled back), one job per key; resumed, the frozen one's call fails", {
+    timeout: 180_000
+  }, async () => {
+    const JOBS = 3000
+    const QUEUES = 3
+    const [, makeStore] = stores.find(([name]) => name === "Postgres")!
+    const store = makeStore()
+    const runtime = open(store.layer)
+    const frozen = producer(store.target, store.env, "all", JOBS, QUEUES)
+    await waitUntil([frozen], () => frozen.lines.includes("sent"), "the first producer sent its enqueueAll")
+    const pid = frozen.child.pid!
+    for (let tries = 0; ; tries++) {
+      assert.isBelow(tries, 5000, "never caught inside its transaction")
+      assert.notInclude(frozen.lines, "done", "its call ended before it was caught inside its transaction")
+      frozen.child.kill("SIGSTOP")
+      while (!isStopped(pid)) await new Promise((resolve) => setTimeout(resolve, 1))
+      if (await insideCall(store)) break
+      frozen.child.kill("SIGCONT")
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    // the other's batch waited for the frozen one's dedup locks (one a queue) as long as it lived
+    const other = producer(store.target, store.env, "all", JOBS, QUEUES)
+    await waitUntil([other], () => other.lines.includes("done"), "the other producer's batch ended", 45_000)
+    await finished(other)
+    assert.strictEqual([...told(other).values()].filter((handle) => handle.created).length, JOBS, "the frozen batch stored nothing")
+    frozen.child.kill("SIGCONT")
+    await frozen.exited
+    assert.strictEqual(frozen.child.exitCode, 1, "its call failed: its session was ended")
+    assert.notInclude(frozen.lines, "done")
+    await assertOneJobPerKey(runtime, JOBS, QUEUES, [frozen, other])
+  })
+})
+
+describe.skipIf(!Pg.enabled)("Postgres: the store's operations inside the application's transaction (layerClient)", () => {
+  it("leave the transaction's idle bound as the application set it: the store bounds only transactions of its own", { timeout: 60_000 }, async () => {
+    const Database = PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 2 })
+    const Jobs = PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(Layer.provide(Database))
+    const shown = await Effect.runPromise(Effect.gen(function*() {
+      const sql = yield* PgClient.PgClient
+      return yield* sql.withTransaction(Effect.gen(function*() {
+        yield* JobQueue.enqueueAll(Work, [0, 1].map((n) => ({ payload: { n }, options: { dedupKey: `key-${n}` } })), { queue: "q" })
+        yield* JobQueue.setRateLimit("q", { limit: 5, interval: 1000 })
+        return (yield* sql<{ idle_in_transaction_session_timeout: string }>`SHOW idle_in_transaction_session_timeout`)[0]!
+          .idle_in_transaction_session_timeout
+      }))
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(Jobs, Database))))
+    assert.strictEqual(shown, "0")
   })
 })

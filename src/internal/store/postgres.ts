@@ -271,6 +271,18 @@ const isLockConflict = (error: unknown): boolean =>
  */
 export const MIGRATE_LOCK_WAIT = 2000
 
+/**
+ * How long (ms) the server lets a transaction of the store's own wait for its next statement
+ * (`idle_in_transaction_session_timeout`) before it ends the session, rolling the transaction back.
+ * The store sends a transaction's statements one after another, with only its own code in between;
+ * a process frozen there (SIGSTOP, a paused VM, a host gone with its connection half open) held the
+ * transaction's locks as long as it lived: a rate-limited queue's row, which every consumer's claim
+ * and every `configure` of the queue waits for, or a batch's dedup locks, which every batch with
+ * dedup keys in its queues waits for. Long past any pause of a live process, short against the
+ * hours a dead host's connection stays open.
+ */
+export const IDLE_IN_TRANSACTION = 10_000
+
 /** The largest `lock_timeout` Postgres takes (ms). */
 const MAX_LOCK_TIMEOUT = 2_147_483_647
 const MIGRATE_PAUSE = 1000
@@ -883,6 +895,19 @@ export const makeWith = (
       ? sql.withTransaction
       : (effect) => effect
 
+    /**
+     * A transaction of the store's statements, bounded while it idles (`IDLE_IN_TRANSACTION`). One
+     * inside the application's transaction (its client's, `layerClient`) is a savepoint of it, and
+     * its bounds are the application's: it is left as it is.
+     */
+    const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.flatMap(Effect.serviceOption(sql.transactionService), (outer) =>
+        sql.withTransaction(
+          outer._tag === "Some"
+            ? effect
+            : Effect.andThen(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(IDLE_IN_TRANSACTION)}, true)`, effect)
+        ))
+
     /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's). */
     const written = <A>(
       operation: string,
@@ -921,7 +946,7 @@ export const makeWith = (
       : false
     if (!migrated) yield* op(
       "migrate",
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool:${cfg.schema}`}))`
         const [schema] = yield* sql<{ found: boolean }>`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${cfg.schema}) AS found`
         if (!schema!.found) yield* sql`CREATE SCHEMA IF NOT EXISTS ${S}`
@@ -1237,7 +1262,7 @@ export const makeWith = (
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
       op(
         "enqueue",
-        sql.withTransaction(Effect.gen(function*() {
+        transaction(Effect.gen(function*() {
           const jobs = input.map(withId)
           // the queues of the batch's dedup keys locked first, in one order for every batch: an
           // INSERT holds each key it inserted until the commit, so two batches of the same keys in
@@ -1407,7 +1432,7 @@ export const makeWith = (
       const limit = rate === null ? 0 : rate.limit
       return op(
         "configure",
-        sql.withTransaction(Effect.gen(function*() {
+        transaction(Effect.gen(function*() {
           yield* upsert
           yield* sql`SELECT 1 FROM ${S}.wp_queue WHERE name = ${queue} FOR UPDATE`
           yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
@@ -1537,7 +1562,7 @@ export const makeWith = (
      * the windows' times then follow the order of the claims.
      */
     const claimLimited = (request: ClaimRequest) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>`
           SELECT name, rate_limit, rate_interval_ms, rate_count FROM ${S}.wp_queue
           WHERE name = ANY(${request.queues}) AND rate_limit > 0 AND NOT paused
