@@ -365,3 +365,58 @@ describe.skipIf(!Pg.enabled)("Postgres: the store's operations inside the applic
     assert.strictEqual(shown, "0")
   })
 })
+
+const repeatFixture = new URL("./fixtures/durable-repeat-child.ts", import.meta.url).pathname
+
+/** The ticks (ms) of the repeat `r`'s jobs in the store, in order. */
+const ticksOf = (runtime: Runtime) =>
+  runtime.runPromise(JobQueue.list({ queue: "ticks", limit: 100_000 })).then((jobs) =>
+    jobs.map((job) => Number(job.id.slice("repeat:r:".length))).sort((a, b) => a - b))
+
+describe.each(stores)("the only process repeating a per-second schedule (catchUp 10 s) killed -9 just after a tick and started again, its ticks run by a consumer process, on %s", (_name, makeStore) => {
+  it("each tick enqueued once and run once; none of the ticks that passed while no process ran it (not caught up, as documented); contiguous before and after", { timeout: 120_000 }, async () => {
+    const store = makeStore()
+    const runtime = open(store.layer)
+    const owner = () => {
+      const child = spawn(node, [repeatFixture, store.target, "r", "* * * * * *", "0", "ticks"], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...store.env, WORKPOOL_CATCH_UP: "10000" }
+      })
+      children.push(child)
+      return followConsumer(child)
+    }
+    const consumer = startConsumer(store.target, { concurrency: 2, lease: 3000, jobMillis: 0, env: { ...store.env, WORKPOOL_TEST_QUEUES: "ticks" } })
+    const first = owner()
+    await waitUntil([first], () => first.lines.includes("ready"), "the schedule runs")
+    const seen = (await untilRead(() => ticksOf(runtime), (t) => t.length >= 3, "3 ticks")).length
+    await untilRead(() => ticksOf(runtime), (t) => t.length > seen, "a tick")
+    await killed(first)
+    const before = await ticksOf(runtime)
+    const killedAt = Date.now()
+    // two ticks pass with no process running the schedule
+    await untilRead(async () => Date.now(), (now) => now >= killedAt + 2500, "2.5 s after the kill")
+    const restartedAt = Date.now()
+    const second = owner()
+    await waitUntil([second], () => second.lines.includes("ready"), "the schedule runs again")
+    const all = await untilRead(() => ticksOf(runtime), (t) => t.filter((at) => at > restartedAt).length >= 3, "3 ticks after the restart")
+    second.child.kill("SIGTERM")
+    await second.exited
+    const ticks = await ticksOf(runtime)
+    assert.strictEqual(new Set(ticks).size, ticks.length, "a tick enqueued twice")
+    // before the kill, one a second; after it, none until the restart; then one a second again
+    const after = ticks.filter((at) => at > before.at(-1)!)
+    assert.isAtLeast(all.length, before.length + 3)
+    for (const part of [before, after]) {
+      for (let i = 1; i < part.length; i++) assert.strictEqual(part[i]! - part[i - 1]!, 1000, `a tick skipped: ${ticks.join()}`)
+    }
+    assert.isAbove(after[0]!, restartedAt - 1000, `a tick that passed while no process ran the schedule was enqueued: ${after[0]} (restarted at ${restartedAt})`)
+    // every tick's job ran once, at its first attempt
+    const stats = await untilFinal(() => runtime.runPromise(JobQueue.stats("ticks")), ticks.length)
+    assert.strictEqual(stats.succeeded, ticks.length, JSON.stringify(stats))
+    await waitUntil([consumer], () => consumer.lines.filter((line) => line.startsWith("done ")).length >= ticks.length, "every tick's end printed")
+    assert.strictEqual(consumer.started.length, ticks.length, "each tick's job started once")
+    for (const job of await runtime.runPromise(JobQueue.list({ queue: "ticks", limit: 1000 }))) assert.strictEqual(job.attempts, 1)
+    consumer.child.kill("SIGTERM")
+    await consumer.exited
+  })
+})
