@@ -271,7 +271,10 @@ const isStopped = (pid: number) => {
   return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")
 }
 
-describe.skipIf(!Pg.enabled)("Postgres: a consumer frozen (SIGSTOP) inside the claim transaction of a rate-limited queue", () => {
+describe.skipIf(!Pg.enabled).each([
+  ["its own connections", {}],
+  ["the application's multiplexed client (layerClient)", { WORKPOOL_TEST_MULTIPLEX: "1" }]
+])("Postgres, the store on %s: a consumer frozen (SIGSTOP) inside the claim transaction of a rate-limited queue", (_name, clientEnv) => {
   it("another consumer of the queue still starts its jobs, within seconds (the frozen session's lock on the queue's row is let go by the server), and every job ends once the first resumes", {
     timeout: 180_000
   }, async () => {
@@ -287,7 +290,7 @@ describe.skipIf(!Pg.enabled)("Postgres: a consumer frozen (SIGSTOP) inside the c
     await runtime.runPromise(JobQueue.setRateLimit("default", { limit: 100_000, interval: 1000 }))
     const ids = await runtime.runPromise(Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) =>
       Effect.map(JobQueue.enqueue(Work, { n }), (job) => job.id)))
-    const frozen = startConsumer(store.target, { concurrency: 1, lease: 3000, jobMillis: 5, env: store.env })
+    const frozen = startConsumer(store.target, { concurrency: 1, lease: 3000, jobMillis: 5, env: { ...store.env, ...clientEnv } })
     await waitUntil([frozen], () => frozen.started.length > 0, "the first consumer started a job")
     // frozen until caught between two statements of its claim's transaction, the queue's row locked
     const pid = frozen.child.pid!

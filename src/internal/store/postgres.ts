@@ -40,7 +40,7 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Queue, Redacted, Schedule, Scope } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Queue, Redacted, Schedule, Scope } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as Reactivity from "effect/reactivity/Reactivity"
@@ -282,6 +282,9 @@ export const MIGRATE_LOCK_WAIT = 2000
  * hours a dead host's connection stays open.
  */
 export const IDLE_IN_TRANSACTION = 10_000
+
+/** Whether the transaction open is one the store opened for a write of its own (`pinned`), not the application's. */
+const OwnPin = Context.Reference<boolean>("effect-workpool/PgStore/OwnPin", { defaultValue: () => false })
 
 /** The largest `lock_timeout` Postgres takes (ms). */
 const MAX_LOCK_TIMEOUT = 2_147_483_647
@@ -892,21 +895,25 @@ export const makeWith = (
      * write committed later (once a lock it waited for was released). A transaction pins one.
      */
     const pinned: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | SqlError.SqlError> = sql.config.multiplex === true
-      ? sql.withTransaction
+      ? (effect) => sql.withTransaction(Effect.provideService(effect, OwnPin, true))
       : (effect) => effect
 
     /**
      * A transaction of the store's statements, bounded while it idles (`IDLE_IN_TRANSACTION`). One
      * inside the application's transaction (its client's, `layerClient`) is a savepoint of it, and
-     * its bounds are the application's: it is left as it is.
+     * its bounds are the application's: it is left as it is. One inside the store's own pin of a
+     * write (`pinned`, on a multiplexed client) bounds that.
      */
     const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.flatMap(Effect.serviceOption(sql.transactionService), (outer) =>
-        sql.withTransaction(
-          outer._tag === "Some"
+      Effect.gen(function*() {
+        const outer = yield* Effect.serviceOption(sql.transactionService)
+        const applications = outer._tag === "Some" && !(yield* OwnPin)
+        return yield* sql.withTransaction(
+          applications
             ? effect
             : Effect.andThen(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(IDLE_IN_TRANSACTION)}, true)`, effect)
-        ))
+        )
+      })
 
     /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's). */
     const written = <A>(
