@@ -353,8 +353,10 @@ describe.skipIf(!Pg.enabled)("Postgres: a producer frozen (SIGSTOP) inside its e
 })
 
 describe.skipIf(!Pg.enabled)("Postgres: the store's operations inside the application's transaction (layerClient)", () => {
-  it("leave the transaction's idle bound as the application set it: the store bounds only transactions of its own", { timeout: 60_000 }, async () => {
-    const Database = PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 2 })
+  // on a multiplexed client the store pins each write in a transaction of its own (bounded): inside
+  // the application's, that pin is the application's savepoint and must not be taken for the store's
+  it.each([false, true])("leave the transaction's idle bound as the application set it: the store bounds only transactions of its own (multiplex: %s)", { timeout: 60_000 }, async (multiplex) => {
+    const Database = PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 2, multiplex })
     const Jobs = PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(Layer.provide(Database))
     const shown = await Effect.runPromise(Effect.gen(function*() {
       const sql = yield* PgClient.PgClient

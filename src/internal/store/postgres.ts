@@ -602,6 +602,15 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
   return found
 }
 
+/** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
+const knownVersion = (stored: string): boolean => {
+  const version = Number(stored)
+  return Number.isInteger(version) && version >= 0 && version <= MIGRATIONS.length
+}
+
+const unknownVersion = (schema: string, stored: string) =>
+  new Error(`schema "${schema}" has version ${stored}, this code knows versions up to ${MIGRATIONS.length}: upgrade effect-workpool`)
+
 const quoted = (name: string) => `"${name.replaceAll(`"`, `""`)}"`
 
 /**
@@ -892,10 +901,14 @@ export const makeWith = (
      * A write's statements on a connection of their own: on a multiplexed client (the caller's own,
      * `multiplex: true`) an unpinned statement shares its connection, and the driver cannot cancel
      * it (the cancel could end another fiber's): interrupted, its caller returned at once and the
-     * write committed later (once a lock it waited for was released). A transaction pins one.
+     * write committed later (once a lock it waited for was released). A transaction pins one. Inside
+     * the application's transaction the pin is a savepoint of it, not the store's own (`transaction`
+     * must leave that transaction's bounds alone).
      */
     const pinned: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | SqlError.SqlError> = sql.config.multiplex === true
-      ? (effect) => sql.withTransaction(Effect.provideService(effect, OwnPin, true))
+      ? (effect) =>
+        Effect.flatMap(Effect.serviceOption(sql.transactionService), (outer) =>
+          sql.withTransaction(outer._tag === "Some" ? effect : Effect.provideService(effect, OwnPin, true)))
       : (effect) => effect
 
     /**
@@ -948,9 +961,13 @@ export const makeWith = (
       sql<{ role: string; database: string; meta: boolean }>`SELECT current_user AS role, current_database() AS database,
         to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta`.pipe(Effect.mapError((error) => grantNeeded(error, cfg.schema)))
     )
-    const migrated = who!.meta
-      ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value === String(MIGRATIONS.length)
-      : false
+    const stored = who!.meta
+      ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value
+      : undefined
+    // a schema newer than this code (a rolling upgrade's owner migrated it) is said so here: a role
+    // that may only use the tables would have its migration's first DDL refused, and be told to grant
+    if (stored !== undefined && !knownVersion(stored)) yield* op("migrate", Effect.fail(unknownVersion(cfg.schema, stored)))
+    const migrated = stored === String(MIGRATIONS.length)
     if (!migrated) yield* op(
       "migrate",
       transaction(Effect.gen(function*() {
@@ -959,14 +976,8 @@ export const makeWith = (
         if (!schema!.found) yield* sql`CREATE SCHEMA IF NOT EXISTS ${S}`
         yield* sql`CREATE TABLE IF NOT EXISTS ${S}.wp_meta (key text PRIMARY KEY, value text NOT NULL)`
         const found = yield* sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`
+        if (found.length > 0 && !knownVersion(found[0]!.value)) return yield* Effect.fail(unknownVersion(cfg.schema, found[0]!.value))
         const version = found.length === 0 ? 0 : Number(found[0]!.value)
-        if (!(Number.isInteger(version) && version >= 0 && version <= MIGRATIONS.length)) {
-          return yield* Effect.fail(
-            new Error(
-              `schema "${cfg.schema}" has version ${found[0]?.value}, this code knows versions up to ${MIGRATIONS.length}: upgrade effect-workpool`
-            )
-          )
-        }
         // a migration's lock on a table waits for every transaction using it, and every statement on
         // it after waits behind it: behind one long transaction (a large enqueueAll, a report) the
         // whole schema's heartbeats, claims and settles stalled until it ended. Waited for a while
