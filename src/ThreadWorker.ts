@@ -43,6 +43,7 @@ import {
   Outbox,
   PACE,
   PORT,
+  PROTOCOL,
   type Run,
   threadData,
   type ToThread,
@@ -86,9 +87,10 @@ const pool:
     readonly pace: Int32Array
     readonly wake: Int32Array
   }
+  | { readonly port: MessagePort; readonly mismatch: string }
   | undefined = (() => {
     const data = threadData(workerThreads.workerData)
-    if (data === undefined) return undefined
+    if (data === undefined || "mismatch" in data) return data
     ;(workerThreads as { workerData: unknown }).workerData = data.workerData
     syncBuiltinESMExports()
     return {
@@ -248,6 +250,12 @@ export const serve: {
   <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer: Layer.Layer<R, E>): void
 } = <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer?: Layer.Layer<R, E>): void => {
   if (pool === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  if ("mismatch" in pool) {
+    // no task may run: the pool's messages do not mean here what they mean there. Sent at once,
+    // as the one message every copy's pool reads (see protocol.ts's PROTOCOL)
+    pool.port.postMessage(envelope<FromThread>([{ _: "fatal", message: pool.mismatch, protocol: PROTOCOL }]))
+    process.exit(1)
+  }
   const port = pool.port
   if (served) {
     // a second server on the same port would answer every task too. The first one's "ready" is
@@ -574,7 +582,7 @@ export const serve: {
     port.on("messageerror", unreadable)
     // the start's resolve cache (threadMain.ts) is done: later imports resolve as Node resolves them
     pool.started?.()
-    post({ _: "ready" })
+    post({ _: "ready", protocol: PROTOCOL })
     parker.schedule()
   }
 

@@ -59,6 +59,35 @@ export type ToThread =
   | { readonly _: "sync"; readonly n: number }
 
 /**
+ * The version of the messages between a pool and its threads: this file's messages and `ThreadData`,
+ * and the bootstrap's part of it (threadMain.ts). Two copies of effect-workpool (a monorepo, a
+ * duplicate install) can give a pool one copy and its worker file another: the pool sends its
+ * version in `ThreadData.protocol`, the thread its own in its ready message, and each refuses the
+ * other's if it differs (`protocolMismatch`), so that no task runs between copies that read each
+ * other's messages wrong. Bump it with any change an older copy on the other side would misread or
+ * not send: a message, a field, a tuple's layout, the shared cells' meaning. Not for a change only
+ * one side sees.
+ *
+ * What a copy of any version reads to tell that the other differs never changes: the `PORT` key and
+ * `workerData` in `ThreadData`, the envelope, and the `ready` and `fatal` messages' `_` and
+ * `message` (a pool from before versions fails its start with a `fatal`'s message).
+ */
+export const PROTOCOL = 1
+
+/**
+ * Why a pool and its thread cannot work together, with what to do about it: the same words on each
+ * side (a thread that finds the mismatch tells the pool in a `fatal`). `thread` is the thread's
+ * version, none for a thread of an older copy, or a description of what it sent instead.
+ */
+export const protocolMismatch = (pool: number | undefined, thread: number | string | undefined): string =>
+  `the pool and its thread run different copies of effect-workpool that do not speak the same thread protocol ` +
+  `(the pool's: ${versionText(pool)}; the thread's: ${versionText(thread)}): the worker file must import ` +
+  "effect-workpool from the same copy as the code that makes the pool (`npm ls effect-workpool` lists the copies installed)"
+
+const versionText = (version: number | string | undefined): string =>
+  typeof version === "number" ? `version ${version}` : version ?? "none, a copy from before versions"
+
+/**
  * The pool's channel to a thread: a `MessagePort` of its own, created by the main thread and handed
  * to the thread at its start inside `workerData`, under this key, next to the user's own
  * `workerData` (which `ThreadWorker` puts back in its place before user code reads it). The
@@ -69,6 +98,8 @@ export const PORT = "effect-workpool"
 
 export interface ThreadData {
   readonly [PORT]: MessagePort
+  /** The pool's `PROTOCOL`. */
+  readonly protocol: number
   /** The pool's name, for the `JobContext` of every task on the thread. */
   readonly pool: string
   /** Tasks the thread runs at once (`tasksPerThread`): it starts an offer only below this. */
@@ -86,14 +117,26 @@ export interface ThreadData {
   started?: () => void
 }
 
-/** The pool's port in a thread's `workerData`, if the thread was started by a pool. */
-export const threadData = (data: unknown): ThreadData | undefined =>
-  typeof data === "object" && data !== null && (data as Partial<ThreadData>)[PORT] instanceof MessagePort &&
-    typeof (data as Partial<ThreadData>).pool === "string" && typeof (data as Partial<ThreadData>).slots === "number" &&
-    (data as Partial<ThreadData>).offer instanceof Int32Array && (data as Partial<ThreadData>).pace instanceof Int32Array &&
-    (data as Partial<ThreadData>).wake instanceof Int32Array
+/**
+ * The pool's start data in a thread's `workerData`: none if the thread was not started by a pool; a
+ * `port` and the reason alone (`protocolMismatch`) if by a pool of another copy of effect-workpool
+ * whose protocol differs, to which the thread must answer only with that reason, in a `fatal`.
+ */
+export const threadData = (
+  data: unknown
+): ThreadData | { readonly port: MessagePort; readonly mismatch: string } | undefined => {
+  if (typeof data !== "object" || data === null) return undefined
+  const given = data as Partial<ThreadData>
+  if (!(given[PORT] instanceof MessagePort)) return undefined
+  if (given.protocol !== PROTOCOL) {
+    const theirs = typeof given.protocol === "number" ? given.protocol : undefined
+    return { port: given[PORT], mismatch: protocolMismatch(theirs, PROTOCOL) }
+  }
+  return typeof given.pool === "string" && typeof given.slots === "number" && given.offer instanceof Int32Array &&
+      given.pace instanceof Int32Array && given.wake instanceof Int32Array
     ? data as ThreadData
     : undefined
+}
 
 /**
  * An offer: the next task for a thread that is busy, sent before it has room so that it starts the
@@ -271,9 +314,13 @@ export type Outcome =
 
 export type FromThread =
   | Succeeded
-  | { readonly _: "ready" }
-  /** The layer failed to build (the thread exits), or, from a ready thread, to be released at close. */
-  | { readonly _: "fatal"; readonly message: string }
+  /** The thread serves; `protocol` is its `PROTOCOL` (none from a copy before versions: the pool checks). */
+  | { readonly _: "ready"; readonly protocol: number }
+  /**
+   * The layer failed to build (the thread exits), or, from a ready thread, to be released at close;
+   * or the pool's protocol is not the thread's (`protocol` then is the thread's: see `threadData`).
+   */
+  | { readonly _: "fatal"; readonly message: string; readonly protocol?: number }
   | { readonly _: "done"; readonly id: number; readonly outcome: Outcome }
   /** The latest progress a task reported (coalesced on the thread: see ThreadWorker). */
   | { readonly _: "progress"; readonly id: number; readonly value: unknown }

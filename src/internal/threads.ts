@@ -35,6 +35,8 @@ import {
   Outbox,
   PACE,
   PORT,
+  PROTOCOL,
+  protocolMismatch,
   type Run,
   type ThreadData,
   type ToThread,
@@ -293,6 +295,10 @@ class Unrecoverable {
     this.reason = reason
   }
 }
+
+/** What a thread sent on the pool's port before its "ready" that is not a message of this protocol, in short. */
+const strange = (data: unknown): string =>
+  `unknown, as it sent ${inspect(data, { depth: 1, maxStringLength: 80, maxArrayLength: 5, breakLength: Infinity })}`
 
 /** An error of a thread in one line; whatever the thread threw, describing it must not throw here. */
 const describe = (error: unknown): string => {
@@ -591,6 +597,7 @@ export class Threads {
       const main = threadMain(this.config.entry)
       const workerData: ThreadData = {
         [PORT]: port2,
+        protocol: PROTOCOL,
         pool: this.config.pool,
         slots: this.config.tasksPerThread,
         offer: cells,
@@ -627,17 +634,35 @@ export class Threads {
         }
         this.settle(thread, id, outcome)
       }
+      /**
+       * Why the thread is refused: its copy of effect-workpool is not the pool's, or not one that
+       * speaks its protocol. No task may go to it; trying again would start the same file, so the
+       * start fails as soon as the thread has exited (no thread is left behind).
+       */
+      let refused: string | undefined
+      const refuse = (reason: string) => {
+        if (refused !== undefined) return
+        refused = reason
+        void worker.terminate()
+      }
+      // before it is ready, a thread of this copy posts only "ready" or "fatal" on this port
+      const strayed = (data: unknown) =>
+        ready ? this.stray(thread, data) : refuse(protocolMismatch(PROTOCOL, strange(data)))
       const handle = (message: FromThread) => {
-        if (!isFromThread(message)) return this.stray(thread, message)
-        if (isTuple(message)) return done(message[0], { _: "success", value: message[1] })
+        if (!isFromThread(message)) return strayed(message)
+        if (isTuple(message)) return ready ? done(message[0], { _: "success", value: message[1] }) : strayed(message)
         switch (message._) {
           case "ready": {
+            const theirs: unknown = message.protocol
+            if (theirs !== PROTOCOL) return refuse(protocolMismatch(PROTOCOL, typeof theirs === "number" ? theirs : undefined))
             ready = true
             thread.ready = true
             thread.readyAt = this.monotonic()
             return resume(Effect.succeed(thread))
           }
           case "fatal": {
+            const theirs: unknown = message.protocol
+            if (!ready && typeof theirs === "number" && theirs !== PROTOCOL) return refuse(protocolMismatch(PROTOCOL, theirs))
             thread.error = message.message
             // from a ready thread, it is its layer's release that failed as it closed
             if (ready) {
@@ -665,7 +690,7 @@ export class Threads {
         }
       }
       const receive = (data: unknown) => {
-        if (!open(data, handle)) this.stray(thread, data)
+        if (!open(data, handle)) strayed(data)
       }
       const unreadable = (error: unknown) => {
         const issue = describe(error)
@@ -701,13 +726,13 @@ export class Threads {
         port.close()
         this.alive.delete(thread)
         thread.exited = true
-        const reason = thread.stopping ?? thread.error ?? (
+        const reason = thread.stopping ?? refused ?? thread.error ?? (
           // a file with nothing to do ends its thread without a word: the tasks module, say
           !ready && code === 0
             ? "the thread exited with code 0 before it was ready: a worker file must call ThreadWorker.serve (is `worker` the file that does?)"
             : `the thread exited with code ${code}`
         )
-        if (!ready) resume(Effect.fail(reason))
+        if (!ready) resume(Effect.fail(refused !== undefined ? new Unrecoverable(refused) : reason))
         else this.died(thread, reason)
         for (const waiter of thread.exitWaiters.splice(0)) waiter()
       })
