@@ -82,7 +82,8 @@ export const PROTOCOL = 1
 export const protocolMismatch = (pool: number | undefined, thread: number | string | undefined): string =>
   `the pool and its thread run different copies of effect-workpool that do not speak the same thread protocol ` +
   `(the pool's: ${versionText(pool)}; the thread's: ${versionText(thread)}): the worker file must import ` +
-  "effect-workpool from the same copy as the code that makes the pool (`npm ls effect-workpool` lists the copies installed)"
+  "effect-workpool from the same copy as the code that makes the pool " +
+  "(`npm ls effect-workpool` lists the copies installed)"
 
 const versionText = (version: number | string | undefined): string =>
   typeof version === "number" ? `version ${version}` : version ?? "none, a copy from before versions"

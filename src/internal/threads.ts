@@ -654,7 +654,9 @@ export class Threads {
         switch (message._) {
           case "ready": {
             const theirs: unknown = message.protocol
-            if (theirs !== PROTOCOL) return refuse(protocolMismatch(PROTOCOL, typeof theirs === "number" ? theirs : undefined))
+            if (theirs !== PROTOCOL) {
+              return refuse(protocolMismatch(PROTOCOL, typeof theirs === "number" ? theirs : undefined))
+            }
             ready = true
             thread.ready = true
             thread.readyAt = this.monotonic()
@@ -662,7 +664,9 @@ export class Threads {
           }
           case "fatal": {
             const theirs: unknown = message.protocol
-            if (!ready && typeof theirs === "number" && theirs !== PROTOCOL) return refuse(protocolMismatch(PROTOCOL, theirs))
+            if (!ready && typeof theirs === "number" && theirs !== PROTOCOL) {
+              return refuse(protocolMismatch(PROTOCOL, theirs))
+            }
             thread.error = message.message
             // from a ready thread, it is its layer's release that failed as it closed
             if (ready) {
