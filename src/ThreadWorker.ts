@@ -90,9 +90,12 @@ const pool:
   | { readonly port: MessagePort; readonly mismatch: string }
   | undefined = (() => {
     const data = threadData(workerThreads.workerData)
-    if (data === undefined || "mismatch" in data) return data
+    if (data === undefined) return undefined
+    // user code reads its own workerData even on a pool of another copy: it gets as far as `serve`,
+    // which tells the pool why this thread cannot serve it
     ;(workerThreads as { workerData: unknown }).workerData = data.workerData
     syncBuiltinESMExports()
+    if ("mismatch" in data) return { port: data.port, mismatch: data.mismatch }
     return {
       port: data[PORT],
       name: data.pool,

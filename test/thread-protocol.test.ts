@@ -111,6 +111,7 @@ describe("ThreadPool: a worker file on another copy of effect-workpool", () => {
         assert.include(error.reason, `the pool's: ${pool}; the thread's: version ${PROTOCOL}`)
         assert.include(error.reason, ADVICE)
         assert.strictEqual(Atomics.load(counters, 0), 0)
+        assert.strictEqual(Atomics.load(counters, 1), 1, "the worker file read its own workerData")
       }))
   }
 })

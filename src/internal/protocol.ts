@@ -120,18 +120,19 @@ export interface ThreadData {
 
 /**
  * The pool's start data in a thread's `workerData`: none if the thread was not started by a pool; a
- * `port` and the reason alone (`protocolMismatch`) if by a pool of another copy of effect-workpool
- * whose protocol differs, to which the thread must answer only with that reason, in a `fatal`.
+ * `port`, the user's `workerData` and the reason alone (`protocolMismatch`) if by a pool of another
+ * copy of effect-workpool whose protocol differs, to which the thread must answer only with that
+ * reason, in a `fatal`.
  */
 export const threadData = (
   data: unknown
-): ThreadData | { readonly port: MessagePort; readonly mismatch: string } | undefined => {
+): ThreadData | { readonly port: MessagePort; readonly mismatch: string; readonly workerData: unknown } | undefined => {
   if (typeof data !== "object" || data === null) return undefined
   const given = data as Partial<ThreadData>
   if (!(given[PORT] instanceof MessagePort)) return undefined
   if (given.protocol !== PROTOCOL) {
     const theirs = typeof given.protocol === "number" ? given.protocol : undefined
-    return { port: given[PORT], mismatch: protocolMismatch(theirs, PROTOCOL) }
+    return { port: given[PORT], mismatch: protocolMismatch(theirs, PROTOCOL), workerData: given.workerData }
   }
   return typeof given.pool === "string" && typeof given.slots === "number" && given.offer instanceof Int32Array &&
       given.pace instanceof Int32Array && given.wake instanceof Int32Array
