@@ -350,15 +350,20 @@ describe.skipIf(!Pg.enabled)("a consumer in its Postgres store's own scope, a se
       // runs first in the close (added last)
       const closeBegun = yield* Deferred.make<void>()
       yield* Scope.addFinalizer(scope, Deferred.succeed(closeBegun, undefined))
+      // looks on a session opened beforehand: a connection per look (~100 ms each on a busy
+      // machine) took the loop past the consumer's 2 s wait, the settle dropped with no bug
+      const watcher = yield* Pg.lockSession
+      const waiting = Effect.map(
+        watcher.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [locker.pid]),
+        (result) => result.rows[0].n as number
+      )
       const closing = yield* Effect.forkDetach(closeWithin(scope, "20 seconds"))
       yield* Deferred.await(closeBegun)
       // the row is given back once the statement no longer waits for it (cancelled: the bug) or
-      // 500 ms into the close, well within the consumer's 2 s wait for its settles
-      const waiting = () =>
-        Effect.promise(() =>
-          Pg.admin((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${locker.pid} = ANY(pg_blocking_pids(pid))`)
-        )
-      for (let i = 0; i < 25 && (yield* waiting())[0]!.n > 0; i++) yield* Effect.sleep(20)
+      // 500 ms (wall time, however slow the looks) into the close, well within the consumer's 2 s
+      // wait for its settles
+      const begun = Date.now()
+      while (Date.now() - begun < 500 && (yield* waiting) > 0) yield* Effect.sleep(20)
       yield* locker.release
       yield* Fiber.join(closing)
       const state = yield* Effect.provide(JobQueue.status(job.id), Pg.testLayer(schema))
