@@ -635,7 +635,10 @@ else {
         yield* Effect.addFinalizer(() => Effect.sync(() => server.signal("SIGCONT")))
         for (const command of ["PING", "CONFIG", "TIME"]) {
           const prefix = freshPrefix()
-          const connectTimeout = 1000
+          // the commands before the frozen one must be answered within it: at load 9-13 a live
+          // server's answer to the PING took 0.9-1.4 s (the connect itself up to 3.6 s), and 1 s
+          // failed the build naming PING; the bug this guards is a build that never ends
+          const connectTimeout = 5000
           const built = yield* timed(Effect.scoped(hookedStore(server.url, prefix, (sent) =>
             Effect.sync(() => {
               if (sent === command) server.signal("SIGSTOP")
