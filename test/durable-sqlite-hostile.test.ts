@@ -592,7 +592,7 @@ describe("the SQLite store's -wal file beside a process reading stats without a 
       // checkpoint from passing its snapshot, and the file grows until it ends: at load 6-8 a run
       // whose longest read took 29 ms stayed at 16.6 MB, runs whose longest took 245-277 ms reached
       // 27-30 MB, the store's code unchanged. Said in the failure, to tell that from the bug
-      const longestRead = Number(reader.lines.findLast((line) => line.startsWith("reads "))?.split(" ")[3])
+      const longestRead = Number(reader.lines.filter((line) => line.startsWith("reads ")).at(-1)?.split(" ")[3])
       assert.isAtMost(largest, 4 * Sqlite.WAL_LIMIT, `the largest -wal file, in bytes (now ${wal()}; the reader's longest read: ${longestRead} ms)`)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })
