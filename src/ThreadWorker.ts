@@ -252,7 +252,12 @@ export const serve: {
   // the layer is required once a handler needs a service: without it the handler died at run time
   <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer: Layer.Layer<R, E>): void
 } = <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer?: Layer.Layer<R, E>): void => {
-  if (pool === undefined) throw new Error("ThreadWorker.serve must run in a worker thread started by a ThreadPool")
+  if (pool === undefined) {
+    throw new Error(
+      "ThreadWorker.serve must run in a worker thread started by a ThreadPool (of this copy's version: a pool of " +
+        "effect-workpool 0.1 starts threads this copy cannot serve; `npm ls effect-workpool` lists the copies installed)"
+    )
+  }
   if ("mismatch" in pool) {
     // no task may run: the pool's messages do not mean here what they mean there. Sent at once,
     // as the one message every copy's pool reads (see protocol.ts's PROTOCOL)

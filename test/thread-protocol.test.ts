@@ -42,6 +42,24 @@ describe("ThreadPool: a worker file on another copy of effect-workpool", () => {
       assert.strictEqual(Atomics.load(counters, 0), 0, "no message reached the thread")
     }))
 
+  // 0.1 (released) talked to its threads over parentPort, in envelopes under the same key: its ready
+  // was taken for a user's message, and the start waited startTimeout, then tried again, with no word
+  // of the copies
+  it.live("a thread of effect-workpool 0.1 (its ready on parentPort) is refused at once, naming 0.1", () =>
+    Effect.gen(function*() {
+      const counters = new Int32Array(new SharedArrayBuffer(8))
+      const error = yield* startFailure(ThreadPool.make({
+        worker: otherCopy,
+        threads: 1,
+        startTimeout: "20 seconds",
+        workerData: { speak: "0.1", counters: counters.buffer }
+      }))
+      assert.strictEqual(error.attempts, 1)
+      assert.include(error.reason, `the pool's: version ${PROTOCOL}; the thread's: effect-workpool 0.1`)
+      assert.include(error.reason, ADVICE)
+      assert.strictEqual(Atomics.load(counters, 0), 0)
+    }))
+
   it.live("a thread of a newer copy that reports ready with its own version is refused, naming both", () =>
     Effect.gen(function*() {
       const counters = new Int32Array(new SharedArrayBuffer(8))

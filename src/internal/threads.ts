@@ -297,6 +297,14 @@ class Unrecoverable {
 }
 
 /** What a thread sent on the pool's port before its "ready" that is not a message of this protocol, in short. */
+/** Whether `data`, on a thread's parentPort, is effect-workpool 0.1's ready or fatal (in its envelope). */
+const fromVersion01 = (data: unknown): boolean => {
+  const content = typeof data === "object" && data !== null ? (data as { readonly "effect-workpool"?: unknown })["effect-workpool"] : undefined
+  const first: unknown = Array.isArray(content) ? content[0] : content
+  const kind = typeof first === "object" && first !== null ? (first as { readonly _?: unknown })._ : undefined
+  return kind === "ready" || kind === "fatal"
+}
+
 const strange = (data: unknown): string =>
   `unknown, as it sent ${inspect(data, { depth: 1, maxStringLength: 80, maxArrayLength: 5, breakLength: Infinity })}`
 
@@ -712,8 +720,9 @@ export class Threads {
         takeQueued(port, DRAIN, receive, unreadable)
       })
       port.on("messageerror", unreadable)
-      // the thread's parentPort is user code's: nothing on it is the pool's
-      worker.on("message", (data: unknown) => this.stray(thread, data))
+      // the thread's parentPort is user code's: nothing on it is the pool's, but for a thread of
+      // effect-workpool 0.1, whose pool talked over it, under the same envelope key
+      worker.on("message", (data: unknown) => ready || !fromVersion01(data) ? this.stray(thread, data) : refuse(protocolMismatch(PROTOCOL, "effect-workpool 0.1")))
       worker.on("messageerror", (error) => this.stray(thread, `(a message that could not be deserialized: ${describe(error)})`))
       worker.on("error", (error) => {
         thread.error = describe(error)
