@@ -13,13 +13,14 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
+import * as Net from "node:net"
 import { join } from "node:path"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Effect, Exit, Layer, ManagedRuntime, Redacted } from "effect"
+import { Effect, Exit, Layer, ManagedRuntime, Redacted, Tracer } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import type * as JobStore from "../src/JobStore.ts"
+import * as JobStore from "../src/JobStore.ts"
 import {
   type Consumer,
   followConsumer,
@@ -34,7 +35,7 @@ import {
 } from "./durable/children.ts"
 import * as Pg from "./durable/postgres.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
-import { maxInWindow, prng } from "./helpers.ts"
+import { maxInWindow, prng, recordingTracer } from "./helpers.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const producerFixture = new URL("./fixtures/durable-producer-child.ts", import.meta.url).pathname
@@ -368,6 +369,120 @@ describe.skipIf(!Pg.enabled)("Postgres: the store's operations inside the applic
       }))
     }).pipe(Effect.scoped, Effect.provide(Layer.merge(Jobs, Database))))
     assert.strictEqual(shown, "0")
+  })
+})
+
+/**
+ * A stand-in for a pooler in front of the server (PgBouncer knows a few startup parameters only):
+ * a connection whose startup packet sets idle_in_transaction_session_timeout is refused with
+ * PgBouncer's FATAL, or passed on without it; everything else is piped to the server as it is.
+ */
+const fakePooler = (mode: "refuses" | "drops") =>
+  new Promise<{ port: number; seen: () => number; close: () => void }>((resolve) => {
+    const upstream = new URL(Pg.url!)
+    const sockets = new Set<Net.Socket>()
+    let seen = 0
+    const server = Net.createServer((client) => {
+      sockets.add(client)
+      let buffered = Buffer.alloc(0)
+      const onData = (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk])
+        if (buffered.length < 4 || buffered.length < buffered.readInt32BE(0)) return
+        client.off("data", onData)
+        const length = buffered.readInt32BE(0)
+        let packet = buffered.subarray(0, length)
+        const rest = buffered.subarray(length)
+        if (packet.readInt32BE(4) === 196608) {
+          const fields = packet.subarray(8, length - 1).toString("utf8").split("\0").slice(0, -1)
+          const at = fields.indexOf("idle_in_transaction_session_timeout")
+          if (at >= 0 && at % 2 === 0) {
+            seen++
+            if (mode === "refuses") {
+              const body = Buffer.from("SFATAL\0VFATAL\0C08P01\0Munsupported startup parameter: idle_in_transaction_session_timeout\0\0")
+              const head = Buffer.alloc(5)
+              head.write("E")
+              head.writeInt32BE(body.length + 4, 1)
+              client.end(Buffer.concat([head, body]))
+              return
+            }
+            fields.splice(at, 2)
+            const text = Buffer.from(fields.map((field) => field + "\0").join("") + "\0")
+            packet = Buffer.alloc(8 + text.length)
+            packet.writeInt32BE(8 + text.length, 0)
+            packet.writeInt32BE(196608, 4)
+            text.copy(packet, 8)
+          }
+        }
+        const server = Net.connect({ host: upstream.hostname, port: Number(upstream.port || 5432) })
+        sockets.add(server)
+        server.write(Buffer.concat([packet, rest]))
+        client.pipe(server).pipe(client)
+        const end = () => {
+          client.destroy()
+          server.destroy()
+        }
+        client.on("close", end).on("error", end)
+        server.on("close", end).on("error", end)
+      }
+      client.on("data", onData).on("error", () => client.destroy())
+    })
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: (server.address() as Net.AddressInfo).port,
+        seen: () => seen,
+        close: () => {
+          server.close()
+          for (const socket of sockets) socket.destroy()
+        }
+      }))
+  })
+
+describe.skipIf(!Pg.enabled)("Postgres: the idle bound of the store's transactions on its own connections (PgJobStore.layer)", () => {
+  // the statements of a setRateLimit, an enqueueAll with dedup keys and a claim of the rate-limited
+  // queue (each the store's transaction), as the driver's spans name them
+  const statementsOf = (layer: Layer.Layer<JobStore.JobStore, unknown>) => {
+    const { spans, tracer } = recordingTracer()
+    return Effect.runPromise(Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      yield* JobQueue.setRateLimit("default", { limit: 100_000, interval: 1000 })
+      yield* JobQueue.enqueueAll(Work, [0, 1].map((n) => ({ payload: { n }, options: { dedupKey: `key-${n}` } })))
+      const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Work"], limit: 2, lease: 30_000 })
+      assert.strictEqual(claims.length, 2)
+      return spans.map((span) => String(span.attributes.get("db.query.text") ?? ""))
+    }).pipe(Effect.provide(Layer.merge(layer, Layer.succeed(Tracer.Tracer, tracer)))))
+  }
+
+  it("is each session's default, sent as it connects: its transactions run no set_config, their statement more (the application's client's still do)", { timeout: 60_000 }, async () => {
+    const own = await statementsOf(PgJobStore.layer({ url: Pg.url!, schema: Pg.freshSchema(), maxConnections: 2 }))
+    assert.isTrue(own.some((text) => text.includes("wp_queue")), own.join("\n"))
+    assert.isFalse(own.some((text) => text.includes("set_config")), own.join("\n"))
+    // the spans show the statements: on the application's client the store still sets the bound
+    const client = await statementsOf(PgJobStore.layerClient({ schema: Pg.freshSchema() }).pipe(
+      Layer.provide(PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 2 }))
+    ))
+    assert.isTrue(client.some((text) => text.includes("idle_in_transaction_session_timeout")), client.join("\n"))
+  })
+
+  it.each(["refuses", "drops"] as const)("a pooler between that %s the startup parameter (PgBouncer's default, its ignore_startup_parameters): the store opens, and its transactions set the bound themselves", { timeout: 60_000 }, async (mode) => {
+    const pooler = await fakePooler(mode)
+    try {
+      const url = new URL(Pg.url!)
+      url.host = `127.0.0.1:${pooler.port}`
+      const texts = await statementsOf(PgJobStore.layer({ url: url.toString(), schema: Pg.freshSchema(), maxConnections: 2 }))
+      assert.isTrue(texts.some((text) => text.includes("idle_in_transaction_session_timeout', ")), texts.join("\n"))
+      assert.isAbove(pooler.seen(), 0, "it saw the parameter")
+    } finally {
+      pooler.close()
+    }
+  })
+
+  it("the URL's own startup options still apply (read-only sessions: the migrations fail, saying so)", { timeout: 60_000 }, async () => {
+    const url = new URL(Pg.url!)
+    url.searchParams.set("options", "-c default_transaction_read_only=on")
+    const exit = await Effect.runPromiseExit(
+      Effect.provide(JobQueue.stats("default"), PgJobStore.layer({ url: url.toString(), schema: Pg.freshSchema(), maxConnections: 1 }))
+    )
+    assert.isTrue(Exit.isFailure(exit) && JSON.stringify(exit.cause).includes("read-only transaction"), JSON.stringify(exit))
   })
 })
 

@@ -740,23 +740,40 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         else destroyLater()
       })
     )
-    const sql = yield* PgClient.make({
-      url: cfg.url,
-      maxConnections: cfg.maxConnections,
-      connectTimeout: cfg.connectTimeout,
-      applicationName: "effect-workpool",
-      stream: to === undefined ? undefined : () => {
-        const socket = Net.connect(to)
-        sockets.add(socket)
-        socket.once("close", () => sockets.delete(socket))
-        return socket
-      }
-    }).pipe(
-      Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
-      driverTimeOf(cfg.clock),
-      Effect.mapError(fail("open"))
+    const open = (bounded: boolean) =>
+      PgClient.make({
+        url: cfg.url,
+        maxConnections: cfg.maxConnections,
+        connectTimeout: cfg.connectTimeout,
+        applicationName: "effect-workpool",
+        // every transaction on this pool is the store's: the bound is the session's default, sent
+        // in the connection's startup packet, and `transaction` runs no set_config (a round trip of
+        // each rate-limited claim). Outside a transaction it does nothing (the listener's session
+        // idles there). The URL's own `options` (startupOptions) are left as they are
+        startupParameters: bounded ? { idle_in_transaction_session_timeout: String(IDLE_IN_TRANSACTION) } : undefined,
+        stream: to === undefined ? undefined : () => {
+          const socket = Net.connect(to)
+          sockets.add(socket)
+          socket.once("close", () => sockets.delete(socket))
+          return socket
+        }
+      }).pipe(
+        Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
+        driverTimeOf(cfg.clock),
+        Effect.mapError(fail("open")),
+        Effect.flatMap((sql) => makeWith(sql, cfg, bounded))
+      )
+    const scope = yield* Effect.scope
+    const first = yield* Scope.fork(scope)
+    // a pooler between (PgBouncer, session pooling) refuses a startup parameter it does not know:
+    // then without it, each transaction setting its bound as on the application's client
+    const store = yield* open(true).pipe(
+      Scope.provide(first),
+      Effect.catchIf(
+        (error) => error.reason.includes("unsupported startup parameter"),
+        () => Effect.andThen(Scope.close(first, Exit.void), open(false))
+      )
     )
-    const store = yield* makeWith(sql, cfg)
     // run first: the store's close starts here
     yield* Effect.addFinalizer(() => Effect.sync(destroyLater))
     return store
@@ -810,11 +827,14 @@ const noSuchId = (id: string): boolean => id.includes("\u0000")
 /**
  * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
  * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
- * mode.
+ * mode. `ownClient`: the client is the one `make` opened, whose sessions start with the store's
+ * idle bound (`IDLE_IN_TRANSACTION`), so its transactions need not set it (checked at open: a
+ * pooler may drop the parameter).
  */
 export const makeWith = (
   sql: PgClient.PgClient,
-  cfg: Pick<Config, "schema" | "clock">
+  cfg: Pick<Config, "schema" | "clock">,
+  ownClient = false
 ): Effect.Effect<Store, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
@@ -915,10 +935,12 @@ export const makeWith = (
      * A transaction of the store's statements, bounded while it idles (`IDLE_IN_TRANSACTION`). One
      * inside the application's transaction (its client's, `layerClient`) is a savepoint of it, and
      * its bounds are the application's: it is left as it is. One inside the store's own pin of a
-     * write (`pinned`, on a multiplexed client) bounds that.
+     * write (`pinned`, on a multiplexed client) bounds that. On the store's own client the bound is
+     * each session's default (see `make`): nothing to set.
      */
+    let sessionBounded = false
     const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.gen(function*() {
+      sessionBounded ? sql.withTransaction(effect) : Effect.gen(function*() {
         const outer = yield* Effect.serviceOption(sql.transactionService)
         const applications = outer._tag === "Some" && !(yield* OwnPin)
         return yield* sql.withTransaction(
@@ -958,9 +980,14 @@ export const makeWith = (
     // for good. A schema at this version is read, not created; one to migrate is created only if missing
     const [who] = yield* op(
       "migrate",
-      sql<{ role: string; database: string; meta: boolean }>`SELECT current_user AS role, current_database() AS database,
-        to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta`.pipe(Effect.mapError((error) => grantNeeded(error, cfg.schema)))
+      sql<{ role: string; database: string; meta: boolean; idle: string }>`SELECT current_user AS role, current_database() AS database,
+        to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta, current_setting('idle_in_transaction_session_timeout') AS idle`.pipe(
+          Effect.mapError((error) => grantNeeded(error, cfg.schema))
+        )
     )
+    // the session's default as the server has it: a pooler that ignores the startup parameter
+    // (PgBouncer's ignore_startup_parameters) drops it, and each transaction sets it then
+    sessionBounded = ownClient && who!.idle === `${IDLE_IN_TRANSACTION / 1000}s`
     const stored = who!.meta
       ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value
       : undefined
