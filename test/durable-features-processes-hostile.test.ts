@@ -354,7 +354,8 @@ describe.skipIf(!Pg.enabled)("Postgres: a producer frozen (SIGSTOP) inside its e
 })
 
 describe.skipIf(!Pg.enabled)("Postgres: the store's operations inside the application's transaction (layerClient)", () => {
-  // on a multiplexed client the store pins each write in a transaction of its own (bounded): inside
+  // on a multiplexed client the store pins each write in a transaction of its own (bounded when it
+  // holds several statements; a one-write pin is not, see docs/durable.md): inside
   // the application's, that pin is the application's savepoint and must not be taken for the store's
   it.each([false, true])("leave the transaction's idle bound as the application set it: the store bounds only transactions of its own (multiplex: %s)", { timeout: 60_000 }, async (multiplex) => {
     const Database = PgClient.layer({ url: Redacted.make(Pg.url!), maxConnections: 2, multiplex })

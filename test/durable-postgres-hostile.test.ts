@@ -1636,6 +1636,17 @@ if (enabled && pgServer.binaries() !== undefined) {
 
 if (enabled) {
   describe("the Postgres store's tables dropped under it", () => {
+    it.live("a schema version that is not a number (an empty string) is refused at open, not read as 0 (every migration run again)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const store = PgJobStore.layer({ url: url!, schema, maxConnections: 2 })
+        yield* Effect.scoped(Layer.build(store))
+        yield* Effect.promise(() => admin((sql) => sql.unsafe(`UPDATE "${schema}".wp_meta SET value = '' WHERE key = 'schema_version'`).raw))
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(store)))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(String(exit), "this code knows versions up to")
+      }), { timeout: 60_000 })
+
     it.live("an operation on a dropped schema fails with StoreError saying to open the store again (its open recreates them)", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

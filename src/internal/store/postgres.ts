@@ -603,10 +603,7 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
 }
 
 /** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
-const knownVersion = (stored: string): boolean => {
-  const version = Number(stored)
-  return Number.isInteger(version) && version >= 0 && version <= MIGRATIONS.length
-}
+const knownVersion = (stored: string): boolean => /^\d{1,9}$/.test(stored) && Number(stored) <= MIGRATIONS.length
 
 const unknownVersion = (schema: string, stored: string) =>
   new Error(`schema "${schema}" has version ${stored}, this code knows versions up to ${MIGRATIONS.length}: upgrade effect-workpool`)
@@ -981,13 +978,13 @@ export const makeWith = (
     const [who] = yield* op(
       "migrate",
       sql<{ role: string; database: string; meta: boolean; idle: string }>`SELECT current_user AS role, current_database() AS database,
-        to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta, current_setting('idle_in_transaction_session_timeout') AS idle`.pipe(
+        to_regclass(${`"${cfg.schema}".wp_meta`}) IS NOT NULL AS meta, (SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout') AS idle`.pipe(
           Effect.mapError((error) => grantNeeded(error, cfg.schema))
         )
     )
     // the session's default as the server has it: a pooler that ignores the startup parameter
     // (PgBouncer's ignore_startup_parameters) drops it, and each transaction sets it then
-    sessionBounded = ownClient && who!.idle === `${IDLE_IN_TRANSACTION / 1000}s`
+    sessionBounded = ownClient && who!.idle === String(IDLE_IN_TRANSACTION)
     const stored = who!.meta
       ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value
       : undefined
