@@ -296,7 +296,6 @@ class Unrecoverable {
   }
 }
 
-/** What a thread sent on the pool's port before its "ready" that is not a message of this protocol, in short. */
 /** Whether `data`, on a thread's parentPort, is effect-workpool 0.1's ready or fatal (in its envelope). */
 const fromVersion01 = (data: unknown): boolean => {
   const content = typeof data === "object" && data !== null ? (data as { readonly "effect-workpool"?: unknown })["effect-workpool"] : undefined
@@ -305,6 +304,7 @@ const fromVersion01 = (data: unknown): boolean => {
   return kind === "ready" || kind === "fatal"
 }
 
+/** What a thread sent on the pool's port before its "ready" that is not a message of this protocol, in short. */
 const strange = (data: unknown): string =>
   `unknown, as it sent ${inspect(data, { depth: 1, maxStringLength: 80, maxArrayLength: 5, breakLength: Infinity })}`
 
