@@ -1,0 +1,171 @@
+/**
+ * Poison jobs across real processes: a job whose handler ends its consumer process every time it
+ * runs (process.exit, an uncaught exception from a timer, an unhandled rejection, process.abort,
+ * kill -9 of itself, a heap run out), on every store. Consumer processes
+ * (fixtures/durable-poison-child.ts) are started again as they die, as a supervisor would. The
+ * contract (docs/durable.md "Guarantees"): a claim counts an attempt, a job taken back from a dead
+ * consumer is retried until `maxAttempts` and is then dead with `LeaseExpired`, and the other jobs
+ * of the queue run. Every wait is for an event (a child's exit, a state in the store).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Exit, ManagedRuntime, type Layer } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as DurableError from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import type * as JobStore from "../src/JobStore.ts"
+import { type Consumer, followConsumer, processStoresOf, type ProcessStore, untilFinal } from "./durable/children.ts"
+import { Poison } from "./fixtures/durable-tasks.ts"
+
+const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const fixture = new URL("./fixtures/durable-poison-child.ts", import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), "wp-durable-poison-"))
+const all: Array<ChildProcess> = []
+const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
+afterAll(async () => {
+  for (const child of all) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+  rmSync(dir, { recursive: true, force: true })
+})
+
+let files = 0
+const fresh = (name: string) => join(dir, `${name}-${files++}`)
+
+/** A poison consumer process (its heap bounded, for `oom`). */
+const spawnChild = (store: ProcessStore, concurrency: number, lease: number, log: string): Consumer => {
+  const child = spawn(node, ["--max-old-space-size=96", fixture, store.target, String(concurrency), String(lease), log], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...store.env }
+  })
+  all.push(child)
+  return followConsumer(child)
+}
+
+/**
+ * Keeps `slots` consumer processes running, starting a new one as one dies, until `done` says the
+ * store has every job final; stops the survivors (SIGTERM) and returns every process it started.
+ */
+const supervise = async (
+  store: ProcessStore,
+  options: { slots: number; concurrency: number; lease: number; log: string },
+  done: () => Promise<unknown>
+): Promise<{ readonly started: Array<Consumer>; readonly died: Array<Consumer> }> => {
+  const started: Array<Consumer> = []
+  const died: Array<Consumer> = []
+  let stopping = false
+  const keep = () => {
+    const consumer = spawnChild(store, options.concurrency, options.lease, options.log)
+    started.push(consumer)
+    void consumer.exited.then(() => {
+      if (stopping) return
+      died.push(consumer)
+      keep()
+    })
+  }
+  for (let i = 0; i < options.slots; i++) keep()
+  try {
+    await done()
+  } finally {
+    stopping = true
+    const alive = started.filter((c) => c.child.exitCode === null && c.child.signalCode === null)
+    for (const c of alive) c.child.kill("SIGTERM")
+    await Promise.all(alive.map((c) => c.exited))
+  }
+  return { started, died }
+}
+
+/** `start` lines of the side-effect log, per job number: the pids that ran each attempt. */
+const startsOf = (log: string): Map<number, Array<number>> => {
+  const starts = new Map<number, Array<number>>()
+  for (const line of readFileSync(log, "utf8").split("\n")) {
+    const [event, k, pid] = line.split(" ")
+    if (event !== "start") continue
+    starts.set(Number(k), [...starts.get(Number(k)) ?? [], Number(pid)])
+  }
+  return starts
+}
+
+const producer = (store: ProcessStore) => {
+  const runtime = ManagedRuntime.make(store.layer as Layer.Layer<JobStore.JobStore, never>)
+  runtimes.push(runtime)
+  return runtime
+}
+
+const MODES = ["exit", "throw-timer", "reject", "abort", "kill9", "oom"] as const
+const LEASE = 1500
+const MAX_ATTEMPTS = 2
+
+describe("a poison job that ends its consumer process each time it runs", () => {
+  for (const [name, make] of processStoresOf(() => fresh("poison.db"))) {
+    // SQLite gets every way to die; the server stores two (the way a process dies is not the store's
+    // concern, its lease is), to keep the file's run time down
+    const modes = name === "an SQLite file" ? MODES : (["exit", "kill9"] as const)
+    it(`${name}: ${modes.join(", ")}: each is run ${MAX_ATTEMPTS} times (by one consumer at a time), then dead with LeaseExpired; the other jobs succeed`, {
+      timeout: 150_000
+    }, async () => {
+      const store = make()
+      const runtime = producer(store)
+      const log = fresh("poison.log")
+      writeFileSync(log, "")
+      const GOOD = 12
+      const jobs = [
+        ...modes.map((how, k) => ({ k, how, ms: 0 })),
+        ...Array.from({ length: GOOD }, (_, i) => ({ k: 100 + i, how: "ok", ms: 20 }))
+      ]
+      const ids = await runtime.runPromise(Effect.forEach(jobs, (payload) =>
+        Effect.map(
+          JobQueue.enqueue(Poison, payload, { maxAttempts: payload.how === "ok" ? 10 : MAX_ATTEMPTS }),
+          (job) => job.id
+        )))
+      const { died } = await supervise(
+        store,
+        { slots: 2, concurrency: 1, lease: LEASE, log },
+        () => untilFinal(() => runtime.runPromise(JobQueue.stats("default")), jobs.length, 130_000)
+      )
+      const exits = await runtime.runPromise(Effect.forEach(ids, (id) => Effect.exit(JobQueue.await(Poison, id))))
+      const starts = startsOf(log)
+      const report = () =>
+        JSON.stringify({ starts: [...starts], died: died.map((c) => [c.child.pid, c.child.exitCode ?? c.child.signalCode, c.stderr.slice(0, 300)]) })
+      for (const [k, how] of modes.entries()) {
+        const exit = exits[k]!
+        assert.isTrue(Exit.isFailure(exit), `${how}: ${report()}`)
+        const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+        assert.isTrue(error?._tag === "Fail" && error.error instanceof DurableError.LeaseExpired, `${how}: ${String(error)}`)
+        assert.strictEqual((error as { error: DurableError.LeaseExpired }).error.attempt, MAX_ATTEMPTS)
+        // one consumer at a time: an attempt per claim, each in a process of its own (it died)
+        const pids = starts.get(k) ?? []
+        assert.strictEqual(pids.length, MAX_ATTEMPTS, `${how}: ${report()}`)
+        assert.strictEqual(new Set(pids).size, MAX_ATTEMPTS)
+        const info = await runtime.runPromise(JobQueue.status(ids[k]!))
+        assert.deepStrictEqual([info.state, info.attempts], ["dead", MAX_ATTEMPTS])
+      }
+      for (let i = 0; i < GOOD; i++) assert.deepStrictEqual(exits[modes.length + i], Exit.succeed(100 + i), report())
+      // every death was a poison job's: MAX_ATTEMPTS per way to die
+      assert.strictEqual(died.length, modes.length * MAX_ATTEMPTS, report())
+    })
+  }
+})
+
+describe("a poison job's batch-mates: the jobs its consumer ran beside it when it died", () => {
+  for (const [name, make] of processStoresOf(() => fresh("mates.db")).slice(0, 1)) {
+    it(`${name}: a consumer of concurrency 4 claims the poison job and 3 others each time; what becomes of the 3`, {
+      timeout: 120_000
+    }, async () => {
+      const store = make()
+      const runtime = producer(store)
+      const log = fresh("mates.log")
+      writeFileSync(log, "")
+      const jobs = [{ k: 0, how: "exit", ms: 0 }, ...[1, 2, 3].map((k) => ({ k, how: "ok", ms: 1000 }))]
+      const ids = await runtime.runPromise(Effect.forEach(jobs, (payload) => Effect.map(JobQueue.enqueue(Poison, payload), (job) => job.id)))
+      const { died } = await supervise(
+        store,
+        { slots: 1, concurrency: 4, lease: LEASE, log },
+        () => untilFinal(() => runtime.runPromise(JobQueue.stats("default")), jobs.length, 100_000)
+      )
+      const exits = await runtime.runPromise(Effect.forEach(ids, (id) => Effect.exit(JobQueue.await(Poison, id))))
+      console.log(JSON.stringify({ starts: [...startsOf(log)], died: died.length, exits }))
+    })
+  }
+})
