@@ -19,7 +19,7 @@ import type * as JobStore from "../src/JobStore.ts"
 import { type Consumer, followConsumer, processStoresOf, type ProcessStore, untilFinal } from "./durable/children.ts"
 import { Poison } from "./fixtures/durable-tasks.ts"
 
-const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const node = existsSync("node_modules/.bin/node") ? join(process.cwd(), "node_modules/.bin/node") : process.execPath
 const fixture = new URL("./fixtures/durable-poison-child.ts", import.meta.url).pathname
 const dir = mkdtempSync(join(tmpdir(), "wp-durable-poison-"))
 const all: Array<ChildProcess> = []
@@ -33,9 +33,14 @@ afterAll(async () => {
 let files = 0
 const fresh = (name: string) => join(dir, `${name}-${files++}`)
 
-/** A poison consumer process (its heap bounded, for `oom`). */
+/**
+ * A poison consumer process: its heap bounded (for `oom`), no core file (`abort` would write one
+ * where core dumps are on), run in the test's directory (removed after).
+ */
 const spawnChild = (store: ProcessStore, concurrency: number, lease: number, log: string): Consumer => {
-  const child = spawn(node, ["--max-old-space-size=96", fixture, store.target, String(concurrency), String(lease), log], {
+  const args = ["--max-old-space-size=96", fixture, store.target, String(concurrency), String(lease), log]
+  const child = spawn("sh", ["-c", `ulimit -c 0; exec "$0" "$@"`, node, ...args], {
+    cwd: dir,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...store.env }
   })
@@ -148,16 +153,28 @@ describe("a poison job that ends its consumer process each time it runs", () => 
   }
 })
 
-describe("a poison job's batch-mates: the jobs its consumer ran beside it when it died", () => {
+/**
+ * Not fixed (a decision for the lead, see the report of hostile79): a consumer claims as many jobs
+ * as it has free slots, each claim counting an attempt, and when a poison job ends the process the
+ * reaper cannot tell it from the jobs claimed beside it: each loses its lease and an attempt. The
+ * claim order is the same at every try (rank, then FIFO; no jitter), so the same batch is claimed
+ * again by the next process, and after `maxAttempts` crashes every job of the batch is dead with
+ * `LeaseExpired`. Here the poison job is first in its batch and its handler ends the process as it
+ * starts (an Effect.sync handler runs as it is submitted), so its 3 batch-mates' handlers never ran
+ * a line: they are dead with "the consumer of attempt 3 stopped renewing its lease". BullMQ
+ * (maxStalledCount) and graphile-worker count a crashed worker's jobs the same way; a fix would
+ * tell suspects (a job back from an expired lease) apart and run each alone once.
+ */
+describe("a poison job's batch-mates: the jobs its consumer claimed beside it each time", () => {
   for (const [name, make] of processStoresOf(() => fresh("mates.db")).slice(0, 1)) {
-    it(`${name}: a consumer of concurrency 4 claims the poison job and 3 others each time; what becomes of the 3`, {
+    it.fails(`${name}: a consumer of concurrency 4 claims the poison job and 3 others, whose handlers never run; they end dead with it instead of succeeding`, {
       timeout: 120_000
     }, async () => {
       const store = make()
       const runtime = producer(store)
       const log = fresh("mates.log")
       writeFileSync(log, "")
-      const jobs = [{ k: 0, how: "exit", ms: 0 }, ...[1, 2, 3].map((k) => ({ k, how: "ok", ms: 1000 }))]
+      const jobs = [{ k: 0, how: "exit", ms: 0 }, ...[1, 2, 3].map((k) => ({ k, how: "ok", ms: 100 }))]
       const ids = await runtime.runPromise(Effect.forEach(jobs, (payload) => Effect.map(JobQueue.enqueue(Poison, payload), (job) => job.id)))
       const { died } = await supervise(
         store,
@@ -165,7 +182,9 @@ describe("a poison job's batch-mates: the jobs its consumer ran beside it when i
         () => untilFinal(() => runtime.runPromise(JobQueue.stats("default")), jobs.length, 100_000)
       )
       const exits = await runtime.runPromise(Effect.forEach(ids, (id) => Effect.exit(JobQueue.await(Poison, id))))
-      console.log(JSON.stringify({ starts: [...startsOf(log)], died: died.length, exits }))
+      const report = JSON.stringify({ starts: [...startsOf(log)], died: died.length })
+      assert.strictEqual(died.length, 3, report)
+      assert.deepStrictEqual(exits.slice(1), [Exit.succeed(1), Exit.succeed(2), Exit.succeed(3)], report)
     })
   }
 })
