@@ -11,11 +11,15 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Exit, ManagedRuntime, type Layer } from "effect"
+import { it as effectIt } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, ManagedRuntime, type Layer, Schema } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
+import { TaskCodecError } from "../src/PoolError.ts"
+import * as Task from "../src/Task.ts"
+import { storeLayers } from "./durable/stores.ts"
 import { type Consumer, followConsumer, processStoresOf, type ProcessStore, untilFinal } from "./durable/children.ts"
 import { Poison } from "./fixtures/durable-tasks.ts"
 
@@ -187,4 +191,87 @@ describe("a poison job's batch-mates: the jobs its consumer claimed beside it ea
       assert.deepStrictEqual(exits.slice(1), [Exit.succeed(1), Exit.succeed(2), Exit.succeed(3)], report)
     })
   }
+})
+
+// --- version skew between deployed processes (a rolling deploy): one task name, two versions
+
+class Bounced extends Schema.TaggedError<Bounced>()("Bounced", { to: Schema.String }) {}
+class Throttled extends Schema.TaggedError<Throttled>()("Throttled", { retryIn: Schema.Number }) {}
+/** The app's version 1 of a task... */
+const MailV1 = Task.make("Mail", {
+  payload: Schema.Struct({ to: Schema.String, kind: Schema.Literals(["welcome", "reset"]) }),
+  success: Schema.Number,
+  failure: Bounced
+})
+/** ...and version 2: a new required field, a renamed kind, a richer success, a new failure. */
+const MailV2 = Task.make("Mail", {
+  payload: Schema.Struct({ to: Schema.String, kind: Schema.Literals(["welcome", "passwordReset"]), locale: Schema.String }),
+  success: Schema.Struct({ messageId: Schema.Number }),
+  failure: Schema.Union([Bounced, Throttled])
+})
+/** A task only version 2 has. */
+const Digest = Task.make("Digest", { payload: Schema.String, success: Schema.String })
+
+const partOf = (exit: Exit.Exit<unknown, unknown>) => {
+  const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+  return error?._tag === "Some" && error.value instanceof TaskCodecError
+    ? `TaskCodecError ${error.value.part}: ${error.value.issue.split("\n")[0]}`
+    : Exit.isSuccess(exit) ? `success ${JSON.stringify(exit.value)}` : String(exit)
+}
+
+describe.each(storeLayers(() => fresh("skew.db")))("version skew in a rolling deploy, on the %s store", (_name, makeStore) => {
+  effectIt.live("a version-1 consumer: a version-2 payload with a renamed kind is dead at its first attempt with TaskCodecError naming it (one with only a new field runs), its other jobs run, a task it does not know stays queued (not failed); version 2 runs that task, fails a version-1 payload (its new field missing) at once, and a redrive runs the renamed one to success", () =>
+    Effect.gen(function*() {
+      const newer = yield* JobQueue.enqueue(MailV2, { to: "a@x", kind: "welcome", locale: "fr" })
+      const renamed = yield* JobQueue.enqueue(MailV2, { to: "b@x", kind: "passwordReset", locale: "fr" })
+      const older = yield* JobQueue.enqueue(MailV1, { to: "c@x", kind: "reset" })
+      const digest = yield* JobQueue.enqueue(Digest, "daily")
+      const v1 = yield* Effect.forkScoped(Effect.scoped(Effect.andThen(
+        JobQueue.consume({ handlers: [Task.handle(MailV1, ({ to }) => Effect.succeed(to.length))], concurrency: 2, poll: "20 millis" }),
+        Effect.never
+      )))
+      assert.strictEqual(yield* JobQueue.await(MailV1, older.id), 3)
+      // a version-2 payload decodes with version 1's Schema (an extra key is dropped) unless its value is new
+      assert.strictEqual(yield* JobQueue.await(MailV1, newer.id), 3)
+      const dead = yield* Effect.exit(JobQueue.await(MailV2, renamed.id))
+      assert.match(partOf(dead), /^TaskCodecError payload: Expected "welcome" \| "reset"/)
+      assert.deepStrictEqual([(yield* JobQueue.status(renamed.id)).state, (yield* JobQueue.status(renamed.id)).attempts], ["dead", 1])
+      // not claimed (and so not failed) by a consumer that does not know its task
+      assert.deepStrictEqual([(yield* JobQueue.status(digest.id)).state, (yield* JobQueue.status(digest.id)).attempts], ["queued", 0])
+      yield* Fiber.interrupt(v1)
+      const stale = yield* JobQueue.enqueue(MailV1, { to: "d@x", kind: "welcome" })
+      yield* JobQueue.consume({
+        handlers: [
+          Task.handle(MailV2, ({ to }) => Effect.succeed({ messageId: to.length })),
+          Task.handle(Digest, (s) => Effect.succeed(s.toUpperCase()))
+        ],
+        concurrency: 2,
+        poll: "20 millis"
+      })
+      assert.strictEqual(yield* JobQueue.await(Digest, digest.id), "DAILY")
+      assert.match(partOf(yield* Effect.exit(JobQueue.await(MailV2, stale.id))), /^TaskCodecError payload: Missing key/)
+      assert.strictEqual((yield* JobQueue.status(stale.id)).attempts, 1)
+      assert.isTrue(yield* JobQueue.redrive(renamed.id))
+      assert.deepStrictEqual(yield* JobQueue.await(MailV2, renamed.id), { messageId: 3 })
+    }).pipe(Effect.scoped, Effect.provide(makeStore())), 60_000)
+
+  effectIt.live("a version-1 awaiter of a version-2 consumer's outcomes: a success and a failure (a tag it does not know) its Schemas cannot read are TaskCodecError (part success, failure) at once, not a defect or a hang; its status reads them", () =>
+    Effect.gen(function*() {
+      const ok = yield* JobQueue.enqueue(MailV2, { to: "a@x", kind: "welcome", locale: "fr" })
+      const throttled = yield* JobQueue.enqueue(MailV2, { to: "b@x", kind: "welcome", locale: "fr" }, { maxAttempts: 1 })
+      const bounced = yield* JobQueue.enqueue(MailV2, { to: "c@x", kind: "welcome", locale: "fr" }, { maxAttempts: 1 })
+      yield* JobQueue.consume({
+        handlers: [Task.handle(MailV2, ({ to }) =>
+          to === "a@x" ? Effect.succeed({ messageId: 1 }) : to === "b@x" ? Effect.fail(new Throttled({ retryIn: 5 })) : Effect.fail(new Bounced({ to })))],
+        concurrency: 3,
+        poll: "20 millis"
+      })
+      const exits = yield* Effect.forEach([ok, throttled, bounced], (job) => Effect.exit(JobQueue.await(MailV1, job.id)))
+      assert.deepStrictEqual(exits.slice(0, 2).map(partOf).map((s) => s.split(":")[0]), ["TaskCodecError success", "TaskCodecError failure"])
+      // a failure both versions know is read as the awaiter's own class
+      const error = Exit.isFailure(exits[2]!) ? Cause.findErrorOption(exits[2]!.cause) : undefined
+      assert.isTrue(error?._tag === "Some" && error.value instanceof Bounced, String(exits[2]))
+      const states = yield* Effect.forEach([ok, throttled], (job) => Effect.map(JobQueue.status(job.id), (info) => info.state))
+      assert.deepStrictEqual(states, ["succeeded", "dead"])
+    }).pipe(Effect.scoped, Effect.provide(makeStore())), 60_000)
 })
