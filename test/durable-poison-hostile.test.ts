@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { it as effectIt } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, ManagedRuntime, type Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, ManagedRuntime, type Layer, Result, Schema } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -111,7 +111,7 @@ describe("a poison job that ends its consumer process each time it runs", () => 
     // SQLite gets every way to die; the server stores one each (the way a process dies is not the
     // store's concern, its lease is), to keep the file's run time down
     const modes = name === "an SQLite file" ? MODES : name === "Postgres" ? (["exit"] as const) : (["kill9"] as const)
-    it(`${name}: ${modes.join(", ")}: each is run ${MAX_ATTEMPTS} times (by one consumer at a time), then dead with LeaseExpired; the other jobs succeed`, {
+    it(`${name}: ${modes.join(", ")}: each is run ${MAX_ATTEMPTS} times (by one consumer at a time), then dead with LeaseExpired; the other jobs succeed (a stack overflow: a defect, retried, the process lives)`, {
       timeout: 150_000
     }, async () => {
       const store = make()
@@ -121,7 +121,9 @@ describe("a poison job that ends its consumer process each time it runs", () => 
       const GOOD = 12
       const jobs = [
         ...modes.map((how, k) => ({ k, how, ms: 0 })),
-        ...Array.from({ length: GOOD }, (_, i) => ({ k: 100 + i, how: "ok", ms: 20 }))
+        ...Array.from({ length: GOOD }, (_, i) => ({ k: 100 + i, how: "ok", ms: 20 })),
+        // a stack overflow is a RangeError the fiber catches: a defect, retried; the process lives
+        { k: 200, how: "stack", ms: 0 }
       ]
       const ids = await runtime.runPromise(Effect.forEach(jobs, (payload) =>
         Effect.map(
@@ -151,6 +153,10 @@ describe("a poison job that ends its consumer process each time it runs", () => 
         assert.deepStrictEqual([info.state, info.attempts], ["dead", MAX_ATTEMPTS])
       }
       for (let i = 0; i < GOOD; i++) assert.deepStrictEqual(exits[modes.length + i], Exit.succeed(100 + i), report())
+      const overflow = exits[modes.length + GOOD]!
+      const defect = Exit.isFailure(overflow) ? Cause.findDefect(overflow.cause) : undefined
+      assert.strictEqual(defect !== undefined && Result.isSuccess(defect) ? (defect.success as Error).name : String(overflow), "RangeError")
+      assert.strictEqual(starts.get(200)?.length, MAX_ATTEMPTS)
       // every death was a poison job's: MAX_ATTEMPTS per way to die
       assert.strictEqual(died.length, modes.length * MAX_ATTEMPTS, report())
     })
