@@ -1,11 +1,14 @@
 /**
  * Poison jobs across real processes: a job whose handler ends its consumer process every time it
  * runs (process.exit, an uncaught exception from a timer, an unhandled rejection, process.abort,
- * kill -9 of itself, a heap run out), on every store. Consumer processes
+ * kill -9 of itself, a heap run out), on SQLite, Postgres and Redis. Consumer processes
  * (fixtures/durable-poison-child.ts) are started again as they die, as a supervisor would. The
  * contract (docs/durable.md "Guarantees"): a claim counts an attempt, a job taken back from a dead
  * consumer is retried until `maxAttempts` and is then dead with `LeaseExpired`, and the other jobs
- * of the queue run. Every wait is for an event (a child's exit, a state in the store).
+ * of the queue run. Every wait is for an event (a child's exit, a state in the store). Then version
+ * skew in a rolling deploy (one task name, two versions of its Schemas), in this process, on every
+ * store. Two findings left as `it.fails` (design decisions): a poison job's batch-mates, and a job
+ * that makes its process shut down gracefully.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -164,7 +167,7 @@ describe("a poison job that ends its consumer process each time it runs", () => 
 })
 
 /**
- * Not fixed (a decision for the lead, see the report of hostile79): a consumer claims as many jobs
+ * Not fixed (a design decision, not taken here): a consumer claims as many jobs
  * as it has free slots, each claim counting an attempt, and when a poison job ends the process the
  * reaper cannot tell it from the jobs claimed beside it: each loses its lease and an attempt. The
  * claim order is the same at every try (rank, then FIFO; no jitter), so the same batch is claimed
@@ -202,7 +205,7 @@ describe("a poison job's batch-mates: the jobs its consumer claimed beside it ea
 })
 
 /**
- * Not fixed (a decision for the lead, see the report of hostile79): a consumer's graceful shutdown
+ * Not fixed (a design decision, not taken here): a consumer's graceful shutdown
  * gives its running jobs back without counting their attempts (docs/durable.md: so that a deploy
  * costs no job an attempt). A job that makes its own process shut down gracefully (SIGTERM: an
  * orchestrator evicting a pod whose memory the job took, a liveness probe it failed) is therefore
