@@ -248,6 +248,16 @@ const isPool = (u: unknown): u is Pool =>
   typeof (u as Pool).jobs === "function" && typeof (u as Pool).cancel === "function" &&
   Effect.isEffect((u as Pool).pause) && Effect.isEffect((u as Pool).resume)
 
+/**
+ * A name the page can put in a URL's path as one segment. "." and ".." are dot segments, which a
+ * browser resolves away however they are escaped (%2e too): the buttons of a pool named ".." posted
+ * to "api/pause", and could never reach it.
+ */
+const inPath = (field: string, name: string): string =>
+  name === "." || name === ".."
+    ? config.fail(field, name, "expected a name other than . or .. (the page puts it in a URL's path, where a browser resolves it away)")
+    : name
+
 type Checked = Effect.Success<ReturnType<typeof validate>>
 
 const make = (options: Checked) =>
@@ -289,6 +299,7 @@ const make = (options: Checked) =>
             if (!config.wellFormed(pool.name)) {
               config.fail("pool.name", pool.name, "expected well-formed Unicode, no lone surrogate (the page puts the name in URLs)")
             }
+            inPath("pool.name", pool.name)
             return pool
           }),
           (pool) => register("pool", pool.name, { kind: "pool", name: pool.name, pool, store: undefined })
@@ -296,7 +307,7 @@ const make = (options: Checked) =>
       addQueue: (queue) =>
         Effect.gen(function*() {
           // as JobQueue takes it: a name no store keeps as it is would be sampled every interval
-          const name = yield* check(() => config.storedName("queue", queue))
+          const name = yield* check(() => inPath("queue", config.storedName("queue", queue)))
           const store = yield* JobStore
           yield* register("queue", name, { kind: "queue", name, pool: undefined, store })
         })
