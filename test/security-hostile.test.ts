@@ -5,9 +5,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer } from "effect"
+import { existsSync } from "node:fs"
+import { createServer } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
 
@@ -64,4 +67,87 @@ describe("Dashboard: names the page puts in a URL's path", () => {
         }
       }
     }))
+})
+
+describe("Dashboard in headless Chromium: a page of another origin", () => {
+  // The worst case for CSRF: a check that lets every request through (an operator who trusts
+  // loopback), so that only the POST's own header stands between another site and the buttons.
+  // The attacker's page is served on localhost (another origin than 127.0.0.1) and tries what a page
+  // can send without the dashboard's consent: a form post (urlencoded and text/plain), a beacon, a
+  // no-cors fetch (its custom header dropped), and a CORS fetch with the header (a preflight).
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "cannot press a button: every request reaches the server, none pauses the pool",
+    () =>
+      Effect.gen(function*() {
+        const seen: Array<string> = []
+        const dashboard = yield* start({
+          authorize: (request) => Effect.sync(() => (seen.push(`${request.method} ${request.url}`), true))
+        })
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "mail" })
+        yield* dashboard.add(pool)
+        const target = `${dashboard.address}api/pools/mail/pause`
+        const attacker = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            new Promise<{ url: string; close: () => Promise<void> }>((resolve) => {
+              const server = createServer((_, response) => {
+                response.writeHead(200, { "content-type": "text/html" })
+                response.end(`<!doctype html><title>cute cats</title><iframe name="sink"></iframe>`)
+              })
+              server.listen(0, "127.0.0.1", () => {
+                const port = (server.address() as { port: number }).port
+                resolve({
+                  url: `http://localhost:${port}/`,
+                  close: () => new Promise((done) => server.close(() => done()))
+                })
+              })
+            })
+          ),
+          (server) => Effect.promise(server.close)
+        )
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(attacker.url))
+        yield* Effect.promise(() => page.waitFor("the attacker's page", `() => document.title === "cute cats"`))
+        const outcomes = yield* Effect.promise(() =>
+          page.evaluate<Array<string>>(`(async () => {
+            const target = ${JSON.stringify(target)}
+            const out = []
+            const post = (enctype) => new Promise((resolve) => {
+              const frame = document.querySelector("iframe")
+              frame.addEventListener("load", () => resolve("form " + enctype + ": loaded"), { once: true })
+              const form = document.createElement("form")
+              form.method = "POST"
+              form.action = target
+              form.enctype = enctype
+              form.target = "sink"
+              const input = document.createElement("input")
+              input.name = "x-workpool-dashboard"
+              input.value = "1"
+              form.append(input)
+              document.body.append(form)
+              form.submit()
+            })
+            out.push(await post("application/x-www-form-urlencoded"))
+            out.push(await post("text/plain"))
+            out.push("beacon: " + navigator.sendBeacon(target, "x"))
+            out.push(await fetch(target, { method: "POST", mode: "no-cors", credentials: "include", headers: { "X-Workpool-Dashboard": "1" } })
+              .then((r) => "no-cors: " + r.type, (e) => "no-cors: " + e.name))
+            out.push(await fetch(target, { method: "POST", credentials: "include", headers: { "X-Workpool-Dashboard": "1" } })
+              .then((r) => "cors: " + r.status, (e) => "cors: " + e.name))
+            return out
+          })()`)
+        )
+        assert.deepStrictEqual(outcomes, [
+          "form application/x-www-form-urlencoded: loaded",
+          "form text/plain: loaded",
+          "beacon: true",
+          "no-cors: opaque",
+          "cors: TypeError"
+        ])
+        // the beacon is sent in the background: wait for it to arrive, so that no request is still on its way
+        const arrived = (method: string, n: number) => seen.filter((line) => line === `${method} /api/pools/mail/pause`).length >= n
+        while (!(arrived("POST", 4) && arrived("OPTIONS", 1))) yield* Effect.sleep("20 millis")
+        assert.strictEqual((yield* pool.stats).state, "running", JSON.stringify(seen))
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })
