@@ -5,14 +5,25 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer } from "effect"
+import * as fs from "node:fs"
 import { existsSync } from "node:fs"
 import { createServer } from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
-import { WorkPool } from "../src/index.ts"
+import { JobQueue, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
+import { storeLayers } from "./durable/stores.ts"
+import { Echo } from "./fixtures/tasks.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-security-hostile-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+let files = 0
+const stores = storeLayers(() => path.join(dir, `f${files++}.db`))
 
 const start = (options: Dashboard.Options = { token: TOKEN }) =>
   Effect.map(Layer.build(Dashboard.layer(options)), (context) => Context.get(context, Dashboard.Dashboard))
@@ -150,4 +161,34 @@ describe("Dashboard in headless Chromium: a page of another origin", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+})
+
+describe("Dashboard: a durable job's id from the URL", () => {
+  // The buttons of a queue take the id from the path and ask the store for it directly, not through
+  // JobQueue's checks: a NUL, which a Postgres text cannot hold, must be no job's (postgres.ts's
+  // noSuchId), not a store failure (a 500 and an error in the log for a caller's bad id), on every store.
+  for (const [store, layer] of stores) {
+    it.effect(`${store}: an id with a NUL, or one of 10,000 characters, is no job of the queue: 404 from cancel and redrive, the queue's job untouched`, () =>
+      Effect.gen(function*() {
+        const dashboard = yield* start()
+        yield* dashboard.addQueue("default")
+        const job = yield* JobQueue.enqueue(Echo, "x")
+        for (const id of [`${job.id}\u0000`, "a\u0000b", "%00", "x".repeat(10_000)]) {
+          for (const action of ["cancel", "redrive"]) {
+            const reply = yield* Effect.promise(async () => {
+              const response = await fetch(`${dashboard.address}api/queues/default/jobs/${encodeURIComponent(id)}/${action}`, {
+                method: "POST",
+                headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+                signal: AbortSignal.timeout(20_000)
+              })
+              return { status: response.status, body: await response.text() }
+            })
+            // the id reached the handler as sent (its NUL too), and was looked up
+            if (id.includes("\u0000")) assert.include(reply.body, "\\u0000")
+            assert.deepStrictEqual([JSON.stringify(id.slice(0, 40)), action, reply.status], [JSON.stringify(id.slice(0, 40)), action, 404], reply.body)
+          }
+        }
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued")
+      }).pipe(Effect.provide(layer())), 60_000)
+  }
 })
