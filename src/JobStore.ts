@@ -90,7 +90,7 @@ export const memory = (): Layer.Layer<JobStore> => Layer.effect(JobStore, Memory
  * @category models
  */
 export interface SqliteOptions {
-  /** The database file; created with its tables if missing. */
+  /** The database file, a path (not an SQLite `file:` URI); created with its tables if missing. */
   readonly filename: string
   /**
    * How long an operation waits for another process's write lock, then fails with `StoreError`;

@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer } from "effect"
+import { StoreError } from "../src/DurableError.ts"
 import * as fs from "node:fs"
 import { existsSync } from "node:fs"
 import { createServer } from "node:http"
@@ -191,4 +192,29 @@ describe("Dashboard: a durable job's id from the URL", () => {
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued")
       }).pipe(Effect.provide(layer())), 60_000)
   }
+})
+
+describe("SQLite: a filename that SQLite reads as a URI", () => {
+  // node:sqlite opens with URIs on: "file:<path>" opened <path>, but the store's look at its file
+  // (deleted or replaced under it, the bound on its -wal) went to a file named "file:<path>" in the
+  // working directory, which is none, so each was skipped without a word; "?mode=memory" made a
+  // store in memory, which no other process shares (their jobs never met), and "?mode=ro" one
+  // whose every write failed. Refused at open, naming the field and how to name such a file.
+  it.effect("is refused with StoreError naming the filename, before any file is opened", () =>
+    Effect.gen(function*() {
+      const file = path.join(dir, "uri.db")
+      for (const filename of [`file:${file}`, `file:${file}?mode=memory`, `file:${file}?mode=ro`, "file:jobs.db"]) {
+        const error = yield* Effect.flip(Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename })))
+        assert.instanceOf(error, StoreError, filename)
+        assert.include(error.message, "filename", filename)
+        assert.include(error.message, "URI", filename)
+        assert.include(error.message, `./${filename}`, filename)
+      }
+      assert.isFalse(fs.existsSync(file))
+      assert.isFalse(fs.existsSync("jobs.db"))
+      // a path with "file:" further on is a plain file name, opened as one
+      const plain = path.join(dir, "a-file:b.db")
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename: plain }))
+      assert.isTrue(fs.existsSync(plain))
+    }))
 })

@@ -190,6 +190,16 @@ export const options = (options: { readonly filename: string; readonly busyTimeo
       if (typeof options.filename !== "string" || options.filename.length === 0) {
         config.fail("filename", options.filename, "expected a file name")
       }
+      // node:sqlite opens with URIs on: the store's look at its file (deleted or replaced, the -wal
+      // bound) went to the path "file:..." names literally, never the file opened, and
+      // "?mode=memory" made a store no other process could share, all silently
+      if (options.filename.startsWith("file:")) {
+        config.fail(
+          "filename",
+          options.filename,
+          `expected a file path, not an SQLite URI (a file whose name starts with "file:": "./${options.filename}")`
+        )
+      }
       return {
         filename: options.filename,
         busyTimeout: options.busyTimeout === undefined ? 5000 : config.finiteMillis("busyTimeout", options.busyTimeout)
