@@ -111,7 +111,10 @@ export interface Options {
    * digits, made when the layer is built and put in `url`. At least 16 printable ASCII characters.
    */
   readonly token?: string | Redacted.Redacted<string> | undefined
-  /** Instead of a token: your own check of each API request (a session cookie, a proxy's header). */
+  /**
+   * Instead of a token: your own check of each API request (a session cookie, a proxy's header).
+   * Only `true` lets a request in; an answer that is not a boolean is refused with a 500.
+   */
   readonly authorize?: ((request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>) | undefined
   /** How often sources are sampled and the page updated; default 1 second, at least 50 ms. */
   readonly interval?: Duration.Input | undefined

@@ -218,3 +218,34 @@ describe("SQLite: a filename that SQLite reads as a URI", () => {
       assert.isTrue(fs.existsSync(plain))
     }))
 })
+
+describe("Dashboard: a check of one's own that answers something other than a boolean", () => {
+  // BUG: the answer was used for its truth: a check that answered a Promise (an async session
+  // lookup wrapped in Effect.succeed, easy to write in JavaScript or through an `any`), an object or
+  // a non-empty string let every request in, the buttons too. Only `true` lets a request in now;
+  // anything but a boolean is a 500 that names it (the operator's bug), never an open door.
+  const answers: ReadonlyArray<readonly [string, unknown]> = [
+    ["a Promise of false", Promise.resolve(false)],
+    ["the string \"no\"", "no"],
+    ["an object", { allowed: false }],
+    ["the number 1", 1],
+    ["undefined", undefined]
+  ]
+  for (const [name, answer] of answers) {
+    it.effect(`${name}: no request gets in, the API answers 500 naming the answer, the pool is not paused`, () =>
+      Effect.gen(function*() {
+        const dashboard = yield* start({ authorize: () => Effect.succeed(answer as boolean) })
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "mail" })
+        yield* dashboard.add(pool)
+        const snapshot = yield* Effect.promise(() =>
+          fetch(`${dashboard.address}api/snapshot`).then(async (r) => ({ status: r.status, body: await r.text() }))
+        )
+        assert.strictEqual(snapshot.status, 500, snapshot.body)
+        assert.match(JSON.parse(snapshot.body).error, /authorize.*not a boolean/)
+        assert.notInclude(snapshot.body, "sources")
+        const pressed = yield* press(dashboard, "pool", "mail", "pause")
+        assert.strictEqual(pressed.status, 500, pressed.body)
+        assert.strictEqual((yield* pool.stats).state, "running")
+      }))
+  }
+})

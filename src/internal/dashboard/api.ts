@@ -99,6 +99,9 @@ const checkHost = (api: Api, request: HttpServerRequest.HttpServerRequest) => {
   )
 }
 
+const kindOf = (value: unknown): string =>
+  value === null ? "null" : value instanceof Promise ? "a Promise" : typeof value === "object" ? "an object" : typeof value === "undefined" ? "undefined" : `a ${typeof value}`
+
 const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
 
 /** Runs an API handler: authorization first, then errors as JSON with their status. */
@@ -110,7 +113,13 @@ const guarded = (
 (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     yield* checkHost(api, request)
-    if (!(yield* api.authorize(request))) {
+    const allowed: unknown = yield* api.authorize(request)
+    // only true lets a request in: a Promise (an async lookup in Effect.succeed), an object or a
+    // string was truthy, and let every request in. Its type only: the value may be a user's record
+    if (allowed !== true && allowed !== false) {
+      return yield* fail(500, `the dashboard's authorize check answered ${kindOf(allowed)}, not a boolean: the request is refused`)
+    }
+    if (!allowed) {
       return yield* fail(
         401,
         api.usesToken ? "missing or wrong token: send the header Authorization: Bearer <token>" : "not authorized"
