@@ -231,6 +231,19 @@ describe("Dashboard: a check of one's own that answers something other than a bo
     ["the number 1", 1],
     ["undefined", undefined]
   ]
+  it.effect("a check that returns no Effect (an async function, a boolean): 500 saying it is not an Effect, no request gets in", () =>
+    Effect.gen(function*() {
+      for (const [i, authorize] of [async () => true, () => true, () => undefined].entries()) {
+        const dashboard = yield* start({ authorize: authorize as never })
+        const pool = yield* WorkPool.make({ concurrency: 1, name: `mail${i}` })
+        yield* dashboard.add(pool)
+        const pressed = yield* press(dashboard, "pool", `mail${i}`, "pause")
+        assert.strictEqual(pressed.status, 500, pressed.body)
+        assert.match(JSON.parse(pressed.body).error, /authorize check returned .*, not an Effect/)
+        assert.strictEqual((yield* pool.stats).state, "running")
+      }
+    }))
+
   for (const [name, answer] of answers) {
     it.effect(`${name}: no request gets in, the API answers 500 naming the answer, the pool is not paused`, () =>
       Effect.gen(function*() {

@@ -113,7 +113,15 @@ const guarded = (
 (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     yield* checkHost(api, request)
-    const allowed: unknown = yield* api.authorize(request)
+    const answer: unknown = api.authorize(request)
+    // an async function (a Promise) from JavaScript: refused as well, saying so, not "is not iterable"
+    if (!Effect.isEffect(answer)) {
+      return yield* fail(
+        500,
+        `the dashboard's authorize check returned ${kindOf(answer)}, not an Effect: the request is refused (an async check: (request) => Effect.promise(() => check(request)))`
+      )
+    }
+    const allowed: unknown = yield* (answer as Effect.Effect<unknown>)
     // only true lets a request in: a Promise (an async lookup in Effect.succeed), an object or a
     // string was truthy, and let every request in. Its type only: the value may be a user's record
     if (allowed !== true && allowed !== false) {
