@@ -4,7 +4,7 @@
  * its request, can send. Requests are real, on loopback.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer } from "effect"
+import { Context, Effect, Exit, Layer, Schema } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as fs from "node:fs"
 import { existsSync } from "node:fs"
@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
-import { JobQueue, WorkPool } from "../src/index.ts"
+import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
 import { storeLayers } from "./durable/stores.ts"
@@ -260,5 +260,63 @@ describe("Dashboard: a check of one's own that answers something other than a bo
         assert.strictEqual(pressed.status, 500, pressed.body)
         assert.strictEqual((yield* pool.stats).state, "running")
       }))
+  }
+})
+
+describe("Durable queues: one tenant's queue name cannot reach another's jobs", () => {
+  // Names that a store joining strings naively would make one: ':' after a name ("a" + ":b"), a
+  // Redis key's suffix written into the name ("a:meta", "a}:ready:T"), the escape of '}' written
+  // out ("a%7D" against "a}"), and dedup keys that move the separator ("a" + "b:k" against "a:b" +
+  // "k"). Each pair is two queues: the dedup keys do not meet, a pause, a rate limit and the counts
+  // are each queue's own, and a consumer of one queue claims only that queue's jobs.
+  // its name ends as a key's suffix: were '}' in a queue's name not escaped, this task's ready set
+  // in queue "a" would be queue "a}:ready:T"'s meta hash (its pause, its rate limit)
+  const Tagged = Task.make("T}:meta", { payload: Schema.String, success: Schema.String })
+  const pairs: ReadonlyArray<readonly [string, string, string, string]> = [
+    ["a", "b:k", "a:b", "k"],
+    ["a:meta", "k", "a", "meta:k"],
+    ["a}:ready:T", "k", "a", "k"],
+    ["a}", "k", "a%7D", "k"],
+    ["a%}", "k", "a%25}", "k"],
+    ["{x}", "k", "x", "k"]
+  ]
+  for (const [store, layer] of stores) {
+    it.live(`${store}: dedup keys, pause, rate limit, counts and claims stay in their own queue`, () =>
+      Effect.gen(function*() {
+        for (const [i, [tenantName, tenantKey, otherName, otherKey]] of pairs.entries()) {
+          // each pair on queues of its own (one prefix for both keeps what the pair tries)
+          const tenant = `${i}-${tenantName}`
+          const other = `${i}-${otherName}`
+          const what = JSON.stringify([tenant, other])
+          const mine = yield* JobQueue.enqueue(Tagged, tenant, { queue: tenant, dedupKey: tenantKey })
+          const theirs = yield* JobQueue.enqueue(Tagged, other, { queue: other, dedupKey: otherKey })
+          assert.isTrue(mine.created && theirs.created, what)
+          assert.notStrictEqual(mine.id, theirs.id)
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: tenant })).map((job) => job.id), [mine.id], what)
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: other })).map((job) => job.id), [theirs.id], what)
+          yield* JobQueue.pause(tenant)
+          yield* JobQueue.setRateLimit(tenant, { limit: 1, interval: "1 hour" })
+          assert.isFalse((yield* JobQueue.stats(other)).paused, what)
+          // a consumer of the other queue runs its job, though the tenant's is paused and limited
+          // (two jobs: a limit of one an hour that reached it would hold the second)
+          const second = yield* JobQueue.enqueue(Tagged, other, { queue: other })
+          const ran: Array<string> = []
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* JobQueue.consume({
+              queues: [other],
+              handlers: [Task.handle(Tagged, (payload: string) => Effect.sync(() => (ran.push(payload), payload)))],
+              concurrency: 1
+            })
+            const both = Effect.all([theirs.await, second.await])
+            assert.deepStrictEqual(yield* Effect.timeoutOrElse(both, { duration: "20 seconds", orElse: () => Effect.succeed([]) }), [other, other], what)
+          }))
+          assert.deepStrictEqual(ran, [other, other], what)
+          const counts = yield* JobQueue.stats(tenant)
+          assert.deepStrictEqual([counts.paused, counts.waiting, counts.succeeded], [true, 1, 0], what)
+          assert.strictEqual((yield* mine.status).state, "queued", what)
+          yield* JobQueue.resume(tenant)
+          yield* JobQueue.setRateLimit(tenant, undefined)
+        }
+      }).pipe(Effect.provide(layer())), 60_000)
   }
 })
