@@ -320,3 +320,38 @@ describe("Durable queues: one tenant's queue name cannot reach another's jobs", 
       }).pipe(Effect.provide(layer())), 60_000)
   }
 })
+
+describe("Durable payloads and results with __proto__, constructor and prototype keys", () => {
+  // A payload read back from a store goes through JSON.parse and the task's Schema: a decoder that
+  // assigned keys one by one into a fresh object ({}[key] = value) would set the object's prototype
+  // from "__proto__", or write through "constructor" to every object's prototype.
+  const Bag = Task.make("Bag", {
+    payload: Schema.Record(Schema.String, Schema.Unknown),
+    success: Schema.Record(Schema.String, Schema.Unknown)
+  })
+  const hostile = () => JSON.parse(`{"__proto__": {"polluted": "payload"}, "constructor": {"prototype": {"polluted": "ctor"}}, "prototype": {"polluted": "proto"}, "n": 1}`)
+  for (const [store, layer] of stores) {
+    it.live(`${store}: the handler and the awaiter get them as own keys; no prototype is touched`, () =>
+      Effect.gen(function*() {
+        const seen: Array<unknown> = []
+        const job = yield* JobQueue.enqueue(Bag, hostile())
+        const result = yield* Effect.scoped(Effect.gen(function*() {
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Bag, (payload: Record<string, unknown>) => Effect.sync(() => (seen.push(payload), hostile())))],
+            concurrency: 1
+          })
+          return yield* job.await
+        }))
+        for (const value of [seen[0], result] as Array<Record<string, unknown>>) {
+          assert.strictEqual(Object.getPrototypeOf(value), Object.prototype)
+          assert.isTrue(Object.hasOwn(value, "__proto__"))
+          assert.deepStrictEqual(Object.getOwnPropertyDescriptor(value, "__proto__")!.value, { polluted: "payload" })
+          assert.deepStrictEqual(value["constructor"] as unknown, { prototype: { polluted: "ctor" } })
+          assert.strictEqual(value.n, 1)
+          assert.isUndefined((value as { polluted?: unknown }).polluted)
+        }
+        assert.isUndefined(({} as { polluted?: unknown }).polluted)
+        assert.isUndefined((Object.prototype as { polluted?: unknown }).polluted)
+      }).pipe(Effect.provide(layer())), 60_000)
+  }
+})
