@@ -159,11 +159,12 @@ export class Dashboard extends Context.Service<Dashboard, {
   readonly address: string
   /**
    * Shows a pool (a `WorkPool`, a `ThreadPool`, a pool service) until the current scope closes.
-   * Pool names are the keys: a second pool of the same name is refused. Failed jobs are listed only
+   * Pool names are the keys: a second pool of the same name is refused, as is a name `.` or `..`
+   * (the page puts names in URL paths, where a browser resolves those away). Failed jobs are listed only
    * if the pool keeps ended jobs (its `retention`).
    */
   readonly add: (pool: Pool) => Effect.Effect<void, InvalidDashboardOptions, Scope.Scope>
-  /** Shows a durable queue of the `JobStore` in context until the current scope closes. */
+  /** Shows a durable queue of the `JobStore` in context until the current scope closes (not one named `.` or `..`). */
   readonly addQueue: (queue: string) => Effect.Effect<void, InvalidDashboardOptions, Scope.Scope | JobStore>
 }>()("effect-workpool/Dashboard") {}
 
