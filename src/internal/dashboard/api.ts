@@ -99,8 +99,15 @@ const checkHost = (api: Api, request: HttpServerRequest.HttpServerRequest) => {
   )
 }
 
+/** What a check answered, by its type only: its value may be a user's record. */
 const kindOf = (value: unknown): string =>
-  value === null ? "null" : value instanceof Promise ? "a Promise" : typeof value === "object" ? "an object" : typeof value === "undefined" ? "undefined" : `a ${typeof value}`
+  value === null || value === undefined
+    ? String(value)
+    : value instanceof Promise
+    ? "a Promise"
+    : typeof value === "object"
+    ? "an object"
+    : `a ${typeof value}`
 
 const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
 
@@ -123,7 +130,7 @@ const guarded = (
     }
     const allowed: unknown = yield* (answer as Effect.Effect<unknown>)
     // only true lets a request in: a Promise (an async lookup in Effect.succeed), an object or a
-    // string was truthy, and let every request in. Its type only: the value may be a user's record
+    // string was truthy, and let every request in
     if (allowed !== true && allowed !== false) {
       return yield* fail(500, `the dashboard's authorize check answered ${kindOf(allowed)}, not a boolean: the request is refused`)
     }
