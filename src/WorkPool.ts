@@ -235,8 +235,8 @@ export interface RateLimit {
  * result alive until it is evicted; one that ran lets its Effect and its submitter's services go
  * when it ends (one that never started keeps them).
  *
- * - `count` (required): at most this many ended jobs, the most recent; a whole number from 0 to
- *   1,000,000.
+ * - `count` (required): at most this many ended jobs, the most recent; a whole number from 1 to
+ *   1,000,000 (0 is refused: a pool without a retention keeps none).
  * - `age`: each for at most this long after it ended; `Infinity` for no age limit; default 1 hour.
  *
  * @example
@@ -753,12 +753,16 @@ const retention = (options: Retention | undefined): { readonly count: number; re
   config.object("retention", options)
   config.onlyKeys("retention.", options, ["count", "age"])
   const age = options.age === undefined ? DEFAULT_RETENTION.age : config.millis("retention.age", options.age, "positive")
-  // a retention keeps at most `count` ended jobs: without one it would keep none, which nobody who
-  // wrote a retention meant
-  if (options.count === undefined) {
+  // a retention keeps at most `count` ended jobs: without one, or with 0, it would keep none, which
+  // nobody who wrote a retention meant (no retention is the way to keep none)
+  const count = options.count
+  if (count === undefined) {
     return config.fail("retention.count", undefined, "a retention needs a count: how many ended jobs to keep at most")
   }
-  return { count: config.count("retention.count", options.count, config.MAX_RETAINED), age }
+  if (count === 0) {
+    return config.fail("retention.count", 0, `expected a whole number from 1 to ${config.MAX_RETAINED} (a retention of 0 keeps none: leave retention out)`)
+  }
+  return { count: config.positiveInteger("retention.count", count, config.MAX_RETAINED), age }
 }
 
 const summary = (job: JobRecord): JobSummary => ({

@@ -172,13 +172,18 @@ describe("job lookup", () => {
         [{ age: "soon" }, "retention.age", "\"soon\""],
         // without a count a retention keeps nothing: `{ age }` alone is a mistake, not a choice
         [{ age: "1 hour" }, "retention.count", "undefined"],
-        [{}, "retention.count", "undefined"]
+        [{}, "retention.count", "undefined"],
+        // nor does one of 0, which was taken (the docs promise a retention that keeps none is refused)
+        [{ count: 0 }, "retention.count", "0"],
+        [{ count: 0, age: "1 hour" }, "retention.count", "0"]
       ]
       for (const [retention, field, value] of cases) {
         const error = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: retention as any }))
         assert.instanceOf(error, PoolError.InvalidPoolConfig)
         assert.deepStrictEqual([error.field, error.value], [field, value])
       }
+      const none = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: { count: 0 } }))
+      assert.include(none.reason, "leave retention out")
       const pool = yield* WorkPool.make({ concurrency: 1 })
       const bad = yield* Effect.flip(pool.jobs({ status: "done" as any }))
       assert.instanceOf(bad, PoolError.InvalidJobOptions)

@@ -17,8 +17,8 @@ import { fullGc, prng, settle, waitFor } from "./helpers.ts"
 describe("runAll: memory of a long batch", () => {
   it.live("a job of a batch that has ended is not kept until the whole batch ends (its result is)", () =>
     Effect.gen(function*() {
-      // retention 0: the pool itself keeps no ended job; only the batch could
-      const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 0 }, shutdownTimeout: 0 })
+      // no retention: the pool itself keeps no ended job; only the batch could
+      const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
       const scheduler = schedulerOf(pool)
       const refs: Array<WeakRef<object>> = []
       const gate = yield* Deferred.make<void>()
@@ -67,7 +67,7 @@ describe("mapStream: memory of an endless upstream", () => {
   for (const unordered of [false, true]) {
     it.live(`${unordered ? "unordered" : "ordered"}: the jobs it has run are not kept while the stream goes on`, () =>
       Effect.gen(function*() {
-        const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 0 }, shutdownTimeout: 0 })
+        const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
         const scheduler = schedulerOf(pool)
         const refs: Array<WeakRef<object>> = []
         const count = 5_000
@@ -510,7 +510,7 @@ describe("runAll: the sweep of ended jobs never drops one that may still run", (
   for (const [count, failAt] of cases) {
     it.effect(`${count} jobs, the one at ${failAt} fails: a job running since the start and one waiting for its retry are both stopped`, () =>
       Effect.gen(function*() {
-        const pool = yield* WorkPool.make({ concurrency: 2, retention: { count: 0 }, shutdownTimeout: 0 })
+        const pool = yield* WorkPool.make({ concurrency: 2, shutdownTimeout: 0 })
         let longStopped = false
         let attemptsOfHeld = 0
         let startedAfter = 0
@@ -577,7 +577,7 @@ describe("ThreadPool.runAll: a task started from its offer whose thread crashes 
 describe("runAll nested in a job of the same pool, across sweeps", () => {
   it.effect("the outer batch's failure interrupts the inner batch, which stops its job running since its start (kept through the sweeps)", () =>
     Effect.gen(function*() {
-      const pool = yield* WorkPool.make({ concurrency: 4, retention: { count: 0 }, shutdownTimeout: 0 })
+      const pool = yield* WorkPool.make({ concurrency: 4, shutdownTimeout: 0 })
       const innerCount = 3_000
       let innerSucceeded = 0
       let innerLongStopped = false
