@@ -278,12 +278,11 @@ const priorityOf = (value: unknown): number => {
   return priority
 }
 
-/** A queue's aging (see `priority`): 0 for none (0 or Infinity), else at most `MAX_DELAY`. */
-const agingOf = (field: string, value: unknown): number => {
-  const millis = config.millis(field, value, "nonNegative")
-  if (millis === Infinity) return 0
-  return stored(field, value, millis)
-}
+/**
+ * A queue's aging (see `priority`), as `WorkPool`'s `aging` is read: 0 is refused (it would mean
+ * "at once"), `Infinity` is none (0, as the store keeps and `stats` shows it), else at most `MAX_DELAY`.
+ */
+const agingOf = (field: string, value: unknown): number => stored(field, value, config.millis(field, value, "positive"))
 
 /** A task as `enqueue` and `repeat` take it from an untyped caller: a `Task.make`'s, or `InvalidJobOptions` (field `task`). */
 const taskOf = (task: unknown): void => {
@@ -946,8 +945,8 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  * Sets a queue's aging: each `aging` of waiting raises a job by one priority level, the rule of
  * `WorkPool`'s `aging`. The order is a static key computed when a job enters the queue, so the
  * setting applies to jobs enqueued (or retried) after it; set it once, before producing (or give it
- * to the queue's consumers: `ConsumeOptions.aging`). 0 or `Infinity` takes the queue's aging away
- * (strict priority; `stats` shows it as 0).
+ * to the queue's consumers: `ConsumeOptions.aging`). `Infinity` takes the queue's aging away
+ * (strict priority; `stats` shows it as 0). 0 is refused, as `WorkPool`'s `aging` refuses it.
  *
  * @example
  * ```ts
@@ -959,7 +958,6 @@ export const resume = (queue: string): Effect.Effect<void, InvalidJobOptions | S
  * @category producer
  */
 export const setAging = (queue: string, aging: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
-  // 0 or Infinity: none (WorkPool's aging refuses 0; a queue's takes it, as stats shows none as 0)
   Effect.flatMap(invalid(() => agingOf("aging", aging)), (millis) => configure(queue, { aging: millis }))
 
 /**
@@ -1243,7 +1241,7 @@ export interface ConsumeOptions<R> {
   readonly rateLimit?: WorkPool.RateLimit | undefined
   /**
    * The aging of `queues` (see `setAging`): each `aging` of waiting raises a job by one priority
-   * level; 0 or `Infinity` for none. A queue's order is a key computed when a job enters it, so
+   * level; `Infinity` for none (0 is refused, as `WorkPool`'s `aging` refuses it). A queue's order is a key computed when a job enters it, so
    * the aging is the queue's, kept in the store, not this consumer's: it is set when the consumer
    * starts if the queue has none, and a queue whose stored aging differs fails the start with
    * `InvalidPoolConfig` (field `aging`) rather than run under an order other than the one asked

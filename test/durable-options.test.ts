@@ -8,6 +8,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { InvalidPoolConfig } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 
 const Echo = Task.make("Echo", { payload: Schema.Number, success: Schema.Number })
 const handlers = [Task.handle(Echo, (n) => Effect.succeed(n))]
@@ -102,6 +103,32 @@ describe("JobQueue.repeat refuses", () => {
       assert.strictEqual((error as { field: string }).field, "backfillPeriod")
       assert.include((error as { reason: string }).reason, "catchUp")
       assert.strictEqual((yield* JobQueue.list()).length, 0)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("aging 0: one rule on WorkPool and JobQueue", () => {
+  // WorkPool refused it (0 would mean "at once"; Infinity is none) while setAging and consume took it
+  // as none: the same option meant two things
+  it.effect("setAging and consume refuse it as WorkPool.make does, same field, value and reason; the queue's aging is kept", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.setAging("q", "1 minute")
+      for (const aging of [0, "0 millis"] as const) {
+        const pool = yield* Effect.flip(WorkPool.make({ concurrency: 1, aging }))
+        const expected = [pool._tag, pool.field, pool.value, pool.reason]
+        assert.deepStrictEqual(expected.slice(0, 2), ["InvalidPoolConfig", "aging"])
+        const set = yield* Effect.flip(JobQueue.setAging("q", aging))
+        assert.deepStrictEqual([set._tag, "field" in set && set.field, "value" in set && set.value, "reason" in set && set.reason], [
+          "InvalidJobOptions",
+          ...expected.slice(1)
+        ])
+        const consumer = yield* Effect.flip(Effect.scoped(JobQueue.consume({ handlers, concurrency: 1, queues: ["q"], aging })))
+        assert.deepStrictEqual([consumer._tag, "field" in consumer && consumer.field, "value" in consumer && consumer.value, "reason" in consumer && consumer.reason], expected)
+      }
+      assert.strictEqual((yield* JobQueue.stats("q")).aging, 60_000)
+      // Infinity is none on both
+      yield* WorkPool.make({ concurrency: 1, aging: Infinity })
+      yield* JobQueue.setAging("q", Infinity)
+      assert.strictEqual((yield* JobQueue.stats("q")).aging, 0)
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
