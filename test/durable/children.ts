@@ -10,8 +10,7 @@ import { Effect, type Layer, type ManagedRuntime } from "effect"
 import { afterAll, assert } from "vitest"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import * as PgJobStore from "../../src/PgJobStore.ts"
-import * as RedisJobStore from "../../src/RedisJobStore.ts"
+import { storeOf } from "../fixtures/durable-store.ts"
 import { Work } from "../fixtures/durable-tasks.ts"
 import * as Pg from "./postgres.ts"
 import * as Rd from "./redis.ts"
@@ -250,19 +249,19 @@ export const processStoresOf = (freshFile: () => string): Array<[string, () => P
   const stores: Array<[string, () => ProcessStore]> = [
     ["an SQLite file", () => {
       const file = freshFile()
-      return { target: file, env: {}, layer: JobStore.sqlite({ filename: file }) }
+      return { target: file, env: {}, layer: storeOf(file, { maxConnections: 2 }) }
     }]
   ]
   if (Pg.enabled) {
     stores.push(["Postgres", () => {
-      const schema = Pg.freshSchema()
-      return { target: Pg.url!, env: { WORKPOOL_PG_SCHEMA: schema }, layer: PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 }) }
+      const env = { WORKPOOL_PG_SCHEMA: Pg.freshSchema() }
+      return { target: Pg.url!, env, layer: storeOf(Pg.url!, { maxConnections: 2, env }) }
     }])
   }
   if (Rd.enabled) {
     stores.push(["Redis", () => {
-      const prefix = Rd.freshPrefix()
-      return { target: Rd.url!, env: { WORKPOOL_REDIS_PREFIX: prefix }, layer: RedisJobStore.layer({ url: Rd.url!, prefix }) }
+      const env = { WORKPOOL_REDIS_PREFIX: Rd.freshPrefix() }
+      return { target: Rd.url!, env, layer: storeOf(Rd.url!, { maxConnections: 2, env }) }
     }])
   }
   return stores
