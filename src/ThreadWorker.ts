@@ -72,6 +72,16 @@ const describe = (value: unknown): string =>
     : attempt(() => inspect(value, { depth: 2, showProxy: true }), attempt(() => String(value), typeof value))
 
 /**
+ * Where the copy of this module that took a pool's port (below) was loaded from, kept under a key
+ * every copy reads (`Symbol.for`): a second copy of effect-workpool loaded in the same thread (two
+ * installs) finds no port left, and its `serve` says so rather than that the thread is no pool's.
+ */
+const PORT_TAKEN = Symbol.for("effect-workpool/threadPortTakenBy")
+
+/** This copy's module URL; none in a CommonJS bundle, where a bundler empties `import.meta`. */
+const thisCopy: string = typeof import.meta.url === "string" && import.meta.url !== "" ? import.meta.url : "a bundle"
+
+/**
  * The pool's private port (see protocol.ts), taken out of `workerData` as soon as this module is
  * loaded, which is before the body of the worker file that imports it runs: user code then reads
  * its own `workerData` (`import { workerData }` is a live binding, updated by
@@ -95,6 +105,7 @@ const pool:
     // which tells the pool why this thread cannot serve it
     ;(workerThreads as { workerData: unknown }).workerData = data.workerData
     syncBuiltinESMExports()
+    Object.defineProperty(globalThis, PORT_TAKEN, { value: thisCopy })
     if ("mismatch" in data) return { port: data.port, mismatch: data.mismatch }
     return {
       port: data[PORT],
@@ -144,6 +155,11 @@ const isEffect = (value: unknown): boolean => {
     return false
   }
 }
+
+const twoCopies = (taken: string): string =>
+  `ThreadWorker.serve: two copies of effect-workpool are loaded in this thread: the copy at ${taken}, loaded ` +
+  `first (by the worker file or a module it imports), took the pool's port, so this copy, at ${thisCopy}, cannot ` +
+  "serve it; make the worker file and its dependencies import one copy (`npm ls effect-workpool` lists the copies installed)"
 
 /** Whether `serve` was called in this thread. */
 let served = false
@@ -253,6 +269,8 @@ export const serve: {
   <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer: Layer.Layer<R, E>): void
 } = <R, E>(handlers: ReadonlyArray<Task.Handler<R>>, layer?: Layer.Layer<R, E>): void => {
   if (pool === undefined) {
+    const taken = (globalThis as { readonly [PORT_TAKEN]?: unknown })[PORT_TAKEN]
+    if (typeof taken === "string") throw new Error(twoCopies(taken))
     throw new Error(
       "ThreadWorker.serve must run in a worker thread started by a ThreadPool (of this copy's version: a pool of " +
         "effect-workpool 0.1 starts threads this copy cannot serve; `npm ls effect-workpool` lists the copies installed)"

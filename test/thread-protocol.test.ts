@@ -159,3 +159,40 @@ ThreadWorker.serve([Task.handle(Where, (name) => Effect.succeed(name + " " + imp
       assert.deepStrictEqual(answers, ["a", "b", "c", "d"].map((name) => `${name} ${copy}`))
     }))
 })
+
+describe("ThreadPool: two copies of effect-workpool loaded in one thread", () => {
+  // a dependency of the worker file imports one copy's ThreadWorker, which takes the pool's port as it
+  // loads; the worker file serves with another copy (two installs), which finds no pool's data left.
+  // Its serve said it must run in a pool's thread, which it does
+  it.live("the second copy's serve says two copies are loaded, naming both and how to list them", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "workpool-two-copies-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      cpSync(fileURLToPath(new URL("../src", import.meta.url)), join(dir, "src"), { recursive: true })
+      symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(dir, "node_modules"), "dir")
+      writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
+      const first = new URL("../src/ThreadWorker.ts", import.meta.url).href
+      writeFileSync(join(dir, "dependency.ts"), `import * as ThreadWorker from ${JSON.stringify(first)}\nexport const loaded = typeof ThreadWorker.serve\n`)
+      writeFileSync(
+        join(dir, "worker.ts"),
+        `import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import "./dependency.ts"
+import * as Task from "./src/Task.ts"
+import * as ThreadWorker from "./src/ThreadWorker.ts"
+const Where = Task.make("Where", { payload: Schema.String, success: Schema.String })
+ThreadWorker.serve([Task.handle(Where, (name) => Effect.succeed(name))])
+`
+      )
+      const error = yield* startFailure(ThreadPool.make({
+        worker: pathToFileURL(join(dir, "worker.ts")),
+        threads: 1,
+        startSchedule: Schedule.recurs(0)
+      }))
+      assert.include(error.reason, "two copies of effect-workpool")
+      assert.include(error.reason, first)
+      assert.include(error.reason, pathToFileURL(join(dir, "src", "ThreadWorker.ts")).href)
+      assert.include(error.reason, ADVICE)
+      assert.notInclude(error.reason, "must run in a worker thread started by a ThreadPool")
+    }))
+})
