@@ -184,6 +184,9 @@ describe("job lookup", () => {
       }
       const none = yield* Effect.flip(WorkPool.make({ concurrency: 1, retention: { count: 0 } }))
       assert.include(none.reason, "leave retention out")
+      // a ThreadPool's retention is its queue's: the same error, before any thread starts
+      const threads = yield* Effect.flip(makePool({ threads: 1, retention: { count: 0 } }))
+      assert.deepStrictEqual([threads._tag, "field" in threads && threads.field, threads.reason], [none._tag, none.field, none.reason])
       const pool = yield* WorkPool.make({ concurrency: 1 })
       const bad = yield* Effect.flip(pool.jobs({ status: "done" as any }))
       assert.instanceOf(bad, PoolError.InvalidJobOptions)
