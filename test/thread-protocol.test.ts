@@ -134,14 +134,20 @@ describe("ThreadPool: a worker file on another copy of effect-workpool", () => {
   }
 })
 
+/** A folder with a copy of effect-workpool's source in `src` (a second install of this version), removed with the scope. */
+const copyOfSource = Effect.gen(function*() {
+  const dir = mkdtempSync(join(tmpdir(), "workpool-copy-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  cpSync(fileURLToPath(new URL("../src", import.meta.url)), join(dir, "src"), { recursive: true })
+  symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(dir, "node_modules"), "dir")
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
+  return dir
+})
+
 describe("ThreadPool: a worker file on a second copy of the same version", () => {
   it.live("works with the pool as one copy does (a duplicate install)", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "workpool-copy-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      cpSync(fileURLToPath(new URL("../src", import.meta.url)), join(dir, "src"), { recursive: true })
-      symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(dir, "node_modules"), "dir")
-      writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
+      const dir = yield* copyOfSource
       writeFileSync(
         join(dir, "worker.ts"),
         `import * as Effect from "effect/Effect"
@@ -166,11 +172,7 @@ describe("ThreadPool: two copies of effect-workpool loaded in one thread", () =>
   // Its serve said it must run in a pool's thread, which it does
   it.live("the second copy's serve says two copies are loaded, naming both and how to list them", () =>
     Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "workpool-two-copies-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-      cpSync(fileURLToPath(new URL("../src", import.meta.url)), join(dir, "src"), { recursive: true })
-      symlinkSync(fileURLToPath(new URL("../node_modules", import.meta.url)), join(dir, "node_modules"), "dir")
-      writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
+      const dir = yield* copyOfSource
       const first = new URL("../src/ThreadWorker.ts", import.meta.url).href
       writeFileSync(join(dir, "dependency.ts"), `import * as ThreadWorker from ${JSON.stringify(first)}\nexport const loaded = typeof ThreadWorker.serve\n`)
       writeFileSync(
