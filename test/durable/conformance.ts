@@ -1699,7 +1699,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* JobQueue.consume({ ...options, queues: ["aged"], aging: "1 second", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
         yield* JobQueue.consume({ ...options, queues: ["aged"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
         // another aging, or none: a typed error naming the field and the stored aging; the queue keeps its own
-        for (const aging of ["2 seconds", 0] as const) {
+        for (const aging of ["2 seconds", Infinity] as const) {
           const error = yield* Effect.flip(
             JobQueue.consume({ ...options, queues: ["other", "aged"], aging, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
           )
