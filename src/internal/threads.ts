@@ -739,12 +739,7 @@ export class Threads {
         port.close()
         this.alive.delete(thread)
         thread.exited = true
-        const reason = thread.stopping ?? refused ?? thread.error ?? (
-          // a file with nothing to do ends its thread without a word: the tasks module, say
-          !ready && code === 0
-            ? "the thread exited with code 0 before it was ready: a worker file must call ThreadWorker.serve (is `worker` the file that does?)"
-            : `the thread exited with code ${code}`
-        )
+        const reason = thread.stopping ?? refused ?? thread.error ?? (ready ? `the thread exited with code ${code}` : notReady(code))
         if (!ready) resume(Effect.fail(refused !== undefined ? new Unrecoverable(refused) : reason))
         else this.died(thread, reason)
         for (const waiter of thread.exitWaiters.splice(0)) waiter()
@@ -1185,3 +1180,16 @@ export class Threads {
     })
   }
 }
+
+/**
+ * Why a thread that exited before its "ready" did not start, by its exit code: two codes mean a
+ * worker file that can never serve, and say so (Node's own word for them is on stderr, if anywhere).
+ */
+const notReady = (code: number): string =>
+  code === 0
+    // a file with nothing to do ends its thread without a word: the tasks module, say
+    ? "the thread exited with code 0 before it was ready: a worker file must call ThreadWorker.serve (is `worker` the file that does?)"
+    : code === 13
+    // Node's code for a top-level await left pending when nothing else can run: it never settles
+    ? "the thread exited with code 13 before it was ready: its worker file (or a module it imports) waits in a top-level await for a promise that nothing will settle"
+    : `the thread exited with code ${code}`
