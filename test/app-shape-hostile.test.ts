@@ -106,6 +106,104 @@ describe("signals: an app run by NodeRuntime.runMain", { timeout: 120_000 }, () 
     const info = await statusOf(a.db, durableId(a, 2))
     assert.deepStrictEqual([info.state, info.attempts], ["succeeded", 1])
   })
+
+  // The parts close as a scope closes: one after another, in reverse order of making (consumer,
+  // threads, fibers), each waiting up to its own shutdownTimeout, so the fiber job runs on while the
+  // others drain: the stop takes the sum, which a process manager's grace must cover (docs/operations.md)
+  it("SIGTERM with jobs past the grace: each part interrupts its jobs at its shutdownTimeout, in turn; the durable job is handed back, its attempt not counted", async () => {
+    const a = start({ APP_JOBS: "fiber:600000,thread:600000,durable:600000,spin", APP_SHUTDOWN_MS: "1000" })
+    await a.until(() => ["fiber start 0", "thread start 1", "durable start 2", "thread spinning 3"].every(a.has), "every job runs")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    for (const line of ["durable interrupted 2", "thread interrupted 1", "fiber interrupted 0", "outcome 3 failure PoolShutdown: the pool is shut down (job was running)"]) {
+      assert.include(a.lines, line)
+    }
+    // consumer 1 s, then threads 1 s + the spinning thread's cancelGrace (1 s), then fibers 1 s
+    assert.isAtLeast(a.drainMillis(), 4000, a.lines.join("\n"))
+    const info = await statusOf(a.db, durableId(a, 2))
+    assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+  })
+
+  it("the documented recipe, one finalizer shutting every part down at once: the stop takes one shutdownTimeout (and a spinning thread's cancelGrace), not their sum", async () => {
+    const a = start({ APP_JOBS: "fiber:600000,thread:600000,durable:600000,spin", APP_SHUTDOWN_MS: "3000", APP_STOP: "together" })
+    await a.until(() => ["fiber start 0", "thread start 1", "durable start 2", "thread spinning 3"].every(a.has), "every job runs")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    for (const line of ["durable interrupted 2", "thread interrupted 1", "fiber interrupted 0"]) assert.include(a.lines, line)
+    // together: 3 s + 1 s; in turn it would be 3 + (3 + 1) + 3 = 10 s
+    assert.isAtLeast(a.drainMillis(), 3000)
+    assert.isBelow(a.drainMillis(), 9000, a.lines.join("\n"))
+    const info = await statusOf(a.db, durableId(a, 2))
+    assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+  })
+
+  // runMain interrupts its main fiber on the first signal and again (a no-op) on each later one: a
+  // second Ctrl+C does not cut the drain short (docs/operations.md says so; SIGKILL does)
+  it("a second SIGINT while draining changes nothing: the drain goes on to its deadline, the durable job is still handed back", async () => {
+    const a = start({ APP_JOBS: "durable:600000", APP_SHUTDOWN_MS: "2000" })
+    await a.until(() => a.has("durable start 0") && a.has("ready"), "the durable job runs")
+    a.child.kill("SIGINT")
+    await a.until(() => a.has("signal SIGINT"), "the app heard the first SIGINT")
+    a.child.kill("SIGINT")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    assert.strictEqual(a.lines.filter((line) => line === "signal SIGINT").length, 2)
+    assert.include(a.lines, "durable interrupted 0")
+    assert.isAtLeast(a.drainMillis(), 2000)
+    const info = await statusOf(a.db, durableId(a, 0))
+    assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+  })
+
+  it.each([
+    ["its layer takes ten minutes to build", { APP_WORKER_LAYER_MS: "600000" }],
+    ["its worker file spins at load", { APP_WORKER_LOAD: "spin" }]
+  ])("SIGTERM while the ThreadPool's threads are still starting (%s): the app exits at once, not after startTimeout", async (_, env) => {
+    const a = start({ ...env, APP_SHUTDOWN_MS: "30000" })
+    await a.until(() => a.has("thread loaded"), "a thread is loading")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    assert.notInclude(a.lines, "pools")
+    // the start is interrupted, its threads terminated: not the 30 s grace, nor the start's timeout
+    assert.isBelow(a.drainMillis(), 15_000)
+  })
+
+  // documented: "a job that shields itself from interruption keeps its slot until it ends"
+  it("an uninterruptible fiber job holds the stop past shutdownTimeout until it ends", async () => {
+    const a = start({ APP_JOBS: "stuck:4000", APP_SHUTDOWN_MS: "200" })
+    await a.until(() => a.has("fiber start 0") && a.has("ready"), "the job runs")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    assert.include(a.lines, "fiber done 0")
+    assert.notInclude(a.lines, "fiber interrupted 0")
+  })
+})
+
+/** What Kubernetes, systemd and pm2 do to stop a process: SIGTERM (pm2: SIGINT), then SIGKILL once `grace` has passed. */
+const stopLikeAProcessManager = async (a: App, grace: number) => {
+  a.child.kill("SIGTERM")
+  const timer = setTimeout(() => a.child.kill("SIGKILL"), grace)
+  const exit = await a.exited
+  clearTimeout(timer)
+  return exit
+}
+
+describe("a process manager: SIGTERM, then SIGKILL after its grace", { timeout: 120_000 }, () => {
+  it("shutdownTimeouts that fit the grace: the app exits by itself and hands its durable job back", async () => {
+    const a = start({ APP_JOBS: "durable:600000,thread:600000", APP_SHUTDOWN_MS: "500" })
+    await a.until(() => a.has("durable start 0") && a.has("thread start 1"), "the jobs run")
+    assert.deepStrictEqual(await stopLikeAProcessManager(a, 20_000), { code: 130, signal: null }, a.stderr())
+    const info = await statusOf(a.db, durableId(a, 0))
+    assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+  })
+
+  // the defaults (30 s per part, drained in turn) outlast Kubernetes' 30 s, systemd's 90 s and pm2's
+  // 1.6 s: the app is killed mid-drain, and its durable job waits for its lease (30 s) to expire
+  it("the default shutdownTimeouts outlast the grace: killed mid-drain, the durable job stays leased (running) until its lease expires", async () => {
+    const a = start({ APP_JOBS: "durable:600000", APP_SHUTDOWN_MS: "30000" })
+    await a.until(() => a.has("durable start 0") && a.has("ready"), "the job runs")
+    assert.deepStrictEqual(await stopLikeAProcessManager(a, 2000), { code: null, signal: "SIGKILL" })
+    const info = await statusOf(a.db, durableId(a, 0))
+    assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
+  })
 })
 
 describe("a worker file that never finishes loading", () => {
