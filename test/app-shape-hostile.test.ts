@@ -5,8 +5,9 @@
  * (a line the app printed, its exit), under an overall deadline; bounds are generous, since a busy
  * 2-core machine is slow to start a process, never tight.
  */
+import * as esbuild from "esbuild"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, ManagedRuntime, Schedule } from "effect"
@@ -219,4 +220,65 @@ describe("a worker file that never finishes loading", () => {
     assert.include(error.message, "exited with code 13 before it was ready")
     assert.include(error.message, "top-level await")
   }, 60_000)
+})
+
+describe("bundled by esbuild, the worker file a second entry point", { timeout: 120_000 }, () => {
+  const out = join(dir, "bundle")
+  let built: Promise<unknown> | undefined
+  const build = () =>
+    (built ??= esbuild.build({
+      entryPoints: ["app.ts", "worker.ts"].map((file) => new URL(`./fixtures/app-shape/${file}`, import.meta.url).pathname),
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      outdir: out,
+      sourcemap: true,
+      logLevel: "silent"
+    }))
+
+  it.each([
+    ["with --enable-source-maps: the source's file and line", ["--enable-source-maps"], /at failInTheThread \(.*test\/fixtures\/app-shape\/worker\.ts:\d+:\d+\)/],
+    ["without: the bundle's", [], /at failInTheThread \(.*bundle\/worker\.js:\d+:\d+\)/]
+  ])("worker pointed at the bundled worker.js: fiber, thread and durable jobs run; a thread task's defect's stack names %s", async (_, args, frame) => {
+    await build()
+    const a = start({ APP_WORKER: "./worker.js", APP_JOBS: "fiber:10,thread:10,throw,durable:10" }, join(out, "app.js"), args)
+    await a.until(() => ["outcome 0 success", "outcome 1 success", "durable done 3"].every(a.has) && a.lines.some((line) => line.startsWith("outcome 2 die")), "every job ends")
+    const failure = a.lines.slice(a.lines.findIndex((line) => line.startsWith("outcome 2 die")))
+    assert.include(failure[0], "thrown in the thread for 2")
+    assert.isTrue(failure.some((line) => frame.test(line)), failure.join("\n"))
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+  })
+
+  // esbuild leaves `new URL("./worker.ts", import.meta.url)` as it is: after bundling it names a file
+  // beside the bundle that is not there
+  it("the source's worker path, kept in the bundle: make fails with InvalidPoolConfig naming the missing file, the app exits 1", async () => {
+    await build()
+    const a = start({}, join(out, "app.js"))
+    assert.deepStrictEqual(await a.exited, { code: 1, signal: null })
+    // runMain's report of the failure (on stdout or stderr, as its logger writes it)
+    const output = a.lines.join("\n") + a.stderr()
+    assert.include(output, "InvalidPoolConfig: invalid pool option worker")
+    assert.include(output, `${join(out, "worker.ts")} does not exist`)
+    assert.notInclude(a.lines, "pools")
+  })
+})
+
+describe("node --watch: a restart hands the old process's work back", { timeout: 120_000 }, () => {
+  it("the durable job the old process ran is given back at its SIGTERM and run again by the new one at once, not after its 30 s lease (attempt 1 again)", async () => {
+    const watched = join(dir, "watched")
+    mkdirSync(watched)
+    writeFileSync(join(watched, "config.json"), "{}")
+    const a = start({ APP_JOBS: "durable:600000", APP_SHUTDOWN_MS: "500" }, app, [`--watch-path=${watched}`])
+    await a.until(() => a.has("durable start 0") && a.has("ready"), "the first process runs the job")
+    const first = durableId(a, 0)
+    writeFileSync(join(watched, "config.json"), "{\"changed\":true}")
+    // the new process runs its own job 0 and the old one's
+    await a.until(() => a.lines.filter((line) => line === "durable start 0").length === 3, "the new process runs both jobs")
+    assert.include(a.lines, "durable interrupted 0")
+    const info = await statusOf(a.db, first)
+    assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
+    a.child.kill("SIGTERM")
+    await a.exited
+  })
 })
