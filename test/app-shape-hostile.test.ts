@@ -14,7 +14,14 @@ import { Effect, ManagedRuntime, Schedule } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
+import { waitUntil } from "./durable/children.ts"
+import * as pg from "./durable/postgres.ts"
+import { type Setup, setup } from "./durable/processes.ts"
+import * as redis from "./durable/redis.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const app = new URL("./fixtures/app-shape/app.ts", import.meta.url).pathname
@@ -167,6 +174,17 @@ describe("signals: an app run by NodeRuntime.runMain", { timeout: 120_000 }, () 
     assert.isBelow(a.drainMillis(), 15_000)
   })
 
+  // docs/threads.md: a thread not gone within cancelGrace of being asked to close is terminated
+  it("a thread whose layer's release never ends: SIGTERM still stops the app, the thread terminated after cancelGrace", async () => {
+    const a = start({ APP_JOBS: "thread:600000", APP_SHUTDOWN_MS: "500", APP_WORKER_RELEASE: "hang" })
+    await a.until(() => a.has("thread start 0") && a.has("ready"), "the task runs")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+    assert.include(a.lines, "thread interrupted 0")
+    assert.include(a.lines, "thread release")
+    assert.isBelow(a.drainMillis(), 15_000)
+  })
+
   // documented: "a job that shields itself from interruption keeps its slot until it ends"
   it("an uninterruptible fiber job holds the stop past shutdownTimeout until it ends", async () => {
     const a = start({ APP_JOBS: "stuck:4000", APP_SHUTDOWN_MS: "200" })
@@ -281,4 +299,36 @@ describe("node --watch: a restart hands the old process's work back", { timeout:
     a.child.kill("SIGTERM")
     await a.exited
   })
+})
+
+// The consumer process of the multi-process tests (fixtures/durable-consumer.ts, run by runMain, its
+// shutdownTimeout 5 s), on each store: those tests kill it (-9); here it is stopped as a deployment
+// stops it, with a job that never ends running, on fibers and on a ThreadPool
+describe("SIGTERM to a durable consumer process on each store: its running job is handed back", { timeout: 120_000 }, () => {
+  const stores: ReadonlyArray<readonly [string, boolean, () => Setup]> = [
+    ["SQLite", true, () => setup(JobStore.sqlite({ filename: join(dir, `consumer-${dbs}.db`) }), join(dir, `consumer-${dbs++}.db`), {})],
+    ["Postgres", pg.enabled, () => {
+      const schema = pg.freshSchema()
+      return setup(PgJobStore.layer({ url: pg.url!, schema, maxConnections: 2 }), pg.url!, { WORKPOOL_PG_SCHEMA: schema })
+    }],
+    ["Redis", redis.enabled, () => {
+      const prefix = redis.freshPrefix()
+      return setup(RedisJobStore.layer({ url: redis.url!, prefix }), redis.url!, { WORKPOOL_REDIS_PREFIX: prefix })
+    }]
+  ]
+  for (const [name, enabled, make] of stores) {
+    for (const mode of ["fibers", "threads"] as const) {
+      it.skipIf(!enabled)(`${name}, on ${mode}: exit 130, the job queued again with its attempt not counted`, async () => {
+        const { consumer, runtime } = make()
+        const job = await runtime.runPromise(JobQueue.enqueue(Work, { n: 1 }, { maxAttempts: 3 }))
+        const c = consumer(1, 30_000, 60_000, mode === "threads" ? "threads" : undefined, { WORKPOOL_TEST_HOLD_FROM: "1" })
+        await waitUntil([c], () => c.started.includes(1), "the consumer runs the job")
+        c.child.kill("SIGTERM")
+        await c.exited
+        assert.strictEqual(c.child.exitCode, 130, `${c.stderr}\n${c.lines.join("\n")}`)
+        const info = await runtime.runPromise(JobQueue.status(job.id))
+        assert.deepStrictEqual([info.state, info.attempts], ["queued", 0], c.lines.join("\n"))
+      })
+    }
+  }
 })
