@@ -278,7 +278,25 @@ describe("bundled by esbuild, the worker file a second entry point", { timeout: 
     const output = a.lines.join("\n") + a.stderr()
     assert.include(output, "InvalidPoolConfig: invalid pool option worker")
     assert.include(output, `${join(out, "worker.ts")} does not exist`)
+    // and which file to name instead
+    assert.include(output, `worker.js is there: a build (tsc, a bundler) keeps the name written in the source, so name the file it emitted (new URL("./worker.js", import.meta.url))`)
     assert.notInclude(a.lines, "pools")
+  })
+})
+
+describe("a TypeScript worker path after tsc emitted JavaScript", () => {
+  it("worker.mts missing, worker.mjs beside it: InvalidPoolConfig says to name the emitted file; with no such file, no word of one", async () => {
+    const built = join(dir, "tsc-out")
+    mkdirSync(built)
+    writeFileSync(join(built, "worker.mjs"), "")
+    const makeWith = (file: string) =>
+      Effect.runPromise(Effect.flip(Effect.scoped(ThreadPool.make({ worker: new URL(`file://${join(built, file)}`), threads: 1 }))))
+    const error = await makeWith("worker.mts")
+    assert.strictEqual(error._tag, "InvalidPoolConfig")
+    assert.include(error.message, `${join(built, "worker.mts")} does not exist`)
+    assert.include(error.message, `worker.mjs is there`)
+    assert.include(error.message, `new URL("./worker.mjs", import.meta.url)`)
+    assert.notInclude((await makeWith("other.ts")).message, "is there")
   })
 })
 

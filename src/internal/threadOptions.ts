@@ -9,7 +9,7 @@
 import { Schedule } from "effect"
 import { statSync } from "node:fs"
 import { createRequire } from "node:module"
-import { isAbsolute, resolve } from "node:path"
+import { basename, isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { ResourceLimits } from "node:worker_threads"
 import * as config from "./config.ts"
@@ -57,7 +57,7 @@ const found = (path: string, shown: string, relative?: string): void => {
     const from = relative === undefined
       ? ""
       : `; a relative path is resolved from the current directory, ${process.cwd()}: for a file beside your module, new URL(${JSON.stringify(relative)}, import.meta.url)`
-    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry${from})`)
+    config.fail("worker", shown, `expected a worker file, but ${path} ${what} (resolved as Node resolves a worker's entry${from})${compiledBeside(path)}`)
   }
   // a worker file that makes a pool of itself (a single file with no isMainThread check, or a worker
   // that imports its tasks from the main module, which makes the pool as it loads): each of its
@@ -66,6 +66,19 @@ const found = (path: string, shown: string, relative?: string): void => {
   if (own !== undefined && resolved(own) === file) {
     config.fail("worker", shown, "expected another file than the worker file of this thread: made in each of its threads (by the file, or by a module it imports, such as a main module it takes its tasks from), the pool would start threads without end; make the pool on the main thread only (if (isMainThread) ...), and keep the tasks in a module of their own")
   }
+}
+
+/**
+ * A TypeScript worker file missing where its compiled JavaScript is: the source's
+ * `new URL("./worker.ts", import.meta.url)`, which a build (tsc, a bundler) emits as written.
+ */
+const compiledBeside = (path: string): string => {
+  const ts = /\.([mc]?)ts$/.exec(path)
+  if (ts === null) return ""
+  const js = `${path.slice(0, -ts[0].length)}.${ts[1]}js`
+  return resolved(js) === undefined
+    ? ""
+    : `; ${basename(js)} is there: a build (tsc, a bundler) keeps the name written in the source, so name the file it emitted (new URL(${JSON.stringify(`./${basename(js)}`)}, import.meta.url))`
 }
 
 /** The file Node runs for a worker's entry, or none. */
