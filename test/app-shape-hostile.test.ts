@@ -185,6 +185,17 @@ describe("signals: an app run by NodeRuntime.runMain", { timeout: 120_000 }, () 
     assert.isBelow(a.drainMillis(), 15_000)
   })
 
+  // runMain listens to SIGINT and SIGTERM only (docs/operations.md says so)
+  it("SIGHUP (a closed terminal) ends the app at once, with no drain: the durable job stays leased", async () => {
+    const a = start({ APP_JOBS: "durable:600000", APP_SHUTDOWN_MS: "1000" })
+    await a.until(() => a.has("durable start 0") && a.has("ready"), "the job runs")
+    a.child.kill("SIGHUP")
+    assert.deepStrictEqual(await a.exited, { code: null, signal: "SIGHUP" })
+    assert.notInclude(a.lines, "durable interrupted 0")
+    const info = await statusOf(a.db, durableId(a, 0))
+    assert.deepStrictEqual([info.state, info.attempts], ["running", 1])
+  })
+
   // documented: "a job that shields itself from interruption keeps its slot until it ends"
   it("an uninterruptible fiber job holds the stop past shutdownTimeout until it ends", async () => {
     const a = start({ APP_JOBS: "stuck:4000", APP_SHUTDOWN_MS: "200" })
