@@ -7,7 +7,7 @@
  */
 import * as esbuild from "esbuild"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, ManagedRuntime, Schedule } from "effect"
@@ -308,6 +308,36 @@ describe("a TypeScript worker path after tsc emitted JavaScript", () => {
     assert.include(error.message, `worker.mjs is there`)
     assert.include(error.message, `new URL("./worker.mjs", import.meta.url)`)
     assert.notInclude((await makeWith("other.ts")).message, "is there")
+  })
+})
+
+describe("under Node's permission model (--permission)", { timeout: 120_000 }, () => {
+  // the app itself, its sources and node_modules readable; its SQLite files readable and writable
+  const allowed = () => {
+    const files = `${join(dir, "app-")}*`
+    return ["--permission", `--allow-fs-read=${process.cwd()}`, `--allow-fs-read=${realpathSync("node_modules")}`, `--allow-fs-read=${files}`, `--allow-fs-write=${files}`]
+  }
+  const failure = (a: App) => a.lines.join("\n") + a.stderr()
+
+  it("without --allow-worker: make fails with WorkerStartFailed at its first attempt, naming the flag, not after every retry", async () => {
+    const a = start({}, app, allowed())
+    assert.deepStrictEqual(await a.exited, { code: 1, signal: null }, failure(a))
+    assert.include(failure(a), "WorkerStartFailed: a worker thread failed to start (1 attempts)")
+    assert.include(failure(a), "--allow-worker")
+  })
+
+  // a file system call on a path the process may not read throws ERR_ACCESS_DENIED, which the check
+  // of `worker` read as a file that is not there
+  it("a worker file it may not read: InvalidPoolConfig says the permission model forbids reading it, not that it does not exist", async () => {
+    const outside = join(dir, "unreadable")
+    mkdirSync(outside)
+    for (const file of ["worker.ts", "tasks.ts"]) {
+      const text = readFileSync(new URL(`./fixtures/app-shape/${file}`, import.meta.url), "utf8")
+      writeFileSync(join(outside, file), text.replaceAll("../../../src/", `${process.cwd()}/src/`))
+    }
+    const a = start({ APP_WORKER: `file://${join(outside, "worker.ts")}` }, app, [...allowed(), "--allow-worker"])
+    assert.deepStrictEqual(await a.exited, { code: 1, signal: null }, failure(a))
+    assert.include(failure(a), `InvalidPoolConfig: invalid pool option worker: expected a worker file, but ${join(outside, "worker.ts")} cannot be read under Node's permission model (--permission): allow it with --allow-fs-read`)
   })
 })
 

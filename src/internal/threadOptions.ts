@@ -52,7 +52,11 @@ export const entry = (value: unknown): URL | string => {
 const found = (path: string, shown: string, relative?: string): void => {
   const file = resolved(path)
   if (file === undefined) {
-    const what = isDirectory(path) ? "is a directory with no entry Node can load" : "does not exist"
+    const what = unreadable(path)
+      ? "cannot be read under Node's permission model (--permission): allow it with --allow-fs-read"
+      : isDirectory(path)
+      ? "is a directory with no entry Node can load"
+      : "does not exist"
     // a path written as seen from the module that makes the pool is the usual mistake
     const from = relative === undefined
       ? ""
@@ -79,6 +83,15 @@ const compiledBeside = (path: string): string => {
   return resolved(js) === undefined
     ? ""
     : `; ${basename(js)} is there: a build (tsc, a bundler) keeps the name written in the source, so name the file it emitted (new URL(${JSON.stringify(`./${basename(js)}`)}, import.meta.url))`
+}
+
+/**
+ * Whether the process runs under Node's permission model and may not read `path`: every file
+ * system call on it then throws ERR_ACCESS_DENIED, which is no sign that the file is missing.
+ */
+const unreadable = (path: string): boolean => {
+  const permission = (process as { readonly permission?: { has(scope: string, reference?: string): boolean } }).permission
+  return permission !== undefined && !permission.has("fs.read", path)
 }
 
 /** The file Node runs for a worker's entry, or none. */

@@ -274,17 +274,18 @@ const unread = (thread: Thread, id: number, cell: number): void => {
 }
 
 /**
- * Whether the `Worker` constructor threw because of its arguments: trying again with the same
- * arguments fails the same way, so the start schedule is not consulted. A failure to create the
- * thread itself (ERR_WORKER_INIT_FAILED, EAGAIN when the OS has no thread or memory to give now) may
- * pass, and is retried.
+ * Whether the `Worker` constructor threw because of its arguments, or because the process may not
+ * start threads (ERR_ACCESS_DENIED: Node's permission model without --allow-worker, fixed for the
+ * process's life): trying again fails the same way, so the start schedule is not consulted. A
+ * failure to create the thread itself (ERR_WORKER_INIT_FAILED, EAGAIN when the OS has no thread or
+ * memory to give now) may pass, and is retried.
  */
 export const unrecoverable = (error: unknown): boolean => {
   if (typeof error !== "object" || error === null) return false
   if ((error as { readonly name?: unknown }).name === "DataCloneError") return true
   const code = (error as { readonly code?: unknown }).code
   return typeof code === "string" &&
-    (code.startsWith("ERR_INVALID_ARG_") || code === "ERR_OUT_OF_RANGE" || code === "ERR_WORKER_PATH" ||
+    (code.startsWith("ERR_INVALID_ARG_") || code === "ERR_OUT_OF_RANGE" || code === "ERR_WORKER_PATH" || code === "ERR_ACCESS_DENIED" ||
       code === "ERR_INVALID_URL_SCHEME" || code.startsWith("ERR_INVALID_FILE_URL_"))
 }
 
