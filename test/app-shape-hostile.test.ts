@@ -319,6 +319,13 @@ describe("under Node's permission model (--permission)", { timeout: 120_000 }, (
   }
   const failure = (a: App) => a.lines.join("\n") + a.stderr()
 
+  it("with --allow-worker and its files readable: fiber, thread and durable jobs run", async () => {
+    const a = start({ APP_JOBS: "thread:10,fiber:10,durable:10" }, app, [...allowed(), "--allow-worker"])
+    await a.until(() => ["outcome 0 success", "outcome 1 success", "durable done 2"].every(a.has), "every job ends")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, failure(a))
+  })
+
   it("without --allow-worker: make fails with WorkerStartFailed at its first attempt, naming the flag, not after every retry", async () => {
     const a = start({}, app, allowed())
     assert.deepStrictEqual(await a.exited, { code: 1, signal: null }, failure(a))
