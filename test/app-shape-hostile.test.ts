@@ -279,6 +279,25 @@ describe("bundled by esbuild, the worker file a second entry point", { timeout: 
     assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
   })
 
+  // minified names (no function or class keeps its own) and chunks shared by the two entries
+  it("minified and split into shared chunks (--minify --splitting): the same jobs run", async () => {
+    const split = join(dir, "bundle-min")
+    await esbuild.build({
+      entryPoints: ["app.ts", "worker.ts"].map((file) => new URL(`./fixtures/app-shape/${file}`, import.meta.url).pathname),
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      outdir: split,
+      minify: true,
+      splitting: true,
+      logLevel: "silent"
+    })
+    const a = start({ APP_WORKER: "./worker.js", APP_JOBS: "fiber:10,thread:10,throw,durable:10" }, join(split, "app.js"))
+    await a.until(() => ["outcome 0 success", "outcome 1 success", "durable done 3"].every(a.has) && a.lines.some((line) => line.startsWith("outcome 2 die Error: thrown in the thread for 2")), "every job ends")
+    a.child.kill("SIGTERM")
+    assert.deepStrictEqual(await a.exited, { code: 130, signal: null }, a.stderr())
+  })
+
   // esbuild leaves `new URL("./worker.ts", import.meta.url)` as it is: after bundling it names a file
   // beside the bundle that is not there
   it("the source's worker path, kept in the bundle: make fails with InvalidPoolConfig naming the missing file, the app exits 1", async () => {
