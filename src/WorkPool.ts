@@ -759,10 +759,8 @@ const retention = (options: Retention | undefined): { readonly count: number; re
   if (count === undefined) {
     return config.fail("retention.count", undefined, "a retention needs a count: how many ended jobs to keep at most")
   }
-  if (count === 0) {
-    return config.fail("retention.count", 0, `expected a whole number from 1 to ${config.MAX_RETAINED} (a retention of 0 keeps none: leave retention out)`)
-  }
-  return { count: config.positiveInteger("retention.count", count, config.MAX_RETAINED), age }
+  const why = count === 0 ? "a retention of 0 keeps none: leave retention out" : undefined
+  return { count: config.positiveInteger("retention.count", count, config.MAX_RETAINED, why), age }
 }
 
 const summary = (job: JobRecord): JobSummary => ({

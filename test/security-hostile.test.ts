@@ -244,6 +244,37 @@ describe("Dashboard: a check of one's own that answers something other than a bo
       }
     }))
 
+  // review24: an async check that rejects: the refused Promise was dropped with no handler, an
+  // unhandled rejection per request (which ends a Node process by default); and a check whose
+  // Effect fails (a JavaScript caller, a cast) was answered 200 with the error as its body, which
+  // the page read as done
+  it.effect("a check whose Promise rejects, or whose Effect fails: 500, no unhandled rejection, the pool not paused", () =>
+    Effect.gen(function*() {
+      const unhandled: Array<unknown> = []
+      const onUnhandled = (reason: unknown) => unhandled.push(reason)
+      process.on("unhandledRejection", onUnhandled)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("unhandledRejection", onUnhandled)))
+      const checks: ReadonlyArray<readonly [string, unknown]> = [
+        ["an async check that throws", async () => {
+          throw new Error("session store down")
+        }],
+        ["a rejected Promise in Effect.succeed", () => Effect.succeed(Promise.reject(new Error("session store down")))],
+        ["an Effect that fails", () => Effect.fail(new Error("session store down"))]
+      ]
+      for (const [i, [name, authorize]] of checks.entries()) {
+        const dashboard = yield* start({ authorize: authorize as never })
+        const pool = yield* WorkPool.make({ concurrency: 1, name: `mail${i}` })
+        yield* dashboard.add(pool)
+        const pressed = yield* press(dashboard, "pool", `mail${i}`, "pause")
+        assert.strictEqual(pressed.status, 500, `${name}: ${pressed.body}`)
+        assert.strictEqual((yield* pool.stats).state, "running", name)
+      }
+      // Node reports an unhandled rejection when the microtasks after it have run, before any
+      // setImmediate (and each was made before its answer was sent)
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.deepStrictEqual(unhandled.map(String), [])
+    }))
+
   for (const [name, answer] of answers) {
     it.effect(`${name}: no request gets in, the API answers 500 naming the answer, the pool is not paused`, () =>
       Effect.gen(function*() {

@@ -145,16 +145,23 @@ export const onlyKeys = (
   }
 }
 
-/** What an error shows of a value it must not show: its kind, such as `<a string>`. */
+/**
+ * A value named by its kind only, such as "a string" or "a Promise": for errors that must not show
+ * the value (a key's value may be a secret, a check's answer a user's record).
+ */
+export const kindOfValue = (value: unknown): string => {
+  if (value === null || value === undefined) return String(value)
+  const kind = Array.isArray(value) ? "array" : value instanceof Promise ? "Promise" : typeof value
+  return /^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`
+}
+
+/** What an error shows of a key's value: its kind, such as `<a string>`. */
 const kindOf = (owner: object, key: string): string => {
-  let kind: string
   try {
-    const value = (owner as Record<string, unknown>)[key]
-    kind = value === null || value === undefined ? String(value) : Array.isArray(value) ? "an array" : typeof value
+    return `<${kindOfValue((owner as Record<string, unknown>)[key])}>`
   } catch {
-    kind = "a value that cannot be read" // a getter that throws
+    return "<a value that cannot be read>" // a getter that throws
   }
-  return `<${/^(a |an |null|undefined)/.test(kind) ? kind : /^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`}>`
 }
 
 /**

@@ -26,6 +26,7 @@
 import { Cause, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
 import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
+import * as config from "../config.ts"
 import { page } from "./page.ts"
 import { describe, key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
 
@@ -99,15 +100,13 @@ const checkHost = (api: Api, request: HttpServerRequest.HttpServerRequest) => {
   )
 }
 
-/** What a check answered, by its type only: its value may be a user's record. */
-const kindOf = (value: unknown): string =>
-  value === null || value === undefined
-    ? String(value)
-    : value instanceof Promise
-    ? "a Promise"
-    : typeof value === "object"
-    ? "an object"
-    : `a ${typeof value}`
+/**
+ * A Promise a check answered is refused, not awaited; one that rejects would then be an unhandled
+ * rejection per request, which ends a Node process by default.
+ */
+const settled = (value: unknown): void => {
+  if (value instanceof Promise) value.catch(() => {})
+}
 
 const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
 
@@ -123,16 +122,20 @@ const guarded = (
     const answer: unknown = api.authorize(request)
     // an async function (a Promise) from JavaScript: refused as well, saying so, not "is not iterable"
     if (!Effect.isEffect(answer)) {
+      settled(answer)
       return yield* fail(
         500,
-        `the dashboard's authorize check returned ${kindOf(answer)}, not an Effect: the request is refused (an async check: (request) => Effect.promise(() => check(request)))`
+        `the dashboard's authorize check returned ${config.kindOfValue(answer)}, not an Effect: the request is refused (an async check: (request) => Effect.promise(() => check(request)))`
       )
     }
-    const allowed: unknown = yield* (answer as Effect.Effect<unknown>)
+    // a check that fails (its type says it cannot: a JavaScript caller, a cast) is the check's
+    // defect, a 500: its failure was answered as a JSON body with no status, a 200 the page read as done
+    const allowed: unknown = yield* Effect.orDie(answer as Effect.Effect<unknown, unknown>)
     // only true lets a request in: a Promise (an async lookup in Effect.succeed), an object or a
     // string was truthy, and let every request in
     if (allowed !== true && allowed !== false) {
-      return yield* fail(500, `the dashboard's authorize check answered ${kindOf(allowed)}, not a boolean: the request is refused`)
+      settled(allowed)
+      return yield* fail(500, `the dashboard's authorize check answered ${config.kindOfValue(allowed)}, not a boolean: the request is refused`)
     }
     if (!allowed) {
       return yield* fail(
