@@ -43,6 +43,14 @@ const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArr
 }
 
 /**
+ * The most settles one write or claim carries; the writer writes the rest in further batches. A
+ * consumer of a large concurrency may settle tens of thousands of jobs at once, and one batch of
+ * them was one Redis script call with five arguments per settle: past the arguments a JavaScript
+ * call holds, a defect ("Maximum call stack size exceeded") for every settle of the batch.
+ */
+export const MAX_BATCH = 1000
+
+/**
  * `write` writes a batch in one round trip, saying for each whether it was written. `close` marks
  * the store closed (see `Closing.close`): called before the queued settles fail at the scope's
  * close, which comes before the store's own closed flag (finalizers run in reverse). Failed while
@@ -88,8 +96,7 @@ export const make = <A>(
         yield* Effect.yieldNow
       }
       if (pending.length === 0) break
-      batch = pending
-      pending = []
+      batch = pending.splice(0, MAX_BATCH)
       const exit = yield* Effect.exit(write(batch.map((entry) => entry.item)))
       settle(batch, exit)
       batch = []
@@ -134,8 +141,10 @@ export const make = <A>(
       }),
     carry: (which, claim) =>
       Effect.suspend(() => {
-        const carried = pending.filter((entry) => which(entry.item))
-        if (carried.length > 0) pending = pending.filter((entry) => !which(entry.item))
+        const carried: Array<Pending<A>> = []
+        const left: Array<Pending<A>> = []
+        for (const entry of pending) (carried.length < MAX_BATCH && which(entry.item) ? carried : left).push(entry)
+        if (carried.length > 0) pending = left
         claims++
         let counted = true
         const ended = () => {

@@ -142,6 +142,16 @@ export const FINISHED = `SELECT SUM(state = 'succeeded') AS succeeded, SUM(state
  * A value used twice is a named parameter, never a numbered one (`?1`): the node:sqlite of Node
  * 22.13 (the store's floor) fails a statement with numbered parameters, "column index out of range".
  */
+/** The most finished jobs one purge transaction deletes (see `purge`). */
+export const PURGE_BATCH = 2000
+
+/** A batch of a purge: args `from` (a finish time), `before`, the states as JSON, the batch's size. */
+export const PURGE = `DELETE FROM wp_job WHERE seq IN (
+    SELECT seq FROM wp_job WHERE finished_at >= ? AND finished_at < ?
+      AND state IN ('succeeded', 'dead', 'cancelled') AND state IN (SELECT value FROM json_each(?))
+    ORDER BY finished_at LIMIT ?)
+  RETURNING finished_at`
+
 export const DELAYED = `SELECT visible_at FROM wp_job
   WHERE queue = :queue AND state = 'queued' AND visible_at > created_at AND visible_at > :now
     AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = :queue AND q.paused = 1)
@@ -718,16 +728,26 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         return Number(changed.changes) > 0
       })
 
+    /**
+     * In transactions of at most `PURGE_BATCH` jobs, oldest first, each batch from the last one's
+     * finish time on (the jobs of other states before it are not read again), the event loop and
+     * other processes' writers let in between. In one transaction, a purge of 300,000 jobs held
+     * the file's write lock and blocked this process's event loop for 8 s (its heartbeats, claims,
+     * dashboard): past a lease, other processes took back its running jobs.
+     */
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      write("purge", () =>
-        Number(
-          run(
-            `DELETE FROM wp_job WHERE state IN ('succeeded', 'dead', 'cancelled')
-               AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
-            JSON.stringify(states),
-            before
-          ).changes
-        ))
+      Effect.gen(function*() {
+        const json = JSON.stringify(states)
+        let purged = 0
+        let from = -Number.MAX_VALUE
+        while (true) {
+          const gone = yield* write("purge", () => all<{ finished_at: number }>(PURGE, from, before, json, PURGE_BATCH))
+          purged += gone.length
+          if (gone.length < PURGE_BATCH) return purged
+          for (const row of gone) if (row.finished_at > from) from = row.finished_at
+          yield* Effect.yieldNow
+        }
+      })
 
     const configure = (
       queue: string,

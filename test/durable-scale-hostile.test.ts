@@ -1,0 +1,114 @@
+/**
+ * Hostile tests of the durable stores at the sizes users reach: calls whose argument count or
+ * batch size crosses an engine's limit (V8's arguments on the stack, Lua's unpack, bind
+ * parameters), kept at the smallest size that crosses it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import { Deferred, Effect, Fiber, Schema } from "effect"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Sqlite from "../src/internal/store/sqlite.ts"
+import * as Task from "../src/Task.ts"
+import * as Settles from "../src/internal/store/settles.ts"
+import * as Rd from "./durable/redis.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-scale-hostile-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const Noop = Task.make("Noop", { payload: Schema.Number, success: Schema.Void })
+
+/** A token of `queue` as the Redis claim script makes them, of no job: its heartbeat and settle find none. */
+const redisToken = (n: number, queue: string) => `${"r".repeat(24)}${String(n).padStart(12, "0")}:${queue}`
+
+describe.runIf(Rd.enabled)("a Redis consumer of a very large concurrency", () => {
+  // a consumer may run up to 100,000 jobs (MAX_CONCURRENCY), and beats for all of them in one call
+  const N = 100_000
+
+  it.live("a heartbeat of 100,000 tokens of one queue answers them all lost (one script call took a token per argument: a defect 'Maximum call stack size exceeded' at every beat, so no running job was ever renewed)", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      const tokens = Array.from({ length: N }, (_, i) => redisToken(i, "wide"))
+      const beat = yield* store.heartbeat(tokens, 60_000)
+      assert.strictEqual(beat.lost.length, N)
+      assert.strictEqual(beat.lost[N - 1], tokens[N - 1])
+      assert.deepStrictEqual(beat.cancelled, [])
+    }).pipe(Effect.provide(Rd.testLayer(Rd.freshPrefix()))), 60_000)
+
+  it.live("100,000 settles at once are written in batches, each answered (one batch built its queue's list by copying it per settle, quadratic: 217 s for 70,000, then one script call of five arguments per settle: a defect 'Maximum call stack size exceeded' for every settle, the jobs left running)", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      const written = yield* Effect.forEach(
+        Array.from({ length: N }, (_, i) => redisToken(i, "wide")),
+        (token) => store.settle(token, { _tag: "Final", state: "succeeded", exit: null }),
+        { concurrency: "unbounded" }
+      )
+      assert.strictEqual(written.length, N)
+      assert.isTrue(written.every((w) => w === false))
+    }).pipe(Effect.provide(Rd.testLayer(Rd.freshPrefix()))), 60_000)
+})
+
+describe("a store's settles, many at once", () => {
+  it.live("are written, and carried by a claim, at most MAX_BATCH at a time, each answered (a batch took every settle queued: one script call per batch, past the arguments a call holds)", () =>
+    Effect.gen(function*() {
+      const N = 2 * Settles.MAX_BATCH + 1
+      const gate = yield* Deferred.make<void>()
+      const started = yield* Deferred.make<void>()
+      const written: Array<number> = []
+      const settles = Settles.make<number>(
+        (batch) =>
+          Effect.gen(function*() {
+            written.push(batch.length)
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(gate)
+            return batch.map(() => true)
+          }),
+        yield* Effect.scope
+      )
+      // the first settle's write waits at the gate; the others queue behind it
+      const first = yield* Effect.forkChild(settles.add(0), { startImmediately: true })
+      yield* Deferred.await(started)
+      const rest: Array<Fiber.Fiber<boolean, unknown>> = []
+      for (let i = 1; i <= N; i++) rest.push(yield* Effect.forkChild(settles.add(i), { startImmediately: true }))
+      const carried = yield* settles.carry(() => true, (items) => Effect.succeed([items.length, items.map(() => true)] as const))
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(yield* Fiber.join(first))
+      for (const fiber of rest) assert.isTrue(yield* Fiber.join(fiber))
+      assert.strictEqual(carried, Settles.MAX_BATCH)
+      assert.deepStrictEqual(written, [1, Settles.MAX_BATCH, 1])
+    }))
+})
+
+describe("a SQLite purge of many finished jobs", () => {
+  it.live("deletes them in batches, a claim going in between, every one deleted, by the purge's index (one DELETE of them all held the write lock and the event loop: 8 s for 300,000 jobs, no claim, heartbeat or timer of the process ran meanwhile)", () =>
+    Effect.gen(function*() {
+      const filename = path.join(dir, "purge.db")
+      const finished = 3 * Sqlite.PURGE_BATCH + 1
+      yield* Effect.gen(function*() {
+        yield* JobQueue.enqueueAll(Noop, Array.from({ length: finished }, (_, i) => ({ payload: i, options: { queue: "done" } })))
+        const db = new DatabaseSync(filename)
+        // finished at different times, some of a state the purge keeps
+        db.exec("UPDATE wp_job SET state = CASE WHEN seq % 10 = 0 THEN 'dead' ELSE 'succeeded' END, finished_at = created_at + seq % 7")
+        db.close()
+        yield* JobQueue.enqueue(Noop, 0, { queue: "live" })
+        const store = yield* JobStore.JobStore
+        const purge = yield* Effect.forkChild(JobQueue.purge({ olderThan: 0, states: ["succeeded"] }), { startImmediately: true })
+        const claimed = yield* store.claim({ queues: ["live"], tasks: ["Noop"], limit: 1, lease: 60_000 })
+        assert.strictEqual(claimed.claims.length, 1)
+        assert.isUndefined(purge.pollUnsafe(), "the claim waited for the whole purge")
+        const kept = Array.from({ length: finished }, (_, i) => i + 1).filter((seq) => seq % 10 === 0).length
+        assert.strictEqual(yield* Fiber.join(purge), finished - kept)
+        const counts = yield* store.counts("done")
+        assert.deepStrictEqual([counts.succeeded, counts.dead], [0, kept])
+      }).pipe(Effect.provide(JobStore.sqlite({ filename })))
+      const db = new DatabaseSync(filename)
+      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${Sqlite.PURGE}`).all(0, 1, "[]", 1) as Array<{ detail: string }>)
+        .map((row) => row.detail).filter((detail) => /wp_job/.test(detail))
+      db.close()
+      assert.deepStrictEqual(plan, ["SEARCH wp_job USING INTEGER PRIMARY KEY (rowid=?)", "SEARCH wp_job USING COVERING INDEX wp_job_finished (finished_at>? AND finished_at<?)"])
+    }))
+})
