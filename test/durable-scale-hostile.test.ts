@@ -8,11 +8,15 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { Deferred, Effect, Fiber, Schema } from "effect"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import { Context, Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import * as Redis from "effect/persistence/Redis"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
+import * as Scripts from "../src/internal/store/redisScripts.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import * as Task from "../src/Task.ts"
 import * as Settles from "../src/internal/store/settles.ts"
@@ -143,4 +147,39 @@ describe.runIf(Pg.enabled)("a Postgres queue's counts (stats, and the dashboard'
       const plan = yield* Pg.genericPlan((sql) => Postgres.countsStatement(sql, sql.literal(S), "q7", 0))
       assert.notMatch(plan, /Seq Scan on wp_job/, plan)
     }))
+})
+
+describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the dashboard's running and dead lists, every sample)", () => {
+  it.live("looks at LIST_BUDGET jobs per script, and finds what is past them in order (one script walked every job of the queue: 0.5-1 s for 100,000, the whole server held meanwhile, its other clients answered BUSY past 5 s)", () =>
+    Effect.gen(function*() {
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: Rd.url! })), (context) => Context.get(context, Redis.Redis))
+      let lists = 0
+      const store = yield* Effect.provideService(
+        RedisStore.make(yield* RedisStore.options({ url: Rd.url!, prefix: Rd.freshPrefix() })),
+        Redis.Redis,
+        Rd.watchScripts(plain, (lua) => void (lua === Scripts.LIST && lists++))
+      )
+      const jobs = 2 * RedisStore.LIST_BUDGET + 1
+      // the newest jobs first in the queue: the claim takes them, the oldest stay queued before them
+      yield* JobQueue.enqueueAll(Noop, Array.from({ length: jobs }, (_, i) => ({ payload: i, options: { priority: i >= jobs - 2 ? 1 : 0 } }))).pipe(
+        Effect.provideService(JobStore.JobStore, store)
+      )
+      const claimed = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: 2, lease: 60_000 })
+      assert.strictEqual(claimed.claims.length, 2)
+      // the server is sent the script once (EVAL after a NOSCRIPT): counted apart
+      yield* store.list({ queue: "default", states: ["dead"], limit: 1 })
+      lists = 0
+      const running = yield* store.list({ queue: "default", states: ["running"], limit: 5 })
+      assert.deepStrictEqual(running.map((row) => JSON.parse(row.payload)), [jobs - 2, jobs - 1])
+      assert.strictEqual(lists, 3)
+      lists = 0
+      const first = yield* store.list({ queue: "default", states: ["running"], limit: 1 })
+      assert.deepStrictEqual(first.map((row) => JSON.parse(row.payload)), [jobs - 2])
+      // it is the last job the second script looks at: no third
+      assert.strictEqual(lists, 2)
+      lists = 0
+      const all = yield* store.list({ queue: "default", states: undefined, limit: jobs })
+      assert.deepStrictEqual(all.map((row) => JSON.parse(row.payload)), Array.from({ length: jobs }, (_, i) => i))
+      assert.strictEqual(lists, 3)
+    }).pipe(Effect.scoped))
 })

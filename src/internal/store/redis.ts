@@ -264,7 +264,7 @@ const SCRIPTS = {
   counts: script<
     [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
   >(Scripts.COUNTS),
-  list: script<Array<Array<string>>>(Scripts.LIST),
+  list: script<[Array<Array<string>>, string]>(Scripts.LIST),
   latencies: script<[number, Array<string>]>(Scripts.LATENCIES),
   markDue: script<number>(Scripts.MARK_DUE),
   orphans: script<number>(Scripts.ORPHANS)
@@ -320,6 +320,9 @@ const tokenQueue = (token: string): string | undefined => token.length > 37 && t
  * idle watch looks for markers lost with a killed process (`ORPHANS`) as often.
  */
 const BLOCK_SECONDS = 5
+
+/** The most jobs one list script looks at (see `Scripts.LIST`). */
+export const LIST_BUDGET = 1000
 
 /** The most tokens one heartbeat script renews (see `beatQueue`). */
 const BEAT_BATCH = 5000
@@ -726,6 +729,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return state === null || state === undefined ? undefined : { state: state as State, progress: progress ?? null }
       })
 
+    /** A queue's jobs of `states` (none: every state), oldest first, at most `limit`: a script per `LIST_BUDGET` jobs looked at. */
+    const listQueue = (queue: string, states: ReadonlyArray<string>, limit: number) =>
+      Effect.gen(function*() {
+        const rows: Array<JobRow & { readonly seq: number }> = []
+        let after = "-inf"
+        while (rows.length < limit) {
+          const [flats, last] = yield* run("list", queue, String(limit - rows.length), after, String(LIST_BUDGET), ...states)
+          for (const flat of flats) rows.push(toRow(queue, flat))
+          if (last === "") break
+          after = `(${last}`
+        }
+        return rows
+      })
+
     const list = (filter: ListFilter) =>
       op(
         "list",
@@ -733,11 +750,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // no state asked for: none listed (the script reads an empty list as every state)
           if (filter.states !== undefined && filter.states.length === 0) return []
           const names = filter.queue === undefined ? yield* queues : [filter.queue]
-          const rows = yield* Effect.forEach(names, (queue) =>
-            Effect.map(
-              run("list", queue, String(filter.limit), ...(filter.states ?? [])),
-              (flats) => flats.map((flat) => toRow(queue, flat))
-            ))
+          const rows = yield* Effect.forEach(names, (queue) => listQueue(queue, filter.states ?? [], filter.limit))
           return rows.flat()
             .sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq)
             .slice(0, filter.limit)

@@ -805,24 +805,30 @@ end
 return {now, out}
 `
 
-/** ARGV: limit, states... ("" for every state) → HGETALL of each, oldest first */
+/**
+ * ARGV: limit, after (a `B:all` score bound: "-inf", or "(<seq>"), budget, states... (none for
+ * every state) → {HGETALL of each, oldest first; the seq of the last job looked at, or "" when no
+ * job is left after it}. Looks at no more than `budget` jobs: a script runs alone on its server,
+ * and one that walked a queue of 100,000 queued jobs for its dead ones (the dashboard's every sample)
+ * held the whole server 0.5-1 s, and past 5 s its other clients were answered BUSY.
+ */
 export const LIST: string = `${PRELUDE}
 local limit = tonumber(ARGV[1])
+local budget = tonumber(ARGV[3])
 local wanted = {}
-local any = #ARGV < 2
-for i = 2, #ARGV do wanted[ARGV[i]] = true end
+local any = #ARGV < 4
+for i = 4, #ARGV do wanted[ARGV[i]] = true end
 local out = {}
-local from = 0
-while #out < limit do
-  local ids = redis.call("ZRANGE", B .. ":all", from, from + 499)
-  if #ids == 0 then break end
-  from = from + 500
-  for _, id in ipairs(ids) do
-    if #out >= limit then break end
-    if any or wanted[redis.call("HGET", jobKey(id), "state")] then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
-  end
+local ids = redis.call("ZRANGEBYSCORE", B .. ":all", ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, budget)
+local last = ""
+for i = 1, #ids, 2 do
+  local id = ids[i]
+  last = ids[i + 1]
+  if any or wanted[redis.call("HGET", jobKey(id), "state")] then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
+  if #out >= limit then break end
 end
-return out
+if #ids < 2 * budget and #out < limit then last = "" end
+return {out, last}
 `
 
 /**
