@@ -183,3 +183,18 @@ describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the da
       assert.strictEqual(lists, 3)
     }).pipe(Effect.scoped))
 })
+
+describe("JobQueue.list of delayed or of queued jobs alone, beside more than 100,000 waiting jobs", () => {
+  // BUG, not fixed (a decision for the lead): the stores keep queued and delayed jobs as one state,
+  // and list reads the oldest 100,000 waiting jobs (SPLIT_LIMIT) to tell them apart by time: a
+  // delayed job past them is never listed (here: [] with one delayed), and a list of 10 queued jobs
+  // reads 100,000 rows with their payloads (2-8 s on SQLite, Postgres and Redis at 100,000). A
+  // store filter on visible_at (each store's list) would serve both
+  it.live.fails("lists the delayed job enqueued after 100,000 queued ones", () =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 2; i++) yield* JobQueue.enqueueAll(Noop, Array.from({ length: 50_000 }, (_, j) => ({ payload: i * 50_000 + j })))
+      const delayed = yield* JobQueue.enqueue(Noop, -1, { delay: "1 hour" })
+      const listed = yield* JobQueue.list({ state: "delayed", limit: 10 })
+      assert.deepStrictEqual(listed.map((job) => job.id), [delayed.id])
+    }).pipe(Effect.provide(JobStore.memory())), 60_000)
+})
