@@ -675,6 +675,39 @@ const destroySession = (session: PgConnection.PgConnection) => {
 }
 
 /**
+ * Why the store refuses a client whose sessions are not kept: a pooler in transaction or statement
+ * mode between (PgBouncer's `pool_mode = transaction`, the pooled ports of managed offerings). Its
+ * server connection changes between transactions, and the store's listener, which LISTENs on one,
+ * would hear nothing (a NOTIFY reaches a server connection no client is linked to: PgBouncer drops
+ * it, and idle consumers wait their whole `poll` for jobs from other processes), while the driver's
+ * prepared statements are left on one server connection and looked for on another.
+ */
+export const TRANSACTION_POOLING =
+  "the client's sessions are not kept from one statement to the next: a pooler in transaction or statement mode is between (PgBouncer's pool_mode = transaction, Supabase's port 6543, Neon's -pooler host, Heroku's connection pooling). The store needs sessions of its own (its listener holds a LISTEN; the driver prepares statements): give it a URL of session pooling, or of the server itself"
+
+/**
+ * Whether the client's connections keep their server sessions: a session of its own reads its
+ * backend's pid twice, a statement on the client reads one, then the session again. Through a
+ * pooler in session mode (or none) the session's pid is its own for as long as it is open: the same
+ * each time, and not the client's. In transaction mode the session's server connection goes back to
+ * the pooler after each statement: PgBouncer hands the most recently released one out first (LIFO),
+ * so the client's statement gets the session's (or, when another client took it meanwhile, the
+ * session gets another); with `server_round_robin` (FIFO) the session's second statement gets
+ * another, or, with one server connection only, the client gets the session's. Unprepared: a
+ * prepared statement would fail through such a pooler before it is seen.
+ */
+const sessionsKept = (sql: PgClient.PgClient) =>
+  Effect.scoped(Effect.gen(function*() {
+    const session = yield* PgConnection.make({ ...sql.config, multiplex: false })
+    const pid = Effect.map(session.query("SELECT pg_backend_pid() AS pid", [], false), (result) => String(result.rows[0]?.pid))
+    const first = yield* pid
+    const second = yield* pid
+    const [client] = yield* sql<{ pid: unknown }>`SELECT pg_backend_pid() AS pid`.unprepared
+    const last = yield* pid
+    return first === second && second === last && String(client?.pid) !== first
+  }))
+
+/**
  * How long a read (a job, a list, a queue's counts or latencies) waits for its answer before it fails
  * with `StoreError`: the bound of the store's background ask of the server's time, the other read
  * the store makes of its own.
@@ -842,7 +875,7 @@ const noSuchId = (id: string): boolean => id.includes("\u0000")
 /**
  * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
  * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
- * mode. `ownClient`: the client is the one `make` opened, whose sessions start with the store's
+ * mode, refused at open (`sessionsKept`). `ownClient`: the client is the one `make` opened, whose sessions start with the store's
  * idle bound (`IDLE_IN_TRANSACTION`), so its transactions need not set it (checked at open: a
  * pooler may drop the parameter).
  */
@@ -989,7 +1022,8 @@ export const makeWith = (
     const read = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
       run(operation, statement(operation, effect), READ_BOUND, 0)
 
-    // --- open: the migrations, one starter at a time
+    // --- open: sessions kept (not a pooler in transaction mode), then the migrations, one starter at a time
+    if (!(yield* op("open", sessionsKept(sql)))) yield* op("open", Effect.fail(new Error(TRANSACTION_POOLING)))
     // Postgres checks the right to create before it looks whether the object exists: CREATE ... IF
     // NOT EXISTS at every open kept a role that may only use the tables (made by their owner) out
     // for good. A schema at this version is read, not created; one to migrate is created only if missing

@@ -1,0 +1,141 @@
+/**
+ * Hostile tests of the Postgres store behind a real PgBouncer (Debian's, 1.18; started per test by
+ * test/durable/pgbouncer.ts in front of WORKPOOL_PG_URL's server). Session pooling: the store opens
+ * (PgBouncer refuses the idle bound's startup parameter: the fallback), another instance's job wakes
+ * an idle consumer (LISTEN), and the consumer recovers from the pooler's KILL of the database and
+ * from PgBouncer killed -9 and restarted, each job run once, a typed StoreError while it is down.
+ * Transaction and statement pooling: the store's open fails at once with a StoreError saying so
+ * (before this check it opened, and its idle consumers never heard another process's jobs: the
+ * NOTIFY reached a server connection no client was linked to, which PgBouncer dropped).
+ * Every consumer polls once an hour: only a NOTIFY can start a job within the test's time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Schedule } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import type * as JobStore from "../src/JobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo } from "./durable/conformance.ts"
+import { appClient, enabled, freshSchema, url } from "./durable/postgres.ts"
+import { type Bouncer, type BouncerOptions, pgbouncerBinary, startBouncer } from "./durable/pgbouncer.ts"
+
+const HOUR = "1 hour"
+
+const installed = pgbouncerBinary() !== undefined
+if (!installed && process.env.CI === "true") throw new Error("pgbouncer is not installed: under CI=true the PgBouncer tests must run (.ci/run installs it)")
+if (!installed) console.warn("pgbouncer is not installed (apt-get install pgbouncer): the PgBouncer tests are skipped")
+
+/** A PgBouncer of the test's own, in front of the test server, killed with the test's scope. */
+const bouncer = (options: BouncerOptions) =>
+  Effect.acquireRelease(
+    Effect.promise(() => startBouncer(url!, options)),
+    (b) => Effect.promise(() => b.destroy())
+  )
+
+const storeLayer = (b: Bouncer, schema: string): Layer.Layer<JobStore.JobStore, StoreError> =>
+  PgJobStore.layer({ url: b.url, schema, maxConnections: 3, connectTimeout: "5 seconds" })
+
+/** Runs `effect` with a store of its own (opened and closed around it). */
+const withStore = <A, E>(b: Bouncer, schema: string, effect: Effect.Effect<A, E, JobStore.JobStore>) =>
+  Effect.provide(effect, storeLayer(b, schema))
+
+/** An Echo handler that counts the runs of each job's `n`. */
+const counting = () => {
+  const runs = new Map<number, number>()
+  return { runs, handler: Task.handle(Echo, ({ n }) => Effect.sync(() => (runs.set(n, (runs.get(n) ?? 0) + 1), n * 2))) }
+}
+
+/** A job of another store instance, enqueued (tried again while the pooler is down) and awaited here. */
+const roundTrip = (b: Bouncer, schema: string, n: number) =>
+  Effect.gen(function*() {
+    const job = yield* withStore(b, schema, JobQueue.enqueue(Echo, { n })).pipe(
+      Effect.retry({ while: (error) => error instanceof StoreError, schedule: Schedule.spaced("200 millis"), times: 100 })
+    )
+    return yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("20 seconds"))
+  })
+
+if (!enabled || !installed) describe.skip("the Postgres store behind PgBouncer (WORKPOOL_PG_URL not set, or pgbouncer not installed)", () => {})
+else {
+  describe("the Postgres store behind PgBouncer in session mode", () => {
+    it.live("opens (the idle bound's startup parameter refused: opened without it), and another instance's jobs wake an idle consumer", () =>
+      Effect.gen(function*() {
+        const b = yield* bouncer({ poolMode: "session" })
+        const schema = freshSchema()
+        const { handler, runs } = counting()
+        const results = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [handler], concurrency: 2, poll: HOUR })
+          return yield* Effect.forEach([1, 2, 3, 4, 5], (n) => roundTrip(b, schema, n))
+        }).pipe(Effect.scoped, Effect.provide(storeLayer(b, schema)))
+        assert.deepStrictEqual(results, [2, 4, 6, 8, 10])
+        assert.deepStrictEqual([...runs.values()], [1, 1, 1, 1, 1])
+        assert.include(b.log(), "unsupported startup parameter: idle_in_transaction_session_timeout")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the pooler's KILL of the database, then PgBouncer killed -9 and started again: the consumer recovers, a typed StoreError while it is down, each job run once", () =>
+      Effect.gen(function*() {
+        const b = yield* bouncer({ poolMode: "session" })
+        const schema = freshSchema()
+        const { handler, runs } = counting()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [handler], concurrency: 2, poll: HOUR })
+          assert.strictEqual(yield* roundTrip(b, schema, 1), 2)
+          // every client and server connection of the database dropped at once
+          yield* Effect.promise(() => b.admin("KILL workpool"))
+          yield* Effect.promise(() => b.admin("RESUME workpool"))
+          assert.strictEqual(yield* roundTrip(b, schema, 2), 4)
+          yield* Effect.promise(() => b.kill9())
+          // down: a typed error, not a hang
+          const down = yield* Effect.flip(JobQueue.status("no-such-job"))
+          assert.instanceOf(down, StoreError)
+          yield* Effect.promise(() => b.start())
+          assert.strictEqual(yield* roundTrip(b, schema, 3), 6)
+          assert.strictEqual(yield* roundTrip(b, schema, 4), 8)
+        }).pipe(Effect.scoped, Effect.provide(storeLayer(b, schema)))
+        assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1], [3, 1], [4, 1]])
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+  })
+
+  describe("the Postgres store behind PgBouncer in transaction or statement mode", () => {
+    const refused = (options: BouncerOptions) =>
+      Effect.gen(function*() {
+        const b = yield* bouncer(options)
+        const error = yield* Effect.flip(withStore(b, freshSchema(), JobQueue.status("any")).pipe(Effect.timeout("30 seconds")))
+        assert.instanceOf(error, StoreError)
+        assert.strictEqual((error as StoreError).operation, "open")
+        assert.strictEqual((error as StoreError).reason, Postgres.TRANSACTION_POOLING)
+      }).pipe(Effect.scoped)
+
+    it.live("transaction mode: the open fails at once with a StoreError saying the sessions are not kept (it opened, and idle consumers never heard another process's jobs)", () =>
+      refused({ poolMode: "transaction" }), { timeout: 60_000 })
+
+    it.live("transaction mode with server_round_robin (FIFO) and a pool of one server connection: refused too", () =>
+      Effect.gen(function*() {
+        yield* refused({ poolMode: "transaction", settings: { server_round_robin: 1 } })
+        yield* refused({ poolMode: "transaction", settings: { default_pool_size: 1 } })
+      }), { timeout: 60_000 })
+
+    it.live("transaction mode while other clients are busy on the pool: refused", () =>
+      Effect.gen(function*() {
+        const b = yield* bouncer({ poolMode: "transaction", settings: { default_pool_size: 4 } })
+        const busy = yield* appClient(b.url, 4)
+        // clients taking and releasing server connections all along (pg_sleep in short transactions)
+        yield* Effect.forEach([0, 1, 2], () => busy`SELECT pg_sleep(0.005)`.unprepared.pipe(Effect.forever, Effect.forkScoped))
+        for (let i = 0; i < 5; i++) {
+          const error = yield* Effect.flip(withStore(b, freshSchema(), JobQueue.status("any")).pipe(Effect.timeout("30 seconds")))
+          assert.strictEqual((error as StoreError).reason, Postgres.TRANSACTION_POOLING)
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("statement mode: refused", () => refused({ poolMode: "statement" }), { timeout: 60_000 })
+
+    it.live("the application's own client through a transaction pooler (layerClient): refused the same", () =>
+      Effect.gen(function*() {
+        const b = yield* bouncer({ poolMode: "transaction" })
+        const client = yield* appClient(b.url, 2)
+        const error = yield* Effect.flip(Effect.scoped(Postgres.makeWith(client, yield* Postgres.clientOptions({ schema: freshSchema() }))))
+        assert.strictEqual(error.reason, Postgres.TRANSACTION_POOLING)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+}
