@@ -87,7 +87,8 @@ export const layer = (options: PgJobStoreOptions): Layer.Layer<Model.JobStore, S
  * or `PgClient.layerConfig`): its pool, its connection settings, its credentials. The tables are
  * created or migrated in `schema` (default `workpool`) when the layer is built, as with `layer`.
  * Wake-ups hold one more connection, opened with the client's settings, for `LISTEN`, so the
- * server must keep sessions (not PgBouncer in transaction mode).
+ * client must keep sessions: through PgBouncer in transaction or statement mode the layer fails at
+ * once with a `StoreError` saying so (use session pooling, or the server's own URL).
  *
  * @example
  * ```ts

@@ -10,7 +10,7 @@
  * Every consumer polls once an hour: only a NOTIFY can start a job within the test's time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
@@ -20,6 +20,7 @@ import * as Task from "../src/Task.ts"
 import { Echo } from "./durable/conformance.ts"
 import { appClient, enabled, freshSchema, url } from "./durable/postgres.ts"
 import { type Bouncer, type BouncerOptions, pgbouncerBinary, startBouncer } from "./durable/pgbouncer.ts"
+import { waitFor } from "./helpers.ts"
 
 const HOUR = "1 hour"
 
@@ -41,10 +42,21 @@ const storeLayer = (b: Bouncer, schema: string): Layer.Layer<JobStore.JobStore, 
 const withStore = <A, E>(b: Bouncer, schema: string, effect: Effect.Effect<A, E, JobStore.JobStore>) =>
   Effect.provide(effect, storeLayer(b, schema))
 
-/** An Echo handler that counts the runs of each job's `n`. */
+/** An Echo handler that counts the runs of each job's `n`; job 100 opens `started` and waits for `go`. */
 const counting = () => {
   const runs = new Map<number, number>()
-  return { runs, handler: Task.handle(Echo, ({ n }) => Effect.sync(() => (runs.set(n, (runs.get(n) ?? 0) + 1), n * 2))) }
+  const started = Deferred.makeUnsafe<void>()
+  const go = Deferred.makeUnsafe<void>()
+  const handler = Task.handle(Echo, ({ n }) =>
+    Effect.gen(function*() {
+      runs.set(n, (runs.get(n) ?? 0) + 1)
+      if (n === 100) {
+        yield* Deferred.succeed(started, undefined)
+        yield* Deferred.await(go)
+      }
+      return n * 2
+    }))
+  return { runs, handler, started, go }
 }
 
 /** A job of another store instance, enqueued (tried again while the pooler is down) and awaited here. */
@@ -73,11 +85,11 @@ else {
         assert.include(b.log(), "unsupported startup parameter: idle_in_transaction_session_timeout")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
-    it.live("the pooler's KILL of the database, then PgBouncer killed -9 and started again: the consumer recovers, a typed StoreError while it is down, each job run once", () =>
+    it.live("the pooler's KILL of the database, then PgBouncer killed -9 (a job running) and started again: the consumer recovers, a typed StoreError while it is down, each job run once, the running one settled", () =>
       Effect.gen(function*() {
         const b = yield* bouncer({ poolMode: "session" })
         const schema = freshSchema()
-        const { handler, runs } = counting()
+        const { go, handler, runs, started } = counting()
         yield* Effect.gen(function*() {
           yield* JobQueue.consume({ handlers: [handler], concurrency: 2, poll: HOUR })
           assert.strictEqual(yield* roundTrip(b, schema, 1), 2)
@@ -85,16 +97,48 @@ else {
           yield* Effect.promise(() => b.admin("KILL workpool"))
           yield* Effect.promise(() => b.admin("RESUME workpool"))
           assert.strictEqual(yield* roundTrip(b, schema, 2), 4)
+          const running = yield* JobQueue.enqueue(Echo, { n: 100 })
+          yield* Deferred.await(started)
           yield* Effect.promise(() => b.kill9())
           // down: a typed error, not a hang
           const down = yield* Effect.flip(JobQueue.status("no-such-job"))
           assert.instanceOf(down, StoreError)
           yield* Effect.promise(() => b.start())
+          yield* Deferred.succeed(go, undefined)
+          assert.strictEqual(yield* JobQueue.await(Echo, running.id).pipe(Effect.timeout("20 seconds")), 200)
           assert.strictEqual(yield* roundTrip(b, schema, 3), 6)
           assert.strictEqual(yield* roundTrip(b, schema, 4), 8)
         }).pipe(Effect.scoped, Effect.provide(storeLayer(b, schema)))
-        assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1], [3, 1], [4, 1]])
+        assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [100, 1], [2, 1], [3, 1], [4, 1]])
       }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a store opened while the pooler is PAUSEd waits (what PAUSE is for) and opens once it is RESUMEd; server_lifetime and RECONNECT leave a live store's sessions alone", () =>
+      Effect.gen(function*() {
+        const b = yield* bouncer({ poolMode: "session", settings: { server_lifetime: 1 } })
+        const schema = freshSchema()
+        yield* withStore(b, schema, JobQueue.status("none")).pipe(Effect.ignore)
+        yield* Effect.promise(() => b.admin("PAUSE workpool"))
+        const opening = yield* withStore(b, schema, Effect.flip(JobQueue.status("none"))).pipe(Effect.forkScoped)
+        // SHOW POOLS' cl_waiting (its fourth column): the open's first statement held by the pause
+        yield* waitFor(
+          Effect.map(Effect.promise(() => b.admin("SHOW POOLS")), (rows) => rows.split("\n").some((row) => row.startsWith("workpool|") && Number(row.split("|")[3]) > 0)),
+          "the open's statement waiting in the paused pool"
+        )
+        yield* Effect.promise(() => b.admin("RESUME workpool"))
+        const error = yield* Fiber.join(opening).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(error._tag, "JobNotFound")
+        const { handler, runs } = counting()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
+          assert.strictEqual(yield* roundTrip(b, schema, 1), 2)
+          // past server_lifetime, then RECONNECT: both apply to a server connection once released,
+          // which a session's never is while its client is connected
+          yield* Effect.sleep("1500 millis")
+          yield* Effect.promise(() => b.admin("RECONNECT workpool"))
+          assert.strictEqual(yield* roundTrip(b, schema, 2), 4)
+        }).pipe(Effect.scoped, Effect.provide(storeLayer(b, schema)))
+        assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 
   describe("the Postgres store behind PgBouncer in transaction or statement mode", () => {
