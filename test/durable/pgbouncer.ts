@@ -11,6 +11,7 @@ import { createServer, connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
+import { binaries } from "./pgserver.ts"
 
 const exec = promisify(execFile)
 
@@ -132,7 +133,9 @@ export const startBouncer = async (serverUrl: string, options: BouncerOptions): 
     child = undefined
   }
   await start()
-  const psql = join(process.env.WORKPOOL_PG_BIN ?? "/usr/lib/postgresql/15/bin", "psql")
+  // the admin console through psql, from the server's binaries (PgBouncer speaks the protocol, but
+  // its console takes simple queries only)
+  const psql = join(binaries() ?? "/usr/bin", "psql")
   return {
     url: `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${encodeURIComponent(database)}`,
     port,

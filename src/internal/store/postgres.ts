@@ -685,26 +685,33 @@ const destroySession = (session: PgConnection.PgConnection) => {
 export const TRANSACTION_POOLING =
   "the client's sessions are not kept from one statement to the next: a pooler in transaction or statement mode is between (PgBouncer's pool_mode = transaction, Supabase's port 6543, Neon's -pooler host, Heroku's connection pooling). The store needs sessions of its own (its listener holds a LISTEN; the driver prepares statements): give it a URL of session pooling, or of the server itself"
 
+/** Rounds of `sessionsKept`'s look: each finds a transaction pooler mostly, together all but surely. */
+const SESSION_PROBES = 4
+
 /**
  * Whether the client's connections keep their server sessions: a session of its own reads its
- * backend's pid twice, a statement on the client reads one, then the session again. Through a
- * pooler in session mode (or none) the session's pid is its own for as long as it is open: the same
- * each time, and not the client's. In transaction mode the session's server connection goes back to
- * the pooler after each statement: PgBouncer hands the most recently released one out first (LIFO),
- * so the client's statement gets the session's (or, when another client took it meanwhile, the
- * session gets another); with `server_round_robin` (FIFO) the session's second statement gets
- * another, or, with one server connection only, the client gets the session's. Unprepared: a
- * prepared statement would fail through such a pooler before it is seen.
+ * backend's pid, then, `SESSION_PROBES` times, a statement on the client reads one and the session
+ * reads its own twice. Through a pooler in session mode (or none) the session's pid is its own for
+ * as long as it is open: the same each time, and never the client's. In transaction mode its server
+ * connection goes back to the pooler after each statement: PgBouncer hands the most recently
+ * released one out first, so the client's statement mostly gets the session's, or the session gets
+ * another; with `server_round_robin` (the oldest first) the session's next statement gets another.
+ * Other clients busy on the pooler can make one round miss (one in ten, with eight of them busy):
+ * hence the rounds. Unprepared: a prepared statement would fail through such a pooler before the
+ * pooler is seen. (A NOTIFY to a LISTEN of the session's, which no transaction pooler delivers,
+ * would be a surer test, but it reaches whichever client holds that server connection then: an
+ * application's client of the same pooler, whose driver need not expect it.)
  */
 const sessionsKept = (sql: PgClient.PgClient) =>
   Effect.scoped(Effect.gen(function*() {
     const session = yield* PgConnection.make({ ...sql.config, multiplex: false })
     const pid = Effect.map(session.query("SELECT pg_backend_pid() AS pid", [], false), (result) => String(result.rows[0]?.pid))
-    const first = yield* pid
-    const second = yield* pid
-    const [client] = yield* sql<{ pid: unknown }>`SELECT pg_backend_pid() AS pid`.unprepared
-    const last = yield* pid
-    return first === second && second === last && String(client?.pid) !== first
+    const own = yield* pid
+    for (let round = 0; round < SESSION_PROBES; round++) {
+      const [client] = yield* sql<{ pid: unknown }>`SELECT pg_backend_pid() AS pid`.unprepared
+      if (String(client?.pid) === own || (yield* pid) !== own || (yield* pid) !== own) return false
+    }
+    return true
   }))
 
 /**
@@ -1022,8 +1029,9 @@ export const makeWith = (
     const read = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
       run(operation, statement(operation, effect), READ_BOUND, 0)
 
-    // --- open: sessions kept (not a pooler in transaction mode), then the migrations, one starter at a time
-    if (!(yield* op("open", sessionsKept(sql)))) yield* op("open", Effect.fail(new Error(TRANSACTION_POOLING)))
+    // --- open: sessions kept (not a pooler in transaction mode), then the migrations, one starter at a
+    // time. Failures of the open are the migration's, as they were before this look came first
+    if (!(yield* op("migrate", sessionsKept(sql)))) yield* op("migrate", Effect.fail(new Error(TRANSACTION_POOLING)))
     // Postgres checks the right to create before it looks whether the object exists: CREATE ... IF
     // NOT EXISTS at every open kept a role that may only use the tables (made by their owner) out
     // for good. A schema at this version is read, not created; one to migrate is created only if missing
