@@ -686,7 +686,7 @@ export const TRANSACTION_POOLING =
   "the client's sessions are not kept from one statement to the next: a pooler in transaction or statement mode is between (PgBouncer's pool_mode = transaction, Supabase's port 6543, Neon's -pooler host, Heroku's connection pooling). The store needs sessions of its own (its listener holds a LISTEN; the driver prepares statements): give it a URL of session pooling, or of the server itself"
 
 /** Rounds of `sessionsKept`'s look: each finds a transaction pooler mostly, together all but surely. */
-const SESSION_PROBES = 4
+const SESSION_PROBES = 6
 
 /**
  * Whether the client's connections keep their server sessions: a session of its own reads its
