@@ -1,9 +1,11 @@
 /**
  * Hostile tests of the Postgres store behind a real PgBouncer (Debian's, 1.18; started per test by
  * test/durable/pgbouncer.ts in front of WORKPOOL_PG_URL's server). Session pooling: the store opens
- * (PgBouncer refuses the idle bound's startup parameter: the fallback), another instance's job wakes
- * an idle consumer (LISTEN), and the consumer recovers from the pooler's KILL of the database and
- * from PgBouncer killed -9 and restarted, each job run once, a typed StoreError while it is down.
+ * (PgBouncer refuses the idle bound's startup parameter, or drops it with ignore_startup_parameters),
+ * its transactions of several statements run, another instance's job wakes an idle consumer
+ * (LISTEN), the consumer recovers from the pooler's KILL of the database and from PgBouncer killed
+ * -9 (a job running) and restarted, each job run once, a typed StoreError while it is down; an open
+ * during PAUSE waits for RESUME; server_lifetime and RECONNECT leave live sessions alone.
  * Transaction and statement pooling: the store's open fails at once with a StoreError saying so
  * (before this check it opened, and its idle consumers never heard another process's jobs: the
  * NOTIFY reached a server connection no client was linked to, which PgBouncer dropped).
@@ -71,9 +73,12 @@ const roundTrip = (b: Bouncer, schema: string, n: number) =>
 if (!enabled || !installed) describe.skip("the Postgres store behind PgBouncer (WORKPOOL_PG_URL not set, or pgbouncer not installed)", () => {})
 else {
   describe("the Postgres store behind PgBouncer in session mode", () => {
-    it.live("opens (the idle bound's startup parameter refused: opened without it), and another instance's jobs wake an idle consumer", () =>
+    it.live.each(["refused", "ignored"] as const)("opens (the idle bound's startup parameter %s: opened without it, its transactions setting it), and another instance's jobs wake an idle consumer", (parameter) =>
       Effect.gen(function*() {
-        const b = yield* bouncer({ poolMode: "session" })
+        const b = yield* bouncer({
+          poolMode: "session",
+          settings: parameter === "ignored" ? { ignore_startup_parameters: "idle_in_transaction_session_timeout" } : {}
+        })
         const schema = freshSchema()
         const { handler, runs } = counting()
         const results = yield* Effect.gen(function*() {
@@ -87,7 +92,8 @@ else {
         }).pipe(Effect.scoped, Effect.provide(storeLayer(b, schema)))
         assert.deepStrictEqual(results, [2, 4, 6, 8, 10, 12, 14])
         assert.deepStrictEqual([...runs.values()].sort(), [1, 1, 1, 1, 1, 1, 1])
-        assert.include(b.log(), "unsupported startup parameter: idle_in_transaction_session_timeout")
+        const refusals = b.log().includes("unsupported startup parameter: idle_in_transaction_session_timeout")
+        assert.strictEqual(refusals, parameter === "refused")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("the pooler's KILL of the database, then PgBouncer killed -9 (a job running) and started again: the consumer recovers, a typed StoreError while it is down, each job run once, the running one settled", () =>
