@@ -7,11 +7,11 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { createServer, connect } from "node:net"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { binaries } from "./pgserver.ts"
+import { binaries, freePort } from "./pgserver.ts"
 
 const exec = promisify(execFile)
 
@@ -20,16 +20,6 @@ export const pgbouncerBinary = (): string | undefined => {
   const bin = process.env.WORKPOOL_PGBOUNCER_BIN ?? "/usr/sbin/pgbouncer"
   return existsSync(bin) ? bin : undefined
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 const accepts = (port: number) =>
   new Promise<boolean>((resolve) => {

@@ -21,7 +21,8 @@ export const binaries = (): string | undefined => {
   return versions.length === 0 ? undefined : join(root, versions[0]!, "bin")
 }
 
-const freePort = () =>
+/** A free loopback port (for a moment: another process may take it before its user binds it). */
+export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const server = createServer()
     server.once("error", reject)
