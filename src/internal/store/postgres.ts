@@ -882,9 +882,9 @@ const noSuchId = (id: string): boolean => id.includes("\u0000")
 /**
  * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
  * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
- * mode, refused at open (`sessionsKept`). `ownClient`: the client is the one `make` opened, whose sessions start with the store's
- * idle bound (`IDLE_IN_TRANSACTION`), so its transactions need not set it (checked at open: a
- * pooler may drop the parameter).
+ * mode, refused at open (`sessionsKept`). `ownClient`: the client is the one `make` opened, whose
+ * sessions start with the store's idle bound (`IDLE_IN_TRANSACTION`), so its transactions need not
+ * set it (checked at open: a pooler may drop the parameter).
  */
 export const makeWith = (
   sql: PgClient.PgClient,
