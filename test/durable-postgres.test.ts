@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
-import { admin, backToVersion6, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url } from "./durable/postgres.ts"
+import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -76,7 +76,7 @@ else {
         const versions = yield* Effect.promise(() =>
           admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`)
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["8"])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -117,7 +117,7 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
         const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
-        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["8"])
       }), { timeout: 60_000 })
 
     it.live("a version-6 schema with jobs that ended is migrated to version 7 in place: the jobs that ended before are in no latencies read, those after are", () =>
@@ -151,8 +151,76 @@ else {
             ])
           )
         )
-        assert.deepStrictEqual(versions.map((row) => row.value), ["7"])
+        assert.deepStrictEqual(versions.map((row) => row.value), ["8"])
         assert.deepStrictEqual(indexes.map((row) => row.indexname), ["wp_job_settled"])
+      }), { timeout: 60_000 })
+
+    // the counts read each state from an index of the queue (durable-scale-hostile checks the plan):
+    // here that they are exactly those of a plain GROUP BY over the table, for two queues of every
+    // state, delayed beside waiting at now, three priorities, one queue paused with aging
+    it.live("a version-7 schema with jobs of every state is migrated to version 8 in place (the counts' index), and its counts are those of a read of the whole table", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const stats = (queue: string) => Effect.provide(JobQueue.stats(queue), layer(schema)).pipe(Effect.timeout("30 seconds"))
+        yield* stats("a")
+        yield* backToVersion7(S)
+        const now = Date.now()
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.forEach([
+              `INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at,
+                visible_at, finished_at, lease_token, lease_until, settled_xid)
+                SELECT 'job-' || i, (ARRAY['a', 'b'])[1 + i % 2], 'Echo', '{}', (ARRAY[0, 1, 5])[1 + i % 3], 0,
+                  (ARRAY['queued', 'running', 'succeeded', 'dead', 'cancelled', 'queued', 'queued'])[1 + i % 7], 1, 0, ${now} - 5000,
+                  ${now} + CASE WHEN i % 11 < 4 THEN 3600000 ELSE -1000 END, CASE WHEN i % 7 IN (2, 3, 4) THEN ${now} END,
+                  CASE WHEN i % 7 = 1 THEN 'token-' || i END, CASE WHEN i % 7 = 1 THEN ${now} + 60000 END,
+                  CASE WHEN i % 7 IN (2, 3) THEN i END
+                FROM generate_series(1, 1000) i`,
+              `INSERT INTO ${S}.wp_queue (name, paused, aging_ms) VALUES ('a', true, 250) ON CONFLICT (name) DO UPDATE SET paused = true, aging_ms = 250`
+            ], (statement) => sql.unsafe(statement).raw, { discard: true })
+          )
+        )
+        const [a, b] = [yield* stats("a"), yield* stats("b")]
+        const [truth, versions, indexes] = yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.all([
+              sql.unsafe<{ queue: string; kind: string; priority: number | null; n: number }>(
+                `SELECT queue, CASE WHEN state = 'queued' AND visible_at > ${now} THEN 'delayed' WHEN state = 'queued' THEN 'waiting' ELSE state END AS kind,
+                  CASE WHEN state = 'queued' THEN priority END AS priority, COUNT(*)::int AS n FROM ${S}.wp_job GROUP BY 1, 2, 3`
+              ),
+              sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`,
+              sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE schemaname = ${schema} AND indexname = 'wp_job_counted'`
+            ])
+          )
+        )
+        const expected = (queue: string, paused: boolean, aging: number) => {
+          const rows = truth.filter((row) => row.queue === queue)
+          const count = (kind: string) => rows.filter((row) => row.kind === kind).reduce((sum, row) => sum + row.n, 0)
+          const priorities = [5, 1, 0].map((priority) => ({
+            priority,
+            count: rows.filter((row) => row.priority === priority).reduce((sum, row) => sum + row.n, 0)
+          }))
+          return {
+            queue,
+            paused,
+            aging,
+            waiting: count("waiting"),
+            delayed: count("delayed"),
+            running: count("running"),
+            succeeded: count("succeeded"),
+            dead: count("dead"),
+            cancelled: count("cancelled"),
+            queuedByPriority: priorities,
+            rateLimit: undefined
+          }
+        }
+        assert.deepStrictEqual(a, expected("a", true, 250))
+        assert.deepStrictEqual(b, expected("b", false, 0))
+        // every state there, in both queues
+        for (const counts of [a, b]) assert.isTrue([counts.waiting, counts.delayed, counts.running, counts.succeeded, counts.dead, counts.cancelled].every((n) => n > 0))
+        assert.deepStrictEqual(versions.map((row) => row.value), ["8"])
+        assert.deepStrictEqual(indexes.map((row) => row.indexname), ["wp_job_counted"])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>

@@ -3,7 +3,7 @@
  * `git archive` into a temporary directory, run as child processes through
  * fixtures/durable-upgrade-side.ts) beside this version's store on the same Postgres schema or
  * SQLite file, while this version opens it and migrates it. Each old tree is the last commit of a
- * schema version: Postgres 1 (ac126d5^) and 6 (e124dca^, the last before the current 7), SQLite 1
+ * schema version: Postgres 1 (ac126d5^), 6 (e124dca^) and 7 (71d9fd7, the last before the current 8), SQLite 1
  * (979309b^), 5 (099cef9^) and 6 (5fc1163^, the last before the current 7). Every job has maxAttempts 1 and must run exactly once,
  * whichever side enqueued it and whichever claimed it, and each side reads the other's results.
  */
@@ -35,7 +35,7 @@ const hasCommit = (commit: string) => {
     return false
   }
 }
-const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", sqlite1: "979309b^", sqlite5: "099cef9^", sqlite6: "5fc1163^", redisBareIds: "ae50b32^" }
+const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", pg7: "71d9fd7", sqlite1: "979309b^", sqlite5: "099cef9^", sqlite6: "5fc1163^", redisBareIds: "ae50b32^" }
 const historic = Object.values(COMMITS).every(hasCommit)
 if (!historic) console.warn("the clone lacks the old commits (shallow?): the rolling-upgrade tests are skipped")
 
@@ -262,7 +262,7 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
   const url = pg.url!
   const onSchema = (schema: string) => () => PgJobStore.layer({ url, schema, maxConnections: 3 })
 
-  it("a version-6 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+  it("a version-6 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
@@ -272,7 +272,14 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
     await crossCancel(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
 
-  it("a version-1 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+  // version 8 adds the counts' index (built while the migration holds wp_job): a version-7
+  // process's claims, settles and cancels go on beside it and write to it after
+  it("a version-7 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
+    const schema = pg.freshSchema()
+    await rolling(COMMITS.pg7, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
+  }, 120_000)
+
+  it("a version-1 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg1, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
@@ -303,7 +310,7 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
     })))
     assert.isTrue(Exit.isSuccess(exit), String(exit))
     const version = await pg.admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta WHERE key = 'schema_version'`)
-    assert.strictEqual(version[0]?.value, "7")
+    assert.strictEqual(version[0]?.value, "8")
   }, 120_000)
 })
 

@@ -103,14 +103,21 @@ export const listenBackends = (channel: string) =>
     )
   )
 
-/** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it. */
+/** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
+  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
+
+/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
+export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`])
+
+const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>
     admin((sql) =>
-      Effect.forEach([
-        `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`,
-        `UPDATE ${S}.wp_meta SET value = '6' WHERE key = 'schema_version'`
-      ], (statement) => sql.unsafe(statement).raw, { discard: true })
+      Effect.forEach(
+        [...statements, `UPDATE ${S}.wp_meta SET value = '${version}' WHERE key = 'schema_version'`],
+        (statement) => sql.unsafe(statement).raw,
+        { discard: true }
+      )
     )
   )
 

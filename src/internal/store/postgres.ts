@@ -148,7 +148,11 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // driver cannot read an xid8 column (in every `SELECT *`), and a 64-bit id fits
   (s) =>
     `ALTER TABLE ${s}.wp_job ADD COLUMN settled_xid bigint;
-  CREATE INDEX wp_job_settled ON ${s}.wp_job (queue, settled_xid) WHERE state IN ('succeeded', 'dead');`
+  CREATE INDEX wp_job_settled ON ${s}.wp_job (queue, settled_xid) WHERE state IN ('succeeded', 'dead');`,
+  // 8: a queue's running, dead and cancelled jobs, for its counts (see `countsStatement`): the other
+  // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
+  // claimed, dies or is cancelled, not when it is enqueued or succeeds
+  (s) => `CREATE INDEX wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -529,22 +533,50 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
     ) SELECT COUNT(*) AS n FROM gone`
 
 /**
- * A queue's jobs by state (delayed apart from waiting at `now`), its queued jobs by priority, and
- * its settings. Exported for the test of its plan: no index has a queue's jobs of every state, so
- * it reads the whole table, every queue's jobs (see durable-scale-hostile).
+ * A queue's jobs by state, each from an index that holds the queue's jobs of that state (no read of
+ * the whole table, every queue's jobs: the plan test in durable-scale-hostile): its queued jobs by
+ * priority, delayed apart from waiting at `now` (`wp_job_ready`), its running, dead and cancelled
+ * ones (`wp_job_counted`), its succeeded and dead ones together (`wp_job_settled`: `settled` less
+ * `dead` is `succeeded`, one statement's snapshot for both), and its settings. See `countsOf`.
  */
 export const countsStatement = (sql: PgClient.PgClient, S: Fragment, queue: string, now: number | Fragment) =>
   sql<{ kind: string; priority: number | null; n: bigint }>`
-    SELECT CASE WHEN state = 'queued' AND visible_at > ${now} THEN 'delayed'
-                WHEN state = 'queued' THEN 'waiting' ELSE state END AS kind,
-           NULL::double precision AS priority, COUNT(*) AS n
-      FROM ${S}.wp_job WHERE queue = ${queue} GROUP BY kind
+    SELECT CASE WHEN visible_at > ${now} THEN 'delayed' ELSE 'waiting' END AS kind, priority, COUNT(*) AS n
+      FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued' GROUP BY 1, 2
     UNION ALL
-    SELECT 'priority', priority, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued' GROUP BY priority
+    SELECT state, NULL, COUNT(*) FROM ${S}.wp_job
+      WHERE queue = ${queue} AND state IN ('running', 'dead', 'cancelled') GROUP BY state
+    UNION ALL
+    SELECT 'settled', NULL, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state IN ('succeeded', 'dead')
     UNION ALL
     SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused
     UNION ALL
     SELECT 'aging', aging_ms, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND aging_ms > 0`
+
+/** The counts of `queue` from the rows of its `countsStatement`. */
+const countsOf = (
+  queue: string,
+  rows: ReadonlyArray<{ kind: string; priority: number | null; n: bigint | number | string }>
+): Omit<QueueCounts, "rateLimit"> => {
+  const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+  const byPriority = new Map<number, number>()
+  let settled = 0
+  let paused = false
+  let aging = 0
+  for (const row of rows) {
+    const n = Number(row.n)
+    if (row.kind === "waiting" || row.kind === "delayed") {
+      tally[row.kind] += n
+      byPriority.set(row.priority!, (byPriority.get(row.priority!) ?? 0) + n)
+    } else if (row.kind === "settled") settled = n
+    else if (row.kind === "paused") paused = true
+    else if (row.kind === "aging") aging = Number(row.priority)
+    else if (row.kind in tally) tally[row.kind as keyof typeof tally] += n
+  }
+  tally.succeeded = settled - tally.dead
+  const queuedByPriority = Array.from(byPriority, ([priority, count]) => ({ priority, count })).sort((a, b) => b.priority - a.priority)
+  return { queue, paused, aging, ...tally, queuedByPriority }
+}
 
 /**
  * A queue's channel: a prefix and the first hex digits of the SHA-256 of `<schema>.<queue>`
@@ -1578,19 +1610,7 @@ export const makeWith = (
         "stats",
         Effect.map(
           countsStatement(sql, S, queue, now),
-          (rows): Omit<QueueCounts, "rateLimit"> => {
-            const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
-            const byPriority: Array<{ priority: number; count: number }> = []
-            let paused = false
-            let aging = 0
-            for (const row of rows) {
-              if (row.kind === "priority") byPriority.push({ priority: row.priority!, count: Number(row.n) })
-              else if (row.kind === "paused") paused = true
-              else if (row.kind === "aging") aging = Number(row.priority)
-              else if (row.kind in tally) tally[row.kind as keyof typeof tally] += Number(row.n)
-            }
-            return { queue, paused, aging, ...tally, queuedByPriority: byPriority.sort((a, b) => b.priority - a.priority) }
-          }
+          (rows) => countsOf(queue, rows)
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {
             // the claims still in the window (their times follow their order): an index range, not the log
