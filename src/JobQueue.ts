@@ -797,13 +797,9 @@ export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | St
       Effect.flatMap(store.cancel(id), (result) =>
         result === "missing" ? Effect.fail(new JobNotFound({ id })) : Effect.succeed(result))))
 
-/** How many waiting jobs `list` reads to tell queued ones from delayed ones, which a store keeps alike. */
-const SPLIT_LIMIT = 100_000
-
 /**
- * Jobs, oldest first, by queue and state: at most `limit` (default 100, at most 100,000). A filter
- * on `queued` or `delayed` without the other reads the oldest 100,000 waiting jobs (the stores keep
- * both as one state) and tells them apart by time.
+ * Jobs, oldest first, by queue and state: at most `limit` (default 100, at most 100,000) of those
+ * in the states asked for. `queued` jobs are visible now, `delayed` ones later, by the store's time.
  *
  * @example
  * ```ts
@@ -836,14 +832,18 @@ export const list = (
       }
     })
     const store = yield* JobStore
-    const stored = checked.states?.map((state): State => state === "delayed" ? "queued" : state)
-    // delayed and queued share a stored state: asked for one without the other, fetch further and
-    // tell them apart by time; any other filter is the store's own, ordered and limited
-    const split = checked.states !== undefined && checked.states.includes("queued") !== checked.states.includes("delayed")
-    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: split ? SPLIT_LIMIT : checked.limit })
+    const states = checked.states
+    const stored = states === undefined ? undefined : [...new Set(states.map((state): State => state === "delayed" ? "queued" : state))]
+    // delayed and queued share a stored state: asked for one without the other, the store tells
+    // them apart by its time before it limits (after, the oldest waiting jobs hid every other)
+    const waiting = states === undefined || states.includes("queued") === states.includes("delayed")
+      ? undefined
+      : states.includes("delayed") ? "delayed" as const : "ready" as const
+    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: checked.limit, waiting })
     const now = yield* store.now
-    const infos = rows.map((row) => toInfo(row, now))
-    return checked.states === undefined ? infos : infos.filter((info) => checked.states!.includes(info.state)).slice(0, checked.limit)
+    // a delayed job whose time came since the store's look is queued now: the state asked for is
+    // the one shown, so a job of another is left out
+    return rows.map((row) => toInfo(row, now)).filter((info) => states === undefined || states.includes(info.state))
   })
 
 /**

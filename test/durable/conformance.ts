@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import { decodeTrace, type NewJob, type Store } from "../../src/internal/store/model.ts"
+import { decodeTrace, type NewJob, type State, type Store } from "../../src/internal/store/model.ts"
 import { InvalidJobOptions, type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
@@ -1144,6 +1144,26 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.stats("default")).delayed, 1)
         yield* tick(2000)
         assert.strictEqual(yield* job.await, 3)
+      })))
+
+    it.effect("3. the store tells delayed from queued jobs before its limit (after it, a delayed job past the limit's queued ones was never listed)", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const first = yield* JobQueue.enqueueAll(Echo, [1, 2, 3].map((n) => ({ payload: { n } })))
+        const delayed = yield* JobQueue.enqueue(Echo, { n: 4 }, { delay: "1 minute" })
+        const last = yield* JobQueue.enqueue(Echo, { n: 5 })
+        const list = (waiting: "ready" | "delayed", limit: number, states: ReadonlyArray<State> = ["queued"]) =>
+          Effect.map(store.list({ queue: "default", states, limit, waiting }), (rows) => rows.map((row) => row.id))
+        assert.deepStrictEqual(yield* list("delayed", 1), [delayed.id])
+        assert.deepStrictEqual(yield* list("ready", 4), [...first.map((job) => job.id), last.id])
+        // with another state asked for, the filter is of the queued jobs alone
+        assert.strictEqual(yield* JobQueue.cancel(first[0]!.id), "cancelled")
+        assert.deepStrictEqual(yield* list("delayed", 2, ["queued", "cancelled"]), [first[0]!.id, delayed.id])
+        assert.deepStrictEqual((yield* JobQueue.list({ state: ["delayed", "cancelled"], limit: 2 })).map((job) => job.id), [first[0]!.id, delayed.id])
+        assert.deepStrictEqual((yield* JobQueue.list({ state: "queued", limit: 1 })).map((job) => job.id), [first[1]!.id])
+        yield* tick(60_000, 1000)
+        assert.deepStrictEqual(yield* list("delayed", 1), [])
+        assert.deepStrictEqual((yield* JobQueue.list({ state: "queued", limit: 10 })).map((job) => job.id), [first[1]!.id, first[2]!.id, delayed.id, last.id])
       })))
 
     describe("3. an idle consumer wakes at a delayed job's time, not at its next poll", () => {

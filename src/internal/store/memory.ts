@@ -14,6 +14,7 @@ import {
   FINAL_STATES,
   type Heartbeat,
   type JobRow,
+  type ListFilter,
   cursorTime,
   type Latencies,
   type Latency,
@@ -28,6 +29,7 @@ import {
   type Settlement,
   type State,
   type Store,
+  waitingAs,
   windowAllows,
   withId
 } from "./model.ts"
@@ -187,13 +189,15 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return soonest === Infinity ? out : changedIn(soonest, out)
     })
 
-  const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
+  const list = (filter: ListFilter) =>
     Effect.sync(() => {
       const out: Array<JobRow> = []
+      const now = time()
       for (const row of rows.values()) {
         if (out.length >= filter.limit) break
         if (filter.queue !== undefined && row.job.queue !== filter.queue) continue
         if (filter.states !== undefined && !filter.states.includes(row.job.state)) continue
+        if (!waitingAs(row.job, filter.waiting, now)) continue
         out.push(row.job)
       }
       return out

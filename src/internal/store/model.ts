@@ -193,7 +193,22 @@ export interface ListFilter {
   readonly queue: string | undefined
   readonly states: ReadonlyArray<State> | undefined
   readonly limit: number
+  /**
+   * Of the `queued` jobs, only those visible at the store's now (`ready`) or later (`delayed`);
+   * none: both. The store filters before the limit: told apart after it, a list of delayed jobs
+   * missed every one past the oldest queued ones it read.
+   */
+  readonly waiting?: "ready" | "delayed" | undefined
 }
+
+/**
+ * Whether a job is of the half of the queued ones `waiting` asks for at `now` (see
+ * `ListFilter.waiting`), as the SQL stores' lists say it: a job visible at or before its creation
+ * was never delayed (it only looks so to a now read before it was created).
+ */
+export const waitingAs = (job: JobRow, waiting: ListFilter["waiting"], now: number): boolean =>
+  waiting === undefined || job.state !== "queued" ||
+  (waiting === "delayed" ? job.visibleAt > now && job.visibleAt > job.createdAt : job.visibleAt <= now)
 
 /** How long the last attempt of a job that ended waited and ran (ms of store time). */
 export interface Latency {

@@ -1477,10 +1477,22 @@ export const makeWith = (
           rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress })
       )
 
+    /** The queued jobs of `ListFilter.waiting` (see `waitingAs`, which says it for the memory store). */
+    const waitingSql = (waiting: "ready" | "delayed"): Fragment =>
+      waiting === "delayed" ? sql`visible_at > ${NOW()} AND visible_at > created_at` : sql`visible_at <= ${NOW()}`
+
     const list = (filter: ListFilter) => {
       const where: Array<Fragment> = []
       if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
-      if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
+      const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
+      if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
+        // spelled out, not as one state of many: the planner then serves it by an index
+        // (wp_job_delayed's predicate, wp_job_ready)
+        where.push(sql`state = 'queued'`, waiting)
+      } else {
+        if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
+        if (waiting !== undefined) where.push(sql`(state <> 'queued' OR (${waiting}))`)
+      }
       return read(
         "list",
         Effect.map(

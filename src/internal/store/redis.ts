@@ -729,13 +729,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return state === null || state === undefined ? undefined : { state: state as State, progress: progress ?? null }
       })
 
-    /** A queue's jobs of `states` (none: every state), oldest first, at most `limit`: a script per `LIST_BUDGET` jobs looked at. */
-    const listQueue = (queue: string, states: ReadonlyArray<string>, limit: number) =>
+    /** A queue's jobs of the filter's states (none: every state), oldest first, at most `limit`: a script per `LIST_BUDGET` jobs looked at. */
+    const listQueue = (queue: string, filter: ListFilter) =>
       Effect.gen(function*() {
         const rows: Array<JobRow & { readonly seq: number }> = []
+        const limit = filter.limit
         let after = "-inf"
         while (rows.length < limit) {
-          const [flats, last] = yield* run("list", queue, String(limit - rows.length), after, String(LIST_BUDGET), ...states)
+          const [flats, last] = yield* run(
+            "list",
+            queue,
+            String(limit - rows.length),
+            after,
+            String(LIST_BUDGET),
+            NOW(),
+            filter.waiting ?? "",
+            ...filter.states ?? []
+          )
           for (const flat of flats) rows.push(toRow(queue, flat))
           if (last === "") break
           after = `(${last}`
@@ -750,7 +760,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // no state asked for: none listed (the script reads an empty list as every state)
           if (filter.states !== undefined && filter.states.length === 0) return []
           const names = filter.queue === undefined ? yield* queues : [filter.queue]
-          const rows = yield* Effect.forEach(names, (queue) => listQueue(queue, filter.states ?? [], filter.limit))
+          const rows = yield* Effect.forEach(names, (queue) => listQueue(queue, filter))
           return rows.flat()
             .sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq)
             .slice(0, filter.limit)

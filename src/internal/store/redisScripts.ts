@@ -806,25 +806,36 @@ return {now, out}
 `
 
 /**
- * ARGV: limit, after (a `B:all` score bound: "-inf", or "(<seq>"), budget, states... (none for
- * every state) → {HGETALL of each, oldest first; the seq of the last job looked at, or "" when no
- * job is left after it}. Looks at no more than `budget` jobs: a script runs alone on its server,
+ * ARGV: limit, after (a `B:all` score bound: "-inf", or "(<seq>"), budget, now, waiting ("", or of
+ * the queued jobs only the "ready" or the "delayed" ones, see `ListFilter.waiting`), states... (none
+ * for every state) → {HGETALL of each, oldest first; the seq of the last job looked at, or "" when
+ * no job is left after it}. Looks at no more than `budget` jobs: a script runs alone on its server,
  * and one that walked a queue of 100,000 queued jobs for its dead ones (the dashboard's every sample)
  * held the whole server 0.5-1 s, and past 5 s its other clients were answered BUSY.
  */
 export const LIST: string = `${PRELUDE}
 local limit = tonumber(ARGV[1])
 local budget = tonumber(ARGV[3])
+local now = clock(ARGV[4])
+local waiting = ARGV[5]
 local wanted = {}
-local any = #ARGV < 4
-for i = 4, #ARGV do wanted[ARGV[i]] = true end
+local any = #ARGV < 6
+for i = 6, #ARGV do wanted[ARGV[i]] = true end
+-- a job visible at or before its creation was never delayed (as the SQL stores say it)
+local function waits(id)
+  local f = redis.call("HMGET", jobKey(id), "visible", "created")
+  local visible = tonumber(f[1])
+  if waiting == "delayed" then return visible > now and visible > tonumber(f[2]) end
+  return visible <= now
+end
 local out = {}
 local ids = redis.call("ZRANGEBYSCORE", B .. ":all", ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, budget)
 local last = ""
 for i = 1, #ids, 2 do
   local id = ids[i]
   last = ids[i + 1]
-  if any or wanted[redis.call("HGET", jobKey(id), "state")] then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
+  local state = redis.call("HGET", jobKey(id), "state")
+  if (any or wanted[state]) and (waiting == "" or state ~= "queued" or waits(id)) then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
   if #out >= limit then break end
 end
 if #ids < 2 * budget and #out < limit then last = "" end

@@ -39,6 +39,7 @@ import {
   type QueueCounts,
   type QueueSettings,
   type Settlement,
+  type ListFilter,
   type State,
   type Store,
   takeFromWindows,
@@ -225,6 +226,10 @@ const RANK = (visible: string) =>
   `(CASE WHEN COALESCE((SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue), 0) > 0
     THEN priority * (SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue) - (${visible})
     ELSE priority END)`
+
+/** The queued jobs of `ListFilter.waiting`, at the now bound to its `?` (see `waitingAs`, which says it for the memory store). */
+const waitingSql = (waiting: "ready" | "delayed") =>
+  waiting === "delayed" ? "visible_at > ? AND visible_at > created_at" : "visible_at <= ?"
 
 /** Entry `attempts` of a JSON list of delays (its last entry for later attempts). */
 const listAt = (list: string) => `json_extract(${list}, '$[' || (MIN(attempts, json_array_length(${list})) - 1) || ']')`
@@ -665,7 +670,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         return rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress }
       })
 
-    const list = (filter: { queue: string | undefined; states: ReadonlyArray<State> | undefined; limit: number }) =>
+    const list = (filter: ListFilter) =>
       read("list", () => {
         const where: Array<string> = []
         const params: Array<SQLInputValue> = []
@@ -673,9 +678,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           where.push("queue = ?")
           params.push(filter.queue)
         }
-        if (filter.states !== undefined) {
-          where.push("state IN (SELECT value FROM json_each(?))")
-          params.push(JSON.stringify(filter.states))
+        const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
+        if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
+          // spelled out, not as one state of many: the planner then serves it by an index
+          // (wp_job_delayed's predicate, wp_job_ready's visible_at)
+          where.push(`state = 'queued' AND ${waiting}`)
+          params.push(time())
+        } else {
+          if (filter.states !== undefined) {
+            where.push("state IN (SELECT value FROM json_each(?))")
+            params.push(JSON.stringify(filter.states))
+          }
+          if (waiting !== undefined) {
+            where.push(`(state <> 'queued' OR (${waiting}))`)
+            params.push(time())
+          }
         }
         params.push(filter.limit)
         return all(
