@@ -397,6 +397,43 @@ else {
         }
       }), { timeout: 60_000 })
 
+    it.live("a list of delayed jobs alone reads their seqs from wp_job_delayed, of queued ones alone walks an index up to its limit; neither scans the table (they were told apart after reading the oldest 100,000 waiting jobs)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // 20,000 finished jobs, 20,000 queued ones in each of two queues, and 100 delayed ones (to 2100)
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT 'done-' || i, 'default', 'Echo', '{}', 0, 0, 'succeeded', 1, 0, 0, 0, 0 FROM generate_series(1, 20000) i`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'queued-' || q || '-' || i, q, 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0
+                FROM generate_series(1, 20000) i, unnest(ARRAY['default', 'b']) q`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'delayed-' || i, 'default', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 4102444800000 FROM generate_series(1, 100) i`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+            })
+          )
+        )
+        const plan = (waiting: "ready" | "delayed") =>
+          genericPlan((sql) => Postgres.listStatement(sql, sql.literal(S), { queue: "default", states: ["queued"], limit: 10, waiting }, 1))
+        const delayed = yield* plan("delayed")
+        const ready = yield* plan("ready")
+        if (process.env.SHOW_PLAN) console.log(delayed, "\n", ready)
+        // the delayed jobs' seqs from their index (a bitmap of its entries: the delayed rows alone),
+        // then the listed rows by seq; the queued ones by seq in order, up to the limit
+        assert.match(delayed, /CTE delayed[\s\S]*Index Scan (using|on) wp_job_delayed[\s\S]*Limit[\s\S]*Index Scan using wp_job_pkey/, delayed)
+        assert.match(ready, /Limit[\s\S]*Index Scan using wp_job_(pkey|ready)/, ready)
+        for (const text of [delayed, ready]) assert.notMatch(text, /Seq Scan on wp_job/, text)
+        const listed = yield* Effect.provide(JobQueue.list({ queue: "default", state: "delayed", limit: 10 }), layer(schema))
+        assert.deepStrictEqual(listed.map((job) => job.id), Array.from({ length: 10 }, (_, i) => `delayed-${i + 1}`))
+      }), { timeout: 60_000 })
+
     it.live("the latencies read is served by the index wp_job_settled: newest first from the cursor's xmax, a lookup per transaction it listed; no sort of the ended jobs", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

@@ -164,6 +164,23 @@ describe("the SQLite store", () => {
       assert.match(plan.map((row) => row.detail).join("\n"), /wp_job USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
     }))
 
+  it.live("a list of queued or of delayed jobs alone reads their seqs from an index, then only the rows it lists (a list of 10 queued jobs read every queued row of the queue into its sort)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
+      const db = new DatabaseSync(filename)
+      const plan = (waiting: "ready" | "delayed") => {
+        const [sql, params] = Sqlite.listStatement({ queue: "default", states: ["queued"], limit: 10, waiting }, 0)
+        return (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail)
+      }
+      const plans = { ready: plan("ready"), delayed: plan("delayed") }
+      db.close()
+      assert.deepStrictEqual(plans, {
+        ready: ["SEARCH wp_job USING INTEGER PRIMARY KEY (rowid=?)", "LIST SUBQUERY 1", "SEARCH wp_job USING COVERING INDEX wp_job_ready (queue=?)", "USE TEMP B-TREE FOR ORDER BY"],
+        delayed: ["SEARCH wp_job USING INTEGER PRIMARY KEY (rowid=?)", "LIST SUBQUERY 1", "SEARCH wp_job USING INDEX wp_job_delayed (queue=? AND visible_at>?)", "USE TEMP B-TREE FOR ORDER BY"]
+      })
+    }))
+
   it.live("another connection's commit wakes waiters for jobs; only its cancel of a running job wakes cancel watchers (while the watch is armed by a waiter)", () =>
     Effect.gen(function*() {
       const filename = fresh()

@@ -194,6 +194,36 @@ export const latenciesStatement = (sql: PgClient.PgClient, S: Fragment, queue: s
       ) j ON true`
 }
 
+/**
+ * The list's statement for `filter` at `now` (the store's time). Queued jobs alone of one half
+ * (`waiting`) are spelled out, not as one state of many: the planner then serves them by an index
+ * (wp_job_delayed's predicate; wp_job_ready, or the seqs in order).
+ */
+export const listStatement = (sql: PgClient.PgClient, S: Fragment, filter: ListFilter, now: Fragment | number) => {
+  const where: Array<Fragment> = []
+  if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
+  // a job visible at or before its creation was never delayed (see `waitingAs`)
+  const waiting = filter.waiting === undefined
+    ? undefined
+    : filter.waiting === "delayed"
+    ? sql`visible_at > ${now} AND visible_at > created_at`
+    : sql`visible_at <= ${now}`
+  if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
+    where.push(sql`state = 'queued'`, waiting)
+    // the delayed jobs' seqs first, fenced: left to it, a generic plan walked the seqs in order
+    // (by wp_job_pkey) through every waiting and finished job before them
+    if (filter.waiting === "delayed") {
+      return sql<SqlRow>`WITH delayed AS MATERIALIZED (SELECT seq FROM ${S}.wp_job WHERE ${sql.and(where)})
+        SELECT * FROM ${S}.wp_job WHERE seq IN (SELECT seq FROM delayed ORDER BY seq LIMIT ${filter.limit}) ORDER BY seq`
+    }
+  } else {
+    if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
+    if (waiting !== undefined) where.push(sql`(state <> 'queued' OR (${waiting}))`)
+  }
+  return sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
+    ORDER BY seq LIMIT ${filter.limit}`
+}
+
 /** The schema of the tables: a plain identifier, since it is spliced into every statement. */
 const schemaOf = (value: unknown): string => {
   const schema = value ?? "workpool"
@@ -1477,31 +1507,7 @@ export const makeWith = (
           rows.length === 0 ? undefined : { state: rows[0]!.state, progress: rows[0]!.progress })
       )
 
-    /** The queued jobs of `ListFilter.waiting` (see `waitingAs`, which says it for the memory store). */
-    const waitingSql = (waiting: "ready" | "delayed"): Fragment =>
-      waiting === "delayed" ? sql`visible_at > ${NOW()} AND visible_at > created_at` : sql`visible_at <= ${NOW()}`
-
-    const list = (filter: ListFilter) => {
-      const where: Array<Fragment> = []
-      if (filter.queue !== undefined) where.push(sql`queue = ${filter.queue}`)
-      const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
-      if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
-        // spelled out, not as one state of many: the planner then serves it by an index
-        // (wp_job_delayed's predicate, wp_job_ready)
-        where.push(sql`state = 'queued'`, waiting)
-      } else {
-        if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
-        if (waiting !== undefined) where.push(sql`(state <> 'queued' OR (${waiting}))`)
-      }
-      return read(
-        "list",
-        Effect.map(
-          sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
-            ORDER BY seq LIMIT ${filter.limit}`,
-          (rows) => rows.map(toRow)
-        )
-      )
-    }
+    const list = (filter: ListFilter) => read("list", Effect.map(listStatement(sql, S, filter, NOW()), (rows) => rows.map(toRow)))
 
     const cancel = (id: string) =>
       noSuchId(id) ? Effect.succeed("missing" as const) : op(

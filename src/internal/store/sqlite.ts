@@ -231,6 +231,38 @@ const RANK = (visible: string) =>
 const waitingSql = (waiting: "ready" | "delayed") =>
   waiting === "delayed" ? "visible_at > ? AND visible_at > created_at" : "visible_at <= ?"
 
+/**
+ * The list's statement for `filter` at `now`, with its parameters. Queued jobs alone of one half
+ * (`waiting`) are spelled out, not as one state of many: the planner serves them by an index
+ * (wp_job_delayed's predicate, wp_job_ready's visible_at), and takes their seqs first, so only the
+ * rows listed are read (a list of 10 queued jobs read the 100,000 of its queue into its sort).
+ */
+export const listStatement = (filter: ListFilter, now: number): readonly [string, Array<SQLInputValue>] => {
+  const where: Array<string> = []
+  const params: Array<SQLInputValue> = []
+  if (filter.queue !== undefined) {
+    where.push("queue = ?")
+    params.push(filter.queue)
+  }
+  const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
+  if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
+    where.push(`state = 'queued' AND ${waiting}`)
+    return [
+      `SELECT * FROM wp_job WHERE seq IN (SELECT seq FROM wp_job WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?) ORDER BY seq`,
+      [...params, now, filter.limit]
+    ]
+  }
+  if (filter.states !== undefined) {
+    where.push("state IN (SELECT value FROM json_each(?))")
+    params.push(JSON.stringify(filter.states))
+  }
+  if (waiting !== undefined) {
+    where.push(`(state <> 'queued' OR (${waiting}))`)
+    params.push(now)
+  }
+  return [`SELECT * FROM wp_job ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq LIMIT ?`, [...params, filter.limit]]
+}
+
 /** Entry `attempts` of a JSON list of delays (its last entry for later attempts). */
 const listAt = (list: string) => `json_extract(${list}, '$[' || (MIN(attempts, json_array_length(${list})) - 1) || ']')`
 const ownNumber = (key: string) => `json_type(retry, '$.${key}') IN ('integer', 'real')`
@@ -672,33 +704,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const list = (filter: ListFilter) =>
       read("list", () => {
-        const where: Array<string> = []
-        const params: Array<SQLInputValue> = []
-        if (filter.queue !== undefined) {
-          where.push("queue = ?")
-          params.push(filter.queue)
-        }
-        const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
-        if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
-          // spelled out, not as one state of many: the planner then serves it by an index
-          // (wp_job_delayed's predicate, wp_job_ready's visible_at)
-          where.push(`state = 'queued' AND ${waiting}`)
-          params.push(time())
-        } else {
-          if (filter.states !== undefined) {
-            where.push("state IN (SELECT value FROM json_each(?))")
-            params.push(JSON.stringify(filter.states))
-          }
-          if (waiting !== undefined) {
-            where.push(`(state <> 'queued' OR (${waiting}))`)
-            params.push(time())
-          }
-        }
-        params.push(filter.limit)
-        return all(
-          `SELECT * FROM wp_job ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq LIMIT ?`,
-          ...params
-        ).map(toRow)
+        const [sql, params] = listStatement(filter, time())
+        return all(sql, ...params).map(toRow)
       })
 
     const cancel = (id: string) =>
