@@ -799,7 +799,8 @@ export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | St
 
 /**
  * Jobs, oldest first, by queue and state: at most `limit` (default 100, at most 100,000) of those
- * in the states asked for. `queued` jobs are visible now, `delayed` ones later, by the store's time.
+ * in the states asked for. `queued` jobs are visible now, `delayed` ones later, by the store's time;
+ * a delayed job whose time comes while the list is read is left out of a list of delayed ones.
  *
  * @example
  * ```ts
