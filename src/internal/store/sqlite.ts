@@ -133,16 +133,6 @@ export const FINISHED = `SELECT SUM(state = 'succeeded') AS succeeded, SUM(state
     SUM(state = 'cancelled') AS cancelled FROM wp_job
   WHERE finished_at IS NOT NULL AND queue = :queue AND state IN ('succeeded', 'dead', 'cancelled')`
 
-/**
- * The soonest delayed job of a queue (`:queue`), unless it is paused, at `:now`: a queue's first entry
- * of `wp_job_delayed`. That index holds only the queued jobs that were not visible when they
- * entered the queue (`visible_at > created_at`: a delay, a retry's backoff, a reaped job's), so a
- * job enqueued to run at once costs it nothing; a job due later than now is always in it (it was
- * created before now). The query repeats the index's condition, as SQLite needs to use it.
- *
- * A value used twice is a named parameter, never a numbered one (`?1`): the node:sqlite of Node
- * 22.13 (the store's floor) fails a statement with numbered parameters, "column index out of range".
- */
 /** The most finished jobs one purge transaction deletes (see `purge`). */
 export const PURGE_BATCH = 2000
 
@@ -153,6 +143,16 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
     ORDER BY finished_at LIMIT ?)
   RETURNING finished_at`
 
+/**
+ * The soonest delayed job of a queue (`:queue`), unless it is paused, at `:now`: a queue's first entry
+ * of `wp_job_delayed`. That index holds only the queued jobs that were not visible when they
+ * entered the queue (`visible_at > created_at`: a delay, a retry's backoff, a reaped job's), so a
+ * job enqueued to run at once costs it nothing; a job due later than now is always in it (it was
+ * created before now). The query repeats the index's condition, as SQLite needs to use it.
+ *
+ * A value used twice is a named parameter, never a numbered one (`?1`): the node:sqlite of Node
+ * 22.13 (the store's floor) fails a statement with numbered parameters, "column index out of range".
+ */
 export const DELAYED = `SELECT visible_at FROM wp_job
   WHERE queue = :queue AND state = 'queued' AND visible_at > created_at AND visible_at > :now
     AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = :queue AND q.paused = 1)
