@@ -151,8 +151,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE INDEX wp_job_settled ON ${s}.wp_job (queue, settled_xid) WHERE state IN ('succeeded', 'dead');`,
   // 8: a queue's running, dead and cancelled jobs, for its counts (see `countsStatement`): the other
   // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
-  // claimed, dies or is cancelled, not when it is enqueued or succeeds
-  (s) => `CREATE INDEX wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
+  // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
+  // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
+  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -700,8 +701,9 @@ const grantNeeded = (error: unknown, schema: string, who?: { readonly role: stri
   const onDatabase = who === undefined ? "" : `, and GRANT CREATE ON DATABASE ${quoted(who.database)} TO ${role} while the schema does not exist`
   return new Error(
     `${reasonOf(error)}: the store's open creates and migrates its tables in schema "${schema}". ` +
-      `Grant that (GRANT USAGE, CREATE ON SCHEMA ${quoted(schema)} TO ${role}${onDatabase}), or open the store once as a role that may ` +
-      `(the schema's owner) and grant this one SELECT, INSERT, UPDATE, DELETE on the schema's tables and USAGE on its sequences`
+      `Grant that (GRANT USAGE, CREATE ON SCHEMA ${quoted(schema)} TO ${role}${onDatabase}) while its tables do not exist, or open the store once ` +
+      `(and once after each upgrade of effect-workpool) as the owner of its tables, which a migration of existing tables needs, and grant this one ` +
+      `SELECT, INSERT, UPDATE, DELETE on the schema's tables and USAGE on its sequences`
   )
 }
 
@@ -747,6 +749,9 @@ const destroySession = (session: PgConnection.PgConnection) => {
 export const TRANSACTION_POOLING =
   "the client's sessions are not kept from one statement to the next: a pooler in transaction or statement mode is between (PgBouncer's pool_mode = transaction, Supabase's port 6543, Neon's -pooler host, Heroku's connection pooling). The store needs sessions of its own (its listener holds a LISTEN; the driver prepares statements): give it a URL of session pooling, or of the server itself"
 
+/** SQLSTATE 53300: the server's or the role's connection limit reached. */
+const TOO_MANY_CONNECTIONS = "53300"
+
 /** Rounds of `sessionsKept`'s look: each finds a transaction pooler mostly, together all but surely. */
 const SESSION_PROBES = 6
 
@@ -766,12 +771,19 @@ const SESSION_PROBES = 6
  */
 const sessionsKept = (sql: PgClient.PgClient) =>
   Effect.scoped(Effect.gen(function*() {
-    const session = yield* PgConnection.make({ ...sql.config, multiplex: false })
+    const clientPid = Effect.map(sql<{ pid: unknown }>`SELECT pg_backend_pid() AS pid`.unprepared, ([row]) => String(row?.pid))
+    // the client's first: its connection is open before the session's is asked for
+    const first = yield* clientPid
+    const opened = yield* Effect.exit(PgConnection.make({ ...sql.config, multiplex: false }))
+    // a role or server at its connection limit (CONNECTION LIMIT 1, a small managed plan) opened a
+    // store that only enqueues on one connection before the look: it still does, unlooked
+    if (Exit.isFailure(opened) && sqlStateOf(Cause.squash(opened.cause)) === TOO_MANY_CONNECTIONS) return true
+    const session = yield* opened
     const pid = Effect.map(session.query("SELECT pg_backend_pid() AS pid", [], false), (result) => String(result.rows[0]?.pid))
     const own = yield* pid
+    if (first === own) return false
     for (let round = 0; round < SESSION_PROBES; round++) {
-      const [client] = yield* sql<{ pid: unknown }>`SELECT pg_backend_pid() AS pid`.unprepared
-      if (String(client?.pid) === own || (yield* pid) !== own || (yield* pid) !== own) return false
+      if ((yield* clientPid) === own || (yield* pid) !== own || (yield* pid) !== own) return false
     }
     return true
   }))
