@@ -1,6 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit } from "effect"
-import { waitFor } from "./helpers.ts"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import { sqliteLockHolder, waitFor } from "./helpers.ts"
 
 /** The message of the defect a failed wait ends with. */
 const failure = <A>(exit: Exit.Exit<A>): string => {
@@ -34,4 +38,27 @@ describe("waitFor", () => {
       const exit = yield* Effect.exit(waitFor(Effect.succeed(false), "never", { within: "50 millis" }))
       assert.match(failure(exit), /^timed out waiting until never: 0\.\d s, \d+ looks; last seen: false$/)
     }))
+})
+
+describe("sqliteLockHolder", () => {
+  // BUG (fixed, CI at load 10): the holder began with node:sqlite's busy timeout of 0, so a store
+  // writing as it began (a consumer's claim or settle) made its BEGIN IMMEDIATE fail at once; it
+  // ended without saying "locked", and the test waited for that for ever (a 150 s test timeout)
+  it.live("takes the lock once a write in progress ends, rather than dying and leaving its caller waiting", () =>
+    Effect.gen(function*() {
+      const filename = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "wp-lock-holder-")), "jobs.db")
+      const writer = new DatabaseSync(filename)
+      writer.exec("CREATE TABLE t (x)")
+      writer.exec("BEGIN IMMEDIATE")
+      // long enough for the holder's process to start and try (with the fix it waits whatever the time)
+      const ended = setTimeout(() => writer.exec("COMMIT"), 2_000)
+      const holder = yield* Effect.timeoutOption(sqliteLockHolder(filename), "10 seconds")
+      clearTimeout(ended)
+      assert.isTrue(holder._tag === "Some", "the holder took the lock after the write")
+      assert.throws(() => writer.exec("BEGIN IMMEDIATE"), /database is locked/, "the holder has it")
+      yield* holder._tag === "Some" ? holder.value.release : Effect.void
+      writer.exec("BEGIN IMMEDIATE")
+      writer.exec("COMMIT")
+      writer.close()
+    }).pipe(Effect.scoped), 30_000)
 })

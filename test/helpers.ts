@@ -156,13 +156,21 @@ export const sqliteLockHolder = (filename: string) =>
     const { spawn } = yield* Effect.promise(() => import("node:child_process"))
     const holder = spawn(process.execPath, [
       "-e",
-      `const { DatabaseSync } = require("node:sqlite"); const db = new DatabaseSync(${JSON.stringify(filename)});
+      // a busy timeout: the store may be in a write of its own as the holder begins (a consumer's
+      // claim or settle), and node:sqlite's default (0) fails BEGIN IMMEDIATE at once
+      `const { DatabaseSync } = require("node:sqlite"); const db = new DatabaseSync(${JSON.stringify(filename)}, { timeout: 60000 });
        db.exec("BEGIN IMMEDIATE"); process.stdout.write("locked\\n");
        process.stdin.once("data", () => { db.exec("ROLLBACK"); db.close(); process.exit(0) })`
     ], { stdio: ["pipe", "pipe", "inherit"] })
     yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
-    yield* Effect.promise(() => new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve())))
     const exited = new Promise<void>((resolve) => holder.once("exit", () => resolve()))
+    const locked = yield* Effect.promise(() =>
+      Promise.race([
+        new Promise<boolean>((resolve) => holder.stdout!.once("data", () => resolve(true))),
+        exited.then(() => false)
+      ])
+    )
+    if (!locked) return yield* Effect.die(new Error(`the lock holder of ${filename} ended before it took the lock (its error is above)`))
     return {
       release: Effect.promise(() => {
         holder.stdin!.write("go\n")
