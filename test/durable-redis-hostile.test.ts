@@ -15,7 +15,7 @@ import * as Redis from "effect/persistence/Redis"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisClient from "../src/internal/store/redisClient.ts"
 import * as MemoryStore from "../src/internal/store/memory.ts"
-import type { JobRow, Settlement, Store } from "../src/internal/store/model.ts"
+import type { JobRow, Settlement, State, Store } from "../src/internal/store/model.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { StoreError } from "../src/DurableError.ts"
 import { TaskCodecError } from "../src/PoolError.ts"
@@ -443,6 +443,13 @@ else {
         const oldTokens = (flats as Array<Array<string>>).map((_, n) => `${random}${String(n).padStart(12, "0")}:${queue}`)
         assert.deepStrictEqual((flats as Array<Array<string>>).map((values) => values[0]), [ids[3], ids[0], ids[1]])
         // the new code
+        // a list of a state walks that state's sets as the old scripts wrote them, oldest first
+        const listOf = (states: ReadonlyArray<State>, waiting?: "ready" | "delayed") =>
+          Effect.map(store.list({ queue, states, limit: 100, waiting }), (rows) => rows.map((job) => job.id))
+        assert.deepStrictEqual(yield* listOf(["running"]), [ids[0], ids[1], ids[3]])
+        assert.deepStrictEqual(yield* listOf(["queued"], "ready"), [ids[2], ids[5]])
+        assert.deepStrictEqual(yield* listOf(["queued"], "delayed"), [ids[4]])
+        assert.deepStrictEqual(yield* listOf(["queued", "running"]), [ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]])
         const row = (id: string) => Effect.map(store.get(id), (job) => ({ state: job!.state, attempts: job!.attempts, startedAt: job!.startedAt, finishedAt: job!.finishedAt, dedupKey: job!.dedupKey, exit: job!.exit }))
         assert.deepStrictEqual(yield* row(ids[2]!), { state: "queued", attempts: 0, startedAt: null, finishedAt: null, dedupKey: null, exit: null })
         assert.deepStrictEqual(yield* row(ids[3]!), { state: "running", attempts: 1, startedAt: Number(now), finishedAt: null, dedupKey: "k3", exit: null })

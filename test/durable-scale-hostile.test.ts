@@ -155,37 +155,120 @@ describe.runIf(Pg.enabled)("a Postgres queue's counts (stats, and the dashboard'
 })
 
 describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the dashboard's running and dead lists, every sample)", () => {
-  it.live("looks at LIST_BUDGET jobs per script, and finds what is past them in order (one script walked every job of the queue: 0.5-1 s for 100,000, the whole server held meanwhile, its other clients answered BUSY past 5 s)", () =>
+  /** A store on `url` whose list scripts are counted (`LIST`, then `LIST_JOBS`). */
+  const counted = (url: string, prefix = Rd.freshPrefix()) =>
     Effect.gen(function*() {
-      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: Rd.url! })), (context) => Context.get(context, Redis.Redis))
-      let lists = 0
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url })), (context) => Context.get(context, Redis.Redis))
+      const scripts = { list: 0, jobs: 0 }
       const store = yield* Effect.provideService(
-        RedisStore.make(yield* RedisStore.options({ url: Rd.url!, prefix: Rd.freshPrefix() })),
+        RedisStore.make(yield* RedisStore.options({ url, prefix })),
         Redis.Redis,
-        Rd.watchScripts(plain, (lua) => void (lua === Scripts.LIST && lists++))
+        // a script the server lacks is sent again whole (EVAL after a NOSCRIPT): one call
+        Rd.watchScripts(plain, (lua, command) => {
+          if (command === "EVALSHA" && lua === Scripts.LIST) scripts.list++
+          if (command === "EVALSHA" && lua === Scripts.LIST_JOBS) scripts.jobs++
+        })
       )
+      const count = <A, E>(effect: Effect.Effect<A, E>) =>
+        Effect.gen(function*() {
+          scripts.list = 0
+          scripts.jobs = 0
+          const a = yield* effect
+          return [a, { ...scripts }] as const
+        })
+      return { store, plain, count }
+    })
+  const payloads = (rows: ReadonlyArray<{ readonly payload: string }>) => rows.map((row) => JSON.parse(row.payload) as number)
+  const range = (from: number, length: number) => Array.from({ length }, (_, i) => from + i)
+
+  it.live("lists the 10 running, 10 dead and 10 delayed jobs of a queue of 20,000 queued ones in one script each, from their own sets (the walk by seq looked at every job, 1,000 a script: 20 scripts each, 100 of 0.4-0.6 s of server time in all for 100,000)", () =>
+    Effect.gen(function*() {
+      // a server of its own: an enqueue of 100,000 jobs holds a server for a while
+      const server = yield* Rd.ownServer()
+      const { store, count } = yield* counted(server.url)
+      const N = 20_000
+      const provide = Effect.provideService(JobStore.JobStore, store)
+      yield* JobQueue.enqueueAll(Noop, range(0, N).map((payload) => ({ payload }))).pipe(provide)
+      // the newest jobs are the rare ones: past every queued one in seq, where the walk met them last
+      const urgent = (from: number) => JobQueue.enqueueAll(Noop, range(from, 10).map((payload) => ({ payload, options: { priority: 1 } }))).pipe(provide)
+      yield* urgent(N)
+      const running = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: 10, lease: 600_000 })
+      yield* urgent(N + 10)
+      const failing = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: 10, lease: 600_000 })
+      for (const claim of failing.claims) yield* store.settle(claim.token, { _tag: "Final", state: "dead", exit: null })
+      yield* JobQueue.enqueueAll(Noop, range(N + 20, 10).map((payload) => ({ payload, options: { delay: "1 hour" } }))).pipe(provide)
+      assert.deepStrictEqual(payloads(running.claims.map((claim) => claim.job)).sort((a, b) => a - b), range(N, 10))
+
+      const [listedRunning, runningCost] = yield* count(store.list({ queue: "default", states: ["running"], limit: 50 }))
+      assert.deepStrictEqual(payloads(listedRunning), range(N, 10))
+      assert.deepStrictEqual(runningCost, { list: 1, jobs: 0 })
+      const [dead, deadCost] = yield* count(store.list({ queue: "default", states: ["dead"], limit: 50 }))
+      assert.deepStrictEqual(payloads(dead), range(N + 10, 10))
+      assert.deepStrictEqual(deadCost, { list: 1, jobs: 0 })
+      const [delayed, delayedCost] = yield* count(store.list({ queue: "default", states: ["queued"], waiting: "delayed", limit: 50 }))
+      assert.deepStrictEqual(payloads(delayed), range(N + 20, 10))
+      assert.deepStrictEqual(delayedCost, { list: 1, jobs: 0 })
+      // the dashboard's queued list: the oldest queued jobs are the first the walk by seq meets
+      const [queued, queuedCost] = yield* count(store.list({ queue: "default", states: ["queued"], limit: 50 }))
+      assert.deepStrictEqual(payloads(queued), range(0, 50))
+      assert.deepStrictEqual(queuedCost, { list: 1, jobs: 0 })
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("walks sets of more than LIST_BUDGET jobs a script at a time, members of one score too, and lists the oldest by seq; a list of few of a big state walks by seq (the walk by seq found them at once)", () =>
+    Effect.gen(function*() {
+      const { store, count } = yield* counted(Rd.url!)
       const jobs = 2 * RedisStore.LIST_BUDGET + 1
-      // the newest jobs first in the queue: the claim takes them, the oldest stay queued before them
-      yield* JobQueue.enqueueAll(Noop, Array.from({ length: jobs }, (_, i) => ({ payload: i, options: { priority: i >= jobs - 2 ? 1 : 0 } }))).pipe(
+      // the newest jobs first in the queue: the claim takes them, the oldest stay queued before
+      // them; one claim gives all its jobs one lease expiry, their score in the running set
+      yield* JobQueue.enqueueAll(Noop, range(0, 2 * jobs).map((payload) => ({ payload, options: { priority: payload >= jobs ? 1 : 0 } }))).pipe(
         Effect.provideService(JobStore.JobStore, store)
       )
-      const claimed = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: 2, lease: 60_000 })
-      assert.strictEqual(claimed.claims.length, 2)
-      // the server is sent the script once (EVAL after a NOSCRIPT): counted apart
-      yield* store.list({ queue: "default", states: ["dead"], limit: 1 })
-      lists = 0
-      const running = yield* store.list({ queue: "default", states: ["running"], limit: 5 })
-      assert.deepStrictEqual(running.map((row) => JSON.parse(row.payload)), [jobs - 2, jobs - 1])
-      assert.strictEqual(lists, 3)
-      lists = 0
-      const first = yield* store.list({ queue: "default", states: ["running"], limit: 1 })
-      assert.deepStrictEqual(first.map((row) => JSON.parse(row.payload)), [jobs - 2])
-      // it is the last job the second script looks at: no third
-      assert.strictEqual(lists, 2)
-      lists = 0
-      const all = yield* store.list({ queue: "default", states: undefined, limit: jobs })
-      assert.deepStrictEqual(all.map((row) => JSON.parse(row.payload)), Array.from({ length: jobs }, (_, i) => i))
-      assert.strictEqual(lists, 3)
+      const claimed = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: jobs, lease: 600_000 })
+      assert.strictEqual(claimed.claims.length, jobs)
+      const [running, runningCost] = yield* count(store.list({ queue: "default", states: ["running"], limit: jobs + 5 }))
+      assert.deepStrictEqual(payloads(running), range(jobs, jobs))
+      // 3 scripts of at most LIST_BUDGET members, then the rows of the oldest, LIST_BUDGET a script
+      assert.deepStrictEqual(runningCost, { list: 3, jobs: 3 })
+      // the ready set: every member of score 0 (one priority), ordered by member
+      const [ready, readyCost] = yield* count(store.list({ queue: "default", states: ["queued"], waiting: "ready", limit: jobs + 5 }))
+      assert.deepStrictEqual(payloads(ready), range(0, jobs))
+      assert.deepStrictEqual(readyCost, { list: 3, jobs: 3 })
+      const [first, firstCost] = yield* count(store.list({ queue: "default", states: ["running"], limit: 1 }))
+      assert.deepStrictEqual(payloads(first), [jobs])
+      // 2,001 running of 4,002 jobs: one of them is likely met soon by seq (it is the 2,002nd)
+      assert.deepStrictEqual(firstCost, { list: 3, jobs: 0 })
+      const [all, allCost] = yield* count(store.list({ queue: "default", states: undefined, limit: 2 * jobs }))
+      assert.deepStrictEqual(payloads(all), range(0, 2 * jobs))
+      assert.deepStrictEqual(allCost, { list: 5, jobs: 0 })
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a walk of a set goes on after the last member it looked at, gone since or not, among members of one score (a cursor of a rank skipped the next one)", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      const { store, plain } = yield* counted(Rd.url!, prefix)
+      yield* JobQueue.enqueueAll(Noop, range(0, 10).map((payload) => ({ payload }))).pipe(Effect.provideService(JobStore.JobStore, store))
+      const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: 10, lease: 600_000 })
+      const base = `{${prefix}:default}`
+      // one lease expiry for all (the server's time may step within a claim)
+      const running = `${base}:running`
+      const order = yield* plain.send<Array<string>>("ZRANGE", running, "0", "-1")
+      yield* plain.send("ZADD", running, "XX", ...order.flatMap((id) => ["1e15", id]))
+      // a budget of 3 a script, a limit past them all: the walk of the running set
+      const page = (cursor: string) =>
+        plain.send<[Array<unknown>, string, Array<string | number>]>("EVAL", Scripts.LIST, "2", `${base}:meta`, `${base}:guard`, "100", "3", "", "", cursor, "running")
+      const ids = (candidates: Array<string | number>) => candidates.filter((_, i) => i % 2 === 1).map(String)
+      const [, second, firstFound] = yield* page("")
+      assert.deepStrictEqual(ids(firstFound).sort(), order.slice(0, 3).sort())
+      // the last one looked at ends: the next walk starts at the one after it
+      const token = claims.find((claim) => claim.job.id === order[2])!.token
+      assert.isTrue(yield* store.settle(token, { _tag: "Final", state: "dead", exit: null }))
+      const [, third, secondFound] = yield* page(second)
+      assert.deepStrictEqual(ids(secondFound).sort(), order.slice(3, 6).sort())
+      const [, fourth, thirdFound] = yield* page(third)
+      assert.deepStrictEqual(ids(thirdFound).sort(), order.slice(6, 9).sort())
+      const [, end, lastFound] = yield* page(fourth)
+      assert.deepStrictEqual(ids(lastFound), order.slice(9))
+      assert.strictEqual(end, "")
     }).pipe(Effect.scoped))
 })
 

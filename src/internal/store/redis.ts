@@ -264,7 +264,8 @@ const SCRIPTS = {
   counts: script<
     [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
   >(Scripts.COUNTS),
-  list: script<[Array<Array<string>>, string]>(Scripts.LIST),
+  list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
+  listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
   latencies: script<[number, Array<string>]>(Scripts.LATENCIES),
   markDue: script<number>(Scripts.MARK_DUE),
   orphans: script<number>(Scripts.ORPHANS)
@@ -729,26 +730,32 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         return state === null || state === undefined ? undefined : { state: state as State, progress: progress ?? null }
       })
 
-    /** A queue's jobs of the filter's states (none: every state), oldest first, at most `limit`: a script per `LIST_BUDGET` jobs looked at. */
+    /**
+     * A queue's jobs of the filter's states (none: every state), oldest first, at most `limit`: a
+     * script per `LIST_BUDGET` jobs looked at, by seq or in the sets of those states (see
+     * `Scripts.LIST`); then, for the latter, the oldest `limit` of what they found.
+     */
     const listQueue = (queue: string, filter: ListFilter) =>
       Effect.gen(function*() {
         const rows: Array<JobRow & { readonly seq: number }> = []
         const limit = filter.limit
-        let after = "-inf"
-        while (rows.length < limit) {
-          const [flats, last] = yield* run(
-            "list",
-            queue,
-            String(limit - rows.length),
-            after,
-            String(LIST_BUDGET),
-            NOW(),
-            filter.waiting ?? "",
-            ...filter.states ?? []
-          )
+        const waiting = filter.waiting ?? ""
+        const states = filter.states ?? []
+        let found: Array<readonly [number, string]> = []
+        let cursor = ""
+        do {
+          const [flats, next, candidates] = yield* run("list", queue, String(limit - rows.length), String(LIST_BUDGET), NOW(), waiting, cursor, ...states)
           for (const flat of flats) rows.push(toRow(queue, flat))
-          if (last === "") break
-          after = `(${last}`
+          for (let i = 0; i + 1 < candidates.length; i += 2) found.push([Number(candidates[i]), String(candidates[i + 1])])
+          // each script keeps its best `limit`; the best of them all, each once (a job that moved
+          // between the sets walked may be met twice)
+          found = [...new Map(found.map((pair) => [pair[1], pair])).values()].sort((a, b) => a[0] - b[0]).slice(0, limit)
+          cursor = next
+        } while (cursor !== "" && rows.length < limit)
+        for (let i = 0; i < found.length; i += LIST_BUDGET) {
+          const ids = found.slice(i, i + LIST_BUDGET).map((pair) => pair[1])
+          const flats = yield* run("listJobs", queue, NOW(), waiting, String(ids.length), ...ids, ...states)
+          for (const flat of flats) rows.push(toRow(queue, flat))
         }
         return rows
       })

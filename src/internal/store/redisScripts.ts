@@ -806,40 +806,210 @@ return {now, out}
 `
 
 /**
- * ARGV: limit, after (a `B:all` score bound: "-inf", or "(<seq>"), budget, now, waiting ("", or of
- * the queued jobs only the "ready" or the "delayed" ones, see `ListFilter.waiting`), states... (none
- * for every state) → {HGETALL of each, oldest first; the seq of the last job looked at, or "" when
- * no job is left after it}. Looks at no more than `budget` jobs: a script runs alone on its server,
- * and one that walked a queue of 100,000 queued jobs for its dead ones (the dashboard's every sample)
- * held the whole server 0.5-1 s, and past 5 s its other clients were answered BUSY.
+ * Whether a job of `state` (its `visible` and `created` fields as text) is listed: of the wanted
+ * states (`any`: every one), and, queued, of the half `waiting` asks for ("" both; see
+ * `ListFilter.waiting`). A job visible at or before its creation was never delayed (as the SQL
+ * stores say it). Uses the script's `wanted`, `any`, `waiting` and `now`.
+ */
+const LISTED = `
+local function listed(state, visible, created)
+  if not (any or wanted[state]) then return false end
+  if waiting == "" or state ~= "queued" then return true end
+  visible = tonumber(visible)
+  if waiting == "delayed" then return visible > now and visible > tonumber(created) end
+  return visible <= now
+end
+`
+
+/**
+ * ARGV: limit, budget, now, waiting ("", or of the queued jobs only the "ready" or the "delayed"
+ * ones, see `ListFilter.waiting`), cursor ("" to start, or the one the call before returned),
+ * states... (none for every state) → {rows: HGETALL of each, oldest first; the next cursor, "" when
+ * done; candidates: seq and id of each, best first, to read by `LIST_JOBS` when done}. Looks at no
+ * more than `budget` jobs: a script runs alone on its server, and one that walked a queue of
+ * 100,000 queued jobs for its dead ones (the dashboard's every sample) held the whole server
+ * 0.5-1 s, and past 5 s its other clients were answered BUSY.
+ *
+ * Two walks. By `B:all` (every state; or states whose sets are big and likely dense among the
+ * oldest, see below), oldest first: the rows as it finds them, stopping at `limit`; cursor
+ * `a<seq>`. By the sets that hold the wanted states (`B:ready:<task>` and `B:delayed` for queued,
+ * the delayed ones only those due (ready) or not (delayed); `B:running`; `B:final:<state>`), in
+ * their own order: none is by seq, so every member is looked at, and the oldest `limit` by seq are
+ * kept (candidates); cursor `s<score>:<key length>:<key><member>` (the last looked at; score ""
+ * for the start of that set). A first call that walks them all returns the rows itself (one script
+ * for the 10 running jobs of a queue of 100,000 queued ones, which the walk by `B:all` looked at in
+ * 100 scripts). The sets are walked unless they hold more than `budget` jobs and the walk by
+ * `B:all` would likely meet `limit` of them sooner (spread evenly, after `limit * all / size`
+ * jobs: the dashboard's 50 queued of a queue of 100,000 queued ones).
  */
 export const LIST: string = `${PRELUDE}
 local limit = tonumber(ARGV[1])
-local budget = tonumber(ARGV[3])
-local now = clock(ARGV[4])
-local waiting = ARGV[5]
+local budget = tonumber(ARGV[2])
+local now = clock(ARGV[3])
+local waiting = ARGV[4]
+local cursor = ARGV[5]
+local wanted, states = {}, {}
+for i = 6, #ARGV do
+  wanted[ARGV[i]] = true
+  states[#states + 1] = ARGV[i]
+end
+local any = #states == 0
+${LISTED}
+local function walkAll(after)
+  local out = {}
+  local ids = redis.call("ZRANGEBYSCORE", B .. ":all", after, "+inf", "WITHSCORES", "LIMIT", 0, budget)
+  local last = ""
+  for i = 1, #ids, 2 do
+    local id = ids[i]
+    last = "a" .. ids[i + 1]
+    local f = redis.call("HMGET", jobKey(id), "state", "visible", "created")
+    if f[1] and listed(f[1], f[2], f[3]) then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
+    if #out >= limit then break end
+  end
+  if #ids < 2 * budget and #out < limit then last = "" end
+  return {out, last, {}}
+end
+-- the sets holding the wanted states, in an order that is the same at every call: key, above (only
+-- scores past it), upTo (only scores up to it), ready (members are <seq, 16 digits><id>)
+local function sourcesOf()
+  local sources = {}
+  for _, state in ipairs(states) do
+    if state == "queued" then
+      if waiting ~= "delayed" then
+        local tasks = redis.call("SMEMBERS", B .. ":tasks")
+        table.sort(tasks)
+        for _, task in ipairs(tasks) do sources[#sources + 1] = {key = B .. ":ready:" .. task, ready = true} end
+      end
+      -- a delayed job due and not yet promoted is ready
+      sources[#sources + 1] = {key = B .. ":delayed", above = waiting == "delayed" and now or nil, upTo = waiting == "ready" and now or nil}
+    elseif state == "running" then
+      sources[#sources + 1] = {key = B .. ":running"}
+    else
+      sources[#sources + 1] = {key = B .. ":final:" .. state}
+    end
+  end
+  return sources
+end
+local function sizeOf(s)
+  if s.above then return redis.call("ZCARD", s.key) - redis.call("ZCOUNT", s.key, "-inf", s.above) end
+  if s.upTo then return redis.call("ZCOUNT", s.key, "-inf", s.upTo) end
+  return redis.call("ZCARD", s.key)
+end
+-- a before b as Redis orders members (bytes; Lua's < follows the server's locale)
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+-- the rank of the first member after (score, member) in key: the members of a lower score, then
+-- those of that score up to member (equal scores sort by member), found by halving. Whether member
+-- is still there or not (it may have left its state since)
+local function rankAfter(key, score, member)
+  local lo = redis.call("ZCOUNT", key, "-inf", "(" .. score)
+  local hi = redis.call("ZCOUNT", key, "-inf", score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if before(member, redis.call("ZRANGE", key, mid, mid)[1]) then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+-- from sources[from] (at the rank after score and member, or at its start), at most budget members:
+-- the candidates found (the best limit by seq), and the cursor where to go on ("" done)
+local function walkSources(sources, from, score, member)
+  local found = {}
+  local looked = 0
+  local start
+  if score then start = rankAfter(sources[from].key, score, member) end
+  for i = from, #sources do
+    local s = sources[i]
+    if looked >= budget then return found, "s:" .. #s.key .. ":" .. s.key end
+    if not start then start = s.above and redis.call("ZCOUNT", s.key, "-inf", s.above) or 0 end
+    local page = redis.call("ZRANGE", s.key, start, start + budget - looked - 1, "WITHSCORES")
+    local ended = #page < 2 * (budget - looked)
+    -- an empty set counts as one looked at: a queue of many tasks has a ready set per task
+    if #page == 0 then looked = looked + 1 end
+    local lastScore, lastMember
+    for k = 1, #page, 2 do
+      local m, sc = page[k], page[k + 1]
+      if s.upTo and tonumber(sc) > s.upTo then
+        ended = true
+        break
+      end
+      looked = looked + 1
+      lastScore, lastMember = sc, m
+      if s.ready then
+        found[#found + 1] = {tonumber(string.sub(m, 1, 16)), string.sub(m, 17)}
+      else
+        local f = redis.call("HMGET", jobKey(m), "seq", "state", "visible", "created")
+        if f[1] and listed(f[2], f[3], f[4]) then found[#found + 1] = {tonumber(f[1]), m} end
+      end
+    end
+    if not ended then return found, "s" .. lastScore .. ":" .. #s.key .. ":" .. s.key .. lastMember end
+    start = nil
+  end
+  return found, ""
+end
+local function best(found)
+  table.sort(found, function(a, b) return a[1] < b[1] end)
+  local out = {}
+  for i = 1, math.min(limit, #found) do
+    out[#out + 1] = found[i][1]
+    out[#out + 1] = found[i][2]
+  end
+  return out
+end
+if cursor == "" then
+  if any then return walkAll("-inf") end
+  local sources = sourcesOf()
+  local size = 0
+  for _, s in ipairs(sources) do size = size + sizeOf(s) end
+  if size > budget and limit * redis.call("ZCARD", B .. ":all") < size * size then return walkAll("-inf") end
+  local found, nextCursor = walkSources(sources, 1)
+  if nextCursor ~= "" then return {{}, nextCursor, best(found)} end
+  local chosen = best(found)
+  local rows = {}
+  for i = 2, #chosen, 2 do rows[#rows + 1] = redis.call("HGETALL", jobKey(chosen[i])) end
+  return {rows, "", {}}
+end
+if string.sub(cursor, 1, 1) == "a" then return walkAll("(" .. string.sub(cursor, 2)) end
+local score, length, rest = string.match(cursor, "^s([^:]*):(%d+):(.*)$")
+local key = string.sub(rest, 1, tonumber(length))
+local sources = sourcesOf()
+for i, s in ipairs(sources) do
+  if s.key == key then
+    local found, nextCursor
+    if score == "" then
+      found, nextCursor = walkSources(sources, i)
+    else
+      found, nextCursor = walkSources(sources, i, score, string.sub(rest, tonumber(length) + 1))
+    end
+    return {{}, nextCursor, best(found)}
+  end
+end
+-- its set is no longer one of them (a purge dropped the queue meanwhile)
+return {{}, "", {}}
+`
+
+/**
+ * ARGV: now, waiting (as `LIST`'s), count, ids (count of them), states... → HGETALL of each of the
+ * ids still listed (see `LISTED`), in their order: the candidates of a `LIST` that walked sets.
+ */
+export const LIST_JOBS: string = `${PRELUDE}
+local now = clock(ARGV[1])
+local waiting = ARGV[2]
+local count = tonumber(ARGV[3])
 local wanted = {}
-local any = #ARGV < 6
-for i = 6, #ARGV do wanted[ARGV[i]] = true end
--- a job visible at or before its creation was never delayed (as the SQL stores say it)
-local function waits(id)
-  local f = redis.call("HMGET", jobKey(id), "visible", "created")
-  local visible = tonumber(f[1])
-  if waiting == "delayed" then return visible > now and visible > tonumber(f[2]) end
-  return visible <= now
-end
+for i = 4 + count, #ARGV do wanted[ARGV[i]] = true end
+local any = #ARGV < 4 + count
+${LISTED}
 local out = {}
-local ids = redis.call("ZRANGEBYSCORE", B .. ":all", ARGV[2], "+inf", "WITHSCORES", "LIMIT", 0, budget)
-local last = ""
-for i = 1, #ids, 2 do
-  local id = ids[i]
-  last = ids[i + 1]
-  local state = redis.call("HGET", jobKey(id), "state")
-  if (any or wanted[state]) and (waiting == "" or state ~= "queued" or waits(id)) then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
-  if #out >= limit then break end
+for i = 4, 3 + count do
+  local f = redis.call("HMGET", jobKey(ARGV[i]), "state", "visible", "created")
+  if f[1] and listed(f[1], f[2], f[3]) then out[#out + 1] = redis.call("HGETALL", jobKey(ARGV[i])) end
 end
-if #ids < 2 * budget and #out < limit then last = "" end
-return {out, last}
+return out
 `
 
 /**
