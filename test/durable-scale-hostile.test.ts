@@ -20,6 +20,7 @@ import * as Scripts from "../src/internal/store/redisScripts.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import * as Task from "../src/Task.ts"
 import * as Settles from "../src/internal/store/settles.ts"
+import { type State, waitingAs } from "../src/internal/store/model.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -240,6 +241,51 @@ describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the da
       const [all, allCost] = yield* count(store.list({ queue: "default", states: undefined, limit: 2 * jobs }))
       assert.deepStrictEqual(payloads(all), range(0, 2 * jobs))
       assert.deepStrictEqual(allCost, { list: 5, jobs: 0 })
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a list of any states, of either half of the queued jobs, of any limit, is what the walk of every job finds, over sets of several tasks, priorities and states past LIST_BUDGET", () =>
+    Effect.gen(function*() {
+      const { store } = yield* counted(Rd.url!)
+      const jobs = 3000
+      // a fixed pseudo-random mix: 3 tasks, 3 priorities, 1 in 6 delayed an hour
+      const pick = (n: number, k: number) => (n * 7919 + 13) % k
+      yield* store.enqueueAll(range(0, jobs).map((n) => ({
+        queue: "default",
+        task: `T${pick(n, 3)}`,
+        payload: String(n),
+        priority: pick(n, 5) % 3,
+        dedupKey: null,
+        maxAttempts: 1,
+        timeout: 0,
+        delay: pick(n, 6) === 0 ? 3_600_000 : 0,
+        runAt: undefined
+      })))
+      // 1,200 claimed: 300 of each final state, 300 left running
+      const { claims } = yield* store.claim({ queues: ["default"], tasks: ["T0", "T1", "T2"], limit: 1200, lease: 600_000 })
+      assert.strictEqual(claims.length, 1200)
+      const finals = ["succeeded", "dead", "cancelled"] as const
+      for (const [i, claim] of claims.entries()) {
+        if (i % 4 < 3) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: finals[i % 4]!, exit: null }))
+      }
+      const every = yield* store.list({ queue: "default", states: undefined, limit: 2 * jobs })
+      assert.strictEqual(every.length, jobs)
+      const now = yield* store.now
+      const filters: Array<{ readonly states: ReadonlyArray<State>; readonly waiting?: "ready" | "delayed" }> = [
+        { states: ["running"] },
+        { states: ["dead"] },
+        { states: ["queued"] },
+        { states: ["queued"], waiting: "ready" },
+        { states: ["queued"], waiting: "delayed" },
+        { states: ["queued", "running"], waiting: "delayed" },
+        { states: ["succeeded", "cancelled", "running"] }
+      ]
+      for (const filter of filters) {
+        for (const limit of [1, 7, 1500, jobs]) {
+          const listed = yield* store.list({ queue: "default", states: filter.states, waiting: filter.waiting, limit })
+          const expected = every.filter((job) => filter.states.includes(job.state) && waitingAs(job, filter.waiting, now)).slice(0, limit)
+          assert.deepStrictEqual(listed.map((job) => job.id), expected.map((job) => job.id), `${JSON.stringify(filter)} limit ${limit}`)
+        }
+      }
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a walk of a set goes on after the last member it looked at, gone since or not, among members of one score (a cursor of a rank skipped the next one)", () =>
