@@ -154,14 +154,14 @@ describe("the SQLite store", () => {
       assert.isAtLeast(startedAt, job.visibleAt.getTime())
     }), { timeout: 30_000 })
 
-  it.live("the claim's look for the soonest delayed job reads one entry of the delayed jobs' index", () =>
+  it.live("the claim's look for the soonest delayed job reads one entry of the delayed jobs' index per queue", () =>
     Effect.gen(function*() {
       const filename = fresh()
       yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
       const db = new DatabaseSync(filename)
-      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all({ queue: "default", now: 0 }) as Array<{ detail: string }>
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all({ queues: JSON.stringify(["default", "other"]), now: 0 }) as Array<{ detail: string }>
       db.close()
-      assert.match(plan.map((row) => row.detail).join("\n"), /wp_job USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
+      assert.match(plan.map((row) => row.detail).join("\n"), /SEARCH d USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
     }))
 
   it.live("a list of queued or of delayed jobs alone reads their seqs from an index, then only the rows it lists (a list of 10 queued jobs read every queued row of the queue into its sort)", () =>

@@ -333,12 +333,16 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // the soonest delayed job of the request's unpaused queues, of any task (as the other stores),
       // found in the same pass: a claim that comes up short reports it
       let dueAt = Infinity
+      // sets: a search of the request's arrays per queued job made a claim of 10,000 queues with
+      // 30,000 queued jobs take 0.5 s (a tenant per queue is ordinary)
+      const ofQueues = new Set(request.queues)
+      const ofTasks = new Set(request.tasks)
       for (const row of rows.values()) {
         const job = row.job
-        if (job.state !== "queued" || !request.queues.includes(job.queue) || queueOf(job.queue).paused) continue
+        if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
         if (job.visibleAt > now) {
           if (job.visibleAt < dueAt) dueAt = job.visibleAt
-        } else if (request.tasks.includes(job.task)) candidates.push(row)
+        } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
       // what each rate-limited queue's window allows now
