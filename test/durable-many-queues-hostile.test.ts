@@ -209,7 +209,8 @@ describe.runIf(Rd.enabled)("Redis: a list of every queue", () => {
       requested = 0
       const listed = yield* store.list({ queue: undefined, states: undefined, limit: 700 })
       assert.deepStrictEqual(listed.map((job) => job.id), oldest.map((job) => job.id))
-      // before: 700 × 500 = 350,000 jobs asked for; now a share of each queue, then a few more
-      assert.isBelow(requested, 5_000, `${requested} jobs asked for`)
+      // before: 700 × 500 = 350,000 jobs asked for; now a share of each queue, then the queues that
+      // may hold more of the list read again with twice the limit (each read from its start: ~6,500)
+      assert.isBelow(requested, 10_000, `${requested} jobs asked for`)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })
