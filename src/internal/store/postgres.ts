@@ -640,7 +640,25 @@ export const schemaChannel = (schema: string) =>
  */
 const LINGER = 1000
 
-const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) })
+const fail = (operation: string) => (cause: unknown) =>
+  new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) + readOnlyHint(cause) })
+
+/**
+ * SQLSTATE 25006 (read_only_sql_transaction): a write on a server that takes none, a hot standby
+ * (in recovery) or one with `default_transaction_read_only` on. Reached through a URL that moved
+ * (a failover's DNS name, VIP or proxy) a session stays on the server it opened on: a standby's
+ * sessions, opened while the name still pointed there, failed every write for as long as the pool
+ * kept them, which a busy store's pool does for ever (a session closes after a minute unused). On
+ * its own client the store ends all its sessions then, as a cut connection would, and the next
+ * statements connect again through the URL (test/durable-postgres-failover-hostile.test.ts). On the
+ * application's client (`layerClient`) the pool is the application's: the error says why.
+ */
+const READ_ONLY = "25006"
+
+const readOnlyHint = (cause: unknown): string =>
+  sqlStateOf(cause) === READ_ONLY
+    ? " (the server is read-only: a standby in recovery, reached before or during a failover or through a replica's address, or default_transaction_read_only is on; writes work again once the URL reaches the primary)"
+    : ""
 
 /**
  * The SQLSTATE of the driver's error under `cause` (SqlError wraps it, sometimes twice), if any:
@@ -869,6 +887,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         else destroyLater()
       })
     )
+    /**
+     * Ends every session open now (see `READ_ONLY`), resolving once the driver has seen them closed:
+     * their statements in flight fail, as at a cut connection, and the next ones connect again,
+     * through the URL's DNS name, VIP or proxy.
+     */
+    const dropSessions = () =>
+      Promise.all(Array.from(sockets, (socket) =>
+        new Promise<void>((resolve) => {
+          socket.once("close", () => resolve())
+          socket.destroy()
+        }))).then(() => undefined)
     const open = (bounded: boolean) =>
       PgClient.make({
         url: cfg.url,
@@ -890,7 +919,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
         Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
         driverTimeOf(cfg.clock),
         Effect.mapError(fail("open")),
-        Effect.flatMap((sql) => makeWith(sql, cfg, bounded))
+        Effect.flatMap((sql) => makeWith(sql, cfg, { bounded, dropSessions }))
       )
     const scope = yield* Effect.scope
     const first = yield* Scope.fork(scope)
@@ -956,14 +985,15 @@ const noSuchId = (id: string): boolean => id.includes("\u0000")
 /**
  * The store on a given client: the caller's own `PgClient` (its pool, its settings), or one `make`
  * opened. The client must keep sessions (LISTEN holds one connection): not PgBouncer's transaction
- * mode, refused at open (`sessionsKept`). `ownClient`: the client is the one `make` opened, whose
- * sessions start with the store's idle bound (`IDLE_IN_TRANSACTION`), so its transactions need not
- * set it (checked at open: a pooler may drop the parameter).
+ * mode, refused at open (`sessionsKept`). `ownClient`: the client is the one `make` opened: with
+ * `bounded`, its sessions start with the store's idle bound (`IDLE_IN_TRANSACTION`), so its
+ * transactions need not set it (checked at open: a pooler may drop the parameter); `dropSessions`
+ * ends every session it has open, called when a statement finds its server read-only (see `READ_ONLY`).
  */
 export const makeWith = (
   sql: PgClient.PgClient,
   cfg: Pick<Config, "schema" | "clock">,
-  ownClient = false
+  ownClient?: { readonly bounded: boolean; readonly dropSessions: () => Promise<void> }
 ): Effect.Effect<Store, StoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
@@ -1022,6 +1052,8 @@ export const makeWith = (
     const statement = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
       effect.pipe(
         driverTime,
+        // its sessions closed before the caller hears (a next statement would take one that is closing)
+        Effect.tapError((error) => ownClient !== undefined && sqlStateOf(error) === READ_ONLY ? Effect.promise(ownClient.dropSessions) : Effect.void),
         Effect.mapError(fail(operation)),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
         // gets a typed error, not an interruption it never asked for
@@ -1118,7 +1150,7 @@ export const makeWith = (
     )
     // the session's default as the server has it: a pooler that ignores the startup parameter
     // (PgBouncer's ignore_startup_parameters) drops it, and each transaction sets it then
-    sessionBounded = ownClient && who!.idle === String(IDLE_IN_TRANSACTION)
+    sessionBounded = ownClient?.bounded === true && who!.idle === String(IDLE_IN_TRANSACTION)
     const stored = who!.meta
       ? (yield* op("migrate", sql<{ value: string }>`SELECT value FROM ${S}.wp_meta WHERE key = 'schema_version'`))[0]?.value
       : undefined
