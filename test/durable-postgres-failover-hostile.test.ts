@@ -103,7 +103,7 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       const c = yield* cluster
       yield* migrate(c.primary.url)
       yield* Effect.promise(() => c.replica.caughtUp())
-      c.proxy.switchTo(c.replica.port, { cut: true })
+      c.proxy.switchTo(c.replica.port, "cut")
       const fresh = yield* Effect.flip(JobQueue.status("none").pipe(Effect.provide(PgJobStore.layer({ url: c.proxy.url, schema: "other" }))))
       assert.instanceOf(fresh, StoreError)
       assert.strictEqual(fresh.operation, "migrate")
@@ -129,7 +129,7 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       const c = yield* cluster
       yield* migrate(c.primary.url)
       yield* Effect.promise(() => c.replica.caughtUp())
-      c.proxy.switchTo(c.replica.port, { cut: true })
+      c.proxy.switchTo(c.replica.port, "cut")
       const { handler, runs } = counting()
       yield* Effect.gen(function*() {
         yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
@@ -137,7 +137,7 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
         const refused = yield* Effect.all([1, 2, 3].map((n) => Effect.flip(JobQueue.enqueue(Echo, { n }))), { concurrency: "unbounded" })
         for (const error of refused) assert.instanceOf(error, StoreError)
         // DNS, or the proxy, moves back: the sessions already open stay where they are
-        c.proxy.switchTo(c.primary.port, { cut: false })
+        c.proxy.switchTo(c.primary.port, "keep")
         const store = yield* Effect.context<JobStore.JobStore>()
         const job = yield* waitFor(Effect.exit(Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), store)), "an enqueue works once the proxy is on the primary again", {
           until: (exit) => exit._tag === "Success",
@@ -170,13 +170,13 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
           for (let n = 1000; !stop; n++) acknowledged.push({ n, id: (yield* enqueueUntilDone(n)).id })
         }).pipe(Effect.forkScoped)
         yield* waitFor(Effect.sync(() => acknowledged.length >= 5), "the producer's first jobs")
-        if (!cut) c.proxy.switchTo(c.replica.port, { cut: false })
+        if (!cut) c.proxy.switchTo(c.replica.port, "keep")
         // a fast shutdown sends the replica all its WAL first: nothing acknowledged is lost
         yield* Effect.promise(() => c.primary.stop())
         const down = yield* Effect.flip(JobQueue.status(running.id))
         assert.instanceOf(down, StoreError)
         yield* Effect.promise(() => c.replica.promote())
-        if (cut) c.proxy.switchTo(c.replica.port, { cut: true })
+        if (cut) c.proxy.switchTo(c.replica.port, "cut")
         const before = acknowledged.length
         yield* waitFor(Effect.sync(() => acknowledged.length >= before + 5), "the producer's jobs after the failover")
         stop = true
@@ -190,5 +190,40 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
         for (const { n } of acknowledged) assert.include([1, 2], runs.get(n))
       }).pipe(Effect.scoped, Effect.provide(storeLayer(c.proxy.url)))
       assert.deepStrictEqual([1, 2, 100].map((n) => runs.get(n)), [1, 1, 1])
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("a failover that leaves the idle listener's socket open to a host that is gone (a VIP moved: nothing comes back, a reset answers what it sends): the listener finds out by its ping, reconnects, and an idle consumer hears another process's job (it waited for its hour-long poll)", () =>
+    Effect.gen(function*() {
+      const c = yield* cluster
+      const { handler, runs } = counting()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
+        assert.strictEqual(yield* roundTrip(c.proxy.url, 1), 2)
+        yield* waitFor(listening(c.primary.port), "the listener LISTENs on the primary")
+        yield* Effect.promise(() => c.replica.caughtUp())
+        c.proxy.switchTo(c.replica.port, "vanish")
+        yield* Effect.promise(() => c.primary.stop())
+        yield* Effect.promise(() => c.replica.promote())
+        // enqueued and awaited by another process, on the new primary: only a NOTIFY starts it in time
+        const job = yield* JobQueue.enqueue(Echo, { n: 2 }).pipe(Effect.provide(storeLayer(c.replica.url)))
+        assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("40 seconds"), Effect.provide(storeLayer(c.replica.url))), 4)
+      }).pipe(Effect.scoped, Effect.provide(storeLayer(c.proxy.url)))
+      assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("a failover that leaves the listener's socket open to a host cut off (nothing answers what it sends): its ping goes unanswered, its session is given up within the ping's bound, and it LISTENs on the promoted server", () =>
+    Effect.gen(function*() {
+      const c = yield* cluster
+      const { handler } = counting()
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
+        assert.strictEqual(yield* roundTrip(c.proxy.url, 1), 2)
+        yield* waitFor(listening(c.primary.port), "the listener LISTENs on the primary")
+        yield* Effect.promise(() => c.replica.caughtUp())
+        c.proxy.switchTo(c.replica.port, "blackhole")
+        yield* Effect.promise(() => c.primary.stop())
+        yield* Effect.promise(() => c.replica.promote())
+        yield* waitFor(listening(c.replica.port), "the listener LISTENs on the promoted server", { within: "40 seconds" })
+      }).pipe(Effect.scoped, Effect.provide(storeLayer(c.proxy.url)))
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })

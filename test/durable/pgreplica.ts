@@ -88,14 +88,15 @@ export const startReplica = async (bin: string, primary: Server): Promise<Replic
 export interface Proxy {
   readonly port: number
   readonly url: string
-  /** The connections open through it now. */
-  readonly open: () => number
   /**
-   * Sends new connections to `port`; `cut`: ends the open ones too (HAProxy's
-   * `on-marked-down shutdown-sessions`, a VIP moved to another host), or else leaves them on the old
-   * server (a DNS change: the sockets already open stay where they are).
+   * Sends new connections to `port`. The open ones: `cut`, ended (HAProxy's `on-marked-down
+   * shutdown-sessions`); `keep`, left on the old server (a DNS change: the sockets already open stay
+   * where they are); `vanish`, the old server's host gone with them: the client's end stays open,
+   * nothing comes back on it, and the first bytes it sends are answered by a reset (a VIP moved to
+   * another host, which knows nothing of the connection): a session that sends nothing never learns;
+   * `blackhole`, the same but what it sends is never answered either (a partition).
    */
-  readonly switchTo: (port: number, options: { readonly cut: boolean }) => void
+  readonly switchTo: (port: number, old: "cut" | "keep" | "vanish" | "blackhole") => void
   readonly close: () => Promise<void>
 }
 
@@ -103,6 +104,7 @@ export interface Proxy {
 export const startProxy = async (port: number): Promise<Proxy> => {
   let target = port
   const pairs = new Set<[Net.Socket, Net.Socket]>()
+  const silent = new Set<Net.Socket>()
   const server = Net.createServer((client) => {
     const upstream = Net.connect({ host: "127.0.0.1", port: target })
     const pair: [Net.Socket, Net.Socket] = [client, upstream]
@@ -126,17 +128,35 @@ export const startProxy = async (port: number): Promise<Proxy> => {
     }
     pairs.clear()
   }
+  const vanishAll = (reset: boolean) => {
+    for (const [client, upstream] of pairs) {
+      client.unpipe(upstream)
+      upstream.unpipe(client)
+      client.removeAllListeners("close")
+      client.removeAllListeners("error")
+      upstream.removeAllListeners("close")
+      upstream.removeAllListeners("error")
+      upstream.on("error", () => undefined)
+      upstream.destroy()
+      silent.add(client)
+      client.on("error", () => undefined)
+      client.on("close", () => silent.delete(client))
+      client.on("data", () => reset && client.resetAndDestroy())
+    }
+    pairs.clear()
+  }
   return {
     port: address.port,
     url: `postgres://postgres@127.0.0.1:${address.port}/postgres`,
-    open: () => pairs.size,
-    switchTo: (port, { cut }) => {
+    switchTo: (port, old) => {
       target = port
-      if (cut) cutAll()
+      if (old === "cut") cutAll()
+      else if (old !== "keep") vanishAll(old === "vanish")
     },
     close: () =>
       new Promise<void>((resolve) => {
         cutAll()
+        for (const client of silent) client.destroy()
         server.close(() => resolve())
       })
   }

@@ -741,6 +741,35 @@ const driverTimeOf = (clock: Config["clock"]) => <A, E, R>(effect: Effect.Effect
 export const LISTENER_CLOSE_GRACE = 1000
 
 /**
+ * How often (ms) the listener asks its session's server for an answer, however idle. A listener sends
+ * nothing while its consumers wait: a failover that left its socket open to a host that is gone (a
+ * VIP or DNS name moved, the old primary's host down or cut off, a proxy keeping the client's end)
+ * left it waiting for NOTIFYs that never came, for as long as the socket stayed open (hours, without
+ * TCP keepalive; for ever through a proxy that answers the keepalive itself), and its idle consumers
+ * heard no other process's jobs until their `poll`. A ping sent there is reset or goes unanswered
+ * (`LISTENER_PING_BOUND`), and the listener starts over on a new session, through the URL
+ * (test/durable-postgres-failover-hostile.test.ts, 'a VIP moved').
+ */
+export const LISTENER_PING = 10_000
+
+/** How long (ms) the listener's ping waits for its answer before its session is given up. */
+export const LISTENER_PING_BOUND = 5_000
+
+/** The listener's ping on `connection` (its pinned `session`): unanswered in time, the session is destroyed and the ping fails. */
+const ping = (session: PgConnection.PgConnection, connection: PgConnection.PgConnection) =>
+  Effect.raceFirst(
+    connection.query("SELECT 1", [], false),
+    // destroyed before the query is interrupted: an interrupted query waits for its server's answer
+    Effect.andThen(
+      Effect.sleep(LISTENER_PING_BOUND),
+      Effect.suspend(() => {
+        destroySession(session)
+        return Effect.fail(new Error(`the listener's server did not answer its ping within ${LISTENER_PING_BOUND} ms`))
+      })
+    )
+  )
+
+/**
  * Ends a session at once, failing its statements in flight: @effect/sql-pg 4.0.5's connection has
  * no public close, only its scope's, which this cannot reach. Its own `closeUnsafe` (it ends the
  * socket with a Terminate, which a frozen server never reads), then its socket destroyed. Either
@@ -1233,6 +1262,7 @@ export const makeWith = (
       yield* hear(channel, (payload) => payload === "cancel" && cancels.notify())
       // changes may have been missed while not listening: everyone looks once
       let first = true
+      let pinged = yield* Clock.currentTimeMillis
       while (true) {
         const since = yield* wanted.version
         for (const queue of waitedOn.keys()) {
@@ -1258,6 +1288,10 @@ export const makeWith = (
           heard.delete(queue)
           leftAt.delete(queue)
           yield* Scope.close(listening, Exit.void)
+        }
+        if (now - pinged >= LISTENER_PING) {
+          yield* ping(session, connection)
+          pinged = now
         }
         yield* Effect.raceFirst(wanted.wait(LINGER, since), Deferred.await(lost))
       }
