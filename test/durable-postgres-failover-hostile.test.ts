@@ -8,6 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
 import { StoreError } from "../src/DurableError.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
@@ -71,10 +72,18 @@ const counting = () => {
 /** Opens (and so migrates) the store's schema on `url`, and closes it. */
 const migrate = (url: string) => JobQueue.status("none").pipe(Effect.ignore, Effect.provide(storeLayer(url)))
 
-/** Whether a store's listener has a LISTEN of a queue's channel on the server at `port` (its session's last statement). */
+/**
+ * Whether a store's listener is on the server at `port`: a session whose last statement is a LISTEN of
+ * a queue's channel, or the listener's ping (sent only after those).
+ */
 const listening = (port: number) =>
   Effect.promise(() =>
-    psql(bin!, port, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'effect-workpool' AND query LIKE 'LISTEN %workpool_q_%'`)
+    psql(
+      bin!,
+      port,
+      `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'effect-workpool'
+        AND (query LIKE 'LISTEN %workpool_q_%' OR query = '${Postgres.LISTENER_PING_QUERY}')`
+    )
   ).pipe(Effect.map((n) => Number(n) > 0))
 
 /**
@@ -211,10 +220,10 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
-  it.live("a failover that leaves the listener's socket open to a host cut off (nothing answers what it sends): its ping goes unanswered, its session is given up within the ping's bound, and it LISTENs on the promoted server", () =>
+  it.live("a failover that leaves the store's sockets open to a host cut off (nothing answers what they send): the listener's ping goes unanswered, its session is given up within the ping's bound, it LISTENs on the promoted server, and the idle consumer's claim (its pool's sessions cut off too) starts another process's job", () =>
     Effect.gen(function*() {
       const c = yield* cluster
-      const { handler } = counting()
+      const { handler, runs } = counting()
       yield* Effect.gen(function*() {
         yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
         assert.strictEqual(yield* roundTrip(c.proxy.url, 1), 2)
@@ -224,6 +233,9 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
         yield* Effect.promise(() => c.primary.stop())
         yield* Effect.promise(() => c.replica.promote())
         yield* waitFor(listening(c.replica.port), "the listener LISTENs on the promoted server", { within: "40 seconds" })
+        const job = yield* JobQueue.enqueue(Echo, { n: 2 }).pipe(Effect.provide(storeLayer(c.replica.url)))
+        assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("40 seconds"), Effect.provide(storeLayer(c.replica.url))), 4)
       }).pipe(Effect.scoped, Effect.provide(storeLayer(c.proxy.url)))
+      assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })

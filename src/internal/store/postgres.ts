@@ -752,13 +752,16 @@ export const LISTENER_CLOSE_GRACE = 1000
  */
 export const LISTENER_PING = 10_000
 
+/** The listener's ping, named so that it tells itself apart in `pg_stat_activity`. */
+export const LISTENER_PING_QUERY = "SELECT 1 AS workpool_listener_ping"
+
 /** How long (ms) the listener's ping waits for its answer before its session is given up. */
 export const LISTENER_PING_BOUND = 5_000
 
 /** The listener's ping on `connection` (its pinned `session`): unanswered in time, the session is destroyed and the ping fails. */
 const ping = (session: PgConnection.PgConnection, connection: PgConnection.PgConnection) =>
   Effect.raceFirst(
-    connection.query("SELECT 1", [], false),
+    connection.query(LISTENER_PING_QUERY, [], false),
     // destroyed before the query is interrupted: an interrupted query waits for its server's answer
     Effect.andThen(
       Effect.sleep(LISTENER_PING_BOUND),
