@@ -18,8 +18,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { countingEcho, Echo } from "./durable/conformance.ts"
 import { appClient, enabled, freshSchema, url } from "./durable/postgres.ts"
 import { type Bouncer, type BouncerOptions, pgbouncerBinary, startBouncer } from "./durable/pgbouncer.ts"
 import { waitFor } from "./helpers.ts"
@@ -44,22 +43,7 @@ const storeLayer = (b: Bouncer, schema: string): Layer.Layer<JobStore.JobStore, 
 const withStore = <A, E>(b: Bouncer, schema: string, effect: Effect.Effect<A, E, JobStore.JobStore>) =>
   Effect.provide(effect, storeLayer(b, schema))
 
-/** An Echo handler that counts the runs of each job's `n`; job 100 opens `started` and waits for `go`. */
-const counting = () => {
-  const runs = new Map<number, number>()
-  const started = Deferred.makeUnsafe<void>()
-  const go = Deferred.makeUnsafe<void>()
-  const handler = Task.handle(Echo, ({ n }) =>
-    Effect.gen(function*() {
-      runs.set(n, (runs.get(n) ?? 0) + 1)
-      if (n === 100) {
-        yield* Deferred.succeed(started, undefined)
-        yield* Deferred.await(go)
-      }
-      return n * 2
-    }))
-  return { runs, handler, started, go }
-}
+const counting = countingEcho
 
 /** A job of another store instance, enqueued (tried again while the pooler is down) and awaited here. */
 const roundTrip = (b: Bouncer, schema: string, n: number) =>

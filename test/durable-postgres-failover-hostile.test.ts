@@ -4,6 +4,14 @@
  * pointing at the proxy, which is switched from one server to the other as DNS, a VIP or HAProxy
  * would be. Consumers poll once an hour: only a NOTIFY starts a job within the test's time, so a
  * listener left on a server that will never NOTIFY again shows as a stall.
+ *
+ * Covered: a store opened on the standby before its promotion; sessions left on a standby after the
+ * proxy moved back (they failed every write for ever, before the drop on SQLSTATE 25006); two
+ * failovers with a running job, a producer and an idle consumer (the proxy cutting its sessions, or
+ * leaving them on the old primary until it stops); a failover that leaves the store's sockets open to
+ * a host that is gone (the listener's ping); a primary made read-only. Not covered: split brain (an
+ * old primary still up and reachable takes the writes of the sessions left on it; the cluster must
+ * fence it: docs/durable.md, "A failover").
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
@@ -12,8 +20,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import * as Task from "../src/Task.ts"
-import { Echo } from "./durable/conformance.ts"
+import { countingEcho, Echo } from "./durable/conformance.ts"
 import * as pgServer from "./durable/pgserver.ts"
 import { type Proxy, psql, type Replica, startProxy, startReplica } from "./durable/pgreplica.ts"
 import { waitFor } from "./helpers.ts"
@@ -52,22 +59,7 @@ const cluster = Effect.acquireRelease(
 const storeLayer = (url: string): Layer.Layer<JobStore.JobStore, StoreError> =>
   PgJobStore.layer({ url, maxConnections: 3, connectTimeout: "5 seconds" })
 
-/** An Echo handler counting each job's runs; job 100 opens `started` and waits for `go`. */
-const counting = () => {
-  const runs = new Map<number, number>()
-  const started = Deferred.makeUnsafe<void>()
-  const go = Deferred.makeUnsafe<void>()
-  const handler = Task.handle(Echo, ({ n }) =>
-    Effect.gen(function*() {
-      runs.set(n, (runs.get(n) ?? 0) + 1)
-      if (n === 100) {
-        yield* Deferred.succeed(started, undefined)
-        yield* Deferred.await(go)
-      }
-      return n * 2
-    }))
-  return { go, handler, runs, started }
-}
+const counting = countingEcho
 
 /** Opens (and so migrates) the store's schema on `url`, and closes it. */
 const migrate = (url: string) => JobQueue.status("none").pipe(Effect.ignore, Effect.provide(storeLayer(url)))
@@ -182,8 +174,12 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
         if (!cut) c.proxy.switchTo(c.replica.port, "keep")
         // a fast shutdown sends the replica all its WAL first: nothing acknowledged is lost
         yield* Effect.promise(() => c.primary.stop())
-        const down = yield* Effect.flip(JobQueue.status(running.id))
-        assert.instanceOf(down, StoreError)
+        if (cut) {
+          // the proxy still on the stopped primary: a typed error, not a hang (moved first, the proxy
+          // reaches the standby, which answers reads)
+          const down = yield* Effect.flip(JobQueue.status(running.id))
+          assert.instanceOf(down, StoreError)
+        }
         yield* Effect.promise(() => c.replica.promote())
         if (cut) c.proxy.switchTo(c.replica.port, "cut")
         const before = acknowledged.length
@@ -201,7 +197,10 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       assert.deepStrictEqual([1, 2, 100].map((n) => runs.get(n)), [1, 1, 1])
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
-  it.live("a failover that leaves the idle listener's socket open to a host that is gone (a VIP moved: nothing comes back, a reset answers what it sends): the listener finds out by its ping, reconnects, and an idle consumer hears another process's job (it waited for its hour-long poll)", () =>
+  it.live.each([
+    { how: "a VIP moved: nothing comes back, a reset answers what they send", old: "vanish" as const },
+    { how: "a host cut off: nothing answers what they send, the listener's ping given up at its bound", old: "blackhole" as const }
+  ])("a failover that leaves the store's sockets open to a host that is gone ($how): the idle listener finds out by its ping and LISTENs on the promoted server, and the idle consumer (its pool's sessions left there too) starts another process's job, which waited for its hour-long poll before", ({ old }) =>
     Effect.gen(function*() {
       const c = yield* cluster
       const { handler, runs } = counting()
@@ -210,9 +209,10 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
         assert.strictEqual(yield* roundTrip(c.proxy.url, 1), 2)
         yield* waitFor(listening(c.primary.port), "the listener LISTENs on the primary")
         yield* Effect.promise(() => c.replica.caughtUp())
-        c.proxy.switchTo(c.replica.port, "vanish")
+        c.proxy.switchTo(c.replica.port, old)
         yield* Effect.promise(() => c.primary.stop())
         yield* Effect.promise(() => c.replica.promote())
+        yield* waitFor(listening(c.replica.port), "the listener LISTENs on the promoted server", { within: "40 seconds" })
         // enqueued and awaited by another process, on the new primary: only a NOTIFY starts it in time
         const job = yield* JobQueue.enqueue(Echo, { n: 2 }).pipe(Effect.provide(storeLayer(c.replica.url)))
         assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("40 seconds"), Effect.provide(storeLayer(c.replica.url))), 4)
@@ -220,22 +220,43 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
-  it.live("a failover that leaves the store's sockets open to a host cut off (nothing answers what they send): the listener's ping goes unanswered, its session is given up within the ping's bound, it LISTENs on the promoted server, and the idle consumer's claim (its pool's sessions cut off too) starts another process's job", () =>
+  it.live("a primary made read-only (default_transaction_read_only on, as a managed server's disk-full guard does): writes fail with the read-only StoreError while reads go on answering (a write's refusal ends the store's sessions at most once a second), and once writable again everything goes on", () =>
     Effect.gen(function*() {
-      const c = yield* cluster
+      const server = yield* Effect.acquireRelease(Effect.promise(() => pgServer.startServer(bin!)), (s) => Effect.promise(() => s.destroy()))
+      const setReadOnly = (on: boolean) =>
+        Effect.promise(async () => {
+          await psql(bin!, server.port, `ALTER SYSTEM SET default_transaction_read_only = ${on ? "on" : "off"}`)
+          await psql(bin!, server.port, "SELECT pg_reload_conf()")
+        })
       const { handler, runs } = counting()
       yield* Effect.gen(function*() {
         yield* JobQueue.consume({ handlers: [handler], concurrency: 1, poll: HOUR })
-        assert.strictEqual(yield* roundTrip(c.proxy.url, 1), 2)
-        yield* waitFor(listening(c.primary.port), "the listener LISTENs on the primary")
-        yield* Effect.promise(() => c.replica.caughtUp())
-        c.proxy.switchTo(c.replica.port, "blackhole")
-        yield* Effect.promise(() => c.primary.stop())
-        yield* Effect.promise(() => c.replica.promote())
-        yield* waitFor(listening(c.replica.port), "the listener LISTENs on the promoted server", { within: "40 seconds" })
-        const job = yield* JobQueue.enqueue(Echo, { n: 2 }).pipe(Effect.provide(storeLayer(c.replica.url)))
-        assert.strictEqual(yield* JobQueue.await(Echo, job.id).pipe(Effect.timeout("40 seconds"), Effect.provide(storeLayer(c.replica.url))), 4)
-      }).pipe(Effect.scoped, Effect.provide(storeLayer(c.proxy.url)))
-      assert.deepStrictEqual([...runs.entries()].sort(), [[1, 1], [2, 1]])
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+        assert.strictEqual(yield* JobQueue.await(Echo, first.id).pipe(Effect.timeout("30 seconds")), 2)
+        yield* setReadOnly(true)
+        const store = yield* Effect.context<JobStore.JobStore>()
+        const refused = yield* waitFor(Effect.exit(Effect.provide(JobQueue.enqueue(Echo, { n: 2 }), store)), "an enqueue refused as read-only", {
+          until: (exit) => exit._tag === "Failure" && String(exit.cause).includes("the server is read-only"),
+          within: "20 seconds"
+        })
+        assert.strictEqual(refused._tag, "Failure")
+        // a producer failing all along, and reads meanwhile
+        let failedReads = 0
+        const producer = yield* JobQueue.enqueue(Echo, { n: 3 }).pipe(Effect.ignore, Effect.andThen(Effect.sleep("5 millis")), Effect.forever, Effect.forkScoped)
+        const from = Date.now()
+        for (let i = 0; i < 100; i++) {
+          const read = yield* Effect.exit(JobQueue.status(first.id))
+          if (read._tag === "Failure") failedReads++
+          yield* Effect.sleep("10 millis")
+        }
+        yield* Fiber.interrupt(producer)
+        // a drop fails a read or two in flight: 54 of 100 failed when each refused write dropped them
+        const drops = Math.ceil((Date.now() - from) / Postgres.READ_ONLY_DROP_EVERY) + 1
+        assert.isAtMost(failedReads, 2 * drops, "reads failed while writes were refused")
+        yield* setReadOnly(false)
+        const after = yield* enqueueUntilDone(4)
+        assert.strictEqual(yield* JobQueue.await(Echo, after.id).pipe(Effect.timeout("30 seconds")), 8)
+      }).pipe(Effect.scoped, Effect.provide(storeLayer(server.url)))
+      assert.deepStrictEqual([1, 4].map((n) => runs.get(n)), [1, 1])
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })

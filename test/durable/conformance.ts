@@ -17,6 +17,23 @@ import { recordingTracer, settle, warnings } from "../helpers.ts"
 
 export class Boom extends Schema.TaggedError<Boom>()("Boom", { n: Schema.Number }) {}
 export const Echo = Task.make("Echo", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number, failure: Boom })
+/** An Echo handler that counts the runs of each job's `n`; job 100 opens `started` and waits for `go`. */
+export const countingEcho = () => {
+  const runs = new Map<number, number>()
+  const started = Deferred.makeUnsafe<void>()
+  const go = Deferred.makeUnsafe<void>()
+  const handler = Task.handle(Echo, ({ n }) =>
+    Effect.gen(function*() {
+      runs.set(n, (runs.get(n) ?? 0) + 1)
+      if (n === 100) {
+        yield* Deferred.succeed(started, undefined)
+        yield* Deferred.await(go)
+      }
+      return n * 2
+    }))
+  return { runs, handler, started, go }
+}
+
 /** An `Echo` job as a store's own `enqueue` takes it, for tests that call the store directly. */
 export const newJob = (queue: string, fields: Partial<NewJob> = {}): NewJob => ({
   queue,

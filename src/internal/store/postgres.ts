@@ -655,6 +655,9 @@ const fail = (operation: string) => (cause: unknown) =>
  */
 const READ_ONLY = "25006"
 
+/** The least time (ms) between two drops of the store's sessions for a write refused as read-only. */
+export const READ_ONLY_DROP_EVERY = 1000
+
 const readOnlyHint = (cause: unknown): string =>
   sqlStateOf(cause) === READ_ONLY
     ? " (the server is read-only: a standby in recovery, reached before or during a failover or through a replica's address, or default_transaction_read_only is on; writes work again once the URL reaches the primary)"
@@ -922,14 +925,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Scope.Scope>
     /**
      * Ends every session open now (see `READ_ONLY`), resolving once the driver has seen them closed:
      * their statements in flight fail, as at a cut connection, and the next ones connect again,
-     * through the URL's DNS name, VIP or proxy.
+     * through the URL's DNS name, VIP or proxy. At most once per `READ_ONLY_DROP_EVERY`: on a primary
+     * made read-only (`default_transaction_read_only`, a managed server's disk-full guard) every write
+     * is refused, and a drop at each one failed half the reads meanwhile.
      */
-    const dropSessions = () =>
-      Promise.all(Array.from(sockets, (socket) =>
+    let droppedAt = Number.NEGATIVE_INFINITY
+    const dropSessions = () => {
+      if (Date.now() - droppedAt < READ_ONLY_DROP_EVERY) return Promise.resolve()
+      droppedAt = Date.now()
+      return Promise.all(Array.from(sockets, (socket) =>
         new Promise<void>((resolve) => {
           socket.once("close", () => resolve())
           socket.destroy()
         }))).then(() => undefined)
+    }
     const open = (bounded: boolean) =>
       PgClient.make({
         url: cfg.url,
