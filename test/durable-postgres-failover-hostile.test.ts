@@ -15,6 +15,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
+import * as TestClock from "effect/testing/TestClock"
 import { StoreError } from "../src/DurableError.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -22,6 +23,7 @@ import type * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import { countingEcho, Echo } from "./durable/conformance.ts"
 import * as pgServer from "./durable/pgserver.ts"
+import * as PgTest from "./durable/postgres.ts"
 import { type Proxy, psql, type Replica, startProxy, startReplica } from "./durable/pgreplica.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -259,4 +261,40 @@ describe.skipIf(bin === undefined)("the Postgres store through a failover", () =
       }).pipe(Effect.scoped, Effect.provide(storeLayer(server.url)))
       assert.deepStrictEqual([1, 4].map((n) => runs.get(n)), [1, 1])
     }).pipe(Effect.scoped), { timeout: 120_000 })
+})
+
+/** Real time: the test's clock may be a TestClock. */
+const until = (check: () => boolean, what: string) =>
+  Effect.promise(() =>
+    new Promise<void>((resolve, reject) => {
+      const from = Date.now()
+      const look = () =>
+        check() ? resolve() : Date.now() - from > 20_000 ? reject(new Error(`timed out waiting for ${what}`)) : void setTimeout(look, 20)
+      look()
+    })
+  )
+
+describe.runIf(PgTest.enabled)("the listener's ping on the Effect Clock (a TestClock)", () => {
+  // BUG (fixed): the ping's bound (LISTENER_PING_BOUND) ran on the store's clock: a TestClock step
+  // past it while the ping's answer was on its way destroyed a healthy session, and the listener
+  // started over (its first LISTEN wakes every waiter once: a claim a counting test did not expect)
+  it.effect("a step past the ping's bound while its answer is on its way leaves the listener's session alone", () =>
+    Effect.gen(function*() {
+      const server = new URL(PgTest.url!)
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => startProxy(Number(server.port))), (p) => Effect.promise(p.close))
+      server.host = `127.0.0.1:${proxy.port}`
+      const cfg = yield* Postgres.options({ url: server.toString(), schema: PgTest.freshSchema(), maxConnections: 2 })
+      yield* Postgres.make({ ...cfg, clock: "effect" })
+      const count = (text: string) => proxy.sent().split(text).length - 1
+      yield* until(() => count("LISTEN ") > 0, "the listener's first LISTEN")
+      const listened = count("LISTEN ")
+      const resume = proxy.hold()
+      yield* TestClock.adjust("11 seconds")
+      yield* until(() => count(Postgres.LISTENER_PING_QUERY) === 1, "the listener's ping")
+      yield* TestClock.adjust("6 seconds")
+      resume()
+      yield* TestClock.adjust("11 seconds")
+      yield* until(() => count(Postgres.LISTENER_PING_QUERY) === 2, "the listener's next ping")
+      assert.strictEqual(count("LISTEN "), listened, "no LISTEN again: the session was kept")
+    }).pipe(Effect.scoped), 60_000)
 })

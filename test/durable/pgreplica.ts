@@ -97,6 +97,10 @@ export interface Proxy {
    * `blackhole`, the same but what it sends is never answered either (a partition).
    */
   readonly switchTo: (port: number, old: "cut" | "keep" | "vanish" | "blackhole") => void
+  /** Holds back what the servers send on the connections open now, until the returned function lets it go. */
+  readonly hold: () => () => void
+  /** Everything the clients have sent so far, as text (statements show in it). */
+  readonly sent: () => string
   readonly close: () => Promise<void>
 }
 
@@ -105,7 +109,9 @@ export const startProxy = async (port: number): Promise<Proxy> => {
   let target = port
   const pairs = new Set<[Net.Socket, Net.Socket]>()
   const silent = new Set<Net.Socket>()
+  let sent = ""
   const server = Net.createServer((client) => {
+    client.on("data", (chunk: Buffer) => void (sent += chunk.toString("latin1")))
     const upstream = Net.connect({ host: "127.0.0.1", port: target })
     const pair: [Net.Socket, Net.Socket] = [client, upstream]
     pairs.add(pair)
@@ -153,6 +159,17 @@ export const startProxy = async (port: number): Promise<Proxy> => {
       if (old === "cut") cutAll()
       else if (old !== "keep") vanishAll(old === "vanish")
     },
+    hold: () => {
+      const held = [...pairs]
+      for (const [client, upstream] of held) {
+        upstream.unpipe(client)
+        upstream.pause()
+      }
+      return () => {
+        for (const [client, upstream] of held) upstream.pipe(client)
+      }
+    },
+    sent: () => sent,
     close: () =>
       new Promise<void>((resolve) => {
         cutAll()

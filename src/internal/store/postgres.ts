@@ -1302,7 +1302,8 @@ export const makeWith = (
           yield* Scope.close(listening, Exit.void)
         }
         if (now - pinged >= LISTENER_PING) {
-          yield* ping(session, connection)
+          // its bound in real time: a TestClock step past it while the ping is answered must not end the session
+          yield* driverTime(ping(session, connection))
           pinged = now
         }
         yield* Effect.raceFirst(wanted.wait(LINGER, since), Deferred.await(lost))
