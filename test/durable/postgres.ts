@@ -4,11 +4,12 @@
  * missing server is a failure. Each test gets its own schema, dropped when its file ends.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { afterAll } from "vitest"
 import * as JobStore from "../../src/JobStore.ts"
 import * as Postgres from "../../src/internal/store/postgres.ts"
+import { Listening } from "./conformance.ts"
 import * as pgServer from "./pgserver.ts"
 
 export const url = process.env.WORKPOOL_PG_URL
@@ -206,7 +207,8 @@ if (enabled) {
  * delays, as on the other stores); the public layer uses the server's `now()`.
  */
 export const testLayer = (schema = freshSchema()): Layer.Layer<JobStore.JobStore, any> =>
-  Layer.effect(
-    JobStore.JobStore,
-    Effect.flatMap(Postgres.options({ url: url!, schema, maxConnections: 4 }), (cfg) => Postgres.make({ ...cfg, clock: "effect" }))
+  Layer.effectContext(
+    Effect.flatMap(Postgres.options({ url: url!, schema, maxConnections: 4 }), (cfg) => Postgres.make({ ...cfg, clock: "effect" })).pipe(
+      Effect.map((store) => Context.make(JobStore.JobStore, store).pipe(Context.add(Listening, (queues) => Postgres.listening(store, queues))))
+    )
   )

@@ -1248,6 +1248,10 @@ export const makeWith = (
     const wanted = makeSignal()
     /** The listener's session, the latest (it starts over on a new one when one is lost). */
     let listenerSession: PgConnection.PgConnection | undefined
+    /** Whether the listener's session has woken everyone once, for the changes made before it listened. */
+    let looked = false
+    /** The listener's steps (its LISTENs answered, their wake-ups sent), for `listening`. */
+    const listened = makeSignal()
     const listen = Effect.gen(function*() {
       const scope = yield* Effect.scope
       // one connection for the schema's channel and every queue's (a pool's `listen` would hold a
@@ -1271,9 +1275,8 @@ export const makeWith = (
         })
       // the last connection's channels closed with it
       heard.clear()
+      looked = false
       yield* hear(channel, (payload) => payload === "cancel" && cancels.notify())
-      // changes may have been missed while not listening: everyone looks once
-      let first = true
       let pinged = yield* Clock.currentTimeMillis
       while (true) {
         const since = yield* wanted.version
@@ -1287,13 +1290,15 @@ export const makeWith = (
                 : payload !== rateChanged && signal.notify(queue))
           )
           // a job of this queue may have come between its consumer's claim and the LISTEN
-          if (!first) signal.notify(queue)
+          if (looked) signal.notify(queue)
         }
-        if (first) {
-          first = false
+        // changes may have been missed while not listening: everyone looks once
+        if (!looked) {
+          looked = true
           signal.notify()
           cancels.notify()
         }
+        listened.notify()
         const now = yield* Clock.currentTimeMillis
         for (const [queue, listening] of heard) {
           if (waitedOn.has(queue) || now - (leftAt.get(queue) ?? 0) < LINGER) continue
@@ -1334,6 +1339,15 @@ export const makeWith = (
       driverTime,
       Effect.forkDetach
     )
+    /** See `listening`. */
+    const heardAll = (queues: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        while (true) {
+          const since = yield* listened.version
+          if (looked && queues.every((queue) => heard.has(queue))) return
+          yield* listened.wait(LINGER, since)
+        }
+      })
     /**
      * An idle consumer's wait (it names its queues) makes the listener hear them; an awaiter's does
      * not (a job's end sends no NOTIFY: an awaiter polls).
@@ -1958,7 +1972,7 @@ export const makeWith = (
     const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
     if (cfg.clock === "server") yield* Effect.ignore(time.refresh)
 
-    return {
+    const store = {
       enqueue,
       enqueueAll,
       get,
@@ -1982,7 +1996,20 @@ export const makeWith = (
       now,
       closed: closing.closed
     } satisfies Store
+    listenings.set(store, heardAll)
+    return store
   })
+
+const listenings = new WeakMap<Store, (queues: ReadonlyArray<string>) => Effect.Effect<void>>()
+
+/**
+ * For tests: waits until `store` (of `makeWith`) hears `queues` (its listener's LISTENs answered) and
+ * has sent the wake-up that its listener's first look owes their waiters (jobs that came before
+ * the LISTEN). A test that counts a consumer's claims counts from then, not with that wake among
+ * them (the conformance suite's `Listening`, test/durable/postgres.ts).
+ */
+export const listening = (store: Store, queues: ReadonlyArray<string>): Effect.Effect<void> =>
+  Effect.suspend(() => listenings.get(store)?.(queues) ?? Effect.die(new Error("listening: not a store of Postgres.makeWith")))
 
 /** How many expired jobs one reap statement takes back at most (a reap runs as many as it needs). */
 export const REAP_BATCH = 1000
