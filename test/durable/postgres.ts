@@ -104,6 +104,20 @@ export const listenBackends = (channel: string) =>
     )
   )
 
+/**
+ * What a migration left in `schema`: the values of its wp_meta (its version: one row) and whether
+ * it has `index` (`[index]` or `[]`).
+ */
+export const versionAndIndex = (schema: string, index: string) =>
+  Effect.promise(() =>
+    admin((sql) =>
+      Effect.all([
+        sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`,
+        sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE schemaname = ${schema} AND indexname = ${index}`
+      ])
+    )
+  ).pipe(Effect.map(([versions, indexes]) => [versions.map((row) => row.value), indexes.map((row) => row.indexname)]))
+
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
   backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
