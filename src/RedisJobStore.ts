@@ -47,8 +47,11 @@ import * as RedisStore from "./internal/store/redis.ts"
  * @category models
  */
 export interface RedisJobStoreOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); a `Redacted` keeps the password out of logs. */
-  readonly url: string | Redacted.Redacted<string>
+  /**
+   * `redis://[user:password@]host:port[/db]` or `rediss://` (TLS); a `Redacted` keeps the password out
+   * of logs. Required unless `sentinel` is given (not with it).
+   */
+  readonly url?: string | Redacted.Redacted<string> | undefined
   /**
    * What every key starts with (`{<prefix>:<queue>}:...`); default `workpool`. One prefix, one set of
    * queues. Letters, digits, `_`, `.`, `-`: no `:` (prefixes `p` and `p:x` would share queues).
@@ -64,6 +67,55 @@ export interface RedisJobStoreOptions {
    * keys are in one slot, so each script runs on one node; queues spread over the nodes.
    */
   readonly cluster?: boolean | undefined
+  /**
+   * A primary watched by Redis Sentinel, instead of `url`: the store asks the sentinels where the
+   * primary is, and again after a failover (see docs/durable.md, "Redis Sentinel").
+   */
+  readonly sentinel?: RedisSentinelOptions | undefined
+}
+
+/**
+ * Where the primary is, through Redis Sentinel (high availability: a primary, its replicas, and
+ * sentinels that promote a replica when the primary fails). The store asks the sentinels in turn
+ * (from the last that answered) for the primary's address, checks with `ROLE` that it is one, and
+ * asks again whenever its connection ends or a write meets `READONLY` (a primary made a replica).
+ * The sentinels' own credentials go in their URLs; the primary's and replicas' are `username` and
+ * `password`. `rediss://` sentinels: TLS to them and to the primary.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Redacted, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ * import * as RedisJobStore from "effect-workpool/RedisJobStore"
+ *
+ * const Ping = Task.make("Ping", { payload: Schema.String, success: Schema.String })
+ * const store = RedisJobStore.layer({
+ *   sentinel: {
+ *     name: "mymaster",
+ *     sentinels: ["redis://sentinel-0:26379", "redis://sentinel-1:26379", "redis://sentinel-2:26379"],
+ *     password: Redacted.make(process.env.REDIS_PASSWORD ?? "")
+ *   }
+ * })
+ * const program = JobQueue.enqueue(Ping, "hello").pipe(Effect.provide(store))
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface RedisSentinelOptions {
+  /** The name the sentinels monitor the primary under (`sentinel monitor <name> ...`; Bitnami's chart: `mymaster`). */
+  readonly name: string
+  /**
+   * One or more sentinels (three or five usual): `redis://[user:password@]host[:port]`, port 26379
+   * if none, or all `rediss://`; the credentials are the sentinels' own (their `requirepass` or ACL
+   * user), apart from the data nodes'. A `Redacted` keeps a password out of logs.
+   */
+  readonly sentinels: ReadonlyArray<string | Redacted.Redacted<string>>
+  /** The ACL user of the primary and its replicas (`default` if none). */
+  readonly username?: string | undefined
+  /** The password of the primary and its replicas (their `requirepass`, or the user's). */
+  readonly password?: string | Redacted.Redacted<string> | undefined
+  /** The database number on the primary; default 0. */
+  readonly database?: number | undefined
 }
 
 /**

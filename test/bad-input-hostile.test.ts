@@ -569,8 +569,10 @@ describe("every key an options type has is taken, each one undefined", () => {
       const pg: Every<PgJobStore.PgJobStoreOptions> = { url: undefined, schema: undefined, maxConnections: undefined, connectTimeout: undefined }
       yield* PostgresStore.options({ ...pg, url: "postgres://u@127.0.0.1:1/db" })
       yield* PostgresStore.clientOptions({ schema: undefined } satisfies Every<NonNullable<Parameters<typeof PgJobStore.layerClient>[0]>>)
-      const redis: Every<RedisJobStore.RedisJobStoreOptions> = { url: undefined, prefix: undefined, connectTimeout: undefined, cluster: undefined }
+      const redis: Every<RedisJobStore.RedisJobStoreOptions> = { url: undefined, prefix: undefined, connectTimeout: undefined, cluster: undefined, sentinel: undefined }
       yield* RedisStore.options({ ...redis, url: "redis://127.0.0.1:1" })
+      const sentinel: Every<RedisJobStore.RedisSentinelOptions> = { name: undefined, sentinels: undefined, username: undefined, password: undefined, database: undefined }
+      yield* RedisStore.options({ ...redis, sentinel: { ...sentinel, name: "m", sentinels: ["redis://127.0.0.1:1"] } })
       const sqlite: Every<JobStore.SqliteOptions> = { filename: undefined, busyTimeout: undefined }
       yield* SqliteStore.options({ ...sqlite, filename: "x.db" })
       const dashboard: Every<Dashboard.Options> = {

@@ -5,7 +5,7 @@
  * reply), no RDB snapshots.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -212,6 +212,108 @@ export const startCluster = async (bin: string, size = 3, args: ReadonlyArray<st
       }
     }
     return { url: nodes[0]!.url, nodes, destroy }
+  } catch (error) {
+    await destroy()
+    throw error
+  }
+}
+
+export interface SentinelGroup {
+  /** The name the sentinels monitor the primary under. */
+  readonly name: string
+  /** The data nodes: `nodes[0]` is the first primary, `nodes[1]` its replica. */
+  readonly nodes: ReadonlyArray<Server>
+  /** The sentinels' URLs. */
+  readonly sentinels: ReadonlyArray<string>
+  /** The sentinel processes (SIGKILL one to test a sentinel down). */
+  readonly sentinelServers: ReadonlyArray<Server>
+  readonly destroy: () => Promise<void>
+}
+
+/** A sentinel on a free loopback port watching `primaryPort` (`redis-server <conf> --sentinel`, its conf file its own: sentinel rewrites it). */
+const startSentinel = async (bin: string, name: string, primaryPort: number, quorum: number): Promise<Server> => {
+  const dir = mkdtempSync(join(tmpdir(), "wp-sentinel-"))
+  for (let attempt = 1;; attempt++) {
+    const port = await freePort()
+    const conf = join(dir, "sentinel.conf")
+    writeFileSync(conf, [
+      `port ${port}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `logfile ${join(dir, "sentinel.log")}`,
+      `sentinel monitor ${name} 127.0.0.1 ${primaryPort} ${quorum}`,
+      // a primary silent for a second is down; a failover may start again 2 × 3 s after the last
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 3000`,
+      ""
+    ].join("\n"))
+    const child = spawn(bin, [conf, "--sentinel"], { stdio: "ignore" })
+    try {
+      await accepting(port, child)
+    } catch (error) {
+      child.kill("SIGKILL")
+      if (!(error instanceof Exited) || attempt >= 10) {
+        rmSync(dir, { recursive: true, force: true })
+        throw error
+      }
+      continue
+    }
+    const kill = async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise((resolve) => child.once("exit", resolve))
+      child.kill("SIGKILL")
+      await exited
+    }
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      kill,
+      start: () => Promise.reject(new Error("a sentinel here is not restarted")),
+      signal: (signal) => void child.kill(signal),
+      destroy: async () => {
+        await kill()
+        rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
+      }
+    }
+  }
+}
+
+/**
+ * A primary, its replica (both private servers) and `sentinels` sentinels watching them (quorum: a
+ * majority), on free loopback ports. Resolves once the sentinels see the replica (a failover needs
+ * one) and, with several, each other.
+ */
+export const startSentinelGroup = async (bin: string, sentinels = 1, args: ReadonlyArray<string> = []): Promise<SentinelGroup> => {
+  const name = "wpmaster"
+  const nodes: Array<Server> = []
+  const sentinelServers: Array<Server> = []
+  const destroy = async () => {
+    await Promise.all(sentinelServers.map((sentinel) => sentinel.destroy()))
+    await Promise.all(nodes.map((node) => node.destroy()))
+  }
+  try {
+    nodes.push(await startServer(bin, args))
+    const primaryPort = Number(nodes[0]!.url.split(":").at(-1))
+    nodes.push(await startServer(bin, ["--replicaof", "127.0.0.1", String(primaryPort), ...args]))
+    for (let i = 0; i < sentinels; i++) sentinelServers.push(await startSentinel(bin, name, primaryPort, Math.floor(sentinels / 2) + 1))
+    const cli = join(dirname(bin), "redis-cli")
+    const ask = (url: string, ...command: Array<string>) => {
+      const [host, port] = url.replace("redis://", "").split(":")
+      return execFileSync(cli, ["-h", host!, "-p", port!, ...command]).toString()
+    }
+    const deadline = Date.now() + 60_000
+    // each sentinel sees the replica, in sync (a failover needs one), and the other sentinels
+    const ready = (sentinel: Server) => {
+      const replicas = ask(sentinel.url, "sentinel", "replicas", name)
+      const others = Number(/num-other-sentinels\n(\d+)/.exec(ask(sentinel.url, "sentinel", "master", name))?.[1] ?? -1)
+      return /flags\nslave\n/.test(replicas) && /master-link-status\nok\n/.test(replicas) && others >= sentinels - 1
+    }
+    for (const sentinel of sentinelServers) {
+      while (!ready(sentinel)) {
+        if (Date.now() > deadline) throw new Error(`the sentinel on ${sentinel.url} did not see the replica and the other sentinels`)
+        execFileSync("sleep", ["0.1"])
+      }
+    }
+    return { name, nodes, sentinels: sentinelServers.map((sentinel) => sentinel.url), sentinelServers, destroy }
   } catch (error) {
     await destroy()
     throw error

@@ -84,56 +84,151 @@ interface Wake {
 }
 type Wakes = Wake | ReadonlyArray<Wake> | undefined
 
+/** Where the store connects: through the sentinels of a primary (see redisClient.ts `Sentinel`). */
+export interface SentinelConfig {
+  /** The name the sentinels monitor the primary under. */
+  readonly name: string
+  /** The sentinels' URLs (their own credentials in them), in the order they are asked. */
+  readonly sentinels: ReadonlyArray<Redacted.Redacted>
+  /** The primary's URL with a stand-in host and port, `redis[s]://[user:password@]primary:6379/db`: the data nodes' credentials. */
+  readonly node: Redacted.Redacted
+}
+
 export interface Config {
+  /** One server's, or a Cluster node's; unused (`redis://`) through sentinels. */
   readonly url: Redacted.Redacted
   /** Every key starts with `{<prefix>:` or `{<prefix>%` (a queue's, see `queueBase`) or is `{<prefix>}:...`: one Redis, several stores (a prefix has no ':'). */
   readonly prefix: string
   readonly connectTimeout: number
   /** `url` is one node of a Redis Cluster; the client finds the others. */
   readonly cluster: boolean
+  /** The primary is the one its sentinels name (`url` unused). */
+  readonly sentinel?: SentinelConfig | undefined
   /** As in the Postgres store: the server's `TIME`, or (tests only) the Effect `Clock`. */
   readonly clock: "server" | "effect"
 }
 
+/** The URL of `value` (a string or a `Redacted` one) at `field`, checked as the client reads it. */
+const redisUrl = (field: string, value: unknown, what: { readonly database: boolean }): URL => {
+  const url = Redacted.isRedacted(value) ? Redacted.value(value as Redacted.Redacted<unknown>) : value
+  if (typeof url !== "string" || !/^rediss?:\/\/[^\s]*$/.test(url)) {
+    // the URL may hold a password: name its shape, not its text
+    config.fail(field, typeof url === "string" ? "<a string>" : url, "expected a redis:// or rediss:// URL")
+  }
+  let parsed: URL | undefined
+  try {
+    parsed = new URL(url as string)
+  } catch {
+    config.fail(field, "<a string>", "expected a redis:// URL that parses (host, port, database)")
+  }
+  if (parsed!.hostname === "") config.fail(field, "<a string>", "expected a host in the redis:// URL")
+  // what the client reads, and throws on (a defect, not a StoreError): the database number, and
+  // the user and password, %-decoded
+  if (!what.database && !/^\/?$/.test(parsed!.pathname)) {
+    config.fail(field, "<a string>", "expected no database after a sentinel's host and port (the primary's is sentinel.database)")
+  }
+  if (!/^\/?(\d+)?$/.test(parsed!.pathname)) {
+    config.fail(field, "<a string>", "expected a database number after the host, such as redis://host:6379/2, or none")
+  }
+  // ignored by the client: ?db=3 (ioredis' form) put the user's jobs in database 0, silently
+  if (parsed!.search !== "" || parsed!.hash !== "") {
+    config.fail(field, "<a string>", "expected no ?query or #fragment (the client ignores them): the database is the path, such as redis://host:6379/3")
+  }
+  for (const part of [parsed!.username, parsed!.password]) {
+    try {
+      decodeURIComponent(part)
+    } catch {
+      config.fail(field, "<a string>", "expected a user and password whose %-escapes are valid (%40 for @, %3A for :)")
+    }
+  }
+  return parsed!
+}
+
+/** The most sentinels one store may name (three or five is usual). */
+export const MAX_SENTINELS = 100
+
+/** A sentinel's port where its URL names none (not the client's 6379: that is a data node's). */
+export const SENTINEL_PORT = 26379
+
+const sentinelOptions = (value: unknown): SentinelConfig => {
+  config.object("sentinel", value)
+  config.onlyKeys("sentinel.", value as object, ["name", "sentinels", "username", "password", "database"], {
+    sentinelRootNodes: "sentinels",
+    masterName: "name",
+    db: "database"
+  })
+  const options = value as Record<string, unknown>
+  const name = options.name
+  // the sentinels' SENTINEL GET-MASTER-ADDR-BY-NAME takes one argument: no spaces
+  if (typeof name !== "string" || !/^[^\s]{1,200}$/.test(name)) {
+    config.fail("sentinel.name", name, "expected the primary's name as the sentinels monitor it (sentinel monitor <name> ...), 1 to 200 characters without spaces")
+  }
+  const list = options.sentinels
+  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_SENTINELS) {
+    config.fail("sentinel.sentinels", Array.isArray(list) ? `<${list.length} URLs>` : list, `expected 1 to ${MAX_SENTINELS} sentinel URLs, such as ["redis://sentinel-0:26379"]`)
+  }
+  const sentinels = (list as Array<unknown>).map((entry, i) => {
+    const parsed = redisUrl(`sentinel.sentinels[${i}]`, entry, { database: false })
+    if (parsed.port === "") parsed.port = String(SENTINEL_PORT)
+    return parsed
+  })
+  // one TLS setting for the whole deployment: the data nodes are reached as the sentinels are
+  const tls = sentinels[0]!.protocol
+  if (sentinels.some((url) => url.protocol !== tls)) {
+    config.fail("sentinel.sentinels", "<URLs>", "expected every sentinel URL with one scheme, redis:// or rediss:// (the primary is reached with it too)")
+  }
+  // the client puts the address the sentinels name in place of this host and port
+  const node = new URL(`${tls}//primary:6379`)
+  if (options.username !== undefined) {
+    if (typeof options.username !== "string" || options.username === "") config.fail("sentinel.username", options.username, "expected a non-empty string")
+    node.username = encodeURIComponent(options.username as string)
+  }
+  if (options.password !== undefined) {
+    const password = Redacted.isRedacted(options.password) ? Redacted.value(options.password as Redacted.Redacted<unknown>) : options.password
+    if (typeof password !== "string" || password === "") {
+      config.fail("sentinel.password", typeof password === "string" ? "<a string>" : password, "expected a non-empty string or Redacted string")
+    }
+    node.password = encodeURIComponent(password as string)
+  }
+  const database = options.database === undefined ? 0 : config.count("sentinel.database", options.database, 1_000_000)
+  return {
+    name: name as string,
+    sentinels: sentinels.map((url) => Redacted.make(url.toString())),
+    node: Redacted.make(`${node.toString()}/${database}`)
+  }
+}
+
 export const options = (options: {
-  readonly url: unknown
+  readonly url?: unknown
   readonly prefix?: unknown
   readonly connectTimeout?: unknown
   readonly cluster?: unknown
+  readonly sentinel?: unknown
 }): Effect.Effect<Config, StoreError> =>
   Effect.mapError(
     config.checkPoolOptions((): Config => {
       config.object("options", options)
       // ignored, ioredis' keyPrefix left the default prefix: one shared with every other app's queues
-      config.onlyKeys("", options, ["url", "prefix", "connectTimeout", "cluster"], { keyPrefix: "prefix", connectionTimeout: "connectTimeout" })
-      const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<unknown>) : options.url
-      if (typeof url !== "string" || !/^rediss?:\/\/[^\s]*$/.test(url)) {
-        // the URL may hold a password: name its shape, not its text
-        config.fail("url", typeof url === "string" ? "<a string>" : url, "expected a redis:// or rediss:// URL")
+      config.onlyKeys("", options, ["url", "prefix", "connectTimeout", "cluster", "sentinel"], {
+        keyPrefix: "prefix",
+        connectionTimeout: "connectTimeout",
+        sentinels: "sentinel"
+      })
+      const sentinel = options.sentinel === undefined ? undefined : sentinelOptions(options.sentinel)
+      if (sentinel !== undefined && options.url !== undefined) {
+        config.fail("url", "<a string>", "expected url or sentinel, not both: through sentinels the primary is the one they name")
       }
-      let parsed: URL | undefined
-      try {
-        parsed = new URL(url as string)
-      } catch {
-        config.fail("url", "<a string>", "expected a redis:// URL that parses (host, port, database)")
+      if (sentinel !== undefined && options.cluster !== undefined && options.cluster !== false) {
+        config.fail("cluster", options.cluster, "expected no cluster with sentinel: a Redis Cluster fails over by itself, without sentinels")
       }
-      if (parsed!.hostname === "") config.fail("url", "<a string>", "expected a host in the redis:// URL")
-      // what the client reads, and throws on (a defect, not a StoreError): the database number, and
-      // the user and password, %-decoded
-      if (!/^\/?(\d+)?$/.test(parsed!.pathname)) {
-        config.fail("url", "<a string>", "expected a database number after the host, such as redis://host:6379/2, or none")
+      if (sentinel === undefined && options.url === undefined) {
+        config.fail("url", undefined, "expected a redis:// or rediss:// URL, or sentinel: { name, sentinels }")
       }
-      // ignored by the client: ?db=3 (ioredis' form) put the user's jobs in database 0, silently
-      if (parsed!.search !== "" || parsed!.hash !== "") {
-        config.fail("url", "<a string>", "expected no ?query or #fragment (the client ignores them): the database is the path, such as redis://host:6379/3")
-      }
-      for (const part of [parsed!.username, parsed!.password]) {
-        try {
-          decodeURIComponent(part)
-        } catch {
-          config.fail("url", "<a string>", "expected a user and password whose %-escapes are valid (%40 for @, %3A for :)")
-        }
-      }
+      if (sentinel === undefined) redisUrl("url", options.url, { database: true })
+      // as given: the client parses it itself
+      const url = sentinel === undefined
+        ? (Redacted.isRedacted(options.url) ? Redacted.value(options.url as Redacted.Redacted<string>) : options.url as string)
+        : "redis://sentinel"
       const prefix = options.prefix ?? "workpool"
       // no ':': a queue's keys are {<prefix>:<queue>}, and queue names may hold ':', so prefixes p and
       // p:x would share p's queue x:q as p:x's queue q; no braces: the prefix is in the hash tag
@@ -141,13 +236,14 @@ export const options = (options: {
         config.fail("prefix", prefix, "expected 1 to 100 letters, digits or _ . - (no ':', which ends the prefix in a queue's keys; no braces: it is in the hash tag)")
       }
       return {
-        url: Redacted.make(url as string),
+        url: Redacted.make(url),
         prefix: prefix as string,
         connectTimeout: options.connectTimeout === undefined
           ? 10_000
           // a timer of the client's waits for it (connectWithin)
           : config.timerMillis("connectTimeout", options.connectTimeout),
         cluster: options.cluster === undefined ? false : config.boolean("cluster", options.cluster),
+        sentinel,
         clock: "server"
       }
     }),
@@ -1571,7 +1667,7 @@ export const WATCH_LINGER = 5000
 /** How long an ended watch's connection stays open for the next one (the reserved pool's idle time to live). */
 export const WATCH_IDLE = "1 second"
 
-/** The store on a client of its own (one server's, or a Cluster's), connected to `cfg.url`. */
+/** The store on a client of its own (one server's, a Cluster's, or a primary's its sentinels name), connected to `cfg.url`. */
 export const open = (cfg: Config) =>
   Effect.gen(function*() {
     // a server that cannot be reached at first (or does not answer within the connect timeout) is an
@@ -1580,6 +1676,11 @@ export const open = (cfg: Config) =>
     const redis = yield* RedisClient.make({
       url: Redacted.value(cfg.url),
       cluster: cfg.cluster,
+      sentinel: cfg.sentinel === undefined ? undefined : {
+        name: cfg.sentinel.name,
+        sentinels: cfg.sentinel.sentinels.map((url) => Redacted.value(url)),
+        node: Redacted.value(cfg.sentinel.node)
+      },
       // CLIENT LIST shows whose connections these are
       name: `effect-workpool:${cfg.prefix}`,
       connectTimeout: cfg.connectTimeout,

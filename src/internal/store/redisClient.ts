@@ -1,6 +1,6 @@
 /**
- * effect's `Redis` service on node-redis, on one server (`createClient`) or a Redis Cluster
- * (`createCluster`), every connect bounded (`connectWithin`): the client's, a reserved connection's
+ * effect's `Redis` service on node-redis, on one server (`createClient`), a Redis Cluster
+ * (`createCluster`) or the primary its Redis Sentinels name (`sentinel`), every connect bounded (`connectWithin`): the client's, a reserved connection's
  * and a subscription's. `connectTimeout` bounds only the TCP connect, which a frozen server's kernel
  * accepts; the handshake after it waited for the server's answer for ever (a store built then never
  * ended). `@effect/platform-node`'s `NodeRedis` connects without a bound, so the store does not use it.
@@ -25,8 +25,8 @@ interface Client {
   readonly send: (command: string, args: ReadonlyArray<string>) => Promise<unknown>
   /** A client of its own to the same server (or Cluster) that does not reconnect, not yet connected. */
   readonly own: () => Client
-  /** Where a subscription may be made: the url's node, and on a Cluster every master known now. */
-  readonly nodeUrls: () => ReadonlyArray<string>
+  /** Where a subscription may be made: the url's node, on a Cluster every master known now, through sentinels the primary they name. */
+  readonly subscribeUrls: () => Promise<ReadonlyArray<string>>
   readonly connect: () => Promise<unknown>
   readonly close: () => Promise<unknown>
   readonly destroy: () => void
@@ -96,10 +96,22 @@ const firstKey = (command: string, args: ReadonlyArray<string>): string | undefi
   }
 }
 
+/** A primary found through its sentinels (see `sentinel`). */
+export interface SentinelTarget {
+  /** The name the sentinels monitor it under. */
+  readonly name: string
+  /** The sentinels' URLs, with their own credentials. */
+  readonly sentinels: ReadonlyArray<string>
+  /** The primary's URL with a stand-in host and port: the data nodes' credentials, TLS and database. */
+  readonly node: string
+}
+
 interface Options {
   readonly url: string
   /** `url` is one node of a Redis Cluster; the client finds the others. */
   readonly cluster: boolean
+  /** The primary is the one these sentinels name (`url` unused). */
+  readonly sentinel?: SentinelTarget | undefined
   readonly name: string
   readonly connectTimeout: number
   /** The backoff of the client's reconnects once it has connected (before, a failure fails the open). */
@@ -112,10 +124,10 @@ interface Options {
   readonly idleTimeout?: Duration.Input | undefined
 }
 
-/** A client of one server: `reconnect` false for one of its own (a reserved connection). */
-const server = (options: Options, reconnect: Options["reconnect"] | false): Client => {
+/** node-redis's client of the server at `url`, its error events listened to. */
+const nodeClient = (options: Options, url: string, reconnect: Options["reconnect"] | false) => {
   const client = createClient({
-    url: options.url,
+    url,
     name: options.name,
     disableOfflineQueue: true,
     commandOptions: options.commandOptions,
@@ -123,13 +135,183 @@ const server = (options: Options, reconnect: Options["reconnect"] | false): Clie
   })
   // unlistened, node-redis rethrows an error event: a socket failure would crash the process
   client.on("error", () => {})
+  return client
+}
+
+/** A client of one server: `reconnect` false for one of its own (a reserved connection). */
+const server = (options: Options, reconnect: Options["reconnect"] | false): Client => {
+  const client = nodeClient(options, options.url, reconnect)
   return {
     send: (command, args) => client.sendCommand([command, ...args]),
     own: () => server(options, false),
-    nodeUrls: () => [options.url],
+    subscribeUrls: () => Promise.resolve([options.url]),
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
+  }
+}
+
+/** What one sentinel answers `SENTINEL GET-MASTER-ADDR-BY-NAME`: the primary's address, or why not. */
+const askSentinel = async (options: Options, target: SentinelTarget, sentinel: string): Promise<{ host: string; port: number }> => {
+  const client = createClient({
+    url: sentinel,
+    RESP: 2,
+    disableOfflineQueue: true,
+    commandOptions: options.commandOptions,
+    socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
+  })
+  client.on("error", () => {})
+  let answer: unknown
+  try {
+    await connectWithin({
+      connect: () => client.connect().then(async () => {
+        answer = await client.sendCommand(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", target.name])
+      }),
+      destroy: () => client.destroy()
+    }, options.connectTimeout)
+  } finally {
+    client.destroy()
+  }
+  if (!Array.isArray(answer) || answer.length < 2) throw new Error(`it monitors no primary named ${JSON.stringify(target.name)}`)
+  return { host: String(answer[0]), port: Number(answer[1]) }
+}
+
+/** `url` (a redis:// URL) at `host`:`port`, its scheme, credentials and database kept. */
+const at = (url: string, host: string, port: number): string => {
+  const moved = new URL(url)
+  moved.hostname = host.includes(":") ? `[${host}]` : host
+  moved.port = String(port)
+  return moved.toString()
+}
+
+/**
+ * The sentinels of `target` in turn, from the last that answered (as the Sentinel client spec asks):
+ * the primary's URL from the first that names it. Errors name a sentinel by its host and port, never
+ * its URL (which may hold a password).
+ */
+const primaryFinder = (options: Options, target: SentinelTarget) => {
+  let first = 0
+  return async (): Promise<string> => {
+    const reasons: Array<string> = []
+    for (let i = 0; i < target.sentinels.length; i++) {
+      const index = (first + i) % target.sentinels.length
+      const sentinel = target.sentinels[index]!
+      try {
+        const { host, port } = await askSentinel(options, target, sentinel)
+        first = index
+        return at(target.node, host, port)
+      } catch (cause) {
+        reasons.push(`sentinel ${new URL(sentinel).host}: ${cause instanceof Error ? cause.message : String(cause)}`)
+      }
+    }
+    throw new Error(`no sentinel named the primary ${JSON.stringify(target.name)} (${reasons.join("; ")})`)
+  }
+}
+
+/**
+ * A client of the primary its sentinels name, connected after a `ROLE` that says it is one: right
+ * after a failover a sentinel may still name the old primary, which, back from a crash, says it is
+ * a primary until the sentinels make it a replica (writes there would be lost).
+ */
+const connectPrimary = async (options: Options, find: () => Promise<string>): Promise<ReturnType<typeof nodeClient>> => {
+  const url = await find()
+  const client = nodeClient(options, url, false)
+  try {
+    await connectWithin({
+      connect: () => client.connect().then(async () => {
+        const role = await client.sendCommand(["ROLE"])
+        if (!Array.isArray(role) || role[0] !== "master") {
+          throw new Error(`the primary the sentinels named, ${new URL(url).host}, says it is a ${Array.isArray(role) ? String(role[0]) : "?"} (a failover under way)`)
+        }
+      }),
+      destroy: () => client.destroy()
+    }, options.connectTimeout)
+    return client
+  } catch (error) {
+    client.destroy()
+    throw error
+  }
+}
+
+/** A write refused by a replica: the connection is to a primary made a replica since. */
+const readOnly = (error: unknown) => error instanceof Error && error.message.includes("READONLY")
+
+/**
+ * A client of the primary that `target`'s sentinels name. Not node-redis's `createSentinel`: its
+ * commands wait through a failover (up to 16 rediscoveries a second apart) where the store's must
+ * fail at once with `StoreError`, its blocking commands share a small pool of leases where every
+ * queue's watch needs a connection of its own, and its master clients reconnect to the old address.
+ * Here a connection that ends (the sentinels close a demoted primary's clients; a crashed one's end)
+ * or answers `READONLY` is dropped, and the next command asks the sentinels again (at most once per
+ * `reconnect` backoff: in between, commands fail at once with the last reason); one of its own
+ * (`own`: a reserved connection) never connects again.
+ */
+const sentinel = (options: Options, target: SentinelTarget, own: boolean, find = primaryFinder(options, target)): Client => {
+  let current: ReturnType<typeof nodeClient> | undefined
+  let connecting: Promise<ReturnType<typeof nodeClient>> | undefined
+  let attached = false
+  let closed = false
+  let failures = 0
+  let retryAt = 0
+  let last: unknown
+  const attach = (): Promise<ReturnType<typeof nodeClient>> => {
+    if (current !== undefined) return Promise.resolve(current)
+    if (connecting !== undefined) return connecting
+    if (closed) return Promise.reject(new Error("the client is closed"))
+    if (own && attached) return Promise.reject(new Error("the connection ended"))
+    if (Date.now() < retryAt) return Promise.reject(last)
+    attached = true
+    connecting = connectPrimary(options, find).then((client) => {
+      connecting = undefined
+      if (closed) {
+        client.destroy()
+        throw new Error("the client is closed")
+      }
+      failures = 0
+      current = client
+      const drop = () => {
+        if (current !== client) return
+        current = undefined
+        client.destroy()
+      }
+      client.on("error", drop)
+      client.on("end", drop)
+      return client
+    }, (error: unknown) => {
+      connecting = undefined
+      last = error
+      const wait = options.reconnect(failures++, error instanceof Error ? error : new Error(String(error)))
+      retryAt = Date.now() + (typeof wait === "number" ? wait : 0)
+      throw error
+    })
+    return connecting
+  }
+  return {
+    send: async (command, args) => {
+      const client = await attach()
+      try {
+        return await client.sendCommand([command, ...args])
+      } catch (error) {
+        if (readOnly(error) && current === client) {
+          current = undefined
+          client.destroy()
+        }
+        throw error
+      }
+    },
+    own: () => sentinel(options, target, true, find),
+    subscribeUrls: () => find().then((url) => [url]),
+    connect: () => attach(),
+    close: async () => {
+      closed = true
+      await connecting?.catch(() => {})
+      await current?.close()
+    },
+    destroy: () => {
+      closed = true
+      current?.destroy()
+      void connecting?.then((client) => client.destroy(), () => {})
+    }
   }
 }
 
@@ -153,20 +335,14 @@ const cluster = (options: Options, reconnect: Options["reconnect"] | false, root
   })
   client.on("error", () => {})
   /** The url's node and every master known now, as URLs (the url's scheme and credentials kept). */
-  const nodeUrls = () =>
-    [...new Set([options.url, ...client.masters.map(({ host, port }) => {
-      const url = new URL(options.url)
-      url.hostname = host.includes(":") ? `[${host}]` : host
-      url.port = String(port)
-      return url.toString()
-    })])]
+  const nodeUrls = () => [...new Set([options.url, ...client.masters.map(({ host, port }) => at(options.url, host, port))])]
   return {
     send: (command, args) => client.sendCommand(firstKey(command, args), false, [command, ...args]),
     // found from every master known now, the url's node too: from the url's alone, a watch dropped
     // while that node is down was never made again (its queue's idle consumers fell back to a claim
     // a second), whatever node its queue is on
     own: () => cluster(options, false, nodeUrls()),
-    nodeUrls,
+    subscribeUrls: () => Promise.resolve(nodeUrls()),
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
@@ -184,7 +360,13 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
         catch: (cause) => new Redis.RedisError({ cause })
       })
     const client = yield* Effect.acquireRelease(
-      connect(options.cluster ? cluster(options, reconnect, [options.url]) : server(options, reconnect)),
+      connect(
+        options.sentinel !== undefined
+          ? sentinel(options, options.sentinel, false)
+          : options.cluster
+          ? cluster(options, reconnect, [options.url])
+          : server(options, reconnect)
+      ),
       (client) => Effect.promise(() => closeWithin(client))
     )
     connected.value = true
@@ -208,11 +390,11 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
       subscribe: (channel, onMessage) =>
         Effect.gen(function*() {
           const ended = yield* Deferred.make<void, Redis.RedisError>()
-          const candidates = client.nodeUrls()
-          const start = Math.floor(Math.random() * candidates.length)
           yield* Effect.acquireRelease(
             Effect.tryPromise({
               try: async () => {
+                const candidates = await client.subscribeUrls()
+                const start = Math.floor(Math.random() * candidates.length)
                 let last: unknown
                 for (let i = 0; i < candidates.length; i++) {
                   const client = createClient({

@@ -1,0 +1,318 @@
+/**
+ * The Redis store through Redis Sentinel: a primary, its replica and sentinels, each a private
+ * server started here (never the shared one), and what a failover does to the store's jobs: a
+ * `SENTINEL FAILOVER` and a kill -9 of the primary under idle consumers (blocked in BZPOPMIN),
+ * running jobs and producers, and the writes asynchronous replication loses. Every wait is for an
+ * event (the sentinel's `+switch-master`, a `ROLE` answer, a job's state), never a fixed sleep.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema } from "effect"
+import { createClient } from "redis"
+import { afterAll, beforeAll } from "vitest"
+import { StoreError } from "../src/DurableError.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
+import { conformance, Echo } from "./durable/conformance.ts"
+import { admin, blocked, freshPrefix, until } from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
+import { waitFor } from "./helpers.ts"
+
+const binary = redisServer.binary()
+if (binary === undefined && process.env.CI === "true") {
+  throw new Error("no redis-server (apt-get install redis-server, or set WORKPOOL_REDIS_BIN): under CI=true the Sentinel tests must run")
+}
+
+/** A group of its own (a primary, a replica, `sentinels` sentinels), destroyed with the test's scope. */
+const ownGroup = (sentinels = 1, args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(
+    Effect.promise(() => redisServer.startSentinelGroup(binary!, sentinels, args)),
+    (group) => Effect.promise(group.destroy)
+  )
+
+const sentinelOptions = (group: redisServer.SentinelGroup): RedisJobStore.RedisSentinelOptions => ({
+  name: group.name,
+  sentinels: group.sentinels
+})
+
+/** The store through `group`'s sentinels, its time from the Effect Clock (as the conformance suite wants). */
+const testLayer = (group: () => redisServer.SentinelGroup, prefix = freshPrefix()): Layer.Layer<JobStore.JobStore, any> =>
+  Layer.effect(
+    JobStore.JobStore,
+    Effect.suspend(() =>
+      Effect.flatMap(RedisStore.options({ sentinel: sentinelOptions(group()), prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
+    )
+  )
+
+/** What `ROLE` says the server at `url` is: "master", "slave", or the error of a server down. */
+const roleOf = (url: string) =>
+  Effect.promise(() =>
+    admin((client) => client.sendCommand(["ROLE"]) as Promise<Array<unknown>>, url).then((role) => String(role[0]), (error) => `down: ${error}`)
+  )
+
+/**
+ * Listens on `sentinel` for `+switch-master` (subscribed before it returns): `switched` resolves
+ * with the new primary's URL once the sentinel announces it.
+ */
+const switchMaster = (sentinel: string) =>
+  Effect.gen(function*() {
+    const announced = yield* Deferred.make<string>()
+    const client = createClient({ url: sentinel, RESP: 2 })
+    client.on("error", () => {})
+    yield* Effect.acquireRelease(
+      Effect.promise(async () => {
+        await client.connect()
+        // "<name> <old ip> <old port> <new ip> <new port>"
+        await client.subscribe("+switch-master", (message) => {
+          const [, , , host, port] = message.split(" ")
+          Deferred.doneUnsafe(announced, Exit.succeed(`redis://${host}:${port}`))
+        })
+        return client
+      }),
+      (client) => Effect.sync(() => client.destroy())
+    )
+    return { switched: Deferred.await(announced) }
+  })
+
+/** Sends `command` to the sentinel at `url`. */
+const askSentinel = (url: string, ...command: Array<string>) => Effect.promise(() => admin((client) => client.sendCommand(command), url))
+
+/** `effect` again while it fails with StoreError (a failover under way), up to 40 times 250 ms apart: how many failed. */
+const throughFailover = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) =>
+  Effect.gen(function*() {
+    let failed = 0
+    const value = yield* effect.pipe(
+      Effect.tapError((error) => Effect.sync(() => void (error instanceof StoreError && failed++))),
+      Effect.retry({ while: (error) => error instanceof StoreError, schedule: Schedule.spaced("250 millis"), times: 40 })
+    )
+    return { value, failed }
+  })
+
+/** A job that runs until it is released (or cancelled): each start counted by its payload. */
+const Hold = Task.make("Hold", { payload: Schema.String, success: Schema.String })
+
+const holding = () => {
+  const starts = new Map<string, number>()
+  const interrupted = new Set<string>()
+  const releases = new Map<string, Deferred.Deferred<void>>()
+  const gate = (name: string) => {
+    let gate = releases.get(name)
+    if (gate === undefined) releases.set(name, gate = Deferred.makeUnsafe<void>())
+    return gate
+  }
+  const handler = Task.handle(Hold, (name) =>
+    Effect.gen(function*() {
+      starts.set(name, (starts.get(name) ?? 0) + 1)
+      yield* Deferred.await(gate(name))
+      return name
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.add(name)))))
+  return { starts, interrupted, handler, release: (name: string) => Deferred.succeed(gate(name), undefined) }
+}
+
+if (binary === undefined) describe.skip("the Redis store through Sentinel (no redis-server binary)", () => {})
+else {
+  describe("the Redis store's sentinel option", () => {
+    const openError = (options: Record<string, unknown>) =>
+      Effect.flip(Effect.flatMap(RedisStore.options(options as never), RedisStore.open)).pipe(Effect.scoped)
+    const rejects: ReadonlyArray<[string, Record<string, unknown>, RegExp]> = [
+      ["url and sentinel", { url: "redis://h:6379", sentinel: { name: "m", sentinels: ["redis://s:26379"] } }, /url or sentinel, not both/],
+      ["cluster and sentinel", { cluster: true, sentinel: { name: "m", sentinels: ["redis://s:26379"] } }, /no cluster with sentinel/],
+      ["neither url nor sentinel", {}, /or sentinel: \{ name, sentinels \}/],
+      ["no sentinels", { sentinel: { name: "m", sentinels: [] } }, /1 to 100 sentinel URLs/],
+      ["sentinels not a list", { sentinel: { name: "m", sentinels: "redis://s:26379" } }, /1 to 100 sentinel URLs/],
+      ["a sentinel not a URL", { sentinel: { name: "m", sentinels: ["redis://s:26379", "s:26379"] } }, /sentinel\.sentinels\[1\].*redis:\/\/ or rediss:\/\//],
+      ["a database in a sentinel's URL", { sentinel: { name: "m", sentinels: ["redis://s:26379/2"] } }, /no database after a sentinel's host/],
+      ["mixed schemes", { sentinel: { name: "m", sentinels: ["redis://a:26379", "rediss://b:26379"] } }, /one scheme/],
+      ["no name", { sentinel: { sentinels: ["redis://s:26379"] } }, /sentinel\.name.*monitor/],
+      ["a name with a space", { sentinel: { name: "my master", sentinels: ["redis://s:26379"] } }, /without spaces/],
+      ["an empty password", { sentinel: { name: "m", sentinels: ["redis://s:26379"], password: Redacted.make("") } }, /sentinel\.password/],
+      ["a negative database", { sentinel: { name: "m", sentinels: ["redis://s:26379"], database: -1 } }, /sentinel\.database/],
+      ["ioredis' sentinel key", { sentinel: { name: "m", sentinelRootNodes: [] } }, /sentinel\.sentinelRootNodes.*use sentinels/],
+      ["ioredis' top-level sentinels", { sentinels: [{ host: "s", port: 26379 }], name: "m" }, /sentinels.*use sentinel/]
+    ]
+    for (const [what, options, reason] of rejects) {
+      it.effect(`${what}: StoreError naming the field`, () =>
+        Effect.gen(function*() {
+          const error = yield* openError(options)
+          assert.instanceOf(error, StoreError)
+          assert.match(error.reason, reason)
+        }))
+    }
+
+    it.effect("a sentinel's password is never in an error", () =>
+      Effect.gen(function*() {
+        const error = yield* openError({ sentinel: { name: "m", sentinels: ["redis://:hunter2@s:26379", "redis://:hunter2@s:99999"] } })
+        assert.notInclude(error.reason, "hunter2")
+        const down = yield* openError({ sentinel: { name: "m", sentinels: ["redis://:hunter2@127.0.0.1:1"], password: "hunter3" }, connectTimeout: "2 seconds" })
+        assert.match(down.reason, /no sentinel named the primary "m" \(sentinel 127\.0\.0\.1:1:/)
+        assert.notInclude(down.reason, "hunter")
+      }))
+  })
+
+  let shared: redisServer.SentinelGroup | undefined
+  beforeAll(async () => {
+    shared = await redisServer.startSentinelGroup(binary)
+  }, 120_000)
+  afterAll(() => shared?.destroy())
+
+  conformance("Redis through Sentinel", () => testLayer(() => shared!))
+
+  describe("the Redis store through Sentinel", () => {
+    it.live("opens through the first sentinel that answers (one down before it), runs jobs; a name no sentinel monitors fails the open with StoreError at once", () =>
+      Effect.gen(function*() {
+        const group = shared!
+        const layer = RedisJobStore.layer({ sentinel: { name: group.name, sentinels: ["redis://127.0.0.1:1", ...group.sentinels] }, prefix: freshPrefix() })
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))] }).pipe(Effect.forkScoped)
+          const handle = yield* JobQueue.enqueue(Echo, { n: 21 })
+          return yield* handle.await
+        }).pipe(Effect.scoped, Effect.provide(layer))
+        assert.strictEqual(result, 42)
+        const started = Date.now()
+        const unknown = yield* Effect.flip(Layer.build(RedisJobStore.layer({ sentinel: { name: "nobody", sentinels: group.sentinels } })))
+        assert.instanceOf(unknown, StoreError)
+        assert.match(unknown.reason, /monitors no primary named "nobody"/)
+        assert.isBelow(Date.now() - started, 5_000)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("SENTINEL FAILOVER: an idle consumer wakes for a job enqueued after it, a job running across it keeps its lease and settles once, a cancel after it reaches a running job (the subscription made again on the new primary), the old primary is a replica", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup()
+        const prefix = freshPrefix()
+        const [primary, replica] = group.nodes.map((node) => node.url) as [string, string]
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix }))
+        const jobs = holding()
+        yield* Effect.gen(function*() {
+          // a poll far past the test's waits: a job is found by the watch, not the poll
+          yield* JobQueue.consume({ handlers: [jobs.handler, Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 4, poll: "5 minutes", lease: "20 seconds" }).pipe(
+            Effect.forkScoped
+          )
+          const kept = yield* JobQueue.enqueue(Hold, "kept")
+          const cancelled = yield* JobQueue.enqueue(Hold, "cancelled")
+          yield* waitFor(Effect.sync(() => jobs.starts.get("kept") === 1 && jobs.starts.get("cancelled") === 1), "both held jobs run")
+          yield* Effect.promise(() => blocked(prefix, 1, `effect-workpool:${prefix}`, [primary]))
+          const { switched } = yield* switchMaster(group.sentinels[0]!)
+          yield* askSentinel(group.sentinels[0]!, "SENTINEL", "FAILOVER", group.name)
+          assert.strictEqual(yield* switched, replica)
+          yield* until(roleOf(primary), (role) => role === "slave", "the old primary is a replica")
+          // the idle consumer's watch is made again on the new primary
+          yield* Effect.promise(() => blocked(prefix, 1, `effect-workpool:${prefix}`, [replica]))
+          const started = Date.now()
+          const echo = yield* throughFailover(JobQueue.enqueue(Echo, { n: 7 }))
+          assert.strictEqual((yield* throughFailover(echo.value.await)).value, 7)
+          assert.isBelow(Date.now() - started, 30_000, "woken by its watch, not the 5 minute poll")
+          // the cancel subscription is on the new primary: a cancel reaches the running job at once
+          yield* until(
+            Effect.promise(() => admin((client) => client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Promise<[string, number]>, replica)),
+            (answer) => Number(answer[1]) >= 1,
+            "the store subscribed on the new primary"
+          )
+          yield* throughFailover(cancelled.cancel)
+          yield* waitFor(Effect.sync(() => jobs.interrupted.has("cancelled")), "the cancelled job's handler is interrupted")
+          yield* jobs.release("kept")
+          assert.strictEqual((yield* throughFailover(kept.await)).value, "kept")
+          assert.deepStrictEqual([jobs.starts.get("kept"), jobs.starts.get("cancelled")], [1, 1], "each held job ran once")
+          assert.strictEqual((yield* throughFailover(cancelled.status)).value.state, "cancelled")
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    it.live("kill -9 of the primary under producers and consumers: StoreError (never a hang) while no primary exists, then both go on against the new one without a restart; every job acknowledged after the switch runs; the old primary restarted comes back as a replica", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup()
+        const prefix = freshPrefix()
+        const [primary, replica] = group.nodes.map((node) => node.url) as [string, string]
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix, connectTimeout: "3 seconds" }))
+        const runs = new Map<number, number>()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({
+            handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (runs.set(n, (runs.get(n) ?? 0) + 1), n)))],
+            concurrency: 4,
+            lease: "5 seconds"
+          }).pipe(Effect.forkScoped)
+          const acked: Array<{ n: number; id: string; at: number }> = []
+          const failures: Array<{ took: number; error: unknown }> = []
+          const producer = yield* Effect.gen(function*() {
+            for (let n = 0;; n++) {
+              const started = Date.now()
+              const exit = yield* Effect.exit(Effect.timeout(JobQueue.enqueue(Echo, { n }), "20 seconds"))
+              if (Exit.isSuccess(exit)) acked.push({ n, id: exit.value.id, at: Date.now() })
+              else failures.push({ took: Date.now() - started, error: Cause.squash(exit.cause) })
+              yield* Effect.sleep("20 millis")
+            }
+          }).pipe(Effect.forkScoped)
+          yield* waitFor(Effect.sync(() => acked.length >= 30), "30 jobs enqueued")
+          const { switched } = yield* switchMaster(group.sentinels[0]!)
+          yield* Effect.promise(() => group.nodes[0]!.kill())
+          const killedAt = Date.now()
+          assert.strictEqual(yield* switched, replica)
+          const switchedAt = Date.now()
+          const before = acked.length
+          yield* waitFor(Effect.sync(() => acked.length >= before + 30), "30 more jobs enqueued after the switch")
+          yield* Fiber.interrupt(producer)
+          // while no primary existed: typed failures, each within the connect timeout
+          assert.isAbove(failures.length, 0, "an enqueue while no primary exists fails")
+          for (const failure of failures) {
+            assert.instanceOf(failure.error, StoreError, String(failure.error))
+            assert.isBelow(failure.took, 10_000, "no enqueue hangs")
+          }
+          // every job acknowledged after the kill is kept and runs; one acknowledged before it may be
+          // lost with the replication the kill cut off (JobNotFound), never one after the switch
+          const lost: Array<number> = []
+          for (const job of acked) {
+            const exit = yield* Effect.exit(throughFailover(JobQueue.handleOf(Echo, job.id).await))
+            if (Exit.isSuccess(exit)) assert.strictEqual(exit.value.value, job.n)
+            else {
+              assert.strictEqual((Cause.squash(exit.cause) as { _tag?: string })._tag, "JobNotFound")
+              assert.isBelow(job.at, killedAt + 1, `job ${job.n}, acknowledged after the kill, is lost`)
+              lost.push(job.n)
+            }
+          }
+          assert.isTrue(acked.filter((job) => job.at > switchedAt).every((job) => (runs.get(job.n) ?? 0) >= 1))
+          // at least once: a job runs again only where its settle was lost with the old primary
+          const twice = [...runs].filter(([, count]) => count > 1).map(([n]) => n)
+          assert.isTrue(twice.every((n) => acked.find((job) => job.n === n)!.at < killedAt), `run twice: ${twice}`)
+          // the old primary restarted: the sentinel makes it a replica of the new one, and jobs go on
+          yield* Effect.promise(() => group.nodes[0]!.start())
+          yield* until(roleOf(primary), (role) => role === "slave", "the old primary comes back as a replica")
+          const last = yield* throughFailover(JobQueue.enqueue(Echo, { n: 100_000 }))
+          assert.strictEqual((yield* throughFailover(last.value.await)).value, 100_000)
+          console.log(`kill -9 failover: ${failures.length} enqueues failed (StoreError) over ${switchedAt - killedAt} ms; ${lost.length} acknowledged lost; ${twice.length} run twice`)
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 150_000 })
+
+    it.live("asynchronous replication (measured): an enqueue and a settle the primary acknowledged but its replica never got are lost in the failover: the enqueue's await fails with JobNotFound, the settled job runs again", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup()
+        const prefix = freshPrefix()
+        const [, replica] = group.nodes.map((node) => node.url) as [string, string]
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix }))
+        const jobs = holding()
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [jobs.handler], lease: "3 seconds" }).pipe(Effect.forkScoped)
+          const settled = yield* JobQueue.enqueue(Hold, "settled")
+          yield* waitFor(Effect.sync(() => jobs.starts.get("settled") === 1), "the job runs")
+          // its claim is on the replica: WAIT answers once the replica has every write so far
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["WAIT", "1", "10000"]), group.nodes[0]!.url))
+          // the replica stopped: what the primary acknowledges now never reaches it
+          group.nodes[1]!.signal("SIGSTOP")
+          yield* Effect.addFinalizer(() => Effect.sync(() => group.nodes[1]!.signal("SIGCONT")))
+          yield* jobs.release("settled")
+          assert.strictEqual(yield* settled.await, "settled", "the settle is acknowledged")
+          const lost = yield* JobQueue.enqueue(Hold, "lost")
+          const { switched } = yield* switchMaster(group.sentinels[0]!)
+          yield* Effect.promise(() => group.nodes[0]!.kill())
+          group.nodes[1]!.signal("SIGCONT")
+          assert.strictEqual(yield* switched, replica)
+          // the acknowledged enqueue is gone
+          const gone = yield* Effect.flip(throughFailover(lost.await).pipe(Effect.map(({ value }) => value)))
+          assert.strictEqual(gone._tag, "JobNotFound")
+          // the acknowledged settle is gone: the job is running again under its old lease, then reaped and run again
+          yield* waitFor(Effect.sync(() => jobs.starts.get("settled") === 2), "the settled job runs again")
+          yield* jobs.release("settled")
+          yield* until(throughFailover(settled.status).pipe(Effect.map(({ value }) => value.state), Effect.orDie, Effect.provide(store)), (state) => state === "succeeded", "it succeeds again")
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+  })
+}
