@@ -165,7 +165,7 @@ else {
         const group = shared!
         const layer = RedisJobStore.layer({ sentinel: { name: group.name, sentinels: ["redis://127.0.0.1:1", ...group.sentinels] }, prefix: freshPrefix() })
         const result = yield* Effect.gen(function*() {
-          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))] }).pipe(Effect.forkScoped)
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 2 }).pipe(Effect.forkScoped)
           const handle = yield* JobQueue.enqueue(Echo, { n: 21 })
           return yield* handle.await
         }).pipe(Effect.scoped, Effect.provide(layer))
@@ -290,23 +290,26 @@ else {
         const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix }))
         const jobs = holding()
         yield* Effect.gen(function*() {
-          yield* JobQueue.consume({ handlers: [jobs.handler], lease: "3 seconds" }).pipe(Effect.forkScoped)
+          yield* JobQueue.consume({ handlers: [jobs.handler], concurrency: 2, lease: "3 seconds" }).pipe(Effect.forkScoped)
           const settled = yield* JobQueue.enqueue(Hold, "settled")
           yield* waitFor(Effect.sync(() => jobs.starts.get("settled") === 1), "the job runs")
           // its claim is on the replica: WAIT answers once the replica has every write so far
           yield* Effect.promise(() => admin((client) => client.sendCommand(["WAIT", "1", "10000"]), group.nodes[0]!.url))
-          // the replica stopped: what the primary acknowledges now never reaches it
+          // the replica stopped and its link cut: what the primary acknowledges now never reaches it
+          // (stopped only, it read the writes from its socket's buffer once resumed)
           group.nodes[1]!.signal("SIGSTOP")
           yield* Effect.addFinalizer(() => Effect.sync(() => group.nodes[1]!.signal("SIGCONT")))
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "KILL", "TYPE", "replica"]), group.nodes[0]!.url))
           yield* jobs.release("settled")
           assert.strictEqual(yield* settled.await, "settled", "the settle is acknowledged")
-          const lost = yield* JobQueue.enqueue(Hold, "lost")
+          // on a queue no consumer takes: it stays queued where it is kept
+          const lost = yield* JobQueue.enqueue(Hold, "lost", { queue: "nobody" })
           const { switched } = yield* switchMaster(group.sentinels[0]!)
           yield* Effect.promise(() => group.nodes[0]!.kill())
           group.nodes[1]!.signal("SIGCONT")
           assert.strictEqual(yield* switched, replica)
           // the acknowledged enqueue is gone
-          const gone = yield* Effect.flip(throughFailover(lost.await).pipe(Effect.map(({ value }) => value)))
+          const gone = yield* Effect.flip(throughFailover(lost.status).pipe(Effect.map(({ value }) => value)))
           assert.strictEqual(gone._tag, "JobNotFound")
           // the acknowledged settle is gone: the job is running again under its old lease, then reaped and run again
           yield* waitFor(Effect.sync(() => jobs.starts.get("settled") === 2), "the settled job runs again")
