@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema } from "effect"
+import { createServer } from "node:net"
 import { createClient } from "redis"
 import { afterAll, beforeAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
@@ -16,7 +17,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, Echo } from "./durable/conformance.ts"
-import { admin, blocked, freshPrefix, until } from "./durable/redis.ts"
+import { admin, blocked, freshPrefix, ownServer, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -89,6 +90,51 @@ const throughFailover = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) =
     )
     return { value, failed }
   })
+
+
+/**
+ * A stand-in sentinel on a free loopback port: it answers `SENTINEL GET-MASTER-ADDR-BY-NAME` with
+ * whatever `names()` says (a server a real sentinel would not name: a replica, a demoted primary),
+ * and `+OK` to anything else (the client's handshake). Closed with the test's scope.
+ */
+const fakeSentinel = (names: () => string) =>
+  Effect.acquireRelease(
+    Effect.promise(() =>
+      new Promise<{ url: string; close: () => void }>((resolve) => {
+        const server = createServer((socket) => {
+          let buffered = ""
+          socket.on("error", () => {})
+          socket.on("data", (data) => {
+            buffered += data.toString()
+            // whole commands only: *<n>\r\n then n × $<len>\r\n<word>\r\n
+            while (true) {
+              const words: Array<string> = []
+              const head = /^\*(\d+)\r\n/.exec(buffered)
+              if (head === null) return
+              let at = head[0].length
+              for (let i = 0; i < Number(head[1]); i++) {
+                const size = /^\$(\d+)\r\n/.exec(buffered.slice(at))
+                if (size === null || buffered.length < at + size[0].length + Number(size[1]) + 2) return
+                at += size[0].length
+                words.push(buffered.slice(at, at + Number(size[1])))
+                at += Number(size[1]) + 2
+              }
+              buffered = buffered.slice(at)
+              if (words[0]?.toUpperCase() === "SENTINEL") {
+                const [host, port] = names().replace("redis://", "").split(":") as [string, string]
+                socket.write(`*2\r\n$${host.length}\r\n${host}\r\n$${port.length}\r\n${port}\r\n`)
+              } else socket.write("+OK\r\n")
+            }
+          })
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const address = server.address() as { port: number }
+          resolve({ url: `redis://127.0.0.1:${address.port}`, close: () => server.close() })
+        })
+      })
+    ),
+    (fake) => Effect.sync(fake.close)
+  )
 
 /** A job that runs until it is released (or cancelled): each start counted by its payload. */
 const Hold = Task.make("Hold", { payload: Schema.String, success: Schema.String })
@@ -175,6 +221,37 @@ else {
         assert.instanceOf(unknown, StoreError)
         assert.match(unknown.reason, /monitors no primary named "nobody"/)
         assert.isBelow(Date.now() - started, 5_000)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a server the sentinels name that is not a primary (ROLE says slave: a failover under way) is not written to: the open fails with StoreError saying so", () =>
+      Effect.gen(function*() {
+        const group = shared!
+        const fake = yield* fakeSentinel(() => group.nodes[1]!.url)
+        const error = yield* Effect.flip(Layer.build(RedisJobStore.layer({ sentinel: { name: group.name, sentinels: [fake.url] }, prefix: freshPrefix() })))
+        assert.instanceOf(error, StoreError)
+        assert.match(error.reason, /says it is a slave \(a failover under way\)/)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a primary made a replica whose clients are not closed (READONLY): the write fails with StoreError, and the next one asks the sentinels again and goes to the new primary", () =>
+      Effect.gen(function*() {
+        const [a, b] = [yield* ownServer(), yield* ownServer()]
+        let named = a.url
+        const fake = yield* fakeSentinel(() => named)
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: { name: "m", sentinels: [fake.url] }, prefix: freshPrefix() }))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" })
+          // a's clients stay connected (only a sentinel's failover closes them)
+          const [host, port] = b.url.replace("redis://", "").split(":") as [string, string]
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["REPLICAOF", host, port]), a.url))
+          named = b.url
+          const refused = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody" }))
+          assert.instanceOf(refused, StoreError)
+          assert.match((refused as StoreError).reason, /READONLY/)
+          const moved = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "nobody" })
+          const onB = yield* Effect.promise(() => admin((client) => client.sendCommand(["KEYS", "*"]) as Promise<Array<string>>, b.url))
+          assert.isTrue(onB.some((key) => key.includes(":nobody}")), "the job is on the new primary")
+          assert.strictEqual((yield* JobQueue.status(moved.id)).state, "queued")
+        }).pipe(Effect.scoped, Effect.provide(store))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("SENTINEL FAILOVER: an idle consumer wakes for a job enqueued after it, a job running across it keeps its lease and settles once, a cancel after it reaches a running job (the subscription made again on the new primary), the old primary is a replica", () =>
