@@ -1,5 +1,6 @@
 /**
- * The Redis job store: durable jobs in a Redis (7 or later) or a Redis Cluster, shared by any
+ * The Redis job store: durable jobs in a Redis (7 or later), a Redis Cluster or a primary behind
+ * Redis Sentinel (`sentinel`: it follows failovers), shared by any
  * number of producer and consumer processes on any number of machines. Built on effect's `Redis`
  * service over the `redis` client, an optional peer dependency that only this module needs
  * (`npm install redis`): the SQLite and memory stores of `effect-workpool/JobStore` work without it.
@@ -93,7 +94,7 @@ export interface RedisJobStoreOptions {
  *   sentinel: {
  *     name: "mymaster",
  *     sentinels: ["redis://sentinel-0:26379", "redis://sentinel-1:26379", "redis://sentinel-2:26379"],
- *     password: Redacted.make(process.env.REDIS_PASSWORD ?? "")
+ *     password: Redacted.make(process.env.REDIS_PASSWORD ?? "dev-password")
  *   }
  * })
  * const program = JobQueue.enqueue(Ping, "hello").pipe(Effect.provide(store))

@@ -231,7 +231,7 @@ export interface SentinelGroup {
 }
 
 /** A sentinel on a free loopback port watching `primaryPort` (`redis-server <conf> --sentinel`, its conf file its own: sentinel rewrites it). */
-const startSentinel = async (bin: string, name: string, primaryPort: number, quorum: number): Promise<Server> => {
+const startSentinel = async (bin: string, name: string, primaryPort: number, quorum: number, downAfter: number): Promise<Server> => {
   const dir = mkdtempSync(join(tmpdir(), "wp-sentinel-"))
   for (let attempt = 1;; attempt++) {
     const port = await freePort()
@@ -242,8 +242,8 @@ const startSentinel = async (bin: string, name: string, primaryPort: number, quo
       `dir ${dir}`,
       `logfile ${join(dir, "sentinel.log")}`,
       `sentinel monitor ${name} 127.0.0.1 ${primaryPort} ${quorum}`,
-      // a primary silent for a second is down; a failover may start again 2 × 3 s after the last
-      `sentinel down-after-milliseconds ${name} 1000`,
+      // a primary silent for `downAfter` ms is down; a failover may start again 2 × 3 s after the last
+      `sentinel down-after-milliseconds ${name} ${downAfter}`,
       `sentinel failover-timeout ${name} 3000`,
       ""
     ].join("\n"))
@@ -280,9 +280,16 @@ const startSentinel = async (bin: string, name: string, primaryPort: number, quo
 /**
  * A primary, its replica (both private servers) and `sentinels` sentinels watching them (quorum: a
  * majority), on free loopback ports. Resolves once the sentinels see the replica (a failover needs
- * one) and, with several, each other.
+ * one) and, with several, each other. `downAfter`: how long the primary may be silent before the
+ * sentinels fail over (ms; a second for the failover tests; a group that must not fail over on a
+ * busy machine's pause, longer).
  */
-export const startSentinelGroup = async (bin: string, sentinels = 1, args: ReadonlyArray<string> = []): Promise<SentinelGroup> => {
+export const startSentinelGroup = async (
+  bin: string,
+  sentinels = 1,
+  args: ReadonlyArray<string> = [],
+  downAfter = 1000
+): Promise<SentinelGroup> => {
   const name = "wpmaster"
   const nodes: Array<Server> = []
   const sentinelServers: Array<Server> = []
@@ -294,7 +301,7 @@ export const startSentinelGroup = async (bin: string, sentinels = 1, args: Reado
     nodes.push(await startServer(bin, args))
     const primaryPort = Number(nodes[0]!.url.split(":").at(-1))
     nodes.push(await startServer(bin, ["--replicaof", "127.0.0.1", String(primaryPort), ...args]))
-    for (let i = 0; i < sentinels; i++) sentinelServers.push(await startSentinel(bin, name, primaryPort, Math.floor(sentinels / 2) + 1))
+    for (let i = 0; i < sentinels; i++) sentinelServers.push(await startSentinel(bin, name, primaryPort, Math.floor(sentinels / 2) + 1, downAfter))
     const cli = join(dirname(bin), "redis-cli")
     const ask = (url: string, ...command: Array<string>) => {
       const [host, port] = url.replace("redis://", "").split(":")
