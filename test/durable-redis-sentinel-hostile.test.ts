@@ -361,6 +361,36 @@ else {
         }).pipe(Effect.scoped, Effect.provide(store))
       }).pipe(Effect.scoped), { timeout: 150_000 })
 
+    it.live("a primary frozen (SIGSTOP: as a machine gone without closing its connections): once the sentinels announce the new one, the command waiting on the old one fails with StoreError, producers and an idle consumer go on against the new one, and the cancel subscription moves, the old one still frozen", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup()
+        const prefix = freshPrefix()
+        const [primary, replica] = group.nodes.map((node) => node.url) as [string, string]
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix }))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "5 minutes" }).pipe(Effect.forkScoped)
+          assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n: 1 })).await, 1)
+          yield* Effect.promise(() => blocked(prefix, 1, `effect-workpool:${prefix}`, [primary]))
+          const { switched } = yield* switchMaster(group.sentinels[0]!)
+          yield* Effect.addFinalizer(() => Effect.sync(() => group.nodes[0]!.signal("SIGCONT")))
+          group.nodes[0]!.signal("SIGSTOP")
+          // sent to the frozen primary: it waited for its answer for ever
+          const stuck = yield* Effect.forkScoped(Effect.timeout(Effect.exit(JobQueue.enqueue(Echo, { n: 2 })), "60 seconds"))
+          assert.strictEqual(yield* switched, replica)
+          const ended = yield* Fiber.join(stuck)
+          assert.isTrue(Exit.isFailure(ended) && Cause.squash(ended.cause) instanceof StoreError, `the enqueue sent to the frozen primary fails: ${ended}`)
+          const started = Date.now()
+          const next = yield* throughFailover(JobQueue.enqueue(Echo, { n: 3 }))
+          assert.strictEqual((yield* throughFailover(next.value.await)).value, 3)
+          assert.isBelow(Date.now() - started, 30_000, "the idle consumer's watch moved, not its 5 minute poll")
+          yield* until(
+            Effect.promise(() => admin((client) => client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Promise<[string, number]>, replica)),
+            (answer) => Number(answer[1]) >= 1,
+            "the store subscribed on the new primary"
+          )
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
     it.live("asynchronous replication (measured): an enqueue and a settle the primary acknowledged but its replica never got are lost in the failover: the enqueue's await fails with JobNotFound, the settled job runs again", () =>
       Effect.gen(function*() {
         const group = yield* ownGroup()

@@ -27,6 +27,8 @@ interface Client {
   readonly own: () => Client
   /** Where a subscription may be made: the url's node, on a Cluster every master known now, through sentinels the primary they name. */
   readonly subscribeUrls: () => Promise<ReadonlyArray<string>>
+  /** Closes `connection` (a subscription's) when the primary changes, until the returned function is called. */
+  readonly track: (connection: { readonly destroy: () => void }) => () => void
   readonly connect: () => Promise<unknown>
   readonly close: () => Promise<unknown>
   readonly destroy: () => void
@@ -145,6 +147,7 @@ const server = (options: Options, reconnect: Options["reconnect"] | false): Clie
     send: (command, args) => client.sendCommand([command, ...args]),
     own: () => server(options, false),
     subscribeUrls: () => Promise.resolve([options.url]),
+    track: () => () => {},
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
@@ -236,17 +239,84 @@ const connectPrimary = async (options: Options, find: () => Promise<string>): Pr
 /** A write refused by a replica: the connection is to a primary made a replica since. */
 const readOnly = (error: unknown) => error instanceof Error && error.message.includes("READONLY")
 
+/** What a sentinel client and its own clients share. */
+interface Deployment {
+  readonly find: () => Promise<string>
+  /** Every connection to the primary open now (the client's, its own clients', subscriptions'): all closed when the sentinels announce a new one. */
+  readonly open: Set<{ readonly destroy: () => void }>
+  /** Counts the new primaries announced: a connection made to one found before the last is not used. */
+  generation: number
+}
+
+/**
+ * Listens on a sentinel (the next one when its connection ends, a second later) for
+ * `+switch-master` of `target`, calling `onSwitch` for each. A primary gone without a word (its
+ * machine off, partitioned away, frozen) never ends its connections: their commands waited for it
+ * for ever (minutes of TCP retransmits), a frozen one's until it resumed. Returns its stop.
+ */
+const listenForSwitches = (options: Options, target: SentinelTarget, onSwitch: () => void): () => void => {
+  let stopped = false
+  let current: { readonly destroy: () => void } | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let next = 0
+  const listen = () => {
+    if (stopped) return
+    const client = createClient({
+      url: target.sentinels[next++ % target.sentinels.length]!,
+      RESP: 2,
+      disableOfflineQueue: true,
+      commandOptions: options.commandOptions,
+      socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
+    })
+    current = client
+    client.on("error", () => {})
+    let ended = false
+    const end = () => {
+      if (ended) return
+      ended = true
+      client.destroy()
+      if (current === client && !stopped) timer = setTimeout(listen, 1000)
+    }
+    connectWithin({
+      connect: () =>
+        client.connect().then(() =>
+          client.subscribe("+switch-master", (message) => {
+            // "<name> <old ip> <old port> <new ip> <new port>"
+            if (message.split(" ")[0] === target.name) onSwitch()
+          })
+        ),
+      destroy: () => client.destroy()
+    }, options.connectTimeout).then(() => {
+      client.on("error", end)
+      client.on("end", end)
+      if (!client.isOpen) end()
+    }, end)
+  }
+  listen()
+  return () => {
+    stopped = true
+    clearTimeout(timer)
+    current?.destroy()
+  }
+}
+
 /**
  * A client of the primary that `target`'s sentinels name. Not node-redis's `createSentinel`: its
  * commands wait through a failover (up to 16 rediscoveries a second apart) where the store's must
  * fail at once with `StoreError`, its blocking commands share a small pool of leases where every
  * queue's watch needs a connection of its own, and its master clients reconnect to the old address.
- * Here a connection that ends (the sentinels close a demoted primary's clients; a crashed one's end)
- * or answers `READONLY` is dropped, and the next command asks the sentinels again (at most once per
- * `reconnect` backoff: in between, commands fail at once with the last reason); one of its own
- * (`own`: a reserved connection) never connects again.
+ * Here a connection that ends (the sentinels close a demoted primary's clients; a crashed one's end),
+ * answers `READONLY`, or whose primary the sentinels replace (`+switch-master`, listened for by the
+ * client while it is open) is dropped, and the next command asks the sentinels again (at most once
+ * per `reconnect` backoff but right after a switch: in between, commands fail at once with the last
+ * reason); one of its own (`own`: a reserved connection) never connects again.
  */
-const sentinel = (options: Options, target: SentinelTarget, own: boolean, find = primaryFinder(options, target)): Client => {
+const sentinel = (
+  options: Options,
+  target: SentinelTarget,
+  own: boolean,
+  deployment: Deployment = { find: primaryFinder(options, target), open: new Set(), generation: 0 }
+): Client => {
   let current: ReturnType<typeof nodeClient> | undefined
   let connecting: Promise<ReturnType<typeof nodeClient>> | undefined
   let attached = false
@@ -254,6 +324,12 @@ const sentinel = (options: Options, target: SentinelTarget, own: boolean, find =
   let failures = 0
   let retryAt = 0
   let last: unknown
+  let stopListening: (() => void) | undefined
+  const drop = (client: ReturnType<typeof nodeClient>) => {
+    if (current !== client) return
+    current = undefined
+    client.destroy()
+  }
   const attach = (): Promise<ReturnType<typeof nodeClient>> => {
     if (current !== undefined) return Promise.resolve(current)
     if (connecting !== undefined) return connecting
@@ -261,21 +337,31 @@ const sentinel = (options: Options, target: SentinelTarget, own: boolean, find =
     if (own && attached) return Promise.reject(new Error("the connection ended"))
     if (Date.now() < retryAt) return Promise.reject(last)
     attached = true
-    connecting = connectPrimary(options, find).then((client) => {
+    const generation = deployment.generation
+    connecting = connectPrimary(options, deployment.find).then((client) => {
       connecting = undefined
-      if (closed) {
+      if (closed || generation !== deployment.generation) {
         client.destroy()
-        throw new Error("the client is closed")
+        throw new Error(closed ? "the client is closed" : "the sentinels named a new primary while it connected")
       }
       failures = 0
       current = client
-      const drop = () => {
-        if (current !== client) return
-        current = undefined
-        client.destroy()
+      const tracked = { destroy: () => drop(client) }
+      deployment.open.add(tracked)
+      const ended = () => {
+        deployment.open.delete(tracked)
+        drop(client)
       }
-      client.on("error", drop)
-      client.on("end", drop)
+      client.on("error", ended)
+      client.on("end", ended)
+      if (!own && stopListening === undefined) {
+        stopListening = listenForSwitches(options, target, () => {
+          deployment.generation++
+          // the new primary at once, not after a backoff of failures against the old one
+          retryAt = 0
+          for (const connection of [...deployment.open]) connection.destroy()
+        })
+      }
       return client
     }, (error: unknown) => {
       connecting = undefined
@@ -286,29 +372,34 @@ const sentinel = (options: Options, target: SentinelTarget, own: boolean, find =
     })
     return connecting
   }
+  const stop = () => {
+    closed = true
+    stopListening?.()
+  }
   return {
     send: async (command, args) => {
       const client = await attach()
       try {
         return await client.sendCommand([command, ...args])
       } catch (error) {
-        if (readOnly(error) && current === client) {
-          current = undefined
-          client.destroy()
-        }
+        if (readOnly(error)) drop(client)
         throw error
       }
     },
-    own: () => sentinel(options, target, true, find),
-    subscribeUrls: () => find().then((url) => [url]),
+    own: () => sentinel(options, target, true, deployment),
+    subscribeUrls: () => deployment.find().then((url) => [url]),
+    track: (connection) => {
+      deployment.open.add(connection)
+      return () => void deployment.open.delete(connection)
+    },
     connect: () => attach(),
     close: async () => {
-      closed = true
+      stop()
       await connecting?.catch(() => {})
       await current?.close()
     },
     destroy: () => {
-      closed = true
+      stop()
       current?.destroy()
       void connecting?.then((client) => client.destroy(), () => {})
     }
@@ -343,6 +434,7 @@ const cluster = (options: Options, reconnect: Options["reconnect"] | false, root
     // a second), whatever node its queue is on
     own: () => cluster(options, false, nodeUrls()),
     subscribeUrls: () => Promise.resolve(nodeUrls()),
+    track: () => () => {},
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
@@ -393,6 +485,7 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
           yield* Effect.acquireRelease(
             Effect.tryPromise({
               try: async () => {
+                const track = client.track
                 const candidates = await client.subscribeUrls()
                 const start = Math.floor(Math.random() * candidates.length)
                 let last: unknown
@@ -425,6 +518,13 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
                   client.on("end", () => fail(new Error("the connection of the subscription ended")))
                   // its connection ended before the listeners were set
                   if (!client.isOpen) fail(new Error("the connection of the subscription ended"))
+                  // through sentinels: ended when they name a new primary (an old one gone silent
+                  // would keep it, deaf, for ever)
+                  const untrack = track({ destroy: () => {
+                    fail(new Error("the sentinels named a new primary"))
+                    client.destroy()
+                  } })
+                  client.on("end", untrack)
                   return client
                 }
                 throw last
