@@ -524,15 +524,15 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
                     fail(new Error("the sentinels named a new primary"))
                     client.destroy()
                   } })
-                  client.on("end", untrack)
-                  return client
+                  return { client, untrack }
                 }
                 throw last
               },
               catch: (cause) => new Redis.RedisError({ cause })
             }),
-            (client) =>
+            ({ client, untrack }) =>
               Effect.sync(() => {
+                untrack()
                 client.removeAllListeners("end")
                 client.destroy()
               })
