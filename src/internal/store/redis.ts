@@ -84,7 +84,7 @@ interface Wake {
 }
 type Wakes = Wake | ReadonlyArray<Wake> | undefined
 
-/** Where the store connects: through the sentinels of a primary (see redisClient.ts `Sentinel`). */
+/** Where the store connects: through the sentinels of a primary (see redisClient.ts `sentinel`). */
 export interface SentinelConfig {
   /** The name the sentinels monitor the primary under. */
   readonly name: string
