@@ -288,6 +288,20 @@ describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the da
       }
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("a list that names a state twice walks its set once and ends (the walk's cursor names a set by its key: the second copy's cursor went back into the first, and a list of more than LIST_BUDGET running jobs never ended)", () =>
+    Effect.gen(function*() {
+      const { store } = yield* counted(Rd.url!)
+      const jobs = 2 * RedisStore.LIST_BUDGET + 1
+      yield* JobQueue.enqueueAll(Noop, range(0, jobs).map((payload) => ({ payload }))).pipe(Effect.provideService(JobStore.JobStore, store))
+      const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Noop"], limit: jobs, lease: 600_000 })
+      assert.strictEqual(claims.length, jobs)
+      // a limit past every job: the list walks the running set (not every job by seq)
+      const listed = yield* store.list({ queue: "default", states: ["running", "running"], limit: 10_000 }).pipe(
+        Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(new Error("the list did not end within 30 s")) })
+      )
+      assert.deepStrictEqual(payloads(listed), range(0, jobs))
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("a walk of a set goes on after the last member it looked at, gone since or not, among members of one score (a cursor of a rank skipped the next one)", () =>
     Effect.gen(function*() {
       const prefix = Rd.freshPrefix()

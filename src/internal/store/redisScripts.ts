@@ -849,9 +849,11 @@ local now = clock(ARGV[3])
 local waiting = ARGV[4]
 local cursor = ARGV[5]
 local wanted, states = {}, {}
+-- each state once: a cursor names its set by key, and a set walked twice sent the second walk's
+-- cursor back into the first (a list of ["running", "running"] past LIST_BUDGET never ended)
 for i = 6, #ARGV do
+  if not wanted[ARGV[i]] then states[#states + 1] = ARGV[i] end
   wanted[ARGV[i]] = true
-  states[#states + 1] = ARGV[i]
 end
 local any = #states == 0
 ${LISTED}
