@@ -85,7 +85,7 @@ export interface Api {
   readonly authorize: Authorize
   /** Whether `authorize` is a token check: its 401 then names the header to send. */
   readonly usesToken: boolean
-  /** Serializes samples: the loop's and those taken after a button or a new client. */
+  /** Serializes samples of every source: the loop's and those taken for a new client. */
   readonly lock: Semaphore.Semaphore
   /** Whether a request's Host header names this server (see `host.ts`: DNS rebinding). */
   readonly allowedHost: (header: string | undefined) => boolean
@@ -109,6 +109,12 @@ const settled = (value: unknown): void => {
 }
 
 const sampleNow = (api: Api) => api.lock.withPermits(1)(api.sampler.sample(false))
+
+/**
+ * After a button: its own source read again, at once. Not a sample of every source: the button's
+ * answer waited for the reading in progress and one of its own, and so for a hung store's queues.
+ */
+const refresh = (api: Api, source: Source) => api.sampler.sampleOne(source)
 
 /** Runs an API handler: authorization first, then errors as JSON with their status. */
 const guarded = (
@@ -184,7 +190,7 @@ const cancelPoolJob = (api: Api) =>
     }
     const cancelled = yield* source.pool!.cancel(id)
     if (!cancelled) return yield* fail(409, `job ${id} of pool ${source.name} is not live: it has ended, or is unknown`)
-    yield* sampleNow(api)
+    yield* refresh(api, source)
     return json(200, { cancelled: true })
   })
 
@@ -206,7 +212,7 @@ const cancelQueueJob = (api: Api) =>
     const result = yield* Effect.catchCause(source.store!.cancel(row.id), storeFailed)
     if (result === "missing") return yield* fail(404, `no job ${JSON.stringify(row.id)} in queue ${source.name}`)
     if (result === "finished") return yield* fail(409, `job ${row.id} has already ended`)
-    yield* sampleNow(api)
+    yield* refresh(api, source)
     return json(200, { result })
   })
 
@@ -219,7 +225,7 @@ const redriveQueueJob = (api: Api) =>
     if (!redriven) {
       return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}), or an unfinished job holds its dedup key`)
     }
-    yield* sampleNow(api)
+    yield* refresh(api, source)
     return json(200, { redriven: true })
   })
 
@@ -235,7 +241,7 @@ const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
     else {
       yield* Effect.catchCause(source.store!.configure(source.name, { paused }), storeFailed)
     }
-    yield* sampleNow(api)
+    yield* refresh(api, source)
     return json(200, { paused })
   })
 

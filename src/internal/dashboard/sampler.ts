@@ -373,10 +373,15 @@ export interface Sampler {
   readonly watchers: Ref.Ref<number>
   /**
    * Takes a sample of every source now. Only the interval's own samples (`record`) add a point to
-   * the history: one taken for a new client or after a button refreshes the counts and lists, but a
-   * rate over a few milliseconds would only make the charts noisy.
+   * the history: one taken for a new client refreshes the counts and lists, but a rate over a few
+   * milliseconds would only make the charts noisy.
    */
   readonly sample: (record: boolean) => Effect.Effect<Snapshot>
+  /**
+   * Reads one source now (its counts and lists, no point) and publishes a snapshot: a button's,
+   * which must not wait for the other sources (a hung store's queues).
+   */
+  readonly sampleOne: (source: Source) => Effect.Effect<Snapshot>
   /** The latest snapshot with every point of every source's history. */
   readonly full: Effect.Effect<Snapshot>
 }
@@ -394,6 +399,27 @@ const ANSWER_WITHIN = "5 seconds"
 
 const NO_ANSWER = `no answer within ${ANSWER_WITHIN}: the store (or the pool) is not answering`
 
+/**
+ * How many of one store's queues are read at once: enough that a slow store's reading is not the
+ * sum of its queues' round trips, few enough that 10,000 queues do not open 10,000 store calls.
+ */
+export const READ_CONCURRENCY = 8
+
+/**
+ * The sources read together: a store's queues share its connections (and hang together), a pool
+ * is read apart. Each group is read on its own, so a hung store holds up none of the others.
+ */
+const groupsOf = (sources: Iterable<Source>): ReadonlyArray<ReadonlyArray<Source>> => {
+  const groups = new Map<unknown, Array<Source>>()
+  for (const source of sources) {
+    const by = source.pool ?? source.store
+    const group = groups.get(by)
+    if (group === undefined) groups.set(by, [source])
+    else group.push(source)
+  }
+  return Array.from(groups.values())
+}
+
 export const make = (config: Config): Effect.Effect<Sampler> =>
   Effect.gen(function*() {
     const sources = new Map<string, Source>()
@@ -401,35 +427,66 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
     const hub = yield* PubSub.sliding<Snapshot>(4)
     const watchers = yield* Ref.make(0)
     let last = 0
-    const sample = (record: boolean) => Effect.gen(function*() {
-      const t = yield* Clock.currentTimeMillis
-      last = t
-      const watched = (yield* Ref.get(watchers)) > 0
-      const metrics = yield* Metric.snapshot
-      for (const source of Array.from(sources.values())) {
-        const taken = source.pool !== undefined
-          ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched, record)
-          : sampleQueue(source, source.store!, config, t, watched, record)
-        // a store that fails now must not stop the dashboard: the queue shows its error and goes on.
-        // Nor one that never answers: samples are taken one at a time, so every other source, every
-        // new page and every button would wait for it
-        const answered = Effect.timeoutOrElse(taken, {
-          duration: ANSWER_WITHIN,
-          orElse: () => Effect.sync(() => void (source.counts = { error: NO_ANSWER }))
-        })
-        yield* Effect.catchCause(answered, (cause) =>
+    /** One source's reading, bounded: a store that fails or never answers shows it as its counts. */
+    const read = (source: Source, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean, record: boolean) => {
+      const taken = source.pool !== undefined
+        ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched, record)
+        : sampleQueue(source, source.store!, config, t, watched, record)
+      const answered = Effect.timeoutOrElse(Effect.as(taken, true), {
+        duration: ANSWER_WITHIN,
+        orElse: () =>
           Effect.sync(() => {
-            source.counts = { error: truncate(Cause.pretty(cause)) }
-          }))
-      }
+            source.counts = { error: NO_ANSWER }
+            return false
+          })
+      })
+      return Effect.catchCause(answered, (cause) =>
+        Effect.sync(() => {
+          source.counts = { error: truncate(Cause.pretty(cause)) }
+          return true
+        }))
+    }
+    /**
+     * A group's sources, a few at a time. Once one did not answer, the group's sources not yet
+     * read are shown as not answering without waiting their 5 s each: they share its store, and
+     * 20 queues of a hung store read one after another made a reading take 100 s.
+     */
+    const readGroup = (group: ReadonlyArray<Source>, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean, record: boolean) => {
+      let hung = false
+      const one = (source: Source) =>
+        Effect.suspend(() =>
+          hung
+            ? Effect.sync(() => void (source.counts = { error: NO_ANSWER }))
+            : Effect.map(read(source, t, metrics, watched, record), (answered) => void (hung ||= !answered))
+        )
+      return Effect.forEach(group, one, { concurrency: READ_CONCURRENCY, discard: true })
+    }
+    const publish = (t: number, record: boolean) => {
       const snapshot: Snapshot = {
         t,
         interval: config.interval,
         history: config.history,
         sources: Array.from(sources.values(), (source) => viewOf(source, record ? source.history.slice(-1) : []))
       }
-      yield* PubSub.publish(hub, snapshot)
-      return snapshot
+      return Effect.as(PubSub.publish(hub, snapshot), snapshot)
+    }
+    const sample = (record: boolean) => Effect.gen(function*() {
+      const t = yield* Clock.currentTimeMillis
+      last = t
+      const watched = (yield* Ref.get(watchers)) > 0
+      const metrics = yield* Metric.snapshot
+      yield* Effect.forEach(groupsOf(sources.values()), (group) => readGroup(group, t, metrics, watched, record), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      return yield* publish(t, record)
+    })
+    const sampleOne = (source: Source) => Effect.gen(function*() {
+      const t = yield* Clock.currentTimeMillis
+      last = Math.max(last, t)
+      const watched = (yield* Ref.get(watchers)) > 0
+      yield* read(source, t, yield* Metric.snapshot, watched, false)
+      return yield* publish(t, false)
     })
     const full = Effect.sync((): Snapshot => ({
       t: last,
@@ -437,5 +494,5 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
       history: config.history,
       sources: Array.from(sources.values(), (source) => viewOf(source, source.history.slice()))
     }))
-    return { sources, hub, watchers, sample, full }
+    return { sources, hub, watchers, sample, sampleOne, full }
   })
