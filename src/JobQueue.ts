@@ -321,7 +321,7 @@ const REPEAT_HINTS = {
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
   "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
-  "shutdownTimeout", "rateLimit", "aging"
+  "shutdownTimeout", "rateLimit", "aging", "name"
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
@@ -1183,7 +1183,8 @@ const macroHint = (expression: string): string => {
  *   poll: "1 second",                          // how often to look for other processes' jobs
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
  *   aging: "1 minute",                         // the queues' aging: set if they have none, refused if another
- *   shutdownTimeout: "30 seconds"
+ *   shutdownTimeout: "30 seconds",
+ *   name: "mailer"                             // its metrics' and spans' pool; default "consumer:default"
  * }
  * ```
  * @since 0.2.0
@@ -1249,6 +1250,16 @@ export interface ConsumeOptions<R> {
    * for. Change a queue's aging with `setAging`. Default: the queue's, whatever it is.
    */
   readonly aging?: Duration.Input | undefined
+  /**
+   * The name of the consumer's pool: the `pool` attribute of its metrics and spans, and
+   * `JobContext.pool`. A non-empty string; as for `WorkPool`'s `name`, a live pool with the same
+   * name (in the same `Metric.MetricRegistry`, with the same `Metric.CurrentMetricAttributes`)
+   * fails the start with `InvalidPoolConfig` (field `name`). Default: derived from `queues`,
+   * `consumer:<queue>` (`consumer:a,b,c` for up to three, `consumer:a,b,c,+7` for ten), the same
+   * at every start; a second live consumer of the same queues in the process gets `#2` after it
+   * (`consumer:emails#2`), a third `#3`, in start order.
+   */
+  readonly name?: string | undefined
 }
 
 /**
@@ -1414,7 +1425,8 @@ export const consume: {
           : config.millis("shutdownTimeout", options.shutdownTimeout, "nonNegative"),
         lease,
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
-        rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit)
+        rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
+        name: options.name === undefined ? undefined : config.name("name", options.name)
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>

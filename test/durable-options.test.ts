@@ -3,7 +3,7 @@
  * `InvalidPoolConfig` naming it, before anything runs (the conformance suite has the common ones).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer, Metric, Schema } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { InvalidPoolConfig } from "../src/PoolError.ts"
@@ -162,4 +162,39 @@ describe("JobQueue's queue settings", () => {
       ]).pipe(Effect.provide(answers))
       assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined])
     }))
+})
+
+describe("JobQueue.consume's name: its pool's, in its metrics", () => {
+  /** The names of the pools whose series are in the registry. */
+  const poolNames = Effect.map(Metric.snapshot, (all) => new Set(all.flatMap((m) => m.attributes?.pool === undefined ? [] : [String(m.attributes.pool)])))
+  const fresh = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provideService(effect, Metric.MetricRegistry, new Map())
+
+  it.effect("the series carry the name given", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.consume({ queues: ["emails"], handlers, concurrency: 1, name: "mailer" })
+      assert.deepStrictEqual([...yield* poolNames], ["mailer"])
+    }).pipe(Effect.scoped, fresh, Effect.provide(JobStore.memory())))
+
+  it.effect("a bad name fails the start, typed, naming the field; so does a name a live pool has", () =>
+    Effect.gen(function*() {
+      for (const name of ["", 5, null]) assert.strictEqual((yield* refused({ name }))[0], "name")
+      yield* WorkPool.make({ concurrency: 1, name: "taken" })
+      const [field, reason] = yield* refused({ name: "taken" })
+      assert.strictEqual(field, "name")
+      assert.include(reason, "no other live pool")
+    }).pipe(Effect.scoped, fresh, Effect.provide(JobStore.memory())))
+
+  it.effect("the default is the queues' (the same at every run of a program, whatever started before: it was workpool-<n>, by start order); a second consumer of the same queues gets #2", () =>
+    Effect.gen(function*() {
+      const program = Effect.scoped(Effect.gen(function*() {
+        yield* JobQueue.consume({ queues: ["emails"], handlers, concurrency: 1 })
+        yield* JobQueue.consume({ queues: ["emails"], handlers, concurrency: 1 })
+        yield* JobQueue.consume({ queues: ["a", "b", "c", "d", "e"], handlers, concurrency: 1 })
+        return [...yield* poolNames].sort()
+      }))
+      const first = yield* program
+      yield* Effect.scoped(WorkPool.make({ concurrency: 1 })) // a pool made between the runs
+      assert.deepStrictEqual(first, ["consumer:a,b,c,+2", "consumer:emails", "consumer:emails#2"])
+      assert.deepStrictEqual(yield* program, first)
+    }).pipe(fresh, Effect.provide(JobStore.memory())))
 })

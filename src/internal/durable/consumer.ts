@@ -15,7 +15,7 @@
 import { Cause, Clock, type Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
-import { JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
+import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
 import type { Claim, Settlement, Store } from "../store/model.ts"
@@ -55,6 +55,8 @@ export interface ConsumerConfig<R> {
   readonly poll: number
   /** This consumer's own rate limit (the queue's shared one is the store's). */
   readonly rateLimit: RateLimits.Limit | undefined
+  /** The pool's name (checked); undefined for the default, derived from `queues`. */
+  readonly name: string | undefined
 }
 
 export interface Consumer {
@@ -188,10 +190,37 @@ const persist = <A, E>(
   return Effect.catch(effect, (error) => retry(SETTLE_RETRIES, error))
 }
 
+/**
+ * The default name of a consumer's pool: its queues', so that its metric series keep their name
+ * across restarts and whatever the order consumers start in (a counter, `workpool-<n>`, did not).
+ */
+const defaultName = (queues: ReadonlyArray<string>): string =>
+  `consumer:${queues.length <= 3 ? queues.join(",") : `${queues.slice(0, 3).join(",")},+${queues.length - 3}`}`
+
+/**
+ * The consumer's pool. A name given is the caller's, and taken (a live pool has it) fails the start;
+ * the default is the next free one of `consumer:<queues>`, `#2`, `#3`...: two consumers of one queue
+ * in a process are allowed, and their series must not overwrite each other's.
+ */
+const makePool = (config: ConsumerConfig<any>, concurrency: number) => {
+  const attempt = (name: string) =>
+    WorkPool.make({ concurrency, capacity: 0, overflow: "fail", shutdownTimeout: config.shutdownTimeout, name })
+  if (config.name !== undefined) return attempt(config.name)
+  const base = defaultName(config.queues)
+  const from = (n: number): ReturnType<typeof attempt> =>
+    Effect.catchIf(
+      attempt(n === 1 ? base : `${base}#${n}`),
+      // taken: a live pool has it (there are finitely many, so a free one comes)
+      (error) => error.field === "name",
+      () => from(n + 1)
+    )
+  return from(1)
+}
+
 // uninterruptible (nothing in it waits): interrupted between forking its loops and adding the
 // finalizer that stops them, it left a claim loop running for good, claiming and giving back jobs
 // in a hot loop once its pool had closed with the scope
-export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, never, JobStore | Scope.Scope | R> =>
+export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, InvalidPoolConfig, JobStore | Scope.Scope | R> =>
   Effect.uninterruptible(Effect.gen(function*() {
     const store = yield* JobStore
     const context = yield* Effect.context<R>()
@@ -204,12 +233,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, neve
     // at least 1: a pool that shut down since `consume` checked it has none, and this consumer
     // stops at its first job (`threadPoolGone`)
     let target = config.concurrency ?? Math.max(1, config.threads!.pool.slots())
-    const pool = yield* Effect.orDie(WorkPool.make({
-      concurrency: target,
-      capacity: 0,
-      overflow: "fail",
-      shutdownTimeout: config.shutdownTimeout
-    }))
+    const pool = yield* makePool(config, target)
     const running = new Map<string, Running>()
     const settlers = new Set<Fiber.Fiber<void>>()
     /** Jobs of `running` whose handler has ended, being settled: their slots are free (their leases are held until written). */
