@@ -205,7 +205,7 @@ describe("Dashboard: many queues of a store that stops answering", () => {
         )
       const countsOf = (taken: any, name: string) => taken.sources.find((s: any) => s.name === name).counts
       yield* TestClock.adjust("1 second") // the interval's first reading starts, and waits on the hung store
-      for (let i = 0; i < 50 && countsOf(yield* snapshot(), "healthy") == null; i++) {
+      for (let i = 0; i < 500 && countsOf(yield* snapshot(), "healthy") == null; i++) {
         yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
       }
       assert.strictEqual(countsOf(yield* snapshot(), "healthy").waiting, 1, "the healthy store's queue waited for the hung store's")
