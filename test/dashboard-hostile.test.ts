@@ -251,6 +251,35 @@ describe("Dashboard: a source that stops answering", () => {
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
+describe("Dashboard: a button on a queue whose store hangs", () => {
+  // BUG (fixed): a queue's cancel, redrive, pause and resume called the store with no bound: on a
+  // hung store (a partition, an exhausted pool of connections) the request, and its connection, waited for ever
+  it.effect("cancel, redrive, pause and resume answer 504 once the store has not answered for 5 s, saying the action may still be applied", () =>
+    Effect.gen(function*() {
+      const memory = yield* Layer.build(JobStore.memory())
+      const store = Context.get(memory, StoreTag)
+      const hung = Layer.succeed(StoreTag, { ...store, get: () => Effect.never, configure: () => Effect.never })
+      const dashboard = yield* start()
+      yield* Effect.provide(dashboard.addQueue("hung"), hung)
+      for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume"]) {
+        const pressed = yield* Effect.forkChild(Effect.promise(() =>
+          fetch(`${dashboard.address}api/queues/hung/${action}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+          }).then(async (r) => ({ status: r.status, body: await r.json() as { error: string } }))
+        ))
+        for (let i = 0; i < 60 && pressed.pollUnsafe() === undefined; i++) {
+          yield* TestClock.adjust("1 second")
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+        }
+        assert.isDefined(pressed.pollUnsafe(), `${action}: not answered`)
+        const answer = yield* Fiber.join(pressed)
+        assert.strictEqual(answer.status, 504, action)
+        assert.match(answer.body.error, /did not answer the .* within 5 seconds; it may still be applied: look again/, action)
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
 describe("Dashboard: a store that fails", () => {
   // a 500 names what failed, and shows no stack trace (the server's paths and dependencies) to
   // whoever holds the token: the whole cause goes to the log

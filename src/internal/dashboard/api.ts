@@ -28,7 +28,7 @@ import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/h
 import { createHash } from "node:crypto"
 import * as config from "../config.ts"
 import { page } from "./page.ts"
-import { describe, key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
+import { ANSWER_WITHIN, describe, key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
 
 export type Authorize = (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>
 
@@ -180,6 +180,19 @@ const storeFailed = (cause: Cause.Cause<unknown>): Effect.Effect<never, ApiError
   )
 }
 
+/**
+ * A store's answer to a button, or a 500 for its failure, or a 504 past `ANSWER_WITHIN`: a hung
+ * store (a partition, an exhausted pool of connections) held the request, and its connection, for
+ * ever. A cancel or redrive cut off may still be applied: the answer says to look again.
+ */
+const storeCall = <A>(effect: Effect.Effect<A, unknown>, what: string): Effect.Effect<A, ApiError> =>
+  Effect.catchCause(effect, storeFailed).pipe(
+    Effect.timeoutOrElse({
+      duration: ANSWER_WITHIN,
+      orElse: () => fail(504, `the store did not answer the ${what} within ${ANSWER_WITHIN}; it may still be applied: look again`)
+    })
+  )
+
 const cancelPoolJob = (api: Api) =>
   Effect.gen(function*() {
     const params = yield* HttpRouter.params
@@ -197,7 +210,7 @@ const cancelPoolJob = (api: Api) =>
 /** A durable job of this queue, or 404: an id of another queue's job is not this queue's to touch. */
 const queueJob = (source: Source, id: string) =>
   Effect.flatMap(
-    Effect.catchCause(source.store!.get(id), storeFailed),
+    storeCall(source.store!.get(id), "job's read"),
     (row) =>
       row === undefined || row.queue !== source.name
         ? fail(404, `no job ${JSON.stringify(id)} in queue ${source.name}`)
@@ -209,7 +222,7 @@ const cancelQueueJob = (api: Api) =>
     const params = yield* HttpRouter.params
     const source = yield* sourceOf(api, "queue", params.queue)
     const row = yield* queueJob(source, params.id ?? "")
-    const result = yield* Effect.catchCause(source.store!.cancel(row.id), storeFailed)
+    const result = yield* storeCall(source.store!.cancel(row.id), "cancel")
     if (result === "missing") return yield* fail(404, `no job ${JSON.stringify(row.id)} in queue ${source.name}`)
     if (result === "finished") return yield* fail(409, `job ${row.id} has already ended`)
     yield* refresh(api, source)
@@ -221,7 +234,7 @@ const redriveQueueJob = (api: Api) =>
     const params = yield* HttpRouter.params
     const source = yield* sourceOf(api, "queue", params.queue)
     const row = yield* queueJob(source, params.id ?? "")
-    const redriven = yield* Effect.catchCause(source.store!.redrive(row.id), storeFailed)
+    const redriven = yield* storeCall(source.store!.redrive(row.id), "redrive")
     if (!redriven) {
       return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}), or an unfinished job holds its dedup key`)
     }
@@ -238,9 +251,7 @@ const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
     const params = yield* HttpRouter.params
     const source = yield* sourceOf(api, kind, kind === "pool" ? params.pool : params.queue)
     if (source.pool !== undefined) yield* paused ? source.pool.pause : source.pool.resume
-    else {
-      yield* Effect.catchCause(source.store!.configure(source.name, { paused }), storeFailed)
-    }
+    else yield* storeCall(source.store!.configure(source.name, { paused }), paused ? "pause" : "resume")
     yield* refresh(api, source)
     return json(200, { paused })
   })

@@ -394,8 +394,8 @@ const viewOf = (source: Source, points: ReadonlyArray<Point>) => ({
   points
 })
 
-/** How long a source may take to answer one sample (its stats, a store's queries). */
-const ANSWER_WITHIN = "5 seconds"
+/** How long a source may take to answer one sample (its stats, a store's queries), or a button. */
+export const ANSWER_WITHIN = "5 seconds"
 
 const NO_ANSWER = `no answer within ${ANSWER_WITHIN}: the store (or the pool) is not answering`
 
