@@ -6,7 +6,7 @@
  * event (the sentinel's `+switch-master`, a `ROLE` answer, a job's state), never a fixed sleep.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
 import { createServer } from "node:net"
 import { createClient } from "redis"
 import { afterAll, beforeAll } from "vitest"
@@ -233,6 +233,47 @@ else {
         assert.instanceOf(error, StoreError)
         assert.match(error.reason, /says it is a slave \(a failover under way\)/)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a sentinel that names a replica (lost its quorum: a stale primary) or answers garbage, listed before the good ones: the store opens through the next sentinel; every sentinel wrong fails the open with each one's reason", () =>
+      Effect.gen(function*() {
+        const group = shared!
+        const stale = yield* fakeSentinel(() => group.nodes[1]!.url)
+        const garbage = yield* fakeSentinel(() => "127.0.0.1:notaport")
+        const result = yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 2))], concurrency: 1 }).pipe(Effect.forkScoped)
+          return yield* (yield* JobQueue.enqueue(Echo, { n: 4 })).await
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(RedisJobStore.layer({ sentinel: { name: group.name, sentinels: [stale.url, garbage.url, ...group.sentinels] }, prefix: freshPrefix() }))
+        )
+        assert.strictEqual(result, 8)
+        const error = yield* Effect.flip(Layer.build(RedisJobStore.layer({ sentinel: { name: group.name, sentinels: [stale.url, garbage.url] } })))
+        assert.instanceOf(error, StoreError)
+        assert.match(error.reason, /says it is a slave/)
+        assert.match(error.reason, /answered no address: "127\.0\.0\.1" "notaport"/)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("no primary at all (primary and replica killed): a consumer's store closes within seconds, its watch, cancel subscription and sentinel listener ended", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup(1, [], 60_000)
+        const closed = yield* Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const store = yield* Layer.buildWithScope(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix: freshPrefix(), connectTimeout: "2 seconds" }), scope)
+          yield* Effect.gen(function*() {
+            yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2 }).pipe(Effect.forkIn(scope))
+            assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n: 1 })).await, 1)
+          }).pipe(Effect.provide(store))
+          const listening = yield* askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>
+          assert.match(listening, /cmd=subscribe/, "the store listens on the sentinel")
+          yield* Effect.promise(() => Promise.all(group.nodes.map((node) => node.kill())))
+          const started = Date.now()
+          yield* Effect.timeout(Scope.close(scope, Exit.void), "60 seconds")
+          return Date.now() - started
+        })
+        assert.isBelow(closed, 15_000, "the close is bounded")
+        const clients = yield* askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>
+        assert.notMatch(clients, /cmd=subscribe/, "no sentinel listener left")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
 
     it.live("a primary made a replica whose clients are not closed (READONLY): the write fails with StoreError, and the next one asks the sentinels again and goes to the new primary", () =>
       Effect.gen(function*() {

@@ -176,7 +176,12 @@ const askSentinel = async (options: Options, target: SentinelTarget, sentinel: s
     client.destroy()
   }
   if (!Array.isArray(answer) || answer.length < 2) throw new Error(`it monitors no primary named ${JSON.stringify(target.name)}`)
-  return { host: String(answer[0]), port: Number(answer[1]) }
+  const [host, port] = [String(answer[0]), Number(answer[1])]
+  // URL's port setter ignores a port out of range: the client went to the stand-in host "primary"
+  if (host === "" || /[\s/@]/.test(host) || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`it answered no address: ${JSON.stringify(String(answer[0]).slice(0, 100))} ${JSON.stringify(String(answer[1]).slice(0, 20))}`)
+  }
+  return { host, port }
 }
 
 /** `url` (a redis:// URL) at `host`:`port`, its scheme, credentials and database kept. */
@@ -189,20 +194,28 @@ const at = (url: string, host: string, port: number): string => {
 
 /**
  * The sentinels of `target` in turn, from the last that answered (as the Sentinel client spec asks):
- * the primary's URL from the first that names it. Errors name a sentinel by its host and port, never
- * its URL (which may hold a password).
+ * `use` of the primary's URL that the first answers, or if `use` fails (the server named is down or
+ * not a primary: a sentinel cut off from its quorum still names the old one), of the next one's.
+ * Asking that sentinel first again after each failure kept the store on a stale answer while the
+ * other sentinels named the new primary. An address already tried is not tried again within a round.
+ * Errors name a sentinel by its host and port, never its URL (which may hold a password).
  */
 const primaryFinder = (options: Options, target: SentinelTarget) => {
   let first = 0
-  return async (): Promise<string> => {
+  return async <A>(use: (url: string) => Promise<A>): Promise<A> => {
     const reasons: Array<string> = []
+    const tried = new Set<string>()
     for (let i = 0; i < target.sentinels.length; i++) {
       const index = (first + i) % target.sentinels.length
       const sentinel = target.sentinels[index]!
       try {
         const { host, port } = await askSentinel(options, target, sentinel)
+        const url = at(target.node, host, port)
+        if (tried.has(url)) throw new Error(`it named ${host}:${port} too`)
+        tried.add(url)
+        const value = await use(url)
         first = index
-        return at(target.node, host, port)
+        return value
       } catch (cause) {
         reasons.push(`sentinel ${new URL(sentinel).host}: ${cause instanceof Error ? cause.message : String(cause)}`)
       }
@@ -212,12 +225,11 @@ const primaryFinder = (options: Options, target: SentinelTarget) => {
 }
 
 /**
- * A client of the primary its sentinels name, connected after a `ROLE` that says it is one: right
- * after a failover a sentinel may still name the old primary, which, back from a crash, says it is
- * a primary until the sentinels make it a replica (writes there would be lost).
+ * A client of the primary at `url`, connected after a `ROLE` that says it is one: right after a
+ * failover a sentinel may still name the old primary, which, back from a crash, says it is a
+ * primary until the sentinels make it a replica (writes there would be lost).
  */
-const connectPrimary = async (options: Options, find: () => Promise<string>): Promise<ReturnType<typeof nodeClient>> => {
-  const url = await find()
+const connectPrimary = async (options: Options, url: string): Promise<ReturnType<typeof nodeClient>> => {
   const client = nodeClient(options, url, false)
   try {
     await connectWithin({
@@ -241,7 +253,7 @@ const readOnly = (error: unknown) => error instanceof Error && error.message.inc
 
 /** What a sentinel client and its own clients share. */
 interface Deployment {
-  readonly find: () => Promise<string>
+  readonly find: <A>(use: (url: string) => Promise<A>) => Promise<A>
   /** Every connection to the primary open now (the client's, its own clients', subscriptions'): all closed when the sentinels announce a new one. */
   readonly open: Set<{ readonly destroy: () => void }>
   /** Counts the new primaries announced: a connection made to one found before the last is not used. */
@@ -338,7 +350,7 @@ const sentinel = (
     if (Date.now() < retryAt) return Promise.reject(last)
     attached = true
     const generation = deployment.generation
-    connecting = connectPrimary(options, deployment.find).then((client) => {
+    connecting = deployment.find((url) => connectPrimary(options, url)).then((client) => {
       connecting = undefined
       if (closed || generation !== deployment.generation) {
         client.destroy()
@@ -387,7 +399,7 @@ const sentinel = (
       }
     },
     own: () => sentinel(options, target, true, deployment),
-    subscribeUrls: () => deployment.find().then((url) => [url]),
+    subscribeUrls: () => deployment.find(async (url) => [url]),
     track: (connection) => {
       deployment.open.add(connection)
       return () => void deployment.open.delete(connection)
