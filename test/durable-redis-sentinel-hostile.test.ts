@@ -275,6 +275,73 @@ else {
         assert.notMatch(clients, /cmd=subscribe/, "no sentinel listener left")
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
+    it.live("failovers back and forth (A->B->A) under three stores with idle consumers: each store works after them, and their connections on the primary and listeners on the sentinel are as many as before (none leaked)", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup()
+        const prefix = freshPrefix()
+        const [a, b] = group.nodes.map((node) => node.url) as [string, string]
+        const stores = yield* Effect.forEach([0, 1, 2], () => Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix, connectTimeout: "3 seconds" })))
+        const connections = (url: string) =>
+          Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "LIST"]) as Promise<string>, url)).pipe(
+            Effect.map((list) => list.split("\n").filter((line) => line.includes(`name=effect-workpool:${prefix} `)).length)
+          )
+        const listeners = (askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>).pipe(
+          Effect.map((list) => list.split("\n").filter((line) => line.includes("cmd=subscribe")).length)
+        )
+        /** Each store runs a job enqueued through it (its consumer woken by its watch). */
+        const roundTrip = (n: number) =>
+          Effect.forEach(stores, (store, i) =>
+            throughFailover(Effect.flatMap(JobQueue.enqueue(Echo, { n: n + i }, { queue: `q${i}` }), (handle) => handle.await)).pipe(
+              Effect.map(({ value }) => assert.strictEqual(value, n + i)),
+              Effect.provide(store)
+            ))
+        yield* Effect.forEach(stores, (store, i) =>
+          JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, queues: [`q${i}`] }).pipe(Effect.forkScoped, Effect.provide(store)))
+        yield* roundTrip(0)
+        // the watches are made again after a failover: wait for them, not for a count at an instant
+        const steady = (url: string, want: number) => until(connections(url), (count) => count === want, `${want} connections on ${url}`)
+        const before = yield* connections(a)
+        assert.isAbove(before, 3)
+        assert.strictEqual(yield* listeners, 3)
+        const failover = (to: string) =>
+          Effect.gen(function*() {
+            const { switched } = yield* switchMaster(group.sentinels[0]!)
+            // the demoted primary may not be in sync yet (NOGOODSLAVE): asked again until the sentinel starts one
+            yield* until(
+              Effect.promise(() => admin((client) => client.sendCommand(["SENTINEL", "FAILOVER", group.name]), group.sentinels[0]!).then(() => true, () => false)),
+              (started) => started,
+              "the sentinel starts a failover"
+            )
+            assert.strictEqual(yield* switched, to)
+            yield* until(roleOf(to), (role) => role === "master", `${to} is the primary`)
+          }).pipe(Effect.scoped)
+        yield* failover(b)
+        yield* roundTrip(10)
+        yield* failover(a)
+        yield* roundTrip(20)
+        yield* steady(a, before)
+        assert.strictEqual(yield* connections(b), 0)
+        assert.strictEqual(yield* listeners, 3)
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    it.live("the data node's password wrong or missing (requirepass): the open fails with StoreError saying WRONGPASS/NOAUTH, never the password; the right one opens", () =>
+      Effect.gen(function*() {
+        // set once started: the harness's readiness check has no password
+        const node = yield* ownServer()
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["CONFIG", "SET", "requirepass", "s3cret-node"]), node.url))
+        const fake = yield* fakeSentinel(() => node.url)
+        const open = (password?: string) =>
+          Layer.build(RedisJobStore.layer({ sentinel: { name: "m", sentinels: [fake.url], ...(password === undefined ? {} : { password: Redacted.make(password) }) }, prefix: freshPrefix() }))
+        const wrong = yield* Effect.flip(open("hunter9-wrong"))
+        assert.instanceOf(wrong, StoreError)
+        assert.match(wrong.reason, /WRONGPASS/)
+        assert.notInclude(`${wrong.reason} ${String(wrong.cause)}`, "hunter9")
+        const missing = yield* Effect.flip(open())
+        assert.match(missing.reason, /NOAUTH/)
+        const store = yield* open("s3cret-node")
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" }).pipe(Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a primary made a replica whose clients are not closed (READONLY): the write fails with StoreError, and the next one asks the sentinels again and goes to the new primary", () =>
       Effect.gen(function*() {
         const [a, b] = [yield* ownServer(), yield* ownServer()]
