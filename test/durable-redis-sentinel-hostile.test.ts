@@ -80,6 +80,9 @@ const switchMaster = (sentinel: string) =>
 /** Sends `command` to the sentinel at `url`. */
 const askSentinel = (url: string, ...command: Array<string>) => Effect.promise(() => admin((client) => client.sendCommand(command), url))
 
+/** The sentinel at `url`'s CLIENT LIST. */
+const sentinelClients = (url: string) => Effect.map(askSentinel(url, "CLIENT", "LIST"), String)
+
 /** `effect` again while it fails with StoreError (a failover under way), up to 40 times 250 ms apart: how many failed. */
 const throughFailover = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) =>
   Effect.gen(function*() {
@@ -255,7 +258,7 @@ else {
 
     it.live("no primary at all (primary and replica killed): a consumer's store closes within seconds, its watch, cancel subscription and sentinel listener ended", () =>
       Effect.gen(function*() {
-        const group = yield* ownGroup(1, [], 60_000)
+        const group = yield* ownGroup()
         const closed = yield* Effect.gen(function*() {
           const scope = yield* Scope.make()
           const store = yield* Layer.buildWithScope(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix: freshPrefix(), connectTimeout: "2 seconds" }), scope)
@@ -263,7 +266,7 @@ else {
             yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2 }).pipe(Effect.forkIn(scope))
             assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n: 1 })).await, 1)
           }).pipe(Effect.provide(store))
-          const listening = yield* askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>
+          const listening = yield* sentinelClients(group.sentinels[0]!)
           assert.match(listening, /cmd=subscribe/, "the store listens on the sentinel")
           yield* Effect.promise(() => Promise.all(group.nodes.map((node) => node.kill())))
           const started = Date.now()
@@ -271,7 +274,7 @@ else {
           return Date.now() - started
         })
         assert.isBelow(closed, 15_000, "the close is bounded")
-        const clients = yield* askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>
+        const clients = yield* sentinelClients(group.sentinels[0]!)
         assert.notMatch(clients, /cmd=subscribe/, "no sentinel listener left")
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
@@ -285,7 +288,7 @@ else {
           Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "LIST"]) as Promise<string>, url)).pipe(
             Effect.map((list) => list.split("\n").filter((line) => line.includes(`name=effect-workpool:${prefix} `)).length)
           )
-        const listeners = (askSentinel(group.sentinels[0]!, "CLIENT", "LIST") as Effect.Effect<string>).pipe(
+        const listeners = (sentinelClients(group.sentinels[0]!)).pipe(
           Effect.map((list) => list.split("\n").filter((line) => line.includes("cmd=subscribe")).length)
         )
         /** Each store runs a job enqueued through it (its consumer woken by its watch). */
