@@ -345,6 +345,23 @@ else {
         yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" }).pipe(Effect.provide(store))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a primary with min-replicas-to-write and no replica in sync refuses the enqueue: StoreError saying NOREPLICAS, nothing stored; once it accepts writes again the enqueue goes through", () =>
+      Effect.gen(function*() {
+        const node = yield* ownServer()
+        const fake = yield* fakeSentinel(() => node.url)
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: { name: "m", sentinels: [fake.url] }, prefix: freshPrefix() }))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" })
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["CONFIG", "SET", "min-replicas-to-write", "1"]), node.url))
+          const refused = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody", dedupKey: "two" }))
+          assert.instanceOf(refused, StoreError)
+          assert.match((refused as StoreError).reason, /NOREPLICAS/)
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["CONFIG", "SET", "min-replicas-to-write", "0"]), node.url))
+          const accepted = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody", dedupKey: "two" })
+          assert.strictEqual((yield* JobQueue.status(accepted.id)).state, "queued")
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a primary made a replica whose clients are not closed (READONLY): the write fails with StoreError, and the next one asks the sentinels again and goes to the new primary", () =>
       Effect.gen(function*() {
         const [a, b] = [yield* ownServer(), yield* ownServer()]
