@@ -5,7 +5,7 @@
  * `node:http` (fetch does not let a caller set it).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
@@ -17,7 +17,7 @@ import * as JobStore from "../src/JobStore.ts"
 import { JobStore as StoreTag } from "../src/internal/store/model.ts"
 import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
 import { type Browser, CHROMIUM, launch } from "./browser/chromium.ts"
-import { settle } from "./helpers.ts"
+import { answeredWithin, settle, tickUntil } from "./helpers.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
 
@@ -216,18 +216,13 @@ describe("Dashboard: a source that stops answering", () => {
       yield* TestClock.adjust("1 second") // the interval's sample starts, and waits on the store
 
       // a button: its answer comes after a reading of its own source, not of the stuck queue
-      const pressed = yield* Effect.forkChild(Effect.promise(() =>
+      const pressed = yield* answeredWithin(() =>
         fetch(`${dashboard.address}api/pools/alive/jobs/${job.id}/cancel`, {
           method: "POST",
           headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
-        }).then((r) => r.status)
-      ))
-      for (let i = 0; i < 300 && pressed.pollUnsafe() === undefined; i++) {
-        yield* TestClock.adjust("1 second")
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      }
-      assert.isDefined(pressed.pollUnsafe(), "the button's request was not answered")
-      assert.strictEqual(yield* Fiber.join(pressed), 200)
+        }).then((r) => r.status), 300)
+      assert.isDefined(pressed, "the button's request was not answered")
+      assert.strictEqual(pressed, 200)
       assert.strictEqual(yield* job.status, "interrupted")
 
       const read = () =>
@@ -236,17 +231,11 @@ describe("Dashboard: a source that stops answering", () => {
         )
       const stuckError = (snapshot: any) => snapshot.sources.find((s: any) => s.name === "stuck").counts?.error
       // the interval's reading shows the stuck queue as not answering once its 5 s are over
-      for (let i = 0; i < 30 && stuckError(yield* read()) === undefined; i++) {
-        yield* TestClock.adjust("1 second")
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      }
+      yield* tickUntil(Effect.map(read(), (snapshot) => stuckError(snapshot) !== undefined), 30)
       assert.match(stuckError(yield* read()), /no answer within 5 seconds/)
       // and the readings go on: the pool gets its next points
       const points = (snapshot: any) => snapshot.sources.find((s: any) => s.name === "alive").points.length
-      for (let i = 0; i < 30 && points(yield* read()) <= 1; i++) {
-        yield* TestClock.adjust("1 second")
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      }
+      yield* tickUntil(Effect.map(read(), (snapshot) => points(snapshot) > 1), 30)
       assert.isAbove(points(yield* read()), 1)
     }).pipe(Effect.provide(JobStore.memory())))
 })
@@ -262,18 +251,12 @@ describe("Dashboard: a button on a queue whose store hangs", () => {
       const dashboard = yield* start()
       yield* Effect.provide(dashboard.addQueue("hung"), hung)
       for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume"]) {
-        const pressed = yield* Effect.forkChild(Effect.promise(() =>
+        const answer = yield* answeredWithin(() =>
           fetch(`${dashboard.address}api/queues/hung/${action}`, {
             method: "POST",
             headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
-          }).then(async (r) => ({ status: r.status, body: await r.json() as { error: string } }))
-        ))
-        for (let i = 0; i < 60 && pressed.pollUnsafe() === undefined; i++) {
-          yield* TestClock.adjust("1 second")
-          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-        }
-        assert.isDefined(pressed.pollUnsafe(), `${action}: not answered`)
-        const answer = yield* Fiber.join(pressed)
+          }).then(async (r) => ({ status: r.status, body: await r.json() as { error: string } })), 60)
+        if (answer === undefined) return assert.fail(`${action}: not answered`)
         assert.strictEqual(answer.status, 504, action)
         assert.match(answer.body.error, /did not answer the .* within 5 seconds; it may still be applied: look again/, action)
       }

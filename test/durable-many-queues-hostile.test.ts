@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Context, Effect, Fiber, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { afterAll } from "vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
@@ -26,6 +26,7 @@ import { enabled as pgEnabled, freshSchema, url as pgUrl } from "./durable/postg
 import { storeLayers } from "./durable/stores.ts"
 import { newJob } from "./durable/conformance.ts"
 import * as Rd from "./durable/redis.ts"
+import { answeredWithin, tickUntil } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-many-queues-hostile-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -173,18 +174,13 @@ describe("Dashboard: many queues of a store that stops answering", () => {
       const job = yield* pool.submit(Effect.never)
       yield* Effect.addFinalizer(() => pool.cancel(job.id))
       yield* TestClock.adjust("1 second") // the interval's sample starts, and waits on the store
-      const pressed = yield* Effect.forkChild(Effect.promise(() =>
+      const pressed = yield* answeredWithin(() =>
         fetch(`${dashboard.address}api/pools/alive/jobs/${job.id}/cancel`, {
           method: "POST",
           headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
-        }).then((r) => r.status)
-      ))
-      for (let i = 0; i < 30 && pressed.pollUnsafe() === undefined; i++) {
-        yield* TestClock.adjust("1 second")
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      }
-      assert.isDefined(pressed.pollUnsafe(), "the button's request was not answered within 30 s")
-      assert.strictEqual(yield* Fiber.join(pressed), 200)
+        }).then((r) => r.status), 30)
+      assert.isDefined(pressed, "the button's request was not answered within 30 s")
+      assert.strictEqual(pressed, 200)
     }))
 
   it.effect("a reading with 20 queues of a hung store ends within 15 s, every one shown as not answering, and a healthy store's queue is read without waiting for them", () =>
@@ -210,10 +206,7 @@ describe("Dashboard: many queues of a store that stops answering", () => {
       }
       assert.strictEqual(countsOf(yield* snapshot(), "healthy").waiting, 1, "the healthy store's queue waited for the hung store's")
       const notAnswering = (taken: any) => queues.filter((queue) => /no answer within 5 seconds/.test(countsOf(taken, queue)?.error ?? "")).length
-      for (let i = 0; i < 14 && notAnswering(yield* snapshot()) < queues.length; i++) {
-        yield* TestClock.adjust("1 second")
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
-      }
+      yield* tickUntil(Effect.map(snapshot(), (taken) => notAnswering(taken) >= queues.length), 14)
       assert.strictEqual(notAnswering(yield* snapshot()), queues.length, "the reading did not end within 15 s")
     }))
 })

@@ -1,4 +1,5 @@
 import { Duration, Effect, Exit, Fiber, Logger, Ref, Scope, Tracer } from "effect"
+import { TestClock } from "effect/testing"
 import { inspect } from "node:util"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
@@ -197,3 +198,24 @@ export const lateness = (every: number, span: number) =>
       }, every)
     })
   )
+
+/**
+ * Moves the TestClock a second at a time, at most `seconds` times, until `done` (looked at before
+ * each step) is true, letting real I/O (a server's answer) in between: for real requests whose
+ * answer waits on the test's time.
+ */
+export const tickUntil = <E, R>(done: Effect.Effect<boolean, E, R>, seconds: number): Effect.Effect<void, E, R> =>
+  Effect.gen(function*() {
+    for (let i = 0; i < seconds && !(yield* done); i++) {
+      yield* TestClock.adjust("1 second")
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    }
+  })
+
+/** A real request (a dashboard's button) awaited while `tickUntil` moves the clock: its answer, or undefined if none came. */
+export const answeredWithin = <A>(request: () => Promise<A>, seconds: number): Effect.Effect<A | undefined> =>
+  Effect.gen(function*() {
+    const pending = yield* Effect.forkChild(Effect.promise(request))
+    yield* tickUntil(Effect.sync(() => pending.pollUnsafe() !== undefined), seconds)
+    return pending.pollUnsafe() === undefined ? undefined : yield* Fiber.join(pending)
+  })
