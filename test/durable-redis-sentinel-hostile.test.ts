@@ -6,12 +6,13 @@
  * event (the sentinel's `+switch-master`, a `ROLE` answer, a job's state), never a fixed sleep.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted, Schedule, Schema, Scope } from "effect"
-import { createServer } from "node:net"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Queue, Redacted, Schedule, Schema, Scope } from "effect"
+import { createServer, type Socket } from "node:net"
 import { createClient } from "redis"
 import { afterAll, beforeAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
+import * as RedisClient from "../src/internal/store/redisClient.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
@@ -97,14 +98,25 @@ const throughFailover = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) =
 
 /**
  * A stand-in sentinel on a free loopback port: it answers `SENTINEL GET-MASTER-ADDR-BY-NAME` with
- * whatever `names()` says (a server a real sentinel would not name: a replica, a demoted primary),
- * and `+OK` to anything else (the client's handshake). Closed with the test's scope.
+ * whatever `names()` says, once it says it (a server a real sentinel would not name: a replica, a
+ * demoted primary; or a late answer),
+ * subscribes to `SUBSCRIBE` (`announce` sends each subscriber a `+switch-master` message, as a
+ * sentinel does after a failover), and `+OK` to anything else (the client's handshake). Closed with
+ * the test's scope.
  */
-const fakeSentinel = (names: () => string) =>
+const fakeSentinel = (names: () => string | Promise<string>) =>
   Effect.acquireRelease(
     Effect.promise(() =>
-      new Promise<{ url: string; close: () => void }>((resolve) => {
+      new Promise<{ url: string; close: () => void; subscribers: () => number; announce: (message: string) => void }>((resolve) => {
+        const subscribers = new Set<Socket>()
+        const bulk = (word: string) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`
         const server = createServer((socket) => {
+          socket.on("close", () => subscribers.delete(socket))
+          // replies in the order of the commands, a late answer's too
+          let replied = Promise.resolve()
+          const reply = (text: () => string | Promise<string>) => {
+            replied = replied.then(async () => void socket.write(await text()))
+          }
           let buffered = ""
           socket.on("error", () => {})
           socket.on("data", (data) => {
@@ -124,15 +136,31 @@ const fakeSentinel = (names: () => string) =>
               }
               buffered = buffered.slice(at)
               if (words[0]?.toUpperCase() === "SENTINEL") {
-                const [host, port] = names().replace("redis://", "").split(":") as [string, string]
-                socket.write(`*2\r\n$${host.length}\r\n${host}\r\n$${port.length}\r\n${port}\r\n`)
-              } else socket.write("+OK\r\n")
+                const named = names()
+                reply(async () => {
+                  const [host, port] = (await named).replace("redis://", "").split(":") as [string, string]
+                  return `*2\r\n${bulk(host)}${bulk(port)}`
+                })
+              } else if (words[0]?.toUpperCase() === "SUBSCRIBE") {
+                subscribers.add(socket)
+                reply(() => `*3\r\n${bulk("subscribe")}${bulk(words[1] ?? "")}:1\r\n`)
+              } else reply(() => "+OK\r\n")
             }
           })
         })
         server.listen(0, "127.0.0.1", () => {
           const address = server.address() as { port: number }
-          resolve({ url: `redis://127.0.0.1:${address.port}`, close: () => server.close() })
+          resolve({
+            url: `redis://127.0.0.1:${address.port}`,
+            close: () => {
+              for (const socket of subscribers) socket.destroy()
+              server.close()
+            },
+            subscribers: () => subscribers.size,
+            announce: (message) => {
+              for (const socket of subscribers) socket.write(`*3\r\n${bulk("message")}${bulk("+switch-master")}${bulk(message)}`)
+            }
+          })
         })
       })
     ),
@@ -382,6 +410,46 @@ else {
           assert.isTrue(onB.some((key) => key.includes(":nobody}")), "the job is on the new primary")
           assert.strictEqual((yield* JobQueue.status(moved.id)).state, "queued")
         }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a +switch-master that comes while the cancel subscription is made (the primary it found, the old one): the subscription is made again on the new primary, where a PUBLISH reaches it", () =>
+      Effect.gen(function*() {
+        const [a, b] = [yield* ownServer(), yield* ownServer()]
+        const name = `effect-workpool:${freshPrefix()}`
+        const answer = yield* Deferred.make<void>()
+        let asks = 0
+        // the client's connect asks first and the subscription second: that answer, a, comes once the
+        // client has heard of the switch to b; later ones name b
+        const fake = yield* fakeSentinel(() => {
+          asks++
+          return asks === 2 ? Effect.runPromise(Deferred.await(answer)).then(() => a.url) : asks < 2 ? a.url : b.url
+        })
+        const redis = yield* RedisClient.make({
+          url: "redis://unused:6379",
+          cluster: false,
+          sentinel: { name: "m", sentinels: [fake.url], node: "redis://primary:6379" },
+          name,
+          connectTimeout: 10_000,
+          reconnect: () => 100,
+          commandOptions: RedisStore.NO_COMMAND_TIMEOUT,
+          maxReserved: 10
+        })
+        yield* until(Effect.sync(() => fake.subscribers()), (n) => n === 1, "the client listens for +switch-master")
+        const subscribing = yield* Effect.forkChild(redis.subscribe("cancels"))
+        yield* until(Effect.sync(() => asks), (n) => n === 2, "the subscription asks the sentinels")
+        const [, oldPort] = a.url.replace("redis://", "").split(":")
+        const [, newPort] = b.url.replace("redis://", "").split(":")
+        fake.announce(`m 127.0.0.1 ${oldPort} 127.0.0.1 ${newPort}`)
+        // heard: the client's connection to a is closed (as every connection to the old primary)
+        const clientsOnA = Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "LIST"]), a.url)).pipe(Effect.map((list) => String(list).split(`name=${name} `).length - 1))
+        yield* until(clientsOnA, (n) => n === 0, "the client drops its connection to the old primary")
+        yield* Deferred.succeed(answer, undefined)
+        const messages = yield* Fiber.join(subscribing)
+        assert.strictEqual(asks, 3, "the subscription asked the sentinels again after the switch")
+        assert.strictEqual(yield* clientsOnA, 0, "no subscription left on the old primary")
+        yield* Effect.promise(() => admin((client) => client.sendCommand(["PUBLISH", "cancels", "hello"]), b.url))
+        const heard = yield* Queue.take(messages).pipe(Effect.timeout("20 seconds"), Effect.exit)
+        assert.isTrue(Exit.isSuccess(heard) && heard.value.message === "hello", "the subscription is on the new primary")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("SENTINEL FAILOVER: an idle consumer wakes for a job enqueued after it, a job running across it keeps its lease and settles once, a cancel after it reaches a running job (the subscription made again on the new primary), the old primary is a replica", () =>

@@ -27,12 +27,21 @@ interface Client {
   readonly own: () => Client
   /** Where a subscription may be made: the url's node, on a Cluster every master known now, through sentinels the primary they name. */
   readonly subscribeUrls: () => Promise<ReadonlyArray<string>>
-  /** Closes `connection` (a subscription's) when the primary changes, until the returned function is called. */
-  readonly track: (connection: { readonly destroy: () => void }) => () => void
+  /**
+   * Closes `connection` (a subscription's) when the primary changes, until the returned function is
+   * called; `undefined` (nothing tracked) when it changed since `since` (a `generation()`): the
+   * connection is to a primary found before the last switch.
+   */
+  readonly track: (connection: { readonly destroy: () => void }, since: number) => (() => void) | undefined
+  /** Counts the primaries the sentinels announced (0 without sentinels). */
+  readonly generation: () => number
   readonly connect: () => Promise<unknown>
   readonly close: () => Promise<unknown>
   readonly destroy: () => void
 }
+
+/** How many subscriptions in a row are made again when the primary changed while each connected, before the subscribe fails. */
+const SUBSCRIBE_ROUNDS = 3
 
 /** How long the client's close may wait for the replies of the commands in flight before it is destroyed. */
 export const CLOSE_GRACE = 1000
@@ -148,6 +157,7 @@ const server = (options: Options, reconnect: Options["reconnect"] | false): Clie
     own: () => server(options, false),
     subscribeUrls: () => Promise.resolve([options.url]),
     track: () => () => {},
+    generation: () => 0,
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
@@ -400,10 +410,12 @@ const sentinel = (
     },
     own: () => sentinel(options, target, true, deployment),
     subscribeUrls: () => deployment.find(async (url) => [url]),
-    track: (connection) => {
+    track: (connection, since) => {
+      if (since !== deployment.generation) return undefined
       deployment.open.add(connection)
       return () => void deployment.open.delete(connection)
     },
+    generation: () => deployment.generation,
     connect: () => attach(),
     close: async () => {
       stop()
@@ -447,6 +459,7 @@ const cluster = (options: Options, reconnect: Options["reconnect"] | false, root
     own: () => cluster(options, false, nodeUrls()),
     subscribeUrls: () => Promise.resolve(nodeUrls()),
     track: () => () => {},
+    generation: () => 0,
     connect: () => client.connect(),
     close: () => client.close(),
     destroy: () => client.destroy()
@@ -480,6 +493,76 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
         try: () => client.send(command, args) as Promise<A>,
         catch: (cause) => new Redis.RedisError({ cause })
       })
+    /**
+     * A subscription to `channel` on one node of `candidates` (from a random one on), or the last
+     * node's error: a client of its own, its end not listened for yet.
+     */
+    const subscribeOn = async (
+      candidates: ReadonlyArray<string>,
+      channel: string,
+      onMessage: (message: Redis.RedisMessage) => void
+    ) => {
+      const start = Math.floor(Math.random() * candidates.length)
+      let last: unknown
+      for (let i = 0; i < candidates.length; i++) {
+        const subscriber = createClient({
+          url: candidates[(start + i) % candidates.length]!,
+          RESP: 2,
+          name: options.name,
+          disableOfflineQueue: true,
+          commandOptions: options.commandOptions,
+          socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
+        })
+        // while it connects, an error is this node's only (a refused connect emits one): the
+        // subscription's end is listened for once it is made (before, a node down tried first
+        // ended the subscription made on the next one at once)
+        subscriber.on("error", () => {})
+        try {
+          // the SUBSCRIBE's answer within the bound too: a server frozen just after the handshake
+          await connectWithin({
+            connect: () => subscriber.connect().then(() => subscriber.subscribe(channel, (message, channel) => onMessage({ channel, message }))),
+            destroy: () => subscriber.destroy()
+          }, options.connectTimeout)
+        } catch (cause) {
+          last = cause
+          subscriber.destroy()
+          continue
+        }
+        return subscriber
+      }
+      throw last
+    }
+    /**
+     * A subscription, through sentinels ended when they name a new primary (an old one gone silent
+     * would keep it, deaf, for ever). One made to a primary found before a `+switch-master` that came
+     * while it connected is made again: kept, it stayed on the old primary, no cancel heard.
+     */
+    const subscribeOnce = async (
+      channel: string,
+      onMessage: (message: Redis.RedisMessage) => void,
+      fail: (cause: unknown) => void
+    ) => {
+      for (let round = 1;; round++) {
+        const since = client.generation()
+        const subscriber = await subscribeOn(await client.subscribeUrls(), channel, onMessage)
+        const untrack = client.track({
+          destroy: () => {
+            fail(new Error("the sentinels named a new primary"))
+            subscriber.destroy()
+          }
+        }, since)
+        if (untrack === undefined) {
+          subscriber.destroy()
+          if (round === SUBSCRIBE_ROUNDS) throw new Error(`the sentinels named a new primary while each of ${SUBSCRIBE_ROUNDS} subscriptions was made`)
+          continue
+        }
+        subscriber.on("error", fail)
+        subscriber.on("end", () => fail(new Error("the connection of the subscription ended")))
+        // its connection ended before the listeners were set
+        if (!subscriber.isOpen) fail(new Error("the connection of the subscription ended"))
+        return { client: subscriber, untrack }
+      }
+    }
     return yield* Redis.make({
       send: sendWith(client),
       pool: { maxConnections: options.maxReserved, idleTimeout: options.idleTimeout },
@@ -496,50 +579,7 @@ export const make = (options: Options): Effect.Effect<Redis.Redis["Service"], Re
           const ended = yield* Deferred.make<void, Redis.RedisError>()
           yield* Effect.acquireRelease(
             Effect.tryPromise({
-              try: async () => {
-                const track = client.track
-                const candidates = await client.subscribeUrls()
-                const start = Math.floor(Math.random() * candidates.length)
-                let last: unknown
-                for (let i = 0; i < candidates.length; i++) {
-                  const client = createClient({
-                    url: candidates[(start + i) % candidates.length]!,
-                    RESP: 2,
-                    name: options.name,
-                    disableOfflineQueue: true,
-                    commandOptions: options.commandOptions,
-                    socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
-                  })
-                  const fail = (cause: unknown) => Deferred.doneUnsafe(ended, Exit.fail(new Redis.RedisError({ cause })))
-                  // while it connects, an error is this node's only (a refused connect emits one): the
-                  // subscription's end is listened for once it is made (before, a node down tried first
-                  // ended the subscription made on the next one at once)
-                  client.on("error", () => {})
-                  try {
-                    // the SUBSCRIBE's answer within the bound too: a server frozen just after the handshake
-                    await connectWithin({
-                      connect: () => client.connect().then(() => client.subscribe(channel, (message, channel) => onMessage({ channel, message }))),
-                      destroy: () => client.destroy()
-                    }, options.connectTimeout)
-                  } catch (cause) {
-                    last = cause
-                    client.destroy()
-                    continue
-                  }
-                  client.on("error", fail)
-                  client.on("end", () => fail(new Error("the connection of the subscription ended")))
-                  // its connection ended before the listeners were set
-                  if (!client.isOpen) fail(new Error("the connection of the subscription ended"))
-                  // through sentinels: ended when they name a new primary (an old one gone silent
-                  // would keep it, deaf, for ever)
-                  const untrack = track({ destroy: () => {
-                    fail(new Error("the sentinels named a new primary"))
-                    client.destroy()
-                  } })
-                  return { client, untrack }
-                }
-                throw last
-              },
+              try: () => subscribeOnce(channel, onMessage, (cause) => Deferred.doneUnsafe(ended, Exit.fail(new Redis.RedisError({ cause })))),
               catch: (cause) => new Redis.RedisError({ cause })
             }),
             ({ client, untrack }) =>
