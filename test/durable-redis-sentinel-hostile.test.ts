@@ -13,6 +13,7 @@ import { afterAll, beforeAll } from "vitest"
 import { StoreError } from "../src/DurableError.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisClient from "../src/internal/store/redisClient.ts"
+import * as RedisSentinel from "../src/internal/store/redisSentinel.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
@@ -451,6 +452,98 @@ else {
         const heard = yield* Queue.take(messages).pipe(Effect.timeout("20 seconds"), Effect.exit)
         assert.isTrue(Exit.isSuccess(heard) && heard.value.message === "hello", "the subscription is on the new primary")
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the failover listener: on three sentinels at once (on a fourth when one's connection ends), each new primary heard once however many announce it, every subscription closed at its stop", () =>
+      Effect.gen(function*() {
+        const fakes = yield* Effect.forEach([0, 1, 2, 3], () => fakeSentinel(() => "127.0.0.1:1"))
+        const heard: Array<string> = []
+        const stop = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            RedisSentinel.listenForSwitches(
+              { connectTimeout: 5000, commandOptions: RedisStore.NO_COMMAND_TIMEOUT },
+              { name: "m", sentinels: fakes.map((fake) => fake.url) },
+              (address) => heard.push(address)
+            )
+          ),
+          (stop) => Effect.sync(stop)
+        )
+        const subscribers = Effect.sync(() => fakes.map((fake) => fake.subscribers()).join(","))
+        yield* until(subscribers, (n) => n === "1,1,1,0", "listening on the first three sentinels")
+        const last = (address: string) => until(Effect.sync(() => heard.at(-1)), (heard) => heard === address, `${address} heard`)
+        fakes[0]!.announce("m 127.0.0.1 1 127.0.0.1 2")
+        yield* last("127.0.0.1:2")
+        // each duplicate is followed on its sentinel's connection by a new switch, heard after it
+        fakes[1]!.announce("m 127.0.0.1 1 127.0.0.1 2")
+        fakes[1]!.announce("other 127.0.0.1 1 127.0.0.1 9")
+        fakes[1]!.announce("m 127.0.0.1 2 127.0.0.1 3")
+        yield* last("127.0.0.1:3")
+        fakes[2]!.announce("m 127.0.0.1 2 127.0.0.1 3")
+        fakes[2]!.announce("m 127.0.0.1 3 127.0.0.1 4")
+        yield* last("127.0.0.1:4")
+        assert.deepStrictEqual(heard, ["127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"], "each switch heard once")
+        fakes[0]!.close()
+        yield* until(subscribers, (n) => n === "0,1,1,1", "the listener of the sentinel gone listens on the fourth")
+        stop()
+        yield* until(subscribers, (n) => n === "0,0,0,0", "no subscription left")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a failover under a store watching 50 queues: the watches made again on the new primary share one lookup of the sentinels (each asked on a connection of its own: 50)", () =>
+      Effect.gen(function*() {
+        const [a, b] = [yield* ownServer(), yield* ownServer()]
+        let named = a.url
+        let asks = 0
+        const fake = yield* fakeSentinel(() => (asks++, named))
+        const prefix = freshPrefix()
+        const name = `effect-workpool:${prefix}`
+        const queues = Array.from({ length: 50 }, (_, i) => `q${i}`)
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: { name: "m", sentinels: [fake.url] }, prefix }))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 1, queues, poll: "5 minutes" }).pipe(Effect.forkScoped)
+          yield* Effect.promise(() => blocked(prefix, 50, name, [a.url]))
+          yield* until(Effect.sync(fake.subscribers), (n) => n === 1, "the store listens for +switch-master")
+          const before = asks
+          named = b.url
+          const port = (url: string) => url.split(":").at(-1)
+          fake.announce(`m 127.0.0.1 ${port(a.url)} 127.0.0.1 ${port(b.url)}`)
+          yield* Effect.promise(() => blocked(prefix, 50, name, [b.url]))
+          yield* until(
+            Effect.promise(() => admin((client) => client.sendCommand(["PUBSUB", "NUMSUB", `${prefix}:cancel`]) as Promise<[string, number]>, b.url)),
+            (answer) => Number(answer[1]) >= 1,
+            "the store subscribed on the new primary"
+          )
+          const lookups = asks - before
+          console.log(`a failover under 50 watches: the sentinels asked ${lookups} times`)
+          assert.isAtMost(lookups, 5, `the sentinels asked ${lookups} times for 50 watches and a subscription`)
+          assert.strictEqual((yield* (yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "q49" })).await), 5)
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("three sentinels, the one the store listened on frozen (SIGSTOP: cut off from its quorum), then the primary frozen: the failover by the other two is heard, the command waiting on the old primary fails with StoreError, the next go to the new one; the store's close ends every listener", () =>
+      Effect.gen(function*() {
+        const group = yield* ownGroup(3)
+        const [, replica] = group.nodes.map((node) => node.url) as [string, string]
+        const [frozen, ...others] = group.sentinels as [string, string, string]
+        const subscriptions = (sentinel: string) => Effect.map(sentinelClients(sentinel), (list) => list.split("\n").filter((line) => line.includes("cmd=subscribe")).length)
+        yield* Effect.gen(function*() {
+          const store = yield* Layer.build(RedisJobStore.layer({ sentinel: sentinelOptions(group), prefix: freshPrefix(), connectTimeout: "2 seconds" }))
+          yield* Effect.gen(function*() {
+            yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" })
+            // the first sentinel is the one a store listening on one listened on
+            yield* until(subscriptions(frozen), (n) => n === 1, "the store listens on the first sentinel")
+            const { switched } = yield* switchMaster(others[1]!)
+            yield* Effect.addFinalizer(() => Effect.sync(() => (group.sentinelServers[0]!.signal("SIGCONT"), group.nodes[0]!.signal("SIGCONT"))))
+            group.sentinelServers[0]!.signal("SIGSTOP")
+            group.nodes[0]!.signal("SIGSTOP")
+            const stuck = yield* Effect.forkScoped(Effect.timeout(Effect.exit(JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody" })), "40 seconds"))
+            assert.strictEqual(yield* switched, replica)
+            const ended = yield* Fiber.join(stuck)
+            assert.isTrue(Exit.isFailure(ended) && Cause.squash(ended.cause) instanceof StoreError, `the enqueue sent to the frozen primary fails: ${ended}`)
+            const next = yield* throughFailover(JobQueue.enqueue(Echo, { n: 3 }, { queue: "nobody" }))
+            assert.strictEqual((yield* throughFailover(JobQueue.status(next.value.id))).value.state, "queued")
+          }).pipe(Effect.scoped, Effect.provide(store))
+        }).pipe(Effect.scoped)
+        for (const sentinel of others) yield* until(subscriptions(sentinel), (n) => n === 0, `no listener left on ${sentinel}`)
+      }).pipe(Effect.scoped), { timeout: 120_000 })
 
     it.live("SENTINEL FAILOVER: an idle consumer wakes for a job enqueued after it, a job running across it keeps its lease and settles once, a cancel after it reaches a running job (the subscription made again on the new primary), the old primary is a replica", () =>
       Effect.gen(function*() {

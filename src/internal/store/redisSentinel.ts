@@ -1,8 +1,8 @@
 /**
  * A client of the primary that a Redis Sentinel deployment's sentinels name (`sentinel`), and what
  * it is made of: asking the sentinels (`primaryFinder`), connecting to the primary they name only if
- * its `ROLE` says it is one (`connectPrimary`), and listening for their `+switch-master`
- * (`listenForSwitches`).
+ * its `ROLE` says it is one (`connectPrimary`), one lookup shared by the connections that need the
+ * primary at once (`deployment`), and listening for their `+switch-master` (`listenForSwitches`).
  *
  * @internal
  */
@@ -108,9 +108,21 @@ const connectPrimary = async (options: Options, url: string): Promise<ReturnType
 /** A write refused by a replica: the connection is to a primary made a replica since. */
 const readOnly = (error: unknown) => error instanceof Error && error.message.includes("READONLY")
 
-/** What a sentinel client and its own clients share. */
+/** How many sentinels a client listens on at once for `+switch-master` (each a connection held open). */
+export const SWITCH_LISTENERS = 3
+
+/** How long a primary found is shared by the connections made after it (ms; each checks its ROLE). */
+export const SHARED_FOR = 5000
+
+/**
+ * What a sentinel client and its own clients share: the connections to the primary, how many new
+ * primaries were announced, and the last lookup of the primary.
+ */
 interface Deployment {
-  readonly find: <A>(use: (url: string) => Promise<A>) => Promise<A>
+  /** A connection to the primary the sentinels name, its `ROLE` checked (see `deployment`). */
+  readonly connect: () => Promise<ReturnType<typeof nodeClient>>
+  /** The URL of the primary the sentinels name now, asked afresh: for a store's one subscription. */
+  readonly named: () => Promise<string>
   /** Every connection to the primary open now (the client's, its own clients', subscriptions'): all closed when the sentinels announce a new one. */
   readonly open: Set<{ readonly destroy: () => void }>
   /** Counts the new primaries announced: a connection made to one found before the last is not used. */
@@ -118,42 +130,120 @@ interface Deployment {
 }
 
 /**
- * Listens on a sentinel (the next one when its connection ends, a second later) for
- * `+switch-master` of `target`, calling `onSwitch` for each. A primary gone without a word (its
- * machine off, partitioned away, frozen) never ends its connections: their commands waited for it
- * for ever (minutes of TCP retransmits), a frozen one's until it resumed. Returns its stop.
+ * The deployment of `target`, where connections share one lookup of the primary: at a switch every
+ * connection ends and each queue's watch attaches again, and each asked the sentinels on a
+ * connection of its own (a store watching 100 queues: ~100 sentinel connections and ROLE checks at
+ * a failover). Now the first asks (`primaryFinder`, the ROLE of the one named checked) and the
+ * others await its answer, reused for `SHARED_FOR` while no new primary is announced (longer, a
+ * switch none of the listeners heard would keep new connections on the old primary). A lookup that
+ * failed fails those that awaited it, and the next connection asks again. Each connection still
+ * checks the ROLE of the primary shared; one that finds it wrong (a replica now, down) does not
+ * trust it: the answer is dropped and that connection asks the sentinels itself. The cancel
+ * subscription (one per store) asks on its own, as before: it re-reads the generation around its
+ * lookup (see `track`), which a shared answer found before a switch would defeat.
  */
-const listenForSwitches = (options: Options, target: SentinelTarget, onSwitch: () => void): () => void => {
+const deployment = (options: Options, target: SentinelTarget): Deployment => {
+  const find = primaryFinder(options, target)
+  let shared: { readonly generation: number; readonly url: Promise<string>; settled?: number } | undefined
+  const current = () =>
+    shared !== undefined && shared.generation === self.generation && (shared.settled === undefined || Date.now() - shared.settled < SHARED_FOR)
+      ? shared
+      : undefined
+  const lookup = () => {
+    const found = find(async (url) => ({ url, client: await connectPrimary(options, url) }))
+    const entry: NonNullable<typeof shared> = { generation: self.generation, url: found.then(({ url }) => url) }
+    entry.url.then(() => void (entry.settled = Date.now()), () => {
+      if (shared === entry) shared = undefined
+    })
+    shared = entry
+    return found
+  }
+  const self: Deployment = {
+    open: new Set(),
+    generation: 0,
+    connect: async () => {
+      const entry = current()
+      if (entry === undefined) return (await lookup()).client
+      const url = await entry.url
+      try {
+        return await connectPrimary(options, url)
+      } catch {
+        if (shared === entry) shared = undefined
+        return find((url) => connectPrimary(options, url))
+      }
+    },
+    named: () => find(async (url) => url)
+  }
+  return self
+}
+
+/**
+ * Listens on up to `SWITCH_LISTENERS` sentinels at once for `+switch-master` of `target`, calling
+ * `onSwitch` with its `host:port` once per new primary announced (each sentinel announces it: heard
+ * twice, the connections were closed twice). A primary gone without a word (its machine off, partitioned away,
+ * frozen) never ends its connections: their commands waited for it for ever (minutes of TCP
+ * retransmits), a frozen one's until it resumed. Listening on one sentinel, the one cut off from its
+ * quorum (or frozen) announced nothing and the store heard no switch. A listener whose connection
+ * ends listens again a second later, on a sentinel none listens on if there is one. Returns its stop.
+ */
+export const listenForSwitches = (
+  options: Pick<Options, "connectTimeout" | "commandOptions">,
+  target: Pick<SentinelTarget, "name" | "sentinels">,
+  onSwitch: (address: string) => void
+): () => void => {
   let stopped = false
-  let current: { readonly destroy: () => void } | undefined
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let announced: string | undefined
+  const listening = new Map<number, { readonly destroy: () => void }>()
+  const timers = new Set<ReturnType<typeof setTimeout>>()
   let next = 0
+  const count = target.sentinels.length
+  /** A sentinel no listener is on, from the one after the last taken. */
+  const free = () => {
+    for (let i = 0; i < count; i++) {
+      const index = (next + i) % count
+      if (!listening.has(index)) {
+        next = index + 1
+        return index
+      }
+    }
+    return undefined
+  }
+  const heard = (message: string) => {
+    // "<name> <old ip> <old port> <new ip> <new port>"
+    const [name, , , host, port] = message.split(" ")
+    if (name !== target.name) return
+    const address = `${host}:${port}`
+    if (address === announced) return
+    announced = address
+    onSwitch(address)
+  }
   const listen = () => {
-    if (stopped) return
+    const index = stopped ? undefined : free()
+    if (index === undefined) return
     const client = createClient({
-      url: target.sentinels[next++ % target.sentinels.length]!,
+      url: target.sentinels[index]!,
       RESP: 2,
       disableOfflineQueue: true,
       commandOptions: options.commandOptions,
       socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
     })
-    current = client
+    listening.set(index, client)
     client.on("error", () => {})
     let ended = false
     const end = () => {
       if (ended) return
       ended = true
       client.destroy()
-      if (current === client && !stopped) timer = setTimeout(listen, 1000)
+      if (listening.get(index) !== client || stopped) return
+      listening.delete(index)
+      const timer = setTimeout(() => {
+        timers.delete(timer)
+        listen()
+      }, 1000)
+      timers.add(timer)
     }
     connectWithin({
-      connect: () =>
-        client.connect().then(() =>
-          client.subscribe("+switch-master", (message) => {
-            // "<name> <old ip> <old port> <new ip> <new port>"
-            if (message.split(" ")[0] === target.name) onSwitch()
-          })
-        ),
+      connect: () => client.connect().then(() => client.subscribe("+switch-master", heard)),
       destroy: () => client.destroy()
     }, options.connectTimeout).then(() => {
       client.on("error", end)
@@ -161,11 +251,11 @@ const listenForSwitches = (options: Options, target: SentinelTarget, onSwitch: (
       if (!client.isOpen) end()
     }, end)
   }
-  listen()
+  for (let i = 0; i < Math.min(SWITCH_LISTENERS, count); i++) listen()
   return () => {
     stopped = true
-    clearTimeout(timer)
-    current?.destroy()
+    for (const timer of timers) clearTimeout(timer)
+    for (const client of listening.values()) client.destroy()
   }
 }
 
@@ -176,7 +266,8 @@ const listenForSwitches = (options: Options, target: SentinelTarget, onSwitch: (
  * queue's watch needs a connection of its own, and its master clients reconnect to the old address.
  * Here a connection that ends (the sentinels close a demoted primary's clients; a crashed one's end),
  * answers `READONLY`, or whose primary the sentinels replace (`+switch-master`, listened for by the
- * client while it is open) is dropped, and the next command asks the sentinels again (at most once
+ * client while it is open) is dropped, and the next command asks the sentinels again (a lookup its
+ * own clients share, see `deployment`; at most once
  * per `reconnect` backoff but right after a switch: in between, commands fail at once with the last
  * reason); one of its own (`own`: a reserved connection) never connects again.
  */
@@ -184,7 +275,7 @@ export const sentinel = (
   options: Options,
   target: SentinelTarget,
   own: boolean,
-  deployment: Deployment = { find: primaryFinder(options, target), open: new Set(), generation: 0 }
+  shared: Deployment = deployment(options, target)
 ): Client => {
   let current: ReturnType<typeof nodeClient> | undefined
   let connecting: Promise<ReturnType<typeof nodeClient>> | undefined
@@ -206,29 +297,29 @@ export const sentinel = (
     if (own && attached) return Promise.reject(new Error("the connection ended"))
     if (Date.now() < retryAt) return Promise.reject(last)
     attached = true
-    const generation = deployment.generation
-    connecting = deployment.find((url) => connectPrimary(options, url)).then((client) => {
+    const generation = shared.generation
+    connecting = shared.connect().then((client) => {
       connecting = undefined
-      if (closed || generation !== deployment.generation) {
+      if (closed || generation !== shared.generation) {
         client.destroy()
         throw new Error(closed ? "the client is closed" : "the sentinels named a new primary while it connected")
       }
       failures = 0
       current = client
       const tracked = { destroy: () => drop(client) }
-      deployment.open.add(tracked)
+      shared.open.add(tracked)
       const ended = () => {
-        deployment.open.delete(tracked)
+        shared.open.delete(tracked)
         drop(client)
       }
       client.on("error", ended)
       client.on("end", ended)
       if (!own && stopListening === undefined) {
         stopListening = listenForSwitches(options, target, () => {
-          deployment.generation++
+          shared.generation++
           // the new primary at once, not after a backoff of failures against the old one
           retryAt = 0
-          for (const connection of [...deployment.open]) connection.destroy()
+          for (const connection of [...shared.open]) connection.destroy()
         })
       }
       return client
@@ -255,14 +346,14 @@ export const sentinel = (
         throw error
       }
     },
-    own: () => sentinel(options, target, true, deployment),
-    subscribeUrls: () => deployment.find(async (url) => [url]),
+    own: () => sentinel(options, target, true, shared),
+    subscribeUrls: () => shared.named().then((url) => [url]),
     track: (connection, since) => {
-      if (since !== deployment.generation) return undefined
-      deployment.open.add(connection)
-      return () => void deployment.open.delete(connection)
+      if (since !== shared.generation) return undefined
+      shared.open.add(connection)
+      return () => void shared.open.delete(connection)
     },
-    generation: () => deployment.generation,
+    generation: () => shared.generation,
     connect: () => attach(),
     close: async () => {
       stop()
