@@ -518,6 +518,26 @@ else {
         }).pipe(Effect.scoped, Effect.provide(store))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a replica promoted by hand (REPLICAOF NO ONE) that the sentinels do not name is ignored: the store's connections ended, it connects again to the primary the sentinels name and writes there", () =>
+      Effect.gen(function*() {
+        const a = yield* ownServer()
+        const b = yield* ownServer(["--replicaof", "127.0.0.1", a.url.split(":").at(-1)!])
+        const fake = yield* fakeSentinel(() => a.url)
+        const prefix = freshPrefix()
+        const store = yield* Layer.build(RedisJobStore.layer({ sentinel: { name: "m", sentinels: [fake.url] }, prefix }))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "nobody" })
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["REPLICAOF", "NO", "ONE"]), b.url))
+          yield* until(roleOf(b.url), (role) => role === "master", "b says it is a primary")
+          yield* Effect.promise(() => admin((client) => client.sendCommand(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]), a.url))
+          const moved = yield* throughFailover(JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody" }))
+          const job = (url: string) => Effect.promise(() => admin((client) => client.sendCommand(["KEYS", `*:job:${moved.value.id}`]) as Promise<Array<string>>, url))
+          assert.strictEqual((yield* job(a.url)).length, 1, "the job is on the primary the sentinels name")
+          assert.deepStrictEqual(yield* job(b.url), [], "not on the server promoted by hand")
+          assert.strictEqual((yield* JobQueue.status(moved.value.id)).state, "queued")
+        }).pipe(Effect.scoped, Effect.provide(store))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("three sentinels, the one the store listened on frozen (SIGSTOP: cut off from its quorum), then the primary frozen: the failover by the other two is heard, the command waiting on the old primary fails with StoreError, the next go to the new one; the store's close ends every listener", () =>
       Effect.gen(function*() {
         const group = yield* ownGroup(3)
