@@ -11,7 +11,7 @@ import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { quantile, quantileOf } from "../src/internal/dashboard/quantile.ts"
-import { jsonSafe } from "../src/internal/dashboard/sampler.ts"
+import { jsonSafe, SWEEP, TOP } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
@@ -62,11 +62,12 @@ const sourceIn = (snapshot: any, kind: string, name: string) => {
 const readEvents = (
   dashboard: Dashboard.Dashboard["Service"],
   until: (events: Array<{ name: string; data: any }>) => boolean,
-  onEvent: (count: number) => void = () => {}
+  onEvent: (count: number) => void = () => {},
+  path = "api/events"
 ) =>
   Effect.promise(async () => {
     const controller = new AbortController()
-    const response = await fetch(dashboard.address + "api/events", {
+    const response = await fetch(dashboard.address + path, {
       headers: { authorization: `Bearer ${TOKEN}` },
       signal: controller.signal
     })
@@ -588,4 +589,121 @@ describe("quantile", () => {
     assert.strictEqual(quantileOf([1, 2, 3, 4, 100], 0.5), 3)
     assert.strictEqual(quantileOf([1, 2, 3, 4, 100], 1), 100)
   })
+})
+
+describe("Dashboard: many sources (a queue per tenant)", () => {
+  const Job = Task.make("ManyJob", { payload: Schema.Number, success: Schema.Number })
+  const name = (i: number) => `q-${String(i).padStart(2, "0")}`
+  /** 30 queues (past the 20 shown each as a card): queue q-NN holds NN jobs, so the backlogs order them. */
+  const thirty = Effect.gen(function*() {
+    const dashboard = yield* start()
+    const queues = Array.from({ length: 30 }, (_, i) => name(i))
+    yield* JobQueue.enqueueAll(Job, queues.flatMap((queue, i) => Array.from({ length: i }, (_, k) => ({ payload: k, options: { queue } }))))
+    for (const queue of queues) yield* dashboard.addQueue(queue)
+    // the first interval reads the counts, the second the top by backlog in full
+    yield* tick
+    yield* tick
+    return dashboard
+  })
+
+  it.effect("past 20 sources a page's stream carries the top 5 by backlog and the sources it selected (?show=), each with its lists; the JSON snapshot still has every source", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* thirty
+      const { events, status } = yield* readEvents(dashboard, (events) => events.length >= 1, undefined, "api/events?show=queue%3Aq-03")
+      assert.strictEqual(status, 200)
+      const first = events[0]!.data
+      assert.isTrue(first.overview)
+      assert.strictEqual(first.total, 30)
+      assert.deepStrictEqual(first.top, ["queue:q-29", "queue:q-28", "queue:q-27", "queue:q-26", "queue:q-25"])
+      // before: all 30, each with its lists (10,000 queues: a first message of megabytes, 30 s)
+      assert.sameMembers(first.sources.map((s: any) => s.name), ["q-29", "q-28", "q-27", "q-26", "q-25", "q-03"])
+      assert.strictEqual(sourceIn(first, "queue", "q-03").detail.queued.length, 3)
+      assert.strictEqual(sourceIn(first, "queue", "q-27").detail.queued.length, 27)
+      assert.isAbove(sourceIn(first, "queue", "q-29").points.length, 0, "a top source has its history")
+      const snapshot = (yield* call(dashboard, "api/snapshot")).body
+      assert.strictEqual(snapshot.sources.length, 30)
+      assert.strictEqual(sourceIn(snapshot, "queue", "q-11").counts.waiting, 11)
+      assert.deepStrictEqual(sourceIn(snapshot, "queue", "q-11").points, [], "a source no page shows keeps no history")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("the overview: a window of every source's counts, filtered by name, sorted by backlog or name; bad parameters are a 400 naming them", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* thirty
+      const top = (yield* call(dashboard, "api/overview?order=backlog&limit=3")).body
+      assert.strictEqual(top.total, 30)
+      assert.strictEqual(top.matched, 30)
+      assert.deepStrictEqual(top.rows.map((r: any) => [r.name, r.counts.waiting]), [["q-29", 29], ["q-28", 28], ["q-27", 27]])
+      assert.isNumber(top.rows[0].at)
+      const filtered = (yield* call(dashboard, "api/overview?filter=Q-1&order=name&offset=5&limit=3")).body
+      assert.strictEqual(filtered.matched, 10)
+      assert.deepStrictEqual(filtered.rows.map((r: any) => r.name), ["q-15", "q-16", "q-17"])
+      assert.strictEqual((yield* call(dashboard, "api/overview")).body.rows.length, 30, "50 rows by default")
+      for (const [query, field] of [["order=size", "order"], ["limit=0", "limit"], ["limit=201", "limit"], ["offset=-1", "offset"], ["offset=1.5", "offset"]]) {
+        const reply = yield* call(dashboard, `api/overview?${query}`)
+        assert.strictEqual(reply.status, 400, query)
+        assert.match(reply.body.error, new RegExp(`^invalid ${field} `), query)
+      }
+      assert.strictEqual((yield* call(dashboard, "api/overview", { token: null })).status, 401)
+      const badShow = yield* call(dashboard, "api/events?show=q-03")
+      assert.strictEqual(badShow.status, 400)
+      assert.match(badShow.body.error, /invalid show "q-03": expected pool:<name> or queue:<name>/)
+      const tooMany = yield* call(dashboard, `api/events?${Array.from({ length: 21 }, (_, i) => `show=queue%3A${name(i)}`).join("&")}`)
+      assert.strictEqual(tooMany.status, 400)
+      assert.match(tooMany.body.error, /at most 20 sources/)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("the reading schedule: lists and latencies only for the sources a page shows, the others' counts a sweep at a time, no history for them", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      const counted = new Map<string, number>()
+      const listed = new Set<string>()
+      const latencies = new Set<string>()
+      const watched: typeof store = {
+        ...store,
+        counts: (queue) => Effect.andThen(Effect.sync(() => counted.set(queue, (counted.get(queue) ?? 0) + 1)), store.counts(queue)),
+        list: (filter) => Effect.andThen(Effect.sync(() => listed.add(String(filter.queue))), store.list(filter)),
+        latencies: (queue, since, limit) => Effect.andThen(Effect.sync(() => latencies.add(queue)), store.latencies(queue, since, limit))
+      }
+      const dashboard = yield* start()
+      const n = 2 * SWEEP + 200
+      const queues = Array.from({ length: n }, (_, i) => `tenant-${i}`)
+      // one job each, and ten in tenant-700: the top of the backlogs
+      yield* JobQueue.enqueueAll(Job, [...queues, ...Array.from({ length: 9 }, () => "tenant-700")].map((queue, k) => ({ payload: k, options: { queue } })))
+      for (const queue of queues) yield* Effect.provideService(dashboard.addQueue(queue), JobStore.JobStore, watched)
+      const callsPerTick: Array<number> = []
+      const ticked = Effect.gen(function*() {
+        counted.clear()
+        yield* tick
+        callsPerTick.push(Array.from(counted.values()).reduce((a, b) => a + b, 0))
+      })
+      // three intervals read every queue's counts once (a sweep of 500 each)
+      for (let i = 0; i < 3; i++) yield* ticked
+      const overview = (yield* call(dashboard, `api/overview?limit=200&order=backlog`)).body
+      assert.deepStrictEqual(overview.rows[0].name, "tenant-700")
+      assert.strictEqual(overview.rows[0].counts.waiting, 10)
+      const unread = (yield* call(dashboard, "api/snapshot")).body.sources.filter((s: any) => s.counts == null)
+      assert.deepStrictEqual(unread.map((s: any) => s.name), [], "three sweeps read every queue")
+      // a page selects tenant-5: its lists are read, and the top's, no other queue's
+      let connected!: () => void
+      const firstEvent = new Promise<void>((resolve) => connected = resolve)
+      const reading = yield* Effect.forkChild(
+        readEvents(dashboard, (events) => events.length >= 3, (count) => count === 1 && connected(), "api/events?show=queue%3Atenant-5")
+      )
+      yield* Effect.promise(() => firstEvent)
+      listed.clear()
+      latencies.clear()
+      yield* ticked
+      yield* ticked
+      const { events } = yield* Fiber.join(reading)
+      const shown = new Set(events[2]!.data.sources.map((s: any) => s.name))
+      assert.isTrue(shown.has("tenant-700") && shown.has("tenant-5"), [...shown].join())
+      assert.isAtMost(shown.size, TOP + 1)
+      // before: every queue's three lists and latencies, every interval (10,000 queues: 5 s a reading)
+      assert.sameMembers([...listed], [...shown])
+      assert.sameMembers([...latencies], [...shown])
+      for (const calls of callsPerTick) assert.isAtMost(calls, SWEEP + TOP + 1, `counts read per interval: ${callsPerTick.join(", ")}`)
+      const snapshot = (yield* call(dashboard, "api/snapshot")).body
+      const kept = snapshot.sources.filter((s: any) => s.points.length > 0).map((s: any) => s.name)
+      assert.includeMembers([...shown], kept, "only the shown sources keep a history")
+    }).pipe(Effect.provide(JobStore.memory())))
 })

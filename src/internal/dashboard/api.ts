@@ -4,6 +4,10 @@
  * - `GET /`: the page (static: no data, no secret in it);
  * - `GET /api/snapshot`: every source with its history, as JSON;
  * - `GET /api/events`: the same as a server-sent event `snapshot`, then a `sample` each interval;
+ *   past `ALL_SHOWN` sources, only the shown ones: the `TOP` by backlog and those of its `show`
+ *   parameters (`?show=queue:a&show=pool:b`, at most `MAX_SELECTED`);
+ * - `GET /api/overview?filter=&order=backlog&offset=0&limit=50`: a window of every source's counts,
+ *   filtered by name and sorted (`backlog`, `failed`, `running`, largest first, or `name`);
  * - `POST /api/pools/:pool/jobs/:id/cancel`, `POST /api/queues/:queue/jobs/:id/cancel`,
  *   `POST /api/queues/:queue/jobs/:id/redrive`, `POST /api/pools/:pool/pause` (and `resume`),
  *   `POST /api/queues/:queue/pause` (and `resume`): the buttons.
@@ -28,7 +32,18 @@ import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/h
 import { createHash } from "node:crypto"
 import * as config from "../config.ts"
 import { page } from "./page.ts"
-import { ANSWER_WITHIN, describe, key, type Sampler, type Snapshot, type Source } from "./sampler.ts"
+import {
+  ANSWER_WITHIN,
+  describe,
+  key,
+  MAX_SELECTED,
+  type Order,
+  ORDERS,
+  type OverviewQuery,
+  type Sampler,
+  type Snapshot,
+  type Source
+} from "./sampler.ts"
 
 export type Authorize = (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<boolean>
 
@@ -275,24 +290,72 @@ const sampleEvent = (snapshot: Snapshot): Uint8Array => {
   return bytes
 }
 
-/** The SSE stream of one client: while it is open, job lists are read. */
-const events = (api: Api) =>
+/** A request's query parameters (its URL is a path with a query). */
+const queryOf = (request: HttpServerRequest.HttpServerRequest) => new URL(request.url, "http://dashboard").searchParams
+
+/** The sources a page selected (`show`, each `pool:name` or `queue:name`), at most `MAX_SELECTED`. */
+const selectionOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<ReadonlySet<string>, ApiError> => {
+  const show = queryOf(request).getAll("show")
+  const bad = show.find((k) => !/^(pool|queue):./s.test(k))
+  if (bad !== undefined) return fail(400, `invalid show ${JSON.stringify(bad)}: expected pool:<name> or queue:<name>`)
+  const selection = new Set(show)
+  if (selection.size > MAX_SELECTED) return fail(400, `at most ${MAX_SELECTED} sources may be shown at once, got ${selection.size}`)
+  return Effect.succeed(selection)
+}
+
+/** Adds a page's selection to the sources read in full, until its stream ends. */
+const select = (api: Api, selection: ReadonlySet<string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => selection.forEach((k) => api.sampler.selected.set(k, (api.sampler.selected.get(k) ?? 0) + 1))),
+    () =>
+      Effect.sync(() =>
+        selection.forEach((k) => {
+          const n = (api.sampler.selected.get(k) ?? 1) - 1
+          if (n === 0) api.sampler.selected.delete(k)
+          else api.sampler.selected.set(k, n)
+        })
+      )
+  )
+
+/** The SSE stream of one client: while it is open, job lists are read (of the sources it shows). */
+const events = (api: Api, selection: ReadonlySet<string>) =>
   Stream.unwrap(Effect.gen(function*() {
     const { sampler } = api
     yield* Effect.acquireRelease(Ref.update(sampler.watchers, (n) => n + 1), () => Ref.update(sampler.watchers, (n) => n - 1))
+    yield* select(api, selection)
     const subscription = yield* PubSub.subscribe(sampler.hub)
     // a sample now, so that the new client's first message has the job lists too
     yield* sampleNow(api)
-    const first = yield* sampler.full
+    const first = yield* sampler.fullFor(selection)
     return Stream.concat(
       Stream.succeed(event("snapshot", first)),
       Stream.fromSubscription(subscription).pipe(
         // the first message has them already: the sample above, and any taken before it
         Stream.filter((snapshot) => snapshot.t > first.t),
-        Stream.map(sampleEvent)
+        // one encoding shared by every page while each shows every source; past that, each its own
+        Stream.map((snapshot) => snapshot.overview ? event("sample", sampler.forPage(snapshot, selection)) : sampleEvent(snapshot))
       )
     )
   }))
+
+/** The overview's window: `filter`, `order`, `offset` and `limit` (at most 200), each checked. */
+const overviewQuery = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<OverviewQuery, ApiError> => {
+  const query = queryOf(request)
+  const order = query.get("order") ?? "backlog"
+  if (!(ORDERS as ReadonlyArray<string>).includes(order)) {
+    return fail(400, `invalid order ${JSON.stringify(order)}: expected one of ${ORDERS.join(", ")}`)
+  }
+  const whole = (name: string, fallback: number, max: number) => {
+    const text = query.get(name)
+    const n = text === null ? fallback : Number(text)
+    return Number.isSafeInteger(n) && n >= 0 && n <= max && (text === null || text === String(n)) ? n : undefined
+  }
+  const offset = whole("offset", 0, Number.MAX_SAFE_INTEGER)
+  if (offset === undefined) return fail(400, `invalid offset ${JSON.stringify(query.get("offset"))}: expected a whole number from 0`)
+  const limit = whole("limit", 50, 200)
+  if (limit === undefined || limit === 0) return fail(400, `invalid limit ${JSON.stringify(query.get("limit"))}: expected a whole number from 1 to 200`)
+  return Effect.succeed({ filter: query.get("filter") ?? "", order: order as Order, offset, limit })
+}
 
 export const register = (router: HttpRouter.HttpRouter, api: Api) =>
   Effect.gen(function*() {
@@ -306,11 +369,18 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
     yield* router.add(
       "GET",
       "/api/events",
-      guarded(api, "GET", () =>
-        Effect.succeed(HttpServerResponse.stream(events(api), {
+      guarded(api, "GET", (request) =>
+        Effect.map(selectionOf(request), (selection) =>
+          HttpServerResponse.stream(events(api, selection), {
           contentType: "text/event-stream",
-          headers: { ...SECURITY_HEADERS, "x-accel-buffering": "no" }
-        })))
+            headers: { ...SECURITY_HEADERS, "x-accel-buffering": "no" }
+          })))
+    )
+    yield* router.add(
+      "GET",
+      "/api/overview",
+      guarded(api, "GET", (request) =>
+        Effect.flatMap(overviewQuery(request), (query) => Effect.map(api.sampler.overview(query), (o) => json(200, o))))
     )
     yield* router.add("POST", "/api/pools/:pool/jobs/:id/cancel", guarded(api, "POST", () => cancelPoolJob(api)))
     yield* router.add("POST", "/api/queues/:queue/jobs/:id/cancel", guarded(api, "POST", () => cancelQueueJob(api)))

@@ -5,6 +5,10 @@
  * header only, and reads the server-sent events through `fetch` (an `EventSource` cannot send a
  * header). Every value from the server is written with `textContent`, never as HTML.
  *
+ * With many sources (the server says `overview`) it shows a table of them, a page of `PAGE` rows at
+ * a time, filtered and sorted by the server (`api/overview`), and cards only for the top sources by
+ * backlog and those selected in the table: selecting opens its stream again with the selection.
+ *
  * @internal
  */
 export const page = String.raw`<!doctype html>
@@ -51,6 +55,12 @@ export const page = String.raw`<!doctype html>
   #message[data-ok="false"] { color: var(--bad); }
   #login { display: none; gap: 8px; align-items: center; }
   #login input { font: inherit; padding: 4px 8px; width: 320px; }
+  #overview { margin-bottom: 16px; }
+  #overview .controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin-bottom: 8px; }
+  #overview input, #overview select { font: inherit; padding: 2px 6px; }
+  #overview td, #overview th { font-variant-numeric: tabular-nums; }
+  #overview tr[data-selected="true"] { background: #eef3fd; }
+  .tag { font-size: 11px; color: var(--muted); }
 </style>
 </head>
 <body>
@@ -58,6 +68,17 @@ export const page = String.raw`<!doctype html>
 <main>
   <form id="login"><span>Token:</span><input id="token" type="password" autocomplete="off"><button>Open</button></form>
   <div id="message" role="status"></div>
+  <div id="overview" class="card" hidden>
+    <div class="controls">
+      <input id="filter" type="search" placeholder="filter by name" autocomplete="off">
+      <label>sort by <select id="order"><option value="backlog">backlog</option><option value="failed">failed</option>
+        <option value="running">running</option><option value="name">name</option></select></label>
+      <button type="button" data-page="-1">&lsaquo; previous</button><button type="button" data-page="1">next &rsaquo;</button>
+      <span id="matched" class="tag"></span>
+    </div>
+    <table><thead><tr><th style="width: 34%">name</th><th>kind</th><th>backlog</th><th>running</th><th>failed</th><th>succeeded</th><th style="width: 70px"></th></tr></thead>
+      <tbody id="rows"></tbody></table>
+  </div>
   <div id="sources"></div>
 </main>
 <script>
@@ -70,7 +91,12 @@ export const page = String.raw`<!doctype html>
     try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1])); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); }
     history.replaceState(null, "", location.pathname + location.search); // not left in the address bar
   }
-  var state = { sources: [], history: 300, interval: 1000 };
+  var state = { sources: [], history: 300, interval: 1000, overview: false, top: [] };
+  // the overview: its window and the sources selected in it (kept for this tab)
+  var PAGE = 50, MAX_SELECTED = 20, SELECTED_KEY = "workpool-dashboard-selected";
+  var view = { filter: "", order: "backlog", offset: 0, matched: 0, loading: false, again: false };
+  var selected = [];
+  try { selected = JSON.parse(sessionStorage.getItem(SELECTED_KEY) || "[]").slice(0, MAX_SELECTED); } catch (e) { selected = []; }
   var $ = function (id) { return document.getElementById(id); };
 
   function headers(extra) {
@@ -95,6 +121,7 @@ export const page = String.raw`<!doctype html>
   function onSnapshot(snap) {
     state.history = snap.history; state.interval = snap.interval;
     state.sources = snap.sources;
+    overviewOf(snap);
     render();
   }
   function onSample(snap) {
@@ -106,8 +133,58 @@ export const page = String.raw`<!doctype html>
       if (points.length > state.history) points = points.slice(points.length - state.history);
       return Object.assign({}, s, { points: points });
     });
+    overviewOf(snap);
     render();
   }
+
+  // --- the overview: many sources, a window of them at a time ---------------------------------------
+  function overviewOf(snap) {
+    state.overview = !!snap.overview; state.top = snap.top || [];
+    $("overview").hidden = !state.overview;
+    if (state.overview) loadRows();
+  }
+  // one request at a time: a reply slower than the interval is not overtaken by the next
+  function loadRows() {
+    if (view.loading) { view.again = true; return; }
+    view.loading = true; view.again = false;
+    var query = "filter=" + encodeURIComponent(view.filter) + "&order=" + view.order + "&offset=" + view.offset + "&limit=" + PAGE;
+    fetch("api/overview?" + query, { headers: headers(), cache: "no-store" })
+      .then(function (r) { return r.json().then(function (body) { if (!r.ok) throw new Error(body.error); return body; }); })
+      .then(drawRows)
+      .catch(function (e) { message("overview: " + e.message, false); })
+      .then(function () { view.loading = false; if (view.again) loadRows(); });
+  }
+  function sum(c, fields) { var n = 0; fields.forEach(function (f) { n += c[f] || 0; }); return n; }
+  function drawRows(o) {
+    view.matched = o.matched;
+    $("matched").textContent = o.matched ? (o.offset + 1) + "-" + (o.offset + o.rows.length) + " of " + o.matched +
+      (o.matched < o.total ? " (of " + o.total + ")" : "") : "none of " + o.total;
+    $("rows").replaceChildren.apply($("rows"), o.rows.map(function (s) {
+      var c = s.counts || {}, k = keyOf(s), pool = s.kind === "pool", on = selected.indexOf(k) >= 0;
+      var cells = c.error ? [el("td", { colspan: "4", "class": "unread", text: "cannot read", title: c.error })] : [
+        [pool ? ["queued", "waiting", "retrying"] : ["waiting", "delayed"], "backlog"], [["running"], "running"],
+        [pool ? ["failed", "defects", "timedOut"] : ["dead"], "failed"], [["succeeded"], "succeeded"]
+      ].map(function (f) { return el("td", { "data-count": f[1], text: s.counts ? String(sum(c, f[0])) : "-" }); });
+      return el("tr", { "data-row": k, "data-selected": String(on) }, [
+        el("td", { text: s.name }, isPaused(s) ? [el("span", { "class": "tag", text: " paused" })] : []),
+        el("td", { "class": "tag", text: pool ? "pool" : "queue" })
+      ].concat(cells).concat([el("td", {}, [el("button", { type: "button", "data-show": k, text: on ? "hide" : "show" })])]));
+    }));
+  }
+  function toggle(k) {
+    var i = selected.indexOf(k);
+    if (i >= 0) selected.splice(i, 1);
+    else if (selected.length >= MAX_SELECTED) { message("at most " + MAX_SELECTED + " sources can be shown at once: hide one first", false); return; }
+    else selected.push(k);
+    try { sessionStorage.setItem(SELECTED_KEY, JSON.stringify(selected)); } catch (e) { /* kept for this page only */ }
+    connect();
+  }
+  var typing = null;
+  $("filter").addEventListener("input", function () {
+    clearTimeout(typing);
+    typing = setTimeout(function () { view.filter = $("filter").value; view.offset = 0; loadRows(); }, 150);
+  });
+  $("order").addEventListener("change", function () { view.order = $("order").value; view.offset = 0; loadRows(); });
 
   // --- rendering ---------------------------------------------------------------------------------
   // a third element: shown only when not 0 (most pools never have any)
@@ -263,18 +340,33 @@ export const page = String.raw`<!doctype html>
         { field: "runP50", label: "run p50", color: "#8fb0ee" }, { field: "runP99", label: "run p99", color: "var(--run)" }], " ms"));
       charts.push(chart("depth", "Depth", s.points, [
         { field: "queued", label: "queued", color: "var(--wait)" }, { field: "running", label: "running", color: "var(--run)" }], ""));
-      return el("section", { "class": "card", "data-source": keyOf(s) }, [
+      var k = keyOf(s), chosen = selected.indexOf(k) >= 0;
+      return el("section", { "class": "card", "data-source": k }, [
         el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" }),
-          pauseButton(s)]),
+          pauseButton(s),
+          state.overview && state.top.indexOf(k) >= 0 ? el("span", { "class": "tag", text: "top backlog" }) : null,
+          state.overview && chosen ? el("button", { type: "button", "data-show": k, text: "hide" }) : null]),
         counts(s), el("div", { "class": "charts" }, charts), lists(s)
       ]);
     });
-    if (!cards.length) cards = [el("div", { "class": "card empty", text: "No pool or queue is on this dashboard yet." })];
+    if (!cards.length) {
+      cards = [el("div", { "class": "card empty", text: state.overview
+        ? "No source has a backlog: show one from the table to see its charts and jobs."
+        : "No pool or queue is on this dashboard yet." })];
+    }
     root.replaceChildren.apply(root, cards);
   }
 
   // --- actions -----------------------------------------------------------------------------------
   document.addEventListener("click", function (event) {
+    var show = event.target.closest && event.target.closest("button[data-show]");
+    if (show) { toggle(show.getAttribute("data-show")); return; }
+    var paging = event.target.closest && event.target.closest("button[data-page]");
+    if (paging) {
+      var to = view.offset + Number(paging.getAttribute("data-page")) * PAGE;
+      if (to >= 0 && to < view.matched) { view.offset = to; loadRows(); }
+      return;
+    }
     var b = event.target.closest && event.target.closest("button[data-action]");
     if (!b) return;
     var kind = b.getAttribute("data-kind"), name = b.getAttribute("data-source"), id = b.getAttribute("data-id"), action = b.getAttribute("data-action");
@@ -313,9 +405,14 @@ export const page = String.raw`<!doctype html>
     if (name === "snapshot") onSnapshot(snap); else onSample(snap);
   }
 
+  // the open stream's: connecting again (a new selection) ends it, without a retry
+  var current = null;
   function connect() {
+    if (current) current.abort();
+    var controller = current = new AbortController();
     setStatus("connecting", "connecting");
-    fetch("api/events", { headers: headers(), cache: "no-store" }).then(function (response) {
+    var url = "api/events" + (selected.length ? "?" + selected.map(function (k) { return "show=" + encodeURIComponent(k); }).join("&") : "");
+    fetch(url, { headers: headers(), cache: "no-store", signal: controller.signal }).then(function (response) {
       if (response.status === 401) { showLogin(); return; }
       if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
       setStatus("live", "live");
@@ -326,12 +423,13 @@ export const page = String.raw`<!doctype html>
           if (r.done) throw new Error("the server closed the stream");
           buffer += r.value;
           var i;
-          while ((i = buffer.indexOf("\n\n")) >= 0) { handle(buffer.slice(0, i)); buffer = buffer.slice(i + 2); }
+          while (!controller.signal.aborted && (i = buffer.indexOf("\n\n")) >= 0) { handle(buffer.slice(0, i)); buffer = buffer.slice(i + 2); }
           return pump();
         });
       }
       return pump();
     }).catch(function (e) {
+      if (controller.signal.aborted) return;
       setStatus("reconnecting (" + e.message + ")", "error");
       setTimeout(connect, 2000);
     });

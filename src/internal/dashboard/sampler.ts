@@ -9,6 +9,12 @@
  * SSE client is connected): a page of the pool's jobs (`pool.jobs` with a `limit`) or a store query
  * per list and interval.
  *
+ * Many sources (more than `ALL_SHOWN`, a queue per tenant): reading each in full every interval
+ * took 5 s for 10,000 queues, and a page of 10,000 cards was unusable. Then only the sources a page
+ * shows (those an open page selected, and the `TOP` by backlog) are read in full and kept in
+ * charts; the others' counts only, `SWEEP` of them per interval in turn, for the overview (a
+ * table a page reads a window of, sorted and filtered here). A source no page shows keeps no history.
+ *
  * @internal
  */
 import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
@@ -64,12 +70,22 @@ export interface SourceView {
   readonly detail: Detail | null
 }
 
-/** What an SSE client receives each interval (`history` only in the first message). */
+/**
+ * What an SSE client receives each interval (`history` only in the first message). With more than
+ * `ALL_SHOWN` sources (`overview`), `sources` holds only those shown (the client's selection and
+ * `top`); the others are in the overview (`GET /api/overview`).
+ */
 export interface Snapshot {
   readonly t: number
   readonly interval: number
   /** How many points a chart keeps. */
   readonly history: number
+  /** How many sources the dashboard has. */
+  readonly total: number
+  /** Whether it has too many to show each (more than `ALL_SHOWN`): a page then shows an overview. */
+  readonly overview: boolean
+  /** With `overview`: the keys (`kind:name`) of the `TOP` sources by backlog, shown on every page. */
+  readonly top: ReadonlyArray<string>
   readonly sources: ReadonlyArray<SourceView & { readonly points: ReadonlyArray<Point> }>
 }
 
@@ -92,6 +108,8 @@ export interface Source {
   /** A queue's: where its store's latencies read stood at the end of its last interval (the next one's start). */
   since?: LatencyCursor | undefined
   counts: unknown
+  /** When `counts` were read (the overview's sources are read in turn, not every interval). */
+  at?: number | undefined
   detail: Detail | null
 }
 
@@ -365,6 +383,64 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
     source.detail = { running: yield* list("running"), queued: yield* list("queued"), failed: yield* list("dead") }
   })
 
+/**
+ * Up to this many sources, each is read in full every interval and shown on every page, as a card
+ * with its charts and lists; past it the dashboard shows an overview (see the module's comment).
+ */
+export const ALL_SHOWN = 20
+
+/** Past `ALL_SHOWN`: the sources with the largest backlog, read in full and shown on every page. */
+export const TOP = 5
+
+/** Past `ALL_SHOWN`: how many of the sources no page shows have their counts read per interval, in turn. */
+export const SWEEP = 500
+
+/** How many sources one page may select (its stream's `show`): each is read in full every interval. */
+export const MAX_SELECTED = 20
+
+/** The overview's orders: each source's number to sort by, largest first. */
+export const ORDERS = ["backlog", "failed", "running", "name"] as const
+export type Order = typeof ORDERS[number]
+
+type Counted = Readonly<Record<string, unknown>> | undefined
+
+const num = (value: unknown) => typeof value === "number" ? value : 0
+
+/** A source's number for an order, from its latest counts; undefined while it has none (unread, or failed). */
+const measure = (source: Source, order: Exclude<Order, "name">): number | undefined => {
+  const c = source.counts as Counted
+  if (c === undefined || c === null || "error" in c) return undefined
+  if (order === "running") return num(c.running)
+  if (source.kind === "pool") {
+    return order === "backlog" ? num(c.queued) + num(c.waiting) + num(c.retrying) : num(c.failed) + num(c.defects) + num(c.timedOut)
+  }
+  return order === "backlog" ? num(c.waiting) + num(c.delayed) : num(c.dead)
+}
+
+export interface OverviewQuery {
+  /** Only sources whose name holds it (case-insensitive). */
+  readonly filter: string
+  readonly order: Order
+  readonly offset: number
+  readonly limit: number
+}
+
+/** A window of the overview: every source, filtered and sorted, without history or lists. */
+export interface Overview {
+  readonly t: number
+  readonly total: number
+  /** How many sources match the filter. */
+  readonly matched: number
+  readonly offset: number
+  readonly rows: ReadonlyArray<{
+    readonly kind: "pool" | "queue"
+    readonly name: string
+    readonly counts: unknown
+    /** When its counts were read; null: not yet. */
+    readonly at: number | null
+  }>
+}
+
 export interface Sampler {
   readonly sources: Map<string, Source>
   /** Each snapshot, as it is taken. */
@@ -372,8 +448,14 @@ export interface Sampler {
   /** How many SSE clients are connected: job lists are read only when some are. */
   readonly watchers: Ref.Ref<number>
   /**
-   * Takes a sample of every source now. Only the interval's own samples (`record`) add a point to
-   * the history: one taken for a new client refreshes the counts and lists, but a rate over a few
+   * The sources the open pages selected (by key), with how many pages did: read in full every
+   * interval. Only past `ALL_SHOWN`; below it every source is.
+   */
+  readonly selected: Map<string, number>
+  /**
+   * Takes a sample now: every source, or past `ALL_SHOWN` the shown ones (and, for the interval's
+   * own, `SWEEP` others' counts). Only the interval's own samples (`record`) add a point to the
+   * history: one taken for a new client refreshes the counts and lists, but a rate over a few
    * milliseconds would only make the charts noisy.
    */
   readonly sample: (record: boolean) => Effect.Effect<Snapshot>
@@ -382,8 +464,13 @@ export interface Sampler {
    * which must not wait for the other sources (a hung store's queues).
    */
   readonly sampleOne: (source: Source) => Effect.Effect<Snapshot>
-  /** The latest snapshot with every point of every source's history. */
+  /** The latest snapshot with every source, each with every point of its history (the JSON API's). */
   readonly full: Effect.Effect<Snapshot>
+  /** The latest snapshot as a page that selected `selection` receives it, with every point of its history. */
+  readonly fullFor: (selection: ReadonlySet<string>) => Effect.Effect<Snapshot>
+  /** The sources of `snapshot` a page that selected `selection` is sent; the snapshot itself below `ALL_SHOWN`. */
+  readonly forPage: (snapshot: Snapshot, selection: ReadonlySet<string>) => Snapshot
+  readonly overview: (query: OverviewQuery) => Effect.Effect<Overview>
 }
 
 const viewOf = (source: Source, points: ReadonlyArray<Point>) => ({
@@ -420,15 +507,80 @@ const groupsOf = (sources: Iterable<Source>): ReadonlyArray<ReadonlyArray<Source
   return Array.from(groups.values())
 }
 
+/** How a source is read in a sample: in full (its point, if `record`; lists, if `watched`), or its counts only. */
+interface Reading {
+  readonly watched: boolean
+  readonly record: boolean
+}
+
+const COUNTS_ONLY: Reading = { watched: false, record: false }
+
+/** The `n` sources with the largest backlog (any, not none: a quiet dashboard shows no card). */
+const topOf = (sources: Iterable<Source>, n: number): Array<string> => {
+  const best: Array<{ readonly key: string; readonly backlog: number }> = []
+  for (const source of sources) {
+    const backlog = measure(source, "backlog") ?? 0
+    if (backlog <= 0 || (best.length === n && backlog <= best[n - 1]!.backlog)) continue
+    best.push({ key: key(source.kind, source.name), backlog })
+    best.sort((a, b) => b.backlog - a.backlog)
+    if (best.length > n) best.pop()
+  }
+  return best.map((b) => b.key)
+}
+
+/** Sorted largest first, unread sources last, then by name (a stable order while counts tie). */
+const compareBy = (order: Order) => (a: Source, b: Source): number => {
+  if (order !== "name") {
+    const x = measure(a, order) ?? -1
+    const y = measure(b, order) ?? -1
+    if (x !== y) return y - x
+  }
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0
+}
+
+/** A source no page shows keeps no history: memory stays bounded by the shown ones, not the tenants. */
+const forget = (source: Source) => {
+  if (source.history.length === 0 && source.previous === undefined) return
+  source.history.length = 0
+  source.previous = undefined
+  source.since = undefined
+  source.detail = null
+}
+
 export const make = (config: Config): Effect.Effect<Sampler> =>
   Effect.gen(function*() {
     const sources = new Map<string, Source>()
     // a slow client loses old snapshots, not memory: each one holds only the newest few
     const hub = yield* PubSub.sliding<Snapshot>(4)
     const watchers = yield* Ref.make(0)
+    const selected = new Map<string, number>()
     let last = 0
+    let top: ReadonlyArray<string> = []
+    /** Where the next interval's sweep of the unshown sources' counts starts. */
+    let sweepAt = 0
+    const many = () => sources.size > ALL_SHOWN
+    /** The sources read in full: every one, or past `ALL_SHOWN` the selected and the top ones. */
+    const shown = (): Array<Source> => {
+      if (!many()) return Array.from(sources.values())
+      const keys = new Set([...top, ...selected.keys()])
+      return Array.from(keys, (k) => sources.get(k)).filter((s): s is Source => s !== undefined)
+    }
+    /** `SWEEP` of the sources not shown, in turn, so that each one's counts are read every so often. */
+    const sweep = (hot: ReadonlySet<Source>): Array<Source> => {
+      const all = Array.from(sources.values())
+      const taken: Array<Source> = []
+      let i = 0
+      for (; i < all.length && taken.length < SWEEP; i++) {
+        const source = all[(sweepAt + i) % all.length]!
+        if (hot.has(source)) continue
+        forget(source)
+        taken.push(source)
+      }
+      sweepAt = all.length === 0 ? 0 : (sweepAt + i) % all.length
+      return taken
+    }
     /** One source's reading, bounded: a store that fails or never answers shows it as its counts. */
-    const read = (source: Source, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean, record: boolean) => {
+    const read = (source: Source, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, { record, watched }: Reading) => {
       const taken = source.pool !== undefined
         ? samplePool(source as Source & { pool: Pool }, config, t, metrics, watched, record)
         : sampleQueue(source, source.store!, config, t, watched, record)
@@ -444,30 +596,39 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
         Effect.sync(() => {
           source.counts = { error: truncate(Cause.pretty(cause)) }
           return true
-        }))
+        })).pipe(Effect.tap(() => Effect.sync(() => void (source.at = t))))
     }
     /**
      * A group's sources, a few at a time. Once one did not answer, the group's sources not yet
      * read are shown as not answering without waiting their 5 s each: they share its store, and
      * 20 queues of a hung store read one after another made a reading take 100 s.
      */
-    const readGroup = (group: ReadonlyArray<Source>, t: number, metrics: ReadonlyArray<Metric.Metric.Snapshot>, watched: boolean, record: boolean) => {
+    const readGroup = (
+      group: ReadonlyArray<Source>,
+      t: number,
+      metrics: ReadonlyArray<Metric.Metric.Snapshot>,
+      how: (source: Source) => Reading
+    ) => {
       let hung = false
       const one = (source: Source) =>
         Effect.suspend(() =>
           hung
             ? Effect.sync(() => void (source.counts = { error: NO_ANSWER }))
-            : Effect.map(read(source, t, metrics, watched, record), (answered) => void (hung ||= !answered))
+            : Effect.map(read(source, t, metrics, how(source)), (answered) => void (hung ||= !answered))
         )
       return Effect.forEach(group, one, { concurrency: READ_CONCURRENCY, discard: true })
     }
+    const snapshotOf = (t: number, of: ReadonlyArray<Source>, points: (source: Source) => ReadonlyArray<Point>): Snapshot => ({
+      t,
+      interval: config.interval,
+      history: config.history,
+      total: sources.size,
+      overview: many(),
+      top: many() ? top : [],
+      sources: of.map((source) => viewOf(source, points(source)))
+    })
     const publish = (t: number, record: boolean) => {
-      const snapshot: Snapshot = {
-        t,
-        interval: config.interval,
-        history: config.history,
-        sources: Array.from(sources.values(), (source) => viewOf(source, record ? source.history.slice(-1) : []))
-      }
+      const snapshot = snapshotOf(t, shown(), (source) => record ? source.history.slice(-1) : [])
       return Effect.as(PubSub.publish(hub, snapshot), snapshot)
     }
     const sample = (record: boolean) => Effect.gen(function*() {
@@ -475,7 +636,12 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
       last = t
       const watched = (yield* Ref.get(watchers)) > 0
       const metrics = yield* Metric.snapshot
-      yield* Effect.forEach(groupsOf(sources.values()), (group) => readGroup(group, t, metrics, watched, record), {
+      // the top by the backlogs read so far: its sources are read in full from this interval on
+      if (record) top = many() ? topOf(sources.values(), TOP) : []
+      const hot = new Set(shown())
+      const cold = record && many() ? sweep(hot) : []
+      const full: Reading = { watched, record }
+      yield* Effect.forEach(groupsOf([...hot, ...cold]), (group) => readGroup(group, t, metrics, (s) => hot.has(s) ? full : COUNTS_ONLY), {
         concurrency: "unbounded",
         discard: true
       })
@@ -485,14 +651,36 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
       const t = yield* Clock.currentTimeMillis
       last = Math.max(last, t)
       const watched = (yield* Ref.get(watchers)) > 0
-      yield* read(source, t, yield* Metric.snapshot, watched, false)
+      // a source no page shows: its counts only (a button of the overview's, or the API's)
+      const reading = shown().includes(source) ? { watched, record: false } : COUNTS_ONLY
+      yield* read(source, t, yield* Metric.snapshot, reading)
       return yield* publish(t, false)
     })
-    const full = Effect.sync((): Snapshot => ({
-      t: last,
-      interval: config.interval,
-      history: config.history,
-      sources: Array.from(sources.values(), (source) => viewOf(source, source.history.slice()))
-    }))
-    return { sources, hub, watchers, sample, sampleOne, full }
+    const full = Effect.sync(() => snapshotOf(last, Array.from(sources.values()), (source) => source.history.slice()))
+    const forPage = (snapshot: Snapshot, selection: ReadonlySet<string>): Snapshot => {
+      if (!snapshot.overview) return snapshot
+      const keys = new Set([...snapshot.top, ...selection])
+      return { ...snapshot, sources: snapshot.sources.filter((s) => keys.has(key(s.kind, s.name))) }
+    }
+    const fullFor = (selection: ReadonlySet<string>) =>
+      Effect.sync(() => forPage(snapshotOf(last, shown(), (source) => source.history.slice()), selection))
+    const overview = (query: OverviewQuery) =>
+      Effect.sync((): Overview => {
+        const needle = query.filter.toLowerCase()
+        const matching = Array.from(sources.values()).filter((s) => needle === "" || s.name.toLowerCase().includes(needle))
+        matching.sort(compareBy(query.order))
+        return {
+          t: last,
+          total: sources.size,
+          matched: matching.length,
+          offset: query.offset,
+          rows: matching.slice(query.offset, query.offset + query.limit).map((s) => ({
+            kind: s.kind,
+            name: s.name,
+            counts: s.counts,
+            at: s.at ?? null
+          }))
+        }
+      })
+    return { sources, hub, watchers, selected, sample, sampleOne, full, fullFor, forPage, overview }
   })
