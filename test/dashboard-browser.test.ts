@@ -10,7 +10,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option, Schedule, Schema } from "effect"
-import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Dashboard from "../src/Dashboard.ts"
@@ -204,6 +205,100 @@ describe("Dashboard in headless Chromium", () => {
       }).pipe(
         Effect.scoped,
         Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", history: 240 }), JobStore.memory()))
+      ),
+    180_000
+  )
+})
+
+describe("Dashboard in headless Chromium: 2,000 queues", () => {
+  const Noop = Task.make("Noop", { payload: Schema.Number, success: Schema.Number })
+  const tenants = Array.from({ length: 2000 }, (_, i) => `tenant-${i}`)
+  const rows = `[...document.querySelectorAll("#rows tr")].map((tr) => tr.firstChild.firstChild.textContent)`
+  /** How long a wait in the page took, in ms. */
+  const timed = <A>(wait: () => Promise<A>) =>
+    Effect.promise(async () => {
+      const started = performance.now()
+      const value = await wait()
+      return { value, ms: performance.now() - started }
+    })
+
+  // before: a card per queue with three charts and three lists: 2,000 cards, each interval's
+  // message 1.5 MB, a first message after 4-6 s. Bounds are for 2 busy cores, not a quiet machine.
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "an overview table answers a filter, a sort and a selection, the page holds a bounded number of rows and charts, and a selected queue shows its chart and jobs",
+    () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.Dashboard
+        // one job each, 40 in tenant-1234 and 20 in tenant-77: the top of the backlogs
+        yield* JobQueue.enqueueAll(Noop, [...tenants, ...Array(39).fill("tenant-1234"), ...Array(19).fill("tenant-77")]
+          .map((queue: string, n) => ({ payload: n, options: { queue } })))
+        for (const queue of tenants) yield* dashboard.addQueue(queue)
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1100 }))
+
+        const first = yield* timed(() =>
+          page.waitFor("the overview's first rows", `() => document.getElementById("status").textContent === "live" && document.querySelectorAll("#rows tr").length > 0`)
+        )
+        assert.isBelow(first.ms, 15_000, "the first paint")
+        // the queues' counts are read a sweep at a time: the table's first row is the largest backlog once they are
+        yield* Effect.promise(() =>
+          page.waitFor("tenant-1234 heads the table, and has its card", `() => ${rows}[0] === "tenant-1234" && ${rows}[1] === "tenant-77" && !!document.querySelector('[data-source="queue:tenant-1234"] [data-chart="depth"]')`)
+        )
+        const dom = yield* Effect.promise(() =>
+          page.evaluate<{ rows: number; cards: number; charts: number; elements: number; matched: string }>(`({
+            rows: document.querySelectorAll("#rows tr").length,
+            cards: document.querySelectorAll("section.card").length,
+            charts: document.querySelectorAll("svg").length,
+            elements: document.getElementsByTagName("*").length,
+            matched: document.getElementById("matched").textContent
+          })`)
+        )
+        assert.strictEqual(dom.rows, 50)
+        assert.isAtMost(dom.cards, 5, "the top 5 by backlog")
+        assert.isAtMost(dom.charts, 15)
+        assert.isBelow(dom.elements, 3000, JSON.stringify(dom))
+        assert.strictEqual(dom.matched, "1-50 of 2000")
+
+        // a filter, then a sort by name: answered within a bound
+        yield* Effect.promise(() => page.evaluate(`(() => { const f = document.getElementById("filter"); f.value = "tenant-123"; f.dispatchEvent(new Event("input")) })()`))
+        const filtered = yield* timed(() =>
+          page.waitFor<Array<string>>("the filter's 11 rows, tenant-1234 first", `() => { const r = ${rows}; return r.length === 11 && r[0] === "tenant-1234" && r }`)
+        )
+        assert.isBelow(filtered.ms, 5_000, "the filter")
+        assert.sameMembers(filtered.value, ["tenant-123", ...Array.from({ length: 10 }, (_, i) => `tenant-123${i}`)])
+        yield* Effect.promise(() => page.evaluate(`(() => { const o = document.getElementById("order"); o.value = "name"; o.dispatchEvent(new Event("change")) })()`))
+        const sorted = yield* timed(() =>
+          page.waitFor("the rows by name", `() => { const r = ${rows}; return r.length === 11 && r[0] === "tenant-123" && r[1] === "tenant-1230" }`)
+        )
+        assert.isBelow(sorted.ms, 5_000, "the sort")
+
+        // select tenant-1235: its card comes with its chart (two intervals' points) and its queued job
+        const card = `[data-source="queue:tenant-1235"]`
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('#rows tr[data-row="queue:tenant-1235"] button[data-show]').click()`))
+        const selected = yield* timed(() =>
+          page.waitFor("tenant-1235's card with its chart and its job", `() => document.querySelector('${card} [data-chart="depth"] path')?.getAttribute("d").includes("L") && document.querySelectorAll('${card} [data-list="queued"] tr[data-job]').length === 1`)
+        )
+        assert.isBelow(selected.ms, 10_000, "the selection")
+        yield* Effect.promise(() =>
+          page.waitFor("the row says it is shown", `() => document.querySelector('#rows tr[data-row="queue:tenant-1235"]').getAttribute("data-selected") === "true"`)
+        )
+        // hidden again from its card
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('${card} h2 button[data-show]').click()`))
+        yield* Effect.promise(() => page.waitFor("tenant-1235's card is gone", `() => !document.querySelector('${card}') && document.getElementById("status").textContent === "live"`))
+
+        // paging over every queue
+        yield* Effect.promise(() => page.evaluate(`(() => { const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input")) })()`))
+        yield* Effect.promise(() => page.waitFor("every queue again", `() => document.getElementById("matched").textContent === "1-50 of 2000"`))
+        yield* Effect.promise(() => page.evaluate(`document.querySelector('button[data-page="1"]').click()`))
+        yield* Effect.promise(() => page.waitFor("the second page", `() => document.getElementById("matched").textContent === "51-100 of 2000" && document.querySelectorAll("#rows tr").length === 50`))
+        yield* Effect.log(`2,000 queues: first rows ${first.ms.toFixed(0)} ms, filter ${filtered.ms.toFixed(0)} ms, sort ${sorted.ms.toFixed(0)} ms, selection ${selected.ms.toFixed(0)} ms; ${JSON.stringify(dom)}`)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.unwrap(Effect.acquireRelease(
+          Effect.sync(() => mkdtempSync(join(tmpdir(), "wp-dashboard-many-"))),
+          (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+        ).pipe(Effect.map((dir) => Layer.merge(Dashboard.layer({ interval: "250 millis" }), JobStore.sqlite({ filename: join(dir, "many.db") })))))),
+        Effect.scoped
       ),
     180_000
   )
