@@ -4,7 +4,10 @@
  * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
  * errors, with buttons to cancel a job, to redrive a dead durable job, and to pause or resume a
  * pool (its dispatch) or a durable queue (claims by every consumer of its store; running jobs go
- * on either way). It updates itself every `interval` by server-sent events.
+ * on either way). It updates itself every `interval` by server-sent events. Past 20 pools and
+ * queues (a queue per tenant) the page shows an overview instead: a table of every source's counts,
+ * filtered, sorted and paged by the server, with cards only for the 5 largest backlogs and the
+ * sources selected in it; only those are read in full each interval.
  *
  * `layer` serves it on `effect/http` with Node's HTTP server (`@effect/platform-node`), on the
  * loopback interface unless told otherwise, behind a token (a random one unless given) or a check
