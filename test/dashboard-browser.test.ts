@@ -280,9 +280,18 @@ describe("Dashboard in headless Chromium: 2,000 queues", () => {
           page.waitFor("tenant-1235's card with its chart and its job", `() => document.querySelector('${card} [data-chart="depth"] path')?.getAttribute("d").includes("L") && document.querySelectorAll('${card} [data-list="queued"] tr[data-job]').length === 1`)
         )
         assert.isBelow(selected.ms, 15_000, "the selection")
+        assert.strictEqual(
+          yield* Effect.promise(() => page.evaluate<string>(`document.querySelector("section.card").getAttribute("data-source")`)),
+          "queue:tenant-1235",
+          "a selected source's card comes first"
+        )
         yield* Effect.promise(() =>
           page.waitFor("the row says it is shown", `() => document.querySelector('#rows tr[data-row="queue:tenant-1235"]').getAttribute("data-selected") === "true"`)
         )
+        // the overview with a selected queue's card, a CI artifact
+        const png = yield* Effect.promise(() => page.screenshot())
+        mkdirSync(join(root, ".ci/out"), { recursive: true })
+        writeFileSync(join(root, ".ci/out/dashboard-many.png"), png)
         // hidden again from its card
         yield* Effect.promise(() => page.evaluate(`document.querySelector('${card} h2 button[data-show]').click()`))
         yield* Effect.promise(() => page.waitFor("tenant-1235's card is gone", `() => !document.querySelector('${card}') && document.getElementById("status").textContent === "live"`))

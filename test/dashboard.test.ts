@@ -652,6 +652,28 @@ describe("Dashboard: many sources (a queue per tenant)", () => {
       assert.match(tooMany.body.error, /at most 20 sources/)
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a pool among many queues is ordered with them: its backlog is its queued jobs, its failures its failed ones", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* thirty
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "p-big", retention: { count: 10 } })
+      yield* Effect.forEach([1, 2], () => Effect.exit(pool.run(Effect.fail("boom"))), { discard: true })
+      const gate = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+      yield* Effect.forEach(Array.from({ length: 41 }, (_, i) => i), () => pool.submit(Deferred.await(gate)), { discard: true })
+      yield* dashboard.add(pool)
+      yield* tick
+      yield* tick
+      const byBacklog = (yield* call(dashboard, "api/overview?limit=2")).body.rows.map((r: any) => `${r.kind}:${r.name}`)
+      assert.deepStrictEqual(byBacklog, ["pool:p-big", "queue:q-29"])
+      const byFailed = (yield* call(dashboard, "api/overview?order=failed&limit=1")).body.rows[0]
+      assert.deepStrictEqual([byFailed.name, byFailed.counts.failed], ["p-big", 2])
+      const byRunning = (yield* call(dashboard, "api/overview?order=running&limit=1")).body.rows[0]
+      assert.strictEqual(byRunning.name, "p-big")
+      const { events } = yield* readEvents(dashboard, (events) => events.length >= 1)
+      assert.strictEqual(events[0]!.data.top[0], "pool:p-big")
+      assert.strictEqual(sourceIn(events[0]!.data, "pool", "p-big").detail.failed.length, 2)
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("the reading schedule: lists and latencies only for the sources a page shows, the others' counts a sweep at a time, no history for them", () =>
     Effect.gen(function*() {
       const store = yield* JobStore.JobStore

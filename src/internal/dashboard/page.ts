@@ -331,7 +331,10 @@ export const page = String.raw`<!doctype html>
 
   function render() {
     var root = $("sources");
-    var cards = state.sources.map(function (s) {
+    // the sources selected first, in the order they were: the top ones follow
+    var rank = function (s) { var i = selected.indexOf(keyOf(s)); return i < 0 ? MAX_SELECTED : i; };
+    var shown = state.overview ? state.sources.slice().sort(function (a, b) { return rank(a) - rank(b); }) : state.sources;
+    var cards = shown.map(function (s) {
       var charts = [chart("throughput", "Throughput (jobs/s)", s.points, [
         { field: "done", label: "ended", color: "var(--ok)" }, { field: "failed", label: "failed", color: "var(--bad)" }], "/s")];
       // a pool's: every attempt of the interval; a queue's: the last attempts of the jobs that ended in it
