@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { Cron, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
+import { type Context, Cron, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
@@ -37,6 +37,7 @@ import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolErro
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
+import * as CurrentJobs from "./internal/currentJob.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
 import { checkTask } from "./internal/taskCodecs.ts"
 import * as ThreadJson from "./internal/threadJson.ts"
@@ -103,6 +104,60 @@ export interface JobInfo {
    */
   readonly progress: unknown
 }
+
+/**
+ * The durable job a handler runs for: `Option.some` of it inside a consumer's handler (on a fiber,
+ * or on a `ThreadPool` consumer's thread), `Option.none()` anywhere else. Its `id` is the one
+ * `enqueue` returned, the same in every attempt and process (an idempotency key for a payment or
+ * mail API); `attempt` is this attempt as the store counts it (a retry, or a lease that expired
+ * and another consumer took back, is the next). A `Context.Reference`: reading it needs no
+ * service, and a test of a handler can provide one.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Charge = Task.make("Charge", { payload: Schema.Struct({ cents: Schema.Number }), success: Schema.String })
+ * declare const charge: (cents: number, idempotencyKey: string) => Effect.Effect<string>
+ *
+ * const handler = Task.handle(Charge, ({ cents }) =>
+ *   Effect.gen(function* () {
+ *     const job = yield* JobQueue.CurrentJob
+ *     if (Option.isNone(job)) return yield* Effect.die("Charge runs only as a durable job")
+ *     const { id, attempt, maxAttempts, queue } = job.value
+ *     if (attempt === maxAttempts) yield* Effect.logWarning(`last attempt of ${id} on ${queue}`)
+ *     return yield* charge(cents, id) // the same key in every attempt: charged once
+ *   }))
+ *
+ * // a test of the handler gives it a job of its own
+ * const inTest = (effect: Effect.Effect<string>) =>
+ *   Effect.provideService(effect, JobQueue.CurrentJob, Option.some({
+ *     id: "job-1", queue: "payments", task: "Charge", attempt: 1, maxAttempts: 3,
+ *     createdAt: new Date(0), dedupKey: undefined, priority: 0
+ *   }))
+ * ```
+ * @since 0.3.0
+ * @category context
+ */
+export const CurrentJob: Context.Reference<Option.Option<CurrentJob>> = CurrentJobs.CurrentJob
+
+/**
+ * The value of `CurrentJob`: the durable job's id, queue, task, this attempt (the store's count),
+ * its `maxAttempts`, when it was enqueued (the store's clock), its dedup key and its priority.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const isLastAttempt = (job: JobQueue.CurrentJob) => job.attempt >= job.maxAttempts
+ * const lastAttempt = Effect.map(JobQueue.CurrentJob, Option.exists(isLastAttempt))
+ * ```
+ * @since 0.3.0
+ * @category context
+ */
+export interface CurrentJob extends CurrentJobs.CurrentJob {}
 
 /**
  * A job's own retry policy, chosen by its producer and stored with the job, so that it holds in

@@ -640,7 +640,7 @@ export const make = <T extends Task.Any = Task.Any>(
         )
       }),
       awaitTermination: Effect.andThen(pool.awaitTermination, threads.close())
-    } satisfies ThreadPool<T>, (task, payload, options, progress) =>
+    } satisfies ThreadPool<T>, (task, payload, options, progress, durable) =>
       pool.run(
         Object.assign((_slot: number, jobId: number) =>
           threads.take().pipe(
@@ -652,7 +652,7 @@ export const make = <T extends Task.Any = Task.Any>(
                 const job = taskJobOf(fiber)
                 return threads.call(thread, task.name, payload, noTransfer, {
                   ...job,
-                  json: true,
+                  durable,
                   progress: {
                     reportProgress: (value) => {
                       job.progress.reportProgress(value)

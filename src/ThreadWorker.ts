@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -24,6 +25,7 @@ import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { runThunk } from "./internal/fiberless.ts"
+import { CurrentJob, fromWire } from "./internal/currentJob.ts"
 import { JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
@@ -387,13 +389,15 @@ export const serve: {
    * The task's context: its JobContext, its job id among the log annotations, its caller's span as
    * parent and, when that span is sampled, a tracer that sends the task's spans to the main thread.
    */
-  const taskContext = (context: Context.Context<R>, [id, , , job, attempt, trace]: Run): Context.Context<R> => {
+  const taskContext = (context: Context.Context<R>, [id, , , job, attempt, trace, durable]: Run): Context.Context<R> => {
     let taskContext = Context.add(context, JobContext, {
       pool: pool.name,
       id: job,
-      attempt,
+      // a durable job's: the store's count, as its handler on a fiber sees
+      attempt: durable === undefined ? attempt : durable[3],
       progress: (value: unknown) => Effect.sync(() => reportProgress(id, value))
     })
+    if (durable !== undefined) taskContext = Context.add(taskContext, CurrentJob, Option.some(fromWire(durable)))
     const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
     taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: job })
     if (trace === undefined) return taskContext
@@ -458,7 +462,7 @@ export const serve: {
     if (handler === undefined) {
       return post({ _: "done", id, outcome: { _: "codec", part: "handler", issue: `no handler for task ${name} on this thread` } })
     }
-    const served = run[6] === 1 ? handler.json : handler
+    const served = run[6] !== undefined ? handler.json : handler
     const decoded = served.decodePayload(payload)
     if (Exit.isFailure(decoded)) {
       return post({ _: "done", id, outcome: { _: "codec", part: "payload", issue: issueOf(Cause.squash(decoded.cause)) } })

@@ -14,9 +14,10 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved } from "./fixtures/durable-thread-tasks.ts"
+import { Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved, Whoami } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
+import { storeLayers } from "./durable/stores.ts"
 import { recordingTracer, waitFor } from "./helpers.ts"
 
 it.live("durable jobs handed to a ThreadPool: results, typed failures, and a crashed thread's attempt retried", () =>
@@ -289,4 +290,51 @@ describe("JobQueue.consume with a threadPool", () => {
         assert.include((error as PoolError.InvalidPoolConfig).reason, "shut down")
       }
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+})
+
+describe("JobQueue.CurrentJob on a ThreadPool consumer's thread", () => {
+  for (const [name, makeStore] of storeLayers(sqliteFile)) {
+    it.live(`${name}: the durable job's id, queue, task, attempt (growing with a retry, and after a lease expiry), maxAttempts, createdAt, dedupKey and priority, JobContext's attempt the same; none for the pool's own task`, () =>
+      Effect.gen(function*() {
+        const { pool } = yield* makeThreads()
+        assert.isNull(yield* pool.run(Whoami, 1))
+        const store = yield* JobStore.JobStore
+        // a consumer claims this one and dies (kill -9): taken back after its lease, it runs as attempt 2
+        const orphan = yield* JobQueue.enqueue(Whoami, 1, { queue: "tenant-b" })
+        const [claim] = (yield* store.claim({ queues: ["tenant-b"], tasks: ["Whoami"], limit: 1, lease: 300 })).claims
+        assert.strictEqual(claim?.job.id, orphan.id)
+        yield* JobQueue.consume({
+          queues: ["tenant-a", "tenant-b"],
+          threadPool: pool,
+          tasks: [Whoami],
+          poll: 10,
+          lease: "1 second",
+          retry: Schedule.spaced("10 millis")
+        })
+        // its first attempt fails: its retry is attempt 2
+        const retried = yield* JobQueue.enqueue(Whoami, 2, { queue: "tenant-a", priority: 5, dedupKey: "whoami:1", maxAttempts: 4 })
+        const expected = (id: string, attempt: number) =>
+          Effect.map(JobQueue.status(id), (info) => ({
+              id,
+              queue: info.queue,
+              task: "Whoami",
+              attempt,
+              maxAttempts: info.maxAttempts,
+              createdAt: info.createdAt,
+              dedupKey: info.dedupKey,
+              priority: info.priority,
+              contextAttempt: attempt
+            }))
+        // the JSON form leaves an undefined dedupKey out
+        const seen = (job: JobQueue.JobHandle<typeof Whoami.success.Type, unknown>) =>
+          Effect.map(job.await, (seen) => seen === null ? null : { ...seen, dedupKey: seen.dedupKey })
+        assert.deepStrictEqual(yield* seen(retried), yield* expected(retried.id, 2))
+        assert.deepStrictEqual(yield* seen(orphan), yield* expected(orphan.id, 2))
+        const [tenantA, tenantB] = [yield* JobQueue.status(retried.id), yield* JobQueue.status(orphan.id)]
+        assert.deepStrictEqual(
+          [[tenantA.queue, tenantA.priority, tenantA.dedupKey, tenantA.maxAttempts], [tenantB.queue, tenantB.priority, tenantB.dedupKey]],
+          [["tenant-a", 5, "whoami:1", 4], ["tenant-b", 0, undefined]]
+        )
+      }).pipe(Effect.scoped, Effect.provide(makeStore())), { timeout: 60_000 })
+  }
 })

@@ -15,13 +15,12 @@ export interface JobInfo {
   readonly pool: string
   /**
    * The job's id in its pool; 0 outside a pool. A durable handler's is its consumer pool's number
-   * for this attempt, not the durable job's id (which its logs carry as `jobId`).
+   * for this attempt, not the durable job's id (`JobQueue.CurrentJob` has that).
    */
   readonly id: number
   /**
    * 1, then one more per retry; 0 outside a pool. A durable handler's counts the durable job's
-   * attempts as the store does, across processes; on a `ThreadPool` consumer the task on its thread
-   * sees its thread pool's own count (1).
+   * attempts as the store does, across processes, on a fiber or on a `ThreadPool` consumer's thread.
    */
   readonly attempt: number
   /** Reports how far along the job is; the handle's `progress` and `progressChanges` show it. */

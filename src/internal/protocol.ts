@@ -5,6 +5,7 @@
  */
 import { inspect } from "node:util"
 import { MessagePort, type TransferListItem } from "node:worker_threads"
+import type { Wire as CurrentJobWire } from "./currentJob.ts"
 import type { SpanRecord } from "./threadSpans.ts"
 
 /**
@@ -26,12 +27,13 @@ export type Run = readonly [
   attempt: number,
   trace: readonly [string, string, boolean, boolean] | undefined,
   /**
-   * Present (1) for a durable job's task (`JobQueue.consume`'s `threadPool`): its payload is the
-   * JSON text of the task's JSON form, as the store keeps it, and its success is sent back as the
-   * JSON text of `{ value }` in that form (a failure in that form, not as text), so that the main
-   * thread stores it without parsing, decoding, encoding or serializing it.
+   * Present for a durable job's task (`JobQueue.consume`'s `threadPool`): the durable job, for the
+   * task's `JobQueue.CurrentJob` (and its `JobContext`'s attempt, the store's count). Its payload is
+   * the JSON text of the task's JSON form, as the store keeps it, and its success is sent back as
+   * the JSON text of `{ value }` in that form (a failure in that form, not as text), so that the
+   * main thread stores it without parsing, decoding, encoding or serializing it.
    */
-  json?: 1 | undefined,
+  durable?: CurrentJobWire | undefined,
   /**
    * Present for an offer (see `Offer` below): the index of its cell. The thread starts it only once
    * it has room and has claimed it in that cell; a withdrawn offer is dropped unanswered.

@@ -14,13 +14,16 @@ import type * as Effect from "effect/Effect"
 import type { JobError, WorkerStartFailed } from "../PoolError.ts"
 import type * as Task from "../Task.ts"
 import type * as WorkPool from "../WorkPool.ts"
+import type { Wire as CurrentJobWire } from "./currentJob.ts"
 import type { Reply } from "./threads.ts"
 
 export type RunJson = (
   task: Task.Any,
   payload: unknown,
   options: WorkPool.JobOptions,
-  progress: (value: unknown) => void
+  progress: (value: unknown) => void,
+  /** The durable job the task runs for: its `JobQueue.CurrentJob` on the thread. */
+  durable: CurrentJobWire
 ) => Effect.Effect<Reply, JobError | WorkerStartFailed>
 
 /** A pool's way in, as a consumer sees it. */

@@ -20,6 +20,7 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
+import type { Wire as CurrentJobWire } from "./currentJob.ts"
 import { IntMap } from "./intMap.ts"
 import * as Monotonic from "./monotonic.ts"
 import {
@@ -350,8 +351,8 @@ export interface TaskJob {
   readonly span: Tracer.AnySpan | undefined
   readonly tracer: Tracer.Tracer
   readonly progress: ProgressSink
-  /** A durable job's task: payload and outcome in the task's JSON form (see protocol.Run). */
-  readonly json?: boolean | undefined
+  /** A durable job's task: the durable job; payload and outcome in the task's JSON form (see protocol.Run). */
+  readonly durable?: CurrentJobWire | undefined
 }
 
 export class Threads {
@@ -967,8 +968,8 @@ export class Threads {
     thread.inflight.set(id, reply)
     thread.progress.set(id, job.progress)
     if (job.trace?.[3] === true && job.span !== undefined) thread.spans.set(id, new SpanReplay(job.tracer, job.span))
-    const run: Run = job.json === true
-      ? [id, task, payload, job.id, job.attempt, job.trace, 1]
+    const run: Run = job.durable !== undefined
+      ? [id, task, payload, job.id, job.attempt, job.trace, job.durable]
       : [id, task, payload, job.id, job.attempt, job.trace]
     thread.outbox.send(
       run,

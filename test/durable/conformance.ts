@@ -1868,6 +1868,68 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         )
       })))
 
+    it.effect("JobQueue.CurrentJob in a handler: the durable job's id (as enqueue returned it), queue, task, maxAttempts, createdAt, dedupKey and priority; its attempt grows with each retry, as JobContext's; none outside a durable job", () =>
+      provide(Effect.gen(function*() {
+        const seen: Array<[Option.Option<JobQueue.CurrentJob>, number]> = []
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["tenant-a", "tenant-b"],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const job = yield* JobQueue.CurrentJob
+              seen.push([job, (yield* WorkPool.JobContext).attempt])
+              // the first attempt of job 1 fails: its retry is attempt 2
+              return n === 1 && seen.length === 1 ? yield* Effect.fail(new Boom({ n })) : n
+            }))]
+        })
+        const retried = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "tenant-b", priority: 5, dedupKey: "echo:1", maxAttempts: 4 })
+        yield* tick(3000)
+        assert.strictEqual(yield* retried.await, 1)
+        const plain = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "tenant-a" })
+        yield* tick(1000)
+        assert.strictEqual(yield* plain.await, 2)
+        const expected = (id: string, attempt: number) =>
+          Effect.map(JobQueue.status(id), (info): [Option.Option<JobQueue.CurrentJob>, number] => [
+            Option.some({
+              id,
+              queue: info.queue,
+              task: "Echo",
+              attempt,
+              maxAttempts: info.maxAttempts,
+              createdAt: info.createdAt,
+              dedupKey: info.dedupKey,
+              priority: info.priority
+            }),
+            attempt
+          ])
+        assert.deepStrictEqual(seen, [yield* expected(retried.id, 1), yield* expected(retried.id, 2), yield* expected(plain.id, 1)])
+        assert.deepStrictEqual(
+          seen.map(([job]) => Option.map(job, ({ dedupKey, maxAttempts, priority, queue }) => [queue, priority, dedupKey, maxAttempts])),
+          [Option.some(["tenant-b", 5, "echo:1", 4]), Option.some(["tenant-b", 5, "echo:1", 4]), Option.some(["tenant-a", 0, undefined, 3])]
+        )
+        // outside a consumer's handler: none, a value and not a defect (a pool's own job too)
+        assert.isTrue(Option.isNone(yield* JobQueue.CurrentJob))
+        const pool = yield* WorkPool.make({ concurrency: 1 })
+        assert.isTrue(Option.isNone(yield* pool.run(JobQueue.CurrentJob)))
+      })))
+
+    it.effect("JobQueue.CurrentJob of a job taken back after its lease expired (its consumer died) and run by another consumer: its new attempt, the same id", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+        // a consumer claims it and dies (kill -9): nobody renews, nobody settles
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
+        assert.deepStrictEqual([claim?.job.id, claim?.job.attempts], [job.id, 1])
+        const seen: Array<Option.Option<JobQueue.CurrentJob>> = []
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.map(JobQueue.CurrentJob, (current) => (seen.push(current), n)))]
+        })
+        yield* tick(LEASE * 2 + 2000)
+        assert.strictEqual(yield* job.await, 1)
+        assert.deepStrictEqual(seen.map(Option.map(({ attempt, id }) => [id, attempt])), [Option.some([job.id, 2])])
+      })))
+
     it.effect("progress reported by the handler is in the store, from any process, and kept after the job ends", () =>
       provide(Effect.gen(function*() {
         const gate = yield* Deferred.make<void>()

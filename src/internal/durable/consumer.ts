@@ -35,6 +35,7 @@ import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
+import * as CurrentJob from "../currentJob.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
 export interface ConsumerConfig<R> {
@@ -284,11 +285,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       // an `Effect.sync` function or an Exit logs nothing: it needs no annotations (nor a fiber)
       if (!traced && (syncThunk(run) !== undefined || asExit(run) !== undefined)) return run
       // each attempt is a new job of this pool (its attempt 1): the handler's JobContext counts the
-      // durable job's attempts, as the store does
+      // durable job's attempts, as the store does; its CurrentJob is the durable job (a thread's
+      // task gets both on its thread: OnThread)
       if (handler !== undefined) {
         // and a Scope of its own, closed as the attempt ends: the consumer's (which its start needs,
         // and so met a handler's `R`) kept every attempt's resources until the consumer stopped
-        run = Effect.scoped(Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts)))
+        run = Effect.scoped(Effect.provideService(
+          Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts)),
+          CurrentJob.CurrentJob,
+          CurrentJob.of(job)
+        ))
       }
       run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
       return traced

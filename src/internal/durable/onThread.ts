@@ -13,6 +13,7 @@ import { Cause, Effect, Exit, Schema } from "effect"
 import { PoolShutdown, TaskCodecError, WorkerCrashed } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
+import * as CurrentJob from "../currentJob.ts"
 import { reporterOf } from "../jobContext.ts"
 import type { JobRow } from "../store/model.ts"
 import { decodeReply } from "../taskCodecs.ts"
@@ -36,7 +37,13 @@ export const attempt = (
     const info = yield* WorkPool.JobContext
     const sink = reporterOf(info)
     // the durable job's retries and timeout are the consumer's: none of the thread pool's own
-    const reply = yield* run(task, job.payload, { priority: job.priority, timeout: Infinity, retry: { times: 0 } }, (value) => sink.reportProgress(value)).pipe(
+    const reply = yield* run(
+      task,
+      job.payload,
+      { priority: job.priority, timeout: Infinity, retry: { times: 0 } },
+      (value) => sink.reportProgress(value),
+      CurrentJob.toWire(job)
+    ).pipe(
       Effect.catch((error) => {
         if (error instanceof PoolShutdown) {
           gone()
