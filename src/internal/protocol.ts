@@ -74,7 +74,7 @@ export type ToThread =
  * `workerData` in `ThreadData`, the envelope, and the `ready` and `fatal` messages' `_` and
  * `message` (a pool from before versions fails its start with a `fatal`'s message).
  */
-export const PROTOCOL = 1
+export const PROTOCOL = 2
 
 /**
  * Why a pool and its thread cannot work together, with what to do about it: the same words on each

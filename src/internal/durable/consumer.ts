@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Clock, type Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -290,11 +290,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       if (handler !== undefined) {
         // and a Scope of its own, closed as the attempt ends: the consumer's (which its start needs,
         // and so met a handler's `R`) kept every attempt's resources until the consumer stopped
-        run = Effect.scoped(Effect.provideService(
-          Effect.updateService(run, WorkPool.JobContext, (info) => withAttempt(info, job.attempts)),
-          CurrentJob.CurrentJob,
-          CurrentJob.of(job)
-        ))
+        run = Effect.scoped(Effect.updateContext(run, (services: Context.Context<R>) =>
+          Context.add(
+            Context.add(services, WorkPool.JobContext, withAttempt(Context.get(services, WorkPool.JobContext), job.attempts)),
+            CurrentJob.CurrentJob,
+            CurrentJob.of(job)
+          )))
       }
       run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
       return traced
