@@ -37,8 +37,8 @@ import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolErro
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
-import * as CurrentJobs from "./internal/currentJob.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import * as JobInfos from "./internal/jobInfo.ts"
 import { checkTask } from "./internal/taskCodecs.ts"
 import * as ThreadJson from "./internal/threadJson.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
@@ -140,7 +140,7 @@ export interface JobInfo {
  * @since 0.3.0
  * @category context
  */
-export const CurrentJob: Context.Reference<Option.Option<CurrentJob>> = CurrentJobs.CurrentJob
+export const CurrentJob: Context.Reference<Option.Option<CurrentJob>> = JobInfos.CurrentJob
 
 /**
  * The value of `CurrentJob`: the durable job's id, queue, task, this attempt (the store's count),
@@ -157,7 +157,7 @@ export const CurrentJob: Context.Reference<Option.Option<CurrentJob>> = CurrentJ
  * @since 0.3.0
  * @category context
  */
-export interface CurrentJob extends CurrentJobs.CurrentJob {}
+export interface CurrentJob extends JobInfos.CurrentJobInfo {}
 
 /**
  * A job's own retry policy, chosen by its producer and stored with the job, so that it holds in

@@ -25,8 +25,7 @@ import { syncBuiltinESMExports } from "node:module"
 import { inspect } from "node:util"
 import workerThreads, { type MessagePort } from "node:worker_threads"
 import { runThunk } from "./internal/fiberless.ts"
-import { CurrentJob, fromWire } from "./internal/currentJob.ts"
-import { JobContext } from "./internal/jobInfo.ts"
+import { CurrentJob, currentJobOfWire, JobContext } from "./internal/jobInfo.ts"
 import { jsonText } from "./internal/jsonText.ts"
 import { PaceMeter } from "./internal/pace.ts"
 import { type Codec, decoder, encoder } from "./internal/plainCodec.ts"
@@ -397,7 +396,7 @@ export const serve: {
       attempt: durable === undefined ? attempt : durable[3],
       progress: (value: unknown) => Effect.sync(() => reportProgress(id, value))
     })
-    if (durable !== undefined) taskContext = Context.add(taskContext, CurrentJob, Option.some(fromWire(durable)))
+    if (durable !== undefined) taskContext = Context.add(taskContext, CurrentJob, Option.some(currentJobOfWire(durable)))
     const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
     taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: job })
     if (trace === undefined) return taskContext

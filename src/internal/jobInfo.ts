@@ -8,6 +8,8 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { JobRow } from "./store/model.ts"
 
 /** See `WorkPool.JobContext`. */
 export interface JobInfo {
@@ -32,3 +34,63 @@ const outside: JobInfo = { pool: "", id: 0, attempt: 0, progress: () => Effect.v
 export const JobContext: Context.Reference<JobInfo> = Context.Reference<JobInfo>("effect-workpool/JobContext", {
   defaultValue: () => outside
 })
+
+/** See `JobQueue.CurrentJob`. */
+export interface CurrentJobInfo {
+  /** The durable id, as `enqueue` returned it: the same in every process and every attempt. */
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  /** This attempt, as the store counts it: 1, then one more per retry or lease expiry. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  /** When it was enqueued (the store's clock). */
+  readonly createdAt: Date
+  readonly dedupKey: string | undefined
+  readonly priority: number
+}
+
+export const CurrentJob: Context.Reference<Option.Option<CurrentJobInfo>> = Context.Reference<Option.Option<CurrentJobInfo>>(
+  "effect-workpool/JobQueue/CurrentJob",
+  { defaultValue: Option.none }
+)
+
+/**
+ * A durable job as it goes to a thread (protocol.Run): plain values, in an array (a structured
+ * clone writes each key of an object: see protocol.ts).
+ */
+export type CurrentJobWire = readonly [
+  id: string,
+  queue: string,
+  task: string,
+  attempt: number,
+  maxAttempts: number,
+  createdAt: number,
+  dedupKey: string | null,
+  priority: number
+]
+
+export const currentJobWire = (job: JobRow): CurrentJobWire => [
+  job.id,
+  job.queue,
+  job.task,
+  job.attempts,
+  job.maxAttempts,
+  job.createdAt,
+  job.dedupKey,
+  job.priority
+]
+
+export const currentJobOfWire = (wire: CurrentJobWire): CurrentJobInfo => ({
+  id: wire[0],
+  queue: wire[1],
+  task: wire[2],
+  attempt: wire[3],
+  maxAttempts: wire[4],
+  createdAt: new Date(wire[5]),
+  dedupKey: wire[6] ?? undefined,
+  priority: wire[7]
+})
+
+/** The value a handler of `job` reads. */
+export const currentJobOf = (job: JobRow): Option.Option<CurrentJobInfo> => Option.some(currentJobOfWire(currentJobWire(job)))

@@ -5,7 +5,7 @@
  */
 import { inspect } from "node:util"
 import { MessagePort, type TransferListItem } from "node:worker_threads"
-import type { Wire as CurrentJobWire } from "./currentJob.ts"
+import type { CurrentJobWire } from "./jobInfo.ts"
 import type { SpanRecord } from "./threadSpans.ts"
 
 /**

@@ -14,7 +14,7 @@ import type * as Effect from "effect/Effect"
 import type { JobError, WorkerStartFailed } from "../PoolError.ts"
 import type * as Task from "../Task.ts"
 import type * as WorkPool from "../WorkPool.ts"
-import type { Wire as CurrentJobWire } from "./currentJob.ts"
+import type { CurrentJobWire } from "./jobInfo.ts"
 import type { Reply } from "./threads.ts"
 
 export type RunJson = (

@@ -20,7 +20,7 @@ import {
   Worker as NodeWorker
 } from "node:worker_threads"
 import { PoolShutdown, WorkerStartFailed } from "../PoolError.ts"
-import type { Wire as CurrentJobWire } from "./currentJob.ts"
+import type { CurrentJobWire } from "./jobInfo.ts"
 import { IntMap } from "./intMap.ts"
 import * as Monotonic from "./monotonic.ts"
 import {

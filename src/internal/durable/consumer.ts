@@ -28,6 +28,7 @@ import { DONE, schedulerOf } from "../scheduler.ts"
 import { decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced, withAttempt } from "../jobContext.ts"
+import { CurrentJob, currentJobOf } from "../jobInfo.ts"
 import { jsonText } from "../jsonText.ts"
 import * as Monotonic from "../monotonic.ts"
 import * as RateLimits from "../rateLimit.ts"
@@ -35,7 +36,6 @@ import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
-import * as CurrentJob from "../currentJob.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
 export interface ConsumerConfig<R> {
@@ -293,8 +293,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         run = Effect.scoped(Effect.updateContext(run, (services: Context.Context<R>) =>
           Context.add(
             Context.add(services, WorkPool.JobContext, withAttempt(Context.get(services, WorkPool.JobContext), job.attempts)),
-            CurrentJob.CurrentJob,
-            CurrentJob.of(job)
+            CurrentJob,
+            currentJobOf(job)
           )))
       }
       run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })

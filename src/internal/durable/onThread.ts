@@ -13,8 +13,8 @@ import { Cause, Effect, Exit, Schema } from "effect"
 import { PoolShutdown, TaskCodecError, WorkerCrashed } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
-import * as CurrentJob from "../currentJob.ts"
 import { reporterOf } from "../jobContext.ts"
+import { currentJobWire } from "../jobInfo.ts"
 import type { JobRow } from "../store/model.ts"
 import { decodeReply } from "../taskCodecs.ts"
 import type { RunJson } from "../threadJson.ts"
@@ -42,7 +42,7 @@ export const attempt = (
       job.payload,
       { priority: job.priority, timeout: Infinity, retry: { times: 0 } },
       (value) => sink.reportProgress(value),
-      CurrentJob.toWire(job)
+      currentJobWire(job)
     ).pipe(
       Effect.catch((error) => {
         if (error instanceof PoolShutdown) {
