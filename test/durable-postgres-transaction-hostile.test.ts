@@ -1,0 +1,166 @@
+/**
+ * Hostile tests of the promise docs/durable.md makes for the Postgres store on the application's
+ * own client (`PgJobStore.layerClient`): a job enqueued inside the application's `withTransaction`
+ * is written with the application's rows, committed with them or gone with them. In a database of
+ * the file's own (CREATE DATABASE on the test server), with an application table `app.orders`.
+ * Consumers poll once an hour: only a wake-up (a NOTIFY, or this process's own signal) can start a
+ * job within a test's time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
+import { afterAll, beforeAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Task from "../src/Task.ts"
+import * as Pg from "./durable/postgres.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+import { waitFor } from "./helpers.ts"
+
+const HOUR = "1 hour"
+const database = `wp_txn_${process.pid}_${Date.now().toString(36)}`
+const serverUrl = (db: string) => {
+  const u = new URL(Pg.url ?? "postgres://localhost/x")
+  u.pathname = `/${db}`
+  return u.toString()
+}
+const superUrl = (db: string) => {
+  const u = new URL(serverUrl(db))
+  u.username = "postgres"
+  u.password = ""
+  return u.toString()
+}
+const dbUrl = serverUrl(database)
+
+/** The application's client on the file's database. */
+const appDb = (maxConnections = 4) => PgClient.layer({ url: Redacted.make(dbUrl), maxConnections })
+/** The store on the application's client, with the client itself (the application's queries). */
+const appStack = (schema: string, maxConnections = 4) => {
+  const db = appDb(maxConnections)
+  return Layer.merge(PgJobStore.layerClient({ schema }).pipe(Layer.provide(db)), db)
+}
+/** Another process's store on the same tables (its own client, its own listener). */
+const otherStore = (schema: string) => PgJobStore.layer({ url: dbUrl, schema, maxConnections: 2 })
+
+const orders = (id: string) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM app.orders WHERE id = ${id}`, (rows) => rows[0]!.n)).pipe(Effect.orDie)
+const insertOrder = (id: string) =>
+  Effect.flatMap(PgClient.PgClient, (sql) => sql`INSERT INTO app.orders (id) VALUES (${id})`).pipe(Effect.orDie)
+
+const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(PgClient.PgClient, (sql) => sql.withTransaction(effect))
+
+/** Every job of the schema's queues, by a raw look at its table (nothing the store could hide). */
+const jobRows = (schema: string) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    sql<{ id: string; queue: string; state: string; dedup_key: string | null }>`SELECT id, queue, state, dedup_key FROM ${sql(schema)}.wp_job ORDER BY seq`
+  ).pipe(Effect.orDie)
+
+/** Waits until the store's listener hears `queues` (its idle consumers' wake-ups from other processes). */
+const heard = (queues: ReadonlyArray<string>) => Effect.flatMap(JobStore.JobStore, (store) => Postgres.listening(store, queues))
+
+/** `f` on a schema of its own, with the store on the application's client (`maxConnections` of its pool). */
+const inStore = <A, E, R>(f: (schema: string) => Effect.Effect<A, E, R>, maxConnections = 4) =>
+  Effect.suspend(() => {
+    const schema = Pg.freshSchema()
+    return f(schema).pipe(Effect.scoped, Effect.provide(appStack(schema, maxConnections)))
+  })
+
+if (!Pg.enabled) describe.skip("the Postgres store in the application's transaction (WORKPOOL_PG_URL is not set)", () => {})
+else {
+  beforeAll(() =>
+    Pg.adminOn(superUrl("postgres"), (sql) => sql.unsafe(`CREATE DATABASE ${database} OWNER workpool`)).then(() =>
+      Pg.adminOn(dbUrl, (sql) => Effect.andThen(sql.unsafe(`CREATE SCHEMA app`), sql.unsafe(`CREATE TABLE app.orders (id text PRIMARY KEY)`)))
+    ), 60_000)
+  afterAll(() => Pg.adminOn(superUrl("postgres"), (sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)), 60_000)
+
+  describe("the Postgres store in the application's transaction (layerClient)", () => {
+    it.live("rolled back: every write of the store in it is gone with the application's row (enqueue, enqueueAll, dedup key, delay, cancel, redrive, pause)", () =>
+      inStore((schema) => Effect.gen(function*() {
+        // a queued job to cancel and a dead one to redrive, committed before
+        const queued = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "other" })
+        const deadDone = yield* Deferred.make<void>()
+        const dead = yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "dead", maxAttempts: 1 })
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* JobQueue.consume({
+            queues: ["dead"],
+            handlers: [Task.handle(Work, () => Effect.die("poison"))],
+            concurrency: 1,
+            poll: HOUR
+          })
+          yield* waitFor(Effect.map(JobQueue.status(dead.id), (info) => info.state === "dead").pipe(Effect.orDie), "the job went dead")
+          yield* Deferred.succeed(deadDone, undefined)
+        }))
+        const before = yield* jobRows(schema)
+
+        const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          yield* insertOrder("rolled-back")
+          yield* JobQueue.enqueue(Work, { n: 10 }, { queue: "q", dedupKey: "order:rolled-back" })
+          yield* JobQueue.enqueue(Work, { n: 11 }, { queue: "q", delay: "1 minute" })
+          yield* JobQueue.enqueueAll(Work, [{ payload: { n: 12 } }, { payload: { n: 13 }, options: { dedupKey: "batch" } }], { queue: "q" })
+          assert.strictEqual(yield* JobQueue.cancel(queued.id), "cancelled")
+          assert.isTrue(yield* JobQueue.redrive(dead.id))
+          yield* JobQueue.pause("q")
+          // seen inside the transaction
+          assert.strictEqual((yield* jobRows(schema)).length, before.length + 4)
+          return yield* Effect.fail("the application's own failure" as const)
+        })))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.strictEqual(yield* orders("rolled-back"), 0)
+        assert.deepStrictEqual(yield* jobRows(schema), before, "no trace of the store's writes")
+        assert.strictEqual((yield* JobQueue.status(queued.id)).state, "queued")
+        assert.strictEqual((yield* JobQueue.status(dead.id)).state, "dead")
+        assert.isFalse((yield* JobQueue.stats("q")).paused)
+        // the dedup keys are free again
+        const again = yield* JobQueue.enqueue(Work, { n: 10 }, { queue: "q", dedupKey: "order:rolled-back" })
+        assert.isTrue(again.created)
+        const batch = yield* JobQueue.enqueueAll(Work, [{ payload: { n: 13 }, options: { dedupKey: "batch" } }], { queue: "q" })
+        assert.isTrue(batch[0]!.created)
+      })), 60_000)
+
+    it.live("committed: another process's consumer sees the job only after the commit, is woken by it (poll of an hour) and runs it once; so does a consumer of the same store", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const runs: Array<string> = []
+        const handlers = (who: string) => [Task.handle(Work, ({ n }) => Effect.sync(() => runs.push(`${who}:${n}`)).pipe(Effect.as(n)))]
+        // another process: its own store instance, client and listener
+        const other = yield* Layer.build(otherStore(schema))
+        yield* Effect.provide(JobQueue.consume({ queues: ["remote"], handlers: handlers("other"), concurrency: 2, poll: HOUR }), other)
+        yield* JobQueue.consume({ queues: ["local"], handlers: handlers("local"), concurrency: 2, poll: HOUR })
+        yield* Effect.provide(heard(["remote"]), other)
+        yield* heard(["local"])
+        const inside = yield* Deferred.make<{ remote: string; local: string }>()
+        const commit = yield* Deferred.make<void>()
+        const tx = yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("committed")
+          const remote = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "remote" })
+          const local = yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "local" })
+          yield* Deferred.succeed(inside, { remote: remote.id, local: local.id })
+          yield* Deferred.await(commit)
+        })).pipe(Effect.forkScoped)
+        const ids = yield* Deferred.await(inside)
+        // not visible to the other process until the commit (its look is a statement of its own)
+        const seen = yield* Effect.provide(Effect.exit(JobQueue.status(ids.remote)), other)
+        assert.isTrue(Exit.isFailure(seen) && Cause.pretty(seen.cause).includes("JobNotFound"), String(seen))
+        // the local consumer was told at once (its signal is this process's): it looked and found nothing
+        yield* Effect.sleep(300)
+        assert.deepStrictEqual(runs, [])
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(tx)
+        yield* waitFor(Effect.sync(() => runs.length === 2), "both jobs ran after the commit", { within: 20_000 })
+        assert.sameMembers(runs, ["other:1", "local:2"])
+        assert.strictEqual(yield* orders("committed"), 1)
+        yield* Effect.sleep(300)
+        assert.strictEqual(runs.length, 2, "each ran once")
+        assert.deepStrictEqual((yield* jobRows(schema)).map((row) => row.state), ["succeeded", "succeeded"])
+      })), 60_000)
+  })
+}
+
+void Cause
+void Fiber
+void SqlClient
+void otherStore
