@@ -10,7 +10,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import { afterAll, beforeAll } from "vitest"
+import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
@@ -34,6 +37,7 @@ const superUrl = (db: string) => {
   return u.toString()
 }
 const dbUrl = serverUrl(database)
+const spawned: Array<ChildProcess> = []
 
 /** The application's client on the file's database. */
 const appDb = (maxConnections = 4) => PgClient.layer({ url: Redacted.make(dbUrl), maxConnections })
@@ -76,6 +80,9 @@ else {
     Pg.adminOn(superUrl("postgres"), (sql) => sql.unsafe(`CREATE DATABASE ${database} OWNER workpool`)).then(() =>
       Pg.adminOn(dbUrl, (sql) => Effect.andThen(sql.unsafe(`CREATE SCHEMA app`), sql.unsafe(`CREATE TABLE app.orders (id text PRIMARY KEY)`)))
     ), 60_000)
+  afterAll(() => {
+    for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  })
   afterAll(() => Pg.adminOn(superUrl("postgres"), (sql) => sql.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)), 60_000)
 
   describe("the Postgres store in the application's transaction (layerClient)", () => {
@@ -157,6 +164,171 @@ else {
         assert.strictEqual(runs.length, 2, "each ran once")
         assert.deepStrictEqual((yield* jobRows(schema)).map((row) => row.state), ["succeeded", "succeeded"])
       })), 60_000)
+
+    it.live("interrupted (a timeout of the application's, in the transaction or while its enqueue waits for a dedup key's lock): neither the row nor the job", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        // after the enqueue, in the application's own work
+        const late = yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("timed-out")
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "t" })
+          yield* Effect.never
+        })).pipe(Effect.timeoutOption("200 millis"))
+        assert.isTrue(late._tag === "None")
+        // during the enqueue: another session holds the dedup key uncommitted, so the insert waits
+        const holder = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const held = yield* withTransaction(Effect.gen(function*() {
+          yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "held" })
+          yield* Deferred.succeed(holder, undefined)
+          yield* Deferred.await(release)
+          return yield* Effect.fail("rolled back" as const)
+        })).pipe(Effect.exit, Effect.forkScoped)
+        yield* Deferred.await(holder)
+        const waiting = yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("waited")
+          yield* JobQueue.enqueue(Work, { n: 3 }, { queue: "q", dedupKey: "held" })
+        })).pipe(Effect.forkScoped)
+        // until the insert waits for the holder's lock
+        yield* waitFor(
+          Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`, (rows) => rows[0]!.n === 1).pipe(Effect.orDie),
+          "the enqueue waited for the dedup key's lock"
+        )
+        yield* Fiber.interrupt(waiting)
+        // the holder rolls back: the interrupted insert must not go ahead on its own
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(held)
+        yield* Effect.sleep(300)
+        assert.strictEqual(yield* orders("timed-out"), 0)
+        assert.strictEqual(yield* orders("waited"), 0)
+        assert.deepStrictEqual(yield* jobRows(schema), [])
+        // the pool's connections are clean: a transaction of the application's works, the keys free
+        yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("after")
+          assert.isTrue((yield* JobQueue.enqueue(Work, { n: 4 }, { queue: "q", dedupKey: "held" })).created)
+          assert.isTrue((yield* JobQueue.enqueue(Work, { n: 5 }, { queue: "q", dedupKey: "t" })).created)
+        }))
+        assert.strictEqual((yield* jobRows(schema)).length, 2)
+      })), 60_000)
+
+    it.live("an enqueue that fails in the server (the application's lock_timeout on a dedup key held elsewhere): a StoreError, and the application's commit fails rather than dropping its row silently", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const holder = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const held = yield* withTransaction(Effect.gen(function*() {
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "k" })
+          yield* Deferred.succeed(holder, undefined)
+          yield* Deferred.await(release)
+        })).pipe(Effect.forkScoped)
+        yield* Deferred.await(holder)
+        const failed: Array<string> = []
+        const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          yield* sql`SET LOCAL lock_timeout = '100ms'`
+          yield* insertOrder("lost?")
+          // the application goes on past the enqueue's failure (a job it thinks optional)
+          yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "k" }).pipe(
+            Effect.catchTag("StoreError", (error) => Effect.sync(() => failed.push(error.message)))
+          )
+        })))
+        assert.strictEqual(failed.length, 1)
+        assert.include(failed[0], "lock timeout")
+        assert.isTrue(Exit.isFailure(exit), "the commit of a transaction the failed statement aborted fails")
+        assert.strictEqual(yield* orders("lost?"), 0)
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(held)
+        assert.strictEqual((yield* jobRows(schema)).length, 1)
+      })), 60_000)
+
+    it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const first = yield* Deferred.make<void>()
+        const go = yield* Deferred.make<void>()
+        const attempts = { a: 0, b: 0 }
+        const errors: Array<string> = []
+        const order = (who: "a" | "b") =>
+          withTransaction(Effect.gen(function*() {
+            attempts[who]++
+            yield* insertOrder(`order-${who}`)
+            const handle = yield* JobQueue.enqueue(Work, { n: who === "a" ? 1 : 2 }, { queue: "q", dedupKey: "report" })
+            if (who === "a") {
+              yield* Deferred.succeed(first, undefined)
+              yield* Deferred.await(go)
+            }
+            return handle
+          })).pipe(
+            Effect.provideService(SqlClient.BeginTransaction, "BEGIN ISOLATION LEVEL SERIALIZABLE"),
+            Effect.tapError((error) => Effect.sync(() => errors.push(String(error)))),
+            // the application's retry of a serialization failure (SQLSTATE 40001)
+            Effect.retry({ while: (error) => String(error).includes("could not serialize"), times: 5 })
+          )
+        const a = yield* Effect.forkScoped(order("a"))
+        yield* Deferred.await(first)
+        const b = yield* Effect.forkScoped(order("b"))
+        yield* Effect.sleep(200)
+        yield* Deferred.succeed(go, undefined)
+        const ha = yield* Fiber.join(a)
+        const hb = yield* Fiber.join(b)
+        assert.isTrue(ha.created)
+        assert.strictEqual(hb.id, ha.id, errors.join("\n"))
+        assert.isFalse(hb.created)
+        assert.strictEqual(yield* orders("order-a"), 1)
+        assert.strictEqual(yield* orders("order-b"), 1)
+        assert.strictEqual((yield* jobRows(schema)).length, 1)
+        assert.strictEqual(attempts.b, 2, errors.join("\n"))
+      })), 60_000)
+  })
+
+  describe("the Postgres store in the application's transaction: a producer process killed (SIGKILL)", () => {
+    const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+    const fixture = new URL("./fixtures/durable-pg-transaction-child.ts", import.meta.url).pathname
+    const spawnChild = (schema: string, mode?: "hold") => {
+      const child = followConsumer(spawn(node, [fixture, dbUrl, schema, ...(mode === undefined ? [] : [mode])], { stdio: ["ignore", "pipe", "pipe"] }))
+      spawned.push(child.child)
+      return child
+    }
+    /** The orders of the child's loop and the jobs' `n`s, each sorted; once no session of the child's is left in a transaction. */
+    const afterItsSessions = (schema: string) =>
+      untilRead(
+        () => Pg.adminOn(dbUrl, (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`),
+        (rows) => rows[0]!.n === 0,
+        "the killed child's transaction ended on the server"
+      ).then(() =>
+        Pg.adminOn(dbUrl, (sql) =>
+          Effect.all([
+            sql<{ id: string }>`SELECT id FROM app.orders WHERE id LIKE 'child-%'`,
+            sql<{ payload: string }>`SELECT payload FROM ${sql(schema)}.wp_job`
+          ]))
+      ).then(([orderRows, jobs]) => ({
+        orders: orderRows.map((row) => Number(row.id.slice("child-".length))).sort((a, b) => a - b),
+        jobs: jobs.map((row) => (JSON.parse(row.payload) as { n: number }).n).sort((a, b) => a - b)
+      }))
+
+    it("killed inside its transaction, the order inserted and the job enqueued: neither is left", { timeout: 60_000 }, async () => {
+      const schema = Pg.freshSchema()
+      await Pg.adminOn(dbUrl, (sql) => sql`DELETE FROM app.orders WHERE id LIKE 'child-%'`)
+      const child = spawnChild(schema, "hold")
+      await waitUntil([child], () => child.lines.includes("inside 0"), "the child was inside its transaction", 45_000)
+      child.child.kill("SIGKILL")
+      await child.exited
+      const left = await afterItsSessions(schema)
+      assert.deepStrictEqual(left, { orders: [], jobs: [] })
+    })
+
+    it("killed at any point of a loop of transactions (order + job each): every order has its job and every job its order", { timeout: 90_000 }, async () => {
+      const schema = Pg.freshSchema()
+      await Pg.adminOn(dbUrl, (sql) => sql`DELETE FROM app.orders WHERE id LIKE 'child-%'`)
+      const child = spawnChild(schema)
+      // inside a transaction, after its enqueue, before its commit: the most hostile moment
+      const at = 20 + Math.floor(Math.random() * 20)
+      await waitUntil([child], () => child.lines.includes(`inside ${at}`), `the child was inside its transaction ${at}`, 60_000)
+      child.child.kill("SIGKILL")
+      await child.exited
+      const left = await afterItsSessions(schema)
+      assert.deepStrictEqual(left.jobs, left.orders)
+      assert.isAtLeast(left.orders.length, at, "the committed ones are all there")
+      assert.isAtMost(left.orders.length, at + 1)
+    })
   })
 }
 
