@@ -90,7 +90,6 @@ else {
       inStore((schema) => Effect.gen(function*() {
         // a queued job to cancel and a dead one to redrive, committed before
         const queued = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "other" })
-        const deadDone = yield* Deferred.make<void>()
         const dead = yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "dead", maxAttempts: 1 })
         yield* Effect.scoped(Effect.gen(function*() {
           yield* JobQueue.consume({
@@ -99,8 +98,11 @@ else {
             concurrency: 1,
             poll: HOUR
           })
-          yield* waitFor(Effect.map(JobQueue.status(dead.id), (info) => info.state === "dead").pipe(Effect.orDie), "the job went dead")
-          yield* Deferred.succeed(deadDone, undefined)
+          const store = yield* JobStore.JobStore
+          yield* waitFor(
+            Effect.map(JobQueue.status(dead.id), (info) => info.state === "dead").pipe(Effect.orDie, Effect.provideService(JobStore.JobStore, store)),
+            "the job went dead"
+          )
         }))
         const before = yield* jobRows(schema)
 
@@ -277,6 +279,84 @@ else {
         assert.strictEqual((yield* jobRows(schema)).length, 1)
         assert.strictEqual(attempts.b, 2, errors.join("\n"))
       })), 60_000)
+
+    it.live("a delayed job enqueued in a transaction that outlasts its delay starts at the commit, on another process's consumer and on this one's (poll of an hour), not a delay later", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const startedAt = new Map<string, number>()
+        const handlers = (who: string) => [Task.handle(Work, ({ n }) => Effect.sync(() => startedAt.set(`${who}:${n}`, Date.now())).pipe(Effect.as(n)))]
+        const other = yield* Layer.build(otherStore(schema))
+        yield* Effect.provide(JobQueue.consume({ queues: ["remote"], handlers: handlers("other"), concurrency: 2, poll: HOUR }), other)
+        yield* JobQueue.consume({ queues: ["local"], handlers: handlers("local"), concurrency: 2, poll: HOUR })
+        yield* Effect.provide(heard(["remote"]), other)
+        yield* heard(["local"])
+        const sql = yield* PgClient.PgClient
+        const enqueued = yield* Deferred.make<void>()
+        const tx = yield* withTransaction(Effect.gen(function*() {
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "remote", delay: "3 seconds" })
+          yield* JobQueue.enqueueAll(Work, [{ payload: { n: 2 }, options: { delay: "3 seconds" } }], { queue: "local" })
+          yield* Deferred.succeed(enqueued, undefined)
+          // the application's work goes on past the jobs' due time (the server's clock says when)
+          yield* waitFor(
+            Effect.map(sql<{ past: boolean }>`SELECT clock_timestamp() > now() + interval '3.5 seconds' AS past`, (rows) => rows[0]!.past).pipe(Effect.orDie),
+            "the jobs were due",
+            { within: 30_000 }
+          )
+        })).pipe(Effect.forkScoped)
+        yield* Deferred.await(enqueued)
+        yield* Fiber.join(tx)
+        const committed = Date.now()
+        yield* waitFor(Effect.sync(() => startedAt.size === 2), "both ran", { within: 20_000 })
+        // late, each started 3 s after the commit (its delay counted again from the NOTIFY)
+        for (const [who, at] of startedAt) assert.isBelow(at - committed, 2000, `${who} started ${at - committed} ms after the commit`)
+      })), 60_000)
+
+    // on a pool of one connection the same transaction starves the consumer: its heartbeats wait
+    // for a connection past the lease, the job is given up as lost and runs again (docs/durable.md,
+    // "Enqueue in your transaction": size the pool for the transactions open at once, plus one)
+    it.live("a consumer on the application's pool, a long transaction of the application's holding one of its two connections for several leases: the running job keeps its lease and runs once", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const runs: Array<number> = []
+        const interrupted: Array<number> = []
+        yield* JobQueue.consume({
+          queues: ["q"],
+          handlers: [Task.handle(Work, ({ n }) =>
+            Effect.gen(function*() {
+              runs.push(n)
+              if (n === 1) {
+                yield* Deferred.succeed(started, undefined)
+                yield* Deferred.await(finish)
+              }
+              return n
+            }).pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.push(n)))))],
+          concurrency: 2,
+          lease: "2 seconds",
+          poll: HOUR
+        })
+        yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+        yield* Deferred.await(started)
+        const sql = yield* PgClient.PgClient
+        yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("long")
+          yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })
+          // three leases of the application's work, on the server's clock
+          yield* waitFor(
+            Effect.map(sql<{ past: boolean }>`SELECT clock_timestamp() > now() + interval '6 seconds' AS past`, (rows) => rows[0]!.past).pipe(Effect.orDie),
+            "three leases passed",
+            { within: 30_000 }
+          )
+        }))
+        yield* waitFor(Effect.sync(() => runs.includes(2)), "the committed job ran", { within: 20_000 })
+        yield* Deferred.succeed(finish, undefined)
+        yield* waitFor(
+          Effect.map(jobRows(schema), (rows) => rows.every((row) => row.state === "succeeded")).pipe(Effect.provideService(PgClient.PgClient, sql)),
+          "both jobs succeeded",
+          { within: 20_000 }
+        )
+        assert.deepStrictEqual(interrupted, [])
+        assert.deepStrictEqual(runs, [1, 2])
+      }), 2), 60_000)
   })
 
   describe("the Postgres store in the application's transaction: a producer process killed (SIGKILL)", () => {

@@ -1176,6 +1176,15 @@ export const makeWith = (
     const read = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
       run(operation, statement(operation, effect), READ_BOUND, 0)
 
+    // the server's time: this machine's clock corrected by the offset its last answers give (`ServerTime`), never
+    // waiting on the server
+    const time = ServerTime.make(
+      clock,
+      read("now", Effect.map(sql<{ now: bigint }>`SELECT ${serverTime("now()")} AS now`, (rows) => Number(rows[0]!.now)))
+    )
+    /** The store's time (ms) outside an Effect: the Effect Clock's, or the server's as `time` knows it. */
+    const nowUnsafe = (): number => cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : time.nowUnsafe()
+
     // --- open: sessions kept (not a pooler in transaction mode), then the migrations, one starter at a
     // time. Failures of the open are the migration's, as they were before this look came first
     if (!(yield* op("migrate", sessionsKept(sql)))) yield* op("migrate", Effect.fail(new Error(TRANSACTION_POOLING)))
@@ -1246,6 +1255,8 @@ export const makeWith = (
     const heard = new Map<string, Scope.Closeable>()
     /** A queue not heard is waited on: the listener LISTENs to it. */
     const wanted = makeSignal()
+    /** How long (ms) until the store's time `at` (a job's `visible_at`): 0 when past, or not a time. */
+    const dueAt = (at: number): number => Number.isFinite(at) ? Math.max(0, at - nowUnsafe()) : 0
     /** The listener's session, the latest (it starts over on a new one when one is lost). */
     let listenerSession: PgConnection.PgConnection | undefined
     /** Whether the listener's session has woken everyone once, for the changes made before it listened. */
@@ -1285,7 +1296,9 @@ export const makeWith = (
           heard.set(
             queue,
             yield* hear(queueChannel(cfg.schema, queue), (payload) =>
-              payload.startsWith("due:")
+              payload.startsWith("at:")
+                ? signal.notifyIn(dueAt(Number(payload.slice(3))), queue)
+                : payload.startsWith("due:")
                 ? signal.notifyIn(Number(payload.slice(4)), queue)
                 : payload !== rateChanged && signal.notify(queue))
           )
@@ -1386,13 +1399,15 @@ export const makeWith = (
      * job's delay: `job` when it is not positive. Cancels go to the schema's channel, which every
      * instance hears.
      */
-    const notify = (queue: Fragment | string, delay?: Fragment, payload?: string) => {
+    const notify = (queue: Fragment | string, delay?: Fragment, payload?: string, at?: Fragment) => {
       const name = sql`${sql.literal(`'${CHANNEL_PREFIX}'`)} || left(encode(sha256(convert_to(${`${cfg.schema}.`} || ${queue}, 'UTF8')), 'hex'), ${CHANNEL_HASH})`
       return payload !== undefined
         ? sql`pg_notify(${name}, ${payload})`
         : delay === undefined
         ? sql`pg_notify(${name}, 'job')`
-        : sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text ELSE 'job' END)`
+        : at === undefined
+        ? sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'due:' || (${delay})::text ELSE 'job' END)`
+        : sql`pg_notify(${name}, CASE WHEN ${delay} > 0 THEN 'at:' || (${at})::text ELSE 'job' END)`
     }
 
     /**
@@ -1450,7 +1465,7 @@ export const makeWith = (
           dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
         ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
         ON CONFLICT DO NOTHING
-        RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay)} IS NULL AS notified`
+        RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
 
     /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms). */
@@ -1511,14 +1526,14 @@ export const makeWith = (
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
-      return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
+      return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
           rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
           ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
         ORDER BY v.n
         ON CONFLICT DO NOTHING
-        RETURNING id, visible_at - ${now}::bigint AS due_in`
+        RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
     /** The unfinished jobs holding these jobs' dedup keys in their queues. */
@@ -1556,8 +1571,8 @@ export const makeWith = (
             }
           }
           const out: Array<{ id: string; created: boolean }> = []
-          /** The soonest created job of each queue: its consumers are woken once, for it. */
-          const soonest = new Map<string, number>()
+          /** The soonest created job of each queue (in how long, and when): its consumers are woken once, for it. */
+          const soonest = new Map<string, { due: number; at: number }>()
           for (const chunk of insertRuns(jobs)) {
             const results = new Map<string, { id: string; created: boolean }>()
             let left = chunk
@@ -1566,14 +1581,14 @@ export const makeWith = (
             for (let i = 0; left.length > 0; i++) {
               if (i === 5) return yield* Effect.fail(new Error("a dedup key of the batch kept changing hands"))
               const inserted = yield* insertAll(left)
-              const created = new Map(inserted.map((row) => [row.id, Number(row.due_in)]))
+              const created = new Map(inserted.map((row) => [row.id, { due: Number(row.due_in), at: Number(row.visible) }]))
               const conflicted: Array<NewJob & { readonly id: string }> = []
               for (const job of left) {
                 const due = created.get(job.id)
                 if (due === undefined) conflicted.push(job)
                 else {
                   results.set(job.id, { id: job.id, created: true })
-                  if (!(due >= (soonest.get(job.queue) ?? Infinity))) soonest.set(job.queue, due)
+                  if (!(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
                 }
               }
               if (conflicted.length === 0) break
@@ -1591,14 +1606,15 @@ export const makeWith = (
           // sent at the commit, one per queue: a row each of one JSON parameter (a column each, a
           // batch of more than 1,664 queues failed whole, "target lists can have at most 1664 entries")
           if (soonest.size > 0) {
-            yield* sql`SELECT bool_and(${notify(sql.literal("(v.q ->> 0)"), sql.literal("(v.q ->> 1)::float8::bigint"))} IS NULL)
-              FROM json_array_elements(${JSON.stringify([...soonest])}::json) AS v (q)`
+            const rows = [...soonest].map(([queue, { at, due }]) => [queue, due, at])
+            yield* sql`SELECT bool_and(${notify(sql.literal("(v.q ->> 0)"), sql.literal("(v.q ->> 1)::float8::bigint"), undefined, sql.literal("(v.q ->> 2)::float8::bigint"))} IS NULL)
+              FROM json_array_elements(${JSON.stringify(rows)}::json) AS v (q)`
           }
           return { out, soonest }
         })),
         () => false
       ).pipe(Effect.map(({ out, soonest }) => {
-        for (const [queue, due] of soonest) signal.notifyIn(due, queue)
+        for (const [queue, { due }] of soonest) signal.notifyIn(due, queue)
         return out
       }))
 
@@ -1963,12 +1979,6 @@ export const makeWith = (
       )
     }
 
-    // the server's time: this machine's clock corrected by the offset its last answers give (`ServerTime`), never
-    // waiting on the server
-    const time = ServerTime.make(
-      clock,
-      read("now", Effect.map(sql<{ now: bigint }>`SELECT ${serverTime("now()")} AS now`, (rows) => Number(rows[0]!.now)))
-    )
     const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
     if (cfg.clock === "server") yield* Effect.ignore(time.refresh)
 
