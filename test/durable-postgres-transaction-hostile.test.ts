@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Redacted } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -21,7 +21,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
 import * as Pg from "./durable/postgres.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
-import { waitFor } from "./helpers.ts"
+import { waitFor, warnings } from "./helpers.ts"
 
 const HOUR = "1 hour"
 const database = `wp_txn_${process.pid}_${Date.now().toString(36)}`
@@ -357,6 +357,37 @@ else {
         assert.deepStrictEqual(interrupted, [])
         assert.deepStrictEqual(runs, [1, 2])
       }), 2), 60_000)
+  })
+
+  describe("the Postgres store in the application's transaction: two client instances", () => {
+    it.live("the application's transaction on another PgClient instance than the store's: the job commits on its own, and a warning says so, once", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const { collector, logged } = warnings()
+        // two layers of the same settings: two pools, two clients
+        const Jobs = PgJobStore.layerClient({ schema }).pipe(Layer.provide(appDb(2)))
+        const attempt = (id: string) =>
+          Effect.exit(withTransaction(Effect.gen(function*() {
+            yield* insertOrder(id)
+            yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+            return yield* Effect.fail("rolled back" as const)
+          })))
+        yield* Effect.gen(function*() {
+          yield* attempt("two-pools-1")
+          yield* attempt("two-pools-2")
+          // a write outside any transaction says nothing
+          yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })
+          assert.strictEqual(yield* orders("two-pools-1"), 0)
+          assert.strictEqual((yield* jobRows(schema)).length, 3, "not in the application's transaction")
+        }).pipe(Effect.provide(Jobs), Effect.provide(appDb(2)), Effect.provide(Logger.layer([collector])))
+        assert.strictEqual(logged.filter((line) => line.includes("another SQL client")).length, 1, logged.join("\n"))
+        // one client for both: in the transaction, and no warning
+        yield* Effect.gen(function*() {
+          yield* attempt("one-pool")
+          assert.strictEqual((yield* jobRows(schema)).length, 3)
+        }).pipe(Effect.provide(appStack(schema, 2)), Effect.provide(Logger.layer([collector])))
+        assert.strictEqual(logged.filter((line) => line.includes("another SQL client")).length, 1, logged.join("\n"))
+      }), 60_000)
   })
 
   describe("the Postgres store in the application's transaction: a producer process killed (SIGKILL)", () => {

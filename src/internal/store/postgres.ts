@@ -318,6 +318,9 @@ export const MIGRATE_LOCK_WAIT = 2000
  */
 export const IDLE_IN_TRANSACTION = 10_000
 
+/** The keys of effect's SQL clients' transactions in a fiber's context, one per client (`SqlClient.TransactionConnection`). */
+const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
+
 /** Whether the transaction open is one the store opened for a write of its own (`pinned`), not the application's. */
 const OwnPin = Context.Reference<boolean>("effect-workpool/PgStore/OwnPin", { defaultValue: () => false })
 
@@ -1159,15 +1162,40 @@ export const makeWith = (
       changed: (a: A) => boolean | number = () => false,
       queue?: string
     ): Effect.Effect<A, StoreError> =>
-      run(
-        operation,
-        Effect.tap(statement(operation, effect), (a) => {
-          const change = changed(a)
-          return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify(queue) : signal.notifyIn(change, queue))
-        }),
-        0,
-        CANCEL_SETTLE
+      Effect.andThen(
+        foreignTransaction(operation),
+        run(
+          operation,
+          Effect.tap(statement(operation, effect), (a) => {
+            const change = changed(a)
+            return change === false ? Effect.void : Effect.sync(() => change === true ? signal.notify(queue) : signal.notifyIn(change, queue))
+          }),
+          0,
+          CANCEL_SETTLE
+        )
       )
+
+    /**
+     * On the application's client (`layerClient`), a write made inside a transaction of another SQL
+     * client than the store's (two `PgClient` instances: two `PgClient.layer` values, or one built
+     * twice) commits on its own: an enqueue "in the transaction" stayed when the transaction rolled
+     * back, and nothing said so. Logged once per store instance; not an error, since writing to
+     * another database than the transaction's can be meant.
+     */
+    let foreignWarned = ownClient !== undefined
+    const foreignTransaction = (operation: string): Effect.Effect<void> =>
+      foreignWarned ? Effect.void : Effect.withFiber((fiber) => {
+        let foreign = false
+        for (const key of fiber.context.mapUnsafe.keys()) {
+          if (key === sql.transactionService.key) return Effect.void
+          foreign ||= key.startsWith(TRANSACTION_KEY)
+        }
+        if (!foreign) return Effect.void
+        foreignWarned = true
+        return Effect.logWarning(
+          `effect-workpool: a ${operation} of the job store ran inside a transaction of another SQL client than the store's: it commits on its own, not with that transaction. To enqueue in your transaction, give PgJobStore.layerClient the PgClient your queries use (one layer, built once)`
+        )
+      })
 
     /**
      * Runs a statement that only reads, failing with `StoreError` past `READ_BOUND`: a status, a list,
