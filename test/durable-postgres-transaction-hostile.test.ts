@@ -242,6 +242,74 @@ else {
         assert.strictEqual((yield* jobRows(schema)).length, 1)
       })), 60_000)
 
+    it.live("nested: a savepoint of the application's rolled back takes its jobs with it, the outer transaction's commit keeps the rest; an enqueue in a transaction already aborted fails with the server's reason", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("outer")
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "outer" })
+          const inner = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+            yield* insertOrder("inner")
+            yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "inner" })
+            yield* JobQueue.enqueueAll(Work, [{ payload: { n: 3 } }], { queue: "q" })
+            return yield* Effect.fail("inner failure" as const)
+          })))
+          assert.isTrue(Exit.isFailure(inner))
+          // the inner dedup key is free again within the outer transaction
+          assert.isTrue((yield* JobQueue.enqueue(Work, { n: 4 }, { queue: "q", dedupKey: "inner" })).created)
+        }))
+        assert.strictEqual(yield* orders("outer"), 1)
+        assert.strictEqual(yield* orders("inner"), 0)
+        assert.deepStrictEqual((yield* jobRows(schema)).map((row) => row.dedup_key), ["outer", "inner"])
+
+        // the application's own statement failed, caught, and the transaction is aborted (25P02)
+        const reasons: Array<string> = []
+        const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          yield* insertOrder("aborted")
+          yield* Effect.ignore(sql`SELECT 1 / 0`)
+          yield* JobQueue.enqueue(Work, { n: 5 }, { queue: "q" }).pipe(
+            Effect.catchTag("StoreError", (error) => Effect.sync(() => reasons.push(error.message)))
+          )
+        })))
+        assert.strictEqual(reasons.length, 1)
+        assert.include(reasons[0], "current transaction is aborted")
+        assert.isTrue(Exit.isFailure(exit))
+        assert.strictEqual(yield* orders("aborted"), 0)
+        assert.strictEqual((yield* jobRows(schema)).length, 2)
+      })), 60_000)
+
+    it.live("an enqueueAll with dedup keys holds its queue's dedup lock until the application's commit: other batches with dedup keys of the queue wait for it, single enqueues do not", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const inside = yield* Deferred.make<void>()
+        const commit = yield* Deferred.make<void>()
+        const tx = yield* withTransaction(Effect.gen(function*() {
+          yield* JobQueue.enqueueAll(Work, [{ payload: { n: 1 }, options: { dedupKey: "a" } }], { queue: "q" })
+          yield* Deferred.succeed(inside, undefined)
+          yield* Deferred.await(commit)
+        })).pipe(Effect.forkScoped)
+        yield* Deferred.await(inside)
+        // another process's store
+        const other = yield* Layer.build(otherStore(schema))
+        const single = yield* Effect.provide(JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "b" }), other)
+        assert.isTrue(single.created)
+        const batch = yield* Effect.provide(JobQueue.enqueueAll(Work, [{ payload: { n: 3 }, options: { dedupKey: "c" } }], { queue: "q" }), other)
+          .pipe(Effect.forkScoped)
+        yield* waitFor(
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted`,
+            (rows) => rows[0]!.n === 1
+          ).pipe(Effect.orDie),
+          "the other batch waited for the queue's dedup lock"
+        )
+        assert.isUndefined(batch.pollUnsafe())
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(tx)
+        const [created] = yield* Fiber.join(batch)
+        assert.isTrue(created!.created)
+        assert.strictEqual((yield* jobRows(schema)).length, 3)
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
