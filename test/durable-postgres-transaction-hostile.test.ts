@@ -310,6 +310,37 @@ else {
         assert.strictEqual((yield* jobRows(schema)).length, 3)
       })), 60_000)
 
+    it.live("on a multiplexed client the enqueue that fails in the server is a savepoint of the transaction: the StoreError, and the transaction goes on and commits its row", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const db = PgClient.layer({ url: Redacted.make(dbUrl), maxConnections: 4, multiplex: true })
+        yield* Effect.gen(function*() {
+          const sql = yield* PgClient.PgClient
+          const holder = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const held = yield* withTransaction(Effect.gen(function*() {
+            yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "k" })
+            yield* Deferred.succeed(holder, undefined)
+            yield* Deferred.await(release)
+          })).pipe(Effect.forkScoped)
+          yield* Deferred.await(holder)
+          const failed: Array<string> = []
+          yield* withTransaction(Effect.gen(function*() {
+            yield* sql`SET LOCAL lock_timeout = '100ms'`
+            yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "k" }).pipe(
+              Effect.catchTag("StoreError", (error) => Effect.sync(() => failed.push(error.message)))
+            )
+            yield* insertOrder("multiplexed")
+          }))
+          assert.strictEqual(failed.length, 1)
+          assert.include(failed[0], "lock timeout")
+          assert.strictEqual(yield* orders("multiplexed"), 1)
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(held)
+          assert.strictEqual((yield* jobRows(schema)).length, 1)
+        }).pipe(Effect.scoped, Effect.provide(Layer.merge(PgJobStore.layerClient({ schema }).pipe(Layer.provide(db)), db)))
+      }), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
