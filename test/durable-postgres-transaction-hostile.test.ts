@@ -341,6 +341,35 @@ else {
         }).pipe(Effect.scoped, Effect.provide(Layer.merge(PgJobStore.layerClient({ schema }).pipe(Layer.provide(db)), db)))
       }), 60_000)
 
+    it.live("a read of the store in a long transaction (a status): the store's time stays the server's, not the transaction's start", () =>
+      inStore(() => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+        /** How far (ms) the store's time, read after the server's clock (outside any transaction), is behind it. */
+        const outside = yield* Pg.appClient(dbUrl, 1)
+        const lag = Effect.gen(function*() {
+          const [row] = yield* outside<{ at: number }>`SELECT floor(extract(epoch from clock_timestamp()) * 1000)::float8 AS at`.pipe(Effect.orDie)
+          return row!.at - (yield* store.now)
+        })
+        let worst = 0
+        yield* withTransaction(Effect.gen(function*() {
+          // the transaction's now() is its start: 3 s back once this passes
+          yield* waitFor(
+            Effect.map(sql<{ past: boolean }>`SELECT clock_timestamp() > now() + interval '3 seconds' AS past`, (rows) => rows[0]!.past).pipe(Effect.orDie),
+            "the transaction was 3 s old",
+            { within: 30_000 }
+          )
+          // reads of the application's (each may ask the server's time in the background)
+          for (let i = 0; i < 5; i++) {
+            yield* JobQueue.status(job.id)
+            yield* Effect.sleep("300 millis")
+            worst = Math.max(worst, yield* lag)
+          }
+        }))
+        assert.isBelow(worst, 1500, `the store's time lagged the server's by ${worst} ms`)
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()

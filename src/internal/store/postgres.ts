@@ -1208,7 +1208,12 @@ export const makeWith = (
     // waiting on the server
     const time = ServerTime.make(
       clock,
-      read("now", Effect.map(sql<{ now: bigint }>`SELECT ${serverTime("now()")} AS now`, (rows) => Number(rows[0]!.now)))
+      read("now", Effect.map(sql<{ now: bigint }>`SELECT ${serverTime("now()")} AS now`, (rows) => Number(rows[0]!.now))).pipe(
+        // never in the caller's transaction (the background ask forks with the caller's context): in
+        // the application's (layerClient: a status read in it) now() is the transaction's start, and
+        // the store's time went back by the transaction's age, its consumers' leases and repeats too
+        Effect.updateContext(Context.omit(sql.transactionService))
+      )
     )
     /** The store's time (ms) outside an Effect: the Effect Clock's, or the server's as `time` knows it. */
     const nowUnsafe = (): number => cfg.clock === "effect" ? clock.currentTimeMillisUnsafe() : time.nowUnsafe()
