@@ -370,6 +370,38 @@ else {
         assert.isBelow(worst, 1500, `the store's time lagged the server's by ${worst} ms`)
       })), 60_000)
 
+    it.live("a cancel of a running job in the application's transaction: the job runs on while the transaction is open, is not interrupted if it rolls back, and is at the commit", () =>
+      inStore(() => Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          queues: ["q"],
+          handlers: [Task.handle(Work, () =>
+            Effect.andThen(Deferred.succeed(started, undefined), Effect.never).pipe(
+              Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+            ))],
+          concurrency: 1,
+          poll: HOUR
+        })
+        const job = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+        yield* Deferred.await(started)
+        const cancelIn = (then: "commit" | "roll back") =>
+          Effect.exit(withTransaction(Effect.gen(function*() {
+            assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+            // this process's consumer was told at once: it must not take the uncommitted request
+            yield* Effect.sleep("500 millis")
+            assert.isFalse(yield* Deferred.isDone(interrupted), "interrupted before the commit")
+            if (then === "roll back") return yield* Effect.fail("rolled back" as const)
+          })))
+        yield* cancelIn("roll back")
+        yield* Effect.sleep("500 millis")
+        assert.isFalse(yield* Deferred.isDone(interrupted), "interrupted by a rolled-back cancel")
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+        yield* cancelIn("commit")
+        yield* Deferred.await(interrupted).pipe(Effect.timeout("20 seconds"))
+        yield* waitFor(Effect.map(JobQueue.status(job.id), (info) => info.state === "cancelled").pipe(Effect.orDie, Effect.provideService(JobStore.JobStore, yield* JobStore.JobStore)), "the job was cancelled")
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
