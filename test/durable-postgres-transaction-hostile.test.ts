@@ -402,6 +402,33 @@ else {
         yield* waitFor(Effect.map(JobQueue.status(job.id), (info) => info.state === "cancelled").pipe(Effect.orDie, Effect.provideService(JobStore.JobStore, yield* JobStore.JobStore)), "the job was cancelled")
       })), 60_000)
 
+    it.live("the transaction's session ended by the server (pg_terminate_backend) after an enqueue: the next calls fail with StoreError, nothing is committed, the pool goes on", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const sql = yield* PgClient.PgClient
+        // a session of the same role may end another of its own
+        const outside = yield* Pg.appClient(dbUrl, 1)
+        const failures: Array<Exit.Exit<void, unknown>> = []
+        const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          yield* insertOrder("terminated")
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+          const [me] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+          yield* outside`SELECT pg_terminate_backend(${me!.pid})`.pipe(Effect.orDie)
+          failures.push(yield* Effect.exit(Effect.asVoid(JobQueue.enqueue(Work, { n: 2 }, { queue: "q" }))))
+          failures.push(yield* Effect.exit(Effect.asVoid(JobQueue.enqueueAll(Work, [{ payload: { n: 3 } }], { queue: "q" }))))
+        })))
+        assert.isTrue(Exit.isFailure(exit))
+        for (const failure of failures) {
+          assert.isTrue(Exit.isFailure(failure) && !Cause.hasDies(failure.cause) && Cause.pretty(failure.cause).includes("StoreError"), String(failure))
+        }
+        assert.strictEqual(yield* orders("terminated"), 0)
+        assert.strictEqual((yield* jobRows(schema)).length, 0)
+        yield* withTransaction(Effect.gen(function*() {
+          yield* insertOrder("after-terminated")
+          yield* JobQueue.enqueue(Work, { n: 4 }, { queue: "q" })
+        }))
+        assert.strictEqual((yield* jobRows(schema)).length, 1)
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
