@@ -429,6 +429,20 @@ else {
         assert.strictEqual((yield* jobRows(schema)).length, 1)
       })), 60_000)
 
+    it.live("an enqueue in a READ ONLY transaction of the application's: the StoreError says the transaction is read-only, not only a failover", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const exit = yield* Effect.exit(withTransaction(JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })).pipe(
+          Effect.provideService(SqlClient.BeginTransaction, "BEGIN READ ONLY")
+        ))
+        assert.isTrue(Exit.isFailure(exit))
+        const text = Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""
+        assert.include(text, "StoreError")
+        assert.include(text, "the application's transaction it ran in is read-only")
+        assert.strictEqual((yield* jobRows(schema)).length, 0)
+        // outside it, the same store writes
+        assert.isTrue((yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })).created)
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
@@ -630,7 +644,3 @@ else {
   })
 }
 
-void Cause
-void Fiber
-void SqlClient
-void otherStore

@@ -643,8 +643,8 @@ export const schemaChannel = (schema: string) =>
  */
 const LINGER = 1000
 
-const fail = (operation: string) => (cause: unknown) =>
-  new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) + readOnlyHint(cause) })
+const fail = (operation: string, inApplications = false) => (cause: unknown) =>
+  new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) + readOnlyHint(cause, inApplications) })
 
 /**
  * SQLSTATE 25006 (read_only_sql_transaction): a write on a server that takes none, a hot standby
@@ -661,10 +661,12 @@ const READ_ONLY = "25006"
 /** The least time (ms) between two drops of the store's sessions for a write refused as read-only. */
 export const READ_ONLY_DROP_EVERY = 1000
 
-const readOnlyHint = (cause: unknown): string =>
-  sqlStateOf(cause) === READ_ONLY
-    ? " (the server is read-only: a standby in recovery, reached before or during a failover or through a replica's address, or default_transaction_read_only is on; writes work again once the URL reaches the primary)"
-    : ""
+const readOnlyHint = (cause: unknown, inApplications: boolean): string =>
+  sqlStateOf(cause) !== READ_ONLY
+    ? ""
+    : inApplications
+    ? " (the application's transaction it ran in is read-only, BEGIN READ ONLY or SET TRANSACTION READ ONLY, or the server is: a standby in recovery, reached before or during a failover or through a replica's address, or default_transaction_read_only is on)"
+    : " (the server is read-only: a standby in recovery, reached before or during a failover or through a replica's address, or default_transaction_read_only is on; writes work again once the URL reaches the primary)"
 
 /**
  * The SQLSTATE of the driver's error under `cause` (SqlError wraps it, sometimes twice), if any:
@@ -1093,12 +1095,19 @@ export const makeWith = (
           )
       )
 
+    /** Whether the statement runs in a transaction of the application's (`layerClient`), not one the store opened. */
+    const inApplications: Effect.Effect<boolean> = Effect.gen(function*() {
+      return (yield* Effect.serviceOption(sql.transactionService))._tag === "Some" && !(yield* OwnPin)
+    })
+
     const statement = <A>(operation: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, StoreError> =>
       effect.pipe(
         driverTime,
         // its sessions closed before the caller hears (a next statement would take one that is closing)
         Effect.tapError((error) => ownClient !== undefined && sqlStateOf(error) === READ_ONLY ? Effect.promise(ownClient.dropSessions) : Effect.void),
-        Effect.mapError(fail(operation)),
+        // inside the application's transaction (layerClient) a write refused as read-only may be its
+        // own doing (BEGIN READ ONLY): the hint says so rather than only a failover
+        Effect.catch((error) => Effect.flatMap(inApplications, (inApp) => Effect.fail(fail(operation, inApp)(error)))),
         // the pool's close interrupts the queries under it: the caller (an awaiter, a producer)
         // gets a typed error, not an interruption it never asked for
         Effect.catchCause((cause) => {
@@ -1146,10 +1155,8 @@ export const makeWith = (
     let sessionBounded = false
     const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       sessionBounded ? sql.withTransaction(effect) : Effect.gen(function*() {
-        const outer = yield* Effect.serviceOption(sql.transactionService)
-        const applications = outer._tag === "Some" && !(yield* OwnPin)
         return yield* sql.withTransaction(
-          applications
+          (yield* inApplications)
             ? effect
             : Effect.andThen(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(IDLE_IN_TRANSACTION)}, true)`, effect)
         )
