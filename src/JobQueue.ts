@@ -39,6 +39,7 @@ import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
 import * as JobInfos from "./internal/jobInfo.ts"
+import { outsideTransactions } from "./internal/sqlTransaction.ts"
 import { checkTask } from "./internal/taskCodecs.ts"
 import * as ThreadJson from "./internal/threadJson.ts"
 import * as RateLimits from "./internal/rateLimit.ts"
@@ -1485,10 +1486,11 @@ export const consume: {
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>
-      Effect.gen(function*() {
+      // a consumer is never part of its caller's transaction (see sqlTransaction.ts)
+      outsideTransactions(Effect.gen(function*() {
         if (aging !== undefined) yield* shareAging(checked.queues, aging)
         return yield* ConsumerImpl.make(checked)
-      })
+      }))
   )) as typeof consume
 
 /** `ConsumeOptions` whose handlers are any handlers `H`, each with its own services. */

@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -441,6 +441,33 @@ else {
         assert.strictEqual((yield* jobRows(schema)).length, 0)
         // outside it, the same store writes
         assert.isTrue((yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })).created)
+      })), 60_000)
+
+    it.live("a consumer started inside the application's transaction is not part of it: it does not run the transaction's uncommitted job, and goes on after the transaction ends", () =>
+      inStore(() => Effect.gen(function*() {
+        const runs: Array<number> = []
+        const scope = yield* Effect.scope
+        const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          // its scope is the caller's, not the transaction's: it outlives the transaction
+          yield* JobQueue.consume({
+            queues: ["q"],
+            handlers: [Task.handle(Work, ({ n }) => Effect.sync(() => runs.push(n)).pipe(Effect.as(n)))],
+            concurrency: 1,
+            poll: "100 millis"
+          }).pipe(Scope.provide(scope))
+          yield* insertOrder("consumer-in-tx")
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+          // its polls look several times meanwhile (on its own connections they see nothing)
+          yield* Effect.sleep("1 second")
+          return yield* Effect.fail("rolled back" as const)
+        })))
+        assert.isTrue(Exit.isFailure(exit))
+        // not run: it had run inside the transaction (its claims on the transaction's connection), a job that then never was
+        assert.deepStrictEqual(runs, [])
+        const job = yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })
+        // it goes on: its claims did not stay on the transaction's released connection
+        assert.strictEqual(yield* JobQueue.await(Work, job.id).pipe(Effect.timeout("20 seconds")), 2)
+        assert.deepStrictEqual(runs, [2])
       })), 60_000)
 
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>

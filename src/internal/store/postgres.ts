@@ -76,6 +76,7 @@ import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
+import { TRANSACTION_KEY } from "../sqlTransaction.ts"
 import * as Backoff from "../durable/backoff.ts"
 
 export interface Config {
@@ -317,9 +318,6 @@ export const MIGRATE_LOCK_WAIT = 2000
  * hours a dead host's connection stays open.
  */
 export const IDLE_IN_TRANSACTION = 10_000
-
-/** The keys of effect's SQL clients' transactions in a fiber's context, one per client (`SqlClient.TransactionConnection`). */
-const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
 
 /** Whether the transaction open is one the store opened for a write of its own (`pinned`), not the application's. */
 const OwnPin = Context.Reference<boolean>("effect-workpool/PgStore/OwnPin", { defaultValue: () => false })

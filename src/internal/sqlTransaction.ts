@@ -1,0 +1,23 @@
+/**
+ * Effect's SQL clients keep a transaction in the fiber's context, one service per client
+ * (`SqlClient.TransactionConnection`, keyed `effect/sql/SqlClient/TransactionConnection/<client id>`):
+ * every statement of that client under it, in forked fibers too, runs on the transaction's connection.
+ * A consumer started inside an application's `withTransaction` inherited it: its claims saw the
+ * transaction's uncommitted jobs and ran them before the commit (rolled back, they had run all the
+ * same), and once the transaction ended every claim failed ("Pinned connection was released").
+ *
+ * @internal
+ */
+import { Context, Effect } from "effect"
+
+/** The start of every SQL client's transaction key. */
+export const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
+
+const withoutTransactions = <R>(context: Context.Context<R>): Context.Context<R> => {
+  const kept = [...context.mapUnsafe].filter(([key]) => !key.startsWith(TRANSACTION_KEY))
+  return kept.length === context.mapUnsafe.size ? context : Context.makeUnsafe(new Map(kept))
+}
+
+/** `effect`, and every fiber it forks, outside the caller's SQL transactions (of any client). */
+export const outsideTransactions = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.updateContext(effect, withoutTransactions<R>)
