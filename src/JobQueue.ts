@@ -1181,7 +1181,8 @@ export const repeat = <T extends Task.Any>(
       delay: 0,
       runAt: at
     })
-    yield* Effect.forkScoped(Repeat.run({ name: checked.name, cron: checked.cron, catchUp: checked.catchUp, store, job }))
+    // its ticks are never part of its caller's transaction (see sqlTransaction.ts)
+    yield* Effect.forkScoped(outsideTransactions(Repeat.run({ name: checked.name, cron: checked.cron, catchUp: checked.catchUp, store, job })))
   })
 
 /**

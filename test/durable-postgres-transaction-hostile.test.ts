@@ -470,6 +470,22 @@ else {
         assert.deepStrictEqual(runs, [2])
       })), 60_000)
 
+    it.live("a repeat started inside the application's transaction is not part of it: its ticks are enqueued after the transaction ends", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const scope = yield* Effect.scope
+        yield* Effect.exit(withTransaction(Effect.gen(function*() {
+          yield* JobQueue.repeat("every-second", Work, { n: 1 }, { cron: "* * * * * *", queue: "ticks" }).pipe(Scope.provide(scope))
+          return yield* Effect.fail("rolled back" as const)
+        })))
+        // ticks of its own, committed on their own (not on the transaction's released connection)
+        const sql = yield* PgClient.PgClient
+        yield* waitFor(
+          Effect.map(jobRows(schema), (rows) => rows.length >= 2).pipe(Effect.provideService(PgClient.PgClient, sql)),
+          "two ticks were enqueued",
+          { within: 20_000 }
+        )
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
