@@ -1434,8 +1434,10 @@ export const makeWith = (
      * queue hear. The payload says what for: `job` (a job can be claimed), `due:<ms>` (a job
      * becomes claimable in `ms`, on the server's clock: listeners wake their idle consumers then,
      * not at once to look) or `payload` (`rateChanged`). With `delay`, an SQL expression of the
-     * job's delay: `job` when it is not positive. Cancels go to the schema's channel, which every
-     * instance hears.
+     * job's delay: `job` when it is not positive. With `at` too, an SQL expression of the job's due time
+     * (its `visible_at`), `at:<ms>` instead of `due:<ms>`: an enqueue's, whose commit (in the
+     * application's transaction) may come long after its statement, a delay counted again from
+     * there. Cancels go to the schema's channel, which every instance hears.
      */
     const notify = (queue: Fragment | string, delay?: Fragment, payload?: string, at?: Fragment) => {
       const name = sql`${sql.literal(`'${CHANNEL_PREFIX}'`)} || left(encode(sha256(convert_to(${`${cfg.schema}.`} || ${queue}, 'UTF8')), 'hex'), ${CHANNEL_HASH})`
