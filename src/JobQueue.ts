@@ -798,7 +798,9 @@ const awaitJob = <T extends Task.Any>(
   task: T,
   id: string
 ): Effect.Effect<Task.Success<T>, Task.Failure<T> | AwaitError, JobStore> =>
-  Effect.gen(function*() {
+  // its looks outside the caller's transaction (see sqlTransaction.ts): in a REPEATABLE READ or
+  // SERIALIZABLE one they read its snapshot, where the job never ended, and the await never returned
+  outsideTransactions(Effect.gen(function*() {
     // an untyped caller's task that is not a Task matches no job: TaskMismatch saying what it is, not a TypeError
     const invalid = checkTask(task)
     const expected = invalid === undefined ? task.name : `${invalid.value} (not a Task made with Task.make)`
@@ -814,7 +816,7 @@ const awaitJob = <T extends Task.Any>(
       }
       yield* store.wait(AWAIT_POLL, since)
     }
-  })
+  }))
 
 /**
  * Waits for a job's result, from any process: its success, its own typed failure (decoded back into

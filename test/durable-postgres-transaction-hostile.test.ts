@@ -486,6 +486,33 @@ else {
         )
       })), 60_000)
 
+    it.live("an await inside a REPEATABLE READ transaction of the application's sees the job end (its looks are not in the transaction's snapshot)", () =>
+      inStore(() => Effect.gen(function*() {
+        const release = yield* Deferred.make<void>()
+        const started = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          queues: ["q"],
+          handlers: [Task.handle(Work, ({ n }) => Effect.andThen(Deferred.succeed(started, undefined), Deferred.await(release)).pipe(Effect.as(n * 10)))],
+          concurrency: 1,
+          poll: HOUR
+        })
+        const job = yield* JobQueue.enqueue(Work, { n: 4 }, { queue: "q" })
+        yield* Deferred.await(started)
+        const result = yield* withTransaction(Effect.gen(function*() {
+          // the snapshot is taken: the job running
+          assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+          yield* Deferred.succeed(release, undefined)
+          return yield* JobQueue.await(Work, job.id).pipe(Effect.timeout("15 seconds"))
+        })).pipe(Effect.provideService(SqlClient.BeginTransaction, "BEGIN ISOLATION LEVEL REPEATABLE READ"))
+        assert.strictEqual(result, 40)
+        // in the transaction that enqueued it: not committed, not found (rather than waiting as long as the transaction)
+        const own = yield* withTransaction(Effect.gen(function*() {
+          const handle = yield* JobQueue.enqueue(Work, { n: 5 }, { queue: "q" })
+          return yield* Effect.flip(handle.await)
+        }))
+        assert.strictEqual(own._tag, "JobNotFound")
+      })), 60_000)
+
     it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
