@@ -1467,17 +1467,20 @@ if (enabled) {
    */
   describe("the Redis store's claim of several queues after its look (PEEK), hostile", () => {
     const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
-    const PEEK = sha(Scripts.PEEK)
-    /** `plain`, running `between` once, after the first PEEK of the queue whose meta key ends `ofQueue` has answered. */
+    // on one server a look is one script over several queues (PEEK_MANY)
+    const PEEKS = [Scripts.PEEK, Scripts.PEEK_MANY]
+    const PEEK_SHAS = PEEKS.map(sha)
+    /** `plain`, running `between` once, after the first look (PEEK) of the queue whose meta key ends `ofQueue` has answered. */
     const afterPeek = (plain: Redis.Redis["Service"], ofQueue: string, between: Effect.Effect<void, any>) => {
       let done = false
       return Redis.Redis.of({
         ...plain,
         send: <A>(command: string, ...args: ReadonlyArray<string>) =>
           Effect.suspend(() => {
-            const peek = (command === "EVALSHA" && args[0] === PEEK) || (command === "EVAL" && args[0] === Scripts.PEEK)
+            const peek = (command === "EVALSHA" && PEEK_SHAS.includes(args[0]!)) || (command === "EVAL" && PEEKS.includes(args[0]!))
             const sending = plain.send<A>(command, ...args)
-            if (!peek || done || !args[2]!.endsWith(`${ofQueue}:meta`)) return sending
+            const keys = args.slice(2, 2 + Number(args[1]))
+            if (!peek || done || !keys.some((key) => key.endsWith(`${ofQueue}:meta`))) return sending
             done = true
             return Effect.tap(sending, () => Effect.orDie(between))
           })

@@ -506,7 +506,7 @@ return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
  * now (as CLAIM counts it), none while it is paused: {score, created, score, created, ...}. Promotes
  * the due delayed jobs first, as CLAIM would.
  */
-export const PEEK: string = `${PRELUDE}
+const PEEK_BODY = `
 local now = clock(ARGV[1])
 if redis.call("HGET", B .. ":meta", "paused") == "1" then return {} end
 promote(now)
@@ -529,6 +529,7 @@ for i = 1, math.min(limit, #heads) do
 end
 return out
 `
+export const PEEK: string = `${PRELUDE}${PEEK_BODY}`
 
 /**
  * ARGV: now, lease, tokens... → {lost tokens, cancelled tokens}. Passes on a server over its
@@ -580,7 +581,7 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  * (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep them in step), its
  * named policy's list, or `backoff`.
  */
-export const REAP: string = `${PRELUDE}
+const REAP_BODY = `
 local now = clock(ARGV[1])
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
@@ -631,6 +632,7 @@ for i = 1, #expired, 2 do
 end
 return count
 `
+export const REAP: string = `${PRELUDE}${REAP_BODY}`
 
 /** ARGV: now, id, cancel channel → "cancelled" | "requested" | "finished" | "missing" */
 export const CANCEL: string = `${PRELUDE}
@@ -1063,6 +1065,32 @@ if held[1] and tonumber(held[2]) <= tonumber(due[2]) then return ready end
 markDue(due[2])
 return ready
 `
+
+/**
+ * A queue's script run over several queues in one call, on one server only (a Cluster's queues are
+ * in different slots, and a script touches one): KEYS are each queue's meta hash and guard, as
+ * `run` passes them for one queue (numkeys twice the queues), ARGV the one script's → its answers,
+ * one per queue, in the order of KEYS. `B`, which every helper of the prelude reads, is set to each
+ * queue's base in turn. A script per queue cost a round trip and, in the store, a fiber and a timer
+ * each: a claim's look at 10,000 queues took 1-2 s, a reap as long (docs/operations.md).
+ */
+const many = (body: string) => `${PRELUDE}
+local function one()
+${body}
+end
+local out = {}
+for i = 1, #KEYS, 2 do
+  B = string.sub(KEYS[i], 1, -6)
+  out[#out + 1] = one()
+end
+return out
+`
+
+/** `PEEK` of several queues (see `many`). */
+export const PEEK_MANY: string = many(PEEK_BODY)
+
+/** `REAP` of several queues (see `many`). */
+export const REAP_MANY: string = many(REAP_BODY)
 
 /**
  * The server's TIME, by a script: on a Cluster, routed by its key (the list of queues') to that
