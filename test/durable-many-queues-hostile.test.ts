@@ -294,6 +294,23 @@ describe.runIf(Rd.enabled)("Redis: scripts across many queues", () => {
       assert.isUndefined(sent.get("PEEK"))
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  it.live("a claim of 250 queues that finds one job ready, in the last, and a rate-limited queue's window full: its look, then a claim of those two queues only, not one per queue (claimed in turn, each of 10,000 mostly empty queues cost a script: 7-23 s a claim on 2 busy cores); it says how long the window holds it back and when the soonest delayed job is due", () =>
+    Effect.gen(function*() {
+      const { reset, sent, store } = yield* counting()
+      const queues = tenants(250)
+      yield* store.configure(queues[5]!, { rateLimit: { limit: 1, interval: 60_000 } })
+      yield* store.enqueueAll([newJob(queues[5]!), newJob(queues[5]!), newJob(queues[120]!, { delay: 3_600_000 })])
+      assert.strictEqual((yield* store.claim({ queues: [queues[5]!], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims.length, 1)
+      const last = yield* store.enqueue(newJob(queues[249]!))
+      reset()
+      const claimed = yield* store.claim({ queues, tasks: ["Echo"], limit: 10, lease: 60_000 })
+      assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [last.id])
+      assert.isAbove(claimed.limitedFor, 50_000)
+      assert.isAbove(claimed.dueIn!, 3_500_000)
+      assert.isAtMost(claimed.dueIn!, 3_600_000)
+      assert.deepStrictEqual([sent.get("PEEK_MANY"), sent.get("CLAIM")], [3, 2])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   it.live("an enqueueAll over 200 queues sends their scripts together, not one after another (30,000 jobs in 10,000 queues took 7.5 s)", () =>
     Effect.gen(function*() {
       const { flight, sent, store } = yield* counting()

@@ -350,8 +350,8 @@ const SCRIPTS = {
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   time: script<[string, string]>(Scripts.TIME, 1),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
-  peek: script<Array<string>>(Scripts.PEEK),
-  peekMany: script<Array<Array<string>>>(Scripts.PEEK_MANY),
+  peek: script<Look>(Scripts.PEEK),
+  peekMany: script<Array<Look>>(Scripts.PEEK_MANY),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
   progress: script<number>(Scripts.PROGRESS),
   settle: script<Array<number>>(Scripts.SETTLE),
@@ -370,6 +370,9 @@ const SCRIPTS = {
   markDue: script<number>(Scripts.MARK_DUE),
   orphans: script<number>(Scripts.ORPHANS)
 }
+
+/** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit holds claims back. */
+type Look = [Array<string>, string, string, "0" | "1"]
 
 /** The server has no script of that SHA (restarted, `SCRIPT FLUSH`, or a Cluster node that never ran it). */
 const isNoScript = (error: Redis.RedisError) => {
@@ -1098,68 +1101,80 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       )
 
     /**
-     * How many jobs a claim of several queues takes from each, when their ready jobs outnumber its
-     * `limit`: the best `limit` across them (rank, then creation time), from each queue's best
-     * (`PEEK`, one script per queue, together). Claimed in turn with no such look, each queue up to
-     * what was left, the first queue's jobs filled the slots whatever the others' priorities, and
-     * starved them while it had as many jobs as free slots. Undefined (claim in turn, each queue up
-     * to what is left) when they fit, or when a queue's look failed or had no answer within
-     * `CLAIM_BOUND` (a Cluster node down or frozen, or the one server; the claim then skips the
-     * queues it would wait behind, see `unanswered`, and later claims do not look until it has
-     * answered). A claim elsewhere between the look and the claim may take an allotted job: this
-     * one then takes that queue's next, which another queue's job could have outranked, or, that
-     * queue empty, the other queues' in turn (`allottedFirst`): across queues, claims at the same
-     * instant are ordered only as well as their looks.
+     * What a claim of several queues takes from each, from a look at each queue's best (`PEEK`, on
+     * one server `MANY_QUEUES` a script, all sent together): `allotted`, the best `limit` jobs across
+     * them (rank, then creation time), counted per queue; `more`, the queues that may hold jobs past
+     * those (a queue's look showed more than its share, or a full page of `limit`), are rate limited
+     * (the claim says for how long) or whose delayed job's marker this store holds (the claim moves
+     * its entry in `B:held`); `due`, each queue's soonest delayed job (`dueIn`, `dueAt`). A queue in
+     * neither is not claimed from: it had nothing ready, and a job made ready since adds its marker,
+     * which wakes its consumers again (claimed in turn, each of 10,000 queues mostly empty cost a
+     * script, the claim seconds). Claimed in turn with no look, each queue up to what was left, the
+     * first queue's jobs filled the slots whatever the others' priorities, and starved them while it
+     * had as many jobs as free slots. Undefined (claim in turn, each queue up to what is left) when a
+     * queue's look failed or had no answer within `CLAIM_BOUND` (a Cluster node down or frozen, or
+     * the one server; the claim then skips the queues it would wait behind, see `unanswered`, and
+     * later claims do not look until it has answered). A claim elsewhere between the look and the
+     * claim may take an allotted job: this one then takes that queue's next, which another queue's
+     * job could have outranked, or, that queue empty, the other queues' in turn (`allottedFirst`):
+     * across queues, claims at the same instant are ordered only as well as their looks.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
         // a queue whose look or claim is still unanswered: no look (each would wait its bound)
         if (request.queues.some((queue) => unanswered(["peek", "claim"], queue) !== undefined)) return undefined
         const heads: Array<{ readonly score: number; readonly created: number; readonly queue: string }> = []
+        const counts = new Map<string, number>()
+        const more = new Set<string>()
+        const due = new Map<string, { readonly dueIn: string; readonly dueAt: string }>()
         const args = [NOW(), String(request.limit), String(request.tasks.length), ...request.tasks]
         // every queue's look sent at once (on one server `MANY_QUEUES` a script), each bounded
         const failed = yield* eachQueue(
           "peek",
           request.queues,
           CLAIM_BOUND,
-          (group) => group.length === 1 ? Effect.map(run("peek", group[0]!, ...args), (flat) => [flat]) : runMany(SCRIPTS.peekMany, group, ...args),
-          (queue, flat) => {
+          (group) => group.length === 1 ? Effect.map(run("peek", group[0]!, ...args), (look) => [look]) : runMany(SCRIPTS.peekMany, group, ...args),
+          (queue, [flat, dueIn, dueAt, limited]) => {
             for (let j = 0; j < flat.length; j += 2) heads.push({ score: Number(flat[j]), created: Number(flat[j + 1]), queue })
+            if (flat.length > 0) counts.set(queue, flat.length / 2)
+            if (flat.length / 2 >= request.limit || limited === "1" || dueMarkers.has(queue)) more.add(queue)
+            if (dueAt !== "") due.set(queue, { dueIn, dueAt })
           },
           { size: manyQueues, inFlight: "unbounded" }
         )
         if (failed !== undefined) return undefined
-        if (heads.length <= request.limit) return undefined
         heads.sort((a, b) => a.score - b.score || a.created - b.created)
         const allotted = new Map<string, number>()
         for (const head of heads.slice(0, request.limit)) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
-        return allotted
+        for (const [queue, count] of counts) if (count > (allotted.get(queue) ?? 0)) more.add(queue)
+        return { allotted, more, due }
       })
 
     /**
      * The queues a claim after a look takes from, in order: the allotted ones, each up to its share
      * (`sharing` says which shares hold); then, the claim still short (a claim elsewhere since the
-     * look took allotted jobs), every queue in turn for what is left, as without a look, but those
-     * that had no answer. Only the allotted ones, the claim came back short, empty even, while the
-     * others had ready jobs: its consumer then waited, their wake-up (the marker its watch took) spent.
+     * look took allotted jobs), the queues that may hold `more` in turn for what is left, as without
+     * a look, but those that had no answer. Only the allotted ones, the claim came back short, empty
+     * even, while the others had ready jobs: its consumer then waited, their wake-up (the marker its
+     * watch took) spent.
      */
     function* allottedFirst(
       queues: ReadonlyArray<string>,
-      allotted: ReadonlyMap<string, number>,
+      { allotted, more }: { readonly allotted: ReadonlyMap<string, number>; readonly more: ReadonlySet<string> },
       answered: ReadonlyMap<string, unknown>,
       sharing: (shares: ReadonlyMap<string, number> | undefined) => void
     ): Generator<string> {
       sharing(allotted)
       for (const queue of queues) if (allotted.has(queue)) yield queue
       sharing(undefined)
-      for (const queue of queues) if (!allotted.has(queue) || answered.has(queue)) yield queue
+      for (const queue of queues) if (more.has(queue) && (!allotted.has(queue) || answered.has(queue))) yield queue
     }
 
     const claim = (request: ClaimRequest) =>
       op(
         "claim",
         Effect.gen(function*() {
-          const allotted = request.queues.length > 1 ? yield* allotments(request) : undefined
+          const look = request.queues.length > 1 ? yield* allotments(request) : undefined
           const claims: Array<Claim & { readonly rank: number }> = []
           // the queues claimed from, and when each one's soonest delayed job is due (server ms)
           const looked = new Map<string, number | undefined>()
@@ -1178,7 +1193,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           let share: ReadonlyMap<string, number> | undefined
           const failedQueues = yield* eachQueue(
             "claim",
-            allotted === undefined ? request.queues : allottedFirst(request.queues, allotted, looked, (shares) => share = shares),
+            look === undefined ? request.queues : allottedFirst(request.queues, look, looked, (shares) => share = shares),
             request.queues.length > 1 ? CLAIM_BOUND : 0,
             (group) => {
               const queue = group[0]!
@@ -1235,6 +1250,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             }
           )
           if (failedQueues !== undefined && looked.size === 0) return yield* Effect.fail(failedQueues[0]![1])
+          // the queues looked at and not claimed from: their soonest delayed jobs as the look saw them
+          if (look !== undefined) {
+            for (const [queue, { dueAt, dueIn: due }] of look.due) {
+              if (looked.has(queue)) continue
+              looked.set(queue, Number(dueAt))
+              if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
+            }
+          }
           if (queueFailures.size > 0 || failedQueues !== undefined) yield* queueStreaks(looked, failedQueues)
           // several queues: best first across them (each queue's claim took its best)
           if (request.queues.length > 1) claims.sort((a, b) => b.rank - a.rank || a.job.createdAt - b.job.createdAt)
