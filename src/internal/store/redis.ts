@@ -551,10 +551,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
     /**
      * A queue's script over several queues at once (`Scripts.many`: one server only), each queue's
-     * keys as `run` gives them: its answers, one per queue.
+     * keys as `run` gives them: its answers, one per queue. A script that stopped at its budget of
+     * jobs moved (`MANY_BUDGET`) answered the first queues only: the rest go in the next.
      */
     const runMany = <R>(script: Lua<ReadonlyArray<R>>, queues: ReadonlyArray<string>, ...args: ReadonlyArray<string>) =>
-      evalsha(script, [...queues.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * queues.length))
+      Effect.gen(function*() {
+        const answers: Array<R> = []
+        while (answers.length < queues.length) {
+          const rest = queues.slice(answers.length)
+          const reply = yield* evalsha(script, [...rest.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * rest.length))
+          // the script answers one queue at least: an empty reply would loop for ever
+          if (reply.length === 0 || reply.length > rest.length) {
+            return yield* Effect.fail(new Error(`a script over ${rest.length} queues gave ${reply.length} answers`))
+          }
+          answers.push(...reply)
+        }
+        return answers
+      })
     /**
      * How many queues one script of an operation across queues takes (`eachQueue`'s `size`): on one
      * server `MANY_QUEUES` if it has a `Scripts.many` form, on a Cluster one (a script runs in one slot).

@@ -118,9 +118,13 @@ local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
   placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now)
 end
+-- the jobs this script moved (promoted, reaped): a script over several queues (\`many\`) stops at a
+-- budget of them, the server blocked for each
+local moved = 0
 -- delayed jobs whose time has come become ready
 local function promote(now)
   local due = redis.call("ZRANGEBYSCORE", B .. ":delayed", "-inf", now, "LIMIT", 0, 1000)
+  moved = moved + #due
   for _, id in ipairs(due) do
     redis.call("ZREM", B .. ":delayed", id)
     place(id, now)
@@ -624,6 +628,7 @@ local function delayOf(j, attempts)
   return tonumber(list[math.min(attempts, #list)]) or 0
 end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
+moved = moved + #expired / 2
 local count = 0
 for i = 1, #expired, 2 do
   local id = expired[i]
@@ -1082,6 +1087,9 @@ markDue(due[2])
 return ready
 `
 
+/** The jobs a script over several queues (`many`) moves before it stops (its last queue's may pass it). */
+export const MANY_BUDGET = 1000
+
 /**
  * A queue's script run over several queues in one call, on one server only (a Cluster's queues are
  * in different slots, and a script touches one): KEYS are each queue's meta hash and guard, as
@@ -1089,6 +1097,12 @@ return ready
  * one per queue, in the order of KEYS. `B`, which every helper of the prelude reads, is set to each
  * queue's base in turn. A script per queue cost a round trip and, in the store, a fiber and a timer
  * each: a claim's look at 10,000 queues took 1-2 s, a reap as long (docs/operations.md).
+ *
+ * It stops after the queue that brings the jobs it moved (promoted, reaped) to `MANY_BUDGET`, its
+ * answers then fewer than its queues: the caller sends the rest again (`redis.ts`'s `runMany`).
+ * Each queue's part moves up to 1,000 jobs, as its own script does: 100 queues' reaps after a fleet
+ * died took back up to 100,000 jobs in one script, the server blocked for seconds (20,000: 1.2 s),
+ * every other client's command waiting, heartbeats too.
  */
 const many = (body: string) => `${PRELUDE}
 local function one()
@@ -1098,6 +1112,7 @@ local out = {}
 for i = 1, #KEYS, 2 do
   B = string.sub(KEYS[i], 1, -6)
   out[#out + 1] = one()
+  if moved >= ${MANY_BUDGET} then break end
 end
 return out
 `
