@@ -179,7 +179,7 @@ const deployment = (options: Options, target: SentinelTarget): Deployment => {
 
 /**
  * Listens on up to `SWITCH_LISTENERS` sentinels at once for `+switch-master` of `target`, calling
- * `onSwitch` with its `host:port` once per new primary announced (each sentinel announces it: heard
+ * `onSwitch` with its `host:port` once per switch announced (each sentinel announces it: heard
  * twice, the connections were closed twice). A primary gone without a word (its machine off, partitioned away,
  * frozen) never ends its connections: their commands waited for it for ever (minutes of TCP
  * retransmits), a frozen one's until it resumed. Listening on one sentinel, the one cut off from its
@@ -212,10 +212,12 @@ export const listenForSwitches = (
     // "<name> <old ip> <old port> <new ip> <new port>"
     const [name, , , host, port] = message.split(" ")
     if (name !== target.name) return
-    const address = `${host}:${port}`
-    if (address === announced) return
-    announced = address
-    onSwitch(address)
+    // the same switch (old and new primary) as the last one heard: another sentinel's echo of it. Not
+    // the new address alone: a switch to the primary of the last one heard, from another (a switch
+    // between, all listeners' connections down, unheard), left the store on that other for ever
+    if (message === announced) return
+    announced = message
+    onSwitch(`${host}:${port}`)
   }
   const listen = () => {
     const index = stopped ? undefined : free()
