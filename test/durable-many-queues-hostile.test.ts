@@ -313,6 +313,24 @@ describe.runIf(Rd.enabled)("Redis: scripts across many queues", () => {
       assert.strictEqual(taken, 1800)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
+  it.effect("on one server a queue whose part of a reap's script fails (a job hash with a bad field) fails that queue only: the other queues of its script are reaped, the reap's error names the queue (a failure failed the whole script: its hundred queues never reaped)", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: Rd.url! })), (context) => Context.get(context, Redis.Redis))
+      const cfg = yield* RedisStore.options({ url: Rd.url!, prefix })
+      const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, plain)
+      const queues = tenants(3)
+      yield* store.enqueueAll(queues.map((queue) => newJob(queue)))
+      const claimed = yield* Effect.forEach(queues, (queue) => store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 1000 }))
+      const bad = claimed[1]!.claims[0]!.job
+      yield* Effect.promise(() => Rd.admin((client) => client.hSet(`${RedisStore.queueBase(prefix, bad.queue)}:job:${bad.id}`, "max", "not a number")))
+      yield* TestClock.adjust("2 seconds")
+      const reaped = yield* Effect.flip(store.reap([0]))
+      assert.include(reaped.reason, JSON.stringify(bad.queue))
+      const back = yield* store.claim({ queues: [queues[0]!, queues[2]!], tasks: ["Echo"], limit: 10, lease: 60_000 })
+      assert.deepStrictEqual(back.claims.map((claim) => claim.job.attempts), [2, 2])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   it.live("on one server a claim of 250 queues looks at them in 3 scripts and takes the best jobs across them (a look per queue: a claim of 10,000 queues took 1-2 s, one consumer of them drained 6 jobs/s)", () =>
     Effect.gen(function*() {
       const { reset, sent, store } = yield* counting()

@@ -371,6 +371,9 @@ const SCRIPTS = {
   orphans: script<number>(Scripts.ORPHANS)
 }
 
+/** A queue's part of a script over several queues (`Scripts.many`) that failed, the others' answered. */
+class QueueScriptFailed extends Error {}
+
 /** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit holds claims back. */
 type Look = [Array<string>, string, string, "0" | "1"]
 
@@ -556,7 +559,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      */
     const runMany = <R>(script: Lua<ReadonlyArray<R>>, queues: ReadonlyArray<string>, ...args: ReadonlyArray<string>) =>
       Effect.gen(function*() {
-        const answers: Array<R> = []
+        const answers: Array<R | QueueScriptFailed> = []
         while (answers.length < queues.length) {
           const rest = queues.slice(answers.length)
           const reply = yield* evalsha(script, [...rest.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * rest.length))
@@ -564,7 +567,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (reply.length === 0 || reply.length > rest.length) {
             return yield* Effect.fail(new Error(`a script over ${rest.length} queues gave ${reply.length} answers`))
           }
-          answers.push(...reply)
+          // a queue's part that failed says so in text (no answer of a queue's is one)
+          reply.forEach((answer, i) =>
+            answers.push(typeof answer === "string" ? new QueueScriptFailed(`the script of queue ${JSON.stringify(rest[i])} failed: ${(answer as string).slice(8)}`) : answer)
+          )
         }
         return answers
       })
@@ -1347,7 +1353,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       queues: Iterable<string>,
       bound: number,
       script: (group: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, unknown> | undefined,
-      answered: (queue: string, answer: A) => void,
+      answered: (queue: string, answer: Exclude<A, QueueScriptFailed>) => void,
       options: {
         readonly onLate?: (group: ReadonlyArray<string>, answer: Effect.Effect<ReadonlyArray<A>, unknown>) => Effect.Effect<void, unknown>
         readonly behind?: ReadonlyArray<keyof typeof late>
@@ -1375,7 +1381,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const answers = yield* (bound > 0 ? bounded(operation, sent, bound, effect, onLate) : effect).pipe(
               Effect.catch((error: unknown) => Effect.sync(() => sent.forEach((queue) => failedOn(queue, error))))
             )
-            if (answers !== undefined) sent.forEach((queue, i) => answered(queue, answers[i]!))
+            if (answers !== undefined) {
+              sent.forEach((queue, i) => {
+                const answer = answers[i]!
+                if (answer instanceof QueueScriptFailed) failedOn(queue, answer)
+                else answered(queue, answer as Exclude<A, QueueScriptFailed>)
+              })
+            }
           })
         // taken lazily one after another: a claim's list of queues follows what it took (`allottedFirst`)
         if (inFlight === 1) for (const group of groupsOf(queues, size)) yield* send(group)
@@ -1631,7 +1643,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               onLate: (group, answer) =>
                 Effect.map(answer, (counts) =>
                   group.forEach((queue, i) => {
-                    if (counts[i]! > 0) signal.notifyIn(0, queue)
+                    const n = counts[i]
+                    if (typeof n === "number" && n > 0) signal.notifyIn(0, queue)
                   })),
               size: manyQueues,
               inFlight: "unbounded"

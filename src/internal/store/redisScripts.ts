@@ -1098,6 +1098,11 @@ export const MANY_BUDGET = 1000
  * queue's base in turn. A script per queue cost a round trip and, in the store, a fiber and a timer
  * each: a claim's look at 10,000 queues took 1-2 s, a reap as long (docs/operations.md).
  *
+ * A queue whose part fails (a key of the wrong type, a job hash missing fields) answers the text
+ * `failed: <why>`, and the others go on: a failure failed the whole script, and one such queue
+ * kept every queue of its hundred from being reaped, for ever. What it wrote before stays, as in
+ * its own script.
+ *
  * It stops after the queue that brings the jobs it moved (promoted, reaped) to `MANY_BUDGET`, its
  * answers then fewer than its queues: the caller sends the rest again (`redis.ts`'s `runMany`).
  * Each queue's part moves up to 1,000 jobs, as its own script does: 100 queues' reaps after a fleet
@@ -1111,7 +1116,13 @@ end
 local out = {}
 for i = 1, #KEYS, 2 do
   B = string.sub(KEYS[i], 1, -6)
-  out[#out + 1] = one()
+  local ok, answer = pcall(one)
+  if not ok then
+    -- a redis.call error is raised as {err = ...}
+    if type(answer) == "table" and answer.err then answer = answer.err end
+    answer = "failed: " .. tostring(answer)
+  end
+  out[#out + 1] = answer
   if moved >= ${MANY_BUDGET} then break end
 end
 return out
