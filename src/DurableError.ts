@@ -15,23 +15,30 @@ import { Schema } from "effect"
  * The job store failed: the SQLite file could not be opened or is corrupt, the Postgres or Redis
  * server could not be reached, a statement or script failed, the store's schema is newer than this
  * code, or a store layer's options are invalid (`operation` "open"). `operation` names what was
- * being done.
+ * being done. `sqlState`: the Postgres store's SQLSTATE of a statement the server refused (40001 a
+ * serialization failure, 40P01 a deadlock, 25006 a read-only transaction, ...), absent otherwise.
  *
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { JobQueue } from "effect-workpool"
+ * import { DurableError, JobQueue } from "effect-workpool"
  *
  * const stats = JobQueue.stats("mail").pipe(
  *   Effect.catchTag("StoreError", (e) => Effect.logError(`store: ${e.operation}: ${e.reason}`))
  * )
+ *
+ * // the application's transaction, retried when Postgres asks for it (serialization failure, deadlock)
+ * const retryable = (e: unknown) =>
+ *   e instanceof DurableError.StoreError && (e.sqlState === "40001" || e.sqlState === "40P01")
  * ```
  * @since 0.2.0
  * @category errors
  */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   operation: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  /** @since 0.3.0 */
+  sqlState: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     return `job store: ${this.operation} failed: ${this.reason}`

@@ -8,12 +8,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { afterAll, beforeAll } from "vitest"
 import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
+import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
@@ -513,12 +514,13 @@ else {
         assert.strictEqual(own._tag, "JobNotFound")
       })), 60_000)
 
-    it.live("serializable transactions, retried by the application on a serialization failure: the dedup key gives one job, each order its row", () =>
+    it.live("serializable transactions, retried by the application on a serialization failure (the StoreError's sqlState 40001): the dedup key gives one job, each order its row", () =>
       inStore((schema) => Effect.gen(function*() {
         const first = yield* Deferred.make<void>()
         const go = yield* Deferred.make<void>()
         const attempts = { a: 0, b: 0 }
         const errors: Array<string> = []
+        const refused: Array<DurableError.StoreError> = []
         const order = (who: "a" | "b") =>
           withTransaction(Effect.gen(function*() {
             attempts[who]++
@@ -532,8 +534,9 @@ else {
           })).pipe(
             Effect.provideService(SqlClient.BeginTransaction, "BEGIN ISOLATION LEVEL SERIALIZABLE"),
             Effect.tapError((error) => Effect.sync(() => errors.push(String(error)))),
-            // the application's retry of a serialization failure (SQLSTATE 40001)
-            Effect.retry({ while: (error) => String(error).includes("could not serialize"), times: 5 })
+            Effect.tapError((error) => Effect.sync(() => error instanceof DurableError.StoreError && refused.push(error))),
+            // the application's retry of a serialization failure, by its SQLSTATE (40001)
+            Effect.retry({ while: (error) => error instanceof DurableError.StoreError && error.sqlState === "40001", times: 5 })
           )
         const a = yield* Effect.forkScoped(order("a"))
         yield* Deferred.await(first)
@@ -549,6 +552,10 @@ else {
         assert.strictEqual(yield* orders("order-b"), 1)
         assert.strictEqual((yield* jobRows(schema)).length, 1)
         assert.strictEqual(attempts.b, 2, errors.join("\n"))
+        assert.strictEqual(refused[0]!.sqlState, "40001")
+        // a Schema field: it crosses to another process with the error (an Exit stored with a job)
+        const codec = Schema.toCodecJson(DurableError.StoreError)
+        assert.strictEqual(Schema.decodeUnknownSync(codec)(Schema.encodeSync(codec)(refused[0]!)).sqlState, "40001")
       })), 60_000)
 
     it.live("a delayed job enqueued in a transaction that outlasts its delay starts at the commit, on another process's consumer and on this one's (poll of an hour), not a delay later", () =>

@@ -641,8 +641,12 @@ export const schemaChannel = (schema: string) =>
  */
 const LINGER = 1000
 
-const fail = (operation: string, inApplications = false) => (cause: unknown) =>
-  new StoreError({ operation, reason: reasonOf(cause) + goneHint(cause) + readOnlyHint(cause, inApplications) })
+const fail = (operation: string, inApplications = false) => (cause: unknown) => {
+  const reason = reasonOf(cause) + goneHint(cause) + readOnlyHint(cause, inApplications)
+  // the SQLSTATE, for an application that retries its transaction on 40001 or 40P01 (docs/durable.md)
+  const sqlState = sqlStateOf(cause)
+  return new StoreError(sqlState === undefined ? { operation, reason } : { operation, reason, sqlState })
+}
 
 /**
  * SQLSTATE 25006 (read_only_sql_transaction): a write on a server that takes none, a hot standby
