@@ -54,6 +54,7 @@ import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
 import * as Host from "./internal/dashboard/host.ts"
 import * as Sampler from "./internal/dashboard/sampler.ts"
+import { layerOutsideTransactions } from "./internal/sqlTransaction.ts"
 import { JobStore } from "./internal/store/model.ts"
 import type * as WorkPool from "./WorkPool.ts"
 
@@ -341,14 +342,16 @@ const make = (options: Checked) =>
  * @category layers
  */
 export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
-  Layer.unwrap(Effect.map(validate(options), (checked) =>
+  // never part of a caller's SQL transaction (see sqlTransaction.ts): built in one, its sampler read
+  // the transaction's snapshot, then failed every reading once it had ended
+  layerOutsideTransactions(Layer.unwrap(Effect.map(validate(options), (checked) =>
     HttpRouter.serve(Layer.effect(Dashboard, make(checked)), { disableLogger: true, disableListenLog: true }).pipe(
       // No graceful wait for open requests at release: a page's event stream never ends by itself,
       // so the server would wait its whole grace period (20 s) for it. Streams and requests are
       // interrupted at once instead, then the server closes.
       Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
       Layer.catchTag("ServeError", (error) => Layer.effect(Dashboard, Effect.fail(listenError(checked, error))))
-    )))
+    ))))
 
 /**
  * The server's `ServeError` has no message of its own (only Node's error, as its cause): printed,

@@ -775,7 +775,8 @@ export const status = (id: string): Effect.Effect<JobInfo, JobNotFound | StoreEr
  */
 export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound | StoreError, JobStore> =>
   Stream.paginate(null as string | null, (seen) =>
-    Effect.gen(function*() {
+    // its looks outside the caller's transaction, as an await's: in a REPEATABLE READ one they never saw progress
+    outsideTransactions(Effect.gen(function*() {
       const store = yield* JobStore
       while (true) {
         const since = yield* store.version
@@ -792,7 +793,7 @@ export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound 
         if (ended) return [[], next] as const
         yield* store.wait(AWAIT_POLL, since)
       }
-    }))
+    })))
 
 const awaitJob = <T extends Task.Any>(
   task: T,

@@ -8,23 +8,26 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, Schema, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Schema, Scope, Stream } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { afterAll, beforeAll } from "vitest"
 import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
+import * as Dashboard from "../src/Dashboard.ts"
 import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as WorkPool from "../src/WorkPool.ts"
 import * as Pg from "./durable/postgres.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 import { waitFor, warnings } from "./helpers.ts"
 
 const HOUR = "1 hour"
+const TOKEN = "transaction-dashboard-token"
 const database = `wp_txn_${process.pid}_${Date.now().toString(36)}`
 const serverUrl = (db: string) => {
   const u = new URL(Pg.url ?? "postgres://localhost/x")
@@ -512,6 +515,58 @@ else {
           return yield* Effect.flip(handle.await)
         }))
         assert.strictEqual(own._tag, "JobNotFound")
+      })), 60_000)
+
+    it.live("progressChanges inside a REPEATABLE READ transaction of the application's sees the job's progress (its looks are not in the transaction's snapshot)", () =>
+      inStore(() => Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          queues: ["q"],
+          handlers: [Task.handle(Work, ({ n }) =>
+            Effect.gen(function*() {
+              yield* Deferred.succeed(started, undefined)
+              yield* Deferred.await(release)
+              yield* (yield* WorkPool.JobContext).progress({ step: 1 })
+              yield* Deferred.await(finish)
+              return n
+            }))],
+          concurrency: 1,
+          poll: HOUR
+        })
+        const job = yield* JobQueue.enqueue(Work, { n: 4 }, { queue: "q" })
+        yield* Deferred.await(started)
+        const first = yield* withTransaction(Effect.gen(function*() {
+          // the snapshot is taken: the job running, no progress yet
+          assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+          yield* Deferred.succeed(release, undefined)
+          return yield* Stream.runHead(JobQueue.progressChanges(job.id)).pipe(Effect.timeout("15 seconds"))
+        })).pipe(Effect.provideService(SqlClient.BeginTransaction, "BEGIN ISOLATION LEVEL REPEATABLE READ"))
+        assert.deepStrictEqual(first, Option.some({ step: 1 }))
+        yield* Deferred.succeed(finish, undefined)
+        assert.strictEqual(yield* job.await, 4)
+      })), 60_000)
+
+    it.live("a Dashboard started inside the application's transaction is not part of it: its readings of a queue go on after the transaction ends", () =>
+      inStore(() => Effect.gen(function*() {
+        const scope = yield* Effect.scope
+        const dashboard = yield* withTransaction(Effect.gen(function*() {
+          const built = yield* Layer.build(Dashboard.layer({ port: 0, token: TOKEN, interval: 100 })).pipe(Scope.provide(scope))
+          const dashboard = Context.get(built, Dashboard.Dashboard)
+          yield* dashboard.addQueue("q")
+          // its readings in the transaction's time: on its own connections they see nothing of it
+          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q" })
+          return dashboard
+        })).pipe(Effect.provideService(SqlClient.BeginTransaction, "BEGIN ISOLATION LEVEL REPEATABLE READ"))
+        yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q" })
+        const waiting = Effect.promise(async () => {
+          const response = await fetch(dashboard.address + "api/snapshot", { headers: { authorization: `Bearer ${TOKEN}` } })
+          const body = await response.json() as { sources: Array<{ kind: string; name: string; counts?: { waiting?: number } }> }
+          return body.sources.find((source) => source.kind === "queue" && source.name === "q")?.counts?.waiting
+        })
+        // read on the transaction's connection, every reading failed once it had ended ("Pinned connection was released")
+        yield* waitFor(Effect.map(waiting, (n) => n === 2), "the dashboard reads the queue's 2 waiting jobs", { within: 20_000 })
       })), 60_000)
 
     it.live("serializable transactions, retried by the application on a serialization failure (the StoreError's sqlState 40001): the dedup key gives one job, each order its row", () =>

@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import { Context, Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 /** The start of every SQL client's transaction key. */
 export const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
@@ -21,3 +21,10 @@ const withoutTransactions = <R>(context: Context.Context<R>): Context.Context<R>
 /** `effect`, and every fiber it forks, outside the caller's SQL transactions (of any client). */
 export const outsideTransactions = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.updateContext(effect, withoutTransactions<R>)
+
+/**
+ * `layer` built outside the caller's SQL transactions: its services' fibers (a Dashboard's sampler,
+ * its server's request handlers) outlive the transaction it may be built in.
+ */
+export const layerOutsideTransactions = <A, E, R>(layer: Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.fromBuild((memoMap, scope) => outsideTransactions(Layer.buildWithMemoMap(layer, memoMap, scope)))
