@@ -385,8 +385,9 @@ export const serve: {
   let ownTracer = false
 
   /**
-   * The task's context: its JobContext, its job id among the log annotations, its caller's span as
-   * parent and, when that span is sampled, a tracer that sends the task's spans to the main thread.
+   * The task's context: its JobContext, its job id (a durable job's id and queue) among the log
+   * annotations, its caller's span as parent and, when that span is sampled, a tracer that sends the
+   * task's spans to the main thread.
    */
   const taskContext = (context: Context.Context<R>, [id, , , job, attempt, trace, durable]: Run): Context.Context<R> => {
     let taskContext = Context.add(context, JobContext, {
@@ -398,7 +399,12 @@ export const serve: {
     })
     if (durable !== undefined) taskContext = Context.add(taskContext, CurrentJob, Option.some(currentJobOfWire(durable)))
     const annotations = Context.get(taskContext, References.CurrentLogAnnotations)
-    taskContext = Context.add(taskContext, References.CurrentLogAnnotations, { ...annotations, jobId: job })
+    taskContext = Context.add(
+      taskContext,
+      References.CurrentLogAnnotations,
+      // a durable job's id and queue, as its handler on a fiber logs them (the pool's number said nothing of the job)
+      durable === undefined ? { ...annotations, jobId: job } : { ...annotations, jobId: durable[0], queue: durable[1] }
+    )
     if (trace === undefined) return taskContext
     const [traceId, spanId, sampled, record] = trace
     taskContext = Context.add(taskContext, Tracer.ParentSpan, Tracer.externalSpan({ traceId, spanId, sampled }))

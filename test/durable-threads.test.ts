@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved, Whoami } from "./fixtures/durable-thread-tasks.ts"
+import { Annotated, annotationsOf, Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved, Whoami } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
 import { storeLayers } from "./durable/stores.ts"
@@ -293,6 +293,19 @@ describe("JobQueue.consume with a threadPool", () => {
 })
 
 describe("JobQueue.CurrentJob on a ThreadPool consumer's thread", () => {
+  it.live("a durable job's log annotations on a thread are its fiber's: jobId the durable id, and its queue (the thread's jobId was the pool's number); the pool's own task keeps its number", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeThreads()
+      const own = yield* pool.run(Annotated, 1)
+      assert.isNumber(own.jobId)
+      assert.isNull(own.queue)
+      yield* JobQueue.consume({ queues: ["on-thread"], threadPool: pool, tasks: [Annotated], poll: 10 })
+      yield* JobQueue.consume({ queues: ["on-fiber"], handlers: [Task.handle(Annotated, () => annotationsOf)], concurrency: 1, poll: 10 })
+      const [onThread, onFiber] = yield* Effect.forEach(["on-thread", "on-fiber"], (queue) => JobQueue.enqueue(Annotated, 1, { queue }))
+      assert.deepStrictEqual(yield* onFiber!.await, { jobId: onFiber!.id, queue: "on-fiber" })
+      assert.deepStrictEqual(yield* onThread!.await, { jobId: onThread!.id, queue: "on-thread" })
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
   for (const [name, makeStore] of storeLayers(sqliteFile)) {
     it.live(`${name}: the durable job's id, queue, task, attempt (growing with a retry, and after a lease expiry), maxAttempts, createdAt, dedupKey and priority, JobContext's attempt the same; none for the pool's own task`, () =>
       Effect.gen(function*() {
