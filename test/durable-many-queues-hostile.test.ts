@@ -5,6 +5,7 @@
  * jobs × queues.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -239,26 +240,38 @@ describe.runIf(Rd.enabled)("Redis: a list of every queue", () => {
 })
 
 describe.runIf(Rd.enabled)("Redis: scripts across many queues", () => {
-  /** A store on the test server that counts its scripts by name, and the most sent and unanswered at once. */
-  const counting = (clock: "server" | "effect" = "server") =>
+  /**
+   * A store on the test server that counts its scripts by name, and the most sent and unanswered at
+   * once; `slow`'s scripts (by name) are each sent that many ms late (real time: a slow server).
+   */
+  const counting = (clock: "server" | "effect" = "server", slow: Readonly<Record<string, number>> = {}) =>
     Effect.gen(function*() {
       const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: Rd.url! })), (context) => Context.get(context, Redis.Redis))
       const byName = new Map(Object.entries(Scripts).filter(([, lua]) => typeof lua === "string").map(([name, lua]) => [lua as string, name]))
       const sent = new Map<string, number>()
       const flight = { now: 0, most: 0 }
       const cfg = yield* RedisStore.options({ url: Rd.url!, prefix: Rd.freshPrefix() })
-      const store = yield* Effect.provideService(
-        RedisStore.make({ ...cfg, clock }),
-        Redis.Redis,
-        Rd.watchScripts(plain, (lua, command) => {
-          // an EVAL is the same script sent again after a NOSCRIPT (its first run on a server)
-          if (command === "EVAL") return
-          const name = byName.get(lua) ?? "?"
-          sent.set(name, (sent.get(name) ?? 0) + 1)
-          flight.most = Math.max(flight.most, ++flight.now)
-          return () => void flight.now--
-        })
+      const watched = Rd.watchScripts(plain, (lua, command) => {
+        // an EVAL is the same script sent again after a NOSCRIPT (its first run on a server)
+        if (command === "EVAL") return
+        const name = byName.get(lua) ?? "?"
+        sent.set(name, (sent.get(name) ?? 0) + 1)
+        flight.most = Math.max(flight.most, ++flight.now)
+        return () => void flight.now--
+      })
+      const slowBySha = new Map(
+        Object.entries(slow).map(([name, ms]) => [crypto.createHash("sha1").update((Scripts as Record<string, unknown>)[name] as string).digest("hex"), ms])
       )
+      const slowed = Redis.Redis.of({
+        ...watched,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) => {
+          const ms = command === "EVALSHA" ? slowBySha.get(args[0]!) : undefined
+          return ms === undefined
+            ? watched.send<A>(command, ...args)
+            : Effect.andThen(Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms))), watched.send<A>(command, ...args))
+        }
+      })
+      const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock }), Redis.Redis, slowed)
       const reset = () => {
         sent.clear()
         flight.most = 0
@@ -295,14 +308,15 @@ describe.runIf(Rd.enabled)("Redis: scripts across many queues", () => {
       yield* TestClock.adjust("2 seconds")
       reset()
       // each queue's 600 whole (a queue's part is never cut): the first two pass the budget, the third in a script of its own
+      // (a queue's own, as a group of one is)
       assert.strictEqual(yield* store.reap([60_000]), 1800)
-      assert.deepStrictEqual([...sent], [["REAP_MANY", 2]])
+      assert.deepStrictEqual([...sent], [["REAP_MANY", 1], ["REAP", 1]])
       // now delayed by their backoff: a look promotes them when they come due
       yield* TestClock.adjust("2 minutes")
       reset()
       const { claims } = yield* store.claim({ queues, tasks: ["Echo"], limit: 1, lease: 60_000 })
       assert.strictEqual(claims.length, 1)
-      assert.strictEqual(sent.get("PEEK_MANY"), 2)
+      assert.deepStrictEqual([sent.get("PEEK_MANY"), sent.get("PEEK")], [1, 1])
       // every one promoted: the next claims take them all
       let taken = 1
       while (true) {
@@ -311,6 +325,25 @@ describe.runIf(Rd.enabled)("Redis: scripts across many queues", () => {
         taken += more
       }
       assert.strictEqual(taken, 1800)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.effect("on one server each script of a reap over many queues has its own bound: 3,000 expired jobs in 3 queues, 3 scripts each answering in 0.8 s, are taken back by a reap that does not fail (the scripts of a group of queues ran under one 2 s bound: a reap of 16,000 expired jobs in one group failed as unanswered though it completed)", () =>
+    Effect.gen(function*() {
+      const { reset, sent, store } = yield* counting("effect", { REAP_MANY: 800, REAP: 800 })
+      const queues = tenants(3)
+      yield* store.enqueueAll(queues.flatMap((queue) => Array.from({ length: Scripts.MANY_BUDGET }, () => newJob(queue))))
+      for (const queue of queues) {
+        assert.strictEqual((yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 2 * Scripts.MANY_BUDGET, lease: 1000 })).claims.length, Scripts.MANY_BUDGET)
+      }
+      yield* TestClock.adjust("2 seconds")
+      reset()
+      // each queue's jobs fill a script's budget: one script per queue, 2.4 s in all, past the 2 s bound
+      assert.isAbove(3 * 800, RedisStore.CLAIM_BOUND)
+      assert.strictEqual(yield* store.reap([60_000]), 3 * Scripts.MANY_BUDGET)
+      // the last queue alone, in a queue's own script
+      assert.deepStrictEqual([...sent], [["REAP_MANY", 2], ["REAP", 1]])
+      // nothing left late: the next reap is sent (a late one would skip every queue and fail)
+      assert.strictEqual(yield* store.reap([60_000]), 0)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
   it.effect("on one server a queue whose part of a reap's script fails (a job hash with a bad field) fails that queue only: the other queues of its script are reaped, the reap's error names the queue (a failure failed the whole script: its hundred queues never reaped)", () =>

@@ -554,26 +554,19 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
     /**
      * A queue's script over several queues at once (`Scripts.many`: one server only), each queue's
-     * keys as `run` gives them: its answers, one per queue. A script that stopped at its budget of
-     * jobs moved (`MANY_BUDGET`) answered the first queues only: the rest go in the next.
+     * keys as `run` gives them: its answers, one per queue, in order. A script that stopped at its
+     * budget of jobs moved (`MANY_BUDGET`) answered the first queues only: `eachQueue` sends the rest
+     * in another script, bounded on its own.
      */
     const runMany = <R>(script: Lua<ReadonlyArray<R>>, queues: ReadonlyArray<string>, ...args: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
-        const answers: Array<R | QueueScriptFailed> = []
-        while (answers.length < queues.length) {
-          const rest = queues.slice(answers.length)
-          const reply = yield* evalsha(script, [...rest.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * rest.length))
-          // the script answers one queue at least: an empty reply would loop for ever
-          if (reply.length === 0 || reply.length > rest.length) {
-            return yield* Effect.fail(new Error(`a script over ${rest.length} queues gave ${reply.length} answers`))
-          }
-          // a queue's part that failed says so in text (no answer of a queue's is one)
-          reply.forEach((answer, i) =>
-            answers.push(typeof answer === "string" ? new QueueScriptFailed(`the script of queue ${JSON.stringify(rest[i])} failed: ${(answer as string).slice(8)}`) : answer)
+      Effect.map(
+        evalsha(script, [...queues.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * queues.length)),
+        (reply) =>
+          reply.map((answer, i) =>
+            // a queue's part that failed says so in text (no answer of a queue's is one)
+            typeof answer === "string" ? new QueueScriptFailed(`the script of queue ${JSON.stringify(queues[i])} failed: ${(answer as string).slice(8)}`) : answer
           )
-        }
-        return answers
-      })
+      )
     /**
      * How many queues one script of an operation across queues takes (`eachQueue`'s `size`): on one
      * server `MANY_QUEUES` if it has a `Scripts.many` form, on a Cluster one (a script runs in one slot).
@@ -1341,8 +1334,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * that drops packets: no command times out). `onLate` gets a late script's answer (to wait for),
      * and until it has come the operation skips the queues whose script would wait behind it
      * (`unanswered`: on one server, every queue) rather than send another. `script` gives, for a
-     * group of at most `size` queues, one script's answers (one per queue, in order), or undefined
-     * to stop; `answered` takes each answer (never undefined); `behind`: the operations whose late
+     * group of at most `size` queues, one script's answers (one per queue, in order: the first
+     * queues' only, from a script stopped at its budget, and the rest go in another, bounded on its
+     * own; none fails them, as a reply that could never end), or undefined to stop; `answered` takes each answer (never undefined); `behind`: the operations whose late
      * scripts it waits behind (a claim's, its look's too). `inFlight` scripts are sent at once (node-redis
      * writes those sent together in one go): sent one after another, a reap of 10,000 queues took
      * 10,000 round trips (1-1.4 s), each a fiber and a timer; 1 for a claim, which takes from each
@@ -1366,7 +1360,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         let failed: Array<readonly [string, unknown]> | undefined
         const failedOn = (queue: string, error: unknown) => void (failed ??= []).push([queue, error])
         let stopped = false
-        const send = (group: ReadonlyArray<string>) =>
+        const send = (group: ReadonlyArray<string>): Effect.Effect<void> =>
           Effect.gen(function*() {
             if (stopped) return
             const sent: Array<string> = []
@@ -1381,13 +1375,19 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             const answers = yield* (bound > 0 ? bounded(operation, sent, bound, effect, onLate) : effect).pipe(
               Effect.catch((error: unknown) => Effect.sync(() => sent.forEach((queue) => failedOn(queue, error))))
             )
-            if (answers !== undefined) {
-              sent.forEach((queue, i) => {
-                const answer = answers[i]!
-                if (answer instanceof QueueScriptFailed) failedOn(queue, answer)
-                else answered(queue, answer as Exclude<A, QueueScriptFailed>)
-              })
+            if (answers === undefined) return
+            if (answers.length === 0 || answers.length > sent.length) {
+              const error = new Error(`a script of the ${operation} over ${sent.length} queues gave ${answers.length} answers`)
+              return sent.forEach((queue) => failedOn(queue, error))
             }
+            answers.forEach((answer, i) => {
+              if (answer instanceof QueueScriptFailed) failedOn(sent[i]!, answer)
+              else answered(sent[i]!, answer as Exclude<A, QueueScriptFailed>)
+            })
+            // a script that stopped at its budget answered the first queues: the rest in a script of
+            // their own bound (under one bound, a reap whose group held 16,000 expired jobs, 16
+            // scripts, was reported unanswered though each answered in time)
+            if (answers.length < sent.length) yield* send(sent.slice(answers.length))
           })
         // taken lazily one after another: a claim's list of queues follows what it took (`allottedFirst`)
         if (inFlight === 1) for (const group of groupsOf(queues, size)) yield* send(group)
