@@ -95,6 +95,21 @@ const readEvents = (
     return { status: response.status, contentType: response.headers.get("content-type"), events }
   })
 
+/** An open stream of `path`, once its first event has come (or its refusal), until `close`. */
+const openEvents = (dashboard: Dashboard.Dashboard["Service"], path: string) =>
+  Effect.promise(async () => {
+    const controller = new AbortController()
+    const response = await fetch(dashboard.address + path, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal })
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+    let text = ""
+    while (!text.includes("\n\n")) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += value
+    }
+    return { status: response.status, text, close: () => controller.abort() }
+  })
+
 describe("Dashboard: authorization", () => {
   it.effect("listens on loopback; an API request without the token, or with a wrong one, gets 401", () =>
     Effect.gen(function*() {
@@ -650,6 +665,35 @@ describe("Dashboard: many sources (a queue per tenant)", () => {
       const tooMany = yield* call(dashboard, `api/events?${Array.from({ length: 21 }, (_, i) => `show=queue%3A${name(i)}`).join("&")}`)
       assert.strictEqual(tooMany.status, 400)
       assert.match(tooMany.body.error, /at most 20 sources/)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("the open pages together select at most 100 sources: a stream whose selection would add past that is refused (429, naming the limit), one of sources already shown is not, and once a page closes there is room again (each page's 20 alone left N pages reading 20·N sources in full every interval)", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* thirty
+      const show = (keys: ReadonlyArray<number>) => `api/events?${keys.map((k) => `show=queue%3As-${k}`).join("&")}`
+      const pages = yield* Effect.forEach(
+        Array.from({ length: 5 }, (_, page) => Array.from({ length: 20 }, (_, i) => 20 * page + i)),
+        (keys) => openEvents(dashboard, show(keys))
+      )
+      assert.deepStrictEqual(pages.map((page) => page.status), [200, 200, 200, 200, 200])
+      const refused = yield* openEvents(dashboard, show([100]))
+      refused.close()
+      assert.strictEqual(refused.status, 429)
+      assert.strictEqual(JSON.parse(refused.text).error, "at most 100 sources may be shown across the open pages: 100 are, and this page would add 1")
+      // sources already shown add nothing
+      const again = yield* openEvents(dashboard, show([0, 99]))
+      assert.strictEqual(again.status, 200)
+      again.close()
+      pages[0]!.close()
+      // its sources are let go once the server sees the stream closed
+      let status = 429
+      for (let i = 0; i < 200 && status === 429; i++) {
+        const page = yield* openEvents(dashboard, show([100]))
+        page.close()
+        status = page.status
+      }
+      assert.strictEqual(status, 200)
+      pages.forEach((page) => page.close())
     }).pipe(Effect.provide(JobStore.memory())))
 
   it.effect("a pool among many queues is ordered with them: its backlog is its queued jobs, its failures its failed ones", () =>

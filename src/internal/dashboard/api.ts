@@ -5,7 +5,7 @@
  * - `GET /api/snapshot`: every source with its history, as JSON;
  * - `GET /api/events`: the same as a server-sent event `snapshot`, then a `sample` each interval;
  *   past `ALL_SHOWN` sources, only the shown ones: the `TOP` by backlog and those of its `show`
- *   parameters (`?show=queue:a&show=pool:b`, at most `MAX_SELECTED`);
+ *   parameters (`?show=queue:a&show=pool:b`, at most `MAX_SELECTED`, `MAX_SELECTED_ACROSS` across the open pages);
  * - `GET /api/overview?filter=&order=backlog&offset=0&limit=50`: a window of every source's counts,
  *   filtered by name and sorted (`backlog`, `failed`, `running`, largest first, or `name`);
  * - `POST /api/pools/:pool/jobs/:id/cancel`, `POST /api/queues/:queue/jobs/:id/cancel`,
@@ -37,6 +37,7 @@ import {
   describe,
   key,
   MAX_SELECTED,
+  MAX_SELECTED_ACROSS,
   type Order,
   ORDERS,
   type OverviewQuery,
@@ -303,18 +304,44 @@ const selectionOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effec
   return Effect.succeed(selection)
 }
 
-/** Adds a page's selection to the sources read in full, until its stream ends. */
+/** Why `selection` may not be added to the open pages' (past `MAX_SELECTED_ACROSS` sources together), if so. */
+const overSelected = (api: Api, selection: ReadonlySet<string>): string | undefined => {
+  const { selected } = api.sampler
+  let added = 0
+  for (const k of selection) if (!selected.has(k)) added++
+  return selected.size + added <= MAX_SELECTED_ACROSS ? undefined :
+    `at most ${MAX_SELECTED_ACROSS} sources may be shown across the open pages: ${selected.size} are, and this page would add ${added}`
+}
+
+/** A page's selection, refused (429) while the open pages' with it would pass `MAX_SELECTED_ACROSS`. */
+const admitted = (api: Api, selection: ReadonlySet<string>): Effect.Effect<ReadonlySet<string>, ApiError> =>
+  Effect.suspend(() => {
+    const over = overSelected(api, selection)
+    return over === undefined ? Effect.succeed(selection) : fail(429, over)
+  })
+
+/**
+ * Adds a page's selection to the sources read in full, until its stream ends; false if it would pass
+ * `MAX_SELECTED_ACROSS`, checked again as the stream starts: another page's may have come in since
+ * its request was answered (its stream then ends at once, and the page's next request is refused
+ * with the reason).
+ */
 const select = (api: Api, selection: ReadonlySet<string>) =>
   Effect.acquireRelease(
-    Effect.sync(() => selection.forEach((k) => api.sampler.selected.set(k, (api.sampler.selected.get(k) ?? 0) + 1))),
-    () =>
-      Effect.sync(() =>
+    Effect.sync(() => {
+      if (overSelected(api, selection) !== undefined) return false
+      selection.forEach((k) => api.sampler.selected.set(k, (api.sampler.selected.get(k) ?? 0) + 1))
+      return true
+    }),
+    (added) =>
+      Effect.sync(() => {
+        if (!added) return
         selection.forEach((k) => {
           const n = (api.sampler.selected.get(k) ?? 1) - 1
           if (n === 0) api.sampler.selected.delete(k)
           else api.sampler.selected.set(k, n)
         })
-      )
+      })
   )
 
 /** The SSE stream of one client: while it is open, job lists are read (of the sources it shows). */
@@ -322,7 +349,7 @@ const events = (api: Api, selection: ReadonlySet<string>) =>
   Stream.unwrap(Effect.gen(function*() {
     const { sampler } = api
     yield* Effect.acquireRelease(Ref.update(sampler.watchers, (n) => n + 1), () => Ref.update(sampler.watchers, (n) => n - 1))
-    yield* select(api, selection)
+    if (!(yield* select(api, selection))) return Stream.empty
     const subscription = yield* PubSub.subscribe(sampler.hub)
     // a sample now, so that the new client's first message has the job lists too
     yield* sampleNow(api)
@@ -370,7 +397,7 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
       "GET",
       "/api/events",
       guarded(api, "GET", (request) =>
-        Effect.map(selectionOf(request), (selection) =>
+        Effect.map(Effect.flatMap(selectionOf(request), (selection) => admitted(api, selection)), (selection) =>
           HttpServerResponse.stream(events(api, selection), {
           contentType: "text/event-stream",
             headers: { ...SECURITY_HEADERS, "x-accel-buffering": "no" }

@@ -417,7 +417,8 @@ export const page = String.raw`<!doctype html>
     var url = "api/events" + (selected.length ? "?" + selected.map(function (k) { return "show=" + encodeURIComponent(k); }).join("&") : "");
     fetch(url, { headers: headers(), cache: "no-store", signal: controller.signal }).then(function (response) {
       if (response.status === 401) { showLogin(); return; }
-      if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+      // the server's reason, when it gives one (at most so many sources shown across the open pages)
+      if (!response.ok || !response.body) return response.json().then(function (body) { throw new Error(body && body.error || "HTTP " + response.status); }, function () { throw new Error("HTTP " + response.status); });
       setStatus("live", "live");
       var reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       var buffer = "";

@@ -398,6 +398,12 @@ export const SWEEP = 500
 /** How many sources one page may select (its stream's `show`): each is read in full every interval. */
 export const MAX_SELECTED = 20
 
+/**
+ * How many distinct sources the open pages may select together: each page's `MAX_SELECTED` alone
+ * left N pages reading 20·N sources in full every interval.
+ */
+export const MAX_SELECTED_ACROSS = 100
+
 /** The overview's orders: each source's number to sort by, largest first. */
 export const ORDERS = ["backlog", "failed", "running", "name"] as const
 export type Order = typeof ORDERS[number]
