@@ -11,11 +11,26 @@
 import { Context, Effect, Layer } from "effect"
 
 /** The start of every SQL client's transaction key. */
-export const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
+const TRANSACTION_KEY = "effect/sql/SqlClient/TransactionConnection/"
+
+const isTransaction = (key: string) => key.startsWith(TRANSACTION_KEY)
 
 const withoutTransactions = <R>(context: Context.Context<R>): Context.Context<R> => {
-  const kept = [...context.mapUnsafe].filter(([key]) => !key.startsWith(TRANSACTION_KEY))
+  const kept = [...context.mapUnsafe].filter(([key]) => !isTransaction(key))
   return kept.length === context.mapUnsafe.size ? context : Context.makeUnsafe(new Map(kept))
+}
+
+/**
+ * Whether `context` is inside a transaction of another SQL client than the one whose transaction
+ * key is `own`, and not inside one of its own: that client's statements there commit on their own.
+ */
+export const inOtherTransaction = (context: Context.Context<never>, own: string): boolean => {
+  let other = false
+  for (const key of context.mapUnsafe.keys()) {
+    if (key === own) return false
+    other ||= isTransaction(key)
+  }
+  return other
 }
 
 /** `effect`, and every fiber it forks, outside the caller's SQL transactions (of any client). */

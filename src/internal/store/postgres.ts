@@ -76,7 +76,7 @@ import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
-import { TRANSACTION_KEY } from "../sqlTransaction.ts"
+import { inOtherTransaction } from "../sqlTransaction.ts"
 import * as Backoff from "../durable/backoff.ts"
 
 export interface Config {
@@ -1194,12 +1194,7 @@ export const makeWith = (
     let foreignWarned = ownClient !== undefined
     const foreignTransaction = (operation: string): Effect.Effect<void> =>
       foreignWarned ? Effect.void : Effect.withFiber((fiber) => {
-        let foreign = false
-        for (const key of fiber.context.mapUnsafe.keys()) {
-          if (key === sql.transactionService.key) return Effect.void
-          foreign ||= key.startsWith(TRANSACTION_KEY)
-        }
-        if (!foreign) return Effect.void
+        if (!inOtherTransaction(fiber.context, sql.transactionService.key)) return Effect.void
         foreignWarned = true
         return Effect.logWarning(
           `effect-workpool: a ${operation} of the job store ran inside a transaction of another SQL client than the store's: it commits on its own, not with that transaction. To enqueue in your transaction, give PgJobStore.layerClient the PgClient your queries use (one layer, built once)`
