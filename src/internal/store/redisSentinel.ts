@@ -19,16 +19,25 @@ export interface SentinelTarget {
   readonly node: string
 }
 
-/** What one sentinel answers `SENTINEL GET-MASTER-ADDR-BY-NAME`: the primary's address, or why not. */
-const askSentinel = async (options: Options, target: SentinelTarget, sentinel: string): Promise<{ host: string; port: number }> => {
+/**
+ * A connection to the sentinel at `url`, never reconnected, its error events listened to (unlistened,
+ * node-redis rethrows them: a socket failure would crash the process).
+ */
+const sentinelClient = (options: Pick<Options, "connectTimeout" | "commandOptions">, url: string) => {
   const client = createClient({
-    url: sentinel,
+    url,
     RESP: 2,
     disableOfflineQueue: true,
     commandOptions: options.commandOptions,
     socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
   })
   client.on("error", () => {})
+  return client
+}
+
+/** What one sentinel answers `SENTINEL GET-MASTER-ADDR-BY-NAME`: the primary's address, or why not. */
+const askSentinel = async (options: Options, target: SentinelTarget, sentinel: string): Promise<{ host: string; port: number }> => {
+  const client = sentinelClient(options, sentinel)
   let answer: unknown
   try {
     await connectWithin({
@@ -222,15 +231,8 @@ export const listenForSwitches = (
   const listen = () => {
     const index = stopped ? undefined : free()
     if (index === undefined) return
-    const client = createClient({
-      url: target.sentinels[index]!,
-      RESP: 2,
-      disableOfflineQueue: true,
-      commandOptions: options.commandOptions,
-      socket: { connectTimeout: options.connectTimeout, reconnectStrategy: false }
-    })
+    const client = sentinelClient(options, target.sentinels[index]!)
     listening.set(index, client)
-    client.on("error", () => {})
     let ended = false
     const end = () => {
       if (ended) return
