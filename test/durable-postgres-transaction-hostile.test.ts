@@ -62,6 +62,25 @@ const insertOrder = (id: string) =>
 const withTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.flatMap(PgClient.PgClient, (sql) => sql.withTransaction(effect))
 
+/**
+ * A transaction of the application's, forked, that enqueued job `n` with `dedupKey` in queue "q" and
+ * holds the key uncommitted until the effect it gives is run: that one ends the transaction (a commit,
+ * or with `rollBack` a rollback) and waits for its end.
+ */
+const holdingDedupKey = (n: number, dedupKey: string, rollBack = false) =>
+  Effect.gen(function*() {
+    const holder = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const held = yield* withTransaction(Effect.gen(function*() {
+      yield* JobQueue.enqueue(Work, { n }, { queue: "q", dedupKey })
+      yield* Deferred.succeed(holder, undefined)
+      yield* Deferred.await(release)
+      if (rollBack) return yield* Effect.fail("rolled back" as const)
+    })).pipe(Effect.catch((error) => error === "rolled back" ? Effect.void : Effect.fail(error)), Effect.forkScoped)
+    yield* Deferred.await(holder)
+    return Effect.andThen(Deferred.succeed(release, undefined), Fiber.join(held))
+  })
+
 /** Every job of the schema's queues, by a raw look at its table (nothing the store could hide). */
 const jobRows = (schema: string) =>
   Effect.flatMap(PgClient.PgClient, (sql) =>
@@ -182,15 +201,7 @@ else {
         })).pipe(Effect.timeoutOption("200 millis"))
         assert.isTrue(late._tag === "None")
         // during the enqueue: another session holds the dedup key uncommitted, so the insert waits
-        const holder = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const held = yield* withTransaction(Effect.gen(function*() {
-          yield* JobQueue.enqueue(Work, { n: 2 }, { queue: "q", dedupKey: "held" })
-          yield* Deferred.succeed(holder, undefined)
-          yield* Deferred.await(release)
-          return yield* Effect.fail("rolled back" as const)
-        })).pipe(Effect.exit, Effect.forkScoped)
-        yield* Deferred.await(holder)
+        const rollBack = yield* holdingDedupKey(2, "held", true)
         const waiting = yield* withTransaction(Effect.gen(function*() {
           yield* insertOrder("waited")
           yield* JobQueue.enqueue(Work, { n: 3 }, { queue: "q", dedupKey: "held" })
@@ -202,8 +213,7 @@ else {
         )
         yield* Fiber.interrupt(waiting)
         // the holder rolls back: the interrupted insert must not go ahead on its own
-        yield* Deferred.succeed(release, undefined)
-        yield* Fiber.join(held)
+        yield* rollBack
         yield* Effect.sleep(300)
         assert.strictEqual(yield* orders("timed-out"), 0)
         assert.strictEqual(yield* orders("waited"), 0)
@@ -220,14 +230,7 @@ else {
     it.live("an enqueue that fails in the server (the application's lock_timeout on a dedup key held elsewhere): a StoreError, and the application's commit fails rather than dropping its row silently", () =>
       inStore((schema) => Effect.gen(function*() {
         const sql = yield* PgClient.PgClient
-        const holder = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const held = yield* withTransaction(Effect.gen(function*() {
-          yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "k" })
-          yield* Deferred.succeed(holder, undefined)
-          yield* Deferred.await(release)
-        })).pipe(Effect.forkScoped)
-        yield* Deferred.await(holder)
+        const commit = yield* holdingDedupKey(1, "k")
         const failed: Array<string> = []
         const exit = yield* Effect.exit(withTransaction(Effect.gen(function*() {
           yield* sql`SET LOCAL lock_timeout = '100ms'`
@@ -241,8 +244,7 @@ else {
         assert.include(failed[0], "lock timeout")
         assert.isTrue(Exit.isFailure(exit), "the commit of a transaction the failed statement aborted fails")
         assert.strictEqual(yield* orders("lost?"), 0)
-        yield* Deferred.succeed(release, undefined)
-        yield* Fiber.join(held)
+        yield* commit
         assert.strictEqual((yield* jobRows(schema)).length, 1)
       })), 60_000)
 
@@ -320,14 +322,7 @@ else {
         const db = PgClient.layer({ url: Redacted.make(dbUrl), maxConnections: 4, multiplex: true })
         yield* Effect.gen(function*() {
           const sql = yield* PgClient.PgClient
-          const holder = yield* Deferred.make<void>()
-          const release = yield* Deferred.make<void>()
-          const held = yield* withTransaction(Effect.gen(function*() {
-            yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "k" })
-            yield* Deferred.succeed(holder, undefined)
-            yield* Deferred.await(release)
-          })).pipe(Effect.forkScoped)
-          yield* Deferred.await(holder)
+          const commit = yield* holdingDedupKey(1, "k")
           const failed: Array<string> = []
           yield* withTransaction(Effect.gen(function*() {
             yield* sql`SET LOCAL lock_timeout = '100ms'`
@@ -339,8 +334,7 @@ else {
           assert.strictEqual(failed.length, 1)
           assert.include(failed[0], "lock timeout")
           assert.strictEqual(yield* orders("multiplexed"), 1)
-          yield* Deferred.succeed(release, undefined)
-          yield* Fiber.join(held)
+          yield* commit
           assert.strictEqual((yield* jobRows(schema)).length, 1)
         }).pipe(Effect.scoped, Effect.provide(Layer.merge(PgJobStore.layerClient({ schema }).pipe(Layer.provide(db)), db)))
       }), 60_000)
