@@ -377,7 +377,7 @@ const REPEAT_HINTS = {
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
   "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
-  "shutdownTimeout", "rateLimit", "aging", "name"
+  "shutdownTimeout", "rateLimit", "aging", "name", "dispatch"
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
@@ -1244,7 +1244,8 @@ const macroHint = (expression: string): string => {
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
  *   aging: "1 minute",                         // the queues' aging: set if they have none, refused if another
  *   shutdownTimeout: "30 seconds",
- *   name: "mailer"                             // its metrics' and spans' pool; default "consumer:default"
+ *   name: "mailer",                            // its metrics' and spans' pool; default "consumer:default"
+ *   dispatch: "priority"                       // or "fair": round-robin over the queues (a queue per tenant)
  * }
  * ```
  * @since 0.2.0
@@ -1320,6 +1321,20 @@ export interface ConsumeOptions<R> {
    * (`consumer:emails#2`), a third `#3`, in start order.
    */
   readonly name?: string | undefined
+  /**
+   * How a claim shares this consumer's free slots among its `queues` (default `"priority"`):
+   * - `"priority"`: the best ready jobs across all of them, higher priority (with aging) first,
+   *   then the oldest. A queue's backlog enqueued earlier runs before later jobs of the others.
+   * - `"fair"`: round-robin over the queues that have ready jobs, one job of each per round, the
+   *   next claim starting where the last one stopped; a claim of several jobs spreads them across
+   *   the queues. Priority and aging order the jobs within a queue only: a queue's priority-10 job
+   *   waits for its queue's turn behind the other queues' priority-0 jobs. A queue with nothing it
+   *   may start now (empty, paused, its shared rate limit's window full) is passed over and comes
+   *   first again when the turn comes round. One queue per tenant, a tenant's 100,000-job backlog
+   *   then delays another tenant's job by at most one turn over the queues. The turn is each
+   *   consumer's own (nothing is stored): several consumers of the same queues each rotate.
+   */
+  readonly dispatch?: "priority" | "fair" | undefined
 }
 
 /**
@@ -1486,7 +1501,8 @@ export const consume: {
         lease,
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
-        name: options.name === undefined ? undefined : config.name("name", options.name)
+        name: options.name === undefined ? undefined : config.name("name", options.name),
+        dispatch: options.dispatch === undefined ? "priority" : config.oneOf("dispatch", options.dispatch, ["priority", "fair"])
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>

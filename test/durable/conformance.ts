@@ -1702,6 +1702,92 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual(yield* claim(5), [3])
       })))
 
+    describe("5. fair dispatch (consume({ dispatch: \"fair\" })): round-robin over the queues", () => {
+      /** A consumer of one slot over `queues` (their jobs enqueued before it starts); the payloads' `n`s in the order their jobs started. */
+      const startOrder = (dispatch: "priority" | "fair", queues: ReadonlyArray<string>, jobs: number) =>
+        Effect.gen(function*() {
+          const order: Array<number> = []
+          yield* JobQueue.consume({
+            ...options,
+            queues,
+            concurrency: 1,
+            dispatch,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.sync(() => {
+                order.push(n)
+                return n
+              }))]
+          })
+          // bounded: a job never claimed fails the test below, not by a hang
+          for (let i = 0; i < 100 && order.length < jobs; i++) yield* tick(100)
+          return order
+        })
+
+      /** A backlog of 12 jobs (n 0-11) in "big", enqueued first, then 3 (n 100-102) in "small". */
+      const backlog = Effect.gen(function*() {
+        for (let n = 0; n < 12; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "big" })
+        for (let n = 100; n < 103; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "small" })
+      })
+
+      it.effect("fair: a small queue's jobs start within the first claims, alternating with a backlog enqueued before them", () =>
+        provide(Effect.gen(function*() {
+          yield* backlog
+          assert.deepStrictEqual(yield* startOrder("fair", ["big", "small"], 15), [0, 100, 1, 101, 2, 102, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        })))
+
+      it.effect("priority (the default): the backlog enqueued first runs whole before the small queue's jobs", () =>
+        provide(Effect.gen(function*() {
+          yield* backlog
+          assert.deepStrictEqual(yield* startOrder("priority", ["big", "small"], 15), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 102])
+        })))
+
+      it.effect("fair: priority orders the jobs within a queue only; the turn starts from the first queue and goes round", () =>
+        provide(Effect.gen(function*() {
+          for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "a" })
+          // b's urgent jobs wait for b's turn; b's last one, the most urgent, comes first in b
+          for (let n = 10; n < 13; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "b", priority: n === 12 ? 9 : 5 })
+          yield* JobQueue.enqueue(Echo, { n: 20 }, { queue: "c" })
+          assert.deepStrictEqual(yield* startOrder("fair", ["a", "b", "c"], 7), [0, 12, 20, 1, 10, 2, 11])
+        })))
+
+      it.effect("a fair claim of several jobs takes one per queue per round, in the request's order, skipping paused, empty and held (rate limited) queues", () =>
+        provide(Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          for (let n = 0; n < 6; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "big" })
+          for (let n = 100; n < 103; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "small" })
+          yield* JobQueue.enqueue(Echo, { n: 200 }, { queue: "paused" })
+          yield* JobQueue.pause("paused")
+          yield* JobQueue.enqueue(Echo, { n: 300 }, { queue: "limited" })
+          yield* JobQueue.enqueue(Echo, { n: 301 }, { queue: "limited" })
+          yield* JobQueue.setRateLimit("limited", { limit: 1, interval: "1 second" })
+          const claim = (queues: ReadonlyArray<string>, limit: number) =>
+            Effect.map(
+              store.claim({ queues, tasks: ["Echo"], limit, lease: LEASE, fair: true }),
+              ({ claims, limitedFor }) => ({ ns: claims.map((c) => (JSON.parse(c.job.payload) as { n: number }).n).sort((a, b) => a - b), limitedFor })
+            )
+          // rounds: big, small, limited; big, small (limited's window is full); big: 6 jobs
+          const first = yield* claim(["limited", "empty", "paused", "big", "small"], 6)
+          assert.deepStrictEqual(first.ns, [0, 1, 2, 100, 101, 300])
+          // the same from the other end: small's last, big's next, limited held (its window says how long)
+          const second = yield* claim(["small", "limited", "big"], 3)
+          assert.deepStrictEqual(second.ns, [3, 4, 102])
+          // a short claim: big's last, limited still held, and the claim says until when
+          const third = yield* claim(["big", "limited", "small"], 3)
+          assert.deepStrictEqual(third.ns, [5])
+          assert.strictEqual(third.limitedFor, 1000)
+          yield* TestClock.adjust(1000)
+          assert.deepStrictEqual((yield* claim(["big", "limited", "small"], 3)).ns, [301])
+        })))
+
+      it.effect("a bad dispatch fails the consumer's start with InvalidPoolConfig naming it", () =>
+        provide(Effect.gen(function*() {
+          const error = yield* Effect.flip(JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], dispatch: "round-robin" as "fair" }))
+          assert.strictEqual(error._tag, "InvalidPoolConfig")
+          assert.strictEqual((error as InvalidPoolConfig).field, "dispatch")
+          assert.include((error as InvalidPoolConfig).reason, `"fair"`)
+        })))
+    })
+
     it.effect("5. aging in the store gives the in-process order, ties FIFO", () =>
       provide(Effect.gen(function*() {
         // (priority, enqueued at ms): with 1 s aging, the low one waited 3 s and the high ones

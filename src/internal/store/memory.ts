@@ -26,6 +26,7 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  roundRobin,
   type Settlement,
   type State,
   type Store,
@@ -345,6 +346,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+      // a rate-limited queue's candidates past its window are skipped below, in this order too
+      const ordered = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
       // what each rate-limited queue's window allows now
       const allowed = new Map<string, number>()
       for (const name of request.queues) {
@@ -355,7 +358,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
       const held = new Set<string>()
       const picked: Array<Row> = []
-      for (const row of candidates) {
+      for (const row of ordered) {
         if (picked.length >= request.limit) break
         const left = allowed.get(row.job.queue)
         if (left === 0) {

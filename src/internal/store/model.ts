@@ -123,6 +123,45 @@ export interface ClaimRequest {
   readonly tasks: ReadonlyArray<string>
   readonly limit: number
   readonly lease: number
+  /**
+   * Fair dispatch (`consume({ dispatch: "fair" })`): the claim takes one job of each queue that has
+   * one it may start, in the order of `queues` (the consumer rotates them), round after round until
+   * `limit`; priority and aging order the jobs within a queue only. Absent: the best jobs across
+   * all the queues (rank, then the oldest).
+   */
+  readonly fair?: boolean | undefined
+}
+
+/**
+ * A fair claim's jobs (see `ClaimRequest.fair`), from candidates best first within each queue: one
+ * of each queue per round, the queues in the order of `queues`, rounds until `limit` or none is
+ * left. A queue's candidates past what it may give (its rate limit's window) are left out by the
+ * caller, before or after: skipping a queue's later candidates in this order leaves the others' as
+ * they are.
+ */
+export const roundRobin = <T>(
+  queues: ReadonlyArray<string>,
+  candidates: ReadonlyArray<T>,
+  queueOf: (candidate: T) => string,
+  limit: number = Infinity
+): Array<T> => {
+  const byQueue = new Map<string, Array<T>>()
+  for (const candidate of candidates) {
+    const list = byQueue.get(queueOf(candidate))
+    if (list === undefined) byQueue.set(queueOf(candidate), [candidate])
+    else list.push(candidate)
+  }
+  // a queue named twice takes its one turn
+  let lists = Array.from(new Set(queues), (queue) => byQueue.get(queue)).filter((list) => list !== undefined)
+  const picked: Array<T> = []
+  for (let round = 0; lists.length > 0 && picked.length < limit; round++) {
+    for (const list of lists) {
+      if (picked.length >= limit) break
+      picked.push(list[round]!)
+    }
+    lists = lists.filter((list) => list.length > round + 1)
+  }
+  return picked
 }
 
 /** What a claim took, and whether a queue's shared rate limit held it back. */

@@ -28,6 +28,7 @@ import {
   type Claimed,
   type ClaimRequest,
   claimWindow,
+  type ClaimWindow,
   type JobRow,
   cursorTime,
   type Latencies,
@@ -188,6 +189,23 @@ const CLAIM_PICKED = `${CLAIM} WHERE seq IN (SELECT value FROM json_each(?)) RET
 
 /** A rate-limited claim's candidates (the columns it picks by), best first. */
 const CANDIDATES = `SELECT j.seq, j.rank, j.queue ${BEST}`
+
+/**
+ * A fair claim's round (`ClaimRequest.fair`): the best visible job of each queue of `:queues` (a
+ * JSON array, in turn order; paused ones left out), at most `:left`, with the queue's place in the
+ * array. SQLite runs the correlated subquery row by row and stops at the LIMIT: with 10,000 queues
+ * and a few free slots, a round reads the few first queues that have a job, one index probe each
+ * (`wp_job_ready`), not every queue's best as a claim by priority does.
+ */
+const FAIR_ROUND = `SELECT pos, queue, seq FROM (
+    SELECT q.key AS pos, q.value AS queue, (SELECT j.seq FROM wp_job j
+        WHERE j.queue = q.value AND j.state = 'queued' AND j.visible_at <= :now
+          AND j.task IN (SELECT value FROM json_each(:tasks))
+        ORDER BY j.rank DESC, j.seq LIMIT 1) AS seq
+      FROM json_each(:queues) q
+      WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND p.paused = 1))
+  WHERE seq IS NOT NULL
+  LIMIT :left`
 
 /** Best first: higher rank, then the older job. */
 const bestFirst = (a: { readonly rank: number; readonly seq: number }, b: { readonly rank: number; readonly seq: number }) =>
@@ -926,6 +944,51 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         request.limit
       ))
 
+    /** A claim by priority under rate limits: up to `limit` of each queue, as far as its window allows, then the best of them. */
+    const claimCandidates = (request: ClaimRequest, tasks: string, now: number, windows: ReadonlyArray<ClaimWindow<number>>) => {
+      let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
+      for (const window of windows) {
+        if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
+      }
+      if (windows.length > 0) candidates.sort(bestFirst)
+      const picked = candidates.slice(0, request.limit)
+      const claims = picked.length === 0 ? [] : toClaims(all(
+        CLAIM_PICKED,
+        now,
+        now + request.lease,
+        JSON.stringify(picked.map((job) => job.seq))
+      ))
+      return { claims, picked }
+    }
+
+    /**
+     * A fair claim (`ClaimRequest.fair`): rounds of `FAIR_ROUND`, each one's jobs made running before
+     * the next, which asks only the queues that gave a job (the others had none) and whose window
+     * allows more. A round that filled the claim ends it, so a round past the first reads at most
+     * the queues served by the one before.
+     */
+    const claimFair = (request: ClaimRequest, tasks: string, now: number, windows: ReadonlyArray<ClaimWindow<number>>) => {
+      const allowed = new Map(windows.map((window) => [window.name, window.allowed]))
+      let turn = [...new Set(request.queues)].filter((queue) => allowed.get(queue) !== 0)
+      const claims: Array<Claim> = []
+      const picked: Array<{ readonly queue: string }> = []
+      const round = db.prepare(FAIR_ROUND)
+      while (turn.length > 0 && picked.length < request.limit) {
+        const found = (round.all({ now, tasks, queues: JSON.stringify(turn), left: request.limit - picked.length }) as Array<
+          { pos: number; queue: string; seq: number }
+        >).sort((a, b) => a.pos - b.pos)
+        if (found.length === 0) break
+        claims.push(...toClaims(all(CLAIM_PICKED, now, now + request.lease, JSON.stringify(found.map((job) => job.seq)))))
+        picked.push(...found)
+        for (const { queue } of found) {
+          const left = allowed.get(queue)
+          if (left !== undefined) allowed.set(queue, left - 1)
+        }
+        turn = found.filter(({ queue }) => allowed.get(queue) !== 0).map(({ queue }) => queue)
+      }
+      return { claims, picked }
+    }
+
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
         const now = time()
@@ -935,26 +998,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
            WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
         ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
-        if (limited.length === 0) {
+        if (limited.length === 0 && request.fair !== true) {
           const claims = claimBest(request, now)
           return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
         }
         const windows = limited.map((queue) =>
           claimWindow(queue, oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), now, request.limit)
         )
-        // the candidates: up to `limit` of each queue, as far as its window allows, then the best of them
-        let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
-        for (const window of windows) {
-          if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
-        }
-        if (windows.length > 0) candidates.sort(bestFirst)
-        const picked = candidates.slice(0, request.limit)
-        const claims = picked.length === 0 ? [] : toClaims(all(
-          CLAIM_PICKED,
-          now,
-          now + request.lease,
-          JSON.stringify(picked.map((job) => job.seq))
-        ))
+        const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, windows)
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
         for (const window of taken) {
           const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
