@@ -357,13 +357,13 @@ else {
         assert.strictEqual(error._tag, "JobCancelled")
       }), { timeout: 60_000 })
 
-    it.live("the claim (one queue or several) is served by the partial index wp_job_ready: no sort of the queued jobs; its look for the soonest delayed job by wp_job_delayed", () =>
+    it.live("the claim (one queue or several, by priority or fair) is served by the partial index wp_job_ready: no sort of the queued jobs; its look for the soonest delayed job by wp_job_delayed", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* Effect.provide(JobQueue.stats("default"), layer(schema))
         const S = `"${schema}"`
-        const plan = (queues: ReadonlyArray<string>) =>
-          genericPlan((sql) => Postgres.claimStatement(sql, sql.literal(S), { queues, tasks: ["Echo"], limit: 4, lease: 1000 }, 1))
+        const plan = (queues: ReadonlyArray<string>, fair: boolean) =>
+          genericPlan((sql) => Postgres.claimStatement(sql, sql.literal(S), { queues, tasks: ["Echo"], limit: 4, lease: 1000, fair }, 1))
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.gen(function*() {
@@ -384,8 +384,8 @@ else {
             })
           )
         )
-        for (const queues of [["default"], ["default", "b", "c"]]) {
-          const text = yield* plan(queues)
+        for (const [queues, fair] of [[["default"], false], [["default", "b", "c"], false], [["default", "b", "c"], true]] as const) {
+          const text = yield* plan(queues, fair)
           if (process.env.SHOW_PLAN) console.log(text)
           assert.match(text, /Index Scan using wp_job_ready/, text)
           assert.notMatch(text, /Seq Scan on wp_job|Bitmap Heap Scan on wp_job/, text)

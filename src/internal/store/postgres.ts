@@ -64,6 +64,7 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  roundRobin,
   type Settlement,
   type State,
   type Store,
@@ -346,6 +347,10 @@ const reasonOf = (cause: unknown): string => {
  * make the prepared statement's generic plan sort every queued job of the queues. The limit is a
  * literal (one prepared statement per limit): with `LIMIT $n` the generic plan assumes a tenth of
  * the rows are wanted, and sorts them all too.
+ *
+ * `fair` (`ClaimRequest.fair`): the same scans, merged by turn instead of rank: each queue's best
+ * first, then each one's second..., the queues of a turn in the order of `queues`. As many index
+ * probes and locks as by priority; only the order the merge keeps changes.
  */
 export const bestStatement = (
   sql: PgClient.PgClient,
@@ -354,10 +359,17 @@ export const bestStatement = (
   tasks: ReadonlyArray<string>,
   limit: number,
   now: Fragment | number,
-  when: Fragment = sql`true`
+  when: Fragment = sql`true`,
+  fair = false
 ) => {
   const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
+  // a queue's best `limit`, of the queue `q.name`
+  const scan = sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+    WHERE j.queue = q.name AND ${visible}
+    ORDER BY j.rank DESC, j.seq
+    LIMIT ${n}
+    FOR UPDATE SKIP LOCKED`
   return queues.length === 1
     ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
         WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
@@ -367,16 +379,12 @@ export const bestStatement = (
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
-    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-          SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-          WHERE j.queue = q.name AND ${visible}
-          ORDER BY j.rank DESC, j.seq
-          LIMIT ${n}
-          FOR UPDATE SKIP LOCKED
-        ) c
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
+        CROSS JOIN LATERAL (${
+      fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
+    }) c
         WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused)
-        ORDER BY c.rank DESC, c.seq
+        ORDER BY ${fair ? sql`c.turn, q.place` : sql`c.rank DESC, c.seq`}
         LIMIT ${n}`
 }
 
@@ -453,7 +461,8 @@ export const claimStatement = (
       // its before a reap, its snapshot older than the reap): "deadlock detected"
       finals.length === 0
         ? sql`NOT (SELECT limited FROM limited)`
-        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`
+        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`,
+      request.fair === true
     )
   }),
     claimed AS (
@@ -1842,10 +1851,10 @@ export const makeWith = (
         }))
 
     /** The best visible jobs of `queues` (not paused), at most `limit`, locked for this claim. */
-    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number, fair = false) =>
       queues.length === 0 || limit <= 0
         ? Effect.succeed([])
-        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now)}`
+        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now, sql`true`, fair)}`
 
     /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
@@ -1868,10 +1877,12 @@ export const makeWith = (
         // each queue's best, as far as its window allows, then the best of them all
         const candidates = (yield* Effect.forEach(
           [{ queues: unlimited, limit: request.limit }, ...windows.map((w) => ({ queues: [w.name], limit: w.allowed }))],
-          ({ limit, queues }) => best(queues, request.tasks, now, limit)
+          ({ limit, queues }) => best(queues, request.tasks, now, limit, request.fair === true)
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
-        const picked = candidates.slice(0, request.limit)
+        const picked = request.fair === true
+          ? roundRobin(request.queues, candidates, (job) => job.queue, request.limit)
+          : candidates.slice(0, request.limit)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
               lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
