@@ -1723,19 +1723,23 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           return order
         })
 
-      /** A backlog of 12 jobs (n 0-11) in "big", enqueued first, then 3 (n 100-102) in "small". */
+      /**
+       * A backlog of 12 jobs (n 0-11) in "big", enqueued first, then 3 (n 100-102) in "small". The
+       * backlog's priority is 1, the others' 0: of equal ones, which queue's comes first by priority
+       * is the store's (Redis orders them by creation time, which on a Cluster each node stamps).
+       */
       const backlog = Effect.gen(function*() {
-        for (let n = 0; n < 12; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "big" })
+        for (let n = 0; n < 12; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "big", priority: 1 })
         for (let n = 100; n < 103; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "small" })
       })
 
-      it.effect("fair: a small queue's jobs start within the first claims, alternating with a backlog enqueued before them", () =>
+      it.effect("fair: a small queue's jobs start within the first claims, alternating with a backlog enqueued before them (of a higher priority)", () =>
         provide(Effect.gen(function*() {
           yield* backlog
           assert.deepStrictEqual(yield* startOrder("fair", ["big", "small"], 15), [0, 100, 1, 101, 2, 102, 3, 4, 5, 6, 7, 8, 9, 10, 11])
         })))
 
-      it.effect("priority (the default): the backlog enqueued first runs whole before the small queue's jobs", () =>
+      it.effect("priority (the default): the backlog runs whole before the small queue's jobs", () =>
         provide(Effect.gen(function*() {
           yield* backlog
           assert.deepStrictEqual(yield* startOrder("priority", ["big", "small"], 15), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 102])

@@ -71,7 +71,7 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { cursorTime, type LatencyCursor, latencyOf } from "./model.ts"
+import { cursorTime, type LatencyCursor, latencyOf, roundRobin } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -1129,7 +1129,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * later claims do not look until it has answered). A claim elsewhere between the look and the
      * claim may take an allotted job: this one then takes that queue's next, which another queue's
      * job could have outranked, or, that queue empty, the other queues' in turn (`allottedFirst`):
-     * across queues, claims at the same instant are ordered only as well as their looks.
+     * across queues, claims at the same instant are ordered only as well as their looks. A fair
+     * claim (`ClaimRequest.fair`) allots round-robin instead, one job of each queue per round in the
+     * request's order; with no look it is claimed in turn as any claim, each queue up to what is left.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
@@ -1157,7 +1159,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         if (failed !== undefined) return undefined
         heads.sort((a, b) => a.score - b.score || a.created - b.created)
         const allotted = new Map<string, number>()
-        for (const head of heads.slice(0, request.limit)) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
+        // fair: one head of each queue per round, in the request's order (a look's heads are what
+        // the queue may start: its rate limit's window counted)
+        const chosen = request.fair === true ? roundRobin(request.queues, heads, (head) => head.queue, request.limit) : heads.slice(0, request.limit)
+        for (const head of chosen) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
         for (const [queue, count] of counts) if (count > (allotted.get(queue) ?? 0)) more.add(queue)
         return { allotted, more, due }
       })
