@@ -11,25 +11,15 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { ClaimRequest, FreshJob } from "../../src/internal/store/model.ts"
+import type { ClaimRequest } from "../../src/internal/store/model.ts"
 import * as PostgresStore from "../../src/internal/store/postgres.ts"
 import * as SqliteStore from "../../src/internal/store/sqlite.ts"
+import { echoJob as job } from "./task.ts"
 
 const [store = "sqlite", queuesArg = "10000", jobsArg = "3", claimsArg = "15"] = process.argv.slice(2)
 const QUEUES = Number(queuesArg)
 const JOBS = Number(jobsArg)
 const CLAIMS = Number(claimsArg)
-const job = (queue: string): FreshJob => ({
-  queue,
-  task: "Echo",
-  payload: "{}",
-  priority: 0,
-  dedupKey: null,
-  maxAttempts: 3,
-  timeout: 0,
-  delay: 0,
-  runAt: undefined
-})
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-many-queues-claim-"))
 const schema = `wp_many_queues_claim_${process.pid}`

@@ -12,7 +12,7 @@
  */
 import { Effect } from "effect"
 import { createClient } from "redis"
-import type { FreshJob } from "../../src/internal/store/model.ts"
+import { echoJob as job } from "./task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
 
 const url = process.env.WORKPOOL_REDIS_URL
@@ -22,17 +22,6 @@ if (dispatch !== "priority" && dispatch !== "fair") throw new Error(`dispatch: e
 const QUEUES = Number(queuesArg)
 const JOBS = Number(jobsArg)
 const prefix = `wp-many-queues-${process.pid}`
-const job = (queue: string): FreshJob => ({
-  queue,
-  task: "Echo",
-  payload: "{}",
-  priority: 0,
-  dedupKey: null,
-  maxAttempts: 3,
-  timeout: 0,
-  delay: 0,
-  runAt: undefined
-})
 
 /** `effect` run and its time printed. */
 const timed = <A, E>(label: string, effect: Effect.Effect<A, E>) =>
