@@ -1780,6 +1780,31 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           assert.deepStrictEqual((yield* claim(["big", "limited", "small"], 3)).ns, [301])
         })))
 
+      it.effect("fair: a rate-limited queue passed over while its window is full is served again as it frees, not left behind another queue's backlog", () =>
+        provide(Effect.gen(function*() {
+          yield* JobQueue.setRateLimit("limited", { limit: 1, interval: "1 second" })
+          const limited = yield* Effect.forEach([0, 1, 2], (n) => JobQueue.enqueue(Echo, { n }, { queue: "limited" }))
+          const backlog = yield* Effect.forEach(Array.from({ length: 30 }, (_, n) => 100 + n), (n) => JobQueue.enqueue(Echo, { n }, { queue: "backlog" }))
+          yield* JobQueue.consume({
+            ...options,
+            queues: ["limited", "backlog"],
+            concurrency: 1,
+            dispatch: "fair",
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep("100 millis"), n))]
+          })
+          yield* tick(3500)
+          const started = (jobs: ReadonlyArray<{ readonly id: string }>) =>
+            Effect.forEach(jobs, (job) => Effect.map(JobQueue.status(job.id), (info) => info.startedAt?.getTime() ?? Infinity))
+          const limits = yield* started(limited)
+          const backlogs = (yield* started(backlog)).filter(Number.isFinite).sort((a, b) => a - b)
+          // one a second (its window), each within a job's time of its window freeing
+          assert.isBelow(limits[2]! - limits[0]!, 2000 + 300, JSON.stringify(limits))
+          for (let i = 1; i < 3; i++) assert.isAtLeast(limits[i]! - limits[i - 1]!, 1000, JSON.stringify(limits))
+          // the backlog's jobs ran meanwhile, and are not done: the limited queue did not wait for it
+          assert.isAbove(backlogs.length, 15, JSON.stringify(backlogs))
+          assert.isBelow(limits[2]!, backlogs[backlogs.length - 1]!)
+        })))
+
       it.effect("a bad dispatch fails the consumer's start with InvalidPoolConfig naming it", () =>
         provide(Effect.gen(function*() {
           const error = yield* Effect.flip(JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], dispatch: "round-robin" as "fair" }))
