@@ -46,6 +46,7 @@ import * as RateLimits from "./internal/rateLimit.ts"
 import * as Retries from "./internal/retry.ts"
 import * as Backoff from "./internal/durable/backoff.ts"
 import * as Repeat from "./internal/durable/repeat.ts"
+import { JobSnoozed } from "./internal/durable/snooze.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
 import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
@@ -964,6 +965,7 @@ const configure = (
     readonly paused?: boolean
     readonly aging?: number
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
+    readonly holdFor?: number
   }
 ) =>
   // void, whatever a store's statement or script answers
@@ -1051,6 +1053,79 @@ export const setRateLimit = (
     invalid(() => rateLimit === undefined ? null : RateLimits.check("rateLimit", rateLimit)),
     (limit) => configure(queue, { rateLimit: limit })
   )
+
+/**
+ * Holds a queue: no consumer, in any process, claims its jobs for `duration` (the store's clock;
+ * running jobs go on), as after an upstream's 429 with a Retry-After. A hold replaces the one
+ * before it; `0` lifts it. Its end is heard at the consumers' next `poll` at the latest. A handler
+ * that holds its own queue and gives its job back at once says `snooze(d, { holdQueue: true })`.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const backOff = JobQueue.holdQueue("sms", "30 seconds")
+ * const lift = JobQueue.holdQueue("sms", 0)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const holdQueue = (queue: string, duration: Duration.Input): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(invalid(() => holdOf("holdQueue", duration)), (millis) => configure(queue, { holdFor: millis }))
+
+/** A hold's or a snooze's duration: finite, at least 0, in whole milliseconds a store can add to its time. */
+const holdOf = (field: string, value: unknown): number =>
+  Backoff.wholeMillis(stored(field, value, config.millis(field, value, "nonNegativeFinite")))
+
+/**
+ * Options of `snooze`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const options: JobQueue.SnoozeOptions = { holdQueue: true }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface SnoozeOptions {
+  /** Hold the job's whole queue as long (`holdQueue`), for every consumer in every process. */
+  readonly holdQueue?: boolean | undefined
+}
+
+/**
+ * Ends a durable handler's attempt with "not now": its job goes back to the queue, visible again
+ * after `duration`, without spending an attempt (its `attempt` is the same next time), its lease
+ * and its slot freed at once. With `{ holdQueue: true }` its queue is held as long too
+ * (`holdQueue`): an upstream's 429 with a Retry-After. A snooze is not a failure of the task's
+ * typed error: it ends the handler as a defect the consumer recognises, and works on a
+ * `ThreadPool` consumer's thread as on a fiber. Snoozes are not counted: a job that always snoozes
+ * never goes dead (bound it with `attempt` from `CurrentJob` and a counter of your own, or fail).
+ * A cancel asked for meanwhile ends the job cancelled. A bad duration (negative, infinite, not a
+ * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`).
+ * Outside a durable handler it is a defect like any.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Send = Task.make("Send", { payload: Schema.Struct({ to: Schema.String }) })
+ * declare const send: (to: string) => Effect.Effect<{ readonly status: number; readonly retryAfter: number }>
+ *
+ * const handler = Task.handle(Send, ({ to }) =>
+ *   Effect.gen(function* () {
+ *     const response = yield* send(to)
+ *     // 429: the whole queue waits, fleet-wide, and this job runs again after it, its attempt unspent
+ *     if (response.status === 429) return yield* JobQueue.snooze(`${response.retryAfter} seconds`, { holdQueue: true })
+ *   }))
+ * ```
+ * @since 0.3.0
+ * @category consumer
+ */
+export const snooze = (duration: Duration.Input, options?: SnoozeOptions): Effect.Effect<never> =>
+  Effect.flatMap(Effect.orDie(invalid(() => holdOf("snooze", duration))), (delay) => Effect.die(new JobSnoozed(delay, options?.holdQueue === true)))
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the

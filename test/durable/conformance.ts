@@ -247,7 +247,7 @@ const cyclic = () => {
 const EchoOld = Task.make("Echo", { payload: Schema.Struct({ n: Schema.String }), success: Schema.Number, failure: Boom })
 
 const LEASE = 3000
-const options = {
+export const options = {
   concurrency: 2,
   lease: LEASE,
   poll: "1 second",
@@ -284,7 +284,7 @@ export class Listening extends Context.Service<Listening, (queues: ReadonlyArray
 const listening = (queues: ReadonlyArray<string>) =>
   Effect.flatMap(Effect.serviceOption(Listening), Option.match({ onNone: () => Effect.void, onSome: (heard) => heard(queues) }))
 
-const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
+export const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
   Layer.effect(
     JobStore.JobStore,
     Effect.map(JobStore.JobStore, (store): Store => ({
@@ -333,7 +333,7 @@ export const tellingIdle = <E>(idle: Deferred.Deferred<void>, poll: number, base
   ).pipe(Layer.provide(base))
 
 /** Lets the clock run `millis`, in steps, so that every timer on the way fires in order. */
-const tick = (millis: number, step = 100) =>
+export const tick = (millis: number, step = 100) =>
   Effect.gen(function*() {
     yield* quiesce
     for (let t = 0; t < millis; t += step) {

@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Result, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import { AttemptTimeout } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
@@ -36,7 +36,15 @@ import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
+import { type Snooze, snoozeOf } from "./snooze.ts"
 import type * as ThreadJson from "../threadJson.ts"
+
+
+/** The snooze a handler's attempt ended with (its only defect, or the first), if any. */
+const snoozeIn = (cause: Cause.Cause<unknown>): Snooze | undefined => {
+  const defect = Cause.findDefect(cause)
+  return Result.isSuccess(defect) ? snoozeOf(defect.success) : undefined
+}
 
 export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
@@ -426,6 +434,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       if (entry.reason === "cancel" && Cause.hasInterrupts(cause)) {
         return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
       }
+      const snoozed = snoozeIn(cause)
+      if (snoozed !== undefined) return snoozeJob(job, snoozed)
       const error = Cause.findErrorOption(cause)
       // interrupted by this consumer's shutdown: given back, the attempt does not count. Only then:
       // a handler that interrupts itself, or fails with another pool's PoolShutdown, fails its
@@ -444,6 +454,23 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
           ? Effect.succeed<Settlement>({ _tag: "Final", state: "dead", exit: text })
           : Effect.map(retryDelay(job, failed), (delay): Settlement =>
             delay === undefined ? { _tag: "Final", state: "dead", exit: text } : { _tag: "Retry", delay, exit: text }))
+    }
+
+    /**
+     * A snooze (`JobQueue.snooze`): its job given back for `delay`, its attempt not counted; with
+     * `holdQueue`, its queue held as long first, in the store, for every consumer. A hold that
+     * fails is logged, and the job snoozed all the same.
+     */
+    const snoozeJob = (job: Claim["job"], snooze: Snooze): Effect.Effect<Settlement> => {
+      const settlement: Settlement = { _tag: "Release", delay: snooze.delay }
+      if (!snooze.holdQueue) return Effect.succeed(settlement)
+      return persist(store.configure(job.queue, { holdFor: snooze.delay }), config.lease, store.closed, halted).pipe(
+        Effect.catchCause((cause) =>
+          Effect.logWarning("effect-workpool: a snoozed job's queue hold failed; the job is snoozed, its queue not held", cause)
+            .pipe(Effect.annotateLogs({ jobId: job.id, queue: job.queue }))
+        ),
+        Effect.as(settlement)
+      )
     }
 
     const settle = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>

@@ -60,6 +60,8 @@ interface Row {
 
 interface QueueState {
   paused: boolean
+  /** No claims before this time (`JobQueue.holdQueue`); 0 for none. */
+  heldUntil: number
   aging: number
   rate: QueueRateLimit | undefined
   /** The times of the last `rate.limit` claims, oldest first. */
@@ -67,7 +69,7 @@ interface QueueState {
 }
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
-const UNCONFIGURED: QueueState = Object.freeze({ paused: false, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
+const UNCONFIGURED: QueueState = Object.freeze({ paused: false, heldUntil: 0, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
 
 export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
@@ -85,7 +87,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   /** A queue's settings to change: kept from then on (a queue per tenant is no entry per tenant until configured). */
   const configured = (name: string) => {
     let queue = queues.get(name)
-    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [] })
+    if (queue === undefined) queues.set(name, queue = { paused: false, heldUntil: 0, aging: 0, rate: undefined, times: [] })
     return queue
   }
   const update = (row: Row, patch: Partial<JobRow>) => {
@@ -272,6 +274,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const queue = configured(name)
       if (settings.paused !== undefined) queue.paused = settings.paused
       if (settings.aging !== undefined) queue.aging = settings.aging
+      if (settings.holdFor !== undefined) queue.heldUntil = time() + settings.holdFor
       if (settings.rateLimit === null) {
         queue.rate = undefined
         queue.times = []
@@ -341,8 +344,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       for (const row of rows.values()) {
         const job = row.job
         if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
-        if (job.visibleAt > now) {
-          if (job.visibleAt < dueAt) dueAt = job.visibleAt
+        // a held queue's jobs are due when its hold ends, at the soonest
+        const visibleAt = Math.max(job.visibleAt, queueOf(job.queue).heldUntil)
+        if (visibleAt > now) {
+          if (visibleAt < dueAt) dueAt = visibleAt
         } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
@@ -451,9 +456,15 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           return changedIn(settlement.delay, true)
         }
         case "Release": {
-          // back where it was in the queue: its rank is kept
-          update(row, { state: "queued", attempts: row.job.attempts - 1 })
-          break
+          // back where it was in the queue: its rank is kept; snoozed, ranked from when it is visible
+          if (settlement.delay === undefined) {
+            update(row, { state: "queued", attempts: row.job.attempts - 1 })
+            break
+          }
+          const visibleAt = now + settlement.delay
+          update(row, { state: "queued", attempts: row.job.attempts - 1, visibleAt })
+          row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, visibleAt)
+          return changedIn(settlement.delay, true)
         }
       }
       return changed(true)

@@ -193,8 +193,12 @@ export type Settlement =
   | { readonly _tag: "Final"; readonly state: "succeeded" | "dead" | "cancelled"; readonly exit: string | null }
   /** Failed, to be retried after `delay` ms; `exit` is the failure, kept as the job's last error. */
   | { readonly _tag: "Retry"; readonly delay: number; readonly exit: string }
-  /** Given back unstarted-as-it-were: a shutdown interrupted it. The attempt does not count. */
-  | { readonly _tag: "Release" }
+  /**
+   * Given back unstarted-as-it-were: a shutdown interrupted it, or (with `delay`) its handler
+   * snoozed it (`JobQueue.snooze`): visible again after `delay` ms, ranked from then. The attempt
+   * does not count.
+   */
+  | { readonly _tag: "Release"; readonly delay?: number | undefined }
 
 export interface Heartbeat {
   /** Tokens whose job is no longer this claim's (reaped, settled elsewhere, purged). */
@@ -291,6 +295,11 @@ export interface QueueSettings {
   readonly paused?: boolean | undefined
   readonly aging?: number | undefined
   readonly rateLimit?: QueueRateLimit | null | undefined
+  /**
+   * Holds the queue for this many ms from the store's now (`JobQueue.holdQueue`): no consumer, in
+   * any process, claims its jobs before then. Replaces the hold before it (0 lifts it).
+   */
+  readonly holdFor?: number | undefined
 }
 
 /**

@@ -155,7 +155,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
-  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
+  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
+  // 9: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before it
+  (s) => `ALTER TABLE ${s}.wp_queue ADD COLUMN held_until bigint NOT NULL DEFAULT 0;`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -337,7 +339,7 @@ const reasonOf = (cause: unknown): string => {
 }
 
 /**
- * The best visible jobs of `queues` (not paused), at most `limit`, locked `FOR UPDATE SKIP LOCKED`
+ * The best visible jobs of `queues` (not paused, nor held past `now`), at most `limit`, locked `FOR UPDATE SKIP LOCKED`
  * (concurrent claimers skip each other's rows): their `seq`, `rank` and `queue`, for `when` (a
  * condition checked once).
  *
@@ -375,7 +377,7 @@ export const bestStatement = (
         WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
           -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
           -- it to remove every row and then sorts them rather than reading the index in order
-          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND (q.paused OR q.held_until > ${now}))
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
@@ -383,7 +385,7 @@ export const bestStatement = (
         CROSS JOIN LATERAL (${
       fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
     }) c
-        WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused)
+        WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND (p.paused OR p.held_until > ${now}))
         ORDER BY ${fair ? sql`c.turn, q.place` : sql`c.rank DESC, c.seq`}
         LIMIT ${n}`
 }
@@ -1743,11 +1745,13 @@ export const makeWith = (
       queue: string,
       settings: QueueSettings
     ) => {
-      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
-          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
+      const heldUntil = settings.holdFor === undefined ? undefined : sql`${NOW()}::bigint + ${settings.holdFor}::bigint`
+      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, held_until)
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0}, ${heldUntil ?? 0})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
-            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
+            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
+            held_until = ${heldUntil ?? sql`wp_queue.held_until`}
           RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       if (rate === undefined) return op("configure", upsert, () => true, queue)
@@ -1965,10 +1969,21 @@ export const makeWith = (
               ${lease} ${fence}
               RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
           }
-          case "Release":
-            return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
+          case "Release": {
+            if (settlement.delay === undefined) {
+              return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
               attempts = attempts - 1, ${lease} ${fence}
               RETURNING ${returning(notify(sql`wp_job.queue`))}`
+            }
+            // snoozed: visible after its delay, ranked from then, its attempt not counted
+            const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
+            return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
+              attempts = attempts - 1,
+              visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
+              rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
+              ${lease} ${fence}
+              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
+          }
         }
       })()
       // a retry's job is visible after its backoff: this process's waiters wake then; a job that
@@ -1976,7 +1991,9 @@ export const makeWith = (
       return op(
         "settle",
         Effect.map(statement, (rows) => rows.length === 0 ? undefined : rows[0]!.ended),
-        (cancelled) => cancelled !== undefined && (cancelled || settlement._tag !== "Retry" ? true : settlement.delay)
+        (cancelled) =>
+          cancelled !== undefined &&
+          (cancelled || settlement.delay === undefined ? true : settlement.delay)
       ).pipe(Effect.map((cancelled) => cancelled !== undefined))
     }
 

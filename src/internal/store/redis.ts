@@ -1058,7 +1058,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.aging === undefined ? "" : String(settings.aging),
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
-            NOW()
+            NOW(),
+            settings.holdFor === undefined ? "" : String(settings.holdFor)
           )
         ),
         // a new rate limit that lets no claim through now wakes no one here either
@@ -1594,7 +1595,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         ? [token, "final", settlement.state, settlement.exit === null ? "0" : "1", settlement.exit ?? ""]
         : settlement._tag === "Retry"
         ? [token, "retry", String(settlement.delay), "1", settlement.exit]
-        : [token, "release", "", "0", ""]
+        : [token, "release", settlement.delay === undefined ? "" : String(settlement.delay), "0", ""]
       // a retry's job is visible after its backoff: this process's consumers of its queue wake then,
       // and its awaiters at once (a job whose cancel was asked for while it ran ended cancelled: the
       // script does not say which, and an awaiter's look more per retry costs little); a job given
@@ -1605,8 +1606,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (done) =>
           !done
             ? undefined
-            : settlement._tag === "Retry"
-            ? [{ queue, in: settlement.delay }, { queue: UNKEYED }]
+            : settlement._tag === "Retry" || (settlement._tag === "Release" && settlement.delay !== undefined)
+            ? [{ queue, in: settlement.delay! }, { queue: UNKEYED }]
             : settlement._tag === "Release"
             ? { queue }
             : { queue: UNKEYED }

@@ -122,6 +122,11 @@ end
 -- budget of them, the server blocked for each
 local moved = 0
 -- delayed jobs whose time has come become ready
+-- paused, or held past now (JobQueue.holdQueue): no claim takes anything
+local function closed(now)
+  local m = redis.call("HMGET", B .. ":meta", "paused", "heldUntil")
+  return m[1] == "1" or (m[2] and tonumber(m[2]) > now)
+end
 local function promote(now)
   local due = redis.call("ZRANGEBYSCORE", B .. ":delayed", "-inf", now, "LIMIT", 0, 1000)
   moved = moved + #due
@@ -168,7 +173,7 @@ local function bulk(command, key, args)
   for i = 1, #args, 1000 do redis.call(command, key, unpack(args, i, math.min(i + 999, #args))) end
 end
 -- ends attempts whose tokens still hold their jobs: count settles of 5 arguments from args[from]
--- (token, kind final|retry|release, arg the final state or the retry's delay, hasExit "1" if exit is
+-- (token, kind final|retry|release, arg the final state, the retry's or snooze's delay ("" none), hasExit "1" if exit is
 -- the failure or result to keep, exit) → 1 or 0 (nothing written) for each. The lease ends and the
 -- job ends (the busiest code of a drain) by one command per settle and a few for the whole batch.
 local function settleMany(args, from, count, now)
@@ -221,9 +226,15 @@ local function settleMany(args, from, count, now)
           local visible = now + tonumber(arg)
           redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
         else
-          -- given back: where it was in the queue, its attempt not counted
+          -- given back: where it was in the queue (snoozed, arg its delay: visible after it, ranked
+          -- from then), its attempt not counted
           redis.call("HINCRBY", j, "attempts", -1)
-          redis.call("HSET", j, "state", "queued")
+          if arg ~= "" then
+            local visible = now + tonumber(arg)
+            redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
+          else
+            redis.call("HSET", j, "state", "queued")
+          end
         end
         queued(id)
         place(id, now)
@@ -426,7 +437,7 @@ end
 -- paused: nothing taken, and no wake-up at the soonest delayed job's time (the resume wakes), but
 -- that time all the same: the marker a store holds follows it (left out, it was read as NaN, and
 -- the marker handed back "at NaN" was refused, lost)
-if redis.call("HGET", B .. ":meta", "paused") == "1" then return {{}, "0", settled, "", soonest()[2] or ""} end
+if closed(now) then return {{}, "0", settled, "", soonest()[2] or ""} end
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -521,7 +532,7 @@ local function soonest()
   if not due[1] then return "", "" end
   return tostring(tonumber(due[2]) - now), due[2]
 end
-if redis.call("HGET", B .. ":meta", "paused") == "1" then
+if closed(now) then
   local _, dueAt = soonest()
   return {{}, "", dueAt, "0"}
 end
@@ -736,7 +747,7 @@ return {gone, 1}
 
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
- * its interval, now → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
+ * its interval, now, hold (ms from now, "" unchanged, "0" none) → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
  * full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
@@ -751,6 +762,7 @@ local function setting(field, value)
 end
 if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
 if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
+if ARGV[6] ~= nil and ARGV[6] ~= "" then setting("heldUntil", ARGV[6] == "0" and "0" or tostring(now + tonumber(ARGV[6]))) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
@@ -1062,8 +1074,9 @@ return 1
 export const ORPHANS: string = `${PRELUDE}
 local now = clock(ARGV[1])
 redis.call("ZREMRANGEBYSCORE", B .. ":held", "-inf", now - tonumber(ARGV[2]))
--- a paused queue's claims take nothing (its resume adds the marker)
-if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
+-- a paused or held queue's claims take nothing (its resume adds the marker; its hold's end is
+-- heard at the consumers' poll)
+if closed(now) then return 0 end
 local ready = 0
 -- jobs held back by a full window are not orphans: their consumers claim when it frees, or when
 -- the limit changes (its marker); looked at as orphans, they woke them at every look to claim nothing

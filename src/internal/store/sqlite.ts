@@ -112,7 +112,9 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   DROP INDEX wp_job_running;
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
-  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`
+  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
+  // 8: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before it
+  `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;`
 ]
 
 /**
@@ -166,14 +168,15 @@ export const DELAYED = `SELECT min((SELECT d.visible_at FROM wp_job d
 
 /**
  * The best visible jobs of some queues, best first, at most a limit: what follows a select's columns
- * (`j` the job table); parameters now, the queues and the tasks (JSON arrays), the limit. A claim's
+ * (`j` the job table); parameters now, the queues and the tasks (JSON arrays), now again (a queue
+ * held past it gives none), the limit. A claim's
  * one statement and a rate-limited claim's candidates pick by it alike.
  */
 const BEST = `FROM wp_job j
   WHERE j.state = 'queued' AND j.visible_at <= ?
     AND j.queue IN (SELECT value FROM json_each(?))
     AND j.task IN (SELECT value FROM json_each(?))
-    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND q.paused = 1)
+    AND NOT EXISTS (SELECT 1 FROM wp_queue q WHERE q.name = j.queue AND (q.paused = 1 OR q.held_until > ?))
   ORDER BY j.rank DESC, j.seq
   LIMIT ?`
 
@@ -203,7 +206,7 @@ const FAIR_ROUND = `SELECT pos, queue, seq FROM (
           AND j.task IN (SELECT value FROM json_each(:tasks))
         ORDER BY j.rank DESC, j.seq LIMIT 1) AS seq
       FROM json_each(:queues) q
-      WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND p.paused = 1))
+      WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND (p.paused = 1 OR p.held_until > :now)))
   WHERE seq IS NOT NULL
   LIMIT :left`
 
@@ -804,6 +807,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
+        if (settings.holdFor !== undefined) run("UPDATE wp_queue SET held_until = ? WHERE name = ?", time() + settings.holdFor, queue)
         const rate = settings.rateLimit
         if (rate === null) {
           run("DELETE FROM wp_rate WHERE queue = ?", queue)
@@ -918,7 +922,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     /** The best visible jobs of `queues` (not paused), at most `limit`. */
     const best = (queues: ReadonlyArray<string>, tasks: string, now: number, limit: number) =>
-      db.prepare(CANDIDATES).all(now, JSON.stringify(queues), tasks, limit) as Array<{ seq: number; rank: number; queue: string }>
+      db.prepare(CANDIDATES).all(now, JSON.stringify(queues), tasks, now, limit) as Array<{ seq: number; rank: number; queue: string }>
 
     const delayed = db.prepare(DELAYED)
     /** After a claim that took fewer than asked for: when its queues' soonest delayed job is due. */
@@ -941,6 +945,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         now,
         JSON.stringify(request.queues),
         JSON.stringify(request.tasks),
+        now,
         request.limit
       ))
 
@@ -1064,8 +1069,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                 ).changes
               ) > 0
             ) return true
-            if (settlement._tag === "Release") {
+            if (settlement._tag === "Release" && settlement.delay === undefined) {
               return Number(run(`UPDATE wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}`, token).changes) > 0
+            }
+            if (settlement._tag === "Release") {
+              // snoozed: visible after its delay, ranked from then, its attempt not counted
+              const delay = settlement.delay!
+              visibleIn = delay
+              return Number(
+                run(
+                  `UPDATE wp_job SET state = 'queued', attempts = attempts - 1, visible_at = ?, rank = ${RANK("?")}, ${lease} ${fence}`,
+                  now + delay,
+                  now + delay,
+                  token
+                ).changes
+              ) > 0
             }
             visibleIn = settlement.delay
             return Number(

@@ -1,0 +1,37 @@
+/**
+ * A durable handler's snooze (`JobQueue.snooze`): a defect the consumer recognises, so that the
+ * task's typed failure stays what its Schema says. An `Error` whose name and message say it all: a
+ * `ThreadPool` consumer's thread sends a defect back as its name and message only, and the
+ * consumer reads the snooze from them as it reads one made on a fiber.
+ *
+ * @internal
+ */
+
+export interface Snooze {
+  /** Milliseconds until the job is visible again. */
+  readonly delay: number
+  /** Whether its queue is held as long (`JobQueue.snooze(..., { holdQueue: true })`). */
+  readonly holdQueue: boolean
+}
+
+const NAME = "JobSnoozed"
+const MESSAGE = /^a durable job snoozed for (\d+) ms( and held its queue)?$/
+
+export class JobSnoozed extends Error implements Snooze {
+  readonly delay: number
+  readonly holdQueue: boolean
+  constructor(delay: number, holdQueue: boolean) {
+    super(`a durable job snoozed for ${delay} ms${holdQueue ? " and held its queue" : ""}`)
+    this.name = NAME
+    this.delay = delay
+    this.holdQueue = holdQueue
+  }
+}
+
+/** The snooze a handler's defect asks for, made on a fiber or sent back by a thread; undefined for any other defect. */
+export const snoozeOf = (defect: unknown): Snooze | undefined => {
+  if (defect instanceof JobSnoozed) return defect
+  if (!(defect instanceof Error) || defect.name !== NAME) return undefined
+  const match = MESSAGE.exec(defect.message)
+  return match === null ? undefined : { delay: Number(match[1]), holdQueue: match[2] !== undefined }
+}
