@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import type * as PoolError from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
-import { Annotated, annotationsOf, Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Spin, Stamp, Trace, Unserved, Whoami } from "./fixtures/durable-thread-tasks.ts"
+import { Annotated, annotationsOf, Count, Crash as CrashThread, decodes, Loose, Nap, Nothing, Refused, Snoozy, Spin, Stamp, Trace, Unserved, Whoami } from "./fixtures/durable-thread-tasks.ts"
 import { makePool } from "./fixtures/pool.ts"
 import { Crash, Echo, Fail, HashFailed } from "./fixtures/tasks.ts"
 import { storeLayers } from "./durable/stores.ts"
@@ -351,3 +351,20 @@ describe("JobQueue.CurrentJob on a ThreadPool consumer's thread", () => {
       }).pipe(Effect.scoped, Effect.provide(makeStore())), { timeout: 60_000 })
   }
 })
+
+it.live("a handler on a ThreadPool consumer's thread snoozes its job as on a fiber: back after the snooze, its attempt not spent; with holdQueue its queue held as long", () =>
+  Effect.gen(function*() {
+    const { counters, pool } = yield* makeThreads()
+    yield* JobQueue.consume({ threadPool: pool, tasks: [Snoozy], queues: ["api"], poll: 10 })
+    const snoozed = yield* JobQueue.enqueue(Snoozy, { millis: 3000, mark: 4, hold: true }, { queue: "api", maxAttempts: 1 })
+    yield* until(Effect.map(JobQueue.status(snoozed.id), (info) => info.state === "delayed"), "the job snoozed")
+    const start = Date.now()
+    assert.deepStrictEqual([Atomics.load(counters, 4), (yield* JobQueue.status(snoozed.id)).attempts], [1, 0])
+    // enqueued once the queue is held: it waits for the hold's end too
+    const held = yield* JobQueue.enqueue(Snoozy, { millis: 300, mark: 5, hold: false }, { queue: "api" })
+    yield* Effect.sleep(100)
+    assert.strictEqual(yield* stateOf(held.id), "queued", "held with its queue")
+    assert.strictEqual(yield* snoozed.await, 1, "its first counted attempt")
+    assert.isAtLeast(Date.now() - start, 2000)
+    assert.deepStrictEqual([Atomics.load(counters, 4), (yield* JobQueue.status(snoozed.id)).attempts], [2, 1])
+  }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
