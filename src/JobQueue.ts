@@ -1111,7 +1111,7 @@ export interface SnoozeOptions {
  * import { Effect, Schema } from "effect"
  * import { JobQueue, Task } from "effect-workpool"
  *
- * const Send = Task.make("Send", { payload: Schema.Struct({ to: Schema.String }) })
+ * const Send = Task.make("Send", { payload: Schema.Struct({ to: Schema.String }), success: Schema.Void })
  * declare const send: (to: string) => Effect.Effect<{ readonly status: number; readonly retryAfter: number }>
  *
  * const handler = Task.handle(Send, ({ to }) =>
