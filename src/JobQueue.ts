@@ -87,8 +87,13 @@ export interface JobInfo {
   readonly state: JobState
   readonly priority: number
   readonly dedupKey: string | undefined
-  /** Attempts started; one given back by a consumer's shutdown does not count. */
+  /** Attempts started; one given back by a consumer's shutdown, or snoozed, does not count. */
   readonly attempts: number
+  /**
+   * How many times its handlers snoozed it (`snooze`): not bounded by `maxAttempts`, so a job that
+   * snoozes for ever shows here. 0 on a row of a schema from before snoozes.
+   */
+  readonly snoozes: number
   readonly maxAttempts: number
   readonly createdAt: Date
   /** When it may run (next): its delay, or its retry's. */
@@ -408,6 +413,7 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   priority: row.priority,
   dedupKey: row.dedupKey ?? undefined,
   attempts: row.attempts,
+  snoozes: row.snoozes ?? 0,
   maxAttempts: row.maxAttempts,
   createdAt: new Date(row.createdAt),
   visibleAt: new Date(row.visibleAt),
@@ -1100,8 +1106,9 @@ export interface SnoozeOptions {
  * and its slot freed at once. With `{ holdQueue: true }` its queue is held as long too
  * (`holdQueue`): an upstream's 429 with a Retry-After. A snooze is not a failure of the task's
  * typed error: it ends the handler as a defect the consumer recognises, and works on a
- * `ThreadPool` consumer's thread as on a fiber. Snoozes are not counted: a job that always snoozes
- * never goes dead (bound it with `attempt` from `CurrentJob` and a counter of your own, or fail).
+ * `ThreadPool` consumer's thread as on a fiber. Snoozes are counted (`JobInfo.snoozes`), not
+ * bounded: a job that always snoozes never goes dead (bound it yourself, say by the time since
+ * `CurrentJob`'s `createdAt`).
  * A cancel asked for meanwhile ends the job cancelled. A bad duration (negative, infinite, not a
  * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`).
  * Outside a durable handler it is a defect like any.

@@ -99,7 +99,7 @@ else {
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry, DROP COLUMN settled_xid`,
+              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry, DROP COLUMN settled_xid, DROP COLUMN snoozes`,
               `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count, DROP COLUMN held_until`,
               `DROP TABLE ${S}.wp_rate`,
               `DROP INDEX ${S}.wp_job_delayed`,

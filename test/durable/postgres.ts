@@ -120,10 +120,13 @@ export const versionAndIndex = (schema: string, index: string) =>
 
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8), no queue holds (9). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`, `ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`])
+  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`, ...VERSION_9(S)])
 
 /** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted` (8) and queue holds (9). */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`])
+export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`, ...VERSION_9(S)])
+
+/** What version 9 added: queue holds and a job's snoozes. */
+const VERSION_9 = (S: string) => [`ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`, `ALTER TABLE ${S}.wp_job DROP COLUMN snoozes`]
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>

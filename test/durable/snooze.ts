@@ -11,6 +11,7 @@ import * as Task from "../../src/Task.ts"
 import { Echo, options, tick, tracked } from "./conformance.ts"
 
 const statusOf = (id: string) => Effect.map(JobQueue.status(id), (job) => [job.state, job.attempts] as const)
+const snoozesOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.snoozes)
 
 /**
  * `instances`: a new store instance on the same storage at each call (another process, as far as a
@@ -42,11 +43,13 @@ export const snoozeConformance = (
         yield* tick(500)
         assert.strictEqual(yield* next.await, 2, "the next job ran in the snoozed one's slot")
         assert.deepStrictEqual(yield* statusOf(snoozed.id), ["delayed", 0], "back in the queue, its attempt not counted")
+        assert.deepStrictEqual([yield* snoozesOf(snoozed.id), yield* snoozesOf(next.id)], [1, 0], "its snooze counted")
         yield* tick(4000)
         assert.deepStrictEqual(yield* Ref.get(runs), [1, 2], "not run again before its time")
         yield* tick(1500)
         assert.strictEqual(yield* snoozed.await, 1)
         assert.deepStrictEqual(yield* statusOf(snoozed.id), ["succeeded", 1])
+        assert.strictEqual(yield* snoozesOf(snoozed.id), 1, "kept once it ended")
       })))
 
     it.effect("a snooze with holdQueue holds every job of its queue (not another queue's) until its end; the snoozed job runs after it", () =>

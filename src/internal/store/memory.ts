@@ -462,7 +462,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
             break
           }
           const visibleAt = now + settlement.delay
-          update(row, { state: "queued", attempts: row.job.attempts - 1, visibleAt })
+          update(row, { state: "queued", attempts: row.job.attempts - 1, visibleAt, snoozes: (row.job.snoozes ?? 0) + 1 })
           row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, visibleAt)
           return changedIn(settlement.delay, true)
         }

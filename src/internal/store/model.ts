@@ -51,6 +51,8 @@ export interface JobRow {
   readonly trace?: string | null | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text; null or absent: the consumer's. */
   readonly retry?: string | null | undefined
+  /** How many times its handlers snoozed it (`Release` with a delay); absent: none (or not read). */
+  readonly snoozes?: number | undefined
 }
 
 /**

@@ -156,8 +156,11 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
   (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
-  // 9: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before it
-  (s) => `ALTER TABLE ${s}.wp_queue ADD COLUMN held_until bigint NOT NULL DEFAULT 0;`
+  // 9: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
+  // it; and a job's count of snoozes (`JobQueue.snooze`)
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN held_until bigint NOT NULL DEFAULT 0;
+  ALTER TABLE ${s}.wp_job ADD COLUMN snoozes integer NOT NULL DEFAULT 0;`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -1978,7 +1981,7 @@ export const makeWith = (
             // snoozed: visible after its delay, ranked from then, its attempt not counted
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
             return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
-              attempts = attempts - 1,
+              attempts = attempts - 1, snoozes = snoozes + 1,
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}

@@ -286,6 +286,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     progress: f.progress ?? null,
     trace: f.trace ?? null,
     retry: f.retry ?? null,
+    snoozes: Number(f.snoozes ?? 0),
     seq: Number(f.seq)
   }
 }

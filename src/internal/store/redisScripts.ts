@@ -230,6 +230,7 @@ local function settleMany(args, from, count, now)
           -- from then), its attempt not counted
           redis.call("HINCRBY", j, "attempts", -1)
           if arg ~= "" then
+            redis.call("HINCRBY", j, "snoozes", 1)
             local visible = now + tonumber(arg)
             redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(redis.call("HGET", j, "priority")), visible))
           else

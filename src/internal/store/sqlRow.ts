@@ -30,6 +30,8 @@ export interface SqlRow {
   readonly progress: string | null
   readonly trace: string | null
   readonly retry: string | null
+  /** Absent from a row read before its schema had it, or by a statement that leaves it out. */
+  readonly snoozes?: bigint | number | undefined
   readonly lease_token: string | null
 }
 
@@ -62,5 +64,6 @@ export const toRow = (row: SqlRow): JobRow => ({
   exit: row.exit,
   progress: row.progress,
   trace: row.trace,
-  retry: row.retry
+  retry: row.retry,
+  snoozes: row.snoozes === undefined ? undefined : Number(row.snoozes)
 })

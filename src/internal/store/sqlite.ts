@@ -113,8 +113,10 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
   CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
-  // 8: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before it
-  `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;`
+  // 8: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
+  // it; and a job's count of snoozes (`JobQueue.snooze`)
+  `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`
 ]
 
 /**
@@ -1078,7 +1080,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
               visibleIn = delay
               return Number(
                 run(
-                  `UPDATE wp_job SET state = 'queued', attempts = attempts - 1, visible_at = ?, rank = ${RANK("?")}, ${lease} ${fence}`,
+                  `UPDATE wp_job SET state = 'queued', attempts = attempts - 1, snoozes = snoozes + 1, visible_at = ?, rank = ${RANK("?")}, ${lease} ${fence}`,
                   now + delay,
                   now + delay,
                   token
