@@ -39,7 +39,6 @@ import * as OnThread from "./onThread.ts"
 import { type Snooze, snoozeOf } from "./snooze.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
-
 /** The snooze a handler's attempt ended with (its only defect, or the first), if any. */
 const snoozeIn = (cause: Cause.Cause<unknown>): Snooze | undefined => {
   const defect = Cause.findDefect(cause)

@@ -121,12 +121,12 @@ end
 -- the jobs this script moved (promoted, reaped): a script over several queues (\`many\`) stops at a
 -- budget of them, the server blocked for each
 local moved = 0
--- delayed jobs whose time has come become ready
 -- paused, or held past now (JobQueue.holdQueue): no claim takes anything
 local function closed(now)
   local m = redis.call("HMGET", B .. ":meta", "paused", "heldUntil")
   return m[1] == "1" or (m[2] and tonumber(m[2]) > now)
 end
+-- delayed jobs whose time has come become ready
 local function promote(now)
   local due = redis.call("ZRANGEBYSCORE", B .. ":delayed", "-inf", now, "LIMIT", 0, 1000)
   moved = moved + #due
