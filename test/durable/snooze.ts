@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Effect, Exit, Layer, Ref } from "effect"
+import { JobStore as Store } from "../../src/internal/store/model.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
 import { InvalidJobOptions } from "../../src/PoolError.ts"
@@ -131,3 +132,18 @@ export const snoozeConformance = (
         }).pipe(Effect.scoped))
     }
   })
+
+/**
+ * Live, on a store's public layer (the server's clock on Postgres and Redis): a hold set for an hour
+ * keeps a claim from the queue's job, and one lifted (0) lets it through. No wait: the claims ask
+ * the store directly.
+ */
+export const holdOnServerClock = Effect.gen(function*() {
+  const store = yield* Store
+  yield* JobQueue.holdQueue("held", "1 hour")
+  const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "held" })
+  const request = { queues: ["held"], tasks: ["Echo"], limit: 1, lease: 60_000 }
+  assert.deepStrictEqual((yield* store.claim(request)).claims, [], "held")
+  yield* JobQueue.holdQueue("held", 0)
+  assert.deepStrictEqual((yield* store.claim(request)).claims.map((claim) => claim.job.id), [job.id], "lifted")
+})
