@@ -3,7 +3,7 @@
  * store under TestClock (see conformance.ts: the stores take their time from the Effect Clock).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer, Ref } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Layer, Ref } from "effect"
 import { JobStore as Store } from "../../src/internal/store/model.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
@@ -30,7 +30,7 @@ export const snoozeConformance = (
     it.effect("a snoozed job runs again after its snooze and not before, its attempt not spent (maxAttempts 1), its slot freed at once for the next job", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<number>>([])
-        yield* JobQueue.consume({
+        const consumer = yield* JobQueue.consume({
           ...options,
           concurrency: 1,
           handlers: [Task.handle(Echo, ({ n }) =>
@@ -45,6 +45,9 @@ export const snoozeConformance = (
         assert.strictEqual(yield* next.await, 2, "the next job ran in the snoozed one's slot")
         assert.deepStrictEqual(yield* statusOf(snoozed.id), ["delayed", 0], "back in the queue, its attempt not counted")
         assert.deepStrictEqual([yield* snoozesOf(snoozed.id), yield* snoozesOf(next.id)], [1, 0], "its snooze counted")
+        // a snooze is not a failure: the consumer's pool counts no defect nor failure for it
+        const stats = yield* consumer.stats
+        assert.deepStrictEqual([stats.defects, stats.failed], [0, 0], "a snooze is no defect")
         yield* tick(4000)
         assert.deepStrictEqual(yield* Ref.get(runs), [1, 2], "not run again before its time")
         yield* tick(1500)
@@ -111,6 +114,43 @@ export const snoozeConformance = (
         assert.deepStrictEqual(yield* statusOf(job.id), ["dead", 1])
       })))
 
+    it.effect("a consumer whose queue is held wakes when the hold ends, not at its next poll (an hour)", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({ ...options, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* tick(500)
+        // 12 s: not a multiple of the Redis store's 5 s look for orphaned jobs, which would start it too
+        yield* JobQueue.holdQueue("default", "12 seconds")
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(11_500)
+        assert.deepStrictEqual(yield* statusOf(job.id), ["queued", 0], "held")
+        yield* tick(700)
+        assert.strictEqual(yield* job.await, 1, "started at the hold's end")
+      })))
+
+    it.effect("a hold lifted with 0 wakes a consumer it held (poll an hour), as a resume does", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({ ...options, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* JobQueue.holdQueue("default", "1 hour")
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(2000)
+        assert.deepStrictEqual(yield* statusOf(job.id), ["queued", 0], "held")
+        yield* JobQueue.holdQueue("default", 0)
+        yield* tick(500)
+        assert.strictEqual(yield* job.await, 1, "lifted: started at once")
+      })))
+
+    it.effect("JobQueue.stats shows a queue's hold while it lasts", () =>
+      provide(Effect.gen(function*() {
+        assert.strictEqual((yield* JobQueue.stats("default")).heldUntil, undefined, "never held")
+        const start = yield* Clock.currentTimeMillis
+        yield* JobQueue.holdQueue("default", "10 seconds")
+        const held = (yield* JobQueue.stats("default")).heldUntil
+        assert.isDefined(held)
+        assert.strictEqual(held!.getTime(), start + 10_000)
+        yield* tick(10_500)
+        assert.strictEqual((yield* JobQueue.stats("default")).heldUntil, undefined, "ended")
+      })))
+
     if (instances !== undefined) {
       it.effect("a hold set through one store instance holds a consumer of another (another process), until its end", () =>
         Effect.gen(function*() {
@@ -129,6 +169,26 @@ export const snoozeConformance = (
           assert.deepStrictEqual(yield* elsewhere(statusOf(job.id)), ["queued", 0], "held for the other instance's consumer")
           yield* tick(2500)
           assert.strictEqual(yield* elsewhere(job.await), 4)
+        }).pipe(Effect.scoped))
+
+      it.effect("a hold lifted with 0 through another store instance (another process) wakes a consumer it held (poll an hour)", () =>
+        Effect.gen(function*() {
+          const on = instances()
+          const admin = Context.get(yield* Layer.build(tracked(on())), JobStore.JobStore)
+          const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+          const mine = Context.get(yield* Layer.build(tracked(on())), JobStore.JobStore)
+          yield* Effect.provideService(
+            JobQueue.consume({ ...options, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }),
+            JobStore.JobStore,
+            mine
+          )
+          yield* elsewhere(JobQueue.holdQueue("default", "1 hour"))
+          const job = yield* elsewhere(JobQueue.enqueue(Echo, { n: 5 }))
+          yield* tick(2000)
+          assert.deepStrictEqual(yield* elsewhere(statusOf(job.id)), ["queued", 0], "held")
+          yield* elsewhere(JobQueue.holdQueue("default", 0))
+          yield* tick(1500)
+          assert.strictEqual(yield* elsewhere(job.await), 5, "lifted elsewhere: started")
         }).pipe(Effect.scoped))
     }
   })

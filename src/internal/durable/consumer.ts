@@ -36,7 +36,7 @@ import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
-import { type Snooze, snoozeOf } from "./snooze.ts"
+import { type Snooze, Snoozed, snoozeOf } from "./snooze.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
 /** The snooze a handler's attempt ended with (its only defect, or the first), if any. */
@@ -44,6 +44,13 @@ const snoozeIn = (cause: Cause.Cause<unknown>): Snooze | undefined => {
   const defect = Cause.findDefect(cause)
   return Result.isSuccess(defect) ? snoozeOf(defect.success) : undefined
 }
+
+/** A handler's attempt whose snooze (a defect) ends it as a success, `Snoozed`: see `Snoozed`. */
+const snoozing = <A, E, R>(run: Effect.Effect<A, E, R>): Effect.Effect<A | Snoozed, E, R> =>
+  Effect.catchCause(run, (cause) => {
+    const snooze = snoozeIn(cause)
+    return snooze === undefined ? Effect.failCause(cause) : Effect.succeed(new Snoozed(snooze))
+  })
 
 export interface ConsumerConfig<R> {
   readonly queues: ReadonlyArray<string>
@@ -343,7 +350,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             currentJobOf(job)
           )))
       }
-      run = Effect.annotateLogs(run, { jobId: job.id, queue: job.queue })
+      run = Effect.annotateLogs(snoozing(run), { jobId: job.id, queue: job.queue })
       return traced
         ? Effect.andThen(
           Effect.annotateCurrentSpan({
@@ -418,6 +425,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
       if (entry.reason === "lost") return Effect.succeed(undefined)
       if (Exit.isSuccess(exit)) {
+        if (exit.value instanceof Snoozed) return snoozeJob(job, exit.value.snooze)
         // it finished before a cancel reached it: its result stands
         const encoded = encodeExit(entry.task, exit)
         const final = ({ ok, text }: { readonly ok: boolean; readonly text: string }): Settlement => ({
@@ -433,8 +441,6 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       if (entry.reason === "cancel" && Cause.hasInterrupts(cause)) {
         return Effect.succeed({ _tag: "Final", state: "cancelled", exit: null })
       }
-      const snoozed = snoozeIn(cause)
-      if (snoozed !== undefined) return snoozeJob(job, snoozed)
       const error = Cause.findErrorOption(cause)
       // interrupted by this consumer's shutdown: given back, the attempt does not count. Only then:
       // a handler that interrupts itself, or fails with another pool's PoolShutdown, fails its

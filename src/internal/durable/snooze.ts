@@ -35,3 +35,14 @@ export const snoozeOf = (defect: unknown): Snooze | undefined => {
   const match = MESSAGE.exec(defect.message)
   return match === null ? undefined : { delay: Number(match[1]), holdQueue: match[2] !== undefined }
 }
+
+/**
+ * An attempt that snoozed, as its pool sees it: a success, so that the pool's stats, metrics, logs
+ * and the attempt's span do not count or report a snooze as a defect (it is not a failure).
+ */
+export class Snoozed {
+  readonly snooze: Snooze
+  constructor(snooze: Snooze) {
+    this.snooze = snooze
+  }
+}

@@ -32,7 +32,8 @@ import {
   type Store,
   waitingAs,
   windowAllows,
-  withId
+  withId,
+  holdShown
 } from "./model.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
@@ -309,7 +310,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         },
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
-          .sort((a, b) => b.priority - a.priority)
+          .sort((a, b) => b.priority - a.priority),
+        ...holdShown(queue.heldUntil, now)
       }
     })
 

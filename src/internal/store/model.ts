@@ -232,7 +232,13 @@ export interface QueueCounts {
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
   /** The queue's shared rate limit, with how many claims its window allows now; undefined if none. */
   readonly rateLimit: (QueueRateLimit & { readonly available: number }) | undefined
+  /** When its hold ends (`JobQueue.holdQueue`, `snooze`'s `holdQueue`), while it is held; absent otherwise. */
+  readonly heldUntil?: Date | undefined
 }
+
+/** A queue's hold for its counts (`QueueCounts.heldUntil`): shown while it lasts, absent otherwise (every store alike). */
+export const holdShown = (heldUntil: number | undefined, now: number): { readonly heldUntil?: Date } =>
+  heldUntil !== undefined && heldUntil > now ? { heldUntil: new Date(heldUntil) } : {}
 
 export interface ListFilter {
   readonly queue: string | undefined

@@ -69,7 +69,8 @@ import {
   type State,
   type Store,
   takeFromWindows,
-  withId
+  withId,
+  holdShown
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
@@ -406,11 +407,13 @@ export const dueInStatement = (sql: PgClient.PgClient, S: Fragment, queues: Read
     sql`SELECT d.visible_at FROM ${S}.wp_job d
       WHERE d.queue = ${queue} AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > ${now}
       ORDER BY d.visible_at LIMIT 1`
+  // a held queue's jobs are due at its hold's end at the soonest: its consumers claim again then
+  const dueAt = (queue: Fragment | string) =>
+    sql`coalesce((SELECT h.held_until FROM ${S}.wp_queue h WHERE h.name = ${queue} AND h.held_until > ${now}), (${delayed(queue)}))`
   return queues.length === 1
-    ? sql`(SELECT (${delayed(queues[0]!)}) - ${now}
+    ? sql`(SELECT ${dueAt(queues[0]!)} - ${now}
         WHERE NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = ${queues[0]!} AND p.paused))`
-    : sql`(SELECT min(d.visible_at) - ${now} FROM unnest(${queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (${delayed(sql`q.name`)}) d
+    : sql`(SELECT min(${dueAt(sql`q.name`)}) - ${now} FROM unnest(${queues}::text[]) AS q(name)
         WHERE NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused))`
 }
 
@@ -597,7 +600,9 @@ export const countsStatement = (sql: PgClient.PgClient, S: Fragment, queue: stri
     UNION ALL
     SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused
     UNION ALL
-    SELECT 'aging', aging_ms, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND aging_ms > 0`
+    SELECT 'aging', aging_ms, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND aging_ms > 0
+    UNION ALL
+    SELECT 'held', NULL, held_until FROM ${S}.wp_queue WHERE name = ${queue} AND held_until > ${now}`
 
 /** The counts of `queue` from the rows of its `countsStatement`. */
 const countsOf = (
@@ -609,6 +614,7 @@ const countsOf = (
   let settled = 0
   let paused = false
   let aging = 0
+  let heldUntil = 0
   for (const row of rows) {
     const n = Number(row.n)
     if (row.kind === "waiting" || row.kind === "delayed") {
@@ -617,11 +623,13 @@ const countsOf = (
     } else if (row.kind === "settled") settled = n
     else if (row.kind === "paused") paused = true
     else if (row.kind === "aging") aging = Number(row.priority)
+    else if (row.kind === "held") heldUntil = n
     else if (row.kind in tally) tally[row.kind as keyof typeof tally] += n
   }
   tally.succeeded = settled - tally.dead
   const queuedByPriority = Array.from(byPriority, ([priority, count]) => ({ priority, count })).sort((a, b) => b.priority - a.priority)
-  return { queue, paused, aging, ...tally, queuedByPriority }
+  // held past the statement's now: shown whatever the clock here says
+  return { queue, paused, aging, ...tally, queuedByPriority, ...holdShown(heldUntil, 0) }
 }
 
 /**
@@ -1755,7 +1763,7 @@ export const makeWith = (
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
             held_until = ${heldUntil ?? sql`wp_queue.held_until`}
-          RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
+          RETURNING ${settings.paused === false || settings.holdFor !== undefined ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       if (rate === undefined) return op("configure", upsert, () => true, queue)
       // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them

@@ -71,7 +71,7 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { cursorTime, type LatencyCursor, latencyOf, roundRobin } from "./model.ts"
+import { cursorTime, holdShown, type LatencyCursor, latencyOf, roundRobin } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -363,7 +363,7 @@ const SCRIPTS = {
   purge: script<[Array<string>, number]>(Scripts.PURGE),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -1088,7 +1088,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, heldUntil]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1109,7 +1109,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               limit: Number(rate[0]),
               interval: Number(rate[1]),
               available: Math.max(0, Number(rate[0]) - Number(rate[2]))
-            }
+            },
+            // held past the script's now: shown whatever the clock here says
+            ...holdShown(Number(heldUntil), 0)
           }
         })
       )
@@ -1154,7 +1156,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             for (let j = 0; j < flat.length; j += 2) heads.push({ score: Number(flat[j]), created: Number(flat[j + 1]), queue })
             if (flat.length > 0) counts.set(queue, flat.length / 2)
             if (flat.length / 2 >= request.limit || limited === "1" || dueMarkers.has(queue)) more.add(queue)
-            if (dueAt !== "") due.set(queue, { dueIn, dueAt })
+            if (dueAt !== "" || dueIn !== "") due.set(queue, { dueIn, dueAt })
           },
           { size: manyQueues, inFlight: "unbounded" }
         )
@@ -1273,7 +1275,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           if (look !== undefined) {
             for (const [queue, { dueAt, dueIn: due }] of look.due) {
               if (looked.has(queue)) continue
-              looked.set(queue, Number(dueAt))
+              looked.set(queue, dueAt === "" ? undefined : Number(dueAt))
               if (due !== "" && (dueIn === undefined || Number(due) < dueIn)) dueIn = Number(due)
             }
           }

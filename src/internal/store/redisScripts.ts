@@ -126,6 +126,12 @@ local function closed(now)
   local m = redis.call("HMGET", B .. ":meta", "paused", "heldUntil")
   return m[1] == "1" or (m[2] and tonumber(m[2]) > now)
 end
+-- a held queue (not paused): ms until its hold ends, as text, for its consumers to claim again then; else ""
+local function holdEndsIn(now)
+  local m = redis.call("HMGET", B .. ":meta", "paused", "heldUntil")
+  if m[1] == "1" or not m[2] or tonumber(m[2]) <= now then return "" end
+  return tostring(tonumber(m[2]) - now)
+end
 -- delayed jobs whose time has come become ready
 local function promote(now)
   local due = redis.call("ZRANGEBYSCORE", B .. ":delayed", "-inf", now, "LIMIT", 0, 1000)
@@ -438,7 +444,7 @@ end
 -- paused: nothing taken, and no wake-up at the soonest delayed job's time (the resume wakes), but
 -- that time all the same: the marker a store holds follows it (left out, it was read as NaN, and
 -- the marker handed back "at NaN" was refused, lost)
-if closed(now) then return {{}, "0", settled, "", soonest()[2] or ""} end
+if closed(now) then return {{}, "0", settled, holdEndsIn(now), soonest()[2] or ""} end
 promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -535,7 +541,7 @@ local function soonest()
 end
 if closed(now) then
   local _, dueAt = soonest()
-  return {{}, "", dueAt, "0"}
+  return {{}, holdEndsIn(now), dueAt, "0"}
 end
 promote(now)
 local wanted = tonumber(ARGV[2])
@@ -772,8 +778,8 @@ elseif ARGV[3] ~= nil and ARGV[3] ~= "" then
   redis.call("HSET", KEYS[1], "rateLimit", ARGV[3], "rateInterval", ARGV[4])
   redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -tonumber(ARGV[3]) - 1)
 end
-if ARGV[1] == "0" then
-  -- no job (a queue never used, or dropped): no one to wake
+if ARGV[1] == "0" or (ARGV[6] ~= nil and ARGV[6] ~= "") then
+  -- resumed, or a hold set or lifted: its consumers claim (a held one learns the hold's end). No job (a queue never used, or dropped): no one to wake
   if redis.call("EXISTS", B .. ":all") == 1 then redis.call("ZADD", B .. ":marker", 0, "0") end
 elseif ARGV[3] ~= "" then
   -- a new limit: the queue's consumers held back by the window, in every process, claim again (the
@@ -790,10 +796,16 @@ return 1
 
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
- * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text)}
+ * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text),
+ * heldUntil (text; "0": not held)}
  */
 export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
+-- its hold's end (server ms, text) while it is held, else "0"
+local function held()
+  local at = tonumber(redis.call("HGET", KEYS[1], "heldUntil") or "0")
+  return at > now and tostring(at) or "0"
+end
 local function rate()
   local limit = redis.call("HGET", KEYS[1], "rateLimit")
   if not limit then return {"0", "0", "0"} end
@@ -814,7 +826,8 @@ return {
   redis.call("ZCARD", B .. ":final:cancelled"),
   redis.call("HGETALL", B .. ":prio"),
   rate(),
-  redis.call("HGET", KEYS[1], "aging") or "0"
+  redis.call("HGET", KEYS[1], "aging") or "0",
+  held()
 }
 `
 

@@ -44,7 +44,8 @@ import {
   type State,
   type Store,
   takeFromWindows,
-  withId
+  withId,
+  holdShown
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
@@ -162,9 +163,11 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
  * A value used twice is a named parameter, never a numbered one (`?1`): the node:sqlite of Node
  * 22.13 (the store's floor) fails a statement with numbered parameters, "column index out of range".
  */
-export const DELAYED = `SELECT min((SELECT d.visible_at FROM wp_job d
-    WHERE d.queue = q.value AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > :now
-    ORDER BY d.visible_at LIMIT 1)) AS visible_at
+export const DELAYED = `SELECT min(coalesce(
+    (SELECT h.held_until FROM wp_queue h WHERE h.name = q.value AND h.held_until > :now),
+    (SELECT d.visible_at FROM wp_job d
+      WHERE d.queue = q.value AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > :now
+      ORDER BY d.visible_at LIMIT 1))) AS visible_at
   FROM json_each(:queues) q
   WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND p.paused = 1)`
 
@@ -896,9 +899,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         } else tally.running += n
       }
       byPriority.sort((a, b) => b.priority - a.priority)
-      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
+      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, held_until FROM wp_queue WHERE name = ?").get(
         queue
-      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number; held_until: number } | undefined
       const rate = settings === undefined || settings.rate_limit === 0
         ? undefined
         : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
@@ -918,7 +921,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           )
         },
         ...tally,
-        queuedByPriority: byPriority
+        queuedByPriority: byPriority,
+        ...holdShown(settings?.held_until, now)
       }
     }
 
