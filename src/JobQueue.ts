@@ -1063,7 +1063,8 @@ export const setRateLimit = (
 /**
  * Holds a queue: no consumer, in any process, claims its jobs for `duration` (the store's clock;
  * running jobs go on), as after an upstream's 429 with a Retry-After. A hold replaces the one
- * before it; `0` lifts it. Its end is heard at the consumers' next `poll` at the latest. A handler
+ * before it; `0` lifts it. Held consumers claim again at its end, or at once when it is lifted or
+ * changed (in any process); `stats` shows it (`heldUntil`). A handler
  * that holds its own queue and gives its job back at once says `snooze(d, { holdQueue: true })`.
  *
  * @example
@@ -1105,7 +1106,8 @@ export interface SnoozeOptions {
  * after `duration`, without spending an attempt (its `attempt` is the same next time), its lease
  * and its slot freed at once. With `{ holdQueue: true }` its queue is held as long too
  * (`holdQueue`): an upstream's 429 with a Retry-After. A snooze is not a failure of the task's
- * typed error: it ends the handler as a defect the consumer recognises, and works on a
+ * typed error: it ends the handler as a defect the consumer recognises (its pool counts the
+ * attempt as ended well, not among its defects: a snooze is not a failure), and works on a
  * `ThreadPool` consumer's thread as on a fiber. Snoozes are counted (`JobInfo.snoozes`), not
  * bounded: a job that always snoozes never goes dead (bound it yourself, say by the time since
  * `CurrentJob`'s `createdAt`).
