@@ -964,6 +964,7 @@ const configure = (
     readonly paused?: boolean
     readonly aging?: number
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
+    readonly concurrency?: number | null
   }
 ) =>
   // void, whatever a store's statement or script answers
@@ -1050,6 +1051,49 @@ export const setRateLimit = (
   Effect.flatMap(
     invalid(() => rateLimit === undefined ? null : RateLimits.check("rateLimit", rateLimit)),
     (limit) => configure(queue, { rateLimit: limit })
+  )
+
+/** The largest cap `setConcurrency` takes. */
+const MAX_CONCURRENCY = 1_000_000
+
+/**
+ * Caps how many jobs of a queue run at once, counted across every consumer of the queue in every
+ * process: a claim starts a job only while fewer than `concurrency` of the queue's jobs are running.
+ * The store counts the running jobs in the claim's own serialized step (the rate limit's), from the
+ * jobs themselves, so the cap holds however many consumers claim at once and no settle, retry,
+ * cancel, release or reap can leave it counting wrong. A job whose lease expired still holds its
+ * slot until it is reaped (its process may be frozen and still running it): a crashed process's jobs
+ * free their slots at the reap, a lease and a half after their last renewal at most.
+ *
+ * `undefined` (or 0) removes the cap. Lowering it below the jobs running now interrupts none: claims
+ * resume once fewer run. A consumer's own `concurrency` and both rate limits hold too. Any other
+ * `concurrency` than an integer from 0 to 1,000,000 fails with `InvalidJobOptions`. Stores: memory
+ * and SQLite (see the CHANGELOG for the others).
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // the payment provider takes at most 4 requests in flight from the whole fleet
+ * const setup = JobQueue.setConcurrency("payments", 4)
+ * const lift = JobQueue.setConcurrency("payments", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setConcurrency = (
+  queue: string,
+  concurrency: number | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    invalid(() => {
+      if (concurrency === undefined) return null
+      if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 0 || concurrency > MAX_CONCURRENCY) {
+        config.fail("concurrency", concurrency, `expected an integer from 0 to ${MAX_CONCURRENCY} (0 or undefined: no cap)`)
+      }
+      return concurrency === 0 ? null : concurrency
+    }),
+    (cap) => configure(queue, { concurrency: cap })
   )
 
 /**

@@ -19,7 +19,7 @@ let n = 0
 const fresh = () => path.join(dir, `jobs-${++n}.db`)
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
+conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }), { concurrencyCaps: true })
 
 describe("the SQLite store", () => {
   it.live("a queue's rate limit raised, then lifted, through another connection starts the held-back jobs at once on a consumer polling once an hour (the file watch)", () =>

@@ -489,7 +489,13 @@ const reportThenEcho = Task.handle(Echo, ({ n }) =>
 
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
 
-export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
+/** What a store offers beyond the common semantics (each absent one is skipped by name, and refused by the store). */
+export interface Features {
+  /** `JobQueue.setConcurrency`: a queue's cap on running jobs, fleet-wide. */
+  readonly concurrencyCaps?: boolean
+}
+
+export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>, features: Features = {}) =>
   describe(`durable jobs on ${name}`, () => {
     const makeLayer = () => tracked(makeStore())
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
@@ -2659,6 +2665,129 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         }
         assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
       })))
+
+    // --- a queue's cap on running jobs, shared by every consumer of the queue (setConcurrency)
+
+    const capped = features.concurrencyCaps === true ? it.effect : it.effect.skip
+    const SUCCESS = JSON.stringify({ _tag: "Success", value: 0 })
+
+    capped("concurrency cap: claims by any claimer keep at most n running; each way a job stops running frees its slot, a cancel asked of a running one only once it settles", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 2)
+        const jobs = yield* Effect.forEach(Array.from({ length: 8 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }))
+        const claim = (limit = 10) => Effect.map(store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE }), (c) => c.claims)
+        const [a, b] = yield* claim()
+        assert.deepStrictEqual([a, b].map((c) => JSON.parse(c!.job.payload).n), [0, 1], "the best two, in order")
+        // another claimer (another process, as far as the store can tell): none free
+        assert.strictEqual((yield* claim()).length, 0)
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 2, running: 2 })
+        const next = (why: string) =>
+          Effect.map(claim(), (claims) => {
+            assert.strictEqual(claims.length, 1, why)
+            return claims[0]!
+          })
+        assert.isTrue(yield* store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const c = yield* next("a final settle frees one slot")
+        assert.isTrue(yield* store.settle(b!.token, { _tag: "Retry", delay: 60_000, exit: SUCCESS }))
+        const d = yield* next("a retry frees one slot")
+        assert.isTrue(yield* store.settle(c.token, { _tag: "Release" }))
+        const e = yield* next("a release frees one slot")
+        assert.strictEqual(yield* JobQueue.cancel(d.job.id), "requested")
+        assert.strictEqual((yield* claim()).length, 0, "a running job asked to stop holds its slot until it stops")
+        assert.isTrue(yield* store.settle(d.token, { _tag: "Final", state: "cancelled", exit: null }))
+        const f = yield* next("its cancelled settle frees it")
+        // a lease expired but not yet reaped still holds its slot (its process may still run it)
+        yield* TestClock.adjust(LEASE + 1)
+        assert.isTrue(yield* store.settle(e.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const g = yield* next("e's settle frees one")
+        assert.strictEqual((yield* claim()).length, 0, "f's lease expired, unreaped: still running")
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const h = yield* next("the reap frees f's slot")
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 2, running: 2 })
+        assert.deepStrictEqual([g, h].map((claim) => claim.job.queue), ["default", "default"])
+        assert.strictEqual(yield* stateOf(jobs[1]!.id), "delayed", "retried, waiting for its delay")
+      })))
+
+    capped("concurrency cap: a claim over several queues caps only the capped one; a lowered cap holds claims until fewer run; 0 or undefined removes it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 3)
+        for (let n = 0; n < 10; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: 1 })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n: 100 + n }, { queue: "free" })
+        const claim = (queues: ReadonlyArray<string>, limit = 10) =>
+          Effect.map(store.claim({ queues, tasks: ["Echo"], limit, lease: 60_000 }), (c) => c.claims)
+        const mixed = yield* claim(["default", "free"])
+        assert.deepStrictEqual(mixed.map((c) => c.job.queue), ["default", "default", "default", "free", "free", "free"])
+        yield* JobQueue.setConcurrency("default", 1)
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 1, running: 3 }, "lowering interrupts none")
+        for (const claimed of mixed.slice(0, 2)) {
+          assert.isTrue(yield* store.settle(claimed.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+          assert.strictEqual((yield* claim(["default"])).length, 0, "still at or above the cap")
+        }
+        assert.isTrue(yield* store.settle(mixed[2]!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        assert.strictEqual((yield* claim(["default"])).length, 1)
+        yield* JobQueue.setConcurrency("default", 0)
+        assert.strictEqual((yield* JobQueue.stats("default")).concurrency, undefined)
+        assert.strictEqual((yield* claim(["default"], 3)).length, 3, "0 removes the cap")
+        yield* JobQueue.setConcurrency("default", 4)
+        assert.strictEqual((yield* claim(["default"])).length, 0, "4 running")
+        yield* JobQueue.setConcurrency("default", undefined)
+        assert.strictEqual((yield* claim(["default"])).length, 3, "undefined removes it: the rest")
+        assert.strictEqual((yield* JobQueue.stats("free")).concurrency, undefined)
+      })))
+
+    capped("concurrency cap: two consumers never run more than n of the queue at once, and a freed slot starts the next job at once, polling once an hour", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 3)
+        let running = 0
+        let most = 0
+        const handlers = [Task.handle(Echo, ({ n }) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              most = Math.max(most, ++running)
+            }),
+            () => Effect.as(Effect.sleep("1 second"), n),
+            () => Effect.sync(() => running--)
+          ))]
+        const jobs = yield* Effect.forEach(Array.from({ length: 12 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }))
+        yield* JobQueue.consume({ ...options, concurrency: 5, poll: "1 hour", handlers })
+        yield* JobQueue.consume({ ...options, concurrency: 5, poll: "1 hour", handlers })
+        // 12 jobs of a second, 3 at a time: 4 seconds (the hour's poll would leave them waiting)
+        yield* tickUntil(
+          Effect.map(Effect.forEach(jobs, (job) => stateOf(job.id)), (states) => states.every((state) => state === "succeeded")).pipe(
+            Effect.orDie,
+            Effect.provideService(JobStore.JobStore, store)
+          ),
+          "every job done within seconds",
+          100,
+          8_000
+        )
+        assert.strictEqual(most, 3)
+      })))
+
+    capped("concurrency cap: bad values are refused, naming the field", () =>
+      provide(Effect.gen(function*() {
+        for (const bad of [-1, 1.5, Number.NaN, Infinity, 1_000_001, "3", null]) {
+          const error = yield* Effect.flip(JobQueue.setConcurrency("default", bad as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as InvalidJobOptions).field, "concurrency", String(bad))
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setConcurrency("", 1)))._tag, "InvalidJobOptions")
+        assert.strictEqual((yield* JobQueue.stats("default")).concurrency, undefined, "nothing set")
+      })))
+
+    if (features.concurrencyCaps !== true) {
+      it.effect("concurrency cap: not supported on this store yet, so refused (a StoreError), never ignored", () =>
+        provide(Effect.gen(function*() {
+          const error = yield* Effect.flip(JobQueue.setConcurrency("default", 2))
+          assert.instanceOf(error, DurableError.StoreError)
+          assert.match(error.message, /not supported/)
+          // removing a cap the store never had is no error
+          yield* JobQueue.setConcurrency("default", undefined)
+        })))
+    }
 
     it.effect("a consumer whose store closes first (the store's layer released before the consumer's scope) stops, saying so once: no claim retried, no warning per poll; an idle one and a busy one", () =>
       Effect.forEach([2, 1], (concurrency) => Effect.gen(function*() {

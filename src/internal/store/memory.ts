@@ -63,10 +63,18 @@ interface QueueState {
   rate: QueueRateLimit | undefined
   /** The times of the last `rate.limit` claims, oldest first. */
   times: Array<number>
+  /** At most this many of the queue's jobs running at once (`setConcurrency`); undefined: no cap. */
+  concurrency: number | undefined
 }
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
-const UNCONFIGURED: QueueState = Object.freeze({ paused: false, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
+const UNCONFIGURED: QueueState = Object.freeze({
+  paused: false,
+  aging: 0,
+  rate: undefined,
+  times: Object.freeze([]) as unknown as Array<number>,
+  concurrency: undefined
+})
 
 export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
@@ -84,7 +92,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   /** A queue's settings to change: kept from then on (a queue per tenant is no entry per tenant until configured). */
   const configured = (name: string) => {
     let queue = queues.get(name)
-    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [] })
+    if (queue === undefined) queues.set(name, queue = { paused: false, aging: 0, rate: undefined, times: [], concurrency: undefined })
     return queue
   }
   const update = (row: Row, patch: Partial<JobRow>) => {
@@ -278,6 +286,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         queue.rate = settings.rateLimit
         queue.times = queue.times.slice(-settings.rateLimit.limit)
       }
+      if (settings.concurrency !== undefined) queue.concurrency = settings.concurrency ?? undefined
       changed(undefined)
     })
 
@@ -303,6 +312,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
         },
+        concurrency: queue.concurrency === undefined ? undefined : { limit: queue.concurrency, running: tally.running },
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)
@@ -337,31 +347,48 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // 30,000 queued jobs take 0.5 s (a tenant per queue is ordinary)
       const ofQueues = new Set(request.queues)
       const ofTasks = new Set(request.tasks)
+      // the running jobs of each capped queue of the request, counted in the same pass: a cap is
+      // derived from the rows, never kept as a counter that a missed settle could leave wrong
+      const running = new Map<string, number>()
+      for (const name of request.queues) if (queueOf(name).concurrency !== undefined) running.set(name, 0)
       for (const row of rows.values()) {
         const job = row.job
+        if (job.state === "running") {
+          const n = running.get(job.queue)
+          if (n !== undefined) running.set(job.queue, n + 1)
+          continue
+        }
         if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
         if (job.visibleAt > now) {
           if (job.visibleAt < dueAt) dueAt = job.visibleAt
         } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
-      // what each rate-limited queue's window allows now
+      // what each rate-limited queue's window, and each capped queue's free slots, allow now
       const allowed = new Map<string, number>()
+      const windowed = new Map<string, number>()
       for (const name of request.queues) {
         const queue = queueOf(name)
         if (queue.rate !== undefined) {
-          allowed.set(name, windowAllows(queue.times, queue.times.length, queue.rate, now, request.limit).allowed)
+          windowed.set(name, windowAllows(queue.times, queue.times.length, queue.rate, now, request.limit).allowed)
+          allowed.set(name, windowed.get(name)!)
+        }
+        if (queue.concurrency !== undefined) {
+          allowed.set(name, Math.min(allowed.get(name) ?? Infinity, Math.max(0, queue.concurrency - running.get(name)!)))
         }
       }
+      // held back by a full window (a time at which it frees), or by a cap (no such time: a settle wakes)
       const held = new Set<string>()
       const picked: Array<Row> = []
       for (const row of candidates) {
         if (picked.length >= request.limit) break
         const left = allowed.get(row.job.queue)
         if (left === 0) {
-          held.add(row.job.queue)
+          if (windowed.get(row.job.queue) === 0) held.add(row.job.queue)
           continue
         }
+        const window = windowed.get(row.job.queue)
+        if (window !== undefined) windowed.set(row.job.queue, window - 1)
         if (left !== undefined) allowed.set(row.job.queue, left - 1)
         picked.push(row)
       }

@@ -187,6 +187,11 @@ export interface QueueCounts {
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
   /** The queue's shared rate limit, with how many claims its window allows now; undefined if none. */
   readonly rateLimit: (QueueRateLimit & { readonly available: number }) | undefined
+  /**
+   * The queue's cap on running jobs (`JobQueue.setConcurrency`) and how many run now; undefined if
+   * none, or on a store without caps.
+   */
+  readonly concurrency?: { readonly limit: number; readonly running: number } | undefined
 }
 
 export interface ListFilter {
@@ -252,6 +257,8 @@ export interface QueueSettings {
   readonly paused?: boolean | undefined
   readonly aging?: number | undefined
   readonly rateLimit?: QueueRateLimit | null | undefined
+  /** At most this many of the queue's jobs running at once, fleet-wide; null removes the cap. */
+  readonly concurrency?: number | null | undefined
 }
 
 /**

@@ -1730,10 +1730,13 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
+    const noCaps = new StoreError({ operation: "configure", reason: "concurrency caps (setConcurrency) are not supported on the Postgres store yet" })
     const configure = (
       queue: string,
       settings: QueueSettings
     ) => {
+      // never a cap silently ignored: jobs would run past it
+      if (typeof settings.concurrency === "number") return Effect.fail(noCaps)
       const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
           VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
           ON CONFLICT (name) DO UPDATE SET

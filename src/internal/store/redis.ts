@@ -1043,11 +1043,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    const noCaps = new StoreError({ operation: "configure", reason: "concurrency caps (setConcurrency) are not supported on the Redis store yet" })
     const configure = (
       queue: string,
       settings: QueueSettings
     ) =>
-      op(
+      // never a cap silently ignored: jobs would run past it
+      typeof settings.concurrency === "number" ? Effect.fail(noCaps) : op(
         "configure",
         Effect.andThen(
           knownQueue(queue),

@@ -31,6 +31,7 @@ import {
   type JobRow,
   cursorTime,
   type Latencies,
+  type LimitedQueue,
   type LatencyCursor,
   latencyOf,
   type FreshJob,
@@ -111,7 +112,10 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   DROP INDEX wp_job_running;
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
-  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`
+  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
+  // 8: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim from
+  // the running rows (wp_job_running), never kept as a counter a missed settle could leave wrong
+  `ALTER TABLE wp_queue ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 0;`
 ]
 
 /**
@@ -806,7 +810,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             queue
           )
         }
+        if (settings.concurrency !== undefined) run("UPDATE wp_queue SET concurrency = ? WHERE name = ?", settings.concurrency ?? 0, queue)
       })
+
+    const runningOf = db.prepare("SELECT COUNT(*) AS n FROM (SELECT 1 FROM wp_job WHERE state = 'running' AND queue = ? LIMIT ?)")
+    /**
+     * How many more jobs a queue with a cap (`concurrency`, 0: none) may start now: the running rows
+     * counted (a job whose lease expired unreaped still holds its slot: its process may still run it),
+     * at most `concurrency` of them read.
+     */
+    const freeSlots = (queue: string, concurrency: number) =>
+      concurrency === 0 ? Infinity : concurrency - (runningOf.get(queue, concurrency) as { n: number }).n
 
     /** The oldest `count` claim times of a limited queue's window. */
     const oldestClaims = (queue: string, count: number) =>
@@ -872,9 +886,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         } else tally.running += n
       }
       byPriority.sort((a, b) => b.priority - a.priority)
-      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
-        queue
-      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+      const settings = db.prepare(
+        "SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, concurrency FROM wp_queue WHERE name = ?"
+      ).get(queue) as
+        | { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number }
+        | undefined
       const rate = settings === undefined || settings.rate_limit === 0
         ? undefined
         : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
@@ -893,6 +909,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             ) as { n: number }).n
           )
         },
+        concurrency: settings === undefined || settings.concurrency === 0
+          ? undefined
+          : { limit: settings.concurrency, running: tally.running },
         ...tally,
         queuedByPriority: byPriority
       }
@@ -930,24 +949,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       write("claim", (): Claimed => {
         const now = time()
         const tasks = JSON.stringify(request.tasks)
-        // the queues' rate limits, read in the claim's own (exclusive) transaction
+        // the queues' rate limits and caps, read in the claim's own (exclusive) transaction: no other
+        // claim runs between the count of a capped queue's running jobs and this claim's commit
         const limited = db.prepare(
-          `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
-           WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
-        ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
+          `SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM wp_queue
+           WHERE name IN (SELECT value FROM json_each(?)) AND (rate_limit > 0 OR concurrency > 0) AND paused = 0`
+        ).all(JSON.stringify(request.queues)) as unknown as Array<LimitedQueue & { concurrency: number }>
         if (limited.length === 0) {
           const claims = claimBest(request, now)
           return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
         }
-        const windows = limited.map((queue) =>
+        const windows = limited.filter((queue) => queue.rate_limit > 0).map((queue) =>
           claimWindow(queue, oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), now, request.limit)
         )
-        // the candidates: up to `limit` of each queue, as far as its window allows, then the best of them
-        let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
-        for (const window of windows) {
-          if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
+        // the candidates: up to `limit` of each queue, as far as its window and its cap allow, then the best of them
+        let candidates = best(request.queues.filter((q) => !limited.some((l) => l.name === q)), tasks, now, request.limit)
+        for (const queue of limited) {
+          const window = windows.find((w) => w.name === queue.name)
+          const allowed = Math.min(window?.allowed ?? request.limit, freeSlots(queue.name, queue.concurrency))
+          if (allowed > 0) candidates = candidates.concat(best([queue.name], tasks, now, allowed))
         }
-        if (windows.length > 0) candidates.sort(bestFirst)
+        candidates.sort(bestFirst)
         const picked = candidates.slice(0, request.limit)
         const claims = picked.length === 0 ? [] : toClaims(all(
           CLAIM_PICKED,
