@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapTwoInstances, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -32,6 +32,12 @@ describe("the SQLite store", () => {
     Effect.gen(function*() {
       const filename = fresh()
       yield* rateLimitLiftTwoInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
+  it.live("a queue's concurrency cap holds across two connections' consumers polling once an hour, and each freed slot starts the next job at once (the file watch)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* concurrencyCapTwoInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>

@@ -235,6 +235,59 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
     yield* elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))).pipe(Effect.timeout("30 seconds"))
   }).pipe(Effect.scoped)
 
+/**
+ * Live: two consumers, each of its own store instance (two processes), polling once an hour, on a
+ * queue capped at 2; each job holds its slot until the test lets it go. Never more than 2 run
+ * between them; each slot freed on one instance starts a job on whichever consumer hears it first
+ * (the store's wake-up across instances: file watch, NOTIFY, marker), not at the poll.
+ */
+export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const queue = "capped"
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    yield* elsewhere(JobQueue.setConcurrency(queue, 2))
+    const jobs = yield* elsewhere(Effect.forEach(Array.from({ length: 6 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }, { queue })))
+    let running = 0
+    let most = 0
+    const gates = yield* Effect.forEach(jobs, () => Deferred.make<void>())
+    const started = yield* Effect.forEach(jobs, () => Deferred.make<void>())
+    for (const _ of [0, 1]) {
+      const store = yield* instance
+      yield* Effect.provideService(
+        JobQueue.consume({
+          queues: [queue],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.acquireUseRelease(
+              Effect.andThen(Effect.sync(() => {
+                most = Math.max(most, ++running)
+              }), Deferred.succeed(started[n]!, undefined)),
+              () => Effect.as(Deferred.await(gates[n]!), n),
+              () => Effect.sync(() => running--)
+            ))],
+          concurrency: 4,
+          poll: HOUR
+        }),
+        JobStore.JobStore,
+        store
+      )
+    }
+    const inTime = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.timeout(effect, "30 seconds")
+    // FIFO: jobs 0 and 1 first; each one let go starts the next in order
+    for (let n = 0; n < jobs.length; n++) {
+      yield* inTime(Deferred.await(started[n]!))
+      if (n >= 1) {
+        assert.deepStrictEqual((yield* elsewhere(JobQueue.stats(queue))).concurrency, { limit: 2, running: 2 })
+        yield* Deferred.succeed(gates[n - 1]!, undefined)
+      }
+    }
+    yield* Deferred.succeed(gates[jobs.length - 1]!, undefined)
+    yield* inTime(elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))))
+    assert.strictEqual(most, 2)
+  }).pipe(Effect.scoped)
+
 /** Any value in and out: what a Schema lets through need not be JSON. */
 const Loose = Task.make("Loose", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
 const cyclic = () => {

@@ -312,7 +312,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
         },
-        concurrency: queue.concurrency === undefined ? undefined : { limit: queue.concurrency, running: tally.running },
+        // only when set: a queue without a cap counts as before (a field of undefined is a field)
+        ...(queue.concurrency === undefined ? {} : { concurrency: { limit: queue.concurrency, running: tally.running } }),
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)

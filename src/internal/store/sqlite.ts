@@ -909,9 +909,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             ) as { n: number }).n
           )
         },
-        concurrency: settings === undefined || settings.concurrency === 0
-          ? undefined
-          : { limit: settings.concurrency, running: tally.running },
+        // only when set: a queue without a cap counts as before (a field of undefined is a field)
+        ...(settings === undefined || settings.concurrency === 0 ? {} : { concurrency: { limit: settings.concurrency, running: tally.running } }),
         ...tally,
         queuedByPriority: byPriority
       }
