@@ -14,12 +14,12 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
-  conformance("Postgres", () => testLayer())
+  conformance("Postgres", () => testLayer(), { concurrencyCaps: true })
 
   const layer = (schema: string, options: Partial<PgJobStore.PgJobStoreOptions> = {}) =>
     PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
@@ -336,6 +336,18 @@ else {
         const schema = freshSchema()
         yield* rateLimitLiftTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
+
+    it.live("a queue's concurrency cap holds across two store instances' consumers polling once an hour, and each freed slot starts the next job at once (NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* concurrencyCapTwoInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* concurrencyCapFreedElsewhere(() => layer(schema))
+      }), { timeout: 120_000 })
 
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>
       Effect.gen(function*() {

@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, concurrencyCapTwoInstances, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -39,6 +39,12 @@ describe("the SQLite store", () => {
       const filename = fresh()
       yield* concurrencyCapTwoInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
+
+  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* concurrencyCapFreedElsewhere(() => JobStore.sqlite({ filename }))
+    }), { timeout: 120_000 })
 
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
     Effect.map(claimsAmongOtherTasks(JobStore.sqlite({ filename: fresh() })), (claims) => assert.strictEqual(claims, 0)))

@@ -288,6 +288,54 @@ export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.Job
     assert.strictEqual(most, 2)
   }).pipe(Effect.scoped)
 
+/**
+ * Live: a queue capped at 1, its slot held by a claim of another store instance (another process);
+ * a consumer polling once an hour is held back. The slot freed there (a final settle, then a
+ * retry, then a release) starts the next job on the consumer at once: the store's wake-up across
+ * instances, for each way a settle frees a slot.
+ */
+export const concurrencyCapFreedElsewhere = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    const exit = JSON.stringify({ _tag: "Success", value: 0 })
+    const settlements = [
+      { _tag: "Final", state: "succeeded", exit },
+      { _tag: "Retry", delay: HOUR, exit },
+      { _tag: "Release" }
+    ] as const
+    for (const settlement of settlements) {
+      const queue = `capped-${settlement._tag}`
+      yield* elsewhere(JobQueue.setConcurrency(queue, 1))
+      const [first, second] = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue })))
+      // the slot taken elsewhere (another process)
+      const [held] = (yield* admin.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+      assert.strictEqual(held?.job.id, first!.id)
+      const store = yield* instance
+      const found = yield* Deferred.make<void>()
+      const telling: Store = {
+        ...store,
+        claim: (request) =>
+          Effect.tap(store.claim(request), (claimed) => claimed.claims.length === 0 ? Deferred.succeed(found, undefined) : Effect.void)
+      }
+      yield* Effect.provideService(
+        JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 4, poll: HOUR }),
+        JobStore.JobStore,
+        telling
+      )
+      yield* Effect.timeout(Deferred.await(found), "30 seconds")
+      assert.strictEqual((yield* elsewhere(JobQueue.status(second!.id))).state, "queued", "held back by the cap")
+      assert.isTrue(yield* admin.settle(held!.token, settlement))
+      const done = yield* elsewhere(JobQueue.await(Echo, second!.id)).pipe(
+        Effect.timeout("30 seconds"),
+        Effect.catchTag("TimeoutError", () => Effect.die(new Error(`a ${settlement._tag} elsewhere did not start the next job`)))
+      )
+      assert.strictEqual(done, 1)
+    }
+  }).pipe(Effect.scoped)
+
 /** Any value in and out: what a Schema lets through need not be JSON. */
 const Loose = Task.make("Loose", { payload: Schema.Number, success: Schema.Any, failure: Schema.Any })
 const cyclic = () => {

@@ -154,7 +154,11 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
-  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
+  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
+  // 9: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim
+  // from the running rows (wp_job_counted) under the queue row's lock, never kept as a counter.
+  // A column with a constant default: a change of the catalog only, instant on a large table
+  (s) => `ALTER TABLE ${s}.wp_queue ADD COLUMN concurrency integer NOT NULL DEFAULT 0;`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -433,7 +437,9 @@ export const claimStatement = (
   sql<
     RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
-      SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
+      SELECT EXISTS (
+        SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0)
+      ) AS limited
     ),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now)}),`
@@ -1730,13 +1736,10 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
-    const noCaps = new StoreError({ operation: "configure", reason: "concurrency caps (setConcurrency) are not supported on the Postgres store yet" })
     const configure = (
       queue: string,
       settings: QueueSettings
     ) => {
-      // never a cap silently ignored: jobs would run past it
-      if (typeof settings.concurrency === "number") return Effect.fail(noCaps)
       const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
           VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
           ON CONFLICT (name) DO UPDATE SET
@@ -1744,21 +1747,25 @@ export const makeWith = (
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
           RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
-      if (rate === undefined) return op("configure", upsert, () => true, queue)
+      const cap = settings.concurrency
+      if (rate === undefined && cap === undefined) return op("configure", upsert, () => true, queue)
       // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them
-      const limit = rate === null ? 0 : rate.limit
+      const limit = rate === null ? 0 : rate?.limit
       return op(
         "configure",
         transaction(Effect.gen(function*() {
           yield* upsert
           yield* sql`SELECT 1 FROM ${S}.wp_queue WHERE name = ${queue} FOR UPDATE`
-          yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
-              SELECT id FROM ${S}.wp_rate WHERE queue = ${queue} ORDER BY id DESC OFFSET ${limit})`
-          yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
-              rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
-            WHERE name = ${queue}`
-          // the queue's consumers held back by the window, in every process, claim again (the
-          // claim decides what the new limit allows): a limit lifted or raised starts jobs now
+          if (rate !== undefined) {
+            yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
+                SELECT id FROM ${S}.wp_rate WHERE queue = ${queue} ORDER BY id DESC OFFSET ${limit!})`
+            yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit!}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
+                rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
+              WHERE name = ${queue}`
+          }
+          if (cap !== undefined) yield* sql`UPDATE ${S}.wp_queue SET concurrency = ${cap ?? 0} WHERE name = ${queue}`
+          // the queue's consumers held back by the window or the cap, in every process, claim again
+          // (the claim decides what the new setting allows): a limit lifted or raised starts jobs now
           yield* sql`SELECT ${notify(queue, undefined, rateChanged)}`
         })),
         () => true,
@@ -1797,14 +1804,21 @@ export const makeWith = (
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {
             // the claims still in the window (their times follow their order): an index range, not the log
-            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; recent: bigint | number | string }>`
-              SELECT rate_limit, rate_interval_ms,
+            const found = yield* sql<
+              { rate_limit: number; rate_interval_ms: number; concurrency: number; recent: bigint | number | string }
+            >`
+              SELECT rate_limit, rate_interval_ms, concurrency,
                 (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms) AS recent
-              FROM ${S}.wp_queue q WHERE name = ${queue} AND rate_limit > 0`
+              FROM ${S}.wp_queue q WHERE name = ${queue} AND (rate_limit > 0 OR concurrency > 0)`
             if (found.length === 0) return { ...counts, rateLimit: undefined }
-            const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
-            const available = Math.max(0, rate.limit - Number(found[0]!.recent))
-            return { ...counts, rateLimit: { ...rate, available } } satisfies QueueCounts
+            const { concurrency, rate_interval_ms, rate_limit, recent } = found[0]!
+            const rate = { limit: rate_limit, interval: rate_interval_ms }
+            return {
+              ...counts,
+              rateLimit: rate_limit === 0 ? undefined : { ...rate, available: Math.max(0, rate.limit - Number(recent)) },
+              // only when set: a queue without a cap counts as before
+              ...(concurrency === 0 ? {} : { concurrency: { limit: concurrency, running: counts.running } })
+            } satisfies QueueCounts
           })
         ))
       )
@@ -1850,6 +1864,16 @@ export const makeWith = (
         ? Effect.succeed([])
         : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now)}`
 
+    /** How many more jobs each capped queue may start now (a lease expired unreaped still holds its slot). */
+    const runningOf = (capped: ReadonlyArray<{ readonly name: string; readonly concurrency: number }>) =>
+      capped.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
+        sql<{ name: string; n: bigint | number | string }>`
+          SELECT q.name, (SELECT count(*) FROM (SELECT 1 FROM ${S}.wp_job j WHERE j.queue = q.name AND j.state = 'running'
+            LIMIT q.cap) c) AS n
+          FROM unnest(${capped.map((q) => q.name)}::text[], ${capped.map((q) => q.concurrency)}::int[]) AS q(name, cap)`,
+        (rows) => new Map(rows.map((row) => [row.name, Math.max(0, capped.find((q) => q.name === row.name)!.concurrency - Number(row.n))]))
+      )
+
     /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
      * in name order, so that consumers of several queues cannot deadlock), so that the claims of all
@@ -1858,19 +1882,26 @@ export const makeWith = (
      */
     const claimLimited = (request: ClaimRequest) =>
       transaction(Effect.gen(function*() {
-        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>`
-          SELECT name, rate_limit, rate_interval_ms, rate_count FROM ${S}.wp_queue
-          WHERE name = ANY(${request.queues}) AND rate_limit > 0 AND NOT paused
+        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number }>`
+          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM ${S}.wp_queue
+          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0) AND NOT paused
           ORDER BY name FOR UPDATE`
         const at = CHECKED_AT()
         const now = typeof at === "number" ? at : Number((yield* sql<{ now: bigint | number }>`SELECT ${at} AS now`)[0]!.now)
-        const windows = yield* Effect.forEach(limited, (queue) =>
+        const windows = yield* Effect.forEach(limited.filter((queue) => queue.rate_limit > 0), (queue) =>
           Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) =>
             claimWindow(queue, oldest, now, request.limit)))
-        const unlimited = request.queues.filter((queue) => !windows.some((window) => window.name === queue))
-        // each queue's best, as far as its window allows, then the best of them all
+        // the running jobs of each capped queue, counted after its lock: READ COMMITTED, this
+        // statement's snapshot holds every claim that held the lock before (only a claim makes a job
+        // running, and each of a capped queue's holds its lock to its commit), so the count is never
+        // low; a settle or reap meanwhile only lowers it (a slot under-used for a round trip)
+        const free = yield* runningOf(limited.filter((queue) => queue.concurrency > 0))
+        const unlimited = request.queues.filter((queue) => !limited.some((l) => l.name === queue))
+        const allowedOf = (queue: string) =>
+          Math.min(windows.find((w) => w.name === queue)?.allowed ?? request.limit, free.get(queue) ?? Infinity)
+        // each queue's best, as far as its window and its cap allow, then the best of them all
         const candidates = (yield* Effect.forEach(
-          [{ queues: unlimited, limit: request.limit }, ...windows.map((w) => ({ queues: [w.name], limit: w.allowed }))],
+          [{ queues: unlimited, limit: request.limit }, ...limited.map((l) => ({ queues: [l.name], limit: allowedOf(l.name) }))],
           ({ limit, queues }) => best(queues, request.tasks, now, limit)
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
