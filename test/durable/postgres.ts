@@ -120,10 +120,13 @@ export const versionAndIndex = (schema: string, index: string) =>
 
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
+  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`, DROP_CAP(S)])
 
-/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`])
+/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted` (8) and the queues' caps (9). */
+export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`, DROP_CAP(S)])
+
+/** Version 9's column, dropped to go back before it. */
+const DROP_CAP = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>
