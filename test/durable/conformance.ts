@@ -2868,6 +2868,37 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(most, 3)
       })))
 
+    capped("concurrency cap: jobs enqueued to a full queue 10 ms apart cost its held-back consumer a claim per 100 ms at most, not one per enqueue", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 1)
+        let claims = 0
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+        const started: Array<number> = []
+        const never = yield* Deferred.make<void>()
+        yield* JobQueue.enqueue(Echo, { n: 0 })
+        yield* Effect.provideService(
+          JobQueue.consume({
+            ...options,
+            concurrency: 4,
+            poll: "1 hour",
+            handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started.push(n)), Effect.as(Deferred.await(never), n)))]
+          }),
+          JobStore.JobStore,
+          counting
+        )
+        yield* tick(500)
+        const before = claims
+        for (let n = 0; n < 100; n++) {
+          yield* JobQueue.enqueue(Echo, { n: 10 + n })
+          yield* tick(10, 10)
+        }
+        yield* tick(1000)
+        // 1 s of enqueues: ~10 claims with the floor; one per enqueue (100) without it
+        assert.isAtMost(claims - before, 20)
+        assert.deepStrictEqual(started, [0], "nothing past the cap")
+      })))
+
     capped("concurrency cap: bad values are refused, naming the field", () =>
       provide(Effect.gen(function*() {
         for (const bad of [-1, 1.5, Number.NaN, Infinity, 1_000_001, "3", null]) {

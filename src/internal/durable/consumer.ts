@@ -640,11 +640,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         }
         yield* claimFailures.worked
         const count = claimed.claims.length
-        held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
+        // held back by its queue's window, or its cap (`capped`: no time frees a slot, a settle does)
+        const heldBack = claimed.limitedFor > 0 || claimed.capped === true
+        held = heldBack ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
         // consumer sleeps until that time at most, not a whole poll past it
         const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
-        // the queue's shared limit held the claim back: nothing to claim before its window frees,
+        // the queue's shared limit (or its cap) held the claim back: nothing to claim before its window frees (a slot frees),
         // unless the limit changes (`setRateLimit` here or in another process: the store wakes its
         // waiters of the queue as for a new job) or another of its queues gets a job. The store's
         // wait, since the version read before the claim: a claim that took some jobs changed the
@@ -653,8 +655,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         // queue is limited because its jobs come faster than they may start, so without the floor
         // each held-back consumer claimed (and on Postgres locked the queue's row) once per enqueue;
         // with it, ten times a second at most, and a lift still reaches it within the floor
-        if (claimed.limitedFor > 0) {
-          const until = Math.min(claimed.limitedFor, due)
+        if (heldBack) {
+          const until = claimed.limitedFor > 0 ? Math.min(claimed.limitedFor, due) : due
           if (until <= CLAIM_RETRY_FLOOR) yield* nap(until, woken)
           else {
             yield* nap(CLAIM_RETRY_FLOOR, woken)

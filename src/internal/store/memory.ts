@@ -380,12 +380,14 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
       // held back by a full window (a time at which it frees), or by a cap (no such time: a settle wakes)
       const held = new Set<string>()
+      let capped = false
       const picked: Array<Row> = []
       for (const row of candidates) {
         if (picked.length >= request.limit) break
         const left = allowed.get(row.job.queue)
         if (left === 0) {
           if (windowed.get(row.job.queue) === 0) held.add(row.job.queue)
+          else capped = true
           continue
         }
         const window = windowed.get(row.job.queue)
@@ -418,6 +420,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return {
         claims: claims.length === 0 ? claims : changed(claims),
         limitedFor,
+        ...(short && capped ? { capped } : {}),
         dueIn: !short || dueAt === Infinity ? undefined : dueAt - now
       }
     })

@@ -134,6 +134,13 @@ export interface Claimed {
    */
   readonly limitedFor: number
   /**
+   * A queue's concurrency cap (`setConcurrency`) held this claim back: the queue gave all its free
+   * slots allowed and the claim came up short. No time frees a slot (a settle does): the consumer
+   * waits for a change, after the same floor as for a window, so that each enqueue to a full queue
+   * does not cost it a claim. Absent: none did.
+   */
+  readonly capped?: boolean | undefined
+  /**
    * Milliseconds (store time, from the claim's own moment) until the soonest delayed job of the
    * request's unpaused queues, of any task, becomes visible: how long an idle consumer may sleep.
    * Undefined when none is delayed, and may be when the claim took `limit` jobs (the consumer then
@@ -507,6 +514,23 @@ export const takeFromWindows = <Id>(
     if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
   }
   return { taken, limitedFor }
+}
+
+/**
+ * Whether a claim of `limit` that picked `picked` was held back by a cap: it came up short, and a
+ * capped queue (`free`: its free slots at the claim) gave all its slots allowed. `{ capped: true }`
+ * to spread into the claim's answer, else nothing.
+ */
+export const cappedBy = (
+  free: ReadonlyMap<string, number>,
+  picked: ReadonlyArray<{ readonly queue: string }>,
+  limit: number
+): { readonly capped?: true } => {
+  if (free.size === 0 || picked.length >= limit) return {}
+  for (const [queue, slots] of free) {
+    if (picked.filter((job) => job.queue === queue).length >= slots) return { capped: true }
+  }
+  return {}
 }
 
 /** A span as stored with a job: its trace and span ids, and whether it was sampled. */

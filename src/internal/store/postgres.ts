@@ -53,6 +53,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  cappedBy,
   claimWindow,
   type JobRow,
   type Latencies,
@@ -1920,7 +1921,12 @@ export const makeWith = (
         const dueIn = rows.length >= request.limit
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
-        return { claims: toClaims(rows), limitedFor, dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in) }
+        return {
+          claims: toClaims(rows),
+          limitedFor,
+          ...cappedBy(free, picked, request.limit),
+          dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
+        }
       }))
 
     // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least

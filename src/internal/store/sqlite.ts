@@ -27,6 +27,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  cappedBy,
   claimWindow,
   type JobRow,
   cursorTime,
@@ -963,9 +964,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         )
         // the candidates: up to `limit` of each queue, as far as its window and its cap allow, then the best of them
         let candidates = best(request.queues.filter((q) => !limited.some((l) => l.name === q)), tasks, now, request.limit)
+        const free = new Map<string, number>()
         for (const queue of limited) {
           const window = windows.find((w) => w.name === queue.name)
-          const allowed = Math.min(window?.allowed ?? request.limit, freeSlots(queue.name, queue.concurrency))
+          if (queue.concurrency > 0) free.set(queue.name, freeSlots(queue.name, queue.concurrency))
+          const allowed = Math.min(window?.allowed ?? request.limit, free.get(queue.name) ?? Infinity)
           if (allowed > 0) candidates = candidates.concat(best([queue.name], tasks, now, allowed))
         }
         candidates.sort(bestFirst)
@@ -983,7 +986,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
           run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
-        return { claims, limitedFor, dueIn: dueIn(request, now, claims.length) }
+        return { claims, limitedFor, ...cappedBy(free, picked, request.limit), dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
