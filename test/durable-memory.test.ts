@@ -12,7 +12,7 @@ import { claimsAmongOtherTasks, conformance, newJob } from "./durable/conformanc
 
 const Double = Task.make("Double", { payload: Schema.Number, success: Schema.Number })
 
-conformance("the memory store", () => JobStore.memory(), { concurrencyCaps: true })
+conformance("the memory store", () => JobStore.memory())
 
 describe("the memory store's idle consumers", () => {
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>

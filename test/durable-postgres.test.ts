@@ -19,7 +19,7 @@ import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema,
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
-  conformance("Postgres", () => testLayer(), { concurrencyCaps: true })
+  conformance("Postgres", () => testLayer())
 
   const layer = (schema: string, options: Partial<PgJobStore.PgJobStoreOptions> = {}) =>
     PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
@@ -343,7 +343,7 @@ else {
         yield* concurrencyCapTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
-    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* concurrencyCapFreedElsewhere(() => layer(schema))

@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -100,6 +100,57 @@ else {
         const prefix = freshPrefix()
         yield* rateLimitLiftTwoInstances(() => layer(prefix))
       }), { timeout: 60_000 })
+
+    it.live("a queue's concurrency cap holds across two store instances' consumers polling once an hour, and each freed slot starts the next job at once (the marker a settle of a capped queue adds)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* concurrencyCapTwoInstances(() => layer(prefix))
+      }), { timeout: 60_000 })
+
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (its marker)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* concurrencyCapFreedElsewhere(() => layer(prefix))
+      }), { timeout: 120_000 })
+
+    // the end-to-end tests above pass without it too, a 5 s orphan look later (each watch's look for
+    // ready jobs no marker tells of): here the marker itself, with no consumer to pop it
+    it.live("a settle or a reap that frees a slot of a capped queue with jobs ready adds its marker (the wake-up of consumers the cap held back, in every process); of a queue without a cap, neither does", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+        const marker = (queue: string) => Effect.promise(() => admin((client) => client.zScore(`{${prefix}:${queue}}:marker`, "0")))
+        const dropMarker = (queue: string) => Effect.promise(() => admin((client) => client.zRem(`{${prefix}:${queue}}:marker`, "0")))
+        const claimOne = (queue: string) =>
+          Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => {
+            assert.strictEqual(claims.length, 1)
+            return claims[0]!
+          })
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        for (const queue of ["capped", "free"]) {
+          const capped = queue === "capped"
+          yield* Effect.provideService(
+            Effect.andThen(
+              capped ? JobQueue.setConcurrency(queue, 1) : Effect.void,
+              Effect.forEach([0, 1, 2], (n) => JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: 1 }))
+            ),
+            JobStore.JobStore,
+            store
+          )
+          // the claim passes the marker on (jobs are left): dropped, as a consumer elsewhere pops it
+          const settled = yield* claimOne(queue)
+          yield* dropMarker(queue)
+          assert.isTrue(yield* store.settle(settled.token, { _tag: "Final", state: "succeeded", exit }))
+          assert.strictEqual(yield* marker(queue), capped ? 0 : null, `${queue}: a final settle`)
+          const reaped = yield* claimOne(queue)
+          yield* dropMarker(queue)
+          // its lease cut to 1 ms, then reaped (dead: its one attempt spent) once that is over
+          yield* store.heartbeat([reaped.token], 1)
+          yield* until(Effect.orDie(store.reap([0])), (n) => n === 1, "the job reaped")
+          assert.strictEqual((yield* Effect.provideService(JobQueue.status(reaped.job.id), JobStore.JobStore, store)).state, "dead")
+          assert.strictEqual(yield* marker(queue), capped ? 0 : null, `${queue}: a reap that ends a job`)
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("a process whose idle consumer is on another queue does not swallow a queue's wake-up: an idle consumer of that queue in another process gets it at once, and a delayed one at its time", () =>
       Effect.gen(function*() {

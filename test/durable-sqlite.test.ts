@@ -19,7 +19,7 @@ let n = 0
 const fresh = () => path.join(dir, `jobs-${++n}.db`)
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }), { concurrencyCaps: true })
+conformance("SQLite", () => JobStore.sqlite({ filename: fresh() }))
 
 describe("the SQLite store", () => {
   it.live("a queue's rate limit raised, then lifted, through another connection starts the held-back jobs at once on a consumer polling once an hour (the file watch)", () =>
@@ -40,7 +40,7 @@ describe("the SQLite store", () => {
       yield* concurrencyCapTwoInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
-  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
+  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
     Effect.gen(function*() {
       const filename = fresh()
       yield* concurrencyCapFreedElsewhere(() => JobStore.sqlite({ filename }))

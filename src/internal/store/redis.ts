@@ -349,7 +349,7 @@ const SCRIPTS = {
   enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   time: script<[string, string]>(Scripts.TIME, 1),
-  claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
+  claim: script<[Array<Array<string | null>>, string, Array<number>, string, string, ("0" | "1")?]>(Scripts.CLAIM),
   peek: script<Look>(Scripts.PEEK),
   peekMany: script<Array<Look>>(Scripts.PEEK_MANY),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
@@ -362,7 +362,7 @@ const SCRIPTS = {
   purge: script<[Array<string>, number]>(Scripts.PURGE),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -374,7 +374,7 @@ const SCRIPTS = {
 /** A queue's part of a script over several queues (`Scripts.many`) that failed, the others' answered. */
 class QueueScriptFailed extends Error {}
 
-/** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit holds claims back. */
+/** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit or its cap holds claims back. */
 type Look = [Array<string>, string, string, "0" | "1"]
 
 /** The server has no script of that SHA (restarted, `SCRIPT FLUSH`, or a Cluster node that never ran it). */
@@ -1043,13 +1043,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
-    const noCaps = new StoreError({ operation: "configure", reason: "concurrency caps (setConcurrency) are not supported on the Redis store yet" })
     const configure = (
       queue: string,
       settings: QueueSettings
     ) =>
-      // never a cap silently ignored: jobs would run past it
-      typeof settings.concurrency === "number" ? Effect.fail(noCaps) : op(
+      op(
         "configure",
         Effect.andThen(
           knownQueue(queue),
@@ -1060,10 +1058,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.aging === undefined ? "" : String(settings.aging),
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
-            NOW()
+            NOW(),
+            settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0)
           )
         ),
-        // a new rate limit that lets no claim through now wakes no one here either
+        // a new rate limit or cap that lets no claim through now wakes no one here either
         (woke) => woke === 1 ? { queue } : undefined
       )
 
@@ -1088,7 +1087,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, cap]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1109,7 +1108,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               limit: Number(rate[0]),
               interval: Number(rate[1]),
               available: Math.max(0, Number(rate[0]) - Number(rate[2]))
-            }
+            },
+            // only when set: a queue without a cap counts as before (a field of undefined is a field)
+            ...(cap === undefined || cap === "0" ? {} : { concurrency: { limit: Number(cap), running } })
           }
         })
       )
@@ -1193,6 +1194,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // the queues claimed from, and when each one's soonest delayed job is due (server ms)
           const looked = new Map<string, number | undefined>()
           let limitedFor = 0
+          // a queue's cap held ready jobs back (no time frees a slot: a settle or reap elsewhere wakes)
+          let capped = false
           let dueIn: number | undefined
           // the queues whose script failed or is late (see `eachQueue`): the claim fails (with the
           // first failure) only if no queue answered. What it took from the queues before is held
@@ -1234,11 +1237,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                     `:${queue}`,
                     dueMarkers.has(queue) ? tokens.random : ""
                   ),
-                  ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
+                  ([flats, held, settled, due, dueAt, cap]) => [[flats, held, due, dueAt, cap] as const, settled.map((n) => n === 1)] as const
                 )
               }).pipe(Effect.map((answer) => [answer]))
             },
-            (queue, [flats, held, due, dueAt]) => {
+            (queue, [flats, held, due, dueAt, cap]) => {
+              if (cap === "1") capped = true
               flats.forEach((values, n) => {
                 const { job, rank } = claimedRow(queue, values)
                 claims.push({ job, token: tokens.of(first + n, queue), rank })
@@ -1280,6 +1284,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           return {
             claims: claims.map(({ job, token }): Claim => ({ job, token })),
             limitedFor: claims.length < request.limit ? limitedFor : 0,
+            ...(capped && claims.length < request.limit ? { capped } : {}),
             dueIn: claims.length < request.limit ? dueIn : undefined
           }
         }),

@@ -17,7 +17,8 @@
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
  * - `B:tasks`         set: the tasks that have had jobs in this queue
- * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit)
+ * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit), concurrency
+ *                     (a cap on the queue's running jobs: the size of `B:running`, read by each claim)
  * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
  *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
  * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
@@ -113,6 +114,35 @@ local function rateAllowed(now, limit)
 end
 local function windowFull(now)
   return windowFreesAt(now) > 0
+end
+-- how many more jobs the queue's cap (setConcurrency) lets start now: the cap less its running jobs,
+-- counted from B:running in the claim's own script (a lease ended but not reaped still holds its
+-- slot: its process may still run it); nil without a cap. Never a counter: every way a job stops
+-- running takes it out of B:running, so nothing can leave the count wrong
+local function capFree()
+  local cap = tonumber(redis.call("HGET", B .. ":meta", "concurrency") or "0")
+  if cap <= 0 then return nil end
+  return math.max(0, cap - redis.call("ZCARD", B .. ":running"))
+end
+-- what a claim of limit jobs may take now, as both the rate window and the cap allow, with the rate
+-- limit and its interval (see rateAllowed) and whether the cap bound it. CLAIM and PEEK both ask it
+local function allowedNow(now, limit)
+  local allowed, rateLimit, rateInterval = rateAllowed(now, limit)
+  local free = capFree()
+  if free ~= nil and free < allowed then return free, rateLimit, rateInterval, true end
+  return allowed, rateLimit, rateInterval, false
+end
+-- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) the queue holds
+local function readyOf(from, count)
+  local n = 0
+  for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
+  return n
+end
+-- a job of a capped queue stopped running (settled, reaped): its slot is free, and the queue's
+-- consumers held back by the cap, in every process, hear it as for a new job (the one that claims
+-- passes the marker on if jobs are left; one that finds the slot taken claims nothing and stops it)
+local function slotFreed()
+  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 then markReady() end
 end
 local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
@@ -233,6 +263,7 @@ local function settleMany(args, from, count, now)
   bulk("HDEL", B .. ":tokens", ended)
   bulk("ZREM", B .. ":running", leases)
   for state, list in pairs(finals) do bulk("ZADD", B .. ":final:" .. state, list) end
+  if #leases > 0 then slotFreed() end
   return out
 end
 `
@@ -395,13 +426,15 @@ export const CLAIMED_FIELDS = [
  * tokenRandom, tokenFirst, tokenSuffix (the n-th job taken, from 0, gets the token tokenRandom ..
  * %012d of tokenFirst + n .. tokenSuffix), holder (the store's id if it holds the queue's delayed
  * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left)
- * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
+ * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt, capped}: first the settles (a busy
  * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
- * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same).
+ * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same). With a cap
+ * (`concurrency`), at most its free slots; `capped` "1" when the cap held ready jobs back (it gave all
+ * its slots and jobs of these tasks are left: no time frees a slot, a settle or reap wakes), else "0".
  */
 export const CLAIM: string = `${PRELUDE}
 -- a server over its maxmemory refuses a script's first write that may grow memory, and none after
@@ -431,8 +464,8 @@ promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local wanted = limit
-local rateLimit, rateInterval
-limit, rateLimit, rateInterval = rateAllowed(now, limit)
+local rateLimit, rateInterval, capBound
+limit, rateLimit, rateInterval, capBound = allowedNow(now, limit)
 -- the jobs taken, best first: one task's (the usual consumer) by one ZPOPMIN; several tasks' by
 -- comparing their heads, job by job
 local taken = {}
@@ -498,19 +531,22 @@ end
 -- took it for its idle consumers hands it back when it cannot claim at that time (re-adding it at
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
+local capped = "0"
+if capBound and #out == limit and readyOf(4, taskCount) > 0 then capped = "1" end
 local due = soonest()
-if not due[1] then return {out, limitedFor, settled, "", ""} end
-return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
+if not due[1] then return {out, limitedFor, settled, "", "", capped} end
+return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
 `
 
 /**
  * The first step of a claim of several queues (see `redis.ts`'s `allotments`): ARGV: now, limit,
  * taskCount, tasks... → {heads, dueIn, dueAt, limited}: heads, the score (−rank, as Redis keeps it)
  * and creation time of each of the best `limit` ready jobs of these tasks, best first, at most as
- * many as the queue's rate window allows now (as CLAIM counts it), none while it is paused: {score,
+ * many as the queue's rate window and its cap allow now (as CLAIM counts them), none while it is paused: {score,
  * created, score, created, ...}; dueIn and dueAt, the queue's soonest delayed job as CLAIM gives it
  * (dueIn "" while it is paused); limited "1" if its rate window allows fewer than `limit` now (its
- * claim says how long it holds the claim back), else "0". Promotes the due delayed jobs first, as
+ * claim says how long it holds the claim back), or its cap holds ready jobs back (its claim says so,
+ * `capped`), else "0". Promotes the due delayed jobs first, as
  * CLAIM would. A queue with no heads that is not limited has nothing for the claim to take, which
  * then skips it (a claim in turn of each of 10,000 queues, most of them empty, took seconds).
  */
@@ -527,7 +563,7 @@ if redis.call("HGET", B .. ":meta", "paused") == "1" then
 end
 promote(now)
 local wanted = tonumber(ARGV[2])
-local limit, rateLimit = rateAllowed(now, wanted)
+local limit, rateLimit, _, capBound = allowedNow(now, wanted)
 local heads = {}
 if limit > 0 then
   for t = 1, tonumber(ARGV[3]) do
@@ -546,7 +582,7 @@ for i = 1, math.min(limit, #heads) do
 end
 local dueIn, dueAt = soonest()
 local limited = "0"
-if rateLimit > 0 and limit < wanted then limited = "1" end
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) then limited = "1" end
 return {out, dueIn, dueAt, limited}
 `
 export const PEEK: string = `${PRELUDE}${PEEK_BODY}`
@@ -651,6 +687,7 @@ for i = 1, #expired, 2 do
     end
   end
 end
+if count > 0 then slotFreed() end
 return count
 `
 export const REAP: string = `${PRELUDE}${REAP_BODY}`
@@ -728,16 +765,16 @@ if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
 for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
 redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
   B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit")
+local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "concurrency")
 if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] then redis.call("DEL", KEYS[1]) end
+if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] then redis.call("DEL", KEYS[1]) end
 return {gone, 1}
 `
 
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
- * its interval, now → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
- * full: no claim could take anything)
+ * its interval, now, cap on running jobs ("" unchanged, "0" none) → 1, or 0 for a new rate limit or
+ * cap that wakes no one (nothing ready, or its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
@@ -751,6 +788,8 @@ local function setting(field, value)
 end
 if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
 if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
+local cap = ARGV[6] or ""
+if cap ~= "" then setting("concurrency", cap) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
@@ -771,13 +810,17 @@ elseif ARGV[3] ~= "" then
   -- the marker on if jobs are left)
   local freesAt = windowFreesAt(now)
   if (freesAt > 0 and (freedAt == 0 or freesAt >= freedAt)) or not markReady() then return 0 end
+elseif cap ~= "" then
+  -- a new cap: the consumers it held back, in every process, claim again (the claim decides what it allows)
+  if not markReady() then return 0 end
 end
 return 1
 `
 
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
- * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text)}
+ * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text),
+ * concurrency (text, "0": no cap)}
  */
 export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -801,7 +844,8 @@ return {
   redis.call("ZCARD", B .. ":final:cancelled"),
   redis.call("HGETALL", B .. ":prio"),
   rate(),
-  redis.call("HGET", KEYS[1], "aging") or "0"
+  redis.call("HGET", KEYS[1], "aging") or "0",
+  redis.call("HGET", KEYS[1], "concurrency") or "0"
 }
 `
 
@@ -1067,7 +1111,8 @@ if redis.call("HGET", KEYS[1], "paused") == "1" then return 0 end
 local ready = 0
 -- jobs held back by a full window are not orphans: their consumers claim when it frees, or when
 -- the limit changes (its marker); looked at as orphans, they woke them at every look to claim nothing
-if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) then
+-- nor are those a full cap holds back: a settle or reap that frees a slot adds the marker
+if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) and capFree() ~= 0 then
   -- only the tasks the looking store's idle consumers handle: ready jobs of others (another
   -- process's consumers') woke them at every look to claim nothing
   local tasks = {}
