@@ -15,6 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { waitFor } from "./helpers.ts"
 import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -343,10 +344,19 @@ else {
         yield* concurrencyCapTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
-    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
-        yield* concurrencyCapFreedElsewhere(() => layer(schema))
+        // listening, its claim for the LISTEN's own wake-up made, and waiting: from then on only a
+        // NOTIFY wakes it
+        yield* concurrencyCapFreedElsewhere(() => layer(schema), (queue, consumer) =>
+          waitFor(
+            Effect.map(
+              listeners(Postgres.queueChannel(schema, queue)),
+              (pids) => pids.length > 0 && consumer.emptyClaims() >= 2 && consumer.waiting()
+            ),
+            "the consumer listens on its queue, has claimed once more and waits"
+          ))
       }), { timeout: 120_000 })
 
     // the cap's count is exact only because each claim of a capped queue counts after the queue row's

@@ -74,7 +74,7 @@ else {
         yield* concurrencyCapTwoInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
 
-    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour", () =>
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* concurrencyCapFreedElsewhere(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))

@@ -107,10 +107,13 @@ else {
         yield* concurrencyCapTwoInstances(() => layer(prefix))
       }), { timeout: 60_000 })
 
-    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (its marker)", () =>
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (its marker)", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
-        yield* concurrencyCapFreedElsewhere(() => layer(prefix))
+        // its watch blocked on the queue's marker (each round's consumer, idle after its round, keeps
+        // its own blocked): from then on only the marker wakes it
+        let rounds = 0
+        yield* concurrencyCapFreedElsewhere(() => layer(prefix), () => Effect.promise(() => blocked(prefix, ++rounds)))
       }), { timeout: 120_000 })
 
     // the end-to-end tests above pass without it too, a 5 s orphan look later (each watch's look for

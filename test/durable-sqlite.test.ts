@@ -40,7 +40,7 @@ describe("the SQLite store", () => {
       yield* concurrencyCapTwoInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
-  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release, a reap that ends it dead) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
+  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
     Effect.gen(function*() {
       const filename = fresh()
       yield* concurrencyCapFreedElsewhere(() => JobStore.sqlite({ filename }))

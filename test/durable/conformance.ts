@@ -291,11 +291,20 @@ export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.Job
 /**
  * Live: a queue capped at 1, its slot held by a claim of another store instance (another process);
  * a consumer polling once an hour is held back. The slot freed there (a final settle, a retry, a
- * release, then a reap that ends the job dead: its lease of 1 ms over, its one attempt spent)
+ * release, a reap that ends the job dead: its lease of 1 ms over, its one attempt spent; then a
+ * reap that takes it back to run again in an hour)
  * starts the next job on the consumer at once: the store's wake-up across instances, for each way
- * a job stops running.
+ * a job stops running. `listening`: until the consumer's instance hears the queue's wake-ups (its
+ * LISTEN, its BZPOPMIN), given how many of its claims found nothing so far and whether it waits in
+ * the store now: freed before that, the consumer may claim again for its own reasons (Postgres wakes
+ * a queue's waiters once it listens, for a job that came between), which hid that a final settle
+ * sent no NOTIFY.
  */
-export const concurrencyCapFreedElsewhere = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+export const concurrencyCapFreedElsewhere = (
+  layer: () => Layer.Layer<JobStore.JobStore, any>,
+  listening: (queue: string, consumer: { readonly emptyClaims: () => number; readonly waiting: () => boolean }) => Effect.Effect<void> = () =>
+    Effect.void
+) =>
   Effect.gen(function*() {
     const HOUR = 3_600_000
     const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
@@ -306,10 +315,10 @@ export const concurrencyCapFreedElsewhere = (layer: () => Layer.Layer<JobStore.J
     // its lease cut to 1 ms by a beat, then reaped once that is over on the store's clock (asked until
     // it is: no fixed sleep). The consumer's own reaper may take it first: then its own store wakes
     // it, and this instance's reap finds none, so the job leaving `running` ends the asking
-    const reaped = (claim: Claim) =>
+    const reaped = (backoff: number) => (claim: Claim) =>
       Effect.gen(function*() {
         yield* admin.heartbeat([claim.token], 1)
-        yield* admin.reap([0]).pipe(
+        yield* admin.reap([backoff]).pipe(
           Effect.andThen(elsewhere(JobQueue.status(claim.job.id))),
           Effect.flatMap((job) => job.state === "running" ? Effect.fail("not yet") : Effect.void),
           Effect.retry(Schedule.spaced("20 millis")),
@@ -320,21 +329,26 @@ export const concurrencyCapFreedElsewhere = (layer: () => Layer.Layer<JobStore.J
       ["Final", settled({ _tag: "Final", state: "succeeded", exit })],
       ["Retry", settled({ _tag: "Retry", delay: HOUR, exit })],
       ["Release", settled({ _tag: "Release" })],
-      ["reap", reaped]
+      ["reap", reaped(0)],
+      // taken back to run again in an hour: its slot is free now all the same
+      ["reap-retried", reaped(HOUR)]
     ]
     for (const [way, free] of ways) {
       const queue = `capped-${way}`
       yield* elsewhere(JobQueue.setConcurrency(queue, 1))
-      const [first, second] = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: 1 })))
+      const [first, second] = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: way === "reap-retried" ? 2 : 1 })))
       // the slot taken elsewhere (another process)
       const [claim] = (yield* admin.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
       assert.strictEqual(claim?.job.id, first!.id)
       const store = yield* instance
       const found = yield* Deferred.make<void>()
+      let empty = 0
+      let waiting = 0
       const telling: Store = {
         ...store,
+        wait: (...args) => Effect.andThen(Effect.sync(() => waiting++), store.wait(...args)).pipe(Effect.ensuring(Effect.sync(() => waiting--))),
         claim: (request) =>
-          Effect.tap(store.claim(request), (claimed) => claimed.claims.length === 0 ? Deferred.succeed(found, undefined) : Effect.void)
+          Effect.tap(store.claim(request), (claimed) => claimed.claims.length === 0 ? Effect.andThen(Effect.sync(() => empty++), Deferred.succeed(found, undefined)) : Effect.void)
       }
       yield* Effect.provideService(
         JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 4, poll: HOUR }),
@@ -343,6 +357,7 @@ export const concurrencyCapFreedElsewhere = (layer: () => Layer.Layer<JobStore.J
       )
       yield* Effect.timeout(Deferred.await(found), "30 seconds")
       assert.strictEqual((yield* elsewhere(JobQueue.status(second!.id))).state, "queued", "held back by the cap")
+      yield* Effect.timeout(listening(queue, { emptyClaims: () => empty, waiting: () => waiting > 0 }), "30 seconds")
       yield* free(claim!)
       const done = yield* elsewhere(JobQueue.await(Echo, second!.id)).pipe(
         Effect.timeout("30 seconds"),

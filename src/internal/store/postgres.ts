@@ -1881,8 +1881,11 @@ export const makeWith = (
      * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
      * the windows' times then follow the order of the claims.
      */
-    const claimLimited = (request: ClaimRequest) =>
-      transaction(Effect.gen(function*() {
+    const claimLimited = (request: ClaimRequest) => {
+      // the tokens of the capped queues' jobs it took, kept once it has committed (see `capTokens`)
+      const ofCapped: Array<readonly [token: string, queue: string]> = []
+      return Effect.tap(transaction(Effect.gen(function*() {
+        ofCapped.length = 0
         const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number }>`
           SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM ${S}.wp_queue
           WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0) AND NOT paused
@@ -1921,13 +1924,29 @@ export const makeWith = (
         const dueIn = rows.length >= request.limit
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
+        const claims = toClaims(rows)
+        for (const claim of claims) if (free.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
         return {
-          claims: toClaims(rows),
+          claims,
           limitedFor,
           ...cappedBy(free, picked, request.limit),
           dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
         }
-      }))
+      })), () =>
+        Effect.sync(() => {
+          for (const [token, queue] of ofCapped) capTokens.set(token, queue)
+        }))
+    }
+
+    /**
+     * The lease tokens this instance claimed from capped queues (`setConcurrency`), and their queues:
+     * a settle of one NOTIFYs the queue, so that its consumers held back by the cap in other processes
+     * hear the freed slot. A final settle sends no NOTIFY of its own (nothing to claim, without a cap:
+     * the busiest statement of a drain stays as it was), and a retry's is for its delay's end; only a
+     * race with the LISTEN of a consumer's first wait woke them before. Empty while no claim here took
+     * a capped queue's job: a settle then pays one size test.
+     */
+    const capTokens = new Map<string, string>()
 
     // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least
     // one job (its LIMIT is at least 1)
@@ -1947,8 +1966,11 @@ export const makeWith = (
           heartbeatStatement(sql, S, tokens, lease, NOW()),
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
+            const lost = tokens.filter((token) => !found.has(token))
+            // a lost job is never settled under its token: kept, it stayed for the store's life
+            if (capTokens.size > 0) for (const token of lost) capTokens.delete(token)
             return {
-              lost: tokens.filter((token) => !found.has(token)),
+              lost,
               cancelled: alive.filter((row) => row.cancel_requested).map((row) => row.lease_token)
             }
           }
@@ -1964,7 +1986,18 @@ export const makeWith = (
         )
       )
 
-    const settle = (token: string, settlement: Settlement) => {
+    /** After a settle of a capped queue's job (`capTokens`) that was written: its queue's NOTIFY, as for a job to claim. */
+    const slotFreed = (token: string, done: boolean) => {
+      const queue = capTokens.get(token)
+      if (queue === undefined) return Effect.void
+      capTokens.delete(token)
+      return done ? Effect.ignore(written("settle", sql`SELECT ${notify(queue)}`)) : Effect.void
+    }
+
+    const settle = (token: string, settlement: Settlement) =>
+      Effect.tap(settleOne(token, settlement), (done) => capTokens.size === 0 ? Effect.void : slotFreed(token, done))
+
+    const settleOne = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
         return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
@@ -2016,6 +2049,9 @@ export const makeWith = (
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
+      // a capped queue's job taken back frees its slot now, whatever its delay: its NOTIFY wakes the
+      // consumers the cap held back at once (a wake-up for its delay's end would leave the slot idle)
+      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND q.concurrency > 0)`
       // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
@@ -2035,7 +2071,7 @@ export const makeWith = (
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
       return op(
         "reap",
         Effect.gen(function*() {
