@@ -1067,8 +1067,8 @@ const MAX_CONCURRENCY = 1_000_000
  *
  * `undefined` (or 0) removes the cap. Lowering it below the jobs running now interrupts none: claims
  * resume once fewer run. A consumer's own `concurrency` and both rate limits hold too. Any other
- * `concurrency` than an integer from 0 to 1,000,000 fails with `InvalidJobOptions`. Stores: memory,
- * SQLite and Postgres; the Redis store refuses a cap (`StoreError`) for now.
+ * `concurrency` than an integer from 0 to 1,000,000 fails with `InvalidJobOptions`. Every store
+ * keeps it. A process of an older version ignores it: set a cap once every process runs this one.
  *
  * @example
  * ```ts
