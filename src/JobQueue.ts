@@ -48,7 +48,7 @@ import * as Backoff from "./internal/durable/backoff.ts"
 import * as Repeat from "./internal/durable/repeat.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -964,6 +964,7 @@ const configure = (
     readonly paused?: boolean
     readonly aging?: number
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
+    readonly retention?: StoredRetention | null
   }
 ) =>
   // void, whatever a store's statement or script answers
@@ -1053,9 +1054,117 @@ export const setRateLimit = (
   )
 
 /**
+ * How long, and how many, of a queue's finished jobs of one state the store keeps (see
+ * `setRetention`): those that ended less than `age` ago, and of them at most the newest `count`
+ * (by end time). At least one of the two; a job past either is deleted.
+ *
+ * - `age`: a duration from 0 (0: none kept past the next maintenance); `Infinity`: no age limit.
+ * - `count`: a whole number from 0 to 1,000,000,000.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const lastThousandForADay: JobQueue.Keep = { age: "1 day", count: 1000 }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Keep {
+  readonly age?: Duration.Input | undefined
+  readonly count?: number | undefined
+}
+
+/**
+ * A queue's retention by final state (see `setRetention`): a state left out is kept until a `purge`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const retention: JobQueue.Retention = { succeeded: { age: "1 hour", count: 10_000 }, dead: { age: "30 days" }, cancelled: { count: 0 } }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The most finished jobs of one state a retention may keep by count (a store's OFFSET, read per maintenance). */
+const MAX_KEEP_COUNT = 1_000_000_000
+
+const keepOf = (field: string, keep: unknown): { age?: number; count?: number } | undefined => {
+  if (keep === undefined) return undefined
+  config.object(field, keep)
+  config.onlyKeys(`${field}.`, keep as object, ["age", "count"])
+  const { age, count } = keep as Keep
+  if (age === undefined && count === undefined) config.fail(field, keep, "expected an age, a count or both (leave the state out to keep its jobs)")
+  const rule: { age?: number; count?: number } = {}
+  if (age !== undefined) {
+    const millis = config.millis(`${field}.age`, age, "nonNegative")
+    if (millis !== Infinity) rule.age = stored(`${field}.age`, age, millis)
+  }
+  if (count !== undefined) rule.count = config.count(`${field}.count`, count, MAX_KEEP_COUNT)
+  return rule
+}
+
+const retentionOf = (retention: unknown): StoredRetention | null => {
+  if (retention === undefined || retention === null) return null
+  config.object("retention", retention)
+  config.onlyKeys("retention.", retention as object, RETAINED, { completed: "succeeded", failed: "dead", removeOnComplete: "succeeded", removeOnFail: "dead" })
+  const out: Record<string, { age?: number; count?: number }> = {}
+  for (const state of RETAINED) {
+    const rule = keepOf(`retention.${state}`, (retention as Retention)[state])
+    // an age of Infinity alone limits nothing
+    if (rule !== undefined && (rule.age !== undefined || rule.count !== undefined)) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? null : out
+}
+
+/**
+ * Sets how long and how many of a queue's finished jobs (succeeded, dead, cancelled) the store
+ * keeps, replacing the queue's retention before; `undefined` removes it (its jobs are then kept
+ * until a `purge`). The setting is the store's, shared by every process; `stats` shows it.
+ *
+ * The queue's consumers delete the jobs past it: each consumer's maintenance (its reaper, every
+ * half lease) deletes them in bounded batches (at most 1,000 jobs of a queue and state per
+ * statement or script), oldest first, so a backlog goes over a few rounds, never in one huge
+ * delete. With no consumer running on any queue of the store, nothing is deleted. Many consumers
+ * do not delete a job twice (each batch is atomic, and skips the jobs another is deleting); every
+ * one of them looks, at the cost of one indexed read per queue and state with a retention.
+ *
+ * A deleted job is gone as after a `purge`: its `await`, `status` and `handleOf` fail with
+ * `JobNotFound`, so keep finished jobs longer than their awaiters may take to look; its dedup key
+ * was free once it finished. Fails with `InvalidJobOptions` naming the field for a bad value.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // successes for a day (at most the last 10,000), dead letters for 30 days, cancelled ones not at all
+ * const setup = JobQueue.setRetention("mail", {
+ *   succeeded: { age: "1 day", count: 10_000 },
+ *   dead: { age: "30 days" },
+ *   cancelled: { count: 0 }
+ * })
+ * const keepAll = JobQueue.setRetention("mail", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setRetention = (
+  queue: string,
+  retention: Retention | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(invalid(() => retentionOf(retention)), (checked) => configure(queue, { retention: checked }))
+
+/**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
- * queued ones by priority, and its shared rate limit (`setRateLimit`) with how many claims its
- * window allows now.
+ * queued ones by priority, its shared rate limit (`setRateLimit`) with how many claims its
+ * window allows now, and its retention (`setRetention`, in milliseconds).
  *
  * @example
  * ```ts

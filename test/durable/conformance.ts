@@ -297,6 +297,7 @@ const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       cancel: (id) => track(store.cancel(id)),
       redrive: (id) => track(store.redrive(id)),
       purge: (before, states) => track(store.purge(before, states)),
+      retain: (batch) => track(store.retain(batch)),
       configure: (queue, settings) => track(store.configure(queue, settings)),
       counts: (queue) => track(store.counts(queue)),
       claim: (request) => track(store.claim(request)),
@@ -2658,6 +2659,110 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           assert.strictEqual(config.field, field)
         }
         assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
+      })))
+
+    // --- retention of finished jobs, per queue, applied by the consumers' maintenance (task retain27)
+
+    it.effect("retention by age: a running consumer's maintenance deletes the queue's finished jobs older than their state's age; other states and queues are untouched; a deleted job's await is JobNotFound and its dedup key free; removing the retention stops it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { succeeded: { age: "1 minute" }, cancelled: { age: "1 minute" } })
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { age: 60_000 }, cancelled: { age: 60_000 } })
+        assert.strictEqual((yield* JobQueue.stats("other")).retention, undefined)
+        const cancelled = yield* JobQueue.enqueue(Echo, { n: 9 }, { delay: "1 hour" })
+        assert.strictEqual(yield* JobQueue.cancel(cancelled.id), "cancelled")
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["default", "other"],
+          handlers: [Task.handle(Echo, ({ n }) => n === 3 ? Effect.fail(new Boom({ n })) : Effect.succeed(n))]
+        })
+        const ok = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" })
+        const dead = yield* JobQueue.enqueue(Echo, { n: 3 }, { maxAttempts: 1 })
+        const elsewhere = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "other" })
+        yield* tickUntil(
+          Effect.map(
+            Effect.orDie(Effect.provideService(Effect.forEach([ok, dead, elsewhere], (job) => stateOf(job.id)), JobStore.JobStore, store)),
+            (states) => states.join() === "succeeded,dead,succeeded"
+          ),
+          "the jobs ended"
+        )
+        assert.strictEqual(yield* ok.await, 1)
+        // within the age: kept, however many maintenance rounds pass
+        yield* tick(50_000, 500)
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), [ok.id, dead.id, cancelled.id].sort())
+        // past it (and a maintenance round, every half lease): the succeeded and cancelled jobs are gone
+        yield* tick(15_000, 500)
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id), [dead.id], "only the dead job of the queue is kept")
+        assert.strictEqual(yield* stateOf(elsewhere.id), "succeeded", "another queue's job is kept")
+        assert.instanceOf(yield* Effect.flip(JobQueue.await(Echo, ok.id)), DurableError.JobNotFound)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(cancelled.id)), DurableError.JobNotFound)
+        const stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual([stats.succeeded, stats.dead, stats.cancelled], [0, 1, 0])
+        // the dedup key of a deleted job holds nothing
+        const again = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "k" })
+        assert.notStrictEqual(again.id, ok.id)
+        assert.strictEqual(yield* again.await, 5)
+        // removed: nothing more is deleted
+        yield* JobQueue.setRetention("default", undefined)
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined)
+        yield* tick(120_000, 1000)
+        assert.strictEqual(yield* stateOf(again.id), "succeeded")
+        assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 1)
+      })))
+
+    it.effect("retention by count: the newest `count` of a state are kept (by end time); a store's pass deletes at most `batch` per queue and state, oldest first, and says when more is due", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { succeeded: { count: 2 }, dead: { age: "1 hour", count: 10 } })
+        const ids: Array<string> = []
+        for (let n = 0; n < 7; n++) ids.push((yield* JobQueue.enqueue(Echo, { n })).id)
+        const other = yield* JobQueue.enqueue(Echo, { n: 100 }, { queue: "other" })
+        yield* JobQueue.setRetention("other", { dead: { count: 0 } })
+        // each ends at its own time, in the reverse order of their creation
+        const claims = (yield* store.claim({ queues: ["default", "other"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.strictEqual(claims.length, 8)
+        const byId = new Map(claims.map((claim) => [claim.job.id, claim.token]))
+        for (const id of [other.id, ...ids.slice().reverse()]) {
+          yield* TestClock.adjust(10)
+          assert.isTrue(yield* store.settle(byId.get(id)!, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+        }
+        const passes: Array<readonly [number, boolean]> = []
+        for (let i = 0; i < 3; i++) {
+          const { deleted, more } = yield* store.retain(2)
+          passes.push([deleted, more])
+        }
+        assert.deepStrictEqual(passes, [[2, true], [2, true], [1, false]])
+        // the two that ended last: the first two created
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id), ids.slice(0, 2))
+        assert.strictEqual(yield* stateOf(other.id), "succeeded", "another state's retention keeps it")
+        assert.deepStrictEqual(yield* store.retain(2), { deleted: 0, more: false })
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { count: 2 }, dead: { age: 3_600_000, count: 10 } })
+      })))
+
+    it.effect("retention: bad values are refused as InvalidJobOptions naming the field", () =>
+      provide(Effect.gen(function*() {
+        const bad = [
+          ["1 day", "retention"],
+          [{ succeeded: {} }, "retention.succeeded"],
+          [{ succeeded: "1 day" }, "retention.succeeded"],
+          [{ succeeded: { age: -1 } }, "retention.succeeded.age"],
+          [{ succeeded: { age: "soon" } }, "retention.succeeded.age"],
+          [{ dead: { count: 1.5 } }, "retention.dead.count"],
+          [{ dead: { count: -1 } }, "retention.dead.count"],
+          [{ cancelled: { count: 2e9 } }, "retention.cancelled.count"],
+          [{ cancelled: { age: 1, keep: 3 } }, "retention.cancelled.keep"],
+          [{ completed: { age: 1 } }, "retention.completed"]
+        ] as const
+        for (const [retention, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.setRetention("default", retention as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as { field: string }).field, field, JSON.stringify(retention))
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setRetention("", { succeeded: { count: 1 } })))._tag, "InvalidJobOptions")
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined, "nothing was set")
+        // an age of Infinity alone limits nothing: no retention
+        yield* JobQueue.setRetention("default", { succeeded: { age: Infinity } })
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined)
       })))
 
     it.effect("a consumer whose store closes first (the store's layer released before the consumer's scope) stops, saying so once: no claim retried, no warning per poll; an idle one and a busy one", () =>

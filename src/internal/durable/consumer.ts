@@ -103,6 +103,14 @@ interface Current {
 }
 
 /**
+ * The most finished jobs of one queue and state a consumer's retention batch deletes (one statement
+ * or script), and how many batches it runs per maintenance round: a backlog (a retention set on a
+ * queue of millions) is deleted over rounds, never in one delete that holds the store.
+ */
+export const RETAIN_BATCH = 1000
+export const RETAIN_ROUNDS = 10
+
+/**
  * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
  * (which cannot run a Schedule): the policy's schedule, without its `while` (the failure is the
  * lease's, not the job's) and without its `times` (`maxAttempts` bounds them in the store). A job
@@ -807,6 +815,26 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       }
     })
 
+    // the queues' retention (JobQueue.setRetention), applied by the same maintenance: a few bounded
+    // batches per round, so that a backlog of finished jobs goes over rounds, the reaps between
+    const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
+    const retainRound = (bound: number) =>
+      Effect.gen(function*() {
+        for (let round = 0; round < RETAIN_ROUNDS; round++) {
+          const retained = yield* Effect.exit(Effect.timeoutOrElse(store.retain(RETAIN_BATCH), {
+            duration: bound,
+            orElse: () => Effect.fail(new Cause.TimeoutError(`a retention batch had no answer within ${bound} ms`))
+          }))
+          if (Exit.isFailure(retained)) {
+            if (!(yield* store.closed)) yield* retaining.failed(retained.cause, () => "finished jobs past their retention stay until it works")
+            return
+          }
+          yield* retaining.worked
+          if (!retained.value.more) return
+          yield* Effect.yieldNow
+        }
+      })
+
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
@@ -826,6 +854,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
         }
+        yield* retainRound(bound)
         yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
       }
     })

@@ -26,6 +26,9 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  RETAINED,
+  type Retained,
+  type Retention,
   type Settlement,
   type State,
   type Store,
@@ -63,6 +66,7 @@ interface QueueState {
   rate: QueueRateLimit | undefined
   /** The times of the last `rate.limit` claims, oldest first. */
   times: Array<number>
+  retention?: Retention | undefined
 }
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
@@ -263,6 +267,30 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
+  const retain = (batch: number) =>
+    Effect.sync((): Retained => {
+      const now = time()
+      let deleted = 0
+      let more = false
+      for (const [name, queue] of queues) {
+        for (const state of RETAINED) {
+          const keep = queue.retention?.[state]
+          if (keep === undefined) continue
+          // newest first (by end time, then by creation): past `count`, or older than `age`, goes
+          const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
+            .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
+          const past = ended.filter((row, i) =>
+            (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
+          ).reverse().slice(0, batch)
+          for (const row of past) rows.delete(row.job.id)
+          deleted += past.length
+          if (past.length >= batch) more = true
+        }
+      }
+      // its awaiters look (a job they await may be gone)
+      return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
+    })
+
   const configure = (
     name: string,
     settings: QueueSettings
@@ -278,6 +306,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         queue.rate = settings.rateLimit
         queue.times = queue.times.slice(-settings.rateLimit.limit)
       }
+      if (settings.retention !== undefined) queue.retention = settings.retention ?? undefined
       changed(undefined)
     })
 
@@ -303,6 +332,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
         },
+        retention: queue.retention,
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)
@@ -490,6 +520,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     redrive,
     purge,
     configure,
+    retain,
     counts,
     latencies,
     claim,

@@ -187,6 +187,66 @@ export interface QueueCounts {
   readonly queuedByPriority: ReadonlyArray<{ readonly priority: number; readonly count: number }>
   /** The queue's shared rate limit, with how many claims its window allows now; undefined if none. */
   readonly rateLimit: (QueueRateLimit & { readonly available: number }) | undefined
+  /** How long and how many of the queue's finished jobs are kept (`JobQueue.setRetention`); undefined if not set. */
+  readonly retention?: Retention | undefined
+}
+
+/**
+ * How many of a queue's finished jobs of one state are kept: those that ended less than `age` ms
+ * ago, and at most the newest `count` of them (by end time). A field left out does not limit.
+ */
+export interface Keep {
+  readonly age?: number | undefined
+  readonly count?: number | undefined
+}
+
+/** A queue's retention by final state (`JobQueue.setRetention`); a state left out is kept for good. */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The final states a retention names, in the order the stores apply them. */
+export const RETAINED: ReadonlyArray<"succeeded" | "dead" | "cancelled"> = ["succeeded", "dead", "cancelled"]
+
+/** A retention as the stores keep it (JSON text): only its known fields, numbers only. */
+export const encodeRetention = (retention: Retention): string => JSON.stringify(retentionOf(retention) ?? {})
+
+/**
+ * A stored retention, read: only finite, non-negative numbers of known fields count, so that a row
+ * written by hand (or by a later version with more fields) never makes a store delete more than
+ * it says; undefined for none, or one that limits nothing.
+ */
+export const decodeRetention = (text: string | null | undefined): Retention | undefined => {
+  if (typeof text !== "string" || text === "") return undefined
+  try {
+    return retentionOf(JSON.parse(text))
+  } catch {
+    return undefined
+  }
+}
+
+const retentionOf = (value: unknown): Retention | undefined => {
+  if (typeof value !== "object" || value === null) return undefined
+  const out: Record<string, Keep> = {}
+  for (const state of RETAINED) {
+    const keep = (value as Record<string, unknown>)[state]
+    if (typeof keep !== "object" || keep === null) continue
+    const age = (keep as Record<string, unknown>).age
+    const count = (keep as Record<string, unknown>).count
+    const rule: { age?: number; count?: number } = {}
+    if (typeof age === "number" && Number.isFinite(age) && age >= 0) rule.age = age
+    if (typeof count === "number" && Number.isInteger(count) && count >= 0) rule.count = count
+    if (rule.age !== undefined || rule.count !== undefined) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? undefined : out
+}
+
+/** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
+export interface Retained {
+  readonly deleted: number
+  readonly more: boolean
 }
 
 export interface ListFilter {
@@ -252,6 +312,8 @@ export interface QueueSettings {
   readonly paused?: boolean | undefined
   readonly aging?: number | undefined
   readonly rateLimit?: QueueRateLimit | null | undefined
+  /** The queue's retention, replacing the one before; null removes it. */
+  readonly retention?: Retention | null | undefined
 }
 
 /**
@@ -310,6 +372,15 @@ export interface Store {
    * updates it in the claim's own transaction; a new limit keeps the latest of them.
    */
   readonly configure: (queue: string, settings: QueueSettings) => Effect.Effect<void, StoreError>
+  /**
+   * Applies every queue's retention (`QueueSettings.retention`) once: for each queue and final
+   * state it names, deletes at most `batch` of the jobs past it (those that ended more than `age`
+   * ago, or are not among the newest `count`), oldest first, as `purge` deletes them. Bounded and
+   * idempotent: what several consumers run at once deletes each job once, and a queue's rule that
+   * deleted a full batch says `more`. Only queues with a retention are looked at. The consumers'
+   * reaper runs it (no consumer running, nothing is deleted).
+   */
+  readonly retain: (batch: number) => Effect.Effect<Retained, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after

@@ -64,6 +64,10 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  decodeRetention,
+  encodeRetention,
+  RETAINED,
+  type Retained,
   type Settlement,
   type State,
   type Store,
@@ -154,7 +158,14 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
-  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
+  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
+  // 9 (appended last; renumbered at merge): a queue's retention of its finished jobs (JSON text, see
+  // `JobQueue.setRetention`), and their index by queue, state and end time, from which a consumer's
+  // retention batch reads the oldest past an age or the newest `count` (see `retainStatement`): the
+  // other indexes of finished jobs hold every queue's, or not by end time. IF NOT EXISTS, as 8
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN IF NOT EXISTS retention text;
+  CREATE INDEX IF NOT EXISTS wp_job_retained ON ${s}.wp_job (queue, state, finished_at, seq) WHERE state IN ('succeeded', 'dead', 'cancelled');`
 ]
 
 /** This transaction's id (`settled_xid`). */
@@ -560,6 +571,36 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
       USING (SELECT l.seq FROM ${S}.wp_job l
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
+      WHERE j.seq = l.seq
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+
+/**
+ * A batch of a queue's retention for one final state: deletes at most `batch` of its jobs of `state`
+ * that ended before `before` (oldest first), or (`before` undefined) those past the newest `keep`
+ * (by end time, then creation). The rows another statement holds are skipped, not waited for (SKIP
+ * LOCKED): consumers running it together delete each job once and never deadlock, with each other
+ * or with a purge or a settle. Skipping a locked job among the newest keeps one more, never fewer.
+ * Read from `wp_job_retained`. Exported for the tests.
+ */
+export const retainStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queue: string,
+  state: State,
+  batch: number,
+  past: { readonly before: number } | { readonly keep: number }
+) =>
+  sql<{ n: bigint }>`WITH gone AS (
+      DELETE FROM ${S}.wp_job j
+      USING (SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+        ${
+    "before" in past
+      ? sql`AND l.finished_at < ${past.before} ORDER BY l.finished_at, l.seq LIMIT ${batch}`
+      : sql`ORDER BY l.finished_at DESC, l.seq DESC OFFSET ${past.keep} LIMIT ${batch}`
+  }
+        FOR UPDATE SKIP LOCKED) l
       WHERE j.seq = l.seq
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
@@ -1730,15 +1771,54 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
+    /** Each queue's retention, once: see `Store.retain`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          const queues = yield* sql<{ name: string; retention: string | null }>`
+            SELECT name, retention FROM ${S}.wp_queue WHERE retention IS NOT NULL`
+          let deleted = 0
+          let more = false
+          const at = yield* now
+          for (const queue of queues) {
+            const retention = decodeRetention(queue.retention)
+            for (const state of RETAINED) {
+              const keep = retention?.[state]
+              if (keep === undefined) continue
+              const rounds = [
+                ...(keep.age === undefined ? [] : [{ before: at - keep.age }]),
+                ...(keep.count === undefined ? [] : [{ keep: keep.count }])
+              ]
+              for (const past of rounds) {
+                const n = Number((yield* retainStatement(sql, S, queue.name, state, batch, past))[0]!.n)
+                deleted += n
+                if (n >= batch) more = true
+              }
+            }
+          }
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone)
+        (retained) => retained.deleted > 0
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
     ) => {
-      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
-          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
+      const retention = settings.retention === undefined
+        ? sql`wp_queue.retention`
+        : settings.retention === null
+        ? null
+        : encodeRetention(settings.retention)
+      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, retention)
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0},
+            ${settings.retention == null ? null : encodeRetention(settings.retention)})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
-            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
+            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
+            retention = ${retention}
           RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       if (rate === undefined) return op("configure", upsert, () => true, queue)
@@ -1794,14 +1874,17 @@ export const makeWith = (
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {
             // the claims still in the window (their times follow their order): an index range, not the log
-            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; recent: bigint | number | string }>`
-              SELECT rate_limit, rate_interval_ms,
-                (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms) AS recent
-              FROM ${S}.wp_queue q WHERE name = ${queue} AND rate_limit > 0`
-            if (found.length === 0) return { ...counts, rateLimit: undefined }
+            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; recent: bigint | number | string; retention: string | null }>`
+              SELECT rate_limit, rate_interval_ms, retention,
+                CASE WHEN rate_limit > 0 THEN
+                  (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms)
+                ELSE 0 END AS recent
+              FROM ${S}.wp_queue q WHERE name = ${queue}`
+            const retention = decodeRetention(found[0]?.retention)
+            if (found.length === 0 || found[0]!.rate_limit <= 0) return { ...counts, rateLimit: undefined, retention }
             const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
             const available = Math.max(0, rate.limit - Number(found[0]!.recent))
-            return { ...counts, rateLimit: { ...rate, available } } satisfies QueueCounts
+            return { ...counts, rateLimit: { ...rate, available }, retention } satisfies QueueCounts
           })
         ))
       )
@@ -2031,6 +2114,7 @@ export const makeWith = (
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

@@ -67,11 +67,12 @@ import type {
   NewJob,
   QueueCounts,
   QueueSettings,
+  Retained,
   Settlement,
   State,
   Store
 } from "./model.ts"
-import { cursorTime, type LatencyCursor, latencyOf } from "./model.ts"
+import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -360,9 +361,10 @@ const SCRIPTS = {
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
   purge: script<[Array<string>, number]>(Scripts.PURGE),
+  retain: script<[Array<string>, number, number]>(Scripts.RETAIN),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -511,6 +513,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
     const IDS = `{${cfg.prefix}}:ids`
+    /**
+     * The queues that have had a retention (`Store.retain` visits only these): added before the
+     * configure's script that sets one, so that no queue has a retention and is missing here (a
+     * process dying in between leaves an entry whose queue has none, which costs a visit that
+     * deletes nothing). Never removed: a removal racing another process's new retention could
+     * leave that queue out for good; an entry is one member per queue that ever had one.
+     */
+    const RETAINED_QUEUES = `{${cfg.prefix}}:retained`
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
 
@@ -1043,6 +1053,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          let deleted = 0
+          let more = false
+          for (const queue of yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES)) {
+            // on one Redis the script removes the ids from the index too
+            const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+            if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+            deleted += gone.length
+            if (past === 1) more = true
+            if (dropped === 1) yield* unlist(queue)
+          }
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone)
+        (retained) => retained.deleted > 0 ? { queue: UNKEYED } : undefined
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
@@ -1050,7 +1081,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "configure",
         Effect.andThen(
-          knownQueue(queue),
+          Effect.andThen(
+            knownQueue(queue),
+            settings.retention == null ? Effect.void : Effect.asVoid(redis.send("SADD", RETAINED_QUEUES, queue))
+          ),
           run(
             "configure",
             queue,
@@ -1058,7 +1092,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.aging === undefined ? "" : String(settings.aging),
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
-            NOW()
+            NOW(),
+            settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention)
           )
         ),
         // a new rate limit that lets no claim through now wakes no one here either
@@ -1086,7 +1121,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1103,6 +1138,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             dead,
             cancelled,
             queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority),
+            retention: decodeRetention(retention),
             rateLimit: rate[0] === "0" ? undefined : {
               limit: Number(rate[0]),
               interval: Number(rate[1]),
@@ -1736,6 +1772,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

@@ -17,7 +17,8 @@
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
  * - `B:tasks`         set: the tasks that have had jobs in this queue
- * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit)
+ * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit), retention
+ *                     (JSON: see `RETAIN`)
  * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
  *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
  * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
@@ -692,6 +693,35 @@ place(id, now)
 return 1
 `
 
+/**
+ * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of the final set `key` (adding
+ * their ids to `gone`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
+ * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
+ */
+const FORGET = `
+local function forget(key, ids, gone)
+  for k = 1, #ids do
+    local id = ids[k]
+    redis.call("ZREM", key, id)
+    redis.call("ZREM", B .. ":all", id)
+    redis.call("DEL", jobKey(id))
+    gone[#gone + 1] = id
+  end
+end
+local function forgotten(gone, index)
+  if index ~= "" and #gone > 0 then bulk("HDEL", index, gone) end
+  if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
+  -- B:all holds every job until it is purged: none queued, delayed, running or finished
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
+  redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
+    B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention")
+  if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] then redis.call("DEL", KEYS[1]) end
+  return 1
+end
+`
+
 /** The most jobs of one final state a `PURGE` deletes (a script holds the server while it runs). */
 export const PURGE_BATCH = 10_000
 
@@ -709,35 +739,56 @@ export const PURGE_BATCH = 10_000
  * the same script (by a command after it, one that failed left them naming a queue without the job:
  * orphans, see `redis.ts`); "" on a Cluster (another slot: the caller removes them after).
  */
-export const PURGE: string = `${PRELUDE}
+export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
 for i = 3, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
-  for k = 1, #done do
-    local id = done[k]
-    redis.call("ZREM", key, id)
-    redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id))
-    gone[#gone + 1] = id
+  forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
+end
+return {gone, forgotten(gone, ARGV[2])}
+`
+
+/**
+ * ARGV: now, index, batch → {the ids deleted, dropped, more}: the queue's retention (its meta
+ * hash's `retention`, JSON: see `model.ts`'s `Retention`) applied once. For each final state it
+ * names, the jobs past it are the oldest of `B:final:<state>` (by end time): those that ended
+ * before `now − age`, and those past the newest `count`; at most `batch` of them go, as a purge
+ * deletes them (`index` and `dropped` as for `PURGE`). `more` 1: a state had more past it than
+ * `batch`. A retention that is not JSON, or a value that is not a number of at least 0, limits
+ * nothing (as `decodeRetention` reads it).
+ */
+export const RETAIN: string = `${PRELUDE}${FORGET}
+local text = redis.call("HGET", KEYS[1], "retention")
+if not text then return {{}, 0, 0} end
+local ok, retention = pcall(cjson.decode, text)
+if not ok or type(retention) ~= "table" then return {{}, 0, 0} end
+local now = clock(ARGV[1])
+local batch = tonumber(ARGV[3])
+local gone = {}
+local more = 0
+for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
+  local keep = retention[state]
+  if type(keep) == "table" then
+    local key = B .. ":final:" .. state
+    -- both are a prefix of the set in end-time order: the longer one goes
+    local past = 0
+    local age = type(keep.age) == "number" and keep.age or -1
+    if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
+    local count = type(keep.count) == "number" and keep.count or -1
+    if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
+    if past > batch then more = 1 end
+    local take = math.min(past, batch)
+    if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
   end
 end
-if ARGV[2] ~= "" and #gone > 0 then bulk("HDEL", ARGV[2], gone) end
-if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
--- B:all holds every job until it is purged: none queued, delayed, running or finished
-for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
-  B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit")
-if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] then redis.call("DEL", KEYS[1]) end
-return {gone, 1}
+if #gone == 0 then return {gone, 0, more} end
+return {gone, forgotten(gone, ARGV[2]), more}
 `
 
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
- * its interval, now → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
- * full: no claim could take anything)
+ * its interval, now, retention ("" unchanged, "0" none, else its JSON) → 1, or 0 for a new rate
+ * limit that wakes no one (nothing ready, or its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
@@ -751,6 +802,7 @@ local function setting(field, value)
 end
 if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
 if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
+if ARGV[6] ~= nil and ARGV[6] ~= "" then setting("retention", ARGV[6]) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
@@ -777,7 +829,8 @@ return 1
 
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
- * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text)}
+ * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text),
+ * retention (JSON text, "" for none)}
  */
 export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -801,7 +854,8 @@ return {
   redis.call("ZCARD", B .. ":final:cancelled"),
   redis.call("HGETALL", B .. ":prio"),
   rate(),
-  redis.call("HGET", KEYS[1], "aging") or "0"
+  redis.call("HGET", KEYS[1], "aging") or "0",
+  redis.call("HGET", KEYS[1], "retention") or ""
 }
 `
 

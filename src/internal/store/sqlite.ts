@@ -38,6 +38,10 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  decodeRetention,
+  encodeRetention,
+  RETAINED,
+  type Retained,
   type Settlement,
   type ListFilter,
   type State,
@@ -111,7 +115,10 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   DROP INDEX wp_job_running;
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
-  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`
+  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
+  // 8 (appended last; renumbered at merge): a queue's retention of its finished jobs (JSON text, see
+  // `JobQueue.setRetention`). No index of its own: its batches read `wp_job_finished` (see RETAIN_AGE)
+  `ALTER TABLE wp_queue ADD COLUMN retention TEXT;`
 ]
 
 /**
@@ -142,6 +149,23 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
       AND state IN ('succeeded', 'dead', 'cancelled') AND state IN (SELECT value FROM json_each(?))
     ORDER BY finished_at LIMIT ?)
   RETURNING finished_at`
+
+/**
+ * A retention batch by age: args queue, state, `before`, the batch's size. The oldest first, along
+ * `wp_job_finished` (by end time, its queue and state in the index: no row read but those deleted).
+ */
+export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ? AND finished_at < ?
+    ORDER BY finished_at, seq LIMIT ?)`
+
+/**
+ * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
+ * Along `wp_job_finished` from its newest end, every queue's finished jobs read past the kept ones
+ * (a queue's are few once its retention holds).
+ */
+export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
+    ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
 
 /**
  * The soonest delayed job of some queues (`:queues`, a JSON array), of those not paused, at `:now`:
@@ -778,12 +802,54 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
+    /**
+     * Each queue's retention, once (see `Store.retain`): a write transaction per batch, so that the
+     * file's write lock is let go, and the event loop, between them, as in `purge`.
+     */
+    const retain = (batch: number) =>
+      Effect.gen(function*() {
+        const queues = yield* read("retain", () =>
+          all<{ name: string; retention: string }>("SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL"))
+        let deleted = 0
+        let more = false
+        for (const queue of queues) {
+          const retention = decodeRetention(queue.retention)
+          for (const state of RETAINED) {
+            const keep = retention?.[state]
+            if (keep === undefined) continue
+            const batches: Array<() => number> = []
+            if (keep.age !== undefined) {
+              const age = keep.age
+              batches.push(() => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))
+            }
+            if (keep.count !== undefined) {
+              const count = keep.count
+              batches.push(() => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+            }
+            for (const one of batches) {
+              const n = yield* write("retain", one)
+              deleted += n
+              if (n >= batch) more = true
+              yield* Effect.yieldNow
+            }
+          }
+        }
+        return { deleted, more } satisfies Retained
+      })
+
     const configure = (
       queue: string,
       settings: QueueSettings
     ) =>
       write("configure", () => {
         run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
+        if (settings.retention !== undefined) {
+          run(
+            "UPDATE wp_queue SET retention = ? WHERE name = ?",
+            settings.retention === null ? null : encodeRetention(settings.retention),
+            queue
+          )
+        }
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
         const rate = settings.rateLimit
@@ -872,9 +938,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         } else tally.running += n
       }
       byPriority.sort((a, b) => b.priority - a.priority)
-      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count FROM wp_queue WHERE name = ?").get(
+      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, retention FROM wp_queue WHERE name = ?").get(
         queue
-      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number } | undefined
+      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number; retention: string | null } | undefined
       const rate = settings === undefined || settings.rate_limit === 0
         ? undefined
         : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
@@ -882,6 +948,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         queue,
         paused: settings !== undefined && settings.paused !== 0,
         aging: settings?.aging_ms ?? 0,
+        retention: decodeRetention(settings?.retention),
         // the claims still in the window (their times follow their order): an index range, not the log
         rateLimit: rate === undefined ? undefined : {
           ...rate,
@@ -1058,6 +1125,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,
