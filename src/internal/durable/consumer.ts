@@ -104,11 +104,10 @@ interface Current {
 
 /**
  * The most finished jobs of one queue and state a consumer's retention batch deletes (one statement
- * or script), and how many batches it runs per maintenance round: a backlog (a retention set on a
- * queue of millions) is deleted over rounds, never in one delete that holds the store.
+ * or script): a backlog (a retention set on a queue of millions) is deleted a batch at a time,
+ * never in one delete that holds the store.
  */
 export const RETAIN_BATCH = 1000
-export const RETAIN_ROUNDS = 10
 
 /**
  * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
@@ -815,25 +814,30 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       }
     })
 
-    // the queues' retention (JobQueue.setRetention), applied by the same maintenance: a few bounded
-    // batches per round, so that a backlog of finished jobs goes over rounds, the reaps between
-    const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
-    const retainRound = (bound: number) =>
-      Effect.gen(function*() {
-        for (let round = 0; round < RETAIN_ROUNDS; round++) {
-          const retained = yield* Effect.exit(Effect.timeoutOrElse(store.retain(RETAIN_BATCH), {
-            duration: bound,
-            orElse: () => Effect.fail(new Cause.TimeoutError(`a retention batch had no answer within ${bound} ms`))
-          }))
-          if (Exit.isFailure(retained)) {
-            if (!(yield* store.closed)) yield* retaining.failed(retained.cause, () => "finished jobs past their retention stay until it works")
-            return
-          }
+    // the queues' retention (JobQueue.setRetention), applied beside the reaper at the same pace: a
+    // bounded batch at a time, the next at once while a batch came back full (a backlog, or a busy
+    // queue ending more than a batch a round), so that it keeps up without one huge delete and
+    // without holding the reaps back
+    const retainLoop = Effect.gen(function*() {
+      const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
+      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
+      while (true) {
+        const retained = yield* Effect.exit(Effect.timeoutOrElse(store.retain(RETAIN_BATCH), {
+          duration: bound,
+          orElse: () => Effect.fail(new Cause.TimeoutError(`a retention batch had no answer within ${bound} ms`))
+        }))
+        if (Exit.isSuccess(retained)) {
           yield* retaining.worked
-          if (!retained.value.more) return
-          yield* Effect.yieldNow
+          if (retained.value.more) {
+            yield* Effect.yieldNow
+            continue
+          }
+        } else if (!(yield* store.closed)) {
+          yield* retaining.failed(retained.cause, () => "finished jobs past their queue's retention stay until it works")
         }
-      })
+        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
+      }
+    })
 
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
@@ -854,7 +858,6 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
         }
-        yield* retainRound(bound)
         yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
       }
     })
@@ -869,6 +872,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const claimer = loop("claim loop", claimLoop)
     const heart = loop("heartbeat", heartbeatLoop)
     const reaper = loop("reaper", reaperLoop)
+    const retainer = loop("retention", retainLoop)
 
     const stop = (now: boolean): Effect.Effect<void> => {
       // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
@@ -905,7 +909,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             yield* Fiber.interruptAll(left)
           }
         }
-        yield* Fiber.interruptAll([reaper, heart])
+        yield* Fiber.interruptAll([reaper, retainer, heart])
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
     }

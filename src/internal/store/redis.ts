@@ -479,6 +479,9 @@ const ANY_TASK = "\u0000any"
 /** The queues a store remembers having added to its list of queues (see `knownQueue`). */
 const KNOWN_QUEUES = 1024
 
+/** How many queues' retention scripts a `retain` sends together. */
+const RETAIN_IN_FLIGHT = 16
+
 /**
  * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
  * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
@@ -1060,14 +1063,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         Effect.gen(function*() {
           let deleted = 0
           let more = false
-          for (const queue of yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES)) {
-            // on one Redis the script removes the ids from the index too
-            const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
-            if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
-            deleted += gone.length
-            if (past === 1) more = true
-            if (dropped === 1) yield* unlist(queue)
-          }
+          // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
+          yield* Effect.forEach(yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES), (queue) =>
+            Effect.gen(function*() {
+              // on one Redis the script removes the ids from the index too
+              const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+              deleted += gone.length
+              if (past === 1) more = true
+              if (dropped === 1) yield* unlist(queue)
+            }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
           return { deleted, more } satisfies Retained
         }),
         // its awaiters look (a job they await may be gone)
