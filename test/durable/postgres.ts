@@ -118,12 +118,15 @@ export const versionAndIndex = (schema: string, index: string) =>
     )
   ).pipe(Effect.map(([versions, indexes]) => [versions.map((row) => row.value), indexes.map((row) => row.indexname)]))
 
+/** What version 9 added (retention, appended last): undone by every `backTo`. */
+export const beforeRetention = (S: string) => [`DROP INDEX ${S}.wp_job_retained`, `ALTER TABLE ${S}.wp_queue DROP COLUMN retention`]
+
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
+  backTo(S, 6, [...beforeRetention(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
 /** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`])
+export const backToVersion7 = (S: string) => backTo(S, 7, [...beforeRetention(S), `DROP INDEX ${S}.wp_job_counted`])
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>

@@ -28,6 +28,7 @@ import {
   rank,
   RETAINED,
   type Retained,
+  retentionField,
   type Retention,
   type Settlement,
   type State,
@@ -332,7 +333,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
         },
-        retention: queue.retention,
+        ...retentionField(queue.retention),
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)

@@ -243,6 +243,10 @@ const retentionOf = (value: unknown): Retention | undefined => {
   return Object.keys(out).length === 0 ? undefined : out
 }
 
+/** A queue's counts' `retention` field: none when it has none (its counts as they were before retention). */
+export const retentionField = (retention: Retention | undefined): { readonly retention?: Retention } =>
+  retention === undefined ? {} : { retention }
+
 /** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
 export interface Retained {
   readonly deleted: number

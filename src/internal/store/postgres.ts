@@ -68,6 +68,7 @@ import {
   encodeRetention,
   RETAINED,
   type Retained,
+  retentionField,
   type Settlement,
   type State,
   type Store,
@@ -1880,11 +1881,11 @@ export const makeWith = (
                   (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms)
                 ELSE 0 END AS recent
               FROM ${S}.wp_queue q WHERE name = ${queue}`
-            const retention = decodeRetention(found[0]?.retention)
-            if (found.length === 0 || found[0]!.rate_limit <= 0) return { ...counts, rateLimit: undefined, retention }
+            const retention = retentionField(decodeRetention(found[0]?.retention))
+            if (found.length === 0 || found[0]!.rate_limit <= 0) return { ...counts, rateLimit: undefined, ...retention }
             const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
             const available = Math.max(0, rate.limit - Number(found[0]!.recent))
-            return { ...counts, rateLimit: { ...rate, available }, retention } satisfies QueueCounts
+            return { ...counts, rateLimit: { ...rate, available }, ...retention } satisfies QueueCounts
           })
         ))
       )

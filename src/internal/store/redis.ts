@@ -72,7 +72,7 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf } from "./model.ts"
+import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf, retentionField } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -1143,7 +1143,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             dead,
             cancelled,
             queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority),
-            retention: decodeRetention(retention),
+            ...retentionField(decodeRetention(retention)),
             rateLimit: rate[0] === "0" ? undefined : {
               limit: Number(rate[0]),
               interval: Number(rate[1]),

@@ -42,6 +42,7 @@ import {
   encodeRetention,
   RETAINED,
   type Retained,
+  retentionField,
   type Settlement,
   type ListFilter,
   type State,
@@ -948,7 +949,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         queue,
         paused: settings !== undefined && settings.paused !== 0,
         aging: settings?.aging_ms ?? 0,
-        retention: decodeRetention(settings?.retention),
+        ...retentionField(decodeRetention(settings?.retention)),
         // the claims still in the window (their times follow their order): an index range, not the log
         rateLimit: rate === undefined ? undefined : {
           ...rate,
