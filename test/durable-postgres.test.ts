@@ -438,6 +438,38 @@ else {
         assert.deepStrictEqual(listed.map((job) => job.id), Array.from({ length: 10 }, (_, i) => `delayed-${i + 1}`))
       }), { timeout: 60_000 })
 
+    it.live("a retention batch (by age, by count) is served by the index wp_job_retained: no read of other queues' or states' finished jobs, no sort of them", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // a queue of 2 × 2,000 finished jobs among 2 queues × 3 final states × 20,000 others of
+              // the same times (kept: no retention), whose index of end times leads to this queue's
+              // only through all of theirs
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT q || '-' || st || '-' || i, q, 'Echo', '{}', 0, 0, st, 1, 0, 0, 0, i
+                FROM generate_series(1, 20000) i, unnest(ARRAY['b', 'c']) q, unnest(ARRAY['succeeded', 'dead', 'cancelled']) st`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT 'default-' || st || '-' || i, 'default', 'Echo', '{}', 0, 0, st, 1, 0, 0, 0, i * 10
+                FROM generate_series(1, 2000) i, unnest(ARRAY['succeeded', 'dead']) st`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+            })
+          )
+        )
+        // the prepared statement's generic plan (see retainStatement)
+        for (const past of [{ before: 15_000 }, { keep: 100 }]) {
+          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past))
+          if (process.env.SHOW_PLAN) console.log(text)
+          assert.match(text, /Index (Only )?Scan (Backward )?using wp_job_retained/, text)
+          assert.notMatch(text, /Seq Scan on wp_job|wp_job_finished|Sort/, text)
+        }
+      }), { timeout: 60_000 })
+
     it.live("the latencies read is served by the index wp_job_settled: newest first from the cursor's xmax, a lookup per transaction it listed; no sort of the ended jobs", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

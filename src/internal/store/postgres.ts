@@ -582,7 +582,13 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
  * (by end time, then creation). The rows another statement holds are skipped, not waited for (SKIP
  * LOCKED): consumers running it together delete each job once and never deadlock, with each other
  * or with a purge or a settle. Skipping a locked job among the newest keeps one more, never fewer.
- * Read from `wp_job_retained`. Exported for the tests.
+ * Read from `wp_job_retained`: the age's cut is a row comparison on its columns, which only that
+ * index serves as a bound. As `finished_at < $before` the prepared statement's generic plan (taken
+ * after five runs) read `wp_job_finished` from the oldest end, every queue's finished jobs, filtered
+ * for this queue's: a queue with a retention among millions of other queues' jobs kept read them
+ * all at every batch. The batch's rows are deleted by their keys (an array of them, read first): joined
+ * to the table (`DELETE ... USING`), a batch of a thousand was planned as a hash join over a
+ * read of the whole table. Exported for the tests.
  */
 export const retainStatement = (
   sql: PgClient.PgClient,
@@ -594,15 +600,15 @@ export const retainStatement = (
 ) =>
   sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
-      USING (SELECT l.seq FROM ${S}.wp_job l
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
         ${
     "before" in past
-      ? sql`AND l.finished_at < ${past.before} ORDER BY l.finished_at, l.seq LIMIT ${batch}`
+      ? sql`AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
+          ORDER BY l.finished_at, l.seq LIMIT ${batch}`
       : sql`ORDER BY l.finished_at DESC, l.seq DESC OFFSET ${past.keep} LIMIT ${batch}`
   }
-        FOR UPDATE SKIP LOCKED) l
-      WHERE j.seq = l.seq
+        FOR UPDATE SKIP LOCKED))
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
