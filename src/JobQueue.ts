@@ -1159,7 +1159,11 @@ export const setRetention = (
   queue: string,
   retention: Retention | undefined
 ): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
-  Effect.flatMap(invalid(() => retentionOf(retention)), (checked) => configure(queue, { retention: checked }))
+  Effect.flatMap(
+    // a getter or a Proxy of the caller's that throws is a bad value, not a defect
+    invalid(() => config.reading("retention", retention, () => retentionOf(retention))),
+    (checked) => configure(queue, { retention: checked })
+  )
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the

@@ -143,6 +143,19 @@ describe("JobQueue.purge refuses", () => {
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
+describe("JobQueue.setRetention refuses", () => {
+  it.effect("a retention whose reading throws (a getter, a Proxy) with InvalidJobOptions, not a defect", () =>
+    Effect.gen(function*() {
+      const getter = { get succeeded(): never { throw new Error("no") } }
+      const proxy = new Proxy({}, { ownKeys: () => { throw new Error("trap") } })
+      for (const retention of [getter, proxy, { dead: getter }]) {
+        const error = yield* Effect.flip(JobQueue.setRetention("q", retention as never))
+        assert.strictEqual(error._tag, "InvalidJobOptions")
+      }
+      assert.strictEqual((yield* JobQueue.stats("q")).retention, undefined)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
 describe("JobQueue's queue settings", () => {
   it.effect("answer void whatever the store's configure returns (Postgres answered its rows, Redis its script's 1)", () =>
     Effect.gen(function*() {
@@ -158,9 +171,10 @@ describe("JobQueue's queue settings", () => {
         JobQueue.pause("q"),
         JobQueue.resume("q"),
         JobQueue.setAging("q", "1 minute"),
-        JobQueue.setRateLimit("q", { limit: 1, interval: "1 second" })
+        JobQueue.setRateLimit("q", { limit: 1, interval: "1 second" }),
+        JobQueue.setRetention("q", { succeeded: { count: 1 } })
       ]).pipe(Effect.provide(answers))
-      assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined])
+      assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined, undefined])
     }))
 })
 
