@@ -752,9 +752,9 @@ return {gone, forgotten(gone, ARGV[2])}
  * ARGV: now, index, batch → {the ids deleted, dropped, more}: the queue's retention (its meta
  * hash's `retention`, JSON: see `model.ts`'s `Retention`) applied once. For each final state it
  * names, the jobs past it are the oldest of `B:final:<state>` (by end time): those that ended
- * before `now − age`, and those past the newest `count`; at most `batch` of them go, as a purge
- * deletes them (`index` and `dropped` as for `PURGE`). `more` 1: a state had more past it than
- * `batch`. A retention that is not JSON, or a value that is not a number of at least 0, limits
+ * before `now − age`, and those past the newest `count`; at most `batch` of them go in all (the
+ * states in turn), as a purge deletes them (`index` and `dropped` as for `PURGE`). `more` 1: some
+ * were left past it. A retention that is not JSON, or a value that is not a number of at least 0, limits
  * nothing (as `decodeRetention` reads it).
  */
 export const RETAIN: string = `${PRELUDE}${FORGET}
@@ -776,8 +776,9 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
     local count = type(keep.count) == "number" and keep.count or -1
     if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
-    if past > batch then more = 1 end
-    local take = math.min(past, batch)
+    -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
+    local take = math.min(past, batch - #gone)
+    if past > take then more = 1 end
     if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
   end
 end
