@@ -1136,7 +1136,7 @@ const retentionOf = (retention: unknown): StoredRetention | null => {
  * do not delete a job twice (each batch is atomic, and skips the jobs another is deleting); every
  * one of them looks, at the cost of one indexed read per queue and state with a retention.
  *
- * A deleted job is gone as after a `purge`: its `await`, `status` and `handleOf` fail with
+ * A deleted job is gone as after a `purge`: its `await`, `status` and `cancel` (a handle's too) fail with
  * `JobNotFound`, so keep finished jobs longer than their awaiters may take to look; its dedup key
  * was free once it finished. Fails with `InvalidJobOptions` naming the field for a bad value.
  *
