@@ -14,7 +14,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { admin, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
 
 /** The schema version this code migrates to. */
@@ -334,6 +334,12 @@ else {
         const schema = freshSchema()
         yield* rateLimitChangeAcrossInstances(() => layer(schema))
       }), { timeout: 60_000 })
+
+    it.live("a queue's retention applied by three store instances at once deletes each job once (each batch skips the rows another holds)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* retentionAcrossInstances(() => layer(schema))
+      }), { timeout: 90_000 })
 
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
       Effect.gen(function*() {

@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -94,6 +94,12 @@ else {
         const prefix = freshPrefix()
         yield* rateLimitChangeAcrossInstances(() => layer(prefix))
       }), { timeout: 60_000 })
+
+    it.live("a queue's retention applied by three store instances at once deletes each job once (a script per batch)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* retentionAcrossInstances(() => layer(prefix))
+      }), { timeout: 90_000 })
 
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances (the marker passed on)", () =>
       Effect.gen(function*() {

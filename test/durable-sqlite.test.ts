@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances, tellingIdle } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -27,6 +27,12 @@ describe("the SQLite store", () => {
       const filename = fresh()
       yield* rateLimitChangeAcrossInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
+
+  it.live("a queue's retention applied by three connections at once deletes each job once (the writes take turns)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* retentionAcrossInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 90_000 })
 
   it.live("a queue's rate limit lifted through a third connection starts jobs at once on both of two held-back consumers of their own connections", () =>
     Effect.gen(function*() {

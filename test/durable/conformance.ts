@@ -187,6 +187,47 @@ export const rateLimitChangeAcrossInstances = (layer: () => Layer.Layer<JobStore
   }).pipe(Effect.scoped)
 
 /**
+ * Live: a queue's retention applied by three store instances at once (three consumers' processes),
+ * each passing batches of 100 until none comes back full: 1,200 finished jobs past it are deleted
+ * once in all (the counts add up, nothing fails), the
+ * newest 50 kept, and another state's jobs untouched.
+ */
+export const retentionAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const stores = [] as Array<Store>
+    for (let i = 0; i < 3; i++) stores.push(Context.get(yield* Layer.build(layer()), JobStore.JobStore))
+    const first = stores[0]!
+    const ended = (state: "succeeded" | "dead", count: number) =>
+      Effect.gen(function*() {
+        yield* first.enqueueAll(Array.from({ length: count }, (_, n) => ({ ...newJob("kept"), task: state, payload: String(n) })))
+        for (let left = count; left > 0;) {
+          const { claims } = yield* first.claim({ queues: ["kept"], tasks: [state], limit: 500, lease: 60_000 })
+          assert.isAbove(claims.length, 0)
+          yield* Effect.forEach(claims, (claim) => first.settle(claim.token, { _tag: "Final", state, exit: null }), { concurrency: 50 })
+          left -= claims.length
+        }
+      })
+    yield* ended("succeeded", 1250)
+    yield* ended("dead", 30)
+    yield* Effect.provideService(JobQueue.setRetention("kept", { succeeded: { count: 50 } }), JobStore.JobStore, first)
+    const passes = (store: Store) =>
+      Effect.gen(function*() {
+        let deleted = 0
+        for (let round = 0; round < 1000; round++) {
+          const retained = yield* store.retain(100)
+          deleted += retained.deleted
+          if (!retained.more) return deleted
+        }
+        return assert.fail("a retention that never ends")
+      })
+    const deleted = yield* Effect.all(stores.map(passes), { concurrency: "unbounded" }).pipe(Effect.timeout("60 seconds"))
+    assert.strictEqual(deleted.reduce((a, b) => a + b, 0), 1200, `deleted per instance: ${deleted.join(", ")}`)
+    const counts = yield* first.counts("kept")
+    assert.deepStrictEqual([counts.succeeded, counts.dead], [50, 30])
+    assert.deepStrictEqual(yield* first.retain(100), { deleted: 0, more: false })
+  }).pipe(Effect.scoped)
+
+/**
  * Live: two consumers, each of its own store instance (two processes), both held back by a queue's
  * window of an hour with a poll of an hour; the limit lifted through a third instance starts a job
  * on each at once: the wake-up reaches both (Redis: the one that pops the marker passes it on).
