@@ -444,6 +444,31 @@ else {
         assert.deepStrictEqual(listed.map((job) => job.id), Array.from({ length: 10 }, (_, i) => `delayed-${i + 1}`))
       }), { timeout: 60_000 })
 
+    // as an OFFSET under the lock, a batch locked every kept job (a retention keeping 100,000 locked
+    // 100,000 rows per batch), and skipped one held elsewhere, keeping one more
+    it.live("a retention batch by count locks only the jobs it deletes: a kept job held by another session is neither waited for nor counted out", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const locker = yield* lockSession
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const ids: Array<string> = []
+          for (let n = 0; n < 7; n++) {
+            const job = yield* JobQueue.enqueue(Echo, { n }, { queue: "kept" })
+            const [claim] = (yield* store.claim({ queues: ["kept"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+            yield* Effect.sleep("5 millis") // each ends at its own time
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null }))
+            ids.push(job.id)
+          }
+          yield* JobQueue.setRetention("kept", { succeeded: { count: 2 } })
+          // the newest job, kept, is held by another transaction
+          yield* locker.hold(`"${schema}"`, ids[6]!)
+          assert.deepStrictEqual(yield* store.retain(100).pipe(Effect.timeout("20 seconds")), { deleted: 5, more: false })
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: "kept" })).map((job) => job.id), ids.slice(5))
+          yield* locker.release
+        }).pipe(Effect.provide(layer(schema)))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("a retention batch (by age, by count) is served by the index wp_job_retained: no read of other queues' or states' finished jobs, no sort of them", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

@@ -578,8 +578,10 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
 
 /**
  * A batch of a queue's retention for one final state: deletes at most `batch` of its jobs of `state`
- * that ended before `before` (oldest first), or (`before` undefined) those past the newest `keep`
- * (by end time, then creation). The rows another statement holds are skipped, not waited for (SKIP
+ * that ended before `before`, or those past the newest `keep` (by end time, then creation), oldest
+ * first. The newest `keep` are only read, to find the cut (the first job past them), not locked: as
+ * an `OFFSET` under the lock, every batch locked them all (a retention keeping 100,000 wrote a lock
+ * on 100,000 rows per batch). The rows another statement holds are skipped, not waited for (SKIP
  * LOCKED): consumers running it together delete each job once and never deadlock, with each other
  * or with a purge or a settle. Skipping a locked job among the newest keeps one more, never fewer.
  * Read from `wp_job_retained`: the age's cut is a row comparison on its columns, which only that
@@ -598,16 +600,27 @@ export const retainStatement = (
   batch: number,
   past: { readonly before: number } | { readonly keep: number }
 ) =>
-  sql<{ n: bigint }>`WITH gone AS (
+  "before" in past
+    ? sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
       WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
-        ${
-    "before" in past
-      ? sql`AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
-          ORDER BY l.finished_at, l.seq LIMIT ${batch}`
-      : sql`ORDER BY l.finished_at DESC, l.seq DESC OFFSET ${past.keep} LIMIT ${batch}`
-  }
+          AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
+        FOR UPDATE SKIP LOCKED))
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+    : sql<{ n: bigint }>`WITH cut AS (
+      SELECT c.finished_at, c.seq FROM ${S}.wp_job c
+      WHERE c.queue = ${queue} AND c.state = ${state} AND c.state IN ('succeeded', 'dead', 'cancelled')
+      ORDER BY c.finished_at DESC, c.seq DESC OFFSET ${past.keep} LIMIT 1
+    ), gone AS (
+      DELETE FROM ${S}.wp_job j
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+          AND (l.queue, l.state, l.finished_at, l.seq)
+            <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
         FOR UPDATE SKIP LOCKED))
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
