@@ -14,7 +14,7 @@
  */
 import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
-import { AttemptTimeout } from "../../DurableError.ts"
+import { AttemptTimeout, type StoreError } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
@@ -814,18 +814,43 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       }
     })
 
+    // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
+    // frozen server, a partition that drops packets), which kept the reaper silent for ever, the
+    // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
+    // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
+    // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
+    // statements or scripts per queue did, whole, or nothing of a queue; a retention batch deletes
+    // what its statements or scripts did
+    const maintenanceBound = Math.max(ServerTime.ASK_BOUND, config.lease)
+    /** A maintenance step (a reap, a retention batch), bounded: one with no answer fails, and its loop goes on. */
+    const bounded = <A>(what: string, effect: Effect.Effect<A, StoreError>) =>
+      Effect.exit(Effect.timeoutOrElse(effect, {
+        duration: maintenanceBound,
+        orElse: () => Effect.fail(new Cause.TimeoutError(`${what} had no answer within ${maintenanceBound} ms`))
+      }))
+    const halfLease = Math.max(1, Math.floor(config.lease / 2))
+
+    const reaperLoop = Effect.gen(function*() {
+      // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
+      const reaping = failureStreak("taking back expired durable jobs")
+      while (true) {
+        const reaped = yield* bounded("a reap", store.reap(backoff, reapPolicies))
+        if (Exit.isSuccess(reaped)) yield* reaping.worked
+        else if (!(yield* store.closed)) {
+          yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
+        }
+        yield* Effect.sleep(halfLease)
+      }
+    })
+
     // the queues' retention (JobQueue.setRetention), applied beside the reaper at the same pace: a
     // bounded batch at a time, the next at once while a batch came back full (a backlog, or a busy
     // queue ending more than a batch a round), so that it keeps up without one huge delete and
     // without holding the reaps back
     const retainLoop = Effect.gen(function*() {
       const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
-      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
       while (true) {
-        const retained = yield* Effect.exit(Effect.timeoutOrElse(store.retain(RETAIN_BATCH), {
-          duration: bound,
-          orElse: () => Effect.fail(new Cause.TimeoutError(`a retention batch had no answer within ${bound} ms`))
-        }))
+        const retained = yield* bounded("a retention batch", store.retain(RETAIN_BATCH))
         if (Exit.isSuccess(retained)) {
           yield* retaining.worked
           if (retained.value.more) {
@@ -835,30 +860,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         } else if (!(yield* store.closed)) {
           yield* retaining.failed(retained.cause, () => "finished jobs past their queue's retention stay until it works")
         }
-        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
-      }
-    })
-
-    const reaperLoop = Effect.gen(function*() {
-      // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
-      const reaping = failureStreak("taking back expired durable jobs")
-      // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
-      // frozen server, a partition that drops packets), which kept this loop silent for ever, the
-      // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
-      // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
-      // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
-      // statements or scripts per queue did, whole, or nothing of a queue
-      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
-      while (true) {
-        const reaped = yield* Effect.exit(Effect.timeoutOrElse(store.reap(backoff, reapPolicies), {
-          duration: bound,
-          orElse: () => Effect.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
-        }))
-        if (Exit.isSuccess(reaped)) yield* reaping.worked
-        else if (!(yield* store.closed)) {
-          yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
-        }
-        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
+        yield* Effect.sleep(halfLease)
       }
     })
 
