@@ -79,7 +79,7 @@ import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
-import { makeSignal } from "./signal.ts"
+import { makeSignal, UNKEYED } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { inOtherTransaction } from "../sqlTransaction.ts"
 import * as Backoff from "../durable/backoff.ts"
@@ -1819,8 +1819,9 @@ export const makeWith = (
           }
           return { deleted, more } satisfies Retained
         }),
-        // its awaiters look (a job they await may be gone)
-        (retained) => retained.deleted > 0
+        // its awaiters look (a job they await may be gone); no consumer has more to claim
+        (retained) => retained.deleted > 0,
+        UNKEYED
       )
 
     const configure = (
