@@ -228,8 +228,23 @@ export interface EnqueueOptions {
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
-  /** At most 1,000 bytes in UTF-8, no NUL, no lone surrogate. */
+  /**
+   * While a job of the queue holds this key, another enqueue with it creates nothing and returns that
+   * job. At most 1,000 bytes in UTF-8, no NUL, no lone surrogate.
+   */
   readonly dedupKey?: string | undefined
+  /**
+   * How long the job holds its `dedupKey`: `"running"` (the default) until it finishes, so a trigger
+   * arriving during its run is dropped; `"queued"` until it first starts, so such a trigger creates
+   * one follow-up job (its retries do not take the key back). Needs a `dedupKey`.
+   */
+  readonly dedupWhile?: "running" | "queued" | undefined
+  /**
+   * A throttle window: the key stays held this long after the enqueue (store time) whatever the job's
+   * state, finished included, so at most one job per window (on top of `dedupWhile`). Finite and
+   * above 0; needs a `dedupKey`.
+   */
+  readonly dedupFor?: Duration.Input | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
@@ -359,8 +374,18 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
-const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_HINTS = {
+  dedupeKey: "dedupKey",
+  jobId: "dedupKey",
+  singletonKey: "dedupKey",
+  singletonSeconds: "dedupFor",
+  deduplication: "dedupKey (with dedupFor for a ttl)",
+  jobKeyMode: "dedupWhile",
+  attempts: "maxAttempts",
+  retryLimit: "maxAttempts",
+  startAfter: "runAt"
+}
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
 // hour has none), its zone a Cron's own
@@ -513,8 +538,24 @@ const enqueueOptions = (options: EnqueueOptions) => {
     ...jobOptions(options),
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
+    ...dedupModes(options),
     runAt: options.runAt?.getTime()
   }
+}
+
+/** `dedupWhile` and `dedupFor` checked, as a job's fields (absent: the defaults). */
+const dedupModes = (options: EnqueueOptions): { dedupWhile?: "queued"; dedupFor?: number } => {
+  for (const field of ["dedupWhile", "dedupFor"] as const) {
+    if (options[field] !== undefined && options.dedupKey === undefined) {
+      config.fail(field, options[field], "expected only with a dedupKey: without one, nothing is deduplicated")
+    }
+  }
+  const mode = options.dedupWhile === undefined ? "running" : config.oneOf("dedupWhile", options.dedupWhile, ["running", "queued"])
+  // whole milliseconds, as the stores keep times
+  const window = options.dedupFor === undefined
+    ? undefined
+    : Math.ceil(stored("dedupFor", options.dedupFor, config.finiteMillis("dedupFor", options.dedupFor)))
+  return { ...(mode === "queued" ? { dedupWhile: mode } : {}), ...(window === undefined ? {} : { dedupFor: window }) }
 }
 
 /**

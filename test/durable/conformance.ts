@@ -1468,6 +1468,110 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* later.await, 4)
       })))
 
+    describe("dedup modes", () => {
+      const claimOne = (queue = "default") =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          return (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: LEASE })).claims[0]!
+        })
+      const settle = (token: string, settlement: Parameters<Store["settle"]>[1]) =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* store.settle(token, settlement)
+        })
+
+      it.effect("dedupWhile \"queued\": the key is held while the job waits and released as it starts, so an enqueue during the run makes one follow-up job; a retry does not take the key back", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          const waiting = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          assert.deepStrictEqual([waiting.id, waiting.created], [first.id, false])
+          const claim = yield* claimOne()
+          assert.strictEqual(claim.job.id, first.id)
+          // running: the key is free, and the job still shows it
+          assert.strictEqual((yield* JobQueue.status(first.id)).dedupKey, "reindex")
+          const followUp = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          assert.isTrue(followUp.created)
+          assert.notStrictEqual(followUp.id, first.id)
+          // the follow-up holds it now: one follow-up, however many triggers
+          const again = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "reindex" })
+          assert.deepStrictEqual([again.id, again.created], [followUp.id, false])
+          // the first one's retry waits without the key
+          yield* settle(claim.token, { _tag: "Retry", delay: 0, exit: "{}" })
+          assert.strictEqual(yield* stateOf(first.id), "queued")
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "reindex" })).id, followUp.id)
+          yield* JobQueue.cancel(followUp.id)
+          const afterCancel = yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "reindex" })
+          assert.isTrue(afterCancel.created)
+          assert.notStrictEqual(afterCancel.id, first.id)
+          // the default mode keeps its key through the run
+          const held = yield* JobQueue.enqueue(Echo, { n: 7 }, { dedupKey: "held", queue: "q2" })
+          yield* claimOne("q2")
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 8 }, { dedupKey: "held", queue: "q2" })).id, held.id)
+        })))
+
+      it.effect("dedupWhile \"queued\": a redriven job takes its key back until it starts again, unless another job holds it", () =>
+        provide(Effect.gen(function*() {
+          const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", dedupWhile: "queued", maxAttempts: 1 })
+          const claim = yield* claimOne()
+          yield* settle(claim.token, { _tag: "Final", state: "dead", exit: null })
+          const live = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })
+          assert.isTrue(live.created)
+          assert.isFalse(yield* JobQueue.redrive(dead.id))
+          yield* JobQueue.cancel(live.id)
+          assert.isTrue(yield* JobQueue.redrive(dead.id))
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, dead.id)
+          yield* claimOne()
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "k" })).created)
+        })))
+
+      it.effect("dedupFor: the key stays held for the window after the enqueue, the job finished or not; then a new job", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          const claim = yield* claimOne()
+          yield* settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+          assert.strictEqual(yield* stateOf(first.id), "succeeded")
+          yield* TestClock.adjust(59_000)
+          const within = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          assert.deepStrictEqual([within.id, within.created], [first.id, false])
+          const batch = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 3 }, options: { dedupKey: "digest" } }])
+          assert.deepStrictEqual(batch.map((job) => [job.id, job.created]), [[first.id, false]])
+          // another queue's key is another key
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "digest", queue: "q2" })).created)
+          yield* TestClock.adjust(1_000)
+          const next = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          assert.isTrue(next.created)
+          // a batch: the first item takes the key, the next ones get its handle
+          yield* TestClock.adjust(60_000)
+          yield* JobQueue.cancel(next.id)
+          const items = yield* JobQueue.enqueueAll(Echo, [
+            { payload: { n: 6 }, options: { dedupKey: "digest", dedupFor: "1 minute" } },
+            { payload: { n: 7 }, options: { dedupKey: "digest" } }
+          ])
+          assert.isTrue(items[0]!.created)
+          assert.deepStrictEqual([items[1]!.id, items[1]!.created], [items[0]!.id, false])
+          yield* JobQueue.cancel(items[0]!.id)
+          const inWindow = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 8 }, options: { dedupKey: "digest" } }])
+          assert.deepStrictEqual(inWindow.map((job) => [job.id, job.created]), [[items[0]!.id, false]])
+        })))
+
+      it.effect("dedupFor with dedupWhile \"queued\": the window holds the key through the run; past it, a running job holds it no more", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "t", dedupWhile: "queued", dedupFor: "10 seconds" })
+          yield* claimOne()
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "t" })).id, first.id)
+          yield* TestClock.adjust(10_000)
+          assert.strictEqual(yield* stateOf(first.id), "running")
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "t" })).created)
+        })))
+
+      it.effect("dedupFor longer than a delay: the window counts from the enqueue; a delayed job holds its key by its state", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "d", delay: "1 minute", dedupFor: "10 seconds", dedupWhile: "queued" })
+          yield* TestClock.adjust(30_000)
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "d" })).id, first.id)
+        })))
+    })
+
     describe("enqueueAll", () => {
       const items = (ns: ReadonlyArray<number>, options?: JobQueue.EnqueueOptions) =>
         ns.map((n) => options === undefined ? { payload: { n } } : { payload: { n }, options })

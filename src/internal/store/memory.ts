@@ -56,7 +56,20 @@ interface Row {
   rank: number
   token: string | null
   leaseUntil: number
+  /** A `dedupWhile: "queued"` job's key, once it started: no longer held (see `holds`). */
+  released: boolean
+  readonly dedupQueued: boolean
+  /** The end of its throttle window (`dedupFor`), store time; null none. */
+  readonly dedupUntil: number | null
 }
+
+/** Whether a job holds its dedup key at `now`: by its state (see `NewJob.dedupWhile`) or its window. */
+const holds = (row: Row, now: number): boolean =>
+  row.job.dedupKey !== null && (
+    (row.job.state === "queued" && !row.released) ||
+    (row.job.state === "running" && !row.dedupQueued) ||
+    (row.dedupUntil !== null && now < row.dedupUntil)
+  )
 
 interface QueueState {
   paused: boolean
@@ -107,11 +120,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** The key of a dedup key in its queue, in `holders`. */
   const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
-  /** The unfinished jobs holding dedup keys, by `holderKey`: read once for a batch, not once per job. */
+  /** The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per job. */
   const holders = () => {
     const found = new Map<string, string>()
-    for (const { job } of rows.values()) {
-      if (job.dedupKey !== null && (job.state === "queued" || job.state === "running")) found.set(holderKey(job.queue, job.dedupKey), job.id)
+    const now = time()
+    for (const row of rows.values()) {
+      if (holds(row, now)) found.set(holderKey(row.job.queue, row.job.dedupKey!), row.job.id)
     }
     return found
   }
@@ -131,12 +145,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (holder !== undefined) return { id: holder, created: false }
       held.set(holderKey(job.queue, job.dedupKey), job.id)
     } else if (job.dedupKey !== null) {
+      const now = time()
       for (const row of rows.values()) {
-        const other = row.job
-        if (
-          other.queue === job.queue && other.dedupKey === job.dedupKey &&
-          (other.state === "queued" || other.state === "running")
-        ) return { id: other.id, created: false }
+        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) {
+          return { id: row.job.id, created: false }
+        }
       }
     }
     const now = time()
@@ -168,7 +181,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a runAt in the past is waited for from now (see model.rank)
       rank: rank(job.priority, queueOf(job.queue).aging, Math.max(visibleAt, now)),
       token: null,
-      leaseUntil: 0
+      leaseUntil: 0,
+      released: false,
+      dedupQueued: job.dedupWhile === "queued",
+      dedupUntil: job.dedupFor === undefined ? null : now + job.dedupFor
     }
     rows.set(job.id, row)
     return { id: job.id, created: true, visibleIn: visibleAt - now }
@@ -229,13 +245,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (row === undefined || row.job.state !== "dead") return false
       const key = row.job.dedupKey
       if (key !== null) {
+        // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back
         for (const other of rows.values()) {
           const job = other.job
-          if (job.queue === row.job.queue && job.dedupKey === key && (job.state === "queued" || job.state === "running")) {
-            return false
-          }
+          if (
+            job.queue === row.job.queue && job.dedupKey === key &&
+            ((job.state === "queued" && !other.released) || (job.state === "running" && !other.dedupQueued))
+          ) return false
         }
       }
+      // a redriven "queued"-mode job holds its key again until it starts
+      row.released = false
       const now = time()
       // a new run from the start: its exit alone stays, which awaiters ignore until the new run ends
       update(row, {
@@ -371,6 +391,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const claims = picked.map((row): Claim => {
         const token = crypto.randomUUID()
         update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
+        if (row.dedupQueued) row.released = true
         row.token = token
         row.leaseUntil = now + request.lease
         byToken.set(token, row)

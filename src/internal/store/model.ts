@@ -71,6 +71,17 @@ export interface NewJob {
   readonly payload: string
   readonly priority: number
   readonly dedupKey: string | null
+  /**
+   * `"queued"`: the dedup key is released when the job first starts (a store moves it out of the
+   * column its unique index reads), so an enqueue during the run creates a follow-up job; its
+   * retries do not take the key back. Absent: held until the job finishes (`EnqueueOptions.dedupWhile`).
+   */
+  readonly dedupWhile?: "queued" | undefined
+  /**
+   * Milliseconds after the enqueue (store time) during which the dedup key stays held whatever the
+   * job's state, finished included: a throttle window (`EnqueueOptions.dedupFor`). Absent: none.
+   */
+  readonly dedupFor?: number | undefined
   readonly maxAttempts: number
   readonly timeout: number
   /** Milliseconds from now (store time) until it may be claimed. */

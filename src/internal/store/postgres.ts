@@ -155,8 +155,20 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // indexes leave them to a read of the whole table. Partial: a job is written to it when it is
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
-  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`
+  (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
+  // (last) dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN dedup_queued text, ADD COLUMN dedup_until bigint;
+  CREATE INDEX IF NOT EXISTS wp_job_dedup_until ON ${s}.wp_job (queue, (COALESCE(dedup_key, dedup_queued)), dedup_until)
+    WHERE dedup_until IS NOT NULL;`
 ]
+
+/** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
+const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
 
 /** This transaction's id (`settled_xid`). */
 const XID = "pg_current_xact_id()::text::bigint"
@@ -467,7 +479,8 @@ export const claimStatement = (
   }),
     claimed AS (
       UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+        ${sql.literal(RELEASE_QUEUED)}
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
@@ -1492,6 +1505,15 @@ export const makeWith = (
         ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
     }
 
+    /** A job's throttle window's end (see `NewJob.dedupFor`): the store's time plus the window, or null. */
+    const dedupUntil = (job: NewJob, now: Fragment | number) =>
+      job.dedupFor === undefined || job.dedupKey === null ? null : sql`${now}::bigint + ${job.dedupFor}::bigint`
+
+    /** The jobs whose throttle window holds a key of a queue at `now` (their id), by `wp_job_dedup_until`. */
+    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number) =>
+      sql`SELECT w.id FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
+        AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
+
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
@@ -1499,7 +1521,8 @@ export const makeWith = (
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1509,9 +1532,13 @@ export const makeWith = (
       const checked = CHECKED_AT()
       const inTime = job.notAfter === undefined ? undefined : sql`${checked} <= ${job.notAfter}::bigint
         AND set_config('lock_timeout', LEAST(GREATEST(${job.notAfter}::bigint + 1 - ${checked}, 1), ${MAX_LOCK_TIMEOUT})::text, true) IS NOT NULL`
+      // a key another job's throttle window holds (whatever that one's state) is not taken: the
+      // unique index sees only unfinished jobs
+      const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
+      const where = [inTime, free].filter((fragment) => fragment !== undefined)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+        ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
@@ -1534,6 +1561,8 @@ export const makeWith = (
               UNION ALL
               SELECT id FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              UNION ALL
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW())})
               LIMIT 1`
             if (found.length > 0) return { id: found[0]!.id, created: false }
             // no job holds it: the insert was past its notAfter (a round trip only then), or the
@@ -1569,27 +1598,33 @@ export const makeWith = (
       const now = NOW()
       const rows = JSON.stringify(jobs.map((job) => [
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
-        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null
+        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
-          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
+          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
+        WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
         ON CONFLICT DO NOTHING
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
-    /** The unfinished jobs holding these jobs' dedup keys in their queues. */
-    const holders = (jobs: ReadonlyArray<NewJob>) =>
-      sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
-        WHERE (queue, dedup_key) IN (
-          SELECT key ->> 0, key ->> 1 FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key
-        ) AND state IN ('queued', 'running')`
+    /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
+    const holders = (jobs: ReadonlyArray<NewJob>) => {
+      const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
+        FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
+      return sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
+          WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+        UNION ALL
+        SELECT w.id, k.queue, k.dedup_key FROM (${keys}) k, LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW())} LIMIT 1) w`
+    }
 
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
       op(
@@ -1720,10 +1755,11 @@ export const makeWith = (
         "redrive",
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
-              progress = NULL, settled_xid = NULL,
+              progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
-              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
+                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running')
             )
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
@@ -1885,7 +1921,8 @@ export const makeWith = (
           : candidates.slice(0, request.limit)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+              ${sql.literal(RELEASE_QUEUED)}
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
             RETURNING j.*`
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)

@@ -759,7 +759,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         String(job.delay),
         job.runAt === undefined ? "" : String(job.runAt),
         job.trace ?? "",
-        job.retry ?? ""
+        job.retry ?? "",
+        job.dedupWhile === "queued" ? "1" : "",
+        job.dedupFor === undefined ? "" : String(job.dedupFor)
       )
       return before
     }

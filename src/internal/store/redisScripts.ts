@@ -12,7 +12,11 @@
  * - `B:delayed`       zset: queued jobs not yet visible, score visibleAt
  * - `B:running`       zset: running jobs, score lease expiry
  * - `B:tokens`        hash: lease token → job id
- * - `B:dedup`         hash: dedup key → the unfinished job holding it
+ * - `B:dedup`         hash: dedup key → the unfinished job holding it (a `dedupWhile: "queued"`
+ *                     job's entry goes when it starts)
+ * - `B:window`        hash: dedup key → the job whose throttle window (its `dedupUntil` field) holds
+ *                     it whatever its state; an entry past its window is dropped by the next enqueue
+ *                     of its key, or the job's purge
  * - `B:all`           zset: every job, score seq (listing, oldest first)
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
@@ -238,8 +242,9 @@ end
 `
 
 /**
- * Adds a job whose fields are `a[o + 1]` to `a[o + 12]`: id, task, payload, priority, dedup ("" none),
- * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
+ * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
+ * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
+ * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
  * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
@@ -248,6 +253,9 @@ end
  * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
+/** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
+export const JOB_FIELDS = 14
+
 const addJob = (late: boolean) => `
 local madeQueue = false
 local function addJob(a, o, now${late ? ", notAfter" : ""})
@@ -257,6 +265,13 @@ local function addJob(a, o, now${late ? ", notAfter" : ""})
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
     if other then return other, 0 end
+    local windowed = redis.call("HGET", B .. ":window", a[o + 5])
+    if windowed then
+      now = now or clock(ARGV[1])
+      local ends = tonumber(redis.call("HGET", jobKey(windowed), "dedupUntil") or "")
+      if ends and ends > now then return windowed, 0 end
+      redis.call("HDEL", B .. ":window", a[o + 5])
+    end
   end
   now = now or clock(ARGV[1])
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
@@ -273,10 +288,14 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if hasDedup then fields[#fields + 1] = "dedup"; fields[#fields + 1] = a[o + 5] end
   if a[o + 11] ~= nil and a[o + 11] ~= "" then fields[#fields + 1] = "trace"; fields[#fields + 1] = a[o + 11] end
   if a[o + 12] ~= nil and a[o + 12] ~= "" then fields[#fields + 1] = "retry"; fields[#fields + 1] = a[o + 12] end
+  local window = hasDedup and a[o + 14] ~= nil and a[o + 14] ~= ""
+  if hasDedup and a[o + 13] == "1" then fields[#fields + 1] = "dedupQueued"; fields[#fields + 1] = "1" end
+  if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
   redis.call("HSET", jobKey(id), unpack(fields))
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
+  if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
   -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now)
@@ -288,16 +307,16 @@ end
  * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
  * (text; created only), "1" if it made the queue's seq (see `addJob`) else "0"}
  *
- * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; ARGV[14]
- * the queue), and a created job's id is indexed in the same script. An id the index gives another
+ * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; the
+ * argument after the job's fields the queue), and a created job's id is indexed in the same script. An id the index gives another
  * queue that holds it is not enqueued ({id, 0}); one whose queue does not hold it is an orphan (on
  * one Redis the index and the job are written together: no enqueue of it is on its way), which this
  * enqueue takes over: the entry is removed, and written again with the job if it is created.
  * Only on one Redis: on a Cluster the index and the other queue are in other slots, so the caller
  * writes the index first and looks at the other queue itself.
  *
- * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
- * ARGV[14]): past it, {id, -1} and nothing stored.
+ * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument: past it, {id, -1} and
+ * nothing stored.
  */
 const enqueue = (indexed: boolean, tick: boolean) =>
   `${PRELUDE}${addJob(tick)}
@@ -305,7 +324,7 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then
+if owner and owner ~= ARGV[${JOB_FIELDS + 2}] then
   -- the other queue's keys' base, as redis.ts's queueBase makes it (its prefix from KEYS[2])
   local prefix = string.sub(KEYS[2], 2, -6)
   local base
@@ -321,13 +340,13 @@ end
       : ""
   }${
     tick
-      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? 15 : 14}]))
+      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? JOB_FIELDS + 3 : JOB_FIELDS + 2}]))
 if created ~= 1 then return {found, created} end
 `
       : `local found, created, due = addJob(ARGV, 1)
 if created == 0 then return {found, 0} end
 `
-  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[${JOB_FIELDS + 2}])
 ` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
 `
 
@@ -387,7 +406,8 @@ export const CLAIMED_FIELDS = [
   "progress",
   "trace",
   "retry",
-  "rank"
+  "rank",
+  "dedupQueued"
 ] as const
 
 /**
@@ -465,6 +485,8 @@ for n, id in ipairs(taken) do
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
   redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+  -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
+  if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
   local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
   byPriority[priority] = (byPriority[priority] or 0) + 1
   leases[#leases + 1] = now + lease
@@ -716,6 +738,8 @@ for i = 3, #ARGV do
   local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
   for k = 1, #done do
     local id = done[k]
+    local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
+    if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id))
@@ -726,7 +750,7 @@ if ARGV[2] ~= "" and #gone > 0 then bulk("HDEL", ARGV[2], gone) end
 if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
 -- B:all holds every job until it is purged: none queued, delayed, running or finished
 for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
+redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
   B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
 local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit")
 if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end

@@ -112,7 +112,16 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   DROP INDEX wp_job_running;
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
-  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`
+  CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
+  // (last) dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  `ALTER TABLE wp_job ADD COLUMN dedup_queued TEXT;
+  ALTER TABLE wp_job ADD COLUMN dedup_until INTEGER;
+  CREATE INDEX wp_job_dedup_until ON wp_job (queue, COALESCE(dedup_key, dedup_queued), dedup_until)
+    WHERE dedup_until IS NOT NULL;`
 ]
 
 /**
@@ -179,7 +188,8 @@ const BEST = `FROM wp_job j
 
 /** A claim's change to the jobs it takes, before its WHERE; parameters now, the lease's end. */
 const CLAIM = `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
-  lease_token = lower(hex(randomblob(16))), lease_until = ?`
+  lease_token = lower(hex(randomblob(16))), lease_until = ?,
+  dedup_key = CASE WHEN dedup_queued IS NULL THEN dedup_key END`
 
 /** A claim's one statement: the best visible jobs of the request's queues become running. */
 const CLAIM_BEST = `${CLAIM} WHERE seq IN (SELECT j.seq ${BEST}) RETURNING *`
@@ -206,6 +216,16 @@ const FAIR_ROUND = `SELECT pos, queue, seq FROM (
       WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND p.paused = 1))
   WHERE seq IS NOT NULL
   LIMIT :left`
+
+/**
+ * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
+ * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
+ */
+const HOLDER = `SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
+  UNION ALL
+  SELECT id FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
+    AND dedup_until IS NOT NULL AND dedup_until > ?
+  LIMIT 1`
 
 /** Best first: higher rank, then the older job. */
 const bestFirst = (a: { readonly rank: number; readonly seq: number }, b: { readonly rank: number; readonly seq: number }) =>
@@ -656,16 +676,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const job = withId(input)
       if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
-        const found = prepare("SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')")
-          .all(job.queue, job.dedupKey) as unknown as Array<{ id: string }>
+        const found = prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now) as unknown as Array<{ id: string }>
         if (found.length > 0) return { id: found[0]!.id, created: false }
       }
       if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
       prepare(
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-          created_at, visible_at, trace, retry)
-         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?)`
+          created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`
       ).run(
         job.id,
         job.queue,
@@ -678,7 +697,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         now,
         visible,
         job.trace ?? null,
-        job.retry ?? null
+        job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null,
+        job.dedupFor === undefined || job.dedupKey === null ? null : now + job.dedupFor
       )
       // a runAt in the past is waited for from now (see model.rank)
       prepare(`UPDATE wp_job SET rank = ${RANK("MAX(visible_at, created_at)")} WHERE id = ?`).run(job.id)
@@ -762,10 +783,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const now = time()
         const changed = run(
           `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
-             cancel_requested = 0,
+             cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
              rank = ${RANK("?")}
            WHERE id = ? AND state = 'dead' AND NOT EXISTS (
-             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
+               AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                AND other.state IN ('queued', 'running')
            )`,
           now,
