@@ -14,7 +14,7 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -335,6 +335,12 @@ else {
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* rateLimitLiftTwoInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
+    it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* dedupRaceAcrossInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>

@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { conformance, connectionsKilled, dedupRaceAcrossInstances, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -99,6 +99,12 @@ else {
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* rateLimitLiftTwoInstances(() => layer(prefix))
+      }), { timeout: 60_000 })
+
+    it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* dedupRaceAcrossInstances(() => layer(prefix))
       }), { timeout: 60_000 })
 
     it.live("a process whose idle consumer is on another queue does not swallow a queue's wake-up: an idle consumer of that queue in another process gets it at once, and a delayed one at its time", () =>

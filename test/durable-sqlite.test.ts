@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, conformance, dedupRaceAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -32,6 +32,12 @@ describe("the SQLite store", () => {
     Effect.gen(function*() {
       const filename = fresh()
       yield* rateLimitLiftTwoInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
+  it.live("two connections enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* dedupRaceAcrossInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>

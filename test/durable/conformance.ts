@@ -187,6 +187,46 @@ export const rateLimitChangeAcrossInstances = (layer: () => Layer.Layer<JobStore
   }).pipe(Effect.scoped)
 
 /**
+ * Live: two store instances (two processes) enqueue one dedup key at the same moment, in each mode,
+ * alone and in batches that repeat it: one job, whose handle both get. Then, the job finished inside
+ * its throttle window, both get it again.
+ */
+export const dedupRaceAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const stores = [
+      Context.get(yield* Layer.build(layer()), JobStore.JobStore),
+      Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    ]
+    const on = <A, E>(i: number, effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, stores[i]!)
+    const modes: ReadonlyArray<JobQueue.EnqueueOptions> = [{}, { dedupWhile: "queued" }, { dedupFor: "1 hour" }, { dedupWhile: "queued", dedupFor: "1 hour" }]
+    for (let round = 0; round < 24; round++) {
+      const options = { ...modes[round % modes.length], dedupKey: `race-${round}`, queue: "race" }
+      const [a, b] = yield* Effect.all([
+        on(0, JobQueue.enqueue(Echo, { n: 1 }, options)),
+        round % 2 === 0
+          ? on(1, JobQueue.enqueue(Echo, { n: 2 }, options))
+          : on(1, Effect.map(JobQueue.enqueueAll(Echo, [{ payload: { n: 2 }, options }, { payload: { n: 3 }, options }]), (jobs) => {
+            assert.strictEqual(jobs[1]!.id, jobs[0]!.id)
+            return jobs[0]!
+          }))
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(a.id, b.id, `round ${round}`)
+      assert.strictEqual([a.created, b.created].filter(Boolean).length, 1, `round ${round}`)
+    }
+    assert.strictEqual((yield* on(0, JobQueue.list({ queue: "race", limit: 100 }))).length, 24)
+    // a finished job inside its window holds its key for both
+    const claimed = yield* stores[0]!.claim({ queues: ["race"], tasks: ["Echo"], limit: 100, lease: 60_000 })
+    for (const claim of claimed.claims) yield* stores[0]!.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+    const windowed = claimed.claims.find((claim) => claim.job.dedupKey === "race-2")!
+    const again = yield* Effect.all([0, 1].map((i) => on(i, JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "race-2", queue: "race" }))), { concurrency: "unbounded" })
+    assert.deepStrictEqual(again.map((job) => [job.id, job.created]), [[windowed.job.id, false], [windowed.job.id, false]])
+    // and a key held by no window is taken by one of them
+    const fresh = yield* Effect.all([0, 1].map((i) => on(i, JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "race-0", queue: "race", dedupFor: "1 hour" }))), { concurrency: "unbounded" })
+    assert.strictEqual(fresh[0]!.id, fresh[1]!.id)
+    assert.strictEqual(fresh.filter((job) => job.created).length, 1)
+  }).pipe(Effect.scoped)
+
+/**
  * Live: two consumers, each of its own store instance (two processes), both held back by a queue's
  * window of an hour with a poll of an hour; the limit lifted through a third instance starts a job
  * on each at once: the wake-up reaches both (Redis: the one that pops the marker passes it on).
