@@ -245,6 +245,13 @@ export interface EnqueueOptions {
    * above 0; needs a `dedupKey`.
    */
   readonly dedupFor?: Duration.Input | undefined
+  /**
+   * When the key's holder is still waiting (queued or delayed: not running, not finished) and of the
+   * same task, update it instead of only returning it: `"payload"` gives it this enqueue's payload;
+   * `"debounce"` this enqueue's payload and run time too (its `delay` or `runAt`, from now: each
+   * trigger pushes the run back). Its handle is returned as ever (`created: false`). Needs a `dedupKey`.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
@@ -374,14 +381,17 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry"]
 const ENQUEUE_HINTS = {
   dedupeKey: "dedupKey",
   jobId: "dedupKey",
   singletonKey: "dedupKey",
   singletonSeconds: "dedupFor",
   deduplication: "dedupKey (with dedupFor for a ttl)",
-  jobKeyMode: "dedupWhile",
+  // graphile-worker's: "replace" is debounce with the key released at the start, "preserve_run_at" a
+  // payload replace, "unsafe_dedupe" the default
+  jobKeyMode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  job_key_mode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
   attempts: "maxAttempts",
   retryLimit: "maxAttempts",
   startAfter: "runAt"
@@ -543,9 +553,11 @@ const enqueueOptions = (options: EnqueueOptions) => {
   }
 }
 
-/** `dedupWhile` and `dedupFor` checked, as a job's fields (absent: the defaults). */
-const dedupModes = (options: EnqueueOptions): { dedupWhile?: "queued"; dedupFor?: number } => {
-  for (const field of ["dedupWhile", "dedupFor"] as const) {
+/** `dedupWhile`, `dedupFor` and `dedupReplace` checked, as a job's fields (absent: the defaults). */
+const dedupModes = (
+  options: EnqueueOptions
+): { dedupWhile?: "queued"; dedupFor?: number; dedupReplace?: "payload" | "debounce" } => {
+  for (const field of ["dedupWhile", "dedupFor", "dedupReplace"] as const) {
     if (options[field] !== undefined && options.dedupKey === undefined) {
       config.fail(field, options[field], "expected only with a dedupKey: without one, nothing is deduplicated")
     }
@@ -555,7 +567,14 @@ const dedupModes = (options: EnqueueOptions): { dedupWhile?: "queued"; dedupFor?
   const window = options.dedupFor === undefined
     ? undefined
     : Math.ceil(stored("dedupFor", options.dedupFor, config.finiteMillis("dedupFor", options.dedupFor)))
-  return { ...(mode === "queued" ? { dedupWhile: mode } : {}), ...(window === undefined ? {} : { dedupFor: window }) }
+  const replace = options.dedupReplace === undefined
+    ? undefined
+    : config.oneOf("dedupReplace", options.dedupReplace, ["payload", "debounce"])
+  return {
+    ...(mode === "queued" ? { dedupWhile: mode } : {}),
+    ...(window === undefined ? {} : { dedupFor: window }),
+    ...(replace === undefined ? {} : { dedupReplace: replace })
+  }
 }
 
 /**

@@ -1604,6 +1604,60 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "t" })).created)
         })))
 
+      const payloadOf = (id: string) =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          return JSON.parse((yield* store.get(id))!.payload).n as number
+        })
+
+      it.effect("dedupReplace \"payload\": a waiting holder takes the new payload and keeps its run time; a running or finished one is left as it is", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "p", delay: "1 minute", dedupFor: "1 hour" })
+          const visibleAt = (yield* JobQueue.status(first.id)).visibleAt.getTime()
+          yield* TestClock.adjust(1_000)
+          const again = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.deepStrictEqual([again.id, again.created], [first.id, false])
+          assert.strictEqual(yield* payloadOf(first.id), 2)
+          assert.strictEqual((yield* JobQueue.status(first.id)).visibleAt.getTime(), visibleAt)
+          // a batch: each item in turn, the last one's payload stays
+          const batch = yield* JobQueue.enqueueAll(Echo, [3, 4].map((n) => ({ payload: { n }, options: { dedupKey: "p", dedupReplace: "payload" as const } })))
+          assert.deepStrictEqual(batch.map((job) => [job.id, job.created]), [[first.id, false], [first.id, false]])
+          assert.strictEqual(yield* payloadOf(first.id), 4)
+          yield* TestClock.adjust(60_000)
+          const claim = yield* claimOne()
+          assert.deepStrictEqual([claim.job.id, JSON.parse(claim.job.payload).n], [first.id, 4])
+          yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.strictEqual(yield* payloadOf(first.id), 4, "running: not replaced")
+          yield* settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+          const inWindow = yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.deepStrictEqual([inWindow.id, yield* payloadOf(first.id)], [first.id, 4], "finished in its window: not replaced")
+        })))
+
+      it.effect("dedupReplace \"debounce\": each enqueue moves the waiting holder's run time to its own delay from now, with its payload; with dedupWhile \"queued\", one during the run makes the next job", () =>
+        provide(Effect.gen(function*() {
+          const options = { dedupKey: "search", dedupWhile: "queued", dedupReplace: "debounce", delay: "10 seconds" } as const
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, options)
+          yield* TestClock.adjust(6_000)
+          const again = yield* JobQueue.enqueue(Echo, { n: 2 }, options)
+          assert.deepStrictEqual([again.id, again.created], [first.id, false])
+          const start = (yield* JobQueue.status(first.id)).createdAt.getTime()
+          assert.strictEqual((yield* JobQueue.status(first.id)).visibleAt.getTime(), start + 16_000)
+          yield* TestClock.adjust(9_000)
+          const store = yield* JobStore.JobStore
+          assert.strictEqual((yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims.length, 0)
+          yield* TestClock.adjust(1_000)
+          const claim = yield* claimOne()
+          assert.deepStrictEqual([claim.job.id, JSON.parse(claim.job.payload).n], [first.id, 2])
+          const next = yield* JobQueue.enqueue(Echo, { n: 3 }, options)
+          assert.isTrue(next.created)
+          // a runAt moves it too, earlier as well as later
+          const at = start + 20_000
+          yield* JobQueue.enqueue(Echo, { n: 4 }, { ...options, delay: undefined, runAt: new Date(at) })
+          assert.strictEqual((yield* JobQueue.status(next.id)).visibleAt.getTime(), at)
+          assert.strictEqual(yield* payloadOf(next.id), 4)
+          assert.strictEqual(yield* payloadOf(first.id), 2)
+        })))
+
       it.effect("dedupFor longer than a delay: the window counts from the enqueue; a delayed job holds its key by its state", () =>
         provide(Effect.gen(function*() {
           const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "d", delay: "1 minute", dedupFor: "10 seconds", dedupWhile: "queued" })

@@ -131,6 +131,23 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   }
 
   /**
+   * A dedup hit: the holder's handle, its payload (and run time) replaced first if `job` asks for it
+   * and the holder waits (see `NewJob.dedupReplace`); `visibleIn` when its run time moved.
+   */
+  const replaced = (row: Row, job: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+    if (job.dedupReplace === undefined || row.job.state !== "queued" || row.job.task !== job.task) return { id: row.job.id, created: false }
+    if (job.dedupReplace === "payload") {
+      update(row, { payload: job.payload })
+      return { id: row.job.id, created: false }
+    }
+    const now = time()
+    const visibleAt = job.runAt ?? now + job.delay
+    update(row, { payload: job.payload, visibleAt })
+    row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, Math.max(visibleAt, now))
+    return { id: row.job.id, created: false, visibleIn: visibleAt - now }
+  }
+
+  /**
    * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: the unfinished
    * holders of dedup keys (see `holders`), kept up to date here; without it, every job is looked at.
    */
@@ -142,14 +159,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (rows.has(job.id)) return { id: job.id, created: false }
     if (job.dedupKey !== null && held !== undefined) {
       const holder = held.get(holderKey(job.queue, job.dedupKey))
-      if (holder !== undefined) return { id: holder, created: false }
+      if (holder !== undefined) return replaced(rows.get(holder)!, job)
       held.set(holderKey(job.queue, job.dedupKey), job.id)
     } else if (job.dedupKey !== null) {
       const now = time()
       for (const row of rows.values()) {
-        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) {
-          return { id: row.job.id, created: false }
-        }
+        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) return replaced(row, job)
       }
     }
     const now = time()

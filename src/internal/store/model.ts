@@ -82,6 +82,12 @@ export interface NewJob {
    * job's state, finished included: a throttle window (`EnqueueOptions.dedupFor`). Absent: none.
    */
   readonly dedupFor?: number | undefined
+  /**
+   * When the key's holder is waiting (queued or delayed, not running nor finished) and of the same
+   * task: `"payload"` replaces its payload with this one's; `"debounce"` its run time too (this
+   * job's `delay` or `runAt`, from now). Its id is returned (`created: false`) as ever.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   readonly maxAttempts: number
   readonly timeout: number
   /** Milliseconds from now (store time) until it may be claimed. */

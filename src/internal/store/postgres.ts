@@ -1509,10 +1509,32 @@ export const makeWith = (
     const dedupUntil = (job: NewJob, now: Fragment | number) =>
       job.dedupFor === undefined || job.dedupKey === null ? null : sql`${now}::bigint + ${job.dedupFor}::bigint`
 
-    /** The jobs whose throttle window holds a key of a queue at `now` (their id), by `wp_job_dedup_until`. */
-    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number) =>
-      sql`SELECT w.id FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
+    /** The jobs whose throttle window holds a key of a queue at `now` (`columns` of `w`), by `wp_job_dedup_until`. */
+    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number, columns: Fragment = sql`w.id`) =>
+      sql`SELECT ${columns} FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
         AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
+
+    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
+    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
+
+    /**
+     * A waiting holder's payload (and, debounced, its run time) replaced by `job`'s (see
+     * `NewJob.dedupReplace`): a row with when it is due (debounced), or none if it no longer waits.
+     */
+    const replace = (id: string, job: NewJob) => {
+      const now = NOW()
+      const fence = sql`WHERE id = ${id} AND state = 'queued' AND task = ${job.task}`
+      if (job.dedupReplace !== "debounce") {
+        return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
+          RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
+      }
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      return sql<{ due_in: bigint | number | string | null; visible: bigint | number | string | null }>`UPDATE ${S}.wp_job SET payload = ${job.payload}, visible_at = ${visible},
+          rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible, now)}
+        ${fence}
+        RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+    }
 
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
@@ -1557,14 +1579,20 @@ export const makeWith = (
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
             if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
-            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
+            const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
-              SELECT id FROM ${S}.wp_job
+              SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
               UNION ALL
-              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW())})
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}`)})
               LIMIT 1`
-            if (found.length > 0) return { id: found[0]!.id, created: false }
+            if (found.length > 0 && !(job.dedupReplace !== undefined && found[0]!.waiting)) return { id: found[0]!.id, created: false }
+            if (found.length > 0) {
+              const [moved] = yield* replace(found[0]!.id, job)
+              if (moved !== undefined) return { id: found[0]!.id, created: false, ...(moved.due_in === null ? {} : { dueIn: Number(moved.due_in) }) }
+              // it started (its key released, if "queued"-mode) or ended since: looked at again
+              continue
+            }
             // no job holds it: the insert was past its notAfter (a round trip only then), or the
             // holder was purged since (tried again)
             if (job.notAfter !== undefined) {
@@ -1580,7 +1608,8 @@ export const makeWith = (
           Effect.catchIf((error) => job.notAfter !== undefined && isLockTimeout(error), () =>
             Effect.succeed<Inserted>({ id: job.id, created: false, late: true }))
         ),
-        (result) => result.created ? result.dueIn ?? true : false,
+        // a debounced holder wakes its consumers at its new time, as a created job does
+        (result) => result.created ? result.dueIn ?? true : result.dueIn ?? false,
         input.queue
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
     }
@@ -1620,10 +1649,13 @@ export const makeWith = (
     const holders = (jobs: ReadonlyArray<NewJob>) => {
       const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
         FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
-      return sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
-          WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
-        UNION ALL
-        SELECT w.id, k.queue, k.dedup_key FROM (${keys}) k, LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW())} LIMIT 1) w`
+      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string }>`SELECT * FROM (
+          SELECT id, queue, dedup_key, state, task, 0 AS o FROM ${S}.wp_job
+            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+          UNION ALL
+          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1 FROM (${keys}) k,
+            LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
+        ) h ORDER BY h.o`
     }
 
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
@@ -1675,13 +1707,29 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
-              const held = new Map<string, string>()
-              for (const row of yield* holders(conflicted)) held.set(`${row.queue}\u0000${row.dedup_key}`, row.id)
+              const held = new Map<string, { id: string; state: string; task: string }>()
+              for (const row of yield* holders(conflicted)) {
+                // an unfinished holder (listed first) over a window's
+                const key = `${row.queue}\u0000${row.dedup_key}`
+                if (!held.has(key)) held.set(key, row)
+              }
               left = []
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
-                else results.set(job.id, { id: holder, created: false })
+                else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
+                  results.set(job.id, { id: holder.id, created: false })
+                } else {
+                  // in item order: a later item's replace wins, as one enqueue after another
+                  const [moved] = yield* replace(holder.id, job)
+                  if (moved === undefined) {
+                    left.push(job) // it started or ended since: looked at again
+                    continue
+                  }
+                  results.set(job.id, { id: holder.id, created: false })
+                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                }
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)

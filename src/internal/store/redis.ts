@@ -761,7 +761,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         job.trace ?? "",
         job.retry ?? "",
         job.dedupWhile === "queued" ? "1" : "",
-        job.dedupFor === undefined ? "" : String(job.dedupFor)
+        job.dedupFor === undefined ? "" : String(job.dedupFor),
+        job.dedupReplace ?? ""
       )
       return before
     }
@@ -821,10 +822,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               (result) => relist(job.queue, result[3])
             )
           )
-          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
+          // a created job's time, or a debounced holder's ("" for another hit)
+          return { id, created: created === 1, late: created === -1, dueIn: dueIn === undefined || dueIn === "" ? undefined : Number(dueIn) }
         }),
         // a delayed job: this process's waiters wake at its time
-        (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
+        (result) => result.created || result.dueIn !== undefined ? { queue: job.queue, in: result.dueIn ?? 0 } : undefined
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**

@@ -244,9 +244,10 @@ end
 /**
  * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
  * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
- * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none). Returns
+ * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none), dedupReplace
+ * ("payload", "debounce" or "": see `NewJob.dedupReplace`). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
- * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
+ * its id or dedup key and 0 (with the ms until it is visible when a debounce moved it). `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
  * caller then adds the queue to the list of queues, whatever its store instance remembers.
  *
@@ -254,22 +255,43 @@ end
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
 /** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
-export const JOB_FIELDS = 14
+export const JOB_FIELDS = 15
 
 const addJob = (late: boolean) => `
 local madeQueue = false
+-- a dedup hit on the job \`other\`: its payload (and, debounced, its run time) replaced by the new
+-- job's if it asks and \`other\` waits, of its task
+local function replaceHeld(a, o, other, now)
+  local replace = a[o + 15]
+  if replace ~= "payload" and replace ~= "debounce" then return other, 0 end
+  local j = jobKey(other)
+  local f = redis.call("HMGET", j, "state", "task", "priority")
+  if f[1] ~= "queued" or f[2] ~= a[o + 2] then return other, 0 end
+  if replace == "payload" then
+    redis.call("HSET", j, "payload", a[o + 3])
+    return other, 0
+  end
+  now = now or clock(ARGV[1])
+  local visible
+  if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
+  unqueue(other)
+  redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
+  queued(other)
+  place(other, now)
+  return other, 0, visible - now
+end
 local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
-    if other then return other, 0 end
+    if other then return replaceHeld(a, o, other, now) end
     local windowed = redis.call("HGET", B .. ":window", a[o + 5])
     if windowed then
       now = now or clock(ARGV[1])
       local ends = tonumber(redis.call("HGET", jobKey(windowed), "dedupUntil") or "")
-      if ends and ends > now then return windowed, 0 end
+      if ends and ends > now then return replaceHeld(a, o, windowed, now) end
       redis.call("HDEL", B .. ":window", a[o + 5])
     end
   end
@@ -344,7 +366,7 @@ end
 if created ~= 1 then return {found, created} end
 `
       : `local found, created, due = addJob(ARGV, 1)
-if created == 0 then return {found, 0} end
+if created == 0 then return {found, 0, due and tostring(due) or ""} end
 `
   }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[${JOB_FIELDS + 2}])
 ` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
@@ -375,7 +397,8 @@ for _, job in ipairs(jobs) do
   local id, created, due = addJob(job, 0, now)
   out[#out + 1] = id
   out[#out + 1] = created
-  if created == 1 and (soonest == nil or due < soonest) then soonest = due end
+  -- a created job's time, or a debounced one's
+  if due and (soonest == nil or due < soonest) then soonest = due end
 end
 if soonest then out[1] = tostring(soonest) end
 if madeQueue then out[2] = "1" end

@@ -669,15 +669,41 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     arm = watch.arm
 
     /**
+     * A dedup hit in the open write transaction: the holder's handle, its payload (and run time)
+     * replaced first if `job` asks for it and the holder waits (see `NewJob.dedupReplace`).
+     */
+    const replaced = (
+      id: string,
+      job: NewJob,
+      prepare: (sql: string) => StatementSync,
+      now: number
+    ): { id: string; created: boolean; visibleIn?: number } => {
+      if (job.dedupReplace === "payload") {
+        prepare("UPDATE wp_job SET payload = ? WHERE id = ? AND state = 'queued' AND task = ?").run(job.payload, id, job.task)
+      } else if (job.dedupReplace === "debounce") {
+        const visible = job.runAt ?? now + job.delay
+        const moved = prepare(
+          `UPDATE wp_job SET payload = ?, visible_at = ?, rank = ${RANK("MAX(?, ?)")} WHERE id = ? AND state = 'queued' AND task = ?`
+        ).run(job.payload, visible, visible, now, id, job.task)
+        if (Number(moved.changes) > 0) return { id, created: false, visibleIn: visible - now }
+      }
+      return { id, created: false }
+    }
+
+    /**
      * Adds a job in the open write transaction; `prepare` compiles its statements (a batch keeps
      * them). Says when a created job is due.
      */
-    const add = (input: NewJob, prepare: (sql: string) => StatementSync, now: number) => {
+    const add = (
+      input: NewJob,
+      prepare: (sql: string) => StatementSync,
+      now: number
+    ): { id: string; created: boolean; late?: true; visibleIn?: number } => {
       const job = withId(input)
       if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
         const found = prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now) as unknown as Array<{ id: string }>
-        if (found.length > 0) return { id: found[0]!.id, created: false }
+        if (found.length > 0) return replaced(found[0]!.id, job, prepare, now)
       }
       if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
