@@ -212,6 +212,9 @@ export type JobRetry =
  *   priority: 5,            // higher first; FIFO within a priority
  *   delay: "10 minutes",    // or runAt: a Date
  *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
+ *   dedupWhile: "running",  // or "queued": the key is released when it starts
+ *   dedupFor: "1 hour",     // and held at least an hour after this enqueue (a throttle)
+ *   dedupReplace: "payload", // a hit on a waiting job gives it this payload ("debounce": its delay too)
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)

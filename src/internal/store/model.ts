@@ -322,8 +322,10 @@ export interface QueueSettings {
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
-   * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * state: how repeatable jobs enqueue a tick once across processes), or the job of the same queue
+   * holding the same dedup key (unfinished and not a started `dedupWhile: "queued"` one, or inside
+   * its `dedupFor` window), first replacing its payload (and run time) if the new job's
+   * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
