@@ -15,7 +15,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
-import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeDedupModes, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -106,6 +106,7 @@ else {
               `DROP TABLE ${S}.wp_rate`,
               `DROP INDEX ${S}.wp_job_delayed`,
               `DROP INDEX ${S}.wp_job_counted`,
+              undoDedupModes(S),
               `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
             ], (statement) => sql.unsafe(statement).raw, { discard: true })
           )
@@ -224,6 +225,24 @@ else {
         )
         yield* stats
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" }), layer(schema))
+        yield* backToBeforeDedupModes(S, Postgres.MIGRATIONS.length - 1)
+        yield* Effect.gen(function*() {
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k", dedupWhile: "queued" })).id, held.id)
+          const store = yield* JobStore.JobStore
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          assert.strictEqual(claim!.job.id, held.id)
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, held.id, "held through its run, as before")
+          const queued = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })
+          assert.isTrue(queued.created)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_dedup_until"), [[LATEST], ["wp_job_dedup_until"]])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>

@@ -120,10 +120,16 @@ export const versionAndIndex = (schema: string, index: string) =>
 
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
+  backTo(S, 6, [undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
 /** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`])
+export const backToVersion7 = (S: string) => backTo(S, 7, [undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`])
+
+/** What the dedup modes' migration (the last) adds, undone: its columns, their index with them. */
+export const undoDedupModes = (S: string) => `ALTER TABLE ${S}.wp_job DROP COLUMN dedup_queued, DROP COLUMN dedup_until`
+
+/** Takes the schema `S` (quoted) back to the version before the dedup modes' (the last). */
+export const backToBeforeDedupModes = (S: string, version: number) => backTo(S, version, [undoDedupModes(S)])
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>
