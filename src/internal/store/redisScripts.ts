@@ -756,13 +756,17 @@ export const PURGE_BATCH = 10_000
  */
 export const PURGE: string = `${PRELUDE}
 local gone = {}
+-- a job's throttle window entry goes with it (read only where the queue has windows)
+local windows = redis.call("EXISTS", B .. ":window") == 1
 for i = 3, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
   local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
   for k = 1, #done do
     local id = done[k]
-    local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
-    if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
+    if windows then
+      local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
+      if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
+    end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id))
