@@ -353,6 +353,28 @@ else {
         assert.strictEqual(claimed.claims[0]!.job.id, delayed.id)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a throttle window's entry (B:window) goes with its job's purge, or with the next enqueue of its key once the window passed", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const windowOf = () => Effect.promise(() => admin((client) => client.hGetAll(`{${prefix}:default}:window`)))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2 })
+          const purged = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "a", dedupFor: "1 hour" })
+          const passed = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "b", dedupFor: "1 millis" })
+          yield* Effect.forEach([purged, passed], (job) => JobQueue.await(Echo, job.id))
+          assert.deepStrictEqual(Object.keys(yield* windowOf()).sort(), ["a", "b"])
+          // b's window of 1 ms passed (on the server's clock, waited for): the next enqueue of b drops its entry
+          const ends = (yield* JobQueue.status(passed.id)).createdAt.getTime() + 1
+          while ((yield* Effect.promise(() => admin((client) => client.time()))).getTime() <= ends) yield* Effect.sleep(5)
+          const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "b" })
+          assert.isTrue(again.created)
+          yield* JobQueue.await(Echo, again.id)
+          assert.deepStrictEqual(Object.keys(yield* windowOf()), ["a"])
+          yield* JobQueue.purge({ olderThan: 0, states: ["succeeded"] })
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(yield* windowOf(), {})
+      }), { timeout: 60_000 })
+
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
