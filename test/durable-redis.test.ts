@@ -365,7 +365,12 @@ else {
           assert.deepStrictEqual(Object.keys(yield* windowOf()).sort(), ["a", "b"])
           // b's window of 1 ms passed (on the server's clock, waited for): the next enqueue of b drops its entry
           const ends = (yield* JobQueue.status(passed.id)).createdAt.getTime() + 1
-          while ((yield* Effect.promise(() => admin((client) => client.time()))).getTime() <= ends) yield* Effect.sleep(5)
+          const serverNow = Effect.promise(() =>
+            admin(async (client) => {
+              const [seconds, micros] = await client.time()
+              return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+            }))
+          while ((yield* serverNow) <= ends) yield* Effect.sleep(5)
           const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "b" })
           assert.isTrue(again.created)
           yield* JobQueue.await(Echo, again.id)
