@@ -257,6 +257,31 @@ describe("the SQLite store", () => {
       assert.strictEqual(version.value, String(MIGRATIONS.length))
     }))
 
+  it.live("a file from before the dedup modes with a job holding a key: migrated on open, the job keeps its key through its run, the new modes work", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const before = MIGRATIONS.length - 1
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
+      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
+      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`)
+      db.close()
+      yield* Effect.gen(function*() {
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", dedupWhile: "queued" })).id, "old")
+        const store = yield* JobStore.JobStore
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        assert.strictEqual(claim!.job.id, "old")
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })).id, "old", "held through its run, as before")
+        assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })).created)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      const check = new DatabaseSync(filename)
+      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
+      check.close()
+      assert.strictEqual(version.value, String(MIGRATIONS.length))
+    }))
+
   it.live("a file of schema version 5 with a delayed job made by the old code: migrated to 6, the job starts at its time under a 1 hour poll", () =>
     Effect.gen(function*() {
       const filename = fresh()
