@@ -1549,7 +1549,10 @@ export const consume: {
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)
       return [aging, {
-        queues,
+        // a queue named twice is consumed once: a fair consumer's turn over the list went a, b, a,
+        // b, ... and never reached the queues after the second name; a Postgres claim read the
+        // queue twice and took the same jobs twice, coming back short
+        queues: Array.from(new Set(queues)),
         handlers,
         threads,
         concurrency: options.concurrency === undefined

@@ -374,6 +374,8 @@ export const bestStatement = (
   when: Fragment = sql`true`,
   fair = false
 ) => {
+  // a queue named twice, scanned twice, gave its jobs twice: the claim took each once, short
+  const names = Array.from(new Set(queues))
   const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
   // a queue's best `limit`, of the queue `q.name`
@@ -382,16 +384,16 @@ export const bestStatement = (
     ORDER BY j.rank DESC, j.seq
     LIMIT ${n}
     FOR UPDATE SKIP LOCKED`
-  return queues.length === 1
+  return names.length === 1
     ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-        WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
+        WHERE ${when} AND j.queue = ${names[0]!} AND ${visible}
           -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
           -- it to remove every row and then sorts them rather than reading the index in order
-          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${names[0]!} AND q.paused)
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
-    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${names}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
         CROSS JOIN LATERAL (${
       fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
     }) c

@@ -1,0 +1,97 @@
+/**
+ * Hostile tests of fair dispatch (`JobQueue.consume({ dispatch: "fair" })`) on every store: a
+ * queue list a user wrote carelessly (a queue named twice), many queues and one slot, a claim of
+ * more slots than queues. What must hold: every queue with a startable job is served within one
+ * turn of the queues, and a claim fills every slot it has jobs for.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Schema } from "effect"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
+import { storeLayers } from "./durable/stores.ts"
+import { waitFor } from "./helpers.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-fair-hostile-"))
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const Tag = Task.make("Tag", { payload: Schema.String, success: Schema.String })
+
+/**
+ * Enqueues `perQueue` jobs in each queue of `jobs` (each payload its queue's name), then starts a
+ * consumer of `queues` with `concurrency` slots, whose jobs end at once; the queues of the jobs in
+ * the order they started, once `count` have.
+ */
+const startOrder = (options: {
+  readonly jobs: ReadonlyArray<string>
+  readonly perQueue: number
+  readonly queues: ReadonlyArray<string>
+  readonly concurrency: number
+  readonly count: number
+}) =>
+  Effect.gen(function*() {
+    yield* JobQueue.enqueueAll(
+      Tag,
+      options.jobs.flatMap((queue) => Array.from({ length: options.perQueue }, () => ({ payload: queue, options: { queue } })))
+    )
+    const order: Array<string> = []
+    yield* JobQueue.consume({
+      queues: options.queues,
+      concurrency: options.concurrency,
+      dispatch: "fair",
+      poll: 20,
+      handlers: [Task.handle(Tag, (queue) => Effect.sync(() => (order.push(queue), queue)))]
+    })
+    yield* waitFor(Effect.sync(() => order.length), `${options.count} jobs started`, { until: (n) => n >= options.count, within: "40 seconds" })
+    return order.slice(0, options.count)
+  }).pipe(Effect.scoped)
+
+let files = 0
+for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.db`))) {
+  describe(`${name}: fair dispatch, hostile`, () => {
+    it.live("a queue named twice in the list does not starve the queues after it: each queue is served once per turn", () =>
+      Effect.gen(function*() {
+        const order = yield* startOrder({ jobs: ["a", "b", "c"], perQueue: 4, queues: ["a", "b", "a", "c"], concurrency: 1, count: 9 })
+        // three turns of a, b, c: c was never served (the turn went a, b, a, b, ...)
+        assert.deepStrictEqual(order, ["a", "b", "c", "a", "b", "c", "a", "b", "c"])
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+
+    it.live("one slot over 120 queues: the first 120 jobs started are one of each queue, in the list's order", () =>
+      Effect.gen(function*() {
+        const queues = Array.from({ length: 120 }, (_, i) => `t${i}`)
+        const order = yield* startOrder({ jobs: queues, perQueue: 2, queues, concurrency: 1, count: 120 })
+        assert.deepStrictEqual(order, queues)
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+
+    it.live("a claim of more slots than queues fills every slot, one job of each queue per round", () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueueAll(Tag, [
+          ...Array.from({ length: 20 }, () => ({ payload: "a", options: { queue: "a" } })),
+          ...Array.from({ length: 3 }, () => ({ payload: "b", options: { queue: "b" } }))
+        ])
+        const claimed = yield* store.claim({ queues: ["b", "a"], tasks: ["Tag"], limit: 10, lease: 60_000, fair: true })
+        const counts = { a: 0, b: 0 }
+        for (const { job } of claimed.claims) counts[job.queue as "a" | "b"]++
+        assert.deepStrictEqual(counts, { a: 7, b: 3 })
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+
+    it.live("a store's fair claim over a list naming a queue twice takes as many jobs as asked (Postgres took one job twice and came back short)", () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueueAll(Tag, [
+          ...Array.from({ length: 3 }, () => ({ payload: "a", options: { queue: "a" } })),
+          { payload: "b", options: { queue: "b" } }
+        ])
+        for (const fair of [false, true]) {
+          const claimed = yield* store.claim({ queues: ["a", "a", "b"], tasks: ["Tag"], limit: 2, lease: 60_000, fair })
+          assert.strictEqual(claimed.claims.length, 2, `fair: ${fair}`)
+          assert.strictEqual(new Set(claimed.claims.map((c) => c.token)).size, 2)
+        }
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+  })
+}
