@@ -20,6 +20,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-fair-hostile-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 const Tag = Task.make("Tag", { payload: Schema.String, success: Schema.String })
+const Other = Task.make("Other", { payload: Schema.String, success: Schema.String })
 
 /**
  * Enqueues `perQueue` jobs in each queue of `jobs` (each payload its queue's name), then starts a
@@ -92,6 +93,33 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.d
           assert.strictEqual(claimed.claims.length, 2, `fair: ${fair}`)
           assert.strictEqual(new Set(claimed.claims.map((c) => c.token)).size, 2)
         }
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+    it.live("a queue paused while its turn passes is served first once resumed and its turn comes round, not after another turn", () =>
+      Effect.gen(function*() {
+        yield* JobQueue.enqueueAll(Tag, ["a", "b", "c"].flatMap((queue) => [1, 2, 3].map(() => ({ payload: queue, options: { queue } }))))
+        yield* JobQueue.pause("b")
+        const order: Array<string> = []
+        yield* JobQueue.consume({
+          queues: ["a", "b", "c"],
+          concurrency: 1,
+          dispatch: "fair",
+          poll: 20,
+          // b resumed by the third job, before the claim that follows it
+          handlers: [Task.handle(Tag, (queue) => Effect.as(order.push(queue) === 3 ? JobQueue.resume("b").pipe(Effect.orDie) : Effect.void, queue))]
+        })
+        yield* waitFor(Effect.sync(() => order.length), "9 jobs started", { until: (n) => n >= 9, within: "40 seconds" })
+        // b was passed over (a, c, a); its turn then comes next, and it loses none after
+        assert.deepStrictEqual(order, ["a", "c", "a", "b", "c", "a", "b", "c", "b"])
+      }).pipe(Effect.scoped, Effect.provide(layer())), { timeout: 60_000 })
+
+    it.live("a queue whose best job is another task's gives its turn to its next job of the claim's tasks", () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueue(Other, "a", { queue: "a", priority: 9 })
+        yield* JobQueue.enqueue(Other, "b", { queue: "b", priority: 9 })
+        yield* JobQueue.enqueueAll(Tag, ["a", "a", "b", "c", "c", "c"].map((queue) => ({ payload: queue, options: { queue } })))
+        const claimed = yield* store.claim({ queues: ["a", "b", "c"], tasks: ["Tag"], limit: 5, lease: 60_000, fair: true })
+        assert.deepStrictEqual(claimed.claims.map((c) => `${c.job.task}:${c.job.queue}`).sort(), ["Tag:a", "Tag:a", "Tag:b", "Tag:c", "Tag:c"])
       }).pipe(Effect.provide(layer())), { timeout: 60_000 })
   })
 }
