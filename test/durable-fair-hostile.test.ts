@@ -121,5 +121,31 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.d
         const claimed = yield* store.claim({ queues: ["a", "b", "c"], tasks: ["Tag"], limit: 5, lease: 60_000, fair: true })
         assert.deepStrictEqual(claimed.claims.map((c) => `${c.job.task}:${c.job.queue}`).sort(), ["Tag:a", "Tag:a", "Tag:b", "Tag:c", "Tag:c"])
       }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+    it.live("a claim of many slots over a few deep queues takes what rounds of one would, each queue's best jobs (and its rate limit) kept", () =>
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        // payload: queue and number; every third job of a queue is urgent
+        const jobs = (queue: string, n: number) =>
+          Array.from({ length: n }, (_, i) => ({ payload: `${queue}${i}`, options: { queue, priority: i % 3 === 0 ? 5 : 0 } }))
+        yield* JobQueue.enqueueAll(Tag, [...jobs("a", 100), ...jobs("b", 3), ...jobs("c", 20), ...jobs("e", 100)])
+        yield* JobQueue.setRateLimit("c", { limit: 7, interval: "1 hour" })
+        const claim = (queues: ReadonlyArray<string>, limit: number) =>
+          Effect.map(store.claim({ queues, tasks: ["Tag"], limit, lease: 60_000, fair: true }), ({ claims }) => {
+            const by: Record<string, Array<number>> = {}
+            for (const { job } of claims) (by[job.queue] ??= []).push(Number(JSON.parse(job.payload).slice(1)))
+            for (const list of Object.values(by)) list.sort((x, y) => x - y)
+            return by
+          })
+        // the best first: a queue's urgent jobs (0, 3, 6, ...), then the others in order
+        const best = (n: number, k: number) =>
+          [...Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 === 0), ...Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 !== 0)]
+            .slice(0, k).sort((x, y) => x - y)
+        // rounds of a, b, c (3), of a, c (4 more: c's window is 7), then a alone; d is empty
+        assert.deepStrictEqual(yield* claim(["a", "b", "c", "d"], 40), { a: best(100, 30), b: [0, 1, 2], c: best(20, 7) })
+        // 20 rounds of e, a, then e: the round the limit cuts goes in the list's order
+        const next = yield* claim(["e", "a"], 41)
+        assert.deepStrictEqual(next.e, best(100, 21))
+        assert.deepStrictEqual(next.a, best(100, 50).filter((i) => !best(100, 30).includes(i)))
+      }).pipe(Effect.provide(layer())), { timeout: 60_000 })
   })
 }

@@ -1011,9 +1011,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     /**
      * A fair claim (`ClaimRequest.fair`): rounds of `FAIR_ROUND`, each one's jobs made running before
-     * the next, which asks only the queues that gave a job (the others had none) and whose window
-     * allows more. A round that filled the claim ends it, so a round past the first reads at most
-     * the queues served by the one before.
+     * the next, which asks only the queues that gave what they were asked (the others had no more)
+     * and whose window allows more. A round that filled the claim ends it, so a round past the first
+     * reads at most the queues served by the one before. Rounds that cannot fill it are taken at
+     * once: with `each` slots left per queue of the turn, each queue's next `each` jobs (its window
+     * allowing), what `each` rounds of one would take. A round per job held the write lock 0.4-0.6 s
+     * for a claim of 1,000 over 2 queues (by priority, 15-50 ms).
      */
     const claimFair = (request: ClaimRequest, tasks: string, now: number, windows: ReadonlyArray<ClaimWindow<number>>) => {
       const allowed = new Map(windows.map((window) => [window.name, window.allowed]))
@@ -1022,17 +1025,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const picked: Array<{ readonly queue: string }> = []
       const round = db.prepare(FAIR_ROUND)
       while (turn.length > 0 && picked.length < request.limit) {
-        const found = (round.all({ now, tasks, queues: JSON.stringify(turn), left: request.limit - picked.length }) as Array<
-          { pos: number; queue: string; seq: number }
-        >).sort((a, b) => a.pos - b.pos)
+        const left = request.limit - picked.length
+        const each = Math.floor(left / turn.length)
+        // what each queue of the turn is asked for: one (a round), or its next `each`
+        const asked = new Map(turn.map((queue) => [queue, each < 2 ? 1 : Math.min(each, allowed.get(queue) ?? each)]))
+        const found = each < 2
+          ? round.all({ now, tasks, queues: JSON.stringify(turn), left }) as Array<{ queue: string; seq: number }>
+          : turn.flatMap((queue) => best([queue], tasks, now, asked.get(queue)!))
         if (found.length === 0) break
         claims.push(...toClaims(all(CLAIM_PICKED, now, now + request.lease, JSON.stringify(found.map((job) => job.seq)))))
         picked.push(...found)
-        for (const { queue } of found) {
+        const gave = new Map<string, number>()
+        for (const { queue } of found) gave.set(queue, (gave.get(queue) ?? 0) + 1)
+        for (const [queue, count] of gave) {
           const left = allowed.get(queue)
-          if (left !== undefined) allowed.set(queue, left - 1)
+          if (left !== undefined) allowed.set(queue, left - count)
         }
-        turn = found.filter(({ queue }) => allowed.get(queue) !== 0).map(({ queue }) => queue)
+        turn = turn.filter((queue) => gave.get(queue) === asked.get(queue) && allowed.get(queue) !== 0)
       }
       return { claims, picked }
     }
