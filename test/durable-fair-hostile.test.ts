@@ -8,8 +8,15 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Schema } from "effect"
+import { createHash } from "node:crypto"
+import { Context, Effect, Layer, Schema } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { afterAll } from "vitest"
+import { newJob } from "./durable/conformance.ts"
+import * as Rd from "./durable/redis.ts"
+import * as RedisStore from "../src/internal/store/redis.ts"
+import * as Scripts from "../src/internal/store/redisScripts.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -149,3 +156,29 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.d
       }).pipe(Effect.provide(layer())), { timeout: 60_000 })
   })
 }
+
+describe.runIf(Rd.enabled)("Redis: a fair claim whose look fails", () => {
+  const sha = (lua: string) => createHash("sha1").update(lua).digest("hex")
+  const looks = new Set([sha(Scripts.PEEK), sha(Scripts.PEEK_MANY)])
+
+  it.live("claims in turn without it, each queue up to what is left (as documented), and the next claim, its look answered, is round-robin again", () =>
+    Effect.gen(function*() {
+      const plain = yield* Effect.map(Layer.build(NodeRedis.layer({ url: Rd.url! })), (context) => Context.get(context, Redis.Redis))
+      let failing = 1
+      const hooked = Redis.Redis.of({
+        ...plain,
+        send: <A>(command: string, ...args: ReadonlyArray<string>) =>
+          command === "EVALSHA" && looks.has(args[0]!) && failing > 0
+            ? Effect.suspend(() => (failing--, Effect.fail(new Redis.RedisError({ cause: new Error("the connection was lost") }))))
+            : plain.send<A>(command, ...args)
+      })
+      const cfg = yield* RedisStore.options({ url: Rd.url!, prefix: Rd.freshPrefix() })
+      const store = yield* Effect.provideService(RedisStore.make({ ...cfg, clock: "effect" }), Redis.Redis, hooked)
+      for (const queue of ["a", "b", "c"]) for (let i = 0; i < 5; i++) yield* store.enqueue(newJob(queue, { task: "Tag", payload: JSON.stringify(queue) }))
+      const claim = Effect.map(store.claim({ queues: ["a", "b", "c"], tasks: ["Tag"], limit: 4, lease: 60_000, fair: true }), ({ claims }) =>
+        claims.map((c) => c.job.queue).sort().join(""))
+      assert.strictEqual(yield* claim, "aaaa")
+      assert.strictEqual(failing, 0, "the look failed")
+      assert.strictEqual(yield* claim, "abbc")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
