@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Deferred, Effect, Layer, Schema } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { afterAll } from "vitest"
@@ -154,6 +154,26 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.d
         assert.deepStrictEqual(next.e, best(100, 21))
         assert.deepStrictEqual(next.a, best(100, 50).filter((i) => !best(100, 30).includes(i)))
       }).pipe(Effect.provide(layer())), { timeout: 60_000 })
+    it.live("a consumer of 8 slots over 3 queues fills all 8 at once, round-robin: 4, 3 and the one job of the third", () =>
+      Effect.gen(function*() {
+        yield* JobQueue.enqueueAll(Tag, [
+          ...Array.from({ length: 10 }, () => ({ payload: "a", options: { queue: "a" } })),
+          ...Array.from({ length: 10 }, () => ({ payload: "b", options: { queue: "b" } })),
+          { payload: "c", options: { queue: "c" } }
+        ])
+        const running: Array<string> = []
+        const gate = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          queues: ["a", "b", "c"],
+          concurrency: 8,
+          dispatch: "fair",
+          poll: 20,
+          handlers: [Task.handle(Tag, (queue) => Effect.as(Effect.andThen(Effect.sync(() => running.push(queue)), Deferred.await(gate)), queue))]
+        })
+        yield* waitFor(Effect.sync(() => running.length), "8 jobs running", { until: (n) => n >= 8, within: "40 seconds" })
+        assert.deepStrictEqual([...running].sort().join(""), "aaaabbbc")
+        yield* Deferred.succeed(gate, undefined)
+      }).pipe(Effect.scoped, Effect.provide(layer())), { timeout: 60_000 })
   })
 }
 
