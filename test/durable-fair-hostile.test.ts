@@ -135,6 +135,8 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `store-${++files}.d
         const jobs = (queue: string, n: number) =>
           Array.from({ length: n }, (_, i) => ({ payload: `${queue}${i}`, options: { queue, priority: i % 3 === 0 ? 5 : 0 } }))
         yield* JobQueue.enqueueAll(Tag, [...jobs("a", 100), ...jobs("b", 3), ...jobs("c", 20), ...jobs("e", 100)])
+        // another task's jobs, the best of their queues: not the claim's, they take no turn or slot
+        yield* JobQueue.enqueueAll(Other, ["a", "b", "c", "e"].map((queue) => ({ payload: queue, options: { queue, priority: 9 } })))
         yield* JobQueue.setRateLimit("c", { limit: 7, interval: "1 hour" })
         const claim = (queues: ReadonlyArray<string>, limit: number) =>
           Effect.map(store.claim({ queues, tasks: ["Tag"], limit, lease: 60_000, fair: true }), ({ claims }) => {
