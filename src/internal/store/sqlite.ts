@@ -202,13 +202,13 @@ const CANDIDATES = `SELECT j.seq, j.rank, j.queue ${BEST}`
 
 /**
  * A fair claim's round (`ClaimRequest.fair`): the best visible job of each queue of `:queues` (a
- * JSON array, in turn order; paused ones left out), at most `:left`, with the queue's place in the
- * array. SQLite runs the correlated subquery row by row and stops at the LIMIT: with 10,000 queues
- * and a few free slots, a round reads the few first queues that have a job, one index probe each
+ * JSON array, in turn order; paused ones left out), at most `:left`. SQLite runs the correlated
+ * subquery row by row, in the array's order, and stops at the LIMIT: with 10,000 queues and a few
+ * free slots, a round reads the few first queues that have a job, one index probe each
  * (`wp_job_ready`), not every queue's best as a claim by priority does.
  */
-const FAIR_ROUND = `SELECT pos, queue, seq FROM (
-    SELECT q.key AS pos, q.value AS queue, (SELECT j.seq FROM wp_job j
+const FAIR_ROUND = `SELECT queue, seq FROM (
+    SELECT q.value AS queue, (SELECT j.seq FROM wp_job j
         WHERE j.queue = q.value AND j.state = 'queued' AND j.visible_at <= :now
           AND j.task IN (SELECT value FROM json_each(:tasks))
         ORDER BY j.rank DESC, j.seq LIMIT 1) AS seq
