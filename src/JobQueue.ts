@@ -1315,7 +1315,7 @@ const macroHint = (expression: string): string => {
  * @category models
  */
 export interface ConsumeOptions<R> {
-  /** The queues to claim from; default `["default"]`. A queue named twice is consumed once (one turn with `dispatch: "fair"`). */
+  /** The queues to claim from; default `["default"]`. A queue named twice is consumed once (one turn, if fair). */
   readonly queues?: ReadonlyArray<string> | undefined
   /** One per task, run on this process's fibers; only jobs of these tasks and of `tasks` are claimed. */
   readonly handlers?: ReadonlyArray<Task.Handler<R>> | undefined
