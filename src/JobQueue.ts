@@ -212,6 +212,9 @@ export type JobRetry =
  *   priority: 5,            // higher first; FIFO within a priority
  *   delay: "10 minutes",    // or runAt: a Date
  *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
+ *   dedupWhile: "running",  // or "queued": the key is released when it starts
+ *   dedupFor: "1 hour",     // and held at least an hour after this enqueue (a throttle)
+ *   dedupReplace: "payload", // a hit on a waiting job gives it this payload ("debounce": its delay too)
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)
@@ -228,8 +231,30 @@ export interface EnqueueOptions {
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
-  /** At most 1,000 bytes in UTF-8, no NUL, no lone surrogate. */
+  /**
+   * While a job of the queue holds this key, another enqueue with it creates nothing and returns that
+   * job. At most 1,000 bytes in UTF-8, no NUL, no lone surrogate.
+   */
   readonly dedupKey?: string | undefined
+  /**
+   * How long the job holds its `dedupKey`: `"running"` (the default) until it finishes, so a trigger
+   * arriving during its run is dropped; `"queued"` until it first starts, so such a trigger creates
+   * one follow-up job (its retries do not take the key back). Needs a `dedupKey`.
+   */
+  readonly dedupWhile?: "running" | "queued" | undefined
+  /**
+   * A throttle window: the key stays held this long after the enqueue (store time) whatever the job's
+   * state, finished included, so at most one job per window (on top of `dedupWhile`). Finite and
+   * above 0; needs a `dedupKey`.
+   */
+  readonly dedupFor?: Duration.Input | undefined
+  /**
+   * When the key's holder is still waiting (queued or delayed: not running, not finished) and of the
+   * same task, update it instead of only returning it: `"payload"` gives it this enqueue's payload;
+   * `"debounce"` this enqueue's payload and run time too (its `delay` or `runAt`, from now: each
+   * trigger pushes the run back). Its handle is returned as ever (`created: false`). Needs a `dedupKey`.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
@@ -359,8 +384,21 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
-const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_HINTS = {
+  dedupeKey: "dedupKey",
+  jobId: "dedupKey",
+  singletonKey: "dedupKey",
+  singletonSeconds: "dedupFor",
+  deduplication: "dedupKey (with dedupFor for a ttl)",
+  // graphile-worker's: "replace" is debounce with the key released at the start, "preserve_run_at" a
+  // payload replace, "unsafe_dedupe" the default
+  jobKeyMode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  job_key_mode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  attempts: "maxAttempts",
+  retryLimit: "maxAttempts",
+  startAfter: "runAt"
+}
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
 // hour has none), its zone a Cron's own
@@ -377,7 +415,7 @@ const REPEAT_HINTS = {
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
   "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
-  "shutdownTimeout", "rateLimit", "aging", "name"
+  "shutdownTimeout", "rateLimit", "aging", "name", "dispatch"
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
@@ -513,7 +551,32 @@ const enqueueOptions = (options: EnqueueOptions) => {
     ...jobOptions(options),
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
+    ...dedupModes(options),
     runAt: options.runAt?.getTime()
+  }
+}
+
+/** `dedupWhile`, `dedupFor` and `dedupReplace` checked, as a job's fields (absent: the defaults). */
+const dedupModes = (
+  options: EnqueueOptions
+): { dedupWhile?: "queued"; dedupFor?: number; dedupReplace?: "payload" | "debounce" } => {
+  for (const field of ["dedupWhile", "dedupFor", "dedupReplace"] as const) {
+    if (options[field] !== undefined && options.dedupKey === undefined) {
+      config.fail(field, options[field], "expected only with a dedupKey: without one, nothing is deduplicated")
+    }
+  }
+  const mode = options.dedupWhile === undefined ? "running" : config.oneOf("dedupWhile", options.dedupWhile, ["running", "queued"])
+  // whole milliseconds, as the stores keep times
+  const window = options.dedupFor === undefined
+    ? undefined
+    : Math.ceil(stored("dedupFor", options.dedupFor, config.finiteMillis("dedupFor", options.dedupFor)))
+  const replace = options.dedupReplace === undefined
+    ? undefined
+    : config.oneOf("dedupReplace", options.dedupReplace, ["payload", "debounce"])
+  return {
+    ...(mode === "queued" ? { dedupWhile: mode } : {}),
+    ...(window === undefined ? {} : { dedupFor: window }),
+    ...(replace === undefined ? {} : { dedupReplace: replace })
   }
 }
 
@@ -1357,14 +1420,15 @@ const macroHint = (expression: string): string => {
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
  *   aging: "1 minute",                         // the queues' aging: set if they have none, refused if another
  *   shutdownTimeout: "30 seconds",
- *   name: "mailer"                             // its metrics' and spans' pool; default "consumer:default"
+ *   name: "mailer",                            // its metrics' and spans' pool; default "consumer:default"
+ *   dispatch: "priority"                       // or "fair": round-robin over the queues (a queue per tenant)
  * }
  * ```
  * @since 0.2.0
  * @category models
  */
 export interface ConsumeOptions<R> {
-  /** The queues to claim from; default `["default"]`. */
+  /** The queues to claim from; default `["default"]`. A queue named twice is consumed once (one turn, if fair). */
   readonly queues?: ReadonlyArray<string> | undefined
   /** One per task, run on this process's fibers; only jobs of these tasks and of `tasks` are claimed. */
   readonly handlers?: ReadonlyArray<Task.Handler<R>> | undefined
@@ -1433,6 +1497,20 @@ export interface ConsumeOptions<R> {
    * (`consumer:emails#2`), a third `#3`, in start order.
    */
   readonly name?: string | undefined
+  /**
+   * How a claim shares this consumer's free slots among its `queues` (default `"priority"`):
+   * - `"priority"`: the best ready jobs across all of them, higher priority (with aging) first,
+   *   then the oldest. A queue's backlog enqueued earlier runs before later jobs of the others.
+   * - `"fair"`: round-robin over the queues that have ready jobs, one job of each per round, the
+   *   next claim starting where the last one stopped; a claim of several jobs spreads them across
+   *   the queues. Priority and aging order the jobs within a queue only: a queue's priority-10 job
+   *   waits for its queue's turn behind the other queues' priority-0 jobs. A queue with nothing it
+   *   may start now (empty, paused, its shared rate limit's window full) is passed over and comes
+   *   first again when the turn comes round. One queue per tenant, a tenant's 100,000-job backlog
+   *   then delays another tenant's job by at most one turn over the queues. The turn is each
+   *   consumer's own (nothing is stored): several consumers of the same queues each rotate.
+   */
+  readonly dispatch?: "priority" | "fair" | undefined
 }
 
 /**
@@ -1584,7 +1662,10 @@ export const consume: {
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)
       return [aging, {
-        queues,
+        // a queue named twice is consumed once: a fair consumer's turn over the list went a, b, a,
+        // b, ... and never reached the queues after the second name; a Postgres claim read the
+        // queue twice and took the same jobs twice, coming back short
+        queues: Array.from(new Set(queues)),
         handlers,
         threads,
         concurrency: options.concurrency === undefined
@@ -1599,7 +1680,8 @@ export const consume: {
         lease,
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
-        name: options.name === undefined ? undefined : config.name("name", options.name)
+        name: options.name === undefined ? undefined : config.name("name", options.name),
+        dispatch: options.dispatch === undefined ? "priority" : config.oneOf("dispatch", options.dispatch, ["priority", "fair"])
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>

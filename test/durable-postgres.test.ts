@@ -14,15 +14,14 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
-import { admin, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
-
-/** The schema version this code migrates to. */
-const LATEST = String(Postgres.MIGRATIONS.length)
+import { claimsAmongOtherTasks, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
+import { admin, backToBeforeDedupModes, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
   conformance("Postgres", () => testLayer())
+  /** The schema version every migration reaches (the test names each one's index, which comes with it). */
+  const LATEST = String(Postgres.MIGRATIONS.length)
 
   const layer = (schema: string, options: Partial<PgJobStore.PgJobStoreOptions> = {}) =>
     PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
@@ -108,6 +107,7 @@ else {
               `DROP INDEX ${S}.wp_job_delayed`,
               `DROP INDEX ${S}.wp_job_counted`,
               ...beforeRetention(S),
+              undoDedupModes(S),
               `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
             ], (statement) => sql.unsafe(statement).raw, { discard: true })
           )
@@ -226,6 +226,24 @@ else {
         )
         yield* stats
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" }), layer(schema))
+        yield* backToBeforeDedupModes(S)
+        yield* Effect.gen(function*() {
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k", dedupWhile: "queued" })).id, held.id)
+          const store = yield* JobStore.JobStore
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          assert.strictEqual(claim!.job.id, held.id)
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, held.id, "held through its run, as before")
+          const queued = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })
+          assert.isTrue(queued.created)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_dedup_until"), [[LATEST], ["wp_job_dedup_until"]])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
@@ -347,6 +365,12 @@ else {
         yield* rateLimitLiftTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
+    it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* dedupRaceAcrossInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
@@ -367,13 +391,13 @@ else {
         assert.strictEqual(error._tag, "JobCancelled")
       }), { timeout: 60_000 })
 
-    it.live("the claim (one queue or several) is served by the partial index wp_job_ready: no sort of the queued jobs; its look for the soonest delayed job by wp_job_delayed", () =>
+    it.live("the claim (one queue or several, by priority or fair) is served by the partial index wp_job_ready: no sort of the queued jobs; its look for the soonest delayed job by wp_job_delayed", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* Effect.provide(JobQueue.stats("default"), layer(schema))
         const S = `"${schema}"`
-        const plan = (queues: ReadonlyArray<string>) =>
-          genericPlan((sql) => Postgres.claimStatement(sql, sql.literal(S), { queues, tasks: ["Echo"], limit: 4, lease: 1000 }, 1))
+        const plan = (queues: ReadonlyArray<string>, fair: boolean) =>
+          genericPlan((sql) => Postgres.claimStatement(sql, sql.literal(S), { queues, tasks: ["Echo"], limit: 4, lease: 1000, fair }, 1))
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.gen(function*() {
@@ -394,8 +418,8 @@ else {
             })
           )
         )
-        for (const queues of [["default"], ["default", "b", "c"]]) {
-          const text = yield* plan(queues)
+        for (const [queues, fair] of [[["default"], false], [["default", "b", "c"], false], [["default", "b", "c"], true]] as const) {
+          const text = yield* plan(queues, fair)
           if (process.env.SHOW_PLAN) console.log(text)
           assert.match(text, /Index Scan using wp_job_ready/, text)
           assert.notMatch(text, /Seq Scan on wp_job|Bitmap Heap Scan on wp_job/, text)

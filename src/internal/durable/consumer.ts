@@ -58,6 +58,8 @@ export interface ConsumerConfig<R> {
   readonly rateLimit: RateLimits.Limit | undefined
   /** The pool's name (checked); undefined for the default, derived from `queues`. */
   readonly name: string | undefined
+  /** "fair": its claims serve its queues in turn (`ClaimRequest.fair`); "priority": the best jobs across them. */
+  readonly dispatch: "priority" | "fair"
 }
 
 export interface Consumer {
@@ -81,6 +83,41 @@ export const MAX_CLAIM = 1000
 
 /** A running job's progress is written to the store at most once per this many ms (and at its end). */
 export const PROGRESS_EVERY = 250
+
+/**
+ * A fair consumer's turn over its queues: each claim asks for them from the cursor on, and the
+ * cursor then moves past the last queue the claim served, so that the next claim starts with the
+ * queue after it. A claim serves one job per queue per round (`ClaimRequest.fair`): the last queue
+ * served is the furthest of those that gave the most jobs. A queue passed over (empty, paused,
+ * held by its rate limit) is asked first again once the cursor comes round, so none loses its turn
+ * for good; a claim that took nothing leaves the cursor where it was.
+ */
+export const makeTurns = (queues: ReadonlyArray<string>) => {
+  const index = new Map<string, number>()
+  queues.forEach((queue, i) => index.has(queue) || index.set(queue, i))
+  const n = queues.length
+  let cursor = 0
+  return {
+    queues: (): ReadonlyArray<string> => cursor === 0 ? queues : [...queues.slice(cursor), ...queues.slice(0, cursor)],
+    served: (claims: ReadonlyArray<Claim>): void => {
+      const counts = new Map<string, number>()
+      for (const { job } of claims) counts.set(job.queue, (counts.get(job.queue) ?? 0) + 1)
+      let most = 0
+      let last = -1
+      for (const [queue, count] of counts) {
+        const at = index.get(queue)
+        if (at === undefined) continue
+        // its place in this claim's order, which started at the cursor
+        const place = (at - cursor + n) % n
+        if (count > most || (count === most && place > last)) {
+          most = count
+          last = place
+        }
+      }
+      if (last >= 0) cursor = (cursor + last + 1) % n
+    }
+  }
+}
 
 interface Running {
   readonly claim: Claim
@@ -264,6 +301,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
     /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
     let held = 0
+    // one queue: nothing to take turns over
+    const turns = config.dispatch === "fair" && config.queues.length > 1 ? makeTurns(config.queues) : undefined
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
@@ -598,8 +637,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const since = yield* store.version
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
-          store.claim({ queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }).pipe(
+          store.claim(
+            turns === undefined
+              ? { queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }
+              : { queues: turns.queues(), tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease, fair: true }
+          ).pipe(
             Effect.tap(({ claims }) => {
+              turns?.served(claims)
               // counted as they start, after the claim's round trip: counted at `now`, before it, a
               // slow claim's jobs left the window early and the next claim's could start within it
               const startedAt = limiter === undefined || claims.length === 0 ? now : monotonic()

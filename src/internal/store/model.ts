@@ -71,6 +71,23 @@ export interface NewJob {
   readonly payload: string
   readonly priority: number
   readonly dedupKey: string | null
+  /**
+   * `"queued"`: the dedup key is released when the job first starts (a store moves it out of the
+   * column its unique index reads), so an enqueue during the run creates a follow-up job; its
+   * retries do not take the key back. Absent: held until the job finishes (`EnqueueOptions.dedupWhile`).
+   */
+  readonly dedupWhile?: "queued" | undefined
+  /**
+   * Milliseconds after the enqueue (store time) during which the dedup key stays held whatever the
+   * job's state, finished included: a throttle window (`EnqueueOptions.dedupFor`). Absent: none.
+   */
+  readonly dedupFor?: number | undefined
+  /**
+   * When the key's holder is waiting (queued or delayed, not running nor finished) and of the same
+   * task: `"payload"` replaces its payload with this one's; `"debounce"` its run time too (this
+   * job's `delay` or `runAt`, from now). Its id is returned (`created: false`) as ever.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   readonly maxAttempts: number
   readonly timeout: number
   /** Milliseconds from now (store time) until it may be claimed. */
@@ -123,6 +140,45 @@ export interface ClaimRequest {
   readonly tasks: ReadonlyArray<string>
   readonly limit: number
   readonly lease: number
+  /**
+   * Fair dispatch (`consume({ dispatch: "fair" })`): the claim takes one job of each queue that has
+   * one it may start, in the order of `queues` (the consumer rotates them), round after round until
+   * `limit`; priority and aging order the jobs within a queue only. Absent: the best jobs across
+   * all the queues (rank, then the oldest).
+   */
+  readonly fair?: boolean | undefined
+}
+
+/**
+ * A fair claim's jobs (see `ClaimRequest.fair`), from candidates best first within each queue: one
+ * of each queue per round, the queues in the order of `queues`, rounds until `limit` or none is
+ * left. A queue's candidates past what it may give (its rate limit's window) are left out by the
+ * caller, before or after: skipping a queue's later candidates in this order leaves the others' as
+ * they are.
+ */
+export const roundRobin = <T>(
+  queues: ReadonlyArray<string>,
+  candidates: ReadonlyArray<T>,
+  queueOf: (candidate: T) => string,
+  limit: number = Infinity
+): Array<T> => {
+  const byQueue = new Map<string, Array<T>>()
+  for (const candidate of candidates) {
+    const list = byQueue.get(queueOf(candidate))
+    if (list === undefined) byQueue.set(queueOf(candidate), [candidate])
+    else list.push(candidate)
+  }
+  // a queue named twice takes its one turn
+  let lists = Array.from(new Set(queues), (queue) => byQueue.get(queue)).filter((list) => list !== undefined)
+  const picked: Array<T> = []
+  for (let round = 0; lists.length > 0 && picked.length < limit; round++) {
+    for (const list of lists) {
+      if (picked.length >= limit) break
+      picked.push(list[round]!)
+    }
+    lists = lists.filter((list) => list.length > round + 1)
+  }
+  return picked
 }
 
 /** What a claim took, and whether a queue's shared rate limit held it back. */
@@ -332,8 +388,10 @@ export interface QueueSettings {
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
-   * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * state: how repeatable jobs enqueue a tick once across processes), or the job of the same queue
+   * holding the same dedup key (unfinished and not a started `dedupWhile: "queued"` one, or inside
+   * its `dedupFor` window), first replacing its payload (and run time) if the new job's
+   * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>

@@ -69,6 +69,7 @@ import {
   RETAINED,
   type Retained,
   retentionField,
+  roundRobin,
   type Settlement,
   type State,
   type Store,
@@ -160,7 +161,16 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
   (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
-  // 9 (appended last; renumbered at merge): a queue's retention of its finished jobs (JSON text, see
+  // 9: dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN dedup_queued text, ADD COLUMN dedup_until bigint;
+  CREATE INDEX IF NOT EXISTS wp_job_dedup_until ON ${s}.wp_job (queue, (COALESCE(dedup_key, dedup_queued)), dedup_until)
+    WHERE dedup_until IS NOT NULL;`,
+  // 10: a queue's retention of its finished jobs (JSON text, see
   // `JobQueue.setRetention`), and their index by queue, state and end time, from which a consumer's
   // retention batch reads the oldest past an age or the newest `count` (see `retainStatement`): the
   // other indexes of finished jobs hold every queue's, or not by end time. IF NOT EXISTS, as 8
@@ -168,6 +178,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
     `ALTER TABLE ${s}.wp_queue ADD COLUMN IF NOT EXISTS retention text;
   CREATE INDEX IF NOT EXISTS wp_job_retained ON ${s}.wp_job (queue, state, finished_at, seq) WHERE state IN ('succeeded', 'dead', 'cancelled');`
 ]
+
+/** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
+const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
 
 /** This transaction's id (`settled_xid`). */
 const XID = "pg_current_xact_id()::text::bigint"
@@ -358,6 +371,10 @@ const reasonOf = (cause: unknown): string => {
  * make the prepared statement's generic plan sort every queued job of the queues. The limit is a
  * literal (one prepared statement per limit): with `LIMIT $n` the generic plan assumes a tenth of
  * the rows are wanted, and sorts them all too.
+ *
+ * `fair` (`ClaimRequest.fair`): the same scans, merged by turn instead of rank: each queue's best
+ * first, then each one's second..., the queues of a turn in the order of `queues`. As many index
+ * probes and locks as by priority; only the order the merge keeps changes.
  */
 export const bestStatement = (
   sql: PgClient.PgClient,
@@ -366,29 +383,34 @@ export const bestStatement = (
   tasks: ReadonlyArray<string>,
   limit: number,
   now: Fragment | number,
-  when: Fragment = sql`true`
+  when: Fragment = sql`true`,
+  fair = false
 ) => {
+  // a queue named twice, scanned twice, gave its jobs twice: the claim took each once, short
+  const names = Array.from(new Set(queues))
   const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
-  return queues.length === 1
+  // a queue's best `limit`, of the queue `q.name`
+  const scan = sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+    WHERE j.queue = q.name AND ${visible}
+    ORDER BY j.rank DESC, j.seq
+    LIMIT ${n}
+    FOR UPDATE SKIP LOCKED`
+  return names.length === 1
     ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-        WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
+        WHERE ${when} AND j.queue = ${names[0]!} AND ${visible}
           -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
           -- it to remove every row and then sorts them rather than reading the index in order
-          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${names[0]!} AND q.paused)
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
-    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-          SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-          WHERE j.queue = q.name AND ${visible}
-          ORDER BY j.rank DESC, j.seq
-          LIMIT ${n}
-          FOR UPDATE SKIP LOCKED
-        ) c
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${names}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
+        CROSS JOIN LATERAL (${
+      fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
+    }) c
         WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused)
-        ORDER BY c.rank DESC, c.seq
+        ORDER BY ${fair ? sql`c.turn, q.place` : sql`c.rank DESC, c.seq`}
         LIMIT ${n}`
 }
 
@@ -465,12 +487,14 @@ export const claimStatement = (
       // its before a reap, its snapshot older than the reap): "deadlock detected"
       finals.length === 0
         ? sql`NOT (SELECT limited FROM limited)`
-        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`
+        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`,
+      request.fair === true
     )
   }),
     claimed AS (
       UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+        ${sql.literal(RELEASE_QUEUED)}
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
@@ -1544,6 +1568,37 @@ export const makeWith = (
         ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
     }
 
+    /** A job's throttle window's end (see `NewJob.dedupFor`): the store's time plus the window, or null. */
+    const dedupUntil = (job: NewJob, now: Fragment | number) =>
+      job.dedupFor === undefined || job.dedupKey === null ? null : sql`${now}::bigint + ${job.dedupFor}::bigint`
+
+    /** The jobs whose throttle window holds a key of a queue at `now` (`columns` of `w`), by `wp_job_dedup_until`. */
+    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number, columns: Fragment = sql`w.id`) =>
+      sql`SELECT ${columns} FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
+        AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
+
+    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
+    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
+
+    /**
+     * A waiting holder's payload (and, debounced, its run time) replaced by `job`'s (see
+     * `NewJob.dedupReplace`): a row with when it is due (debounced), or none if it no longer waits.
+     */
+    const replace = (id: string, job: NewJob) => {
+      const now = NOW()
+      const fence = sql`WHERE id = ${id} AND state = 'queued' AND task = ${job.task}`
+      if (job.dedupReplace !== "debounce") {
+        return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
+          RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
+      }
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      return sql<{ due_in: bigint | number | string | null; visible: bigint | number | string | null }>`UPDATE ${S}.wp_job SET payload = ${job.payload}, visible_at = ${visible},
+          rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible, now)}
+        ${fence}
+        RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+    }
+
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
@@ -1551,7 +1606,8 @@ export const makeWith = (
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1561,9 +1617,13 @@ export const makeWith = (
       const checked = CHECKED_AT()
       const inTime = job.notAfter === undefined ? undefined : sql`${checked} <= ${job.notAfter}::bigint
         AND set_config('lock_timeout', LEAST(GREATEST(${job.notAfter}::bigint + 1 - ${checked}, 1), ${MAX_LOCK_TIMEOUT})::text, true) IS NOT NULL`
+      // a key another job's throttle window holds (whatever that one's state) is not taken: the
+      // unique index sees only unfinished jobs
+      const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
+      const where = [inTime, free].filter((fragment) => fragment !== undefined)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+        ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
@@ -1582,12 +1642,20 @@ export const makeWith = (
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
             if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
-            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
+            const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
-              SELECT id FROM ${S}.wp_job
+              SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              UNION ALL
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}`)})
               LIMIT 1`
-            if (found.length > 0) return { id: found[0]!.id, created: false }
+            if (found.length > 0 && !(job.dedupReplace !== undefined && found[0]!.waiting)) return { id: found[0]!.id, created: false }
+            if (found.length > 0) {
+              const [moved] = yield* replace(found[0]!.id, job)
+              if (moved !== undefined) return { id: found[0]!.id, created: false, ...(moved.due_in === null ? {} : { dueIn: Number(moved.due_in) }) }
+              // it started (its key released, if "queued"-mode) or ended since: looked at again
+              continue
+            }
             // no job holds it: the insert was past its notAfter (a round trip only then), or the
             // holder was purged since (tried again)
             if (job.notAfter !== undefined) {
@@ -1603,7 +1671,8 @@ export const makeWith = (
           Effect.catchIf((error) => job.notAfter !== undefined && isLockTimeout(error), () =>
             Effect.succeed<Inserted>({ id: job.id, created: false, late: true }))
         ),
-        (result) => result.created ? result.dueIn ?? true : false,
+        // a debounced holder wakes its consumers at its new time, as a created job does
+        (result) => result.created ? result.dueIn ?? true : result.dueIn ?? false,
         input.queue
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
     }
@@ -1621,27 +1690,36 @@ export const makeWith = (
       const now = NOW()
       const rows = JSON.stringify(jobs.map((job) => [
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
-        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null
+        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
-          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
+          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
+        WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
         ON CONFLICT DO NOTHING
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
-    /** The unfinished jobs holding these jobs' dedup keys in their queues. */
-    const holders = (jobs: ReadonlyArray<NewJob>) =>
-      sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
-        WHERE (queue, dedup_key) IN (
-          SELECT key ->> 0, key ->> 1 FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key
-        ) AND state IN ('queued', 'running')`
+    /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
+    const holders = (jobs: ReadonlyArray<NewJob>) => {
+      const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
+        FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
+      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string }>`SELECT * FROM (
+          SELECT id, queue, dedup_key, state, task, 0 AS o FROM ${S}.wp_job
+            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+          UNION ALL
+          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1 FROM (${keys}) k,
+            LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
+        ) h ORDER BY h.o`
+    }
 
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
       op(
@@ -1692,13 +1770,29 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
-              const held = new Map<string, string>()
-              for (const row of yield* holders(conflicted)) held.set(`${row.queue}\u0000${row.dedup_key}`, row.id)
+              const held = new Map<string, { id: string; state: string; task: string }>()
+              for (const row of yield* holders(conflicted)) {
+                // an unfinished holder (listed first) over a window's
+                const key = `${row.queue}\u0000${row.dedup_key}`
+                if (!held.has(key)) held.set(key, row)
+              }
               left = []
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
-                else results.set(job.id, { id: holder, created: false })
+                else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
+                  results.set(job.id, { id: holder.id, created: false })
+                } else {
+                  // in item order: a later item's replace wins, as one enqueue after another
+                  const [moved] = yield* replace(holder.id, job)
+                  if (moved === undefined) {
+                    left.push(job) // it started or ended since: looked at again
+                    continue
+                  }
+                  results.set(job.id, { id: holder.id, created: false })
+                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                }
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)
@@ -1772,10 +1866,11 @@ export const makeWith = (
         "redrive",
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
-              progress = NULL, settled_xid = NULL,
+              progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
-              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
+                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running')
             )
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
@@ -1946,10 +2041,10 @@ export const makeWith = (
         }))
 
     /** The best visible jobs of `queues` (not paused), at most `limit`, locked for this claim. */
-    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number, fair = false) =>
       queues.length === 0 || limit <= 0
         ? Effect.succeed([])
-        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now)}`
+        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now, sql`true`, fair)}`
 
     /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
@@ -1972,13 +2067,16 @@ export const makeWith = (
         // each queue's best, as far as its window allows, then the best of them all
         const candidates = (yield* Effect.forEach(
           [{ queues: unlimited, limit: request.limit }, ...windows.map((w) => ({ queues: [w.name], limit: w.allowed }))],
-          ({ limit, queues }) => best(queues, request.tasks, now, limit)
+          ({ limit, queues }) => best(queues, request.tasks, now, limit, request.fair === true)
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
-        const picked = candidates.slice(0, request.limit)
+        const picked = request.fair === true
+          ? roundRobin(request.queues, candidates, (job) => job.queue, request.limit)
+          : candidates.slice(0, request.limit)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+              ${sql.literal(RELEASE_QUEUED)}
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
             RETURNING j.*`
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)

@@ -72,7 +72,7 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf, retentionField } from "./model.ts"
+import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf, retentionField, roundRobin } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -772,7 +772,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         String(job.delay),
         job.runAt === undefined ? "" : String(job.runAt),
         job.trace ?? "",
-        job.retry ?? ""
+        job.retry ?? "",
+        job.dedupWhile === "queued" ? "1" : "",
+        job.dedupFor === undefined ? "" : String(job.dedupFor),
+        job.dedupReplace ?? ""
       )
       return before
     }
@@ -832,10 +835,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               (result) => relist(job.queue, result[3])
             )
           )
-          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
+          // a created job's time, or a debounced holder's ("" for another hit)
+          return { id, created: created === 1, late: created === -1, dueIn: dueIn === undefined || dueIn === "" ? undefined : Number(dueIn) }
         }),
         // a delayed job: this process's waiters wake at its time
-        (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
+        (result) => result.created || result.dueIn !== undefined ? { queue: job.queue, in: result.dueIn ?? 0 } : undefined
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**
@@ -1170,7 +1174,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * later claims do not look until it has answered). A claim elsewhere between the look and the
      * claim may take an allotted job: this one then takes that queue's next, which another queue's
      * job could have outranked, or, that queue empty, the other queues' in turn (`allottedFirst`):
-     * across queues, claims at the same instant are ordered only as well as their looks.
+     * across queues, claims at the same instant are ordered only as well as their looks. A fair
+     * claim (`ClaimRequest.fair`) allots round-robin instead, one job of each queue per round in the
+     * request's order; with no look it is claimed in turn as any claim, each queue up to what is left.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
@@ -1198,7 +1204,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         if (failed !== undefined) return undefined
         heads.sort((a, b) => a.score - b.score || a.created - b.created)
         const allotted = new Map<string, number>()
-        for (const head of heads.slice(0, request.limit)) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
+        // fair: one head of each queue per round, in the request's order (a look's heads are what
+        // the queue may start: its rate limit's window counted)
+        const chosen = request.fair === true ? roundRobin(request.queues, heads, (head) => head.queue, request.limit) : heads.slice(0, request.limit)
+        for (const head of chosen) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
         for (const [queue, count] of counts) if (count > (allotted.get(queue) ?? 0)) more.add(queue)
         return { allotted, more, due }
       })

@@ -12,7 +12,11 @@
  * - `B:delayed`       zset: queued jobs not yet visible, score visibleAt
  * - `B:running`       zset: running jobs, score lease expiry
  * - `B:tokens`        hash: lease token → job id
- * - `B:dedup`         hash: dedup key → the unfinished job holding it
+ * - `B:dedup`         hash: dedup key → the unfinished job holding it (a `dedupWhile: "queued"`
+ *                     job's entry goes when it starts)
+ * - `B:window`        hash: dedup key → the job whose throttle window (its `dedupUntil` field) holds
+ *                     it whatever its state; an entry past its window is dropped by the next enqueue
+ *                     of its key, or the job's purge
  * - `B:all`           zset: every job, score seq (listing, oldest first)
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
@@ -239,25 +243,58 @@ end
 `
 
 /**
- * Adds a job whose fields are `a[o + 1]` to `a[o + 12]`: id, task, payload, priority, dedup ("" none),
- * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
+ * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
+ * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
+ * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none), dedupReplace
+ * ("payload", "debounce" or "": see `NewJob.dedupReplace`). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
- * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
+ * its id or dedup key and 0 (with the ms until it is visible when a debounce moved it). `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
  * caller then adds the queue to the list of queues, whatever its store instance remembers.
  *
  * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
+/** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
+export const JOB_FIELDS = 15
+
 const addJob = (late: boolean) => `
 local madeQueue = false
+-- a dedup hit on the job \`other\`: its payload (and, debounced, its run time) replaced by the new
+-- job's if it asks and \`other\` waits, of its task
+local function replaceHeld(a, o, other, now)
+  local replace = a[o + 15]
+  if replace ~= "payload" and replace ~= "debounce" then return other, 0 end
+  local j = jobKey(other)
+  local f = redis.call("HMGET", j, "state", "task", "priority")
+  if f[1] ~= "queued" or f[2] ~= a[o + 2] then return other, 0 end
+  if replace == "payload" then
+    redis.call("HSET", j, "payload", a[o + 3])
+    return other, 0
+  end
+  now = now or clock(ARGV[1])
+  local visible
+  if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
+  unqueue(other)
+  redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
+  queued(other)
+  place(other, now)
+  return other, 0, visible - now
+end
 local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
-    if other then return other, 0 end
+    if other then return replaceHeld(a, o, other, now) end
+    local windowed = redis.call("HGET", B .. ":window", a[o + 5])
+    if windowed then
+      now = now or clock(ARGV[1])
+      local ends = tonumber(redis.call("HGET", jobKey(windowed), "dedupUntil") or "")
+      if ends and ends > now then return replaceHeld(a, o, windowed, now) end
+      redis.call("HDEL", B .. ":window", a[o + 5])
+    end
   end
   now = now or clock(ARGV[1])
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
@@ -274,10 +311,14 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if hasDedup then fields[#fields + 1] = "dedup"; fields[#fields + 1] = a[o + 5] end
   if a[o + 11] ~= nil and a[o + 11] ~= "" then fields[#fields + 1] = "trace"; fields[#fields + 1] = a[o + 11] end
   if a[o + 12] ~= nil and a[o + 12] ~= "" then fields[#fields + 1] = "retry"; fields[#fields + 1] = a[o + 12] end
+  local window = hasDedup and a[o + 14] ~= nil and a[o + 14] ~= ""
+  if hasDedup and a[o + 13] == "1" then fields[#fields + 1] = "dedupQueued"; fields[#fields + 1] = "1" end
+  if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
   redis.call("HSET", jobKey(id), unpack(fields))
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
+  if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
   -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now)
@@ -289,16 +330,16 @@ end
  * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
  * (text; created only), "1" if it made the queue's seq (see `addJob`) else "0"}
  *
- * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; ARGV[14]
- * the queue), and a created job's id is indexed in the same script. An id the index gives another
+ * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; the
+ * argument after the job's fields the queue), and a created job's id is indexed in the same script. An id the index gives another
  * queue that holds it is not enqueued ({id, 0}); one whose queue does not hold it is an orphan (on
  * one Redis the index and the job are written together: no enqueue of it is on its way), which this
  * enqueue takes over: the entry is removed, and written again with the job if it is created.
  * Only on one Redis: on a Cluster the index and the other queue are in other slots, so the caller
  * writes the index first and looks at the other queue itself.
  *
- * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
- * ARGV[14]): past it, {id, -1} and nothing stored.
+ * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument: past it, {id, -1} and
+ * nothing stored.
  */
 const enqueue = (indexed: boolean, tick: boolean) =>
   `${PRELUDE}${addJob(tick)}
@@ -306,7 +347,7 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then
+if owner and owner ~= ARGV[${JOB_FIELDS + 2}] then
   -- the other queue's keys' base, as redis.ts's queueBase makes it (its prefix from KEYS[2])
   local prefix = string.sub(KEYS[2], 2, -6)
   local base
@@ -322,13 +363,13 @@ end
       : ""
   }${
     tick
-      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? 15 : 14}]))
+      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? JOB_FIELDS + 3 : JOB_FIELDS + 2}]))
 if created ~= 1 then return {found, created} end
 `
       : `local found, created, due = addJob(ARGV, 1)
-if created == 0 then return {found, 0} end
+if created == 0 then return {found, 0, due and tostring(due) or ""} end
 `
-  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[${JOB_FIELDS + 2}])
 ` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
 `
 
@@ -357,7 +398,8 @@ for _, job in ipairs(jobs) do
   local id, created, due = addJob(job, 0, now)
   out[#out + 1] = id
   out[#out + 1] = created
-  if created == 1 and (soonest == nil or due < soonest) then soonest = due end
+  -- a created job's time, or a debounced one's
+  if due and (soonest == nil or due < soonest) then soonest = due end
 end
 if soonest then out[1] = tostring(soonest) end
 if madeQueue then out[2] = "1" end
@@ -388,7 +430,8 @@ export const CLAIMED_FIELDS = [
   "progress",
   "trace",
   "retry",
-  "rank"
+  "rank",
+  "dedupQueued"
 ] as const
 
 /**
@@ -466,6 +509,8 @@ for n, id in ipairs(taken) do
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
   redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+  -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
+  if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
   local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
   byPriority[priority] = (byPriority[priority] or 0) + 1
   leases[#leases + 1] = now + lease
@@ -700,8 +745,14 @@ return 1
  */
 const FORGET = `
 local function forget(key, ids, gone)
+  -- a job's throttle window entry goes with it (read only where the queue has windows)
+  local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
   for k = 1, #ids do
     local id = ids[k]
+    if windows then
+      local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
+      if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
+    end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id))
@@ -713,7 +764,7 @@ local function forgotten(gone, index)
   if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
   -- B:all holds every job until it is purged: none queued, delayed, running or finished
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-  redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
+  redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
     B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
   local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention")
   if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
