@@ -48,7 +48,7 @@ import * as Backoff from "./internal/durable/backoff.ts"
 import * as Repeat from "./internal/durable/repeat.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -212,6 +212,9 @@ export type JobRetry =
  *   priority: 5,            // higher first; FIFO within a priority
  *   delay: "10 minutes",    // or runAt: a Date
  *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
+ *   dedupWhile: "running",  // or "queued": the key is released when it starts
+ *   dedupFor: "1 hour",     // and held at least an hour after this enqueue (a throttle)
+ *   dedupReplace: "payload", // a hit on a waiting job gives it this payload ("debounce": its delay too)
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)
@@ -228,8 +231,30 @@ export interface EnqueueOptions {
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
-  /** At most 1,000 bytes in UTF-8, no NUL, no lone surrogate. */
+  /**
+   * While a job of the queue holds this key, another enqueue with it creates nothing and returns that
+   * job. At most 1,000 bytes in UTF-8, no NUL, no lone surrogate.
+   */
   readonly dedupKey?: string | undefined
+  /**
+   * How long the job holds its `dedupKey`: `"running"` (the default) until it finishes, so a trigger
+   * arriving during its run is dropped; `"queued"` until it first starts, so such a trigger creates
+   * one follow-up job (its retries do not take the key back). Needs a `dedupKey`.
+   */
+  readonly dedupWhile?: "running" | "queued" | undefined
+  /**
+   * A throttle window: the key stays held this long after the enqueue (store time) whatever the job's
+   * state, finished included, so at most one job per window (on top of `dedupWhile`). Finite and
+   * above 0; needs a `dedupKey`.
+   */
+  readonly dedupFor?: Duration.Input | undefined
+  /**
+   * When the key's holder is still waiting (queued or delayed: not running, not finished) and of the
+   * same task, update it instead of only returning it: `"payload"` gives it this enqueue's payload;
+   * `"debounce"` this enqueue's payload and run time too (its `delay` or `runAt`, from now: each
+   * trigger pushes the run back). Its handle is returned as ever (`created: false`). Needs a `dedupKey`.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
@@ -359,8 +384,21 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
-const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_HINTS = {
+  dedupeKey: "dedupKey",
+  jobId: "dedupKey",
+  singletonKey: "dedupKey",
+  singletonSeconds: "dedupFor",
+  deduplication: "dedupKey (with dedupFor for a ttl)",
+  // graphile-worker's: "replace" is debounce with the key released at the start, "preserve_run_at" a
+  // payload replace, "unsafe_dedupe" the default
+  jobKeyMode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  job_key_mode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  attempts: "maxAttempts",
+  retryLimit: "maxAttempts",
+  startAfter: "runAt"
+}
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
 // hour has none), its zone a Cron's own
@@ -377,7 +415,7 @@ const REPEAT_HINTS = {
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
   "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
-  "shutdownTimeout", "rateLimit", "aging", "name"
+  "shutdownTimeout", "rateLimit", "aging", "name", "dispatch"
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
@@ -513,7 +551,32 @@ const enqueueOptions = (options: EnqueueOptions) => {
     ...jobOptions(options),
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
+    ...dedupModes(options),
     runAt: options.runAt?.getTime()
+  }
+}
+
+/** `dedupWhile`, `dedupFor` and `dedupReplace` checked, as a job's fields (absent: the defaults). */
+const dedupModes = (
+  options: EnqueueOptions
+): { dedupWhile?: "queued"; dedupFor?: number; dedupReplace?: "payload" | "debounce" } => {
+  for (const field of ["dedupWhile", "dedupFor", "dedupReplace"] as const) {
+    if (options[field] !== undefined && options.dedupKey === undefined) {
+      config.fail(field, options[field], "expected only with a dedupKey: without one, nothing is deduplicated")
+    }
+  }
+  const mode = options.dedupWhile === undefined ? "running" : config.oneOf("dedupWhile", options.dedupWhile, ["running", "queued"])
+  // whole milliseconds, as the stores keep times
+  const window = options.dedupFor === undefined
+    ? undefined
+    : Math.ceil(stored("dedupFor", options.dedupFor, config.finiteMillis("dedupFor", options.dedupFor)))
+  const replace = options.dedupReplace === undefined
+    ? undefined
+    : config.oneOf("dedupReplace", options.dedupReplace, ["payload", "debounce"])
+  return {
+    ...(mode === "queued" ? { dedupWhile: mode } : {}),
+    ...(window === undefined ? {} : { dedupFor: window }),
+    ...(replace === undefined ? {} : { dedupReplace: replace })
   }
 }
 
@@ -965,6 +1028,7 @@ const configure = (
     readonly aging?: number
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
     readonly concurrency?: number | null
+    readonly retention?: StoredRetention | null
   }
 ) =>
   // void, whatever a store's statement or script answers
@@ -1097,9 +1161,121 @@ export const setConcurrency = (
   )
 
 /**
+ * How long, and how many, of a queue's finished jobs of one state the store keeps (see
+ * `setRetention`): those that ended less than `age` ago, and of them at most the newest `count`
+ * (by end time). At least one of the two; a job past either is deleted.
+ *
+ * - `age`: a duration from 0 (0: none kept past the next maintenance); `Infinity`: no age limit.
+ * - `count`: a whole number from 0 to 1,000,000,000.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const lastThousandForADay: JobQueue.Keep = { age: "1 day", count: 1000 }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Keep {
+  readonly age?: Duration.Input | undefined
+  readonly count?: number | undefined
+}
+
+/**
+ * A queue's retention by final state (see `setRetention`): a state left out is kept until a `purge`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const retention: JobQueue.Retention = { succeeded: { age: "1 hour", count: 10_000 }, dead: { age: "30 days" }, cancelled: { count: 0 } }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The most finished jobs of one state a retention may keep by count (a store's OFFSET, read per maintenance). */
+const MAX_KEEP_COUNT = 1_000_000_000
+
+const keepOf = (field: string, keep: unknown): { age?: number; count?: number } | undefined => {
+  if (keep === undefined) return undefined
+  config.object(field, keep)
+  config.onlyKeys(`${field}.`, keep as object, ["age", "count"])
+  const { age, count } = keep as Keep
+  if (age === undefined && count === undefined) config.fail(field, keep, "expected an age, a count or both (leave the state out to keep its jobs)")
+  const rule: { age?: number; count?: number } = {}
+  if (age !== undefined) {
+    const millis = config.millis(`${field}.age`, age, "nonNegative")
+    if (millis !== Infinity) rule.age = stored(`${field}.age`, age, millis)
+  }
+  if (count !== undefined) rule.count = config.count(`${field}.count`, count, MAX_KEEP_COUNT)
+  return rule
+}
+
+const retentionOf = (retention: unknown): StoredRetention | null => {
+  if (retention === undefined || retention === null) return null
+  config.object("retention", retention)
+  config.onlyKeys("retention.", retention as object, RETAINED, { completed: "succeeded", failed: "dead", removeOnComplete: "succeeded", removeOnFail: "dead" })
+  const out: Record<string, { age?: number; count?: number }> = {}
+  for (const state of RETAINED) {
+    const rule = keepOf(`retention.${state}`, (retention as Retention)[state])
+    // an age of Infinity alone limits nothing
+    if (rule !== undefined && (rule.age !== undefined || rule.count !== undefined)) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? null : out
+}
+
+/**
+ * Sets how long and how many of a queue's finished jobs (succeeded, dead, cancelled) the store
+ * keeps, replacing the queue's retention before; `undefined` removes it (its jobs are then kept
+ * until a `purge`). The setting is the store's, shared by every process; `stats` shows it.
+ *
+ * The queue's consumers delete the jobs past it: each consumer's maintenance (its reaper, every
+ * half lease) deletes them in bounded batches (at most 1,000 jobs of a queue and state per
+ * statement or script), oldest first, so a backlog goes over a few rounds, never in one huge
+ * delete. With no consumer running on any queue of the store, nothing is deleted. Many consumers
+ * do not delete a job twice (each batch is atomic, and skips the jobs another is deleting); every
+ * one of them looks, at the cost of one indexed read per queue and state with a retention.
+ *
+ * A deleted job is gone as after a `purge`: its `await`, `status` and `cancel` (a handle's too) fail with
+ * `JobNotFound`, so keep finished jobs longer than their awaiters may take to look; its dedup key
+ * was free once it finished. Fails with `InvalidJobOptions` naming the field for a bad value.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // successes for a day (at most the last 10,000), dead letters for 30 days, cancelled ones not at all
+ * const setup = JobQueue.setRetention("mail", {
+ *   succeeded: { age: "1 day", count: 10_000 },
+ *   dead: { age: "30 days" },
+ *   cancelled: { count: 0 }
+ * })
+ * const keepAll = JobQueue.setRetention("mail", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setRetention = (
+  queue: string,
+  retention: Retention | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    // a getter or a Proxy of the caller's that throws is a bad value, not a defect
+    invalid(() => config.reading("retention", retention, () => retentionOf(retention))),
+    (checked) => configure(queue, { retention: checked })
+  )
+
+/**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
- * queued ones by priority, and its shared rate limit (`setRateLimit`) with how many claims its
- * window allows now.
+ * queued ones by priority, its shared rate limit (`setRateLimit`) with how many claims its
+ * window allows now, and its retention (`setRetention`, in milliseconds).
  *
  * @example
  * ```ts
@@ -1288,14 +1464,15 @@ const macroHint = (expression: string): string => {
  *   rateLimit: { limit: 20, interval: "1 second" }, // this consumer's starts (the queue's: setRateLimit)
  *   aging: "1 minute",                         // the queues' aging: set if they have none, refused if another
  *   shutdownTimeout: "30 seconds",
- *   name: "mailer"                             // its metrics' and spans' pool; default "consumer:default"
+ *   name: "mailer",                            // its metrics' and spans' pool; default "consumer:default"
+ *   dispatch: "priority"                       // or "fair": round-robin over the queues (a queue per tenant)
  * }
  * ```
  * @since 0.2.0
  * @category models
  */
 export interface ConsumeOptions<R> {
-  /** The queues to claim from; default `["default"]`. */
+  /** The queues to claim from; default `["default"]`. A queue named twice is consumed once (one turn, if fair). */
   readonly queues?: ReadonlyArray<string> | undefined
   /** One per task, run on this process's fibers; only jobs of these tasks and of `tasks` are claimed. */
   readonly handlers?: ReadonlyArray<Task.Handler<R>> | undefined
@@ -1364,6 +1541,20 @@ export interface ConsumeOptions<R> {
    * (`consumer:emails#2`), a third `#3`, in start order.
    */
   readonly name?: string | undefined
+  /**
+   * How a claim shares this consumer's free slots among its `queues` (default `"priority"`):
+   * - `"priority"`: the best ready jobs across all of them, higher priority (with aging) first,
+   *   then the oldest. A queue's backlog enqueued earlier runs before later jobs of the others.
+   * - `"fair"`: round-robin over the queues that have ready jobs, one job of each per round, the
+   *   next claim starting where the last one stopped; a claim of several jobs spreads them across
+   *   the queues. Priority and aging order the jobs within a queue only: a queue's priority-10 job
+   *   waits for its queue's turn behind the other queues' priority-0 jobs. A queue with nothing it
+   *   may start now (empty, paused, its shared rate limit's window full) is passed over and comes
+   *   first again when the turn comes round. One queue per tenant, a tenant's 100,000-job backlog
+   *   then delays another tenant's job by at most one turn over the queues. The turn is each
+   *   consumer's own (nothing is stored): several consumers of the same queues each rotate.
+   */
+  readonly dispatch?: "priority" | "fair" | undefined
 }
 
 /**
@@ -1515,7 +1706,10 @@ export const consume: {
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)
       return [aging, {
-        queues,
+        // a queue named twice is consumed once: a fair consumer's turn over the list went a, b, a,
+        // b, ... and never reached the queues after the second name; a Postgres claim read the
+        // queue twice and took the same jobs twice, coming back short
+        queues: Array.from(new Set(queues)),
         handlers,
         threads,
         concurrency: options.concurrency === undefined
@@ -1530,7 +1724,8 @@ export const consume: {
         lease,
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
-        name: options.name === undefined ? undefined : config.name("name", options.name)
+        name: options.name === undefined ? undefined : config.name("name", options.name),
+        dispatch: options.dispatch === undefined ? "priority" : config.oneOf("dispatch", options.dispatch, ["priority", "fair"])
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>

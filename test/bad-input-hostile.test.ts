@@ -544,7 +544,7 @@ describe("every key an options type has is taken, each one undefined", () => {
   it.effect("JobQueue.enqueue, repeat, list, purge, consume", () =>
     Effect.gen(function*() {
       const enqueue: Every<JobQueue.EnqueueOptions> = {
-        queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, timeout: undefined,
+        queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, dedupWhile: undefined, dedupFor: undefined, dedupReplace: undefined, timeout: undefined,
         maxAttempts: undefined, retry: undefined
       }
       yield* JobQueue.enqueue(Echo, 1, enqueue)
@@ -559,7 +559,7 @@ describe("every key an options type has is taken, each one undefined", () => {
       const consume: Every<JobQueue.ConsumeOptions<never>> = {
         queues: undefined, handlers: undefined, threadPool: undefined, tasks: undefined, concurrency: undefined, timeout: undefined,
         retry: undefined, retryPolicies: undefined, lease: undefined, poll: undefined, shutdownTimeout: undefined,
-        rateLimit: undefined, aging: undefined, name: undefined
+        rateLimit: undefined, aging: undefined, name: undefined, dispatch: undefined
       }
       yield* Effect.scoped(JobQueue.consume({ ...consume, handlers: [Echoing], concurrency: 1 }))
     }).pipe(Effect.provide(JobStore.memory())))

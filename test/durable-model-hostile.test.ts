@@ -28,6 +28,9 @@ import { prng } from "./helpers.ts"
  *   queue, a `runAt` already past counted as now), then FIFO (enqueue order); each running, attempts + 1, startedAt now, a lease of
  *   `lease` ms. A claim that took fewer than `limit` says when the soonest delayed job of its
  *   unpaused queues (any task) is due. A claim of limit 0 takes nothing; several queues' in any order.
+ *   A fair claim (`ClaimRequest.fair`) takes one candidate of each queue per round instead, the
+ *   queues in the request's order, each queue's best first, rounds until `limit` (a queue's window
+ *   counted as above); the jobs it takes are exactly those, in any order.
  * - every settle, heartbeat and progress is fenced by the claim's token: a token that no longer
  *   holds its job (settled, reaped, its job purged) writes nothing and is `lost` to a heartbeat.
  * - settle: Final ends the job (its exit, finishedAt now); Retry queues it after `delay` (its exit
@@ -88,6 +91,7 @@ type Op =
     readonly tasks: ReadonlyArray<string>
     readonly limit: number
     readonly lease: number
+    readonly fair: boolean
   }
   | {
     readonly _tag: "claimTogether"
@@ -285,12 +289,33 @@ class Model {
    * sequence), so `chosen` (the store's answer, as job numbers) is checked against that order and,
    * if it keeps it, is what the model claims.
    */
+  /**
+   * A fair claim's order of `candidates` (best first): rounds of one candidate per queue, the
+   * queues in `queues`' order (a queue named twice has one turn), while its window (`left`) allows;
+   * then the candidates past the windows (the claim holds them back).
+   */
+  turns(queues: ReadonlyArray<string>, candidates: ReadonlyArray<MJob>, left: ReadonlyMap<string, number>): Array<MJob> {
+    const lists = [...new Set(queues)].map((name) => candidates.filter((job) => job.spec.queue === name))
+    const ordered: Array<MJob> = []
+    const beyond: Array<MJob> = []
+    for (let round = 0; lists.some((list) => list.length > round); round++) {
+      for (const list of lists) {
+        const job = list[round]
+        if (job === undefined) continue
+        if (round < left.get(job.spec.queue)!) ordered.push(job)
+        else beyond.push(job)
+      }
+    }
+    return [...ordered, ...beyond]
+  }
+
   claim(
     queues: ReadonlyArray<string>,
     tasks: ReadonlyArray<string>,
     limit: number,
     lease: number,
-    chosen: ReadonlyArray<number>
+    chosen: ReadonlyArray<number>,
+    fair = false
   ): {
     picked: Array<MJob>
     dueIn: number | undefined
@@ -307,7 +332,7 @@ class Model {
     const left = new Map(queues.map((name) => [name, allowed(this.queue(name), this.now, limit)]))
     const held = new Set<string>()
     const best: Array<MJob> = []
-    for (const job of candidates) {
+    for (const job of fair ? this.turns(queues, candidates, left) : candidates) {
       if (best.length >= limit) break
       const n = left.get(job.spec.queue)!
       if (n === 0) {
@@ -323,7 +348,9 @@ class Model {
     const answer = chosen.map((k) => this.jobs[k]!)
     let wrong: string | undefined
     const last = best[best.length - 1]
-    if (answer.length !== best.length || answer.some((job) => !candidates.includes(job))) wrong = "not the best"
+    if (fair) {
+      if (answer.length !== best.length || answer.some((job) => !best.includes(job))) wrong = "not one of each queue per round"
+    } else if (answer.length !== best.length || answer.some((job) => !candidates.includes(job))) wrong = "not the best"
     else if (queues.some((name) => answer.filter((job) => job.spec.queue === name).length > allowed(this.queue(name), this.now, limit))) {
       wrong = "more than a window allows"
     }
@@ -610,7 +637,7 @@ const generate = (rnd: () => number, model: Model, seed: number, step: number, m
     // several queues in either order (Redis' look allots the slots across them whatever the order)
     const queues = multiQueue && chance(0.3) ? (chance(0.5) ? [...QUEUES] : [...QUEUES].reverse()) : [pick(QUEUES)]
     const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
-    return { _tag: "claim", queues, tasks, limit: pick([0, 1, 1, 2, 3]), lease: pick([100, 250]) }
+    return { _tag: "claim", queues, tasks, limit: pick([0, 1, 1, 2, 3]), lease: pick([100, 250]), fair: queues.length > 1 && chance(0.5) }
   }
   if (r < 0.38) {
     const tasks = chance(0.75) ? [...TASKS] : [pick(TASKS)]
@@ -744,9 +771,9 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
           break
         }
         case "claim": {
-          const claimed = yield* store.claim({ queues: op.queues, tasks: op.tasks, limit: op.limit, lease: op.lease })
+          const claimed = yield* store.claim({ queues: op.queues, tasks: op.tasks, limit: op.limit, lease: op.lease, fair: op.fair })
           const chosen = claimed.claims.map((c) => kOfId(c.job.id))
-          const expected = model.claim(op.queues, op.tasks, op.limit, op.lease, chosen)
+          const expected = model.claim(op.queues, op.tasks, op.limit, op.lease, chosen, op.fair)
           if (debug) console.log(`  claimed ${show(chosen)}, limitedFor ${claimed.limitedFor}, dueIn ${claimed.dueIn}; model ${show(expected)}`)
           if (expected.wrong !== undefined) {
             fail(`claim: the jobs, best first: expected ${show(expected.picked.map((job) => job.k))}, got ${show(chosen)} (${expected.wrong})`)

@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { admin, clusterLayer, timeoutSignalsOfJobs, freshPrefix, purgeRacingEnqueues } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -61,6 +61,12 @@ else {
         const prefix = freshPrefix()
         yield* rateLimitChangeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
+
+    it.live("a queue's retention applied by three store instances at once deletes each job once (the ids' index cleaned after each script)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* retentionAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 90_000 })
 
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
       Effect.gen(function*() {

@@ -3,9 +3,9 @@
  * `git archive` into a temporary directory, run as child processes through
  * fixtures/durable-upgrade-side.ts) beside this version's store on the same Postgres schema or
  * SQLite file, while this version opens it and migrates it. Each old tree is the last commit of a
- * schema version: Postgres 1 (ac126d5^), 6 (e124dca^), 7 (71d9fd7) and 8 (94d0ea6, the last before
- * the queues' caps, 9), SQLite 1 (979309b^), 5 (099cef9^), 6 (5fc1163^) and 7 (94d0ea6, the last
- * before the caps, 8). Test names give the version this one migrates to (the length of its
+ * schema version: Postgres 1 (ac126d5^), 6 (e124dca^), 7 (71d9fd7), 8 (94d0ea6, before the dedup
+ * modes) and 10 (973d62a, the last before the queues' caps, 11), SQLite 1 (979309b^), 5 (099cef9^),
+ * 6 (5fc1163^), 7 (94d0ea6) and 9 (973d62a, the last before the caps, 10). Test names give the version this one migrates to (the length of its
  * migrations), so that a later migration does not leave them naming an old one. Every job has
  * maxAttempts 1 and must run exactly once, whichever side enqueued it and whichever claimed it, and
  * each side reads the other's results.
@@ -45,13 +45,15 @@ const COMMITS = {
   pg6: "e124dca^",
   pg7: "71d9fd7",
   pg8: "94d0ea6",
+  pg10: "973d62a",
   sqlite1: "979309b^",
   sqlite5: "099cef9^",
   sqlite6: "5fc1163^",
   sqlite7: "94d0ea6",
+  sqlite9: "973d62a",
   redisBareIds: "ae50b32^",
   // the last before the queues' caps (setConcurrency): the meta hash's new field, and the claim's
-  redisBeforeCaps: "94d0ea6"
+  redisBeforeCaps: "973d62a"
 }
 /** The schema versions this version migrates to. */
 const PG_LATEST = Postgres.MIGRATIONS.length
@@ -304,11 +306,18 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
     await rolling(COMMITS.pg7, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
 
-  // version 9 adds wp_queue.concurrency (a queue's cap): a version-8 process's claims (whose
-  // `limited` read names its columns), settles and stats go on beside the new column, set
+  // versions 9 to 11 add the dedup modes' columns, retention and wp_queue.concurrency (a queue's
+  // cap): a version-8 process's claims, settles and stats go on beside the new columns, a cap set
   it(`a version-8 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg8, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
+  }, 120_000)
+
+  // version 11 adds wp_queue.concurrency (a queue's cap): a version-10 process's claims (whose
+  // `limited` read names its columns), settles, retention and stats go on beside the new column, set
+  it(`a version-10 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
+    const schema = pg.freshSchema()
+    await rolling(COMMITS.pg10, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
   }, 120_000)
 
   it(`a version-1 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
@@ -374,12 +383,20 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await rolling(COMMITS.sqlite1, filename, onFile(filename), {})
   }, 120_000)
 
-  // version 8 adds wp_queue.concurrency (a queue's cap): a version-7 process's statements, prepared
-  // before the ALTER TABLE, run on the table with it, the column set
+  // versions 8 to 10 add the dedup modes' columns, retention and wp_queue.concurrency (a queue's
+  // cap): a version-7 process's statements, prepared before the ALTER TABLEs, run on the table with them
   it(`a version-7 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite7, filename, onFile(filename), {}, true, true, true)
+  }, 120_000)
+
+  // version 10 adds wp_queue.concurrency (a queue's cap): a version-9 process's statements, prepared
+  // before the ALTER TABLE, run on the table with it, the column set
+  it(`a version-9 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await rolling(COMMITS.sqlite9, filename, onFile(filename), {}, true, true, true)
   }, 120_000)
 
   // version 7 widened the claim's, the reaper's and the purge's indexes (counts read them alone):
@@ -394,7 +411,7 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
 /**
  * Redis keeps no layout version: old trees from before ids named their queue (db368dc: such a
  * process reads no newer job by id), and from after it, before the per-priority counts' cleanup
- * (b38a274), and before the queues' caps (94d0ea6).
+ * (b38a274), and before the queues' caps (973d62a: with the dedup modes and retention).
  */
 const REDIS_COMMITS = ["e124dca^", "b38a274^", COMMITS.redisBeforeCaps]
 describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {

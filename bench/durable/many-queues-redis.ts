@@ -6,30 +6,22 @@
  * one job, in the last queue, and one that finds none, and a heartbeat of 16 jobs in 16 queues.
  * Its keys (its own prefix) are deleted at the end:
  *
- *   WORKPOOL_REDIS_URL=redis://… node bench/durable/many-queues-redis.ts [queues=10000] [jobs=3]
+ *   WORKPOOL_REDIS_URL=redis://… node bench/durable/many-queues-redis.ts [queues=10000] [jobs=3] [dispatch=priority|fair]
+ *
+ * `fair`: the claims are fair ones (`consume({ dispatch: "fair" })`), the queues in the same order.
  */
 import { Effect } from "effect"
 import { createClient } from "redis"
-import type { FreshJob } from "../../src/internal/store/model.ts"
+import { echoJob as job } from "./task.ts"
 import * as RedisStore from "../../src/internal/store/redis.ts"
 
 const url = process.env.WORKPOOL_REDIS_URL
 if (url === undefined || url === "") throw new Error("set WORKPOOL_REDIS_URL")
-const [queuesArg = "10000", jobsArg = "3"] = process.argv.slice(2)
+const [queuesArg = "10000", jobsArg = "3", dispatch = "priority"] = process.argv.slice(2)
+if (dispatch !== "priority" && dispatch !== "fair") throw new Error(`dispatch: expected priority or fair, got ${dispatch}`)
 const QUEUES = Number(queuesArg)
 const JOBS = Number(jobsArg)
 const prefix = `wp-many-queues-${process.pid}`
-const job = (queue: string): FreshJob => ({
-  queue,
-  task: "Echo",
-  payload: "{}",
-  priority: 0,
-  dedupKey: null,
-  maxAttempts: 3,
-  timeout: 0,
-  delay: 0,
-  runAt: undefined
-})
 
 /** `effect` run and its time printed. */
 const timed = <A, E>(label: string, effect: Effect.Effect<A, E>) =>
@@ -46,7 +38,7 @@ const program = Effect.gen(function*() {
   yield* timed(`enqueueAll of ${QUEUES * JOBS} jobs in ${QUEUES} queues`, store.enqueueAll(Array.from({ length: JOBS }, () => queues).flat().map(job)))
   yield* timed("reap (nothing expired)", store.reap([]))
   yield* timed("reap again", store.reap([]))
-  const request = { queues, tasks: ["Echo"], limit: 16, lease: 30_000 }
+  const request = { queues, tasks: ["Echo"], limit: 16, lease: 30_000, fair: dispatch === "fair" }
   yield* timed("claim of 16, every queue with jobs", store.claim(request))
   let done = 0
   const started = performance.now()

@@ -118,15 +118,31 @@ export const versionAndIndex = (schema: string, index: string) =>
     )
   ).pipe(Effect.map(([versions, indexes]) => [versions.map((row) => row.value), indexes.map((row) => row.indexname)]))
 
+/** What version 11 added (the queues' caps, `setConcurrency`), undone. */
+export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
+
+/** What versions 10 (retention) and 11 (caps) added: undone by every `backTo` before 10. */
+export const beforeRetention = (S: string) => [
+  undoCap(S),
+  `DROP INDEX ${S}.wp_job_retained`,
+  `ALTER TABLE ${S}.wp_queue DROP COLUMN retention`
+]
+
 /** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`, DROP_CAP(S)])
+  backTo(S, 6, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
-/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted` (8) and the queues' caps (9). */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`, DROP_CAP(S)])
+/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
+export const backToVersion7 = (S: string) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`])
 
-/** Version 9's column, dropped to go back before it. */
-const DROP_CAP = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
+/** What the dedup modes' migration (version 9) adds, undone: its columns, their index with them. */
+export const undoDedupModes = (S: string) => `ALTER TABLE ${S}.wp_job DROP COLUMN dedup_queued, DROP COLUMN dedup_until`
+
+/** Takes the schema `S` (quoted) back to version 8, before the dedup modes' migration (and retention's after it). */
+export const backToBeforeDedupModes = (S: string) => backTo(S, 8, [...beforeRetention(S), undoDedupModes(S)])
+
+/** Takes the schema `S` (quoted) back to version 10, before the queues' caps (11). */
+export const backToBeforeCaps = (S: string) => backTo(S, 10, [undoCap(S)])
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>

@@ -14,7 +14,7 @@
  */
 import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
-import { AttemptTimeout } from "../../DurableError.ts"
+import { AttemptTimeout, type StoreError } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
@@ -58,6 +58,8 @@ export interface ConsumerConfig<R> {
   readonly rateLimit: RateLimits.Limit | undefined
   /** The pool's name (checked); undefined for the default, derived from `queues`. */
   readonly name: string | undefined
+  /** "fair": its claims serve its queues in turn (`ClaimRequest.fair`); "priority": the best jobs across them. */
+  readonly dispatch: "priority" | "fair"
 }
 
 export interface Consumer {
@@ -82,6 +84,41 @@ export const MAX_CLAIM = 1000
 /** A running job's progress is written to the store at most once per this many ms (and at its end). */
 export const PROGRESS_EVERY = 250
 
+/**
+ * A fair consumer's turn over its queues: each claim asks for them from the cursor on, and the
+ * cursor then moves past the last queue the claim served, so that the next claim starts with the
+ * queue after it. A claim serves one job per queue per round (`ClaimRequest.fair`): the last queue
+ * served is the furthest of those that gave the most jobs. A queue passed over (empty, paused,
+ * held by its rate limit) is asked first again once the cursor comes round, so none loses its turn
+ * for good; a claim that took nothing leaves the cursor where it was.
+ */
+export const makeTurns = (queues: ReadonlyArray<string>) => {
+  const index = new Map<string, number>()
+  queues.forEach((queue, i) => index.has(queue) || index.set(queue, i))
+  const n = queues.length
+  let cursor = 0
+  return {
+    queues: (): ReadonlyArray<string> => cursor === 0 ? queues : [...queues.slice(cursor), ...queues.slice(0, cursor)],
+    served: (claims: ReadonlyArray<Claim>): void => {
+      const counts = new Map<string, number>()
+      for (const { job } of claims) counts.set(job.queue, (counts.get(job.queue) ?? 0) + 1)
+      let most = 0
+      let last = -1
+      for (const [queue, count] of counts) {
+        const at = index.get(queue)
+        if (at === undefined) continue
+        // its place in this claim's order, which started at the cursor
+        const place = (at - cursor + n) % n
+        if (count > most || (count === most && place > last)) {
+          most = count
+          last = place
+        }
+      }
+      if (last >= 0) cursor = (cursor + last + 1) % n
+    }
+  }
+}
+
 interface Running {
   readonly claim: Claim
   readonly task: Task.Any
@@ -101,6 +138,13 @@ interface Current {
   readonly now: number
   readonly renewed: boolean
 }
+
+/**
+ * The most finished jobs of one queue and state a consumer's retention batch deletes (one statement
+ * or script): a backlog (a retention set on a queue of millions) is deleted a batch at a time,
+ * never in one delete that holds the store.
+ */
+export const RETAIN_BATCH = 1000
 
 /**
  * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
@@ -257,6 +301,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     let limiter = config.rateLimit === undefined ? undefined : new RateLimits.RateLimiter(config.rateLimit)
     /** Free slots that a rate limit (this consumer's, or the queue's) keeps from claiming, as last seen. */
     let held = 0
+    // one queue: nothing to take turns over
+    const turns = config.dispatch === "fair" && config.queues.length > 1 ? makeTurns(config.queues) : undefined
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
@@ -591,8 +637,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const since = yield* store.version
         // claimed and registered as one step: an interruption between the two would strand claims
         const claimed = yield* Effect.uninterruptible(
-          store.claim({ queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }).pipe(
+          store.claim(
+            turns === undefined
+              ? { queues: config.queues, tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease }
+              : { queues: turns.queues(), tasks, limit: Math.min(allowed, MAX_CLAIM), lease: config.lease, fair: true }
+          ).pipe(
             Effect.tap(({ claims }) => {
+              turns?.served(claims)
               // counted as they start, after the claim's round trip: counted at `now`, before it, a
               // slow claim's jobs left the window early and the next claim's could start within it
               const startedAt = limiter === undefined || claims.length === 0 ? now : monotonic()
@@ -809,26 +860,53 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       }
     })
 
+    // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
+    // frozen server, a partition that drops packets), which kept the reaper silent for ever, the
+    // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
+    // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
+    // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
+    // statements or scripts per queue did, whole, or nothing of a queue; a retention batch deletes
+    // what its statements or scripts did
+    const maintenanceBound = Math.max(ServerTime.ASK_BOUND, config.lease)
+    /** A maintenance step (a reap, a retention batch), bounded: one with no answer fails, and its loop goes on. */
+    const bounded = <A>(what: string, effect: Effect.Effect<A, StoreError>) =>
+      Effect.exit(Effect.timeoutOrElse(effect, {
+        duration: maintenanceBound,
+        orElse: () => Effect.fail(new Cause.TimeoutError(`${what} had no answer within ${maintenanceBound} ms`))
+      }))
+    const halfLease = Math.max(1, Math.floor(config.lease / 2))
+
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
-      // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
-      // frozen server, a partition that drops packets), which kept this loop silent for ever, the
-      // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
-      // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
-      // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
-      // statements or scripts per queue did, whole, or nothing of a queue
-      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
       while (true) {
-        const reaped = yield* Effect.exit(Effect.timeoutOrElse(store.reap(backoff, reapPolicies), {
-          duration: bound,
-          orElse: () => Effect.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
-        }))
+        const reaped = yield* bounded("a reap", store.reap(backoff, reapPolicies))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
         }
-        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
+        yield* Effect.sleep(halfLease)
+      }
+    })
+
+    // the queues' retention (JobQueue.setRetention), applied beside the reaper at the same pace: a
+    // bounded batch at a time, the next at once while a batch came back full (a backlog, or a busy
+    // queue ending more than a batch a round), so that it keeps up without one huge delete and
+    // without holding the reaps back
+    const retainLoop = Effect.gen(function*() {
+      const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
+      while (true) {
+        const retained = yield* bounded("a retention batch", store.retain(RETAIN_BATCH))
+        if (Exit.isSuccess(retained)) {
+          yield* retaining.worked
+          if (retained.value.more) {
+            yield* Effect.yieldNow
+            continue
+          }
+        } else if (!(yield* store.closed)) {
+          yield* retaining.failed(retained.cause, () => "finished jobs past their queue's retention stay until it works")
+        }
+        yield* Effect.sleep(halfLease)
       }
     })
 
@@ -842,6 +920,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const claimer = loop("claim loop", claimLoop)
     const heart = loop("heartbeat", heartbeatLoop)
     const reaper = loop("reaper", reaperLoop)
+    const retainer = loop("retention", retainLoop)
 
     const stop = (now: boolean): Effect.Effect<void> => {
       // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
@@ -878,7 +957,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             yield* Fiber.interruptAll(left)
           }
         }
-        yield* Fiber.interruptAll([reaper, heart])
+        yield* Fiber.interruptAll([reaper, retainer, heart])
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
     }

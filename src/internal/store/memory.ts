@@ -26,6 +26,11 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  RETAINED,
+  type Retained,
+  retentionField,
+  type Retention,
+  roundRobin,
   type Settlement,
   type State,
   type Store,
@@ -55,7 +60,20 @@ interface Row {
   rank: number
   token: string | null
   leaseUntil: number
+  /** A `dedupWhile: "queued"` job's key, once it started: no longer held (see `holds`). */
+  released: boolean
+  readonly dedupQueued: boolean
+  /** The end of its throttle window (`dedupFor`), store time; null none. */
+  readonly dedupUntil: number | null
 }
+
+/** Whether a job holds its dedup key at `now`: by its state (see `NewJob.dedupWhile`) or its window. */
+const holds = (row: Row, now: number): boolean =>
+  row.job.dedupKey !== null && (
+    (row.job.state === "queued" && !row.released) ||
+    (row.job.state === "running" && !row.dedupQueued) ||
+    (row.dedupUntil !== null && now < row.dedupUntil)
+  )
 
 interface QueueState {
   paused: boolean
@@ -65,6 +83,7 @@ interface QueueState {
   times: Array<number>
   /** At most this many of the queue's jobs running at once (`setConcurrency`); undefined: no cap. */
   concurrency: number | undefined
+  retention?: Retention | undefined
 }
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
@@ -114,13 +133,31 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** The key of a dedup key in its queue, in `holders`. */
   const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
-  /** The unfinished jobs holding dedup keys, by `holderKey`: read once for a batch, not once per job. */
+  /** The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per job. */
   const holders = () => {
     const found = new Map<string, string>()
-    for (const { job } of rows.values()) {
-      if (job.dedupKey !== null && (job.state === "queued" || job.state === "running")) found.set(holderKey(job.queue, job.dedupKey), job.id)
+    const now = time()
+    for (const row of rows.values()) {
+      if (holds(row, now)) found.set(holderKey(row.job.queue, row.job.dedupKey!), row.job.id)
     }
     return found
+  }
+
+  /**
+   * A dedup hit: the holder's handle, its payload (and run time) replaced first if `job` asks for it
+   * and the holder waits (see `NewJob.dedupReplace`); `visibleIn` when its run time moved.
+   */
+  const replaced = (row: Row, job: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+    if (job.dedupReplace === undefined || row.job.state !== "queued" || row.job.task !== job.task) return { id: row.job.id, created: false }
+    if (job.dedupReplace === "payload") {
+      update(row, { payload: job.payload })
+      return { id: row.job.id, created: false }
+    }
+    const now = time()
+    const visibleAt = job.runAt ?? now + job.delay
+    update(row, { payload: job.payload, visibleAt })
+    row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, Math.max(visibleAt, now))
+    return { id: row.job.id, created: false, visibleIn: visibleAt - now }
   }
 
   /**
@@ -135,15 +172,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (rows.has(job.id)) return { id: job.id, created: false }
     if (job.dedupKey !== null && held !== undefined) {
       const holder = held.get(holderKey(job.queue, job.dedupKey))
-      if (holder !== undefined) return { id: holder, created: false }
+      if (holder !== undefined) return replaced(rows.get(holder)!, job)
       held.set(holderKey(job.queue, job.dedupKey), job.id)
     } else if (job.dedupKey !== null) {
+      const now = time()
       for (const row of rows.values()) {
-        const other = row.job
-        if (
-          other.queue === job.queue && other.dedupKey === job.dedupKey &&
-          (other.state === "queued" || other.state === "running")
-        ) return { id: other.id, created: false }
+        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) return replaced(row, job)
       }
     }
     const now = time()
@@ -175,7 +209,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a runAt in the past is waited for from now (see model.rank)
       rank: rank(job.priority, queueOf(job.queue).aging, Math.max(visibleAt, now)),
       token: null,
-      leaseUntil: 0
+      leaseUntil: 0,
+      released: false,
+      dedupQueued: job.dedupWhile === "queued",
+      dedupUntil: job.dedupFor === undefined ? null : now + job.dedupFor
     }
     rows.set(job.id, row)
     return { id: job.id, created: true, visibleIn: visibleAt - now }
@@ -236,13 +273,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (row === undefined || row.job.state !== "dead") return false
       const key = row.job.dedupKey
       if (key !== null) {
+        // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back
         for (const other of rows.values()) {
           const job = other.job
-          if (job.queue === row.job.queue && job.dedupKey === key && (job.state === "queued" || job.state === "running")) {
-            return false
-          }
+          if (
+            job.queue === row.job.queue && job.dedupKey === key &&
+            ((job.state === "queued" && !other.released) || (job.state === "running" && !other.dedupQueued))
+          ) return false
         }
       }
+      // a redriven "queued"-mode job holds its key again until it starts
+      row.released = false
       const now = time()
       // a new run from the start: its exit alone stays, which awaiters ignore until the new run ends
       update(row, {
@@ -271,6 +312,30 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
+  const retain = (batch: number) =>
+    Effect.sync((): Retained => {
+      const now = time()
+      let deleted = 0
+      let more = false
+      for (const [name, queue] of queues) {
+        for (const state of RETAINED) {
+          const keep = queue.retention?.[state]
+          if (keep === undefined) continue
+          // newest first (by end time, then by creation): past `count`, or older than `age`, goes
+          const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
+            .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
+          const past = ended.filter((row, i) =>
+            (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
+          ).reverse().slice(0, batch)
+          for (const row of past) rows.delete(row.job.id)
+          deleted += past.length
+          if (past.length >= batch) more = true
+        }
+      }
+      // its awaiters look (a job they await may be gone)
+      return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
+    })
+
   const configure = (
     name: string,
     settings: QueueSettings
@@ -287,6 +352,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         queue.times = queue.times.slice(-settings.rateLimit.limit)
       }
       if (settings.concurrency !== undefined) queue.concurrency = settings.concurrency ?? undefined
+      if (settings.retention !== undefined) queue.retention = settings.retention ?? undefined
       changed(undefined)
     })
 
@@ -314,6 +380,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         },
         // only when set: a queue without a cap counts as before (a field of undefined is a field)
         ...(queue.concurrency === undefined ? {} : { concurrency: { limit: queue.concurrency, running: tally.running } }),
+        ...retentionField(queue.retention),
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority)
@@ -365,6 +432,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
+      // a rate-limited or capped queue's candidates past what it allows are skipped below, in this order too
+      const ordered = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
       // what each rate-limited queue's window, and each capped queue's free slots, allow now
       const allowed = new Map<string, number>()
       const windowed = new Map<string, number>()
@@ -382,7 +451,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const held = new Set<string>()
       let capped = false
       const picked: Array<Row> = []
-      for (const row of candidates) {
+      for (const row of ordered) {
         if (picked.length >= request.limit) break
         const left = allowed.get(row.job.queue)
         if (left === 0) {
@@ -398,6 +467,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const claims = picked.map((row): Claim => {
         const token = crypto.randomUUID()
         update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
+        if (row.dedupQueued) row.released = true
         row.token = token
         row.leaseUntil = now + request.lease
         byToken.set(token, row)
@@ -521,6 +591,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     redrive,
     purge,
     configure,
+    retain,
     counts,
     latencies,
     claim,

@@ -71,6 +71,23 @@ export interface NewJob {
   readonly payload: string
   readonly priority: number
   readonly dedupKey: string | null
+  /**
+   * `"queued"`: the dedup key is released when the job first starts (a store moves it out of the
+   * column its unique index reads), so an enqueue during the run creates a follow-up job; its
+   * retries do not take the key back. Absent: held until the job finishes (`EnqueueOptions.dedupWhile`).
+   */
+  readonly dedupWhile?: "queued" | undefined
+  /**
+   * Milliseconds after the enqueue (store time) during which the dedup key stays held whatever the
+   * job's state, finished included: a throttle window (`EnqueueOptions.dedupFor`). Absent: none.
+   */
+  readonly dedupFor?: number | undefined
+  /**
+   * When the key's holder is waiting (queued or delayed, not running nor finished) and of the same
+   * task: `"payload"` replaces its payload with this one's; `"debounce"` its run time too (this
+   * job's `delay` or `runAt`, from now). Its id is returned (`created: false`) as ever.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   readonly maxAttempts: number
   readonly timeout: number
   /** Milliseconds from now (store time) until it may be claimed. */
@@ -123,6 +140,45 @@ export interface ClaimRequest {
   readonly tasks: ReadonlyArray<string>
   readonly limit: number
   readonly lease: number
+  /**
+   * Fair dispatch (`consume({ dispatch: "fair" })`): the claim takes one job of each queue that has
+   * one it may start, in the order of `queues` (the consumer rotates them), round after round until
+   * `limit`; priority and aging order the jobs within a queue only. Absent: the best jobs across
+   * all the queues (rank, then the oldest).
+   */
+  readonly fair?: boolean | undefined
+}
+
+/**
+ * A fair claim's jobs (see `ClaimRequest.fair`), from candidates best first within each queue: one
+ * of each queue per round, the queues in the order of `queues`, rounds until `limit` or none is
+ * left. A queue's candidates past what it may give (its rate limit's window) are left out by the
+ * caller, before or after: skipping a queue's later candidates in this order leaves the others' as
+ * they are.
+ */
+export const roundRobin = <T>(
+  queues: ReadonlyArray<string>,
+  candidates: ReadonlyArray<T>,
+  queueOf: (candidate: T) => string,
+  limit: number = Infinity
+): Array<T> => {
+  const byQueue = new Map<string, Array<T>>()
+  for (const candidate of candidates) {
+    const list = byQueue.get(queueOf(candidate))
+    if (list === undefined) byQueue.set(queueOf(candidate), [candidate])
+    else list.push(candidate)
+  }
+  // a queue named twice takes its one turn
+  let lists = Array.from(new Set(queues), (queue) => byQueue.get(queue)).filter((list) => list !== undefined)
+  const picked: Array<T> = []
+  for (let round = 0; lists.length > 0 && picked.length < limit; round++) {
+    for (const list of lists) {
+      if (picked.length >= limit) break
+      picked.push(list[round]!)
+    }
+    lists = lists.filter((list) => list.length > round + 1)
+  }
+  return picked
 }
 
 /** What a claim took, and whether a queue's shared rate limit held it back. */
@@ -199,6 +255,70 @@ export interface QueueCounts {
    * none, or on a store without caps.
    */
   readonly concurrency?: { readonly limit: number; readonly running: number } | undefined
+  /** How long and how many of the queue's finished jobs are kept (`JobQueue.setRetention`); undefined if not set. */
+  readonly retention?: Retention | undefined
+}
+
+/**
+ * How many of a queue's finished jobs of one state are kept: those that ended less than `age` ms
+ * ago, and at most the newest `count` of them (by end time). A field left out does not limit.
+ */
+export interface Keep {
+  readonly age?: number | undefined
+  readonly count?: number | undefined
+}
+
+/** A queue's retention by final state (`JobQueue.setRetention`); a state left out is kept for good. */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The final states a retention names, in the order the stores apply them. */
+export const RETAINED: ReadonlyArray<"succeeded" | "dead" | "cancelled"> = ["succeeded", "dead", "cancelled"]
+
+/** A retention as the stores keep it (JSON text): only its known fields, numbers only. */
+export const encodeRetention = (retention: Retention): string => JSON.stringify(retentionOf(retention) ?? {})
+
+/**
+ * A stored retention, read: only finite, non-negative numbers of known fields count, so that a row
+ * written by hand (or by a later version with more fields) never makes a store delete more than
+ * it says; undefined for none, or one that limits nothing.
+ */
+export const decodeRetention = (text: string | null | undefined): Retention | undefined => {
+  if (typeof text !== "string" || text === "") return undefined
+  try {
+    return retentionOf(JSON.parse(text))
+  } catch {
+    return undefined
+  }
+}
+
+const retentionOf = (value: unknown): Retention | undefined => {
+  if (typeof value !== "object" || value === null) return undefined
+  const out: Record<string, Keep> = {}
+  for (const state of RETAINED) {
+    const keep = (value as Record<string, unknown>)[state]
+    if (typeof keep !== "object" || keep === null) continue
+    const age = (keep as Record<string, unknown>).age
+    const count = (keep as Record<string, unknown>).count
+    const rule: { age?: number; count?: number } = {}
+    if (typeof age === "number" && Number.isFinite(age) && age >= 0) rule.age = age
+    if (typeof count === "number" && Number.isInteger(count) && count >= 0) rule.count = count
+    if (rule.age !== undefined || rule.count !== undefined) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? undefined : out
+}
+
+/** A queue's counts' `retention` field: none when it has none (its counts as they were before retention). */
+export const retentionField = (retention: Retention | undefined): { readonly retention?: Retention } =>
+  retention === undefined ? {} : { retention }
+
+/** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
+export interface Retained {
+  readonly deleted: number
+  readonly more: boolean
 }
 
 export interface ListFilter {
@@ -266,6 +386,8 @@ export interface QueueSettings {
   readonly rateLimit?: QueueRateLimit | null | undefined
   /** At most this many of the queue's jobs running at once, fleet-wide; null removes the cap. */
   readonly concurrency?: number | null | undefined
+  /** The queue's retention, replacing the one before; null removes it. */
+  readonly retention?: Retention | null | undefined
 }
 
 /**
@@ -280,8 +402,10 @@ export interface QueueSettings {
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
-   * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * state: how repeatable jobs enqueue a tick once across processes), or the job of the same queue
+   * holding the same dedup key (unfinished and not a started `dedupWhile: "queued"` one, or inside
+   * its `dedupFor` window), first replacing its payload (and run time) if the new job's
+   * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
@@ -324,6 +448,15 @@ export interface Store {
    * updates it in the claim's own transaction; a new limit keeps the latest of them.
    */
   readonly configure: (queue: string, settings: QueueSettings) => Effect.Effect<void, StoreError>
+  /**
+   * Applies every queue's retention (`QueueSettings.retention`) once: for each queue and final
+   * state it names, deletes at most `batch` of the jobs past it (those that ended more than `age`
+   * ago, or are not among the newest `count`), oldest first, as `purge` deletes them. Bounded and
+   * idempotent: what several consumers run at once deletes each job once, and a queue's rule that
+   * deleted a full batch says `more`. Only queues with a retention are looked at. The consumers'
+   * reaper runs it (no consumer running, nothing is deleted).
+   */
+  readonly retain: (batch: number) => Effect.Effect<Retained, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after

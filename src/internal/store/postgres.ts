@@ -65,6 +65,12 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  decodeRetention,
+  encodeRetention,
+  RETAINED,
+  type Retained,
+  retentionField,
+  roundRobin,
   type Settlement,
   type State,
   type Store,
@@ -75,7 +81,7 @@ import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
-import { makeSignal } from "./signal.ts"
+import { makeSignal, UNKEYED } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { inOtherTransaction } from "../sqlTransaction.ts"
 import * as Backoff from "../durable/backoff.ts"
@@ -156,11 +162,30 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
   (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
-  // 9: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim
+  // 9: dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN dedup_queued text, ADD COLUMN dedup_until bigint;
+  CREATE INDEX IF NOT EXISTS wp_job_dedup_until ON ${s}.wp_job (queue, (COALESCE(dedup_key, dedup_queued)), dedup_until)
+    WHERE dedup_until IS NOT NULL;`,
+  // 10: a queue's retention of its finished jobs (JSON text, see
+  // `JobQueue.setRetention`), and their index by queue, state and end time, from which a consumer's
+  // retention batch reads the oldest past an age or the newest `count` (see `retainStatement`): the
+  // other indexes of finished jobs hold every queue's, or not by end time. IF NOT EXISTS, as 8
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN IF NOT EXISTS retention text;
+  CREATE INDEX IF NOT EXISTS wp_job_retained ON ${s}.wp_job (queue, state, finished_at, seq) WHERE state IN ('succeeded', 'dead', 'cancelled');`,
+  // 11: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim
   // from the running rows (wp_job_counted) under the queue row's lock, never kept as a counter.
   // A column with a constant default: a change of the catalog only, instant on a large table
   (s) => `ALTER TABLE ${s}.wp_queue ADD COLUMN concurrency integer NOT NULL DEFAULT 0;`
 ]
+
+/** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
+const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
 
 /** This transaction's id (`settled_xid`). */
 const XID = "pg_current_xact_id()::text::bigint"
@@ -351,6 +376,10 @@ const reasonOf = (cause: unknown): string => {
  * make the prepared statement's generic plan sort every queued job of the queues. The limit is a
  * literal (one prepared statement per limit): with `LIMIT $n` the generic plan assumes a tenth of
  * the rows are wanted, and sorts them all too.
+ *
+ * `fair` (`ClaimRequest.fair`): the same scans, merged by turn instead of rank: each queue's best
+ * first, then each one's second..., the queues of a turn in the order of `queues`. As many index
+ * probes and locks as by priority; only the order the merge keeps changes.
  */
 export const bestStatement = (
   sql: PgClient.PgClient,
@@ -359,29 +388,34 @@ export const bestStatement = (
   tasks: ReadonlyArray<string>,
   limit: number,
   now: Fragment | number,
-  when: Fragment = sql`true`
+  when: Fragment = sql`true`,
+  fair = false
 ) => {
+  // a queue named twice, scanned twice, gave its jobs twice: the claim took each once, short
+  const names = Array.from(new Set(queues))
   const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
-  return queues.length === 1
+  // a queue's best `limit`, of the queue `q.name`
+  const scan = sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
+    WHERE j.queue = q.name AND ${visible}
+    ORDER BY j.rank DESC, j.seq
+    LIMIT ${n}
+    FOR UPDATE SKIP LOCKED`
+  return names.length === 1
     ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-        WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
+        WHERE ${when} AND j.queue = ${names[0]!} AND ${visible}
           -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
           -- it to remove every row and then sorts them rather than reading the index in order
-          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${names[0]!} AND q.paused)
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
-    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-          SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-          WHERE j.queue = q.name AND ${visible}
-          ORDER BY j.rank DESC, j.seq
-          LIMIT ${n}
-          FOR UPDATE SKIP LOCKED
-        ) c
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${names}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
+        CROSS JOIN LATERAL (${
+      fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
+    }) c
         WHERE ${when} AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue p WHERE p.name = q.name AND p.paused)
-        ORDER BY c.rank DESC, c.seq
+        ORDER BY ${fair ? sql`c.turn, q.place` : sql`c.rank DESC, c.seq`}
         LIMIT ${n}`
 }
 
@@ -460,12 +494,14 @@ export const claimStatement = (
       // its before a reap, its snapshot older than the reap): "deadlock detected"
       finals.length === 0
         ? sql`NOT (SELECT limited FROM limited)`
-        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`
+        : sql`NOT (SELECT limited FROM limited) AND (SELECT count(*) FROM settled) >= 0`,
+      request.fair === true
     )
   }),
     claimed AS (
       UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+        ${sql.literal(RELEASE_QUEUED)}
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
@@ -568,6 +604,55 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
       WHERE j.seq = l.seq
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+
+/**
+ * A batch of a queue's retention for one final state: deletes at most `batch` of its jobs of `state`
+ * that ended before `before`, or those past the newest `keep` (by end time, then creation), oldest
+ * first. The newest `keep` are only read, to find the cut (the first job past them), not locked: as
+ * an `OFFSET` under the lock, every batch locked them all (a retention keeping 100,000 wrote a lock
+ * on 100,000 rows per batch). The rows another statement holds are skipped, not waited for (SKIP
+ * LOCKED): consumers running it together delete each job once and never deadlock, with each other
+ * or with a purge or a settle. Skipping a locked job among the newest keeps one more, never fewer.
+ * Read from `wp_job_retained`: the age's cut is a row comparison on its columns, which only that
+ * index serves as a bound. As `finished_at < $before` the prepared statement's generic plan (taken
+ * after five runs) read `wp_job_finished` from the oldest end, every queue's finished jobs, filtered
+ * for this queue's: a queue with a retention among millions of other queues' jobs kept read them
+ * all at every batch. The batch's rows are deleted by their keys (an array of them, read first): joined
+ * to the table (`DELETE ... USING`), a batch of a thousand was planned as a hash join over a
+ * read of the whole table. Exported for the tests.
+ */
+export const retainStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queue: string,
+  state: State,
+  batch: number,
+  past: { readonly before: number } | { readonly keep: number }
+) =>
+  "before" in past
+    ? sql<{ n: bigint }>`WITH gone AS (
+      DELETE FROM ${S}.wp_job j
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+          AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
+        FOR UPDATE SKIP LOCKED))
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+    : sql<{ n: bigint }>`WITH cut AS (
+      SELECT c.finished_at, c.seq FROM ${S}.wp_job c
+      WHERE c.queue = ${queue} AND c.state = ${state} AND c.state IN ('succeeded', 'dead', 'cancelled')
+      ORDER BY c.finished_at DESC, c.seq DESC OFFSET ${past.keep} LIMIT 1
+    ), gone AS (
+      DELETE FROM ${S}.wp_job j
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+          AND (l.queue, l.state, l.finished_at, l.seq)
+            <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
+        FOR UPDATE SKIP LOCKED))
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -1490,6 +1575,37 @@ export const makeWith = (
         ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
     }
 
+    /** A job's throttle window's end (see `NewJob.dedupFor`): the store's time plus the window, or null. */
+    const dedupUntil = (job: NewJob, now: Fragment | number) =>
+      job.dedupFor === undefined || job.dedupKey === null ? null : sql`${now}::bigint + ${job.dedupFor}::bigint`
+
+    /** The jobs whose throttle window holds a key of a queue at `now` (`columns` of `w`), by `wp_job_dedup_until`. */
+    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number, columns: Fragment = sql`w.id`) =>
+      sql`SELECT ${columns} FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
+        AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
+
+    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
+    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
+
+    /**
+     * A waiting holder's payload (and, debounced, its run time) replaced by `job`'s (see
+     * `NewJob.dedupReplace`): a row with when it is due (debounced), or none if it no longer waits.
+     */
+    const replace = (id: string, job: NewJob) => {
+      const now = NOW()
+      const fence = sql`WHERE id = ${id} AND state = 'queued' AND task = ${job.task}`
+      if (job.dedupReplace !== "debounce") {
+        return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
+          RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
+      }
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      return sql<{ due_in: bigint | number | string | null; visible: bigint | number | string | null }>`UPDATE ${S}.wp_job SET payload = ${job.payload}, visible_at = ${visible},
+          rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible, now)}
+        ${fence}
+        RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+    }
+
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
@@ -1497,7 +1613,8 @@ export const makeWith = (
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1507,9 +1624,13 @@ export const makeWith = (
       const checked = CHECKED_AT()
       const inTime = job.notAfter === undefined ? undefined : sql`${checked} <= ${job.notAfter}::bigint
         AND set_config('lock_timeout', LEAST(GREATEST(${job.notAfter}::bigint + 1 - ${checked}, 1), ${MAX_LOCK_TIMEOUT})::text, true) IS NOT NULL`
+      // a key another job's throttle window holds (whatever that one's state) is not taken: the
+      // unique index sees only unfinished jobs
+      const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
+      const where = [inTime, free].filter((fragment) => fragment !== undefined)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+        ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
@@ -1528,12 +1649,20 @@ export const makeWith = (
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
             if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
-            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
+            const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
-              SELECT id FROM ${S}.wp_job
+              SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              UNION ALL
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}`)})
               LIMIT 1`
-            if (found.length > 0) return { id: found[0]!.id, created: false }
+            if (found.length > 0 && !(job.dedupReplace !== undefined && found[0]!.waiting)) return { id: found[0]!.id, created: false }
+            if (found.length > 0) {
+              const [moved] = yield* replace(found[0]!.id, job)
+              if (moved !== undefined) return { id: found[0]!.id, created: false, ...(moved.due_in === null ? {} : { dueIn: Number(moved.due_in) }) }
+              // it started (its key released, if "queued"-mode) or ended since: looked at again
+              continue
+            }
             // no job holds it: the insert was past its notAfter (a round trip only then), or the
             // holder was purged since (tried again)
             if (job.notAfter !== undefined) {
@@ -1549,7 +1678,8 @@ export const makeWith = (
           Effect.catchIf((error) => job.notAfter !== undefined && isLockTimeout(error), () =>
             Effect.succeed<Inserted>({ id: job.id, created: false, late: true }))
         ),
-        (result) => result.created ? result.dueIn ?? true : false,
+        // a debounced holder wakes its consumers at its new time, as a created job does
+        (result) => result.created ? result.dueIn ?? true : result.dueIn ?? false,
         input.queue
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
     }
@@ -1567,27 +1697,36 @@ export const makeWith = (
       const now = NOW()
       const rows = JSON.stringify(jobs.map((job) => [
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
-        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null
+        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
-          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
+          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
+        WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
         ON CONFLICT DO NOTHING
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
-    /** The unfinished jobs holding these jobs' dedup keys in their queues. */
-    const holders = (jobs: ReadonlyArray<NewJob>) =>
-      sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
-        WHERE (queue, dedup_key) IN (
-          SELECT key ->> 0, key ->> 1 FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key
-        ) AND state IN ('queued', 'running')`
+    /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
+    const holders = (jobs: ReadonlyArray<NewJob>) => {
+      const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
+        FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
+      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string }>`SELECT * FROM (
+          SELECT id, queue, dedup_key, state, task, 0 AS o FROM ${S}.wp_job
+            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+          UNION ALL
+          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1 FROM (${keys}) k,
+            LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
+        ) h ORDER BY h.o`
+    }
 
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
       op(
@@ -1638,13 +1777,29 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
-              const held = new Map<string, string>()
-              for (const row of yield* holders(conflicted)) held.set(`${row.queue}\u0000${row.dedup_key}`, row.id)
+              const held = new Map<string, { id: string; state: string; task: string }>()
+              for (const row of yield* holders(conflicted)) {
+                // an unfinished holder (listed first) over a window's
+                const key = `${row.queue}\u0000${row.dedup_key}`
+                if (!held.has(key)) held.set(key, row)
+              }
               left = []
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
-                else results.set(job.id, { id: holder, created: false })
+                else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
+                  results.set(job.id, { id: holder.id, created: false })
+                } else {
+                  // in item order: a later item's replace wins, as one enqueue after another
+                  const [moved] = yield* replace(holder.id, job)
+                  if (moved === undefined) {
+                    left.push(job) // it started or ended since: looked at again
+                    continue
+                  }
+                  results.set(job.id, { id: holder.id, created: false })
+                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                }
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)
@@ -1718,10 +1873,11 @@ export const makeWith = (
         "redrive",
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
-              progress = NULL, settled_xid = NULL,
+              progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
-              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
+                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running')
             )
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
@@ -1737,15 +1893,55 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
+    /** Each queue's retention, once: see `Store.retain`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          const queues = yield* sql<{ name: string; retention: string | null }>`
+            SELECT name, retention FROM ${S}.wp_queue WHERE retention IS NOT NULL`
+          let deleted = 0
+          let more = false
+          const at = yield* now
+          for (const queue of queues) {
+            const retention = decodeRetention(queue.retention)
+            for (const state of RETAINED) {
+              const keep = retention?.[state]
+              if (keep === undefined) continue
+              const rounds = [
+                ...(keep.age === undefined ? [] : [{ before: at - keep.age }]),
+                ...(keep.count === undefined ? [] : [{ keep: keep.count }])
+              ]
+              for (const past of rounds) {
+                const n = Number((yield* retainStatement(sql, S, queue.name, state, batch, past))[0]!.n)
+                deleted += n
+                if (n >= batch) more = true
+              }
+            }
+          }
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone); no consumer has more to claim
+        (retained) => retained.deleted > 0,
+        UNKEYED
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
     ) => {
-      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms)
-          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0})
+      const retention = settings.retention === undefined
+        ? sql`wp_queue.retention`
+        : settings.retention === null
+        ? null
+        : encodeRetention(settings.retention)
+      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, retention)
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0},
+            ${settings.retention == null ? null : encodeRetention(settings.retention)})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
-            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging}
+            aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
+            retention = ${retention}
           RETURNING ${settings.paused === false ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       const cap = settings.concurrency
@@ -1806,17 +2002,27 @@ export const makeWith = (
           Effect.gen(function*() {
             // the claims still in the window (their times follow their order): an index range, not the log
             const found = yield* sql<
-              { rate_limit: number; rate_interval_ms: number; concurrency: number; recent: bigint | number | string }
+              {
+                rate_limit: number
+                rate_interval_ms: number
+                concurrency: number
+                recent: bigint | number | string
+                retention: string | null
+              }
             >`
-              SELECT rate_limit, rate_interval_ms, concurrency,
-                (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms) AS recent
-              FROM ${S}.wp_queue q WHERE name = ${queue} AND (rate_limit > 0 OR concurrency > 0)`
-            if (found.length === 0) return { ...counts, rateLimit: undefined }
+              SELECT rate_limit, rate_interval_ms, concurrency, retention,
+                CASE WHEN rate_limit > 0 THEN
+                  (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms)
+                ELSE 0 END AS recent
+              FROM ${S}.wp_queue q WHERE name = ${queue}`
+            const retention = retentionField(decodeRetention(found[0]?.retention))
+            if (found.length === 0) return { ...counts, rateLimit: undefined, ...retention }
             const { concurrency, rate_interval_ms, rate_limit, recent } = found[0]!
             const rate = { limit: rate_limit, interval: rate_interval_ms }
             return {
               ...counts,
-              rateLimit: rate_limit === 0 ? undefined : { ...rate, available: Math.max(0, rate.limit - Number(recent)) },
+              rateLimit: rate_limit <= 0 ? undefined : { ...rate, available: Math.max(0, rate.limit - Number(recent)) },
+              ...retention,
               // only when set: a queue without a cap counts as before
               ...(concurrency === 0 ? {} : { concurrency: { limit: concurrency, running: counts.running } })
             } satisfies QueueCounts
@@ -1860,10 +2066,10 @@ export const makeWith = (
         }))
 
     /** The best visible jobs of `queues` (not paused), at most `limit`, locked for this claim. */
-    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+    const best = (queues: ReadonlyArray<string>, tasks: ReadonlyArray<string>, now: number, limit: number, fair = false) =>
       queues.length === 0 || limit <= 0
         ? Effect.succeed([])
-        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now)}`
+        : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now, sql`true`, fair)}`
 
     /** How many more jobs each capped queue may start now (a lease expired unreaped still holds its slot). */
     const runningOf = (capped: ReadonlyArray<{ readonly name: string; readonly concurrency: number }>) =>
@@ -1906,13 +2112,16 @@ export const makeWith = (
         // each queue's best, as far as its window and its cap allow, then the best of them all
         const candidates = (yield* Effect.forEach(
           [{ queues: unlimited, limit: request.limit }, ...limited.map((l) => ({ queues: [l.name], limit: allowedOf(l.name) }))],
-          ({ limit, queues }) => best(queues, request.tasks, now, limit)
+          ({ limit, queues }) => best(queues, request.tasks, now, limit, request.fair === true)
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
-        const picked = candidates.slice(0, request.limit)
+        const picked = request.fair === true
+          ? roundRobin(request.queues, candidates, (job) => job.queue, request.limit)
+          : candidates.slice(0, request.limit)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+              ${sql.literal(RELEASE_QUEUED)}
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
             RETURNING j.*`
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
@@ -2107,6 +2316,7 @@ export const makeWith = (
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

@@ -67,11 +67,12 @@ import type {
   NewJob,
   QueueCounts,
   QueueSettings,
+  Retained,
   Settlement,
   State,
   Store
 } from "./model.ts"
-import { cursorTime, type LatencyCursor, latencyOf } from "./model.ts"
+import { cursorTime, decodeRetention, encodeRetention, type LatencyCursor, latencyOf, retentionField, roundRobin } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -360,9 +361,10 @@ const SCRIPTS = {
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
   purge: script<[Array<string>, number]>(Scripts.PURGE),
+  retain: script<[Array<string>, number, number]>(Scripts.RETAIN),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string, string]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -477,6 +479,9 @@ const ANY_TASK = "\u0000any"
 /** The queues a store remembers having added to its list of queues (see `knownQueue`). */
 const KNOWN_QUEUES = 1024
 
+/** How many queues' retention scripts a `retain` sends together. */
+const RETAIN_IN_FLIGHT = 16
+
 /**
  * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
  * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
@@ -511,6 +516,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
     const IDS = `{${cfg.prefix}}:ids`
+    /**
+     * The queues that have had a retention (`Store.retain` visits only these): added before the
+     * configure's script that sets one, so that no queue has a retention and is missing here (a
+     * process dying in between leaves an entry whose queue has none, which costs a visit that
+     * deletes nothing). Never removed: a removal racing another process's new retention could
+     * leave that queue out for good; an entry is one member per queue that ever had one.
+     */
+    const RETAINED_QUEUES = `{${cfg.prefix}}:retained`
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
 
@@ -759,7 +772,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         String(job.delay),
         job.runAt === undefined ? "" : String(job.runAt),
         job.trace ?? "",
-        job.retry ?? ""
+        job.retry ?? "",
+        job.dedupWhile === "queued" ? "1" : "",
+        job.dedupFor === undefined ? "" : String(job.dedupFor),
+        job.dedupReplace ?? ""
       )
       return before
     }
@@ -819,10 +835,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               (result) => relist(job.queue, result[3])
             )
           )
-          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
+          // a created job's time, or a debounced holder's ("" for another hit)
+          return { id, created: created === 1, late: created === -1, dueIn: dueIn === undefined || dueIn === "" ? undefined : Number(dueIn) }
         }),
         // a delayed job: this process's waiters wake at its time
-        (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
+        (result) => result.created || result.dueIn !== undefined ? { queue: job.queue, in: result.dueIn ?? 0 } : undefined
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**
@@ -1043,6 +1060,29 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          let deleted = 0
+          let more = false
+          // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
+          yield* Effect.forEach(yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES), (queue) =>
+            Effect.gen(function*() {
+              // on one Redis the script removes the ids from the index too
+              const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+              deleted += gone.length
+              if (past === 1) more = true
+              if (dropped === 1) yield* unlist(queue)
+            }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone)
+        (retained) => retained.deleted > 0 ? { queue: UNKEYED } : undefined
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
@@ -1050,7 +1090,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "configure",
         Effect.andThen(
-          knownQueue(queue),
+          Effect.andThen(
+            knownQueue(queue),
+            settings.retention == null ? Effect.void : Effect.asVoid(redis.send("SADD", RETAINED_QUEUES, queue))
+          ),
           run(
             "configure",
             queue,
@@ -1059,6 +1102,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
             NOW(),
+            settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention),
             settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0)
           )
         ),
@@ -1087,7 +1131,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, cap]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1104,6 +1148,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             dead,
             cancelled,
             queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority),
+            ...retentionField(decodeRetention(retention)),
             rateLimit: rate[0] === "0" ? undefined : {
               limit: Number(rate[0]),
               interval: Number(rate[1]),
@@ -1132,7 +1177,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * later claims do not look until it has answered). A claim elsewhere between the look and the
      * claim may take an allotted job: this one then takes that queue's next, which another queue's
      * job could have outranked, or, that queue empty, the other queues' in turn (`allottedFirst`):
-     * across queues, claims at the same instant are ordered only as well as their looks.
+     * across queues, claims at the same instant are ordered only as well as their looks. A fair
+     * claim (`ClaimRequest.fair`) allots round-robin instead, one job of each queue per round in the
+     * request's order; with no look it is claimed in turn as any claim, each queue up to what is left.
      */
     const allotments = (request: ClaimRequest) =>
       Effect.gen(function*() {
@@ -1160,7 +1207,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         if (failed !== undefined) return undefined
         heads.sort((a, b) => a.score - b.score || a.created - b.created)
         const allotted = new Map<string, number>()
-        for (const head of heads.slice(0, request.limit)) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
+        // fair: one head of each queue per round, in the request's order (a look's heads are what
+        // the queue may start: its rate limit's window counted)
+        const chosen = request.fair === true ? roundRobin(request.queues, heads, (head) => head.queue, request.limit) : heads.slice(0, request.limit)
+        for (const head of chosen) allotted.set(head.queue, (allotted.get(head.queue) ?? 0) + 1)
         for (const [queue, count] of counts) if (count > (allotted.get(queue) ?? 0)) more.add(queue)
         return { allotted, more, due }
       })
@@ -1743,6 +1793,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

@@ -12,13 +12,18 @@
  * - `B:delayed`       zset: queued jobs not yet visible, score visibleAt
  * - `B:running`       zset: running jobs, score lease expiry
  * - `B:tokens`        hash: lease token → job id
- * - `B:dedup`         hash: dedup key → the unfinished job holding it
+ * - `B:dedup`         hash: dedup key → the unfinished job holding it (a `dedupWhile: "queued"`
+ *                     job's entry goes when it starts)
+ * - `B:window`        hash: dedup key → the job whose throttle window (its `dedupUntil` field) holds
+ *                     it whatever its state; an entry past its window is dropped by the next enqueue
+ *                     of its key, or the job's purge
  * - `B:all`           zset: every job, score seq (listing, oldest first)
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
  * - `B:tasks`         set: the tasks that have had jobs in this queue
- * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit), concurrency
- *                     (a cap on the queue's running jobs: the size of `B:running`, read by each claim)
+ * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit), retention
+ *                     (JSON: see `RETAIN`), concurrency (a cap on the queue's running jobs: the size
+ *                     of `B:running`, read by each claim)
  * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
  *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
  * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
@@ -269,25 +274,58 @@ end
 `
 
 /**
- * Adds a job whose fields are `a[o + 1]` to `a[o + 12]`: id, task, payload, priority, dedup ("" none),
- * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
+ * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
+ * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
+ * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none), dedupReplace
+ * ("payload", "debounce" or "": see `NewJob.dedupReplace`). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
- * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
+ * its id or dedup key and 0 (with the ms until it is visible when a debounce moved it). `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
  * caller then adds the queue to the list of queues, whatever its store instance remembers.
  *
  * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
+/** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
+export const JOB_FIELDS = 15
+
 const addJob = (late: boolean) => `
 local madeQueue = false
+-- a dedup hit on the job \`other\`: its payload (and, debounced, its run time) replaced by the new
+-- job's if it asks and \`other\` waits, of its task
+local function replaceHeld(a, o, other, now)
+  local replace = a[o + 15]
+  if replace ~= "payload" and replace ~= "debounce" then return other, 0 end
+  local j = jobKey(other)
+  local f = redis.call("HMGET", j, "state", "task", "priority")
+  if f[1] ~= "queued" or f[2] ~= a[o + 2] then return other, 0 end
+  if replace == "payload" then
+    redis.call("HSET", j, "payload", a[o + 3])
+    return other, 0
+  end
+  now = now or clock(ARGV[1])
+  local visible
+  if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
+  unqueue(other)
+  redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
+  queued(other)
+  place(other, now)
+  return other, 0, visible - now
+end
 local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
-    if other then return other, 0 end
+    if other then return replaceHeld(a, o, other, now) end
+    local windowed = redis.call("HGET", B .. ":window", a[o + 5])
+    if windowed then
+      now = now or clock(ARGV[1])
+      local ends = tonumber(redis.call("HGET", jobKey(windowed), "dedupUntil") or "")
+      if ends and ends > now then return replaceHeld(a, o, windowed, now) end
+      redis.call("HDEL", B .. ":window", a[o + 5])
+    end
   end
   now = now or clock(ARGV[1])
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
@@ -304,10 +342,14 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if hasDedup then fields[#fields + 1] = "dedup"; fields[#fields + 1] = a[o + 5] end
   if a[o + 11] ~= nil and a[o + 11] ~= "" then fields[#fields + 1] = "trace"; fields[#fields + 1] = a[o + 11] end
   if a[o + 12] ~= nil and a[o + 12] ~= "" then fields[#fields + 1] = "retry"; fields[#fields + 1] = a[o + 12] end
+  local window = hasDedup and a[o + 14] ~= nil and a[o + 14] ~= ""
+  if hasDedup and a[o + 13] == "1" then fields[#fields + 1] = "dedupQueued"; fields[#fields + 1] = "1" end
+  if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
   redis.call("HSET", jobKey(id), unpack(fields))
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
+  if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
   -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now)
@@ -319,16 +361,16 @@ end
  * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
  * (text; created only), "1" if it made the queue's seq (see `addJob`) else "0"}
  *
- * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; ARGV[14]
- * the queue), and a created job's id is indexed in the same script. An id the index gives another
+ * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; the
+ * argument after the job's fields the queue), and a created job's id is indexed in the same script. An id the index gives another
  * queue that holds it is not enqueued ({id, 0}); one whose queue does not hold it is an orphan (on
  * one Redis the index and the job are written together: no enqueue of it is on its way), which this
  * enqueue takes over: the entry is removed, and written again with the job if it is created.
  * Only on one Redis: on a Cluster the index and the other queue are in other slots, so the caller
  * writes the index first and looks at the other queue itself.
  *
- * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
- * ARGV[14]): past it, {id, -1} and nothing stored.
+ * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument: past it, {id, -1} and
+ * nothing stored.
  */
 const enqueue = (indexed: boolean, tick: boolean) =>
   `${PRELUDE}${addJob(tick)}
@@ -336,7 +378,7 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then
+if owner and owner ~= ARGV[${JOB_FIELDS + 2}] then
   -- the other queue's keys' base, as redis.ts's queueBase makes it (its prefix from KEYS[2])
   local prefix = string.sub(KEYS[2], 2, -6)
   local base
@@ -352,13 +394,13 @@ end
       : ""
   }${
     tick
-      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? 15 : 14}]))
+      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? JOB_FIELDS + 3 : JOB_FIELDS + 2}]))
 if created ~= 1 then return {found, created} end
 `
       : `local found, created, due = addJob(ARGV, 1)
-if created == 0 then return {found, 0} end
+if created == 0 then return {found, 0, due and tostring(due) or ""} end
 `
-  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[${JOB_FIELDS + 2}])
 ` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
 `
 
@@ -387,7 +429,8 @@ for _, job in ipairs(jobs) do
   local id, created, due = addJob(job, 0, now)
   out[#out + 1] = id
   out[#out + 1] = created
-  if created == 1 and (soonest == nil or due < soonest) then soonest = due end
+  -- a created job's time, or a debounced one's
+  if due and (soonest == nil or due < soonest) then soonest = due end
 end
 if soonest then out[1] = tostring(soonest) end
 if madeQueue then out[2] = "1" end
@@ -418,7 +461,8 @@ export const CLAIMED_FIELDS = [
   "progress",
   "trace",
   "retry",
-  "rank"
+  "rank",
+  "dedupQueued"
 ] as const
 
 /**
@@ -498,6 +542,8 @@ for n, id in ipairs(taken) do
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
   redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+  -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
+  if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
   local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
   byPriority[priority] = (byPriority[priority] or 0) + 1
   leases[#leases + 1] = now + lease
@@ -729,6 +775,41 @@ place(id, now)
 return 1
 `
 
+/**
+ * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of the final set `key` (adding
+ * their ids to `gone`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
+ * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
+ */
+const FORGET = `
+local function forget(key, ids, gone)
+  -- a job's throttle window entry goes with it (read only where the queue has windows)
+  local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
+  for k = 1, #ids do
+    local id = ids[k]
+    if windows then
+      local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
+      if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
+    end
+    redis.call("ZREM", key, id)
+    redis.call("ZREM", B .. ":all", id)
+    redis.call("DEL", jobKey(id))
+    gone[#gone + 1] = id
+  end
+end
+local function forgotten(gone, index)
+  if index ~= "" and #gone > 0 then bulk("HDEL", index, gone) end
+  if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
+  -- B:all holds every job until it is purged: none queued, delayed, running or finished
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
+  redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
+    B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency")
+  if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] then redis.call("DEL", KEYS[1]) end
+  return 1
+end
+`
+
 /** The most jobs of one final state a `PURGE` deletes (a script holds the server while it runs). */
 export const PURGE_BATCH = 10_000
 
@@ -737,7 +818,7 @@ export const PURGE_BATCH = 10_000
  * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
  *
  * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
- * (its settings stay: a pause, an aging, a rate limit and its window), so that the caller takes it
+ * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap), so that the caller takes it
  * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
  * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
  * keys and its place in the list for good, and every reap, purge and listing walked it.
@@ -746,35 +827,58 @@ export const PURGE_BATCH = 10_000
  * the same script (by a command after it, one that failed left them naming a queue without the job:
  * orphans, see `redis.ts`); "" on a Cluster (another slot: the caller removes them after).
  */
-export const PURGE: string = `${PRELUDE}
+export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
 for i = 3, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
-  for k = 1, #done do
-    local id = done[k]
-    redis.call("ZREM", key, id)
-    redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id))
-    gone[#gone + 1] = id
+  forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
+end
+return {gone, forgotten(gone, ARGV[2])}
+`
+
+/**
+ * ARGV: now, index, batch → {the ids deleted, dropped, more}: the queue's retention (its meta
+ * hash's `retention`, JSON: see `model.ts`'s `Retention`) applied once. For each final state it
+ * names, the jobs past it are the oldest of `B:final:<state>` (by end time): those that ended
+ * before `now − age`, and those past the newest `count`; at most `batch` of them go in all (the
+ * states in turn), as a purge deletes them (`index` and `dropped` as for `PURGE`). `more` 1: some
+ * were left past it. A retention that is not JSON, or a value that is not a number of at least 0, limits
+ * nothing (as `decodeRetention` reads it).
+ */
+export const RETAIN: string = `${PRELUDE}${FORGET}
+local text = redis.call("HGET", KEYS[1], "retention")
+if not text then return {{}, 0, 0} end
+local ok, retention = pcall(cjson.decode, text)
+if not ok or type(retention) ~= "table" then return {{}, 0, 0} end
+local now = clock(ARGV[1])
+local batch = tonumber(ARGV[3])
+local gone = {}
+local more = 0
+for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
+  local keep = retention[state]
+  if type(keep) == "table" then
+    local key = B .. ":final:" .. state
+    -- both are a prefix of the set in end-time order: the longer one goes
+    local past = 0
+    local age = type(keep.age) == "number" and keep.age or -1
+    if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
+    local count = type(keep.count) == "number" and keep.count or -1
+    if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
+    -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
+    local take = math.min(past, batch - #gone)
+    if past > take then more = 1 end
+    if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
   end
 end
-if ARGV[2] ~= "" and #gone > 0 then bulk("HDEL", ARGV[2], gone) end
-if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
--- B:all holds every job until it is purged: none queued, delayed, running or finished
-for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
-  B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "concurrency")
-if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] then redis.call("DEL", KEYS[1]) end
-return {gone, 1}
+if #gone == 0 then return {gone, 0, more} end
+return {gone, forgotten(gone, ARGV[2]), more}
 `
 
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
- * its interval, now, cap on running jobs ("" unchanged, "0" none) → 1, or 0 for a new rate limit or
- * cap that wakes no one (nothing ready, or its window full: no claim could take anything)
+ * its interval, now, retention ("" unchanged, "0" none, else its JSON), cap on running jobs (""
+ * unchanged, "0" none) → 1, or 0 for a new rate limit or cap that wakes no one (nothing ready, or
+ * its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
@@ -788,7 +892,8 @@ local function setting(field, value)
 end
 if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
 if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
-local cap = ARGV[6] or ""
+if ARGV[6] ~= nil and ARGV[6] ~= "" then setting("retention", ARGV[6]) end
+local cap = ARGV[7] or ""
 if cap ~= "" then setting("concurrency", cap) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
@@ -820,7 +925,7 @@ return 1
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
  * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text),
- * concurrency (text, "0": no cap)}
+ * retention (JSON text, "" for none), concurrency (text, "0": no cap)}
  */
 export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -845,6 +950,7 @@ return {
   redis.call("HGETALL", B .. ":prio"),
   rate(),
   redis.call("HGET", KEYS[1], "aging") or "0",
+  redis.call("HGET", KEYS[1], "retention") or "",
   redis.call("HGET", KEYS[1], "concurrency") or "0"
 }
 `
