@@ -49,7 +49,7 @@ import * as Repeat from "./internal/durable/repeat.ts"
 import { JobSnoozed } from "./internal/durable/snooze.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
@@ -218,6 +218,9 @@ export type JobRetry =
  *   priority: 5,            // higher first; FIFO within a priority
  *   delay: "10 minutes",    // or runAt: a Date
  *   dedupKey: "welcome:42", // a second enqueue while this one is unfinished returns this one
+ *   dedupWhile: "running",  // or "queued": the key is released when it starts
+ *   dedupFor: "1 hour",     // and held at least an hour after this enqueue (a throttle)
+ *   dedupReplace: "payload", // a hit on a waiting job gives it this payload ("debounce": its delay too)
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)
@@ -234,8 +237,30 @@ export interface EnqueueOptions {
   /** Finite, at most 1e15 ms (a store adds it to its time in an integer column). */
   readonly delay?: Duration.Input | undefined
   readonly runAt?: Date | undefined
-  /** At most 1,000 bytes in UTF-8, no NUL, no lone surrogate. */
+  /**
+   * While a job of the queue holds this key, another enqueue with it creates nothing and returns that
+   * job. At most 1,000 bytes in UTF-8, no NUL, no lone surrogate.
+   */
   readonly dedupKey?: string | undefined
+  /**
+   * How long the job holds its `dedupKey`: `"running"` (the default) until it finishes, so a trigger
+   * arriving during its run is dropped; `"queued"` until it first starts, so such a trigger creates
+   * one follow-up job (its retries do not take the key back). Needs a `dedupKey`.
+   */
+  readonly dedupWhile?: "running" | "queued" | undefined
+  /**
+   * A throttle window: the key stays held this long after the enqueue (store time) whatever the job's
+   * state, finished included, so at most one job per window (on top of `dedupWhile`). Finite and
+   * above 0; needs a `dedupKey`.
+   */
+  readonly dedupFor?: Duration.Input | undefined
+  /**
+   * When the key's holder is still waiting (queued or delayed: not running, not finished) and of the
+   * same task, update it instead of only returning it: `"payload"` gives it this enqueue's payload;
+   * `"debounce"` this enqueue's payload and run time too (its `delay` or `runAt`, from now: each
+   * trigger pushes the run back). Its handle is returned as ever (`created: false`). Needs a `dedupKey`.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
@@ -365,8 +390,21 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "timeout", "maxAttempts", "retry"]
-const ENQUEUE_HINTS = { dedupeKey: "dedupKey", jobId: "dedupKey", singletonKey: "dedupKey", attempts: "maxAttempts", retryLimit: "maxAttempts", startAfter: "runAt" }
+const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_HINTS = {
+  dedupeKey: "dedupKey",
+  jobId: "dedupKey",
+  singletonKey: "dedupKey",
+  singletonSeconds: "dedupFor",
+  deduplication: "dedupKey (with dedupFor for a ttl)",
+  // graphile-worker's: "replace" is debounce with the key released at the start, "preserve_run_at" a
+  // payload replace, "unsafe_dedupe" the default
+  jobKeyMode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  job_key_mode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
+  attempts: "maxAttempts",
+  retryLimit: "maxAttempts",
+  startAfter: "runAt"
+}
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
 // hour has none), its zone a Cron's own
@@ -520,7 +558,32 @@ const enqueueOptions = (options: EnqueueOptions) => {
     ...jobOptions(options),
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
+    ...dedupModes(options),
     runAt: options.runAt?.getTime()
+  }
+}
+
+/** `dedupWhile`, `dedupFor` and `dedupReplace` checked, as a job's fields (absent: the defaults). */
+const dedupModes = (
+  options: EnqueueOptions
+): { dedupWhile?: "queued"; dedupFor?: number; dedupReplace?: "payload" | "debounce" } => {
+  for (const field of ["dedupWhile", "dedupFor", "dedupReplace"] as const) {
+    if (options[field] !== undefined && options.dedupKey === undefined) {
+      config.fail(field, options[field], "expected only with a dedupKey: without one, nothing is deduplicated")
+    }
+  }
+  const mode = options.dedupWhile === undefined ? "running" : config.oneOf("dedupWhile", options.dedupWhile, ["running", "queued"])
+  // whole milliseconds, as the stores keep times
+  const window = options.dedupFor === undefined
+    ? undefined
+    : Math.ceil(stored("dedupFor", options.dedupFor, config.finiteMillis("dedupFor", options.dedupFor)))
+  const replace = options.dedupReplace === undefined
+    ? undefined
+    : config.oneOf("dedupReplace", options.dedupReplace, ["payload", "debounce"])
+  return {
+    ...(mode === "queued" ? { dedupWhile: mode } : {}),
+    ...(window === undefined ? {} : { dedupFor: window }),
+    ...(replace === undefined ? {} : { dedupReplace: replace })
   }
 }
 
@@ -972,6 +1035,8 @@ const configure = (
     readonly aging?: number
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
     readonly holdFor?: number
+    readonly concurrency?: number | null
+    readonly retention?: StoredRetention | null
   }
 ) =>
   // void, whatever a store's statement or script answers
@@ -1060,6 +1125,161 @@ export const setRateLimit = (
     (limit) => configure(queue, { rateLimit: limit })
   )
 
+/** The largest cap `setConcurrency` takes. */
+const MAX_CONCURRENCY = 1_000_000
+
+/**
+ * Caps how many jobs of a queue run at once, counted across every consumer of the queue in every
+ * process: a claim starts a job only while fewer than `concurrency` of the queue's jobs are running.
+ * The store counts the running jobs in the claim's own serialized step (the rate limit's), from the
+ * jobs themselves, so the cap holds however many consumers claim at once and no settle, retry,
+ * cancel, release or reap can leave it counting wrong. A job whose lease expired still holds its
+ * slot until it is reaped (its process may be frozen and still running it): a crashed process's jobs
+ * free their slots at the reap, a lease and a half after their last renewal at most.
+ *
+ * `undefined` (or 0) removes the cap. Lowering it below the jobs running now interrupts none: claims
+ * resume once fewer run. A consumer's own `concurrency` and both rate limits hold too. Any other
+ * `concurrency` than an integer from 0 to 1,000,000 fails with `InvalidJobOptions`. Every store
+ * keeps it. A process of an older version ignores it: set a cap once every process runs this one.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // the payment provider takes at most 4 requests in flight from the whole fleet
+ * const setup = JobQueue.setConcurrency("payments", 4)
+ * const lift = JobQueue.setConcurrency("payments", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setConcurrency = (
+  queue: string,
+  concurrency: number | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    invalid(() => {
+      if (concurrency === undefined) return null
+      if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 0 || concurrency > MAX_CONCURRENCY) {
+        config.fail("concurrency", concurrency, `expected an integer from 0 to ${MAX_CONCURRENCY} (0 or undefined: no cap)`)
+      }
+      return concurrency === 0 ? null : concurrency
+    }),
+    (cap) => configure(queue, { concurrency: cap })
+  )
+
+/**
+ * How long, and how many, of a queue's finished jobs of one state the store keeps (see
+ * `setRetention`): those that ended less than `age` ago, and of them at most the newest `count`
+ * (by end time). At least one of the two; a job past either is deleted.
+ *
+ * - `age`: a duration from 0 (0: none kept past the next maintenance); `Infinity`: no age limit.
+ * - `count`: a whole number from 0 to 1,000,000,000.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const lastThousandForADay: JobQueue.Keep = { age: "1 day", count: 1000 }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Keep {
+  readonly age?: Duration.Input | undefined
+  readonly count?: number | undefined
+}
+
+/**
+ * A queue's retention by final state (see `setRetention`): a state left out is kept until a `purge`.
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const retention: JobQueue.Retention = { succeeded: { age: "1 hour", count: 10_000 }, dead: { age: "30 days" }, cancelled: { count: 0 } }
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The most finished jobs of one state a retention may keep by count (a store's OFFSET, read per maintenance). */
+const MAX_KEEP_COUNT = 1_000_000_000
+
+const keepOf = (field: string, keep: unknown): { age?: number; count?: number } | undefined => {
+  if (keep === undefined) return undefined
+  config.object(field, keep)
+  config.onlyKeys(`${field}.`, keep as object, ["age", "count"])
+  const { age, count } = keep as Keep
+  if (age === undefined && count === undefined) config.fail(field, keep, "expected an age, a count or both (leave the state out to keep its jobs)")
+  const rule: { age?: number; count?: number } = {}
+  if (age !== undefined) {
+    const millis = config.millis(`${field}.age`, age, "nonNegative")
+    if (millis !== Infinity) rule.age = stored(`${field}.age`, age, millis)
+  }
+  if (count !== undefined) rule.count = config.count(`${field}.count`, count, MAX_KEEP_COUNT)
+  return rule
+}
+
+const retentionOf = (retention: unknown): StoredRetention | null => {
+  if (retention === undefined || retention === null) return null
+  config.object("retention", retention)
+  config.onlyKeys("retention.", retention as object, RETAINED, { completed: "succeeded", failed: "dead", removeOnComplete: "succeeded", removeOnFail: "dead" })
+  const out: Record<string, { age?: number; count?: number }> = {}
+  for (const state of RETAINED) {
+    const rule = keepOf(`retention.${state}`, (retention as Retention)[state])
+    // an age of Infinity alone limits nothing
+    if (rule !== undefined && (rule.age !== undefined || rule.count !== undefined)) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? null : out
+}
+
+/**
+ * Sets how long and how many of a queue's finished jobs (succeeded, dead, cancelled) the store
+ * keeps, replacing the queue's retention before; `undefined` removes it (its jobs are then kept
+ * until a `purge`). The setting is the store's, shared by every process; `stats` shows it.
+ *
+ * The queue's consumers delete the jobs past it: each consumer's maintenance (its reaper, every
+ * half lease) deletes them in bounded batches (at most 1,000 jobs of a queue and state per
+ * statement or script), oldest first, so a backlog goes over a few rounds, never in one huge
+ * delete. With no consumer running on any queue of the store, nothing is deleted. Many consumers
+ * do not delete a job twice (each batch is atomic, and skips the jobs another is deleting); every
+ * one of them looks, at the cost of one indexed read per queue and state with a retention.
+ *
+ * A deleted job is gone as after a `purge`: its `await`, `status` and `cancel` (a handle's too) fail with
+ * `JobNotFound`, so keep finished jobs longer than their awaiters may take to look; its dedup key
+ * was free once it finished. Fails with `InvalidJobOptions` naming the field for a bad value.
+ *
+ * @example
+ * ```ts
+ * import { JobQueue } from "effect-workpool"
+ *
+ * // successes for a day (at most the last 10,000), dead letters for 30 days, cancelled ones not at all
+ * const setup = JobQueue.setRetention("mail", {
+ *   succeeded: { age: "1 day", count: 10_000 },
+ *   dead: { age: "30 days" },
+ *   cancelled: { count: 0 }
+ * })
+ * const keepAll = JobQueue.setRetention("mail", undefined)
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setRetention = (
+  queue: string,
+  retention: Retention | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    // a getter or a Proxy of the caller's that throws is a bad value, not a defect
+    invalid(() => config.reading("retention", retention, () => retentionOf(retention))),
+    (checked) => configure(queue, { retention: checked })
+  )
+
 /**
  * Holds a queue: no consumer, in any process, claims its jobs for `duration` (the store's clock;
  * running jobs go on), as after an upstream's 429 with a Retry-After. A hold replaces the one
@@ -1138,8 +1358,8 @@ export const snooze = (duration: Duration.Input, options?: SnoozeOptions): Effec
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
- * queued ones by priority, and its shared rate limit (`setRateLimit`) with how many claims its
- * window allows now.
+ * queued ones by priority, its shared rate limit (`setRateLimit`) with how many claims its
+ * window allows now, and its retention (`setRetention`, in milliseconds).
  *
  * @example
  * ```ts
@@ -1336,7 +1556,7 @@ const macroHint = (expression: string): string => {
  * @category models
  */
 export interface ConsumeOptions<R> {
-  /** The queues to claim from; default `["default"]`. */
+  /** The queues to claim from; default `["default"]`. A queue named twice is consumed once (one turn, if fair). */
   readonly queues?: ReadonlyArray<string> | undefined
   /** One per task, run on this process's fibers; only jobs of these tasks and of `tasks` are claimed. */
   readonly handlers?: ReadonlyArray<Task.Handler<R>> | undefined
@@ -1570,7 +1790,10 @@ export const consume: {
       if (lease > Backoff.MAX_DELAY) config.fail("lease", options.lease, `expected at most ${Backoff.MAX_DELAY} milliseconds (about 31,700 years)`)
       const aging = options.aging === undefined ? undefined : agingOf("aging", options.aging)
       return [aging, {
-        queues,
+        // a queue named twice is consumed once: a fair consumer's turn over the list went a, b, a,
+        // b, ... and never reached the queues after the second name; a Postgres claim read the
+        // queue twice and took the same jobs twice, coming back short
+        queues: Array.from(new Set(queues)),
         handlers,
         threads,
         concurrency: options.concurrency === undefined

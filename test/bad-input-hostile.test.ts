@@ -544,7 +544,7 @@ describe("every key an options type has is taken, each one undefined", () => {
   it.effect("JobQueue.enqueue, repeat, list, purge, consume", () =>
     Effect.gen(function*() {
       const enqueue: Every<JobQueue.EnqueueOptions> = {
-        queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, timeout: undefined,
+        queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, dedupWhile: undefined, dedupFor: undefined, dedupReplace: undefined, timeout: undefined,
         maxAttempts: undefined, retry: undefined
       }
       yield* JobQueue.enqueue(Echo, 1, enqueue)

@@ -97,6 +97,68 @@ describe("a consumer while its store is down", () => {
     }))
 })
 
+describe("a consumer's retention maintenance (JobQueue.setRetention)", () => {
+  it.effect("a backlog of more than a batch goes batch after batch (1,000 jobs each), at once, not one batch per half lease; then one look per half lease", () =>
+    Effect.gen(function*() {
+      const batches: Array<ReadonlyArray<number | boolean>> = []
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          retain: (batch) =>
+            Effect.tap(inner.retain(batch), (retained) =>
+              Effect.sync(() => void batches.push([batch, retained.deleted, retained.more])))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const inner = yield* JobStore.JobStore
+        // 2,500 finished jobs, then a retention that keeps none of them
+        yield* inner.enqueueAll(Array.from({ length: 2500 }, () => ({ ...newJob("default"), task: "Other" })))
+        const claims = (yield* inner.claim({ queues: ["default"], tasks: ["Other"], limit: 2500, lease: 60_000 })).claims
+        for (const claim of claims) yield* inner.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+        yield* JobQueue.setRetention("default", { succeeded: { count: 0 } })
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000 })
+        yield* TestClock.adjust(1)
+        // within the first millisecond: no half lease between the batches
+        assert.deepStrictEqual(batches.slice(0, 3), [[1000, 1000, true], [1000, 1000, true], [1000, 500, false]])
+        assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 0)
+        assert.isAtMost(batches.length, 4, "one look for another queue's retention since, at most")
+        const before = batches.length
+        for (let t = 0; t < 5_000; t += 100) yield* TestClock.adjust(100)
+        // a look every half lease (500 ms): about 10 in 5 s
+        assert.isAtLeast(batches.length - before, 9)
+        assert.isAtMost(batches.length - before, 11)
+      }).pipe(Effect.scoped, Effect.provide(store))
+    }))
+
+  it.effect("failed retention batches are logged at 1, 2, 4, ... failures in a row, and the recovery", () =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const collector = Logger.make((options) => {
+        const message = Array.isArray(options.message) ? options.message[0] : options.message
+        logged.push(String(message))
+      })
+      const down = { value: true }
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          retain: (batch) =>
+            Effect.suspend(() => down.value ? Effect.fail(new StoreError({ operation: "retain", reason: "refused" })) : inner.retain(batch))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000 })
+        for (let t = 0; t < 5_000; t += 100) yield* TestClock.adjust(100)
+        const failed = logged.filter((line) => line.startsWith("effect-workpool: deleting finished durable jobs past their queue's retention failed"))
+        assert.isAtLeast(failed.length, 3, logged.join("\n"))
+        down.value = false
+        for (let t = 0; t < 1_000; t += 100) yield* TestClock.adjust(100)
+        assert.isTrue(logged.some((line) => /retention works again, after \d+ failures/.test(line)), logged.join("\n"))
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(store, Logger.layer([collector]))))
+    }))
+})
+
 describe("a consumer whose reap never answers (a frozen store server)", () => {
   it.effect("the reap fails at its bound (5 s, the read's bound: above a lease of 1 s; logged as a failed reap), the next one runs, and a dead consumer's job is taken back and run", () =>
     Effect.gen(function*() {

@@ -69,6 +69,24 @@ describe("JobQueue.enqueue refuses what a store cannot keep (Postgres failed wit
       ]
       assert.deepStrictEqual([queueField, queuesField], ["queue", "queues[1]"])
     }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("dedupWhile, dedupFor or dedupReplace without a dedupKey, a dedupWhile or dedupReplace of no mode, a dedupFor not finite above 0; nothing is stored", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* field({ dedupWhile: "queued" }), "dedupWhile")
+      assert.strictEqual(yield* field({ dedupFor: "1 minute" }), "dedupFor")
+      assert.strictEqual(yield* field({ dedupKey: "k", dedupWhile: "started" }), "dedupWhile")
+      assert.strictEqual(yield* field({ dedupKey: "k", dedupFor: 0 }), "dedupFor")
+      assert.strictEqual(yield* field({ dedupKey: "k", dedupFor: Infinity }), "dedupFor")
+      assert.strictEqual(yield* field({ dedupKey: "k", dedupFor: 2e15 }), "dedupFor")
+      assert.strictEqual(yield* field({ dedupReplace: "payload" }), "dedupReplace")
+      assert.strictEqual(yield* field({ dedupKey: "k", dedupReplace: "replace" }), "dedupReplace")
+      // pg-boss's name is pointed to ours
+      const error = yield* Effect.flip(JobQueue.enqueue(Echo, 1, { singletonSeconds: 60 } as JobQueue.EnqueueOptions))
+      assert.match(JSON.stringify(error), /dedupFor/)
+      assert.strictEqual((yield* JobQueue.list()).length, 0)
+      // the defaults spelt out are taken
+      yield* JobQueue.enqueue(Echo, 1, { dedupKey: "k", dedupWhile: "running", dedupFor: 1.5, dedupReplace: "payload" })
+    }).pipe(Effect.provide(JobStore.memory())))
 })
 
 describe("JobQueue.repeat refuses", () => {
@@ -143,6 +161,19 @@ describe("JobQueue.purge refuses", () => {
     }).pipe(Effect.provide(JobStore.memory())))
 })
 
+describe("JobQueue.setRetention refuses", () => {
+  it.effect("a retention whose reading throws (a getter, a Proxy) with InvalidJobOptions, not a defect", () =>
+    Effect.gen(function*() {
+      const getter = { get succeeded(): never { throw new Error("no") } }
+      const proxy = new Proxy({}, { ownKeys: () => { throw new Error("trap") } })
+      for (const retention of [getter, proxy, { dead: getter }]) {
+        const error = yield* Effect.flip(JobQueue.setRetention("q", retention as never))
+        assert.strictEqual(error._tag, "InvalidJobOptions")
+      }
+      assert.strictEqual((yield* JobQueue.stats("q")).retention, undefined)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
 describe("JobQueue's queue settings", () => {
   it.effect("answer void whatever the store's configure returns (Postgres answered its rows, Redis its script's 1)", () =>
     Effect.gen(function*() {
@@ -158,9 +189,10 @@ describe("JobQueue's queue settings", () => {
         JobQueue.pause("q"),
         JobQueue.resume("q"),
         JobQueue.setAging("q", "1 minute"),
-        JobQueue.setRateLimit("q", { limit: 1, interval: "1 second" })
+        JobQueue.setRateLimit("q", { limit: 1, interval: "1 second" }),
+        JobQueue.setRetention("q", { succeeded: { count: 1 } })
       ]).pipe(Effect.provide(answers))
-      assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined])
+      assert.deepStrictEqual(answered, [undefined, undefined, undefined, undefined, undefined])
     }))
 })
 

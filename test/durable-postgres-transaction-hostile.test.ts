@@ -154,6 +154,33 @@ else {
         assert.isTrue(batch[0]!.created)
       })), 60_000)
 
+    it.live("dedupReplace in the application's transaction: rolled back, the holder keeps its payload; while open, another process's claim skips the holder; committed, it runs with the new payload", () =>
+      inStore((schema) => Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const payloadOf = (id: string) => Effect.map(store.get(id), (row) => JSON.parse(row!.payload).n as number)
+        const replace = (n: number) => JobQueue.enqueue(Work, { n }, { queue: "q", dedupKey: "r", dedupReplace: "payload" })
+        const holder = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "q", dedupKey: "r" })
+        yield* withTransaction(Effect.andThen(replace(2), Effect.fail("rolled back" as const))).pipe(
+          Effect.catch((error) => error === "rolled back" ? Effect.void : Effect.fail(error))
+        )
+        assert.strictEqual(yield* payloadOf(holder.id), 1)
+        const replaced = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const open = yield* withTransaction(Effect.gen(function*() {
+          assert.strictEqual((yield* replace(3)).id, holder.id)
+          yield* Deferred.succeed(replaced, undefined)
+          yield* Deferred.await(release)
+        })).pipe(Effect.forkScoped)
+        yield* Deferred.await(replaced)
+        const other = Context.get(yield* Layer.build(otherStore(schema)), JobStore.JobStore)
+        const claim = other.claim({ queues: ["q"], tasks: ["Work"], limit: 1, lease: 60_000 })
+        assert.strictEqual((yield* claim).claims.length, 0, "the holder's row is the open transaction's")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(open)
+        const [taken] = (yield* claim).claims
+        assert.deepStrictEqual([taken?.job.id, JSON.parse(taken!.job.payload).n], [holder.id, 3])
+      })), { timeout: 60_000 })
+
     it.live("committed: another process's consumer sees the job only after the commit, is woken by it (poll of an hour) and runs it once; so does a consumer of the same store", () =>
       inStore((schema) => Effect.gen(function*() {
         const runs: Array<string> = []

@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule, type Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule, type Scope } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -14,12 +14,15 @@ import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, connectionsKilled, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
-import { admin, backToVersion6, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, url, versionAndIndex } from "./durable/postgres.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
+import { waitFor } from "./helpers.ts"
+import { admin, backToBeforeCaps, backToBeforeDedupModes, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
   conformance("Postgres", () => testLayer())
+  /** The schema version every migration reaches (the test names each one's index, which comes with it). */
+  const LATEST = String(Postgres.MIGRATIONS.length)
 
   const layer = (schema: string, options: Partial<PgJobStore.PgJobStoreOptions> = {}) =>
     PgJobStore.layer({ url: url!, schema, maxConnections: 2, ...options })
@@ -73,7 +76,7 @@ else {
         const starters = Array.from({ length: 6 }, () => Effect.provide(JobQueue.stats("default"), layer(schema)))
         const results = yield* Effect.all(starters, { concurrency: "unbounded", mode: "result" })
         for (const result of results) assert.strictEqual(result._tag, "Success", JSON.stringify(result))
-        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[String(Postgres.MIGRATIONS.length)], ["wp_job_counted"]])
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
       }), { timeout: 60_000 })
 
     it.live("a schema from a newer version is refused, not migrated down", () =>
@@ -95,15 +98,17 @@ else {
         const S = `"${schema}"`
         yield* Effect.provide(JobQueue.enqueue(Echo, { n: 4 }), layer(schema))
         // back to what version 1 left: no progress column (2), no rate limits (3), no trace column (4), no retry column (5),
-        // no index of delayed jobs (6), no settling transaction (7), no counts' index (8), no queue holds (9)
+        // no index of delayed jobs (6), no settling transaction (7), no counts' index (8), dedup modes (9), retention (10), caps (11), queue holds (12)
         yield* Effect.promise(() =>
           admin((sql) =>
             Effect.forEach([
-              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry, DROP COLUMN settled_xid, DROP COLUMN snoozes`,
-              `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count, DROP COLUMN held_until`,
+              `ALTER TABLE ${S}.wp_job DROP COLUMN progress, DROP COLUMN trace, DROP COLUMN retry, DROP COLUMN settled_xid`,
+              `ALTER TABLE ${S}.wp_queue DROP COLUMN rate_limit, DROP COLUMN rate_interval_ms, DROP COLUMN rate_count`,
               `DROP TABLE ${S}.wp_rate`,
               `DROP INDEX ${S}.wp_job_delayed`,
               `DROP INDEX ${S}.wp_job_counted`,
+              ...beforeRetention(S),
+              undoDedupModes(S),
               `UPDATE ${S}.wp_meta SET value = '1' WHERE key = 'schema_version'`
             ], (statement) => sql.unsafe(statement).raw, { discard: true })
           )
@@ -114,7 +119,7 @@ else {
           return [yield* JobQueue.await(Echo, job!.id)]
         }).pipe(Effect.scoped, Effect.provide(layer(schema)), Effect.timeout("30 seconds"))
         assert.strictEqual(result, 8)
-        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[String(Postgres.MIGRATIONS.length)], ["wp_job_counted"]])
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
       }), { timeout: 60_000 })
 
     it.live("a version-6 schema with jobs that ended is migrated to version 7 in place: the jobs that ended before are in no latencies read, those after are", () =>
@@ -140,7 +145,7 @@ else {
           return [before.jobs.length, (yield* store.latencies("default", before.until, 10)).jobs.length, result] as const
         }))
         assert.deepStrictEqual([before, after, again], [0, 1, 4])
-        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_settled"), [[String(Postgres.MIGRATIONS.length)], ["wp_job_settled"]])
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_settled"), [[LATEST], ["wp_job_settled"]])
       }), { timeout: 60_000 })
 
     // the counts read each state from an index of the queue (durable-scale-hostile checks the plan):
@@ -203,7 +208,7 @@ else {
         assert.deepStrictEqual(b, expected("b", false, 0))
         // every state there, in both queues
         for (const counts of [a, b]) assert.isTrue([counts.waiting, counts.delayed, counts.running, counts.succeeded, counts.dead, counts.cancelled].every((n) => n > 0))
-        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[String(Postgres.MIGRATIONS.length)], ["wp_job_counted"]])
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
       }), { timeout: 60_000 })
 
     // review25: an operator keeps the build out of the upgrade on a large table by making the index
@@ -221,7 +226,25 @@ else {
           )
         )
         yield* stats
-        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[String(Postgres.MIGRATIONS.length)], ["wp_job_counted"]])
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const held = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" }), layer(schema))
+        yield* backToBeforeDedupModes(S)
+        yield* Effect.gen(function*() {
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k", dedupWhile: "queued" })).id, held.id)
+          const store = yield* JobStore.JobStore
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          assert.strictEqual(claim!.job.id, held.id)
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, held.id, "held through its run, as before")
+          const queued = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })
+          assert.isTrue(queued.created)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_dedup_until"), [[LATEST], ["wp_job_dedup_until"]])
       }), { timeout: 60_000 })
 
     it.live("an idle consumer polling once an hour starts a job enqueued by another store instance at once (NOTIFY)", () =>
@@ -331,10 +354,84 @@ else {
         yield* rateLimitChangeAcrossInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
+    it.live("a queue's retention applied by three store instances at once deletes each job once (each batch skips the rows another holds)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* retentionAcrossInstances(() => layer(schema))
+      }), { timeout: 90_000 })
+
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
         yield* rateLimitLiftTwoInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
+    it.live("a queue's concurrency cap holds across two store instances' consumers polling once an hour, and each freed slot starts the next job at once (NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* concurrencyCapTwoInstances(() => layer(schema))
+      }), { timeout: 60_000 })
+
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (NOTIFY)", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        // listening, its claim for the LISTEN's own wake-up made, and waiting: from then on only a
+        // NOTIFY wakes it
+        yield* concurrencyCapFreedElsewhere(() => layer(schema), (queue, consumer) =>
+          waitFor(
+            Effect.map(
+              listeners(Postgres.queueChannel(schema, queue)),
+              (pids) => pids.length > 0 && consumer.emptyClaims() >= 2 && consumer.waiting()
+            ),
+            "the consumer listens on its queue, has claimed once more and waits"
+          ))
+      }), { timeout: 120_000 })
+
+    // the cap's count is exact only because each claim of a capped queue counts after the queue row's
+    // lock: without it, claims in flight together each saw the same free slots (pg-boss's groups)
+    it.live("a concurrency cap holds under claims in flight together from two store instances: never more jobs claimed and unsettled than the cap", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const instance = Effect.map(Layer.build(layer(schema, { maxConnections: 5 })), (context) => Context.get(context, JobStore.JobStore))
+        const stores = [yield* instance, yield* instance]
+        const queue = "race"
+        yield* Effect.provideService(JobQueue.setConcurrency(queue, 3), JobStore.JobStore, stores[0]!)
+        const total = 60
+        yield* Effect.provideService(
+          Effect.forEach(Array.from({ length: total }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }, { queue }), { discard: true }),
+          JobStore.JobStore,
+          stores[0]!
+        )
+        // counted once a claim has answered and until its settle is sent: never more than the store's running rows
+        let held = 0
+        let most = 0
+        let settled = 0
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        const claimer = (store: Store) =>
+          Effect.gen(function*() {
+            while (settled < total) {
+              const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 2, lease: 60_000 })
+              held += claims.length
+              most = Math.max(most, held)
+              yield* Effect.sleep(claims.length === 0 ? "2 millis" : "5 millis")
+              held -= claims.length
+              for (const claim of claims) {
+                assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit }))
+                settled++
+              }
+            }
+          })
+        yield* Effect.all(Array.from({ length: 8 }, (_, i) => claimer(stores[i % 2]!)), { concurrency: "unbounded" }).pipe(
+          Effect.timeout("60 seconds")
+        )
+        assert.strictEqual(settled, total)
+        assert.isAtMost(most, 3)
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* dedupRaceAcrossInstances(() => layer(schema))
       }), { timeout: 60_000 })
 
     it.live("a cancel from another store instance interrupts a running job at once (NOTIFY), not at the next heartbeat", () =>
@@ -432,6 +529,63 @@ else {
         for (const text of [delayed, ready]) assert.notMatch(text, /Seq Scan on wp_job/, text)
         const listed = yield* Effect.provide(JobQueue.list({ queue: "default", state: "delayed", limit: 10 }), layer(schema))
         assert.deepStrictEqual(listed.map((job) => job.id), Array.from({ length: 10 }, (_, i) => `delayed-${i + 1}`))
+      }), { timeout: 60_000 })
+
+    // as an OFFSET under the lock, a batch locked every kept job (a retention keeping 100,000 locked
+    // 100,000 rows per batch), and skipped one held elsewhere, keeping one more
+    it.live("a retention batch by count locks only the jobs it deletes: a kept job held by another session is neither waited for nor counted out", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const locker = yield* lockSession
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const ids: Array<string> = []
+          for (let n = 0; n < 7; n++) {
+            const job = yield* JobQueue.enqueue(Echo, { n }, { queue: "kept" })
+            const [claim] = (yield* store.claim({ queues: ["kept"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+            yield* Effect.sleep("5 millis") // each ends at its own time
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null }))
+            ids.push(job.id)
+          }
+          yield* JobQueue.setRetention("kept", { succeeded: { count: 2 } })
+          // the newest job, kept, is held by another transaction
+          yield* locker.hold(`"${schema}"`, ids[6]!)
+          assert.deepStrictEqual(yield* store.retain(100).pipe(Effect.timeout("20 seconds")), { deleted: 5, more: false })
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: "kept" })).map((job) => job.id), ids.slice(5))
+          yield* locker.release
+        }).pipe(Effect.provide(layer(schema)))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a retention batch (by age, by count) is served by the index wp_job_retained: no read of other queues' or states' finished jobs, no sort of them", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // a queue of 2 × 2,000 finished jobs among 2 queues × 3 final states × 20,000 others of
+              // the same times (kept: no retention), whose index of end times leads to this queue's
+              // only through all of theirs
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT q || '-' || st || '-' || i, q, 'Echo', '{}', 0, 0, st, 1, 0, 0, 0, i
+                FROM generate_series(1, 20000) i, unnest(ARRAY['b', 'c']) q, unnest(ARRAY['succeeded', 'dead', 'cancelled']) st`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, finished_at)
+                SELECT 'default-' || st || '-' || i, 'default', 'Echo', '{}', 0, 0, st, 1, 0, 0, 0, i * 10
+                FROM generate_series(1, 2000) i, unnest(ARRAY['succeeded', 'dead']) st`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+            })
+          )
+        )
+        // the prepared statement's generic plan (see retainStatement)
+        for (const past of [{ before: 15_000 }, { keep: 100 }]) {
+          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past))
+          if (process.env.SHOW_PLAN) console.log(text)
+          assert.match(text, /Index (Only )?Scan (Backward )?using wp_job_retained/, text)
+          assert.notMatch(text, /Seq Scan on wp_job|wp_job_finished|Sort/, text)
+        }
       }), { timeout: 60_000 })
 
     it.live("the latencies read is served by the index wp_job_settled: newest first from the cursor's xmax, a lookup per transaction it listed; no sort of the ended jobs", () =>

@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { admin, clusterLayer, timeoutSignalsOfJobs, freshPrefix, purgeRacingEnqueues } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -62,11 +62,29 @@ else {
         yield* rateLimitChangeAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
 
+    it.live("a queue's retention applied by three store instances at once deletes each job once (the ids' index cleaned after each script)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* retentionAcrossInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 90_000 })
+
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* rateLimitLiftTwoInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
       }), { timeout: 60_000 })
+
+    it.live("a queue's concurrency cap holds across two store instances' consumers polling once an hour, and each freed slot starts the next job at once", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* concurrencyCapTwoInstances(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 60_000 })
+
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* concurrencyCapFreedElsewhere(() => RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true }))
+      }), { timeout: 120_000 })
 
     // a purge drops a queue it emptied: on a Cluster the list of queues is in another slot than the
     // queue (on another node for most of them), so the drop and a racing enqueue are ordered by the

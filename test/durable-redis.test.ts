@@ -11,7 +11,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
-import { conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances } from "./durable/conformance.ts"
+import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, newJob, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, dedupRaceAcrossInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { admin, blocked, timeoutSignalsOfJobs, enabled, freshPrefix, keysOf, ownServer, testLayer, until, url, watchScripts } from "./durable/redis.ts"
 import { startConsumer, waitUntil } from "./durable/children.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -95,10 +95,76 @@ else {
         yield* rateLimitChangeAcrossInstances(() => layer(prefix))
       }), { timeout: 60_000 })
 
+    it.live("a queue's retention applied by three store instances at once deletes each job once (a script per batch)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* retentionAcrossInstances(() => layer(prefix))
+      }), { timeout: 90_000 })
+
     it.live("a queue's rate limit lifted through a third store instance starts jobs at once on both of two held-back consumers of their own instances (the marker passed on)", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()
         yield* rateLimitLiftTwoInstances(() => layer(prefix))
+      }), { timeout: 60_000 })
+
+    it.live("a queue's concurrency cap holds across two store instances' consumers polling once an hour, and each freed slot starts the next job at once (the marker a settle of a capped queue adds)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* concurrencyCapTwoInstances(() => layer(prefix))
+      }), { timeout: 60_000 })
+
+    it.live("a slot of a capped queue freed by another store instance (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (its marker)", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        // its watch blocked on the queue's marker (each round's consumer, idle after its round, keeps
+        // its own blocked): from then on only the marker wakes it
+        let rounds = 0
+        yield* concurrencyCapFreedElsewhere(() => layer(prefix), () => Effect.promise(() => blocked(prefix, ++rounds)))
+      }), { timeout: 120_000 })
+
+    // the end-to-end tests above pass without it too, a 5 s orphan look later (each watch's look for
+    // ready jobs no marker tells of): here the marker itself, with no consumer to pop it
+    it.live("a settle or a reap that frees a slot of a capped queue with jobs ready adds its marker (the wake-up of consumers the cap held back, in every process); of a queue without a cap, neither does", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const store = Context.get(yield* Layer.build(layer(prefix)), JobStore.JobStore)
+        const marker = (queue: string) => Effect.promise(() => admin((client) => client.zScore(`{${prefix}:${queue}}:marker`, "0")))
+        const dropMarker = (queue: string) => Effect.promise(() => admin((client) => client.zRem(`{${prefix}:${queue}}:marker`, "0")))
+        const claimOne = (queue: string) =>
+          Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => {
+            assert.strictEqual(claims.length, 1)
+            return claims[0]!
+          })
+        const exit = JSON.stringify({ _tag: "Success", value: 0 })
+        for (const queue of ["capped", "free"]) {
+          const capped = queue === "capped"
+          yield* Effect.provideService(
+            Effect.andThen(
+              capped ? JobQueue.setConcurrency(queue, 1) : Effect.void,
+              Effect.forEach([0, 1, 2], (n) => JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: 1 }))
+            ),
+            JobStore.JobStore,
+            store
+          )
+          // the claim passes the marker on (jobs are left): dropped, as a consumer elsewhere pops it
+          const settled = yield* claimOne(queue)
+          yield* dropMarker(queue)
+          assert.isTrue(yield* store.settle(settled.token, { _tag: "Final", state: "succeeded", exit }))
+          assert.strictEqual(yield* marker(queue), capped ? 0 : null, `${queue}: a final settle`)
+          const reaped = yield* claimOne(queue)
+          yield* dropMarker(queue)
+          // its lease cut to 1 ms, then reaped (dead: its one attempt spent) once that is over
+          yield* store.heartbeat([reaped.token], 1)
+          yield* until(Effect.orDie(store.reap([0])), (n) => n === 1, "the job reaped")
+          assert.strictEqual((yield* Effect.provideService(JobQueue.status(reaped.job.id), JobStore.JobStore, store)).state, "dead")
+          assert.strictEqual(yield* marker(queue), capped ? 0 : null, `${queue}: a reap that ends a job`)
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        yield* dedupRaceAcrossInstances(() => layer(prefix))
       }), { timeout: 60_000 })
 
     it.live("a process whose idle consumer is on another queue does not swallow a queue's wake-up: an idle consumer of that queue in another process gets it at once, and a delayed one at its time", () =>
@@ -346,6 +412,54 @@ else {
         )
         assert.strictEqual(claimed.claims[0]!.job.id, delayed.id)
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a throttle window's entry (B:window) goes with its job's purge, or with the next enqueue of its key once the window passed", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const windowOf = () => Effect.promise(() => admin((client) => client.hGetAll(`{${prefix}:default}:window`)))
+        yield* Effect.gen(function*() {
+          yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2 })
+          const purged = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "a", dedupFor: "1 hour" })
+          const passed = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "b", dedupFor: "1 millis" })
+          yield* Effect.forEach([purged, passed], (job) => JobQueue.await(Echo, job.id))
+          assert.deepStrictEqual(Object.keys(yield* windowOf()).sort(), ["a", "b"])
+          // b's window of 1 ms passed (on the server's clock, waited for): the next enqueue of b drops its entry
+          const ends = (yield* JobQueue.status(passed.id)).createdAt.getTime() + 1
+          const serverNow = Effect.promise(() =>
+            admin(async (client) => {
+              const [seconds, micros] = await client.time()
+              return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+            }))
+          while ((yield* serverNow) <= ends) yield* Effect.sleep(5)
+          const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "b" })
+          assert.isTrue(again.created)
+          yield* JobQueue.await(Echo, again.id)
+          assert.deepStrictEqual(Object.keys(yield* windowOf()), ["a"])
+          // a job left in the queue, so that the purge does not drop the queue's keys whole
+          yield* JobQueue.enqueue(Echo, { n: 4 }, { delay: "1 hour" })
+          yield* JobQueue.purge({ olderThan: 0, states: ["succeeded"] })
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(yield* windowOf(), {})
+      }), { timeout: 60_000 })
+
+    it.live("a throttle window's entry (B:window) goes with its job's retention delete; another job's stays", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const windowOf = () => Effect.promise(() => admin((client) => client.hGetAll(`{${prefix}:default}:window`)))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const deleted = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "a", dedupFor: "1 hour" })
+          const kept = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "b", dedupFor: "1 hour" })
+          const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 })
+          assert.deepStrictEqual(claims.map((claim) => claim.job.id), [deleted.id, kept.id])
+          yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+          yield* store.settle(claims[1]!.token, { _tag: "Final", state: "dead", exit: null })
+          assert.deepStrictEqual(Object.keys(yield* windowOf()).sort(), ["a", "b"])
+          yield* JobQueue.setRetention("default", { succeeded: { count: 0 } })
+          assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false })
+          assert.deepStrictEqual(yield* windowOf(), { b: kept.id })
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+      }), { timeout: 60_000 })
 
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {

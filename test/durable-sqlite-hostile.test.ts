@@ -726,7 +726,9 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       assert.match(sqlOf("wp_job_ready")!, /seq, priority, visible_at\)/)
       assert.match(sqlOf("wp_job_running")!, /lease_until, queue\)/)
       assert.match(sqlOf("wp_job_finished")!, /finished_at, queue, state\)/)
-      assert.strictEqual(indexes.length, 6, indexes.map((index) => index.name).join(", "))
+      // the dedup modes' index of throttle windows, empty until a job has one
+      assert.match(sqlOf("wp_job_dedup_until")!, /WHERE dedup_until IS NOT NULL/)
+      assert.strictEqual(indexes.length, 7, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle, dedupRaceAcrossInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -28,10 +28,34 @@ describe("the SQLite store", () => {
       yield* rateLimitChangeAcrossInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
+  it.live("a queue's retention applied by three connections at once deletes each job once (the writes take turns)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* retentionAcrossInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 90_000 })
+
   it.live("a queue's rate limit lifted through a third connection starts jobs at once on both of two held-back consumers of their own connections", () =>
     Effect.gen(function*() {
       const filename = fresh()
       yield* rateLimitLiftTwoInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
+  it.live("a queue's concurrency cap holds across two connections' consumers polling once an hour, and each freed slot starts the next job at once (the file watch)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* concurrencyCapTwoInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
+  it.live("a slot of a capped queue freed by another connection (a final settle, a retry, a release, a reap that ends it dead or takes it back) starts the next job at once on a consumer polling once an hour (the file watch)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* concurrencyCapFreedElsewhere(() => JobStore.sqlite({ filename }))
+    }), { timeout: 120_000 })
+
+  it.live("two connections enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* dedupRaceAcrossInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
   it.effect("an idle consumer whose queue holds only jobs of tasks it does not handle claims once, not again at every poll or look", () =>
@@ -245,6 +269,32 @@ describe("the SQLite store", () => {
         return yield* JobQueue.await(Echo, "old")
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
       assert.strictEqual(result, 15)
+      const check = new DatabaseSync(filename)
+      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
+      check.close()
+      assert.strictEqual(version.value, String(MIGRATIONS.length))
+    }))
+
+  it.live("a file from before the dedup modes with a job holding a key: migrated on open, the job keeps its key through its run, the new modes work", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      // version 8 is the dedup modes' migration (9, retention's, comes after it)
+      const before = 7
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
+      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
+      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`)
+      db.close()
+      yield* Effect.gen(function*() {
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", dedupWhile: "queued" })).id, "old")
+        const store = yield* JobStore.JobStore
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        assert.strictEqual(claim!.job.id, "old")
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })).id, "old", "held through its run, as before")
+        assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })).created)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
       const check = new DatabaseSync(filename)
       const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
       check.close()

@@ -3,9 +3,12 @@
  * `git archive` into a temporary directory, run as child processes through
  * fixtures/durable-upgrade-side.ts) beside this version's store on the same Postgres schema or
  * SQLite file, while this version opens it and migrates it. Each old tree is the last commit of a
- * schema version: Postgres 1 (ac126d5^), 6 (e124dca^) and 7 (71d9fd7, the last before the current 8), SQLite 1
- * (979309b^), 5 (099cef9^) and 6 (5fc1163^, the last before the current 7). Every job has maxAttempts 1 and must run exactly once,
- * whichever side enqueued it and whichever claimed it, and each side reads the other's results.
+ * schema version: Postgres 1 (ac126d5^), 6 (e124dca^), 7 (71d9fd7), 8 (94d0ea6, before the dedup
+ * modes) and 10 (973d62a, the last before the queues' caps, 11), SQLite 1 (979309b^), 5 (099cef9^),
+ * 6 (5fc1163^), 7 (94d0ea6) and 9 (973d62a, the last before the caps, 10). Test names give the version this one migrates to (the length of its
+ * migrations), so that a later migration does not leave them naming an old one. Every job has
+ * maxAttempts 1 and must run exactly once, whichever side enqueued it and whichever claimed it, and
+ * each side reads the other's results.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { copyFileSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs"
@@ -15,9 +18,10 @@ import { Effect, Exit, Fiber, Layer, ManagedRuntime, Schedule } from "effect"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import * as Sqlite from "../src/internal/store/sqlite.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
-import * as Postgres from "../src/internal/store/postgres.ts"
 import * as Task from "../src/Task.ts"
 import { type Consumer, followConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
 import * as pg from "./durable/postgres.ts"
@@ -36,7 +40,24 @@ const hasCommit = (commit: string) => {
     return false
   }
 }
-const COMMITS = { pg1: "ac126d5^", pg6: "e124dca^", pg7: "71d9fd7", sqlite1: "979309b^", sqlite5: "099cef9^", sqlite6: "5fc1163^", redisBareIds: "ae50b32^" }
+const COMMITS = {
+  pg1: "ac126d5^",
+  pg6: "e124dca^",
+  pg7: "71d9fd7",
+  pg8: "94d0ea6",
+  pg10: "973d62a",
+  sqlite1: "979309b^",
+  sqlite5: "099cef9^",
+  sqlite6: "5fc1163^",
+  sqlite7: "94d0ea6",
+  sqlite9: "973d62a",
+  redisBareIds: "ae50b32^",
+  // the last before the queues' caps (setConcurrency): the meta hash's new field, and the claim's
+  redisBeforeCaps: "973d62a"
+}
+/** The schema versions this version migrates to. */
+const PG_LATEST = Postgres.MIGRATIONS.length
+const SQLITE_LATEST = Sqlite.MIGRATIONS.length
 const historic = Object.values(COMMITS).every(hasCommit)
 if (!historic) console.warn("the clone lacks the old commits (shallow?): the rolling-upgrade tests are skipped")
 
@@ -173,6 +194,9 @@ const crossCancel = async (
  * The scenario: the old side makes the store (its version) and consumes; it enqueues 10 jobs; this
  * version opens the store (migrating it) and consumes beside it, and enqueues 10; the old side
  * enqueues 10 more (half of each side's 10 delayed 300 ms). Every job runs once, succeeds, and each side awaits a job of the other's.
+ * `capped`: this version sets a cap on the queue first (one that never binds: an older process
+ * does not know it, and claims past it, docs/durable.md), which the old side's claims, settles and
+ * stats must read past.
  */
 const rolling = async (
   commit: string,
@@ -180,7 +204,8 @@ const rolling = async (
   layer: () => Layer.Layer<JobStore.JobStore, unknown>,
   env: Record<string, string>,
   versioned = true,
-  readsNewIds = true
+  readsNewIds = true,
+  capped = false
 ) => {
   const old = await oldSide(commit, target, 2, env)
   assert.include(old.lines, "ready", old.lines.join("\n"))
@@ -190,6 +215,7 @@ const rolling = async (
   const consuming = current.runtime.runFork(current.consume.pipe(Effect.andThen(Effect.never), Effect.scoped))
   try {
     const ids = await current.runtime.runPromise(Effect.gen(function*() {
+      if (capped) yield* JobQueue.setConcurrency("default", 100)
       const ids: Array<string> = []
       // half of each side's later jobs delayed: the other version's consumers wake for them
       for (let n = 11; n <= 20; n++) ids.push((yield* JobQueue.enqueue(Work, { n }, { maxAttempts: 1, delay: n > 15 ? 300 : 0 })).id)
@@ -263,7 +289,7 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
   const url = pg.url!
   const onSchema = (schema: string) => () => PgJobStore.layer({ url, schema, maxConnections: 3 })
 
-  it("a version-6 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
+  it(`a version-6 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg6, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
@@ -275,12 +301,26 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
 
   // version 8 adds the counts' index (built while the migration holds wp_job): a version-7
   // process's claims, settles and cancels go on beside it and write to it after
-  it("a version-7 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
+  it(`a version-7 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg7, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
 
-  it("a version-1 process runs beside this version's migration to 8: every job of either side once, results read across", async () => {
+  // versions 9 to 11 add the dedup modes' columns, retention and wp_queue.concurrency (a queue's
+  // cap): a version-8 process's claims, settles and stats go on beside the new columns, a cap set
+  it(`a version-8 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
+    const schema = pg.freshSchema()
+    await rolling(COMMITS.pg8, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
+  }, 120_000)
+
+  // version 11 adds wp_queue.concurrency (a queue's cap): a version-10 process's claims (whose
+  // `limited` read names its columns), settles, retention and stats go on beside the new column, set
+  it(`a version-10 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
+    const schema = pg.freshSchema()
+    await rolling(COMMITS.pg10, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
+  }, 120_000)
+
+  it(`a version-1 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg1, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
   }, 120_000)
@@ -319,7 +359,7 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
   const file = () => join(mkdtempSync(join(tmpdir(), "wp-upgrade-")), "jobs.db")
   const onFile = (filename: string) => () => JobStore.sqlite({ filename })
 
-  it("a version-5 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+  it(`a version-5 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite5, filename, onFile(filename), {})
@@ -337,15 +377,31 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await crossRepeat(COMMITS.sqlite5, filename, onFile(filename), {})
   }, 120_000)
 
-  it("a version-1 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+  it(`a version-1 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite1, filename, onFile(filename), {})
   }, 120_000)
 
+  // versions 8 to 10 add the dedup modes' columns, retention and wp_queue.concurrency (a queue's
+  // cap): a version-7 process's statements, prepared before the ALTER TABLEs, run on the table with them
+  it(`a version-7 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await rolling(COMMITS.sqlite7, filename, onFile(filename), {}, true, true, true)
+  }, 120_000)
+
+  // version 10 adds wp_queue.concurrency (a queue's cap): a version-9 process's statements, prepared
+  // before the ALTER TABLE, run on the table with it, the column set
+  it(`a version-9 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await rolling(COMMITS.sqlite9, filename, onFile(filename), {}, true, true, true)
+  }, 120_000)
+
   // version 7 widened the claim's, the reaper's and the purge's indexes (counts read them alone):
   // a version-6 process's statements run on the widened ones while this version migrates
-  it("a version-6 process runs beside this version's migration to 7: every job of either side once, results read across", async () => {
+  it(`a version-6 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
     await rolling(COMMITS.sqlite6, filename, onFile(filename), {})
@@ -355,9 +411,9 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
 /**
  * Redis keeps no layout version: old trees from before ids named their queue (db368dc: such a
  * process reads no newer job by id), and from after it, before the per-priority counts' cleanup
- * (b38a274).
+ * (b38a274), and before the queues' caps (973d62a: with the dedup modes and retention).
  */
-const REDIS_COMMITS = ["e124dca^", "b38a274^"]
+const REDIS_COMMITS = ["e124dca^", "b38a274^", COMMITS.redisBeforeCaps]
 describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   it("a process from before ids named their queue runs beside this version: every job of either side once; it finds no newer job by id (JobNotFound)", async () => {
     const prefix = rd.freshPrefix()
@@ -372,7 +428,7 @@ describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   for (const commit of REDIS_COMMITS) {
     it(`a process of ${commit} runs beside this version: every job of either side once, results read across`, async () => {
       const prefix = rd.freshPrefix()
-      await rolling(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false)
+      await rolling(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false, true, commit === COMMITS.redisBeforeCaps)
     }, 120_000)
 
     it(`a cancel from either side reaches a job running on the other (a process of ${commit})`, async () => {

@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import { decodeTrace, type NewJob, type State, type Store } from "../../src/internal/store/model.ts"
+import { type Claim, decodeTrace, type NewJob, type Settlement, type State, type Store } from "../../src/internal/store/model.ts"
 import { InvalidJobOptions, type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
@@ -187,6 +187,87 @@ export const rateLimitChangeAcrossInstances = (layer: () => Layer.Layer<JobStore
   }).pipe(Effect.scoped)
 
 /**
+ * Live: a queue's retention applied by three store instances at once (three consumers' processes),
+ * each passing batches of 100 until none comes back full: 1,200 finished jobs past it are deleted
+ * once in all (the counts add up, nothing fails), the
+ * newest 50 kept, and another state's jobs untouched.
+ */
+export const retentionAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const stores = [] as Array<Store>
+    for (let i = 0; i < 3; i++) stores.push(Context.get(yield* Layer.build(layer()), JobStore.JobStore))
+    const first = stores[0]!
+    const ended = (state: "succeeded" | "dead", count: number) =>
+      Effect.gen(function*() {
+        yield* first.enqueueAll(Array.from({ length: count }, (_, n) => ({ ...newJob("kept"), task: state, payload: String(n) })))
+        for (let left = count; left > 0;) {
+          const { claims } = yield* first.claim({ queues: ["kept"], tasks: [state], limit: 500, lease: 60_000 })
+          assert.isAbove(claims.length, 0)
+          yield* Effect.forEach(claims, (claim) => first.settle(claim.token, { _tag: "Final", state, exit: null }), { concurrency: 50 })
+          left -= claims.length
+        }
+      })
+    yield* ended("succeeded", 1250)
+    yield* ended("dead", 30)
+    yield* Effect.provideService(JobQueue.setRetention("kept", { succeeded: { count: 50 } }), JobStore.JobStore, first)
+    const passes = (store: Store) =>
+      Effect.gen(function*() {
+        let deleted = 0
+        for (let round = 0; round < 1000; round++) {
+          const retained = yield* store.retain(100)
+          deleted += retained.deleted
+          if (!retained.more) return deleted
+        }
+        return assert.fail("a retention that never ends")
+      })
+    const deleted = yield* Effect.all(stores.map(passes), { concurrency: "unbounded" }).pipe(Effect.timeout("60 seconds"))
+    assert.strictEqual(deleted.reduce((a, b) => a + b, 0), 1200, `deleted per instance: ${deleted.join(", ")}`)
+    const counts = yield* first.counts("kept")
+    assert.deepStrictEqual([counts.succeeded, counts.dead], [50, 30])
+    assert.deepStrictEqual(yield* first.retain(100), { deleted: 0, more: false })
+  }).pipe(Effect.scoped)
+
+/**
+ * Live: two store instances (two processes) enqueue one dedup key at the same moment, in each mode,
+ * alone and in batches that repeat it: one job, whose handle both get. Then, the job finished inside
+ * its throttle window, both get it again.
+ */
+export const dedupRaceAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const stores = [
+      Context.get(yield* Layer.build(layer()), JobStore.JobStore),
+      Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    ]
+    const on = <A, E>(i: number, effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, stores[i]!)
+    const modes: ReadonlyArray<JobQueue.EnqueueOptions> = [{}, { dedupWhile: "queued" }, { dedupFor: "1 hour" }, { dedupWhile: "queued", dedupFor: "1 hour" }]
+    for (let round = 0; round < 24; round++) {
+      const options = { ...modes[round % modes.length], dedupKey: `race-${round}`, queue: "race" }
+      const [a, b] = yield* Effect.all([
+        on(0, JobQueue.enqueue(Echo, { n: 1 }, options)),
+        round % 2 === 0
+          ? on(1, JobQueue.enqueue(Echo, { n: 2 }, options))
+          : on(1, Effect.map(JobQueue.enqueueAll(Echo, [{ payload: { n: 2 }, options }, { payload: { n: 3 }, options }]), (jobs) => {
+            assert.strictEqual(jobs[1]!.id, jobs[0]!.id)
+            return jobs[0]!
+          }))
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(a.id, b.id, `round ${round}`)
+      assert.strictEqual([a.created, b.created].filter(Boolean).length, 1, `round ${round}`)
+    }
+    assert.strictEqual((yield* on(0, JobQueue.list({ queue: "race", limit: 100 }))).length, 24)
+    // a finished job inside its window holds its key for both
+    const claimed = yield* stores[0]!.claim({ queues: ["race"], tasks: ["Echo"], limit: 100, lease: 60_000 })
+    for (const claim of claimed.claims) yield* stores[0]!.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+    const windowed = claimed.claims.find((claim) => claim.job.dedupKey === "race-2")!
+    const again = yield* Effect.all([0, 1].map((i) => on(i, JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "race-2", queue: "race" }))), { concurrency: "unbounded" })
+    assert.deepStrictEqual(again.map((job) => [job.id, job.created]), [[windowed.job.id, false], [windowed.job.id, false]])
+    // and a key held by no window is taken by one of them
+    const fresh = yield* Effect.all([0, 1].map((i) => on(i, JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "race-0", queue: "race", dedupFor: "1 hour" }))), { concurrency: "unbounded" })
+    assert.strictEqual(fresh[0]!.id, fresh[1]!.id)
+    assert.strictEqual(fresh.filter((job) => job.created).length, 1)
+  }).pipe(Effect.scoped)
+
+/**
  * Live: two consumers, each of its own store instance (two processes), both held back by a queue's
  * window of an hour with a poll of an hour; the limit lifted through a third instance starts a job
  * on each at once: the wake-up reaches both (Redis: the one that pops the marker passes it on).
@@ -233,6 +314,138 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
     yield* Effect.forEach(started, Deferred.await).pipe(Effect.timeout("30 seconds"))
     yield* gate.open
     yield* elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))).pipe(Effect.timeout("30 seconds"))
+  }).pipe(Effect.scoped)
+
+/**
+ * Live: two consumers, each of its own store instance (two processes), polling once an hour, on a
+ * queue capped at 2; each job holds its slot until the test lets it go. Never more than 2 run
+ * between them; each slot freed on one instance starts a job on whichever consumer hears it first
+ * (the store's wake-up across instances: file watch, NOTIFY, marker), not at the poll.
+ */
+export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const queue = "capped"
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    yield* elsewhere(JobQueue.setConcurrency(queue, 2))
+    const jobs = yield* elsewhere(Effect.forEach(Array.from({ length: 6 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }, { queue })))
+    let running = 0
+    let most = 0
+    const gates = yield* Effect.forEach(jobs, () => Deferred.make<void>())
+    const started = yield* Effect.forEach(jobs, () => Deferred.make<void>())
+    for (const _ of [0, 1]) {
+      const store = yield* instance
+      yield* Effect.provideService(
+        JobQueue.consume({
+          queues: [queue],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.acquireUseRelease(
+              Effect.andThen(Effect.sync(() => {
+                most = Math.max(most, ++running)
+              }), Deferred.succeed(started[n]!, undefined)),
+              () => Effect.as(Deferred.await(gates[n]!), n),
+              () => Effect.sync(() => running--)
+            ))],
+          concurrency: 4,
+          poll: HOUR
+        }),
+        JobStore.JobStore,
+        store
+      )
+    }
+    const inTime = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.timeout(effect, "30 seconds")
+    // FIFO: jobs 0 and 1 first; each one let go starts the next in order
+    for (let n = 0; n < jobs.length; n++) {
+      yield* inTime(Deferred.await(started[n]!))
+      if (n >= 1) {
+        assert.deepStrictEqual((yield* elsewhere(JobQueue.stats(queue))).concurrency, { limit: 2, running: 2 })
+        yield* Deferred.succeed(gates[n - 1]!, undefined)
+      }
+    }
+    yield* Deferred.succeed(gates[jobs.length - 1]!, undefined)
+    yield* inTime(elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))))
+    assert.strictEqual(most, 2)
+  }).pipe(Effect.scoped)
+
+/**
+ * Live: a queue capped at 1, its slot held by a claim of another store instance (another process);
+ * a consumer polling once an hour is held back. The slot freed there (a final settle, a retry, a
+ * release, a reap that ends the job dead: its lease of 1 ms over, its one attempt spent; then a
+ * reap that takes it back to run again in an hour)
+ * starts the next job on the consumer at once: the store's wake-up across instances, for each way
+ * a job stops running. `listening`: until the consumer's instance hears the queue's wake-ups (its
+ * LISTEN, its BZPOPMIN), given how many of its claims found nothing so far and whether it waits in
+ * the store now: freed before that, the consumer may claim again for its own reasons (Postgres wakes
+ * a queue's waiters once it listens, for a job that came between), which hid that a final settle
+ * sent no NOTIFY.
+ */
+export const concurrencyCapFreedElsewhere = (
+  layer: () => Layer.Layer<JobStore.JobStore, any>,
+  listening: (queue: string, consumer: { readonly emptyClaims: () => number; readonly waiting: () => boolean }) => Effect.Effect<void> = () =>
+    Effect.void
+) =>
+  Effect.gen(function*() {
+    const HOUR = 3_600_000
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    const exit = JSON.stringify({ _tag: "Success", value: 0 })
+    const settled = (settlement: Settlement) => (claim: Claim) => Effect.map(admin.settle(claim.token, settlement), assert.isTrue)
+    // its lease cut to 1 ms by a beat, then reaped once that is over on the store's clock (asked until
+    // it is: no fixed sleep). The consumer's own reaper may take it first: then its own store wakes
+    // it, and this instance's reap finds none, so the job leaving `running` ends the asking
+    const reaped = (backoff: number) => (claim: Claim) =>
+      Effect.gen(function*() {
+        yield* admin.heartbeat([claim.token], 1)
+        yield* admin.reap([backoff]).pipe(
+          Effect.andThen(elsewhere(JobQueue.status(claim.job.id))),
+          Effect.flatMap((job) => job.state === "running" ? Effect.fail("not yet") : Effect.void),
+          Effect.retry(Schedule.spaced("20 millis")),
+          Effect.timeout("30 seconds")
+        )
+      })
+    const ways: ReadonlyArray<readonly [string, (claim: Claim) => Effect.Effect<void, unknown>]> = [
+      ["Final", settled({ _tag: "Final", state: "succeeded", exit })],
+      ["Retry", settled({ _tag: "Retry", delay: HOUR, exit })],
+      ["Release", settled({ _tag: "Release" })],
+      ["reap", reaped(0)],
+      // taken back to run again in an hour: its slot is free now all the same
+      ["reap-retried", reaped(HOUR)]
+    ]
+    for (const [way, free] of ways) {
+      const queue = `capped-${way}`
+      yield* elsewhere(JobQueue.setConcurrency(queue, 1))
+      const [first, second] = yield* elsewhere(Effect.forEach([0, 1], (n) => JobQueue.enqueue(Echo, { n }, { queue, maxAttempts: way === "reap-retried" ? 2 : 1 })))
+      // the slot taken elsewhere (another process)
+      const [claim] = (yield* admin.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+      assert.strictEqual(claim?.job.id, first!.id)
+      const store = yield* instance
+      const found = yield* Deferred.make<void>()
+      let empty = 0
+      let waiting = 0
+      const telling: Store = {
+        ...store,
+        wait: (...args) => Effect.andThen(Effect.sync(() => waiting++), store.wait(...args)).pipe(Effect.ensuring(Effect.sync(() => waiting--))),
+        claim: (request) =>
+          Effect.tap(store.claim(request), (claimed) => claimed.claims.length === 0 ? Effect.andThen(Effect.sync(() => empty++), Deferred.succeed(found, undefined)) : Effect.void)
+      }
+      yield* Effect.provideService(
+        JobQueue.consume({ queues: [queue], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 4, poll: HOUR }),
+        JobStore.JobStore,
+        telling
+      )
+      yield* Effect.timeout(Deferred.await(found), "30 seconds")
+      assert.strictEqual((yield* elsewhere(JobQueue.status(second!.id))).state, "queued", "held back by the cap")
+      yield* Effect.timeout(listening(queue, { emptyClaims: () => empty, waiting: () => waiting > 0 }), "30 seconds")
+      yield* free(claim!)
+      const done = yield* elsewhere(JobQueue.await(Echo, second!.id)).pipe(
+        Effect.timeout("30 seconds"),
+        Effect.catchTag("TimeoutError", () => Effect.die(new Error(`a ${way} elsewhere did not start the next job`)))
+      )
+      assert.strictEqual(done, 1)
+    }
   }).pipe(Effect.scoped)
 
 /** Any value in and out: what a Schema lets through need not be JSON. */
@@ -297,6 +510,7 @@ export const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       cancel: (id) => track(store.cancel(id)),
       redrive: (id) => track(store.redrive(id)),
       purge: (before, states) => track(store.purge(before, states)),
+      retain: (batch) => track(store.retain(batch)),
       configure: (queue, settings) => track(store.configure(queue, settings)),
       counts: (queue) => track(store.counts(queue)),
       claim: (request) => track(store.claim(request)),
@@ -1467,6 +1681,164 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isTrue(later.created)
         assert.strictEqual(yield* later.await, 4)
       })))
+
+    describe("dedup modes", () => {
+      const claimOne = (queue = "default") =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          return (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: LEASE })).claims[0]!
+        })
+      const settle = (token: string, settlement: Parameters<Store["settle"]>[1]) =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* store.settle(token, settlement)
+        })
+
+      it.effect("dedupWhile \"queued\": the key is held while the job waits and released as it starts, so an enqueue during the run makes one follow-up job; a retry does not take the key back", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          const waiting = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          assert.deepStrictEqual([waiting.id, waiting.created], [first.id, false])
+          const claim = yield* claimOne()
+          assert.strictEqual(claim.job.id, first.id)
+          // running: the key is free, and the job still shows it
+          assert.strictEqual((yield* JobQueue.status(first.id)).dedupKey, "reindex")
+          const followUp = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "reindex", dedupWhile: "queued" })
+          assert.isTrue(followUp.created)
+          assert.notStrictEqual(followUp.id, first.id)
+          // the follow-up holds it now: one follow-up, however many triggers
+          const again = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "reindex" })
+          assert.deepStrictEqual([again.id, again.created], [followUp.id, false])
+          // the first one's retry waits without the key
+          yield* settle(claim.token, { _tag: "Retry", delay: 0, exit: "{}" })
+          assert.strictEqual(yield* stateOf(first.id), "queued")
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "reindex" })).id, followUp.id)
+          yield* JobQueue.cancel(followUp.id)
+          const afterCancel = yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "reindex" })
+          assert.isTrue(afterCancel.created)
+          assert.notStrictEqual(afterCancel.id, first.id)
+          // the default mode keeps its key through the run
+          const held = yield* JobQueue.enqueue(Echo, { n: 7 }, { dedupKey: "held", queue: "q2" })
+          yield* claimOne("q2")
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 8 }, { dedupKey: "held", queue: "q2" })).id, held.id)
+        })))
+
+      it.effect("dedupWhile \"queued\": a redriven job takes its key back until it starts again, unless another job holds it", () =>
+        provide(Effect.gen(function*() {
+          const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", dedupWhile: "queued", maxAttempts: 1 })
+          const claim = yield* claimOne()
+          yield* settle(claim.token, { _tag: "Final", state: "dead", exit: null })
+          const live = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })
+          assert.isTrue(live.created)
+          assert.isFalse(yield* JobQueue.redrive(dead.id))
+          yield* JobQueue.cancel(live.id)
+          assert.isTrue(yield* JobQueue.redrive(dead.id))
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, dead.id)
+          yield* claimOne()
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "k" })).created)
+        })))
+
+      it.effect("dedupFor: the key stays held for the window after the enqueue, the job finished or not; then a new job", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          const claim = yield* claimOne()
+          yield* settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+          assert.strictEqual(yield* stateOf(first.id), "succeeded")
+          yield* TestClock.adjust(59_000)
+          const within = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          assert.deepStrictEqual([within.id, within.created], [first.id, false])
+          const batch = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 3 }, options: { dedupKey: "digest" } }])
+          assert.deepStrictEqual(batch.map((job) => [job.id, job.created]), [[first.id, false]])
+          // another queue's key is another key
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "digest", queue: "q2" })).created)
+          yield* TestClock.adjust(1_000)
+          const next = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "digest", dedupFor: "1 minute" })
+          assert.isTrue(next.created)
+          // a batch: the first item takes the key, the next ones get its handle
+          yield* TestClock.adjust(60_000)
+          yield* JobQueue.cancel(next.id)
+          const items = yield* JobQueue.enqueueAll(Echo, [
+            { payload: { n: 6 }, options: { dedupKey: "digest", dedupFor: "1 minute" } },
+            { payload: { n: 7 }, options: { dedupKey: "digest" } }
+          ])
+          assert.isTrue(items[0]!.created)
+          assert.deepStrictEqual([items[1]!.id, items[1]!.created], [items[0]!.id, false])
+          yield* JobQueue.cancel(items[0]!.id)
+          const inWindow = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 8 }, options: { dedupKey: "digest" } }])
+          assert.deepStrictEqual(inWindow.map((job) => [job.id, job.created]), [[items[0]!.id, false]])
+        })))
+
+      it.effect("dedupFor with dedupWhile \"queued\": the window holds the key through the run; past it, a running job holds it no more", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "t", dedupWhile: "queued", dedupFor: "10 seconds" })
+          yield* claimOne()
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "t" })).id, first.id)
+          yield* TestClock.adjust(10_000)
+          assert.strictEqual(yield* stateOf(first.id), "running")
+          assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "t" })).created)
+        })))
+
+      const payloadOf = (id: string) =>
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          return JSON.parse((yield* store.get(id))!.payload).n as number
+        })
+
+      it.effect("dedupReplace \"payload\": a waiting holder takes the new payload and keeps its run time; a running or finished one is left as it is", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "p", delay: "1 minute", dedupFor: "1 hour" })
+          const visibleAt = (yield* JobQueue.status(first.id)).visibleAt.getTime()
+          yield* TestClock.adjust(1_000)
+          const again = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.deepStrictEqual([again.id, again.created], [first.id, false])
+          assert.strictEqual(yield* payloadOf(first.id), 2)
+          assert.strictEqual((yield* JobQueue.status(first.id)).visibleAt.getTime(), visibleAt)
+          // a batch: each item in turn, the last one's payload stays
+          const batch = yield* JobQueue.enqueueAll(Echo, [3, 4].map((n) => ({ payload: { n }, options: { dedupKey: "p", dedupReplace: "payload" as const } })))
+          assert.deepStrictEqual(batch.map((job) => [job.id, job.created]), [[first.id, false], [first.id, false]])
+          assert.strictEqual(yield* payloadOf(first.id), 4)
+          yield* TestClock.adjust(60_000)
+          const claim = yield* claimOne()
+          assert.deepStrictEqual([claim.job.id, JSON.parse(claim.job.payload).n], [first.id, 4])
+          yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.strictEqual(yield* payloadOf(first.id), 4, "running: not replaced")
+          yield* settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+          const inWindow = yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "p", dedupReplace: "payload" })
+          assert.deepStrictEqual([inWindow.id, yield* payloadOf(first.id)], [first.id, 4], "finished in its window: not replaced")
+        })))
+
+      it.effect("dedupReplace \"debounce\": each enqueue moves the waiting holder's run time to its own delay from now, with its payload; with dedupWhile \"queued\", one during the run makes the next job", () =>
+        provide(Effect.gen(function*() {
+          const options = { dedupKey: "search", dedupWhile: "queued", dedupReplace: "debounce", delay: "10 seconds" } as const
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, options)
+          yield* TestClock.adjust(6_000)
+          const again = yield* JobQueue.enqueue(Echo, { n: 2 }, options)
+          assert.deepStrictEqual([again.id, again.created], [first.id, false])
+          const start = (yield* JobQueue.status(first.id)).createdAt.getTime()
+          assert.strictEqual((yield* JobQueue.status(first.id)).visibleAt.getTime(), start + 16_000)
+          yield* TestClock.adjust(9_000)
+          const store = yield* JobStore.JobStore
+          assert.strictEqual((yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims.length, 0)
+          yield* TestClock.adjust(1_000)
+          const claim = yield* claimOne()
+          assert.deepStrictEqual([claim.job.id, JSON.parse(claim.job.payload).n], [first.id, 2])
+          const next = yield* JobQueue.enqueue(Echo, { n: 3 }, options)
+          assert.isTrue(next.created)
+          // a runAt moves it too, earlier as well as later
+          const at = start + 20_000
+          yield* JobQueue.enqueue(Echo, { n: 4 }, { ...options, delay: undefined, runAt: new Date(at) })
+          assert.strictEqual((yield* JobQueue.status(next.id)).visibleAt.getTime(), at)
+          assert.strictEqual(yield* payloadOf(next.id), 4)
+          assert.strictEqual(yield* payloadOf(first.id), 2)
+        })))
+
+      it.effect("dedupFor longer than a delay: the window counts from the enqueue; a delayed job holds its key by its state", () =>
+        provide(Effect.gen(function*() {
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "d", delay: "1 minute", dedupFor: "10 seconds", dedupWhile: "queued" })
+          yield* TestClock.adjust(30_000)
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "d" })).id, first.id)
+        })))
+    })
 
     describe("enqueueAll", () => {
       const items = (ns: ReadonlyArray<number>, options?: JobQueue.EnqueueOptions) =>
@@ -2770,6 +3142,345 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
           assert.strictEqual(config.field, field)
         }
         assert.strictEqual((yield* Effect.flip(JobQueue.setRateLimit("", { limit: 1, interval: 1 })))._tag, "InvalidJobOptions")
+      })))
+
+    // --- a queue's cap on running jobs, shared by every consumer of the queue (setConcurrency)
+
+    const SUCCESS = JSON.stringify({ _tag: "Success", value: 0 })
+
+    it.effect("concurrency cap: claims by any claimer keep at most n running; each way a job stops running frees its slot, a cancel asked of a running one only once it settles", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 2)
+        const jobs = yield* Effect.forEach(Array.from({ length: 8 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }))
+        const claim = (limit = 10) => Effect.map(store.claim({ queues: ["default"], tasks: ["Echo"], limit, lease: LEASE }), (c) => c.claims)
+        const [a, b] = yield* claim()
+        assert.deepStrictEqual([a, b].map((c) => JSON.parse(c!.job.payload).n), [0, 1], "the best two, in order")
+        // another claimer (another process, as far as the store can tell): none free
+        assert.strictEqual((yield* claim()).length, 0)
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 2, running: 2 })
+        const next = (why: string) =>
+          Effect.map(claim(), (claims) => {
+            assert.strictEqual(claims.length, 1, why)
+            return claims[0]!
+          })
+        assert.isTrue(yield* store.settle(a!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const c = yield* next("a final settle frees one slot")
+        assert.isTrue(yield* store.settle(b!.token, { _tag: "Retry", delay: 60_000, exit: SUCCESS }))
+        const d = yield* next("a retry frees one slot")
+        assert.isTrue(yield* store.settle(c.token, { _tag: "Release" }))
+        const e = yield* next("a release frees one slot")
+        assert.strictEqual(yield* JobQueue.cancel(d.job.id), "requested")
+        assert.strictEqual((yield* claim()).length, 0, "a running job asked to stop holds its slot until it stops")
+        assert.isTrue(yield* store.settle(d.token, { _tag: "Final", state: "cancelled", exit: null }))
+        const f = yield* next("its cancelled settle frees it")
+        // a lease expired but not yet reaped still holds its slot (its process may still run it)
+        yield* TestClock.adjust(LEASE + 1)
+        assert.isTrue(yield* store.settle(e.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const g = yield* next("e's settle frees one")
+        assert.strictEqual((yield* claim()).length, 0, "f's lease expired, unreaped: still running")
+        assert.strictEqual(yield* store.reap([0]), 1)
+        const h = yield* next("the reap frees f's slot")
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 2, running: 2 })
+        assert.deepStrictEqual([g, h].map((claim) => claim.job.queue), ["default", "default"])
+        assert.strictEqual(yield* stateOf(jobs[1]!.id), "delayed", "retried, waiting for its delay")
+      })))
+
+    it.effect("concurrency cap: a claim over several queues caps only the capped one; a lowered cap holds claims until fewer run; 0 or undefined removes it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 3)
+        for (let n = 0; n < 10; n++) yield* JobQueue.enqueue(Echo, { n }, { priority: 1 })
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n: 100 + n }, { queue: "free" })
+        const claim = (queues: ReadonlyArray<string>, limit = 10) =>
+          Effect.map(store.claim({ queues, tasks: ["Echo"], limit, lease: 60_000 }), (c) => c.claims)
+        const mixed = yield* claim(["default", "free"])
+        assert.deepStrictEqual(mixed.map((c) => c.job.queue), ["default", "default", "default", "free", "free", "free"])
+        yield* JobQueue.setConcurrency("default", 1)
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).concurrency, { limit: 1, running: 3 }, "lowering interrupts none")
+        for (const claimed of mixed.slice(0, 2)) {
+          assert.isTrue(yield* store.settle(claimed.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+          assert.strictEqual((yield* claim(["default"])).length, 0, "still at or above the cap")
+        }
+        assert.isTrue(yield* store.settle(mixed[2]!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        assert.strictEqual((yield* claim(["default"])).length, 1)
+        yield* JobQueue.setConcurrency("default", 0)
+        assert.strictEqual((yield* JobQueue.stats("default")).concurrency, undefined)
+        assert.strictEqual((yield* claim(["default"], 3)).length, 3, "0 removes the cap")
+        yield* JobQueue.setConcurrency("default", 4)
+        assert.strictEqual((yield* claim(["default"])).length, 0, "4 running")
+        yield* JobQueue.setConcurrency("default", undefined)
+        assert.strictEqual((yield* claim(["default"])).length, 3, "undefined removes it: the rest")
+        assert.strictEqual((yield* JobQueue.stats("free")).concurrency, undefined)
+      })))
+
+    it.effect("a fair claim respects a queue's cap: its rounds, the first's many jobs per queue and the later's one, stop at the queue's free slots, the other queues' taken", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("a", 2)
+        for (let n = 0; n < 6; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "a" })
+        for (let n = 100; n < 106; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "b" })
+        const claim = (limit: number) =>
+          Effect.map(store.claim({ queues: ["a", "b"], tasks: ["Echo"], limit, lease: 60_000, fair: true }), (c) => c.claims)
+        // 5 slots per queue asked at once: a's cap gives 2
+        const first = yield* claim(10)
+        assert.deepStrictEqual(first.map((c) => c.job.queue).sort(), ["a", "a", "b", "b", "b", "b", "b", "b"])
+        // one job per queue per round: a at its cap, b empty
+        assert.strictEqual((yield* claim(1)).length, 0, "a at its cap")
+        assert.strictEqual((yield* claim(3)).length, 0, "a at its cap")
+        const settled = first.find((c) => c.job.queue === "a")!
+        assert.isTrue(yield* store.settle(settled.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        assert.deepStrictEqual((yield* claim(3)).map((c) => c.job.queue), ["a"], "the one slot freed")
+        assert.deepStrictEqual((yield* JobQueue.stats("a")).concurrency, { limit: 2, running: 2 })
+      })))
+
+    it.effect("a fair claim under caps and rate limits together: each queue takes the least of its window and its free slots, the others the rest", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("capped", 2)
+        yield* JobQueue.setRateLimit("limited", { limit: 3, interval: "1 hour" })
+        yield* JobQueue.setConcurrency("both", 3)
+        yield* JobQueue.setRateLimit("both", { limit: 1, interval: "1 hour" })
+        for (const queue of ["capped", "limited", "both", "free"]) {
+          for (let n = 0; n < 5; n++) yield* JobQueue.enqueue(Echo, { n }, { queue })
+        }
+        const claim = (limit: number) =>
+          Effect.map(
+            store.claim({ queues: ["capped", "limited", "both", "free"], tasks: ["Echo"], limit, lease: 60_000, fair: true }),
+            (c) => c.claims.map((claimed) => claimed.job.queue).sort()
+          )
+        assert.deepStrictEqual(yield* claim(20), ["both", "capped", "capped", "free", "free", "free", "free", "free", "limited", "limited", "limited"])
+        assert.deepStrictEqual(yield* claim(20), [], "every queue at its cap, its window full or empty")
+        yield* JobQueue.setConcurrency("both", 1)
+        yield* JobQueue.setRateLimit("both", undefined)
+        assert.deepStrictEqual(yield* claim(20), [], "both: its lowered cap reached")
+        yield* JobQueue.setConcurrency("both", 2)
+        assert.deepStrictEqual(yield* claim(20), ["both"], "both: one slot more")
+      })))
+
+    it.effect("a \"queued\"-mode dedup key held back by a cap: its key released as the job starts, not before; a fair claim too", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 1)
+        const options = { dedupKey: "k", dedupWhile: "queued" } as const
+        const claim = () =>
+          Effect.map(store.claim({ queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000, fair: true }), (c) => c.claims)
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 }, options)
+        const [running] = yield* claim()
+        assert.strictEqual(running!.job.id, first.id)
+        const second = yield* JobQueue.enqueue(Echo, { n: 2 }, options)
+        assert.isTrue(second.created, "released as the first started")
+        assert.strictEqual((yield* claim()).length, 0, "the cap holds the follow-up")
+        const again = yield* JobQueue.enqueue(Echo, { n: 3 }, options)
+        assert.strictEqual(again.id, second.id, "held while the follow-up waits for its slot")
+        assert.isFalse(again.created)
+        assert.isTrue(yield* store.settle(running!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const [next] = yield* claim()
+        assert.strictEqual(next!.job.id, second.id)
+        assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, options)).created, "released as the follow-up started")
+      })))
+
+    it.effect("concurrency cap: two consumers never run more than n of the queue at once, and a freed slot starts the next job at once, polling once an hour", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 3)
+        let running = 0
+        let most = 0
+        const handlers = [Task.handle(Echo, ({ n }) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              most = Math.max(most, ++running)
+            }),
+            () => Effect.as(Effect.sleep("1 second"), n),
+            () => Effect.sync(() => running--)
+          ))]
+        const jobs = yield* Effect.forEach(Array.from({ length: 12 }, (_, n) => n), (n) => JobQueue.enqueue(Echo, { n }))
+        yield* JobQueue.consume({ ...options, concurrency: 5, poll: "1 hour", handlers })
+        yield* JobQueue.consume({ ...options, concurrency: 5, poll: "1 hour", handlers })
+        // 12 jobs of a second, 3 at a time: 4 seconds (the hour's poll would leave them waiting)
+        yield* tickUntil(
+          Effect.map(Effect.forEach(jobs, (job) => stateOf(job.id)), (states) => states.every((state) => state === "succeeded")).pipe(
+            Effect.orDie,
+            Effect.provideService(JobStore.JobStore, store)
+          ),
+          "every job done within seconds",
+          100,
+          8_000
+        )
+        assert.strictEqual(most, 3)
+      })))
+
+    it.effect("concurrency cap: jobs enqueued to a full queue 10 ms apart cost its held-back consumer a claim per 100 ms at most, not one per enqueue", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("default", 1)
+        let claims = 0
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+        const started: Array<number> = []
+        const never = yield* Deferred.make<void>()
+        yield* JobQueue.enqueue(Echo, { n: 0 })
+        yield* Effect.provideService(
+          JobQueue.consume({
+            ...options,
+            concurrency: 4,
+            poll: "1 hour",
+            handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Effect.sync(() => started.push(n)), Effect.as(Deferred.await(never), n)))]
+          }),
+          JobStore.JobStore,
+          counting
+        )
+        yield* tick(500)
+        const before = claims
+        for (let n = 0; n < 100; n++) {
+          yield* JobQueue.enqueue(Echo, { n: 10 + n })
+          yield* tick(10, 10)
+        }
+        yield* tick(1000)
+        // 1 s of enqueues: ~10 claims with the floor; one per enqueue (100) without it
+        assert.isAtMost(claims - before, 20)
+        assert.deepStrictEqual(started, [0], "nothing past the cap")
+      })))
+
+    it.effect("concurrency cap: bad values are refused, naming the field", () =>
+      provide(Effect.gen(function*() {
+        for (const bad of [-1, 1.5, Number.NaN, Infinity, 1_000_001, "3", null]) {
+          const error = yield* Effect.flip(JobQueue.setConcurrency("default", bad as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as InvalidJobOptions).field, "concurrency", String(bad))
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setConcurrency("", 1)))._tag, "InvalidJobOptions")
+        assert.strictEqual((yield* JobQueue.stats("default")).concurrency, undefined, "nothing set")
+      })))
+
+    // --- retention of finished jobs, per queue, applied by the consumers' maintenance (task retain27)
+
+    it.effect("retention by age: a running consumer's maintenance deletes the queue's finished jobs older than their state's age; other states and queues are untouched; a deleted job's await is JobNotFound and its dedup key free; removing the retention stops it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { succeeded: { age: "1 minute" }, cancelled: { age: "1 minute" } })
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { age: 60_000 }, cancelled: { age: 60_000 } })
+        assert.strictEqual((yield* JobQueue.stats("other")).retention, undefined)
+        const cancelled = yield* JobQueue.enqueue(Echo, { n: 9 }, { delay: "1 hour" })
+        assert.strictEqual(yield* JobQueue.cancel(cancelled.id), "cancelled")
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["default", "other"],
+          handlers: [Task.handle(Echo, ({ n }) => n === 3 ? Effect.fail(new Boom({ n })) : Effect.succeed(n))]
+        })
+        const ok = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" })
+        const dead = yield* JobQueue.enqueue(Echo, { n: 3 }, { maxAttempts: 1 })
+        const elsewhere = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "other" })
+        yield* tickUntil(
+          Effect.map(
+            Effect.orDie(Effect.provideService(Effect.forEach([ok, dead, elsewhere], (job) => stateOf(job.id)), JobStore.JobStore, store)),
+            (states) => states.join() === "succeeded,dead,succeeded"
+          ),
+          "the jobs ended"
+        )
+        assert.strictEqual(yield* ok.await, 1)
+        // within the age: kept, however many maintenance rounds pass
+        yield* tick(50_000, 500)
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), [ok.id, dead.id, cancelled.id].sort())
+        // past it (and a maintenance round, every half lease): the succeeded and cancelled jobs are gone
+        yield* tick(15_000, 500)
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id), [dead.id], "only the dead job of the queue is kept")
+        assert.strictEqual(yield* stateOf(elsewhere.id), "succeeded", "another queue's job is kept")
+        assert.instanceOf(yield* Effect.flip(JobQueue.await(Echo, ok.id)), DurableError.JobNotFound)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(cancelled.id)), DurableError.JobNotFound)
+        const stats = yield* JobQueue.stats("default")
+        assert.deepStrictEqual([stats.succeeded, stats.dead, stats.cancelled], [0, 1, 0])
+        // the dedup key of a deleted job holds nothing
+        const again = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "k" })
+        assert.notStrictEqual(again.id, ok.id)
+        assert.strictEqual(yield* again.await, 5)
+        // removed: nothing more is deleted
+        yield* JobQueue.setRetention("default", undefined)
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined)
+        yield* tick(120_000, 1000)
+        assert.strictEqual(yield* stateOf(again.id), "succeeded")
+        assert.strictEqual((yield* JobQueue.stats("default")).succeeded, 1)
+      })))
+
+    it.effect("retention by count: the newest `count` of a state are kept (by end time); a store's pass deletes at most `batch` per queue and state, oldest first, and says when more is due", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { succeeded: { count: 2 }, dead: { age: "1 hour", count: 10 } })
+        const ids: Array<string> = []
+        for (let n = 0; n < 7; n++) ids.push((yield* JobQueue.enqueue(Echo, { n })).id)
+        const other = yield* JobQueue.enqueue(Echo, { n: 100 }, { queue: "other" })
+        yield* JobQueue.setRetention("other", { dead: { count: 0 } })
+        // each ends at its own time, in the reverse order of their creation
+        const claims = (yield* store.claim({ queues: ["default", "other"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.strictEqual(claims.length, 8)
+        const byId = new Map(claims.map((claim) => [claim.job.id, claim.token]))
+        for (const id of [other.id, ...ids.slice().reverse()]) {
+          yield* TestClock.adjust(10)
+          assert.isTrue(yield* store.settle(byId.get(id)!, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+        }
+        const passes: Array<readonly [number, boolean]> = []
+        for (let i = 0; i < 3; i++) {
+          const { deleted, more } = yield* store.retain(2)
+          passes.push([deleted, more])
+        }
+        assert.deepStrictEqual(passes, [[2, true], [2, true], [1, false]])
+        // the two that ended last: the first two created
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id), ids.slice(0, 2))
+        assert.strictEqual(yield* stateOf(other.id), "succeeded", "another state's retention keeps it")
+        assert.deepStrictEqual(yield* store.retain(2), { deleted: 0, more: false })
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { count: 2 }, dead: { age: 3_600_000, count: 10 } })
+      })))
+
+    it.effect("retention and dedupFor: a retention that deletes a finished job inside its throttle window ends the window with it, as a purge does (the next enqueue of the key makes a job); kept, it holds the key", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const finish = (queue: string) =>
+          Effect.gen(function*() {
+            const [claim] = (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+            return claim!.job.id
+          })
+        const throttled = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "digest", dedupFor: "1 hour" })
+        const kept = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "digest", dedupFor: "1 hour", queue: "q2" })
+        assert.strictEqual(yield* finish("default"), throttled.id)
+        assert.strictEqual(yield* finish("q2"), kept.id)
+        yield* TestClock.adjust(60_000)
+        // inside the window, finished: the key is held
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "digest" })).id, throttled.id)
+        yield* JobQueue.setRetention("default", { succeeded: { age: "1 second" } })
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false })
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(throttled.id)), DurableError.JobNotFound)
+        const next = yield* JobQueue.enqueue(Echo, { n: 4 }, { dedupKey: "digest", dedupFor: "1 hour" })
+        assert.isTrue(next.created, "the deleted job's window went with it")
+        assert.notStrictEqual(next.id, throttled.id)
+        // a queue without a retention keeps its finished job, whose window still holds the key
+        const hit = yield* JobQueue.enqueue(Echo, { n: 5 }, { dedupKey: "digest", queue: "q2" })
+        assert.deepStrictEqual([hit.id, hit.created], [kept.id, false])
+      })))
+
+    it.effect("retention: bad values are refused as InvalidJobOptions naming the field", () =>
+      provide(Effect.gen(function*() {
+        const bad = [
+          ["1 day", "retention"],
+          [{ succeeded: {} }, "retention.succeeded"],
+          [{ succeeded: "1 day" }, "retention.succeeded"],
+          [{ succeeded: { age: -1 } }, "retention.succeeded.age"],
+          [{ succeeded: { age: "soon" } }, "retention.succeeded.age"],
+          [{ dead: { count: 1.5 } }, "retention.dead.count"],
+          [{ dead: { count: -1 } }, "retention.dead.count"],
+          [{ cancelled: { count: 2e9 } }, "retention.cancelled.count"],
+          [{ cancelled: { age: 1, keep: 3 } }, "retention.cancelled.keep"],
+          [{ completed: { age: 1 } }, "retention.completed"]
+        ] as const
+        for (const [retention, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.setRetention("default", retention as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as { field: string }).field, field, JSON.stringify(retention))
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setRetention("", { succeeded: { count: 1 } })))._tag, "InvalidJobOptions")
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined, "nothing was set")
+        // an age of Infinity alone limits nothing: no retention
+        yield* JobQueue.setRetention("default", { succeeded: { age: Infinity } })
+        assert.strictEqual((yield* JobQueue.stats("default")).retention, undefined)
       })))
 
     it.effect("a consumer whose store closes first (the store's layer released before the consumer's scope) stops, saying so once: no claim retried, no warning per poll; an idle one and a busy one", () =>

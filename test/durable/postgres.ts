@@ -118,15 +118,38 @@ export const versionAndIndex = (schema: string, index: string) =>
     )
   ).pipe(Effect.map(([versions, indexes]) => [versions.map((row) => row.value), indexes.map((row) => row.indexname)]))
 
-/** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8), no queue holds (9). */
+/** What version 12 added (queue holds, a job's snoozes), undone: by every `backTo` before 12. */
+export const undoHolds = (S: string) => [`ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`, `ALTER TABLE ${S}.wp_job DROP COLUMN snoozes`]
+
+/** What version 11 added (the queues' caps, `setConcurrency`), undone. */
+export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
+
+/** What versions 10 (retention), 11 (caps) and 12 (holds) added: undone by every `backTo` before 10. */
+export const beforeRetention = (S: string) => [
+  ...undoHolds(S),
+  undoCap(S),
+  `DROP INDEX ${S}.wp_job_retained`,
+  `ALTER TABLE ${S}.wp_queue DROP COLUMN retention`
+]
+
+/** Takes schema `S` (quoted) back to what version 6 left: no settling transaction (7), its index gone with it, no counts' index (8). */
 export const backToVersion6 = (S: string) =>
-  backTo(S, 6, [`DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`, ...VERSION_9(S)])
+  backTo(S, 6, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
-/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted` (8) and queue holds (9). */
-export const backToVersion7 = (S: string) => backTo(S, 7, [`DROP INDEX ${S}.wp_job_counted`, ...VERSION_9(S)])
+/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
+export const backToVersion7 = (S: string) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`])
 
-/** What version 9 added: queue holds and a job's snoozes. */
-const VERSION_9 = (S: string) => [`ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`, `ALTER TABLE ${S}.wp_job DROP COLUMN snoozes`]
+/** What the dedup modes' migration (version 9) adds, undone: its columns, their index with them. */
+export const undoDedupModes = (S: string) => `ALTER TABLE ${S}.wp_job DROP COLUMN dedup_queued, DROP COLUMN dedup_until`
+
+/** Takes the schema `S` (quoted) back to version 8, before the dedup modes' migration (and retention's after it). */
+export const backToBeforeDedupModes = (S: string) => backTo(S, 8, [...beforeRetention(S), undoDedupModes(S)])
+
+/** Takes the schema `S` (quoted) back to version 10, before the queues' caps (11) and holds (12). */
+export const backToBeforeCaps = (S: string) => backTo(S, 10, [...undoHolds(S), undoCap(S)])
+
+/** Takes the schema `S` (quoted) back to version 11, before queue holds and snoozes (12). */
+export const backToBeforeHolds = (S: string) => backTo(S, 11, undoHolds(S))
 
 const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
   Effect.promise(() =>

@@ -14,7 +14,7 @@
  */
 import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Option, Result, Schedule, Semaphore, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
-import { AttemptTimeout } from "../../DurableError.ts"
+import { AttemptTimeout, type StoreError } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
@@ -152,6 +152,13 @@ interface Current {
   readonly now: number
   readonly renewed: boolean
 }
+
+/**
+ * The most finished jobs of one queue and state a consumer's retention batch deletes (one statement
+ * or script): a backlog (a retention set on a queue of millions) is deleted a batch at a time,
+ * never in one delete that holds the store.
+ */
+export const RETAIN_BATCH = 1000
 
 /**
  * The delays before retries 1..32 of a job taken back from a dead consumer, for the store's reaper
@@ -716,11 +723,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         }
         yield* claimFailures.worked
         const count = claimed.claims.length
-        held = claimed.limitedFor > 0 ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
+        // held back by its queue's window, or its cap (`capped`: no time frees a slot, a settle does)
+        const heldBack = claimed.limitedFor > 0 || claimed.capped === true
+        held = heldBack ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
         // consumer sleeps until that time at most, not a whole poll past it
         const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
-        // the queue's shared limit held the claim back: nothing to claim before its window frees,
+        // the queue's shared limit (or its cap) held the claim back: nothing to claim before its window frees (a slot frees),
         // unless the limit changes (`setRateLimit` here or in another process: the store wakes its
         // waiters of the queue as for a new job) or another of its queues gets a job. The store's
         // wait, since the version read before the claim: a claim that took some jobs changed the
@@ -729,8 +738,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         // queue is limited because its jobs come faster than they may start, so without the floor
         // each held-back consumer claimed (and on Postgres locked the queue's row) once per enqueue;
         // with it, ten times a second at most, and a lift still reaches it within the floor
-        if (claimed.limitedFor > 0) {
-          const until = Math.min(claimed.limitedFor, due)
+        if (heldBack) {
+          const until = claimed.limitedFor > 0 ? Math.min(claimed.limitedFor, due) : due
           if (until <= CLAIM_RETRY_FLOOR) yield* nap(until, woken)
           else {
             yield* nap(CLAIM_RETRY_FLOOR, woken)
@@ -883,26 +892,53 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       }
     })
 
+    // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
+    // frozen server, a partition that drops packets), which kept the reaper silent for ever, the
+    // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
+    // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
+    // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
+    // statements or scripts per queue did, whole, or nothing of a queue; a retention batch deletes
+    // what its statements or scripts did
+    const maintenanceBound = Math.max(ServerTime.ASK_BOUND, config.lease)
+    /** A maintenance step (a reap, a retention batch), bounded: one with no answer fails, and its loop goes on. */
+    const bounded = <A>(what: string, effect: Effect.Effect<A, StoreError>) =>
+      Effect.exit(Effect.timeoutOrElse(effect, {
+        duration: maintenanceBound,
+        orElse: () => Effect.fail(new Cause.TimeoutError(`${what} had no answer within ${maintenanceBound} ms`))
+      }))
+    const halfLease = Math.max(1, Math.floor(config.lease / 2))
+
     const reaperLoop = Effect.gen(function*() {
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
-      // a lease, and never below a read's bound: the bound is only against a reap with no answer (a
-      // frozen server, a partition that drops packets), which kept this loop silent for ever, the
-      // jobs of dead consumers held. A reap that is merely slow (a backlog of expired jobs on a
-      // loaded machine) must fit: cut at a short lease (100 ms), each reap took back a few hundred
-      // rows and a backlog of 100,000 stayed held. Cut short, a reap takes back what its store's
-      // statements or scripts per queue did, whole, or nothing of a queue
-      const bound = Math.max(ServerTime.ASK_BOUND, config.lease)
       while (true) {
-        const reaped = yield* Effect.exit(Effect.timeoutOrElse(store.reap(backoff, reapPolicies), {
-          duration: bound,
-          orElse: () => Effect.fail(new Cause.TimeoutError(`a reap had no answer within ${bound} ms`))
-        }))
+        const reaped = yield* bounded("a reap", store.reap(backoff, reapPolicies))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
         }
-        yield* Effect.sleep(Math.max(1, Math.floor(config.lease / 2)))
+        yield* Effect.sleep(halfLease)
+      }
+    })
+
+    // the queues' retention (JobQueue.setRetention), applied beside the reaper at the same pace: a
+    // bounded batch at a time, the next at once while a batch came back full (a backlog, or a busy
+    // queue ending more than a batch a round), so that it keeps up without one huge delete and
+    // without holding the reaps back
+    const retainLoop = Effect.gen(function*() {
+      const retaining = failureStreak("deleting finished durable jobs past their queue's retention")
+      while (true) {
+        const retained = yield* bounded("a retention batch", store.retain(RETAIN_BATCH))
+        if (Exit.isSuccess(retained)) {
+          yield* retaining.worked
+          if (retained.value.more) {
+            yield* Effect.yieldNow
+            continue
+          }
+        } else if (!(yield* store.closed)) {
+          yield* retaining.failed(retained.cause, () => "finished jobs past their queue's retention stay until it works")
+        }
+        yield* Effect.sleep(halfLease)
       }
     })
 
@@ -916,6 +952,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const claimer = loop("claim loop", claimLoop)
     const heart = loop("heartbeat", heartbeatLoop)
     const reaper = loop("reaper", reaperLoop)
+    const retainer = loop("retention", retainLoop)
 
     const stop = (now: boolean): Effect.Effect<void> => {
       // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
@@ -952,7 +989,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             yield* Fiber.interruptAll(left)
           }
         }
-        yield* Fiber.interruptAll([reaper, heart])
+        yield* Fiber.interruptAll([reaper, retainer, heart])
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
     }

@@ -70,6 +70,7 @@ const GUARDED: { readonly [K in Exclude<keyof Store, Unguarded>]: string } = {
   redrive: "redrive",
   purge: "purge",
   configure: "configure",
+  retain: "retain",
   counts: "stats",
   latencies: "latencies",
   claim: "claim",

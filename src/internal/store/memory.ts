@@ -26,6 +26,10 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  RETAINED,
+  type Retained,
+  retentionField,
+  type Retention,
   roundRobin,
   type Settlement,
   type State,
@@ -57,7 +61,20 @@ interface Row {
   rank: number
   token: string | null
   leaseUntil: number
+  /** A `dedupWhile: "queued"` job's key, once it started: no longer held (see `holds`). */
+  released: boolean
+  readonly dedupQueued: boolean
+  /** The end of its throttle window (`dedupFor`), store time; null none. */
+  readonly dedupUntil: number | null
 }
+
+/** Whether a job holds its dedup key at `now`: by its state (see `NewJob.dedupWhile`) or its window. */
+const holds = (row: Row, now: number): boolean =>
+  row.job.dedupKey !== null && (
+    (row.job.state === "queued" && !row.released) ||
+    (row.job.state === "running" && !row.dedupQueued) ||
+    (row.dedupUntil !== null && now < row.dedupUntil)
+  )
 
 interface QueueState {
   paused: boolean
@@ -67,10 +84,20 @@ interface QueueState {
   rate: QueueRateLimit | undefined
   /** The times of the last `rate.limit` claims, oldest first. */
   times: Array<number>
+  /** At most this many of the queue's jobs running at once (`setConcurrency`); undefined: no cap. */
+  concurrency: number | undefined
+  retention?: Retention | undefined
 }
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
-const UNCONFIGURED: QueueState = Object.freeze({ paused: false, heldUntil: 0, aging: 0, rate: undefined, times: Object.freeze([]) as unknown as Array<number> })
+const UNCONFIGURED: QueueState = Object.freeze({
+  paused: false,
+  heldUntil: 0,
+  aging: 0,
+  rate: undefined,
+  times: Object.freeze([]) as unknown as Array<number>,
+  concurrency: undefined
+})
 
 export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(function*() {
   const clock = yield* Clock.Clock
@@ -88,7 +115,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   /** A queue's settings to change: kept from then on (a queue per tenant is no entry per tenant until configured). */
   const configured = (name: string) => {
     let queue = queues.get(name)
-    if (queue === undefined) queues.set(name, queue = { paused: false, heldUntil: 0, aging: 0, rate: undefined, times: [] })
+    if (queue === undefined) queues.set(name, queue = { paused: false, heldUntil: 0, aging: 0, rate: undefined, times: [], concurrency: undefined })
     return queue
   }
   const update = (row: Row, patch: Partial<JobRow>) => {
@@ -110,13 +137,31 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** The key of a dedup key in its queue, in `holders`. */
   const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
-  /** The unfinished jobs holding dedup keys, by `holderKey`: read once for a batch, not once per job. */
+  /** The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per job. */
   const holders = () => {
     const found = new Map<string, string>()
-    for (const { job } of rows.values()) {
-      if (job.dedupKey !== null && (job.state === "queued" || job.state === "running")) found.set(holderKey(job.queue, job.dedupKey), job.id)
+    const now = time()
+    for (const row of rows.values()) {
+      if (holds(row, now)) found.set(holderKey(row.job.queue, row.job.dedupKey!), row.job.id)
     }
     return found
+  }
+
+  /**
+   * A dedup hit: the holder's handle, its payload (and run time) replaced first if `job` asks for it
+   * and the holder waits (see `NewJob.dedupReplace`); `visibleIn` when its run time moved.
+   */
+  const replaced = (row: Row, job: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
+    if (job.dedupReplace === undefined || row.job.state !== "queued" || row.job.task !== job.task) return { id: row.job.id, created: false }
+    if (job.dedupReplace === "payload") {
+      update(row, { payload: job.payload })
+      return { id: row.job.id, created: false }
+    }
+    const now = time()
+    const visibleAt = job.runAt ?? now + job.delay
+    update(row, { payload: job.payload, visibleAt })
+    row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, Math.max(visibleAt, now))
+    return { id: row.job.id, created: false, visibleIn: visibleAt - now }
   }
 
   /**
@@ -131,15 +176,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (rows.has(job.id)) return { id: job.id, created: false }
     if (job.dedupKey !== null && held !== undefined) {
       const holder = held.get(holderKey(job.queue, job.dedupKey))
-      if (holder !== undefined) return { id: holder, created: false }
+      if (holder !== undefined) return replaced(rows.get(holder)!, job)
       held.set(holderKey(job.queue, job.dedupKey), job.id)
     } else if (job.dedupKey !== null) {
+      const now = time()
       for (const row of rows.values()) {
-        const other = row.job
-        if (
-          other.queue === job.queue && other.dedupKey === job.dedupKey &&
-          (other.state === "queued" || other.state === "running")
-        ) return { id: other.id, created: false }
+        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) return replaced(row, job)
       }
     }
     const now = time()
@@ -171,7 +213,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a runAt in the past is waited for from now (see model.rank)
       rank: rank(job.priority, queueOf(job.queue).aging, Math.max(visibleAt, now)),
       token: null,
-      leaseUntil: 0
+      leaseUntil: 0,
+      released: false,
+      dedupQueued: job.dedupWhile === "queued",
+      dedupUntil: job.dedupFor === undefined ? null : now + job.dedupFor
     }
     rows.set(job.id, row)
     return { id: job.id, created: true, visibleIn: visibleAt - now }
@@ -232,13 +277,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (row === undefined || row.job.state !== "dead") return false
       const key = row.job.dedupKey
       if (key !== null) {
+        // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back
         for (const other of rows.values()) {
           const job = other.job
-          if (job.queue === row.job.queue && job.dedupKey === key && (job.state === "queued" || job.state === "running")) {
-            return false
-          }
+          if (
+            job.queue === row.job.queue && job.dedupKey === key &&
+            ((job.state === "queued" && !other.released) || (job.state === "running" && !other.dedupQueued))
+          ) return false
         }
       }
+      // a redriven "queued"-mode job holds its key again until it starts
+      row.released = false
       const now = time()
       // a new run from the start: its exit alone stays, which awaiters ignore until the new run ends
       update(row, {
@@ -267,6 +316,30 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
+  const retain = (batch: number) =>
+    Effect.sync((): Retained => {
+      const now = time()
+      let deleted = 0
+      let more = false
+      for (const [name, queue] of queues) {
+        for (const state of RETAINED) {
+          const keep = queue.retention?.[state]
+          if (keep === undefined) continue
+          // newest first (by end time, then by creation): past `count`, or older than `age`, goes
+          const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
+            .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
+          const past = ended.filter((row, i) =>
+            (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
+          ).reverse().slice(0, batch)
+          for (const row of past) rows.delete(row.job.id)
+          deleted += past.length
+          if (past.length >= batch) more = true
+        }
+      }
+      // its awaiters look (a job they await may be gone)
+      return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
+    })
+
   const configure = (
     name: string,
     settings: QueueSettings
@@ -283,6 +356,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         queue.rate = settings.rateLimit
         queue.times = queue.times.slice(-settings.rateLimit.limit)
       }
+      if (settings.concurrency !== undefined) queue.concurrency = settings.concurrency ?? undefined
+      if (settings.retention !== undefined) queue.retention = settings.retention ?? undefined
       changed(undefined)
     })
 
@@ -308,6 +383,9 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           ...queue.rate,
           available: windowAllows(queue.times, queue.times.length, queue.rate, now, queue.rate.limit).allowed
         },
+        // only when set: a queue without a cap counts as before (a field of undefined is a field)
+        ...(queue.concurrency === undefined ? {} : { concurrency: { limit: queue.concurrency, running: tally.running } }),
+        ...retentionField(queue.retention),
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
           .sort((a, b) => b.priority - a.priority),
@@ -343,8 +421,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // 30,000 queued jobs take 0.5 s (a tenant per queue is ordinary)
       const ofQueues = new Set(request.queues)
       const ofTasks = new Set(request.tasks)
+      // the running jobs of each capped queue of the request, counted in the same pass: a cap is
+      // derived from the rows, never kept as a counter that a missed settle could leave wrong
+      const running = new Map<string, number>()
+      for (const name of request.queues) if (queueOf(name).concurrency !== undefined) running.set(name, 0)
       for (const row of rows.values()) {
         const job = row.job
+        if (job.state === "running") {
+          const n = running.get(job.queue)
+          if (n !== undefined) running.set(job.queue, n + 1)
+          continue
+        }
         if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
         // a held queue's jobs are due when its hold ends, at the soonest
         const visibleAt = Math.max(job.visibleAt, queueOf(job.queue).heldUntil)
@@ -353,31 +440,42 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         } else if (ofTasks.has(job.task)) candidates.push(row)
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
-      // a rate-limited queue's candidates past its window are skipped below, in this order too
+      // a rate-limited or capped queue's candidates past what it allows are skipped below, in this order too
       const ordered = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
-      // what each rate-limited queue's window allows now
+      // what each rate-limited queue's window, and each capped queue's free slots, allow now
       const allowed = new Map<string, number>()
+      const windowed = new Map<string, number>()
       for (const name of request.queues) {
         const queue = queueOf(name)
         if (queue.rate !== undefined) {
-          allowed.set(name, windowAllows(queue.times, queue.times.length, queue.rate, now, request.limit).allowed)
+          windowed.set(name, windowAllows(queue.times, queue.times.length, queue.rate, now, request.limit).allowed)
+          allowed.set(name, windowed.get(name)!)
+        }
+        if (queue.concurrency !== undefined) {
+          allowed.set(name, Math.min(allowed.get(name) ?? Infinity, Math.max(0, queue.concurrency - running.get(name)!)))
         }
       }
+      // held back by a full window (a time at which it frees), or by a cap (no such time: a settle wakes)
       const held = new Set<string>()
+      let capped = false
       const picked: Array<Row> = []
       for (const row of ordered) {
         if (picked.length >= request.limit) break
         const left = allowed.get(row.job.queue)
         if (left === 0) {
-          held.add(row.job.queue)
+          if (windowed.get(row.job.queue) === 0) held.add(row.job.queue)
+          else capped = true
           continue
         }
+        const window = windowed.get(row.job.queue)
+        if (window !== undefined) windowed.set(row.job.queue, window - 1)
         if (left !== undefined) allowed.set(row.job.queue, left - 1)
         picked.push(row)
       }
       const claims = picked.map((row): Claim => {
         const token = crypto.randomUUID()
         update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
+        if (row.dedupQueued) row.released = true
         row.token = token
         row.leaseUntil = now + request.lease
         byToken.set(token, row)
@@ -400,6 +498,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return {
         claims: claims.length === 0 ? claims : changed(claims),
         limitedFor,
+        ...(short && capped ? { capped } : {}),
         dueIn: !short || dueAt === Infinity ? undefined : dueAt - now
       }
     })
@@ -506,6 +605,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     redrive,
     purge,
     configure,
+    retain,
     counts,
     latencies,
     claim,

@@ -73,6 +73,23 @@ export interface NewJob {
   readonly payload: string
   readonly priority: number
   readonly dedupKey: string | null
+  /**
+   * `"queued"`: the dedup key is released when the job first starts (a store moves it out of the
+   * column its unique index reads), so an enqueue during the run creates a follow-up job; its
+   * retries do not take the key back. Absent: held until the job finishes (`EnqueueOptions.dedupWhile`).
+   */
+  readonly dedupWhile?: "queued" | undefined
+  /**
+   * Milliseconds after the enqueue (store time) during which the dedup key stays held whatever the
+   * job's state, finished included: a throttle window (`EnqueueOptions.dedupFor`). Absent: none.
+   */
+  readonly dedupFor?: number | undefined
+  /**
+   * When the key's holder is waiting (queued or delayed, not running nor finished) and of the same
+   * task: `"payload"` replaces its payload with this one's; `"debounce"` its run time too (this
+   * job's `delay` or `runAt`, from now). Its id is returned (`created: false`) as ever.
+   */
+  readonly dedupReplace?: "payload" | "debounce" | undefined
   readonly maxAttempts: number
   readonly timeout: number
   /** Milliseconds from now (store time) until it may be claimed. */
@@ -175,6 +192,13 @@ export interface Claimed {
    */
   readonly limitedFor: number
   /**
+   * A queue's concurrency cap (`setConcurrency`) held this claim back: the queue gave all its free
+   * slots allowed and the claim came up short. No time frees a slot (a settle does): the consumer
+   * waits for a change, after the same floor as for a window, so that each enqueue to a full queue
+   * does not cost it a claim. Absent: none did.
+   */
+  readonly capped?: boolean | undefined
+  /**
    * Milliseconds (store time, from the claim's own moment) until the soonest delayed job of the
    * request's unpaused queues, of any task, becomes visible: how long an idle consumer may sleep.
    * Undefined when none is delayed, and may be when the claim took `limit` jobs (the consumer then
@@ -234,6 +258,75 @@ export interface QueueCounts {
   readonly rateLimit: (QueueRateLimit & { readonly available: number }) | undefined
   /** When its hold ends (`JobQueue.holdQueue`, `snooze`'s `holdQueue`), while it is held; absent otherwise. */
   readonly heldUntil?: Date | undefined
+  /**
+   * The queue's cap on running jobs (`JobQueue.setConcurrency`) and how many run now; undefined if
+   * none, or on a store without caps.
+   */
+  readonly concurrency?: { readonly limit: number; readonly running: number } | undefined
+  /** How long and how many of the queue's finished jobs are kept (`JobQueue.setRetention`); undefined if not set. */
+  readonly retention?: Retention | undefined
+}
+
+/**
+ * How many of a queue's finished jobs of one state are kept: those that ended less than `age` ms
+ * ago, and at most the newest `count` of them (by end time). A field left out does not limit.
+ */
+export interface Keep {
+  readonly age?: number | undefined
+  readonly count?: number | undefined
+}
+
+/** A queue's retention by final state (`JobQueue.setRetention`); a state left out is kept for good. */
+export interface Retention {
+  readonly succeeded?: Keep | undefined
+  readonly dead?: Keep | undefined
+  readonly cancelled?: Keep | undefined
+}
+
+/** The final states a retention names, in the order the stores apply them. */
+export const RETAINED: ReadonlyArray<"succeeded" | "dead" | "cancelled"> = ["succeeded", "dead", "cancelled"]
+
+/** A retention as the stores keep it (JSON text): only its known fields, numbers only. */
+export const encodeRetention = (retention: Retention): string => JSON.stringify(retentionOf(retention) ?? {})
+
+/**
+ * A stored retention, read: only finite, non-negative numbers of known fields count, so that a row
+ * written by hand (or by a later version with more fields) never makes a store delete more than
+ * it says; undefined for none, or one that limits nothing.
+ */
+export const decodeRetention = (text: string | null | undefined): Retention | undefined => {
+  if (typeof text !== "string" || text === "") return undefined
+  try {
+    return retentionOf(JSON.parse(text))
+  } catch {
+    return undefined
+  }
+}
+
+const retentionOf = (value: unknown): Retention | undefined => {
+  if (typeof value !== "object" || value === null) return undefined
+  const out: Record<string, Keep> = {}
+  for (const state of RETAINED) {
+    const keep = (value as Record<string, unknown>)[state]
+    if (typeof keep !== "object" || keep === null) continue
+    const age = (keep as Record<string, unknown>).age
+    const count = (keep as Record<string, unknown>).count
+    const rule: { age?: number; count?: number } = {}
+    if (typeof age === "number" && Number.isFinite(age) && age >= 0) rule.age = age
+    if (typeof count === "number" && Number.isInteger(count) && count >= 0) rule.count = count
+    if (rule.age !== undefined || rule.count !== undefined) out[state] = rule
+  }
+  return Object.keys(out).length === 0 ? undefined : out
+}
+
+/** A queue's counts' `retention` field: none when it has none (its counts as they were before retention). */
+export const retentionField = (retention: Retention | undefined): { readonly retention?: Retention } =>
+  retention === undefined ? {} : { retention }
+
+/** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
+export interface Retained {
+  readonly deleted: number
+  readonly more: boolean
 }
 
 /** A queue's hold for its counts (`QueueCounts.heldUntil`): shown while it lasts, absent otherwise (every store alike). */
@@ -308,6 +401,10 @@ export interface QueueSettings {
    * any process, claims its jobs before then. Replaces the hold before it (0 lifts it).
    */
   readonly holdFor?: number | undefined
+  /** At most this many of the queue's jobs running at once, fleet-wide; null removes the cap. */
+  readonly concurrency?: number | null | undefined
+  /** The queue's retention, replacing the one before; null removes it. */
+  readonly retention?: Retention | null | undefined
 }
 
 /**
@@ -322,8 +419,10 @@ export interface QueueSettings {
 export interface Store {
   /**
    * Adds a job; or, with `created: false`, returns the job that already has its id (whatever its
-   * state: how repeatable jobs enqueue a tick once across processes), or the unfinished job of the
-   * same queue with the same dedup key; or, with `late`, nothing: none of those, and the store's
+   * state: how repeatable jobs enqueue a tick once across processes), or the job of the same queue
+   * holding the same dedup key (unfinished and not a started `dedupWhile: "queued"` one, or inside
+   * its `dedupFor` window), first replacing its payload (and run time) if the new job's
+   * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
@@ -366,6 +465,15 @@ export interface Store {
    * updates it in the claim's own transaction; a new limit keeps the latest of them.
    */
   readonly configure: (queue: string, settings: QueueSettings) => Effect.Effect<void, StoreError>
+  /**
+   * Applies every queue's retention (`QueueSettings.retention`) once: for each queue and final
+   * state it names, deletes at most `batch` of the jobs past it (those that ended more than `age`
+   * ago, or are not among the newest `count`), oldest first, as `purge` deletes them. Bounded and
+   * idempotent: what several consumers run at once deletes each job once, and a queue's rule that
+   * deleted a full batch says `more`. Only queues with a retention are looked at. The consumers'
+   * reaper runs it (no consumer running, nothing is deleted).
+   */
+  readonly retain: (batch: number) => Effect.Effect<Retained, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after
@@ -556,6 +664,23 @@ export const takeFromWindows = <Id>(
     if (held && wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
   }
   return { taken, limitedFor }
+}
+
+/**
+ * Whether a claim of `limit` that picked `picked` was held back by a cap: it came up short, and a
+ * capped queue (`free`: its free slots at the claim) gave all its slots allowed. `{ capped: true }`
+ * to spread into the claim's answer, else nothing.
+ */
+export const cappedBy = (
+  free: ReadonlyMap<string, number>,
+  picked: ReadonlyArray<{ readonly queue: string }>,
+  limit: number
+): { readonly capped?: true } => {
+  if (free.size === 0 || picked.length >= limit) return {}
+  for (const [queue, slots] of free) {
+    if (picked.filter((job) => job.queue === queue).length >= slots) return { capped: true }
+  }
+  return {}
 }
 
 /** A span as stored with a job: its trace and span ids, and whether it was sampled. */

@@ -53,6 +53,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  cappedBy,
   claimWindow,
   type JobRow,
   type Latencies,
@@ -64,6 +65,11 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  decodeRetention,
+  encodeRetention,
+  RETAINED,
+  type Retained,
+  retentionField,
   roundRobin,
   type Settlement,
   type State,
@@ -76,7 +82,7 @@ import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
-import { makeSignal } from "./signal.ts"
+import { makeSignal, UNKEYED } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { inOtherTransaction } from "../sqlTransaction.ts"
 import * as Backoff from "../durable/backoff.ts"
@@ -157,12 +163,35 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // claimed, dies or is cancelled, not when it is enqueued or succeeds. IF NOT EXISTS: on a large
   // table an operator may build it first with CREATE INDEX CONCURRENTLY (docs/durable.md)
   (s) => `CREATE INDEX IF NOT EXISTS wp_job_counted ON ${s}.wp_job (queue, state) WHERE state IN ('running', 'dead', 'cancelled');`,
-  // 9: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
+  // 9: dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN dedup_queued text, ADD COLUMN dedup_until bigint;
+  CREATE INDEX IF NOT EXISTS wp_job_dedup_until ON ${s}.wp_job (queue, (COALESCE(dedup_key, dedup_queued)), dedup_until)
+    WHERE dedup_until IS NOT NULL;`,
+  // 10: a queue's retention of its finished jobs (JSON text, see
+  // `JobQueue.setRetention`), and their index by queue, state and end time, from which a consumer's
+  // retention batch reads the oldest past an age or the newest `count` (see `retainStatement`): the
+  // other indexes of finished jobs hold every queue's, or not by end time. IF NOT EXISTS, as 8
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN IF NOT EXISTS retention text;
+  CREATE INDEX IF NOT EXISTS wp_job_retained ON ${s}.wp_job (queue, state, finished_at, seq) WHERE state IN ('succeeded', 'dead', 'cancelled');`,
+  // 11: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim
+  // from the running rows (wp_job_counted) under the queue row's lock, never kept as a counter.
+  // A column with a constant default: a change of the catalog only, instant on a large table
+  (s) => `ALTER TABLE ${s}.wp_queue ADD COLUMN concurrency integer NOT NULL DEFAULT 0;`,
+  // 12: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   (s) =>
     `ALTER TABLE ${s}.wp_queue ADD COLUMN held_until bigint NOT NULL DEFAULT 0;
   ALTER TABLE ${s}.wp_job ADD COLUMN snoozes integer NOT NULL DEFAULT 0;`
 ]
+
+/** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
+const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
 
 /** This transaction's id (`settled_xid`). */
 const XID = "pg_current_xact_id()::text::bigint"
@@ -368,6 +397,8 @@ export const bestStatement = (
   when: Fragment = sql`true`,
   fair = false
 ) => {
+  // a queue named twice, scanned twice, gave its jobs twice: the claim took each once, short
+  const names = Array.from(new Set(queues))
   const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
   // a queue's best `limit`, of the queue `q.name`
@@ -376,16 +407,16 @@ export const bestStatement = (
     ORDER BY j.rank DESC, j.seq
     LIMIT ${n}
     FOR UPDATE SKIP LOCKED`
-  return queues.length === 1
+  return names.length === 1
     ? sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
-        WHERE ${when} AND j.queue = ${queues[0]!} AND ${visible}
+        WHERE ${when} AND j.queue = ${names[0]!} AND ${visible}
           -- a check of the queue alone (a one-time filter): tied to j.queue, the planner expects
           -- it to remove every row and then sorts them rather than reading the index in order
-          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${queues[0]!} AND (q.paused OR q.held_until > ${now}))
+          AND NOT EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = ${names[0]!} AND (q.paused OR q.held_until > ${now}))
         ORDER BY j.rank DESC, j.seq
         LIMIT ${n}
         FOR UPDATE SKIP LOCKED`
-    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${queues}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
+    : sql`SELECT c.seq, c.rank, c.queue FROM unnest(${names}::text[]) ${fair ? sql`WITH ORDINALITY AS q(name, place)` : sql`AS q(name)`}
         CROSS JOIN LATERAL (${
       fair ? sql`SELECT b.*, row_number() OVER (ORDER BY b.rank DESC, b.seq) AS turn FROM (${scan}) b` : scan
     }) c
@@ -449,7 +480,9 @@ export const claimStatement = (
   sql<
     RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
-      SELECT EXISTS (SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND rate_limit > 0) AS limited
+      SELECT EXISTS (
+        SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0)
+      ) AS limited
     ),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now)}),`
@@ -475,7 +508,8 @@ export const claimStatement = (
   }),
     claimed AS (
       UPDATE ${S}.wp_job j SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+        lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+        ${sql.literal(RELEASE_QUEUED)}
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
@@ -578,6 +612,55 @@ export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: numb
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
       WHERE j.seq = l.seq
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+
+/**
+ * A batch of a queue's retention for one final state: deletes at most `batch` of its jobs of `state`
+ * that ended before `before`, or those past the newest `keep` (by end time, then creation), oldest
+ * first. The newest `keep` are only read, to find the cut (the first job past them), not locked: as
+ * an `OFFSET` under the lock, every batch locked them all (a retention keeping 100,000 wrote a lock
+ * on 100,000 rows per batch). The rows another statement holds are skipped, not waited for (SKIP
+ * LOCKED): consumers running it together delete each job once and never deadlock, with each other
+ * or with a purge or a settle. Skipping a locked job among the newest keeps one more, never fewer.
+ * Read from `wp_job_retained`: the age's cut is a row comparison on its columns, which only that
+ * index serves as a bound. As `finished_at < $before` the prepared statement's generic plan (taken
+ * after five runs) read `wp_job_finished` from the oldest end, every queue's finished jobs, filtered
+ * for this queue's: a queue with a retention among millions of other queues' jobs kept read them
+ * all at every batch. The batch's rows are deleted by their keys (an array of them, read first): joined
+ * to the table (`DELETE ... USING`), a batch of a thousand was planned as a hash join over a
+ * read of the whole table. Exported for the tests.
+ */
+export const retainStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queue: string,
+  state: State,
+  batch: number,
+  past: { readonly before: number } | { readonly keep: number }
+) =>
+  "before" in past
+    ? sql<{ n: bigint }>`WITH gone AS (
+      DELETE FROM ${S}.wp_job j
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+          AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
+        FOR UPDATE SKIP LOCKED))
+      RETURNING 1
+    ) SELECT COUNT(*) AS n FROM gone`
+    : sql<{ n: bigint }>`WITH cut AS (
+      SELECT c.finished_at, c.seq FROM ${S}.wp_job c
+      WHERE c.queue = ${queue} AND c.state = ${state} AND c.state IN ('succeeded', 'dead', 'cancelled')
+      ORDER BY c.finished_at DESC, c.seq DESC OFFSET ${past.keep} LIMIT 1
+    ), gone AS (
+      DELETE FROM ${S}.wp_job j
+      WHERE j.seq = ANY(ARRAY(SELECT l.seq FROM ${S}.wp_job l
+        WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+          AND (l.queue, l.state, l.finished_at, l.seq)
+            <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
+        ORDER BY l.finished_at, l.seq LIMIT ${batch}
+        FOR UPDATE SKIP LOCKED))
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -1505,6 +1588,37 @@ export const makeWith = (
         ELSE COALESCE(${listAt(backoff)}, 0) END)::bigint`
     }
 
+    /** A job's throttle window's end (see `NewJob.dedupFor`): the store's time plus the window, or null. */
+    const dedupUntil = (job: NewJob, now: Fragment | number) =>
+      job.dedupFor === undefined || job.dedupKey === null ? null : sql`${now}::bigint + ${job.dedupFor}::bigint`
+
+    /** The jobs whose throttle window holds a key of a queue at `now` (`columns` of `w`), by `wp_job_dedup_until`. */
+    const inWindow = (queue: Fragment, key: Fragment, now: Fragment | number, columns: Fragment = sql`w.id`) =>
+      sql`SELECT ${columns} FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
+        AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
+
+    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
+    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
+
+    /**
+     * A waiting holder's payload (and, debounced, its run time) replaced by `job`'s (see
+     * `NewJob.dedupReplace`): a row with when it is due (debounced), or none if it no longer waits.
+     */
+    const replace = (id: string, job: NewJob) => {
+      const now = NOW()
+      const fence = sql`WHERE id = ${id} AND state = 'queued' AND task = ${job.task}`
+      if (job.dedupReplace !== "debounce") {
+        return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
+          RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
+      }
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      return sql<{ due_in: bigint | number | string | null; visible: bigint | number | string | null }>`UPDATE ${S}.wp_job SET payload = ${job.payload}, visible_at = ${visible},
+          rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible, now)}
+        ${fence}
+        RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+    }
+
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
       const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
@@ -1512,7 +1626,8 @@ export const makeWith = (
       const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
-          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null}`
+          ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1522,9 +1637,13 @@ export const makeWith = (
       const checked = CHECKED_AT()
       const inTime = job.notAfter === undefined ? undefined : sql`${checked} <= ${job.notAfter}::bigint
         AND set_config('lock_timeout', LEAST(GREATEST(${job.notAfter}::bigint + 1 - ${checked}, 1), ${MAX_LOCK_TIMEOUT})::text, true) IS NOT NULL`
+      // a key another job's throttle window holds (whatever that one's state) is not taken: the
+      // unique index sees only unfinished jobs
+      const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
+      const where = [inTime, free].filter((fragment) => fragment !== undefined)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
-        ${inTime === undefined ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${inTime}`}
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+        ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
@@ -1543,12 +1662,20 @@ export const makeWith = (
           for (let i = 0; i < 5; i++) {
             const inserted = yield* insert(job)
             if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
-            const found = yield* sql<{ id: string }>`SELECT id FROM ${S}.wp_job WHERE id = ${job.id}
+            const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
-              SELECT id FROM ${S}.wp_job
+              SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              UNION ALL
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}`)})
               LIMIT 1`
-            if (found.length > 0) return { id: found[0]!.id, created: false }
+            if (found.length > 0 && !(job.dedupReplace !== undefined && found[0]!.waiting)) return { id: found[0]!.id, created: false }
+            if (found.length > 0) {
+              const [moved] = yield* replace(found[0]!.id, job)
+              if (moved !== undefined) return { id: found[0]!.id, created: false, ...(moved.due_in === null ? {} : { dueIn: Number(moved.due_in) }) }
+              // it started (its key released, if "queued"-mode) or ended since: looked at again
+              continue
+            }
             // no job holds it: the insert was past its notAfter (a round trip only then), or the
             // holder was purged since (tried again)
             if (job.notAfter !== undefined) {
@@ -1564,7 +1691,8 @@ export const makeWith = (
           Effect.catchIf((error) => job.notAfter !== undefined && isLockTimeout(error), () =>
             Effect.succeed<Inserted>({ id: job.id, created: false, late: true }))
         ),
-        (result) => result.created ? result.dueIn ?? true : false,
+        // a debounced holder wakes its consumers at its new time, as a created job does
+        (result) => result.created ? result.dueIn ?? true : result.dueIn ?? false,
         input.queue
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
     }
@@ -1582,27 +1710,36 @@ export const makeWith = (
       const now = NOW()
       const rows = JSON.stringify(jobs.map((job) => [
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
-        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null
+        job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
-          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)}
+          ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
+        WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
         ON CONFLICT DO NOTHING
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
-    /** The unfinished jobs holding these jobs' dedup keys in their queues. */
-    const holders = (jobs: ReadonlyArray<NewJob>) =>
-      sql<{ id: string; queue: string; dedup_key: string }>`SELECT id, queue, dedup_key FROM ${S}.wp_job
-        WHERE (queue, dedup_key) IN (
-          SELECT key ->> 0, key ->> 1 FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key
-        ) AND state IN ('queued', 'running')`
+    /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
+    const holders = (jobs: ReadonlyArray<NewJob>) => {
+      const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
+        FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
+      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string }>`SELECT * FROM (
+          SELECT id, queue, dedup_key, state, task, 0 AS o FROM ${S}.wp_job
+            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+          UNION ALL
+          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1 FROM (${keys}) k,
+            LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
+        ) h ORDER BY h.o`
+    }
 
     const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
       op(
@@ -1653,13 +1790,29 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
-              const held = new Map<string, string>()
-              for (const row of yield* holders(conflicted)) held.set(`${row.queue}\u0000${row.dedup_key}`, row.id)
+              const held = new Map<string, { id: string; state: string; task: string }>()
+              for (const row of yield* holders(conflicted)) {
+                // an unfinished holder (listed first) over a window's
+                const key = `${row.queue}\u0000${row.dedup_key}`
+                if (!held.has(key)) held.set(key, row)
+              }
               left = []
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
-                else results.set(job.id, { id: holder, created: false })
+                else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
+                  results.set(job.id, { id: holder.id, created: false })
+                } else {
+                  // in item order: a later item's replace wins, as one enqueue after another
+                  const [moved] = yield* replace(holder.id, job)
+                  if (moved === undefined) {
+                    left.push(job) // it started or ended since: looked at again
+                    continue
+                  }
+                  results.set(job.id, { id: holder.id, created: false })
+                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                }
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)
@@ -1733,10 +1886,11 @@ export const makeWith = (
         "redrive",
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
-              progress = NULL, settled_xid = NULL,
+              progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
-              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+              SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
+                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running')
             )
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
@@ -1752,34 +1906,78 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
+    /** Each queue's retention, once: see `Store.retain`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          const queues = yield* sql<{ name: string; retention: string | null }>`
+            SELECT name, retention FROM ${S}.wp_queue WHERE retention IS NOT NULL`
+          let deleted = 0
+          let more = false
+          const at = yield* now
+          for (const queue of queues) {
+            const retention = decodeRetention(queue.retention)
+            for (const state of RETAINED) {
+              const keep = retention?.[state]
+              if (keep === undefined) continue
+              const rounds = [
+                ...(keep.age === undefined ? [] : [{ before: at - keep.age }]),
+                ...(keep.count === undefined ? [] : [{ keep: keep.count }])
+              ]
+              for (const past of rounds) {
+                const n = Number((yield* retainStatement(sql, S, queue.name, state, batch, past))[0]!.n)
+                deleted += n
+                if (n >= batch) more = true
+              }
+            }
+          }
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone); no consumer has more to claim
+        (retained) => retained.deleted > 0,
+        UNKEYED
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
     ) => {
       const heldUntil = settings.holdFor === undefined ? undefined : sql`${NOW()}::bigint + ${settings.holdFor}::bigint`
-      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, held_until)
-          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0}, ${heldUntil ?? 0})
+      const retention = settings.retention === undefined
+        ? sql`wp_queue.retention`
+        : settings.retention === null
+        ? null
+        : encodeRetention(settings.retention)
+      const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, retention, held_until)
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0},
+            ${settings.retention == null ? null : encodeRetention(settings.retention)}, ${heldUntil ?? 0})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
+            retention = ${retention},
             held_until = ${heldUntil ?? sql`wp_queue.held_until`}
           RETURNING ${settings.paused === false || settings.holdFor !== undefined ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
-      if (rate === undefined) return op("configure", upsert, () => true, queue)
+      const cap = settings.concurrency
+      if (rate === undefined && cap === undefined) return op("configure", upsert, () => true, queue)
       // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them
-      const limit = rate === null ? 0 : rate.limit
+      const limit = rate === null ? 0 : rate?.limit
       return op(
         "configure",
         transaction(Effect.gen(function*() {
           yield* upsert
           yield* sql`SELECT 1 FROM ${S}.wp_queue WHERE name = ${queue} FOR UPDATE`
-          yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
-              SELECT id FROM ${S}.wp_rate WHERE queue = ${queue} ORDER BY id DESC OFFSET ${limit})`
-          yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
-              rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
-            WHERE name = ${queue}`
-          // the queue's consumers held back by the window, in every process, claim again (the
-          // claim decides what the new limit allows): a limit lifted or raised starts jobs now
+          if (rate !== undefined) {
+            yield* sql`DELETE FROM ${S}.wp_rate WHERE id IN (
+                SELECT id FROM ${S}.wp_rate WHERE queue = ${queue} ORDER BY id DESC OFFSET ${limit!})`
+            yield* sql`UPDATE ${S}.wp_queue SET rate_limit = ${limit!}, rate_interval_ms = ${rate === null ? 0 : rate.interval},
+                rate_count = (SELECT COUNT(*) FROM ${S}.wp_rate WHERE queue = ${queue})
+              WHERE name = ${queue}`
+          }
+          if (cap !== undefined) yield* sql`UPDATE ${S}.wp_queue SET concurrency = ${cap ?? 0} WHERE name = ${queue}`
+          // the queue's consumers held back by the window or the cap, in every process, claim again
+          // (the claim decides what the new setting allows): a limit lifted or raised starts jobs now
           yield* sql`SELECT ${notify(queue, undefined, rateChanged)}`
         })),
         () => true,
@@ -1818,14 +2016,31 @@ export const makeWith = (
         ).pipe(Effect.flatMap((counts) =>
           Effect.gen(function*() {
             // the claims still in the window (their times follow their order): an index range, not the log
-            const found = yield* sql<{ rate_limit: number; rate_interval_ms: number; recent: bigint | number | string }>`
-              SELECT rate_limit, rate_interval_ms,
-                (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms) AS recent
-              FROM ${S}.wp_queue q WHERE name = ${queue} AND rate_limit > 0`
-            if (found.length === 0) return { ...counts, rateLimit: undefined }
-            const rate = { limit: found[0]!.rate_limit, interval: found[0]!.rate_interval_ms }
-            const available = Math.max(0, rate.limit - Number(found[0]!.recent))
-            return { ...counts, rateLimit: { ...rate, available } } satisfies QueueCounts
+            const found = yield* sql<
+              {
+                rate_limit: number
+                rate_interval_ms: number
+                concurrency: number
+                recent: bigint | number | string
+                retention: string | null
+              }
+            >`
+              SELECT rate_limit, rate_interval_ms, concurrency, retention,
+                CASE WHEN rate_limit > 0 THEN
+                  (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms)
+                ELSE 0 END AS recent
+              FROM ${S}.wp_queue q WHERE name = ${queue}`
+            const retention = retentionField(decodeRetention(found[0]?.retention))
+            if (found.length === 0) return { ...counts, rateLimit: undefined, ...retention }
+            const { concurrency, rate_interval_ms, rate_limit, recent } = found[0]!
+            const rate = { limit: rate_limit, interval: rate_interval_ms }
+            return {
+              ...counts,
+              rateLimit: rate_limit <= 0 ? undefined : { ...rate, available: Math.max(0, rate.limit - Number(recent)) },
+              ...retention,
+              // only when set: a queue without a cap counts as before
+              ...(concurrency === 0 ? {} : { concurrency: { limit: concurrency, running: counts.running } })
+            } satisfies QueueCounts
           })
         ))
       )
@@ -1871,27 +2086,47 @@ export const makeWith = (
         ? Effect.succeed([])
         : sql<{ seq: bigint | number | string; rank: number; queue: string }>`${bestStatement(sql, S, queues, tasks, limit, now, sql`true`, fair)}`
 
+    /** How many more jobs each capped queue may start now (a lease expired unreaped still holds its slot). */
+    const runningOf = (capped: ReadonlyArray<{ readonly name: string; readonly concurrency: number }>) =>
+      capped.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
+        sql<{ name: string; n: bigint | number | string }>`
+          SELECT q.name, (SELECT count(*) FROM (SELECT 1 FROM ${S}.wp_job j WHERE j.queue = q.name AND j.state = 'running'
+            LIMIT q.cap) c) AS n
+          FROM unnest(${capped.map((q) => q.name)}::text[], ${capped.map((q) => q.concurrency)}::int[]) AS q(name, cap)`,
+        (rows) => new Map(rows.map((row) => [row.name, Math.max(0, capped.find((q) => q.name === row.name)!.concurrency - Number(row.n))]))
+      )
+
     /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
      * in name order, so that consumers of several queues cannot deadlock), so that the claims of all
      * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
      * the windows' times then follow the order of the claims.
      */
-    const claimLimited = (request: ClaimRequest) =>
-      transaction(Effect.gen(function*() {
-        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>`
-          SELECT name, rate_limit, rate_interval_ms, rate_count FROM ${S}.wp_queue
-          WHERE name = ANY(${request.queues}) AND rate_limit > 0 AND NOT paused
+    const claimLimited = (request: ClaimRequest) => {
+      // the tokens of the capped queues' jobs it took, kept once it has committed (see `capTokens`)
+      const ofCapped: Array<readonly [token: string, queue: string]> = []
+      return Effect.tap(transaction(Effect.gen(function*() {
+        ofCapped.length = 0
+        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number }>`
+          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM ${S}.wp_queue
+          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0) AND NOT paused
           ORDER BY name FOR UPDATE`
         const at = CHECKED_AT()
         const now = typeof at === "number" ? at : Number((yield* sql<{ now: bigint | number }>`SELECT ${at} AS now`)[0]!.now)
-        const windows = yield* Effect.forEach(limited, (queue) =>
+        const windows = yield* Effect.forEach(limited.filter((queue) => queue.rate_limit > 0), (queue) =>
           Effect.map(oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), (oldest) =>
             claimWindow(queue, oldest, now, request.limit)))
-        const unlimited = request.queues.filter((queue) => !windows.some((window) => window.name === queue))
-        // each queue's best, as far as its window allows, then the best of them all
+        // the running jobs of each capped queue, counted after its lock: READ COMMITTED, this
+        // statement's snapshot holds every claim that held the lock before (only a claim makes a job
+        // running, and each of a capped queue's holds its lock to its commit), so the count is never
+        // low; a settle or reap meanwhile only lowers it (a slot under-used for a round trip)
+        const free = yield* runningOf(limited.filter((queue) => queue.concurrency > 0))
+        const unlimited = request.queues.filter((queue) => !limited.some((l) => l.name === queue))
+        const allowedOf = (queue: string) =>
+          Math.min(windows.find((w) => w.name === queue)?.allowed ?? request.limit, free.get(queue) ?? Infinity)
+        // each queue's best, as far as its window and its cap allow, then the best of them all
         const candidates = (yield* Effect.forEach(
-          [{ queues: unlimited, limit: request.limit }, ...windows.map((w) => ({ queues: [w.name], limit: w.allowed }))],
+          [{ queues: unlimited, limit: request.limit }, ...limited.map((l) => ({ queues: [l.name], limit: allowedOf(l.name) }))],
           ({ limit, queues }) => best(queues, request.tasks, now, limit, request.fair === true)
         )).flat()
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
@@ -1900,7 +2135,8 @@ export const makeWith = (
           : candidates.slice(0, request.limit)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
-              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint
+              lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
+              ${sql.literal(RELEASE_QUEUED)}
             WHERE j.seq = ANY(${picked.map((job) => String(job.seq))}::bigint[])
             RETURNING j.*`
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
@@ -1912,8 +2148,29 @@ export const makeWith = (
         const dueIn = rows.length >= request.limit
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
-        return { claims: toClaims(rows), limitedFor, dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in) }
-      }))
+        const claims = toClaims(rows)
+        for (const claim of claims) if (free.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
+        return {
+          claims,
+          limitedFor,
+          ...cappedBy(free, picked, request.limit),
+          dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
+        }
+      })), () =>
+        Effect.sync(() => {
+          for (const [token, queue] of ofCapped) capTokens.set(token, queue)
+        }))
+    }
+
+    /**
+     * The lease tokens this instance claimed from capped queues (`setConcurrency`), and their queues:
+     * a settle of one NOTIFYs the queue, so that its consumers held back by the cap in other processes
+     * hear the freed slot. A final settle sends no NOTIFY of its own (nothing to claim, without a cap:
+     * the busiest statement of a drain stays as it was), and a retry's is for its delay's end; only a
+     * race with the LISTEN of a consumer's first wait woke them before. Empty while no claim here took
+     * a capped queue's job: a settle then pays one size test.
+     */
+    const capTokens = new Map<string, string>()
 
     // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least
     // one job (its LIMIT is at least 1)
@@ -1933,8 +2190,11 @@ export const makeWith = (
           heartbeatStatement(sql, S, tokens, lease, NOW()),
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
+            const lost = tokens.filter((token) => !found.has(token))
+            // a lost job is never settled under its token: kept, it stayed for the store's life
+            if (capTokens.size > 0) for (const token of lost) capTokens.delete(token)
             return {
-              lost: tokens.filter((token) => !found.has(token)),
+              lost,
               cancelled: alive.filter((row) => row.cancel_requested).map((row) => row.lease_token)
             }
           }
@@ -1950,7 +2210,18 @@ export const makeWith = (
         )
       )
 
-    const settle = (token: string, settlement: Settlement) => {
+    /** After a settle of a capped queue's job (`capTokens`) that was written: its queue's NOTIFY, as for a job to claim. */
+    const slotFreed = (token: string, done: boolean) => {
+      const queue = capTokens.get(token)
+      if (queue === undefined) return Effect.void
+      capTokens.delete(token)
+      return done ? Effect.ignore(written("settle", sql`SELECT ${notify(queue)}`)) : Effect.void
+    }
+
+    const settle = (token: string, settlement: Settlement) =>
+      Effect.tap(settleOne(token, settlement), (done) => capTokens.size === 0 ? Effect.void : slotFreed(token, done))
+
+    const settleOne = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
         return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
@@ -2015,6 +2286,9 @@ export const makeWith = (
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
+      // a capped queue's job taken back frees its slot now, whatever its delay: its NOTIFY wakes the
+      // consumers the cap held back at once (a wake-up for its delay's end would leave the slot idle)
+      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND q.concurrency > 0)`
       // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
@@ -2034,7 +2308,7 @@ export const makeWith = (
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
       return op(
         "reap",
         Effect.gen(function*() {
@@ -2070,6 +2344,7 @@ export const makeWith = (
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

@@ -67,11 +67,12 @@ import type {
   NewJob,
   QueueCounts,
   QueueSettings,
+  Retained,
   Settlement,
   State,
   Store
 } from "./model.ts"
-import { cursorTime, holdShown, type LatencyCursor, latencyOf, roundRobin } from "./model.ts"
+import { cursorTime, decodeRetention, encodeRetention, holdShown, type LatencyCursor, latencyOf, retentionField, roundRobin } from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -350,7 +351,7 @@ const SCRIPTS = {
   enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
   time: script<[string, string]>(Scripts.TIME, 1),
-  claim: script<[Array<Array<string | null>>, string, Array<number>, string, string]>(Scripts.CLAIM),
+  claim: script<[Array<Array<string | null>>, string, Array<number>, string, string, ("0" | "1")?]>(Scripts.CLAIM),
   peek: script<Look>(Scripts.PEEK),
   peekMany: script<Array<Look>>(Scripts.PEEK_MANY),
   heartbeat: script<[Array<string>, Array<string>]>(Scripts.HEARTBEAT),
@@ -361,9 +362,10 @@ const SCRIPTS = {
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
   purge: script<[Array<string>, number]>(Scripts.PURGE),
+  retain: script<[Array<string>, number, number]>(Scripts.RETAIN),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string], string, string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string, string], string, string, string, string]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -375,7 +377,7 @@ const SCRIPTS = {
 /** A queue's part of a script over several queues (`Scripts.many`) that failed, the others' answered. */
 class QueueScriptFailed extends Error {}
 
-/** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit holds claims back. */
+/** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit or its cap holds claims back. */
 type Look = [Array<string>, string, string, "0" | "1"]
 
 /** The server has no script of that SHA (restarted, `SCRIPT FLUSH`, or a Cluster node that never ran it). */
@@ -478,6 +480,9 @@ const ANY_TASK = "\u0000any"
 /** The queues a store remembers having added to its list of queues (see `knownQueue`). */
 const KNOWN_QUEUES = 1024
 
+/** How many queues' retention scripts a `retain` sends together. */
+const RETAIN_IN_FLIGHT = 16
+
 /**
  * A queue's keys' base, their hash tag: `{<prefix>:<queue>}`, which the queue's first '}' would end.
  * So a name holding '}' could make one queue's key another's (queue "a", task "x}:meta": its ready
@@ -512,6 +517,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const base = (queue: string) => queueBase(cfg.prefix, queue)
     const meta = (queue: string) => `${base(queue)}:meta`
     const IDS = `{${cfg.prefix}}:ids`
+    /**
+     * The queues that have had a retention (`Store.retain` visits only these): added before the
+     * configure's script that sets one, so that no queue has a retention and is missing here (a
+     * process dying in between leaves an entry whose queue has none, which costs a visit that
+     * deletes nothing). Never removed: a removal racing another process's new retention could
+     * leave that queue out for good; an entry is one member per queue that ever had one.
+     */
+    const RETAINED_QUEUES = `{${cfg.prefix}}:retained`
     const CANCEL_CHANNEL = `${cfg.prefix}:cancel`
     const NOW = () => cfg.clock === "effect" ? String(clock.currentTimeMillisUnsafe()) : ""
 
@@ -760,7 +773,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         String(job.delay),
         job.runAt === undefined ? "" : String(job.runAt),
         job.trace ?? "",
-        job.retry ?? ""
+        job.retry ?? "",
+        job.dedupWhile === "queued" ? "1" : "",
+        job.dedupFor === undefined ? "" : String(job.dedupFor),
+        job.dedupReplace ?? ""
       )
       return before
     }
@@ -820,10 +836,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
               (result) => relist(job.queue, result[3])
             )
           )
-          return { id, created: created === 1, late: created === -1, dueIn: Number(dueIn ?? 0) }
+          // a created job's time, or a debounced holder's ("" for another hit)
+          return { id, created: created === 1, late: created === -1, dueIn: dueIn === undefined || dueIn === "" ? undefined : Number(dueIn) }
         }),
         // a delayed job: this process's waiters wake at its time
-        (result) => result.created ? { queue: job.queue, in: result.dueIn } : undefined
+        (result) => result.created || result.dueIn !== undefined ? { queue: job.queue, in: result.dueIn ?? 0 } : undefined
       ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late: true as const } : { id, created }))
 
     /**
@@ -1044,6 +1061,29 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
+    const retain = (batch: number) =>
+      op(
+        "retain",
+        Effect.gen(function*() {
+          let deleted = 0
+          let more = false
+          // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
+          yield* Effect.forEach(yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES), (queue) =>
+            Effect.gen(function*() {
+              // on one Redis the script removes the ids from the index too
+              const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+              deleted += gone.length
+              if (past === 1) more = true
+              if (dropped === 1) yield* unlist(queue)
+            }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
+          return { deleted, more } satisfies Retained
+        }),
+        // its awaiters look (a job they await may be gone)
+        (retained) => retained.deleted > 0 ? { queue: UNKEYED } : undefined
+      )
+
     const configure = (
       queue: string,
       settings: QueueSettings
@@ -1051,7 +1091,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       op(
         "configure",
         Effect.andThen(
-          knownQueue(queue),
+          Effect.andThen(
+            knownQueue(queue),
+            settings.retention == null ? Effect.void : Effect.asVoid(redis.send("SADD", RETAINED_QUEUES, queue))
+          ),
           run(
             "configure",
             queue,
@@ -1060,10 +1103,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.rateLimit === undefined ? "" : settings.rateLimit === null ? "0" : String(settings.rateLimit.limit),
             settings.rateLimit == null ? "" : String(settings.rateLimit.interval),
             NOW(),
+            settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention),
+            settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0),
             settings.holdFor === undefined ? "" : String(settings.holdFor)
           )
         ),
-        // a new rate limit that lets no claim through now wakes no one here either
+        // a new rate limit or cap that lets no claim through now wakes no one here either
         (woke) => woke === 1 ? { queue } : undefined
       )
 
@@ -1088,7 +1133,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, heldUntil]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap, heldUntil]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1105,11 +1150,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             dead,
             cancelled,
             queuedByPriority: queuedByPriority.sort((a, b) => b.priority - a.priority),
+            ...retentionField(decodeRetention(retention)),
             rateLimit: rate[0] === "0" ? undefined : {
               limit: Number(rate[0]),
               interval: Number(rate[1]),
               available: Math.max(0, Number(rate[0]) - Number(rate[2]))
             },
+            // only when set: a queue without a cap counts as before (a field of undefined is a field)
+            ...(cap === undefined || cap === "0" ? {} : { concurrency: { limit: Number(cap), running } }),
             // held past the script's now: shown whatever the clock here says
             ...holdShown(Number(heldUntil), 0)
           }
@@ -1200,6 +1248,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           // the queues claimed from, and when each one's soonest delayed job is due (server ms)
           const looked = new Map<string, number | undefined>()
           let limitedFor = 0
+          // a queue's cap held ready jobs back (no time frees a slot: a settle or reap elsewhere wakes)
+          let capped = false
           let dueIn: number | undefined
           // the queues whose script failed or is late (see `eachQueue`): the claim fails (with the
           // first failure) only if no queue answered. What it took from the queues before is held
@@ -1241,11 +1291,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                     `:${queue}`,
                     dueMarkers.has(queue) ? tokens.random : ""
                   ),
-                  ([flats, held, settled, due, dueAt]) => [[flats, held, due, dueAt] as const, settled.map((n) => n === 1)] as const
+                  ([flats, held, settled, due, dueAt, cap]) => [[flats, held, due, dueAt, cap] as const, settled.map((n) => n === 1)] as const
                 )
               }).pipe(Effect.map((answer) => [answer]))
             },
-            (queue, [flats, held, due, dueAt]) => {
+            (queue, [flats, held, due, dueAt, cap]) => {
+              if (cap === "1") capped = true
               flats.forEach((values, n) => {
                 const { job, rank } = claimedRow(queue, values)
                 claims.push({ job, token: tokens.of(first + n, queue), rank })
@@ -1287,6 +1338,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           return {
             claims: claims.map(({ job, token }): Claim => ({ job, token })),
             limitedFor: claims.length < request.limit ? limitedFor : 0,
+            ...(capped && claims.length < request.limit ? { capped } : {}),
             dueIn: claims.length < request.limit ? dueIn : undefined
           }
         }),
@@ -1745,6 +1797,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

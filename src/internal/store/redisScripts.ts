@@ -12,12 +12,18 @@
  * - `B:delayed`       zset: queued jobs not yet visible, score visibleAt
  * - `B:running`       zset: running jobs, score lease expiry
  * - `B:tokens`        hash: lease token → job id
- * - `B:dedup`         hash: dedup key → the unfinished job holding it
+ * - `B:dedup`         hash: dedup key → the unfinished job holding it (a `dedupWhile: "queued"`
+ *                     job's entry goes when it starts)
+ * - `B:window`        hash: dedup key → the job whose throttle window (its `dedupUntil` field) holds
+ *                     it whatever its state; an entry past its window is dropped by the next enqueue
+ *                     of its key, or the job's purge
  * - `B:all`           zset: every job, score seq (listing, oldest first)
  * - `B:final:<state>` zset: succeeded/dead/cancelled jobs, score finishedAt (stats, purge)
  * - `B:prio`          hash: priority → queued jobs
  * - `B:tasks`         set: the tasks that have had jobs in this queue
- * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit)
+ * - `B:meta`          hash: paused, aging, rateLimit, rateInterval (a shared rate limit), retention
+ *                     (JSON: see `RETAIN`), concurrency (a cap on the queue's running jobs: the size
+ *                     of `B:running`, read by each claim)
  * - `B:rate`          zset: the window of a rate-limited queue: its last `rateLimit` claims, score
  *                     the claim's time, member `<n, 16 digits>` (`B:rateseq` counts them)
  * - `B:marker`        zset: the wake-up markers idle consumers block on (BZPOPMIN): member "0"
@@ -113,6 +119,35 @@ local function rateAllowed(now, limit)
 end
 local function windowFull(now)
   return windowFreesAt(now) > 0
+end
+-- how many more jobs the queue's cap (setConcurrency) lets start now: the cap less its running jobs,
+-- counted from B:running in the claim's own script (a lease ended but not reaped still holds its
+-- slot: its process may still run it); nil without a cap. Never a counter: every way a job stops
+-- running takes it out of B:running, so nothing can leave the count wrong
+local function capFree()
+  local cap = tonumber(redis.call("HGET", B .. ":meta", "concurrency") or "0")
+  if cap <= 0 then return nil end
+  return math.max(0, cap - redis.call("ZCARD", B .. ":running"))
+end
+-- what a claim of limit jobs may take now, as both the rate window and the cap allow, with the rate
+-- limit and its interval (see rateAllowed) and whether the cap bound it. CLAIM and PEEK both ask it
+local function allowedNow(now, limit)
+  local allowed, rateLimit, rateInterval = rateAllowed(now, limit)
+  local free = capFree()
+  if free ~= nil and free < allowed then return free, rateLimit, rateInterval, true end
+  return allowed, rateLimit, rateInterval, false
+end
+-- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) the queue holds
+local function readyOf(from, count)
+  local n = 0
+  for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
+  return n
+end
+-- a job of a capped queue stopped running (settled, reaped): its slot is free, and the queue's
+-- consumers held back by the cap, in every process, hear it as for a new job (the one that claims
+-- passes the marker on if jobs are left; one that finds the slot taken claims nothing and stops it)
+local function slotFreed()
+  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 then markReady() end
 end
 local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
@@ -251,30 +286,64 @@ local function settleMany(args, from, count, now)
   bulk("HDEL", B .. ":tokens", ended)
   bulk("ZREM", B .. ":running", leases)
   for state, list in pairs(finals) do bulk("ZADD", B .. ":final:" .. state, list) end
+  if #leases > 0 then slotFreed() end
   return out
 end
 `
 
 /**
- * Adds a job whose fields are `a[o + 1]` to `a[o + 12]`: id, task, payload, priority, dedup ("" none),
- * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none). Returns
+ * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
+ * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
+ * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none), dedupReplace
+ * ("payload", "debounce" or "": see `NewJob.dedupReplace`). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
- * its id or dedup key and 0. `now`: the time (nil: read once it is needed). `madeQueue` is set when
+ * its id or dedup key and 0 (with the ms until it is visible when a debounce moved it). `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
  * caller then adds the queue to the list of queues, whatever its store instance remembers.
  *
  * `late`: it takes a `notAfter` too (a number, or nil for none) and, past it, creates nothing and
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
+/** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
+export const JOB_FIELDS = 15
+
 const addJob = (late: boolean) => `
 local madeQueue = false
+-- a dedup hit on the job \`other\`: its payload (and, debounced, its run time) replaced by the new
+-- job's if it asks and \`other\` waits, of its task
+local function replaceHeld(a, o, other, now)
+  local replace = a[o + 15]
+  if replace ~= "payload" and replace ~= "debounce" then return other, 0 end
+  local j = jobKey(other)
+  local f = redis.call("HMGET", j, "state", "task", "priority")
+  if f[1] ~= "queued" or f[2] ~= a[o + 2] then return other, 0 end
+  if replace == "payload" then
+    redis.call("HSET", j, "payload", a[o + 3])
+    return other, 0
+  end
+  now = now or clock(ARGV[1])
+  local visible
+  if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
+  unqueue(other)
+  redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
+  queued(other)
+  place(other, now)
+  return other, 0, visible - now
+end
 local function addJob(a, o, now${late ? ", notAfter" : ""})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
-    if other then return other, 0 end
+    if other then return replaceHeld(a, o, other, now) end
+    local windowed = redis.call("HGET", B .. ":window", a[o + 5])
+    if windowed then
+      now = now or clock(ARGV[1])
+      local ends = tonumber(redis.call("HGET", jobKey(windowed), "dedupUntil") or "")
+      if ends and ends > now then return replaceHeld(a, o, windowed, now) end
+      redis.call("HDEL", B .. ":window", a[o + 5])
+    end
   end
   now = now or clock(ARGV[1])
 ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  local visible
@@ -291,10 +360,14 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if hasDedup then fields[#fields + 1] = "dedup"; fields[#fields + 1] = a[o + 5] end
   if a[o + 11] ~= nil and a[o + 11] ~= "" then fields[#fields + 1] = "trace"; fields[#fields + 1] = a[o + 11] end
   if a[o + 12] ~= nil and a[o + 12] ~= "" then fields[#fields + 1] = "retry"; fields[#fields + 1] = a[o + 12] end
+  local window = hasDedup and a[o + 14] ~= nil and a[o + 14] ~= ""
+  if hasDedup and a[o + 13] == "1" then fields[#fields + 1] = "dedupQueued"; fields[#fields + 1] = "1" end
+  if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
   redis.call("HSET", jobKey(id), unpack(fields))
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
+  if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
   -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now)
@@ -306,16 +379,16 @@ end
  * ARGV: now, then a job's fields (see `addJob`) → {id, created (1 or 0), ms until it is visible
  * (text; created only), "1" if it made the queue's seq (see `addJob`) else "0"}
  *
- * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; ARGV[14]
- * the queue), and a created job's id is indexed in the same script. An id the index gives another
+ * `indexed`: the script also owns the id index (KEYS[2] `{<prefix>}:ids`, job id → queue; the
+ * argument after the job's fields the queue), and a created job's id is indexed in the same script. An id the index gives another
  * queue that holds it is not enqueued ({id, 0}); one whose queue does not hold it is an orphan (on
  * one Redis the index and the job are written together: no enqueue of it is on its way), which this
  * enqueue takes over: the entry is removed, and written again with the job if it is created.
  * Only on one Redis: on a Cluster the index and the other queue are in other slots, so the caller
  * writes the index first and looks at the other queue itself.
  *
- * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument (ARGV[15] indexed, else
- * ARGV[14]): past it, {id, -1} and nothing stored.
+ * `tick`: a repeat's tick, whose `notAfter` ("" none) is the last argument: past it, {id, -1} and
+ * nothing stored.
  */
 const enqueue = (indexed: boolean, tick: boolean) =>
   `${PRELUDE}${addJob(tick)}
@@ -323,7 +396,7 @@ local id = ARGV[2]
 ${
     indexed
       ? `local owner = redis.call("HGET", KEYS[2], id)
-if owner and owner ~= ARGV[14] then
+if owner and owner ~= ARGV[${JOB_FIELDS + 2}] then
   -- the other queue's keys' base, as redis.ts's queueBase makes it (its prefix from KEYS[2])
   local prefix = string.sub(KEYS[2], 2, -6)
   local base
@@ -339,13 +412,13 @@ end
       : ""
   }${
     tick
-      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? 15 : 14}]))
+      ? `local found, created, due = addJob(ARGV, 1, nil, tonumber(ARGV[${indexed ? JOB_FIELDS + 3 : JOB_FIELDS + 2}]))
 if created ~= 1 then return {found, created} end
 `
       : `local found, created, due = addJob(ARGV, 1)
-if created == 0 then return {found, 0} end
+if created == 0 then return {found, 0, due and tostring(due) or ""} end
 `
-  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[14])
+  }${indexed ? `redis.call("HSET", KEYS[2], id, ARGV[${JOB_FIELDS + 2}])
 ` : ""}return {id, 1, tostring(due), madeQueue and "1" or "0"}
 `
 
@@ -374,7 +447,8 @@ for _, job in ipairs(jobs) do
   local id, created, due = addJob(job, 0, now)
   out[#out + 1] = id
   out[#out + 1] = created
-  if created == 1 and (soonest == nil or due < soonest) then soonest = due end
+  -- a created job's time, or a debounced one's
+  if due and (soonest == nil or due < soonest) then soonest = due end
 end
 if soonest then out[1] = tostring(soonest) end
 if madeQueue then out[2] = "1" end
@@ -405,7 +479,8 @@ export const CLAIMED_FIELDS = [
   "progress",
   "trace",
   "retry",
-  "rank"
+  "rank",
+  "dedupQueued"
 ] as const
 
 /**
@@ -413,13 +488,15 @@ export const CLAIMED_FIELDS = [
  * tokenRandom, tokenFirst, tokenSuffix (the n-th job taken, from 0, gets the token tokenRandom ..
  * %012d of tokenFirst + n .. tokenSuffix), holder (the store's id if it holds the queue's delayed
  * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left)
- * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt}: first the settles (a busy
+ * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt, capped}: first the settles (a busy
  * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
- * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same).
+ * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same). With a cap
+ * (`concurrency`), at most its free slots; `capped` "1" when the cap held ready jobs back (it gave all
+ * its slots and jobs of these tasks are left: no time frees a slot, a settle or reap wakes), else "0".
  */
 export const CLAIM: string = `${PRELUDE}
 -- a server over its maxmemory refuses a script's first write that may grow memory, and none after
@@ -449,8 +526,8 @@ promote(now)
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local wanted = limit
-local rateLimit, rateInterval
-limit, rateLimit, rateInterval = rateAllowed(now, limit)
+local rateLimit, rateInterval, capBound
+limit, rateLimit, rateInterval, capBound = allowedNow(now, limit)
 -- the jobs taken, best first: one task's (the usual consumer) by one ZPOPMIN; several tasks' by
 -- comparing their heads, job by job
 local taken = {}
@@ -483,6 +560,8 @@ for n, id in ipairs(taken) do
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
   redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+  -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
+  if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
   local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
   byPriority[priority] = (byPriority[priority] or 0) + 1
   leases[#leases + 1] = now + lease
@@ -516,19 +595,22 @@ end
 -- took it for its idle consumers hands it back when it cannot claim at that time (re-adding it at
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
+local capped = "0"
+if capBound and #out == limit and readyOf(4, taskCount) > 0 then capped = "1" end
 local due = soonest()
-if not due[1] then return {out, limitedFor, settled, "", ""} end
-return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2]}
+if not due[1] then return {out, limitedFor, settled, "", "", capped} end
+return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
 `
 
 /**
  * The first step of a claim of several queues (see `redis.ts`'s `allotments`): ARGV: now, limit,
  * taskCount, tasks... → {heads, dueIn, dueAt, limited}: heads, the score (−rank, as Redis keeps it)
  * and creation time of each of the best `limit` ready jobs of these tasks, best first, at most as
- * many as the queue's rate window allows now (as CLAIM counts it), none while it is paused: {score,
+ * many as the queue's rate window and its cap allow now (as CLAIM counts them), none while it is paused: {score,
  * created, score, created, ...}; dueIn and dueAt, the queue's soonest delayed job as CLAIM gives it
  * (dueIn "" while it is paused); limited "1" if its rate window allows fewer than `limit` now (its
- * claim says how long it holds the claim back), else "0". Promotes the due delayed jobs first, as
+ * claim says how long it holds the claim back), or its cap holds ready jobs back (its claim says so,
+ * `capped`), else "0". Promotes the due delayed jobs first, as
  * CLAIM would. A queue with no heads that is not limited has nothing for the claim to take, which
  * then skips it (a claim in turn of each of 10,000 queues, most of them empty, took seconds).
  */
@@ -545,7 +627,7 @@ if closed(now) then
 end
 promote(now)
 local wanted = tonumber(ARGV[2])
-local limit, rateLimit = rateAllowed(now, wanted)
+local limit, rateLimit, _, capBound = allowedNow(now, wanted)
 local heads = {}
 if limit > 0 then
   for t = 1, tonumber(ARGV[3]) do
@@ -564,7 +646,7 @@ for i = 1, math.min(limit, #heads) do
 end
 local dueIn, dueAt = soonest()
 local limited = "0"
-if rateLimit > 0 and limit < wanted then limited = "1" end
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) then limited = "1" end
 return {out, dueIn, dueAt, limited}
 `
 export const PEEK: string = `${PRELUDE}${PEEK_BODY}`
@@ -669,6 +751,7 @@ for i = 1, #expired, 2 do
     end
   end
 end
+if count > 0 then slotFreed() end
 return count
 `
 export const REAP: string = `${PRELUDE}${REAP_BODY}`
@@ -710,6 +793,41 @@ place(id, now)
 return 1
 `
 
+/**
+ * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of the final set `key` (adding
+ * their ids to `gone`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
+ * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
+ */
+const FORGET = `
+local function forget(key, ids, gone)
+  -- a job's throttle window entry goes with it (read only where the queue has windows)
+  local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
+  for k = 1, #ids do
+    local id = ids[k]
+    if windows then
+      local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
+      if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
+    end
+    redis.call("ZREM", key, id)
+    redis.call("ZREM", B .. ":all", id)
+    redis.call("DEL", jobKey(id))
+    gone[#gone + 1] = id
+  end
+end
+local function forgotten(gone, index)
+  if index ~= "" and #gone > 0 then bulk("HDEL", index, gone) end
+  if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
+  -- B:all holds every job until it is purged: none queued, delayed, running or finished
+  for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
+  redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
+    B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency")
+  if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] then redis.call("DEL", KEYS[1]) end
+  return 1
+end
+`
+
 /** The most jobs of one final state a `PURGE` deletes (a script holds the server while it runs). */
 export const PURGE_BATCH = 10_000
 
@@ -718,7 +836,7 @@ export const PURGE_BATCH = 10_000
  * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
  *
  * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
- * (its settings stay: a pause, an aging, a rate limit and its window), so that the caller takes it
+ * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap), so that the caller takes it
  * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
  * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
  * keys and its place in the list for good, and every reap, purge and listing walked it.
@@ -727,35 +845,58 @@ export const PURGE_BATCH = 10_000
  * the same script (by a command after it, one that failed left them naming a queue without the job:
  * orphans, see `redis.ts`); "" on a Cluster (another slot: the caller removes them after).
  */
-export const PURGE: string = `${PRELUDE}
+export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
 for i = 3, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  local done = redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})
-  for k = 1, #done do
-    local id = done[k]
-    redis.call("ZREM", key, id)
-    redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id))
-    gone[#gone + 1] = id
+  forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
+end
+return {gone, forgotten(gone, ARGV[2])}
+`
+
+/**
+ * ARGV: now, index, batch → {the ids deleted, dropped, more}: the queue's retention (its meta
+ * hash's `retention`, JSON: see `model.ts`'s `Retention`) applied once. For each final state it
+ * names, the jobs past it are the oldest of `B:final:<state>` (by end time): those that ended
+ * before `now − age`, and those past the newest `count`; at most `batch` of them go in all (the
+ * states in turn), as a purge deletes them (`index` and `dropped` as for `PURGE`). `more` 1: some
+ * were left past it. A retention that is not JSON, or a value that is not a number of at least 0, limits
+ * nothing (as `decodeRetention` reads it).
+ */
+export const RETAIN: string = `${PRELUDE}${FORGET}
+local text = redis.call("HGET", KEYS[1], "retention")
+if not text then return {{}, 0, 0} end
+local ok, retention = pcall(cjson.decode, text)
+if not ok or type(retention) ~= "table" then return {{}, 0, 0} end
+local now = clock(ARGV[1])
+local batch = tonumber(ARGV[3])
+local gone = {}
+local more = 0
+for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
+  local keep = retention[state]
+  if type(keep) == "table" then
+    local key = B .. ":final:" .. state
+    -- both are a prefix of the set in end-time order: the longer one goes
+    local past = 0
+    local age = type(keep.age) == "number" and keep.age or -1
+    if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
+    local count = type(keep.count) == "number" and keep.count or -1
+    if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
+    -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
+    local take = math.min(past, batch - #gone)
+    if past > take then more = 1 end
+    if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
   end
 end
-if ARGV[2] ~= "" and #gone > 0 then bulk("HDEL", ARGV[2], gone) end
-if redis.call("ZCARD", B .. ":all") > 0 then return {gone, 0} end
--- B:all holds every job until it is purged: none queued, delayed, running or finished
-for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":tokens",
-  B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit")
-if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] then redis.call("DEL", KEYS[1]) end
-return {gone, 1}
+if #gone == 0 then return {gone, 0, more} end
+return {gone, forgotten(gone, ARGV[2]), more}
 `
 
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
- * its interval, now, hold (ms from now, "" unchanged, "0" none) → 1, or 0 for a new rate limit that wakes no one (nothing ready, or its window
- * full: no claim could take anything)
+ * its interval, now, retention ("" unchanged, "0" none, else its JSON), cap on running jobs (""
+ * unchanged, "0" none), hold (ms from now, "" unchanged, "0" none) → 1, or 0 for a new rate limit
+ * or cap that wakes no one (nothing ready, or its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
 local now = clock(ARGV[5])
@@ -769,7 +910,11 @@ local function setting(field, value)
 end
 if ARGV[1] ~= "" then setting("paused", ARGV[1]) end
 if ARGV[2] ~= "" then setting("aging", ARGV[2]) end
-if ARGV[6] ~= nil and ARGV[6] ~= "" then setting("heldUntil", ARGV[6] == "0" and "0" or tostring(now + tonumber(ARGV[6]))) end
+if ARGV[6] ~= nil and ARGV[6] ~= "" then setting("retention", ARGV[6]) end
+local cap = ARGV[7] or ""
+if cap ~= "" then setting("concurrency", cap) end
+local hold = ARGV[8] or ""
+if hold ~= "" then setting("heldUntil", hold == "0" and "0" or tostring(now + tonumber(hold))) end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
@@ -778,7 +923,7 @@ elseif ARGV[3] ~= nil and ARGV[3] ~= "" then
   redis.call("HSET", KEYS[1], "rateLimit", ARGV[3], "rateInterval", ARGV[4])
   redis.call("ZREMRANGEBYRANK", B .. ":rate", 0, -tonumber(ARGV[3]) - 1)
 end
-if ARGV[1] == "0" or (ARGV[6] ~= nil and ARGV[6] ~= "") then
+if ARGV[1] == "0" or hold ~= "" then
   -- resumed, or a hold set or lifted: its consumers claim (a held one learns the hold's end). No job (a queue never used, or dropped): no one to wake
   if redis.call("EXISTS", B .. ":all") == 1 then redis.call("ZADD", B .. ":marker", 0, "0") end
 elseif ARGV[3] ~= "" then
@@ -790,6 +935,9 @@ elseif ARGV[3] ~= "" then
   -- the marker on if jobs are left)
   local freesAt = windowFreesAt(now)
   if (freesAt > 0 and (freedAt == 0 or freesAt >= freedAt)) or not markReady() then return 0 end
+elseif cap ~= "" then
+  -- a new cap: the consumers it held back, in every process, claim again (the claim decides what it allows)
+  if not markReady() then return 0 end
 end
 return 1
 `
@@ -797,7 +945,7 @@ return 1
 /**
  * ARGV: now → {paused, waiting, delayed, running, succeeded, dead, cancelled, prio HGETALL,
  * {rateLimit, rateInterval, claims in the window} (as text; rateLimit "0": none), aging (text),
- * heldUntil (text; "0": not held)}
+ * retention (JSON text, "" for none), concurrency (text, "0": no cap), heldUntil (text; "0": not held)}
  */
 export const COUNTS: string = `${PRELUDE}
 local now = clock(ARGV[1])
@@ -827,6 +975,8 @@ return {
   redis.call("HGETALL", B .. ":prio"),
   rate(),
   redis.call("HGET", KEYS[1], "aging") or "0",
+  redis.call("HGET", KEYS[1], "retention") or "",
+  redis.call("HGET", KEYS[1], "concurrency") or "0",
   held()
 }
 `
@@ -1094,7 +1244,8 @@ if closed(now) then return 0 end
 local ready = 0
 -- jobs held back by a full window are not orphans: their consumers claim when it frees, or when
 -- the limit changes (its marker); looked at as orphans, they woke them at every look to claim nothing
-if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) then
+-- nor are those a full cap holds back: a settle or reap that frees a slot adds the marker
+if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) and capFree() ~= 0 then
   -- only the tasks the looking store's idle consumers handle: ready jobs of others (another
   -- process's consumers') woke them at every look to claim nothing
   local tasks = {}

@@ -17,6 +17,8 @@ export interface SqlRow {
   readonly payload: string
   readonly priority: number
   readonly dedup_key: string | null
+  /** A "queued"-mode job's key, kept once `dedup_key` is cleared by its start (absent before the column). */
+  readonly dedup_queued?: string | null | undefined
   readonly state: State
   readonly attempts: number
   readonly max_attempts: number
@@ -51,7 +53,7 @@ export const toRow = (row: SqlRow): JobRow => ({
   task: row.task,
   payload: row.payload,
   priority: row.priority,
-  dedupKey: row.dedup_key,
+  dedupKey: row.dedup_key ?? row.dedup_queued ?? null,
   state: row.state,
   attempts: row.attempts,
   maxAttempts: row.max_attempts,

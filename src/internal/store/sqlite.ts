@@ -27,11 +27,13 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  cappedBy,
   claimWindow,
   type ClaimWindow,
   type JobRow,
   cursorTime,
   type Latencies,
+  type LimitedQueue,
   type LatencyCursor,
   latencyOf,
   type FreshJob,
@@ -39,6 +41,11 @@ import {
   type ProgressOf,
   type QueueCounts,
   type QueueSettings,
+  decodeRetention,
+  encodeRetention,
+  RETAINED,
+  type Retained,
+  retentionField,
   type Settlement,
   type ListFilter,
   type State,
@@ -114,7 +121,22 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   CREATE INDEX wp_job_running ON wp_job (lease_until, queue) WHERE state = 'running';
   DROP INDEX wp_job_finished;
   CREATE INDEX wp_job_finished ON wp_job (finished_at, queue, state) WHERE finished_at IS NOT NULL;`,
-  // 8: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
+  // 8: dedup modes: a "queued"-mode job's key (`dedup_key` is cleared when it starts, which
+  // releases it from wp_job_dedup), and the end of a throttle window (`dedupFor`) during which the
+  // key stays held whatever the state. A process of an older version ignores both: it claims a
+  // "queued"-mode job without releasing its key (held until it finishes, as before), and creates a
+  // job while another's window holds the key once that one has finished
+  `ALTER TABLE wp_job ADD COLUMN dedup_queued TEXT;
+  ALTER TABLE wp_job ADD COLUMN dedup_until INTEGER;
+  CREATE INDEX wp_job_dedup_until ON wp_job (queue, COALESCE(dedup_key, dedup_queued), dedup_until)
+    WHERE dedup_until IS NOT NULL;`,
+  // 9: a queue's retention of its finished jobs (JSON text, see `JobQueue.setRetention`). No index
+  // of its own: its batches read `wp_job_finished` (see RETAIN_AGE)
+  `ALTER TABLE wp_queue ADD COLUMN retention TEXT;`,
+  // 10: a queue's cap on running jobs (JobQueue.setConcurrency), 0 for none: counted at each claim from
+  // the running rows (wp_job_running), never kept as a counter a missed settle could leave wrong
+  `ALTER TABLE wp_queue ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 0;`,
+  // 11: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`
@@ -148,6 +170,23 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
       AND state IN ('succeeded', 'dead', 'cancelled') AND state IN (SELECT value FROM json_each(?))
     ORDER BY finished_at LIMIT ?)
   RETURNING finished_at`
+
+/**
+ * A retention batch by age: args queue, state, `before`, the batch's size. The oldest first, along
+ * `wp_job_finished` (by end time, its queue and state in the index: no row read but those deleted).
+ */
+export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ? AND finished_at < ?
+    ORDER BY finished_at, seq LIMIT ?)`
+
+/**
+ * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
+ * Along `wp_job_finished` from its newest end, every queue's finished jobs read past the kept ones
+ * (a queue's are few once its retention holds).
+ */
+export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
+    ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
 
 /**
  * The soonest delayed job of some queues (`:queues`, a JSON array), of those not paused, at `:now`:
@@ -187,7 +226,8 @@ const BEST = `FROM wp_job j
 
 /** A claim's change to the jobs it takes, before its WHERE; parameters now, the lease's end. */
 const CLAIM = `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
-  lease_token = lower(hex(randomblob(16))), lease_until = ?`
+  lease_token = lower(hex(randomblob(16))), lease_until = ?,
+  dedup_key = CASE WHEN dedup_queued IS NULL THEN dedup_key END`
 
 /** A claim's one statement: the best visible jobs of the request's queues become running. */
 const CLAIM_BEST = `${CLAIM} WHERE seq IN (SELECT j.seq ${BEST}) RETURNING *`
@@ -200,13 +240,13 @@ const CANDIDATES = `SELECT j.seq, j.rank, j.queue ${BEST}`
 
 /**
  * A fair claim's round (`ClaimRequest.fair`): the best visible job of each queue of `:queues` (a
- * JSON array, in turn order; paused ones left out), at most `:left`, with the queue's place in the
- * array. SQLite runs the correlated subquery row by row and stops at the LIMIT: with 10,000 queues
- * and a few free slots, a round reads the few first queues that have a job, one index probe each
+ * JSON array, in turn order; paused ones left out), at most `:left`. SQLite runs the correlated
+ * subquery row by row, in the array's order, and stops at the LIMIT: with 10,000 queues and a few
+ * free slots, a round reads the few first queues that have a job, one index probe each
  * (`wp_job_ready`), not every queue's best as a claim by priority does.
  */
-const FAIR_ROUND = `SELECT pos, queue, seq FROM (
-    SELECT q.key AS pos, q.value AS queue, (SELECT j.seq FROM wp_job j
+const FAIR_ROUND = `SELECT queue, seq FROM (
+    SELECT q.value AS queue, (SELECT j.seq FROM wp_job j
         WHERE j.queue = q.value AND j.state = 'queued' AND j.visible_at <= :now
           AND j.task IN (SELECT value FROM json_each(:tasks))
         ORDER BY j.rank DESC, j.seq LIMIT 1) AS seq
@@ -214,6 +254,16 @@ const FAIR_ROUND = `SELECT pos, queue, seq FROM (
       WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND (p.paused = 1 OR p.held_until > :now)))
   WHERE seq IS NOT NULL
   LIMIT :left`
+
+/**
+ * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
+ * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
+ */
+const HOLDER = `SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
+  UNION ALL
+  SELECT id FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
+    AND dedup_until IS NOT NULL AND dedup_until > ?
+  LIMIT 1`
 
 /** Best first: higher rank, then the older job. */
 const bestFirst = (a: { readonly rank: number; readonly seq: number }, b: { readonly rank: number; readonly seq: number }) =>
@@ -657,23 +707,48 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     arm = watch.arm
 
     /**
+     * A dedup hit in the open write transaction: the holder's handle, its payload (and run time)
+     * replaced first if `job` asks for it and the holder waits (see `NewJob.dedupReplace`).
+     */
+    const replaced = (
+      id: string,
+      job: NewJob,
+      prepare: (sql: string) => StatementSync,
+      now: number
+    ): { id: string; created: boolean; visibleIn?: number } => {
+      if (job.dedupReplace === "payload") {
+        prepare("UPDATE wp_job SET payload = ? WHERE id = ? AND state = 'queued' AND task = ?").run(job.payload, id, job.task)
+      } else if (job.dedupReplace === "debounce") {
+        const visible = job.runAt ?? now + job.delay
+        const moved = prepare(
+          `UPDATE wp_job SET payload = ?, visible_at = ?, rank = ${RANK("MAX(?, ?)")} WHERE id = ? AND state = 'queued' AND task = ?`
+        ).run(job.payload, visible, visible, now, id, job.task)
+        if (Number(moved.changes) > 0) return { id, created: false, visibleIn: visible - now }
+      }
+      return { id, created: false }
+    }
+
+    /**
      * Adds a job in the open write transaction; `prepare` compiles its statements (a batch keeps
      * them). Says when a created job is due.
      */
-    const add = (input: NewJob, prepare: (sql: string) => StatementSync, now: number) => {
+    const add = (
+      input: NewJob,
+      prepare: (sql: string) => StatementSync,
+      now: number
+    ): { id: string; created: boolean; late?: true; visibleIn?: number } => {
       const job = withId(input)
       if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
-        const found = prepare("SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')")
-          .all(job.queue, job.dedupKey) as unknown as Array<{ id: string }>
-        if (found.length > 0) return { id: found[0]!.id, created: false }
+        const found = prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now) as unknown as Array<{ id: string }>
+        if (found.length > 0) return replaced(found[0]!.id, job, prepare, now)
       }
       if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
       prepare(
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-          created_at, visible_at, trace, retry)
-         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?)`
+          created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`
       ).run(
         job.id,
         job.queue,
@@ -686,7 +761,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         now,
         visible,
         job.trace ?? null,
-        job.retry ?? null
+        job.retry ?? null,
+        job.dedupWhile === "queued" ? job.dedupKey : null,
+        job.dedupFor === undefined || job.dedupKey === null ? null : now + job.dedupFor
       )
       // a runAt in the past is waited for from now (see model.rank)
       prepare(`UPDATE wp_job SET rank = ${RANK("MAX(visible_at, created_at)")} WHERE id = ?`).run(job.id)
@@ -770,10 +847,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const now = time()
         const changed = run(
           `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
-             cancel_requested = 0,
+             cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
              rank = ${RANK("?")}
            WHERE id = ? AND state = 'dead' AND NOT EXISTS (
-             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue AND other.dedup_key = wp_job.dedup_key
+             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
+               AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                AND other.state IN ('queued', 'running')
            )`,
           now,
@@ -804,12 +882,54 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
+    /**
+     * Each queue's retention, once (see `Store.retain`): a write transaction per batch, so that the
+     * file's write lock is let go, and the event loop, between them, as in `purge`.
+     */
+    const retain = (batch: number) =>
+      Effect.gen(function*() {
+        const queues = yield* read("retain", () =>
+          all<{ name: string; retention: string }>("SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL"))
+        let deleted = 0
+        let more = false
+        for (const queue of queues) {
+          const retention = decodeRetention(queue.retention)
+          for (const state of RETAINED) {
+            const keep = retention?.[state]
+            if (keep === undefined) continue
+            const batches: Array<() => number> = []
+            if (keep.age !== undefined) {
+              const age = keep.age
+              batches.push(() => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))
+            }
+            if (keep.count !== undefined) {
+              const count = keep.count
+              batches.push(() => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+            }
+            for (const one of batches) {
+              const n = yield* write("retain", one)
+              deleted += n
+              if (n >= batch) more = true
+              yield* Effect.yieldNow
+            }
+          }
+        }
+        return { deleted, more } satisfies Retained
+      })
+
     const configure = (
       queue: string,
       settings: QueueSettings
     ) =>
       write("configure", () => {
         run("INSERT INTO wp_queue (name) VALUES (?) ON CONFLICT (name) DO NOTHING", queue)
+        if (settings.retention !== undefined) {
+          run(
+            "UPDATE wp_queue SET retention = ? WHERE name = ?",
+            settings.retention === null ? null : encodeRetention(settings.retention),
+            queue
+          )
+        }
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
         if (settings.holdFor !== undefined) run("UPDATE wp_queue SET held_until = ? WHERE name = ?", time() + settings.holdFor, queue)
@@ -833,7 +953,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             queue
           )
         }
+        if (settings.concurrency !== undefined) run("UPDATE wp_queue SET concurrency = ? WHERE name = ?", settings.concurrency ?? 0, queue)
       })
+
+    const runningOf = db.prepare("SELECT COUNT(*) AS n FROM (SELECT 1 FROM wp_job WHERE state = 'running' AND queue = ? LIMIT ?)")
+    /**
+     * How many more jobs a queue with a cap (`concurrency`, 0: none) may start now: the running rows
+     * counted (a job whose lease expired unreaped still holds its slot: its process may still run it),
+     * at most `concurrency` of them read.
+     */
+    const freeSlots = (queue: string, concurrency: number) =>
+      concurrency === 0 ? Infinity : concurrency - (runningOf.get(queue, concurrency) as { n: number }).n
 
     /** The oldest `count` claim times of a limited queue's window. */
     const oldestClaims = (queue: string, count: number) =>
@@ -899,9 +1029,20 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         } else tally.running += n
       }
       byPriority.sort((a, b) => b.priority - a.priority)
-      const settings = db.prepare("SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, held_until FROM wp_queue WHERE name = ?").get(
-        queue
-      ) as { paused: number; aging_ms: number; rate_limit: number; rate_interval_ms: number; rate_count: number; held_until: number } | undefined
+      const settings = db.prepare(
+        "SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, concurrency, retention, held_until FROM wp_queue WHERE name = ?"
+      ).get(queue) as
+        | {
+          paused: number
+          aging_ms: number
+          rate_limit: number
+          rate_interval_ms: number
+          rate_count: number
+          concurrency: number
+          retention: string | null
+          held_until: number
+        }
+        | undefined
       const rate = settings === undefined || settings.rate_limit === 0
         ? undefined
         : { limit: settings.rate_limit, interval: settings.rate_interval_ms }
@@ -909,6 +1050,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         queue,
         paused: settings !== undefined && settings.paused !== 0,
         aging: settings?.aging_ms ?? 0,
+        ...retentionField(decodeRetention(settings?.retention)),
         // the claims still in the window (their times follow their order): an index range, not the log
         rateLimit: rate === undefined ? undefined : {
           ...rate,
@@ -920,6 +1062,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             ) as { n: number }).n
           )
         },
+        // only when set: a queue without a cap counts as before (a field of undefined is a field)
+        ...(settings === undefined || settings.concurrency === 0 ? {} : { concurrency: { limit: settings.concurrency, running: tally.running } }),
         ...tally,
         queuedByPriority: byPriority,
         ...holdShown(settings?.held_until, now)
@@ -955,13 +1099,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         request.limit
       ))
 
-    /** A claim by priority under rate limits: up to `limit` of each queue, as far as its window allows, then the best of them. */
-    const claimCandidates = (request: ClaimRequest, tasks: string, now: number, windows: ReadonlyArray<ClaimWindow<number>>) => {
-      let candidates = best(request.queues.filter((q) => !windows.some((w) => w.name === q)), tasks, now, request.limit)
-      for (const window of windows) {
-        if (window.allowed > 0) candidates = candidates.concat(best([window.name], tasks, now, window.allowed))
+    /**
+     * A claim by priority under rate limits and caps: up to `limit` of each queue, as far as what
+     * it `allowed` (its window, its free slots) lets it, then the best of them.
+     */
+    const claimCandidates = (request: ClaimRequest, tasks: string, now: number, allowed: ReadonlyMap<string, number>) => {
+      let candidates = best(request.queues.filter((q) => !allowed.has(q)), tasks, now, request.limit)
+      for (const [queue, left] of allowed) {
+        if (left > 0) candidates = candidates.concat(best([queue], tasks, now, left))
       }
-      if (windows.length > 0) candidates.sort(bestFirst)
+      if (allowed.size > 0) candidates.sort(bestFirst)
       const picked = candidates.slice(0, request.limit)
       const claims = picked.length === 0 ? [] : toClaims(all(
         CLAIM_PICKED,
@@ -974,28 +1121,37 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     /**
      * A fair claim (`ClaimRequest.fair`): rounds of `FAIR_ROUND`, each one's jobs made running before
-     * the next, which asks only the queues that gave a job (the others had none) and whose window
-     * allows more. A round that filled the claim ends it, so a round past the first reads at most
-     * the queues served by the one before.
+     * the next, which asks only the queues that gave what they were asked (the others had no more)
+     * and whose window and cap allow more. A round that filled the claim ends it, so a round past the first
+     * reads at most the queues served by the one before. Rounds that cannot fill it are taken at
+     * once: with `each` slots left per queue of the turn, each queue's next `each` jobs (its window
+     * allowing), what `each` rounds of one would take. A round per job held the write lock 0.4-0.6 s
+     * for a claim of 1,000 over 2 queues (by priority, 15-50 ms).
      */
-    const claimFair = (request: ClaimRequest, tasks: string, now: number, windows: ReadonlyArray<ClaimWindow<number>>) => {
-      const allowed = new Map(windows.map((window) => [window.name, window.allowed]))
+    const claimFair = (request: ClaimRequest, tasks: string, now: number, allowedAtStart: ReadonlyMap<string, number>) => {
+      const allowed = new Map(allowedAtStart)
       let turn = [...new Set(request.queues)].filter((queue) => allowed.get(queue) !== 0)
       const claims: Array<Claim> = []
       const picked: Array<{ readonly queue: string }> = []
       const round = db.prepare(FAIR_ROUND)
       while (turn.length > 0 && picked.length < request.limit) {
-        const found = (round.all({ now, tasks, queues: JSON.stringify(turn), left: request.limit - picked.length }) as Array<
-          { pos: number; queue: string; seq: number }
-        >).sort((a, b) => a.pos - b.pos)
+        const left = request.limit - picked.length
+        const each = Math.floor(left / turn.length)
+        // what each queue of the turn is asked for: one (a round), or its next `each`
+        const asked = new Map(turn.map((queue) => [queue, each < 2 ? 1 : Math.min(each, allowed.get(queue) ?? each)]))
+        const found = each < 2
+          ? round.all({ now, tasks, queues: JSON.stringify(turn), left }) as Array<{ queue: string; seq: number }>
+          : turn.flatMap((queue) => best([queue], tasks, now, asked.get(queue)!))
         if (found.length === 0) break
         claims.push(...toClaims(all(CLAIM_PICKED, now, now + request.lease, JSON.stringify(found.map((job) => job.seq)))))
         picked.push(...found)
-        for (const { queue } of found) {
+        const gave = new Map<string, number>()
+        for (const { queue } of found) gave.set(queue, (gave.get(queue) ?? 0) + 1)
+        for (const [queue, count] of gave) {
           const left = allowed.get(queue)
-          if (left !== undefined) allowed.set(queue, left - 1)
+          if (left !== undefined) allowed.set(queue, left - count)
         }
-        turn = found.filter(({ queue }) => allowed.get(queue) !== 0).map(({ queue }) => queue)
+        turn = turn.filter((queue) => gave.get(queue) === asked.get(queue) && allowed.get(queue) !== 0)
       }
       return { claims, picked }
     }
@@ -1004,19 +1160,28 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       write("claim", (): Claimed => {
         const now = time()
         const tasks = JSON.stringify(request.tasks)
-        // the queues' rate limits, read in the claim's own (exclusive) transaction
+        // the queues' rate limits and caps, read in the claim's own (exclusive) transaction: no other
+        // claim runs between the count of a capped queue's running jobs and this claim's commit
         const limited = db.prepare(
-          `SELECT name, rate_limit, rate_interval_ms, rate_count FROM wp_queue
-           WHERE name IN (SELECT value FROM json_each(?)) AND rate_limit > 0 AND paused = 0`
-        ).all(JSON.stringify(request.queues)) as Array<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number }>
+          `SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM wp_queue
+           WHERE name IN (SELECT value FROM json_each(?)) AND (rate_limit > 0 OR concurrency > 0) AND paused = 0`
+        ).all(JSON.stringify(request.queues)) as unknown as Array<LimitedQueue & { concurrency: number }>
         if (limited.length === 0 && request.fair !== true) {
           const claims = claimBest(request, now)
           return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
         }
-        const windows = limited.map((queue) =>
+        const windows = limited.filter((queue) => queue.rate_limit > 0).map((queue) =>
           claimWindow(queue, oldestClaims(queue.name, Math.min(queue.rate_count, request.limit)), now, request.limit)
         )
-        const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, windows)
+        // what each limited queue may start now: as far as its window and its cap allow
+        const free = new Map<string, number>()
+        const allowed = new Map<string, number>()
+        for (const queue of limited) {
+          const window = windows.find((w) => w.name === queue.name)
+          if (queue.concurrency > 0) free.set(queue.name, freeSlots(queue.name, queue.concurrency))
+          allowed.set(queue.name, Math.max(0, Math.min(window?.allowed ?? request.limit, free.get(queue.name) ?? Infinity)))
+        }
+        const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, allowed)
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
         for (const window of taken) {
           const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
@@ -1024,7 +1189,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
           run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
-        return { claims, limitedFor, dueIn: dueIn(request, now, claims.length) }
+        return { claims, limitedFor, ...cappedBy(free, picked, request.limit), dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
@@ -1133,6 +1298,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       redrive,
       purge,
       configure,
+      retain,
       counts,
       latencies,
       claim,

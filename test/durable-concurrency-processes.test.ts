@@ -1,0 +1,156 @@
+/**
+ * A queue's concurrency cap (`JobQueue.setConcurrency`) shared by consumer processes
+ * (fixtures/durable-consumer.ts), on Postgres and on Redis: three processes that could run 5 jobs
+ * at once between them never run more than the cap (2), counted from the start and end times each
+ * child printed; a process killed (SIGKILL) while it runs a job holds that slot until the job is
+ * reaped (its lease over), then the others run two at once again. Every wait is for an event (a
+ * line from a child, a state in the store) under an overall deadline.
+ */
+import { Effect, type Layer, ManagedRuntime } from "effect"
+import { afterAll, assert, describe, it } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import type * as JobStore from "../src/JobStore.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import { type Consumer, startConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
+import * as pg from "./durable/postgres.ts"
+import * as redis from "./durable/redis.ts"
+import { Work } from "./fixtures/durable-tasks.ts"
+
+const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
+afterAll(async () => {
+  await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+})
+
+const CAP = 2
+const JOBS = 40
+const JOB_MILLIS = 150
+const LEASE = 2000
+/** The store stamps the reap with its server's clock, the children print theirs: one machine, a few ms apart at most. */
+const CLOCKS = 20
+
+/** A job's run in a process, from the times the child printed (end Infinity: it never printed one). */
+interface Run {
+  readonly n: number
+  readonly consumer: number
+  readonly start: number
+  end: number
+}
+
+/** The runs each consumer printed (`start <n> <ms>`, `done <n> <ms>`: WORKPOOL_TEST_STAMP). */
+const runsOf = (consumers: ReadonlyArray<Consumer>): Array<Run> =>
+  consumers.flatMap((c, consumer) => {
+    const runs: Array<Run> = []
+    const open = new Map<number, Run>()
+    for (const line of c.lines) {
+      const [event, n, at] = line.split(" ")
+      if (event === "start") {
+        const run: Run = { n: Number(n), consumer, start: Number(at), end: Infinity }
+        runs.push(run)
+        open.set(run.n, run)
+      } else if (event === "done") {
+        const run = open.get(Number(n))
+        if (run !== undefined) run.end = Number(at)
+      }
+    }
+    return runs
+  })
+
+/** The most runs at once: an end at the same millisecond as a start comes first (the settle that freed the slot came before the claim). */
+const mostAtOnce = (runs: ReadonlyArray<Pick<Run, "start" | "end">>) => {
+  const events = runs.flatMap((run) => [[run.start, 1], [run.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  let now = 0
+  let most = 0
+  for (const [, delta] of events) most = Math.max(most, now += delta)
+  return most
+}
+
+const run = async (layer: Layer.Layer<JobStore.JobStore, never>, consumer: (concurrency: number, env?: Record<string, string>) => Consumer) => {
+  const runtime = ManagedRuntime.make(layer)
+  runtimes.push(runtime)
+  const stats = () => runtime.runPromise(JobQueue.stats("default"))
+  await runtime.runPromise(JobQueue.setConcurrency("default", CAP))
+  // the victim first, alone: its first job (one attempt: the reap ends it dead, at the reap's time)
+  // never ends, so that it surely holds a slot when it is killed
+  const victim = consumer(1, { WORKPOOL_TEST_HOLD_FROM: "1" })
+  const consumers = [victim]
+  try {
+    await waitUntil(consumers, () => victim.lines.includes("ready"), "the victim is ready")
+    const held = await runtime.runPromise(JobQueue.enqueue(Work, { n: 0 }, { maxAttempts: 1 }))
+    await waitUntil(consumers, () => victim.started.includes(0), "the victim holds job 0")
+    // 2 processes × 2 slots more: uncapped, 5 jobs would run at once
+    consumers.push(consumer(2), consumer(2))
+    await waitUntil(consumers, () => consumers.every((c) => c.lines.includes("ready")), "every consumer is ready")
+    const ids = await runtime.runPromise(
+      Effect.forEach(Array.from({ length: JOBS - 1 }, (_, n) => n + 1), (n) => JobQueue.enqueue(Work, { n }))
+    )
+    await waitUntil(consumers, () => consumers[1]!.started.length + consumers[2]!.started.length >= 3, "the others have started 3 jobs")
+    const killedAt = Date.now()
+    victim.child.kill("SIGKILL")
+    await victim.exited
+    // its slot is held until the reap (a lease after its last beat at most, a reaper's period more)
+    const reaped = await untilRead(() => runtime.runPromise(JobQueue.status(held.id)), (job) => job.state !== "running", "job 0 is reaped")
+    assert.strictEqual(reaped.state, "dead", "its one attempt spent at the reap")
+    const reapedAt = reaped.finishedAt!.getTime()
+    const final = await untilFinal(stats, JOBS)
+    assert.deepStrictEqual([final.succeeded, final.dead], [JOBS - 1, 1])
+    assert.deepStrictEqual(await runtime.runPromise(Effect.forEach(ids, (job) => job.await)), ids.map((_, i) => i + 1))
+    await waitUntil(consumers, () => consumers.reduce((n, c) => n + c.started.length, 0) >= JOBS, "every start was printed")
+    await waitUntil(consumers, () => runsOf(consumers).every((r) => r.n === 0 || r.end < Infinity), "every end was printed")
+    const runs = runsOf(consumers)
+    const killed = runs.find((r) => r.n === 0)!
+    assert.strictEqual(killed.end, Infinity, "job 0 never ended in the victim")
+    // its slot, as the store held it: until the reap
+    killed.end = reapedAt - CLOCKS
+    assert.isAtLeast(reapedAt, killedAt, "not reaped before the kill")
+    assert.strictEqual(mostAtOnce(runs), CAP, "never more than the cap across processes, the killed job's slot held until its reap")
+    // the others ran one at a time while job 0 held its slot, and two at once after the reap (when
+    // enough were left: the reap comes up to a lease and a half after the kill)
+    const others = runs.filter((r) => r.n !== 0)
+    assert.strictEqual(mostAtOnce(others.filter((r) => r.start < reapedAt - CLOCKS)), 1, "one slot left while the killed job held the other")
+    const after = others.filter((r) => r.start > reapedAt)
+    if (after.length >= 4) assert.strictEqual(mostAtOnce(after), CAP, "both slots used after the reap")
+    for (const c of consumers.slice(1)) assert.isAbove(c.started.length, 0, c.lines.slice(-10).join("\n"))
+  } finally {
+    for (const c of consumers) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGTERM")
+    await Promise.all(consumers.map((c) => c.exited))
+  }
+}
+
+describe("a queue's concurrency cap shared by consumer processes", () => {
+  it.skipIf(!pg.enabled)(
+    "Postgres: 3 processes never run more than 2 jobs of a queue capped at 2; one killed holding a job keeps its slot until the reap, then the others run 2 at once",
+    { timeout: 120_000 },
+    async () => {
+      const schema = pg.freshSchema()
+      await run(
+        PgJobStore.layer({ url: pg.url!, schema, maxConnections: 2 }) as Layer.Layer<JobStore.JobStore, never>,
+        (concurrency, env = {}) =>
+          startConsumer(pg.url!, {
+            concurrency,
+            lease: LEASE,
+            jobMillis: JOB_MILLIS,
+            env: { WORKPOOL_PG_SCHEMA: schema, WORKPOOL_TEST_STAMP: "1", ...env }
+          })
+      )
+    }
+  )
+
+  it.skipIf(!redis.enabled)(
+    "Redis: 3 processes never run more than 2 jobs of a queue capped at 2; one killed holding a job keeps its slot until the reap, then the others run 2 at once",
+    { timeout: 120_000 },
+    async () => {
+      const prefix = redis.freshPrefix()
+      await run(
+        RedisJobStore.layer({ url: redis.url!, prefix }) as Layer.Layer<JobStore.JobStore, never>,
+        (concurrency, env = {}) =>
+          startConsumer(redis.url!, {
+            concurrency,
+            lease: LEASE,
+            jobMillis: JOB_MILLIS,
+            env: { WORKPOOL_REDIS_PREFIX: prefix, WORKPOOL_TEST_STAMP: "1", ...env }
+          })
+      )
+    }
+  )
+})
