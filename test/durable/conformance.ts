@@ -3280,6 +3280,79 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, options)).created, "released as the follow-up started")
       })))
 
+    // --- queue holds and snoozes (JobQueue.holdQueue, JobQueue.snooze) beside fair dispatch, caps,
+    // dedup modes and retention: each claim path checks the hold, each settle path knows a snooze
+
+    it.effect("a held queue is held in a fair claim: its rounds (one job per queue, or many) and a capped queue's pass it over until the hold ends", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setConcurrency("capped", 5)
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "held" })
+        for (let n = 10; n < 13; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "capped" })
+        for (let n = 100; n < 103; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "free" })
+        yield* JobQueue.holdQueue("held", "1 hour")
+        yield* JobQueue.holdQueue("capped", "1 hour")
+        const claim = (queues: ReadonlyArray<string>, limit: number, fair = true) =>
+          Effect.map(
+            store.claim({ queues, tasks: ["Echo"], limit, lease: 60_000, fair }),
+            (c) => c.claims.map((claimed) => (JSON.parse(claimed.job.payload) as { n: number }).n).sort((a, b) => a - b)
+          )
+        // one job per round, then many per queue at once: only the free queue's
+        assert.deepStrictEqual(yield* claim(["held", "capped", "free"], 1), [100])
+        assert.deepStrictEqual(yield* claim(["held", "capped", "free"], 12), [101, 102])
+        assert.deepStrictEqual(yield* claim(["held", "capped", "free"], 3), [], "held, fair")
+        assert.deepStrictEqual(yield* claim(["held"], 3), [], "held, fair, alone")
+        assert.deepStrictEqual(yield* claim(["capped"], 3, false), [], "held, capped, by priority")
+        assert.deepStrictEqual(yield* claim(["capped", "held"], 3, false), [], "held, by priority")
+        yield* TestClock.adjust("1 hour")
+        assert.deepStrictEqual(yield* claim(["held", "capped", "free"], 12), [0, 1, 2, 10, 11, 12], "the holds ended")
+      })))
+
+    it.effect("a snoozed job of a capped queue frees its slot at once: the next job starts, polling once an hour; the snoozed one runs after its snooze", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.setConcurrency("default", 1)
+        const runs: Array<number> = []
+        yield* JobQueue.consume({
+          ...options,
+          concurrency: 2,
+          poll: "1 hour",
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              const first = !runs.includes(n)
+              runs.push(n)
+              return n === 1 && first ? yield* JobQueue.snooze("1 minute") : n
+            }))]
+        })
+        const snoozed = yield* JobQueue.enqueue(Echo, { n: 1 }, { priority: 1 })
+        const next = yield* JobQueue.enqueue(Echo, { n: 2 })
+        yield* tick(1000)
+        assert.deepStrictEqual(runs, [1, 2], "the next job took the snoozed one's slot")
+        assert.strictEqual(yield* next.await, 2)
+        assert.strictEqual((yield* JobQueue.status(snoozed.id)).state, "delayed")
+        yield* tick(60_000)
+        assert.strictEqual(yield* snoozed.await, 1)
+        assert.deepStrictEqual(runs, [1, 2, 1])
+      })))
+
+    it.effect("a snoozed \"queued\"-mode job's dedup key, released as it started, stays released; retention leaves the snoozed (delayed) job alone", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const dedup = { dedupKey: "k", dedupWhile: "queued" } as const
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 }, dedup)
+        const [claimed] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        assert.strictEqual(claimed!.job.id, first.id)
+        assert.isTrue(yield* store.settle(claimed!.token, { _tag: "Release", delay: 60_000 }))
+        const second = yield* JobQueue.enqueue(Echo, { n: 2 }, dedup)
+        assert.isTrue(second.created, "the snoozed job holds no key")
+        assert.notStrictEqual(second.id, first.id)
+        // every finished job goes at once; the snoozed one is not finished
+        yield* JobQueue.setRetention("default", { succeeded: { count: 0 }, dead: { count: 0 }, cancelled: { count: 0 } })
+        yield* TestClock.adjust(1000)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        const info = yield* JobQueue.status(first.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["delayed", 0, 1])
+      })))
+
     it.effect("concurrency cap: two consumers never run more than n of the queue at once, and a freed slot starts the next job at once, polling once an hour", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
