@@ -46,14 +46,18 @@ const COMMITS = {
   pg7: "71d9fd7",
   pg8: "94d0ea6",
   pg10: "973d62a",
+  // the last before queue holds and snoozes (version 12 on Postgres, 11 on SQLite, Redis' heldUntil)
+  pg11: "3f804fb",
   sqlite1: "979309b^",
   sqlite5: "099cef9^",
   sqlite6: "5fc1163^",
   sqlite7: "94d0ea6",
   sqlite9: "973d62a",
+  sqlite10: "3f804fb",
   redisBareIds: "ae50b32^",
   // the last before the queues' caps (setConcurrency): the meta hash's new field, and the claim's
-  redisBeforeCaps: "973d62a"
+  redisBeforeCaps: "973d62a",
+  redisBeforeHolds: "3f804fb"
 }
 /** The schema versions this version migrates to. */
 const PG_LATEST = Postgres.MIGRATIONS.length
@@ -320,6 +324,13 @@ describe.skipIf(!historic || !pg.enabled)("rolling upgrade on Postgres", () => {
     await rolling(COMMITS.pg10, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
   }, 120_000)
 
+  // version 12 adds wp_queue.held_until and wp_job.snoozes: a version-11 process's claims (fair
+  // and capped ones name wp_queue's columns), settles and stats go on beside them
+  it(`a version-11 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
+    const schema = pg.freshSchema()
+    await rolling(COMMITS.pg11, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema }, true, true, true)
+  }, 120_000)
+
   it(`a version-1 process runs beside this version's migration to ${PG_LATEST}: every job of either side once, results read across`, async () => {
     const schema = pg.freshSchema()
     await rolling(COMMITS.pg1, url, onSchema(schema), { WORKPOOL_PG_SCHEMA: schema })
@@ -399,6 +410,13 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await rolling(COMMITS.sqlite9, filename, onFile(filename), {}, true, true, true)
   }, 120_000)
 
+  // version 11 adds wp_queue.held_until and wp_job.snoozes (queue holds, snoozes)
+  it(`a version-10 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
+    const filename = file()
+    dirs.push(join(filename, ".."))
+    await rolling(COMMITS.sqlite10, filename, onFile(filename), {}, true, true, true)
+  }, 120_000)
+
   // version 7 widened the claim's, the reaper's and the purge's indexes (counts read them alone):
   // a version-6 process's statements run on the widened ones while this version migrates
   it(`a version-6 process runs beside this version's migration to ${SQLITE_LATEST}: every job of either side once, results read across`, async () => {
@@ -411,9 +429,10 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
 /**
  * Redis keeps no layout version: old trees from before ids named their queue (db368dc: such a
  * process reads no newer job by id), and from after it, before the per-priority counts' cleanup
- * (b38a274), and before the queues' caps (973d62a: with the dedup modes and retention).
+ * (b38a274), before the queues' caps (973d62a: with the dedup modes and retention), and before
+ * queue holds (3f804fb: CONFIGURE's hold argument after the cap's, COUNTS' heldUntil last).
  */
-const REDIS_COMMITS = ["e124dca^", "b38a274^", COMMITS.redisBeforeCaps]
+const REDIS_COMMITS = ["e124dca^", "b38a274^", COMMITS.redisBeforeCaps, COMMITS.redisBeforeHolds]
 describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   it("a process from before ids named their queue runs beside this version: every job of either side once; it finds no newer job by id (JobNotFound)", async () => {
     const prefix = rd.freshPrefix()
@@ -428,7 +447,7 @@ describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   for (const commit of REDIS_COMMITS) {
     it(`a process of ${commit} runs beside this version: every job of either side once, results read across`, async () => {
       const prefix = rd.freshPrefix()
-      await rolling(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false, true, commit === COMMITS.redisBeforeCaps)
+      await rolling(commit, rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix }, false, true, commit !== REDIS_COMMITS[0] && commit !== REDIS_COMMITS[1])
     }, 120_000)
 
     it(`a cancel from either side reaches a job running on the other (a process of ${commit})`, async () => {
