@@ -16,7 +16,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeDedupModes, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -227,6 +227,25 @@ else {
         )
         yield* stats
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_counted"), [[LATEST], ["wp_job_counted"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from before queue holds (version 11) is migrated in place: its queued job is held by a hold, counts its snoozes, and runs once the hold is lifted", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const job = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
+        yield* backToBeforeHolds(`"${schema}"`)
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const request = { queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 }
+          yield* JobQueue.holdQueue("default", "1 hour")
+          assert.deepStrictEqual((yield* store.claim(request)).claims, [], "held")
+          yield* JobQueue.holdQueue("default", 0)
+          const [claim] = (yield* store.claim(request)).claims
+          assert.strictEqual(claim!.job.id, job.id)
+          assert.isTrue(yield* store.settle(claim!.token, { _tag: "Release", delay: 1 }))
+          assert.strictEqual((yield* JobQueue.status(job.id)).snoozes, 1)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual((yield* versionAndIndex(schema, "wp_job_counted"))[0], [LATEST])
       }), { timeout: 60_000 })
 
     it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>

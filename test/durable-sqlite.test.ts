@@ -275,6 +275,34 @@ describe("the SQLite store", () => {
       assert.strictEqual(version.value, String(MIGRATIONS.length))
     }))
 
+  it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const before = 10
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
+      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
+      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`)
+      db.close()
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const request = { queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 }
+        yield* JobQueue.holdQueue("default", "1 hour")
+        assert.deepStrictEqual((yield* store.claim(request)).claims, [], "held")
+        yield* JobQueue.holdQueue("default", 0)
+        const [claim] = (yield* store.claim(request)).claims
+        assert.strictEqual(claim!.job.id, "old")
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Release", delay: 1 }))
+        assert.strictEqual((yield* JobQueue.status("old")).snoozes, 1)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      const check = new DatabaseSync(filename)
+      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
+      check.close()
+      assert.strictEqual(version.value, String(MIGRATIONS.length))
+    }))
+
   it.live("a file from before the dedup modes with a job holding a key: migrated on open, the job keeps its key through its run, the new modes work", () =>
     Effect.gen(function*() {
       const filename = fresh()
