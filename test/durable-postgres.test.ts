@@ -16,7 +16,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -446,6 +446,36 @@ else {
         assert.strictEqual(settled, total)
         assert.isAtMost(most, 3)
       }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    // a capped queue paused when a claim locked the capped queues' rows was left unlocked, and its
+    // jobs were taken as an uncapped queue's: resumed between that lock and the claim's read of the
+    // jobs (READ COMMITTED: a new snapshot), its jobs were claimed past its cap
+    it.live("a capped queue resumed while a claim over it waits for another capped queue's lock: the claim keeps its cap", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const locker = yield* lockSession
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.setConcurrency("qa", 1)
+          yield* JobQueue.setConcurrency("zz", 100)
+          for (let n = 0; n < 4; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "qa" })
+          yield* JobQueue.pause("qa")
+          // the claim's lock of the capped queues' rows waits for "zz"'s
+          yield* locker.open(`SELECT 1 FROM "${schema}".wp_queue WHERE name = 'zz' FOR UPDATE`)
+          const claiming = yield* Effect.forkChild(store.claim({ queues: ["qa", "zz"], tasks: ["Echo"], limit: 4, lease: 60_000 }))
+          yield* blockedBy(locker.pid)
+          // the resume goes through at once, or waits for the claim's lock of "qa"
+          const resuming = yield* Effect.forkChild(JobQueue.resume("qa"))
+          yield* Effect.raceFirst(Effect.asVoid(Fiber.join(resuming)), lockWaitersOn(schema, 2))
+          yield* locker.release
+          const first = (yield* Fiber.join(claiming)).claims
+          yield* Fiber.join(resuming)
+          const second = (yield* store.claim({ queues: ["qa", "zz"], tasks: ["Echo"], limit: 4, lease: 60_000 })).claims
+          assert.isAtMost(first.length, 1)
+          assert.strictEqual((yield* JobQueue.stats("qa")).running, 1)
+          assert.strictEqual(first.length + second.length, 1)
+        }).pipe(Effect.provide(layer(schema, { maxConnections: 4 })))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("two store instances enqueue one dedup key at once, in each mode and in batches that repeat it: one job, whose handle both get", () =>
       Effect.gen(function*() {

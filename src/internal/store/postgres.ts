@@ -2107,10 +2107,16 @@ export const makeWith = (
       const ofCapped: Array<readonly [token: string, queue: string]> = []
       return Effect.tap(transaction(Effect.gen(function*() {
         ofCapped.length = 0
-        const limited = yield* sql<{ name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number }>`
-          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM ${S}.wp_queue
-          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0) AND NOT paused
+        // the paused ones locked too, and left out after: one left unlocked could be resumed before
+        // this claim reads its jobs (READ COMMITTED, a snapshot per statement), which then took them
+        // as an unlimited queue's, past its cap and its window. Locked, its resume waits for this commit
+        const locked = yield* sql<
+          { name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number; paused: boolean }
+        >`
+          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency, paused FROM ${S}.wp_queue
+          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0)
           ORDER BY name FOR UPDATE`
+        const limited = locked.filter((queue) => !queue.paused)
         const at = CHECKED_AT()
         const now = typeof at === "number" ? at : Number((yield* sql<{ now: bigint | number }>`SELECT ${at} AS now`)[0]!.now)
         const windows = yield* Effect.forEach(limited.filter((queue) => queue.rate_limit > 0), (queue) =>
@@ -2121,7 +2127,7 @@ export const makeWith = (
         // running, and each of a capped queue's holds its lock to its commit), so the count is never
         // low; a settle or reap meanwhile only lowers it (a slot under-used for a round trip)
         const free = yield* runningOf(limited.filter((queue) => queue.concurrency > 0))
-        const unlimited = request.queues.filter((queue) => !limited.some((l) => l.name === queue))
+        const unlimited = request.queues.filter((queue) => !locked.some((l) => l.name === queue))
         const allowedOf = (queue: string) =>
           Math.min(windows.find((w) => w.name === queue)?.allowed ?? request.limit, free.get(queue) ?? Infinity)
         // each queue's best, as far as its window and its cap allow, then the best of them all
