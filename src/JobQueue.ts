@@ -104,6 +104,8 @@ export interface JobInfo {
   readonly cancelRequested: boolean
   /** Its own retry policy (durations in milliseconds, `factor` filled in); undefined: the consumer's. */
   readonly retry: JobRetry | undefined
+  /** Its key under its queue's per-key cap (`EnqueueOptions.group`); undefined: none. */
+  readonly group: string | undefined
   /**
    * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
    * that is not JSON is not stored), kept after the job ends and through its retries; undefined if
@@ -223,7 +225,8 @@ export type JobRetry =
  *   dedupReplace: "payload", // a hit on a waiting job gives it this payload ("debounce": its delay too)
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
- *   retry: { exponential: "1 second", max: "1 minute" } // its own backoff (default: the consumer's retry)
+ *   retry: { exponential: "1 second", max: "1 minute" }, // its own backoff (default: the consumer's retry)
+ *   group: "tenant-42"      // under setGroupConcurrency, at most n of this key's jobs run at once
  * }
  * ```
  * @since 0.2.0
@@ -266,6 +269,12 @@ export interface EnqueueOptions {
   readonly maxAttempts?: number | undefined
   /** Its own retry policy (see `JobRetry`), which wins over the consumer's `retry`. */
   readonly retry?: JobRetry | undefined
+  /**
+   * Its key under the queue's per-key cap (`setGroupConcurrency`): at most that many jobs of one key
+   * run at once, fleet-wide, and the keys are served in turn. 1 to 256 characters, no NUL, no lone
+   * surrogate. Kept (and shown by `status`) in a queue without the cap, which ignores it.
+   */
+  readonly group?: string | undefined
 }
 
 /**
@@ -390,7 +399,9 @@ const storedTaskName = (name: string): string | undefined =>
  * The keys of `EnqueueOptions` and `RepeatOptions`: another one is refused, not ignored (a
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
-const ENQUEUE_KEYS = ["queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry"]
+const ENQUEUE_KEYS = [
+  "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry", "group"
+]
 const ENQUEUE_HINTS = {
   dedupeKey: "dedupKey",
   jobId: "dedupKey",
@@ -403,7 +414,11 @@ const ENQUEUE_HINTS = {
   job_key_mode: `dedupReplace: "debounce" with dedupWhile: "queued" (replace), dedupReplace: "payload" (preserve_run_at)`,
   attempts: "maxAttempts",
   retryLimit: "maxAttempts",
-  startAfter: "runAt"
+  startAfter: "runAt",
+  // BullMQ Pro's `group: { id }` and pg-boss' (see groupOf); graphile-worker's serial named queue
+  groupId: "group (with JobQueue.setGroupConcurrency)",
+  queueName: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
+  queue_name: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)"
 }
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
@@ -452,6 +467,8 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   dedupKey: row.dedupKey ?? undefined,
   attempts: row.attempts,
   snoozes: row.snoozes ?? 0,
+  // '': an ungrouped job of a queue with a per-key cap, as the SQL stores keep it
+  group: row.group == null || row.group === "" ? undefined : row.group,
   maxAttempts: row.maxAttempts,
   createdAt: new Date(row.createdAt),
   visibleAt: new Date(row.visibleAt),
@@ -559,8 +576,22 @@ const enqueueOptions = (options: EnqueueOptions) => {
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
     ...dedupModes(options),
-    runAt: options.runAt?.getTime()
+    runAt: options.runAt?.getTime(),
+    ...(options.group === undefined ? {} : { group: groupOf(options.group) })
   }
+}
+
+/** The longest `group` key, in UTF-16 code units. */
+const MAX_GROUP = 256
+
+/** A `group` checked: BullMQ Pro and pg-boss take an object (`{ id }`), named in the error. */
+const groupOf = (group: unknown): string => {
+  if (typeof group === "object" && group !== null && "id" in group) {
+    config.fail("group", group, "expected the key itself, a string (BullMQ Pro's and pg-boss' group: { id } is group: id here)")
+  }
+  const key = storedName("group", group)
+  if (key.length > MAX_GROUP) config.fail("group", group, `expected at most ${MAX_GROUP} characters`)
+  return key
 }
 
 /** `dedupWhile`, `dedupFor` and `dedupReplace` checked, as a job's fields (absent: the defaults). */
@@ -1036,6 +1067,7 @@ const configure = (
     readonly rateLimit?: { readonly limit: number; readonly interval: number } | null
     readonly holdFor?: number
     readonly concurrency?: number | null
+    readonly groupConcurrency?: number | null
     readonly retention?: StoredRetention | null
   }
 ) =>
@@ -1166,6 +1198,48 @@ export const setConcurrency = (
       return concurrency === 0 ? null : concurrency
     }),
     (cap) => configure(queue, { concurrency: cap })
+  )
+
+/**
+ * Caps how many jobs of one `group` (`EnqueueOptions.group`) of a queue run at once, across every
+ * consumer in every process: 1 runs each key's jobs one at a time (serial per tenant, per account).
+ * The keys take turns: a claim serves the keys round-robin, one job of each per round, and the
+ * best job (priority, then the oldest) within a key, so one key's backlog never delays another
+ * key's job. Jobs without a `group` are never capped, and take their turn as one more key. The
+ * running jobs are counted from the jobs themselves in the claim's serialized step, as for
+ * `setConcurrency` (which holds too): a crashed process's jobs hold their keys until reaped.
+ *
+ * `undefined` removes the cap (the keys stay with the jobs: a cap set again applies to them). Any
+ * other `concurrency` than an integer from 1 to 1,000,000 fails with `InvalidJobOptions`. Every
+ * store keeps it. A process of an older version neither keeps `group` nor honours the cap: set it,
+ * and enqueue with `group`, once every process runs this version.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Sync = Task.make("Sync", { payload: Schema.String, success: Schema.Void })
+ * // one sync at a time per account, every account served in turn
+ * const setup = JobQueue.setGroupConcurrency("sync", 1)
+ * const trigger = (account: string) => JobQueue.enqueue(Sync, account, { queue: "sync", group: account })
+ * ```
+ * @since 0.3.0
+ * @category producer
+ */
+export const setGroupConcurrency = (
+  queue: string,
+  concurrency: number | undefined
+): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
+  Effect.flatMap(
+    invalid(() => {
+      if (concurrency === undefined) return null
+      if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+        config.fail("concurrency", concurrency, `expected an integer from 1 to ${MAX_CONCURRENCY} (undefined: no cap)`)
+      }
+      return concurrency
+    }),
+    (cap) => configure(queue, { groupConcurrency: cap })
   )
 
 /**

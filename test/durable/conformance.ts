@@ -3280,6 +3280,161 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 4 }, options)).created, "released as the follow-up started")
       })))
 
+
+    // --- group concurrency: a cap per `group` key of a queue (setGroupConcurrency), keys served in turn
+
+    const claimOf = (store: JobStore.JobStore["Service"], queues: ReadonlyArray<string>, limit: number, fair = false) =>
+      store.claim({ queues, tasks: ["Echo"], limit, lease: LEASE, fair })
+    const groupsOf = (claims: ReadonlyArray<{ readonly job: { readonly group?: string | null | undefined } }>) =>
+      claims.map((claim) => claim.job.group == null || claim.job.group === "" ? "-" : claim.job.group).sort()
+    const numbersOf = (claims: ReadonlyArray<{ readonly job: { readonly payload: string } }>) =>
+      claims.map((claim) => (JSON.parse(claim.job.payload) as { n: number }).n)
+
+    it.effect("group concurrency 1: a key's long backlog does not delay the other keys' jobs; one job per key runs; ungrouped jobs are not capped; priority orders a key's jobs", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        // a's backlog first and oldest, then one job of b and c, and two without a group
+        yield* JobQueue.enqueueAll(Echo, Array.from({ length: 300 }, (_, n) => ({ payload: { n } })), { group: "a" })
+        yield* JobQueue.enqueue(Echo, { n: 1000 }, { group: "b" })
+        yield* JobQueue.enqueue(Echo, { n: 2000 }, { group: "c" })
+        yield* JobQueue.enqueue(Echo, { n: 3000 })
+        yield* JobQueue.enqueue(Echo, { n: 3001 })
+        const first = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(groupsOf(first.claims), ["-", "-", "a", "b", "c"])
+        assert.strictEqual(first.claims.find((c) => c.job.group === "a")!.job.payload, JSON.stringify({ n: 0 }), "a's oldest")
+        assert.isTrue(first.capped, "short: a's one slot is taken")
+        assert.strictEqual((yield* claimOf(store, ["default"], 10)).claims.length, 0, "a, b, c each running one")
+        assert.deepStrictEqual((yield* JobQueue.stats("default")).groupConcurrency, 1)
+        // a's next job by priority, then by age
+        yield* JobQueue.enqueue(Echo, { n: 500 }, { group: "a", priority: 5 })
+        const a = first.claims.find((c) => c.job.group === "a")!
+        assert.isTrue(yield* store.settle(a.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        const next = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(numbersOf(next.claims), [500], "a's slot freed: its best job, one")
+        const info = yield* JobQueue.status(next.claims[0]!.job.id)
+        assert.strictEqual(info.group, "a")
+        assert.strictEqual((yield* JobQueue.status(first.claims.find((c) => c.job.group == null || c.job.group === "")!.job.id)).group, undefined)
+        // each way a job stops running frees its key: a retry, a release, a reap of an expired lease
+        assert.isTrue(yield* store.settle(next.claims[0]!.token, { _tag: "Retry", delay: 60_000, exit: SUCCESS }))
+        const afterRetry = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(numbersOf(afterRetry.claims), [1], "a's retried job waits: its next")
+        assert.isTrue(yield* store.settle(afterRetry.claims[0]!.token, { _tag: "Release" }))
+        const afterRelease = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(numbersOf(afterRelease.claims), [1], "released: the same job again")
+        yield* TestClock.adjust(LEASE + 1)
+        assert.strictEqual((yield* claimOf(store, ["default"], 10)).claims.length, 0, "expired, not reaped: a's slot still held")
+        assert.isAtLeast(yield* store.reap([0]), 1)
+        const afterReap = yield* claimOf(store, ["default"], 10)
+        assert.includeMembers(groupsOf(afterReap.claims), ["a", "b", "c"], "the reap freed every key")
+        assert.strictEqual(groupsOf(afterReap.claims).filter((g) => g === "a").length, 1)
+      })))
+
+    it.effect("group concurrency: the keys take turns, one job each per claim of one; a claim of many counts its own picks per key; lowered, removed", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 2)
+        for (const group of ["a", "b", "c"]) {
+          yield* JobQueue.enqueueAll(Echo, Array.from({ length: 4 }, (_, n) => ({ payload: { n } })), { group })
+        }
+        // one at a time, each settled at once: a, b, c, a, b, c
+        const turns: Array<string> = []
+        for (let i = 0; i < 6; i++) {
+          const { claims } = yield* claimOf(store, ["default"], 1)
+          assert.strictEqual(claims.length, 1)
+          turns.push(claims[0]!.job.group!)
+          assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        }
+        assert.deepStrictEqual(turns.slice(3), turns.slice(0, 3), "the same turn again")
+        assert.deepStrictEqual([...turns.slice(0, 3)].sort(), ["a", "b", "c"], "every key once per turn")
+        // 2 left of each: a claim of 10 takes at most 2 per key, in rounds
+        yield* JobQueue.enqueue(Echo, { n: 9 }, { group: "a" })
+        const many = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(groupsOf(many.claims), ["a", "a", "b", "b", "c", "c"])
+        assert.isTrue(many.capped)
+        const [one] = many.claims
+        assert.isTrue(yield* store.settle(one!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        assert.strictEqual((yield* claimOf(store, ["default"], 10)).claims.length, 0, "lowered to 1: a runs one, b two, c two")
+        yield* JobQueue.setGroupConcurrency("default", undefined)
+        assert.strictEqual((yield* JobQueue.stats("default")).groupConcurrency, undefined)
+        assert.deepStrictEqual(groupsOf((yield* claimOf(store, ["default"], 10)).claims), ["a"], "removed: the rest")
+      })))
+
+    it.effect("group concurrency with other queues, a fair claim, the queue's own cap, and jobs queued before the cap was set", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        // queued before the cap: grouped and ungrouped
+        for (let n = 0; n < 3; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "g", group: "a" })
+        yield* JobQueue.enqueue(Echo, { n: 10 }, { queue: "g", group: "b" })
+        yield* JobQueue.enqueue(Echo, { n: 20 }, { queue: "g" })
+        for (let n = 100; n < 103; n++) yield* JobQueue.enqueue(Echo, { n }, { queue: "free", group: "a" })
+        yield* JobQueue.setGroupConcurrency("g", 1)
+        yield* JobQueue.enqueue(Echo, { n: 21 }, { queue: "g" })
+        const first = yield* claimOf(store, ["g", "free"], 20, true)
+        const of = (queue: string) => first.claims.filter((c) => c.job.queue === queue)
+        assert.deepStrictEqual(groupsOf(of("g")), ["-", "-", "a", "b"])
+        assert.deepStrictEqual(groupsOf(of("free")), ["a", "a", "a"], "a queue without the cap ignores group")
+        assert.strictEqual((yield* claimOf(store, ["g", "free"], 20)).claims.length, 0)
+        // the queue's cap and the per-key cap hold together
+        yield* JobQueue.enqueueAll(Echo, [
+          { payload: { n: 30 }, options: { group: "c" } },
+          { payload: { n: 40 }, options: { group: "d" } },
+          { payload: { n: 50 }, options: { group: "e" } }
+        ], { queue: "g" })
+        yield* JobQueue.setConcurrency("g", 5)
+        assert.strictEqual((yield* claimOf(store, ["g"], 20)).claims.length, 1, "4 running, the queue's cap 5")
+        assert.strictEqual((yield* JobQueue.stats("g")).concurrency?.running, 5)
+      })))
+
+    it.effect("group concurrency: a consumer held back by a key's cap starts the key's next job when the one running settles, polling once an hour", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        const runs: Array<number> = []
+        let running = 0
+        let most = 0
+        yield* JobQueue.consume({
+          ...options,
+          concurrency: 4,
+          poll: "1 hour",
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.gen(function*() {
+              running++
+              most = Math.max(most, running)
+              runs.push(n)
+              yield* Effect.sleep(500)
+              running--
+              return n
+            }))]
+        })
+        const jobs = yield* JobQueue.enqueueAll(Echo, [0, 1, 2].map((n) => ({ payload: { n } })), { group: "k" })
+        yield* tick(3000)
+        for (const job of jobs) assert.strictEqual(yield* stateOf(job.id), "succeeded")
+        assert.deepStrictEqual(runs, [0, 1, 2])
+        assert.strictEqual(most, 1, "one at a time")
+      })))
+
+    it.effect("group and setGroupConcurrency: bad input fails typed, naming the field; other libraries' names get a hint", () =>
+      provide(Effect.gen(function*() {
+        for (const group of ["", "x".repeat(257), 42, "a\u0000b", { id: "tenant" }]) {
+          const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, { group: group as never }))
+          assert.strictEqual(error._tag, "InvalidJobOptions")
+          assert.strictEqual((error as InvalidJobOptions).field, "group")
+        }
+        const item = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 }, options: { group: "" } }]))
+        assert.strictEqual((item as InvalidJobOptions).field, "items[1].options.group")
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 1 }, { group: "x".repeat(256) })).created, true)
+        for (const key of ["groupId", "queueName"]) {
+          const hint = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, { [key]: "t" } as never))
+          assert.include(String((hint as InvalidJobOptions).message), "group")
+        }
+        for (const n of [0, -1, 1.5, "2", Infinity, 1_000_001]) {
+          const error = yield* Effect.flip(JobQueue.setGroupConcurrency("default", n as never))
+          assert.strictEqual((error as InvalidJobOptions).field, "concurrency")
+        }
+        assert.strictEqual((yield* Effect.flip(JobQueue.setGroupConcurrency("", 1)))._tag, "InvalidJobOptions")
+      })))
+
     // --- queue holds and snoozes (JobQueue.holdQueue, JobQueue.snooze) beside fair dispatch, caps,
     // dedup modes and retention: each claim path checks the hold, each settle path knows a snooze
 

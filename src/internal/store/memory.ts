@@ -34,6 +34,7 @@ import {
   type Settlement,
   type State,
   type Store,
+  byKeys,
   waitingAs,
   windowAllows,
   withId,
@@ -86,8 +87,15 @@ interface QueueState {
   times: Array<number>
   /** At most this many of the queue's jobs running at once (`setConcurrency`); undefined: no cap. */
   concurrency: number | undefined
+  /** At most this many jobs of one `group` running at once (`setGroupConcurrency`); undefined: no cap. */
+  groupConcurrency?: number | undefined
+  /** The key a claim of the queue served last, under a per-key cap: the next claim starts after it. */
+  groupCursor?: string | null | undefined
   retention?: Retention | undefined
 }
+
+/** The key of a queue's group, in a claim's count of running jobs per key. */
+const groupKey = (queue: string, group: string) => `${queue.length}:${queue}${group}`
 
 /** The settings of a queue never configured: read only (a claim records times only under a rate limit, set by configure). */
 const UNCONFIGURED: QueueState = Object.freeze({
@@ -207,7 +215,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         exit: null,
         progress: null,
         trace: job.trace ?? null,
-        retry: job.retry ?? null
+        retry: job.retry ?? null,
+        group: job.group ?? null
       },
       seq: ++seq,
       // a runAt in the past is waited for from now (see model.rank)
@@ -357,6 +366,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         queue.times = queue.times.slice(-settings.rateLimit.limit)
       }
       if (settings.concurrency !== undefined) queue.concurrency = settings.concurrency ?? undefined
+      if (settings.groupConcurrency !== undefined) queue.groupConcurrency = settings.groupConcurrency ?? undefined
       if (settings.retention !== undefined) queue.retention = settings.retention ?? undefined
       changed(undefined)
     })
@@ -385,6 +395,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         },
         // only when set: a queue without a cap counts as before (a field of undefined is a field)
         ...(queue.concurrency === undefined ? {} : { concurrency: { limit: queue.concurrency, running: tally.running } }),
+        ...(queue.groupConcurrency === undefined ? {} : { groupConcurrency: queue.groupConcurrency }),
         ...retentionField(queue.retention),
         ...tally,
         queuedByPriority: Array.from(byPriority, ([priority, count]) => ({ priority, count }))
@@ -425,11 +436,18 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // derived from the rows, never kept as a counter that a missed settle could leave wrong
       const running = new Map<string, number>()
       for (const name of request.queues) if (queueOf(name).concurrency !== undefined) running.set(name, 0)
+      // and of each key of a queue of the request with a per-key cap (by `groupKey`)
+      const grouped = request.queues.filter((name) => queueOf(name).groupConcurrency !== undefined)
+      const runningOfKey = new Map<string, number>()
       for (const row of rows.values()) {
         const job = row.job
         if (job.state === "running") {
           const n = running.get(job.queue)
           if (n !== undefined) running.set(job.queue, n + 1)
+          if (job.group != null && grouped.includes(job.queue)) {
+            const key = groupKey(job.queue, job.group)
+            runningOfKey.set(key, (runningOfKey.get(key) ?? 0) + 1)
+          }
           continue
         }
         if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
@@ -441,7 +459,21 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
       candidates.sort((a, b) => b.rank - a.rank || a.seq - b.seq)
       // a rate-limited or capped queue's candidates past what it allows are skipped below, in this order too
-      const ordered = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
+      const byRank = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
+      // a queue with a per-key cap: its candidates in its keys' turn, in the places its candidates had
+      let capped = false
+      const ordered = grouped.reduce((ordered, name) => {
+        const cap = queueOf(name).groupConcurrency!
+        const { ordered: inTurn, full } = byKeys(
+          ordered.filter((row) => row.job.queue === name),
+          (row) => row.job.group ?? "",
+          (key) => key === "" ? Infinity : cap - (runningOfKey.get(groupKey(name, key)) ?? 0),
+          queueOf(name).groupCursor ?? null
+        )
+        if (full) capped = true
+        let next = 0
+        return ordered.flatMap((row) => row.job.queue !== name ? [row] : next < inTurn.length ? [inTurn[next++]!] : [])
+      }, byRank)
       // what each rate-limited queue's window, and each capped queue's free slots, allow now
       const allowed = new Map<string, number>()
       const windowed = new Map<string, number>()
@@ -457,7 +489,6 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
       // held back by a full window (a time at which it frees), or by a cap (no such time: a settle wakes)
       const held = new Set<string>()
-      let capped = false
       const picked: Array<Row> = []
       for (const row of ordered) {
         if (picked.length >= request.limit) break
@@ -480,6 +511,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         row.leaseUntil = now + request.lease
         byToken.set(token, row)
         const queue = queueOf(row.job.queue)
+        // picked in its keys' turn: the last one picked is the key served last
+        if (queue.groupConcurrency !== undefined) queue.groupCursor = row.job.group ?? ""
         if (queue.rate !== undefined) {
           queue.times.push(now)
           if (queue.times.length > queue.rate.limit) queue.times.shift()

@@ -53,6 +53,11 @@ export interface JobRow {
   readonly retry?: string | null | undefined
   /** How many times its handlers snoozed it (`Release` with a delay); absent: none (or not read). */
   readonly snoozes?: number | undefined
+  /**
+   * Its key under its queue's per-key cap (`EnqueueOptions.group`); null or absent: none. The SQL
+   * stores keep `''` for an ungrouped job of a queue with a per-key cap (see `NewJob.group`): read as none.
+   */
+  readonly group?: string | null | undefined
 }
 
 /**
@@ -98,6 +103,12 @@ export interface NewJob {
   readonly runAt: number | undefined
   /** The producer's span (see `encodeTrace`), so that the job's span is its child in the consumer. */
   readonly trace?: string | null | undefined
+  /**
+   * The job's key under its queue's per-key cap (`JobQueue.setGroupConcurrency`): at most that many
+   * jobs of one key of the queue run at once. 1 to 256 characters; absent: none (an ungrouped job is
+   * never capped, and served in turn with the keys as if of a key of its own).
+   */
+  readonly group?: string | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
   /**
@@ -183,6 +194,40 @@ export const roundRobin = <T>(
   return picked
 }
 
+/**
+ * A queue's jobs under a per-key cap (`JobQueue.setGroupConcurrency`) in the order a claim takes
+ * them: the keys in turn from the one after `cursor` (the key served last; null: from the first),
+ * wrapping, one job of each key per round, best first within a key; a key gives at most what
+ * `free` says it may start (`''`, the ungrouped jobs, is never capped). `candidates` come best first.
+ * `full`: a key had more candidates than free slots.
+ */
+export const byKeys = <T>(
+  candidates: ReadonlyArray<T>,
+  keyOf: (candidate: T) => string,
+  free: (key: string) => number,
+  cursor: string | null
+): { readonly ordered: Array<T>; readonly full: boolean } => {
+  const byKey = new Map<string, Array<T>>()
+  for (const candidate of candidates) {
+    const list = byKey.get(keyOf(candidate))
+    if (list === undefined) byKey.set(keyOf(candidate), [candidate])
+    else list.push(candidate)
+  }
+  const keys = Array.from(byKey.keys()).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
+  const at = cursor === null ? 0 : keys.findIndex((key) => key > cursor)
+  const turn = at <= 0 ? keys : keys.slice(at).concat(keys.slice(0, at))
+  let full = false
+  const lists = new Map<string, Array<T>>()
+  for (const key of turn) {
+    const left = free(key)
+    const list = byKey.get(key)!
+    // passed over, or cut short: its slots, not its jobs, ran out
+    if (list.length > left) full = true
+    if (left > 0) lists.set(key, list.slice(0, left))
+  }
+  return { ordered: roundRobin(Array.from(lists.keys()), Array.from(lists.values()).flat(), keyOf), full }
+}
+
 /** What a claim took, and whether a queue's shared rate limit held it back. */
 export interface Claimed {
   readonly claims: ReadonlyArray<Claim>
@@ -192,7 +237,7 @@ export interface Claimed {
    */
   readonly limitedFor: number
   /**
-   * A queue's concurrency cap (`setConcurrency`) held this claim back: the queue gave all its free
+   * A queue's concurrency cap (`setConcurrency`), or its per-key cap (`setGroupConcurrency`), held this claim back: the queue gave all its free
    * slots allowed and the claim came up short. No time frees a slot (a settle does): the consumer
    * waits for a change, after the same floor as for a window, so that each enqueue to a full queue
    * does not cost it a claim. Absent: none did.
@@ -263,6 +308,8 @@ export interface QueueCounts {
    * none, or on a store without caps.
    */
   readonly concurrency?: { readonly limit: number; readonly running: number } | undefined
+  /** The queue's cap on running jobs per `group` key (`JobQueue.setGroupConcurrency`); absent if none. */
+  readonly groupConcurrency?: number | undefined
   /** How long and how many of the queue's finished jobs are kept (`JobQueue.setRetention`); undefined if not set. */
   readonly retention?: Retention | undefined
 }
@@ -403,6 +450,8 @@ export interface QueueSettings {
   readonly holdFor?: number | undefined
   /** At most this many of the queue's jobs running at once, fleet-wide; null removes the cap. */
   readonly concurrency?: number | null | undefined
+  /** At most this many jobs of one `group` of the queue running at once, fleet-wide; null removes the cap. */
+  readonly groupConcurrency?: number | null | undefined
   /** The queue's retention, replacing the one before; null removes it. */
   readonly retention?: Retention | null | undefined
 }
