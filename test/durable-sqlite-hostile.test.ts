@@ -728,7 +728,10 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       assert.match(sqlOf("wp_job_finished")!, /finished_at, queue, state\)/)
       // the dedup modes' index of throttle windows, empty until a job has one
       assert.match(sqlOf("wp_job_dedup_until")!, /WHERE dedup_until IS NOT NULL/)
-      assert.strictEqual(indexes.length, 7, indexes.map((index) => index.name).join(", "))
+      // the per-key caps' indexes, of keyed jobs only: empty, as no job had a key
+      assert.match(sqlOf("wp_job_group_ready")!, /WHERE state = 'queued' AND group_key IS NOT NULL/)
+      assert.match(sqlOf("wp_job_group_running")!, /WHERE state = 'running' AND group_key IS NOT NULL/)
+      assert.strictEqual(indexes.length, 9, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

@@ -34,6 +34,8 @@ export interface SqlRow {
   readonly retry: string | null
   /** Absent from a row read before its schema had it, or by a statement that leaves it out. */
   readonly snoozes?: bigint | number | undefined
+  /** Absent as `snoozes` is. */
+  readonly group_key?: string | null | undefined
   readonly lease_token: string | null
 }
 
@@ -67,5 +69,6 @@ export const toRow = (row: SqlRow): JobRow => ({
   progress: row.progress,
   trace: row.trace,
   retry: row.retry,
-  snoozes: row.snoozes === undefined ? undefined : Number(row.snoozes)
+  snoozes: row.snoozes === undefined ? undefined : Number(row.snoozes),
+  group: row.group_key
 })

@@ -139,8 +139,35 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   // 11: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
-  ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`
+  ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`,
+  // 12: per-key caps (JobQueue.setGroupConcurrency): a job's key, '' for an ungrouped job of a queue
+  // with the cap (NULL otherwise), the cap (0: none) and the key a claim served last. Indexes of
+  // grouped jobs only: a job without a key (every job of a queue without the cap) writes neither, so
+  // the claim and settle of such queues cost what they did. A claim walks the keys of the queued
+  // jobs in order from the one after the cursor (`GROUP_NEXT`), and counts the running ones per key
+  `ALTER TABLE wp_queue ADD COLUMN group_concurrency INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE wp_queue ADD COLUMN group_cursor TEXT;
+  ALTER TABLE wp_job ADD COLUMN group_key TEXT;
+  CREATE INDEX wp_job_group_ready ON wp_job (queue, group_key, rank DESC, seq) WHERE state = 'queued' AND group_key IS NOT NULL;
+  CREATE INDEX wp_job_group_running ON wp_job (queue, group_key) WHERE state = 'running' AND group_key IS NOT NULL;`
 ]
+
+/**
+ * The first key after `:after` (`:first`: from the first, '' included) of a queue's queued jobs
+ * under a per-key cap: one probe of `wp_job_group_ready` per key, however many jobs a key has.
+ */
+const GROUP_NEXT = (first: boolean) =>
+  `SELECT group_key AS g FROM wp_job WHERE queue = ? AND state = 'queued' AND group_key ${first ? ">=" : ">"} ?
+  ORDER BY group_key LIMIT 1`
+
+/** A key's best visible jobs of the claim's tasks (queue, key, now, tasks, limit), along `wp_job_group_ready`. */
+const GROUP_HEADS = `SELECT seq, rank, queue, group_key FROM wp_job
+  WHERE queue = ? AND state = 'queued' AND group_key = ? AND visible_at <= ? AND task IN (SELECT value FROM json_each(?))
+  ORDER BY rank DESC, seq LIMIT ?`
+
+/** A queue's running jobs per key, along `wp_job_group_running` (as many as the fleet's slots). */
+const GROUP_RUNNING = `SELECT group_key AS g, COUNT(*) AS n FROM wp_job
+  WHERE queue = ? AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`
 
 /**
  * A queue's counts (`:queue`, at `:now`) of running and queued jobs, from indexes alone: the running
@@ -747,8 +774,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const visible = job.runAt ?? now + job.delay
       prepare(
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-          created_at, visible_at, trace, retry, dedup_queued, dedup_until)
-         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`
+          created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
+         VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?,
+           COALESCE(?, (SELECT '' FROM wp_queue WHERE name = ? AND group_concurrency > 0)))`
       ).run(
         job.id,
         job.queue,
@@ -763,7 +791,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         job.trace ?? null,
         job.retry ?? null,
         job.dedupWhile === "queued" ? job.dedupKey : null,
-        job.dedupFor === undefined || job.dedupKey === null ? null : now + job.dedupFor
+        job.dedupFor === undefined || job.dedupKey === null ? null : now + job.dedupFor,
+        // an ungrouped job of a queue with a per-key cap: the key '' (see GROUP_NEXT)
+        job.group ?? null,
+        job.queue
       )
       // a runAt in the past is waited for from now (see model.rank)
       prepare(`UPDATE wp_job SET rank = ${RANK("MAX(visible_at, created_at)")} WHERE id = ?`).run(job.id)
@@ -954,6 +985,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           )
         }
         if (settings.concurrency !== undefined) run("UPDATE wp_queue SET concurrency = ? WHERE name = ?", settings.concurrency ?? 0, queue)
+        if (settings.groupConcurrency !== undefined) {
+          run("UPDATE wp_queue SET group_concurrency = ? WHERE name = ?", settings.groupConcurrency ?? 0, queue)
+          // the ungrouped jobs there already take the key '' (a claim walks keyed jobs only); a running
+          // one too, as it may be retried. Left so when removed: '' is no key
+          if (settings.groupConcurrency !== null) {
+            run("UPDATE wp_job SET group_key = '' WHERE queue = ? AND state IN ('queued', 'running') AND group_key IS NULL", queue)
+          }
+        }
       })
 
     const runningOf = db.prepare("SELECT COUNT(*) AS n FROM (SELECT 1 FROM wp_job WHERE state = 'running' AND queue = ? LIMIT ?)")
@@ -1030,7 +1069,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       }
       byPriority.sort((a, b) => b.priority - a.priority)
       const settings = db.prepare(
-        "SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, concurrency, retention, held_until FROM wp_queue WHERE name = ?"
+        "SELECT paused, aging_ms, rate_limit, rate_interval_ms, rate_count, concurrency, group_concurrency, retention, held_until FROM wp_queue WHERE name = ?"
       ).get(queue) as
         | {
           paused: number
@@ -1039,6 +1078,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           rate_interval_ms: number
           rate_count: number
           concurrency: number
+          group_concurrency: number
           retention: string | null
           held_until: number
         }
@@ -1064,6 +1104,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         },
         // only when set: a queue without a cap counts as before (a field of undefined is a field)
         ...(settings === undefined || settings.concurrency === 0 ? {} : { concurrency: { limit: settings.concurrency, running: tally.running } }),
+        ...(settings === undefined || settings.group_concurrency === 0 ? {} : { groupConcurrency: settings.group_concurrency }),
         ...tally,
         queuedByPriority: byPriority,
         ...holdShown(settings?.held_until, now)
@@ -1103,10 +1144,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * A claim by priority under rate limits and caps: up to `limit` of each queue, as far as what
      * it `allowed` (its window, its free slots) lets it, then the best of them.
      */
-    const claimCandidates = (request: ClaimRequest, tasks: string, now: number, allowed: ReadonlyMap<string, number>) => {
+    const claimCandidates = (request: ClaimRequest, tasks: string, now: number, allowed: ReadonlyMap<string, number>, groups: Groups) => {
       let candidates = best(request.queues.filter((q) => !allowed.has(q)), tasks, now, request.limit)
       for (const [queue, left] of allowed) {
-        if (left > 0) candidates = candidates.concat(best([queue], tasks, now, left))
+        if (left > 0) candidates = candidates.concat(groups.has(queue) ? groups.take(queue, left) : best([queue], tasks, now, left))
       }
       if (allowed.size > 0) candidates.sort(bestFirst)
       const picked = candidates.slice(0, request.limit)
@@ -1128,22 +1169,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * allowing), what `each` rounds of one would take. A round per job held the write lock 0.4-0.6 s
      * for a claim of 1,000 over 2 queues (by priority, 15-50 ms).
      */
-    const claimFair = (request: ClaimRequest, tasks: string, now: number, allowedAtStart: ReadonlyMap<string, number>) => {
+    const claimFair = (request: ClaimRequest, tasks: string, now: number, allowedAtStart: ReadonlyMap<string, number>, groups: Groups) => {
       const allowed = new Map(allowedAtStart)
       let turn = [...new Set(request.queues)].filter((queue) => allowed.get(queue) !== 0)
       const claims: Array<Claim> = []
-      const picked: Array<{ readonly queue: string }> = []
+      const picked: Array<{ readonly seq: number; readonly queue: string }> = []
       const round = db.prepare(FAIR_ROUND)
       while (turn.length > 0 && picked.length < request.limit) {
         const left = request.limit - picked.length
         const each = Math.floor(left / turn.length)
         // what each queue of the turn is asked for: one (a round), or its next `each`
         const asked = new Map(turn.map((queue) => [queue, each < 2 ? 1 : Math.min(each, allowed.get(queue) ?? each)]))
-        const found = each < 2
+        // a queue with a per-key cap gives its keys' next jobs (FAIR_ROUND's best could be a full key's)
+        const found = turn.some((queue) => groups.has(queue))
+          ? groups.inTurn(turn, asked, left, (queue, n) => best([queue], tasks, now, n))
+          : each < 2
           ? round.all({ now, tasks, queues: JSON.stringify(turn), left }) as Array<{ queue: string; seq: number }>
           : turn.flatMap((queue) => best([queue], tasks, now, asked.get(queue)!))
         if (found.length === 0) break
         claims.push(...toClaims(all(CLAIM_PICKED, now, now + request.lease, JSON.stringify(found.map((job) => job.seq)))))
+        // the next round's keys start after those served in this one
+        groups.served(found)
         picked.push(...found)
         const gave = new Map<string, number>()
         for (const { queue } of found) gave.set(queue, (gave.get(queue) ?? 0) + 1)
@@ -1156,6 +1202,102 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       return { claims, picked }
     }
 
+    const groupNext = db.prepare(GROUP_NEXT(false))
+    const groupFirst = db.prepare(GROUP_NEXT(true))
+    const groupHeads = db.prepare(GROUP_HEADS)
+    const groupRunning = db.prepare(GROUP_RUNNING)
+    const groupCursor = db.prepare("UPDATE wp_queue SET group_cursor = ? WHERE name = ?")
+
+    /**
+     * A claim's queues with a per-key cap (`caps`, not held): their candidates in their keys' turn
+     * (see `byKeys`, which says it for the memory store), read along the keys, not the jobs.
+     */
+    const makeGroups = (caps: ReadonlyMap<string, number>, tasks: string, now: number) => {
+      /** The key of each candidate given, by seq, and its place in its queue's turn. */
+      const given = new Map<number, { readonly key: string; readonly at: number }>()
+      const self = {
+        /** A key had more ready jobs than free slots: the claim may be short for it. */
+        full: false,
+        has: (queue: string) => caps.has(queue),
+        /**
+         * Up to `limit` jobs of `queue`: the keys from the one after its cursor, wrapping, each its
+         * best visible jobs up to its free slots ('' uncapped), one per key per round. One probe per
+         * key, until `limit` keys gave a job or every key was seen.
+         */
+        take: (queue: string, limit: number): Array<{ seq: number; rank: number; queue: string }> => {
+          if (limit <= 0) return []
+          const cap = caps.get(queue)!
+          const running = new Map((groupRunning.all(queue) as Array<{ g: string; n: number }>).map((row) => [row.g, row.n]))
+          const cursor = (db.prepare("SELECT group_cursor AS c FROM wp_queue WHERE name = ?").get(queue) as { c: string | null }).c
+          const seen = new Set<string>()
+          const lists: Array<Array<{ seq: number; rank: number; queue: string; group_key: string }>> = []
+          let at: string | null = cursor
+          let wrapped = cursor === null
+          while (lists.length < limit) {
+            const next = (at === null ? groupFirst.get(queue, "") : groupNext.get(queue, at)) as { g: string } | undefined
+            if (next === undefined || seen.has(next.g)) {
+              if (wrapped || next !== undefined) break
+              wrapped = true
+              at = null
+              continue
+            }
+            at = next.g
+            seen.add(at)
+            const free = at === "" ? limit : cap - (running.get(at) ?? 0)
+            // one more than it may take: whether its slots, not its jobs, ran out
+            const heads = groupHeads.all(queue, at, now, tasks, Math.max(0, Math.min(free, limit)) + 1) as Array<
+              { seq: number; rank: number; queue: string; group_key: string }
+            >
+            if (heads.length > free) self.full = true
+            if (free > 0 && heads.length > 0) lists.push(heads.slice(0, Math.min(free, limit)))
+          }
+          const out: Array<{ seq: number; rank: number; queue: string }> = []
+          for (let round = 0; out.length < limit; round++) {
+            const before = out.length
+            for (const list of lists) {
+              const job = list[round]
+              if (job === undefined || out.length >= limit) continue
+              given.set(job.seq, { key: job.group_key, at: out.length })
+              out.push(job)
+            }
+            if (out.length === before) break
+          }
+          return out
+        },
+        /**
+         * A fair round over `turn`: each queue's `asked` jobs (a queue with the cap from `take`, the
+         * others from `best`), in turn order, at most `left`.
+         */
+        inTurn: (
+          turn: ReadonlyArray<string>,
+          asked: ReadonlyMap<string, number>,
+          left: number,
+          best: (queue: string, n: number) => Array<{ seq: number; rank: number; queue: string }>
+        ) => {
+          const found: Array<{ seq: number; rank: number; queue: string }> = []
+          for (const queue of turn) {
+            const n = Math.min(asked.get(queue)!, left - found.length)
+            if (n <= 0) break
+            found.push(...(caps.has(queue) ? self.take(queue, n) : best(queue, n)))
+          }
+          return found
+        },
+        /** Moves each queue's cursor to the last key in its turn of the jobs taken. */
+        served: (picked: ReadonlyArray<{ readonly seq: number; readonly queue: string }>) => {
+          if (given.size === 0) return
+          const last = new Map<string, { readonly key: string; readonly at: number }>()
+          for (const job of picked) {
+            const one = given.get(job.seq)
+            if (one !== undefined && (last.get(job.queue)?.at ?? -1) < one.at) last.set(job.queue, one)
+          }
+          for (const [queue, { key }] of last) groupCursor.run(key, queue)
+          given.clear()
+        }
+      }
+      return self
+    }
+    type Groups = ReturnType<typeof makeGroups>
+
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
         const now = time()
@@ -1163,9 +1305,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         // the queues' rate limits and caps, read in the claim's own (exclusive) transaction: no other
         // claim runs between the count of a capped queue's running jobs and this claim's commit
         const limited = db.prepare(
-          `SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency FROM wp_queue
-           WHERE name IN (SELECT value FROM json_each(?)) AND (rate_limit > 0 OR concurrency > 0) AND paused = 0`
-        ).all(JSON.stringify(request.queues)) as unknown as Array<LimitedQueue & { concurrency: number }>
+          `SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency, group_concurrency, held_until FROM wp_queue
+           WHERE name IN (SELECT value FROM json_each(?)) AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
+             AND paused = 0`
+        ).all(JSON.stringify(request.queues)) as unknown as Array<
+          LimitedQueue & { concurrency: number; group_concurrency: number; held_until: number }
+        >
         if (limited.length === 0 && request.fair !== true) {
           const claims = claimBest(request, now)
           return { claims, limitedFor: 0, dueIn: dueIn(request, now, claims.length) }
@@ -1181,7 +1326,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (queue.concurrency > 0) free.set(queue.name, freeSlots(queue.name, queue.concurrency))
           allowed.set(queue.name, Math.max(0, Math.min(window?.allowed ?? request.limit, free.get(queue.name) ?? Infinity)))
         }
-        const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, allowed)
+        const groups = makeGroups(
+          new Map(limited.filter((queue) => queue.group_concurrency > 0 && queue.held_until <= now).map((queue) => [queue.name, queue.group_concurrency])),
+          tasks,
+          now
+        )
+        const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, allowed, groups)
+        groups.served(picked)
         const { limitedFor, taken } = takeFromWindows(windows, picked, request.limit, now)
         for (const window of taken) {
           const insert = db.prepare("INSERT INTO wp_rate (queue, at) VALUES (?, ?)")
@@ -1189,7 +1340,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
           run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
-        return { claims, limitedFor, ...cappedBy(free, picked, request.limit), dueIn: dueIn(request, now, claims.length) }
+        const capped = groups.full && picked.length < request.limit ? { capped: true } : cappedBy(free, picked, request.limit)
+        return { claims, limitedFor, ...capped, dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
