@@ -16,7 +16,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -246,6 +246,25 @@ else {
           assert.strictEqual((yield* JobQueue.status(job.id)).snoozes, 1)
         }).pipe(Effect.scoped, Effect.provide(layer(schema)))
         assert.deepStrictEqual((yield* versionAndIndex(schema, "wp_job_counted"))[0], [LATEST])
+      }), { timeout: 60_000 })
+
+    it.live("a schema from before per-key caps (version 12) is migrated in place: its queued jobs, ungrouped, are claimed under a cap set after; a job with a group is kept with it", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const old = yield* Effect.provide(
+          Effect.forEach([1, 2], (n) => JobQueue.enqueue(Echo, { n })),
+          layer(schema)
+        )
+        yield* backToBeforeGroups(`"${schema}"`)
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.setGroupConcurrency("default", 1)
+          const grouped = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 3 } }, { payload: { n: 4 } }], { group: "g" })
+          const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+          assert.sameMembers(claimed.map((c) => c.job.id), [old[0]!.id, old[1]!.id, grouped[0]!.id], "the old ones ungrouped, one of g")
+          assert.strictEqual((yield* JobQueue.status(grouped[1]!.id)).group, "g")
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_ready"), [[LATEST], ["wp_job_group_ready"]])
       }), { timeout: 60_000 })
 
     it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
@@ -541,6 +560,58 @@ else {
           // the soonest delayed job: the first entry of each queue's range of wp_job_delayed
           assert.match(text, /Limit[\s\S]*Index (Only )?Scan using wp_job_delayed/, text)
         }
+      }), { timeout: 60_000 })
+
+    it.live("a grouped claim's walk of the keys reads wp_job_group_ready, one probe per key: a key's 20,000 queued jobs and a queue's 20,000 ungrouped ones are not read", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(JobQueue.stats("default"), layer(schema))
+        const S = `"${schema}"`
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            Effect.gen(function*() {
+              // key 'a': 20,000 jobs, the oldest and the best; keys k1..k9 one job each; 20,000 ungrouped jobs in 'other'
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, group_key)
+                SELECT 'a-' || i, 'default', 'Echo', '{}', 5, 5, 'queued', 1, 0, 0, 0, 'a' FROM generate_series(1, 20000) i`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at, group_key)
+                SELECT 'k-' || i, 'default', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0, 'k' || i FROM generate_series(1, 9) i`).raw
+              yield* sql.unsafe(`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank, state, max_attempts,
+                timeout_ms, created_at, visible_at)
+                SELECT 'o-' || i, 'other', 'Echo', '{}', 0, 0, 'queued', 1, 0, 0, 0 FROM generate_series(1, 20000) i`).raw
+              yield* sql.unsafe(`ANALYZE ${S}.wp_job`).raw
+            })
+          )
+        )
+        const walk = (sql: PgClient.PgClient) =>
+          Postgres.groupWalk(sql, sql.literal(S), {
+            queue: "default", from: "", inclusive: true, stop: null, step: 12, cap: 1, limit: 4,
+            running: new Map([["a", 1]]), tasks: ["Echo"], now: 1
+          })
+        const text = yield* genericPlan(walk)
+        if (process.env.SHOW_PLAN) console.log(text)
+        assert.match(text, /Index Only Scan using wp_job_group_ready/, text)
+        assert.match(text, /LockRows[\s\S]*Index Scan using wp_job_group_ready/, text)
+        assert.notMatch(text, /Seq Scan on wp_job|Bitmap Heap Scan on wp_job|wp_job_ready/, text)
+        // run: every key once, a's one extra job read (its one slot taken), each other key's one job
+        const analyzed = yield* Effect.promise(() =>
+          admin((sql) =>
+            sql.withTransaction(Effect.gen(function*() {
+              const [statement, params] = walk(sql).compile()
+              const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${statement}`, params as Array<never>)
+              return rows[0]!["QUERY PLAN"] as unknown
+            }))
+          )
+        )
+        const most = (node: { "Actual Rows"?: number; "Actual Loops"?: number; Plans?: ReadonlyArray<unknown> }): number =>
+          Math.max(node["Actual Rows"] ?? 0, ...(node.Plans ?? []).map((child) => most(child as typeof node)))
+        const plan = (analyzed as Array<{ Plan: Parameters<typeof most>[0] }>)[0]!.Plan
+        assert.isAtMost(most(plan), 20, JSON.stringify(plan))
+        const rows = yield* Effect.promise(() => admin((sql) => sql.withTransaction(walk(sql))))
+        assert.deepStrictEqual(rows.map((row) => [row.g, row.seq === null ? 0 : 1]), [
+          ["a", 1], ["k1", 1], ["k2", 1], ["k3", 1], ["k4", 1], ["k5", 1], ["k6", 1], ["k7", 1], ["k8", 1], ["k9", 1]
+        ])
       }), { timeout: 60_000 })
 
     it.live("a list of delayed jobs alone reads their seqs from wp_job_delayed, of queued ones alone walks an index up to its limit; neither scans the table (they were told apart after reading the oldest 100,000 waiting jobs)", () =>

@@ -118,8 +118,21 @@ export const versionAndIndex = (schema: string, index: string) =>
     )
   ).pipe(Effect.map(([versions, indexes]) => [versions.map((row) => row.value), indexes.map((row) => row.indexname)]))
 
-/** What version 12 added (queue holds, a job's snoozes), undone: by every `backTo` before 12. */
-export const undoHolds = (S: string) => [`ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`, `ALTER TABLE ${S}.wp_job DROP COLUMN snoozes`]
+/** What version 13 added (per-key caps: their columns, their indexes with them), undone: by every `backTo` before 13. */
+export const undoGroups = (S: string) => [
+  `ALTER TABLE ${S}.wp_queue DROP COLUMN group_concurrency, DROP COLUMN group_cursor`,
+  `ALTER TABLE ${S}.wp_job DROP COLUMN group_key`
+]
+
+/** What versions 12 (queue holds, a job's snoozes) and 13 added, undone: by every `backTo` before 12. */
+export const undoHolds = (S: string) => [
+  ...undoGroups(S),
+  `ALTER TABLE ${S}.wp_queue DROP COLUMN held_until`,
+  `ALTER TABLE ${S}.wp_job DROP COLUMN snoozes`
+]
+
+/** Takes the schema `S` (quoted) back to version 12, before per-key caps (13). */
+export const backToBeforeGroups = (S: string) => backTo(S, 12, undoGroups(S))
 
 /** What version 11 added (the queues' caps, `setConcurrency`), undone. */
 export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`

@@ -35,6 +35,7 @@ import {
   type State,
   type Store,
   byKeys,
+  keepTurns,
   waitingAs,
   windowAllows,
   withId,
@@ -462,18 +463,18 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const byRank = request.fair === true ? roundRobin(request.queues, candidates, (row) => row.job.queue) : candidates
       // a queue with a per-key cap: its candidates in its keys' turn, in the places its candidates had
       let capped = false
-      const ordered = grouped.reduce((ordered, name) => {
+      const turns = new Map(grouped.map((name) => {
         const cap = queueOf(name).groupConcurrency!
         const { ordered: inTurn, full } = byKeys(
-          ordered.filter((row) => row.job.queue === name),
+          byRank.filter((row) => row.job.queue === name),
           (row) => row.job.group ?? "",
           (key) => key === "" ? Infinity : cap - (runningOfKey.get(groupKey(name, key)) ?? 0),
           queueOf(name).groupCursor ?? null
         )
         if (full) capped = true
-        let next = 0
-        return ordered.flatMap((row) => row.job.queue !== name ? [row] : next < inTurn.length ? [inTurn[next++]!] : [])
-      }, byRank)
+        return [name, inTurn] as const
+      }))
+      const ordered = keepTurns(byRank, (row) => row.job.queue, turns)
       // what each rate-limited queue's window, and each capped queue's free slots, allow now
       const allowed = new Map<string, number>()
       const windowed = new Map<string, number>()

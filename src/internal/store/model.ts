@@ -228,6 +228,27 @@ export const byKeys = <T>(
   return { ordered: roundRobin(Array.from(lists.keys()), Array.from(lists.values()).flat(), keyOf), full }
 }
 
+/**
+ * `ordered` with the candidates of each queue of `turns` in the places its candidates had, in the
+ * order `turns` gives (a per-key cap's turn, see `byKeys`), those past it dropped: a claim's order
+ * across queues (by rank, or fair) kept, and the keys' turn within a queue.
+ */
+export const keepTurns = <T>(
+  ordered: ReadonlyArray<T>,
+  queueOf: (candidate: T) => string,
+  turns: ReadonlyMap<string, ReadonlyArray<T>>
+): Array<T> => {
+  if (turns.size === 0) return ordered.slice()
+  const next = new Map<string, number>()
+  return ordered.flatMap((candidate) => {
+    const turn = turns.get(queueOf(candidate))
+    if (turn === undefined) return [candidate]
+    const at = next.get(queueOf(candidate)) ?? 0
+    next.set(queueOf(candidate), at + 1)
+    return at < turn.length ? [turn[at]!] : []
+  })
+}
+
 /** What a claim took, and whether a queue's shared rate limit held it back. */
 export interface Claimed {
   readonly claims: ReadonlyArray<Claim>

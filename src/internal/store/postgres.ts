@@ -54,6 +54,7 @@ import {
   type Claimed,
   type ClaimRequest,
   cappedBy,
+  keepTurns,
   claimWindow,
   type JobRow,
   type Latencies,
@@ -187,8 +188,69 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   (s) =>
     `ALTER TABLE ${s}.wp_queue ADD COLUMN held_until bigint NOT NULL DEFAULT 0;
-  ALTER TABLE ${s}.wp_job ADD COLUMN snoozes integer NOT NULL DEFAULT 0;`
+  ALTER TABLE ${s}.wp_job ADD COLUMN snoozes integer NOT NULL DEFAULT 0;`,
+  // 13: per-key caps (JobQueue.setGroupConcurrency): a job's key ('' for an ungrouped job of a queue
+  // with the cap, NULL otherwise), the cap (0: none) and the key a claim served last. Columns without
+  // a default to write: catalog changes. Indexes of keyed jobs only, empty when built: a job without a
+  // key writes neither. A claim walks the keys of the queued jobs from the cursor, one probe each
+  // (`groupWalk`), and counts the running jobs per key, under the queue row's lock
+  (s) =>
+    `ALTER TABLE ${s}.wp_queue ADD COLUMN group_concurrency integer NOT NULL DEFAULT 0, ADD COLUMN group_cursor text;
+  ALTER TABLE ${s}.wp_job ADD COLUMN group_key text;
+  CREATE INDEX IF NOT EXISTS wp_job_group_ready ON ${s}.wp_job (queue, group_key, rank DESC, seq)
+    WHERE state = 'queued' AND group_key IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS wp_job_group_running ON ${s}.wp_job (queue, group_key)
+    WHERE state = 'running' AND group_key IS NOT NULL;`
 ]
+
+/**
+ * A grouped claim's walk of a queue's keys (see `JobQueue.setGroupConcurrency`): from the key after
+ * `from` (or from `from` itself, `inclusive`), at most `step` keys, up to `stop` if given, in key
+ * order, each one probe of `wp_job_group_ready`, never a key's backlog; with each key its best
+ * visible jobs of `tasks`, one more than it may start (its free slots from `running`, counted before;
+ * the key '' uncapped), locked. A key without such a job comes with a NULL seq.
+ */
+export const groupWalk = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  walk: {
+    readonly queue: string
+    readonly from: string
+    readonly inclusive: boolean
+    readonly stop: string | null
+    readonly step: number
+    readonly cap: number
+    readonly limit: number
+    readonly running: ReadonlyMap<string, number>
+    readonly tasks: ReadonlyArray<string>
+    readonly now: Fragment | number
+  }
+) => {
+  const { queue, stop } = walk
+  const next = (after: Fragment, inclusive: boolean) =>
+    sql`SELECT j.group_key FROM ${S}.wp_job j WHERE j.queue = ${queue} AND j.state = 'queued'
+      AND j.group_key ${sql.literal(inclusive ? ">=" : ">")} ${after} ORDER BY j.group_key LIMIT 1`
+  const free = sql`CASE WHEN w.g = '' THEN ${walk.limit}::int ELSE GREATEST(0, LEAST(${walk.limit}::int, ${walk.cap}::int - COALESCE(
+      (SELECT r.n::int FROM unnest(${[...walk.running.keys()]}::text[], ${[...walk.running.values()].map(String)}::text[]) AS r(k, n)
+        WHERE r.k = w.g), 0))) END`
+  return sql<{ g: string; n: number; seq: string | number | bigint | null; rank: number | null }>`WITH RECURSIVE walk(g, n) AS (
+      SELECT (${next(sql`${walk.from}::text`, walk.inclusive)}), 1
+      UNION ALL
+      SELECT (${next(sql`w.g`, false)}), w.n + 1 FROM walk w
+      WHERE w.g IS NOT NULL AND w.n < ${walk.step}::int ${stop === null ? sql`` : sql`AND w.g < ${stop}`}
+    )
+    SELECT w.g, w.n, h.seq, h.rank FROM (SELECT g, n FROM walk) w
+    LEFT JOIN LATERAL (
+      SELECT j.seq, j.rank FROM ${S}.wp_job j
+      WHERE j.queue = ${queue} AND j.state = 'queued' AND j.group_key = w.g AND j.visible_at <= ${walk.now}
+        AND j.task = ANY(${walk.tasks})
+      ORDER BY j.rank DESC, j.seq
+      LIMIT ${free} + 1
+      FOR UPDATE SKIP LOCKED
+    ) h ON true
+    WHERE w.g IS NOT NULL ${stop === null ? sql`` : sql`AND w.g <= ${stop}`}
+    ORDER BY w.n, h.rank DESC, h.seq`
+}
 
 /** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
 const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
@@ -481,7 +543,8 @@ export const claimStatement = (
     RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
       SELECT EXISTS (
-        SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0)
+        SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues})
+          AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
       ) AS limited
     ),${
     finals.length === 0 ? sql`` : sql`
@@ -1565,6 +1628,14 @@ export const makeWith = (
     }
 
     /**
+     * A new job's `group_key`: its group, or '' for an ungrouped job of a queue with a per-key cap
+     * (whose claims walk keyed jobs only); NULL otherwise. One more look at the queue's row, which
+     * the job's rank reads already.
+     */
+    const GROUP_KEY = (group: Fragment, queue: Fragment | string) =>
+      sql`COALESCE(${group}, (SELECT '' FROM ${S}.wp_queue g WHERE g.name = ${queue} AND g.group_concurrency > 0))`
+
+    /**
      * A reaped job's delay (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep
      * them in step; the logarithms only keep power() from overflowing, which Postgres refuses), its
      * named policy's list, or the consumer's list. A `retry` that is not a JSON object is none.
@@ -1633,7 +1704,7 @@ export const makeWith = (
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
-          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}`
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}, ${GROUP_KEY(sql`${job.group ?? null}::text`, job.queue)}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1648,7 +1719,7 @@ export const makeWith = (
       const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
       const where = [inTime, free].filter((fragment) => fragment !== undefined)
       return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
         ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ON CONFLICT DO NOTHING
         RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
@@ -1717,16 +1788,17 @@ export const makeWith = (
       const rows = JSON.stringify(jobs.map((job) => [
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
         job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
-        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null
+        job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null,
+        job.group ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
           ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
-          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}, ${GROUP_KEY(at(14), at(1))}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
         WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
@@ -1961,7 +2033,8 @@ export const makeWith = (
           RETURNING ${settings.paused === false || settings.holdFor !== undefined ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       const cap = settings.concurrency
-      if (rate === undefined && cap === undefined) return op("configure", upsert, () => true, queue)
+      const groupCap = settings.groupConcurrency
+      if (rate === undefined && cap === undefined && groupCap === undefined) return op("configure", upsert, () => true, queue)
       // under the queue row's lock, as a claim: the latest claims stay counted, at most the new limit of them
       const limit = rate === null ? 0 : rate?.limit
       return op(
@@ -1977,6 +2050,14 @@ export const makeWith = (
               WHERE name = ${queue}`
           }
           if (cap !== undefined) yield* sql`UPDATE ${S}.wp_queue SET concurrency = ${cap ?? 0} WHERE name = ${queue}`
+          if (groupCap !== undefined) {
+            yield* sql`UPDATE ${S}.wp_queue SET group_concurrency = ${groupCap ?? 0} WHERE name = ${queue}`
+            // the ungrouped jobs there already take the key '' (a claim walks keyed jobs only); a
+            // running one too, as it may be retried. Left so when removed: '' is no key
+            if (groupCap !== null) {
+              yield* sql`UPDATE ${S}.wp_job SET group_key = '' WHERE queue = ${queue} AND state IN ('queued', 'running') AND group_key IS NULL`
+            }
+          }
           // the queue's consumers held back by the window or the cap, in every process, claim again
           // (the claim decides what the new setting allows): a limit lifted or raised starts jobs now
           yield* sql`SELECT ${notify(queue, undefined, rateChanged)}`
@@ -2022,25 +2103,27 @@ export const makeWith = (
                 rate_limit: number
                 rate_interval_ms: number
                 concurrency: number
+                group_concurrency: number
                 recent: bigint | number | string
                 retention: string | null
               }
             >`
-              SELECT rate_limit, rate_interval_ms, concurrency, retention,
+              SELECT rate_limit, rate_interval_ms, concurrency, group_concurrency, retention,
                 CASE WHEN rate_limit > 0 THEN
                   (SELECT COUNT(*) FROM ${S}.wp_rate r WHERE r.queue = q.name AND r.at > ${now}::bigint - q.rate_interval_ms)
                 ELSE 0 END AS recent
               FROM ${S}.wp_queue q WHERE name = ${queue}`
             const retention = retentionField(decodeRetention(found[0]?.retention))
             if (found.length === 0) return { ...counts, rateLimit: undefined, ...retention }
-            const { concurrency, rate_interval_ms, rate_limit, recent } = found[0]!
+            const { concurrency, group_concurrency, rate_interval_ms, rate_limit, recent } = found[0]!
             const rate = { limit: rate_limit, interval: rate_interval_ms }
             return {
               ...counts,
               rateLimit: rate_limit <= 0 ? undefined : { ...rate, available: Math.max(0, rate.limit - Number(recent)) },
               ...retention,
               // only when set: a queue without a cap counts as before
-              ...(concurrency === 0 ? {} : { concurrency: { limit: concurrency, running: counts.running } })
+              ...(concurrency === 0 ? {} : { concurrency: { limit: concurrency, running: counts.running } }),
+              ...(group_concurrency === 0 ? {} : { groupConcurrency: group_concurrency })
             } satisfies QueueCounts
           })
         ))
@@ -2098,6 +2181,58 @@ export const makeWith = (
       )
 
     /**
+     * Up to `limit` jobs of a queue with a per-key cap, in its keys' turn (see `byKeys`, which says it
+     * for the memory store): the keys from the one after `cursor` to the last, then from the first to
+     * `cursor`, walked a step of keys per statement (`groupWalk`) until `limit` keys gave a job. Under
+     * the queue row's lock: the running jobs counted here stay counted until the claim commits.
+     */
+    const groupTake = (queue: string, cap: number, cursor: string | null, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+      Effect.gen(function*() {
+        const jobs: Array<{ seq: string; rank: number; queue: string }> = []
+        const keyOf = new Map<string, string>()
+        if (limit <= 0) return { jobs, keyOf, full: false }
+        const running = new Map((yield* sql<{ g: string; n: number }>`SELECT group_key AS g, count(*)::int AS n FROM ${S}.wp_job
+            WHERE queue = ${queue} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`).map((row) => [row.g, row.n]))
+        const lists: Array<Array<{ seq: string; rank: number; queue: string }>> = []
+        let full = false
+        const phases = cursor === null
+          ? [{ from: "", inclusive: true, stop: null }]
+          : [{ from: cursor, inclusive: false, stop: null }, { from: "", inclusive: true, stop: cursor }]
+        for (const phase of phases) {
+          let from = phase.from
+          let inclusive = phase.inclusive
+          while (lists.length < limit) {
+            // full keys are walked past: as many as run, at most
+            const step = limit - lists.length + running.size + 8
+            const rows = yield* groupWalk(sql, S, { queue, from, inclusive, stop: phase.stop, step, cap, limit, running, tasks, now })
+            const keys = new Map<number, { g: string; heads: Array<{ seq: string; rank: number; queue: string }> }>()
+            for (const row of rows) {
+              const key = keys.get(row.n) ?? { g: row.g, heads: [] }
+              keys.set(row.n, key)
+              if (row.seq !== null) key.heads.push({ seq: String(row.seq), rank: Number(row.rank), queue })
+            }
+            for (const { g, heads } of keys.values()) {
+              const free = g === "" ? limit : Math.max(0, cap - (running.get(g) ?? 0))
+              if (heads.length > Math.min(free, limit) && free < limit) full = true
+              if (free > 0 && heads.length > 0 && lists.length < limit) {
+                lists.push(heads.slice(0, Math.min(free, limit)))
+                for (const head of heads) keyOf.set(head.seq, g)
+              }
+            }
+            if (keys.size < step) break
+            from = [...keys.values()].at(-1)!.g
+            inclusive = false
+          }
+        }
+        for (let round = 0; jobs.length < limit; round++) {
+          const before = jobs.length
+          for (const list of lists) if (list[round] !== undefined && jobs.length < limit) jobs.push(list[round]!)
+          if (jobs.length === before) break
+        }
+        return { jobs, keyOf, full }
+      })
+
+    /**
      * A claim on rate-limited queues: one transaction under the lock of their `wp_queue` rows (taken
      * in name order, so that consumers of several queues cannot deadlock), so that the claims of all
      * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
@@ -2112,10 +2247,21 @@ export const makeWith = (
         // this claim reads its jobs (READ COMMITTED, a snapshot per statement), which then took them
         // as an unlimited queue's, past its cap and its window. Locked, its resume waits for this commit
         const locked = yield* sql<
-          { name: string; rate_limit: number; rate_interval_ms: number; rate_count: number; concurrency: number; paused: boolean }
+          {
+            name: string
+            rate_limit: number
+            rate_interval_ms: number
+            rate_count: number
+            concurrency: number
+            group_concurrency: number
+            group_cursor: string | null
+            held_until: bigint | number | string
+            paused: boolean
+          }
         >`
-          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency, paused FROM ${S}.wp_queue
-          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0)
+          SELECT name, rate_limit, rate_interval_ms, rate_count, concurrency, group_concurrency, group_cursor, held_until, paused
+          FROM ${S}.wp_queue
+          WHERE name = ANY(${request.queues}) AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
           ORDER BY name FOR UPDATE`
         const limited = locked.filter((queue) => !queue.paused)
         const at = CHECKED_AT()
@@ -2131,15 +2277,30 @@ export const makeWith = (
         const unlimited = request.queues.filter((queue) => !locked.some((l) => l.name === queue))
         const allowedOf = (queue: string) =>
           Math.min(windows.find((w) => w.name === queue)?.allowed ?? request.limit, free.get(queue) ?? Infinity)
+        // a queue with a per-key cap (not held): its keys' next jobs, in their turn
+        const grouped = limited.filter((l) => l.group_concurrency > 0 && Number(l.held_until) <= now)
+        const turns = yield* Effect.forEach(grouped, (l) =>
+          Effect.map(groupTake(l.name, l.group_concurrency, l.group_cursor, request.tasks, now, allowedOf(l.name)), (taken) => [l.name, taken] as const))
+        const groups = new Map(turns)
         // each queue's best, as far as its window and its cap allow, then the best of them all
         const candidates = (yield* Effect.forEach(
-          [{ queues: unlimited, limit: request.limit }, ...limited.map((l) => ({ queues: [l.name], limit: allowedOf(l.name) }))],
+          [
+            { queues: unlimited, limit: request.limit },
+            ...limited.filter((l) => !groups.has(l.name)).map((l) => ({ queues: [l.name], limit: allowedOf(l.name) }))
+          ],
           ({ limit, queues }) => best(queues, request.tasks, now, limit, request.fair === true)
-        )).flat()
+        )).flat().concat(turns.flatMap(([, taken]) => taken.jobs))
         candidates.sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
+        const inTurn = keepTurns(candidates, (job) => job.queue, new Map(turns.map(([name, taken]) => [name, taken.jobs])))
         const picked = request.fair === true
-          ? roundRobin(request.queues, candidates, (job) => job.queue, request.limit)
-          : candidates.slice(0, request.limit)
+          ? roundRobin(request.queues, inTurn, (job) => job.queue, request.limit)
+          : inTurn.slice(0, request.limit)
+        // each grouped queue's turn goes on after the last key it served
+        for (const [name, taken] of turns) {
+          const last = picked.filter((job) => job.queue === name).at(-1)
+          if (last !== undefined) yield* sql`UPDATE ${S}.wp_queue SET group_cursor = ${taken.keyOf.get(String(last.seq))!} WHERE name = ${name}`
+        }
+        const groupsFull = turns.some(([, taken]) => taken.full)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
               lease_token = gen_random_uuid()::text, lease_until = ${now}::bigint + ${request.lease}::bigint,
@@ -2156,11 +2317,11 @@ export const makeWith = (
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
         const claims = toClaims(rows)
-        for (const claim of claims) if (free.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
+        for (const claim of claims) if (free.has(claim.job.queue) || groups.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
         return {
           claims,
           limitedFor,
-          ...cappedBy(free, picked, request.limit),
+          ...(groupsFull && picked.length < request.limit ? { capped: true } : cappedBy(free, picked, request.limit)),
           dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
         }
       })), () =>
@@ -2295,7 +2456,7 @@ export const makeWith = (
       const visible = sql`(${now}::bigint + ${delay})`
       // a capped queue's job taken back frees its slot now, whatever its delay: its NOTIFY wakes the
       // consumers the cap held back at once (a wake-up for its delay's end would leave the slot idle)
-      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND q.concurrency > 0)`
+      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND (q.concurrency > 0 OR q.group_concurrency > 0))`
       // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking

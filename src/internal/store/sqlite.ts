@@ -28,6 +28,7 @@ import {
   type Claimed,
   type ClaimRequest,
   cappedBy,
+  keepTurns,
   claimWindow,
   type ClaimWindow,
   type JobRow,
@@ -1150,7 +1151,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         if (left > 0) candidates = candidates.concat(groups.has(queue) ? groups.take(queue, left) : best([queue], tasks, now, left))
       }
       if (allowed.size > 0) candidates.sort(bestFirst)
-      const picked = candidates.slice(0, request.limit)
+      const picked = groups.inOrder(candidates).slice(0, request.limit)
       const claims = picked.length === 0 ? [] : toClaims(all(
         CLAIM_PICKED,
         now,
@@ -1281,6 +1282,19 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             found.push(...(caps.has(queue) ? self.take(queue, n) : best(queue, n)))
           }
           return found
+        },
+        /** Candidates sorted by rank, with each grouped queue's back in its keys' turn (see `keepTurns`). */
+        inOrder: <T extends { readonly seq: number; readonly queue: string }>(candidates: ReadonlyArray<T>) => {
+          if (given.size === 0) return candidates
+          const turns = new Map<string, Array<T>>()
+          for (const candidate of candidates) {
+            const one = given.get(candidate.seq)
+            if (one === undefined) continue
+            const turn = turns.get(candidate.queue) ?? []
+            turn[one.at] = candidate
+            turns.set(candidate.queue, turn)
+          }
+          return keepTurns(candidates, (candidate) => candidate.queue, turns)
         },
         /** Moves each queue's cursor to the last key in its turn of the jobs taken. */
         served: (picked: ReadonlyArray<{ readonly seq: number; readonly queue: string }>) => {
