@@ -288,6 +288,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     trace: f.trace ?? null,
     retry: f.retry ?? null,
     snoozes: Number(f.snoozes ?? 0),
+    group: f.group ?? null,
     seq: Number(f.seq)
   }
 }
@@ -323,7 +324,8 @@ const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly 
       exit: v[CLAIMED.exit] ?? null,
       progress: v[CLAIMED.progress] ?? null,
       trace: v[CLAIMED.trace] ?? null,
-      retry: v[CLAIMED.retry] ?? null
+      retry: v[CLAIMED.retry] ?? null,
+      group: v[CLAIMED.group] ?? null
     },
     rank: Number(v[CLAIMED.rank])
   }
@@ -365,7 +367,7 @@ const SCRIPTS = {
   retain: script<[Array<string>, number, number]>(Scripts.RETAIN),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string, string], string, string, string, string]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string, string], string, string, string, string, string | undefined]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -776,7 +778,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         job.retry ?? "",
         job.dedupWhile === "queued" ? "1" : "",
         job.dedupFor === undefined ? "" : String(job.dedupFor),
-        job.dedupReplace ?? ""
+        job.dedupReplace ?? "",
+        job.group ?? ""
       )
       return before
     }
@@ -1105,7 +1108,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             NOW(),
             settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention),
             settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0),
-            settings.holdFor === undefined ? "" : String(settings.holdFor)
+            settings.holdFor === undefined ? "" : String(settings.holdFor),
+            settings.groupConcurrency === undefined ? "" : String(settings.groupConcurrency ?? 0)
           )
         ),
         // a new rate limit or cap that lets no claim through now wakes no one here either
@@ -1133,7 +1137,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap, heldUntil]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap, heldUntil, groupCap]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1158,6 +1162,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             },
             // only when set: a queue without a cap counts as before (a field of undefined is a field)
             ...(cap === undefined || cap === "0" ? {} : { concurrency: { limit: Number(cap), running } }),
+            ...(groupCap === undefined || groupCap === "0" ? {} : { groupConcurrency: Number(groupCap) }),
             // held past the script's now: shown whatever the clock here says
             ...holdShown(Number(heldUntil), 0)
           }

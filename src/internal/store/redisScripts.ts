@@ -33,6 +33,13 @@
  *                     member the store's random id, score the due time it answers for: a store
  *                     killed before that time leaves an entry that ends `HOLD_GRACE` ms after it,
  *                     and the other stores' idle watches then put the marker back (`ORPHANS`)
+ * - `B:gq:<group>`    zset: in a queue with a per-key cap (meta `groupConcurrency`), the visible
+ *                     queued jobs of that `group` (as `B:ready:<task>`, every task's); the queue's
+ *                     ungrouped jobs stay in `B:ready:<task>`
+ * - `B:groups`        zset: the keys whose `B:gq:<group>` holds jobs, all scored 0 (in key order:
+ *                     a claim walks them by ZRANGEBYLEX from the one after meta `groupCursor`)
+ * - `B:grun:<group>`  set: the ids of the key's jobs a claim started; a claim counts those still
+ *                     in `B:running` (and drops the others): a count no missed write leaves wrong
  * - `B:seq`           counter
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
@@ -67,9 +74,20 @@ local function markDue(visible, m)
 end
 -- a queued job goes to its task's ready set (waking an idle consumer) or to the delayed set
 -- (waking one at its time)
-local function placeAs(id, task, rank, seq, visible, now)
+-- the queue's per-key cap (setGroupConcurrency), 0 for none
+local function groupCap()
+  return tonumber(redis.call("HGET", B .. ":meta", "groupConcurrency") or "0")
+end
+-- where a visible queued job of task and group ("" or nil: none) waits, and its key if in B:gq
+local function readyKey(task, group)
+  if group and group ~= "" and groupCap() > 0 then return B .. ":gq:" .. group, group end
+  return B .. ":ready:" .. task, nil
+end
+local function placeAs(id, task, rank, seq, visible, now, group)
   if visible <= now then
-    redis.call("ZADD", B .. ":ready:" .. task, -rank, member(seq, id))
+    local key, g = readyKey(task, group)
+    redis.call("ZADD", key, -rank, member(seq, id))
+    if g then redis.call("ZADD", B .. ":groups", 0, g) end
     redis.call("ZADD", B .. ":marker", 0, "0")
   else
     redis.call("ZADD", B .. ":delayed", visible, id)
@@ -78,6 +96,10 @@ local function placeAs(id, task, rank, seq, visible, now)
 end
 -- the wake-up for jobs of this queue ready now, if any is (says if it added it)
 local function markReady()
+  if redis.call("ZCARD", B .. ":groups") > 0 then
+    redis.call("ZADD", B .. ":marker", 0, "0")
+    return true
+  end
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
       redis.call("ZADD", B .. ":marker", 0, "0")
@@ -147,11 +169,101 @@ end
 -- consumers held back by the cap, in every process, hear it as for a new job (the one that claims
 -- passes the marker on if jobs are left; one that finds the slot taken claims nothing and stops it)
 local function slotFreed()
-  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 then markReady() end
+  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 or groupCap() > 0 then markReady() end
 end
 local function place(id, now)
-  local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible")
-  placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now)
+  local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible", "group")
+  placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now, f[5])
+end
+-- how many of the key's jobs run: those a claim started (B:grun) still in B:running, the others dropped
+local function runningOf(g)
+  local key = B .. ":grun:" .. g
+  local n = 0
+  for _, id in ipairs(redis.call("SMEMBERS", key)) do
+    if redis.call("ZSCORE", B .. ":running", id) then n = n + 1 else redis.call("SREM", key, id) end
+  end
+  return n
+end
+-- a job of a key stopped running
+local function groupEnded(id)
+  local g = redis.call("HGET", jobKey(id), "group")
+  if g and g ~= "" then redis.call("SREM", B .. ":grun:" .. g, id) end
+end
+-- what a claim of a queue with a per-key cap takes (see \`byKeys\` in model.ts, which says it for the
+-- memory store): the keys in turn from the one after meta groupCursor, wrapping, the ungrouped jobs
+-- (B:ready of the tasks ARGV[from + 1 .. from + count]) taking the turn of the key "", each key its
+-- best jobs of these tasks up to its free slots, one per key per round, at most limit. Each key is
+-- one ZRANGE, whatever its backlog. → the picks ({key, member, score, text: the score as Redis gave it, group}) in order, and whether
+-- a key had more jobs than free slots
+local function groupedPick(limit, from, count)
+  local cap = groupCap()
+  local handles = {}
+  for t = 1, count do handles[ARGV[from + t]] = true end
+  local lists = {}
+  local full = false
+  local function visit(g)
+    local list = {}
+    if g == "" then
+      for t = 1, count do
+        local key = B .. ":ready:" .. ARGV[from + t]
+        local r = redis.call("ZRANGE", key, 0, limit - 1, "WITHSCORES")
+        for i = 1, #r, 2 do list[#list + 1] = {key = key, member = r[i], score = tonumber(r[i + 1]), text = r[i + 1], group = ""} end
+      end
+      table.sort(list, function(a, b) return a.score < b.score or (a.score == b.score and a.member < b.member) end)
+      while #list > limit do table.remove(list) end
+    else
+      local key = B .. ":gq:" .. g
+      local free = math.min(limit, cap - runningOf(g))
+      -- one more than it may take: whether its slots, not its jobs, ran out
+      local r = redis.call("ZRANGE", key, 0, math.max(0, free), "WITHSCORES")
+      for i = 1, #r, 2 do
+        if #list >= free then
+          if free < limit then full = true end
+          break
+        end
+        local task = redis.call("HGET", jobKey(string.sub(r[i], 17)), "task")
+        if handles[task] then list[#list + 1] = {key = key, member = r[i], score = tonumber(r[i + 1]), text = r[i + 1], group = g} end
+      end
+    end
+    if #list > 0 then lists[#lists + 1] = list end
+  end
+  local function walk(min, max)
+    while #lists < limit do
+      local keys = redis.call("ZRANGEBYLEX", B .. ":groups", min, max, "LIMIT", 0, 100)
+      for _, g in ipairs(keys) do
+        if #lists >= limit then return end
+        visit(g)
+      end
+      if #keys < 100 then return end
+      min = "(" .. keys[#keys]
+    end
+  end
+  local cursor = redis.call("HGET", B .. ":meta", "groupCursor")
+  if not cursor then
+    visit("")
+    walk("-", "+")
+  elseif cursor == "" then
+    walk("-", "+")
+    if #lists < limit then visit("") end
+  else
+    walk("(" .. cursor, "+")
+    if #lists < limit then visit("") end
+    walk("-", "[" .. cursor)
+  end
+  local picked = {}
+  local round = 1
+  while #picked < limit do
+    local any = false
+    for _, list in ipairs(lists) do
+      if list[round] and #picked < limit then
+        picked[#picked + 1] = list[round]
+        any = true
+      end
+    end
+    if not any then break end
+    round = round + 1
+  end
+  return picked, full
 end
 -- the jobs this script moved (promoted, reaped): a script over several queues (\`many\`) stops at a
 -- budget of them, the server blocked for each
@@ -181,8 +293,14 @@ local function unqueuedAt(priority, count)
   if redis.call("HINCRBY", B .. ":prio", priority, -count) <= 0 then redis.call("HDEL", B .. ":prio", priority) end
 end
 local function unqueue(id)
-  local f = redis.call("HMGET", jobKey(id), "task", "seq", "priority")
+  local f = redis.call("HMGET", jobKey(id), "task", "seq", "priority", "group")
   redis.call("ZREM", B .. ":ready:" .. f[1], member(tonumber(f[2]), id))
+  if f[4] and f[4] ~= "" then
+    local key = B .. ":gq:" .. f[4]
+    if redis.call("ZREM", key, member(tonumber(f[2]), id)) == 1 and redis.call("ZCARD", key) == 0 then
+      redis.call("ZREM", B .. ":groups", f[4])
+    end
+  end
   redis.call("ZREM", B .. ":delayed", id)
   unqueuedAt(f[3], 1)
 end
@@ -207,6 +325,7 @@ local function endLease(id)
   if token and token ~= "" then redis.call("HDEL", B .. ":tokens", token) end
   redis.call("ZREM", B .. ":running", id)
   redis.call("HSET", j, "token", "", "lease", "")
+  groupEnded(id)
 end
 -- one command for many arguments (ZADD, HSET, HDEL, ZREM...), in chunks of 1000 (pairs stay whole):
 -- Lua's unpack has a limit, and a large consumer settles or claims many jobs in one script
@@ -285,6 +404,8 @@ local function settleMany(args, from, count, now)
   end
   bulk("HDEL", B .. ":tokens", ended)
   bulk("ZREM", B .. ":running", leases)
+  -- the keys' running sets, only in a queue with a per-key cap (a claim drops what is missed)
+  if #leases > 0 and groupCap() > 0 then for _, id in ipairs(leases) do groupEnded(id) end end
   for state, list in pairs(finals) do bulk("ZADD", B .. ":final:" .. state, list) end
   if #leases > 0 then slotFreed() end
   return out
@@ -305,7 +426,7 @@ end
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
 /** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
-export const JOB_FIELDS = 15
+export const JOB_FIELDS = 16
 
 const addJob = (late: boolean) => `
 local madeQueue = false
@@ -363,6 +484,8 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   local window = hasDedup and a[o + 14] ~= nil and a[o + 14] ~= ""
   if hasDedup and a[o + 13] == "1" then fields[#fields + 1] = "dedupQueued"; fields[#fields + 1] = "1" end
   if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
+  local group = a[o + 16]
+  if group ~= nil and group ~= "" then fields[#fields + 1] = "group"; fields[#fields + 1] = group end
   redis.call("HSET", jobKey(id), unpack(fields))
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
@@ -370,7 +493,7 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
   -- what it just wrote, not read back
   queuedAt(a[o + 4])
-  placeAs(id, a[o + 2], rank, seq, visible, now)
+  placeAs(id, a[o + 2], rank, seq, visible, now, group)
   return id, 1, visible - now
 end
 `
@@ -480,7 +603,8 @@ export const CLAIMED_FIELDS = [
   "trace",
   "retry",
   "rank",
-  "dedupQueued"
+  "dedupQueued",
+  "group"
 ] as const
 
 /**
@@ -531,7 +655,24 @@ limit, rateLimit, rateInterval, capBound = allowedNow(now, limit)
 -- the jobs taken, best first: one task's (the usual consumer) by one ZPOPMIN; several tasks' by
 -- comparing their heads, job by job
 local taken = {}
-if taskCount == 1 and limit > 0 then
+local groupFull = false
+if groupCap() > 0 then
+  if limit > 0 then
+    local picked
+    picked, groupFull = groupedPick(limit, 4, taskCount)
+    for _, p in ipairs(picked) do
+      local id = string.sub(p.member, 17)
+      redis.call("ZREM", p.key, p.member)
+      taken[#taken + 1] = id
+      if p.group ~= "" then
+        redis.call("SADD", B .. ":grun:" .. p.group, id)
+        if redis.call("ZCARD", p.key) == 0 then redis.call("ZREM", B .. ":groups", p.group) end
+      end
+    end
+    -- the next claim's turn starts after the last key served
+    if #picked > 0 then redis.call("HSET", B .. ":meta", "groupCursor", picked[#picked].group) end
+  end
+elseif taskCount == 1 and limit > 0 then
   local popped = redis.call("ZPOPMIN", B .. ":ready:" .. ARGV[5], limit)
   for i = 1, #popped, 2 do taken[#taken + 1] = string.sub(popped[i], 17) end
 elseif taskCount > 1 then
@@ -596,7 +737,7 @@ end
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
 local capped = "0"
-if capBound and #out == limit and readyOf(4, taskCount) > 0 then capped = "1" end
+if (capBound and #out == limit and readyOf(4, taskCount) > 0) or (groupFull and #out < wanted) then capped = "1" end
 local due = soonest()
 if not due[1] then return {out, limitedFor, settled, "", "", capped} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
@@ -629,7 +770,13 @@ promote(now)
 local wanted = tonumber(ARGV[2])
 local limit, rateLimit, _, capBound = allowedNow(now, wanted)
 local heads = {}
-if limit > 0 then
+local groupFull = false
+if limit > 0 and groupCap() > 0 then
+  local picked
+  picked, groupFull = groupedPick(limit, 3, tonumber(ARGV[3]))
+  -- what the claim would take (its keys' turn), scored as they are
+  for _, p in ipairs(picked) do heads[#heads + 1] = {p.member, p.text} end
+elseif limit > 0 then
   for t = 1, tonumber(ARGV[3]) do
     local ready = redis.call("ZRANGE", B .. ":ready:" .. ARGV[3 + t], 0, limit - 1, "WITHSCORES")
     for i = 1, #ready, 2 do heads[#heads + 1] = {ready[i], ready[i + 1]} end
@@ -646,7 +793,9 @@ for i = 1, math.min(limit, #heads) do
 end
 local dueIn, dueAt = soonest()
 local limited = "0"
-if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) then limited = "1" end
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) or (groupFull and #out < wanted) then
+  limited = "1"
+end
 return {out, dueIn, dueAt, limited}
 `
 export const PEEK: string = `${PRELUDE}${PEEK_BODY}`
@@ -819,11 +968,12 @@ local function forgotten(gone, index)
   if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
   -- B:all holds every job until it is purged: none queued, delayed, running or finished
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
+  redis.call("DEL", B .. ":groups")
   redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
     B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "groupConcurrency")
   if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] then redis.call("DEL", KEYS[1]) end
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] and not m[6] then redis.call("DEL", KEYS[1]) end
   return 1
 end
 `
@@ -915,6 +1065,38 @@ local cap = ARGV[7] or ""
 if cap ~= "" then setting("concurrency", cap) end
 local hold = ARGV[8] or ""
 if hold ~= "" then setting("heldUntil", hold == "0" and "0" or tostring(now + tonumber(hold))) end
+-- a per-key cap set on a queue without one: its grouped ready jobs move to their keys' sets; removed,
+-- back to their tasks' (one script: the claims never see half of them moved)
+local groups = ARGV[9] or ""
+if groups ~= "" then
+  local before = groupCap()
+  setting("groupConcurrency", groups)
+  if before == 0 and groups ~= "0" then
+    for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
+      local key = B .. ":ready:" .. task
+      local all = redis.call("ZRANGE", key, 0, -1, "WITHSCORES")
+      for i = 1, #all, 2 do
+        local g = redis.call("HGET", jobKey(string.sub(all[i], 17)), "group")
+        if g and g ~= "" then
+          redis.call("ZREM", key, all[i])
+          redis.call("ZADD", B .. ":gq:" .. g, all[i + 1], all[i])
+          redis.call("ZADD", B .. ":groups", 0, g)
+        end
+      end
+    end
+  elseif before > 0 and groups == "0" then
+    for _, g in ipairs(redis.call("ZRANGE", B .. ":groups", 0, -1)) do
+      local key = B .. ":gq:" .. g
+      local all = redis.call("ZRANGE", key, 0, -1, "WITHSCORES")
+      for i = 1, #all, 2 do
+        redis.call("ZADD", B .. ":ready:" .. redis.call("HGET", jobKey(string.sub(all[i], 17)), "task"), all[i + 1], all[i])
+      end
+      redis.call("DEL", key)
+    end
+    redis.call("DEL", B .. ":groups")
+    redis.call("HDEL", KEYS[1], "groupCursor")
+  end
+end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")
@@ -935,7 +1117,7 @@ elseif ARGV[3] ~= "" then
   -- the marker on if jobs are left)
   local freesAt = windowFreesAt(now)
   if (freesAt > 0 and (freedAt == 0 or freesAt >= freedAt)) or not markReady() then return 0 end
-elseif cap ~= "" then
+elseif cap ~= "" or groups ~= "" then
   -- a new cap: the consumers it held back, in every process, claim again (the claim decides what it allows)
   if not markReady() then return 0 end
 end
@@ -964,6 +1146,7 @@ local waiting = redis.call("ZCOUNT", B .. ":delayed", "-inf", now)
 for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
   waiting = waiting + redis.call("ZCARD", B .. ":ready:" .. task)
 end
+for _, g in ipairs(redis.call("ZRANGE", B .. ":groups", 0, -1)) do waiting = waiting + redis.call("ZCARD", B .. ":gq:" .. g) end
 return {
   redis.call("HGET", KEYS[1], "paused") == "1" and 1 or 0,
   waiting,
@@ -977,7 +1160,8 @@ return {
   redis.call("HGET", KEYS[1], "aging") or "0",
   redis.call("HGET", KEYS[1], "retention") or "",
   redis.call("HGET", KEYS[1], "concurrency") or "0",
-  held()
+  held(),
+  redis.call("HGET", KEYS[1], "groupConcurrency") or "0"
 }
 `
 
@@ -1080,6 +1264,7 @@ local function sourcesOf()
         local tasks = redis.call("SMEMBERS", B .. ":tasks")
         table.sort(tasks)
         for _, task in ipairs(tasks) do sources[#sources + 1] = {key = B .. ":ready:" .. task, ready = true} end
+        for _, g in ipairs(redis.call("ZRANGE", B .. ":groups", 0, -1)) do sources[#sources + 1] = {key = B .. ":gq:" .. g, ready = true} end
       end
       -- a delayed job due and not yet promoted is ready
       sources[#sources + 1] = {key = B .. ":delayed", above = waiting == "delayed" and now or nil, upTo = waiting == "ready" and now or nil}
@@ -1256,6 +1441,7 @@ if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) and cap
       break
     end
   end
+  if redis.call("ZCARD", B .. ":groups") > 0 then ready = 1 end
 end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
 if not due[1] or redis.call("ZSCORE", B .. ":marker", "1") then return ready end
