@@ -1249,7 +1249,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             const heads = groupHeads.all(queue, at, now, tasks, Math.max(0, Math.min(free, limit)) + 1) as Array<
               { seq: number; rank: number; queue: string; group_key: string }
             >
-            if (heads.length > free) self.full = true
+            // ('' is never capped, and a key with slots for the whole claim is not what cut it)
+            if (at !== "" && free < limit && heads.length > free) self.full = true
             if (free > 0 && heads.length > 0) lists.push(heads.slice(0, Math.min(free, limit)))
           }
           const out: Array<{ seq: number; rank: number; queue: string }> = []
