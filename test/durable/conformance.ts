@@ -3387,6 +3387,19 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.stats("g")).concurrency?.running, 5)
       })))
 
+    it.effect("group concurrency under a rate limit: a claim short by the window is held by the window (limitedFor), not reported capped by the keys", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        yield* JobQueue.setRateLimit("default", { limit: 2, interval: "1 hour" })
+        for (let n = 0; n < 5; n++) yield* JobQueue.enqueue(Echo, { n })
+        for (let n = 10; n < 13; n++) yield* JobQueue.enqueue(Echo, { n }, { group: `k${n}` })
+        const claimed = yield* claimOf(store, ["default"], 10)
+        assert.strictEqual(claimed.claims.length, 2)
+        assert.isAbove(claimed.limitedFor, 0, "the window holds it")
+        assert.notStrictEqual(claimed.capped, true, "no key is at its cap")
+      })))
+
     it.effect("group concurrency: a consumer held back by a key's cap starts the key's next job when the one running settles, polling once an hour", () =>
       provide(Effect.gen(function*() {
         yield* JobQueue.setGroupConcurrency("default", 1)
