@@ -510,7 +510,7 @@ export const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       cancel: (id) => track(store.cancel(id)),
       redrive: (id) => track(store.redrive(id)),
       purge: (before, states) => track(store.purge(before, states)),
-      retain: (batch) => track(store.retain(batch)),
+      retain: (batch, queues) => track(store.retain(batch, queues)),
       configure: (queue, settings) => track(store.configure(queue, settings)),
       counts: (queue) => track(store.counts(queue)),
       claim: (request) => track(store.claim(request)),
@@ -3501,6 +3501,46 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* stateOf(other.id), "succeeded", "another state's retention keeps it")
         assert.deepStrictEqual(yield* store.retain(2), { deleted: 0, more: false })
         assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { count: 2 }, dead: { age: 3_600_000, count: 10 } })
+      })))
+
+    it.effect("retention over many queues: a call visits at most `queues` of those with a retention, each resuming after the last one visited, so every queue is cleaned within a bounded number of calls; a pass that reached the end starts again", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const names = Array.from({ length: 7 }, (_, i) => `tenant-${i}`)
+        const finish = (queue: string) =>
+          Effect.gen(function*() {
+            yield* JobQueue.enqueue(Echo, { n: 1 }, { queue })
+            const [claim] = (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+          })
+        for (const name of names) {
+          yield* JobQueue.setRetention(name, { succeeded: { count: 0 } })
+          yield* finish(name)
+        }
+        // a pass: calls until one says nothing is left. By name on SQL and memory (3, 3, 1); on Redis
+        // by SSCAN, whose replies split the set as its table does (never more than 3 a call, all 7)
+        const pass = Effect.gen(function*() {
+          const calls: Array<readonly [number, boolean]> = []
+          for (let i = 0; i < 10; i++) {
+            const { deleted, more } = yield* store.retain(100, 3)
+            calls.push([deleted, more])
+            if (!more) return calls
+          }
+          return assert.fail(`a pass that never ends: ${JSON.stringify(calls)}`)
+        })
+        const cleaned = (calls: ReadonlyArray<readonly [number, boolean]>, total: number) => {
+          assert.isTrue(calls.every(([deleted]) => deleted <= 3), `at most a queue each of 3 a call: ${JSON.stringify(calls)}`)
+          assert.strictEqual(calls.reduce((n, [deleted]) => n + deleted, 0), total, JSON.stringify(calls))
+          assert.isAtLeast(calls.length, 3, JSON.stringify(calls))
+        }
+        // before: one call walked them all (cut off after its bound, the queues past the cut were never reached)
+        cleaned(yield* pass, 7)
+        for (const name of names) assert.strictEqual((yield* JobQueue.stats(name)).succeeded, 0, name)
+        // the next pass starts from the first queue again, and reaches the last
+        yield* finish(names[0]!)
+        yield* finish(names[6]!)
+        cleaned(yield* pass, 2)
+        for (const name of names) assert.strictEqual((yield* JobQueue.stats(name)).succeeded, 0, name)
       })))
 
     it.effect("retention and dedupFor: a retention that deletes a finished job inside its throttle window ends the window with it, as a purge does (the next enqueue of the key makes a job); kept, it holds the key", () =>

@@ -26,7 +26,9 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  RETAIN_QUEUES,
   RETAINED,
+  retainCursor,
   type Retained,
   retentionField,
   type Retention,
@@ -316,12 +318,18 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
-  const retain = (batch: number) =>
+  const retainAt = retainCursor()
+  const retain = (batch: number, limit = RETAIN_QUEUES) =>
     Effect.sync((): Retained => {
       const now = time()
       let deleted = 0
+      const after = retainAt.after
+      const due = Array.from(queues).filter(([name, queue]) =>
+        queue.retention !== undefined && (after === undefined || name > after)
+      ).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
       let more = false
-      for (const [name, queue] of queues) {
+      for (const [name, queue] of due.slice(0, limit)) {
+        retainAt.visited(name)
         for (const state of RETAINED) {
           const keep = queue.retention?.[state]
           if (keep === undefined) continue
@@ -336,6 +344,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           if (past.length >= batch) more = true
         }
       }
+      if (retainAt.passed(due.length, limit)) more = true
       // its awaiters look (a job they await may be gone)
       return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
     })

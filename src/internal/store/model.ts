@@ -323,6 +323,36 @@ const retentionOf = (value: unknown): Retention | undefined => {
 export const retentionField = (retention: Retention | undefined): { readonly retention?: Retention } =>
   retention === undefined ? {} : { retention }
 
+/**
+ * The most queues one `Store.retain` call visits. A consumer's retention call is cut off after its
+ * maintenance bound (max(5 s, lease)): when every call walked all the queues with a retention, in
+ * the same order each time, thousands of them (a queue per tenant) never got past the cut, and the
+ * queues after it were never cleaned. Bounded, and resuming where the last call stopped, every
+ * queue is visited within a bounded number of calls.
+ */
+export const RETAIN_QUEUES = 100
+
+/**
+ * A store's place in its queues with a retention (see `Store.retain`): the last queue a call
+ * visited, moved on as each queue is done (a call cut off midway keeps what it got through), and
+ * reset once a call reaches the end. Per store instance: each process resumes its own pass.
+ */
+export const retainCursor = () => {
+  let after: string | undefined
+  return {
+    get after() {
+      return after
+    },
+    visited: (queue: string) => void (after = queue),
+    /** The call saw `found` queues past the cursor when it asked for `limit` (it asks one more than it visits). */
+    passed: (found: number, limit: number): boolean => {
+      if (found > limit) return true
+      after = undefined
+      return false
+    }
+  }
+}
+
 /** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
 export interface Retained {
   readonly deleted: number
@@ -470,10 +500,13 @@ export interface Store {
    * state it names, deletes at most `batch` of the jobs past it (those that ended more than `age`
    * ago, or are not among the newest `count`), oldest first, as `purge` deletes them. Bounded and
    * idempotent: what several consumers run at once deletes each job once, and a queue's rule that
-   * deleted a full batch says `more`. Only queues with a retention are looked at. The consumers'
-   * reaper runs it (no consumer running, nothing is deleted).
+   * deleted a full batch says `more`. Only queues with a retention are looked at, at most `queues`
+   * of them per call (`RETAIN_QUEUES` unless told), each call resuming after the last queue the
+   * store's previous call visited (by name; after the last, from the first again), and `more` says
+   * that queues are left in the pass. The consumers' reaper runs it (no consumer running, nothing
+   * is deleted).
    */
-  readonly retain: (batch: number) => Effect.Effect<Retained, StoreError>
+  readonly retain: (batch: number, queues?: number) => Effect.Effect<Retained, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after

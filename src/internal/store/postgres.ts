@@ -67,7 +67,9 @@ import {
   type QueueSettings,
   decodeRetention,
   encodeRetention,
+  RETAIN_QUEUES,
   RETAINED,
+  retainCursor,
   type Retained,
   retentionField,
   roundRobin,
@@ -1907,16 +1909,21 @@ export const makeWith = (
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     /** Each queue's retention, once: see `Store.retain`. */
-    const retain = (batch: number) =>
+    const retainAt = retainCursor()
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
         Effect.gen(function*() {
+          const after = retainAt.after
           const queues = yield* sql<{ name: string; retention: string | null }>`
-            SELECT name, retention FROM ${S}.wp_queue WHERE retention IS NOT NULL`
+            SELECT name, retention FROM ${S}.wp_queue
+            WHERE retention IS NOT NULL${after === undefined ? sql`` : sql` AND name > ${after}`}
+            ORDER BY name LIMIT ${limit + 1}`
           let deleted = 0
           let more = false
           const at = yield* now
-          for (const queue of queues) {
+          for (const queue of queues.slice(0, limit)) {
+            retainAt.visited(queue.name)
             const retention = decodeRetention(queue.retention)
             for (const state of RETAINED) {
               const keep = retention?.[state]
@@ -1932,6 +1939,7 @@ export const makeWith = (
               }
             }
           }
+          if (retainAt.passed(queues.length, limit)) more = true
           return { deleted, more } satisfies Retained
         }),
         // its awaiters look (a job they await may be gone); no consumer has more to claim

@@ -72,7 +72,17 @@ import type {
   State,
   Store
 } from "./model.ts"
-import { cursorTime, decodeRetention, encodeRetention, holdShown, type LatencyCursor, latencyOf, retentionField, roundRobin } from "./model.ts"
+import {
+  cursorTime,
+  decodeRetention,
+  encodeRetention,
+  holdShown,
+  type LatencyCursor,
+  latencyOf,
+  RETAIN_QUEUES,
+  retentionField,
+  roundRobin
+} from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -1061,23 +1071,36 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    // where this store's pass over the queues with a retention stands (see `Store.retain`): a set
+    // has no order to resume by name, so an SSCAN cursor, and the names its last reply gave that no
+    // call has visited yet (a small set's reply is all of it, whatever the COUNT). A queue goes from
+    // `retainPending` once its script answered: a call cut off midway keeps what it got through
+    let retainScan = "0"
+    let retainPending = new Set<string>()
     /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
-    const retain = (batch: number) =>
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
         Effect.gen(function*() {
           let deleted = 0
           let more = false
+          if (retainPending.size === 0) {
+            const [next, names] = yield* redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit))
+            retainScan = next
+            retainPending = new Set(names)
+          }
           // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
-          yield* Effect.forEach(yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES), (queue) =>
+          yield* Effect.forEach(Array.from(retainPending).slice(0, limit), (queue) =>
             Effect.gen(function*() {
               // on one Redis the script removes the ids from the index too
               const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+              retainPending.delete(queue)
               if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
               deleted += gone.length
               if (past === 1) more = true
               if (dropped === 1) yield* unlist(queue)
             }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
+          if (retainPending.size > 0 || retainScan !== "0") more = true
           return { deleted, more } satisfies Retained
         }),
         // its awaiters look (a job they await may be gone)

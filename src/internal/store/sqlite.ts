@@ -43,7 +43,9 @@ import {
   type QueueSettings,
   decodeRetention,
   encodeRetention,
+  RETAIN_QUEUES,
   RETAINED,
+  retainCursor,
   type Retained,
   retentionField,
   type Settlement,
@@ -886,13 +888,25 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * Each queue's retention, once (see `Store.retain`): a write transaction per batch, so that the
      * file's write lock is let go, and the event loop, between them, as in `purge`.
      */
-    const retain = (batch: number) =>
+    const retainAt = retainCursor()
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
       Effect.gen(function*() {
+        const after = retainAt.after
         const queues = yield* read("retain", () =>
-          all<{ name: string; retention: string }>("SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL"))
+          after === undefined
+            ? all<{ name: string; retention: string }>(
+              "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL ORDER BY name LIMIT ?",
+              limit + 1
+            )
+            : all<{ name: string; retention: string }>(
+              "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL AND name > ? ORDER BY name LIMIT ?",
+              after,
+              limit + 1
+            ))
         let deleted = 0
         let more = false
-        for (const queue of queues) {
+        for (const queue of queues.slice(0, limit)) {
+          retainAt.visited(queue.name)
           const retention = decodeRetention(queue.retention)
           for (const state of RETAINED) {
             const keep = retention?.[state]
@@ -914,6 +928,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             }
           }
         }
+        if (retainAt.passed(queues.length, limit)) more = true
         return { deleted, more } satisfies Retained
       })
 
