@@ -3503,6 +3503,36 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { count: 2 }, dead: { age: 3_600_000, count: 10 } })
       })))
 
+    it.effect("retention by count, after a pass with nothing to delete: the jobs that end later are counted, those past `count` go at the next pass (oldest first), and a purge between passes deletes none too many", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const finish = Effect.gen(function*() {
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          yield* TestClock.adjust(10)
+          assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+          return job.id
+        })
+        yield* JobQueue.setRetention("default", { succeeded: { count: 3 } })
+        const ids = [yield* finish, yield* finish]
+        // within the count: nothing, however often it looks (a SQL store remembers the count from here)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish, yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 2, more: false })
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), ids.slice(2).sort())
+        // a purge lowers the count it remembers: what it deletes after is still only what is past `count`
+        yield* TestClock.adjust(10)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "0 millis" }), 3)
+        ids.push(yield* finish, yield* finish, yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false })
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), ids.slice(-3).sort())
+      })))
+
     it.effect("retention over many queues: a call visits at most `queues` of those with a retention, each resuming after the last one visited, so every queue is cleaned within a bounded number of calls; a pass that reached the end starts again", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore

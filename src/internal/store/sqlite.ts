@@ -61,6 +61,7 @@ import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
 import * as Backoff from "../durable/backoff.ts"
+import * as RetainCount from "./retainCount.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
 export const MIGRATIONS: ReadonlyArray<string> = [
@@ -141,7 +142,11 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   // 11: a queue held until a time (`JobQueue.holdQueue`, a snooze's `holdQueue`): no claims before
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
-  ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`
+  ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`,
+  // 12: a queue's finished jobs of a state, by end time (and seq, the rowid every index holds), for
+  // its retention by count (RETAIN_COUNT, RETAIN_LOOK): along `wp_job_finished` (by end time first)
+  // a batch read every queue's finished jobs from the newest to this queue's cut, under the write lock
+  `CREATE INDEX wp_job_retained ON wp_job (queue, state, finished_at) WHERE finished_at IS NOT NULL;`
 ]
 
 /**
@@ -175,7 +180,8 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
 
 /**
  * A retention batch by age: args queue, state, `before`, the batch's size. The oldest first, along
- * `wp_job_finished` (by end time, its queue and state in the index: no row read but those deleted).
+ * `wp_job_retained` since version 12 (before it, `wp_job_finished`: by end time, its queue and state
+ * in the index): no row read but those deleted.
  */
 export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
     SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ? AND finished_at < ?
@@ -183,12 +189,23 @@ export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
 
 /**
  * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
- * Along `wp_job_finished` from its newest end, every queue's finished jobs read past the kept ones
- * (a queue's are few once its retention holds).
+ * Along `wp_job_retained` from the queue and state's newest end: only its kept jobs are read past.
  */
 export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
     SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
     ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
+
+/**
+ * A look of a retention by count (see `retainCount.ts`), one statement's snapshot: how many of a
+ * queue's finished jobs of a state came after (`:finishedAt`, `:seq`), at most `:bound`, and the
+ * newest of them. Along `wp_job_retained`, reading only those.
+ */
+export const RETAIN_LOOK = `SELECT
+    (SELECT COUNT(*) FROM (SELECT 1 FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue AND state = :state
+      AND (finished_at, seq) > (:finishedAt, :seq) LIMIT :bound)) AS n,
+    newest.finished_at AS finishedAt, newest.seq AS seq
+  FROM (SELECT 1) LEFT JOIN (SELECT finished_at, seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue
+    AND state = :state ORDER BY finished_at DESC, seq DESC LIMIT 1) newest`
 
 /**
  * The soonest delayed job of some queues (`:queues`, a JSON array), of those not paused, at `:now`:
@@ -889,6 +906,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * file's write lock is let go, and the event loop, between them, as in `purge`.
      */
     const retainAt = retainCursor()
+    const retainCounted = RetainCount.make()
     const retain = (batch: number, limit = RETAIN_QUEUES) =>
       Effect.gen(function*() {
         const after = retainAt.after
@@ -916,12 +934,22 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
               const age = keep.age
               batches.push(() => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))
             }
-            if (keep.count !== undefined) {
-              const count = keep.count
-              batches.push(() => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
-            }
             for (const one of batches) {
               const n = yield* write("retain", one)
+              deleted += n
+              if (n >= batch) more = true
+              yield* Effect.yieldNow
+            }
+            if (keep.count !== undefined) {
+              const count = keep.count
+              // a look outside the write lock first (see retainCount.ts), the batch only when some are past
+              const n = yield* retainCounted(
+                queue.name,
+                state,
+                count,
+                (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
+                write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+              )
               deleted += n
               if (n >= batch) more = true
               yield* Effect.yieldNow
