@@ -161,8 +161,9 @@ export const COUNTS = `SELECT 'running' AS state, NULL AS priority, COUNT(*) AS 
     WHERE queue = :queue AND state = 'queued' GROUP BY priority`
 
 /**
- * A queue's counts (`:queue`) of finished jobs, from `wp_job_finished` alone: every queue's finished
- * jobs (a purge keeps them few), in one pass.
+ * A queue's counts (`:queue`) of finished jobs, from an index alone: since version 12 the queue's
+ * range of each state in `wp_job_retained`; before it, every queue's finished jobs along
+ * `wp_job_finished` (a purge keeps them few), in one pass.
  */
 export const FINISHED = `SELECT SUM(state = 'succeeded') AS succeeded, SUM(state = 'dead') AS dead,
     SUM(state = 'cancelled') AS cancelled FROM wp_job
@@ -929,27 +930,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           for (const state of RETAINED) {
             const keep = retention?.[state]
             if (keep === undefined) continue
-            const batches: Array<() => number> = []
+            const rounds: Array<Effect.Effect<number, StoreError>> = []
             if (keep.age !== undefined) {
               const age = keep.age
-              batches.push(() => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))
-            }
-            for (const one of batches) {
-              const n = yield* write("retain", one)
-              deleted += n
-              if (n >= batch) more = true
-              yield* Effect.yieldNow
+              rounds.push(write("retain", () => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes)))
             }
             if (keep.count !== undefined) {
               const count = keep.count
               // a look outside the write lock first (see retainCount.ts), the batch only when some are past
-              const n = yield* retainCounted(
+              rounds.push(retainCounted(
                 queue.name,
                 state,
                 count,
                 (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
                 write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
-              )
+              ))
+            }
+            for (const round of rounds) {
+              const n = yield* round
               deleted += n
               if (n >= batch) more = true
               yield* Effect.yieldNow
