@@ -110,7 +110,10 @@ const run = async (layer: Layer.Layer<JobStore.JobStore, never>, consumer: (conc
     assert.strictEqual(mostAtOnce(others.filter((r) => r.start < reapedAt - CLOCKS)), 1, "one slot left while the killed job held the other")
     const after = others.filter((r) => r.start > reapedAt)
     if (after.length >= 4) assert.strictEqual(mostAtOnce(after), CAP, "both slots used after the reap")
-    for (const c of consumers.slice(1)) assert.isAbove(c.started.length, 0, c.lines.slice(-10).join("\n"))
+    // not asserted: that both other processes started jobs. On a busy machine one of them can take
+    // every freed slot first (nothing promises a share across processes; CI saw it once). The cap
+    // across processes is shown without it: the victim's process held a slot, and the others ran one
+    // at a time until its reap (uncapped, one of them alone would have run two)
   } finally {
     for (const c of consumers) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGTERM")
     await Promise.all(consumers.map((c) => c.exited))

@@ -36,7 +36,7 @@ import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
 import * as OnThread from "./onThread.ts"
-import { type Snooze, Snoozed, snoozeOf } from "./snooze.ts"
+import { isSnoozed, type Snooze, Snoozed, snoozeOf } from "./snooze.ts"
 import type * as ThreadJson from "../threadJson.ts"
 
 /** The snooze a handler's attempt ended with (its only defect, or the first), if any. */
@@ -432,7 +432,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
       if (entry.reason === "lost") return Effect.succeed(undefined)
       if (Exit.isSuccess(exit)) {
-        if (exit.value instanceof Snoozed) return snoozeJob(job, exit.value.snooze)
+        if (isSnoozed(exit.value)) return snoozeJob(job, exit.value.snooze)
         // it finished before a cancel reached it: its result stands
         const encoded = encodeExit(entry.task, exit)
         const final = ({ ok, text }: { readonly ok: boolean; readonly text: string }): Settlement => ({

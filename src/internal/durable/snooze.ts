@@ -28,12 +28,29 @@ export class JobSnoozed extends Error implements Snooze {
   }
 }
 
-/** The snooze a handler's defect asks for, made on a fiber or sent back by a thread; undefined for any other defect. */
+/**
+ * The snooze a handler's defect asks for, made on a fiber or sent back by a thread; undefined for any
+ * other defect, including one that throws when looked at (a revoked Proxy: `instanceof` itself
+ * throws), which must reach the consumer's own handling of such outcomes, not escape from here.
+ */
 export const snoozeOf = (defect: unknown): Snooze | undefined => {
-  if (defect instanceof JobSnoozed) return defect
-  if (!(defect instanceof Error) || defect.name !== NAME) return undefined
-  const match = MESSAGE.exec(defect.message)
-  return match === null ? undefined : { delay: Number(match[1]), holdQueue: match[2] !== undefined }
+  try {
+    if (defect instanceof JobSnoozed) return defect
+    if (!(defect instanceof Error) || defect.name !== NAME) return undefined
+    const match = MESSAGE.exec(defect.message)
+    return match === null ? undefined : { delay: Number(match[1]), holdQueue: match[2] !== undefined }
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether an attempt's success is a snooze (see `Snoozed`); false for a value that throws when looked at. */
+export const isSnoozed = (value: unknown): value is Snoozed => {
+  try {
+    return value instanceof Snoozed
+  } catch {
+    return false
+  }
 }
 
 /**

@@ -1631,6 +1631,15 @@ export const makeWith = (
     const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
 
     /**
+     * When `job` becomes visible (`visible`, store time) and how long until then (`delay`), on the
+     * server's clock (a runAt is the producer's): an enqueue's, and a debounce's new run time.
+     */
+    const runTime = (job: NewJob, now: Fragment | number) => {
+      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
+      return { visible, delay: job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)` }
+    }
+
+    /**
      * A waiting holder's payload (and, debounced, its run time) replaced by `job`'s (see
      * `NewJob.dedupReplace`): a row with when it is due (debounced), or none if it no longer waits.
      */
@@ -1641,8 +1650,7 @@ export const makeWith = (
         return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
           RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
       }
-      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
-      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      const { delay, visible } = runTime(job, now)
       return sql<{ due_in: bigint | number | string | null; visible: bigint | number | string | null }>`UPDATE ${S}.wp_job SET payload = ${job.payload}, visible_at = ${visible},
           rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible, now)}
         ${fence}
@@ -1651,9 +1659,7 @@ export const makeWith = (
 
     const insert = (job: NewJob & { readonly id: string }) => {
       const now = NOW()
-      const visible = job.runAt === undefined ? sql`(${now}::bigint + ${job.delay}::bigint)` : sql`${job.runAt}::bigint`
-      // how long until it is due, on the server's clock (a runAt is the producer's)
-      const delay = job.runAt === undefined ? sql`${job.delay}::bigint` : sql`(${visible} - ${now}::bigint)`
+      const { delay, visible } = runTime(job, now)
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
@@ -1988,18 +1994,13 @@ export const makeWith = (
       settings: QueueSettings
     ) => {
       const heldUntil = settings.holdFor === undefined ? undefined : sql`${NOW()}::bigint + ${settings.holdFor}::bigint`
-      const retention = settings.retention === undefined
-        ? sql`wp_queue.retention`
-        : settings.retention === null
-        ? null
-        : encodeRetention(settings.retention)
+      const retention = settings.retention == null ? null : encodeRetention(settings.retention)
       const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, retention, held_until)
-          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0},
-            ${settings.retention == null ? null : encodeRetention(settings.retention)}, ${heldUntil ?? 0})
+          VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0}, ${retention}, ${heldUntil ?? 0})
           ON CONFLICT (name) DO UPDATE SET
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
-            retention = ${retention},
+            retention = ${settings.retention === undefined ? sql`wp_queue.retention` : retention},
             held_until = ${heldUntil ?? sql`wp_queue.held_until`}
           RETURNING ${settings.paused === false || settings.holdFor !== undefined ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
