@@ -21,6 +21,7 @@ import {
   type LatencyCursor,
   latencyOf,
   type FreshJob,
+  type Keep,
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
@@ -29,7 +30,8 @@ import {
   RETAIN_QUEUES,
   RETAINED,
   retainCursor,
-  type Retained,
+  retainPass,
+  retainRounds,
   retentionField,
   type Retention,
   roundRobin,
@@ -318,36 +320,40 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
-  const retainAt = retainCursor()
-  const retain = (batch: number, limit = RETAIN_QUEUES) =>
-    Effect.sync((): Retained => {
-      const now = time()
-      let deleted = 0
-      const after = retainAt.after
-      const due = Array.from(queues).filter(([name, queue]) =>
-        queue.retention !== undefined && (after === undefined || name > after)
-      ).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
-      let more = false
-      for (const [name, queue] of due.slice(0, limit)) {
-        retainAt.visited(name)
-        for (const state of RETAINED) {
-          const keep = queue.retention?.[state]
-          if (keep === undefined) continue
-          // newest first (by end time, then by creation): past `count`, or older than `age`, goes
-          const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
-            .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
-          const past = ended.filter((row, i) =>
-            (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
-          ).reverse().slice(0, batch)
-          for (const row of past) rows.delete(row.job.id)
-          deleted += past.length
-          if (past.length >= batch) more = true
-        }
-      }
-      if (retainAt.passed(due.length, limit)) more = true
-      // its awaiters look (a job they await may be gone)
-      return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
+  // the queues with a retention after `after`, by name
+  const retainAt = retainCursor((after: string | undefined, n: number) =>
+    Effect.sync(() =>
+      Array.from(queues).filter(([name, queue]) => queue.retention !== undefined && (after === undefined || name > after))
+        .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).slice(0, n).map(([name, queue]) => ({ name, queue }))
+    )
+  )
+  /** A queue's finished jobs of a state past its count, or older than its age, oldest first: up to `batch` go. */
+  const retainState = (name: string, state: State, keep: Keep, now: number, batch: number) =>
+    Effect.sync(() => {
+      // newest first (by end time, then by creation): past `count`, or older than `age`, goes
+      const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
+        .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
+      const past = ended.filter((row, i) =>
+        (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
+      ).reverse().slice(0, batch)
+      for (const row of past) rows.delete(row.job.id)
+      return past.length
     })
+  const retain = (batch: number, limit = RETAIN_QUEUES) =>
+    Effect.suspend(() => {
+      const now = time()
+      return retainPass(retainAt, limit, ({ name, queue }) =>
+        retainRounds(
+          batch,
+          RETAINED.flatMap((state) => {
+            const keep = queue.retention?.[state]
+            return keep === undefined ? [] : [retainState(name, state, keep, now, batch)]
+          })
+        ))
+    }).pipe(
+      // its awaiters look (a job they await may be gone)
+      Effect.map((retained) => retained.deleted > 0 ? changed(retained) : retained)
+    )
 
   const configure = (
     name: string,

@@ -333,20 +333,38 @@ export const retentionField = (retention: Retention | undefined): { readonly ret
 export const RETAIN_QUEUES = 100
 
 /**
- * A store's place in its queues with a retention (see `Store.retain`): the last queue a call
- * visited, moved on as each queue is done (a call cut off midway keeps what it got through), and
- * reset once a call reaches the end. Per store instance: each process resumes its own pass.
+ * Where a store's pass over its queues with a retention stands (see `Store.retain`), and how it
+ * reads the next ones: `take` gives at most `limit` queues for this call, `visited` moves past one
+ * once its rules are done (a call cut off midway keeps what it got through), `left` says, after the
+ * call, whether queues are left in the pass. Per store instance: each process resumes its own pass.
  */
-export const retainCursor = () => {
+export interface RetainPlace<Q, E, R> {
+  readonly take: (limit: number) => Effect.Effect<ReadonlyArray<Q>, E, R>
+  readonly visited: (queue: Q) => void
+  readonly left: () => boolean
+}
+
+/**
+ * A pass by name (memory, SQLite, Postgres): `list(after, n)` reads up to `n` queues with a retention
+ * whose names come after `after` (all: undefined), by name. It asks one more than it visits, to know
+ * whether any are left; the pass starts again from the first once a call reaches the end.
+ */
+export const retainCursor = <Q extends { readonly name: string }, E, R>(
+  list: (after: string | undefined, n: number) => Effect.Effect<ReadonlyArray<Q>, E, R>
+): RetainPlace<Q, E, R> => {
   let after: string | undefined
+  let found = 0
+  let asked = 0
   return {
-    get after() {
-      return after
-    },
-    visited: (queue: string) => void (after = queue),
-    /** The call saw `found` queues past the cursor when it asked for `limit` (it asks one more than it visits). */
-    passed: (found: number, limit: number): boolean => {
-      if (found > limit) return true
+    take: (limit) =>
+      Effect.map(list(after, limit + 1), (queues) => {
+        found = queues.length
+        asked = limit
+        return queues.slice(0, limit)
+      }),
+    visited: (queue) => void (after = queue.name),
+    left: () => {
+      if (found > asked) return true
       after = undefined
       return false
     }
@@ -358,6 +376,69 @@ export interface Retained {
   readonly deleted: number
   readonly more: boolean
 }
+
+/**
+ * One `Store.retain` call, the shape every store shares: the next queues of its pass (at most
+ * `limit`), each visited (`concurrency` at once), their deletions summed, and `more` when a rule
+ * stopped at its batch or queues are left in the pass. The store gives only its statements.
+ */
+export const retainPass = <Q, E, R>(
+  place: RetainPlace<Q, E, R>,
+  limit: number,
+  visit: (queue: Q) => Effect.Effect<Retained, E, R>,
+  concurrency = 1
+): Effect.Effect<Retained, E, R> =>
+  Effect.gen(function*() {
+    let deleted = 0
+    let more = false
+    yield* Effect.forEach(yield* place.take(limit), (queue) =>
+      Effect.map(visit(queue), (retained) => {
+        place.visited(queue)
+        deleted += retained.deleted
+        if (retained.more) more = true
+      }), { concurrency, discard: true })
+    if (place.left()) more = true
+    return { deleted, more }
+  })
+
+/** Rounds of deletions of at most `batch` each, one after another: their sum, and `more` if one filled its batch. */
+export const retainRounds = <E, R>(
+  batch: number,
+  rounds: Iterable<Effect.Effect<number, E, R>>
+): Effect.Effect<Retained, E, R> =>
+  Effect.gen(function*() {
+    let deleted = 0
+    let more = false
+    for (const round of rounds) {
+      const n = yield* round
+      deleted += n
+      if (n >= batch) more = true
+    }
+    return { deleted, more }
+  })
+
+/**
+ * A queue's retention as the SQL stores apply it: per state (`RETAINED`), its age rule's round, then
+ * its count's, each a statement of the store's.
+ */
+export const retainRules = <E, R>(
+  retention: Retention | undefined,
+  batch: number,
+  rules: {
+    readonly age: (state: State, age: number) => Effect.Effect<number, E, R>
+    readonly count: (state: State, count: number) => Effect.Effect<number, E, R>
+  }
+): Effect.Effect<Retained, E, R> =>
+  retainRounds(
+    batch,
+    RETAINED.flatMap((state) => {
+      const keep = retention?.[state]
+      return [
+        ...(keep?.age === undefined ? [] : [rules.age(state, keep.age)]),
+        ...(keep?.count === undefined ? [] : [rules.count(state, keep.count)])
+      ]
+    })
+  )
 
 /** A queue's hold for its counts (`QueueCounts.heldUntil`): shown while it lasts, absent otherwise (every store alike). */
 export const holdShown = (heldUntil: number | undefined, now: number): { readonly heldUntil?: Date } =>

@@ -68,9 +68,9 @@ import {
   decodeRetention,
   encodeRetention,
   RETAIN_QUEUES,
-  RETAINED,
   retainCursor,
-  type Retained,
+  retainPass,
+  retainRules,
   retentionField,
   roundRobin,
   type Settlement,
@@ -1942,48 +1942,32 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
-    /** Each queue's retention, once: see `Store.retain`. */
-    const retainAt = retainCursor()
+    const retainAt = retainCursor((after: string | undefined, n: number) =>
+      sql<{ name: string; retention: string | null }>`
+        SELECT name, retention FROM ${S}.wp_queue
+        WHERE retention IS NOT NULL${after === undefined ? sql`` : sql` AND name > ${after}`}
+        ORDER BY name LIMIT ${n}`
+    )
     const retainCounted = RetainCount.make()
     const deletedBy = <E>(statement: Effect.Effect<ReadonlyArray<{ n: bigint }>, E>) => Effect.map(statement, (rows) => Number(rows[0]!.n))
+    /** Each queue's retention, once: see `Store.retain`. */
     const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
-        Effect.gen(function*() {
-          const after = retainAt.after
-          const queues = yield* sql<{ name: string; retention: string | null }>`
-            SELECT name, retention FROM ${S}.wp_queue
-            WHERE retention IS NOT NULL${after === undefined ? sql`` : sql` AND name > ${after}`}
-            ORDER BY name LIMIT ${limit + 1}`
-          let deleted = 0
-          let more = false
-          const at = yield* now
-          for (const queue of queues.slice(0, limit)) {
-            retainAt.visited(queue.name)
-            const retention = decodeRetention(queue.retention)
-            for (const state of RETAINED) {
-              const keep = retention?.[state]
-              if (keep === undefined) continue
-              const rounds = [
-                ...(keep.age === undefined ? [] : [deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: at - keep.age }))]),
-                ...(keep.count === undefined ? [] : [retainCounted(
+        // the age rules' cut: the store's time once per call
+        Effect.flatMap(now, (at) =>
+          retainPass(retainAt, limit, (queue) =>
+            retainRules(decodeRetention(queue.retention), batch, {
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: at - age })),
+              count: (state, count) =>
+                retainCounted(
                   queue.name,
                   state,
-                  keep.count,
+                  count,
                   (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
-                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: keep.count }))
-                )])
-              ]
-              for (const round of rounds) {
-                const n = yield* round
-                deleted += n
-                if (n >= batch) more = true
-              }
-            }
-          }
-          if (retainAt.passed(queues.length, limit)) more = true
-          return { deleted, more } satisfies Retained
-        }),
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }))
+                )
+            }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
         (retained) => retained.deleted > 0,
         UNKEYED

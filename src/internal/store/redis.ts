@@ -67,7 +67,7 @@ import type {
   NewJob,
   QueueCounts,
   QueueSettings,
-  Retained,
+  RetainPlace,
   Settlement,
   State,
   Store
@@ -80,6 +80,7 @@ import {
   type LatencyCursor,
   latencyOf,
   RETAIN_QUEUES,
+  retainPass,
   retentionField,
   roundRobin
 } from "./model.ts"
@@ -1074,35 +1075,35 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     // where this store's pass over the queues with a retention stands (see `Store.retain`): a set
     // has no order to resume by name, so an SSCAN cursor, and the names its last reply gave that no
     // call has visited yet (a small set's reply is all of it, whatever the COUNT). A queue goes from
-    // `retainPending` once its script answered: a call cut off midway keeps what it got through
+    // `retainPending` once its visit is done (its script, the index, its unlisting): a call cut off
+    // midway keeps what it got through
     let retainScan = "0"
     let retainPending = new Set<string>()
+    const retainAt: RetainPlace<string, unknown, never> = {
+      take: (limit) =>
+        retainPending.size > 0
+          ? Effect.succeed(Array.from(retainPending).slice(0, limit))
+          : Effect.map(redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit)), ([next, names]) => {
+            retainScan = next
+            retainPending = new Set(names)
+            return Array.from(retainPending).slice(0, limit)
+          }),
+      visited: (queue) => void retainPending.delete(queue),
+      left: () => retainPending.size > 0 || retainScan !== "0"
+    }
     /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
     const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
-        Effect.gen(function*() {
-          let deleted = 0
-          let more = false
-          if (retainPending.size === 0) {
-            const [next, names] = yield* redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit))
-            retainScan = next
-            retainPending = new Set(names)
-          }
-          // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
-          yield* Effect.forEach(Array.from(retainPending).slice(0, limit), (queue) =>
-            Effect.gen(function*() {
-              // on one Redis the script removes the ids from the index too
-              const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
-              retainPending.delete(queue)
-              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
-              deleted += gone.length
-              if (past === 1) more = true
-              if (dropped === 1) yield* unlist(queue)
-            }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
-          if (retainPending.size > 0 || retainScan !== "0") more = true
-          return { deleted, more } satisfies Retained
-        }),
+        // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
+        retainPass(retainAt, limit, (queue) =>
+          Effect.gen(function*() {
+            // on one Redis the script removes the ids from the index too
+            const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+            if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+            if (dropped === 1) yield* unlist(queue)
+            return { deleted: gone.length, more: past === 1 }
+          }), RETAIN_IN_FLIGHT),
         // its awaiters look (a job they await may be gone)
         (retained) => retained.deleted > 0 ? { queue: UNKEYED } : undefined
       )

@@ -44,9 +44,9 @@ import {
   decodeRetention,
   encodeRetention,
   RETAIN_QUEUES,
-  RETAINED,
   retainCursor,
-  type Retained,
+  retainPass,
+  retainRules,
   retentionField,
   type Settlement,
   type ListFilter,
@@ -902,61 +902,42 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
+    const retainAt = retainCursor((after: string | undefined, n: number) =>
+      read("retain", () =>
+        after === undefined
+          ? all<{ name: string; retention: string }>(
+            "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL ORDER BY name LIMIT ?",
+            n
+          )
+          : all<{ name: string; retention: string }>(
+            "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL AND name > ? ORDER BY name LIMIT ?",
+            after,
+            n
+          ))
+    )
+    const retainCounted = RetainCount.make()
+    // the event loop let go between rounds too
+    const thenYield = <A>(round: Effect.Effect<A, StoreError>) => Effect.tap(round, () => Effect.yieldNow)
     /**
      * Each queue's retention, once (see `Store.retain`): a write transaction per batch, so that the
      * file's write lock is let go, and the event loop, between them, as in `purge`.
      */
-    const retainAt = retainCursor()
-    const retainCounted = RetainCount.make()
     const retain = (batch: number, limit = RETAIN_QUEUES) =>
-      Effect.gen(function*() {
-        const after = retainAt.after
-        const queues = yield* read("retain", () =>
-          after === undefined
-            ? all<{ name: string; retention: string }>(
-              "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL ORDER BY name LIMIT ?",
-              limit + 1
-            )
-            : all<{ name: string; retention: string }>(
-              "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL AND name > ? ORDER BY name LIMIT ?",
-              after,
-              limit + 1
-            ))
-        let deleted = 0
-        let more = false
-        for (const queue of queues.slice(0, limit)) {
-          retainAt.visited(queue.name)
-          const retention = decodeRetention(queue.retention)
-          for (const state of RETAINED) {
-            const keep = retention?.[state]
-            if (keep === undefined) continue
-            const rounds: Array<Effect.Effect<number, StoreError>> = []
-            if (keep.age !== undefined) {
-              const age = keep.age
-              rounds.push(write("retain", () => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes)))
-            }
-            if (keep.count !== undefined) {
-              const count = keep.count
-              // a look outside the write lock first (see retainCount.ts), the batch only when some are past
-              rounds.push(retainCounted(
+      retainPass(retainAt, limit, (queue) =>
+        retainRules(decodeRetention(queue.retention), batch, {
+          age: (state, age) => thenYield(write("retain", () => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))),
+          // a look outside the write lock first (see retainCount.ts), the batch only when some are past
+          count: (state, count) =>
+            thenYield(
+              retainCounted(
                 queue.name,
                 state,
                 count,
                 (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
                 write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
-              ))
-            }
-            for (const round of rounds) {
-              const n = yield* round
-              deleted += n
-              if (n >= batch) more = true
-              yield* Effect.yieldNow
-            }
-          }
-        }
-        if (retainAt.passed(queues.length, limit)) more = true
-        return { deleted, more } satisfies Retained
-      })
+              )
+            )
+        }))
 
     const configure = (
       queue: string,
