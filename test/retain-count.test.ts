@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Model from "../src/internal/store/model.ts"
 import * as RetainCount from "../src/internal/store/retainCount.ts"
 
 /** A queue's finished jobs of a state, as a SQL store's index holds them, with the work each step did. */
@@ -75,5 +76,25 @@ describe("retention by count, remembered (retainCount.ts)", () => {
       for (let i = 0; i <= RetainCount.LOOKS_PER_COUNT; i++) deleted.push(yield* step)
       assert.deepStrictEqual(deleted, [...Array.from({ length: RetainCount.LOOKS_PER_COUNT }, () => 0), 1])
       assert.strictEqual(q.entries.length, 3)
+    }))
+})
+
+describe("a retention pass over queues (model.ts retainPass)", () => {
+  it.effect("a queue whose statement fails every time is passed over: the queues after it are still visited", () =>
+    Effect.gen(function*() {
+      const names = ["a", "b", "c", "d"]
+      const place = Model.retainCursor((after: string | undefined, n: number) =>
+        Effect.succeed(names.filter((name) => after === undefined || name > after).slice(0, n).map((name) => ({ name }))))
+      const visits: Array<string> = []
+      const visit = ({ name }: { readonly name: string }) =>
+        Effect.suspend(() => {
+          visits.push(name)
+          return name === "b" ? Effect.fail("corrupt" as const) : Effect.succeed({ deleted: 1, more: false })
+        })
+      const first = yield* Effect.result(Model.retainPass(place, 2, visit))
+      assert.strictEqual(first._tag, "Failure")
+      yield* Effect.result(Model.retainPass(place, 2, visit))
+      // the first call fails at b; the next one goes on after it (not at b again, forever)
+      assert.deepStrictEqual(visits, ["a", "b", "c", "d"])
     }))
 })

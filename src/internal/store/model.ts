@@ -392,7 +392,9 @@ export const retainPass = <Q, E, R>(
     let deleted = 0
     let more = false
     yield* Effect.forEach(yield* place.take(limit), (queue) =>
-      Effect.map(visit(queue), (retained) => {
+      // a queue whose statement fails is passed over too (until the next pass), so that one failing
+      // every time (a corrupt row, a statement timeout) does not stop the pass at it for good
+      Effect.map(Effect.tapError(visit(queue), () => Effect.sync(() => place.visited(queue))), (retained) => {
         place.visited(queue)
         deleted += retained.deleted
         if (retained.more) more = true
