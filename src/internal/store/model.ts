@@ -783,20 +783,19 @@ export const takeFromWindows = <Id>(
 }
 
 /**
- * Whether a claim of `limit` that picked `picked` was held back by a cap: it came up short, and a
- * capped queue (`free`: its free slots at the claim) gave all its slots allowed. `{ capped: true }`
- * to spread into the claim's answer, else nothing.
+ * The capped queues that may have held a claim of `limit` that picked `picked` back: it came up
+ * short, and each of them (`free`: its free slots at the claim) gave all its slots allowed. Held
+ * back only if one of them has a job left ready for the claim's tasks (the store looks: a queue at
+ * its cap with nothing waiting holds nothing back, and its consumer's free slots are not
+ * `rateLimited`); the claim's answer then says `capped`.
  */
-export const cappedBy = (
+export const fullQueues = (
   free: ReadonlyMap<string, number>,
   picked: ReadonlyArray<{ readonly queue: string }>,
   limit: number
-): { readonly capped?: true } => {
-  if (free.size === 0 || picked.length >= limit) return {}
-  for (const [queue, slots] of free) {
-    if (picked.filter((job) => job.queue === queue).length >= slots) return { capped: true }
-  }
-  return {}
+): Array<string> => {
+  if (free.size === 0 || picked.length >= limit) return []
+  return [...free].filter(([queue, slots]) => picked.filter((job) => job.queue === queue).length >= slots).map(([queue]) => queue)
 }
 
 /** A span as stored with a job: its trace and span ids, and whether it was sampled. */

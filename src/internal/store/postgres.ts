@@ -53,7 +53,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
-  cappedBy,
+  fullQueues,
   claimWindow,
   type JobRow,
   type Latencies,
@@ -478,7 +478,8 @@ export const claimStatement = (
   S: Fragment,
   request: ClaimRequest,
   now: Fragment | number,
-  finals: ReadonlyArray<FinalSettle> = []
+  finals: ReadonlyArray<FinalSettle> = [],
+  freed?: SlotFreed
 ) =>
   sql<
     RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
@@ -488,7 +489,7 @@ export const claimStatement = (
       ) AS limited
     ),${
     finals.length === 0 ? sql`` : sql`
-    settled AS (${settleStatement(sql, S, finals, now)}),`
+    settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
     next AS (${
     bestStatement(
@@ -533,7 +534,18 @@ export interface FinalSettle {
 }
 
 /**
- * Final settles, fenced by their tokens: returns the tokens written. Every statement that updates
+ * The NOTIFY of a queue (an SQL expression of its name) whose running job stopped, sent only when
+ * the queue has a cap (`setConcurrency`): the consumers the cap held back, in every process, claim
+ * the freed slot. Read from the queue's row as the job stops, not from what the claim knew: a cap
+ * set while the job ran is the operator's ordinary case (a provider struggling), and its settle
+ * must wake them as well.
+ */
+export type SlotFreed = (queue: Fragment) => Fragment
+
+/**
+ * Final settles, fenced by their tokens: returns the tokens written. With `freed`, each settled
+ * job of a capped queue NOTIFYs it (see `SlotFreed`): a look at the queue's row by its key, for
+ * each job; an uncapped queue's settle sends nothing, as before. Every statement that updates
  * several running jobs (this one, the heartbeat, the reaper) locks them in `seq` order first: in
  * the order each happened to find them, a consumer's heartbeat and its claim carrying settles of
  * the same jobs deadlocked (Postgres broke it after a second, failing the claim).
@@ -542,7 +554,13 @@ export interface FinalSettle {
  * by a token array as well as the join: joined only to the recordset, whose rows the planner cannot
  * count, an unanalyzed table was read whole instead of through wp_job_token.
  */
-export const settleStatement = (sql: PgClient.PgClient, S: Fragment, batch: ReadonlyArray<FinalSettle>, now: Fragment | number) => {
+export const settleStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  batch: ReadonlyArray<FinalSettle>,
+  now: Fragment | number,
+  freed?: SlotFreed
+) => {
   const finals = firstOfEachToken(batch)
   return sql<{ token: string }>`UPDATE ${S}.wp_job j
     SET state = v.state, exit = v.exit, finished_at = ${now}, settled_xid = ${sql.literal(XID)}, cancel_requested = false,
@@ -554,7 +572,10 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, batch: Read
       WHERE l.lease_token = ANY(${finals.map((final) => final.token)}::text[])
       ORDER BY l.seq FOR UPDATE OF l) v
     WHERE j.seq = v.seq
-    RETURNING v.token`
+    RETURNING v.token${
+    freed === undefined ? sql`` : sql`, (SELECT ${freed(sql`j.queue`)} FROM ${S}.wp_queue q
+      WHERE q.name = j.queue AND q.concurrency > 0) IS NULL AS freed`
+  }`
 }
 
 /**
@@ -2081,10 +2102,15 @@ export const makeWith = (
         .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
         .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
 
+    /** A running job stopped: its queue's NOTIFY if the queue has a cap now (see `SlotFreed`). */
+    const freed: SlotFreed = (queue) => notify(queue)
+    /** Whether the queue of the job row `wp_job` has a cap, as the row is written. */
+    const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND q.concurrency > 0)`
+
     // final settles are written together, or by this store's next claim (see settles.ts)
     const finals = Settles.make<FinalSettle>(
       (batch) =>
-        Effect.map(driverTime(settleStatement(sql, S, batch, NOW())), (rows) => {
+        Effect.map(driverTime(settleStatement(sql, S, batch, NOW(), freed)), (rows) => {
           return writtenEach(batch, rows.map((row) => row.token))
         }),
       yield* Effect.scope,
@@ -2097,7 +2123,7 @@ export const makeWith = (
      */
     const claimUnlimited = (request: ClaimRequest) =>
       finals.carry(() => true, (carried) =>
-        Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried)), (rows) => {
+        Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried, freed)), (rows) => {
           const dueIn = rows[0]?.due_in
           return [
             {
@@ -2131,11 +2157,8 @@ export const makeWith = (
      * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
      * the windows' times then follow the order of the claims.
      */
-    const claimLimited = (request: ClaimRequest) => {
-      // the tokens of the capped queues' jobs it took, kept once it has committed (see `capTokens`)
-      const ofCapped: Array<readonly [token: string, queue: string]> = []
-      return Effect.tap(transaction(Effect.gen(function*() {
-        ofCapped.length = 0
+    const claimLimited = (request: ClaimRequest) =>
+      transaction(Effect.gen(function*() {
         // the paused ones locked too, and left out after: one left unlocked could be resumed before
         // this claim reads its jobs (READ COMMITTED, a snapshot per statement), which then took them
         // as an unlimited queue's, past its cap and its window. Locked, its resume waits for this commit
@@ -2184,28 +2207,19 @@ export const makeWith = (
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
         const claims = toClaims(rows)
-        for (const claim of claims) if (free.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
+        // held back by a cap: a queue at it still has a job ready (its jobs taken are running now)
+        let capped = false
+        for (const queue of fullQueues(free, picked, request.limit)) {
+          capped = (yield* best([queue], request.tasks, now, 1)).length > 0
+          if (capped) break
+        }
         return {
           claims,
           limitedFor,
-          ...cappedBy(free, picked, request.limit),
+          ...(capped ? { capped } : {}),
           dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
         }
-      })), () =>
-        Effect.sync(() => {
-          for (const [token, queue] of ofCapped) capTokens.set(token, queue)
-        }))
-    }
-
-    /**
-     * The lease tokens this instance claimed from capped queues (`setConcurrency`), and their queues:
-     * a settle of one NOTIFYs the queue, so that its consumers held back by the cap in other processes
-     * hear the freed slot. A final settle sends no NOTIFY of its own (nothing to claim, without a cap:
-     * the busiest statement of a drain stays as it was), and a retry's is for its delay's end; only a
-     * race with the LISTEN of a consumer's first wait woke them before. Empty while no claim here took
-     * a capped queue's job: a settle then pays one size test.
-     */
-    const capTokens = new Map<string, string>()
+      }))
 
     // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least
     // one job (its LIMIT is at least 1)
@@ -2225,11 +2239,8 @@ export const makeWith = (
           heartbeatStatement(sql, S, tokens, lease, NOW()),
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
-            const lost = tokens.filter((token) => !found.has(token))
-            // a lost job is never settled under its token: kept, it stayed for the store's life
-            if (capTokens.size > 0) for (const token of lost) capTokens.delete(token)
             return {
-              lost,
+              lost: tokens.filter((token) => !found.has(token)),
               cancelled: alive.filter((row) => row.cancel_requested).map((row) => row.lease_token)
             }
           }
@@ -2245,18 +2256,7 @@ export const makeWith = (
         )
       )
 
-    /** After a settle of a capped queue's job (`capTokens`) that was written: its queue's NOTIFY, as for a job to claim. */
-    const slotFreed = (token: string, done: boolean) => {
-      const queue = capTokens.get(token)
-      if (queue === undefined) return Effect.void
-      capTokens.delete(token)
-      return done ? Effect.ignore(written("settle", sql`SELECT ${notify(queue)}`)) : Effect.void
-    }
-
-    const settle = (token: string, settlement: Settlement) =>
-      Effect.tap(settleOne(token, settlement), (done) => capTokens.size === 0 ? Effect.void : slotFreed(token, done))
-
-    const settleOne = (token: string, settlement: Settlement) => {
+    const settle = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
         return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
@@ -2272,9 +2272,12 @@ export const makeWith = (
         settled_xid = CASE WHEN cancel_requested THEN ${sql.literal(XID)} ELSE settled_xid END,
         cancel_requested = false`
       // the row as written: one that ended cancelled sends no NOTIFY (no job of its queue can be
-      // claimed: the other processes' idle consumers would look for nothing, at once or at its time)
-      const returning = (notified: Fragment) =>
-        sql`(CASE WHEN wp_job.state = 'cancelled' THEN NULL ELSE ${notified} END) IS NULL AS notified,
+      // claimed: the other processes' idle consumers would look for nothing, at once or at its time),
+      // and one back in the queue its NOTIFY for its delay's end. Unless its queue has a cap: its
+      // slot is free now, whatever its delay or its end (see SlotFreed)
+      const returning = (delay: Fragment) =>
+        sql`(CASE WHEN ${capped} THEN ${freed(sql`wp_job.queue`)} WHEN wp_job.state = 'cancelled' THEN NULL
+          ELSE ${notify(sql`wp_job.queue`, delay)} END) IS NULL AS notified,
           wp_job.state = 'cancelled' AS ended`
       const statement = (() => {
         switch (settlement._tag) {
@@ -2284,13 +2287,13 @@ export const makeWith = (
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
+              RETURNING ${returning(sql`${settlement.delay}::bigint`)}`
           }
           case "Release": {
             if (settlement.delay === undefined) {
               return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
               attempts = attempts - 1, ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`))}`
+              RETURNING ${returning(sql`0`)}`
             }
             // snoozed: visible after its delay, ranked from then, its attempt not counted
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
@@ -2299,7 +2302,7 @@ export const makeWith = (
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
+              RETURNING ${returning(sql`${settlement.delay}::bigint`)}`
           }
         }
       })()
@@ -2323,7 +2326,6 @@ export const makeWith = (
       const visible = sql`(${now}::bigint + ${delay})`
       // a capped queue's job taken back frees its slot now, whatever its delay: its NOTIFY wakes the
       // consumers the cap held back at once (a wake-up for its delay's end would leave the slot idle)
-      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND q.concurrency > 0)`
       // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking

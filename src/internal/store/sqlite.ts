@@ -27,7 +27,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
-  cappedBy,
+  fullQueues,
   claimWindow,
   type ClaimWindow,
   type JobRow,
@@ -1211,7 +1211,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
           run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
-        return { claims, limitedFor, ...cappedBy(free, picked, request.limit), dueIn: dueIn(request, now, claims.length) }
+        // held back by a cap: a queue at it still has a job ready (its jobs taken are running now)
+        const capped = fullQueues(free, picked, request.limit).some((queue) => best([queue], tasks, now, 1).length > 0)
+        return { claims, limitedFor, ...(capped ? { capped } : {}), dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
