@@ -710,9 +710,10 @@ else {
         assert.deepStrictEqual(analyzed.map((row) => row.analyzed), [false])
         const finals = [1, 2, 3].map((i) => ({ token: `token-${i}`, state: "succeeded", exit: "{}" }))
         const plans = [
-          yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1)),
+          yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1, (queue) => sql`pg_notify('plan', ${queue})`)),
           yield* genericPlan((sql) =>
-            Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals)
+            Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals, (queue) =>
+                sql`pg_notify('plan', ${queue})`)
           )
         ]
         for (const text of plans) {
