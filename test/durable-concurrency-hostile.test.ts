@@ -87,11 +87,14 @@ describe.each(shared)("a queue's concurrency cap across store instances (%s, liv
   // the slot of a job claimed before its queue had a cap is freed all the same: Postgres NOTIFYed
   // only the settles of jobs its own instance had claimed under a cap (its `capTokens`), so a cap set
   // at 3 a.m. over running jobs left every consumer it held back in other processes to its poll
-  for (const [way, settlement] of [
-    ["a final settle", { _tag: "Final", state: "succeeded", exit: EXIT }],
-    ["a retry", { _tag: "Retry", delay: HOUR, exit: EXIT }],
-    ["a release", { _tag: "Release" }]
-  ] as const satisfies ReadonlyArray<readonly [string, Settlement]>) {
+  for (const [way, settlement, cancelFirst] of [
+    ["a final settle", { _tag: "Final", state: "succeeded", exit: EXIT }, false],
+    ["a retry", { _tag: "Retry", delay: HOUR, exit: EXIT }, false],
+    ["a release", { _tag: "Release" }, false],
+    ["a snooze", { _tag: "Release", delay: HOUR }, false],
+    // asked to stop while it ran, it ends cancelled at its retry's settle: no job to claim, but a slot
+    ["a cancelled retry", { _tag: "Retry", delay: HOUR, exit: EXIT }, true]
+  ] as const satisfies ReadonlyArray<readonly [string, Settlement, boolean]>) {
     it.live(`${way} of a job claimed before the cap was set frees its slot: the next job starts at once on a held-back consumer of another instance`, () =>
       Effect.gen(function*() {
         const { admin, consume, elsewhere, held } = yield* setup(place())
@@ -104,8 +107,10 @@ describe.each(shared)("a queue's concurrency cap across store instances (%s, liv
         yield* consume(queue)
         yield* held(2)
         assert.strictEqual((yield* elsewhere(JobQueue.status(second!.id))).state, "queued", "held back by the cap")
+        if (cancelFirst) assert.strictEqual(yield* elsewhere(JobQueue.cancel(first!.id)), "requested")
         assert.isTrue(yield* admin.settle((claim as Claim).token, settlement))
         assert.strictEqual(yield* inTime(elsewhere(JobQueue.await(Echo, second!.id)), `${way} elsewhere started the next job`), 1)
+        if (cancelFirst) assert.strictEqual((yield* elsewhere(JobQueue.status(first!.id))).state, "cancelled")
       }).pipe(Effect.scoped), { timeout: 60_000 })
   }
 
