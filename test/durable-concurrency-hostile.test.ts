@@ -186,3 +186,38 @@ describe.each(stores)("a capped queue's held-back consumer, as its stats show it
       assert.strictEqual(yield* inTime(JobQueue.await(Echo, first.id), "job 0 ended"), 0)
     }).pipe(Effect.scoped, Effect.provide(layer())), { timeout: 60_000 })
 })
+
+describe.each(stores)("a fair consumer of a capped and an uncapped queue (%s, live)", (_name, layer) => {
+  it.live("the capped queue's jobs wait for its one slot while the uncapped queue's run through the consumer's other slots", () =>
+    Effect.gen(function*() {
+      yield* JobQueue.setConcurrency("capped", 1)
+      const gate = yield* Deferred.make<void>()
+      let cappedRunning = 0
+      let cappedMost = 0
+      const capped = yield* Effect.forEach([0, 1, 2], (n) => JobQueue.enqueue(Echo, { n }, { queue: "capped" }))
+      const free = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 8 }, (_, n) => ({ payload: { n: 100 + n } })), { queue: "free" })
+      yield* JobQueue.consume({
+        queues: ["capped", "free"],
+        dispatch: "fair",
+        concurrency: 3,
+        poll: HOUR,
+        handlers: [Task.handle(Echo, ({ n }) =>
+          n >= 100 ? Effect.succeed(n) : Effect.acquireUseRelease(
+            Effect.sync(() => {
+              cappedMost = Math.max(cappedMost, ++cappedRunning)
+            }),
+            () => Effect.as(Deferred.await(gate), n),
+            () => Effect.sync(() => cappedRunning--)
+          ))]
+      })
+      // every uncapped job done while the capped queue's first job holds its one slot
+      assert.deepStrictEqual(
+        yield* inTime(Effect.forEach(free, (job) => JobQueue.await(Echo, job.id)), "the uncapped queue's jobs ran"),
+        free.map((_, n) => 100 + n)
+      )
+      assert.deepStrictEqual((yield* JobQueue.stats("capped")).concurrency, { limit: 1, running: 1 })
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* inTime(Effect.forEach(capped, (job) => JobQueue.await(Echo, job.id)), "the capped queue's jobs ran"), [0, 1, 2])
+      assert.strictEqual(cappedMost, 1)
+    }).pipe(Effect.scoped, Effect.provide(layer())), { timeout: 60_000 })
+})
