@@ -114,6 +114,28 @@ describe.each(shared)("a queue's concurrency cap across store instances (%s, liv
       }).pipe(Effect.scoped), { timeout: 60_000 })
   }
 
+  it.live("a cap lowered below the jobs running elsewhere: each settle wakes the held-back consumer, which starts nothing until fewer than the cap run", () =>
+    Effect.gen(function*() {
+      const { admin, consume, elsewhere, emptyClaims, held } = yield* setup(place())
+      const queue = "lowered"
+      yield* elsewhere(JobQueue.setConcurrency(queue, 3))
+      const jobs = yield* elsewhere(Effect.forEach([0, 1, 2, 3], (n) => JobQueue.enqueue(Echo, { n }, { queue })))
+      const claims = (yield* admin.claim({ queues: [queue], tasks: ["Echo"], limit: 4, lease: HOUR })).claims
+      assert.strictEqual(claims.length, 3)
+      yield* elsewhere(JobQueue.setConcurrency(queue, 1))
+      yield* consume(queue)
+      yield* held(2)
+      for (const claim of claims.slice(0, 2)) {
+        const before = emptyClaims()
+        assert.isTrue(yield* admin.settle(claim.token, { _tag: "Final", state: "succeeded", exit: EXIT }))
+        // woken by the freed slot, it claims and finds the queue still at its lowered cap
+        yield* held(before + 1)
+        assert.strictEqual((yield* elsewhere(JobQueue.status(jobs[3]!.id))).state, "queued", "still at or over the cap")
+      }
+      assert.isTrue(yield* admin.settle(claims[2]!.token, { _tag: "Final", state: "succeeded", exit: EXIT }))
+      assert.strictEqual(yield* inTime(elsewhere(JobQueue.await(Echo, jobs[3]!.id)), "under the cap: the next job started"), 3)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   it.live("a cap raised, then lifted, through another instance starts the held-back jobs at once", () =>
     Effect.gen(function*() {
       const { admin, consume, elsewhere, held } = yield* setup(place())
