@@ -170,7 +170,7 @@ describe.each(stores)("a capped queue's held-back consumer, as its stats show it
   // SQLite and Postgres said `capped` whenever a capped queue was at its cap, whether or not a job
   // waited for a slot (memory and Redis only when one did): their consumer then counted its free
   // slots as held back by a limit (`rateLimited`) while the queue had nothing to run
-  it.live("a queue at its cap with nothing ready holds no slot back: rateLimited 0; a job waiting for the slot: the free slots", () =>
+  it.live("a queue at its cap with nothing ready holds no slot back: rateLimited 0; a job waiting for the slot: the free slots; that job cancelled: 0 again", () =>
     Effect.gen(function*() {
       const store = yield* JobStore.JobStore
       let empty = 0
@@ -202,8 +202,10 @@ describe.each(stores)("a capped queue's held-back consumer, as its stats show it
       // its first claim took job 0: an empty one came after it
       yield* waitFor(Effect.sync(() => empty > 0 && waiting > 0), "the consumer claimed again, found nothing and waits")
       assert.strictEqual((yield* consumer.stats).rateLimited, 0, "nothing waits for the slot: no slot is held back")
-      yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "capped" })
+      const second = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "capped" })
       yield* waitFor(Effect.map(consumer.stats, (stats) => stats.rateLimited === 3), "job 1 waits for the slot: the 3 free slots are held back")
+      assert.strictEqual(yield* JobQueue.cancel(second.id), "cancelled")
+      yield* waitFor(Effect.map(consumer.stats, (stats) => stats.rateLimited === 0), "job 1 cancelled (its claim woken by the change): nothing held back")
       yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* inTime(JobQueue.await(Echo, first.id), "job 0 ended"), 0)
     }).pipe(Effect.scoped, Effect.provide(layer())), { timeout: 60_000 })
