@@ -1059,7 +1059,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             // a script deletes a batch of each state; a full one may have left more
             while (true) {
               // on one Redis the script removes the ids from the index too
-              const [gone, dropped] = yield* run("purge", queue, String(before), cfg.cluster ? "" : IDS, ...finals)
+              const [gone, dropped] = yield* run("purge", queue, String(before), cfg.cluster ? "" : IDS, NOW(), ...finals)
               if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
               count += gone.length
               if (dropped === 1) yield* unlist(queue)

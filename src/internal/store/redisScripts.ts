@@ -814,16 +814,18 @@ local function forget(key, ids, gone)
     gone[#gone + 1] = id
   end
 end
-local function forgotten(gone, index)
+local function forgotten(gone, index, now)
   if index ~= "" and #gone > 0 then bulk("HDEL", index, gone) end
   if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
   -- B:all holds every job until it is purged: none queued, delayed, running or finished
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
   redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
     B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "heldUntil")
   if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] then redis.call("DEL", KEYS[1]) end
+  -- a hold that lasts is a setting too: dropped, the queue's next job ran at once
+  local held = tonumber(m[6] or "0") > now
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] and not held then redis.call("DEL", KEYS[1]) end
   return 1
 end
 `
@@ -832,11 +834,11 @@ end
 export const PURGE_BATCH = 10_000
 
 /**
- * ARGV: before, index, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
+ * ARGV: before, index, now, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
  * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
  *
  * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
- * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap), so that the caller takes it
+ * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap, a hold), so that the caller takes it
  * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
  * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
  * keys and its place in the list for good, and every reap, purge and listing walked it.
@@ -847,11 +849,11 @@ export const PURGE_BATCH = 10_000
  */
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
   forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
 end
-return {gone, forgotten(gone, ARGV[2])}
+return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
 `
 
 /**
@@ -889,7 +891,7 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
   end
 end
 if #gone == 0 then return {gone, 0, more} end
-return {gone, forgotten(gone, ARGV[2]), more}
+return {gone, forgotten(gone, ARGV[2], now), more}
 `
 
 /**

@@ -1,0 +1,100 @@
+/**
+ * Hostile tests of snoozes and queue holds (`JobQueue.snooze`, `JobQueue.holdQueue`), on every
+ * store (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Ref } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as Task from "../src/Task.ts"
+import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { storeLayers } from "./durable/stores.ts"
+
+const LEASE = 3000
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-snooze-hostile-"))
+let n = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const claimable = (queue: string) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore.JobStore
+    const { claims } = yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 10, lease: LEASE })
+    for (const claim of claims) yield* store.settle(claim.token, { _tag: "Release" })
+    return claims.length
+  })
+
+for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) {
+  describe(`snooze and holds, hostile, on ${name}`, () => {
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
+      Effect.scoped(Effect.provide(effect, tracked(layer())))
+
+    it.effect("a purge of a held queue's last finished jobs keeps its hold: a job enqueued after it waits for the hold's end", () =>
+      provide(Effect.gen(function*() {
+        const done = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
+        const store = yield* JobStore.JobStore
+        const { claims } = yield* store.claim({ queues: ["api"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+        yield* JobQueue.holdQueue("api", "1 hour")
+        yield* tick(1000)
+        const purged = yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded"])
+        assert.strictEqual(purged, 1, `${done.id} purged`)
+        assert.isDefined((yield* JobQueue.stats("api")).heldUntil, "still held after the purge")
+        yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "api" })
+        assert.strictEqual(yield* claimable("api"), 0, "held: nothing claimed")
+      })))
+
+    it.effect("hold, pause and resume in any order: a resume does not lift a hold, a lift does not resume a pause", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "q" })
+        yield* JobQueue.pause("q")
+        yield* JobQueue.holdQueue("q", "1 hour")
+        yield* JobQueue.resume("q")
+        assert.strictEqual(yield* claimable("q"), 0, "resumed but held")
+        const stats = yield* JobQueue.stats("q")
+        assert.isDefined(stats.heldUntil)
+        assert.isFalse(stats.paused)
+        yield* JobQueue.pause("q")
+        yield* JobQueue.holdQueue("q", 0)
+        assert.strictEqual(yield* claimable("q"), 0, "lifted but paused")
+        assert.isTrue((yield* JobQueue.stats("q")).paused)
+        yield* JobQueue.resume("q")
+        assert.strictEqual(yield* claimable("q"), 1, "resumed and not held")
+      })))
+
+    it.effect("a hold on a queue never used holds its first job; holding one queue leaves a consumer of many serving the others without spinning", () =>
+      provide(Effect.gen(function*() {
+        let claims = 0
+        const counting = Layer.effect(
+          JobStore.JobStore,
+          Effect.map(JobStore.JobStore, (store): Store => ({ ...store, claim: (r) => Effect.andThen(Effect.sync(() => claims++), store.claim(r)) }))
+        )
+        yield* JobQueue.holdQueue("held", "1 hour")
+        const runs = yield* Ref.make<Array<number>>([])
+        yield* Effect.provide(
+          JobQueue.consume({
+            ...options,
+            poll: "10 seconds",
+            queues: ["held", "b", "c"],
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(runs, (r) => [...r, n]), n))]
+          }),
+          counting.pipe(Layer.provide(Layer.succeed(JobStore.JobStore, yield* JobStore.JobStore)))
+        )
+        const held = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "held" })
+        const b = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "b" })
+        const c = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "c" })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* b.await, yield* c.await], [2, 3])
+        const before = claims
+        yield* tick(60_000, 1000)
+        // polling every 10 s (and a Redis store's orphan look every 5 s): not a claim per tick
+        assert.isAtMost(claims - before, 20, `${claims - before} claims in a held minute`)
+        assert.deepStrictEqual(yield* Ref.get(runs), [2, 3])
+        assert.strictEqual((yield* JobQueue.status(held.id)).state, "queued")
+      })))
+  })
+}
