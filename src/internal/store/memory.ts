@@ -80,6 +80,9 @@ const holds = (row: Row, now: number): boolean =>
     (row.dedupUntil !== null && now < row.dedupUntil)
   )
 
+/** Whether a job has yet to finish (queued, delayed or running). */
+const unfinished = (job: JobRow): boolean => job.state === "queued" || job.state === "running"
+
 interface QueueState {
   paused: boolean
   /** No claims before this time (`JobQueue.holdQueue`); 0 for none. */
@@ -141,12 +144,19 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** The key of a dedup key in its queue, in `holders`. */
   const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
-  /** The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per job. */
+  /**
+   * The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per
+   * job. The first holder of a key, as `add` finds it alone: an unfinished one before a finished
+   * one's window (a redrive ignores windows, so a key may have both).
+   */
   const holders = () => {
     const found = new Map<string, string>()
     const now = time()
     for (const row of rows.values()) {
-      if (holds(row, now)) found.set(holderKey(row.job.queue, row.job.dedupKey!), row.job.id)
+      if (!holds(row, now)) continue
+      const key = holderKey(row.job.queue, row.job.dedupKey!)
+      const first = found.get(key)
+      if (first === undefined || !unfinished(rows.get(first)!.job) && unfinished(row.job)) found.set(key, row.job.id)
     }
     return found
   }
@@ -169,8 +179,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   }
 
   /**
-   * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: the unfinished
-   * holders of dedup keys (see `holders`), kept up to date here; without it, every job is looked at.
+   * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: a batch's
+   * holders of dedup keys (see `holders`), kept up to date here; without it, read for this job.
    */
   const add = (
     input: NewJob,
@@ -178,15 +188,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   ): { readonly id: string; readonly created: boolean; readonly late?: true; readonly visibleIn?: number } => {
     const job = withId(input)
     if (rows.has(job.id)) return { id: job.id, created: false }
-    if (job.dedupKey !== null && held !== undefined) {
-      const holder = held.get(holderKey(job.queue, job.dedupKey))
+    if (job.dedupKey !== null) {
+      const keys = held ?? holders()
+      const holder = keys.get(holderKey(job.queue, job.dedupKey))
       if (holder !== undefined) return replaced(rows.get(holder)!, job)
-      held.set(holderKey(job.queue, job.dedupKey), job.id)
-    } else if (job.dedupKey !== null) {
-      const now = time()
-      for (const row of rows.values()) {
-        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) return replaced(row, job)
-      }
+      keys.set(holderKey(job.queue, job.dedupKey), job.id)
     }
     const now = time()
     if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true }

@@ -1,0 +1,160 @@
+/**
+ * Hostile tests of the dedup modes (`dedupWhile`, `dedupFor`, `dedupReplace`), on every store
+ * (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
+import { Echo, tracked } from "./durable/conformance.ts"
+import { storeLayers } from "./durable/stores.ts"
+
+const LEASE = 3000
+const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-dedup-hostile-"))
+let n = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const claimOne = (queue: string, tasks = ["Echo"]) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore.JobStore
+    return (yield* store.claim({ queues: [queue], tasks, limit: 1, lease: LEASE })).claims[0]
+  })
+const payloadOf = (id: string) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore.JobStore
+    return JSON.parse((yield* store.get(id))!.payload).n as number
+  })
+/** A job as a test compares it: its payload, state, attempts and when it is visible (from `since`). */
+const shape = (id: string, since: number) =>
+  Effect.gen(function*() {
+    const job = yield* JobQueue.status(id)
+    return { n: yield* payloadOf(id), state: job.state, attempts: job.attempts, visibleIn: job.visibleAt.getTime() - since }
+  })
+
+type Item = { readonly payload: { readonly n: number }; readonly options: JobQueue.EnqueueOptions }
+
+/** Items of one call of mixed modes, keys repeated: as one `enqueue` after another, the docs say. */
+const mixed = (queue: string): ReadonlyArray<Item> => [
+  { payload: { n: 1 }, options: { queue, dedupKey: "k1" } },
+  { payload: { n: 2 }, options: { queue, dedupKey: "k1", dedupReplace: "payload" } },
+  { payload: { n: 3 }, options: { queue, dedupKey: "k2", dedupWhile: "queued", dedupFor: "1 minute", delay: "30 seconds" } },
+  { payload: { n: 4 }, options: { queue, dedupKey: "k2", dedupReplace: "debounce", delay: "5 seconds" } },
+  { payload: { n: 5 }, options: { queue, dedupKey: "k1", dedupReplace: "debounce", runAt: new Date(0) } },
+  { payload: { n: 6 }, options: { queue, dedupKey: "k3", dedupFor: "10 seconds" } },
+  { payload: { n: 7 }, options: { queue, dedupKey: "k3", dedupReplace: "payload", dedupWhile: "queued" } },
+  { payload: { n: 8 }, options: { queue, dedupKey: "k1" } },
+  { payload: { n: 9 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce", delay: "1 minute" } },
+  { payload: { n: 10 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce" } }
+]
+
+for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) {
+  describe(`dedup modes, hostile, on ${name}`, () => {
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
+      Effect.scoped(Effect.provide(effect, tracked(layer())))
+
+    it.effect("enqueueAll of mixed modes with repeated keys ends as the same items enqueued one by one: the same holders, payloads and run times", () =>
+      provide(Effect.gen(function*() {
+        yield* TestClock.adjust(1_000_000)
+        const since = 1_000_000
+        const batch = yield* JobQueue.enqueueAll(Echo, mixed("batch"))
+        const single: Array<{ id: string; created: boolean }> = []
+        for (const item of mixed("single")) single.push(yield* JobQueue.enqueue(Echo, item.payload, item.options))
+        // which item's job each item got
+        const owners = (out: ReadonlyArray<{ id: string; created: boolean }>) => out.map((h) => [out.findIndex((o) => o.id === h.id), h.created])
+        assert.deepStrictEqual(owners(batch), owners(single))
+        assert.deepStrictEqual(owners(single), [[0, true], [0, false], [2, true], [2, false], [0, false], [5, true], [5, false], [0, false], [8, true], [8, false]])
+        for (const i of [0, 2, 5, 8]) {
+          assert.deepStrictEqual(yield* shape(batch[i]!.id, since), yield* shape(single[i]!.id, since), `item ${i}`)
+        }
+        assert.deepStrictEqual(
+          [yield* shape(single[0]!.id, since), yield* shape(single[2]!.id, since), yield* shape(single[5]!.id, since), yield* shape(single[8]!.id, since)],
+          [
+            { n: 5, state: "queued", attempts: 0, visibleIn: -1_000_000 },
+            { n: 4, state: "delayed", attempts: 0, visibleIn: 5_000 },
+            { n: 7, state: "queued", attempts: 0, visibleIn: 0 },
+            { n: 10, state: "queued", attempts: 0, visibleIn: 0 }
+          ]
+        )
+      })))
+
+    it.effect("a dedup key shared by two tasks: a replace of the other task's holder leaves it as it was, in a batch too; another queue's key is another key", () =>
+      provide(Effect.gen(function*() {
+        const echo = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "shared", delay: "1 minute" })
+        const other = yield* JobQueue.enqueue(Other, { n: 2 }, { dedupKey: "shared", dedupReplace: "debounce" })
+        assert.deepStrictEqual([other.id, other.created], [echo.id, false])
+        const batch = yield* JobQueue.enqueueAll(Other, [{ payload: { n: 3 }, options: { dedupKey: "shared", dedupReplace: "payload" } }])
+        assert.deepStrictEqual(batch.map((h) => [h.id, h.created]), [[echo.id, false]])
+        const job = yield* shape(echo.id, (yield* JobQueue.status(echo.id)).createdAt.getTime())
+        assert.deepStrictEqual(job, { n: 1, state: "delayed", attempts: 0, visibleIn: 60_000 })
+        const elsewhere = yield* JobQueue.enqueue(Other, { n: 4 }, { dedupKey: "shared", queue: "q2", dedupReplace: "payload" })
+        assert.isTrue(elsewhere.created)
+      })))
+
+    it.effect("a replace of a holder waiting for its retry keeps its attempts; a debounce moves the retry's time to its own, earlier as well", () =>
+      provide(Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "r", maxAttempts: 3 })
+        const store = yield* JobStore.JobStore
+        const claim = (yield* claimOne("default"))!
+        yield* store.settle(claim.token, { _tag: "Retry", delay: 60_000, exit: "{}" })
+        const since = yield* Effect.map(JobQueue.status(job.id), (j) => j.createdAt.getTime())
+        assert.deepStrictEqual(yield* shape(job.id, since), { n: 1, state: "delayed", attempts: 1, visibleIn: 60_000 })
+        const replaced = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "r", dedupReplace: "payload" })
+        assert.strictEqual(replaced.id, job.id)
+        assert.deepStrictEqual(yield* shape(job.id, since), { n: 2, state: "delayed", attempts: 1, visibleIn: 60_000 })
+        yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "r", dedupReplace: "debounce", delay: "1 second" })
+        assert.deepStrictEqual(yield* shape(job.id, since), { n: 3, state: "delayed", attempts: 1, visibleIn: 1_000 })
+        yield* TestClock.adjust(1_000)
+        const again = (yield* claimOne("default"))!
+        assert.deepStrictEqual([again.job.id, again.job.attempts, JSON.parse(again.job.payload).n], [job.id, 2, 3])
+      })))
+
+    it.effect("a \"queued\"-mode job: cancelled while it waits, its key is free; given back by a shutdown, it holds nothing; redriven, it takes the key back", () =>
+      provide(Effect.gen(function*() {
+        const mode = { dedupKey: "q", dedupWhile: "queued" } as const
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 }, mode)
+        yield* JobQueue.cancel(first.id)
+        const second = yield* JobQueue.enqueue(Echo, { n: 2 }, mode)
+        assert.isTrue(second.created, "a cancelled job holds no key")
+        const store = yield* JobStore.JobStore
+        const claim = (yield* claimOne("default"))!
+        assert.strictEqual(claim.job.id, second.id)
+        yield* store.settle(claim.token, { _tag: "Release" })
+        const third = yield* JobQueue.enqueue(Echo, { n: 3 }, { ...mode, dedupReplace: "payload" })
+        assert.isTrue(third.created, "given back, a started \"queued\"-mode job holds nothing")
+        assert.strictEqual(yield* payloadOf(second.id), 2)
+        yield* JobQueue.cancel(third.id)
+        // the given back one runs and dies; a redrive takes its key back (no other holds it)
+        const dying = (yield* claimOne("default"))!
+        assert.strictEqual(dying.job.id, second.id)
+        yield* store.settle(dying.token, { _tag: "Final", state: "dead", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(second.id))
+        const fourth = yield* JobQueue.enqueue(Echo, { n: 4 }, { ...mode, dedupReplace: "payload" })
+        assert.deepStrictEqual([fourth.id, fourth.created], [second.id, false])
+        assert.strictEqual(yield* payloadOf(second.id), 4)
+      })))
+
+    it.effect("a redriven job and a finished job's open window both hold a key: a hit gets the unfinished one, alone or in a batch", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "w" })
+        const claim = (yield* claimOne("default"))!
+        yield* store.settle(claim.token, { _tag: "Final", state: "dead", exit: null })
+        const windowed = yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "w", dedupFor: "1 hour" })
+        assert.isTrue(windowed.created)
+        const done = (yield* claimOne("default"))!
+        yield* store.settle(done.token, { _tag: "Final", state: "succeeded", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(dead.id), "a window does not hold a redrive back")
+        const hit = yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "w", dedupReplace: "payload" })
+        const batch = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 4 }, options: { dedupKey: "w", dedupReplace: "payload" } }])
+        assert.deepStrictEqual([hit.id, batch[0]!.id], [dead.id, dead.id])
+        assert.deepStrictEqual([yield* payloadOf(dead.id), yield* payloadOf(windowed.id)], [4, 2])
+      })))
+  })
+}
