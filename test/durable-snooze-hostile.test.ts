@@ -12,7 +12,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
-import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { Boom, Echo, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
 
 const LEASE = 3000
@@ -95,6 +95,83 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`)))
         assert.isAtMost(claims - before, 20, `${claims - before} claims in a held minute`)
         assert.deepStrictEqual(yield* Ref.get(runs), [2, 3])
         assert.strictEqual((yield* JobQueue.status(held.id)).state, "queued")
+      })))
+
+    it.effect("a snooze of 0 is a snooze: counted, its attempt given back, run again at once", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.getAndUpdate(runs, (r) => r + 1), (before) => before === 0 ? JobQueue.snooze(0) : Effect.succeed(n)))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        yield* tick(500)
+        assert.strictEqual(yield* job.await, 1)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes, yield* Ref.get(runs)], ["succeeded", 1, 1, 2])
+      })))
+
+    it.effect("a snooze between failed attempts: its attempt given back, the retries' count kept, not dead at maxAttempts", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.getAndUpdate(runs, (r) => r + 1), (before) =>
+              before === 0 ? Effect.fail(new Boom({ n })) : before === 1 ? JobQueue.snooze("5 seconds") : Effect.succeed(n)))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 2 })
+        yield* tick(1500)
+        const snoozed = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([snoozed.state, snoozed.attempts, snoozed.snoozes, yield* Ref.get(runs)], ["delayed", 1, 1, 2])
+        yield* tick(5500)
+        assert.strictEqual(yield* job.await, 1)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["succeeded", 2, 1])
+      })))
+
+    it.effect("a snooze under a per-attempt timeout, before it: a snooze, and the next attempt has its whole timeout", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.getAndUpdate(runs, (r) => r + 1), (before) =>
+              Effect.andThen(Effect.sleep("1500 millis"), before === 0 ? JobQueue.snooze("1 second") : Effect.succeed(n))))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1, timeout: "2 seconds" })
+        yield* tick(6000)
+        assert.strictEqual(yield* job.await, 1)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["succeeded", 1, 1])
+      })))
+
+    it.effect("a snooze after a cancel was asked for (the handler not interruptible): the job ends cancelled, its snooze not counted, its queue not held", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["api"],
+          handlers: [Task.handle(Echo, () => Effect.uninterruptible(Effect.andThen(Effect.sleep("2 seconds"), JobQueue.snooze("1 minute", { holdQueue: true }))))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
+        yield* tick(500)
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        yield* tick(3000)
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.snoozes], ["cancelled", 0])
+        assert.isUndefined((yield* JobQueue.stats("api")).heldUntil, "a cancelled job's snooze holds nothing")
+      })))
+
+    it.effect("a snooze's settle that finds a cancel asked for ends the job cancelled, its snooze not counted (every store alike)", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
+        const { claims } = yield* store.claim({ queues: ["api"], tasks: ["Echo"], limit: 1, lease: LEASE })
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Release", delay: 60_000 }))
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["cancelled", 0, 0])
       })))
   })
 }

@@ -2295,10 +2295,11 @@ export const makeWith = (
               attempts = attempts - 1, ${lease} ${fence}
               RETURNING ${returning(sql`0`)}`
             }
-            // snoozed: visible after its delay, ranked from then, its attempt not counted
+            // snoozed: visible after its delay, ranked from then, its attempt not counted (ended
+            // cancelled instead, not counted as a snooze either, as the other stores)
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
             return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
-              attempts = attempts - 1, snoozes = snoozes + 1,
+              attempts = attempts - 1, snoozes = snoozes + CASE WHEN cancel_requested THEN 0 ELSE 1 END,
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
