@@ -3,7 +3,7 @@
  * (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Ref, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -12,7 +12,7 @@ import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Echo, tracked } from "./durable/conformance.ts"
+import { Echo, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
 
 const LEASE = 3000
@@ -155,6 +155,41 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`)))
         const batch = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 4 }, options: { dedupKey: "w", dedupReplace: "payload" } }])
         assert.deepStrictEqual([hit.id, batch[0]!.id], [dead.id, dead.id])
         assert.deepStrictEqual([yield* payloadOf(dead.id), yield* payloadOf(windowed.id)], [4, 2])
+      })))
+
+    for (const batch of [false, true]) {
+      it.effect(`a debounce${batch ? " in a batch" : ""} that brings a delayed holder forward wakes an idle consumer (polling hourly) at its new time`, () =>
+        provide(Effect.gen(function*() {
+          const ran = yield* Ref.make<Array<number>>([])
+          yield* JobQueue.consume({
+            ...options,
+            poll: "1 hour",
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(ran, (r) => [...r, n]), n))]
+          })
+          yield* tick(500)
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "d", delay: "30 minutes" })
+          yield* tick(2000)
+          const again = { payload: { n: 2 }, options: { dedupKey: "d", dedupReplace: "debounce", delay: "3 seconds" } } as const
+          if (batch) yield* JobQueue.enqueueAll(Echo, [again])
+          else yield* JobQueue.enqueue(Echo, again.payload, again.options)
+          yield* tick(2500)
+          assert.deepStrictEqual(yield* Ref.get(ran), [], "not before its new time")
+          yield* tick(1500)
+          assert.deepStrictEqual(yield* Ref.get(ran), [2], "at its new time, not at the next poll")
+          assert.strictEqual(yield* job.await, 2)
+        })))
+    }
+
+    it.effect("a \"queued\"-mode job shows its dedup key while it runs and after, though it holds it no more", () =>
+      provide(Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "shown", dedupWhile: "queued" })
+        const store = yield* JobStore.JobStore
+        const claim = (yield* claimOne("default"))!
+        assert.strictEqual((yield* JobQueue.status(job.id)).dedupKey, "shown")
+        const listed = yield* JobQueue.list({ state: "running" })
+        assert.deepStrictEqual(listed.map((j) => j.dedupKey), ["shown"])
+        yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+        assert.strictEqual((yield* JobQueue.status(job.id)).dedupKey, "shown")
       })))
   })
 }
