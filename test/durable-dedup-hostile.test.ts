@@ -3,7 +3,7 @@
  * (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Ref, Schema } from "effect"
+import { Context, Effect, Layer, Ref, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -13,7 +13,10 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import * as Pg from "./durable/postgres.ts"
+import * as Rd from "./durable/redis.ts"
 import { storeLayers } from "./durable/stores.ts"
+import { waitFor } from "./helpers.ts"
 
 const LEASE = 3000
 const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
@@ -193,3 +196,62 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`)))
       })))
   })
 }
+
+/**
+ * Live, two store instances on one storage (two processes): a producer debounces one key
+ * (`dedupWhile: "queued"`) as fast as it can while a consumer of the other instance claims. A
+ * replace that loses to a claim (the holder started between the lookup and the replace) must make
+ * the next job, not return the started one: the last payload always runs, and no job runs twice.
+ */
+const debounceRacingClaims = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const producer = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const consumer = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const ran = yield* Ref.make<Array<number>>([])
+    yield* Effect.provideService(
+      JobQueue.consume({
+        concurrency: 3,
+        poll: "50 millis",
+        queues: ["race"],
+        handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.andThen(Ref.update(ran, (r) => [...r, n]), Effect.sleep("2 millis")), n))]
+      }),
+      JobStore.JobStore,
+      consumer
+    )
+    const LAST = 150
+    const ids = new Set<string>()
+    for (let i = 1; i <= LAST; i++) {
+      const options = { queue: "race", dedupKey: "k", dedupWhile: "queued", dedupReplace: "debounce" } as const
+      const job = i % 10 === 0
+        ? (yield* Effect.provideService(JobQueue.enqueueAll(Echo, [{ payload: { n: i }, options }]), JobStore.JobStore, producer))[0]!
+        : yield* Effect.provideService(JobQueue.enqueue(Echo, { n: i }, options), JobStore.JobStore, producer)
+      ids.add(job.id)
+    }
+    yield* waitFor(
+      Effect.map(Effect.provideService(JobQueue.stats("race"), JobStore.JobStore, producer), (s) => s.waiting + s.delayed + s.running === 0),
+      "every job ran"
+    )
+    const runs = yield* Ref.get(ran)
+    assert.include(runs, LAST, "the last payload ran")
+    assert.strictEqual(runs.length, ids.size, "one run per job")
+    assert.strictEqual(new Set(runs).size, runs.length, "no payload ran twice")
+  }).pipe(Effect.scoped)
+
+describe("dedup modes, hostile, live on two store instances", () => {
+  it.live("SQLite: a debounce racing claims loses no payload", () => {
+    const filename = path.join(dir, `race-${++n}.db`)
+    return debounceRacingClaims(() => JobStore.sqlite({ filename }))
+  }, 60_000)
+  if (Pg.enabled) {
+    it.live("Postgres: a debounce racing claims loses no payload", () => {
+      const schema = Pg.freshSchema()
+      return debounceRacingClaims(() => Pg.testLayer(schema))
+    }, 60_000)
+  }
+  if (Rd.enabled) {
+    it.live("Redis: a debounce racing claims loses no payload", () => {
+      const prefix = Rd.freshPrefix()
+      return debounceRacingClaims(() => Rd.testLayer(prefix))
+    }, 60_000)
+  }
+})
