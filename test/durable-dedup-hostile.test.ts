@@ -8,13 +8,14 @@ import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll } from "vitest"
+import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, options, tick, tracked } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
 import { storeLayers } from "./durable/stores.ts"
 import { waitFor } from "./helpers.ts"
 
@@ -57,7 +58,7 @@ const mixed = (queue: string): ReadonlyArray<Item> => [
   { payload: { n: 10 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce" } }
 ]
 
-for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) {
+const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   describe(`dedup modes, hostile, on ${name}`, () => {
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
       Effect.scoped(Effect.provide(effect, tracked(layer())))
@@ -195,6 +196,18 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`)))
         assert.strictEqual((yield* JobQueue.status(job.id)).dedupKey, "shown")
       })))
   })
+
+for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) suite(name, layer)
+
+// a Redis Cluster of its own (three masters): each queue's scripts on its queue's node
+const binary = redisServer.binary()
+if (binary !== undefined) {
+  let cluster: redisServer.Cluster | undefined
+  beforeAll(async () => {
+    cluster = await redisServer.startCluster(binary)
+  }, 120_000)
+  afterAll(() => cluster?.destroy())
+  suite("a Redis Cluster", () => Rd.clusterLayer(() => cluster!.url))
 }
 
 /**
@@ -228,7 +241,7 @@ const debounceRacingClaims = (layer: () => Layer.Layer<JobStore.JobStore, any>) 
       ids.add(job.id)
     }
     yield* waitFor(
-      Effect.map(Effect.provideService(JobQueue.stats("race"), JobStore.JobStore, producer), (s) => s.waiting + s.delayed + s.running === 0),
+      Effect.map(Effect.provideService(JobQueue.stats("race"), JobStore.JobStore, producer), (s) => s.waiting + s.delayed + s.running === 0).pipe(Effect.orDie),
       "every job ran"
     )
     const runs = yield* Ref.get(ran)

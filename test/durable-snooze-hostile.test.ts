@@ -7,12 +7,14 @@ import { Effect, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll } from "vitest"
+import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Boom, Echo, options, tick, tracked } from "./durable/conformance.ts"
+import * as Rd from "./durable/redis.ts"
+import * as redisServer from "./durable/redisserver.ts"
 import { storeLayers } from "./durable/stores.ts"
 
 const LEASE = 3000
@@ -28,7 +30,7 @@ const claimable = (queue: string) =>
     return claims.length
   })
 
-for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) {
+const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   describe(`snooze and holds, hostile, on ${name}`, () => {
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
       Effect.scoped(Effect.provide(effect, tracked(layer())))
@@ -174,4 +176,16 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`)))
         assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["cancelled", 0, 0])
       })))
   })
+
+for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) suite(name, layer)
+
+// a Redis Cluster of its own (three masters): each queue's scripts on its queue's node
+const binary = redisServer.binary()
+if (binary !== undefined) {
+  let cluster: redisServer.Cluster | undefined
+  beforeAll(async () => {
+    cluster = await redisServer.startCluster(binary)
+  }, 120_000)
+  afterAll(() => cluster?.destroy())
+  suite("a Redis Cluster", () => Rd.clusterLayer(() => cluster!.url))
 }
