@@ -3,7 +3,7 @@
  * store (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Ref } from "effect"
+import { Deferred, Effect, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -174,6 +174,29 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Release", delay: 60_000 }))
         const info = yield* JobQueue.status(job.id)
         assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["cancelled", 0, 0])
+      })))
+
+    it.effect("a snooze of 0 with holdQueue holds nothing: it does not lift the hold another job set meanwhile", () =>
+      provide(Effect.gen(function*() {
+        const go = yield* Deferred.make<void>()
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["api"],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.getAndUpdate(runs, (r) => r + 1), (before) =>
+              before === 0 ? Effect.andThen(Deferred.await(go), JobQueue.snooze(0, { holdQueue: true })) : Effect.succeed(n)))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
+        yield* tick(500)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+        yield* JobQueue.holdQueue("api", "1 minute")
+        yield* Deferred.succeed(go, undefined)
+        yield* tick(500)
+        assert.strictEqual((yield* JobQueue.status(job.id)).snoozes, 1)
+        assert.isDefined((yield* JobQueue.stats("api")).heldUntil, "the minute's hold stays")
+        yield* tick(2000)
+        assert.deepStrictEqual([(yield* JobQueue.status(job.id)).state, yield* Ref.get(runs)], ["queued", 1], "held, not run again")
       })))
   })
 

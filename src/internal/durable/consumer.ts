@@ -471,11 +471,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     /**
      * A snooze (`JobQueue.snooze`): its job given back for `delay`, its attempt not counted; with
      * `holdQueue`, its queue held as long first, in the store, for every consumer. A hold that
-     * fails is logged, and the job snoozed all the same.
+     * fails is logged, and the job snoozed all the same. A snooze of 0 holds nothing: written, its
+     * hold of 0 would lift the queue's hold that another job (or `holdQueue`) set.
      */
     const snoozeJob = (job: Claim["job"], snooze: Snooze): Effect.Effect<Settlement> => {
       const settlement: Settlement = { _tag: "Release", delay: snooze.delay }
-      if (!snooze.holdQueue) return Effect.succeed(settlement)
+      if (!snooze.holdQueue || snooze.delay === 0) return Effect.succeed(settlement)
       return persist(store.configure(job.queue, { holdFor: snooze.delay }), config.lease, store.closed, halted).pipe(
         Effect.catchCause((cause) =>
           Effect.logWarning("effect-workpool: a snoozed job's queue hold failed; the job is snoozed, its queue not held", cause)
