@@ -198,6 +198,23 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         yield* tick(2000)
         assert.deepStrictEqual([(yield* JobQueue.status(job.id)).state, yield* Ref.get(runs)], ["queued", 1], "held, not run again")
       })))
+
+    it.effect("a job's snoozes: the same in status and list, kept through a death and a redrive; a give-back by a shutdown is no snooze", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "s", maxAttempts: 1 })
+        const take = Effect.map(store.claim({ queues: ["s"], tasks: ["Echo"], limit: 1, lease: LEASE }), ({ claims }) => claims[0]!)
+        yield* store.settle((yield* take).token, { _tag: "Release", delay: 0 })
+        yield* store.settle((yield* take).token, { _tag: "Release" })
+        yield* store.settle((yield* take).token, { _tag: "Release", delay: 1000 })
+        yield* tick(1000)
+        yield* store.settle((yield* take).token, { _tag: "Final", state: "dead", exit: null })
+        const listed = yield* JobQueue.list({ queue: "s" })
+        assert.deepStrictEqual([listed[0]!.snoozes, (yield* JobQueue.status(job.id)).snoozes, listed[0]!.attempts], [2, 2, 1])
+        assert.isTrue(yield* JobQueue.redrive(job.id))
+        const info = yield* JobQueue.status(job.id)
+        assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["queued", 0, 2])
+      })))
   })
 
 for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) suite(name, layer)
