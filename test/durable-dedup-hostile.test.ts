@@ -55,7 +55,11 @@ const mixed = (queue: string): ReadonlyArray<Item> => [
   { payload: { n: 7 }, options: { queue, dedupKey: "k3", dedupReplace: "payload", dedupWhile: "queued" } },
   { payload: { n: 8 }, options: { queue, dedupKey: "k1" } },
   { payload: { n: 9 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce", delay: "1 minute" } },
-  { payload: { n: 10 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce" } }
+  { payload: { n: 10 }, options: { queue, dedupKey: "k4", dedupReplace: "debounce" } },
+  { payload: { n: 11 }, options: { queue, dedupKey: "k5", delay: "1 minute" } },
+  { payload: { n: 12 }, options: { queue, dedupKey: "k5", dedupReplace: "debounce", delay: "7 seconds" } },
+  { payload: { n: 13 }, options: { queue, dedupKey: "k5", dedupReplace: "payload", delay: "1 hour" } },
+  { payload: { n: 14 }, options: { queue, dedupKey: "k1", dedupReplace: "payload" } }
 ]
 
 const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =>
@@ -73,17 +77,18 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         // which item's job each item got
         const owners = (out: ReadonlyArray<{ id: string; created: boolean }>) => out.map((h) => [out.findIndex((o) => o.id === h.id), h.created])
         assert.deepStrictEqual(owners(batch), owners(single))
-        assert.deepStrictEqual(owners(single), [[0, true], [0, false], [2, true], [2, false], [0, false], [5, true], [5, false], [0, false], [8, true], [8, false]])
-        for (const i of [0, 2, 5, 8]) {
+        assert.deepStrictEqual(owners(single), [[0, true], [0, false], [2, true], [2, false], [0, false], [5, true], [5, false], [0, false], [8, true], [8, false], [10, true], [10, false], [10, false], [0, false]])
+        for (const i of [0, 2, 5, 8, 10]) {
           assert.deepStrictEqual(yield* shape(batch[i]!.id, since), yield* shape(single[i]!.id, since), `item ${i}`)
         }
         assert.deepStrictEqual(
-          [yield* shape(single[0]!.id, since), yield* shape(single[2]!.id, since), yield* shape(single[5]!.id, since), yield* shape(single[8]!.id, since)],
+          [yield* shape(single[0]!.id, since), yield* shape(single[2]!.id, since), yield* shape(single[5]!.id, since), yield* shape(single[8]!.id, since), yield* shape(single[10]!.id, since)],
           [
-            { n: 5, state: "queued", attempts: 0, visibleIn: -1_000_000 },
+            { n: 14, state: "queued", attempts: 0, visibleIn: -1_000_000 },
             { n: 4, state: "delayed", attempts: 0, visibleIn: 5_000 },
             { n: 7, state: "queued", attempts: 0, visibleIn: 0 },
-            { n: 10, state: "queued", attempts: 0, visibleIn: 0 }
+            { n: 10, state: "queued", attempts: 0, visibleIn: 0 },
+            { n: 13, state: "delayed", attempts: 0, visibleIn: 7_000 }
           ]
         )
       })))

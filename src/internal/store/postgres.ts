@@ -1785,6 +1785,21 @@ export const makeWith = (
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
+    /** A batch's items that replace one waiting holder: the last item's payload stays, and the last debounce's run time. */
+    type Replacing = {
+      readonly items: Array<NewJob & { readonly id: string }>
+      last: NewJob & { readonly id: string }
+      debounce: (NewJob & { readonly id: string }) | undefined
+    }
+    /** `entry` (a new one if undefined) with `job` after its items. */
+    const replacingWith = (entry: Replacing | undefined, job: NewJob & { readonly id: string }): Replacing => {
+      const next = entry ?? { items: [], last: job, debounce: undefined }
+      next.items.push(job)
+      next.last = job
+      if (job.dedupReplace === "debounce") next.debounce = job
+      return next
+    }
+
     /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
     const holders = (jobs: ReadonlyArray<NewJob>) => {
       const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
@@ -1854,22 +1869,36 @@ export const makeWith = (
                 if (!held.has(key)) held.set(key, row)
               }
               left = []
+              const replacing = new Map<string, Replacing>()
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
                 else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
                   results.set(job.id, { id: holder.id, created: false })
-                } else {
-                  // in item order: a later item's replace wins, as one enqueue after another
-                  const [moved] = yield* replace(holder.id, job)
-                  if (moved === undefined) {
-                    left.push(job) // it started or ended since: looked at again
-                    continue
-                  }
-                  results.set(job.id, { id: holder.id, created: false })
-                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
-                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                } else replacing.set(holder.id, replacingWith(replacing.get(holder.id), job))
+              }
+              for (const [holder, { items, last, debounce }] of replacing) {
+                // as one enqueue after another, in two statements at most, not one per item (2,000
+                // items of one key took 3 s): the last debounce's run time, then the last payload
+                let moved: { due_in: unknown; visible: unknown } | undefined
+                for (const job of debounce === undefined || debounce === last ? [last] : [debounce, last]) {
+                  const [row] = yield* replace(holder, job)
+                  if (row === undefined) break
+                  if (row.due_in !== null) moved = row
+                  else moved ??= row
                 }
+                if (moved === undefined) {
+                  left.push(...items) // it started or ended since: looked at again
+                  continue
+                }
+                for (const job of items) results.set(job.id, { id: holder, created: false })
+                const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                if (due !== undefined && !(due.due >= (soonest.get(last.queue)?.due ?? Infinity))) soonest.set(last.queue, due)
+              }
+              // in item order again: a job created on a second look keeps its place among the others
+              if (replacing.size > 0) {
+                const place = new Map(chunk.map((job, i) => [job, i]))
+                left.sort((a, b) => place.get(a)! - place.get(b)!)
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)
