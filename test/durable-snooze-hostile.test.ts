@@ -68,7 +68,8 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         assert.strictEqual(yield* claimable("q"), 1, "resumed and not held")
       })))
 
-    it.effect("a hold on a queue never used holds its first job; holding one queue leaves a consumer of many serving the others without spinning", () =>
+    for (const dispatch of ["priority", "fair"] as const) {
+    it.effect(`a hold on a queue never used holds its first job; holding one queue leaves a consumer of many (${dispatch} dispatch) serving the others without spinning`, () =>
       provide(Effect.gen(function*() {
         let claims = 0
         const counting = Layer.effect(
@@ -81,6 +82,7 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
           JobQueue.consume({
             ...options,
             poll: "10 seconds",
+            dispatch,
             queues: ["held", "b", "c"],
             handlers: [Task.handle(Echo, ({ n }) => Effect.as(Ref.update(runs, (r) => [...r, n]), n))]
           }),
@@ -98,6 +100,7 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         assert.deepStrictEqual(yield* Ref.get(runs), [2, 3])
         assert.strictEqual((yield* JobQueue.status(held.id)).state, "queued")
       })))
+    }
 
     it.effect("a snooze of 0 is a snooze: counted, its attempt given back, run again at once", () =>
       provide(Effect.gen(function*() {
