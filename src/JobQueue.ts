@@ -1332,7 +1332,9 @@ export interface SnoozeOptions {
  * bounded: a job that always snoozes never goes dead (bound it yourself, say by the time since
  * `CurrentJob`'s `createdAt`).
  * A cancel asked for meanwhile ends the job cancelled. A bad duration (negative, infinite, not a
- * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`).
+ * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`), as do
+ * options with another key than `holdQueue` or a `holdQueue` that is not a boolean (naming the key).
+ * A snooze of 0 holds nothing.
  * Outside a durable handler it is a defect like any.
  *
  * @example
@@ -1354,7 +1356,18 @@ export interface SnoozeOptions {
  * @category consumer
  */
 export const snooze = (duration: Duration.Input, options?: SnoozeOptions): Effect.Effect<never> =>
-  Effect.flatMap(Effect.orDie(invalid(() => holdOf("snooze", duration))), (delay) => Effect.die(new JobSnoozed(delay, options?.holdQueue === true)))
+  Effect.flatMap(
+    Effect.orDie(invalid(() => [holdOf("snooze", duration), holdsQueue(options)] as const)),
+    ([delay, hold]) => Effect.die(new JobSnoozed(delay, hold))
+  )
+
+/** A snooze's `holdQueue`: a key misspelt or a value not a boolean is refused, not read as false (its queue not held). */
+const holdsQueue = (options: SnoozeOptions | undefined): boolean => {
+  if (options === undefined) return false
+  config.object("options", options)
+  config.onlyKeys("", options, ["holdQueue"])
+  return options.holdQueue === undefined ? false : config.boolean("holdQueue", options.holdQueue)
+}
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the

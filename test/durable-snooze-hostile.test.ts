@@ -3,13 +3,14 @@
  * store (memory and SQLite always, Postgres and Redis when their servers are set), under TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Ref } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { InvalidJobOptions } from "../src/PoolError.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import { Boom, Echo, options, tick, tracked } from "./durable/conformance.ts"
@@ -232,3 +233,29 @@ if (binary !== undefined) {
   afterAll(() => cluster?.destroy())
   suite("a Redis Cluster", () => Rd.clusterLayer(() => cluster!.url))
 }
+
+describe("snooze's options, hostile", () => {
+  // a misspelt or mistyped holdQueue was ignored: the snooze went on without holding its queue,
+  // and the upstream's 429s with it, where every other option of the package is refused by name
+  it.effect("an unknown key or a holdQueue that is not a boolean is the defect InvalidJobOptions naming it, not a snooze that holds nothing", () =>
+    Effect.gen(function*() {
+      for (const [options, field] of [
+        [{ hold: true }, "hold"],
+        [{ holdqueue: true }, "holdqueue"],
+        [{ holdQueue: "true" }, "holdQueue"],
+        [{ holdQueue: 1 }, "holdQueue"],
+        ["hold", "options"]
+      ] as const) {
+        const exit = yield* Effect.exit(JobQueue.snooze("1 second", options as never))
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        assert.instanceOf(defect, InvalidJobOptions, JSON.stringify(options))
+        assert.strictEqual((defect as InvalidJobOptions).field, field)
+      }
+      // the ones it takes: still snoozes (a defect the consumer reads as one)
+      for (const options of [undefined, {}, { holdQueue: undefined }, { holdQueue: false }, { holdQueue: true }]) {
+        const exit = yield* Effect.exit(JobQueue.snooze("1 second", options))
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        assert.strictEqual((defect as Error).name, "JobSnoozed", JSON.stringify(options))
+      }
+    }))
+})
