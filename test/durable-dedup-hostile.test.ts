@@ -200,6 +200,20 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
         assert.strictEqual((yield* JobQueue.status(job.id)).dedupKey, "shown")
       })))
+
+    it.effect("a debounce to a runAt in the past under aging ranks the holder from now, behind a job that waited longer", () =>
+      provide(Effect.gen(function*() {
+        yield* TestClock.adjust(1_000_000)
+        yield* JobQueue.setAging("aged", "1 minute")
+        const holder = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "aged", dedupKey: "a", delay: "10 minutes" })
+        const waiting = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "aged" })
+        yield* TestClock.adjust(5_000)
+        yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "aged", dedupKey: "a", dedupReplace: "debounce", runAt: new Date(0) })
+        const later = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "aged" })
+        const store = yield* JobStore.JobStore
+        const { claims } = yield* store.claim({ queues: ["aged"], tasks: ["Echo"], limit: 3, lease: LEASE })
+        assert.deepStrictEqual(claims.map((c) => c.job.id), [waiting.id, holder.id, later.id])
+      })))
   })
 
 for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) suite(name, layer)
