@@ -214,6 +214,18 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         const { claims } = yield* store.claim({ queues: ["aged"], tasks: ["Echo"], limit: 3, lease: LEASE })
         assert.deepStrictEqual(claims.map((c) => c.job.id), [waiting.id, holder.id, later.id])
       })))
+
+    it.effect("enqueueAll of one key in two queues, interleaved: a job per queue, each with its queue's last payload, handles in item order", () =>
+      provide(Effect.gen(function*() {
+        const items = ["q-a", "q-b", "q-a", "q-b", "q-a"].map((queue, i) => ({
+          payload: { n: i },
+          options: { queue, dedupKey: "same", ...(i > 1 ? { dedupReplace: "payload" as const } : {}) }
+        }))
+        const out = yield* JobQueue.enqueueAll(Echo, items)
+        assert.deepStrictEqual(out.map((h) => h.created), [true, true, false, false, false])
+        assert.deepStrictEqual(out.map((h) => h.id), [out[0]!.id, out[1]!.id, out[0]!.id, out[1]!.id, out[0]!.id])
+        assert.deepStrictEqual([yield* payloadOf(out[0]!.id), yield* payloadOf(out[1]!.id)], [4, 3])
+      })))
   })
 
 for (const [name, layer] of storeLayers(() => path.join(dir, `jobs-${++n}.db`))) suite(name, layer)
