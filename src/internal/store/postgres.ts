@@ -1698,11 +1698,26 @@ export const makeWith = (
       // unique index sees only unfinished jobs
       const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
       const where = [inTime, free].filter((fragment) => fragment !== undefined)
-      return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
+      // a replace (`dedupReplace`) of the unfinished holder of the key, in the insert's statement:
+      // the conflicting row locked and replaced if it waits, or this job inserted, at once. As a
+      // lookup then an update, a holder started between the two by a claim, its key taken by another
+      // producer's job, started in turn..., failed enqueues under load ("kept changing hands")
+      const debounce = job.dedupReplace === "debounce"
+      const conflict = job.dedupReplace === undefined || job.dedupKey === null
+        ? sql`ON CONFLICT DO NOTHING`
+        : sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
+          DO UPDATE SET payload = EXCLUDED.payload${
+          debounce ? sql`, visible_at = EXCLUDED.visible_at, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, sql`EXCLUDED.visible_at`, now)}` : sql``
+        }
+          WHERE wp_job.state = 'queued' AND wp_job.task = EXCLUDED.task`
+      // a payload's replace keeps the holder's run time: it wakes no one
+      const wakes = debounce ? sql`true` : sql`wp_job.id = ${job.id}`
+      return sql<{ id: string; due_in: bigint | number | string | null; created: boolean }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
           dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until)
         ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
-        ON CONFLICT DO NOTHING
-        RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+        ${conflict}
+        RETURNING id, wp_job.id = ${job.id} AS created, CASE WHEN ${wakes} THEN ${delay} END AS due_in,
+          CASE WHEN ${wakes} THEN ${notify(job.queue, delay, undefined, visible)} IS NULL END AS notified`
     }
 
     /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms). */
@@ -1717,8 +1732,11 @@ export const makeWith = (
           // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
           // finished in between, the insert is tried again)
           for (let i = 0; i < 5; i++) {
-            const inserted = yield* insert(job)
-            if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
+            const [inserted] = yield* insert(job)
+            if (inserted !== undefined) {
+              const dueIn = inserted.due_in === null ? {} : { dueIn: Number(inserted.due_in) }
+              return { id: inserted.id, created: inserted.created, ...dueIn }
+            }
             const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
               SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
