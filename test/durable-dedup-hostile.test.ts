@@ -287,7 +287,11 @@ const debounceRacingClaims = (layer: () => Layer.Layer<JobStore.JobStore, any>) 
  * of the holder, each undone by a claim and another producer's insert in between, failed 9 to 12
  * of 400 enqueues with "the dedup key kept changing hands").
  */
-const debounceManyProducers = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+const debounceManyProducers = (
+  layer: () => Layer.Layer<JobStore.JobStore, any>,
+  mode: JobQueue.EnqueueOptions = { dedupWhile: "queued", dedupReplace: "debounce" },
+  batch = false
+) =>
   Effect.gen(function*() {
     const instance = Effect.map(Layer.build(layer()), (built) => Context.get(built, JobStore.JobStore))
     const producers = yield* Effect.all([instance, instance, instance, instance])
@@ -299,10 +303,14 @@ const debounceManyProducers = (layer: () => Layer.Layer<JobStore.JobStore, any>)
       )
     }
     const failed = yield* Ref.make<Array<string>>([])
-    const options = { queue: "race", dedupKey: "k", dedupWhile: "queued", dedupReplace: "debounce" } as const
+    const options = { ...mode, queue: "race", dedupKey: "k" }
     yield* Effect.forEach(producers, (producer, p) =>
       Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) =>
-        Effect.provideService(JobQueue.enqueue(Echo, { n: p * 1000 + i }, options), JobStore.JobStore, producer).pipe(
+        Effect.provideService(
+          batch && p % 2 === 0 ? JobQueue.enqueueAll(Echo, [{ payload: { n: p * 1000 + i }, options }]) : JobQueue.enqueue(Echo, { n: p * 1000 + i }, options),
+          JobStore.JobStore,
+          producer
+        ).pipe(
           Effect.catch((error) => Ref.update(failed, (f) => [...f, String(error)]))
         ), { discard: true }), { concurrency: "unbounded", discard: true })
     assert.deepStrictEqual(yield* Ref.get(failed), [])
@@ -321,6 +329,14 @@ describe("dedup modes, hostile, live on two store instances", () => {
     it.live("Postgres: four producers debouncing one key while consumers claim: every enqueue answers", () => {
       const schema = Pg.freshSchema()
       return debounceManyProducers(() => Pg.testLayer(schema))
+    }, 60_000)
+    it.live("Postgres: four producers of one \"queued\"-mode key (no replace; half of them by enqueueAll) while consumers claim: every enqueue answers", () => {
+      const schema = Pg.freshSchema()
+      return debounceManyProducers(() => Pg.testLayer(schema), { dedupWhile: "queued" }, true)
+    }, 60_000)
+    it.live("Postgres: four producers debouncing one key, half of them by enqueueAll, while consumers claim: every enqueue answers", () => {
+      const schema = Pg.freshSchema()
+      return debounceManyProducers(() => Pg.testLayer(schema), undefined, true)
     }, 60_000)
   }
   if (Rd.enabled) {
