@@ -307,7 +307,9 @@ const debounceManyProducers = (
     yield* Effect.forEach(producers, (producer, p) =>
       Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) =>
         Effect.provideService(
-          batch && p % 2 === 0 ? JobQueue.enqueueAll(Echo, [{ payload: { n: p * 1000 + i }, options }]) : JobQueue.enqueue(Echo, { n: p * 1000 + i }, options),
+          batch && p % 2 === 0
+            ? Effect.asVoid(JobQueue.enqueueAll(Echo, [{ payload: { n: p * 1000 + i }, options }]))
+            : Effect.asVoid(JobQueue.enqueue(Echo, { n: p * 1000 + i }, options)),
           JobStore.JobStore,
           producer
         ).pipe(

@@ -1678,7 +1678,8 @@ export const makeWith = (
         RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
 
-    const insert = (job: NewJob & { readonly id: string }) => {
+    /** `again`: a try after one that lost the key's holder (see `enqueue`). */
+    const insert = (job: NewJob & { readonly id: string }, again = false) => {
       const now = NOW()
       const { delay, visible } = runTime(job, now)
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
@@ -1702,14 +1703,22 @@ export const makeWith = (
       // the conflicting row locked and replaced if it waits, or this job inserted, at once. As a
       // lookup then an update, a holder started between the two by a claim, its key taken by another
       // producer's job, started in turn..., failed enqueues under load ("kept changing hands")
+      // (a tick, its id not fresh, keeps DO NOTHING: a conflict on its id would be an error under
+      // an arbiter). A try again of any other enqueue takes its holder the same way, by a no-op
+      // update of it: between its insert and its lookup, a claim could start a "queued"-mode
+      // holder and another producer take the key, again and again under load
       const debounce = job.dedupReplace === "debounce"
-      const conflict = job.dedupReplace === undefined || job.dedupKey === null
+      const arbiter = sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')`
+      const conflict = job.dedupKey === null || job.notAfter !== undefined
         ? sql`ON CONFLICT DO NOTHING`
-        : sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
-          DO UPDATE SET payload = EXCLUDED.payload${
+        : job.dedupReplace !== undefined
+        ? sql`${arbiter} DO UPDATE SET payload = EXCLUDED.payload${
           debounce ? sql`, visible_at = EXCLUDED.visible_at, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, sql`EXCLUDED.visible_at`, now)}` : sql``
         }
           WHERE wp_job.state = 'queued' AND wp_job.task = EXCLUDED.task`
+        : again
+        ? sql`${arbiter} DO UPDATE SET dedup_key = wp_job.dedup_key`
+        : sql`ON CONFLICT DO NOTHING`
       // a payload's replace keeps the holder's run time: it wakes no one
       const wakes = debounce ? sql`true` : sql`wp_job.id = ${job.id}`
       return sql<{ id: string; due_in: bigint | number | string | null; created: boolean }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
@@ -1732,7 +1741,7 @@ export const makeWith = (
           // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
           // finished in between, the insert is tried again)
           for (let i = 0; i < 5; i++) {
-            const [inserted] = yield* insert(job)
+            const [inserted] = yield* insert(job, i > 0)
             if (inserted !== undefined) {
               const dueIn = inserted.due_in === null ? {} : { dueIn: Number(inserted.due_in) }
               return { id: inserted.id, created: inserted.created, ...dueIn }
@@ -1818,6 +1827,12 @@ export const makeWith = (
       return next
     }
 
+    /** Locks the waiting jobs holding these jobs' dedup keys, in `seq` order (as every lock of several jobs). */
+    const lockWaiting = (jobs: ReadonlyArray<NewJob>) =>
+      sql`SELECT seq FROM ${S}.wp_job WHERE (queue, dedup_key) IN (SELECT key ->> 0, key ->> 1
+          FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key)
+        AND state = 'queued' ORDER BY seq FOR UPDATE`
+
     /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
     const holders = (jobs: ReadonlyArray<NewJob>) => {
       const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
@@ -1880,6 +1895,10 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
+              // the waiting holders a replace may change, locked first (a claim skips them until the
+              // commit): a claim that started one between the lookup and its replace sent the batch
+              // round again, and under load past its five rounds ("kept changing hands")
+              if (conflicted.some((job) => job.dedupReplace !== undefined)) yield* lockWaiting(conflicted.filter((job) => job.dedupReplace !== undefined))
               const held = new Map<string, { id: string; state: string; task: string }>()
               for (const row of yield* holders(conflicted)) {
                 // an unfinished holder (listed first) over a window's
