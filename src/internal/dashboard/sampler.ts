@@ -53,6 +53,10 @@ export interface JobView {
   readonly progress: unknown
   /** How it failed, as text; null for a job that has not. */
   readonly error: string | null
+  /** A durable job's: how many times its handlers snoozed it (`JobQueue.snooze`), attempts not spent. */
+  readonly snoozes?: number | undefined
+  /** A durable job's dedup key (`EnqueueOptions.dedupKey`), or null. */
+  readonly dedupKey?: string | null | undefined
 }
 
 export interface Detail {
@@ -225,7 +229,9 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   priority: row.priority,
   attempt: row.attempts,
   progress: storedProgress(row.progress),
-  error: row.state === "queued" || row.state === "running" ? null : storedError(row)
+  error: row.state === "queued" || row.state === "running" ? null : storedError(row),
+  snoozes: row.snoozes ?? 0,
+  dedupKey: row.dedupKey
 })
 
 /**
