@@ -95,7 +95,8 @@ export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboard
  *   host: "127.0.0.1",     // the default: loopback only
  *   token: process.env.DASHBOARD_TOKEN,   // at least 16 printable ASCII characters; unset: 32 random hex digits
  *   interval: "1 second",  // how often the page is updated
- *   history: 300           // points per chart (5 minutes at 1 s)
+ *   history: 300,          // points per chart (5 minutes at 1 s)
+ *   readOnly: false        // true: the page shows, its buttons are off (every POST is a 403)
  * }
  * // or a check of your own instead of a token (a POST still needs the dashboard's own header):
  * const behindProxy: Dashboard.Options = {
@@ -134,6 +135,11 @@ export interface Options {
    * `Host`, list the proxy's public name.
    */
   readonly allowedHosts?: ReadonlyArray<string> | "any" | undefined
+  /**
+   * Shows, never changes: every button's request (a `POST`: cancel, redrive, pause, resume, a
+   * queue's hold or cap) is refused with a 403, and the page shows no buttons. Default `false`.
+   */
+  readonly readOnly?: boolean | undefined
 }
 
 /**
@@ -206,7 +212,7 @@ const validate = (options: Options) =>
   check(() => {
     config.object("options", options)
     // a misspelt key would be ignored, and its default used silently
-    config.onlyKeys("", options, ["port", "host", "token", "authorize", "interval", "history", "jobs", "allowedHosts"], {
+    config.onlyKeys("", options, ["port", "host", "token", "authorize", "interval", "history", "jobs", "allowedHosts", "readOnly"], {
       allowedHost: "allowedHosts"
     })
     if (options.token !== undefined && options.authorize !== undefined) {
@@ -238,6 +244,8 @@ const validate = (options: Options) =>
       config.fail("allowedHosts", allowedHosts, `expected "any" or an array of host names without port or scheme (".example.com": it and its subdomains)`)
     }
     const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval, 50)
+    // a truthy string ("false" from an environment variable) must not turn the buttons on or off by surprise
+    if (options.readOnly !== undefined && typeof options.readOnly !== "boolean") config.fail("readOnly", options.readOnly, "expected a boolean")
     return {
       port,
       host,
@@ -247,7 +255,8 @@ const validate = (options: Options) =>
       allowedHosts: allowedHosts === "any" ? allowedHosts : [...allowedHosts, ...(Host.validEntry(host) ? [host] : [])],
       interval,
       history: options.history === undefined ? 300 : config.positiveInteger("history", options.history, 100_000),
-      jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000)
+      jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000),
+      readOnly: options.readOnly === true
     }
   })
 
@@ -270,14 +279,15 @@ type Checked = Effect.Success<ReturnType<typeof validate>>
 
 const make = (options: Checked) =>
   Effect.gen(function*() {
-    const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs })
+    const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs, readOnly: options.readOnly })
     yield* Effect.addFinalizer(() => PubSub.shutdown(sampler.hub))
     const api: Api.Api = {
       sampler,
       authorize: options.token === undefined ? options.authorize! : Api.tokenCheck(options.token),
       usesToken: options.token !== undefined,
       lock: yield* Semaphore.make(1),
-      allowedHost: Host.hostCheck(options.allowedHosts)
+      allowedHost: Host.hostCheck(options.allowedHosts),
+      readOnly: options.readOnly
     }
     yield* Api.register(yield* HttpRouter.HttpRouter, api)
     yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample(true)), Schedule.spaced(options.interval)))

@@ -577,7 +577,7 @@ describe("every key an options type has is taken, each one undefined", () => {
       yield* SqliteStore.options({ ...sqlite, filename: "x.db" })
       const dashboard: Every<Dashboard.Options> = {
         port: undefined, host: undefined, token: undefined, authorize: undefined, interval: undefined, history: undefined,
-        jobs: undefined, allowedHosts: undefined
+        jobs: undefined, allowedHosts: undefined, readOnly: undefined
       }
       yield* Effect.scoped(Layer.build(Dashboard.layer(dashboard)))
     }))

@@ -585,33 +585,6 @@ describe("Dashboard: durable queues", () => {
 })
 
 describe("Dashboard: a durable queue's settings", () => {
-  it.effect("the snapshot shows a queue's cap with its running jobs, its hold with its end, and its retention", () =>
-    Effect.gen(function*() {
-      const dashboard = yield* start()
-      const gate = yield* Deferred.make<void>()
-      yield* JobQueue.consume({
-        queues: ["mail"],
-        concurrency: 4,
-        handlers: [Task.handle(Send, (to) => Effect.as(Deferred.await(gate), to))]
-      })
-      yield* dashboard.addQueue("mail")
-      yield* JobQueue.setConcurrency("mail", 2)
-      yield* JobQueue.setRetention("mail", { succeeded: { age: "1 hour", count: 100 }, dead: { age: "7 days" } })
-      yield* Effect.forEach(["a", "b", "c"], (to) => JobQueue.enqueue(Send, to, { queue: "mail" }))
-      yield* ticksUntil(Effect.map(JobQueue.stats("mail"), (s) => s.running === 2))
-      yield* tick
-      const mail = () => Effect.map(call(dashboard, "api/snapshot"), (reply) => sourceIn(reply.body, "queue", "mail").counts)
-      const counts = yield* mail()
-      assert.deepStrictEqual(counts.concurrency, { limit: 2, running: 2 })
-      assert.deepStrictEqual(counts.retention, { succeeded: { age: 3_600_000, count: 100 }, dead: { age: 604_800_000 } })
-      assert.isUndefined(counts.heldUntil)
-      const now = yield* Clock.currentTimeMillis
-      yield* JobQueue.holdQueue("mail", "10 minutes")
-      yield* tick
-      assert.strictEqual(Date.parse((yield* mail()).heldUntil), now + 600_000)
-      yield* Deferred.succeed(gate, undefined)
-    }).pipe(Effect.provide(JobStore.memory())))
-
   it.effect("a job's snoozes and its dedup key are in its list's row", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()

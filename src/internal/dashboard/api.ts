@@ -18,6 +18,8 @@
  *   across every consumer (`JobQueue.setConcurrency`), `null` or `0` removes the cap; answers
  *   `{ "concurrency": 5 | null }`.
  *
+ * With the `readOnly` option every `POST` is refused (403), and the page shows no buttons.
+ *
  * Every `/api` request is authorized: `Authorization: Bearer <token>`, or the user's check. A
  * `POST` must also carry the header `X-Workpool-Dashboard: 1`: a browser sends a custom header
  * across origins only after a CORS preflight, which this server never grants, so another site
@@ -28,7 +30,7 @@
  * rebinding).
  *
  * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
- * wrong token), 403 (a POST without the header, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
+ * wrong token), 403 (a POST without the header, any POST to a read-only dashboard, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
  * late: the job ended, or is not dead; a pool's id it does not know is one, as it cannot tell it from an ended job it did not retain), 500 (the store failed).
  * A body of a setting (`hold`, `concurrency`) that is not JSON, larger than `MAX_BODY` bytes, or
  * whose value the setting refuses (negative, not a number, past its bound) is a 400 naming it.
@@ -116,6 +118,8 @@ export interface Api {
   readonly lock: Semaphore.Semaphore
   /** Whether a request's Host header names this server (see `host.ts`: DNS rebinding). */
   readonly allowedHost: (header: string | undefined) => boolean
+  /** The `readOnly` option: every POST is refused. */
+  readonly readOnly: boolean
 }
 
 /** Refuses a request for a name this server does not go by, before anything else (see `host.ts`). */
@@ -178,6 +182,9 @@ const guarded = (
     }
     if (method === "POST" && request.headers["x-workpool-dashboard"] !== "1") {
       return yield* fail(403, "a POST needs the header X-Workpool-Dashboard: 1 (a guard against cross-site requests)")
+    }
+    if (method === "POST" && api.readOnly) {
+      return yield* fail(403, "this dashboard is read-only (its readOnly option): it changes nothing")
     }
     return yield* handler(request)
   }).pipe(
@@ -313,14 +320,15 @@ const fieldOf = (body: Record<string, unknown>, field: string): Effect.Effect<un
 
 /**
  * A queue's setting, applied through `JobQueue` with the queue's own store: its checks are the
- * API's (`InvalidJobOptions` is a 400 with its message), and the queue is read again for the answer.
+ * API's (`InvalidJobOptions` is a 400 with its message). The answer is read from the store after
+ * it, not from the sampler's copy of the queue's counts, which a failed reading leaves without them.
  */
 const setting = <A>(
   api: Api,
   what: string,
   field: string,
   apply: (queue: string, value: unknown) => Effect.Effect<void, unknown, JobStore>,
-  answer: (counts: JobQueue.QueueStats | undefined) => A
+  answer: (stats: JobQueue.QueueStats) => A
 ) =>
 (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
@@ -328,10 +336,11 @@ const setting = <A>(
     const source = yield* sourceOf(api, "queue", params.queue)
     const value = yield* Effect.flatMap(bodyOf(request), (body) => fieldOf(body, field))
     // the input's errors are the caller's (a 400), kept apart from the store's (a 500)
-    const refused = yield* storeCall(
+    const outcome = yield* storeCall(
       apply(source.name, value).pipe(
+        Effect.andThen(JobQueue.stats(source.name)),
+        Effect.map(answer),
         Effect.provideService(JobStore, source.store!),
-        Effect.as(undefined),
         Effect.catch((error) =>
           error instanceof ApiError ? Effect.succeed(error)
           : error instanceof InvalidJobOptions ? Effect.succeed(new ApiError(400, `invalid ${field} ${error.value}: ${error.reason}`))
@@ -340,9 +349,9 @@ const setting = <A>(
       ),
       what
     )
-    if (refused !== undefined) return yield* Effect.fail(refused)
+    if (outcome instanceof ApiError) return yield* Effect.fail(outcome)
     yield* refresh(api, source)
-    return json(200, answer(source.counts as JobQueue.QueueStats | undefined))
+    return json(200, outcome)
   })
 
 /** A hold's duration as JSON carries one: milliseconds, or a duration's text ("15 minutes"). */
@@ -504,12 +513,12 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
     yield* router.add(
       "POST",
       "/api/queues/:queue/hold",
-      guarded(api, "POST", setting(api, "hold", "duration", holdFor, (counts) => ({ heldUntil: counts?.heldUntil ?? null })))
+      guarded(api, "POST", setting(api, "hold", "duration", holdFor, (stats) => ({ heldUntil: stats.heldUntil ?? null })))
     )
     yield* router.add(
       "POST",
       "/api/queues/:queue/concurrency",
-      guarded(api, "POST", setting(api, "cap", "limit", capOf, (counts) => ({ concurrency: counts?.concurrency?.limit ?? null })))
+      guarded(api, "POST", setting(api, "cap", "limit", capOf, (stats) => ({ concurrency: stats.concurrency?.limit ?? null })))
     )
     yield* router.add("*", "/api/*", guarded(api, "GET", (request) => fail(404, `no such endpoint: ${request.method} ${request.url}`)))
   })

@@ -91,7 +91,7 @@ export const page = String.raw`<!doctype html>
     try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1])); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); }
     history.replaceState(null, "", location.pathname + location.search); // not left in the address bar
   }
-  var state = { sources: [], history: 300, interval: 1000, overview: false, top: [] };
+  var state = { sources: [], history: 300, interval: 1000, overview: false, top: [], readOnly: false };
   // the overview: its window and the sources selected in it (kept for this tab)
   var PAGE = 50, MAX_SELECTED = 20, SELECTED_KEY = "workpool-dashboard-selected";
   var view = { filter: "", order: "backlog", offset: 0, matched: 0, loading: false, again: false };
@@ -119,7 +119,7 @@ export const page = String.raw`<!doctype html>
   // --- data --------------------------------------------------------------------------------------
   function keyOf(s) { return s.kind + ":" + s.name; }
   function onSnapshot(snap) {
-    state.history = snap.history; state.interval = snap.interval;
+    state.history = snap.history; state.interval = snap.interval; state.readOnly = snap.readOnly === true;
     state.sources = snap.sources;
     overviewOf(snap);
     render();
@@ -260,13 +260,13 @@ export const page = String.raw`<!doctype html>
   }
   // pauses or resumes dispatch (a pool) or claims (a queue, for all its consumers); running jobs go on
   function pauseButton(s) {
-    if (!s.counts || s.counts.error || (s.kind === "pool" && s.counts.state !== "running" && s.counts.state !== "paused")) return null;
+    if (state.readOnly || !s.counts || s.counts.error || (s.kind === "pool" && s.counts.state !== "running" && s.counts.state !== "paused")) return null;
     var action = isPaused(s) ? "resume" : "pause";
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: action });
   }
   // a queue's hold (lifted, or asked for) and its cap: each asks for its value, but a lift
   function settingButtons(s) {
-    if (s.kind !== "queue" || !s.counts || s.counts.error) return [];
+    if (state.readOnly || s.kind !== "queue" || !s.counts || s.counts.error) return [];
     var b = function (text, action, extra) {
       var attrs = { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: text };
       for (var k in extra) attrs[k] = extra[k];
@@ -276,9 +276,11 @@ export const page = String.raw`<!doctype html>
       b("cap\u2026", "concurrency", { "data-ask": "limit" })];
   }
   // what a setting's button asks for, and the body it sends (null: the operator backed out)
+  // a number typed is sent as one (milliseconds, a cap), for the server to check; other text as it is
+  var number = function (a) { return a !== "" && !isNaN(Number(a)) ? Number(a) : a; };
   var ASK = {
-    duration: ["Hold the queue for how long? (15 minutes, 2 hours; 0 lifts its hold)", function (a) { return /^\d+$/.test(a) ? Number(a) : a; }],
-    limit: ["Cap on its running jobs, across every consumer? (a whole number; empty or 0: no cap)", function (a) { return a === "" ? null : /^\d+$/.test(a) ? Number(a) : a; }]
+    duration: ["Hold the queue for how long? (15 minutes, 2 hours; 0 lifts its hold)", number],
+    limit: ["Cap on its running jobs, across every consumer? (a whole number; empty or 0: no cap)", function (a) { return a === "" ? null : number(a); }]
   };
   function bodyFor(b, name) {
     var fixed = b.getAttribute("data-body");
@@ -356,6 +358,7 @@ export const page = String.raw`<!doctype html>
   }
 
   function button(label, action, s, job) {
+    if (state.readOnly) return null;
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, "data-id": job.id, text: label });
   }
 

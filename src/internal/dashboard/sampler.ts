@@ -84,6 +84,8 @@ export interface Snapshot {
   readonly interval: number
   /** How many points a chart keeps. */
   readonly history: number
+  /** The dashboard refuses every change (its `readOnly` option): the page shows no button. */
+  readonly readOnly: boolean
   /** How many sources the dashboard has. */
   readonly total: number
   /** Whether it has too many to show each (more than `ALL_SHOWN`): a page then shows an overview. */
@@ -122,6 +124,8 @@ export const key = (kind: "pool" | "queue", name: string) => `${kind}:${name}`
 export interface Config {
   readonly interval: number
   readonly history: number
+  /** The dashboard's `readOnly`: told to the page, which then shows no button. */
+  readonly readOnly?: boolean | undefined
   /** At most this many jobs per list. */
   readonly listed: number
 }
@@ -634,6 +638,7 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
       t,
       interval: config.interval,
       history: config.history,
+      readOnly: config.readOnly === true,
       total: sources.size,
       overview: many(),
       top: many() ? top : [],
