@@ -4,7 +4,9 @@
  * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
  * errors, with buttons to cancel a job, to redrive a dead durable job, and to pause or resume a
  * pool (its dispatch) or a durable queue (claims by every consumer of its store; running jobs go
- * on either way). It updates itself every `interval` by server-sent events. Past 20 pools and
+ * on either way). A durable queue shows its cap with its running jobs, its hold and when it ends,
+ * its retention, and its jobs' snoozes, with buttons to lift or set its hold and set its cap
+ * (`readOnly` turns every button off). It updates itself every `interval` by server-sent events. Past 20 pools and
  * queues (a queue per tenant) the page shows an overview instead: a table of every source's counts,
  * filtered, sorted and paged by the server, with cards only for the 5 largest backlogs and the
  * sources selected in it; only those are read in full each interval.
