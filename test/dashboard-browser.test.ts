@@ -288,6 +288,38 @@ describe("Dashboard in headless Chromium: a queue's settings", () => {
   )
 })
 
+describe("Dashboard in headless Chromium: read-only", () => {
+  const Sms = Task.make("Sms", { payload: Schema.String, success: Schema.String })
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "readOnly: the page shows a queue's hold, cap and jobs, and not one button",
+    () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.Dashboard
+        yield* JobQueue.setConcurrency("sms", 5)
+        yield* JobQueue.holdQueue("sms", "1 hour")
+        const job = yield* JobQueue.enqueue(Sms, "ann", { queue: "sms" })
+        yield* dashboard.addQueue("sms")
+        const pool = yield* WorkPool.make({ concurrency: 1, name: "images", shutdownTimeout: 0 })
+        yield* pool.submit(Effect.never)
+        yield* dashboard.add(pool)
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 800 }))
+        const card = `[data-source="queue:sms"]`
+        const buttons = yield* Effect.promise(() =>
+          page.waitFor<string>(
+            "the page shows the hold, the cap, the queued job and the running one",
+            `() => !!document.querySelector('${card} [data-count="held"]') && ${countIn("queue:sms", "concurrency")} === "0/5" && !!document.querySelector('${card} [data-list="queued"] tr[data-job="${job.id}"]') && !!document.querySelector('[data-source="pool:images"] [data-list="running"] tr[data-job]') && String(document.querySelectorAll("button[data-action]").length)`
+          )
+        )
+        assert.strictEqual(buttons, "0")
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", readOnly: true }), JobStore.memory()))
+      ),
+    120_000
+  )
+})
+
 describe("Dashboard in headless Chromium: 2,000 queues", () => {
   const Noop = Task.make("Noop", { payload: Schema.Number, success: Schema.Number })
   const tenants = Array.from({ length: 2000 }, (_, i) => `tenant-${i}`)

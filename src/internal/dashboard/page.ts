@@ -166,7 +166,8 @@ export const page = String.raw`<!doctype html>
         [pool ? ["failed", "defects", "timedOut"] : ["dead"], "failed"], [["succeeded"], "succeeded"]
       ].map(function (f) { return el("td", { "data-count": f[1], text: s.counts ? String(sum(c, f[0])) : "-" }); });
       return el("tr", { "data-row": k, "data-selected": String(on) }, [
-        el("td", { text: s.name }, isPaused(s) ? [el("span", { "class": "tag", text: " paused" })] : []),
+        el("td", { text: s.name }, [isPaused(s) ? el("span", { "class": "tag", text: " paused" }) : null,
+          s.kind === "queue" && c.heldUntil ? el("span", { "class": "tag", "data-held": "", text: " held" }) : null]),
         el("td", { "class": "tag", text: pool ? "pool" : "queue" })
       ].concat(cells).concat([el("td", {}, [el("button", { type: "button", "data-show": k, text: on ? "hide" : "show" })])]));
     }));
