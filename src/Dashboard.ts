@@ -51,7 +51,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, type Duration, Effect, Layer, PubSub, Redacted, Schedule, Schema, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import { HttpRouter, HttpServer, HttpServerError, type HttpServerRequest } from "effect/http"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
 import * as Host from "./internal/dashboard/host.ts"
@@ -279,8 +279,25 @@ const inPath = (field: string, name: string): string =>
 
 type Checked = Effect.Success<ReturnType<typeof validate>>
 
-const make = (options: Checked) =>
+/**
+ * Ends the server's connections as the dashboard is released: the closing server waited for a
+ * browser's open connection for ever (most likely the page asking again, on its kept-alive
+ * connection, once its stream ended), so a release, and the process's shutdown, hung while a tab
+ * had the page open. Closed first, so that no new connection comes in meanwhile.
+ */
+const closeConnections = (server: () => Server | undefined) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      const open = server()
+      if (open === undefined) return
+      open.close()
+      open.closeAllConnections()
+    })
+  )
+
+const make = (options: Checked, server: () => Server | undefined) =>
   Effect.gen(function*() {
+    yield* closeConnections(server)
     const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs, readOnly: options.readOnly })
     yield* Effect.addFinalizer(() => PubSub.shutdown(sampler.hub))
     const api: Api.Api = {
@@ -356,14 +373,17 @@ const make = (options: Checked) =>
 export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
   // never part of a caller's SQL transaction (see sqlTransaction.ts): built in one, its sampler read
   // the transaction's snapshot, then failed every reading once it had ended
-  layerOutsideTransactions(Layer.unwrap(Effect.map(validate(options), (checked) =>
-    HttpRouter.serve(Layer.effect(Dashboard, make(checked)), { disableLogger: true, disableListenLog: true }).pipe(
+  layerOutsideTransactions(Layer.unwrap(Effect.map(validate(options), (checked) => {
+    let server: Server | undefined
+    const create = () => (server = createServer())
+    return HttpRouter.serve(Layer.effect(Dashboard, make(checked, () => server)), { disableLogger: true, disableListenLog: true }).pipe(
       // No graceful wait for open requests at release: a page's event stream never ends by itself,
       // so the server would wait its whole grace period (20 s) for it. Streams and requests are
       // interrupted at once instead, then the server closes.
-      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
+      Layer.provide(NodeHttpServer.layer(create, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
       Layer.catchTag("ServeError", (error) => Layer.effect(Dashboard, Effect.fail(listenError(checked, error))))
-    ))))
+    )
+  })))
 
 /**
  * The server's `ServeError` has no message of its own (only Node's error, as its cause): printed,

@@ -9,7 +9,7 @@
  * Outside CI the test is skipped where Chromium is missing; under CI=true it fails instead.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -316,6 +316,30 @@ describe("Dashboard in headless Chromium: read-only", () => {
         Effect.scoped,
         Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", readOnly: true }), JobStore.memory()))
       ),
+    120_000
+  )
+})
+
+describe("Dashboard in headless Chromium: release with a page open", () => {
+  // BUG (fixed): with a tab showing the page, releasing the layer (a process's shutdown) never
+  // ended: the closing server stopped answering, and waited for the browser's kept-alive connection
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "releasing the layer while a tab shows the page ends at once, and the page says it lost the server",
+    () =>
+      Effect.gen(function*() {
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const scope = yield* Scope.make()
+        const dashboard = Context.get(yield* Layer.buildWithScope(Dashboard.layer({ interval: "250 millis" }), scope), Dashboard.Dashboard)
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 800, height: 600 }))
+        yield* Effect.promise(() => page.waitFor("the page is live", `() => document.getElementById("status").textContent === "live"`))
+        // apart: a release is uninterruptible, so a timeout around it would wait for it as well
+        const closing = yield* Effect.forkDetach(Scope.close(scope, Exit.void))
+        const closed = yield* Fiber.await(closing).pipe(Effect.timeout("20 seconds"), Effect.option)
+        assert.isTrue(Option.isSome(closed), "the layer was released within 20 s")
+        yield* Effect.promise(() =>
+          page.waitFor("the page says it lost the server", `() => document.getElementById("status").getAttribute("data-state") === "error"`)
+        )
+      }).pipe(Effect.scoped),
     120_000
   )
 })
