@@ -227,7 +227,7 @@ export const page = String.raw`<!doctype html>
         var keep = c.retention[state], parts = [];
         if (keep.age != null) parts.push(within(keep.age));
         if (keep.count != null) parts.push("newest " + keep.count);
-        return state + ": " + parts.join(", ");
+        return state + ": " + (parts.join(", ") || "no limit");
       });
       shown.push(el("div", { "class": "count", "data-count": "retention" }, [el("b", { text: "keeps" }), el("span", { text: kept.join("; ") })]));
     }
