@@ -517,7 +517,7 @@ export const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       heartbeat: (tokens, lease) => track(store.heartbeat(tokens, lease)),
       progress: (token, value) => track(store.progress(token, value)),
       settle: (token, settlement) => track(store.settle(token, settlement)),
-      reap: (backoff, policies) => track(store.reap(backoff, policies))
+      reap: (backoff, policies, reaped) => track(store.reap(backoff, policies, reaped))
     }))
   ).pipe(Layer.provideMerge(layer)) // the store's `Listening` too
 /** Lets every fiber run, until no store operation is in flight. */

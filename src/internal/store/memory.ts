@@ -27,6 +27,7 @@ import {
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  type ReapedJob,
   RETAIN_QUEUES,
   RETAINED,
   retainCursor,
@@ -592,7 +593,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(true)
     })
 
-  const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+  const reap = (
+    backoff: ReadonlyArray<number>,
+    policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+    reaped?: (job: ReapedJob) => void
+  ) =>
     Effect.sync(() => {
       const now = time()
       let count = 0
@@ -601,13 +606,14 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         endLease(row)
         count++
         const job = row.job
-        if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now, cancelRequested: false })
-        else if (job.attempts >= job.maxAttempts) update(row, { state: "dead", exit: null, finishedAt: now })
-        else {
-          const visibleAt = now + reapDelay(job, backoff, policies)
-          update(row, { state: "queued", exit: null, visibleAt })
-          row.rank = rank(job.priority, queueOf(job.queue).aging, visibleAt)
-        }
+        const outcome = job.cancelRequested ? "cancelled" : job.attempts >= job.maxAttempts ? "dead" : "retried"
+        let runAt: number | undefined
+        if (outcome === "retried") {
+          runAt = now + reapDelay(job, backoff, policies)
+          update(row, { state: "queued", exit: null, visibleAt: runAt })
+          row.rank = rank(job.priority, queueOf(job.queue).aging, runAt)
+        } else update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
+        reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }
       return count === 0 ? count : changed(count)
     })

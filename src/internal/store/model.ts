@@ -226,6 +226,39 @@ export type Settlement =
    */
   | { readonly _tag: "Release"; readonly delay?: number | undefined }
 
+/** A job a reap took back (`Store.reap`): its attempt that expired, and what became of it. */
+export interface ReapedJob {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly attempt: number
+  readonly outcome: "retried" | "dead" | "cancelled"
+  /** Retried: when it is visible again (the store's time, ms). */
+  readonly runAt: number | undefined
+}
+
+/** A reaped job as an SQL store's reap returns it (`RETURNING id, queue, task, attempts, state, visible_at`). */
+export interface ReapedRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly attempts: number | string | bigint
+  readonly state: string
+  readonly visible_at: number | string | bigint | null
+}
+
+export const reapedOf = (row: ReapedRow): ReapedJob => {
+  const outcome = row.state === "queued" ? "retried" : row.state === "cancelled" ? "cancelled" : "dead"
+  return {
+    id: row.id,
+    queue: row.queue,
+    task: row.task,
+    attempt: Number(row.attempts),
+    outcome,
+    runAt: outcome === "retried" && row.visible_at !== null ? Number(row.visible_at) : undefined
+  }
+}
+
 export interface Heartbeat {
   /** Tokens whose job is no longer this claim's (reaped, settled elsewhere, purged). */
   readonly lost: ReadonlyArray<string>
@@ -625,10 +658,13 @@ export interface Store {
    * (rounded half up to a millisecond, at most `Backoff.MAX_DELAY`); for a job naming a policy,
    * `policies[name][attempts - 1]`; else (no retry of its own, or a name not in `policies`)
    * `backoff[attempts - 1]`. The last entry of a list serves later attempts. Returns how many.
+   * `reaped`, if given, is told of each job taken back, from what the reap's own statements return
+   * (no other round trip): a consumer's lifecycle events (`onEvent`).
    */
   readonly reap: (
     backoff: ReadonlyArray<number>,
-    policies?: Readonly<Record<string, ReadonlyArray<number>>>
+    policies?: Readonly<Record<string, ReadonlyArray<number>>>,
+    reaped?: (job: ReapedJob) => void
   ) => Effect.Effect<number, StoreError>
   /**
    * Waits until this store instance sees a change made through it (in this process), or `millis`

@@ -78,7 +78,10 @@ import {
   type Store,
   takeFromWindows,
   withId,
-  holdShown
+  holdShown,
+  type ReapedJob,
+  type ReapedRow,
+  reapedOf
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
@@ -2386,7 +2389,11 @@ export const makeWith = (
 
     /** The rows of the next reap batch: REAP_BATCH, halved after a batch was cut, doubled back after a full one. */
     let reapBatch = REAP_BATCH
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) => {
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) => {
       const now = NOW()
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
@@ -2401,7 +2408,9 @@ export const makeWith = (
       // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
       // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
       // order cannot make a deadlock
-      const batch = (size: number) => sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
+      // told of each job (a consumer's events): the same statement, returning its rows
+      const told = reaped === undefined ? sql`` : sql`, wp_job.id, wp_job.queue, wp_job.task, wp_job.attempts, wp_job.state, wp_job.visible_at`
+      const batch = (size: number) => sql<{ back: boolean } & ReapedRow>`UPDATE ${S}.wp_job SET
               state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
               exit = NULL,
               finished_at = CASE WHEN ${out} THEN ${now}::bigint ELSE NULL END,
@@ -2412,7 +2421,7 @@ export const makeWith = (
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back${told}`
       return op(
         "reap",
         Effect.gen(function*() {
@@ -2426,6 +2435,7 @@ export const makeWith = (
             // background: the next reap, half a lease later, may come before
             reapBatch = Math.max(REAP_BATCH_MIN, size >> 1)
             const rows = yield* batch(size)
+            if (reaped !== undefined) for (const row of rows) reaped(reapedOf(row))
             count += rows.length
             reapBatch = rows.length < size ? size : Math.min(REAP_BATCH, size * 2)
             if (rows.length < size) return count

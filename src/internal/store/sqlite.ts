@@ -54,7 +54,10 @@ import {
   type Store,
   takeFromWindows,
   withId,
-  holdShown
+  holdShown,
+  type ReapedJob,
+  type ReapedRow,
+  reapedOf
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
@@ -1294,22 +1297,31 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) =>
       write("reap", () => {
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
+        const params = { now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }
+        // told of each job (a consumer's events): the same statement, returning its rows
+        const returning = reaped === undefined ? "" : " RETURNING id, queue, task, attempts, state, visible_at"
         // named parameters (see DELAYED): :backoff and :policies as REAP_DELAY takes them
-        return Number(
-          db.prepare(
-            `UPDATE wp_job SET
-               state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-               exit = NULL,
-               finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
-               visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
-               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
-               cancel_requested = 0, lease_token = NULL, lease_until = NULL
-             WHERE state = 'running' AND lease_until < :now`
-          ).run({ now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }).changes
+        const statement = db.prepare(
+          `UPDATE wp_job SET
+             state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+             exit = NULL,
+             finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
+             visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
+             rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
+             cancel_requested = 0, lease_token = NULL, lease_until = NULL
+           WHERE state = 'running' AND lease_until < :now${returning}`
         )
+        if (reaped === undefined) return Number(statement.run(params).changes)
+        const rows = statement.all(params) as unknown as ReadonlyArray<ReapedRow>
+        for (const row of rows) reaped(reapedOf(row))
+        return rows.length
       })
 
     return {

@@ -1,0 +1,27 @@
+/**
+ * A consumer's lifecycle events (test/durable/events.ts) on every store, under TestClock; the
+ * Postgres and Redis stores when their servers are set (WORKPOOL_PG_URL, WORKPOOL_REDIS_URL).
+ */
+import { describe } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import * as JobStore from "../src/JobStore.ts"
+import { eventsConformance } from "./durable/events.ts"
+import * as Pg from "./durable/postgres.ts"
+import * as Redis from "./durable/redis.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-events-"))
+let n = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+eventsConformance("the memory store", () => JobStore.memory())
+eventsConformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
+
+if (!Pg.enabled) describe.skip("lifecycle events on Postgres (WORKPOOL_PG_URL is not set)", () => {})
+else eventsConformance("Postgres", () => Pg.testLayer())
+
+// a Redis reap is one script per queue group that returns a count: it does not say which jobs
+if (!Redis.enabled) describe.skip("lifecycle events on Redis (WORKPOOL_REDIS_URL is not set)", () => {})
+else eventsConformance("Redis", () => Redis.testLayer(), { reaps: false })
