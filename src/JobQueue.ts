@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { type Context, Cron, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
+import { type Cause, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
@@ -1706,7 +1706,43 @@ export interface ConsumeOptions<R> {
  * @since 0.3.0
  * @category models
  */
-export type JobEvent = Events.JobEvent
+export type JobEvent = Data.TaggedEnum<{
+  Started: JobEventRef
+  Succeeded: JobEventRef & { readonly duration: number }
+  Failed: JobEventRef & {
+    readonly error: Cause.Cause<unknown>
+    readonly duration: number
+    readonly willRetry: boolean
+    readonly runAt: Date | undefined
+  }
+  Dead: JobEventRef & { readonly error: Cause.Cause<unknown> }
+  Cancelled: JobEventRef
+  Snoozed: JobEventRef & { readonly runAt: Date }
+  GivenBack: JobEventRef
+  LeaseLost: JobEventRef
+  Reaped: JobEventRef & { readonly outcome: "retried" | "dead" | "cancelled"; readonly runAt: Date | undefined }
+  Dropped: { readonly count: number }
+}>
+
+/**
+ * The job a `JobEvent` is about (every kind but `Dropped`).
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const label = (job: JobQueue.JobEventRef) => `${job.queue}/${job.task} ${job.id} #${job.attempt}`
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface JobEventRef {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  /** The attempt as the store counts it (1, then one more per retry or lease expiry). */
+  readonly attempt: number
+}
 
 /**
  * Constructors, `$is` and `$match` of `JobEvent`.

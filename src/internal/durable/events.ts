@@ -10,35 +10,10 @@
  * @internal
  */
 import { Cause, Data, Effect, Fiber, Queue } from "effect"
+import type * as JobQueue from "../../JobQueue.ts"
 import type { Claim, ReapedJob, Settlement } from "../store/model.ts"
 
-/** Who a job is, in every event about it. */
-export interface JobRef {
-  readonly id: string
-  readonly queue: string
-  readonly task: string
-  /** The attempt as the store counts it (1, then one more per retry or lease expiry). */
-  readonly attempt: number
-}
-
-export type JobEvent = Data.TaggedEnum<{
-  Started: JobRef
-  Succeeded: JobRef & { readonly duration: number }
-  Failed: JobRef & {
-    readonly error: Cause.Cause<unknown>
-    readonly duration: number
-    readonly willRetry: boolean
-    readonly runAt: Date | undefined
-  }
-  Dead: JobRef & { readonly error: Cause.Cause<unknown> }
-  Cancelled: JobRef
-  Snoozed: JobRef & { readonly runAt: Date }
-  GivenBack: JobRef
-  LeaseLost: JobRef
-  Reaped: JobRef & { readonly outcome: "retried" | "dead" | "cancelled"; readonly runAt: Date | undefined }
-  Dropped: { readonly count: number }
-}>
-
+export type JobEvent = JobQueue.JobEvent
 export const JobEvent = Data.taggedEnum<JobEvent>()
 
 /** How many events wait for a slow handler before the next ones are dropped (counted). */
@@ -46,7 +21,7 @@ export const EVENT_BUFFER = 1024
 
 export type Handler<R> = (event: JobEvent) => Effect.Effect<unknown, unknown, R>
 
-const refOf = (claim: Claim): JobRef => {
+const refOf = (claim: Claim): JobQueue.JobEventRef => {
   const job = claim.job
   return { id: job.id, queue: job.queue, task: job.task, attempt: job.attempts }
 }
