@@ -1681,7 +1681,7 @@ export interface ConsumeOptions<R> {
  *   it): nothing of this attempt was written, another consumer may run it again.
  * - `Reaped`: this consumer's reaper took back the job of a consumer that stopped renewing its
  *   lease (died): `outcome` "retried" (with `runAt`, the store's time), "dead" or "cancelled".
- *   Any live consumer of the store may be the one that reaps it. Not told by a Redis store.
+ *   Any live consumer of the store may be the one that reaps it.
  * - `Dropped` (`count`): events lost because the handler fell behind.
  *
  * @example

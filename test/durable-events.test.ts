@@ -22,6 +22,5 @@ eventsConformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jo
 if (!Pg.enabled) describe.skip("lifecycle events on Postgres (WORKPOOL_PG_URL is not set)", () => {})
 else eventsConformance("Postgres", () => Pg.testLayer())
 
-// a Redis reap is one script per queue group that returns a count: it does not say which jobs
 if (!Redis.enabled) describe.skip("lifecycle events on Redis (WORKPOOL_REDIS_URL is not set)", () => {})
-else eventsConformance("Redis", () => Redis.testLayer(), { reaps: false })
+else eventsConformance("Redis", () => Redis.testLayer())

@@ -68,6 +68,7 @@ import type {
   QueueCounts,
   QueueSettings,
   RetainPlace,
+  ReapedJob,
   Settlement,
   State,
   Store
@@ -353,6 +354,9 @@ interface Lua<R> {
   /** The script's reply (a phantom: never set). */
   readonly reply?: R
 }
+/** A reap's answer that names its jobs (`Scripts.REAP_TOLD`): its count, and id, task, attempts, outcome, visible (-1: none) of each. */
+type Told = readonly [number, ReadonlyArray<string | number>]
+
 /** A queue's script declares two keys: its meta hash and its guard (see `run`). */
 const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
 
@@ -370,6 +374,8 @@ const SCRIPTS = {
   settle: script<Array<number>>(Scripts.SETTLE),
   reap: script<number>(Scripts.REAP),
   reapMany: script<Array<number>>(Scripts.REAP_MANY),
+  reapTold: script<Told>(Scripts.REAP_TOLD),
+  reapToldMany: script<Array<Told>>(Scripts.REAP_TOLD_MANY),
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
   purge: script<[Array<string>, number]>(Scripts.PURGE),
@@ -387,6 +393,24 @@ const SCRIPTS = {
 
 /** A queue's part of a script over several queues (`Scripts.many`) that failed, the others' answered. */
 class QueueScriptFailed extends Error {}
+
+/** How many jobs a queue's reap took back, telling `reaped` of each when its script named them (`Told`). */
+const reapedIn = (queue: string, answer: number | Told, reaped: ((job: ReapedJob) => void) | undefined): number => {
+  if (typeof answer === "number") return answer
+  const [count, told] = answer
+  for (let i = 0; i + 4 < told.length; i += 5) {
+    const outcome = told[i + 3] as ReapedJob["outcome"]
+    reaped?.({
+      id: String(told[i]),
+      queue,
+      task: String(told[i + 1]),
+      attempt: Number(told[i + 2]),
+      outcome,
+      runAt: outcome === "retried" ? Number(told[i + 4]) : undefined
+    })
+  }
+  return count
+}
 
 /** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit or its cap holds claims back. */
 type Look = [Array<string>, string, string, "0" | "1"]
@@ -1693,7 +1717,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       )
     }
 
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) =>
       op(
         "reap",
         Effect.gen(function*() {
@@ -1716,20 +1744,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             "reap",
             all,
             all.length > 1 ? CLAIM_BOUND : 0,
-            (group) =>
-              group.length === 1
-                ? Effect.map(run("reap", group[0]!, NOW(), named, ...backoff.map(String)), (n) => [n])
-                : runMany(SCRIPTS.reapMany, group, NOW(), named, ...backoff.map(String)),
-            (queue, n) => {
+            (group): Effect.Effect<ReadonlyArray<number | Told | QueueScriptFailed>, unknown> =>
+              reaped === undefined
+                ? group.length === 1
+                  ? Effect.map(run("reap", group[0]!, NOW(), named, ...backoff.map(String)), (n) => [n])
+                  : runMany(SCRIPTS.reapMany, group, NOW(), named, ...backoff.map(String))
+                : group.length === 1
+                ? Effect.map(run("reapTold", group[0]!, NOW(), named, ...backoff.map(String)), (told) => [told])
+                : runMany(SCRIPTS.reapToldMany, group, NOW(), named, ...backoff.map(String)),
+            (queue, answer) => {
+              const n = reapedIn(queue, answer, reaped)
               if (n > 0) taken.push(queue)
               count += n
             },
             {
               onLate: (group, answer) =>
-                Effect.map(answer, (counts) =>
+                Effect.map(answer, (answers) =>
                   group.forEach((queue, i) => {
-                    const n = counts[i]
-                    if (typeof n === "number" && n > 0) signal.notifyIn(0, queue)
+                    const one = answers[i]
+                    if (one !== undefined && !(one instanceof QueueScriptFailed) && reapedIn(queue, one, reaped) > 0) {
+                      signal.notifyIn(0, queue)
+                    }
                   })),
               size: manyQueues,
               inFlight: "unbounded"

@@ -701,7 +701,11 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  * (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep them in step), its
  * named policy's list, or `backoff`.
  */
-const REAP_BODY = `
+/**
+ * `tell`: the script also answers which jobs it took back (a consumer's lifecycle events): `{count,
+ * {id, task, attempts, outcome, visible or -1, ...}}`, from what it reads anyway but the task.
+ */
+const reapBody = (tell: boolean) => `
 local now = clock(ARGV[1])
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
@@ -729,7 +733,8 @@ local function delayOf(j, attempts)
 end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
 moved = moved + #expired / 2
-local count = 0
+local count = 0${tell ? `
+local told = {}` : ""}
 for i = 1, #expired, 2 do
   local id = expired[i]
   if tonumber(expired[i + 1]) < now then
@@ -737,24 +742,29 @@ for i = 1, #expired, 2 do
     local j = jobKey(id)
     endLease(id)
     redis.call("HDEL", j, "exit")
-    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority")
+    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
     local attempts = tonumber(f[2])
     if f[1] == "1" then
-      finish(id, "cancelled", now)
+      finish(id, "cancelled", now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
     elseif attempts >= tonumber(f[3]) then
-      finish(id, "dead", now)
+      finish(id, "dead", now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
     else
       local visible = now + delayOf(j, attempts)
       redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
       queued(id)
-      place(id, now)
+      place(id, now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
     end
   end
 end
 if count > 0 then slotFreed() end
-return count
+return ${tell ? "{count, told}" : "count"}
 `
-export const REAP: string = `${PRELUDE}${REAP_BODY}`
+export const REAP: string = `${PRELUDE}${reapBody(false)}`
+/** `REAP` that also says which jobs it took back (see `reapBody`). */
+export const REAP_TOLD: string = `${PRELUDE}${reapBody(true)}`
 
 /** ARGV: now, id, cancel channel → "cancelled" | "requested" | "finished" | "missing" */
 export const CANCEL: string = `${PRELUDE}
@@ -1312,7 +1322,10 @@ return out
 export const PEEK_MANY: string = many(PEEK_BODY)
 
 /** `REAP` of several queues (see `many`). */
-export const REAP_MANY: string = many(REAP_BODY)
+export const REAP_MANY: string = many(reapBody(false))
+
+/** `REAP_TOLD` of several queues (see `many`). */
+export const REAP_TOLD_MANY: string = many(reapBody(true))
 
 /**
  * The server's TIME, by a script: on a Cluster, routed by its key (the list of queues') to that
