@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import * as DurableError from "../../src/DurableError.ts"
-import { JobStore as Store } from "../../src/internal/store/model.ts"
+import { JobStore as Store, type Settlement } from "../../src/internal/store/model.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
 import { InvalidPoolConfig } from "../../src/PoolError.ts"
@@ -40,15 +40,19 @@ const until = (done: () => boolean, seconds = 60) =>
     assert.isTrue(done(), "the awaited events came")
   })
 
-/** `layer`'s store, whose heartbeats say every job lost once `lose` is set (another consumer reaped them). */
+/**
+ * `layer`'s store, whose heartbeats say every job lost once `lose` is set (another consumer reaped
+ * them), and whose settles are refused by the fence once `fence` is set (reaped between the last beat and the settle).
+ */
 const losing = (layer: Layer.Layer<JobStore.JobStore, any>) => {
-  const flag = { lose: false }
+  const flag = { lose: false, fence: false }
   const wrapped = Layer.effect(
     Store,
     Effect.map(Store, (store) => ({
       ...store,
       heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
-        Effect.map(store.heartbeat(tokens, lease), (beat) => flag.lose ? { ...beat, lost: tokens } : beat)
+        Effect.map(store.heartbeat(tokens, lease), (beat) => flag.lose ? { ...beat, lost: tokens } : beat),
+      settle: (token: string, settlement: Settlement) => flag.fence ? Effect.succeed(false) : store.settle(token, settlement)
     }))
   ).pipe(Layer.provideMerge(layer))
   return { flag, layer: wrapped }
@@ -189,6 +193,24 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
           const job = yield* JobQueue.enqueue(Echo, { n: 1 })
           yield* until(() => events.of(job.id).length === 1)
           flag.lose = true
+          yield* until(() => events.of(job.id).length === 2)
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
+        })),
+        tracked(layer)
+      )
+    })
+
+    it.effect("a settle the store's fence refuses (the job another consumer's by then): LeaseLost, not Succeeded", () => {
+      const { flag, layer } = losing(makeStore())
+      return Effect.provide(
+        Effect.scoped(Effect.gen(function*() {
+          const events = recorder()
+          const go = yield* Deferred.make<void>()
+          yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(go), n))] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* until(() => events.of(job.id).length === 1)
+          flag.fence = true
+          yield* Deferred.succeed(go, undefined)
           yield* until(() => events.of(job.id).length === 2)
           assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
         })),
