@@ -1677,8 +1677,9 @@ export interface ConsumeOptions<R> {
  * - `Snoozed` (`runAt`): its handler snoozed it (`JobQueue.snooze`).
  * - `GivenBack`: this consumer stopped (or could not start it) and gave it back unrun; the attempt
  *   does not count.
- * - `LeaseLost`: its lease was no longer this consumer's (it was reaped, its consumer paused past
- *   it): nothing of this attempt was written, another consumer may run it again.
+ * - `LeaseLost`: nothing of this attempt was written, and the job runs again (once reaped): its
+ *   lease was no longer this consumer's (reaped after this process paused past it), or its settle
+ *   failed for good (the store unreachable for a lease).
  * - `Reaped`: this consumer's reaper took back the job of a consumer that stopped renewing its
  *   lease (died): `outcome` "retried" (with `runAt`, the store's time), "dead" or "cancelled".
  *   Any live consumer of the store may be the one that reaps it.

@@ -42,17 +42,23 @@ const until = (done: () => boolean, seconds = 60) =>
 
 /**
  * `layer`'s store, whose heartbeats say every job lost once `lose` is set (another consumer reaped
- * them), and whose settles are refused by the fence once `fence` is set (reaped between the last beat and the settle).
+ * them), whose settles are refused by the fence once `fence` is set (reaped between the last beat
+ * and the settle), and fail once `fail` is set (the store unreachable).
  */
 const losing = (layer: Layer.Layer<JobStore.JobStore, any>) => {
-  const flag = { lose: false, fence: false }
+  const flag = { lose: false, fence: false, fail: false }
   const wrapped = Layer.effect(
     Store,
     Effect.map(Store, (store) => ({
       ...store,
       heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
         Effect.map(store.heartbeat(tokens, lease), (beat) => flag.lose ? { ...beat, lost: tokens } : beat),
-      settle: (token: string, settlement: Settlement) => flag.fence ? Effect.succeed(false) : store.settle(token, settlement)
+      settle: (token: string, settlement: Settlement) =>
+        flag.fail
+          ? Effect.fail(new DurableError.StoreError({ operation: "settle", reason: "unreachable" }))
+          : flag.fence
+          ? Effect.succeed(false)
+          : store.settle(token, settlement)
     }))
   ).pipe(Layer.provideMerge(layer))
   return { flag, layer: wrapped }
@@ -214,6 +220,24 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
           yield* until(() => events.of(job.id).length === 2)
           assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
         })),
+        tracked(layer)
+      )
+    })
+
+    it.effect("a settle that fails for good (the store unreachable for a lease): LeaseLost, once, and nothing else", () => {
+      const { flag, layer } = losing(makeStore())
+      return Effect.provide(
+        Effect.scoped(Effect.gen(function*() {
+          const events = recorder()
+          const go = yield* Deferred.make<void>()
+          yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(go), n))] })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* until(() => events.of(job.id).length === 1)
+          flag.fail = true
+          yield* Deferred.succeed(go, undefined)
+          yield* until(() => events.of(job.id).length === 2)
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
+        })).pipe(Effect.provide(Logger.layer([]))),
         tracked(layer)
       )
     })

@@ -519,15 +519,19 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             : Effect.map(written, (written) => events.settled(entry.claim, failureOf(entry, exit), settlement, written))
         }),
         Effect.catchCause((cause) =>
-          Effect.flatMap(store.closed, (closed) =>
+          Effect.flatMap(store.closed, (closed) => {
+            // nothing of the attempt written: its lease will expire, and it runs again
+            events?.settled(entry.claim, undefined, undefined, undefined)
             // a closed store: the consumer said so once (`storeClosed`), not once per job
-            closed ? Effect.void : Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
+            return closed ? Effect.void : Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
               Effect.annotateLogs({ jobId: entry.claim.job.id, queue: entry.claim.job.queue })
-            ))
+            )
+          })
         ),
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
           settling--
+          events?.forget(entry.claim)
         }))
       )
 

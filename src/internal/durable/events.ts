@@ -30,7 +30,8 @@ export interface Events {
   readonly started: (claim: Claim) => void
   /**
    * An attempt's end: its settlement, and whether the store took it (false: fenced, the lease was
-   * someone else's by then; undefined: nothing was written, its lease lost already).
+   * someone else's by then; undefined: nothing was written, its lease lost already, or its
+   * settlement undefined too: a settle that failed for good).
    */
   readonly settled: (
     claim: Claim,
@@ -39,6 +40,8 @@ export interface Events {
     written: boolean | undefined
   ) => void
   readonly givenBack: (claim: Claim) => void
+  /** The attempt is over, told or not (a settle interrupted by a stop past its grace): its start is forgotten. */
+  readonly forget: (claim: Claim) => void
   readonly reaped: (job: ReapedJob) => void
   /** Delivers what is buffered (within `grace` ms), then stops. */
   readonly close: (grace: number) => Effect.Effect<void>
@@ -126,6 +129,7 @@ export const make = <R>(
           }
       }
     },
+    forget: (claim) => void startedAt.delete(claim.token),
     givenBack: (claim) => {
       startedAt.delete(claim.token)
       emit(JobEvent.GivenBack(refOf(claim)))
