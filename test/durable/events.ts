@@ -190,23 +190,11 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued")
       })))
 
-    it.effect("a job whose lease is lost under it (another consumer took it back): LeaseLost, nothing written", () => {
-      const { flag, layer } = losing(makeStore())
-      return Effect.provide(
-        Effect.scoped(Effect.gen(function*() {
-          const events = recorder()
-          yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, () => Effect.never)] })
-          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-          yield* until(() => events.of(job.id).length === 1)
-          flag.lose = true
-          yield* until(() => events.of(job.id).length === 2)
-          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
-        })),
-        tracked(layer)
-      )
-    })
-
-    it.effect("a settle the store's fence refuses (the job another consumer's by then): LeaseLost, not Succeeded", () => {
+    /**
+     * A job started, then `trouble` set in its store, then its handler let end: LeaseLost, and
+     * nothing else. Its handler ends only when told (`go`): a lost lease interrupts it before.
+     */
+    const leaseLost = (trouble: "lose" | "fence" | "fail") => {
       const { flag, layer } = losing(makeStore())
       return Effect.provide(
         Effect.scoped(Effect.gen(function*() {
@@ -215,32 +203,20 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
           yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(go), n))] })
           const job = yield* JobQueue.enqueue(Echo, { n: 1 })
           yield* until(() => events.of(job.id).length === 1)
-          flag.fence = true
-          yield* Deferred.succeed(go, undefined)
-          yield* until(() => events.of(job.id).length === 2)
-          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
-        })),
-        tracked(layer)
-      )
-    })
-
-    it.effect("a settle that fails for good (the store unreachable for a lease): LeaseLost, once, and nothing else", () => {
-      const { flag, layer } = losing(makeStore())
-      return Effect.provide(
-        Effect.scoped(Effect.gen(function*() {
-          const events = recorder()
-          const go = yield* Deferred.make<void>()
-          yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(go), n))] })
-          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
-          yield* until(() => events.of(job.id).length === 1)
-          flag.fail = true
-          yield* Deferred.succeed(go, undefined)
+          flag[trouble] = true
+          if (trouble !== "lose") yield* Deferred.succeed(go, undefined)
           yield* until(() => events.of(job.id).length === 2)
           assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"])
         })).pipe(Effect.provide(Logger.layer([]))),
         tracked(layer)
       )
-    })
+    }
+
+    it.effect("a job whose lease is lost under it (another consumer took it back): LeaseLost, nothing written", () => leaseLost("lose"))
+
+    it.effect("a settle the store's fence refuses (the job another consumer's by then): LeaseLost, not Succeeded", () => leaseLost("fence"))
+
+    it.effect("a settle that fails for good (the store unreachable for a lease): LeaseLost, once, and nothing else", () => leaseLost("fail"))
 
     it.effect("a job of a consumer that died (claimed, never renewed): Reaped by a live consumer's reaper, retried, then run", () =>
       provide(Effect.gen(function*() {
