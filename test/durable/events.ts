@@ -292,6 +292,25 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
         assert.strictEqual(seen.length, 1, "the handler got its first event only")
       })))
 
+    it.effect("a handler that hangs and cannot be interrupted does not hold the consumer's stop past its grace", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const scope = yield* Scope.make()
+        yield* Scope.provide(
+          JobQueue.consume({
+            ...options,
+            onEvent: (event) => Effect.andThen(events.onEvent(event), Effect.uninterruptible(Effect.never)),
+            handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
+          }),
+          scope
+        )
+        assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n: 1 })).await, 1)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* tick(3000)
+        assert.isDefined(closing.pollUnsafe(), "the stop ended within its grace")
+        assert.deepStrictEqual(events.all.map((e) => e._tag), ["Started"])
+      })))
+
     it.effect("a slow handler loses events once 1,024 wait; a Dropped event tells how many, where they were", () =>
       provide(Effect.gen(function*() {
         const seen: Array<JobQueue.JobEvent> = []

@@ -143,10 +143,11 @@ export const make = <R>(
         outcome: job.outcome,
         runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
       })),
+    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good
     close: (grace) =>
       Effect.andThen(
         Queue.end(queue),
-        Effect.andThen(Effect.timeoutOption(Fiber.await(drainer), grace), Fiber.interrupt(drainer))
+        Effect.andThen(Effect.timeoutOption(Fiber.await(drainer), grace), Effect.sync(() => drainer.interruptUnsafe()))
       )
   }
 }
