@@ -1318,11 +1318,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
              cancel_requested = 0, lease_token = NULL, lease_until = NULL
            WHERE state = 'running' AND lease_until < :now${returning}`
         )
-        if (reaped === undefined) return Number(statement.run(params).changes)
-        const rows = statement.all(params) as unknown as ReadonlyArray<ReapedRow>
-        for (const row of rows) reaped(reapedOf(row))
-        return rows.length
-      })
+        return reaped === undefined ? Number(statement.run(params).changes) : statement.all(params) as unknown as ReadonlyArray<ReapedRow>
+      }).pipe(Effect.map((result) => {
+        if (typeof result === "number") return result
+        // told once committed: a reap rolled back (its commit failed) took nothing back
+        for (const row of result) reaped!(reapedOf(row))
+        return result.length
+      }))
 
     return {
       enqueue,
