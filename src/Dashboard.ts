@@ -4,7 +4,9 @@
  * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
  * errors, with buttons to cancel a job, to redrive a dead durable job, and to pause or resume a
  * pool (its dispatch) or a durable queue (claims by every consumer of its store; running jobs go
- * on either way). It updates itself every `interval` by server-sent events. Past 20 pools and
+ * on either way). A durable queue shows its cap with its running jobs, its hold and when it ends,
+ * its retention, and its jobs' snoozes, with buttons to lift or set its hold and set its cap
+ * (`readOnly` turns every button off). It updates itself every `interval` by server-sent events. Past 20 pools and
  * queues (a queue per tenant) the page shows an overview instead: a table of every source's counts,
  * filtered, sorted and paged by the server, with cards only for the 5 largest backlogs and the
  * sources selected in it; only those are read in full each interval.
@@ -49,7 +51,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, type Duration, Effect, Layer, PubSub, Redacted, Schedule, Schema, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import { HttpRouter, HttpServer, HttpServerError, type HttpServerRequest } from "effect/http"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import * as config from "./internal/config.ts"
 import * as Api from "./internal/dashboard/api.ts"
 import * as Host from "./internal/dashboard/host.ts"
@@ -95,7 +97,8 @@ export class InvalidDashboardOptions extends Schema.TaggedError<InvalidDashboard
  *   host: "127.0.0.1",     // the default: loopback only
  *   token: process.env.DASHBOARD_TOKEN,   // at least 16 printable ASCII characters; unset: 32 random hex digits
  *   interval: "1 second",  // how often the page is updated
- *   history: 300           // points per chart (5 minutes at 1 s)
+ *   history: 300,          // points per chart (5 minutes at 1 s)
+ *   readOnly: false        // true: the page shows, its buttons are off (every POST is a 403)
  * }
  * // or a check of your own instead of a token (a POST still needs the dashboard's own header):
  * const behindProxy: Dashboard.Options = {
@@ -134,6 +137,11 @@ export interface Options {
    * `Host`, list the proxy's public name.
    */
   readonly allowedHosts?: ReadonlyArray<string> | "any" | undefined
+  /**
+   * Shows, never changes: every button's request (a `POST`: cancel, redrive, pause, resume, a
+   * queue's hold or cap) is refused with a 403, and the page shows no buttons. Default `false`.
+   */
+  readonly readOnly?: boolean | undefined
 }
 
 /**
@@ -206,7 +214,7 @@ const validate = (options: Options) =>
   check(() => {
     config.object("options", options)
     // a misspelt key would be ignored, and its default used silently
-    config.onlyKeys("", options, ["port", "host", "token", "authorize", "interval", "history", "jobs", "allowedHosts"], {
+    config.onlyKeys("", options, ["port", "host", "token", "authorize", "interval", "history", "jobs", "allowedHosts", "readOnly"], {
       allowedHost: "allowedHosts"
     })
     if (options.token !== undefined && options.authorize !== undefined) {
@@ -238,6 +246,8 @@ const validate = (options: Options) =>
       config.fail("allowedHosts", allowedHosts, `expected "any" or an array of host names without port or scheme (".example.com": it and its subdomains)`)
     }
     const interval = options.interval === undefined ? 1000 : config.finiteMillis("interval", options.interval, 50)
+    // a truthy string ("false" from an environment variable) must not turn the buttons on or off by surprise
+    if (options.readOnly !== undefined && typeof options.readOnly !== "boolean") config.fail("readOnly", options.readOnly, "expected a boolean")
     return {
       port,
       host,
@@ -247,7 +257,8 @@ const validate = (options: Options) =>
       allowedHosts: allowedHosts === "any" ? allowedHosts : [...allowedHosts, ...(Host.validEntry(host) ? [host] : [])],
       interval,
       history: options.history === undefined ? 300 : config.positiveInteger("history", options.history, 100_000),
-      jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000)
+      jobs: options.jobs === undefined ? 50 : config.positiveInteger("jobs", options.jobs, 1000),
+      readOnly: options.readOnly === true
     }
   })
 
@@ -268,16 +279,34 @@ const inPath = (field: string, name: string): string =>
 
 type Checked = Effect.Success<ReturnType<typeof validate>>
 
-const make = (options: Checked) =>
+/**
+ * Ends the server's connections as the dashboard is released: the closing server waited for a
+ * browser's open connection for ever (most likely the page asking again, on its kept-alive
+ * connection, once its stream ended), so a release, and the process's shutdown, hung while a tab
+ * had the page open. Closed first, so that no new connection comes in meanwhile.
+ */
+const closeConnections = (server: () => Server | undefined) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      const open = server()
+      if (open === undefined) return
+      open.close()
+      open.closeAllConnections()
+    })
+  )
+
+const make = (options: Checked, server: () => Server | undefined) =>
   Effect.gen(function*() {
-    const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs })
+    yield* closeConnections(server)
+    const sampler = yield* Sampler.make({ interval: options.interval, history: options.history, listed: options.jobs, readOnly: options.readOnly })
     yield* Effect.addFinalizer(() => PubSub.shutdown(sampler.hub))
     const api: Api.Api = {
       sampler,
       authorize: options.token === undefined ? options.authorize! : Api.tokenCheck(options.token),
       usesToken: options.token !== undefined,
       lock: yield* Semaphore.make(1),
-      allowedHost: Host.hostCheck(options.allowedHosts)
+      allowedHost: Host.hostCheck(options.allowedHosts),
+      readOnly: options.readOnly
     }
     yield* Api.register(yield* HttpRouter.HttpRouter, api)
     yield* Effect.forkScoped(Effect.repeat(api.lock.withPermits(1)(sampler.sample(true)), Schedule.spaced(options.interval)))
@@ -344,14 +373,17 @@ const make = (options: Checked) =>
 export const layer = (options: Options = {}): Layer.Layer<Dashboard, InvalidDashboardOptions | HttpServerError.ServeError> =>
   // never part of a caller's SQL transaction (see sqlTransaction.ts): built in one, its sampler read
   // the transaction's snapshot, then failed every reading once it had ended
-  layerOutsideTransactions(Layer.unwrap(Effect.map(validate(options), (checked) =>
-    HttpRouter.serve(Layer.effect(Dashboard, make(checked)), { disableLogger: true, disableListenLog: true }).pipe(
+  layerOutsideTransactions(Layer.unwrap(Effect.map(validate(options), (checked) => {
+    let server: Server | undefined
+    const create = () => (server = createServer())
+    return HttpRouter.serve(Layer.effect(Dashboard, make(checked, () => server)), { disableLogger: true, disableListenLog: true }).pipe(
       // No graceful wait for open requests at release: a page's event stream never ends by itself,
       // so the server would wait its whole grace period (20 s) for it. Streams and requests are
       // interrupted at once instead, then the server closes.
-      Layer.provide(NodeHttpServer.layer(createServer, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
+      Layer.provide(NodeHttpServer.layer(create, { port: checked.port, host: checked.host, disablePreemptiveShutdown: true })),
       Layer.catchTag("ServeError", (error) => Layer.effect(Dashboard, Effect.fail(listenError(checked, error))))
-    ))))
+    )
+  })))
 
 /**
  * The server's `ServeError` has no message of its own (only Node's error, as its cause): printed,

@@ -29,7 +29,7 @@
  *
  * @since 0.2.0
  */
-import { type Context, Cron, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
+import { type Cause, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
 import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
@@ -38,6 +38,7 @@ import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
 import * as config from "./internal/config.ts"
 import * as ConsumerImpl from "./internal/durable/consumer.ts"
+import * as Events from "./internal/durable/events.ts"
 import * as JobInfos from "./internal/jobInfo.ts"
 import { outsideTransactions } from "./internal/sqlTransaction.ts"
 import { checkTask } from "./internal/taskCodecs.ts"
@@ -436,7 +437,7 @@ const REPEAT_HINTS = {
 /** The keys of `ConsumeOptions` (see `ENQUEUE_KEYS`). */
 const CONSUME_KEYS = [
   "queues", "handlers", "threadPool", "tasks", "concurrency", "timeout", "retry", "retryPolicies", "lease", "poll",
-  "shutdownTimeout", "rateLimit", "aging", "name", "dispatch"
+  "shutdownTimeout", "rateLimit", "aging", "name", "dispatch", "onEvent"
 ]
 const CONSUME_HINTS = { queue: "queues", leaseDuration: "lease", lockDuration: "lease", pollInterval: "poll", pollingInterval: "poll" }
 
@@ -1406,7 +1407,9 @@ export interface SnoozeOptions {
  * bounded: a job that always snoozes never goes dead (bound it yourself, say by the time since
  * `CurrentJob`'s `createdAt`).
  * A cancel asked for meanwhile ends the job cancelled. A bad duration (negative, infinite, not a
- * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`).
+ * duration) fails the attempt instead, with the defect `InvalidJobOptions` (field `snooze`), as do
+ * options with another key than `holdQueue` or a `holdQueue` that is not a boolean (naming the key).
+ * A snooze of 0 holds nothing.
  * Outside a durable handler it is a defect like any.
  *
  * @example
@@ -1428,7 +1431,18 @@ export interface SnoozeOptions {
  * @category consumer
  */
 export const snooze = (duration: Duration.Input, options?: SnoozeOptions): Effect.Effect<never> =>
-  Effect.flatMap(Effect.orDie(invalid(() => holdOf("snooze", duration))), (delay) => Effect.die(new JobSnoozed(delay, options?.holdQueue === true)))
+  Effect.flatMap(
+    Effect.orDie(invalid(() => [holdOf("snooze", duration), holdsQueue(options)] as const)),
+    ([delay, hold]) => Effect.die(new JobSnoozed(delay, hold))
+  )
+
+/** A snooze's `holdQueue`: a key misspelt or a value not a boolean is refused, not read as false (its queue not held). */
+const holdsQueue = (options: SnoozeOptions | undefined): boolean => {
+  if (options === undefined) return false
+  config.object("options", options)
+  config.onlyKeys("", options, ["holdQueue"])
+  return options.holdQueue === undefined ? false : config.boolean("holdQueue", options.holdQueue)
+}
 
 /**
  * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
@@ -1713,7 +1727,113 @@ export interface ConsumeOptions<R> {
    *   consumer's own (nothing is stored): several consumers of the same queues each rotate.
    */
   readonly dispatch?: "priority" | "fair" | undefined
+  /**
+   * Told of each lifecycle event of this consumer's jobs (`JobEvent`), in order, on a fiber of its
+   * own with the consumer's services: the consumer never waits for it. Events wait for a slow
+   * handler in a buffer of 1,024; past that they are dropped and counted (a `Dropped` event, where
+   * they were). A handler that fails or dies loses that event (logged once); one that hangs holds
+   * the events after it until they are dropped. A stopping consumer gives it 2 seconds to take
+   * what is buffered. Without it no event is made (nothing per job).
+   * @since 0.3.0
+   */
+  readonly onEvent?: ((event: JobEvent) => Effect.Effect<unknown, unknown, R>) | undefined
 }
+
+/**
+ * A lifecycle event of a consumer's job (`ConsumeOptions.onEvent`). Every event but `Dropped` names
+ * the job (`id`, `queue`, `task`, and the `attempt` as the store counts it):
+ * - `Started`: claimed and handed to the consumer's pool.
+ * - `Succeeded` (`duration` in ms, on this consumer's clock).
+ * - `Failed`: an attempt failed (`error`, its `Cause`; a timeout is `AttemptTimeout`); `willRetry`
+ *   with `runAt` (this consumer's clock), or not, and then `Dead` follows.
+ * - `Dead`: no attempt left, or a failure that is never retried (`error`).
+ * - `Cancelled`: a cancel (`JobQueue.cancel`) stopped it mid-run.
+ * - `Snoozed` (`runAt`): its handler snoozed it (`JobQueue.snooze`).
+ * - `GivenBack`: this consumer stopped (or could not start it) and gave it back unrun; the attempt
+ *   does not count.
+ * - `LeaseLost`: nothing of this attempt was written, and the job runs again (once reaped): its
+ *   lease was no longer this consumer's (reaped after this process paused past it), or its settle
+ *   failed for good (the store unreachable for a lease).
+ * - `Reaped`: this consumer's reaper took back the job of a consumer that stopped renewing its
+ *   lease (died): `outcome` "retried" (with `runAt`, the store's time), "dead" or "cancelled".
+ *   Any live consumer of the store may be the one that reaps it.
+ * - `Dropped` (`count`): events lost because the handler fell behind.
+ *
+ * @example
+ * ```ts
+ * import { Cause, Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const onEvent = JobQueue.JobEvent.$match({
+ *   Dead: (e) => Effect.logError(`job ${e.id} (${e.task}) is dead`, Cause.pretty(e.error)),
+ *   Reaped: (e) => Effect.logWarning(`job ${e.id} taken back from a dead consumer: ${e.outcome}`),
+ *   Dropped: (e) => Effect.logWarning(`${e.count} job events dropped`),
+ *   Started: () => Effect.void,
+ *   Succeeded: () => Effect.void,
+ *   Failed: () => Effect.void,
+ *   Cancelled: () => Effect.void,
+ *   Snoozed: () => Effect.void,
+ *   GivenBack: () => Effect.void,
+ *   LeaseLost: () => Effect.void
+ * })
+ * // JobQueue.consume({ ..., onEvent })
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export type JobEvent = Data.TaggedEnum<{
+  Started: JobEventRef
+  Succeeded: JobEventRef & { readonly duration: number }
+  Failed: JobEventRef & {
+    readonly error: Cause.Cause<unknown>
+    readonly duration: number
+    readonly willRetry: boolean
+    readonly runAt: Date | undefined
+  }
+  Dead: JobEventRef & { readonly error: Cause.Cause<unknown> }
+  Cancelled: JobEventRef
+  Snoozed: JobEventRef & { readonly runAt: Date }
+  GivenBack: JobEventRef
+  LeaseLost: JobEventRef
+  Reaped: JobEventRef & { readonly outcome: "retried" | "dead" | "cancelled"; readonly runAt: Date | undefined }
+  Dropped: { readonly count: number }
+}>
+
+/**
+ * The job a `JobEvent` is about (every kind but `Dropped`).
+ *
+ * @example
+ * ```ts
+ * import type { JobQueue } from "effect-workpool"
+ *
+ * const label = (job: JobQueue.JobEventRef) => `${job.queue}/${job.task} ${job.id} #${job.attempt}`
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export interface JobEventRef {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  /** The attempt as the store counts it (1, then one more per retry or lease expiry). */
+  readonly attempt: number
+}
+
+/**
+ * Constructors, `$is` and `$match` of `JobEvent`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { JobQueue } from "effect-workpool"
+ *
+ * const isDeath = JobQueue.JobEvent.$is("Dead")
+ * const onEvent = (event: JobQueue.JobEvent) => isDeath(event) ? Effect.logError(`dead: ${event.id}`) : Effect.void
+ * ```
+ * @since 0.3.0
+ * @category models
+ */
+export const JobEvent = Events.JobEvent
 
 /**
  * A `ThreadPool` (`effect-workpool/ThreadPool`), as `ConsumeOptions.threadPool` takes it: by its type
@@ -1883,7 +2003,10 @@ export const consume: {
         poll: options.poll === undefined ? 1000 : config.finiteMillis("poll", options.poll),
         rateLimit: options.rateLimit === undefined ? undefined : RateLimits.check("rateLimit", options.rateLimit),
         name: options.name === undefined ? undefined : config.name("name", options.name),
-        dispatch: options.dispatch === undefined ? "priority" : config.oneOf("dispatch", options.dispatch, ["priority", "fair"])
+        dispatch: options.dispatch === undefined ? "priority" : config.oneOf("dispatch", options.dispatch, ["priority", "fair"]),
+        onEvent: options.onEvent === undefined || typeof options.onEvent === "function"
+          ? options.onEvent
+          : config.fail("onEvent", options.onEvent, "expected a function (event) => Effect")
       } satisfies ConsumerImpl.ConsumerConfig<R>] as const
     }),
     ([aging, checked]) =>

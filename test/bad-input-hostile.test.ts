@@ -559,7 +559,7 @@ describe("every key an options type has is taken, each one undefined", () => {
       const consume: Every<JobQueue.ConsumeOptions<never>> = {
         queues: undefined, handlers: undefined, threadPool: undefined, tasks: undefined, concurrency: undefined, timeout: undefined,
         retry: undefined, retryPolicies: undefined, lease: undefined, poll: undefined, shutdownTimeout: undefined,
-        rateLimit: undefined, aging: undefined, name: undefined, dispatch: undefined
+        rateLimit: undefined, aging: undefined, name: undefined, dispatch: undefined, onEvent: undefined
       }
       yield* Effect.scoped(JobQueue.consume({ ...consume, handlers: [Echoing], concurrency: 1 }))
     }).pipe(Effect.provide(JobStore.memory())))
@@ -577,7 +577,7 @@ describe("every key an options type has is taken, each one undefined", () => {
       yield* SqliteStore.options({ ...sqlite, filename: "x.db" })
       const dashboard: Every<Dashboard.Options> = {
         port: undefined, host: undefined, token: undefined, authorize: undefined, interval: undefined, history: undefined,
-        jobs: undefined, allowedHosts: undefined
+        jobs: undefined, allowedHosts: undefined, readOnly: undefined
       }
       yield* Effect.scoped(Layer.build(Dashboard.layer(dashboard)))
     }))

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto"
 import { existsSync } from "node:fs"
 import { request as httpRequest } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
-import { WorkPool } from "../src/index.ts"
+import { JobQueue, WorkPool } from "../src/index.ts"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { JobStore as StoreTag } from "../src/internal/store/model.ts"
@@ -29,7 +29,7 @@ const send = (
   dashboard: Dashboard.Dashboard["Service"],
   path: string,
   host: string,
-  options: { readonly method?: "GET" | "POST"; readonly headers?: Record<string, string> } = {}
+  options: { readonly method?: "GET" | "POST"; readonly headers?: Record<string, string>; readonly body?: string } = {}
 ) =>
   Effect.promise(() =>
     new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
@@ -48,7 +48,7 @@ const send = (
         response.on("end", () => resolve({ status: response.statusCode!, headers: response.headers, body }))
       })
       req.on("error", reject)
-      req.end()
+      req.end(options.body)
     })
   )
 
@@ -243,24 +243,122 @@ describe("Dashboard: a source that stops answering", () => {
 describe("Dashboard: a button on a queue whose store hangs", () => {
   // BUG (fixed): a queue's cancel, redrive, pause and resume called the store with no bound: on a
   // hung store (a partition, an exhausted pool of connections) the request, and its connection, waited for ever
-  it.effect("cancel, redrive, pause and resume answer 504 once the store has not answered for 5 s, saying the action may still be applied", () =>
+  it.effect("cancel, redrive, pause, resume, a hold and a cap answer 504 once the store has not answered for 5 s, saying the action may still be applied", () =>
     Effect.gen(function*() {
       const memory = yield* Layer.build(JobStore.memory())
       const store = Context.get(memory, StoreTag)
       const hung = Layer.succeed(StoreTag, { ...store, get: () => Effect.never, configure: () => Effect.never })
       const dashboard = yield* start()
       yield* Effect.provide(dashboard.addQueue("hung"), hung)
-      for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume"]) {
+      const bodies: Record<string, string> = { hold: `{"duration":0}`, concurrency: `{"limit":2}` }
+      for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume", "hold", "concurrency"]) {
         const answer = yield* answeredWithin(() =>
           fetch(`${dashboard.address}api/queues/hung/${action}`, {
             method: "POST",
-            headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" }
+            headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+            ...(bodies[action] === undefined ? {} : { body: bodies[action] })
           }).then(async (r) => ({ status: r.status, body: await r.json() as { error: string } })), 60)
         if (answer === undefined) return assert.fail(`${action}: not answered`)
         assert.strictEqual(answer.status, 504, action)
         assert.match(answer.body.error, /did not answer the .* within 5 seconds; it may still be applied: look again/, action)
       }
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard: read-only", () => {
+  it.effect("readOnly: every button's POST is a 403 saying so, the snapshot tells the page, nothing changes; a readOnly that is not a boolean is refused", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ token: TOKEN, readOnly: true })
+      yield* dashboard.addQueue("mail")
+      yield* JobQueue.holdQueue("mail", "1 hour")
+      const pool = yield* WorkPool.make({ concurrency: 1, name: "images", shutdownTimeout: 0 })
+      yield* dashboard.add(pool)
+      const job = yield* pool.submit(Effect.never)
+      const posts: ReadonlyArray<readonly [string, string | undefined]> = [
+        ["api/queues/mail/hold", `{"duration":0}`],
+        ["api/queues/mail/concurrency", `{"limit":1}`],
+        ["api/queues/mail/pause", undefined],
+        ["api/queues/mail/jobs/some-id/cancel", undefined],
+        ["api/queues/mail/jobs/some-id/redrive", undefined],
+        ["api/pools/images/pause", undefined],
+        [`api/pools/images/jobs/${job.id}/cancel`, undefined]
+      ]
+      for (const [path, body] of posts) {
+        const reply = yield* send(dashboard, `/${path}`, new URL(dashboard.address).host, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+          ...(body === undefined ? {} : { body })
+        })
+        assert.strictEqual(reply.status, 403, path)
+        assert.match(JSON.parse(reply.body).error, /read-only/, path)
+      }
+      const stats = yield* JobQueue.stats("mail")
+      assert.isDefined(stats.heldUntil, "still held")
+      assert.deepStrictEqual([stats.paused, stats.concurrency], [false, undefined])
+      assert.strictEqual((yield* pool.stats).state, "running")
+      assert.strictEqual(yield* job.status, "running")
+      assert.isTrue((yield* firstEvent(dashboard)).readOnly)
+      const writable = yield* start()
+      assert.isFalse((yield* firstEvent(writable)).readOnly)
+      for (const readOnly of ["true", 1, null]) {
+        const error = yield* Effect.flip(start({ token: TOKEN, readOnly: readOnly as never }))
+        assert.strictEqual(error._tag === "InvalidDashboardOptions" && error.field, "readOnly")
+      }
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard: a setting's body", () => {
+  it.effect("a body past 1 KB, one that is not UTF-8 JSON, or with __proto__ is a 400; the queue is left as it was and the server goes on", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* dashboard.addQueue("mail")
+      yield* JobQueue.setConcurrency("mail", 3)
+      const post = (path: string, body: string | Uint8Array) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${dashboard.address}${path}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+            body
+          })
+          return { status: response.status, error: ((await response.json()) as { error: string }).error }
+        })
+      const padded = `{"limit":1${" ".repeat(2000)}}`
+      for (
+        const [body, reason] of [
+          [padded, /at most 1024 bytes/],
+          ["x".repeat(5_000_000), /at most 1024 bytes/],
+          [new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), /not JSON/],
+          [`{"__proto__":{"limit":1}}`, /unknown field "__proto__"/],
+          [`{"limit":1e400}`, /invalid limit Infinity/]
+        ] as const
+      ) {
+        const reply = yield* post("api/queues/mail/concurrency", body)
+        assert.strictEqual(reply.status, 400, reply.error)
+        assert.match(reply.error, reason)
+      }
+      assert.strictEqual((yield* JobQueue.stats("mail")).concurrency?.limit, 3)
+      assert.deepStrictEqual(yield* post("api/queues/mail/concurrency", `{"limit":4}`), { status: 200, error: undefined } as never)
+      assert.strictEqual((yield* JobQueue.stats("mail")).concurrency?.limit, 4)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("a hold on a queue whose store fails answers 500 with the store's error", () =>
+    Effect.gen(function*() {
+      const memory = yield* Layer.build(JobStore.memory())
+      const store = Context.get(memory, StoreTag)
+      const failing = Layer.succeed(StoreTag, {
+        ...store,
+        configure: () => Effect.fail(new StoreError({ operation: "configure", reason: "connection reset" }))
+      })
+      const dashboard = yield* start()
+      yield* Effect.provide(dashboard.addQueue("broken"), failing)
+      const reply = yield* send(dashboard, "/api/queues/broken/hold", new URL(dashboard.address).host, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+        body: `{"duration":"5 minutes"}`
+      })
+      assert.strictEqual(reply.status, 500)
+      assert.strictEqual(JSON.parse(reply.body).error, "the store failed: job store: configure failed: connection reset")
+    }))
 })
 
 describe("Dashboard: a store that fails", () => {

@@ -5,7 +5,7 @@
  * test decides when a sample is taken; the requests are real ones, on loopback.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
@@ -30,7 +30,12 @@ interface Reply {
 const call = (
   dashboard: Dashboard.Dashboard["Service"],
   path: string,
-  options: { readonly method?: "GET" | "POST"; readonly headers?: Record<string, string>; readonly token?: string | null } = {}
+  options: {
+    readonly method?: "GET" | "POST"
+    readonly headers?: Record<string, string>
+    readonly token?: string | null
+    readonly body?: string
+  } = {}
 ): Effect.Effect<Reply> =>
   Effect.promise(async () => {
     const token = options.token === undefined ? TOKEN : options.token
@@ -41,6 +46,7 @@ const call = (
         ...(options.method === "POST" ? { "x-workpool-dashboard": "1" } : {}),
         ...options.headers
       },
+      ...(options.body === undefined ? {} : { body: options.body }),
       signal: AbortSignal.timeout(20_000)
     })
     const text = await response.text()
@@ -49,8 +55,19 @@ const call = (
 
 const post = (dashboard: Dashboard.Dashboard["Service"], path: string) => call(dashboard, path, { method: "POST" })
 
+/** A POST of a setting, its body as JSON. */
+const postJson = (dashboard: Dashboard.Dashboard["Service"], path: string, body: unknown) =>
+  call(dashboard, path, { method: "POST", body: JSON.stringify(body) })
+
 /** Lets the sampler take its next sample (interval 1 s by default). */
 const tick = Effect.andThen(TestClock.adjust("1 second"), settle)
+
+/** Ticks until `done` holds, at most a minute of the TestClock; fails if it never does. */
+const ticksUntil = <E, R>(done: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 60 && !(yield* done); i++) yield* tick
+    assert.isTrue(yield* done, "the condition held within 60 ticks")
+  })
 
 const sourceIn = (snapshot: any, kind: string, name: string) => {
   const found = snapshot.sources.find((s: any) => s.kind === kind && s.name === name)
@@ -564,6 +581,119 @@ describe("Dashboard: durable queues", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.strictEqual((yield* slow.status).state, "cancelled")
       assert.strictEqual((yield* post(dashboard, `api/queues/mail/jobs/${slow.id}/cancel`)).status, 409)
+    }).pipe(Effect.provide(JobStore.memory())))
+})
+
+describe("Dashboard: a durable queue's settings", () => {
+  it.effect("a job's snoozes and its dedup key are in its list's row", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 1,
+        handlers: [Task.handle(Send, () => JobQueue.snooze("1 hour"))]
+      })
+      yield* dashboard.addQueue("mail")
+      const job = yield* JobQueue.enqueue(Send, "ann", { queue: "mail", dedupKey: "ann-welcome" })
+      yield* ticksUntil(Effect.map(job.status, (s) => s.snoozes === 1))
+      const events = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const [row] = sourceIn(events.events[0]!.data, "queue", "mail").detail.queued
+      assert.deepInclude(row, { id: job.id, status: "delayed", snoozes: 1, dedupKey: "ann-welcome", attempt: 0 })
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("hold: a duration holds the queue (its consumers claim nothing), 0 lifts it and they claim again; the answer says until when", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 2,
+        handlers: [Task.handle(Send, (to) => Effect.succeed(`sent to ${to}`))]
+      })
+      yield* dashboard.addQueue("mail")
+      const now = yield* Clock.currentTimeMillis
+      const held = yield* postJson(dashboard, "api/queues/mail/hold", { duration: "2 hours" })
+      assert.deepStrictEqual([held.status, held.body], [200, { heldUntil: new Date(now + 7_200_000).toISOString() }])
+      assert.strictEqual((yield* JobQueue.stats("mail")).heldUntil?.getTime(), now + 7_200_000)
+      // milliseconds replace it
+      const shorter = yield* postJson(dashboard, "api/queues/mail/hold", { duration: 3_600_000 })
+      assert.deepStrictEqual(shorter.body, { heldUntil: new Date(now + 3_600_000).toISOString() })
+      const job = yield* JobQueue.enqueue(Send, "dave", { queue: "mail" })
+      for (let i = 0; i < 5; i++) yield* tick
+      assert.strictEqual((yield* job.status).state, "queued")
+      const lifted = yield* postJson(dashboard, "api/queues/mail/hold", { duration: 0 })
+      assert.deepStrictEqual([lifted.status, lifted.body], [200, { heldUntil: null }])
+      assert.isUndefined((yield* JobQueue.stats("mail")).heldUntil)
+      yield* ticksUntil(Effect.map(job.status, (s) => s.state === "succeeded"))
+      assert.strictEqual(yield* job.await, "sent to dave")
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("concurrency: a limit caps the queue's running jobs across its consumers, null (or 0) removes the cap", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const gate = yield* Deferred.make<void>()
+      yield* JobQueue.consume({
+        queues: ["mail"],
+        concurrency: 4,
+        handlers: [Task.handle(Send, (to) => Effect.as(Deferred.await(gate), to))]
+      })
+      yield* dashboard.addQueue("mail")
+      const capped = yield* postJson(dashboard, "api/queues/mail/concurrency", { limit: 1 })
+      assert.deepStrictEqual([capped.status, capped.body], [200, { concurrency: 1 }])
+      yield* Effect.forEach(["a", "b", "c"], (to) => JobQueue.enqueue(Send, to, { queue: "mail" }))
+      yield* ticksUntil(Effect.map(JobQueue.stats("mail"), (s) => s.running === 1))
+      for (let i = 0; i < 3; i++) yield* tick
+      assert.deepStrictEqual((yield* JobQueue.stats("mail")).concurrency, { limit: 1, running: 1 })
+      const cleared = yield* postJson(dashboard, "api/queues/mail/concurrency", { limit: null })
+      assert.deepStrictEqual([cleared.status, cleared.body], [200, { concurrency: null }])
+      yield* ticksUntil(Effect.map(JobQueue.stats("mail"), (s) => s.running === 3))
+      assert.isUndefined((yield* JobQueue.stats("mail")).concurrency)
+      yield* postJson(dashboard, "api/queues/mail/concurrency", { limit: 2 })
+      assert.deepStrictEqual((yield* postJson(dashboard, "api/queues/mail/concurrency", { limit: 0 })).body, { concurrency: null })
+      yield* Deferred.succeed(gate, undefined)
+    }).pipe(Effect.provide(JobStore.memory())))
+
+  it.effect("bad input is a 400 naming it, an unknown queue a 404, a pool has neither endpoint; the queue is left as it was", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* dashboard.addQueue("mail")
+      yield* dashboard.add(yield* WorkPool.make({ concurrency: 1, name: "images" }))
+      yield* JobQueue.setConcurrency("mail", 3)
+      const refused = (path: string, body: string) => Effect.map(call(dashboard, path, { method: "POST", body }), (r) => [r.status, r.body.error])
+      const hold = "api/queues/mail/hold", cap = "api/queues/mail/concurrency"
+      for (
+        const [path, body, reason] of [
+          [hold, `{"duration":-1}`, /invalid duration -1/],
+          [hold, `{"duration":"NaN"}`, /invalid duration/],
+          [hold, `{"duration":"soon"}`, /invalid duration/],
+          [hold, `{"duration":1e300}`, /at most \d+ milliseconds/],
+          [hold, `{"duration":true}`, /invalid duration a boolean: expected milliseconds/],
+          [hold, `{"duration":{"minutes":5}}`, /invalid duration/],
+          [hold, `{}`, /the body has no "duration"/],
+          [hold, `{"duraton":5}`, /unknown field "duraton"/],
+          [hold, ``, /not JSON/],
+          [hold, `{"duration":`, /not JSON/],
+          [hold, `[0]`, /expected a JSON object/],
+          [hold, `0`, /expected a JSON object/],
+          [cap, `{"limit":-2}`, /invalid limit -2: expected an integer from 0 to 1000000/],
+          [cap, `{"limit":2.5}`, /invalid limit 2.5/],
+          [cap, `{"limit":1000001}`, /invalid limit 1000001/],
+          [cap, `{"limit":"5"}`, /invalid limit .*expected a whole number, or null/],
+          [cap, `{"limit":5,"extra":1}`, /unknown field "extra"/]
+        ] as const
+      ) {
+        const [status, error] = yield* refused(path, body)
+        assert.strictEqual(status, 400, `${path} ${body}: ${error}`)
+        assert.match(error, reason, `${path} ${body}`)
+      }
+      const stats = yield* JobQueue.stats("mail")
+      assert.deepStrictEqual([stats.concurrency?.limit, stats.heldUntil], [3, undefined])
+      assert.strictEqual((yield* postJson(dashboard, "api/queues/nope/hold", { duration: 0 })).status, 404)
+      assert.strictEqual((yield* postJson(dashboard, "api/queues/nope/concurrency", { limit: 1 })).status, 404)
+      assert.strictEqual((yield* postJson(dashboard, "api/pools/images/hold", { duration: 0 })).status, 404)
+      // the guard of every button: the token, and the header against cross-site requests
+      assert.strictEqual((yield* call(dashboard, hold, { method: "POST", body: `{"duration":0}`, token: null })).status, 401)
+      const forged = yield* call(dashboard, hold, { method: "POST", body: `{"duration":0}`, headers: { "x-workpool-dashboard": "0" } })
+      assert.strictEqual(forged.status, 403)
     }).pipe(Effect.provide(JobStore.memory())))
 })
 

@@ -1,15 +1,18 @@
 /**
  * A queue's concurrency cap (`JobQueue.setConcurrency`) shared by consumer processes
- * (fixtures/durable-consumer.ts), on Postgres and on Redis: three processes that could run 5 jobs
+ * (fixtures/durable-consumer.ts), on SQLite, on Postgres and on Redis: three processes that could run 5 jobs
  * at once between them never run more than the cap (2), counted from the start and end times each
  * child printed; a process killed (SIGKILL) while it runs a job holds that slot until the job is
  * reaped (its lease over), then the others run two at once again. Every wait is for an event (a
  * line from a child, a state in the store) under an overall deadline.
  */
 import { Effect, type Layer, ManagedRuntime } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, assert, describe, it } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
-import type * as JobStore from "../src/JobStore.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import { type Consumer, startConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
@@ -18,8 +21,10 @@ import * as redis from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
 
 const runtimes: Array<ManagedRuntime.ManagedRuntime<JobStore.JobStore, never>> = []
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-concurrency-processes-"))
 afterAll(async () => {
   await Promise.all(runtimes.map((runtime) => runtime.dispose()))
+  fs.rmSync(dir, { recursive: true, force: true })
 })
 
 const CAP = 2
@@ -121,6 +126,21 @@ const run = async (layer: Layer.Layer<JobStore.JobStore, never>, consumer: (conc
 }
 
 describe("a queue's concurrency cap shared by consumer processes", () => {
+  // SQLite: the running count is the claim's own, in its BEGIN IMMEDIATE; a freed slot reaches the
+  // other processes by the file watch, the killed one's at the reap of whichever process runs it
+  it(
+    "SQLite: 3 processes never run more than 2 jobs of a queue capped at 2; one killed holding a job keeps its slot until the reap, then the others run 2 at once",
+    { timeout: 120_000 },
+    async () => {
+      const filename = path.join(dir, "capped.db")
+      await run(
+        JobStore.sqlite({ filename }) as Layer.Layer<JobStore.JobStore, never>,
+        (concurrency, env = {}) =>
+          startConsumer(filename, { concurrency, lease: LEASE, jobMillis: JOB_MILLIS, env: { WORKPOOL_TEST_STAMP: "1", ...env } })
+      )
+    }
+  )
+
   it.skipIf(!pg.enabled)(
     "Postgres: 3 processes never run more than 2 jobs of a queue capped at 2; one killed holding a job keeps its slot until the reap, then the others run 2 at once",
     { timeout: 120_000 },

@@ -131,6 +131,32 @@ describe("a consumer's retention maintenance (JobQueue.setRetention)", () => {
       }).pipe(Effect.scoped, Effect.provide(store))
     }))
 
+  it.effect("250 queues with a retention: a consumer's round goes through them all, 100 a call (RETAIN_QUEUES), one call after another at once", () =>
+    Effect.gen(function*() {
+      const calls: Array<ReadonlyArray<number | boolean>> = []
+      const store = Layer.effect(
+        JobStore.JobStore,
+        Effect.map(JobStore.JobStore, (inner): Store => ({
+          ...inner,
+          retain: (batch, queues) =>
+            Effect.tap(inner.retain(batch, queues), (retained) => Effect.sync(() => void calls.push([retained.deleted, retained.more])))
+        }))
+      ).pipe(Layer.provide(JobStore.memory()))
+      yield* Effect.gen(function*() {
+        const inner = yield* JobStore.JobStore
+        const queues = Array.from({ length: 250 }, (_, i) => `tenant-${String(i).padStart(3, "0")}`)
+        yield* inner.enqueueAll(queues.map((queue) => ({ ...newJob(queue), task: "Other" })))
+        const claims = (yield* inner.claim({ queues, tasks: ["Other"], limit: 250, lease: 60_000 })).claims
+        for (const claim of claims) yield* inner.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+        for (const queue of queues) yield* JobQueue.setRetention(queue, { succeeded: { count: 0 } })
+        yield* JobQueue.consume({ handlers: [Task.handle(Double, (n) => Effect.succeed(n * 2))], concurrency: 1, lease: 1_000 })
+        yield* TestClock.adjust(1)
+        // within the first millisecond: no half lease between the calls
+        assert.deepStrictEqual(calls.slice(0, 3), [[100, true], [100, true], [50, false]])
+        for (const queue of ["tenant-000", "tenant-149", "tenant-249"]) assert.strictEqual((yield* JobQueue.stats(queue)).succeeded, 0, queue)
+      }).pipe(Effect.scoped, Effect.provide(store))
+    }))
+
   it.effect("failed retention batches are logged at 1, 2, 4, ... failures in a row, and the recovery", () =>
     Effect.gen(function*() {
       const logged: Array<string> = []

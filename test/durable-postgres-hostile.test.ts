@@ -533,9 +533,10 @@ else {
           )
           const plans = {
             heartbeat: yield* genericPlan((sql) => Postgres.heartbeatStatement(sql, sql.literal(S), tokens, 1000, 1)),
-            settle: yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1)),
+            settle: yield* genericPlan((sql) => Postgres.settleStatement(sql, sql.literal(S), finals, 1, (queue) => sql`pg_notify('plan', ${queue})`)),
             carried: yield* genericPlan((sql) =>
-              Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals)
+              Postgres.claimStatement(sql, sql.literal(S), { queues: ["default"], tasks: ["Echo"], limit: 4, lease: 1000 }, 1, finals, (queue) =>
+                sql`pg_notify('plan', ${queue})`)
             )
           }
           for (const [name, text] of Object.entries(plans)) {

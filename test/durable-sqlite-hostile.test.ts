@@ -696,10 +696,11 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       const plans = { counts: plan(Sqlite.COUNTS, { queue: "default", now: 0 }), finished: plan(Sqlite.FINISHED, { queue: "default" }) }
       check.close()
       // the running jobs their index (the consumers' slots at most), the queued ones a range of
-      // the claim's index, the finished ones the purge's index: never the table
+      // the claim's index, the finished ones the queue's range of the retention's index (version 12;
+      // before it, every queue's along the purge's): never the table
       assert.deepStrictEqual(plans, {
         counts: ["SCAN wp_job USING COVERING INDEX wp_job_running", "SEARCH wp_job USING COVERING INDEX wp_job_ready (queue=?)"],
-        finished: ["SEARCH wp_job USING COVERING INDEX wp_job_finished (finished_at>?)"]
+        finished: ["SEARCH wp_job USING COVERING INDEX wp_job_retained (queue=? AND state=? AND finished_at>?)"]
       })
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
@@ -728,10 +729,12 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       assert.match(sqlOf("wp_job_finished")!, /finished_at, queue, state\)/)
       // the dedup modes' index of throttle windows, empty until a job has one
       assert.match(sqlOf("wp_job_dedup_until")!, /WHERE dedup_until IS NOT NULL/)
-      // the per-key caps' indexes, of keyed jobs only: empty, as no job had a key
+      // a retention by count's index of a queue's finished jobs (version 12)
+      assert.match(sqlOf("wp_job_retained")!, /\(queue, state, finished_at\) WHERE finished_at IS NOT NULL/)
+      // the per-key caps' indexes (version 13), of keyed jobs only: empty, as no job had a key
       assert.match(sqlOf("wp_job_group_ready")!, /WHERE state = 'queued' AND group_key IS NOT NULL/)
       assert.match(sqlOf("wp_job_group_running")!, /WHERE state = 'running' AND group_key IS NOT NULL/)
-      assert.strictEqual(indexes.length, 9, indexes.map((index) => index.name).join(", "))
+      assert.strictEqual(indexes.length, 10, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

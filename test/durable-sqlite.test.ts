@@ -188,6 +188,23 @@ describe("the SQLite store", () => {
       assert.match(plan.map((row) => row.detail).join("\n"), /SEARCH d USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
     }))
 
+  it.live("a retention by count (its batch and its look) reads the queue's finished jobs of the state from wp_job_retained, not every queue's along wp_job_finished", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
+      const db = new DatabaseSync(filename)
+      const plan = (sql: string, ...params: Array<any>) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join("\n")
+      const plans = {
+        count: plan(Sqlite.RETAIN_COUNT, "default", "succeeded", 1000, 100_000),
+        look: plan(Sqlite.RETAIN_LOOK, { queue: "default", state: "succeeded", finishedAt: 0, seq: 0, bound: 10 })
+      }
+      db.close()
+      assert.match(plans.count, /SEARCH wp_job USING COVERING INDEX wp_job_retained \(queue=\? AND state=\?/, plans.count)
+      assert.match(plans.look, /SEARCH wp_job USING COVERING INDEX wp_job_retained \(queue=\? AND state=\? AND/, plans.look)
+      assert.notMatch(`${plans.count}\n${plans.look}`, /wp_job_finished|TEMP B-TREE|SCAN wp_job/)
+    }))
+
   it.live("a list of queued or of delayed jobs alone reads their seqs from an index, then only the rows it lists (a list of 10 queued jobs read every queued row of the queue into its sort)", () =>
     Effect.gen(function*() {
       const filename = fresh()

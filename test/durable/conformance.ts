@@ -510,14 +510,14 @@ export const tracked = (layer: Layer.Layer<JobStore.JobStore, any>) =>
       cancel: (id) => track(store.cancel(id)),
       redrive: (id) => track(store.redrive(id)),
       purge: (before, states) => track(store.purge(before, states)),
-      retain: (batch) => track(store.retain(batch)),
+      retain: (batch, queues) => track(store.retain(batch, queues)),
       configure: (queue, settings) => track(store.configure(queue, settings)),
       counts: (queue) => track(store.counts(queue)),
       claim: (request) => track(store.claim(request)),
       heartbeat: (tokens, lease) => track(store.heartbeat(tokens, lease)),
       progress: (token, value) => track(store.progress(token, value)),
       settle: (token, settlement) => track(store.settle(token, settlement)),
-      reap: (backoff, policies) => track(store.reap(backoff, policies))
+      reap: (backoff, policies, reaped) => track(store.reap(backoff, policies, reaped))
     }))
   ).pipe(Layer.provideMerge(layer)) // the store's `Listening` too
 /** Lets every fiber run, until no store operation is in flight. */
@@ -3674,6 +3674,76 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* stateOf(other.id), "succeeded", "another state's retention keeps it")
         assert.deepStrictEqual(yield* store.retain(2), { deleted: 0, more: false })
         assert.deepStrictEqual((yield* JobQueue.stats("default")).retention, { succeeded: { count: 2 }, dead: { age: 3_600_000, count: 10 } })
+      })))
+
+    it.effect("retention by count, after a pass with nothing to delete: the jobs that end later are counted, those past `count` go at the next pass (oldest first), and a purge between passes deletes none too many", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const finish = Effect.gen(function*() {
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          yield* TestClock.adjust(10)
+          assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+          return job.id
+        })
+        yield* JobQueue.setRetention("default", { succeeded: { count: 3 } })
+        const ids = [yield* finish, yield* finish]
+        // within the count: nothing, however often it looks (a SQL store remembers the count from here)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish, yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 2, more: false })
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), ids.slice(2).sort())
+        // a purge lowers the count it remembers: what it deletes after is still only what is past `count`
+        yield* TestClock.adjust(10)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "0 millis" }), 3)
+        ids.push(yield* finish, yield* finish, yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        ids.push(yield* finish)
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false })
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "default" })).map((job) => job.id).sort(), ids.slice(-3).sort())
+      })))
+
+    it.effect("retention over many queues: a call visits at most `queues` of those with a retention, each resuming after the last one visited, so every queue is cleaned within a bounded number of calls; a pass that reached the end starts again", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const names = Array.from({ length: 7 }, (_, i) => `tenant-${i}`)
+        const finish = (queue: string) =>
+          Effect.gen(function*() {
+            yield* JobQueue.enqueue(Echo, { n: 1 }, { queue })
+            const [claim] = (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }))
+          })
+        for (const name of names) {
+          yield* JobQueue.setRetention(name, { succeeded: { count: 0 } })
+          yield* finish(name)
+        }
+        // a pass: calls until one says nothing is left. By name on SQL and memory (3, 3, 1); on Redis
+        // by SSCAN, whose replies split the set as its table does (never more than 3 a call, all 7)
+        const pass = Effect.gen(function*() {
+          const calls: Array<readonly [number, boolean]> = []
+          for (let i = 0; i < 10; i++) {
+            const { deleted, more } = yield* store.retain(100, 3)
+            calls.push([deleted, more])
+            if (!more) return calls
+          }
+          return assert.fail(`a pass that never ends: ${JSON.stringify(calls)}`)
+        })
+        const cleaned = (calls: ReadonlyArray<readonly [number, boolean]>, total: number) => {
+          assert.isTrue(calls.every(([deleted]) => deleted <= 3), `at most a queue each of 3 a call: ${JSON.stringify(calls)}`)
+          assert.strictEqual(calls.reduce((n, [deleted]) => n + deleted, 0), total, JSON.stringify(calls))
+          assert.isAtLeast(calls.length, 3, JSON.stringify(calls))
+        }
+        // before: one call walked them all (cut off after its bound, the queues past the cut were never reached)
+        cleaned(yield* pass, 7)
+        for (const name of names) assert.strictEqual((yield* JobQueue.stats(name)).succeeded, 0, name)
+        // the next pass starts from the first queue again, and reaches the last
+        yield* finish(names[0]!)
+        yield* finish(names[6]!)
+        cleaned(yield* pass, 2)
+        for (const name of names) assert.strictEqual((yield* JobQueue.stats(name)).succeeded, 0, name)
       })))
 
     it.effect("retention and dedupFor: a retention that deletes a finished job inside its throttle window ends the window with it, as a purge does (the next enqueue of the key makes a job); kept, it holds the key", () =>

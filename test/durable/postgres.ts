@@ -76,14 +76,17 @@ export const adminOn = <A>(on: string, f: (sql: PgClient.PgClient) => Effect.Eff
  * The plan of a store statement (built on the test server's client) as the store runs it: prepared,
  * so the generic plan, for any parameters.
  */
-export const genericPlan = (statement: (sql: PgClient.PgClient) => { compile(): readonly [string, ReadonlyArray<unknown>] }) =>
+export const genericPlan = (
+  statement: (sql: PgClient.PgClient) => { compile(): readonly [string, ReadonlyArray<unknown>] },
+  mode: "generic" | "custom" = "generic"
+) =>
   Effect.promise(() =>
     admin((sql) => {
       const [text, params] = statement(sql).compile()
       const literal = (value: unknown): string =>
         Array.isArray(value) ? `ARRAY[${value.map(literal).join(",")}]::text[]` : `'${String(value).replaceAll("'", "''")}'`
       return sql.withTransaction(Effect.gen(function*() {
-        yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_generic_plan`).raw
+        yield* sql.unsafe(`SET LOCAL plan_cache_mode = force_${mode}_plan`).raw
         yield* sql.unsafe(`PREPARE wp_plan AS ${text}`).raw
         const rows = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE wp_plan (${params.map(literal).join(", ")})`)
         yield* sql.unsafe(`DEALLOCATE wp_plan`).raw

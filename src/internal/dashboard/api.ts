@@ -10,7 +10,15 @@
  *   filtered by name and sorted (`backlog`, `failed`, `running`, largest first, or `name`);
  * - `POST /api/pools/:pool/jobs/:id/cancel`, `POST /api/queues/:queue/jobs/:id/cancel`,
  *   `POST /api/queues/:queue/jobs/:id/redrive`, `POST /api/pools/:pool/pause` (and `resume`),
- *   `POST /api/queues/:queue/pause` (and `resume`): the buttons.
+ *   `POST /api/queues/:queue/pause` (and `resume`): the buttons;
+ * - `POST /api/queues/:queue/hold` with the JSON body `{ "duration": 900000 }` (milliseconds, or a
+ *   duration's text: `"15 minutes"`): holds a durable queue (`JobQueue.holdQueue`), `0` lifts its
+ *   hold; answers `{ "heldUntil": "<ISO time>" | null }`;
+ * - `POST /api/queues/:queue/concurrency` with `{ "limit": 5 }`: caps the queue's running jobs
+ *   across every consumer (`JobQueue.setConcurrency`), `null` or `0` removes the cap; answers
+ *   `{ "concurrency": 5 | null }`.
+ *
+ * With the `readOnly` option every `POST` is refused (403), and the page shows no buttons.
  *
  * Every `/api` request is authorized: `Authorization: Bearer <token>`, or the user's check. A
  * `POST` must also carry the header `X-Workpool-Dashboard: 1`: a browser sends a custom header
@@ -22,15 +30,20 @@
  * rebinding).
  *
  * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
- * wrong token), 403 (a POST without the header, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
+ * wrong token), 403 (a POST without the header, any POST to a read-only dashboard, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
  * late: the job ended, or is not dead; a pool's id it does not know is one, as it cannot tell it from an ended job it did not retain), 500 (the store failed).
+ * A body of a setting (`hold`, `concurrency`) that is not JSON, larger than `MAX_BODY` bytes, or
+ * whose value the setting refuses (negative, not a number, past its bound) is a 400 naming it.
  *
  * @internal
  */
-import { Cause, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
-import { HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { ByteSize, Cause, type Duration, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
+import { HttpIncomingMessage, HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
+import * as JobQueue from "../../JobQueue.ts"
+import { InvalidJobOptions } from "../../PoolError.ts"
 import * as config from "../config.ts"
+import { JobStore } from "../store/model.ts"
 import { page } from "./page.ts"
 import {
   ANSWER_WITHIN,
@@ -105,6 +118,8 @@ export interface Api {
   readonly lock: Semaphore.Semaphore
   /** Whether a request's Host header names this server (see `host.ts`: DNS rebinding). */
   readonly allowedHost: (header: string | undefined) => boolean
+  /** The `readOnly` option: every POST is refused. */
+  readonly readOnly: boolean
 }
 
 /** Refuses a request for a name this server does not go by, before anything else (see `host.ts`). */
@@ -167,6 +182,9 @@ const guarded = (
     }
     if (method === "POST" && request.headers["x-workpool-dashboard"] !== "1") {
       return yield* fail(403, "a POST needs the header X-Workpool-Dashboard: 1 (a guard against cross-site requests)")
+    }
+    if (method === "POST" && api.readOnly) {
+      return yield* fail(403, "this dashboard is read-only (its readOnly option): it changes nothing")
     }
     return yield* handler(request)
   }).pipe(
@@ -271,6 +289,82 @@ const setPaused = (api: Api, kind: "pool" | "queue", paused: boolean) =>
     yield* refresh(api, source)
     return json(200, { paused })
   })
+
+/** The largest body a setting's request may have: `{ "duration": "15 minutes" }` is 30 bytes. */
+export const MAX_BODY = 1024
+
+/** A setting's JSON body, one object, read up to `MAX_BODY` bytes: a 400 for anything else. */
+const bodyOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Record<string, unknown>, ApiError> =>
+  request.text.pipe(
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(MAX_BODY)),
+    Effect.mapError(() => new ApiError(400, `the body could not be read: expected JSON of at most ${MAX_BODY} bytes`)),
+    Effect.flatMap((text) => {
+      let body: unknown
+      try {
+        body = JSON.parse(text)
+      } catch {
+        return fail(400, `the body is not JSON: expected an object such as { "duration": "15 minutes" }`)
+      }
+      return typeof body === "object" && body !== null && !Array.isArray(body)
+        ? Effect.succeed(body as Record<string, unknown>)
+        : fail(400, `the body is ${config.kindOfValue(body)}: expected a JSON object`)
+    })
+  )
+
+/** One field of a setting's body, and no other: a misspelt field would otherwise be read as absent. */
+const fieldOf = (body: Record<string, unknown>, field: string): Effect.Effect<unknown, ApiError> => {
+  const other = Object.keys(body).find((k) => k !== field)
+  if (other !== undefined) return fail(400, `unknown field ${JSON.stringify(other)} in the body: expected only ${JSON.stringify(field)}`)
+  return field in body ? Effect.succeed(body[field]) : fail(400, `the body has no ${JSON.stringify(field)}`)
+}
+
+/**
+ * A queue's setting, applied through `JobQueue` with the queue's own store: its checks are the
+ * API's (`InvalidJobOptions` is a 400 with its message). The answer is read from the store after
+ * it, not from the sampler's copy of the queue's counts, which a failed reading leaves without them.
+ */
+const setting = <A>(
+  api: Api,
+  what: string,
+  field: string,
+  apply: (queue: string, value: unknown) => Effect.Effect<void, unknown, JobStore>,
+  answer: (stats: JobQueue.QueueStats) => A
+) =>
+(request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const params = yield* HttpRouter.params
+    const source = yield* sourceOf(api, "queue", params.queue)
+    const value = yield* Effect.flatMap(bodyOf(request), (body) => fieldOf(body, field))
+    // the input's errors are the caller's (a 400), kept apart from the store's (a 500)
+    const outcome = yield* storeCall(
+      apply(source.name, value).pipe(
+        Effect.andThen(JobQueue.stats(source.name)),
+        Effect.map(answer),
+        Effect.provideService(JobStore, source.store!),
+        Effect.catch((error) =>
+          error instanceof ApiError ? Effect.succeed(error)
+          : error instanceof InvalidJobOptions ? Effect.succeed(new ApiError(400, `invalid ${field} ${error.value}: ${error.reason}`))
+          : Effect.fail(error)
+        )
+      ),
+      what
+    )
+    if (outcome instanceof ApiError) return yield* Effect.fail(outcome)
+    yield* refresh(api, source)
+    return json(200, outcome)
+  })
+
+/** A hold's duration as JSON carries one: milliseconds, or a duration's text ("15 minutes"). */
+const holdFor = (queue: string, duration: unknown) =>
+  typeof duration === "number" || typeof duration === "string"
+    ? JobQueue.holdQueue(queue, duration as Duration.Input)
+    : Effect.fail(new ApiError(400, `invalid duration ${config.kindOfValue(duration)}: expected milliseconds or a duration's text ("15 minutes"), 0 to lift the hold`))
+
+/** A cap as JSON carries one: a whole number, or null (no cap). */
+const capOf = (queue: string, limit: unknown) =>
+  limit === null || typeof limit === "number"
+    ? JobQueue.setConcurrency(queue, limit ?? undefined)
+    : Effect.fail(new ApiError(400, `invalid limit ${config.kindOfValue(limit)}: expected a whole number, or null (or 0) for no cap`))
 
 const encoder = new TextEncoder()
 
@@ -416,5 +510,15 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
       yield* router.add("POST", `/api/pools/:pool/${action}`, guarded(api, "POST", () => setPaused(api, "pool", paused)))
       yield* router.add("POST", `/api/queues/:queue/${action}`, guarded(api, "POST", () => setPaused(api, "queue", paused)))
     }
+    yield* router.add(
+      "POST",
+      "/api/queues/:queue/hold",
+      guarded(api, "POST", setting(api, "hold", "duration", holdFor, (stats) => ({ heldUntil: stats.heldUntil ?? null })))
+    )
+    yield* router.add(
+      "POST",
+      "/api/queues/:queue/concurrency",
+      guarded(api, "POST", setting(api, "cap", "limit", capOf, (stats) => ({ concurrency: stats.concurrency?.limit ?? null })))
+    )
     yield* router.add("*", "/api/*", guarded(api, "GET", (request) => fail(404, `no such endpoint: ${request.method} ${request.url}`)))
   })

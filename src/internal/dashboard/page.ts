@@ -91,7 +91,7 @@ export const page = String.raw`<!doctype html>
     try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1])); } catch (e) { sessionStorage.removeItem(TOKEN_KEY); }
     history.replaceState(null, "", location.pathname + location.search); // not left in the address bar
   }
-  var state = { sources: [], history: 300, interval: 1000, overview: false, top: [] };
+  var state = { sources: [], history: 300, interval: 1000, overview: false, top: [], readOnly: false };
   // the overview: its window and the sources selected in it (kept for this tab)
   var PAGE = 50, MAX_SELECTED = 20, SELECTED_KEY = "workpool-dashboard-selected";
   var view = { filter: "", order: "backlog", offset: 0, matched: 0, loading: false, again: false };
@@ -119,7 +119,7 @@ export const page = String.raw`<!doctype html>
   // --- data --------------------------------------------------------------------------------------
   function keyOf(s) { return s.kind + ":" + s.name; }
   function onSnapshot(snap) {
-    state.history = snap.history; state.interval = snap.interval;
+    state.history = snap.history; state.interval = snap.interval; state.readOnly = snap.readOnly === true;
     state.sources = snap.sources;
     overviewOf(snap);
     render();
@@ -166,7 +166,8 @@ export const page = String.raw`<!doctype html>
         [pool ? ["failed", "defects", "timedOut"] : ["dead"], "failed"], [["succeeded"], "succeeded"]
       ].map(function (f) { return el("td", { "data-count": f[1], text: s.counts ? String(sum(c, f[0])) : "-" }); });
       return el("tr", { "data-row": k, "data-selected": String(on) }, [
-        el("td", { text: s.name }, isPaused(s) ? [el("span", { "class": "tag", text: " paused" })] : []),
+        el("td", { text: s.name }, [isPaused(s) ? el("span", { "class": "tag", text: " paused" }) : null,
+          s.kind === "queue" && c.heldUntil ? el("span", { "class": "tag", "data-held": "", text: " held" }) : null]),
         el("td", { "class": "tag", text: pool ? "pool" : "queue" })
       ].concat(cells).concat([el("td", {}, [el("button", { type: "button", "data-show": k, text: on ? "hide" : "show" })])]));
     }));
@@ -203,7 +204,41 @@ export const page = String.raw`<!doctype html>
       var v = s.counts ? s.counts[c[0]] : undefined;
       return el("div", { "class": "count", "data-count": c[0] }, [el("b", { text: v === undefined ? "-" : String(v) }), el("span", { text: c[1] })]);
     }).concat(isPaused(s) ? [el("div", { "class": "count", "data-count": "paused" }, [el("b", { text: "paused" })])] : [])
-      .concat(limiting(s)));
+      .concat(limiting(s)).concat(s.kind === "queue" ? settings(s.counts) : []));
+  }
+
+  // a queue's settings of the store: its cap with the jobs it runs, its hold, its retention
+  function settings(c) {
+    if (!c || c.error) return [];
+    var shown = [];
+    if (c.concurrency) {
+      var full = c.concurrency.running >= c.concurrency.limit;
+      shown.push(el("div", { "class": "count", "data-count": "concurrency", "data-full": String(full) }, [
+        el("b", { text: c.concurrency.running + "/" + c.concurrency.limit }),
+        el("span", { text: full ? "running, at its cap: no claim until one ends" : "running (its cap)" })]));
+    }
+    if (c.heldUntil) {
+      shown.push(el("div", { "class": "count", "data-count": "held", title: c.heldUntil }, [
+        el("b", { text: "held until " + new Date(c.heldUntil).toLocaleTimeString() }),
+        el("span", { text: "no consumer claims its jobs before (" + within(Date.parse(c.heldUntil) - Date.now()) + ")" })]));
+    }
+    if (c.retention) {
+      var kept = ["succeeded", "dead", "cancelled"].filter(function (state) { return c.retention[state]; }).map(function (state) {
+        var keep = c.retention[state], parts = [];
+        if (keep.age != null) parts.push(within(keep.age));
+        if (keep.count != null) parts.push("newest " + keep.count);
+        return state + ": " + (parts.join(", ") || "no limit");
+      });
+      shown.push(el("div", { "class": "count", "data-count": "retention" }, [el("b", { text: "keeps" }), el("span", { text: kept.join("; ") })]));
+    }
+    return shown;
+  }
+  // a time span, roughly: "in 4m 10s" is what an operator reads
+  function within(ms) {
+    if (!(ms > 0)) return "0s";
+    var s = Math.round(ms / 1000), units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]], out = [];
+    units.forEach(function (u) { if (s >= u[1] && out.length < 2) { out.push(Math.floor(s / u[1]) + u[0]); s %= u[1]; } });
+    return out.length ? out.join(" ") : ms + "ms";
   }
 
   // a rate limit, where one is set: a pool's jobs it holds back now, a queue's limit and free slots
@@ -226,9 +261,38 @@ export const page = String.raw`<!doctype html>
   }
   // pauses or resumes dispatch (a pool) or claims (a queue, for all its consumers); running jobs go on
   function pauseButton(s) {
-    if (!s.counts || s.counts.error || (s.kind === "pool" && s.counts.state !== "running" && s.counts.state !== "paused")) return null;
+    if (state.readOnly || !s.counts || s.counts.error || (s.kind === "pool" && s.counts.state !== "running" && s.counts.state !== "paused")) return null;
     var action = isPaused(s) ? "resume" : "pause";
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: action });
+  }
+  // a queue's hold (lifted, or asked for) and its cap: each asks for its value, but a lift
+  function settingButtons(s) {
+    if (state.readOnly || s.kind !== "queue" || !s.counts || s.counts.error) return [];
+    var b = function (text, action, extra) {
+      var attrs = { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: text };
+      for (var k in extra) attrs[k] = extra[k];
+      return el("button", attrs);
+    };
+    return [s.counts.heldUntil ? b("lift hold", "hold", { "data-body": '{"duration":0}' }) : b("hold\u2026", "hold", { "data-ask": "duration" }),
+      b("cap\u2026", "concurrency", { "data-ask": "limit" })];
+  }
+  // what a setting's button asks for, and the body it sends (null: the operator backed out)
+  // a number typed is sent as one (milliseconds, a cap), for the server to check; other text as it is
+  var number = function (a) { return a !== "" && !isNaN(Number(a)) ? Number(a) : a; };
+  var ASK = {
+    duration: ["Hold the queue for how long? (15 minutes, 2 hours; 0 lifts its hold)", number],
+    limit: ["Cap on its running jobs, across every consumer? (a whole number; empty or 0: no cap)", function (a) { return a === "" ? null : number(a); }]
+  };
+  function bodyFor(b, name) {
+    var fixed = b.getAttribute("data-body");
+    if (fixed !== null) return fixed;
+    var field = b.getAttribute("data-ask");
+    if (field === null) return undefined;
+    var answer = window.prompt(ASK[field][0] + "\n" + name, "");
+    if (answer === null) return null;
+    var body = {};
+    body[field] = ASK[field][1](answer.trim());
+    return JSON.stringify(body);
   }
 
   function chart(name, title, points, series, unit) {
@@ -295,6 +359,7 @@ export const page = String.raw`<!doctype html>
   }
 
   function button(label, action, s, job) {
+    if (state.readOnly) return null;
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, "data-id": job.id, text: label });
   }
 
@@ -313,17 +378,22 @@ export const page = String.raw`<!doctype html>
     var d = s.detail;
     if (!d) return el("div", { "class": "empty", text: "loading jobs..." });
     // a durable job's id is a UUID: its first characters tell jobs apart on a page
-    var id = function (job) { return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "\u2026" : job.id), title: job.id }); };
+    var id = function (job) {
+      return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "\u2026" : job.id), title: job.id },
+        job.dedupKey ? [el("div", { "class": "tag", "data-dedup": "", text: "key " + job.dedupKey })] : []);
+    };
     var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
+    // a durable job's snoozes spend no attempt: shown beside them, so that a job snoozing for ever is seen
+    var snoozed = function (job) { return job.snoozes ? ", snoozed " + job.snoozes + "\u00d7" : ""; };
     var failedTitle = s.kind === "pool" ? "Failed" : "Dead";
     return el("div", { "class": "lists" }, [
-      table("Running", "running", s, d.running, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt; }), "15%"],
+      table("Running", "running", s, d.running, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt + snoozed(j); }), "15%"],
         ["progress", function (j) { return el("td", {}, [progress(j.progress)]); }],
         ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }, "70px"]]),
-      table("Queued", "queued", s, d.queued, [["job", id, "25%"], ["status", td(function (j) { return j.status; })],
+      table("Queued", "queued", s, d.queued, [["job", id, "25%"], ["status", td(function (j) { return j.status + snoozed(j); })],
         ["priority", td(function (j) { return j.priority; })],
         ["", function (j) { return el("td", {}, [button("cancel", "cancel", s, j)]); }, "70px"]]),
-      table(failedTitle, "failed", s, d.failed, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt; }), "15%"],
+      table(failedTitle, "failed", s, d.failed, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt + snoozed(j); }), "15%"],
         ["error", function (j) { return el("td", { "class": "error" }, [el("pre", { text: j.error || "" })]); }]]
         .concat(s.kind === "queue" ? [["", function (j) { return el("td", {}, [button("redrive", "redrive", s, j)]); }, "80px"]] : []))
     ]);
@@ -346,9 +416,9 @@ export const page = String.raw`<!doctype html>
       var k = keyOf(s), chosen = selected.indexOf(k) >= 0;
       return el("section", { "class": "card", "data-source": k }, [
         el("h2", {}, [el("span", { text: s.name }), el("span", { "class": "kind", text: s.kind === "pool" ? "pool" : "durable queue" }),
-          pauseButton(s),
+          pauseButton(s)].concat(settingButtons(s)).concat([
           state.overview && state.top.indexOf(k) >= 0 ? el("span", { "class": "tag", text: "top backlog" }) : null,
-          state.overview && chosen ? el("button", { type: "button", "data-show": k, text: "hide" }) : null]),
+          state.overview && chosen ? el("button", { type: "button", "data-show": k, text: "hide" }) : null])),
         counts(s), el("div", { "class": "charts" }, charts), lists(s)
       ]);
     });
@@ -375,8 +445,12 @@ export const page = String.raw`<!doctype html>
     var kind = b.getAttribute("data-kind"), name = b.getAttribute("data-source"), id = b.getAttribute("data-id"), action = b.getAttribute("data-action");
     var url = "api/" + (kind === "pool" ? "pools/" : "queues/") + encodeURIComponent(name) +
       (id === null ? "" : "/jobs/" + encodeURIComponent(id)) + "/" + action;
+    var body = bodyFor(b, name);
+    if (body === null) return;
     b.disabled = true;
-    fetch(url, { method: "POST", headers: headers({ "X-Workpool-Dashboard": "1" }) })
+    var init = { method: "POST", headers: headers(body === undefined ? { "X-Workpool-Dashboard": "1" } : { "X-Workpool-Dashboard": "1", "Content-Type": "application/json" }) };
+    if (body !== undefined) init.body = body;
+    fetch(url, init)
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
         var what = action + " " + name + (id === null ? "" : " #" + id);

@@ -53,6 +53,10 @@ export interface JobView {
   readonly progress: unknown
   /** How it failed, as text; null for a job that has not. */
   readonly error: string | null
+  /** A durable job's: how many times its handlers snoozed it (`JobQueue.snooze`), attempts not spent. */
+  readonly snoozes?: number | undefined
+  /** A durable job's dedup key (`EnqueueOptions.dedupKey`), or null. */
+  readonly dedupKey?: string | null | undefined
 }
 
 export interface Detail {
@@ -80,6 +84,8 @@ export interface Snapshot {
   readonly interval: number
   /** How many points a chart keeps. */
   readonly history: number
+  /** The dashboard refuses every change (its `readOnly` option): the page shows no button. */
+  readonly readOnly: boolean
   /** How many sources the dashboard has. */
   readonly total: number
   /** Whether it has too many to show each (more than `ALL_SHOWN`): a page then shows an overview. */
@@ -118,6 +124,8 @@ export const key = (kind: "pool" | "queue", name: string) => `${kind}:${name}`
 export interface Config {
   readonly interval: number
   readonly history: number
+  /** The dashboard's `readOnly`: told to the page, which then shows no button. */
+  readonly readOnly?: boolean | undefined
   /** At most this many jobs per list. */
   readonly listed: number
 }
@@ -225,7 +233,9 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   priority: row.priority,
   attempt: row.attempts,
   progress: storedProgress(row.progress),
-  error: row.state === "queued" || row.state === "running" ? null : storedError(row)
+  error: row.state === "queued" || row.state === "running" ? null : storedError(row),
+  snoozes: row.snoozes ?? 0,
+  dedupKey: row.dedupKey
 })
 
 /**
@@ -628,6 +638,7 @@ export const make = (config: Config): Effect.Effect<Sampler> =>
       t,
       interval: config.interval,
       history: config.history,
+      readOnly: config.readOnly === true,
       total: sources.size,
       overview: many(),
       top: many() ? top : [],

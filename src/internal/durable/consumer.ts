@@ -35,6 +35,7 @@ import * as RateLimits from "../rateLimit.ts"
 import * as Retry from "../retry.ts"
 import * as Backoff from "./backoff.ts"
 import { failureStreak } from "../failureStreak.ts"
+import * as Events from "./events.ts"
 import * as OnThread from "./onThread.ts"
 import { isSnoozed, type Snooze, Snoozed, snoozeOf } from "./snooze.ts"
 import type * as ThreadJson from "../threadJson.ts"
@@ -74,6 +75,8 @@ export interface ConsumerConfig<R> {
   readonly name: string | undefined
   /** "fair": its claims serve its queues in turn (`ClaimRequest.fair`); "priority": the best jobs across them. */
   readonly dispatch: "priority" | "fair"
+  /** `ConsumeOptions.onEvent`: undefined, no events are made. */
+  readonly onEvent: Events.Handler<R> | undefined
 }
 
 export interface Consumer {
@@ -320,6 +323,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
+    const events = Events.make(config.onEvent, () => clock.currentTimeMillisUnsafe(), fork)
 
     // --- an attempt
 
@@ -427,6 +431,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       return delay === undefined ? undefined : Backoff.wholeMillis(delay)
     }
 
+    /** An attempt's failure as stored: its pool's timeout is the durable job's `AttemptTimeout`. */
+    const attemptCause = (entry: Running, cause: Cause.Cause<unknown>): Cause.Cause<unknown> => {
+      const error = Cause.findErrorOption(cause)
+      if (error._tag === "None" || !isInstance(error.value, JobTimeout) || error.value.jobId !== entry.handle?.id) return cause
+      const job = entry.claim.job
+      return Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
+    }
+    const failureOf = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
+      Exit.isSuccess(exit) ? undefined : attemptCause(entry, exit.cause)
+
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
       const job = entry.claim.job
       // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
@@ -456,9 +470,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         !claiming &&
         (error._tag === "Some" ? isInstance(error.value, PoolShutdown) : !Cause.hasDies(cause))
       ) return Effect.succeed({ _tag: "Release" })
-      if (error._tag === "Some" && isInstance(error.value, JobTimeout) && error.value.jobId === entry.handle?.id) {
-        cause = Cause.fail(new AttemptTimeout({ id: job.id, attempt: job.attempts, millis: error.value.millis }))
-      }
+      cause = attemptCause(entry, cause)
       const final = error._tag === "Some" && isInstance(error.value, TaskCodecError)
       const failed = cause
       return Effect.flatMap(encodeExit(entry.task, Exit.failCause(cause)), ({ text }) =>
@@ -471,11 +483,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     /**
      * A snooze (`JobQueue.snooze`): its job given back for `delay`, its attempt not counted; with
      * `holdQueue`, its queue held as long first, in the store, for every consumer. A hold that
-     * fails is logged, and the job snoozed all the same.
+     * fails is logged, and the job snoozed all the same. A snooze of 0 holds nothing: written, its
+     * hold of 0 would lift the queue's hold that another job (or `holdQueue`) set.
      */
     const snoozeJob = (job: Claim["job"], snooze: Snooze): Effect.Effect<Settlement> => {
       const settlement: Settlement = { _tag: "Release", delay: snooze.delay }
-      if (!snooze.holdQueue) return Effect.succeed(settlement)
+      if (!snooze.holdQueue || snooze.delay === 0) return Effect.succeed(settlement)
       return persist(store.configure(job.queue, { holdFor: snooze.delay }), config.lease, store.closed, halted).pipe(
         Effect.catchCause((cause) =>
           Effect.logWarning("effect-workpool: a snoozed job's queue hold failed; the job is snoozed, its queue not held", cause)
@@ -498,19 +511,27 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     // cleanup below run, or the job would stay in `running`, its lease renewed for ever
     const settleJob = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       Effect.suspend(() => settlementOf(entry, exit)).pipe(
-        Effect.flatMap((settlement) =>
-          settlement === undefined ? Effect.void : Effect.asVoid(persist(store.settle(entry.claim.token, settlement), config.lease, store.closed, halted))
-        ),
+        Effect.flatMap((settlement) => {
+          if (settlement === undefined) return Effect.sync(() => events?.settled(entry.claim, failureOf(entry, exit), settlement, undefined))
+          const written = persist(store.settle(entry.claim.token, settlement), config.lease, store.closed, halted)
+          return events === undefined
+            ? Effect.asVoid(written)
+            : Effect.map(written, (written) => events.settled(entry.claim, failureOf(entry, exit), settlement, written))
+        }),
         Effect.catchCause((cause) =>
-          Effect.flatMap(store.closed, (closed) =>
+          Effect.flatMap(store.closed, (closed) => {
+            // nothing of the attempt written: its lease will expire, and it runs again
+            events?.settled(entry.claim, undefined, undefined, undefined)
             // a closed store: the consumer said so once (`storeClosed`), not once per job
-            closed ? Effect.void : Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
+            return closed ? Effect.void : Effect.logWarning("effect-workpool: a durable job's settle failed; its lease will expire", cause).pipe(
               Effect.annotateLogs({ jobId: entry.claim.job.id, queue: entry.claim.job.queue })
-            ))
+            )
+          })
         ),
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
           settling--
+          events?.forget(entry.claim)
         }))
       )
 
@@ -538,10 +559,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         if (Exit.isFailure(submitted)) {
           yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
           running.delete(claim.token)
+          events?.givenBack(claim)
           return
         }
         const handle = submitted.value
         entry.handle = handle
+        events?.started(claim)
         // it ran to its end as it started (an Effect.sync handler, a payload that does not decode):
         // no fiber to wait for, no progress to write, only its outcome
         const ended = endedSilently(handle, DONE)
@@ -912,7 +935,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
       // the jobs of a dead consumer stay held while reaps fail: an operator must hear of it
       const reaping = failureStreak("taking back expired durable jobs")
       while (true) {
-        const reaped = yield* bounded("a reap", store.reap(backoff, reapPolicies))
+        const reaped = yield* bounded("a reap", store.reap(backoff, reapPolicies, events?.reaped))
         if (Exit.isSuccess(reaped)) yield* reaping.worked
         else if (!(yield* store.closed)) {
           yield* reaping.failed(reaped.cause, () => "the jobs of a consumer that died stay held until a reap works")
@@ -990,6 +1013,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
           }
         }
         yield* Fiber.interruptAll([reaper, retainer, heart])
+        // the events of its last jobs reach the handler, within the grace: a hung one stops no stop
+        if (events !== undefined) yield* events.close(STOP_SETTLE_GRACE)
         yield* Deferred.done(terminated, Exit.void)
       }).pipe(Effect.cached, Effect.runSync)
     }

@@ -21,13 +21,18 @@ import {
   type LatencyCursor,
   latencyOf,
   type FreshJob,
+  type Keep,
   type NewJob,
   type QueueCounts,
   type QueueRateLimit,
   type QueueSettings,
   rank,
+  type ReapedJob,
+  RETAIN_QUEUES,
   RETAINED,
-  type Retained,
+  retainCursor,
+  retainPass,
+  retainRounds,
   retentionField,
   type Retention,
   roundRobin,
@@ -77,6 +82,9 @@ const holds = (row: Row, now: number): boolean =>
     (row.job.state === "running" && !row.dedupQueued) ||
     (row.dedupUntil !== null && now < row.dedupUntil)
   )
+
+/** Whether a job has yet to finish (queued, delayed or running). */
+const unfinished = (job: JobRow): boolean => job.state === "queued" || job.state === "running"
 
 interface QueueState {
   paused: boolean
@@ -146,12 +154,19 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** The key of a dedup key in its queue, in `holders`. */
   const holderKey = (queue: string, dedupKey: string) => `${queue.length}:${queue}${dedupKey}`
-  /** The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per job. */
+  /**
+   * The jobs holding dedup keys (see `holds`), by `holderKey`: read once for a batch, not once per
+   * job. The first holder of a key, as `add` finds it alone: an unfinished one before a finished
+   * one's window (a redrive ignores windows, so a key may have both).
+   */
   const holders = () => {
     const found = new Map<string, string>()
     const now = time()
     for (const row of rows.values()) {
-      if (holds(row, now)) found.set(holderKey(row.job.queue, row.job.dedupKey!), row.job.id)
+      if (!holds(row, now)) continue
+      const key = holderKey(row.job.queue, row.job.dedupKey!)
+      const first = found.get(key)
+      if (first === undefined || !unfinished(rows.get(first)!.job) && unfinished(row.job)) found.set(key, row.job.id)
     }
     return found
   }
@@ -174,8 +189,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   }
 
   /**
-   * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: the unfinished
-   * holders of dedup keys (see `holders`), kept up to date here; without it, every job is looked at.
+   * Adds a job, waking no one: `visibleIn` says when a created one is due. `held`: a batch's
+   * holders of dedup keys (see `holders`), kept up to date here; without it, read for this job.
    */
   const add = (
     input: NewJob,
@@ -183,15 +198,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   ): { readonly id: string; readonly created: boolean; readonly late?: true; readonly visibleIn?: number } => {
     const job = withId(input)
     if (rows.has(job.id)) return { id: job.id, created: false }
-    if (job.dedupKey !== null && held !== undefined) {
-      const holder = held.get(holderKey(job.queue, job.dedupKey))
+    if (job.dedupKey !== null) {
+      const keys = held ?? holders()
+      const holder = keys.get(holderKey(job.queue, job.dedupKey))
       if (holder !== undefined) return replaced(rows.get(holder)!, job)
-      held.set(holderKey(job.queue, job.dedupKey), job.id)
-    } else if (job.dedupKey !== null) {
-      const now = time()
-      for (const row of rows.values()) {
-        if (row.job.queue === job.queue && row.job.dedupKey === job.dedupKey && holds(row, now)) return replaced(row, job)
-      }
+      keys.set(holderKey(job.queue, job.dedupKey), job.id)
     }
     const now = time()
     if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true }
@@ -326,29 +337,40 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(count)
     })
 
-  const retain = (batch: number) =>
-    Effect.sync((): Retained => {
-      const now = time()
-      let deleted = 0
-      let more = false
-      for (const [name, queue] of queues) {
-        for (const state of RETAINED) {
-          const keep = queue.retention?.[state]
-          if (keep === undefined) continue
-          // newest first (by end time, then by creation): past `count`, or older than `age`, goes
-          const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
-            .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
-          const past = ended.filter((row, i) =>
-            (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
-          ).reverse().slice(0, batch)
-          for (const row of past) rows.delete(row.job.id)
-          deleted += past.length
-          if (past.length >= batch) more = true
-        }
-      }
-      // its awaiters look (a job they await may be gone)
-      return deleted > 0 ? changed({ deleted, more }) : { deleted, more }
+  // the queues with a retention after `after`, by name
+  const retainAt = retainCursor((after: string | undefined, n: number) =>
+    Effect.sync(() =>
+      Array.from(queues).filter(([name, queue]) => queue.retention !== undefined && (after === undefined || name > after))
+        .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).slice(0, n).map(([name, queue]) => ({ name, queue }))
+    )
+  )
+  /** A queue's finished jobs of a state past its count, or older than its age, oldest first: up to `batch` go. */
+  const retainState = (name: string, state: State, keep: Keep, now: number, batch: number) =>
+    Effect.sync(() => {
+      // newest first (by end time, then by creation): past `count`, or older than `age`, goes
+      const ended = Array.from(rows.values()).filter((row) => row.job.queue === name && row.job.state === state)
+        .sort((a, b) => (b.job.finishedAt ?? 0) - (a.job.finishedAt ?? 0) || b.seq - a.seq)
+      const past = ended.filter((row, i) =>
+        (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
+      ).reverse().slice(0, batch)
+      for (const row of past) rows.delete(row.job.id)
+      return past.length
     })
+  const retain = (batch: number, limit = RETAIN_QUEUES) =>
+    Effect.suspend(() => {
+      const now = time()
+      return retainPass(retainAt, limit, ({ name, queue }) =>
+        retainRounds(
+          batch,
+          RETAINED.flatMap((state) => {
+            const keep = queue.retention?.[state]
+            return keep === undefined ? [] : [retainState(name, state, keep, now, batch)]
+          })
+        ))
+    }).pipe(
+      // its awaiters look (a job they await may be gone)
+      Effect.map((retained) => retained.deleted > 0 ? changed(retained) : retained)
+    )
 
   const configure = (
     name: string,
@@ -605,7 +627,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(true)
     })
 
-  const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+  const reap = (
+    backoff: ReadonlyArray<number>,
+    policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+    reaped?: (job: ReapedJob) => void
+  ) =>
     Effect.sync(() => {
       const now = time()
       let count = 0
@@ -614,13 +640,14 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         endLease(row)
         count++
         const job = row.job
-        if (job.cancelRequested) update(row, { state: "cancelled", exit: null, finishedAt: now, cancelRequested: false })
-        else if (job.attempts >= job.maxAttempts) update(row, { state: "dead", exit: null, finishedAt: now })
-        else {
-          const visibleAt = now + reapDelay(job, backoff, policies)
-          update(row, { state: "queued", exit: null, visibleAt })
-          row.rank = rank(job.priority, queueOf(job.queue).aging, visibleAt)
-        }
+        const outcome = job.cancelRequested ? "cancelled" : job.attempts >= job.maxAttempts ? "dead" : "retried"
+        let runAt: number | undefined
+        if (outcome === "retried") {
+          runAt = now + reapDelay(job, backoff, policies)
+          update(row, { state: "queued", exit: null, visibleAt: runAt })
+          row.rank = rank(job.priority, queueOf(job.queue).aging, runAt)
+        } else update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
+        reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }
       return count === 0 ? count : changed(count)
     })

@@ -292,6 +292,39 @@ export type Settlement =
    */
   | { readonly _tag: "Release"; readonly delay?: number | undefined }
 
+/** A job a reap took back (`Store.reap`): its attempt that expired, and what became of it. */
+export interface ReapedJob {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly attempt: number
+  readonly outcome: "retried" | "dead" | "cancelled"
+  /** Retried: when it is visible again (the store's time, ms). */
+  readonly runAt: number | undefined
+}
+
+/** A reaped job as an SQL store's reap returns it (`RETURNING id, queue, task, attempts, state, visible_at`). */
+export interface ReapedRow {
+  readonly id: string
+  readonly queue: string
+  readonly task: string
+  readonly attempts: number | string | bigint
+  readonly state: string
+  readonly visible_at: number | string | bigint | null
+}
+
+export const reapedOf = (row: ReapedRow): ReapedJob => {
+  const outcome = row.state === "queued" ? "retried" : row.state === "cancelled" ? "cancelled" : "dead"
+  return {
+    id: row.id,
+    queue: row.queue,
+    task: row.task,
+    attempt: Number(row.attempts),
+    outcome,
+    runAt: outcome === "retried" && row.visible_at !== null ? Number(row.visible_at) : undefined
+  }
+}
+
 export interface Heartbeat {
   /** Tokens whose job is no longer this claim's (reaped, settled elsewhere, purged). */
   readonly lost: ReadonlyArray<string>
@@ -391,11 +424,124 @@ const retentionOf = (value: unknown): Retention | undefined => {
 export const retentionField = (retention: Retention | undefined): { readonly retention?: Retention } =>
   retention === undefined ? {} : { retention }
 
+/**
+ * The most queues one `Store.retain` call visits. A consumer's retention call is cut off after its
+ * maintenance bound (max(5 s, lease)): when every call walked all the queues with a retention, in
+ * the same order each time, thousands of them (a queue per tenant) never got past the cut, and the
+ * queues after it were never cleaned. Bounded, and resuming where the last call stopped, every
+ * queue is visited within a bounded number of calls.
+ */
+export const RETAIN_QUEUES = 100
+
+/**
+ * Where a store's pass over its queues with a retention stands (see `Store.retain`), and how it
+ * reads the next ones: `take` gives at most `limit` queues for this call, `visited` moves past one
+ * once its rules are done (a call cut off midway keeps what it got through), `left` says, after the
+ * call, whether queues are left in the pass. Per store instance: each process resumes its own pass.
+ */
+export interface RetainPlace<Q, E, R> {
+  readonly take: (limit: number) => Effect.Effect<ReadonlyArray<Q>, E, R>
+  readonly visited: (queue: Q) => void
+  readonly left: () => boolean
+}
+
+/**
+ * A pass by name (memory, SQLite, Postgres): `list(after, n)` reads up to `n` queues with a retention
+ * whose names come after `after` (all: undefined), by name. It asks one more than it visits, to know
+ * whether any are left; the pass starts again from the first once a call reaches the end.
+ */
+export const retainCursor = <Q extends { readonly name: string }, E, R>(
+  list: (after: string | undefined, n: number) => Effect.Effect<ReadonlyArray<Q>, E, R>
+): RetainPlace<Q, E, R> => {
+  let after: string | undefined
+  let found = 0
+  let asked = 0
+  return {
+    take: (limit) =>
+      Effect.map(list(after, limit + 1), (queues) => {
+        found = queues.length
+        asked = limit
+        return queues.slice(0, limit)
+      }),
+    visited: (queue) => void (after = queue.name),
+    left: () => {
+      if (found > asked) return true
+      after = undefined
+      return false
+    }
+  }
+}
+
 /** What one `Store.retain` deleted, and whether a rule stopped at its batch (more may be due). */
 export interface Retained {
   readonly deleted: number
   readonly more: boolean
 }
+
+/**
+ * One `Store.retain` call, the shape every store shares: the next queues of its pass (at most
+ * `limit`), each visited (`concurrency` at once), their deletions summed, and `more` when a rule
+ * stopped at its batch or queues are left in the pass. The store gives only its statements.
+ */
+export const retainPass = <Q, E, R>(
+  place: RetainPlace<Q, E, R>,
+  limit: number,
+  visit: (queue: Q) => Effect.Effect<Retained, E, R>,
+  concurrency = 1
+): Effect.Effect<Retained, E, R> =>
+  Effect.gen(function*() {
+    let deleted = 0
+    let more = false
+    yield* Effect.forEach(yield* place.take(limit), (queue) =>
+      // a queue whose statement fails is passed over too (until the next pass), so that one failing
+      // every time (a corrupt row, a statement timeout) does not stop the pass at it for good
+      Effect.map(Effect.tapError(visit(queue), () => Effect.sync(() => place.visited(queue))), (retained) => {
+        place.visited(queue)
+        deleted += retained.deleted
+        if (retained.more) more = true
+      }), { concurrency, discard: true })
+    if (place.left()) more = true
+    return { deleted, more }
+  })
+
+/** Rounds of deletions of at most `batch` each, one after another: their sum, and `more` if one filled its batch. */
+export const retainRounds = <E, R>(
+  batch: number,
+  rounds: Iterable<Effect.Effect<number, E, R>>
+): Effect.Effect<Retained, E, R> =>
+  Effect.gen(function*() {
+    let deleted = 0
+    let more = false
+    for (const round of rounds) {
+      const n = yield* round
+      deleted += n
+      if (n >= batch) more = true
+    }
+    return { deleted, more }
+  })
+
+/**
+ * A queue's retention as the SQL stores apply it: per state (`RETAINED`), its age rule's round, then
+ * its count's, each a statement of the store's.
+ */
+export const retainRules = <E, R>(
+  retention: Retention | undefined,
+  batch: number,
+  rules: {
+    readonly age: (state: State, age: number) => Effect.Effect<number, E, R>
+    readonly count: (state: State, count: number) => Effect.Effect<number, E, R>
+  }
+): Effect.Effect<Retained, E, R> =>
+  retainRounds(
+    batch,
+    RETAINED.flatMap((state) => {
+      const keep = retention?.[state]
+      return [
+        ...(keep?.age === undefined ? [] : [rules.age(state, keep.age)]),
+        ...(keep?.count === undefined ? [] : [rules.count(state, keep.count)])
+      ]
+    })
+  )
 
 /** A queue's hold for its counts (`QueueCounts.heldUntil`): shown while it lasts, absent otherwise (every store alike). */
 export const holdShown = (heldUntil: number | undefined, now: number): { readonly heldUntil?: Date } =>
@@ -540,10 +686,13 @@ export interface Store {
    * state it names, deletes at most `batch` of the jobs past it (those that ended more than `age`
    * ago, or are not among the newest `count`), oldest first, as `purge` deletes them. Bounded and
    * idempotent: what several consumers run at once deletes each job once, and a queue's rule that
-   * deleted a full batch says `more`. Only queues with a retention are looked at. The consumers'
-   * reaper runs it (no consumer running, nothing is deleted).
+   * deleted a full batch says `more`. Only queues with a retention are looked at, at most `queues`
+   * of them per call (`RETAIN_QUEUES` unless told), each call resuming after the last queue the
+   * store's previous call visited (by name; after the last, from the first again), and `more` says
+   * that queues are left in the pass. The consumers' reaper runs it (no consumer running, nothing
+   * is deleted).
    */
-  readonly retain: (batch: number) => Effect.Effect<Retained, StoreError>
+  readonly retain: (batch: number, queues?: number) => Effect.Effect<Retained, StoreError>
   readonly counts: (queue: string) => Effect.Effect<QueueCounts, StoreError>
   /**
    * The wait and run times of the last attempts of a queue's jobs that succeeded or went dead after
@@ -579,10 +728,13 @@ export interface Store {
    * (rounded half up to a millisecond, at most `Backoff.MAX_DELAY`); for a job naming a policy,
    * `policies[name][attempts - 1]`; else (no retry of its own, or a name not in `policies`)
    * `backoff[attempts - 1]`. The last entry of a list serves later attempts. Returns how many.
+   * `reaped`, if given, is told of each job taken back, from what the reap's own statements return
+   * (no other round trip): a consumer's lifecycle events (`onEvent`).
    */
   readonly reap: (
     backoff: ReadonlyArray<number>,
-    policies?: Readonly<Record<string, ReadonlyArray<number>>>
+    policies?: Readonly<Record<string, ReadonlyArray<number>>>,
+    reaped?: (job: ReapedJob) => void
   ) => Effect.Effect<number, StoreError>
   /**
    * Waits until this store instance sees a change made through it (in this process), or `millis`
@@ -737,20 +889,19 @@ export const takeFromWindows = <Id>(
 }
 
 /**
- * Whether a claim of `limit` that picked `picked` was held back by a cap: it came up short, and a
- * capped queue (`free`: its free slots at the claim) gave all its slots allowed. `{ capped: true }`
- * to spread into the claim's answer, else nothing.
+ * The capped queues that may have held a claim of `limit` that picked `picked` back: it came up
+ * short, and each of them (`free`: its free slots at the claim) gave all its slots allowed. Held
+ * back only if one of them has a job left ready for the claim's tasks (the store looks: a queue at
+ * its cap with nothing waiting holds nothing back, and its consumer's free slots are not
+ * `rateLimited`); the claim's answer then says `capped`.
  */
-export const cappedBy = (
+export const fullQueues = (
   free: ReadonlyMap<string, number>,
   picked: ReadonlyArray<{ readonly queue: string }>,
   limit: number
-): { readonly capped?: true } => {
-  if (free.size === 0 || picked.length >= limit) return {}
-  for (const [queue, slots] of free) {
-    if (picked.filter((job) => job.queue === queue).length >= slots) return { capped: true }
-  }
-  return {}
+): Array<string> => {
+  if (free.size === 0 || picked.length >= limit) return []
+  return [...free].filter(([queue, slots]) => picked.filter((job) => job.queue === queue).length >= slots).map(([queue]) => queue)
 }
 
 /** A span as stored with a job: its trace and span ids, and whether it was sampled. */

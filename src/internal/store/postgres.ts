@@ -53,7 +53,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
-  cappedBy,
+  fullQueues,
   keepTurns,
   claimWindow,
   type JobRow,
@@ -68,8 +68,10 @@ import {
   type QueueSettings,
   decodeRetention,
   encodeRetention,
-  RETAINED,
-  type Retained,
+  RETAIN_QUEUES,
+  retainCursor,
+  retainPass,
+  retainRules,
   retentionField,
   roundRobin,
   type Settlement,
@@ -77,10 +79,14 @@ import {
   type Store,
   takeFromWindows,
   withId,
-  holdShown
+  holdShown,
+  type ReapedJob,
+  type ReapedRow,
+  reapedOf
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
+import * as RetainCount from "./retainCount.ts"
 import * as ServerTime from "./serverTime.ts"
 import * as Settles from "./settles.ts"
 import { makeSignal, UNKEYED } from "./signal.ts"
@@ -537,7 +543,8 @@ export const claimStatement = (
   S: Fragment,
   request: ClaimRequest,
   now: Fragment | number,
-  finals: ReadonlyArray<FinalSettle> = []
+  finals: ReadonlyArray<FinalSettle> = [],
+  freed?: SlotFreed
 ) =>
   sql<
     RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
@@ -548,7 +555,7 @@ export const claimStatement = (
       ) AS limited
     ),${
     finals.length === 0 ? sql`` : sql`
-    settled AS (${settleStatement(sql, S, finals, now)}),`
+    settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
     next AS (${
     bestStatement(
@@ -593,7 +600,18 @@ export interface FinalSettle {
 }
 
 /**
- * Final settles, fenced by their tokens: returns the tokens written. Every statement that updates
+ * The NOTIFY of a queue (an SQL expression of its name) whose running job stopped, sent only when
+ * the queue has a cap (`setConcurrency`): the consumers the cap held back, in every process, claim
+ * the freed slot. Read from the queue's row as the job stops, not from what the claim knew: a cap
+ * set while the job ran is the operator's ordinary case (a provider struggling), and its settle
+ * must wake them as well.
+ */
+export type SlotFreed = (queue: Fragment) => Fragment
+
+/**
+ * Final settles, fenced by their tokens: returns the tokens written. With `freed`, each settled
+ * job of a capped queue NOTIFYs it (see `SlotFreed`): a look at the queue's row by its key, for
+ * each job; an uncapped queue's settle sends nothing, as before. Every statement that updates
  * several running jobs (this one, the heartbeat, the reaper) locks them in `seq` order first: in
  * the order each happened to find them, a consumer's heartbeat and its claim carrying settles of
  * the same jobs deadlocked (Postgres broke it after a second, failing the claim).
@@ -602,7 +620,13 @@ export interface FinalSettle {
  * by a token array as well as the join: joined only to the recordset, whose rows the planner cannot
  * count, an unanalyzed table was read whole instead of through wp_job_token.
  */
-export const settleStatement = (sql: PgClient.PgClient, S: Fragment, batch: ReadonlyArray<FinalSettle>, now: Fragment | number) => {
+export const settleStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  batch: ReadonlyArray<FinalSettle>,
+  now: Fragment | number,
+  freed?: SlotFreed
+) => {
   const finals = firstOfEachToken(batch)
   return sql<{ token: string }>`UPDATE ${S}.wp_job j
     SET state = v.state, exit = v.exit, finished_at = ${now}, settled_xid = ${sql.literal(XID)}, cancel_requested = false,
@@ -614,7 +638,10 @@ export const settleStatement = (sql: PgClient.PgClient, S: Fragment, batch: Read
       WHERE l.lease_token = ANY(${finals.map((final) => final.token)}::text[])
       ORDER BY l.seq FOR UPDATE OF l) v
     WHERE j.seq = v.seq
-    RETURNING v.token`
+    RETURNING v.token${
+    freed === undefined ? sql`` : sql`, (SELECT ${freed(sql`j.queue`)} FROM ${S}.wp_queue q
+      WHERE q.name = j.queue AND (q.concurrency > 0 OR q.group_concurrency > 0)) IS NULL AS freed`
+  }`
 }
 
 /**
@@ -726,6 +753,33 @@ export const retainStatement = (
         FOR UPDATE SKIP LOCKED))
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
+
+/**
+ * A look of a retention by count (see `retainCount.ts`), one statement's snapshot: how many of a
+ * queue's finished jobs of a state came after `from` (at most `bound`), and the newest of them.
+ * Along `wp_job_retained`, reading only those: the end time's own bound (beside the row comparison
+ * that orders by it and seq) is what the planner estimates the read by; the row comparison alone
+ * was estimated at half the queue's jobs, and read as a scan of the whole table (204 ms for
+ * 400,000 rows, to count none). Exported for the tests.
+ */
+export const retainLookStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queue: string,
+  state: State,
+  from: RetainCount.Newest,
+  bound: number
+) =>
+  sql<{ n: bigint; finishedAt: string | null; seq: string | null }>`WITH newest AS (
+      SELECT l.finished_at, l.seq FROM ${S}.wp_job l
+      WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
+      ORDER BY l.finished_at DESC, l.seq DESC LIMIT 1
+    ) SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM ${S}.wp_job c
+        WHERE c.queue = ${queue} AND c.state = ${state} AND c.state IN ('succeeded', 'dead', 'cancelled')
+          AND c.finished_at >= ${from.finishedAt}::bigint
+          AND (c.queue, c.state, c.finished_at, c.seq) > (${queue}, ${state}, ${from.finishedAt}::bigint, ${from.seq}::bigint)
+        LIMIT ${bound}) x) AS n,
+      (SELECT finished_at FROM newest)::text AS "finishedAt", (SELECT seq FROM newest)::text AS seq`
 
 /**
  * A queue's jobs by state, each from an index that holds the queue's jobs of that state (no read of
@@ -1698,7 +1752,8 @@ export const makeWith = (
         RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
 
-    const insert = (job: NewJob & { readonly id: string }) => {
+    /** `again`: a try after one that lost the key's holder (see `enqueue`). */
+    const insert = (job: NewJob & { readonly id: string }, again = false) => {
       const now = NOW()
       const { delay, visible } = runTime(job, now)
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
@@ -1718,11 +1773,34 @@ export const makeWith = (
       // unique index sees only unfinished jobs
       const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
       const where = [inTime, free].filter((fragment) => fragment !== undefined)
-      return sql<{ id: string; due_in: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
+      // a replace (`dedupReplace`) of the unfinished holder of the key, in the insert's statement:
+      // the conflicting row locked and replaced if it waits, or this job inserted, at once. As a
+      // lookup then an update, a holder started between the two by a claim, its key taken by another
+      // producer's job, started in turn..., failed enqueues under load ("kept changing hands")
+      // (a tick, its id not fresh, keeps DO NOTHING: a conflict on its id would be an error under
+      // an arbiter). A try again of any other enqueue takes its holder the same way, by a no-op
+      // update of it: between its insert and its lookup, a claim could start a "queued"-mode
+      // holder and another producer take the key, again and again under load
+      const debounce = job.dedupReplace === "debounce"
+      const arbiter = sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')`
+      const conflict = job.dedupKey === null || job.notAfter !== undefined
+        ? sql`ON CONFLICT DO NOTHING`
+        : job.dedupReplace !== undefined
+        ? sql`${arbiter} DO UPDATE SET payload = EXCLUDED.payload${
+          debounce ? sql`, visible_at = EXCLUDED.visible_at, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, sql`EXCLUDED.visible_at`, now)}` : sql``
+        }
+          WHERE wp_job.state = 'queued' AND wp_job.task = EXCLUDED.task`
+        : again
+        ? sql`${arbiter} DO UPDATE SET dedup_key = wp_job.dedup_key`
+        : sql`ON CONFLICT DO NOTHING`
+      // a payload's replace keeps the holder's run time: it wakes no one
+      const wakes = debounce ? sql`true` : sql`wp_job.id = ${job.id}`
+      return sql<{ id: string; due_in: bigint | number | string | null; created: boolean }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
           dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
         ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
-        ON CONFLICT DO NOTHING
-        RETURNING id, ${delay} AS due_in, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
+        ${conflict}
+        RETURNING id, wp_job.id = ${job.id} AS created, CASE WHEN ${wakes} THEN ${delay} END AS due_in,
+          CASE WHEN ${wakes} THEN ${notify(job.queue, delay, undefined, visible)} IS NULL END AS notified`
     }
 
     /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms). */
@@ -1737,8 +1815,11 @@ export const makeWith = (
           // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
           // finished in between, the insert is tried again)
           for (let i = 0; i < 5; i++) {
-            const inserted = yield* insert(job)
-            if (inserted.length > 0) return { id: job.id, created: true, dueIn: Number(inserted[0]!.due_in) }
+            const [inserted] = yield* insert(job, i > 0)
+            if (inserted !== undefined) {
+              const dueIn = inserted.due_in === null ? {} : { dueIn: Number(inserted.due_in) }
+              return { id: inserted.id, created: inserted.created, ...dueIn }
+            }
             const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
               SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
@@ -1806,6 +1887,27 @@ export const makeWith = (
         RETURNING id, visible_at - ${now}::bigint AS due_in, visible_at AS visible`
     }
 
+    /** A batch's items that replace one waiting holder: the last item's payload stays, and the last debounce's run time. */
+    type Replacing = {
+      readonly items: Array<NewJob & { readonly id: string }>
+      last: NewJob & { readonly id: string }
+      debounce: (NewJob & { readonly id: string }) | undefined
+    }
+    /** `entry` (a new one if undefined) with `job` after its items. */
+    const replacingWith = (entry: Replacing | undefined, job: NewJob & { readonly id: string }): Replacing => {
+      const next = entry ?? { items: [], last: job, debounce: undefined }
+      next.items.push(job)
+      next.last = job
+      if (job.dedupReplace === "debounce") next.debounce = job
+      return next
+    }
+
+    /** Locks the waiting jobs holding these jobs' dedup keys, in `seq` order (as every lock of several jobs). */
+    const lockWaiting = (jobs: ReadonlyArray<NewJob>) =>
+      sql`SELECT seq FROM ${S}.wp_job WHERE (queue, dedup_key) IN (SELECT key ->> 0, key ->> 1
+          FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key)
+        AND state = 'queued' ORDER BY seq FOR UPDATE`
+
     /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
     const holders = (jobs: ReadonlyArray<NewJob>) => {
       const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
@@ -1868,6 +1970,10 @@ export const makeWith = (
                 }
               }
               if (conflicted.length === 0) break
+              // the waiting holders a replace may change, locked first (a claim skips them until the
+              // commit): a claim that started one between the lookup and its replace sent the batch
+              // round again, and under load past its five rounds ("kept changing hands")
+              if (conflicted.some((job) => job.dedupReplace !== undefined)) yield* lockWaiting(conflicted.filter((job) => job.dedupReplace !== undefined))
               const held = new Map<string, { id: string; state: string; task: string }>()
               for (const row of yield* holders(conflicted)) {
                 // an unfinished holder (listed first) over a window's
@@ -1875,22 +1981,36 @@ export const makeWith = (
                 if (!held.has(key)) held.set(key, row)
               }
               left = []
+              const replacing = new Map<string, Replacing>()
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
                 else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
                   results.set(job.id, { id: holder.id, created: false })
-                } else {
-                  // in item order: a later item's replace wins, as one enqueue after another
-                  const [moved] = yield* replace(holder.id, job)
-                  if (moved === undefined) {
-                    left.push(job) // it started or ended since: looked at again
-                    continue
-                  }
-                  results.set(job.id, { id: holder.id, created: false })
-                  const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
-                  if (due !== undefined && !(due.due >= (soonest.get(job.queue)?.due ?? Infinity))) soonest.set(job.queue, due)
+                } else replacing.set(holder.id, replacingWith(replacing.get(holder.id), job))
+              }
+              for (const [holder, { items, last, debounce }] of replacing) {
+                // as one enqueue after another, in two statements at most, not one per item (2,000
+                // items of one key took 3 s): the last debounce's run time, then the last payload
+                let moved: { due_in: unknown; visible: unknown } | undefined
+                for (const job of debounce === undefined || debounce === last ? [last] : [debounce, last]) {
+                  const [row] = yield* replace(holder, job)
+                  if (row === undefined) break
+                  if (row.due_in !== null) moved = row
+                  else moved ??= row
                 }
+                if (moved === undefined) {
+                  left.push(...items) // it started or ended since: looked at again
+                  continue
+                }
+                for (const job of items) results.set(job.id, { id: holder, created: false })
+                const due = moved.due_in === null ? undefined : { due: Number(moved.due_in), at: Number(moved.visible) }
+                if (due !== undefined && !(due.due >= (soonest.get(last.queue)?.due ?? Infinity))) soonest.set(last.queue, due)
+              }
+              // in item order again: a job created on a second look keeps its place among the others
+              if (replacing.size > 0) {
+                const place = new Map(chunk.map((job, i) => [job, i]))
+                left.sort((a, b) => place.get(a)! - place.get(b)!)
               }
             }
             for (const job of chunk) out.push(results.get(job.id)!)
@@ -1984,34 +2104,32 @@ export const makeWith = (
     const purge = (before: number, states: ReadonlyArray<State>) =>
       op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
+    const retainAt = retainCursor((after: string | undefined, n: number) =>
+      sql<{ name: string; retention: string | null }>`
+        SELECT name, retention FROM ${S}.wp_queue
+        WHERE retention IS NOT NULL${after === undefined ? sql`` : sql` AND name > ${after}`}
+        ORDER BY name LIMIT ${n}`
+    )
+    const retainCounted = RetainCount.make()
+    const deletedBy = <E>(statement: Effect.Effect<ReadonlyArray<{ n: bigint }>, E>) => Effect.map(statement, (rows) => Number(rows[0]!.n))
     /** Each queue's retention, once: see `Store.retain`. */
-    const retain = (batch: number) =>
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
-        Effect.gen(function*() {
-          const queues = yield* sql<{ name: string; retention: string | null }>`
-            SELECT name, retention FROM ${S}.wp_queue WHERE retention IS NOT NULL`
-          let deleted = 0
-          let more = false
-          const at = yield* now
-          for (const queue of queues) {
-            const retention = decodeRetention(queue.retention)
-            for (const state of RETAINED) {
-              const keep = retention?.[state]
-              if (keep === undefined) continue
-              const rounds = [
-                ...(keep.age === undefined ? [] : [{ before: at - keep.age }]),
-                ...(keep.count === undefined ? [] : [{ keep: keep.count }])
-              ]
-              for (const past of rounds) {
-                const n = Number((yield* retainStatement(sql, S, queue.name, state, batch, past))[0]!.n)
-                deleted += n
-                if (n >= batch) more = true
-              }
-            }
-          }
-          return { deleted, more } satisfies Retained
-        }),
+        // the age rules' cut: the store's time once per call
+        Effect.flatMap(now, (at) =>
+          retainPass(retainAt, limit, (queue) =>
+            retainRules(decodeRetention(queue.retention), batch, {
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: at - age })),
+              count: (state, count) =>
+                retainCounted(
+                  queue.name,
+                  state,
+                  count,
+                  (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }))
+                )
+            }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
         (retained) => retained.deleted > 0,
         UNKEYED
@@ -2136,10 +2254,15 @@ export const makeWith = (
         .sort((a, b) => b.rank - a.rank || Number(a.seq) - Number(b.seq))
         .map((row): Claim => ({ job: toRow(row), token: row.lease_token! }))
 
+    /** A running job stopped: its queue's NOTIFY if the queue has a cap now (see `SlotFreed`). */
+    const freed: SlotFreed = (queue) => notify(queue)
+    /** Whether the queue of the job row `wp_job` has a cap, as the row is written. */
+    const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND (q.concurrency > 0 OR q.group_concurrency > 0))`
+
     // final settles are written together, or by this store's next claim (see settles.ts)
     const finals = Settles.make<FinalSettle>(
       (batch) =>
-        Effect.map(driverTime(settleStatement(sql, S, batch, NOW())), (rows) => {
+        Effect.map(driverTime(settleStatement(sql, S, batch, NOW(), freed)), (rows) => {
           return writtenEach(batch, rows.map((row) => row.token))
         }),
       yield* Effect.scope,
@@ -2152,7 +2275,7 @@ export const makeWith = (
      */
     const claimUnlimited = (request: ClaimRequest) =>
       finals.carry(() => true, (carried) =>
-        Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried)), (rows) => {
+        Effect.map(driverTime(claimStatement(sql, S, request, NOW(), carried, freed)), (rows) => {
           const dueIn = rows[0]?.due_in
           return [
             {
@@ -2238,11 +2361,8 @@ export const makeWith = (
      * consumers of a queue pass its window one at a time. Its time is read once the lock is held:
      * the windows' times then follow the order of the claims.
      */
-    const claimLimited = (request: ClaimRequest) => {
-      // the tokens of the capped queues' jobs it took, kept once it has committed (see `capTokens`)
-      const ofCapped: Array<readonly [token: string, queue: string]> = []
-      return Effect.tap(transaction(Effect.gen(function*() {
-        ofCapped.length = 0
+    const claimLimited = (request: ClaimRequest) =>
+      transaction(Effect.gen(function*() {
         // the paused ones locked too, and left out after: one left unlocked could be resumed before
         // this claim reads its jobs (READ COMMITTED, a snapshot per statement), which then took them
         // as an unlimited queue's, past its cap and its window. Locked, its resume waits for this commit
@@ -2317,28 +2437,20 @@ export const makeWith = (
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
         const claims = toClaims(rows)
-        for (const claim of claims) if (free.has(claim.job.queue) || groups.has(claim.job.queue)) ofCapped.push([claim.token, claim.job.queue])
+        // held back by a cap: a queue at it still has a job ready (its jobs taken are running now)
+        // or by a key's cap: a key with more ready jobs than free slots
+        let capped = groupsFull && picked.length < request.limit
+        for (const queue of fullQueues(free, picked, request.limit)) {
+          if (capped) break
+          capped = (yield* best([queue], request.tasks, now, 1)).length > 0
+        }
         return {
           claims,
           limitedFor,
-          ...(groupsFull && picked.length < request.limit ? { capped: true } : cappedBy(free, picked, request.limit)),
+          ...(capped ? { capped } : {}),
           dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
         }
-      })), () =>
-        Effect.sync(() => {
-          for (const [token, queue] of ofCapped) capTokens.set(token, queue)
-        }))
-    }
-
-    /**
-     * The lease tokens this instance claimed from capped queues (`setConcurrency`), and their queues:
-     * a settle of one NOTIFYs the queue, so that its consumers held back by the cap in other processes
-     * hear the freed slot. A final settle sends no NOTIFY of its own (nothing to claim, without a cap:
-     * the busiest statement of a drain stays as it was), and a retry's is for its delay's end; only a
-     * race with the LISTEN of a consumer's first wait woke them before. Empty while no claim here took
-     * a capped queue's job: a settle then pays one size test.
-     */
-    const capTokens = new Map<string, string>()
+      }))
 
     // a limit below 1 takes nothing, as on the other stores: the claim's statement takes at least
     // one job (its LIMIT is at least 1)
@@ -2358,11 +2470,8 @@ export const makeWith = (
           heartbeatStatement(sql, S, tokens, lease, NOW()),
           (alive) => {
             const found = new Set(alive.map((row) => row.lease_token))
-            const lost = tokens.filter((token) => !found.has(token))
-            // a lost job is never settled under its token: kept, it stayed for the store's life
-            if (capTokens.size > 0) for (const token of lost) capTokens.delete(token)
             return {
-              lost,
+              lost: tokens.filter((token) => !found.has(token)),
               cancelled: alive.filter((row) => row.cancel_requested).map((row) => row.lease_token)
             }
           }
@@ -2378,18 +2487,7 @@ export const makeWith = (
         )
       )
 
-    /** After a settle of a capped queue's job (`capTokens`) that was written: its queue's NOTIFY, as for a job to claim. */
-    const slotFreed = (token: string, done: boolean) => {
-      const queue = capTokens.get(token)
-      if (queue === undefined) return Effect.void
-      capTokens.delete(token)
-      return done ? Effect.ignore(written("settle", sql`SELECT ${notify(queue)}`)) : Effect.void
-    }
-
-    const settle = (token: string, settlement: Settlement) =>
-      Effect.tap(settleOne(token, settlement), (done) => capTokens.size === 0 ? Effect.void : slotFreed(token, done))
-
-    const settleOne = (token: string, settlement: Settlement) => {
+    const settle = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
         return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
       }
@@ -2405,9 +2503,12 @@ export const makeWith = (
         settled_xid = CASE WHEN cancel_requested THEN ${sql.literal(XID)} ELSE settled_xid END,
         cancel_requested = false`
       // the row as written: one that ended cancelled sends no NOTIFY (no job of its queue can be
-      // claimed: the other processes' idle consumers would look for nothing, at once or at its time)
-      const returning = (notified: Fragment) =>
-        sql`(CASE WHEN wp_job.state = 'cancelled' THEN NULL ELSE ${notified} END) IS NULL AS notified,
+      // claimed: the other processes' idle consumers would look for nothing, at once or at its time),
+      // and one back in the queue its NOTIFY for its delay's end. Unless its queue has a cap: its
+      // slot is free now, whatever its delay or its end (see SlotFreed)
+      const returning = (delay: Fragment) =>
+        sql`(CASE WHEN ${capped} THEN ${freed(sql`wp_job.queue`)} WHEN wp_job.state = 'cancelled' THEN NULL
+          ELSE ${notify(sql`wp_job.queue`, delay)} END) IS NULL AS notified,
           wp_job.state = 'cancelled' AS ended`
       const statement = (() => {
         switch (settlement._tag) {
@@ -2417,22 +2518,23 @@ export const makeWith = (
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
+              RETURNING ${returning(sql`${settlement.delay}::bigint`)}`
           }
           case "Release": {
             if (settlement.delay === undefined) {
               return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
               attempts = attempts - 1, ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`))}`
+              RETURNING ${returning(sql`0`)}`
             }
-            // snoozed: visible after its delay, ranked from then, its attempt not counted
+            // snoozed: visible after its delay, ranked from then, its attempt not counted (ended
+            // cancelled instead, not counted as a snooze either, as the other stores)
             const visible = sql`(${now}::bigint + ${settlement.delay}::bigint)`
             return sql<{ ended: boolean }>`UPDATE ${S}.wp_job SET ${ended}, exit = CASE WHEN cancel_requested THEN NULL ELSE exit END,
-              attempts = attempts - 1, snoozes = snoozes + 1,
+              attempts = attempts - 1, snoozes = snoozes + CASE WHEN cancel_requested THEN 0 ELSE 1 END,
               visible_at = CASE WHEN cancel_requested THEN visible_at ELSE ${visible} END,
               rank = CASE WHEN cancel_requested THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               ${lease} ${fence}
-              RETURNING ${returning(notify(sql`wp_job.queue`, sql`${settlement.delay}::bigint`))}`
+              RETURNING ${returning(sql`${settlement.delay}::bigint`)}`
           }
         }
       })()
@@ -2449,14 +2551,17 @@ export const makeWith = (
 
     /** The rows of the next reap batch: REAP_BATCH, halved after a batch was cut, doubled back after a full one. */
     let reapBatch = REAP_BATCH
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) => {
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) => {
       const now = NOW()
       const delay = REAP_DELAY(sql`${JSON.stringify(backoff)}::jsonb`, sql`${JSON.stringify(policies)}::jsonb`)
       const out = sql`(cancel_requested OR attempts >= max_attempts)`
       const visible = sql`(${now}::bigint + ${delay})`
       // a capped queue's job taken back frees its slot now, whatever its delay: its NOTIFY wakes the
       // consumers the cap held back at once (a wake-up for its delay's end would leave the slot idle)
-      const capped = sql`EXISTS (SELECT 1 FROM ${S}.wp_queue q WHERE q.name = wp_job.queue AND (q.concurrency > 0 OR q.group_concurrency > 0))`
       // in batches, each its own statement (committed): the reaper gives a reap up past its bound (a
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
@@ -2465,7 +2570,9 @@ export const makeWith = (
       // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
       // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
       // order cannot make a deadlock
-      const batch = (size: number) => sql<{ back: boolean }>`UPDATE ${S}.wp_job SET
+      // told of each job (a consumer's events): the same statement, returning its rows
+      const told = reaped === undefined ? sql`` : sql`, wp_job.id, wp_job.queue, wp_job.task, wp_job.attempts, wp_job.state, wp_job.visible_at`
+      const batch = (size: number) => sql<{ back: boolean } & ReapedRow>`UPDATE ${S}.wp_job SET
               state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
               exit = NULL,
               finished_at = CASE WHEN ${out} THEN ${now}::bigint ELSE NULL END,
@@ -2476,7 +2583,7 @@ export const makeWith = (
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
               ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
-            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back`
+            RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back${told}`
       return op(
         "reap",
         Effect.gen(function*() {
@@ -2490,6 +2597,7 @@ export const makeWith = (
             // background: the next reap, half a lease later, may come before
             reapBatch = Math.max(REAP_BATCH_MIN, size >> 1)
             const rows = yield* batch(size)
+            if (reaped !== undefined) for (const row of rows) reaped(reapedOf(row))
             count += rows.length
             reapBatch = rows.length < size ? size : Math.min(REAP_BATCH, size * 2)
             if (rows.length < size) return count

@@ -67,12 +67,24 @@ import type {
   NewJob,
   QueueCounts,
   QueueSettings,
-  Retained,
+  RetainPlace,
+  ReapedJob,
   Settlement,
   State,
   Store
 } from "./model.ts"
-import { cursorTime, decodeRetention, encodeRetention, holdShown, type LatencyCursor, latencyOf, retentionField, roundRobin } from "./model.ts"
+import {
+  cursorTime,
+  decodeRetention,
+  encodeRetention,
+  holdShown,
+  type LatencyCursor,
+  latencyOf,
+  RETAIN_QUEUES,
+  retainPass,
+  retentionField,
+  roundRobin
+} from "./model.ts"
 import * as RedisClient from "./redisClient.ts"
 import * as Scripts from "./redisScripts.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -344,6 +356,9 @@ interface Lua<R> {
   /** The script's reply (a phantom: never set). */
   readonly reply?: R
 }
+/** A reap's answer that names its jobs (`Scripts.REAP_TOLD`): its count, and id, task, attempts, outcome, visible (-1: none) of each. */
+type Told = readonly [number, ReadonlyArray<string | number>]
+
 /** A queue's script declares two keys: its meta hash and its guard (see `run`). */
 const script = <R>(lua: string, keys = 2): Lua<R> => ({ lua, sha: createHash("sha1").update(lua).digest("hex"), keys: String(keys) })
 
@@ -361,6 +376,8 @@ const SCRIPTS = {
   settle: script<Array<number>>(Scripts.SETTLE),
   reap: script<number>(Scripts.REAP),
   reapMany: script<Array<number>>(Scripts.REAP_MANY),
+  reapTold: script<Told>(Scripts.REAP_TOLD),
+  reapToldMany: script<Array<Told>>(Scripts.REAP_TOLD_MANY),
   cancel: script<"cancelled" | "requested" | "finished" | "missing">(Scripts.CANCEL),
   redrive: script<number>(Scripts.REDRIVE),
   purge: script<[Array<string>, number]>(Scripts.PURGE),
@@ -378,6 +395,24 @@ const SCRIPTS = {
 
 /** A queue's part of a script over several queues (`Scripts.many`) that failed, the others' answered. */
 class QueueScriptFailed extends Error {}
+
+/** How many jobs a queue's reap took back, telling `reaped` of each when its script named them (`Told`). */
+const reapedIn = (queue: string, answer: number | Told, reaped: ((job: ReapedJob) => void) | undefined): number => {
+  if (typeof answer === "number") return answer
+  const [count, told] = answer
+  for (let i = 0; i + 4 < told.length; i += 5) {
+    const outcome = told[i + 3] as ReapedJob["outcome"]
+    reaped?.({
+      id: String(told[i]),
+      queue,
+      task: String(told[i + 1]),
+      attempt: Number(told[i + 2]),
+      outcome,
+      runAt: outcome === "retried" ? Number(told[i + 4]) : undefined
+    })
+  }
+  return count
+}
 
 /** A queue's look (`Scripts.PEEK`): its best jobs' scores and creation times, its soonest delayed job's dueIn and dueAt, whether its rate limit or its cap holds claims back. */
 type Look = [Array<string>, string, string, "0" | "1"]
@@ -1051,7 +1086,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             // a script deletes a batch of each state; a full one may have left more
             while (true) {
               // on one Redis the script removes the ids from the index too
-              const [gone, dropped] = yield* run("purge", queue, String(before), cfg.cluster ? "" : IDS, ...finals)
+              const [gone, dropped] = yield* run("purge", queue, String(before), cfg.cluster ? "" : IDS, NOW(), ...finals)
               if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
               count += gone.length
               if (dropped === 1) yield* unlist(queue)
@@ -1064,25 +1099,38 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         (n) => n > 0 ? { queue: UNKEYED } : undefined
       )
 
+    // where this store's pass over the queues with a retention stands (see `Store.retain`): a set
+    // has no order to resume by name, so an SSCAN cursor, and the names its last reply gave that no
+    // call has visited yet (a small set's reply is all of it, whatever the COUNT). A queue goes from
+    // `retainPending` once its visit is done (its script, the index, its unlisting): a call cut off
+    // midway keeps what it got through
+    let retainScan = "0"
+    let retainPending = new Set<string>()
+    const retainAt: RetainPlace<string, unknown, never> = {
+      take: (limit) =>
+        retainPending.size > 0
+          ? Effect.succeed(Array.from(retainPending).slice(0, limit))
+          : Effect.map(redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit)), ([next, names]) => {
+            retainScan = next
+            retainPending = new Set(names)
+            return Array.from(retainPending).slice(0, limit)
+          }),
+      visited: (queue) => void retainPending.delete(queue),
+      left: () => retainPending.size > 0 || retainScan !== "0"
+    }
     /** Each queue's retention, once (see `Store.retain`): a script per queue that has had one, bounded by `batch`. */
-    const retain = (batch: number) =>
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
       op(
         "retain",
-        Effect.gen(function*() {
-          let deleted = 0
-          let more = false
-          // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
-          yield* Effect.forEach(yield* redis.send<Array<string>>("SMEMBERS", RETAINED_QUEUES), (queue) =>
-            Effect.gen(function*() {
-              // on one Redis the script removes the ids from the index too
-              const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
-              if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
-              deleted += gone.length
-              if (past === 1) more = true
-              if (dropped === 1) yield* unlist(queue)
-            }), { concurrency: RETAIN_IN_FLIGHT, discard: true })
-          return { deleted, more } satisfies Retained
-        }),
+        // a script per queue, `RETAIN_IN_FLIGHT` sent together (a queue per tenant, each with a retention)
+        retainPass(retainAt, limit, (queue) =>
+          Effect.gen(function*() {
+            // on one Redis the script removes the ids from the index too
+            const [gone, dropped, past] = yield* run("retain", queue, NOW(), cfg.cluster ? "" : IDS, String(batch))
+            if (gone.length > 0 && cfg.cluster) yield* redis.send("HDEL", IDS, ...gone)
+            if (dropped === 1) yield* unlist(queue)
+            return { deleted: gone.length, more: past === 1 }
+          }), RETAIN_IN_FLIGHT),
         // its awaiters look (a job they await may be gone)
         (retained) => retained.deleted > 0 ? { queue: UNKEYED } : undefined
       )
@@ -1674,7 +1722,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       )
     }
 
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) =>
       op(
         "reap",
         Effect.gen(function*() {
@@ -1697,20 +1749,27 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             "reap",
             all,
             all.length > 1 ? CLAIM_BOUND : 0,
-            (group) =>
-              group.length === 1
-                ? Effect.map(run("reap", group[0]!, NOW(), named, ...backoff.map(String)), (n) => [n])
-                : runMany(SCRIPTS.reapMany, group, NOW(), named, ...backoff.map(String)),
-            (queue, n) => {
+            (group): Effect.Effect<ReadonlyArray<number | Told | QueueScriptFailed>, unknown> =>
+              reaped === undefined
+                ? group.length === 1
+                  ? Effect.map(run("reap", group[0]!, NOW(), named, ...backoff.map(String)), (n) => [n])
+                  : runMany(SCRIPTS.reapMany, group, NOW(), named, ...backoff.map(String))
+                : group.length === 1
+                ? Effect.map(run("reapTold", group[0]!, NOW(), named, ...backoff.map(String)), (told) => [told])
+                : runMany(SCRIPTS.reapToldMany, group, NOW(), named, ...backoff.map(String)),
+            (queue, answer) => {
+              const n = reapedIn(queue, answer, reaped)
               if (n > 0) taken.push(queue)
               count += n
             },
             {
               onLate: (group, answer) =>
-                Effect.map(answer, (counts) =>
+                Effect.map(answer, (answers) =>
                   group.forEach((queue, i) => {
-                    const n = counts[i]
-                    if (typeof n === "number" && n > 0) signal.notifyIn(0, queue)
+                    const one = answers[i]
+                    if (one !== undefined && !(one instanceof QueueScriptFailed) && reapedIn(queue, one, reaped) > 0) {
+                      signal.notifyIn(0, queue)
+                    }
                   })),
               size: manyQueues,
               inFlight: "unbounded"

@@ -850,7 +850,11 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  * (see `Store.reap`): its own backoff by the formula of `Backoff.delay` (keep them in step), its
  * named policy's list, or `backoff`.
  */
-const REAP_BODY = `
+/**
+ * `tell`: the script also answers which jobs it took back (a consumer's lifecycle events): `{count,
+ * {id, task, attempts, outcome, visible or -1, ...}}`, from what it reads anyway but the task.
+ */
+const reapBody = (tell: boolean) => `
 local now = clock(ARGV[1])
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
@@ -878,7 +882,8 @@ local function delayOf(j, attempts)
 end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
 moved = moved + #expired / 2
-local count = 0
+local count = 0${tell ? `
+local told = {}` : ""}
 for i = 1, #expired, 2 do
   local id = expired[i]
   if tonumber(expired[i + 1]) < now then
@@ -886,24 +891,29 @@ for i = 1, #expired, 2 do
     local j = jobKey(id)
     endLease(id)
     redis.call("HDEL", j, "exit")
-    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority")
+    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
     local attempts = tonumber(f[2])
     if f[1] == "1" then
-      finish(id, "cancelled", now)
+      finish(id, "cancelled", now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
     elseif attempts >= tonumber(f[3]) then
-      finish(id, "dead", now)
+      finish(id, "dead", now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
     else
       local visible = now + delayOf(j, attempts)
       redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
       queued(id)
-      place(id, now)
+      place(id, now)${tell ? `
+      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
     end
   end
 end
 if count > 0 then slotFreed() end
-return count
+return ${tell ? "{count, told}" : "count"}
 `
-export const REAP: string = `${PRELUDE}${REAP_BODY}`
+export const REAP: string = `${PRELUDE}${reapBody(false)}`
+/** `REAP` that also says which jobs it took back (see `reapBody`). */
+export const REAP_TOLD: string = `${PRELUDE}${reapBody(true)}`
 
 /** ARGV: now, id, cancel channel → "cancelled" | "requested" | "finished" | "missing" */
 export const CANCEL: string = `${PRELUDE}
@@ -963,7 +973,7 @@ local function forget(key, ids, gone)
     gone[#gone + 1] = id
   end
 end
-local function forgotten(gone, index)
+local function forgotten(gone, index, now)
   if index ~= "" and #gone > 0 then bulk("HDEL", index, gone) end
   if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
   -- B:all holds every job until it is purged: none queued, delayed, running or finished
@@ -971,9 +981,13 @@ local function forgotten(gone, index)
   redis.call("DEL", B .. ":groups")
   redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
     B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
-  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "groupConcurrency")
+  local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "heldUntil", "groupConcurrency")
   if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
-  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] and not m[6] then redis.call("DEL", KEYS[1]) end
+  -- a hold that lasts is a setting too: dropped, the queue's next job ran at once
+  local held = tonumber(m[6] or "0") > now
+  if m[1] ~= "1" and tonumber(m[2] or "0") == 0 and not m[3] and not m[4] and not m[5] and not held and not m[7] then
+    redis.call("DEL", KEYS[1])
+  end
   return 1
 end
 `
@@ -982,11 +996,11 @@ end
 export const PURGE_BATCH = 10_000
 
 /**
- * ARGV: before, index, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
+ * ARGV: before, index, now, states... → {the ids deleted, at most `PURGE_BATCH` of each state (fewer than
  * `PURGE_BATCH` in all: every job of those states that finished before `before` is gone), dropped}.
  *
  * `dropped` 1: the queue had no job left in any state, and its keys are gone, `B:seq` with them
- * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap), so that the caller takes it
+ * (its settings stay: a pause, an aging, a rate limit and its window, a retention, a cap, a hold), so that the caller takes it
  * out of the list of queues (another slot on a Cluster) and puts it back if an enqueue has made its
  * `B:seq` again meanwhile (see `redis.ts`'s `purge`). Without that, a queue per tenant kept its
  * keys and its place in the list for good, and every reap, purge and listing walked it.
@@ -997,11 +1011,11 @@ export const PURGE_BATCH = 10_000
  */
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
   forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
 end
-return {gone, forgotten(gone, ARGV[2])}
+return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
 `
 
 /**
@@ -1039,7 +1053,7 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
   end
 end
 if #gone == 0 then return {gone, 0, more} end
-return {gone, forgotten(gone, ARGV[2]), more}
+return {gone, forgotten(gone, ARGV[2], now), more}
 `
 
 /**
@@ -1496,7 +1510,10 @@ return out
 export const PEEK_MANY: string = many(PEEK_BODY)
 
 /** `REAP` of several queues (see `many`). */
-export const REAP_MANY: string = many(REAP_BODY)
+export const REAP_MANY: string = many(reapBody(false))
+
+/** `REAP_TOLD` of several queues (see `many`). */
+export const REAP_TOLD_MANY: string = many(reapBody(true))
 
 /**
  * The server's TIME, by a script: on a Cluster, routed by its key (the list of queues') to that

@@ -27,7 +27,7 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
-  cappedBy,
+  fullQueues,
   keepTurns,
   claimWindow,
   type ClaimWindow,
@@ -44,8 +44,10 @@ import {
   type QueueSettings,
   decodeRetention,
   encodeRetention,
-  RETAINED,
-  type Retained,
+  RETAIN_QUEUES,
+  retainCursor,
+  retainPass,
+  retainRules,
   retentionField,
   type Settlement,
   type ListFilter,
@@ -53,13 +55,17 @@ import {
   type Store,
   takeFromWindows,
   withId,
-  holdShown
+  holdShown,
+  type ReapedJob,
+  type ReapedRow,
+  reapedOf
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
 import * as Backoff from "../durable/backoff.ts"
+import * as RetainCount from "./retainCount.ts"
 
 /** The schema's migrations, in order: version n is reached by running `MIGRATIONS[n - 1]`. */
 export const MIGRATIONS: ReadonlyArray<string> = [
@@ -141,7 +147,11 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   // it; and a job's count of snoozes (`JobQueue.snooze`)
   `ALTER TABLE wp_queue ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE wp_job ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;`,
-  // 12: per-key caps (JobQueue.setGroupConcurrency): a job's key, '' for an ungrouped job of a queue
+  // 12: a queue's finished jobs of a state, by end time (and seq, the rowid every index holds), for
+  // its retention by count (RETAIN_COUNT, RETAIN_LOOK): along `wp_job_finished` (by end time first)
+  // a batch read every queue's finished jobs from the newest to this queue's cut, under the write lock
+  `CREATE INDEX wp_job_retained ON wp_job (queue, state, finished_at) WHERE finished_at IS NOT NULL;`,
+  // 13: per-key caps (JobQueue.setGroupConcurrency): a job's key, '' for an ungrouped job of a queue
   // with the cap (NULL otherwise), the cap (0: none) and the key a claim served last. Indexes of
   // grouped jobs only: a job without a key (every job of a queue without the cap) writes neither, so
   // the claim and settle of such queues cost what they did. A claim walks the keys of the queued
@@ -182,8 +192,9 @@ export const COUNTS = `SELECT 'running' AS state, NULL AS priority, COUNT(*) AS 
     WHERE queue = :queue AND state = 'queued' GROUP BY priority`
 
 /**
- * A queue's counts (`:queue`) of finished jobs, from `wp_job_finished` alone: every queue's finished
- * jobs (a purge keeps them few), in one pass.
+ * A queue's counts (`:queue`) of finished jobs, from an index alone: since version 12 the queue's
+ * range of each state in `wp_job_retained`; before it, every queue's finished jobs along
+ * `wp_job_finished` (a purge keeps them few), in one pass.
  */
 export const FINISHED = `SELECT SUM(state = 'succeeded') AS succeeded, SUM(state = 'dead') AS dead,
     SUM(state = 'cancelled') AS cancelled FROM wp_job
@@ -201,7 +212,8 @@ export const PURGE = `DELETE FROM wp_job WHERE seq IN (
 
 /**
  * A retention batch by age: args queue, state, `before`, the batch's size. The oldest first, along
- * `wp_job_finished` (by end time, its queue and state in the index: no row read but those deleted).
+ * `wp_job_retained` since version 12 (before it, `wp_job_finished`: by end time, its queue and state
+ * in the index): no row read but those deleted.
  */
 export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
     SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ? AND finished_at < ?
@@ -209,12 +221,23 @@ export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
 
 /**
  * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
- * Along `wp_job_finished` from its newest end, every queue's finished jobs read past the kept ones
- * (a queue's are few once its retention holds).
+ * Along `wp_job_retained` from the queue and state's newest end: only its kept jobs are read past.
  */
 export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
     SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
     ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
+
+/**
+ * A look of a retention by count (see `retainCount.ts`), one statement's snapshot: how many of a
+ * queue's finished jobs of a state came after (`:finishedAt`, `:seq`), at most `:bound`, and the
+ * newest of them. Along `wp_job_retained`, reading only those.
+ */
+export const RETAIN_LOOK = `SELECT
+    (SELECT COUNT(*) FROM (SELECT 1 FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue AND state = :state
+      AND (finished_at, seq) > (:finishedAt, :seq) LIMIT :bound)) AS n,
+    newest.finished_at AS finishedAt, newest.seq AS seq
+  FROM (SELECT 1) LEFT JOIN (SELECT finished_at, seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue
+    AND state = :state ORDER BY finished_at DESC, seq DESC LIMIT 1) newest`
 
 /**
  * The soonest delayed job of some queues (`:queues`, a JSON array), of those not paused, at `:now`:
@@ -914,40 +937,42 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
+    const retainAt = retainCursor((after: string | undefined, n: number) =>
+      read("retain", () =>
+        after === undefined
+          ? all<{ name: string; retention: string }>(
+            "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL ORDER BY name LIMIT ?",
+            n
+          )
+          : all<{ name: string; retention: string }>(
+            "SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL AND name > ? ORDER BY name LIMIT ?",
+            after,
+            n
+          ))
+    )
+    const retainCounted = RetainCount.make()
+    // the event loop let go between rounds too
+    const thenYield = <A>(round: Effect.Effect<A, StoreError>) => Effect.tap(round, () => Effect.yieldNow)
     /**
      * Each queue's retention, once (see `Store.retain`): a write transaction per batch, so that the
      * file's write lock is let go, and the event loop, between them, as in `purge`.
      */
-    const retain = (batch: number) =>
-      Effect.gen(function*() {
-        const queues = yield* read("retain", () =>
-          all<{ name: string; retention: string }>("SELECT name, retention FROM wp_queue WHERE retention IS NOT NULL"))
-        let deleted = 0
-        let more = false
-        for (const queue of queues) {
-          const retention = decodeRetention(queue.retention)
-          for (const state of RETAINED) {
-            const keep = retention?.[state]
-            if (keep === undefined) continue
-            const batches: Array<() => number> = []
-            if (keep.age !== undefined) {
-              const age = keep.age
-              batches.push(() => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))
-            }
-            if (keep.count !== undefined) {
-              const count = keep.count
-              batches.push(() => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
-            }
-            for (const one of batches) {
-              const n = yield* write("retain", one)
-              deleted += n
-              if (n >= batch) more = true
-              yield* Effect.yieldNow
-            }
-          }
-        }
-        return { deleted, more } satisfies Retained
-      })
+    const retain = (batch: number, limit = RETAIN_QUEUES) =>
+      retainPass(retainAt, limit, (queue) =>
+        retainRules(decodeRetention(queue.retention), batch, {
+          age: (state, age) => thenYield(write("retain", () => Number(run(RETAIN_AGE, queue.name, state, time() - age, batch).changes))),
+          // a look outside the write lock first (see retainCount.ts), the batch only when some are past
+          count: (state, count) =>
+            thenYield(
+              retainCounted(
+                queue.name,
+                state,
+                count,
+                (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
+                write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+              )
+            )
+        }))
 
     const configure = (
       queue: string,
@@ -1355,8 +1380,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           if (window.dropped.length > 0) run("DELETE FROM wp_rate WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(window.dropped))
           run("UPDATE wp_queue SET rate_count = ? WHERE name = ?", window.count, window.name)
         }
-        const capped = groups.full && picked.length < request.limit ? { capped: true } : cappedBy(free, picked, request.limit)
-        return { claims, limitedFor, ...capped, dueIn: dueIn(request, now, claims.length) }
+        // held back by a cap: a queue at it still has a job ready (its jobs taken are running now), or a
+        // key with more ready jobs than free slots
+        const capped = (groups.full && picked.length < request.limit) ||
+          fullQueues(free, picked, request.limit).some((queue) => best([queue], tasks, now, 1).length > 0)
+        return { claims, limitedFor, ...(capped ? { capped } : {}), dueIn: dueIn(request, now, claims.length) }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
@@ -1437,23 +1465,34 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
       })
 
-    const reap = (backoff: ReadonlyArray<number>, policies: Readonly<Record<string, ReadonlyArray<number>>> = {}) =>
+    const reap = (
+      backoff: ReadonlyArray<number>,
+      policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
+      reaped?: (job: ReapedJob) => void
+    ) =>
       write("reap", () => {
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
+        const params = { now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }
+        // told of each job (a consumer's events): the same statement, returning its rows
+        const returning = reaped === undefined ? "" : " RETURNING id, queue, task, attempts, state, visible_at"
         // named parameters (see DELAYED): :backoff and :policies as REAP_DELAY takes them
-        return Number(
-          db.prepare(
-            `UPDATE wp_job SET
-               state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-               exit = NULL,
-               finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
-               visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
-               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
-               cancel_requested = 0, lease_token = NULL, lease_until = NULL
-             WHERE state = 'running' AND lease_until < :now`
-          ).run({ now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }).changes
+        const statement = db.prepare(
+          `UPDATE wp_job SET
+             state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+             exit = NULL,
+             finished_at = CASE WHEN ${out} THEN :now ELSE NULL END,
+             visible_at = CASE WHEN ${out} THEN visible_at ELSE :now + ${REAP_DELAY} END,
+             rank = CASE WHEN ${out} THEN rank ELSE ${RANK(`:now + ${REAP_DELAY}`)} END,
+             cancel_requested = 0, lease_token = NULL, lease_until = NULL
+           WHERE state = 'running' AND lease_until < :now${returning}`
         )
-      })
+        return reaped === undefined ? Number(statement.run(params).changes) : statement.all(params) as unknown as ReadonlyArray<ReapedRow>
+      }).pipe(Effect.map((result) => {
+        if (typeof result === "number") return result
+        // told once committed: a reap rolled back (its commit failed) took nothing back
+        for (const row of result) reaped!(reapedOf(row))
+        return result.length
+      }))
 
     return {
       enqueue,

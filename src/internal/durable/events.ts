@@ -1,0 +1,153 @@
+/**
+ * A consumer's lifecycle events (`ConsumeOptions.onEvent`): what its jobs did, told in order to the
+ * user's handler through a bounded buffer on a fiber of their own. The consumer calls `emit` where an
+ * outcome is already decided; the events never touch its loops: a handler that is slow, fails, dies
+ * or hangs costs at most the buffer, then events are dropped (counted, `Dropped`).
+ *
+ * Without a handler there is no `Events` at all (`make` returns undefined): the consumer's calls are
+ * `events?.x(...)`, so a job allocates nothing for them.
+ *
+ * @internal
+ */
+import { Cause, Data, Effect, Fiber, Queue } from "effect"
+import type * as JobQueue from "../../JobQueue.ts"
+import type { Claim, ReapedJob, Settlement } from "../store/model.ts"
+
+export type JobEvent = JobQueue.JobEvent
+export const JobEvent = Data.taggedEnum<JobEvent>()
+
+/** How many events wait for a slow handler before the next ones are dropped (counted). */
+export const EVENT_BUFFER = 1024
+
+export type Handler<R> = (event: JobEvent) => Effect.Effect<unknown, unknown, R>
+
+const refOf = (claim: Claim): JobQueue.JobEventRef => {
+  const job = claim.job
+  return { id: job.id, queue: job.queue, task: job.task, attempt: job.attempts }
+}
+
+export interface Events {
+  readonly started: (claim: Claim) => void
+  /**
+   * An attempt's end: its settlement, and whether the store took it (false: fenced, the lease was
+   * someone else's by then; undefined: nothing was written, its lease lost already, or its
+   * settlement undefined too: a settle that failed for good).
+   */
+  readonly settled: (
+    claim: Claim,
+    failure: Cause.Cause<unknown> | undefined,
+    settlement: Settlement | undefined,
+    written: boolean | undefined
+  ) => void
+  readonly givenBack: (claim: Claim) => void
+  /** The attempt is over, told or not (a settle interrupted by a stop past its grace): its start is forgotten. */
+  readonly forget: (claim: Claim) => void
+  readonly reaped: (job: ReapedJob) => void
+  /** Delivers what is buffered (within `grace` ms), then stops. */
+  readonly close: (grace: number) => Effect.Effect<void>
+}
+
+/**
+ * The events of one consumer, delivered by `fork` (the consumer's, with its services) to `handler`.
+ * `now`: this consumer's clock, for durations and the times of retries and snoozes.
+ */
+export const make = <R>(
+  handler: Handler<R> | undefined,
+  now: () => number,
+  fork: (effect: Effect.Effect<void, never, R>) => Fiber.Fiber<void>
+): Events | undefined => {
+  if (handler === undefined) return undefined
+  const queue = Effect.runSync(Queue.make<JobEvent, Cause.Done>({ capacity: EVENT_BUFFER, strategy: "dropping" }))
+  const startedAt = new Map<string, number>()
+  let dropped = 0
+  let warned = false
+  const emit = (event: JobEvent) => {
+    // the count goes where the lost events were: before the next one that fits
+    if (dropped > 0) {
+      if (!Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))) return void dropped++
+      dropped = 0
+    }
+    if (!Queue.offerUnsafe(queue, event)) dropped++
+  }
+  const deliver = (event: JobEvent) =>
+    Effect.catchCause(Effect.suspend(() => handler(event)), (cause) => {
+      if (warned || Cause.hasInterruptsOnly(cause)) return Effect.void
+      warned = true
+      return Effect.logWarning(
+        "effect-workpool: a durable consumer's onEvent handler failed; the event is skipped (said once per consumer)",
+        cause
+      )
+    })
+  // the handler caught up: the events lost since the last one it got are told now (else only once
+  // a later event came, which a consumer gone idle never makes)
+  const caughtUp = Effect.suspend(() => {
+    if (dropped === 0 || Queue.sizeUnsafe(queue) > 0) return Effect.void
+    const count = dropped
+    dropped = 0
+    return deliver(JobEvent.Dropped({ count }))
+  })
+  const drainer = fork(Effect.catchCause(
+    Effect.forever(Effect.flatMap(Queue.take(queue), (event) => Effect.andThen(deliver(event), caughtUp))),
+    () => Effect.void
+  ))
+  const durationOf = (claim: Claim) => {
+    const from = startedAt.get(claim.token)
+    startedAt.delete(claim.token)
+    return from === undefined ? 0 : Math.max(0, now() - from)
+  }
+  return {
+    started: (claim) => {
+      startedAt.set(claim.token, now())
+      emit(JobEvent.Started(refOf(claim)))
+    },
+    settled: (claim, failure, settlement, written) => {
+      const ref = refOf(claim)
+      const duration = durationOf(claim)
+      if (settlement === undefined || written === false) return emit(JobEvent.LeaseLost(ref))
+      switch (settlement._tag) {
+        case "Release":
+          return emit(
+            settlement.delay === undefined
+              ? JobEvent.GivenBack(ref)
+              : JobEvent.Snoozed({ ...ref, runAt: new Date(now() + settlement.delay) })
+          )
+        case "Retry":
+          return emit(JobEvent.Failed({
+            ...ref,
+            error: failure ?? Cause.empty,
+            duration,
+            willRetry: true,
+            runAt: new Date(now() + settlement.delay)
+          }))
+        case "Final":
+          if (settlement.state === "succeeded") return emit(JobEvent.Succeeded({ ...ref, duration }))
+          if (settlement.state === "cancelled") return emit(JobEvent.Cancelled(ref))
+          {
+            const error = failure ?? Cause.die("its result could not be encoded")
+            emit(JobEvent.Failed({ ...ref, error, duration, willRetry: false, runAt: undefined }))
+            return emit(JobEvent.Dead({ ...ref, error }))
+          }
+      }
+    },
+    forget: (claim) => void startedAt.delete(claim.token),
+    givenBack: (claim) => {
+      startedAt.delete(claim.token)
+      emit(JobEvent.GivenBack(refOf(claim)))
+    },
+    reaped: (job) =>
+      emit(JobEvent.Reaped({
+        id: job.id,
+        queue: job.queue,
+        task: job.task,
+        attempt: job.attempt,
+        outcome: job.outcome,
+        runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
+      })),
+    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good
+    close: (grace) =>
+      Effect.andThen(
+        Queue.end(queue),
+        Effect.andThen(Effect.timeoutOption(Fiber.await(drainer), grace), Effect.sync(() => drainer.interruptUnsafe()))
+      )
+  }
+}
