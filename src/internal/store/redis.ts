@@ -1153,7 +1153,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             NOW(),
             settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention),
             settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0),
-            settings.holdFor === undefined ? "" : String(settings.holdFor)
+            settings.holdFor === undefined ? "" : String(settings.holdFor),
+            settings.holdAtLeast === undefined ? "" : String(settings.holdAtLeast)
           )
         ),
         // a new rate limit or cap that lets no claim through now wakes no one here either

@@ -907,7 +907,8 @@ return {gone, forgotten(gone, ARGV[2], now), more}
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
  * its interval, now, retention ("" unchanged, "0" none, else its JSON), cap on running jobs (""
- * unchanged, "0" none), hold (ms from now, "" unchanged, "0" none) → 1, or 0 for a new rate limit
+ * unchanged, "0" none), hold (ms from now, "" unchanged, "0" none), hold at least (ms from now, ""
+ * unchanged: the later of the hold before and now + this) → 1, or 0 for a new rate limit
  * or cap that wakes no one (nothing ready, or its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
@@ -927,6 +928,12 @@ local cap = ARGV[7] or ""
 if cap ~= "" then setting("concurrency", cap) end
 local hold = ARGV[8] or ""
 if hold ~= "" then setting("heldUntil", hold == "0" and "0" or tostring(now + tonumber(hold))) end
+-- a snooze's hold: the later of the hold's end before and now + this (a short one does not cut a long one)
+local atLeast = ARGV[9] or ""
+if atLeast ~= "" then
+  local ends = math.max(tonumber(redis.call("HGET", KEYS[1], "heldUntil") or "0"), now + tonumber(atLeast))
+  if ends > now then setting("heldUntil", tostring(ends)) end
+end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
 if ARGV[3] == "0" then
   redis.call("HDEL", KEYS[1], "rateLimit", "rateInterval")

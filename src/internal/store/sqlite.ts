@@ -958,6 +958,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
         if (settings.holdFor !== undefined) run("UPDATE wp_queue SET held_until = ? WHERE name = ?", time() + settings.holdFor, queue)
+        if (settings.holdAtLeast !== undefined) {
+          run("UPDATE wp_queue SET held_until = MAX(held_until, ?) WHERE name = ?", time() + settings.holdAtLeast, queue)
+        }
         const rate = settings.rateLimit
         if (rate === null) {
           run("DELETE FROM wp_rate WHERE queue = ?", queue)
