@@ -453,3 +453,46 @@ describe("Dashboard in headless Chromium: 2,000 queues", () => {
     180_000
   )
 })
+
+// the harness itself: `open` navigated without waiting for the load, so a `waitFor` that started
+// while the tab was still about:blank (or the document loading) could be lost with that document
+describe("the Chromium harness", () => {
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "open resolves once the page has loaded: not while a script it loads is held back",
+    () =>
+      Effect.gen(function*() {
+        const { createServer } = yield* Effect.promise(() => import("node:http"))
+        let release = () => {}
+        const asked = yield* Deferred.make<void>()
+        const server = createServer((request, response) => {
+          if (request.url === "/slow.js") {
+            Effect.runSync(Deferred.succeed(asked, undefined))
+            release = () => response.end("window.slow = true")
+          } else {
+            response.setHeader("content-type", "text/html")
+            response.end(`<!doctype html><title>t</title><script src="/slow.js"></script><p>loaded</p>`)
+          }
+        })
+        yield* Effect.acquireRelease(
+          Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()))),
+          () => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+        )
+        const port = (server.address() as { port: number }).port
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        let opened = false
+        const opening = browser.open(`http://127.0.0.1:${port}/`).then((page) => {
+          opened = true
+          return page
+        })
+        yield* Deferred.await(asked)
+        // the navigation's reply (sent at its commit, before the script is asked for) has had its turn
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        const early = opened
+        release()
+        const page = yield* Effect.promise(() => opening)
+        assert.isFalse(early, "open resolved while the page was loading")
+        assert.deepStrictEqual(yield* Effect.promise(() => page.evaluate(`[document.readyState, window.slow === true]`)), ["complete", true])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
