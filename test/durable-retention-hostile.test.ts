@@ -1,0 +1,100 @@
+/**
+ * Hostile tests of the retention of finished jobs (`JobQueue.setRetention`, `Store.retain`), on
+ * every store (memory and SQLite always, Postgres and Redis when their servers are set), under
+ * TestClock: odd values a caller may pass, a queue's statement failing among others, jobs deleted
+ * under an awaiter.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer, Result, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import * as DurableError from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import { Echo } from "./durable/conformance.ts"
+import { storeLayers } from "./durable/stores.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-retention-hostile-"))
+let n = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+/** Enqueues a job on `queue`, claims it and settles it succeeded: its id. */
+const finish = (queue: string) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore.JobStore
+    const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue })
+    const [claim] = (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+    yield* TestClock.adjust(10)
+    assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) }))
+    return job.id
+  })
+
+for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
+  describe(`retention, hostile (${name})`, () => {
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provide(effect, Layer.fresh(layer()))
+
+    it.effect("an age of a fraction of a millisecond (a Duration of micros, a number like 1.5) is applied, not a statement that fails every pass", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("frac", { succeeded: { age: 1.5 } })
+        yield* JobQueue.setRetention("micro", { succeeded: { age: Duration.micros(2500n) } })
+        const a = yield* finish("frac")
+        const b = yield* finish("micro")
+        yield* TestClock.adjust(10)
+        const retained = yield* store.retain(100)
+        assert.strictEqual(retained.deleted, 2)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(a)), DurableError.JobNotFound)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(b)), DurableError.JobNotFound)
+      })))
+
+    it.effect("odd values are refused as InvalidJobOptions naming the field, and nothing is set", () =>
+      provide(Effect.gen(function*() {
+        const bad: ReadonlyArray<readonly [unknown, string]> = [
+          [{ succeeded: { count: NaN } }, "retention.succeeded.count"],
+          [{ succeeded: { count: Infinity } }, "retention.succeeded.count"],
+          [{ succeeded: { count: "5" } }, "retention.succeeded.count"],
+          [{ succeeded: { count: 0.5 } }, "retention.succeeded.count"],
+          [{ dead: { age: NaN } }, "retention.dead.age"],
+          [{ dead: { age: -Infinity } }, "retention.dead.age"],
+          [{ dead: { age: Duration.days(1e12) } }, "retention.dead.age"],
+          [{ cancelled: null }, "retention.cancelled"],
+          [{ succeeded: { count: 1 }, running: { count: 1 } }, "retention.running"]
+        ]
+        for (const [retention, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.setRetention("odd", retention as never))
+          assert.strictEqual(error._tag, "InvalidJobOptions", JSON.stringify(retention))
+          assert.strictEqual((error as { field: string }).field, field, String(field))
+        }
+        assert.strictEqual((yield* JobQueue.stats("odd")).retention, undefined)
+        // -0 and 0 are the same "none kept past the next pass"
+        yield* JobQueue.setRetention("odd", { succeeded: { age: -0, count: 0 } })
+        assert.deepStrictEqual((yield* JobQueue.stats("odd")).retention, { succeeded: { age: 0, count: 0 } })
+      })))
+
+    it.effect("a job deleted by retention: its redrive, cancel, status, await and progressChanges fail with JobNotFound, and an await begun while it ran ends (its result or JobNotFound), never waits on", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("gone", { succeeded: { count: 0 }, dead: { count: 0 } })
+        const job = yield* JobQueue.enqueue(Echo, { n: 7 }, { queue: "gone" })
+        const [claim] = (yield* store.claim({ queues: ["gone"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        const awaiting = yield* Effect.forkChild(Effect.result(job.await))
+        const progress = yield* Effect.forkChild(Effect.result(Stream.runCollect(job.progressChanges)))
+        yield* Effect.yieldNow
+        yield* TestClock.adjust(10)
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 7 }) }))
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        for (let i = 0; i < 20; i++) yield* TestClock.adjust(1000)
+        const awaited = yield* Fiber.join(awaiting)
+        if (Result.isFailure(awaited)) assert.strictEqual((awaited.failure as { _tag: string })._tag, "JobNotFound")
+        else assert.strictEqual(awaited.success, 7)
+        const streamed = yield* Fiber.join(progress)
+        if (Result.isFailure(streamed)) assert.strictEqual(streamed.failure._tag, "JobNotFound")
+        for (const op of [JobQueue.redrive(job.id), JobQueue.cancel(job.id), JobQueue.status(job.id), job.await, Stream.runCollect(job.progressChanges)]) {
+          assert.strictEqual(((yield* Effect.flip(op as Effect.Effect<unknown, { _tag: string }, JobStore.JobStore>)))._tag, "JobNotFound")
+        }
+      })))
+  })
+}
