@@ -15,6 +15,7 @@ import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { Echo } from "./durable/conformance.ts"
+import * as Rd from "./durable/redis.ts"
 import { storeLayers } from "./durable/stores.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-retention-hostile-"))
@@ -98,3 +99,52 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
       })))
   })
 }
+
+describe.skipIf(!Rd.enabled)("retention, hostile (Redis only)", () => {
+  it.effect("a queue whose script fails every time (a wrong-type key under its base) does not keep the others from being cleaned: each is reached within a few calls", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const names = Array.from({ length: 40 }, (_, i) => `t${String(i).padStart(2, "0")}`)
+          for (const name of names) {
+            yield* JobQueue.setRetention(name, { succeeded: { count: 0 } })
+            yield* finish(name)
+          }
+          yield* JobQueue.setRetention("bad", { succeeded: { count: 0 } })
+          yield* finish("bad")
+          yield* Effect.promise(() => Rd.admin((c) => c.sendCommand(["DEL", `{${prefix}:bad}:final:succeeded`]).then(() => c.sendCommand(["SET", `{${prefix}:bad}:final:succeeded`, "x"]))))
+          const outcomes: Array<string> = []
+          for (let i = 0; i < 6; i++) {
+            const result = yield* Effect.result(store.retain(100, 10))
+            outcomes.push(Result.isSuccess(result) ? `ok ${result.success.deleted}` : result.failure._tag)
+          }
+          assert.include(outcomes, "StoreError", "the bad queue's script fails")
+          for (const name of names) assert.strictEqual((yield* JobQueue.stats(name)).succeeded, 0, `${name} cleaned (${outcomes.join(", ")})`)
+        }),
+        Layer.fresh(Rd.testLayer(prefix))
+      )
+    }))
+
+  it.effect("a queue emptied by its retention (its keys dropped, out of the list) keeps its retention: jobs enqueued after are retained too, and one whose retention was removed and set again is visited again", () =>
+    Effect.provide(
+      Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("q", { succeeded: { count: 0 } })
+        yield* finish("q")
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        yield* finish("q")
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        yield* JobQueue.setRetention("q", undefined)
+        const kept = yield* finish("q")
+        assert.strictEqual((yield* store.retain(100)).deleted, 0)
+        assert.strictEqual((yield* JobQueue.status(kept)).state, "succeeded")
+        yield* JobQueue.setRetention("q", { succeeded: { age: 0 } })
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        assert.deepStrictEqual((yield* JobQueue.stats("q")).retention, { succeeded: { age: 0 } })
+      }),
+      Layer.fresh(Rd.testLayer())
+    ))
+})
