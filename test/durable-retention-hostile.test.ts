@@ -51,6 +51,21 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
         assert.instanceOf(yield* Effect.flip(JobQueue.status(b)), DurableError.JobNotFound)
       })))
 
+    it.effect("a backlog past a count goes oldest first, a batch at a time (as documented and as an age goes): the jobs left between batches are the newest", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const ids: Array<string> = []
+        for (let i = 0; i < 7; i++) ids.push(yield* finish("backlog"))
+        yield* JobQueue.setRetention("backlog", { succeeded: { count: 2 } })
+        const left = () => Effect.map(JobQueue.list({ queue: "backlog" }), (jobs) => jobs.map((job) => ids.indexOf(job.id)).sort())
+        assert.deepStrictEqual(yield* store.retain(2), { deleted: 2, more: true })
+        assert.deepStrictEqual(yield* left(), [2, 3, 4, 5, 6], "the two that ended first went")
+        assert.deepStrictEqual(yield* store.retain(2), { deleted: 2, more: true })
+        assert.deepStrictEqual(yield* left(), [4, 5, 6])
+        assert.deepStrictEqual(yield* store.retain(2), { deleted: 1, more: false })
+        assert.deepStrictEqual(yield* left(), [5, 6])
+      })))
+
     it.effect("odd values are refused as InvalidJobOptions naming the field, and nothing is set", () =>
       provide(Effect.gen(function*() {
         const bad: ReadonlyArray<readonly [unknown, string]> = [

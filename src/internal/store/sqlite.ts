@@ -192,12 +192,17 @@ export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
     ORDER BY finished_at, seq LIMIT ?)`
 
 /**
- * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
- * Along `wp_job_retained` from the queue and state's newest end: only its kept jobs are read past.
+ * A retention batch by count: `:queue`, `:state`, `:batch` (its size), `:keep` (how many of the
+ * newest to keep). The cut (the newest job past them) is read along `wp_job_retained` from the
+ * queue and state's newest end, reading only the kept ones; the batch is then the oldest up to it,
+ * as an age's and every other store's go. As one `LIMIT batch OFFSET keep` from the newest end, a
+ * backlog went from the newest past the count backwards, the oldest jobs last.
  */
 export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
-    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
-    ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue AND state = :state
+      AND (finished_at, seq) <= (SELECT finished_at, seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue
+        AND state = :state ORDER BY finished_at DESC, seq DESC LIMIT 1 OFFSET :keep)
+    ORDER BY finished_at, seq LIMIT :batch)`
 
 /**
  * A look of a retention by count (see `retainCount.ts`), one statement's snapshot: how many of a
@@ -937,7 +942,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                 state,
                 count,
                 (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
-                write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+                write("retain", () => Number(db.prepare(RETAIN_COUNT).run({ queue: queue.name, state, batch, keep: count }).changes))
               )
             )
         }))
