@@ -5,7 +5,7 @@
  * under an awaiter.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Result, Stream } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,6 +14,7 @@ import { afterAll } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as RetainCount from "../src/internal/store/retainCount.ts"
 import { Echo } from "./durable/conformance.ts"
 import * as Rd from "./durable/redis.ts"
 import { storeLayers } from "./durable/stores.ts"
@@ -64,6 +65,46 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
         assert.deepStrictEqual(yield* left(), [4, 5, 6])
         assert.deepStrictEqual(yield* store.retain(2), { deleted: 1, more: false })
         assert.deepStrictEqual(yield* left(), [5, 6])
+      })))
+
+    it.effect("a count's remembered cut after jobs end out of order (a clock stepped back, a job redriven after it was counted): never one too few kept, and the excess gone within LOOKS_PER_COUNT passes", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* TestClock.adjust(60_000)
+        yield* JobQueue.setRetention("order", { succeeded: { count: 3 }, dead: { count: 1 } })
+        const ids = [yield* finish("order"), yield* finish("order"), yield* finish("order")]
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        // the clock steps back: a job ends before the newest one counted
+        const now = yield* Clock.currentTimeMillis
+        yield* TestClock.setTime(now - 5_000)
+        const early = yield* finish("order")
+        yield* TestClock.setTime(now + 10)
+        let passes = 0
+        while ((yield* JobQueue.stats("order")).succeeded > 3 && passes <= RetainCount.LOOKS_PER_COUNT + 1) {
+          yield* store.retain(100)
+          passes++
+        }
+        assert.isAtMost(passes, RetainCount.LOOKS_PER_COUNT + 1)
+        // the one that ended first (by its stamp) went: the three newest are kept
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "order", state: "succeeded" })).map((job) => job.id).sort(), ids.slice().sort())
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(early)), DurableError.JobNotFound)
+        // a dead job counted, redriven, dead again: still one kept, the newest
+        const deadOne = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "order" })
+        const dies = (token: string) => store.settle(token, { _tag: "Final", state: "dead", exit: null })
+        const claimIt = Effect.map(store.claim({ queues: ["order"], tasks: ["Echo"], limit: 1, lease: 60_000 }), (c) => c.claims[0]!.token)
+        yield* TestClock.adjust(10)
+        assert.isTrue(yield* dies(yield* claimIt))
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        assert.isTrue(yield* JobQueue.redrive(deadOne.id))
+        yield* TestClock.adjust(10)
+        assert.isTrue(yield* dies(yield* claimIt))
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+        assert.strictEqual((yield* JobQueue.status(deadOne.id)).state, "dead")
+        const other = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "order" })
+        yield* TestClock.adjust(10)
+        assert.isTrue(yield* dies(yield* claimIt))
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false })
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "order", state: "dead" })).map((job) => job.id), [other.id])
       })))
 
     it.effect("odd values are refused as InvalidJobOptions naming the field, and nothing is set", () =>
