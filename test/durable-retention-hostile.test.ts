@@ -183,6 +183,23 @@ describe.skipIf(!Rd.enabled)("retention, hostile (Redis only)", () => {
       )
     }))
 
+  it.effect("a stored retention the store does not read as one (written by hand or another version: a count that is no whole number) limits nothing, as the SQL stores and stats read it, and does not fail the queue's script at every pass", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.setRetention("hand", { succeeded: { count: 0 } })
+          const kept = yield* finish("hand")
+          yield* Effect.promise(() => Rd.admin((c) => c.sendCommand(["HSET", `{${prefix}:hand}:meta`, "retention", JSON.stringify({ succeeded: { count: 0.5 } })])))
+          assert.strictEqual((yield* JobQueue.stats("hand")).retention, undefined, "stats reads no retention")
+          assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
+          assert.strictEqual((yield* JobQueue.status(kept)).state, "succeeded")
+        }),
+        Layer.fresh(Rd.testLayer(prefix))
+      )
+    }))
+
   it.effect("a queue emptied by its retention (its keys dropped, out of the list) keeps its retention: jobs enqueued after are retained too, and one whose retention was removed and set again is visited again", () =>
     Effect.provide(
       Effect.gen(function*() {

@@ -873,7 +873,8 @@ return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
  * before `now − age`, and those past the newest `count`; at most `batch` of them go in all (the
  * states in turn), as a purge deletes them (`index` and `dropped` as for `PURGE`). `more` 1: some
  * were left past it. A retention that is not JSON, or a value that is not a number of at least 0, limits
- * nothing (as `decodeRetention` reads it).
+ * nothing (as `decodeRetention` reads it), and so does an age that is not finite or a count that is
+ * not a whole number.
  */
 export const RETAIN: string = `${PRELUDE}${FORGET}
 local text = redis.call("HGET", KEYS[1], "retention")
@@ -890,9 +891,11 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     local key = B .. ":final:" .. state
     -- both are a prefix of the set in end-time order: the longer one goes
     local past = 0
-    local age = type(keep.age) == "number" and keep.age or -1
+    -- read as decodeRetention reads them (a finite age, a whole count): a count of 0.5 written by
+    -- hand made a ZRANGE to a fraction, and the queue's script failed at every pass
+    local age = type(keep.age) == "number" and keep.age < math.huge and keep.age or -1
     if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
-    local count = type(keep.count) == "number" and keep.count or -1
+    local count = type(keep.count) == "number" and keep.count == math.floor(keep.count) and keep.count or -1
     if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
