@@ -52,6 +52,31 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
         assert.instanceOf(yield* Effect.flip(JobQueue.status(b)), DurableError.JobNotFound)
       })))
 
+    it.effect("an age of half a millisecond deletes a job that ended 1 ms ago, whatever the parity of the store's time (no rounding of the cut)", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* TestClock.adjust(60_000)
+        yield* JobQueue.setRetention("half", { succeeded: { age: 0.5 } })
+        for (let i = 0; i < 2; i++) {
+          const id = yield* finish("half")
+          yield* TestClock.adjust(1)
+          const at = yield* Clock.currentTimeMillis
+          assert.deepStrictEqual(yield* store.retain(100), { deleted: 1, more: false }, `the cut at ${at} - 0.5`)
+          assert.instanceOf(yield* Effect.flip(JobQueue.status(id)), DurableError.JobNotFound)
+        }
+      })))
+
+    it.effect("a purge olderThan half a millisecond (the cut a retention's age shares) deletes a job that ended 1 ms ago, whatever the parity of the store's time", () =>
+      provide(Effect.gen(function*() {
+        yield* TestClock.adjust(60_000)
+        for (let i = 0; i < 2; i++) {
+          const id = yield* finish("half")
+          yield* TestClock.adjust(1)
+          assert.strictEqual(yield* JobQueue.purge({ olderThan: 0.5 }), 1, `at ${yield* Clock.currentTimeMillis}`)
+          assert.instanceOf(yield* Effect.flip(JobQueue.status(id)), DurableError.JobNotFound)
+        }
+      })))
+
     it.effect("a backlog past a count goes oldest first, a batch at a time (as documented and as an age goes): the jobs left between batches are the newest", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore

@@ -2048,7 +2048,9 @@ export const makeWith = (
         Effect.flatMap(now, (at) =>
           retainPass(retainAt, limit, (queue) =>
             retainRules(decodeRetention(queue.retention), batch, {
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: at - age })),
+              // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
+              // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) })),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
