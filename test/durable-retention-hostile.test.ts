@@ -15,7 +15,7 @@ import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as RetainCount from "../src/internal/store/retainCount.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, newJob } from "./durable/conformance.ts"
 import * as Rd from "./durable/redis.ts"
 import { storeLayers } from "./durable/stores.ts"
 
@@ -220,6 +220,28 @@ describe.skipIf(!Rd.enabled)("retention, hostile (Redis only)", () => {
           assert.strictEqual((yield* JobQueue.stats("hand")).retention, undefined, "stats reads no retention")
           assert.deepStrictEqual(yield* store.retain(100), { deleted: 0, more: false })
           assert.strictEqual((yield* JobQueue.status(kept)).state, "succeeded")
+        }),
+        Layer.fresh(Rd.testLayer(prefix))
+      )
+    }))
+
+  it.effect("a repeat's tick deleted by retention leaves no entry in the id index (`{prefix}:ids`), and the same tick can be stored again", () =>
+    Effect.gen(function*() {
+      const prefix = Rd.freshPrefix()
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.setRetention("ticks", { succeeded: { count: 0 } })
+          const id = "repeat:every:60000"
+          yield* store.enqueue(newJob("ticks", { id }))
+          const [claim] = (yield* store.claim({ queues: ["ticks"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          yield* TestClock.adjust(10)
+          assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) }))
+          assert.strictEqual((yield* store.retain(100)).deleted, 1)
+          assert.strictEqual(yield* Effect.promise(() => Rd.admin((c) => c.sendCommand(["HEXISTS", `{${prefix}}:ids`, id]))), 0)
+          assert.instanceOf(yield* Effect.flip(JobQueue.status(id)), DurableError.JobNotFound)
+          yield* store.enqueue(newJob("ticks", { id }))
+          assert.strictEqual((yield* JobQueue.status(id)).state, "queued")
         }),
         Layer.fresh(Rd.testLayer(prefix))
       )
