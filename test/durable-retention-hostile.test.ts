@@ -132,6 +132,62 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
         assert.deepStrictEqual((yield* JobQueue.list({ queue: "order", state: "dead" })).map((job) => job.id), [other.id])
       })))
 
+    it.effect("a count kept exactly through random rounds (jobs ending out of creation order, redrives, purges, the count changed), ends 1 ms apart: after each pass the newest `count` of each state, no more, no fewer", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* TestClock.adjust(60_000)
+        let seed = 7
+        const random = (n: number) => {
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          return seed % n
+        }
+        // what should be left: every finished job by its end, per queue and state
+        const ended = new Map<string, { queue: string; state: "succeeded" | "dead"; at: number }>()
+        const keep: Record<string, { succeeded: number; dead: number }> = { a: { succeeded: 3, dead: 2 }, b: { succeeded: 0, dead: 5 } }
+        for (const queue of ["a", "b"]) yield* JobQueue.setRetention(queue, { succeeded: { count: keep[queue]!.succeeded }, dead: { count: keep[queue]!.dead } })
+        for (let round = 0; round < 25; round++) {
+          const queue = random(2) === 0 ? "a" : "b"
+          const created = random(4) + 1
+          for (let i = 0; i < created; i++) yield* JobQueue.enqueue(Echo, { n: i }, { queue })
+          const claims = (yield* store.claim({ queues: [queue], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims.slice()
+          while (claims.length > 0) {
+            const [claim] = claims.splice(random(claims.length), 1)
+            const state = random(2) === 0 ? "succeeded" as const : "dead" as const
+            yield* TestClock.adjust(1)
+            assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state, exit: state === "dead" ? null : JSON.stringify({ _tag: "Success", value: 1 }) }))
+            ended.set(claim!.job.id, { queue, state, at: yield* Clock.currentTimeMillis })
+          }
+          const dead = Array.from(ended).filter(([, job]) => job.state === "dead")
+          if (dead.length > 0 && random(3) === 0) {
+            const [id] = dead[random(dead.length)]!
+            assert.isTrue(yield* JobQueue.redrive(id))
+            ended.delete(id)
+          }
+          if (random(6) === 0) {
+            const q = random(2) === 0 ? "a" : "b"
+            keep[q] = { succeeded: random(5), dead: random(5) }
+            yield* JobQueue.setRetention(q, { succeeded: { count: keep[q]!.succeeded }, dead: { count: keep[q]!.dead } })
+          }
+          if (random(8) === 0) {
+            yield* TestClock.adjust(1)
+            yield* JobQueue.purge({ olderThan: "3 millis" })
+            const now = yield* Clock.currentTimeMillis
+            for (const [id, job] of ended) if (job.at < now - 3) ended.delete(id)
+          }
+          yield* store.retain(1000)
+          // the model: the newest `count` of each queue and state
+          for (const q of ["a", "b"]) {
+            for (const state of ["succeeded", "dead"] as const) {
+              const expected = Array.from(ended).filter(([, job]) => job.queue === q && job.state === state).sort(([, x], [, y]) => y.at - x.at)
+                .slice(0, keep[q]![state]).map(([id]) => id).sort()
+              const left = (yield* JobQueue.list({ queue: q, state, limit: 1000 })).map((job) => job.id).sort()
+              assert.deepStrictEqual(left, expected, `round ${round}, ${q} ${state} (keep ${keep[q]![state]})`)
+              for (const [id, job] of ended) if (job.queue === q && job.state === state && !expected.includes(id)) ended.delete(id)
+            }
+          }
+        }
+      })))
+
     it.effect("odd values are refused as InvalidJobOptions naming the field, and nothing is set", () =>
       provide(Effect.gen(function*() {
         const bad: ReadonlyArray<readonly [unknown, string]> = [
