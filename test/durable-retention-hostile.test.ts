@@ -188,6 +188,19 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
         }
       })))
 
+    it.effect("queues whose names hold a store's separators or escapes (`}`, `%`, `:`, a NUL-free unicode name) are retained like any other", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const names = ["we}ird", "100%", "a:b:final:succeeded", "naïve ✓"]
+        const ids: Array<string> = []
+        for (const name of names) {
+          yield* JobQueue.setRetention(name, { succeeded: { count: 0 } })
+          ids.push(yield* finish(name))
+        }
+        assert.deepStrictEqual(yield* store.retain(100), { deleted: names.length, more: false })
+        for (const id of ids) assert.instanceOf(yield* Effect.flip(JobQueue.status(id)), DurableError.JobNotFound)
+      })))
+
     it.effect("odd values are refused as InvalidJobOptions naming the field, and nothing is set", () =>
       provide(Effect.gen(function*() {
         const bad: ReadonlyArray<readonly [unknown, string]> = [
