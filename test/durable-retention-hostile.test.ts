@@ -329,7 +329,7 @@ describe.skipIf(!Rd.enabled)("retention, hostile (Redis only)", () => {
           yield* TestClock.adjust(10)
           assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) }))
           assert.strictEqual((yield* store.retain(100)).deleted, 1)
-          assert.strictEqual(yield* Effect.promise(() => Rd.admin((c) => c.sendCommand(["HEXISTS", `{${prefix}}:ids`, id]))), 0)
+          assert.strictEqual(Number(yield* Effect.promise(() => Rd.admin((c) => c.sendCommand(["HEXISTS", `{${prefix}}:ids`, id])))), 0)
           assert.instanceOf(yield* Effect.flip(JobQueue.status(id)), DurableError.JobNotFound)
           yield* store.enqueue(newJob("ticks", { id }))
           assert.strictEqual((yield* JobQueue.status(id)).state, "queued")
