@@ -637,7 +637,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
-    const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
+    const write = <A>(operation: string, body: () => A, committed?: (result: A) => void): Effect.Effect<A, StoreError> =>
       attempt(operation, () => {
         try {
           db.exec("BEGIN IMMEDIATE")
@@ -654,6 +654,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           const result = body()
           const changed = changes() !== before
           db.exec("COMMIT")
+          // told before any waiter wakes: what it was told of comes before what a woken claim does
+          committed?.(result)
           // only a change wakes waiters: a waiter that looked and found nothing waits for the next
           // one (its own empty claim must not wake it, or it would claim again and again)
           if (changed) {
@@ -1327,12 +1329,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
            WHERE state = 'running' AND lease_until < :now${returning}`
         )
         return reaped === undefined ? Number(statement.run(params).changes) : statement.all(params) as unknown as ReadonlyArray<ReapedRow>
-      }).pipe(Effect.map((result) => {
-        if (typeof result === "number") return result
-        // told once committed: a reap rolled back (its commit failed) took nothing back
-        for (const row of result) reaped!(reapedOf(row))
-        return result.length
-      }))
+      }, (result) => {
+        // told once committed (a reap rolled back took nothing back), and before a claim its commit
+        // wakes can start a job it took back: a job's Reaped comes before its Started
+        if (typeof result !== "number") for (const row of result) reaped!(reapedOf(row))
+      }).pipe(Effect.map((result) => typeof result === "number" ? result : result.length))
 
     return {
       enqueue,
