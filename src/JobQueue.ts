@@ -1392,15 +1392,20 @@ const holdOf = (field: string, value: unknown): number =>
  * @category models
  */
 export interface SnoozeOptions {
-  /** Hold the job's whole queue as long (`holdQueue`), for every consumer in every process. */
+  /**
+   * Hold the job's whole queue at least as long (`holdQueue`), for every consumer in every
+   * process. A hold that ends later (another job's longer snooze, an operator's `holdQueue`) stays
+   * as it is: a snooze's hold only extends a hold, never shortens it (written in one step in the
+   * store, so two processes' snoozes cannot race). Only `holdQueue` shortens or lifts one.
+   */
   readonly holdQueue?: boolean | undefined
 }
 
 /**
  * Ends a durable handler's attempt with "not now": its job goes back to the queue, visible again
  * after `duration`, without spending an attempt (its `attempt` is the same next time), its lease
- * and its slot freed at once. With `{ holdQueue: true }` its queue is held as long too
- * (`holdQueue`): an upstream's 429 with a Retry-After. A snooze is not a failure of the task's
+ * and its slot freed at once. With `{ holdQueue: true }` its queue is held at least as long too
+ * (`holdQueue`; a longer hold stays): an upstream's 429 with a Retry-After. A snooze is not a failure of the task's
  * typed error: it ends the handler as a defect the consumer recognises (its pool counts the
  * attempt as ended well, not among its defects: a snooze is not a failure), and works on a
  * `ThreadPool` consumer's thread as on a fiber. Snoozes are counted (`JobInfo.snoozes`), not

@@ -159,7 +159,13 @@ describe("Dashboard in headless Chromium", () => {
         )
         assert.match(latencies, /wait p50 \d[\d.]* ms/)
 
-        // for the screenshot: charts with some history (20 intervals of 250 ms)
+        // for the screenshot (the README's): the mail queue's settings shown too, its cap and retention
+        yield* Effect.orDie(JobQueue.setConcurrency("mail", 4))
+        yield* Effect.orDie(JobQueue.setRetention("mail", { succeeded: { age: "1 day", count: 1000 } }))
+        yield* Effect.promise(() =>
+          page.waitFor("the mail queue shows its cap and retention", `() => document.querySelector('[data-source="queue:mail"] [data-count="concurrency"]') && document.querySelector('[data-source="queue:mail"] [data-count="retention"]')`)
+        )
+        // charts with some history (20 intervals of 250 ms)
         yield* Effect.promise(() =>
           page.waitFor("the pool's charts have 20 points", `() => document.querySelector('[data-source="pool:images"] svg path').getAttribute("d").split("L").length >= 20`)
         )
@@ -445,5 +451,48 @@ describe("Dashboard in headless Chromium: 2,000 queues", () => {
         Effect.scoped
       ),
     180_000
+  )
+})
+
+// the harness itself: `open` navigated without waiting for the load, so a `waitFor` that started
+// while the tab was still about:blank (or the document loading) could be lost with that document
+describe("the Chromium harness", () => {
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "open resolves once the page has loaded: not while a script it loads is held back",
+    () =>
+      Effect.gen(function*() {
+        const { createServer } = yield* Effect.promise(() => import("node:http"))
+        let release = () => {}
+        const asked = yield* Deferred.make<void>()
+        const server = createServer((request, response) => {
+          if (request.url === "/slow.js") {
+            Effect.runSync(Deferred.succeed(asked, undefined))
+            release = () => response.end("window.slow = true")
+          } else {
+            response.setHeader("content-type", "text/html")
+            response.end(`<!doctype html><title>t</title><script src="/slow.js"></script><p>loaded</p>`)
+          }
+        })
+        yield* Effect.acquireRelease(
+          Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()))),
+          () => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+        )
+        const port = (server.address() as { port: number }).port
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        let opened = false
+        const opening = browser.open(`http://127.0.0.1:${port}/`).then((page) => {
+          opened = true
+          return page
+        })
+        yield* Deferred.await(asked)
+        // the navigation's reply (sent at its commit, before the script is asked for) has had its turn
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        const early = opened
+        release()
+        const page = yield* Effect.promise(() => opening)
+        assert.isFalse(early, "open resolved while the page was loading")
+        assert.deepStrictEqual(yield* Effect.promise(() => page.evaluate(`[document.readyState, window.slow === true]`)), ["complete", true])
+      }).pipe(Effect.scoped),
+    60_000
   )
 })

@@ -203,6 +203,46 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         assert.deepStrictEqual([(yield* JobQueue.status(job.id)).state, yield* Ref.get(runs)], ["queued", 1], "held, not run again")
       })))
 
+    // a snooze's hold was written as holdQueue's (latest wins): a job's 5 s snooze cut another's
+    // (or the operator's) 60 s hold to 5 s, and the upstream that asked for 60 s was called at 5 s
+    it.effect("a snooze's hold only extends a hold: a 5 s snooze under a 60 s hold leaves the queue held 60 s; a longer one extends it; holdQueue still sets it", () =>
+      provide(Effect.gen(function*() {
+        const go = yield* Deferred.make<void>()
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          queues: ["api"],
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.getAndUpdate(runs, (r) => r + 1), (before) =>
+              before === 0 ? Effect.andThen(Deferred.await(go), JobQueue.snooze("5 seconds", { holdQueue: true })) : Effect.succeed(n)))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
+        yield* tick(500)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "running")
+        yield* JobQueue.holdQueue("api", "1 minute")
+        const held = (yield* JobQueue.stats("api")).heldUntil!.getTime()
+        yield* Deferred.succeed(go, undefined)
+        yield* tick(500)
+        assert.strictEqual((yield* JobQueue.status(job.id)).snoozes, 1)
+        assert.strictEqual((yield* JobQueue.stats("api")).heldUntil?.getTime(), held, "the minute's hold stays as it was")
+        yield* tick(10_000, 1000)
+        assert.deepStrictEqual([(yield* JobQueue.status(job.id)).state, yield* Ref.get(runs)], ["queued", 1], "held past the snooze's 5 s, not run again")
+        // a longer snooze's hold extends it, as far as its delay
+        const store = yield* JobStore.JobStore
+        yield* store.configure("api", { holdAtLeast: 120_000 })
+        const now = yield* store.now
+        const extended = (yield* JobQueue.stats("api")).heldUntil!.getTime()
+        assert.isAbove(extended, held)
+        assert.strictEqual(extended, now + 120_000)
+        // the operator's holdQueue sets it exactly: shortened, then lifted
+        yield* JobQueue.holdQueue("api", "2 seconds")
+        assert.isBelow((yield* JobQueue.stats("api")).heldUntil!.getTime(), held)
+        yield* JobQueue.holdQueue("api", 0)
+        yield* tick(1000, 500)
+        assert.strictEqual(yield* job.await, 1, "run once lifted")
+        assert.strictEqual(yield* Ref.get(runs), 2)
+      })))
+
     it.effect("a job's snoozes: the same in status and list, kept through a death and a redrive; a give-back by a shutdown is no snooze", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore

@@ -196,7 +196,7 @@ describe("the SQLite store", () => {
       const plan = (sql: string, ...params: Array<any>) =>
         (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join("\n")
       const plans = {
-        count: plan(Sqlite.RETAIN_COUNT, "default", "succeeded", 1000, 100_000),
+        count: plan(Sqlite.RETAIN_COUNT, { queue: "default", state: "succeeded", batch: 1000, keep: 100_000 }),
         look: plan(Sqlite.RETAIN_LOOK, { queue: "default", state: "succeeded", finishedAt: 0, seq: 0, bound: 10 })
       }
       db.close()

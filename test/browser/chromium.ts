@@ -77,9 +77,23 @@ export const launch = async (): Promise<Browser> => {
   })
   let nextId = 0
   const pending = new Map<number, Pending>()
+  // events awaited (`once`), by session and method
+  const awaited = new Map<string, () => void>()
   socket.addEventListener("message", (event) => {
-    const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } }
-    if (message.id === undefined) return
+    const message = JSON.parse(String(event.data)) as {
+      id?: number
+      result?: unknown
+      error?: { message: string }
+      method?: string
+      sessionId?: string
+    }
+    if (message.id === undefined) {
+      const key = `${message.sessionId}/${message.method}`
+      const resolve = awaited.get(key)
+      awaited.delete(key)
+      resolve?.()
+      return
+    }
     const waiting = pending.get(message.id)
     if (waiting === undefined) return
     pending.delete(message.id)
@@ -90,6 +104,19 @@ export const launch = async (): Promise<Browser> => {
     for (const waiting of pending.values()) waiting.reject(new Error(`${waiting.method}: the browser closed`))
     pending.clear()
   })
+  // the next event `method` of the session; fails after `timeout` ms naming `what`
+  const once = (sessionId: string, method: string, what: string, timeout = 60_000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const key = `${sessionId}/${method}`
+      const timer = setTimeout(() => {
+        awaited.delete(key)
+        reject(new Error(`timed out waiting ${timeout} ms for ${what}`))
+      }, timeout)
+      awaited.set(key, () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   const send = (method: string, params: object = {}, sessionId?: string): Promise<any> =>
     new Promise((resolve, reject) => {
       const id = ++nextId
@@ -102,7 +129,12 @@ export const launch = async (): Promise<Browser> => {
     const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true })
     await send("Emulation.setDeviceMetricsOverride", { ...size, deviceScaleFactor: 1, mobile: false }, sessionId)
     await send("Page.enable", {}, sessionId)
-    await send("Page.navigate", { url }, sessionId)
+    // the page's load awaited: a waitFor evaluated while the tab was still about:blank could be lost
+    // with the document it ran in (a hang seen once); the event listened for before the navigation
+    const loaded = once(sessionId, "Page.loadEventFired", `${url} to load`)
+    const navigated = await send("Page.navigate", { url }, sessionId)
+    if (navigated.errorText !== undefined) throw new Error(`cannot open ${url}: ${navigated.errorText}`)
+    await loaded
     const evaluate = async <A>(expression: string): Promise<A> => {
       const reply = await send("Runtime.evaluate", { expression, awaitPromise: true, returnByValue: true }, sessionId)
       if (reply.exceptionDetails !== undefined) {

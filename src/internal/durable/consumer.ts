@@ -482,14 +482,15 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
 
     /**
      * A snooze (`JobQueue.snooze`): its job given back for `delay`, its attempt not counted; with
-     * `holdQueue`, its queue held as long first, in the store, for every consumer. A hold that
-     * fails is logged, and the job snoozed all the same. A snooze of 0 holds nothing: written, its
-     * hold of 0 would lift the queue's hold that another job (or `holdQueue`) set.
+     * `holdQueue`, its queue held at least as long first, in the store, for every consumer: a hold
+     * ending later (another job's longer snooze, `holdQueue`) stays, or two 429s with different
+     * Retry-Afters would let the shorter cut the longer. A hold that fails is logged, and the job
+     * snoozed all the same. A snooze of 0 holds nothing (no write to the store for it).
      */
     const snoozeJob = (job: Claim["job"], snooze: Snooze): Effect.Effect<Settlement> => {
       const settlement: Settlement = { _tag: "Release", delay: snooze.delay }
       if (!snooze.holdQueue || snooze.delay === 0) return Effect.succeed(settlement)
-      return persist(store.configure(job.queue, { holdFor: snooze.delay }), config.lease, store.closed, halted).pipe(
+      return persist(store.configure(job.queue, { holdAtLeast: snooze.delay }), config.lease, store.closed, halted).pipe(
         Effect.catchCause((cause) =>
           Effect.logWarning("effect-workpool: a snoozed job's queue hold failed; the job is snoozed, its queue not held", cause)
             .pipe(Effect.annotateLogs({ jobId: job.id, queue: job.queue }))

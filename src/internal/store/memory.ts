@@ -381,6 +381,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (settings.paused !== undefined) queue.paused = settings.paused
       if (settings.aging !== undefined) queue.aging = settings.aging
       if (settings.holdFor !== undefined) queue.heldUntil = time() + settings.holdFor
+      if (settings.holdAtLeast !== undefined) queue.heldUntil = Math.max(queue.heldUntil, time() + settings.holdAtLeast)
       if (settings.rateLimit === null) {
         queue.rate = undefined
         queue.times = []

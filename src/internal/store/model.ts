@@ -615,6 +615,12 @@ export interface QueueSettings {
    * any process, claims its jobs before then. Replaces the hold before it (0 lifts it).
    */
   readonly holdFor?: number | undefined
+  /**
+   * Holds the queue at least this many ms from the store's now (a snooze's `holdQueue`): the hold
+   * ends at the later of its end before and now + this, in the one statement or script that
+   * writes it, so one job's short snooze does not cut another's longer hold.
+   */
+  readonly holdAtLeast?: number | undefined
   /** At most this many of the queue's jobs running at once, fleet-wide; null removes the cap. */
   readonly concurrency?: number | null | undefined
   /** At most this many jobs of one `group` of the queue running at once, fleet-wide; null removes the cap. */

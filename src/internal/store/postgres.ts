@@ -2120,7 +2120,9 @@ export const makeWith = (
         Effect.flatMap(now, (at) =>
           retainPass(retainAt, limit, (queue) =>
             retainRules(decodeRetention(queue.retention), batch, {
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: at - age })),
+              // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
+              // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) })),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
@@ -2139,7 +2141,15 @@ export const makeWith = (
       queue: string,
       settings: QueueSettings
     ) => {
-      const heldUntil = settings.holdFor === undefined ? undefined : sql`${NOW()}::bigint + ${settings.holdFor}::bigint`
+      // a snooze's hold (holdAtLeast): the later of the hold's end before and now + its delay, in this statement
+      const heldUntil = settings.holdFor !== undefined
+        ? sql`${NOW()}::bigint + ${settings.holdFor}::bigint`
+        : settings.holdAtLeast !== undefined
+        ? sql`${NOW()}::bigint + ${settings.holdAtLeast}::bigint`
+        : undefined
+      const heldSet = settings.holdFor === undefined && heldUntil !== undefined
+        ? sql`GREATEST(wp_queue.held_until, ${heldUntil})`
+        : heldUntil ?? sql`wp_queue.held_until`
       const retention = settings.retention == null ? null : encodeRetention(settings.retention)
       const upsert = sql`INSERT INTO ${S}.wp_queue (name, paused, aging_ms, retention, held_until)
           VALUES (${queue}, ${settings.paused ?? false}, ${settings.aging ?? 0}, ${retention}, ${heldUntil ?? 0})
@@ -2147,7 +2157,7 @@ export const makeWith = (
             paused = ${settings.paused === undefined ? sql`wp_queue.paused` : settings.paused},
             aging_ms = ${settings.aging === undefined ? sql`wp_queue.aging_ms` : settings.aging},
             retention = ${settings.retention === undefined ? sql`wp_queue.retention` : retention},
-            held_until = ${heldUntil ?? sql`wp_queue.held_until`}
+            held_until = ${heldSet}
           RETURNING ${settings.paused === false || settings.holdFor !== undefined ? sql`${notify(queue)} IS NULL` : sql`true`} AS notified`
       const rate = settings.rateLimit
       const cap = settings.concurrency

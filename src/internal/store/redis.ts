@@ -1157,6 +1157,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             settings.retention === undefined ? "" : settings.retention === null ? "0" : encodeRetention(settings.retention),
             settings.concurrency === undefined ? "" : String(settings.concurrency ?? 0),
             settings.holdFor === undefined ? "" : String(settings.holdFor),
+            settings.holdAtLeast === undefined ? "" : String(settings.holdAtLeast),
             settings.groupConcurrency === undefined ? "" : String(settings.groupConcurrency ?? 0)
           )
         ),

@@ -1025,7 +1025,8 @@ return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
  * before `now − age`, and those past the newest `count`; at most `batch` of them go in all (the
  * states in turn), as a purge deletes them (`index` and `dropped` as for `PURGE`). `more` 1: some
  * were left past it. A retention that is not JSON, or a value that is not a number of at least 0, limits
- * nothing (as `decodeRetention` reads it).
+ * nothing (as `decodeRetention` reads it), and so does an age that is not finite or a count that is
+ * not a whole number.
  */
 export const RETAIN: string = `${PRELUDE}${FORGET}
 local text = redis.call("HGET", KEYS[1], "retention")
@@ -1042,9 +1043,11 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     local key = B .. ":final:" .. state
     -- both are a prefix of the set in end-time order: the longer one goes
     local past = 0
-    local age = type(keep.age) == "number" and keep.age or -1
+    -- read as decodeRetention reads them (a finite age, a whole count): a count of 0.5 written by
+    -- hand made a ZRANGE to a fraction, and the queue's script failed at every pass
+    local age = type(keep.age) == "number" and keep.age < math.huge and keep.age or -1
     if age >= 0 then past = redis.call("ZCOUNT", key, "-inf", "(" .. string.format("%.17g", now - age)) end
-    local count = type(keep.count) == "number" and keep.count or -1
+    local count = type(keep.count) == "number" and keep.count == math.floor(keep.count) and keep.count or -1
     if count >= 0 then past = math.max(past, redis.call("ZCARD", key) - count) end
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
@@ -1059,7 +1062,8 @@ return {gone, forgotten(gone, ARGV[2], now), more}
 /**
  * ARGV: paused ("" unchanged, "1", "0"), aging ("" unchanged), rate limit ("" unchanged, "0" none),
  * its interval, now, retention ("" unchanged, "0" none, else its JSON), cap on running jobs (""
- * unchanged, "0" none), hold (ms from now, "" unchanged, "0" none) → 1, or 0 for a new rate limit
+ * unchanged, "0" none), hold (ms from now, "" unchanged, "0" none), hold at least (ms from now, ""
+ * unchanged: the later of the hold before and now + this) → 1, or 0 for a new rate limit
  * or cap that wakes no one (nothing ready, or its window full: no claim could take anything)
  */
 export const CONFIGURE: string = `${PRELUDE}
@@ -1079,9 +1083,15 @@ local cap = ARGV[7] or ""
 if cap ~= "" then setting("concurrency", cap) end
 local hold = ARGV[8] or ""
 if hold ~= "" then setting("heldUntil", hold == "0" and "0" or tostring(now + tonumber(hold))) end
+-- a snooze's hold: the later of the hold's end before and now + this (a short one does not cut a long one)
+local atLeast = ARGV[9] or ""
+if atLeast ~= "" then
+  local ends = math.max(tonumber(redis.call("HGET", KEYS[1], "heldUntil") or "0"), now + tonumber(atLeast))
+  if ends > now then setting("heldUntil", tostring(ends)) end
+end
 -- a per-key cap set on a queue without one: its grouped ready jobs move to their keys' sets; removed,
 -- back to their tasks' (one script: the claims never see half of them moved)
-local groups = ARGV[9] or ""
+local groups = ARGV[10] or ""
 if groups ~= "" then
   local before = groupCap()
   setting("groupConcurrency", groups)

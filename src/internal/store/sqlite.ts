@@ -220,12 +220,17 @@ export const RETAIN_AGE = `DELETE FROM wp_job WHERE seq IN (
     ORDER BY finished_at, seq LIMIT ?)`
 
 /**
- * A retention batch by count: args queue, state, the batch's size, how many of the newest to keep.
- * Along `wp_job_retained` from the queue and state's newest end: only its kept jobs are read past.
+ * A retention batch by count: `:queue`, `:state`, `:batch` (its size), `:keep` (how many of the
+ * newest to keep). The cut (the newest job past them) is read along `wp_job_retained` from the
+ * queue and state's newest end, reading only the kept ones; the batch is then the oldest up to it,
+ * as an age's and every other store's go. As one `LIMIT batch OFFSET keep` from the newest end, a
+ * backlog went from the newest past the count backwards, the oldest jobs last.
  */
 export const RETAIN_COUNT = `DELETE FROM wp_job WHERE seq IN (
-    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = ? AND state = ?
-    ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?)`
+    SELECT seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue AND state = :state
+      AND (finished_at, seq) <= (SELECT finished_at, seq FROM wp_job WHERE finished_at IS NOT NULL AND queue = :queue
+        AND state = :state ORDER BY finished_at DESC, seq DESC LIMIT 1 OFFSET :keep)
+    ORDER BY finished_at, seq LIMIT :batch)`
 
 /**
  * A look of a retention by count (see `retainCount.ts`), one statement's snapshot: how many of a
@@ -660,7 +665,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     /** Set by a write whose change makes a job visible only later (a delay): its waiters wake then. */
     let visibleIn = 0
     /** Runs `body` in a write transaction; a change wakes this process's waiters. */
-    const write = <A>(operation: string, body: () => A): Effect.Effect<A, StoreError> =>
+    const write = <A>(operation: string, body: () => A, committed?: (result: A) => void): Effect.Effect<A, StoreError> =>
       attempt(operation, () => {
         try {
           db.exec("BEGIN IMMEDIATE")
@@ -677,6 +682,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           const result = body()
           const changed = changes() !== before
           db.exec("COMMIT")
+          // told before any waiter wakes: what it was told of comes before what a woken claim does
+          committed?.(result)
           // only a change wakes waiters: a waiter that looked and found nothing waits for the next
           // one (its own empty claim must not wake it, or it would claim again and again)
           if (changed) {
@@ -969,7 +976,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                 state,
                 count,
                 (from, bound) => read("retain", () => RetainCount.lookOf(db.prepare(RETAIN_LOOK).get({ queue: queue.name, state, ...from, bound }))),
-                write("retain", () => Number(run(RETAIN_COUNT, queue.name, state, batch, count).changes))
+                write("retain", () => Number(db.prepare(RETAIN_COUNT).run({ queue: queue.name, state, batch, keep: count }).changes))
               )
             )
         }))
@@ -990,6 +997,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         if (settings.paused !== undefined) run("UPDATE wp_queue SET paused = ? WHERE name = ?", settings.paused ? 1 : 0, queue)
         if (settings.aging !== undefined) run("UPDATE wp_queue SET aging_ms = ? WHERE name = ?", settings.aging, queue)
         if (settings.holdFor !== undefined) run("UPDATE wp_queue SET held_until = ? WHERE name = ?", time() + settings.holdFor, queue)
+        if (settings.holdAtLeast !== undefined) {
+          run("UPDATE wp_queue SET held_until = MAX(held_until, ?) WHERE name = ?", time() + settings.holdAtLeast, queue)
+        }
         const rate = settings.rateLimit
         if (rate === null) {
           run("DELETE FROM wp_rate WHERE queue = ?", queue)
@@ -1487,12 +1497,11 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
            WHERE state = 'running' AND lease_until < :now${returning}`
         )
         return reaped === undefined ? Number(statement.run(params).changes) : statement.all(params) as unknown as ReadonlyArray<ReapedRow>
-      }).pipe(Effect.map((result) => {
-        if (typeof result === "number") return result
-        // told once committed: a reap rolled back (its commit failed) took nothing back
-        for (const row of result) reaped!(reapedOf(row))
-        return result.length
-      }))
+      }, (result) => {
+        // told once committed (a reap rolled back took nothing back), and before a claim its commit
+        // wakes can start a job it took back: a job's Reaped comes before its Started
+        if (typeof result !== "number") for (const row of result) reaped!(reapedOf(row))
+      }).pipe(Effect.map((result) => typeof result === "number" ? result : result.length))
 
     return {
       enqueue,
