@@ -1158,8 +1158,24 @@ export const setRateLimit = (
     (limit) => configure(queue, { rateLimit: limit })
   )
 
-/** The largest cap `setConcurrency` takes. */
+/** The largest cap `setConcurrency` and `setGroupConcurrency` take. */
 const MAX_CONCURRENCY = 1_000_000
+
+/**
+ * A cap as `setConcurrency` (`least` 0) and `setGroupConcurrency` (`least` 1) take it: an integer from
+ * `least` to `MAX_CONCURRENCY`, or none (undefined, and 0 where taken): null. Anything else fails.
+ */
+const capOf = (concurrency: number | undefined, least: 0 | 1): number | null => {
+  if (concurrency === undefined) return null
+  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < least || concurrency > MAX_CONCURRENCY) {
+    config.fail(
+      "concurrency",
+      concurrency,
+      `expected an integer from ${least} to ${MAX_CONCURRENCY} (${least === 0 ? "0 or " : ""}undefined: no cap)`
+    )
+  }
+  return concurrency === 0 ? null : concurrency
+}
 
 /**
  * Caps how many jobs of a queue run at once, counted across every consumer of the queue in every
@@ -1190,16 +1206,7 @@ export const setConcurrency = (
   queue: string,
   concurrency: number | undefined
 ): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
-  Effect.flatMap(
-    invalid(() => {
-      if (concurrency === undefined) return null
-      if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 0 || concurrency > MAX_CONCURRENCY) {
-        config.fail("concurrency", concurrency, `expected an integer from 0 to ${MAX_CONCURRENCY} (0 or undefined: no cap)`)
-      }
-      return concurrency === 0 ? null : concurrency
-    }),
-    (cap) => configure(queue, { concurrency: cap })
-  )
+  Effect.flatMap(invalid(() => capOf(concurrency, 0)), (cap) => configure(queue, { concurrency: cap }))
 
 /**
  * Caps how many jobs of one `group` (`EnqueueOptions.group`) of a queue run at once, across every
@@ -1232,16 +1239,7 @@ export const setGroupConcurrency = (
   queue: string,
   concurrency: number | undefined
 ): Effect.Effect<void, InvalidJobOptions | StoreError, JobStore> =>
-  Effect.flatMap(
-    invalid(() => {
-      if (concurrency === undefined) return null
-      if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-        config.fail("concurrency", concurrency, `expected an integer from 1 to ${MAX_CONCURRENCY} (undefined: no cap)`)
-      }
-      return concurrency
-    }),
-    (cap) => configure(queue, { groupConcurrency: cap })
-  )
+  Effect.flatMap(invalid(() => capOf(concurrency, 1)), (cap) => configure(queue, { groupConcurrency: cap }))
 
 /**
  * How long, and how many, of a queue's finished jobs of one state the store keeps (see
