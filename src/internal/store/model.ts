@@ -162,6 +162,17 @@ export interface ClaimRequest {
   readonly fair?: boolean | undefined
 }
 
+/** `candidates` by `keyOf`, each key's in their order, the keys in the order first seen. */
+const groupedBy = <T>(candidates: ReadonlyArray<T>, keyOf: (candidate: T) => string): Map<string, Array<T>> => {
+  const grouped = new Map<string, Array<T>>()
+  for (const candidate of candidates) {
+    const list = grouped.get(keyOf(candidate))
+    if (list === undefined) grouped.set(keyOf(candidate), [candidate])
+    else list.push(candidate)
+  }
+  return grouped
+}
+
 /**
  * A fair claim's jobs (see `ClaimRequest.fair`), from candidates best first within each queue: one
  * of each queue per round, the queues in the order of `queues`, rounds until `limit` or none is
@@ -175,12 +186,7 @@ export const roundRobin = <T>(
   queueOf: (candidate: T) => string,
   limit: number = Infinity
 ): Array<T> => {
-  const byQueue = new Map<string, Array<T>>()
-  for (const candidate of candidates) {
-    const list = byQueue.get(queueOf(candidate))
-    if (list === undefined) byQueue.set(queueOf(candidate), [candidate])
-    else list.push(candidate)
-  }
+  const byQueue = groupedBy(candidates, queueOf)
   // a queue named twice takes its one turn
   let lists = Array.from(new Set(queues), (queue) => byQueue.get(queue)).filter((list) => list !== undefined)
   const picked: Array<T> = []
@@ -207,12 +213,7 @@ export const byKeys = <T>(
   free: (key: string) => number,
   cursor: string | null
 ): { readonly ordered: Array<T>; readonly full: boolean } => {
-  const byKey = new Map<string, Array<T>>()
-  for (const candidate of candidates) {
-    const list = byKey.get(keyOf(candidate))
-    if (list === undefined) byKey.set(keyOf(candidate), [candidate])
-    else list.push(candidate)
-  }
+  const byKey = groupedBy(candidates, keyOf)
   const keys = Array.from(byKey.keys()).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
   const at = cursor === null ? 0 : keys.findIndex((key) => key > cursor)
   const turn = at <= 0 ? keys : keys.slice(at).concat(keys.slice(0, at))
