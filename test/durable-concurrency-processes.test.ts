@@ -15,7 +15,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
-import { type Consumer, startConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
+import { type Consumer, mostAtOnce, runsOf, startConsumer, untilFinal, untilRead, waitUntil } from "./durable/children.ts"
 import * as pg from "./durable/postgres.ts"
 import * as redis from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
@@ -33,42 +33,6 @@ const JOB_MILLIS = 150
 const LEASE = 2000
 /** The store stamps the reap with its server's clock, the children print theirs: one machine, a few ms apart at most. */
 const CLOCKS = 20
-
-/** A job's run in a process, from the times the child printed (end Infinity: it never printed one). */
-interface Run {
-  readonly n: number
-  readonly consumer: number
-  readonly start: number
-  end: number
-}
-
-/** The runs each consumer printed (`start <n> <ms>`, `done <n> <ms>`: WORKPOOL_TEST_STAMP). */
-const runsOf = (consumers: ReadonlyArray<Consumer>): Array<Run> =>
-  consumers.flatMap((c, consumer) => {
-    const runs: Array<Run> = []
-    const open = new Map<number, Run>()
-    for (const line of c.lines) {
-      const [event, n, at] = line.split(" ")
-      if (event === "start") {
-        const run: Run = { n: Number(n), consumer, start: Number(at), end: Infinity }
-        runs.push(run)
-        open.set(run.n, run)
-      } else if (event === "done") {
-        const run = open.get(Number(n))
-        if (run !== undefined) run.end = Number(at)
-      }
-    }
-    return runs
-  })
-
-/** The most runs at once: an end at the same millisecond as a start comes first (the settle that freed the slot came before the claim). */
-const mostAtOnce = (runs: ReadonlyArray<Pick<Run, "start" | "end">>) => {
-  const events = runs.flatMap((run) => [[run.start, 1], [run.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1])
-  let now = 0
-  let most = 0
-  for (const [, delta] of events) most = Math.max(most, now += delta)
-  return most
-}
 
 const run = async (layer: Layer.Layer<JobStore.JobStore, never>, consumer: (concurrency: number, env?: Record<string, string>) => Consumer) => {
   const runtime = ManagedRuntime.make(layer)

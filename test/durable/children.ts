@@ -266,3 +266,43 @@ export const processStoresOf = (freshFile: () => string): Array<[string, () => P
   }
   return stores
 }
+
+/** A job's run in a consumer process, from the times the child printed (end Infinity: it never printed one). */
+export interface Run {
+  readonly n: number
+  /** The consumer's place in the list given to `runsOf`. */
+  readonly consumer: number
+  readonly start: number
+  end: number
+}
+
+/** The runs each consumer printed (`start <n> <ms>`, `done <n> <ms>`: WORKPOOL_TEST_STAMP). */
+export const runsOf = (consumers: ReadonlyArray<Consumer>): Array<Run> =>
+  consumers.flatMap((c, consumer) => {
+    const runs: Array<Run> = []
+    const open = new Map<number, Run>()
+    for (const line of c.lines) {
+      const [event, n, at] = line.split(" ")
+      if (event === "start") {
+        const run: Run = { n: Number(n), consumer, start: Number(at), end: Infinity }
+        runs.push(run)
+        open.set(run.n, run)
+      } else if (event === "done") {
+        const run = open.get(Number(n))
+        if (run !== undefined) run.end = Number(at)
+      }
+    }
+    return runs
+  })
+
+/**
+ * The most runs at once: an end at the same millisecond as a start comes first (the settle that
+ * freed the slot or key came before the claim).
+ */
+export const mostAtOnce = (runs: ReadonlyArray<Pick<Run, "start" | "end">>) => {
+  const events = runs.flatMap((run) => [[run.start, 1], [run.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  let now = 0
+  let most = 0
+  for (const [, delta] of events) most = Math.max(most, now += delta)
+  return most
+}
