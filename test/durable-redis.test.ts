@@ -461,6 +461,26 @@ else {
         }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
       }), { timeout: 60_000 })
 
+    it.live("a key's running set (B:grun) goes when the per-key cap is removed while its job runs, and with the job's purge", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const running = () => Effect.promise(() => admin(async (client) => (await keysOf(client, prefix)).filter((key) => key.includes(":grun:"))))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          yield* JobQueue.setGroupConcurrency("default", 1)
+          yield* JobQueue.enqueue(Echo, { n: 1 }, { group: "a" })
+          const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          assert.deepStrictEqual(yield* running(), [`{${prefix}:default}:grun:a`])
+          yield* JobQueue.setGroupConcurrency("default", undefined)
+          assert.deepStrictEqual(yield* running(), [], "removed: no set, whose entry no settle without a cap takes out")
+          assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          // an entry an older version's settle left: the job's purge takes it out
+          yield* Effect.promise(() => admin((client) => client.sAdd(`{${prefix}:default}:grun:a`, claim!.job.id)))
+          assert.strictEqual(yield* store.purge((yield* store.now) + 1, ["succeeded"]), 1)
+          assert.deepStrictEqual(yield* running(), [])
+        }).pipe(Effect.scoped, Effect.provide(layer(prefix)), Effect.timeout("30 seconds"))
+      }), { timeout: 60_000 })
+
     it.live("every key of a queue carries the queue's hash tag {prefix:queue} (one Cluster slot per queue)", () =>
       Effect.gen(function*() {
         const prefix = freshPrefix()

@@ -3400,6 +3400,57 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.notStrictEqual(claimed.capped, true, "no key is at its cap")
       })))
 
+    it.effect("group concurrency: a cap set while a key's jobs run counts them, and so does one removed and set again while they run", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.enqueueAll(Echo, [0, 1].map((n) => ({ payload: { n } })), { group: "a" })
+        const [first] = (yield* claimOf(store, ["default"], 1)).claims
+        assert.deepStrictEqual(numbersOf([first!]), [0], "a's first job runs before any cap")
+        yield* JobQueue.enqueue(Echo, { n: 10 }, { group: "b" })
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        const next = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(numbersOf(next.claims), [10], "a's second job waits: its first runs")
+        assert.isTrue(next.capped)
+        yield* JobQueue.setGroupConcurrency("default", undefined)
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        assert.strictEqual((yield* claimOf(store, ["default"], 10)).claims.length, 0, "a and b each still run one")
+        assert.isTrue(yield* store.settle(first!.token, { _tag: "Final", state: "succeeded", exit: SUCCESS }))
+        assert.deepStrictEqual(numbersOf((yield* claimOf(store, ["default"], 10)).claims), [1], "a's first settled: its second")
+      })))
+
+    it.effect("group concurrency: a job redriven into a queue with a per-key cap runs, with a key or without", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        // dead before the queue had a cap
+        yield* JobQueue.enqueue(Echo, { n: 0 }, { maxAttempts: 1 })
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1, group: "a" })
+        const dead = (yield* claimOf(store, ["default"], 10)).claims
+        assert.strictEqual(dead.length, 2)
+        for (const claim of dead) assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "dead", exit: null }))
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        for (const claim of dead) assert.isTrue(yield* JobQueue.redrive(claim.job.id))
+        assert.strictEqual((yield* JobQueue.stats("default")).waiting, 2)
+        assert.deepStrictEqual(numbersOf((yield* claimOf(store, ["default"], 10)).claims).sort(), [0, 1], "both redriven jobs start")
+      })))
+
+    it.effect("group concurrency under the queue's cap: a claim held back by the queue's cap with only keyed jobs left says capped", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        yield* JobQueue.setConcurrency("default", 1)
+        for (const group of ["a", "b", "c"]) yield* JobQueue.enqueue(Echo, { n: 0 }, { group })
+        assert.strictEqual((yield* JobQueue.stats("default")).waiting, 3, "the keyed jobs wait")
+        const first = yield* claimOf(store, ["default"], 10)
+        assert.deepStrictEqual(groupsOf(first.claims), ["a"])
+        assert.isTrue(first.capped, "b and c wait for the queue's slot")
+        const full = yield* claimOf(store, ["default"], 10)
+        assert.strictEqual(full.claims.length, 0)
+        assert.isTrue(full.capped, "the queue's one slot is taken")
+        const many = yield* claimOf(store, ["default", "other"], 10)
+        assert.strictEqual(many.claims.length, 0)
+        assert.isTrue(many.capped, "in a claim over several queues too")
+      })))
+
     it.effect("group concurrency: a consumer held back by a key's cap starts the key's next job when the one running settles, polling once an hour", () =>
       provide(Effect.gen(function*() {
         yield* JobQueue.setGroupConcurrency("default", 1)

@@ -2085,7 +2085,8 @@ export const makeWith = (
         Effect.map(
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
               progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
-              cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)}
+              cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)},
+              group_key = ${GROUP_KEY(sql`wp_job.group_key`, sql`wp_job.queue`)}
             WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
                 AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)

@@ -159,12 +159,6 @@ local function allowedNow(now, limit)
   if free ~= nil and free < allowed then return free, rateLimit, rateInterval, true end
   return allowed, rateLimit, rateInterval, false
 end
--- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) the queue holds
-local function readyOf(from, count)
-  local n = 0
-  for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
-  return n
-end
 -- a job of a capped queue stopped running (settled, reaped): its slot is free, and the queue's
 -- consumers held back by the cap, in every process, hear it as for a new job (the one that claims
 -- passes the marker on if jobs are left; one that finds the slot taken claims nothing and stops it)
@@ -181,6 +175,27 @@ local function runningOf(g)
   local n = 0
   for _, id in ipairs(redis.call("SMEMBERS", key)) do
     if redis.call("ZSCORE", B .. ":running", id) then n = n + 1 else redis.call("SREM", key, id) end
+  end
+  return n
+end
+-- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) a claim could take past the
+-- queue's cap, counted up to enough: their ready sets', and under a per-key cap one per key with jobs
+-- waiting and a free slot (of any task: a key's set holds every task's). Keyed jobs left out, a
+-- queue's cap holding back only keyed jobs was not reported capped
+local function readyOf(from, count, enough)
+  local n = 0
+  for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
+  local cap = groupCap()
+  if cap == 0 then return n end
+  local min = "-"
+  while n < enough do
+    local keys = redis.call("ZRANGEBYLEX", B .. ":groups", min, "+", "LIMIT", 0, 100)
+    for _, g in ipairs(keys) do
+      if n >= enough then break end
+      if runningOf(g) < cap then n = n + 1 end
+    end
+    if #keys < 100 then break end
+    min = "(" .. keys[#keys]
   end
   return n
 end
@@ -737,7 +752,7 @@ end
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
 local capped = "0"
-if (capBound and #out == limit and readyOf(4, taskCount) > 0) or (groupFull and #out < wanted) then capped = "1" end
+if (capBound and #out == limit and readyOf(4, taskCount, 1) > 0) or (groupFull and #out < wanted) then capped = "1" end
 local due = soonest()
 if not due[1] then return {out, limitedFor, settled, "", "", capped} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
@@ -793,7 +808,7 @@ for i = 1, math.min(limit, #heads) do
 end
 local dueIn, dueAt = soonest()
 local limited = "0"
-if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) or (groupFull and #out < wanted) then
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3]), limit + 1) > limit) or (groupFull and #out < wanted) then
   limited = "1"
 end
 return {out, dueIn, dueAt, limited}
@@ -967,6 +982,9 @@ local function forget(key, ids, gone)
       local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
       if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     end
+    -- and its key's running set, should a missed settle have left it there
+    local g = redis.call("HGET", jobKey(id), "group")
+    if g and g ~= "" then redis.call("SREM", B .. ":grun:" .. g, id) end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id))
@@ -1089,13 +1107,22 @@ if atLeast ~= "" then
   local ends = math.max(tonumber(redis.call("HGET", KEYS[1], "heldUntil") or "0"), now + tonumber(atLeast))
   if ends > now then setting("heldUntil", tostring(ends)) end
 end
--- a per-key cap set on a queue without one: its grouped ready jobs move to their keys' sets; removed,
--- back to their tasks' (one script: the claims never see half of them moved)
+-- a per-key cap set on a queue without one: its grouped ready jobs move to their keys' sets, and its
+-- grouped running jobs count in their keys' running sets (else a key's next job started beside them);
+-- removed, the ready jobs go back to their tasks' sets and the running sets go (one script: the
+-- claims never see half of them moved)
 local groups = ARGV[10] or ""
 if groups ~= "" then
   local before = groupCap()
   setting("groupConcurrency", groups)
+  local function runningKeys(each)
+    for _, id in ipairs(redis.call("ZRANGE", B .. ":running", 0, -1)) do
+      local g = redis.call("HGET", jobKey(id), "group")
+      if g and g ~= "" then each(B .. ":grun:" .. g, id) end
+    end
+  end
   if before == 0 and groups ~= "0" then
+    runningKeys(function(key, id) redis.call("SADD", key, id) end)
     for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do
       local key = B .. ":ready:" .. task
       local all = redis.call("ZRANGE", key, 0, -1, "WITHSCORES")
@@ -1119,6 +1146,7 @@ if groups ~= "" then
     end
     redis.call("DEL", B .. ":groups")
     redis.call("HDEL", KEYS[1], "groupCursor")
+    runningKeys(function(key) redis.call("DEL", key) end)
   end
 end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them

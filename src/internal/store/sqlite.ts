@@ -364,6 +364,14 @@ const RANK = (visible: string) =>
     THEN priority * (SELECT aging_ms FROM wp_queue WHERE name = wp_job.queue) - (${visible})
     ELSE priority END)`
 
+/**
+ * A job's `group_key` as it is queued: its group, or '' for an ungrouped job of a queue with a per-key
+ * cap (a claim there walks keyed jobs only: a NULL one was never claimed); NULL otherwise. `group` and
+ * `queue` are SQL (a `?`, or a column).
+ */
+const GROUP_KEY = (group: string, queue: string) =>
+  `COALESCE(${group}, (SELECT '' FROM wp_queue WHERE name = ${queue} AND group_concurrency > 0))`
+
 /** The queued jobs of `ListFilter.waiting`, at the now bound to its `?` (see `waitingAs`, which says it for the memory store). */
 const waitingSql = (waiting: "ready" | "delayed") =>
   waiting === "delayed" ? "visible_at > ? AND visible_at > created_at" : "visible_at <= ?"
@@ -807,7 +815,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
           created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
          VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?,
-           COALESCE(?, (SELECT '' FROM wp_queue WHERE name = ? AND group_concurrency > 0)))`
+           ${GROUP_KEY("?", "?")})`
       ).run(
         job.id,
         job.queue,
@@ -910,7 +918,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const changed = run(
           `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
              cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
-             rank = ${RANK("?")}
+             rank = ${RANK("?")}, group_key = ${GROUP_KEY("group_key", "wp_job.queue")}
            WHERE id = ? AND state = 'dead' AND NOT EXISTS (
              SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
