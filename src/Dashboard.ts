@@ -4,8 +4,9 @@
  * running jobs with their progress, the queued ones, and the failed (or dead) ones with their
  * errors, with buttons to cancel a job, to redrive a dead durable job, and to pause or resume a
  * pool (its dispatch) or a durable queue (claims by every consumer of its store; running jobs go
- * on either way). A durable queue shows its cap with its running jobs, its hold and when it ends,
- * its retention, and its jobs' snoozes, with buttons to lift or set its hold and set its cap
+ * on either way). A durable queue shows its cap with its running jobs, its per-key cap, its hold and
+ * when it ends, its retention, and its jobs' snoozes and keys (`group`), with buttons to lift or set
+ * its hold and set its cap and its per-key cap
  * (`readOnly` turns every button off). It updates itself every `interval` by server-sent events. Past 20 pools and
  * queues (a queue per tenant) the page shows an overview instead: a table of every source's counts,
  * filtered, sorted and paged by the server, with cards only for the 5 largest backlogs and the
@@ -139,7 +140,7 @@ export interface Options {
   readonly allowedHosts?: ReadonlyArray<string> | "any" | undefined
   /**
    * Shows, never changes: every button's request (a `POST`: cancel, redrive, pause, resume, a
-   * queue's hold or cap) is refused with a 403, and the page shows no buttons. Default `false`.
+   * queue's hold, cap or per-key cap) is refused with a 403, and the page shows no buttons. Default `false`.
    */
   readonly readOnly?: boolean | undefined
 }

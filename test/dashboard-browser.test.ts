@@ -219,7 +219,7 @@ describe("Dashboard in headless Chromium", () => {
 describe("Dashboard in headless Chromium: a queue's settings", () => {
   const Sms = Task.make("Sms", { payload: Schema.String, success: Schema.String })
   it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
-    "a held queue shows until when and why it runs nothing; lift hold: its consumers run its jobs again, at most its cap at once, shown as running/cap; a snoozed job shows its snoozes; hold and cap from the page",
+    "a held queue shows until when and why it runs nothing; lift hold: its consumers run its jobs again, at most its cap at once, shown as running/cap; a snoozed job shows its snoozes and its key; hold, cap and per-key cap from the page",
     () =>
       Effect.gen(function*() {
         const dashboard = yield* Dashboard.Dashboard
@@ -233,7 +233,7 @@ describe("Dashboard in headless Chromium: a queue's settings", () => {
         yield* JobQueue.setRetention("sms", { succeeded: { age: "1 hour", count: 500 } })
         yield* JobQueue.holdQueue("sms", "1 hour")
         // first in line: it snoozes and frees its slot, which two of the others then hold
-        const later = yield* JobQueue.enqueue(Sms, "later", { queue: "sms", dedupKey: "digest-42" })
+        const later = yield* JobQueue.enqueue(Sms, "later", { queue: "sms", dedupKey: "digest-42", group: "acct-7" })
         const jobs = yield* Effect.forEach(["ann", "bob", "cat"], (to) => JobQueue.enqueue(Sms, to, { queue: "sms" }))
         yield* dashboard.addQueue("sms")
 
@@ -260,8 +260,8 @@ describe("Dashboard in headless Chromium: a queue's settings", () => {
         assert.isUndefined((yield* JobQueue.stats("sms")).heldUntil)
         yield* Effect.promise(() =>
           page.waitFor(
-            "the snoozed job is delayed, with its snooze and its dedup key",
-            `() => /delayed, snoozed 1\u00d7/.test(document.querySelector('${card} [data-list="queued"] tr[data-job="${later.id}"]')?.textContent ?? "") && document.querySelector('${card} [data-list="queued"] tr[data-job="${later.id}"] [data-dedup]').textContent === "key digest-42"`
+            "the snoozed job is delayed, with its snooze, its dedup key and its group's key",
+            `() => /delayed, snoozed 1\u00d7/.test(document.querySelector('${card} [data-list="queued"] tr[data-job="${later.id}"]')?.textContent ?? "") && document.querySelector('${card} [data-list="queued"] tr[data-job="${later.id}"] [data-dedup]').textContent === "key digest-42" && document.querySelector('${card} [data-list="queued"] tr[data-job="${later.id}"] [data-group]').textContent === "group acct-7"`
           )
         )
         yield* Deferred.succeed(gate, undefined)
@@ -286,6 +286,30 @@ describe("Dashboard in headless Chromium: a queue's settings", () => {
           page.waitFor("the refusal is shown", `() => /^concurrency sms: invalid limit/.test(document.getElementById("message").textContent)`)
         )
         assert.strictEqual((yield* JobQueue.stats("sms")).concurrency?.limit, 5)
+
+        // the per-key cap: set, refused, removed (an empty answer); a button pressed stays disabled
+        // until the next sample draws the card again (at once after a change, within an interval after a refusal)
+        const perKeyButton = `${card} h2 button[data-action="group-concurrency"]`
+        const perKey = (answer: string) =>
+          Effect.promise(async () => {
+            await page.waitFor("the per-key cap button, enabled", `() => document.querySelector('${perKeyButton}')?.disabled === false`)
+            await page.evaluate(`window.prompt = () => ${JSON.stringify(answer)}; document.querySelector('${perKeyButton}').click()`)
+          })
+        yield* perKey("2")
+        yield* Effect.promise(() =>
+          page.waitFor("the per-key cap of 2 is confirmed and shown", `() => document.getElementById("message").textContent === "group-concurrency sms: done" && ${countIn("queue:sms", "groupConcurrency")} === "per key \u2264 2"`)
+        )
+        assert.strictEqual((yield* JobQueue.stats("sms")).groupConcurrency, 2)
+        yield* perKey("1.5")
+        yield* Effect.promise(() =>
+          page.waitFor("the refusal is shown", `() => /^group-concurrency sms: invalid limit 1.5/.test(document.getElementById("message").textContent)`)
+        )
+        assert.strictEqual((yield* JobQueue.stats("sms")).groupConcurrency, 2)
+        yield* perKey("")
+        yield* Effect.promise(() =>
+          page.waitFor("the per-key cap is gone", `() => document.getElementById("message").textContent === "group-concurrency sms: done" && !document.querySelector('${card} [data-count="groupConcurrency"]')`)
+        )
+        assert.isUndefined((yield* JobQueue.stats("sms")).groupConcurrency)
       }).pipe(
         Effect.scoped,
         Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis" }), JobStore.memory()))
@@ -297,11 +321,12 @@ describe("Dashboard in headless Chromium: a queue's settings", () => {
 describe("Dashboard in headless Chromium: read-only", () => {
   const Sms = Task.make("Sms", { payload: Schema.String, success: Schema.String })
   it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
-    "readOnly: the page shows a queue's hold, cap and jobs, and not one button",
+    "readOnly: the page shows a queue's hold, cap, per-key cap and jobs, and not one button",
     () =>
       Effect.gen(function*() {
         const dashboard = yield* Dashboard.Dashboard
         yield* JobQueue.setConcurrency("sms", 5)
+        yield* JobQueue.setGroupConcurrency("sms", 3)
         yield* JobQueue.holdQueue("sms", "1 hour")
         const job = yield* JobQueue.enqueue(Sms, "ann", { queue: "sms" })
         yield* dashboard.addQueue("sms")
@@ -313,8 +338,8 @@ describe("Dashboard in headless Chromium: read-only", () => {
         const card = `[data-source="queue:sms"]`
         const buttons = yield* Effect.promise(() =>
           page.waitFor<string>(
-            "the page shows the hold, the cap, the queued job and the running one",
-            `() => !!document.querySelector('${card} [data-count="held"]') && ${countIn("queue:sms", "concurrency")} === "0/5" && !!document.querySelector('${card} [data-list="queued"] tr[data-job="${job.id}"]') && !!document.querySelector('[data-source="pool:images"] [data-list="running"] tr[data-job]') && String(document.querySelectorAll("button[data-action]").length)`
+            "the page shows the hold, the cap, the per-key cap, the queued job and the running one",
+            `() => !!document.querySelector('${card} [data-count="held"]') && ${countIn("queue:sms", "concurrency")} === "0/5" && ${countIn("queue:sms", "groupConcurrency")} === "per key \u2264 3" && !!document.querySelector('${card} [data-list="queued"] tr[data-job="${job.id}"]') && !!document.querySelector('[data-source="pool:images"] [data-list="running"] tr[data-job]') && String(document.querySelectorAll("button[data-action]").length)`
           )
         )
         assert.strictEqual(buttons, "0")
@@ -374,6 +399,7 @@ describe("Dashboard in headless Chromium: 2,000 queues", () => {
         yield* JobQueue.enqueueAll(Noop, [...tenants, ...Array(39).fill("tenant-1234"), ...Array(19).fill("tenant-77")]
           .map((queue: string, n) => ({ payload: n, options: { queue } })))
         for (const queue of tenants) yield* dashboard.addQueue(queue)
+        yield* JobQueue.setGroupConcurrency("tenant-1235", 2)
         const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
         const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1100 }))
 
@@ -407,6 +433,9 @@ describe("Dashboard in headless Chromium: 2,000 queues", () => {
         )
         assert.isBelow(filtered.ms, 10_000, "the filter")
         assert.sameMembers(filtered.value, ["tenant-123", ...Array.from({ length: 10 }, (_, i) => `tenant-123${i}`)])
+        yield* Effect.promise(() =>
+          page.waitFor("tenant-1235's row shows its per-key cap, and no other row one", `() => document.querySelector('#rows tr[data-row="queue:tenant-1235"] [data-group-cap]')?.textContent === " per key \u2264 2" && document.querySelectorAll("#rows [data-group-cap]").length === 1`)
+        )
         yield* Effect.promise(() => page.evaluate(`(() => { const o = document.getElementById("order"); o.value = "name"; o.dispatchEvent(new Event("change")) })()`))
         const sorted = yield* timed(() =>
           page.waitFor("the rows by name", `() => { const r = ${rows}; return r.length === 11 && r[0] === "tenant-123" && r[1] === "tenant-1230" }`)

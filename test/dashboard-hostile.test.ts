@@ -243,15 +243,15 @@ describe("Dashboard: a source that stops answering", () => {
 describe("Dashboard: a button on a queue whose store hangs", () => {
   // BUG (fixed): a queue's cancel, redrive, pause and resume called the store with no bound: on a
   // hung store (a partition, an exhausted pool of connections) the request, and its connection, waited for ever
-  it.effect("cancel, redrive, pause, resume, a hold and a cap answer 504 once the store has not answered for 5 s, saying the action may still be applied", () =>
+  it.effect("cancel, redrive, pause, resume, a hold, a cap and a per-key cap answer 504 once the store has not answered for 5 s, saying the action may still be applied", () =>
     Effect.gen(function*() {
       const memory = yield* Layer.build(JobStore.memory())
       const store = Context.get(memory, StoreTag)
       const hung = Layer.succeed(StoreTag, { ...store, get: () => Effect.never, configure: () => Effect.never })
       const dashboard = yield* start()
       yield* Effect.provide(dashboard.addQueue("hung"), hung)
-      const bodies: Record<string, string> = { hold: `{"duration":0}`, concurrency: `{"limit":2}` }
-      for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume", "hold", "concurrency"]) {
+      const bodies: Record<string, string> = { hold: `{"duration":0}`, concurrency: `{"limit":2}`, "group-concurrency": `{"limit":1}` }
+      for (const action of ["jobs/some-id/cancel", "jobs/some-id/redrive", "pause", "resume", "hold", "concurrency", "group-concurrency"]) {
         const answer = yield* answeredWithin(() =>
           fetch(`${dashboard.address}api/queues/hung/${action}`, {
             method: "POST",
@@ -277,6 +277,7 @@ describe("Dashboard: read-only", () => {
       const posts: ReadonlyArray<readonly [string, string | undefined]> = [
         ["api/queues/mail/hold", `{"duration":0}`],
         ["api/queues/mail/concurrency", `{"limit":1}`],
+        ["api/queues/mail/group-concurrency", `{"limit":1}`],
         ["api/queues/mail/pause", undefined],
         ["api/queues/mail/jobs/some-id/cancel", undefined],
         ["api/queues/mail/jobs/some-id/redrive", undefined],
@@ -294,7 +295,7 @@ describe("Dashboard: read-only", () => {
       }
       const stats = yield* JobQueue.stats("mail")
       assert.isDefined(stats.heldUntil, "still held")
-      assert.deepStrictEqual([stats.paused, stats.concurrency], [false, undefined])
+      assert.deepStrictEqual([stats.paused, stats.concurrency, stats.groupConcurrency], [false, undefined, undefined])
       assert.strictEqual((yield* pool.stats).state, "running")
       assert.strictEqual(yield* job.status, "running")
       assert.isTrue((yield* firstEvent(dashboard)).readOnly)
@@ -341,7 +342,7 @@ describe("Dashboard: a setting's body", () => {
       assert.strictEqual((yield* JobQueue.stats("mail")).concurrency?.limit, 4)
     }).pipe(Effect.provide(JobStore.memory())))
 
-  it.effect("a hold on a queue whose store fails answers 500 with the store's error", () =>
+  it.effect("a hold or a per-key cap on a queue whose store fails answers 500 with the store's error", () =>
     Effect.gen(function*() {
       const memory = yield* Layer.build(JobStore.memory())
       const store = Context.get(memory, StoreTag)
@@ -351,13 +352,15 @@ describe("Dashboard: a setting's body", () => {
       })
       const dashboard = yield* start()
       yield* Effect.provide(dashboard.addQueue("broken"), failing)
-      const reply = yield* send(dashboard, "/api/queues/broken/hold", new URL(dashboard.address).host, {
-        method: "POST",
-        headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
-        body: `{"duration":"5 minutes"}`
-      })
-      assert.strictEqual(reply.status, 500)
-      assert.strictEqual(JSON.parse(reply.body).error, "the store failed: job store: configure failed: connection reset")
+      for (const [action, body] of [["hold", `{"duration":"5 minutes"}`], ["group-concurrency", `{"limit":1}`]] as const) {
+        const reply = yield* send(dashboard, `/api/queues/broken/${action}`, new URL(dashboard.address).host, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "x-workpool-dashboard": "1" },
+          body
+        })
+        assert.strictEqual(reply.status, 500, action)
+        assert.strictEqual(JSON.parse(reply.body).error, "the store failed: job store: configure failed: connection reset", action)
+      }
     }))
 })
 

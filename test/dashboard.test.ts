@@ -7,6 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll } from "vitest"
 import * as Dashboard from "../src/Dashboard.ts"
 import { JobQueue, Task, WorkPool } from "../src/index.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -695,6 +699,69 @@ describe("Dashboard: a durable queue's settings", () => {
       const forged = yield* call(dashboard, hold, { method: "POST", body: `{"duration":0}`, headers: { "x-workpool-dashboard": "0" } })
       assert.strictEqual(forged.status, 403)
     }).pipe(Effect.provide(JobStore.memory())))
+})
+
+const dir = mkdtempSync(join(tmpdir(), "wp-dashboard-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+let files = 0
+
+// on an SQL store too: it keeps '' as the key of an ungrouped job of a queue with a per-key cap
+describe.each([
+  ["memory", () => JobStore.memory()],
+  ["SQLite", () => JobStore.sqlite({ filename: join(dir, `group-${files++}.db`) })]
+] as const)("Dashboard: a queue's per-key cap (%s)", (_name, layer) => {
+  it.effect("group-concurrency: a limit caps each key's running jobs, the queue shows it and each job its key; null (or 0) removes it; bad input is a 400, an unknown queue a 404", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      const gate = yield* Deferred.make<void>()
+      yield* JobQueue.consume({
+        queues: ["sync"],
+        concurrency: 4,
+        handlers: [Task.handle(Send, (to) => Effect.as(Deferred.await(gate), to))]
+      })
+      yield* dashboard.addQueue("sync")
+      const path = "api/queues/sync/group-concurrency"
+      const capped = yield* postJson(dashboard, path, { limit: 1 })
+      assert.deepStrictEqual([capped.status, capped.body], [200, { groupConcurrency: 1 }])
+      const [first, second, other] = yield* Effect.forEach(["a", "a", "b"], (key) => JobQueue.enqueue(Send, key, { queue: "sync", group: key }))
+      const keyless = yield* JobQueue.enqueue(Send, "none", { queue: "sync" })
+      yield* ticksUntil(Effect.map(JobQueue.stats("sync"), (s) => s.running === 3))
+      for (let i = 0; i < 3; i++) yield* tick
+      assert.strictEqual((yield* second!.status).state, "queued", "a's second job waits for its first")
+
+      const events = yield* readEvents(dashboard, (events) => events.length >= 1)
+      const sync = sourceIn(events.events[0]!.data, "queue", "sync")
+      assert.strictEqual(sync.counts.groupConcurrency, 1)
+      const keys = (jobs: ReadonlyArray<any>) => jobs.map((job) => [job.id, job.group]).sort()
+      assert.deepStrictEqual(keys(sync.detail.running), [[first!.id, "a"], [other!.id, "b"], [keyless.id, null]].sort())
+      assert.deepStrictEqual(keys(sync.detail.queued), [[second!.id, "a"]])
+
+      for (
+        const [body, reason] of [
+          [`{"limit":-1}`, /invalid limit -1: expected an integer from 1 to 1000000/],
+          [`{"limit":1.5}`, /invalid limit 1.5/],
+          [`{"limit":1000001}`, /invalid limit 1000001/],
+          [`{"limit":"2"}`, /invalid limit .*expected a whole number, or null/],
+          [`{"limit":2,"group":"a"}`, /unknown field "group"/],
+          [`{"limit":`, /not JSON/]
+        ] as const
+      ) {
+        const refused = yield* call(dashboard, path, { method: "POST", body })
+        assert.strictEqual(refused.status, 400, `${body}: ${refused.body.error}`)
+        assert.match(refused.body.error, reason, body)
+      }
+      assert.strictEqual((yield* JobQueue.stats("sync")).groupConcurrency, 1, "left as it was")
+      const unknown = yield* postJson(dashboard, "api/queues/nope/group-concurrency", { limit: 1 })
+      assert.deepStrictEqual([unknown.status, unknown.body.error], [404, `no queue named "nope" on this dashboard`])
+
+      const cleared = yield* postJson(dashboard, path, { limit: null })
+      assert.deepStrictEqual([cleared.status, cleared.body], [200, { groupConcurrency: null }])
+      yield* ticksUntil(Effect.map(JobQueue.stats("sync"), (s) => s.running === 4))
+      assert.isUndefined((yield* JobQueue.stats("sync")).groupConcurrency)
+      yield* postJson(dashboard, path, { limit: 2 })
+      assert.deepStrictEqual((yield* postJson(dashboard, path, { limit: 0 })).body, { groupConcurrency: null })
+      yield* Deferred.succeed(gate, undefined)
+    }).pipe(Effect.provide(layer())))
 })
 
 describe("jsonSafe", () => {

@@ -16,7 +16,10 @@
  *   hold; answers `{ "heldUntil": "<ISO time>" | null }`;
  * - `POST /api/queues/:queue/concurrency` with `{ "limit": 5 }`: caps the queue's running jobs
  *   across every consumer (`JobQueue.setConcurrency`), `null` or `0` removes the cap; answers
- *   `{ "concurrency": 5 | null }`.
+ *   `{ "concurrency": 5 | null }`;
+ * - `POST /api/queues/:queue/group-concurrency` with `{ "limit": 1 }`: caps the running jobs of each
+ *   `group` key of the queue (`JobQueue.setGroupConcurrency`), `null` or `0` removes the cap;
+ *   answers `{ "groupConcurrency": 1 | null }`.
  *
  * With the `readOnly` option every `POST` is refused (403), and the page shows no buttons.
  *
@@ -32,7 +35,7 @@
  * Errors are JSON `{ "error": "..." }` with a status that says which: 400 (a bad id), 401 (no or a
  * wrong token), 403 (a POST without the header, any POST to a read-only dashboard, or a Host this server does not go by), 404 (an unknown pool or queue, a durable job unknown or of another queue), 409 (too
  * late: the job ended, or is not dead; a pool's id it does not know is one, as it cannot tell it from an ended job it did not retain), 500 (the store failed).
- * A body of a setting (`hold`, `concurrency`) that is not JSON, larger than `MAX_BODY` bytes, or
+ * A body of a setting (`hold`, `concurrency`, `group-concurrency`) that is not JSON, larger than `MAX_BODY` bytes, or
  * whose value the setting refuses (negative, not a number, past its bound) is a 400 naming it.
  *
  * @internal
@@ -360,10 +363,13 @@ const holdFor = (queue: string, duration: unknown) =>
     ? JobQueue.holdQueue(queue, duration as Duration.Input)
     : Effect.fail(new ApiError(400, `invalid duration ${config.kindOfValue(duration)}: expected milliseconds or a duration's text ("15 minutes"), 0 to lift the hold`))
 
-/** A cap as JSON carries one: a whole number, or null (no cap). */
-const capOf = (queue: string, limit: unknown) =>
+/**
+ * A cap as JSON carries one, set with `set` (`JobQueue.setConcurrency`, `setGroupConcurrency`): a
+ * whole number, or null or 0 (no cap; `setGroupConcurrency` takes no 0, and the API's buttons both do).
+ */
+const capWith = (set: typeof JobQueue.setConcurrency) => (queue: string, limit: unknown) =>
   limit === null || typeof limit === "number"
-    ? JobQueue.setConcurrency(queue, limit ?? undefined)
+    ? set(queue, limit === null || limit === 0 ? undefined : limit)
     : Effect.fail(new ApiError(400, `invalid limit ${config.kindOfValue(limit)}: expected a whole number, or null (or 0) for no cap`))
 
 const encoder = new TextEncoder()
@@ -518,7 +524,16 @@ export const register = (router: HttpRouter.HttpRouter, api: Api) =>
     yield* router.add(
       "POST",
       "/api/queues/:queue/concurrency",
-      guarded(api, "POST", setting(api, "cap", "limit", capOf, (stats) => ({ concurrency: stats.concurrency?.limit ?? null })))
+      guarded(api, "POST", setting(api, "cap", "limit", capWith(JobQueue.setConcurrency), (stats) => ({ concurrency: stats.concurrency?.limit ?? null })))
+    )
+    yield* router.add(
+      "POST",
+      "/api/queues/:queue/group-concurrency",
+      guarded(
+        api,
+        "POST",
+        setting(api, "per-key cap", "limit", capWith(JobQueue.setGroupConcurrency), (stats) => ({ groupConcurrency: stats.groupConcurrency ?? null }))
+      )
     )
     yield* router.add("*", "/api/*", guarded(api, "GET", (request) => fail(404, `no such endpoint: ${request.method} ${request.url}`)))
   })

@@ -167,7 +167,8 @@ export const page = String.raw`<!doctype html>
       ].map(function (f) { return el("td", { "data-count": f[1], text: s.counts ? String(sum(c, f[0])) : "-" }); });
       return el("tr", { "data-row": k, "data-selected": String(on) }, [
         el("td", { text: s.name }, [isPaused(s) ? el("span", { "class": "tag", text: " paused" }) : null,
-          s.kind === "queue" && c.heldUntil ? el("span", { "class": "tag", "data-held": "", text: " held" }) : null]),
+          s.kind === "queue" && c.heldUntil ? el("span", { "class": "tag", "data-held": "", text: " held" }) : null,
+          s.kind === "queue" && c.groupConcurrency ? el("span", { "class": "tag", "data-group-cap": "", text: " per key \u2264 " + c.groupConcurrency }) : null]),
         el("td", { "class": "tag", text: pool ? "pool" : "queue" })
       ].concat(cells).concat([el("td", {}, [el("button", { type: "button", "data-show": k, text: on ? "hide" : "show" })])]));
     }));
@@ -207,7 +208,7 @@ export const page = String.raw`<!doctype html>
       .concat(limiting(s)).concat(s.kind === "queue" ? settings(s.counts) : []));
   }
 
-  // a queue's settings of the store: its cap with the jobs it runs, its hold, its retention
+  // a queue's settings of the store: its cap with the jobs it runs, its per-key cap, its hold, its retention
   function settings(c) {
     if (!c || c.error) return [];
     var shown = [];
@@ -216,6 +217,11 @@ export const page = String.raw`<!doctype html>
       shown.push(el("div", { "class": "count", "data-count": "concurrency", "data-full": String(full) }, [
         el("b", { text: c.concurrency.running + "/" + c.concurrency.limit }),
         el("span", { text: full ? "running, at its cap: no claim until one ends" : "running (its cap)" })]));
+    }
+    // the store counts no keys: how many have jobs waiting or running is not known here (docs: Limits)
+    if (c.groupConcurrency) {
+      shown.push(el("div", { "class": "count", "data-count": "groupConcurrency" }, [
+        el("b", { text: "per key \u2264 " + c.groupConcurrency }), el("span", { text: "running per group (its per-key cap)" })]));
     }
     if (c.heldUntil) {
       shown.push(el("div", { "class": "count", "data-count": "held", title: c.heldUntil }, [
@@ -265,7 +271,7 @@ export const page = String.raw`<!doctype html>
     var action = isPaused(s) ? "resume" : "pause";
     return el("button", { type: "button", "data-action": action, "data-kind": s.kind, "data-source": s.name, text: action });
   }
-  // a queue's hold (lifted, or asked for) and its cap: each asks for its value, but a lift
+  // a queue's hold (lifted, or asked for), its cap and its per-key cap: each asks for its value, but a lift
   function settingButtons(s) {
     if (state.readOnly || s.kind !== "queue" || !s.counts || s.counts.error) return [];
     var b = function (text, action, extra) {
@@ -273,25 +279,27 @@ export const page = String.raw`<!doctype html>
       for (var k in extra) attrs[k] = extra[k];
       return el("button", attrs);
     };
-    return [s.counts.heldUntil ? b("lift hold", "hold", { "data-body": '{"duration":0}' }) : b("hold\u2026", "hold", { "data-ask": "duration" }),
-      b("cap\u2026", "concurrency", { "data-ask": "limit" })];
+    return [s.counts.heldUntil ? b("lift hold", "hold", { "data-body": '{"duration":0}' }) : b("hold\u2026", "hold", { "data-ask": "hold" }),
+      b("cap\u2026", "concurrency", { "data-ask": "concurrency" }), b("per-key cap\u2026", "group-concurrency", { "data-ask": "group-concurrency" })];
   }
-  // what a setting's button asks for, and the body it sends (null: the operator backed out)
+  // what a setting's button asks for: its body's field, the question, and the answer as sent (null: the operator backed out)
   // a number typed is sent as one (milliseconds, a cap), for the server to check; other text as it is
   var number = function (a) { return a !== "" && !isNaN(Number(a)) ? Number(a) : a; };
+  var cap = function (a) { return a === "" ? null : number(a); };
   var ASK = {
-    duration: ["Hold the queue for how long? (15 minutes, 2 hours; 0 lifts its hold)", number],
-    limit: ["Cap on its running jobs, across every consumer? (a whole number; empty or 0: no cap)", function (a) { return a === "" ? null : number(a); }]
+    hold: ["duration", "Hold the queue for how long? (15 minutes, 2 hours; 0 lifts its hold)", number],
+    concurrency: ["limit", "Cap on its running jobs, across every consumer? (a whole number; empty or 0: no cap)", cap],
+    "group-concurrency": ["limit", "Cap on the running jobs of each group key, across every consumer? (a whole number; empty or 0: no cap)", cap]
   };
   function bodyFor(b, name) {
     var fixed = b.getAttribute("data-body");
     if (fixed !== null) return fixed;
-    var field = b.getAttribute("data-ask");
-    if (field === null) return undefined;
-    var answer = window.prompt(ASK[field][0] + "\n" + name, "");
+    var ask = ASK[b.getAttribute("data-ask")];
+    if (!ask) return undefined;
+    var answer = window.prompt(ask[1] + "\n" + name, "");
     if (answer === null) return null;
     var body = {};
-    body[field] = ASK[field][1](answer.trim());
+    body[ask[0]] = ask[2](answer.trim());
     return JSON.stringify(body);
   }
 
@@ -380,7 +388,8 @@ export const page = String.raw`<!doctype html>
     // a durable job's id is a UUID: its first characters tell jobs apart on a page
     var id = function (job) {
       return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "\u2026" : job.id), title: job.id },
-        job.dedupKey ? [el("div", { "class": "tag", "data-dedup": "", text: "key " + job.dedupKey })] : []);
+        [job.dedupKey ? el("div", { "class": "tag", "data-dedup": "", text: "key " + job.dedupKey }) : null,
+          job.group ? el("div", { "class": "tag", "data-group": "", text: "group " + job.group }) : null]);
     };
     var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
     // a durable job's snoozes spend no attempt: shown beside them, so that a job snoozing for ever is seen

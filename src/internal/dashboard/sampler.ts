@@ -57,6 +57,8 @@ export interface JobView {
   readonly snoozes?: number | undefined
   /** A durable job's dedup key (`EnqueueOptions.dedupKey`), or null. */
   readonly dedupKey?: string | null | undefined
+  /** A durable job's key under its queue's per-key cap (`EnqueueOptions.group`), or null. */
+  readonly group?: string | null | undefined
 }
 
 export interface Detail {
@@ -235,7 +237,9 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   progress: storedProgress(row.progress),
   error: row.state === "queued" || row.state === "running" ? null : storedError(row),
   snoozes: row.snoozes ?? 0,
-  dedupKey: row.dedupKey
+  dedupKey: row.dedupKey,
+  // '': an ungrouped job of a queue with a per-key cap, as the SQL stores keep it (JobInfo.group's rule)
+  group: row.group == null || row.group === "" ? null : row.group
 })
 
 /**
