@@ -159,11 +159,12 @@ describe("Dashboard in headless Chromium", () => {
         )
         assert.match(latencies, /wait p50 \d[\d.]* ms/)
 
-        // for the screenshot (the README's): the mail queue's settings shown too, its cap and retention
+        // for the screenshot (the README's): the mail queue's settings shown too, its cap, per-key cap and retention
         yield* Effect.orDie(JobQueue.setConcurrency("mail", 4))
+        yield* Effect.orDie(JobQueue.setGroupConcurrency("mail", 1))
         yield* Effect.orDie(JobQueue.setRetention("mail", { succeeded: { age: "1 day", count: 1000 } }))
         yield* Effect.promise(() =>
-          page.waitFor("the mail queue shows its cap and retention", `() => document.querySelector('[data-source="queue:mail"] [data-count="concurrency"]') && document.querySelector('[data-source="queue:mail"] [data-count="retention"]')`)
+          page.waitFor("the mail queue shows its cap, per-key cap and retention", `() => document.querySelector('[data-source="queue:mail"] [data-count="concurrency"]') && document.querySelector('[data-source="queue:mail"] [data-count="groupConcurrency"]') && document.querySelector('[data-source="queue:mail"] [data-count="retention"]')`)
         )
         // charts with some history (20 intervals of 250 ms)
         yield* Effect.promise(() =>
