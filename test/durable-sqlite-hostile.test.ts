@@ -603,7 +603,11 @@ describe("the SQLite store's -wal file beside a process reading stats without a 
   // took 245-277 ms reached 27-30 MB, the store's code unchanged; at load 10 even the bug's code
   // reached only 24 MB (its reader read less). So a run tells the bug only when the reader read all
   // along and never stalled: such a run must stay under the bound; a machine too busy for one in
-  // three tries cannot tell, which the test says rather than fail or pass on a run that proves nothing
+  // three tries cannot tell, which the test says rather than fail or pass on a run that proves nothing.
+  // Even a run whose reads were all short can pass the bound on a busy machine (CI at load 4-5: 20 MB,
+  // longest read 12 ms: the checkpoint's own wait found a reader the scheduler had not yet let end,
+  // and the next look was put off): the bug's runs never stayed under it (44-78 MB, 24 MB at load 10),
+  // so one such run under the bound of up to three tells the fix, and all three over it fail
   const STALL = 100
   it.live("through the enqueues, claims and settles of 6,000 jobs it stays under 4 × WAL_LIMIT (it reached 44-78 MB)", () =>
     Effect.gen(function*() {
@@ -611,12 +615,14 @@ describe("the SQLite store's -wal file beside a process reading stats without a 
       for (let attempt = 0; attempt < 3; attempt++) {
         const result = yield* run
         runs.push(result)
-        if (result.longestRead < STALL && result.during >= 5) {
-          assert.isAtMost(result.largest, 4 * Sqlite.WAL_LIMIT, `the largest -wal file, in bytes (the reader read ${result.during}00 times, its longest read ${result.longestRead} ms)`)
-          return
-        }
+        if (result.longestRead < STALL && result.during >= 5 && result.largest <= 4 * Sqlite.WAL_LIMIT) return
       }
-      console.warn(`the -wal bound was not checked: in each run the reader stalled or hardly read (a busy machine): ${JSON.stringify(runs)}`)
+      const told = runs.filter((result) => result.longestRead < STALL && result.during >= 5)
+      if (told.length === 0) {
+        console.warn(`the -wal bound was not checked: in each run the reader stalled or hardly read (a busy machine): ${JSON.stringify(runs)}`)
+        return
+      }
+      assert.isAtMost(Math.min(...told.map((result) => result.largest)), 4 * Sqlite.WAL_LIMIT, `the largest -wal file, in bytes, of the runs whose reader read all along: ${JSON.stringify(told)}`)
     }), { timeout: 400_000 })
 })
 
