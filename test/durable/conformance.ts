@@ -3483,6 +3483,36 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(most, 1, "one at a time")
       })))
 
+    it.effect("group concurrency: 300 keys of delayed jobs only cost a consumer a few claims a round, not a claim a millisecond; a key past them all runs", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        // more keys than a claim visits (groupBudget: 1 + 0 + 64), every job an hour away
+        yield* JobQueue.enqueueAll(
+          Echo,
+          Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
+        )
+        let claims = 0
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+        const ran: Array<number> = []
+        yield* Effect.provideService(
+          JobQueue.consume({ ...options, concurrency: 2, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => ran.push(n)).pipe(Effect.as(n)))] }),
+          JobStore.JobStore,
+          counting
+        )
+        // a key after them all, and one before: each found within a round of claims
+        yield* JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" })
+        yield* JobQueue.enqueue(Echo, { n: 2000 }, { group: "a" })
+        yield* tickUntil(Effect.sync(() => ran.length === 2), "both visible jobs ran", 10, 5_000)
+        assert.sameMembers(ran, [1000, 2000])
+        yield* tick(500, 10)
+        const before = claims
+        yield* tick(2_000, 10)
+        // idle: waits for the delayed jobs (an hour), not a claim per tick (200) or per millisecond
+        assert.isAtMost(claims - before, 10, "an idle consumer does not spin over the keys")
+        assert.deepStrictEqual(ran.sort(), [1000, 2000], "nothing delayed ran early")
+      })))
+
     it.effect("group and setGroupConcurrency: bad input fails typed, naming the field; other libraries' names get a hint", () =>
       provide(Effect.gen(function*() {
         for (const group of ["", "x".repeat(257), 42, "a\u0000b", { id: "tenant" }]) {

@@ -58,7 +58,10 @@ import {
   holdShown,
   type ReapedJob,
   type ReapedRow,
-  reapedOf
+  reapedOf,
+  groupBudget,
+  groupRounds,
+  type GroupWalked
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
@@ -160,19 +163,35 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   ALTER TABLE wp_queue ADD COLUMN group_cursor TEXT;
   ALTER TABLE wp_job ADD COLUMN group_key TEXT;
   CREATE INDEX wp_job_group_ready ON wp_job (queue, group_key, rank DESC, seq) WHERE state = 'queued' AND group_key IS NOT NULL;
-  CREATE INDEX wp_job_group_running ON wp_job (queue, group_key) WHERE state = 'running' AND group_key IS NOT NULL;`
+  CREATE INDEX wp_job_group_running ON wp_job (queue, group_key) WHERE state = 'running' AND group_key IS NOT NULL;`,
+  // 14: a key's queued jobs by due time, for a claim's probe of a key (`GROUP_DUE`): without it a
+  // key's delayed backlog was read in full along `wp_job_group_ready` by each claim that visited it
+  `CREATE INDEX wp_job_group_due ON wp_job (queue, group_key, visible_at) WHERE state = 'queued' AND group_key IS NOT NULL;`
 ]
 
 /**
- * The first key after `:after` (`:first`: from the first, '' included) of a queue's queued jobs
- * under a per-key cap: one probe of `wp_job_group_ready` per key, however many jobs a key has.
+ * The first key after `:after` (`:first`: from it, '' included) of a queue's queued jobs under a
+ * per-key cap, up to `:stop` (null: none): one probe of `wp_job_group_ready` per key, however many
+ * jobs a key has.
  */
 const GROUP_NEXT = (first: boolean) =>
-  `SELECT group_key AS g FROM wp_job WHERE queue = ? AND state = 'queued' AND group_key ${first ? ">=" : ">"} ?
+  `SELECT group_key AS g FROM wp_job WHERE queue = ?1 AND state = 'queued' AND group_key ${first ? ">=" : ">"} ?2
+    AND (?3 IS NULL OR group_key <= ?3)
   ORDER BY group_key LIMIT 1`
 
-/** A key's best visible jobs of the claim's tasks (queue, key, now, tasks, limit), along `wp_job_group_ready`. */
-const GROUP_HEADS = `SELECT seq, rank, queue, group_key FROM wp_job
+/**
+ * Whether a key has a visible job (queue, key, now), along `wp_job_group_due`: a key whose jobs are
+ * all delayed costs one probe, not a read of its backlog.
+ */
+const GROUP_DUE = `SELECT 1 AS due FROM wp_job
+  WHERE queue = ? AND state = 'queued' AND group_key = ? AND visible_at <= ? LIMIT 1`
+
+/**
+ * A key's best visible jobs of the claim's tasks (queue, key, now, tasks, limit), along
+ * `wp_job_group_ready` (named: by its visible_at, `wp_job_group_due` looked better to the planner,
+ * which then read and sorted every visible job of the key)
+ */
+const GROUP_HEADS = `SELECT seq, rank, queue, group_key FROM wp_job INDEXED BY wp_job_group_ready
   WHERE queue = ? AND state = 'queued' AND group_key = ? AND visible_at <= ? AND task IN (SELECT value FROM json_each(?))
   ORDER BY rank DESC, seq LIMIT ?`
 
@@ -1248,9 +1267,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
 
     const groupNext = db.prepare(GROUP_NEXT(false))
     const groupFirst = db.prepare(GROUP_NEXT(true))
+    const groupDue = db.prepare(GROUP_DUE)
     const groupHeads = db.prepare(GROUP_HEADS)
     const groupRunning = db.prepare(GROUP_RUNNING)
     const groupCursor = db.prepare("UPDATE wp_queue SET group_cursor = ? WHERE name = ?")
+    /** Where this connection's empty claims stopped in their queues' rounds of keys (see `groupRounds`). */
+    const rounds = groupRounds()
 
     /**
      * A claim's queues with a per-key cap (`caps`, not held): their candidates in their keys' turn
@@ -1259,42 +1281,54 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const makeGroups = (caps: ReadonlyMap<string, number>, tasks: string, now: number) => {
       /** The key of each candidate given, by seq, and its place in its queue's turn. */
       const given = new Map<number, { readonly key: string; readonly at: number }>()
+      /** Each queue's walk in this claim (its last, in a fair claim's rounds). */
+      const walks = new Map<string, GroupWalked>()
       const self = {
         /** A key had more ready jobs than free slots: the claim may be short for it. */
         full: false,
+        /** A walk stopped at its budget of keys before it had seen them all: claim again at once. */
+        more: false,
         has: (queue: string) => caps.has(queue),
         /**
-         * Up to `limit` jobs of `queue`: the keys from the one after its cursor, wrapping, each its
-         * best visible jobs up to its free slots ('' uncapped), one per key per round. One probe per
-         * key, until `limit` keys gave a job or every key was seen.
+         * Up to `limit` jobs of `queue`: the keys in their round (`groupRounds`), each its best
+         * visible jobs up to its free slots ('' uncapped), one per key per round. One probe per key,
+         * a second if it has a visible job, until `limit` keys gave a job, every key was seen, or
+         * the claim's budget of keys (`groupBudget`) was.
          */
         take: (queue: string, limit: number): Array<{ seq: number; rank: number; queue: string }> => {
           if (limit <= 0) return []
           const cap = caps.get(queue)!
           const running = new Map((groupRunning.all(queue) as Array<{ g: string; n: number }>).map((row) => [row.g, row.n]))
           const cursor = (db.prepare("SELECT group_cursor AS c FROM wp_queue WHERE name = ?").get(queue) as { c: string | null }).c
-          const seen = new Set<string>()
+          const budget = groupBudget(limit, running.size)
           const lists: Array<Array<{ seq: number; rank: number; queue: string; group_key: string }>> = []
-          let at: string | null = cursor
-          let wrapped = cursor === null
-          while (lists.length < limit) {
-            const next = (at === null ? groupFirst.get(queue, "") : groupNext.get(queue, at)) as { g: string } | undefined
-            if (next === undefined || seen.has(next.g)) {
-              if (wrapped || next !== undefined) break
-              wrapped = true
-              at = null
-              continue
+          let visits = 0
+          let cut = false
+          let last: GroupWalked["last"] = undefined
+          walk: for (const phase of rounds.phases(queue, cursor)) {
+            let at = phase.from
+            let inclusive = phase.inclusive
+            while (lists.length < limit) {
+              if (visits >= budget) {
+                cut = true
+                break walk
+              }
+              const next = (inclusive ? groupFirst : groupNext).get(queue, at, phase.stop) as { g: string } | undefined
+              if (next === undefined) break
+              at = next.g
+              inclusive = false
+              visits++
+              last = { phase: phase.index, key: at }
+              if (groupDue.get(queue, at, now) === undefined) continue
+              const free = at === "" ? limit : cap - (running.get(at) ?? 0)
+              // one more than it may take: whether its slots, not its jobs, ran out
+              const heads = groupHeads.all(queue, at, now, tasks, Math.max(0, Math.min(free, limit)) + 1) as Array<
+                { seq: number; rank: number; queue: string; group_key: string }
+              >
+              // ('' is never capped, and a key with slots for the whole claim is not what cut it)
+              if (at !== "" && free < limit && heads.length > free) self.full = true
+              if (free > 0 && heads.length > 0) lists.push(heads.slice(0, Math.min(free, limit)))
             }
-            at = next.g
-            seen.add(at)
-            const free = at === "" ? limit : cap - (running.get(at) ?? 0)
-            // one more than it may take: whether its slots, not its jobs, ran out
-            const heads = groupHeads.all(queue, at, now, tasks, Math.max(0, Math.min(free, limit)) + 1) as Array<
-              { seq: number; rank: number; queue: string; group_key: string }
-            >
-            // ('' is never capped, and a key with slots for the whole claim is not what cut it)
-            if (at !== "" && free < limit && heads.length > free) self.full = true
-            if (free > 0 && heads.length > 0) lists.push(heads.slice(0, Math.min(free, limit)))
           }
           const out: Array<{ seq: number; rank: number; queue: string }> = []
           for (let round = 0; out.length < limit; round++) {
@@ -1307,6 +1341,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             }
             if (out.length === before) break
           }
+          walks.set(queue, { cursor, cut, last, offered: out.length })
+          self.more ||= cut
           return out
         },
         /**
@@ -1340,15 +1376,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           }
           return keepTurns(candidates, (candidate) => candidate.queue, turns)
         },
-        /** Moves each queue's cursor to the last key in its turn of the jobs taken. */
+        /** Moves each walked queue's cursor on past what it took (see `groupRounds`); an empty walk writes nothing. */
         served: (picked: ReadonlyArray<{ readonly seq: number; readonly queue: string }>) => {
-          if (given.size === 0) return
-          const last = new Map<string, { readonly key: string; readonly at: number }>()
-          for (const job of picked) {
-            const one = given.get(job.seq)
-            if (one !== undefined && (last.get(job.queue)?.at ?? -1) < one.at) last.set(job.queue, one)
+          for (const [queue, walked] of walks) {
+            let taken = 0
+            let last: { readonly key: string; readonly at: number } | undefined
+            for (const job of picked) {
+              const one = job.queue === queue ? given.get(job.seq) : undefined
+              if (one === undefined) continue
+              taken++
+              if ((last?.at ?? -1) < one.at) last = one
+            }
+            const cursor = rounds.settled(queue, walked, taken, last?.key)
+            if (cursor !== undefined) groupCursor.run(cursor, queue)
           }
-          for (const [queue, { key }] of last) groupCursor.run(key, queue)
+          walks.clear()
           given.clear()
         }
       }
@@ -1402,7 +1444,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         // key with more ready jobs than free slots
         const capped = (groups.full && picked.length < request.limit) ||
           fullQueues(free, picked, request.limit).some((queue) => best([queue], tasks, now, 1).length > 0)
-        return { claims, limitedFor, ...(capped ? { capped } : {}), dueIn: dueIn(request, now, claims.length) }
+        // a walk cut short by its budget of keys: the rest of its round at once (see `groupRounds`)
+        const due = groups.more && claims.length < request.limit ? 0 : dueIn(request, now, claims.length)
+        return { claims, limitedFor, ...(capped ? { capped } : {}), dueIn: due }
       })
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
