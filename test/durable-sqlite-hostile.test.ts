@@ -740,7 +740,9 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       // the per-key caps' indexes (version 13), of keyed jobs only: empty, as no job had a key
       assert.match(sqlOf("wp_job_group_ready")!, /WHERE state = 'queued' AND group_key IS NOT NULL/)
       assert.match(sqlOf("wp_job_group_running")!, /WHERE state = 'running' AND group_key IS NOT NULL/)
-      assert.strictEqual(indexes.length, 10, indexes.map((index) => index.name).join(", "))
+      // a key's queued jobs by due time (version 14), for a claim's probe of a key
+      assert.match(sqlOf("wp_job_group_due")!, /\(queue, group_key, visible_at\) WHERE state = 'queued' AND group_key IS NOT NULL/)
+      assert.strictEqual(indexes.length, 11, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

@@ -82,7 +82,10 @@ import {
   holdShown,
   type ReapedJob,
   type ReapedRow,
-  reapedOf
+  reapedOf,
+  groupBudget,
+  groupRounds,
+  type GroupWalked
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
@@ -206,13 +209,21 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE INDEX IF NOT EXISTS wp_job_group_ready ON ${s}.wp_job (queue, group_key, rank DESC, seq)
     WHERE state = 'queued' AND group_key IS NOT NULL;
   CREATE INDEX IF NOT EXISTS wp_job_group_running ON ${s}.wp_job (queue, group_key)
-    WHERE state = 'running' AND group_key IS NOT NULL;`
+    WHERE state = 'running' AND group_key IS NOT NULL;`,
+  // 14: a key's queued jobs by due time, for a claim's probe of a key (`groupWalk`): without it a
+  // key's delayed backlog was read in full along `wp_job_group_ready` by each claim that visited it
+  // (20,000 rows removed by filter, 45 ms). The build reads wp_job (see docs/operations.md: it may be
+  // built CONCURRENTLY beforehand, under this name)
+  (s) =>
+    `CREATE INDEX IF NOT EXISTS wp_job_group_due ON ${s}.wp_job (queue, group_key, visible_at)
+    WHERE state = 'queued' AND group_key IS NOT NULL;`
 ]
 
 /**
  * A grouped claim's walk of a queue's keys (see `JobQueue.setGroupConcurrency`): from the key after
  * `from` (or from `from` itself, `inclusive`), at most `step` keys, up to `stop` if given, in key
- * order, each one probe of `wp_job_group_ready`, never a key's backlog; with each key its best
+ * order, each one probe of `wp_job_group_ready` (and one of `wp_job_group_due`: is its soonest job
+ * visible? An EXISTS of a visible one was planned as a scan of wp_job), never a key's backlog; with each key its best
  * visible jobs of `tasks`, one more than it may start (its free slots from `running`, counted before;
  * the key '' uncapped), locked. A key without such a job comes with a NULL seq.
  */
@@ -250,6 +261,8 @@ export const groupWalk = (
       SELECT j.seq, j.rank FROM ${S}.wp_job j
       WHERE j.queue = ${queue} AND j.state = 'queued' AND j.group_key = w.g AND j.visible_at <= ${walk.now}
         AND j.task = ANY(${walk.tasks})
+        AND (SELECT d.visible_at FROM ${S}.wp_job d WHERE d.queue = ${queue} AND d.state = 'queued' AND d.group_key = w.g
+          ORDER BY d.visible_at LIMIT 1) <= ${walk.now}
       ORDER BY j.rank DESC, j.seq
       LIMIT ${free} + 1
       FOR UPDATE SKIP LOCKED
@@ -2314,30 +2327,39 @@ export const makeWith = (
         (rows) => new Map(rows.map((row) => [row.name, Math.max(0, capped.find((q) => q.name === row.name)!.concurrency - Number(row.n))]))
       )
 
+    /** Where this process's empty claims stopped in their queues' rounds of keys (see `groupRounds`). */
+    const rounds = groupRounds()
+
     /**
      * Up to `limit` jobs of a queue with a per-key cap, in its keys' turn (see `byKeys`, which says it
-     * for the memory store): the keys from the one after `cursor` to the last, then from the first to
-     * `cursor`, walked a step of keys per statement (`groupWalk`) until `limit` keys gave a job. Under
-     * the queue row's lock: the running jobs counted here stay counted until the claim commits.
+     * for the memory store): the keys in their round from `cursor` (`groupRounds`), walked a step of
+     * keys per statement (`groupWalk`) until `limit` keys gave a job, every key was seen, or the
+     * claim's budget of keys (`groupBudget`) was. Under the queue row's lock: the running jobs
+     * counted here stay counted until the claim commits.
      */
     const groupTake = (queue: string, cap: number, cursor: string | null, tasks: ReadonlyArray<string>, now: number, limit: number) =>
       Effect.gen(function*() {
         const jobs: Array<{ seq: string; rank: number; queue: string }> = []
         const keyOf = new Map<string, string>()
-        if (limit <= 0) return { jobs, keyOf, full: false }
+        if (limit <= 0) return { jobs, keyOf, full: false, walked: { cursor, cut: false, last: undefined, offered: 0 } as GroupWalked }
         const running = new Map((yield* sql<{ g: string; n: number }>`SELECT group_key AS g, count(*)::int AS n FROM ${S}.wp_job
             WHERE queue = ${queue} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`).map((row) => [row.g, row.n]))
         const lists: Array<Array<{ seq: string; rank: number; queue: string }>> = []
+        const budget = groupBudget(limit, running.size)
+        let visits = 0
+        let cut = false
+        let last: GroupWalked["last"] = undefined
         let full = false
-        const phases = cursor === null
-          ? [{ from: "", inclusive: true, stop: null }]
-          : [{ from: cursor, inclusive: false, stop: null }, { from: "", inclusive: true, stop: cursor }]
-        for (const phase of phases) {
+        walk: for (const phase of rounds.phases(queue, cursor)) {
           let from = phase.from
           let inclusive = phase.inclusive
           while (lists.length < limit) {
+            if (visits >= budget) {
+              cut = true
+              break walk
+            }
             // full keys are walked past: as many as run, at most
-            const step = limit - lists.length + running.size + 8
+            const step = Math.min(limit - lists.length + running.size + 8, budget - visits)
             const rows = yield* groupWalk(sql, S, { queue, from, inclusive, stop: phase.stop, step, cap, limit, running, tasks, now })
             const keys = new Map<number, { g: string; heads: Array<{ seq: string; rank: number; queue: string }> }>()
             for (const row of rows) {
@@ -2353,8 +2375,10 @@ export const makeWith = (
                 for (const head of heads) keyOf.set(head.seq, g)
               }
             }
+            visits += keys.size
+            if (keys.size > 0) last = { phase: phase.index, key: [...keys.values()].at(-1)!.g }
             if (keys.size < step) break
-            from = [...keys.values()].at(-1)!.g
+            from = last!.key
             inclusive = false
           }
         }
@@ -2363,7 +2387,8 @@ export const makeWith = (
           for (const list of lists) if (list[round] !== undefined && jobs.length < limit) jobs.push(list[round]!)
           if (jobs.length === before) break
         }
-        return { jobs, keyOf, full }
+        const walked: GroupWalked = { cursor, cut, last, offered: jobs.length }
+        return { jobs, keyOf, full, walked }
       })
 
     /**
@@ -2426,11 +2451,15 @@ export const makeWith = (
         const picked = request.fair === true
           ? roundRobin(request.queues, inTurn, (job) => job.queue, request.limit)
           : inTurn.slice(0, request.limit)
-        // each grouped queue's turn goes on after the last key it served
+        // each grouped queue's turn goes on after the last key it served; an empty walk writes nothing
         for (const [name, taken] of turns) {
-          const last = picked.filter((job) => job.queue === name).at(-1)
-          if (last !== undefined) yield* sql`UPDATE ${S}.wp_queue SET group_cursor = ${taken.keyOf.get(String(last.seq))!} WHERE name = ${name}`
+          const mine = picked.filter((job) => job.queue === name)
+          const last = mine.at(-1)
+          const cursor = rounds.settled(name, taken.walked, mine.length, last === undefined ? undefined : taken.keyOf.get(String(last.seq)))
+          if (cursor !== undefined) yield* sql`UPDATE ${S}.wp_queue SET group_cursor = ${cursor} WHERE name = ${name}`
         }
+        // a walk cut short by its budget of keys: the rest of its round at once (see `groupRounds`)
+        const more = turns.some(([, taken]) => taken.walked.cut)
         const groupsFull = turns.some(([, taken]) => taken.full)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},
@@ -2444,7 +2473,7 @@ export const makeWith = (
           if (window.dropped.length > 0) yield* sql`DELETE FROM ${S}.wp_rate WHERE id = ANY(${window.dropped}::bigint[])`
           yield* sql`UPDATE ${S}.wp_queue SET rate_count = ${window.count} WHERE name = ${window.name}`
         }
-        const dueIn = rows.length >= request.limit
+        const dueIn = rows.length >= request.limit || more
           ? []
           : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
         const claims = toClaims(rows)
@@ -2459,7 +2488,7 @@ export const makeWith = (
           claims,
           limitedFor,
           ...(capped ? { capped } : {}),
-          dueIn: dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
+          dueIn: more && rows.length < request.limit ? 0 : dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
         }
       }))
 
