@@ -11,7 +11,7 @@ import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle, dedupRaceAcrossInstances, retentionAcrossInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, Echo, groupWalkBudget, groupWalkQuietAcrossInstances, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, tellingIdle, dedupRaceAcrossInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { lateness, sqliteLockHolder, waitFor } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-durable-"))
@@ -38,6 +38,15 @@ describe("the SQLite store", () => {
     Effect.gen(function*() {
       const filename = fresh()
       yield* rateLimitLiftTwoInstances(() => JobStore.sqlite({ filename }))
+    }), { timeout: 60_000 })
+
+  it.live("a per-key cap's claim visits at most its budget of keys: beside 300 keys of delayed jobs, claims cut short say dueIn 0, go on where the last stopped, find the key after them, and the round ends", () =>
+    groupWalkBudget(() => JobStore.sqlite({ filename: fresh() })), { timeout: 60_000 })
+
+  it.live("a per-key cap beside 300 keys of delayed jobs: two connections' consumers do not wake each other (an empty claim cut short by its budget writes nothing)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* groupWalkQuietAcrossInstances(() => JobStore.sqlite({ filename }))
     }), { timeout: 60_000 })
 
   it.live("a queue's concurrency cap holds across two connections' consumers polling once an hour, and each freed slot starts the next job at once (the file watch)", () =>

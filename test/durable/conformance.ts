@@ -322,6 +322,76 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
  * between them; each slot freed on one instance starts a job on whichever consumer hears it first
  * (the store's wake-up across instances: file watch, NOTIFY, marker), not at the poll.
  */
+/**
+ * A SQL store's claim of a queue with a per-key cap visits at most its budget of keys (`groupBudget`:
+ * here 1 + 0 + 64): beside 300 keys of delayed jobs only, a claim cut short there is empty and says
+ * `dueIn: 0`, the next ones go on from where it stopped and find the key after them all, and the
+ * round then ends in a claim that says when the delayed jobs are due (no claim-again-at-once forever).
+ */
+export const groupWalkBudget = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
+    yield* provide(JobQueue.setGroupConcurrency("default", 1))
+    yield* provide(JobQueue.enqueueAll(
+      Echo,
+      Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
+    ))
+    const late = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
+    const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+    const first = yield* claim
+    assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short by its budget of keys: claim again at once")
+    /** Claims until `done`, each one before it cut short: how many, and the last. */
+    const until = Effect.fnUntraced(function*(what: string, done: (claimed: typeof first) => boolean) {
+      for (let claims = 1; ; claims++) {
+        const claimed = yield* claim
+        if (done(claimed)) return { claims, claimed }
+        assert.isBelow(claims, 10, what)
+        assert.deepStrictEqual([claimed.claims.length, claimed.dueIn], [0, 0], `claim ${claims}: cut short`)
+      }
+    })
+    // 300 keys at 65 a claim: the key after them in the fifth
+    assert.isAtMost((yield* until("the key after all of them", (claimed) => claimed.claims[0]?.job.id === late.id)).claims, 5)
+    // then a round from that key: cut short until it has seen them all, then the delayed jobs' time
+    for (const round of ["a round", "the next round"]) {
+      const { claimed, claims } = yield* until(`${round}'s end`, (claimed) => claimed.dueIn !== 0)
+      assert.isAtMost(claims, 6, round)
+      assert.strictEqual(claimed.claims.length, 0)
+      assert.isAbove(claimed.dueIn ?? 0, 3_000_000, `${round} ends: due in an hour`)
+    }
+  }).pipe(Effect.scoped)
+
+/**
+ * Two SQLite connections' consumers of a queue with a per-key cap and 300 keys of delayed jobs only:
+ * an empty claim cut short by its budget of keys writes nothing, so neither's claims wake the other
+ * (a write's commit wakes every consumer of the file; written, each claimed about once a millisecond).
+ */
+export const groupWalkQuietAcrossInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const instance = Effect.map(Layer.build(layer()), (context) => Context.get(context, JobStore.JobStore))
+    const admin = yield* instance
+    const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+    yield* elsewhere(JobQueue.setGroupConcurrency("default", 1))
+    yield* elsewhere(JobQueue.enqueueAll(
+      Echo,
+      Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
+    ))
+    const claims = [0, 0]
+    for (const at of [0, 1]) {
+      const store = yield* instance
+      const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims[at]!++), store.claim(request)) }
+      yield* Effect.provideService(
+        JobQueue.consume({ queues: ["default"], handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))], concurrency: 2, poll: "1 hour" }),
+        JobStore.JobStore,
+        counting
+      )
+    }
+    // the consumers' claims while a job a second away waits, ran, and is read: each a few rounds
+    const soon = yield* elsewhere(JobQueue.enqueue(Echo, { n: 1000 }, { group: "zz", delay: "1 second" }))
+    assert.strictEqual(yield* Effect.timeout(elsewhere(JobQueue.await(Echo, soon.id)), "30 seconds"), 1000)
+    assert.isAtMost(Math.max(...claims), 60, `claims of each consumer: ${claims.join(", ")}`)
+  }).pipe(Effect.scoped)
+
 export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   Effect.gen(function*() {
     const HOUR = 3_600_000
