@@ -18,7 +18,7 @@ import * as Task from "../src/Task.ts"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -297,6 +297,26 @@ else {
         const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })
         assert.strictEqual(claims.length, 1, "the committed job is claimed")
       }).pipe(Effect.scoped, Effect.timeout("30 seconds")), { timeout: 60_000 })
+    it.live("a schema of version 13 (per-key caps without wp_job_group_due) is migrated in place: the index built, its keyed jobs claimed in their keys' turn past a key of delayed jobs", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        yield* Effect.provide(
+          Effect.gen(function*() {
+            yield* JobQueue.setGroupConcurrency("default", 1)
+            yield* JobQueue.enqueue(Echo, { n: 1 }, { group: "a", delay: "1 hour" })
+            yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 2 } }, { payload: { n: 3 } }], { group: "b" })
+          }),
+          layer(schema)
+        )
+        yield* backToBeforeGroupDue(`"${schema}"`)
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_due"), [["13"], []])
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+          assert.deepStrictEqual(claimed.map((c) => JSON.parse(c.job.payload).n), [2], "b's first: a's is delayed, b at its cap")
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_due"), [[LATEST], ["wp_job_group_due"]])
+      }), { timeout: 60_000 })
 
     it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
       Effect.gen(function*() {

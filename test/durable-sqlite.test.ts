@@ -301,6 +301,33 @@ describe("the SQLite store", () => {
       assert.strictEqual(version.value, String(MIGRATIONS.length))
     }))
 
+  it.live("a file of version 13 (per-key caps without wp_job_group_due) with keyed jobs: migrated on open, the index built, its jobs claimed in their keys' turn past a key of delayed jobs", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const before = 13
+      const db = new DatabaseSync(filename)
+      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
+      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
+      db.exec("INSERT INTO wp_queue (name, group_concurrency) VALUES ('default', 1)")
+      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at, group_key)
+               VALUES ('a', 'default', 'Echo', '{"n":1}', 0, 0, 'queued', 3, 0, 0, ${Number.MAX_SAFE_INTEGER}, 'a'),
+                      ('b1', 'default', 'Echo', '{"n":2}', 0, 0, 'queued', 3, 0, 0, 0, 'b'),
+                      ('b2', 'default', 'Echo', '{"n":3}', 0, 0, 'queued', 3, 0, 0, 0, 'b')`)
+      db.close()
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.deepStrictEqual(claimed.map((c) => c.job.id), ["b1"], "a's is delayed, b at its cap")
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      const check = new DatabaseSync(filename)
+      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
+      const index = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'wp_job_group_due'").all()
+      check.close()
+      assert.strictEqual(version.value, String(MIGRATIONS.length))
+      assert.strictEqual(index.length, 1, "wp_job_group_due")
+    }))
+
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>
     Effect.gen(function*() {
       const filename = fresh()

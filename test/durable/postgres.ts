@@ -137,6 +137,9 @@ export const undoHolds = (S: string) => [
 /** Takes the schema `S` (quoted) back to version 12, before per-key caps (13). */
 export const backToBeforeGroups = (S: string) => backTo(S, 12, undoGroups(S))
 
+/** Takes the schema `S` (quoted) back to version 13: without the per-key caps' index of due jobs (14). */
+export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`])
+
 /** What version 11 added (the queues' caps, `setConcurrency`), undone. */
 export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
 
