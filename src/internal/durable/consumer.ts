@@ -751,7 +751,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const heldBack = claimed.limitedFor > 0 || claimed.capped === true
         held = heldBack ? free - count : count === Math.min(allowed, MAX_CLAIM) ? free - allowed : 0
         // a delayed job of its queues (a retry's backoff, a `delay`) becomes visible then: the
-        // consumer sleeps until that time at most, not a whole poll past it
+        // consumer sleeps until that time at most, not a whole poll past it. 0: a claim of a queue
+        // with a per-key cap stopped at its budget of keys, the rest of their round is looked at now
         const due = claimed.dueIn === undefined ? config.poll : Math.min(config.poll, Math.max(1, claimed.dueIn))
         // the queue's shared limit (or its cap) held the claim back: nothing to claim before its window frees (a slot frees),
         // unless the limit changes (`setRateLimit` here or in another process: the store wakes its
