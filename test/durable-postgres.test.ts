@@ -16,7 +16,7 @@ import * as PgJobStore from "../src/PgJobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import * as Reactivity from "effect/reactivity/Reactivity"
-import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
+import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, groupWalkPastTaken, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
 import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
@@ -454,6 +454,9 @@ else {
         const schema = freshSchema()
         yield* rateLimitLiftTwoInstances(() => layer(schema))
       }), { timeout: 60_000 })
+
+    it.live("a per-key cap's claim cut short by its budget after taking all it offered goes on past the keys it saw: a key after 220 keys of delayed jobs in the fourth claim, not the fifth", () =>
+      groupWalkPastTaken(() => layer(freshSchema())), { timeout: 60_000 })
 
     it.live("a per-key cap's claim visits at most its budget of keys: beside 300 keys of delayed jobs, claims cut short say dueIn 0, go on where the last stopped, find the key after them, and the round ends", () =>
       groupWalkBudget(() => layer(freshSchema())), { timeout: 60_000 })

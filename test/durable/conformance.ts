@@ -362,6 +362,32 @@ export const groupWalkBudget = (layer: () => Layer.Layer<JobStore.JobStore, any>
   }).pipe(Effect.scoped)
 
 /**
+ * A SQL store's claim cut short by its budget of keys that took every job it offered stores its
+ * cursor at the last key it saw, not the last it served: the next claim goes on past the keys that
+ * gave nothing. Key `a` (ready jobs), 220 keys of delayed jobs, key `z` (a ready job), claims of 2:
+ * the first takes a's job and stops after k064 (budget 2 + 0 + 64); the next ones (budget 67, `a`
+ * running) reach `z` in the fourth claim; from `a` they had walked k000-k064 again, `z` in the fifth.
+ */
+export const groupWalkPastTaken = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
+  Effect.gen(function*() {
+    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
+    yield* provide(JobQueue.setGroupConcurrency("default", 1))
+    const a = yield* provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }], { group: "a" }))
+    yield* provide(JobQueue.enqueueAll(
+      Echo,
+      Array.from({ length: 220 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
+    ))
+    const z = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
+    const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 })
+    const first = yield* claim
+    assert.deepStrictEqual([first.claims.map((c) => c.job.id), first.dueIn], [[a[0]!.id], 0], "a's first, then cut short")
+    const ids: Array<Array<string>> = []
+    for (let n = 2; n <= 4; n++) ids.push((yield* claim).claims.map((c) => c.job.id))
+    assert.deepStrictEqual(ids, [[], [], [z.id]], "z in the fourth claim")
+  }).pipe(Effect.scoped)
+
+/**
  * Two SQLite connections' consumers of a queue with a per-key cap and 300 keys of delayed jobs only:
  * an empty claim cut short by its budget of keys writes nothing, so neither's claims wake the other
  * (a write's commit wakes every consumer of the file; written, each claimed about once a millisecond).
