@@ -181,9 +181,9 @@ const GROUP_NEXT = (first: boolean) =>
 
 /**
  * Whether a key has a visible job (queue, key, now), along `wp_job_group_due`: a key whose jobs are
- * all delayed costs one probe, not a read of its backlog.
+ * all delayed costs one probe, not a read of its backlog (named, as `GROUP_HEADS` is: no planner choice).
  */
-const GROUP_DUE = `SELECT 1 AS due FROM wp_job
+const GROUP_DUE = `SELECT 1 AS due FROM wp_job INDEXED BY wp_job_group_due
   WHERE queue = ? AND state = 'queued' AND group_key = ? AND visible_at <= ? LIMIT 1`
 
 /**
