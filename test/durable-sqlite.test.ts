@@ -283,65 +283,67 @@ describe("the SQLite store", () => {
       assert.match(error.message, new RegExp(`schema version 99.*up to ${MIGRATIONS.length}`))
     }))
 
+  /** A new file at schema `version` (this code's first `version` migrations), `statements` run in it. */
+  const fileAt = (version: number, ...statements: ReadonlyArray<string>) => {
+    const filename = fresh()
+    const db = new DatabaseSync(filename)
+    db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for (const migration of MIGRATIONS.slice(0, version)) db.exec(migration)
+    db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${version}')`)
+    for (const statement of statements) db.exec(statement)
+    db.close()
+    return filename
+  }
+
+  /** A file's schema version, and its indexes named `index` (one or none). */
+  const versionOf = (filename: string, index = "") => {
+    const check = new DatabaseSync(filename)
+    const version = (check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }).value
+    const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?").all(index).length
+    check.close()
+    return { version, indexes }
+  }
+
   it.live("a file of schema version 1 is migrated on open: its jobs are kept and gain the new columns and tables", () =>
     Effect.gen(function*() {
-      const filename = fresh()
-      const db = new DatabaseSync(filename)
-      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-      db.exec(MIGRATIONS[0]!)
-      db.exec("INSERT INTO wp_meta VALUES ('schema_version', '1')")
-      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
-               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`)
-      db.close()
+      const filename = fileAt(
+        1,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`
+      )
       const result = yield* Effect.gen(function*() {
         yield* JobQueue.consume({ handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n * 3))], concurrency: 1, poll: 10 })
         return yield* JobQueue.await(Echo, "old")
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
       assert.strictEqual(result, 15)
-      const check = new DatabaseSync(filename)
-      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
-      check.close()
-      assert.strictEqual(version.value, String(MIGRATIONS.length))
+      assert.strictEqual(versionOf(filename).version, String(MIGRATIONS.length))
     }))
 
   it.live("a file of version 13 (per-key caps without wp_job_group_due) with keyed jobs: migrated on open, the index built, its jobs claimed in their keys' turn past a key of delayed jobs", () =>
     Effect.gen(function*() {
-      const filename = fresh()
-      const before = 13
-      const db = new DatabaseSync(filename)
-      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
-      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
-      db.exec("INSERT INTO wp_queue (name, group_concurrency) VALUES ('default', 1)")
-      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at, group_key)
+      const filename = fileAt(
+        13,
+        "INSERT INTO wp_queue (name, group_concurrency) VALUES ('default', 1)",
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at, group_key)
                VALUES ('a', 'default', 'Echo', '{"n":1}', 0, 0, 'queued', 3, 0, 0, ${Number.MAX_SAFE_INTEGER}, 'a'),
                       ('b1', 'default', 'Echo', '{"n":2}', 0, 0, 'queued', 3, 0, 0, 0, 'b'),
-                      ('b2', 'default', 'Echo', '{"n":3}', 0, 0, 'queued', 3, 0, 0, 0, 'b')`)
-      db.close()
+                      ('b2', 'default', 'Echo', '{"n":3}', 0, 0, 'queued', 3, 0, 0, 0, 'b')`
+      )
       yield* Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
         assert.deepStrictEqual(claimed.map((c) => c.job.id), ["b1"], "a's is delayed, b at its cap")
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
-      const check = new DatabaseSync(filename)
-      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
-      const index = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'wp_job_group_due'").all()
-      check.close()
-      assert.strictEqual(version.value, String(MIGRATIONS.length))
-      assert.strictEqual(index.length, 1, "wp_job_group_due")
+      assert.deepStrictEqual(versionOf(filename, "wp_job_group_due"), { version: String(MIGRATIONS.length), indexes: 1 })
     }))
 
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>
     Effect.gen(function*() {
-      const filename = fresh()
-      const before = 10
-      const db = new DatabaseSync(filename)
-      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
-      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
-      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
-               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`)
-      db.close()
+      const filename = fileAt(
+        10,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'queued', 3, 0, 0, 0)`
+      )
       yield* Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const request = { queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 }
@@ -353,24 +355,17 @@ describe("the SQLite store", () => {
         assert.isTrue(yield* store.settle(claim!.token, { _tag: "Release", delay: 1 }))
         assert.strictEqual((yield* JobQueue.status("old")).snoozes, 1)
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
-      const check = new DatabaseSync(filename)
-      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
-      check.close()
-      assert.strictEqual(version.value, String(MIGRATIONS.length))
+      assert.strictEqual(versionOf(filename).version, String(MIGRATIONS.length))
     }))
 
   it.live("a file from before the dedup modes with a job holding a key: migrated on open, the job keeps its key through its run, the new modes work", () =>
     Effect.gen(function*() {
-      const filename = fresh()
       // version 8 is the dedup modes' migration (9, retention's, comes after it)
-      const before = 7
-      const db = new DatabaseSync(filename)
-      db.exec("CREATE TABLE wp_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-      for (const migration of MIGRATIONS.slice(0, before)) db.exec(migration)
-      db.exec(`INSERT INTO wp_meta VALUES ('schema_version', '${before}')`)
-      db.exec(`INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
-               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`)
-      db.close()
+      const filename = fileAt(
+        7,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":5}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`
+      )
       yield* Effect.gen(function*() {
         assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k", dedupWhile: "queued" })).id, "old")
         const store = yield* JobStore.JobStore
@@ -379,10 +374,7 @@ describe("the SQLite store", () => {
         assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" })).id, "old", "held through its run, as before")
         assert.isTrue((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "q", dedupWhile: "queued", dedupFor: "1 hour" })).created)
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
-      const check = new DatabaseSync(filename)
-      const version = check.prepare("SELECT value FROM wp_meta WHERE key = 'schema_version'").get() as { value: string }
-      check.close()
-      assert.strictEqual(version.value, String(MIGRATIONS.length))
+      assert.strictEqual(versionOf(filename).version, String(MIGRATIONS.length))
     }))
 
   it.live("a file of schema version 5 with a delayed job made by the old code: migrated to 6, the job starts at its time under a 1 hour poll", () =>
