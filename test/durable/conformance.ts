@@ -316,12 +316,20 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
     yield* elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id))).pipe(Effect.timeout("30 seconds"))
   }).pipe(Effect.scoped)
 
-/**
- * Live: two consumers, each of its own store instance (two processes), polling once an hour, on a
- * queue capped at 2; each job holds its slot until the test lets it go. Never more than 2 run
- * between them; each slot freed on one instance starts a job on whichever consumer hears it first
- * (the store's wake-up across instances: file watch, NOTIFY, marker), not at the poll.
- */
+/** `count` keys (k000, k001, ...) of one job each, an hour away: keys that give a claim nothing. */
+const delayedKeys = (count: number) =>
+  Array.from({ length: count }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" as const } }))
+
+/** A store of `layer` whose queue "default" has a per-key cap of 1 and `count` delayed keys; `provide` runs on it. */
+const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
+  Effect.gen(function*() {
+    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
+    yield* provide(JobQueue.setGroupConcurrency("default", 1))
+    yield* provide(JobQueue.enqueueAll(Echo, delayedKeys(count)))
+    return { store, provide }
+  })
+
 /**
  * A SQL store's claim of a queue with a per-key cap visits at most its budget of keys (`groupBudget`:
  * here 1 + 0 + 64): beside 300 keys of delayed jobs only, a claim cut short there is empty and says
@@ -330,13 +338,7 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
  */
 export const groupWalkBudget = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   Effect.gen(function*() {
-    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
-    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
-    yield* provide(JobQueue.setGroupConcurrency("default", 1))
-    yield* provide(JobQueue.enqueueAll(
-      Echo,
-      Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
-    ))
+    const { provide, store } = yield* cappedBeside(layer, 300)
     const late = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
     const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 60_000 })
     const first = yield* claim
@@ -370,14 +372,8 @@ export const groupWalkBudget = (layer: () => Layer.Layer<JobStore.JobStore, any>
  */
 export const groupWalkPastTaken = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   Effect.gen(function*() {
-    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
-    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
-    yield* provide(JobQueue.setGroupConcurrency("default", 1))
+    const { provide, store } = yield* cappedBeside(layer, 220)
     const a = yield* provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }], { group: "a" }))
-    yield* provide(JobQueue.enqueueAll(
-      Echo,
-      Array.from({ length: 220 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
-    ))
     const z = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
     const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 2, lease: 60_000 })
     const first = yield* claim
@@ -398,10 +394,7 @@ export const groupWalkQuietAcrossInstances = (layer: () => Layer.Layer<JobStore.
     const admin = yield* instance
     const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
     yield* elsewhere(JobQueue.setGroupConcurrency("default", 1))
-    yield* elsewhere(JobQueue.enqueueAll(
-      Echo,
-      Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
-    ))
+    yield* elsewhere(JobQueue.enqueueAll(Echo, delayedKeys(300)))
     const claims = [0, 0]
     for (const at of [0, 1]) {
       const store = yield* instance
@@ -418,6 +411,12 @@ export const groupWalkQuietAcrossInstances = (layer: () => Layer.Layer<JobStore.
     assert.isAtMost(Math.max(...claims), 60, `claims of each consumer: ${claims.join(", ")}`)
   }).pipe(Effect.scoped)
 
+/**
+ * Live: two consumers, each of its own store instance (two processes), polling once an hour, on a
+ * queue capped at 2; each job holds its slot until the test lets it go. Never more than 2 run
+ * between them; each slot freed on one instance starts a job on whichever consumer hears it first
+ * (the store's wake-up across instances: file watch, NOTIFY, marker), not at the poll.
+ */
 export const concurrencyCapTwoInstances = (layer: () => Layer.Layer<JobStore.JobStore, any>) =>
   Effect.gen(function*() {
     const HOUR = 3_600_000
@@ -3584,10 +3583,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const store = yield* JobStore.JobStore
         yield* JobQueue.setGroupConcurrency("default", 1)
         // more keys than a claim visits (groupBudget: 1 + 0 + 64), every job an hour away
-        yield* JobQueue.enqueueAll(
-          Echo,
-          Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" } }))
-        )
+        yield* JobQueue.enqueueAll(Echo, delayedKeys(300))
         let claims = 0
         const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
         const ran: Array<number> = []
