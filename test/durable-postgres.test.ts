@@ -297,6 +297,7 @@ else {
         const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })
         assert.strictEqual(claims.length, 1, "the committed job is claimed")
       }).pipe(Effect.scoped, Effect.timeout("30 seconds")), { timeout: 60_000 })
+
     it.live("a schema of version 13 (per-key caps without wp_job_group_due) is migrated in place: the index built, its keyed jobs claimed in their keys' turn past a key of delayed jobs", () =>
       Effect.gen(function*() {
         const schema = freshSchema()
