@@ -569,7 +569,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         // it ran to its end as it started (an Effect.sync handler, a payload that does not decode):
         // no fiber to wait for, no progress to write, only its outcome
         const ended = endedSilently(handle, DONE)
-        if (ended !== undefined) return track(fork(settle(entry, ended)))
+        if (ended !== undefined) {
+          events?.ended(claim)
+          return track(fork(settle(entry, ended)))
+        }
         // the handler's progress reports (WorkPool.JobContext) to the store, fenced: the latest
         // value, at most one write per PROGRESS_EVERY, so a handler reporting in a loop costs the
         // store a write per interval rather than one per report
@@ -603,8 +606,12 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const settler = fork(
           Effect.exit(handle.await).pipe(
             // a timed-out attempt ends for its awaiter before its fiber has stopped: the handle's
-            // interrupt of an ended job waits for that (its finalizers) and interrupts nothing
-            Effect.tap(() => handle.interrupt),
+            // interrupt of an ended job waits for that (its finalizers) and interrupts nothing.
+            // Its duration ends with its handler: not with its last progress write, nor its settle
+            Effect.tap(() => {
+              events?.ended(claim)
+              return handle.interrupt
+            }),
             // its last progress report is written before the outcome (after it, the fence refuses
             // it), without waiting for the throttle's interval (no reporter: it never reported)
             Effect.tap(() =>

@@ -28,6 +28,8 @@ const refOf = (claim: Claim): JobQueue.JobEventRef => {
 
 export interface Events {
   readonly started: (claim: Claim) => void
+  /** The attempt's handler ended: its duration ends here, not once its outcome is written (a slow or retried settle). */
+  readonly ended: (claim: Claim) => void
   /**
    * An attempt's end: its settlement, and whether the store took it (false: fenced, the lease was
    * someone else's by then; undefined: nothing was written, its lease lost already, or its
@@ -58,7 +60,8 @@ export const make = <R>(
 ): Events | undefined => {
   if (handler === undefined) return undefined
   const queue = Effect.runSync(Queue.make<JobEvent, Cause.Done>({ capacity: EVENT_BUFFER, strategy: "dropping" }))
-  const startedAt = new Map<string, number>()
+  /** Each running attempt's start, and its end once its handler ended (its settle under way). */
+  const attempts = new Map<string, { readonly startedAt: number; endedAt: number | undefined }>()
   let dropped = 0
   let warned = false
   const emit = (event: JobEvent) => {
@@ -91,14 +94,18 @@ export const make = <R>(
     () => Effect.void
   ))
   const durationOf = (claim: Claim) => {
-    const from = startedAt.get(claim.token)
-    startedAt.delete(claim.token)
-    return from === undefined ? 0 : Math.max(0, now() - from)
+    const times = attempts.get(claim.token)
+    attempts.delete(claim.token)
+    return times === undefined ? 0 : Math.max(0, (times.endedAt ?? now()) - times.startedAt)
   }
   return {
     started: (claim) => {
-      startedAt.set(claim.token, now())
+      attempts.set(claim.token, { startedAt: now(), endedAt: undefined })
       emit(JobEvent.Started(refOf(claim)))
+    },
+    ended: (claim) => {
+      const times = attempts.get(claim.token)
+      if (times !== undefined) times.endedAt ??= now()
     },
     settled: (claim, failure, settlement, written) => {
       const ref = refOf(claim)
@@ -129,9 +136,9 @@ export const make = <R>(
           }
       }
     },
-    forget: (claim) => void startedAt.delete(claim.token),
+    forget: (claim) => void attempts.delete(claim.token),
     givenBack: (claim) => {
-      startedAt.delete(claim.token)
+      attempts.delete(claim.token)
       emit(JobEvent.GivenBack(refOf(claim)))
     },
     reaped: (job) =>
