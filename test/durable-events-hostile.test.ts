@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Layer, Logger, Schedule, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -17,7 +18,7 @@ import { JobStore as Store, type Settlement } from "../src/internal/store/model.
 import * as JobQueue from "../src/JobQueue.ts"
 import type * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import { Boom, Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { Boom, Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
 import { warnings } from "./helpers.ts"
 
@@ -118,5 +119,273 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
           }
         }
       ))
+
+    /**
+     * A cancel asked for while the attempt runs, which then fails with attempts left: the store ends
+     * the job cancelled (docs/durable.md, "Cancel from any process"), so its event is `Cancelled`, not
+     * `Failed` with a retry that never comes. `heard`: the consumer's heartbeat heard of the cancel,
+     * its handler uninterruptible (ending as it would); else the heartbeat never reports it (one
+     * that has not beaten since the cancel).
+     */
+    const cancelMeetsFailure = (heard: boolean, end: "fail" | "snooze") =>
+      provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          const go = yield* Deferred.make<void>()
+          yield* JobQueue.consume({
+            ...options,
+            onEvent: events.onEvent,
+            handlers: [Task.handle(Echo, ({ n }) =>
+              Effect.uninterruptible(Effect.andThen(
+                Deferred.await(go),
+                end === "fail" ? Effect.fail(new Boom({ n })) : JobQueue.snooze("5 seconds")
+              )))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+          yield* until(() => events.of(job.id).length === 1)
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          yield* tick(1000)
+          yield* Deferred.succeed(go, undefined)
+          yield* until(() => events.of(job.id).length === 2)
+          yield* tick(10_000)
+          assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Cancelled:1"])
+        }),
+        heard ? undefined : (store) => ({
+          heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
+            Effect.map(store.heartbeat(tokens, lease), (beat) => ({ ...beat, cancelled: [] }))
+        })
+      )
+
+    it.effect("a cancel heard while the attempt runs, which then fails anyway (attempts left): Cancelled, as the store ends it", () =>
+      cancelMeetsFailure(true, "fail"))
+
+    it.effect("a cancel heard while the attempt runs, which then snoozes: Cancelled, as the store ends it", () =>
+      cancelMeetsFailure(true, "snooze"))
+
+    // BUG (medium, left): the store ends the job cancelled (settle sees its cancel request), but
+    // `settle` answers only whether it wrote: the consumer tells `Failed` with willRetry and a
+    // runAt that never comes. Telling it needs each store's settle to say it cancelled (memory,
+    // the SQL statements, the Redis script): a store change, not made here
+    it.effect.fails("a cancel not heard yet when the attempt fails (attempts left): Cancelled, as the store ends it", () =>
+      cancelMeetsFailure(false, "fail"))
+
+    it.effect("a handler that interrupts itself loses that event only: the later events still come", () =>
+      provide(Effect.gen(function*() {
+        const seen: Array<string> = []
+        let calls = 0
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: (event) => calls++ === 0 ? Effect.interrupt : Effect.sync(() => void seen.push(event._tag)),
+          handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
+        })
+        for (let n = 0; n < 3; n++) assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n })).await, n)
+        yield* until(() => calls === 6)
+        assert.deepStrictEqual(seen, ["Succeeded", "Started", "Succeeded", "Started", "Succeeded"])
+      })))
+
+    it.effect("a handler that is not an Effect's (returns undefined, a Promise): the jobs run, one warning, the consumer stops", () =>
+      provide(Effect.gen(function*() {
+        const { logged, collector } = warnings()
+        let calls = 0
+        const scope = yield* Scope.make()
+        yield* Scope.provide(
+          JobQueue.consume({
+            ...options,
+            onEvent: ((_: JobQueue.JobEvent) => calls++ % 2 === 0 ? undefined : Promise.resolve()) as never,
+            handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
+          }),
+          scope
+        ).pipe(Effect.provide(Logger.layer([collector])))
+        for (let n = 0; n < 3; n++) assert.strictEqual(yield* (yield* JobQueue.enqueue(Echo, { n })).await, n)
+        yield* until(() => calls === 6)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* tick(100)
+        yield* Fiber.join(closing)
+        assert.strictEqual(logged.filter((m) => m.includes("onEvent")).length, 1, logged.join("\n"))
+      })))
+
+    it.effect("a handler that enqueues a job for each death and cancels another job: no job lost, duplicated or blocked; each event once", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const victim = yield* JobQueue.enqueue(Echo, { n: -1 }, { delay: "1 hour" })
+        const followUps: Array<string> = []
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: (event) =>
+            Effect.andThen(events.onEvent(event), () => {
+              if (event._tag === "Dead") {
+                return Effect.flatMap(
+                  JobQueue.enqueue(Echo, { n: 1000 + (event.attempt) }, { queue: "followups" }),
+                  (job) => Effect.andThen(Effect.sync(() => void followUps.push(job.id)), JobQueue.cancel(victim.id))
+                )
+              }
+              return Effect.void
+            }),
+          handlers: [Task.handle(Echo, ({ n }) => n % 2 === 0 ? Effect.fail(new Boom({ n })) : Effect.succeed(n))]
+        })
+        const jobs = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (n) => JobQueue.enqueue(Echo, { n }, { maxAttempts: 1 }))
+        yield* until(() => jobs.every((job) => events.of(job.id).length >= 2) && followUps.length === 3)
+        for (const [n, job] of jobs.entries()) {
+          assert.deepStrictEqual(events.tags(job.id), n % 2 === 0 ? ["Started:1", "Failed:1", "Dead:1"] : ["Started:1", "Succeeded:1"])
+        }
+        assert.strictEqual((yield* JobQueue.status(victim.id)).state, "cancelled")
+        assert.deepStrictEqual(events.tags(victim.id), [], "a waiting job's cancel is not this consumer's event")
+        for (const id of followUps) assert.deepStrictEqual((yield* JobQueue.status(id)).state, "queued")
+      })))
+
+    it.effect("a cancel of a dead consumer's job, then its reap: Reaped 'cancelled', no runAt, never Started", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const store = yield* Store
+        const job = yield* JobQueue.enqueue(Echo, { n: 5 }, { maxAttempts: 3 })
+        const dead = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 })
+        assert.strictEqual(dead.claims.length, 1)
+        assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+        yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* until(() => events.of(job.id).length > 0)
+        yield* tick(5000)
+        assert.deepStrictEqual(events.tags(job.id), ["Reaped:1"])
+        assert.deepInclude(events.of(job.id)[0], { outcome: "cancelled", runAt: undefined })
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
+      })))
+
+    it.effect("a lease lost under a running job, which this consumer's own reaper then takes back: LeaseLost, Reaped, Started again, each once, in order", () => {
+      // set: the next beat says the jobs it renews are lost (as if reaped elsewhere); their leases end in the store
+      let lose = false
+      return provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          let runs = 0
+          yield* JobQueue.consume({
+            ...options,
+            onEvent: events.onEvent,
+            handlers: [Task.handle(Echo, ({ n }) => runs++ === 0 ? Effect.as(Effect.never, n) : Effect.succeed(n))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+          yield* until(() => events.of(job.id).length === 1)
+          lose = true
+          yield* until(() => events.of(job.id).some((e) => e._tag === "Succeeded"))
+          yield* tick(5000)
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1", "Reaped:1", "Started:2", "Succeeded:2"])
+          assert.strictEqual(runs, 2)
+        }),
+        (store) => ({
+          heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
+            Effect.map(store.heartbeat(tokens, lease), (beat) => {
+              if (!lose) return beat
+              lose = false
+              return { ...beat, lost: tokens }
+            })
+        })
+      )
+    })
+
+    // BUG (low, left): the stored error, and the awaiter's, is the TaskCodecError saying why; the
+    // events' error is a defect "its result could not be encoded" (events.ts): the codec error is
+    // lost in encodeExit's Written, which the settlement is built from
+    it.effect.fails("a result its task cannot encode: Failed (no retry) and Dead with the stored error (TaskCodecError), as its awaiter gets", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, () => Effect.succeed("not a number" as never))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+        const awaited = yield* Effect.flip(job.await)
+        yield* until(() => events.of(job.id).length === 3)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Failed:1", "Dead:1"])
+        const dead = events.of(job.id)[2]!
+        if (dead._tag !== "Dead") return assert.fail(dead._tag)
+        assert.strictEqual((Cause.squash(dead.error) as { _tag?: string })._tag, (awaited as { _tag?: string })._tag)
+      })))
+
+    it.effect("a payload its task cannot decode: Started, Failed (no retry) with TaskCodecError, Dead", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const store = yield* Store
+        yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        const job = yield* store.enqueue(newJob("default", { task: "Echo", payload: JSON.stringify({ n: "x" }), maxAttempts: 3 }))
+        yield* until(() => events.of(job.id).length === 3)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Failed:1", "Dead:1"])
+        const failed = events.of(job.id)[1]!
+        if (failed._tag !== "Failed") return assert.fail(failed._tag)
+        assert.isFalse(failed.willRetry)
+        assert.strictEqual((Cause.squash(failed.error) as { _tag?: string })._tag, "TaskCodecError")
+      })))
+
+    it.effect("a retry policy that gives up before maxAttempts: its last Failed says willRetry false, no runAt, then Dead", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        yield* JobQueue.consume({
+          ...options,
+          retry: Schedule.max([Schedule.spaced("2 seconds"), Schedule.recurs(1)]),
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.fail(new Boom({ n })))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 10 })
+        yield* until(() => events.of(job.id).some((e) => e._tag === "Dead"))
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Failed:1", "Started:2", "Failed:2", "Dead:2"])
+        const [, first, , last] = events.of(job.id)
+        if (first?._tag !== "Failed" || last?._tag !== "Failed") return assert.fail("kinds")
+        assert.deepStrictEqual([first.willRetry, first.runAt!.getTime() - events.at.get(first)!], [true, 2000])
+        assert.deepStrictEqual([last.willRetry, last.runAt], [false, undefined])
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "dead")
+      })))
+
+    it.effect("an attempt that times out with attempts left: Failed (AttemptTimeout, willRetry, duration the timeout), then Started again", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        let runs = 0
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, ({ n }) => runs++ === 0 ? Effect.never : Effect.succeed(n))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 2, timeout: "1500 millis" })
+        yield* until(() => events.of(job.id).length === 4)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Failed:1", "Started:2", "Succeeded:2"])
+        const failed = events.of(job.id)[1]!
+        if (failed._tag !== "Failed") return assert.fail(failed._tag)
+        assert.instanceOf(Cause.squash(failed.error), DurableError.AttemptTimeout)
+        assert.deepStrictEqual([failed.willRetry, failed.duration], [true, 1500])
+      })))
+
+    it.effect("a drain of many running jobs: each Started gets exactly one end (GivenBack), all told before the stop ends; none left open", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const scope = yield* Scope.make()
+        yield* Scope.provide(
+          JobQueue.consume({
+            ...options,
+            concurrency: 20,
+            shutdownTimeout: "1 second",
+            onEvent: events.onEvent,
+            handlers: [Task.handle(Echo, ({ n }) => n % 2 === 0 ? Effect.never : Effect.as(Effect.sleep("2 seconds"), n))]
+          }),
+          scope
+        )
+        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 40 }, (_, n) => ({ payload: { n } })))
+        yield* until(() => events.all.filter((e) => e._tag === "Started").length === 20)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* tick(3000)
+        yield* Fiber.join(closing)
+        const told = events.all.length
+        for (const job of jobs) {
+          const tags = events.tags(job.id)
+          const state = (yield* JobQueue.status(job.id)).state
+          if (tags.length === 0) {
+            assert.strictEqual(state, "queued")
+            continue
+          }
+          assert.strictEqual(tags.length, 2, `${job.id}: ${tags}`)
+          assert.strictEqual(tags[0], "Started:1")
+          assert.include(["GivenBack:1", "Succeeded:1"], tags[1])
+          assert.strictEqual(state, tags[1] === "GivenBack:1" ? "queued" : "succeeded")
+        }
+        yield* tick(5000)
+        assert.strictEqual(events.all.length, told, "nothing told after the stop")
+      })))
   })
 }

@@ -50,6 +50,16 @@ export interface Events {
 }
 
 /**
+ * What a handler returned, as the Effect it should have been: a handler typed loosely (a plain
+ * `console.log`, an async function) returned undefined or a Promise, which the fiber delivering the
+ * events died of, silently, every later event lost.
+ */
+const effectOf = (value: unknown): Effect.Effect<unknown, unknown, any> =>
+  Effect.isEffect(value)
+    ? value
+    : Effect.die(new TypeError(`onEvent returned ${value === null ? "null" : typeof value}, not an Effect: the event is skipped`))
+
+/**
  * The events of one consumer, delivered by `fork` (the consumer's, with its services) to `handler`.
  * `now`: this consumer's clock, for durations and the times of retries and snoozes.
  */
@@ -73,7 +83,7 @@ export const make = <R>(
     if (!Queue.offerUnsafe(queue, event)) dropped++
   }
   const deliver = (event: JobEvent) =>
-    Effect.catchCause(Effect.suspend(() => handler(event)), (cause) => {
+    Effect.catchCause(Effect.suspend(() => effectOf(handler(event))), (cause) => {
       if (warned || Cause.hasInterruptsOnly(cause)) return Effect.void
       warned = true
       return Effect.logWarning(
