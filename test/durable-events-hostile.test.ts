@@ -16,11 +16,13 @@ import { afterAll } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import { JobStore as Store, type Settlement } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
-import type * as JobStore from "../src/JobStore.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
+import * as ThreadPool from "../src/ThreadPool.ts"
 import { Boom, Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
-import { warnings } from "./helpers.ts"
+import { Crash, Refused, Snoozy, Stamp } from "./fixtures/durable-thread-tasks.ts"
+import { waitFor, warnings } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-events-hostile-"))
 let files = 0
@@ -387,5 +389,103 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         yield* tick(5000)
         assert.strictEqual(events.all.length, told, "nothing told after the stop")
       })))
+
+    it.effect("a handler slower than the jobs, overflowing again and again: every event told or counted, once (told + Σ Dropped = made), no two Dropped in a row, events still told once behind", () =>
+      provide(Effect.gen(function*() {
+        const seen: Array<JobQueue.JobEvent> = []
+        yield* JobQueue.consume({
+          ...options,
+          concurrency: 50,
+          onEvent: (event) => Effect.andThen(Effect.sleep(10), Effect.sync(() => void seen.push(event))),
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep(5), n))]
+        })
+        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })))
+        const accounted = () => seen.reduce((sum, e) => sum + (e._tag === "Dropped" ? e.count : 1), 0)
+        yield* until(() => accounted() === 2 * jobs.length, 120)
+        yield* tick(1000)
+        assert.strictEqual(accounted(), 2 * jobs.length)
+        const drops = seen.filter((e) => e._tag === "Dropped")
+        assert.isAbove(drops.length, 1, "it overflowed more than once")
+        seen.forEach((e, i) => assert.isFalse(e._tag === "Dropped" && seen[i + 1]?._tag === "Dropped", `two Dropped at ${i}`))
+        // once behind, the handler still gets events, not counts alone: a count and the event after it share the slots freed
+        const behind = seen.slice(seen.indexOf(drops[0]!))
+        assert.isAtLeast(behind.filter((e) => e._tag !== "Dropped").length, behind.length / 3, "events, not counts only")
+        // each job's own events in order, whatever was dropped between them
+        const byJob = new Map<string, Array<string>>()
+        for (const e of seen) if (e._tag !== "Dropped") byJob.set(e.id, [...byJob.get(e.id) ?? [], e._tag])
+        for (const tags of byJob.values()) assert.include([["Started", "Succeeded"], ["Started"], ["Succeeded"]].map(String), String(tags))
+      })))
+
+    it.effect("a claim that returns after its consumer stopped (the store slow past the stop's grace): its jobs given back, unrun, never told Started", () => {
+      let slow = false
+      return provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          const scope = yield* Scope.make()
+          let runs = 0
+          yield* Scope.provide(
+            JobQueue.consume({
+              ...options,
+              onEvent: events.onEvent,
+              handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (runs++, n)))]
+            }),
+            scope
+          )
+          yield* tick(100)
+          slow = true
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+          yield* tick(100)
+          const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+          yield* tick(10_000)
+          yield* Fiber.join(closing)
+          const info = yield* JobQueue.status(job.id)
+          assert.deepStrictEqual([info.state, info.attempts, runs], ["queued", 0, 0])
+          assert.notInclude(events.tags(job.id), "Started:1")
+        }).pipe(Effect.provide(Logger.layer([]))),
+        (store) => ({
+          claim: (request: Parameters<Store["Service"]["claim"]>[0]) =>
+            Effect.suspend(() => slow ? Effect.andThen(Effect.sleep(3000), store.claim(request)) : store.claim(request))
+        })
+      )
+    })
   })
 }
+
+// --- a consumer whose jobs run on a ThreadPool's threads (`consume({ threadPool, tasks })`)
+
+const threadWorker = new URL("./fixtures/durable-thread-worker.ts", import.meta.url)
+
+describe("lifecycle events of a consumer on a ThreadPool", () => {
+  it.live("a success, a typed failure, a crashed thread retried then dead, a snooze: the same events as on fibers, each once, in order", () =>
+    Effect.gen(function*() {
+      const counters = new SharedArrayBuffer(16 * 4)
+      const threads = yield* ThreadPool.make({ worker: threadWorker, threads: 2, workerData: { counters } })
+      const events = recorder()
+      yield* JobQueue.consume({
+        threadPool: threads,
+        tasks: [Stamp, Crash, Snoozy],
+        retry: Schedule.spaced("10 millis"),
+        poll: 10,
+        onEvent: events.onEvent
+      })
+      const at = new Date("2026-01-02T03:04:05.000Z")
+      const ok = yield* JobQueue.enqueue(Stamp, { label: "a", at })
+      const refused = yield* JobQueue.enqueue(Stamp, { label: "refuse", at }, { maxAttempts: 1 })
+      const crash = yield* JobQueue.enqueue(Crash, 1, { maxAttempts: 2 })
+      const snoozy = yield* JobQueue.enqueue(Snoozy, { millis: 20, mark: 3, hold: false })
+      const ended = (id: string, tag: string) => events.of(id).some((e) => e._tag === tag)
+      yield* waitFor(
+        Effect.sync(() => ended(ok.id, "Succeeded") && ended(refused.id, "Dead") && ended(crash.id, "Dead") && ended(snoozy.id, "Succeeded")),
+        "every job's last event",
+        { until: (done) => done }
+      )
+      assert.deepStrictEqual(events.tags(ok.id), ["Started:1", "Succeeded:1"])
+      assert.deepStrictEqual(events.tags(refused.id), ["Started:1", "Failed:1", "Dead:1"])
+      const failed = events.of(refused.id)[1]!
+      assert.instanceOf(failed._tag === "Failed" ? Cause.squash(failed.error) : undefined, Refused)
+      assert.deepStrictEqual(events.tags(crash.id), ["Started:1", "Failed:1", "Started:2", "Failed:2", "Dead:2"])
+      const crashed = events.of(crash.id)[1]!
+      assert.isTrue(crashed._tag === "Failed" && crashed.willRetry && Cause.hasDies(crashed.error))
+      assert.deepStrictEqual(events.tags(snoozy.id), ["Started:1", "Snoozed:1", "Started:1", "Succeeded:1"])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+})

@@ -75,9 +75,12 @@ export const make = <R>(
   let dropped = 0
   let warned = false
   const emit = (event: JobEvent) => {
-    // the count goes where the lost events were: before the next one that fits
+    // the count goes where the lost events were: before the next one that fits, with it or not at
+    // all. Alone in a freed slot, the event after it found none: a handler that had fallen behind got
+    // nothing but counts (each slot it freed taken by one) for as long as the jobs outpaced it
     if (dropped > 0) {
-      if (!Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))) return void dropped++
+      if (Queue.sizeUnsafe(queue) > EVENT_BUFFER - 2) return void dropped++
+      Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))
       dropped = 0
     }
     if (!Queue.offerUnsafe(queue, event)) dropped++
