@@ -283,10 +283,7 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
       )
     })
 
-    // BUG (low, left): the stored error, and the awaiter's, is the TaskCodecError saying why; the
-    // events' error is a defect "its result could not be encoded" (events.ts): the codec error is
-    // lost in encodeExit's Written, which the settlement is built from
-    it.effect.fails("a result its task cannot encode: Failed (no retry) and Dead with the stored error (TaskCodecError), as its awaiter gets", () =>
+    it.effect("a result its task cannot encode: Failed (no retry) and Dead with the stored error (TaskCodecError), as its awaiter gets", () =>
       provide(Effect.gen(function*() {
         const events = recorder()
         yield* JobQueue.consume({
@@ -300,7 +297,9 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Failed:1", "Dead:1"])
         const dead = events.of(job.id)[2]!
         if (dead._tag !== "Dead") return assert.fail(dead._tag)
-        assert.strictEqual((Cause.squash(dead.error) as { _tag?: string })._tag, (awaited as { _tag?: string })._tag)
+        assert.deepStrictEqual(Cause.squash(dead.error), awaited)
+        const failed = events.of(job.id)[1]!
+        assert.deepStrictEqual(failed._tag === "Failed" && [Cause.squash(failed.error), failed.willRetry], [awaited, false])
       })))
 
     it.effect("a payload its task cannot decode: Started, Failed (no retry) with TaskCodecError, Dead", () =>

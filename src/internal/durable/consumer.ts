@@ -25,7 +25,7 @@ import { makeSignal } from "../store/signal.ts"
 import { endedSilently, onFirstReport } from "../progress.ts"
 import { asExit, runHandler, syncThunk } from "../job.ts"
 import { DONE, schedulerOf } from "../scheduler.ts"
-import { decodePayload, encodeExit, isInstance } from "./exit.ts"
+import { decodeExit, decodePayload, encodeExit, isInstance } from "./exit.ts"
 import { checkPoolOptions } from "../config.ts"
 import { isTraced, withAttempt } from "../jobContext.ts"
 import { CurrentJob, currentJobOf } from "../jobInfo.ts"
@@ -441,6 +441,20 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const failureOf = (entry: Running, exit: Exit.Exit<unknown, unknown>) =>
       Exit.isSuccess(exit) ? undefined : attemptCause(entry, exit.cause)
 
+    /**
+     * Tells the events of an attempt's settlement. A success its task could not encode is dead with
+     * the `TaskCodecError` stored for it (what its awaiter gets), decoded back from what was written.
+     */
+    const tell = (events: Events.Events, entry: Running, exit: Exit.Exit<unknown, unknown>, settlement: Settlement, written: boolean) => {
+      if (!Exit.isSuccess(exit) || settlement._tag !== "Final" || settlement.state !== "dead") {
+        return Effect.sync(() => events.settled(entry.claim, failureOf(entry, exit), settlement, written))
+      }
+      return Effect.map(
+        decodeExit(entry.task, { ...entry.claim.job, state: "dead", exit: settlement.exit }),
+        (stored) => events.settled(entry.claim, Exit.isFailure(stored) ? stored.cause : undefined, settlement, written)
+      )
+    }
+
     const settlementOf = (entry: Running, exit: Exit.Exit<unknown, unknown>): Effect.Effect<Settlement | undefined> => {
       const job = entry.claim.job
       // a lost claim is another consumer's now: nothing to write (the store would refuse it anyway)
@@ -517,7 +531,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
           const written = persist(store.settle(entry.claim.token, settlement), config.lease, store.closed, halted)
           return events === undefined
             ? Effect.asVoid(written)
-            : Effect.map(written, (written) => events.settled(entry.claim, failureOf(entry, exit), settlement, written))
+            : Effect.flatMap(written, (written) => tell(events, entry, exit, settlement, written))
         }),
         Effect.catchCause((cause) =>
           Effect.flatMap(store.closed, (closed) => {
