@@ -447,6 +447,55 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         })
       )
     })
+
+    it.effect("two consumers with onEvent and a dead consumer's jobs: each job Reaped once across both, then run once, each event once", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 12 }, (_, n) => ({ payload: { n }, options: { maxAttempts: 3 } })))
+        const dead = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 12, lease: 1000 })
+        assert.strictEqual(dead.claims.length, 12)
+        const a = recorder()
+        const b = recorder()
+        for (const events of [a, b]) {
+          yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        }
+        const tags = (id: string) => [...a.tags(id), ...b.tags(id)].sort()
+        yield* until(() => jobs.every((job) => tags(job.id).includes("Succeeded:2")))
+        yield* tick(5000)
+        for (const job of jobs) assert.deepStrictEqual(tags(job.id), ["Reaped:1", "Started:2", "Succeeded:2"], job.id)
+      })))
+
+    it.effect("a handler that cancels its own job: Started, Cancelled, nothing else", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, () =>
+            Effect.flatMap(JobQueue.CurrentJob, (job) =>
+              job._tag === "Some" ? Effect.andThen(Effect.orDie(JobQueue.cancel(job.value.id)), Effect.never) : Effect.die("no CurrentJob")))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+        yield* until(() => events.of(job.id).length === 2)
+        yield* tick(5000)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Cancelled:1"])
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
+      })))
+
+    it.effect("a repeat's jobs: each tick's job Started and Succeeded once", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* JobQueue.repeat("every-2s", Echo, { n: 1 }, { cron: "*/2 * * * * *" })
+        yield* tick(10_000)
+        const ids = [...new Set(events.all.flatMap((e) => e._tag === "Dropped" ? [] : [e.id]))]
+        assert.isAtLeast(ids.length, 4)
+        for (const id of ids) {
+          const tags = events.tags(id)
+          // the last tick's may be running still
+          assert.include([["Started:1", "Succeeded:1"], ["Started:1"]].map(String), String(tags), id)
+        }
+      })))
   })
 }
 
