@@ -1746,7 +1746,8 @@ export interface ConsumeOptions<R> {
  * A lifecycle event of a consumer's job (`ConsumeOptions.onEvent`). Every event but `Dropped` names
  * the job (`id`, `queue`, `task`, and the `attempt` as the store counts it):
  * - `Started`: claimed and handed to the consumer's pool.
- * - `Succeeded` (`duration` in ms, on this consumer's clock).
+ * - `Succeeded` (`duration` in ms, on this consumer's clock: from the attempt's start to its
+ *   handler's end, the write of its outcome not counted).
  * - `Failed`: an attempt failed (`error`, its `Cause`; a timeout is `AttemptTimeout`); `willRetry`
  *   with `runAt` (this consumer's clock), or not, and then `Dead` follows.
  * - `Dead`: no attempt left, or a failure that is never retried (`error`).
