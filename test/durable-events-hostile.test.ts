@@ -496,6 +496,54 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
           assert.include([["Started:1", "Succeeded:1"], ["Started:1"]].map(String), String(tags), id)
         }
       })))
+
+    it.effect("a handler that shuts its own consumer down (on a job's success): the stop ends within its grace, awaitTermination with it, the handler's call too", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const holder = yield* Deferred.make<JobQueue.Consumer>()
+        let shutdown: Exit.Exit<void> | undefined
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          onEvent: (event) =>
+            Effect.andThen(
+              events.onEvent(event),
+              event._tag !== "Succeeded" ? Effect.void : Effect.flatMap(Deferred.await(holder), (consumer) =>
+                Effect.onExit(consumer.shutdown, (exit) => Effect.sync(() => void (shutdown = exit))))
+            ),
+          handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
+        })
+        yield* Deferred.succeed(holder, consumer)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        assert.strictEqual(yield* job.await, 1)
+        const terminated = yield* Effect.forkChild(consumer.awaitTermination)
+        yield* tick(5000)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Succeeded:1"])
+        assert.isDefined(terminated.pollUnsafe(), "the consumer terminated")
+        // ended: the stop waits for the handler its grace, then interrupts it (it waits for the stop)
+        assert.isDefined(shutdown, "the handler's shutdown ended")
+        // stopped: a job enqueued now waits
+        const later = yield* JobQueue.enqueue(Echo, { n: 2 })
+        yield* tick(3000)
+        assert.strictEqual((yield* JobQueue.status(later.id)).state, "queued")
+      })))
+
+    it.effect("a job whose handler shuts its own consumer down: the stop ends (the job given back past shutdownTimeout), awaitTermination with it", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const holder = yield* Deferred.make<JobQueue.Consumer>()
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          shutdownTimeout: "1 second",
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.flatMap(Deferred.await(holder), (consumer) => consumer.shutdown), n))]
+        })
+        yield* Deferred.succeed(holder, consumer)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const terminated = yield* Effect.forkChild(consumer.awaitTermination)
+        yield* until(() => terminated.pollUnsafe() !== undefined, 10)
+        assert.deepStrictEqual(events.tags(job.id), ["Started:1", "GivenBack:1"])
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued")
+      })))
   })
 }
 

@@ -1003,7 +1003,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const stop = (now: boolean): Effect.Effect<void> => {
       // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
       if (stopping !== undefined) return now ? Effect.andThen(pool.shutdownNow, stopping) : stopping
-      return stopping = Effect.gen(function*() {
+      // on a fiber of its own: run on its first caller's, a stop asked for by an onEvent handler (or
+      // a job's handler) ran on the fiber delivering the events (the job's), which the stop waits
+      // for and then interrupts: it interrupted itself, and the consumer never terminated
+      const stopper = fork(Effect.gen(function*() {
         claiming = false
         yield* Deferred.done(stopRequested, Exit.void)
         wake.notify()
@@ -1039,7 +1042,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         // the events of its last jobs reach the handler, within the grace: a hung one stops no stop
         if (events !== undefined) yield* events.close(STOP_SETTLE_GRACE)
         yield* Deferred.done(terminated, Exit.void)
-      }).pipe(Effect.cached, Effect.runSync)
+      }))
+      return stopping = Fiber.join(stopper)
     }
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
