@@ -544,6 +544,56 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         assert.deepStrictEqual(events.tags(job.id), ["Started:1", "GivenBack:1"])
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued")
       })))
+
+    it.effect("a heartbeat the store answers too late (past the lease): LeaseLost once, then Reaped, Started again, Succeeded, each once, in order", () => {
+      let slow = false
+      return provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          let runs = 0
+          yield* JobQueue.consume({
+            ...options,
+            onEvent: events.onEvent,
+            handlers: [Task.handle(Echo, ({ n }) => runs++ === 0 ? Effect.as(Effect.never, n) : Effect.succeed(n))]
+          })
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+          yield* until(() => events.of(job.id).length === 1)
+          slow = true
+          yield* until(() => events.of(job.id).length === 2)
+          slow = false
+          yield* until(() => events.of(job.id).some((e) => e._tag === "Succeeded"))
+          yield* tick(5000)
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1", "Reaped:1", "Started:2", "Succeeded:2"])
+        }).pipe(Effect.provide(Logger.layer([]))),
+        (store) => ({
+          heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
+            Effect.suspend(() => slow ? Effect.andThen(Effect.sleep(options.lease * 2), store.heartbeat(tokens, lease)) : store.heartbeat(tokens, lease))
+        })
+      )
+    })
+
+    it.effect("a debounced job whose waiting holder is replaced again and again: one job, Started and Succeeded once, with the last payload", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const ran: Array<number> = []
+        yield* JobQueue.consume({
+          ...options,
+          onEvent: events.onEvent,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => (ran.push(n), n)))]
+        })
+        const ids = new Set<string>()
+        for (let n = 0; n < 5; n++) {
+          const job = yield* JobQueue.enqueue(Echo, { n }, { dedupKey: "k", dedupReplace: "debounce", delay: "2 seconds" })
+          ids.add(job.id)
+          yield* tick(1000)
+        }
+        assert.strictEqual(ids.size, 1)
+        const [id] = ids
+        yield* until(() => events.of(id!).length === 2)
+        yield* tick(5000)
+        assert.deepStrictEqual(events.tags(id!), ["Started:1", "Succeeded:1"])
+        assert.deepStrictEqual(ran, [4])
+      })))
   })
 }
 
