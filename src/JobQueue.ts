@@ -1757,7 +1757,8 @@ export interface ConsumeOptions<R> {
  *   does not count.
  * - `LeaseLost`: nothing of this attempt was written, and the job runs again (once reaped): its
  *   lease was no longer this consumer's (reaped after this process paused past it), or its settle
- *   failed for good (the store unreachable for a lease).
+ *   failed for good (the store unreachable for a lease), or was cut by a stop past its
+ *   grace (2 s).
  * - `Reaped`: this consumer's reaper took back the job of a consumer that stopped renewing its
  *   lease (died): `outcome` "retried" (with `runAt`, the store's time), "dead" or "cancelled".
  *   Any live consumer of the store may be the one that reaps it.

@@ -594,6 +594,36 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         assert.deepStrictEqual(events.tags(id!), ["Started:1", "Succeeded:1"])
         assert.deepStrictEqual(ran, [4])
       })))
+
+    it.effect("a stop whose settles the store never answers (cut at the stop's grace): each started job told LeaseLost, none left without an end", () => {
+      let stuck = false
+      return provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          const scope = yield* Scope.make()
+          yield* Scope.provide(
+            JobQueue.consume({
+              ...options,
+              concurrency: 3,
+              shutdownTimeout: "1 second",
+              onEvent: events.onEvent,
+              handlers: [Task.handle(Echo, () => Effect.never)]
+            }),
+            scope
+          )
+          const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 3 }, (_, n) => ({ payload: { n } })))
+          yield* until(() => events.all.length === 3)
+          stuck = true
+          const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+          yield* tick(6000)
+          yield* Fiber.join(closing)
+          for (const job of jobs) assert.deepStrictEqual(events.tags(job.id), ["Started:1", "LeaseLost:1"], job.id)
+        }).pipe(Effect.provide(Logger.layer([]))),
+        (store) => ({
+          settle: (token: string, settlement: Settlement) => Effect.suspend(() => stuck ? Effect.never : store.settle(token, settlement))
+        })
+      )
+    })
   })
 }
 

@@ -546,7 +546,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         Effect.ensuring(Effect.sync(() => {
           running.delete(entry.claim.token)
           settling--
-          events?.forget(entry.claim)
+          events?.over(entry.claim)
         }))
       )
 

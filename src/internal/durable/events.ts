@@ -42,8 +42,12 @@ export interface Events {
     written: boolean | undefined
   ) => void
   readonly givenBack: (claim: Claim) => void
-  /** The attempt is over, told or not (a settle interrupted by a stop past its grace): its start is forgotten. */
-  readonly forget: (claim: Claim) => void
+  /**
+   * The attempt's settle is over. Not told yet (its settle interrupted by a stop past its grace):
+   * LeaseLost, as nothing of it was written and it runs again once reaped; a Started without an
+   * end left a handler counting jobs in flight wrong for good.
+   */
+  readonly over: (claim: Claim) => void
   readonly reaped: (job: ReapedJob) => void
   /** Delivers what is buffered (within `grace` ms), then stops. */
   readonly close: (grace: number) => Effect.Effect<void>
@@ -149,7 +153,9 @@ export const make = <R>(
           }
       }
     },
-    forget: (claim) => void attempts.delete(claim.token),
+    over: (claim) => {
+      if (attempts.delete(claim.token)) emit(JobEvent.LeaseLost(refOf(claim)))
+    },
     givenBack: (claim) => {
       attempts.delete(claim.token)
       emit(JobEvent.GivenBack(refOf(claim)))
