@@ -17,11 +17,12 @@ import * as DurableError from "../src/DurableError.ts"
 import { JobStore as Store, type Settlement } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { InvalidPoolConfig } from "../src/PoolError.ts"
 import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Boom, Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
-import { Crash, Refused, Snoozy, Stamp } from "./fixtures/durable-thread-tasks.ts"
+import { Crash, Nap, Refused, Snoozy, Stamp } from "./fixtures/durable-thread-tasks.ts"
 import { waitFor, warnings } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-events-hostile-"))
@@ -624,6 +625,18 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         })
       )
     })
+
+    it.effect("onEvent that is null, a number, an object or an Effect: InvalidPoolConfig naming onEvent, nothing started", () =>
+      provide(Effect.gen(function*() {
+        for (const bad of [null, 42, {}, Effect.void, "log"]) {
+          const error = yield* Effect.flip(JobQueue.consume({ ...options, onEvent: bad as never, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] }))
+          assert.instanceOf(error, InvalidPoolConfig, String(bad))
+          assert.strictEqual((error as InvalidPoolConfig).field, "onEvent")
+        }
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(3000)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued", "no consumer was left running")
+      })))
   })
 }
 
@@ -663,5 +676,20 @@ describe("lifecycle events of a consumer on a ThreadPool", () => {
       const crashed = events.of(crash.id)[1]!
       assert.isTrue(crashed._tag === "Failed" && crashed.willRetry && Cause.hasDies(crashed.error))
       assert.deepStrictEqual(events.tags(snoozy.id), ["Started:1", "Snoozed:1", "Started:1", "Succeeded:1"])
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
+
+  it.live("the thread pool shut down under its consumer (past its shutdownTimeout): the running job GivenBack once, the consumer terminates", () =>
+    Effect.gen(function*() {
+      const counters = new SharedArrayBuffer(16 * 4)
+      const threads = yield* ThreadPool.make({ worker: threadWorker, threads: 2, shutdownTimeout: "100 millis", workerData: { counters } })
+      const events = recorder()
+      const consumer = yield* JobQueue.consume({ threadPool: threads, tasks: [Nap], poll: 10, onEvent: events.onEvent })
+      const job = yield* JobQueue.enqueue(Nap, { millis: 60_000, mark: 4 })
+      yield* waitFor(Effect.sync(() => events.of(job.id).length === 1), "the job started")
+      yield* threads.shutdown
+      yield* consumer.awaitTermination
+      const info = yield* JobQueue.status(job.id)
+      assert.deepStrictEqual([info.state, info.attempts], ["queued", 0])
+      assert.deepStrictEqual(events.tags(job.id), ["Started:1", "GivenBack:1"])
     }).pipe(Effect.scoped, Effect.provide(JobStore.memory())), { timeout: 60_000 })
 })
