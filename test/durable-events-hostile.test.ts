@@ -173,6 +173,10 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
     it.effect.fails("a cancel not heard yet when the attempt fails (attempts left): Cancelled, as the store ends it", () =>
       cancelMeetsFailure(false, "fail"))
 
+    // the same bug: a snooze the store ends cancelled is told Snoozed
+    it.effect.fails("a cancel not heard yet when the attempt snoozes: Cancelled, as the store ends it", () =>
+      cancelMeetsFailure(false, "snooze"))
+
     it.effect("a handler that interrupts itself loses that event only: the later events still come", () =>
       provide(Effect.gen(function*() {
         const seen: Array<string> = []
@@ -636,6 +640,26 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         const job = yield* JobQueue.enqueue(Echo, { n: 1 })
         yield* tick(3000)
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "queued", "no consumer was left running")
+      })))
+
+    it.effect("a dead consumer's job Reaped 'retried': its runAt is when the store will show it again, and it starts then, not before", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const store = yield* Store
+        const job = yield* JobQueue.enqueue(Echo, { n: 5 }, { maxAttempts: 3, retry: { fixed: "20 seconds" } })
+        const dead = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: 1000 })
+        assert.strictEqual(dead.claims.length, 1)
+        yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* until(() => events.of(job.id).length === 1)
+        const reaped = events.of(job.id)[0]!
+        if (reaped._tag !== "Reaped" || reaped.runAt === undefined) return assert.fail(events.tags(job.id).join())
+        assert.strictEqual(reaped.outcome, "retried")
+        assert.strictEqual(reaped.runAt.getTime(), (yield* JobQueue.status(job.id)).visibleAt.getTime())
+        yield* until(() => events.of(job.id).length === 3)
+        assert.deepStrictEqual(events.tags(job.id), ["Reaped:1", "Started:2", "Succeeded:2"])
+        const started = events.at.get(events.of(job.id)[1]!)!
+        assert.isAtLeast(started, reaped.runAt.getTime())
+        assert.isAtMost(started, reaped.runAt.getTime() + 1000)
       })))
   })
 }
