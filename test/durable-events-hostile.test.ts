@@ -403,7 +403,7 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
           onEvent: (event) => Effect.andThen(Effect.sleep(10), Effect.sync(() => void seen.push(event))),
           handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.sleep(5), n))]
         })
-        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 3000 }, (_, n) => ({ payload: { n } })))
+        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 2000 }, (_, n) => ({ payload: { n } })))
         const accounted = () => seen.reduce((sum, e) => sum + (e._tag === "Dropped" ? e.count : 1), 0)
         yield* until(() => accounted() === 2 * jobs.length, 120)
         yield* tick(1000)
