@@ -1,0 +1,107 @@
+/**
+ * Hostile tests of per-key caps' key budget on the SQL stores (`groupBudget`, `groupRounds`): a
+ * claim walks at most its budget of keys, an empty one cut short remembers in memory where it
+ * stopped and the next goes on from there. Invariant checked: once a round of claims ends (a claim
+ * empty and not cut short, so its consumer waits), no visible job of the claim's tasks in a key
+ * with a free slot was left behind.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, TestClock } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll } from "vitest"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { Claimed, Store } from "../src/internal/store/model.ts"
+import { Echo } from "./durable/conformance.ts"
+import { enabled, freshSchema, testLayer } from "./durable/postgres.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-sql-"))
+let n = 0
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+  ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) })],
+  ...(enabled ? [["Postgres", () => testLayer(freshSchema())] as [string, () => Layer.Layer<JobStore.JobStore, any>]] : [])
+]
+
+/** `count` keys (k000, k001, ...) of one job each, an hour away. */
+const delayedKeys = (count: number) =>
+  Array.from({ length: count }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" as const } }))
+
+/** A store of `layer`, queue "default" capped at 1 per key, with `count` delayed keys. */
+const capped = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
+  Effect.gen(function*() {
+    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
+    yield* provide(JobQueue.setGroupConcurrency("default", 1))
+    yield* provide(JobQueue.enqueueAll(Echo, delayedKeys(count)))
+    return { store, provide }
+  })
+
+/** An Echo claim of one job of "default" on `store`. */
+const claimOf = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
+  store.claim({ queues: ["default"], tasks, limit: 1, lease: 60_000 })
+
+/**
+ * Claims until one takes `id` or the round ends (an empty claim not cut short: its consumer waits
+ * for `dueIn` or a wake-up): whether `id` was claimed before the consumer would wait, and the claims.
+ */
+const untilRoundEnds = (claim: Effect.Effect<Claimed, unknown>, id: string) =>
+  Effect.gen(function*() {
+    const seen: Array<string> = []
+    for (let claims = 1; claims <= 12; claims++) {
+      const claimed = yield* claim
+      seen.push(`${claimed.claims.length}/${claimed.dueIn}`)
+      if (claimed.claims.some((c) => c.job.id === id)) return { taken: true, seen }
+      if (claimed.claims.length === 0 && claimed.dueIn !== 0) return { taken: false, seen }
+    }
+    return { taken: false, seen }
+  })
+
+for (const [name, layer] of stores) {
+  describe(`per-key caps' key budget on ${name} (hostile)`, () => {
+    // BUG (high: a visible job of a free key waits for a poll or an unrelated wake-up, its consumer
+    // idle): an empty claim cut short remembers where it stopped; a job enqueued meanwhile into a
+    // key the round had already walked (between the cursor and that stop) is never seen by the rest
+    // of the round, whose last claim answers "nothing due for an hour". The enqueue's own wake-up is
+    // exactly such a claim. Fixing it needs the round to notice what changed behind it (a design
+    // decision: a fresh round at once spins with many delayed keys), so left failing.
+    it.live.fails("a job enqueued into a key already walked in a round of cut claims is claimed before the round ends", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 300)
+        const first = yield* claimOf(store)
+        assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
+        // k005a sorts between k005 and k006: walked by the first claim
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a" }))
+        const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
+        assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // BUG (same root, same rank): a delayed job whose time comes between two claims of a round, in a
+    // key the round walked, is neither claimed nor counted in the round's last dueIn (it is no longer
+    // delayed): its consumer sleeps until the next poll.
+    it.effect.fails("a job of a walked key that becomes visible during a round of cut claims is claimed before the round ends", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 300)
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a", delay: "10 seconds" }))
+        const first = yield* claimOf(store)
+        assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
+        yield* TestClock.adjust("11 seconds")
+        const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
+        assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("two consumers of one store instance running different tasks: one's cut claims do not skip keys for the other", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 300)
+        // a visible Echo job in k005a: walked by the Other consumer's first claim (it cannot take it)
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a" }))
+        const other = yield* claimOf(store, ["Other"])
+        assert.deepStrictEqual([other.claims.length, other.dueIn], [0, 0], "the Other consumer's claim: cut short after k063")
+        const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
+        assert.isTrue(taken, `Echo claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+}
