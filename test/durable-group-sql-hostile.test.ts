@@ -6,7 +6,8 @@
  * with a free slot was left behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, TestClock } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -48,7 +49,7 @@ const claimOf = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
  * Claims until one takes `id` or the round ends (an empty claim not cut short: its consumer waits
  * for `dueIn` or a wake-up): whether `id` was claimed before the consumer would wait, and the claims.
  */
-const untilRoundEnds = (claim: Effect.Effect<Claimed, unknown>, id: string) =>
+const untilRoundEnds = <E>(claim: Effect.Effect<Claimed, E>, id: string) =>
   Effect.gen(function*() {
     const seen: Array<string> = []
     for (let claims = 1; claims <= 12; claims++) {

@@ -288,25 +288,28 @@ export interface GroupWalked {
  * may take several claims. A claim that took jobs stores its cursor (past the keys it saw when it
  * took all it offered). An empty one stores nothing: on SQLite a write's commit wakes every consumer
  * of the file, and a capped queue with many delayed-only keys was claimed about once a millisecond.
- * It is remembered here instead, per queue, while the stored cursor stays the one it read; the round
- * ends at that cursor, so empty claims stop and the consumer waits.
+ * It is remembered here instead, per queue and claim's tasks, while the stored cursor stays the one
+ * it read; the round ends at that cursor, so empty claims stop and the consumer waits. Per tasks: a
+ * key one consumer's walk passed gave nothing to its tasks, not to another consumer's (sharing the
+ * stop, a consumer went on past keys with its jobs that it never saw, and waited).
  *
  * @example
  * ```ts
  * const rounds = groupRounds()
- * const phases = rounds.phases("default", null) // [{ index: 0, from: "", inclusive: true, stop: null }]
- * const cursor = rounds.settled("default", { cursor: null, cut: false, last: undefined, offered: 0 }, 0, undefined)
+ * const phases = rounds.phases("default", ["Echo"], null) // [{ index: 0, from: "", inclusive: true, stop: null }]
+ * const cursor = rounds.settled("default", ["Echo"], { cursor: null, cut: false, last: undefined, offered: 0 }, 0, undefined)
  * ```
  */
 export const groupRounds = () => {
   const stops = new Map<string, { readonly cursor: string | null; readonly phase: number; readonly key: string }>()
+  const roundOf = (queue: string, tasks: ReadonlyArray<string>) => JSON.stringify([queue, ...tasks])
   return {
-    /** The stretches a claim of `queue` walks: on from an empty claim's stop, if `cursor` is still the one it read. */
-    phases: (queue: string, cursor: string | null): ReadonlyArray<GroupPhase> => {
+    /** The stretches a claim of `queue` for `tasks` walks: on from an empty claim's stop, if `cursor` is still the one it read. */
+    phases: (queue: string, tasks: ReadonlyArray<string>, cursor: string | null): ReadonlyArray<GroupPhase> => {
       const round: ReadonlyArray<GroupPhase> = cursor === null
         ? [{ index: 0, from: "", inclusive: true, stop: null }]
         : [{ index: 0, from: cursor, inclusive: false, stop: null }, { index: 1, from: "", inclusive: true, stop: cursor }]
-      const stop = stops.get(queue)
+      const stop = stops.get(roundOf(queue, tasks))
       if (stop === undefined || stop.cursor !== cursor) return round
       return round.slice(stop.phase).map((phase, i) => i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase)
     },
@@ -314,14 +317,21 @@ export const groupRounds = () => {
      * After the claim, which took `taken` of the walk's jobs (`lastTaken`: the key of the last in
      * its turn): the cursor to store, if any.
      */
-    settled: (queue: string, walked: GroupWalked, taken: number, lastTaken: string | undefined): string | undefined => {
+    settled: (
+      queue: string,
+      tasks: ReadonlyArray<string>,
+      walked: GroupWalked,
+      taken: number,
+      lastTaken: string | undefined
+    ): string | undefined => {
+      const round = roundOf(queue, tasks)
       if (taken > 0) {
-        stops.delete(queue)
+        stops.delete(round)
         // all it offered taken: the keys it saw gave what they had, the next claim goes on after them
         return walked.cut && taken === walked.offered && walked.last !== undefined ? walked.last.key : lastTaken
       }
-      if (walked.cut && walked.offered === 0 && walked.last !== undefined) stops.set(queue, { cursor: walked.cursor, ...walked.last })
-      else if (!walked.cut) stops.delete(queue)
+      if (walked.cut && walked.offered === 0 && walked.last !== undefined) stops.set(round, { cursor: walked.cursor, ...walked.last })
+      else if (!walked.cut) stops.delete(round)
       return undefined
     }
   }

@@ -2350,7 +2350,7 @@ export const makeWith = (
         let cut = false
         let last: GroupWalked["last"] = undefined
         let full = false
-        walk: for (const phase of rounds.phases(queue, cursor)) {
+        walk: for (const phase of rounds.phases(queue, tasks, cursor)) {
           let from = phase.from
           let inclusive = phase.inclusive
           while (lists.length < limit) {
@@ -2455,7 +2455,13 @@ export const makeWith = (
         for (const [name, taken] of turns) {
           const mine = picked.filter((job) => job.queue === name)
           const last = mine.at(-1)
-          const cursor = rounds.settled(name, taken.walked, mine.length, last === undefined ? undefined : taken.keyOf.get(String(last.seq)))
+          const cursor = rounds.settled(
+            name,
+            request.tasks,
+            taken.walked,
+            mine.length,
+            last === undefined ? undefined : taken.keyOf.get(String(last.seq))
+          )
           if (cursor !== undefined) yield* sql`UPDATE ${S}.wp_queue SET group_cursor = ${cursor} WHERE name = ${name}`
         }
         // a walk cut short by its budget of keys: the rest of its round at once (see `groupRounds`)

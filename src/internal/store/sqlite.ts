@@ -1278,7 +1278,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * A claim's queues with a per-key cap (`caps`, not held): their candidates in their keys' turn
      * (see `byKeys`, which says it for the memory store), read along the keys, not the jobs.
      */
-    const makeGroups = (caps: ReadonlyMap<string, number>, tasks: string, now: number) => {
+    const makeGroups = (caps: ReadonlyMap<string, number>, taskNames: ReadonlyArray<string>, now: number) => {
+      const tasks = JSON.stringify(taskNames)
       /** The key of each candidate given, by seq, and its place in its queue's turn. */
       const given = new Map<number, { readonly key: string; readonly at: number }>()
       /** Each queue's walk in this claim (its last, in a fair claim's rounds). */
@@ -1305,7 +1306,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           let visits = 0
           let cut = false
           let last: GroupWalked["last"] = undefined
-          walk: for (const phase of rounds.phases(queue, cursor)) {
+          walk: for (const phase of rounds.phases(queue, taskNames, cursor)) {
             let at = phase.from
             let inclusive = phase.inclusive
             while (lists.length < limit) {
@@ -1387,7 +1388,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
               taken++
               if ((last?.at ?? -1) < one.at) last = one
             }
-            const cursor = rounds.settled(queue, walked, taken, last?.key)
+            const cursor = rounds.settled(queue, taskNames, walked, taken, last?.key)
             if (cursor !== undefined) groupCursor.run(cursor, queue)
           }
           walks.clear()
@@ -1428,7 +1429,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         }
         const groups = makeGroups(
           new Map(limited.filter((queue) => queue.group_concurrency > 0 && queue.held_until <= now).map((queue) => [queue.name, queue.group_concurrency])),
-          tasks,
+          request.tasks,
           now
         )
         const { claims, picked } = (request.fair === true ? claimFair : claimCandidates)(request, tasks, now, allowed, groups)
