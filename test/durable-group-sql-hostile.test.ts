@@ -6,7 +6,7 @@
  * with a free slot was left behind.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,8 +14,9 @@ import * as path from "node:path"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Task from "../src/Task.ts"
 import type { Claimed, Store } from "../src/internal/store/model.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, tick } from "./durable/conformance.ts"
 import { enabled, freshSchema, testLayer } from "./durable/postgres.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-sql-"))
@@ -26,6 +27,9 @@ const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
   ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) })],
   ...(enabled ? [["Postgres", () => testLayer(freshSchema())] as [string, () => Layer.Layer<JobStore.JobStore, any>]] : [])
 ]
+
+/** A task no consumer here runs: its jobs are visible to a walk and never taken. */
+const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 
 /** `count` keys (k000, k001, ...) of one job each, an hour away. */
 const delayedKeys = (count: number) =>
@@ -103,6 +107,78 @@ for (const [name, layer] of stores) {
         assert.deepStrictEqual([other.claims.length, other.dueIn], [0, 0], "the Other consumer's claim: cut short after k063")
         const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
         assert.isTrue(taken, `Echo claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the budget's edge: a key after 64 delayed keys is taken by the first claim of 1 (65 visits), after 65 by the second", () =>
+      Effect.gen(function*() {
+        for (const [count, expected] of [[64, ["1/undefined"]], [65, ["0/0", "1/undefined"]]] as Array<[number, Array<string>]>) {
+          const { provide, store } = yield* capped(layer, count)
+          const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
+          const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
+          assert.isTrue(taken, `${count} keys: ${seen.join(", ")}`)
+          assert.deepStrictEqual(seen, expected, `${count} keys`)
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("100 keys at their cap beside 100 delayed keys: claims of 1 pass them in a round of two (running keys widen the budget), the last says capped, and a new key is served at once", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 100)
+        yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, options: { group: `r${String(n % 100).padStart(3, "0")}` } }))))
+        const wide = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 150, lease: 60_000 })
+        assert.strictEqual(wide.claims.length, 100, "one job of each of the 100 ready keys")
+        assert.strictEqual(new Set(wide.claims.map((c) => c.job.group)).size, 100)
+        // 200 keys, a budget of 1 + 100 + 64: a round of two claims, the last held back by the cap
+        const first = yield* claimOf(store)
+        assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after 165 keys")
+        const full = yield* claimOf(store)
+        assert.deepStrictEqual([full.claims.length, full.capped, full.dueIn === 0], [0, true, false], "every ready key at its cap: held back, the round ended")
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "s" }))
+        const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
+        assert.deepStrictEqual([taken, seen.length], [true, 1], seen.join(", "))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("a per-key cap lowered below a key's running jobs holds the key, raised again gives it what is free, removed takes the rest", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 0)
+        yield* provide(JobQueue.setGroupConcurrency("default", 3))
+        yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 8 }, (_, n) => ({ payload: { n }, options: { group: "a" } }))))
+        const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })
+        assert.strictEqual((yield* claim).claims.length, 3)
+        yield* provide(JobQueue.setGroupConcurrency("default", 1))
+        const held = yield* claim
+        assert.deepStrictEqual([held.claims.length, held.capped], [0, true])
+        yield* provide(JobQueue.setGroupConcurrency("default", 5))
+        assert.strictEqual((yield* claim).claims.length, 2, "5 - 3 running")
+        yield* provide(JobQueue.setGroupConcurrency("default", undefined))
+        assert.strictEqual((yield* claim).claims.length, 3, "no cap: the rest")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.effect("an idle Echo consumer beside 300 keys of visible jobs of a task it does not run makes a few claims a round, not one a tick, and runs a key's job enqueued past them", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 0)
+        yield* provide(JobQueue.enqueueAll(
+          Other,
+          Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `o${String(n).padStart(3, "0")}` } }))
+        ))
+        let claims = 0
+        const counting: Store = { ...store, claim: (request) => Effect.andThen(Effect.sync(() => claims++), store.claim(request)) }
+        const ran: Array<number> = []
+        yield* Effect.provideService(
+          JobQueue.consume({ queues: ["default"], concurrency: 2, poll: "1 hour", handlers: [Task.handle(Echo, ({ n }) => Effect.sync(() => ran.push(n)).pipe(Effect.as(n)))] }),
+          JobStore.JobStore,
+          counting
+        )
+        yield* tick(500, 10)
+        const before = claims
+        yield* tick(2_000, 10)
+        assert.isAtMost(claims - before, 10, "idle: no spin over keys of another task")
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "zz" }))
+        for (let t = 0; ran.length === 0; t += 10) {
+          assert.isBelow(t, 5_000, "the Echo job ran")
+          yield* tick(10, 10)
+        }
+        assert.deepStrictEqual(ran, [1000])
+        assert.strictEqual((yield* provide(JobQueue.status(job.id))).state, "succeeded")
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
