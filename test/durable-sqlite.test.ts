@@ -195,7 +195,7 @@ describe("the SQLite store", () => {
       const filename = fresh()
       yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
       const db = new DatabaseSync(filename)
-      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all({ queues: JSON.stringify(["default", "other"]), now: 0 }) as Array<{ detail: string }>
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${DELAYED}`).all({ queues: JSON.stringify(["default", "other"]), now: 0, after: 0 }) as Array<{ detail: string }>
       db.close()
       assert.match(plan.map((row) => row.detail).join("\n"), /SEARCH d USING INDEX wp_job_delayed \(queue=\? AND visible_at>\?\)/)
     }))

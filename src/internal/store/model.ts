@@ -277,6 +277,8 @@ export interface GroupPhase {
 export interface GroupWalked {
   /** The queue's stored cursor the walk read. */
   readonly cursor: string | null
+  /** When its round began: its first claim's time (see `groupRounds`). */
+  readonly since: number
   readonly cut: boolean
   readonly last: { readonly phase: number; readonly key: string } | undefined
   readonly offered: number
@@ -291,27 +293,40 @@ export interface GroupWalked {
  * It is remembered here instead, per queue and claim's tasks, while the stored cursor stays the one
  * it read; the round ends at that cursor, so empty claims stop and the consumer waits. Per tasks: a
  * key one consumer's walk passed gave nothing to its tasks, not to another consumer's (sharing the
- * stop, a consumer went on past keys with its jobs that it never saw, and waited).
+ * stop, a consumer went on past keys with its jobs that it never saw, and waited). A round spans its
+ * claims' times: a delayed job due between them in a key walked before is neither taken nor still
+ * delayed at the round's end, so that claim counts the delayed jobs due `since` the round began.
  *
  * @example
  * ```ts
  * const rounds = groupRounds()
- * const phases = rounds.phases("default", ["Echo"], null) // [{ index: 0, from: "", inclusive: true, stop: null }]
- * const cursor = rounds.settled("default", ["Echo"], { cursor: null, cut: false, last: undefined, offered: 0 }, 0, undefined)
+ * const { phases, since } = rounds.round("default", ["Echo"], null, 0) // [{ index: 0, from: "", inclusive: true, stop: null }], 0
+ * const cursor = rounds.settled("default", ["Echo"], { cursor: null, since, cut: false, last: undefined, offered: 0 }, 0, undefined)
  * ```
  */
 export const groupRounds = () => {
-  const stops = new Map<string, { readonly cursor: string | null; readonly phase: number; readonly key: string }>()
+  const stops = new Map<string, { readonly cursor: string | null; readonly phase: number; readonly key: string; readonly since: number }>()
   const roundOf = (queue: string, tasks: ReadonlyArray<string>) => JSON.stringify([queue, ...tasks])
   return {
-    /** The stretches a claim of `queue` for `tasks` walks: on from an empty claim's stop, if `cursor` is still the one it read. */
-    phases: (queue: string, tasks: ReadonlyArray<string>, cursor: string | null): ReadonlyArray<GroupPhase> => {
+    /**
+     * The stretches a claim of `queue` for `tasks` at `now` walks, and when their round began: on
+     * from an empty claim's stop, if `cursor` is still the one it read.
+     */
+    round: (
+      queue: string,
+      tasks: ReadonlyArray<string>,
+      cursor: string | null,
+      now: number
+    ): { readonly phases: ReadonlyArray<GroupPhase>; readonly since: number } => {
       const round: ReadonlyArray<GroupPhase> = cursor === null
         ? [{ index: 0, from: "", inclusive: true, stop: null }]
         : [{ index: 0, from: cursor, inclusive: false, stop: null }, { index: 1, from: "", inclusive: true, stop: cursor }]
       const stop = stops.get(roundOf(queue, tasks))
-      if (stop === undefined || stop.cursor !== cursor) return round
-      return round.slice(stop.phase).map((phase, i) => i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase)
+      if (stop === undefined || stop.cursor !== cursor) return { phases: round, since: now }
+      return {
+        phases: round.slice(stop.phase).map((phase, i) => i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase),
+        since: Math.min(stop.since, now)
+      }
     },
     /**
      * After the claim, which took `taken` of the walk's jobs (`lastTaken`: the key of the last in
@@ -330,7 +345,9 @@ export const groupRounds = () => {
         // all it offered taken: the keys it saw gave what they had, the next claim goes on after them
         return walked.cut && taken === walked.offered && walked.last !== undefined ? walked.last.key : lastTaken
       }
-      if (walked.cut && walked.offered === 0 && walked.last !== undefined) stops.set(round, { cursor: walked.cursor, ...walked.last })
+      if (walked.cut && walked.offered === 0 && walked.last !== undefined) {
+        stops.set(round, { cursor: walked.cursor, since: walked.since, ...walked.last })
+      }
       else if (!walked.cut) stops.delete(round)
       return undefined
     }

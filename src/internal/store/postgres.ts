@@ -514,10 +514,16 @@ export const bestStatement = (
  * now is always in it (it was created before now). The query repeats the index's condition, so
  * that the planner can use it.
  */
-export const dueInStatement = (sql: PgClient.PgClient, S: Fragment, queues: ReadonlyArray<string>, now: Fragment | number) => {
+export const dueInStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queues: ReadonlyArray<string>,
+  now: Fragment | number,
+  after: Fragment | number = now
+) => {
   const delayed = (queue: Fragment | string) =>
     sql`SELECT d.visible_at FROM ${S}.wp_job d
-      WHERE d.queue = ${queue} AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > ${now}
+      WHERE d.queue = ${queue} AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > ${after}
       ORDER BY d.visible_at LIMIT 1`
   // a held queue's jobs are due at its hold's end at the soonest: its consumers claim again then
   const dueAt = (queue: Fragment | string) =>
@@ -2341,7 +2347,7 @@ export const makeWith = (
       Effect.gen(function*() {
         const jobs: Array<{ seq: string; rank: number; queue: string }> = []
         const keyOf = new Map<string, string>()
-        if (limit <= 0) return { jobs, keyOf, full: false, walked: { cursor, cut: false, last: undefined, offered: 0 } as GroupWalked }
+        if (limit <= 0) return { jobs, keyOf, full: false, walked: { cursor, since: now, cut: false, last: undefined, offered: 0 } as GroupWalked }
         const running = new Map((yield* sql<{ g: string; n: number }>`SELECT group_key AS g, count(*)::int AS n FROM ${S}.wp_job
             WHERE queue = ${queue} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`).map((row) => [row.g, row.n]))
         const lists: Array<Array<{ seq: string; rank: number; queue: string }>> = []
@@ -2350,7 +2356,8 @@ export const makeWith = (
         let cut = false
         let last: GroupWalked["last"] = undefined
         let full = false
-        walk: for (const phase of rounds.phases(queue, tasks, cursor)) {
+        const round = rounds.round(queue, tasks, cursor, now)
+        walk: for (const phase of round.phases) {
           let from = phase.from
           let inclusive = phase.inclusive
           while (lists.length < limit) {
@@ -2387,7 +2394,7 @@ export const makeWith = (
           for (const list of lists) if (list[round] !== undefined && jobs.length < limit) jobs.push(list[round]!)
           if (jobs.length === before) break
         }
-        const walked: GroupWalked = { cursor, cut, last, offered: jobs.length }
+        const walked: GroupWalked = { cursor, since: round.since, cut, last, offered: jobs.length }
         return { jobs, keyOf, full, walked }
       })
 
@@ -2481,7 +2488,10 @@ export const makeWith = (
         }
         const dueIn = rows.length >= request.limit || more
           ? []
-          : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${dueInStatement(sql, S, request.queues, now)} AS due_in`
+          // a delayed job come due since the earliest round walked began counts (see `groupRounds`)
+          : yield* sql<{ due_in: bigint | number | string | null }>`SELECT ${
+            dueInStatement(sql, S, request.queues, now, Math.min(now, ...turns.map(([, taken]) => taken.walked.since)))
+          } AS due_in`
         const claims = toClaims(rows)
         // held back by a cap: a queue at it still has a job ready (its jobs taken are running now)
         // or by a key's cap: a key with more ready jobs than free slots
@@ -2494,7 +2504,7 @@ export const makeWith = (
           claims,
           limitedFor,
           ...(capped ? { capped } : {}),
-          dueIn: more && rows.length < request.limit ? 0 : dueIn[0]?.due_in == null ? undefined : Number(dueIn[0].due_in)
+          dueIn: more && rows.length < request.limit ? 0 : dueIn[0]?.due_in == null ? undefined : Math.max(0, Number(dueIn[0].due_in))
         }
       }))
 

@@ -280,7 +280,7 @@ export const RETAIN_LOOK = `SELECT
 export const DELAYED = `SELECT min(coalesce(
     (SELECT h.held_until FROM wp_queue h WHERE h.name = q.value AND h.held_until > :now),
     (SELECT d.visible_at FROM wp_job d
-      WHERE d.queue = q.value AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > :now
+      WHERE d.queue = q.value AND d.state = 'queued' AND d.visible_at > d.created_at AND d.visible_at > :after
       ORDER BY d.visible_at LIMIT 1))) AS visible_at
   FROM json_each(:queues) q
   WHERE NOT EXISTS (SELECT 1 FROM wp_queue p WHERE p.name = q.value AND p.paused = 1)`
@@ -1179,11 +1179,15 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       db.prepare(CANDIDATES).all(now, JSON.stringify(queues), tasks, now, limit) as Array<{ seq: number; rank: number; queue: string }>
 
     const delayed = db.prepare(DELAYED)
-    /** After a claim that took fewer than asked for: when its queues' soonest delayed job is due. */
-    const dueIn = (request: ClaimRequest, now: number, claimed: number): number | undefined => {
+    /**
+     * After a claim that took fewer than asked for: when its queues' soonest delayed job is due, of
+     * those due `after` (0: at once if one came due since, see `groupRounds`).
+     */
+    const dueIn = (request: ClaimRequest, now: number, claimed: number, after = now): number | undefined => {
       if (claimed >= request.limit) return undefined
-      const soonest = (delayed.get({ queues: JSON.stringify(request.queues), now }) as { visible_at: number | null } | undefined)?.visible_at
-      return soonest === null || soonest === undefined ? undefined : soonest - now
+      const soonest = (delayed.get({ queues: JSON.stringify(request.queues), now, after }) as { visible_at: number | null } | undefined)
+        ?.visible_at
+      return soonest === null || soonest === undefined ? undefined : Math.max(0, soonest - now)
     }
 
     /** Claimed rows, best first (RETURNING comes in table order: they start best first). */
@@ -1289,6 +1293,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         full: false,
         /** A walk stopped at its budget of keys before it had seen them all: claim again at once. */
         more: false,
+        /** When the earliest round walked began (see `groupRounds`): its jobs come due since then count. */
+        since: now,
         has: (queue: string) => caps.has(queue),
         /**
          * Up to `limit` jobs of `queue`: the keys in their round (`groupRounds`), each its best
@@ -1306,7 +1312,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           let visits = 0
           let cut = false
           let last: GroupWalked["last"] = undefined
-          walk: for (const phase of rounds.phases(queue, taskNames, cursor)) {
+          const round = rounds.round(queue, taskNames, cursor, now)
+          self.since = Math.min(self.since, round.since)
+          walk: for (const phase of round.phases) {
             let at = phase.from
             let inclusive = phase.inclusive
             while (lists.length < limit) {
@@ -1342,7 +1350,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             }
             if (out.length === before) break
           }
-          walks.set(queue, { cursor, cut, last, offered: out.length })
+          walks.set(queue, { cursor, since: round.since, cut, last, offered: out.length })
           self.more ||= cut
           return out
         },
@@ -1446,7 +1454,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const capped = (groups.full && picked.length < request.limit) ||
           fullQueues(free, picked, request.limit).some((queue) => best([queue], tasks, now, 1).length > 0)
         // a walk cut short by its budget of keys: the rest of its round at once (see `groupRounds`)
-        const due = groups.more && claims.length < request.limit ? 0 : dueIn(request, now, claims.length)
+        const due = groups.more && claims.length < request.limit ? 0 : dueIn(request, now, claims.length, groups.since)
         return { claims, limitedFor, ...(capped ? { capped } : {}), dueIn: due }
       })
 
