@@ -109,6 +109,42 @@ for (const [name, layer] of stores) {
         assert.isTrue(taken, `Echo claims (taken/dueIn): ${seen.join(", ")}`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("a consumer whose claims are cut short reaches a key past 300 delayed keys while another consumer's claims keep moving the cursor among a few keys before them", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 300)
+        // keys a0-a9 of Other jobs before the delayed keys (k000-k299), an Echo job after them
+        yield* provide(JobQueue.enqueueAll(Other, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, options: { group: `a${n % 10}` } }))))
+        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
+        const seen: Array<string> = []
+        for (let claims = 1; claims <= 20; claims++) {
+          // the other consumer takes the next a-key's job and settles it: the cursor moves to that key
+          const other = yield* claimOf(store, ["Other"])
+          for (const { token } of other.claims) yield* store.settle(token, { _tag: "Final", state: "succeeded", exit: null })
+          const mine = yield* claimOf(store)
+          seen.push(`${mine.claims.length}/${mine.dueIn}`)
+          if (mine.claims.some((c) => c.job.id === job.id)) return
+        }
+        assert.fail(`z never served; Echo claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("fair claims over two capped queues take one job of each key of each in turn, and the next claim goes on with the keys after", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 0)
+        yield* provide(JobQueue.setGroupConcurrency("other", 1))
+        for (const queue of ["default", "other"]) {
+          yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 12 }, (_, n) => ({ payload: { n }, options: { queue, group: `${queue[0]}${n % 4}` } }))))
+        }
+        const claim = (limit: number) =>
+          Effect.map(
+            store.claim({ queues: ["default", "other"], tasks: ["Echo"], limit, lease: 60_000, fair: true }),
+            (claimed) => claimed.claims.map((c) => `${c.job.queue}:${c.job.group}`).sort()
+          )
+        assert.deepStrictEqual(yield* claim(4), ["default:d0", "default:d1", "other:o0", "other:o1"])
+        assert.deepStrictEqual(yield* claim(4), ["default:d2", "default:d3", "other:o2", "other:o3"])
+        // every key at its cap
+        assert.deepStrictEqual(yield* claim(4), [])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("the budget's edge: a key after 64 delayed keys is taken by the first claim of 1 (65 visits), after 65 by the second", () =>
       Effect.gen(function*() {
         for (const [count, expected] of [[64, ["1/undefined"]], [65, ["0/0", "1/undefined"]]] as Array<[number, Array<string>]>) {
