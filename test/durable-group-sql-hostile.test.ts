@@ -166,6 +166,17 @@ for (const [name, layer] of stores) {
         assert.deepStrictEqual(yield* claim(4), [])
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // BUG (low: one empty claim more per round): a walk whose budget runs out on the queue's last key
+    // says it was cut short (it checks the budget before looking for a next key), so a queue of exactly
+    // the budget's keys costs each round a second claim.
+    it.live.fails("65 delayed keys, a claim of 1 (a budget of 65): the first claim sees them all and ends the round", () =>
+      Effect.gen(function*() {
+        const { store } = yield* capped(layer, 65)
+        const claimed = yield* claimOf(store)
+        assert.strictEqual(claimed.claims.length, 0)
+        assert.isAbove(claimed.dueIn ?? 0, 3_000_000, "due in an hour, not 'claim again at once'")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("the budget's edge: a key after 64 delayed keys is taken by the first claim of 1 (65 visits), after 65 by the second", () =>
       Effect.gen(function*() {
         for (const [count, expected] of [[64, ["1/undefined"]], [65, ["0/0", "1/undefined"]]] as Array<[number, Array<string>]>) {
