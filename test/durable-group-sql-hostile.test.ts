@@ -177,6 +177,21 @@ for (const [name, layer] of stores) {
         assert.isAbove(claimed.dueIn ?? 0, 3_000_000, "due in an hour, not 'claim again at once'")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    it.live("keys that differ in case, accents, width or only past 255 characters are each their own key, each served once in a round of claims of 1", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 0)
+        const keys = ["a", "A", "\u00e1", "a\u0301", "\uff41", "b", " b", "b ", "\u{1f600}", "x".repeat(255) + "1", "x".repeat(255) + "2"]
+        for (const group of keys) yield* provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }], { group }))
+        const served: Array<string> = []
+        for (let n = 0; n < keys.length; n++) {
+          const claimed = yield* claimOf(store)
+          served.push(...claimed.claims.map((c) => c.job.group!))
+        }
+        assert.sameMembers(served, keys, "one job of each key, none twice")
+        const held = yield* claimOf(store)
+        assert.deepStrictEqual([held.claims.length, held.capped], [0, true], "every key at its cap")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("the budget's edge: a key after 64 delayed keys is taken by the first claim of 1 (65 visits), after 65 by the second", () =>
       Effect.gen(function*() {
         for (const [count, expected] of [[64, ["1/undefined"]], [65, ["0/0", "1/undefined"]]] as Array<[number, Array<string>]>) {
