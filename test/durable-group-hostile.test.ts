@@ -1,0 +1,218 @@
+/**
+ * Hostile tests of per-key caps (`group`, `setGroupConcurrency`) on the memory store and Redis (one
+ * server; the Cluster's keys share the queue's hash tag, see durable-redis-cluster): the same seeded
+ * random operations (enqueue, enqueueAll with mixed keys, claims of 1-4, every settle, cancel of
+ * waiting and running jobs, debounce to another key, redrive, reap after lease expiry, pause, the
+ * queue's own cap, the per-key cap set / changed / removed / set again while jobs run) run on each
+ * store under TestClock, checked at every claim: no key gets a job while it runs its cap or more;
+ * every answer the same on both stores; then drained: every job final, and on Redis no `B:gq:`,
+ * `B:groups` or `B:grun:` key left.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import * as JobStore from "../src/JobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import { newJob } from "./durable/conformance.ts"
+import * as Rd from "./durable/redis.ts"
+import { prng } from "./helpers.ts"
+
+const LEASE = 3000
+const Q = "g"
+const KEYS = ["a", "b", "c", "é", "{x}", ":gq:a", "😀", "a".repeat(256), undefined] as const
+
+interface Running {
+  readonly token: string
+  readonly n: number
+  readonly group: string | undefined
+}
+
+/** One run of `steps` operations from `seed` on `store`: its trace (each answer), checked as it goes. */
+const run = (store: Store, seed: number, steps: number) =>
+  Effect.gen(function*() {
+    const random = prng(seed)
+    const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+    const trace: Array<string> = []
+    const ids = new Map<number, string>()
+    let running: Array<Running> = []
+    let cap: number | null = null
+    let next = 0
+    const payload = (n: number) => JSON.stringify({ n })
+    const nOf = (p: string) => (JSON.parse(p) as { n: number }).n
+    const jobOf = (group: string | undefined, more: Partial<Parameters<typeof newJob>[1]> = {}) => {
+      const n = next++
+      return {
+        n,
+        job: newJob(Q, { payload: payload(n), priority: pick([0, 0, 5]), delay: pick([0, 0, 0, 1000]), maxAttempts: 2, ...(group === undefined ? {} : { group }), ...more })
+      }
+    }
+    // the jobs running now, read from the store (a reap or a cancel moves them without telling us)
+    const runningNow = Effect.gen(function*() {
+      const rows = yield* store.list({ queue: Q, states: ["running"], limit: 10_000 })
+      return rows.map((row) => ({ n: nOf(row.payload), group: row.group ?? undefined }))
+    })
+    for (let step = 0; step < steps; step++) {
+      const op = random()
+      const at = `step ${step} (seed ${seed})`
+      if (op < 0.22) {
+        const { job, n } = jobOf(pick(KEYS))
+        const enqueued = yield* store.enqueue(job)
+        ids.set(n, enqueued.id)
+        trace.push(`${at} enqueue ${n} ${job.group ?? "-"} ${enqueued.created}`)
+      } else if (op < 0.28) {
+        const jobs = Array.from({ length: 1 + Math.floor(random() * 4) }, () => jobOf(pick(KEYS)))
+        const done = yield* store.enqueueAll(jobs.map((j) => j.job))
+        done.forEach((d, i) => ids.set(jobs[i]!.n, d.id))
+        trace.push(`${at} enqueueAll ${jobs.map((j) => `${j.n}:${j.job.group ?? "-"}`).join(",")}`)
+      } else if (op < 0.31) {
+        // a debounce of a waiting keyed job by a job of another key
+        const { job, n } = jobOf(pick(KEYS), { dedupKey: "d", dedupReplace: "debounce" })
+        const enqueued = yield* store.enqueue(job)
+        if (enqueued.created) ids.set(n, enqueued.id)
+        const holder = [...ids].find(([, id]) => id === enqueued.id)![0]
+        trace.push(`${at} debounce ${n} ${job.group ?? "-"} -> ${holder} ${enqueued.created}`)
+      } else if (op < 0.55) {
+        const limit = 1 + Math.floor(random() * 4)
+        const before = yield* runningNow
+        const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit, lease: LEASE })
+        const perKey = new Map<string, number>()
+        for (const r of before) if (r.group !== undefined) perKey.set(r.group, (perKey.get(r.group) ?? 0) + 1)
+        const inOrder = claimed.claims.slice().sort((x, y) => nOf(x.job.payload) - nOf(y.job.payload))
+        for (const claim of inOrder) {
+          const group = claim.job.group ?? undefined
+          if (group !== undefined && cap !== null) {
+            const now = perKey.get(group) ?? 0
+            assert.isBelow(now, cap, `${at}: key ${group} got job ${nOf(claim.job.payload)} while it ran ${now} (cap ${cap})`)
+            perKey.set(group, now + 1)
+          }
+          running.push({ token: claim.token, n: nOf(claim.job.payload), group })
+        }
+        trace.push(`${at} claim ${limit}: ${claimed.claims.map((c) => nOf(c.job.payload)).sort((a, b) => a - b).join(",")}`)
+      } else if (op < 0.7) {
+        if (running.length === 0) continue
+        const r = pick(running)
+        running = running.filter((x) => x !== r)
+        const settlement = pick([
+          { _tag: "Final", state: "succeeded", exit: null },
+          { _tag: "Final", state: "dead", exit: null },
+          { _tag: "Retry", delay: 0, exit: "{}" },
+          { _tag: "Retry", delay: 1000, exit: "{}" },
+          { _tag: "Release" },
+          { _tag: "Release", delay: 1000 }
+        ] as const)
+        const ok = yield* store.settle(r.token, settlement)
+        trace.push(`${at} settle ${r.n} ${settlement._tag} ${ok}`)
+      } else if (op < 0.75) {
+        if (ids.size === 0) continue
+        const n = pick([...ids.keys()])
+        trace.push(`${at} cancel ${n} ${yield* store.cancel(ids.get(n)!)}`)
+      } else if (op < 0.82) {
+        cap = pick([1, 1, 2, null])
+        yield* store.configure(Q, { groupConcurrency: cap })
+        trace.push(`${at} cap ${cap}`)
+      } else if (op < 0.85) {
+        const limit = pick([2, null])
+        yield* store.configure(Q, { concurrency: limit })
+        trace.push(`${at} queue cap ${limit}`)
+      } else if (op < 0.87) {
+        const paused = random() < 0.5
+        yield* store.configure(Q, { paused })
+        trace.push(`${at} paused ${paused}`)
+      } else if (op < 0.95) {
+        const ms = pick([500, 1500, LEASE + 1])
+        yield* TestClock.adjust(ms)
+        const reaped = yield* store.reap([0])
+        trace.push(`${at} +${ms} reaped ${reaped}`)
+      } else {
+        const dead = yield* store.list({ queue: Q, states: ["dead"], limit: 10_000 })
+        if (dead.length === 0) continue
+        const row = pick(dead.slice().sort((a, b) => nOf(a.payload) - nOf(b.payload)))
+        trace.push(`${at} redrive ${nOf(row.payload)} ${yield* store.redrive(row.id)}`)
+      }
+      const counts = yield* store.counts(Q)
+      trace.push(`  counts w${counts.waiting} d${counts.delayed} r${counts.running} s${counts.succeeded} x${counts.dead} c${counts.cancelled} g${counts.groupConcurrency ?? "-"}`)
+    }
+    // drain: unpaused, no caps, time past every delay and lease; every job reaches a final state
+    yield* store.configure(Q, { paused: false, concurrency: null })
+    for (let round = 0; round < 200; round++) {
+      yield* TestClock.adjust(LEASE + 1)
+      yield* store.reap([0])
+      const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 50, lease: LEASE })
+      for (const claim of claimed.claims) yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+      const counts = yield* store.counts(Q)
+      if (counts.waiting + counts.delayed + counts.running === 0) break
+    }
+    const counts = yield* store.counts(Q)
+    assert.deepStrictEqual([counts.waiting, counts.delayed, counts.running], [0, 0, 0], `seed ${seed}: drained`)
+    return trace
+  })
+
+const SEEDS = Number(process.env.GROUP_SEEDS ?? 12)
+const STEPS = Number(process.env.GROUP_STEPS ?? 120)
+const FIRST = Number(process.env.GROUP_SEED ?? 1)
+
+/** The Redis keys of per-key caps left under `prefix`. */
+const groupKeysOf = (prefix: string) =>
+  Effect.promise(() =>
+    Rd.admin(async (client) => (await Rd.keysOf(client, prefix)).filter((key) => /:(gq:|groups$|grun:)/.test(key)))
+  )
+
+const withStore = <A, E>(layer: Layer.Layer<JobStore.JobStore, any>, f: (store: Store) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore.JobStore
+    return yield* f(store)
+  }).pipe(Effect.provide(layer))
+
+const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [["memory", () => JobStore.memory()]]
+if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
+
+const claimOne = (store: Store) =>
+  Effect.gen(function*() {
+    const { claims } = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
+    assert.strictEqual(claims.length, 1)
+    assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+    return claims[0]!.job.group
+  })
+
+describe("per-key caps, hostile", () => {
+  for (const [name, layer] of stores) {
+    // Redis deleted its cursor with the cap: the turn began again at the first key, as memory,
+    // SQLite and Postgres (which keep it) do not
+    it.effect(`${name}: the keys' turn goes on where it was across the cap removed and set again`, () =>
+      withStore(layer(), (store) =>
+        Effect.gen(function*() {
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          for (const group of ["a", "b", "c"]) {
+            for (let n = 0; n < 2; n++) yield* store.enqueue(newJob(Q, { group }))
+          }
+          assert.deepStrictEqual([yield* claimOne(store), yield* claimOne(store)], ["a", "b"])
+          yield* store.configure(Q, { groupConcurrency: null })
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          assert.deepStrictEqual([yield* claimOne(store), yield* claimOne(store), yield* claimOne(store)], ["c", "a", "b"])
+        })))
+  }
+
+  it.effect("memory: seeded random operations never start a key's job over its cap, and drain", () =>
+    Effect.gen(function*() {
+      for (let seed = FIRST; seed < FIRST + SEEDS; seed++) {
+        yield* withStore(JobStore.memory(), (store) => run(store, seed, STEPS))
+      }
+    }), { timeout: 120_000 })
+
+  if (Rd.enabled) {
+    it.effect("Redis: the same operations give the same answers as memory, and leave no B:gq / B:groups / B:grun key", () =>
+      Effect.gen(function*() {
+        for (let seed = FIRST; seed < FIRST + SEEDS; seed++) {
+          const expected = yield* withStore(JobStore.memory(), (store) => run(store, seed, STEPS))
+          const prefix = Rd.freshPrefix()
+          const actual = yield* withStore(Rd.testLayer(prefix), (store) => run(store, seed, STEPS))
+          for (let i = 0; i < expected.length; i++) {
+            if (actual[i] !== expected[i]) {
+              assert.fail(`seed ${seed}: first difference at line ${i}\n${expected.slice(Math.max(0, i - Number(process.env.GROUP_CONTEXT ?? 12)), i).join("\n")}\nmemory: ${expected[i]}\nredis:  ${actual[i]}`)
+            }
+          }
+          assert.deepStrictEqual(yield* groupKeysOf(prefix), [], `seed ${seed}: drained, no per-key set is left`)
+        }
+      }), { timeout: 300_000 })
+  }
+})
