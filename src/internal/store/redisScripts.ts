@@ -1145,7 +1145,6 @@ if groups ~= "" then
       redis.call("DEL", key)
     end
     redis.call("DEL", B .. ":groups")
-    redis.call("HDEL", KEYS[1], "groupCursor")
     runningKeys(function(key) redis.call("DEL", key) end)
   end
 end
