@@ -175,6 +175,23 @@ const claimOne = (store: Store) =>
   })
 
 describe("per-key caps, hostile", () => {
+  if (Rd.enabled) {
+    it.effect("Redis: a queue purged empty under a per-key cap leaves no key once the cap is removed (its turn goes with it)", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        yield* withStore(Rd.testLayer(prefix), (store) =>
+          Effect.gen(function*() {
+            yield* store.configure(Q, { groupConcurrency: 1 })
+            yield* store.enqueue(newJob(Q, { group: "a" }))
+            yield* claimOne(store)
+            assert.strictEqual(yield* store.purge((yield* store.now) + 1, ["succeeded"]), 1)
+            yield* store.configure(Q, { groupConcurrency: null })
+          }))
+        const left = yield* Effect.promise(() => Rd.admin((client) => Rd.keysOf(client, prefix)))
+        assert.deepStrictEqual(left.filter((key) => key.startsWith(`{${prefix}:${Q}}`)), [])
+      }))
+  }
+
   for (const [name, layer] of stores) {
     // Redis deleted its cursor with the cap: the turn began again at the first key, as memory,
     // SQLite and Postgres (which keep it) do not

@@ -1146,6 +1146,9 @@ if groups ~= "" then
     end
     redis.call("DEL", B .. ":groups")
     runningKeys(function(key) redis.call("DEL", key) end)
+    -- the keys' turn stays for a cap set again (as the other stores keep it), but not in the meta
+    -- hash of a queue a purge dropped: no purge would visit it again
+    if redis.call("EXISTS", B .. ":all") == 0 then redis.call("HDEL", KEYS[1], "groupCursor") end
   end
 end
 -- a rate limit ("0": none): the latest claims stay counted, at most the new limit of them
