@@ -19,6 +19,8 @@ import { prng } from "./helpers.ts"
 
 const LEASE = 3000
 const Q = "g"
+const H = "h"
+const QUEUES = [Q, H]
 const KEYS = ["a", "b", "c", "é", "{x}", ":gq:a", "😀", "a".repeat(256), undefined] as const
 
 interface Running {
@@ -35,21 +37,21 @@ const run = (store: Store, seed: number, steps: number) =>
     const trace: Array<string> = []
     const ids = new Map<number, string>()
     let running: Array<Running> = []
-    let cap: number | null = null
+    const caps = new Map<string, number | null>(QUEUES.map((q) => [q, null]))
     let next = 0
     const payload = (n: number) => JSON.stringify({ n })
     const nOf = (p: string) => (JSON.parse(p) as { n: number }).n
-    const jobOf = (group: string | undefined, more: Partial<Parameters<typeof newJob>[1]> = {}) => {
+    const jobOf = (group: string | undefined, more: Partial<Parameters<typeof newJob>[1]> = {}, queue = pick(QUEUES)) => {
       const n = next++
       return {
         n,
-        job: newJob(Q, { payload: payload(n), priority: pick([0, 0, 5]), delay: pick([0, 0, 0, 1000]), maxAttempts: 2, ...(group === undefined ? {} : { group }), ...more })
+        job: newJob(queue, { payload: payload(n), priority: pick([0, 0, 5]), delay: pick([0, 0, 0, 1000]), maxAttempts: 2, ...(group === undefined ? {} : { group }), ...more })
       }
     }
     // the jobs running now, read from the store (a reap or a cancel moves them without telling us)
     const runningNow = Effect.gen(function*() {
-      const rows = yield* store.list({ queue: Q, states: ["running"], limit: 10_000 })
-      return rows.map((row) => ({ n: nOf(row.payload), group: row.group ?? undefined }))
+      const rows = yield* store.list({ queue: undefined, states: ["running"], limit: 10_000 })
+      return rows.map((row) => ({ n: nOf(row.payload), key: row.group == null ? undefined : `${row.queue}/${row.group}` }))
     })
     for (let step = 0; step < steps; step++) {
       const op = random()
@@ -58,36 +60,45 @@ const run = (store: Store, seed: number, steps: number) =>
         const { job, n } = jobOf(pick(KEYS))
         const enqueued = yield* store.enqueue(job)
         ids.set(n, enqueued.id)
-        trace.push(`${at} enqueue ${n} ${job.group ?? "-"} ${enqueued.created}`)
+        trace.push(`${at} enqueue ${n} ${job.queue}/${job.group ?? "-"} p${job.priority} +${job.delay} ${enqueued.created}`)
       } else if (op < 0.28) {
-        const jobs = Array.from({ length: 1 + Math.floor(random() * 4) }, () => jobOf(pick(KEYS)))
+        // one queue: jobs of the same rank created at the same instant in two queues come in either
+        // order (Redis' queues share no sequence), as each op's own ms below keeps apart
+        const queue = pick(QUEUES)
+        const jobs = Array.from({ length: 1 + Math.floor(random() * 4) }, () => jobOf(pick(KEYS), {}, queue))
         const done = yield* store.enqueueAll(jobs.map((j) => j.job))
         done.forEach((d, i) => ids.set(jobs[i]!.n, d.id))
-        trace.push(`${at} enqueueAll ${jobs.map((j) => `${j.n}:${j.job.group ?? "-"}`).join(",")}`)
+        trace.push(`${at} enqueueAll ${jobs.map((j) => `${j.n}:${j.job.queue}/${j.job.group ?? "-"}/p${j.job.priority}/+${j.job.delay}`).join(",")}`)
       } else if (op < 0.31) {
         // a debounce of a waiting keyed job by a job of another key
         const { job, n } = jobOf(pick(KEYS), { dedupKey: "d", dedupReplace: "debounce" })
         const enqueued = yield* store.enqueue(job)
         if (enqueued.created) ids.set(n, enqueued.id)
         const holder = [...ids].find(([, id]) => id === enqueued.id)![0]
-        trace.push(`${at} debounce ${n} ${job.group ?? "-"} -> ${holder} ${enqueued.created}`)
+        trace.push(`${at} debounce ${n} ${job.queue}/${job.group ?? "-"} -> ${holder} ${enqueued.created}`)
       } else if (op < 0.55) {
         const limit = 1 + Math.floor(random() * 4)
         const before = yield* runningNow
-        const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit, lease: LEASE })
+        const queues = pick([[Q], [Q, H], [H, Q]])
+        // several queues: fair (a claim by rank across queues places a queue's keyed jobs at the
+        // ranks of its best jobs on memory, of the jobs it takes on Redis: either is the docs')
+        const fair = queues.length > 1
+        const claimed = yield* store.claim({ queues, tasks: ["Echo"], limit, lease: LEASE, fair })
         const perKey = new Map<string, number>()
-        for (const r of before) if (r.group !== undefined) perKey.set(r.group, (perKey.get(r.group) ?? 0) + 1)
+        for (const r of before) if (r.key !== undefined) perKey.set(r.key, (perKey.get(r.key) ?? 0) + 1)
         const inOrder = claimed.claims.slice().sort((x, y) => nOf(x.job.payload) - nOf(y.job.payload))
         for (const claim of inOrder) {
           const group = claim.job.group ?? undefined
+          const cap = caps.get(claim.job.queue)!
           if (group !== undefined && cap !== null) {
-            const now = perKey.get(group) ?? 0
-            assert.isBelow(now, cap, `${at}: key ${group} got job ${nOf(claim.job.payload)} while it ran ${now} (cap ${cap})`)
-            perKey.set(group, now + 1)
+            const key = `${claim.job.queue}/${group}`
+            const now = perKey.get(key) ?? 0
+            assert.isBelow(now, cap, `${at}: key ${key} got job ${nOf(claim.job.payload)} while it ran ${now} (cap ${cap})`)
+            perKey.set(key, now + 1)
           }
           running.push({ token: claim.token, n: nOf(claim.job.payload), group })
         }
-        trace.push(`${at} claim ${limit}: ${claimed.claims.map((c) => nOf(c.job.payload)).sort((a, b) => a - b).join(",")}`)
+        trace.push(`${at} claim ${queues.join("+")}${fair ? " fair" : ""} ${limit}: ${claimed.claims.map((c) => nOf(c.job.payload)).sort((a, b) => a - b).join(",")}`)
       } else if (op < 0.7) {
         if (running.length === 0) continue
         const r = pick(running)
@@ -107,43 +118,52 @@ const run = (store: Store, seed: number, steps: number) =>
         const n = pick([...ids.keys()])
         trace.push(`${at} cancel ${n} ${yield* store.cancel(ids.get(n)!)}`)
       } else if (op < 0.82) {
-        cap = pick([1, 1, 2, null])
-        yield* store.configure(Q, { groupConcurrency: cap })
-        trace.push(`${at} cap ${cap}`)
+        const queue = pick(QUEUES)
+        const cap = pick([1, 1, 2, null])
+        caps.set(queue, cap)
+        yield* store.configure(queue, { groupConcurrency: cap })
+        trace.push(`${at} cap ${queue} ${cap}`)
       } else if (op < 0.85) {
         const limit = pick([2, null])
-        yield* store.configure(Q, { concurrency: limit })
-        trace.push(`${at} queue cap ${limit}`)
+        const queue = pick(QUEUES)
+        yield* store.configure(queue, { concurrency: limit })
+        trace.push(`${at} queue cap ${queue} ${limit}`)
       } else if (op < 0.87) {
         const paused = random() < 0.5
-        yield* store.configure(Q, { paused })
-        trace.push(`${at} paused ${paused}`)
+        const queue = pick(QUEUES)
+        yield* store.configure(queue, { paused })
+        trace.push(`${at} paused ${queue} ${paused}`)
       } else if (op < 0.95) {
         const ms = pick([500, 1500, LEASE + 1])
         yield* TestClock.adjust(ms)
         const reaped = yield* store.reap([0])
         trace.push(`${at} +${ms} reaped ${reaped}`)
       } else {
-        const dead = yield* store.list({ queue: Q, states: ["dead"], limit: 10_000 })
+        const dead = yield* store.list({ queue: undefined, states: ["dead"], limit: 10_000 })
         if (dead.length === 0) continue
         const row = pick(dead.slice().sort((a, b) => nOf(a.payload) - nOf(b.payload)))
         trace.push(`${at} redrive ${nOf(row.payload)} ${yield* store.redrive(row.id)}`)
       }
-      const counts = yield* store.counts(Q)
-      trace.push(`  counts w${counts.waiting} d${counts.delayed} r${counts.running} s${counts.succeeded} x${counts.dead} c${counts.cancelled} g${counts.groupConcurrency ?? "-"}`)
+      yield* TestClock.adjust(1)
+      for (const queue of QUEUES) {
+        const counts = yield* store.counts(queue)
+        trace.push(`  ${queue} w${counts.waiting} d${counts.delayed} r${counts.running} s${counts.succeeded} x${counts.dead} c${counts.cancelled} g${counts.groupConcurrency ?? "-"}`)
+      }
     }
     // drain: unpaused, no caps, time past every delay and lease; every job reaches a final state
-    yield* store.configure(Q, { paused: false, concurrency: null })
+    for (const queue of QUEUES) yield* store.configure(queue, { paused: false, concurrency: null })
     for (let round = 0; round < 200; round++) {
       yield* TestClock.adjust(LEASE + 1)
       yield* store.reap([0])
-      const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 50, lease: LEASE })
+      const claimed = yield* store.claim({ queues: QUEUES, tasks: ["Echo"], limit: 50, lease: LEASE })
       for (const claim of claimed.claims) yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
-      const counts = yield* store.counts(Q)
-      if (counts.waiting + counts.delayed + counts.running === 0) break
+      const left = yield* store.list({ queue: undefined, states: ["queued", "running"], limit: 1 })
+      if (left.length === 0) break
     }
-    const counts = yield* store.counts(Q)
-    assert.deepStrictEqual([counts.waiting, counts.delayed, counts.running], [0, 0, 0], `seed ${seed}: drained`)
+    for (const queue of QUEUES) {
+      const counts = yield* store.counts(queue)
+      assert.deepStrictEqual([counts.waiting, counts.delayed, counts.running], [0, 0, 0], `seed ${seed}: ${queue} drained`)
+    }
     return trace
   })
 
