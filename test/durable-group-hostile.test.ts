@@ -16,10 +16,13 @@ import type { Store } from "../src/internal/store/model.ts"
 import { newJob } from "./durable/conformance.ts"
 import * as Rd from "./durable/redis.ts"
 import { prng } from "./helpers.ts"
+import * as redisServer from "./durable/redisserver.ts"
+import { afterAll, beforeAll } from "vitest"
 
 const LEASE = 3000
 const Q = "g"
-const H = "h"
+// a name of pieces of the key layout: its keys' hash tag is escaped (see redis.ts queueBase)
+const H = "h}{:gq:"
 const QUEUES = [Q, H]
 const KEYS = ["a", "b", "c", "é", "{x}", ":gq:a", "😀", "a".repeat(256), undefined] as const
 
@@ -171,11 +174,36 @@ const SEEDS = Number(process.env.GROUP_SEEDS ?? 12)
 const STEPS = Number(process.env.GROUP_STEPS ?? 120)
 const FIRST = Number(process.env.GROUP_SEED ?? 1)
 
-/** The Redis keys of per-key caps left under `prefix`. */
-const groupKeysOf = (prefix: string) =>
-  Effect.promise(() =>
-    Rd.admin(async (client) => (await Rd.keysOf(client, prefix)).filter((key) => /:(gq:|groups$|grun:)/.test(key)))
-  )
+/** The Redis keys of per-key caps left under `prefix` on the server `on` (a Cluster's nodes: each of them). */
+const groupKeysOf = (prefix: string, on: ReadonlyArray<string> = [Rd.url!]) =>
+  Effect.promise(async () => {
+    const keys = await Promise.all(on.map((server) => Rd.admin((client) => Rd.keysOf(client, prefix), server)))
+    return keys.flat().filter((key) => /^:(gq:|groups$|grun:)/.test(key.replace(/^\{[^}]*\}/, "")))
+  })
+
+/**
+ * Seeds `first` .. `first + seeds - 1` on memory and on the Redis store `layer` of a fresh prefix:
+ * the same answers, and no per-key set left (`left`) once drained.
+ */
+const sameAsMemory = (
+  first: number,
+  seeds: number,
+  layer: (prefix: string) => Layer.Layer<JobStore.JobStore, any>,
+  left: (prefix: string) => Effect.Effect<ReadonlyArray<string>>
+) =>
+  Effect.gen(function*() {
+    for (let seed = first; seed < first + seeds; seed++) {
+      const expected = yield* withStore(JobStore.memory(), (store) => run(store, seed, STEPS))
+      const prefix = Rd.freshPrefix()
+      const actual = yield* withStore(layer(prefix), (store) => run(store, seed, STEPS))
+      for (let i = 0; i < expected.length; i++) {
+        if (actual[i] !== expected[i]) {
+          assert.fail(`seed ${seed}: first difference at line ${i}\n${expected.slice(Math.max(0, i - Number(process.env.GROUP_CONTEXT ?? 12)), i).join("\n")}\nmemory: ${expected[i]}\nredis:  ${actual[i]}`)
+        }
+      }
+      assert.deepStrictEqual(yield* left(prefix), [], `seed ${seed}: drained, no per-key set is left`)
+    }
+  })
 
 const withStore = <A, E>(layer: Layer.Layer<JobStore.JobStore, any>, f: (store: Store) => Effect.Effect<A, E>) =>
   Effect.gen(function*() {
@@ -238,18 +266,20 @@ describe("per-key caps, hostile", () => {
 
   if (Rd.enabled) {
     it.effect("Redis: the same operations give the same answers as memory, and leave no B:gq / B:groups / B:grun key", () =>
-      Effect.gen(function*() {
-        for (let seed = FIRST; seed < FIRST + SEEDS; seed++) {
-          const expected = yield* withStore(JobStore.memory(), (store) => run(store, seed, STEPS))
-          const prefix = Rd.freshPrefix()
-          const actual = yield* withStore(Rd.testLayer(prefix), (store) => run(store, seed, STEPS))
-          for (let i = 0; i < expected.length; i++) {
-            if (actual[i] !== expected[i]) {
-              assert.fail(`seed ${seed}: first difference at line ${i}\n${expected.slice(Math.max(0, i - Number(process.env.GROUP_CONTEXT ?? 12)), i).join("\n")}\nmemory: ${expected[i]}\nredis:  ${actual[i]}`)
-            }
-          }
-          assert.deepStrictEqual(yield* groupKeysOf(prefix), [], `seed ${seed}: drained, no per-key set is left`)
-        }
-      }), { timeout: 300_000 })
+      sameAsMemory(FIRST, SEEDS, (prefix) => Rd.testLayer(prefix), groupKeysOf), { timeout: 300_000 })
   }
 })
+
+const binary = redisServer.binary()
+if (binary !== undefined) {
+  describe("per-key caps on a Redis Cluster, hostile", () => {
+    let cluster: redisServer.Cluster | undefined
+    beforeAll(async () => {
+      cluster = await redisServer.startCluster(binary)
+    }, 120_000)
+    afterAll(() => cluster?.destroy())
+
+    it.effect("the same operations give the same answers as memory (two queues in their slots, keys with '{' '}' ':'), and leave no per-key set on any node", () =>
+      sameAsMemory(FIRST, Math.max(1, Math.floor(SEEDS / 3)), (prefix) => Rd.clusterLayer(() => cluster!.url, prefix), (prefix) => groupKeysOf(prefix, cluster!.nodes.map((node) => node.url))), { timeout: 300_000 })
+  })
+}
