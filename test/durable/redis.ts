@@ -95,13 +95,14 @@ if (enabled) {
 }
 
 /**
- * The store on its own prefix, its time from the Effect Clock (so that `TestClock` drives leases and
- * delays, as on the other stores); the public layer uses the server's `TIME`.
+ * The store on its own prefix (on the server `on`, the test server unless told), its time from the
+ * Effect Clock (so that `TestClock` drives leases and delays, as on the other stores); the public
+ * layer uses the server's `TIME`.
  */
-export const testLayer = (prefix = freshPrefix()): Layer.Layer<JobStore.JobStore, any> =>
+export const testLayer = (prefix = freshPrefix(), on = url!): Layer.Layer<JobStore.JobStore, any> =>
   Layer.effect(
     JobStore.JobStore,
-    Effect.flatMap(RedisStore.options({ url: url!, prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
+    Effect.flatMap(RedisStore.options({ url: on, prefix }), (cfg) => RedisStore.open({ ...cfg, clock: "effect" }))
   )
 
 /** The store on a Redis Cluster (one node's URL), its time from the Effect Clock. */
