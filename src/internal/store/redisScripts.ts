@@ -808,7 +808,10 @@ for i = 1, math.min(limit, #heads) do
 end
 local dueIn, dueAt = soonest()
 local limited = "0"
-if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3]), limit + 1) > limit) or (groupFull and #out < wanted) then
+-- out holds two values a job (a key cut short with fewer jobs than wanted was not limited once
+-- half as many as wanted came back: its queue's claim, given that share, took it all and the claim
+-- of several queues came back short and not capped)
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3]), limit + 1) > limit) or (groupFull and #out / 2 < wanted) then
   limited = "1"
 end
 return {out, dueIn, dueAt, limited}
