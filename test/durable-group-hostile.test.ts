@@ -240,6 +240,22 @@ describe("per-key caps, hostile", () => {
         })))
   }
 
+  for (const [name, layer] of stores) {
+    // Redis counted only the keys with a free slot as held back by the queue's cap: with every key at
+    // its cap too, its claim said nothing held it back
+    it.effect(`${name}: a claim held back by the queue's cap and every key's cap says capped`, () =>
+      withStore(layer(), (store) =>
+        Effect.gen(function*() {
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          for (const group of ["a", "a", "b", "b"]) yield* store.enqueue(newJob(Q, { group }))
+          assert.strictEqual((yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 4, lease: LEASE })).claims.length, 2)
+          yield* store.configure(Q, { concurrency: 1 })
+          const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
+          assert.strictEqual(claimed.claims.length, 0)
+          assert.isTrue(claimed.capped, "a's and b's second jobs wait, held by both caps")
+        })))
+  }
+
   it.effect("bad keys and bad caps fail typed, naming the option, and store nothing", () =>
     Effect.gen(function*() {
       const badKeys: ReadonlyArray<unknown> = ["", "a".repeat(257), "a\u0000b", "\uD800", 42, null, { id: "x" }, ["a"]]
