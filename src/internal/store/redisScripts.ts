@@ -179,25 +179,15 @@ local function runningOf(g)
   return n
 end
 -- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) a claim could take past the
--- queue's cap, counted up to enough: their ready sets', and under a per-key cap one per key with jobs
--- waiting and a free slot (of any task: a key's set holds every task's). Keyed jobs left out, a
--- queue's cap holding back only keyed jobs was not reported capped
-local function readyOf(from, count, enough)
+-- queue's cap: their ready sets', and under a per-key cap one per key with jobs waiting (of any task:
+-- a key's set holds every task's), held back by the queue's cap or by its key's own, a cap either
+-- way. Keyed jobs left out, a queue's cap holding back only keyed jobs was not reported capped; keys
+-- at their cap left out, nor was a queue whose cap and keys' caps both held (memory says capped)
+local function readyOf(from, count)
   local n = 0
   for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
-  local cap = groupCap()
-  if cap == 0 then return n end
-  local min = "-"
-  while n < enough do
-    local keys = redis.call("ZRANGEBYLEX", B .. ":groups", min, "+", "LIMIT", 0, 100)
-    for _, g in ipairs(keys) do
-      if n >= enough then break end
-      if runningOf(g) < cap then n = n + 1 end
-    end
-    if #keys < 100 then break end
-    min = "(" .. keys[#keys]
-  end
-  return n
+  if groupCap() == 0 then return n end
+  return n + redis.call("ZCARD", B .. ":groups")
 end
 -- a job of a key stopped running
 local function groupEnded(id)
@@ -752,7 +742,7 @@ end
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
 local capped = "0"
-if (capBound and #out == limit and readyOf(4, taskCount, 1) > 0) or (groupFull and #out < wanted) then capped = "1" end
+if (capBound and #out == limit and readyOf(4, taskCount) > 0) or (groupFull and #out < wanted) then capped = "1" end
 local due = soonest()
 if not due[1] then return {out, limitedFor, settled, "", "", capped} end
 return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
@@ -811,7 +801,7 @@ local limited = "0"
 -- out holds two values a job (a key cut short with fewer jobs than wanted was not limited once
 -- half as many as wanted came back: its queue's claim, given that share, took it all and the claim
 -- of several queues came back short and not capped)
-if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3]), limit + 1) > limit) or (groupFull and #out / 2 < wanted) then
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) or (groupFull and #out / 2 < wanted) then
   limited = "1"
 end
 return {out, dueIn, dueAt, limited}
