@@ -20,13 +20,16 @@ import * as Rd from "./durable/redis.ts"
 import { prng } from "./helpers.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { afterAll, beforeAll } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 
 const LEASE = 3000
 const Q = "g"
 // a name of pieces of the key layout: its keys' hash tag is escaped (see redis.ts queueBase)
 const H = "h}{:gq:"
 const QUEUES = [Q, H]
-const KEYS = ["a", "b", "c", "é", "{x}", ":gq:a", "😀", "a".repeat(256), undefined] as const
+const KEYS = ["a", "b", "c", "é", "{x}", ":gq:a", "😀", "\uFF01", "a".repeat(256), undefined] as const
 
 interface Running {
   readonly token: string
@@ -253,6 +256,28 @@ describe("per-key caps, hostile", () => {
           const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
           assert.strictEqual(claimed.claims.length, 0)
           assert.isTrue(claimed.capped, "a's and b's second jobs wait, held by both caps")
+        })))
+  }
+
+  // memory sorted the keys by UTF-16 code units: a key past U+FFFF ('😀', surrogates D83D DE00) came
+  // before one of U+E000-U+FFFF ('\uFF01'), where Redis (ZRANGEBYLEX, UTF-8 bytes) and SQLite (BINARY)
+  // take code point order: the stores' turns parted on such keys
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-hostile-"))
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+  let files = 0
+  const ordered: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+    ...stores,
+    ["SQLite", () => JobStore.sqlite({ filename: path.join(dir, `${++files}.db`) })]
+  ]
+  for (const [name, layer] of ordered) {
+    it.effect(`${name}: the keys take turns in code point order ('\uFF01' before '😀', as UTF-8 bytes sort)`, () =>
+      withStore(layer(), (store) =>
+        Effect.gen(function*() {
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          for (const group of ["😀", "\uFF01", "z", "😀", "\uFF01", "z"]) yield* store.enqueue(newJob(Q, { group }))
+          const turn: Array<string | null | undefined> = []
+          for (let i = 0; i < 6; i++) turn.push(yield* claimOne(store))
+          assert.deepStrictEqual(turn, ["z", "\uFF01", "😀", "z", "\uFF01", "😀"])
         })))
   }
 
