@@ -200,6 +200,29 @@ export const roundRobin = <T>(
   return picked
 }
 
+/** A UTF-16 code unit's place in code point order: surrogates (U+D800-U+DFFF) after U+E000-U+FFFF. */
+const codePointRank = (unit: number): number => unit < 0xD800 ? unit : unit < 0xE000 ? unit + 0x2000 : unit - 0x800
+
+/**
+ * Compares two strings in code point order, which is UTF-8's byte order (Redis' `ZRANGEBYLEX`,
+ * SQLite's `BINARY`): JavaScript's `<` compares UTF-16 code units, which put a character past U+FFFF
+ * (its surrogates) before one of U+E000-U+FFFF, and memory's keys took turns in another order.
+ *
+ * @example
+ * ```ts
+ * ["😀", "\uFF01"].sort(byCodePoints) // ["\uFF01", "😀"]: U+FF01 < U+1F600
+ * ```
+ */
+export const byCodePoints = (a: string, b: string): number => {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x !== y) return codePointRank(x) - codePointRank(y)
+  }
+  return a.length - b.length
+}
+
 /**
  * A queue's jobs under a per-key cap (`JobQueue.setGroupConcurrency`) in the order a claim takes
  * them: the keys in turn from the one after `cursor` (the key served last; null: from the first),
@@ -214,8 +237,8 @@ export const byKeys = <T>(
   cursor: string | null
 ): { readonly ordered: Array<T>; readonly full: boolean } => {
   const byKey = groupedBy(candidates, keyOf)
-  const keys = Array.from(byKey.keys()).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
-  const at = cursor === null ? 0 : keys.findIndex((key) => key > cursor)
+  const keys = Array.from(byKey.keys()).sort(byCodePoints)
+  const at = cursor === null ? 0 : keys.findIndex((key) => byCodePoints(key, cursor) > 0)
   const turn = at <= 0 ? keys : keys.slice(at).concat(keys.slice(0, at))
   let full = false
   const lists = new Map<string, Array<T>>()
