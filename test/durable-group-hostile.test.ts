@@ -9,9 +9,11 @@
  * `B:groups` or `B:grun:` key left.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as RedisJobStore from "../src/RedisJobStore.ts"
+import * as Task from "../src/Task.ts"
 import * as JobStore from "../src/JobStore.ts"
 import { Echo } from "./durable/conformance.ts"
 import type { Store } from "../src/internal/store/model.ts"
@@ -405,6 +407,66 @@ describe("per-key caps, hostile", () => {
 
     it.effect("Redis: the same operations give the same answers as memory, and leave no B:gq / B:groups / B:grun key", () =>
       sameAsMemory(FIRST, SEEDS, (prefix) => Rd.testLayer(prefix), groupKeysOf), { timeout: 300_000 })
+
+    it.live("Redis: three store instances' consumers (poll an hour: woken only by the stores) run 40 keys x 5 jobs once each, one per key at a time, each key in order; the cap raised mid-run; nothing left", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        const instance = Effect.map(Layer.build(RedisJobStore.layer({ url: Rd.url!, prefix })), (context) => Context.get(context, JobStore.JobStore))
+        const admin = yield* instance
+        const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, admin)
+        yield* elsewhere(JobQueue.setGroupConcurrency(Q, 1))
+        const runs = new Map<number, number>()
+        const running = new Map<string, number>()
+        const order = new Map<string, Array<number>>()
+        let cap = 1
+        let over = ""
+        let done = 0
+        const half = yield* Deferred.make<void>()
+        // a key's jobs side by side: without the cap a claim starts them together
+        const keyOf = (n: number) => `k${Math.floor(n / 5)}`
+        for (let i = 0; i < 3; i++) {
+          yield* Effect.provideService(
+            JobQueue.consume({
+              queues: [Q],
+              concurrency: 6,
+              poll: "1 hour",
+              handlers: [Task.handle(Echo, ({ n }) =>
+                Effect.gen(function*() {
+                  const key = keyOf(n)
+                  const now = (running.get(key) ?? 0) + 1
+                  running.set(key, now)
+                  if (now > cap && over === "") over = `${key} ran ${now} at once (cap ${cap}), job ${n}`
+                  runs.set(n, (runs.get(n) ?? 0) + 1)
+                  order.set(key, [...(order.get(key) ?? []), n])
+                  // a while, so that jobs of other keys (and of this one, were the cap not kept) overlap
+                  yield* Effect.sleep("5 millis")
+                  running.set(key, running.get(key)! - 1)
+                  if (++done === 100) yield* Deferred.succeed(half, undefined)
+                  return n
+                }))]
+            }),
+            JobStore.JobStore,
+            yield* instance
+          )
+        }
+        const jobs = yield* elsewhere(JobQueue.enqueueAll(Echo, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, options: { group: keyOf(n) } })), { queue: Q }))
+        yield* Effect.timeout(Deferred.await(half), "60 seconds")
+        // raised: no job starts beside more than 3 of its key (cap read before the change lands: 1 or 3)
+        cap = 3
+        yield* elsewhere(JobQueue.setGroupConcurrency(Q, 3))
+        yield* Effect.timeout(elsewhere(Effect.forEach(jobs, (job) => JobQueue.await(Echo, job.id), { concurrency: 20 })), "60 seconds")
+        assert.strictEqual(over, "")
+        assert.deepStrictEqual([...runs.values()].filter((count) => count !== 1), [], "each job once")
+        assert.strictEqual(runs.size, 200)
+        const stats = yield* elsewhere(JobQueue.stats(Q))
+        assert.deepStrictEqual([stats.waiting, stats.running, stats.succeeded], [0, 0, 200])
+        assert.deepStrictEqual(yield* groupKeysOf(prefix), [], "no per-key set left")
+        // one at a time per key until the raise: each key's first jobs in order
+        for (const [key, ns] of order) {
+          const first = ns.slice(0, 2)
+          assert.deepStrictEqual(first, first.slice().sort((a, b) => a - b), `${key} in order`)
+        }
+      }).pipe(Effect.scoped), { timeout: 150_000 })
 
     it.effect("Redis: with two tasks (claimed together), rate limits and holds too, the same answers as memory", () =>
       sameAsMemory(FIRST, SEEDS, (prefix) => Rd.testLayer(prefix), groupKeysOf, true), { timeout: 300_000 })
