@@ -468,6 +468,37 @@ describe("per-key caps, hostile", () => {
         }
       }).pipe(Effect.scoped), { timeout: 150_000 })
 
+    it.effect("Redis: 10,000 keys of one job and a key of 5,000, the cap set over the backlog: each claim of 1,000 takes one job per key, the big key's in order, and drains clean", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        yield* withStore(Rd.testLayer(prefix), (store) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < 10_000; i += 2500) {
+              yield* store.enqueueAll(Array.from({ length: 2500 }, (_, j) => newJob(Q, { group: `k${i + j}`, payload: JSON.stringify({ n: i + j }) })))
+            }
+            yield* store.enqueueAll(Array.from({ length: 5000 }, (_, j) => newJob(Q, { group: "big", payload: JSON.stringify({ n: 100_000 + j }) })))
+            yield* store.configure(Q, { groupConcurrency: 1 })
+            let big = 100_000
+            let claims = 0
+            for (;;) {
+              const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1000, lease: LEASE })
+              if (claimed.claims.length === 0) break
+              claims++
+              const keys = claimed.claims.map((claim) => claim.job.group!)
+              assert.strictEqual(new Set(keys).size, keys.length, "one job per key per claim")
+              for (const claim of claimed.claims) {
+                if (claim.job.group === "big") assert.strictEqual(JSON.parse(claim.job.payload).n, big++, "the big key in order")
+              }
+              yield* Effect.forEach(claimed.claims, (claim) => store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null }), { discard: true })
+            }
+            assert.strictEqual(big, 105_000, "the big key's 5,000 all ran")
+            assert.isAtMost(claims, 5000 + 10, "the big key one a claim, the small keys beside it")
+            const counts = yield* store.counts(Q)
+            assert.deepStrictEqual([counts.waiting, counts.running, counts.succeeded], [0, 0, 15_000])
+          }))
+        assert.deepStrictEqual(yield* groupKeysOf(prefix), [])
+      }), { timeout: 240_000 })
+
     it.effect("Redis: with two tasks (claimed together), rate limits and holds too, the same answers as memory", () =>
       sameAsMemory(FIRST, SEEDS, (prefix) => Rd.testLayer(prefix), groupKeysOf, true), { timeout: 300_000 })
   }
