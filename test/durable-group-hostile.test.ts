@@ -178,6 +178,9 @@ const run = (store: Store, seed: number, steps: number, rich = false) =>
       yield* TestClock.adjust(1)
       for (const queue of QUEUES) {
         const counts = yield* store.counts(queue)
+        const ready = yield* store.list({ queue, states: ["queued"], limit: 1000, waiting: "ready" })
+        const delayed = yield* store.list({ queue, states: ["queued"], limit: 1000, waiting: "delayed" })
+        trace.push(`  ${queue} ready ${ready.map((row) => nOf(row.payload)).join(",")} delayed ${delayed.map((row) => nOf(row.payload)).join(",")}`)
         trace.push(`  ${queue} w${counts.waiting} d${counts.delayed} r${counts.running} s${counts.succeeded} x${counts.dead} c${counts.cancelled} g${counts.groupConcurrency ?? "-"}`)
       }
     }
