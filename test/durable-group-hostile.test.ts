@@ -18,6 +18,7 @@ import * as JobStore from "../src/JobStore.ts"
 import { Echo } from "./durable/conformance.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import { newJob } from "./durable/conformance.ts"
+import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 import { prng } from "./helpers.ts"
 import * as redisServer from "./durable/redisserver.ts"
@@ -547,6 +548,13 @@ describe("per-key caps on SQLite, hostile", () => {
   it.effect("SQLite: the same operations give the same answers as memory", () =>
     sameAsMemory(FIRST, SEEDS, () => JobStore.sqlite({ filename: path.join(dir, `${++files}.db`) }), () => Effect.succeed([]), true), { timeout: 300_000 })
 })
+
+if (Pg.enabled) {
+  describe("per-key caps on Postgres, hostile", () => {
+    it.effect("Postgres: the same operations give the same answers as memory", () =>
+      sameAsMemory(FIRST, Math.max(1, Math.floor(SEEDS / 4)), () => Pg.testLayer(), () => Effect.succeed([]), true), { timeout: 300_000 })
+  })
+}
 
 const binary = redisServer.binary()
 if (binary !== undefined) {
