@@ -529,9 +529,10 @@ describe("per-key caps on SQLite, hostile", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-sqlite-"))
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
   let files = 0
-  // SQLite: a key over its cap (lowered below what runs) whose queued jobs are all delayed counts as
-  // holding ready jobs back (low: the consumer naps CLAIM_RETRY_FLOOR more, its dueIn still kept)
-  it.effect.fails("SQLite: a claim that finds only a delayed job of a key over its lowered cap does not say capped (memory and Redis do not)", () =>
+  // SQLite counted a key over its cap (lowered below what runs) whose queued jobs are all delayed as
+  // holding ready jobs back (on 978a360; low: the consumer napped CLAIM_RETRY_FLOOR more); since the
+  // walk probes a key for a visible job before reading its heads (migration 14), it no longer does
+  it.effect("SQLite: a claim that finds only a delayed job of a key over its lowered cap does not say capped (memory and Redis do not)", () =>
     withStore(JobStore.sqlite({ filename: path.join(dir, "delayed.db") }), (store) =>
       Effect.gen(function*() {
         yield* store.configure(Q, { groupConcurrency: 2 })
@@ -544,7 +545,7 @@ describe("per-key caps on SQLite, hostile", () => {
         assert.notStrictEqual(claimed.capped, true, "nothing ready is held back: a's next job is delayed")
       })))
 
-  // seeds 1-16 and 18-47 agree; 17 and 48 part on the capped answer the it.effect.fails below shows
+  // seeds 17 and 48 parted (on 978a360) on the capped answer the test above shows
   it.effect("SQLite: the same operations give the same answers as memory", () =>
     sameAsMemory(FIRST, SEEDS, () => JobStore.sqlite({ filename: path.join(dir, `${++files}.db`) }), () => Effect.succeed([]), true), { timeout: 300_000 })
 })
