@@ -302,6 +302,10 @@ export interface GroupWalked {
   readonly cursor: string | null
   /** When its round began: its first claim's time (see `groupRounds`). */
   readonly since: number
+  /** The store's change count when its round began (see `groupRounds`). */
+  readonly version: number
+  /** Whether it went on from an earlier claim's stop: its round spans several claims. */
+  readonly resumed: boolean
   readonly cut: boolean
   readonly last: { readonly phase: number; readonly key: string } | undefined
   readonly offered: number
@@ -320,37 +324,64 @@ export interface GroupWalked {
  * claims' times: a delayed job due between them in a key walked before is neither taken nor still
  * delayed at the round's end, so that claim counts the delayed jobs due `since` the round began.
  *
+ * Likewise a job enqueued into a key the round walked before (the enqueue's own wake-up is one of
+ * the round's claims), or a key at its cap then freed by a settle: the round's last claim would say
+ * "nothing until the poll". So a round remembers the store's change count (its `Signal`'s version:
+ * the store's own writes, and what it hears of other instances': SQLite's file watch, Postgres'
+ * NOTIFY of the queue) when it began, and the claim that ends a round of several claims answers
+ * `dueIn: 0` if the queue changed since (`again`): the next claim starts one fresh round from the
+ * stored cursor. No spin: a round without changes ends the consumer's claims, and a burst of
+ * changes during a round costs one more round; only writes that keep coming cost back-to-back
+ * rounds. A change the store hears of as a change of everything (SQLite's watch of other processes)
+ * counts for every queue: unrelated writes of another process cost at most one round more per round,
+ * as each already wakes an idle consumer for a round of its own.
+ *
  * @example
  * ```ts
- * const rounds = groupRounds()
- * const { phases, since } = rounds.round("default", ["Echo"], null, 0) // [{ index: 0, from: "", inclusive: true, stop: null }], 0
- * const cursor = rounds.settled("default", ["Echo"], { cursor: null, since, cut: false, last: undefined, offered: 0 }, 0, undefined)
+ * const rounds = groupRounds(() => false)
+ * const { phases, ...round } = rounds.round("default", ["Echo"], null, 0, 0) // [{ index: 0, from: "", inclusive: true, stop: null }]
+ * const walked = { cursor: null, ...round, cut: false, last: undefined, offered: 0 }
+ * const again = rounds.again("default", walked) // false: a round of one claim
+ * const cursor = rounds.settled("default", ["Echo"], walked, 0, undefined)
  * ```
  */
-export const groupRounds = () => {
-  const stops = new Map<string, { readonly cursor: string | null; readonly phase: number; readonly key: string; readonly since: number }>()
+export const groupRounds = (changedSince: (version: number, queue: string) => boolean) => {
+  const stops = new Map<
+    string,
+    { readonly cursor: string | null; readonly phase: number; readonly key: string; readonly since: number; readonly version: number }
+  >()
   const roundOf = (queue: string, tasks: ReadonlyArray<string>) => JSON.stringify([queue, ...tasks])
   return {
     /**
-     * The stretches a claim of `queue` for `tasks` at `now` walks, and when their round began: on
-     * from an empty claim's stop, if `cursor` is still the one it read.
+     * The stretches a claim of `queue` for `tasks` at `now` walks, when their round began, and its
+     * change count then if it goes on from an empty claim's stop (if `cursor` is still the one that
+     * read). `version`: the store's change count read before the claim looked at the store.
      */
     round: (
       queue: string,
       tasks: ReadonlyArray<string>,
       cursor: string | null,
-      now: number
-    ): { readonly phases: ReadonlyArray<GroupPhase>; readonly since: number } => {
+      now: number,
+      version: number
+    ): { readonly phases: ReadonlyArray<GroupPhase>; readonly since: number; readonly version: number; readonly resumed: boolean } => {
       const round: ReadonlyArray<GroupPhase> = cursor === null
         ? [{ index: 0, from: "", inclusive: true, stop: null }]
         : [{ index: 0, from: cursor, inclusive: false, stop: null }, { index: 1, from: "", inclusive: true, stop: cursor }]
       const stop = stops.get(roundOf(queue, tasks))
-      if (stop === undefined || stop.cursor !== cursor) return { phases: round, since: now }
+      if (stop === undefined || stop.cursor !== cursor) return { phases: round, since: now, version, resumed: false }
       return {
         phases: round.slice(stop.phase).map((phase, i) => i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase),
-        since: Math.min(stop.since, now)
+        since: Math.min(stop.since, now),
+        version: stop.version,
+        resumed: true
       }
     },
+    /**
+     * Whether the walk ended a round of several claims during which `queue` changed: its keys
+     * walked before may have a job now, claim again at once (a fresh round, `settled` forgets the stop).
+     */
+    again: (queue: string, walked: GroupWalked): boolean =>
+      !walked.cut && walked.resumed && changedSince(walked.version, queue),
     /**
      * After the claim, which took `taken` of the walk's jobs (`lastTaken`: the key of the last in
      * its turn): the cursor to store, if any.
@@ -369,7 +400,7 @@ export const groupRounds = () => {
         return walked.cut && taken === walked.offered && walked.last !== undefined ? walked.last.key : lastTaken
       }
       if (walked.cut && walked.offered === 0 && walked.last !== undefined) {
-        stops.set(round, { cursor: walked.cursor, since: walked.since, ...walked.last })
+        stops.set(round, { cursor: walked.cursor, since: walked.since, version: walked.version, ...walked.last })
       }
       else if (!walked.cut) stops.delete(round)
       return undefined

@@ -2334,7 +2334,7 @@ export const makeWith = (
       )
 
     /** Where this process's empty claims stopped in their queues' rounds of keys (see `groupRounds`). */
-    const rounds = groupRounds()
+    const rounds = groupRounds((version, queue) => signal.changedSince(version, [queue]))
 
     /**
      * Up to `limit` jobs of a queue with a per-key cap, in its keys' turn (see `byKeys`, which says it
@@ -2343,11 +2343,21 @@ export const makeWith = (
      * claim's budget of keys (`groupBudget`) was. Under the queue row's lock: the running jobs
      * counted here stay counted until the claim commits.
      */
-    const groupTake = (queue: string, cap: number, cursor: string | null, tasks: ReadonlyArray<string>, now: number, limit: number) =>
+    const groupTake = (
+      queue: string,
+      cap: number,
+      cursor: string | null,
+      tasks: ReadonlyArray<string>,
+      now: number,
+      limit: number,
+      version: number
+    ) =>
       Effect.gen(function*() {
         const jobs: Array<{ seq: string; rank: number; queue: string }> = []
         const keyOf = new Map<string, string>()
-        if (limit <= 0) return { jobs, keyOf, full: false, walked: { cursor, since: now, cut: false, last: undefined, offered: 0 } as GroupWalked }
+        if (limit <= 0) {
+          return { jobs, keyOf, full: false, walked: { cursor, since: now, version, resumed: false, cut: false, last: undefined, offered: 0 } as GroupWalked }
+        }
         const running = new Map((yield* sql<{ g: string; n: number }>`SELECT group_key AS g, count(*)::int AS n FROM ${S}.wp_job
             WHERE queue = ${queue} AND state = 'running' AND group_key IS NOT NULL GROUP BY group_key`).map((row) => [row.g, row.n]))
         const lists: Array<Array<{ seq: string; rank: number; queue: string }>> = []
@@ -2356,7 +2366,7 @@ export const makeWith = (
         let cut = false
         let last: GroupWalked["last"] = undefined
         let full = false
-        const round = rounds.round(queue, tasks, cursor, now)
+        const round = rounds.round(queue, tasks, cursor, now, version)
         walk: for (const phase of round.phases) {
           let from = phase.from
           let inclusive = phase.inclusive
@@ -2394,7 +2404,7 @@ export const makeWith = (
           for (const list of lists) if (list[round] !== undefined && jobs.length < limit) jobs.push(list[round]!)
           if (jobs.length === before) break
         }
-        const walked: GroupWalked = { cursor, since: round.since, cut, last, offered: jobs.length }
+        const walked: GroupWalked = { cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: jobs.length }
         return { jobs, keyOf, full, walked }
       })
 
@@ -2405,6 +2415,10 @@ export const makeWith = (
      * the windows' times then follow the order of the claims.
      */
     const claimLimited = (request: ClaimRequest) =>
+      // the change count before the transaction's first snapshot: a commit its statements do not
+      // see is told after it (see `groupRounds`)
+      Effect.suspend(() => claimLimitedSince(request, signal.current()))
+    const claimLimitedSince = (request: ClaimRequest, version: number) =>
       transaction(Effect.gen(function*() {
         // the paused ones locked too, and left out after: one left unlocked could be resumed before
         // this claim reads its jobs (READ COMMITTED, a snapshot per statement), which then took them
@@ -2443,7 +2457,7 @@ export const makeWith = (
         // a queue with a per-key cap (not held): its keys' next jobs, in their turn
         const grouped = limited.filter((l) => l.group_concurrency > 0 && Number(l.held_until) <= now)
         const turns = yield* Effect.forEach(grouped, (l) =>
-          Effect.map(groupTake(l.name, l.group_concurrency, l.group_cursor, request.tasks, now, allowedOf(l.name)), (taken) => [l.name, taken] as const))
+          Effect.map(groupTake(l.name, l.group_concurrency, l.group_cursor, request.tasks, now, allowedOf(l.name), version), (taken) => [l.name, taken] as const))
         const groups = new Map(turns)
         // each queue's best, as far as its window and its cap allow, then the best of them all
         const candidates = (yield* Effect.forEach(
@@ -2471,8 +2485,9 @@ export const makeWith = (
           )
           if (cursor !== undefined) yield* sql`UPDATE ${S}.wp_queue SET group_cursor = ${cursor} WHERE name = ${name}`
         }
-        // a walk cut short by its budget of keys: the rest of its round at once (see `groupRounds`)
-        const more = turns.some(([, taken]) => taken.walked.cut)
+        // a walk cut short by its budget of keys: the rest of its round at once; a round the queue
+        // changed during: one more (see `groupRounds`)
+        const more = turns.some(([name, taken]) => taken.walked.cut || rounds.again(name, taken.walked))
         const groupsFull = turns.some(([, taken]) => taken.full)
         const rows = picked.length === 0 ? [] : yield* sql<RankedRow>`UPDATE ${S}.wp_job j
             SET state = 'running', attempts = j.attempts + 1, started_at = ${now},

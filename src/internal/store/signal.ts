@@ -39,6 +39,10 @@ export interface Signal {
   /** True while a fiber waits. */
   readonly waiting: () => boolean
   readonly version: Effect.Effect<number>
+  /** `version`, read at once (a store's synchronous code: a round of keys' start, see `groupRounds`). */
+  readonly current: () => number
+  /** Whether a change a waiter of `keys` (none: of anything) wakes for came after version `since`. */
+  readonly changedSince: (since: number, keys?: ReadonlyArray<string>) => boolean
   /** `keys`: wake only for changes of these keys (and of everything); none: for any change. */
   readonly wait: (millis: number, since?: number, keys?: ReadonlyArray<string>) => Effect.Effect<void>
 }
@@ -180,6 +184,8 @@ export const makeSignal = (options: SignalOptions = {}): Signal => {
     notifyIn,
     waiting: () => waiters.length > 0,
     version: Effect.sync(() => version),
+    current: () => version,
+    changedSince: (since, keys) => changedSince(since, keysOf(keys)),
     wait: clock === undefined ? plain : timed
   }
 }

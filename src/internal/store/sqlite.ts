@@ -1276,7 +1276,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const groupRunning = db.prepare(GROUP_RUNNING)
     const groupCursor = db.prepare("UPDATE wp_queue SET group_cursor = ? WHERE name = ?")
     /** Where this connection's empty claims stopped in their queues' rounds of keys (see `groupRounds`). */
-    const rounds = groupRounds()
+    const rounds = groupRounds((version, queue) => signal.changedSince(version, [queue]))
 
     /**
      * A claim's queues with a per-key cap (`caps`, not held): their candidates in their keys' turn
@@ -1291,7 +1291,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const self = {
         /** A key had more ready jobs than free slots: the claim may be short for it. */
         full: false,
-        /** A walk stopped at its budget of keys before it had seen them all: claim again at once. */
+        /** A walk stopped at its budget of keys before it had seen them all, or ended a round the queue changed during (`groupRounds`): claim again at once. */
         more: false,
         /** When the earliest round walked began (see `groupRounds`): its jobs come due since then count. */
         since: now,
@@ -1312,7 +1312,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           let visits = 0
           let cut = false
           let last: GroupWalked["last"] = undefined
-          const round = rounds.round(queue, taskNames, cursor, now)
+          // read in the claim's transaction: a change after it is a later commit, told after it
+          const round = rounds.round(queue, taskNames, cursor, now, signal.current())
           self.since = Math.min(self.since, round.since)
           walk: for (const phase of round.phases) {
             let at = phase.from
@@ -1350,8 +1351,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             }
             if (out.length === before) break
           }
-          walks.set(queue, { cursor, since: round.since, cut, last, offered: out.length })
-          self.more ||= cut
+          const walked: GroupWalked = { cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: out.length }
+          walks.set(queue, walked)
+          self.more ||= cut || rounds.again(queue, walked)
           return out
         },
         /**
