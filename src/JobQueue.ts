@@ -1751,7 +1751,9 @@ export interface ConsumeOptions<R> {
  * - `Failed`: an attempt failed (`error`, its `Cause`; a timeout is `AttemptTimeout`); `willRetry`
  *   with `runAt` (this consumer's clock), or not, and then `Dead` follows.
  * - `Dead`: no attempt left, or a failure that is never retried (`error`).
- * - `Cancelled`: a cancel (`JobQueue.cancel`) stopped it mid-run.
+ * - `Cancelled`: a cancel (`JobQueue.cancel`) stopped it mid-run; or, asked for before the consumer
+ *   heard of it, ended it when its attempt failed with attempts left, snoozed or was given back
+ *   (the cancel wins over a retry: the store ends the job cancelled, and that is what is told).
  * - `Snoozed` (`runAt`): its handler snoozed it (`JobQueue.snooze`).
  * - `GivenBack`: this consumer stopped (or could not start it) and gave it back unrun; the attempt
  *   does not count.

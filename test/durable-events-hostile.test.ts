@@ -154,11 +154,14 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
           assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
           assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Cancelled:1"])
         }),
-        heard ? undefined : (store) => ({
-          heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
-            Effect.map(store.heartbeat(tokens, lease), (beat) => ({ ...beat, cancelled: [] }))
-        })
+        heard ? undefined : deaf
       )
+
+    /** A heartbeat that never reports a cancel: one that has not beaten since it was asked for. */
+    const deaf = (store: Store["Service"]): Partial<Store["Service"]> => ({
+      heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
+        Effect.map(store.heartbeat(tokens, lease), (beat) => ({ ...beat, cancelled: [] }))
+    })
 
     it.effect("a cancel heard while the attempt runs, which then fails anyway (attempts left): Cancelled, as the store ends it", () =>
       cancelMeetsFailure(true, "fail"))
@@ -166,16 +169,39 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
     it.effect("a cancel heard while the attempt runs, which then snoozes: Cancelled, as the store ends it", () =>
       cancelMeetsFailure(true, "snooze"))
 
-    // BUG (medium, left): the store ends the job cancelled (settle sees its cancel request), but
-    // `settle` answers only whether it wrote: the consumer tells `Failed` with willRetry and a
-    // runAt that never comes. Telling it needs each store's settle to say it cancelled (memory,
-    // the SQL statements, the Redis script): a store change, not made here
-    it.effect.fails("a cancel not heard yet when the attempt fails (attempts left): Cancelled, as the store ends it", () =>
+    // the store ends the job cancelled (its settle sees the cancel request) and says so (`Settled`):
+    // told `Failed` with willRetry and a runAt that never came before
+    it.effect("a cancel not heard yet when the attempt fails (attempts left): Cancelled, as the store ends it", () =>
       cancelMeetsFailure(false, "fail"))
 
-    // the same bug: a snooze the store ends cancelled is told Snoozed
-    it.effect.fails("a cancel not heard yet when the attempt snoozes: Cancelled, as the store ends it", () =>
+    // the same: a snooze the store ends cancelled was told Snoozed
+    it.effect("a cancel not heard yet when the attempt snoozes: Cancelled, as the store ends it", () =>
       cancelMeetsFailure(false, "snooze"))
+
+    // the same at a stop: the running job is interrupted and given back (a release), which the store
+    // ends cancelled: told GivenBack before, a job that would run again
+    it.effect("a cancel not heard yet when the consumer stops and gives the job back: Cancelled, as the store ends it", () =>
+      provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          const scope = yield* Scope.make()
+          yield* Scope.provide(
+            JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, () => Effect.never)] }),
+            scope
+          )
+          const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 3 })
+          yield* until(() => events.of(job.id).length === 1)
+          assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          yield* tick(1000)
+          const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+          yield* until(() => closing.pollUnsafe() !== undefined)
+          yield* Fiber.join(closing)
+          const info = yield* JobQueue.status(job.id)
+          assert.deepStrictEqual([info.state, info.attempts], ["cancelled", 0])
+          assert.deepStrictEqual(events.tags(job.id), ["Started:1", "Cancelled:1"])
+        }),
+        deaf
+      ))
 
     it.effect("a handler that interrupts itself loses that event only: the later events still come", () =>
       provide(Effect.gen(function*() {

@@ -15,7 +15,7 @@ import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
-import type { Store } from "../src/internal/store/model.ts"
+import type { Settled, Store } from "../src/internal/store/model.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -580,7 +580,7 @@ else {
         )
         const ids: Array<string> = []
         for (let n = 0; n < N; n++) ids.push((yield* JobQueue.enqueue(Echo, { n }, { maxAttempts: 4 })).id)
-        const settles: Array<{ token: string; kind: "final" | "retry" | "release"; written: boolean }> = []
+        const settles: Array<{ token: string; kind: "final" | "retry" | "release"; written: boolean; said: Settled }> = []
         const held = new Set<string>()
         let done = false
         const finished = yield* Latch.make(false)
@@ -605,7 +605,7 @@ else {
                   : { _tag: "Release" as const }
                 return Effect.map(store.settle(claim.token, settlement), (written) => {
                   held.delete(claim.token)
-                  settles.push({ token: claim.token, kind, written })
+                  settles.push({ token: claim.token, kind, written: written !== false, said: written })
                 })
               }, { concurrency: "unbounded", discard: true })
             }
@@ -665,6 +665,8 @@ else {
           !cancelledBy(kind, token, written)
         )
         assert.deepStrictEqual(wrong, [])
+        // and each settle that ended its job cancelled said so (a consumer tells Cancelled), no other
+        assert.deepStrictEqual(settles.filter(({ kind, token, written, said }) => (said === "cancelled") !== cancelledBy(kind, token, written)), [])
         const cancelledBySettle = settles.filter(({ kind, token, written }) => cancelledBy(kind, token, written)).length
         assert.strictEqual(writes.length + releases.length + cancelledBySettle, settles.filter((settle) => settle.written).length)
         // the races happened: settles that lost their job to a reaper, and settles that won

@@ -20,7 +20,7 @@ import * as Scripts from "../src/internal/store/redisScripts.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import * as Task from "../src/Task.ts"
 import * as Settles from "../src/internal/store/settles.ts"
-import { type State, waitingAs } from "../src/internal/store/model.ts"
+import { type Settled, type State, waitingAs } from "../src/internal/store/model.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Rd from "./durable/redis.ts"
 
@@ -79,7 +79,7 @@ describe("a store's settles, many at once", () => {
       // the first settle's write waits at the gate; the others queue behind it
       const first = yield* Effect.forkChild(settles.add(0), { startImmediately: true })
       yield* Deferred.await(started)
-      const rest: Array<Fiber.Fiber<boolean, unknown>> = []
+      const rest: Array<Fiber.Fiber<Settled, unknown>> = []
       for (let i = 1; i <= N; i++) rest.push(yield* Effect.forkChild(settles.add(i), { startImmediately: true }))
       const carried = yield* settles.carry(() => true, (items) => Effect.succeed([items.length, items.map(() => true)] as const))
       yield* Deferred.succeed(gate, undefined)

@@ -1173,6 +1173,39 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* JobQueue.await(Echo, job.id), 2)
       })))
 
+    it.effect("1. a settle says how it ended the job: a retry, release or snooze of a job whose cancel was asked for while it ran is \"cancelled\" (a consumer tells Cancelled), whether written alone or carried by a claim", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const exit = JSON.stringify({ _tag: "Failure", cause: [] })
+        const settlements: ReadonlyArray<Settlement> = [
+          { _tag: "Retry", delay: 60_000, exit },
+          { _tag: "Release" },
+          { _tag: "Release", delay: 60_000 },
+          { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 0 }) }
+        ]
+        // twice: the settles alone, then settled while a claim is made (a store may carry them in it)
+        for (const carried of [false, true]) {
+          const asked = yield* JobQueue.enqueueAll(Echo, settlements.map((_, n) => ({ payload: { n } })), { maxAttempts: 3 })
+          const plain = yield* JobQueue.enqueueAll(Echo, settlements.map((_, n) => ({ payload: { n } })), { maxAttempts: 3 })
+          const { claims } = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 100, lease: LEASE })
+          const tokenOf = new Map(claims.map((claim) => [claim.job.id, claim.token]))
+          for (const job of asked) assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
+          const settles = Effect.all(
+            [...asked, ...plain].map((job, i) => store.settle(tokenOf.get(job.id)!, settlements[i % settlements.length]!)),
+            { concurrency: "unbounded" }
+          )
+          const said = carried
+            ? (yield* Effect.all([settles, store.claim({ queues: ["default"], tasks: ["Nobody"], limit: 1, lease: LEASE })], { concurrency: "unbounded" }))[0]
+            : yield* settles
+          // a final settle ends the job as asked, cancel or not: its result stands
+          assert.deepStrictEqual(said, ["cancelled", "cancelled", "cancelled", true, true, true, true, true], `carried: ${carried}`)
+          const states = yield* Effect.forEach([...asked, ...plain], (job) => stateOf(job.id))
+          assert.deepStrictEqual(states, ["cancelled", "cancelled", "cancelled", "succeeded", "delayed", "queued", "delayed", "succeeded"])
+          // a stale token: nothing written, whatever was asked
+          for (const settlement of settlements) assert.isFalse(yield* store.settle(tokenOf.get(asked[0]!.id)!, settlement))
+        }
+      })))
+
     it.effect("1. out of attempts, a reaped job is dead with LeaseExpired", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore

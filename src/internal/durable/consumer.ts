@@ -18,7 +18,7 @@ import { AttemptTimeout, type StoreError } from "../../DurableError.ts"
 import { type InvalidPoolConfig, JobTimeout, PoolShutdown, TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import * as WorkPool from "../../WorkPool.ts"
-import type { Claim, Settlement, Store } from "../store/model.ts"
+import type { Claim, Settled, Settlement, Store } from "../store/model.ts"
 import { decodeTrace, JobStore, NO_TIMEOUT } from "../store/model.ts"
 import * as ServerTime from "../store/serverTime.ts"
 import { makeSignal } from "../store/signal.ts"
@@ -445,7 +445,7 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
      * Tells the events of an attempt's settlement. A success its task could not encode is dead with
      * the `TaskCodecError` stored for it (what its awaiter gets), decoded back from what was written.
      */
-    const tell = (events: Events.Events, entry: Running, exit: Exit.Exit<unknown, unknown>, settlement: Settlement, written: boolean) => {
+    const tell = (events: Events.Events, entry: Running, exit: Exit.Exit<unknown, unknown>, settlement: Settlement, written: Settled) => {
       if (!Exit.isSuccess(exit) || settlement._tag !== "Final" || settlement.state !== "dead") {
         return Effect.sync(() => events.settled(entry.claim, failureOf(entry, exit), settlement, written))
       }

@@ -11,7 +11,7 @@
  */
 import { Cause, Data, Effect, Fiber, Queue } from "effect"
 import type * as JobQueue from "../../JobQueue.ts"
-import type { Claim, ReapedJob, Settlement } from "../store/model.ts"
+import type { Claim, ReapedJob, Settled, Settlement } from "../store/model.ts"
 
 export type JobEvent = JobQueue.JobEvent
 export const JobEvent = Data.taggedEnum<JobEvent>()
@@ -31,15 +31,16 @@ export interface Events {
   /** The attempt's handler ended: its duration ends here, not once its outcome is written (a slow or retried settle). */
   readonly ended: (claim: Claim) => void
   /**
-   * An attempt's end: its settlement, and whether the store took it (false: fenced, the lease was
-   * someone else's by then; undefined: nothing was written, its lease lost already, or its
+   * An attempt's end: its settlement, and what the store wrote of it (false: fenced, the lease was
+   * someone else's by then; "cancelled": a cancel asked for while it ran, not heard yet, ended it
+   * instead of its retry or release; undefined: nothing was written, its lease lost already, or its
    * settlement undefined too: a settle that failed for good).
    */
   readonly settled: (
     claim: Claim,
     failure: Cause.Cause<unknown> | undefined,
     settlement: Settlement | undefined,
-    written: boolean | undefined
+    written: Settled | undefined
   ) => void
   readonly givenBack: (claim: Claim) => void
   /**
@@ -128,6 +129,8 @@ export const make = <R>(
       const ref = refOf(claim)
       const duration = durationOf(claim)
       if (settlement === undefined || written === false) return emit(JobEvent.LeaseLost(ref))
+      // the store's end, not the one asked for: a Failed with a retry, or a Snoozed, that never comes
+      if (written === "cancelled") return emit(JobEvent.Cancelled(ref))
       switch (settlement._tag) {
         case "Release":
           return emit(

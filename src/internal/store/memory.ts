@@ -36,6 +36,7 @@ import {
   retentionField,
   type Retention,
   roundRobin,
+  type Settled,
   type Settlement,
   type State,
   type Store,
@@ -600,7 +601,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           cancelRequested: false,
           attempts: settlement._tag === "Release" ? row.job.attempts - 1 : row.job.attempts
         })
-        return changed(true)
+        return changed<Settled>("cancelled")
       }
       switch (settlement._tag) {
         case "Final": {

@@ -452,6 +452,14 @@ export type Settlement =
    */
   | { readonly _tag: "Release"; readonly delay?: number | undefined }
 
+/**
+ * What a settle wrote (`Store.settle`): `true`, the settlement asked for; `"cancelled"`, the job
+ * ended cancelled instead (a cancel asked for while the attempt ran, before its consumer heard of
+ * it, wins over a `Retry` or `Release`); `false`, nothing (the token no longer held the job). Truthy
+ * exactly when something was written, so a caller that only asks whether it wrote reads it as before.
+ */
+export type Settled = boolean | "cancelled"
+
 /** A job a reap took back (`Store.reap`): its attempt that expired, and what became of it. */
 export interface ReapedJob {
   readonly id: string
@@ -884,8 +892,11 @@ export interface Store {
   readonly heartbeat: (tokens: ReadonlyArray<string>, lease: number) => Effect.Effect<Heartbeat, StoreError>
   /** Records a running attempt's progress (JSON text); false if the token no longer holds the job. */
   readonly progress: (token: string, progress: string) => Effect.Effect<boolean, StoreError>
-  /** Ends an attempt; false (nothing written) if the token no longer holds the job. */
-  readonly settle: (token: string, settlement: Settlement) => Effect.Effect<boolean, StoreError>
+  /**
+   * Ends an attempt; false (nothing written) if the token no longer holds the job, `"cancelled"` if
+   * a `Retry` or `Release` ended it cancelled instead (see `Settled`, and `cancel`).
+   */
+  readonly settle: (token: string, settlement: Settlement) => Effect.Effect<Settled, StoreError>
   /**
    * Takes back running jobs whose lease expired: dead (exit null: its lease expired) when no attempt
    * is left, cancelled if it was being cancelled, else back to the queue after the job's own delay

@@ -74,6 +74,7 @@ import {
   retainRules,
   retentionField,
   roundRobin,
+  type Settled,
   type Settlement,
   type State,
   type Store,
@@ -2560,7 +2561,7 @@ export const makeWith = (
 
     const settle = (token: string, settlement: Settlement) => {
       if (settlement._tag === "Final") {
-        return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done)
+        return written("settle", finals.add({ token, state: settlement.state, exit: settlement.exit }), (done) => done !== false)
       }
       const now = NOW()
       // one token: wp_job_token serves it with or without the state, which stays as a check that costs nothing
@@ -2617,7 +2618,7 @@ export const makeWith = (
         (cancelled) =>
           cancelled !== undefined &&
           (cancelled || settlement.delay === undefined ? true : settlement.delay)
-      ).pipe(Effect.map((cancelled) => cancelled !== undefined))
+      ).pipe(Effect.map((cancelled): Settled => cancelled === undefined ? false : cancelled ? "cancelled" : true))
     }
 
     /** The rows of the next reap batch: REAP_BATCH, halved after a batch was cut, doubled back after a full one. */

@@ -69,6 +69,7 @@ import type {
   QueueSettings,
   RetainPlace,
   ReapedJob,
+  Settled,
   Settlement,
   State,
   Store
@@ -158,6 +159,9 @@ const redisUrl = (field: string, value: unknown, what: { readonly database: bool
   }
   return parsed!
 }
+
+/** A settle's flag from the scripts (`settleMany`): 1 written as asked, 2 ended cancelled instead, 0 nothing. */
+const settledOf = (flag: number | undefined): Settled => flag === 2 ? "cancelled" : flag === 1
 
 /** The most sentinels one store may name (three or five is usual). */
 export const MAX_SENTINELS = 100
@@ -1345,7 +1349,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                     `:${queue}`,
                     dueMarkers.has(queue) ? tokens.random : ""
                   ),
-                  ([flats, held, settled, due, dueAt, cap]) => [[flats, held, due, dueAt, cap] as const, settled.map((n) => n === 1)] as const
+                  ([flats, held, settled, due, dueAt, cap]) => [[flats, held, due, dueAt, cap] as const, settled.map(settledOf)] as const
                 )
               }).pipe(Effect.map((answer) => [answer]))
             },
@@ -1663,7 +1667,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const settles = Settles.make<{ readonly queue: string; readonly args: ReadonlyArray<string> }>(
       (batch) =>
         Effect.gen(function*() {
-          const written: Array<boolean> = []
+          const written: Array<Settled> = []
           const groups = new Map<string, Array<number>>()
           batch.forEach((item, i) => {
             const group = groups.get(item.queue)
@@ -1673,7 +1677,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
           yield* Effect.forEach(groups, ([queue, indices]) =>
             Effect.map(
               run("settle", queue, NOW(), ...indices.flatMap((i) => batch[i]!.args)),
-              (flags) => indices.forEach((i, n) => written[i] = flags[n] === 1)
+              (flags) => indices.forEach((i, n) => written[i] = settledOf(flags[n]))
             ), { concurrency: "unbounded", discard: true })
           return written
         }),
@@ -1706,15 +1710,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         ? [token, "retry", String(settlement.delay), "1", settlement.exit]
         : [token, "release", settlement.delay === undefined ? "" : String(settlement.delay), "0", ""]
       // a retry's job is visible after its backoff: this process's consumers of its queue wake then,
-      // and its awaiters at once (a job whose cancel was asked for while it ran ended cancelled: the
-      // script does not say which, and an awaiter's look more per retry costs little); a job given
-      // back, at once; a job that ended wakes only its awaiters (nothing to claim)
+      // and its awaiters at once; a job given back, at once; a job that ended (a retry or release
+      // the script ended cancelled too) wakes only its awaiters (nothing to claim)
       return op(
         "settle",
         settles.add({ queue, args }),
         (done) =>
           !done
             ? undefined
+            : done === "cancelled"
+            ? { queue: UNKEYED }
             : settlement._tag === "Retry" || (settlement._tag === "Release" && settlement.delay !== undefined)
             ? [{ queue, in: settlement.delay! }, { queue: UNKEYED }]
             : settlement._tag === "Release"

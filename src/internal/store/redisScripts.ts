@@ -339,7 +339,8 @@ local function bulk(command, key, args)
 end
 -- ends attempts whose tokens still hold their jobs: count settles of 5 arguments from args[from]
 -- (token, kind final|retry|release, arg the final state, the retry's or snooze's delay ("" none), hasExit "1" if exit is
--- the failure or result to keep, exit) → 1 or 0 (nothing written) for each. The lease ends and the
+-- the failure or result to keep, exit) → 1, 2 (a retry or release ended cancelled instead: a cancel
+-- asked for while it ran) or 0 (nothing written) for each. The lease ends and the
 -- job ends (the busiest code of a drain) by one command per settle and a few for the whole batch.
 local function settleMany(args, from, count, now)
   local out = {}
@@ -380,6 +381,7 @@ local function settleMany(args, from, count, now)
       elseif redis.call("HGET", j, "cancel") == "1" then
         -- a cancel asked for while the attempt ran, which failed or was given back before its
         -- heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
+        out[i] = 2
         if kind ~= "retry" then redis.call("HINCRBY", j, "attempts", -1) end
         redis.call("HDEL", j, "exit")
         redis.call("HSET", j, "token", "", "lease", "")
@@ -618,7 +620,7 @@ export const CLAIMED_FIELDS = [
  * %012d of tokenFirst + n .. tokenSuffix), holder (the store's id if it holds the queue's delayed
  * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left)
  * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt, capped}: first the settles (a busy
- * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1 or 0 for each),
+ * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1, 2 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
@@ -845,7 +847,7 @@ return 1
 `
 
 /**
- * ARGV: now, then settles of 5 each (see PRELUDE's `settleMany`) → 1 or 0 for each: what a consumer's
+ * ARGV: now, then settles of 5 each (see PRELUDE's `settleMany`) → 1, 2 or 0 for each: what a consumer's
  * settles queued together are written in one call
  */
 export const SETTLE: string = `${PRELUDE}

@@ -12,13 +12,14 @@
  * @internal
  */
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import type { Settled } from "./model.ts"
 
 export interface Settles<A> {
-  /** Queues a settle; succeeds with whether its token still held the job when it was written. */
-  readonly add: (item: A) => Effect.Effect<boolean, unknown>
+  /** Queues a settle; succeeds with what was written of it (false: its token no longer held the job). */
+  readonly add: (item: A) => Effect.Effect<Settled, unknown>
   /**
    * Runs a claim carrying the queued settles that `which` picks: `claim` writes them with its own
-   * work and returns, with its result, whether each was written (in their order).
+   * work and returns, with its result, what was written of each (in their order).
    */
   readonly carry: <B, E, R>(
     which: (item: A) => boolean,
@@ -27,18 +28,18 @@ export interface Settles<A> {
      * no longer waits for it to end before writing the other settles (its carried ones still end
      * with its answer).
      */
-    claim: (items: ReadonlyArray<A>, late: () => void) => Effect.Effect<readonly [B, ReadonlyArray<boolean>], E, R>
+    claim: (items: ReadonlyArray<A>, late: () => void) => Effect.Effect<readonly [B, ReadonlyArray<Settled>], E, R>
   ) => Effect.Effect<B, E, R>
 }
 
 interface Pending<A> {
   readonly item: A
-  readonly done: Deferred.Deferred<boolean, unknown>
+  readonly done: Deferred.Deferred<Settled, unknown>
 }
 
-const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<boolean>, unknown>) => {
+const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<Settled>, unknown>) => {
   batch.forEach((entry, i) =>
-    Deferred.doneUnsafe(entry.done, Exit.isSuccess(exit) ? Exit.succeed(exit.value[i] === true) : Exit.failCause(exit.cause))
+    Deferred.doneUnsafe(entry.done, Exit.isSuccess(exit) ? Exit.succeed(exit.value[i] ?? false) : Exit.failCause(exit.cause))
   )
 }
 
@@ -51,14 +52,14 @@ const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArr
 export const MAX_BATCH = 1000
 
 /**
- * `write` writes a batch in one round trip, saying for each whether it was written. `close` marks
+ * `write` writes a batch in one round trip, saying for each what was written (`Settled`). `close` marks
  * the store closed (see `Closing.close`): called before the queued settles fail at the scope's
  * close, which comes before the store's own closed flag (finalizers run in reverse). Failed while
  * the store still said it was open, a consumer retried its settle on its clock, a TestClock's in a
  * test, and its close waited for ever.
  */
 export const make = <A>(
-  write: (batch: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<boolean>, unknown>,
+  write: (batch: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<Settled>, unknown>,
   scope: Scope.Scope,
   close: () => void = () => {}
 ): Settles<A> => {
@@ -117,7 +118,7 @@ export const make = <A>(
     add: (item) =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(closedError())
-        const done = Deferred.makeUnsafe<boolean, unknown>()
+        const done = Deferred.makeUnsafe<Settled, unknown>()
         pending.push({ item, done })
         if (!writing) {
           writing = true

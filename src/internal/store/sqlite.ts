@@ -49,6 +49,7 @@ import {
   retainPass,
   retainRules,
   retentionField,
+  type Settled,
   type Settlement,
   type ListFilter,
   type State,
@@ -1478,7 +1479,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         Number(run("UPDATE wp_job SET progress = ? WHERE lease_token = ? AND state = 'running'", value, token).changes) > 0)
 
     const settle = (token: string, settlement: Settlement) =>
-      write("settle", () => {
+      write("settle", (): Settled => {
         const now = time()
         const fence = "WHERE lease_token = ? AND state = 'running'"
         const lease = "lease_token = NULL, lease_until = NULL"
@@ -1507,7 +1508,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                   token
                 ).changes
               ) > 0
-            ) return true
+            ) return "cancelled"
             if (settlement._tag === "Release" && settlement.delay === undefined) {
               return Number(run(`UPDATE wp_job SET state = 'queued', attempts = attempts - 1, ${lease} ${fence}`, token).changes) > 0
             }
