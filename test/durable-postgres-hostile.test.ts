@@ -213,7 +213,7 @@ else {
               // what the enqueue sent is heard before the settle (a fence of our own after it)
               yield* client`SELECT pg_notify(${channel}, 'fence')`
               while ((yield* Queue.take(notes)).payload !== "fence") {}
-              assert.isTrue(yield* store.settle(claim!.token, settlement))
+              assert.strictEqual(yield* store.settle(claim!.token, settlement), cancelled ? "cancelled" : true)
               yield* client`SELECT pg_notify(${channel}, 'fence')`
               const payloads: Array<string> = []
               for (let p = (yield* Queue.take(notes)).payload; p !== "fence"; p = (yield* Queue.take(notes)).payload) payloads.push(p)
