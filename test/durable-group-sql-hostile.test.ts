@@ -214,6 +214,32 @@ for (const [name, layer, database, hearsAll] of stores) {
         assert.fail(`z never served; Echo claims (taken/dueIn): ${seen.join(", ")}`)
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // Was a bug (fixed): an empty claim's stop was forgotten as soon as the stored cursor moved, so a
+    // busy consumer whose cursor went between two hot keys at every claim made each of an idle
+    // consumer's claims a fresh round of the budget's first keys after the cursor: a job of its task
+    // further on was never claimed (30 of 30 claims). The round now goes on from its stop to the
+    // cursor it began at.
+    it.live("a job past the key budget is claimed while a busy consumer's claims move the cursor between two hot keys", () =>
+      Effect.gen(function*() {
+        const { provide, store } = yield* capped(layer, 200)
+        for (const group of ["k000", "k100"]) {
+          yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 50 }, (_, n) => ({ payload: { n }, options: { group } }))))
+        }
+        const job = yield* provide(JobQueue.enqueue(Other, { n: 1000 }, { group: "k080" }))
+        const running: Array<string> = []
+        const seen: Array<string> = []
+        for (let claims = 1; claims <= 20; claims++) {
+          // the busy consumer takes the free hot key's job and keeps one running: the cursor goes to it
+          const busy = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 200, lease: 60_000 })
+          running.push(...busy.claims.map((c) => c.token))
+          while (running.length > 1) yield* store.settle(running.shift()!, { _tag: "Final", state: "succeeded", exit: null })
+          const mine = yield* claimOf(store, ["Other"])
+          seen.push(`${busy.claims.map((c) => c.job.group).join("+")} ${mine.claims.length}/${mine.dueIn}`)
+          if (mine.claims.some((c) => c.job.id === job.id)) return
+        }
+        assert.fail(`k080 never served; busy keys, Other claims (taken/dueIn): ${seen.join(", ")}`)
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     it.live("fair claims over two capped queues take one job of each key of each in turn, and the next claim goes on with the keys after", () =>
       Effect.gen(function*() {
         const { provide, store } = yield* capped(layer, 0)

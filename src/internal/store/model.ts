@@ -298,7 +298,7 @@ export interface GroupPhase {
 
 /** What a grouped claim's walk of a queue did: `cut` short by its budget, after `last`; `offered` jobs. */
 export interface GroupWalked {
-  /** The queue's stored cursor the walk read. */
+  /** The cursor its round began at (and ends at): the stored one, read by the round's first claim. */
   readonly cursor: string | null
   /** When its round began: its first claim's time (see `groupRounds`). */
   readonly since: number
@@ -317,8 +317,10 @@ export interface GroupWalked {
  * may take several claims. A claim that took jobs stores its cursor (past the keys it saw when it
  * took all it offered). An empty one stores nothing: on SQLite a write's commit wakes every consumer
  * of the file, and a capped queue with many delayed-only keys was claimed about once a millisecond.
- * It is remembered here instead, per queue and claim's tasks, while the stored cursor stays the one
- * it read; the round ends at that cursor, so empty claims stop and the consumer waits. Per tasks: a
+ * It is remembered here instead, per queue and claim's tasks, with the stored cursor its round began
+ * at; the round ends at that cursor, so empty claims stop and the consumer waits. It does so even if
+ * the stored cursor moved since: another consumer of the queue taking jobs moves it at every claim,
+ * and a round begun afresh each time walked only the budget's keys after it, never a key further on. Per tasks: a
  * key one consumer's walk passed gave nothing to its tasks, not to another consumer's (sharing the
  * stop, a consumer went on past keys with its jobs that it never saw, and waited). A round spans its
  * claims' times: a delayed job due between them in a key walked before is neither taken nor still
@@ -340,7 +342,7 @@ export interface GroupWalked {
  * ```ts
  * const rounds = groupRounds(() => false)
  * const { phases, ...round } = rounds.round("default", ["Echo"], null, 0, 0) // [{ index: 0, from: "", inclusive: true, stop: null }]
- * const walked = { cursor: null, ...round, cut: false, last: undefined, offered: 0 }
+ * const walked = { ...round, cut: false, last: undefined, offered: 0 }
  * const again = rounds.again("default", walked) // false: a round of one claim
  * const cursor = rounds.settled("default", ["Echo"], walked, 0, undefined)
  * ```
@@ -351,11 +353,16 @@ export const groupRounds = (changedSince: (version: number, queue: string) => bo
     { readonly cursor: string | null; readonly phase: number; readonly key: string; readonly since: number; readonly version: number }
   >()
   const roundOf = (queue: string, tasks: ReadonlyArray<string>) => JSON.stringify([queue, ...tasks])
+  /** A round from `cursor`: the keys after it, then from the first up to it. */
+  const phasesFrom = (cursor: string | null): ReadonlyArray<GroupPhase> =>
+    cursor === null
+      ? [{ index: 0, from: "", inclusive: true, stop: null }]
+      : [{ index: 0, from: cursor, inclusive: false, stop: null }, { index: 1, from: "", inclusive: true, stop: cursor }]
   return {
     /**
-     * The stretches a claim of `queue` for `tasks` at `now` walks, when their round began, and its
-     * change count then if it goes on from an empty claim's stop (if `cursor` is still the one that
-     * read). `version`: the store's change count read before the claim looked at the store.
+     * The stretches a claim of `queue` for `tasks` at `now` walks, the cursor their round began at,
+     * when it began, and its change count then: an empty claim's stop's if it goes on from one (from
+     * the stop's cursor, not `cursor`, the one stored now). `version`: the store's change count read before the claim looked at the store.
      */
     round: (
       queue: string,
@@ -363,14 +370,21 @@ export const groupRounds = (changedSince: (version: number, queue: string) => bo
       cursor: string | null,
       now: number,
       version: number
-    ): { readonly phases: ReadonlyArray<GroupPhase>; readonly since: number; readonly version: number; readonly resumed: boolean } => {
-      const round: ReadonlyArray<GroupPhase> = cursor === null
-        ? [{ index: 0, from: "", inclusive: true, stop: null }]
-        : [{ index: 0, from: cursor, inclusive: false, stop: null }, { index: 1, from: "", inclusive: true, stop: cursor }]
+    ): {
+      readonly phases: ReadonlyArray<GroupPhase>
+      readonly cursor: string | null
+      readonly since: number
+      readonly version: number
+      readonly resumed: boolean
+    } => {
       const stop = stops.get(roundOf(queue, tasks))
-      if (stop === undefined || stop.cursor !== cursor) return { phases: round, since: now, version, resumed: false }
+      if (stop === undefined) return { phases: phasesFrom(cursor), cursor, since: now, version, resumed: false }
+      // on to the cursor the round began at, though the stored one may have moved since (see above)
       return {
-        phases: round.slice(stop.phase).map((phase, i) => i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase),
+        phases: phasesFrom(stop.cursor).slice(stop.phase).map((phase, i) =>
+          i === 0 ? { ...phase, from: stop.key, inclusive: false } : phase
+        ),
+        cursor: stop.cursor,
         since: Math.min(stop.since, now),
         version: stop.version,
         resumed: true

@@ -2405,7 +2405,7 @@ export const makeWith = (
           for (const list of lists) if (list[round] !== undefined && jobs.length < limit) jobs.push(list[round]!)
           if (jobs.length === before) break
         }
-        const walked: GroupWalked = { cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: jobs.length }
+        const walked: GroupWalked = { cursor: round.cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: jobs.length }
         return { jobs, keyOf, full, walked }
       })
 

@@ -1352,7 +1352,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             }
             if (out.length === before) break
           }
-          const walked: GroupWalked = { cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: out.length }
+          const walked: GroupWalked = { cursor: round.cursor, since: round.since, version: round.version, resumed: round.resumed, cut, last, offered: out.length }
           walks.set(queue, walked)
           self.more ||= cut || rounds.again(queue, walked)
           return out
