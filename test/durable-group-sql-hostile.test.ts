@@ -15,7 +15,7 @@ import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
-import type { Claimed, Store } from "../src/internal/store/model.ts"
+import { type Claimed, groupRounds, type Store } from "../src/internal/store/model.ts"
 import { Echo, tick } from "./durable/conformance.ts"
 import { enabled, freshSchema, testLayer } from "./durable/postgres.ts"
 
@@ -357,3 +357,29 @@ for (const [name, layer, database, hearsAll] of stores) {
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 }
+
+describe("groupRounds", () => {
+  /** An empty claim of `queue` cut short at key "k": it leaves a stop. */
+  const stopIn = (rounds: ReturnType<typeof groupRounds>, queue: string) => {
+    const { phases: _, ...round } = rounds.round(queue, ["Echo"], null, 0, 0)
+    rounds.settled(queue, ["Echo"], { ...round, cut: true, last: { phase: 0, key: "k" }, offered: 0 }, 0, undefined)
+  }
+  const resumed = (rounds: ReturnType<typeof groupRounds>, queue: string) => rounds.round(queue, ["Echo"], null, 0, 0).resumed
+
+  // Was unbounded: a stop of a queue whose consumers stopped, or that was purged, stayed for the
+  // process's life (per-tenant queues times task sets).
+  it("keeps at most its bound of stops, the oldest stored dropped", () => {
+    const rounds = groupRounds(() => false, 3)
+    for (const queue of ["a", "b", "c"]) stopIn(rounds, queue)
+    // a's stop stored again: now the newest
+    stopIn(rounds, "a")
+    stopIn(rounds, "d")
+    assert.deepStrictEqual(["a", "b", "c", "d"].map((queue) => resumed(rounds, queue)), [true, false, true, true])
+  })
+
+  it("keeps 1,024 stops by default", () => {
+    const rounds = groupRounds(() => false)
+    for (let n = 0; n <= 1024; n++) stopIn(rounds, `q${n}`)
+    assert.deepStrictEqual([resumed(rounds, "q0"), resumed(rounds, "q1"), resumed(rounds, "q1024")], [false, true, true])
+  })
+})

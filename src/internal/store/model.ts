@@ -338,6 +338,10 @@ export interface GroupWalked {
  * counts for every queue: unrelated writes of another process cost at most one round more per round,
  * as each already wakes an idle consumer for a round of its own.
  *
+ * At most `maxStops` stops are kept, the oldest dropped: nothing else forgets the queues whose
+ * consumers stopped or were purged (per-tenant queues, task sets), and a dropped stop costs only a
+ * round begun afresh.
+ *
  * @example
  * ```ts
  * const rounds = groupRounds(() => false)
@@ -347,7 +351,7 @@ export interface GroupWalked {
  * const cursor = rounds.settled("default", ["Echo"], walked, 0, undefined)
  * ```
  */
-export const groupRounds = (changedSince: (version: number, queue: string) => boolean) => {
+export const groupRounds = (changedSince: (version: number, queue: string) => boolean, maxStops = 1024) => {
   const stops = new Map<
     string,
     { readonly cursor: string | null; readonly phase: number; readonly key: string; readonly since: number; readonly version: number }
@@ -414,7 +418,10 @@ export const groupRounds = (changedSince: (version: number, queue: string) => bo
         return walked.cut && taken === walked.offered && walked.last !== undefined ? walked.last.key : lastTaken
       }
       if (walked.cut && walked.offered === 0 && walked.last !== undefined) {
+        // last in the map's order: the oldest stop is first, dropped past the bound
+        stops.delete(round)
         stops.set(round, { cursor: walked.cursor, since: walked.since, version: walked.version, ...walked.last })
+        if (stops.size > maxStops) stops.delete(stops.keys().next().value!)
       }
       else if (!walked.cut) stops.delete(round)
       return undefined
