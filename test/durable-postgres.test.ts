@@ -319,6 +319,33 @@ else {
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_due"), [[LATEST], ["wp_job_group_due"]])
       }), { timeout: 60_000 })
 
+    // Was a bug (fixed): an invalid wp_job_group_due, which a failed or cancelled CREATE INDEX
+    // CONCURRENTLY pre-build (docs/durable.md, "Rolling upgrades") leaves, was kept by the migration's
+    // CREATE INDEX IF NOT EXISTS: no plan uses it, and each claim's probe of a key read the table.
+    it.live("a schema of version 13 with an invalid wp_job_group_due (a pre-build that failed) is migrated to a valid one", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        yield* Effect.provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }]), layer(schema))
+        yield* backToBeforeGroupDue(S)
+        // unique over the queue of two jobs: the concurrent build fails, and leaves its index invalid
+        yield* Effect.flip(Effect.tryPromise(() =>
+          admin((sql) => sql.unsafe(`CREATE UNIQUE INDEX CONCURRENTLY wp_job_group_due ON ${S}.wp_job (queue)`))
+        ))
+        const index = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ valid: boolean; def: string }>`
+              SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
+              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = ${schema} AND c.relname = 'wp_job_group_due'`
+          )
+        ).pipe(Effect.map((rows) => rows.map((row) => [row.valid, /\(queue, group_key, visible_at\) WHERE/.test(row.def)])))
+        assert.deepStrictEqual(yield* index, [[false, false]], "left invalid")
+        yield* Effect.provide(JobQueue.setGroupConcurrency("default", 1), layer(schema))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_due"), [[LATEST], ["wp_job_group_due"]])
+        assert.deepStrictEqual(yield* index, [[true, true]], "built again by the migration, valid")
+      }), { timeout: 60_000 })
+
     it.live("a schema from before the dedup modes is migrated in place: its jobs keep their keys (held until they finish), and the new modes work on it", () =>
       Effect.gen(function*() {
         const schema = freshSchema()

@@ -953,6 +953,22 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
   return found
 }
 
+/**
+ * Before a migration's `CREATE INDEX IF NOT EXISTS` (an index an operator may build first with
+ * CREATE INDEX CONCURRENTLY, docs/durable.md "Rolling upgrades"): drops an invalid index of that
+ * name in `schema`, which a failed or cancelled concurrent build leaves. IF NOT EXISTS would keep
+ * it, the planner never uses it, and the claims it is for read the table instead.
+ */
+const dropInvalidIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
+  Effect.gen(function*() {
+    const name = /CREATE INDEX IF NOT EXISTS (\w+)/.exec(statement)?.[1]
+    if (name === undefined) return
+    const invalid = yield* sql<{ name: string }>`
+      SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = ${schema} AND c.relname = ${name} AND NOT i.indisvalid`
+    if (invalid.length > 0) yield* sql.unsafe(`DROP INDEX "${schema}".${name}`).raw
+  })
+
 /** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
 const knownVersion = (stored: string): boolean => /^\d{1,9}$/.test(stored) && Number(stored) <= MIGRATIONS.length
 
@@ -1505,6 +1521,7 @@ export const makeWith = (
         for (let v = version; v < MIGRATIONS.length; v++) {
           // one statement at a time: a prepared statement holds one command
           for (const statement of MIGRATIONS[v]!(`"${cfg.schema}"`).split(";").filter((text) => text.trim() !== "")) {
+            yield* dropInvalidIndex(sql, cfg.schema, statement)
             yield* sql.unsafe(statement).raw
           }
         }
