@@ -86,6 +86,7 @@ import {
   reapedOf,
   groupBudget,
   groupRounds,
+  type GroupPhase,
   type GroupWalked
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
@@ -271,6 +272,29 @@ export const groupWalk = (
     WHERE w.g IS NOT NULL ${stop === null ? sql`` : sql`AND w.g <= ${stop}`}
     ORDER BY w.n, h.rank DESC, h.seq`
 }
+
+/**
+ * Whether a grouped claim's walk has a key left to see: one in the rest of the first of `phases`
+ * (after `from`, or from it, `inclusive`) or in the phases after it.
+ */
+const groupAhead = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  queue: string,
+  phases: ReadonlyArray<GroupPhase>,
+  from: string,
+  inclusive: boolean
+) =>
+  Effect.gen(function*() {
+    for (const [i, phase] of phases.entries()) {
+      const after = i === 0 ? { from, inclusive } : phase
+      const rows = yield* sql`SELECT 1 AS one FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'queued'
+        AND group_key ${sql.literal(after.inclusive ? ">=" : ">")} ${after.from}::text
+        ${phase.stop === null ? sql`` : sql`AND group_key <= ${phase.stop}`} LIMIT 1`
+      if (rows.length > 0) return true
+    }
+    return false
+  })
 
 /** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
 const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
@@ -2390,7 +2414,8 @@ export const makeWith = (
           let inclusive = phase.inclusive
           while (lists.length < limit) {
             if (visits >= budget) {
-              cut = true
+              // cut only with a key left to see: a budget that ran out on the round's last key saw them all
+              cut = yield* groupAhead(sql, S, queue, round.phases.slice(round.phases.indexOf(phase)), from, inclusive)
               break walk
             }
             // full keys are walked past: as many as run, at most

@@ -1320,12 +1320,13 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             let at = phase.from
             let inclusive = phase.inclusive
             while (lists.length < limit) {
+              const next = (inclusive ? groupFirst : groupNext).get(queue, at, phase.stop) as { g: string } | undefined
+              if (next === undefined) break
+              // cut only with a key left to see: a budget that ran out on the round's last key saw them all
               if (visits >= budget) {
                 cut = true
                 break walk
               }
-              const next = (inclusive ? groupFirst : groupNext).get(queue, at, phase.stop) as { g: string } | undefined
-              if (next === undefined) break
               at = next.g
               inclusive = false
               visits++
