@@ -78,6 +78,7 @@ import {
   cursorTime,
   decodeRetention,
   encodeRetention,
+  GROUP_VISITS,
   holdShown,
   type LatencyCursor,
   latencyOf,
@@ -1251,7 +1252,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         const counts = new Map<string, number>()
         const more = new Set<string>()
         const due = new Map<string, { readonly dueIn: string; readonly dueAt: string }>()
-        const args = [NOW(), String(request.limit), String(request.tasks.length), ...request.tasks]
+        const args = [NOW(), String(request.limit), String(request.tasks.length), ...request.tasks, String(GROUP_VISITS)]
         // every queue's look sent at once (on one server `MANY_QUEUES` a script), each bounded
         const failed = yield* eachQueue(
           "peek",
@@ -1347,7 +1348,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
                     tokens.random,
                     String(first),
                     `:${queue}`,
-                    dueMarkers.has(queue) ? tokens.random : ""
+                    dueMarkers.has(queue) ? tokens.random : "",
+                    String(GROUP_VISITS)
                   ),
                   ([flats, held, settled, due, dueAt, cap]) => [[flats, held, due, dueAt, cap] as const, settled.map(settledOf)] as const
                 )

@@ -38,8 +38,11 @@
  *                     ungrouped jobs stay in `B:ready:<task>`
  * - `B:groups`        zset: the keys whose `B:gq:<group>` holds jobs, all scored 0 (in key order:
  *                     a claim walks them by ZRANGEBYLEX from the one after meta `groupCursor`)
- * - `B:grun:<group>`  set: the ids of the key's jobs a claim started; a claim counts those still
- *                     in `B:running` (and drops the others): a count no missed write leaves wrong
+ * - `B:grun:<group>`  set: the ids of the key's running jobs a claim started (its size, read by
+ *                     each claim: every way a job stops running takes it out)
+ * - `B:gstop`         hash: where an empty claim whose walk of the keys its budget cut short
+ *                     stopped, per claim's tasks (field: the tasks as JSON), for the next to go on
+ *                     (see `groupedPick`); gone when the round ends
  * - `B:seq`           counter
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
@@ -169,14 +172,13 @@ local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible", "group")
   placeAs(id, f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4]), now, f[5])
 end
--- how many of the key's jobs run: those a claim started (B:grun) still in B:running, the others dropped
+-- how many of the key's jobs run: the size of its running set, O(1) however many keys a claim
+-- passes at their cap. Every way a job stops running takes it out (endLease, a settle's groupEnded),
+-- a cap removed deletes the sets and a purge takes a deleted job out: a claim that read the members
+-- to drop stale ones cost a SMEMBERS and a ZSCORE per running job of each key it passed (10,000 keys
+-- at their cap: 123 ms per empty claim, the server blocked)
 local function runningOf(g)
-  local key = B .. ":grun:" .. g
-  local n = 0
-  for _, id in ipairs(redis.call("SMEMBERS", key)) do
-    if redis.call("ZSCORE", B .. ":running", id) then n = n + 1 else redis.call("SREM", key, id) end
-  end
-  return n
+  return redis.call("SCARD", B .. ":grun:" .. g)
 end
 -- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) a claim could take past the
 -- queue's cap: their ready sets', and under a per-key cap one per key with jobs waiting (of any task:
@@ -198,12 +200,30 @@ end
 -- memory store): the keys in turn from the one after meta groupCursor, wrapping, the ungrouped jobs
 -- (B:ready of the tasks ARGV[from + 1 .. from + count]) taking the turn of the key "", each key its
 -- best jobs of these tasks up to its free slots, one per key per round, at most limit. Each key is
--- one ZRANGE, whatever its backlog. → the picks ({key, member, score, text: the score as Redis gave it, group}) in order, and whether
--- a key had more jobs than free slots
-local function groupedPick(limit, from, count)
+-- one ZRANGE, whatever its backlog, a key at its cap one SCARD.
+--
+-- The walk visits at most a budget of keys (\`groupBudget\` in model.ts: limit, the queue's running
+-- jobs, which bound its running keys, and visits, ARGV GROUP_VISITS), however many keys hold only jobs
+-- of tasks this claim does not run: cut short there, the claim answers dueIn 0 (claim again at once)
+-- and the next claim of these tasks goes on after the last key it visited, so that a round of many
+-- keys takes several claims (see \`groupRounds\`). An empty cut claim stores where it stopped in
+-- B:gstop (field: the tasks, as JSON; value: the cursor it read, the stretch of the round and the
+-- key), one hash write that wakes nobody (consumers wake on B:marker alone); the stop holds while
+-- groupCursor is the one it read, and goes when the round ends or a claim takes jobs. Per tasks: a
+-- key one consumer's walk passed gave nothing to its tasks, not to another's. A job made ready in a
+-- key the round passed, or a slot freed there, adds the marker (placeAs, slotFreed): the consumer's
+-- next wait ends at once and its claim starts a fresh round.
+-- → the picks ({key, member, score, text: the score as Redis gave it, group}) in order, whether a key
+-- had more jobs than free slots, whether the walk was cut short, and a function that stores the walk's
+-- end after a claim that took taken of the picks (a claim; a look that took nothing, to go on)
+local function groupedPick(limit, from, count, visits)
   local cap = groupCap()
   local handles = {}
-  for t = 1, count do handles[ARGV[from + t]] = true end
+  local tasks = {}
+  for t = 1, count do
+    handles[ARGV[from + t]] = true
+    tasks[t] = ARGV[from + t]
+  end
   local lists = {}
   local full = false
   local function visit(g)
@@ -219,8 +239,13 @@ local function groupedPick(limit, from, count)
     else
       local key = B .. ":gq:" .. g
       local free = math.min(limit, cap - runningOf(g))
+      if free <= 0 then
+        -- at its cap: its jobs wait (B:groups lists only keys with jobs)
+        if free < limit then full = true end
+        return
+      end
       -- one more than it may take: whether its slots, not its jobs, ran out
-      local r = redis.call("ZRANGE", key, 0, math.max(0, free), "WITHSCORES")
+      local r = redis.call("ZRANGE", key, 0, free, "WITHSCORES")
       for i = 1, #r, 2 do
         if #list >= free then
           if free < limit then full = true end
@@ -232,43 +257,86 @@ local function groupedPick(limit, from, count)
     end
     if #list > 0 then lists[#lists + 1] = list end
   end
-  local function walk(min, max)
+  local budget = limit + redis.call("ZCARD", B .. ":running") + visits
+  local seen = 0
+  local cut = false
+  -- the last key visited: its stretch of the round and the key
+  local last
+  -- the keys from min to max (ZRANGEBYLEX bounds), stretch index of the round; false once cut short
+  local function walk(index, min, max)
     while #lists < limit do
       local keys = redis.call("ZRANGEBYLEX", B .. ":groups", min, max, "LIMIT", 0, 100)
       for _, g in ipairs(keys) do
-        if #lists >= limit then return end
+        if #lists >= limit then return true end
+        -- cut only with a key left to visit: a budget that runs out on the round's last key saw them all
+        if seen >= budget then
+          cut = true
+          return false
+        end
         visit(g)
+        seen = seen + 1
+        last = {p = index, k = g}
       end
-      if #keys < 100 then return end
+      if #keys < 100 then return true end
       min = "(" .. keys[#keys]
     end
+    return true
   end
   local cursor = redis.call("HGET", B .. ":meta", "groupCursor")
+  -- the round's stretches, in order: {the ungrouped jobs} or {min, max} of the keys
+  local round
   if not cursor then
-    visit("")
-    walk("-", "+")
+    round = {{}, {"-", "+"}}
   elseif cursor == "" then
-    walk("-", "+")
-    if #lists < limit then visit("") end
+    round = {{"-", "+"}, {}}
   else
-    walk("(" .. cursor, "+")
-    if #lists < limit then visit("") end
-    walk("-", "[" .. cursor)
+    round = {{"(" .. cursor, "+"}, {}, {"-", "[" .. cursor}}
+  end
+  local field = cjson.encode(tasks)
+  local first = 1
+  local stored = redis.call("HGET", B .. ":gstop", field)
+  if stored then
+    local stop = cjson.decode(stored)
+    -- its round still the one from the cursor it read (false: none then)
+    if stop.c == (cursor or false) then
+      first = stop.p
+      round[first] = {"(" .. stop.k, round[first][2]}
+    end
+  end
+  for index = first, #round do
+    local stretch = round[index]
+    if #lists >= limit then break end
+    if stretch[1] == nil then visit("")
+    elseif not walk(index, stretch[1], stretch[2]) then break end
   end
   local picked = {}
-  local round = 1
+  local turn = 1
   while #picked < limit do
     local any = false
     for _, list in ipairs(lists) do
-      if list[round] and #picked < limit then
-        picked[#picked + 1] = list[round]
+      if list[turn] and #picked < limit then
+        picked[#picked + 1] = list[turn]
         any = true
       end
     end
     if not any then break end
-    round = round + 1
+    turn = turn + 1
   end
-  return picked, full
+  local function settled(taken)
+    if taken > 0 then
+      -- the next claim's turn starts after the last key served, or, every job the walk found taken
+      -- and the walk cut short, after the last key it visited (those before gave what they had)
+      local after = picked[taken].group
+      if cut and taken == #picked and last then after = last.k end
+      redis.call("HSET", B .. ":meta", "groupCursor", after)
+      if stored then redis.call("HDEL", B .. ":gstop", field) end
+    elseif cut and last then
+      redis.call("HSET", B .. ":gstop", field, cjson.encode({c = cursor or false, p = last.p, k = last.k}))
+    elseif stored then
+      redis.call("HDEL", B .. ":gstop", field)
+    end
+  end
+  return picked, full, cut, settled
 end
 -- the jobs this script moved (promoted, reaped): a script over several queues (\`many\`) stops at a
 -- budget of them, the server blocked for each
@@ -618,14 +686,16 @@ export const CLAIMED_FIELDS = [
  * ARGV: now, limit, lease, taskCount, tasks..., settleCount, settles (5 each, as SETTLE's)...,
  * tokenRandom, tokenFirst, tokenSuffix (the n-th job taken, from 0, gets the token tokenRandom ..
  * %012d of tokenFirst + n .. tokenSuffix), holder (the store's id if it holds the queue's delayed
- * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left)
+ * marker, else ""; its `B:held` entry follows the soonest delayed job, or goes when none is left),
+ * visits (`GROUP_VISITS`: a per-key cap's walk of keys, see `groupedPick`)
  * → {array of HMGET of CLAIMED_FIELDS, limitedFor, settled, dueIn, dueAt, capped}: first the settles (a busy
  * consumer's claim carries those of the jobs whose slots it fills; `settled` says 1, 2 or 0 for each),
  * then the claim: with a rate limit, at most what the queue's window allows (its oldest claims at
  * least `rateInterval` old, and the slots never used), recorded in the window; `limitedFor` (ms, as
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
- * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same). With a cap
+ * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same); `dueIn` "0" when
+ * a per-key cap's walk of keys stopped at its budget with fewer jobs than asked for. With a cap
  * (`concurrency`), at most its free slots; `capped` "1" when the cap held ready jobs back (it gave all
  * its slots and jobs of these tasks are left: no time frees a slot, a settle or reap wakes), else "0".
  */
@@ -663,10 +733,12 @@ limit, rateLimit, rateInterval, capBound = allowedNow(now, limit)
 -- comparing their heads, job by job
 local taken = {}
 local groupFull = false
+-- a walk of the queue's keys cut short by its budget (see groupedPick): claim again at once
+local groupCut = false
 if groupCap() > 0 then
   if limit > 0 then
-    local picked
-    picked, groupFull = groupedPick(limit, 4, taskCount)
+    local picked, settledPick
+    picked, groupFull, groupCut, settledPick = groupedPick(limit, 4, taskCount, tonumber(ARGV[tokenAt + 5]))
     for _, p in ipairs(picked) do
       local id = string.sub(p.member, 17)
       redis.call("ZREM", p.key, p.member)
@@ -676,8 +748,7 @@ if groupCap() > 0 then
         if redis.call("ZCARD", p.key) == 0 then redis.call("ZREM", B .. ":groups", p.group) end
       end
     end
-    -- the next claim's turn starts after the last key served
-    if #picked > 0 then redis.call("HSET", B .. ":meta", "groupCursor", picked[#picked].group) end
+    settledPick(#picked)
   end
 elseif taskCount == 1 and limit > 0 then
   local popped = redis.call("ZPOPMIN", B .. ":ready:" .. ARGV[5], limit)
@@ -746,13 +817,14 @@ if #out > 0 then markReady() end
 local capped = "0"
 if (capBound and #out == limit and readyOf(4, taskCount) > 0) or (groupFull and #out < wanted) then capped = "1" end
 local due = soonest()
-if not due[1] then return {out, limitedFor, settled, "", "", capped} end
-return {out, limitedFor, settled, tostring(tonumber(due[2]) - now), due[2], capped}
+local dueIn = due[1] and tostring(tonumber(due[2]) - now) or ""
+if groupCut and #out < wanted then dueIn = "0" end
+return {out, limitedFor, settled, dueIn, due[2] or "", capped}
 `
 
 /**
  * The first step of a claim of several queues (see `redis.ts`'s `allotments`): ARGV: now, limit,
- * taskCount, tasks... → {heads, dueIn, dueAt, limited}: heads, the score (−rank, as Redis keeps it)
+ * taskCount, tasks..., visits (as CLAIM's) → {heads, dueIn, dueAt, limited}: heads, the score (−rank, as Redis keeps it)
  * and creation time of each of the best `limit` ready jobs of these tasks, best first, at most as
  * many as the queue's rate window and its cap allow now (as CLAIM counts them), none while it is paused: {score,
  * created, score, created, ...}; dueIn and dueAt, the queue's soonest delayed job as CLAIM gives it
@@ -778,9 +850,12 @@ local wanted = tonumber(ARGV[2])
 local limit, rateLimit, _, capBound = allowedNow(now, wanted)
 local heads = {}
 local groupFull = false
+local groupCut = false
 if limit > 0 and groupCap() > 0 then
-  local picked
-  picked, groupFull = groupedPick(limit, 3, tonumber(ARGV[3]))
+  local picked, settledPick
+  picked, groupFull, groupCut, settledPick = groupedPick(limit, 3, tonumber(ARGV[3]), tonumber(ARGV[4 + tonumber(ARGV[3])]))
+  -- a look that found nothing is the queue's claim (none follows): the round goes on from its stop
+  if #picked == 0 then settledPick(0) end
   -- what the claim would take (its keys' turn), scored as they are
   for _, p in ipairs(picked) do heads[#heads + 1] = {p.member, p.text} end
 elseif limit > 0 then
@@ -799,6 +874,8 @@ for i = 1, math.min(limit, #heads) do
   out[#out + 1] = redis.call("HGET", jobKey(string.sub(heads[i][1], 17)), "created")
 end
 local dueIn, dueAt = soonest()
+-- cut short by its budget of keys: the next claim looks again at once
+if groupCut and #out / 2 < wanted then dueIn = "0" end
 local limited = "0"
 -- out holds two values a job (a key cut short with fewer jobs than wanted was not limited once
 -- half as many as wanted came back: its queue's claim, given that share, took it all and the claim
@@ -991,7 +1068,7 @@ local function forgotten(gone, index, now)
   if redis.call("ZCARD", B .. ":all") > 0 then return 0 end
   -- B:all holds every job until it is purged: none queued, delayed, running or finished
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
-  redis.call("DEL", B .. ":groups")
+  redis.call("DEL", B .. ":groups", B .. ":gstop")
   redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
     B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
   local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "heldUntil", "groupConcurrency")
@@ -1139,7 +1216,7 @@ if groups ~= "" then
       end
       redis.call("DEL", key)
     end
-    redis.call("DEL", B .. ":groups")
+    redis.call("DEL", B .. ":groups", B .. ":gstop")
     runningKeys(function(key) redis.call("DEL", key) end)
     -- the keys' turn stays for a cap set again (as the other stores keep it), but not in the meta
     -- hash of a queue a purge dropped: no purge would visit it again
