@@ -469,6 +469,33 @@ describe("per-key caps, hostile", () => {
         }
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
+    // the stored stop (B:gstop) was used only while the queue's cursor was the one it read: a busy
+    // consumer whose claims moved the cursor between two hot keys threw the other consumer's stop away
+    // at each claim, and its claims (cut short by their budget) only ever saw the keys after the
+    // cursor: a job past them never ran (as on SQLite and Postgres before 1973f66). A stop now keeps
+    // its round's cursor. (Third's ready jobs fill the keys: delayed jobs are not in B:groups on Redis)
+    it.live("Redis: a job past the key budget is claimed while a busy consumer's claims move the cursor between two hot keys", () =>
+      withStore(Rd.testLayer(), (store) =>
+        Effect.gen(function*() {
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          const keys = Array.from({ length: 200 }, (_, n) => `k${String(n).padStart(3, "0")}`)
+          yield* store.enqueueAll(keys.map((group) => newJob(Q, { group, task: "Third" })))
+          for (const group of ["k000", "k100"]) yield* store.enqueueAll(Array.from({ length: 50 }, () => newJob(Q, { group })))
+          const job = yield* store.enqueue(newJob(Q, { group: "k080", task: "Other" }))
+          const running: Array<string> = []
+          const seen: Array<string> = []
+          for (let claims = 1; claims <= 20; claims++) {
+            // the busy consumer takes the free hot key's job and keeps one running: the cursor goes to it
+            const busy = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 200, lease: 60_000 })
+            running.push(...busy.claims.map((c) => c.token))
+            while (running.length > 1) yield* store.settle(running.shift()!, { _tag: "Final", state: "succeeded", exit: null })
+            const mine = yield* store.claim({ queues: [Q], tasks: ["Other"], limit: 1, lease: 60_000 })
+            seen.push(`${busy.claims.map((c) => c.job.group).join("+")} ${mine.claims.length}/${mine.dueIn}`)
+            if (mine.claims.some((c) => c.job.id === job.id)) return
+          }
+          assert.fail(`k080 never served; busy keys, Other claims (taken/dueIn): ${seen.join(", ")}`)
+        })), { timeout: 60_000 })
+
     it.effect("Redis: the same operations give the same answers as memory, and leave no B:gq / B:groups / B:grun key", () =>
       sameAsMemory(FIRST, SEEDS, (prefix) => Rd.testLayer(prefix), groupKeysOf), { timeout: 300_000 })
 

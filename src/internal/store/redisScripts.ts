@@ -282,7 +282,14 @@ local function groupedPick(limit, from, count, visits)
     end
     return true
   end
+  local field = cjson.encode(tasks)
+  local stored = redis.call("HGET", B .. ":gstop", field)
+  local stop = stored and cjson.decode(stored)
   local cursor = redis.call("HGET", B .. ":meta", "groupCursor")
+  -- a stop goes on with the round it began, from the cursor that round read, though another
+  -- consumer's claims moved the cursor since (dropped then, a busy consumer alternating two hot keys
+  -- reset the round at each claim: a key past the budget was never reached)
+  if stop then cursor = stop.c end
   -- the round's stretches, in order: {the ungrouped jobs} or {min, max} of the keys
   local round
   if not cursor then
@@ -292,16 +299,10 @@ local function groupedPick(limit, from, count, visits)
   else
     round = {{"(" .. cursor, "+"}, {}, {"-", "[" .. cursor}}
   end
-  local field = cjson.encode(tasks)
   local first = 1
-  local stored = redis.call("HGET", B .. ":gstop", field)
-  if stored then
-    local stop = cjson.decode(stored)
-    -- its round still the one from the cursor it read (false: none then)
-    if stop.c == (cursor or false) then
-      first = stop.p
-      round[first] = {"(" .. stop.k, round[first][2]}
-    end
+  if stop then
+    first = stop.p
+    round[first] = {"(" .. stop.k, round[first][2]}
   end
   for index = first, #round do
     local stretch = round[index]
