@@ -471,7 +471,7 @@ describe("a cancel asked for while an attempt runs, which then fails or is given
           assert.strictEqual(claim?.job.id, job.id)
           assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
           // the attempt fails (or is given back) before its heartbeat heard of the cancel
-          assert.isTrue(yield* store.settle(claim!.token, settlement))
+          assert.strictEqual(yield* store.settle(claim!.token, settlement), "cancelled")
           const info = yield* JobQueue.status(job.id)
           assert.strictEqual(info.state, "cancelled", JSON.stringify(info))
           assert.deepStrictEqual((yield* store.claim(request)).claims, [])
@@ -513,7 +513,7 @@ describe("a cancel asked for while an attempt runs, which then fails with a back
           awaiter = yield* Effect.forkChild(store.wait(HOUR, yield* store.version))
         }
         assert.isUndefined(awaiter.pollUnsafe(), "no awaiter stayed waiting")
-        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Retry", delay: HOUR, exit: "failed" }))
+        assert.strictEqual(yield* store.settle(claim!.token, { _tag: "Retry", delay: HOUR, exit: "failed" }), "cancelled")
         const woken = yield* Fiber.join(awaiter).pipe(Effect.timeout("10 seconds"), Effect.option)
         assert.strictEqual(woken._tag, "Some", "the awaiter of the cancelled job waits for its poll")
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")

@@ -461,7 +461,8 @@ class Model {
     if (settlement._tag !== "Final" && job.cancelRequested) {
       if (settlement._tag === "Release") job.attempts--
       this.endAs(job, "cancelled", null)
-      return true
+      // written, and ended otherwise than asked: the consumer tells Cancelled
+      return "cancelled" as const
     }
     switch (settlement._tag) {
       case "Final":
@@ -830,7 +831,7 @@ const runSeed = (store: Store, seed: number, steps: number, debug: boolean, mult
           })
           const held = model.holding(op.claim) !== undefined
           if (a && b) fail("settles together: both written")
-          if (held !== (a || b)) fail(`settles together: ${held ? "neither" : "one"} written (${a}, ${b})`)
+          if (held !== Boolean(a || b)) fail(`settles together: ${held ? "neither" : "one"} written (${a}, ${b})`)
           if (held) model.settle(op.claim, op.settlements[a ? 0 : 1])
           break
         }

@@ -175,7 +175,7 @@ const suite = (name: string, layer: () => Layer.Layer<JobStore.JobStore, any>) =
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "api" })
         const { claims } = yield* store.claim({ queues: ["api"], tasks: ["Echo"], limit: 1, lease: LEASE })
         assert.strictEqual(yield* JobQueue.cancel(job.id), "requested")
-        assert.isTrue(yield* store.settle(claims[0]!.token, { _tag: "Release", delay: 60_000 }))
+        assert.strictEqual(yield* store.settle(claims[0]!.token, { _tag: "Release", delay: 60_000 }), "cancelled")
         const info = yield* JobQueue.status(job.id)
         assert.deepStrictEqual([info.state, info.attempts, info.snoozes], ["cancelled", 0, 0])
       })))
