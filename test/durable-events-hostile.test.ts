@@ -22,37 +22,13 @@ import * as Task from "../src/Task.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Boom, Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { storeLayers } from "./durable/stores.ts"
+import { recorder, until } from "./durable/events.ts"
 import { Crash, Nap, Refused, Snoozy, Stamp } from "./fixtures/durable-thread-tasks.ts"
 import { waitFor, warnings } from "./helpers.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-events-hostile-"))
 let files = 0
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
-
-/** Collects the events told to `onEvent`, with when each came (the consumer's clock). */
-const recorder = () => {
-  const all: Array<JobQueue.JobEvent> = []
-  const at = new Map<JobQueue.JobEvent, number>()
-  return {
-    all,
-    at,
-    onEvent: (event: JobQueue.JobEvent) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        all.push(event)
-        at.set(event, now)
-      }),
-    of: (id: string) => all.filter((e) => e._tag !== "Dropped" && e.id === id) as Array<JobQueue.JobEvent & JobQueue.JobEventRef>,
-    tags: (id: string) =>
-      all.filter((e) => e._tag !== "Dropped" && e.id === id).map((e) => `${e._tag}:${"attempt" in e ? e.attempt : ""}`)
-  }
-}
-
-/** Ticks the clock until `done`, 100 ms at a time, at most `seconds`. */
-const until = (done: () => boolean, seconds = 60) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < seconds * 10 && !done(); i++) yield* tick(100)
-    assert.isTrue(done(), "the awaited events came")
-  })
 
 /** `layer`'s store with its `settle` and `heartbeat` wrapped by `wrap`'s (given the store's own). */
 const wrapped = (

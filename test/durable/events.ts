@@ -15,7 +15,7 @@ import { warnings } from "../helpers.ts"
 import { Boom, Echo, options, tick, tracked } from "./conformance.ts"
 
 /** Collects the events told to `onEvent`, as `tag:attempt` strings and whole. */
-const recorder = () => {
+export const recorder = () => {
   const all: Array<JobQueue.JobEvent> = []
   /** When each event reached the handler (the consumer's clock). */
   const at = new Map<JobQueue.JobEvent, number>()
@@ -27,14 +27,14 @@ const recorder = () => {
         all.push(event)
         at.set(event, now)
       }),
-    of: (id: string) => all.filter((e) => e._tag !== "Dropped" && e.id === id),
+    of: (id: string) => all.filter((e) => e._tag !== "Dropped" && e.id === id) as Array<JobQueue.JobEvent & JobQueue.JobEventRef>,
     tags: (id: string) =>
       all.filter((e) => e._tag !== "Dropped" && e.id === id).map((e) => `${e._tag}:${"attempt" in e ? e.attempt : ""}`)
   }
 }
 
-/** Ticks the clock until `done`, a second at a time, at most `seconds`. */
-const until = (done: () => boolean, seconds = 60) =>
+/** Ticks the clock until `done`, 100 ms at a time, at most `seconds`. */
+export const until = (done: () => boolean, seconds = 60) =>
   Effect.gen(function*() {
     for (let i = 0; i < seconds * 10 && !done(); i++) yield* tick(100)
     assert.isTrue(done(), "the awaited events came")
