@@ -248,6 +248,19 @@ const withStore = <A, E>(layer: Layer.Layer<JobStore.JobStore, any>, f: (store: 
 const stores: Array<[string, () => Layer.Layer<JobStore.JobStore, any>]> = [["memory", () => JobStore.memory()]]
 if (Rd.enabled) stores.push(["Redis", () => Rd.testLayer()])
 
+/** A claim that finds only a delayed job of a key over its lowered cap: nothing taken, not `capped`. */
+const delayedOverLoweredCap = (store: Store) =>
+  Effect.gen(function*() {
+    yield* store.configure(Q, { groupConcurrency: 2 })
+    for (const delay of [0, 0, 60_000]) yield* store.enqueue(newJob(Q, { group: "a", delay }))
+    assert.strictEqual((yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 2, lease: LEASE })).claims.length, 2)
+    // lowered below what runs
+    yield* store.configure(Q, { groupConcurrency: 1 })
+    const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
+    assert.strictEqual(claimed.claims.length, 0)
+    assert.notStrictEqual(claimed.capped, true, "nothing ready is held back: a's next job is delayed")
+  })
+
 const claimOne = (store: Store) =>
   Effect.gen(function*() {
     const { claims } = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
@@ -312,17 +325,7 @@ describe("per-key caps, hostile", () => {
 
   for (const [name, layer] of stores) {
     it.effect(`${name}: a claim that finds only a delayed job of a key over its lowered cap does not say capped`, () =>
-      withStore(layer(), (store) =>
-        Effect.gen(function*() {
-          yield* store.configure(Q, { groupConcurrency: 2 })
-          for (const delay of [0, 0, 60_000]) yield* store.enqueue(newJob(Q, { group: "a", delay }))
-          assert.strictEqual((yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 2, lease: LEASE })).claims.length, 2)
-          // lowered below what runs
-          yield* store.configure(Q, { groupConcurrency: 1 })
-          const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
-          assert.strictEqual(claimed.claims.length, 0)
-          assert.notStrictEqual(claimed.capped, true, "nothing ready is held back: a's next job is delayed")
-        })))
+      withStore(layer(), delayedOverLoweredCap))
   }
 
   it.effect("bad keys and bad caps fail typed, naming the option, and store nothing", () =>
@@ -604,17 +607,7 @@ describe("per-key caps on SQLite, hostile", () => {
   // holding ready jobs back (on 978a360; low: the consumer napped CLAIM_RETRY_FLOOR more); since the
   // walk probes a key for a visible job before reading its heads (migration 14), it no longer does
   it.effect("SQLite: a claim that finds only a delayed job of a key over its lowered cap does not say capped (memory and Redis do not)", () =>
-    withStore(JobStore.sqlite({ filename: path.join(dir, "delayed.db") }), (store) =>
-      Effect.gen(function*() {
-        yield* store.configure(Q, { groupConcurrency: 2 })
-        for (const delay of [0, 0, 60_000]) yield* store.enqueue(newJob(Q, { group: "a", delay }))
-        assert.strictEqual((yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 2, lease: LEASE })).claims.length, 2)
-        // lowered below what runs
-        yield* store.configure(Q, { groupConcurrency: 1 })
-        const claimed = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: LEASE })
-        assert.strictEqual(claimed.claims.length, 0)
-        assert.notStrictEqual(claimed.capped, true, "nothing ready is held back: a's next job is delayed")
-      })))
+    withStore(JobStore.sqlite({ filename: path.join(dir, "delayed.db") }), delayedOverLoweredCap))
 
   // seeds 17 and 48 parted (on 978a360) on the capped answer the test above shows
   it.effect("SQLite: the same operations give the same answers as memory", () =>

@@ -16,7 +16,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { type Claimed, groupRounds, type Store } from "../src/internal/store/model.ts"
-import { Echo, tick } from "./durable/conformance.ts"
+import { cappedBeside, Echo, tick } from "./durable/conformance.ts"
 import { enabled, freshSchema, testLayer } from "./durable/postgres.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-sql-"))
@@ -45,20 +45,6 @@ const stores: Array<readonly [string, Instance, () => Instance, boolean]> = [
 
 /** A task no consumer here runs: its jobs are visible to a walk and never taken. */
 const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
-
-/** `count` keys (k000, k001, ...) of one job each, an hour away. */
-const delayedKeys = (count: number) =>
-  Array.from({ length: count }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" as const } }))
-
-/** A store of `layer`, queue "default" capped at 1 per key, with `count` delayed keys. */
-const capped = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
-  Effect.gen(function*() {
-    const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
-    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
-    yield* provide(JobQueue.setGroupConcurrency("default", 1))
-    yield* provide(JobQueue.enqueueAll(Echo, delayedKeys(count)))
-    return { store, provide }
-  })
 
 /** An Echo claim of one job of "default" on `store`. */
 const claimOf = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
@@ -89,7 +75,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     // the queue changed during the round, and the next starts a fresh round.
     it.live("a job enqueued into a key already walked in a round of cut claims is claimed before the round ends", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 300)
+        const { provide, store } = yield* cappedBeside(layer, 300)
         const first = yield* claimOf(store)
         assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
         // k005a sorts between k005 and k006: walked by the first claim
@@ -103,7 +89,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     // that claim was not capped (it did not see the key) and said "nothing for an hour".
     it.live("a key freed by a settle during a round of cut claims that had passed it at its cap is served before the round ends", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 300)
+        const { provide, store } = yield* cappedBeside(layer, 300)
         yield* provide(JobQueue.enqueue(Echo, { n: 1 }, { group: "k005a" }))
         const running = yield* claimOf(store)
         assert.strictEqual(running.claims.length, 1, "k005a's first job runs: the cursor is k005a")
@@ -126,7 +112,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     it.live(`an idle consumer beside 300 delayed-only keys makes a bounded number of claims while another instance writes to another queue (${hearsAll ? "at most two rounds a write" : "none"})`, () =>
       Effect.gen(function*() {
         const instance = database()
-        const { store } = yield* capped(instance, 300)
+        const { store } = yield* cappedBeside(instance, 300)
         const writer = Context.get(yield* Layer.build(instance()), JobStore.JobStore)
         const elsewhere = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, writer)
         const MINUTE = 60_000
@@ -176,7 +162,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     // its consumer slept until the next poll. The round's last claim counts those due since it began.
     it.effect("a job of a walked key that becomes visible during a round of cut claims is claimed before the round ends", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 300)
+        const { provide, store } = yield* cappedBeside(layer, 300)
         const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a", delay: "10 seconds" }))
         const first = yield* claimOf(store)
         assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
@@ -187,7 +173,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("two consumers of one store instance running different tasks: one's cut claims do not skip keys for the other", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 300)
+        const { provide, store } = yield* cappedBeside(layer, 300)
         // a visible Echo job in k005a: walked by the Other consumer's first claim (it cannot take it)
         const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a" }))
         const other = yield* claimOf(store, ["Other"])
@@ -198,7 +184,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("a consumer whose claims are cut short reaches a key past 300 delayed keys while another consumer's claims keep moving the cursor among a few keys before them", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 300)
+        const { provide, store } = yield* cappedBeside(layer, 300)
         // keys a0-a9 of Other jobs before the delayed keys (k000-k299), an Echo job after them
         yield* provide(JobQueue.enqueueAll(Other, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, options: { group: `a${n % 10}` } }))))
         const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
@@ -221,7 +207,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     // cursor it began at.
     it.live("a job past the key budget is claimed while a busy consumer's claims move the cursor between two hot keys", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 200)
+        const { provide, store } = yield* cappedBeside(layer, 200)
         for (const group of ["k000", "k100"]) {
           yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 50 }, (_, n) => ({ payload: { n }, options: { group } }))))
         }
@@ -242,7 +228,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("fair claims over two capped queues take one job of each key of each in turn, and the next claim goes on with the keys after", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 0)
+        const { provide, store } = yield* cappedBeside(layer, 0)
         yield* provide(JobQueue.setGroupConcurrency("other", 1))
         for (const queue of ["default", "other"]) {
           yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 12 }, (_, n) => ({ payload: { n }, options: { queue, group: `${queue[0]}${n % 4}` } }))))
@@ -262,7 +248,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     // before looking for a next key), so a queue of exactly the budget's keys cost each round a second claim
     it.live("65 delayed keys, a claim of 1 (a budget of 65): the first claim sees them all and ends the round", () =>
       Effect.gen(function*() {
-        const { store } = yield* capped(layer, 65)
+        const { store } = yield* cappedBeside(layer, 65)
         const claimed = yield* claimOf(store)
         assert.strictEqual(claimed.claims.length, 0)
         assert.isAbove(claimed.dueIn ?? 0, 3_000_000, "due in an hour, not 'claim again at once'")
@@ -270,7 +256,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("keys that differ in case, accents, width or only past 255 characters are each their own key, each served once in a round of claims of 1", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 0)
+        const { provide, store } = yield* cappedBeside(layer, 0)
         const keys = ["a", "A", "\u00e1", "a\u0301", "\uff41", "b", " b", "b ", "\u{1f600}", "x".repeat(255) + "1", "x".repeat(255) + "2"]
         for (const group of keys) yield* provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }], { group }))
         const served: Array<string> = []
@@ -286,7 +272,7 @@ for (const [name, layer, database, hearsAll] of stores) {
     it.live("the budget's edge: a key after 64 delayed keys is taken by the first claim of 1 (65 visits), after 65 by the second", () =>
       Effect.gen(function*() {
         for (const [count, expected] of [[64, ["1/undefined"]], [65, ["0/0", "1/undefined"]]] as Array<[number, Array<string>]>) {
-          const { provide, store } = yield* capped(layer, count)
+          const { provide, store } = yield* cappedBeside(layer, count)
           const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "z" }))
           const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
           assert.isTrue(taken, `${count} keys: ${seen.join(", ")}`)
@@ -296,7 +282,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("100 keys at their cap beside 100 delayed keys: claims of 1 pass them in a round of two (running keys widen the budget), the last says capped, and a new key is served at once", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 100)
+        const { provide, store } = yield* cappedBeside(layer, 100)
         yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, options: { group: `r${String(n % 100).padStart(3, "0")}` } }))))
         const wide = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 150, lease: 60_000 })
         assert.strictEqual(wide.claims.length, 100, "one job of each of the 100 ready keys")
@@ -313,7 +299,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.live("a per-key cap lowered below a key's running jobs holds the key, raised again gives it what is free, removed takes the rest", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 0)
+        const { provide, store } = yield* cappedBeside(layer, 0)
         yield* provide(JobQueue.setGroupConcurrency("default", 3))
         yield* provide(JobQueue.enqueueAll(Echo, Array.from({ length: 8 }, (_, n) => ({ payload: { n }, options: { group: "a" } }))))
         const claim = store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })
@@ -329,7 +315,7 @@ for (const [name, layer, database, hearsAll] of stores) {
 
     it.effect("an idle Echo consumer beside 300 keys of visible jobs of a task it does not run makes a few claims a round, not one a tick, and runs a key's job enqueued past them", () =>
       Effect.gen(function*() {
-        const { provide, store } = yield* capped(layer, 0)
+        const { provide, store } = yield* cappedBeside(layer, 0)
         yield* provide(JobQueue.enqueueAll(
           Other,
           Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { group: `o${String(n).padStart(3, "0")}` } }))

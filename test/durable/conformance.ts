@@ -317,11 +317,11 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
   }).pipe(Effect.scoped)
 
 /** `count` keys (k000, k001, ...) of one job each, an hour away: keys that give a claim nothing. */
-const delayedKeys = (count: number) =>
+export const delayedKeys = (count: number) =>
   Array.from({ length: count }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" as const } }))
 
 /** A store of `layer` whose queue "default" has a per-key cap of 1 and `count` delayed keys; `provide` runs on it. */
-const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
+export const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
   Effect.gen(function*() {
     const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
