@@ -14,6 +14,7 @@ import { afterAll } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import { type RetainPlace, retainPass } from "../src/internal/store/model.ts"
 import * as RetainCount from "../src/internal/store/retainCount.ts"
 import { Echo, newJob } from "./durable/conformance.ts"
 import * as Rd from "./durable/redis.ts"
@@ -269,8 +270,41 @@ for (const [name, layer] of storeLayers(() => path.join(dir, `s${n++}.db`))) {
           assert.strictEqual(((yield* Effect.flip(op as Effect.Effect<unknown, { _tag: string }, JobStore.JobStore>)))._tag, "JobNotFound")
         }
       })))
+
+    it.effect("a call visits `limit` queues of the pass (what one reply of Redis's SSCAN left over is topped up): 45 queues, 10 a call, cleaned in 5 calls", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        for (let i = 0; i < 45; i++) {
+          yield* JobQueue.setRetention(`p${i}`, { succeeded: { count: 0 } })
+          yield* finish(`p${i}`)
+        }
+        const deleted: Array<number> = []
+        for (let i = 0; i < 5; i++) deleted.push((yield* store.retain(100, 10)).deleted)
+        assert.deepStrictEqual(deleted, [10, 10, 10, 10, 5])
+      })))
   })
 }
+
+describe("retention's pass (retainPass)", () => {
+  it.effect("a queue whose visit fails does not cut the others taken with it short: each is visited, the call fails after with its error, and the next call takes the next queues", () =>
+    Effect.gen(function*() {
+      const queues = ["a", "b", "bad", "c", "d", "e"]
+      let at = 0
+      const visited: Array<string> = []
+      const place: RetainPlace<string, string, never> = {
+        take: (limit) => Effect.sync(() => queues.slice(at, at + limit)),
+        visited: (queue) => void (at = Math.max(at, queues.indexOf(queue) + 1)),
+        left: () => at < queues.length
+      }
+      // the others yield first: a failure interrupting them would find them in flight
+      const visit = (queue: string) =>
+        queue === "bad" ? Effect.fail("bad failed") : Effect.andThen(Effect.yieldNow, Effect.sync(() => (visited.push(queue), { deleted: 1, more: false })))
+      assert.strictEqual(yield* Effect.flip(retainPass(place, 4, visit, 4)), "bad failed")
+      assert.deepStrictEqual(visited.sort(), ["a", "b", "c"])
+      assert.deepStrictEqual(yield* retainPass(place, 4, visit, 4), { deleted: 2, more: false })
+      assert.deepStrictEqual(visited.sort(), ["a", "b", "c", "d", "e"])
+    }))
+})
 
 describe.skipIf(!Rd.enabled)("retention, hostile (Redis only)", () => {
   it.effect("a queue whose script fails every time (a wrong-type key under its base) does not keep the others from being cleaned: each is reached within a few calls", () =>

@@ -681,14 +681,24 @@ export const retainPass = <Q, E, R>(
   Effect.gen(function*() {
     let deleted = 0
     let more = false
+    const failed: Array<E> = []
     yield* Effect.forEach(yield* place.take(limit), (queue) =>
       // a queue whose statement fails is passed over too (until the next pass), so that one failing
-      // every time (a corrupt row, a statement timeout) does not stop the pass at it for good
-      Effect.map(Effect.tapError(visit(queue), () => Effect.sync(() => place.visited(queue))), (retained) => {
-        place.visited(queue)
-        deleted += retained.deleted
-        if (retained.more) more = true
+      // every time (a corrupt row, a statement timeout) does not stop the pass at it for good; and
+      // the others taken are still visited (not interrupted: their statements may have run, and a
+      // call would go to doing them again), the call failing after with the first error
+      Effect.match(visit(queue), {
+        onFailure: (error) => {
+          place.visited(queue)
+          failed.push(error)
+        },
+        onSuccess: (retained) => {
+          place.visited(queue)
+          deleted += retained.deleted
+          if (retained.more) more = true
+        }
       }), { concurrency, discard: true })
+    if (failed.length > 0) return yield* Effect.fail(failed[0]!)
     if (place.left()) more = true
     return { deleted, more }
   })

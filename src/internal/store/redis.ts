@@ -1108,18 +1108,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     // has no order to resume by name, so an SSCAN cursor, and the names its last reply gave that no
     // call has visited yet (a small set's reply is all of it, whatever the COUNT). A queue goes from
     // `retainPending` once its visit is done (its script, the index, its unlisting): a call cut off
-    // midway keeps what it got through
+    // midway keeps what it got through. A call takes `limit` queues: a reply's COUNT is a hint (a
+    // reply may hold 1 name or 12), so what one left over is topped up by the next reply, else a
+    // call would visit the 1 left and a pass take more calls than queues / limit
     let retainScan = "0"
-    let retainPending = new Set<string>()
+    const retainPending = new Set<string>()
     const retainAt: RetainPlace<string, unknown, never> = {
       take: (limit) =>
-        retainPending.size > 0
-          ? Effect.succeed(Array.from(retainPending).slice(0, limit))
-          : Effect.map(redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit)), ([next, names]) => {
+        Effect.gen(function*() {
+          // nothing pending and cursor 0: the pass (re)starts
+          let scan = retainPending.size < limit && (retainPending.size === 0 || retainScan !== "0")
+          while (scan) {
+            const [next, names] = yield* redis.send<[string, Array<string>]>("SSCAN", RETAINED_QUEUES, retainScan, "COUNT", String(limit))
             retainScan = next
-            retainPending = new Set(names)
-            return Array.from(retainPending).slice(0, limit)
-          }),
+            for (const name of names) retainPending.add(name)
+            scan = retainPending.size < limit && retainScan !== "0"
+          }
+          return Array.from(retainPending).slice(0, limit)
+        }),
       visited: (queue) => void retainPending.delete(queue),
       left: () => retainPending.size > 0 || retainScan !== "0"
     }
