@@ -455,6 +455,47 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
       )
     })
 
+    // a claim its pool refuses to start (resized down while the claim was in flight) is given back;
+    // a cancel asked for meanwhile makes the store end it cancelled: told GivenBack, a job that
+    // would run again, before the give-back read the store's answer
+    it.effect("a claim its pool refuses (resized down meanwhile) whose cancel came first: Cancelled, as the store ends it, never Started", () => {
+      const gate = Effect.runSync(Deferred.make<void>())
+      let claimed: ReadonlyArray<{ readonly job: { readonly id: string } }> = []
+      return provide(
+        Effect.gen(function*() {
+          const events = recorder()
+          // the first job holds the one slot left
+          const release = yield* Deferred.make<void>()
+          yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 } }])
+          const consumer = yield* JobQueue.consume({
+            ...options,
+            onEvent: events.onEvent,
+            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Deferred.await(release), n))]
+          })
+          yield* until(() => claimed.length === 2)
+          const [first, second] = claimed.map((claim) => claim.job.id)
+          assert.strictEqual(yield* JobQueue.cancel(second!), "requested")
+          yield* consumer.resize(1)
+          yield* Deferred.succeed(gate, void 0)
+          yield* until(() => events.of(second!).length === 1)
+          yield* Deferred.succeed(release, void 0)
+          yield* until(() => events.of(first!).length === 2)
+          yield* tick(1000)
+          assert.deepStrictEqual(events.tags(first!), ["Started:1", "Succeeded:1"])
+          assert.deepStrictEqual(events.tags(second!), ["Cancelled:1"])
+          assert.strictEqual((yield* JobQueue.status(second!)).state, "cancelled")
+        }),
+        (store) => ({
+          claim: (request: Parameters<Store["Service"]["claim"]>[0]) =>
+            Effect.tap(store.claim(request), (result) =>
+              claimed.length > 0 || result.claims.length === 0 ? Effect.void : Effect.andThen(
+                Effect.sync(() => void (claimed = result.claims)),
+                Deferred.await(gate)
+              ))
+        })
+      )
+    })
+
     it.effect("two consumers with onEvent and a dead consumer's jobs: each job Reaped once across both, then run once, each event once", () =>
       provide(Effect.gen(function*() {
         const store = yield* Store

@@ -572,9 +572,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
+          // the store's answer: a cancel asked for since the claim ends the job, which never runs again
+          const written = yield* Effect.option(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
           running.delete(claim.token)
-          events?.givenBack(claim)
+          events?.givenBack(claim, Option.getOrUndefined(written))
           return
         }
         const handle = submitted.value

@@ -42,7 +42,12 @@ export interface Events {
     settlement: Settlement | undefined,
     written: Settled | undefined
   ) => void
-  readonly givenBack: (claim: Claim) => void
+  /**
+   * A claim given back unstarted or stopped (the consumer's stop, a pool that refused it), and what
+   * the store wrote of it: "cancelled", a cancel asked for meanwhile ended it so (told `Cancelled`,
+   * not `GivenBack`: it never runs again).
+   */
+  readonly givenBack: (claim: Claim, written?: Settled) => void
   /**
    * The attempt's settle is over. Not told yet (its settle interrupted by a stop past its grace):
    * LeaseLost, as nothing of it was written and it runs again once reaped; a Started without an
@@ -159,9 +164,9 @@ export const make = <R>(
     over: (claim) => {
       if (attempts.delete(claim.token)) emit(JobEvent.LeaseLost(refOf(claim)))
     },
-    givenBack: (claim) => {
+    givenBack: (claim, written) => {
       attempts.delete(claim.token)
-      emit(JobEvent.GivenBack(refOf(claim)))
+      emit(written === "cancelled" ? JobEvent.Cancelled(refOf(claim)) : JobEvent.GivenBack(refOf(claim)))
     },
     reaped: (job) =>
       emit(JobEvent.Reaped({
