@@ -1158,20 +1158,17 @@ export const setRateLimit = (
     (limit) => configure(queue, { rateLimit: limit })
   )
 
-/** The largest cap `setConcurrency` and `setGroupConcurrency` take. */
-const MAX_CONCURRENCY = 1_000_000
-
 /**
  * A cap as `setConcurrency` (`least` 0) and `setGroupConcurrency` (`least` 1) take it: an integer from
- * `least` to `MAX_CONCURRENCY`, or none (undefined, and 0 where taken): null. Anything else fails.
+ * `least` to `MAX_QUEUE_CAP`, or none (undefined, and 0 where taken): null. Anything else fails.
  */
 const capOf = (concurrency: number | undefined, least: 0 | 1): number | null => {
   if (concurrency === undefined) return null
-  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < least || concurrency > MAX_CONCURRENCY) {
+  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < least || concurrency > config.MAX_QUEUE_CAP) {
     config.fail(
       "concurrency",
       concurrency,
-      `expected an integer from ${least} to ${MAX_CONCURRENCY} (${least === 0 ? "0 or " : ""}undefined: no cap)`
+      `expected an integer from ${least} to ${config.MAX_QUEUE_CAP} (${least === 0 ? "0 or " : ""}undefined: no cap)`
     )
   }
   return concurrency === 0 ? null : concurrency
