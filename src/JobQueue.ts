@@ -1889,9 +1889,14 @@ export interface Consumer {
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
+   * Called from one of this consumer's own jobs (or its `onEvent` handler), it starts the stop and
+   * returns at once: the stop waits for that job (or those events), which must not wait for it.
    */
   readonly shutdown: Effect.Effect<void>
-  /** Interrupts running jobs at once and gives them back without counting the attempt. */
+  /**
+   * Interrupts running jobs at once and gives them back without counting the attempt. From inside
+   * the consumer (see `shutdown`) it returns at once too.
+   */
   readonly shutdownNow: Effect.Effect<void>
   readonly awaitTermination: Effect.Effect<void>
 }

@@ -55,6 +55,8 @@ export interface Events {
    */
   readonly over: (claim: Claim) => void
   readonly reaped: (job: ReapedJob) => void
+  /** Whether `fiber` is the one delivering the events (the handler's). */
+  readonly delivers: (fiber: Fiber.Fiber<unknown, unknown>) => boolean
   /** Delivers what is buffered (within `grace` ms), then stops. */
   readonly close: (grace: number) => Effect.Effect<void>
 }
@@ -177,6 +179,7 @@ export const make = <R>(
         outcome: job.outcome,
         runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
       })),
+    delivers: (fiber) => fiber === drainer,
     // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good
     close: (grace) =>
       Effect.andThen(
