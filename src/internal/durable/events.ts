@@ -19,6 +19,9 @@ export const JobEvent = Data.taggedEnum<JobEvent>()
 /** How many events wait for a slow handler before the next ones are dropped (counted). */
 export const EVENT_BUFFER = 1024
 
+/** How many events `event` stands for: a Dropped, those it counts. */
+const weightOf = (event: JobEvent): number => event._tag === "Dropped" ? event.count : 1
+
 export type Handler<R> = (event: JobEvent) => Effect.Effect<unknown, unknown, R>
 
 const refOf = (claim: Claim): JobQueue.JobEventRef => {
@@ -86,7 +89,12 @@ export const make = <R>(
   const attempts = new Map<string, { readonly startedAt: number; endedAt: number | undefined }>()
   let dropped = 0
   let warned = false
+  /** Set once the stop has interrupted the handler: no event reaches it any more, each is counted in a log line. */
+  let closed = false
+  /** Events made after `closed`, not said yet (a claim that came back after the stop gave its jobs back). */
+  let late = 0
   const emit = (event: JobEvent) => {
+    if (closed) return lateEvent()
     // the count goes where the lost events were: before the next one that fits, with it or not at
     // all. Alone in a freed slot, the event after it found none: a handler that had fallen behind got
     // nothing but counts (each slot it freed taken by one) for as long as the jobs outpaced it
@@ -96,6 +104,17 @@ export const make = <R>(
       dropped = 0
     }
     if (!Queue.offerUnsafe(queue, event)) dropped++
+  }
+  const lost = (count: number, why: string) =>
+    Effect.logWarning(`effect-workpool: a stopped durable consumer's onEvent handler was not told ${count} event${count === 1 ? "" : "s"}: ${why}`)
+  // one line for a burst of them (a claim's jobs given back together), not one per event
+  const lateEvent = () => {
+    if (late++ > 0) return
+    fork(Effect.andThen(Effect.yieldNow, Effect.suspend(() => {
+      const count = late
+      late = 0
+      return lost(count, "made after its stop")
+    })))
   }
   const deliver = (event: JobEvent) =>
     Effect.catchCause(Effect.suspend(() => effectOf(handler(event))), (cause) => {
@@ -112,10 +131,17 @@ export const make = <R>(
     if (dropped === 0 || Queue.sizeUnsafe(queue) > 0) return Effect.void
     const count = dropped
     dropped = 0
-    return deliver(JobEvent.Dropped({ count }))
+    delivering = count
+    return Effect.andThen(deliver(JobEvent.Dropped({ count })), delivered)
   })
+  /** The events the delivery under way stands for (a Dropped its count): lost too if the stop interrupts it. */
+  let delivering = 0
+  const delivered = Effect.sync(() => void (delivering = 0))
   const drainer = fork(Effect.catchCause(
-    Effect.forever(Effect.flatMap(Queue.take(queue), (event) => Effect.andThen(deliver(event), caughtUp))),
+    Effect.forever(Effect.flatMap(Queue.take(queue), (event) => {
+      delivering = weightOf(event)
+      return Effect.andThen(deliver(event), Effect.andThen(delivered, caughtUp))
+    })),
     () => Effect.void
   ))
   const durationOf = (claim: Claim) => {
@@ -180,11 +206,27 @@ export const make = <R>(
         runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
       })),
     delivers: (fiber) => fiber === drainer,
-    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good
+    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good.
+    // What it was not told (still buffered, or dropped since its last Dropped) is counted in a log
+    // line, as it can get no Dropped event any more: lost without a word, a slow handler's counts
+    // (jobs ended, deaths) were wrong with nothing to say so
     close: (grace) =>
       Effect.andThen(
         Queue.end(queue),
-        Effect.andThen(Effect.timeoutOption(Fiber.await(drainer), grace), Effect.sync(() => drainer.interruptUnsafe()))
+        Effect.andThen(
+          Effect.timeoutOption(Fiber.await(drainer), grace),
+          Effect.suspend(() => {
+            closed = true
+            drainer.interruptUnsafe()
+            return Effect.flatMap(Effect.orElseSucceed(Queue.clear(queue), () => []), (left) => {
+              const count = left.reduce((n, event) => n + weightOf(event), dropped + delivering)
+              dropped = delivering = 0
+              return count === 0
+                ? Effect.void
+                : lost(count, `it did not take them within the stop's grace (${grace} ms), or was interrupted taking one`)
+            })
+          })
+        )
       )
   }
 }
