@@ -463,9 +463,13 @@ export const page = String.raw`<!doctype html>
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
         var what = action + " " + name + (id === null ? "" : " #" + id);
+        // refused: nothing changed, so no sample draws the button again soon (a slow interval: never
+        // before the next); it is pressed again at once, with another answer. Done: the sample the
+        // change brings (at once) draws it as the change left it
+        if (!r.ok) b.disabled = false;
         message(r.ok ? what + ": done" : what + ": " + r.body.error, r.ok);
       })
-      .catch(function (e) { message(action + " failed: " + e, false); });
+      .catch(function (e) { b.disabled = false; message(action + " failed: " + e, false); });
   });
 
   // --- live updates: server-sent events read through fetch ------------------------------------------
