@@ -1890,7 +1890,8 @@ export interface Consumer {
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
    * Called from one of this consumer's own jobs (or its `onEvent` handler), it starts the stop and
-   * returns at once: the stop waits for that job (or those events), which must not wait for it.
+   * returns at once: the stop waits for that job (or those events), which must not wait for it (nor
+   * for `awaitTermination` there, which waits for the same).
    */
   readonly shutdown: Effect.Effect<void>
   /**

@@ -217,10 +217,12 @@ export const make = <R>(
           Effect.timeoutOption(Fiber.await(drainer), grace),
           Effect.suspend(() => {
             closed = true
+            // read before the interrupt: the drainer, interrupted, may yet end its delivery's step
+            const untold = dropped + delivering
+            dropped = delivering = 0
             drainer.interruptUnsafe()
             return Effect.flatMap(Effect.orElseSucceed(Queue.clear(queue), () => []), (left) => {
-              const count = left.reduce((n, event) => n + weightOf(event), dropped + delivering)
-              dropped = delivering = 0
+              const count = left.reduce((n, event) => n + weightOf(event), untold)
               return count === 0
                 ? Effect.void
                 : lost(count, `it did not take them within the stop's grace (${grace} ms), or was interrupted taking one`)
