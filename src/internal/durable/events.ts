@@ -98,9 +98,12 @@ export const make = <R>(
     // the count goes where the lost events were: before the next one that fits, with it or not at
     // all. Alone in a freed slot, the event after it found none: a handler that had fallen behind got
     // nothing but counts (each slot it freed taken by one) for as long as the jobs outpaced it
+    // Nor is it reset unless it went in: a buffer ended by the stop takes none, and the count of the
+    // events before it is the stop's to say (`close`)
     if (dropped > 0) {
-      if (Queue.sizeUnsafe(queue) > EVENT_BUFFER - 2) return void dropped++
-      Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))
+      if (Queue.sizeUnsafe(queue) > EVENT_BUFFER - 2 || !Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))) {
+        return void dropped++
+      }
       dropped = 0
     }
     if (!Queue.offerUnsafe(queue, event)) dropped++
@@ -125,6 +128,9 @@ export const make = <R>(
         cause
       )
     })
+  /** The events the delivery under way stands for (a Dropped its count): lost too if the stop interrupts it. */
+  let delivering = 0
+  const delivered = Effect.sync(() => void (delivering = 0))
   // the handler caught up: the events lost since the last one it got are told now (else only once
   // a later event came, which a consumer gone idle never makes)
   const caughtUp = Effect.suspend(() => {
@@ -134,9 +140,6 @@ export const make = <R>(
     delivering = count
     return Effect.andThen(deliver(JobEvent.Dropped({ count })), delivered)
   })
-  /** The events the delivery under way stands for (a Dropped its count): lost too if the stop interrupts it. */
-  let delivering = 0
-  const delivered = Effect.sync(() => void (delivering = 0))
   const drainer = fork(Effect.catchCause(
     Effect.forever(Effect.flatMap(Queue.take(queue), (event) => {
       delivering = weightOf(event)
