@@ -43,7 +43,9 @@
  * - `B:gstop`         hash: where an empty claim whose walk of the keys its budget cut short
  *                     stopped, per claim's tasks (field: the tasks as JSON), for the next to go on
  *                     (see `groupedPick`); gone when the round ends, or `STOP_AGE` ms after its
- *                     last claim (a consumer that stopped, a task list deployed away)
+ *                     last claim (a consumer that stopped, a task list deployed away). While one
+ *                     exists, meta `groupChanges` counts the jobs made ready and slots freed (see
+ *                     `groupChanged`)
  * - `B:seq`           counter
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
@@ -202,8 +204,8 @@ local function runningOf(g)
 end
 -- how many keys (B:groups) have a ready job of the tasks \`handles\` holds (nil: any task), counted
 -- until more than \`over\`; \`skipFull\`: keys at their cap left out (a settle there adds the marker).
--- A key's set holds every task's jobs, so this reads them: at most ${GROUP_VISITS} jobs (\`GROUP_VISITS\`,
--- a key at its cap one), the keys past that counted as if each had one. A count too high costs what
+-- A key's set holds every task's jobs, so this reads them: a key's first cap jobs, at most ${GROUP_VISITS} in
+-- all (\`GROUP_VISITS\`, a key at its cap one), the keys past that counted as if each had one. A count too high costs what
 -- it cost before this looked at tasks (a nap at the retry floor, a claim for nothing), never a job
 -- left behind; reading every key cost a capped claim, or an idle watch's look, a read per job of
 -- thousands of keys of other tasks
@@ -220,7 +222,8 @@ local function keyedReady(handles, over, skipFull)
       if skipFull and runningOf(g) >= cap then
         left = left - 1
       else
-        for _, m in ipairs(redis.call("ZRANGE", B .. ":gq:" .. g, 0, left - 1)) do
+        -- its first cap jobs: those a claim's walk could start (it looks no further, see groupedPick)
+        for _, m in ipairs(redis.call("ZRANGE", B .. ":gq:" .. g, 0, math.min(left, cap) - 1)) do
           left = left - 1
           if handles == nil or handles[redis.call("HGET", jobKey(string.sub(m, 17)), "task")] then
             n = n + 1
