@@ -781,7 +781,8 @@ export const CLAIMED_FIELDS = [
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
  * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same); `dueIn` "0" when
- * a per-key cap's walk of keys stopped at its budget with fewer jobs than asked for. With a cap
+ * a per-key cap's walk of keys stopped at its budget, or ended a round of several claims during which
+ * the queue changed (see `groupedPick`), with fewer jobs than asked for. With a cap
  * (`concurrency`), at most its free slots; `capped` "1" when the cap held ready jobs back (it gave all
  * its slots and jobs of these tasks are left: no time frees a slot, a settle or reap wakes), else "0".
  */
