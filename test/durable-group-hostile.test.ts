@@ -531,6 +531,9 @@ describe("per-key caps, hostile", () => {
             const running = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 5, lease: 60_000 })
             assert.strictEqual(running.claims.length, 1, "b's first job runs: b at its cap")
             assert.deepStrictEqual([yield* orphans("Echo"), yield* orphans("Other")], [0, 1], "a's job is Other's; b's next waits for b's slot")
+            // more keys than a claim's budget (64): the look reads up to ORPHAN_LOOKS jobs
+            yield* store.enqueueAll(Array.from({ length: 200 }, (_, n) => newJob(Q, { group: `o${String(n).padStart(3, "0")}`, task: "Other" })))
+            assert.strictEqual(yield* orphans("Echo"), 0, "200 keys of Other jobs")
             yield* store.settle(running.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
             assert.strictEqual(yield* orphans("Echo"), 1, "b's slot is free")
           }))
