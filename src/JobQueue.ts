@@ -32,7 +32,7 @@
 import { type Cause, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
-import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
+import { DependencyFailed, JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
@@ -50,11 +50,12 @@ import * as Repeat from "./internal/durable/repeat.ts"
 import { JobSnoozed } from "./internal/durable/snooze.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, type FailedDependency, FINAL_STATES, type FreshJob, JobStore, type JobRow, MAX_AFTER, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
- * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
- * before a retry); `dead` ended in failure (out of attempts, or not retryable) and can be redriven.
+ * Where a durable job is. `blocked` waits for the jobs it runs after (`EnqueueOptions.after`);
+ * `delayed` is a queued job whose time has not come (a `delay`, or the wait before a retry); `dead`
+ * ended in failure (out of attempts, or not retryable) and can be redriven.
  *
  * @example
  * ```ts
@@ -65,7 +66,7 @@ import { encodeTrace, FINAL_STATES, type FreshJob, JobStore, type JobRow, type N
  * @since 0.2.0
  * @category models
  */
-export type JobState = "queued" | "delayed" | "running" | "succeeded" | "dead" | "cancelled"
+export type JobState = "blocked" | "queued" | "delayed" | "running" | "succeeded" | "dead" | "cancelled"
 
 /**
  * A durable job as the store has it.
@@ -113,6 +114,13 @@ export interface JobInfo {
    * none, or none since a `redrive`.
    */
   readonly progress: unknown
+  /** How many of the jobs it runs after (`EnqueueOptions.after`) have not succeeded yet; 0 for none. */
+  readonly waitingFor: number
+  /**
+   * The job of its `after` whose end (dead or cancelled) ended it cancelled without running
+   * (`afterFailure: "cancel"`): its awaiters fail with `DependencyFailed`. Undefined: none.
+   */
+  readonly failedDependency: { readonly id: string; readonly state: "dead" | "cancelled" } | undefined
 }
 
 /**
@@ -227,7 +235,9 @@ export type JobRetry =
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" }, // its own backoff (default: the consumer's retry)
- *   group: "tenant-42"      // under setGroupConcurrency, at most n of this key's jobs run at once
+ *   group: "tenant-42",     // under setGroupConcurrency, at most n of this key's jobs run at once
+ *   after: ["0b8e6a8c-…"],  // runs once these jobs (ids or handles) have succeeded
+ *   afterFailure: "cancel"  // the default: one that ends dead or cancelled cancels this one ("run": runs anyway)
  * }
  * ```
  * @since 0.2.0
@@ -276,11 +286,28 @@ export interface EnqueueOptions {
    * surrogate. Kept (and shown by `status`) in a queue without the cap, which ignores it.
    */
   readonly group?: string | undefined
+  /**
+   * The jobs it runs after, by id or handle (of any queue and task): it is stored `blocked`, and
+   * becomes queued (or delayed, if its `delay` or `runAt` is still ahead) once every one of them
+   * has succeeded, in the same store step as the last one's end. One already succeeded counts as
+   * done; one not in the store (never, or deleted) fails the enqueue with `JobNotFound` naming it,
+   * nothing stored. At most 1,000, no duplicates; empty: none. Only `JobStore.memory` keeps
+   * dependencies in this version: another store refuses them with `InvalidJobOptions`.
+   */
+  readonly after?: ReadonlyArray<string | { readonly id: string }> | undefined
+  /**
+   * When one of `after` ends dead or cancelled: `"cancel"` (the default) ends this job cancelled at
+   * once, without running (its awaiters fail with `DependencyFailed` naming that job), and its own
+   * dependents after it; `"run"` counts it as done, so the job runs once every one of them has ended.
+   * Needs `after`.
+   */
+  readonly afterFailure?: "cancel" | "run" | undefined
 }
 
 /**
  * What `await` can fail with besides the task's own error: a codec error, a timed-out last attempt,
- * a dead consumer's expired lease, a cancel, an unknown id, a job of another task, the store.
+ * a dead consumer's expired lease, a cancel, a dependency that did not succeed, an unknown id, a job
+ * of another task, the store.
  *
  * @example
  * ```ts
@@ -292,7 +319,15 @@ export interface EnqueueOptions {
  * @since 0.2.0
  * @category models
  */
-export type AwaitError = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled | JobNotFound | TaskMismatch | StoreError
+export type AwaitError =
+  | TaskCodecError
+  | AttemptTimeout
+  | LeaseExpired
+  | JobCancelled
+  | DependencyFailed
+  | JobNotFound
+  | TaskMismatch
+  | StoreError
 
 /**
  * A durable job, by its id: valid in every process that shares the store.
@@ -401,7 +436,8 @@ const storedTaskName = (name: string): string | undefined =>
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
 const ENQUEUE_KEYS = [
-  "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry", "group"
+  "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry", "group",
+  "after", "afterFailure"
 ]
 const ENQUEUE_HINTS = {
   dedupeKey: "dedupKey",
@@ -419,7 +455,14 @@ const ENQUEUE_HINTS = {
   // BullMQ Pro's `group: { id }` and pg-boss' (see groupOf); graphile-worker's serial named queue
   groupId: "group (with JobQueue.setGroupConcurrency)",
   queueName: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
-  queue_name: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)"
+  queue_name: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
+  // BullMQ's flows and others' DAGs: a job names the jobs it runs after
+  dependsOn: "after",
+  parent: "after (the parent job runs after its children: enqueue them first)",
+  children: "after (the parent job runs after its children: enqueue them first)",
+  failParentOnFailure: `afterFailure: "cancel" (the default)`,
+  ignoreDependencyOnFailure: `afterFailure: "run"`,
+  continueParentOnFailure: `afterFailure: "run"`
 }
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
@@ -477,7 +520,9 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
   cancelRequested: row.cancelRequested,
   retry: retryInfo(row.retry),
-  progress: row.progress === null ? undefined : Option.getOrUndefined(storedProgress(row.progress))
+  progress: row.progress === null ? undefined : Option.getOrUndefined(storedProgress(row.progress)),
+  waitingFor: row.waitingFor ?? 0,
+  failedDependency: row.failedDependency == null ? undefined : { id: row.failedDependency.id, state: row.failedDependency.state }
 })
 
 /**
@@ -542,7 +587,7 @@ export const enqueue = <T extends Task.Any>(
   options: EnqueueOptions = {}
 ): Effect.Effect<
   JobHandle<Task.Success<T>, Task.Failure<T>>,
-  InvalidJobOptions | TaskCodecError | StoreError,
+  InvalidJobOptions | TaskCodecError | JobNotFound | StoreError,
   JobStore
 > =>
   Effect.gen(function*() {
@@ -552,13 +597,10 @@ export const enqueue = <T extends Task.Any>(
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
+    const job = { task: task.name, payload: encoded, ...checked, trace: yield* producerTrace }
+    yield* dependenciesKept(store, [job], false)
     // no id: the store names the job
-    const { id, created } = yield* store.enqueue({
-      task: task.name,
-      payload: encoded,
-      ...checked,
-      trace: yield* producerTrace
-    })
+    const { id, created } = yield* store.enqueue(job)
     return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
   })
 
@@ -578,8 +620,52 @@ const enqueueOptions = (options: EnqueueOptions) => {
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
     ...dedupModes(options),
     runAt: options.runAt?.getTime(),
-    ...(options.group === undefined ? {} : { group: groupOf(options.group) })
+    ...(options.group === undefined ? {} : { group: groupOf(options.group) }),
+    ...dependenciesOf(options)
   }
+}
+
+/** `after` and `afterFailure` checked, as a job's fields (absent: none, and the default). */
+const dependenciesOf = (options: EnqueueOptions): { after?: Array<string>; afterFailure?: "run" } => {
+  if (options.after === undefined) {
+    if (options.afterFailure !== undefined) config.fail("afterFailure", options.afterFailure, "expected only with after")
+    return {}
+  }
+  if (!Array.isArray(options.after)) config.fail("after", options.after, "expected an array of job ids or handles")
+  if (options.after.length > MAX_AFTER) {
+    config.fail("after", `${options.after.length} jobs`, `expected at most ${MAX_AFTER} jobs (chain them through a job that runs after a part)`)
+  }
+  const seen = new Set<string>()
+  options.after.forEach((dependency: unknown, i) => {
+    const id = typeof dependency === "object" && dependency !== null && "id" in dependency ? dependency.id : dependency
+    const field = `after[${i}]`
+    const checked = storedName(field, id)
+    if (checked.length === 0) config.fail(field, id, "expected a job id, not an empty string")
+    if (seen.has(checked)) config.fail(field, id, "expected each job once (it is named twice)")
+    seen.add(checked)
+  })
+  const onFailure = options.afterFailure === undefined ? "cancel" : config.oneOf("afterFailure", options.afterFailure, ["cancel", "run"])
+  return seen.size === 0 ? {} : { after: Array.from(seen), ...(onFailure === "run" ? { afterFailure: "run" as const } : {}) }
+}
+
+/**
+ * A store that keeps no dependencies is never given `after` (it would store the job and ignore
+ * them): `InvalidJobOptions` naming it, before anything is stored.
+ */
+const dependenciesKept = (
+  store: JobStore["Service"],
+  jobs: ReadonlyArray<FreshJob>,
+  batch: boolean
+): Effect.Effect<void, InvalidJobOptions> => {
+  if (store.dependencies === true) return Effect.void
+  const i = jobs.findIndex((job) => job.after !== undefined)
+  return i === -1 ? Effect.void : Effect.fail(
+    new InvalidJobOptions({
+      field: batch ? `items[${i}].options.after` : "after",
+      value: `${jobs[i]!.after!.length} jobs`,
+      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (JobStore.memory does)`
+    })
+  )
 }
 
 /** The longest `group` key, in UTF-16 code units. */
@@ -694,7 +780,7 @@ export const enqueueAll = <T extends Task.Any>(
   options: EnqueueOptions = {}
 ): Effect.Effect<
   ReadonlyArray<JobHandle<Task.Success<T>, Task.Failure<T>>>,
-  InvalidJobOptions | TaskCodecError | StoreError,
+  InvalidJobOptions | TaskCodecError | JobNotFound | StoreError,
   JobStore
 > =>
   Effect.gen(function*() {
@@ -705,7 +791,9 @@ export const enqueueAll = <T extends Task.Any>(
     const reader = yield* invalid(() => new Items(items, ITEMS))
     const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace)
     if (jobs.length === 0) return []
-    const results = yield* (yield* JobStore).enqueueAll(jobs)
+    const store = yield* JobStore
+    yield* dependenciesKept(store, jobs, true)
+    const results = yield* store.enqueueAll(jobs)
     return results.map(({ created, id }) => handle<Task.Success<T>, Task.Failure<T>>(task, id, created))
   })
 
@@ -897,6 +985,9 @@ export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound 
       }
     })))
 
+const dependencyFailed = (id: string, failed: FailedDependency) =>
+  new DependencyFailed({ id, dependency: failed.id, state: failed.state })
+
 const awaitJob = <T extends Task.Any>(
   task: T,
   id: string
@@ -914,6 +1005,9 @@ const awaitJob = <T extends Task.Any>(
       // checked at every look, not only at the end: a job no consumer of `task` would ever end
       // must not keep its awaiter waiting for a result it could not decode anyway
       if (invalid !== undefined || row.task !== expected) return yield* Effect.fail(new TaskMismatch({ id, task: row.task, expected }))
+      if (row.state === "cancelled" && row.failedDependency != null) {
+        return yield* Effect.fail(dependencyFailed(id, row.failedDependency))
+      }
       if (FINAL_STATES.includes(row.state)) {
         return yield* (yield* decodeExit<Task.Success<T>, Task.Failure<T>>(task, row))
       }
@@ -1445,7 +1539,7 @@ const holdsQueue = (options: SnoozeOptions | undefined): boolean => {
 }
 
 /**
- * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
+ * A queue's counts from the store: blocked, waiting, delayed, running, succeeded, dead, cancelled, the
  * queued ones by priority, its shared rate limit (`setRateLimit`) with how many claims its
  * window allows now, and its retention (`setRetention`, in milliseconds).
  *

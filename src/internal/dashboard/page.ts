@@ -194,7 +194,7 @@ export const page = String.raw`<!doctype html>
     ["stopping", "stopping", true], ["retrying", "retrying"], ["succeeded", "succeeded"], ["failed", "failed"],
     ["defects", "defects"], ["timedOut", "timed out"], ["interrupted", "cancelled"], ["dropped", "dropped", true],
     ["rejected", "rejected", true], ["workers", "workers"]];
-  var QUEUE_COUNTS = [["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
+  var QUEUE_COUNTS = [["blocked", "blocked", true], ["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
     ["dead", "dead"], ["cancelled", "cancelled"]];
 
   function counts(s) {

@@ -11,13 +11,26 @@
  * @internal
  */
 import { Context, Effect } from "effect"
+import type { JobNotFound } from "../../DurableError.ts"
 import { StoreError } from "../../DurableError.ts"
 
-/** Where a job is. `queued` includes delayed jobs (`visibleAt` in the future). */
-export type State = "queued" | "running" | "succeeded" | "dead" | "cancelled"
+/**
+ * Where a job is. `queued` includes delayed jobs (`visibleAt` in the future); `blocked` waits for
+ * its dependencies (`NewJob.after`), and no claim sees it.
+ */
+export type State = "blocked" | "queued" | "running" | "succeeded" | "dead" | "cancelled"
 
 export const FINAL_STATES: ReadonlyArray<State> = ["succeeded", "dead", "cancelled"]
-export const STATES: ReadonlyArray<State> = ["queued", "running", "succeeded", "dead", "cancelled"]
+export const STATES: ReadonlyArray<State> = ["blocked", "queued", "running", "succeeded", "dead", "cancelled"]
+
+/** The most dependencies one job may have (`NewJob.after`). */
+export const MAX_AFTER = 1000
+
+/** A dependency that ended otherwise than succeeded, which ended its dependent cancelled (`JobRow.failedDependency`). */
+export interface FailedDependency {
+  readonly id: string
+  readonly state: "dead" | "cancelled"
+}
 
 export interface JobRow {
   readonly id: string
@@ -58,6 +71,13 @@ export interface JobRow {
    * stores keep `''` for an ungrouped job of a queue with a per-key cap (see `NewJob.group`): read as none.
    */
   readonly group?: string | null | undefined
+  /** How many of its dependencies (`NewJob.after`) have not succeeded yet; absent: 0. */
+  readonly waitingFor?: number | undefined
+  /**
+   * The dependency whose end (dead or cancelled) ended this job cancelled (`afterFailure: "cancel"`):
+   * its awaiters fail with `DependencyFailed` naming it. Null or absent: none.
+   */
+  readonly failedDependency?: FailedDependency | null | undefined
 }
 
 /**
@@ -119,6 +139,20 @@ export interface NewJob {
    * the enqueue answers `late` at its deadline). None for other jobs.
    */
   readonly notAfter?: number | undefined
+  /**
+   * The ids of the jobs it runs after (any queue, any task; at most `MAX_AFTER`, no duplicates): it
+   * is stored `blocked` and becomes `queued` (delayed, if its `delay` or `runAt` is still ahead) in
+   * the step that settles the last of them succeeded. A dependency already succeeded counts as done;
+   * one not in the store fails the enqueue with `JobNotFound` naming it, nothing stored (the whole
+   * batch, for `enqueueAll`). Only a store with `dependencies` takes it. Absent or empty: none.
+   */
+  readonly after?: ReadonlyArray<string> | undefined
+  /**
+   * `"run"`: a dependency that ends dead or cancelled counts as done (the job runs once every one
+   * has ended). Absent: it ends the job cancelled at once (`failedDependency`), and its own
+   * dependents after it, in the same step.
+   */
+  readonly afterFailure?: "run" | undefined
 }
 
 /** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
@@ -530,6 +564,8 @@ export interface Heartbeat {
 export interface QueueCounts {
   readonly queue: string
   readonly paused: boolean
+  /** Waiting for the jobs they run after (`after`); absent on a store without `dependencies` (it has none). */
+  readonly blocked?: number | undefined
   /** The queue's aging in milliseconds (`JobQueue.setAging`, or a consumer's `aging`); 0 for none. */
   readonly aging: number
   /** Visible now, waiting for a consumer. */
@@ -846,7 +882,7 @@ export interface Store {
    * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
-  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
+  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError | JobNotFound>
   /**
    * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
    * within a priority), with a dedup key matching an unfinished job, or a job before it in the same
@@ -857,7 +893,7 @@ export interface Store {
    */
   readonly enqueueAll: (
     jobs: ReadonlyArray<FreshJob>
-  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError>
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError | JobNotFound>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
   /**
    * A job's state and latest progress, without the rest of its row: what a progress reader looks
@@ -981,6 +1017,13 @@ export interface Store {
    * (and logging) until its own scope closes.
    */
   readonly closed: Effect.Effect<boolean>
+  /**
+   * Whether it keeps job dependencies (`NewJob.after`): a store without them is never given a job
+   * with `after` (`JobQueue.enqueue` refuses it with `InvalidJobOptions` naming the store).
+   */
+  readonly dependencies?: true | undefined
+  /** The store's name in errors ("SQLite", "Postgres", "Redis", "memory"); absent: "this store". */
+  readonly kind?: string | undefined
 }
 
 /**

@@ -2747,7 +2747,8 @@ export const makeWith = (
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
       now,
-      closed: closing.closed
+      closed: closing.closed,
+      kind: "Postgres"
     } satisfies Store
     listenings.set(store, heardAll)
     return store
