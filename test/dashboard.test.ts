@@ -512,6 +512,17 @@ describe("Dashboard: durable queues", () => {
       assert.strictEqual((yield* post(dashboard, "api/queues/nope/resume")).status, 404)
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a queue's blocked jobs (waiting for their dependencies) are counted in its card", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* dashboard.addQueue("mail")
+      const first = yield* JobQueue.enqueue(Send, "erin", { queue: "other" })
+      yield* JobQueue.enqueue(Send, "frank", { queue: "mail", after: [first] })
+      yield* tick
+      const mail = sourceIn((yield* call(dashboard, "api/snapshot")).body, "queue", "mail")
+      assert.deepInclude(mail.counts, { blocked: 1, waiting: 0 })
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("a queue's latency chart: wait and run percentiles of the jobs that ended in each interval, read from the store", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()
