@@ -1034,8 +1034,9 @@ const awaitJob = <T extends Task.Any>(
 export { awaitJob as await }
 
 /**
- * Cancels a job from any process: a queued job is cancelled at once; a running one is interrupted
- * by its consumer within a heartbeat (its finalizers run) and ends cancelled.
+ * Cancels a job from any process: a queued (or blocked) job is cancelled at once; a running one is
+ * interrupted by its consumer within a heartbeat (its finalizers run) and ends cancelled. The jobs
+ * that run after it (`EnqueueOptions.after`) are cancelled by it, unless they have `afterFailure: "run"`.
  *
  * @example
  * ```ts
@@ -1104,9 +1105,12 @@ export const list = (
 
 /**
  * Puts a dead job back in its queue as a new run: its attempts reset, and no progress or start time
- * from the dead run (its `status` and `progressChanges` show none until the new run reports). Fails
- * with `JobNotFound` for an unknown id; returns false for a job that is not dead, or whose dedup key
- * an unfinished job of its queue holds (one job per key at a time).
+ * from the dead run (its `status` and `progressChanges` show none until the new run reports). A job
+ * its dependency cancelled (`EnqueueOptions.after`) goes back to `blocked` until every dependency it
+ * still needs has succeeded (redrive a dead one too), or to the queue if they have. Fails with
+ * `JobNotFound` for an unknown id; returns false for a job that is neither, one whose dedup key an
+ * unfinished job of its queue holds (one job per key at a time), or one waiting for a dependency
+ * that has been deleted since.
  *
  * @example
  * ```ts

@@ -354,16 +354,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const missing = missingDependency(jobs)
       return missing === undefined ? Effect.sync(() => addAll(jobs)) : Effect.fail(missing)
     })
+  /** `enqueueAll`'s jobs added in order, once their dependencies are known to be there. */
   const addAll = (jobs: ReadonlyArray<FreshJob>) => {
-      let soonest = Infinity
-      const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
-      const out = jobs.map((job) => {
-        const { id, created, visibleIn } = add(job, held)
-        if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
-        return { id, created }
-      })
-      return soonest === Infinity ? out : changedIn(soonest, out)
-    }
+    let soonest = Infinity
+    const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
+    const out = jobs.map((job) => {
+      const { id, created, visibleIn } = add(job, held)
+      if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
+      return { id, created }
+    })
+    return soonest === Infinity ? out : changedIn(soonest, out)
+  }
 
   const list = (filter: ListFilter) =>
     Effect.sync(() => {

@@ -903,14 +903,16 @@ export interface Store {
   /** Oldest first. */
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<JobRow>, StoreError>
   /**
-   * A queued job becomes cancelled at once (`exit` stored); a running one is marked, and its
-   * consumer's next heartbeat stops it. A marked job's `Retry` or `Release` settle ends it
+   * A queued or blocked job becomes cancelled at once (its dependents as `NewJob.after` says); a
+   * running one is marked, and its consumer's next heartbeat stops it. A marked job's `Retry` or `Release` settle ends it
    * cancelled (no exit) instead of queueing it again, as a reap does.
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
   /**
-   * A dead job goes back to the queue with its attempts reset; false if it is not dead, or if an
-   * unfinished job of its queue holds its dedup key.
+   * A dead job goes back to the queue with its attempts reset, and a job its dependency cancelled
+   * (`failedDependency`) back to blocked (queued if its dependencies have all succeeded since);
+   * false if it is neither, if an unfinished job of its queue holds its dedup key, or if a
+   * dependency it still waits for is no longer in the store.
    */
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
