@@ -10,7 +10,9 @@ import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
 import { InvalidJobOptions } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
+import { JobStore as Store } from "../../src/internal/store/model.ts"
 import { Boom, Echo, options, tick, tracked } from "./conformance.ts"
+import { recorder } from "./events.ts"
 
 /** A fan-in: the sum of its dependencies' results, read with `await` (they have succeeded: at once). */
 const Sum = Task.make("Sum", { payload: Schema.Array(Schema.String), success: Schema.Number })
@@ -20,9 +22,9 @@ const handlers = (runs: Ref.Ref<Array<string>>) => [
   Task.handle(Echo, ({ n }) =>
     Effect.gen(function*() {
       yield* Ref.update(runs, (r) => [...r, `echo:${n}`])
-      // n below 0 fails (for good: the tests enqueue it with maxAttempts 1); n above 1000 takes n ms
+      // n beyond ±1000 takes |n| ms; n below 0 then fails (for good: the tests enqueue it with maxAttempts 1)
+      if (Math.abs(n) > 1000) yield* Effect.sleep(Math.abs(n))
       if (n < 0) return yield* Effect.fail(new Boom({ n }))
-      if (n > 1000) yield* Effect.sleep(n)
       return n
     })),
   Task.handle(Sum, (ids) =>
@@ -86,10 +88,13 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
         yield* consumer(runs)
-        const bad = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        // it fails once both dependents wait for it: the settle ends them, not their enqueue
+        const bad = yield* JobQueue.enqueue(Echo, { n: -2000 }, { maxAttempts: 1 })
         const good = yield* JobQueue.enqueue(Echo, { n: 1 })
         const parent = yield* JobQueue.enqueue(Sum, [bad.id, good.id], { after: [bad, good] })
         const grandparent = yield* JobQueue.enqueue(Sum, [parent.id], { after: [parent] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(parent.id), yield* stateOf(grandparent.id)], ["blocked", "blocked"])
         yield* tick(2000)
         assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: bad.id, state: "dead" })])
         assert.deepStrictEqual(
@@ -106,15 +111,58 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
         yield* consumer(runs)
-        const bad = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
-        const slow = yield* JobQueue.enqueue(Echo, { n: 3000 })
+        const bad = yield* JobQueue.enqueue(Echo, { n: -2000 }, { maxAttempts: 1 })
+        const slow = yield* JobQueue.enqueue(Echo, { n: 4000 })
         const cleanup = yield* JobQueue.enqueue(Echo, { n: 7 }, { after: [bad, slow], afterFailure: "run" })
-        yield* tick(1000)
+        yield* tick(2500)
         assert.strictEqual(yield* stateOf(bad.id), "dead")
         assert.strictEqual(yield* stateOf(cleanup.id), "blocked", "the slow one still runs")
-        yield* tick(3000)
+        yield* tick(2000)
         assert.strictEqual(yield* cleanup.await, 7)
         assert.strictEqual((yield* JobQueue.status(cleanup.id)).failedDependency, undefined)
+      })))
+
+    it.effect("a running dependency cancelled (JobQueue.cancel) cancels its dependent once it ends cancelled", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 60_000 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 1 }, { after: [child] })
+        yield* tick(500)
+        assert.strictEqual(yield* JobQueue.cancel(child.id), "requested")
+        assert.strictEqual(yield* stateOf(parent.id), "blocked", "until the running one has ended")
+        yield* tick(2000)
+        assert.strictEqual(yield* stateOf(child.id), "cancelled")
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "cancelled" })])
+      })))
+
+    it.effect("a dependency whose lease expired on its last attempt (reaped dead) cancels its dependent in the reap's step", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claim is a consumer that died, the reap another consumer's reaper
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "manual", after: [child] })
+        const claimed = yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 10, lease: 1000 })
+        assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [child.id], "the blocked one is not claimed")
+        yield* tick(2000)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        assert.deepStrictEqual([yield* stateOf(child.id), yield* stateOf(parent.id)], ["dead", "cancelled"])
+        assert.deepStrictEqual((yield* JobQueue.status(parent.id)).failedDependency, { id: child.id, state: "dead" })
+      })))
+
+    it.effect("a consumer's events never show a blocked job: its first is its start, once released", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* JobQueue.consume({ ...options, handlers: handlers(runs), onEvent: events.onEvent })
+        const child = yield* JobQueue.enqueue(Echo, { n: 2000 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 1 }, { after: [child] })
+        yield* tick(1000)
+        assert.deepStrictEqual(events.tags(parent.id), [])
+        yield* tick(2000)
+        assert.strictEqual(yield* parent.await, 1)
+        yield* tick(500)
+        assert.deepStrictEqual(events.tags(parent.id), ["Started:1", "Succeeded:1"])
       })))
 
     it.effect("a dependency not in the store (never enqueued, or purged) fails the enqueue with JobNotFound naming it; nothing is stored", () =>
