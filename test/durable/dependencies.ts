@@ -326,5 +326,9 @@ export const unsupportedDependencies = (name: string, makeStore: () => Layer.Lay
         const all = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 3 } }, { payload: { n: 4 }, options: { after: [child] } }]))
         assert.strictEqual((all as InvalidJobOptions).field, "items[1].options.after")
         assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [child.id])
+        // it has no blocked job, and says so where a caller looks for them
+        assert.deepStrictEqual(yield* JobQueue.list({ state: "blocked" }), [])
+        assert.deepStrictEqual(yield* JobQueue.list({ state: ["blocked", "queued"] }).pipe(Effect.map((jobs) => jobs.map((job) => job.id))), [child.id])
+        assert.strictEqual((yield* JobQueue.stats("default")).blocked ?? 0, 0)
       }).pipe(Effect.scoped, Effect.provide(Layer.fresh(tracked(makeStore())))))
   })
