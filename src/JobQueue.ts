@@ -291,10 +291,12 @@ export interface EnqueueOptions {
    * becomes queued (or delayed, if its `delay` or `runAt` is still ahead) once every one of them
    * has succeeded, in the same store step as the last one's end. One already succeeded counts as
    * done; one not in the store (never, or deleted) fails the enqueue with `JobNotFound` naming it,
-   * nothing stored. At most 1,000, no duplicates; empty: none. Only `JobStore.memory` keeps
-   * dependencies in this version: another store refuses them with `InvalidJobOptions`.
+   * nothing stored. In `enqueueAll`'s items, `{ item: i }` names the job of the call's item `i`
+   * (an earlier one): a whole DAG in one atomic call. At most 1,000, no duplicates; empty: none.
+   * Only `JobStore.memory` keeps dependencies in this version: another store refuses them with
+   * `InvalidJobOptions`.
    */
-  readonly after?: ReadonlyArray<string | { readonly id: string }> | undefined
+  readonly after?: ReadonlyArray<string | { readonly id: string } | { readonly item: number }> | undefined
   /**
    * When one of `after` ends dead or cancelled: `"cancel"` (the default) ends this job cancelled at
    * once, without running (its awaiters fail with `DependencyFailed` naming that job), and its own
@@ -593,7 +595,9 @@ export const enqueue = <T extends Task.Any>(
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       taskOf(task)
-      return callOptions(options)
+      const checked = callOptions(options)
+      itemsBefore(checked, "after", undefined)
+      return checked
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
@@ -625,8 +629,13 @@ const enqueueOptions = (options: EnqueueOptions) => {
   }
 }
 
-/** `after` and `afterFailure` checked, as a job's fields (absent: none, and the default). */
-const dependenciesOf = (options: EnqueueOptions): { after?: Array<string>; afterFailure?: "run" } => {
+/**
+ * `after` and `afterFailure` checked, as a job's fields (absent: none, and the default); the call's
+ * items it names (`{ item }`) are checked against its own place by `readJobs`, and refused by `enqueue`.
+ */
+const dependenciesOf = (
+  options: EnqueueOptions
+): { after?: Array<string>; afterItems?: Array<number>; afterFailure?: "run" } => {
   if (options.after === undefined) {
     if (options.afterFailure !== undefined) config.fail("afterFailure", options.afterFailure, "expected only with after")
     return {}
@@ -636,16 +645,35 @@ const dependenciesOf = (options: EnqueueOptions): { after?: Array<string>; after
     config.fail("after", `${options.after.length} jobs`, `expected at most ${MAX_AFTER} jobs (chain them through a job that runs after a part)`)
   }
   const seen = new Set<string>()
+  const items = new Set<number>()
   options.after.forEach((dependency: unknown, i) => {
-    const id = typeof dependency === "object" && dependency !== null && "id" in dependency ? dependency.id : dependency
     const field = `after[${i}]`
+    if (typeof dependency === "object" && dependency !== null && "item" in dependency) {
+      const item = config.count(`${field}.item`, dependency.item, MAX_ITEMS - 1)
+      if (items.has(item)) config.fail(field, dependency, "expected each job once (it is named twice)")
+      items.add(item)
+      return
+    }
+    const id = typeof dependency === "object" && dependency !== null && "id" in dependency ? dependency.id : dependency
     const checked = storedName(field, id)
     if (checked.length === 0) config.fail(field, id, "expected a job id, not an empty string")
     if (seen.has(checked)) config.fail(field, id, "expected each job once (it is named twice)")
     seen.add(checked)
   })
   const onFailure = options.afterFailure === undefined ? "cancel" : config.oneOf("afterFailure", options.afterFailure, ["cancel", "run"])
-  return seen.size === 0 ? {} : { after: Array.from(seen), ...(onFailure === "run" ? { afterFailure: "run" as const } : {}) }
+  return seen.size === 0 && items.size === 0 ? {} : {
+    ...(seen.size === 0 ? {} : { after: Array.from(seen) }),
+    ...(items.size === 0 ? {} : { afterItems: Array.from(items) }),
+    ...(onFailure === "run" ? { afterFailure: "run" as const } : {})
+  }
+}
+
+/** A job's `{ item }` dependencies: only earlier items of its own `enqueueAll` call (`at`: its place; none for `enqueue`). */
+const itemsBefore = (checked: { readonly afterItems?: ReadonlyArray<number> }, field: string, at: number | undefined) => {
+  for (const item of checked.afterItems ?? []) {
+    if (at === undefined) config.fail(field, { item }, "expected a job id or handle: { item } names an item of the same enqueueAll call")
+    else if (item >= at) config.fail(field, { item }, `expected an earlier item of the call than this one (items[${at}])`)
+  }
 }
 
 /**
@@ -658,11 +686,11 @@ const dependenciesKept = (
   batch: boolean
 ): Effect.Effect<void, InvalidJobOptions> => {
   if (store.dependencies === true) return Effect.void
-  const i = jobs.findIndex((job) => job.after !== undefined)
+  const i = jobs.findIndex((job) => job.after !== undefined || job.afterItems !== undefined)
   return i === -1 ? Effect.void : Effect.fail(
     new InvalidJobOptions({
       field: batch ? `items[${i}].options.after` : "after",
-      value: `${jobs[i]!.after!.length} jobs`,
+      value: `${(jobs[i]!.after?.length ?? 0) + (jobs[i]!.afterItems?.length ?? 0)} jobs`,
       reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (JobStore.memory does)`
     })
   )
@@ -838,6 +866,7 @@ const readJobs = (
       if (item === END) return
       const i = jobs.length
       const checked = readItem(item, `items[${i}]`, options, shared)
+      itemsBefore(checked.options, `items[${i}].options.after`, i)
       const payload = encodePayloadNow(task, checked.payload)
       if (typeof payload === "string") {
         add(payload, checked.options)

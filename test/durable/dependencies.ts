@@ -287,6 +287,38 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.deepStrictEqual([yield* left!.await, yield* right!.await], [3, 5])
       })))
 
+    it.effect("enqueueAll of a whole DAG in one call: items name earlier items ({ item }); each runs after its own, in one atomic call", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const old = yield* JobQueue.enqueue(Echo, { n: 9 }, { queue: "idle" })
+        //   1   2   3
+        //    \ /    |
+        //     4     |   (4 also after a stored job, done below)
+        //      \   /
+        //        5
+        const jobs = yield* JobQueue.enqueueAll(Echo, [
+          { payload: { n: 1 } },
+          { payload: { n: 2 }, options: { delay: "2 seconds" } },
+          { payload: { n: 3 } },
+          { payload: { n: 4 }, options: { after: [{ item: 0 }, { item: 1 }, old] } },
+          { payload: { n: 5 }, options: { after: [{ item: 3 }, { item: 2 }] } }
+        ])
+        assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => stateOf(job.id)), ["queued", "delayed", "queued", "blocked", "blocked"])
+        assert.strictEqual((yield* JobQueue.status(jobs[3]!.id)).waitingFor, 3)
+        // the stored one is done by hand: its queue has no consumer
+        const store = yield* Store
+        const [claim] = (yield* store.claim({ queues: ["idle"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null })
+        yield* consumer(runs)
+        yield* tick(3000)
+        assert.strictEqual(yield* jobs[4]!.await, 5)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:1", "echo:3", "echo:2", "echo:4", "echo:5"])
+        const bad = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 6 }, options: { after: [{ item: 1 }] } }, { payload: { n: 7 } }]))
+        assert.strictEqual((bad as InvalidJobOptions).field, "items[0].options.after")
+        const alone = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 8 }, { after: [{ item: 0 }] }))
+        assert.strictEqual((alone as InvalidJobOptions).field, "after")
+      })))
+
     it.effect("a blocked job holds its dedup key: another enqueue with the key returns it", () =>
       provide(Effect.gen(function*() {
         const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })

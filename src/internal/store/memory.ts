@@ -358,11 +358,16 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const addAll = (jobs: ReadonlyArray<FreshJob>) => {
     let soonest = Infinity
     const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
-    const out = jobs.map((job) => {
-      const { id, created, visibleIn } = add(job, held)
+    const out: Array<{ readonly id: string; readonly created: boolean }> = []
+    for (const job of jobs) {
+      // the call's own jobs it runs after, named now (a dedup hit's: the holder)
+      const after = job.afterItems === undefined
+        ? job
+        : { ...job, after: Array.from(new Set([...job.after ?? [], ...job.afterItems.map((i) => out[i]!.id)])) }
+      const { id, created, visibleIn } = add(after, held)
       if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
-      return { id, created }
-    })
+      out.push({ id, created })
+    }
     return soonest === Infinity ? out : changedIn(soonest, out)
   }
 

@@ -155,8 +155,12 @@ export interface NewJob {
   readonly afterFailure?: "run" | undefined
 }
 
-/** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
-export type FreshJob = Omit<NewJob, "id" | "notAfter">
+/**
+ * A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone).
+ * `afterItems`: the jobs of the same call it runs after, by their place in it (each before its own,
+ * so a call's jobs make no cycle), as `after` names stored ones: a whole DAG in one atomic call.
+ */
+export type FreshJob = Omit<NewJob, "id" | "notAfter"> & { readonly afterItems?: ReadonlyArray<number> | undefined }
 
 /** What `Store.enqueue` did: `late`, nothing stored (past the job's `notAfter`), `created` false. */
 export interface Enqueued {
