@@ -1,7 +1,7 @@
 /**
  * Job dependencies on every store (test/durable/dependencies.ts), under TestClock: kept by the
- * memory store; SQLite, Postgres and Redis (when their servers are set: WORKPOOL_PG_URL,
- * WORKPOOL_REDIS_URL) refuse them with a typed error until they keep them.
+ * memory store and Redis (when its server is set: WORKPOOL_REDIS_URL); SQLite and Postgres (when
+ * WORKPOOL_PG_URL is set) refuse them with a typed error until they keep them.
  */
 import { describe } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -25,4 +25,4 @@ if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is
 else unsupportedDependencies("Postgres", () => Pg.testLayer())
 
 if (!Redis.enabled) describe.skip("job dependencies on Redis (WORKPOOL_REDIS_URL is not set)", () => {})
-else unsupportedDependencies("Redis", () => Redis.testLayer())
+else dependenciesConformance("Redis", () => Redis.testLayer())

@@ -12,6 +12,7 @@
  */
 import { Context, Effect } from "effect"
 import type { JobNotFound } from "../../DurableError.ts"
+import type { InvalidJobOptions } from "../../PoolError.ts"
 import { StoreError } from "../../DurableError.ts"
 
 /**
@@ -886,7 +887,7 @@ export interface Store {
    * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
-  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError | JobNotFound>
+  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError | JobNotFound | InvalidJobOptions>
   /**
    * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
    * within a priority), with a dedup key matching an unfinished job, or a job before it in the same
@@ -897,7 +898,7 @@ export interface Store {
    */
   readonly enqueueAll: (
     jobs: ReadonlyArray<FreshJob>
-  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError | JobNotFound>
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError | JobNotFound | InvalidJobOptions>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
   /**
    * A job's state and latest progress, without the rest of its row: what a progress reader looks

@@ -53,12 +53,14 @@ import { Cause, Clock, Effect, Exit, Fiber, Queue, Redacted, Schedule } from "ef
 import { createHash } from "node:crypto"
 import * as Redis from "effect/persistence/Redis"
 import type * as Scope from "effect/Scope"
-import { StoreError } from "../../DurableError.ts"
+import { JobNotFound, StoreError } from "../../DurableError.ts"
+import { InvalidJobOptions } from "../../PoolError.ts"
 import * as config from "../config.ts"
 import { failureStreak } from "../failureStreak.ts"
 import type {
   Claim,
   ClaimRequest,
+  FailedDependency,
   Heartbeat,
   JobRow,
   Latencies,
@@ -306,6 +308,8 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     retry: f.retry ?? null,
     snoozes: Number(f.snoozes ?? 0),
     group: f.group ?? null,
+    ...(f.waitingFor === undefined ? {} : { waitingFor: Number(f.waitingFor) }),
+    ...(f.failedDep === undefined ? {} : { failedDependency: { id: f.failedDep, state: f.failedDepState as FailedDependency["state"] } }),
     seq: Number(f.seq)
   }
 }
@@ -372,6 +376,7 @@ const SCRIPTS = {
   enqueueTick: script<[string, number, string?, string?]>(Scripts.ENQUEUE_TICK),
   enqueueIndexed: script<[string, number, string?, string?]>(Scripts.ENQUEUE_INDEXED, 2),
   enqueueAll: script<Array<string | number>>(Scripts.ENQUEUE_ALL),
+  enqueueGraph: script<[Array<string> | "missing", ...Array<string | number>]>(Scripts.ENQUEUE_GRAPH),
   time: script<[string, string]>(Scripts.TIME, 1),
   claim: script<[Array<Array<string | null>>, string, Array<number>, string, string, ("0" | "1")?]>(Scripts.CLAIM),
   peek: script<Look>(Scripts.PEEK),
@@ -389,7 +394,7 @@ const SCRIPTS = {
   retain: script<[Array<string>, number, number]>(Scripts.RETAIN),
   configure: script<number>(Scripts.CONFIGURE),
   counts: script<
-    [number, number, number, number, number, number, number, Array<string>, [string, string, string, string], string, string, string, string, string | undefined]
+    [number, number, number, number, number, number, number, Array<string>, [string, string, string, string], string, string, string, string, string | undefined, number | undefined]
   >(Scripts.COUNTS),
   list: script<[Array<Array<string>>, string, Array<string | number>]>(Scripts.LIST),
   listJobs: script<Array<Array<string>>>(Scripts.LIST_JOBS),
@@ -868,6 +873,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     /** An enqueue's script and its `relist`, which `relistInBackground` does if its caller is interrupted while they wait. */
     const relisting = <A, E>(queue: string, stored: Effect.Effect<A, E>) => Effect.onInterrupt(stored, () => relistInBackground(queue))
     const enqueue = (job: NewJob) =>
+      job.after !== undefined && job.after.length > 0
+        ? Effect.map(enqueueGraph([job], () => "after"), ([result]) => result!)
+        : enqueueWithout(job)
+    const enqueueWithout = (job: NewJob) =>
       op(
         "enqueue",
         Effect.gen(function*() {
@@ -905,7 +914,84 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * `IN_FLIGHT` queues' scripts at once (one after another, 30,000 jobs in 10,000 queues took
      * 7.5-8 s); a failure leaves the jobs of the queues whose scripts ran stored.
      */
-    const enqueueAll = (jobs: ReadonlyArray<FreshJob>) => {
+    const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
+      jobs.some((job) => (job.after?.length ?? 0) + (job.afterItems?.length ?? 0) > 0)
+        ? enqueueGraph(jobs, (i) => `items[${i}].options.after`)
+        : enqueueAllWithout(jobs)
+
+    /**
+     * On a Cluster, a job's dependencies must be of its own queue (its slot: the script that ends one
+     * releases its dependents in the same step) and there: `InvalidJobOptions` (`field` names the
+     * job's option) or `JobNotFound` before anything is stored. On one Redis the script checks.
+     */
+    const clusterDependencies = (jobs: ReadonlyArray<FreshJob>, field: (i: number) => string) =>
+      Effect.forEach(jobs, (job, i) =>
+        Effect.gen(function*() {
+          const other = (value: string, queue: string) =>
+            new InvalidJobOptions({
+              field: field(i),
+              value,
+              reason: `on a Redis Cluster a job's dependencies must be of its own queue (${JSON.stringify(job.queue)}, one slot, so that the script ending one releases its dependents at once), not of queue ${JSON.stringify(queue)}`
+            })
+          for (const k of job.afterItems ?? []) {
+            if (jobs[k]!.queue !== job.queue) return yield* Effect.fail(other(`{ item: ${k} }`, jobs[k]!.queue))
+          }
+          for (const id of job.after ?? []) {
+            const queue = yield* Effect.mapError(queueOfId(id), fail("enqueue"))
+            if (queue === null) return yield* Effect.fail(new JobNotFound({ id }))
+            if (queue !== job.queue) return yield* Effect.fail(other(id, queue))
+            const there = yield* Effect.mapError(redis.send<number>("EXISTS", `${base(queue)}:job:${id}`), fail("enqueue"))
+            if (there === 0) return yield* Effect.fail(new JobNotFound({ id }))
+          }
+        }), { discard: true })
+
+    /**
+     * Jobs with dependencies (`NewJob.after`, `FreshJob.afterItems`): on one Redis one script for the
+     * whole call, whatever its queues (atomic: a graph across queues is stored whole or not at all);
+     * on a Cluster one per queue (see `clusterDependencies`), each atomic in its slot.
+     */
+    const enqueueGraph = (jobs: ReadonlyArray<FreshJob & { readonly id?: string | undefined }>, field: (i: number) => string) =>
+      Effect.gen(function*() {
+        if (cfg.cluster) yield* clusterDependencies(jobs, field)
+        const groups: Array<Array<number>> = [[...jobs.keys()]]
+        if (cfg.cluster) {
+          const byQueue = new Map<string, Array<number>>()
+          jobs.forEach((job, i) => byQueue.set(job.queue, [...byQueue.get(job.queue) ?? [], i]))
+          groups.splice(0, 1, ...byQueue.values())
+        }
+        const stored = yield* op(
+          "enqueue",
+          Effect.gen(function*() {
+            const out = new Array<{ readonly id: string; readonly created: boolean }>(jobs.length)
+            const wakes: Array<Wake> = []
+            for (const indexes of groups) {
+              const local = new Map(indexes.map((i, k) => [i, k]))
+              for (const i of indexes) yield* knownQueue(jobs[i]!.queue)
+              const fields = yield* scriptJson(indexes.map((i) => {
+                const job = jobs[i]!
+                const row: Array<unknown> = jobFields(job, job.id ?? `${crypto.randomUUID()}:${job.queue}`)
+                row.push(job.queue, job.after ?? [], job.afterFailure ?? "", (job.afterItems ?? []).map((k) => local.get(k)!))
+                return row as Array<string>
+              }))
+              const queue = jobs[indexes[0]!]!.queue
+              const [made, ...reply] = yield* relisting(queue, run("enqueueGraph", queue, NOW(), fields))
+              if (made === "missing") return { missing: reply[0] as string, out, wakes }
+              for (const q of made) yield* relist(q, "1")
+              indexes.forEach((i, k) => {
+                out[i] = { id: reply[3 * k] as string, created: reply[3 * k + 1] === 1 }
+                const due = reply[3 * k + 2]
+                if (due !== "") wakes.push({ queue: jobs[i]!.queue, in: Number(due) })
+              })
+            }
+            return { missing: undefined, out, wakes }
+          }),
+          (result) => result.wakes.length === 0 ? undefined : result.wakes
+        )
+        if (stored.missing !== undefined) return yield* Effect.fail(new JobNotFound({ id: stored.missing }))
+        return stored.out
+      })
+
+    const enqueueAllWithout = (jobs: ReadonlyArray<FreshJob>) => {
       const byQueue = new Map<string, Array<number>>()
       jobs.forEach((job, i) => {
         const indexes = byQueue.get(job.queue)
@@ -1197,7 +1283,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     const counts = (queue: string) =>
       op(
         "stats",
-        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap, heldUntil, groupCap]): QueueCounts => {
+        Effect.map(run("counts", queue, NOW()), ([paused, waiting, delayed, running, succeeded, dead, cancelled, prio, rate, aging, retention, cap, heldUntil, groupCap, blocked]): QueueCounts => {
           const queuedByPriority: Array<{ priority: number; count: number }> = []
           for (let i = 0; i + 1 < prio.length; i += 2) {
             const count = Number(prio[i + 1])
@@ -1207,6 +1293,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
             queue,
             paused: paused === 1,
             aging: Number(aging ?? 0),
+            blocked: blocked ?? 0,
             waiting,
             delayed,
             running,
@@ -1889,7 +1976,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       cancelVersion: cancels.version,
       now,
       closed: closing.closed,
-      kind: "Redis"
+      kind: "Redis",
+      dependencies: true
     } satisfies Store, closing.isClosed)
   })
 

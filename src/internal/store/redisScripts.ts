@@ -67,6 +67,153 @@ export const STOP_AGE = 60_000
 /** The most keyed jobs an idle watch's look for lost markers (`ORPHANS`) reads for its tasks. */
 export const ORPHAN_LOOKS = 256
 
+/**
+ * Job dependencies (`NewJob.after`), the memory store's algorithm (`settled`, `attach`,
+ * `unblocked`) in Lua. Keys, in the base of the job they belong to:
+ * - `B:deps:<id>`   set: the jobs that run after it (its dependents, of any queue on one Redis)
+ * - `B:waits:<id>`  set: its dependencies not yet succeeded (gone when none is left)
+ * - `B:blocked`     zset: its blocked jobs, score seq (stats, list)
+ * and fields of a job's hash: `waitingFor` (the size of `B:waits:<id>`), `afterFailure` ("run"),
+ * `failedDep`, `failedDepState` (the dependency whose end cancelled it).
+ *
+ * A dependency's job may be in another queue: `baseOf` finds its base from its id (a new job's
+ * names its queue, see redis.ts `namedQueue`), or from the id index on one Redis. On a Cluster the
+ * store refuses a dependency in another queue (another slot), so every key touched is the queue's.
+ * The walk (`dependentsEnded`) reassigns `B` to each dependent's base, as `many` does per queue.
+ */
+const DEPENDENCIES = `
+local PREFIX = string.match(B, "^{([^:%%}]+)")
+local UUID = "^" .. string.rep("%x", 8) .. "%-" .. string.rep("%x", 4) .. "%-" .. string.rep("%x", 4) .. "%-" ..
+  string.rep("%x", 4) .. "%-" .. string.rep("%x", 12) .. "$"
+-- a queue's base, as redis.ts's queueBase makes it
+local function baseOfQueue(queue)
+  if string.find(queue, "}", 1, true) then
+    return "{" .. PREFIX .. "%" .. string.gsub(queue, "[%%}]", {["%"] = "%25", ["}"] = "%7D"}) .. "}"
+  end
+  return "{" .. PREFIX .. ":" .. queue .. "}"
+end
+-- the base of the queue holding job id, nil if none does. The id index is read only for an id that
+-- names no queue and is not this queue's (on a Cluster never: the store kept its dependencies here)
+local function baseOf(id)
+  if #id > 37 and string.sub(id, 37, 37) == ":" and string.match(string.sub(id, 1, 36), UUID) then
+    local base = baseOfQueue(string.sub(id, 38))
+    if redis.call("EXISTS", base .. ":job:" .. id) == 1 then return base end
+    return nil
+  end
+  if redis.call("EXISTS", jobKey(id)) == 1 then return B end
+  local queue = redis.call("HGET", "{" .. PREFIX .. "}:ids", id)
+  if not queue then return nil end
+  local base = baseOfQueue(queue)
+  if redis.call("EXISTS", base .. ":job:" .. id) == 1 then return base end
+  return nil
+end
+local function finalState(state)
+  return state == "succeeded" or state == "dead" or state == "cancelled"
+end
+-- whether blocked job id (of queue B) may run: every dependency succeeded, or (afterFailure run) ended;
+-- a dependency gone ended (only finished jobs are deleted)
+local function unblocked(id)
+  local waits = redis.call("SMEMBERS", B .. ":waits:" .. id)
+  if #waits == 0 then return true end
+  if redis.call("HGET", jobKey(id), "afterFailure") ~= "run" then return false end
+  for _, dep in ipairs(waits) do
+    local base = baseOf(dep)
+    if base and not finalState(redis.call("HGET", base .. ":job:" .. dep, "state")) then return false end
+  end
+  return true
+end
+-- a queued job (placed) held back: blocked
+local function block(id)
+  unqueue(id)
+  redis.call("HSET", jobKey(id), "state", "blocked")
+  redis.call("ZADD", B .. ":blocked", redis.call("HGET", jobKey(id), "seq"), id)
+end
+-- a blocked job's dependencies done: queued, visible from its own run time or now, whichever is later
+local function release(id, now)
+  local j = jobKey(id)
+  local f = redis.call("HMGET", j, "visible", "priority")
+  local visible = math.max(tonumber(f[1]), now)
+  redis.call("ZREM", B .. ":blocked", id)
+  redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[2]), visible))
+  queued(id)
+  place(id, now)
+end
+-- after job id of queue B ended in state: each blocked dependent released if it may run now, or
+-- ended cancelled by it (and then its own dependents, in the same script). A succeeded one is
+-- struck off its dependents' waits whatever their state (a dependent redriven later waits for
+-- what it still needs only)
+local function dependentsEnded(id, state, now)
+  local saved = B
+  local work = {{B, id, state}}
+  while #work > 0 do
+    local item = table.remove(work)
+    local ended, endedState = item[2], item[3]
+    for _, dep in ipairs(redis.call("SMEMBERS", item[1] .. ":deps:" .. ended)) do
+      B = baseOf(dep) or ""
+      local j = jobKey(dep)
+      local f = redis.call("HMGET", j, "state", "afterFailure")
+      if B ~= "" and f[1] then
+        if endedState == "succeeded" and redis.call("SREM", B .. ":waits:" .. dep, ended) == 1 then
+          redis.call("HSET", j, "waitingFor", redis.call("SCARD", B .. ":waits:" .. dep))
+        end
+        if f[1] == "blocked" then
+          if endedState ~= "succeeded" and f[2] ~= "run" then
+            redis.call("ZREM", B .. ":blocked", dep)
+            redis.call("HDEL", j, "exit")
+            redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
+            redis.call("ZADD", B .. ":final:cancelled", now, dep)
+            releaseDedup(dep)
+            work[#work + 1] = {B, dep, "cancelled"}
+          elseif unblocked(dep) then
+            release(dep, now)
+          end
+        end
+      end
+    end
+  end
+  B = saved
+end
+-- a job its dependency cancelled (failedDep) whose dependencies not yet succeeded are all still
+-- there: one gone (a finished job deleted) would keep it blocked for good
+local function redrivable(id)
+  if not redis.call("HGET", jobKey(id), "failedDep") then return false end
+  for _, dep in ipairs(redis.call("SMEMBERS", B .. ":waits:" .. id)) do
+    if not baseOf(dep) then return false end
+  end
+  return true
+end
+-- a job that ended: its dependents told, if it has any (one EXISTS for a job without)
+local function tellDependents(id, state, now)
+  if redis.call("EXISTS", B .. ":deps:" .. id) == 1 then dependentsEnded(id, state, now) end
+end
+-- a new job (of queue B, just placed) after the jobs of after (all there): it waits for those not yet
+-- succeeded (blocked), or runs at once, or is cancelled at once by one already dead or cancelled
+local function attach(id, after, run, now)
+  local j = jobKey(id)
+  local pending = 0
+  local failed, failedState
+  for _, dep in ipairs(after) do
+    local base = baseOf(dep)
+    redis.call("SADD", base .. ":deps:" .. dep, id)
+    local state = redis.call("HGET", base .. ":job:" .. dep, "state")
+    if state ~= "succeeded" and redis.call("SADD", B .. ":waits:" .. id, dep) == 1 then
+      pending = pending + 1
+      if not failed and (state == "dead" or state == "cancelled") then failed, failedState = dep, state end
+    end
+  end
+  redis.call("HSET", j, "waitingFor", pending)
+  if run then redis.call("HSET", j, "afterFailure", "run") end
+  if failed and not run then
+    unqueue(id)
+    redis.call("HSET", j, "state", "cancelled", "finished", now, "failedDep", failed, "failedDepState", failedState)
+    redis.call("ZADD", B .. ":final:cancelled", now, id)
+    releaseDedup(id)
+  elseif not unblocked(id) then
+    block(id)
+  end
+end
+`
+
 const PRELUDE = `
 local B = string.sub(KEYS[1], 1, -6)
 local function clock(arg)
@@ -476,10 +623,11 @@ local function releaseDedup(id)
   local key = redis.call("HGET", jobKey(id), "dedup")
   if key and key ~= "" and redis.call("HGET", B .. ":dedup", key) == id then redis.call("HDEL", B .. ":dedup", key) end
 end
-local function finish(id, state, now)
+${DEPENDENCIES}local function finish(id, state, now)
   redis.call("HSET", jobKey(id), "state", state, "finished", now, "cancel", "0")
   redis.call("ZADD", B .. ":final:" .. state, now, id)
   releaseDedup(id)
+  tellDependents(id, state, now)
 end
 local function endLease(id)
   local j = jobKey(id)
@@ -535,6 +683,7 @@ local function settleMany(args, from, count, now)
         list[#list + 1] = now
         list[#list + 1] = id
         releaseDedup(id)
+        tellDependents(id, arg, now)
       elseif redis.call("HGET", j, "cancel") == "1" then
         -- a cancel asked for while the attempt ran, which failed or was given back before its
         -- heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
@@ -740,6 +889,55 @@ for _, job in ipairs(jobs) do
 end
 if soonest then out[1] = tostring(soonest) end
 if madeQueue then out[2] = "1" end
+return out
+`
+
+/**
+ * New jobs with dependencies (`NewJob.after`), in order, at one time: `ENQUEUE_ALL`'s jobs, each
+ * array of fields followed by its queue, its dependencies' ids (JSON array), its `afterFailure`
+ * ("run" or "") and its dependencies among this call's jobs (their places in it, from 0). ARGV:
+ * now, the jobs as JSON → {"missing", id} when a dependency is in no queue (nothing stored), else
+ * {the queues whose seq it made (see `addJob`), then each job's id, created (1 or 0) and ms until
+ * it is visible ("" if it is not queued)}.
+ *
+ * The jobs may be of several queues: on one Redis one script stores a whole graph, atomically. On a
+ * Cluster the store sends a queue's jobs alone, their dependencies all in that queue (see redis.ts).
+ */
+export const ENQUEUE_GRAPH: string = `${PRELUDE}${addJob(false)}
+local jobs = cjson.decode(ARGV[2])
+local now = clock(ARGV[1])
+for _, job in ipairs(jobs) do
+  for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
+    if not baseOf(dep) then return {"missing", dep} end
+  end
+end
+local home = B
+local made, out, ids = {}, {{}}, {}
+for i, job in ipairs(jobs) do
+  local queue = job[${JOB_FIELDS + 1}]
+  B = baseOfQueue(queue)
+  madeQueue = false
+  local id, created, due = addJob(job, 0, now)
+  if madeQueue then out[1][#out[1] + 1] = queue end
+  ids[i] = id
+  if created == 1 then
+    -- its dependencies: the stored ones, then the call's own (a dedup hit's: the holder), each once
+    local after, seen = {}, {}
+    for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
+      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+    end
+    for _, k in ipairs(job[${JOB_FIELDS + 4}]) do
+      local dep = ids[k + 1]
+      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+    end
+    if #after > 0 then attach(id, after, job[${JOB_FIELDS + 3}] == "run", now) end
+    if redis.call("HGET", jobKey(id), "state") ~= "queued" then due = nil end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = created
+  out[#out + 1] = due and tostring(due) or ""
+end
+B = home
 return out
 `
 
@@ -1101,8 +1299,8 @@ export const CANCEL: string = `${PRELUDE}
 local id = ARGV[2]
 local state = redis.call("HGET", jobKey(id), "state")
 if not state then return "missing" end
-if state == "queued" then
-  unqueue(id)
+if state == "queued" or state == "blocked" then
+  if state == "queued" then unqueue(id) else redis.call("ZREM", B .. ":blocked", id) end
   redis.call("HDEL", jobKey(id), "exit")
   finish(id, "cancelled", clock(ARGV[1]))
   return "cancelled"
@@ -1118,11 +1316,14 @@ return "finished"
 export const REDRIVE: string = `${PRELUDE}
 local id = ARGV[2]
 local j = jobKey(id)
-if redis.call("HGET", j, "state") ~= "dead" then return 0 end
+local state = redis.call("HGET", j, "state")
+-- a job its dependency cancelled may be redriven too, unless one it still waits for is gone
+if state ~= "dead" and not (state == "cancelled" and redrivable(id)) then return 0 end
 local f = redis.call("HMGET", j, "hasDedup", "dedup", "priority")
 if f[1] == "1" and redis.call("HEXISTS", B .. ":dedup", f[2]) == 1 then return 0 end
 local now = clock(ARGV[1])
-redis.call("ZREM", B .. ":final:dead", id)
+redis.call("ZREM", B .. ":final:" .. state, id)
+redis.call("HDEL", j, "failedDep", "failedDepState")
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
@@ -1130,6 +1331,8 @@ redis.call("HDEL", j, "started", "progress")
 if f[1] == "1" then redis.call("HSET", B .. ":dedup", f[2], id) end
 queued(id)
 place(id, now)
+-- it waits for what it still needs
+if not unblocked(id) then block(id) end
 return 1
 `
 
@@ -1153,7 +1356,7 @@ local function forget(key, ids, gone)
     if g and g ~= "" then redis.call("SREM", B .. ":grun:" .. g, id) end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id))
+    redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
     gone[#gone + 1] = id
   end
 end
@@ -1383,7 +1586,8 @@ return {
   redis.call("HGET", KEYS[1], "retention") or "",
   redis.call("HGET", KEYS[1], "concurrency") or "0",
   held(),
-  redis.call("HGET", KEYS[1], "groupConcurrency") or "0"
+  redis.call("HGET", KEYS[1], "groupConcurrency") or "0",
+  redis.call("ZCARD", B .. ":blocked")
 }
 `
 
@@ -1492,6 +1696,8 @@ local function sourcesOf()
       sources[#sources + 1] = {key = B .. ":delayed", above = waiting == "delayed" and now or nil, upTo = waiting == "ready" and now or nil}
     elseif state == "running" then
       sources[#sources + 1] = {key = B .. ":running"}
+    elseif state == "blocked" then
+      sources[#sources + 1] = {key = B .. ":blocked"}
     else
       sources[#sources + 1] = {key = B .. ":final:" .. state}
     end
