@@ -15,10 +15,10 @@ import { Boom, Echo, options, tick, tracked } from "./conformance.ts"
 import { recorder } from "./events.ts"
 
 /** A fan-in: the sum of its dependencies' results, read with `await` (they have succeeded: at once). */
-const Sum = Task.make("Sum", { payload: Schema.Array(Schema.String), success: Schema.Number })
+export const Sum = Task.make("Sum", { payload: Schema.Array(Schema.String), success: Schema.Number })
 
 /** Runs recorded in order: `echo:n` and `sum`, with the time each started. */
-const handlers = (runs: Ref.Ref<Array<string>>) => [
+export const handlers = (runs: Ref.Ref<Array<string>>) => [
   Task.handle(Echo, ({ n }) =>
     Effect.gen(function*() {
       yield* Ref.update(runs, (r) => [...r, `echo:${n}`])
