@@ -4,14 +4,16 @@
  * touches one queue's keys, all under its hash tag, so each runs on one node.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Ref } from "effect"
 import { execFileSync } from "node:child_process"
 import { dirname, join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
+import { InvalidJobOptions } from "../src/PoolError.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, delayedWakeAcrossInstances, Echo, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
+import { handlers } from "./durable/dependencies.ts"
 import { admin, clusterLayer, timeoutSignalsOfJobs, freshPrefix, purgeRacingEnqueues } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 
@@ -97,6 +99,35 @@ else {
         )
         assert.deepStrictEqual(left.flat(), [])
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("job dependencies on a Cluster: a DAG within a queue runs in order; a dependency in another queue (another slot) is refused with InvalidJobOptions saying why, nothing stored", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const runs = yield* Effect.gen(function*() {
+          const runs = yield* Ref.make<Array<string>>([])
+          const other = yield* JobQueue.enqueue(Echo, { n: 9 }, { queue: "elsewhere" })
+          const one = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", after: [other] }))
+          assert.instanceOf(one, InvalidJobOptions)
+          assert.strictEqual((one as InvalidJobOptions).field, "after")
+          assert.match((one as InvalidJobOptions).reason, /Redis Cluster a job's dependencies must be of its own queue/)
+          const all = yield* Effect.flip(JobQueue.enqueueAll(Echo, [
+            { payload: { n: 2 }, options: { queue: "elsewhere" } },
+            { payload: { n: 3 }, options: { queue: "q", after: [{ item: 0 }] } }
+          ]))
+          assert.strictEqual((all as InvalidJobOptions).field, "items[1].options.after")
+          assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [other.id], "neither call stored a job")
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "q" })
+          const jobs = yield* JobQueue.enqueueAll(Echo, [
+            { payload: { n: 2 }, options: { queue: "q", after: [first] } },
+            { payload: { n: 3 }, options: { queue: "q", after: [{ item: 0 }, first] } }
+          ])
+          assert.deepStrictEqual((yield* JobQueue.list({ state: "blocked" })).map((job) => job.id).sort(), jobs.map((job) => job.id).sort())
+          yield* JobQueue.consume({ queues: ["q"], handlers: handlers(runs), concurrency: 2 })
+          assert.strictEqual(yield* JobQueue.await(Echo, jobs[1]!.id), 3)
+          return yield* Ref.get(runs)
+        }).pipe(Effect.scoped, Effect.provide(RedisJobStore.layer({ url: cluster!.url, prefix, cluster: true })), Effect.timeout("30 seconds"))
+        assert.deepStrictEqual(runs, ["echo:1", "echo:2", "echo:3"])
+      }), { timeout: 60_000 })
 
     it.live("commands leave no timer behind (node-redis's per-command AbortSignal.timeout, which fires 5 s after the reply)", () =>
       Effect.gen(function*() {
