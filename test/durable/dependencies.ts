@@ -319,12 +319,22 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((alone as InvalidJobOptions).field, "after")
       })))
 
-    it.effect("a blocked job holds its dedup key: another enqueue with the key returns it", () =>
+    it.effect("a blocked job holds its dedup key: another enqueue with the key returns it, and a dedupReplace hit updates it, blocked still", () =>
       provide(Effect.gen(function*() {
+        const store = yield* Store
         const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
         const first = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [child], dedupKey: "k" })
         const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", dedupKey: "k" })
         assert.deepStrictEqual([again.id, again.created], [first.id, false])
+        const payloadOf = Effect.map(store.get(first.id), (job) => JSON.parse(job!.payload).n)
+        const replaced = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", dedupKey: "k", dedupReplace: "payload" })
+        assert.deepStrictEqual([replaced.id, yield* payloadOf, yield* stateOf(first.id)], [first.id, 4, "blocked"])
+        const moved = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "idle", dedupKey: "k", dedupReplace: "debounce", delay: "1 minute" })
+        const info = yield* JobQueue.status(first.id)
+        assert.deepStrictEqual(
+          [moved.id, yield* payloadOf, info.state, info.visibleAt.getTime() - info.createdAt.getTime()],
+          [first.id, 5, "blocked", 60_000]
+        )
       })))
 
     it.effect("bad options: InvalidJobOptions naming the field, nothing stored", () =>

@@ -73,8 +73,9 @@ export const ORPHAN_LOOKS = 256
  * - `B:deps:<id>`   set: the jobs that run after it (its dependents, of any queue on one Redis)
  * - `B:waits:<id>`  set: its dependencies not yet succeeded (gone when none is left)
  * - `B:blocked`     zset: its blocked jobs, score seq (stats, list)
- * and fields of a job's hash: `waitingFor` (the size of `B:waits:<id>`), `afterFailure` ("run"),
- * `failedDep`, `failedDepState` (the dependency whose end cancelled it).
+ * and fields of a job's hash: `dependents` ("1": it has some, read by `releaseDedup`, so that a job
+ * without costs its settle nothing), `waitingFor` (the size of `B:waits:<id>`), `afterFailure`
+ * ("run"), `failedDep`, `failedDepState` (the dependency whose end cancelled it).
  *
  * A dependency's job may be in another queue: `baseOf` finds its base from its id (a new job's
  * names its queue, see redis.ts `namedQueue`), or from the id index on one Redis. On a Cluster the
@@ -162,8 +163,7 @@ local function dependentsEnded(id, state, now)
             redis.call("HDEL", j, "exit")
             redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
             redis.call("ZADD", B .. ":final:cancelled", now, dep)
-            releaseDedup(dep)
-            work[#work + 1] = {B, dep, "cancelled"}
+            if releaseDedup(dep) then work[#work + 1] = {B, dep, "cancelled"} end
           elseif unblocked(dep) then
             release(dep, now)
           end
@@ -182,10 +182,6 @@ local function redrivable(id)
   end
   return true
 end
--- a job that ended: its dependents told, if it has any (one EXISTS for a job without)
-local function tellDependents(id, state, now)
-  if redis.call("EXISTS", B .. ":deps:" .. id) == 1 then dependentsEnded(id, state, now) end
-end
 -- a new job (of queue B, just placed) after the jobs of after (all there): it waits for those not yet
 -- succeeded (blocked), or runs at once, or is cancelled at once by one already dead or cancelled
 local function attach(id, after, run, now)
@@ -195,6 +191,7 @@ local function attach(id, after, run, now)
   for _, dep in ipairs(after) do
     local base = baseOf(dep)
     redis.call("SADD", base .. ":deps:" .. dep, id)
+    redis.call("HSET", base .. ":job:" .. dep, "dependents", "1")
     local state = redis.call("HGET", base .. ":job:" .. dep, "state")
     if state ~= "succeeded" and redis.call("SADD", B .. ":waits:" .. id, dep) == 1 then
       pending = pending + 1
@@ -619,15 +616,18 @@ end
 local function queued(id)
   queuedAt(redis.call("HGET", jobKey(id), "priority"))
 end
+-- a job that ended lets go of its dedup key; says whether it has dependents (read in the same HMGET:
+-- a job without costs its settle no command more)
 local function releaseDedup(id)
-  local key = redis.call("HGET", jobKey(id), "dedup")
+  local f = redis.call("HMGET", jobKey(id), "dedup", "dependents")
+  local key = f[1]
   if key and key ~= "" and redis.call("HGET", B .. ":dedup", key) == id then redis.call("HDEL", B .. ":dedup", key) end
+  return f[2] == "1"
 end
 ${DEPENDENCIES}local function finish(id, state, now)
   redis.call("HSET", jobKey(id), "state", state, "finished", now, "cancel", "0")
   redis.call("ZADD", B .. ":final:" .. state, now, id)
-  releaseDedup(id)
-  tellDependents(id, state, now)
+  if releaseDedup(id) then dependentsEnded(id, state, now) end
 end
 local function endLease(id)
   local j = jobKey(id)
@@ -682,8 +682,7 @@ local function settleMany(args, from, count, now)
         if not list then list = {}; finals[arg] = list end
         list[#list + 1] = now
         list[#list + 1] = id
-        releaseDedup(id)
-        tellDependents(id, arg, now)
+        if releaseDedup(id) then dependentsEnded(id, arg, now) end
       elseif redis.call("HGET", j, "cancel") == "1" then
         -- a cancel asked for while the attempt ran, which failed or was given back before its
         -- heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
@@ -751,7 +750,7 @@ local function replaceHeld(a, o, other, now)
   if replace ~= "payload" and replace ~= "debounce" then return other, 0 end
   local j = jobKey(other)
   local f = redis.call("HMGET", j, "state", "task", "priority")
-  if f[1] ~= "queued" or f[2] ~= a[o + 2] then return other, 0 end
+  if (f[1] ~= "queued" and f[1] ~= "blocked") or f[2] ~= a[o + 2] then return other, 0 end
   if replace == "payload" then
     redis.call("HSET", j, "payload", a[o + 3])
     return other, 0
@@ -759,6 +758,11 @@ local function replaceHeld(a, o, other, now)
   now = now or clock(ARGV[1])
   local visible
   if a[o + 10] ~= "" then visible = tonumber(a[o + 10]) else visible = now + tonumber(a[o + 9]) end
+  if f[1] == "blocked" then
+    -- placed by its release, from this time
+    redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
+    return other, 0
+  end
   unqueue(other)
   redis.call("HSET", j, "payload", a[o + 3], "visible", visible, "rank", rankOf(tonumber(f[3]), math.max(visible, now)))
   queued(other)
