@@ -19,6 +19,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
 import { conformance, Echo } from "./durable/conformance.ts"
+import { dependenciesConformance } from "./durable/dependencies.ts"
 import { admin, blocked, freshPrefix, ownServer, until } from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
 import { waitFor } from "./helpers.ts"
@@ -237,6 +238,7 @@ else {
   afterAll(() => shared?.destroy())
 
   conformance("Redis through Sentinel", () => testLayer(() => shared!))
+  dependenciesConformance("Redis through Sentinel", () => testLayer(() => shared!))
 
   describe("the Redis store through Sentinel", () => {
     it.live("opens through the first sentinel that answers (one down before it), runs jobs; a name no sentinel monitors fails the open with StoreError at once", () =>
