@@ -19,6 +19,7 @@ import { jsonSafe, SWEEP, TOP } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
+import * as RedisTest from "./durable/redis.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
 
@@ -512,16 +513,22 @@ describe("Dashboard: durable queues", () => {
       assert.strictEqual((yield* post(dashboard, "api/queues/nope/resume")).status, 404)
     }).pipe(Effect.provide(JobStore.memory())))
 
-  it.effect("a queue's blocked jobs (waiting for their dependencies) are counted in its card", () =>
-    Effect.gen(function*() {
-      const dashboard = yield* start()
-      yield* dashboard.addQueue("mail")
-      const first = yield* JobQueue.enqueue(Send, "erin", { queue: "other" })
-      yield* JobQueue.enqueue(Send, "frank", { queue: "mail", after: [first] })
-      yield* tick
-      const mail = sourceIn((yield* call(dashboard, "api/snapshot")).body, "queue", "mail")
-      assert.deepInclude(mail.counts, { blocked: 1, waiting: 0 })
-    }).pipe(Effect.provide(JobStore.memory())))
+  const blockedStores: ReadonlyArray<readonly [string, () => Layer.Layer<JobStore.JobStore, any>]> = [
+    ["memory", () => JobStore.memory()],
+    ...(RedisTest.enabled ? [["Redis", () => RedisTest.testLayer()] as const] : [])
+  ]
+  for (const [name, layer] of blockedStores) {
+    it.effect(`a queue's blocked jobs (waiting for their dependencies) are counted in its card (${name})`, () =>
+      Effect.gen(function*() {
+        const dashboard = yield* start()
+        yield* dashboard.addQueue("mail")
+        const first = yield* JobQueue.enqueue(Send, "erin", { queue: "other" })
+        yield* JobQueue.enqueue(Send, "frank", { queue: "mail", after: [first] })
+        yield* tick
+        const mail = sourceIn((yield* call(dashboard, "api/snapshot")).body, "queue", "mail")
+        assert.deepInclude(mail.counts, { blocked: 1, waiting: 0 })
+      }).pipe(Effect.provide(layer())))
+  }
 
   it.effect("a queue's latency chart: wait and run percentiles of the jobs that ended in each interval, read from the store", () =>
     Effect.gen(function*() {
