@@ -215,6 +215,27 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual(yield* sum.await, 30)
       })))
 
+    it.effect("a dependency's death cancels its dependents in other queues, transitively, each counted in its own queue", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const child = yield* JobQueue.enqueue(Echo, { n: -1 }, { queue: "x", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "y", after: [child] })
+        const grandparent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "z", after: [parent] })
+        assert.deepStrictEqual([(yield* JobQueue.stats("y")).blocked, (yield* JobQueue.stats("z")).blocked], [1, 1])
+        // started once they wait: the settle ends them, not their enqueue
+        yield* consumer(runs, ["x"])
+        yield* tick(1000)
+        assert.deepStrictEqual(
+          yield* failure(grandparent.await),
+          [new DependencyFailed({ id: grandparent.id, dependency: parent.id, state: "cancelled" })]
+        )
+        for (const [queue, id] of [["y", parent.id], ["z", grandparent.id]] as const) {
+          const stats = yield* JobQueue.stats(queue)
+          assert.deepStrictEqual([stats.blocked, stats.cancelled], [0, 1], queue)
+          assert.deepStrictEqual((yield* JobQueue.list({ queue, state: "cancelled" })).map((job) => job.id), [id])
+        }
+      })))
+
     it.effect("cancel of a blocked job: cancelled (its await fails JobCancelled), its dependents cancelled by it; it never runs", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
