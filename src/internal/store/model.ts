@@ -885,7 +885,9 @@ export interface Store {
    * holding the same dedup key (unfinished and not a started `dedupWhile: "queued"` one, or inside
    * its `dedupFor` window), first replacing its payload (and run time) if the new job's
    * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
-   * time is past the job's `notAfter`.
+   * time is past the job's `notAfter`. A dependency (`after`) not in the store is `JobNotFound`; one
+   * the store cannot keep for this job is `InvalidJobOptions` (a Redis Cluster: another queue's, in
+   * another slot); either way nothing is stored.
    */
   readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError | JobNotFound | InvalidJobOptions>
   /**
@@ -894,7 +896,8 @@ export interface Store {
    * call, giving that job with `created: false`. One result per job, in order. Atomic where the store
    * can be: one transaction on SQLite and Postgres (multi-row INSERTs of 5,000 rows, each one JSON
    * parameter: see `insertAll`), one script per queue on Redis (a failure part way through a call of several
-   * queues may leave some queues' jobs stored). Idle consumers are woken once per call and queue.
+   * queues may leave some queues' jobs stored), but one script for the whole call on one Redis when
+   * a job has dependencies (a graph across queues is stored whole or not at all). Idle consumers are woken once per call and queue.
    */
   readonly enqueueAll: (
     jobs: ReadonlyArray<FreshJob>
