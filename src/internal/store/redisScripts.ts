@@ -50,6 +50,7 @@
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
  *                     not `ENQUEUE_INDEXED`, whose `KEYS[2]` is the id index (one Redis: no slots)
+ * - `B:deps:<id>`, `B:waits:<id>`, `B:blocked`: job dependencies (see `DEPENDENCIES`)
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
  *
