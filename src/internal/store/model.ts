@@ -58,7 +58,31 @@ export interface JobRow {
    * stores keep `''` for an ungrouped job of a queue with a per-key cap (see `NewJob.group`): read as none.
    */
   readonly group?: string | null | undefined
+  /**
+   * When it expires if no attempt has started by then (store time, ms; `NewJob.expireIn`). A claim
+   * clears it (a started job never expires), and an expired job keeps it: see `expiredAt`. Null or
+   * absent: none.
+   */
+  readonly expireAt?: number | null | undefined
 }
+
+/**
+ * When a job expired (`EnqueueOptions.expireIn`): its `expireAt`, if it ended cancelled at or
+ * after it without having started (a claim clears `expireAt`). A job cancelled before its expiry
+ * was cancelled, not expired; one cancelled past it, before a claim or reap had ended it, had
+ * expired all the same.
+ */
+export const expiredAt = (job: JobRow): number | undefined =>
+  job.state === "cancelled" && job.expireAt != null && job.finishedAt !== null && job.finishedAt >= job.expireAt
+    ? job.expireAt
+    : undefined
+
+/**
+ * The most expired jobs one reap ends (see `Store.reap`): a backlog of them (a queue paused for a
+ * day) ends over several reaps, each a bounded write; a claim ends those of its queues as it meets
+ * them, and never hands one out whatever is left.
+ */
+export const EXPIRE_BATCH = 1000
 
 /**
  * A job's stored `timeout` when its producer gave it none (`timeout: Infinity`), whatever the
@@ -111,6 +135,11 @@ export interface NewJob {
   readonly group?: string | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
+  /**
+   * Milliseconds after the enqueue (store time) by which its first attempt must start: past it, it
+   * never starts and ends cancelled (see `JobRow.expireAt`). Absent: no expiry.
+   */
+  readonly expireIn?: number | undefined
   /**
    * The last moment (store time, ms since the epoch) at which it may be created: an enqueue that
    * reaches the store later creates nothing and answers `late` (a repeat's tick past its deadline,
@@ -873,8 +902,9 @@ export interface Store {
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
   /**
-   * A dead job goes back to the queue with its attempts reset; false if it is not dead, or if an
-   * unfinished job of its queue holds its dedup key.
+   * A dead or expired job (see `expiredAt`) goes back to the queue with its attempts reset (an
+   * expired one without its expiry: it runs whenever a consumer takes it); false if it is neither,
+   * or if an unfinished job of its queue holds its dedup key.
    */
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
@@ -916,7 +946,9 @@ export interface Store {
   /**
    * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
    * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms. A queue with a
-   * rate limit gives at most what its window allows, atomically with the claim.
+   * rate limit gives at most what its window allows, atomically with the claim. A job past its
+   * `expireAt` is never handed out: the claim ends those it meets (cancelled), in its own step,
+   * and clears the `expireAt` of those it takes.
    */
   readonly claim: (request: ClaimRequest) => Effect.Effect<Claimed, StoreError>
   /** Extends the leases of these claims by `lease` ms from now; says which are lost or cancelled. */
@@ -938,6 +970,10 @@ export interface Store {
    * `backoff[attempts - 1]`. The last entry of a list serves later attempts. Returns how many.
    * `reaped`, if given, is told of each job taken back, from what the reap's own statements return
    * (no other round trip): a consumer's lifecycle events (`onEvent`).
+   *
+   * It also ends up to `EXPIRE_BATCH` queued jobs of any queue (paused, unconsumed) past their
+   * `expireAt`, soonest first: cancelled at its time, so that their awaiters hear. They are not
+   * counted, nor told to `reaped` (no consumer saw them).
    */
   readonly reap: (
     backoff: ReadonlyArray<number>,
@@ -981,6 +1017,19 @@ export interface Store {
    * (and logging) until its own scope closes.
    */
   readonly closed: Effect.Effect<boolean>
+}
+
+/**
+ * A store that cannot keep `NewJob.expireIn` yet: an enqueue with one fails typed, naming the store,
+ * rather than storing a job that would run past its expiry.
+ */
+export const refusingExpiry = <S extends Store>(store: S, name: string): S => {
+  const refused = new StoreError({ operation: "enqueue", reason: `expireIn is not supported by the ${name} store yet` })
+  return {
+    ...store,
+    enqueue: (job) => job.expireIn === undefined ? store.enqueue(job) : Effect.fail(refused),
+    enqueueAll: (jobs) => jobs.some((job) => job.expireIn !== undefined) ? Effect.fail(refused) : store.enqueueAll(jobs)
+  }
 }
 
 /**

@@ -87,7 +87,8 @@ import {
   groupBudget,
   groupRounds,
   type GroupPhase,
-  type GroupWalked
+  type GroupWalked,
+  refusingExpiry
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
@@ -2724,7 +2725,7 @@ export const makeWith = (
     const now: Effect.Effect<number> = cfg.clock === "effect" ? Effect.sync(() => clock.currentTimeMillisUnsafe()) : time.now
     if (cfg.clock === "server") yield* Effect.ignore(time.refresh)
 
-    const store = {
+    const store = refusingExpiry({
       enqueue,
       enqueueAll,
       get,
@@ -2748,7 +2749,7 @@ export const makeWith = (
       cancelVersion: cancels.version,
       now,
       closed: closing.closed
-    } satisfies Store
+    } satisfies Store, "Postgres")
     listenings.set(store, heardAll)
     return store
   })

@@ -82,6 +82,7 @@ import {
   holdShown,
   type LatencyCursor,
   latencyOf,
+  refusingExpiry,
   RETAIN_QUEUES,
   retainPass,
   retentionField,
@@ -1865,7 +1866,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     // closed, it refuses every operation at once, as the other stores do: a reader its close woke
     // (an awaiter, a progress reader) went back to the server during the close's grace, answered,
     // and waited for its next poll to find the client closed
-    return Closing.guard({
+    return Closing.guard(refusingExpiry({
       enqueue,
       enqueueAll,
       get: (id) => op("get", getRow(id)),
@@ -1889,7 +1890,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       cancelVersion: cancels.version,
       now,
       closed: closing.closed
-    } satisfies Store, closing.isClosed)
+    } satisfies Store, "Redis"), closing.isClosed)
   })
 
 /**
