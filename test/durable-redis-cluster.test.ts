@@ -28,7 +28,7 @@ else {
   }, 120_000)
   afterAll(() => cluster?.destroy())
 
-  conformance("a Redis Cluster", () => clusterLayer(() => cluster!.url), { expiry: false })
+  conformance("a Redis Cluster", () => clusterLayer(() => cluster!.url))
 
   describe("the Redis store on a Cluster", () => {
     it.live("a consumer of queues on different nodes runs them all (each script on its queue's node)", () =>

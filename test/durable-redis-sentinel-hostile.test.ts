@@ -236,7 +236,7 @@ else {
   }, 120_000)
   afterAll(() => shared?.destroy())
 
-  conformance("Redis through Sentinel", () => testLayer(() => shared!), { expiry: false })
+  conformance("Redis through Sentinel", () => testLayer(() => shared!))
 
   describe("the Redis store through Sentinel", () => {
     it.live("opens through the first sentinel that answers (one down before it), runs jobs; a name no sentinel monitors fails the open with StoreError at once", () =>

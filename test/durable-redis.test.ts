@@ -24,7 +24,7 @@ import { readFileSync } from "node:fs"
 
 if (!enabled) describe.skip("the Redis store (WORKPOOL_REDIS_URL is not set)", () => {})
 else {
-  conformance("Redis", () => testLayer(), { expiry: false })
+  conformance("Redis", () => testLayer())
 
   const layer = (prefix: string, options: Partial<RedisJobStore.RedisJobStoreOptions> = {}) =>
     RedisJobStore.layer({ url: url!, prefix, ...options })

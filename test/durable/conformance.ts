@@ -798,18 +798,9 @@ const reportThenEcho = Task.handle(Echo, ({ n }) =>
 
 const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
 
-/**
- * What a store under test does not do yet: `expiry: false`, a store that refuses `expireIn` (its
- * enqueue fails typed) instead of keeping it; the expiry tests check that refusal on it instead.
- */
-export interface Lacking {
-  readonly expiry?: false | undefined
-}
-
-export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>, lacking: Lacking = {}) =>
+export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
   describe(`durable jobs on ${name}`, () => {
     const makeLayer = () => tracked(makeStore())
-    const itExpiry = lacking.expiry === false ? it.effect.skip : it.effect
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
       Effect.provide(effect, makeLayer())
 
@@ -2120,19 +2111,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
 
     // --- expiry of unstarted jobs (EnqueueOptions.expireIn)
 
-    if (lacking.expiry === false) {
-      it.effect("expiry: this store refuses expireIn with a typed error, storing nothing (it cannot keep it yet)", () =>
-        provide(Effect.gen(function*() {
-          const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" }))
-          assert.instanceOf(error, DurableError.StoreError)
-          assert.include(error.message, "expireIn")
-          const batch = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }, { payload: { n: 2 }, options: { expireIn: "1 minute" } }]))
-          assert.instanceOf(batch, DurableError.StoreError)
-          assert.strictEqual((yield* JobQueue.list()).length, 0)
-        })))
-    }
-
-    itExpiry("expiry: a job not started within its expireIn never starts: a claim past it gets nothing, its await fails JobExpired (not JobCancelled), status says when it expired, stats count it cancelled", () =>
+    it.effect("expiry: a job not started within its expireIn never starts: a claim past it gets nothing, its await fails JobExpired (not JobCancelled), status says when it expired, stats count it cancelled", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
@@ -2157,7 +2136,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(stats.waiting + stats.delayed + stats.running, 0)
       })))
 
-    itExpiry("expiry: a job claimed at 59 s of its minute runs to its end past it; one cancelled before its expiry is cancelled, not expired", () =>
+    it.effect("expiry: a job claimed at 59 s of its minute runs to its end past it; one cancelled before its expiry is cancelled, not expired", () =>
       provide(Effect.gen(function*() {
         const gate = yield* Deferred.make<void>()
         const started = yield* Deferred.make<void>()
@@ -2183,7 +2162,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.isFalse(yield* JobQueue.redrive(cancelled.id))
       })))
 
-    itExpiry("expiry: a job retried after a failed attempt runs its retry past its expiry (it had started)", () =>
+    it.effect("expiry: a job retried after a failed attempt runs its retry past its expiry (it had started)", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make(0)
         yield* JobQueue.consume({
@@ -2199,7 +2178,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
       })))
 
-    itExpiry("expiry: the jobs of a paused queue, and of a queue no consumer takes, expire through the consumers' reaper: their awaiters hear", () =>
+    it.effect("expiry: the jobs of a paused queue, and of a queue no consumer takes, expire through the consumers' reaper: their awaiters hear", () =>
       provide(Effect.gen(function*() {
         yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
         yield* JobQueue.pause("default")
@@ -2218,7 +2197,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* kept.await, 3)
       })))
 
-    itExpiry("expiry: redrive runs an expired job again, with no expiry; its dedup key was free meanwhile", () =>
+    it.effect("expiry: redrive runs an expired job again, with no expiry; its dedup key was free meanwhile", () =>
       provide(Effect.gen(function*() {
         const job = yield* JobQueue.enqueue(Echo, { n: 5 }, { expireIn: "1 minute", dedupKey: "code" })
         yield* tick(61_000, 1000)
@@ -2240,7 +2219,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* job.await, 5)
       })))
 
-    itExpiry("expiry: enqueueAll gives each item its expireIn (an item's own over the call's); a repeat's ticks expire too", () =>
+    it.effect("expiry: enqueueAll gives each item its expireIn (an item's own over the call's); a repeat's ticks expire too", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
         const [a, b, c] = yield* JobQueue.enqueueAll(Echo, [
@@ -2262,7 +2241,7 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         for (const job of ticks) assert.isDefined(job.expiredAt)
       })))
 
-    itExpiry("expiry: a bad expireIn, or a delay or runAt at or past it, fails InvalidJobOptions naming the field; nothing is stored", () =>
+    it.effect("expiry: a bad expireIn, or a delay or runAt at or past it, fails InvalidJobOptions naming the field; nothing is stored", () =>
       provide(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const bad = [

@@ -1020,19 +1020,6 @@ export interface Store {
 }
 
 /**
- * A store that cannot keep `NewJob.expireIn` yet: an enqueue with one fails typed, naming the store,
- * rather than storing a job that would run past its expiry.
- */
-export const refusingExpiry = <S extends Store>(store: S, name: string): S => {
-  const refused = new StoreError({ operation: "enqueue", reason: `expireIn is not supported by the ${name} store yet` })
-  return {
-    ...store,
-    enqueue: (job) => job.expireIn === undefined ? store.enqueue(job) : Effect.fail(refused),
-    enqueueAll: (jobs) => jobs.some((job) => job.expireIn !== undefined) ? Effect.fail(refused) : store.enqueueAll(jobs)
-  }
-}
-
-/**
  * The store service. Its layers are in `src/JobStore.ts`.
  */
 export class JobStore extends Context.Service<JobStore, Store>()("effect-workpool/JobStore") {}

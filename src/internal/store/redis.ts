@@ -82,7 +82,6 @@ import {
   holdShown,
   type LatencyCursor,
   latencyOf,
-  refusingExpiry,
   RETAIN_QUEUES,
   retainPass,
   retentionField,
@@ -307,6 +306,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     retry: f.retry ?? null,
     snoozes: Number(f.snoozes ?? 0),
     group: f.group ?? null,
+    expireAt: orNull(f.expire),
     seq: Number(f.seq)
   }
 }
@@ -343,7 +343,8 @@ const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly 
       progress: v[CLAIMED.progress] ?? null,
       trace: v[CLAIMED.trace] ?? null,
       retry: v[CLAIMED.retry] ?? null,
-      group: v[CLAIMED.group] ?? null
+      group: v[CLAIMED.group] ?? null,
+      expireAt: orNull(v[CLAIMED.expire])
     },
     rank: Number(v[CLAIMED.rank])
   }
@@ -820,7 +821,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         job.dedupWhile === "queued" ? "1" : "",
         job.dedupFor === undefined ? "" : String(job.dedupFor),
         job.dedupReplace ?? "",
-        job.group ?? ""
+        job.group ?? "",
+        job.expireIn === undefined ? "" : String(job.expireIn)
       )
       return before
     }
@@ -1866,7 +1868,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
     // closed, it refuses every operation at once, as the other stores do: a reader its close woke
     // (an awaiter, a progress reader) went back to the server during the close's grace, answered,
     // and waited for its next poll to find the client closed
-    return Closing.guard(refusingExpiry({
+    return Closing.guard({
       enqueue,
       enqueueAll,
       get: (id) => op("get", getRow(id)),
@@ -1890,7 +1892,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       cancelVersion: cancels.version,
       now,
       closed: closing.closed
-    } satisfies Store, "Redis"), closing.isClosed)
+    } satisfies Store, closing.isClosed)
   })
 
 /**
