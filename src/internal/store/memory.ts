@@ -15,6 +15,7 @@ import {
   expiredAt,
   FINAL_STATES,
   type Heartbeat,
+  pastExpiry,
   type JobRow,
   type ListFilter,
   cursorTime,
@@ -210,7 +211,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         const row = rows.get(holder)!
         // a holder past its expiry is met here, as a claim would meet it: ended, the key free
         // (unless its `dedupFor` window still holds it)
-        if (row.job.state === "queued" && row.job.expireAt != null && row.job.expireAt <= time()) expire(row, time())
+        if (pastExpiry(row.job, time())) expire(row, time())
         if (holds(row, time())) return replaced(row, job)
       }
       keys.set(holderKey(job.queue, job.dedupKey), job.id)
@@ -490,7 +491,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         }
         if (job.state !== "queued" || !ofQueues.has(job.queue)) continue
         // met by the claim: ended, whatever the queue's pause, never handed out
-        if (job.expireAt != null && job.expireAt <= now) {
+        if (pastExpiry(job, now)) {
           expire(row, now)
           expired++
           continue
@@ -654,9 +655,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** Ends up to `EXPIRE_BATCH` queued jobs past their expiry, of any queue, soonest first (see `Store.reap`). */
   const expireDue = (now: number): number => {
-    const due = Array.from(rows.values()).filter((row) =>
-      row.job.state === "queued" && row.job.expireAt != null && row.job.expireAt <= now
-    ).sort((a, b) => a.job.expireAt! - b.job.expireAt! || a.seq - b.seq).slice(0, EXPIRE_BATCH)
+    const due = Array.from(rows.values()).filter((row) => pastExpiry(row.job, now)).sort((a, b) => a.job.expireAt! - b.job.expireAt! || a.seq - b.seq).slice(0, EXPIRE_BATCH)
     for (const row of due) expire(row, now)
     return due.length
   }

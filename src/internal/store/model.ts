@@ -77,6 +77,10 @@ export const expiredAt = (job: JobRow): number | undefined =>
     ? job.expireAt
     : undefined
 
+/** Whether a job waits unstarted past its expiry at `now`: a claim, a reap or an enqueue that meets it ends it. */
+export const pastExpiry = (job: JobRow, now: number): boolean =>
+  job.state === "queued" && job.expireAt != null && job.expireAt <= now
+
 /**
  * The most expired jobs one reap ends (see `Store.reap`): a backlog of them (a queue paused for a
  * day) ends over several reaps, each a bounded write; a claim ends those of its queues as it meets

@@ -396,18 +396,21 @@ local function finish(id, state, now)
   redis.call("ZADD", B .. ":final:" .. state, now, id)
   releaseDedup(id)
 end
--- queued jobs past their expiry (B:expiring) end, cancelled at now: at most limit, soonest first
--- (see model.ts's expiredAt). The claim's look and the reap's; nothing to read where no job has one
+-- a queued job past its expiry ends, cancelled at now (see model.ts's expiredAt)
+local function expireJob(id, now)
+  redis.call("ZREM", B .. ":expiring", id)
+  unqueue(id)
+  redis.call("HDEL", jobKey(id), "exit")
+  finish(id, "cancelled", now)
+end
+-- queued jobs past their expiry (B:expiring) end: at most limit, soonest first. The claim's look and
+-- the reap's; nothing to read where no job has one
 local function expireDue(now, limit)
   local due = redis.call("ZRANGEBYSCORE", B .. ":expiring", "-inf", now, "LIMIT", 0, limit)
   moved = moved + #due
   for _, id in ipairs(due) do
-    redis.call("ZREM", B .. ":expiring", id)
-    if redis.call("HGET", jobKey(id), "state") == "queued" then
-      unqueue(id)
-      redis.call("HDEL", jobKey(id), "exit")
-      finish(id, "cancelled", now)
-    end
+    if redis.call("HGET", jobKey(id), "state") == "queued" then expireJob(id, now)
+    else redis.call("ZREM", B .. ":expiring", id) end
   end
   return #due
 end
@@ -557,10 +560,7 @@ local function addJob(a, o, now${late ? ", notAfter" : ""})
       if expire[1] == "queued" and expire[2] then
         now = now or clock(ARGV[1])
         if tonumber(expire[2]) <= now then
-          redis.call("ZREM", B .. ":expiring", other)
-          unqueue(other)
-          redis.call("HDEL", jobKey(other), "exit")
-          finish(other, "cancelled", now)
+          expireJob(other, now)
           other = nil
         end
       end
@@ -823,12 +823,9 @@ for _, id in ipairs(taken) do
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
   local expire = job[${CLAIMED_FIELDS.indexOf("expire") + 1}]
   if expire and tonumber(expire) <= now then
-    -- past its expiry, left by the batch above (a backlog): ended, never handed out
-    redis.call("ZREM", B .. ":expiring", id)
-    unqueue(id)
+    -- past its expiry, left by the batch above (a backlog): ended, never handed out (nor running in its key)
     groupEnded(id)
-    redis.call("HDEL", j, "exit")
-    finish(id, "cancelled", now)
+    expireJob(id, now)
   else
     if expire then
       -- started: it never expires (see model.ts's JobRow.expireAt)
