@@ -353,15 +353,14 @@ const FAIR_ROUND = `SELECT queue, seq FROM (
  * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
  * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
  */
-const HOLDER = `SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
+const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
   UNION ALL
-  SELECT id FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
+  SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
     AND dedup_until IS NOT NULL AND dedup_until > ?
   LIMIT 1`
 
-/** Ends the queued holder of a dedup key (now, queue, key, now) if it is past its expiry (see `EXPIRE`). */
-const EXPIRE_HOLDER = `UPDATE wp_job SET state = 'cancelled', finished_at = ?, exit = NULL
-  WHERE queue = ? AND dedup_key = ? AND state = 'queued' AND expire_at IS NOT NULL AND expire_at <= ?`
+/** Ends a queued job (now, id) past its expiry: a holder of a dedup key an enqueue met (see `EXPIRE`). */
+const EXPIRE_HOLDER = `UPDATE wp_job SET state = 'cancelled', finished_at = ?, exit = NULL WHERE id = ? AND state = 'queued'`
 
 /** Whether a row is of an expired job (see `model.expiredAt`), in SQL. */
 export const EXPIRED = `(state = 'cancelled' AND expire_at IS NOT NULL AND finished_at >= expire_at)`
@@ -851,11 +850,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const job = withId(input)
       if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
+        type Holder = { id: string; state: string; expire_at: number | null }
+        const holder = () => prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now)[0] as Holder | undefined
+        let found = holder()
         // a holder past its expiry is met here, as a claim would meet it: ended, the key free (unless
-        // a `dedupFor` window still holds it)
-        prepare(EXPIRE_HOLDER).run(now, job.queue, job.dedupKey, now)
-        const found = prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now) as unknown as Array<{ id: string }>
-        if (found.length > 0) return replaced(found[0]!.id, job, prepare, now)
+        // a `dedupFor` window still holds it: looked at again)
+        if (found !== undefined && found.state === "queued" && found.expire_at !== null && found.expire_at <= now) {
+          prepare(EXPIRE_HOLDER).run(now, found.id)
+          found = holder()
+        }
+        if (found !== undefined) return replaced(found.id, job, prepare, now)
       }
       if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
