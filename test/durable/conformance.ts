@@ -2219,6 +2219,20 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* job.await, 5)
       })))
 
+    it.effect("expiry: a queue's retention of cancelled jobs deletes an expired one as it deletes a cancelled one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { cancelled: { count: 0 } })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
+        const kept = yield* JobQueue.enqueue(Echo, { n: 2 })
+        yield* tick(61_000, 1000)
+        yield* store.reap([])
+        assert.isDefined((yield* JobQueue.status(job.id)).expiredAt)
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(job.id)), DurableError.JobNotFound)
+        assert.strictEqual(yield* stateOf(kept.id), "queued")
+      })))
+
     it.effect("expiry: enqueueAll gives each item its expireIn (an item's own over the call's); a repeat's ticks expire too", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore
