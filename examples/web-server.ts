@@ -142,7 +142,13 @@ export class Jobs extends Context.Service<Jobs, {
     request: JobRequest
   ) => Effect.Effect<
     string,
-    ShuttingDown | Backlogged | PoolError.InvalidJobOptions | PoolError.TaskCodecError | DurableError.StoreError
+    | ShuttingDown
+    | Backlogged
+    | PoolError.InvalidJobOptions
+    | PoolError.TaskCodecError
+    // a job it runs after (`after`) not in the store: none here
+    | DurableError.JobNotFound
+    | DurableError.StoreError
   >
   readonly view: (id: string) => Effect.Effect<Option.Option<JobView>, DurableError.StoreError>
   /** From now on `submit` fails with `ShuttingDown`. */

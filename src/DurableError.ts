@@ -120,6 +120,36 @@ export class JobExpired extends Schema.TaggedError<JobExpired>()("JobExpired", {
 }
 
 /**
+ * The job was to run after another (`EnqueueOptions.after`), which ended `dead` or `cancelled`
+ * instead of succeeding: the job ended cancelled without running (`afterFailure: "cancel"`, the
+ * default). `dependency` is the one of its own `after` that ended so; a job cancelled this way
+ * ends its own dependents the same way, each naming the job it waited for.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const Zip = Task.make("Zip", { payload: Schema.String, success: Schema.String })
+ * const zipped = (id: string) =>
+ *   JobQueue.await(Zip, id).pipe(
+ *     Effect.catchTag("DependencyFailed", (e) => Effect.succeed(`not zipped: ${e.dependency} ended ${e.state}`))
+ *   )
+ * ```
+ * @since 0.3.0
+ * @category errors
+ */
+export class DependencyFailed extends Schema.TaggedError<DependencyFailed>()("DependencyFailed", {
+  id: Schema.String,
+  dependency: Schema.String,
+  state: Schema.Literals(["dead", "cancelled"])
+}) {
+  override get message(): string {
+    return `job ${this.id} was cancelled: its dependency ${this.dependency} ended ${this.state}`
+  }
+}
+
+/**
  * An attempt of a durable job ran longer than its `timeout`, counted from the attempt's start on
  * the consumer's clock. It counts as a failed attempt (retried while attempts remain).
  *

@@ -32,7 +32,7 @@
 import { type Cause, Clock, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
 import type { AttemptTimeout, JobCancelled, JobExpired, LeaseExpired } from "./DurableError.ts"
-import { JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
+import { DependencyFailed, JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 import type * as WorkPool from "./WorkPool.ts"
@@ -50,11 +50,12 @@ import * as Repeat from "./internal/durable/repeat.ts"
 import { JobSnoozed } from "./internal/durable/snooze.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, expiredAt, FINAL_STATES, type FreshJob, JobStore, type JobRow, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, expiredAt, type FailedDependency, FINAL_STATES, type FreshJob, JobStore, type JobRow, MAX_AFTER, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
- * Where a durable job is. `delayed` is a queued job whose time has not come (a `delay`, or the wait
- * before a retry); `dead` ended in failure (out of attempts, or not retryable) and can be redriven.
+ * Where a durable job is. `blocked` waits for the jobs it runs after (`EnqueueOptions.after`);
+ * `delayed` is a queued job whose time has not come (a `delay`, or the wait before a retry); `dead`
+ * ended in failure (out of attempts, or not retryable) and can be redriven.
  *
  * @example
  * ```ts
@@ -65,7 +66,7 @@ import { encodeTrace, expiredAt, FINAL_STATES, type FreshJob, JobStore, type Job
  * @since 0.2.0
  * @category models
  */
-export type JobState = "queued" | "delayed" | "running" | "succeeded" | "dead" | "cancelled"
+export type JobState = "blocked" | "queued" | "delayed" | "running" | "succeeded" | "dead" | "cancelled"
 
 /**
  * A durable job as the store has it.
@@ -123,6 +124,13 @@ export interface JobInfo {
    * none, or none since a `redrive`.
    */
   readonly progress: unknown
+  /** How many of the jobs it runs after (`EnqueueOptions.after`) have not succeeded yet; 0 for none. */
+  readonly waitingFor: number
+  /**
+   * The job of its `after` whose end (dead or cancelled) ended it cancelled without running
+   * (`afterFailure: "cancel"`): its awaiters fail with `DependencyFailed`. Undefined: none.
+   */
+  readonly failedDependency: { readonly id: string; readonly state: "dead" | "cancelled" } | undefined
 }
 
 /**
@@ -237,7 +245,9 @@ export type JobRetry =
  *   timeout: "30 seconds",  // per attempt, from its start
  *   maxAttempts: 5,         // default 3
  *   retry: { exponential: "1 second", max: "1 minute" }, // its own backoff (default: the consumer's retry)
- *   group: "tenant-42"      // under setGroupConcurrency, at most n of this key's jobs run at once
+ *   group: "tenant-42",     // under setGroupConcurrency, at most n of this key's jobs run at once
+ *   after: ["0b8e6a8c-…"],  // runs once these jobs (ids or handles) have succeeded
+ *   afterFailure: "cancel"  // the default: one that ends dead or cancelled cancels this one ("run": runs anyway)
  * }
  * ```
  * @since 0.2.0
@@ -293,11 +303,30 @@ export interface EnqueueOptions {
    * surrogate. Kept (and shown by `status`) in a queue without the cap, which ignores it.
    */
   readonly group?: string | undefined
+  /**
+   * The jobs it runs after, by id or handle (of any queue and task): it is stored `blocked`, and
+   * becomes queued (or delayed, if its `delay` or `runAt` is still ahead) once every one of them
+   * has succeeded, in the same store step as the last one's end. One already succeeded counts as
+   * done; one not in the store (never, or deleted) fails the enqueue with `JobNotFound` naming it,
+   * nothing stored. In `enqueueAll`'s items, `{ item: i }` names the job of the call's item `i`
+   * (an earlier one): a whole DAG in one atomic call. At most 1,000, no duplicates; empty: none.
+   * Only `JobStore.memory` keeps dependencies in this version: another store refuses them with
+   * `InvalidJobOptions`.
+   */
+  readonly after?: ReadonlyArray<string | { readonly id: string } | { readonly item: number }> | undefined
+  /**
+   * When one of `after` ends dead or cancelled: `"cancel"` (the default) ends this job cancelled at
+   * once, without running (its awaiters fail with `DependencyFailed` naming that job), and its own
+   * dependents after it; `"run"` counts it as done, so the job runs once every one of them has ended.
+   * Needs `after`.
+   */
+  readonly afterFailure?: "cancel" | "run" | undefined
 }
 
 /**
  * What `await` can fail with besides the task's own error: a codec error, a timed-out last attempt,
- * a dead consumer's expired lease, a cancel, an expiry (`expireIn`), an unknown id, a job of another task, the store.
+ * a dead consumer's expired lease, a cancel, an expiry (`expireIn`), a dependency that did not
+ * succeed, an unknown id, a job of another task, the store.
  *
  * @example
  * ```ts
@@ -315,6 +344,7 @@ export type AwaitError =
   | LeaseExpired
   | JobCancelled
   | JobExpired
+  | DependencyFailed
   | JobNotFound
   | TaskMismatch
   | StoreError
@@ -427,7 +457,7 @@ const storedTaskName = (name: string): string | undefined =>
  */
 const ENQUEUE_KEYS = [
   "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "expireIn", "maxAttempts",
-  "retry", "group"
+  "retry", "group", "after", "afterFailure"
 ]
 const ENQUEUE_HINTS = {
   dedupeKey: "dedupKey",
@@ -449,7 +479,14 @@ const ENQUEUE_HINTS = {
   // BullMQ Pro's `group: { id }` and pg-boss' (see groupOf); graphile-worker's serial named queue
   groupId: "group (with JobQueue.setGroupConcurrency)",
   queueName: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
-  queue_name: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)"
+  queue_name: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
+  // BullMQ's flows and others' DAGs: a job names the jobs it runs after
+  dependsOn: "after",
+  parent: "after (the parent job runs after its children: enqueue them first)",
+  children: "after (the parent job runs after its children: enqueue them first)",
+  failParentOnFailure: `afterFailure: "cancel" (the default)`,
+  ignoreDependencyOnFailure: `afterFailure: "run"`,
+  continueParentOnFailure: `afterFailure: "run"`
 }
 const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "expireIn", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
@@ -512,6 +549,8 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   cancelRequested: row.cancelRequested,
   retry: retryInfo(row.retry),
   progress: row.progress === null ? undefined : Option.getOrUndefined(storedProgress(row.progress)),
+  waitingFor: row.waitingFor ?? 0,
+  failedDependency: row.failedDependency == null ? undefined : { id: row.failedDependency.id, state: row.failedDependency.state },
   ...expiryInfo(row)
 })
 
@@ -521,7 +560,7 @@ const expiryInfo = (row: JobRow): Pick<JobInfo, "expiresAt" | "expiredAt"> => {
   const expired = expiredAt(row)
   return expired !== undefined
     ? { expiresAt: undefined, expiredAt: new Date(expired) }
-    : { expiresAt: row.state === "queued" ? new Date(row.expireAt) : undefined, expiredAt: undefined }
+    : { expiresAt: row.state === "queued" || row.state === "blocked" ? new Date(row.expireAt) : undefined, expiredAt: undefined }
 }
 
 /**
@@ -586,24 +625,23 @@ export const enqueue = <T extends Task.Any>(
   options: EnqueueOptions = {}
 ): Effect.Effect<
   JobHandle<Task.Success<T>, Task.Failure<T>>,
-  InvalidJobOptions | TaskCodecError | StoreError,
+  InvalidJobOptions | TaskCodecError | JobNotFound | StoreError,
   JobStore
 > =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const checked = yield* invalid(() => {
       taskOf(task)
-      return callOptions(options, now)
+      const checked = callOptions(options, now)
+      itemsBefore(checked, "after", undefined)
+      return checked
     })
     const encoded = yield* encodePayload(task, payload)
     const store = yield* JobStore
+    const job = { task: task.name, payload: encoded, ...checked, trace: yield* producerTrace }
+    yield* dependenciesKept(store, [job], false)
     // no id: the store names the job
-    const { id, created } = yield* store.enqueue({
-      task: task.name,
-      payload: encoded,
-      ...checked,
-      trace: yield* producerTrace
-    })
+    const { id, created } = yield* store.enqueue(job)
     return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
   })
 
@@ -626,7 +664,8 @@ const enqueueOptions = (options: EnqueueOptions, now: number) => {
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
     ...dedupModes(options),
     runAt: options.runAt?.getTime(),
-    ...(options.group === undefined ? {} : { group: groupOf(options.group) })
+    ...(options.group === undefined ? {} : { group: groupOf(options.group) }),
+    ...dependenciesOf(options)
   }
   if (job.expireIn !== undefined) startsBefore(job.expireIn, job.runAt === undefined ? job.delay : job.runAt - now, options)
   return job
@@ -643,6 +682,73 @@ const startsBefore = (expireIn: number, visibleIn: number, options: EnqueueOptio
     field,
     options[field],
     `expected a ${field} before its expireIn (${expireIn} ms after the enqueue): the job would expire before it could start`
+  )
+}
+
+/**
+ * `after` and `afterFailure` checked, as a job's fields (absent: none, and the default); the call's
+ * items it names (`{ item }`) are checked against its own place by `readJobs`, and refused by `enqueue`.
+ */
+const dependenciesOf = (
+  options: EnqueueOptions
+): { after?: Array<string>; afterItems?: Array<number>; afterFailure?: "run" } => {
+  if (options.after === undefined) {
+    if (options.afterFailure !== undefined) config.fail("afterFailure", options.afterFailure, "expected only with after")
+    return {}
+  }
+  if (!Array.isArray(options.after)) config.fail("after", options.after, "expected an array of job ids or handles")
+  if (options.after.length > MAX_AFTER) {
+    config.fail("after", `${options.after.length} jobs`, `expected at most ${MAX_AFTER} jobs (chain them through a job that runs after a part)`)
+  }
+  const seen = new Set<string>()
+  const items = new Set<number>()
+  options.after.forEach((dependency: unknown, i) => {
+    const field = `after[${i}]`
+    if (typeof dependency === "object" && dependency !== null && "item" in dependency) {
+      const item = config.count(`${field}.item`, dependency.item, MAX_ITEMS - 1)
+      if (items.has(item)) config.fail(field, dependency, "expected each job once (it is named twice)")
+      items.add(item)
+      return
+    }
+    const id = typeof dependency === "object" && dependency !== null && "id" in dependency ? dependency.id : dependency
+    const checked = storedName(field, id)
+    if (checked.length === 0) config.fail(field, id, "expected a job id, not an empty string")
+    if (seen.has(checked)) config.fail(field, id, "expected each job once (it is named twice)")
+    seen.add(checked)
+  })
+  const onFailure = options.afterFailure === undefined ? "cancel" : config.oneOf("afterFailure", options.afterFailure, ["cancel", "run"])
+  return seen.size === 0 && items.size === 0 ? {} : {
+    ...(seen.size === 0 ? {} : { after: Array.from(seen) }),
+    ...(items.size === 0 ? {} : { afterItems: Array.from(items) }),
+    ...(onFailure === "run" ? { afterFailure: "run" as const } : {})
+  }
+}
+
+/** A job's `{ item }` dependencies: only earlier items of its own `enqueueAll` call (`at`: its place; none for `enqueue`). */
+const itemsBefore = (checked: { readonly afterItems?: ReadonlyArray<number> }, field: string, at: number | undefined) => {
+  for (const item of checked.afterItems ?? []) {
+    if (at === undefined) config.fail(field, { item }, "expected a job id or handle: { item } names an item of the same enqueueAll call")
+    else if (item >= at) config.fail(field, { item }, `expected an earlier item of the call than this one (items[${at}])`)
+  }
+}
+
+/**
+ * A store that keeps no dependencies is never given `after` (it would store the job and ignore
+ * them): `InvalidJobOptions` naming it, before anything is stored.
+ */
+const dependenciesKept = (
+  store: JobStore["Service"],
+  jobs: ReadonlyArray<FreshJob>,
+  batch: boolean
+): Effect.Effect<void, InvalidJobOptions> => {
+  if (store.dependencies === true) return Effect.void
+  const i = jobs.findIndex((job) => job.after !== undefined || job.afterItems !== undefined)
+  return i === -1 ? Effect.void : Effect.fail(
+    new InvalidJobOptions({
+      field: batch ? `items[${i}].options.after` : "after",
+      value: `${(jobs[i]!.after?.length ?? 0) + (jobs[i]!.afterItems?.length ?? 0)} jobs`,
+      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (JobStore.memory does)`
+    })
   )
 }
 
@@ -758,7 +864,7 @@ export const enqueueAll = <T extends Task.Any>(
   options: EnqueueOptions = {}
 ): Effect.Effect<
   ReadonlyArray<JobHandle<Task.Success<T>, Task.Failure<T>>>,
-  InvalidJobOptions | TaskCodecError | StoreError,
+  InvalidJobOptions | TaskCodecError | JobNotFound | StoreError,
   JobStore
 > =>
   Effect.gen(function*() {
@@ -770,7 +876,9 @@ export const enqueueAll = <T extends Task.Any>(
     const reader = yield* invalid(() => new Items(items, ITEMS))
     const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace, now)
     if (jobs.length === 0) return []
-    const results = yield* (yield* JobStore).enqueueAll(jobs)
+    const store = yield* JobStore
+    yield* dependenciesKept(store, jobs, true)
+    const results = yield* store.enqueueAll(jobs)
     return results.map(({ created, id }) => handle<Task.Success<T>, Task.Failure<T>>(task, id, created))
   })
 
@@ -817,6 +925,7 @@ const readJobs = (
       if (item === END) return
       const i = jobs.length
       const checked = readItem(item, `items[${i}]`, options, shared, now)
+      itemsBefore(checked.options, `items[${i}].options.after`, i)
       const payload = encodePayloadNow(task, checked.payload)
       if (typeof payload === "string") {
         add(payload, checked.options)
@@ -964,6 +1073,9 @@ export const progressChanges = (id: string): Stream.Stream<unknown, JobNotFound 
       }
     })))
 
+const dependencyFailed = (id: string, failed: FailedDependency) =>
+  new DependencyFailed({ id, dependency: failed.id, state: failed.state })
+
 const awaitJob = <T extends Task.Any>(
   task: T,
   id: string
@@ -981,6 +1093,9 @@ const awaitJob = <T extends Task.Any>(
       // checked at every look, not only at the end: a job no consumer of `task` would ever end
       // must not keep its awaiter waiting for a result it could not decode anyway
       if (invalid !== undefined || row.task !== expected) return yield* Effect.fail(new TaskMismatch({ id, task: row.task, expected }))
+      if (row.state === "cancelled" && row.failedDependency != null) {
+        return yield* Effect.fail(dependencyFailed(id, row.failedDependency))
+      }
       if (FINAL_STATES.includes(row.state)) {
         return yield* (yield* decodeExit<Task.Success<T>, Task.Failure<T>>(task, row))
       }
@@ -1007,8 +1122,9 @@ const awaitJob = <T extends Task.Any>(
 export { awaitJob as await }
 
 /**
- * Cancels a job from any process: a queued job is cancelled at once; a running one is interrupted
- * by its consumer within a heartbeat (its finalizers run) and ends cancelled.
+ * Cancels a job from any process: a queued (or blocked) job is cancelled at once; a running one is
+ * interrupted by its consumer within a heartbeat (its finalizers run) and ends cancelled. The jobs
+ * that run after it (`EnqueueOptions.after`) are cancelled by it, unless they have `afterFailure: "run"`.
  *
  * @example
  * ```ts
@@ -1077,9 +1193,12 @@ export const list = (
 
 /**
  * Puts a dead job back in its queue as a new run: its attempts reset, and no progress or start time
- * from the dead run (its `status` and `progressChanges` show none until the new run reports). Fails
- * with `JobNotFound` for an unknown id; returns false for a job that is not dead, or whose dedup key
- * an unfinished job of its queue holds (one job per key at a time).
+ * from the dead run (its `status` and `progressChanges` show none until the new run reports). A job
+ * its dependency cancelled (`EnqueueOptions.after`) goes back to `blocked` until every dependency it
+ * still needs has succeeded (redrive a dead one too), or to the queue if they have. Fails with
+ * `JobNotFound` for an unknown id; returns false for a job that is neither, one whose dedup key an
+ * unfinished job of its queue holds (one job per key at a time), or one waiting for a dependency
+ * that has been deleted since.
  *
  * @example
  * ```ts
@@ -1225,20 +1344,17 @@ export const setRateLimit = (
     (limit) => configure(queue, { rateLimit: limit })
   )
 
-/** The largest cap `setConcurrency` and `setGroupConcurrency` take. */
-const MAX_CONCURRENCY = 1_000_000
-
 /**
  * A cap as `setConcurrency` (`least` 0) and `setGroupConcurrency` (`least` 1) take it: an integer from
- * `least` to `MAX_CONCURRENCY`, or none (undefined, and 0 where taken): null. Anything else fails.
+ * `least` to `MAX_QUEUE_CAP`, or none (undefined, and 0 where taken): null. Anything else fails.
  */
 const capOf = (concurrency: number | undefined, least: 0 | 1): number | null => {
   if (concurrency === undefined) return null
-  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < least || concurrency > MAX_CONCURRENCY) {
+  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < least || concurrency > config.MAX_QUEUE_CAP) {
     config.fail(
       "concurrency",
       concurrency,
-      `expected an integer from ${least} to ${MAX_CONCURRENCY} (${least === 0 ? "0 or " : ""}undefined: no cap)`
+      `expected an integer from ${least} to ${config.MAX_QUEUE_CAP} (${least === 0 ? "0 or " : ""}undefined: no cap)`
     )
   }
   return concurrency === 0 ? null : concurrency
@@ -1515,7 +1631,7 @@ const holdsQueue = (options: SnoozeOptions | undefined): boolean => {
 }
 
 /**
- * A queue's counts from the store: waiting, delayed, running, succeeded, dead, cancelled, the
+ * A queue's counts from the store: blocked, waiting, delayed, running, succeeded, dead, cancelled, the
  * queued ones by priority, its shared rate limit (`setRateLimit`) with how many claims its
  * window allows now, and its retention (`setRetention`, in milliseconds).
  *
@@ -1962,9 +2078,15 @@ export interface Consumer {
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
+   * Called from one of this consumer's own jobs (or its `onEvent` handler), it starts the stop and
+   * returns at once: the stop waits for that job (or those events), which must not wait for it (nor
+   * for `awaitTermination` there, which waits for the same).
    */
   readonly shutdown: Effect.Effect<void>
-  /** Interrupts running jobs at once and gives them back without counting the attempt. */
+  /**
+   * Interrupts running jobs at once and gives them back without counting the attempt. From inside
+   * the consumer (see `shutdown`) it returns at once too.
+   */
   readonly shutdownNow: Effect.Effect<void>
   readonly awaitTermination: Effect.Effect<void>
 }

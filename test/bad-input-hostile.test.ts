@@ -545,7 +545,7 @@ describe("every key an options type has is taken, each one undefined", () => {
     Effect.gen(function*() {
       const enqueue: Every<JobQueue.EnqueueOptions> = {
         queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, dedupWhile: undefined, dedupFor: undefined, dedupReplace: undefined, timeout: undefined,
-        expireIn: undefined, maxAttempts: undefined, retry: undefined, group: undefined
+        expireIn: undefined, maxAttempts: undefined, retry: undefined, group: undefined, after: undefined, afterFailure: undefined
       }
       yield* JobQueue.enqueue(Echo, 1, enqueue)
       const repeat: Every<JobQueue.RepeatOptions> = {

@@ -512,6 +512,17 @@ describe("Dashboard: durable queues", () => {
       assert.strictEqual((yield* post(dashboard, "api/queues/nope/resume")).status, 404)
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a queue's blocked jobs (waiting for their dependencies) are counted in its card", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* dashboard.addQueue("mail")
+      const first = yield* JobQueue.enqueue(Send, "erin", { queue: "other" })
+      yield* JobQueue.enqueue(Send, "frank", { queue: "mail", after: [first] })
+      yield* tick
+      const mail = sourceIn((yield* call(dashboard, "api/snapshot")).body, "queue", "mail")
+      assert.deepInclude(mail.counts, { blocked: 1, waiting: 0 })
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("a queue's latency chart: wait and run percentiles of the jobs that ended in each interval, read from the store", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()
@@ -689,7 +700,7 @@ describe("Dashboard: a durable queue's settings", () => {
         const [path, body, reason] of [
           [hold, `{"duration":-1}`, /invalid duration -1/],
           [hold, `{"duration":"NaN"}`, /invalid duration/],
-          [hold, `{"duration":"soon"}`, /invalid duration/],
+          [hold, `{"duration":"soon"}`, /invalid duration "soon": expected milliseconds or a duration's text/],
           [hold, `{"duration":1e300}`, /at most \d+ milliseconds/],
           [hold, `{"duration":true}`, /invalid duration a boolean: expected milliseconds/],
           [hold, `{"duration":{"minutes":5}}`, /invalid duration/],
@@ -699,16 +710,18 @@ describe("Dashboard: a durable queue's settings", () => {
           [hold, `{"duration":`, /not JSON/],
           [hold, `[0]`, /expected a JSON object/],
           [hold, `0`, /expected a JSON object/],
-          [cap, `{"limit":-2}`, /invalid limit -2: expected an integer from 0 to 1000000/],
-          [cap, `{"limit":2.5}`, /invalid limit 2.5/],
-          [cap, `{"limit":1000001}`, /invalid limit 1000001/],
-          [cap, `{"limit":"5"}`, /invalid limit .*expected a whole number, or null/],
+          [cap, `{"limit":-2}`, /invalid limit -2: expected a whole number from 1 to 1000000, or null \(or 0\) for no cap/],
+          [cap, `{"limit":2.5}`, /invalid limit 2.5: expected a whole number/],
+          [cap, `{"limit":1000001}`, /invalid limit 1000001: expected a whole number/],
+          [cap, `{"limit":"5"}`, /invalid limit a string: expected a whole number from 1 to 1000000, or null/],
           [cap, `{"limit":5,"extra":1}`, /unknown field "extra"/]
         ] as const
       ) {
         const [status, error] = yield* refused(path, body)
         assert.strictEqual(status, 400, `${path} ${body}: ${error}`)
         assert.match(error, reason, `${path} ${body}`)
+        // JSON's words: what only TypeScript can pass (undefined, a Duration, bigint) is no answer to a request
+        assert.notMatch(error, /undefined|Duration|bigint/, `${path} ${body}`)
       }
       const stats = yield* JobQueue.stats("mail")
       assert.deepStrictEqual([stats.concurrency?.limit, stats.heldUntil], [3, undefined])
@@ -759,10 +772,10 @@ describe.each([
 
       for (
         const [body, reason] of [
-          [`{"limit":-1}`, /invalid limit -1: expected an integer from 1 to 1000000/],
-          [`{"limit":1.5}`, /invalid limit 1.5/],
+          [`{"limit":-1}`, /invalid limit -1: expected a whole number from 1 to 1000000, or null \(or 0\) for no cap/],
+          [`{"limit":1.5}`, /invalid limit 1.5: expected a whole number/],
           [`{"limit":1000001}`, /invalid limit 1000001/],
-          [`{"limit":"2"}`, /invalid limit .*expected a whole number, or null/],
+          [`{"limit":"2"}`, /invalid limit a string: expected a whole number from 1 to 1000000, or null/],
           [`{"limit":2,"group":"a"}`, /unknown field "group"/],
           [`{"limit":`, /not JSON/]
         ] as const
@@ -770,6 +783,7 @@ describe.each([
         const refused = yield* call(dashboard, path, { method: "POST", body })
         assert.strictEqual(refused.status, 400, `${body}: ${refused.body.error}`)
         assert.match(refused.body.error, reason, body)
+        assert.notMatch(refused.body.error, /undefined/, body)
       }
       assert.strictEqual((yield* JobQueue.stats("sync")).groupConcurrency, 1, "left as it was")
       const unknown = yield* postJson(dashboard, "api/queues/nope/group-concurrency", { limit: 1 })

@@ -13,7 +13,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 
 import { tmpdir } from "node:os"
 import { DatabaseSync } from "node:sqlite"
 import { join } from "node:path"
-import { StoreError } from "../src/DurableError.ts"
+import { type JobNotFound, StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
@@ -201,7 +201,7 @@ else {
     // a restart, a network cut) fails the statement, then the ROLLBACK: effect's withTransaction
     // makes the ROLLBACK's failure a defect, which escaped the store as a Die (an enqueueAll, a
     // rate-limited claim, the open's migration): a crash for callers that handle StoreError
-    const cases: ReadonlyArray<readonly [string, (S: string) => string, (store: JobStore.JobStore["Service"]) => Effect.Effect<unknown, StoreError>]> = [
+    const cases: ReadonlyArray<readonly [string, (S: string) => string, (store: JobStore.JobStore["Service"]) => Effect.Effect<unknown, StoreError | JobNotFound>]> = [
       ["an enqueueAll", (S) => `LOCK TABLE ${S}.wp_job IN ACCESS EXCLUSIVE MODE`, (store) => store.enqueueAll([newJob("q"), newJob("q")])],
       [
         "a claim of a rate-limited queue",

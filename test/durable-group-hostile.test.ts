@@ -13,9 +13,11 @@ import { Context, Deferred, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
+import { queueBase } from "../src/internal/store/redis.ts"
+import * as RedisScripts from "../src/internal/store/redisScripts.ts"
 import * as Task from "../src/Task.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { Echo } from "./durable/conformance.ts"
+import { cappedBeside, Echo, enqueuedDuringRound, freedDuringRound } from "./durable/conformance.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import { newJob } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -471,6 +473,98 @@ describe("per-key caps, hostile", () => {
             }))
         }
       }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    // Were bugs (review33, as on SQL before groupwake32): a job made ready, or a slot freed, in a key
+    // a round of cut claims had walked added the queue's marker, but the consumer's 1 ms wait between
+    // the round's claims took it: the round's last claim said "nothing", and the job waited for the
+    // store's blocking wait to time out (5 s). The scripts now count such changes while a round is
+    // under way, and its last claim says "again" (dueIn 0). Redis walks only keys with ready jobs:
+    // the keys are of ready Other jobs
+    it.live("Redis: a job enqueued into a key already walked in a round of cut claims is claimed before the round ends", () =>
+      enqueuedDuringRound(cappedBeside(() => Rd.testLayer(), 300, true)), { timeout: 60_000 })
+    it.live("Redis: a key freed by a settle during a round of cut claims that had passed it at its cap is served before the round ends", () =>
+      freedDuringRound(cappedBeside(() => Rd.testLayer(), 300, true)), { timeout: 60_000 })
+
+    // Was a bug (review33): the ungrouped jobs' turn was not remembered as the last visited, so a
+    // claim whose budget ran out on the keys after the cursor, cut on the first key after the
+    // ungrouped jobs' turn, stored the key before it: the next claim visited the ungrouped jobs again,
+    // and gave them a second turn in the round before the keys after them had one
+    it.live("Redis: the ungrouped jobs have one turn in a round of cut claims: a key after them in the round is served before their second", () =>
+      withStore(Rd.testLayer(), (store) =>
+        Effect.gen(function*() {
+          const claim = store.claim({ queues: [Q], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          yield* store.configure(Q, { groupConcurrency: 1 })
+          // the cursor at g0: the round is the keys after it, the ungrouped jobs, then the keys up to it
+          yield* store.enqueue(newJob(Q, { group: "g0" }))
+          const g0 = yield* claim
+          yield* store.settle(g0.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+          // after g0 exactly the budget's keys (1 + 0 + 64), of Other jobs; before it, a's Echo job
+          yield* store.enqueueAll(Array.from({ length: 65 }, (_, n) => newJob(Q, { group: `h${String(n).padStart(3, "0")}`, task: "Other" })))
+          const a = yield* store.enqueue(newJob(Q, { group: "a" }))
+          const cut = yield* claim
+          assert.deepStrictEqual([cut.claims.length, cut.dueIn], [0, 0], "the budget spent on h000-h064, cut at a")
+          const ungrouped = yield* store.enqueue(newJob(Q))
+          const next = yield* claim
+          assert.deepStrictEqual(next.claims.map((c) => c.job.id), [a.id], "a's turn, not the ungrouped jobs' second")
+          assert.deepStrictEqual((yield* claim).claims.map((c) => c.job.id), [ungrouped.id])
+        })), { timeout: 60_000 })
+
+    // Was a bug (review32 F3): an idle watch's look for lost markers (ORPHANS) counted every key with
+    // jobs, whatever their task and whether at their cap: an idle consumer was woken every 5 s to
+    // claim nothing beside keys of other tasks or at their cap
+    it.live("Redis: an idle watch's look for lost markers counts keyed jobs of its tasks in keys with a free slot only", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        const base = queueBase(prefix, Q)
+        const orphans = (...tasks: ReadonlyArray<string>) =>
+          Effect.promise(() =>
+            Rd.admin(async (client) => {
+              // a marker lost (popped by a process then killed): the look is what finds the jobs
+              await client.zRem(`${base}:marker`, "0")
+              return client.eval(RedisScripts.ORPHANS, { keys: [`${base}:meta`], arguments: ["", "5000", "0", ...tasks] })
+            })
+          )
+        yield* withStore(Rd.testLayer(prefix), (store) =>
+          Effect.gen(function*() {
+            yield* store.configure(Q, { groupConcurrency: 1 })
+            yield* store.enqueueAll([newJob(Q, { group: "a", task: "Other" }), newJob(Q, { group: "b" }), newJob(Q, { group: "b" })])
+            const running = yield* store.claim({ queues: [Q], tasks: ["Echo"], limit: 5, lease: 60_000 })
+            assert.strictEqual(running.claims.length, 1, "b's first job runs: b at its cap")
+            assert.deepStrictEqual([yield* orphans("Echo"), yield* orphans("Other")], [0, 1], "a's job is Other's; b's next waits for b's slot")
+            // more keys than a claim's budget (64): the look reads up to ORPHAN_LOOKS jobs
+            yield* store.enqueueAll(Array.from({ length: 200 }, (_, n) => newJob(Q, { group: `o${String(n).padStart(3, "0")}`, task: "Other" })))
+            assert.strictEqual(yield* orphans("Echo"), 0, "200 keys of Other jobs")
+            yield* store.settle(running.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+            assert.strictEqual(yield* orphans("Echo"), 1, "b's slot is free")
+          }))
+      }), { timeout: 60_000 })
+
+    // Was a bug (review33): a stop stayed in B:gstop until the round ended or the cap was removed, so
+    // the stops of task lists that came and went (a consumer stopped mid-round, a deploy that changed
+    // the tasks) piled up, one a list. A round's first claim now drops the stops older than STOP_AGE
+    it.effect("Redis: B:gstop does not grow with task lists that come and go", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        const stops = Effect.promise(() => Rd.admin((client) => client.hLen(`${queueBase(prefix, Q)}:gstop`)))
+        yield* withStore(Rd.testLayer(prefix), (store) =>
+          Effect.gen(function*() {
+            yield* store.configure(Q, { groupConcurrency: 1 })
+            yield* store.enqueueAll(Array.from({ length: 100 }, (_, n) => newJob(Q, { group: `k${String(n).padStart(3, "0")}`, task: "Other" })))
+            for (let list = 0; list < 10; list++) {
+              // a consumer of its own task list claims once, cut short mid-round, and is gone
+              const cut = yield* store.claim({ queues: [Q], tasks: [`Gone${list}`], limit: 1, lease: 60_000 })
+              assert.deepStrictEqual([cut.claims.length, cut.dueIn], [0, 0])
+              yield* TestClock.adjust(RedisScripts.STOP_AGE + 1)
+            }
+            assert.isAtMost(yield* stops, 1, "the last list's stop, the others dropped")
+            // a live round's stop stays while its claims go on
+            yield* store.claim({ queues: [Q], tasks: ["Live"], limit: 1, lease: 60_000 })
+            yield* TestClock.adjust(RedisScripts.STOP_AGE - 1)
+            yield* store.claim({ queues: [Q], tasks: ["Fresh"], limit: 1, lease: 60_000 })
+            const live = yield* store.claim({ queues: [Q], tasks: ["Live"], limit: 1, lease: 60_000 })
+            assert.deepStrictEqual([live.claims.length, live.dueIn], [0, undefined], "Live's round went on from its stop and ended: 100 keys in two claims")
+          }))
+      }))
 
     // the stored stop (B:gstop) was used only while the queue's cursor was the one it read: a busy
     // consumer whose claims moved the cursor between two hot keys threw the other consumer's stop away

@@ -16,7 +16,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { type Claimed, groupRounds, type Store } from "../src/internal/store/model.ts"
-import { cappedBeside, Echo, tick } from "./durable/conformance.ts"
+import { cappedBeside, claimOne as claimOf, Echo, enqueuedDuringRound, freedDuringRound, Other, tick, untilRoundEnds } from "./durable/conformance.ts"
 import { enabled, freshSchema, testLayer } from "./durable/postgres.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-group-sql-"))
@@ -43,29 +43,6 @@ const stores: Array<readonly [string, Instance, () => Instance, boolean]> = [
     : [])
 ]
 
-/** A task no consumer here runs: its jobs are visible to a walk and never taken. */
-const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
-
-/** An Echo claim of one job of "default" on `store`. */
-const claimOf = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
-  store.claim({ queues: ["default"], tasks, limit: 1, lease: 60_000 })
-
-/**
- * Claims until one takes `id` or the round ends (an empty claim not cut short: its consumer waits
- * for `dueIn` or a wake-up): whether `id` was claimed before the consumer would wait, and the claims.
- */
-const untilRoundEnds = <E>(claim: Effect.Effect<Claimed, E>, id: string) =>
-  Effect.gen(function*() {
-    const seen: Array<string> = []
-    for (let claims = 1; claims <= 12; claims++) {
-      const claimed = yield* claim
-      seen.push(`${claimed.claims.length}/${claimed.dueIn}`)
-      if (claimed.claims.some((c) => c.job.id === id)) return { taken: true, seen }
-      if (claimed.claims.length === 0 && claimed.dueIn !== 0) return { taken: false, seen }
-    }
-    return { taken: false, seen }
-  })
-
 for (const [name, layer, database, hearsAll] of stores) {
   describe(`per-key caps' key budget on ${name} (hostile)`, () => {
     // Was a bug (fixed): an empty claim cut short remembers where it stopped; a job enqueued
@@ -74,36 +51,13 @@ for (const [name, layer, database, hearsAll] of stores) {
     // enqueue's own wake-up is such a claim). The round's last claim now says "again" (dueIn 0) if
     // the queue changed during the round, and the next starts a fresh round.
     it.live("a job enqueued into a key already walked in a round of cut claims is claimed before the round ends", () =>
-      Effect.gen(function*() {
-        const { provide, store } = yield* cappedBeside(layer, 300)
-        const first = yield* claimOf(store)
-        assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
-        // k005a sorts between k005 and k006: walked by the first claim
-        const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a" }))
-        const { seen, taken } = yield* untilRoundEnds(claimOf(store), job.id)
-        assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
-      }).pipe(Effect.scoped), { timeout: 60_000 })
+      enqueuedDuringRound(cappedBeside(layer, 300)), { timeout: 60_000 })
 
     // Was a bug (same root as the enqueue above, fixed the same way): a key at its cap when a round
     // passed it, whose running job settled before the round's last claim, was not looked at again:
     // that claim was not capped (it did not see the key) and said "nothing for an hour".
     it.live("a key freed by a settle during a round of cut claims that had passed it at its cap is served before the round ends", () =>
-      Effect.gen(function*() {
-        const { provide, store } = yield* cappedBeside(layer, 300)
-        yield* provide(JobQueue.enqueue(Echo, { n: 1 }, { group: "k005a" }))
-        const running = yield* claimOf(store)
-        assert.strictEqual(running.claims.length, 1, "k005a's first job runs: the cursor is k005a")
-        const next = yield* provide(JobQueue.enqueue(Echo, { n: 2 }, { group: "k005a" }))
-        const a = yield* provide(JobQueue.enqueue(Echo, { n: 3 }, { group: "a" }))
-        // the round from k005a: cut short until it wraps to "a" and takes its job (the cursor: "a")
-        assert.isTrue((yield* untilRoundEnds(claimOf(store), a.id)).taken)
-        // the round from "a": passes k005a at its cap, cut short after k063
-        const passed = yield* claimOf(store)
-        assert.deepStrictEqual([passed.claims.length, passed.dueIn, passed.capped], [0, 0, true])
-        yield* store.settle(running.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
-        const { seen, taken } = yield* untilRoundEnds(claimOf(store), next.id)
-        assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
-      }).pipe(Effect.scoped), { timeout: 60_000 })
+      freedDuringRound(cappedBeside(layer, 300)), { timeout: 60_000 })
 
     // A change during a round of cut claims makes its last claim say "again" (see the two above):
     // writes of another instance to a queue its consumer does not run must not make it spin. On

@@ -562,7 +562,7 @@ class Model {
         if (job.visibleAt <= this.now) tally.waiting++
         else tally.delayed++
         byPriority.set(job.spec.priority, (byPriority.get(job.spec.priority) ?? 0) + 1)
-      } else tally[job.state]++
+      } else tally[job.state as keyof typeof tally]++
     }
     const queue = this.queue(name)
     return {

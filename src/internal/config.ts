@@ -118,6 +118,8 @@ export const reading = <A>(field: string, value: unknown, check: () => A): A => 
  */
 export const MAX_CONCURRENCY = 100_000
 export const MAX_THREADS = 1024
+/** The largest cap of a durable queue's running jobs, or of one key's (`JobQueue.setConcurrency`, `setGroupConcurrency`). */
+export const MAX_QUEUE_CAP = 1_000_000
 export const MAX_TASKS_PER_THREAD = 1024
 
 /** An object: not null, not an array, not a function. */

@@ -9,7 +9,7 @@ import { TestClock } from "effect/testing"
 import * as DurableError from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import * as JobStore from "../../src/JobStore.ts"
-import { type Claim, decodeTrace, type NewJob, type Settlement, type State, type Store } from "../../src/internal/store/model.ts"
+import { type Claim, type Claimed, decodeTrace, type NewJob, type Settlement, type State, type Store } from "../../src/internal/store/model.ts"
 import { InvalidJobOptions, type InvalidPoolConfig, PoolShutdown, TaskCodecError } from "../../src/PoolError.ts"
 import * as Task from "../../src/Task.ts"
 import * as WorkPool from "../../src/WorkPool.ts"
@@ -320,15 +320,82 @@ export const rateLimitLiftTwoInstances = (layer: () => Layer.Layer<JobStore.JobS
 export const delayedKeys = (count: number) =>
   Array.from({ length: count }, (_, n) => ({ payload: { n }, options: { group: `k${String(n).padStart(3, "0")}`, delay: "1 hour" as const } }))
 
-/** A store of `layer` whose queue "default" has a per-key cap of 1 and `count` delayed keys; `provide` runs on it. */
-export const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number) =>
+/** A task no consumer of the per-key cap tests runs: its jobs are visible to a walk and never taken. */
+export const Other = Task.make("Other", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+
+/**
+ * A store of `layer` whose queue "default" has a per-key cap of 1 and `count` keys (k000, k001, ...)
+ * that give an Echo claim nothing: of one delayed job each, or (`other`) of one ready job of `Other`
+ * each (Redis walks only keys with ready jobs); `provide` runs on it.
+ */
+export const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, count: number, other = false) =>
   Effect.gen(function*() {
     const store = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
     yield* provide(JobQueue.setGroupConcurrency("default", 1))
-    yield* provide(JobQueue.enqueueAll(Echo, delayedKeys(count)))
+    const keys = delayedKeys(count)
+    yield* provide(other ? JobQueue.enqueueAll(Other, keys.map(({ payload, options }) => ({ payload, options: { group: options.group } }))) : JobQueue.enqueueAll(Echo, keys))
     return { store, provide }
   })
+
+/** An Echo claim of one job of "default" on `store`. */
+export const claimOne = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
+  store.claim({ queues: ["default"], tasks, limit: 1, lease: 60_000 })
+
+/**
+ * Claims until one takes `id` or the round ends (an empty claim not cut short: its consumer waits
+ * for `dueIn` or a wake-up): whether `id` was claimed before the consumer would wait, and the claims.
+ */
+export const untilRoundEnds = <E>(claim: Effect.Effect<Claimed, E>, id: string) =>
+  Effect.gen(function*() {
+    const seen: Array<string> = []
+    for (let claims = 1; claims <= 12; claims++) {
+      const claimed = yield* claim
+      seen.push(`${claimed.claims.length}/${claimed.dueIn}`)
+      if (claimed.claims.some((c) => c.job.id === id)) return { taken: true, seen }
+      if (claimed.claims.length === 0 && claimed.dueIn !== 0) return { taken: false, seen }
+    }
+    return { taken: false, seen }
+  })
+
+/**
+ * A job enqueued into a key a round of cut claims had walked (k005a, between k005 and k006: walked
+ * by its first claim, cut after k064) is claimed before the round ends: the round's last claim says
+ * "again" (`dueIn: 0`) when the queue changed during the round (see `groupRounds`). `beside`: the
+ * store of `cappedBeside` (300 keys).
+ */
+export const enqueuedDuringRound = (beside: Effect.Effect<{ readonly store: Store; readonly provide: <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.Effect<A, E> }, unknown, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const { provide, store } = yield* beside
+    const first = yield* claimOne(store)
+    assert.deepStrictEqual([first.claims.length, first.dueIn], [0, 0], "cut short after k064")
+    const job = yield* provide(JobQueue.enqueue(Echo, { n: 1000 }, { group: "k005a" }))
+    const { seen, taken } = yield* untilRoundEnds(claimOne(store), job.id)
+    assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
+  }).pipe(Effect.scoped)
+
+/**
+ * A key at its cap when a round of cut claims passed it, whose running job settles before the
+ * round's last claim, is served before the round ends (as `enqueuedDuringRound`: that claim was not
+ * capped, it did not see the key, and said "nothing until the poll").
+ */
+export const freedDuringRound = (beside: Parameters<typeof enqueuedDuringRound>[0]) =>
+  Effect.gen(function*() {
+    const { provide, store } = yield* beside
+    yield* provide(JobQueue.enqueue(Echo, { n: 1 }, { group: "k005a" }))
+    const running = yield* claimOne(store)
+    assert.strictEqual(running.claims.length, 1, "k005a's first job runs: the cursor is k005a")
+    const next = yield* provide(JobQueue.enqueue(Echo, { n: 2 }, { group: "k005a" }))
+    const a = yield* provide(JobQueue.enqueue(Echo, { n: 3 }, { group: "a" }))
+    // the round from k005a: cut short until it wraps to "a" and takes its job (the cursor: "a")
+    assert.isTrue((yield* untilRoundEnds(claimOne(store), a.id)).taken)
+    // the round from "a": passes k005a at its cap, cut short
+    const passed = yield* claimOne(store)
+    assert.deepStrictEqual([passed.claims.length, passed.dueIn, passed.capped], [0, 0, true])
+    yield* store.settle(running.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+    const { seen, taken } = yield* untilRoundEnds(claimOne(store), next.id)
+    assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
+  }).pipe(Effect.scoped)
 
 /**
  * A SQL store's claim of a queue with a per-key cap visits at most its budget of keys (`groupBudget`:
@@ -3787,6 +3854,24 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         yield* tickUntil(Effect.orDie(done), "the key's three jobs ran, each once the one before settled", 100, 60_000)
         assert.deepStrictEqual(runs, [0, 1, 2])
         assert.strictEqual(most, 1, "one at a time")
+      })))
+
+    // Redis counted every key with jobs as held back by the queue's cap, whatever their task: its
+    // claim said capped beside another task's keyed jobs, and its consumer napped instead of waiting
+    it.effect("group concurrency and the queue's cap: a claim beside only another task's keyed jobs does not say capped; beside its own it does", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        yield* JobQueue.setConcurrency("default", 1)
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { group: "a" })
+        for (const group of ["b", "c"]) yield* store.enqueue(newJob("default", { task: "Other", group }))
+        const filled = yield* claimOf(store, ["default"], 2)
+        assert.deepStrictEqual([groupsOf(filled.claims), filled.capped], [["a"], undefined], "the cap filled, no Echo job left")
+        const full = yield* claimOf(store, ["default"], 1)
+        assert.deepStrictEqual([full.claims.length, full.capped], [0, undefined], "nothing of its tasks waits")
+        yield* JobQueue.enqueue(Echo, { n: 2 }, { group: "d" })
+        const held = yield* claimOf(store, ["default"], 1)
+        assert.deepStrictEqual([held.claims.length, held.capped], [0, true], "d's job waits for the queue's cap")
       })))
 
     it.effect("group concurrency: 300 keys of delayed jobs only cost a consumer a few claims a round, not a claim a millisecond; a key past them all runs", () =>

@@ -33,6 +33,13 @@ export const recorder = () => {
   }
 }
 
+/** The counts of the warnings that a stopped consumer's onEvent handler was not told events. */
+const untold = (logged: ReadonlyArray<string>) =>
+  logged.flatMap((line) => {
+    const match = /onEvent handler was not told (\d+) event/.exec(line)
+    return match === null ? [] : [Number(match[1])]
+  })
+
 /** Ticks the clock until `done`, 100 ms at a time, at most `seconds`. */
 export const until = (done: () => boolean, seconds = 60) =>
   Effect.gen(function*() {
@@ -271,25 +278,44 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
         for (let i = 1; i < times.length; i++) assert.isAtLeast(times[i]! - times[i - 1]!, 20)
       })))
 
-    it.effect("a handler that never returns holds no job: the events past its buffer are dropped and counted, and the consumer stops within its grace", () =>
-      provide(Effect.gen(function*() {
-        const seen: Array<JobQueue.JobEvent> = []
+    /**
+     * A consumer of `count` jobs whose events go to `onEvent`, stopped once they have ended: the
+     * counts of its warnings that the handler was not told events (see `untold`).
+     */
+    const stoppedBehind = (count: number, onEvent: (event: JobQueue.JobEvent) => Effect.Effect<void>) =>
+      Effect.gen(function*() {
+        const { logged, collector } = warnings()
         const scope = yield* Scope.make()
         yield* Scope.provide(
-          JobQueue.consume({
-            ...options,
-            concurrency: 50,
-            onEvent: (event) => Effect.andThen(Effect.sync(() => void seen.push(event)), Effect.never),
-            handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
-          }),
+          JobQueue.consume({ ...options, concurrency: 50, onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+            .pipe(Effect.provide(Logger.layer([collector]))),
           scope
         )
-        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 1000 }, (_, n) => ({ payload: { n } })))
+        const jobs = yield* JobQueue.enqueueAll(Echo, Array.from({ length: count }, (_, n) => ({ payload: { n } })))
         for (const job of jobs) assert.isTrue(typeof (yield* job.await) === "number")
         const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
-        yield* tick(3000)
+        yield* tick(5000)
         yield* Fiber.join(closing)
+        return untold(logged)
+      })
+
+    it.effect("a handler that never returns holds no job: the events past its buffer are dropped and counted, and the consumer stops within its grace, saying how many it was not told", () =>
+      provide(Effect.gen(function*() {
+        const seen: Array<JobQueue.JobEvent> = []
+        const counted = yield* stoppedBehind(1000, (event) => Effect.andThen(Effect.sync(() => void seen.push(event)), Effect.never))
         assert.strictEqual(seen.length, 1, "the handler got its first event only")
+        // the one it hangs in, the 1,024 buffered and the 975 dropped: it can get no Dropped event, the log says so
+        assert.deepStrictEqual(counted, [2000])
+      })))
+
+    it.effect("a slow handler still behind when the stop's grace ends: what it was not told is counted in a warning (told + counted = made)", () =>
+      provide(Effect.gen(function*() {
+        const seen: Array<JobQueue.JobEvent> = []
+        const counted = yield* stoppedBehind(300, (event) => Effect.andThen(Effect.sleep(10), Effect.sync(() => void seen.push(event))))
+        const told = seen.reduce((n, e) => n + (e._tag === "Dropped" ? e.count : 1), 0)
+        assert.isAbove(told, 0)
+        assert.isBelow(told, 600, "the handler was still behind at the grace's end")
+        assert.deepStrictEqual(counted, [600 - told])
       })))
 
     it.effect("a handler that hangs and cannot be interrupted does not hold the consumer's stop past its grace", () =>

@@ -40,7 +40,7 @@
  *
  * @internal
  */
-import { ByteSize, Cause, type Duration, Effect, PubSub, Ref, Semaphore, Stream } from "effect"
+import { ByteSize, Cause, Duration, Effect, Option, PubSub, Ref, Semaphore, Stream } from "effect"
 import { HttpIncomingMessage, HttpRouter, type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { createHash } from "node:crypto"
 import * as JobQueue from "../../JobQueue.ts"
@@ -357,20 +357,37 @@ const setting = <A>(
     return json(200, outcome)
   })
 
-/** A hold's duration as JSON carries one: milliseconds, or a duration's text ("15 minutes"). */
+/**
+ * A hold's duration as JSON carries one: milliseconds, or a duration's text ("15 minutes"). Text
+ * that is no duration is refused here: `holdQueue`'s reason lists what TypeScript may pass (a
+ * `Duration`, bigint nanoseconds), which no JSON body can.
+ */
 const holdFor = (queue: string, duration: unknown) =>
-  typeof duration === "number" || typeof duration === "string"
+  typeof duration === "number" || (typeof duration === "string" && Option.isSome(Duration.fromInput(duration as Duration.Input)))
     ? JobQueue.holdQueue(queue, duration as Duration.Input)
-    : Effect.fail(new ApiError(400, `invalid duration ${config.kindOfValue(duration)}: expected milliseconds or a duration's text ("15 minutes"), 0 to lift the hold`))
+    : Effect.fail(
+      new ApiError(
+        400,
+        `invalid duration ${typeof duration === "string" ? JSON.stringify(duration) : config.kindOfValue(duration)}: ` +
+          `expected milliseconds or a duration's text ("15 minutes"), 0 to lift the hold`
+      )
+    )
 
 /**
  * A cap as JSON carries one, set with `set` (`JobQueue.setConcurrency`, `setGroupConcurrency`): a
  * whole number, or null or 0 (no cap; `setGroupConcurrency` takes no 0, and the API's buttons both do).
+ * Checked here: `set`'s reason names `undefined` for no cap, which means nothing in JSON.
  */
 const capWith = (set: typeof JobQueue.setConcurrency) => (queue: string, limit: unknown) =>
-  limit === null || typeof limit === "number"
+  limit === null || (typeof limit === "number" && Number.isInteger(limit) && limit >= 0 && limit <= config.MAX_QUEUE_CAP)
     ? set(queue, limit === null || limit === 0 ? undefined : limit)
-    : Effect.fail(new ApiError(400, `invalid limit ${config.kindOfValue(limit)}: expected a whole number, or null (or 0) for no cap`))
+    : Effect.fail(
+      new ApiError(
+        400,
+        `invalid limit ${typeof limit === "number" ? limit : config.kindOfValue(limit)}: ` +
+          `expected a whole number from 1 to ${config.MAX_QUEUE_CAP}, or null (or 0) for no cap`
+      )
+    )
 
 const encoder = new TextEncoder()
 

@@ -194,7 +194,7 @@ export const page = String.raw`<!doctype html>
     ["stopping", "stopping", true], ["retrying", "retrying"], ["succeeded", "succeeded"], ["failed", "failed"],
     ["defects", "defects"], ["timedOut", "timed out"], ["interrupted", "cancelled"], ["dropped", "dropped", true],
     ["rejected", "rejected", true], ["workers", "workers"]];
-  var QUEUE_COUNTS = [["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
+  var QUEUE_COUNTS = [["blocked", "blocked", true], ["waiting", "waiting"], ["delayed", "delayed"], ["running", "running"], ["succeeded", "succeeded"],
     ["dead", "dead"], ["cancelled", "cancelled"]];
 
   function counts(s) {
@@ -465,9 +465,13 @@ export const page = String.raw`<!doctype html>
       .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
       .then(function (r) {
         var what = action + " " + name + (id === null ? "" : " #" + id);
+        // refused: nothing changed, so no sample draws the button again soon (a slow interval: never
+        // before the next); it is pressed again at once, with another answer. Done: the sample the
+        // change brings (at once) draws it as the change left it
+        if (!r.ok) b.disabled = false;
         message(r.ok ? what + ": done" : what + ": " + r.body.error, r.ok);
       })
-      .catch(function (e) { message(action + " failed: " + e, false); });
+      .catch(function (e) { b.disabled = false; message(action + " failed: " + e, false); });
   });
 
   // --- live updates: server-sent events read through fetch ------------------------------------------

@@ -572,9 +572,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          yield* Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
+          // the store's answer: a cancel asked for since the claim ends the job, which never runs again
+          const written = yield* Effect.option(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
           running.delete(claim.token)
-          events?.givenBack(claim)
+          events?.givenBack(claim, Option.getOrUndefined(written))
           return
         }
         const handle = submitted.value
@@ -1048,6 +1049,22 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
 
+    /**
+     * A stop asked for by the user (`shutdown`, `shutdownNow`). Asked for from inside this consumer
+     * (one of its own jobs, or its onEvent handler), it starts the stop and returns: the stop waits
+     * for that job (its drain) or that handler (its events), which waited for the stop. The job then
+     * waited out `shutdownTimeout` and was given back, though it had finished; the handler its grace,
+     * and was interrupted with the events after it.
+     */
+    const stopAsked = (now: boolean) =>
+      Effect.withFiber((fiber) => {
+        const stopped = stop(now)
+        const job = fiber.getRef(CurrentJob)
+        const inside = events?.delivers(fiber) === true ||
+          (Option.isSome(job) && [...running.values()].some((entry) => entry.claim.job.id === job.value.id))
+        return inside ? Effect.void : stopped
+      })
+
     const setTarget = (concurrency: number) =>
       Effect.tap(pool.resize(concurrency), () =>
         Effect.sync(() => {
@@ -1099,8 +1116,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
           Effect.sync(() => {
             following = false
           })))),
-      shutdown: Effect.suspend(() => stop(false)),
-      shutdownNow: Effect.suspend(() => stop(true)),
+      shutdown: stopAsked(false),
+      shutdownNow: stopAsked(true),
       awaitTermination: Deferred.await(terminated)
     } satisfies Consumer
   }))

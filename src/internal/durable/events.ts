@@ -19,6 +19,9 @@ export const JobEvent = Data.taggedEnum<JobEvent>()
 /** How many events wait for a slow handler before the next ones are dropped (counted). */
 export const EVENT_BUFFER = 1024
 
+/** How many events `event` stands for: a Dropped, those it counts. */
+const weightOf = (event: JobEvent): number => event._tag === "Dropped" ? event.count : 1
+
 export type Handler<R> = (event: JobEvent) => Effect.Effect<unknown, unknown, R>
 
 const refOf = (claim: Claim): JobQueue.JobEventRef => {
@@ -42,7 +45,12 @@ export interface Events {
     settlement: Settlement | undefined,
     written: Settled | undefined
   ) => void
-  readonly givenBack: (claim: Claim) => void
+  /**
+   * A claim given back unstarted or stopped (the consumer's stop, a pool that refused it), and what
+   * the store wrote of it: "cancelled", a cancel asked for meanwhile ended it so (told `Cancelled`,
+   * not `GivenBack`: it never runs again).
+   */
+  readonly givenBack: (claim: Claim, written?: Settled) => void
   /**
    * The attempt's settle is over. Not told yet (its settle interrupted by a stop past its grace):
    * LeaseLost, as nothing of it was written and it runs again once reaped; a Started without an
@@ -50,6 +58,8 @@ export interface Events {
    */
   readonly over: (claim: Claim) => void
   readonly reaped: (job: ReapedJob) => void
+  /** Whether `fiber` is the one delivering the events (the handler's). */
+  readonly delivers: (fiber: Fiber.Fiber<unknown, unknown>) => boolean
   /** Delivers what is buffered (within `grace` ms), then stops. */
   readonly close: (grace: number) => Effect.Effect<void>
 }
@@ -79,16 +89,35 @@ export const make = <R>(
   const attempts = new Map<string, { readonly startedAt: number; endedAt: number | undefined }>()
   let dropped = 0
   let warned = false
+  /** Set once the stop has interrupted the handler: no event reaches it any more, each is counted in a log line. */
+  let closed = false
+  /** Events made after `closed`, not said yet (a claim that came back after the stop gave its jobs back). */
+  let late = 0
   const emit = (event: JobEvent) => {
+    if (closed) return lateEvent()
     // the count goes where the lost events were: before the next one that fits, with it or not at
     // all. Alone in a freed slot, the event after it found none: a handler that had fallen behind got
     // nothing but counts (each slot it freed taken by one) for as long as the jobs outpaced it
+    // Nor is it reset unless it went in: a buffer ended by the stop takes none, and the count of the
+    // events before it is the stop's to say (`close`)
     if (dropped > 0) {
-      if (Queue.sizeUnsafe(queue) > EVENT_BUFFER - 2) return void dropped++
-      Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))
+      if (Queue.sizeUnsafe(queue) > EVENT_BUFFER - 2 || !Queue.offerUnsafe(queue, JobEvent.Dropped({ count: dropped }))) {
+        return void dropped++
+      }
       dropped = 0
     }
     if (!Queue.offerUnsafe(queue, event)) dropped++
+  }
+  const lost = (count: number, why: string) =>
+    Effect.logWarning(`effect-workpool: a stopped durable consumer's onEvent handler was not told ${count} event${count === 1 ? "" : "s"}: ${why}`)
+  // one line for a burst of them (a claim's jobs given back together), not one per event
+  const lateEvent = () => {
+    if (late++ > 0) return
+    fork(Effect.andThen(Effect.yieldNow, Effect.suspend(() => {
+      const count = late
+      late = 0
+      return lost(count, "made after its stop")
+    })))
   }
   const deliver = (event: JobEvent) =>
     Effect.catchCause(Effect.suspend(() => effectOf(handler(event))), (cause) => {
@@ -99,16 +128,23 @@ export const make = <R>(
         cause
       )
     })
+  /** The events the delivery under way stands for (a Dropped its count): lost too if the stop interrupts it. */
+  let delivering = 0
+  const delivered = Effect.sync(() => void (delivering = 0))
   // the handler caught up: the events lost since the last one it got are told now (else only once
   // a later event came, which a consumer gone idle never makes)
   const caughtUp = Effect.suspend(() => {
     if (dropped === 0 || Queue.sizeUnsafe(queue) > 0) return Effect.void
     const count = dropped
     dropped = 0
-    return deliver(JobEvent.Dropped({ count }))
+    delivering = count
+    return Effect.andThen(deliver(JobEvent.Dropped({ count })), delivered)
   })
   const drainer = fork(Effect.catchCause(
-    Effect.forever(Effect.flatMap(Queue.take(queue), (event) => Effect.andThen(deliver(event), caughtUp))),
+    Effect.forever(Effect.flatMap(Queue.take(queue), (event) => {
+      delivering = weightOf(event)
+      return Effect.andThen(deliver(event), Effect.andThen(delivered, caughtUp))
+    })),
     () => Effect.void
   ))
   const durationOf = (claim: Claim) => {
@@ -159,9 +195,9 @@ export const make = <R>(
     over: (claim) => {
       if (attempts.delete(claim.token)) emit(JobEvent.LeaseLost(refOf(claim)))
     },
-    givenBack: (claim) => {
+    givenBack: (claim, written) => {
       attempts.delete(claim.token)
-      emit(JobEvent.GivenBack(refOf(claim)))
+      emit(written === "cancelled" ? JobEvent.Cancelled(refOf(claim)) : JobEvent.GivenBack(refOf(claim)))
     },
     reaped: (job) =>
       emit(JobEvent.Reaped({
@@ -172,11 +208,30 @@ export const make = <R>(
         outcome: job.outcome,
         runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
       })),
-    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good
+    delivers: (fiber) => fiber === drainer,
+    // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good.
+    // What it was not told (still buffered, or dropped since its last Dropped) is counted in a log
+    // line, as it can get no Dropped event any more: lost without a word, a slow handler's counts
+    // (jobs ended, deaths) were wrong with nothing to say so
     close: (grace) =>
       Effect.andThen(
         Queue.end(queue),
-        Effect.andThen(Effect.timeoutOption(Fiber.await(drainer), grace), Effect.sync(() => drainer.interruptUnsafe()))
+        Effect.andThen(
+          Effect.timeoutOption(Fiber.await(drainer), grace),
+          Effect.suspend(() => {
+            closed = true
+            // read before the interrupt: the drainer, interrupted, may yet end its delivery's step
+            const untold = dropped + delivering
+            dropped = delivering = 0
+            drainer.interruptUnsafe()
+            return Effect.flatMap(Effect.orElseSucceed(Queue.clear(queue), () => []), (left) => {
+              const count = left.reduce((n, event) => n + weightOf(event), untold)
+              return count === 0
+                ? Effect.void
+                : lost(count, `it did not take them within the stop's grace (${grace} ms), or was interrupted taking one`)
+            })
+          })
+        )
       )
   }
 }

@@ -53,7 +53,7 @@ export const cutError = (operation: string): StoreError =>
   new StoreError({ operation, reason: "the store's close cut it in flight (its layer was released; a write may have committed)" })
 
 /** A store's operations that a closed store does not refuse: they read or wait on what it holds itself. */
-type Unguarded = "wait" | "version" | "waitCancel" | "cancelVersion" | "now" | "closed"
+type Unguarded = "wait" | "version" | "waitCancel" | "cancelVersion" | "now" | "closed" | "dependencies" | "kind"
 
 /**
  * Every other operation, by the name its error gives. A mapped type: an operation added to `Store`

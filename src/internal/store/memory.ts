@@ -13,6 +13,7 @@ import {
   type ClaimRequest,
   EXPIRE_BATCH,
   expiredAt,
+  type FailedDependency,
   FINAL_STATES,
   type Heartbeat,
   pastExpiry,
@@ -50,6 +51,7 @@ import {
   withId,
   holdShown
 } from "./model.ts"
+import { JobNotFound } from "../../DurableError.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import * as Backoff from "../durable/backoff.ts"
@@ -77,18 +79,30 @@ interface Row {
   readonly dedupQueued: boolean
   /** The end of its throttle window (`dedupFor`), store time; null none. */
   readonly dedupUntil: number | null
+  /** The jobs that run after it (`NewJob.after`), by id; absent: none. Kept until the row goes. */
+  dependents?: Array<string>
+  /**
+   * Its dependencies not yet succeeded, by id (absent: none): what it needs of them, so that a
+   * finished one's row may be deleted (retention, purge) while it waits.
+   */
+  pending?: Set<string>
+  /** `afterFailure: "run"`: a dependency ending dead or cancelled counts as done. */
+  runOnFailure?: boolean
 }
 
 /** Whether a job holds its dedup key at `now`: by its state (see `NewJob.dedupWhile`) or its window. */
 const holds = (row: Row, now: number): boolean =>
   row.job.dedupKey !== null && (
-    (row.job.state === "queued" && !row.released) ||
+    (waits(row.job) && !row.released) ||
     (row.job.state === "running" && !row.dedupQueued) ||
     (row.dedupUntil !== null && now < row.dedupUntil)
   )
 
-/** Whether a job has yet to finish (queued, delayed or running). */
-const unfinished = (job: JobRow): boolean => job.state === "queued" || job.state === "running"
+/** Whether a job has yet to start: queued (or delayed), or blocked by its dependencies. */
+const waits = (job: JobRow): boolean => job.state === "queued" || job.state === "blocked"
+
+/** Whether a job has yet to finish (blocked, queued, delayed or running). */
+const unfinished = (job: JobRow): boolean => waits(job) || job.state === "running"
 
 interface QueueState {
   paused: boolean
@@ -146,8 +160,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (row.token !== null) byToken.delete(row.token)
     row.token = null
   }
-  /** Ends a queued job past its expiry (see `expiredAt`): cancelled, at `now`. */
-  const expire = (row: Row, now: number) => update(row, { state: "cancelled", finishedAt: now, exit: null })
+  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
+  const expire = (row: Row, now: number) => {
+    update(row, { state: "cancelled", finishedAt: now, exit: null })
+    settled(row, now)
+  }
   const changed = <A>(a: A): A => {
     signal.notify()
     return a
@@ -156,6 +173,83 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const changedIn = <A>(delay: number, a: A): A => {
     signal.notifyIn(delay)
     return a
+  }
+
+  /** The first dependency of `jobs` not in the store: their enqueue stores nothing (see `NewJob.after`). */
+  const missingDependency = (jobs: ReadonlyArray<NewJob>): JobNotFound | undefined => {
+    for (const job of jobs) {
+      for (const id of job.after ?? []) if (!rows.has(id)) return new JobNotFound({ id })
+    }
+    return undefined
+  }
+
+  /** Whether a blocked job may run: every dependency succeeded, or (`afterFailure: "run"`) ended. */
+  const unblocked = (row: Row): boolean =>
+    row.pending!.size === 0 ||
+    row.runOnFailure === true && Array.from(row.pending!).every((id) => {
+      // a dependency not succeeded whose row is gone ended (only finished jobs are deleted)
+      const dependency = rows.get(id)?.job
+      return dependency === undefined || FINAL_STATES.includes(dependency.state)
+    })
+
+  /** A blocked job's dependencies done: queued, visible from its own run time or now, whichever is later. */
+  const release = (row: Row, now: number) => {
+    const visibleAt = Math.max(row.job.visibleAt, now)
+    update(row, { state: "queued", visibleAt })
+    row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, visibleAt)
+    signal.notifyIn(visibleAt - now)
+  }
+
+  /** Ends a blocked job cancelled by its dependency's end (`failedDependency`, read by its awaiters). */
+  const cancelledBy = (row: Row, failed: FailedDependency, now: number) => {
+    update(row, { state: "cancelled", exit: null, finishedAt: now, failedDependency: failed })
+    signal.notify()
+  }
+
+  /**
+   * After `ended` reached a final state: each blocked dependent released if it may run now, or ended
+   * cancelled by it (and then its own dependents, in the same step). A succeeded one is struck off
+   * its dependents' pending ones whatever their state, so that a dependent redriven later waits for
+   * what it still needs only.
+   */
+  const settled = (ended: Row, now: number) => {
+    const work = [ended]
+    for (let row = work.pop(); row !== undefined; row = work.pop()) {
+      if (row.dependents === undefined) continue
+      const { id, state } = row.job
+      for (const dependentId of row.dependents) {
+        const dependent = rows.get(dependentId)
+        if (dependent?.pending === undefined) continue
+        if (state === "succeeded" && dependent.pending.delete(id)) update(dependent, { waitingFor: dependent.pending.size })
+        if (dependent.job.state !== "blocked") continue
+        if (state !== "succeeded" && dependent.runOnFailure !== true) {
+          cancelledBy(dependent, { id, state: state as FailedDependency["state"] }, now)
+          work.push(dependent)
+        } else if (unblocked(dependent)) release(dependent, now)
+      }
+    }
+  }
+
+  /**
+   * A new job's dependencies (`NewJob.after`, all in the store): it waits for those not yet
+   * succeeded (blocked), or runs at once, or is cancelled at once by one already dead or cancelled.
+   */
+  const attach = (row: Row, after: ReadonlyArray<string>, now: number) => {
+    const pending = new Set<string>()
+    let failed: FailedDependency | undefined
+    for (const id of after) {
+      const dependency = rows.get(id)!
+      ;(dependency.dependents ??= []).push(row.job.id)
+      const state = dependency.job.state
+      if (state === "succeeded") continue
+      pending.add(id)
+      if (failed === undefined && (state === "dead" || state === "cancelled")) failed = { id, state }
+    }
+    row.pending = pending
+    if (failed !== undefined && row.runOnFailure !== true) {
+      update(row, { state: "cancelled", finishedAt: now, failedDependency: failed, waitingFor: pending.size })
+    } else if (!unblocked(row)) update(row, { state: "blocked", waitingFor: pending.size })
+    else update(row, { waitingFor: pending.size })
   }
 
   /** The key of a dedup key in its queue, in `holders`. */
@@ -182,7 +276,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
    * and the holder waits (see `NewJob.dedupReplace`); `visibleIn` when its run time moved.
    */
   const replaced = (row: Row, job: NewJob): { readonly id: string; readonly created: boolean; readonly visibleIn?: number } => {
-    if (job.dedupReplace === undefined || row.job.state !== "queued" || row.job.task !== job.task) return { id: row.job.id, created: false }
+    if (job.dedupReplace === undefined || !waits(row.job) || row.job.task !== job.task) return { id: row.job.id, created: false }
     if (job.dedupReplace === "payload") {
       update(row, { payload: job.payload })
       return { id: row.job.id, created: false }
@@ -253,24 +347,44 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       dedupUntil: job.dedupFor === undefined ? null : now + job.dedupFor
     }
     rows.set(job.id, row)
+    if (job.after !== undefined && job.after.length > 0) {
+      if (job.afterFailure === "run") row.runOnFailure = true
+      attach(row, job.after, now)
+      // blocked or cancelled: no consumer has anything to look at
+      if (row.job.state !== "queued") return { id: job.id, created: true }
+    }
     return { id: job.id, created: true, visibleIn: visibleAt - now }
   }
   const enqueue = (input: NewJob) =>
-    Effect.sync(() => {
+    Effect.suspend(() => {
+      const missing = input.after === undefined ? undefined : missingDependency([input])
+      if (missing !== undefined) return Effect.fail(missing)
       const { id, created, late, visibleIn } = add(input)
-      return visibleIn === undefined ? late ? { id, created, late } : { id, created } : changedIn(visibleIn, { id, created })
+      return Effect.succeed(
+        visibleIn === undefined ? late ? { id, created, late } : { id, created } : changedIn(visibleIn, { id, created })
+      )
     })
   const enqueueAll = (jobs: ReadonlyArray<FreshJob>) =>
-    Effect.sync(() => {
-      let soonest = Infinity
-      const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
-      const out = jobs.map((job) => {
-        const { id, created, visibleIn } = add(job, held)
-        if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
-        return { id, created }
-      })
-      return soonest === Infinity ? out : changedIn(soonest, out)
+    Effect.suspend(() => {
+      const missing = missingDependency(jobs)
+      return missing === undefined ? Effect.sync(() => addAll(jobs)) : Effect.fail(missing)
     })
+  /** `enqueueAll`'s jobs added in order, once their dependencies are known to be there. */
+  const addAll = (jobs: ReadonlyArray<FreshJob>) => {
+    let soonest = Infinity
+    const held = jobs.some((job) => job.dedupKey !== null) ? holders() : undefined
+    const out: Array<{ readonly id: string; readonly created: boolean }> = []
+    for (const job of jobs) {
+      // the call's own jobs it runs after, named now (a dedup hit's: the holder)
+      const after = job.afterItems === undefined
+        ? job
+        : { ...job, after: Array.from(new Set([...job.after ?? [], ...job.afterItems.map((i) => out[i]!.id)])) }
+      const { id, created, visibleIn } = add(after, held)
+      if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
+      out.push({ id, created })
+    }
+    return soonest === Infinity ? out : changedIn(soonest, out)
+  }
 
   const list = (filter: ListFilter) =>
     Effect.sync(() => {
@@ -291,8 +405,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const row = rows.get(id)
       if (row === undefined) return "missing" as const
       switch (row.job.state) {
+        case "blocked":
         case "queued": {
-          update(row, { state: "cancelled", finishedAt: time(), exit: null })
+          const now = time()
+          update(row, { state: "cancelled", finishedAt: now, exit: null })
+          settled(row, now)
           return changed("cancelled" as const)
         }
         case "running": {
@@ -308,7 +425,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const redrive = (id: string) =>
     Effect.sync(() => {
       const row = rows.get(id)
-      if (row === undefined || (row.job.state !== "dead" && expiredAt(row.job) === undefined)) return false
+      if (row === undefined) return false
+      // a job its dependency cancelled may be redriven too: it waits for what it still needs
+      const byDependency = row.job.state === "cancelled" && row.job.failedDependency != null
+      if (row.job.state !== "dead" && !byDependency && expiredAt(row.job) === undefined) return false
+      // one it still waits for is gone (a finished job deleted): it could never run
+      if (byDependency && Array.from(row.pending ?? []).some((dependency) => !rows.has(dependency))) return false
       const key = row.job.dedupKey
       if (key !== null) {
         // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back
@@ -316,7 +438,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           const job = other.job
           if (
             job.queue === row.job.queue && job.dedupKey === key &&
-            ((job.state === "queued" && !other.released) || (job.state === "running" && !other.dedupQueued))
+            ((waits(job) && !other.released) || (job.state === "running" && !other.dedupQueued))
           ) return false
         }
       }
@@ -332,9 +454,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         finishedAt: null,
         cancelRequested: false,
         progress: null,
-        expireAt: null
+        expireAt: null,
+        failedDependency: null
       })
       row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, now)
+      if (row.pending !== undefined && !unblocked(row)) update(row, { state: "blocked" })
       return changed(true)
     })
 
@@ -412,7 +536,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const counts = (name: string) =>
     Effect.sync((): QueueCounts => {
       const now = time()
-      const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+      const tally = { blocked: 0, waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
       const byPriority = new Map<number, number>()
       for (const { job } of rows.values()) {
         if (job.queue !== name) continue
@@ -625,11 +749,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           cancelRequested: false,
           attempts: settlement._tag === "Release" ? row.job.attempts - 1 : row.job.attempts
         })
+        settled(row, now)
         return changed<Settled>("cancelled")
       }
       switch (settlement._tag) {
         case "Final": {
           update(row, { state: settlement.state, exit: settlement.exit, finishedAt: now, cancelRequested: false })
+          settled(row, now)
           break
         }
         case "Retry": {
@@ -679,7 +805,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           runAt = now + reapDelay(job, backoff, policies)
           update(row, { state: "queued", exit: null, visibleAt: runAt })
           row.rank = rank(job.priority, queueOf(job.queue).aging, runAt)
-        } else update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
+        } else {
+          update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
+          settled(row, now)
+        }
         reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }
       const expired = expireDue(now)
@@ -713,6 +842,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     waitCancel: cancels.wait,
     cancelVersion: cancels.version,
     now: Effect.sync(time),
-    closed: closing.closed
+    closed: closing.closed,
+    dependencies: true,
+    kind: "memory"
   }, closing.isClosed)
 })

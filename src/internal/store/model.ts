@@ -11,13 +11,26 @@
  * @internal
  */
 import { Context, Effect } from "effect"
+import type { JobNotFound } from "../../DurableError.ts"
 import { StoreError } from "../../DurableError.ts"
 
-/** Where a job is. `queued` includes delayed jobs (`visibleAt` in the future). */
-export type State = "queued" | "running" | "succeeded" | "dead" | "cancelled"
+/**
+ * Where a job is. `queued` includes delayed jobs (`visibleAt` in the future); `blocked` waits for
+ * its dependencies (`NewJob.after`), and no claim sees it.
+ */
+export type State = "blocked" | "queued" | "running" | "succeeded" | "dead" | "cancelled"
 
 export const FINAL_STATES: ReadonlyArray<State> = ["succeeded", "dead", "cancelled"]
-export const STATES: ReadonlyArray<State> = ["queued", "running", "succeeded", "dead", "cancelled"]
+export const STATES: ReadonlyArray<State> = ["blocked", "queued", "running", "succeeded", "dead", "cancelled"]
+
+/** The most dependencies one job may have (`NewJob.after`). */
+export const MAX_AFTER = 1000
+
+/** A dependency that ended otherwise than succeeded, which ended its dependent cancelled (`JobRow.failedDependency`). */
+export interface FailedDependency {
+  readonly id: string
+  readonly state: "dead" | "cancelled"
+}
 
 export interface JobRow {
   readonly id: string
@@ -64,6 +77,13 @@ export interface JobRow {
    * absent: none.
    */
   readonly expireAt?: number | null | undefined
+  /** How many of its dependencies (`NewJob.after`) have not succeeded yet; absent: 0. */
+  readonly waitingFor?: number | undefined
+  /**
+   * The dependency whose end (dead or cancelled) ended this job cancelled (`afterFailure: "cancel"`):
+   * its awaiters fail with `DependencyFailed` naming it. Null or absent: none.
+   */
+  readonly failedDependency?: FailedDependency | null | undefined
 }
 
 /**
@@ -79,7 +99,7 @@ export const expiredAt = (job: JobRow): number | undefined =>
 
 /** Whether a job waits unstarted past its expiry at `now`: a claim, a reap or an enqueue that meets it ends it. */
 export const pastExpiry = (job: JobRow, now: number): boolean =>
-  job.state === "queued" && job.expireAt != null && job.expireAt <= now
+  (job.state === "queued" || job.state === "blocked") && job.expireAt != null && job.expireAt <= now
 
 /**
  * The most expired jobs one reap ends (see `Store.reap`): a backlog of them (a queue paused for a
@@ -152,10 +172,28 @@ export interface NewJob {
    * the enqueue answers `late` at its deadline). None for other jobs.
    */
   readonly notAfter?: number | undefined
+  /**
+   * The ids of the jobs it runs after (any queue, any task; at most `MAX_AFTER`, no duplicates): it
+   * is stored `blocked` and becomes `queued` (delayed, if its `delay` or `runAt` is still ahead) in
+   * the step that settles the last of them succeeded. A dependency already succeeded counts as done;
+   * one not in the store fails the enqueue with `JobNotFound` naming it, nothing stored (the whole
+   * batch, for `enqueueAll`). Only a store with `dependencies` takes it. Absent or empty: none.
+   */
+  readonly after?: ReadonlyArray<string> | undefined
+  /**
+   * `"run"`: a dependency that ends dead or cancelled counts as done (the job runs once every one
+   * has ended). Absent: it ends the job cancelled at once (`failedDependency`), and its own
+   * dependents after it, in the same step.
+   */
+  readonly afterFailure?: "run" | undefined
 }
 
-/** A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone). */
-export type FreshJob = Omit<NewJob, "id" | "notAfter">
+/**
+ * A new job of `enqueueAll`: the store names it (a repeatable job's tick is enqueued alone).
+ * `afterItems`: the jobs of the same call it runs after, by their place in it (each before its own,
+ * so a call's jobs make no cycle), as `after` names stored ones: a whole DAG in one atomic call.
+ */
+export type FreshJob = Omit<NewJob, "id" | "notAfter"> & { readonly afterItems?: ReadonlyArray<number> | undefined }
 
 /** What `Store.enqueue` did: `late`, nothing stored (past the job's `notAfter`), `created` false. */
 export interface Enqueued {
@@ -563,6 +601,8 @@ export interface Heartbeat {
 export interface QueueCounts {
   readonly queue: string
   readonly paused: boolean
+  /** Waiting for the jobs they run after (`after`); absent on a store without `dependencies` (it has none). */
+  readonly blocked?: number | undefined
   /** The queue's aging in milliseconds (`JobQueue.setAging`, or a consumer's `aging`); 0 for none. */
   readonly aging: number
   /** Visible now, waiting for a consumer. */
@@ -879,7 +919,7 @@ export interface Store {
    * `dedupReplace` asks and it waits; or, with `late`, nothing: none of those, and the store's
    * time is past the job's `notAfter`.
    */
-  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError>
+  readonly enqueue: (job: NewJob) => Effect.Effect<Enqueued, StoreError | JobNotFound>
   /**
    * Adds new jobs (the store names each) as `enqueue` would one after another, in their order (FIFO
    * within a priority), with a dedup key matching an unfinished job, or a job before it in the same
@@ -890,7 +930,7 @@ export interface Store {
    */
   readonly enqueueAll: (
     jobs: ReadonlyArray<FreshJob>
-  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError>
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly created: boolean }>, StoreError | JobNotFound>
   readonly get: (id: string) => Effect.Effect<JobRow | undefined, StoreError>
   /**
    * A job's state and latest progress, without the rest of its row: what a progress reader looks
@@ -900,15 +940,17 @@ export interface Store {
   /** Oldest first. */
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<JobRow>, StoreError>
   /**
-   * A queued job becomes cancelled at once (`exit` stored); a running one is marked, and its
-   * consumer's next heartbeat stops it. A marked job's `Retry` or `Release` settle ends it
+   * A queued or blocked job becomes cancelled at once (its dependents as `NewJob.after` says); a
+   * running one is marked, and its consumer's next heartbeat stops it. A marked job's `Retry` or `Release` settle ends it
    * cancelled (no exit) instead of queueing it again, as a reap does.
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
   /**
    * A dead or expired job (see `expiredAt`) goes back to the queue with its attempts reset (an
-   * expired one without its expiry: it runs whenever a consumer takes it); false if it is neither,
-   * or if an unfinished job of its queue holds its dedup key.
+   * expired one without its expiry: it runs whenever a consumer takes it), and a job its dependency
+   * cancelled (`failedDependency`) back to blocked (queued if its dependencies have all succeeded
+   * since); false if it is none of these, if an unfinished job of its queue holds its dedup key, or
+   * if a dependency it still waits for is no longer in the store.
    */
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
@@ -1021,6 +1063,13 @@ export interface Store {
    * (and logging) until its own scope closes.
    */
   readonly closed: Effect.Effect<boolean>
+  /**
+   * Whether it keeps job dependencies (`NewJob.after`): a store without them is never given a job
+   * with `after` (`JobQueue.enqueue` refuses it with `InvalidJobOptions` naming the store).
+   */
+  readonly dependencies?: true | undefined
+  /** The store's name in errors ("SQLite", "Postgres", "Redis", "memory"); absent: "this store". */
+  readonly kind?: string | undefined
 }
 
 /**

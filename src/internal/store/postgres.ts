@@ -2809,7 +2809,8 @@ export const makeWith = (
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
       now,
-      closed: closing.closed
+      closed: closing.closed,
+      kind: "Postgres"
     } satisfies Store
     listenings.set(store, heardAll)
     return store

@@ -1891,7 +1891,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
       now,
-      closed: closing.closed
+      closed: closing.closed,
+      kind: "Redis"
     } satisfies Store, closing.isClosed)
   })
 

@@ -42,7 +42,10 @@
  *                     each claim: every way a job stops running takes it out)
  * - `B:gstop`         hash: where an empty claim whose walk of the keys its budget cut short
  *                     stopped, per claim's tasks (field: the tasks as JSON), for the next to go on
- *                     (see `groupedPick`); gone when the round ends
+ *                     (see `groupedPick`); gone when the round ends, or `STOP_AGE` ms after its
+ *                     last claim (a consumer that stopped, a task list deployed away). While one
+ *                     exists, meta `groupChanges` counts the jobs made ready and slots freed (see
+ *                     `groupChanged`)
  * - `B:expiring`      zset: queued jobs with an expiry (`expireIn`), score their `expire` field (its
  *                     time, store ms): a claim and a reap end those past it; a claim of one, a
  *                     cancel or a redrive takes it out
@@ -55,6 +58,17 @@
  *
  * @internal
  */
+import { GROUP_VISITS } from "./model.ts"
+
+/**
+ * How long (ms) a stop in `B:gstop` outlives its last claim: a round's claims follow each other at
+ * once (each cut short answers \`dueIn: 0\`), so an older one is of a consumer that stopped or a task
+ * list deployed away. Dropped, it costs only a round begun afresh from the cursor.
+ */
+export const STOP_AGE = 60_000
+
+/** The most keyed jobs an idle watch's look for lost markers (`ORPHANS`) reads for its tasks. */
+export const ORPHAN_LOOKS = 256
 
 const PRELUDE = `
 local B = string.sub(KEYS[1], 1, -6)
@@ -89,12 +103,20 @@ local function readyKey(task, group)
   if group and group ~= "" and groupCap() > 0 then return B .. ":gq:" .. group, group end
   return B .. ":ready:" .. task, nil
 end
+-- a job made ready, or a slot freed, may give a key that a round of cut claims walked a job: counted
+-- (meta groupChanges) while a round is under way (a stop in B:gstop), for the round's last claim to
+-- start a fresh one (see groupedPick). The marker such a change adds does not do it: the consumer's
+-- wait between the round's claims takes it, and the round's last claim said "nothing" for 5 s
+local function groupChanged()
+  if redis.call("EXISTS", B .. ":gstop") == 1 then redis.call("HINCRBY", B .. ":meta", "groupChanges", 1) end
+end
 local function placeAs(id, task, rank, seq, visible, now, group)
   if visible <= now then
     local key, g = readyKey(task, group)
     redis.call("ZADD", key, -rank, member(seq, id))
     if g then redis.call("ZADD", B .. ":groups", 0, g) end
     redis.call("ZADD", B .. ":marker", 0, "0")
+    groupChanged()
   else
     redis.call("ZADD", B .. ":delayed", visible, id)
     markDue(visible)
@@ -169,7 +191,10 @@ end
 -- consumers held back by the cap, in every process, hear it as for a new job (the one that claims
 -- passes the marker on if jobs are left; one that finds the slot taken claims nothing and stops it)
 local function slotFreed()
-  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 or groupCap() > 0 then markReady() end
+  if redis.call("HEXISTS", B .. ":meta", "concurrency") == 1 or groupCap() > 0 then
+    groupChanged()
+    markReady()
+  end
 end
 local function place(id, now)
   local f = redis.call("HMGET", jobKey(id), "task", "rank", "seq", "visible", "group")
@@ -183,16 +208,54 @@ end
 local function runningOf(g)
   return redis.call("SCARD", B .. ":grun:" .. g)
 end
+-- how many keys (B:groups) have a ready job of the tasks \`handles\` holds (nil: any task), counted
+-- until more than \`over\`; \`skipFull\`: keys at their cap left out (a settle there adds the marker).
+-- A key's set holds every task's jobs, so this reads them: a key's first cap jobs, at most \`budget\`
+-- in all (a key at its cap one), the keys past that counted as if each had one. A count too high
+-- costs what it cost before this looked at tasks (a nap at the retry floor, a claim for nothing),
+-- never a job left behind; reading every key cost a capped claim, or an idle watch's look, a read
+-- per job of thousands of keys of other tasks
+local function keyedReady(handles, over, skipFull, budget)
+  local cap = groupCap()
+  local total = redis.call("ZCARD", B .. ":groups")
+  local n, left, at = 0, budget, 0
+  while at < total and n <= over do
+    local keys = redis.call("ZRANGE", B .. ":groups", at, at + 99)
+    if #keys == 0 then break end
+    for _, g in ipairs(keys) do
+      if left <= 0 then return n + total - at end
+      at = at + 1
+      if skipFull and runningOf(g) >= cap then
+        left = left - 1
+      else
+        -- its first cap jobs: those a claim's walk could start (it looks no further, see groupedPick)
+        for _, m in ipairs(redis.call("ZRANGE", B .. ":gq:" .. g, 0, math.min(left, cap) - 1)) do
+          left = left - 1
+          if handles == nil or handles[redis.call("HGET", jobKey(string.sub(m, 17)), "task")] then
+            n = n + 1
+            break
+          end
+        end
+      end
+      if n > over then return n end
+    end
+  end
+  return n
+end
 -- how many ready jobs of these tasks (ARGV[from + 1 .. from + count]) a claim could take past the
--- queue's cap: their ready sets', and under a per-key cap one per key with jobs waiting (of any task:
--- a key's set holds every task's), held back by the queue's cap or by its key's own, a cap either
--- way. Keyed jobs left out, a queue's cap holding back only keyed jobs was not reported capped; keys
--- at their cap left out, nor was a queue whose cap and keys' caps both held (memory says capped)
-local function readyOf(from, count)
+-- queue's cap, counted until more than \`over\`: their ready sets', and under a per-key cap one per
+-- key with a job of these tasks waiting, held back by the queue's cap or by its key's own, a cap
+-- either way. Keyed jobs left out, a queue's cap holding back only keyed jobs was not reported capped;
+-- keys at their cap left out, nor was a queue whose cap and keys' caps both held (memory says
+-- capped); keys of other tasks counted, it was, and its consumer napped (memory and SQL do not)
+local function readyOf(from, count, over)
   local n = 0
   for t = 1, count do n = n + redis.call("ZCARD", B .. ":ready:" .. ARGV[from + t]) end
-  if groupCap() == 0 then return n end
-  return n + redis.call("ZCARD", B .. ":groups")
+  if n > over or groupCap() == 0 then return n end
+  local handles = {}
+  for t = 1, count do handles[ARGV[from + t]] = true end
+  -- a claim's budget of keys (\`GROUP_VISITS\`): asked by every claim that fills the queue's cap
+  return n + keyedReady(handles, over - n, false, ${GROUP_VISITS})
 end
 -- a job of a key stopped running
 local function groupEnded(id)
@@ -211,15 +274,18 @@ end
 -- and the next claim of these tasks goes on after the last key it visited, so that a round of many
 -- keys takes several claims (see \`groupRounds\`). An empty cut claim stores where it stopped in
 -- B:gstop (field: the tasks, as JSON; value: the cursor it read, the stretch of the round and the
--- key), one hash write that wakes nobody (consumers wake on B:marker alone); the stop holds while
--- groupCursor is the one it read, and goes when the round ends or a claim takes jobs. Per tasks: a
--- key one consumer's walk passed gave nothing to its tasks, not to another's. A job made ready in a
--- key the round passed, or a slot freed there, adds the marker (placeAs, slotFreed): the consumer's
--- next wait ends at once and its claim starts a fresh round.
+-- key, with the queue's count of changes then and the time), one hash write that wakes nobody
+-- (consumers wake on B:marker alone); the next claims go on with that round, from the cursor it read,
+-- though other consumers' claims move the stored one, and the stop goes when the round ends, a claim
+-- takes jobs, or STOP_AGE after its last claim. Per tasks: a key one consumer's walk passed gave
+-- nothing to its tasks, not to another's. A job made ready in a key the round passed, or a slot freed
+-- there, counts a change (groupChanged): the round's last claim then says claim again at once (dueIn
+-- 0, the fifth answer) and the next starts a fresh round (the marker the change adds is no help: the
+-- consumer's wait between the round's claims takes it).
 -- → the picks ({key, member, score, text: the score as Redis gave it, group}) in order, whether a key
 -- had more jobs than free slots, whether the walk was cut short, and a function that stores the walk's
 -- end after a claim that took taken of the picks (a claim; a look that took nothing, to go on)
-local function groupedPick(limit, from, count, visits)
+local function groupedPick(limit, from, count, visits, now)
   local cap = groupCap()
   local handles = {}
   local tasks = {}
@@ -288,7 +354,12 @@ local function groupedPick(limit, from, count, visits)
   local field = cjson.encode(tasks)
   local stored = redis.call("HGET", B .. ":gstop", field)
   local stop = stored and cjson.decode(stored)
-  local cursor = redis.call("HGET", B .. ":meta", "groupCursor")
+  local m = redis.call("HMGET", B .. ":meta", "groupCursor", "groupChanges")
+  local cursor = m[1]
+  -- the queue's changes when the round began (see groupChanged)
+  local changes = tonumber(m[2] or "0")
+  local version = changes
+  if stop then version = stop.v or -1 end
   -- a stop goes on with the round it began, from the cursor that round read, though another
   -- consumer's claims moved the cursor since (dropped then, a busy consumer alternating two hot keys
   -- reset the round at each claim: a key past the budget was never reached)
@@ -303,14 +374,20 @@ local function groupedPick(limit, from, count, visits)
     round = {{"(" .. cursor, "+"}, {}, {"-", "[" .. cursor}}
   end
   local first = 1
-  if stop then
+  -- a stop at the ungrouped jobs' turn (k ""): the round goes on with the stretch after it. (Its
+  -- turn was not remembered as the last visited: a budget spent on the keys before it and cut on the
+  -- first key after it stored the key before it, and the next claim visited the ungrouped jobs again)
+  if stop and stop.k == "" then first = stop.p + 1
+  elseif stop then
     first = stop.p
     round[first] = {"(" .. stop.k, round[first][2]}
   end
   for index = first, #round do
     local stretch = round[index]
     if #lists >= limit then break end
-    if stretch[1] == nil then visit("")
+    if stretch[1] == nil then
+      visit("")
+      last = {p = index, k = ""}
     elseif not walk(index, stretch[1], stretch[2]) then break end
   end
   local picked = {}
@@ -335,12 +412,23 @@ local function groupedPick(limit, from, count, visits)
       redis.call("HSET", B .. ":meta", "groupCursor", after)
       if stored then redis.call("HDEL", B .. ":gstop", field) end
     elseif cut and last then
-      redis.call("HSET", B .. ":gstop", field, cjson.encode({c = cursor or false, p = last.p, k = last.k}))
+      -- a round begins: the stops of rounds whose claims ended STOP_AGE ago go (nothing else would
+      -- drop a stopped consumer's, or a retired task list's, until the cap is removed)
+      if not stored then
+        local all = redis.call("HGETALL", B .. ":gstop")
+        for i = 1, #all, 2 do
+          if (cjson.decode(all[i + 1]).t or 0) < now - ${STOP_AGE} then redis.call("HDEL", B .. ":gstop", all[i]) end
+        end
+      end
+      redis.call("HSET", B .. ":gstop", field, cjson.encode({c = cursor or false, p = last.p, k = last.k, v = version, t = now}))
     elseif stored then
       redis.call("HDEL", B .. ":gstop", field)
     end
   end
-  return picked, full, cut, settled
+  -- the end of a round of several claims during which the queue changed: a key walked before may have
+  -- a job now, claim again at once (a fresh round: the stop is gone). As \`groupRounds\`' \`again\`
+  local again = stop ~= nil and not cut and version ~= changes
+  return picked, full, cut, settled, again
 end
 -- the jobs this script moved (promoted, reaped): a script over several queues (\`many\`) stops at a
 -- budget of them, the server blocked for each
@@ -501,7 +589,8 @@ local function settleMany(args, from, count, now)
   end
   bulk("HDEL", B .. ":tokens", ended)
   bulk("ZREM", B .. ":running", leases)
-  -- the keys' running sets, only in a queue with a per-key cap (a claim drops what is missed)
+  -- the keys' running sets, only in a queue with a per-key cap (their size is the keys' count: see
+  -- runningOf; nothing else takes an ended job out)
   if #leases > 0 and groupCap() > 0 then for _, id in ipairs(leases) do groupEnded(id) end end
   for state, list in pairs(finals) do bulk("ZADD", B .. ":final:" .. state, list) end
   if #leases > 0 then slotFreed() end
@@ -735,7 +824,8 @@ export const CLAIMED_FIELDS = [
  * text) is how long until the window frees when it held the claim back, else "0"; `dueIn` (ms, as
  * text) how long until the queue's soonest delayed job is visible, and `dueAt` when (the server's
  * ms), or "" if none is delayed (a paused queue: `dueIn` "", `dueAt` all the same); `dueIn` "0" when
- * a per-key cap's walk of keys stopped at its budget with fewer jobs than asked for. With a cap
+ * a per-key cap's walk of keys stopped at its budget, or ended a round of several claims during which
+ * the queue changed (see `groupedPick`), with fewer jobs than asked for. With a cap
  * (`concurrency`), at most its free slots; `capped` "1" when the cap held ready jobs back (it gave all
  * its slots and jobs of these tasks are left: no time frees a slot, a settle or reap wakes), else "0".
  */
@@ -776,12 +866,14 @@ limit, rateLimit, rateInterval, capBound = allowedNow(now, limit)
 -- comparing their heads, job by job
 local taken = {}
 local groupFull = false
--- a walk of the queue's keys cut short by its budget (see groupedPick): claim again at once
+-- a walk of the queue's keys cut short by its budget, or the end of a round the queue changed during
+-- (see groupedPick): claim again at once
 local groupCut = false
 if groupCap() > 0 then
   if limit > 0 then
-    local picked, settledPick
-    picked, groupFull, groupCut, settledPick = groupedPick(limit, 4, taskCount, tonumber(ARGV[tokenAt + 5]))
+    local picked, settledPick, again
+    picked, groupFull, groupCut, settledPick, again = groupedPick(limit, 4, taskCount, tonumber(ARGV[tokenAt + 5]), now)
+    groupCut = groupCut or again
     for _, p in ipairs(picked) do
       local id = string.sub(p.member, 17)
       redis.call("ZREM", p.key, p.member)
@@ -872,7 +964,7 @@ end
 -- every claim made those stores pop it again)
 if #out > 0 then markReady() end
 local capped = "0"
-if (capBound and #out == limit and readyOf(4, taskCount) > 0) or (groupFull and #out < wanted) then capped = "1" end
+if (capBound and #out == limit and readyOf(4, taskCount, 0) > 0) or (groupFull and #out < wanted) then capped = "1" end
 local due = soonest()
 local dueIn = due[1] and tostring(tonumber(due[2]) - now) or ""
 if groupCut and #out < wanted then dueIn = "0" end
@@ -909,8 +1001,9 @@ local heads = {}
 local groupFull = false
 local groupCut = false
 if limit > 0 and groupCap() > 0 then
-  local picked, settledPick
-  picked, groupFull, groupCut, settledPick = groupedPick(limit, 3, tonumber(ARGV[3]), tonumber(ARGV[4 + tonumber(ARGV[3])]))
+  local picked, settledPick, again
+  picked, groupFull, groupCut, settledPick, again = groupedPick(limit, 3, tonumber(ARGV[3]), tonumber(ARGV[4 + tonumber(ARGV[3])]), now)
+  groupCut = groupCut or again
   -- a look that found nothing is the queue's claim (none follows): the round goes on from its stop
   if #picked == 0 then settledPick(0) end
   -- what the claim would take (its keys' turn), scored as they are
@@ -931,13 +1024,13 @@ for i = 1, math.min(limit, #heads) do
   out[#out + 1] = redis.call("HGET", jobKey(string.sub(heads[i][1], 17)), "created")
 end
 local dueIn, dueAt = soonest()
--- cut short by its budget of keys: the next claim looks again at once
+-- cut short by its budget of keys, or a round the queue changed during ended: the next claim looks again at once
 if groupCut and #out / 2 < wanted then dueIn = "0" end
 local limited = "0"
 -- out holds two values a job (a key cut short with fewer jobs than wanted was not limited once
 -- half as many as wanted came back: its queue's claim, given that share, took it all and the claim
 -- of several queues came back short and not capped)
-if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3])) > limit) or (groupFull and #out / 2 < wanted) then
+if (rateLimit > 0 and limit < wanted) or (capBound and readyOf(3, tonumber(ARGV[3]), limit) > limit) or (groupFull and #out / 2 < wanted) then
   limited = "1"
 end
 return {out, dueIn, dueAt, limited}
@@ -1281,7 +1374,9 @@ if groups ~= "" then
       end
       redis.call("DEL", key)
     end
+    -- no stop left: the count of changes during rounds goes with them
     redis.call("DEL", B .. ":groups", B .. ":gstop")
+    redis.call("HDEL", KEYS[1], "groupChanges")
     runningKeys(function(key) redis.call("DEL", key) end)
     -- the keys' turn stays for a cap set again (as the other stores keep it), but not in the meta
     -- hash of a queue a purge dropped: no purge would visit it again
@@ -1625,14 +1720,27 @@ if not redis.call("ZSCORE", B .. ":marker", "0") and not windowFull(now) and cap
   -- only the tasks the looking store's idle consumers handle: ready jobs of others (another
   -- process's consumers') woke them at every look to claim nothing
   local tasks = {}
-  if ARGV[3] == "1" then tasks = redis.call("SMEMBERS", B .. ":tasks") else for i = 4, #ARGV do tasks[#tasks + 1] = ARGV[i] end end
+  local handles
+  if ARGV[3] == "1" then tasks = redis.call("SMEMBERS", B .. ":tasks")
+  else
+    handles = {}
+    for i = 4, #ARGV do
+      tasks[#tasks + 1] = ARGV[i]
+      handles[ARGV[i]] = true
+    end
+  end
   for _, task in ipairs(tasks) do
     if redis.call("ZCARD", B .. ":ready:" .. task) > 0 then
       ready = 1
       break
     end
   end
-  if redis.call("ZCARD", B .. ":groups") > 0 then ready = 1 end
+  -- keyed jobs: of those tasks too, in keys with a free slot (any key with jobs woke the looking
+  -- store's idle consumers every 5 s to claim nothing beside keys of other tasks or at their cap).
+  -- A look is every 5 s a store, not every claim: it reads up to ${ORPHAN_LOOKS} jobs (a look's call beside
+  -- 2,000 keys of other tasks: 1.5-1.8 ms, 0.7-1 ms beside none; 4-5 ms reading 1,000; load 6), as a
+  -- wake-up for nothing costs the consumers a round of claims
+  if ready == 0 and groupCap() > 0 and keyedReady(handles, 0, true, ${ORPHAN_LOOKS}) > 0 then ready = 1 end
 end
 local due = redis.call("ZRANGE", B .. ":delayed", 0, 0, "WITHSCORES")
 if not due[1] or redis.call("ZSCORE", B .. ":marker", "1") then return ready end

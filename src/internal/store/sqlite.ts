@@ -1635,6 +1635,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       waitCancel: cancels.wait,
       cancelVersion: cancels.version,
       now: Effect.sync(time),
-      closed: closing.closed
+      closed: closing.closed,
+      kind: "SQLite"
     }
   })

@@ -1,0 +1,394 @@
+/**
+ * Job dependencies (`EnqueueOptions.after`, `afterFailure`), written once and run on every store
+ * under TestClock (see conformance.ts). A store that does not keep them yet must refuse them with
+ * `InvalidJobOptions` naming it, storing nothing: `unsupported` runs that check instead.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Ref, Schema } from "effect"
+import { DependencyFailed, JobExpired, JobNotFound } from "../../src/DurableError.ts"
+import * as JobQueue from "../../src/JobQueue.ts"
+import type * as JobStore from "../../src/JobStore.ts"
+import { InvalidJobOptions } from "../../src/PoolError.ts"
+import * as Task from "../../src/Task.ts"
+import { JobStore as Store } from "../../src/internal/store/model.ts"
+import { Boom, Echo, options, tick, tracked } from "./conformance.ts"
+import { recorder } from "./events.ts"
+
+/** A fan-in: the sum of its dependencies' results, read with `await` (they have succeeded: at once). */
+const Sum = Task.make("Sum", { payload: Schema.Array(Schema.String), success: Schema.Number })
+
+/** Runs recorded in order: `echo:n` and `sum`, with the time each started. */
+const handlers = (runs: Ref.Ref<Array<string>>) => [
+  Task.handle(Echo, ({ n }) =>
+    Effect.gen(function*() {
+      yield* Ref.update(runs, (r) => [...r, `echo:${n}`])
+      // n beyond ±1000 takes |n| ms; n below 0 then fails (for good: the tests enqueue it with maxAttempts 1)
+      if (Math.abs(n) > 1000) yield* Effect.sleep(Math.abs(n))
+      if (n < 0) return yield* Effect.fail(new Boom({ n }))
+      return n
+    })),
+  Task.handle(Sum, (ids) =>
+    Effect.gen(function*() {
+      yield* Ref.update(runs, (r) => [...r, "sum"])
+      let total = 0
+      for (const id of ids) total += yield* JobQueue.await(Echo, id).pipe(Effect.orDie)
+      return total
+    }))
+]
+
+const stateOf = (id: string) => Effect.map(JobQueue.status(id), (job) => job.state)
+const failure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.exit(effect), (exit) => Exit.isFailure(exit) ? exit.cause.reasons.map((r) => r._tag === "Fail" ? r.error : r) : [])
+
+export const dependenciesConformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
+  describe(`job dependencies on ${name}`, () => {
+    const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | import("effect/Scope").Scope>) =>
+      Effect.provide(Effect.scoped(effect), tracked(makeStore()))
+    const consumer = (runs: Ref.Ref<Array<string>>, queues?: ReadonlyArray<string>) =>
+      JobQueue.consume({ ...options, ...(queues === undefined ? {} : { queues }), handlers: handlers(runs) })
+
+    it.effect("a fan-in waits, blocked (in status, stats and list, never claimed), until every dependency has succeeded; it reads their results", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const fast = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const slow = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "5 seconds" })
+        const sum = yield* JobQueue.enqueue(Sum, [fast.id, slow.id], { after: [fast, slow.id] })
+        assert.strictEqual(yield* stateOf(sum.id), "blocked")
+        assert.strictEqual((yield* JobQueue.status(sum.id)).waitingFor, 2)
+        assert.strictEqual((yield* JobQueue.stats("default")).blocked, 1)
+        assert.deepStrictEqual((yield* JobQueue.list({ state: "blocked" })).map((job) => job.id), [sum.id])
+        yield* consumer(runs)
+        yield* tick(2000)
+        assert.strictEqual(yield* fast.await, 1)
+        assert.deepStrictEqual([yield* stateOf(sum.id), (yield* JobQueue.status(sum.id)).waitingFor], ["blocked", 1])
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:1"], "not run before its last dependency")
+        yield* tick(4000)
+        assert.strictEqual(yield* sum.await, 3)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:1", "echo:2", "sum"])
+        const [last, after] = [yield* JobQueue.status(slow.id), yield* JobQueue.status(sum.id)]
+        assert.isAtLeast(after.startedAt!.getTime(), last.finishedAt!.getTime())
+        assert.strictEqual((yield* JobQueue.stats("default")).blocked, 0)
+      })))
+
+    it.effect("a dependency's success unblocks its dependent in the same step: queued at once, or delayed until its own delay", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs, ["deps"])
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "deps" })
+        // no consumer of "later": what the settle left is what status shows
+        const soon = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "later", after: [child] })
+        const late = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "later", after: [child], delay: "1 minute" })
+        yield* tick(1000)
+        assert.strictEqual(yield* child.await, 1)
+        assert.deepStrictEqual([yield* stateOf(soon.id), yield* stateOf(late.id)], ["queued", "delayed"])
+        assert.strictEqual((yield* JobQueue.status(late.id)).visibleAt.getTime(), (yield* JobQueue.status(late.id)).createdAt.getTime() + 60_000)
+      })))
+
+    it.effect("a dependency that ends dead cancels its dependent at once, and that one's dependents: await fails with DependencyFailed naming each one's own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        // it fails once both dependents wait for it: the settle ends them, not their enqueue
+        const bad = yield* JobQueue.enqueue(Echo, { n: -2000 }, { maxAttempts: 1 })
+        const good = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const parent = yield* JobQueue.enqueue(Sum, [bad.id, good.id], { after: [bad, good] })
+        const grandparent = yield* JobQueue.enqueue(Sum, [parent.id], { after: [parent] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(parent.id), yield* stateOf(grandparent.id)], ["blocked", "blocked"])
+        yield* tick(2000)
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: bad.id, state: "dead" })])
+        assert.deepStrictEqual(
+          yield* failure(grandparent.await),
+          [new DependencyFailed({ id: grandparent.id, dependency: parent.id, state: "cancelled" })]
+        )
+        const info = yield* JobQueue.status(parent.id)
+        assert.deepStrictEqual([info.state, info.failedDependency, info.startedAt], ["cancelled", { id: bad.id, state: "dead" }, undefined])
+        assert.isFalse((yield* Ref.get(runs)).includes("sum"), "never run")
+        assert.strictEqual((yield* JobQueue.stats("default")).cancelled, 2)
+      })))
+
+    it.effect(`afterFailure: "run" runs the dependent once every dependency has ended, failed ones included, and not before`, () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const bad = yield* JobQueue.enqueue(Echo, { n: -2000 }, { maxAttempts: 1 })
+        const slow = yield* JobQueue.enqueue(Echo, { n: 4000 })
+        const cleanup = yield* JobQueue.enqueue(Echo, { n: 7 }, { after: [bad, slow], afterFailure: "run" })
+        yield* tick(2500)
+        assert.strictEqual(yield* stateOf(bad.id), "dead")
+        assert.strictEqual(yield* stateOf(cleanup.id), "blocked", "the slow one still runs")
+        yield* tick(2000)
+        assert.strictEqual(yield* cleanup.await, 7)
+        assert.strictEqual((yield* JobQueue.status(cleanup.id)).failedDependency, undefined)
+      })))
+
+    it.effect("a running dependency cancelled (JobQueue.cancel) cancels its dependent once it ends cancelled", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 60_000 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 1 }, { after: [child] })
+        yield* tick(500)
+        assert.strictEqual(yield* JobQueue.cancel(child.id), "requested")
+        assert.strictEqual(yield* stateOf(parent.id), "blocked", "until the running one has ended")
+        yield* tick(2000)
+        assert.strictEqual(yield* stateOf(child.id), "cancelled")
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "cancelled" })])
+      })))
+
+    it.effect("a dependency whose lease expired on its last attempt (reaped dead) cancels its dependent in the reap's step", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claim is a consumer that died, the reap another consumer's reaper
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "manual", after: [child] })
+        const claimed = yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 10, lease: 1000 })
+        assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [child.id], "the blocked one is not claimed")
+        yield* tick(2000)
+        assert.strictEqual(yield* store.reap([0]), 1)
+        assert.deepStrictEqual([yield* stateOf(child.id), yield* stateOf(parent.id)], ["dead", "cancelled"])
+        assert.deepStrictEqual((yield* JobQueue.status(parent.id)).failedDependency, { id: child.id, state: "dead" })
+      })))
+
+    it.effect("a consumer's events never show a blocked job: its first is its start, once released", () =>
+      provide(Effect.gen(function*() {
+        const events = recorder()
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* JobQueue.consume({ ...options, handlers: handlers(runs), onEvent: events.onEvent })
+        const child = yield* JobQueue.enqueue(Echo, { n: 2000 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 1 }, { after: [child] })
+        yield* tick(1000)
+        assert.deepStrictEqual(events.tags(parent.id), [])
+        yield* tick(2000)
+        assert.strictEqual(yield* parent.await, 1)
+        yield* tick(500)
+        assert.deepStrictEqual(events.tags(parent.id), ["Started:1", "Succeeded:1"])
+      })))
+
+    it.effect("a dependency not in the store (never enqueued, or purged) fails the enqueue with JobNotFound naming it; nothing is stored", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const done = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* tick(1000)
+        yield* done.await
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis" }), 1)
+        for (const missing of ["no-such-job", done.id]) {
+          assert.deepStrictEqual(yield* failure(JobQueue.enqueue(Echo, { n: 2 }, { after: [missing] })), [new JobNotFound({ id: missing })])
+        }
+        const other = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle" })
+        assert.deepStrictEqual(
+          yield* failure(JobQueue.enqueueAll(Echo, [{ payload: { n: 4 } }, { payload: { n: 5 }, options: { after: [other, "gone"] } }])),
+          [new JobNotFound({ id: "gone" })]
+        )
+        assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [other.id], "neither call stored a job")
+      })))
+
+    it.effect("a dependency already succeeded counts as done; one already dead cancels at once (or counts as done with afterFailure: run)", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const ok = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const bad = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        yield* tick(1000)
+        const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [ok], queue: "idle" })
+        assert.deepStrictEqual([yield* stateOf(after.id), (yield* JobQueue.status(after.id)).waitingFor], ["queued", 0])
+        const doomed = yield* JobQueue.enqueue(Echo, { n: 3 }, { after: [ok, bad] })
+        assert.deepStrictEqual(yield* failure(doomed.await), [new DependencyFailed({ id: doomed.id, dependency: bad.id, state: "dead" })])
+        const anyway = yield* JobQueue.enqueue(Echo, { n: 4 }, { after: [bad], afterFailure: "run" })
+        yield* tick(1000)
+        assert.strictEqual(yield* anyway.await, 4)
+      })))
+
+    it.effect("dependencies across queues and tasks", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs, ["a", "b", "c"])
+        const a = yield* JobQueue.enqueue(Echo, { n: 10 }, { queue: "a" })
+        const b = yield* JobQueue.enqueue(Echo, { n: 20 }, { queue: "b", delay: "2 seconds" })
+        const sum = yield* JobQueue.enqueue(Sum, [a.id, b.id], { queue: "c", after: [a, b] })
+        assert.strictEqual((yield* JobQueue.stats("c")).blocked, 1)
+        yield* tick(1000)
+        assert.strictEqual(yield* stateOf(sum.id), "blocked")
+        yield* tick(2000)
+        assert.strictEqual(yield* sum.await, 30)
+      })))
+
+    it.effect("cancel of a blocked job: cancelled (its await fails JobCancelled), its dependents cancelled by it; it never runs", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 2000 })
+        const blocked = yield* JobQueue.enqueue(Echo, { n: 1 }, { after: [child] })
+        const next = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [blocked] })
+        assert.strictEqual(yield* JobQueue.cancel(blocked.id), "cancelled")
+        assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: blocked.id, state: "cancelled" })])
+        assert.strictEqual((yield* failure(blocked.await))[0]?._tag, "JobCancelled")
+        yield* tick(3000)
+        assert.strictEqual(yield* child.await, 2000)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:2000"])
+        assert.strictEqual(yield* stateOf(blocked.id), "cancelled")
+      })))
+
+    it.effect("redrive of a job its dependency cancelled: blocked again until the dependency, redriven, succeeds; then it runs", () =>
+      provide(Effect.gen(function*() {
+        const flaky = yield* Ref.make(true)
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [
+            Task.handle(Echo, ({ n }) => Effect.flatMap(Ref.getAndSet(flaky, false), (fail) => fail ? Effect.fail(new Boom({ n })) : Effect.succeed(n))),
+            handlers(runs)[1]!
+          ]
+        })
+        const child = yield* JobQueue.enqueue(Echo, { n: 5 }, { maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Sum, [child.id], { after: [child] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(child.id), yield* stateOf(parent.id)], ["dead", "cancelled"])
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        assert.deepStrictEqual([yield* stateOf(parent.id), (yield* JobQueue.status(parent.id)).failedDependency], ["blocked", undefined])
+        yield* tick(1000)
+        assert.strictEqual(yield* stateOf(parent.id), "blocked", "its dependency is still dead")
+        assert.isTrue(yield* JobQueue.redrive(child.id))
+        yield* tick(1000)
+        assert.strictEqual(yield* parent.await, 5)
+        assert.isFalse(yield* JobQueue.redrive(parent.id), "a succeeded job is not redriven")
+      })))
+
+    it.effect("a finished dependency deleted (retention) while its dependent waits for another: the dependent runs once that one succeeds", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* JobQueue.setRetention("default", { succeeded: { count: 0 } })
+        yield* consumer(runs)
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const second = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 minute" })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "kept", after: [first, second] })
+        yield* tick(1000)
+        // the consumers' reaper applies the retention
+        yield* tick(30_000)
+        assert.deepStrictEqual(yield* failure(JobQueue.status(first.id)), [new JobNotFound({ id: first.id })], "deleted")
+        assert.strictEqual(yield* stateOf(parent.id), "blocked")
+        yield* tick(40_000)
+        assert.strictEqual(yield* stateOf(parent.id), "queued", "its queue has no consumer")
+      })))
+
+    it.effect("enqueueAll of a layer of a DAG: each item its own dependencies, in one call", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const leaves = yield* JobQueue.enqueueAll(Echo, [1, 2, 3].map((n) => ({ payload: { n } })))
+        const [left, right] = yield* JobQueue.enqueueAll(Sum, [
+          { payload: [leaves[0]!.id, leaves[1]!.id], options: { after: [leaves[0]!, leaves[1]!] } },
+          { payload: [leaves[1]!.id, leaves[2]!.id], options: { after: [leaves[1]!, leaves[2]!] } }
+        ])
+        assert.deepStrictEqual([yield* stateOf(left!.id), yield* stateOf(right!.id)], ["blocked", "blocked"])
+        yield* consumer(runs)
+        yield* tick(2000)
+        assert.deepStrictEqual([yield* left!.await, yield* right!.await], [3, 5])
+      })))
+
+    it.effect("enqueueAll of a whole DAG in one call: items name earlier items ({ item }); each runs after its own, in one atomic call", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const old = yield* JobQueue.enqueue(Echo, { n: 9 }, { queue: "idle" })
+        //   1   2   3
+        //    \ /    |
+        //     4     |   (4 also after a stored job, done below)
+        //      \   /
+        //        5
+        const jobs = yield* JobQueue.enqueueAll(Echo, [
+          { payload: { n: 1 } },
+          { payload: { n: 2 }, options: { delay: "2 seconds" } },
+          { payload: { n: 3 } },
+          { payload: { n: 4 }, options: { after: [{ item: 0 }, { item: 1 }, old] } },
+          { payload: { n: 5 }, options: { after: [{ item: 3 }, { item: 2 }] } }
+        ])
+        assert.deepStrictEqual(yield* Effect.forEach(jobs, (job) => stateOf(job.id)), ["queued", "delayed", "queued", "blocked", "blocked"])
+        assert.strictEqual((yield* JobQueue.status(jobs[3]!.id)).waitingFor, 3)
+        // the stored one is done by hand: its queue has no consumer
+        const store = yield* Store
+        const [claim] = (yield* store.claim({ queues: ["idle"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null })
+        yield* consumer(runs)
+        yield* tick(3000)
+        assert.strictEqual(yield* jobs[4]!.await, 5)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:1", "echo:3", "echo:2", "echo:4", "echo:5"])
+        const bad = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 6 }, options: { after: [{ item: 1 }] } }, { payload: { n: 7 } }]))
+        assert.strictEqual((bad as InvalidJobOptions).field, "items[0].options.after")
+        const alone = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 8 }, { after: [{ item: 0 }] }))
+        assert.strictEqual((alone as InvalidJobOptions).field, "after")
+      })))
+
+    it.effect("a dependency that expires unstarted (expireIn) cancels its dependent, as a cancelled one: DependencyFailed", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends the expired jobs of every queue; nobody consumes "idle"
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle", expireIn: "1 minute" })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [child] })
+        yield* tick(64_000, 1000)
+        assert.strictEqual(yield* stateOf(child.id), "cancelled")
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "cancelled" })])
+        assert.deepStrictEqual(yield* Ref.get(runs), [])
+      })))
+
+    it.effect("a blocked job past its own expireIn expires blocked (its first attempt never started): JobExpired, its dependents cancelled", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const slow = yield* JobQueue.enqueue(Echo, { n: 120_000 })
+        const blocked = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [slow], expireIn: "1 minute" })
+        const next = yield* JobQueue.enqueue(Echo, { n: 3 }, { after: [blocked] })
+        assert.instanceOf((yield* JobQueue.status(blocked.id)).expiresAt, Date)
+        yield* tick(64_000, 1000)
+        assert.instanceOf((yield* failure(blocked.await))[0], JobExpired)
+        assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: blocked.id, state: "cancelled" })])
+        yield* tick(60_000, 1000)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:120000"], "the blocked one never ran")
+      })))
+
+    it.effect("a blocked job holds its dedup key: another enqueue with the key returns it", () =>
+      provide(Effect.gen(function*() {
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const first = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [child], dedupKey: "k" })
+        const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", dedupKey: "k" })
+        assert.deepStrictEqual([again.id, again.created], [first.id, false])
+      })))
+
+    it.effect("bad options: InvalidJobOptions naming the field, nothing stored", () =>
+      provide(Effect.gen(function*() {
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const bad = (options: unknown) =>
+          Effect.map(Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, options as JobQueue.EnqueueOptions)), (e) => (e as InvalidJobOptions).field)
+        assert.strictEqual(yield* bad({ after: child.id }), "after")
+        assert.strictEqual(yield* bad({ after: Array.from({ length: 1001 }, (_, i) => `job-${i}`) }), "after")
+        assert.strictEqual(yield* bad({ after: [child, child.id] }), "after[1]")
+        assert.strictEqual(yield* bad({ after: [""] }), "after[0]")
+        assert.strictEqual(yield* bad({ after: [42] }), "after[0]")
+        assert.strictEqual(yield* bad({ afterFailure: "run" }), "afterFailure")
+        assert.strictEqual(yield* bad({ after: [child], afterFailure: "ignore" }), "afterFailure")
+        const hint = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, { dependsOn: [child.id] } as JobQueue.EnqueueOptions))
+        assert.match((hint as InvalidJobOptions).reason, /after/)
+        assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [child.id])
+      })))
+  })
+
+/** A store that does not keep dependencies yet: `after` refused with `InvalidJobOptions` naming it, nothing stored. */
+export const unsupportedDependencies = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
+  describe(`job dependencies on ${name} (not kept yet)`, () => {
+    it.effect("enqueue and enqueueAll with after fail with InvalidJobOptions naming the store; nothing is stored", () =>
+      Effect.gen(function*() {
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const one = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, { after: [child] }))
+        assert.instanceOf(one, InvalidJobOptions)
+        assert.strictEqual((one as InvalidJobOptions).field, "after")
+        assert.match((one as InvalidJobOptions).reason, new RegExp(`the ${name} store does not keep job dependencies`))
+        const all = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 3 } }, { payload: { n: 4 }, options: { after: [child] } }]))
+        assert.strictEqual((all as InvalidJobOptions).field, "items[1].options.after")
+        assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [child.id])
+        // it has no blocked job, and says so where a caller looks for them
+        assert.deepStrictEqual(yield* JobQueue.list({ state: "blocked" }), [])
+        assert.deepStrictEqual(yield* JobQueue.list({ state: ["blocked", "queued"] }).pipe(Effect.map((jobs) => jobs.map((job) => job.id))), [child.id])
+        assert.strictEqual((yield* JobQueue.stats("default")).blocked ?? 0, 0)
+      }).pipe(Effect.scoped, Effect.provide(Layer.fresh(tracked(makeStore())))))
+  })
