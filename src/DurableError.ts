@@ -1,6 +1,7 @@
 /**
  * The errors of durable jobs (`JobQueue`, `JobStore`) that in-process pools do not have: a store
- * that failed, a job id that is not in the store, a job cancelled from any process, an attempt
+ * that failed, a job id that is not in the store, a job cancelled from any process, one that
+ * expired unstarted, an attempt
  * that ran past its timeout, an attempt whose consumer died (its lease expired), and a job awaited
  * as a task other than its own.
  *
@@ -87,6 +88,34 @@ export class JobCancelled extends Schema.TaggedError<JobCancelled>()("JobCancell
 }) {
   override get message(): string {
     return `job ${this.id} was cancelled`
+  }
+}
+
+/**
+ * The job expired: no attempt of it had started within its `expireIn` (`JobQueue.enqueue`'s
+ * option) of its enqueue, so it never runs. It ended `cancelled`, at `expiredAt` (store time).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { JobQueue, Task } from "effect-workpool"
+ *
+ * const SendCode = Task.make("SendCode", { payload: Schema.String, success: Schema.Void })
+ * const sent = (id: string) =>
+ *   JobQueue.await(SendCode, id).pipe(
+ *     Effect.as(true),
+ *     Effect.catchTag("JobExpired", (e) => Effect.as(Effect.log(`too late since ${e.expiredAt.toISOString()}`), false))
+ *   )
+ * ```
+ * @since 0.3.0
+ * @category errors
+ */
+export class JobExpired extends Schema.TaggedError<JobExpired>()("JobExpired", {
+  id: Schema.String,
+  expiredAt: Schema.Date
+}) {
+  override get message(): string {
+    return `job ${this.id} expired unstarted at ${this.expiredAt.toISOString()}`
   }
 }
 

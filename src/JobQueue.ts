@@ -29,9 +29,9 @@
  *
  * @since 0.2.0
  */
-import { type Cause, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
+import { type Cause, Clock, type Context, Cron, type Data, type Duration, Effect, Exit, Option, Result, Schedule, Stream, Tracer } from "effect"
 import type * as Scope from "effect/Scope"
-import type { AttemptTimeout, JobCancelled, LeaseExpired } from "./DurableError.ts"
+import type { AttemptTimeout, JobCancelled, JobExpired, LeaseExpired } from "./DurableError.ts"
 import { DependencyFailed, JobNotFound, type StoreError, TaskMismatch } from "./DurableError.ts"
 import { InvalidJobOptions, InvalidPoolConfig, TaskCodecError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
@@ -50,7 +50,7 @@ import * as Repeat from "./internal/durable/repeat.ts"
 import { JobSnoozed } from "./internal/durable/snooze.ts"
 import { decodeExit, encodePayload, encodePayloadNow } from "./internal/durable/exit.ts"
 import { type Batch, CHUNK, END, Items, MAX_ITEMS } from "./internal/items.ts"
-import { encodeTrace, type FailedDependency, FINAL_STATES, type FreshJob, JobStore, type JobRow, MAX_AFTER, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
+import { encodeTrace, expiredAt, type FailedDependency, FINAL_STATES, type FreshJob, JobStore, type JobRow, MAX_AFTER, type NewJob, NO_TIMEOUT, type QueueCounts, RETAINED, type Retention as StoredRetention, type State, STATES } from "./internal/store/model.ts"
 
 /**
  * Where a durable job is. `blocked` waits for the jobs it runs after (`EnqueueOptions.after`);
@@ -108,6 +108,16 @@ export interface JobInfo {
   readonly retry: JobRetry | undefined
   /** Its key under its queue's per-key cap (`EnqueueOptions.group`); undefined: none. */
   readonly group: string | undefined
+  /**
+   * While it waits for its first attempt: when it expires if none has started by then
+   * (`EnqueueOptions.expireIn`, store time); undefined once started, or with no expiry.
+   */
+  readonly expiresAt: Date | undefined
+  /**
+   * When it expired, never having started (it is `cancelled`, and its `await` fails with
+   * `JobExpired`); undefined for any other job, a job cancelled before its expiry included.
+   */
+  readonly expiredAt: Date | undefined
   /**
    * The latest value its handler reported with `WorkPool.JobContext`'s `progress` (as JSON: a value
    * that is not JSON is not stored), kept after the job ends and through its retries; undefined if
@@ -277,6 +287,13 @@ export interface EnqueueOptions {
   readonly dedupReplace?: "payload" | "debounce" | undefined
   /** Per attempt; at most 1e15 ms, or `Infinity` for none (the default: the consumer's). */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * How long after this enqueue (store time) its first attempt may start: past it, no consumer
+   * ever starts it, and it ends `cancelled`, its `await` failing with `JobExpired`. A started job
+   * never expires (its retries run past it). Finite, above 0, at most 1e15 ms, and longer than
+   * its `delay` (or than until its `runAt`). Default: none.
+   */
+  readonly expireIn?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
   /** Its own retry policy (see `JobRetry`), which wins over the consumer's `retry`. */
   readonly retry?: JobRetry | undefined
@@ -308,8 +325,8 @@ export interface EnqueueOptions {
 
 /**
  * What `await` can fail with besides the task's own error: a codec error, a timed-out last attempt,
- * a dead consumer's expired lease, a cancel, a dependency that did not succeed, an unknown id, a job
- * of another task, the store.
+ * a dead consumer's expired lease, a cancel, an expiry (`expireIn`), a dependency that did not
+ * succeed, an unknown id, a job of another task, the store.
  *
  * @example
  * ```ts
@@ -326,6 +343,7 @@ export type AwaitError =
   | AttemptTimeout
   | LeaseExpired
   | JobCancelled
+  | JobExpired
   | DependencyFailed
   | JobNotFound
   | TaskMismatch
@@ -438,8 +456,8 @@ const storedTaskName = (name: string): string | undefined =>
  * misspelt dedup key made duplicates), with the key meant for the names other queues use.
  */
 const ENQUEUE_KEYS = [
-  "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "maxAttempts", "retry", "group",
-  "after", "afterFailure"
+  "queue", "priority", "delay", "runAt", "dedupKey", "dedupWhile", "dedupFor", "dedupReplace", "timeout", "expireIn", "maxAttempts",
+  "retry", "group", "after", "afterFailure"
 ]
 const ENQUEUE_HINTS = {
   dedupeKey: "dedupKey",
@@ -454,6 +472,10 @@ const ENQUEUE_HINTS = {
   attempts: "maxAttempts",
   retryLimit: "maxAttempts",
   startAfter: "runAt",
+  // Sidekiq Enterprise's; pg-boss' expireInSeconds bounds a running attempt, its retention a wait
+  expires_in: "expireIn",
+  expireInSeconds: "timeout (pg-boss' expireInSeconds bounds an attempt's run; expireIn here bounds the wait for its start)",
+  retentionSeconds: "expireIn (how long it may wait to start)",
   // BullMQ Pro's `group: { id }` and pg-boss' (see groupOf); graphile-worker's serial named queue
   groupId: "group (with JobQueue.setGroupConcurrency)",
   queueName: "group (with JobQueue.setGroupConcurrency(queue, 1): serial per key)",
@@ -466,7 +488,7 @@ const ENQUEUE_HINTS = {
   ignoreDependencyOnFailure: `afterFailure: "run"`,
   continueParentOnFailure: `afterFailure: "run"`
 }
-const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "maxAttempts", "retry"]
+const REPEAT_KEYS = ["cron", "catchUp", "queue", "priority", "timeout", "expireIn", "maxAttempts", "retry"]
 // BullMQ's and pg-boss' names: a repeat is a cron schedule (an interval that divides no minute or
 // hour has none), its zone a Cron's own
 const REPEAT_HINTS = {
@@ -493,11 +515,15 @@ const jobTimeout = (value: unknown): number => {
   return millis === 0 ? NO_TIMEOUT : stored("timeout", value, millis)
 }
 
+/** An `expireIn` as stored: whole milliseconds (as the stores keep times), finite and above 0. */
+const expireInOf = (value: unknown): number => Math.ceil(stored("expireIn", value, config.finiteMillis("expireIn", value)))
+
 /** The options an enqueue and a repeat's jobs share, checked (an `OptionError` names the first bad one), with their defaults. */
-const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "maxAttempts" | "retry">) => ({
+const jobOptions = (options: Pick<EnqueueOptions, "queue" | "priority" | "timeout" | "expireIn" | "maxAttempts" | "retry">) => ({
   queue: options.queue === undefined ? DEFAULT_QUEUE : queueName("queue", options.queue),
   priority: options.priority === undefined ? 0 : priorityOf(options.priority),
   timeout: options.timeout === undefined ? 0 : jobTimeout(options.timeout),
+  ...(options.expireIn === undefined ? {} : { expireIn: expireInOf(options.expireIn) }),
   maxAttempts: options.maxAttempts === undefined
     ? DEFAULT_MAX_ATTEMPTS
     : config.positiveInteger("maxAttempts", options.maxAttempts, 1_000_000),
@@ -524,8 +550,18 @@ const toInfo = (row: JobRow, now: number): JobInfo => ({
   retry: retryInfo(row.retry),
   progress: row.progress === null ? undefined : Option.getOrUndefined(storedProgress(row.progress)),
   waitingFor: row.waitingFor ?? 0,
-  failedDependency: row.failedDependency == null ? undefined : { id: row.failedDependency.id, state: row.failedDependency.state }
+  failedDependency: row.failedDependency == null ? undefined : { id: row.failedDependency.id, state: row.failedDependency.state },
+  ...expiryInfo(row)
 })
+
+/** A job's expiry as `JobInfo` shows it: pending while it waits unstarted, or when it expired. */
+const expiryInfo = (row: JobRow): Pick<JobInfo, "expiresAt" | "expiredAt"> => {
+  if (row.expireAt == null) return { expiresAt: undefined, expiredAt: undefined }
+  const expired = expiredAt(row)
+  return expired !== undefined
+    ? { expiresAt: undefined, expiredAt: new Date(expired) }
+    : { expiresAt: row.state === "queued" || row.state === "blocked" ? new Date(row.expireAt) : undefined, expiredAt: undefined }
+}
 
 /**
  * A stored progress, or none if it is not JSON: no version writes such a row (one edited by hand, a
@@ -593,9 +629,10 @@ export const enqueue = <T extends Task.Any>(
   JobStore
 > =>
   Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
     const checked = yield* invalid(() => {
       taskOf(task)
-      const checked = callOptions(options)
+      const checked = callOptions(options, now)
       itemsBefore(checked, "after", undefined)
       return checked
     })
@@ -608,8 +645,11 @@ export const enqueue = <T extends Task.Any>(
     return handle<Task.Success<T>, Task.Failure<T>>(task, id, created)
   })
 
-/** An enqueue's options checked (an `OptionError` names the first bad one), as a job's fields. */
-const enqueueOptions = (options: EnqueueOptions) => {
+/**
+ * An enqueue's options checked (an `OptionError` names the first bad one), as a job's fields;
+ * `now` (the caller's clock) is what a `runAt` is compared with an `expireIn` at.
+ */
+const enqueueOptions = (options: EnqueueOptions, now: number) => {
   config.object("options", options)
   config.onlyKeys("", options, ENQUEUE_KEYS, ENQUEUE_HINTS)
   if (options.delay !== undefined && options.runAt !== undefined) {
@@ -618,7 +658,7 @@ const enqueueOptions = (options: EnqueueOptions) => {
   if (options.runAt !== undefined && !(options.runAt instanceof Date && Number.isFinite(options.runAt.getTime()))) {
     config.fail("runAt", options.runAt, "expected a valid Date")
   }
-  return {
+  const job = {
     ...jobOptions(options),
     delay: options.delay === undefined ? 0 : stored("delay", options.delay, config.millis("delay", options.delay, "nonNegative")),
     dedupKey: options.dedupKey === undefined ? null : storedName("dedupKey", options.dedupKey),
@@ -627,6 +667,22 @@ const enqueueOptions = (options: EnqueueOptions) => {
     ...(options.group === undefined ? {} : { group: groupOf(options.group) }),
     ...dependenciesOf(options)
   }
+  if (job.expireIn !== undefined) startsBefore(job.expireIn, job.runAt === undefined ? job.delay : job.runAt - now, options)
+  return job
+}
+
+/**
+ * A job with an `expireIn` must be able to start before it: one visible only at or past its
+ * expiry would never run (the error names both options).
+ */
+const startsBefore = (expireIn: number, visibleIn: number, options: EnqueueOptions): void => {
+  if (visibleIn < expireIn) return
+  const field = options.runAt === undefined ? "delay" : "runAt"
+  config.fail(
+    field,
+    options[field],
+    `expected a ${field} before its expireIn (${expireIn} ms after the enqueue): the job would expire before it could start`
+  )
 }
 
 /**
@@ -812,12 +868,13 @@ export const enqueueAll = <T extends Task.Any>(
   JobStore
 > =>
   Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
     const shared = yield* invalid(() => {
       taskOf(task)
-      return callOptions(options)
+      return callOptions(options, now)
     })
     const reader = yield* invalid(() => new Items(items, ITEMS))
-    const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace)
+    const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace, now)
     if (jobs.length === 0) return []
     const store = yield* JobStore
     yield* dependenciesKept(store, jobs, true)
@@ -839,7 +896,8 @@ const ITEMS: Batch = {
 type Checked = ReturnType<typeof enqueueOptions>
 
 /** A call's options checked: what a getter of theirs throws names `options`. */
-const callOptions = (options: EnqueueOptions): Checked => config.reading("options", options, () => enqueueOptions(options))
+const callOptions = (options: EnqueueOptions, now: number): Checked =>
+  config.reading("options", options, () => enqueueOptions(options, now))
 
 /**
  * `enqueueAll`'s items as jobs, read `CHUNK` at a time with a yield between chunks (other fibers run,
@@ -852,7 +910,8 @@ const readJobs = (
   items: Items,
   options: EnqueueOptions,
   shared: Checked,
-  trace: string | null
+  trace: string | null,
+  now: number
 ): Effect.Effect<Array<FreshJob>, InvalidJobOptions | TaskCodecError> => {
   const jobs: Array<FreshJob> = []
   const add = (payload: string, checked: Checked) => {
@@ -865,7 +924,7 @@ const readJobs = (
       const item = items.next()
       if (item === END) return
       const i = jobs.length
-      const checked = readItem(item, `items[${i}]`, options, shared)
+      const checked = readItem(item, `items[${i}]`, options, shared, now)
       itemsBefore(checked.options, `items[${i}].options.after`, i)
       const payload = encodePayloadNow(task, checked.payload)
       if (typeof payload === "string") {
@@ -893,7 +952,7 @@ const readJobs = (
  * checked over the call's as `enqueue` reads them. An `OptionError` names the item's field, as
  * `items[3].options.priority`; what its getters or a Proxy's traps throw names the item, or its options.
  */
-const readItem = (item: unknown, field: string, options: EnqueueOptions, shared: Checked) => {
+const readItem = (item: unknown, field: string, options: EnqueueOptions, shared: Checked, now: number) => {
   const { own, payload } = config.reading(field, item, () => {
     config.object(field, item)
     config.onlyKeys(`${field}.`, item as object, ITEM_KEYS)
@@ -902,7 +961,7 @@ const readItem = (item: unknown, field: string, options: EnqueueOptions, shared:
   })
   if (own === undefined) return { payload, options: shared }
   try {
-    return { payload, options: config.reading("", own, () => itemOptions(own, options)) }
+    return { payload, options: config.reading("", own, () => itemOptions(own, options, now)) }
   } catch (error) {
     if (!(error instanceof config.OptionError)) throw error
     const inner = error.invalid.field
@@ -915,7 +974,7 @@ const readItem = (item: unknown, field: string, options: EnqueueOptions, shared:
  * own enumerable keys only, and dropped options given by getters (a class's defaults) for the items
  * with options of their own. An item's key that is there, even undefined, wins (as in a spread).
  */
-const itemOptions = (own: unknown, options: EnqueueOptions): Checked => {
+const itemOptions = (own: unknown, options: EnqueueOptions, now: number): Checked => {
   config.object("", own)
   config.onlyKeys("", own as object, ENQUEUE_KEYS, ENQUEUE_HINTS)
   const merged: Record<string, unknown> = {}
@@ -923,7 +982,7 @@ const itemOptions = (own: unknown, options: EnqueueOptions): Checked => {
     const value = key in (own as object) ? (own as Record<string, unknown>)[key] : (options as Record<string, unknown>)[key]
     if (value !== undefined) merged[key] = value
   }
-  return enqueueOptions(merged as EnqueueOptions)
+  return enqueueOptions(merged as EnqueueOptions, now)
 }
 
 const handle = <S, F>(task: Task.Any, id: string, created: boolean): JobHandle<S, F> => ({
@@ -1631,6 +1690,8 @@ export interface RepeatOptions {
   readonly queue?: string | undefined
   readonly priority?: number | undefined
   readonly timeout?: Duration.Input | undefined
+  /** Each tick's job expires if not started this long after its enqueue, as for `enqueue`; default: never. */
+  readonly expireIn?: Duration.Input | undefined
   readonly maxAttempts?: number | undefined
   /** Each tick's job's own retry, as for `enqueue`; default: the consumer's. */
   readonly retry?: JobRetry | undefined
@@ -1700,6 +1761,7 @@ export const repeat = <T extends Task.Any>(
       maxAttempts: checked.maxAttempts,
       retry: checked.retry,
       timeout: checked.timeout,
+      ...(checked.expireIn === undefined ? {} : { expireIn: checked.expireIn }),
       delay: 0,
       runAt: at
     })

@@ -545,11 +545,12 @@ describe("every key an options type has is taken, each one undefined", () => {
     Effect.gen(function*() {
       const enqueue: Every<JobQueue.EnqueueOptions> = {
         queue: undefined, priority: undefined, delay: undefined, runAt: undefined, dedupKey: undefined, dedupWhile: undefined, dedupFor: undefined, dedupReplace: undefined, timeout: undefined,
-        maxAttempts: undefined, retry: undefined, group: undefined, after: undefined, afterFailure: undefined
+        expireIn: undefined, maxAttempts: undefined, retry: undefined, group: undefined, after: undefined, afterFailure: undefined
       }
       yield* JobQueue.enqueue(Echo, 1, enqueue)
       const repeat: Every<JobQueue.RepeatOptions> = {
-        cron: undefined, catchUp: undefined, queue: undefined, priority: undefined, timeout: undefined, maxAttempts: undefined, retry: undefined
+        cron: undefined, catchUp: undefined, queue: undefined, priority: undefined, timeout: undefined, expireIn: undefined,
+        maxAttempts: undefined, retry: undefined
       }
       yield* Effect.scoped(JobQueue.repeat("r", Echo, 1, { ...repeat, cron: "0 0 1 1 *" }))
       const list: Every<NonNullable<Parameters<typeof JobQueue.list>[0]>> = { queue: undefined, state: undefined, limit: undefined }

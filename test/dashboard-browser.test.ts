@@ -220,6 +220,35 @@ describe("Dashboard in headless Chromium", () => {
 describe("Dashboard in headless Chromium: a queue's settings", () => {
   const Sms = Task.make("Sms", { payload: Schema.String, success: Schema.String })
   it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
+    "a waiting job shows its expiry; an expired one is listed beside the dead letters as expired, with a redrive button",
+    () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.Dashboard
+        const store = yield* JobStore.JobStore
+        const waiting = yield* JobQueue.enqueue(Sms, "ann", { queue: "codes", expireIn: "1 hour" })
+        const late = yield* JobQueue.enqueue(Sms, "bob", { queue: "codes", expireIn: "50 millis" })
+        // no consumer here: a claim of the queue (of no task it has) meets the expired job and ends it
+        while ((yield* store.now) <= (yield* late.status).createdAt.getTime() + 50) yield* Effect.sleep("20 millis")
+        yield* store.claim({ queues: ["codes"], tasks: ["none"], limit: 1, lease: 1000 })
+        assert.isDefined((yield* late.status).expiredAt)
+        yield* dashboard.addQueue("codes")
+        const browser: Browser = yield* Effect.acquireRelease(Effect.promise(launch), (browser) => Effect.promise(browser.close))
+        const page = yield* Effect.promise(() => browser.open(dashboard.url, { width: 1280, height: 1100 }))
+        const card = `[data-source="queue:codes"]`
+        yield* Effect.promise(() =>
+          page.waitFor(
+            "the waiting job's row shows its expiry, the expired one is in the dead / expired list with its redrive button",
+            `() => /^expires /.test(document.querySelector('${card} [data-list="queued"] tr[data-job="${waiting.id}"] [data-expires]')?.textContent ?? "") && document.querySelector('${card} [data-list="failed"] tr[data-job="${late.id}"]')?.getAttribute("data-status") === "expired" && /expired unstarted at/.test(document.querySelector('${card} [data-list="failed"] tr[data-job="${late.id}"] td.error')?.textContent ?? "") && !!document.querySelector('${card} [data-list="failed"] tr[data-job="${late.id}"] button[data-action="redrive"]') && (document.querySelector('${card} [data-list="failed"] h3')?.textContent ?? "").startsWith("Dead / expired")`
+          )
+        )
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.merge(Dashboard.layer({ interval: "250 millis", history: 240 }), JobStore.memory()))
+      ),
+    60_000
+  )
+
+  it.live.skipIf(!existsSync(CHROMIUM) && process.env.CI !== "true")(
     "a held queue shows until when and why it runs nothing; lift hold: its consumers run its jobs again, at most its cap at once, shown as running/cap; a snoozed job shows its snoozes and its key; hold, cap and per-key cap from the page",
     () =>
       Effect.gen(function*() {

@@ -623,6 +623,27 @@ describe("Dashboard: a durable queue's settings", () => {
       assert.deepInclude(row, { id: job.id, status: "delayed", snoozes: 1, dedupKey: "ann-welcome", attempt: 0 })
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("a waiting job's expiry is in its row; once expired it is listed beside the dead letters as expired, and redrive runs it again", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start()
+      yield* dashboard.addQueue("mail")
+      const job = yield* JobQueue.enqueue(Send, "ann", { queue: "mail", expireIn: "1 minute" })
+      const created = (yield* job.status).createdAt.getTime()
+      const waiting = sourceIn((yield* readEvents(dashboard, (events) => events.length >= 1)).events[0]!.data, "queue", "mail")
+      assert.deepInclude(waiting.detail.queued[0], { id: job.id, status: "queued", expiresAt: created + 60_000 })
+      yield* TestClock.adjust("61 seconds")
+      // a claim meets it (no consumer here: its reaper would too)
+      const store = yield* JobStore.JobStore
+      assert.strictEqual((yield* store.claim({ queues: ["mail"], tasks: ["Send"], limit: 1, lease: 1000 })).claims.length, 0)
+      const mail = sourceIn((yield* readEvents(dashboard, (events) => events.length >= 1)).events[0]!.data, "queue", "mail")
+      assert.deepStrictEqual(mail.detail.queued, [])
+      assert.deepInclude(mail.detail.failed[0], { id: job.id, status: "expired", expiresAt: null })
+      assert.include(mail.detail.failed[0].error, `expired unstarted at ${new Date(created + 60_000).toISOString()}`)
+      const redriven = yield* post(dashboard, `api/queues/mail/jobs/${job.id}/redrive`)
+      assert.deepStrictEqual([redriven.status, redriven.body], [200, { redriven: true }])
+      assert.strictEqual((yield* job.status).state, "queued")
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("hold: a duration holds the queue (its consumers claim nothing), 0 lifts it and they claim again; the answer says until when", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()

@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Deferred, Effect, Exit, Fiber, Latch, Layer, Redacted, Schedule, type Scope } from "effect"
+import * as DurableError from "../src/DurableError.ts"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -18,7 +19,7 @@ import * as Task from "../src/Task.ts"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, groupWalkPastTaken, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeExpiry, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -317,6 +318,27 @@ else {
           assert.deepStrictEqual(claimed.map((c) => JSON.parse(c.job.payload).n), [2], "b's first: a's is delayed, b at its cap")
         }).pipe(Effect.scoped, Effect.provide(layer(schema)))
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_group_due"), [[LATEST], ["wp_job_group_due"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema of version 14 (before expiries) is migrated in place: the column and its index added, its old jobs never expire, a new job's expiry works", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const [old] = yield* Effect.provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }]), layer(schema))
+        yield* backToBeforeExpiry(`"${schema}"`)
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_expiring"), [["14"], []])
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const fresh = yield* JobQueue.enqueue(Echo, { n: 2 }, { expireIn: "1 second", delay: "500 millis" })
+          const created = (yield* JobQueue.status(fresh.id)).createdAt.getTime()
+          assert.strictEqual((yield* JobQueue.status(fresh.id)).expiresAt?.getTime(), created + 1000)
+          assert.isUndefined((yield* JobQueue.status(old!.id)).expiresAt)
+          // real time: the server's clock passes the expiry before the claim
+          while ((yield* store.now) <= created + 1000) yield* Effect.sleep(50)
+          const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+          assert.deepStrictEqual(claimed.map((c) => c.job.id), [old!.id])
+          assert.instanceOf(yield* Effect.flip(fresh.await), DurableError.JobExpired)
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_expiring"), [[LATEST], ["wp_job_expiring"]])
       }), { timeout: 60_000 })
 
     // Was a bug (fixed): an invalid wp_job_group_due, which a failed or cancelled CREATE INDEX
@@ -644,6 +666,8 @@ else {
           else assert.match(text, /Sort[\s\S]*Function Scan on unnest[\s\S]*Limit[\s\S]*LockRows[\s\S]*Index Scan using wp_job_ready/, text)
           // the soonest delayed job: the first entry of each queue's range of wp_job_delayed
           assert.match(text, /Limit[\s\S]*Index (Only )?Scan using wp_job_delayed/, text)
+          // the expired jobs of its queues: along wp_job_expiring (empty when no job has an expiry)
+          assert.match(text, /Index (Only )?Scan using wp_job_expiring/, text)
         }
       }), { timeout: 60_000 })
 

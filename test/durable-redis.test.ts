@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Logger, Redacted, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
@@ -42,6 +43,27 @@ else {
   const request = (queues: ReadonlyArray<string>, limit = 1) => ({ queues, tasks: ["Echo"], limit, lease: 60_000 })
 
   describe("the Redis store", () => {
+    it.effect("a job's expiry is a member of its queue's sorted set of expiries (in the queue's hash tag): a claim takes it out, so does its expiry; a job without one writes nothing there", () =>
+      Effect.gen(function*() {
+        const prefix = freshPrefix()
+        const expiring = () => Effect.promise(() => admin((client) => client.zRange(`{${prefix}:default}:expiring`, 0, -1)))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const first = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
+          const second = yield* JobQueue.enqueue(Echo, { n: 2 }, { expireIn: "1 minute" })
+          yield* JobQueue.enqueue(Echo, { n: 3 })
+          assert.sameMembers(yield* expiring(), [first.id, second.id])
+          const [claim] = (yield* store.claim(request(["default"]))).claims
+          assert.strictEqual(claim!.job.id, first.id)
+          assert.isNull(claim!.job.expireAt ?? null)
+          assert.deepStrictEqual(yield* expiring(), [second.id])
+          yield* TestClock.adjust("61 seconds")
+          yield* store.reap([])
+          assert.deepStrictEqual(yield* expiring(), [])
+          assert.isDefined((yield* JobQueue.status(second.id)).expiredAt)
+        }).pipe(Effect.provide(testLayer(prefix)))
+      }))
+
     it.effect("a delay counts on the server's clock (TIME), not the producer's (here a TestClock at 1970)", () =>
       Effect.provide(delayOnServerClock, layer(freshPrefix())))
 

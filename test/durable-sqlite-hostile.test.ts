@@ -742,7 +742,9 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       assert.match(sqlOf("wp_job_group_running")!, /WHERE state = 'running' AND group_key IS NOT NULL/)
       // a key's queued jobs by due time (version 14), for a claim's probe of a key
       assert.match(sqlOf("wp_job_group_due")!, /\(queue, group_key, visible_at\) WHERE state = 'queued' AND group_key IS NOT NULL/)
-      assert.strictEqual(indexes.length, 11, indexes.map((index) => index.name).join(", "))
+      // the queued jobs with an expiry (version 15): empty, as no old job had one
+      assert.match(sqlOf("wp_job_expiring")!, /\(expire_at, queue\) WHERE state = 'queued' AND expire_at IS NOT NULL/)
+      assert.strictEqual(indexes.length, 12, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

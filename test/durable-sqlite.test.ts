@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
+import * as DurableError from "../src/DurableError.ts"
 import { StoreError } from "../src/DurableError.ts"
 import * as Sqlite from "../src/internal/store/sqlite.ts"
 import { DELAYED, MIGRATIONS } from "../src/internal/store/sqlite.ts"
@@ -335,6 +336,35 @@ describe("the SQLite store", () => {
         assert.deepStrictEqual(claimed.map((c) => c.job.id), ["b1"], "a's is delayed, b at its cap")
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
       assert.deepStrictEqual(versionOf(filename, "wp_job_group_due"), { version: String(MIGRATIONS.length), indexes: 1 })
+    }))
+
+  it.live("a file of version 14 (before expiries) with a queued and a cancelled job: migrated on open, the index built, its old jobs never expire (expire_at NULL), a new job's expiry works and the claim's and reap's look for expired jobs reads the index alone", () =>
+    Effect.gen(function*() {
+      const filename = fileAt(
+        14,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, state, max_attempts, timeout_ms, created_at, visible_at, finished_at)
+               VALUES ('old', 'default', 'Echo', '{"n":1}', 0, 0, 'queued', 3, 0, 0, 0, NULL),
+                      ('gone', 'default', 'Echo', '{"n":2}', 0, 0, 'cancelled', 3, 0, 0, 0, 5)`
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const fresh = yield* JobQueue.enqueue(Echo, { n: 3 }, { expireIn: "1 second", delay: "500 millis" })
+        const created = (yield* JobQueue.status(fresh.id)).createdAt.getTime()
+        assert.strictEqual((yield* JobQueue.status(fresh.id)).expiresAt?.getTime(), created + 1000)
+        assert.isUndefined((yield* JobQueue.status("gone")).expiredAt, "a cancelled old job is not expired")
+        // the new job expires once the store's clock passes it (real time: no claim until then)
+        while ((yield* store.now) <= created + 1000) yield* Effect.sleep(50)
+        const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.deepStrictEqual(claimed.map((c) => c.job.id), ["old"])
+        assert.instanceOf(yield* Effect.flip(fresh.await), DurableError.JobExpired)
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      assert.deepStrictEqual(versionOf(filename, "wp_job_expiring"), { version: String(MIGRATIONS.length), indexes: 1 })
+      const check = new DatabaseSync(filename)
+      const plan = (check.prepare(`EXPLAIN QUERY PLAN ${Sqlite.EXPIRE}`).all({ now: 0, queues: "[\"default\"]", limit: 10 }) as Array<{ detail: string }>)
+        .map((row) => row.detail).filter((detail) => /wp_job/.test(detail))
+      check.close()
+      assert.isTrue(plan.some((detail) => /wp_job_expiring/.test(detail)), plan.join("; "))
+      assert.isFalse(plan.some((detail) => /SCAN wp_job\b/.test(detail) && !/wp_job_expiring/.test(detail)), plan.join("; "))
     }))
 
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>

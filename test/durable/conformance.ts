@@ -2176,6 +2176,184 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* stateOf(dead.id), "queued")
       })))
 
+    // --- expiry of unstarted jobs (EnqueueOptions.expireIn)
+
+    it.effect("expiry: a job not started within its expireIn never starts: a claim past it gets nothing, its await fails JobExpired (not JobCancelled), status says when it expired, stats count it cancelled", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
+        const waiting = yield* JobQueue.status(job.id)
+        assert.strictEqual(waiting.expiresAt?.getTime(), waiting.createdAt.getTime() + 60_000)
+        assert.isUndefined(waiting.expiredAt)
+        yield* tick(61_000, 1000)
+        const claimed = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: LEASE })
+        assert.strictEqual(claimed.claims.length, 0)
+        const info = yield* JobQueue.status(job.id)
+        assert.strictEqual(info.state, "cancelled")
+        assert.strictEqual(info.attempts, 0)
+        assert.isUndefined(info.startedAt)
+        assert.isUndefined(info.expiresAt)
+        assert.strictEqual(info.expiredAt?.getTime(), waiting.createdAt.getTime() + 60_000)
+        const error = yield* Effect.flip(job.await)
+        assert.instanceOf(error, DurableError.JobExpired)
+        assert.strictEqual((error as DurableError.JobExpired).id, job.id)
+        assert.strictEqual((error as DurableError.JobExpired).expiredAt.getTime(), waiting.createdAt.getTime() + 60_000)
+        const stats = yield* JobQueue.stats("default")
+        assert.strictEqual(stats.cancelled, 1)
+        assert.strictEqual(stats.waiting + stats.delayed + stats.running, 0)
+      })))
+
+    it.effect("expiry: a job claimed at 59 s of its minute runs to its end past it; one cancelled before its expiry is cancelled, not expired", () =>
+      provide(Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        const started = yield* Deferred.make<void>()
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) => Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Deferred.await(gate), n)))]
+        })
+        const job = yield* JobQueue.enqueue(Echo, { n: 7 }, { expireIn: "1 minute", delay: "58 seconds" })
+        const cancelled = yield* JobQueue.enqueue(Echo, { n: 8 }, { expireIn: "1 minute", delay: "30 seconds" })
+        assert.strictEqual(yield* JobQueue.cancel(cancelled.id), "cancelled")
+        yield* tick(57_000, 1000)
+        yield* tickUntil(Deferred.isDone(started), "the job started")
+        const running = yield* JobQueue.status(job.id)
+        assert.strictEqual(running.state, "running")
+        assert.isBelow(running.startedAt!.getTime(), running.createdAt.getTime() + 60_000)
+        assert.isUndefined(running.expiresAt)
+        yield* tick(5000)
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* job.await, 7)
+        assert.isUndefined((yield* JobQueue.status(job.id)).expiredAt)
+        assert.instanceOf(yield* Effect.flip(cancelled.await), DurableError.JobCancelled)
+        assert.isUndefined((yield* JobQueue.status(cancelled.id)).expiredAt)
+        assert.isFalse(yield* JobQueue.redrive(cancelled.id))
+      })))
+
+    it.effect("expiry: a job retried after a failed attempt runs its retry past its expiry (it had started)", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make(0)
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.flatMap(Ref.updateAndGet(runs, (k) => k + 1), (k) => k === 1 ? Effect.fail(new Boom({ n })) : Effect.succeed(n)))]
+        })
+        // the retry comes a second after the failure, past the expiry's 500 ms
+        const job = yield* JobQueue.enqueue(Echo, { n: 3 }, { expireIn: "500 millis" })
+        yield* tick(3000)
+        assert.strictEqual(yield* job.await, 3)
+        assert.strictEqual(yield* Ref.get(runs), 2)
+        assert.strictEqual((yield* JobQueue.status(job.id)).attempts, 2)
+      })))
+
+    it.effect("expiry: the jobs of a paused queue, and of a queue no consumer takes, expire through the consumers' reaper: their awaiters hear", () =>
+      provide(Effect.gen(function*() {
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* JobQueue.pause("default")
+        const paused = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
+        const elsewhere = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "nobody", expireIn: "1 minute" })
+        const kept = yield* JobQueue.enqueue(Echo, { n: 3 })
+        const awaits = yield* Effect.forkChild(Effect.all([Effect.flip(paused.await), Effect.flip(elsewhere.await)]))
+        yield* tick(64_000, 1000)
+        const [a, b] = yield* Fiber.join(awaits)
+        assert.instanceOf(a, DurableError.JobExpired)
+        assert.instanceOf(b, DurableError.JobExpired)
+        assert.strictEqual(yield* stateOf(kept.id), "queued")
+        assert.strictEqual((yield* JobQueue.stats("nobody")).cancelled, 1)
+        yield* JobQueue.resume("default")
+        yield* tick(200)
+        assert.strictEqual(yield* kept.await, 3)
+      })))
+
+    it.effect("expiry: redrive runs an expired job again, with no expiry; its dedup key was free meanwhile", () =>
+      provide(Effect.gen(function*() {
+        const job = yield* JobQueue.enqueue(Echo, { n: 5 }, { expireIn: "1 minute", dedupKey: "code" })
+        yield* tick(61_000, 1000)
+        // the key's holder had expired (no claim or reap had met it yet): a new job takes the key
+        const next = yield* JobQueue.enqueue(Echo, { n: 6 }, { dedupKey: "code" })
+        assert.isTrue(next.created)
+        assert.instanceOf(yield* Effect.flip(job.await), DurableError.JobExpired)
+        // the new job holds the key: a redrive would make a second unfinished holder
+        assert.isFalse(yield* JobQueue.redrive(job.id))
+        yield* JobQueue.cancel(next.id)
+        assert.isTrue(yield* JobQueue.redrive(job.id))
+        const redriven = yield* JobQueue.status(job.id)
+        assert.strictEqual(redriven.state, "queued")
+        assert.isUndefined(redriven.expiresAt)
+        assert.isUndefined(redriven.expiredAt)
+        yield* tick(120_000, 10_000)
+        yield* JobQueue.consume({ ...options, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+        yield* tick(200)
+        assert.strictEqual(yield* job.await, 5)
+      })))
+
+    it.effect("expiry: a queue's retention of cancelled jobs deletes an expired one as it deletes a cancelled one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        yield* JobQueue.setRetention("default", { cancelled: { count: 0 } })
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute" })
+        const kept = yield* JobQueue.enqueue(Echo, { n: 2 })
+        yield* tick(61_000, 1000)
+        yield* store.reap([])
+        assert.isDefined((yield* JobQueue.status(job.id)).expiredAt)
+        assert.strictEqual((yield* store.retain(100)).deleted, 1)
+        assert.instanceOf(yield* Effect.flip(JobQueue.status(job.id)), DurableError.JobNotFound)
+        assert.strictEqual(yield* stateOf(kept.id), "queued")
+      })))
+
+    it.effect("expiry: enqueueAll gives each item its expireIn (an item's own over the call's); a repeat's ticks expire too", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const [a, b, c] = yield* JobQueue.enqueueAll(Echo, [
+          { payload: { n: 1 } },
+          { payload: { n: 2 }, options: { expireIn: "2 minutes" } },
+          { payload: { n: 3 }, options: { expireIn: undefined } }
+        ], { expireIn: "1 minute" })
+        yield* Effect.scoped(JobQueue.repeat("expiring", Echo, { n: 4 }, { cron: "* * * * * *", expireIn: "10 seconds" }).pipe(
+          Effect.andThen(tick(1000))
+        ))
+        yield* tick(61_000, 1000)
+        assert.strictEqual(yield* stateOf(a!.id), "queued")
+        // the claim meets it: ended, never handed out
+        const claimed = yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: LEASE })
+        assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id).sort(), [b!.id, c!.id].sort())
+        assert.instanceOf(yield* Effect.flip(a!.await), DurableError.JobExpired)
+        const ticks = (yield* JobQueue.list({ state: "cancelled" })).filter((job) => job.id !== a!.id)
+        assert.isAbove(ticks.length, 0)
+        for (const job of ticks) assert.isDefined(job.expiredAt)
+      })))
+
+    it.effect("expiry: a bad expireIn, or a delay or runAt at or past it, fails InvalidJobOptions naming the field; nothing is stored", () =>
+      provide(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const bad = [
+          [{ expireIn: -1 }, "expireIn"],
+          [{ expireIn: 0 }, "expireIn"],
+          [{ expireIn: Infinity }, "expireIn"],
+          [{ expireIn: Number.NaN }, "expireIn"],
+          [{ expireIn: "soon" }, "expireIn"],
+          [{ expireIn: 1e16 }, "expireIn"],
+          [{ expireIn: "1 minute", delay: "1 minute" }, "delay"],
+          [{ expireIn: "1 minute", delay: "2 minutes" }, "delay"],
+          [{ expireIn: "1 minute", runAt: new Date(now + 90_000) }, "runAt"]
+        ] as const
+        for (const [opts, field] of bad) {
+          const error = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, opts as JobQueue.EnqueueOptions))
+          assert.instanceOf(error, InvalidJobOptions)
+          assert.strictEqual((error as InvalidJobOptions).field, field)
+          if (field !== "expireIn") assert.include((error as InvalidJobOptions).reason, "expireIn")
+          const batch = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 }, options: opts as JobQueue.EnqueueOptions }]))
+          assert.strictEqual((batch as InvalidJobOptions).field, `items[0].options.${field}`)
+        }
+        const repeat = yield* Effect.flip(Effect.scoped(JobQueue.repeat("r", Echo, { n: 1 }, { cron: "* * * * *", expireIn: 0 })))
+        assert.strictEqual((repeat as InvalidJobOptions).field, "expireIn")
+        const hinted = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 1 }, { expires_in: 60 } as never))
+        assert.include((hinted as InvalidJobOptions).reason, "expireIn")
+        assert.strictEqual((yield* JobQueue.list()).length, 0)
+        // a delay or runAt before it is fine
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute", delay: "59 seconds" })
+        yield* JobQueue.enqueue(Echo, { n: 1 }, { expireIn: "1 minute", runAt: new Date(now + 30_000) })
+      })))
+
     it.effect("9. a repeatable job is enqueued once per cron tick, however many processes run its schedule", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<number>>([])

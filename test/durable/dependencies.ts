@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Ref, Schema } from "effect"
-import { DependencyFailed, JobNotFound } from "../../src/DurableError.ts"
+import { DependencyFailed, JobExpired, JobNotFound } from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
 import { InvalidJobOptions } from "../../src/PoolError.ts"
@@ -338,6 +338,34 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((bad as InvalidJobOptions).field, "items[0].options.after")
         const alone = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 8 }, { after: [{ item: 0 }] }))
         assert.strictEqual((alone as InvalidJobOptions).field, "after")
+      })))
+
+    it.effect("a dependency that expires unstarted (expireIn) cancels its dependent, as a cancelled one: DependencyFailed", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends the expired jobs of every queue; nobody consumes "idle"
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle", expireIn: "1 minute" })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [child] })
+        yield* tick(64_000, 1000)
+        assert.strictEqual(yield* stateOf(child.id), "cancelled")
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "cancelled" })])
+        assert.deepStrictEqual(yield* Ref.get(runs), [])
+      })))
+
+    it.effect("a blocked job past its own expireIn expires blocked (its first attempt never started): JobExpired, its dependents cancelled", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const slow = yield* JobQueue.enqueue(Echo, { n: 120_000 })
+        const blocked = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [slow], expireIn: "1 minute" })
+        const next = yield* JobQueue.enqueue(Echo, { n: 3 }, { after: [blocked] })
+        assert.instanceOf((yield* JobQueue.status(blocked.id)).expiresAt, Date)
+        yield* tick(64_000, 1000)
+        assert.instanceOf((yield* failure(blocked.await))[0], JobExpired)
+        assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: blocked.id, state: "cancelled" })])
+        yield* tick(60_000, 1000)
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:120000"], "the blocked one never ran")
       })))
 
     it.effect("a blocked job holds its dedup key: another enqueue with the key returns it, and a dedupReplace hit updates it, blocked still", () =>

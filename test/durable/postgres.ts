@@ -140,6 +140,9 @@ export const backToBeforeGroups = (S: string) => backTo(S, 12, undoGroups(S))
 /** Takes the schema `S` (quoted) back to version 13: without the per-key caps' index of due jobs (14). */
 export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`])
 
+/** Takes the schema `S` (quoted) back to version 14: without the expiries' column and its index (15). */
+export const backToBeforeExpiry = (S: string) => backTo(S, 14, [`ALTER TABLE ${S}.wp_job DROP COLUMN expire_at`])
+
 /** What version 11 added (the queues' caps, `setConcurrency`), undone. */
 export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
 

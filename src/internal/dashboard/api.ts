@@ -273,7 +273,7 @@ const redriveQueueJob = (api: Api) =>
     const row = yield* queueJob(source, params.id ?? "")
     const redriven = yield* storeCall(source.store!.redrive(row.id), "redrive")
     if (!redriven) {
-      return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}), or an unfinished job holds its dedup key`)
+      return yield* fail(409, `job ${row.id} was not redriven: it is not dead (it is ${row.state}) nor expired, or an unfinished job holds its dedup key`)
     }
     yield* refresh(api, source)
     return json(200, { redriven: true })

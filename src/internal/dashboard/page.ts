@@ -389,12 +389,14 @@ export const page = String.raw`<!doctype html>
     var id = function (job) {
       return el("td", { text: "#" + (job.id.length > 12 ? job.id.slice(0, 8) + "\u2026" : job.id), title: job.id },
         [job.dedupKey ? el("div", { "class": "tag", "data-dedup": "", text: "key " + job.dedupKey }) : null,
-          job.group ? el("div", { "class": "tag", "data-group": "", text: "group " + job.group }) : null]);
+          job.group ? el("div", { "class": "tag", "data-group": "", text: "group " + job.group }) : null,
+          // a durable job's expiry while it waits unstarted (EnqueueOptions.expireIn)
+          job.expiresAt ? el("div", { "class": "tag", "data-expires": "", text: "expires " + new Date(job.expiresAt).toLocaleTimeString() }) : null]);
     };
     var td = function (f) { return function (job) { return el("td", { text: String(f(job)) }); }; };
     // a durable job's snoozes spend no attempt: shown beside them, so that a job snoozing for ever is seen
     var snoozed = function (job) { return job.snoozes ? ", snoozed " + job.snoozes + "\u00d7" : ""; };
-    var failedTitle = s.kind === "pool" ? "Failed" : "Dead";
+    var failedTitle = s.kind === "pool" ? "Failed" : "Dead / expired";
     return el("div", { "class": "lists" }, [
       table("Running", "running", s, d.running, [["job", id, "25%"], ["attempt", td(function (j) { return j.attempt + snoozed(j); }), "15%"],
         ["progress", function (j) { return el("td", {}, [progress(j.progress)]); }],

@@ -20,7 +20,7 @@
 import { Cause, Clock, Effect, Exit, Metric, Option, PubSub, Ref } from "effect"
 import { inspect } from "node:util"
 import type * as WorkPool from "../../WorkPool.ts"
-import { type JobRow, type JobStore, type Latency, type LatencyCursor } from "../store/model.ts"
+import { expiredAt, type JobRow, type JobStore, type Latency, type LatencyCursor } from "../store/model.ts"
 import { histogramsOf } from "../metrics.ts"
 import { findScheduler } from "../scheduler.ts"
 import { type Buckets, quantile, quantileOf } from "./quantile.ts"
@@ -59,6 +59,8 @@ export interface JobView {
   readonly dedupKey?: string | null | undefined
   /** A durable job's key under its queue's per-key cap (`EnqueueOptions.group`), or null. */
   readonly group?: string | null | undefined
+  /** A durable job's expiry (`EnqueueOptions.expireIn`, store ms) while it waits unstarted, or null. */
+  readonly expiresAt?: number | null | undefined
 }
 
 export interface Detail {
@@ -202,6 +204,8 @@ const pretty = (cause: Cause.Cause<unknown>): string => {
 
 /** A stored Exit (see `internal/durable/exit.ts`), as text, without the task's Schemas. */
 export const storedError = (row: JobRow): string | null => {
+  const expired = expiredAt(row)
+  if (expired !== undefined) return `expired unstarted at ${new Date(expired).toISOString()}`
   if (row.state === "cancelled") return "cancelled"
   if (row.exit === null) return row.state === "dead" ? "its lease expired (its consumer stopped or lost the store)" : null
   try {
@@ -231,7 +235,7 @@ const poolJob = (job: WorkPool.JobSummary): JobView => ({
 
 const queueJob = (now: number) => (row: JobRow): JobView => ({
   id: row.id,
-  status: row.state === "queued" && row.visibleAt > now ? "delayed" : row.state,
+  status: row.state === "queued" && row.visibleAt > now ? "delayed" : expiredAt(row) !== undefined ? "expired" : row.state,
   priority: row.priority,
   attempt: row.attempts,
   progress: storedProgress(row.progress),
@@ -239,7 +243,8 @@ const queueJob = (now: number) => (row: JobRow): JobView => ({
   snoozes: row.snoozes ?? 0,
   dedupKey: row.dedupKey,
   // '': an ungrouped job of a queue with a per-key cap, as the SQL stores keep it (JobInfo.group's rule)
-  group: row.group == null || row.group === "" ? null : row.group
+  group: row.group == null || row.group === "" ? null : row.group,
+  expiresAt: row.state === "queued" && row.expireAt != null ? row.expireAt : null
 })
 
 /**
@@ -392,9 +397,13 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
       return
     }
     const now = yield* store.now
-    const list = (state: "running" | "queued" | "dead") =>
+    const list = (state: "running" | "queued" | "dead" | "cancelled") =>
       Effect.map(store.list({ queue: source.name, states: [state], limit: config.listed }), (rows) => rows.map(queueJob(now)))
-    source.detail = { running: yield* list("running"), queued: yield* list("queued"), failed: yield* list("dead") }
+    // the expired jobs beside the dead letters (both can be redriven), those among the cancelled
+    // jobs a page lists (the oldest kept: a retention of cancelled jobs keeps it to the recent ones)
+    const dead = yield* list("dead")
+    const expired = dead.length >= config.listed ? [] : (yield* list("cancelled")).filter((job) => job.status === "expired")
+    source.detail = { running: yield* list("running"), queued: yield* list("queued"), failed: [...dead, ...expired].slice(0, config.listed) }
   })
 
 /**

@@ -8,12 +8,12 @@
  * @internal
  */
 import { Cause, Effect, Exit, Result, Schema } from "effect"
-import { AttemptTimeout, JobCancelled, LeaseExpired } from "../../DurableError.ts"
+import { AttemptTimeout, JobCancelled, JobExpired, LeaseExpired } from "../../DurableError.ts"
 import { TaskCodecError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import { show } from "../config.ts"
 import { jsonText } from "../jsonText.ts"
-import type { JobRow } from "../store/model.ts"
+import { expiredAt, type JobRow } from "../store/model.ts"
 
 /** The errors stored by the machinery rather than by the task's failure Schema. */
 const MachineError = Schema.toCodecJson(Schema.Union([TaskCodecError, AttemptTimeout]))
@@ -264,7 +264,7 @@ const machine = (error: TaskCodecError | AttemptTimeout): Effect.Effect<Written>
   )
 
 /** What `JobQueue.await` can fail with, besides the task's own error. */
-export type DurableFailure = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled
+export type DurableFailure = TaskCodecError | AttemptTimeout | LeaseExpired | JobCancelled | JobExpired
 
 /** Why a parsed exit is none that `encodeExit` writes, if it is not. */
 const unwritten = (stored: unknown): string | undefined => {
@@ -279,7 +279,12 @@ const unwritten = (stored: unknown): string | undefined => {
 
 /** The Exit of a finished job (succeeded, dead or cancelled), decoded with its task's Schemas. */
 export const decodeExit = <S, F>(task: Task.Any, job: JobRow): Effect.Effect<Exit.Exit<S, F | DurableFailure>> => {
-  if (job.state === "cancelled") return Effect.succeed(Exit.fail(new JobCancelled({ id: job.id })))
+  if (job.state === "cancelled") {
+    const expired = expiredAt(job)
+    return Effect.succeed(Exit.fail(
+      expired === undefined ? new JobCancelled({ id: job.id }) : new JobExpired({ id: job.id, expiredAt: new Date(expired) })
+    ))
+  }
   if (job.exit === null) {
     return Effect.succeed(Exit.fail(new LeaseExpired({ id: job.id, attempt: job.attempts })))
   }

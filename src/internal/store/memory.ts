@@ -11,9 +11,12 @@ import {
   type Claim,
   type Claimed,
   type ClaimRequest,
+  EXPIRE_BATCH,
+  expiredAt,
   type FailedDependency,
   FINAL_STATES,
   type Heartbeat,
+  pastExpiry,
   type JobRow,
   type ListFilter,
   cursorTime,
@@ -157,6 +160,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (row.token !== null) byToken.delete(row.token)
     row.token = null
   }
+  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
+  const expire = (row: Row, now: number) => {
+    update(row, { state: "cancelled", finishedAt: now, exit: null })
+    settled(row, now)
+  }
   const changed = <A>(a: A): A => {
     signal.notify()
     return a
@@ -293,7 +301,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (job.dedupKey !== null) {
       const keys = held ?? holders()
       const holder = keys.get(holderKey(job.queue, job.dedupKey))
-      if (holder !== undefined) return replaced(rows.get(holder)!, job)
+      if (holder !== undefined) {
+        const row = rows.get(holder)!
+        // a holder past its expiry is met here, as a claim would meet it: ended, the key free
+        // (unless its `dedupFor` window still holds it)
+        if (pastExpiry(row.job, time())) expire(row, time())
+        if (holds(row, time())) return replaced(row, job)
+      }
       keys.set(holderKey(job.queue, job.dedupKey), job.id)
     }
     const now = time()
@@ -320,7 +334,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         progress: null,
         trace: job.trace ?? null,
         retry: job.retry ?? null,
-        group: job.group ?? null
+        group: job.group ?? null,
+        expireAt: job.expireIn === undefined ? null : now + job.expireIn
       },
       seq: ++seq,
       // a runAt in the past is waited for from now (see model.rank)
@@ -413,7 +428,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       if (row === undefined) return false
       // a job its dependency cancelled may be redriven too: it waits for what it still needs
       const byDependency = row.job.state === "cancelled" && row.job.failedDependency != null
-      if (row.job.state !== "dead" && !byDependency) return false
+      if (row.job.state !== "dead" && !byDependency && expiredAt(row.job) === undefined) return false
       // one it still waits for is gone (a finished job deleted): it could never run
       if (byDependency && Array.from(row.pending ?? []).some((dependency) => !rows.has(dependency))) return false
       const key = row.job.dedupKey
@@ -439,6 +454,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         finishedAt: null,
         cancelRequested: false,
         progress: null,
+        expireAt: null,
         failedDependency: null
       })
       row.rank = rank(row.job.priority, queueOf(row.job.queue).aging, now)
@@ -585,6 +601,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // and of each key of a queue of the request with a per-key cap (by `groupKey`)
       const grouped = request.queues.filter((name) => queueOf(name).groupConcurrency !== undefined)
       const runningOfKey = new Map<string, number>()
+      let expired = 0
       for (const row of rows.values()) {
         const job = row.job
         if (job.state === "running") {
@@ -596,7 +613,14 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           }
           continue
         }
-        if (job.state !== "queued" || !ofQueues.has(job.queue) || queueOf(job.queue).paused) continue
+        if (job.state !== "queued" || !ofQueues.has(job.queue)) continue
+        // met by the claim: ended, whatever the queue's pause, never handed out
+        if (pastExpiry(job, now)) {
+          expire(row, now)
+          expired++
+          continue
+        }
+        if (queueOf(job.queue).paused) continue
         // a held queue's jobs are due when its hold ends, at the soonest
         const visibleAt = Math.max(job.visibleAt, queueOf(job.queue).heldUntil)
         if (visibleAt > now) {
@@ -651,7 +675,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       }
       const claims = picked.map((row): Claim => {
         const token = crypto.randomUUID()
-        update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now })
+        // started: never expires (see JobRow.expireAt)
+        update(row, { state: "running", attempts: row.job.attempts + 1, startedAt: now, expireAt: null })
         if (row.dedupQueued) row.released = true
         row.token = token
         row.leaseUntil = now + request.lease
@@ -674,6 +699,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           if (wait > 0 && (limitedFor === 0 || wait < limitedFor)) limitedFor = wait
         }
       }
+      // their awaiters look
+      if (expired > 0) changed(undefined)
       return {
         claims: claims.length === 0 ? claims : changed(claims),
         limitedFor,
@@ -752,6 +779,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return changed(true)
     })
 
+  /** Ends up to `EXPIRE_BATCH` queued jobs past their expiry, of any queue, soonest first (see `Store.reap`). */
+  const expireDue = (now: number): number => {
+    const due = Array.from(rows.values()).filter((row) => pastExpiry(row.job, now)).sort((a, b) => a.job.expireAt! - b.job.expireAt! || a.seq - b.seq).slice(0, EXPIRE_BATCH)
+    for (const row of due) expire(row, now)
+    return due.length
+  }
+
   const reap = (
     backoff: ReadonlyArray<number>,
     policies: Readonly<Record<string, ReadonlyArray<number>>> = {},
@@ -777,7 +811,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         }
         reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }
-      return count === 0 ? count : changed(count)
+      const expired = expireDue(now)
+      return count === 0 && expired === 0 ? count : changed(count)
     })
 
   return Closing.guard({

@@ -72,6 +72,12 @@ export interface JobRow {
    * stores keep `''` for an ungrouped job of a queue with a per-key cap (see `NewJob.group`): read as none.
    */
   readonly group?: string | null | undefined
+  /**
+   * When it expires if no attempt has started by then (store time, ms; `NewJob.expireIn`). A claim
+   * clears it (a started job never expires), and an expired job keeps it: see `expiredAt`. Null or
+   * absent: none.
+   */
+  readonly expireAt?: number | null | undefined
   /** How many of its dependencies (`NewJob.after`) have not succeeded yet; absent: 0. */
   readonly waitingFor?: number | undefined
   /**
@@ -80,6 +86,28 @@ export interface JobRow {
    */
   readonly failedDependency?: FailedDependency | null | undefined
 }
+
+/**
+ * When a job expired (`EnqueueOptions.expireIn`): its `expireAt`, if it ended cancelled at or
+ * after it without having started (a claim clears `expireAt`). A job cancelled before its expiry
+ * was cancelled, not expired; one cancelled past it, before a claim or reap had ended it, had
+ * expired all the same.
+ */
+export const expiredAt = (job: JobRow): number | undefined =>
+  job.state === "cancelled" && job.expireAt != null && job.finishedAt !== null && job.finishedAt >= job.expireAt
+    ? job.expireAt
+    : undefined
+
+/** Whether a job waits unstarted past its expiry at `now`: a claim, a reap or an enqueue that meets it ends it. */
+export const pastExpiry = (job: JobRow, now: number): boolean =>
+  (job.state === "queued" || job.state === "blocked") && job.expireAt != null && job.expireAt <= now
+
+/**
+ * The most expired jobs one reap ends (see `Store.reap`): a backlog of them (a queue paused for a
+ * day) ends over several reaps, each a bounded write; a claim ends those of its queues as it meets
+ * them, and never hands one out whatever is left.
+ */
+export const EXPIRE_BATCH = 1000
 
 /**
  * A job's stored `timeout` when its producer gave it none (`timeout: Infinity`), whatever the
@@ -132,6 +160,11 @@ export interface NewJob {
   readonly group?: string | undefined
   /** The job's own retry policy (see durable/backoff.ts), as JSON text. */
   readonly retry?: string | null | undefined
+  /**
+   * Milliseconds after the enqueue (store time) by which its first attempt must start: past it, it
+   * never starts and ends cancelled (see `JobRow.expireAt`). Absent: no expiry.
+   */
+  readonly expireIn?: number | undefined
   /**
    * The last moment (store time, ms since the epoch) at which it may be created: an enqueue that
    * reaches the store later creates nothing and answers `late` (a repeat's tick past its deadline,
@@ -917,10 +950,11 @@ export interface Store {
    */
   readonly cancel: (id: string) => Effect.Effect<"cancelled" | "requested" | "finished" | "missing", StoreError>
   /**
-   * A dead job goes back to the queue with its attempts reset, and a job its dependency cancelled
-   * (`failedDependency`) back to blocked (queued if its dependencies have all succeeded since);
-   * false if it is neither, if an unfinished job of its queue holds its dedup key, or if a
-   * dependency it still waits for is no longer in the store.
+   * A dead or expired job (see `expiredAt`) goes back to the queue with its attempts reset (an
+   * expired one without its expiry: it runs whenever a consumer takes it), and a job its dependency
+   * cancelled (`failedDependency`) back to blocked (queued if its dependencies have all succeeded
+   * since); false if it is none of these, if an unfinished job of its queue holds its dedup key, or
+   * if a dependency it still waits for is no longer in the store.
    */
   readonly redrive: (id: string) => Effect.Effect<boolean, StoreError>
   /** Deletes jobs in `states` (final ones) that finished before `before`; returns how many. */
@@ -962,7 +996,9 @@ export interface Store {
   /**
    * Claims up to `limit` visible jobs of unpaused queues, best first (rank, then FIFO): each
    * becomes running with a fresh token, its attempts + 1 and a lease of `lease` ms. A queue with a
-   * rate limit gives at most what its window allows, atomically with the claim.
+   * rate limit gives at most what its window allows, atomically with the claim. A job past its
+   * `expireAt` is never handed out: the claim ends those it meets (cancelled), in its own step,
+   * and clears the `expireAt` of those it takes.
    */
   readonly claim: (request: ClaimRequest) => Effect.Effect<Claimed, StoreError>
   /** Extends the leases of these claims by `lease` ms from now; says which are lost or cancelled. */
@@ -984,6 +1020,10 @@ export interface Store {
    * `backoff[attempts - 1]`. The last entry of a list serves later attempts. Returns how many.
    * `reaped`, if given, is told of each job taken back, from what the reap's own statements return
    * (no other round trip): a consumer's lifecycle events (`onEvent`).
+   *
+   * It also ends up to `EXPIRE_BATCH` queued jobs of any queue (paused, unconsumed) past their
+   * `expireAt`, soonest first: cancelled at its time, so that their awaiters hear. They are not
+   * counted, nor told to `reaped` (no consumer saw them).
    */
   readonly reap: (
     backoff: ReadonlyArray<number>,

@@ -87,7 +87,8 @@ import {
   groupBudget,
   groupRounds,
   type GroupPhase,
-  type GroupWalked
+  type GroupWalked,
+  EXPIRE_BATCH
 } from "./model.ts"
 import { type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
@@ -218,8 +219,37 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // built CONCURRENTLY beforehand, under this name)
   (s) =>
     `CREATE INDEX IF NOT EXISTS wp_job_group_due ON ${s}.wp_job (queue, group_key, visible_at)
-    WHERE state = 'queued' AND group_key IS NOT NULL;`
+    WHERE state = 'queued' AND group_key IS NOT NULL;`,
+  // 15: a job's expiry (`EnqueueOptions.expireIn`): when it ends unstarted, NULL for none (every
+  // older row, at no rewrite: a nullable column without a default) and from its first start on. The
+  // index holds only the queued jobs with one, so a claim's and a reap's look for expired jobs
+  // (`expireStatement`) costs an empty probe where no job has one. A process of an older version
+  // ignores the column: it claims an expired job (and clears nothing)
+  (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN IF NOT EXISTS expire_at bigint;
+  CREATE INDEX IF NOT EXISTS wp_job_expiring ON ${s}.wp_job (expire_at, queue) WHERE state = 'queued' AND expire_at IS NOT NULL;`
 ]
+
+/**
+ * Ends queued jobs past their expiry at `now`, cancelled then, at most `limit`, soonest first: of
+ * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
+ * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
+ */
+export const expireStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  now: Fragment | number,
+  limit: number,
+  queues?: ReadonlyArray<string>
+) =>
+  sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
+    FROM (SELECT e.seq FROM ${S}.wp_job e
+      WHERE e.state = 'queued' AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+        ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
+      ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
+    WHERE x.seq = e.seq`
+
+/** A job `j` that may start at `now`: none past its expiry (see `JobRow.expireAt`). */
+const UNEXPIRED = (sql: PgClient.PgClient, now: Fragment | number) => sql`(j.expire_at IS NULL OR j.expire_at > ${now})`
 
 /**
  * A grouped claim's walk of a queue's keys (see `JobQueue.setGroupConcurrency`): from the key after
@@ -262,7 +292,7 @@ export const groupWalk = (
     LEFT JOIN LATERAL (
       SELECT j.seq, j.rank FROM ${S}.wp_job j
       WHERE j.queue = ${queue} AND j.state = 'queued' AND j.group_key = w.g AND j.visible_at <= ${walk.now}
-        AND j.task = ANY(${walk.tasks})
+        AND j.task = ANY(${walk.tasks}) AND ${UNEXPIRED(sql, walk.now)}
         AND (SELECT d.visible_at FROM ${S}.wp_job d WHERE d.queue = ${queue} AND d.state = 'queued' AND d.group_key = w.g
           ORDER BY d.visible_at LIMIT 1) <= ${walk.now}
       ORDER BY j.rank DESC, j.seq
@@ -296,8 +326,11 @@ const groupAhead = (
     return false
   })
 
-/** A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`). */
-const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END"
+/**
+ * A claim's release of the dedup keys of the "queued"-mode jobs it starts (see `NewJob.dedupWhile`),
+ * and of their expiry (a started job never expires).
+ */
+const RELEASE_QUEUED = "dedup_key = CASE WHEN j.dedup_queued IS NULL THEN j.dedup_key END, expire_at = NULL"
 
 /** This transaction's id (`settled_xid`). */
 const XID = "pg_current_xact_id()::text::bigint"
@@ -505,7 +538,7 @@ export const bestStatement = (
 ) => {
   // a queue named twice, scanned twice, gave its jobs twice: the claim took each once, short
   const names = Array.from(new Set(queues))
-  const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks})`
+  const visible = sql`j.state = 'queued' AND j.visible_at <= ${now} AND j.task = ANY(${tasks}) AND ${UNEXPIRED(sql, now)}`
   const n = sql.literal(String(Math.max(1, Math.floor(limit))))
   // a queue's best `limit`, of the queue `q.name`
   const scan = sql`SELECT j.seq, j.rank, j.queue FROM ${S}.wp_job j
@@ -597,7 +630,9 @@ export const claimStatement = (
         SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues})
           AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
       ) AS limited
-    ),${
+    ),
+    -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken
+    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
@@ -1783,6 +1818,17 @@ export const makeWith = (
       sql`SELECT ${columns} FROM ${S}.wp_job w WHERE w.queue = ${queue} AND COALESCE(w.dedup_key, w.dedup_queued) = ${key}
         AND w.dedup_until IS NOT NULL AND w.dedup_until > ${now}::bigint`
 
+    /** Whether a holder (`table`) of a dedup key is past its expiry: it holds it no longer (see `expireHolder`). */
+    const expiredHolder = (table: Fragment) =>
+      sql`(${table}.state = 'queued' AND ${table}.expire_at IS NOT NULL AND ${table}.expire_at <= ${NOW()}) AS expired`
+
+    /** Ends a holder of a dedup key past its expiry (see `expiredHolder`), if it still is: its key is free. */
+    const expireHolder = (id: string) => {
+      const now = NOW()
+      return sql`UPDATE ${S}.wp_job SET state = 'cancelled', finished_at = ${now}, exit = NULL
+        WHERE id = ${id} AND state = 'queued' AND expire_at IS NOT NULL AND expire_at <= ${now}`
+    }
+
     /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
     const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
 
@@ -1820,7 +1866,8 @@ export const makeWith = (
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
           ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
-          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}, ${GROUP_KEY(sql`${job.group ?? null}::text`, job.queue)}`
+          ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}, ${GROUP_KEY(sql`${job.group ?? null}::text`, job.queue)},
+          ${job.expireIn === undefined ? null : sql`${now}::bigint + ${job.expireIn}::bigint`}`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1857,7 +1904,7 @@ export const makeWith = (
       // a payload's replace keeps the holder's run time: it wakes no one
       const wakes = debounce ? sql`true` : sql`wp_job.id = ${job.id}`
       return sql<{ id: string; due_in: bigint | number | string | null; created: boolean }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key, expire_at)
         ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ${conflict}
         RETURNING id, wp_job.id = ${job.id} AS created, CASE WHEN ${wakes} THEN ${delay} END AS due_in,
@@ -1881,13 +1928,19 @@ export const makeWith = (
               const dueIn = inserted.due_in === null ? {} : { dueIn: Number(inserted.due_in) }
               return { id: inserted.id, created: inserted.created, ...dueIn }
             }
-            const found = yield* sql<{ id: string; waiting: boolean }>`SELECT id, false AS waiting FROM ${S}.wp_job WHERE id = ${job.id}
+            const found = yield* sql<{ id: string; waiting: boolean; expired: boolean }>`SELECT id, false AS waiting, false AS expired
+                FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
-              SELECT id, ${waiting(sql`wp_job`, job)} FROM ${S}.wp_job
+              SELECT id, ${waiting(sql`wp_job`, job)}, ${expiredHolder(sql`wp_job`)} FROM ${S}.wp_job
               WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
               UNION ALL
-              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}`)})
+              (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}, false`)})
               LIMIT 1`
+            if (found[0]?.expired === true) {
+              // a holder past its expiry, met here as a claim would meet it: ended, and the insert tried again
+              yield* expireHolder(found[0].id)
+              continue
+            }
             if (found.length > 0 && !(job.dedupReplace !== undefined && found[0]!.waiting)) return { id: found[0]!.id, created: false }
             if (found.length > 0) {
               const [moved] = yield* replace(found[0]!.id, job)
@@ -1931,16 +1984,16 @@ export const makeWith = (
         job.id, job.queue, job.task, job.payload, job.priority, job.dedupKey,
         job.maxAttempts, job.timeout, job.delay, job.runAt ?? null, job.trace ?? null, job.retry ?? null,
         job.dedupWhile === "queued" ? job.dedupKey : null, job.dedupKey === null ? null : job.dedupFor ?? null,
-        job.group ?? null
+        job.group ?? null, job.expireIn ?? null
       ]))
       const at = (i: number, type = "") => sql.literal(`(v.job ->> ${i})${type}`)
       const priority = at(4, "::float8")
       const visible = sql`COALESCE(${at(9, "::float8::bigint")}, ${now}::bigint + ${at(8, "::float8::bigint")})`
       return sql<{ id: string; due_in: bigint | number | string; visible: bigint | number | string }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority,
-          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
+          rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key, expire_at)
         SELECT ${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}, ${priority}, ${RANK(at(1), priority, visible, now)}, ${at(5)}, 'queued',
           ${at(6, "::float8::integer")}, ${at(7, "::float8::bigint")}, ${now}, ${visible}, ${at(10)}, ${at(11)},
-          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}, ${GROUP_KEY(at(14), at(1))}
+          ${at(12)}, ${now}::bigint + ${at(13, "::float8::bigint")}, ${GROUP_KEY(at(14), at(1))}, ${now}::bigint + ${at(15, "::float8::bigint")}
         FROM json_array_elements(${rows}::json) WITH ORDINALITY AS v (job, n)
         WHERE ${at(5)} IS NULL OR NOT EXISTS (${inWindow(at(1), at(5), now)})
         ORDER BY v.n
@@ -1973,11 +2026,11 @@ export const makeWith = (
     const holders = (jobs: ReadonlyArray<NewJob>) => {
       const keys = sql`SELECT key ->> 0 AS queue, key ->> 1 AS dedup_key
         FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
-      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string }>`SELECT * FROM (
-          SELECT id, queue, dedup_key, state, task, 0 AS o FROM ${S}.wp_job
+      return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string; expired: boolean }>`SELECT * FROM (
+          SELECT id, queue, dedup_key, state, task, 0 AS o, ${expiredHolder(sql`wp_job`)} FROM ${S}.wp_job
             WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
           UNION ALL
-          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1 FROM (${keys}) k,
+          SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1, false FROM (${keys}) k,
             LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
         ) h ORDER BY h.o`
     }
@@ -2037,6 +2090,11 @@ export const makeWith = (
               if (conflicted.some((job) => job.dedupReplace !== undefined)) yield* lockWaiting(conflicted.filter((job) => job.dedupReplace !== undefined))
               const held = new Map<string, { id: string; state: string; task: string }>()
               for (const row of yield* holders(conflicted)) {
+                // a holder past its expiry: ended, its key free for the next round's insert
+                if (row.expired) {
+                  yield* expireHolder(row.id)
+                  continue
+                }
                 // an unfinished holder (listed first) over a window's
                 const key = `${row.queue}\u0000${row.dedup_key}`
                 if (!held.has(key)) held.set(key, row)
@@ -2147,8 +2205,9 @@ export const makeWith = (
           sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
               progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)},
-              group_key = ${GROUP_KEY(sql`wp_job.group_key`, sql`wp_job.queue`)}
-            WHERE id = ${id} AND state = 'dead' AND NOT EXISTS (
+              group_key = ${GROUP_KEY(sql`wp_job.group_key`, sql`wp_job.queue`)}, expire_at = NULL
+            WHERE id = ${id} AND (state = 'dead' OR (state = 'cancelled' AND expire_at IS NOT NULL AND finished_at >= expire_at))
+              AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
                 AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running')
@@ -2701,6 +2760,9 @@ export const makeWith = (
       return op(
         "reap",
         Effect.gen(function*() {
+          // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters
+          // told (they poll). Not counted: the reaper took back nothing
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH)
           let count = 0
           while (true) {
             const size = reapBatch

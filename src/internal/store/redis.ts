@@ -310,6 +310,7 @@ const toRow = (queue: string, flat: ReadonlyArray<string> | Record<string, strin
     group: f.group ?? null,
     ...(f.waitingFor === undefined ? {} : { waitingFor: Number(f.waitingFor) }),
     ...(f.failedDep === undefined ? {} : { failedDependency: { id: f.failedDep, state: f.failedDepState as FailedDependency["state"] } }),
+    expireAt: orNull(f.expire),
     seq: Number(f.seq)
   }
 }
@@ -346,7 +347,8 @@ const claimedRow = (queue: string, v: ReadonlyArray<string | null>): { readonly 
       progress: v[CLAIMED.progress] ?? null,
       trace: v[CLAIMED.trace] ?? null,
       retry: v[CLAIMED.retry] ?? null,
-      group: v[CLAIMED.group] ?? null
+      group: v[CLAIMED.group] ?? null,
+      expireAt: orNull(v[CLAIMED.expire])
     },
     rank: Number(v[CLAIMED.rank])
   }
@@ -824,7 +826,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         job.dedupWhile === "queued" ? "1" : "",
         job.dedupFor === undefined ? "" : String(job.dedupFor),
         job.dedupReplace ?? "",
-        job.group ?? ""
+        job.group ?? "",
+        job.expireIn === undefined ? "" : String(job.expireIn)
       )
       return before
     }

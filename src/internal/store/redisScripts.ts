@@ -46,6 +46,9 @@
  *                     last claim (a consumer that stopped, a task list deployed away). While one
  *                     exists, meta `groupChanges` counts the jobs made ready and slots freed (see
  *                     `groupChanged`)
+ * - `B:expiring`      zset: queued jobs with an expiry (`expireIn`), score their `expire` field (its
+ *                     time, store ms): a claim and a reap end those past it; a claim of one, a
+ *                     cancel or a redrive takes it out
  * - `B:seq`           counter
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
@@ -630,6 +633,25 @@ ${DEPENDENCIES}local function finish(id, state, now)
   redis.call("ZADD", B .. ":final:" .. state, now, id)
   if releaseDedup(id) then dependentsEnded(id, state, now) end
 end
+-- a queued (or blocked) job past its expiry ends, cancelled at now (see model.ts's expiredAt)
+local function expireJob(id, now)
+  redis.call("ZREM", B .. ":expiring", id)
+  if redis.call("ZREM", B .. ":blocked", id) == 0 then unqueue(id) end
+  redis.call("HDEL", jobKey(id), "exit")
+  finish(id, "cancelled", now)
+end
+-- queued jobs past their expiry (B:expiring) end: at most limit, soonest first. The claim's look and
+-- the reap's; nothing to read where no job has one
+local function expireDue(now, limit)
+  local due = redis.call("ZRANGEBYSCORE", B .. ":expiring", "-inf", now, "LIMIT", 0, limit)
+  moved = moved + #due
+  for _, id in ipairs(due) do
+    local state = redis.call("HGET", jobKey(id), "state")
+    if state == "queued" or state == "blocked" then expireJob(id, now)
+    else redis.call("ZREM", B .. ":expiring", id) end
+  end
+  return #due
+end
 local function endLease(id)
   local j = jobKey(id)
   local token = redis.call("HGET", j, "token")
@@ -730,7 +752,7 @@ end
  * Adds a job whose fields are `a[o + 1]` to `a[o + JOB_FIELDS]`: id, task, payload, priority, dedup ("" none),
  * hasDedup, maxAttempts, timeout, delay, runAt ("" none), trace ("" none), retry ("" none), dedupQueued
  * ("1": its key is released when it starts), dedupFor (its throttle window in ms, "" none), dedupReplace
- * ("payload", "debounce" or "": see `NewJob.dedupReplace`). Returns
+ * ("payload", "debounce" or "": see `NewJob.dedupReplace`), group ("" none), expireIn (ms, "" none). Returns
  * the job's id and 1, with the ms until it is visible; or, not created, the id of the job holding
  * its id or dedup key and 0 (with the ms until it is visible when a debounce moved it). `now`: the time (nil: read once it is needed). `madeQueue` is set when
  * it made the queue's `B:seq` (the queue's first job, or its first since a purge dropped it): the
@@ -740,7 +762,7 @@ end
  * returns the id and -1 (a repeat's tick; see `NewJob.notAfter`). Only the scripts of ticks have it.
  */
 /** How many fields of a job `addJob` takes (a single enqueue's ARGV after `now`). */
-export const JOB_FIELDS = 16
+export const JOB_FIELDS = 17
 
 const addJob = (late: boolean) => `
 local madeQueue = false
@@ -776,6 +798,17 @@ local function addJob(a, o, now${late ? ", notAfter" : ""})
   local hasDedup = a[o + 6] == "1"
   if hasDedup then
     local other = redis.call("HGET", B .. ":dedup", a[o + 5])
+    -- a holder past its expiry, met here as a claim would meet it: ended, its key free
+    if other then
+      local expire = redis.call("HMGET", jobKey(other), "state", "expire")
+      if (expire[1] == "queued" or expire[1] == "blocked") and expire[2] then
+        now = now or clock(ARGV[1])
+        if tonumber(expire[2]) <= now then
+          expireJob(other, now)
+          other = nil
+        end
+      end
+    end
     if other then return replaceHeld(a, o, other, now) end
     local windowed = redis.call("HGET", B .. ":window", a[o + 5])
     if windowed then
@@ -805,7 +838,13 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   if window then fields[#fields + 1] = "dedupUntil"; fields[#fields + 1] = now + tonumber(a[o + 14]) end
   local group = a[o + 16]
   if group ~= nil and group ~= "" then fields[#fields + 1] = "group"; fields[#fields + 1] = group end
+  local expire
+  if a[o + 17] ~= nil and a[o + 17] ~= "" then
+    expire = now + tonumber(a[o + 17])
+    fields[#fields + 1] = "expire"; fields[#fields + 1] = expire
+  end
   redis.call("HSET", jobKey(id), unpack(fields))
+  if expire then redis.call("ZADD", B .. ":expiring", expire, id) end
   redis.call("ZADD", B .. ":all", seq, id)
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
@@ -972,7 +1011,8 @@ export const CLAIMED_FIELDS = [
   "retry",
   "rank",
   "dedupQueued",
-  "group"
+  "group",
+  "expire"
 ] as const
 
 /**
@@ -1016,6 +1056,9 @@ end
 -- paused: nothing taken, and no wake-up at the soonest delayed job's time (the resume wakes), but
 -- that time all the same: the marker a store holds follows it (left out, it was read as NaN, and
 -- the marker handed back "at NaN" was refused, lost)
+-- the queue's expired jobs, met by the claim: ended, paused or not (a batch; the check below keeps
+-- any a batch left from being handed out)
+expireDue(now, 1000)
 if closed(now) then return {{}, "0", settled, holdEndsIn(now), soonest()[2] or ""} end
 promote(now)
 local limit = tonumber(ARGV[2])
@@ -1068,25 +1111,39 @@ elseif taskCount > 1 then
   end
 end
 local out, leases, owners, byPriority = {}, {}, {}, {}
-for n, id in ipairs(taken) do
+for _, id in ipairs(taken) do
   local j = jobKey(id)
-  local token = ARGV[tokenAt + 1] .. string.format("%012d", tonumber(ARGV[tokenAt + 2]) + n - 1) .. ARGV[tokenAt + 3]
+  -- the n-th job handed out (from 0) has token number tokenFirst + n: the caller counts the reply's jobs
+  local token = ARGV[tokenAt + 1] .. string.format("%012d", tonumber(ARGV[tokenAt + 2]) + #out) .. ARGV[tokenAt + 3]
   -- read once, then written once: the reply is what the hash holds after the write
   local job = redis.call("HMGET", j, ${CLAIMED_FIELDS.map((field) => `"${field}"`).join(", ")})
-  local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
-  redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
-  -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
-  if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
-  local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
-  byPriority[priority] = (byPriority[priority] or 0) + 1
-  leases[#leases + 1] = now + lease
-  leases[#leases + 1] = id
-  owners[#owners + 1] = token
-  owners[#owners + 1] = id
-  job[${CLAIMED_FIELDS.indexOf("attempts") + 1}] = tostring(attempts)
-  job[${CLAIMED_FIELDS.indexOf("state") + 1}] = "running"
-  job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
-  out[#out + 1] = job
+  local expire = job[${CLAIMED_FIELDS.indexOf("expire") + 1}]
+  if expire and tonumber(expire) <= now then
+    -- past its expiry, left by the batch above (a backlog): ended, never handed out (nor running in its key)
+    groupEnded(id)
+    expireJob(id, now)
+  else
+    if expire then
+      -- started: it never expires (see model.ts's JobRow.expireAt)
+      redis.call("HDEL", j, "expire")
+      redis.call("ZREM", B .. ":expiring", id)
+      job[${CLAIMED_FIELDS.indexOf("expire") + 1}] = false
+    end
+    local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
+    redis.call("HSET", j, "attempts", attempts, "state", "running", "started", now, "token", token, "lease", now + lease)
+    -- a "queued"-mode job's key is released as it starts (its retries do not take it back)
+    if job[${CLAIMED_FIELDS.indexOf("dedupQueued") + 1}] == "1" then releaseDedup(id) end
+    local priority = job[${CLAIMED_FIELDS.indexOf("priority") + 1}]
+    byPriority[priority] = (byPriority[priority] or 0) + 1
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = id
+    owners[#owners + 1] = token
+    owners[#owners + 1] = id
+    job[${CLAIMED_FIELDS.indexOf("attempts") + 1}] = tostring(attempts)
+    job[${CLAIMED_FIELDS.indexOf("state") + 1}] = "running"
+    job[${CLAIMED_FIELDS.indexOf("started") + 1}] = tostring(now)
+    out[#out + 1] = job
+  end
 end
 for priority, count in pairs(byPriority) do unqueuedAt(priority, count) end
 bulk("ZADD", B .. ":running", leases)
@@ -1240,6 +1297,9 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  */
 const reapBody = (tell: boolean) => `
 local now = clock(ARGV[1])
+-- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
+-- consumer's job was taken back)
+expireDue(now, 1000)
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
 for i = 3, #ARGV do backoff[#backoff + 1] = tonumber(ARGV[i]) end
@@ -1306,6 +1366,7 @@ local state = redis.call("HGET", jobKey(id), "state")
 if not state then return "missing" end
 if state == "queued" or state == "blocked" then
   if state == "queued" then unqueue(id) else redis.call("ZREM", B .. ":blocked", id) end
+  redis.call("ZREM", B .. ":expiring", id)
   redis.call("HDEL", jobKey(id), "exit")
   finish(id, "cancelled", clock(ARGV[1]))
   return "cancelled"
@@ -1317,18 +1378,22 @@ end
 return "finished"
 `
 
-/** ARGV: now, id → 1 or 0 */
+/** ARGV: now, id → 1 or 0. A dead job, or an expired one (cancelled at or past its `expire`: see model.ts's `expiredAt`) */
 export const REDRIVE: string = `${PRELUDE}
 local id = ARGV[2]
 local j = jobKey(id)
-local state = redis.call("HGET", j, "state")
+local s = redis.call("HMGET", j, "state", "expire", "finished")
+local state = s[1]
+local expired = state == "cancelled" and s[2] and s[3] and s[3] ~= "" and tonumber(s[3]) >= tonumber(s[2])
 -- a job its dependency cancelled may be redriven too, unless one it still waits for is gone
-if state ~= "dead" and not (state == "cancelled" and redrivable(id)) then return 0 end
+if state ~= "dead" and not expired and not (state == "cancelled" and redrivable(id)) then return 0 end
 local f = redis.call("HMGET", j, "hasDedup", "dedup", "priority")
 if f[1] == "1" and redis.call("HEXISTS", B .. ":dedup", f[2]) == 1 then return 0 end
 local now = clock(ARGV[1])
 redis.call("ZREM", B .. ":final:" .. state, id)
 redis.call("HDEL", j, "failedDep", "failedDepState")
+-- an expired one runs again with no expiry
+if expired then redis.call("HDEL", j, "expire") end
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
@@ -1372,7 +1437,7 @@ local function forgotten(gone, index, now)
   for _, task in ipairs(redis.call("SMEMBERS", B .. ":tasks")) do redis.call("DEL", B .. ":ready:" .. task) end
   redis.call("DEL", B .. ":groups", B .. ":gstop")
   redis.call("DEL", B .. ":seq", B .. ":tasks", B .. ":marker", B .. ":held", B .. ":prio", B .. ":dedup", B .. ":window", B .. ":tokens",
-    B .. ":running", B .. ":delayed", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
+    B .. ":running", B .. ":delayed", B .. ":expiring", B .. ":final:succeeded", B .. ":final:dead", B .. ":final:cancelled")
   local m = redis.call("HMGET", KEYS[1], "paused", "aging", "rateLimit", "retention", "concurrency", "heldUntil", "groupConcurrency")
   if not m[3] then redis.call("DEL", B .. ":rate", B .. ":rateseq") end
   -- a hold that lasts is a setting too: dropped, the queue's next job ran at once

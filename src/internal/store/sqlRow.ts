@@ -36,6 +36,8 @@ export interface SqlRow {
   readonly snoozes?: bigint | number | undefined
   /** Absent as `snoozes` is. */
   readonly group_key?: string | null | undefined
+  /** Absent as `snoozes` is. */
+  readonly expire_at?: bigint | number | null | undefined
   readonly lease_token: string | null
 }
 
@@ -70,5 +72,6 @@ export const toRow = (row: SqlRow): JobRow => ({
   trace: row.trace,
   retry: row.retry,
   snoozes: row.snoozes === undefined ? undefined : Number(row.snoozes),
-  group: row.group_key
+  group: row.group_key,
+  expireAt: row.expire_at == null ? null : Number(row.expire_at)
 })

@@ -25,6 +25,7 @@ import { StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
   type Claim,
+  EXPIRE_BATCH,
   type Claimed,
   type ClaimRequest,
   fullQueues,
@@ -167,8 +168,25 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   CREATE INDEX wp_job_group_running ON wp_job (queue, group_key) WHERE state = 'running' AND group_key IS NOT NULL;`,
   // 14: a key's queued jobs by due time, for a claim's probe of a key (`GROUP_DUE`): without it a
   // key's delayed backlog was read in full along `wp_job_group_ready` by each claim that visited it
-  `CREATE INDEX wp_job_group_due ON wp_job (queue, group_key, visible_at) WHERE state = 'queued' AND group_key IS NOT NULL;`
+  `CREATE INDEX wp_job_group_due ON wp_job (queue, group_key, visible_at) WHERE state = 'queued' AND group_key IS NOT NULL;`,
+  // 15: a job's expiry (`EnqueueOptions.expireIn`): when it ends unstarted, NULL for none (every
+  // older row) and from its first start on. The index holds only the queued jobs with one, so a
+  // claim's and a reap's look for expired jobs (`EXPIRE`) costs nothing where no job has one. A
+  // process of an older version ignores the column: it claims an expired job (and clears nothing)
+  `ALTER TABLE wp_job ADD COLUMN expire_at INTEGER;
+  CREATE INDEX wp_job_expiring ON wp_job (expire_at, queue) WHERE state = 'queued' AND expire_at IS NOT NULL;`
 ]
+
+/**
+ * Ends queued jobs past their expiry (`:now`), cancelled at `:now`, at most `:limit`, soonest
+ * first: those of the queues `:queues` (a JSON array; null: every queue's). Along `wp_job_expiring`
+ * (named: with the queues given, the planner may take `wp_job_ready`, every queued job of them).
+ */
+export const EXPIRE = `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
+  WHERE seq IN (SELECT seq FROM wp_job INDEXED BY wp_job_expiring
+    WHERE state = 'queued' AND expire_at IS NOT NULL AND expire_at <= :now
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+    ORDER BY expire_at LIMIT :limit)`
 
 /**
  * The first key after `:after` (`:first`: from it, '' included) of a queue's queued jobs under a
@@ -302,7 +320,7 @@ const BEST = `FROM wp_job j
 
 /** A claim's change to the jobs it takes, before its WHERE; parameters now, the lease's end. */
 const CLAIM = `UPDATE wp_job SET state = 'running', attempts = attempts + 1, started_at = ?,
-  lease_token = lower(hex(randomblob(16))), lease_until = ?,
+  lease_token = lower(hex(randomblob(16))), lease_until = ?, expire_at = NULL,
   dedup_key = CASE WHEN dedup_queued IS NULL THEN dedup_key END`
 
 /** A claim's one statement: the best visible jobs of the request's queues become running. */
@@ -335,11 +353,17 @@ const FAIR_ROUND = `SELECT queue, seq FROM (
  * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
  * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
  */
-const HOLDER = `SELECT id FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
+const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')
   UNION ALL
-  SELECT id FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
+  SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
     AND dedup_until IS NOT NULL AND dedup_until > ?
   LIMIT 1`
+
+/** Ends a queued job (now, id) past its expiry: a holder of a dedup key an enqueue met (see `EXPIRE`). */
+const EXPIRE_HOLDER = `UPDATE wp_job SET state = 'cancelled', finished_at = ?, exit = NULL WHERE id = ? AND state = 'queued'`
+
+/** Whether a row is of an expired job (see `model.expiredAt`), in SQL. */
+export const EXPIRED = `(state = 'cancelled' AND expire_at IS NOT NULL AND finished_at >= expire_at)`
 
 /** Best first: higher rank, then the older job. */
 const bestFirst = (a: { readonly rank: number; readonly seq: number }, b: { readonly rank: number; readonly seq: number }) =>
@@ -826,16 +850,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       const job = withId(input)
       if (prepare("SELECT id FROM wp_job WHERE id = ?").all(job.id).length > 0) return { id: job.id, created: false }
       if (job.dedupKey !== null) {
-        const found = prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now) as unknown as Array<{ id: string }>
-        if (found.length > 0) return replaced(found[0]!.id, job, prepare, now)
+        type Holder = { id: string; state: string; expire_at: number | null }
+        const holder = () => prepare(HOLDER).all(job.queue, job.dedupKey, job.queue, job.dedupKey, now)[0] as Holder | undefined
+        let found = holder()
+        // a holder past its expiry is met here, as a claim would meet it: ended, the key free (unless
+        // a `dedupFor` window still holds it: looked at again)
+        if (found !== undefined && found.state === "queued" && found.expire_at !== null && found.expire_at <= now) {
+          prepare(EXPIRE_HOLDER).run(now, found.id)
+          found = holder()
+        }
+        if (found !== undefined) return replaced(found.id, job, prepare, now)
       }
       if (job.notAfter !== undefined && now > job.notAfter) return { id: job.id, created: false, late: true as const }
       const visible = job.runAt ?? now + job.delay
       prepare(
         `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms,
-          created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key)
+          created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key, expire_at)
          VALUES (?, ?, ?, ?, ?, 0, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?,
-           ${GROUP_KEY("?", "?")})`
+           ${GROUP_KEY("?", "?")}, ?)`
       ).run(
         job.id,
         job.queue,
@@ -853,7 +885,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         job.dedupFor === undefined || job.dedupKey === null ? null : now + job.dedupFor,
         // an ungrouped job of a queue with a per-key cap: the key '' (see GROUP_NEXT)
         job.group ?? null,
-        job.queue
+        job.queue,
+        job.expireIn === undefined ? null : now + job.expireIn
       )
       // a runAt in the past is waited for from now (see model.rank)
       prepare(`UPDATE wp_job SET rank = ${RANK("MAX(visible_at, created_at)")} WHERE id = ?`).run(job.id)
@@ -938,8 +971,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const changed = run(
           `UPDATE wp_job SET state = 'queued', attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
              cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
-             rank = ${RANK("?")}, group_key = ${GROUP_KEY("group_key", "wp_job.queue")}
-           WHERE id = ? AND state = 'dead' AND NOT EXISTS (
+             rank = ${RANK("?")}, group_key = ${GROUP_KEY("group_key", "wp_job.queue")}, expire_at = NULL
+           WHERE id = ? AND (state = 'dead' OR ${EXPIRED}) AND NOT EXISTS (
              SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
                AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                AND other.state IN ('queued', 'running')
@@ -1411,10 +1444,19 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     }
     type Groups = ReturnType<typeof makeGroups>
 
+    const expireStatement = db.prepare(EXPIRE)
+    /** Ends up to `limit` expired jobs of `queues` (JSON; null: all), in the open write transaction: how many. */
+    const expire = (queues: string | null, now: number, limit: number): number =>
+      Number(expireStatement.run({ now, queues, limit }).changes)
+
     const claim = (request: ClaimRequest) =>
       write("claim", (): Claimed => {
         const now = time()
         const tasks = JSON.stringify(request.tasks)
+        // the expired jobs of its queues, met by the claim: ended before it picks, so that none is
+        // handed out, however many (a backlog ends in batches, once)
+        const queues = JSON.stringify(request.queues)
+        while (expire(queues, now, EXPIRE_BATCH) === EXPIRE_BATCH) continue
         // the queues' rate limits and caps, read in the claim's own (exclusive) transaction: no other
         // claim runs between the count of a capped queue's running jobs and this claim's commit
         const limited = db.prepare(
@@ -1546,6 +1588,8 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       reaped?: (job: ReapedJob) => void
     ) =>
       write("reap", () => {
+        // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters told
+        expire(null, time(), EXPIRE_BATCH)
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
         const params = { now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }
         // told of each job (a consumer's events): the same statement, returning its rows
