@@ -1002,8 +1002,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const retainer = loop("retention", retainLoop)
 
     const stop = (now: boolean): Effect.Effect<void> => {
-      // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short
-      if (stopping !== undefined) return now ? Effect.andThen(pool.shutdownNow, stopping) : stopping
+      // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short, at
+      // once on a fiber of its own (as the first's): asked for from inside (\`stopAsked\`), the caller
+      // is answered without waiting, and the cut was dropped with the wait
+      if (stopping !== undefined) {
+        if (now) fork(pool.shutdownNow)
+        return stopping
+      }
       // on a fiber of its own: run on its first caller's, a stop asked for by an onEvent handler (or
       // a job's handler) ran on the fiber delivering the events (the job's), which the stop waits
       // for and then interrupts: it interrupted itself, and the consumer never terminated
