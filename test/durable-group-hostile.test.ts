@@ -17,7 +17,7 @@ import { queueBase } from "../src/internal/store/redis.ts"
 import * as RedisScripts from "../src/internal/store/redisScripts.ts"
 import * as Task from "../src/Task.ts"
 import * as JobStore from "../src/JobStore.ts"
-import { cappedBeside, Echo, enqueuedDuringRound, freedDuringRound } from "./durable/conformance.ts"
+import { cappedBeside, claimOne as claimOf, Echo, enqueuedDuringRound, freedDuringRound, untilRoundEnds } from "./durable/conformance.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import { newJob } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -271,6 +271,26 @@ const claimOne = (store: Store) =>
     return claims[0]!.job.group
   })
 
+/**
+ * As `freedDuringRound` (conformance.ts), the key's slot freed by raising the cap to 2 instead of a
+ * settle: the key passed at its cap is served before the round ends.
+ */
+const raisedDuringRound = (beside: Parameters<typeof freedDuringRound>[0]) =>
+  Effect.gen(function*() {
+    const { provide, store } = yield* beside
+    yield* provide(JobQueue.enqueue(Echo, { n: 1 }, { group: "k005a" }))
+    assert.strictEqual((yield* claimOf(store)).claims.length, 1, "k005a's first job runs: the cursor is k005a")
+    const next = yield* provide(JobQueue.enqueue(Echo, { n: 2 }, { group: "k005a" }))
+    const a = yield* provide(JobQueue.enqueue(Echo, { n: 3 }, { group: "a" }))
+    assert.isTrue((yield* untilRoundEnds(claimOf(store), a.id)).taken)
+    // the round from "a": passes k005a at its cap, cut short
+    const passed = yield* claimOf(store)
+    assert.deepStrictEqual([passed.claims.length, passed.dueIn, passed.capped], [0, 0, true])
+    yield* provide(JobQueue.setGroupConcurrency("default", 2))
+    const { seen, taken } = yield* untilRoundEnds(claimOf(store), next.id)
+    assert.isTrue(taken, `claims (taken/dueIn): ${seen.join(", ")}`)
+  }).pipe(Effect.scoped)
+
 describe("per-key caps, hostile", () => {
   for (const [name, layer] of stores) {
     // Redis: the queue's claim filled the share its look allotted it, and said nothing of the key it
@@ -484,6 +504,11 @@ describe("per-key caps, hostile", () => {
       enqueuedDuringRound(cappedBeside(() => Rd.testLayer(), 300, true)), { timeout: 60_000 })
     it.live("Redis: a key freed by a settle during a round of cut claims that had passed it at its cap is served before the round ends", () =>
       freedDuringRound(cappedBeside(() => Rd.testLayer(), 300, true)), { timeout: 60_000 })
+    // Was a bug (hostile40): raising the per-key cap frees a slot in every key at its cap as a settle
+    // does, but only added the marker (which the consumer's wait between a round's claims takes): the
+    // round's last claim said "nothing", and the key passed at its cap waited for the blocking wait
+    it.live("Redis: a key passed at its cap by a round of cut claims is served before the round ends when the cap is raised meanwhile", () =>
+      raisedDuringRound(cappedBeside(() => Rd.testLayer(), 300, true)), { timeout: 60_000 })
 
     // Was a bug (review33): the ungrouped jobs' turn was not remembered as the last visited, so a
     // claim whose budget ran out on the keys after the cursor, cut on the first key after the
@@ -702,6 +727,9 @@ describe("per-key caps on SQLite, hostile", () => {
   // walk probes a key for a visible job before reading its heads (migration 14), it no longer does
   it.effect("SQLite: a claim that finds only a delayed job of a key over its lowered cap does not say capped (memory and Redis do not)", () =>
     withStore(JobStore.sqlite({ filename: path.join(dir, "delayed.db") }), delayedOverLoweredCap))
+
+  it.effect("SQLite: a key passed at its cap by a round of cut claims is served before the round ends when the cap is raised meanwhile", () =>
+    raisedDuringRound(cappedBeside(() => JobStore.sqlite({ filename: path.join(dir, "raised.db") }), 300)), { timeout: 60_000 })
 
   // seeds 17 and 48 parted (on 978a360) on the capped answer the test above shows
   it.effect("SQLite: the same operations give the same answers as memory", () =>

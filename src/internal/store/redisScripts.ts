@@ -1554,6 +1554,9 @@ local groups = ARGV[10] or ""
 if groups ~= "" then
   local before = groupCap()
   setting("groupConcurrency", groups)
+  -- a cap raised frees slots in keys a round may have passed at their cap, as a settle does (see
+  -- groupChanged: the marker below is taken by the wait between the round's claims)
+  if tonumber(groups) > before then groupChanged() end
   local function runningKeys(each)
     for _, id in ipairs(redis.call("ZRANGE", B .. ":running", 0, -1)) do
       local g = redis.call("HGET", jobKey(id), "group")
