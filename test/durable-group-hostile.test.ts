@@ -591,6 +591,37 @@ describe("per-key caps, hostile", () => {
           }))
       }))
 
+    // Was a bug (hostile40, low): a stop was dropped only by a round that begins (a cut claim of
+    // another task list, STOP_AGE later). A consumer that stopped mid-round beside a queue that then
+    // drained left its stop for ever (until the cap was removed): B:gstop stayed, and while it did
+    // every enqueue and settle of the queue counted groupChanges (106 here). The hash now expires
+    // STOP_AGE after the last stop written (server time: the TTL is what can be checked here)
+    it.effect("Redis: a stopped consumer's stop beside a queue that drains expires (B:gstop's TTL at most STOP_AGE)", () =>
+      Effect.gen(function*() {
+        const prefix = Rd.freshPrefix()
+        const base = queueBase(prefix, Q)
+        yield* withStore(Rd.testLayer(prefix), (store) =>
+          Effect.gen(function*() {
+            yield* store.configure(Q, { groupConcurrency: 1 })
+            yield* store.enqueueAll(Array.from({ length: 100 }, (_, n) => newJob(Q, { group: `k${String(n).padStart(3, "0")}`, task: "Other" })))
+            // a consumer of its own task list claims once, cut short mid-round, and is gone
+            const cut = yield* store.claim({ queues: [Q], tasks: ["Gone"], limit: 1, lease: 60_000 })
+            assert.deepStrictEqual([cut.claims.length, cut.dueIn], [0, 0])
+            // the live consumer drains the queue, and goes on claiming a keyed job now and then
+            const all = yield* store.claim({ queues: [Q], tasks: ["Other"], limit: 1000, lease: 60_000 })
+            assert.strictEqual(all.claims.length, 100)
+            for (const claim of all.claims) yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+            yield* TestClock.adjust(RedisScripts.STOP_AGE + 1)
+            for (let i = 0; i < 3; i++) {
+              yield* store.enqueue(newJob(Q, { group: "k000", task: "Other" }))
+              const one = yield* store.claim({ queues: [Q], tasks: ["Other"], limit: 10, lease: 60_000 })
+              for (const claim of one.claims) yield* store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null })
+            }
+            const ttl = yield* Effect.promise(() => Rd.admin((client) => client.pTTL(`${base}:gstop`)))
+            assert.isTrue(ttl > 0 && ttl <= RedisScripts.STOP_AGE, `B:gstop's TTL: ${ttl} (-1: none)`)
+          }))
+      }))
+
     // the stored stop (B:gstop) was used only while the queue's cursor was the one it read: a busy
     // consumer whose claims moved the cursor between two hot keys threw the other consumer's stop away
     // at each claim, and its claims (cut short by their budget) only ever saw the keys after the

@@ -43,7 +43,8 @@
  * - `B:gstop`         hash: where an empty claim whose walk of the keys its budget cut short
  *                     stopped, per claim's tasks (field: the tasks as JSON), for the next to go on
  *                     (see `groupedPick`); gone when the round ends, or `STOP_AGE` ms after its
- *                     last claim (a consumer that stopped, a task list deployed away). While one
+ *                     last claim (a consumer that stopped, a task list deployed away); the hash
+ *                     expires `STOP_AGE` ms after the last stop written. While one
  *                     exists, meta `groupChanges` counts the jobs made ready and slots freed (see
  *                     `groupChanged`)
  * - `B:expiring`      zset: queued jobs with an expiry (`expireIn`), score their `expire` field (its
@@ -566,6 +567,10 @@ local function groupedPick(limit, from, count, visits, now)
         end
       end
       redis.call("HSET", B .. ":gstop", field, cjson.encode({c = cursor or false, p = last.p, k = last.k, v = version, t = now}))
+      -- and all of them STOP_AGE after the last stop written: with no round beginning (a queue
+      -- drained, its consumers' claims not cut), nothing dropped a stopped consumer's, and while one
+      -- was there every enqueue and settle counted groupChanges
+      redis.call("PEXPIRE", B .. ":gstop", ${STOP_AGE})
     elseif stored then
       redis.call("HDEL", B .. ":gstop", field)
     end
