@@ -5,7 +5,8 @@
  * way. Under TestClock on every store of `storeLayers`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Logger, Scope } from "effect"
+import { Deferred, Effect, Fiber, Layer, Logger, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -13,7 +14,7 @@ import { afterAll } from "vitest"
 import * as DurableError from "../src/DurableError.ts"
 import { JobStore as Store } from "../src/internal/store/model.ts"
 import * as JobQueue from "../src/JobQueue.ts"
-import type * as JobStore from "../src/JobStore.ts"
+import * as JobStore from "../src/JobStore.ts"
 import * as Task from "../src/Task.ts"
 import { Echo, options, tick, tracked } from "./durable/conformance.ts"
 import { recorder, until } from "./durable/events.ts"
@@ -161,29 +162,64 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
         assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
       }).pipe(Effect.provide(Logger.layer([])))))
 
-    // Two consumers in one process whose jobs each stop the other: each stop's drain waits for the
-    // other consumer's job, which waits for the first stop. Not "inside" either (a job of the other
-    // consumer): both wait out shutdownTimeout, then are interrupted and given back though their
-    // work is done. Left failing (hostile40, design: the stop cannot tell a job waiting for it from
-    // one that is not); a user's job should fork another consumer's stop, not await it
-    it.effect.fails("two consumers whose jobs shut each other down: both terminate within 10 s, both jobs Succeeded", () =>
-      provide(Effect.gen(function*() {
-        const holders = [yield* Deferred.make<JobQueue.Consumer>(), yield* Deferred.make<JobQueue.Consumer>()]
-        const consumers: Array<JobQueue.Consumer> = []
-        for (const [i, queue] of ["left", "right"].entries()) {
-          consumers.push(yield* JobQueue.consume({
-            ...options,
-            queues: [queue],
-            shutdownTimeout: "1 hour",
-            handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.flatMap(Deferred.await(holders[1 - i]!), (other) => other.shutdown), n))]
-          }))
-        }
-        yield* Deferred.succeed(holders[0]!, consumers[0]!)
-        yield* Deferred.succeed(holders[1]!, consumers[1]!)
-        const jobs = [yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "left" }), yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "right" })]
-        const terminated = yield* Effect.forkChild(Effect.andThen(consumers[0]!.awaitTermination, consumers[1]!.awaitTermination))
-        yield* until(() => terminated.pollUnsafe() !== undefined, 10)
-        for (const job of jobs) assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
-      })))
   })
 }
+
+// Left failing (hostile40, high: a consumer that never ends): an onEvent handler whose shutdown runs
+// on a fiber it forked and joins (as Effect.forkChild + Fiber.join; a wrapper that forks would do
+// the same) is not seen as inside (events.delivers compares the fiber itself), and the stop never
+// ends: not at the events' 2 s grace, not in 10 s; the handler's call never returns. Under the
+// conformance tick (tracked store) the clock itself cannot advance past it (a store operation stays
+// in flight), so this runs on a bare memory store, the clock moved by hand. Not diagnosed further
+it.effect.fails("memory: an onEvent handler whose shutdown runs on a child fiber it joins: the consumer terminates within 10 s", () =>
+  Effect.gen(function*() {
+    const holder = yield* Deferred.make<JobQueue.Consumer>()
+    let returned = false
+    const consumer = yield* JobQueue.consume({
+      ...options,
+      onEvent: (event) =>
+        event._tag !== "Succeeded" ? Effect.void : Effect.flatMap(Deferred.await(holder), (consumer) =>
+          Effect.andThen(Effect.flatMap(Effect.forkChild(consumer.shutdown), Fiber.join), Effect.sync(() => void (returned = true)))),
+      handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))]
+    })
+    yield* Deferred.succeed(holder, consumer)
+    const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+    const terminated = yield* Effect.forkChild(consumer.awaitTermination)
+    for (let i = 0; i < 100 && terminated.pollUnsafe() === undefined; i++) {
+      yield* TestClock.adjust(100)
+      for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+    }
+    assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+    assert.isTrue(terminated.pollUnsafe() !== undefined, "terminated")
+    assert.isTrue(returned, "the handler's shutdown returned")
+  }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
+
+  // Two consumers in one process whose jobs each stop the other: each stop's drain waits for the
+  // other consumer's job, which waits for the first stop. Not "inside" either (a job of the other
+  // consumer): both wait out shutdownTimeout, then are interrupted and given back though their
+  // work is done. Left failing (hostile40, design: the stop cannot tell a job waiting for it from
+  // one that is not); a user's job should fork another consumer's stop, not await it. On a bare
+  // memory store: on the tracked stores the deadlocked scope's close took 60 s of real time on Postgres
+  it.effect.fails("memory: two consumers whose jobs shut each other down: both terminate within 10 s, both jobs Succeeded", () =>
+    Effect.gen(function*() {
+      const holders = [yield* Deferred.make<JobQueue.Consumer>(), yield* Deferred.make<JobQueue.Consumer>()]
+      const consumers: Array<JobQueue.Consumer> = []
+      for (const [i, queue] of ["left", "right"].entries()) {
+        consumers.push(yield* JobQueue.consume({
+          ...options,
+          queues: [queue],
+          shutdownTimeout: "1 hour",
+          handlers: [Task.handle(Echo, ({ n }) => Effect.as(Effect.flatMap(Deferred.await(holders[1 - i]!), (other) => other.shutdown), n))]
+        }))
+      }
+      yield* Deferred.succeed(holders[0]!, consumers[0]!)
+      yield* Deferred.succeed(holders[1]!, consumers[1]!)
+      const jobs = [yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "left" }), yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "right" })]
+      const terminated = yield* Effect.forkChild(Effect.andThen(consumers[0]!.awaitTermination, consumers[1]!.awaitTermination))
+      for (let i = 0; i < 100 && terminated.pollUnsafe() === undefined; i++) {
+        yield* TestClock.adjust(100)
+        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+      }
+      assert.isTrue(terminated.pollUnsafe() !== undefined, "terminated")
+      for (const job of jobs) assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+    }).pipe(Effect.scoped, Effect.provide(JobStore.memory())))
