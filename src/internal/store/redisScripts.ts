@@ -47,9 +47,9 @@
  *                     expires `STOP_AGE` ms after the last stop written. While one
  *                     exists, meta `groupChanges` counts the jobs made ready and slots freed (see
  *                     `groupChanged`)
- * - `B:expiring`      zset: queued jobs with an expiry (`expireIn`), score their `expire` field (its
- *                     time, store ms): a claim and a reap end those past it; a claim of one, a
- *                     cancel or a redrive takes it out
+ * - `B:expiring`      zset: queued and blocked jobs with an expiry (`expireIn`), score their
+ *                     `expire` field (its time, store ms): a claim and a reap end those past it; a
+ *                     claim of one, a cancel or a redrive takes it out
  * - `B:seq`           counter
  * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
  *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
