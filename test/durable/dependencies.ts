@@ -252,6 +252,33 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual(yield* stateOf(blocked.id), "cancelled")
       })))
 
+    it.effect("redrive of a job whose dependency was cancelled for good (JobQueue.cancel) answers false: it could never run", () =>
+      provide(Effect.gen(function*() {
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [child] })
+        assert.strictEqual(yield* JobQueue.cancel(child.id), "cancelled")
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+        assert.isFalse(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("a job its dependency cancelled before its expireIn, redriven, has no expiry left: it stays blocked past the old deadline", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs of every queue; nobody consumes "idle"
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [child], expireIn: "1 minute" })
+        yield* tick(1000)
+        assert.strictEqual(yield* stateOf(child.id), "dead")
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+        assert.isUndefined((yield* JobQueue.status(parent.id)).expiredAt, "cancelled by its dependency, not expired")
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        yield* tick(64_000, 1000)
+        assert.strictEqual(yield* stateOf(parent.id), "blocked", "no deadline after a redrive")
+      })))
+
     it.effect("redrive of a job its dependency cancelled: blocked again until the dependency, redriven, succeeds; then it runs", () =>
       provide(Effect.gen(function*() {
         const flaky = yield* Ref.make(true)

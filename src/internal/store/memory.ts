@@ -192,6 +192,16 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return dependency === undefined || FINAL_STATES.includes(dependency.state)
     })
 
+  /**
+   * Whether a dependency can still succeed: it has, it has not ended, or it can be redriven (dead,
+   * expired, or cancelled by a dependency of its own); not if it is gone or was cancelled for good.
+   */
+  const canSucceed = (id: string): boolean => {
+    const dependency = rows.get(id)?.job
+    if (dependency === undefined) return false
+    return dependency.state !== "cancelled" || dependency.failedDependency != null || expiredAt(dependency) !== undefined
+  }
+
   /** A blocked job's dependencies done: queued, visible from its own run time or now, whichever is later. */
   const release = (row: Row, now: number) => {
     const visibleAt = Math.max(row.job.visibleAt, now)
@@ -202,7 +212,8 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
 
   /** Ends a blocked job cancelled by its dependency's end (`failedDependency`, read by its awaiters). */
   const cancelledBy = (row: Row, failed: FailedDependency, now: number) => {
-    update(row, { state: "cancelled", exit: null, finishedAt: now, failedDependency: failed })
+    // cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
+    update(row, { state: "cancelled", exit: null, finishedAt: now, failedDependency: failed, expireAt: null })
     signal.notify()
   }
 
@@ -247,7 +258,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     }
     row.pending = pending
     if (failed !== undefined && row.runOnFailure !== true) {
-      update(row, { state: "cancelled", finishedAt: now, failedDependency: failed, waitingFor: pending.size })
+      update(row, { state: "cancelled", finishedAt: now, failedDependency: failed, waitingFor: pending.size, expireAt: null })
     } else if (!unblocked(row)) update(row, { state: "blocked", waitingFor: pending.size })
     else update(row, { waitingFor: pending.size })
   }
@@ -429,8 +440,9 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a job its dependency cancelled may be redriven too: it waits for what it still needs
       const byDependency = row.job.state === "cancelled" && row.job.failedDependency != null
       if (row.job.state !== "dead" && !byDependency && expiredAt(row.job) === undefined) return false
-      // one it still waits for is gone (a finished job deleted): it could never run
-      if (byDependency && Array.from(row.pending ?? []).some((dependency) => !rows.has(dependency))) return false
+      // what it still waits for must be able to succeed yet: one gone (a finished job deleted) or
+      // cancelled for good would keep it blocked for ever
+      if (Array.from(row.pending ?? []).some((dependency) => !canSucceed(dependency))) return false
       const key = row.job.dedupKey
       if (key !== null) {
         // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back

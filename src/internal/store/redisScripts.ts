@@ -165,7 +165,9 @@ local function dependentsEnded(id, state, now)
         if f[1] == "blocked" then
           if endedState ~= "succeeded" and f[2] ~= "run" then
             redis.call("ZREM", B .. ":blocked", dep)
-            redis.call("HDEL", j, "exit")
+            -- cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
+            redis.call("ZREM", B .. ":expiring", dep)
+            redis.call("HDEL", j, "exit", "expire")
             redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
             redis.call("ZADD", B .. ":final:cancelled", now, dep)
             if releaseDedup(dep) then work[#work + 1] = {B, dep, "cancelled"} end
@@ -178,12 +180,20 @@ local function dependentsEnded(id, state, now)
   end
   B = saved
 end
--- a job its dependency cancelled (failedDep) whose dependencies not yet succeeded are all still
--- there: one gone (a finished job deleted) would keep it blocked for good
+-- whether dependency dep can still succeed: it has, it has not ended, or it can be redriven (dead,
+-- expired, or cancelled by a dependency of its own); not if it is gone or was cancelled for good
+local function canSucceed(dep)
+  local base = baseOf(dep)
+  if not base then return false end
+  local f = redis.call("HMGET", base .. ":job:" .. dep, "state", "failedDep", "expire", "finished")
+  if f[1] ~= "cancelled" or f[2] then return true end
+  return f[3] and f[4] and f[4] ~= "" and tonumber(f[4]) >= tonumber(f[3]) or false
+end
+-- whether a redriven job's dependencies not yet succeeded can all still succeed: one gone (a finished
+-- job deleted) or cancelled for good would keep it blocked for ever
 local function redrivable(id)
-  if not redis.call("HGET", jobKey(id), "failedDep") then return false end
   for _, dep in ipairs(redis.call("SMEMBERS", B .. ":waits:" .. id)) do
-    if not baseOf(dep) then return false end
+    if not canSucceed(dep) then return false end
   end
   return true
 end
@@ -207,6 +217,8 @@ local function attach(id, after, run, now)
   if run then redis.call("HSET", j, "afterFailure", "run") end
   if failed and not run then
     unqueue(id)
+    redis.call("ZREM", B .. ":expiring", id)
+    redis.call("HDEL", j, "expire")
     redis.call("HSET", j, "state", "cancelled", "finished", now, "failedDep", failed, "failedDepState", failedState)
     redis.call("ZADD", B .. ":final:cancelled", now, id)
     releaseDedup(id)
@@ -1390,15 +1402,17 @@ local j = jobKey(id)
 local s = redis.call("HMGET", j, "state", "expire", "finished")
 local state = s[1]
 local expired = state == "cancelled" and s[2] and s[3] and s[3] ~= "" and tonumber(s[3]) >= tonumber(s[2])
--- a job its dependency cancelled may be redriven too, unless one it still waits for is gone
-if state ~= "dead" and not expired and not (state == "cancelled" and redrivable(id)) then return 0 end
+-- a job its dependency cancelled may be redriven too; none if what it still waits for cannot succeed
+if state ~= "dead" and not expired and not (state == "cancelled" and redis.call("HGET", j, "failedDep")) then return 0 end
+if not redrivable(id) then return 0 end
 local f = redis.call("HMGET", j, "hasDedup", "dedup", "priority")
 if f[1] == "1" and redis.call("HEXISTS", B .. ":dedup", f[2]) == 1 then return 0 end
 local now = clock(ARGV[1])
 redis.call("ZREM", B .. ":final:" .. state, id)
 redis.call("HDEL", j, "failedDep", "failedDepState")
--- an expired one runs again with no expiry
-if expired then redis.call("HDEL", j, "expire") end
+-- it runs again with no expiry (an expired one's, or one a stale entry would end again)
+redis.call("HDEL", j, "expire")
+redis.call("ZREM", B .. ":expiring", id)
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
