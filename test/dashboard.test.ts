@@ -19,6 +19,7 @@ import { jsonSafe, SWEEP, TOP } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
+import * as PgTest from "./durable/postgres.ts"
 import * as RedisTest from "./durable/redis.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
@@ -515,6 +516,7 @@ describe("Dashboard: durable queues", () => {
 
   const blockedStores: ReadonlyArray<readonly [string, () => Layer.Layer<JobStore.JobStore, any>]> = [
     ["memory", () => JobStore.memory()],
+    ...(PgTest.enabled ? [["Postgres", () => PgTest.testLayer()] as const] : []),
     ...(RedisTest.enabled ? [["Redis", () => RedisTest.testLayer()] as const] : [])
   ]
   for (const [name, layer] of blockedStores) {

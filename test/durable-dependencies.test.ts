@@ -4,7 +4,7 @@
  * WORKPOOL_REDIS_URL); SQLite refuses them with a typed error until it keeps them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Ref } from "effect"
+import { Context, Effect, Fiber, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,6 +12,7 @@ import { afterAll } from "vitest"
 import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import { Echo, options, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -30,6 +31,45 @@ else dependenciesConformance("Postgres", () => Pg.testLayer())
 
 if (!Redis.enabled) describe.skip("job dependencies on Redis (WORKPOOL_REDIS_URL is not set)", () => {})
 else dependenciesConformance("Redis", () => Redis.testLayer())
+
+if (Pg.enabled) {
+  describe("job dependencies on Postgres: what only Postgres has", () => {
+    // each store instance its own pool: their settles are concurrent transactions, each of which
+    // counts the one dependent down (its trigger) while the others do
+    it.live("a fan-in of 48 dependencies settled at once by 8 store instances (concurrent transactions): no count is lost, the dependent is released once and claimed once", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const stores = yield* Effect.forEach(Array.from({ length: 8 }), () =>
+          Effect.map(Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })), (context) => Context.get(context, JobStore.JobStore)))
+        const [first] = stores
+        const enqueue = Effect.provideService(JobStore.JobStore, first!)
+        const leaves = yield* enqueue(JobQueue.enqueueAll(Echo, Array.from({ length: 48 }, (_, n) => ({ payload: { n }, options: { queue: "leaves" } }))))
+        const sum = yield* enqueue(JobQueue.enqueue(Echo, { n: -1 }, { queue: "sum", after: leaves }))
+        assert.strictEqual((yield* enqueue(JobQueue.status(sum.id))).waitingFor, 48)
+        // each instance claims 6, then all settle together: 8 batches at once, each waiting for the
+        // dependent's row, which another session holds until all 8 wait (they overlap for sure)
+        const claims = yield* Effect.forEach(stores, (store) =>
+          Effect.map(store.claim({ queues: ["leaves"], tasks: ["Echo"], limit: 6, lease: 60_000 }), (claimed) => [store, claimed.claims] as const))
+        assert.strictEqual(claims.flatMap(([, taken]) => taken).length, 48)
+        const locker = yield* Pg.lockSession
+        yield* locker.hold(`"${schema}"`, sum.id)
+        const settling = yield* Effect.forkChild(Effect.forEach(
+          claims.flatMap(([store, taken]) => taken.map((claim) => [store, claim] as const)),
+          ([store, claim]) => store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null }),
+          { concurrency: "unbounded" }
+        ))
+        yield* Pg.lockWaitersOn(schema, 8)
+        yield* locker.release
+        const settled = yield* Fiber.join(settling)
+        assert.isTrue(settled.every((done) => done === true))
+        const info = yield* enqueue(JobQueue.status(sum.id))
+        assert.deepStrictEqual([info.state, info.waitingFor], ["queued", 0])
+        const taken = yield* Effect.forEach(stores, (store) =>
+          Effect.map(store.claim({ queues: ["sum"], tasks: ["Echo"], limit: 10, lease: 60_000 }), (claimed) => claimed.claims.map((claim) => claim.job.id)), { concurrency: "unbounded" })
+        assert.deepStrictEqual(taken.flat(), [sum.id], "claimed once")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+  })
+}
 
 if (Redis.enabled) {
   describe("job dependencies on Redis: what only Redis has", () => {
