@@ -4,7 +4,7 @@
  * WORKPOOL_REDIS_URL); SQLite refuses them with a typed error until it keeps them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Ref } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -13,7 +13,7 @@ import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { Echo, options, tellingIdle, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Redis from "./durable/redis.ts"
@@ -68,6 +68,52 @@ if (Pg.enabled) {
           Effect.map(store.claim({ queues: ["sum"], tasks: ["Echo"], limit: 10, lease: 60_000 }), (claimed) => claimed.claims.map((claim) => claim.job.id)), { concurrency: "unbounded" })
         assert.deepStrictEqual(taken.flat(), [sum.id], "claimed once")
       }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the consumer polls once an hour: only the release's NOTIFY, sent by the other instance's
+    // settle (its trigger), can start the dependent within the test's time
+    it.live("a dependent released by a settle in another store instance wakes the idle consumers of its queue (NOTIFY), as an enqueue does", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const HOUR = 3_600_000
+        const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+        const elsewhere = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+        const there = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, elsewhere)
+        const idle = yield* Deferred.make<void>()
+        yield* Effect.gen(function*() {
+          const runs = yield* Ref.make<Array<string>>([])
+          yield* JobQueue.consume({ queues: ["c"], handlers: handlers(runs), concurrency: 1, poll: HOUR })
+          yield* Deferred.await(idle)
+          const child = yield* there(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+          const parent = yield* there(JobQueue.enqueue(Echo, { n: 2 }, { queue: "c", after: [child] }))
+          const { claims } = yield* elsewhere.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          assert.isTrue(yield* elsewhere.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          assert.strictEqual(yield* JobQueue.await(Echo, parent.id).pipe(Effect.timeout("30 seconds")), 2)
+        }).pipe(Effect.provide(tellingIdle(idle, HOUR, layer())))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the edges stay while their dependent does (a purged dependency's included) and go with it", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const edges = Effect.promise(() =>
+          Pg.admin((sql) => sql<{ dep_id: string; job_id: string }>`SELECT dep_id, job_id FROM ${sql.literal(`"${schema}"`)}.wp_dep ORDER BY dep_id`)
+        ).pipe(Effect.map((rows) => rows.map((row) => [row.dep_id, row.job_id])))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const run = (queue: string) =>
+            Effect.flatMap(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) =>
+              store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          const [child, other] = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 1 }, options: { queue: "a" } }, { payload: { n: 2 }, options: { queue: "b" } }])
+          const parent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "c", after: [child!, other!] })
+          yield* run("a")
+          // the succeeded child purged while its parent still waits for the other
+          assert.strictEqual(yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded"]), 1)
+          assert.deepStrictEqual(yield* edges, [[child!.id, parent.id], [other!.id, parent.id]].sort())
+          yield* run("b")
+          yield* run("c")
+          assert.strictEqual(yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded"]), 2)
+          assert.deepStrictEqual(yield* edges, [], "gone with the parent")
+        }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })))
+      }), { timeout: 60_000 })
   })
 }
 

@@ -151,6 +151,8 @@ export const backToBeforeDependencies = (S: string) =>
   backTo(S, 15, [
     `DROP TRIGGER wp_job_ended ON ${S}.wp_job`,
     `DROP FUNCTION ${S}.wp_dependents_ended()`,
+    `DROP TRIGGER wp_job_deleted ON ${S}.wp_job`,
+    `DROP FUNCTION ${S}.wp_dependent_deleted()`,
     `DROP TABLE ${S}.wp_dep`,
     `ALTER TABLE ${S}.wp_job DROP COLUMN waiting_for, DROP COLUMN after_failure, DROP COLUMN failed_dep_id, DROP COLUMN failed_dep_state, DROP COLUMN has_dependents`,
     `DROP INDEX ${S}.wp_job_blocked`,

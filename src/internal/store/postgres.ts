@@ -234,7 +234,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // dependency's row is deleted (a redrive then knows what is still needed). A job that ends with
   // dependents settles them in the statement that ended it, whichever it is (a settle, a claim's
   // carried settles or its expiries, a reap, a cancel): a row trigger whose WHEN reads the row alone,
-  // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A blocked job holds its dedup
+  // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A deleted job that had
+  // dependencies takes its own edges with it (another trigger, run only for such a job): the edges of a
+  // deleted dependency stay while their dependent does. A blocked job holds its dedup
   // key: the unique index is built again with it (it reads wp_job). Its blocked jobs by queue (the
   // counts) and by expiry (a reap ends them) are indexed apart, empty where no job has dependencies
   (s) =>
@@ -253,7 +255,16 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   DROP TRIGGER IF EXISTS wp_job_ended ON ${s}.wp_job;
   CREATE TRIGGER wp_job_ended AFTER UPDATE OF state ON ${s}.wp_job FOR EACH ROW
     WHEN (NEW.has_dependents AND NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION ${s}.wp_dependents_ended();`
+    EXECUTE FUNCTION ${s}.wp_dependents_ended();
+  CREATE OR REPLACE FUNCTION ${s}.wp_dependent_deleted() RETURNS trigger LANGUAGE plpgsql AS $wp$
+  BEGIN
+    DELETE FROM ${s}.wp_dep WHERE job_id = OLD.id;
+    RETURN NULL;
+  END
+  $wp$;
+  DROP TRIGGER IF EXISTS wp_job_deleted ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_deleted AFTER DELETE ON ${s}.wp_job FOR EACH ROW WHEN (OLD.waiting_for IS NOT NULL)
+    EXECUTE FUNCTION ${s}.wp_dependent_deleted();`
 ]
 
 /**
