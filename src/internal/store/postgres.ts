@@ -2072,9 +2072,11 @@ export const makeWith = (
       Effect.gen(function*() {
         const gone = after.find(noSuchId)
         if (gone !== undefined) return yield* Effect.fail(new MissingDependency(gone))
-        const rows = yield* sql<{ id: string; state: State }>`UPDATE ${S}.wp_job j SET has_dependents = true
-          FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.id = ANY(${after}::text[]) ORDER BY l.seq FOR NO KEY UPDATE OF l) l
-          WHERE j.seq = l.seq RETURNING j.id, j.state`
+        const rows = yield* sql<{ id: string; state: State; has_dependents: boolean }>`SELECT id, state, has_dependents
+          FROM ${S}.wp_job WHERE id = ANY(${after}::text[]) ORDER BY seq FOR NO KEY UPDATE`
+        // marked once: a dependency of many dependents is not written again for each
+        const unmarked = rows.filter((row) => !row.has_dependents).map((row) => row.id)
+        if (unmarked.length > 0) yield* sql`UPDATE ${S}.wp_job SET has_dependents = true WHERE id = ANY(${unmarked}::text[])`
         const states = new Map(rows.map((row) => [row.id, row.state]))
         const missing = after.find((id) => !states.has(id))
         if (missing !== undefined) return yield* Effect.fail(new MissingDependency(missing))
@@ -2245,6 +2247,33 @@ export const makeWith = (
     }
 
     /**
+     * A batch's dedup keys' queues locked first, in one order for every batch: an INSERT holds each
+     * key it inserted until the commit, so two batches of the same keys in other orders each waited
+     * for a key the other held ("deadlock detected", one call failed whole). Advisory locks of the
+     * transaction, two-key form (apart from the migrations' one-key lock): per queue, not per key
+     * (100,000 keys ran out of the server's lock table, "out of shared memory"), and the schema's
+     * whole past 32 queues. Batches with dedup keys in one queue take turns; `enqueue` holds no key
+     * while it waits, and takes none.
+     */
+    const lockDedupQueues = (jobs: ReadonlyArray<NewJob>) =>
+      Effect.gen(function*() {
+        const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
+        if (queues.length === 0) return
+        // the schema's lock first, by every batch: alone past 32 queues, shared below, so that a
+        // batch of many queues and one of some of them take turns too (each with its own kind of
+        // lock, they deadlocked as above)
+        const wide = queues.length > 32
+        const schemaLock = sql.literal(wide ? "pg_advisory_xact_lock" : "pg_advisory_xact_lock_shared")
+        yield* sql`SELECT ${schemaLock}(hashtext(${`effect-workpool-dedup-all:${cfg.schema}`}), 0)`
+        if (!wide) {
+          yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
+              SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues)}::json) q
+              ORDER BY h
+            ) k`
+        }
+      })
+
+    /**
      * `enqueueAll` of a batch with dependencies: one job after another in one transaction (a job's
      * `{ item }` dependencies are the ids the earlier items got: a dedup hit's, its holder), each
      * inserted as `enqueue` inserts it; a dependency missing rolls the whole batch back.
@@ -2254,6 +2283,8 @@ export const makeWith = (
         "enqueue",
         Effect.catchIf(
           transaction(Effect.gen(function*() {
+            // its dedup keys' queues first, as any batch's (see `lockDedupQueues`)
+            yield* lockDedupQueues(input)
             const out: Array<Inserted> = []
             for (const fresh of input) {
               const job = withId(fresh)
@@ -2284,28 +2315,7 @@ export const makeWith = (
         "enqueue",
         transaction(Effect.gen(function*() {
           const jobs = input.map(withId)
-          // the queues of the batch's dedup keys locked first, in one order for every batch: an
-          // INSERT holds each key it inserted until the commit, so two batches of the same keys in
-          // other orders each waited for a key the other held ("deadlock detected", one call failed
-          // whole). Advisory locks of the transaction, two-key form (apart from the migrations'
-          // one-key lock): per queue, not per key (100,000 keys ran out of the server's lock table,
-          // "out of shared memory"), and the schema's whole past 32 queues. Batches with dedup keys
-          // in one queue take turns; `enqueue` holds no key while it waits, and takes none
-          const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
-          if (queues.length > 0) {
-            // the schema's lock first, by every batch: alone past 32 queues, shared below, so that a
-            // batch of many queues and one of some of them take turns too (each with its own kind of
-            // lock, they deadlocked as above)
-            const wide = queues.length > 32
-            const schemaLock = sql.literal(wide ? "pg_advisory_xact_lock" : "pg_advisory_xact_lock_shared")
-            yield* sql`SELECT ${schemaLock}(hashtext(${`effect-workpool-dedup-all:${cfg.schema}`}), 0)`
-            if (!wide) {
-              yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
-                  SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues)}::json) q
-                  ORDER BY h
-                ) k`
-            }
-          }
+          yield* lockDedupQueues(jobs)
           const out: Array<{ id: string; created: boolean }> = []
           /** The soonest created job of each queue (in how long, and when): its consumers are woken once, for it. */
           const soonest = new Map<string, { due: number; at: number }>()
