@@ -4,7 +4,9 @@
  * WORKPOOL_REDIS_URL); SQLite refuses them with a typed error until it keeps them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Ref } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Ref } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -13,6 +15,7 @@ import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import { Echo, options, tellingIdle, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
@@ -89,6 +92,61 @@ if (Pg.enabled) {
           assert.isTrue(yield* elsewhere.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
           assert.strictEqual(yield* JobQueue.await(Echo, parent.id).pipe(Effect.timeout("30 seconds")), 2)
         }).pipe(Effect.provide(tellingIdle(idle, HOUR, layer())))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the enqueue holds its dependencies' rows until its commit: a purge of one at the same moment
+    // either deletes it first (the enqueue, having waited, finds it gone: JobNotFound, nothing
+    // stored) or waits for the edge (the dependent then knows what it waited for)
+    it.live("an enqueue after a dependency whose delete (a purge) is in flight waits for it, then fails with JobNotFound, nothing stored", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const done = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" })
+          const { claims } = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+          const locker = yield* Pg.lockSession
+          yield* locker.open(`DELETE FROM "${schema}".wp_job WHERE id = $1`, [done.id])
+          const enqueueing = yield* Effect.forkChild(Effect.exit(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [done] })))
+          yield* Pg.lockWaitersOn(schema, 1)
+          yield* locker.query("COMMIT")
+          const exit = yield* Fiber.join(enqueueing)
+          assert.deepStrictEqual(exit, Exit.fail(new JobNotFound({ id: done.id })))
+          assert.deepStrictEqual(yield* JobQueue.list(), [], "nothing stored")
+        }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 3 })))
+      }), { timeout: 60_000 })
+
+    // an enqueue in the application's transaction (layerClient) holds its dependency's row until the
+    // application commits: the dependency's settle, from another process, waits for the edge
+    it.live("a dependency settled by another process while its dependent's enqueue is uncommitted (the application's transaction) waits for it, then releases the dependent", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const sql = yield* PgClient.make({ url: Redacted.make(Pg.url!), maxConnections: 3 }).pipe(
+          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+        )
+        const app = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
+        const other = Context.get(yield* Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })), JobStore.JobStore)
+        const child = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), JobStore.JobStore, app)
+        // a dependent before: the child is marked as having some already (the later enqueue writes nothing to its row)
+        const first = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [child] }), JobStore.JobStore, app)
+        const { claims } = yield* other.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        const enqueued = yield* Deferred.make<string>()
+        const commit = yield* Deferred.make<void>()
+        const producer = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const parent = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [child] }), JobStore.JobStore, app)
+          yield* Deferred.succeed(enqueued, parent.id)
+          yield* Deferred.await(commit)
+        })))
+        const parent = yield* Deferred.await(enqueued)
+        const settling = yield* Effect.forkChild(other.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+        yield* Pg.lockWaitersOn(schema, 1)
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(producer)
+        assert.isTrue(yield* Fiber.join(settling))
+        for (const id of [first.id, parent]) {
+          const info = yield* Effect.provideService(JobQueue.status(id), JobStore.JobStore, other)
+          assert.deepStrictEqual([info.state, info.waitingFor], ["queued", 0])
+        }
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     it.live("the edges stay while their dependent does (a purged dependency's included) and go with it", () =>
