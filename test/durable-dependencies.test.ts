@@ -94,6 +94,40 @@ if (Pg.enabled) {
         }).pipe(Effect.provide(tellingIdle(idle, HOUR, layer())))
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // each row's trigger locks its own dependents as the statement ends its rows: two batches whose
+    // jobs' dependents cross (A ends x's then y's dependency, B y's then x's) lock x and y in other
+    // orders, and Postgres ends one ("deadlock detected") after its deadlock_timeout
+    it.live("two settle statements whose jobs' dependents cross (A: x then y, B: y then x), at once: both written (no deadlock), both dependents released", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+        const a = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+        const on = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, a)
+        // seq order: d1 (x's), d2 (y's), d3 (y's), d4 (x's): A settles d1 and d3, B d2 and d4
+        const [d1, d2, d3, d4] = yield* on(JobQueue.enqueueAll(Echo, [1, 2, 3, 4].map((n) => ({ payload: { n }, options: { queue: "leaves" } }))))
+        const x = yield* on(JobQueue.enqueue(Echo, { n: 5 }, { queue: "x", after: [d1!, d4!] }))
+        const y = yield* on(JobQueue.enqueue(Echo, { n: 6 }, { queue: "y", after: [d2!, d3!] }))
+        const claimed = (yield* a.claim({ queues: ["leaves"], tasks: ["Echo"], limit: 4, lease: 60_000 })).claims
+        const token = (id: string) => claimed.find((claim) => claim.job.id === id)!.token
+        // each batch one statement, as a store's settle writer sends the settles that queued together
+        // (`settleStatement`, on a connection of its own); B's tokens are A's claims: a settle is
+        // fenced by its token alone, whoever writes it
+        const batch = (ids: ReadonlyArray<string>) =>
+          Effect.tryPromise(() =>
+            Pg.admin((sql) =>
+              Postgres.settleStatement(sql, sql.literal(`"${schema}"`), ids.map((id) => ({ token: token(id), state: "succeeded", exit: null })), Date.now())
+            )
+          ).pipe(Effect.map((rows) => rows.length), Effect.exit)
+        const locker = yield* Pg.lockSession
+        yield* locker.open(`SELECT 1 FROM "${schema}".wp_job WHERE id = ANY($1) FOR UPDATE`, [[x.id, y.id]])
+        const settling = yield* Effect.forkChild(Effect.all([batch([d1!.id, d3!.id]), batch([d2!.id, d4!.id])], { concurrency: "unbounded" }))
+        yield* Pg.lockWaitersOn(schema, 2)
+        yield* locker.release
+        const [first, second] = yield* Fiber.join(settling)
+        assert.deepStrictEqual([first, second], [Exit.succeed(2), Exit.succeed(2)])
+        for (const id of [x.id, y.id]) assert.strictEqual((yield* on(JobQueue.status(id))).state, "queued")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     // the enqueue holds its dependencies' rows until its commit: a purge of one at the same moment
     // either deletes it first (the enqueue, having waited, finds it gone: JobNotFound, nothing
     // stored) or waits for the edge (the dependent then knows what it waited for)

@@ -269,8 +269,13 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
 
 /**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
- * run for a job with `has_dependents` only. Its dependents are locked first, in `seq` order (as
- * every statement that locks several jobs: see `settleStatement`). A success strikes its edges
+ * run for a job with `has_dependents` only. The transactions that do so take turns in a schema
+ * (an advisory lock of the transaction, taken before any dependent's): each row's run locks its
+ * own job's dependents, so a statement that ends several jobs locks the dependents in the order of
+ * its rows, and two settle batches whose jobs' dependents crossed (one ending x's dependency then
+ * y's, the other y's then x's) deadlocked, Postgres failing one after its deadlock_timeout. Its
+ * dependents are locked first, in `seq` order (as every statement that locks several jobs: see
+ * `settleStatement`). A success strikes its edges
  * (each once: the edge's row lock serializes two settles, so a count is never lost) and counts
  * down its dependents' `waiting_for`, whatever their state (a dependent redriven later waits for
  * what it still needs only); a death or cancel ends each blocked dependent of `afterFailure:
@@ -285,6 +290,7 @@ const DEPENDENTS_ENDED = (s: string) =>
   DECLARE
     released record;
   BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('effect-workpool-dependents:' || TG_TABLE_SCHEMA), 0);
     PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = NEW.id)
       ORDER BY j.seq FOR NO KEY UPDATE;
     IF NEW.state = 'succeeded' THEN
