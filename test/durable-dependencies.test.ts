@@ -95,8 +95,8 @@ if (Pg.enabled) {
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
     // each row's trigger locks its own dependents as the statement ends its rows: two batches whose
-    // jobs' dependents cross (A ends x's then y's dependency, B y's then x's) lock x and y in other
-    // orders, and Postgres ends one ("deadlock detected") after its deadlock_timeout
+    // jobs' dependents cross (A ends x's then y's dependency, B y's then x's) locked x and y in other
+    // orders, and Postgres ended one ("deadlock detected"); their trigger runs now take turns
     it.live("two settle statements whose jobs' dependents cross (A: x then y, B: y then x), at once: both written (no deadlock), both dependents released", () =>
       Effect.gen(function*() {
         const schema = Pg.freshSchema()
