@@ -234,11 +234,24 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         if (state === "succeeded" && dependent.pending.delete(id)) update(dependent, { waitingFor: dependent.pending.size })
         if (dependent.job.state !== "blocked") continue
         if (state !== "succeeded" && dependent.runOnFailure !== true) {
-          cancelledBy(dependent, { id, state: state as FailedDependency["state"] }, now)
+          // past its own expiry, which no claim or reap met yet: it expired first, and reads so (as
+          // a cancel of it does)
+          if (pastExpiry(dependent.job, now)) update(dependent, { state: "cancelled", finishedAt: now, exit: null })
+          else cancelledBy(dependent, { id, state: state as FailedDependency["state"] }, now)
           work.push(dependent)
         } else if (unblocked(dependent)) release(dependent, now)
       }
     }
+  }
+
+  /**
+   * Deletes a finished job (purge, retention). One that did not succeed first ends what still
+   * waits for it as its end did: a dependent redriven back to blocked since would wait for ever
+   * (cancelled by it, or released with `afterFailure: "run"`).
+   */
+  const drop = (row: Row, now: number) => {
+    if (row.job.state !== "succeeded") settled(row, now)
+    rows.delete(row.job.id)
   }
 
   /**
@@ -477,10 +490,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const purge = (before: number, states: ReadonlyArray<State>) =>
     Effect.sync(() => {
       let count = 0
-      for (const [id, row] of rows) {
+      const now = time()
+      for (const row of rows.values()) {
         const job = row.job
         if (FINAL_STATES.includes(job.state) && states.includes(job.state) && (job.finishedAt ?? 0) < before) {
-          rows.delete(id)
+          drop(row, now)
           count++
         }
       }
@@ -503,7 +517,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const past = ended.filter((row, i) =>
         (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
       ).reverse().slice(0, batch)
-      for (const row of past) rows.delete(row.job.id)
+      for (const row of past) drop(row, now)
       return past.length
     })
   const retain = (batch: number, limit = RETAIN_QUEUES) =>

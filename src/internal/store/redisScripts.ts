@@ -157,7 +157,7 @@ local function dependentsEnded(id, state, now)
     for _, dep in ipairs(redis.call("SMEMBERS", item[1] .. ":deps:" .. ended)) do
       B = baseOf(dep) or ""
       local j = jobKey(dep)
-      local f = redis.call("HMGET", j, "state", "afterFailure")
+      local f = redis.call("HMGET", j, "state", "afterFailure", "expire")
       if B ~= "" and f[1] then
         if endedState == "succeeded" and redis.call("SREM", B .. ":waits:" .. dep, ended) == 1 then
           redis.call("HSET", j, "waitingFor", redis.call("SCARD", B .. ":waits:" .. dep))
@@ -165,10 +165,17 @@ local function dependentsEnded(id, state, now)
         if f[1] == "blocked" then
           if endedState ~= "succeeded" and f[2] ~= "run" then
             redis.call("ZREM", B .. ":blocked", dep)
-            -- cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
             redis.call("ZREM", B .. ":expiring", dep)
-            redis.call("HDEL", j, "exit", "expire")
-            redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
+            if f[3] and tonumber(f[3]) <= now then
+              -- past its own expiry, which no claim or reap met yet: it expired first, and reads so
+              -- (as a cancel of it does)
+              redis.call("HDEL", j, "exit")
+              redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0")
+            else
+              -- cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
+              redis.call("HDEL", j, "exit", "expire")
+              redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
+            end
             redis.call("ZADD", B .. ":final:cancelled", now, dep)
             if releaseDedup(dep) then work[#work + 1] = {B, dep, "cancelled"} end
           elseif unblocked(dep) then
@@ -1426,12 +1433,13 @@ return 1
 `
 
 /**
- * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of the final set `key` (adding
- * their ids to `gone`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
+ * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of a final `state` (adding
+ * their ids to `gone`; the blocked dependents of one not succeeded end first, see `forget`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
  * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
  */
 const FORGET = `
-local function forget(key, ids, gone)
+local function forget(state, ids, gone, now)
+  local key = B .. ":final:" .. state
   -- a job's throttle window entry goes with it (read only where the queue has windows)
   local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
   for k = 1, #ids do
@@ -1440,9 +1448,12 @@ local function forget(key, ids, gone)
       local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
       if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     end
+    local f = redis.call("HMGET", jobKey(id), "group", "dependents")
     -- and its key's running set, should a missed settle have left it there
-    local g = redis.call("HGET", jobKey(id), "group")
-    if g and g ~= "" then redis.call("SREM", B .. ":grun:" .. g, id) end
+    if f[1] and f[1] ~= "" then redis.call("SREM", B .. ":grun:" .. f[1], id) end
+    -- one that did not succeed first ends what still waits for it as its end did (a dependent
+    -- redriven back to blocked since): nothing else ever would
+    if f[2] == "1" and state ~= "succeeded" then dependentsEnded(id, state, now) end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
@@ -1487,11 +1498,12 @@ export const PURGE_BATCH = 10_000
  */
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
+local now = clock(ARGV[3])
 for i = 4, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
+  forget(ARGV[i], redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone, now)
 end
-return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
+return {gone, forgotten(gone, ARGV[2], now)}
 `
 
 /**
@@ -1528,7 +1540,7 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
     if past > take then more = 1 end
-    if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
+    if take > 0 then forget(state, redis.call("ZRANGE", key, 0, take - 1), gone, now) end
   end
 end
 if #gone == 0 then return {gone, 0, more} end
