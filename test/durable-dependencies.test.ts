@@ -12,7 +12,8 @@ import { afterAll } from "vitest"
 import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
-import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { JobStore as Store } from "../src/internal/store/model.ts"
+import { Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Redis from "./durable/redis.ts"
@@ -58,5 +59,25 @@ if (Redis.enabled) {
         assert.deepStrictEqual(keys, [], "no key is left")
       }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer(prefix))))
     })
+
+    it.effect("a dependency of another queue whose id names none (a repeat's tick) is found through the id index: its end releases or cancels its dependents there; deleted, a redrive answers false", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const repeatTick = (id: string) => newJob("ticks", { id, notAfter: Number.MAX_SAFE_INTEGER })
+        yield* store.enqueue(repeatTick("repeat:r:1"))
+        yield* store.enqueue(repeatTick("repeat:r:2"))
+        const cleanup = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", after: ["repeat:r:1", "repeat:r:2"], afterFailure: "run" })
+        const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: ["repeat:r:1"] })
+        const claimOne = Effect.map(store.claim({ queues: ["ticks"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => claims[0]!)
+        const first = yield* claimOne
+        assert.isTrue(yield* store.settle(first.token, { _tag: "Final", state: "dead", exit: null }))
+        assert.strictEqual((yield* JobQueue.status(after.id)).failedDependency?.id, "repeat:r:1")
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.isFalse(yield* JobQueue.redrive(after.id), "its dependency is gone")
+        const second = yield* claimOne
+        assert.isTrue(yield* store.settle(second.token, { _tag: "Final", state: "succeeded", exit: "1" }))
+        assert.strictEqual((yield* JobQueue.status(cleanup.id)).state, "queued")
+      }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer()))))
   })
 }

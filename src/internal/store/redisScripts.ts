@@ -51,9 +51,10 @@
  *                     `expire` field (its time, store ms): a claim and a reap end those past it; a
  *                     claim of one, a cancel or a redrive takes it out
  * - `B:seq`           counter
- * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
- *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
- *                     not `ENQUEUE_INDEXED`, whose `KEYS[2]` is the id index (one Redis: no slots)
+ * - `B:guard`         never written: on a Cluster every script declares it (`KEYS[2]`), so that
+ *                     Redis refuses the scripts of a queue whose Cluster slot is moving (see
+ *                     `redis.ts`'s `run`); on one Redis (no slots) `KEYS[2]` is the id index
+ *                     `{<prefix>}:ids` instead, which `baseOf` reads only then
  * - `B:deps:<id>`, `B:waits:<id>`, `B:blocked`: job dependencies (see `DEPENDENCIES`)
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
@@ -98,8 +99,11 @@ local function baseOfQueue(queue)
   end
   return "{" .. PREFIX .. ":" .. queue .. "}"
 end
+-- the id index where the script declares it (one Redis); on a Cluster it is another slot, and a job's
+-- dependencies are all of its queue (the store refuses others): one not there is gone
+local INDEX = KEYS[2] == "{" .. PREFIX .. "}:ids" and KEYS[2]
 -- the base of the queue holding job id, nil if none does. The id index is read only for an id that
--- names no queue and is not this queue's (on a Cluster never: the store kept its dependencies here)
+-- names no queue and is not this queue's
 local function baseOf(id)
   if #id > 37 and string.sub(id, 37, 37) == ":" and string.match(string.sub(id, 1, 36), UUID) then
     local base = baseOfQueue(string.sub(id, 38))
@@ -107,7 +111,8 @@ local function baseOf(id)
     return nil
   end
   if redis.call("EXISTS", jobKey(id)) == 1 then return B end
-  local queue = redis.call("HGET", "{" .. PREFIX .. "}:ids", id)
+  if not INDEX then return nil end
+  local queue = redis.call("HGET", INDEX, id)
   if not queue then return nil end
   local base = baseOfQueue(queue)
   if redis.call("EXISTS", base .. ":job:" .. id) == 1 then return base end
