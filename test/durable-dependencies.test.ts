@@ -60,6 +60,26 @@ if (Redis.enabled) {
       }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer(prefix))))
     })
 
+    it.effect("a blocked job is never placed: its enqueue, and a redrive back to blocked, write no wake-up marker for its queue's idle consumers; its release does", () => {
+      const prefix = Redis.freshPrefix()
+      return Effect.gen(function*() {
+        const store = yield* Store
+        const markers = Effect.promise(() => Redis.admin((client) => client.sendCommand(["ZRANGE", `{${prefix}:q}:marker`, "0", "-1"]) as Promise<Array<string>>))
+        const claimDeps = Effect.map(store.claim({ queues: ["deps"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => claims[0]!)
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "deps", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [child] })
+        assert.deepStrictEqual(yield* markers, [], "enqueued blocked")
+        yield* store.settle((yield* claimDeps).token, { _tag: "Final", state: "dead", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual((yield* JobQueue.status(parent.id)).state, "blocked")
+        assert.deepStrictEqual(yield* markers, [], "redriven blocked")
+        assert.isTrue(yield* JobQueue.redrive(child.id))
+        yield* store.settle((yield* claimDeps).token, { _tag: "Final", state: "succeeded", exit: "1" })
+        assert.strictEqual((yield* JobQueue.status(parent.id)).state, "queued")
+        assert.deepStrictEqual(yield* markers, ["0"], "released: ready now")
+      }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer(prefix))))
+    })
+
     it.effect("a dependency of another queue whose id names none (a repeat's tick) is found through the id index: its end releases or cancels its dependents there; deleted, a redrive answers false", () =>
       Effect.gen(function*() {
         const store = yield* Store

@@ -133,9 +133,10 @@ local function unblocked(id)
   end
   return true
 end
--- a queued job (placed) held back: blocked
+-- a job held back by its dependencies: blocked. Never placed first (its enqueue's or redrive's
+-- script decides before): a ready set's entry, and the marker that wakes idle consumers for it,
+-- were written only to be taken back
 local function block(id)
-  unqueue(id)
   redis.call("HSET", jobKey(id), "state", "blocked")
   redis.call("ZADD", B .. ":blocked", redis.call("HGET", jobKey(id), "seq"), id)
 end
@@ -209,8 +210,9 @@ local function redrivable(id)
   end
   return true
 end
--- a new job (of queue B, just placed) after the jobs of after (all there): it waits for those not yet
--- succeeded (blocked), or runs at once, or is cancelled at once by one already dead or cancelled
+-- a new job (of queue B, stored but not placed: see addJob's held) after the jobs of after (all
+-- there): it waits for those not yet succeeded (blocked), or is placed at once (→ the ms until it is
+-- visible), or is cancelled at once by one already dead or cancelled
 local function attach(id, after, run, now)
   local j = jobKey(id)
   local pending = 0
@@ -228,7 +230,6 @@ local function attach(id, after, run, now)
   redis.call("HSET", j, "waitingFor", pending)
   if run then redis.call("HSET", j, "afterFailure", "run") end
   if failed and not run then
-    unqueue(id)
     redis.call("ZREM", B .. ":expiring", id)
     redis.call("HDEL", j, "expire")
     redis.call("HSET", j, "state", "cancelled", "finished", now, "failedDep", failed, "failedDepState", failedState)
@@ -236,6 +237,10 @@ local function attach(id, after, run, now)
     releaseDedup(id)
   elseif not unblocked(id) then
     block(id)
+  else
+    queued(id)
+    place(id, now)
+    return tonumber(redis.call("HGET", j, "visible")) - now
   end
 end
 `
@@ -821,7 +826,7 @@ local function replaceHeld(a, o, other, now)
   place(other, now)
   return other, 0, visible - now
 end
-local function addJob(a, o, now${late ? ", notAfter" : ""})
+local function addJob(a, o, now${late ? ", notAfter" : ", held"})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
@@ -878,7 +883,7 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
   if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
-  -- what it just wrote, not read back
+${late ? "" : "  -- a job with dependencies: placed by attach, if it may run now\n  if held then return id, 1 end\n"}  -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now, group)
   return id, 1, visible - now
@@ -990,22 +995,19 @@ for i, job in ipairs(jobs) do
   local queue = job[${JOB_FIELDS + 1}]
   B = baseOfQueue(queue)
   madeQueue = false
-  local id, created, due = addJob(job, 0, now)
+  -- its dependencies: the stored ones, then the call's own (a dedup hit's: the holder), each once
+  local after, seen = {}, {}
+  for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
+    if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+  end
+  for _, k in ipairs(job[${JOB_FIELDS + 4}]) do
+    local dep = ids[k + 1]
+    if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+  end
+  local id, created, due = addJob(job, 0, now, #after > 0)
   if madeQueue then out[1][#out[1] + 1] = queue end
   ids[i] = id
-  if created == 1 then
-    -- its dependencies: the stored ones, then the call's own (a dedup hit's: the holder), each once
-    local after, seen = {}, {}
-    for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
-      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
-    end
-    for _, k in ipairs(job[${JOB_FIELDS + 4}]) do
-      local dep = ids[k + 1]
-      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
-    end
-    if #after > 0 then attach(id, after, job[${JOB_FIELDS + 3}] == "run", now) end
-    if redis.call("HGET", jobKey(id), "state") ~= "queued" then due = nil end
-  end
+  if created == 1 and #after > 0 then due = attach(id, after, job[${JOB_FIELDS + 3}] == "run", now) end
   out[#out + 1] = id
   out[#out + 1] = created
   out[#out + 1] = due and tostring(due) or ""
@@ -1430,10 +1432,13 @@ redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finishe
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
 redis.call("HDEL", j, "started", "progress")
 if f[1] == "1" then redis.call("HSET", B .. ":dedup", f[2], id) end
-queued(id)
-place(id, now)
--- it waits for what it still needs
-if not unblocked(id) then block(id) end
+-- it waits for what it still needs, or runs
+if unblocked(id) then
+  queued(id)
+  place(id, now)
+else
+  block(id)
+end
 return 1
 `
 
