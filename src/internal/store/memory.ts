@@ -160,11 +160,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (row.token !== null) byToken.delete(row.token)
     row.token = null
   }
-  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
-  const expire = (row: Row, now: number) => {
-    update(row, { state: "cancelled", finishedAt: now, exit: null })
+  /** Ends a job at `now` in the final state `patch` gives, and what waits for it as that end says (see `settled`). */
+  const end = (row: Row, patch: Partial<JobRow> & { readonly state: "succeeded" | "dead" | "cancelled" }, now: number) => {
+    update(row, { ...patch, finishedAt: now })
     settled(row, now)
   }
+  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
+  const expire = (row: Row, now: number) => end(row, { state: "cancelled", exit: null }, now)
   const changed = <A>(a: A): A => {
     signal.notify()
     return a
@@ -431,9 +433,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       switch (row.job.state) {
         case "blocked":
         case "queued": {
-          const now = time()
-          update(row, { state: "cancelled", finishedAt: now, exit: null })
-          settled(row, now)
+          end(row, { state: "cancelled", exit: null }, time())
           return changed("cancelled" as const)
         }
         case "running": {
@@ -768,20 +768,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a cancel asked for while the attempt ran, which failed or was given back before its heartbeat
       // heard of it: the job ends cancelled, not queued again (as the reaper ends it)
       if (settlement._tag !== "Final" && row.job.cancelRequested) {
-        update(row, {
+        end(row, {
           state: "cancelled",
           exit: null,
-          finishedAt: now,
           cancelRequested: false,
           attempts: settlement._tag === "Release" ? row.job.attempts - 1 : row.job.attempts
-        })
-        settled(row, now)
+        }, now)
         return changed<Settled>("cancelled")
       }
       switch (settlement._tag) {
         case "Final": {
-          update(row, { state: settlement.state, exit: settlement.exit, finishedAt: now, cancelRequested: false })
-          settled(row, now)
+          end(row, { state: settlement.state, exit: settlement.exit, cancelRequested: false }, now)
           break
         }
         case "Retry": {
@@ -832,8 +829,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           update(row, { state: "queued", exit: null, visibleAt: runAt })
           row.rank = rank(job.priority, queueOf(job.queue).aging, runAt)
         } else {
-          update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
-          settled(row, now)
+          end(row, { state: outcome, exit: null, cancelRequested: false }, now)
         }
         reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }

@@ -150,6 +150,14 @@ local function release(id, now)
   queued(id)
   place(id, now)
 end
+-- job id (of queue B, blocked or just stored) cancelled at now by the end of its dependency dep in
+-- state, not expired: its deadline goes (a redrive runs it with none). Says whether it has dependents
+local function cancelledBy(id, dep, state, now)
+  unexpire(id)
+  redis.call("HDEL", jobKey(id), "exit")
+  redis.call("HSET", jobKey(id), "failedDep", dep, "failedDepState", state)
+  return endJob(id, "cancelled", now)
+end
 -- after job id of queue B ended in state: each blocked dependent released if it may run now, or
 -- ended cancelled by it (and then its own dependents, in the same script). A succeeded one is
 -- struck off its dependents' waits whatever their state (a dependent redriven later waits for
@@ -171,19 +179,17 @@ local function dependentsEnded(id, state, now)
         if f[1] == "blocked" then
           if endedState ~= "succeeded" and f[2] ~= "run" then
             redis.call("ZREM", B .. ":blocked", dep)
-            redis.call("ZREM", B .. ":expiring", dep)
+            local more
             if f[3] and tonumber(f[3]) <= now then
               -- past its own expiry, which no claim or reap met yet: it expired first, and reads so
               -- (as a cancel of it does)
+              redis.call("ZREM", B .. ":expiring", dep)
               redis.call("HDEL", j, "exit")
-              redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0")
+              more = endJob(dep, "cancelled", now)
             else
-              -- cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
-              redis.call("HDEL", j, "exit", "expire")
-              redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
+              more = cancelledBy(dep, ended, endedState, now)
             end
-            redis.call("ZADD", B .. ":final:cancelled", now, dep)
-            if releaseDedup(dep) then work[#work + 1] = {B, dep, "cancelled"} end
+            if more then work[#work + 1] = {B, dep, "cancelled"} end
           elseif unblocked(dep) then
             release(dep, now)
           end
@@ -230,11 +236,7 @@ local function attach(id, after, run, now)
   redis.call("HSET", j, "waitingFor", pending)
   if run then redis.call("HSET", j, "afterFailure", "run") end
   if failed and not run then
-    redis.call("ZREM", B .. ":expiring", id)
-    redis.call("HDEL", j, "expire")
-    redis.call("HSET", j, "state", "cancelled", "finished", now, "failedDep", failed, "failedDepState", failedState)
-    redis.call("ZADD", B .. ":final:cancelled", now, id)
-    releaseDedup(id)
+    cancelledBy(id, failed, failedState, now)
   elseif not unblocked(id) then
     block(id)
   else
@@ -662,10 +664,20 @@ local function releaseDedup(id)
   if key and key ~= "" and redis.call("HGET", B .. ":dedup", key) == id then redis.call("HDEL", B .. ":dedup", key) end
   return f[2] == "1"
 end
-${DEPENDENCIES}local function finish(id, state, now)
+-- job id ends in state at now, its dedup key let go: says whether it has dependents (whose walk,
+-- dependentsEnded, is the caller's: see finish)
+local function endJob(id, state, now)
   redis.call("HSET", jobKey(id), "state", state, "finished", now, "cancel", "0")
   redis.call("ZADD", B .. ":final:" .. state, now, id)
-  if releaseDedup(id) then dependentsEnded(id, state, now) end
+  return releaseDedup(id)
+end
+-- a job that will never expire (started, cancelled by its dependency, redriven): its deadline goes
+local function unexpire(id)
+  redis.call("ZREM", B .. ":expiring", id)
+  redis.call("HDEL", jobKey(id), "expire")
+end
+${DEPENDENCIES}local function finish(id, state, now)
+  if endJob(id, state, now) then dependentsEnded(id, state, now) end
 end
 -- a queued (or blocked) job past its expiry ends, cancelled at now (see model.ts's expiredAt)
 local function expireJob(id, now)
@@ -1156,8 +1168,7 @@ for _, id in ipairs(taken) do
   else
     if expire then
       -- started: it never expires (see model.ts's JobRow.expireAt)
-      redis.call("HDEL", j, "expire")
-      redis.call("ZREM", B .. ":expiring", id)
+      unexpire(id)
       job[${CLAIMED_FIELDS.indexOf("expire") + 1}] = false
     end
     local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
@@ -1425,8 +1436,7 @@ local now = clock(ARGV[1])
 redis.call("ZREM", B .. ":final:" .. state, id)
 redis.call("HDEL", j, "failedDep", "failedDepState")
 -- it runs again with no expiry (an expired one's, or one a stale entry would end again)
-redis.call("HDEL", j, "expire")
-redis.call("ZREM", B .. ":expiring", id)
+unexpire(id)
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
