@@ -1534,7 +1534,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* second.hold(S, c!.job.id)
         const purgePid = yield* Deferred.make<number>()
         const purge = yield* Effect.forkChild(Effect.exit(
-          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED))
+          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED, 2000))
         ))
         yield* blockedBy(second.pid)
         // the heartbeat goes on: z, then a (settled since its snapshot: locked, then skipped), then b
@@ -1620,7 +1620,7 @@ if (enabled && pgServer.binaries() !== undefined) {
           Effect.gen(function*() {
             const pid = yield* Deferred.make<number>()
             return yield* Effect.forkChild(Effect.exit(
-              onBackend(sql, pid, Postgres.purgeStatement(sql, sql.literal(S), 1000, FINISHED), settings)
+              onBackend(sql, pid, Postgres.purgeStatement(sql, sql.literal(S), 1000, FINISHED, 2000), settings)
             ))
           })
         // the first deletes a, then waits at m; the second deletes b, then waits at m

@@ -264,7 +264,11 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   $wp$;
   DROP TRIGGER IF EXISTS wp_job_deleted ON ${s}.wp_job;
   CREATE TRIGGER wp_job_deleted AFTER DELETE ON ${s}.wp_job FOR EACH ROW WHEN (OLD.waiting_for IS NOT NULL)
-    EXECUTE FUNCTION ${s}.wp_dependent_deleted();`
+    EXECUTE FUNCTION ${s}.wp_dependent_deleted();
+  DROP TRIGGER IF EXISTS wp_job_dropped ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_dropped AFTER DELETE ON ${s}.wp_job FOR EACH ROW
+    WHEN (OLD.has_dependents AND OLD.state IN ('dead', 'cancelled'))
+    EXECUTE FUNCTION ${s}.wp_dependents_ended();`
 ]
 
 /**
@@ -283,40 +287,70 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
  * statement). A blocked dependent with nothing left to wait for (or, `afterFailure: "run"`, none
  * unfinished) is queued, visible from its own run time or the end's, whichever is later, and its
  * queue NOTIFYed as an enqueue's (`notify`: `at:` its due time, or `job`). The end's time is the
- * job's `finished_at` (the statement's store time). Dollar-quoted: `statementsOf` keeps it whole.
+ * job's `finished_at` (the statement's store time). A blocked dependent past its own expiry (no
+ * claim or reap met it yet) expired first: it ends so, not cancelled by this one (memory.ts's
+ * `settled`). The same function runs for a dead or cancelled job deleted (purge, retention: the
+ * `wp_job_dropped` trigger), which ends what still waits for it (a dependent redriven back to
+ * blocked since) as its end did: nothing else ever would. A DELETE has no end time of its own: the
+ * deleting statement's store time is read from the setting `deletedAt` writes (the server's time for
+ * a DELETE made by hand). Dollar-quoted: `statementsOf` keeps it whole.
  */
 const DEPENDENTS_ENDED = (s: string) =>
   `CREATE OR REPLACE FUNCTION ${s}.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$
   DECLARE
     released record;
+    ended record;
+    ended_at bigint;
   BEGIN
+    IF TG_OP = 'DELETE' THEN
+      ended := OLD;
+      ended_at := COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint);
+    ELSE
+      ended := NEW;
+      ended_at := NEW.finished_at;
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('effect-workpool-dependents:' || TG_TABLE_SCHEMA), 0);
-    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = NEW.id)
+    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ended.id)
       ORDER BY j.seq FOR NO KEY UPDATE;
-    IF NEW.state = 'succeeded' THEN
-      WITH struck AS (UPDATE ${s}.wp_dep d SET succeeded = true WHERE d.dep_id = NEW.id AND NOT d.succeeded RETURNING d.job_id)
+    IF ended.state = 'succeeded' THEN
+      WITH struck AS (UPDATE ${s}.wp_dep d SET succeeded = true WHERE d.dep_id = ended.id AND NOT d.succeeded RETURNING d.job_id)
       UPDATE ${s}.wp_job j SET waiting_for = j.waiting_for - 1 FROM struck WHERE j.id = struck.job_id;
     ELSE
-      UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = NEW.finished_at, exit = NULL, expire_at = NULL,
-          failed_dep_id = NEW.id, failed_dep_state = NEW.state
-        FROM ${s}.wp_dep d WHERE d.dep_id = NEW.id AND j.id = d.job_id AND j.state = 'blocked' AND NOT j.after_failure;
+      -- one past its own expiry, which no claim or reap met yet, expired first and reads so (its
+      -- expire_at kept, no failed dependency); the others are cancelled by this one, their expiry gone
+      UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
+          expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
+          failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.id END,
+          failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.state END
+        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked' AND NOT j.after_failure;
     END IF;
     FOR released IN
-      UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, NEW.finished_at),
-          rank = (SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN j.priority * MAX(q.aging_ms) - GREATEST(j.visible_at, NEW.finished_at)
+      UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
+          rank = (SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN j.priority * MAX(q.aging_ms) - GREATEST(j.visible_at, ended_at)
             ELSE j.priority END FROM ${s}.wp_queue q WHERE q.name = j.queue)
-        FROM ${s}.wp_dep d WHERE d.dep_id = NEW.id AND j.id = d.job_id AND j.state = 'blocked'
+        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked'
           AND (j.waiting_for = 0 OR j.after_failure AND NOT EXISTS (
             SELECT 1 FROM ${s}.wp_dep p JOIN ${s}.wp_job o ON o.id = p.dep_id
             WHERE p.job_id = j.id AND NOT p.succeeded AND o.state NOT IN ('succeeded', 'dead', 'cancelled')))
         RETURNING j.queue, j.visible_at
     LOOP
       PERFORM pg_notify('${CHANNEL_PREFIX}' || left(encode(sha256(convert_to(TG_TABLE_SCHEMA || '.' || released.queue, 'UTF8')), 'hex'), ${CHANNEL_HASH}),
-        CASE WHEN released.visible_at > NEW.finished_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
+        CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
     END LOOP;
     RETURN NULL;
   END
   $wp$`
+
+/** The transaction's setting that carries a deleting statement's store time to its triggers. */
+const NOW_SETTING = "workpool.now"
+
+/**
+ * A deleting statement's condition that writes its store time for the trigger that ends a deleted
+ * job's dependents (see `DEPENDENTS_ENDED`): an uncorrelated subquery, run once per statement (an
+ * InitPlan), before any row is deleted.
+ */
+const deletedAt = (sql: PgClient.PgClient, now: Fragment | number) =>
+  sql`(SELECT set_config(${NOW_SETTING}, (${now})::bigint::text, true)) IS NOT NULL`
 
 /**
  * A migration's statements, one at a time (a prepared statement holds one command): split at each
@@ -891,13 +925,19 @@ export const heartbeatStatement = (
  * it) and waited for the first, and with a purge whose plan read the rows in another order.
  * Exported for the lock-order tests.
  */
-export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: number, states: ReadonlyArray<State>) =>
+export const purgeStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  before: number,
+  states: ReadonlyArray<State>,
+  now: Fragment | number
+) =>
   sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
       USING (SELECT l.seq FROM ${S}.wp_job l
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
-      WHERE j.seq = l.seq
+      WHERE j.seq = l.seq AND ${deletedAt(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -923,7 +963,8 @@ export const retainStatement = (
   queue: string,
   state: State,
   batch: number,
-  past: { readonly before: number } | { readonly keep: number }
+  past: { readonly before: number } | { readonly keep: number },
+  now: number
 ) =>
   "before" in past
     ? sql<{ n: bigint }>`WITH gone AS (
@@ -932,7 +973,7 @@ export const retainStatement = (
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
           AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED))
+        FOR UPDATE SKIP LOCKED)) AND ${deletedAt(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
     : sql<{ n: bigint }>`WITH cut AS (
@@ -946,7 +987,7 @@ export const retainStatement = (
           AND (l.queue, l.state, l.finished_at, l.seq)
             <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED))
+        FOR UPDATE SKIP LOCKED)) AND ${deletedAt(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -2501,7 +2542,7 @@ export const makeWith = (
     }
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
+      op("purge", Effect.map(purgeStatement(sql, S, before, states, NOW()), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     const retainAt = retainCursor((after: string | undefined, n: number) =>
       sql<{ name: string; retention: string | null }>`
@@ -2521,14 +2562,14 @@ export const makeWith = (
             retainRules(decodeRetention(queue.retention), batch, {
               // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
               // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) })),
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, at)),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
                   state,
                   count,
                   (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
-                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }))
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, at))
                 )
             }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
