@@ -144,12 +144,13 @@ export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${
 export const backToBeforeExpiry = (S: string) => backTo(S, 14, [`ALTER TABLE ${S}.wp_job DROP COLUMN expire_at`])
 
 /**
- * Takes the schema `S` (quoted) back to version 15: without job dependencies (16): their trigger,
- * function, table, columns and indexes, and the dedup index as it was (without blocked jobs).
+ * Takes the schema `S` (quoted) back to version 15: without job dependencies (16): their triggers,
+ * functions, table, columns and indexes, and the dedup index as it was (without blocked jobs).
  */
 export const backToBeforeDependencies = (S: string) =>
   backTo(S, 15, [
     `DROP TRIGGER wp_job_ended ON ${S}.wp_job`,
+    `DROP TRIGGER wp_job_dropped ON ${S}.wp_job`,
     `DROP FUNCTION ${S}.wp_dependents_ended()`,
     `DROP TRIGGER wp_job_deleted ON ${S}.wp_job`,
     `DROP FUNCTION ${S}.wp_dependent_deleted()`,

@@ -236,7 +236,8 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // carried settles or its expiries, a reap, a cancel): a row trigger whose WHEN reads the row alone,
   // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A deleted job that had
   // dependencies takes its own edges with it (another trigger, run only for such a job): the edges of a
-  // deleted dependency stay while their dependent does. A blocked job holds its dedup
+  // deleted dependency stay while their dependent does. A dead or cancelled job deleted (purge,
+  // retention) with dependents settles them as its end did (a third, run only for such a job). A blocked job holds its dedup
   // key: the unique index is built again with it (it reads wp_job). Its blocked jobs by queue (the
   // counts) and by expiry (a reap ends them) are indexed apart, empty where no job has dependencies
   (s) =>
