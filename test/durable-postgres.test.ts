@@ -840,7 +840,7 @@ else {
         )
         // the prepared statement's generic plan (see retainStatement)
         for (const past of [{ before: 15_000 }, { keep: 100 }]) {
-          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past, 30_000))
+          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past, { now: 30_000, schema }))
           if (process.env.SHOW_PLAN) console.log(text)
           assert.match(text, /Index (Only )?Scan (Backward )?using wp_job_retained/, text)
           assert.notMatch(text, /Seq Scan on wp_job|wp_job_finished|Sort/, text)

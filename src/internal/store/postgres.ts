@@ -237,7 +237,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A deleted job that had
   // dependencies takes its own edges with it (another trigger, run only for such a job): the edges of a
   // deleted dependency stay while their dependent does. A dead or cancelled job deleted (purge,
-  // retention) with dependents settles them as its end did (a third, run only for such a job). A blocked job holds its dedup
+  // retention) with dependents settles them as its end did (a third, run only for such a job; the
+  // deleting statement takes the dependents' turn first when such a job is among its own, found
+  // along the last index, empty where no job has dependents: see `deleting`). A blocked job holds its dedup
   // key: the unique index is built again with it (it reads wp_job). Its blocked jobs by queue (the
   // counts) and by expiry (a reap ends them) are indexed apart, empty where no job has dependencies
   (s) =>
@@ -249,6 +251,7 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE INDEX IF NOT EXISTS wp_dep_job ON ${s}.wp_dep (job_id);
   CREATE INDEX IF NOT EXISTS wp_job_blocked ON ${s}.wp_job (queue) WHERE state = 'blocked';
   CREATE INDEX IF NOT EXISTS wp_job_blocked_expiring ON ${s}.wp_job (expire_at) WHERE state = 'blocked' AND expire_at IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS wp_job_ended_dependents ON ${s}.wp_job (queue, state) WHERE has_dependents AND state IN ('dead', 'cancelled');
   DROP INDEX IF EXISTS ${s}.wp_job_dedup;
   CREATE UNIQUE INDEX wp_job_dedup ON ${s}.wp_job (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked');
@@ -293,7 +296,7 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
  * `settled`). The same function runs for a dead or cancelled job deleted (purge, retention: the
  * `wp_job_dropped` trigger), which ends what still waits for it (a dependent redriven back to
  * blocked since) as its end did: nothing else ever would. A DELETE has no end time of its own: the
- * deleting statement's store time is read from the setting `deletedAt` writes (the server's time for
+ * deleting statement's store time is read from the setting `deleting` writes (the server's time for
  * a DELETE made by hand). Dollar-quoted: `statementsOf` keeps it whole.
  */
 const DEPENDENTS_ENDED = (s: string) =>
@@ -346,12 +349,28 @@ const DEPENDENTS_ENDED = (s: string) =>
 const NOW_SETTING = "workpool.now"
 
 /**
- * A deleting statement's condition that writes its store time for the trigger that ends a deleted
- * job's dependents (see `DEPENDENTS_ENDED`): an uncorrelated subquery, run once per statement (an
- * InitPlan), before any row is deleted.
+ * What a deleting statement (`purgeStatement`, `retainStatement`) needs of its store for the
+ * trigger that ends a deleted job's dependents (see `DEPENDENTS_ENDED`): its store time and its
+ * schema's name (unquoted: the dependents' turn is keyed by it).
  */
-const deletedAt = (sql: PgClient.PgClient, now: Fragment | number) =>
-  sql`(SELECT set_config(${NOW_SETTING}, (${now})::bigint::text, true)) IS NOT NULL`
+export interface Deleting {
+  readonly now: Fragment | number
+  readonly schema: string
+}
+
+/**
+ * A deleting statement's condition, uncorrelated subqueries run once before any row is deleted (a
+ * one-time filter): it writes the statement's store time for the trigger, and takes the schema's
+ * dependents' turn (see `DEPENDENTS_ENDED`) first when a job it may delete (`candidate`, a condition
+ * on `d`) is dead or cancelled with dependents. Taken by the trigger only, after the statement's row
+ * locks, a purge holding such a job x waited for the turn held by a settle of x's dependency, whose
+ * trigger waited for x: a deadlock. The probe reads `wp_job_ended_dependents`, empty where no job
+ * has dependents.
+ */
+const deleting = (sql: PgClient.PgClient, S: Fragment, how: Deleting, candidate: Fragment) =>
+  sql`(SELECT set_config(${NOW_SETTING}, (${how.now})::bigint::text, true)) IS NOT NULL
+    AND (SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dependents:${how.schema}`}), 0)
+      FROM ${S}.wp_job d WHERE d.has_dependents AND d.state IN ('dead', 'cancelled') AND ${candidate} LIMIT 1) t) >= 0`
 
 /**
  * A migration's statements, one at a time (a prepared statement holds one command): split at each
@@ -931,14 +950,14 @@ export const purgeStatement = (
   S: Fragment,
   before: number,
   states: ReadonlyArray<State>,
-  now: Fragment | number
+  how: Deleting
 ) =>
   sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
       USING (SELECT l.seq FROM ${S}.wp_job l
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
-      WHERE j.seq = l.seq AND ${deletedAt(sql, now)}
+      WHERE j.seq = l.seq AND ${deleting(sql, S, how, sql`d.state = ANY(${states}) AND d.finished_at < ${before}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -965,7 +984,7 @@ export const retainStatement = (
   state: State,
   batch: number,
   past: { readonly before: number } | { readonly keep: number },
-  now: number
+  how: Deleting
 ) =>
   "before" in past
     ? sql<{ n: bigint }>`WITH gone AS (
@@ -974,7 +993,7 @@ export const retainStatement = (
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
           AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED)) AND ${deletedAt(sql, now)}
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
     : sql<{ n: bigint }>`WITH cut AS (
@@ -988,7 +1007,7 @@ export const retainStatement = (
           AND (l.queue, l.state, l.finished_at, l.seq)
             <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED)) AND ${deletedAt(sql, now)}
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -2543,7 +2562,7 @@ export const makeWith = (
     }
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      op("purge", Effect.map(purgeStatement(sql, S, before, states, NOW()), (rows) => Number(rows[0]!.n)), (n) => n > 0)
+      op("purge", Effect.map(purgeStatement(sql, S, before, states, { now: NOW(), schema: cfg.schema }), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     const retainAt = retainCursor((after: string | undefined, n: number) =>
       sql<{ name: string; retention: string | null }>`
@@ -2563,14 +2582,14 @@ export const makeWith = (
             retainRules(decodeRetention(queue.retention), batch, {
               // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
               // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, at)),
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, { now: at, schema: cfg.schema })),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
                   state,
                   count,
                   (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
-                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, at))
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, { now: at, schema: cfg.schema }))
                 )
             }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
