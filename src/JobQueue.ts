@@ -2082,16 +2082,22 @@ export interface Consumer {
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
-   * Called from one of this consumer's own jobs (or its `onEvent` handler), it starts the stop and
-   * returns at once: the stop waits for that job (or those events), which must not wait for it (nor
-   * for `awaitTermination` there, which waits for the same).
+   * Called from one of this consumer's own jobs (or its `onEvent` handler, or a fiber either forks),
+   * it starts the stop and returns at once: the stop waits for that job (or those events), which
+   * must not wait for it. So does one asked from inside another consumer whose stop (or
+   * termination) this consumer's jobs are awaiting: two consumers whose jobs stop each other end.
    */
   readonly shutdown: Effect.Effect<void>
   /**
    * Interrupts running jobs at once and gives them back without counting the attempt. From inside
-   * the consumer (see `shutdown`) it returns at once too.
+   * the consumer (see `shutdown`) it returns at once too; from one of its jobs, that job is left to
+   * end as its handler ends (its result is stored).
    */
   readonly shutdownNow: Effect.Effect<void>
+  /**
+   * Waits until the consumer has stopped. From one of its own jobs it would wait for itself: the
+   * job is interrupted when the stop starts, and given back.
+   */
   readonly awaitTermination: Effect.Effect<void>
 }
 
