@@ -196,6 +196,36 @@ for (const [name, makeStore] of storeLayers(() => path.join(dir, `jobs-${++files
       }
     }
 
+    // a job's awaitTermination waits for itself: it is interrupted as the stop starts (above). A
+    // fiber the job left running detached, ended before the stop, is not the job: it waits, and is told
+    it.effect("a fiber a job forked detached and left running: its awaitTermination returns once the consumer has stopped", () =>
+      provide(Effect.gen(function*() {
+        const holder = yield* Deferred.make<JobQueue.Consumer>()
+        let asked = false
+        let told = false
+        const consumer = yield* JobQueue.consume({
+          ...options,
+          handlers: [Task.handle(Echo, ({ n }) =>
+            Effect.as(
+              // the fiber asks while the job runs (which then ends a second later, under the TestClock)
+              Effect.flatMap(Deferred.await(holder), (consumer) =>
+                Effect.andThen(
+                  Effect.forkDetach(Effect.andThen(Effect.sync(() => void (asked = true)), Effect.andThen(consumer.awaitTermination, Effect.sync(() => void (told = true))))),
+                  Effect.sleep("1 second")
+                )),
+              n
+            ))]
+        })
+        yield* Deferred.succeed(holder, consumer)
+        const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+        yield* until(() => asked, 1)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "running", "asked while the job ran")
+        for (let i = 0; i < 100 && (yield* JobQueue.status(job.id)).state !== "succeeded"; i++) yield* tick(100)
+        assert.strictEqual((yield* JobQueue.status(job.id)).state, "succeeded")
+        const stopped = yield* Effect.forkChild(consumer.shutdown)
+        yield* until(() => stopped.pollUnsafe() !== undefined && told, 10)
+      })))
+
     // two consumers whose jobs each stop the other: each stop's drain waited for the other
     // consumer's job, which waited for the first stop. Neither inside the other, both waited out
     // shutdownTimeout and gave back jobs whose handlers were done but for that wait (run again, they

@@ -1162,21 +1162,35 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const stopAsked = (now: boolean) =>
       Effect.withFiber((fiber) => {
         const place = fiber.getRef(Inside)
-        const stopped = stop(now, place?.node === node ? place.token : undefined)
+        const job = ownJob(place)
+        const stopped = stop(now, job)
         if (place === undefined) return stopped
-        return place.node === node || reaches(node, place.node) ? Effect.void : waitedBy(place.node, stopped)
+        if (place.node === node) return job !== undefined || place.token === undefined ? Effect.void : stopped
+        return reaches(node, place.node) ? Effect.void : waitedBy(place.node, stopped)
       })
 
     /**
+     * The claim token of the running job of this consumer that `place` is inside, if any. A fiber a
+     * job forked detached and left running past its end is not inside any more: the stop does not
+     * wait for it.
+     */
+    const ownJob = (place: Place | undefined) =>
+      place?.node === node && place.token !== undefined && running.has(place.token) ? place.token : undefined
+
+    /**
      * The consumer's termination. Awaited by one of its own jobs, it waits for itself: once the
-     * stop starts, the job is interrupted, and given back as the stop's other jobs are (it waited
-     * out `shutdownTimeout`). From inside another consumer, a wait the stops asked there see.
+     * stop starts, the job (still running) is interrupted, and given back as the stop's other jobs
+     * are (it waited out `shutdownTimeout`). From inside another consumer, a wait the stops asked
+     * there see.
      */
     const awaitTermination = Effect.withFiber((fiber) => {
+      // ended: answered in the step it is asked in, as a Deferred's await is
+      if (Deferred.isDoneUnsafe(terminated)) return Exit.void
       const place = fiber.getRef(Inside)
-      if (place === undefined) return Deferred.await(terminated)
-      if (place.node !== node) return waitedBy(place.node, Deferred.await(terminated))
-      return place.token === undefined ? Deferred.await(terminated) : Effect.andThen(halted, Effect.interrupt)
+      const job = ownJob(place)
+      // asked by a fiber the job forked detached, which the stop does not wait for once the job has ended
+      if (job !== undefined) return Effect.andThen(halted, Effect.suspend(() => running.has(job) ? Effect.interrupt : Deferred.await(terminated)))
+      return place === undefined || place.node === node ? Deferred.await(terminated) : waitedBy(place.node, Deferred.await(terminated))
     })
 
     const setTarget = (concurrency: number) =>
