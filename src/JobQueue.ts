@@ -2082,10 +2082,11 @@ export interface Consumer {
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
-   * Called from one of this consumer's own jobs (or its `onEvent` handler, or a fiber either forks),
-   * it starts the stop and returns at once: the stop waits for that job (or those events), which
-   * must not wait for it. So does one asked from inside another consumer whose stop (or
-   * termination) this consumer's jobs are awaiting: two consumers whose jobs stop each other end.
+   * Called from one of this consumer's own jobs (or its `onEvent` handler, or a fiber either forks,
+   * while the job runs), it starts the stop and returns at once: the stop waits for that job (or
+   * those events), which must not wait for it. So does one asked from inside another consumer
+   * whose stop (or termination) this consumer's jobs await: two consumers whose jobs stop each
+   * other both end.
    */
   readonly shutdown: Effect.Effect<void>
   /**
