@@ -1,0 +1,167 @@
+/**
+ * Hostile tests of job dependencies on Postgres (migration 16: `wp_dep`, the `wp_job_ended` /
+ * `wp_job_dropped` triggers, the schema's advisory lock that dependent-settling transactions take
+ * turns on). Real concurrency: several store instances on one schema (each its own pool), an
+ * application's own transaction (`PgJobStore.layerClient`), backends killed mid-statement. Every wait
+ * is for an event (a backend seen waiting for a lock, a statement's answer), never a sleep.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { StoreError } from "../src/DurableError.ts"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
+import { Echo } from "./durable/conformance.ts"
+import * as Pg from "./durable/postgres.ts"
+
+/** A store instance of its own (its own pool and listener) on `schema`. */
+const storeOn = (schema: string, maxConnections = 2) =>
+  Effect.map(Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections })), (context) => Context.get(context, JobStore.JobStore))
+
+/** The application's client, and a store on it (`layerClient`): what an enqueue inside the application's transaction uses. */
+const appOn = (schema: string) =>
+  Effect.gen(function*() {
+    const sql = yield* Pg.appClient(Pg.url!, 4)
+    const context = yield* Layer.build(PgJobStore.layerClient({ schema }).pipe(Layer.provide(Layer.succeed(PgClient.PgClient, sql))))
+    return { sql, store: Context.get(context, JobStore.JobStore) }
+  })
+
+const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
+
+/** Claims the one job of `queue` (the test's own: nothing else is there). */
+const claimOne = (store: Store, queue: string) =>
+  Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 600_000 }), (claimed) => {
+    assert.strictEqual(claimed.claims.length, 1, `one job claimed from ${queue}`)
+    return claimed.claims[0]!
+  })
+
+const succeeded = { _tag: "Final", state: "succeeded", exit: null } as const
+
+/**
+ * An application transaction, forked, that enqueues (on `app`) what `first` does, says so (its backend,
+ * `pid`: it holds what `first` locked), runs `then`, and stays open until the returned `release` runs
+ * (committing it, or rolling it back if `then` failed).
+ */
+const openTransaction = <A, B>(
+  app: { sql: PgClient.PgClient; store: Store },
+  first: Effect.Effect<A, unknown, JobStore.JobStore>,
+  then: Effect.Effect<B, unknown, JobStore.JobStore>
+) =>
+  Effect.gen(function*() {
+    const ready = yield* Deferred.make<number>()
+    const release = yield* Deferred.make<void>()
+    const fiber = yield* Effect.forkChild(app.sql.withTransaction(Effect.gen(function*() {
+      const [{ pid }] = (yield* app.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`) as [{ pid: number }]
+      const a = yield* on(app.store)(first)
+      yield* Deferred.succeed(ready, pid)
+      const b = yield* on(app.store)(then)
+      yield* Deferred.await(release)
+      return [a, b] as const
+    })))
+    const pid = yield* Deferred.await(ready)
+    return { pid, fiber, release: Effect.andThen(Deferred.succeed(release, undefined), Fiber.await(fiber)) }
+  })
+
+describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
+  // Found: the schema's dependents lock is taken by a settle's trigger after its own row's lock and
+  // before its dependents' row locks, and held to the commit. A settle whose dependent's row an
+  // application transaction holds (it enqueued a job `after` that blocked job, and is still open)
+  // waits for that transaction holding the schema's lock: every other settle, reap, cancel or expiry
+  // of any job with dependents in the schema, in any queue, then waits too, for as long as the
+  // application's transaction stays open. A design decision (the lock orders crossing dependents),
+  // so left failing: the unrelated queue's settle should not wait.
+  it.live.fails("an open application transaction that enqueued after a blocked job does not stall settles of other queues' dependencies", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema, 4)
+      const a = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+      const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [a] }))
+      const p = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "p" }))
+      const q = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q", after: [p] }))
+      // p's settle is another process's: in one instance it would wait behind a's in-process (its
+      // single settle writer), whatever the lock
+      const other = yield* storeOn(schema)
+      const [claimA, claimP] = [yield* claimOne(store, "a"), yield* claimOne(other, "p")]
+      const app = yield* appOn(schema)
+      const txn = yield* openTransaction(app, JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [b] }), Effect.void)
+      // a's settle: its trigger holds the schema's turn and waits for b's row, which the application holds
+      const settlingA = yield* Effect.forkChild(store.settle(claimA.token, succeeded))
+      yield* Pg.blockedBy(txn.pid)
+      // p's settle, another queue, another dependent: it should not care
+      const settledP = yield* Deferred.make<"settled" | "waits for a lock">()
+      const settlingP = yield* Effect.forkChild(Effect.andThen(other.settle(claimP.token, succeeded), Deferred.succeed(settledP, "settled")))
+      yield* Effect.forkChild(Effect.andThen(Pg.lockWaitersOn(schema, 2), Deferred.succeed(settledP, "waits for a lock")))
+      const first = yield* Deferred.await(settledP)
+      yield* txn.release
+      yield* Fiber.join(settlingA)
+      yield* Fiber.join(settlingP)
+      assert.deepStrictEqual(
+        [yield* on(store)(JobQueue.status(b.id)), yield* on(store)(JobQueue.status(q.id))].map((job) => job.state),
+        ["queued", "queued"]
+      )
+      assert.strictEqual(first, "settled", "q's release waited for the application's transaction on b")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  /**
+   * The deadlock the schema's turn makes, which the rows alone never make: the application's
+   * transaction holds b (it enqueued after b) and then enqueues after p; a's settle holds the turn
+   * and waits for b; p's settle (another process) holds p and waits for the turn; the application
+   * waits for p. Postgres breaks the cycle after its deadlock_timeout (1 s) by failing one of the
+   * three with 40P01. Without the turn p's settle commits (its dependent q is free) and the
+   * application's enqueue goes on. Returns the three exits and what the test needs to retry them.
+   */
+  const crossing = Effect.gen(function*() {
+    const schema = Pg.freshSchema()
+    const store = yield* storeOn(schema)
+    const other = yield* storeOn(schema)
+    const a = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+    const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [a] }))
+    const p = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "p" }))
+    const q = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q", after: [p] }))
+    const [claimA, claimP] = [yield* claimOne(store, "a"), yield* claimOne(other, "p")]
+    const app = yield* appOn(schema)
+    const second = yield* Deferred.make<void>()
+    const afterB = JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [b] })
+    const afterP = JobQueue.enqueue(Echo, { n: 6 }, { queue: "c", after: [p] })
+    const enqueues = Effect.all([afterB, afterP])
+    const txn = yield* openTransaction(app, afterB, Effect.andThen(Deferred.await(second), afterP))
+    const settleA = store.settle(claimA.token, succeeded)
+    const settleP = other.settle(claimP.token, succeeded)
+    const settlingA = yield* Effect.forkChild(Effect.exit(settleA))
+    yield* Pg.blockedBy(txn.pid)
+    const settlingP = yield* Effect.forkChild(Effect.exit(settleP))
+    yield* Pg.lockWaitersOn(schema, 2)
+    yield* Deferred.succeed(second, undefined)
+    const exits = [yield* txn.release, yield* Fiber.join(settlingA), yield* Fiber.join(settlingP)] as const
+    return { exits, store, app, enqueues, settleA, settleP, ids: { b: b.id, q: q.id } }
+  })
+
+  const sqlStates = (exit: Exit.Exit<unknown, unknown>) =>
+    Exit.isSuccess(exit) ? [] : exit.cause.reasons.map((r) => r._tag === "Fail" && r.error instanceof StoreError ? r.error.sqlState : r._tag)
+
+  // Found (medium): left failing with the one above, its cause
+  it.live.fails("an application transaction enqueueing after two jobs while their dependencies settle is not failed with a deadlock", () =>
+    Effect.gen(function*() {
+      const { exits } = yield* crossing
+      assert.deepStrictEqual(exits.map(sqlStates), [[], [], []])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("a deadlock between dependents' settles and an application's enqueues is a StoreError of 40P01 on one of them; retried, no count is lost and nothing runs twice", () =>
+    Effect.gen(function*() {
+      const { exits, store, app, enqueues, settleA, settleP, ids } = yield* crossing
+      const failed = exits.map(sqlStates)
+      for (const states of failed) assert.isTrue(states.every((state) => state === "40P01"), `only deadlocks: ${states}`)
+      // what the application and a consumer do: the transaction again, the settle again (persist)
+      const made = (Exit.isSuccess(exits[0]) ? exits[0].value : yield* app.sql.withTransaction(on(app.store)(enqueues))).map((job) => job.id)
+      for (const [i, settle] of [[1, settleA], [2, settleP]] as const) {
+        if (Exit.isFailure(exits[i])) assert.isTrue(yield* settle, "the retried settle is written")
+      }
+      const status = (id: string) => on(store)(JobQueue.status(id))
+      assert.deepStrictEqual([(yield* status(ids.b)).state, (yield* status(ids.q)).state], ["queued", "queued"])
+      const [afterB, afterP] = [yield* status(made[0]!), yield* status(made[1]!)]
+      assert.deepStrictEqual([afterB.state, afterB.waitingFor, afterP.state, afterP.waitingFor], ["blocked", 1, "queued", 0])
+      assert.strictEqual((yield* on(store)(JobQueue.list({ queue: "c" }))).length, 2, "the retried transaction made each job once")
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
