@@ -164,4 +164,46 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual([afterB.state, afterB.waitingFor, afterP.state, afterP.waitingFor], ["blocked", 1, "queued", 0])
       assert.strictEqual((yield* on(store)(JobQueue.list({ queue: "c" }))).length, 2, "the retried transaction made each job once")
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  /** Terminates the backends waiting for a lock `holder` holds (a connection killed mid-statement). */
+  const killWaitersOf = (holder: number) =>
+    Effect.promise(() =>
+      Pg.admin((sql) =>
+        sql<{ killed: boolean }>`SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE ${holder} = ANY(pg_blocking_pids(pid))`
+      )
+    )
+
+  it.live("a connection killed in the middle of an enqueueAll of a DAG (its items before written, a later one waiting for a dependency's row) stores all of it or nothing, never part", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 0 }, { queue: "x" }))
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, x.id)
+      const dag = on(store)(JobQueue.enqueueAll(Echo, [
+        { payload: { n: 1 }, options: { queue: "dag" } },
+        { payload: { n: 2 }, options: { queue: "dag", after: [{ item: 0 }] } },
+        { payload: { n: 3 }, options: { queue: "dag", after: [x, { item: 1 }] } }
+      ]))
+      const enqueuing = yield* Effect.forkChild(Effect.exit(dag))
+      yield* Pg.blockedBy(locker.pid)
+      const killed = yield* killWaitersOf(locker.pid)
+      assert.deepStrictEqual(killed.map((row) => row.killed), [true])
+      yield* locker.release
+      const exit = yield* Fiber.join(enqueuing)
+      const stored = (yield* on(store)(JobQueue.list({ queue: "dag" }))).map((job) => job.id)
+      // either way the caller knows: a typed failure and nothing stored, or (retried) each item once
+      const jobs = Exit.isSuccess(exit) ? exit.value : yield* dag
+      if (Exit.isFailure(exit)) {
+        assert.deepStrictEqual(exit.cause.reasons.map((r) => r._tag === "Fail" && r.error instanceof StoreError), [true])
+        assert.deepStrictEqual(stored, [], "a failed call stored nothing")
+      } else {
+        assert.deepStrictEqual(stored.sort(), jobs.map((job) => job.id).sort(), "each item once")
+      }
+      const claim = yield* claimOne(store, "x")
+      assert.isTrue(yield* store.settle(claim.token, succeeded))
+      const after = yield* Effect.forEach(jobs, (job) => on(store)(JobQueue.status(job.id)))
+      assert.deepStrictEqual(after.map((job) => [job.state, job.waitingFor]), [["queued", 0], ["blocked", 1], ["blocked", 1]])
+      assert.strictEqual((yield* on(store)(JobQueue.list({ queue: "dag" }))).length, 3)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
