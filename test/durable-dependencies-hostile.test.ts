@@ -206,4 +206,76 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(after.map((job) => [job.state, job.waitingFor]), [["queued", 0], ["blocked", 1], ["blocked", 1]])
       assert.strictEqual((yield* on(store)(JobQueue.list({ queue: "dag" }))).length, 3)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // 36 leaves ended by 4 instances at once (succeeded, dead, cancelled while running, reaped dead by
+  // an expired lease), while 12 fan-ins are enqueued against them by the same instances (half before,
+  // half during: their locks race the ends' triggers): each fan-in ends as its leaves' final states
+  // say, its count exact, and is claimed once if released
+  it.live("fan-ins enqueued while their dependencies end concurrently (settles, deaths, cancels, reaps by 4 instances): each ends as its dependencies' final states say, counted exactly, claimed at most once", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const stores = yield* Effect.forEach([0, 1, 2, 3], () => storeOn(schema))
+      const enqueue = on(stores[0]!)
+      type Fate = "succeeded" | "dead" | "cancelled" | "reaped"
+      const fates: ReadonlyArray<Fate> = Array.from({ length: 36 }, (_, i) =>
+        (["succeeded", "succeeded", "succeeded", "dead", "cancelled", "reaped"] as const)[i % 6]!)
+      const leaves = yield* enqueue(JobQueue.enqueueAll(Echo, fates.map((fate, n) => ({
+        payload: { n },
+        options: { queue: fate === "reaped" ? "doomed" : "leaves", maxAttempts: 1 }
+      }))))
+      const fans = Array.from({ length: 12 }, (_, k) => ({
+        after: Array.from({ length: 2 + k % 3 }, (_, j) => leaves[(k * 7 + j * 6 + (k % 2 === 0 ? 0 : 1)) % 36]!.id),
+        run: k % 4 === 3
+      }))
+      const enqueueFan = (fan: (typeof fans)[number], i: number) =>
+        on(stores[i % 4]!)(JobQueue.enqueue(Echo, { n: 100 + i }, { queue: "fans", after: fan.after, ...(fan.run ? { afterFailure: "run" as const } : {}) }))
+      const early = yield* Effect.forEach(fans.slice(0, 6), enqueueFan)
+      const claims = yield* Effect.forEach(stores, (store) =>
+        Effect.map(store.claim({ queues: ["leaves"], tasks: ["Echo"], limit: 8, lease: 600_000 }), (claimed) => claimed.claims.map((claim) => [store, claim] as const)))
+      const doomed = yield* Effect.forEach(stores, (store) =>
+        Effect.map(store.claim({ queues: ["doomed"], tasks: ["Echo"], limit: 2, lease: 1 }), (claimed) => claimed.claims.map((claim) => [store, claim] as const)))
+      assert.deepStrictEqual([claims.flat().length, doomed.flat().length], [30, 6])
+      const fateOf = new Map(leaves.map((leaf, i) => [leaf.id, fates[i]!]))
+      const end = ([store, claim]: readonly [Store, (typeof claims)[number][number][1]]) => {
+        const fate = fateOf.get(claim.job.id)!
+        if (fate === "cancelled") {
+          return Effect.andThen(on(store)(JobQueue.cancel(claim.job.id)), store.settle(claim.token, { _tag: "Final", state: "cancelled", exit: null }))
+        }
+        if (fate === "reaped") {
+          const reap: Effect.Effect<void, unknown> = Effect.gen(function*() {
+            yield* store.reap([0])
+            if ((yield* on(store)(JobQueue.status(claim.job.id))).state === "running") yield* reap
+          })
+          return reap
+        }
+        return store.settle(claim.token, { _tag: "Final", state: fate, exit: fate === "dead" ? JSON.stringify({ _tag: "Failure" }) : null })
+      }
+      const late = yield* Effect.all([
+        Effect.forEach([...claims.flat(), ...doomed.flat()], end, { concurrency: "unbounded", discard: true }),
+        Effect.forEach(fans.slice(6), (fan, i) => enqueueFan(fan, i + 6), { concurrency: "unbounded" })
+      ], { concurrency: "unbounded" }).pipe(Effect.map(([, made]) => made))
+      const ended = new Map<string, string>()
+      for (const leaf of leaves) ended.set(leaf.id, (yield* enqueue(JobQueue.status(leaf.id))).state)
+      for (const [id, state] of ended) {
+        const fate = fateOf.get(id)!
+        assert.strictEqual(state, fate === "reaped" ? "dead" : fate, id)
+      }
+      const made = [...early, ...late]
+      let released = 0
+      for (const [i, fan] of fans.entries()) {
+        const info = yield* enqueue(JobQueue.status(made[i]!.id))
+        const failed = fan.after.filter((id) => ended.get(id) !== "succeeded")
+        const expected = fan.run || failed.length === 0 ? "queued" : "cancelled"
+        if (expected === "queued") released++
+        assert.strictEqual(info.state, expected, `fan-in ${i}: ${fan.after.map((id) => ended.get(id))}`)
+        if (expected === "queued") assert.strictEqual(info.waitingFor, failed.length, `fan-in ${i}'s count`)
+        else assert.isTrue(failed.includes(info.failedDependency!.id), `fan-in ${i} names one of its failed`)
+      }
+      const taken = yield* Effect.forEach(stores, (store) =>
+        Effect.map(store.claim({ queues: ["fans"], tasks: ["Echo"], limit: 20, lease: 600_000 }), (claimed) => claimed.claims.map((claim) => claim.job.id)), { concurrency: "unbounded" })
+      assert.strictEqual(new Set(taken.flat()).size, taken.flat().length, "none claimed twice")
+      assert.strictEqual(taken.flat().length, released)
+      assert.isAbove(released, 0)
+      assert.isBelow(released, 12)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
