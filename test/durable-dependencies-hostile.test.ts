@@ -278,4 +278,35 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.isAbove(released, 0)
       assert.isBelow(released, 12)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // Found (high), fixed: the purge's trigger (wp_job_dropped) holds d's dependents' rows from its first
+  // lock to its commit: here it holds f and waits for g (a session holds g), so a redrive of f made
+  // meanwhile waited for f and then ran on its snapshot, taken before the purge committed, where d
+  // still existed: it answered true and left f blocked for good, on a job gone
+  it.live("a redrive of a job racing the purge of its dead dependency never leaves it blocked on a dependency that is gone", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const other = yield* storeOn(schema)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "d", maxAttempts: 1 }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "f", after: [d] }))
+      const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "f", after: [d] }))
+      const claim = yield* claimOne(store, "d")
+      assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "dead", exit: null }))
+      const status = (id: string) => on(store)(JobQueue.status(id))
+      assert.deepStrictEqual([(yield* status(f.id)).state, (yield* status(g.id)).state], ["cancelled", "cancelled"])
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, g.id)
+      const purging = yield* Effect.forkChild(store.purge(Date.now() + 3_600_000, ["dead"]))
+      yield* Pg.blockedBy(locker.pid)
+      const redriving = yield* Effect.forkChild(other.redrive(f.id))
+      yield* Pg.lockWaitersOn(schema, 2)
+      yield* locker.release
+      assert.strictEqual(yield* Fiber.join(purging), 1)
+      const redriven = yield* Fiber.join(redriving)
+      const info = yield* status(f.id)
+      // either the redrive saw d gone (false, f still cancelled by d), or it came first and the purge
+      // ended f again by d: never blocked for a job that no longer exists
+      assert.notStrictEqual(info.state, "blocked", `redrive answered ${redriven}`)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

@@ -2537,7 +2537,13 @@ export const makeWith = (
       return op(
         "redrive",
         Effect.map(
-          sql`UPDATE ${S}.wp_job SET state = CASE WHEN ${stillBlocked} THEN 'blocked' ELSE 'queued' END,
+          // the job's row first, in a statement of its own: the UPDATE's snapshot is then taken once
+          // no other transaction holds it. A purge or retention deleting its dead dependency holds it
+          // from its trigger's lock to its commit: an UPDATE that waited for it ran on a snapshot
+          // older than the delete, saw the dependency still there and left the job blocked for good
+          transaction(Effect.andThen(
+            sql`SELECT 1 FROM ${S}.wp_job WHERE id = ${id} FOR NO KEY UPDATE`,
+            sql`UPDATE ${S}.wp_job SET state = CASE WHEN ${stillBlocked} THEN 'blocked' ELSE 'queued' END,
               attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
               progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)},
@@ -2551,8 +2557,10 @@ export const makeWith = (
                 AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
                 AND other.state IN ('queued', 'running', 'blocked')
             )
-            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
-            // an enqueue that took the key since the check: the unique index says no
+            RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`
+          )).pipe(
+            // an enqueue that took the key since the check: the unique index says no (caught outside
+            // the transaction, which the failed statement aborted)
             Effect.catchIf(isUniqueViolation, () => Effect.succeed([]))
           ),
           (rows) => rows.length > 0
