@@ -309,4 +309,33 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       // ended f again by d: never blocked for a job that no longer exists
       assert.notStrictEqual(info.state, "blocked", `redrive answered ${redriven}`)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // Found (medium), fixed: the turn was taken by the trigger only, after the statement's own row
+  // locks. A cancel of a blocked job f that has dependents held f's row and waited for the turn; the
+  // settle of f's dependency d held the turn and waited for f (its trigger locks d's dependents): a
+  // deadlock, and Postgres failed the cancel with 40P01 (a plain JobQueue.cancel failing with
+  // StoreError). Here a session holds the turn until both wait, so that the settle, queued first,
+  // gets it first: what a cancel and a settle at the same moment met by chance
+  it.live("a cancel of a blocked job with dependents and the settle of its dependency at the same moment both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const other = yield* storeOn(schema)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "d" }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "f", after: [d] }))
+      const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "g", after: [f] }))
+      const claim = yield* claimOne(store, "d")
+      const turn = yield* Pg.lockSession
+      yield* turn.open(`SELECT pg_advisory_xact_lock(hashtext($1), 0)`, [`effect-workpool-dependents:${schema}`])
+      const settling = yield* Effect.forkChild(Effect.exit(store.settle(claim.token, succeeded)))
+      yield* Pg.blockedBy(turn.pid, 1)
+      const cancelling = yield* Effect.forkChild(Effect.exit(on(other)(JobQueue.cancel(f.id))))
+      yield* Pg.blockedBy(turn.pid, 2)
+      yield* turn.release
+      const [settled, cancelled] = [yield* Fiber.join(settling), yield* Fiber.join(cancelling)]
+      const status = (id: string) => on(store)(JobQueue.status(id))
+      const states = [(yield* status(d.id)).state, (yield* status(f.id)).state, (yield* status(g.id)).state]
+      assert.deepStrictEqual([sqlStates(settled), sqlStates(cancelled)], [[], []])
+      assert.deepStrictEqual(states, ["succeeded", "cancelled", "cancelled"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

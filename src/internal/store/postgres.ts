@@ -369,8 +369,18 @@ export interface Deleting {
  */
 const deleting = (sql: PgClient.PgClient, S: Fragment, how: Deleting, candidate: Fragment) =>
   sql`(SELECT set_config(${NOW_SETTING}, (${how.now})::bigint::text, true)) IS NOT NULL
-    AND (SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dependents:${how.schema}`}), 0)
-      FROM ${S}.wp_job d WHERE d.has_dependents AND d.state IN ('dead', 'cancelled') AND ${candidate} LIMIT 1) t) >= 0`
+    AND ${dependentsTurnFirst(sql, S, how.schema, sql`d.state IN ('dead', 'cancelled') AND ${candidate}`)}`
+
+/**
+ * A condition that takes the schema's dependents' turn (see `DEPENDENTS_ENDED`) when a job `d` with
+ * dependents is such that `candidate` holds: an uncorrelated subquery, run once before the
+ * statement's first row lock. A statement that ends or deletes such a job takes the turn in its
+ * trigger, after its own row locks: holding the job and waiting for the turn, it deadlocked with the
+ * turn's holder, whose trigger waited for that job (its dependent).
+ */
+const dependentsTurnFirst = (sql: PgClient.PgClient, S: Fragment, schema: string, candidate: Fragment) =>
+  sql`(SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dependents:${schema}`}), 0)
+      FROM ${S}.wp_job d WHERE d.has_dependents AND ${candidate} LIMIT 1) t) >= 0`
 
 /**
  * A migration's statements, one at a time (a prepared statement holds one command): split at each
@@ -2488,7 +2498,9 @@ export const makeWith = (
       noSuchId(id) ? Effect.succeed("missing" as const) : op(
         "cancel",
         Effect.map(
-          sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job WHERE id = ${id} FOR UPDATE),
+          // a blocked job with dependents ends with their turn: taken before its row, as a purge does
+          sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job
+              WHERE id = ${id} AND ${dependentsTurnFirst(sql, S, cfg.schema, sql`d.id = ${id} AND d.state IN ('queued', 'blocked')`)} FOR UPDATE),
             cancelled AS (
               UPDATE ${S}.wp_job j SET state = 'cancelled', finished_at = ${NOW()}, exit = NULL
               FROM target WHERE j.seq = target.seq AND target.state IN ('queued', 'blocked') RETURNING j.seq
