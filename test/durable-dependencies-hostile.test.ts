@@ -338,4 +338,27 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual([sqlStates(settled), sqlStates(cancelled)], [[], []])
       assert.deepStrictEqual(states, ["succeeded", "cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // Found (medium), fixed: the same deadlock, with the reap that expires a blocked job with dependents
+  // (past its own expireIn) in place of the cancel: the reap held f's row, its trigger waited for the
+  // turn, which the settle of f's dependency held while waiting for f (the reap failed with 40P01)
+  it.live("a reap expiring a blocked job with dependents and the settle of its dependency at the same moment both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const other = yield* storeOn(schema)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "d" }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "f", after: [d], expireIn: "1 millis" }))
+      yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "g", after: [f] }))
+      const claim = yield* claimOne(store, "d")
+      const turn = yield* Pg.lockSession
+      yield* turn.open(`SELECT pg_advisory_xact_lock(hashtext($1), 0)`, [`effect-workpool-dependents:${schema}`])
+      const settling = yield* Effect.forkChild(Effect.exit(store.settle(claim.token, succeeded)))
+      yield* Pg.blockedBy(turn.pid, 1)
+      const reaping = yield* Effect.forkChild(Effect.exit(other.reap([0])))
+      yield* Pg.blockedBy(turn.pid, 2)
+      yield* turn.release
+      const [settled, reaped] = [yield* Fiber.join(settling), yield* Fiber.join(reaping)]
+      assert.deepStrictEqual([sqlStates(settled), sqlStates(reaped)], [[], []])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

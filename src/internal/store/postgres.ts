@@ -405,7 +405,8 @@ export const statementsOf = (text: string): Array<string> => {
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
  * `blocked`: the blocked jobs instead (a reap's, along `wp_job_blocked_expiring`), whose dependents
- * the trigger then ends (see `DEPENDENTS_ENDED`).
+ * the trigger then ends (see `DEPENDENTS_ENDED`); with the schema's name (unquoted), the dependents'
+ * turn is taken first when one of them has dependents (see `dependentsTurnFirst`).
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
@@ -413,14 +414,21 @@ export const expireStatement = (
   now: Fragment | number,
   limit: number,
   queues?: ReadonlyArray<string>,
-  blocked = false
-) =>
-  sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
+  blocked?: string
+) => {
+  const state = sql.literal(blocked === undefined ? "'queued'" : "'blocked'")
+  return sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
     FROM (SELECT e.seq FROM ${S}.wp_job e
-      WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+      WHERE e.state = ${state} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
         ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
+        ${
+    blocked === undefined
+      ? sql``
+      : sql`AND ${dependentsTurnFirst(sql, S, blocked, sql`d.state = ${state} AND d.expire_at IS NOT NULL AND d.expire_at <= ${now}`)}`
+  }
       ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
     WHERE x.seq = e.seq`
+}
 
 /**
  * A dependency `o` that can never succeed (memory.ts's `canSucceed`): gone (a finished job deleted),
@@ -3122,7 +3130,7 @@ export const makeWith = (
           // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters
           // told (they poll). Not counted: the reaper took back nothing
           yield* expireStatement(sql, S, now, EXPIRE_BATCH)
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, true)
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, cfg.schema)
           let count = 0
           while (true) {
             const size = reapBatch
