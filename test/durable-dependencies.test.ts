@@ -1,7 +1,7 @@
 /**
  * Job dependencies on every store (test/durable/dependencies.ts), under TestClock: kept by the
- * memory store and Redis (when its server is set: WORKPOOL_REDIS_URL); SQLite and Postgres (when
- * WORKPOOL_PG_URL is set) refuse them with a typed error until they keep them.
+ * memory store, SQLite and Redis (when its server is set: WORKPOOL_REDIS_URL); Postgres (when
+ * WORKPOOL_PG_URL is set) refuses them with a typed error until it keeps them.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Ref } from "effect"
@@ -23,7 +23,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 dependenciesConformance("the memory store", () => JobStore.memory())
 
-unsupportedDependencies("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
+dependenciesConformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
 
 if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is not set)", () => {})
 else unsupportedDependencies("Postgres", () => Pg.testLayer())

@@ -367,6 +367,32 @@ describe("the SQLite store", () => {
       assert.isFalse(plan.some((detail) => /SCAN wp_job\b/.test(detail) && !/wp_job_expiring/.test(detail)), plan.join("; "))
     }))
 
+  it.live("a file of version 15 (before dependencies) with a queued job holding a dedup key: migrated on open, a new job runs after the old one (blocked, then queued by its settle), a blocked job holds its key and is counted from its index", () =>
+    Effect.gen(function*() {
+      const filename = fileAt(
+        15,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":1}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        assert.strictEqual((yield* JobQueue.status("old")).waitingFor, 0)
+        const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: ["old"], queue: "later", dedupKey: "b" })
+        assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.stats("later")).blocked], ["blocked", 1])
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "later", dedupKey: "b" })).id, after.id, "held while blocked")
+        const [claim] = (yield* store.claim({ queues: ["default", "later"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.strictEqual(claim!.job.id, "old", "the blocked one is not claimed")
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null }))
+        assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.stats("later")).blocked], ["queued", 0])
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      assert.deepStrictEqual(versionOf(filename, "wp_job_blocked"), { version: String(MIGRATIONS.length), indexes: 1 })
+      const check = new DatabaseSync(filename)
+      const plan = (check.prepare(`EXPLAIN QUERY PLAN ${Sqlite.COUNTS}`).all({ queue: "default", now: 0 }) as Array<{ detail: string }>)
+        .map((row) => row.detail)
+      check.close()
+      assert.include(plan, "SEARCH wp_job USING COVERING INDEX wp_job_blocked (queue=?)")
+    }))
+
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>
     Effect.gen(function*() {
       const filename = fileAt(
