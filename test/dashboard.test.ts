@@ -515,6 +515,8 @@ describe("Dashboard: durable queues", () => {
 
   const blockedStores: ReadonlyArray<readonly [string, () => Layer.Layer<JobStore.JobStore, any>]> = [
     ["memory", () => JobStore.memory()],
+    // its file named when the test runs (`dir` is made further down)
+    ["SQLite", () => JobStore.sqlite({ filename: join(dir, `blocked-${files++}.db`) })],
     ...(RedisTest.enabled ? [["Redis", () => RedisTest.testLayer()] as const] : [])
   ]
   for (const [name, layer] of blockedStores) {

@@ -8,6 +8,7 @@ import { Effect, Ref } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { afterAll } from "vitest"
 import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
@@ -24,6 +25,35 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 dependenciesConformance("the memory store", () => JobStore.memory())
 
 dependenciesConformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
+
+describe("job dependencies on SQLite: what only SQLite has", () => {
+  it.effect("a dependency's edges stay when it is deleted (its dependent still needs them) and go with the dependent's row", () => {
+    const filename = path.join(dir, `jobs-${++n}.db`)
+    const edges = () => {
+      const db = new DatabaseSync(filename)
+      const rows = db.prepare("SELECT dep_id, job_id FROM wp_dep ORDER BY dep_id").all() as Array<{ dep_id: string; job_id: string }>
+      db.close()
+      return rows.map((row) => `${row.dep_id}>${row.job_id}`)
+    }
+    return Effect.gen(function*() {
+      const runs = yield* Ref.make<Array<string>>([])
+      const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+      const second = yield* JobQueue.enqueue(Echo, { n: 2 }, { delay: "1 minute" })
+      const parent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "kept", after: [first, second] })
+      yield* JobQueue.consume({ ...options, handlers: handlers(runs) })
+      yield* tick(1000)
+      assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["succeeded"] }), 1)
+      assert.deepStrictEqual(edges().sort(), [`${first.id}>${parent.id}`, `${second.id}>${parent.id}`].sort(), "kept")
+      yield* tick(60_000)
+      assert.strictEqual(yield* JobQueue.await(Echo, second.id), 2)
+      assert.strictEqual(yield* JobQueue.status(parent.id).pipe(Effect.map((job) => job.state)), "queued", "its queue has no consumer")
+      yield* JobQueue.cancel(parent.id)
+      yield* tick(1000)
+      assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis" }), 2)
+      assert.deepStrictEqual(edges(), [], "gone with the dependent")
+    }).pipe(Effect.scoped, Effect.provide(tracked(JobStore.sqlite({ filename }))))
+  })
+})
 
 if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is not set)", () => {})
 else unsupportedDependencies("Postgres", () => Pg.testLayer())

@@ -263,6 +263,21 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
       })))
 
+    it.effect("redrive of a job whose dependency, dead, was deleted (purge) answers false: the dependency can never succeed now", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claim and its settle are a consumer's
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "kept", after: [child] })
+        const [claim] = (yield* store.claim({ queues: ["idle"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        assert.deepStrictEqual((yield* JobQueue.status(parent.id)).failedDependency, { id: child.id, state: "dead" })
+        yield* tick(1000)
+        assert.strictEqual(yield* store.purge((yield* store.now), ["dead"]), 1)
+        assert.isFalse(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+      })))
+
     it.effect("a job its dependency cancelled before its expireIn, redriven, has no expiry left: it stays blocked past the old deadline", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
