@@ -747,10 +747,10 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       // a key's queued jobs by due time (version 14), for a claim's probe of a key
       assert.match(sqlOf("wp_job_group_due")!, /\(queue, group_key, visible_at\) WHERE state = 'queued' AND group_key IS NOT NULL/)
       // the waiting jobs with an expiry (version 15; blocked ones too since 16): empty, as no old job had one
-      assert.match(sqlOf("wp_job_expiring")!, /\(expire_at, queue\) WHERE state IN \('blocked', 'queued'\) AND expire_at IS NOT NULL/)
+      assert.match(sqlOf("wp_job_expiring")!, /\(expire_at, queue\) WHERE \(state = 'blocked' OR state = 'queued'\) AND expire_at IS NOT NULL/)
       // the blocked jobs (version 16), empty; the dedup index holds them too
       assert.match(sqlOf("wp_job_blocked")!, /\(queue\) WHERE state = 'blocked'/)
-      assert.match(sqlOf("wp_job_dedup")!, /state IN \('blocked', 'queued', 'running'\)/)
+      assert.match(sqlOf("wp_job_dedup")!, /\(state = 'blocked' OR state IN \('queued', 'running'\)\)/)
       assert.strictEqual(indexes.length, 13, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })

@@ -387,10 +387,32 @@ describe("the SQLite store", () => {
       }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
       assert.deepStrictEqual(versionOf(filename, "wp_job_blocked"), { version: String(MIGRATIONS.length), indexes: 1 })
       const check = new DatabaseSync(filename)
-      const plan = (check.prepare(`EXPLAIN QUERY PLAN ${Sqlite.COUNTS}`).all({ queue: "default", now: 0 }) as Array<{ detail: string }>)
-        .map((row) => row.detail)
+      const plan = (sql: string, ...params: Array<any>) =>
+        (check.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join("; ")
+      // a version-15 process still running beside this one during a rolling upgrade: its statements
+      // (as it wrote them) still have their plans on the rebuilt indexes (with `state IN` predicates
+      // its claims failed, "no query solution", and its dedup look scanned the table)
+      const version15 = {
+        expire: `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
+          WHERE seq IN (SELECT seq FROM wp_job INDEXED BY wp_job_expiring
+            WHERE state = 'queued' AND expire_at IS NOT NULL AND expire_at <= :now
+              AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+            ORDER BY expire_at LIMIT :limit)`,
+        holder: "SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')"
+      }
+      const plans = {
+        counts: plan(Sqlite.COUNTS, { queue: "default", now: 0 }),
+        expire: plan(Sqlite.EXPIRE, { now: 0, queues: null, limit: 10 }),
+        holder: plan(Sqlite.HOLDER, "q", "k", "q", "k", 0),
+        expire15: plan(version15.expire, { now: 0, queues: null, limit: 10 }),
+        holder15: plan(version15.holder, "q", "k")
+      }
       check.close()
-      assert.include(plan, "SEARCH wp_job USING COVERING INDEX wp_job_blocked (queue=?)")
+      assert.include(plans.counts, "SEARCH wp_job USING COVERING INDEX wp_job_blocked (queue=?)")
+      assert.match(plans.expire, /USING INDEX wp_job_expiring/)
+      assert.match(plans.expire15, /USING INDEX wp_job_expiring/)
+      assert.include(plans.holder, "LEFT-MOST SUBQUERY; SEARCH wp_job USING INDEX wp_job_dedup (queue=? AND dedup_key=?)", plans.holder)
+      assert.strictEqual(plans.holder15, "SEARCH wp_job USING INDEX wp_job_dedup (queue=? AND dedup_key=?)")
     }))
 
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>

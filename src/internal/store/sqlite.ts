@@ -180,8 +180,12 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   // deleted (a redrive of the dependent reads what it still needs), gone with the dependent's row
   // (`wp_dep_gone`). `has_dependents` gates a settle's look at them: a job without dependents pays
   // nothing. A blocked job holds its dedup key and expires (`expireIn`) as a queued one: those two
-  // indexes take it in; its own partial index is empty where no job has dependencies (the counts
-  // read it). A process of an older version refuses the file (its version is newer)
+  // indexes take it in, their predicates an OR with the old one, which a version-15 process's
+  // statements still imply (with \`state IN (...)\` its claims failed, "no query solution" for
+  // EXPIRE's INDEXED BY, and its dedup look scanned the table); its own partial index is empty where
+  // no job has dependencies (the counts read it). A process of an older version still running
+  // settles a dependency without releasing its dependents: every process is upgraded before \`after\`
+  // is used
   `ALTER TABLE wp_job ADD COLUMN waiting_for INTEGER;
   ALTER TABLE wp_job ADD COLUMN after_failure INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE wp_job ADD COLUMN failed_dep_id TEXT;
@@ -199,9 +203,9 @@ export const MIGRATIONS: ReadonlyArray<string> = [
   CREATE INDEX wp_job_blocked ON wp_job (queue) WHERE state = 'blocked';
   DROP INDEX wp_job_dedup;
   CREATE UNIQUE INDEX wp_job_dedup ON wp_job (queue, dedup_key)
-    WHERE dedup_key IS NOT NULL AND state IN ('blocked', 'queued', 'running');
+    WHERE dedup_key IS NOT NULL AND (state = 'blocked' OR state IN ('queued', 'running'));
   DROP INDEX wp_job_expiring;
-  CREATE INDEX wp_job_expiring ON wp_job (expire_at, queue) WHERE state IN ('blocked', 'queued') AND expire_at IS NOT NULL;`
+  CREATE INDEX wp_job_expiring ON wp_job (expire_at, queue) WHERE (state = 'blocked' OR state = 'queued') AND expire_at IS NOT NULL;`
 ]
 
 /**
@@ -212,7 +216,7 @@ export const MIGRATIONS: ReadonlyArray<string> = [
  */
 export const EXPIRE = `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
   WHERE seq IN (SELECT seq FROM wp_job INDEXED BY wp_job_expiring
-    WHERE state IN ('blocked', 'queued') AND expire_at IS NOT NULL AND expire_at <= :now
+    WHERE (state = 'blocked' OR state = 'queued') AND expire_at IS NOT NULL AND expire_at <= :now
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
     ORDER BY expire_at LIMIT :limit)
   RETURNING id, has_dependents`
@@ -384,7 +388,7 @@ const FAIR_ROUND = `SELECT queue, seq FROM (
  * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
  * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
  */
-const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('blocked', 'queued', 'running')
+export const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND (state = 'blocked' OR state IN ('queued', 'running'))
   UNION ALL
   SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
     AND dedup_until IS NOT NULL AND dedup_until > ?
