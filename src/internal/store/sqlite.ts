@@ -385,10 +385,17 @@ const FAIR_ROUND = `SELECT queue, seq FROM (
   LIMIT :left`
 
 /**
+ * Whether a job of the row `alias` holds its dedup key by its state: `wp_job_dedup`'s predicate, as
+ * it is written there (SQLite takes a partial index only for a query that repeats its terms: with
+ * `state IN ('blocked', 'queued', 'running')` a look scanned the table).
+ */
+const HOLDS_KEY = (alias: string) => `(${alias}.state = 'blocked' OR ${alias}.state IN ('queued', 'running'))`
+
+/**
  * The job holding a dedup key (queue, key, queue, key, now): an unfinished one in `wp_job_dedup` (a
  * started "queued"-mode job is not: its `dedup_key` was cleared), or one whose throttle window is open.
  */
-export const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND (state = 'blocked' OR state IN ('queued', 'running'))
+export const HOLDER = `SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND ${HOLDS_KEY("wp_job")}
   UNION ALL
   SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND COALESCE(dedup_key, dedup_queued) = ?
     AND dedup_until IS NOT NULL AND dedup_until > ?
@@ -458,17 +465,17 @@ const UNBLOCKED = `(wp_job.waiting_for = 0 OR (wp_job.after_failure = 1 AND NOT 
  * succeeded goes down (whatever its state: a dependent redriven later waits for what it still
  * needs), before their edges are marked (`DEPENDENCIES_SUCCEEDED`).
  */
-const COUNT_DOWN = `UPDATE wp_job SET waiting_for = waiting_for - (SELECT COUNT(*) FROM wp_dep d
+export const COUNT_DOWN = `UPDATE wp_job SET waiting_for = waiting_for - (SELECT COUNT(*) FROM wp_dep d
     WHERE d.job_id = wp_job.id AND d.succeeded = 0 AND d.dep_id IN (SELECT value FROM json_each(:ids)))
   WHERE id IN (SELECT job_id FROM wp_dep WHERE dep_id IN (SELECT value FROM json_each(:ids)) AND succeeded = 0)`
-const DEPENDENCIES_SUCCEEDED = `UPDATE wp_dep SET succeeded = 1 WHERE dep_id IN (SELECT value FROM json_each(:ids)) AND succeeded = 0`
+export const DEPENDENCIES_SUCCEEDED = `UPDATE wp_dep SET succeeded = 1 WHERE dep_id IN (SELECT value FROM json_each(:ids)) AND succeeded = 0`
 
 /**
  * After jobs ended dead or cancelled (`:ended`, a JSON array of [id, state]): their blocked
  * dependents that do not run after a failure end cancelled, naming it, and theirs after them (the
  * closure, in one statement), at `:now`, their expiry gone (a redrive runs them with none).
  */
-const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state) AS (
+export const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state) AS (
     SELECT j.id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]')
       FROM json_each(:ended) e JOIN wp_dep d ON d.dep_id = json_extract(e.value, '$[0]') JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
@@ -485,7 +492,7 @@ const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state) AS (
  * After jobs of `:ids` (a JSON array) ended: their blocked dependents that may run now are queued,
  * visible from their own run time or `:now`, whichever is later (memory's `release`).
  */
-const RELEASE = `UPDATE wp_job SET state = 'queued', visible_at = MAX(visible_at, :now), rank = ${RANK("MAX(visible_at, :now)")}
+export const RELEASE = `UPDATE wp_job SET state = 'queued', visible_at = MAX(visible_at, :now), rank = ${RANK("MAX(visible_at, :now)")}
   WHERE state = 'blocked' AND id IN (SELECT job_id FROM wp_dep WHERE dep_id IN (SELECT value FROM json_each(:ids)))
     AND ${UNBLOCKED}`
 
@@ -504,6 +511,22 @@ const DOOMED_DEPENDENCY = `EXISTS (SELECT 1 FROM wp_dep d LEFT JOIN wp_job j ON 
  */
 const GROUP_KEY = (group: string, queue: string) =>
   `COALESCE(${group}, (SELECT '' FROM wp_queue WHERE name = ${queue} AND group_concurrency > 0))`
+
+/**
+ * A redrive (now, now, id): a dead or expired job back to the queue, or a job its dependency
+ * cancelled back to blocked, waiting for what it still needs (queued if it needs nothing); not if
+ * another job holds its dedup key, or a dependency it still needs can never succeed (it would be
+ * blocked for ever).
+ */
+export const REDRIVE = `UPDATE wp_job SET state = CASE WHEN waiting_for IS NOT NULL AND NOT ${UNBLOCKED} THEN 'blocked' ELSE 'queued' END,
+    attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
+    cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
+    rank = ${RANK("?")}, group_key = ${GROUP_KEY("group_key", "wp_job.queue")}, expire_at = NULL,
+    failed_dep_id = NULL, failed_dep_state = NULL
+  WHERE id = ? AND (state = 'dead' OR ${EXPIRED} OR (state = 'cancelled' AND failed_dep_id IS NOT NULL)) AND NOT EXISTS (
+    SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
+      AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued) AND ${HOLDS_KEY("other")}
+  ) AND NOT ${DOOMED_DEPENDENCY}`
 
 /** The queued jobs of `ListFilter.waiting`, at the now bound to its `?` (see `waitingAs`, which says it for the memory store). */
 const waitingSql = (waiting: "ready" | "delayed") =>
@@ -1156,22 +1179,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const now = time()
         // a job its dependency cancelled too: back to blocked, waiting for what it still needs, unless
         // one of those can never succeed (it would be blocked for ever)
-        const changed = run(
-          `UPDATE wp_job SET state = CASE WHEN waiting_for IS NOT NULL AND NOT ${UNBLOCKED} THEN 'blocked' ELSE 'queued' END,
-             attempts = 0, visible_at = ?, started_at = NULL, finished_at = NULL, progress = NULL,
-             cancel_requested = 0, dedup_key = COALESCE(dedup_key, dedup_queued),
-             rank = ${RANK("?")}, group_key = ${GROUP_KEY("group_key", "wp_job.queue")}, expire_at = NULL,
-             failed_dep_id = NULL, failed_dep_state = NULL
-           WHERE id = ? AND (state = 'dead' OR ${EXPIRED} OR (state = 'cancelled' AND failed_dep_id IS NOT NULL)) AND NOT EXISTS (
-             SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
-               AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
-               AND other.state IN ('blocked', 'queued', 'running')
-           ) AND NOT ${DOOMED_DEPENDENCY}`,
-          now,
-          now,
-          id
-        )
-        return Number(changed.changes) > 0
+        return Number(run(REDRIVE, now, now, id).changes) > 0
       })
 
     /**
