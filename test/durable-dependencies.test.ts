@@ -4,7 +4,8 @@
  * WORKPOOL_PG_URL is set) refuses them with a typed error until it keeps them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Ref } from "effect"
+import { Context, Effect, Exit, Layer, Ref } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -14,6 +15,7 @@ import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import { Echo, options, tick, tracked } from "./durable/conformance.ts"
+import { JobStore as Store } from "../src/internal/store/model.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Redis from "./durable/redis.ts"
@@ -53,6 +55,110 @@ describe("job dependencies on SQLite: what only SQLite has", () => {
       assert.deepStrictEqual(edges(), [], "gone with the dependent")
     }).pipe(Effect.scoped, Effect.provide(tracked(JobStore.sqlite({ filename }))))
   })
+})
+
+describe("job dependencies on SQLite against the memory store", () => {
+  /**
+   * The same seeded operations on both stores, under one TestClock: random DAGs (any earlier job,
+   * either afterFailure, some with an expiry or a delay), claims settled succeeded or dead, cancels,
+   * redrives, reaps past expiries and leases, purges. After each step every job must read the same
+   * on both (state, waitingFor, its failedDependency's state), and every answer must be the same. The
+   * dependency a job cancelled by two at once names is either's (memory's is its walk's order), one
+   * of its own that ended so.
+   */
+  const replay = (seed: number) => {
+    const filename = path.join(dir, `jobs-${++n}.db`)
+    return Effect.gen(function*() {
+      const stores = [
+        Context.get(yield* Layer.build(JobStore.memory()), Store),
+        Context.get(yield* Layer.build(JobStore.sqlite({ filename })), Store)
+      ] as const
+      let state = seed
+      const random = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648
+      const ids: Array<readonly [string, string]> = []
+      const afters: Array<ReadonlyArray<number>> = []
+      const log: Array<string> = []
+      const both = <A>(f: (store: Store["Service"], i: 0 | 1) => Effect.Effect<A, any>) =>
+        Effect.all([f(stores[0], 0), f(stores[1], 1)])
+      const placeOf = (i: 0 | 1, id: string) => ids.findIndex((pair) => pair[i] === id)
+      const seen = (i: 0 | 1) =>
+        Effect.forEach(ids, (pair) =>
+          Effect.map(stores[i].get(pair[i]), (job) =>
+            job === undefined ? "gone" : [
+              job.state,
+              job.waitingFor ?? 0,
+              job.failedDependency == null ? "" : job.failedDependency.state
+            ].join(" ")))
+      const named = (i: 0 | 1) =>
+        Effect.forEach(ids, (pair, place) =>
+          Effect.flatMap(stores[i].get(pair[i]), (job) => {
+            if (job?.failedDependency == null) return Effect.void
+            const dependency = placeOf(i, job.failedDependency.id)
+            assert.isTrue(afters[place]!.includes(dependency), `job ${place} names ${dependency}, not one of ${afters[place]}`)
+            return Effect.map(stores[i].get(job.failedDependency.id), (ended) => {
+              if (ended !== undefined) assert.notStrictEqual(ended.state, "succeeded", `job ${place} names ${dependency}`)
+            })
+          }))
+      for (let step = 0; step < 150; step++) {
+        const r = random()
+        const pick = () => Math.floor(random() * ids.length)
+        if (r < 0.35 || ids.length < 3) {
+          const after = ids.length === 0 ? [] : Array.from(new Set(Array.from({ length: Math.floor(random() * 4) }, pick)))
+          const job = {
+            queue: "q", task: "T", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, runAt: undefined,
+            delay: random() < 0.2 ? 5000 : 0,
+            ...(random() < 0.2 ? { expireIn: 8000 } : {}),
+            ...(random() < 0.3 ? { afterFailure: "run" as const } : {})
+          }
+          // a dependency purged is JobNotFound on both, nothing stored
+          const made = yield* both((store, i) => Effect.exit(store.enqueue({ ...job, after: after.map((place) => ids[place]![i]) })))
+          log.push(`enqueue after ${after.join(",")}${"afterFailure" in job ? " run" : ""}${"expireIn" in job ? " expiring" : ""}`)
+          if (Exit.isSuccess(made[0]) && Exit.isSuccess(made[1])) {
+            ids.push([made[0].value.id, made[1].value.id])
+            afters.push(after)
+          } else {
+            assert.deepStrictEqual([Exit.isFailure(made[0]), Exit.isFailure(made[1])], [true, true], log.join("; "))
+            const missing = made.map((exit) => Exit.isFailure(exit) ? exit.cause.reasons.map((r) => r._tag === "Fail" ? placeOf(0, (r.error as JobNotFound).id) : -2) : [])
+            log.push(`refused: ${missing.join(" / ")}`)
+          }
+        } else if (r < 0.6) {
+          const claimed = yield* both((store) => store.claim({ queues: ["q"], tasks: ["T"], limit: 2, lease: 3000 }))
+          assert.deepStrictEqual(claimed[1].claims.map((c) => placeOf(1, c.job.id)), claimed[0].claims.map((c) => placeOf(0, c.job.id)), log.join("; "))
+          const outcomes = claimed[0].claims.map(() => random() < 0.2 ? "keep" : random() < 0.7 ? "succeeded" : "dead")
+          yield* both((store, i) =>
+            Effect.forEach(claimed[i].claims, (claim, k) =>
+              outcomes[k] === "keep" ? Effect.void : store.settle(claim.token, { _tag: "Final", state: outcomes[k] as "succeeded" | "dead", exit: null })))
+          log.push(`claim ${claimed[0].claims.map((c, k) => `${placeOf(0, c.job.id)}:${outcomes[k]}`).join(",")}`)
+        } else if (r < 0.7) {
+          const place = pick()
+          const answers = yield* both((store, i) => store.cancel(ids[place]![i]))
+          assert.strictEqual(answers[1], answers[0], `cancel ${place} after ${log.join("; ")}`)
+          log.push(`cancel ${place} ${answers[0]}`)
+        } else if (r < 0.85) {
+          const place = pick()
+          const answers = yield* both((store, i) => store.redrive(ids[place]![i]))
+          assert.strictEqual(answers[1], answers[0], `redrive ${place} after ${log.join("; ")}`)
+          log.push(`redrive ${place} ${answers[0]}`)
+        } else if (r < 0.97) {
+          yield* TestClock.adjust(2000)
+          const reaped = yield* both((store) => store.reap([0]))
+          assert.strictEqual(reaped[1], reaped[0], `reap after ${log.join("; ")}`)
+          log.push(`2 s, reap ${reaped[0]}`)
+        } else {
+          yield* TestClock.adjust(1)
+          const now = yield* stores[0].now
+          const purged = yield* both((store) => store.purge(now, ["succeeded", "dead", "cancelled"]))
+          assert.strictEqual(purged[1], purged[0], `purge after ${log.join("; ")}`)
+          log.push(`purge ${purged[0]}`)
+        }
+        const views = yield* Effect.all([seen(0), seen(1)])
+        assert.deepStrictEqual(views[1], views[0], `seed ${seed}, step ${step}: ${log.slice(-8).join("; ")}`)
+        yield* named(0)
+        yield* named(1)
+      }
+    }).pipe(Effect.scoped)
+  }
+  for (let seed = 1; seed <= 12; seed++) it.effect(`seed ${seed}`, () => replay(seed))
 })
 
 if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is not set)", () => {})
