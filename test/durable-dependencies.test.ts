@@ -87,17 +87,18 @@ describe("job dependencies on SQLite against the memory store", () => {
             job === undefined ? "gone" : [
               job.state,
               job.waitingFor ?? 0,
+              // an ended job's is moot (memory releases a blocked job a batch of expiries ends, then expires it)
+              job.finishedAt === null ? job.visibleAt : "",
               job.failedDependency == null ? "" : job.failedDependency.state
             ].join(" ")))
       const named = (i: 0 | 1) =>
         Effect.forEach(ids, (pair, place) =>
           Effect.flatMap(stores[i].get(pair[i]), (job) => {
             if (job?.failedDependency == null) return Effect.void
-            const dependency = placeOf(i, job.failedDependency.id)
-            assert.isTrue(afters[place]!.includes(dependency), `job ${place} names ${dependency}, not one of ${afters[place]}`)
-            return Effect.map(stores[i].get(job.failedDependency.id), (ended) => {
-              if (ended !== undefined) assert.notStrictEqual(ended.state, "succeeded", `job ${place} names ${dependency}`)
-            })
+            // (a job may be at several places: a dedup hit is its holder)
+            const own = afters[place]!.some((dependency) => ids[dependency]![i] === job.failedDependency!.id)
+            assert.isTrue(own, `job ${place} names ${placeOf(i, job.failedDependency.id)}, not one of ${afters[place]}`)
+            return Effect.void
           }))
       for (let step = 0; step < 150; step++) {
         const r = random()
@@ -105,7 +106,9 @@ describe("job dependencies on SQLite against the memory store", () => {
         if (r < 0.35 || ids.length < 3) {
           const after = ids.length === 0 ? [] : Array.from(new Set(Array.from({ length: Math.floor(random() * 4) }, pick)))
           const job = {
-            queue: "q", task: "T", payload: "{}", priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, runAt: undefined,
+            queue: "q", task: "T", payload: "{}", priority: 0, maxAttempts: 1, timeout: 0, runAt: undefined,
+            // a blocked job holds its key as a queued one
+            dedupKey: random() < 0.15 ? `k${Math.floor(random() * 2)}` : null,
             delay: random() < 0.2 ? 5000 : 0,
             ...(random() < 0.2 ? { expireIn: 8000 } : {}),
             ...(random() < 0.3 ? { afterFailure: "run" as const } : {})
@@ -114,11 +117,16 @@ describe("job dependencies on SQLite against the memory store", () => {
           const made = yield* both((store, i) => Effect.exit(store.enqueue({ ...job, after: after.map((place) => ids[place]![i]) })))
           log.push(`enqueue after ${after.join(",")}${"afterFailure" in job ? " run" : ""}${"expireIn" in job ? " expiring" : ""}`)
           if (Exit.isSuccess(made[0]) && Exit.isSuccess(made[1])) {
-            ids.push([made[0].value.id, made[1].value.id])
-            afters.push(after)
+            assert.strictEqual(made[1].value.created, made[0].value.created, log.join("; "))
+            const id = made[0].value.id
+            ids.push([id, made[1].value.id])
+            // a dedup hit is its holder, with the holder's dependencies
+            const holder = ids.findIndex((pair) => pair[0] === id)
+            afters.push(holder < ids.length - 1 ? afters[holder]! : after)
           } else {
             assert.deepStrictEqual([Exit.isFailure(made[0]), Exit.isFailure(made[1])], [true, true], log.join("; "))
-            const missing = made.map((exit) => Exit.isFailure(exit) ? exit.cause.reasons.map((r) => r._tag === "Fail" ? placeOf(0, (r.error as JobNotFound).id) : -2) : [])
+            const missing = made.map((exit, i) =>
+              Exit.isFailure(exit) ? exit.cause.reasons.map((r) => r._tag === "Fail" ? placeOf(i as 0 | 1, (r.error as JobNotFound).id) : -2) : [])
             log.push(`refused: ${missing.join(" / ")}`)
           }
         } else if (r < 0.6) {
@@ -158,7 +166,9 @@ describe("job dependencies on SQLite against the memory store", () => {
       }
     }).pipe(Effect.scoped)
   }
-  for (let seed = 1; seed <= 12; seed++) it.effect(`seed ${seed}`, () => replay(seed))
+  // and seeds that found a difference once: 10 (a reap's leases before its expiries), 112, 115, 139 (a
+  // batch of expiries ended in order, a job's dependency before it)
+  for (const seed of [...Array.from({ length: 24 }, (_, i) => i + 1), 112, 115, 139]) it.effect(`seed ${seed}`, () => replay(seed))
 })
 
 if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is not set)", () => {})

@@ -209,16 +209,19 @@ export const MIGRATIONS: ReadonlyArray<string> = [
 ]
 
 /**
- * Ends queued or blocked jobs past their expiry (`:now`), cancelled at `:now`, at most `:limit`,
- * soonest first: those of the queues `:queues` (a JSON array; null: every queue's). Along
- * `wp_job_expiring` (named: with the queues given, the planner may take `wp_job_ready`, every
- * queued job of them). Returns those ended, for their dependents (see `dependentsEnded`).
+ * Queued or blocked jobs past their expiry (`:now`), at most `:limit`, soonest first (then the
+ * oldest): those of the queues `:queues` (a JSON array; null: every queue's), with whether they
+ * have dependents. Along `wp_job_expiring` (named: with the queues given, the planner may take
+ * `wp_job_ready`, every queued job of them). `END_EXPIRED` ends them.
  */
-export const EXPIRE = `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
-  WHERE seq IN (SELECT seq FROM wp_job INDEXED BY wp_job_expiring
-    WHERE (state = 'blocked' OR state = 'queued') AND expire_at IS NOT NULL AND expire_at <= :now
-      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
-    ORDER BY expire_at LIMIT :limit)
+export const EXPIRE = `SELECT seq, has_dependents FROM wp_job INDEXED BY wp_job_expiring
+  WHERE (state = 'blocked' OR state = 'queued') AND expire_at IS NOT NULL AND expire_at <= :now
+    AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  ORDER BY expire_at, seq LIMIT :limit`
+
+/** Ends expired jobs (`:seqs`, a JSON array) still waiting, cancelled at `:now` (see `EXPIRE`). */
+const END_EXPIRED = `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
+  WHERE seq IN (SELECT value FROM json_each(:seqs)) AND (state = 'blocked' OR state = 'queued')
   RETURNING id, has_dependents`
 
 /**
@@ -471,20 +474,25 @@ export const COUNT_DOWN = `UPDATE wp_job SET waiting_for = waiting_for - (SELECT
 export const DEPENDENCIES_SUCCEEDED = `UPDATE wp_dep SET succeeded = 1 WHERE dep_id IN (SELECT value FROM json_each(:ids)) AND succeeded = 0`
 
 /**
- * After jobs ended dead or cancelled (`:ended`, a JSON array of [id, state]): their blocked
- * dependents that do not run after a failure end cancelled, naming it, and theirs after them (the
- * closure, in one statement), at `:now`, their expiry gone (a redrive runs them with none).
+ * After jobs ended dead or cancelled (`:ended`, a JSON array of [id, state], in the order they
+ * ended): their blocked dependents that do not run after a failure end cancelled, naming it, and
+ * theirs after them (the closure, in one statement), at `:now`, their expiry gone (a redrive runs
+ * them with none). One reached along several paths names the dependency memory's walk meets first:
+ * of the first job ended that reaches it, the nearest (a job after both a dead one and a job that
+ * one cancelled names the dead one).
  */
-export const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state) AS (
-    SELECT j.id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]')
+export const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state, seed, depth) AS (
+    SELECT j.id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), e.key, 0
       FROM json_each(:ended) e JOIN wp_dep d ON d.dep_id = json_extract(e.value, '$[0]') JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
     UNION
-    SELECT j.id, doomed.id, 'cancelled' FROM doomed JOIN wp_dep d ON d.dep_id = doomed.id JOIN wp_job j ON j.id = d.job_id
+    SELECT j.id, doomed.id, 'cancelled', doomed.seed, doomed.depth + 1
+      FROM doomed JOIN wp_dep d ON d.dep_id = doomed.id JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
   )
   UPDATE wp_job SET state = 'cancelled', exit = NULL, finished_at = :now, expire_at = NULL,
-    (failed_dep_id, failed_dep_state) = (SELECT dep, dep_state FROM doomed WHERE doomed.id = wp_job.id ORDER BY dep LIMIT 1)
+    (failed_dep_id, failed_dep_state) = (SELECT dep, dep_state FROM doomed WHERE doomed.id = wp_job.id
+      ORDER BY seed, depth, dep LIMIT 1)
   WHERE id IN (SELECT id FROM doomed)
   RETURNING id`
 
@@ -1024,7 +1032,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * cancelled at once by one already dead or cancelled. Its state.
      */
     const attach = (job: NewJob & { readonly id: string }, prepare: (sql: string) => StatementSync, now: number): State => {
-      const after = JSON.stringify(job.after)
+      // each once, as memory keeps them (a set): two handles of one dedup holder name it twice
+      const ids = Array.from(new Set(job.after))
+      const after = JSON.stringify(ids)
       const states = new Map(
         (prepare("SELECT id, state FROM wp_job WHERE id IN (SELECT value FROM json_each(?))").all(after) as Array<{ id: string; state: State }>)
           .map((row) => [row.id, row.state])
@@ -1032,7 +1042,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       let pending = 0
       let running = false
       let failed: { id: string; state: string } | undefined
-      for (const id of job.after!) {
+      for (const id of ids) {
         const state = states.get(id)!
         if (state === "succeeded") continue
         pending++
@@ -1644,14 +1654,24 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     type Groups = ReturnType<typeof makeGroups>
 
     const expireStatement = db.prepare(EXPIRE)
+    const endExpired = db.prepare(END_EXPIRED)
     /**
      * Ends up to `limit` expired jobs of `queues` (JSON; null: all), in the open write transaction,
      * as cancelled ones to their dependents: how many.
      */
     const expire = (queues: string | null, now: number, limit: number): number => {
-      const rows = expireStatement.all({ now, queues, limit }) as unknown as Array<EndedRow>
-      dependentsEnded(ended(rows, "cancelled"), now)
-      return rows.length
+      const due = expireStatement.all({ now, queues, limit }) as Array<{ seq: number; has_dependents: number }>
+      if (due.every((job) => job.has_dependents === 0)) {
+        // none ends another: at once
+        if (due.length > 0) endExpired.run({ now, seqs: JSON.stringify(due.map((job) => job.seq)) })
+      } else {
+        // one at a time, in the order they expired (as memory): a job a dependency expired before it
+        // cancels (`DependencyFailed`) is not expired after
+        for (const { seq } of due) {
+          dependentsEnded(ended(endExpired.all({ now, seqs: `[${seq}]` }) as unknown as Array<EndedRow>, "cancelled"), now)
+        }
+      }
+      return due.length
     }
 
     const claim = (request: ClaimRequest) =>
@@ -1788,12 +1808,10 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       reaped?: (job: ReapedJob) => void
     ) =>
       write("reap", () => {
-        // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters told
-        expire(null, time(), EXPIRE_BATCH)
         const out = `(cancel_requested = 1 OR attempts >= max_attempts)`
         const params = { now: time(), backoff: JSON.stringify(backoff), policies: JSON.stringify(policies) }
         // told of each job (a consumer's events), and each one's dependents: the same statement, returning its rows
-        const returning = " RETURNING id, queue, task, attempts, state, visible_at, has_dependents"
+        const returning = " RETURNING id, queue, task, attempts, state, visible_at, has_dependents, seq"
         // named parameters (see DELAYED): :backoff and :policies as REAP_DELAY takes them
         const statement = db.prepare(
           `UPDATE wp_job SET
@@ -1805,8 +1823,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
              cancel_requested = 0, lease_token = NULL, lease_until = NULL
            WHERE state = 'running' AND lease_until < :now${returning}`
         )
-        const rows = statement.all(params) as unknown as ReadonlyArray<ReapedRow & EndedRow>
-        dependentsEnded(rows.filter((row) => row.has_dependents !== 0 && row.state !== "queued").map(({ id, state }) => ({ id, state })), params.now)
+        const rows = statement.all(params) as unknown as ReadonlyArray<ReapedRow & EndedRow & { seq: number }>
+        // in the order memory reaps them (of the jobs' creation)
+        const ends = rows.filter((row) => row.has_dependents !== 0 && row.state !== "queued").sort((a, b) => a.seq - b.seq)
+        dependentsEnded(ends.map(({ id, state }) => ({ id, state })), params.now)
+        // then every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their
+        // awaiters told. After the leases, as memory: a blocked job a reaped dependency releases, then
+        // past its expiry, expires queued, and its dependents name the reaped one, not it
+        expire(null, params.now, EXPIRE_BATCH)
         return rows
       }, (rows) => {
         // told once committed (a reap rolled back took nothing back), and before a claim its commit
