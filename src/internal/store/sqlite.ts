@@ -1746,6 +1746,12 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       write("progress", () =>
         Number(run("UPDATE wp_job SET progress = ? WHERE lease_token = ? AND state = 'running'", value, token).changes) > 0)
 
+    // compiled once: a settle's statement writes most of the table's indexes, and its compile was
+    // much of a settle's time
+    const settleFinal = db.prepare(
+      `UPDATE wp_job SET state = ?, exit = ?, finished_at = ?, cancel_requested = 0, lease_token = NULL, lease_until = NULL
+       WHERE lease_token = ? AND state = 'running' RETURNING id, has_dependents`
+    )
     const settle = (token: string, settlement: Settlement) =>
       write("settle", (): Settled => {
         const now = time()
@@ -1753,9 +1759,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const lease = "lease_token = NULL, lease_until = NULL"
         switch (settlement._tag) {
           case "Final": {
-            const row = db.prepare(
-              `UPDATE wp_job SET state = ?, exit = ?, finished_at = ?, cancel_requested = 0, ${lease} ${fence} RETURNING id, has_dependents`
-            ).get(settlement.state, settlement.exit, now, token) as EndedRow | undefined
+            const row = settleFinal.get(settlement.state, settlement.exit, now, token) as EndedRow | undefined
             if (row === undefined) return false
             dependentsEnded(ended([row], settlement.state), now)
             return true
