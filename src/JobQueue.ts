@@ -871,7 +871,11 @@ export const enqueueAll = <T extends Task.Any>(
     const now = yield* Clock.currentTimeMillis
     const shared = yield* invalid(() => {
       taskOf(task)
-      return callOptions(options, now)
+      const checked = callOptions(options, now)
+      // the call's options are every item's, the first's too: refused here, not as items[0]'s
+      const item = checked.afterItems?.[0]
+      if (item !== undefined) config.fail("after", { item }, "expected job ids or handles: { item } goes in the own options of the item that runs after it")
+      return checked
     })
     const reader = yield* invalid(() => new Items(items, ITEMS))
     const jobs = yield* readJobs(task, reader, options, shared, yield* producerTrace, now)

@@ -14,8 +14,8 @@ import { afterAll } from "vitest"
 import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
-import { Echo, options, tick, tracked } from "./durable/conformance.ts"
 import { JobStore as Store } from "../src/internal/store/model.ts"
+import { Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Redis from "./durable/redis.ts"
@@ -204,5 +204,45 @@ if (Redis.enabled) {
         assert.deepStrictEqual(keys, [], "no key is left")
       }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer(prefix))))
     })
+
+    it.effect("a blocked job is never placed: its enqueue, and a redrive back to blocked, write no wake-up marker for its queue's idle consumers; its release does", () => {
+      const prefix = Redis.freshPrefix()
+      return Effect.gen(function*() {
+        const store = yield* Store
+        const markers = Effect.promise(() => Redis.admin((client) => client.sendCommand(["ZRANGE", `{${prefix}:q}:marker`, "0", "-1"]) as Promise<Array<string>>))
+        const claimDeps = Effect.map(store.claim({ queues: ["deps"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => claims[0]!)
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "deps", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [child] })
+        assert.deepStrictEqual(yield* markers, [], "enqueued blocked")
+        yield* store.settle((yield* claimDeps).token, { _tag: "Final", state: "dead", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual((yield* JobQueue.status(parent.id)).state, "blocked")
+        assert.deepStrictEqual(yield* markers, [], "redriven blocked")
+        assert.isTrue(yield* JobQueue.redrive(child.id))
+        yield* store.settle((yield* claimDeps).token, { _tag: "Final", state: "succeeded", exit: "1" })
+        assert.strictEqual((yield* JobQueue.status(parent.id)).state, "queued")
+        assert.deepStrictEqual(yield* markers, ["0"], "released: ready now")
+      }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer(prefix))))
+    })
+
+    it.effect("a dependency of another queue whose id names none (a repeat's tick) is found through the id index: its end releases or cancels its dependents there; deleted, a redrive answers false", () =>
+      Effect.gen(function*() {
+        const store = yield* Store
+        const repeatTick = (id: string) => newJob("ticks", { id, notAfter: Number.MAX_SAFE_INTEGER })
+        yield* store.enqueue(repeatTick("repeat:r:1"))
+        yield* store.enqueue(repeatTick("repeat:r:2"))
+        const cleanup = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "q", after: ["repeat:r:1", "repeat:r:2"], afterFailure: "run" })
+        const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: ["repeat:r:1"] })
+        const claimOne = Effect.map(store.claim({ queues: ["ticks"], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) => claims[0]!)
+        const first = yield* claimOne
+        assert.isTrue(yield* store.settle(first.token, { _tag: "Final", state: "dead", exit: null }))
+        assert.strictEqual((yield* JobQueue.status(after.id)).failedDependency?.id, "repeat:r:1")
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.isFalse(yield* JobQueue.redrive(after.id), "its dependency is gone")
+        const second = yield* claimOne
+        assert.isTrue(yield* store.settle(second.token, { _tag: "Final", state: "succeeded", exit: "1" }))
+        assert.strictEqual((yield* JobQueue.status(cleanup.id)).state, "queued")
+      }).pipe(Effect.scoped, Effect.provide(tracked(Redis.testLayer()))))
   })
 }

@@ -319,6 +319,66 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isFalse(yield* JobQueue.redrive(parent.id), "a succeeded job is not redriven")
       })))
 
+    it.effect("a dead dependency deleted (purge) while its redriven dependents wait for it ends them as its death did: DependencyFailed naming it, transitively", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [child] })
+        const grandparent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [parent] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(child.id), yield* stateOf(parent.id), yield* stateOf(grandparent.id)], ["dead", "cancelled", "cancelled"])
+        // each waits again for its dependency, which can still be redriven
+        assert.isTrue(yield* JobQueue.redrive(grandparent.id))
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        assert.deepStrictEqual([yield* stateOf(parent.id), yield* stateOf(grandparent.id)], ["blocked", "blocked"])
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        // nothing could ever end them now: the purge does, in its step
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "dead" })])
+        assert.deepStrictEqual(
+          yield* failure(grandparent.await),
+          [new DependencyFailed({ id: grandparent.id, dependency: parent.id, state: "cancelled" })]
+        )
+        assert.deepStrictEqual((yield* JobQueue.status(parent.id)).failedDependency, { id: child.id, state: "dead" })
+        assert.isFalse(yield* JobQueue.redrive(parent.id), "its dependency is gone")
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("an expired dependency deleted (retention) while its redriven dependent waits for it cancels that one by it", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs and applies retentions, of every queue; nobody consumes "idle"
+        yield* consumer(runs)
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle", expireIn: "1 minute" })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "kept", after: [child] })
+        yield* tick(64_000, 1000)
+        assert.isDefined((yield* JobQueue.status(child.id)).expiredAt)
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+        assert.isTrue(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual(yield* stateOf(parent.id), "blocked")
+        yield* JobQueue.setRetention("idle", { cancelled: { count: 0 } })
+        yield* tick(30_000)
+        assert.deepStrictEqual(yield* failure(JobQueue.status(child.id)), [new JobNotFound({ id: child.id })], "deleted")
+        assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "cancelled" })])
+      })))
+
+    it.effect("a blocked job past its expireIn that no claim or reap met, whose dependency then dies, reads expired (it was first): JobExpired, not DependencyFailed", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: nothing meets the blocked one's expiry before the settle
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "manual", after: [child], expireIn: "1 minute" })
+        const next = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "manual", after: [parent] })
+        const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 10, lease: 600_000 })).claims
+        yield* tick(61_000)
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        const info = yield* JobQueue.status(parent.id)
+        assert.deepStrictEqual([info.state, info.failedDependency], ["cancelled", undefined])
+        assert.instanceOf(info.expiredAt, Date)
+        assert.instanceOf((yield* failure(parent.await))[0], JobExpired)
+        assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: parent.id, state: "cancelled" })])
+      })))
+
     it.effect("a finished dependency deleted (retention) while its dependent waits for another: the dependent runs once that one succeeds", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
@@ -440,6 +500,10 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual(yield* bad({ after: [42] }), "after[0]")
         assert.strictEqual(yield* bad({ afterFailure: "run" }), "afterFailure")
         assert.strictEqual(yield* bad({ after: [child], afterFailure: "ignore" }), "afterFailure")
+        // a call's options apply to every item, the first too: an { item } there is the call's mistake
+        const shared = yield* Effect.flip(JobQueue.enqueueAll(Echo, [{ payload: { n: 3 } }, { payload: { n: 4 } }], { after: [{ item: 0 }] }))
+        assert.strictEqual((shared as InvalidJobOptions).field, "after")
+        assert.match((shared as InvalidJobOptions).reason, /own options/)
         const hint = yield* Effect.flip(JobQueue.enqueue(Echo, { n: 2 }, { dependsOn: [child.id] } as JobQueue.EnqueueOptions))
         assert.match((hint as InvalidJobOptions).reason, /after/)
         assert.deepStrictEqual((yield* JobQueue.list()).map((job) => job.id), [child.id])

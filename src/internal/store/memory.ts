@@ -160,11 +160,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     if (row.token !== null) byToken.delete(row.token)
     row.token = null
   }
-  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
-  const expire = (row: Row, now: number) => {
-    update(row, { state: "cancelled", finishedAt: now, exit: null })
+  /** Ends a job at `now` in the final state `patch` gives, and what waits for it as that end says (see `settled`). */
+  const end = (row: Row, patch: Partial<JobRow> & { readonly state: "succeeded" | "dead" | "cancelled" }, now: number) => {
+    update(row, { ...patch, finishedAt: now })
     settled(row, now)
   }
+  /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
+  const expire = (row: Row, now: number) => end(row, { state: "cancelled", exit: null }, now)
   const changed = <A>(a: A): A => {
     signal.notify()
     return a
@@ -234,11 +236,24 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         if (state === "succeeded" && dependent.pending.delete(id)) update(dependent, { waitingFor: dependent.pending.size })
         if (dependent.job.state !== "blocked") continue
         if (state !== "succeeded" && dependent.runOnFailure !== true) {
-          cancelledBy(dependent, { id, state: state as FailedDependency["state"] }, now)
+          // past its own expiry, which no claim or reap met yet: it expired first, and reads so (as
+          // a cancel of it does)
+          if (pastExpiry(dependent.job, now)) update(dependent, { state: "cancelled", finishedAt: now, exit: null })
+          else cancelledBy(dependent, { id, state: state as FailedDependency["state"] }, now)
           work.push(dependent)
         } else if (unblocked(dependent)) release(dependent, now)
       }
     }
+  }
+
+  /**
+   * Deletes a finished job (purge, retention). One that did not succeed first ends what still
+   * waits for it as its end did: a dependent redriven back to blocked since would wait for ever
+   * (cancelled by it, or released with `afterFailure: "run"`).
+   */
+  const drop = (row: Row, now: number) => {
+    if (row.job.state !== "succeeded") settled(row, now)
+    rows.delete(row.job.id)
   }
 
   /**
@@ -418,9 +433,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       switch (row.job.state) {
         case "blocked":
         case "queued": {
-          const now = time()
-          update(row, { state: "cancelled", finishedAt: now, exit: null })
-          settled(row, now)
+          end(row, { state: "cancelled", exit: null }, time())
           return changed("cancelled" as const)
         }
         case "running": {
@@ -477,10 +490,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   const purge = (before: number, states: ReadonlyArray<State>) =>
     Effect.sync(() => {
       let count = 0
-      for (const [id, row] of rows) {
+      const now = time()
+      for (const row of rows.values()) {
         const job = row.job
         if (FINAL_STATES.includes(job.state) && states.includes(job.state) && (job.finishedAt ?? 0) < before) {
-          rows.delete(id)
+          drop(row, now)
           count++
         }
       }
@@ -503,7 +517,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       const past = ended.filter((row, i) =>
         (keep.count !== undefined && i >= keep.count) || (keep.age !== undefined && (row.job.finishedAt ?? 0) < now - keep.age)
       ).reverse().slice(0, batch)
-      for (const row of past) rows.delete(row.job.id)
+      for (const row of past) drop(row, now)
       return past.length
     })
   const retain = (batch: number, limit = RETAIN_QUEUES) =>
@@ -754,20 +768,17 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a cancel asked for while the attempt ran, which failed or was given back before its heartbeat
       // heard of it: the job ends cancelled, not queued again (as the reaper ends it)
       if (settlement._tag !== "Final" && row.job.cancelRequested) {
-        update(row, {
+        end(row, {
           state: "cancelled",
           exit: null,
-          finishedAt: now,
           cancelRequested: false,
           attempts: settlement._tag === "Release" ? row.job.attempts - 1 : row.job.attempts
-        })
-        settled(row, now)
+        }, now)
         return changed<Settled>("cancelled")
       }
       switch (settlement._tag) {
         case "Final": {
-          update(row, { state: settlement.state, exit: settlement.exit, finishedAt: now, cancelRequested: false })
-          settled(row, now)
+          end(row, { state: settlement.state, exit: settlement.exit, cancelRequested: false }, now)
           break
         }
         case "Retry": {
@@ -818,8 +829,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           update(row, { state: "queued", exit: null, visibleAt: runAt })
           row.rank = rank(job.priority, queueOf(job.queue).aging, runAt)
         } else {
-          update(row, { state: outcome, exit: null, finishedAt: now, cancelRequested: false })
-          settled(row, now)
+          end(row, { state: outcome, exit: null, cancelRequested: false }, now)
         }
         reaped?.({ id: job.id, queue: job.queue, task: job.task, attempt: job.attempts, outcome, runAt })
       }

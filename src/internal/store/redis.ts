@@ -612,9 +612,14 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      * node). With a key missing on both nodes, the source answers ASK or TRYAGAIN and the target
      * TRYAGAIN (a request of several keys, not all there) until the slot is settled; on a stable
      * slot Redis looks up no key.
+     *
+     * On one Redis (no slots, nothing to guard) the second key is the id index instead, which the
+     * scripts may then read (a dependency of another queue whose id names none: a repeat's tick);
+     * on a Cluster it is another slot, and a script that read it failed (CROSSSLOT).
      */
+    const second = (queue: string) => cfg.cluster ? `${base(queue)}:guard` : IDS
     const run = <K extends keyof typeof SCRIPTS>(name: K, queue: string, ...args: ReadonlyArray<string>) =>
-      evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), `${base(queue)}:guard`, ...args])
+      evalsha(SCRIPTS[name] as Lua<(typeof SCRIPTS)[K] extends Lua<infer R> ? R : never>, [meta(queue), second(queue), ...args])
     /**
      * A queue's script over several queues at once (`Scripts.many`: one server only), each queue's
      * keys as `run` gives them: its answers, one per queue, in order. A script that stopped at its
@@ -623,7 +628,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
      */
     const runMany = <R>(script: Lua<ReadonlyArray<R>>, queues: ReadonlyArray<string>, ...args: ReadonlyArray<string>) =>
       Effect.map(
-        evalsha(script, [...queues.flatMap((queue) => [meta(queue), `${base(queue)}:guard`]), ...args], String(2 * queues.length)),
+        evalsha(script, [...queues.flatMap((queue) => [meta(queue), second(queue)]), ...args], String(2 * queues.length)),
         (reply) =>
           reply.map((answer, i) =>
             // a queue's part that failed says so in text (no answer of a queue's is one)

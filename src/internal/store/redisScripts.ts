@@ -51,9 +51,10 @@
  *                     `expire` field (its time, store ms): a claim and a reap end those past it; a
  *                     claim of one, a cancel or a redrive takes it out
  * - `B:seq`           counter
- * - `B:guard`         never written: every script declares it (`KEYS[2]`), so that Redis refuses
- *                     the scripts of a queue whose Cluster slot is moving (see `redis.ts`'s `run`);
- *                     not `ENQUEUE_INDEXED`, whose `KEYS[2]` is the id index (one Redis: no slots)
+ * - `B:guard`         never written: on a Cluster every script declares it (`KEYS[2]`), so that
+ *                     Redis refuses the scripts of a queue whose Cluster slot is moving (see
+ *                     `redis.ts`'s `run`); on one Redis (no slots) `KEYS[2]` is the id index
+ *                     `{<prefix>}:ids` instead, which `baseOf` reads only then
  * - `B:deps:<id>`, `B:waits:<id>`, `B:blocked`: job dependencies (see `DEPENDENCIES`)
  *
  * Time is the server's `TIME` unless the caller passes `now` (tests on TestClock).
@@ -98,8 +99,11 @@ local function baseOfQueue(queue)
   end
   return "{" .. PREFIX .. ":" .. queue .. "}"
 end
+-- the id index where the script declares it (one Redis); on a Cluster it is another slot, and a job's
+-- dependencies are all of its queue (the store refuses others): one not there is gone
+local INDEX = KEYS[2] == "{" .. PREFIX .. "}:ids" and KEYS[2]
 -- the base of the queue holding job id, nil if none does. The id index is read only for an id that
--- names no queue and is not this queue's (on a Cluster never: the store kept its dependencies here)
+-- names no queue and is not this queue's
 local function baseOf(id)
   if #id > 37 and string.sub(id, 37, 37) == ":" and string.match(string.sub(id, 1, 36), UUID) then
     local base = baseOfQueue(string.sub(id, 38))
@@ -107,7 +111,8 @@ local function baseOf(id)
     return nil
   end
   if redis.call("EXISTS", jobKey(id)) == 1 then return B end
-  local queue = redis.call("HGET", "{" .. PREFIX .. "}:ids", id)
+  if not INDEX then return nil end
+  local queue = redis.call("HGET", INDEX, id)
   if not queue then return nil end
   local base = baseOfQueue(queue)
   if redis.call("EXISTS", base .. ":job:" .. id) == 1 then return base end
@@ -128,9 +133,10 @@ local function unblocked(id)
   end
   return true
 end
--- a queued job (placed) held back: blocked
+-- a job held back by its dependencies: blocked. Never placed first (its enqueue's or redrive's
+-- script decides before): a ready set's entry, and the marker that wakes idle consumers for it,
+-- were written only to be taken back
 local function block(id)
-  unqueue(id)
   redis.call("HSET", jobKey(id), "state", "blocked")
   redis.call("ZADD", B .. ":blocked", redis.call("HGET", jobKey(id), "seq"), id)
 end
@@ -143,6 +149,14 @@ local function release(id, now)
   redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[2]), visible))
   queued(id)
   place(id, now)
+end
+-- job id (of queue B, blocked or just stored) cancelled at now by the end of its dependency dep in
+-- state, not expired: its deadline goes (a redrive runs it with none). Says whether it has dependents
+local function cancelledBy(id, dep, state, now)
+  unexpire(id)
+  redis.call("HDEL", jobKey(id), "exit")
+  redis.call("HSET", jobKey(id), "failedDep", dep, "failedDepState", state)
+  return endJob(id, "cancelled", now)
 end
 -- after job id of queue B ended in state: each blocked dependent released if it may run now, or
 -- ended cancelled by it (and then its own dependents, in the same script). A succeeded one is
@@ -157,7 +171,7 @@ local function dependentsEnded(id, state, now)
     for _, dep in ipairs(redis.call("SMEMBERS", item[1] .. ":deps:" .. ended)) do
       B = baseOf(dep) or ""
       local j = jobKey(dep)
-      local f = redis.call("HMGET", j, "state", "afterFailure")
+      local f = redis.call("HMGET", j, "state", "afterFailure", "expire")
       if B ~= "" and f[1] then
         if endedState == "succeeded" and redis.call("SREM", B .. ":waits:" .. dep, ended) == 1 then
           redis.call("HSET", j, "waitingFor", redis.call("SCARD", B .. ":waits:" .. dep))
@@ -165,12 +179,17 @@ local function dependentsEnded(id, state, now)
         if f[1] == "blocked" then
           if endedState ~= "succeeded" and f[2] ~= "run" then
             redis.call("ZREM", B .. ":blocked", dep)
-            -- cancelled by its dependency, not expired: its deadline goes (a redrive runs it with none)
-            redis.call("ZREM", B .. ":expiring", dep)
-            redis.call("HDEL", j, "exit", "expire")
-            redis.call("HSET", j, "state", "cancelled", "finished", now, "cancel", "0", "failedDep", ended, "failedDepState", endedState)
-            redis.call("ZADD", B .. ":final:cancelled", now, dep)
-            if releaseDedup(dep) then work[#work + 1] = {B, dep, "cancelled"} end
+            local more
+            if f[3] and tonumber(f[3]) <= now then
+              -- past its own expiry, which no claim or reap met yet: it expired first, and reads so
+              -- (as a cancel of it does)
+              redis.call("ZREM", B .. ":expiring", dep)
+              redis.call("HDEL", j, "exit")
+              more = endJob(dep, "cancelled", now)
+            else
+              more = cancelledBy(dep, ended, endedState, now)
+            end
+            if more then work[#work + 1] = {B, dep, "cancelled"} end
           elseif unblocked(dep) then
             release(dep, now)
           end
@@ -197,8 +216,9 @@ local function redrivable(id)
   end
   return true
 end
--- a new job (of queue B, just placed) after the jobs of after (all there): it waits for those not yet
--- succeeded (blocked), or runs at once, or is cancelled at once by one already dead or cancelled
+-- a new job (of queue B, stored but not placed: see addJob's held) after the jobs of after (all
+-- there): it waits for those not yet succeeded (blocked), or is placed at once (→ the ms until it is
+-- visible), or is cancelled at once by one already dead or cancelled
 local function attach(id, after, run, now)
   local j = jobKey(id)
   local pending = 0
@@ -216,14 +236,13 @@ local function attach(id, after, run, now)
   redis.call("HSET", j, "waitingFor", pending)
   if run then redis.call("HSET", j, "afterFailure", "run") end
   if failed and not run then
-    unqueue(id)
-    redis.call("ZREM", B .. ":expiring", id)
-    redis.call("HDEL", j, "expire")
-    redis.call("HSET", j, "state", "cancelled", "finished", now, "failedDep", failed, "failedDepState", failedState)
-    redis.call("ZADD", B .. ":final:cancelled", now, id)
-    releaseDedup(id)
+    cancelledBy(id, failed, failedState, now)
   elseif not unblocked(id) then
     block(id)
+  else
+    queued(id)
+    place(id, now)
+    return tonumber(redis.call("HGET", j, "visible")) - now
   end
 end
 `
@@ -645,10 +664,20 @@ local function releaseDedup(id)
   if key and key ~= "" and redis.call("HGET", B .. ":dedup", key) == id then redis.call("HDEL", B .. ":dedup", key) end
   return f[2] == "1"
 end
-${DEPENDENCIES}local function finish(id, state, now)
+-- job id ends in state at now, its dedup key let go: says whether it has dependents (whose walk,
+-- dependentsEnded, is the caller's: see finish)
+local function endJob(id, state, now)
   redis.call("HSET", jobKey(id), "state", state, "finished", now, "cancel", "0")
   redis.call("ZADD", B .. ":final:" .. state, now, id)
-  if releaseDedup(id) then dependentsEnded(id, state, now) end
+  return releaseDedup(id)
+end
+-- a job that will never expire (started, cancelled by its dependency, redriven): its deadline goes
+local function unexpire(id)
+  redis.call("ZREM", B .. ":expiring", id)
+  redis.call("HDEL", jobKey(id), "expire")
+end
+${DEPENDENCIES}local function finish(id, state, now)
+  if endJob(id, state, now) then dependentsEnded(id, state, now) end
 end
 -- a queued (or blocked) job past its expiry ends, cancelled at now (see model.ts's expiredAt)
 local function expireJob(id, now)
@@ -809,7 +838,7 @@ local function replaceHeld(a, o, other, now)
   place(other, now)
   return other, 0, visible - now
 end
-local function addJob(a, o, now${late ? ", notAfter" : ""})
+local function addJob(a, o, now${late ? ", notAfter" : ", held"})
   local id = a[o + 1]
   if redis.call("EXISTS", jobKey(id)) == 1 then return id, 0 end
   local hasDedup = a[o + 6] == "1"
@@ -866,7 +895,7 @@ ${late ? "  if notAfter and now > notAfter then return id, -1 end\n" : ""}  loca
   redis.call("SADD", B .. ":tasks", a[o + 2])
   if hasDedup then redis.call("HSET", B .. ":dedup", a[o + 5], id) end
   if window then redis.call("HSET", B .. ":window", a[o + 5], id) end
-  -- what it just wrote, not read back
+${late ? "" : "  -- a job with dependencies: placed by attach, if it may run now\n  if held then return id, 1 end\n"}  -- what it just wrote, not read back
   queuedAt(a[o + 4])
   placeAs(id, a[o + 2], rank, seq, visible, now, group)
   return id, 1, visible - now
@@ -978,22 +1007,19 @@ for i, job in ipairs(jobs) do
   local queue = job[${JOB_FIELDS + 1}]
   B = baseOfQueue(queue)
   madeQueue = false
-  local id, created, due = addJob(job, 0, now)
+  -- its dependencies: the stored ones, then the call's own (a dedup hit's: the holder), each once
+  local after, seen = {}, {}
+  for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
+    if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+  end
+  for _, k in ipairs(job[${JOB_FIELDS + 4}]) do
+    local dep = ids[k + 1]
+    if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
+  end
+  local id, created, due = addJob(job, 0, now, #after > 0)
   if madeQueue then out[1][#out[1] + 1] = queue end
   ids[i] = id
-  if created == 1 then
-    -- its dependencies: the stored ones, then the call's own (a dedup hit's: the holder), each once
-    local after, seen = {}, {}
-    for _, dep in ipairs(job[${JOB_FIELDS + 2}]) do
-      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
-    end
-    for _, k in ipairs(job[${JOB_FIELDS + 4}]) do
-      local dep = ids[k + 1]
-      if not seen[dep] then after[#after + 1] = dep; seen[dep] = true end
-    end
-    if #after > 0 then attach(id, after, job[${JOB_FIELDS + 3}] == "run", now) end
-    if redis.call("HGET", jobKey(id), "state") ~= "queued" then due = nil end
-  end
+  if created == 1 and #after > 0 then due = attach(id, after, job[${JOB_FIELDS + 3}] == "run", now) end
   out[#out + 1] = id
   out[#out + 1] = created
   out[#out + 1] = due and tostring(due) or ""
@@ -1142,8 +1168,7 @@ for _, id in ipairs(taken) do
   else
     if expire then
       -- started: it never expires (see model.ts's JobRow.expireAt)
-      redis.call("HDEL", j, "expire")
-      redis.call("ZREM", B .. ":expiring", id)
+      unexpire(id)
       job[${CLAIMED_FIELDS.indexOf("expire") + 1}] = false
     end
     local attempts = tonumber(job[${CLAIMED_FIELDS.indexOf("attempts") + 1}]) + 1
@@ -1411,27 +1436,30 @@ local now = clock(ARGV[1])
 redis.call("ZREM", B .. ":final:" .. state, id)
 redis.call("HDEL", j, "failedDep", "failedDepState")
 -- it runs again with no expiry (an expired one's, or one a stale entry would end again)
-redis.call("HDEL", j, "expire")
-redis.call("ZREM", B .. ":expiring", id)
+unexpire(id)
 redis.call("HSET", j, "state", "queued", "attempts", 0, "visible", now, "finished", "", "cancel", "0",
   "rank", rankOf(tonumber(f[3]), now))
 -- a new run from the start: its progress is absent (not empty, which would read as a value) until it reports
 redis.call("HDEL", j, "started", "progress")
 if f[1] == "1" then redis.call("HSET", B .. ":dedup", f[2], id) end
-queued(id)
-place(id, now)
--- it waits for what it still needs
-if not unblocked(id) then block(id) end
+-- it waits for what it still needs, or runs
+if unblocked(id) then
+  queued(id)
+  place(id, now)
+else
+  block(id)
+end
 return 1
 `
 
 /**
- * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of the final set `key` (adding
- * their ids to `gone`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
+ * What `PURGE` and `RETAIN` share: `forget` deletes finished jobs of a final `state` (adding
+ * their ids to `gone`; the blocked dependents of one not succeeded end first, see `forget`); `forgotten` removes them from the id index (`index`, "" on a Cluster) and,
  * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
  */
 const FORGET = `
-local function forget(key, ids, gone)
+local function forget(state, ids, gone, now)
+  local key = B .. ":final:" .. state
   -- a job's throttle window entry goes with it (read only where the queue has windows)
   local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
   for k = 1, #ids do
@@ -1440,9 +1468,12 @@ local function forget(key, ids, gone)
       local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
       if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     end
+    local f = redis.call("HMGET", jobKey(id), "group", "dependents")
     -- and its key's running set, should a missed settle have left it there
-    local g = redis.call("HGET", jobKey(id), "group")
-    if g and g ~= "" then redis.call("SREM", B .. ":grun:" .. g, id) end
+    if f[1] and f[1] ~= "" then redis.call("SREM", B .. ":grun:" .. f[1], id) end
+    -- one that did not succeed first ends what still waits for it as its end did (a dependent
+    -- redriven back to blocked since): nothing else ever would
+    if f[2] == "1" and state ~= "succeeded" then dependentsEnded(id, state, now) end
     redis.call("ZREM", key, id)
     redis.call("ZREM", B .. ":all", id)
     redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
@@ -1487,11 +1518,12 @@ export const PURGE_BATCH = 10_000
  */
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
+local now = clock(ARGV[3])
 for i = 4, #ARGV do
   local key = B .. ":final:" .. ARGV[i]
-  forget(key, redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone)
+  forget(ARGV[i], redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone, now)
 end
-return {gone, forgotten(gone, ARGV[2], clock(ARGV[3]))}
+return {gone, forgotten(gone, ARGV[2], now)}
 `
 
 /**
@@ -1528,7 +1560,7 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
     if past > take then more = 1 end
-    if take > 0 then forget(key, redis.call("ZRANGE", key, 0, take - 1), gone) end
+    if take > 0 then forget(state, redis.call("ZRANGE", key, 0, take - 1), gone, now) end
   end
 end
 if #gone == 0 then return {gone, 0, more} end
