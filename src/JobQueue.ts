@@ -310,8 +310,8 @@ export interface EnqueueOptions {
    * done; one not in the store (never, or deleted) fails the enqueue with `JobNotFound` naming it,
    * nothing stored. In `enqueueAll`'s items, `{ item: i }` names the job of the call's item `i`
    * (an earlier one): a whole DAG in one atomic call. At most 1,000, no duplicates; empty: none.
-   * `JobStore.memory`, the SQLite store and the Redis store keep dependencies in this version (on a
-   * Redis Cluster, of the job's own queue only): another store refuses them with `InvalidJobOptions`.
+   * Every store of this library keeps dependencies (on a Redis Cluster, of the job's own queue only);
+   * a store of one's own that does not refuses them with `InvalidJobOptions`.
    */
   readonly after?: ReadonlyArray<string | { readonly id: string } | { readonly item: number }> | undefined
   /**
@@ -747,7 +747,7 @@ const dependenciesKept = (
     new InvalidJobOptions({
       field: batch ? `items[${i}].options.after` : "after",
       value: `${(jobs[i]!.after?.length ?? 0) + (jobs[i]!.afterItems?.length ?? 0)} jobs`,
-      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (JobStore.memory, the SQLite and the Redis stores do)`
+      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (the memory, SQLite, Postgres and Redis stores do)`
     })
   )
 }
@@ -2082,16 +2082,23 @@ export interface Consumer {
   /**
    * Stops claiming, lets running jobs finish within `shutdownTimeout`, then interrupts the rest and
    * gives them back to the queue without counting the attempt. Closing the scope does this.
-   * Called from one of this consumer's own jobs (or its `onEvent` handler), it starts the stop and
-   * returns at once: the stop waits for that job (or those events), which must not wait for it (nor
-   * for `awaitTermination` there, which waits for the same).
+   * Called from one of this consumer's own jobs (or its `onEvent` handler, or a fiber either forks,
+   * while the job runs), it starts the stop and returns at once: the stop waits for that job (or
+   * those events), which must not wait for it. So does one asked from inside another consumer
+   * whose stop (or termination) this consumer's jobs await: two consumers whose jobs stop each
+   * other both end.
    */
   readonly shutdown: Effect.Effect<void>
   /**
    * Interrupts running jobs at once and gives them back without counting the attempt. From inside
-   * the consumer (see `shutdown`) it returns at once too.
+   * the consumer (see `shutdown`) it returns at once too; from one of its jobs, that job is left to
+   * end as its handler ends (its result is stored).
    */
   readonly shutdownNow: Effect.Effect<void>
+  /**
+   * Waits until the consumer has stopped. From one of its own jobs it would wait for itself: the
+   * job is interrupted when the stop starts, and given back.
+   */
   readonly awaitTermination: Effect.Effect<void>
 }
 

@@ -19,6 +19,7 @@ import { jsonSafe, SWEEP, TOP } from "../src/internal/dashboard/sampler.ts"
 import * as ThreadPool from "../src/ThreadPool.ts"
 import { Echo, Fail } from "./fixtures/tasks.ts"
 import { settle } from "./helpers.ts"
+import * as PgTest from "./durable/postgres.ts"
 import * as RedisTest from "./durable/redis.ts"
 
 const TOKEN = "0123456789abcdef-test-token"
@@ -517,6 +518,7 @@ describe("Dashboard: durable queues", () => {
     ["memory", () => JobStore.memory()],
     // its file named when the test runs (`dir` is made further down)
     ["SQLite", () => JobStore.sqlite({ filename: join(dir, `blocked-${files++}.db`) })],
+    ...(PgTest.enabled ? [["Postgres", () => PgTest.testLayer()] as const] : []),
     ...(RedisTest.enabled ? [["Redis", () => RedisTest.testLayer()] as const] : [])
   ]
   for (const [name, layer] of blockedStores) {

@@ -1,10 +1,12 @@
 /**
  * Job dependencies on every store (test/durable/dependencies.ts), under TestClock: kept by the
- * memory store, SQLite and Redis (when its server is set: WORKPOOL_REDIS_URL); Postgres (when
- * WORKPOOL_PG_URL is set) refuses them with a typed error until it keeps them.
+ * memory store, SQLite, Postgres (when WORKPOOL_PG_URL is set) and Redis (when its server is set:
+ * WORKPOOL_REDIS_URL).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Ref } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Redacted, Ref } from "effect"
+import * as Reactivity from "effect/reactivity/Reactivity"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,8 +16,10 @@ import { afterAll } from "vitest"
 import * as JobStore from "../src/JobStore.ts"
 import { JobNotFound } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
+import * as PgJobStore from "../src/PgJobStore.ts"
 import { JobStore as Store } from "../src/internal/store/model.ts"
-import { Echo, newJob, options, tick, tracked } from "./durable/conformance.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
+import { Echo, newJob, options, tellingIdle, tick, tracked } from "./durable/conformance.ts"
 import { dependenciesConformance, handlers, unsupportedDependencies } from "./durable/dependencies.ts"
 import * as Pg from "./durable/postgres.ts"
 import * as Redis from "./durable/redis.ts"
@@ -27,6 +31,13 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 dependenciesConformance("the memory store", () => JobStore.memory())
 
 dependenciesConformance("SQLite", () => JobStore.sqlite({ filename: path.join(dir, `jobs-${++n}.db`) }))
+
+// every store here keeps them: a store of one's own without `dependencies` is refused them (the
+// memory store with its flag taken off stands for one)
+unsupportedDependencies("custom", () =>
+  Layer.effect(Store, Effect.map(Store, ({ dependencies: _, ...store }) => ({ ...store, kind: "custom" }))).pipe(
+    Layer.provide(JobStore.memory())
+  ))
 
 describe("job dependencies on SQLite: what only SQLite has", () => {
   it.effect("a dependency's edges stay when it is deleted (its dependent still needs them) and go with the dependent's row", () => {
@@ -172,10 +183,184 @@ describe("job dependencies on SQLite against the memory store", () => {
 })
 
 if (!Pg.enabled) describe.skip("job dependencies on Postgres (WORKPOOL_PG_URL is not set)", () => {})
-else unsupportedDependencies("Postgres", () => Pg.testLayer())
+else dependenciesConformance("Postgres", () => Pg.testLayer())
 
 if (!Redis.enabled) describe.skip("job dependencies on Redis (WORKPOOL_REDIS_URL is not set)", () => {})
 else dependenciesConformance("Redis", () => Redis.testLayer())
+
+if (Pg.enabled) {
+  describe("job dependencies on Postgres: what only Postgres has", () => {
+    // each store instance its own pool: their settles are concurrent transactions, each of which
+    // counts the one dependent down (its trigger) while the others do
+    it.live("a fan-in of 48 dependencies settled at once by 8 store instances (concurrent transactions): no count is lost, the dependent is released once and claimed once", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const stores = yield* Effect.forEach(Array.from({ length: 8 }), () =>
+          Effect.map(Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })), (context) => Context.get(context, JobStore.JobStore)))
+        const [first] = stores
+        const enqueue = Effect.provideService(JobStore.JobStore, first!)
+        const leaves = yield* enqueue(JobQueue.enqueueAll(Echo, Array.from({ length: 48 }, (_, n) => ({ payload: { n }, options: { queue: "leaves" } }))))
+        const sum = yield* enqueue(JobQueue.enqueue(Echo, { n: -1 }, { queue: "sum", after: leaves }))
+        assert.strictEqual((yield* enqueue(JobQueue.status(sum.id))).waitingFor, 48)
+        // each instance claims 6, then all settle together: 8 batches at once, each waiting for the
+        // dependent's row, which another session holds until all 8 wait (they overlap for sure)
+        const claims = yield* Effect.forEach(stores, (store) =>
+          Effect.map(store.claim({ queues: ["leaves"], tasks: ["Echo"], limit: 6, lease: 60_000 }), (claimed) => [store, claimed.claims] as const))
+        assert.strictEqual(claims.flatMap(([, taken]) => taken).length, 48)
+        const locker = yield* Pg.lockSession
+        yield* locker.hold(`"${schema}"`, sum.id)
+        const settling = yield* Effect.forkChild(Effect.forEach(
+          claims.flatMap(([store, taken]) => taken.map((claim) => [store, claim] as const)),
+          ([store, claim]) => store.settle(claim.token, { _tag: "Final", state: "succeeded", exit: null }),
+          { concurrency: "unbounded" }
+        ))
+        yield* Pg.lockWaitersOn(schema, 8)
+        yield* locker.release
+        const settled = yield* Fiber.join(settling)
+        assert.isTrue(settled.every((done) => done === true))
+        const info = yield* enqueue(JobQueue.status(sum.id))
+        assert.deepStrictEqual([info.state, info.waitingFor], ["queued", 0])
+        const taken = yield* Effect.forEach(stores, (store) =>
+          Effect.map(store.claim({ queues: ["sum"], tasks: ["Echo"], limit: 10, lease: 60_000 }), (claimed) => claimed.claims.map((claim) => claim.job.id)), { concurrency: "unbounded" })
+        assert.deepStrictEqual(taken.flat(), [sum.id], "claimed once")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the consumer polls once an hour: only the release's NOTIFY, sent by the other instance's
+    // settle (its trigger), can start the dependent within the test's time
+    it.live("a dependent released by a settle in another store instance wakes the idle consumers of its queue (NOTIFY), as an enqueue does", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const HOUR = 3_600_000
+        const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+        const elsewhere = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+        const there = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, elsewhere)
+        const idle = yield* Deferred.make<void>()
+        yield* Effect.gen(function*() {
+          const runs = yield* Ref.make<Array<string>>([])
+          yield* JobQueue.consume({ queues: ["c"], handlers: handlers(runs), concurrency: 1, poll: HOUR })
+          yield* Deferred.await(idle)
+          const child = yield* there(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+          const parent = yield* there(JobQueue.enqueue(Echo, { n: 2 }, { queue: "c", after: [child] }))
+          const { claims } = yield* elsewhere.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          assert.isTrue(yield* elsewhere.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          assert.strictEqual(yield* JobQueue.await(Echo, parent.id).pipe(Effect.timeout("30 seconds")), 2)
+        }).pipe(Effect.provide(tellingIdle(idle, HOUR, layer())))
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // each row's trigger locks its own dependents as the statement ends its rows: two batches whose
+    // jobs' dependents cross (A ends x's then y's dependency, B y's then x's) locked x and y in other
+    // orders, and Postgres ended one ("deadlock detected"); their trigger runs now take turns
+    it.live("two settle statements whose jobs' dependents cross (A: x then y, B: y then x), at once: both written (no deadlock), both dependents released", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const layer = () => PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })
+        const a = Context.get(yield* Layer.build(layer()), JobStore.JobStore)
+        const on = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, a)
+        // seq order: d1 (x's), d2 (y's), d3 (y's), d4 (x's): A settles d1 and d3, B d2 and d4
+        const [d1, d2, d3, d4] = yield* on(JobQueue.enqueueAll(Echo, [1, 2, 3, 4].map((n) => ({ payload: { n }, options: { queue: "leaves" } }))))
+        const x = yield* on(JobQueue.enqueue(Echo, { n: 5 }, { queue: "x", after: [d1!, d4!] }))
+        const y = yield* on(JobQueue.enqueue(Echo, { n: 6 }, { queue: "y", after: [d2!, d3!] }))
+        const claimed = (yield* a.claim({ queues: ["leaves"], tasks: ["Echo"], limit: 4, lease: 60_000 })).claims
+        const token = (id: string) => claimed.find((claim) => claim.job.id === id)!.token
+        // each batch one statement, as a store's settle writer sends the settles that queued together
+        // (`settleStatement`, on a connection of its own); B's tokens are A's claims: a settle is
+        // fenced by its token alone, whoever writes it
+        const batch = (ids: ReadonlyArray<string>) =>
+          Effect.tryPromise(() =>
+            Pg.admin((sql) =>
+              Postgres.settleStatement(sql, sql.literal(`"${schema}"`), ids.map((id) => ({ token: token(id), state: "succeeded", exit: null })), Date.now())
+            )
+          ).pipe(Effect.map((rows) => rows.length), Effect.exit)
+        const locker = yield* Pg.lockSession
+        yield* locker.open(`SELECT 1 FROM "${schema}".wp_job WHERE id = ANY($1) FOR UPDATE`, [[x.id, y.id]])
+        const settling = yield* Effect.forkChild(Effect.all([batch([d1!.id, d3!.id]), batch([d2!.id, d4!.id])], { concurrency: "unbounded" }))
+        yield* Pg.lockWaitersOn(schema, 2)
+        yield* locker.release
+        const [first, second] = yield* Fiber.join(settling)
+        assert.deepStrictEqual([first, second], [Exit.succeed(2), Exit.succeed(2)])
+        for (const id of [x.id, y.id]) assert.strictEqual((yield* on(JobQueue.status(id))).state, "queued")
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    // the enqueue holds its dependencies' rows until its commit: a purge of one at the same moment
+    // either deletes it first (the enqueue, having waited, finds it gone: JobNotFound, nothing
+    // stored) or waits for the edge (the dependent then knows what it waited for)
+    it.live("an enqueue after a dependency whose delete (a purge) is in flight waits for it, then fails with JobNotFound, nothing stored", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const done = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" })
+          const { claims } = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          yield* store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+          const locker = yield* Pg.lockSession
+          yield* locker.open(`DELETE FROM "${schema}".wp_job WHERE id = $1`, [done.id])
+          const enqueueing = yield* Effect.forkChild(Effect.exit(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [done] })))
+          yield* Pg.lockWaitersOn(schema, 1)
+          yield* locker.query("COMMIT")
+          const exit = yield* Fiber.join(enqueueing)
+          assert.deepStrictEqual(exit, Exit.fail(new JobNotFound({ id: done.id })))
+          assert.deepStrictEqual(yield* JobQueue.list(), [], "nothing stored")
+        }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 3 })))
+      }), { timeout: 60_000 })
+
+    // an enqueue in the application's transaction (layerClient) holds its dependency's row until the
+    // application commits: the dependency's settle, from another process, waits for the edge
+    it.live("a dependency settled by another process while its dependent's enqueue is uncommitted (the application's transaction) waits for it, then releases the dependent", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const sql = yield* PgClient.make({ url: Redacted.make(Pg.url!), maxConnections: 3 }).pipe(
+          Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make)
+        )
+        const app = yield* Postgres.makeWith(sql, yield* Postgres.clientOptions({ schema }))
+        const other = Context.get(yield* Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })), JobStore.JobStore)
+        const child = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }), JobStore.JobStore, app)
+        // a dependent before: the child is marked as having some already (the later enqueue writes nothing to its row)
+        const first = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [child] }), JobStore.JobStore, app)
+        const { claims } = yield* other.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        const enqueued = yield* Deferred.make<string>()
+        const commit = yield* Deferred.make<void>()
+        const producer = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const parent = yield* Effect.provideService(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [child] }), JobStore.JobStore, app)
+          yield* Deferred.succeed(enqueued, parent.id)
+          yield* Deferred.await(commit)
+        })))
+        const parent = yield* Deferred.await(enqueued)
+        const settling = yield* Effect.forkChild(other.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+        yield* Pg.lockWaitersOn(schema, 1)
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(producer)
+        assert.isTrue(yield* Fiber.join(settling))
+        for (const id of [first.id, parent]) {
+          const info = yield* Effect.provideService(JobQueue.status(id), JobStore.JobStore, other)
+          assert.deepStrictEqual([info.state, info.waitingFor], ["queued", 0])
+        }
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
+    it.live("the edges stay while their dependent does (a purged dependency's included) and go with it", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const edges = Effect.promise(() =>
+          Pg.admin((sql) => sql<{ dep_id: string; job_id: string }>`SELECT dep_id, job_id FROM ${sql.literal(`"${schema}"`)}.wp_dep ORDER BY dep_id`)
+        ).pipe(Effect.map((rows) => rows.map((row) => [row.dep_id, row.job_id])))
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const run = (queue: string) =>
+            Effect.flatMap(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 60_000 }), ({ claims }) =>
+              store.settle(claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          const [child, other] = yield* JobQueue.enqueueAll(Echo, [{ payload: { n: 1 }, options: { queue: "a" } }, { payload: { n: 2 }, options: { queue: "b" } }])
+          const parent = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "c", after: [child!, other!] })
+          yield* run("a")
+          // the succeeded child purged while its parent still waits for the other
+          assert.strictEqual(yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded"]), 1)
+          assert.deepStrictEqual(yield* edges, [[child!.id, parent.id], [other!.id, parent.id]].sort())
+          yield* run("b")
+          yield* run("c")
+          assert.strictEqual(yield* store.purge(Number.MAX_SAFE_INTEGER, ["succeeded"]), 2)
+          assert.deepStrictEqual(yield* edges, [], "gone with the parent")
+        }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })))
+      }), { timeout: 60_000 })
+  })
+}
 
 if (Redis.enabled) {
   describe("job dependencies on Redis: what only Redis has", () => {

@@ -1534,7 +1534,7 @@ if (enabled && pgServer.binaries() !== undefined) {
         yield* second.hold(S, c!.job.id)
         const purgePid = yield* Deferred.make<number>()
         const purge = yield* Effect.forkChild(Effect.exit(
-          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED))
+          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 1000, FINISHED, { now: 2000, schema }))
         ))
         yield* blockedBy(second.pid)
         // the heartbeat goes on: z, then a (settled since its snapshot: locked, then skipped), then b
@@ -1547,6 +1547,42 @@ if (enabled && pgServer.binaries() !== undefined) {
         assert.isTrue(Exit.isSuccess(purged), String(purged))
         if (Exit.isSuccess(beaten)) assert.deepStrictEqual(beaten.value.map((row) => row.lease_token), [z!.token])
         if (Exit.isSuccess(purged)) assert.strictEqual(Number(purged.value[0]!.n), 3)
+      }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
+    }, { timeout: 60_000 })
+
+    // a purge deleting a cancelled dependent x (itself with a dependent) of a running job y, while y's
+    // settle ends y: the settle's trigger takes the schema's dependents turn, then waits for x, which
+    // the purge holds; the purge's own trigger (x was cancelled, with dependents) waits for the turn
+    it.effect("a purge deleting a cancelled dependent of a job being settled, the purge's delete trigger and the settle's trigger both wanting the dependents' turn: both end, no deadlock", () => {
+      const schema = freshSchema()
+      const S = `"${schema}"`
+      return Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        // in seq order: y (running), x (after y, cancelled), w (after x, cancelled by it), r (finished)
+        const y = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" })
+        const x = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "a", after: [y] })
+        yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "a", after: [x] })
+        yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "b" })
+        const [claimY] = (yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        const [claimR] = (yield* store.claim({ queues: ["b"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        assert.strictEqual(yield* JobQueue.cancel(x.id), "cancelled")
+        const [settler, purger] = [yield* appClient(url!, 1), yield* appClient(url!, 1)]
+        yield* Postgres.settleStatement(settler, settler.literal(S), final(claimR!.token), 10)
+        // the purge locks x and w, then waits at r
+        const holder = yield* lockSession
+        yield* holder.hold(S, claimR!.job.id)
+        const purgePid = yield* Deferred.make<number>()
+        const purge = yield* Effect.forkChild(Effect.exit(
+          onBackend(purger, purgePid, Postgres.purgeStatement(purger, purger.literal(S), 100_000_000, FINISHED, { now: 2000, schema }))
+        ))
+        yield* blockedBy(holder.pid)
+        // y's settle: its trigger waits for x (or for the turn)
+        const settle = yield* Effect.forkChild(Effect.exit(Postgres.settleStatement(settler, settler.literal(S), final(claimY!.token), 20)))
+        yield* blockedBy(yield* Deferred.await(purgePid))
+        yield* holder.release
+        const [settled, purged] = [yield* Fiber.join(settle), yield* Fiber.join(purge)]
+        assert.isTrue(Exit.isSuccess(settled), String(settled))
+        assert.isTrue(Exit.isSuccess(purged), String(purged))
       }).pipe(Effect.scoped, Effect.provide(testLayer(schema)))
     }, { timeout: 60_000 })
 
@@ -1620,7 +1656,7 @@ if (enabled && pgServer.binaries() !== undefined) {
           Effect.gen(function*() {
             const pid = yield* Deferred.make<number>()
             return yield* Effect.forkChild(Effect.exit(
-              onBackend(sql, pid, Postgres.purgeStatement(sql, sql.literal(S), 1000, FINISHED), settings)
+              onBackend(sql, pid, Postgres.purgeStatement(sql, sql.literal(S), 1000, FINISHED, { now: 2000, schema }), settings)
             ))
           })
         // the first deletes a, then waits at m; the second deletes b, then waits at m

@@ -19,7 +19,7 @@ import * as Task from "../src/Task.ts"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, groupWalkPastTaken, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
 import { waitFor } from "./helpers.ts"
-import { admin, backToBeforeCaps, backToBeforeExpiry, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
+import { admin, backToBeforeCaps, backToBeforeDependencies, backToBeforeExpiry, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
 else {
@@ -197,6 +197,7 @@ else {
             queue,
             paused,
             aging,
+            blocked: count("blocked"),
             waiting: count("waiting"),
             delayed: count("delayed"),
             running: count("running"),
@@ -339,6 +340,25 @@ else {
           assert.instanceOf(yield* Effect.flip(fresh.await), DurableError.JobExpired)
         }).pipe(Effect.scoped, Effect.provide(layer(schema)))
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_expiring"), [[LATEST], ["wp_job_expiring"]])
+      }), { timeout: 60_000 })
+
+    it.live("a schema of version 15 (before dependencies) is migrated in place: its old job runs, a new job runs after it, and while blocked holds its dedup key", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const [old] = yield* Effect.provide(JobQueue.enqueueAll(Echo, [{ payload: { n: 1 } }]), layer(schema))
+        yield* backToBeforeDependencies(`"${schema}"`)
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_blocked"), [["15"], []])
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [old!.id], dedupKey: "k" })
+          assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.stats("default")).blocked], ["blocked", 1])
+          assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })).id, after.id, "the blocked one holds the key")
+          const claimed = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+          assert.deepStrictEqual(claimed.map((c) => c.job.id), [old!.id], "the blocked one is not claimed")
+          assert.isTrue(yield* store.settle(claimed[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+          assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.status(after.id)).waitingFor], ["queued", 0])
+        }).pipe(Effect.scoped, Effect.provide(layer(schema)))
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_blocked"), [[LATEST], ["wp_job_blocked"]])
       }), { timeout: 60_000 })
 
     // Was a bug (fixed): an invalid wp_job_group_due, which a failed or cancelled CREATE INDEX
@@ -820,7 +840,7 @@ else {
         )
         // the prepared statement's generic plan (see retainStatement)
         for (const past of [{ before: 15_000 }, { keep: 100 }]) {
-          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past))
+          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past, { now: 30_000, schema }))
           if (process.env.SHOW_PLAN) console.log(text)
           assert.match(text, /Index (Only )?Scan (Backward )?using wp_job_retained/, text)
           assert.notMatch(text, /Seq Scan on wp_job|wp_job_finished|Sort/, text)

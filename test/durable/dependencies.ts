@@ -4,7 +4,7 @@
  * `InvalidJobOptions` naming it, storing nothing: `unsupported` runs that check instead.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Ref, Schema } from "effect"
+import { Clock, Effect, Exit, Layer, Ref, Schema } from "effect"
 import { DependencyFailed, JobExpired, JobNotFound } from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
 import type * as JobStore from "../../src/JobStore.ts"
@@ -332,8 +332,14 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isTrue(yield* JobQueue.redrive(grandparent.id))
         assert.isTrue(yield* JobQueue.redrive(parent.id))
         assert.deepStrictEqual([yield* stateOf(parent.id), yield* stateOf(grandparent.id)], ["blocked", "blocked"])
+        yield* tick(1000)
+        const purgedAt = yield* Clock.currentTimeMillis
         assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
-        // nothing could ever end them now: the purge does, in its step
+        // nothing could ever end them now: the purge does, in its step (at the store's time)
+        assert.deepStrictEqual(
+          [(yield* JobQueue.status(parent.id)).finishedAt?.getTime(), (yield* JobQueue.status(grandparent.id)).finishedAt?.getTime()],
+          [purgedAt, purgedAt]
+        )
         assert.deepStrictEqual(yield* failure(parent.await), [new DependencyFailed({ id: parent.id, dependency: child.id, state: "dead" })])
         assert.deepStrictEqual(
           yield* failure(grandparent.await),

@@ -71,6 +71,35 @@ const losing = (layer: Layer.Layer<JobStore.JobStore, any>) => {
   return { flag, layer: wrapped }
 }
 
+/**
+ * `layer`'s store, whose next claim that takes jobs once `late` is set answers 1.5 s after the store
+ * took them (a server slow to answer, this process paused: half a lease), and whose next beat once
+ * `unrenewed` is set renews none of its tokens (their queue's node down). Its delay is the Effect
+ * Clock's, outside the tracked store operations (`tick` lets it run out).
+ */
+const answeringLate = (layer: Layer.Layer<JobStore.JobStore, any>) => {
+  const flag = { late: false, unrenewed: false }
+  const wrapped = Layer.effect(
+    Store,
+    Effect.map(Store, (store) => ({
+      ...store,
+      claim: (request: Parameters<typeof store.claim>[0]) =>
+        Effect.flatMap(store.claim(request), (claimed) => {
+          if (!flag.late || claimed.claims.length === 0) return Effect.succeed(claimed)
+          flag.late = false
+          return Effect.as(Effect.sleep(1500), claimed)
+        }),
+      heartbeat: (tokens: ReadonlyArray<string>, lease: number) =>
+        Effect.map(store.heartbeat(tokens, lease), (beat) => {
+          if (!flag.unrenewed) return beat
+          flag.unrenewed = false
+          return { ...beat, unrenewed: { tokens, error: new DurableError.StoreError({ operation: "heartbeat", reason: "its node is down" }) } }
+        })
+    }))
+  ).pipe(Layer.provideMerge(tracked(layer)))
+  return { flag, layer: wrapped }
+}
+
 export const eventsConformance = (name: string, makeStore: () => Layer.Layer<JobStore.JobStore, any>) =>
   describe(`lifecycle events on ${name}`, () => {
     const provide = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore | Scope.Scope>) =>
@@ -224,6 +253,37 @@ export const eventsConformance = (name: string, makeStore: () => Layer.Layer<Job
     it.effect("a settle the store's fence refuses (the job another consumer's by then): LeaseLost, not Succeeded", () => leaseLost("fence"))
 
     it.effect("a settle that fails for good (the store unreachable for a lease): LeaseLost, once, and nothing else", () => leaseLost("fail"))
+
+    // a claim answered late is renewed before its jobs start; one the renewal finds cancelled or
+    // cannot renew is given back unstarted. It was given back with no event: a handler counting
+    // the jobs it was told of never heard of the cancel, nor of the claim
+    for (const trouble of ["cancelled", "unrenewed"] as const) {
+      it.effect(`a claim answered late whose renewal finds its job ${trouble}: ${trouble === "cancelled" ? "Cancelled, never started" : "GivenBack unstarted, then run"}`, () => {
+        const { flag, layer } = answeringLate(makeStore())
+        return Effect.provide(
+          Effect.scoped(Effect.gen(function*() {
+            const events = recorder()
+            yield* JobQueue.consume({ ...options, onEvent: events.onEvent, handlers: [Task.handle(Echo, ({ n }) => Effect.succeed(n))] })
+            yield* tick(100)
+            flag.late = true
+            const job = yield* JobQueue.enqueue(Echo, { n: 1 })
+            // claimed now, answered 1.5 s on: the cancel (or the node's outage) meanwhile
+            yield* until(() => !flag.late, 5)
+            if (trouble === "cancelled") yield* JobQueue.cancel(job.id)
+            else flag.unrenewed = true
+            yield* until(() => events.of(job.id).length === (trouble === "cancelled" ? 1 : 3), 10)
+            if (trouble === "cancelled") {
+              assert.deepStrictEqual(events.tags(job.id), ["Cancelled:1"])
+              assert.strictEqual((yield* JobQueue.status(job.id)).state, "cancelled")
+            } else {
+              assert.deepStrictEqual(events.tags(job.id).map((tag) => tag.split(":")[0]), ["GivenBack", "Started", "Succeeded"])
+              assert.strictEqual(yield* job.await, 1)
+            }
+          })).pipe(Effect.provide(Logger.layer([]))),
+          layer
+        )
+      })
+    }
 
     it.effect("a job of a consumer that died (claimed, never renewed): Reaped by a live consumer's reaper, retried, then run", () =>
       provide(Effect.gen(function*() {

@@ -143,6 +143,25 @@ export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${
 /** Takes the schema `S` (quoted) back to version 14: without the expiries' column and its index (15). */
 export const backToBeforeExpiry = (S: string) => backTo(S, 14, [`ALTER TABLE ${S}.wp_job DROP COLUMN expire_at`])
 
+/**
+ * Takes the schema `S` (quoted) back to version 15: without job dependencies (16): their triggers,
+ * functions, table, columns and indexes, and the dedup index as it was (without blocked jobs).
+ */
+export const backToBeforeDependencies = (S: string) =>
+  backTo(S, 15, [
+    `DROP TRIGGER wp_job_ended ON ${S}.wp_job`,
+    `DROP TRIGGER wp_job_dropped ON ${S}.wp_job`,
+    `DROP FUNCTION ${S}.wp_dependents_ended()`,
+    `DROP TRIGGER wp_job_deleted ON ${S}.wp_job`,
+    `DROP FUNCTION ${S}.wp_dependent_deleted()`,
+    `DROP TABLE ${S}.wp_dep`,
+    `ALTER TABLE ${S}.wp_job DROP COLUMN waiting_for, DROP COLUMN after_failure, DROP COLUMN failed_dep_id, DROP COLUMN failed_dep_state, DROP COLUMN has_dependents`,
+    `DROP INDEX ${S}.wp_job_blocked`,
+    `DROP INDEX ${S}.wp_job_blocked_expiring`,
+    `DROP INDEX ${S}.wp_job_dedup`,
+    `CREATE UNIQUE INDEX wp_job_dedup ON ${S}.wp_job (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')`
+  ])
+
 /** What version 11 added (the queues' caps, `setConcurrency`), undone. */
 export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
 

@@ -136,6 +136,39 @@ export const makeTurns = (queues: ReadonlyArray<string>) => {
   }
 }
 
+/**
+ * A consumer, as the stops asked of it see one another: for each consumer, how many fibers inside
+ * this one (its jobs, its onEvent handler) are waiting for that consumer's stop (or termination).
+ */
+interface Node {
+  readonly waitsOn: Map<Node, number>
+}
+
+/** Whether `from`'s stop waits, through the stops its fibers wait for, for `to`'s fibers. */
+const reaches = (from: Node, to: Node): boolean => {
+  const seen = new Set<Node>()
+  const visit = (node: Node): boolean => {
+    if (node === to) return true
+    if (seen.has(node)) return false
+    seen.add(node)
+    for (const next of node.waitsOn.keys()) if (visit(next)) return true
+    return false
+  }
+  return visit(from)
+}
+
+/**
+ * The consumer a fiber runs inside: one of its jobs (the job's claim token) or its onEvent handler
+ * (no token). A Reference, so that every fiber a job or a handler forks (a child it joins, a
+ * detached one) is inside too: compared as the fiber itself, a handler's stop run on a child it
+ * joined was not seen as inside, and waited for the handler that waited for it.
+ */
+interface Place {
+  readonly node: Node
+  readonly token: string | undefined
+}
+const Inside = Context.Reference<Place | undefined>("effect-workpool/durable/Inside", { defaultValue: () => undefined })
+
 interface Running {
   readonly claim: Claim
   readonly task: Task.Any
@@ -154,6 +187,8 @@ interface Current {
   readonly claims: ReadonlyArray<Claim>
   readonly now: number
   readonly renewed: boolean
+  /** Claims to give back unstarted: the renewal found them cancelled, or could not renew them. */
+  readonly back: ReadonlyArray<Claim>
 }
 
 /**
@@ -323,7 +358,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
 
     const fork = <A>(effect: Effect.Effect<A, never, R>): Fiber.Fiber<A> =>
       Effect.runForkWith(context)(effect)
-    const events = Events.make(config.onEvent, () => clock.currentTimeMillisUnsafe(), fork)
+    const node: Node = { waitsOn: new Map() }
+    const handlerPlace: Place = { node, token: undefined }
+    const events = Events.make(
+      config.onEvent,
+      () => clock.currentTimeMillisUnsafe(),
+      (effect) => fork(Effect.provideService(effect, Inside, handlerPlace))
+    )
 
     // --- an attempt
 
@@ -356,9 +397,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         // and so met a handler's `R`) kept every attempt's resources until the consumer stopped
         run = Effect.scoped(Effect.updateContext(run, (services: Context.Context<R>) =>
           Context.add(
-            Context.add(services, WorkPool.JobContext, withAttempt(Context.get(services, WorkPool.JobContext), job.attempts)),
-            CurrentJob,
-            currentJobOf(job)
+            Context.add(
+              Context.add(services, WorkPool.JobContext, withAttempt(Context.get(services, WorkPool.JobContext), job.attempts)),
+              CurrentJob,
+              currentJobOf(job)
+            ),
+            Inside,
+            { node, token: entry.claim.token }
           )))
       }
       run = Effect.annotateLogs(snoozing(run), { jobId: job.id, queue: job.queue })
@@ -550,6 +595,16 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         }))
       )
 
+    /**
+     * Gives back a claim that did not start, and tells it: the store's answer, as a cancel asked for
+     * since the claim ends the job (told `Cancelled`), which never runs again.
+     */
+    const giveBack = (claim: Claim) =>
+      Effect.flatMap(
+        Effect.option(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted)),
+        (written) => Effect.sync(() => events?.givenBack(claim, Option.getOrUndefined(written)))
+      )
+
     /** Starts a claimed job on a free slot, its lease running from `since`; gives it back if the pool cannot take it. */
     const start = (claim: Claim, since: number) =>
       Effect.gen(function*() {
@@ -572,10 +627,8 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
         const submit = pool.submit(attempt(entry), { timeout })
         const submitted = yield* Effect.exit(trace === undefined ? submit : Effect.withParentSpan(submit, Tracer.externalSpan(trace)))
         if (Exit.isFailure(submitted)) {
-          // the store's answer: a cancel asked for since the claim ends the job, which never runs again
-          const written = yield* Effect.option(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))
+          yield* giveBack(claim)
           running.delete(claim.token)
-          events?.givenBack(claim, Option.getOrUndefined(written))
           return
         }
         const handle = submitted.value
@@ -653,10 +706,10 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
      * is given back (fenced: written only if the token still holds the job; a cancelled one ends so).
      */
     const current = (claims: ReadonlyArray<Claim>): Effect.Effect<Current> =>
-      claims.length === 0 ? Effect.succeed({ claims, now: 0, renewed: false }) : Effect.flatMap(store.now, (now) => {
+      claims.length === 0 ? Effect.succeed({ claims, now: 0, renewed: false, back: [] }) : Effect.flatMap(store.now, (now) => {
         let oldest = now
         for (const claim of claims) oldest = Math.min(oldest, claim.job.startedAt ?? now)
-        if (now - oldest < beatSpacing) return Effect.succeed<Current>({ claims, now, renewed: false })
+        if (now - oldest < beatSpacing) return Effect.succeed<Current>({ claims, now, renewed: false, back: [] })
         const left = oldest + config.lease - now
         return Effect.map(
           Effect.exit(Effect.timeout(
@@ -667,13 +720,13 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             const lost = new Set(Exit.isSuccess(beat) ? beat.value.lost : [])
             const back = new Set(Exit.isSuccess(beat) ? [...beat.value.cancelled, ...beat.value.unrenewed?.tokens ?? []] : [])
             const fresh: Array<Claim> = []
+            const given: Array<Claim> = []
             for (const claim of claims) {
               if (lost.has(claim.token)) continue
-              if (Exit.isFailure(beat) || back.has(claim.token)) {
-                track(fork(Effect.ignore(persist(store.settle(claim.token, { _tag: "Release" }), config.lease, store.closed, halted))))
-              } else fresh.push(claim)
+              if (Exit.isFailure(beat) || back.has(claim.token)) given.push(claim)
+              else fresh.push(claim)
             }
-            return { claims: fresh, now, renewed: true }
+            return { claims: fresh, now, renewed: true, back: given }
           }
         )
       })
@@ -725,11 +778,17 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
               // counted as they start, after the claim's round trip: counted at `now`, before it, a
               // slow claim's jobs left the window early and the next claim's could start within it
               const startedAt = limiter === undefined || claims.length === 0 ? now : monotonic()
-              return Effect.flatMap(current(claims), ({ claims, now, renewed }) =>
-                Effect.forEach(claims, (claim) => {
-                  limiter?.take(startedAt)
-                  return start(claim, renewed ? now : Math.min(now, claim.job.startedAt ?? now))
-                }, { discard: true }))
+              // the claims given back go after the others have started (not held up by their settle),
+              // and before the next claim: given back on a fiber of their own, a job the next claim
+              // took again was told Started, even Succeeded, before its GivenBack
+              return Effect.flatMap(current(claims), ({ back, claims, now, renewed }) =>
+                Effect.andThen(
+                  Effect.forEach(claims, (claim) => {
+                    limiter?.take(startedAt)
+                    return start(claim, renewed ? now : Math.min(now, claim.job.startedAt ?? now))
+                  }, { discard: true }),
+                  Effect.forEach(back, giveBack, { concurrency: "unbounded", discard: true })
+                ))
             })
           )
         ).pipe(Effect.catchCause((cause) =>
@@ -1001,12 +1060,32 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
     const reaper = loop("reaper", reaperLoop)
     const retainer = loop("retention", retainLoop)
 
-    const stop = (now: boolean): Effect.Effect<void> => {
+    /**
+     * Interrupts the running jobs but `exempt`, the job whose `shutdownNow` this is: it ends as its
+     * handler ends. Interrupted with the others, it succeeded or was given back as its own fiber and
+     * the stop's raced; given back, a job that stops its consumer ran again on the next consumer,
+     * stopping that one too. The others are given back as `pool.shutdownNow` gives them back.
+     */
+    const interruptAllBut = (exempt: string) =>
+      Effect.forEach(
+        [...running.values()],
+        (entry) => entry.claim.token === exempt || entry.handle === undefined ? Effect.void : Effect.asVoid(entry.handle.interrupt),
+        { concurrency: "unbounded", discard: true }
+      )
+
+    /** `now`: the stop interrupts the running jobs, `exempt` (a job's claim token, see `interruptAllBut`) excepted. */
+    const stop = (now: boolean, exempt?: string): Effect.Effect<void> => {
       // once: a second call waits for the first; a shutdownNow cuts a graceful one's drain short, at
       // once on a fiber of its own (as the first's): asked for from inside (\`stopAsked\`), the caller
-      // is answered without waiting, and the cut was dropped with the wait
+      // is answered without waiting, and the cut was dropped with the wait. Its job's, past the
+      // claim in flight (which the first stop ends): one of its jobs, starting, is not left running
       if (stopping !== undefined) {
-        if (now) fork(pool.shutdownNow)
+        if (now) {
+          fork(exempt === undefined ? Effect.asVoid(pool.shutdownNow) : Effect.andThen(
+            Effect.timeoutOption(Fiber.await(claimer), STOP_SETTLE_GRACE),
+            interruptAllBut(exempt)
+          ))
+        }
         return stopping
       }
       // on a fiber of its own: run on its first caller's, a stop asked for by an onEvent handler (or
@@ -1025,8 +1104,11 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
             `effect-workpool: a stopping durable consumer's claim did not end within ${STOP_SETTLE_GRACE} ms (its store unreachable?); the consumer stops without it`
           )
         }
-        if (now) yield* pool.shutdownNow
-        else yield* pool.shutdown
+        if (now && exempt === undefined) yield* pool.shutdownNow
+        else {
+          if (now) yield* interruptAllBut(exempt!)
+          yield* pool.shutdown
+        }
         if (settlers.size > 0) {
           const settled = yield* Effect.timeoutOption(
             Effect.gen(function*() {
@@ -1054,21 +1136,62 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
 
     yield* Effect.addFinalizer(() => Effect.suspend(() => stop(false)))
 
+    /** `effect`, counted meanwhile as a wait of `from`'s fibers for this consumer's stop. */
+    const waitedBy = <A>(from: Node, effect: Effect.Effect<A>) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => void from.waitsOn.set(node, (from.waitsOn.get(node) ?? 0) + 1)),
+        () => effect,
+        () =>
+          Effect.sync(() => {
+            const count = from.waitsOn.get(node)! - 1
+            if (count === 0) from.waitsOn.delete(node)
+            else from.waitsOn.set(node, count)
+          })
+      )
+
     /**
      * A stop asked for by the user (`shutdown`, `shutdownNow`). Asked for from inside this consumer
-     * (one of its own jobs, or its onEvent handler), it starts the stop and returns: the stop waits
-     * for that job (its drain) or that handler (its events), which waited for the stop. The job then
-     * waited out `shutdownTimeout` and was given back, though it had finished; the handler its grace,
-     * and was interrupted with the events after it.
+     * (one of its own jobs, or its onEvent handler, or a fiber either forked), it starts the stop and
+     * returns: the stop waits for that job (its drain) or that handler (its events), which waited
+     * for the stop. The job then waited out `shutdownTimeout` and was given back, though it had
+     * finished; the handler its grace, and was interrupted with the events after it. The same from
+     * inside another consumer whose stop this one's waits for, through the stops their fibers wait
+     * for (two consumers whose jobs stop each other): each waited out its `shutdownTimeout`.
+     * A job's `shutdownNow` leaves that job running (`interruptAllBut`).
      */
     const stopAsked = (now: boolean) =>
       Effect.withFiber((fiber) => {
-        const stopped = stop(now)
-        const job = fiber.getRef(CurrentJob)
-        const inside = events?.delivers(fiber) === true ||
-          (Option.isSome(job) && [...running.values()].some((entry) => entry.claim.job.id === job.value.id))
-        return inside ? Effect.void : stopped
+        const place = fiber.getRef(Inside)
+        const job = ownJob(place)
+        const stopped = stop(now, job)
+        if (place === undefined) return stopped
+        if (place.node === node) return job !== undefined || place.token === undefined ? Effect.void : stopped
+        return reaches(node, place.node) ? Effect.void : waitedBy(place.node, stopped)
       })
+
+    /**
+     * The claim token of the running job of this consumer that `place` is inside, if any. A fiber a
+     * job forked detached and left running past its end is not inside any more: the stop does not
+     * wait for it.
+     */
+    const ownJob = (place: Place | undefined) =>
+      place?.node === node && place.token !== undefined && running.has(place.token) ? place.token : undefined
+
+    /**
+     * The consumer's termination. Awaited by one of its own jobs, it waits for itself: once the
+     * stop starts, the job (still running) is interrupted, and given back as the stop's other jobs
+     * are (it waited out `shutdownTimeout`). From inside another consumer, a wait the stops asked
+     * there see.
+     */
+    const awaitTermination = Effect.withFiber((fiber) => {
+      // ended: answered in the step it is asked in, as a Deferred's await is
+      if (Deferred.isDoneUnsafe(terminated)) return Exit.void
+      const place = fiber.getRef(Inside)
+      const job = ownJob(place)
+      // asked by a fiber the job forked detached, which the stop does not wait for once the job has ended
+      if (job !== undefined) return Effect.andThen(halted, Effect.suspend(() => running.has(job) ? Effect.interrupt : Deferred.await(terminated)))
+      return place === undefined || place.node === node ? Deferred.await(terminated) : waitedBy(place.node, Deferred.await(terminated))
+    })
 
     const setTarget = (concurrency: number) =>
       Effect.tap(pool.resize(concurrency), () =>
@@ -1123,6 +1246,6 @@ export const make = <R>(config: ConsumerConfig<R>): Effect.Effect<Consumer, Inva
           })))),
       shutdown: stopAsked(false),
       shutdownNow: stopAsked(true),
-      awaitTermination: Deferred.await(terminated)
+      awaitTermination
     } satisfies Consumer
   }))

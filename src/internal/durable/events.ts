@@ -58,8 +58,6 @@ export interface Events {
    */
   readonly over: (claim: Claim) => void
   readonly reaped: (job: ReapedJob) => void
-  /** Whether `fiber` is the one delivering the events (the handler's). */
-  readonly delivers: (fiber: Fiber.Fiber<unknown, unknown>) => boolean
   /** Delivers what is buffered (within `grace` ms), then stops. */
   readonly close: (grace: number) => Effect.Effect<void>
 }
@@ -208,7 +206,6 @@ export const make = <R>(
         outcome: job.outcome,
         runAt: job.runAt === undefined ? undefined : new Date(job.runAt)
       })),
-    delivers: (fiber) => fiber === drainer,
     // interrupted without waiting for it: a handler that hangs uninterruptibly held the stop for good.
     // What it was not told (still buffered, or dropped since its last Dropped) is counted in a log
     // line, as it can get no Dropped event any more: lost without a word, a slow handler's counts

@@ -46,12 +46,13 @@ import * as Net from "node:net"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlError from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import { StoreError } from "../../DurableError.ts"
+import { JobNotFound, StoreError } from "../../DurableError.ts"
 import * as config from "../config.ts"
 import {
   badCursor,
   type Claim,
   type Claimed,
+  type FailedDependency,
   type ClaimRequest,
   fullQueues,
   keepTurns,
@@ -226,27 +227,197 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // (`expireStatement`) costs an empty probe where no job has one. A process of an older version
   // ignores the column: it claims an expired job (and clears nothing)
   (s) => `ALTER TABLE ${s}.wp_job ADD COLUMN IF NOT EXISTS expire_at bigint;
-  CREATE INDEX IF NOT EXISTS wp_job_expiring ON ${s}.wp_job (expire_at, queue) WHERE state = 'queued' AND expire_at IS NOT NULL;`
+  CREATE INDEX IF NOT EXISTS wp_job_expiring ON ${s}.wp_job (expire_at, queue) WHERE state = 'queued' AND expire_at IS NOT NULL;`,
+  // 16: job dependencies (`NewJob.after`): a job's count of dependencies not yet succeeded (NULL:
+  // none), its `afterFailure`, the dependency that ended it cancelled, and whether it has dependents
+  // (columns of constant defaults or none: catalog changes); the edges (`wp_dep`), kept when a
+  // dependency's row is deleted (a redrive then knows what is still needed). A job that ends with
+  // dependents settles them in the statement that ended it, whichever it is (a settle, a claim's
+  // carried settles or its expiries, a reap, a cancel): a row trigger whose WHEN reads the row alone,
+  // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A deleted job that had
+  // dependencies takes its own edges with it (another trigger, run only for such a job): the edges of a
+  // deleted dependency stay while their dependent does. A dead or cancelled job deleted (purge,
+  // retention) with dependents settles them as its end did (a third, run only for such a job; the
+  // deleting statement takes the dependents' turn first when such a job is among its own, found
+  // along the last index, empty where no job has dependents: see `deleting`). A blocked job holds its dedup
+  // key: the unique index is built again with it (it reads wp_job). Its blocked jobs by queue (the
+  // counts) and by expiry (a reap ends them) are indexed apart, empty where no job has dependencies
+  (s) =>
+    `ALTER TABLE ${s}.wp_job ADD COLUMN IF NOT EXISTS waiting_for integer, ADD COLUMN IF NOT EXISTS after_failure boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS failed_dep_id text, ADD COLUMN IF NOT EXISTS failed_dep_state text,
+    ADD COLUMN IF NOT EXISTS has_dependents boolean NOT NULL DEFAULT false;
+  CREATE TABLE IF NOT EXISTS ${s}.wp_dep (dep_id text NOT NULL, job_id text NOT NULL, succeeded boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (dep_id, job_id));
+  CREATE INDEX IF NOT EXISTS wp_dep_job ON ${s}.wp_dep (job_id);
+  CREATE INDEX IF NOT EXISTS wp_job_blocked ON ${s}.wp_job (queue) WHERE state = 'blocked';
+  CREATE INDEX IF NOT EXISTS wp_job_blocked_expiring ON ${s}.wp_job (expire_at) WHERE state = 'blocked' AND expire_at IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS wp_job_ended_dependents ON ${s}.wp_job (queue, state) WHERE has_dependents AND state IN ('dead', 'cancelled');
+  DROP INDEX IF EXISTS ${s}.wp_job_dedup;
+  CREATE UNIQUE INDEX wp_job_dedup ON ${s}.wp_job (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked');
+  ${DEPENDENTS_ENDED(s)};
+  DROP TRIGGER IF EXISTS wp_job_ended ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_ended AFTER UPDATE OF state ON ${s}.wp_job FOR EACH ROW
+    WHEN (NEW.has_dependents AND NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION ${s}.wp_dependents_ended();
+  CREATE OR REPLACE FUNCTION ${s}.wp_dependent_deleted() RETURNS trigger LANGUAGE plpgsql AS $wp$
+  BEGIN
+    DELETE FROM ${s}.wp_dep WHERE job_id = OLD.id;
+    RETURN NULL;
+  END
+  $wp$;
+  DROP TRIGGER IF EXISTS wp_job_deleted ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_deleted AFTER DELETE ON ${s}.wp_job FOR EACH ROW WHEN (OLD.waiting_for IS NOT NULL)
+    EXECUTE FUNCTION ${s}.wp_dependent_deleted();
+  DROP TRIGGER IF EXISTS wp_job_dropped ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_dropped AFTER DELETE ON ${s}.wp_job FOR EACH ROW
+    WHEN (OLD.has_dependents AND OLD.state IN ('dead', 'cancelled'))
+    EXECUTE FUNCTION ${s}.wp_dependents_ended();`
 ]
+
+/**
+ * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
+ * run for a job with `has_dependents` only. The transactions that do so take turns in a schema
+ * (an advisory lock of the transaction, taken before any dependent's): each row's run locks its
+ * own job's dependents, so a statement that ends several jobs locks the dependents in the order of
+ * its rows, and two settle batches whose jobs' dependents crossed (one ending x's dependency then
+ * y's, the other y's then x's) deadlocked, Postgres failing one after its deadlock_timeout. Its
+ * dependents are locked first, in `seq` order (as every statement that locks several jobs: see
+ * `settleStatement`). A success strikes its edges
+ * (each once: the edge's row lock serializes two settles, so a count is never lost) and counts
+ * down its dependents' `waiting_for`, whatever their state (a dependent redriven later waits for
+ * what it still needs only); a death or cancel ends each blocked dependent of `afterFailure:
+ * "cancel"` cancelled by it (whose own trigger then ends its dependents: transitively, in the same
+ * statement). A blocked dependent with nothing left to wait for (or, `afterFailure: "run"`, none
+ * unfinished) is queued, visible from its own run time or the end's, whichever is later, and its
+ * queue NOTIFYed as an enqueue's (`notify`: `at:` its due time, or `job`). The end's time is the
+ * job's `finished_at` (the statement's store time). A blocked dependent past its own expiry (no
+ * claim or reap met it yet) expired first: it ends so, not cancelled by this one (memory.ts's
+ * `settled`). The same function runs for a dead or cancelled job deleted (purge, retention: the
+ * `wp_job_dropped` trigger), which ends what still waits for it (a dependent redriven back to
+ * blocked since) as its end did: nothing else ever would. A DELETE has no end time of its own: the
+ * deleting statement's store time is read from the setting `deleting` writes (the server's time for
+ * a DELETE made by hand). Dollar-quoted: `statementsOf` keeps it whole.
+ */
+const DEPENDENTS_ENDED = (s: string) =>
+  `CREATE OR REPLACE FUNCTION ${s}.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$
+  DECLARE
+    released record;
+    ended record;
+    ended_at bigint;
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      ended := OLD;
+      ended_at := COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint);
+    ELSE
+      ended := NEW;
+      ended_at := NEW.finished_at;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('effect-workpool-dependents:' || TG_TABLE_SCHEMA), 0);
+    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ended.id)
+      ORDER BY j.seq FOR NO KEY UPDATE;
+    IF ended.state = 'succeeded' THEN
+      WITH struck AS (UPDATE ${s}.wp_dep d SET succeeded = true WHERE d.dep_id = ended.id AND NOT d.succeeded RETURNING d.job_id)
+      UPDATE ${s}.wp_job j SET waiting_for = j.waiting_for - 1 FROM struck WHERE j.id = struck.job_id;
+    ELSE
+      -- one past its own expiry, which no claim or reap met yet, expired first and reads so (its
+      -- expire_at kept, no failed dependency); the others are cancelled by this one, their expiry gone
+      UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
+          expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
+          failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.id END,
+          failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.state END
+        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked' AND NOT j.after_failure;
+    END IF;
+    FOR released IN
+      UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
+          rank = (SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN j.priority * MAX(q.aging_ms) - GREATEST(j.visible_at, ended_at)
+            ELSE j.priority END FROM ${s}.wp_queue q WHERE q.name = j.queue)
+        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked'
+          AND (j.waiting_for = 0 OR j.after_failure AND NOT EXISTS (
+            SELECT 1 FROM ${s}.wp_dep p JOIN ${s}.wp_job o ON o.id = p.dep_id
+            WHERE p.job_id = j.id AND NOT p.succeeded AND o.state NOT IN ('succeeded', 'dead', 'cancelled')))
+        RETURNING j.queue, j.visible_at
+    LOOP
+      PERFORM pg_notify('${CHANNEL_PREFIX}' || left(encode(sha256(convert_to(TG_TABLE_SCHEMA || '.' || released.queue, 'UTF8')), 'hex'), ${CHANNEL_HASH}),
+        CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
+    END LOOP;
+    RETURN NULL;
+  END
+  $wp$`
+
+/** The transaction's setting that carries a deleting statement's store time to its triggers. */
+const NOW_SETTING = "workpool.now"
+
+/**
+ * What a deleting statement (`purgeStatement`, `retainStatement`) needs of its store for the
+ * trigger that ends a deleted job's dependents (see `DEPENDENTS_ENDED`): its store time and its
+ * schema's name (unquoted: the dependents' turn is keyed by it).
+ */
+export interface Deleting {
+  readonly now: Fragment | number
+  readonly schema: string
+}
+
+/**
+ * A deleting statement's condition, uncorrelated subqueries run once before any row is deleted (a
+ * one-time filter): it writes the statement's store time for the trigger, and takes the schema's
+ * dependents' turn (see `DEPENDENTS_ENDED`) first when a job it may delete (`candidate`, a condition
+ * on `d`) is dead or cancelled with dependents. Taken by the trigger only, after the statement's row
+ * locks, a purge holding such a job x waited for the turn held by a settle of x's dependency, whose
+ * trigger waited for x: a deadlock. The probe reads `wp_job_ended_dependents`, empty where no job
+ * has dependents.
+ */
+const deleting = (sql: PgClient.PgClient, S: Fragment, how: Deleting, candidate: Fragment) =>
+  sql`(SELECT set_config(${NOW_SETTING}, (${how.now})::bigint::text, true)) IS NOT NULL
+    AND (SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dependents:${how.schema}`}), 0)
+      FROM ${S}.wp_job d WHERE d.has_dependents AND d.state IN ('dead', 'cancelled') AND ${candidate} LIMIT 1) t) >= 0`
+
+/**
+ * A migration's statements, one at a time (a prepared statement holds one command): split at each
+ * `;`, but not inside a dollar-quoted body (`$wp$ ... $wp$`, a function's).
+ */
+export const statementsOf = (text: string): Array<string> => {
+  const out: Array<string> = []
+  let current = ""
+  for (const part of text.split(";")) {
+    current = current === "" ? part : `${current};${part}`
+    if ((current.split("$wp$").length - 1) % 2 === 0) {
+      if (current.trim() !== "") out.push(current)
+      current = ""
+    }
+  }
+  if (current.trim() !== "") out.push(current)
+  return out
+}
 
 /**
  * Ends queued jobs past their expiry at `now`, cancelled then, at most `limit`, soonest first: of
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
+ * `blocked`: the blocked jobs instead (a reap's, along `wp_job_blocked_expiring`), whose dependents
+ * the trigger then ends (see `DEPENDENTS_ENDED`).
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
   S: Fragment,
   now: Fragment | number,
   limit: number,
-  queues?: ReadonlyArray<string>
+  queues?: ReadonlyArray<string>,
+  blocked = false
 ) =>
   sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
     FROM (SELECT e.seq FROM ${S}.wp_job e
-      WHERE e.state = 'queued' AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+      WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
         ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
       ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
     WHERE x.seq = e.seq`
+
+/**
+ * A dependency `o` that can never succeed (memory.ts's `canSucceed`): gone (a finished job deleted),
+ * or cancelled for good: not by a dependency of its own, nor expired (both may be redriven).
+ */
+const CANNOT_SUCCEED = `(o.id IS NULL OR (o.state = 'cancelled' AND o.failed_dep_id IS NULL
+  AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at)))`
 
 /** A job `j` that may start at `now`: none past its expiry (see `JobRow.expireAt`). */
 const UNEXPIRED = (sql: PgClient.PgClient, now: Fragment | number) => sql`(j.expire_at IS NULL OR j.expire_at > ${now})`
@@ -774,13 +945,19 @@ export const heartbeatStatement = (
  * it) and waited for the first, and with a purge whose plan read the rows in another order.
  * Exported for the lock-order tests.
  */
-export const purgeStatement = (sql: PgClient.PgClient, S: Fragment, before: number, states: ReadonlyArray<State>) =>
+export const purgeStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  before: number,
+  states: ReadonlyArray<State>,
+  how: Deleting
+) =>
   sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
       USING (SELECT l.seq FROM ${S}.wp_job l
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
-      WHERE j.seq = l.seq
+      WHERE j.seq = l.seq AND ${deleting(sql, S, how, sql`d.state = ANY(${states}) AND d.finished_at < ${before}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -806,7 +983,8 @@ export const retainStatement = (
   queue: string,
   state: State,
   batch: number,
-  past: { readonly before: number } | { readonly keep: number }
+  past: { readonly before: number } | { readonly keep: number },
+  how: Deleting
 ) =>
   "before" in past
     ? sql<{ n: bigint }>`WITH gone AS (
@@ -815,7 +993,7 @@ export const retainStatement = (
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
           AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED))
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
     : sql<{ n: bigint }>`WITH cut AS (
@@ -829,7 +1007,7 @@ export const retainStatement = (
           AND (l.queue, l.state, l.finished_at, l.seq)
             <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED))
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -877,6 +1055,8 @@ export const countsStatement = (sql: PgClient.PgClient, S: Fragment, queue: stri
     UNION ALL
     SELECT 'settled', NULL, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state IN ('succeeded', 'dead')
     UNION ALL
+    SELECT 'blocked', NULL, COUNT(*) FROM ${S}.wp_job WHERE queue = ${queue} AND state = 'blocked'
+    UNION ALL
     SELECT 'paused', NULL, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND paused
     UNION ALL
     SELECT 'aging', aging_ms, 1 FROM ${S}.wp_queue WHERE name = ${queue} AND aging_ms > 0
@@ -888,7 +1068,7 @@ const countsOf = (
   queue: string,
   rows: ReadonlyArray<{ kind: string; priority: number | null; n: bigint | number | string }>
 ): Omit<QueueCounts, "rateLimit"> => {
-  const tally = { waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
+  const tally = { blocked: 0, waiting: 0, delayed: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0 }
   const byPriority = new Map<number, number>()
   let settled = 0
   let paused = false
@@ -1341,6 +1521,14 @@ const insertRuns = <J extends { readonly payload: string }>(jobs: ReadonlyArray<
   return runs
 }
 
+/** A new job's dependency not in the store: its enqueue's transaction rolled back, and `JobNotFound` said. */
+class MissingDependency {
+  readonly id: string
+  constructor(id: string) {
+    this.id = id
+  }
+}
+
 /**
  * Whether an id can be no job's: one with a NUL (a Postgres text holds none, and a query with one
  * fails with "invalid byte sequence": a caller's bad id, say from a URL, is no store failure).
@@ -1579,7 +1767,7 @@ export const makeWith = (
         if (version < MIGRATIONS.length) yield* sql.unsafe(`SET LOCAL lock_timeout = ${MIGRATE_LOCK_WAIT}`).raw
         for (let v = version; v < MIGRATIONS.length; v++) {
           // one statement at a time: a prepared statement holds one command
-          for (const statement of MIGRATIONS[v]!(`"${cfg.schema}"`).split(";").filter((text) => text.trim() !== "")) {
+          for (const statement of statementsOf(MIGRATIONS[v]!(`"${cfg.schema}"`))) {
             yield* dropInvalidIndex(sql, cfg.schema, statement)
             yield* sql.unsafe(statement).raw
           }
@@ -1820,17 +2008,17 @@ export const makeWith = (
 
     /** Whether a holder (`table`) of a dedup key is past its expiry: it holds it no longer (see `expireHolder`). */
     const expiredHolder = (table: Fragment) =>
-      sql`(${table}.state = 'queued' AND ${table}.expire_at IS NOT NULL AND ${table}.expire_at <= ${NOW()}) AS expired`
+      sql`(${table}.state IN ('queued', 'blocked') AND ${table}.expire_at IS NOT NULL AND ${table}.expire_at <= ${NOW()}) AS expired`
 
     /** Ends a holder of a dedup key past its expiry (see `expiredHolder`), if it still is: its key is free. */
     const expireHolder = (id: string) => {
       const now = NOW()
       return sql`UPDATE ${S}.wp_job SET state = 'cancelled', finished_at = ${now}, exit = NULL
-        WHERE id = ${id} AND state = 'queued' AND expire_at IS NOT NULL AND expire_at <= ${now}`
+        WHERE id = ${id} AND state IN ('queued', 'blocked') AND expire_at IS NOT NULL AND expire_at <= ${now}`
     }
 
-    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting, of its task. */
-    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state = 'queued' AND ${table}.task = ${job.task}) AS waiting`
+    /** Whether a holder (`table`) is one `job` may replace (see `NewJob.dedupReplace`): waiting (or blocked), of its task. */
+    const waiting = (table: Fragment, job: NewJob) => sql`(${table}.state IN ('queued', 'blocked') AND ${table}.task = ${job.task}) AS waiting`
 
     /**
      * When `job` becomes visible (`visible`, store time) and how long until then (`delay`), on the
@@ -1847,7 +2035,7 @@ export const makeWith = (
      */
     const replace = (id: string, job: NewJob) => {
       const now = NOW()
-      const fence = sql`WHERE id = ${id} AND state = 'queued' AND task = ${job.task}`
+      const fence = sql`WHERE id = ${id} AND state IN ('queued', 'blocked') AND task = ${job.task}`
       if (job.dedupReplace !== "debounce") {
         return sql<{ due_in: null; visible: null }>`UPDATE ${S}.wp_job SET payload = ${job.payload} ${fence}
           RETURNING NULL::bigint AS due_in, NULL::bigint AS visible`
@@ -1859,15 +2047,22 @@ export const makeWith = (
         RETURNING ${delay} AS due_in, visible_at AS visible, ${notify(job.queue, delay, undefined, visible)} IS NULL AS notified`
     }
 
-    /** `again`: a try after one that lost the key's holder (see `enqueue`). */
-    const insert = (job: NewJob & { readonly id: string }, again = false) => {
+    /**
+     * `again`: a try after one that lost the key's holder (see `enqueue`). `attached`: what its
+     * dependencies make of a job that has some (see `attach`): its state and their columns.
+     */
+    const insert = (job: NewJob & { readonly id: string }, again = false, attached?: Attached) => {
       const now = NOW()
       const { delay, visible } = runTime(job, now)
+      const ended = attached?.state === "cancelled"
       const values = sql`${job.id}, ${job.queue}, ${job.task}, ${job.payload}, ${job.priority},
-          ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, 'queued', ${job.maxAttempts}, ${job.timeout},
+          ${RANK(job.queue, job.priority, visible, now)}, ${job.dedupKey}, ${attached === undefined ? sql.literal("'queued'") : attached.state}, ${job.maxAttempts}, ${job.timeout},
           ${now}, ${visible}, ${job.trace ?? null}, ${job.retry ?? null},
           ${job.dedupWhile === "queued" ? job.dedupKey : null}, ${dedupUntil(job, now)}, ${GROUP_KEY(sql`${job.group ?? null}::text`, job.queue)},
-          ${job.expireIn === undefined ? null : sql`${now}::bigint + ${job.expireIn}::bigint`}`
+          ${job.expireIn === undefined || ended ? null : sql`${now}::bigint + ${job.expireIn}::bigint`}${
+        attached === undefined ? sql`` : sql`, ${attached.waitingFor}::integer, ${attached.runOnFailure}::boolean,
+          ${attached.failed?.id ?? null}::text, ${attached.failed?.state ?? null}::text, ${ended ? sql`${now}::bigint` : sql`NULL::bigint`}`
+      }`
       // a job with a notAfter (a repeat's tick) is inserted only until then: a SELECT with a WHERE,
       // a statement of its own (every other enqueue's is as it was). The WHERE is checked before the
       // row is written, and ON CONFLICT then waits for another session's uncommitted insert of its id
@@ -1890,41 +2085,105 @@ export const makeWith = (
       // update of it: between its insert and its lookup, a claim could start a "queued"-mode
       // holder and another producer take the key, again and again under load
       const debounce = job.dedupReplace === "debounce"
-      const arbiter = sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')`
+      const arbiter = sql`ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked')`
       const conflict = job.dedupKey === null || job.notAfter !== undefined
         ? sql`ON CONFLICT DO NOTHING`
         : job.dedupReplace !== undefined
         ? sql`${arbiter} DO UPDATE SET payload = EXCLUDED.payload${
           debounce ? sql`, visible_at = EXCLUDED.visible_at, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, sql`EXCLUDED.visible_at`, now)}` : sql``
         }
-          WHERE wp_job.state = 'queued' AND wp_job.task = EXCLUDED.task`
+          WHERE wp_job.state IN ('queued', 'blocked') AND wp_job.task = EXCLUDED.task`
         : again
         ? sql`${arbiter} DO UPDATE SET dedup_key = wp_job.dedup_key`
         : sql`ON CONFLICT DO NOTHING`
       // a payload's replace keeps the holder's run time: it wakes no one
-      const wakes = debounce ? sql`true` : sql`wp_job.id = ${job.id}`
+      // a blocked job, or one its dependency ended at once, wakes no one: there is nothing to claim
+      const wakes = debounce ? sql`true` : attached !== undefined && attached.state !== "queued" ? sql`false` : sql`wp_job.id = ${job.id}`
       return sql<{ id: string; due_in: bigint | number | string | null; created: boolean }>`INSERT INTO ${S}.wp_job (id, queue, task, payload, priority, rank,
-          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key, expire_at)
+          dedup_key, state, max_attempts, timeout_ms, created_at, visible_at, trace, retry, dedup_queued, dedup_until, group_key, expire_at${
+        attached === undefined ? sql`` : sql`, waiting_for, after_failure, failed_dep_id, failed_dep_state, finished_at`
+      })
         ${where.length === 0 ? sql`VALUES (${values})` : sql`SELECT ${values} WHERE ${sql.and(where)}`}
         ${conflict}
         RETURNING id, wp_job.id = ${job.id} AS created, CASE WHEN ${wakes} THEN ${delay} END AS due_in,
           CASE WHEN ${wakes} THEN ${notify(job.queue, delay, undefined, visible)} IS NULL END AS notified`
     }
 
-    /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms). */
-    type Inserted = { id: string; created: boolean; late?: true; dueIn?: number }
+    /** What an enqueue's statements did (`dueIn`: the job created, due in that many ms; `missing`: a dependency not there, nothing stored). */
+    type Inserted = { id: string; created: boolean; late?: true; dueIn?: number; missing?: string }
 
-    const enqueue = (input: NewJob) => {
-      const job = withId(input)
-      return written(
-        "enqueue",
-        pinned(Effect.gen(function*() {
-          // either this insert wins, or the job it conflicted with is returned: the one with its id
-          // (a repeatable job's tick), or the unfinished one with its dedup key (if that one
-          // finished in between, the insert is tried again)
+    /**
+     * What a new job's dependencies make of it (memory.ts's `attach`): blocked until those not
+     * succeeded have; queued if none is left (or, `afterFailure: "run"`, every one left has ended);
+     * cancelled at once by the first one already dead or cancelled (`afterFailure: "cancel"`).
+     */
+    interface Attached {
+      readonly state: "queued" | "blocked" | "cancelled"
+      readonly waitingFor: number
+      readonly runOnFailure: boolean
+      readonly failed: FailedDependency | undefined
+      readonly dependencies: ReadonlyArray<string>
+      readonly succeeded: ReadonlyArray<string>
+    }
+
+    /**
+     * Locks and reads a new job's dependencies, in `seq` order (as every statement that locks several
+     * jobs), marking them `has_dependents`: a lock that conflicts with every end of a job (a settle, a
+     * reap, an expiry, a cancel) and with a delete (purge, retention), so that one of them running at
+     * once either waits for this transaction's edge (the dependency's trigger then sees it) or ended
+     * first and is read here (gone: `MissingDependency`, the transaction rolled back). A share lock
+     * (FOR KEY SHARE) would not hold a settle back: its trigger would look for the edge before
+     * this commit and the job wait for ever.
+     */
+    const attachTo = (after: ReadonlyArray<string>, runOnFailure: boolean) =>
+      Effect.gen(function*() {
+        const gone = after.find(noSuchId)
+        if (gone !== undefined) return yield* Effect.fail(new MissingDependency(gone))
+        const rows = yield* sql<{ id: string; state: State; has_dependents: boolean }>`SELECT id, state, has_dependents
+          FROM ${S}.wp_job WHERE id = ANY(${after}::text[]) ORDER BY seq FOR NO KEY UPDATE`
+        // marked once: a dependency of many dependents is not written again for each
+        const unmarked = rows.filter((row) => !row.has_dependents).map((row) => row.id)
+        if (unmarked.length > 0) yield* sql`UPDATE ${S}.wp_job SET has_dependents = true WHERE id = ANY(${unmarked}::text[])`
+        const states = new Map(rows.map((row) => [row.id, row.state]))
+        const missing = after.find((id) => !states.has(id))
+        if (missing !== undefined) return yield* Effect.fail(new MissingDependency(missing))
+        const pending = after.filter((id) => states.get(id) !== "succeeded")
+        const ended = (id: string) => states.get(id) === "dead" || states.get(id) === "cancelled"
+        const first = pending.find(ended)
+        const failed = first === undefined ? undefined : { id: first, state: states.get(first) as FailedDependency["state"] }
+        const state = failed !== undefined && !runOnFailure
+          ? "cancelled"
+          : pending.length === 0 || (runOnFailure && pending.every(ended))
+          ? "queued"
+          : "blocked"
+        return {
+          state,
+          waitingFor: pending.length,
+          runOnFailure,
+          failed: state === "cancelled" ? failed : undefined,
+          dependencies: after,
+          succeeded: after.filter((id) => states.get(id) === "succeeded")
+        } satisfies Attached
+      })
+
+    /** A new job's edges to its dependencies (`wp_dep`), the succeeded ones struck already. */
+    const insertEdges = (id: string, attached: Attached) =>
+      sql`INSERT INTO ${S}.wp_dep (dep_id, job_id, succeeded)
+        SELECT d, ${id}, d = ANY(${attached.succeeded}::text[]) FROM unnest(${attached.dependencies}::text[]) AS d
+        ON CONFLICT DO NOTHING`
+
+    /**
+     * One job's insert: either it wins, or the job it conflicted with is returned: the one with its
+     * id (a repeatable job's tick), or the unfinished one with its dedup key (if that one finished
+     * in between, the insert is tried again). With `attached`, its dependencies' edges are written
+     * with it (in the caller's transaction, which holds their rows: see `attachTo`).
+     */
+    const insertOne = (job: NewJob & { readonly id: string }, attached?: Attached) =>
+      Effect.gen(function*() {
           for (let i = 0; i < 5; i++) {
-            const [inserted] = yield* insert(job, i > 0)
+            const [inserted] = yield* insert(job, i > 0, attached)
             if (inserted !== undefined) {
+              if (attached !== undefined && inserted.created) yield* insertEdges(job.id, attached)
               const dueIn = inserted.due_in === null ? {} : { dueIn: Number(inserted.due_in) }
               return { id: inserted.id, created: inserted.created, ...dueIn }
             }
@@ -1932,7 +2191,7 @@ export const makeWith = (
                 FROM ${S}.wp_job WHERE id = ${job.id}
               UNION ALL
               SELECT id, ${waiting(sql`wp_job`, job)}, ${expiredHolder(sql`wp_job`)} FROM ${S}.wp_job
-              WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running')
+              WHERE queue = ${job.queue} AND dedup_key = ${job.dedupKey} AND state IN ('queued', 'running', 'blocked')
               UNION ALL
               (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, NOW(), sql`w.id, ${waiting(sql`w`, job)}, false`)})
               LIMIT 1`
@@ -1956,7 +2215,22 @@ export const makeWith = (
             }
           }
           return yield* Effect.fail(new Error(`the dedup key ${JSON.stringify(job.dedupKey)} kept changing hands`))
-        })).pipe(
+      }).pipe(Effect.map((result): Inserted => result))
+
+    const enqueue = (input: NewJob) => {
+      const job = withId(input)
+      const after = job.after ?? []
+      return written(
+        "enqueue",
+        pinned(
+          after.length === 0 ? insertOne(job) : Effect.catchIf(
+            // its dependencies' rows held until the commit: a settle, a purge or a delete of one
+            // waits for its edge, or came first and is seen (see `attachTo`)
+            transaction(Effect.flatMap(attachTo(after, job.afterFailure === "run"), (attached) => insertOne(job, attached))),
+            (error): error is MissingDependency => error instanceof MissingDependency,
+            (missing): Effect.Effect<Inserted> => Effect.succeed({ id: job.id, created: false, missing: missing.id })
+          )
+        ).pipe(
           Effect.map((result): Inserted => result),
           // a tick's insert that waited for another session's until past its notAfter (a failed
           // statement ends a transaction: on a multiplexed client, the one `pinned` opened)
@@ -1966,7 +2240,11 @@ export const makeWith = (
         // a debounced holder wakes its consumers at its new time, as a created job does
         (result) => result.created ? result.dueIn ?? true : result.dueIn ?? false,
         input.queue
-      ).pipe(Effect.map(({ created, id, late }) => late ? { id, created, late } : { id, created }))
+      ).pipe(Effect.flatMap(({ created, id, late, missing }) =>
+        missing !== undefined
+          ? Effect.fail(new JobNotFound({ id: missing }))
+          : Effect.succeed(late ? { id, created, late } : { id, created })
+      ))
     }
 
     /**
@@ -2020,7 +2298,7 @@ export const makeWith = (
     const lockWaiting = (jobs: ReadonlyArray<NewJob>) =>
       sql`SELECT seq FROM ${S}.wp_job WHERE (queue, dedup_key) IN (SELECT key ->> 0, key ->> 1
           FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key)
-        AND state = 'queued' ORDER BY seq FOR UPDATE`
+        AND state IN ('queued', 'blocked') ORDER BY seq FOR UPDATE`
 
     /** The jobs holding these jobs' dedup keys in their queues: unfinished, or by their throttle window. */
     const holders = (jobs: ReadonlyArray<NewJob>) => {
@@ -2028,40 +2306,83 @@ export const makeWith = (
         FROM json_array_elements(${JSON.stringify(jobs.map((job) => [job.queue, job.dedupKey]))}::json) key`
       return sql<{ id: string; queue: string; dedup_key: string; state: string; task: string; expired: boolean }>`SELECT * FROM (
           SELECT id, queue, dedup_key, state, task, 0 AS o, ${expiredHolder(sql`wp_job`)} FROM ${S}.wp_job
-            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running')
+            WHERE (queue, dedup_key) IN (${keys}) AND state IN ('queued', 'running', 'blocked')
           UNION ALL
           SELECT w.id, k.queue, k.dedup_key, w.state, w.task, 1, false FROM (${keys}) k,
             LATERAL (${inWindow(sql`k.queue`, sql`k.dedup_key`, NOW(), sql`w.id, w.state, w.task`)} LIMIT 1) w
         ) h ORDER BY h.o`
     }
 
-    const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
+    /**
+     * A batch's dedup keys' queues locked first, in one order for every batch: an INSERT holds each
+     * key it inserted until the commit, so two batches of the same keys in other orders each waited
+     * for a key the other held ("deadlock detected", one call failed whole). Advisory locks of the
+     * transaction, two-key form (apart from the migrations' one-key lock): per queue, not per key
+     * (100,000 keys ran out of the server's lock table, "out of shared memory"), and the schema's
+     * whole past 32 queues. Batches with dedup keys in one queue take turns; `enqueue` holds no key
+     * while it waits, and takes none.
+     */
+    const lockDedupQueues = (jobs: ReadonlyArray<NewJob>) =>
+      Effect.gen(function*() {
+        const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
+        if (queues.length === 0) return
+        // the schema's lock first, by every batch: alone past 32 queues, shared below, so that a
+        // batch of many queues and one of some of them take turns too (each with its own kind of
+        // lock, they deadlocked as above)
+        const wide = queues.length > 32
+        const schemaLock = sql.literal(wide ? "pg_advisory_xact_lock" : "pg_advisory_xact_lock_shared")
+        yield* sql`SELECT ${schemaLock}(hashtext(${`effect-workpool-dedup-all:${cfg.schema}`}), 0)`
+        if (!wide) {
+          yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
+              SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues)}::json) q
+              ORDER BY h
+            ) k`
+        }
+      })
+
+    /**
+     * `enqueueAll` of a batch with dependencies: one job after another in one transaction (a job's
+     * `{ item }` dependencies are the ids the earlier items got: a dedup hit's, its holder), each
+     * inserted as `enqueue` inserts it; a dependency missing rolls the whole batch back.
+     */
+    const enqueueAllAfter = (input: ReadonlyArray<FreshJob>) =>
       op(
+        "enqueue",
+        Effect.catchIf(
+          transaction(Effect.gen(function*() {
+            // its dedup keys' queues first, as any batch's (see `lockDedupQueues`)
+            yield* lockDedupQueues(input)
+            const out: Array<Inserted> = []
+            for (const fresh of input) {
+              const job = withId(fresh)
+              const after = fresh.afterItems === undefined || fresh.afterItems.length === 0
+                ? job.after ?? []
+                : Array.from(new Set([...job.after ?? [], ...fresh.afterItems.map((i) => out[i]!.id)]))
+              out.push(
+                after.length === 0
+                  ? yield* insertOne(job)
+                  : yield* Effect.flatMap(attachTo(after, job.afterFailure === "run"), (attached) => insertOne(job, attached))
+              )
+            }
+            return out
+          })),
+          (error): error is MissingDependency => error instanceof MissingDependency,
+          (missing) => Effect.succeed(missing)
+        ),
+        // each created job NOTIFYed its queue (`insert`); this process's consumers look once
+        (out) => !(out instanceof MissingDependency) && out.some((job) => job.created)
+      ).pipe(Effect.flatMap((out) =>
+        out instanceof MissingDependency
+          ? Effect.fail(new JobNotFound({ id: out.id }))
+          : Effect.succeed(out.map(({ created, id }) => ({ id, created })))
+      ))
+
+    const enqueueAll = (input: ReadonlyArray<FreshJob>) =>
+      input.some((job) => (job.after?.length ?? 0) > 0 || (job.afterItems?.length ?? 0) > 0) ? enqueueAllAfter(input) : op(
         "enqueue",
         transaction(Effect.gen(function*() {
           const jobs = input.map(withId)
-          // the queues of the batch's dedup keys locked first, in one order for every batch: an
-          // INSERT holds each key it inserted until the commit, so two batches of the same keys in
-          // other orders each waited for a key the other held ("deadlock detected", one call failed
-          // whole). Advisory locks of the transaction, two-key form (apart from the migrations'
-          // one-key lock): per queue, not per key (100,000 keys ran out of the server's lock table,
-          // "out of shared memory"), and the schema's whole past 32 queues. Batches with dedup keys
-          // in one queue take turns; `enqueue` holds no key while it waits, and takes none
-          const queues = [...new Set(jobs.filter((job) => job.dedupKey !== null).map((job) => job.queue))]
-          if (queues.length > 0) {
-            // the schema's lock first, by every batch: alone past 32 queues, shared below, so that a
-            // batch of many queues and one of some of them take turns too (each with its own kind of
-            // lock, they deadlocked as above)
-            const wide = queues.length > 32
-            const schemaLock = sql.literal(wide ? "pg_advisory_xact_lock" : "pg_advisory_xact_lock_shared")
-            yield* sql`SELECT ${schemaLock}(hashtext(${`effect-workpool-dedup-all:${cfg.schema}`}), 0)`
-            if (!wide) {
-              yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dedup:${cfg.schema}`}), k.h) FROM (
-                  SELECT DISTINCT hashtext(q) AS h FROM json_array_elements_text(${JSON.stringify(queues)}::json) q
-                  ORDER BY h
-                ) k`
-            }
-          }
+          yield* lockDedupQueues(jobs)
           const out: Array<{ id: string; created: boolean }> = []
           /** The soonest created job of each queue (in how long, and when): its consumers are woken once, for it. */
           const soonest = new Map<string, { due: number; at: number }>()
@@ -2104,7 +2425,7 @@ export const makeWith = (
               for (const job of conflicted) {
                 const holder = held.get(`${job.queue}\u0000${job.dedupKey}`)
                 if (holder === undefined) left.push(job)
-                else if (job.dedupReplace === undefined || holder.state !== "queued" || holder.task !== job.task) {
+                else if (job.dedupReplace === undefined || (holder.state !== "queued" && holder.state !== "blocked") || holder.task !== job.task) {
                   results.set(job.id, { id: holder.id, created: false })
                 } else replacing.set(holder.id, replacingWith(replacing.get(holder.id), job))
               }
@@ -2170,7 +2491,7 @@ export const makeWith = (
           sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job WHERE id = ${id} FOR UPDATE),
             cancelled AS (
               UPDATE ${S}.wp_job j SET state = 'cancelled', finished_at = ${NOW()}, exit = NULL
-              FROM target WHERE j.seq = target.seq AND target.state = 'queued' RETURNING j.seq
+              FROM target WHERE j.seq = target.seq AND target.state IN ('queued', 'blocked') RETURNING j.seq
             ),
             requested AS (
               UPDATE ${S}.wp_job j SET cancel_requested = true
@@ -2181,6 +2502,7 @@ export const makeWith = (
           (rows) => {
             if (rows.length === 0) return "missing" as const
             switch (rows[0]!.before) {
+              case "blocked":
               case "queued":
                 return "cancelled" as const
               case "running":
@@ -2196,21 +2518,38 @@ export const makeWith = (
         }
       )
 
+    /**
+     * A redriven job's edges not yet succeeded whose dependency `o` (NULL: its row is gone) is such
+     * that `condition` holds (`wp_dep_job`: a job without dependencies reads no row).
+     */
+    const pendingThat = (condition: Fragment) =>
+      sql`SELECT 1 FROM ${S}.wp_dep p LEFT JOIN ${S}.wp_job o ON o.id = p.dep_id
+        WHERE p.job_id = wp_job.id AND NOT p.succeeded AND ${condition}`
+    /**
+     * A redriven job waits (blocked) for a dependency not yet succeeded; with `afterFailure: "run"`
+     * for one not yet ended only (a row gone ended: only finished jobs are deleted).
+     */
+    const stillBlocked = sql`EXISTS (${pendingThat(sql`(NOT wp_job.after_failure OR o.state NOT IN ('succeeded', 'dead', 'cancelled'))`)})`
+
     const redrive = (id: string) => {
       if (noSuchId(id)) return Effect.succeed(false)
       const now = NOW()
       return op(
         "redrive",
         Effect.map(
-          sql`UPDATE ${S}.wp_job SET state = 'queued', attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
+          sql`UPDATE ${S}.wp_job SET state = CASE WHEN ${stillBlocked} THEN 'blocked' ELSE 'queued' END,
+              attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
               progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
               cancel_requested = false, rank = ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, now)},
-              group_key = ${GROUP_KEY(sql`wp_job.group_key`, sql`wp_job.queue`)}, expire_at = NULL
-            WHERE id = ${id} AND (state = 'dead' OR (state = 'cancelled' AND expire_at IS NOT NULL AND finished_at >= expire_at))
+              group_key = ${GROUP_KEY(sql`wp_job.group_key`, sql`wp_job.queue`)}, expire_at = NULL,
+              failed_dep_id = NULL, failed_dep_state = NULL
+            WHERE id = ${id} AND (state = 'dead' OR (state = 'cancelled'
+                AND (failed_dep_id IS NOT NULL OR (expire_at IS NOT NULL AND finished_at >= expire_at))))
+              AND NOT EXISTS (${pendingThat(sql.literal(CANNOT_SUCCEED))})
               AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
                 AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)
-                AND other.state IN ('queued', 'running')
+                AND other.state IN ('queued', 'running', 'blocked')
             )
             RETURNING ${notify(sql`wp_job.queue`)} IS NULL AS notified`.pipe(
             // an enqueue that took the key since the check: the unique index says no
@@ -2223,7 +2562,7 @@ export const makeWith = (
     }
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      op("purge", Effect.map(purgeStatement(sql, S, before, states), (rows) => Number(rows[0]!.n)), (n) => n > 0)
+      op("purge", Effect.map(purgeStatement(sql, S, before, states, { now: NOW(), schema: cfg.schema }), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     const retainAt = retainCursor((after: string | undefined, n: number) =>
       sql<{ name: string; retention: string | null }>`
@@ -2243,14 +2582,14 @@ export const makeWith = (
             retainRules(decodeRetention(queue.retention), batch, {
               // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
               // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) })),
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, { now: at, schema: cfg.schema })),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
                   state,
                   count,
                   (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
-                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }))
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, { now: at, schema: cfg.schema }))
                 )
             }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
@@ -2763,6 +3102,7 @@ export const makeWith = (
           // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters
           // told (they poll). Not counted: the reaper took back nothing
           yield* expireStatement(sql, S, now, EXPIRE_BATCH)
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, true)
           let count = 0
           while (true) {
             const size = reapBatch
@@ -2810,6 +3150,7 @@ export const makeWith = (
       cancelVersion: cancels.version,
       now,
       closed: closing.closed,
+      dependencies: true,
       kind: "Postgres"
     } satisfies Store
     listenings.set(store, heardAll)

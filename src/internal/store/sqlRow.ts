@@ -38,9 +38,9 @@ export interface SqlRow {
   readonly group_key?: string | null | undefined
   /** Absent as `snoozes` is. */
   readonly expire_at?: bigint | number | null | undefined
-  /** How many of its dependencies have not succeeded; NULL or absent: it has none (or a store without them). */
+  /** Its dependencies not yet succeeded (NULL: it has none); absent as `snoozes` is. */
   readonly waiting_for?: bigint | number | null | undefined
-  /** The dependency whose end cancelled it (`JobRow.failedDependency`); absent as `waiting_for` is. */
+  /** The dependency that ended it cancelled (NULL: none); absent as `snoozes` is. */
   readonly failed_dep_id?: string | null | undefined
   readonly failed_dep_state?: string | null | undefined
   readonly lease_token: string | null
@@ -79,9 +79,6 @@ export const toRow = (row: SqlRow): JobRow => ({
   snoozes: row.snoozes === undefined ? undefined : Number(row.snoozes),
   group: row.group_key,
   expireAt: row.expire_at == null ? null : Number(row.expire_at),
-  // only a job with dependencies has the fields: every other row reads as before
   ...(row.waiting_for == null ? {} : { waitingFor: Number(row.waiting_for) }),
-  ...(row.failed_dep_id == null
-    ? {}
-    : { failedDependency: { id: row.failed_dep_id, state: row.failed_dep_state as FailedDependency["state"] } })
+  ...(row.failed_dep_id == null ? {} : { failedDependency: { id: row.failed_dep_id, state: row.failed_dep_state as FailedDependency["state"] } })
 })
