@@ -1339,9 +1339,6 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  */
 const reapBody = (tell: boolean) => `
 local now = clock(ARGV[1])
--- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
--- consumer's job was taken back)
-expireDue(now, 1000)
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
 for i = 3, #ARGV do backoff[#backoff + 1] = tonumber(ARGV[i]) end
@@ -1394,6 +1391,11 @@ for i = 1, #expired, 2 do
     end
   end
 end
+-- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
+-- consumer's job was taken back). After the leases, as every store: a lease's end (dead, cancelled)
+-- may end a blocked dependent that is past its expiry too, which then reads expired either way, but
+-- its own dependents are walked once, in the order the other stores end them
+expireDue(now, 1000)
 if count > 0 then slotFreed() end
 return ${tell ? "{count, told}" : "count"}
 `
