@@ -1365,11 +1365,21 @@ local function delayOf(j, attempts)
 end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
 moved = moved + #expired / 2
+-- ended in the order of the jobs' creation, as every store ends them (a dependent of two ended here
+-- names the one its walk meets first): the set's order of equal leases is their ids' (random)
+local lapsed, seqOf = {}, {}
+for i = 1, #expired, 2 do
+  if tonumber(expired[i + 1]) < now then
+    local id = expired[i]
+    lapsed[#lapsed + 1] = id
+    seqOf[id] = tonumber(redis.call("HGET", jobKey(id), "seq"))
+  end
+end
+table.sort(lapsed, function(a, b) return seqOf[a] < seqOf[b] end)
 local count = 0${tell ? `
 local told = {}` : ""}
-for i = 1, #expired, 2 do
-  local id = expired[i]
-  if tonumber(expired[i + 1]) < now then
+for _, id in ipairs(lapsed) do
+  do
     count = count + 1
     local j = jobKey(id)
     endLease(id)
