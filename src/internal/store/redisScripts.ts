@@ -1470,26 +1470,37 @@ return 1
  * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
  */
 const FORGET = `
-local function forget(state, ids, gone, now)
-  local key = B .. ":final:" .. state
+local function dropJob(state, id, gone)
+  redis.call("ZREM", B .. ":final:" .. state, id)
+  redis.call("ZREM", B .. ":all", id)
+  redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
+  gone[#gone + 1] = id
+end
+-- items: {state, id} pairs, each a finished job of that state to delete
+local function forget(items, gone, now)
   -- a job's throttle window entry goes with it (read only where the queue has windows)
-  local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
-  for k = 1, #ids do
-    local id = ids[k]
+  local windows = #items > 0 and redis.call("EXISTS", B .. ":window") == 1
+  local walks = {}
+  for _, item in ipairs(items) do
+    local state, id = item[1], item[2]
     if windows then
       local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
       if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     end
-    local f = redis.call("HMGET", jobKey(id), "group", "dependents")
+    local f = redis.call("HMGET", jobKey(id), "group", "dependents", "seq")
     -- and its key's running set, should a missed settle have left it there
     if f[1] and f[1] ~= "" then redis.call("SREM", B .. ":grun:" .. f[1], id) end
     -- one that did not succeed first ends what still waits for it as its end did (a dependent
     -- redriven back to blocked since): nothing else ever would
-    if f[2] == "1" and state ~= "succeeded" then dependentsEnded(id, state, now) end
-    redis.call("ZREM", key, id)
-    redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
-    gone[#gone + 1] = id
+    if f[2] == "1" and state ~= "succeeded" then walks[#walks + 1] = {tonumber(f[3]), state, id}
+    else dropJob(state, id, gone) end
+  end
+  -- in the order of the jobs' creation, as every store deletes them (a dependent of two deleted
+  -- here names the one its walk meets first), each walked before its edges go
+  table.sort(walks, function(a, b) return a[1] < b[1] end)
+  for _, walk in ipairs(walks) do
+    dependentsEnded(walk[3], walk[2], now)
+    dropJob(walk[2], walk[3], gone)
   end
 end
 local function forgotten(gone, index, now)
@@ -1531,10 +1542,13 @@ export const PURGE_BATCH = 10_000
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
 local now = clock(ARGV[3])
+local items = {}
 for i = 4, #ARGV do
-  local key = B .. ":final:" .. ARGV[i]
-  forget(ARGV[i], redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone, now)
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", B .. ":final:" .. ARGV[i], "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})) do
+    items[#items + 1] = {ARGV[i], id}
+  end
 end
+forget(items, gone, now)
 return {gone, forgotten(gone, ARGV[2], now)}
 `
 
@@ -1572,7 +1586,11 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
     if past > take then more = 1 end
-    if take > 0 then forget(state, redis.call("ZRANGE", key, 0, take - 1), gone, now) end
+    if take > 0 then
+      local items = {}
+      for _, id in ipairs(redis.call("ZRANGE", key, 0, take - 1)) do items[#items + 1] = {state, id} end
+      forget(items, gone, now)
+    end
   end
 end
 if #gone == 0 then return {gone, 0, more} end
