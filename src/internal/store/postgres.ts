@@ -2135,8 +2135,10 @@ export const makeWith = (
      * (FOR KEY SHARE) would not hold a settle back: its trigger would look for the edge before
      * this commit and the job wait for ever.
      */
-    const attachTo = (after: ReadonlyArray<string>, runOnFailure: boolean) =>
+    const attachTo = (named: ReadonlyArray<string>, runOnFailure: boolean) =>
       Effect.gen(function*() {
+        // a job named twice (two handles of one job: a dedup hit's holder) is one dependency
+        const after = Array.from(new Set(named))
         const gone = after.find(noSuchId)
         if (gone !== undefined) return yield* Effect.fail(new MissingDependency(gone))
         const rows = yield* sql<{ id: string; state: State; has_dependents: boolean }>`SELECT id, state, has_dependents
@@ -3078,7 +3080,8 @@ export const makeWith = (
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
       // back nothing, the backlog held for ever.
-      // By lease_until, the running jobs' index's order: each batch reads its REAP_BATCH rows from the
+      // By lease_until (equal leases, a claim's, in the order of the jobs' creation, as memory ends
+      // them: their dependents' walks meet them so), the running jobs' index's order: each batch reads its REAP_BATCH rows from the
       // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
       // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
       // order cannot make a deadlock
@@ -3093,16 +3096,12 @@ export const makeWith = (
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               cancel_requested = false, lease_token = NULL, lease_until = NULL
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
-              ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
+              ORDER BY l.lease_until, l.seq LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
             RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back${told}`
       return op(
         "reap",
         Effect.gen(function*() {
-          // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters
-          // told (they poll). Not counted: the reaper took back nothing
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH)
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, true)
           let count = 0
           while (true) {
             const size = reapBatch
@@ -3116,8 +3115,14 @@ export const makeWith = (
             if (reaped !== undefined) for (const row of rows) reaped(reapedOf(row))
             count += rows.length
             reapBatch = rows.length < size ? size : Math.min(REAP_BATCH, size * 2)
-            if (rows.length < size) return count
+            if (rows.length < size) break
           }
+          // then every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their
+          // awaiters told (they poll). Not counted: the reaper took back nothing. After the leases, as
+          // every store: a dependent of a job reaped dead and of one expiring names the reaped one
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH)
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, true)
+          return count
         }),
         (n) => n > 0
       )
