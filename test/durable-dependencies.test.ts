@@ -126,7 +126,7 @@ const againstMemory = (name: string, layer: () => Layer.Layer<Store, any>, seeds
           }
           // a dependency purged is JobNotFound on both, nothing stored
           const made = yield* both((store, i) => Effect.exit(store.enqueue({ ...job, after: after.map((place) => ids[place]![i]) })))
-          log.push(`enqueue after ${after.join(",")}${"afterFailure" in job ? " run" : ""}${"expireIn" in job ? " expiring" : ""}`)
+          log.push(`enqueue after ${after.join(",")}${"afterFailure" in job ? " run" : ""}${"expireIn" in job ? " expiring" : ""}${job.dedupKey === null ? "" : ` key ${job.dedupKey}`}`)
           if (Exit.isSuccess(made[0]) && Exit.isSuccess(made[1])) {
             assert.strictEqual(made[1].value.created, made[0].value.created, log.join("; "))
             const id = made[0].value.id

@@ -2075,7 +2075,11 @@ export const makeWith = (
       // a key another job's throttle window holds (whatever that one's state) is not taken: the
       // unique index sees only unfinished jobs
       const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
-      const where = [inTime, free].filter((fragment) => fragment !== undefined)
+      // a job its dependency cancels at once is stored finished, which the unique index does not see:
+      // the key's unfinished holder is looked for here, and is the answer (as memory's dedup comes first)
+      const unheld = job.dedupKey === null || attached?.state !== "cancelled" ? undefined : sql`NOT EXISTS (SELECT 1 FROM ${S}.wp_job h
+          WHERE h.queue = ${job.queue} AND h.dedup_key = ${job.dedupKey} AND h.state IN ('queued', 'running', 'blocked'))`
+      const where = [inTime, free, unheld].filter((fragment) => fragment !== undefined)
       // a replace (`dedupReplace`) of the unfinished holder of the key, in the insert's statement:
       // the conflicting row locked and replaced if it waits, or this job inserted, at once. As a
       // lookup then an update, a holder started between the two by a claim, its key taken by another
