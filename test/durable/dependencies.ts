@@ -494,6 +494,19 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         )
       })))
 
+    // the dedup comes first: the new job is not stored cancelled beside the key's holder
+    it.effect("an enqueue its dead dependency would cancel at once, with a key a waiting job holds: the holder is the answer (created false), nothing stored", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", maxAttempts: 1 })
+        const { claims } = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        yield* store.settle(claims[0]!.token, { _tag: "Final", state: "dead", exit: null })
+        const holder = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", dedupKey: "k" })
+        const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [child], dedupKey: "k" })
+        assert.deepStrictEqual([again.id, again.created], [holder.id, false])
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "idle" })).map((job) => job.id), [holder.id], "nothing stored")
+      })))
+
     it.effect("bad options: InvalidJobOptions naming the field, nothing stored", () =>
       provide(Effect.gen(function*() {
         const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
