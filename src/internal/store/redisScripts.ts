@@ -1379,32 +1379,29 @@ table.sort(lapsed, function(a, b) return seqOf[a] < seqOf[b] end)
 local count = 0${tell ? `
 local told = {}` : ""}
 for _, id in ipairs(lapsed) do
-  do
-    count = count + 1
-    local j = jobKey(id)
-    endLease(id)
-    redis.call("HDEL", j, "exit")
-    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
-    local attempts = tonumber(f[2])
-    if f[1] == "1" then
-      finish(id, "cancelled", now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
-    elseif attempts >= tonumber(f[3]) then
-      finish(id, "dead", now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
-    else
-      local visible = now + delayOf(j, attempts)
-      redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
-      queued(id)
-      place(id, now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
-    end
+  count = count + 1
+  local j = jobKey(id)
+  endLease(id)
+  redis.call("HDEL", j, "exit")
+  local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
+  local attempts = tonumber(f[2])
+  if f[1] == "1" then
+    finish(id, "cancelled", now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
+  elseif attempts >= tonumber(f[3]) then
+    finish(id, "dead", now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
+  else
+    local visible = now + delayOf(j, attempts)
+    redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
+    queued(id)
+    place(id, now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
   end
 end
 -- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
--- consumer's job was taken back). After the leases, as every store: a lease's end (dead, cancelled)
--- may end a blocked dependent that is past its expiry too, which then reads expired either way, but
--- its own dependents are walked once, in the order the other stores end them
+-- consumer's job was taken back). After the leases, as every store: a dependent of a job reaped
+-- dead and of one expiring names the reaped one
 expireDue(now, 1000)
 if count > 0 then slotFreed() end
 return ${tell ? "{count, told}" : "count"}
