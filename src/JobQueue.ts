@@ -310,8 +310,8 @@ export interface EnqueueOptions {
    * done; one not in the store (never, or deleted) fails the enqueue with `JobNotFound` naming it,
    * nothing stored. In `enqueueAll`'s items, `{ item: i }` names the job of the call's item `i`
    * (an earlier one): a whole DAG in one atomic call. At most 1,000, no duplicates; empty: none.
-   * `JobStore.memory`, Postgres and the Redis store keep dependencies in this version (on a Redis
-   * Cluster, of the job's own queue only): another store refuses them with `InvalidJobOptions`.
+   * Every store of this library keeps dependencies (on a Redis Cluster, of the job's own queue only);
+   * a store of one's own that does not refuses them with `InvalidJobOptions`.
    */
   readonly after?: ReadonlyArray<string | { readonly id: string } | { readonly item: number }> | undefined
   /**
@@ -747,7 +747,7 @@ const dependenciesKept = (
     new InvalidJobOptions({
       field: batch ? `items[${i}].options.after` : "after",
       value: `${(jobs[i]!.after?.length ?? 0) + (jobs[i]!.afterItems?.length ?? 0)} jobs`,
-      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (JobStore.memory, Postgres and the Redis store do)`
+      reason: `the ${store.kind ?? "job"} store does not keep job dependencies yet (the memory, SQLite, Postgres and Redis stores do)`
     })
   )
 }

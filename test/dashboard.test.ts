@@ -516,6 +516,8 @@ describe("Dashboard: durable queues", () => {
 
   const blockedStores: ReadonlyArray<readonly [string, () => Layer.Layer<JobStore.JobStore, any>]> = [
     ["memory", () => JobStore.memory()],
+    // its file named when the test runs (`dir` is made further down)
+    ["SQLite", () => JobStore.sqlite({ filename: join(dir, `blocked-${files++}.db`) })],
     ...(PgTest.enabled ? [["Postgres", () => PgTest.testLayer()] as const] : []),
     ...(RedisTest.enabled ? [["Redis", () => RedisTest.testLayer()] as const] : [])
   ]

@@ -671,7 +671,7 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       const counts = yield* store.counts("default")
       assert.deepStrictEqual(
         { ...counts, queuedByPriority: [...counts.queuedByPriority] },
-        { queue: "default", paused: false, aging: 0, rateLimit: undefined, ...expected }
+        { queue: "default", paused: false, aging: 0, rateLimit: undefined, blocked: 0, ...expected }
       )
       // what the event loop is held for: the store's counts against the scan that version 6's
       // counts began with (its first statement, on the table, as it ran before the indexes; its
@@ -705,7 +705,11 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       // the claim's index, the finished ones the queue's range of the retention's index (version 12;
       // before it, every queue's along the purge's): never the table
       assert.deepStrictEqual(plans, {
-        counts: ["SCAN wp_job USING COVERING INDEX wp_job_running", "SEARCH wp_job USING COVERING INDEX wp_job_ready (queue=?)"],
+        counts: [
+          "SCAN wp_job USING COVERING INDEX wp_job_running",
+          "SEARCH wp_job USING COVERING INDEX wp_job_blocked (queue=?)",
+          "SEARCH wp_job USING COVERING INDEX wp_job_ready (queue=?)"
+        ],
         finished: ["SEARCH wp_job USING COVERING INDEX wp_job_retained (queue=? AND state=? AND finished_at>?)"]
       })
     }).pipe(Effect.scoped), { timeout: 120_000 })
@@ -742,9 +746,12 @@ describe("the SQLite store's counts of a queue of 150,000 jobs", () => {
       assert.match(sqlOf("wp_job_group_running")!, /WHERE state = 'running' AND group_key IS NOT NULL/)
       // a key's queued jobs by due time (version 14), for a claim's probe of a key
       assert.match(sqlOf("wp_job_group_due")!, /\(queue, group_key, visible_at\) WHERE state = 'queued' AND group_key IS NOT NULL/)
-      // the queued jobs with an expiry (version 15): empty, as no old job had one
-      assert.match(sqlOf("wp_job_expiring")!, /\(expire_at, queue\) WHERE state = 'queued' AND expire_at IS NOT NULL/)
-      assert.strictEqual(indexes.length, 12, indexes.map((index) => index.name).join(", "))
+      // the waiting jobs with an expiry (version 15; blocked ones too since 16): empty, as no old job had one
+      assert.match(sqlOf("wp_job_expiring")!, /\(expire_at, queue\) WHERE \(state = 'blocked' OR state = 'queued'\) AND expire_at IS NOT NULL/)
+      // the blocked jobs (version 16), empty; the dedup index holds them too
+      assert.match(sqlOf("wp_job_blocked")!, /\(queue\) WHERE state = 'blocked'/)
+      assert.match(sqlOf("wp_job_dedup")!, /\(state = 'blocked' OR state IN \('queued', 'running'\)\)/)
+      assert.strictEqual(indexes.length, 13, indexes.map((index) => index.name).join(", "))
       assert.strictEqual(jobs.n, 150_000)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 })

@@ -235,6 +235,26 @@ describe("the SQLite store", () => {
       })
     }))
 
+  it.live("the statements that end a job's dependents (count down, mark the edges, cancel the closure, release) read the ended jobs' edges and their dependents' rows by key, never a whole table", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
+      const db = new DatabaseSync(filename)
+      const plan = (sql: string, params: Record<string, string | number>) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as Array<{ detail: string }>).map((row) => row.detail).join("; ")
+      const plans = [
+        plan(Sqlite.COUNT_DOWN, { ids: "[]" }),
+        plan(Sqlite.DEPENDENCIES_SUCCEEDED, { ids: "[]" }),
+        plan(Sqlite.CANCEL_DEPENDENTS, { ended: "[]", now: 0 }),
+        plan(Sqlite.RELEASE, { ids: "[]", now: 0 })
+      ]
+      db.close()
+      for (const one of plans) {
+        assert.notMatch(one, /SCAN (wp_job|wp_dep|j|d)\b/, one)
+        assert.match(one, /SEARCH (wp_dep|d) USING (PRIMARY KEY \(dep_id=\?\)|INDEX wp_dep_job)/, one)
+      }
+    }))
+
   it.live("another connection's commit wakes waiters for jobs; only its cancel of a running job wakes cancel watchers (while the watch is armed by a waiter)", () =>
     Effect.gen(function*() {
       const filename = fresh()
@@ -365,6 +385,63 @@ describe("the SQLite store", () => {
       check.close()
       assert.isTrue(plan.some((detail) => /wp_job_expiring/.test(detail)), plan.join("; "))
       assert.isFalse(plan.some((detail) => /SCAN wp_job\b/.test(detail) && !/wp_job_expiring/.test(detail)), plan.join("; "))
+    }))
+
+  it.live("a file of version 15 (before dependencies) with a queued job holding a dedup key: migrated on open, a new job runs after the old one (blocked, then queued by its settle), a blocked job holds its key and is counted from its index", () =>
+    Effect.gen(function*() {
+      const filename = fileAt(
+        15,
+        `INSERT INTO wp_job (id, queue, task, payload, priority, rank, dedup_key, state, max_attempts, timeout_ms, created_at, visible_at)
+               VALUES ('old', 'default', 'Echo', '{"n":1}', 0, 0, 'k', 'queued', 3, 0, 0, 0)`
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        assert.strictEqual((yield* JobQueue.status("old")).waitingFor, 0)
+        const after = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: ["old"], queue: "later", dedupKey: "b" })
+        assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.stats("later")).blocked], ["blocked", 1])
+        assert.strictEqual((yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "later", dedupKey: "b" })).id, after.id, "held while blocked")
+        const [claim] = (yield* store.claim({ queues: ["default", "later"], tasks: ["Echo"], limit: 10, lease: 60_000 })).claims
+        assert.strictEqual(claim!.job.id, "old", "the blocked one is not claimed")
+        assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "succeeded", exit: null }))
+        assert.deepStrictEqual([(yield* JobQueue.status(after.id)).state, (yield* JobQueue.stats("later")).blocked], ["queued", 0])
+      }).pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename })))
+      assert.deepStrictEqual(versionOf(filename, "wp_job_blocked"), { version: String(MIGRATIONS.length), indexes: 1 })
+      const check = new DatabaseSync(filename)
+      const plan = (sql: string, ...params: Array<any>) =>
+        (check.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join("; ")
+      // a version-15 process still running beside this one during a rolling upgrade: its statements
+      // (as it wrote them) still have their plans on the rebuilt indexes (with `state IN` predicates
+      // its claims failed, "no query solution", and its dedup look scanned the table)
+      const version15 = {
+        expire: `UPDATE wp_job SET state = 'cancelled', finished_at = :now, exit = NULL
+          WHERE seq IN (SELECT seq FROM wp_job INDEXED BY wp_job_expiring
+            WHERE state = 'queued' AND expire_at IS NOT NULL AND expire_at <= :now
+              AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+            ORDER BY expire_at LIMIT :limit)`,
+        holder: "SELECT id, state, expire_at FROM wp_job WHERE queue = ? AND dedup_key = ? AND state IN ('queued', 'running')",
+        redrive: `UPDATE wp_job SET state = 'queued' WHERE id = ? AND state = 'dead' AND NOT EXISTS (
+          SELECT 1 FROM wp_job other WHERE other.queue = wp_job.queue
+            AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued) AND other.state IN ('queued', 'running'))`
+      }
+      const plans = {
+        counts: plan(Sqlite.COUNTS, { queue: "default", now: 0 }),
+        expire: plan(Sqlite.EXPIRE, { now: 0, queues: null, limit: 10 }),
+        holder: plan(Sqlite.HOLDER, "q", "k", "q", "k", 0),
+        expire15: plan(version15.expire, { now: 0, queues: null, limit: 10 }),
+        holder15: plan(version15.holder, "q", "k"),
+        redrive: plan(Sqlite.REDRIVE, 0, 0, "x"),
+        redrive15: plan(version15.redrive, "x")
+      }
+      check.close()
+      assert.include(plans.counts, "SEARCH wp_job USING COVERING INDEX wp_job_blocked (queue=?)")
+      assert.match(plans.expire, /USING INDEX wp_job_expiring/)
+      assert.match(plans.expire15, /USING INDEX wp_job_expiring/)
+      assert.include(plans.holder, "LEFT-MOST SUBQUERY; SEARCH wp_job USING INDEX wp_job_dedup (queue=? AND dedup_key=?)", plans.holder)
+      assert.strictEqual(plans.holder15, "SEARCH wp_job USING INDEX wp_job_dedup (queue=? AND dedup_key=?)")
+      // a redrive's look for another holder of its key: the index, not a scan of every job
+      for (const redrive of [plans.redrive, plans.redrive15]) {
+        assert.include(redrive, "SEARCH other USING INDEX wp_job_dedup (queue=? AND dedup_key=?)", redrive)
+      }
     }))
 
   it.live("a file from before queue holds (version 10) with a queued job: migrated on open, a hold holds the job, a snooze is counted", () =>

@@ -267,6 +267,21 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
       })))
 
+    it.effect("redrive of a job whose dependency, dead, was deleted (purge) answers false: the dependency can never succeed now", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claim and its settle are a consumer's
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle", maxAttempts: 1 })
+        const parent = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "kept", after: [child] })
+        const [claim] = (yield* store.claim({ queues: ["idle"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        assert.deepStrictEqual((yield* JobQueue.status(parent.id)).failedDependency, { id: child.id, state: "dead" })
+        yield* tick(1000)
+        assert.strictEqual(yield* store.purge((yield* store.now), ["dead"]), 1)
+        assert.isFalse(yield* JobQueue.redrive(parent.id))
+        assert.strictEqual(yield* stateOf(parent.id), "cancelled")
+      })))
+
     it.effect("a job its dependency cancelled before its expireIn, redriven, has no expiry left: it stays blocked past the old deadline", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
@@ -481,6 +496,19 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
           [moved.id, yield* payloadOf, info.state, info.visibleAt.getTime() - info.createdAt.getTime()],
           [first.id, 5, "blocked", 60_000]
         )
+      })))
+
+    // the dedup comes first: the new job is not stored cancelled beside the key's holder
+    it.effect("an enqueue its dead dependency would cancel at once, with a key a waiting job holds: the holder is the answer (created false), nothing stored", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const child = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", maxAttempts: 1 })
+        const { claims } = yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+        yield* store.settle(claims[0]!.token, { _tag: "Final", state: "dead", exit: null })
+        const holder = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", dedupKey: "k" })
+        const again = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [child], dedupKey: "k" })
+        assert.deepStrictEqual([again.id, again.created], [holder.id, false])
+        assert.deepStrictEqual((yield* JobQueue.list({ queue: "idle" })).map((job) => job.id), [holder.id], "nothing stored")
       })))
 
     it.effect("bad options: InvalidJobOptions naming the field, nothing stored", () =>

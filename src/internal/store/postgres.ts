@@ -2093,7 +2093,11 @@ export const makeWith = (
       // a key another job's throttle window holds (whatever that one's state) is not taken: the
       // unique index sees only unfinished jobs
       const free = job.dedupKey === null ? undefined : sql`NOT EXISTS (${inWindow(sql`${job.queue}`, sql`${job.dedupKey}`, now)})`
-      const where = [inTime, free].filter((fragment) => fragment !== undefined)
+      // a job its dependency cancels at once is stored finished, which the unique index does not see:
+      // the key's unfinished holder is looked for here, and is the answer (as memory's dedup comes first)
+      const unheld = job.dedupKey === null || attached?.state !== "cancelled" ? undefined : sql`NOT EXISTS (SELECT 1 FROM ${S}.wp_job h
+          WHERE h.queue = ${job.queue} AND h.dedup_key = ${job.dedupKey} AND h.state IN ('queued', 'running', 'blocked'))`
+      const where = [inTime, free, unheld].filter((fragment) => fragment !== undefined)
       // a replace (`dedupReplace`) of the unfinished holder of the key, in the insert's statement:
       // the conflicting row locked and replaced if it waits, or this job inserted, at once. As a
       // lookup then an update, a holder started between the two by a claim, its key taken by another
@@ -2153,8 +2157,10 @@ export const makeWith = (
      * (FOR KEY SHARE) would not hold a settle back: its trigger would look for the edge before
      * this commit and the job wait for ever.
      */
-    const attachTo = (after: ReadonlyArray<string>, runOnFailure: boolean) =>
+    const attachTo = (named: ReadonlyArray<string>, runOnFailure: boolean) =>
       Effect.gen(function*() {
+        // a job named twice (two handles of one job: a dedup hit's holder) is one dependency
+        const after = Array.from(new Set(named))
         const gone = after.find(noSuchId)
         if (gone !== undefined) return yield* Effect.fail(new MissingDependency(gone))
         const rows = yield* sql<{ id: string; state: State; has_dependents: boolean }>`SELECT id, state, has_dependents
@@ -3106,7 +3112,8 @@ export const makeWith = (
       // lease, at least 5 s: against a frozen server), and one statement over a backlog slower than
       // that (100,000 expired jobs: 1.6 s, cut at a lease of 100 ms) was cancelled every time, taking
       // back nothing, the backlog held for ever.
-      // By lease_until, the running jobs' index's order: each batch reads its REAP_BATCH rows from the
+      // By lease_until (equal leases, a claim's, in the order of the jobs' creation, as memory ends
+      // them: their dependents' walks meet them so), the running jobs' index's order: each batch reads its REAP_BATCH rows from the
       // index's start (ordered by seq, each batch sorted the whole expired backlog again: 100,000 took
       // 11 s, over 30 on a busy machine). SKIP LOCKED: the reap never waits on a row lock, so its
       // order cannot make a deadlock
@@ -3121,16 +3128,12 @@ export const makeWith = (
               rank = CASE WHEN ${out} THEN rank ELSE ${RANK(sql`wp_job.queue`, sql`wp_job.priority`, visible)} END,
               cancel_requested = false, lease_token = NULL, lease_until = NULL
             FROM (SELECT l.seq FROM ${S}.wp_job l WHERE l.state = 'running' AND l.lease_until < ${now}
-              ORDER BY l.lease_until LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
+              ORDER BY l.lease_until, l.seq LIMIT ${size} FOR UPDATE OF l SKIP LOCKED) l
             WHERE wp_job.seq = l.seq
             RETURNING ${notify(sql`wp_job.queue`, sql`(CASE WHEN ${out} OR ${capped} THEN 0 ELSE ${delay} END)`)} IS NULL AS back${told}`
       return op(
         "reap",
         Effect.gen(function*() {
-          // every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their awaiters
-          // told (they poll). Not counted: the reaper took back nothing
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH)
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, cfg.schema)
           let count = 0
           while (true) {
             const size = reapBatch
@@ -3144,8 +3147,14 @@ export const makeWith = (
             if (reaped !== undefined) for (const row of rows) reaped(reapedOf(row))
             count += rows.length
             reapBatch = rows.length < size ? size : Math.min(REAP_BATCH, size * 2)
-            if (rows.length < size) return count
+            if (rows.length < size) break
           }
+          // then every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their
+          // awaiters told (they poll). Not counted: the reaper took back nothing. After the leases, as
+          // every store: a dependent of a job reaped dead and of one expiring names the reaped one
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH)
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, cfg.schema)
+          return count
         }),
         (n) => n > 0
       )

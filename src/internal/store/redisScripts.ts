@@ -1339,9 +1339,6 @@ return settleMany(ARGV, 2, math.floor((#ARGV - 1) / 5), now)
  */
 const reapBody = (tell: boolean) => `
 local now = clock(ARGV[1])
--- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
--- consumer's job was taken back)
-expireDue(now, 1000)
 local policies = cjson.decode(ARGV[2])
 local backoff = {}
 for i = 3, #ARGV do backoff[#backoff + 1] = tonumber(ARGV[i]) end
@@ -1368,32 +1365,44 @@ local function delayOf(j, attempts)
 end
 local expired = redis.call("ZRANGEBYSCORE", B .. ":running", "-inf", now, "WITHSCORES", "LIMIT", 0, 1000)
 moved = moved + #expired / 2
-local count = 0${tell ? `
-local told = {}` : ""}
+-- ended in the order of the jobs' creation, as every store ends them (a dependent of two ended here
+-- names the one its walk meets first): the set's order of equal leases is their ids' (random)
+local lapsed, seqOf = {}, {}
 for i = 1, #expired, 2 do
-  local id = expired[i]
   if tonumber(expired[i + 1]) < now then
-    count = count + 1
-    local j = jobKey(id)
-    endLease(id)
-    redis.call("HDEL", j, "exit")
-    local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
-    local attempts = tonumber(f[2])
-    if f[1] == "1" then
-      finish(id, "cancelled", now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
-    elseif attempts >= tonumber(f[3]) then
-      finish(id, "dead", now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
-    else
-      local visible = now + delayOf(j, attempts)
-      redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
-      queued(id)
-      place(id, now)${tell ? `
-      told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
-    end
+    local id = expired[i]
+    lapsed[#lapsed + 1] = id
+    seqOf[id] = tonumber(redis.call("HGET", jobKey(id), "seq"))
   end
 end
+table.sort(lapsed, function(a, b) return seqOf[a] < seqOf[b] end)
+local count = 0${tell ? `
+local told = {}` : ""}
+for _, id in ipairs(lapsed) do
+  count = count + 1
+  local j = jobKey(id)
+  endLease(id)
+  redis.call("HDEL", j, "exit")
+  local f = redis.call("HMGET", j, "cancel", "attempts", "max", "priority"${tell ? `, "task"` : ""})
+  local attempts = tonumber(f[2])
+  if f[1] == "1" then
+    finish(id, "cancelled", now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "cancelled"; told[#told + 1] = -1` : ""}
+  elseif attempts >= tonumber(f[3]) then
+    finish(id, "dead", now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "dead"; told[#told + 1] = -1` : ""}
+  else
+    local visible = now + delayOf(j, attempts)
+    redis.call("HSET", j, "state", "queued", "visible", visible, "rank", rankOf(tonumber(f[4]), visible))
+    queued(id)
+    place(id, now)${tell ? `
+    told[#told + 1] = id; told[#told + 1] = f[5]; told[#told + 1] = attempts; told[#told + 1] = "retried"; told[#told + 1] = visible` : ""}
+  end
+end
+-- the queue's expired jobs, a batch: a paused or unconsumed queue's end too (not counted: no
+-- consumer's job was taken back). After the leases, as every store: a dependent of a job reaped
+-- dead and of one expiring names the reaped one
+expireDue(now, 1000)
 if count > 0 then slotFreed() end
 return ${tell ? "{count, told}" : "count"}
 `
@@ -1458,26 +1467,37 @@ return 1
  * when the queue has no job left, drops its keys (see `PURGE`'s `dropped`), answering 1 then.
  */
 const FORGET = `
-local function forget(state, ids, gone, now)
-  local key = B .. ":final:" .. state
+local function dropJob(state, id, gone)
+  redis.call("ZREM", B .. ":final:" .. state, id)
+  redis.call("ZREM", B .. ":all", id)
+  redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
+  gone[#gone + 1] = id
+end
+-- items: {state, id} pairs, each a finished job of that state to delete
+local function forget(items, gone, now)
   -- a job's throttle window entry goes with it (read only where the queue has windows)
-  local windows = #ids > 0 and redis.call("EXISTS", B .. ":window") == 1
-  for k = 1, #ids do
-    local id = ids[k]
+  local windows = #items > 0 and redis.call("EXISTS", B .. ":window") == 1
+  local walks = {}
+  for _, item in ipairs(items) do
+    local state, id = item[1], item[2]
     if windows then
       local w = redis.call("HMGET", jobKey(id), "dedup", "dedupUntil")
       if w[2] and redis.call("HGET", B .. ":window", w[1]) == id then redis.call("HDEL", B .. ":window", w[1]) end
     end
-    local f = redis.call("HMGET", jobKey(id), "group", "dependents")
+    local f = redis.call("HMGET", jobKey(id), "group", "dependents", "seq")
     -- and its key's running set, should a missed settle have left it there
     if f[1] and f[1] ~= "" then redis.call("SREM", B .. ":grun:" .. f[1], id) end
     -- one that did not succeed first ends what still waits for it as its end did (a dependent
     -- redriven back to blocked since): nothing else ever would
-    if f[2] == "1" and state ~= "succeeded" then dependentsEnded(id, state, now) end
-    redis.call("ZREM", key, id)
-    redis.call("ZREM", B .. ":all", id)
-    redis.call("DEL", jobKey(id), B .. ":deps:" .. id, B .. ":waits:" .. id)
-    gone[#gone + 1] = id
+    if f[2] == "1" and state ~= "succeeded" then walks[#walks + 1] = {tonumber(f[3]), state, id}
+    else dropJob(state, id, gone) end
+  end
+  -- in the order of the jobs' creation, as every store deletes them (a dependent of two deleted
+  -- here names the one its walk meets first), each walked before its edges go
+  table.sort(walks, function(a, b) return a[1] < b[1] end)
+  for _, walk in ipairs(walks) do
+    dependentsEnded(walk[3], walk[2], now)
+    dropJob(walk[2], walk[3], gone)
   end
 end
 local function forgotten(gone, index, now)
@@ -1519,10 +1539,13 @@ export const PURGE_BATCH = 10_000
 export const PURGE: string = `${PRELUDE}${FORGET}
 local gone = {}
 local now = clock(ARGV[3])
+local items = {}
 for i = 4, #ARGV do
-  local key = B .. ":final:" .. ARGV[i]
-  forget(ARGV[i], redis.call("ZRANGEBYSCORE", key, "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH}), gone, now)
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", B .. ":final:" .. ARGV[i], "-inf", "(" .. ARGV[1], "LIMIT", 0, ${PURGE_BATCH})) do
+    items[#items + 1] = {ARGV[i], id}
+  end
 end
+forget(items, gone, now)
 return {gone, forgotten(gone, ARGV[2], now)}
 `
 
@@ -1560,7 +1583,11 @@ for _, state in ipairs({"succeeded", "dead", "cancelled"}) do
     -- at most batch in all, the queue's states together: one script's work is bounded as a reap's
     local take = math.min(past, batch - #gone)
     if past > take then more = 1 end
-    if take > 0 then forget(state, redis.call("ZRANGE", key, 0, take - 1), gone, now) end
+    if take > 0 then
+      local items = {}
+      for _, id in ipairs(redis.call("ZRANGE", key, 0, take - 1)) do items[#items + 1] = {state, id} end
+      forget(items, gone, now)
+    end
   end
 end
 if #gone == 0 then return {gone, 0, more} end
