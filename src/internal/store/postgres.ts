@@ -2566,9 +2566,11 @@ export const makeWith = (
           // the job's row first, in a statement of its own: the UPDATE's snapshot is then taken once
           // no other transaction holds it. A purge or retention deleting its dead dependency holds it
           // from its trigger's lock to its commit: an UPDATE that waited for it ran on a snapshot
-          // older than the delete, saw the dependency still there and left the job blocked for good
+          // older than the delete, saw the dependency still there and left the job blocked for good.
+          // Only a finished row: a queued one locked here (a second redrive of a job the first put
+          // back) was skipped by a claim at that moment (SKIP LOCKED), which then slept to its next poll
           transaction(Effect.andThen(
-            sql`SELECT 1 FROM ${S}.wp_job WHERE id = ${id} FOR NO KEY UPDATE`,
+            sql`SELECT 1 FROM ${S}.wp_job WHERE id = ${id} AND state IN ('dead', 'cancelled') FOR NO KEY UPDATE`,
             sql`UPDATE ${S}.wp_job SET state = CASE WHEN ${stillBlocked} THEN 'blocked' ELSE 'queued' END,
               attempts = 0, visible_at = ${now}, started_at = NULL, finished_at = NULL,
               progress = NULL, settled_xid = NULL, dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued),
