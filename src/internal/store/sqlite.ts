@@ -488,7 +488,7 @@ export const DEPENDENCIES_SUCCEEDED = `UPDATE wp_dep SET succeeded = 1 WHERE dep
  * one cancelled names the dead one). One already past its own expiry, which no claim or reap met
  * yet, expired first and reads so (memory's `settled`): it names none and keeps its expiry.
  */
-export const CANCEL_DEPENDENTS = `WITH RECURSIVE doomed(id, dep, dep_state, seed, depth) AS (
+export const CANCEL_DEPENDENTS: string = `WITH RECURSIVE doomed(id, dep, dep_state, seed, depth) AS (
     SELECT j.id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), e.key, 0
       FROM json_each(:ended) e JOIN wp_dep d ON d.dep_id = json_extract(e.value, '$[0]') JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
