@@ -70,6 +70,20 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("default")).blocked, 0)
       })))
 
+    it.effect("a job blocked when its queue got a group cap runs once released: ungrouped, it is served with the queue's other ungrouped jobs", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        const first = yield* JobQueue.enqueue(Echo, { n: 1 })
+        const second = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [first] })
+        // the cap set while the dependent is blocked: a capped queue serves its jobs by key
+        yield* JobQueue.setGroupConcurrency("default", 1)
+        yield* consumer(runs)
+        yield* tick(2000)
+        assert.strictEqual(yield* first.await, 1)
+        for (let i = 0; i < 10 && (yield* stateOf(second.id)) !== "succeeded"; i++) yield* tick(1000)
+        assert.strictEqual(yield* second.await, 2)
+      })))
+
     it.effect("a dependency's success unblocks its dependent in the same step: queued at once, or delayed until its own delay", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])

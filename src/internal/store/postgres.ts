@@ -2677,9 +2677,9 @@ export const makeWith = (
           if (groupCap !== undefined) {
             yield* sql`UPDATE ${S}.wp_queue SET group_concurrency = ${groupCap ?? 0} WHERE name = ${queue}`
             // the ungrouped jobs there already take the key '' (a claim walks keyed jobs only); a
-            // running one too, as it may be retried. Left so when removed: '' is no key
+            // running one too, as it may be retried, and a blocked one, released later. Left so when removed: '' is no key
             if (groupCap !== null) {
-              yield* sql`UPDATE ${S}.wp_job SET group_key = '' WHERE queue = ${queue} AND state IN ('queued', 'running') AND group_key IS NULL`
+              yield* sql`UPDATE ${S}.wp_job SET group_key = '' WHERE queue = ${queue} AND state IN ('blocked', 'queued', 'running') AND group_key IS NULL`
             }
           }
           // the queue's consumers held back by the window or the cap, in every process, claim again
