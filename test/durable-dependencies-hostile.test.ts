@@ -343,6 +343,24 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
   // deadlock, and Postgres failed the cancel with 40P01 (a plain JobQueue.cancel failing with
   // StoreError). Here a session holds the turn until both wait, so that the settle, queued first,
   // gets it first: what a cancel and a settle at the same moment met by chance
+  it.live("a chain of 2,000 jobs whose head dies is cancelled whole by that one settle (no trigger nested per link: a few hundred passed max_stack_depth and the settle failed at every try)", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const length = 2000
+      const jobs = yield* on(store)(JobQueue.enqueueAll(
+        Echo,
+        Array.from({ length }, (_, i) => ({ payload: { n: i }, options: { queue: "chain", ...(i === 0 ? {} : { after: [{ item: i - 1 }] }) } }))
+      ))
+      const head = yield* claimOne(store, "chain")
+      yield* store.settle(head.token, { _tag: "Final", state: "dead", exit: null })
+      const last = yield* store.get(jobs[length - 1]!.id)
+      assert.deepStrictEqual([last?.state, last?.failedDependency], ["cancelled", { id: jobs[length - 2]!.id, state: "cancelled" }])
+      const second = yield* store.get(jobs[1]!.id)
+      assert.deepStrictEqual(second?.failedDependency, { id: jobs[0]!.id, state: "dead" })
+      assert.strictEqual((yield* on(store)(JobQueue.stats("chain"))).cancelled, length - 1)
+    }).pipe(Effect.scoped), 120_000)
+
   it.live("a cancel of a blocked job with dependents and the settle of its dependency at the same moment both succeed", () =>
     Effect.gen(function*() {
       const { exits, states } = yield* settleBeside({}, (other, f) => on(other)(JobQueue.cancel(f)))

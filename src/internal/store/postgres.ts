@@ -322,11 +322,22 @@ const DEPENDENTS_ENDED = (s: string) =>
     ELSE
       -- one past its own expiry, which no claim or reap met yet, expired first and reads so (its
       -- expire_at kept, no failed dependency); the others are cancelled by this one, their expiry gone
+      -- The whole closure of blocked "cancel" dependents in one UPDATE: cancelled one by one, each
+      -- row's trigger ran inside the last's, and a chain of a few hundred jobs passed max_stack_depth
+      -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
+      -- left to cancel: two levels deep, whatever the chain's length
+      WITH RECURSIVE doomed(id, dep, dep_state) AS (
+          SELECT d.job_id, ended.id, ended.state FROM ${s}.wp_dep d WHERE d.dep_id = ended.id
+        UNION
+          SELECT d.job_id, x.id, 'cancelled' FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
+            JOIN ${s}.wp_dep d ON d.dep_id = x.id
+      ),
+      one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended.id, dep)
       UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
           expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
-          failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.id END,
-          failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE ended.state END
-        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked' AND NOT j.after_failure;
+          failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
+          failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
+        FROM one WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
     END IF;
     FOR released IN
       UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
