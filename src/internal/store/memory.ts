@@ -25,6 +25,7 @@ import {
   type LatencyCursor,
   latencyOf,
   type FreshJob,
+  withItemsNamed,
   type Keep,
   type NewJob,
   type QueueCounts,
@@ -402,10 +403,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     const out: Array<{ readonly id: string; readonly created: boolean }> = []
     for (const job of jobs) {
       // the call's own jobs it runs after, named now (a dedup hit's: the holder)
-      const after = job.afterItems === undefined
-        ? job
-        : { ...job, after: Array.from(new Set([...job.after ?? [], ...job.afterItems.map((i) => out[i]!.id)])) }
-      const { id, created, visibleIn } = add(after, held)
+      const { id, created, visibleIn } = add(withItemsNamed(job, out), held)
       if (visibleIn !== undefined && visibleIn < soonest) soonest = visibleIn
       out.push({ id, created })
     }

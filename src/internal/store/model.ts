@@ -196,6 +196,15 @@ export interface NewJob {
  */
 export type FreshJob = Omit<NewJob, "id" | "notAfter"> & { readonly afterItems?: ReadonlyArray<number> | undefined }
 
+/**
+ * `job` with its `afterItems` named in `after`: the ids the call's earlier items got (`made`, in
+ * order; a dedup hit's is its holder), each dependency once.
+ */
+export const withItemsNamed = <J extends FreshJob>(job: J, made: ReadonlyArray<{ readonly id: string }>): J =>
+  job.afterItems === undefined
+    ? job
+    : { ...job, after: Array.from(new Set([...job.after ?? [], ...job.afterItems.map((i) => made[i]!.id)])) }
+
 /** What `Store.enqueue` did: `late`, nothing stored (past the job's `notAfter`), `created` false. */
 export interface Enqueued {
   readonly id: string

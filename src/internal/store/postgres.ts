@@ -63,6 +63,7 @@ import {
   latencyOf,
   type ListFilter,
   type FreshJob,
+  withItemsNamed,
   type NewJob,
   type ProgressOf,
   type QueueCounts,
@@ -287,8 +288,8 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
  * (each once: the edge's row lock serializes two settles, so a count is never lost) and counts
  * down its dependents' `waiting_for`, whatever their state (a dependent redriven later waits for
  * what it still needs only); a death or cancel ends each blocked dependent of `afterFailure:
- * "cancel"` cancelled by it (whose own trigger then ends its dependents: transitively, in the same
- * statement). A blocked dependent with nothing left to wait for (or, `afterFailure: "run"`, none
+ * "cancel"` cancelled by it, and theirs after them: the whole closure in one UPDATE (their own
+ * triggers then find nothing blocked left to cancel, two levels deep whatever a chain's length). A blocked dependent with nothing left to wait for (or, `afterFailure: "run"`, none
  * unfinished) is queued, visible from its own run time or the end's, whichever is later, and its
  * queue NOTIFYed as an enqueue's (`notify`: `at:` its due time, or `job`). The end's time is the
  * job's `finished_at` (the statement's store time). A blocked dependent past its own expiry (no
@@ -2390,9 +2391,7 @@ export const makeWith = (
             const out: Array<Inserted> = []
             for (const fresh of input) {
               const job = withId(fresh)
-              const after = fresh.afterItems === undefined || fresh.afterItems.length === 0
-                ? job.after ?? []
-                : Array.from(new Set([...job.after ?? [], ...fresh.afterItems.map((i) => out[i]!.id)]))
+              const after = withItemsNamed(fresh, out).after ?? []
               out.push(
                 after.length === 0
                   ? yield* insertOne(job)

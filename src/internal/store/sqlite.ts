@@ -39,6 +39,7 @@ import {
   type LatencyCursor,
   latencyOf,
   type FreshJob,
+  withItemsNamed,
   type NewJob,
   type ProgressOf,
   type QueueCounts,
@@ -1093,18 +1094,23 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * (`CANCEL_DEPENDENTS`); then the blocked dependents of all of them that may run are queued. A
      * job without dependents never comes here: its settle costs what it did.
      */
+    // compiled once, as the Final settle's: every settle of a job with dependents runs some of them
+    const countDown = db.prepare(COUNT_DOWN)
+    const dependenciesSucceeded = db.prepare(DEPENDENCIES_SUCCEEDED)
+    const cancelDependents = db.prepare(CANCEL_DEPENDENTS)
+    const release = db.prepare(RELEASE)
     const dependentsEnded = (ends: ReadonlyArray<{ readonly id: string; readonly state: State }>, now: number) => {
       if (ends.length === 0) return
       const succeeded = JSON.stringify(ends.filter((end) => end.state === "succeeded").map((end) => end.id))
       if (succeeded !== "[]") {
-        db.prepare(COUNT_DOWN).run({ ids: succeeded })
-        db.prepare(DEPENDENCIES_SUCCEEDED).run({ ids: succeeded })
+        countDown.run({ ids: succeeded })
+        dependenciesSucceeded.run({ ids: succeeded })
       }
       const failed = ends.filter((end) => end.state !== "succeeded").map((end) => [end.id, end.state])
       const cancelled = failed.length === 0
         ? []
-        : (db.prepare(CANCEL_DEPENDENTS).all({ ended: JSON.stringify(failed), now }) as Array<{ id: string }>).map((row) => row.id)
-      db.prepare(RELEASE).run({ ids: JSON.stringify([...ends.map((end) => end.id), ...cancelled]), now })
+        : (cancelDependents.all({ ended: JSON.stringify(failed), now }) as Array<{ id: string }>).map((row) => row.id)
+      release.run({ ids: JSON.stringify([...ends.map((end) => end.id), ...cancelled]), now })
     }
     const edges = db.prepare("SELECT 1 AS edge FROM wp_dep LIMIT 1")
     /**
@@ -1151,10 +1157,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const out: Array<{ readonly id: string; readonly created: boolean }> = []
         for (const job of jobs) {
           // the call's own jobs it runs after, named now (a dedup hit's: the holder)
-          const after = job.afterItems === undefined
-            ? job
-            : { ...job, after: Array.from(new Set([...job.after ?? [], ...job.afterItems.map((i) => out[i]!.id)])) }
-          const { id, created, visibleIn: due } = add(after, prepare, now)
+          const { id, created, visibleIn: due } = add(withItemsNamed(job, out), prepare, now)
           if (due !== undefined && due < soonest) soonest = due
           out.push({ id, created })
         }
