@@ -497,12 +497,19 @@ export const CANCEL_DEPENDENTS: string = `WITH RECURSIVE doomed(id, dep, dep_sta
     SELECT j.id, doomed.id, 'cancelled', doomed.seed, doomed.depth + 1
       FROM doomed JOIN wp_dep d ON d.dep_id = doomed.id JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
+  ),
+  -- one row per job, the dependency it names ranked in one sort of the closure: a scalar subquery
+  -- per updated row scanned the whole closure again (20,000 dependents: 4e8 rows, 18 s)
+  named(id, dep, dep_state) AS (
+    SELECT id, dep, dep_state FROM (
+      SELECT id, dep, dep_state, ROW_NUMBER() OVER (PARTITION BY id ORDER BY seed, depth, dep) AS n FROM doomed
+    ) WHERE n = 1
   )
   UPDATE wp_job SET state = 'cancelled', exit = NULL, finished_at = :now,
     expire_at = CASE WHEN expire_at <= :now THEN expire_at END,
-    (failed_dep_id, failed_dep_state) = (SELECT dep, dep_state FROM doomed WHERE doomed.id = wp_job.id
-      AND (wp_job.expire_at IS NULL OR wp_job.expire_at > :now) ORDER BY seed, depth, dep LIMIT 1)
-  WHERE id IN (SELECT id FROM doomed)
+    failed_dep_id = CASE WHEN expire_at IS NULL OR expire_at > :now THEN named.dep END,
+    failed_dep_state = CASE WHEN expire_at IS NULL OR expire_at > :now THEN named.dep_state END
+  FROM named WHERE wp_job.id = named.id
   RETURNING id`
 
 /**
