@@ -281,6 +281,71 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
       })))
 
+    // review41 M6: a dependency cancelled by its own dependency was taken as redrivable without a
+    // look further up: C went back to blocked for ever behind B, behind A cancelled for good
+    it.effect("redrive of a job whose dependency was cancelled by its own, cancelled for good up the chain, answers false: nothing up there can succeed", () =>
+      provide(Effect.gen(function*() {
+        const a = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const b = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [a] })
+        const c = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "kept", after: [b] })
+        const d = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "kept", after: [c] })
+        assert.strictEqual(yield* JobQueue.cancel(a.id), "cancelled")
+        assert.deepStrictEqual((yield* JobQueue.status(d.id)).failedDependency, { id: c.id, state: "cancelled" })
+        for (const job of [d, c, b]) assert.isFalse(yield* JobQueue.redrive(job.id), "nothing up its chain can succeed")
+        assert.deepStrictEqual([yield* stateOf(b.id), yield* stateOf(c.id), yield* stateOf(d.id)], ["cancelled", "cancelled", "cancelled"])
+        assert.strictEqual((yield* JobQueue.stats("kept")).blocked ?? 0, 0)
+      })))
+
+    it.effect("redrive of a job whose dependency expired blocked, waiting for one since cancelled for good, answers false; one whose chain ends in a dead job is redriven", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs of every queue; nobody consumes "idle" or "kept"
+        yield* consumer(runs)
+        const a = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const b = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [a], expireIn: "1 minute" })
+        const c = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "kept", after: [b] })
+        yield* tick(64_000, 1000)
+        assert.isDefined((yield* JobQueue.status(b.id)).expiredAt)
+        assert.deepStrictEqual((yield* JobQueue.status(c.id)).failedDependency, { id: b.id, state: "cancelled" })
+        assert.strictEqual(yield* JobQueue.cancel(a.id), "cancelled")
+        assert.isFalse(yield* JobQueue.redrive(c.id), "b, redriven, would wait for a for ever")
+        assert.strictEqual(yield* stateOf(c.id), "cancelled")
+        // the same chain headed by a dead job: it can be redriven, so can all after it
+        const dead = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "manual", maxAttempts: 1 })
+        const middle = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "idle", after: [dead] })
+        const last = yield* JobQueue.enqueue(Echo, { n: 6 }, { queue: "kept", after: [middle] })
+        const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        assert.deepStrictEqual((yield* JobQueue.status(last.id)).failedDependency, { id: middle.id, state: "cancelled" })
+        assert.isTrue(yield* JobQueue.redrive(last.id))
+        assert.strictEqual(yield* stateOf(last.id), "blocked")
+      })))
+
+    // review41 M7: the check ignored afterFailure, but a failed dependency is done for such a job
+    it.effect(`redrive of a dead job of afterFailure: "run" whose failed dependency was cancelled for good, then deleted: true each time, queued (the failure counts as done)`, () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claims and their settles are the test's
+        const dependency = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const job = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "manual", after: [dependency], afterFailure: "run", maxAttempts: 1 })
+        assert.strictEqual(yield* JobQueue.cancel(dependency.id), "cancelled")
+        const die = Effect.gen(function*() {
+          const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          assert.strictEqual(claim?.job.id, job.id)
+          yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+          assert.strictEqual(yield* stateOf(job.id), "dead")
+        })
+        yield* die
+        assert.isTrue(yield* JobQueue.redrive(job.id), "its dependency cancelled for good ended: done for it")
+        assert.strictEqual(yield* stateOf(job.id), "queued")
+        yield* die
+        yield* tick(1000)
+        assert.strictEqual(yield* store.purge((yield* store.now), ["cancelled"]), 1)
+        assert.isTrue(yield* JobQueue.redrive(job.id), "its dependency deleted ended: done for it")
+        assert.strictEqual(yield* stateOf(job.id), "queued")
+      })))
+
     it.effect("redrive of a job whose dependency, dead, was deleted (purge) answers false: the dependency can never succeed now", () =>
       provide(Effect.gen(function*() {
         const store = yield* Store

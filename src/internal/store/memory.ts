@@ -196,13 +196,28 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
     })
 
   /**
-   * Whether a dependency can still succeed: it has, it has not ended, or it can be redriven (dead,
-   * expired, or cancelled by a dependency of its own); not if it is gone or was cancelled for good.
+   * Whether what a job still waits for can all succeed yet, so that it is not redriven to stay blocked
+   * for ever: with `afterFailure: "run"`, whatever their ends (a failure is done for it); otherwise
+   * none gone (a finished job deleted) or cancelled for good, and each one dead, expired or
+   * cancelled by a dependency of its own (which a redrive puts back to wait) only if what it waits
+   * for can, up the chain. Each job is looked at once (a diamond is not walked twice).
    */
-  const canSucceed = (id: string): boolean => {
-    const dependency = rows.get(id)?.job
-    if (dependency === undefined) return false
-    return dependency.state !== "cancelled" || dependency.failedDependency != null || expiredAt(dependency) !== undefined
+  const canAllSucceed = (row: Row): boolean => {
+    const seen = new Set<string>()
+    const work = [row]
+    for (let next = work.pop(); next !== undefined; next = work.pop()) {
+      if (next.runOnFailure === true) continue
+      for (const id of next.pending ?? []) {
+        if (seen.has(id)) continue
+        seen.add(id)
+        const dependency = rows.get(id)
+        if (dependency === undefined) return false
+        const job = dependency.job
+        if (job.state === "cancelled" && job.failedDependency == null && expiredAt(job) === undefined) return false
+        work.push(dependency)
+      }
+    }
+    return true
   }
 
   /** A blocked job's dependencies done: queued, visible from its own run time or now, whichever is later. */
@@ -451,9 +466,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       // a job its dependency cancelled may be redriven too: it waits for what it still needs
       const byDependency = row.job.state === "cancelled" && row.job.failedDependency != null
       if (row.job.state !== "dead" && !byDependency && expiredAt(row.job) === undefined) return false
-      // what it still waits for must be able to succeed yet: one gone (a finished job deleted) or
-      // cancelled for good would keep it blocked for ever
-      if (Array.from(row.pending ?? []).some((dependency) => !canSucceed(dependency))) return false
+      if (!canAllSucceed(row)) return false
       const key = row.job.dedupKey
       if (key !== null) {
         // as the SQL stores' unique index: a window (`dedupFor`) does not hold a redrive back

@@ -443,8 +443,9 @@ export const expireStatement = (
 }
 
 /**
- * A dependency `o` that can never succeed (memory.ts's `canSucceed`): gone (a finished job deleted),
- * or cancelled for good: not by a dependency of its own, nor expired (both may be redriven).
+ * A dependency `o` that can never succeed (memory.ts's `canAllSucceed`): gone (a finished job deleted),
+ * or cancelled for good: not by a dependency of its own, nor expired (both may be redriven, to wait
+ * for what they still need, which the redrive's walk looks at in turn).
  */
 const CANNOT_SUCCEED = `(o.id IS NULL OR (o.state = 'cancelled' AND o.failed_dep_id IS NULL
   AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at)))`
@@ -2562,6 +2563,19 @@ export const makeWith = (
       sql`SELECT 1 FROM ${S}.wp_dep p LEFT JOIN ${S}.wp_job o ON o.id = p.dep_id
         WHERE p.job_id = wp_job.id AND NOT p.succeeded AND ${condition}`
     /**
+     * A job that the redriven job `wp_job` still needs to succeed, or one those need up the chain
+     * (each walked once; `wp_dep_job`: a job without dependencies reads no row), that can never
+     * succeed (`CANNOT_SUCCEED`): redriven, it would wait for ever. None through a job of
+     * `afterFailure: "run"`, the redriven one included: a failure is done for it.
+     */
+    const doomedNeed = sql`WITH RECURSIVE needed(id) AS (
+        SELECT p.dep_id FROM ${S}.wp_dep p WHERE p.job_id = wp_job.id AND NOT p.succeeded AND NOT wp_job.after_failure
+        UNION
+        SELECT p.dep_id FROM needed JOIN ${S}.wp_job n ON n.id = needed.id JOIN ${S}.wp_dep p ON p.job_id = n.id
+          WHERE NOT n.after_failure AND NOT p.succeeded
+      )
+      SELECT 1 FROM needed LEFT JOIN ${S}.wp_job o ON o.id = needed.id WHERE ${sql.literal(CANNOT_SUCCEED)}`
+    /**
      * A redriven job waits (blocked) for a dependency not yet succeeded; with `afterFailure: "run"`
      * for one not yet ended only (a row gone ended: only finished jobs are deleted).
      */
@@ -2589,7 +2603,7 @@ export const makeWith = (
               failed_dep_id = NULL, failed_dep_state = NULL
             WHERE id = ${id} AND (state = 'dead' OR (state = 'cancelled'
                 AND (failed_dep_id IS NOT NULL OR (expire_at IS NOT NULL AND finished_at >= expire_at))))
-              AND NOT EXISTS (${pendingThat(sql.literal(CANNOT_SUCCEED))})
+              AND NOT EXISTS (${doomedNeed})
               AND NOT EXISTS (
               SELECT 1 FROM ${S}.wp_job other WHERE other.queue = wp_job.queue
                 AND other.dedup_key = COALESCE(wp_job.dedup_key, wp_job.dedup_queued)

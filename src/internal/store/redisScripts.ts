@@ -199,20 +199,31 @@ local function dependentsEnded(id, state, now)
   end
   B = saved
 end
--- whether dependency dep can still succeed: it has, it has not ended, or it can be redriven (dead,
--- expired, or cancelled by a dependency of its own); not if it is gone or was cancelled for good
-local function canSucceed(dep)
-  local base = baseOf(dep)
-  if not base then return false end
-  local f = redis.call("HMGET", base .. ":job:" .. dep, "state", "failedDep", "expire", "finished")
-  if f[1] ~= "cancelled" or f[2] then return true end
-  return f[3] and f[4] and f[4] ~= "" and tonumber(f[4]) >= tonumber(f[3]) or false
-end
--- whether a redriven job's dependencies not yet succeeded can all still succeed: one gone (a finished
--- job deleted) or cancelled for good would keep it blocked for ever
+-- whether a redriven job id (of queue B) could never wait for ever (memory's canAllSucceed): with
+-- afterFailure run, whatever its dependencies' ends (a failure is done for it); otherwise none it
+-- still needs, nor one those need up the chain (through jobs not of afterFailure run), is gone (a
+-- finished job deleted) or cancelled for good (neither by its own dependency nor expired: those a
+-- redrive puts back to wait). Each job looked at once
 local function redrivable(id)
-  for _, dep in ipairs(redis.call("SMEMBERS", B .. ":waits:" .. id)) do
-    if not canSucceed(dep) then return false end
+  if redis.call("HGET", jobKey(id), "afterFailure") == "run" then return true end
+  local saved = B
+  local work = {{B, id}}
+  local seen = {}
+  while #work > 0 do
+    local item = table.remove(work)
+    for _, dep in ipairs(redis.call("SMEMBERS", item[1] .. ":waits:" .. item[2])) do
+      if not seen[dep] then
+        seen[dep] = true
+        B = item[1]
+        local base = baseOf(dep)
+        B = saved
+        if not base then return false end
+        local f = redis.call("HMGET", base .. ":job:" .. dep, "state", "failedDep", "expire", "finished", "afterFailure")
+        local expired = f[3] and f[4] and f[4] ~= "" and tonumber(f[4]) >= tonumber(f[3])
+        if f[1] == "cancelled" and not f[2] and not expired then return false end
+        if f[5] ~= "run" then work[#work + 1] = {base, dep} end
+      end
+    end
   end
   return true
 end

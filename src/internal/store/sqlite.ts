@@ -521,12 +521,21 @@ export const RELEASE = `UPDATE wp_job SET state = 'queued', visible_at = MAX(vis
     AND ${UNBLOCKED}`
 
 /**
- * Whether a dependency not yet succeeded of the row `wp_job` can never succeed (memory's
- * `canSucceed`): its row gone, or cancelled for good (neither by a dependency of its own nor expired).
+ * Whether the row `wp_job`, redriven, could wait for ever (memory's `canAllSucceed`): not with
+ * `afterFailure: "run"` (a failure is done for it); otherwise if a job it still needs, or one that
+ * one still needs up the chain (through jobs not of `afterFailure: "run"`), is gone or was cancelled
+ * for good (neither by a dependency of its own nor expired: those a redrive puts back to wait). One
+ * walk of the unfinished ancestors, each once.
  */
-const DOOMED_DEPENDENCY = `EXISTS (SELECT 1 FROM wp_dep d LEFT JOIN wp_job j ON j.id = d.dep_id
-  WHERE d.job_id = wp_job.id AND d.succeeded = 0 AND (j.id IS NULL OR (j.state = 'cancelled' AND j.failed_dep_id IS NULL
-    AND NOT (j.expire_at IS NOT NULL AND j.finished_at >= j.expire_at))))`
+const DOOMED_DEPENDENCY = `EXISTS (WITH RECURSIVE needed(id) AS (
+    SELECT d.dep_id FROM wp_dep d WHERE d.job_id = wp_job.id AND d.succeeded = 0 AND wp_job.after_failure = 0
+    UNION
+    SELECT d.dep_id FROM needed JOIN wp_job j ON j.id = needed.id JOIN wp_dep d ON d.job_id = j.id
+      WHERE j.after_failure = 0 AND d.succeeded = 0
+  )
+  SELECT 1 FROM needed LEFT JOIN wp_job j ON j.id = needed.id
+  WHERE j.id IS NULL OR (j.state = 'cancelled' AND j.failed_dep_id IS NULL
+    AND NOT (j.expire_at IS NOT NULL AND j.finished_at >= j.expire_at)))`
 
 /**
  * A job's `group_key` as it is queued: its group, or '' for an ungrouped job of a queue with a per-key
