@@ -121,6 +121,28 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("default")).cancelled, 2)
       })))
 
+    it.effect("a job cancelled along several paths (a diamond, and a dependency of its own) names one of its own dependencies that ended so, with its state; which one is unspecified", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: the claim and its settle are the test's
+        const a = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const b = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [a] })
+        const c = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [a] })
+        const d = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "kept", after: [b, c] })
+        const e = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "kept", after: [c, a, d] })
+        const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        const ended = { [a.id]: "dead", [b.id]: "cancelled", [c.id]: "cancelled", [d.id]: "cancelled" } as const
+        for (const [job, after] of [[d, [b, c]], [e, [c, a, d]]] as const) {
+          const info = yield* JobQueue.status(job.id)
+          assert.strictEqual(info.state, "cancelled")
+          const named = info.failedDependency!
+          assert.include(after.map((dependency) => dependency.id), named.id, "one of its own dependencies")
+          assert.strictEqual(named.state, ended[named.id])
+          assert.deepStrictEqual(yield* failure(job.await), [new DependencyFailed({ id: job.id, dependency: named.id, state: named.state })])
+        }
+      })))
+
     it.effect(`afterFailure: "run" runs the dependent once every dependency has ended, failed ones included, and not before`, () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
@@ -557,6 +579,27 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: blocked.id, state: "cancelled" })])
         yield* tick(60_000, 1000)
         assert.deepStrictEqual(yield* Ref.get(runs), ["echo:120000"], "the blocked one never ran")
+      })))
+
+    // review41: the memory store's claim skipped a blocked job past its expiry, Redis's ended it.
+    // Postgres's claim still ends queued ones only (the blocked ones' end takes the dependents' turn,
+    // whose lock order is being reworked): left failing there until it does, its reap ends them
+    ;(name === "Postgres" ? it.effect.fails : it.effect)("a blocked job past its expireIn reads expired once a claim of its queue meets it, no reap needed: JobExpired, its dependents cancelled by it", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        // no consumer: no reap; the claim is the test's
+        const dependency = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "idle" })
+        const blocked = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "manual", after: [dependency], expireIn: "1 minute" })
+        const next = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "kept", after: [blocked] })
+        yield* tick(61_000, 1000)
+        assert.strictEqual(yield* stateOf(blocked.id), "blocked", "nothing met its expiry yet")
+        assert.deepStrictEqual((yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims, [])
+        const info = yield* JobQueue.status(blocked.id)
+        assert.deepStrictEqual([info.state, info.failedDependency], ["cancelled", undefined])
+        assert.instanceOf(info.expiredAt, Date)
+        assert.instanceOf((yield* failure(blocked.await))[0], JobExpired)
+        assert.deepStrictEqual(yield* failure(next.await), [new DependencyFailed({ id: next.id, dependency: blocked.id, state: "cancelled" })])
+        assert.strictEqual(yield* stateOf(dependency.id), "queued", "its dependency is not touched")
       })))
 
     it.effect("a blocked job holds its dedup key: another enqueue with the key returns it, and a dedupReplace hit updates it, blocked still", () =>

@@ -650,13 +650,15 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
           }
           continue
         }
-        if (job.state !== "queued" || !ofQueues.has(job.queue)) continue
-        // met by the claim: ended, whatever the queue's pause, never handed out
+        if ((job.state !== "queued" && job.state !== "blocked") || !ofQueues.has(job.queue)) continue
+        // met by the claim: ended, whatever the queue's pause, never handed out; a blocked one too
+        // (its dependents cancelled by it), as SQLite's and Redis's claims end it
         if (pastExpiry(job, now)) {
           expire(row, now)
           expired++
           continue
         }
+        if (job.state === "blocked") continue
         if (queueOf(job.queue).paused) continue
         // a held queue's jobs are due when its hold ends, at the soonest
         const visibleAt = Math.max(job.visibleAt, queueOf(job.queue).heldUntil)
