@@ -1,0 +1,75 @@
+/**
+ * Hostile tests of job dependencies on SQLite (migration 16: `wp_dep`, `has_dependents`, the settle's
+ * `dependentsEnded`): bad graphs, several store instances and real processes on one file, a consumer
+ * process killed (SIGKILL) while it holds a dependency. The scenarios shared with Redis are in
+ * durable/dependenciesHostile.ts.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as JobQueue from "../src/JobQueue.ts"
+import * as JobStore from "../src/JobStore.ts"
+import type { Store } from "../src/internal/store/model.ts"
+import { Echo } from "./durable/conformance.ts"
+import { badGraphsProof, killedHolderProof } from "./durable/dependenciesHostile.ts"
+import { setup } from "./durable/processes.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-deps-sqlite-hostile-"))
+let n = 0
+const fresh = () => path.join(dir, `jobs-${++n}.db`)
+
+/** A store instance of its own (its own connection) on `filename`. */
+const storeOn = (filename: string) =>
+  Effect.map(Layer.build(JobStore.sqlite({ filename })), (context) => Context.get(context, JobStore.JobStore))
+const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
+
+describe("job dependencies on SQLite, hostile", () => {
+  it.effect("bad graphs from an untyped caller are refused typed, naming the item, and nothing of the call is stored; 1,000 dependencies are kept", () =>
+    badGraphsProof.pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename: fresh() }))), { timeout: 60_000 })
+
+  it.live("a settle in one instance releasing 5,000 dependents while another instance enqueues after them and after their dependency: no edge lost, none released twice", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const [one, two] = [yield* storeOn(filename), yield* storeOn(filename)]
+      const head = yield* on(one)(JobQueue.enqueue(Echo, { n: 0 }, { queue: "head" }))
+      const FAN = 5000
+      const fan = yield* on(one)(JobQueue.enqueueAll(Echo, Array.from({ length: FAN }, (_, n) => ({ payload: { n } })), { queue: "fan", after: [head] }))
+      const claimed = yield* one.claim({ queues: ["head"], tasks: ["Echo"], limit: 1, lease: 600_000 })
+      // the other instance: jobs after single fan-out jobs (still blocked or just released: they
+      // wait either way) and jobs after the head (blocked, then released; or queued at once)
+      const racing = yield* Effect.forkChild(Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) =>
+        on(two)(JobQueue.enqueue(Echo, { n: i }, i % 2 === 0 ? { queue: "late-fan", after: [fan[i * 7]!] } : { queue: "late-head", after: [head] })), {
+        concurrency: 4
+      }))
+      const settled = yield* one.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
+      assert.isTrue(settled)
+      yield* Fiber.join(racing)
+      const [fanStats, lateFan, lateHead] = [
+        yield* on(two)(JobQueue.stats("fan")),
+        yield* on(one)(JobQueue.stats("late-fan")),
+        yield* on(two)(JobQueue.stats("late-head"))
+      ]
+      assert.deepStrictEqual([fanStats.waiting, fanStats.blocked], [FAN, 0], "the fan-out released whole")
+      assert.deepStrictEqual([lateFan.waiting, lateFan.blocked], [0, 100], "each after a fan-out job waits for it")
+      assert.deepStrictEqual([lateHead.waiting, lateHead.blocked], [100, 0], "each after the head is queued")
+      for (const job of yield* on(two)(JobQueue.list({ queue: "late-fan", limit: 200 }))) assert.strictEqual(job.waitingFor, 1)
+      // each claimed once: the fan-out and the late ones after the head, 5,100 in all
+      const ids = new Set<string>()
+      while (true) {
+        const got = yield* two.claim({ queues: ["fan", "late-head"], tasks: ["Echo"], limit: 1000, lease: 600_000 })
+        if (got.claims.length === 0) break
+        for (const claim of got.claims) {
+          assert.isFalse(ids.has(claim.job.id), "claimed twice")
+          ids.add(claim.job.id)
+        }
+      }
+      assert.strictEqual(ids.size, FAN + 100)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it("a consumer process killed (SIGKILL) while it runs the head of a fan-out: another process reaps and runs it, and each dependent (enqueued before, while held, while reaped) runs once, after it", { timeout: 240_000 }, async () => {
+    const filename = fresh()
+    await killedHolderProof(setup(JobStore.sqlite({ filename }), filename, {}))
+  })
+})
