@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -102,6 +103,40 @@ describe("job dependencies on SQLite, hostile", () => {
       const chain = yield* cancelTime(Array.from({ length: 800 }, (_, n) => [n - 1]))
       const ladder = yield* cancelTime(Array.from({ length: 400 }, (_, n) => n < 2 ? [n - 1].filter((i) => i >= 0) : [n - 1, n - 2]))
       assert.isBelow(ladder, 10 * chain + 200, `the ladder's settle took ${ladder} ms, the chain's ${chain} ms`)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  /**
+   * How long (real time) the reap that ends dead `heads` jobs (their leases lapsed on their last
+   * attempt) takes to cancel a fan-in after all of them and 400 jobs after that fan-in.
+   */
+  const reapTime = (heads: number) =>
+    Effect.gen(function*() {
+      const store = yield* storeOn(fresh())
+      const jobs = yield* on(store)(JobQueue.enqueueAll(Echo, Array.from({ length: heads }, (_, n) => ({ payload: { n } })), { queue: "heads", maxAttempts: 1 }))
+      yield* on(store)(JobQueue.enqueueAll(Echo, [
+        { payload: { n: 0 }, options: { after: jobs } },
+        ...Array.from({ length: 400 }, (_, n) => ({ payload: { n }, options: { after: [{ item: 0 }] } }))
+      ]))
+      yield* store.claim({ queues: ["heads"], tasks: ["Echo"], limit: heads, lease: 1000 })
+      yield* TestClock.adjust("2 seconds")
+      const started = Date.now()
+      assert.strictEqual(yield* store.reap([0]), heads)
+      const millis = Date.now() - started
+      assert.strictEqual((yield* on(store)(JobQueue.stats("default"))).cancelled, 401)
+      return millis
+    })
+
+  // Found (high), the same statement: its walk also keeps a row per job ended (`seed`) that reaches a
+  // job, so a reap (or purge, retention, claim's expiries) that ends many dependencies of one fan-in
+  // walks the fan-in's whole closure once per each: a consumer process that died holding 300 jobs
+  // of an album (their last attempts) made the reap that ends them take ~4 s to cancel the zip and
+  // the 400 jobs after it (one death: 17 ms; 1,000 and 1,000: minutes), the file's write lock held
+  // throughout. Left failing with the ladder above; measured against one death of the same closure.
+  it.effect.fails("a reap ending 300 dependencies of one fan-in (400 jobs after it) cancels them about as fast as one death does", () =>
+    Effect.gen(function*() {
+      const one = yield* reapTime(1)
+      const many = yield* reapTime(300)
+      assert.isBelow(many, 10 * one + 200, `the reap of 300 took ${many} ms, of one ${one} ms`)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
   it("a consumer process killed (SIGKILL) while it runs the head of a fan-out: another process reaps and runs it, and each dependent (enqueued before, while held, while reaped) runs once, after it", { timeout: 240_000 }, async () => {
