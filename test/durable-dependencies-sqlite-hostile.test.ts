@@ -7,16 +7,21 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import { Echo } from "./durable/conformance.ts"
 import { badGraphsProof, killedHolderProof } from "./durable/dependenciesHostile.ts"
 import { setup } from "./durable/processes.ts"
+import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
 
+const node = fs.existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
+const settleChild = new URL("./fixtures/durable-deps-settle-child.ts", import.meta.url).pathname
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wp-deps-sqlite-hostile-"))
 let n = 0
 const fresh = () => path.join(dir, `jobs-${++n}.db`)
@@ -137,6 +142,54 @@ describe("job dependencies on SQLite, hostile", () => {
       const one = yield* reapTime(1)
       const many = yield* reapTime(300)
       assert.isBelow(many, 10 * one + 200, `the reap of 300 took ${many} ms, of one ${one} ms`)
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("a process killed (SIGKILL) inside the settle that cancels a dependency's 300 dependents: all of them or none (WAL rollback); once reaped, each is cancelled once", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      const store = yield* storeOn(filename)
+      const head = yield* on(store)(JobQueue.enqueue(Echo, { n: 0 }, { queue: "head", maxAttempts: 1 }))
+      // a ladder: each after the two before it, its settle a long write transaction (see above)
+      const ladder = yield* on(store)(JobQueue.enqueueAll(
+        Echo,
+        Array.from({ length: 300 }, (_, n) => ({ payload: { n }, options: { after: n === 0 ? [head] : n === 1 ? [{ item: 0 }] : [{ item: n - 1 }, { item: n - 2 }] } }))
+      ))
+      const child = followConsumer(spawn(node, [settleChild, filename], { stdio: ["ignore", "pipe", "pipe"] }))
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.child.kill("SIGKILL")))
+      yield* Effect.promise(() => waitUntil([child], () => child.lines.includes("settling"), "the child settles"))
+      // killed once its settle holds the write lock (a write of ours is refused at once), or left
+      // alone if it committed first: either way the file holds all of the settle or none of it
+      const probe = new DatabaseSync(filename, { timeout: 0 })
+      const killed = yield* Effect.promise(async () => {
+        while (!child.lines.includes("settled")) {
+          try {
+            probe.exec("BEGIN IMMEDIATE")
+            probe.exec("ROLLBACK")
+          } catch {
+            child.child.kill("SIGKILL")
+            return true
+          }
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+        return false
+      })
+      probe.close()
+      yield* Effect.promise(() => child.exited)
+      const states = Effect.map(
+        on(store)(JobQueue.list({ queue: "default", limit: 1000 })),
+        (jobs) => jobs.reduce((counts, job) => ({ ...counts, [job.state]: (counts[job.state] ?? 0) + 1 }), {} as Record<string, number>)
+      )
+      const headState = (yield* on(store)(JobQueue.status(head.id))).state
+      if (process.env.DURABLE_DEBUG) console.log({ killed, headState })
+      if (killed && headState === "running") assert.deepStrictEqual(yield* states, { blocked: 300 }, "rolled back whole")
+      else assert.deepStrictEqual([headState, yield* states], ["dead", { cancelled: 300 }], "committed whole")
+      // the lapsed lease's reap ends the head dead, and its dependents with it, once
+      yield* Effect.promise(() =>
+        untilRead(() => Effect.runPromise(Effect.andThen(store.reap([0]), on(store)(JobQueue.status(head.id)))), (info) => info.state === "dead", "the head is reaped")
+      )
+      assert.deepStrictEqual(yield* states, { cancelled: 300 })
+      assert.deepStrictEqual((yield* on(store)(JobQueue.status(ladder[0]!.id))).failedDependency, { id: head.id, state: "dead" })
+      assert.strictEqual((yield* on(store)(JobQueue.status(ladder[299]!.id))).failedDependency?.state, "cancelled")
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
   it("a consumer process killed (SIGKILL) while it runs the head of a fan-out: another process reaps and runs it, and each dependent (enqueued before, while held, while reaped) runs once, after it", { timeout: 240_000 }, async () => {
