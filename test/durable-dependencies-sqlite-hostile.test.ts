@@ -5,7 +5,7 @@
  * durable/dependenciesHostile.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -35,43 +35,43 @@ describe("job dependencies on SQLite, hostile", () => {
   it.effect("bad graphs from an untyped caller are refused typed, naming the item, and nothing of the call is stored; 1,000 dependencies are kept", () =>
     badGraphsProof.pipe(Effect.scoped, Effect.provide(JobStore.sqlite({ filename: fresh() }))), { timeout: 60_000 })
 
-  it.live("a settle in one instance releasing 5,000 dependents while another instance enqueues after them and after their dependency: no edge lost, none released twice", () =>
+  it.live("a settle releasing 5,000 dependents while another process enqueues after them and after their dependency (each waiting for the other's write lock): no edge lost, none released twice", () =>
     Effect.gen(function*() {
       const filename = fresh()
-      const [one, two] = [yield* storeOn(filename), yield* storeOn(filename)]
-      const head = yield* on(one)(JobQueue.enqueue(Echo, { n: 0 }, { queue: "head" }))
+      const store = yield* storeOn(filename)
+      const head = yield* on(store)(JobQueue.enqueue(Echo, { n: 0 }, { queue: "head" }))
       const FAN = 5000
-      const fan = yield* on(one)(JobQueue.enqueueAll(Echo, Array.from({ length: FAN }, (_, n) => ({ payload: { n } })), { queue: "fan", after: [head] }))
-      const claimed = yield* one.claim({ queues: ["head"], tasks: ["Echo"], limit: 1, lease: 600_000 })
-      // the other instance: jobs after single fan-out jobs (still blocked or just released: they
-      // wait either way) and jobs after the head (blocked, then released; or queued at once)
-      const racing = yield* Effect.forkChild(Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) =>
-        on(two)(JobQueue.enqueue(Echo, { n: i }, i % 2 === 0 ? { queue: "late-fan", after: [fan[i * 7]!] } : { queue: "late-head", after: [head] })), {
-        concurrency: 4
+      const fan = yield* on(store)(JobQueue.enqueueAll(Echo, Array.from({ length: FAN }, (_, n) => ({ payload: { n } })), { queue: "fan", after: [head] }))
+      const claimed = yield* store.claim({ queues: ["head"], tasks: ["Echo"], limit: 1, lease: 600_000 })
+      // the other process: job n after fan[n * 7] (queue late-0) or after the head (late-1), in turn;
+      // those after the fan-out's jobs wait for them either way, those after the head are blocked
+      // then released, or queued at once
+      const LATE = 300
+      const dependencies = Array.from({ length: LATE }, (_, n) => n % 2 === 0 ? fan[n * 7]!.id : head.id)
+      const child = followConsumer(spawn(node, [settleChild, filename, "after", dependencies.join(","), String(LATE)], {
+        stdio: ["ignore", "pipe", "pipe"]
       }))
-      const settled = yield* one.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })
-      assert.isTrue(settled)
-      yield* Fiber.join(racing)
-      const [fanStats, lateFan, lateHead] = [
-        yield* on(two)(JobQueue.stats("fan")),
-        yield* on(one)(JobQueue.stats("late-fan")),
-        yield* on(two)(JobQueue.stats("late-head"))
-      ]
-      assert.deepStrictEqual([fanStats.waiting, fanStats.blocked], [FAN, 0], "the fan-out released whole")
-      assert.deepStrictEqual([lateFan.waiting, lateFan.blocked], [0, 100], "each after a fan-out job waits for it")
-      assert.deepStrictEqual([lateHead.waiting, lateHead.blocked], [100, 0], "each after the head is queued")
-      for (const job of yield* on(two)(JobQueue.list({ queue: "late-fan", limit: 200 }))) assert.strictEqual(job.waitingFor, 1)
-      // each claimed once: the fan-out and the late ones after the head, 5,100 in all
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.child.kill("SIGKILL")))
+      yield* Effect.promise(() => waitUntil([child], () => child.lines.some((line) => line.startsWith("enqueued")), "the other process enqueues"))
+      assert.isTrue(yield* store.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+      yield* Effect.promise(() => waitUntil([child], () => child.lines.includes("done"), "the other process is done"))
+      assert.strictEqual(child.stderr, "")
+      const stats = (queue: string) => Effect.map(on(store)(JobQueue.stats(queue)), (s) => [s.waiting, s.blocked])
+      assert.deepStrictEqual(yield* stats("fan"), [FAN, 0], "the fan-out released whole")
+      assert.deepStrictEqual(yield* stats("late-0"), [0, LATE / 2], "each after a fan-out job waits for it")
+      assert.deepStrictEqual(yield* stats("late-1"), [LATE / 2, 0], "each after the head is queued")
+      for (const job of yield* on(store)(JobQueue.list({ queue: "late-0", limit: LATE }))) assert.strictEqual(job.waitingFor, 1)
+      // each claimed once: the fan-out and the late ones after the head
       const ids = new Set<string>()
       while (true) {
-        const got = yield* two.claim({ queues: ["fan", "late-head"], tasks: ["Echo"], limit: 1000, lease: 600_000 })
+        const got = yield* store.claim({ queues: ["fan", "late-1"], tasks: ["Echo"], limit: 1000, lease: 600_000 })
         if (got.claims.length === 0) break
         for (const claim of got.claims) {
           assert.isFalse(ids.has(claim.job.id), "claimed twice")
           ids.add(claim.job.id)
         }
       }
-      assert.strictEqual(ids.size, FAN + 100)
+      assert.strictEqual(ids.size, FAN + LATE / 2)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
   /**
