@@ -59,7 +59,8 @@ const COMMITS = {
   redisBareIds: "ae50b32^",
   // the last before the queues' caps (setConcurrency): the meta hash's new field, and the claim's
   redisBeforeCaps: "973d62a",
-  redisBeforeHolds: "3f804fb"
+  redisBeforeHolds: "3f804fb",
+  redisBeforeDependencies: "1a6aaff^"
 }
 /** The schema versions this version migrates to. */
 const PG_LATEST = Postgres.MIGRATIONS.length
@@ -193,6 +194,56 @@ const crossCancel = async (
     await current.runtime.dispose()
     for (const side of [old, other]) side.child.kill("SIGTERM")
     await Promise.all([old.exited, other.exited])
+  }
+}
+
+/**
+ * Job dependencies beside an older process that knows none (`commit`, consuming the default queue):
+ * it must never claim a blocked job nor lose one. Its settle of a dependency does not release the
+ * dependents (documented: upgrade every process before using `after`), which wait, blocked and
+ * counted, until this version's cancel ends them; its cancel of a blocked job answers "finished"
+ * and leaves it. A head this version settles releases its dependents, and the old process runs
+ * each once.
+ */
+const crossDependencies = async (commit: string, target: string, layer: Layer.Layer<JobStore.JobStore, unknown>, env: Record<string, string>) => {
+  const old = await oldSide(commit, target, 2, env)
+  assert.include(old.lines, "ready", old.lines.join("\n"))
+  const current = newSide(layer)
+  try {
+    const store = await current.runtime.runPromise(JobStore.JobStore)
+    // a head of a queue no process consumes, and its dependents on the default queue, which the old
+    // process consumes: blocked, they are not its to claim
+    const ids = await current.runtime.runPromise(Effect.gen(function*() {
+      const head = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "heads", maxAttempts: 1 })
+      const after = yield* JobQueue.enqueueAll(Work, [2, 3, 4].map((n) => ({ payload: { n } })), { after: [head], maxAttempts: 1 })
+      const plain = yield* JobQueue.enqueue(Work, { n: 5 }, { maxAttempts: 1 })
+      return { head: head.id, after: after.map((job) => job.id), plain: plain.id }
+    }))
+    await waitUntil([old], () => old.lines.includes("done 5"), "the old process runs the plain job")
+    assert.deepStrictEqual(old.started, [5], "the old process claimed no blocked job")
+    const answer = await old.send(`cancel ${ids.after[2]}`, (l) => l.startsWith(`cancelled ${ids.after[2]}`), "the old process cancels a blocked job")
+    assert.strictEqual(answer, `cancelled ${ids.after[2]} "finished"`)
+    // this version settles the head: its dependents are released, and the old process runs them once
+    const claimed = await current.runtime.runPromise(store.claim({ queues: ["heads"], tasks: ["Work"], limit: 1, lease: 60_000 }))
+    assert.isTrue(await current.runtime.runPromise(store.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })))
+    await waitUntil([old], () => [2, 3, 4].every((n) => old.lines.includes(`done ${n}`)), "the old process runs the released dependents")
+    assert.deepStrictEqual([...old.started].sort(), [2, 3, 4, 5])
+    // the other way: the old process's settle of a dependency leaves its dependent blocked and counted
+    const [dependency, dependent] = await current.runtime.runPromise(Effect.gen(function*() {
+      const dependency = yield* JobQueue.enqueue(Work, { n: 6 }, { maxAttempts: 1 })
+      const dependent = yield* JobQueue.enqueue(Work, { n: 7 }, { queue: "waits", after: [dependency], maxAttempts: 1 })
+      return [dependency.id, dependent.id]
+    }))
+    await waitUntil([old], () => old.lines.includes("done 6"), "the old process runs the dependency")
+    await untilRead(() => current.runtime.runPromise(JobQueue.status(dependency)), (info) => info.state === "succeeded", "the dependency succeeded")
+    const stranded = await current.runtime.runPromise(JobQueue.status(dependent))
+    assert.deepStrictEqual([stranded.state, stranded.waitingFor], ["blocked", 1])
+    assert.strictEqual((await current.runtime.runPromise(JobQueue.stats("waits"))).blocked, 1)
+    assert.strictEqual(await current.runtime.runPromise(JobQueue.cancel(dependent)), "cancelled")
+  } finally {
+    old.child.kill("SIGTERM")
+    await old.exited
+    await current.runtime.dispose()
   }
 }
 
@@ -419,51 +470,11 @@ describe.skipIf(!historic)("rolling upgrade on SQLite", () => {
     await rolling(COMMITS.sqlite10, filename, onFile(filename), {}, true, true, true)
   }, 120_000)
 
-  // version 16 adds job dependencies (wp_dep, has_dependents, the state blocked): a version-15
-  // process beside it must never claim a blocked job nor lose one; its settle of a dependency does
-  // not release the dependents (documented: upgrade every process before using `after`), which
-  // wait, blocked and counted, until this version's cancel or a redrive ends them
+  // version 16 adds job dependencies (wp_dep, has_dependents, the state blocked)
   it("a version-15 process beside this version's dependencies: it never claims a blocked job, its settles strand dependents blocked (documented), nothing is lost or run twice", async () => {
     const filename = file()
     dirs.push(join(filename, ".."))
-    const old = await oldSide(COMMITS.sqlite15, filename, 2)
-    assert.include(old.lines, "ready", old.lines.join("\n"))
-    const current = newSide(onFile(filename)())
-    const store = await current.runtime.runPromise(JobStore.JobStore)
-    // a head of a queue no process consumes, and its dependents on the default queue, which the old
-    // process consumes: blocked, they are not its to claim
-    const ids = await current.runtime.runPromise(Effect.gen(function*() {
-      const head = yield* JobQueue.enqueue(Work, { n: 1 }, { queue: "heads", maxAttempts: 1 })
-      const after = yield* JobQueue.enqueueAll(Work, [2, 3, 4].map((n) => ({ payload: { n } })), { after: [head], maxAttempts: 1 })
-      const plain = yield* JobQueue.enqueue(Work, { n: 5 }, { maxAttempts: 1 })
-      return { head: head.id, after: after.map((job) => job.id), plain: plain.id }
-    }))
-    await waitUntil([old], () => old.lines.includes("done 5"), "the old process runs the plain job")
-    assert.deepStrictEqual(old.started, [5], "the old process claimed no blocked job")
-    // the old process's cancel of a blocked job: it knows no such state and leaves it
-    const answer = await old.send(`cancel ${ids.after[2]}`, (l) => l.startsWith(`cancelled ${ids.after[2]}`), "the old process cancels a blocked job")
-    assert.strictEqual(answer, `cancelled ${ids.after[2]} "finished"`)
-    // this version settles the head: its dependents are released, and the old process runs them once
-    const claimed = await current.runtime.runPromise(store.claim({ queues: ["heads"], tasks: ["Work"], limit: 1, lease: 60_000 }))
-    assert.isTrue(await current.runtime.runPromise(store.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null })))
-    await waitUntil([old], () => [2, 3, 4].every((n) => old.lines.includes(`done ${n}`)), "the old process runs the released dependents")
-    assert.deepStrictEqual([...old.started].sort(), [2, 3, 4, 5])
-    // the other way: a dependency the old process runs and settles does not release its dependent
-    // (documented); the dependent stays blocked and counted, and this version's cancel ends it
-    const [dependency, dependent] = await current.runtime.runPromise(Effect.gen(function*() {
-      const dependency = yield* JobQueue.enqueue(Work, { n: 6 }, { maxAttempts: 1 })
-      const dependent = yield* JobQueue.enqueue(Work, { n: 7 }, { queue: "waits", after: [dependency], maxAttempts: 1 })
-      return [dependency.id, dependent.id]
-    }))
-    await waitUntil([old], () => old.lines.includes("done 6"), "the old process runs the dependency")
-    await untilRead(() => current.runtime.runPromise(JobQueue.status(dependency)), (info) => info.state === "succeeded", "the dependency succeeded")
-    const stranded = await current.runtime.runPromise(JobQueue.status(dependent))
-    assert.deepStrictEqual([stranded.state, stranded.waitingFor], ["blocked", 1])
-    assert.strictEqual((await current.runtime.runPromise(JobQueue.stats("waits"))).blocked, 1)
-    assert.strictEqual(await current.runtime.runPromise(JobQueue.cancel(dependent)), "cancelled")
-    old.child.kill("SIGTERM")
-    await old.exited
-    await current.runtime.dispose()
+    await crossDependencies(COMMITS.sqlite15, filename, onFile(filename)(), {})
   }, 120_000)
 
   // version 7 widened the claim's, the reaper's and the purge's indexes (counts read them alone):
@@ -491,6 +502,12 @@ describe.skipIf(!historic || !rd.enabled)("rolling upgrade on Redis", () => {
   it("a schedule run by a process of e124dca^ and this version at once: each tick enqueued once", async () => {
     const prefix = rd.freshPrefix()
     await crossRepeat("e124dca^", rd.url!, () => RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix })
+  }, 120_000)
+
+  // the last layout before job dependencies (B:deps, B:waits, B:blocked): the same as SQLite's version 15
+  it("a process from before job dependencies beside this version's: it never claims a blocked job, its settles strand dependents blocked (documented), nothing is lost or run twice", async () => {
+    const prefix = rd.freshPrefix()
+    await crossDependencies(COMMITS.redisBeforeDependencies, rd.url!, RedisJobStore.layer({ url: rd.url!, prefix }), { WORKPOOL_REDIS_PREFIX: prefix })
   }, 120_000)
 
   for (const commit of REDIS_COMMITS) {
