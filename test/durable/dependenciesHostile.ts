@@ -87,7 +87,9 @@ export const killedHolderProof = async (setup: Setup) => {
   ids.push(...await enqueueAfter(setup, ids[0]!, FAN + 2, LATE / 2))
   victim.child.kill("SIGKILL")
   await victim.exited
-  const workers = [setup.consumer(4, 1000, 20), setup.consumer(4, 1000, 20)]
+  // their own leases longer than the victim's: a worker stalled past its lease by a loaded machine
+  // would have its job run twice, which this test does not look for
+  const workers = [setup.consumer(4, 5000, 20), setup.consumer(4, 5000, 20)]
   try {
     await ready(workers)
     // while the workers reap job 0, run it and release its dependents: each of these is blocked, or
