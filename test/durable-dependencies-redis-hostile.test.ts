@@ -7,7 +7,7 @@
 import { describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
-import { badGraphsProof, killedHolderProof, serverRestartProof } from "./durable/dependenciesHostile.ts"
+import { badGraphsProof, killedHolderProof, releasedWakeProof, serverRestartProof } from "./durable/dependenciesHostile.ts"
 import { setup } from "./durable/processes.ts"
 import * as Rd from "./durable/redis.ts"
 import * as redisServer from "./durable/redisserver.ts"
@@ -30,5 +30,9 @@ describe.runIf(Rd.enabled)("job dependencies on Redis, hostile", () => {
     } finally {
       await server.destroy()
     }
+  })
+
+  it("a consumer process idle with a 10-minute poll runs the jobs another process's settle released: one at once, one when its own delay ends", { timeout: 120_000 }, async () => {
+    await releasedWakeProof(onServer(Rd.url!, Rd.freshPrefix()))
   })
 })

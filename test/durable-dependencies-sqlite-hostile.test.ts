@@ -16,7 +16,7 @@ import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import { Echo } from "./durable/conformance.ts"
-import { badGraphsProof, killedHolderProof } from "./durable/dependenciesHostile.ts"
+import { badGraphsProof, killedHolderProof, releasedWakeProof } from "./durable/dependenciesHostile.ts"
 import { setup } from "./durable/processes.ts"
 import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
 
@@ -195,5 +195,10 @@ describe("job dependencies on SQLite, hostile", () => {
   it("a consumer process killed (SIGKILL) while it runs the head of a fan-out: another process reaps and runs it, and each dependent (enqueued before, while held, while reaped) runs once, after it", { timeout: 240_000 }, async () => {
     const filename = fresh()
     await killedHolderProof(setup(JobStore.sqlite({ filename }), filename, {}))
+  })
+
+  it("a consumer process idle with a 10-minute poll runs the jobs another process's settle released: one at once, one when its own delay ends", { timeout: 120_000 }, async () => {
+    const filename = fresh()
+    await releasedWakeProof(setup(JobStore.sqlite({ filename }), filename, {}))
   })
 })

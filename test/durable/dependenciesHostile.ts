@@ -9,6 +9,7 @@ import { Effect, Schedule } from "effect"
 import { assert } from "vitest"
 import { JobNotFound } from "../../src/DurableError.ts"
 import * as JobQueue from "../../src/JobQueue.ts"
+import * as JobStore from "../../src/JobStore.ts"
 import { InvalidJobOptions } from "../../src/PoolError.ts"
 import { Echo } from "./conformance.ts"
 import { Work } from "../fixtures/durable-tasks.ts"
@@ -189,3 +190,34 @@ export const badGraphsProof = Effect.gen(function*() {
   assert.strictEqual(status.state, "cancelled")
   assert.deepStrictEqual(status.failedDependency, { id: deps[999]!.id, state: "cancelled" })
 })
+
+/**
+ * A consumer process idle on its queue with a poll of 10 minutes (only a wake-up from the store can
+ * start a job in time) while this process settles a dependency of two of its jobs: one released
+ * queued, one released with its own delay still ahead (1.5 s from its enqueue). The process starts
+ * each once it is due, woken by the settle's commit and then by the delayed one's time.
+ */
+export const releasedWakeProof = async (setup: Setup) => {
+  const consumer = setup.consumer(2, 5000, 10, undefined, { WORKPOOL_TEST_POLL: "600000" })
+  await ready([consumer])
+  const [head, now, later] = await setup.runtime.runPromise(Effect.gen(function*() {
+    const head = yield* JobQueue.enqueue(Work, { n: 0 }, { queue: "heads" })
+    const now = yield* JobQueue.enqueue(Work, { n: 1 }, { after: [head] })
+    const later = yield* JobQueue.enqueue(Work, { n: 2 }, { after: [head], delay: "1500 millis" })
+    return [head.id, now.id, later.id]
+  }))
+  try {
+    // blocked, they were nothing for the consumer's claims: once it has looked, only a wake-up
+    // (the settle's commit, the delayed one's time) starts them before its poll
+    await setup.runtime.runPromise(Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      const claimed = yield* store.claim({ queues: ["heads"], tasks: ["Work"], limit: 1, lease: 60_000 })
+      assert.strictEqual(claimed.claims[0]?.job.id, head)
+      assert.isTrue(yield* store.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: "0" }))
+    }))
+    await waitUntil([consumer], () => consumer.lines.includes("done 1") && consumer.lines.includes("done 2"), "the idle consumer runs both released jobs", 60_000)
+    assert.deepStrictEqual(await setup.runtime.runPromise(Effect.forEach([now, later], (id) => JobQueue.await(Work, id))), [1, 2])
+  } finally {
+    await stop([consumer])
+  }
+}
