@@ -361,6 +361,41 @@ else {
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_blocked"), [[LATEST], ["wp_job_blocked"]])
       }), { timeout: 60_000 })
 
+    // review41 M8: migration 16 held wp_job through its index builds (the dedup index's DROP and
+    // CREATE could not be skipped). Built first, concurrently (docs/durable.md "Rolling upgrades"),
+    // each is kept: the dedup one under its build's name, renamed; nothing is built again
+    it.live("a version-15 schema whose dependencies' indexes an operator built first (CREATE INDEX CONCURRENTLY) is migrated to version 16 over them, none built again", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }, { dedupKey: "k" }), layer(schema))
+        yield* backToBeforeDependencies(S)
+        const prebuilt = [
+          `CREATE INDEX CONCURRENTLY wp_job_blocked ON ${S}.wp_job (queue) WHERE state = 'blocked'`,
+          `CREATE INDEX CONCURRENTLY wp_job_blocked_expiring ON ${S}.wp_job (expire_at) WHERE state = 'blocked' AND expire_at IS NOT NULL`,
+          `CREATE UNIQUE INDEX CONCURRENTLY wp_job_dedup_blocked ON ${S}.wp_job (queue, dedup_key)
+            WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked')`
+        ]
+        for (const statement of prebuilt) yield* Effect.promise(() => admin((sql) => sql.unsafe(statement).raw))
+        const indexes = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ name: string; oid: number }>`SELECT c.relname AS name, c.oid::int AS oid FROM pg_class c
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = ${schema} AND c.relname LIKE 'wp_job_%' AND c.relkind = 'i' ORDER BY c.relname`
+          )
+        )
+        const before = new Map((yield* indexes).map((row) => [row.name, row.oid]))
+        const made = yield* Effect.provide(JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" }), layer(schema))
+        const after = new Map((yield* indexes).map((row) => [row.name, row.oid]))
+        assert.deepStrictEqual(
+          ["wp_job_blocked", "wp_job_blocked_expiring", "wp_job_dedup"].map((name) => after.get(name)),
+          ["wp_job_blocked", "wp_job_blocked_expiring", "wp_job_dedup_blocked"].map((name) => before.get(name))
+        )
+        assert.isFalse(after.has("wp_job_dedup_blocked"))
+        assert.deepStrictEqual((yield* versionAndIndex(schema, "wp_job_blocked"))[0], [LATEST])
+        assert.isFalse(made.created, "the key is still held")
+      }), { timeout: 60_000 })
+
     // Was a bug (fixed): an invalid wp_job_group_due, which a failed or cancelled CREATE INDEX
     // CONCURRENTLY pre-build (docs/durable.md, "Rolling upgrades") leaves, was kept by the migration's
     // CREATE INDEX IF NOT EXISTS: no plan uses it, and each claim's probe of a key read the table.
@@ -840,7 +875,7 @@ else {
         )
         // the prepared statement's generic plan (see retainStatement)
         for (const past of [{ before: 15_000 }, { keep: 100 }]) {
-          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past, { now: 30_000, schema }))
+          const text = yield* genericPlan((sql) => Postgres.retainStatement(sql, sql.literal(S), "default", "succeeded", 1000, past, 30_000))
           if (process.env.SHOW_PLAN) console.log(text)
           assert.match(text, /Index (Only )?Scan (Backward )?using wp_job_retained/, text)
           assert.notMatch(text, /Seq Scan on wp_job|wp_job_finished|Sort/, text)

@@ -234,15 +234,18 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // (columns of constant defaults or none: catalog changes); the edges (`wp_dep`), kept when a
   // dependency's row is deleted (a redrive then knows what is still needed). A job that ends with
   // dependents settles them in the statement that ended it, whichever it is (a settle, a claim's
-  // carried settles or its expiries, a reap, a cancel): a row trigger whose WHEN reads the row alone,
-  // so a job without dependents pays nothing (see `DEPENDENTS_ENDED`). A deleted job that had
-  // dependencies takes its own edges with it (another trigger, run only for such a job): the edges of a
-  // deleted dependency stay while their dependent does. A dead or cancelled job deleted (purge,
-  // retention) with dependents settles them as its end did (a third, run only for such a job; the
-  // deleting statement takes the dependents' turn first when such a job is among its own, found
-  // along the last index, empty where no job has dependents: see `deleting`). A blocked job holds its dedup
-  // key: the unique index is built again with it (it reads wp_job). Its blocked jobs by queue (the
-  // counts) and by expiry (a reap ends them) are indexed apart, empty where no job has dependencies
+  // carried settles or its expiries, a reap, a cancel): a statement trigger, which finds the
+  // statement's ended jobs with dependents among its own rows (transition tables) and locks all
+  // their dependents in one pass in seq order (see `DEPENDENTS_ENDED`); a statement without one, every
+  // claim's and renewal's, reads its rows and stops (a few µs: see docs/durable.md). A deleted job
+  // that had dependencies takes its own edges with it (a row trigger, run only for such a job): the
+  // edges of a deleted dependency stay while their dependent does. A dead or cancelled job deleted
+  // (purge, retention) with dependents settles them as its end did (the same function, a statement
+  // trigger on DELETE). A blocked job holds its dedup key: the unique index is built again with it
+  // (it reads wp_job), under another name that the old one's is then given, so that an operator may
+  // build it first (CREATE UNIQUE INDEX CONCURRENTLY wp_job_dedup_blocked, docs/durable.md "Rolling
+  // upgrades"), as the two indexes of blocked jobs: by queue (the counts) and by expiry (a reap
+  // ends them), empty where no job has dependencies
   (s) =>
     `ALTER TABLE ${s}.wp_job ADD COLUMN IF NOT EXISTS waiting_for integer, ADD COLUMN IF NOT EXISTS after_failure boolean NOT NULL DEFAULT false,
     ADD COLUMN IF NOT EXISTS failed_dep_id text, ADD COLUMN IF NOT EXISTS failed_dep_state text,
@@ -252,15 +255,14 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE INDEX IF NOT EXISTS wp_dep_job ON ${s}.wp_dep (job_id);
   CREATE INDEX IF NOT EXISTS wp_job_blocked ON ${s}.wp_job (queue) WHERE state = 'blocked';
   CREATE INDEX IF NOT EXISTS wp_job_blocked_expiring ON ${s}.wp_job (expire_at) WHERE state = 'blocked' AND expire_at IS NOT NULL;
-  CREATE INDEX IF NOT EXISTS wp_job_ended_dependents ON ${s}.wp_job (queue, state) WHERE has_dependents AND state IN ('dead', 'cancelled');
-  DROP INDEX IF EXISTS ${s}.wp_job_dedup;
-  CREATE UNIQUE INDEX wp_job_dedup ON ${s}.wp_job (queue, dedup_key)
+  CREATE UNIQUE INDEX IF NOT EXISTS wp_job_dedup_blocked ON ${s}.wp_job (queue, dedup_key)
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked');
+  DROP INDEX IF EXISTS ${s}.wp_job_dedup;
+  ALTER INDEX ${s}.wp_job_dedup_blocked RENAME TO wp_job_dedup;
   ${DEPENDENTS_ENDED(s)};
   DROP TRIGGER IF EXISTS wp_job_ended ON ${s}.wp_job;
-  CREATE TRIGGER wp_job_ended AFTER UPDATE OF state ON ${s}.wp_job FOR EACH ROW
-    WHEN (NEW.has_dependents AND NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION ${s}.wp_dependents_ended();
+  CREATE TRIGGER wp_job_ended AFTER UPDATE ON ${s}.wp_job REFERENCING OLD TABLE AS wp_old NEW TABLE AS wp_new
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();
   CREATE OR REPLACE FUNCTION ${s}.wp_dependent_deleted() RETURNS trigger LANGUAGE plpgsql AS $wp$
   BEGIN
     DELETE FROM ${s}.wp_dep WHERE job_id = OLD.id;
@@ -271,20 +273,24 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   CREATE TRIGGER wp_job_deleted AFTER DELETE ON ${s}.wp_job FOR EACH ROW WHEN (OLD.waiting_for IS NOT NULL)
     EXECUTE FUNCTION ${s}.wp_dependent_deleted();
   DROP TRIGGER IF EXISTS wp_job_dropped ON ${s}.wp_job;
-  CREATE TRIGGER wp_job_dropped AFTER DELETE ON ${s}.wp_job FOR EACH ROW
-    WHEN (OLD.has_dependents AND OLD.state IN ('dead', 'cancelled'))
-    EXECUTE FUNCTION ${s}.wp_dependents_ended();`
+  CREATE TRIGGER wp_job_dropped AFTER DELETE ON ${s}.wp_job REFERENCING OLD TABLE AS wp_old
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();`
 ]
 
 /**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
- * run for a job with `has_dependents` only. The transactions that do so take turns in a schema
- * (an advisory lock of the transaction, taken before any dependent's): each row's run locks its
- * own job's dependents, so a statement that ends several jobs locks the dependents in the order of
- * its rows, and two settle batches whose jobs' dependents crossed (one ending x's dependency then
- * y's, the other y's then x's) deadlocked, Postgres failing one after its deadlock_timeout. Its
- * dependents are locked first, in `seq` order (as every statement that locks several jobs: see
- * `settleStatement`). A success strikes its edges
+ * a statement trigger, which reads the statement's rows (its transition tables) for the jobs it
+ * ended (or deleted dead or cancelled) that have dependents, and stops there when there are none.
+ * All those jobs' dependents are locked first, in one pass in `seq` order (as every statement that
+ * locks several jobs: see `settleStatement`), then each job settles its own in `seq` order. A row
+ * trigger locked each row's dependents in turn: a statement that ended several jobs locked them in
+ * the order of its rows, and two settle batches whose jobs' dependents crossed (one ending x's
+ * dependency then y's, the other y's then x's) deadlocked. That was mended by a per-schema
+ * advisory lock taken by every such transaction (a "turn"), which made its own waits: an open
+ * application transaction that enqueued after a blocked job held back every settle of a job with
+ * dependents in the schema, and deadlocks the rows alone never made. The cost is the statement's: a
+ * trigger call on every UPDATE of `wp_job` (a few µs, see docs/durable.md), where the row trigger's
+ * condition cost a job without dependents nothing. A success strikes its edges
  * (each once: the edge's row lock serializes two settles, so a count is never lost) and counts
  * down its dependents' `waiting_for`, whatever their state (a dependent redriven later waits for
  * what it still needs only); a death or cancel ends each blocked dependent of `afterFailure:
@@ -304,54 +310,73 @@ const DEPENDENTS_ENDED = (s: string) =>
   `CREATE OR REPLACE FUNCTION ${s}.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$
   DECLARE
     released record;
-    ended record;
+    ids text[];
+    states text[];
+    ats bigint[];
+    ended_id text;
+    ended_state text;
     ended_at bigint;
   BEGIN
+    -- the statement's jobs that ended with dependents, in seq order (a statement without one, every
+    -- claim's and renewal's, reads its own rows and stops here)
     IF TG_OP = 'DELETE' THEN
-      ended := OLD;
-      ended_at := COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint);
+      SELECT array_agg(o.id ORDER BY o.seq), array_agg(o.state ORDER BY o.seq),
+          array_agg(COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint))
+        INTO ids, states, ats
+        FROM wp_old o WHERE o.has_dependents AND o.state IN ('dead', 'cancelled');
     ELSE
-      ended := NEW;
-      ended_at := NEW.finished_at;
+      SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
+        INTO ids, states, ats
+        FROM wp_new n WHERE n.has_dependents AND n.state IN ('succeeded', 'dead', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state);
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('effect-workpool-dependents:' || TG_TABLE_SCHEMA), 0);
-    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ended.id)
+    IF ids IS NULL THEN
+      RETURN NULL;
+    END IF;
+    -- all their dependents at once, in seq order: locked job by job, two statements whose jobs'
+    -- dependents crossed locked them in other orders and deadlocked
+    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids))
       ORDER BY j.seq FOR NO KEY UPDATE;
-    IF ended.state = 'succeeded' THEN
-      WITH struck AS (UPDATE ${s}.wp_dep d SET succeeded = true WHERE d.dep_id = ended.id AND NOT d.succeeded RETURNING d.job_id)
-      UPDATE ${s}.wp_job j SET waiting_for = j.waiting_for - 1 FROM struck WHERE j.id = struck.job_id;
-    ELSE
-      -- one past its own expiry, which no claim or reap met yet, expired first and reads so (its
-      -- expire_at kept, no failed dependency); the others are cancelled by this one, their expiry gone
-      -- The whole closure of blocked "cancel" dependents in one UPDATE: cancelled one by one, each
-      -- row's trigger ran inside the last's, and a chain of a few hundred jobs passed max_stack_depth
-      -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
-      -- left to cancel: two levels deep, whatever the chain's length
-      WITH RECURSIVE doomed(id, dep, dep_state) AS (
-          SELECT d.job_id, ended.id, ended.state FROM ${s}.wp_dep d WHERE d.dep_id = ended.id
-        UNION
-          SELECT d.job_id, x.id, 'cancelled' FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
-            JOIN ${s}.wp_dep d ON d.dep_id = x.id
-      ),
-      one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended.id, dep)
-      UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
-          expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
-          failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
-          failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
-        FROM one WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
-    END IF;
-    FOR released IN
-      UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
-          rank = (SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN j.priority * MAX(q.aging_ms) - GREATEST(j.visible_at, ended_at)
-            ELSE j.priority END FROM ${s}.wp_queue q WHERE q.name = j.queue)
-        FROM ${s}.wp_dep d WHERE d.dep_id = ended.id AND j.id = d.job_id AND j.state = 'blocked'
-          AND (j.waiting_for = 0 OR j.after_failure AND NOT EXISTS (
-            SELECT 1 FROM ${s}.wp_dep p JOIN ${s}.wp_job o ON o.id = p.dep_id
-            WHERE p.job_id = j.id AND NOT p.succeeded AND o.state NOT IN ('succeeded', 'dead', 'cancelled')))
-        RETURNING j.queue, j.visible_at
-    LOOP
-      PERFORM pg_notify('${CHANNEL_PREFIX}' || left(encode(sha256(convert_to(TG_TABLE_SCHEMA || '.' || released.queue, 'UTF8')), 'hex'), ${CHANNEL_HASH}),
-        CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
+    FOR i IN 1 .. cardinality(ids) LOOP
+      ended_id := ids[i];
+      ended_state := states[i];
+      ended_at := ats[i];
+      IF ended_state = 'succeeded' THEN
+        WITH struck AS (UPDATE ${s}.wp_dep d SET succeeded = true WHERE d.dep_id = ended_id AND NOT d.succeeded RETURNING d.job_id)
+        UPDATE ${s}.wp_job j SET waiting_for = j.waiting_for - 1 FROM struck WHERE j.id = struck.job_id;
+      ELSE
+        -- one past its own expiry, which no claim or reap met yet, expired first and reads so (its
+        -- expire_at kept, no failed dependency); the others are cancelled by this one, their expiry gone
+        -- The whole closure of blocked "cancel" dependents in one UPDATE: cancelled one by one, each
+        -- row's trigger ran inside the last's, and a chain of a few hundred jobs passed max_stack_depth
+        -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
+        -- left to cancel: two levels deep, whatever the chain's length
+        WITH RECURSIVE doomed(id, dep, dep_state) AS (
+            SELECT d.job_id, ended_id, ended_state FROM ${s}.wp_dep d WHERE d.dep_id = ended_id
+          UNION
+            SELECT d.job_id, x.id, 'cancelled' FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
+              JOIN ${s}.wp_dep d ON d.dep_id = x.id
+        ),
+        one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended_id, dep)
+        UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
+            expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
+            failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
+            failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
+          FROM one WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
+      END IF;
+      FOR released IN
+        UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
+            rank = (SELECT CASE WHEN COALESCE(MAX(q.aging_ms), 0) > 0 THEN j.priority * MAX(q.aging_ms) - GREATEST(j.visible_at, ended_at)
+              ELSE j.priority END FROM ${s}.wp_queue q WHERE q.name = j.queue)
+          FROM ${s}.wp_dep d WHERE d.dep_id = ended_id AND j.id = d.job_id AND j.state = 'blocked'
+            AND (j.waiting_for = 0 OR j.after_failure AND NOT EXISTS (
+              SELECT 1 FROM ${s}.wp_dep p JOIN ${s}.wp_job o ON o.id = p.dep_id
+              WHERE p.job_id = j.id AND NOT p.succeeded AND o.state NOT IN ('succeeded', 'dead', 'cancelled')))
+          RETURNING j.queue, j.visible_at
+      LOOP
+        PERFORM pg_notify('${CHANNEL_PREFIX}' || left(encode(sha256(convert_to(TG_TABLE_SCHEMA || '.' || released.queue, 'UTF8')), 'hex'), ${CHANNEL_HASH}),
+          CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
+      END LOOP;
     END LOOP;
     RETURN NULL;
   END
@@ -361,38 +386,12 @@ const DEPENDENTS_ENDED = (s: string) =>
 const NOW_SETTING = "workpool.now"
 
 /**
- * What a deleting statement (`purgeStatement`, `retainStatement`) needs of its store for the
- * trigger that ends a deleted job's dependents (see `DEPENDENTS_ENDED`): its store time and its
- * schema's name (unquoted: the dependents' turn is keyed by it).
+ * A deleting statement's condition, an uncorrelated subquery run once before any row is deleted (a
+ * one-time filter): it writes the statement's store time (`now`) for the trigger that ends a deleted
+ * job's dependents (see `DEPENDENTS_ENDED`).
  */
-export interface Deleting {
-  readonly now: Fragment | number
-  readonly schema: string
-}
-
-/**
- * A deleting statement's condition, uncorrelated subqueries run once before any row is deleted (a
- * one-time filter): it writes the statement's store time for the trigger, and takes the schema's
- * dependents' turn (see `DEPENDENTS_ENDED`) first when a job it may delete (`candidate`, a condition
- * on `d`) is dead or cancelled with dependents. Taken by the trigger only, after the statement's row
- * locks, a purge holding such a job x waited for the turn held by a settle of x's dependency, whose
- * trigger waited for x: a deadlock. The probe reads `wp_job_ended_dependents`, empty where no job
- * has dependents.
- */
-const deleting = (sql: PgClient.PgClient, S: Fragment, how: Deleting, candidate: Fragment) =>
-  sql`(SELECT set_config(${NOW_SETTING}, (${how.now})::bigint::text, true)) IS NOT NULL
-    AND ${dependentsTurnFirst(sql, S, how.schema, sql`d.state IN ('dead', 'cancelled') AND ${candidate}`)}`
-
-/**
- * A condition that takes the schema's dependents' turn (see `DEPENDENTS_ENDED`) when a job `d` with
- * dependents is such that `candidate` holds: an uncorrelated subquery, run once before the
- * statement's first row lock. A statement that ends or deletes such a job takes the turn in its
- * trigger, after its own row locks: holding the job and waiting for the turn, it deadlocked with the
- * turn's holder, whose trigger waited for that job (its dependent).
- */
-const dependentsTurnFirst = (sql: PgClient.PgClient, S: Fragment, schema: string, candidate: Fragment) =>
-  sql`(SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool-dependents:${schema}`}), 0)
-      FROM ${S}.wp_job d WHERE d.has_dependents AND ${candidate} LIMIT 1) t) >= 0`
+const deleting = (sql: PgClient.PgClient, now: Fragment | number) =>
+  sql`(SELECT set_config(${NOW_SETTING}, (${now})::bigint::text, true)) IS NOT NULL`
 
 /**
  * A migration's statements, one at a time (a prepared statement holds one command): split at each
@@ -417,8 +416,7 @@ export const statementsOf = (text: string): Array<string> => {
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
  * `blocked`: the blocked jobs instead (a reap's, along `wp_job_blocked_expiring`), whose dependents
- * the trigger then ends (see `DEPENDENTS_ENDED`); with the schema's name (unquoted), the dependents'
- * turn is taken first when one of them has dependents (see `dependentsTurnFirst`).
+ * the trigger then ends (see `DEPENDENTS_ENDED`).
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
@@ -426,18 +424,13 @@ export const expireStatement = (
   now: Fragment | number,
   limit: number,
   queues?: ReadonlyArray<string>,
-  blocked?: string
+  blocked = false
 ) => {
-  const state = sql.literal(blocked === undefined ? "'queued'" : "'blocked'")
+  const state = sql.literal(blocked ? "'blocked'" : "'queued'")
   return sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
     FROM (SELECT e.seq FROM ${S}.wp_job e
       WHERE e.state = ${state} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
         ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
-        ${
-    blocked === undefined
-      ? sql``
-      : sql`AND ${dependentsTurnFirst(sql, S, blocked, sql`d.state = ${state} AND d.expire_at IS NOT NULL AND d.expire_at <= ${now}`)}`
-  }
       ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
     WHERE x.seq = e.seq`
 }
@@ -981,14 +974,14 @@ export const purgeStatement = (
   S: Fragment,
   before: number,
   states: ReadonlyArray<State>,
-  how: Deleting
+  now: Fragment | number
 ) =>
   sql<{ n: bigint }>`WITH gone AS (
       DELETE FROM ${S}.wp_job j
       USING (SELECT l.seq FROM ${S}.wp_job l
         WHERE l.state IN ('succeeded', 'dead', 'cancelled') AND l.state = ANY(${states}) AND l.finished_at < ${before}
         ORDER BY l.seq FOR UPDATE OF l) l
-      WHERE j.seq = l.seq AND ${deleting(sql, S, how, sql`d.state = ANY(${states}) AND d.finished_at < ${before}`)}
+      WHERE j.seq = l.seq AND ${deleting(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -1015,7 +1008,7 @@ export const retainStatement = (
   state: State,
   batch: number,
   past: { readonly before: number } | { readonly keep: number },
-  how: Deleting
+  now: Fragment | number
 ) =>
   "before" in past
     ? sql<{ n: bigint }>`WITH gone AS (
@@ -1024,7 +1017,7 @@ export const retainStatement = (
         WHERE l.queue = ${queue} AND l.state = ${state} AND l.state IN ('succeeded', 'dead', 'cancelled')
           AND (l.queue, l.state, l.finished_at) < (${queue}, ${state}, ${past.before}::bigint)
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
     : sql<{ n: bigint }>`WITH cut AS (
@@ -1038,7 +1031,7 @@ export const retainStatement = (
           AND (l.queue, l.state, l.finished_at, l.seq)
             <= (${queue}, ${state}, (SELECT finished_at FROM cut), (SELECT seq FROM cut))
         ORDER BY l.finished_at, l.seq LIMIT ${batch}
-        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, S, how, sql`d.queue = ${queue} AND d.state = ${state}`)}
+        FOR UPDATE SKIP LOCKED)) AND ${deleting(sql, now)}
       RETURNING 1
     ) SELECT COUNT(*) AS n FROM gone`
 
@@ -1231,7 +1224,7 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
  */
 const dropInvalidIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
   Effect.gen(function*() {
-    const name = /CREATE INDEX IF NOT EXISTS (\w+)/.exec(statement)?.[1]
+    const name = /CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)/.exec(statement)?.[1]
     if (name === undefined) return
     const invalid = yield* sql<{ name: string }>`
       SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -2389,6 +2382,11 @@ export const makeWith = (
           transaction(Effect.gen(function*() {
             // its dedup keys' queues first, as any batch's (see `lockDedupQueues`)
             yield* lockDedupQueues(input)
+            // then every dependency of the batch at once, in seq order (`attachTo` then finds each
+            // item's held): locked item by item, two batches (or one and a settle) whose items named
+            // them in crossing orders deadlocked
+            const named = [...new Set(input.flatMap((job) => job.after ?? []))].filter((id) => !noSuchId(id))
+            if (named.length > 0) yield* sql`SELECT 1 FROM ${S}.wp_job WHERE id = ANY(${named}::text[]) ORDER BY seq FOR NO KEY UPDATE`
             const out: Array<Inserted> = []
             for (const fresh of input) {
               const job = withId(fresh)
@@ -2523,9 +2521,7 @@ export const makeWith = (
       noSuchId(id) ? Effect.succeed("missing" as const) : op(
         "cancel",
         Effect.map(
-          // a blocked job with dependents ends with their turn: taken before its row, as a purge does
-          sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job
-              WHERE id = ${id} AND ${dependentsTurnFirst(sql, S, cfg.schema, sql`d.id = ${id} AND d.state IN ('queued', 'blocked')`)} FOR UPDATE),
+          sql<{ before: State }>`WITH target AS (SELECT seq, state FROM ${S}.wp_job WHERE id = ${id} FOR UPDATE),
             cancelled AS (
               UPDATE ${S}.wp_job j SET state = 'cancelled', finished_at = ${NOW()}, exit = NULL
               FROM target WHERE j.seq = target.seq AND target.state IN ('queued', 'blocked') RETURNING j.seq
@@ -2622,7 +2618,7 @@ export const makeWith = (
     }
 
     const purge = (before: number, states: ReadonlyArray<State>) =>
-      op("purge", Effect.map(purgeStatement(sql, S, before, states, { now: NOW(), schema: cfg.schema }), (rows) => Number(rows[0]!.n)), (n) => n > 0)
+      op("purge", Effect.map(purgeStatement(sql, S, before, states, NOW()), (rows) => Number(rows[0]!.n)), (n) => n > 0)
 
     const retainAt = retainCursor((after: string | undefined, n: number) =>
       sql<{ name: string; retention: string | null }>`
@@ -2642,14 +2638,14 @@ export const makeWith = (
             retainRules(decodeRetention(queue.retention), batch, {
               // an age may be a fraction of a millisecond: the cut is sent as a bigint, which rounded
               // it (half to even), a job that ended before it kept; an end is whole, so `< ceil` is exact
-              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, { now: at, schema: cfg.schema })),
+              age: (state, age) => deletedBy(retainStatement(sql, S, queue.name, state, batch, { before: Math.ceil(at - age) }, at)),
               count: (state, count) =>
                 retainCounted(
                   queue.name,
                   state,
                   count,
                   (from, bound) => Effect.map(retainLookStatement(sql, S, queue.name, state, from, bound), (rows) => RetainCount.lookOf(rows[0])),
-                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, { now: at, schema: cfg.schema }))
+                  deletedBy(retainStatement(sql, S, queue.name, state, batch, { keep: count }, at))
                 )
             }))),
         // its awaiters look (a job they await may be gone); no consumer has more to claim
@@ -3179,7 +3175,7 @@ export const makeWith = (
           // awaiters told (they poll). Not counted: the reaper took back nothing. After the leases, as
           // every store: a dependent of a job reaped dead and of one expiring names the reaped one
           yield* expireStatement(sql, S, now, EXPIRE_BATCH)
-          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, cfg.schema)
+          yield* expireStatement(sql, S, now, EXPIRE_BATCH, undefined, true)
           return count
         }),
         (n) => n > 0
