@@ -325,6 +325,26 @@ if (Pg.enabled) {
         for (const id of [x.id, y.id]) assert.strictEqual((yield* on(JobQueue.status(id))).state, "queued")
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // the dependents' trigger is a statement trigger reading the statement's rows (transition
+    // tables): a claim ends expired jobs in one CTE of its statement and claims in another, and the
+    // trigger, called once for the statement, sees both CTEs' rows
+    it.live("a claim that ends an expired dependency (one CTE of its statement) while it claims another job (another) cancels the expired one's dependent in its step", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        const store = Context.get(yield* Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })), JobStore.JobStore)
+        const on = <A, E>(effect: Effect.Effect<A, E, JobStore.JobStore>) => Effect.provideService(effect, JobStore.JobStore, store)
+        const expiring = yield* on(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", expireIn: "1 hour" }))
+        const dependent = yield* on(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [expiring] }))
+        const other = yield* on(JobQueue.enqueue(Echo, { n: 3 }, { queue: "a" }))
+        // its hour gone by (the store's clock is the server's)
+        yield* Effect.promise(() => Pg.admin((sql) => sql`UPDATE ${sql(schema)}.wp_job SET expire_at = 1 WHERE id = ${expiring.id}`))
+        const claims = (yield* store.claim({ queues: ["a"], tasks: ["Echo"], limit: 2, lease: 60_000 })).claims
+        assert.deepStrictEqual(claims.map((claim) => claim.job.id), [other.id])
+        assert.strictEqual((yield* on(JobQueue.status(expiring.id))).state, "cancelled")
+        const info = yield* on(JobQueue.status(dependent.id))
+        assert.deepStrictEqual([info.state, info.failedDependency], ["cancelled", { id: expiring.id, state: "cancelled" }])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
+
     // the enqueue holds its dependencies' rows until its commit: a purge of one at the same moment
     // either deletes it first (the enqueue, having waited, finds it gone: JobNotFound, nothing
     // stored) or waits for the edge (the dependent then knows what it waited for)
