@@ -317,14 +317,21 @@ const DEPENDENTS_ENDED = (s: string) =>
     ended_state text;
     ended_at bigint;
   BEGIN
-    -- the statement's jobs that ended with dependents, in seq order (a statement without one, every
-    -- claim's and renewal's, reads its own rows and stops here)
+    -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
+    -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
+    -- one-row UPDATE pays 0 to 3 µs for the call (the aggregates below cost it 5 to 10)
     IF TG_OP = 'DELETE' THEN
+      IF NOT EXISTS (SELECT FROM wp_old o WHERE o.has_dependents) THEN
+        RETURN NULL;
+      END IF;
       SELECT array_agg(o.id ORDER BY o.seq), array_agg(o.state ORDER BY o.seq),
           array_agg(COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint))
         INTO ids, states, ats
         FROM wp_old o WHERE o.has_dependents AND o.state IN ('dead', 'cancelled');
     ELSE
+      IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
+        RETURN NULL;
+      END IF;
       SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
         INTO ids, states, ats
         FROM wp_new n WHERE n.has_dependents AND n.state IN ('succeeded', 'dead', 'cancelled')
