@@ -234,14 +234,15 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   // (columns of constant defaults or none: catalog changes); the edges (`wp_dep`), kept when a
   // dependency's row is deleted (a redrive then knows what is still needed). A job that ends with
   // dependents settles them in the statement that ended it, whichever it is (a settle, a claim's
-  // carried settles or its expiries, a reap, a cancel): a statement trigger, which finds the
-  // statement's ended jobs with dependents among its own rows (transition tables) and locks all
-  // their dependents in one pass in seq order (see `DEPENDENTS_ENDED`); a statement without one, every
-  // claim's and renewal's, reads its rows and stops (a few µs: see docs/durable.md). A deleted job
+  // carried settles or its expiries, a reap, a cancel): a statement trigger, made by version 17,
+  // which finds the statement's ended jobs with dependents among its own rows (transition tables)
+  // and locks all their dependents in one pass in seq order (see `DEPENDENTS_ENDED`); a statement
+  // without one, every claim's and renewal's, reads its rows and stops (a few µs: see
+  // docs/durable.md). A deleted job
   // that had dependencies takes its own edges with it (a row trigger, run only for such a job): the
   // edges of a deleted dependency stay while their dependent does. A dead or cancelled job deleted
   // (purge, retention) with dependents settles them as its end did (the same function, a statement
-  // trigger on DELETE). A blocked job holds its dedup key: the unique index is built again with it
+  // trigger on DELETE, version 17's too). A blocked job holds its dedup key: the unique index is built again with it
   // (it reads wp_job), under another name that the old one's is then given, so that an operator may
   // build it first (CREATE UNIQUE INDEX CONCURRENTLY wp_job_dedup_blocked, docs/durable.md "Rolling
   // upgrades"), as the two indexes of blocked jobs: by queue (the counts) and by expiry (a reap
@@ -259,10 +260,6 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
     WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked');
   DROP INDEX IF EXISTS ${s}.wp_job_dedup;
   ALTER INDEX ${s}.wp_job_dedup_blocked RENAME TO wp_job_dedup;
-  ${DEPENDENTS_ENDED(s)};
-  DROP TRIGGER IF EXISTS wp_job_ended ON ${s}.wp_job;
-  CREATE TRIGGER wp_job_ended AFTER UPDATE ON ${s}.wp_job REFERENCING OLD TABLE AS wp_old NEW TABLE AS wp_new
-    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();
   CREATE OR REPLACE FUNCTION ${s}.wp_dependent_deleted() RETURNS trigger LANGUAGE plpgsql AS $wp$
   BEGIN
     DELETE FROM ${s}.wp_dep WHERE job_id = OLD.id;
@@ -271,10 +268,21 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
   $wp$;
   DROP TRIGGER IF EXISTS wp_job_deleted ON ${s}.wp_job;
   CREATE TRIGGER wp_job_deleted AFTER DELETE ON ${s}.wp_job FOR EACH ROW WHEN (OLD.waiting_for IS NOT NULL)
-    EXECUTE FUNCTION ${s}.wp_dependent_deleted();
+    EXECUTE FUNCTION ${s}.wp_dependent_deleted();`,
+  // 17: the dependents' triggers of version 16 (see `DEPENDENTS_ENDED`). A development build's 16
+  // (before 0.3.0) made them row triggers, whose function took a per-schema advisory lock first,
+  // and an index of ended jobs with dependents for them: a schema it migrated kept both, and the
+  // deadlocks the statement triggers mend. Function and triggers replaced, the index dropped:
+  // catalog changes only
+  (s) =>
+    `${DEPENDENTS_ENDED(s)};
+  DROP TRIGGER IF EXISTS wp_job_ended ON ${s}.wp_job;
+  CREATE TRIGGER wp_job_ended AFTER UPDATE ON ${s}.wp_job REFERENCING OLD TABLE AS wp_old NEW TABLE AS wp_new
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();
   DROP TRIGGER IF EXISTS wp_job_dropped ON ${s}.wp_job;
   CREATE TRIGGER wp_job_dropped AFTER DELETE ON ${s}.wp_job REFERENCING OLD TABLE AS wp_old
-    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();`
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.wp_dependents_ended();
+  DROP INDEX IF EXISTS ${s}.wp_job_ended_dependents;`
 ]
 
 /**
