@@ -407,6 +407,46 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  /** A job of queue `queue` with id `id` after `after`, enqueued as a store's caller gives it. */
+  const jobWithId = (id: string, queue: string, after: ReadonlyArray<string>) => ({
+    id, queue, task: "Echo", payload: JSON.stringify({ n: 0 }), priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined, after
+  })
+
+  // Found (review42 M1), fixed: a death cancelled its closure of blocked dependents in one UPDATE
+  // joined to them by id (random), which locked them in id order. An enqueue after g1, m and g2 (seq
+  // order) held g1 and waited for m; h's death locked g2 first and waited for g1; m released, the
+  // enqueue wanted g2: 40P01 on one. The closure is locked in seq order now, before the UPDATE. The
+  // enqueue is the application's transaction's, which the store does not retry
+  it.live("a death whose closure of blocked dependents an enqueue locks in seq order (their ids in the other order) both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const h = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "h" }))
+      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "x", after: [h] }))
+      // g1 before g2 by seq, after it by id
+      const tag = crypto.randomUUID()
+      const g1 = yield* store.enqueue(jobWithId(`b-${tag}`, "g", [x.id]))
+      const m = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "m" }))
+      const g2 = yield* store.enqueue(jobWithId(`a-${tag}`, "g", [x.id]))
+      const claimH = yield* claimOne(store, "h")
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, m.id)
+      const app = yield* appOn(schema)
+      const enqueuing = yield* Effect.forkChild(Effect.exit(app.sql.withTransaction(
+        on(app.store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "c", after: [g1, m, g2] }))
+      )))
+      yield* Pg.blockedBy(locker.pid)
+      const other = yield* storeOn(schema)
+      const dying = yield* Effect.forkChild(Effect.exit(other.settle(claimH.token, { _tag: "Final", state: "dead", exit: null })))
+      yield* Pg.lockWaitersOn(schema, 2)
+      yield* locker.release
+      const [enqueued, died] = [yield* Fiber.join(enqueuing), yield* Fiber.join(dying)]
+      assert.deepStrictEqual([sqlStates(enqueued), sqlStates(died)], [[], []])
+      const made = Exit.isSuccess(enqueued) ? enqueued.value.id : ""
+      const states = yield* Effect.forEach([x.id, g1.id, g2.id, made], (id) => Effect.map(on(store)(JobQueue.status(id)), (info) => info.state))
+      assert.deepStrictEqual(states, ["cancelled", "cancelled", "cancelled", "cancelled"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // Found (review41 M5), fixed: an enqueueAll locked each item's dependencies as it came to the item:
   // two batches naming u and v in crossing orders (one an item after u, then one after v; the other
   // v, then u) held one each and waited for the other's (40P01 on one). Now each locks every

@@ -324,6 +324,9 @@ const DEPENDENTS_ENDED = (s: string) =>
     ended_id text;
     ended_state text;
     ended_at bigint;
+    closure_ids text[];
+    closure_deps text[];
+    closure_states text[];
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
     -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
@@ -373,11 +376,18 @@ const DEPENDENTS_ENDED = (s: string) =>
               JOIN ${s}.wp_dep d ON d.dep_id = x.id
         ),
         one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended_id, dep)
+        -- locked first, in seq order: the UPDATE locked them in the order of its join (by id, random),
+        -- and an enqueue after two of them in seq order holding the one and waiting for the other
+        -- deadlocked with it
+        SELECT array_agg(l.id), array_agg(l.dep), array_agg(l.dep_state) INTO closure_ids, closure_deps, closure_states
+          FROM (SELECT one.id, one.dep, one.dep_state FROM one JOIN ${s}.wp_job j ON j.id = one.id
+            WHERE j.state = 'blocked' AND NOT j.after_failure ORDER BY j.seq FOR NO KEY UPDATE OF j) l;
         UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
             expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
             failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
             failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
-          FROM one WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
+          FROM unnest(closure_ids, closure_deps, closure_states) AS one(id, dep, dep_state)
+          WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
       END IF;
       FOR released IN
         UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
