@@ -447,6 +447,43 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["cancelled", "cancelled", "cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // Found (review42 M2), fixed: a purge's trigger locked every dependent of a deleted dead job,
+  // whatever its state: here r (afterFailure "run", running) after x (dead), which it can never
+  // change. The purge held x, h and g (cancelled by h, after r too) and waited for y (blocked after x
+  // and z, seq below r, held by a session); r's settle held r and its trigger waited for g; y
+  // released, the purge wanted r: 40P01 on one. Now it locks only the dependents it may write
+  it.live("a purge of a dead job whose running afterFailure 'run' dependent settles meanwhile (that one's dependent being purged too): both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const dead = { _tag: "Final", state: "dead", exit: null } as const
+      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
+      yield* store.settle((yield* claimOne(store, "x")).token, dead)
+      const z = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "z" }))
+      const y = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "y", after: [x, z], afterFailure: "run" }))
+      const r = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "r", after: [x], afterFailure: "run" }))
+      const claimR = yield* claimOne(store, "r")
+      const h = yield* on(store)(JobQueue.enqueue(Echo, { n: 5 }, { queue: "h" }))
+      yield* store.settle((yield* claimOne(store, "h")).token, dead)
+      const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 6 }, { queue: "g", after: [r, h] }))
+      const before = yield* Effect.forEach([y, r, g], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
+      assert.deepStrictEqual(before, ["blocked", "running", "cancelled"])
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, y.id)
+      const other = yield* storeOn(schema)
+      const purging = yield* Effect.forkChild(Effect.exit(store.purge(Number.MAX_SAFE_INTEGER, ["dead", "cancelled"])))
+      yield* Pg.blockedBy(locker.pid)
+      const settling = yield* Effect.forkChild(Effect.exit(other.settle(claimR.token, succeeded)))
+      // r's settle waits for the purge (for g), or is done
+      yield* Effect.raceFirst(Pg.lockWaitersOn(schema, 2), Fiber.await(settling))
+      yield* locker.release
+      const [purged, settled] = [yield* Fiber.join(purging), yield* Fiber.join(settling)]
+      assert.deepStrictEqual([sqlStates(purged), sqlStates(settled)], [[], []])
+      assert.deepStrictEqual([Exit.isSuccess(purged) && purged.value, Exit.isSuccess(settled) && settled.value], [3, true])
+      const after = yield* Effect.forEach([x, h, g, y, r], (job) => store.get(job.id))
+      assert.deepStrictEqual(after.map((job) => job?.state), [undefined, undefined, undefined, "blocked", "succeeded"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   // Found (review41 M5), fixed: an enqueueAll locked each item's dependencies as it came to the item:
   // two batches naming u and v in crossing orders (one an item after u, then one after v; the other
   // v, then u) held one each and waited for the other's (40P01 on one). Now each locks every

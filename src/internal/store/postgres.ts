@@ -289,8 +289,9 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
  * a statement trigger, which reads the statement's rows (its transition tables) for the jobs it
  * ended (or deleted dead or cancelled) that have dependents, and stops there when there are none.
- * All those jobs' dependents are locked first, in one pass in `seq` order (as every statement that
- * locks several jobs: see `settleStatement`), then each job settles its own in `seq` order. A row
+ * Those jobs' dependents that it may write are locked first, in one pass in `seq` order (as every
+ * statement that locks several jobs: see `settleStatement`), then each job settles its own in `seq`
+ * order. A row
  * trigger locked each row's dependents in turn: a statement that ended several jobs locked them in
  * the order of its rows, and two settle batches whose jobs' dependents crossed (one ending x's
  * dependency then y's, the other y's then x's) deadlocked. That was mended by a per-schema
@@ -351,9 +352,16 @@ const DEPENDENTS_ENDED = (s: string) =>
     IF ids IS NULL THEN
       RETURN NULL;
     END IF;
-    -- all their dependents at once, in seq order: locked job by job, two statements whose jobs'
-    -- dependents crossed locked them in other orders and deadlocked
+    -- their dependents at once, in seq order: locked job by job, two statements whose jobs'
+    -- dependents crossed locked them in other orders and deadlocked. Only those written below: of a
+    -- success all (their counts), of a death or cancel the blocked ones (cancelled or released) and
+    -- the ended ones (a redrive puts one back to blocked: it locks the row first, so either it waits
+    -- for this transaction and sees the dependency ended or gone, or this one waits for it and sees
+    -- the row blocked). A running or queued one was locked too, and a settle of it (holding it, its
+    -- trigger waiting for a job this statement ended or deleted) deadlocked with this statement
     PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids))
+        AND (j.state IN ('blocked', 'dead', 'cancelled') OR j.id IN (
+          SELECT d.job_id FROM ${s}.wp_dep d JOIN unnest(ids, states) AS e(id, state) ON d.dep_id = e.id WHERE e.state = 'succeeded'))
       ORDER BY j.seq FOR NO KEY UPDATE;
     FOR i IN 1 .. cardinality(ids) LOOP
       ended_id := ids[i];
