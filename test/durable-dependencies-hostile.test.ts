@@ -11,6 +11,7 @@ import { Context, Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import { StoreError } from "../src/DurableError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
 import { Echo } from "./durable/conformance.ts"
@@ -483,6 +484,77 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const after = yield* Effect.forEach([x, h, g, y, r], (job) => store.get(job.id))
       assert.deepStrictEqual(after.map((job) => job?.state), [undefined, undefined, undefined, "blocked", "succeeded"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  /**
+   * review42 H1 (partial): a statement that ends several jobs locks its own rows, then their
+   * dependents in seq order; an enqueue with `after` locks its dependencies in seq order. Seq a < q
+   * < b < p, q and b after a: a settle batch of a and p holds them and waits for q (held by a
+   * session); an enqueue after b and p holds b and waits for p; q released, the batch wants b: a
+   * cycle, which Postgres breaks after its deadlock_timeout by failing the one whose check finds it,
+   * mostly the enqueue (it waited first). The store's own enqueue transaction is then run again.
+   * Returns the two exits (the batch's, the enqueue's) and the enqueued job's state.
+   */
+  const enqueueBesideBatch = (enqueue: (b: JobQueue.JobHandle<number, never>, p: JobQueue.JobHandle<number, never>) => Effect.Effect<string, unknown, JobStore.JobStore>) =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const a = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+      const q = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [a] }))
+      const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [a] }))
+      const p = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "p" }))
+      const tokens = [(yield* claimOne(store, "a")).token, (yield* claimOne(store, "p")).token]
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, q.id)
+      // one statement, as a store's settle writer sends the settles that queued together
+      const batch = yield* Effect.forkChild(Effect.exit(Effect.tryPromise(() =>
+        Pg.admin((sql) =>
+          Postgres.settleStatement(sql, sql.literal(`"${schema}"`), tokens.map((token) => ({ token, state: "succeeded", exit: null })), Date.now())
+        )
+      )))
+      yield* Pg.blockedBy(locker.pid)
+      const enqueuing = yield* Effect.forkChild(Effect.exit(on(store)(enqueue(b as never, p as never))))
+      yield* Pg.lockWaitersOn(schema, 2)
+      yield* locker.release
+      const [settled, enqueued] = [yield* Fiber.join(batch), yield* Fiber.join(enqueuing)]
+      const state = Exit.isSuccess(enqueued) ? (yield* on(store)(JobQueue.status(enqueued.value))).state : undefined
+      return { settled, enqueued, state }
+    })
+
+  /** The SQLSTATE of a failure that is not the store's (a statement of the test's own). */
+  const sqlStateOf = (exit: Exit.Exit<unknown, unknown>) => {
+    if (Exit.isSuccess(exit)) return undefined
+    const codeOf = (error: unknown): string => {
+      for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e != null && depth < 5; e = e.cause as typeof e, depth++) {
+        if (typeof e.code === "string" && e.code.length === 5) return e.code
+      }
+      return String(error)
+    }
+    return exit.cause.reasons.map((r) => r._tag === "Fail" ? codeOf(r.error) : r._tag).join()
+  }
+
+  const afterBP = {
+    enqueue: (b: JobQueue.JobHandle<number, never>, p: JobQueue.JobHandle<number, never>) =>
+      Effect.map(JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [b, p] }), (job) => job.id),
+    enqueueAll: (b: JobQueue.JobHandle<number, never>, p: JobQueue.JobHandle<number, never>) =>
+      Effect.map(JobQueue.enqueueAll(Echo, [{ payload: { n: 5 }, options: { queue: "c", after: [b, p] } }]), (jobs) => jobs[0]!.id)
+  }
+  for (const [name, enqueue] of Object.entries(afterBP)) {
+    it.live(`an ${name} after jobs that a settle batch ends, the two locking in crossing orders, is run again when Postgres ends it as the deadlock's victim: it succeeds`, () =>
+      Effect.gen(function*() {
+        // a round where the check of the batch found the cycle first (the machine slow past 1 s
+        // between the two waits) failed the batch instead: it proves nothing, and runs again
+        for (let round = 0; round < 5; round++) {
+          const { settled, enqueued, state } = yield* enqueueBesideBatch(enqueue)
+          assert.deepStrictEqual(sqlStates(enqueued), [], "the enqueue never fails")
+          if (sqlStateOf(settled) === "40P01") continue
+          assert.isTrue(Exit.isSuccess(settled), `the batch: ${sqlStateOf(settled)}`)
+          // b released by a's success, p succeeded: the new job waits for b only
+          assert.strictEqual(state, "blocked")
+          return
+        }
+        assert.fail("the batch was the deadlock's victim in every round")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+  }
 
   // Found (review41 M5), fixed: an enqueueAll locked each item's dependencies as it came to the item:
   // two batches naming u and v in crossing orders (one an item after u, then one after v; the other

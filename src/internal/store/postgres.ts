@@ -700,8 +700,19 @@ const isLockTimeout = (error: unknown): boolean => SqlError.isSqlError(error) &&
  * wp_queue, then wp_job, deadlocks with it, and Postgres ends the migration, which waited first).
  * Either way it gives way, and tries again.
  */
-const isLockConflict = (error: unknown): boolean =>
-  isLockTimeout(error) || (SqlError.isSqlError(error) && error.reason._tag === "DeadlockError")
+const isLockConflict = (error: unknown): boolean => isLockTimeout(error) || isDeadlock(error)
+
+const isDeadlock = (error: unknown): boolean => SqlError.isSqlError(error) && error.reason._tag === "DeadlockError"
+
+/**
+ * How many times in all an enqueue with `after` runs its transaction of the store's own when
+ * Postgres ends it as a deadlock's victim (40P01). Its lock of the dependencies' rows, in seq order,
+ * can still close a cycle with a statement that ended several jobs: that statement locks its own rows
+ * first, then their dependents (docs/durable.md "Dependencies"). Rolled back, it is the same
+ * transaction again: the other has what it waited for then. Inside an application's transaction
+ * it is not tried again (the transaction is the application's: it retries it on 40P01).
+ */
+export const DEADLOCK_TRIES = 3
 
 /**
  * How long (ms) a migration waits for a lock on a table before it gives up and tries again, after
@@ -1726,6 +1737,14 @@ export const makeWith = (
         )
       })
 
+    /**
+     * A transaction of the store's own run again when it is a deadlock's victim, `DEADLOCK_TRIES`
+     * times in all; as it is inside the application's transaction (a savepoint of that one, whose
+     * other locks may be the cycle's: the application retries the whole of it).
+     */
+    const deadlockRetried = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.flatMap(inApplications, (inApp) => inApp ? effect : Effect.retry(effect, { while: isDeadlock, times: DEADLOCK_TRIES - 1 }))
+
     /** `op` without the pin: for a write whose statement another fiber runs (a batched settle's). */
     const written = <A>(
       operation: string,
@@ -2289,7 +2308,7 @@ export const makeWith = (
           after.length === 0 ? insertOne(job) : Effect.catchIf(
             // its dependencies' rows held until the commit: a settle, a purge or a delete of one
             // waits for its edge, or came first and is seen (see `attachTo`)
-            transaction(Effect.flatMap(attachTo(after, job.afterFailure === "run"), (attached) => insertOne(job, attached))),
+            deadlockRetried(transaction(Effect.flatMap(attachTo(after, job.afterFailure === "run"), (attached) => insertOne(job, attached)))),
             (error): error is MissingDependency => error instanceof MissingDependency,
             (missing): Effect.Effect<Inserted> => Effect.succeed({ id: job.id, created: false, missing: missing.id })
           )
@@ -2412,7 +2431,7 @@ export const makeWith = (
       op(
         "enqueue",
         Effect.catchIf(
-          transaction(Effect.gen(function*() {
+          deadlockRetried(transaction(Effect.gen(function*() {
             // its dedup keys' queues first, as any batch's (see `lockDedupQueues`)
             yield* lockDedupQueues(input)
             // then every dependency of the batch at once, in seq order (`attachTo` then finds each
@@ -2431,7 +2450,7 @@ export const makeWith = (
               )
             }
             return out
-          })),
+          }))),
           (error): error is MissingDependency => error instanceof MissingDependency,
           (missing) => Effect.succeed(missing)
         ),
