@@ -422,6 +422,37 @@ else {
         assert.isFalse(made.created, "the key is still held")
       }), { timeout: 60_000 })
 
+    // review42 L6: CREATE UNIQUE INDEX IF NOT EXISTS wp_job_dedup_blocked looked at the name only: a
+    // pre-build with a typo (here not UNIQUE) was kept, renamed to wp_job_dedup, and a second job
+    // with a key an unfinished job held was created. The migration now drops an index of its name
+    // unlike its own build, and builds it
+    it.live("a version-15 schema whose dedup index an operator pre-built wrong (not UNIQUE) is migrated to the unique one: a held key still dedups", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
+        yield* backToBeforeDependencies(S)
+        yield* Effect.promise(() =>
+          admin((sql) =>
+            sql.unsafe(`CREATE INDEX wp_job_dedup_blocked ON ${S}.wp_job (queue, dedup_key)
+              WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running', 'blocked')`).raw
+          )
+        )
+        const made = yield* Effect.provide(
+          Effect.all([JobQueue.enqueue(Echo, { n: 2 }, { dedupKey: "k" }), JobQueue.enqueue(Echo, { n: 3 }, { dedupKey: "k" })]),
+          layer(schema)
+        )
+        assert.deepStrictEqual(made.map((job) => job.created), [true, false], "the second enqueue meets the first's key")
+        const [index] = yield* Effect.promise(() =>
+          admin((sql) =>
+            sql<{ unique: boolean }>`SELECT i.indisunique AS unique FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${schema} AND c.relname = 'wp_job_dedup'`
+          )
+        )
+        assert.deepStrictEqual(index, { unique: true })
+        assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_dedup_blocked"), [[LATEST], []])
+      }), { timeout: 60_000 })
+
     // review42 M3: migration 16 was changed in place before 0.3.0. A development build's 16 (here
     // 244e902's) made the dependents' triggers row triggers, and an index for them: a schema it
     // migrated kept both, and the deadlocks the statement triggers mend. Version 17 replaces them

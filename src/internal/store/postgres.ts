@@ -1262,19 +1262,37 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
 
 /**
  * Before a migration's `CREATE INDEX IF NOT EXISTS` (an index an operator may build first with
- * CREATE INDEX CONCURRENTLY, docs/durable.md "Rolling upgrades"): drops an invalid index of that
- * name in `schema`, which a failed or cancelled concurrent build leaves. IF NOT EXISTS would keep
- * it, the planner never uses it, and the claims it is for read the table instead.
+ * CREATE INDEX CONCURRENTLY, docs/durable.md "Rolling upgrades"): drops an index of that name in
+ * `schema` that is not the one the statement builds, so that the statement builds it. IF NOT EXISTS
+ * looks at the name only: it kept an invalid one, which a failed or cancelled concurrent build
+ * leaves (the planner never uses it, and the claims it is for read the table instead), and a
+ * pre-build with a typo (the dedup index built not UNIQUE, or over other rows: renamed to
+ * `wp_job_dedup`, dedup broke). A valid one is compared with the statement's own build on an empty
+ * copy of the table's columns (a temporary table): same uniqueness, method, columns and predicate,
+ * as `pg_get_indexdef` gives them.
  */
-const dropInvalidIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
+const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
   Effect.gen(function*() {
-    const name = /CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)/.exec(statement)?.[1]
-    if (name === undefined) return
-    const invalid = yield* sql<{ name: string }>`
-      SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = ${schema} AND c.relname = ${name} AND NOT i.indisvalid`
-    if (invalid.length > 0) yield* sql.unsafe(`DROP INDEX "${schema}".${name}`).raw
+    const head = /CREATE (UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (.+?)\.(\w+) \(/.exec(statement)
+    if (head === null) return
+    const [unique, name, table] = [head[1] ?? "", head[2]!, head[4]!]
+    const [found] = yield* sql<{ valid: boolean; def: string }>`
+      SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = ${schema} AND c.relname = ${name}`
+    if (found === undefined) return
+    if (found.valid) {
+      yield* sql.unsafe(`CREATE TEMP TABLE wp_shape (LIKE "${schema}".${table}) ON COMMIT DROP`).raw
+      yield* sql.unsafe(statement.replace(head[0], `CREATE ${unique}INDEX ${name} ON pg_temp.wp_shape (`)).raw
+      const [built] = yield* sql<{ def: string }>`SELECT pg_get_indexdef(to_regclass(${`pg_temp.${name}`})) AS def`
+      yield* sql.unsafe(`DROP TABLE pg_temp.wp_shape`).raw
+      if (indexShape(found.def) === indexShape(built!.def)) return
+    }
+    yield* sql.unsafe(`DROP INDEX "${schema}".${name}`).raw
   })
+
+/** An index's definition (`pg_get_indexdef`) without its name and table: whether unique, then from its method on. */
+const indexShape = (def: string): string => `${def.startsWith("CREATE UNIQUE ")}${def.slice(def.indexOf(" USING "))}`
 
 /** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
 const knownVersion = (stored: string): boolean => /^\d{1,9}$/.test(stored) && Number(stored) <= MIGRATIONS.length
@@ -1844,7 +1862,7 @@ export const makeWith = (
         for (let v = version; v < MIGRATIONS.length; v++) {
           // one statement at a time: a prepared statement holds one command
           for (const statement of statementsOf(MIGRATIONS[v]!(`"${cfg.schema}"`))) {
-            yield* dropInvalidIndex(sql, cfg.schema, statement)
+            yield* dropStaleIndex(sql, cfg.schema, statement)
             yield* sql.unsafe(statement).raw
           }
         }
