@@ -22,7 +22,7 @@ import type { Store } from "../src/internal/store/model.ts"
 import * as Task from "../src/Task.ts"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { claimsAmongOtherTasks, concurrencyCapFreedElsewhere, concurrencyCapTwoInstances, conformance, connectionsKilled, groupWalkBudget, groupWalkPastTaken, dedupRaceAcrossInstances, delayedWakeAcrossInstances, delayOnServerClock, Echo, notAfterOnServerClock, rateLimitChangeAcrossInstances, rateLimitLiftTwoInstances, retentionAcrossInstances } from "./durable/conformance.ts"
-import { waitFor } from "./helpers.ts"
+import { hasCommit, waitFor } from "./helpers.ts"
 import { admin, backToBeforeCaps, backToBeforeDependencies, backToBeforeExpiry, backToBeforeDedupModes, backToBeforeGroupDue, backToBeforeGroups, backToBeforeHolds, backToVersion6, beforeRetention, backToVersion7, blockedBy, enabled, freshSchema, genericPlan, listenBackends, listeners, lockSession, lockWaitersOn, testLayer, undoDedupModes, url, versionAndIndex } from "./durable/postgres.ts"
 
 if (!enabled) describe.skip("the Postgres store (WORKPOOL_PG_URL is not set)", () => {})
@@ -30,15 +30,6 @@ else {
   conformance("Postgres", () => testLayer())
   /** The schema version every migration reaches (the test names each one's index, which comes with it). */
   const LATEST = String(Postgres.MIGRATIONS.length)
-  /** Whether the clone has the commit (a shallow clone has not: its tests are skipped). */
-  const hasCommit = (commit: string) => {
-    try {
-      execFileSync("git", ["rev-parse", "--verify", "--quiet", `${commit}^{commit}`], { stdio: "ignore" })
-      return true
-    } catch {
-      return false
-    }
-  }
   /** Migration `version`'s text for schema `S` (quoted) as `commit`'s code had it: its tree extracted, its module run by node. */
   const oldMigration = (commit: string, version: number, S: string): string => {
     const dir = mkdtempSync(join(tmpdir(), "wp-old-"))

@@ -27,19 +27,11 @@ import { type Consumer, followConsumer, untilFinal, untilRead, waitUntil } from 
 import * as pg from "./durable/postgres.ts"
 import * as rd from "./durable/redis.ts"
 import { Work } from "./fixtures/durable-tasks.ts"
+import { hasCommit } from "./helpers.ts"
 
 const node = existsSync("node_modules/.bin/node") ? "node_modules/.bin/node" : process.execPath
 const side = new URL("./fixtures/durable-upgrade-side.ts", import.meta.url).pathname
 
-/** Whether the clone has the commit (a shallow clone has not: the file is skipped, saying so). */
-const hasCommit = (commit: string) => {
-  try {
-    execFileSync("git", ["rev-parse", "--verify", "--quiet", `${commit}^{commit}`], { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  }
-}
 const COMMITS = {
   pg1: "ac126d5^",
   pg6: "e124dca^",

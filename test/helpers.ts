@@ -1,5 +1,6 @@
 import { Duration, Effect, Exit, Fiber, Logger, Ref, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
+import { execFileSync } from "node:child_process"
 import { inspect } from "node:util"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
@@ -219,3 +220,13 @@ export const answeredWithin = <A>(request: () => Promise<A>, seconds: number): E
     yield* tickUntil(Effect.sync(() => pending.pollUnsafe() !== undefined), seconds)
     return pending.pollUnsafe() === undefined ? undefined : yield* Fiber.join(pending)
   })
+
+/** Whether the clone has the commit (a shallow clone has not: the tests that need it are skipped, saying so). */
+export const hasCommit = (commit: string) => {
+  try {
+    execFileSync("git", ["rev-parse", "--verify", "--quiet", `${commit}^{commit}`], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
