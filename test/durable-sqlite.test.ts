@@ -245,7 +245,7 @@ describe("the SQLite store", () => {
       const plans = [
         plan(Sqlite.COUNT_DOWN, { ids: "[]" }),
         plan(Sqlite.DEPENDENCIES_SUCCEEDED, { ids: "[]" }),
-        plan(Sqlite.CANCEL_DEPENDENTS, { ended: "[]", now: 0 }),
+        plan(Sqlite.CANCEL_DEPENDENTS, { id: "", state: "dead", now: 0 }),
         plan(Sqlite.RELEASE, { ids: "[]", now: 0 })
       ]
       db.close()
