@@ -495,6 +495,17 @@ export const DEPENDENTS_CLOSURE: string = `WITH RECURSIVE closure(id) AS (
   )`
 
 /**
+ * Of jobs of `:ids` (a JSON array) that ended dead or cancelled, in their order, those with a blocked
+ * dependent that does not run after a failure: the only ones `CANCEL_DEPENDENTS` has work for. One
+ * look for all of them: a purge of 10,000 dead jobs whose dependents were cancelled long ago ran the
+ * walk 10,000 times for nothing (2.4x the purge's time).
+ */
+export const CANCELLING: string = `SELECT e.value AS id FROM json_each(:ids) e
+  WHERE EXISTS (SELECT 1 FROM wp_dep d JOIN wp_job j ON j.id = d.job_id
+    WHERE d.dep_id = e.value AND j.state = 'blocked' AND j.after_failure = 0)
+  ORDER BY e.key`
+
+/**
  * After job `:id` ended `:state` (dead or cancelled): its closure (`DEPENDENTS_CLOSURE`) ends
  * cancelled at `:now`, their expiry gone (a redrive runs them with none), each naming a dependency
  * of its own that ended so: the job itself if it is one, else one of the closure (which, unspecified).
@@ -1122,6 +1133,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     // compiled once, as the Final settle's: every settle of a job with dependents runs some of them
     const countDown = db.prepare(COUNT_DOWN)
     const dependenciesSucceeded = db.prepare(DEPENDENCIES_SUCCEEDED)
+    const cancelling = db.prepare(CANCELLING)
     const cancelDependents = db.prepare(CANCEL_DEPENDENTS)
     const release = db.prepare(RELEASE)
     const dependentsEnded = (ends: ReadonlyArray<{ readonly id: string; readonly state: State }>, now: number) => {
@@ -1131,11 +1143,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         countDown.run({ ids: succeeded })
         dependenciesSucceeded.run({ ids: succeeded })
       }
-      const cancelled = ends.flatMap((end) =>
-        end.state === "succeeded"
-          ? []
-          : (cancelDependents.all({ id: end.id, state: end.state, now }) as Array<{ id: string }>).map((row) => row.id)
-      )
+      const failed = new Map(ends.flatMap((end) => end.state === "succeeded" ? [] : [[end.id, end.state] as const]))
+      const cancelled = failed.size === 0 ? [] : (cancelling.all({ ids: JSON.stringify([...failed.keys()]) }) as Array<{ id: string }>)
+        .flatMap(({ id }) => (cancelDependents.all({ id, state: failed.get(id)!, now }) as Array<{ id: string }>).map((row) => row.id))
       release.run({ ids: JSON.stringify([...ends.map((end) => end.id), ...cancelled]), now })
     }
     const edges = db.prepare("SELECT 1 AS edge FROM wp_dep LIMIT 1")
