@@ -661,10 +661,9 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.deepStrictEqual([info.state, info.waitingFor], ["blocked", width])
       })), { timeout: 300_000 })
 
-    // review41: the memory store's claim skipped a blocked job past its expiry, Redis's ended it.
-    // Postgres's claim still ends queued ones only (the blocked ones' end takes the dependents' turn,
-    // whose lock order is being reworked): left failing there until it does, its reap ends them
-    ;(name === "Postgres" ? it.effect.fails : it.effect)("a blocked job past its expireIn reads expired once a claim of its queue meets it, no reap needed: JobExpired, its dependents cancelled by it", () =>
+    // review41: the memory store's claim skipped a blocked job past its expiry, Redis's ended it,
+    // Postgres's ended queued ones only (its reap ended blocked ones): every store's claim ends them
+    it.effect("a blocked job past its expireIn reads expired once a claim of its queue meets it, no reap needed: JobExpired, its dependents cancelled by it", () =>
       provide(Effect.gen(function*() {
         const store = yield* Store
         // no consumer: no reap; the claim is the test's

@@ -422,7 +422,7 @@ export const statementsOf = (text: string): Array<string> => {
  * Ends queued jobs past their expiry at `now`, cancelled then, at most `limit`, soonest first: of
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
- * `blocked`: the blocked jobs instead (a reap's, along `wp_job_blocked_expiring`), whose dependents
+ * `blocked`: the blocked jobs instead (a reap's and a claim's, along `wp_job_blocked_expiring`), whose dependents
  * the trigger then ends (see `DEPENDENTS_ENDED`).
  */
 export const expireStatement = (
@@ -833,8 +833,10 @@ export const claimStatement = (
           AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
       ) AS limited
     ),
-    -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken
-    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),${
+    -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken;
+    -- its blocked ones too (their dependents cancelled by the trigger), as the other stores' claims do
+    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),
+    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
