@@ -259,6 +259,35 @@ else {
 
 if (Pg.enabled) {
   describe("job dependencies on Postgres: what only Postgres has", () => {
+    // review41 follow-up: the trigger's walk kept a row per (job, dependency): a lattice's job was
+    // walked once per edge into it (each row joining all of its dependents again), a lattice of 80 a
+    // layer took 3 s of CTE against 0.8 s. Counted, not timed: its closure is a row per job
+    it.effect("the trigger's walk of a dead job's closure is one row per job, not per edge: a lattice of 10 layers of 20's is 200 rows", () => {
+      const schema = Pg.freshSchema()
+      const width = 20
+      const layers = 10
+      return Effect.gen(function*() {
+        const jobs = yield* JobQueue.enqueueAll(Echo, [
+          { payload: { n: 0 }, options: { queue: "lattice" } },
+          ...Array.from({ length: width * layers }, (_, i) => {
+            const layer = Math.floor(i / width)
+            const after = layer === 0 ? [{ item: 0 }] : Array.from({ length: width }, (_, k) => ({ item: 1 + (layer - 1) * width + k }))
+            return { payload: { n: i + 1 }, options: { queue: "lattice", after } }
+          })
+        ])
+        const literal = (text: string) => `'${text.replaceAll("'", "''")}'`
+        const [counted] = yield* Effect.promise(() =>
+          Pg.admin((sql) =>
+            sql.unsafe<{ walked: string; named: string }>(
+              `${Postgres.DOOMED(`"${schema}"`, literal(jobs[0]!.id), "'dead'")}
+              SELECT (SELECT count(*) FROM doomed) AS walked, (SELECT count(*) FROM one) AS named`
+            )
+          )
+        )
+        assert.deepStrictEqual([Number(counted!.walked), Number(counted!.named)], [width * layers, width * layers])
+      }).pipe(Effect.scoped, Effect.provide(Pg.testLayer(schema)))
+    }, { timeout: 120_000 })
+
     // each store instance its own pool: their settles are concurrent transactions, each of which
     // counts the one dependent down (its trigger) while the others do
     it.live("a fan-in of 48 dependencies settled at once by 8 store instances (concurrent transactions): no count is lost, the dependent is released once and claimed once", () =>

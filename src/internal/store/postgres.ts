@@ -278,6 +278,28 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
 ]
 
 /**
+ * The closure of blocked "cancel" dependents of job `id` (SQL: the trigger's variable) that ended
+ * `state`, each walked once (`doomed`: a row per job, whatever the paths to it; a row per (job,
+ * dependency) walked a lattice's jobs once per edge into them), then `one`: each blocked one (those
+ * the trigger cancels: the edges of the others, a nested call's, are not read) with the dependency it
+ * names, the ended job itself first, else the least of its own in the closure.
+ */
+export const DOOMED = (s: string, id: string, state: string): string =>
+  `WITH RECURSIVE doomed(id) AS (
+      SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ${id}
+    UNION
+      SELECT d.job_id FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
+        JOIN ${s}.wp_dep d ON d.dep_id = x.id
+  ),
+  one AS (SELECT DISTINCT ON (d.job_id) d.job_id AS id, d.dep_id AS dep,
+      CASE WHEN d.dep_id = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
+    FROM doomed x JOIN ${s}.wp_job j ON j.id = x.id AND j.state = 'blocked' AND NOT j.after_failure
+      JOIN ${s}.wp_dep d ON d.job_id = x.id
+    WHERE d.dep_id = ${id} OR d.dep_id IN (
+      SELECT y.id FROM doomed y JOIN ${s}.wp_job c ON c.id = y.id AND c.state = 'blocked' AND NOT c.after_failure)
+    ORDER BY d.job_id, d.dep_id <> ${id}, d.dep_id)`
+
+/**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
  * a statement trigger, which reads the statement's rows (its transition tables) for the jobs it
  * ended (or deleted dead or cancelled) that have dependents, and stops there when there are none.
@@ -358,13 +380,7 @@ const DEPENDENTS_ENDED = (s: string) =>
         -- row's trigger ran inside the last's, and a chain of a few hundred jobs passed max_stack_depth
         -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
         -- left to cancel: two levels deep, whatever the chain's length
-        WITH RECURSIVE doomed(id, dep, dep_state) AS (
-            SELECT d.job_id, ended_id, ended_state FROM ${s}.wp_dep d WHERE d.dep_id = ended_id
-          UNION
-            SELECT d.job_id, x.id, 'cancelled' FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
-              JOIN ${s}.wp_dep d ON d.dep_id = x.id
-        ),
-        one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended_id, dep)
+        ${DOOMED(s, "ended_id", "ended_state")}
         UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
             expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
             failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
