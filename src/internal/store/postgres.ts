@@ -354,10 +354,14 @@ const DEPENDENTS_ENDED = (s: string) =>
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;
       END IF;
-      SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
-        INTO ids, states, ats
-        FROM wp_new n WHERE n.has_dependents AND n.state IN ('succeeded', 'dead', 'cancelled')
-          AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state);
+      -- planned at each call (EXECUTE), for its transition tables' sizes: a plan kept from the
+      -- session's first call, made for a few rows, joined wp_new to wp_old by a nested loop, and a
+      -- statement ending thousands of jobs with dependents (the cancel of a chain's closure) took
+      -- seconds here, quadratic in its rows
+      EXECUTE 'SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
+        FROM wp_new n WHERE n.has_dependents AND n.state IN (''succeeded'', ''dead'', ''cancelled'')
+          AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state)'
+        INTO ids, states, ats;
     END IF;
     IF ids IS NULL THEN
       RETURN NULL;
