@@ -235,7 +235,7 @@ describe("the SQLite store", () => {
       })
     }))
 
-  it.live("the statements that end a job's dependents (count down, mark the edges, cancel the closure, release) read the ended jobs' edges and their dependents' rows by key, never a whole table", () =>
+  it.live("the statements that end a job's dependents (count down, mark the edges, find the ended jobs with some to cancel, cancel the closure, release) read the ended jobs' edges and their dependents' rows by key, never a whole table", () =>
     Effect.gen(function*() {
       const filename = fresh()
       yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
@@ -245,7 +245,8 @@ describe("the SQLite store", () => {
       const plans = [
         plan(Sqlite.COUNT_DOWN, { ids: "[]" }),
         plan(Sqlite.DEPENDENCIES_SUCCEEDED, { ids: "[]" }),
-        plan(Sqlite.CANCEL_DEPENDENTS, { ended: "[]", now: 0 }),
+        plan(Sqlite.CANCELLING, { ids: "[]" }),
+        plan(Sqlite.CANCEL_DEPENDENTS, { id: "", state: "dead", now: 0 }),
         plan(Sqlite.RELEASE, { ids: "[]", now: 0 })
       ]
       db.close()

@@ -286,6 +286,28 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
 ]
 
 /**
+ * The closure of blocked "cancel" dependents of job `id` (SQL: the trigger's variable) that ended
+ * `state`, each walked once (`doomed`: a row per job, whatever the paths to it; a row per (job,
+ * dependency) walked a lattice's jobs once per edge into them), then `one`: each blocked one (those
+ * the trigger cancels: the edges of the others, a nested call's, are not read) with the dependency it
+ * names, the ended job itself first, else the least of its own in the closure.
+ */
+export const DOOMED = (s: string, id: string, state: string): string =>
+  `WITH RECURSIVE doomed(id) AS (
+      SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ${id}
+    UNION
+      SELECT d.job_id FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
+        JOIN ${s}.wp_dep d ON d.dep_id = x.id
+  ),
+  one AS (SELECT DISTINCT ON (d.job_id) d.job_id AS id, d.dep_id AS dep,
+      CASE WHEN d.dep_id = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
+    FROM doomed x JOIN ${s}.wp_job j ON j.id = x.id AND j.state = 'blocked' AND NOT j.after_failure
+      JOIN ${s}.wp_dep d ON d.job_id = x.id
+    WHERE d.dep_id = ${id} OR d.dep_id IN (
+      SELECT y.id FROM doomed y JOIN ${s}.wp_job c ON c.id = y.id AND c.state = 'blocked' AND NOT c.after_failure)
+    ORDER BY d.job_id, d.dep_id <> ${id}, d.dep_id)`
+
+/**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
  * a statement trigger, which reads the statement's rows (its transition tables) for the jobs it
  * ended (or deleted dead or cancelled) that have dependents, and stops there when there are none.
@@ -344,10 +366,14 @@ const DEPENDENTS_ENDED = (s: string) =>
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;
       END IF;
-      SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
-        INTO ids, states, ats
-        FROM wp_new n WHERE n.has_dependents AND n.state IN ('succeeded', 'dead', 'cancelled')
-          AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state);
+      -- planned at each call (EXECUTE), for its transition tables' sizes: a plan kept from the
+      -- session's first call, made for a few rows, joined wp_new to wp_old by a nested loop, and a
+      -- statement ending thousands of jobs with dependents (the cancel of a chain's closure) took
+      -- seconds here, quadratic in its rows
+      EXECUTE 'SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
+        FROM wp_new n WHERE n.has_dependents AND n.state IN (''succeeded'', ''dead'', ''cancelled'')
+          AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state)'
+        INTO ids, states, ats;
     END IF;
     IF ids IS NULL THEN
       RETURN NULL;
@@ -377,13 +403,7 @@ const DEPENDENTS_ENDED = (s: string) =>
         -- row's trigger ran inside the last's, and a chain of a few hundred jobs passed max_stack_depth
         -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
         -- left to cancel: two levels deep, whatever the chain's length
-        WITH RECURSIVE doomed(id, dep, dep_state) AS (
-            SELECT d.job_id, ended_id, ended_state FROM ${s}.wp_dep d WHERE d.dep_id = ended_id
-          UNION
-            SELECT d.job_id, x.id, 'cancelled' FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
-              JOIN ${s}.wp_dep d ON d.dep_id = x.id
-        ),
-        one AS (SELECT DISTINCT ON (id) id, dep, dep_state FROM doomed ORDER BY id, dep <> ended_id, dep)
+        ${DOOMED(s, "ended_id", "ended_state")}
         -- locked first, in seq order: the UPDATE locked them in the order of its join (by id, random),
         -- and an enqueue after two of them in seq order holding the one and waiting for the other
         -- deadlocked with it
@@ -448,7 +468,7 @@ export const statementsOf = (text: string): Array<string> => {
  * Ends queued jobs past their expiry at `now`, cancelled then, at most `limit`, soonest first: of
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
- * `blocked`: the blocked jobs instead (a reap's, along `wp_job_blocked_expiring`), whose dependents
+ * `blocked`: the blocked jobs instead (a reap's and a claim's, along `wp_job_blocked_expiring`), whose dependents
  * the trigger then ends (see `DEPENDENTS_ENDED`).
  */
 export const expireStatement = (
@@ -870,8 +890,10 @@ export const claimStatement = (
           AND (rate_limit > 0 OR concurrency > 0 OR group_concurrency > 0)
       ) AS limited
     ),
-    -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken
-    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),${
+    -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken;
+    -- its blocked ones too (their dependents cancelled by the trigger), as the other stores' claims do
+    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),
+    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }

@@ -481,34 +481,54 @@ export const COUNT_DOWN = `UPDATE wp_job SET waiting_for = waiting_for - (SELECT
 export const DEPENDENCIES_SUCCEEDED = `UPDATE wp_dep SET succeeded = 1 WHERE dep_id IN (SELECT value FROM json_each(:ids)) AND succeeded = 0`
 
 /**
- * After jobs ended dead or cancelled (`:ended`, a JSON array of [id, state], in the order they
- * ended): their blocked dependents that do not run after a failure end cancelled, naming it, and
- * theirs after them (the closure, in one statement), at `:now`, their expiry gone (a redrive runs
- * them with none). One reached along several paths names the dependency memory's walk meets first:
- * of the first job ended that reaches it, the nearest (a job after both a dead one and a job that
- * one cancelled names the dead one). One already past its own expiry, which no claim or reap met
- * yet, expired first and reads so (memory's `settled`): it names none and keeps its expiry.
+ * The closure of the blocked dependents of job `:id` (dead or cancelled) that do not run after a
+ * failure, and theirs after them: each job once (a row per job, not per path: paths through a
+ * ladder, each job after the two before it, are exponentially many, and a walk keeping one row per
+ * path length took minutes for 2,000 jobs under the write lock).
  */
-export const CANCEL_DEPENDENTS: string = `WITH RECURSIVE doomed(id, dep, dep_state, seed, depth) AS (
-    SELECT j.id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), e.key, 0
-      FROM json_each(:ended) e JOIN wp_dep d ON d.dep_id = json_extract(e.value, '$[0]') JOIN wp_job j ON j.id = d.job_id
-      WHERE j.state = 'blocked' AND j.after_failure = 0
+export const DEPENDENTS_CLOSURE: string = `WITH RECURSIVE closure(id) AS (
+    SELECT d.job_id FROM wp_dep d JOIN wp_job j ON j.id = d.job_id
+      WHERE d.dep_id = :id AND j.state = 'blocked' AND j.after_failure = 0
     UNION
-    SELECT j.id, doomed.id, 'cancelled', doomed.seed, doomed.depth + 1
-      FROM doomed JOIN wp_dep d ON d.dep_id = doomed.id JOIN wp_job j ON j.id = d.job_id
+    SELECT d.job_id FROM closure JOIN wp_dep d ON d.dep_id = closure.id JOIN wp_job j ON j.id = d.job_id
       WHERE j.state = 'blocked' AND j.after_failure = 0
-  ),
-  -- one row per job, the dependency it names ranked in one sort of the closure: a scalar subquery
+  )`
+
+/**
+ * Of jobs of `:ids` (a JSON array) that ended dead or cancelled, in their order, those with a blocked
+ * dependent that does not run after a failure: the only ones `CANCEL_DEPENDENTS` has work for. One
+ * look for all of them: a purge of 10,000 dead jobs whose dependents were cancelled long ago ran the
+ * walk 10,000 times for nothing (2.4x the purge's time).
+ */
+export const CANCELLING: string = `SELECT e.value AS id FROM json_each(:ids) e
+  WHERE EXISTS (SELECT 1 FROM wp_dep d JOIN wp_job j ON j.id = d.job_id
+    WHERE d.dep_id = e.value AND j.state = 'blocked' AND j.after_failure = 0)
+  ORDER BY e.key`
+
+/**
+ * After job `:id` ended `:state` (dead or cancelled): its closure (`DEPENDENTS_CLOSURE`) ends
+ * cancelled at `:now`, their expiry gone (a redrive runs them with none), each naming a dependency
+ * of its own that ended so: the job itself if it is one, else one of the closure (which, unspecified).
+ * Run once per job ended, in the order they ended, as memory's walk meets them: a job the first
+ * cancelled is no longer blocked for the next (so each job is walked once, however many ended
+ * jobs reach it). One already past its own expiry, which no claim or reap met yet, expired first and
+ * reads so (memory's `settled`): it names none and keeps its expiry.
+ */
+export const CANCEL_DEPENDENTS: string = `${DEPENDENTS_CLOSURE},
+  -- one row per job, its dependency ranked among its own edges into the closure: a scalar subquery
   -- per updated row scanned the whole closure again (20,000 dependents: 4e8 rows, 18 s)
-  named(id, dep, dep_state) AS (
-    SELECT id, dep, dep_state FROM (
-      SELECT id, dep, dep_state, ROW_NUMBER() OVER (PARTITION BY id ORDER BY seed, depth, dep) AS n FROM doomed
+  named(id, dep) AS (
+    SELECT id, dep FROM (
+      SELECT d.job_id AS id, d.dep_id AS dep, ROW_NUMBER() OVER (PARTITION BY d.job_id ORDER BY d.dep_id <> :id, d.dep_id) AS n
+        FROM closure JOIN wp_dep d ON d.job_id = closure.id
+        WHERE d.dep_id = :id OR d.dep_id IN (SELECT id FROM closure)
     ) WHERE n = 1
   )
   UPDATE wp_job SET state = 'cancelled', exit = NULL, finished_at = :now,
     expire_at = CASE WHEN expire_at <= :now THEN expire_at END,
     failed_dep_id = CASE WHEN expire_at IS NULL OR expire_at > :now THEN named.dep END,
-    failed_dep_state = CASE WHEN expire_at IS NULL OR expire_at > :now THEN named.dep_state END
+    failed_dep_state = CASE WHEN expire_at IS NULL OR expire_at > :now THEN
+      CASE WHEN named.dep = :id THEN :state ELSE 'cancelled' END END
   FROM named WHERE wp_job.id = named.id
   RETURNING id`
 
@@ -1113,6 +1133,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     // compiled once, as the Final settle's: every settle of a job with dependents runs some of them
     const countDown = db.prepare(COUNT_DOWN)
     const dependenciesSucceeded = db.prepare(DEPENDENCIES_SUCCEEDED)
+    const cancelling = db.prepare(CANCELLING)
     const cancelDependents = db.prepare(CANCEL_DEPENDENTS)
     const release = db.prepare(RELEASE)
     const dependentsEnded = (ends: ReadonlyArray<{ readonly id: string; readonly state: State }>, now: number) => {
@@ -1122,10 +1143,9 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         countDown.run({ ids: succeeded })
         dependenciesSucceeded.run({ ids: succeeded })
       }
-      const failed = ends.filter((end) => end.state !== "succeeded").map((end) => [end.id, end.state])
-      const cancelled = failed.length === 0
-        ? []
-        : (cancelDependents.all({ ended: JSON.stringify(failed), now }) as Array<{ id: string }>).map((row) => row.id)
+      const failed = new Map(ends.flatMap((end) => end.state === "succeeded" ? [] : [[end.id, end.state] as const]))
+      const cancelled = failed.size === 0 ? [] : (cancelling.all({ ids: JSON.stringify([...failed.keys()]) }) as Array<{ id: string }>)
+        .flatMap(({ id }) => (cancelDependents.all({ id, state: failed.get(id)!, now }) as Array<{ id: string }>).map((row) => row.id))
       release.run({ ids: JSON.stringify([...ends.map((end) => end.id), ...cancelled]), now })
     }
     const edges = db.prepare("SELECT 1 AS edge FROM wp_dep LIMIT 1")
