@@ -14,7 +14,7 @@ import * as JobStore from "../src/JobStore.ts"
 import * as Postgres from "../src/internal/store/postgres.ts"
 import type { Store } from "../src/internal/store/model.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import { Echo } from "./durable/conformance.ts"
+import { claimOneOf, Echo, on, succeeded } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 
 /** A store instance of its own (its own pool and listener) on `schema`. */
@@ -29,16 +29,6 @@ const appOn = (schema: string) =>
     return { sql, store: Context.get(context, JobStore.JobStore) }
   })
 
-const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
-
-/** Claims the one job of `queue` (the test's own: nothing else is there). */
-const claimOne = (store: Store, queue: string) =>
-  Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 600_000 }), (claimed) => {
-    assert.strictEqual(claimed.claims.length, 1, `one job claimed from ${queue}`)
-    return claimed.claims[0]!
-  })
-
-const succeeded = { _tag: "Final", state: "succeeded", exit: null } as const
 
 /**
  * An application transaction, forked, that enqueues (on `app`) what `first` does, says so (its backend,
@@ -84,7 +74,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       // p's settle is another process's: in one instance it would wait behind a's in-process (its
       // single settle writer), whatever the lock
       const other = yield* storeOn(schema)
-      const [claimA, claimP] = [yield* claimOne(store, "a"), yield* claimOne(other, "p")]
+      const [claimA, claimP] = [yield* claimOneOf(store, "a"), yield* claimOneOf(other, "p")]
       const app = yield* appOn(schema)
       const txn = yield* openTransaction(app, JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [b] }), Effect.void)
       // a's settle: its trigger holds the schema's turn and waits for b's row, which the application holds
@@ -121,7 +111,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
     const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [a] }))
     const p = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "p" }))
     const q = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q", after: [p] }))
-    const [claimA, claimP] = [yield* claimOne(store, "a"), yield* claimOne(other, "p")]
+    const [claimA, claimP] = [yield* claimOneOf(store, "a"), yield* claimOneOf(other, "p")]
     const app = yield* appOn(schema)
     const second = yield* Deferred.make<void>()
     const afterB = JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [b] })
@@ -189,7 +179,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       } else {
         assert.deepStrictEqual(stored.sort(), jobs.map((job) => job.id).sort(), "each item once")
       }
-      const claim = yield* claimOne(store, "x")
+      const claim = yield* claimOneOf(store, "x")
       assert.isTrue(yield* store.settle(claim.token, succeeded))
       const after = yield* Effect.forEach(jobs, (job) => on(store)(JobQueue.status(job.id)))
       assert.deepStrictEqual(after.map((job) => [job.state, job.waitingFor]), [["queued", 0], ["blocked", 1], ["blocked", 1]])
@@ -280,7 +270,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "d", maxAttempts: 1 }))
       const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "f", after: [d] }))
       const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "f", after: [d] }))
-      const claim = yield* claimOne(store, "d")
+      const claim = yield* claimOneOf(store, "d")
       assert.isTrue(yield* store.settle(claim.token, { _tag: "Final", state: "dead", exit: null }))
       const status = (id: string) => on(store)(JobQueue.status(id))
       assert.deepStrictEqual([(yield* status(f.id)).state, (yield* status(g.id)).state], ["cancelled", "cancelled"])
@@ -319,7 +309,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "d" }))
       const dependent = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { ...f, queue: "f", after: [d] }))
       const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "g", after: [dependent] }))
-      const claim = yield* claimOne(store, "d")
+      const claim = yield* claimOneOf(store, "d")
       const locker = yield* Pg.lockSession
       yield* locker.hold(`"${schema}"`, held === "f" ? dependent.id : g.id)
       const settle = Effect.exit(store.settle(claim.token, succeeded))
@@ -349,7 +339,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
         Echo,
         Array.from({ length }, (_, i) => ({ payload: { n: i }, options: { queue: "chain", ...(i === 0 ? {} : { after: [{ item: i - 1 }] }) } }))
       ))
-      const head = yield* claimOne(store, "chain")
+      const head = yield* claimOneOf(store, "chain")
       yield* store.settle(head.token, { _tag: "Final", state: "dead", exit: null })
       const last = yield* store.get(jobs[length - 1]!.id)
       assert.deepStrictEqual([last?.state, last?.failedDependency], ["cancelled", { id: jobs[length - 2]!.id, state: "cancelled" }])
@@ -429,7 +419,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const g1 = yield* store.enqueue(jobWithId(`b-${tag}`, "g", [x.id]))
       const m = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "m" }))
       const g2 = yield* store.enqueue(jobWithId(`a-${tag}`, "g", [x.id]))
-      const claimH = yield* claimOne(store, "h")
+      const claimH = yield* claimOneOf(store, "h")
       const locker = yield* Pg.lockSession
       yield* locker.hold(`"${schema}"`, m.id)
       const app = yield* appOn(schema)
@@ -459,13 +449,13 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const store = yield* storeOn(schema)
       const dead = { _tag: "Final", state: "dead", exit: null } as const
       const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
-      yield* store.settle((yield* claimOne(store, "x")).token, dead)
+      yield* store.settle((yield* claimOneOf(store, "x")).token, dead)
       const z = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "z" }))
       const y = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "y", after: [x, z], afterFailure: "run" }))
       const r = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "r", after: [x], afterFailure: "run" }))
-      const claimR = yield* claimOne(store, "r")
+      const claimR = yield* claimOneOf(store, "r")
       const h = yield* on(store)(JobQueue.enqueue(Echo, { n: 5 }, { queue: "h" }))
-      yield* store.settle((yield* claimOne(store, "h")).token, dead)
+      yield* store.settle((yield* claimOneOf(store, "h")).token, dead)
       const g = yield* on(store)(JobQueue.enqueue(Echo, { n: 6 }, { queue: "g", after: [r, h] }))
       const before = yield* Effect.forEach([y, r, g], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
       assert.deepStrictEqual(before, ["blocked", "running", "cancelled"])
@@ -502,7 +492,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       const q = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [a] }))
       const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [a] }))
       const p = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "p" }))
-      const tokens = [(yield* claimOne(store, "a")).token, (yield* claimOne(store, "p")).token]
+      const tokens = [(yield* claimOneOf(store, "a")).token, (yield* claimOneOf(store, "p")).token]
       const locker = yield* Pg.lockSession
       yield* locker.hold(`"${schema}"`, q.id)
       // one statement, as a store's settle writer sends the settles that queued together

@@ -7,25 +7,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import type { Store } from "../src/internal/store/model.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
-import { Echo } from "./durable/conformance.ts"
+import { claimOneOf, Echo, on, succeeded } from "./durable/conformance.ts"
 import * as Pg from "./durable/postgres.ts"
 
 /** A store instance of its own (its own pool and listener) on `schema`. */
 const storeOn = (schema: string, maxConnections = 2) =>
   Effect.map(Layer.build(PgJobStore.layer({ url: Pg.url!, schema, maxConnections })), (context) => Context.get(context, JobStore.JobStore))
 
-const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
-
-/** Claims the one job of `queue` (the test's own: nothing else is there). */
-const claimOne = (store: Store, queue: string) =>
-  Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 600_000 }), (claimed) => {
-    assert.strictEqual(claimed.claims.length, 1, `one job claimed from ${queue}`)
-    return claimed.claims[0]!
-  })
-
-const succeeded = { _tag: "Final", state: "succeeded", exit: null } as const
 
 describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement triggers, hostile", () => {
   // Found (medium: a settle holding its dependents' rows, quadratic in them), fixed: the trigger's
@@ -61,7 +50,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement tri
       )
       const settle = (queue: string) =>
         Effect.gen(function*() {
-          const head = yield* claimOne(store, queue)
+          const head = yield* claimOneOf(store, queue)
           const start = performance.now()
           yield* store.settle(head.token, succeeded)
           return performance.now() - start
@@ -100,7 +89,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement tri
         Echo,
         Array.from({ length }, (_, i) => ({ payload: { n: i }, options: { queue: "chain", ...(i === 0 ? {} : { after: [{ item: i - 1 }] }) } }))
       ))
-      const head = yield* claimOne(store, "chain")
+      const head = yield* claimOneOf(store, "chain")
       const start = performance.now()
       yield* store.settle(head.token, { _tag: "Final", state: "dead", exit: null })
       const took = performance.now() - start

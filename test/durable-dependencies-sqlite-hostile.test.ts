@@ -14,8 +14,7 @@ import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
-import type { Store } from "../src/internal/store/model.ts"
-import { Echo } from "./durable/conformance.ts"
+import { Echo, on, succeeded } from "./durable/conformance.ts"
 import { badGraphsProof, killedHolderProof, releasedWakeProof } from "./durable/dependenciesHostile.ts"
 import { setup } from "./durable/processes.ts"
 import { followConsumer, untilRead, waitUntil } from "./durable/children.ts"
@@ -29,7 +28,6 @@ const fresh = () => path.join(dir, `jobs-${++n}.db`)
 /** A store instance of its own (its own connection) on `filename`. */
 const storeOn = (filename: string) =>
   Effect.map(Layer.build(JobStore.sqlite({ filename })), (context) => Context.get(context, JobStore.JobStore))
-const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
 
 describe("job dependencies on SQLite, hostile", () => {
   it.effect("bad graphs from an untyped caller are refused typed, naming the item, and nothing of the call is stored; 1,000 dependencies are kept", () =>
@@ -53,7 +51,7 @@ describe("job dependencies on SQLite, hostile", () => {
       }))
       yield* Effect.addFinalizer(() => Effect.sync(() => child.child.kill("SIGKILL")))
       yield* Effect.promise(() => waitUntil([child], () => child.lines.some((line) => line.startsWith("enqueued")), "the other process enqueues"))
-      assert.isTrue(yield* store.settle(claimed.claims[0]!.token, { _tag: "Final", state: "succeeded", exit: null }))
+      assert.isTrue(yield* store.settle(claimed.claims[0]!.token, succeeded))
       yield* Effect.promise(() => waitUntil([child], () => child.lines.includes("done"), "the other process is done"))
       assert.strictEqual(child.stderr, "")
       const stats = (queue: string) => Effect.map(on(store)(JobQueue.stats(queue)), (s) => [s.waiting, s.blocked])

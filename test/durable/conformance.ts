@@ -342,6 +342,19 @@ export const cappedBeside = (layer: () => Layer.Layer<JobStore.JobStore, any>, c
 export const claimOne = (store: Store, tasks: ReadonlyArray<string> = ["Echo"]) =>
   store.claim({ queues: ["default"], tasks, limit: 1, lease: 60_000 })
 
+/** Runs `effect` with `store` as its JobStore (a test's own instance). */
+export const on = (store: Store) => Effect.provideService(JobStore.JobStore, store)
+
+/** Claims the one Echo job of `queue` (the test's own: nothing else is there), failing if there is none. */
+export const claimOneOf = (store: Store, queue: string) =>
+  Effect.map(store.claim({ queues: [queue], tasks: ["Echo"], limit: 1, lease: 600_000 }), (claimed) => {
+    assert.strictEqual(claimed.claims.length, 1, `one job claimed from ${queue}`)
+    return claimed.claims[0]!
+  })
+
+/** A settle's `Final` success, with no exit. */
+export const succeeded = { _tag: "Final", state: "succeeded", exit: null } as const
+
 /**
  * Claims until one takes `id` or the round ends (an empty claim not cut short: its consumer waits
  * for `dueIn` or a wake-up): whether `id` was claimed before the consumer would wait, and the claims.
