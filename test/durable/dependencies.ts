@@ -518,6 +518,29 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
       })))
 
+    it.effect("a dead dependency deleted (purge) while a job, redriven, waits for one that expired blocked waiting for it: cancelled by that one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs, of every queue; nobody consumes "manual" or "idle"
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d], expireIn: "1 minute" })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        yield* tick(64_000, 1000)
+        assert.isDefined((yield* JobQueue.status(e.id)).expiredAt)
+        assert.strictEqual(yield* stateOf(f.id), "cancelled")
+        const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 600_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(f.id), "e, expired, can be redriven, and so can d")
+        assert.strictEqual(yield* stateOf(f.id), "blocked")
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.strictEqual(yield* stateOf(f.id), "cancelled", "nothing else would ever end it")
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e.id, state: "cancelled" })])
+        assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
+      })))
+
     it.effect("the middle of a chain deleted (retention) while the job after it, redriven, waits for it: cancelled by it", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
