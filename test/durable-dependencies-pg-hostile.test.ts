@@ -4,7 +4,7 @@
  * instances on one schema, backends waited on through pg_locks, never a sleep.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Fiber, Layer } from "effect"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
@@ -113,4 +113,39 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement tri
       console.log(`chain of 300 alone ${alone.toFixed(0)} ms, beside 10,000 blocked ${beside.toFixed(0)} ms`)
       assert.isBelow(beside / alone, 5, `alone: ${alone.toFixed(0)} ms, beside 10,000 blocked jobs: ${beside.toFixed(0)} ms`)
     }), 300_000)
+  // A redrive of f, waiting for e (redriven, blocked, waiting for its dead dependency d), in flight
+  // (its UPDATE done on a snapshot that still saw d, not committed) while d is purged: were the purge's
+  // trigger to read f on its own snapshot (still cancelled) without waiting for f's row, f would be
+  // left blocked on e, cancelled by a job that is gone (no redrive can put e back), for ever. The
+  // trigger waits for the redrive's commit (pg_locks: for f's row) and cancels f. The redrive is held
+  // inside that window by an uncommitted row taking f's dedup key (its index entry waits for it)
+  // Both ways f may wait: for e redriven (blocked: the closure's lock) or for e still cancelled by d
+  // (the delete's doomed jobs: their dependents locked by the trigger's lock pass)
+  it.live.each([true, false])("a redrive in flight (not committed) of a job waiting for one whose dead dependency is purged (that one redriven: %s): the redriven job ends cancelled, never blocked for ever", (redriveE) =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const S = `"${schema}"`
+      const store = yield* storeOn(schema, 3)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", maxAttempts: 1 }))
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [d] }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [e], dedupKey: "k" }))
+      const other = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "b" }))
+      yield* store.settle((yield* claimOneOf(store, "a")).token, { _tag: "Final", state: "dead", exit: null })
+      assert.deepStrictEqual((yield* on(store)(JobQueue.status(f.id))).failedDependency, { id: e.id, state: "cancelled" })
+      if (redriveE) assert.isTrue(yield* on(store)(JobQueue.redrive(e.id)), "d, dead, can be redriven")
+      const locker = yield* Pg.lockSession
+      yield* locker.open(`UPDATE ${S}.wp_job SET dedup_key = 'k' WHERE id = $1`, [other.id])
+      const redriving = yield* Effect.forkChild(on(store)(JobQueue.redrive(f.id)))
+      yield* Pg.blockedBy(locker.pid, 1)
+      const purging = yield* Effect.forkChild(on(store)(JobQueue.purge({ olderThan: "0 millis", states: ["dead"] })))
+      // the purge either waits for the redrive (fixed) or is done before it
+      yield* Effect.raceFirst(Effect.asVoid(Fiber.await(purging)), Pg.lockWaitersOn(schema, 2))
+      yield* locker.release
+      assert.isTrue(yield* Fiber.join(redriving), "e could succeed, and so could f")
+      assert.strictEqual(yield* Fiber.join(purging), 1)
+      const info = yield* on(store)(JobQueue.status(f.id))
+      assert.deepStrictEqual([info.state, info.failedDependency], ["cancelled", { id: e.id, state: "cancelled" }], "nothing else would ever end f")
+      assert.deepStrictEqual((yield* on(store)(JobQueue.status(e.id))).failedDependency, { id: d.id, state: "dead" })
+      assert.strictEqual((yield* on(store)(JobQueue.stats("b"))).blocked ?? 0, 0)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })

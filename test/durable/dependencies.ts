@@ -541,6 +541,89 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
       })))
 
+    // hostile43: the shapes a delete's walk meets. A diamond: f waits for two jobs both cancelled by
+    // the same dead root, redriven, then the root purged: cancelled once, naming one of them (which
+    // one is unspecified, as for any closure: the memory store names e2, the others e1)
+    it.effect("a diamond (f after e1 and e2, both cancelled by dead d) redriven, then d purged: f cancelled once, naming one of its own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e1 = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d] })
+        const e2 = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", after: [e1, e2] })
+        yield* tick(1000)
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        yield* tick(1000)
+        const purgedAt = yield* Clock.currentTimeMillis
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        const info = yield* JobQueue.status(f.id)
+        assert.deepStrictEqual([info.state, info.finishedAt?.getTime(), info.failedDependency?.state], ["cancelled", purgedAt, "cancelled"])
+        assert.include([e1.id, e2.id], info.failedDependency?.id)
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: info.failedDependency!.id, state: "cancelled" })])
+        assert.isFalse(yield* JobQueue.redrive(f.id))
+      })))
+
+    it.effect("two roots, one dead and purged, one succeeded: f, redriven to wait for the middle job of the dead one's path only, is cancelled by it; the succeeded path is untouched", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const r1 = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const r2 = yield* JobQueue.enqueue(Echo, { n: 2 })
+        const e1 = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [r1] })
+        const e2 = yield* JobQueue.enqueue(Echo, { n: 4 }, { after: [r2] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "idle", after: [e1, e2] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(e1.id), yield* stateOf(e2.id), yield* stateOf(f.id)], ["cancelled", "succeeded", "cancelled"])
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        assert.deepStrictEqual([yield* stateOf(f.id), (yield* JobQueue.status(f.id)).waitingFor], ["blocked", 1], "e2 done")
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead", "succeeded"] }), 3)
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e1.id, state: "cancelled" })])
+        assert.deepStrictEqual(yield* failure(JobQueue.status(e2.id)), [new JobNotFound({ id: e2.id })])
+        assert.strictEqual(yield* stateOf(e1.id), "cancelled")
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("an afterFailure run job waiting for a dead dependency and a queued one: the dead one's purge neither releases nor cancels it; it runs once the other succeeds", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const later = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "later" })
+        const g = yield* JobQueue.enqueue(Echo, { n: 3 }, { after: [d, later], afterFailure: "run" })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(d.id), yield* stateOf(g.id)], ["dead", "blocked"])
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "0 millis", states: ["dead"] }), 1)
+        assert.strictEqual(yield* stateOf(g.id), "blocked", "it still waits for the queued one")
+        yield* consumer(runs, ["later"])
+        yield* tick(1000)
+        assert.strictEqual(yield* g.await, 3)
+        assert.deepStrictEqual((yield* Ref.get(runs)).filter((run) => run === "echo:3"), ["echo:3"], "once")
+      })))
+
+    // a chain of 1,000 links cancelled by its dead root, the last redriven (the walk up finds every
+    // link redrivable), the root purged: the walk down ends the last, once, naming the one before it
+    it.effect("a chain of 1,000 links cancelled by its dead root, the last redriven: the root's purge cancels it by the link before it", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const chain = yield* JobQueue.enqueueAll(Echo, Array.from({ length: 1000 }, (_, i) => ({
+          payload: { n: i },
+          options: { queue: "idle", after: [i === 0 ? d : { item: i - 1 }] }
+        })))
+        yield* tick(1000)
+        const last = chain[999]!
+        assert.strictEqual(yield* stateOf(last.id), "cancelled")
+        assert.isTrue(yield* JobQueue.redrive(last.id))
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.deepStrictEqual(yield* failure(last.await), [new DependencyFailed({ id: last.id, dependency: chain[998]!.id, state: "cancelled" })])
+        assert.isFalse(yield* JobQueue.redrive(chain[0]!.id))
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
     it.effect("the middle of a chain deleted (retention) while the job after it, redriven, waits for it: cancelled by it", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])
