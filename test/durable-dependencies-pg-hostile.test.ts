@@ -149,3 +149,109 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement tri
       assert.strictEqual((yield* on(store)(JobQueue.stats("b"))).blocked ?? 0, 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
+
+describe.runIf(Pg.enabled)("a dependency deleted by hand on Postgres, hostile (hostile43)", () => {
+  const handDelete = (schema: string, where: string, values: ReadonlyArray<string>) =>
+    Effect.promise(() => Pg.admin((sql) => sql.unsafe(`DELETE FROM "${schema}".wp_job WHERE ${where}`, values as Array<string>)))
+
+  // the row of a running job deleted under its consumer: its blocked dependent ends at the delete, as
+  // at a cancel; the consumer's every later call on the token answers "not yours" (false, lost),
+  // writing nothing, so the dependents end once
+  it.live("a running job deleted by hand: its dependents end at the delete; its consumer's heartbeat, progress and settle (success, failure, retry) then answer lost/false and end nothing again", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const r = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "r", maxAttempts: 3 }))
+      const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [r] }))
+      const c = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [b] }))
+      const tolerant = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "b", after: [r], afterFailure: "run" }))
+      const claim = yield* claimOneOf(store, "r")
+      yield* handDelete(schema, "id = $1", [r.id])
+      const ended = yield* on(store)(JobQueue.status(b.id))
+      assert.deepStrictEqual([ended.state, ended.failedDependency], ["cancelled", { id: r.id, state: "cancelled" }])
+      assert.deepStrictEqual((yield* on(store)(JobQueue.status(c.id))).failedDependency, { id: b.id, state: "cancelled" })
+      assert.strictEqual((yield* on(store)(JobQueue.status(tolerant.id))).state, "queued")
+      const beat = yield* store.heartbeat([claim.token], 60_000)
+      assert.deepStrictEqual([beat.lost, beat.cancelled], [[claim.token], []])
+      assert.isFalse(yield* store.progress(claim.token, "{}"))
+      for (
+        const settlement of [
+          { _tag: "Retry", delay: 0 },
+          { _tag: "Final", state: "dead", exit: null },
+          succeeded
+        ] as const
+      ) assert.isFalse(yield* store.settle(claim.token, settlement as never), settlement._tag)
+      const after = yield* on(store)(JobQueue.status(b.id))
+      assert.deepStrictEqual([after.state, after.finishedAt, after.failedDependency], [ended.state, ended.finishedAt, ended.failedDependency], "ended once")
+      assert.strictEqual((yield* on(store)(JobQueue.status(tolerant.id))).state, "queued", "released once, not twice")
+      assert.strictEqual((yield* on(store)(JobQueue.stats("b"))).blocked ?? 0, 0)
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  it.live("a hand DELETE of a dependency inside a transaction that rolls back ends nothing: the dependency runs and its dependent is released after it", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" }))
+      const b = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [d] }))
+      const locker = yield* Pg.lockSession
+      yield* locker.open(`DELETE FROM "${schema}".wp_job WHERE id = $1`, [d.id])
+      yield* locker.release
+      assert.deepStrictEqual([(yield* on(store)(JobQueue.status(b.id))).state, (yield* on(store)(JobQueue.status(b.id))).waitingFor], ["blocked", 1])
+      yield* store.settle((yield* claimOneOf(store, "a")).token, succeeded)
+      assert.deepStrictEqual([(yield* on(store)(JobQueue.status(b.id))).state, (yield* on(store)(JobQueue.status(b.id))).waitingFor], ["queued", 0])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // one statement deleting several jobs of a lattice, in any state, some waiting for others deleted
+  // with them: every job left that waited for one ends once (cancelled, naming one of its own that
+  // is gone or cancelled), and none stays blocked
+  it.live("a lattice, two levels deleted by hand in one statement (queued roots, blocked middles): every job left ends cancelled, none blocked, none released", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const roots = yield* on(store)(JobQueue.enqueueAll(Echo, Array.from({ length: 3 }, (_, i) => ({ payload: { n: i }, options: { queue: "a" } }))))
+      const middles = yield* on(store)(JobQueue.enqueueAll(Echo, Array.from({ length: 4 }, (_, i) => ({ payload: { n: i }, options: { queue: "m", after: [roots[i % 3]!, roots[(i + 1) % 3]!] } }))))
+      const leaves = yield* on(store)(JobQueue.enqueueAll(Echo, Array.from({ length: 6 }, (_, i) => ({ payload: { n: i }, options: { queue: "l", after: [middles[i % 4]!, middles[(i + 2) % 4]!] } }))))
+      const tails = yield* on(store)(JobQueue.enqueueAll(Echo, leaves.map((leaf, i) => ({ payload: { n: i }, options: { queue: "t", after: [leaf] } }))))
+      // roots and the first two middles in one statement: the middles left end by the roots, the
+      // leaves by a deleted middle or a cancelled one, the tails by their leaf
+      yield* handDelete(schema, "queue = 'a' OR id = ANY($1)", [`{${middles[0]!.id},${middles[1]!.id}}`])
+      const gone = new Set([...roots, middles[0]!, middles[1]!].map((job) => job.id))
+      for (const job of [...middles.slice(2), ...leaves, ...tails]) {
+        const info = yield* on(store)(JobQueue.status(job.id))
+        assert.strictEqual(info.state, "cancelled", job.id)
+        assert.strictEqual(info.failedDependency?.state, "cancelled")
+        const own = yield* Effect.promise(() => Pg.admin((sql) => sql<{ dep_id: string }>`SELECT dep_id FROM ${sql(schema)}.wp_dep WHERE job_id = ${job.id}`))
+        assert.include(own.map((row) => row.dep_id), info.failedDependency!.id, "one of its own")
+        assert.isTrue(gone.has(info.failedDependency!.id) || (yield* on(store)(JobQueue.status(info.failedDependency!.id))).state === "cancelled")
+      }
+      const stats = yield* Effect.forEach(["m", "l", "t"], (queue) => on(store)(JobQueue.stats(queue)))
+      assert.deepStrictEqual(stats.map((s) => [s.blocked ?? 0, s.queued ?? 0]), [[0, 0], [0, 0], [0, 0]])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})
+
+describe.runIf(Pg.enabled)("two deletes of a chain's jobs at once on Postgres, hostile (hostile43)", () => {
+  // the dead root and the middle job it cancelled deleted by two transactions at once, in either
+  // order (the first held open, the second waiting for it): the end, redriven to wait for the middle,
+  // ends cancelled by it once, whichever commits first
+  it.live.each(["root", "middle"] as const)("the %s deleted by hand (held open) while a purge deletes the other: the redriven end is cancelled once by the middle", (first) =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema, 3)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", maxAttempts: 1 }))
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [d] }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "b", after: [e] }))
+      yield* store.settle((yield* claimOneOf(store, "a")).token, { _tag: "Final", state: "dead", exit: null })
+      assert.isTrue(yield* on(store)(JobQueue.redrive(f.id)))
+      const locker = yield* Pg.lockSession
+      yield* locker.open(`DELETE FROM "${schema}".wp_job WHERE id = $1`, [first === "root" ? d.id : e.id])
+      const purging = yield* Effect.forkChild(on(store)(JobQueue.purge({ olderThan: "0 millis", states: [first === "root" ? "cancelled" : "dead"] })))
+      yield* Pg.blockedBy(locker.pid, 1)
+      yield* locker.query("COMMIT")
+      assert.strictEqual(yield* Fiber.join(purging), 1)
+      const end = yield* on(store)(JobQueue.status(f.id))
+      assert.deepStrictEqual([end.state, end.failedDependency], ["cancelled", { id: e.id, state: "cancelled" }])
+      const rows = yield* Effect.promise(() => Pg.admin((sql) => sql<{ id: string }>`SELECT id FROM ${sql(schema)}.wp_job`))
+      assert.deepStrictEqual(rows.map((row) => row.id), [f.id], "both deleted")
+      assert.isFalse(yield* on(store)(JobQueue.redrive(f.id)))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+})

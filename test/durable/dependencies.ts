@@ -541,6 +541,29 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
       })))
 
+    // the redrive of the middle job and the purge of the root at one instant, in either order (fibers
+    // at once): whichever wins, the middle ends cancelled by the root and the end by the middle,
+    // nothing blocked, nothing redrivable after
+    it.effect("a redrive of the middle job (the end redriven before) and the purge of its dead root at one instant: both end cancelled, none blocked", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        yield* tick(1000)
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        yield* tick(1000)
+        const [redriven, purged] = yield* Effect.all([JobQueue.redrive(e.id), JobQueue.purge({ olderThan: "1 millis", states: ["dead"] })], { concurrency: 2 })
+        assert.strictEqual(purged, 1)
+        const [middle, end] = [yield* JobQueue.status(e.id), yield* JobQueue.status(f.id)]
+        assert.deepStrictEqual([middle.state, middle.failedDependency], ["cancelled", { id: d.id, state: "dead" }], `redriven: ${redriven}`)
+        assert.deepStrictEqual([end.state, end.failedDependency], ["cancelled", { id: e.id, state: "cancelled" }])
+        assert.isFalse(yield* JobQueue.redrive(e.id))
+        assert.isFalse(yield* JobQueue.redrive(f.id))
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
     // hostile43: the shapes a delete's walk meets. A diamond: f waits for two jobs both cancelled by
     // the same dead root, redriven, then the root purged: cancelled once, naming one of them (which
     // one is unspecified, as for any closure: the memory store names e2, the others e1)
