@@ -225,7 +225,7 @@ describe.runIf(Pg.enabled)("a dependency deleted by hand on Postgres, hostile (h
         assert.isTrue(gone.has(info.failedDependency!.id) || (yield* on(store)(JobQueue.status(info.failedDependency!.id))).state === "cancelled")
       }
       const stats = yield* Effect.forEach(["m", "l", "t"], (queue) => on(store)(JobQueue.stats(queue)))
-      assert.deepStrictEqual(stats.map((s) => [s.blocked ?? 0, s.queued ?? 0]), [[0, 0], [0, 0], [0, 0]])
+      assert.deepStrictEqual(stats.map((s) => [s.blocked ?? 0, s.waiting, s.cancelled]), [[0, 0, 2], [0, 0, 6], [0, 0, 6]])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
 
