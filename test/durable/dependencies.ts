@@ -541,6 +541,35 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
       })))
 
+    // Found (high: a job blocked for ever), on every store, NOT fixed: a delete dooms the jobs ended
+    // waiting for the deleted job (review42 M4, 2bc2674), but a cancel for good does the same and
+    // dooms nothing. a queued, c expired blocked waiting for it, y cancelled by c: redrive(y) answers
+    // true (c, expired, can be redriven, and a can succeed) and y waits blocked for c; then a is
+    // cancelled (for good): c can never be redriven now (redrive(c) false), nothing ends y, which
+    // stays blocked for ever. The same with c cancelled by a dead a' that a waits for, a redriven and
+    // then cancelled. The fix is the delete's walk at a cancel for good too (memory: `settled`'s
+    // `deleted` from `cancel` and from a settle that ends a cancel request; SQLite DOOMED_BY_DELETE
+    // in `cancel`; Redis dependentsEnded(..., true); Postgres: the UPDATE branch of the trigger, a
+    // job ended cancelled without failed_dep_id nor expiry): a design decision left to the lead
+    // (and the Postgres part is the trigger's UPDATE branch, which pglock43 is changing)
+    it.effect.fails("a queued dependency cancelled for good while a job, redriven, waits for one that expired blocked waiting for it: that job is cancelled by that one", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs, of every queue; nobody consumes "manual" or "idle"
+        yield* consumer(runs)
+        const a = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual" })
+        const c = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [a], expireIn: "1 minute" })
+        const y = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [c] })
+        yield* tick(64_000, 1000)
+        assert.isDefined((yield* JobQueue.status(c.id)).expiredAt)
+        assert.strictEqual(yield* stateOf(y.id), "cancelled")
+        assert.isTrue(yield* JobQueue.redrive(y.id), "c, expired, can be redriven, and a can succeed")
+        assert.strictEqual(yield* stateOf(y.id), "blocked")
+        assert.strictEqual(yield* JobQueue.cancel(a.id), "cancelled")
+        assert.isFalse(yield* JobQueue.redrive(c.id), "a is cancelled for good: c can never succeed")
+        assert.strictEqual(yield* stateOf(y.id), "cancelled", "nothing else would ever end it")
+      })))
+
     // the redrive of the middle job and the purge of the root at one instant, in either order (fibers
     // at once): whichever wins, the middle ends cancelled by the root and the end by the middle,
     // nothing blocked, nothing redrivable after
