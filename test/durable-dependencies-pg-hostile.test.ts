@@ -254,4 +254,30 @@ describe.runIf(Pg.enabled)("two deletes of a chain's jobs at once on Postgres, h
       assert.deepStrictEqual(rows.map((row) => row.id), [f.id], "both deleted")
       assert.isFalse(yield* on(store)(JobQueue.redrive(f.id)))
     }).pipe(Effect.scoped), { timeout: 60_000 })
+  // a retention skips the rows another transaction holds (SKIP LOCKED): here the root's purge by hand,
+  // held open, holds the root and the middle job (its trigger locked it); the retention deletes what
+  // it may, the rest at its next pass, and the redriven end ends once, by the middle
+  it.live("a retention of the cancelled jobs while the dead root's delete (by hand) is held open: it skips what the delete holds; once committed, the next pass deletes the rest and the redriven end ends once, by the middle", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema, 3)
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "a", maxAttempts: 1 }))
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "b", after: [d] }))
+      const f = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "c", after: [e] }))
+      yield* store.settle((yield* claimOneOf(store, "a")).token, { _tag: "Final", state: "dead", exit: null })
+      assert.isTrue(yield* on(store)(JobQueue.redrive(f.id)))
+      yield* on(store)(JobQueue.setRetention("b", { cancelled: { count: 0 } }))
+      const locker = yield* Pg.lockSession
+      yield* locker.open(`DELETE FROM "${schema}".wp_job WHERE id = $1`, [d.id])
+      const first = yield* store.retain(1000)
+      assert.strictEqual(first.deleted, 0, "e is held by the delete's trigger: skipped, not waited for")
+      yield* locker.query("COMMIT")
+      let deleted = first.deleted
+      for (let pass = yield* store.retain(1000); pass.deleted > 0; pass = yield* store.retain(1000)) deleted += pass.deleted
+      assert.strictEqual(deleted, 1, "e, once")
+      const end = yield* on(store)(JobQueue.status(f.id))
+      assert.deepStrictEqual([end.state, end.failedDependency], ["cancelled", { id: e.id, state: "cancelled" }])
+      const rows = yield* Effect.promise(() => Pg.admin((sql) => sql<{ id: string }>`SELECT id FROM ${sql(schema)}.wp_job`))
+      assert.deepStrictEqual(rows.map((row) => row.id), [f.id])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
