@@ -286,26 +286,42 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
 ]
 
 /**
- * The closure of blocked "cancel" dependents of job `id` (SQL: the trigger's variable) that ended
- * `state`, each walked once (`doomed`: a row per job, whatever the paths to it; a row per (job,
- * dependency) walked a lattice's jobs once per edge into them), then `one`: each blocked one (those
- * the trigger cancels: the edges of the others, a nested call's, are not read) with the dependency it
- * names, the ended job itself first, else the least of its own in the closure.
+ * Whether job `id` (an SQL expression) is one a death cancels: blocked, `afterFailure: "cancel"`.
+ * Read by its key alone, a scalar subquery the planner never turns into a join: joined to wp_job on
+ * state = 'blocked', a table not analyzed since its blocked jobs came was read along wp_job_blocked
+ * (or in full, hashed), every blocked job of the schema at each ended job. "state || ''" keeps the
+ * planner off that partial index whatever its estimates.
+ */
+const DOOMABLE = (s: string, id: string): string =>
+  `(SELECT b.state || '' = 'blocked' AND NOT b.after_failure FROM ${s}.wp_job b WHERE b.id = ${id})`
+
+/**
+ * The closure of blocked "cancel" dependents of the jobs `starts` (an SQL array of ids), `doomed`:
+ * their dependents that a death cancels, and theirs after them, each walked once (a row per job,
+ * whatever the paths to it; a row per (job, dependency) walked a lattice's jobs once per edge into
+ * them). Walked by ids: each job's dependents by wp_dep's key, each read in wp_job by its own (see
+ * `DOOMABLE`), so that no plan reads the schema's other blocked jobs or edges.
+ */
+const CLOSURE = (s: string, starts: string): string =>
+  `WITH RECURSIVE doomed(id) AS (
+      SELECT y.id FROM unnest(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(${starts}))) y(id)
+        WHERE ${DOOMABLE(s, "y.id")}
+    UNION
+      SELECT y.id FROM doomed x, unnest(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = x.id)) y(id)
+        WHERE ${DOOMABLE(s, "y.id")}
+  )`
+
+/**
+ * The closure of job `id` (SQL: the trigger's variable) that ended `state` (see `CLOSURE`), then
+ * `one`: each of them with the dependency it names, the ended job itself first, else the least of
+ * its own in the closure (each job's dependencies read by wp_dep's key).
  */
 export const DOOMED = (s: string, id: string, state: string): string =>
-  `WITH RECURSIVE doomed(id) AS (
-      SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ${id}
-    UNION
-      SELECT d.job_id FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
-        JOIN ${s}.wp_dep d ON d.dep_id = x.id
-  ),
-  one AS (SELECT DISTINCT ON (d.job_id) d.job_id AS id, d.dep_id AS dep,
-      CASE WHEN d.dep_id = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
-    FROM doomed x JOIN ${s}.wp_job j ON j.id = x.id AND j.state = 'blocked' AND NOT j.after_failure
-      JOIN ${s}.wp_dep d ON d.job_id = x.id
-    WHERE d.dep_id = ${id} OR d.dep_id IN (
-      SELECT y.id FROM doomed y JOIN ${s}.wp_job c ON c.id = y.id AND c.state = 'blocked' AND NOT c.after_failure)
-    ORDER BY d.job_id, d.dep_id <> ${id}, d.dep_id)`
+  `${CLOSURE(s, `ARRAY[${id}]`)},
+  one AS (SELECT DISTINCT ON (p.id) p.id, p.dep, CASE WHEN p.dep = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
+    FROM (SELECT x.id, unnest(ARRAY(SELECT d.dep_id FROM ${s}.wp_dep d WHERE d.job_id = x.id)) AS dep FROM doomed x) p
+    WHERE p.dep = ${id} OR p.dep IN (SELECT y.id FROM doomed y)
+    ORDER BY p.id, p.dep <> ${id}, p.dep)`
 
 /**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
@@ -351,6 +367,7 @@ const DEPENDENTS_ENDED = (s: string) =>
     closure_deps text[];
     closure_states text[];
     deps text[];
+    jit_was text;
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
     -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
@@ -379,16 +396,31 @@ const DEPENDENTS_ENDED = (s: string) =>
     IF ids IS NULL THEN
       RETURN NULL;
     END IF;
-    -- their dependents at once, in seq order: locked job by job, two statements whose jobs'
-    -- dependents crossed locked them in other orders and deadlocked. Only those written below: of a
-    -- success all (their counts), of a death or cancel the blocked ones (cancelled or released) and
-    -- the ended ones (a redrive puts one back to blocked: it locks the row first, so either it waits
-    -- for this transaction and sees the dependency ended or gone, or this one waits for it and sees
-    -- the row blocked). A running or queued one was locked too, and a settle of it (holding it, its
-    -- trigger waiting for a job this statement ended or deleted) deadlocked with this statement
-    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids))
-        AND (j.state IN ('blocked', 'dead', 'cancelled') OR j.id IN (
-          SELECT d.job_id FROM ${s}.wp_dep d JOIN unnest(ids, states) AS e(id, state) ON d.dep_id = e.id WHERE e.state = 'succeeded'))
+    -- JIT off for the statements below, each a walk by ids: the planner's costs of their per-row
+    -- lookups passed jit_above_cost, and each compiled for 50 to 180 ms, at each ended job (a
+    -- cancel of 1,000 jobs with dependents took a minute). Set back at the end (and by a rollback)
+    jit_was := current_setting('jit');
+    PERFORM set_config('jit', 'off', true);
+    -- the closure of its deaths and cancels (their blocked "cancel" dependents, and theirs after
+    -- them), walked here to be locked with the rest
+    IF NOT ('succeeded' = ALL(states)) THEN
+      SELECT ARRAY(${CLOSURE(s, "ARRAY(SELECT e.id FROM unnest(ids, states) AS e(id, state) WHERE e.state <> 'succeeded')")}
+        SELECT doomed.id FROM doomed) INTO closure_ids;
+    END IF;
+    -- their dependents and the closure's at once, in seq order: locked job by job, two statements
+    -- whose jobs' dependents crossed locked them in other orders and deadlocked; and the closure
+    -- locked in later passes (each death's, then its own dependents in its nested call), so a death
+    -- holding its direct dependents and wanting its closure's deadlocked with a success holding one
+    -- of that closure and wanting one of those. Only those written below (or in the nested call
+    -- for the closure's): of a success all (their counts), of a death, a cancel or the closure the
+    -- blocked ones (cancelled or released) and the ended ones (a redrive puts one back to blocked:
+    -- it locks the row first, so either it waits for this transaction and sees the dependency ended
+    -- or gone, or this one waits for it and sees the row blocked). A running or queued one was
+    -- locked too, and a settle of it (holding it, its trigger waiting for a job this statement ended
+    -- or deleted) deadlocked with this statement. Ids first (wp_dep by its key), wp_job by id only
+    PERFORM 1 FROM ${s}.wp_job j WHERE j.id = ANY(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids || closure_ids)))
+        AND (j.state IN ('blocked', 'dead', 'cancelled') OR j.id = ANY(ARRAY(
+          SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ARRAY(SELECT e.id FROM unnest(ids, states) AS e(id, state) WHERE e.state = 'succeeded')))))
       ORDER BY j.seq FOR NO KEY UPDATE;
     FOR i IN 1 .. cardinality(ids) LOOP
       ended_id := ids[i];
@@ -411,18 +443,18 @@ const DEPENDENTS_ENDED = (s: string) =>
         -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
         -- left to cancel: two levels deep, whatever the chain's length
         ${DOOMED(s, "ended_id", "ended_state")}
-        -- locked first, in seq order: the UPDATE locked them in the order of its join (by id, random),
-        -- and an enqueue after two of them in seq order holding the one and waiting for the other
-        -- deadlocked with it
-        SELECT array_agg(l.id), array_agg(l.dep), array_agg(l.dep_state) INTO closure_ids, closure_deps, closure_states
-          FROM (SELECT one.id, one.dep, one.dep_state FROM one JOIN ${s}.wp_job j ON j.id = one.id
-            WHERE j.state = 'blocked' AND NOT j.after_failure ORDER BY j.seq FOR NO KEY UPDATE OF j) l;
+        SELECT array_agg(one.id), array_agg(one.dep), array_agg(one.dep_state) INTO closure_ids, closure_deps, closure_states FROM one;
+        -- locked in seq order (held since the pass above, but for a job made blocked since): the
+        -- UPDATE locked them in the order of its join (by id, random), and an enqueue after two of
+        -- them in seq order holding the one and waiting for the other deadlocked with it
+        PERFORM 1 FROM ${s}.wp_job j WHERE j.id = ANY(closure_ids) AND j.state || '' = 'blocked' AND NOT j.after_failure
+          ORDER BY j.seq FOR NO KEY UPDATE;
         UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
             expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
             failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
             failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
           FROM unnest(closure_ids, closure_deps, closure_states) AS one(id, dep, dep_state)
-          WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
+          WHERE j.id = one.id AND j.state || '' = 'blocked' AND NOT j.after_failure;
       END IF;
       FOR released IN
         UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
@@ -438,6 +470,7 @@ const DEPENDENTS_ENDED = (s: string) =>
           CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
       END LOOP;
     END LOOP;
+    PERFORM set_config('jit', jit_was, true);
     RETURN NULL;
   END
   $wp$`
