@@ -471,6 +471,44 @@ else {
         assert.deepStrictEqual(yield* versionAndIndex(schema, "wp_job_ended_dependents"), [[LATEST], []])
       }), { timeout: 60_000 })
 
+    // review42b M4: a trigger function's text can change after its migration landed (17's was
+    // edited in place before 0.3.0), and a schema at the version kept the text it was migrated with.
+    // The open now replaces a function whose text is not this build's, unless a newer build's
+    // revision is written (it would put its own back at its next open, and this one again)
+    it.live("a schema at this version whose dependents' trigger function has another text gets this build's at open, unless a newer build's revision is written", () =>
+      Effect.gen(function*() {
+        const schema = freshSchema()
+        const S = `"${schema}"`
+        const run = (statement: string) => Effect.promise(() => admin((sql) => sql.unsafe(statement).raw))
+        const body = Effect.promise(() =>
+          admin((sql) =>
+            sql<{ body: string }>`SELECT p.prosrc AS body FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = ${schema} AND p.proname = 'wp_dependents_ended'`
+          )
+        ).pipe(Effect.map((rows) => rows[0]!.body))
+        const ours = Postgres.statementsOf(Postgres.MIGRATIONS[16]!(S))[0]!.split("$wp$")[1]
+        yield* Effect.provide(JobQueue.enqueue(Echo, { n: 1 }), layer(schema))
+        assert.strictEqual(yield* body, ours)
+        // an old body: one that settles no dependents
+        const old = `CREATE OR REPLACE FUNCTION ${S}.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$ BEGIN RETURN NULL; END $wp$`
+        yield* run(old)
+        const deathCancels = Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const head = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "head" })
+          const after = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "after", after: [head] })
+          const [claimed] = (yield* store.claim({ queues: ["head"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims
+          yield* store.settle(claimed!.token, { _tag: "Final", state: "dead", exit: null })
+          return (yield* JobQueue.status(after.id)).state
+        })
+        assert.strictEqual(yield* Effect.provide(deathCancels, layer(schema)), "cancelled", "the open put this build's text back")
+        assert.strictEqual(yield* body, ours)
+        // a newer build's revision: its text is left as it is
+        yield* run(`UPDATE ${S}.wp_meta SET value = '999' WHERE key = 'triggers'`)
+        yield* run(old)
+        assert.strictEqual(yield* Effect.provide(deathCancels, layer(schema)), "blocked", "the newer build's text kept")
+        assert.notStrictEqual(yield* body, ours)
+      }), { timeout: 60_000 })
+
     // Was a bug (fixed): an invalid wp_job_group_due, which a failed or cancelled CREATE INDEX
     // CONCURRENTLY pre-build (docs/durable.md, "Rolling upgrades") leaves, was kept by the migration's
     // CREATE INDEX IF NOT EXISTS: no plan uses it, and each claim's probe of a key read the table.

@@ -509,7 +509,8 @@ export const statementsOf = (text: string): Array<string> => {
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
  * `blocked`: the blocked jobs instead (a reap's and a claim's, along `wp_job_blocked_expiring`), whose dependents
- * the trigger then ends (see `DEPENDENTS_ENDED`).
+ * the trigger then ends (see `DEPENDENTS_ENDED`). `dependents`: only the jobs with dependents
+ * (true) or without (false); undefined: both.
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
@@ -517,16 +518,26 @@ export const expireStatement = (
   now: Fragment | number,
   limit: number,
   queues?: ReadonlyArray<string>,
-  blocked = false
-) => {
-  const state = sql.literal(blocked ? "'blocked'" : "'queued'")
-  return sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
-    FROM (SELECT e.seq FROM ${S}.wp_job e
-      WHERE e.state = ${state} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
-        ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
+  blocked = false,
+  dependents?: boolean
+) =>
+  sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
+    FROM (SELECT e.seq FROM ${pastExpiry(sql, S, now, queues, blocked, dependents)}
       ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
     WHERE x.seq = e.seq`
-}
+
+/** The jobs `e` that `expireStatement` ends (its FROM and WHERE). */
+const pastExpiry = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  now: Fragment | number,
+  queues: ReadonlyArray<string> | undefined,
+  blocked: boolean,
+  dependents: boolean | undefined
+) =>
+  sql`${S}.wp_job e WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+    ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
+    ${dependents === undefined ? sql`` : dependents ? sql`AND e.has_dependents` : sql`AND NOT e.has_dependents`}`
 
 /**
  * A dependency `o` that can never succeed (memory.ts's `canAllSucceed`): gone (a finished job deleted),
@@ -923,7 +934,7 @@ export const claimStatement = (
   freed?: SlotFreed
 ) =>
   sql<
-    RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
+    RankedRow & { limited: boolean; expiring: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
       SELECT EXISTS (
         SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues})
@@ -931,9 +942,13 @@ export const claimStatement = (
       ) AS limited
     ),
     -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken;
-    -- its blocked ones too (their dependents cancelled by the trigger), as the other stores' claims do
-    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),
-    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),${
+    -- its blocked ones too, as the other stores' claims do. Those without dependents only: the
+    -- trigger locks an ended job's dependents at the statement's end, after the jobs the claim took
+    -- (SKIP LOCKED), and an enqueue after a dependent and a claimed job (holding the one, wanting
+    -- the other) deadlocked with it. Those with dependents the store ends in statements of their
+    -- own after the claim (see expireMet)
+    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, false, false)}),
+    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true, false)}),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
@@ -963,7 +978,9 @@ export const claimStatement = (
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
-    SELECT claimed.*, limited.limited${
+    SELECT claimed.*, limited.limited,
+      EXISTS (SELECT 1 FROM ${pastExpiry(sql, S, now, request.queues, false, true)})
+        OR EXISTS (SELECT 1 FROM ${pastExpiry(sql, S, now, request.queues, true, true)}) AS expiring${
     finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
   },
       -- only after a claim that took fewer than asked for (the consumer sleeps then): a busy one
@@ -1355,6 +1372,46 @@ const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: strin
 
 /** An index's definition (`pg_get_indexdef`) without its name and table: whether unique, then from its method on. */
 const indexShape = (def: string): string => `${def.startsWith("CREATE UNIQUE ")}${def.slice(def.indexOf(" USING "))}`
+
+/**
+ * The trigger functions of a schema at this version, each made (CREATE OR REPLACE) by the last
+ * migration that names it. Their text can change after their migration landed (17's was edited in
+ * place before 0.3.0): the open gives a schema at this version the text of this build when it
+ * differs (see `staleTriggers`), unless a newer build's is there: change `TRIGGERS_REVISION` with
+ * the text of any of them, or two builds would each put theirs back at every open.
+ */
+const TRIGGER_FUNCTIONS = ["wp_dependents_ended", "wp_dependent_deleted"] as const
+
+/** The revision of `TRIGGER_FUNCTIONS`' text, written to wp_meta ('triggers') by whoever writes that text. */
+const TRIGGERS_REVISION = 1
+
+/** The statement that makes trigger function `name` in schema `S` (quoted), as this build has it. */
+const triggerFunction = (S: string, name: string): string =>
+  MIGRATIONS.flatMap((migration) => statementsOf(migration(S))).reverse()
+    .find((statement) => statement.includes(`CREATE OR REPLACE FUNCTION ${S}.${name}()`))!
+
+/**
+ * The trigger functions of `schema` whose text is not this build's (`TRIGGER_FUNCTIONS`), none if
+ * a newer build's revision is written there; and whether the store's role may replace them (their
+ * owner, or a member of its role).
+ */
+const staleTriggers = (sql: PgClient.PgClient, S: Fragment, schema: string) =>
+  Effect.map(
+    sql<{ name: string; body: string; owned: boolean; revision: string | null }>`SELECT p.proname AS name, p.prosrc AS body,
+        pg_has_role(p.proowner, 'USAGE') AS owned, (SELECT value FROM ${S}.wp_meta WHERE key = 'triggers') AS revision
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = ${schema} AND p.proname = ANY(${TRIGGER_FUNCTIONS})`,
+    (rows) => {
+      const newer = rows.some((row) => Number(row.revision ?? 0) > TRIGGERS_REVISION)
+      const stale = newer ? [] : rows.filter((row) => row.body !== triggerFunction(`"${schema}"`, row.name).split("$wp$")[1])
+      return { stale: stale.map((row) => row.name), owned: stale.every((row) => row.owned) }
+    }
+  )
+
+/** Writes this build's `TRIGGERS_REVISION` to wp_meta: its trigger functions' text is the schema's. */
+const triggersWritten = (sql: PgClient.PgClient, S: Fragment) =>
+  sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('triggers', ${String(TRIGGERS_REVISION)})
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 
 /** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
 const knownVersion = (stored: string): boolean => /^\d{1,9}$/.test(stored) && Number(stored) <= MIGRATIONS.length
@@ -1930,6 +1987,7 @@ export const makeWith = (
         }
         yield* sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+        yield* triggersWritten(sql, S)
       })).pipe(
         Effect.retry({ while: isLockConflict, schedule: Schedule.spaced(MIGRATE_PAUSE), times: MIGRATE_TRIES - 1 }),
         Effect.mapError((error) =>
@@ -1941,6 +1999,27 @@ export const makeWith = (
         )
       )
     )
+
+    // --- the trigger functions as this build makes them, on a schema at its version whose text
+    // differs (see `TRIGGER_FUNCTIONS`), replaced under the migration's lock. A role that may only
+    // use the tables cannot: it is told, and the schema's own go on
+    const found = yield* op("migrate", staleTriggers(sql, S, cfg.schema))
+    if (found.stale.length > 0 && !found.owned) {
+      yield* Effect.logWarning(
+        `effect-workpool: the trigger functions ${found.stale.join(", ")} of schema "${cfg.schema}" are not this version's, and role "${who!.role}" ` +
+          `does not own them: open the store once as the owner of its tables to replace them`
+      )
+    } else if (found.stale.length > 0) {
+      yield* op(
+        "migrate",
+        transaction(Effect.gen(function*() {
+          yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool:${cfg.schema}`}))`
+          const { stale } = yield* staleTriggers(sql, S, cfg.schema)
+          for (const name of stale) yield* sql.unsafe(triggerFunction(`"${cfg.schema}"`, name)).raw
+          if (stale.length > 0) yield* triggersWritten(sql, S)
+        })).pipe(Effect.mapError((error) => grantNeeded(error, cfg.schema, who!)))
+      )
+    }
 
     // --- wake-ups from other processes: LISTEN, on a connection of the store's own
     /**
@@ -2956,6 +3035,7 @@ export const makeWith = (
           return [
             {
               limited: rows[0]?.limited === true,
+              expiring: rows[0]?.expiring === true,
               claims: toClaims(rows.filter((row) => row.id !== null)),
               dueIn: dueIn === null || dueIn === undefined ? undefined : Number(dueIn)
             },
@@ -3176,10 +3256,28 @@ export const makeWith = (
     const claim = (request: ClaimRequest): Effect.Effect<Claimed, StoreError> =>
       request.limit < 1 ? Effect.succeed(nothing) : op(
         "claim",
-        Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, limited }) =>
-          limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn })),
-        (claimed) => claimed.claims.length > 0
-      )
+        Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, expiring, limited }) =>
+          Effect.map(
+            limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn }),
+            (claimed) => [claimed, expiring] as const
+          )),
+        ([claimed]) => claimed.claims.length > 0
+      ).pipe(Effect.flatMap(([claimed, expiring]) => expiring ? Effect.as(expireMet(request.queues), claimed) : Effect.succeed(claimed)))
+
+    /**
+     * Ends the jobs with dependents past their expiry that a claim of `queues` met (see
+     * `claimStatement`), in a transaction of their own: the claim has committed, and these lock
+     * their own rows (SKIP LOCKED), then their dependents in seq order, as a reap's do. Their
+     * failure does not fail the claim, whose jobs are taken: the reap or the next claim ends them.
+     */
+    const expireMet = (queues: ReadonlyArray<string>) =>
+      op(
+        "expire",
+        Effect.andThen(
+          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, false, true),
+          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, true, true)
+        )
+      ).pipe(Effect.catch((error) => Effect.logWarning("effect-workpool: ending expired jobs with dependents after a claim failed; the reap ends them", error)))
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
       op(
