@@ -18,6 +18,7 @@ import type { InvalidJobOptions } from "../src/PoolError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -293,6 +294,37 @@ else {
         assert.instanceOf(newer, StoreError)
         assert.include(newer!.reason, "has version 999, this code knows versions up to")
         assert.notInclude(newer!.reason, "GRANT")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    // review42b M5: the migration compared an index an operator pre-built (CREATE INDEX
+    // CONCURRENTLY, docs/durable.md "Rolling upgrades") with its own build on a TEMP table copy: a
+    // migrating role without the database's TEMP right failed the open, told to GRANT CREATE on the
+    // schema it already owned. The copy is made in the schema now
+    it.live("a role without TEMP on the database migrates a schema whose index an operator pre-built: the index is kept", () =>
+      Effect.gen(function*() {
+        const server = yield* PgTest.ownServer()
+        yield* pgAdmin(server.url, `CREATE ROLE wp_owner LOGIN`, `CREATE SCHEMA jobs AUTHORIZATION wp_owner`)
+        const owner = PgJobStore.layer({ url: as(server.url, "wp_owner"), schema: "jobs" })
+        yield* Effect.scoped(Layer.build(owner))
+        // back to version 13, wp_job_group_due pre-built by the operator as version 14 builds it
+        yield* pgAdmin(
+          server.url,
+          `DROP INDEX jobs.wp_job_group_due`,
+          `UPDATE jobs.wp_meta SET value = '13' WHERE key = 'schema_version'`,
+          `CREATE INDEX CONCURRENTLY wp_job_group_due ON jobs.wp_job (queue, group_key, visible_at) WHERE state = 'queued' AND group_key IS NOT NULL`,
+          `DO $$ BEGIN EXECUTE format('REVOKE TEMP ON DATABASE %I FROM PUBLIC', current_database()); END $$`
+        )
+        const index = Effect.promise(() =>
+          PgTest.adminOn(server.url, (sql) =>
+            sql<{ oid: number; version: string }>`SELECT 'jobs.wp_job_group_due'::regclass::oid::int AS oid,
+              (SELECT value FROM jobs.wp_meta WHERE key = 'schema_version') AS version`
+          )
+        )
+        const [before] = yield* index
+        const opened = yield* Effect.exit(Effect.scoped(Layer.build(owner)))
+        assert.isTrue(Exit.isSuccess(opened), String(storeErrorOf(opened)?.reason))
+        const [after] = yield* index
+        assert.deepStrictEqual([after!.oid, after!.version], [before!.oid, String(Postgres.MIGRATIONS.length)])
       }).pipe(Effect.scoped), { timeout: 120_000 })
   })
 }

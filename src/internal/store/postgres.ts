@@ -1347,8 +1347,10 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
  * leaves (the planner never uses it, and the claims it is for read the table instead), and a
  * pre-build with a typo (the dedup index built not UNIQUE, or over other rows: renamed to
  * `wp_job_dedup`, dedup broke). A valid one is compared with the statement's own build on an empty
- * copy of the table's columns (a temporary table): same uniqueness, method, columns and predicate,
- * as `pg_get_indexdef` gives them.
+ * copy of the table's columns: same uniqueness, method, columns and predicate, as `pg_get_indexdef`
+ * gives them. The copy is made in the schema itself, dropped at once (and with the migration's
+ * transaction if it fails): as a temporary table it needed the database's TEMP right, which a
+ * migrating role need not have, and its refusal read as a missing grant on the schema.
  */
 const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
   Effect.gen(function*() {
@@ -1361,10 +1363,10 @@ const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: strin
       WHERE n.nspname = ${schema} AND c.relname = ${name}`
     if (found === undefined) return
     if (found.valid) {
-      yield* sql.unsafe(`CREATE TEMP TABLE wp_shape (LIKE "${schema}".${table}) ON COMMIT DROP`).raw
-      yield* sql.unsafe(statement.replace(head[0], `CREATE ${unique}INDEX ${name} ON pg_temp.wp_shape (`)).raw
-      const [built] = yield* sql<{ def: string }>`SELECT pg_get_indexdef(to_regclass(${`pg_temp.${name}`})) AS def`
-      yield* sql.unsafe(`DROP TABLE pg_temp.wp_shape`).raw
+      yield* sql.unsafe(`CREATE TABLE "${schema}".wp_shape (LIKE "${schema}".${table})`).raw
+      yield* sql.unsafe(statement.replace(head[0], `CREATE ${unique}INDEX wp_shape_index ON "${schema}".wp_shape (`)).raw
+      const [built] = yield* sql<{ def: string }>`SELECT pg_get_indexdef(to_regclass(${`"${schema}".wp_shape_index`})) AS def`
+      yield* sql.unsafe(`DROP TABLE "${schema}".wp_shape`).raw
       if (indexShape(found.def) === indexShape(built!.def)) return
     }
     yield* sql.unsafe(`DROP INDEX "${schema}".${name}`).raw
