@@ -115,7 +115,7 @@ export const versionAndIndex = (schema: string, index: string) =>
   Effect.promise(() =>
     admin((sql) =>
       Effect.all([
-        sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`,
+        sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta WHERE key = 'schema_version'`,
         sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE schemaname = ${schema} AND indexname = ${index}`
       ])
     )

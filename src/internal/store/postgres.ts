@@ -509,8 +509,7 @@ export const statementsOf = (text: string): Array<string> => {
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
  * `blocked`: the blocked jobs instead (a reap's and a claim's, along `wp_job_blocked_expiring`), whose dependents
- * the trigger then ends (see `DEPENDENTS_ENDED`). `dependents`: only the jobs with dependents
- * (true) or without (false); undefined: both.
+ * the trigger then ends (see `DEPENDENTS_ENDED`). `dependents`: only the jobs with dependents.
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
@@ -519,25 +518,29 @@ export const expireStatement = (
   limit: number,
   queues?: ReadonlyArray<string>,
   blocked = false,
-  dependents?: boolean
+  dependents = false
 ) =>
-  sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
-    FROM (SELECT e.seq FROM ${pastExpiry(sql, S, now, queues, blocked, dependents)}
-      ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
+  sql`UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)}
+    FROM (${expiringStatement(sql, S, now, limit, queues, blocked, dependents)}) e
     WHERE x.seq = e.seq`
 
-/** The jobs `e` that `expireStatement` ends (its FROM and WHERE). */
-const pastExpiry = (
+/** What `expireStatement` writes to an expired job. */
+const expiredAt = (sql: PgClient.PgClient, now: Fragment | number) => sql`state = 'cancelled', finished_at = ${now}, exit = NULL`
+
+/** The jobs `expireStatement` ends, locked (their `seq`, and whether each has dependents). */
+const expiringStatement = (
   sql: PgClient.PgClient,
   S: Fragment,
   now: Fragment | number,
+  limit: number,
   queues: ReadonlyArray<string> | undefined,
   blocked: boolean,
-  dependents: boolean | undefined
+  dependents = false
 ) =>
-  sql`${S}.wp_job e WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
-    ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
-    ${dependents === undefined ? sql`` : dependents ? sql`AND e.has_dependents` : sql`AND NOT e.has_dependents`}`
+  sql`SELECT e.seq, e.has_dependents FROM ${S}.wp_job e
+    WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+      ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}${dependents ? sql` AND e.has_dependents` : sql``}
+    ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED`
 
 /**
  * A dependency `o` that can never succeed (memory.ts's `canAllSucceed`): gone (a finished job deleted),
@@ -945,10 +948,12 @@ export const claimStatement = (
     -- its blocked ones too, as the other stores' claims do. Those without dependents only: the
     -- trigger locks an ended job's dependents at the statement's end, after the jobs the claim took
     -- (SKIP LOCKED), and an enqueue after a dependent and a claimed job (holding the one, wanting
-    -- the other) deadlocked with it. Those with dependents the store ends in statements of their
-    -- own after the claim (see expireMet)
-    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, false, false)}),
-    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true, false)}),${
+    -- the other) deadlocked with it. Those with dependents, met here, the store ends in statements
+    -- of their own after the claim (see expireMet)
+    expiring AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, false)}),
+    expired AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring e WHERE x.seq = e.seq AND NOT e.has_dependents),
+    expiring_blocked AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),
+    expired_blocked AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring_blocked e WHERE x.seq = e.seq AND NOT e.has_dependents),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
@@ -979,8 +984,7 @@ export const claimStatement = (
       RETURNING j.*
     )
     SELECT claimed.*, limited.limited,
-      EXISTS (SELECT 1 FROM ${pastExpiry(sql, S, now, request.queues, false, true)})
-        OR EXISTS (SELECT 1 FROM ${pastExpiry(sql, S, now, request.queues, true, true)}) AS expiring${
+      EXISTS (SELECT 1 FROM expiring WHERE has_dependents) OR EXISTS (SELECT 1 FROM expiring_blocked WHERE has_dependents) AS expiring${
     finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
   },
       -- only after a claim that took fewer than asked for (the consumer sleeps then): a busy one
