@@ -296,6 +296,38 @@ else {
         assert.notInclude(newer!.reason, "GRANT")
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
+    // review42b M4: the open replaces a trigger function whose text is not this build's. A role
+    // that may only use the tables cannot (CREATE OR REPLACE needs the owner): its open goes on, on
+    // the schema's function, and says which functions and what to do
+    it.live("a role that may only use the tables opens a schema whose trigger function is not this version's: a warning naming it and the owner, the open goes on, the function left", () =>
+      Effect.gen(function*() {
+        const server = yield* PgTest.ownServer()
+        yield* pgAdmin(server.url, `CREATE ROLE wp_owner LOGIN`, `CREATE ROLE wp_app LOGIN`, `CREATE SCHEMA jobs AUTHORIZATION wp_owner`, `GRANT USAGE ON SCHEMA jobs TO wp_app`)
+        yield* Effect.scoped(Layer.build(PgJobStore.layer({ url: as(server.url, "wp_owner"), schema: "jobs" })))
+        const old = `CREATE OR REPLACE FUNCTION jobs.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$ BEGIN RETURN NULL; END $wp$`
+        yield* pgAdmin(
+          server.url,
+          `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA jobs TO wp_app`,
+          `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA jobs TO wp_app`,
+          `SET ROLE wp_owner`,
+          old
+        )
+        const { logged, collector } = warnings()
+        const counts = yield* JobQueue.stats("default").pipe(
+          Effect.provide(PgJobStore.layer({ url: as(server.url, "wp_app"), schema: "jobs" })),
+          Effect.provide(Logger.layer([collector]))
+        )
+        assert.strictEqual(counts.waiting, 0)
+        const said = logged.filter((line) => line.includes("trigger functions"))
+        assert.strictEqual(said.length, 1, logged.join("\n"))
+        assert.include(said[0], "wp_dependents_ended")
+        assert.include(said[0], "as the owner of its tables")
+        const [body] = yield* Effect.promise(() =>
+          PgTest.adminOn(server.url, (sql) => sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'wp_dependents_ended'`)
+        )
+        assert.strictEqual(body!.body.trim(), "BEGIN RETURN NULL; END")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
     // review42b M5: the migration compared an index an operator pre-built (CREATE INDEX
     // CONCURRENTLY, docs/durable.md "Rolling upgrades") with its own build on a TEMP table copy: a
     // migrating role without the database's TEMP right failed the open, told to GRANT CREATE on the
