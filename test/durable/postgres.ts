@@ -137,8 +137,8 @@ export const undoHolds = (S: string) => [
 /** Takes the schema `S` (quoted) back to version 12, before per-key caps (13). */
 export const backToBeforeGroups = (S: string) => backTo(S, 12, undoGroups(S))
 
-/** Takes the schema `S` (quoted) back to version 13: without the per-key caps' index of due jobs (14). */
-export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`])
+/** Takes the schema `S` (quoted, on the server of `on`) back to version 13: without the per-key caps' index of due jobs (14). */
+export const backToBeforeGroupDue = (S: string, on = url!) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`], on)
 
 /** Takes the schema `S` (quoted) back to version 14: without the expiries' column and its index (15). */
 export const backToBeforeExpiry = (S: string) => backTo(S, 14, [`ALTER TABLE ${S}.wp_job DROP COLUMN expire_at`])
@@ -178,8 +178,8 @@ export const beforeRetention = (S: string) => [
 export const backToVersion6 = (S: string) =>
   backTo(S, 6, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
-/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
-export const backToVersion7 = (S: string) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`])
+/** Takes the schema `S` (quoted, on the server of `on`) back to version 7: without the counts' index `wp_job_counted`. */
+export const backToVersion7 = (S: string, on = url!) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`], on)
 
 /** What the dedup modes' migration (version 9) adds, undone: its columns, their index with them. */
 export const undoDedupModes = (S: string) => `ALTER TABLE ${S}.wp_job DROP COLUMN dedup_queued, DROP COLUMN dedup_until`
