@@ -1202,7 +1202,9 @@ export const list = (
  * still needs has succeeded (redrive a dead one too), or to the queue if they have. Fails with
  * `JobNotFound` for an unknown id; returns false for a job that is neither, one whose dedup key an
  * unfinished job of its queue holds (one job per key at a time), or one waiting for a dependency
- * that has been deleted since.
+ * that can no longer succeed (deleted since, cancelled for good, or waiting up its chain for such a
+ * one). A blocked job redriven so ends cancelled if such a dependency of it (or up its chain) is
+ * deleted later (docs/durable.md, "Retention: a dependency deleted").
  *
  * @example
  * ```ts

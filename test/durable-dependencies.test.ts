@@ -454,6 +454,37 @@ if (Pg.enabled) {
         }
       }).pipe(Effect.scoped), { timeout: 60_000 })
 
+    // the store deletes finished jobs only (purge, retention): a job deleted by hand before its end
+    // can never succeed either, and nothing else would ever end what waits for it
+    it.live("a dependency deleted by hand (DELETE FROM wp_job) before its end, queued, delayed, running or blocked, ends its blocked dependents as a cancelled one: cancelled by it, transitively; afterFailure run released", () =>
+      Effect.gen(function*() {
+        const schema = Pg.freshSchema()
+        yield* Effect.gen(function*() {
+          const store = yield* JobStore.JobStore
+          const queued = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "a" })
+          const delayed = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "a", delay: "1 hour" })
+          const running = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "r" })
+          yield* store.claim({ queues: ["r"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+          const blocked = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "b", after: [yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "a" })] })
+          const deleted = [queued, delayed, running, blocked]
+          const dependents = yield* Effect.forEach(deleted, (dependency) => JobQueue.enqueue(Echo, { n: 6 }, { queue: "b", after: [dependency] }))
+          const after = yield* JobQueue.enqueue(Echo, { n: 7 }, { queue: "b", after: [dependents[0]!] })
+          const tolerant = yield* JobQueue.enqueue(Echo, { n: 8 }, { queue: "b", after: [queued], afterFailure: "run" })
+          assert.deepStrictEqual((yield* JobQueue.list({ queue: "b", state: "blocked" })).length, 7)
+          for (const job of deleted) {
+            yield* Effect.promise(() => Pg.admin((sql) => sql`DELETE FROM ${sql(schema)}.wp_job WHERE id = ${job.id}`))
+          }
+          for (const [i, dependent] of dependents.entries()) {
+            const info = yield* JobQueue.status(dependent.id)
+            assert.deepStrictEqual([info.state, info.failedDependency], ["cancelled", { id: deleted[i]!.id, state: "cancelled" }])
+          }
+          assert.deepStrictEqual((yield* JobQueue.status(after.id)).failedDependency, { id: dependents[0]!.id, state: "cancelled" })
+          assert.strictEqual((yield* JobQueue.status(tolerant.id)).state, "queued", "a deleted dependency ended")
+          assert.strictEqual((yield* JobQueue.stats("b")).blocked ?? 0, 0)
+          for (const job of [...dependents, after]) assert.isFalse(yield* JobQueue.redrive(job.id), "its dependency is gone")
+        }).pipe(Effect.scoped, Effect.provide(PgJobStore.layer({ url: Pg.url!, schema, maxConnections: 2 })))
+      }), { timeout: 60_000 })
+
     it.live("the edges stay while their dependent does (a purged dependency's included) and go with it", () =>
       Effect.gen(function*() {
         const schema = Pg.freshSchema()

@@ -455,6 +455,162 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
       })))
 
+    // A dependency's delete dooms more than the jobs blocked on it: one cancelled by it (or expired
+    // blocked waiting for it) can never be redriven now, so a job redriven back to wait for that one
+    // would be blocked for ever: the delete ends it too, naming its own dependency (review42 M4)
+    it.effect("a dead dependency deleted (purge) while a job two links down, redriven, waits for the one it cancelled: that job is cancelled by it, naming its own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(d.id), yield* stateOf(e.id), yield* stateOf(f.id)], ["dead", "cancelled", "cancelled"])
+        assert.isTrue(yield* JobQueue.redrive(f.id), "e can still be redriven, so f can succeed")
+        assert.strictEqual(yield* stateOf(f.id), "blocked")
+        yield* tick(1000)
+        const purgedAt = yield* Clock.currentTimeMillis
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        // e can never be redriven now: nothing else would ever end f
+        assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
+        const info = yield* JobQueue.status(f.id)
+        assert.deepStrictEqual([info.state, info.finishedAt?.getTime(), info.failedDependency], ["cancelled", purgedAt, { id: e.id, state: "cancelled" }])
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e.id, state: "cancelled" })])
+        assert.deepStrictEqual((yield* JobQueue.status(e.id)).failedDependency, { id: d.id, state: "dead" }, "e is as it was")
+        assert.isFalse(yield* JobQueue.redrive(f.id))
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("a dead root deleted (purge) while jobs two and four links down wait, redriven, for ones it doomed (one cancelled between them): each cancelled by its own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        const g = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", after: [f] })
+        // h waits for g and for a job that stays queued
+        const other = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "idle" })
+        const h = yield* JobQueue.enqueue(Echo, { n: 6 }, { queue: "idle", after: [g, other] })
+        // runs after g whatever its end: queued at g's cancel, and left so
+        const tolerant = yield* JobQueue.enqueue(Echo, { n: 7 }, { queue: "idle", after: [g], afterFailure: "run" })
+        yield* tick(1000)
+        assert.deepStrictEqual(
+          [yield* stateOf(f.id), yield* stateOf(g.id), yield* stateOf(h.id), yield* stateOf(tolerant.id)],
+          ["cancelled", "cancelled", "cancelled", "queued"]
+        )
+        // f waits for e, h for g (cancelled by f, which waits): all of it can succeed yet
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        assert.isTrue(yield* JobQueue.redrive(h.id))
+        assert.deepStrictEqual([yield* stateOf(f.id), yield* stateOf(g.id), yield* stateOf(h.id)], ["blocked", "cancelled", "blocked"])
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.deepStrictEqual([yield* stateOf(f.id), yield* stateOf(h.id)], ["cancelled", "cancelled"], "nothing else would ever end them")
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e.id, state: "cancelled" })])
+        assert.deepStrictEqual(yield* failure(h.await), [new DependencyFailed({ id: h.id, dependency: g.id, state: "cancelled" })])
+        assert.deepStrictEqual(
+          [yield* stateOf(e.id), yield* stateOf(g.id), yield* stateOf(other.id), yield* stateOf(tolerant.id)],
+          ["cancelled", "cancelled", "queued", "queued"],
+          "the rest as they were"
+        )
+        for (const job of [e, f, g, h]) assert.isFalse(yield* JobQueue.redrive(job.id), "nothing up its chain can succeed")
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("a dead dependency deleted (purge) while a job, redriven, waits for one that expired blocked waiting for it: cancelled by that one", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* Store
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper ends expired jobs, of every queue; nobody consumes "manual" or "idle"
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual", maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d], expireIn: "1 minute" })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        yield* tick(64_000, 1000)
+        assert.isDefined((yield* JobQueue.status(e.id)).expiredAt)
+        assert.strictEqual(yield* stateOf(f.id), "cancelled")
+        const [claim] = (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 600_000 })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        assert.isTrue(yield* JobQueue.redrive(f.id), "e, expired, can be redriven, and so can d")
+        assert.strictEqual(yield* stateOf(f.id), "blocked")
+        yield* tick(1000)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["dead"] }), 1)
+        assert.strictEqual(yield* stateOf(f.id), "cancelled", "nothing else would ever end it")
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e.id, state: "cancelled" })])
+        assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
+      })))
+
+    it.effect("the middle of a chain deleted (retention) while the job after it, redriven, waits for it: cancelled by it", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper applies retentions, of every queue; nobody consumes "middle" or "idle"
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "middle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        const g = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", after: [f] })
+        yield* tick(1000)
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        assert.isTrue(yield* JobQueue.redrive(g.id))
+        yield* JobQueue.setRetention("middle", { cancelled: { count: 0 } })
+        yield* tick(30_000)
+        assert.deepStrictEqual(yield* failure(JobQueue.status(e.id)), [new JobNotFound({ id: e.id })], "deleted")
+        assert.deepStrictEqual([yield* stateOf(f.id), yield* stateOf(g.id)], ["cancelled", "cancelled"])
+        assert.deepStrictEqual(yield* failure(f.await), [new DependencyFailed({ id: f.id, dependency: e.id, state: "cancelled" })])
+        assert.deepStrictEqual(yield* failure(g.await), [new DependencyFailed({ id: g.id, dependency: f.id, state: "cancelled" })])
+        assert.strictEqual(yield* stateOf(d.id), "dead", "its own dependency is as it was")
+      })))
+
+    it.effect("a redriven chain whose root is redriven and succeeds runs whole; deleted once succeeded, the root dooms nothing: the middle, redriven, runs and so does the last", () =>
+      provide(Effect.gen(function*() {
+        const flaky = yield* Ref.make(true)
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* JobQueue.consume({
+          ...options,
+          handlers: [
+            Task.handle(Echo, ({ n }) =>
+              Effect.gen(function*() {
+                yield* Ref.update(runs, (r) => [...r, `echo:${n}`])
+                // the root (n 1) fails its first run, once
+                if (n === 1 && (yield* Ref.getAndSet(flaky, false))) return yield* Effect.fail(new Boom({ n }))
+                return n
+              })),
+            handlers(runs)[1]!
+          ]
+        })
+        // the whole chain redriven, from its end, then its root: all run, in order
+        const d = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { after: [e] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(d.id), yield* stateOf(e.id), yield* stateOf(f.id)], ["dead", "cancelled", "cancelled"])
+        assert.isTrue(yield* JobQueue.redrive(f.id))
+        assert.isTrue(yield* JobQueue.redrive(e.id))
+        assert.isTrue(yield* JobQueue.redrive(d.id))
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* d.await, yield* e.await, yield* f.await], [1, 2, 3])
+        assert.deepStrictEqual(yield* Ref.get(runs), ["echo:1", "echo:1", "echo:2", "echo:3"])
+
+        // the end redriven, then the root (which succeeds) and its delete; the middle redriven after
+        yield* Ref.set(flaky, true)
+        const d2 = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        const e2 = yield* JobQueue.enqueue(Echo, { n: 12 }, { queue: "idle", after: [d2] })
+        const f2 = yield* JobQueue.enqueue(Echo, { n: 13 }, { after: [e2] })
+        yield* tick(1000)
+        assert.isTrue(yield* JobQueue.redrive(f2.id))
+        assert.isTrue(yield* JobQueue.redrive(d2.id))
+        yield* tick(1000)
+        assert.strictEqual(yield* d2.await, 1)
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "1 millis", states: ["succeeded"] }), 4)
+        assert.deepStrictEqual([yield* stateOf(e2.id), yield* stateOf(f2.id)], ["cancelled", "blocked"], "a succeeded root's delete ends nothing")
+        assert.isTrue(yield* JobQueue.redrive(e2.id))
+        assert.strictEqual(yield* stateOf(e2.id), "queued", "its dependency succeeded")
+        yield* JobQueue.consume({ ...options, queues: ["idle"], handlers: handlers(runs) })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* e2.await, yield* f2.await], [12, 13])
+      })))
+
     it.effect("an expired dependency deleted (retention) while its redriven dependent waits for it cancels that one by it", () =>
       provide(Effect.gen(function*() {
         const runs = yield* Ref.make<Array<string>>([])

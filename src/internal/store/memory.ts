@@ -239,10 +239,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
    * After `ended` reached a final state: each blocked dependent released if it may run now, or ended
    * cancelled by it (and then its own dependents, in the same step). A succeeded one is struck off
    * its dependents' pending ones whatever their state, so that a dependent redriven later waits for
-   * what it still needs only.
+   * what it still needs only. `deleted`: `ended`'s row is going (see `drop`).
    */
-  const settled = (ended: Row, now: number) => {
+  const settled = (ended: Row, now: number, deleted = false) => {
     const work = [ended]
+    // a deleted dependency can never succeed, nor can what waits for it (ended, or cancelled here):
+    // each of those ended waiting for one is walked too, once, for jobs redriven to wait for it
+    const doomed = new Set<string>()
     for (let row = work.pop(); row !== undefined; row = work.pop()) {
       if (row.dependents === undefined) continue
       const { id, state } = row.job
@@ -250,6 +253,13 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         const dependent = rows.get(dependentId)
         if (dependent?.pending === undefined) continue
         if (state === "succeeded" && dependent.pending.delete(id)) update(dependent, { waitingFor: dependent.pending.size })
+        if (
+          deleted && dependent.job.state === "cancelled" && dependent.runOnFailure !== true &&
+          dependent.pending.has(id) && !doomed.has(dependentId)
+        ) {
+          doomed.add(dependentId)
+          work.push(dependent)
+        }
         if (dependent.job.state !== "blocked") continue
         if (state !== "succeeded" && dependent.runOnFailure !== true) {
           // past its own expiry, which no claim or reap met yet: it expired first, and reads so (as
@@ -265,10 +275,12 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   /**
    * Deletes a finished job (purge, retention). One that did not succeed first ends what still
    * waits for it as its end did: a dependent redriven back to blocked since would wait for ever
-   * (cancelled by it, or released with `afterFailure: "run"`).
+   * (cancelled by it, or released with `afterFailure: "run"`). So would a job redriven to wait for
+   * one it cancelled (or that expired blocked waiting for it), which no redrive can put back now:
+   * each such job is cancelled by its own dependency, transitively.
    */
   const drop = (row: Row, now: number) => {
-    if (row.job.state !== "succeeded") settled(row, now)
+    if (row.job.state !== "succeeded") settled(row, now, true)
     rows.delete(row.job.id)
   }
 

@@ -368,6 +368,7 @@ const DEPENDENTS_ENDED = (s: string) =>
     closure_states text[];
     deps text[];
     jit_was text;
+    doomed_by_delete text[];
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
     -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
@@ -376,10 +377,31 @@ const DEPENDENTS_ENDED = (s: string) =>
       IF NOT EXISTS (SELECT FROM wp_old o WHERE o.has_dependents) THEN
         RETURN NULL;
       END IF;
-      SELECT array_agg(o.id ORDER BY o.seq), array_agg(o.state ORDER BY o.seq),
+      -- any state but a success: the store deletes finished jobs only, but a job deleted by hand
+      -- before its end (queued, running, blocked) can never succeed either, and reads as cancelled
+      SELECT array_agg(o.id ORDER BY o.seq), array_agg(CASE WHEN o.state = 'dead' THEN 'dead' ELSE 'cancelled' END ORDER BY o.seq),
           array_agg(COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint))
         INTO ids, states, ats
-        FROM wp_old o WHERE o.has_dependents AND o.state IN ('dead', 'cancelled');
+        FROM wp_old o WHERE o.has_dependents AND o.state <> 'succeeded';
+      -- nor can the jobs ended waiting for one of them (cancelled by it, or expired blocked), nor
+      -- those ended waiting for such a job or for a blocked one that does (cancelled below), which
+      -- no redrive can put back now: each ends its blocked dependents (redriven to wait for it) as
+      -- its own end did, after the deleted ones, in seq order (memory.ts's \`settled\`, \`deleted\`)
+      IF ids IS NOT NULL THEN
+        WITH RECURSIVE waiting(id) AS (
+            SELECT d.job_id FROM ${s}.wp_dep d JOIN ${s}.wp_job j ON j.id = d.job_id
+              WHERE d.dep_id = ANY(ids) AND NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked')
+          UNION
+            SELECT d.job_id FROM waiting x JOIN ${s}.wp_dep d ON d.dep_id = x.id JOIN ${s}.wp_job j ON j.id = d.job_id
+              WHERE NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked'))
+        SELECT array_agg(j.id ORDER BY j.seq) INTO doomed_by_delete
+          FROM waiting x JOIN ${s}.wp_job j ON j.id = x.id WHERE j.state = 'cancelled';
+        IF doomed_by_delete IS NOT NULL THEN
+          ids := ids || doomed_by_delete;
+          states := states || array_fill('cancelled'::text, ARRAY[cardinality(doomed_by_delete)]);
+          ats := ats || array_fill(ats[1], ARRAY[cardinality(doomed_by_delete)]);
+        END IF;
+      END IF;
     ELSE
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;

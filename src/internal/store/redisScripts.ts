@@ -161,10 +161,13 @@ end
 -- after job id of queue B ended in state: each blocked dependent released if it may run now, or
 -- ended cancelled by it (and then its own dependents, in the same script). A succeeded one is
 -- struck off its dependents' waits whatever their state (a dependent redriven later waits for
--- what it still needs only)
-local function dependentsEnded(id, state, now)
+-- what it still needs only). deleted: id's job is going (see forget)
+local function dependentsEnded(id, state, now, deleted)
   local saved = B
   local work = {{B, id, state}}
+  -- a deleted dependency can never succeed, nor can what waits for it (ended, or cancelled here):
+  -- each of those ended waiting for one is walked too, once, for jobs redriven to wait for it
+  local doomed = {}
   while #work > 0 do
     local item = table.remove(work)
     local ended, endedState = item[2], item[3]
@@ -175,6 +178,11 @@ local function dependentsEnded(id, state, now)
       if B ~= "" and f[1] then
         if endedState == "succeeded" and redis.call("SREM", B .. ":waits:" .. dep, ended) == 1 then
           redis.call("HSET", j, "waitingFor", redis.call("SCARD", B .. ":waits:" .. dep))
+        end
+        if deleted and f[1] == "cancelled" and f[2] ~= "run" and not doomed[dep] and
+          redis.call("SISMEMBER", B .. ":waits:" .. dep, ended) == 1 then
+          doomed[dep] = true
+          work[#work + 1] = {B, dep, "cancelled"}
         end
         if f[1] == "blocked" then
           if endedState ~= "succeeded" and f[2] ~= "run" then
@@ -1499,7 +1507,7 @@ local function forget(items, gone, now)
     -- and its key's running set, should a missed settle have left it there
     if f[1] and f[1] ~= "" then redis.call("SREM", B .. ":grun:" .. f[1], id) end
     -- one that did not succeed first ends what still waits for it as its end did (a dependent
-    -- redriven back to blocked since): nothing else ever would
+    -- redriven back to blocked since, or to wait for one it cancelled): nothing else ever would
     if f[2] == "1" and state ~= "succeeded" then walks[#walks + 1] = {tonumber(f[3]), state, id}
     else dropJob(state, id, gone) end
   end
@@ -1507,7 +1515,7 @@ local function forget(items, gone, now)
   -- here names the one its walk meets first), each walked before its edges go
   table.sort(walks, function(a, b) return a[1] < b[1] end)
   for _, walk in ipairs(walks) do
-    dependentsEnded(walk[3], walk[2], now)
+    dependentsEnded(walk[3], walk[2], now, true)
     dropJob(walk[2], walk[3], gone)
   end
 end

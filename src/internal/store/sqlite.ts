@@ -533,6 +533,23 @@ export const CANCEL_DEPENDENTS: string = `${DEPENDENTS_CLOSURE},
   RETURNING id`
 
 /**
+ * Of the dependents of jobs `:ids` (a JSON array), deleted without having succeeded, those ended
+ * cancelled that now can never succeed, in the order of their creation: each waits (not of
+ * `afterFailure: "run"`) for one of them, or for another such job, or for a blocked one that waits
+ * so (the deletes cancel it). A job redriven to wait for one of them would wait for ever (memory's
+ * `settled`, `deleted`): they end their blocked dependents as their own end did.
+ */
+export const DOOMED_BY_DELETE: string = `WITH RECURSIVE doomed(id) AS (
+    SELECT d.job_id FROM wp_dep d JOIN wp_job j ON j.id = d.job_id
+      WHERE d.dep_id IN (SELECT value FROM json_each(:ids)) AND d.succeeded = 0 AND j.after_failure = 0
+        AND j.state IN ('cancelled', 'blocked')
+    UNION
+    SELECT d.job_id FROM doomed JOIN wp_dep d ON d.dep_id = doomed.id JOIN wp_job j ON j.id = d.job_id
+      WHERE d.succeeded = 0 AND j.after_failure = 0 AND j.state IN ('cancelled', 'blocked')
+  )
+  SELECT j.id FROM doomed JOIN wp_job j ON j.id = doomed.id WHERE j.state = 'cancelled' ORDER BY j.seq`
+
+/**
  * After jobs of `:ids` (a JSON array) ended: their blocked dependents that may run now are queued,
  * visible from their own run time or `:now`, whichever is later (memory's `release`).
  */
@@ -1159,11 +1176,16 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * After finished jobs were deleted (rows as `FORGOTTEN` returns them), in the open write
      * transaction (memory's `drop`): one that did not succeed ends what still waits for it as its
      * end did, a dependent redriven back to blocked since (nothing else would ever end it), in the
-     * order of their creation, as memory's purge meets them. Their rows are gone, which `RELEASE`
+     * order of their creation, as memory's purge meets them; so do the jobs it dooms
+     * (`DOOMED_BY_DELETE`), for one redriven to wait for them. Their rows are gone, which `RELEASE`
      * reads as ended. How many were deleted.
      */
+    const doomedByDelete = db.prepare(DOOMED_BY_DELETE)
     const forgotten = (rows: ReadonlyArray<EndedRow & { readonly seq: number }>, now: number): number => {
-      dependentsEnded(rows.filter((row) => row.has_dependents !== 0 && row.state !== "succeeded").sort((a, b) => a.seq - b.seq), now)
+      const failed = rows.filter((row) => row.has_dependents !== 0 && row.state !== "succeeded").sort((a, b) => a.seq - b.seq)
+      if (failed.length === 0) return rows.length
+      const doomed = doomedByDelete.all({ ids: JSON.stringify(failed.map((row) => row.id)) }) as Array<{ id: string }>
+      dependentsEnded([...failed, ...doomed.map(({ id }) => ({ id, state: "cancelled" as const }))], now)
       return rows.length
     }
     const prepareOnce = (sql: string) => db.prepare(sql)
