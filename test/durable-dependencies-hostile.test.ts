@@ -398,6 +398,38 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // Found (review42b M3), fixed: a claim ended the blocked jobs of its queues past their expiry in
+  // its own statement, whose trigger locked their dependents at the statement's end, after the job
+  // the claim took (SKIP LOCKED). An application transaction that enqueued after d (e's dependent)
+  // then after j: the claim held j and its trigger wanted d; the enqueue held d and wanted j: 40P01
+  // on one. A claim now ends only jobs without dependents itself, those with in a statement of
+  // their own once it has committed
+  it.live("a claim that meets a blocked job with a dependent past its expiry, beside an application transaction enqueueing after that dependent then after the job the claim takes: both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [x], expireIn: "1 millis" }))
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "d", after: [e] }))
+      const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q" }))
+      const app = yield* appOn(schema)
+      const go = yield* Deferred.make<void>()
+      const txn = yield* openTransaction(
+        app,
+        JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [d] }),
+        Effect.andThen(Deferred.await(go), JobQueue.enqueue(Echo, { n: 6 }, { queue: "c", after: [j] }))
+      )
+      const other = yield* storeOn(schema)
+      const claiming = yield* Effect.forkChild(Effect.exit(other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })))
+      yield* Pg.blockedBy(txn.pid, 1)
+      yield* Deferred.succeed(go, undefined)
+      const [enqueued, claimed] = [yield* txn.release, yield* Fiber.join(claiming)]
+      assert.deepStrictEqual([sqlStates(enqueued), sqlStates(claimed)], [[], []])
+      assert.deepStrictEqual(Exit.isSuccess(claimed) ? claimed.value.claims.map((claim) => claim.job.id) : [], [j.id])
+      const states = yield* Effect.forEach([e, d, j], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
+      assert.deepStrictEqual(states, ["cancelled", "cancelled", "running"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   /** A job of queue `queue` with id `id` after `after`, enqueued as a store's caller gives it. */
   const jobWithId = (id: string, queue: string, after: ReadonlyArray<string>) => ({
     id, queue, task: "Echo", payload: JSON.stringify({ n: 0 }), priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined, after

@@ -18,6 +18,7 @@ import type { InvalidJobOptions } from "../src/PoolError.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as JobStore from "../src/JobStore.ts"
 import * as PgJobStore from "../src/PgJobStore.ts"
+import * as Postgres from "../src/internal/store/postgres.ts"
 import * as RedisStore from "../src/internal/store/redis.ts"
 import * as RedisJobStore from "../src/RedisJobStore.ts"
 import * as Task from "../src/Task.ts"
@@ -293,6 +294,69 @@ else {
         assert.instanceOf(newer, StoreError)
         assert.include(newer!.reason, "has version 999, this code knows versions up to")
         assert.notInclude(newer!.reason, "GRANT")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    // review42b M4: the open replaces a trigger function whose text is not this build's. A role
+    // that may only use the tables cannot (CREATE OR REPLACE needs the owner): its open goes on, on
+    // the schema's function, and says which functions and what to do
+    it.live("a role that may only use the tables opens a schema whose trigger function is not this version's: a warning naming it and the owner, the open goes on, the function left", () =>
+      Effect.gen(function*() {
+        const server = yield* PgTest.ownServer()
+        yield* pgAdmin(server.url, `CREATE ROLE wp_owner LOGIN`, `CREATE ROLE wp_app LOGIN`, `CREATE SCHEMA jobs AUTHORIZATION wp_owner`, `GRANT USAGE ON SCHEMA jobs TO wp_app`)
+        yield* Effect.scoped(Layer.build(PgJobStore.layer({ url: as(server.url, "wp_owner"), schema: "jobs" })))
+        const old = `CREATE OR REPLACE FUNCTION jobs.wp_dependents_ended() RETURNS trigger LANGUAGE plpgsql AS $wp$ BEGIN RETURN NULL; END $wp$`
+        yield* pgAdmin(
+          server.url,
+          `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA jobs TO wp_app`,
+          `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA jobs TO wp_app`,
+          `SET ROLE wp_owner`,
+          old
+        )
+        const { logged, collector } = warnings()
+        const counts = yield* JobQueue.stats("default").pipe(
+          Effect.provide(PgJobStore.layer({ url: as(server.url, "wp_app"), schema: "jobs" })),
+          Effect.provide(Logger.layer([collector]))
+        )
+        assert.strictEqual(counts.waiting, 0)
+        const said = logged.filter((line) => line.includes("trigger functions"))
+        assert.strictEqual(said.length, 1, logged.join("\n"))
+        assert.include(said[0], "wp_dependents_ended")
+        assert.include(said[0], "as the owner of its tables")
+        const [body] = yield* Effect.promise(() =>
+          PgTest.adminOn(server.url, (sql) => sql<{ body: string }>`SELECT prosrc AS body FROM pg_proc WHERE proname = 'wp_dependents_ended'`)
+        )
+        assert.strictEqual(body!.body.trim(), "BEGIN RETURN NULL; END")
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    // review42b M5: the migration compared an index an operator pre-built (CREATE INDEX
+    // CONCURRENTLY, docs/durable.md "Rolling upgrades") with its own build on a TEMP table copy: a
+    // migrating role without the database's TEMP right failed the open, told to GRANT CREATE on the
+    // schema it already owned. The copy is made in the schema now
+    it.live("a role without TEMP on the database migrates a schema whose index an operator pre-built: the index is kept", () =>
+      Effect.gen(function*() {
+        const server = yield* PgTest.ownServer()
+        yield* pgAdmin(server.url, `CREATE ROLE wp_owner LOGIN`, `CREATE SCHEMA jobs AUTHORIZATION wp_owner`)
+        const owner = PgJobStore.layer({ url: as(server.url, "wp_owner"), schema: "jobs" })
+        yield* Effect.scoped(Layer.build(owner))
+        // back to version 13, wp_job_group_due pre-built by the operator as version 14 builds it
+        yield* pgAdmin(
+          server.url,
+          `DROP INDEX jobs.wp_job_group_due`,
+          `UPDATE jobs.wp_meta SET value = '13' WHERE key = 'schema_version'`,
+          `CREATE INDEX CONCURRENTLY wp_job_group_due ON jobs.wp_job (queue, group_key, visible_at) WHERE state = 'queued' AND group_key IS NOT NULL`,
+          `DO $$ BEGIN EXECUTE format('REVOKE TEMP ON DATABASE %I FROM PUBLIC', current_database()); END $$`
+        )
+        const index = Effect.promise(() =>
+          PgTest.adminOn(server.url, (sql) =>
+            sql<{ oid: number; version: string }>`SELECT 'jobs.wp_job_group_due'::regclass::oid::int AS oid,
+              (SELECT value FROM jobs.wp_meta WHERE key = 'schema_version') AS version`
+          )
+        )
+        const [before] = yield* index
+        const opened = yield* Effect.exit(Effect.scoped(Layer.build(owner)))
+        assert.isTrue(Exit.isSuccess(opened), String(storeErrorOf(opened)?.reason))
+        const [after] = yield* index
+        assert.deepStrictEqual([after!.oid, after!.version], [before!.oid, String(Postgres.MIGRATIONS.length)])
       }).pipe(Effect.scoped), { timeout: 120_000 })
   })
 }

@@ -844,7 +844,7 @@ else {
           assert.deepStrictEqual(logged, [])
           assert.deepStrictEqual(now, [])
         }).pipe(Effect.provide(testLayer(schema)))
-        const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta`))
+        const versions = yield* Effect.promise(() => admin((sql) => sql<{ value: string }>`SELECT value FROM ${sql.literal(S)}.wp_meta WHERE key = 'schema_version'`))
         assert.deepStrictEqual(versions.map((row) => row.value), [String(Postgres.MIGRATIONS.length)])
       })
     }, { timeout: 60_000 })

@@ -108,14 +108,14 @@ export const listenBackends = (channel: string) =>
   )
 
 /**
- * What a migration left in `schema`: the values of its wp_meta (its version: one row) and whether
- * it has `index` (`[index]` or `[]`).
+ * What a migration left in `schema` (on the server of `on`): the values of its wp_meta (its version:
+ * one row) and whether it has `index` (`[index]` or `[]`).
  */
-export const versionAndIndex = (schema: string, index: string) =>
+export const versionAndIndex = (schema: string, index: string, on = url!) =>
   Effect.promise(() =>
-    admin((sql) =>
+    adminOn(on, (sql) =>
       Effect.all([
-        sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta`,
+        sql<{ value: string }>`SELECT value FROM ${sql.literal(`"${schema}"`)}.wp_meta WHERE key = 'schema_version'`,
         sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE schemaname = ${schema} AND indexname = ${index}`
       ])
     )
@@ -137,17 +137,18 @@ export const undoHolds = (S: string) => [
 /** Takes the schema `S` (quoted) back to version 12, before per-key caps (13). */
 export const backToBeforeGroups = (S: string) => backTo(S, 12, undoGroups(S))
 
-/** Takes the schema `S` (quoted) back to version 13: without the per-key caps' index of due jobs (14). */
-export const backToBeforeGroupDue = (S: string) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`])
+/** Takes the schema `S` (quoted, on the server of `on`) back to version 13: without the per-key caps' index of due jobs (14). */
+export const backToBeforeGroupDue = (S: string, on = url!) => backTo(S, 13, [`DROP INDEX ${S}.wp_job_group_due`], on)
 
 /** Takes the schema `S` (quoted) back to version 14: without the expiries' column and its index (15). */
 export const backToBeforeExpiry = (S: string) => backTo(S, 14, [`ALTER TABLE ${S}.wp_job DROP COLUMN expire_at`])
 
 /**
- * Takes the schema `S` (quoted) back to version 15: without job dependencies (16): their triggers,
- * functions, table, columns and indexes, and the dedup index as it was (without blocked jobs).
+ * Takes the schema `S` (quoted, on the server of `on`) back to version 15: without job dependencies
+ * (16): their triggers, functions, table, columns and indexes, and the dedup index as it was
+ * (without blocked jobs).
  */
-export const backToBeforeDependencies = (S: string) =>
+export const backToBeforeDependencies = (S: string, on = url!) =>
   backTo(S, 15, [
     `DROP TRIGGER wp_job_ended ON ${S}.wp_job`,
     `DROP TRIGGER wp_job_dropped ON ${S}.wp_job`,
@@ -160,7 +161,7 @@ export const backToBeforeDependencies = (S: string) =>
     `DROP INDEX ${S}.wp_job_blocked_expiring`,
     `DROP INDEX ${S}.wp_job_dedup`,
     `CREATE UNIQUE INDEX wp_job_dedup ON ${S}.wp_job (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')`
-  ])
+  ], on)
 
 /** What version 11 added (the queues' caps, `setConcurrency`), undone. */
 export const undoCap = (S: string) => `ALTER TABLE ${S}.wp_queue DROP COLUMN concurrency`
@@ -177,8 +178,8 @@ export const beforeRetention = (S: string) => [
 export const backToVersion6 = (S: string) =>
   backTo(S, 6, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`, `ALTER TABLE ${S}.wp_job DROP COLUMN settled_xid`])
 
-/** Takes the schema `S` (quoted) back to version 7: without the counts' index `wp_job_counted`. */
-export const backToVersion7 = (S: string) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`])
+/** Takes the schema `S` (quoted, on the server of `on`) back to version 7: without the counts' index `wp_job_counted`. */
+export const backToVersion7 = (S: string, on = url!) => backTo(S, 7, [...beforeRetention(S), undoDedupModes(S), `DROP INDEX ${S}.wp_job_counted`], on)
 
 /** What the dedup modes' migration (version 9) adds, undone: its columns, their index with them. */
 export const undoDedupModes = (S: string) => `ALTER TABLE ${S}.wp_job DROP COLUMN dedup_queued, DROP COLUMN dedup_until`
@@ -192,9 +193,9 @@ export const backToBeforeCaps = (S: string) => backTo(S, 10, [...undoHolds(S), u
 /** Takes the schema `S` (quoted) back to version 11, before queue holds and snoozes (12). */
 export const backToBeforeHolds = (S: string) => backTo(S, 11, undoHolds(S))
 
-const backTo = (S: string, version: number, statements: ReadonlyArray<string>) =>
+const backTo = (S: string, version: number, statements: ReadonlyArray<string>, on = url!) =>
   Effect.promise(() =>
-    admin((sql) =>
+    adminOn(on, (sql) =>
       Effect.forEach(
         [...statements, `UPDATE ${S}.wp_meta SET value = '${version}' WHERE key = 'schema_version'`],
         (statement) => sql.unsafe(statement).raw,

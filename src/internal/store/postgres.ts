@@ -286,26 +286,42 @@ export const MIGRATIONS: ReadonlyArray<(schema: string) => string> = [
 ]
 
 /**
- * The closure of blocked "cancel" dependents of job `id` (SQL: the trigger's variable) that ended
- * `state`, each walked once (`doomed`: a row per job, whatever the paths to it; a row per (job,
- * dependency) walked a lattice's jobs once per edge into them), then `one`: each blocked one (those
- * the trigger cancels: the edges of the others, a nested call's, are not read) with the dependency it
- * names, the ended job itself first, else the least of its own in the closure.
+ * Whether job `id` (an SQL expression) is one a death cancels: blocked, `afterFailure: "cancel"`.
+ * Read by its key alone, a scalar subquery the planner never turns into a join: joined to wp_job on
+ * state = 'blocked', a table not analyzed since its blocked jobs came was read along wp_job_blocked
+ * (or in full, hashed), every blocked job of the schema at each ended job. "state || ''" keeps the
+ * planner off that partial index whatever its estimates.
+ */
+const DOOMABLE = (s: string, id: string): string =>
+  `(SELECT b.state || '' = 'blocked' AND NOT b.after_failure FROM ${s}.wp_job b WHERE b.id = ${id})`
+
+/**
+ * The closure of blocked "cancel" dependents of the jobs `starts` (an SQL array of ids), `doomed`:
+ * their dependents that a death cancels, and theirs after them, each walked once (a row per job,
+ * whatever the paths to it; a row per (job, dependency) walked a lattice's jobs once per edge into
+ * them). Walked by ids: each job's dependents by wp_dep's key, each read in wp_job by its own (see
+ * `DOOMABLE`), so that no plan reads the schema's other blocked jobs or edges.
+ */
+const CLOSURE = (s: string, starts: string): string =>
+  `WITH RECURSIVE doomed(id) AS (
+      SELECT y.id FROM unnest(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(${starts}))) y(id)
+        WHERE ${DOOMABLE(s, "y.id")}
+    UNION
+      SELECT y.id FROM doomed x, unnest(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = x.id)) y(id)
+        WHERE ${DOOMABLE(s, "y.id")}
+  )`
+
+/**
+ * The closure of job `id` (SQL: the trigger's variable) that ended `state` (see `CLOSURE`), then
+ * `one`: each of them with the dependency it names, the ended job itself first, else the least of
+ * its own in the closure (each job's dependencies read by wp_dep's key).
  */
 export const DOOMED = (s: string, id: string, state: string): string =>
-  `WITH RECURSIVE doomed(id) AS (
-      SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ${id}
-    UNION
-      SELECT d.job_id FROM doomed x JOIN ${s}.wp_job b ON b.id = x.id AND b.state = 'blocked' AND NOT b.after_failure
-        JOIN ${s}.wp_dep d ON d.dep_id = x.id
-  ),
-  one AS (SELECT DISTINCT ON (d.job_id) d.job_id AS id, d.dep_id AS dep,
-      CASE WHEN d.dep_id = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
-    FROM doomed x JOIN ${s}.wp_job j ON j.id = x.id AND j.state = 'blocked' AND NOT j.after_failure
-      JOIN ${s}.wp_dep d ON d.job_id = x.id
-    WHERE d.dep_id = ${id} OR d.dep_id IN (
-      SELECT y.id FROM doomed y JOIN ${s}.wp_job c ON c.id = y.id AND c.state = 'blocked' AND NOT c.after_failure)
-    ORDER BY d.job_id, d.dep_id <> ${id}, d.dep_id)`
+  `${CLOSURE(s, `ARRAY[${id}]`)},
+  one AS (SELECT DISTINCT ON (p.id) p.id, p.dep, CASE WHEN p.dep = ${id} THEN ${state} ELSE 'cancelled' END AS dep_state
+    FROM (SELECT x.id, unnest(ARRAY(SELECT d.dep_id FROM ${s}.wp_dep d WHERE d.job_id = x.id)) AS dep FROM doomed x) p
+    WHERE p.dep = ${id} OR p.dep IN (SELECT y.id FROM doomed y)
+    ORDER BY p.id, p.dep <> ${id}, p.dep)`
 
 /**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
@@ -351,6 +367,7 @@ const DEPENDENTS_ENDED = (s: string) =>
     closure_deps text[];
     closure_states text[];
     deps text[];
+    jit_was text;
     doomed_by_delete text[];
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
@@ -401,16 +418,31 @@ const DEPENDENTS_ENDED = (s: string) =>
     IF ids IS NULL THEN
       RETURN NULL;
     END IF;
-    -- their dependents at once, in seq order: locked job by job, two statements whose jobs'
-    -- dependents crossed locked them in other orders and deadlocked. Only those written below: of a
-    -- success all (their counts), of a death or cancel the blocked ones (cancelled or released) and
-    -- the ended ones (a redrive puts one back to blocked: it locks the row first, so either it waits
-    -- for this transaction and sees the dependency ended or gone, or this one waits for it and sees
-    -- the row blocked). A running or queued one was locked too, and a settle of it (holding it, its
-    -- trigger waiting for a job this statement ended or deleted) deadlocked with this statement
-    PERFORM 1 FROM ${s}.wp_job j WHERE j.id IN (SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids))
-        AND (j.state IN ('blocked', 'dead', 'cancelled') OR j.id IN (
-          SELECT d.job_id FROM ${s}.wp_dep d JOIN unnest(ids, states) AS e(id, state) ON d.dep_id = e.id WHERE e.state = 'succeeded'))
+    -- JIT off for the statements below, each a walk by ids: the planner's costs of their per-row
+    -- lookups passed jit_above_cost, and each compiled for 50 to 180 ms, at each ended job (a
+    -- cancel of 1,000 jobs with dependents took a minute). Set back at the end (and by a rollback)
+    jit_was := current_setting('jit');
+    PERFORM set_config('jit', 'off', true);
+    -- the closure of its deaths and cancels (their blocked "cancel" dependents, and theirs after
+    -- them), walked here to be locked with the rest
+    IF NOT ('succeeded' = ALL(states)) THEN
+      SELECT ARRAY(${CLOSURE(s, "ARRAY(SELECT e.id FROM unnest(ids, states) AS e(id, state) WHERE e.state <> 'succeeded')")}
+        SELECT doomed.id FROM doomed) INTO closure_ids;
+    END IF;
+    -- their dependents and the closure's at once, in seq order: locked job by job, two statements
+    -- whose jobs' dependents crossed locked them in other orders and deadlocked; and the closure
+    -- locked in later passes (each death's, then its own dependents in its nested call), so a death
+    -- holding its direct dependents and wanting its closure's deadlocked with a success holding one
+    -- of that closure and wanting one of those. Only those written below (or in the nested call
+    -- for the closure's): of a success all (their counts), of a death, a cancel or the closure the
+    -- blocked ones (cancelled or released) and the ended ones (a redrive puts one back to blocked:
+    -- it locks the row first, so either it waits for this transaction and sees the dependency ended
+    -- or gone, or this one waits for it and sees the row blocked). A running or queued one was
+    -- locked too, and a settle of it (holding it, its trigger waiting for a job this statement ended
+    -- or deleted) deadlocked with this statement. Ids first (wp_dep by its key), wp_job by id only
+    PERFORM 1 FROM ${s}.wp_job j WHERE j.id = ANY(ARRAY(SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ids || closure_ids)))
+        AND (j.state IN ('blocked', 'dead', 'cancelled') OR j.id = ANY(ARRAY(
+          SELECT d.job_id FROM ${s}.wp_dep d WHERE d.dep_id = ANY(ARRAY(SELECT e.id FROM unnest(ids, states) AS e(id, state) WHERE e.state = 'succeeded')))))
       ORDER BY j.seq FOR NO KEY UPDATE;
     FOR i IN 1 .. cardinality(ids) LOOP
       ended_id := ids[i];
@@ -433,18 +465,18 @@ const DEPENDENTS_ENDED = (s: string) =>
         -- (every retry of the ending statement failed). Their own triggers then find nothing blocked
         -- left to cancel: two levels deep, whatever the chain's length
         ${DOOMED(s, "ended_id", "ended_state")}
-        -- locked first, in seq order: the UPDATE locked them in the order of its join (by id, random),
-        -- and an enqueue after two of them in seq order holding the one and waiting for the other
-        -- deadlocked with it
-        SELECT array_agg(l.id), array_agg(l.dep), array_agg(l.dep_state) INTO closure_ids, closure_deps, closure_states
-          FROM (SELECT one.id, one.dep, one.dep_state FROM one JOIN ${s}.wp_job j ON j.id = one.id
-            WHERE j.state = 'blocked' AND NOT j.after_failure ORDER BY j.seq FOR NO KEY UPDATE OF j) l;
+        SELECT array_agg(one.id), array_agg(one.dep), array_agg(one.dep_state) INTO closure_ids, closure_deps, closure_states FROM one;
+        -- locked in seq order (held since the pass above, but for a job made blocked since): the
+        -- UPDATE locked them in the order of its join (by id, random), and an enqueue after two of
+        -- them in seq order holding the one and waiting for the other deadlocked with it
+        PERFORM 1 FROM ${s}.wp_job j WHERE j.id = ANY(closure_ids) AND j.state || '' = 'blocked' AND NOT j.after_failure
+          ORDER BY j.seq FOR NO KEY UPDATE;
         UPDATE ${s}.wp_job j SET state = 'cancelled', finished_at = ended_at, exit = NULL,
             expire_at = CASE WHEN j.expire_at <= ended_at THEN j.expire_at END,
             failed_dep_id = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep END,
             failed_dep_state = CASE WHEN j.expire_at <= ended_at THEN NULL ELSE one.dep_state END
           FROM unnest(closure_ids, closure_deps, closure_states) AS one(id, dep, dep_state)
-          WHERE j.id = one.id AND j.state = 'blocked' AND NOT j.after_failure;
+          WHERE j.id = one.id AND j.state || '' = 'blocked' AND NOT j.after_failure;
       END IF;
       FOR released IN
         UPDATE ${s}.wp_job j SET state = 'queued', visible_at = GREATEST(j.visible_at, ended_at),
@@ -460,6 +492,7 @@ const DEPENDENTS_ENDED = (s: string) =>
           CASE WHEN released.visible_at > ended_at THEN 'at:' || released.visible_at::text ELSE 'job' END);
       END LOOP;
     END LOOP;
+    PERFORM set_config('jit', jit_was, true);
     RETURN NULL;
   END
   $wp$`
@@ -498,7 +531,7 @@ export const statementsOf = (text: string): Array<string> => {
  * `queues` (undefined: every queue's), along `wp_job_expiring`. SKIP LOCKED: a job a claim or an
  * enqueue holds is left to the next look (a claim never takes an expired one: see `UNEXPIRED`).
  * `blocked`: the blocked jobs instead (a reap's and a claim's, along `wp_job_blocked_expiring`), whose dependents
- * the trigger then ends (see `DEPENDENTS_ENDED`).
+ * the trigger then ends (see `DEPENDENTS_ENDED`). `dependents`: only the jobs with dependents.
  */
 export const expireStatement = (
   sql: PgClient.PgClient,
@@ -506,16 +539,30 @@ export const expireStatement = (
   now: Fragment | number,
   limit: number,
   queues?: ReadonlyArray<string>,
-  blocked = false
-) => {
-  const state = sql.literal(blocked ? "'blocked'" : "'queued'")
-  return sql`UPDATE ${S}.wp_job x SET state = 'cancelled', finished_at = ${now}, exit = NULL
-    FROM (SELECT e.seq FROM ${S}.wp_job e
-      WHERE e.state = ${state} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
-        ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}
-      ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED) e
+  blocked = false,
+  dependents = false
+) =>
+  sql`UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)}
+    FROM (${expiringStatement(sql, S, now, limit, queues, blocked, dependents)}) e
     WHERE x.seq = e.seq`
-}
+
+/** What `expireStatement` writes to an expired job. */
+const expiredAt = (sql: PgClient.PgClient, now: Fragment | number) => sql`state = 'cancelled', finished_at = ${now}, exit = NULL`
+
+/** The jobs `expireStatement` ends, locked (their `seq`, and whether each has dependents). */
+const expiringStatement = (
+  sql: PgClient.PgClient,
+  S: Fragment,
+  now: Fragment | number,
+  limit: number,
+  queues: ReadonlyArray<string> | undefined,
+  blocked: boolean,
+  dependents = false
+) =>
+  sql`SELECT e.seq, e.has_dependents FROM ${S}.wp_job e
+    WHERE e.state = ${sql.literal(blocked ? "'blocked'" : "'queued'")} AND e.expire_at IS NOT NULL AND e.expire_at <= ${now}
+      ${queues === undefined ? sql`` : sql`AND e.queue = ANY(${queues})`}${dependents ? sql` AND e.has_dependents` : sql``}
+    ORDER BY e.expire_at LIMIT ${limit} FOR UPDATE OF e SKIP LOCKED`
 
 /**
  * A dependency `o` that can never succeed (memory.ts's `canAllSucceed`): gone (a finished job deleted),
@@ -912,7 +959,7 @@ export const claimStatement = (
   freed?: SlotFreed
 ) =>
   sql<
-    RankedRow & { limited: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
+    RankedRow & { limited: boolean; expiring: boolean; settled: ReadonlyArray<string> | null; due_in: bigint | number | string | null }
   >`WITH limited AS (
       SELECT EXISTS (
         SELECT 1 FROM ${S}.wp_queue WHERE name = ANY(${request.queues})
@@ -920,9 +967,15 @@ export const claimStatement = (
       ) AS limited
     ),
     -- the expired jobs of its queues, met by the claim: ended (run whether read or not), none taken;
-    -- its blocked ones too (their dependents cancelled by the trigger), as the other stores' claims do
-    expired AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues)}),
-    expired_blocked AS (${expireStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),${
+    -- its blocked ones too, as the other stores' claims do. Those without dependents only: the
+    -- trigger locks an ended job's dependents at the statement's end, after the jobs the claim took
+    -- (SKIP LOCKED), and an enqueue after a dependent and a claimed job (holding the one, wanting
+    -- the other) deadlocked with it. Those with dependents, met here, the store ends in statements
+    -- of their own after the claim (see expireMet)
+    expiring AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, false)}),
+    expired AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring e WHERE x.seq = e.seq AND NOT e.has_dependents),
+    expiring_blocked AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),
+    expired_blocked AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring_blocked e WHERE x.seq = e.seq AND NOT e.has_dependents),${
     finals.length === 0 ? sql`` : sql`
     settled AS (${settleStatement(sql, S, finals, now, freed)}),`
   }
@@ -952,7 +1005,8 @@ export const claimStatement = (
       FROM next WHERE j.seq = next.seq
       RETURNING j.*
     )
-    SELECT claimed.*, limited.limited${
+    SELECT claimed.*, limited.limited,
+      EXISTS (SELECT 1 FROM expiring WHERE has_dependents) OR EXISTS (SELECT 1 FROM expiring_blocked WHERE has_dependents) AS expiring${
     finals.length === 0 ? sql`` : sql`, (SELECT array_agg(token) FROM settled) AS settled`
   },
       -- only after a claim that took fewer than asked for (the consumer sleeps then): a busy one
@@ -1319,8 +1373,10 @@ const lostTransaction = (cause: Cause.Cause<unknown>): SqlError.SqlError | undef
  * leaves (the planner never uses it, and the claims it is for read the table instead), and a
  * pre-build with a typo (the dedup index built not UNIQUE, or over other rows: renamed to
  * `wp_job_dedup`, dedup broke). A valid one is compared with the statement's own build on an empty
- * copy of the table's columns (a temporary table): same uniqueness, method, columns and predicate,
- * as `pg_get_indexdef` gives them.
+ * copy of the table's columns: same uniqueness, method, columns and predicate, as `pg_get_indexdef`
+ * gives them. The copy is made in the schema itself, dropped at once (and with the migration's
+ * transaction if it fails): as a temporary table it needed the database's TEMP right, which a
+ * migrating role need not have, and its refusal read as a missing grant on the schema.
  */
 const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: string) =>
   Effect.gen(function*() {
@@ -1333,10 +1389,10 @@ const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: strin
       WHERE n.nspname = ${schema} AND c.relname = ${name}`
     if (found === undefined) return
     if (found.valid) {
-      yield* sql.unsafe(`CREATE TEMP TABLE wp_shape (LIKE "${schema}".${table}) ON COMMIT DROP`).raw
-      yield* sql.unsafe(statement.replace(head[0], `CREATE ${unique}INDEX ${name} ON pg_temp.wp_shape (`)).raw
-      const [built] = yield* sql<{ def: string }>`SELECT pg_get_indexdef(to_regclass(${`pg_temp.${name}`})) AS def`
-      yield* sql.unsafe(`DROP TABLE pg_temp.wp_shape`).raw
+      yield* sql.unsafe(`CREATE TABLE "${schema}".wp_shape (LIKE "${schema}".${table})`).raw
+      yield* sql.unsafe(statement.replace(head[0], `CREATE ${unique}INDEX wp_shape_index ON "${schema}".wp_shape (`)).raw
+      const [built] = yield* sql<{ def: string }>`SELECT pg_get_indexdef(to_regclass(${`"${schema}".wp_shape_index`})) AS def`
+      yield* sql.unsafe(`DROP TABLE "${schema}".wp_shape`).raw
       if (indexShape(found.def) === indexShape(built!.def)) return
     }
     yield* sql.unsafe(`DROP INDEX "${schema}".${name}`).raw
@@ -1344,6 +1400,46 @@ const dropStaleIndex = (sql: PgClient.PgClient, schema: string, statement: strin
 
 /** An index's definition (`pg_get_indexdef`) without its name and table: whether unique, then from its method on. */
 const indexShape = (def: string): string => `${def.startsWith("CREATE UNIQUE ")}${def.slice(def.indexOf(" USING "))}`
+
+/**
+ * The trigger functions of a schema at this version, each made (CREATE OR REPLACE) by the last
+ * migration that names it. Their text can change after their migration landed (17's was edited in
+ * place before 0.3.0): the open gives a schema at this version the text of this build when it
+ * differs (see `staleTriggers`), unless a newer build's is there: change `TRIGGERS_REVISION` with
+ * the text of any of them, or two builds would each put theirs back at every open.
+ */
+const TRIGGER_FUNCTIONS = ["wp_dependents_ended", "wp_dependent_deleted"] as const
+
+/** The revision of `TRIGGER_FUNCTIONS`' text, written to wp_meta ('triggers') by whoever writes that text. */
+const TRIGGERS_REVISION = 1
+
+/** The statement that makes trigger function `name` in schema `S` (quoted), as this build has it. */
+const triggerFunction = (S: string, name: string): string =>
+  MIGRATIONS.flatMap((migration) => statementsOf(migration(S))).reverse()
+    .find((statement) => statement.includes(`CREATE OR REPLACE FUNCTION ${S}.${name}()`))!
+
+/**
+ * The trigger functions of `schema` whose text is not this build's (`TRIGGER_FUNCTIONS`), none if
+ * a newer build's revision is written there; and whether the store's role may replace them (their
+ * owner, or a member of its role).
+ */
+const staleTriggers = (sql: PgClient.PgClient, S: Fragment, schema: string) =>
+  Effect.map(
+    sql<{ name: string; body: string; owned: boolean; revision: string | null }>`SELECT p.proname AS name, p.prosrc AS body,
+        pg_has_role(p.proowner, 'USAGE') AS owned, (SELECT value FROM ${S}.wp_meta WHERE key = 'triggers') AS revision
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = ${schema} AND p.proname = ANY(${TRIGGER_FUNCTIONS})`,
+    (rows) => {
+      const newer = rows.some((row) => Number(row.revision ?? 0) > TRIGGERS_REVISION)
+      const stale = newer ? [] : rows.filter((row) => row.body !== triggerFunction(`"${schema}"`, row.name).split("$wp$")[1])
+      return { stale: stale.map((row) => row.name), owned: stale.every((row) => row.owned) }
+    }
+  )
+
+/** Writes this build's `TRIGGERS_REVISION` to wp_meta: its trigger functions' text is the schema's. */
+const triggersWritten = (sql: PgClient.PgClient, S: Fragment) =>
+  sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('triggers', ${String(TRIGGERS_REVISION)})
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 
 /** Whether `stored` (wp_meta's schema_version) is a version this code can use or migrate from. */
 const knownVersion = (stored: string): boolean => /^\d{1,9}$/.test(stored) && Number(stored) <= MIGRATIONS.length
@@ -1919,6 +2015,7 @@ export const makeWith = (
         }
         yield* sql`INSERT INTO ${S}.wp_meta (key, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
           ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+        yield* triggersWritten(sql, S)
       })).pipe(
         Effect.retry({ while: isLockConflict, schedule: Schedule.spaced(MIGRATE_PAUSE), times: MIGRATE_TRIES - 1 }),
         Effect.mapError((error) =>
@@ -1930,6 +2027,27 @@ export const makeWith = (
         )
       )
     )
+
+    // --- the trigger functions as this build makes them, on a schema at its version whose text
+    // differs (see `TRIGGER_FUNCTIONS`), replaced under the migration's lock. A role that may only
+    // use the tables cannot: it is told, and the schema's own go on
+    const found = yield* op("migrate", staleTriggers(sql, S, cfg.schema))
+    if (found.stale.length > 0 && !found.owned) {
+      yield* Effect.logWarning(
+        `effect-workpool: the trigger functions ${found.stale.join(", ")} of schema "${cfg.schema}" are not this version's, and role "${who!.role}" ` +
+          `does not own them: open the store once as the owner of its tables to replace them`
+      )
+    } else if (found.stale.length > 0) {
+      yield* op(
+        "migrate",
+        transaction(Effect.gen(function*() {
+          yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workpool:${cfg.schema}`}))`
+          const { stale } = yield* staleTriggers(sql, S, cfg.schema)
+          for (const name of stale) yield* sql.unsafe(triggerFunction(`"${cfg.schema}"`, name)).raw
+          if (stale.length > 0) yield* triggersWritten(sql, S)
+        })).pipe(Effect.mapError((error) => grantNeeded(error, cfg.schema, who!)))
+      )
+    }
 
     // --- wake-ups from other processes: LISTEN, on a connection of the store's own
     /**
@@ -2945,6 +3063,7 @@ export const makeWith = (
           return [
             {
               limited: rows[0]?.limited === true,
+              expiring: rows[0]?.expiring === true,
               claims: toClaims(rows.filter((row) => row.id !== null)),
               dueIn: dueIn === null || dueIn === undefined ? undefined : Number(dueIn)
             },
@@ -3165,10 +3284,28 @@ export const makeWith = (
     const claim = (request: ClaimRequest): Effect.Effect<Claimed, StoreError> =>
       request.limit < 1 ? Effect.succeed(nothing) : op(
         "claim",
-        Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, limited }) =>
-          limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn })),
-        (claimed) => claimed.claims.length > 0
-      )
+        Effect.flatMap(claimUnlimited(request), ({ claims, dueIn, expiring, limited }) =>
+          Effect.map(
+            limited ? claimLimited(request) : Effect.succeed({ claims, limitedFor: 0, dueIn }),
+            (claimed) => [claimed, expiring] as const
+          )),
+        ([claimed]) => claimed.claims.length > 0
+      ).pipe(Effect.flatMap(([claimed, expiring]) => expiring ? Effect.as(expireMet(request.queues), claimed) : Effect.succeed(claimed)))
+
+    /**
+     * Ends the jobs with dependents past their expiry that a claim of `queues` met (see
+     * `claimStatement`), in a transaction of their own: the claim has committed, and these lock
+     * their own rows (SKIP LOCKED), then their dependents in seq order, as a reap's do. Their
+     * failure does not fail the claim, whose jobs are taken: the reap or the next claim ends them.
+     */
+    const expireMet = (queues: ReadonlyArray<string>) =>
+      op(
+        "expire",
+        Effect.andThen(
+          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, false, true),
+          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, true, true)
+        )
+      ).pipe(Effect.catch((error) => Effect.logWarning("effect-workpool: ending expired jobs with dependents after a claim failed; the reap ends them", error)))
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
       op(
