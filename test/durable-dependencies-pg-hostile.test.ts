@@ -219,6 +219,87 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres after the statement tri
       assert.deepStrictEqual((yield* on(store)(JobQueue.status(e.id))).failedDependency, { id: d.id, state: "dead" })
       assert.strictEqual((yield* on(store)(JobQueue.stats("b"))).blocked ?? 0, 0)
     }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  /**
+   * How long (ms) a claim takes that meets `expired` blocked jobs past their expiry, each with a
+   * blocked dependent (cancelled by its end), on a fresh schema that also holds `others` blocked jobs
+   * elsewhere, its tables never analyzed (as `chainBeside`).
+   */
+  const expiryBeside = (expired: number, others: number) =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema, 1)
+      yield* Effect.promise(() =>
+        Pg.admin((sql) =>
+          Effect.andThen(
+            sql.unsafe(`ALTER TABLE "${schema}".wp_job SET (autovacuum_enabled = false)`),
+            sql.unsafe(`ALTER TABLE "${schema}".wp_dep SET (autovacuum_enabled = false)`)
+          )
+        )
+      )
+      if (others > 0) {
+        yield* on(store)(JobQueue.enqueueAll(Echo, [
+          { payload: { n: 0 }, options: { queue: "other" } },
+          ...Array.from({ length: others }, (_, i) => ({ payload: { n: i }, options: { queue: "other-blocked", after: [{ item: 0 }] } }))
+        ]))
+      }
+      yield* on(store)(JobQueue.enqueueAll(Echo, [
+        { payload: { n: 0 }, options: { queue: "head" } },
+        ...Array.from({ length: expired }, (_, i) => ({ payload: { n: i }, options: { queue: "expiring", after: [{ item: 0 }], expireIn: "1 millis" } })),
+        ...Array.from({ length: expired }, (_, i) => ({ payload: { n: i }, options: { queue: "leaf", after: [{ item: i + 1 }] } }))
+      ]))
+      // past their expiry once the store's time has moved on (a claim of nothing, until it has)
+      const start = performance.now()
+      const claimed = yield* store.claim({ queues: ["expiring"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+      const took = performance.now() - start
+      assert.deepStrictEqual(claimed.claims, [])
+      assert.strictEqual((yield* on(store)(JobQueue.stats("leaf"))).cancelled, expired)
+      return took
+    }).pipe(Effect.scoped)
+
+  // Found (review42b M2), fixed: the trigger walked each ended job's closure joined to wp_job on
+  // state = 'blocked' (its recursion, and the jobs it names): a claim meeting blocked jobs past their
+  // expiry, each with a blocked dependent, read every blocked job of the schema once per expired job
+  // on a table not analyzed since they came. The walk reads wp_job by id only now
+  it.live("a claim expiring 300 blocked jobs with blocked dependents costs about the same whether the schema holds 10,000 other blocked jobs or none (statistics not yet analyzed)", () =>
+    Effect.gen(function*() {
+      const alone = yield* expiryBeside(300, 0)
+      const beside = yield* expiryBeside(300, 10_000)
+      console.log(`expiry of 300 alone ${alone.toFixed(0)} ms, beside 10,000 blocked ${beside.toFixed(0)} ms`)
+      assert.isBelow(beside / alone, 5, `alone: ${alone.toFixed(0)} ms, beside 10,000 blocked jobs: ${beside.toFixed(0)} ms`)
+    }), 300_000)
+
+  // Found (review42b H1), fixed: a death's trigger locked its direct dependents in one pass and its
+  // closure (their blocked "cancel" dependents) in a later one. a dies with b and w after it, c after
+  // b and g, w after g too (seq a, g, b, c, w): a's settle held b and w, then wanted c; g's success
+  // held c (its dependents' pass: c, w) and wanted w: 40P01 on one, after deadlock_timeout. Here a
+  // session holds w until both wait, so that a gets w first. Now a locks b, c and w in one pass
+  it.live("a death whose closure a success's dependents cross (the death's direct dependents after the success's) both succeed", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const other = yield* storeOn(schema)
+      const enqueue = (queue: string, after: ReadonlyArray<{ readonly id: string }> = []) =>
+        on(store)(JobQueue.enqueue(Echo, { n: 0 }, { queue, after }))
+      const a = yield* enqueue("a")
+      const g = yield* enqueue("g")
+      const b = yield* enqueue("b", [a])
+      const c = yield* enqueue("c", [b, g])
+      const w = yield* enqueue("w", [a, g])
+      const claimA = yield* claimOneOf(store, "a")
+      const claimG = yield* claimOneOf(other, "g")
+      const locker = yield* Pg.lockSession
+      yield* locker.hold(`"${schema}"`, w.id)
+      const dying = yield* Effect.forkChild(Effect.exit(store.settle(claimA.token, dead)))
+      yield* Pg.blockedBy(locker.pid, 1)
+      const succeeding = yield* Effect.forkChild(Effect.exit(other.settle(claimG.token, succeeded)))
+      yield* Effect.raceFirst(Pg.lockWaitersOn(schema, 2), Fiber.await(succeeding))
+      yield* locker.release
+      const exits = [yield* Fiber.join(dying), yield* Fiber.join(succeeding)]
+      assert.deepStrictEqual(exits.map(sqlStates), [[], []])
+      const states = yield* Effect.forEach([a, g, b, c, w], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
+      assert.deepStrictEqual(states, ["dead", "succeeded", "cancelled", "cancelled", "cancelled"])
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 })
 
 describe.runIf(Pg.enabled)("a dependency deleted by hand on Postgres, hostile (hostile43)", () => {
@@ -350,86 +431,5 @@ describe.runIf(Pg.enabled)("two deletes of a chain's jobs at once on Postgres, h
       assert.deepStrictEqual([end.state, end.failedDependency], ["cancelled", { id: e.id, state: "cancelled" }])
       const rows = yield* Effect.promise(() => Pg.admin((sql) => sql<{ id: string }>`SELECT id FROM ${sql(schema)}.wp_job`))
       assert.deepStrictEqual(rows.map((row) => row.id), [f.id])
-    }).pipe(Effect.scoped), { timeout: 60_000 })
-
-  /**
-   * How long (ms) a claim takes that meets `expired` blocked jobs past their expiry, each with a
-   * blocked dependent (cancelled by its end), on a fresh schema that also holds `others` blocked jobs
-   * elsewhere, its tables never analyzed (as `chainBeside`).
-   */
-  const expiryBeside = (expired: number, others: number) =>
-    Effect.gen(function*() {
-      const schema = Pg.freshSchema()
-      const store = yield* storeOn(schema, 1)
-      yield* Effect.promise(() =>
-        Pg.admin((sql) =>
-          Effect.andThen(
-            sql.unsafe(`ALTER TABLE "${schema}".wp_job SET (autovacuum_enabled = false)`),
-            sql.unsafe(`ALTER TABLE "${schema}".wp_dep SET (autovacuum_enabled = false)`)
-          )
-        )
-      )
-      if (others > 0) {
-        yield* on(store)(JobQueue.enqueueAll(Echo, [
-          { payload: { n: 0 }, options: { queue: "other" } },
-          ...Array.from({ length: others }, (_, i) => ({ payload: { n: i }, options: { queue: "other-blocked", after: [{ item: 0 }] } }))
-        ]))
-      }
-      yield* on(store)(JobQueue.enqueueAll(Echo, [
-        { payload: { n: 0 }, options: { queue: "head" } },
-        ...Array.from({ length: expired }, (_, i) => ({ payload: { n: i }, options: { queue: "expiring", after: [{ item: 0 }], expireIn: "1 millis" } })),
-        ...Array.from({ length: expired }, (_, i) => ({ payload: { n: i }, options: { queue: "leaf", after: [{ item: i + 1 }] } }))
-      ]))
-      // past their expiry once the store's time has moved on (a claim of nothing, until it has)
-      const start = performance.now()
-      const claimed = yield* store.claim({ queues: ["expiring"], tasks: ["Echo"], limit: 1, lease: 60_000 })
-      const took = performance.now() - start
-      assert.deepStrictEqual(claimed.claims, [])
-      assert.strictEqual((yield* on(store)(JobQueue.stats("leaf"))).cancelled, expired)
-      return took
-    }).pipe(Effect.scoped)
-
-  // Found (review42b M2), fixed: the trigger walked each ended job's closure joined to wp_job on
-  // state = 'blocked' (its recursion, and the jobs it names): a claim meeting blocked jobs past their
-  // expiry, each with a blocked dependent, read every blocked job of the schema once per expired job
-  // on a table not analyzed since they came. The walk reads wp_job by id only now
-  it.live("a claim expiring 300 blocked jobs with blocked dependents costs about the same whether the schema holds 10,000 other blocked jobs or none (statistics not yet analyzed)", () =>
-    Effect.gen(function*() {
-      const alone = yield* expiryBeside(300, 0)
-      const beside = yield* expiryBeside(300, 10_000)
-      console.log(`expiry of 300 alone ${alone.toFixed(0)} ms, beside 10,000 blocked ${beside.toFixed(0)} ms`)
-      assert.isBelow(beside / alone, 5, `alone: ${alone.toFixed(0)} ms, beside 10,000 blocked jobs: ${beside.toFixed(0)} ms`)
-    }), 300_000)
-
-  // Found (review42b H1), fixed: a death's trigger locked its direct dependents in one pass and its
-  // closure (their blocked "cancel" dependents) in a later one. a dies with b and w after it, c after
-  // b and g, w after g too (seq a, g, b, c, w): a's settle held b and w, then wanted c; g's success
-  // held c (its dependents' pass: c, w) and wanted w: 40P01 on one, after deadlock_timeout. Here a
-  // session holds w until both wait, so that a gets w first. Now a locks b, c and w in one pass
-  it.live("a death whose closure a success's dependents cross (the death's direct dependents after the success's) both succeed", () =>
-    Effect.gen(function*() {
-      const schema = Pg.freshSchema()
-      const store = yield* storeOn(schema)
-      const other = yield* storeOn(schema)
-      const enqueue = (queue: string, after: ReadonlyArray<{ readonly id: string }> = []) =>
-        on(store)(JobQueue.enqueue(Echo, { n: 0 }, { queue, after }))
-      const a = yield* enqueue("a")
-      const g = yield* enqueue("g")
-      const b = yield* enqueue("b", [a])
-      const c = yield* enqueue("c", [b, g])
-      const w = yield* enqueue("w", [a, g])
-      const claimA = yield* claimOneOf(store, "a")
-      const claimG = yield* claimOneOf(other, "g")
-      const locker = yield* Pg.lockSession
-      yield* locker.hold(`"${schema}"`, w.id)
-      const dying = yield* Effect.forkChild(Effect.exit(store.settle(claimA.token, dead)))
-      yield* Pg.blockedBy(locker.pid, 1)
-      const succeeding = yield* Effect.forkChild(Effect.exit(other.settle(claimG.token, succeeded)))
-      yield* Effect.raceFirst(Pg.lockWaitersOn(schema, 2), Fiber.await(succeeding))
-      yield* locker.release
-      const exits = [yield* Fiber.join(dying), yield* Fiber.join(succeeding)]
-      assert.deepStrictEqual(exits.map(sqlStates), [[], []])
-      const states = yield* Effect.forEach([a, g, b, c, w], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
-      assert.deepStrictEqual(states, ["dead", "succeeded", "cancelled", "cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 })
