@@ -1149,12 +1149,18 @@ export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | St
  * Jobs, oldest first, by queue and state: at most `limit` (default 100, at most 100,000) of those
  * in the states asked for. `queued` jobs are visible now, `delayed` ones later, by the store's time;
  * a delayed job whose time comes while the list is read is left out of a list of delayed ones.
+ * `expired: true` keeps, of the cancelled jobs, only those that expired unstarted
+ * (`EnqueueOptions.expireIn`, `JobInfo.expiredAt`), picked out before the limit; with no `state`
+ * it lists the expired jobs alone, and a `state` without `cancelled` fails `InvalidJobOptions`.
  *
  * @example
  * ```ts
  * import { JobQueue } from "effect-workpool"
  *
  * const deadLetters = JobQueue.list({ queue: "mail", state: "dead", limit: 50 })
+ * // the jobs that expired before any consumer started them, and the dead ones: both can be redriven
+ * const missed = JobQueue.list({ queue: "mail", expired: true })
+ * const redrivable = JobQueue.list({ queue: "mail", state: ["dead", "cancelled"], expired: true })
  * ```
  * @since 0.2.0
  * @category producer
@@ -1164,20 +1170,28 @@ export const list = (
     readonly queue?: string | undefined
     readonly state?: JobState | ReadonlyArray<JobState> | undefined
     readonly limit?: number | undefined
+    /** Of the cancelled jobs, only those that expired unstarted; false or none: every one. */
+    readonly expired?: boolean | undefined
   } = {}
 ): Effect.Effect<ReadonlyArray<JobInfo>, InvalidJobOptions | StoreError, JobStore> =>
   Effect.gen(function*() {
     const checked = yield* invalid(() => {
       config.object("filter", filter)
-      config.onlyKeys("", filter, ["queue", "state", "limit"], { status: "state", states: "state" })
+      config.onlyKeys("", filter, ["queue", "state", "limit", "expired"], { status: "state", states: "state" })
       const states = filter.state === undefined ? undefined : (typeof filter.state === "string" ? [filter.state] : filter.state)
       const all: ReadonlyArray<JobState> = [...STATES, "delayed"]
       if (states !== undefined && !Array.isArray(states)) config.fail("state", filter.state, `expected a state or an array of ${all.join(", ")}`)
       states?.forEach((state, i) => config.oneOf(`state[${i}]`, state, all))
+      const expired = filter.expired === undefined ? false : config.boolean("expired", filter.expired)
+      // an expired job is a cancelled one: asked for among other states alone, nothing could be kept
+      if (expired && states !== undefined && !states.includes("cancelled")) {
+        config.fail("state", filter.state, "expected it to include cancelled with expired: true (an expired job is cancelled)")
+      }
       return {
         queue: filter.queue === undefined ? undefined : queueName("queue", filter.queue),
-        states,
-        limit: filter.limit === undefined ? 100 : config.positiveInteger("limit", filter.limit, 100_000)
+        states: expired && states === undefined ? ["cancelled" as const] : states,
+        limit: filter.limit === undefined ? 100 : config.positiveInteger("limit", filter.limit, 100_000),
+        expired
       }
     })
     const store = yield* JobStore
@@ -1188,7 +1202,7 @@ export const list = (
     const waiting = states === undefined || states.includes("queued") === states.includes("delayed")
       ? undefined
       : states.includes("delayed") ? "delayed" as const : "ready" as const
-    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: checked.limit, waiting })
+    const rows = yield* store.list({ queue: checked.queue, states: stored, limit: checked.limit, waiting, expired: checked.expired })
     const now = yield* store.now
     // a delayed job whose time came since the store's look is queued now: the state asked for is
     // the one shown, so a job of another is left out

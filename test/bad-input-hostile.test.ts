@@ -553,7 +553,7 @@ describe("every key an options type has is taken, each one undefined", () => {
         maxAttempts: undefined, retry: undefined
       }
       yield* Effect.scoped(JobQueue.repeat("r", Echo, 1, { ...repeat, cron: "0 0 1 1 *" }))
-      const list: Every<NonNullable<Parameters<typeof JobQueue.list>[0]>> = { queue: undefined, state: undefined, limit: undefined }
+      const list: Every<NonNullable<Parameters<typeof JobQueue.list>[0]>> = { queue: undefined, state: undefined, limit: undefined, expired: undefined }
       assert.strictEqual((yield* JobQueue.list(list)).length, 1)
       const purge: Every<Parameters<typeof JobQueue.purge>[0]> = { olderThan: undefined, states: undefined }
       assert.strictEqual(yield* JobQueue.purge({ ...purge, olderThan: 0 }), 0)

@@ -659,6 +659,20 @@ describe("Dashboard: a durable queue's settings", () => {
       assert.strictEqual((yield* job.status).state, "queued")
     }).pipe(Effect.provide(JobStore.memory())))
 
+  it.effect("an expired job is listed behind more cancelled ones than a list holds (the store picks it out before its limit; a page of cancelled jobs hid it)", () =>
+    Effect.gen(function*() {
+      const dashboard = yield* start({ token: TOKEN, jobs: 3 })
+      yield* dashboard.addQueue("mail")
+      const cancelled = yield* JobQueue.enqueueAll(Send, ["a", "b", "c", "d"].map((to) => ({ payload: to })), { queue: "mail" })
+      for (const job of cancelled) assert.strictEqual(yield* JobQueue.cancel(job.id), "cancelled")
+      const job = yield* JobQueue.enqueue(Send, "ann", { queue: "mail", expireIn: "1 minute" })
+      yield* TestClock.adjust("61 seconds")
+      const store = yield* JobStore.JobStore
+      assert.strictEqual((yield* store.claim({ queues: ["mail"], tasks: ["Send"], limit: 1, lease: 1000 })).claims.length, 0)
+      const mail = sourceIn((yield* readEvents(dashboard, (events) => events.length >= 1)).events[0]!.data, "queue", "mail")
+      assert.deepStrictEqual(mail.detail.failed.map((row: any) => [row.id, row.status]), [[job.id, "expired"]])
+    }).pipe(Effect.provide(JobStore.memory())))
+
   it.effect("hold: a duration holds the queue (its consumers claim nothing), 0 lifts it and they claim again; the answer says until when", () =>
     Effect.gen(function*() {
       const dashboard = yield* start()

@@ -315,7 +315,7 @@ describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the da
       yield* plain.send("ZADD", running, "XX", ...order.flatMap((id) => ["1e15", id]))
       // a budget of 3 a script, a limit past them all: the walk of the running set
       const page = (cursor: string) =>
-        plain.send<[Array<unknown>, string, Array<string | number>]>("EVAL", Scripts.LIST, "2", `${base}:meta`, `${base}:guard`, "100", "3", "", "", cursor, "running")
+        plain.send<[Array<unknown>, string, Array<string | number>]>("EVAL", Scripts.LIST, "2", `${base}:meta`, `${base}:guard`, "100", "3", "", "", "", cursor, "running")
       const ids = (candidates: Array<string | number>) => candidates.filter((_, i) => i % 2 === 1).map(String)
       const [, second, firstFound] = yield* page("")
       assert.deepStrictEqual(ids(firstFound).sort(), order.slice(0, 3).sort())

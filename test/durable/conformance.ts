@@ -2299,6 +2299,40 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         assert.strictEqual(yield* job.await, 5)
       })))
 
+    it.effect("expiry: a list of expired jobs is picked out of the cancelled ones before its limit (after it, an expired job behind a page of cancelled ones was never listed)", () =>
+      provide(Effect.gen(function*() {
+        const store = yield* JobStore.JobStore
+        const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
+        const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
+        yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
+        // a page of cancelled jobs older than the expired one, cancelled before their expiry
+        const cancelled = yield* JobQueue.enqueueAll(Echo, [2, 3, 4].map((n) => ({ payload: { n } })), { expireIn: "1 minute" })
+        for (const job of cancelled) assert.strictEqual(yield* JobQueue.cancel(job.id), "cancelled")
+        const expired = yield* JobQueue.enqueue(Echo, { n: 5 }, { expireIn: "1 minute" })
+        const queued = yield* JobQueue.enqueue(Echo, { n: 6 })
+        yield* tick(61_000, 1000)
+        yield* store.reap([])
+        assert.isDefined((yield* JobQueue.status(expired.id)).expiredAt)
+        const list = (states: ReadonlyArray<State> | undefined, limit: number, expired?: boolean) =>
+          Effect.map(store.list({ queue: "default", states, limit, expired }), (rows) => rows.map((row) => row.id))
+        const ids = (filter: Parameters<typeof JobQueue.list>[0]) =>
+          Effect.map(JobQueue.list(filter), (jobs) => jobs.map((job) => job.id))
+        assert.deepStrictEqual(yield* list(["cancelled"], 3), cancelled.map((job) => job.id))
+        assert.deepStrictEqual(yield* list(["cancelled"], 3, true), [expired.id])
+        // with another state asked for, the filter is of the cancelled jobs alone
+        assert.deepStrictEqual(yield* list(["dead", "cancelled"], 2, true), [dead.id, expired.id])
+        assert.deepStrictEqual(yield* list(undefined, 10, true), [dead.id, expired.id, queued.id])
+        assert.deepStrictEqual(yield* list(["cancelled"], 10, false), cancelled.map((job) => job.id).concat(expired.id))
+        // the public list: the expired jobs alone with no state, beside the dead ones with theirs
+        assert.deepStrictEqual(yield* ids({ expired: true, limit: 1 }), [expired.id])
+        assert.deepStrictEqual(yield* ids({ queue: "default", state: ["dead", "cancelled"], expired: true }), [dead.id, expired.id])
+        for (const filter of [{ state: "dead", expired: true }, { expired: "yes" }] as const) {
+          const error = yield* Effect.flip(JobQueue.list(filter as Parameters<typeof JobQueue.list>[0]))
+          assert.instanceOf(error, InvalidJobOptions)
+          assert.strictEqual((error as InvalidJobOptions).field, "state" in filter ? "state" : "expired")
+        }
+      })))
+
     it.effect("expiry: a queue's retention of cancelled jobs deletes an expired one as it deletes a cancelled one", () =>
       provide(Effect.gen(function*() {
         const store = yield* JobStore.JobStore

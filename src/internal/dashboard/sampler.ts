@@ -397,12 +397,12 @@ const sampleQueue = (source: Source, store: JobStore["Service"], config: Config,
       return
     }
     const now = yield* store.now
-    const list = (state: "running" | "queued" | "dead" | "cancelled") =>
-      Effect.map(store.list({ queue: source.name, states: [state], limit: config.listed }), (rows) => rows.map(queueJob(now)))
-    // the expired jobs beside the dead letters (both can be redriven), those among the cancelled
-    // jobs a page lists (the oldest kept: a retention of cancelled jobs keeps it to the recent ones)
+    const list = (state: "running" | "queued" | "dead" | "cancelled", expired = false) =>
+      Effect.map(store.list({ queue: source.name, states: [state], limit: config.listed, expired }), (rows) => rows.map(queueJob(now)))
+    // the expired jobs beside the dead letters (both can be redriven), picked out of the cancelled
+    // ones by the store, before its limit: a page of cancelled jobs older than them hid them all
     const dead = yield* list("dead")
-    const expired = dead.length >= config.listed ? [] : (yield* list("cancelled")).filter((job) => job.status === "expired")
+    const expired = dead.length >= config.listed ? [] : yield* list("cancelled", true)
     source.detail = { running: yield* list("running"), queued: yield* list("queued"), failed: [...dead, ...expired].slice(0, config.listed) }
   })
 

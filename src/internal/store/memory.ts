@@ -12,6 +12,7 @@ import {
   type Claimed,
   type ClaimRequest,
   EXPIRE_BATCH,
+  expiredAs,
   expiredAt,
   type FailedDependency,
   FINAL_STATES,
@@ -446,6 +447,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         if (filter.queue !== undefined && row.job.queue !== filter.queue) continue
         if (filter.states !== undefined && !filter.states.includes(row.job.state)) continue
         if (!waitingAs(row.job, filter.waiting, now)) continue
+        if (!expiredAs(row.job, filter.expired)) continue
         out.push(row.job)
       }
       return out

@@ -839,6 +839,12 @@ export interface ListFilter {
    * missed every one past the oldest queued ones it read.
    */
   readonly waiting?: "ready" | "delayed" | undefined
+  /**
+   * Of the `cancelled` jobs, only those that expired unstarted (see `expiredAt`); false or none:
+   * every one. The store filters before the limit: picked out after it, an expired job behind a
+   * page of cancelled ones was never listed (the dashboard's dead and expired list missed it).
+   */
+  readonly expired?: boolean | undefined
 }
 
 /**
@@ -849,6 +855,10 @@ export interface ListFilter {
 export const waitingAs = (job: JobRow, waiting: ListFilter["waiting"], now: number): boolean =>
   waiting === undefined || job.state !== "queued" ||
   (waiting === "delayed" ? job.visibleAt > now && job.visibleAt > job.createdAt : job.visibleAt <= now)
+
+/** Whether a job is of the cancelled ones `expired` asks for (see `ListFilter.expired`). */
+export const expiredAs = (job: JobRow, expired: ListFilter["expired"]): boolean =>
+  expired !== true || job.state !== "cancelled" || expiredAt(job) !== undefined
 
 /** How long the last attempt of a job that ended waited and ran (ms of store time). */
 export interface Latency {

@@ -720,6 +720,8 @@ export const listStatement = (sql: PgClient.PgClient, S: Fragment, filter: ListF
   } else {
     if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
     if (waiting !== undefined) where.push(sql`(state <> 'queued' OR (${waiting}))`)
+    // a row filter on what the states read (the queue's cancelled rows by wp_job_retained)
+    if (filter.expired === true) where.push(sql`(state <> 'cancelled' OR (expire_at IS NOT NULL AND finished_at >= expire_at))`)
   }
   return sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
     ORDER BY seq LIMIT ${filter.limit}`

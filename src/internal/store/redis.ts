@@ -1052,6 +1052,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         const rows: Array<JobRow & { readonly seq: number }> = []
         const limit = filter.limit
         const waiting = filter.waiting ?? ""
+        const expired = filter.expired === true ? "1" : ""
         const states = filter.states ?? []
         let found: Array<readonly [number, string]> = []
         // each script keeps its best `limit`; the best of them all, each once (a job that moved
@@ -1062,7 +1063,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         }
         let cursor = ""
         do {
-          const [flats, next, candidates] = yield* run("list", queue, String(limit - rows.length), String(LIST_BUDGET), NOW(), waiting, cursor, ...states)
+          const [flats, next, candidates] = yield* run("list", queue, String(limit - rows.length), String(LIST_BUDGET), NOW(), waiting, expired, cursor, ...states)
           for (const flat of flats) rows.push(toRow(queue, flat))
           for (let i = 0; i + 1 < candidates.length; i += 2) found.push([Number(candidates[i]), String(candidates[i + 1])])
           if (found.length >= 2 * limit) best()
@@ -1071,7 +1072,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, Redis.Redis 
         best()
         for (let i = 0; i < found.length; i += LIST_BUDGET) {
           const ids = found.slice(i, i + LIST_BUDGET).map((pair) => pair[1])
-          const flats = yield* run("listJobs", queue, NOW(), waiting, String(ids.length), ...ids, ...states)
+          const flats = yield* run("listJobs", queue, NOW(), waiting, expired, String(ids.length), ...ids, ...states)
           for (const flat of flats) rows.push(toRow(queue, flat))
         }
         return rows

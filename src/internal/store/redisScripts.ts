@@ -1785,14 +1785,18 @@ return {now, out}
 `
 
 /**
- * Whether a job of `state` (its `visible` and `created` fields as text) is listed: of the wanted
- * states (`any`: every one), and, queued, of the half `waiting` asks for ("" both; see
- * `ListFilter.waiting`). A job visible at or before its creation was never delayed (as the SQL
- * stores say it). Uses the script's `wanted`, `any`, `waiting` and `now`.
+ * Whether a job of `state` (its `visible`, `created`, `expire` and `finished` fields as text) is
+ * listed: of the wanted states (`any`: every one); queued, of the half `waiting` asks for ("" both;
+ * see `ListFilter.waiting`), a job visible at or before its creation never delayed (as the SQL
+ * stores say it); cancelled, with `expired` ("1"), one that expired (see model.ts's `expiredAt`).
+ * Uses the script's `wanted`, `any`, `waiting`, `expired` and `now`.
  */
 const LISTED = `
-local function listed(state, visible, created)
+local function listed(state, visible, created, expire, finished)
   if not (any or wanted[state]) then return false end
+  if state == "cancelled" and expired == "1" then
+    return expire ~= nil and expire ~= "" and finished ~= nil and finished ~= "" and tonumber(finished) >= tonumber(expire)
+  end
   if waiting == "" or state ~= "queued" then return true end
   visible = tonumber(visible)
   if waiting == "delayed" then return visible > now and visible > tonumber(created) end
@@ -1802,7 +1806,8 @@ end
 
 /**
  * ARGV: limit, budget, now, waiting ("", or of the queued jobs only the "ready" or the "delayed"
- * ones, see `ListFilter.waiting`), cursor ("" to start, or the one the call before returned),
+ * ones, see `ListFilter.waiting`), expired ("1": of the cancelled jobs only the expired ones, see
+ * `ListFilter.expired`; "" all), cursor ("" to start, or the one the call before returned),
  * states... (none for every state) → {rows: HGETALL of each, oldest first; the next cursor, "" when
  * done; candidates: seq and id of each, best first, to read by `LIST_JOBS` when done}. Looks at no
  * more than `budget` jobs: a script runs alone on its server, and one that walked a queue of
@@ -1826,11 +1831,12 @@ local limit = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
 local now = clock(ARGV[3])
 local waiting = ARGV[4]
-local cursor = ARGV[5]
+local expired = ARGV[5]
+local cursor = ARGV[6]
 local wanted, states = {}, {}
 -- each state once: a cursor names its set by key, and a set walked twice sent the second walk's
 -- cursor back into the first (a list of ["running", "running"] past LIST_BUDGET never ended)
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if not wanted[ARGV[i]] then states[#states + 1] = ARGV[i] end
   wanted[ARGV[i]] = true
 end
@@ -1843,8 +1849,8 @@ local function walkAll(after)
   for i = 1, #ids, 2 do
     local id = ids[i]
     last = "a" .. ids[i + 1]
-    local f = redis.call("HMGET", jobKey(id), "state", "visible", "created")
-    if f[1] and listed(f[1], f[2], f[3]) then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
+    local f = redis.call("HMGET", jobKey(id), "state", "visible", "created", "expire", "finished")
+    if f[1] and listed(f[1], f[2], f[3], f[4], f[5]) then out[#out + 1] = redis.call("HGETALL", jobKey(id)) end
     if #out >= limit then break end
   end
   if #ids < 2 * budget and #out < limit then last = "" end
@@ -1926,8 +1932,8 @@ local function walkSources(sources, from, score, member)
       if s.ready then
         found[#found + 1] = {tonumber(string.sub(m, 1, 16)), string.sub(m, 17)}
       else
-        local f = redis.call("HMGET", jobKey(m), "seq", "state", "visible", "created")
-        if f[1] and listed(f[2], f[3], f[4]) then found[#found + 1] = {tonumber(f[1]), m} end
+        local f = redis.call("HMGET", jobKey(m), "seq", "state", "visible", "created", "expire", "finished")
+        if f[1] and listed(f[2], f[3], f[4], f[5], f[6]) then found[#found + 1] = {tonumber(f[1]), m} end
       end
     end
     if not ended then return found, "s" .. lastScore .. ":" .. #s.key .. ":" .. s.key .. lastMember end
@@ -1977,21 +1983,22 @@ return {{}, "", {}}
 `
 
 /**
- * ARGV: now, waiting (as `LIST`'s), count, ids (count of them), states... → HGETALL of each of the
- * ids still listed (see `LISTED`), in their order: the candidates of a `LIST` that walked sets.
+ * ARGV: now, waiting, expired (as `LIST`'s), count, ids (count of them), states... → HGETALL of each
+ * of the ids still listed (see `LISTED`), in their order: the candidates of a `LIST` that walked sets.
  */
 export const LIST_JOBS: string = `${PRELUDE}
 local now = clock(ARGV[1])
 local waiting = ARGV[2]
-local count = tonumber(ARGV[3])
+local expired = ARGV[3]
+local count = tonumber(ARGV[4])
 local wanted = {}
-for i = 4 + count, #ARGV do wanted[ARGV[i]] = true end
-local any = #ARGV < 4 + count
+for i = 5 + count, #ARGV do wanted[ARGV[i]] = true end
+local any = #ARGV < 5 + count
 ${LISTED}
 local out = {}
-for i = 4, 3 + count do
-  local f = redis.call("HMGET", jobKey(ARGV[i]), "state", "visible", "created")
-  if f[1] and listed(f[1], f[2], f[3]) then out[#out + 1] = redis.call("HGETALL", jobKey(ARGV[i])) end
+for i = 5, 4 + count do
+  local f = redis.call("HMGET", jobKey(ARGV[i]), "state", "visible", "created", "expire", "finished")
+  if f[1] and listed(f[1], f[2], f[3], f[4], f[5]) then out[#out + 1] = redis.call("HGETALL", jobKey(ARGV[i])) end
 end
 return out
 `

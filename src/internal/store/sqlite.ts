@@ -631,6 +631,8 @@ export const listStatement = (filter: ListFilter, now: number): readonly [string
     where.push(`(state <> 'queued' OR (${waiting}))`)
     params.push(now)
   }
+  // a row filter on what the states read (the queue's cancelled rows by wp_job_retained)
+  if (filter.expired === true) where.push(`(state <> 'cancelled' OR ${EXPIRED})`)
   return [`SELECT * FROM wp_job ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq LIMIT ?`, [...params, filter.limit]]
 }
 
