@@ -235,6 +235,22 @@ describe("the SQLite store", () => {
       })
     }))
 
+  it.live("a list of expired jobs alone reads the queue's cancelled rows by wp_job_retained (as one state of many it walked every row of the table by seq: all of them for a queue with none expired)", () =>
+    Effect.gen(function*() {
+      const filename = fresh()
+      yield* Effect.provide(JobQueue.stats("default"), JobStore.sqlite({ filename }))
+      const db = new DatabaseSync(filename)
+      const [sql, params] = Sqlite.listStatement({ queue: "default", states: ["cancelled"], limit: 10, expired: true }, 0)
+      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail)
+      db.close()
+      assert.deepStrictEqual(plan, [
+        "SEARCH wp_job USING INTEGER PRIMARY KEY (rowid=?)",
+        "LIST SUBQUERY 1",
+        "SEARCH wp_job USING INDEX wp_job_retained (queue=? AND state=?)",
+        "USE TEMP B-TREE FOR ORDER BY"
+      ])
+    }))
+
   it.live("the statements that end a job's dependents (count down, mark the edges, find the ended jobs with some to cancel, cancel the closure, release) read the ended jobs' edges and their dependents' rows by key, never a whole table", () =>
     Effect.gen(function*() {
       const filename = fresh()

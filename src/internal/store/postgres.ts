@@ -697,8 +697,9 @@ export const latenciesStatement = (sql: PgClient.PgClient, S: Fragment, queue: s
 
 /**
  * The list's statement for `filter` at `now` (the store's time). Queued jobs alone of one half
- * (`waiting`) are spelled out, not as one state of many: the planner then serves them by an index
- * (wp_job_delayed's predicate; wp_job_ready, or the seqs in order).
+ * (`waiting`), and expired jobs alone (`expired`, of the cancelled ones), are spelled out, not as
+ * one state of many: the planner then serves them by an index (wp_job_delayed's predicate, the
+ * queue's cancelled rows; wp_job_ready, or the seqs in order).
  */
 export const listStatement = (sql: PgClient.PgClient, S: Fragment, filter: ListFilter, now: Fragment | number) => {
   const where: Array<Fragment> = []
@@ -709,19 +710,26 @@ export const listStatement = (sql: PgClient.PgClient, S: Fragment, filter: ListF
     : filter.waiting === "delayed"
     ? sql`visible_at > ${now} AND visible_at > created_at`
     : sql`visible_at <= ${now}`
-  if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
-    where.push(sql`state = 'queued'`, waiting)
-    // the delayed jobs' seqs first, fenced: left to it, a generic plan walked the seqs in order
-    // (by wp_job_pkey) through every waiting and finished job before them
-    if (filter.waiting === "delayed") {
-      return sql<SqlRow>`WITH delayed AS MATERIALIZED (SELECT seq FROM ${S}.wp_job WHERE ${sql.and(where)})
-        SELECT * FROM ${S}.wp_job WHERE seq IN (SELECT seq FROM delayed ORDER BY seq LIMIT ${filter.limit}) ORDER BY seq`
+  const one = filter.states?.length === 1 ? filter.states[0] : undefined
+  // see `expiredAt`
+  const expired = sql`expire_at IS NOT NULL AND finished_at >= expire_at`
+  const spelled = waiting !== undefined && one === "queued"
+    ? sql`state = 'queued' AND ${waiting}`
+    : filter.expired === true && one === "cancelled"
+    ? sql`state = 'cancelled' AND ${expired}`
+    : undefined
+  if (spelled !== undefined) {
+    where.push(spelled)
+    // the delayed (or expired) jobs' seqs first, fenced: left to it, a generic plan walked the seqs
+    // in order (by wp_job_pkey) through every waiting and finished job before them
+    if (filter.waiting === "delayed" || one === "cancelled") {
+      return sql<SqlRow>`WITH listed AS MATERIALIZED (SELECT seq FROM ${S}.wp_job WHERE ${sql.and(where)})
+        SELECT * FROM ${S}.wp_job WHERE seq IN (SELECT seq FROM listed ORDER BY seq LIMIT ${filter.limit}) ORDER BY seq`
     }
   } else {
     if (filter.states !== undefined) where.push(sql`state = ANY(${filter.states})`)
     if (waiting !== undefined) where.push(sql`(state <> 'queued' OR (${waiting}))`)
-    // a row filter on what the states read (the queue's cancelled rows by wp_job_retained)
-    if (filter.expired === true) where.push(sql`(state <> 'cancelled' OR (expire_at IS NOT NULL AND finished_at >= expire_at))`)
+    if (filter.expired === true) where.push(sql`(state <> 'cancelled' OR (${expired}))`)
   }
   return sql<SqlRow>`SELECT * FROM ${S}.wp_job ${where.length === 0 ? sql`` : sql`WHERE ${sql.and(where)}`}
     ORDER BY seq LIMIT ${filter.limit}`

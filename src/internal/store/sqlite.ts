@@ -607,6 +607,9 @@ const waitingSql = (waiting: "ready" | "delayed") =>
  * (`waiting`) are spelled out, not as one state of many: the planner serves them by an index
  * (wp_job_delayed's predicate, wp_job_ready's visible_at), and takes their seqs first, so only the
  * rows listed are read (a list of 10 queued jobs read the 100,000 of its queue into its sort).
+ * Expired jobs alone (`expired`, of the cancelled ones) likewise, by wp_job_retained: as one state
+ * of many the plan walked every row by seq, all of them for a queue with none expired (2.5 ms for
+ * 20,000 rows, 0.23 ms spelled out).
  */
 export const listStatement = (filter: ListFilter, now: number): readonly [string, Array<SQLInputValue>] => {
   const where: Array<string> = []
@@ -616,11 +619,17 @@ export const listStatement = (filter: ListFilter, now: number): readonly [string
     params.push(filter.queue)
   }
   const waiting = filter.waiting === undefined ? undefined : waitingSql(filter.waiting)
-  if (waiting !== undefined && filter.states?.length === 1 && filter.states[0] === "queued") {
-    where.push(`state = 'queued' AND ${waiting}`)
+  const one = filter.states?.length === 1 ? filter.states[0] : undefined
+  const spelled = waiting !== undefined && one === "queued"
+    ? `state = 'queued' AND ${waiting}`
+    : filter.expired === true && one === "cancelled"
+    ? EXPIRED
+    : undefined
+  if (spelled !== undefined) {
+    where.push(spelled)
     return [
       `SELECT * FROM wp_job WHERE seq IN (SELECT seq FROM wp_job WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?) ORDER BY seq`,
-      [...params, now, filter.limit]
+      [...params, ...(one === "queued" ? [now] : []), filter.limit]
     ]
   }
   if (filter.states !== undefined) {
@@ -631,7 +640,6 @@ export const listStatement = (filter: ListFilter, now: number): readonly [string
     where.push(`(state <> 'queued' OR (${waiting}))`)
     params.push(now)
   }
-  // a row filter on what the states read (the queue's cancelled rows by wp_job_retained)
   if (filter.expired === true) where.push(`(state <> 'cancelled' OR ${EXPIRED})`)
   return [`SELECT * FROM wp_job ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq LIMIT ?`, [...params, filter.limit]]
 }
