@@ -215,6 +215,23 @@ describe.runIf(Rd.enabled)("a Redis list of a rare state in a long queue (the da
       assert.deepStrictEqual(queuedCost, { list: 1, jobs: 0 })
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("lists the expired jobs behind 1,500 cancelled ones of a queue of 5,000 queued ones from the cancelled set, more than a script's budget of it (the walk by seq, chosen by the set's size, looked at every job: 7 scripts)", () =>
+    Effect.gen(function*() {
+      const { store, count } = yield* counted(Rd.url!)
+      const provide = Effect.provideService(JobStore.JobStore, store)
+      yield* JobQueue.enqueueAll(Noop, range(0, 5000).map((payload) => ({ payload }))).pipe(provide)
+      const cancelled = yield* JobQueue.enqueueAll(Noop, range(5000, 1500).map((payload) => ({ payload }))).pipe(provide)
+      for (const job of cancelled) yield* JobQueue.cancel(job.id).pipe(provide)
+      const expiring = yield* JobQueue.enqueueAll(Noop, range(6500, 5).map((payload) => ({ payload, options: { expireIn: 1 } }))).pipe(provide)
+      // a reap ends them once the store's clock is past their expiry
+      const expired = store.list({ queue: "default", states: ["cancelled"], limit: 50, expired: true })
+      yield* Effect.repeat(Effect.andThen(store.reap([]), expired), { until: (rows) => rows.length === expiring.length })
+      const [listed, cost] = yield* count(expired)
+      assert.deepStrictEqual(payloads(listed), range(6500, 5))
+      // 1,505 members of the cancelled set: two scripts of at most LIST_BUDGET, then the rows of the 5
+      assert.deepStrictEqual(cost, { list: 2, jobs: 1 })
+    }), 120_000)
+
   it.live("walks sets of more than LIST_BUDGET jobs a script at a time, members of one score too, and lists the oldest by seq; a list of few of a big state walks by seq (the walk by seq found them at once)", () =>
     Effect.gen(function*() {
       const { store, count } = yield* counted(Rd.url!)

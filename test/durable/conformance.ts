@@ -2305,8 +2305,8 @@ export const conformance = (name: string, makeStore: () => Layer.Layer<JobStore.
         const dead = yield* JobQueue.enqueue(Echo, { n: 1 }, { maxAttempts: 1 })
         const [claim] = (yield* store.claim({ queues: ["default"], tasks: ["Echo"], limit: 1, lease: LEASE })).claims
         yield* store.settle(claim!.token, { _tag: "Final", state: "dead", exit: null })
-        // a page of cancelled jobs older than the expired one, cancelled before their expiry
-        const cancelled = yield* JobQueue.enqueueAll(Echo, [2, 3, 4].map((n) => ({ payload: { n } })), { expireIn: "1 minute" })
+        // a page of cancelled jobs older than the expired one, cancelled before their expiry (or with none)
+        const cancelled = yield* JobQueue.enqueueAll(Echo, [2, 3, 4].map((n) => ({ payload: { n }, options: n === 2 ? {} : { expireIn: "1 minute" } })))
         for (const job of cancelled) assert.strictEqual(yield* JobQueue.cancel(job.id), "cancelled")
         const expired = yield* JobQueue.enqueue(Echo, { n: 5 }, { expireIn: "1 minute" })
         const queued = yield* JobQueue.enqueue(Echo, { n: 6 })

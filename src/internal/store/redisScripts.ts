@@ -1795,7 +1795,9 @@ const LISTED = `
 local function listed(state, visible, created, expire, finished)
   if not (any or wanted[state]) then return false end
   if state == "cancelled" and expired == "1" then
-    return expire ~= nil and expire ~= "" and finished ~= nil and finished ~= "" and tonumber(finished) >= tonumber(expire)
+    -- a field the job lacks is false (HMGET), not nil
+    if not expire or expire == "" or not finished or finished == "" then return false end
+    return tonumber(finished) >= tonumber(expire)
   end
   if waiting == "" or state ~= "queued" then return true end
   visible = tonumber(visible)
@@ -1824,7 +1826,9 @@ end
  * for the 10 running jobs of a queue of 100,000 queued ones, which the walk by `B:all` looked at in
  * 100 scripts). The sets are walked unless they hold more than `budget` jobs and the walk by
  * `B:all` would likely meet `limit` of them sooner (spread evenly, after `limit * all / size`
- * jobs: the dashboard's 50 queued of a queue of 100,000 queued ones).
+ * jobs: the dashboard's 50 queued of a queue of 100,000 queued ones), but always for expired
+ * ones: a set's size does not say how many of the cancelled jobs expired (none, often), and the
+ * walk by `B:all` then looked at every job of the queue.
  */
 export const LIST: string = `${PRELUDE}
 local limit = tonumber(ARGV[1])
@@ -1955,7 +1959,7 @@ if cursor == "" then
   local sources = sourcesOf()
   local size = 0
   for _, s in ipairs(sources) do size = size + sizeOf(s) end
-  if size > budget and limit * redis.call("ZCARD", B .. ":all") < size * size then return walkAll("-inf") end
+  if size > budget and expired ~= "1" and limit * redis.call("ZCARD", B .. ":all") < size * size then return walkAll("-inf") end
   local found, nextCursor = walkSources(sources, 1)
   if nextCursor ~= "" then return {{}, nextCursor, best(found)} end
   local chosen = best(found)
