@@ -430,6 +430,45 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["cancelled", "cancelled", "running"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  // Found (pgcarry43), fixed: the expiry's twin above, for a claim's carried settles. A claim wrote
+  // the settles it carried in its own statement, whose trigger locked the settled jobs' dependents
+  // at the statement's end, after the job the claim took (SKIP LOCKED): against the same application
+  // transaction, 40P01 on one. A claim now writes only the carried settles of jobs without
+  // dependents; the others go to the store's settle writer, which writes them once it has committed
+  it.live("a claim carrying the final settle of a job with a dependent, beside an application transaction enqueueing after that dependent then after the job the claim takes: both succeed, and the settle is written once, after the claim", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "e" }))
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "d", after: [e] }))
+      const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "q" }))
+      const other = yield* storeOn(schema)
+      const running = yield* claimOneOf(other, "e")
+      const app = yield* appOn(schema)
+      const go = yield* Deferred.make<void>()
+      const txn = yield* openTransaction(
+        app,
+        JobQueue.enqueue(Echo, { n: 4 }, { queue: "c", after: [d] }),
+        Effect.andThen(Deferred.await(go), JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [j] }))
+      )
+      // settled and claimed in one tick: the claim carries the settle
+      const both = yield* Effect.forkChild(Effect.all([
+        Effect.exit(other.settle(running.token, { _tag: "Final", state: "succeeded", exit: JSON.stringify({ _tag: "Success", value: 1 }) })),
+        Effect.exit(other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 }))
+      ], { concurrency: "unbounded" }))
+      yield* Pg.blockedBy(txn.pid, 1)
+      yield* Deferred.succeed(go, undefined)
+      const enqueued = yield* txn.release
+      const [settled, claimed] = yield* Fiber.join(both)
+      assert.deepStrictEqual([sqlStates(enqueued), sqlStates(settled), sqlStates(claimed)], [[], [], []])
+      assert.deepStrictEqual(Exit.isSuccess(settled) ? settled.value : settled, true)
+      assert.deepStrictEqual(Exit.isSuccess(claimed) ? claimed.value.claims.map((claim) => claim.job.id) : [], [j.id])
+      const states = yield* Effect.forEach([e, d, j], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
+      assert.deepStrictEqual(states, ["succeeded", "queued", "running"])
+      // written once: its token, again, writes nothing
+      assert.isFalse(yield* other.settle(running.token, { _tag: "Final", state: "dead", exit: null }))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
   /** A job of queue `queue` with id `id` after `after`, enqueued as a store's caller gives it. */
   const jobWithId = (id: string, queue: string, after: ReadonlyArray<string>) => ({
     id, queue, task: "Echo", payload: JSON.stringify({ n: 0 }), priority: 0, dedupKey: null, maxAttempts: 1, timeout: 0, delay: 0, runAt: undefined, after

@@ -981,13 +981,14 @@ export const claimStatement = (
     -- trigger locks an ended job's dependents at the statement's end, after the jobs the claim took
     -- (SKIP LOCKED), and an enqueue after a dependent and a claimed job (holding the one, wanting
     -- the other) deadlocked with it. Those with dependents, met here, the store ends in statements
-    -- of their own after the claim (see expireMet)
+    -- of their own after the claim (see expireMet). Its carried settles likewise: those of jobs with
+    -- dependents it leaves to the store's settle writer, which writes them after the claim commits
     expiring AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, false)}),
     expired AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring e WHERE x.seq = e.seq AND NOT e.has_dependents),
     expiring_blocked AS (${expiringStatement(sql, S, now, EXPIRE_BATCH, request.queues, true)}),
     expired_blocked AS (UPDATE ${S}.wp_job x SET ${expiredAt(sql, now)} FROM expiring_blocked e WHERE x.seq = e.seq AND NOT e.has_dependents),${
     finals.length === 0 ? sql`` : sql`
-    settled AS (${settleStatement(sql, S, finals, now, freed)}),`
+    settled AS (${settleStatement(sql, S, finals, now, freed, false)}),`
   }
     next AS (${
     bestStatement(
@@ -1052,13 +1053,17 @@ export type SlotFreed = (queue: Fragment) => Fragment
  * The jobs are found by token alone (a token exists only while its job runs: see the header), and
  * by a token array as well as the join: joined only to the recordset, whose rows the planner cannot
  * count, an unanalyzed table was read whole instead of through wp_job_token.
+ *
+ * `dependents` false: only the jobs without dependents (a claim's carried settles: see
+ * `claimStatement`); the others are left as they are, unlocked.
  */
 export const settleStatement = (
   sql: PgClient.PgClient,
   S: Fragment,
   batch: ReadonlyArray<FinalSettle>,
   now: Fragment | number,
-  freed?: SlotFreed
+  freed?: SlotFreed,
+  dependents = true
 ) => {
   const finals = firstOfEachToken(batch)
   return sql<{ token: string }>`UPDATE ${S}.wp_job j
@@ -1068,7 +1073,7 @@ export const settleStatement = (
       FROM jsonb_to_recordset(${JSON.stringify(finals.map(({ exit, state, token }) => ({ token, state, exit })))}::jsonb)
         AS v(token text, state text, exit text)
       JOIN ${S}.wp_job l ON l.lease_token = v.token
-      WHERE l.lease_token = ANY(${finals.map((final) => final.token)}::text[])
+      WHERE l.lease_token = ANY(${finals.map((final) => final.token)}::text[])${dependents ? sql`` : sql` AND NOT l.has_dependents`}
       ORDER BY l.seq FOR UPDATE OF l) v
     WHERE j.seq = v.seq
     RETURNING v.token${
@@ -3077,7 +3082,8 @@ export const makeWith = (
               claims: toClaims(rows.filter((row) => row.id !== null)),
               dueIn: dueIn === null || dueIn === undefined ? undefined : Number(dueIn)
             },
-            writtenEach(carried, rows[0]?.settled ?? [])
+            // those it did not write (their jobs have dependents, or their tokens are stale) the writer writes
+            writtenEach(carried, rows[0]?.settled ?? []).map((written) => written === false ? undefined : written)
           ] as const
         }))
 

@@ -19,7 +19,8 @@ export interface Settles<A> {
   readonly add: (item: A) => Effect.Effect<Settled, unknown>
   /**
    * Runs a claim carrying the queued settles that `which` picks: `claim` writes them with its own
-   * work and returns, with its result, what was written of each (in their order).
+   * work and returns, with its result, what was written of each (in their order); `undefined` for
+   * one it left to the writer, which writes it after the claim (no claim carries it again).
    */
   readonly carry: <B, E, R>(
     which: (item: A) => boolean,
@@ -28,13 +29,15 @@ export interface Settles<A> {
      * no longer waits for it to end before writing the other settles (its carried ones still end
      * with its answer).
      */
-    claim: (items: ReadonlyArray<A>, late: () => void) => Effect.Effect<readonly [B, ReadonlyArray<Settled>], E, R>
+    claim: (items: ReadonlyArray<A>, late: () => void) => Effect.Effect<readonly [B, ReadonlyArray<Settled | undefined>], E, R>
   ) => Effect.Effect<B, E, R>
 }
 
 interface Pending<A> {
   readonly item: A
   readonly done: Deferred.Deferred<Settled, unknown>
+  /** Left to the writer by a claim that carried it: no claim carries it again. */
+  readonly alone?: boolean
 }
 
 const settle = <A>(batch: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<Settled>, unknown>) => {
@@ -114,37 +117,55 @@ export const make = <A>(
     })
   ))
 
+  /** Starts the writer unless it runs. */
+  const wake = () => {
+    if (!writing) {
+      writing = true
+      // started on the next tick: a claim made in this one can carry it. Outside the store's
+      // scope, interrupted by the store's own finalizer (`detached`). Forked into the scope: a
+      // scope is marked closed when its close starts, before its finalizers run (effect then
+      // forks an unstarted, interrupted fiber in it, whose `onExit` never runs), and a consumer
+      // made in the store's own scope settles while its finalizer drains it, before the
+      // store's: those settles waited forever for a writer that never started. And a writer
+      // forked into the scope before its close was interrupted first in it (its fork's
+      // finalizer, added after the consumer's): a settle in flight then was dropped, its
+      // finished job left to the reaper to run again
+      Effect.runFork(Effect.map(Effect.forkDetach(writer), (fiber) => {
+        detached = fiber
+        fiber.addObserver(() => {
+          if (detached === fiber) detached = undefined
+        })
+      }))
+    }
+  }
+
+  /** A claim's carried settles that it wrote end with what it said; those it left go to the writer. */
+  const carriedEnd = (carried: ReadonlyArray<Pending<A>>, exit: Exit.Exit<ReadonlyArray<Settled | undefined>, unknown>) => {
+    if (Exit.isFailure(exit) || !exit.value.includes(undefined)) return settle(carried, exit as Exit.Exit<ReadonlyArray<Settled>, unknown>)
+    // a claim that said nothing of one did not write it (as `settle` reads it): false
+    const said = carried.map((_, i) => i < exit.value.length ? exit.value[i] : false)
+    const left = carried.filter((_, i) => said[i] === undefined)
+    settle(carried.filter((_, i) => said[i] !== undefined), Exit.succeed(said.filter((written) => written !== undefined)))
+    if (left.length === 0) return
+    if (closed) return settle(left, Exit.fail(closedError()))
+    pending.unshift(...left.map((entry) => ({ ...entry, alone: true })))
+    wake()
+  }
+
   return {
     add: (item) =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(closedError())
         const done = Deferred.makeUnsafe<Settled, unknown>()
         pending.push({ item, done })
-        if (!writing) {
-          writing = true
-          // started on the next tick: a claim made in this one can carry it. Outside the store's
-          // scope, interrupted by the store's own finalizer (`detached`). Forked into the scope: a
-          // scope is marked closed when its close starts, before its finalizers run (effect then
-          // forks an unstarted, interrupted fiber in it, whose `onExit` never runs), and a consumer
-          // made in the store's own scope settles while its finalizer drains it, before the
-          // store's: those settles waited forever for a writer that never started. And a writer
-          // forked into the scope before its close was interrupted first in it (its fork's
-          // finalizer, added after the consumer's): a settle in flight then was dropped, its
-          // finished job left to the reaper to run again
-          Effect.runFork(Effect.map(Effect.forkDetach(writer), (fiber) => {
-            detached = fiber
-            fiber.addObserver(() => {
-              if (detached === fiber) detached = undefined
-            })
-          }))
-        }
+        wake()
         return Deferred.await(done)
       }),
     carry: (which, claim) =>
       Effect.suspend(() => {
         const carried: Array<Pending<A>> = []
         const left: Array<Pending<A>> = []
-        for (const entry of pending) (carried.length < MAX_BATCH && which(entry.item) ? carried : left).push(entry)
+        for (const entry of pending) (carried.length < MAX_BATCH && entry.alone !== true && which(entry.item) ? carried : left).push(entry)
         if (carried.length > 0) pending = left
         claims++
         let counted = true
@@ -159,7 +180,7 @@ export const make = <A>(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               ended()
-              settle(carried, Exit.map(exit, ([, written]) => written))
+              carriedEnd(carried, Exit.map(exit, ([, written]) => written))
             })
           ),
           Effect.map(([result]) => result)
