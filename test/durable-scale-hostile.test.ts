@@ -90,6 +90,27 @@ describe("a store's settles, many at once", () => {
     }))
 })
 
+describe("a store's settles left by the claim that carried them", () => {
+  // the Postgres claim leaves the carried settles of jobs with dependents (their trigger would lock
+  // the dependents after the jobs the claim took): the writer writes them, after the claim
+  it.live("are written by the writer, once, with what it says, and no later claim carries them again", () =>
+    Effect.gen(function*() {
+      const written: Array<ReadonlyArray<number>> = []
+      const settles = Settles.make<number>(
+        (batch) => Effect.sync(() => (written.push(batch), batch.map((): Settled => "cancelled"))),
+        yield* Effect.scope
+      )
+      const fibers = [
+        yield* Effect.forkChild(settles.add(1), { startImmediately: true }),
+        yield* Effect.forkChild(settles.add(2), { startImmediately: true })
+      ]
+      const first = yield* settles.carry(() => true, (items) => Effect.succeed([items, items.map((item) => item === 1 ? true : undefined)] as const))
+      const second = yield* settles.carry(() => true, (items) => Effect.succeed([items, items.map(() => true)] as const))
+      assert.deepStrictEqual([yield* Fiber.join(fibers[0]!), yield* Fiber.join(fibers[1]!)], [true, "cancelled"])
+      assert.deepStrictEqual([first, second, written], [[1, 2], [], [[2]]])
+    }))
+})
+
 describe("a SQLite purge of many finished jobs", () => {
   it.live("deletes them in batches, a claim going in between, every one deleted, by the purge's index (one DELETE of them all held the write lock and the event loop: 8 s for 300,000 jobs, no claim, heartbeat or timer of the process ran meanwhile)", () =>
     Effect.gen(function*() {
