@@ -67,8 +67,7 @@ describe("a dependency's delete, hostile (hostile43)", () => {
     // for good, as the redrive's walk up finds), which the chain's jobs, deleted oldest first, find
     // at their first look up; it needs the cancel-for-good doom (test/durable/dependencies.ts,
     // it.effect.fails) first, or a job the cancel left blocked is no longer ended by such a delete
-    const test = name === "SQLite" ? it.live : it.live.fails
-    test(`${name}: the retention of a dead root's cancelled chain of ${jobs} jobs costs at most 10 times that of its cancelled fan of as many`, () =>
+    it.live(`${name}: the retention of a dead root's cancelled chain of ${jobs} jobs costs at most 10 times that of its cancelled fan of as many`, () =>
       Effect.gen(function*() {
         const fan = yield* retentionOf(make, "fan", jobs)
         const chain = yield* retentionOf(make, "chain", jobs)

@@ -165,7 +165,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
   /** Ends a job at `now` in the final state `patch` gives, and what waits for it as that end says (see `settled`). */
   const end = (row: Row, patch: Partial<JobRow> & { readonly state: "succeeded" | "dead" | "cancelled" }, now: number) => {
     update(row, { ...patch, finishedAt: now })
-    settled(row, now)
+    settled(row, now, cancelledForGood(row.job))
   }
   /** Ends a waiting job past its expiry (see `expiredAt`): cancelled, at `now`, as its dependents see it too. */
   const expire = (row: Row, now: number) => end(row, { state: "cancelled", exit: null }, now)
@@ -196,6 +196,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
       return dependency === undefined || FINAL_STATES.includes(dependency.state)
     })
 
+  /** Cancelled neither by a dependency nor by its expiry: no redrive puts it back. */
+  const cancelledForGood = (job: JobRow): boolean =>
+    job.state === "cancelled" && job.failedDependency == null && expiredAt(job) === undefined
+
   /**
    * Whether what a job still waits for can all succeed yet, so that it is not redriven to stay blocked
    * for ever: with `afterFailure: "run"`, whatever their ends (a failure is done for it); otherwise
@@ -204,6 +208,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
    * for can, up the chain. Each job is looked at once (a diamond is not walked twice).
    */
   const canAllSucceed = (row: Row): boolean => {
+    if (cancelledForGood(row.job)) return false
     const seen = new Set<string>()
     const work = [row]
     for (let next = work.pop(); next !== undefined; next = work.pop()) {
@@ -213,8 +218,7 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         seen.add(id)
         const dependency = rows.get(id)
         if (dependency === undefined) return false
-        const job = dependency.job
-        if (job.state === "cancelled" && job.failedDependency == null && expiredAt(job) === undefined) return false
+        if (cancelledForGood(dependency.job)) return false
         work.push(dependency)
       }
     }
@@ -240,13 +244,16 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
    * After `ended` reached a final state: each blocked dependent released if it may run now, or ended
    * cancelled by it (and then its own dependents, in the same step). A succeeded one is struck off
    * its dependents' pending ones whatever their state, so that a dependent redriven later waits for
-   * what it still needs only. `deleted`: `ended`'s row is going (see `drop`).
+   * what it still needs only. `doomed`: `ended` could succeed until now and never can from now on
+   * (cancelled for good, or deleted: see `drop`).
    */
-  const settled = (ended: Row, now: number, deleted = false) => {
+  const settled = (ended: Row, now: number, doomed = false) => {
     const work = [ended]
-    // a deleted dependency can never succeed, nor can what waits for it (ended, or cancelled here):
-    // each of those ended waiting for one is walked too, once, for jobs redriven to wait for it
-    const doomed = new Set<string>()
+    // nor can what waits for it (ended, or cancelled here): each of those ended waiting for one is
+    // walked too, once, for jobs redriven to wait for it. Only then: a job that could already never
+    // succeed had its walk when it became so, and one walk per job over a graph's life keeps a
+    // chain's retention linear
+    const walked = new Set<string>()
     for (let row = work.pop(); row !== undefined; row = work.pop()) {
       if (row.dependents === undefined) continue
       const { id, state } = row.job
@@ -255,10 +262,10 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
         if (dependent?.pending === undefined) continue
         if (state === "succeeded" && dependent.pending.delete(id)) update(dependent, { waitingFor: dependent.pending.size })
         if (
-          deleted && dependent.job.state === "cancelled" && dependent.runOnFailure !== true &&
-          dependent.pending.has(id) && !doomed.has(dependentId)
+          doomed && dependent.job.state === "cancelled" && dependent.runOnFailure !== true &&
+          dependent.pending.has(id) && !walked.has(dependentId)
         ) {
-          doomed.add(dependentId)
+          walked.add(dependentId)
           work.push(dependent)
         }
         if (dependent.job.state !== "blocked") continue
@@ -278,10 +285,11 @@ export const make: Effect.Effect<Store, never, Scope.Scope> = Effect.gen(functio
    * waits for it as its end did: a dependent redriven back to blocked since would wait for ever
    * (cancelled by it, or released with `afterFailure: "run"`). So would a job redriven to wait for
    * one it cancelled (or that expired blocked waiting for it), which no redrive can put back now:
-   * each such job is cancelled by its own dependency, transitively.
+   * each such job is cancelled by its own dependency, transitively (unless it could already never
+   * succeed: then that was done when it became so).
    */
   const drop = (row: Row, now: number) => {
-    if (row.job.state !== "succeeded") settled(row, now, true)
+    if (row.job.state !== "succeeded") settled(row, now, canAllSucceed(row))
     rows.delete(row.job.id)
   }
 

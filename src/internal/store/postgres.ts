@@ -368,7 +368,8 @@ const DEPENDENTS_ENDED = (s: string) =>
     closure_states text[];
     deps text[];
     jit_was text;
-    doomed_by_delete text[];
+    doomers text[];
+    doomed_ids text[];
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
     -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
@@ -383,25 +384,17 @@ const DEPENDENTS_ENDED = (s: string) =>
           array_agg(COALESCE(NULLIF(current_setting('${NOW_SETTING}', true), '')::bigint, floor(extract(epoch from now()) * 1000)::bigint))
         INTO ids, states, ats
         FROM wp_old o WHERE o.has_dependents AND o.state <> 'succeeded';
-      -- nor can the jobs ended waiting for one of them (cancelled by it, or expired blocked), nor
-      -- those ended waiting for such a job or for a blocked one that does (cancelled below), which
-      -- no redrive can put back now: each ends its blocked dependents (redriven to wait for it) as
-      -- its own end did, after the deleted ones, in seq order (memory.ts's \`settled\`, \`deleted\`)
-      IF ids IS NOT NULL THEN
-        WITH RECURSIVE waiting(id) AS (
-            SELECT d.job_id FROM ${s}.wp_dep d JOIN ${s}.wp_job j ON j.id = d.job_id
-              WHERE d.dep_id = ANY(ids) AND NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked')
-          UNION
-            SELECT d.job_id FROM waiting x JOIN ${s}.wp_dep d ON d.dep_id = x.id JOIN ${s}.wp_job j ON j.id = d.job_id
-              WHERE NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked'))
-        SELECT array_agg(j.id ORDER BY j.seq) INTO doomed_by_delete
-          FROM waiting x JOIN ${s}.wp_job j ON j.id = x.id WHERE j.state = 'cancelled';
-        IF doomed_by_delete IS NOT NULL THEN
-          ids := ids || doomed_by_delete;
-          states := states || array_fill('cancelled'::text, ARRAY[cardinality(doomed_by_delete)]);
-          ats := ats || array_fill(ats[1], ARRAY[cardinality(doomed_by_delete)]);
-        END IF;
-      END IF;
+      -- of those, the ones that could still succeed until now (they doom what waits for them, below):
+      -- not one cancelled for good, nor one its dependency cancelled when that one is gone (deleted
+      -- before it, as a chain's retention deletes it) or cancelled for good. A job that could already
+      -- never succeed had its doom walked when it became so: a chain's jobs walked again at each
+      -- delete made its retention quadratic. Its own dependencies' edges are gone (wp_job_deleted),
+      -- so only the one it names is looked at: one it could not succeed for is walked again, for nothing
+      SELECT array_agg(o.id ORDER BY o.seq) INTO doomers FROM wp_old o
+        WHERE o.has_dependents AND o.state <> 'succeeded'
+          AND NOT (o.state = 'cancelled' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at))
+          AND NOT (o.failed_dep_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = o.failed_dep_id
+            AND NOT (f.state = 'cancelled' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at))));
     ELSE
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;
@@ -410,10 +403,14 @@ const DEPENDENTS_ENDED = (s: string) =>
       -- session's first call, made for a few rows, joined wp_new to wp_old by a nested loop, and a
       -- statement ending thousands of jobs with dependents (the cancel of a chain's closure) took
       -- seconds here, quadratic in its rows
-      EXECUTE 'SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq)
+      -- doomers: those cancelled for good (neither by a dependency nor expired), which doom what
+      -- waits for them (below)
+      EXECUTE 'SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq),
+          array_agg(n.id ORDER BY n.seq) FILTER (WHERE n.state = ''cancelled'' AND n.failed_dep_id IS NULL
+            AND NOT (n.expire_at IS NOT NULL AND n.finished_at >= n.expire_at))
         FROM wp_new n WHERE n.has_dependents AND n.state IN (''succeeded'', ''dead'', ''cancelled'')
           AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state)'
-        INTO ids, states, ats;
+        INTO ids, states, ats, doomers;
     END IF;
     IF ids IS NULL THEN
       RETURN NULL;
@@ -423,6 +420,29 @@ const DEPENDENTS_ENDED = (s: string) =>
     -- cancel of 1,000 jobs with dependents took a minute). Set back at the end (and by a rollback)
     jit_was := current_setting('jit');
     PERFORM set_config('jit', 'off', true);
+    -- the doomers (deleted, or cancelled for good) could succeed until now and never can from now
+    -- on, nor can the jobs ended waiting for one of them (cancelled by it, or expired blocked), nor
+    -- those ended waiting for such a job or for a blocked one that does (cancelled below), which no
+    -- redrive can put back now: each with a blocked dependent (redriven to wait for it) ends it as
+    -- its own end did, after the statement's, in seq order (memory.ts's \`settled\`, \`doomed\`). One
+    -- walk for the statement, each job once
+    IF doomers IS NOT NULL THEN
+      WITH RECURSIVE waiting(id) AS (
+          SELECT d.job_id FROM ${s}.wp_dep d JOIN ${s}.wp_job j ON j.id = d.job_id
+            WHERE d.dep_id = ANY(doomers) AND NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked')
+        UNION
+          SELECT d.job_id FROM waiting x JOIN ${s}.wp_dep d ON d.dep_id = x.id JOIN ${s}.wp_job j ON j.id = d.job_id
+            WHERE NOT d.succeeded AND NOT j.after_failure AND j.state IN ('cancelled', 'blocked'))
+      SELECT array_agg(j.id ORDER BY j.seq) INTO doomed_ids
+        FROM waiting x JOIN ${s}.wp_job j ON j.id = x.id WHERE j.state = 'cancelled'
+          AND EXISTS (SELECT 1 FROM ${s}.wp_dep d JOIN ${s}.wp_job b ON b.id = d.job_id
+            WHERE d.dep_id = j.id AND b.state = 'blocked' AND NOT b.after_failure);
+      IF doomed_ids IS NOT NULL THEN
+        ids := ids || doomed_ids;
+        states := states || array_fill('cancelled'::text, ARRAY[cardinality(doomed_ids)]);
+        ats := ats || array_fill(ats[1], ARRAY[cardinality(doomed_ids)]);
+      END IF;
+    END IF;
     -- the closure of its deaths and cancels (their blocked "cancel" dependents, and theirs after
     -- them), walked here to be locked with the rest
     IF NOT ('succeeded' = ALL(states)) THEN

@@ -161,13 +161,17 @@ end
 -- after job id of queue B ended in state: each blocked dependent released if it may run now, or
 -- ended cancelled by it (and then its own dependents, in the same script). A succeeded one is
 -- struck off its dependents' waits whatever their state (a dependent redriven later waits for
--- what it still needs only). deleted: id's job is going (see forget)
-local function dependentsEnded(id, state, now, deleted)
+-- what it still needs only). doomed: id's job could succeed until now and never can from now on
+-- (cancelled for good, or deleted: see forget); walked: a table of the jobs a batch of such ends
+-- walked already (forget's), or nil
+local function dependentsEnded(id, state, now, doomed, walked)
   local saved = B
   local work = {{B, id, state}}
-  -- a deleted dependency can never succeed, nor can what waits for it (ended, or cancelled here):
-  -- each of those ended waiting for one is walked too, once, for jobs redriven to wait for it
-  local doomed = {}
+  -- nor can what waits for it (ended, or cancelled here): each of those ended waiting for one is
+  -- walked too, once, for jobs redriven to wait for it. Only then: a job that could already never
+  -- succeed had its walk when it became so, and one walk per job over a graph's life keeps a chain's
+  -- retention linear (not one script blocking the server for seconds)
+  walked = walked or {}
   while #work > 0 do
     local item = table.remove(work)
     local ended, endedState = item[2], item[3]
@@ -179,9 +183,9 @@ local function dependentsEnded(id, state, now, deleted)
         if endedState == "succeeded" and redis.call("SREM", B .. ":waits:" .. dep, ended) == 1 then
           redis.call("HSET", j, "waitingFor", redis.call("SCARD", B .. ":waits:" .. dep))
         end
-        if deleted and f[1] == "cancelled" and f[2] ~= "run" and not doomed[dep] and
+        if doomed and f[1] == "cancelled" and f[2] ~= "run" and not walked[dep] and
           redis.call("SISMEMBER", B .. ":waits:" .. dep, ended) == 1 then
-          doomed[dep] = true
+          walked[dep] = true
           work[#work + 1] = {B, dep, "cancelled"}
         end
         if f[1] == "blocked" then
@@ -207,12 +211,20 @@ local function dependentsEnded(id, state, now, deleted)
   end
   B = saved
 end
+-- whether the job of hash key j is cancelled neither by a dependency nor by its expiry: no redrive
+-- puts it back
+local function cancelledForGood(j)
+  local f = redis.call("HMGET", j, "state", "failedDep", "expire", "finished")
+  if f[1] ~= "cancelled" or f[2] then return false end
+  return not (f[3] and f[4] and f[4] ~= "" and tonumber(f[4]) >= tonumber(f[3]))
+end
 -- whether a redriven job id (of queue B) could never wait for ever (memory's canAllSucceed): with
 -- afterFailure run, whatever its dependencies' ends (a failure is done for it); otherwise none it
 -- still needs, nor one those need up the chain (through jobs not of afterFailure run), is gone (a
 -- finished job deleted) or cancelled for good (neither by its own dependency nor expired: those a
 -- redrive puts back to wait). Each job looked at once
 local function redrivable(id)
+  if cancelledForGood(jobKey(id)) then return false end
   if redis.call("HGET", jobKey(id), "afterFailure") == "run" then return true end
   local saved = B
   local work = {{B, id}}
@@ -226,10 +238,8 @@ local function redrivable(id)
         local base = baseOf(dep)
         B = saved
         if not base then return false end
-        local f = redis.call("HMGET", base .. ":job:" .. dep, "state", "failedDep", "expire", "finished", "afterFailure")
-        local expired = f[3] and f[4] and f[4] ~= "" and tonumber(f[4]) >= tonumber(f[3])
-        if f[1] == "cancelled" and not f[2] and not expired then return false end
-        if f[5] ~= "run" then work[#work + 1] = {base, dep} end
+        if cancelledForGood(base .. ":job:" .. dep) then return false end
+        if redis.call("HGET", base .. ":job:" .. dep, "afterFailure") ~= "run" then work[#work + 1] = {base, dep} end
       end
     end
   end
@@ -696,7 +706,7 @@ local function unexpire(id)
   redis.call("HDEL", jobKey(id), "expire")
 end
 ${DEPENDENCIES}local function finish(id, state, now)
-  if endJob(id, state, now) then dependentsEnded(id, state, now) end
+  if endJob(id, state, now) then dependentsEnded(id, state, now, cancelledForGood(jobKey(id))) end
 end
 -- a queued (or blocked) job past its expiry ends, cancelled at now (see model.ts's expiredAt)
 local function expireJob(id, now)
@@ -770,7 +780,7 @@ local function settleMany(args, from, count, now)
         if not list then list = {}; finals[arg] = list end
         list[#list + 1] = now
         list[#list + 1] = id
-        if releaseDedup(id) then dependentsEnded(id, arg, now) end
+        if releaseDedup(id) then dependentsEnded(id, arg, now, cancelledForGood(j)) end
       elseif redis.call("HGET", j, "cancel") == "1" then
         -- a cancel asked for while the attempt ran, which failed or was given back before its
         -- heartbeat heard of it: the job ends cancelled, not queued again (as the reaper ends it)
@@ -1514,8 +1524,11 @@ local function forget(items, gone, now)
   -- in the order of the jobs' creation, as every store deletes them (a dependent of two deleted
   -- here names the one its walk meets first), each walked before its edges go
   table.sort(walks, function(a, b) return a[1] < b[1] end)
+  local walked = {}
   for _, walk in ipairs(walks) do
-    dependentsEnded(walk[3], walk[2], now, true)
+    -- doomed by its delete only if it could still succeed (what it waits for is not gone), and not
+    -- walked by one deleted before it here
+    dependentsEnded(walk[3], walk[2], now, not walked[walk[3]] and redrivable(walk[3]), walked)
     dropJob(walk[2], walk[3], gone)
   end
 end

@@ -284,7 +284,7 @@ export const PURGE_BATCH = 2000
  * What a delete of finished jobs (purge, retention) returns of each where some job has dependents:
  * enough to end what still waits for one that did not succeed (see `forgotten` in `make`).
  */
-const FORGOTTEN = "seq, id, state, has_dependents"
+const FORGOTTEN = "seq, id, state, has_dependents, failed_dep_id, (expire_at IS NOT NULL AND finished_at >= expire_at) AS expired"
 
 /** A batch of a purge: args `from` (a finish time), `before`, the states as JSON, the batch's size. */
 export const PURGE = `DELETE FROM wp_job WHERE seq IN (
@@ -533,11 +533,11 @@ export const CANCEL_DEPENDENTS: string = `${DEPENDENTS_CLOSURE},
   RETURNING id`
 
 /**
- * Of the dependents of jobs `:ids` (a JSON array), deleted without having succeeded, those ended
- * cancelled that now can never succeed, in the order of their creation: each waits (not of
- * `afterFailure: "run"`) for one of them, or for another such job, or for a blocked one that waits
- * so (the deletes cancel it). A job redriven to wait for one of them would wait for ever (memory's
- * `settled`, `deleted`): they end their blocked dependents as their own end did.
+ * Of the dependents of jobs `:ids` (a JSON array), deleted without having succeeded or cancelled for
+ * good, those ended cancelled that now can never succeed, in the order of their creation: each waits
+ * (not of `afterFailure: "run"`) for one of them, or for another such job, or for a blocked one that
+ * waits so (the ends cancel it). A job redriven to wait for one of them would wait for ever
+ * (memory's `settled`, `doomed`): they end their blocked dependents as their own end did.
  */
 export const DOOMED_BY_DELETE: string = `WITH RECURSIVE doomed(id) AS (
     SELECT d.job_id FROM wp_dep d JOIN wp_job j ON j.id = d.job_id
@@ -837,6 +837,13 @@ interface EndedRow {
   readonly id: string
   readonly state: State
   readonly has_dependents: number
+}
+
+/** A job a purge or retention deleted (`FORGOTTEN`). */
+interface ForgottenRow extends EndedRow {
+  readonly seq: number
+  readonly failed_dep_id: string | null
+  readonly expired: number | null
 }
 
 /** Those of `rows`, ended in `state`, that have dependents. */
@@ -1163,8 +1170,30 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const cancelling = db.prepare(CANCELLING)
     const cancelDependents = db.prepare(CANCEL_DEPENDENTS)
     const release = db.prepare(RELEASE)
-    const dependentsEnded = (ends: ReadonlyArray<{ readonly id: string; readonly state: State }>, now: number) => {
+    const doomedByDelete = db.prepare(DOOMED_BY_DELETE)
+    const forGood = db.prepare(
+      `SELECT id FROM wp_job WHERE id IN (SELECT value FROM json_each(:ids))
+         AND state = 'cancelled' AND failed_dep_id IS NULL AND NOT ${EXPIRED}`
+    )
+    /** `ends` and, after them, the jobs the ends of `doomed` (ids, which can never succeed now) doom (`DOOMED_BY_DELETE`). */
+    const withDoomed = <E extends { readonly id: string; readonly state: State }>(ends: ReadonlyArray<E>, doomed: ReadonlyArray<string>) =>
+      doomed.length === 0 ? ends : [
+        ...ends,
+        ...(doomedByDelete.all({ ids: JSON.stringify(doomed) }) as Array<{ id: string }>).map(({ id }) => ({ id, state: "cancelled" as const }))
+      ]
+    /**
+     * After jobs ended (`ends`, in that order): what waits for them, as memory's `settled`. `cancels`:
+     * some may have been cancelled for good, which a job redriven to wait for one they doom would
+     * wait for ever on (memory's `doomed`).
+     */
+    const dependentsEnded = (ends: ReadonlyArray<{ readonly id: string; readonly state: State }>, now: number, cancels = false) => {
       if (ends.length === 0) return
+      if (cancels) {
+        const cancelled = ends.filter((end) => end.state === "cancelled").map((end) => end.id)
+        if (cancelled.length > 0) {
+          ends = withDoomed(ends, (forGood.all({ ids: JSON.stringify(cancelled) }) as Array<{ id: string }>).map(({ id }) => id))
+        }
+      }
       const succeeded = JSON.stringify(ends.filter((end) => end.state === "succeeded").map((end) => end.id))
       if (succeeded !== "[]") {
         countDown.run({ ids: succeeded })
@@ -1190,12 +1219,21 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * (`DOOMED_BY_DELETE`), for one redriven to wait for them. Their rows are gone, which `RELEASE`
      * reads as ended. How many were deleted.
      */
-    const doomedByDelete = db.prepare(DOOMED_BY_DELETE)
-    const forgotten = (rows: ReadonlyArray<EndedRow & { readonly seq: number }>, now: number): number => {
+    const couldSucceed = db.prepare(
+      `SELECT 1 AS yes FROM wp_job WHERE id = ? AND NOT (state = 'cancelled' AND failed_dep_id IS NULL AND NOT ${EXPIRED})`
+    )
+    const forgotten = (rows: ReadonlyArray<ForgottenRow>, now: number): number => {
       const failed = rows.filter((row) => row.has_dependents !== 0 && row.state !== "succeeded").sort((a, b) => a.seq - b.seq)
       if (failed.length === 0) return rows.length
-      const doomed = doomedByDelete.all({ ids: JSON.stringify(failed.map((row) => row.id)) }) as Array<{ id: string }>
-      dependentsEnded([...failed, ...doomed.map(({ id }) => ({ id, state: "cancelled" as const }))], now)
+      // only those that could still succeed until now doom what waits for them: one that could
+      // already never succeed had its doom walked when it became so (a chain's jobs walked again at
+      // each delete made its retention quadratic). Its own edges are gone with it: only the
+      // dependency it names is looked at (one it could not succeed for is walked again, for nothing)
+      const doomers = failed.filter((row) =>
+        (row.state !== "cancelled" || row.failed_dep_id !== null || row.expired === 1) &&
+        (row.failed_dep_id === null || couldSucceed.get(row.failed_dep_id) !== undefined)
+      )
+      dependentsEnded(withDoomed(failed, doomers.map((row) => row.id)), now)
       return rows.length
     }
     const prepareOnce = (sql: string) => db.prepare(sql)
@@ -1261,7 +1299,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           case "queued": {
             const now = time()
             run("UPDATE wp_job SET state = 'cancelled', finished_at = ?, exit = NULL WHERE id = ?", now, id)
-            if (rows[0]!.has_dependents !== 0) dependentsEnded([{ id, state: "cancelled" }], now)
+            if (rows[0]!.has_dependents !== 0) dependentsEnded([{ id, state: "cancelled" }], now, true)
             return "cancelled" as const
           }
           case "running": {
@@ -1304,7 +1342,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         while (true) {
           const gone = yield* write("purge", () => {
             if (!anyEdge()) return all<{ finished_at: number }>(PURGE, from, before, json, PURGE_BATCH)
-            const rows = all<EndedRow & { seq: number; finished_at: number }>(`${PURGE}, ${FORGOTTEN}`, from, before, json, PURGE_BATCH)
+            const rows = all<ForgottenRow & { finished_at: number }>(`${PURGE}, ${FORGOTTEN}`, from, before, json, PURGE_BATCH)
             forgotten(rows, time())
             return rows
           })
@@ -1342,7 +1380,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
             thenYield(write("retain", () => {
               const now = time()
               return anyEdge()
-                ? forgotten(all<EndedRow & { seq: number }>(`${RETAIN_AGE} RETURNING ${FORGOTTEN}`, queue.name, state, now - age, batch), now)
+                ? forgotten(all<ForgottenRow>(`${RETAIN_AGE} RETURNING ${FORGOTTEN}`, queue.name, state, now - age, batch), now)
                 : Number(run(RETAIN_AGE, queue.name, state, now - age, batch).changes)
             })),
           // a look outside the write lock first (see retainCount.ts), the batch only when some are past
@@ -1356,7 +1394,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                 write("retain", () => {
                   const params = { queue: queue.name, state, batch, keep: count }
                   return anyEdge()
-                    ? forgotten(db.prepare(`${RETAIN_COUNT} RETURNING ${FORGOTTEN}`).all(params) as unknown as Array<EndedRow & { seq: number }>, time())
+                    ? forgotten(db.prepare(`${RETAIN_COUNT} RETURNING ${FORGOTTEN}`).all(params) as unknown as Array<ForgottenRow>, time())
                     : Number(db.prepare(RETAIN_COUNT).run(params).changes)
                 })
               )
@@ -1874,7 +1912,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
           case "Final": {
             const row = settleFinal.get(settlement.state, settlement.exit, now, token) as EndedRow | undefined
             if (row === undefined) return false
-            dependentsEnded(ended([row], settlement.state), now)
+            dependentsEnded(ended([row], settlement.state), now, true)
             return true
           }
           case "Retry":
@@ -1886,7 +1924,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
                  attempts = attempts - ?, ${lease} ${fence} AND cancel_requested = 1 RETURNING id, has_dependents`
             ).get(now, settlement._tag === "Release" ? 1 : 0, token) as EndedRow | undefined
             if (cancelled !== undefined) {
-              dependentsEnded(ended([cancelled], "cancelled"), now)
+              dependentsEnded(ended([cancelled], "cancelled"), now, true)
               return "cancelled"
             }
             if (settlement._tag === "Release" && settlement.delay === undefined) {
@@ -1943,7 +1981,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
         const rows = statement.all(params) as unknown as ReadonlyArray<ReapedRow & EndedRow & { seq: number }>
         // in the order memory reaps them (of the jobs' creation)
         const ends = rows.filter((row) => row.has_dependents !== 0 && row.state !== "queued").sort((a, b) => a.seq - b.seq)
-        dependentsEnded(ends.map(({ id, state }) => ({ id, state })), params.now)
+        dependentsEnded(ends.map(({ id, state }) => ({ id, state })), params.now, true)
         // then every queue's expired jobs, a batch: a paused or unconsumed queue's end too, their
         // awaiters told. After the leases, as memory: a blocked job a reaped dependency releases, then
         // past its expiry, expires queued, and its dependents name the reaped one, not it
