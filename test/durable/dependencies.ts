@@ -541,33 +541,38 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.isFalse(yield* JobQueue.redrive(e.id), "its dependency is gone")
       })))
 
-    // Found (high: a job blocked for ever), on every store, NOT fixed: a delete dooms the jobs ended
-    // waiting for the deleted job (review42 M4, 2bc2674), but a cancel for good does the same and
-    // dooms nothing. a queued, c expired blocked waiting for it, y cancelled by c: redrive(y) answers
-    // true (c, expired, can be redriven, and a can succeed) and y waits blocked for c; then a is
-    // cancelled (for good): c can never be redriven now (redrive(c) false), nothing ends y, which
-    // stays blocked for ever. The same with c cancelled by a dead a' that a waits for, a redriven and
-    // then cancelled. The fix is the delete's walk at a cancel for good too (memory: `settled`'s
-    // `deleted` from `cancel` and from a settle that ends a cancel request; SQLite DOOMED_BY_DELETE
-    // in `cancel`; Redis dependentsEnded(..., true); Postgres: the UPDATE branch of the trigger, a
-    // job ended cancelled without failed_dep_id nor expiry): a design decision left to the lead
-    // (and the Postgres part is the trigger's UPDATE branch, which pglock43 is changing)
-    it.effect("a queued dependency cancelled for good while a job, redriven, waits for one that expired blocked waiting for it: that job is cancelled by that one", () =>
+    // Found (high: a job blocked for ever) by hostile43, on every store, fixed by doomfix43: a delete
+    // dooms the jobs ended waiting for the deleted job (review42 M4, 2bc2674), and a cancel for good
+    // does the same. a, c expired blocked waiting for it, y cancelled by c: redrive(y) answers true
+    // (c, expired, can be redriven, and a can succeed) and y waits blocked for c; then a is cancelled
+    // for good: c can never be redriven now (redrive(c) false), and y, which nothing else would ever
+    // end, is cancelled by c. Every way a job ends cancelled for good: its cancel while queued, a
+    // cancel request its attempt's settle ends (a Release), its handler's cancelled end (Final)
+    it.effect.each(["queued", "a cancel request", "a Final"] as const)("a dependency cancelled for good (%s) while a job, redriven, waits for one that expired blocked waiting for it: that job is cancelled by that one", (how) =>
       provide(Effect.gen(function*() {
+        const store = yield* Store
         const runs = yield* Ref.make<Array<string>>([])
         // its reaper ends expired jobs, of every queue; nobody consumes "manual" or "idle"
         yield* consumer(runs)
         const a = yield* JobQueue.enqueue(Echo, { n: 1 }, { queue: "manual" })
         const c = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [a], expireIn: "1 minute" })
         const y = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [c] })
+        const claim = how === "queued" ? undefined :
+          (yield* store.claim({ queues: ["manual"], tasks: ["Echo"], limit: 1, lease: 600_000 })).claims[0]
         yield* tick(64_000, 1000)
         assert.isDefined((yield* JobQueue.status(c.id)).expiredAt)
         assert.strictEqual(yield* stateOf(y.id), "cancelled")
         assert.isTrue(yield* JobQueue.redrive(y.id), "c, expired, can be redriven, and a can succeed")
         assert.strictEqual(yield* stateOf(y.id), "blocked")
-        assert.strictEqual(yield* JobQueue.cancel(a.id), "cancelled")
+        if (how === "queued") assert.strictEqual(yield* JobQueue.cancel(a.id), "cancelled")
+        else if (how === "a cancel request") {
+          assert.strictEqual(yield* JobQueue.cancel(a.id), "requested")
+          assert.strictEqual(yield* store.settle(claim!.token, { _tag: "Release" }), "cancelled")
+        } else assert.isTrue(yield* store.settle(claim!.token, { _tag: "Final", state: "cancelled", exit: null }))
+        assert.strictEqual(yield* stateOf(a.id), "cancelled")
         assert.isFalse(yield* JobQueue.redrive(c.id), "a is cancelled for good: c can never succeed")
         assert.strictEqual(yield* stateOf(y.id), "cancelled", "nothing else would ever end it")
+        assert.deepStrictEqual((yield* JobQueue.status(y.id)).failedDependency, { id: c.id, state: "cancelled" })
       })))
 
     // the redrive of the middle job and the purge of the root at one instant, in either order (fibers
