@@ -53,22 +53,14 @@ const stores: ReadonlyArray<readonly [string, boolean, number, () => Layer.Layer
 describe("a dependency's delete, hostile (hostile43)", () => {
   for (const [name, , jobs, make] of stores.filter((store) => store[1])) {
     // Found (medium: a retention quadratic in a dead graph's chains; on Redis one Lua script per
-    // batch, the server blocked seconds at a time), fixed (doomfix43: the walk only from a deleted
-    // job that could still succeed, each job once per batch: memory chain 10-36 ms, Redis 122 ms). A chain of n jobs cancelled by its
-    // dead root, the root purged, then the cancelled jobs' retention (batches of 1,000, oldest
-    // first): each job deleted walks every cancelled job after it (each one "ended waiting for" the
-    // one deleted: 2bc2674's walk), though the root's purge had doomed them all already and no
-    // redrive can put any of them back: n²/2 visits. Measured at load 2-4, 4,000 jobs, against a fan
-    // of as many (same states, batches; no chain): memory 1,749 vs 20 ms, Redis 31,549 vs 142 ms;
-    // SQLite 177 vs 52 (its walk is one statement per batch of 2,000: passes). Before 2bc2674 the
-    // chain took memory 8 ms, Redis 104 ms (these tests passed). Postgres is not measured here (its
-    // trigger already looped per deleted job with dependents, so a fan is no baseline): its chain's
-    // retention went from 1,389 to 8,094-11,568 ms, its root's purge alone from 5 to 3,196-5,363 ms
-    // (the trigger locks and loops over the whole cancelled closure). A fix: no doomed walk from
-    // a deleted job that could already never succeed (its own needs can't: one gone or cancelled
-    // for good, as the redrive's walk up finds), which the chain's jobs, deleted oldest first, find
-    // at their first look up; it needs the cancel-for-good doom (test/durable/dependencies.ts,
-    // it.effect.fails) first, or a job the cancel left blocked is no longer ended by such a delete
+    // batch, the server blocked seconds at a time) by hostile43, fixed by doomfix43. A chain of n
+    // jobs cancelled by its dead root, the root purged, then the cancelled jobs' retention (batches
+    // of 1,000, oldest first): each job deleted walked every cancelled job after it (each one "ended
+    // waiting for" the one deleted: 2bc2674's walk), though the root's purge had doomed them all
+    // already and no redrive can put any of them back: n²/2 visits (memory 4,000: 1,749 vs 20 ms,
+    // Redis 2,000: 8-31 s vs 0.1 s). Now only a deleted job that could still succeed walks (one that
+    // could not had its walk when it became so: at its dependency's delete, or its cancel for good,
+    // test/durable/dependencies.ts), each job once per batch: memory 10-36 ms, Redis 0.12 s
     it.live(`${name}: the retention of a dead root's cancelled chain of ${jobs} jobs costs at most 10 times that of its cancelled fan of as many`, () =>
       Effect.gen(function*() {
         const fan = yield* retentionOf(make, "fan", jobs)
