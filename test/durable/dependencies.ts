@@ -702,6 +702,57 @@ export const dependenciesConformance = (name: string, makeStore: () => Layer.Lay
         assert.strictEqual(yield* stateOf(d.id), "dead", "its own dependency is as it was")
       })))
 
+    // One statement deletes a doomer and the job it cancelled, not the jobs after that one: the
+    // doomer's walk cannot reach them (the middle's row and edges are gone with it), so the middle
+    // dooms them itself (review43 H1)
+    it.effect("a dead root and the job it cancelled deleted by one purge, not the jobs after: one redriven to wait for them is cancelled by its own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        yield* consumer(runs)
+        const d = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const e = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "idle", after: [d] })
+        yield* tick(1000)
+        assert.deepStrictEqual([yield* stateOf(d.id), yield* stateOf(e.id)], ["dead", "cancelled"])
+        yield* tick(10_000)
+        // cancelled at once, by e; g by f
+        const f = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "idle", after: [e] })
+        const g = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", after: [f] })
+        assert.deepStrictEqual([yield* stateOf(f.id), yield* stateOf(g.id)], ["cancelled", "cancelled"])
+        assert.isTrue(yield* JobQueue.redrive(g.id), "f can be redriven, so can e")
+        assert.strictEqual(yield* stateOf(g.id), "blocked")
+        const purgedAt = yield* Clock.currentTimeMillis
+        // d and e ended before the cut, f after it
+        assert.strictEqual(yield* JobQueue.purge({ olderThan: "5 seconds" }), 2)
+        assert.isFalse(yield* JobQueue.redrive(f.id), "its dependency is gone")
+        const info = yield* JobQueue.status(g.id)
+        assert.deepStrictEqual([info.state, info.finishedAt?.getTime(), info.failedDependency], ["cancelled", purgedAt, { id: f.id, state: "cancelled" }])
+        assert.deepStrictEqual(yield* failure(g.await), [new DependencyFailed({ id: g.id, dependency: f.id, state: "cancelled" })])
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
+    it.effect("a cancelled retention deletes a chain's head and middle together while the jobs after them live in another queue: one redriven to wait for them is cancelled by its own", () =>
+      provide(Effect.gen(function*() {
+        const runs = yield* Ref.make<Array<string>>([])
+        // its reaper applies retentions, of every queue; nobody consumes "middle" or "idle"
+        yield* consumer(runs)
+        const c = yield* JobQueue.enqueue(Echo, { n: -1 }, { maxAttempts: 1 })
+        const d = yield* JobQueue.enqueue(Echo, { n: 2 }, { queue: "middle", after: [c] })
+        const e = yield* JobQueue.enqueue(Echo, { n: 3 }, { queue: "middle", after: [d] })
+        const f = yield* JobQueue.enqueue(Echo, { n: 4 }, { queue: "idle", after: [e] })
+        const g = yield* JobQueue.enqueue(Echo, { n: 5 }, { queue: "idle", after: [f] })
+        yield* tick(1000)
+        assert.isTrue(yield* JobQueue.redrive(g.id), "f, e, d and c can be redriven")
+        assert.strictEqual(yield* stateOf(g.id), "blocked")
+        yield* JobQueue.setRetention("middle", { cancelled: { count: 0 } })
+        yield* tick(30_000)
+        for (const job of [d, e]) assert.deepStrictEqual(yield* failure(JobQueue.status(job.id)), [new JobNotFound({ id: job.id })], "deleted")
+        assert.deepStrictEqual((yield* JobQueue.status(g.id)).failedDependency, { id: f.id, state: "cancelled" }, "nothing else would ever end it")
+        assert.deepStrictEqual(yield* failure(g.await), [new DependencyFailed({ id: g.id, dependency: f.id, state: "cancelled" })])
+        assert.isFalse(yield* JobQueue.redrive(f.id), "its dependency is gone")
+        assert.deepStrictEqual([yield* stateOf(c.id), yield* stateOf(f.id)], ["dead", "cancelled"], "as they were")
+        assert.strictEqual((yield* JobQueue.stats("idle")).blocked ?? 0, 0)
+      })))
+
     it.effect("a redriven chain whose root is redriven and succeeds runs whole; deleted once succeeded, the root dooms nothing: the middle, redriven, runs and so does the last", () =>
       provide(Effect.gen(function*() {
         const flaky = yield* Ref.make(true)

@@ -398,12 +398,20 @@ const DEPENDENTS_ENDED = (s: string) =>
       -- before it, as a chain's retention deletes it) or cancelled for good. A job that could already
       -- never succeed had its doom walked when it became so: a chain's jobs walked again at each
       -- delete made its retention quadratic. Its own dependencies' edges are gone (wp_job_deleted),
-      -- so only the one it names is looked at: one it could not succeed for is walked again, for nothing
-      SELECT array_agg(o.id ORDER BY o.seq) INTO doomers FROM wp_old o
-        WHERE o.has_dependents AND o.state <> 'succeeded'
-          AND NOT (o.state = 'cancelled' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at))
-          AND NOT (o.failed_dep_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = o.failed_dep_id
-            AND NOT (f.state = 'cancelled' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at))));
+      -- so only the one it names is looked at: one it could not succeed for is walked again, for nothing.
+      -- One whose named dependency is a doomer this statement deleted too is one: that doomer's walk
+      -- cannot reach what waits for it, its row and edges gone. Each row is reached once (it names
+      -- one dependency), by a hash of the deleted rows built once (planned at each call, EXECUTE, for
+      -- their number: a nested loop read them all at each step of a deleted chain)
+      EXECUTE 'WITH RECURSIVE gone AS (SELECT o.id, o.seq, o.failed_dep_id, o.state, o.expire_at, o.finished_at
+            FROM wp_old o WHERE o.has_dependents AND o.state <> ''succeeded''
+              AND NOT (o.state = ''cancelled'' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at))),
+          doomer(id, seq) AS (
+            SELECT g.id, g.seq FROM gone g WHERE g.failed_dep_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = g.failed_dep_id
+              AND NOT (f.state = ''cancelled'' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at)))
+          UNION ALL
+            SELECT g.id, g.seq FROM doomer x JOIN gone g ON g.failed_dep_id = x.id)
+        SELECT array_agg(id ORDER BY seq) FROM doomer' INTO doomers;
     ELSE
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;
@@ -1463,13 +1471,13 @@ const indexShape = (def: string): string => `${def.startsWith("CREATE UNIQUE ")}
  * differs (see `staleTriggers`), unless a newer build's is there: change `TRIGGERS_REVISION` with
  * the text of any of them, or two builds would each put theirs back at every open.
  */
-const TRIGGER_FUNCTIONS = ["wp_dependents_ended", "wp_dependent_deleted"] as const
+export const TRIGGER_FUNCTIONS = ["wp_dependents_ended", "wp_dependent_deleted"] as const
 
 /** The revision of `TRIGGER_FUNCTIONS`' text, written to wp_meta ('triggers') by whoever writes that text. */
-const TRIGGERS_REVISION = 1
+export const TRIGGERS_REVISION = 2
 
 /** The statement that makes trigger function `name` in schema `S` (quoted), as this build has it. */
-const triggerFunction = (S: string, name: string): string =>
+export const triggerFunction = (S: string, name: string): string =>
   MIGRATIONS.flatMap((migration) => statementsOf(migration(S))).reverse()
     .find((statement) => statement.includes(`CREATE OR REPLACE FUNCTION ${S}.${name}()`))!
 

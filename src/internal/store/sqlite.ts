@@ -1228,12 +1228,17 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
       // only those that could still succeed until now doom what waits for them: one that could
       // already never succeed had its doom walked when it became so (a chain's jobs walked again at
       // each delete made its retention quadratic). Its own edges are gone with it: only the
-      // dependency it names is looked at (one it could not succeed for is walked again, for nothing)
-      const doomers = failed.filter((row) =>
-        (row.state !== "cancelled" || row.failed_dep_id !== null || row.expired === 1) &&
-        (row.failed_dep_id === null || couldSucceed.get(row.failed_dep_id) !== undefined)
-      )
-      dependentsEnded(withDoomed(failed, doomers.map((row) => row.id)), now)
+      // dependency it names is looked at (one it could not succeed for is walked again, for nothing).
+      // One whose named dependency is a doomer deleted here too is one (in seq order: a dependency
+      // comes first): that doomer's walk cannot reach what waits for it, its row and edges gone
+      const doomers = new Set<string>()
+      for (const row of failed) {
+        if (
+          (row.state !== "cancelled" || row.failed_dep_id !== null || row.expired === 1) &&
+          (row.failed_dep_id === null || doomers.has(row.failed_dep_id) || couldSucceed.get(row.failed_dep_id) !== undefined)
+        ) doomers.add(row.id)
+      }
+      dependentsEnded(withDoomed(failed, [...doomers]), now)
       return rows.length
     }
     const prepareOnce = (sql: string) => db.prepare(sql)
