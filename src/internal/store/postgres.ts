@@ -379,6 +379,9 @@ const DEPENDENTS_ENDED = (s: string) =>
     doomers text[];
     doomed_ids text[];
     statement_ends integer;
+    gone_ids text[];
+    gone_doomers boolean[];
+    gone_named integer[];
   BEGIN
     -- the statement's jobs that ended with dependents, in seq order. A statement of jobs without
     -- dependents (every claim's and renewal's, mostly) stops at the first look, the cheapest: a
@@ -400,18 +403,21 @@ const DEPENDENTS_ENDED = (s: string) =>
       -- delete made its retention quadratic. Its own dependencies' edges are gone (wp_job_deleted),
       -- so only the one it names is looked at: one it could not succeed for is walked again, for nothing.
       -- One whose named dependency is a doomer this statement deleted too is one: that doomer's walk
-      -- cannot reach what waits for it, its row and edges gone. Each row is reached once (it names
-      -- one dependency), by a hash of the deleted rows built once (planned at each call, EXECUTE, for
-      -- their number: a nested loop read them all at each step of a deleted chain)
-      EXECUTE 'WITH RECURSIVE gone AS (SELECT o.id, o.seq, o.failed_dep_id, o.state, o.expire_at, o.finished_at
-            FROM wp_old o WHERE o.has_dependents AND o.state <> ''succeeded''
-              AND NOT (o.state = ''cancelled'' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at))),
-          doomer(id, seq) AS (
-            SELECT g.id, g.seq FROM gone g WHERE g.failed_dep_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = g.failed_dep_id
-              AND NOT (f.state = ''cancelled'' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at)))
-          UNION ALL
-            SELECT g.id, g.seq FROM doomer x JOIN gone g ON g.failed_dep_id = x.id)
-        SELECT array_agg(id ORDER BY seq) FROM doomer' INTO doomers;
+      -- cannot reach what waits for it, its row and edges gone. In seq order (a dependency comes
+      -- first), each row's named one found by its position: one hash join of the statement's rows
+      -- (planned at each call, EXECUTE, for their number), then a loop. A recursive walk of them
+      -- read them all at each step of a deleted chain: one purge of a 4,000 jobs' chain took 29 s
+      EXECUTE 'WITH gone AS (SELECT o.id, o.failed_dep_id, row_number() OVER (ORDER BY o.seq)::integer AS at,
+            o.failed_dep_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = o.failed_dep_id
+              AND NOT (f.state = ''cancelled'' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at))) AS doomer
+          FROM wp_old o WHERE o.has_dependents AND o.state <> ''succeeded''
+            AND NOT (o.state = ''cancelled'' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at)))
+        SELECT array_agg(g.id ORDER BY g.at), array_agg(g.doomer ORDER BY g.at), array_agg(p.at ORDER BY g.at)
+          FROM gone g LEFT JOIN gone p ON p.id = g.failed_dep_id' INTO gone_ids, gone_doomers, gone_named;
+      FOR i IN 1 .. COALESCE(cardinality(gone_ids), 0) LOOP
+        gone_doomers[i] := gone_doomers[i] OR COALESCE(gone_doomers[gone_named[i]], false);
+      END LOOP;
+      SELECT array_agg(g.id ORDER BY g.at) INTO doomers FROM unnest(gone_ids, gone_doomers) WITH ORDINALITY AS g(id, doomer, at) WHERE g.doomer;
     ELSE
       IF NOT EXISTS (SELECT FROM wp_new n WHERE n.has_dependents) THEN
         RETURN NULL;
