@@ -1152,6 +1152,8 @@ export const cancel = (id: string): Effect.Effect<CancelResult, JobNotFound | St
  * `expired: true` keeps, of the cancelled jobs, only those that expired unstarted
  * (`EnqueueOptions.expireIn`, `JobInfo.expiredAt`), picked out before the limit; with no `state`
  * it lists the expired jobs alone, and a `state` without `cancelled` fails `InvalidJobOptions`.
+ * Without a `queue`, SQLite and Postgres may read every row of the store to find the expired ones
+ * (their index of finished jobs is by queue): name the queue where a store holds many jobs.
  *
  * @example
  * ```ts
