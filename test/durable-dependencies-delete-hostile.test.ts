@@ -65,6 +65,10 @@ const stores: ReadonlyArray<readonly [string, boolean, number, () => Layer.Layer
   ["Redis", Redis.enabled, 2000, () => Redis.testLayer()]
 ]
 
+/** The least of two runs of a timed `effect` (ms). */
+const leastOf = <E, R>(effect: Effect.Effect<number, E, R>) =>
+  Effect.map(Effect.all([effect, effect]), ([a, b]) => Math.min(a, b))
+
 describe("a dependency's delete, hostile (hostile43)", () => {
   for (const [name, , jobs, make] of stores.filter((store) => store[1])) {
     // Found (medium: a retention quadratic in a dead graph's chains; on Redis one Lua script per
@@ -91,8 +95,9 @@ describe("a dependency's delete, hostile (hostile43)", () => {
   // tables whole) 4,000 jobs took 8-14 s, 32 times 500's; after 2.2 s, 11 times (load 3)
   it.live.skipIf(!Pg.enabled)("Postgres: the purge and retention of a dead root's cancelled chain eight times as long costs at most 20 times as much", () =>
     Effect.gen(function*() {
-      const short = yield* retentionOf(() => Pg.testLayer(), "chain", 500)
-      const long = yield* retentionOf(() => Pg.testLayer(), "chain", 4000)
+      // the least of two runs each: a busy machine slows one run by seconds, never both alike
+      const short = yield* leastOf(retentionOf(() => Pg.testLayer(), "chain", 500))
+      const long = yield* leastOf(retentionOf(() => Pg.testLayer(), "chain", 4000))
       console.log(`Postgres: chain of 500 ${short.toFixed(0)} ms, of 4,000 ${long.toFixed(0)} ms`)
       assert.isAtMost(long, 20 * Math.max(short, 50), `500: ${short.toFixed(0)} ms, 4,000: ${long.toFixed(0)} ms`)
     }), { timeout: 300_000 })
@@ -106,8 +111,8 @@ describe("a dependency's delete, hostile (hostile43)", () => {
   ] as const) {
     it.live.skipIf(!enabled)(`${name}: one purge of a dead root and its cancelled chain eight times as long costs at most 20 times as much`, () =>
       Effect.gen(function*() {
-        const short = yield* purgeOf(make, 500)
-        const long = yield* purgeOf(make, 4000)
+        const short = yield* leastOf(purgeOf(make, 500))
+        const long = yield* leastOf(purgeOf(make, 4000))
         console.log(`${name}: one purge of a chain of 500 ${short.toFixed(0)} ms, of 4,000 ${long.toFixed(0)} ms`)
         assert.isAtMost(long, 20 * Math.max(short, 20), `500: ${short.toFixed(0)} ms, 4,000: ${long.toFixed(0)} ms`)
       }), { timeout: 300_000 })
