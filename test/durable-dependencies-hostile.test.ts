@@ -421,11 +421,16 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       )
       const other = yield* storeOn(schema)
       const claiming = yield* Effect.forkChild(Effect.exit(other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })))
-      yield* Pg.blockedBy(txn.pid, 1)
+      // the claim waits for d's row (before 00776aa in its own statement, holding j), or no longer
+      // than EXPIRE_LOCK_WAIT after it has committed: its wait may have ended before it is seen
+      yield* Effect.raceFirst(Pg.blockedBy(txn.pid, 1), Fiber.await(claiming))
       yield* Deferred.succeed(go, undefined)
       const [enqueued, claimed] = [yield* txn.release, yield* Fiber.join(claiming)]
       assert.deepStrictEqual([sqlStates(enqueued), sqlStates(claimed)], [[], []])
       assert.deepStrictEqual(Exit.isSuccess(claimed) ? claimed.value.claims.map((claim) => claim.job.id) : [], [j.id])
+      // the claim's expiry of e waited for d's row at most EXPIRE_LOCK_WAIT (a loaded machine may
+      // not release the transaction by then): the next claim ends e if that one left it
+      assert.deepStrictEqual((yield* other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })).claims, [])
       const states = yield* Effect.forEach([e, d, j], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
       assert.deepStrictEqual(states, ["cancelled", "cancelled", "running"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
@@ -467,6 +472,35 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["succeeded", "queued", "running"])
       // written once: its token, again, writes nothing
       assert.isFalse(yield* other.settle(running.token, { _tag: "Final", state: "dead", exit: null }))
+    }).pipe(Effect.scoped), { timeout: 60_000 })
+
+  // Found (review43 M2), fixed: a claim that met a blocked job with a dependent past its expiry
+  // ended it after it had committed, and returned only then: the trigger waited, without SKIP
+  // LOCKED, for the dependent's row, which an application transaction held (it enqueued after it).
+  // The claimed job's lease ran meanwhile, for as long as that transaction stayed open, and the
+  // reaper could take it back. That wait is now bounded (`EXPIRE_LOCK_WAIT`): the expiry is left to
+  // the next claim or the reap
+  it.live("a claim that meets a blocked job past its expiry whose dependent's row an open application transaction holds returns its job while that transaction is open; the next claim ends the expired job", () =>
+    Effect.gen(function*() {
+      const schema = Pg.freshSchema()
+      const store = yield* storeOn(schema)
+      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
+      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [x], expireIn: "1 millis" }))
+      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "d", after: [e] }))
+      const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q" }))
+      const app = yield* appOn(schema)
+      const txn = yield* openTransaction(app, JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [d] }), Effect.void)
+      const other = yield* storeOn(schema)
+      // before the fix this waited for the transaction's end, which comes only after it
+      const claimed = yield* other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+      assert.deepStrictEqual(claimed.claims.map((claim) => claim.job.id), [j.id])
+      assert.isUndefined(txn.fiber.pollUnsafe())
+      const states = () => Effect.forEach([e, d, j], (job) => Effect.map(on(store)(JobQueue.status(job.id)), (info) => info.state))
+      assert.deepStrictEqual(yield* states(), ["blocked", "blocked", "running"])
+      assert.deepStrictEqual(sqlStates(yield* txn.release), [])
+      const next = yield* other.claim({ queues: ["q"], tasks: ["Echo"], limit: 1, lease: 60_000 })
+      assert.deepStrictEqual(next.claims, [])
+      assert.deepStrictEqual(yield* states(), ["cancelled", "cancelled", "running"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
   /** A job of queue `queue` with id `id` after `after`, enqueued as a store's caller gives it. */

@@ -896,6 +896,14 @@ export const IDLE_IN_TRANSACTION = 10_000
 /** Whether the transaction open is one the store opened for a write of its own (`pinned`), not the application's. */
 const OwnPin = Context.Reference<boolean>("effect-workpool/PgStore/OwnPin", { defaultValue: () => false })
 
+/**
+ * How long (ms) a claim's expiry of the jobs with dependents it met (`expireMet`) waits for a
+ * dependent's row before it leaves them to the reap: the claim returns after it, and its jobs'
+ * leases run meanwhile. An application transaction that enqueued after a dependent holds its row
+ * until it ends, which may be long past a lease.
+ */
+export const EXPIRE_LOCK_WAIT = 100
+
 /** The largest `lock_timeout` Postgres takes (ms). */
 const MAX_LOCK_TIMEOUT = 2_147_483_647
 const MIGRATE_PAUSE = 1000
@@ -3367,15 +3375,25 @@ export const makeWith = (
      * `claimStatement`), in a transaction of their own: the claim has committed, and these lock
      * their own rows (SKIP LOCKED), then their dependents in seq order, as a reap's do. Their
      * failure does not fail the claim, whose jobs are taken: the reap or the next claim ends them.
+     * The claim returns after them, its jobs' leases running: the wait for a dependent's row
+     * (an application transaction that enqueued after it holds it) is bounded by
+     * `EXPIRE_LOCK_WAIT`, past which they are left to the reap too.
      */
     const expireMet = (queues: ReadonlyArray<string>) =>
       op(
         "expire",
-        Effect.andThen(
-          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, false, true),
-          expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, true, true)
-        )
-      ).pipe(Effect.catch((error) => Effect.logWarning("effect-workpool: ending expired jobs with dependents after a claim failed; the reap ends them", error)))
+        transaction(Effect.andThen(
+          sql.unsafe(`SET LOCAL lock_timeout = ${EXPIRE_LOCK_WAIT}`).raw,
+          Effect.andThen(
+            expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, false, true),
+            expireStatement(sql, S, NOW(), EXPIRE_BATCH, queues, true, true)
+          )
+        ))
+      ).pipe(Effect.catch((error) =>
+        error.sqlState === "55P03"
+          ? Effect.logDebug("effect-workpool: a dependent of an expired job met by a claim is locked; the reap ends it", error)
+          : Effect.logWarning("effect-workpool: ending expired jobs with dependents after a claim failed; the reap ends them", error)
+      ))
 
     const heartbeat = (tokens: ReadonlyArray<string>, lease: number) =>
       op(
