@@ -9,7 +9,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Context, Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { afterAll } from "vitest"
 import * as JobQueue from "../src/JobQueue.ts"
@@ -108,6 +108,51 @@ describe("a store's settles left by the claim that carried them", () => {
       const second = yield* settles.carry(() => true, (items) => Effect.succeed([items, items.map(() => true)] as const))
       assert.deepStrictEqual([yield* Fiber.join(fibers[0]!), yield* Fiber.join(fibers[1]!)], [true, "cancelled"])
       assert.deepStrictEqual([first, second, written], [[1, 2], [], [[2]]])
+    }))
+
+  // Found (review43 L2), fixed: the store's close marked the settles closed only after the writer
+  // it interrupted had ended. A claim ending in between put the settles it left back in the queue
+  // and woke the writer: they waited for the interrupted writer's end (or a writer forked then,
+  // which nothing interrupted, wrote them after the close had failed them)
+  it.live("left by a claim that ends while the store closes fail at once as closed, and no writer writes them", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const [started, gate, claimGate, closing] = [
+        yield* Deferred.make<void>(),
+        yield* Deferred.make<void>(),
+        yield* Deferred.make<void>(),
+        yield* Deferred.make<void>()
+      ]
+      const written: Array<ReadonlyArray<number>> = []
+      // the write in flight at the close: its interruption waits for it
+      const settles = Settles.make<number>(
+        (batch) =>
+          Effect.uninterruptible(Effect.gen(function*() {
+            written.push(batch)
+            yield* Deferred.succeed(started, undefined)
+            yield* Deferred.await(gate)
+            return batch.map((): Settled => true)
+          })),
+        scope,
+        () => Deferred.doneUnsafe(closing, Exit.void)
+      )
+      yield* Effect.forkChild(settles.add(1), { startImmediately: true })
+      yield* Deferred.await(started)
+      const left = yield* Effect.forkChild(settles.add(2), { startImmediately: true })
+      const claim = yield* Effect.forkChild(
+        settles.carry(() => true, (items) => Effect.as(Deferred.await(claimGate), [items, items.map(() => undefined)] as const)),
+        { startImmediately: true }
+      )
+      const closed = yield* Effect.forkChild(Scope.close(scope, Exit.void), { startImmediately: true })
+      yield* Deferred.await(closing)
+      yield* Deferred.succeed(claimGate, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(claim), [2])
+      // read before the close can end: the interrupted writer still writes
+      const exit = left.pollUnsafe()
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closed)
+      assert.isTrue(exit !== undefined && Exit.isFailure(exit) && String(Cause.squash(exit.cause)).includes("the store closed"), String(exit))
+      assert.deepStrictEqual(written, [[1]])
     }))
 })
 

@@ -81,9 +81,11 @@ export const make = <A>(
     scope,
     Effect.suspend(() => {
       close()
+      // before the writer's interruption ends: a claim ending meanwhile fails the settles it left
+      // (`carriedEnd`), and wakes no writer that nothing would interrupt
+      closed = true
       return detached === undefined ? Effect.void : Fiber.interrupt(detached)
     }).pipe(Effect.andThen(Effect.sync(() => {
-      closed = true
       // a writer interrupted before it started ran no `onExit`: its settles end here
       settle([...batch, ...pending], Exit.fail(closedError()))
       batch = []
