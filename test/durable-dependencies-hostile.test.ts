@@ -398,6 +398,20 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
       assert.deepStrictEqual(states, ["cancelled", "cancelled"])
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
+  /**
+   * A schema where blocked job e (queue q, after x) is past its expiry and d is after it; j waits
+   * in q; and the application's client on it.
+   */
+  const expiredBlocked = Effect.gen(function*() {
+    const schema = Pg.freshSchema()
+    const store = yield* storeOn(schema)
+    const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
+    const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [x], expireIn: "1 millis" }))
+    const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "d", after: [e] }))
+    const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q" }))
+    return { app: yield* appOn(schema), d, e, j, schema, store }
+  })
+
   // Found (review42b M3), fixed: a claim ended the blocked jobs of its queues past their expiry in
   // its own statement, whose trigger locked their dependents at the statement's end, after the job
   // the claim took (SKIP LOCKED). An application transaction that enqueued after d (e's dependent)
@@ -406,13 +420,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
   // their own once it has committed
   it.live("a claim that meets a blocked job with a dependent past its expiry, beside an application transaction enqueueing after that dependent then after the job the claim takes: both succeed", () =>
     Effect.gen(function*() {
-      const schema = Pg.freshSchema()
-      const store = yield* storeOn(schema)
-      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
-      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [x], expireIn: "1 millis" }))
-      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "d", after: [e] }))
-      const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q" }))
-      const app = yield* appOn(schema)
+      const { app, d, e, j, schema, store } = yield* expiredBlocked
       const go = yield* Deferred.make<void>()
       const txn = yield* openTransaction(
         app,
@@ -482,13 +490,7 @@ describe.runIf(Pg.enabled)("job dependencies on Postgres, hostile", () => {
   // the next claim or the reap
   it.live("a claim that meets a blocked job past its expiry whose dependent's row an open application transaction holds returns its job while that transaction is open; the next claim ends the expired job", () =>
     Effect.gen(function*() {
-      const schema = Pg.freshSchema()
-      const store = yield* storeOn(schema)
-      const x = yield* on(store)(JobQueue.enqueue(Echo, { n: 1 }, { queue: "x" }))
-      const e = yield* on(store)(JobQueue.enqueue(Echo, { n: 2 }, { queue: "q", after: [x], expireIn: "1 millis" }))
-      const d = yield* on(store)(JobQueue.enqueue(Echo, { n: 3 }, { queue: "d", after: [e] }))
-      const j = yield* on(store)(JobQueue.enqueue(Echo, { n: 4 }, { queue: "q" }))
-      const app = yield* appOn(schema)
+      const { app, d, e, j, schema, store } = yield* expiredBlocked
       const txn = yield* openTransaction(app, JobQueue.enqueue(Echo, { n: 5 }, { queue: "c", after: [d] }), Effect.void)
       const other = yield* storeOn(schema)
       // before the fix this waited for the transaction's end, which comes only after it
