@@ -13,6 +13,10 @@ const PINNED: Record<number, Record<string, string>> = {
   2: {
     wp_dependents_ended: "f42da874cde81384",
     wp_dependent_deleted: "c04d33c6b708d259"
+  },
+  3: {
+    wp_dependents_ended: "cfcbc7f413553036",
+    wp_dependent_deleted: "c04d33c6b708d259"
   }
 }
 

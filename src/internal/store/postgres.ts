@@ -92,7 +92,7 @@ import {
   type GroupWalked,
   EXPIRE_BATCH
 } from "./model.ts"
-import { type SqlRow, toRow } from "./sqlRow.ts"
+import { cancelledForGood, type SqlRow, toRow } from "./sqlRow.ts"
 import * as Detached from "./detached.ts"
 import * as RetainCount from "./retainCount.ts"
 import * as ServerTime from "./serverTime.ts"
@@ -331,6 +331,9 @@ export const DOOMED = (s: string, id: string, state: string): string =>
     WHERE p.dep = ${id} OR p.dep IN (SELECT y.id FROM doomed y)
     ORDER BY p.id, p.dep <> ${id}, p.dep)`
 
+/** SQL text as it is written inside a single-quoted string (the trigger's EXECUTEs): its quotes doubled. */
+const inString = (sql: string): string => sql.replaceAll("'", "''")
+
 /**
  * The trigger function that settles a job's dependents when it ends (the memory store's `settled`):
  * a statement trigger, which reads the statement's rows (its transition tables) for the jobs it
@@ -409,9 +412,9 @@ const DEPENDENTS_ENDED = (s: string) =>
       -- read them all at each step of a deleted chain: one purge of a 4,000 jobs' chain took 29 s
       EXECUTE 'WITH gone AS (SELECT o.id, o.failed_dep_id, row_number() OVER (ORDER BY o.seq)::integer AS at,
             o.failed_dep_id IS NULL OR EXISTS (SELECT 1 FROM ${s}.wp_job f WHERE f.id = o.failed_dep_id
-              AND NOT (f.state = ''cancelled'' AND f.failed_dep_id IS NULL AND NOT (f.expire_at IS NOT NULL AND f.finished_at >= f.expire_at))) AS doomer
+              AND NOT ${inString(cancelledForGood("f"))}) AS doomer
           FROM wp_old o WHERE o.has_dependents AND o.state <> ''succeeded''
-            AND NOT (o.state = ''cancelled'' AND o.failed_dep_id IS NULL AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at)))
+            AND NOT ${inString(cancelledForGood("o"))})
         SELECT array_agg(g.id ORDER BY g.at), array_agg(g.doomer ORDER BY g.at), array_agg(p.at ORDER BY g.at)
           FROM gone g LEFT JOIN gone p ON p.id = g.failed_dep_id' INTO gone_ids, gone_doomers, gone_named;
       FOR i IN 1 .. COALESCE(cardinality(gone_ids), 0) LOOP
@@ -429,8 +432,7 @@ const DEPENDENTS_ENDED = (s: string) =>
       -- doomers: those cancelled for good (neither by a dependency nor expired), which doom what
       -- waits for them (below)
       EXECUTE 'SELECT array_agg(n.id ORDER BY n.seq), array_agg(n.state ORDER BY n.seq), array_agg(n.finished_at ORDER BY n.seq),
-          array_agg(n.id ORDER BY n.seq) FILTER (WHERE n.state = ''cancelled'' AND n.failed_dep_id IS NULL
-            AND NOT (n.expire_at IS NOT NULL AND n.finished_at >= n.expire_at))
+          array_agg(n.id ORDER BY n.seq) FILTER (WHERE ${inString(cancelledForGood("n"))})
         FROM wp_new n WHERE n.has_dependents AND n.state IN (''succeeded'', ''dead'', ''cancelled'')
           AND NOT EXISTS (SELECT 1 FROM wp_old o WHERE o.seq = n.seq AND o.state = n.state)'
         INTO ids, states, ats, doomers;
@@ -623,8 +625,7 @@ const expiringStatement = (
  * or cancelled for good: not by a dependency of its own, nor expired (both may be redriven, to wait
  * for what they still need, which the redrive's walk looks at in turn).
  */
-const CANNOT_SUCCEED = `(o.id IS NULL OR (o.state = 'cancelled' AND o.failed_dep_id IS NULL
-  AND NOT (o.expire_at IS NOT NULL AND o.finished_at >= o.expire_at)))`
+const CANNOT_SUCCEED = `(o.id IS NULL OR ${cancelledForGood("o")})`
 
 /** A job `j` that may start at `now`: none past its expiry (see `JobRow.expireAt`). */
 const UNEXPIRED = (sql: PgClient.PgClient, now: Fragment | number) => sql`(j.expire_at IS NULL OR j.expire_at > ${now})`
@@ -1488,7 +1489,7 @@ const indexShape = (def: string): string => `${def.startsWith("CREATE UNIQUE ")}
 export const TRIGGER_FUNCTIONS = ["wp_dependents_ended", "wp_dependent_deleted"] as const
 
 /** The revision of `TRIGGER_FUNCTIONS`' text, written to wp_meta ('triggers') by whoever writes that text. */
-export const TRIGGERS_REVISION = 2
+export const TRIGGERS_REVISION = 3
 
 /** The statement that makes trigger function `name` in schema `S` (quoted), as this build has it. */
 export const triggerFunction = (S: string, name: string): string =>

@@ -82,3 +82,11 @@ export const toRow = (row: SqlRow): JobRow => ({
   ...(row.waiting_for == null ? {} : { waitingFor: Number(row.waiting_for) }),
   ...(row.failed_dep_id == null ? {} : { failedDependency: { id: row.failed_dep_id, state: row.failed_dep_state as FailedDependency["state"] } })
 })
+
+/**
+ * Whether the row `alias` of `wp_job` is of a job cancelled for good, in SQL (Postgres and SQLite
+ * alike): cancelled neither by a dependency of its own nor by its expiry, so no redrive puts it back
+ * (memory.ts's `cancelledForGood`).
+ */
+export const cancelledForGood = (alias: string): string =>
+  `(${alias}.state = 'cancelled' AND ${alias}.failed_dep_id IS NULL AND NOT (${alias}.expire_at IS NOT NULL AND ${alias}.finished_at >= ${alias}.expire_at))`

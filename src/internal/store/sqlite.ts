@@ -66,7 +66,7 @@ import {
   groupRounds,
   type GroupWalked
 } from "./model.ts"
-import { type SqlRow, toRow } from "./sqlRow.ts"
+import { cancelledForGood, type SqlRow, toRow } from "./sqlRow.ts"
 import { makeSignal } from "./signal.ts"
 import * as Closing from "./closing.ts"
 import { watchOtherProcesses } from "./sqliteWatch.ts"
@@ -571,8 +571,7 @@ const DOOMED_DEPENDENCY = `EXISTS (WITH RECURSIVE needed(id) AS (
       WHERE j.after_failure = 0 AND d.succeeded = 0
   )
   SELECT 1 FROM needed LEFT JOIN wp_job j ON j.id = needed.id
-  WHERE j.id IS NULL OR (j.state = 'cancelled' AND j.failed_dep_id IS NULL
-    AND NOT (j.expire_at IS NOT NULL AND j.finished_at >= j.expire_at)))`
+  WHERE j.id IS NULL OR ${cancelledForGood("j")})`
 
 /**
  * A job's `group_key` as it is queued: its group, or '' for an ungrouped job of a queue with a per-key
@@ -1172,8 +1171,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
     const release = db.prepare(RELEASE)
     const doomedByDelete = db.prepare(DOOMED_BY_DELETE)
     const forGood = db.prepare(
-      `SELECT id FROM wp_job WHERE id IN (SELECT value FROM json_each(:ids))
-         AND state = 'cancelled' AND failed_dep_id IS NULL AND NOT ${EXPIRED}`
+      `SELECT j.id FROM wp_job j WHERE j.id IN (SELECT value FROM json_each(:ids)) AND ${cancelledForGood("j")}`
     )
     /** `ends` and, after them, the jobs the ends of `doomed` (ids, which can never succeed now) doom (`DOOMED_BY_DELETE`). */
     const withDoomed = <E extends { readonly id: string; readonly state: State }>(ends: ReadonlyArray<E>, doomed: ReadonlyArray<string>) =>
@@ -1220,7 +1218,7 @@ export const make = (cfg: Config): Effect.Effect<Store, StoreError, import("effe
      * reads as ended. How many were deleted.
      */
     const couldSucceed = db.prepare(
-      `SELECT 1 AS yes FROM wp_job WHERE id = ? AND NOT (state = 'cancelled' AND failed_dep_id IS NULL AND NOT ${EXPIRED})`
+      `SELECT 1 AS yes FROM wp_job j WHERE j.id = ? AND NOT ${cancelledForGood("j")}`
     )
     const forgotten = (rows: ReadonlyArray<ForgottenRow>, now: number): number => {
       const failed = rows.filter((row) => row.has_dependents !== 0 && row.state !== "succeeded").sort((a, b) => a.seq - b.seq)
